@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m benchmarks SUITE [--quick]``; each suite prints one JSON object last."""

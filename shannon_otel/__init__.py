@@ -1,0 +1,30 @@
+"""shannon-otel: OpenTelemetry-instrumented asyncio waves, resilience policies and anomaly detection."""
+
+from ._config import Telemetry, configure
+from ._events import (
+    AttemptFinished, BreakerTransition, CallFinished, CallObserver, CallRejected, CallStarted,
+    CompensationFinished, Degraded, Hook, RetryScheduled, SagaFinished, SagaObserver, SagaStarted,
+    TaskFinished, WaveObserver, WaveStarted,
+)
+from ._otel import OTelHook
+from ._telemetry import BreakerState, CallOutcome, Outcome
+from ._version import __version__
+from .executor import (
+    Progress, ResourcePool, Summary, TaskPolicy, TaskResult, TaskSpec, Wave, WaveError, WaveReport, WaveResult,
+    WaveStream, record, record_cost, record_tokens, task,
+)
+
+__all__ = [
+    "__version__",
+    # set-up
+    "configure", "Telemetry", "OTelHook",
+    # executor
+    "Wave", "WaveResult", "WaveReport", "WaveError", "WaveStream", "TaskResult", "TaskSpec", "TaskPolicy",
+    "Summary", "Progress", "ResourcePool", "task", "record", "record_tokens", "record_cost",
+    # outcomes and states
+    "Outcome", "CallOutcome", "BreakerState",
+    # hooks and events
+    "Hook", "WaveObserver", "CallObserver", "SagaObserver", "WaveStarted", "TaskFinished", "CallStarted",
+    "AttemptFinished", "RetryScheduled", "CallRejected", "CallFinished", "Degraded", "BreakerTransition",
+    "SagaStarted", "CompensationFinished", "SagaFinished",
+]

@@ -1,0 +1,164 @@
+"""In-process aggregation of the per-task histograms, handed to the SDK at collection time.
+
+One SDK ``Histogram.record`` costs about as much as a whole asyncio task, so the hot per-task
+histograms (task duration, queue wait, token usage) are aggregated here in O(1) per observation
+and injected as standard cumulative OTel histogram points when a reader collects. This only works
+for readers that shannon-otel wires itself (``configure()``, ``testing.InMemoryTelemetry``); they
+register a :class:`MetricsBridge` for their MeterProvider. With any other MeterProvider the OTel
+hook falls back to plain SDK ``record`` calls: same names, same buckets, slower.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from bisect import bisect_left
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    Histogram,
+    HistogramDataPoint,
+    Metric,
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+    ResourceMetrics,
+    ScopeMetrics,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from ._telemetry import SCOPE_NAME, MetricSpec
+from ._version import __version__
+
+_BRIDGES: weakref.WeakKeyDictionary[MeterProvider, MetricsBridge] = weakref.WeakKeyDictionary()
+
+
+class _Point:
+    __slots__ = ("counts", "max", "min", "total")
+
+    def __init__(self, buckets: int) -> None:
+        self.counts = [0] * buckets
+        self.total = 0.0
+        self.min = float("inf")
+        self.max = float("-inf")
+
+
+class HistogramAggregate:
+    """A cumulative explicit-bucket histogram per attribute set (attribute values as a tuple key)."""
+
+    __slots__ = ("_bounds", "_points", "spec")
+
+    def __init__(self, spec: MetricSpec) -> None:
+        assert spec.buckets is not None
+        self.spec = spec
+        self._bounds = spec.buckets
+        self._points: dict[tuple[Any, ...], _Point] = {}
+
+    def record(self, key: tuple[Any, ...], value: float) -> None:
+        point = self._points.get(key)
+        if point is None:
+            point = self._points[key] = _Point(len(self._bounds) + 1)
+        point.counts[bisect_left(self._bounds, value)] += 1
+        point.total += value
+        if value < point.min:
+            point.min = value
+        if value > point.max:
+            point.max = value
+
+    def to_metric(self, start_ns: int, now_ns: int) -> Metric | None:
+        if not self._points:
+            return None
+        keys = self.spec.attributes
+        points = []
+        for key, p in list(self._points.items()):
+            counts = list(p.counts)  # a reader thread may collect mid-record: derive count from the copy
+            points.append(HistogramDataPoint(
+                attributes={k: v for k, v in zip(keys, key, strict=True) if v is not None},
+                start_time_unix_nano=start_ns, time_unix_nano=now_ns, count=sum(counts), sum=p.total,
+                bucket_counts=counts, explicit_bounds=list(self._bounds), min=p.min, max=p.max, exemplars=[],
+            ))
+        return Metric(
+            name=self.spec.name, description=self.spec.description, unit=self.spec.unit,
+            data=Histogram(data_points=points, aggregation_temporality=AggregationTemporality.CUMULATIVE),
+        )
+
+
+class MetricsBridge:
+    """The aggregated histograms of one MeterProvider. Event-loop side writes, reader side reads."""
+
+    def __init__(self, resource: Resource) -> None:
+        self.resource = resource
+        self.start_ns = time.time_ns()
+        self._histograms: dict[str, HistogramAggregate] = {}
+
+    def histogram(self, spec: MetricSpec) -> HistogramAggregate:
+        aggregate = self._histograms.get(spec.name)
+        if aggregate is None:
+            aggregate = self._histograms[spec.name] = HistogramAggregate(spec)
+        return aggregate
+
+    def collect(self) -> list[Metric]:
+        now = time.time_ns()
+        return [m for h in list(self._histograms.values()) if (m := h.to_metric(self.start_ns, now))]
+
+    def merge(self, data: MetricsData | None) -> MetricsData | None:
+        """``data`` with the aggregated histograms added to shannon-otel's scope."""
+        extra = self.collect()
+        if not extra:
+            return data
+        resource_metrics: Sequence[ResourceMetrics] = data.resource_metrics if data else ()
+        if not resource_metrics:
+            resource_metrics = [ResourceMetrics(self.resource, [], "")]
+        first, *rest = resource_metrics
+        scopes = list(first.scope_metrics)
+        for i, scope in enumerate(scopes):
+            if scope.scope.name == SCOPE_NAME:
+                scopes[i] = ScopeMetrics(scope.scope, [*scope.metrics, *extra], scope.schema_url)
+                break
+        else:
+            scopes.append(ScopeMetrics(InstrumentationScope(SCOPE_NAME, __version__), extra, ""))
+        return MetricsData([ResourceMetrics(first.resource, scopes, first.schema_url), *rest])
+
+
+def register_bridge(provider: MeterProvider, bridge: MetricsBridge) -> None:
+    _BRIDGES[provider] = bridge
+
+
+def bridge_for(provider: MeterProvider) -> MetricsBridge | None:
+    return _BRIDGES.get(provider)
+
+
+def histograms_cumulative(exporter: MetricExporter) -> bool:
+    """Whether the exporter wants cumulative histograms (the only temporality the bridge produces)."""
+    from opentelemetry.sdk.metrics import Histogram as HistogramInstrument
+
+    # MetricExporter keeps its preference privately; PeriodicExportingMetricReader reads it the same way.
+    preferred = getattr(exporter, "_preferred_temporality", None) or {}
+    return preferred.get(HistogramInstrument, AggregationTemporality.CUMULATIVE) is AggregationTemporality.CUMULATIVE
+
+
+class BridgedExporter(MetricExporter):
+    """Wraps a metric exporter so each export carries the bridge's aggregated histograms too."""
+
+    def __init__(self, inner: MetricExporter, bridge: MetricsBridge) -> None:
+        super().__init__(
+            preferred_temporality=getattr(inner, "_preferred_temporality", None),
+            preferred_aggregation=getattr(inner, "_preferred_aggregation", None),
+        )
+        self._inner = inner
+        self._bridge = bridge
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        merged = self._bridge.merge(metrics_data)
+        assert merged is not None
+        return self._inner.export(merged, timeout_millis=timeout_millis, **kwargs)
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self._inner.force_flush(timeout_millis=timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)

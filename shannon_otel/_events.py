@@ -1,0 +1,265 @@
+"""Events and the hook protocol: how the executor and the policies tell observers what happened.
+
+Data flows one way: user code -> executor / policies -> hooks -> (OTel SDK, detector, callbacks).
+A :class:`Hook` is long-lived; for each wave, protected call or saga it may return a fresh
+*observer* holding that scope's state, or ``None`` when it does not care. Events are built only
+when some observer exists, so a wave nobody watches pays nothing for them.
+
+Observer calls happen on the event loop thread, inside the context of the work they describe:
+``wave_started`` runs in the context the wave's tasks inherit, ``task_started`` /
+``task_finished`` in the task's own context. That is how the OTel hook makes its spans current.
+Observers of one scope are finished in reverse order of their start, like nested ``with`` blocks.
+Hooks must not raise; the callers shield the work from hook errors only by catching ``Exception``
+in :func:`shannon_otel._events.safe_call` paths documented per call site.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ._telemetry import BreakerState, CallOutcome, Outcome
+
+if TYPE_CHECKING:
+    from .executor._report import WaveReport
+
+__all__ = [
+    "AttemptFinished", "BreakerTransition", "CallFinished", "CallObserver", "CallRejected", "CallStarted",
+    "CompensationFinished", "Degraded", "FallbackStarted", "Hook", "RetryScheduled", "SagaFinished",
+    "SagaObserver", "SagaStarted", "TaskFinished", "TimedOut", "WaveObserver", "WaveStarted", "error_type",
+]
+
+
+def error_type(error: BaseException | None) -> str | None:
+    """The ``error.type`` value for an exception: its fully qualified class name for non-builtins."""
+    if error is None:
+        return None
+    cls = type(error)
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+# --------------------------------------------------------------------------- executor
+@dataclass(frozen=True, slots=True)
+class WaveStarted:
+    wave: str
+    size: int | None  # None for an unsized (streamed) input
+    concurrency: int | None  # None: unbounded
+    start_time: float  # executor clock, seconds
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFinished:
+    wave: str
+    index: int
+    name: str
+    outcome: Outcome
+    duration_s: float
+    queue_wait_s: float
+    error: BaseException | None = None
+    measurements: Mapping[str, float] | None = None
+    batch: int | None = None
+
+    @property
+    def error_type(self) -> str | None:
+        return error_type(self.error)
+
+
+class WaveObserver:
+    """Per-wave observer. Override what you need; every method is a no-op here."""
+
+    __slots__ = ()
+
+    def task_started(self, index: int, name: str, queue_wait_s: float) -> Any:
+        """Called in the task's context just before it runs; the return value comes back as ``token``."""
+        return None
+
+    def task_finished(self, token: Any, event: TaskFinished) -> None:
+        """Called in the task's context after its outcome is known (cancelled tasks included)."""
+
+    def wave_finished(self, report: WaveReport) -> None:
+        """Called once when the wave ends, whatever its outcome."""
+
+
+# --------------------------------------------------------------------------- recovery
+@dataclass(frozen=True, slots=True)
+class CallStarted:
+    operation: str
+    policy: str  # "retry", "pipeline", "breaker", "hedge", "fallback", "timeout", ...
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFinished:
+    operation: str
+    attempt: int  # 1-based
+    outcome: Outcome
+    duration_s: float
+    error: BaseException | None = None
+
+    @property
+    def error_type(self) -> str | None:
+        return error_type(self.error)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryScheduled:
+    operation: str
+    attempt: int  # the attempt that failed (1-based); the next one is attempt + 1
+    delay_s: float
+    error: BaseException | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallRejected:
+    operation: str
+    breaker: str
+    state: BreakerState
+
+
+@dataclass(frozen=True, slots=True)
+class CallFinished:
+    operation: str
+    outcome: CallOutcome
+    attempts: int
+    duration_s: float
+    error: BaseException | None = None
+
+    @property
+    def error_type(self) -> str | None:
+        return error_type(self.error)
+
+
+@dataclass(frozen=True, slots=True)
+class Degraded:
+    operation: str
+    mode: str  # "static", "last_good", "cheaper", "fallback"
+    reason: str  # "breaker_open", "timeout", "failure", "anomaly"
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimedOut:
+    operation: str
+    timeout_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackStarted:
+    operation: str
+    reason: str  # "failure", "timeout", "breaker_open"
+    error: BaseException
+
+    @property
+    def error_type(self) -> str | None:
+        return error_type(self.error)
+
+
+class CallObserver:
+    """Per-call observer of a protected operation. Every method is a no-op here.
+
+    Called by the policies in the caller's task, except ``hedge_started`` and the matching
+    ``attempt_finished``, which run in the hedged attempt's own task.
+    """
+
+    __slots__ = ()
+
+    def attempt_started(self, attempt: int) -> Any:
+        return None
+
+    def hedge_started(self, attempt: int) -> Any:
+        """An extra (hedged) attempt starts; finished through ``attempt_finished``."""
+        return self.attempt_started(attempt)
+
+    def breaker_admitted(self, breaker: str, state: BreakerState) -> None:
+        """A breaker let the next attempt through in ``state`` (closed, or half_open for a probe)."""
+
+    def timed_out(self, event: TimedOut) -> None: ...
+
+    def fallback_started(self, event: FallbackStarted) -> Any:
+        return None
+
+    def fallback_finished(self, token: Any, outcome: Outcome, error: BaseException | None) -> None: ...
+
+    def attempt_finished(self, token: Any, event: AttemptFinished) -> None: ...
+
+    def retry_scheduled(self, event: RetryScheduled) -> None: ...
+
+    def rejected(self, event: CallRejected) -> None: ...
+
+    def degraded(self, event: Degraded) -> None: ...
+
+    def call_finished(self, event: CallFinished) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerTransition:
+    breaker: str
+    from_state: BreakerState
+    to_state: BreakerState
+    reason: str  # "failure_threshold", "failure_rate", "slow_calls", "reset_timeout", "probe_success", ...
+    time: float
+
+
+# --------------------------------------------------------------------------- saga
+@dataclass(frozen=True, slots=True)
+class SagaStarted:
+    saga: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompensationFinished:
+    saga: str
+    step: str
+    outcome: Outcome
+    duration_s: float
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SagaFinished:
+    saga: str
+    outcome: Outcome
+    completed_steps: tuple[str, ...]
+    compensated_steps: tuple[str, ...]
+    failed_compensations: tuple[str, ...] = field(default_factory=tuple)
+
+
+class SagaObserver:
+    __slots__ = ()
+
+    def step_started(self, step: str) -> Any:
+        return None
+
+    def step_finished(self, token: Any, step: str, outcome: Outcome, error: BaseException | None) -> None: ...
+
+    def compensation_started(self, step: str) -> Any:
+        return None
+
+    def compensation_finished(self, token: Any, event: CompensationFinished) -> None: ...
+
+    def saga_finished(self, event: SagaFinished) -> None: ...
+
+
+# --------------------------------------------------------------------------- the hook
+class Hook:
+    """Base class of every hook: the OTel hook, the anomaly feed, user callback hooks.
+
+    Each ``*_started`` method is called once per scope and returns a fresh observer for that
+    scope or ``None``. Long-lived state (instruments, detectors) lives on the hook; per-scope
+    state lives on the observer, so two concurrent scopes never share it.
+    """
+
+    __slots__ = ()
+
+    def wave_started(self, event: WaveStarted) -> WaveObserver | None:
+        return None
+
+    def call_started(self, event: CallStarted) -> CallObserver | None:
+        return None
+
+    def saga_started(self, event: SagaStarted) -> SagaObserver | None:
+        return None
+
+    def breaker_transition(self, event: BreakerTransition) -> None:
+        """A named breaker changed state. Called from whichever call caused the change."""

@@ -1,0 +1,230 @@
+"""Executor telemetry: the wave span, task spans made current inside tasks, and wave/task metrics.
+
+Per wave it decides once whether task spans record (tracing on and the wave span sampled) and
+whether histograms go through the in-process bridge or plain SDK calls. Counters and live gauges
+are observable instruments reading plain dicts, so a task costs a few dict operations, not SDK calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.trace import Status, StatusCode
+
+from .. import _telemetry as tel
+from .._aggregate import HistogramAggregate, bridge_for
+from .._events import TaskFinished, WaveObserver, WaveStarted
+from .._telemetry import Outcome
+from ._providers import metrics_enabled, tracing_enabled
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import Histogram, Meter, MeterProvider
+    from opentelemetry.trace import Span, Tracer, TracerProvider
+
+    from ..executor._report import WaveReport
+
+_TOKEN_TYPES = ((tel.GEN_AI_INPUT_TOKENS, "input"), (tel.GEN_AI_OUTPUT_TOKENS, "output"))
+
+
+def _histogram(meter: Meter, spec: tel.MetricSpec) -> Histogram:
+    return meter.create_histogram(
+        spec.name, unit=spec.unit, description=spec.description,
+        explicit_bucket_boundaries_advisory=list(spec.buckets or ()),
+    )
+
+
+class _SdkHistogram:
+    """The fallback sink: plain SDK records (used when no bridge is registered for the provider)."""
+
+    __slots__ = ("_histogram", "_keys")
+
+    def __init__(self, histogram: Histogram, spec: tel.MetricSpec) -> None:
+        self._histogram = histogram
+        self._keys = spec.attributes
+
+    def record(self, key: tuple[Any, ...], value: float) -> None:
+        attrs = {k: v for k, v in zip(self._keys, key, strict=True) if v is not None}
+        self._histogram.record(value, attrs)
+
+
+class ExecutorTelemetry:
+    """Long-lived: instruments and the live counters the observable instruments read."""
+
+    def __init__(
+        self, tracer: Tracer, meter: Meter, tracer_provider: TracerProvider | None,
+        meter_provider: MeterProvider | None,
+    ) -> None:
+        self.tracer = tracer
+        self._tracer_provider = tracer_provider
+        self._meter_provider = meter_provider
+        self.durations = _histogram(meter, tel.TASK_DURATION)
+        self.queue_waits = _histogram(meter, tel.TASK_QUEUE_WAIT_DURATION)
+        self.tokens = _histogram(meter, tel.TOKEN_USAGE)
+        self.wave_durations = _histogram(meter, tel.WAVE_DURATION)
+        self.efficiency = meter.create_gauge(
+            tel.WAVE_EFFICIENCY.name, unit=tel.WAVE_EFFICIENCY.unit, description=tel.WAVE_EFFICIENCY.description,
+        )
+        # Live state read by the observable instruments at collection time.
+        self.outcomes: dict[tuple[str, str, str | None], int] = {}
+        self.cost: dict[str, float] = {}
+        self.active: dict[str, int] = {}
+        self.pending: dict[str, int] = {}
+        for spec, source in (
+            (tel.TASK_OUTCOMES, self._observe_outcomes), (tel.TASK_COST, self._observe_cost),
+        ):
+            meter.create_observable_counter(
+                spec.name, callbacks=[source], unit=spec.unit, description=spec.description,
+            )
+        for spec, live in ((tel.TASKS_ACTIVE, self.active), (tel.TASKS_PENDING, self.pending)):
+            meter.create_observable_up_down_counter(
+                spec.name, callbacks=[self._live(live)], unit=spec.unit, description=spec.description,
+            )
+
+    def _observe_outcomes(self, options: CallbackOptions) -> Iterable[Observation]:
+        keys = tel.TASK_OUTCOMES.attributes
+        for key, n in list(self.outcomes.items()):
+            yield Observation(n, {k: v for k, v in zip(keys, key, strict=True) if v is not None})
+
+    def _observe_cost(self, options: CallbackOptions) -> Iterable[Observation]:
+        for wave, total in list(self.cost.items()):
+            yield Observation(total, {tel.WAVE_NAME: wave})
+
+    @staticmethod
+    def _live(values: dict[str, int]) -> Any:
+        def observe(options: CallbackOptions) -> Iterable[Observation]:
+            for wave, n in list(values.items()):
+                yield Observation(n, {tel.WAVE_NAME: wave})
+
+        return observe
+
+    def wave_started(self, event: WaveStarted) -> WaveObserver | None:
+        tracing = tracing_enabled(self._tracer_provider)
+        if not tracing and not metrics_enabled(self._meter_provider):
+            return None
+        provider = self._meter_provider or metrics.get_meter_provider()
+        bridge = bridge_for(provider)
+        sinks: tuple[Any, Any, Any]
+        if bridge is not None:
+            sinks = (
+                bridge.histogram(tel.TASK_DURATION), bridge.histogram(tel.TASK_QUEUE_WAIT_DURATION),
+                bridge.histogram(tel.TOKEN_USAGE),
+            )
+        else:
+            sinks = (
+                _SdkHistogram(self.durations, tel.TASK_DURATION),
+                _SdkHistogram(self.queue_waits, tel.TASK_QUEUE_WAIT_DURATION),
+                _SdkHistogram(self.tokens, tel.TOKEN_USAGE),
+            )
+        return _WaveTelemetry(self, event, tracing, *sinks)
+
+
+class _WaveTelemetry(WaveObserver):
+    """Per-wave observer. ``wave_started`` runs it inside the context the wave's tasks inherit."""
+
+    __slots__ = (
+        "_durations", "_queue_waits", "_span", "_tokens", "_unstarted", "_wave_context", "_wave_key", "owner",
+        "record_tasks", "wave",
+    )
+
+    def __init__(
+        self, owner: ExecutorTelemetry, event: WaveStarted, tracing: bool,
+        durations: HistogramAggregate | _SdkHistogram, queue_waits: HistogramAggregate | _SdkHistogram,
+        tokens: HistogramAggregate | _SdkHistogram,
+    ) -> None:
+        self.owner = owner
+        self.wave = event.wave
+        self._wave_key = (event.wave,)
+        self._durations, self._queue_waits, self._tokens = durations, queue_waits, tokens
+        self._span: Span | None = None
+        self.record_tasks = False
+        if tracing:
+            attributes: dict[str, Any] = {tel.WAVE_NAME: event.wave}
+            if event.size is not None:
+                attributes[tel.WAVE_SIZE] = event.size
+            if event.concurrency is not None:
+                attributes[tel.WAVE_CONCURRENCY] = event.concurrency
+            span = owner.tracer.start_span(tel.SPAN_WAVE.format(wave=event.wave), attributes=attributes)
+            self._span = span
+            self.record_tasks = span.is_recording()
+            # Attached in the wave's own context (never detached: that context ends with the wave).
+            otel_context.attach(trace.set_span_in_context(span))
+        self._wave_context = otel_context.get_current()
+        self._unstarted = event.size or 0
+        owner.pending[event.wave] = owner.pending.get(event.wave, 0) + self._unstarted
+        owner.active.setdefault(event.wave, 0)
+
+    def task_started(self, index: int, name: str, queue_wait_s: float) -> Any:
+        owner, wave = self.owner, self.wave
+        owner.active[wave] += 1
+        if self._unstarted:
+            self._unstarted -= 1
+            owner.pending[wave] -= 1
+        if not self.record_tasks:
+            return None
+        span = owner.tracer.start_span(
+            tel.SPAN_TASK.format(task=name), context=self._wave_context,
+            attributes={tel.WAVE_NAME: wave, tel.TASK_INDEX: index, tel.TASK_QUEUE_WAIT: queue_wait_s},
+        )
+        return span, otel_context.attach(trace.set_span_in_context(span))
+
+    def task_finished(self, token: Any, event: TaskFinished) -> None:
+        owner, wave = self.owner, self.wave
+        outcome = event.outcome
+        owner.active[wave] -= 1
+        etype = event.error_type
+        key = (wave, outcome.value, etype)
+        owner.outcomes[key] = owner.outcomes.get(key, 0) + 1
+        self._durations.record(key, event.duration_s)
+        self._queue_waits.record(self._wave_key, event.queue_wait_s)
+        measurements = event.measurements
+        if measurements:
+            self._measure(measurements)
+        if token is None:
+            return
+        span, context_token = token
+        attributes: dict[str, Any] = {tel.TASK_OUTCOME: outcome.value}
+        if etype is not None:
+            attributes[tel.ERROR_TYPE] = etype
+        if measurements:
+            attributes.update(measurements)
+        if event.batch is not None:
+            attributes[tel.WAVE_BATCH] = event.batch
+        span.set_attributes(attributes)
+        if event.error is not None:
+            span.record_exception(event.error)
+            description = "timeout" if outcome is Outcome.TIMEOUT else f"{etype}: {event.error}"
+            span.set_status(Status(StatusCode.ERROR, description))
+        otel_context.detach(context_token)
+        span.end()
+
+    def _measure(self, measurements: Any) -> None:
+        for name, token_type in _TOKEN_TYPES:
+            value = measurements.get(name)
+            if value is not None:
+                self._tokens.record((self.wave, token_type), value)
+        cost = measurements.get(tel.TASK_COST_ATTR)
+        if cost is not None:
+            self.owner.cost[self.wave] = self.owner.cost.get(self.wave, 0.0) + cost
+
+    def wave_finished(self, report: WaveReport) -> None:
+        owner, wave = self.owner, self.wave
+        owner.pending[wave] -= self._unstarted  # tasks never started (fail-fast, cancellation)
+        self._unstarted = 0
+        attrs = {tel.WAVE_NAME: wave, tel.TASK_OUTCOME: report.outcome.value}
+        owner.wave_durations.record(report.duration_s, attrs)
+        owner.efficiency.set(report.parallel_efficiency, {tel.WAVE_NAME: wave})
+        span = self._span
+        if span is None:
+            return
+        span.set_attributes({
+            tel.TASK_OUTCOME: report.outcome.value,
+            **{tel.WAVE_TASKS_PREFIX + o.value: n for o, n in report.counts.items()},
+            tel.WAVE_EFFICIENCY_ATTR: report.parallel_efficiency,
+        })
+        if report.outcome is Outcome.FAILURE:
+            span.set_status(Status(StatusCode.ERROR, f"{report.failed} of {report.total} tasks failed"))
+        span.end()

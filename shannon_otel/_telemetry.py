@@ -1,0 +1,253 @@
+"""The telemetry contract: every span, metric and attribute name shannon-otel emits.
+
+Nothing else in the package spells a telemetry name. Dashboards, alert rules, tests and
+``docs/architecture.md`` are written against this module; ``tests/test_contract.py`` proves
+the bundled assets only reference names listed here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final, Literal
+
+SCOPE_NAME: Final = "shannon_otel"
+
+# --------------------------------------------------------------------------- attributes
+WAVE_NAME: Final = "shannon.wave.name"
+WAVE_SIZE: Final = "shannon.wave.size"
+WAVE_CONCURRENCY: Final = "shannon.wave.concurrency"
+WAVE_BATCH: Final = "shannon.wave.batch"
+WAVE_TASKS_PREFIX: Final = "shannon.wave.tasks."  # + outcome: task counts on the wave span
+WAVE_EFFICIENCY_ATTR: Final = "shannon.wave.parallel_efficiency"
+TASK_INDEX: Final = "shannon.task.index"
+TASK_NAME: Final = "shannon.task.name"
+TASK_OUTCOME: Final = "shannon.task.outcome"
+TASK_QUEUE_WAIT: Final = "shannon.task.queue_wait"
+TASK_POOL: Final = "shannon.task.pool"
+ERROR_TYPE: Final = "error.type"  # OTel semantic conventions
+
+OPERATION: Final = "shannon.operation"
+ATTEMPT: Final = "shannon.attempt"
+ATTEMPT_OUTCOME: Final = "shannon.attempt.outcome"
+CALL_OUTCOME: Final = "shannon.call.outcome"
+RETRY_DELAY: Final = "shannon.retry.delay"
+BREAKER_NAME: Final = "shannon.breaker.name"
+BREAKER_STATE: Final = "shannon.breaker.state"
+BREAKER_FROM: Final = "shannon.breaker.state.from"
+BREAKER_TO: Final = "shannon.breaker.state.to"
+BREAKER_REASON: Final = "shannon.breaker.reason"
+FALLBACK_REASON: Final = "shannon.fallback.reason"
+DEGRADE_MODE: Final = "shannon.degrade.mode"
+DEGRADE_REASON: Final = "shannon.degrade.reason"
+SAGA_NAME: Final = "shannon.saga.name"
+SAGA_STEP: Final = "shannon.saga.step"
+SAGA_OUTCOME: Final = "shannon.saga.outcome"
+COMPENSATION_OUTCOME: Final = "shannon.compensation.outcome"
+HEDGE_ATTEMPT: Final = "shannon.hedge.attempt"
+
+ANOMALY_SERIES: Final = "shannon.anomaly.series"
+ANOMALY_SIGNAL: Final = "shannon.anomaly.signal"
+ANOMALY_SCORE_ATTR: Final = "shannon.anomaly.score"
+ANOMALY_SEVERITY: Final = "shannon.anomaly.severity"
+ANOMALY_VALUE: Final = "shannon.anomaly.value"
+
+GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"  # OTel GenAI semantic conventions
+GEN_AI_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+GEN_AI_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+TASK_COST_ATTR: Final = "shannon.task.cost"
+
+
+class Outcome(StrEnum):
+    """How a task, attempt or call ended. Cancellation is an outcome, never an error."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    TIMEOUT = "timeout"
+    CANCELLATION = "cancellation"
+
+
+class CallOutcome(StrEnum):
+    """How a call through a circuit breaker ended, as the breaker counts it."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    REJECTED = "rejected"
+    IGNORED = "ignored"
+    CANCELLATION = "cancellation"  # the caller was cancelled: never counted as a failure
+
+
+class BreakerState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class Severity(StrEnum):
+    """Anomaly severity bands of the detector score (see docs/architecture.md)."""
+
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+# --------------------------------------------------------------------------- spans
+SPAN_WAVE: Final = "wave {wave}"
+SPAN_TASK: Final = "task {task}"
+SPAN_OPERATION: Final = "{operation}"
+SPAN_ATTEMPT: Final = "attempt {attempt}"
+SPAN_REJECTED: Final = "rejected {operation}"
+SPAN_HEDGE: Final = "hedge {attempt}"
+SPAN_FALLBACK: Final = "fallback {operation}"
+SPAN_SAGA: Final = "saga {saga}"
+SPAN_SAGA_STEP: Final = "step {step}"
+SPAN_COMPENSATION: Final = "compensate {step}"
+
+EVENT_RETRY_SCHEDULED: Final = "shannon.retry.scheduled"
+EVENT_BREAKER_TRANSITION: Final = "shannon.breaker.transition"
+EVENT_DEGRADED: Final = "shannon.degraded"
+EVENT_ANOMALY: Final = "shannon.anomaly"
+EVENT_MEASUREMENT: Final = "shannon.task.measurement"
+
+# --------------------------------------------------------------------------- metrics
+# Seconds-unit histograms need explicit boundaries: the SDK defaults are millisecond-scale.
+DURATION_BUCKETS_S: Final = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+)
+WAVE_DURATION_BUCKETS_S: Final = (0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+ATTEMPT_BUCKETS: Final = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0)
+# GenAI semantic conventions' advice for gen_ai.client.token.usage.
+TOKEN_BUCKETS: Final = (
+    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+)
+
+Kind = Literal["histogram", "counter", "updowncounter", "gauge"]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """One instrument of the contract; ``prometheus`` is its name after OTLP->Prometheus translation."""
+
+    name: str
+    kind: Kind
+    unit: str
+    description: str
+    attributes: tuple[str, ...]
+    buckets: tuple[float, ...] | None = None
+
+    @property
+    def prometheus(self) -> str:
+        """The series name Prometheus shows (OTLP -> Prometheus translation with unit suffixes on).
+
+        Histograms add ``_bucket``/``_sum``/``_count`` to this name.
+        """
+        if self.unit == "s":
+            suffix = "_seconds"
+        elif self.unit == "1":
+            suffix = "_ratio" if self.kind == "gauge" else ""
+        elif self.unit.startswith("{"):
+            suffix = ""  # annotations in braces are dropped by the translation
+        else:
+            suffix = "_" + self.unit
+        name = self.name.replace(".", "_")
+        if suffix and not name.endswith(suffix):
+            name += suffix
+        return name + "_total" if self.kind == "counter" else name
+
+
+TASK_DURATION: Final = MetricSpec(
+    "shannon.task.duration", "histogram", "s",
+    "Wall time of one task of a wave, from start of execution to outcome (queue wait excluded).",
+    (WAVE_NAME, TASK_OUTCOME, ERROR_TYPE), DURATION_BUCKETS_S,
+)
+TASK_QUEUE_WAIT_DURATION: Final = MetricSpec(
+    "shannon.task.queue_wait.duration", "histogram", "s",
+    "Time a task waited for a concurrency slot, resource pool or rate limit before it started.",
+    (WAVE_NAME,), DURATION_BUCKETS_S,
+)
+TASK_OUTCOMES: Final = MetricSpec(
+    "shannon.task.outcomes", "counter", "{task}",
+    "Tasks finished, by outcome (success, failure, timeout, cancellation).",
+    (WAVE_NAME, TASK_OUTCOME, ERROR_TYPE),
+)
+TASKS_ACTIVE: Final = MetricSpec(
+    "shannon.task.active", "updowncounter", "{task}", "Tasks running now.", (WAVE_NAME,),
+)
+TASKS_PENDING: Final = MetricSpec(
+    "shannon.task.pending", "updowncounter", "{task}",
+    "Tasks of running waves not started yet (waiting for a slot or not yet dispatched).", (WAVE_NAME,),
+)
+WAVE_DURATION: Final = MetricSpec(
+    "shannon.wave.duration", "histogram", "s", "Wall time of one wave.", (WAVE_NAME, TASK_OUTCOME),
+    WAVE_DURATION_BUCKETS_S,
+)
+WAVE_EFFICIENCY: Final = MetricSpec(
+    "shannon.wave.parallel_efficiency", "gauge", "1",
+    "Busy task time / (wave wall time x concurrency limit) of the last finished wave, in [0, 1].",
+    (WAVE_NAME,),
+)
+TOKEN_USAGE: Final = MetricSpec(
+    "gen_ai.client.token.usage", "histogram", "{token}",
+    "GenAI tokens used per task, by token type (input, output), as the task recorded them.",
+    (WAVE_NAME, GEN_AI_TOKEN_TYPE), TOKEN_BUCKETS,
+)
+TASK_COST: Final = MetricSpec(
+    "shannon.task.cost", "counter", "USD", "Cost the tasks recorded, summed.", (WAVE_NAME,),
+)
+
+RETRY_ATTEMPTS: Final = MetricSpec(
+    "shannon.retry.attempts", "histogram", "{attempt}", "Attempts one protected call took.",
+    (OPERATION, CALL_OUTCOME), ATTEMPT_BUCKETS,
+)
+RETRY_DELAY_DURATION: Final = MetricSpec(
+    "shannon.retry.delay", "histogram", "s", "Backoff delay scheduled before a retry.",
+    (OPERATION,), DURATION_BUCKETS_S,
+)
+CALLS: Final = MetricSpec(
+    "shannon.calls", "counter", "{call}",
+    "Calls through a protected operation or breaker, by outcome (success, failure, rejected, ignored).",
+    (OPERATION, CALL_OUTCOME, ERROR_TYPE),
+)
+BREAKER_STATE_METRIC: Final = MetricSpec(
+    "shannon.breaker.state", "updowncounter", "1",
+    "1 for the breaker's current state, 0 for the others (one series per state).",
+    (BREAKER_NAME, BREAKER_STATE),
+)
+BREAKER_TRANSITIONS: Final = MetricSpec(
+    "shannon.breaker.transitions", "counter", "{transition}", "Circuit breaker state changes.",
+    (BREAKER_NAME, BREAKER_FROM, BREAKER_TO),
+)
+TIMEOUTS: Final = MetricSpec(
+    "shannon.timeouts", "counter", "{timeout}", "Operations cut off by a timeout policy.", (OPERATION,),
+)
+FALLBACKS: Final = MetricSpec(
+    "shannon.fallbacks", "counter", "{fallback}", "Fallbacks served after the primary failed.",
+    (OPERATION, ERROR_TYPE),
+)
+DEGRADATIONS: Final = MetricSpec(
+    "shannon.degradations", "counter", "{degradation}", "Degraded results served, by mode and reason.",
+    (OPERATION, DEGRADE_MODE, DEGRADE_REASON),
+)
+COMPENSATIONS: Final = MetricSpec(
+    "shannon.compensations", "counter", "{compensation}", "Saga compensations run, by outcome.",
+    (SAGA_NAME, COMPENSATION_OUTCOME),
+)
+HEDGES: Final = MetricSpec(
+    "shannon.hedges", "counter", "{attempt}", "Hedged (extra) attempts started.", (OPERATION,),
+)
+
+ANOMALY_SCORE: Final = MetricSpec(
+    "shannon.anomaly.score", "gauge", "1",
+    "Latest anomaly score in [0, 1] of one watched series (signal x wave/operation).",
+    (ANOMALY_SERIES, ANOMALY_SIGNAL),
+)
+ANOMALY_EVENTS: Final = MetricSpec(
+    "shannon.anomaly.events", "counter", "{anomaly}", "Anomalies detected, by signal and severity.",
+    (ANOMALY_SERIES, ANOMALY_SIGNAL, ANOMALY_SEVERITY),
+)
+
+METRICS: Final[tuple[MetricSpec, ...]] = (
+    TASK_DURATION, TASK_QUEUE_WAIT_DURATION, TASK_OUTCOMES, TASKS_ACTIVE, TASKS_PENDING, WAVE_DURATION,
+    WAVE_EFFICIENCY, TOKEN_USAGE, TASK_COST, RETRY_ATTEMPTS, RETRY_DELAY_DURATION, CALLS,
+    BREAKER_STATE_METRIC, BREAKER_TRANSITIONS, TIMEOUTS, FALLBACKS, DEGRADATIONS, COMPENSATIONS, HEDGES,
+    ANOMALY_SCORE, ANOMALY_EVENTS,
+)

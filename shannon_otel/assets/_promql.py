@@ -1,0 +1,117 @@
+"""PromQL built from the telemetry contract, so renaming a metric or attribute renames every query.
+
+Names follow the OTLP -> Prometheus translation of the collector's ``prometheus`` exporter:
+:attr:`MetricSpec.prometheus` for series names, attribute keys with dots (and any other symbol)
+turned into ``_`` for labels. The resource's ``service.name`` (with ``service.namespace/`` in front
+when set) becomes ``job`` and ``service.instance.id`` becomes ``instance``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+from shannon_otel._telemetry import MetricSpec
+
+JOB: str = "job"
+INSTANCE: str = "instance"
+
+_HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+
+
+def label(attribute: str) -> str:
+    """The Prometheus label an OTel attribute key becomes (``shannon.wave.name`` -> ``shannon_wave_name``)."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", attribute)
+
+
+def series(spec: MetricSpec, suffix: str = "") -> str:
+    """The series name of ``spec``; histograms need one of ``_bucket``, ``_sum``, ``_count``."""
+    if (spec.kind == "histogram") != (suffix in _HISTOGRAM_SUFFIXES):
+        raise ValueError(f"{spec.name} ({spec.kind}) cannot take suffix {suffix!r}")
+    return spec.prometheus + suffix
+
+
+def eq(attribute: str, value: str) -> str:
+    return f'{label(attribute)}="{value}"'
+
+
+def ne(attribute: str, value: str) -> str:
+    return f'{label(attribute)}!="{value}"'
+
+
+def match(attribute: str, pattern: str) -> str:
+    return f'{label(attribute)}=~"{pattern}"'
+
+
+def any_of(attribute: str, values: Iterable[str]) -> str:
+    return match(attribute, "|".join(values))
+
+
+def sel(spec: MetricSpec, *matchers: str, suffix: str = "") -> str:
+    """A vector selector; every selector carries braces so metric names can be found by a regex."""
+    return f"{series(spec, suffix)}{{{', '.join(matchers)}}}"
+
+
+def by(*attributes: str) -> str:
+    return ", ".join(label(a) for a in attributes)
+
+
+def rate(selector: str, window: str = "$__rate_interval") -> str:
+    return f"rate({selector}[{window}])"
+
+
+def increase(selector: str, window: str = "$__rate_interval") -> str:
+    return f"increase({selector}[{window}])"
+
+
+def sum_by(attributes: Iterable[str], expr: str) -> str:
+    grouping = by(*attributes)
+    return f"sum by ({grouping}) ({expr})" if grouping else f"sum({expr})"
+
+
+def quantile(
+    q: float, spec: MetricSpec, *matchers: str, by_: Iterable[str] = (), window: str = "$__rate_interval",
+) -> str:
+    """``histogram_quantile`` over the classic ``_bucket`` series of ``spec``."""
+    bucket = rate(sel(spec, *matchers, suffix="_bucket"), window)
+    return f"histogram_quantile({q}, {sum_by(('le', *by_), bucket)})"
+
+
+def mean(spec: MetricSpec, *matchers: str, by_: Iterable[str] = (), window: str = "$__rate_interval") -> str:
+    """Mean observation of histogram ``spec``: rate of ``_sum`` over rate of ``_count``."""
+    grouping = tuple(by_)
+    total = sum_by(grouping, rate(sel(spec, *matchers, suffix="_sum"), window))
+    count = sum_by(grouping, rate(sel(spec, *matchers, suffix="_count"), window))
+    return f"{total}\n/\n{count}"
+
+
+# ----------------------------------------------------------------------------- analysis
+_SELECTOR = re.compile(r"([A-Za-z_:][A-Za-z0-9_:]*)\s*\{")
+_VARIABLE = re.compile(r"\$(?:\{(\w+)(?::\w+)?\}|(\w+))")
+
+#: Values standing in for Grafana's variables when a dashboard query is run outside Grafana.
+GRAFANA_DEFAULTS: Mapping[str, str] = {
+    "__rate_interval": "1m",
+    "__interval": "15s",
+    "__range": "1h",
+}
+
+
+def metric_names(expr: str) -> set[str]:
+    """Series names selected by ``expr`` (this module always writes selectors with braces)."""
+    return {m.group(1) for m in _SELECTOR.finditer(expr)}
+
+
+def concrete(expr: str, values: Mapping[str, str] | None = None) -> str:
+    """``expr`` with Grafana variables replaced, ready for Prometheus or ``promtool``.
+
+    ``$__rate_interval``, ``$__interval`` and ``$__range`` get :data:`GRAFANA_DEFAULTS`, every other
+    variable (``$job``, ``$wave``...) gets ``.*`` - the "All" value of the dashboards' variables -
+    unless ``values`` names it.
+    """
+    chosen = {**GRAFANA_DEFAULTS, **(values or {})}
+
+    def replace(m: re.Match[str]) -> str:
+        return chosen.get(m.group(1) or m.group(2), ".*")
+
+    return _VARIABLE.sub(replace, expr)

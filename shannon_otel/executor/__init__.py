@@ -1,0 +1,11 @@
+"""The wave executor: concurrency limits, timeouts, batching, pools, progress, reports."""
+
+from ._limits import ResourcePool
+from ._report import Summary, TaskResult, WaveReport
+from ._task import TaskSpec, record, record_cost, record_tokens, task
+from ._wave import Progress, TaskPolicy, Wave, WaveError, WaveResult, WaveStream
+
+__all__ = [
+    "Progress", "ResourcePool", "Summary", "TaskPolicy", "TaskResult", "TaskSpec", "Wave", "WaveError",
+    "WaveReport", "WaveResult", "WaveStream", "record", "record_cost", "record_tokens", "task",
+]

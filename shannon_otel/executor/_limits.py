@@ -1,0 +1,72 @@
+"""Limits on when tasks may start: resource pools shared across waves and a per-run rate limiter."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+
+
+class ResourcePool:
+    """At most ``limit`` concurrent tasks that name this pool, across every wave using it.
+
+    A pool is shared state by design (``ResourcePool("db", 2)`` passed to several waves);
+    the ``Wave`` policy that references it stays immutable.
+    """
+
+    __slots__ = ("_semaphore", "limit", "name")
+
+    def __init__(self, name: str, limit: int) -> None:
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ValueError(f"ResourcePool limit must be an int >= 1, got {limit!r}")
+        if not name:
+            raise ValueError("ResourcePool name must be a non-empty string")
+        self.name = name
+        self.limit = limit
+        self._semaphore = asyncio.Semaphore(limit)
+
+    @property
+    def in_use(self) -> int:
+        return self.limit - self._semaphore._value  # noqa: SLF001 - the semaphore has no public reading
+
+    async def acquire(self) -> None:
+        await self._semaphore.acquire()
+
+    def release(self) -> None:
+        self._semaphore.release()
+
+    def __repr__(self) -> str:
+        return f"ResourcePool({self.name!r}, limit={self.limit}, in_use={self.in_use})"
+
+
+def pools_by_name(pools: tuple[ResourcePool, ...]) -> Mapping[str, ResourcePool]:
+    by_name: dict[str, ResourcePool] = {}
+    for pool in pools:
+        if not isinstance(pool, ResourcePool):
+            raise TypeError(f"pools must hold ResourcePool objects, got {type(pool).__name__}")
+        if pool.name in by_name:
+            raise ValueError(f"pools holds two pools named {pool.name!r}")
+        by_name[pool.name] = pool
+    return by_name
+
+
+class RateLimiter:
+    """Start at most ``rate`` tasks per second with bursts of ``burst`` (GCRA). Per-run state."""
+
+    __slots__ = ("_clock", "_interval", "_sleep", "_tat", "_tau")
+
+    def __init__(
+        self, rate: float, burst: int, clock: Callable[[], float], sleep: Callable[[float], Awaitable[None]],
+    ) -> None:
+        self._interval = 1.0 / rate
+        self._tau = (burst - 1) * self._interval
+        self._clock = clock
+        self._sleep = sleep
+        self._tat = clock()
+
+    async def acquire(self) -> None:
+        now = self._clock()
+        tat = max(self._tat, now)
+        self._tat = tat + self._interval
+        wait = tat - self._tau - now
+        if wait > 0:
+            await self._sleep(wait)

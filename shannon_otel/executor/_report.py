@@ -1,0 +1,131 @@
+"""What a wave returns: per-task results and the wave report, built in O(1) per task."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from .._events import error_type
+from .._stats import LogHistogram
+from .._telemetry import Outcome
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult(Generic[T]):
+    """One task's outcome. ``value`` is set only on success, ``error`` only on failure/timeout."""
+
+    index: int
+    name: str
+    outcome: Outcome
+    value: T | None = None
+    error: BaseException | None = None
+    duration_s: float = 0.0
+    queue_wait_s: float = 0.0
+    measurements: Mapping[str, float] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.SUCCESS
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Distribution of one per-task quantity (seconds, tokens, ...)."""
+
+    count: int
+    total: float
+    mean: float
+    p50: float
+    p95: float
+    p99: float
+    max: float
+
+    @classmethod
+    def of(cls, hist: LogHistogram) -> Summary:
+        if hist.count == 0:
+            nan = float("nan")
+            return cls(0, 0.0, nan, nan, nan, nan, nan)
+        return cls(
+            hist.count, hist.total, hist.mean, hist.quantile(0.5), hist.quantile(0.95), hist.quantile(0.99),
+            hist.max,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WaveReport:
+    """The final report of one wave.
+
+    ``parallel_efficiency`` is busy task time / (wall time x concurrency actually available):
+    1.0 means every slot was busy for the whole wave.
+    """
+
+    wave: str
+    outcome: Outcome
+    duration_s: float
+    concurrency: int
+    counts: Mapping[Outcome, int]
+    errors_by_type: Mapping[str, int]
+    latency: Summary
+    queue_wait: Summary
+    parallel_efficiency: float
+    measurements: Mapping[str, Summary] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def failed(self) -> int:
+        return self.counts.get(Outcome.FAILURE, 0) + self.counts.get(Outcome.TIMEOUT, 0)
+
+
+class ReportBuilder:
+    """Accumulates task outcomes for one wave run. Not thread-safe; event-loop only."""
+
+    __slots__ = ("_errors", "_latency", "_measurements", "_queue", "busy_s", "counts")
+
+    def __init__(self) -> None:
+        self.counts: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
+        self._errors: dict[str, int] = {}
+        self._latency = LogHistogram()
+        self._queue = LogHistogram()
+        self._measurements: dict[str, LogHistogram] = {}
+        self.busy_s = 0.0
+
+    def add(
+        self, outcome: Outcome, duration_s: float, queue_wait_s: float, error: BaseException | None,
+        measurements: Mapping[str, float] | None,
+    ) -> None:
+        self.counts[outcome] += 1
+        self.busy_s += duration_s
+        if outcome is not Outcome.CANCELLATION or duration_s:
+            self._latency.add(duration_s)
+            self._queue.add(queue_wait_s)
+        if error is not None:
+            key = error_type(error) or ""
+            self._errors[key] = self._errors.get(key, 0) + 1
+        if measurements:
+            for name, value in measurements.items():
+                hist = self._measurements.get(name)
+                if hist is None:
+                    hist = self._measurements[name] = LogHistogram()
+                hist.add(value)
+
+    def build(self, wave: str, duration_s: float, concurrency: int, cancelled: bool) -> WaveReport:
+        if cancelled:
+            outcome = Outcome.CANCELLATION
+        elif self.counts[Outcome.FAILURE] or self.counts[Outcome.TIMEOUT]:
+            outcome = Outcome.FAILURE
+        else:
+            outcome = Outcome.SUCCESS
+        capacity = duration_s * concurrency
+        return WaveReport(
+            wave=wave, outcome=outcome, duration_s=duration_s, concurrency=concurrency,
+            counts=dict(self.counts), errors_by_type=dict(self._errors),
+            latency=Summary.of(self._latency), queue_wait=Summary.of(self._queue),
+            parallel_efficiency=min(1.0, self.busy_s / capacity) if capacity > 0 else 0.0,
+            measurements={k: Summary.of(v) for k, v in self._measurements.items()},
+        )

@@ -1,0 +1,189 @@
+"""One run of a wave: workers pulling tasks from a shared iterator, with per-run state only.
+
+Why workers instead of one asyncio task per input: a wave of N tasks with concurrency C creates
+C tasks, not N, so the executor costs less than ``asyncio.gather`` itself. The price: contextvars a
+task sets without resetting are visible to later tasks of the same worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from .._events import TaskFinished, WaveObserver
+from .._telemetry import Outcome
+from ._limits import RateLimiter
+from ._report import ReportBuilder, TaskResult
+from ._task import CURRENT_TASK, TaskSlot, TaskSpec
+
+if TYPE_CHECKING:
+    from ._wave import Progress, Wave
+
+Item = tuple[int, Any]
+_FAILED = (Outcome.FAILURE, Outcome.TIMEOUT)
+
+
+class WaveRun:
+    """Mutable state of one execution of a :class:`Wave` policy. Event-loop only."""
+
+    def __init__(
+        self, wave: Wave[Any], observers: tuple[WaveObserver, ...], size: int | None,
+        deliver: Callable[[TaskResult[Any]], None], gate: asyncio.Semaphore | None = None,
+    ) -> None:
+        self.wave = wave
+        self.observers = observers
+        self.reversed_observers = observers[::-1]
+        self.deliver = deliver
+        self.gate = gate
+        self.report = ReportBuilder()
+        self.pending = size or 0
+        self.active = 0
+        self.done = 0
+        self.failed = 0
+        self.stopped = False
+        self.batch: int | None = None
+        self.dispatch_time = 0.0
+        self.workers: list[asyncio.Task[None]] = []
+        self.limiter = (
+            RateLimiter(wave.rate_limit, wave.burst, wave.clock, wave.sleep) if wave.rate_limit else None
+        )
+        self._next_progress = 0.0
+
+    async def run_batch(self, items: Iterator[Item], workers: int, context: contextvars.Context) -> None:
+        """Run ``items`` on ``workers`` workers; returns when all are done or the run stopped."""
+        self.dispatch_time = self.wave.clock()
+        async with asyncio.TaskGroup() as group:
+            self.workers = [group.create_task(self._worker(items), context=context.copy()) for _ in range(workers)]
+
+    async def _worker(self, items: Iterator[Item]) -> None:
+        slot = TaskSlot()
+        CURRENT_TASK.set(slot)
+        gate = self.gate
+        if gate is None:
+            for index, item in items:
+                if self.stopped:
+                    close_unstarted(item)
+                    return
+                await self._run_one(index, item, slot)
+            return
+        while not self.stopped:
+            await gate.acquire()  # room for one more result at the consumer
+            entry = next(items, None)
+            if entry is None:
+                gate.release()
+                return
+            await self._run_one(entry[0], entry[1], slot)
+
+    async def _run_one(self, index: int, item: Any, slot: TaskSlot) -> None:  # noqa: C901, PLR0912
+        wave = self.wave
+        clock = wave.clock
+        name, pool_name = wave.name, None
+        work = item
+        if type(item) is TaskSpec:
+            work, pool_name = item.work, item.pool
+            name = item.name or name
+        pool = wave.pool_map[pool_name] if pool_name is not None else None
+        outcome = Outcome.SUCCESS
+        value: Any = None
+        error: BaseException | None = None
+        tokens: list[Any] | None = None
+        slot.measurements = None
+        start = queue_wait = 0.0
+        acquired = False
+        try:
+            if self.limiter is not None:
+                await self.limiter.acquire()
+            if pool is not None:
+                await pool.acquire()
+                acquired = True
+            start = clock()
+            queue_wait = start - self.dispatch_time
+            self.pending -= 1
+            self.active += 1
+            if self.observers:
+                tokens = [obs.task_started(index, name, queue_wait) for obs in self.observers]
+            if wave.policy is not None:
+                if not callable(work):
+                    raise TypeError("a Wave with a policy needs zero-argument callables, not coroutine objects")
+                call = wave.policy.call(work)
+            else:
+                call = work() if callable(work) else work
+            if wave.timeout is not None:
+                async with asyncio.timeout(wave.timeout):
+                    value = await call
+            else:
+                value = await call
+        except asyncio.CancelledError as exc:
+            outcome, error = Outcome.CANCELLATION, None
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                self._finish(index, name, outcome, start, queue_wait, exc, slot, tokens, acquired, pool)
+                raise
+            # The task cancelled itself (or awaited something cancelled): its own outcome, not ours.
+        except TimeoutError as exc:
+            outcome, error = Outcome.TIMEOUT, exc
+        except Exception as exc:
+            outcome, error = Outcome.FAILURE, exc
+        self._finish(index, name, outcome, start, queue_wait, error, slot, tokens, acquired, pool, value)
+
+    def _finish(
+        self, index: int, name: str, outcome: Outcome, start: float, queue_wait: float,
+        error: BaseException | None, slot: TaskSlot, tokens: list[Any] | None, acquired: bool,
+        pool: Any, value: Any = None,
+    ) -> None:
+        if acquired:
+            pool.release()
+        started = start != 0.0
+        duration = self.wave.clock() - start if started else 0.0
+        if started:
+            self.active -= 1
+        else:
+            self.pending -= 1
+        self.done += 1
+        recorded = error if not isinstance(error, asyncio.CancelledError) else None
+        measurements = slot.measurements
+        self.report.add(outcome, duration, queue_wait, recorded, measurements)
+        if outcome in _FAILED:
+            self.failed += 1
+        if tokens is not None:
+            event = TaskFinished(
+                self.wave.name, index, name, outcome, duration, queue_wait, recorded, measurements, self.batch,
+            )
+            for obs, token in zip(self.reversed_observers, reversed(tokens), strict=True):
+                obs.task_finished(token, event)
+        self.deliver(TaskResult(index, name, outcome, value, recorded, duration, queue_wait, measurements))
+        if self.wave.on_progress is not None:
+            self._progress()
+        if outcome in _FAILED and self.wave.fail_fast and not self.stopped:
+            self.stop()
+
+    def stop(self) -> None:
+        """Start no more tasks and cancel the running ones (fail-fast)."""
+        self.stopped = True
+        current = asyncio.current_task()
+        for worker in self.workers:
+            if worker is not current:
+                worker.cancel()
+
+    def progress(self) -> Progress:
+        from ._wave import Progress
+
+        return Progress(self.wave.name, self.pending, self.active, self.done, self.failed)
+
+    def _progress(self, final: bool = False) -> None:
+        now = self.wave.clock()
+        if final or now >= self._next_progress:
+            self._next_progress = now + self.wave.progress_interval
+            callback = self.wave.on_progress
+            assert callback is not None
+            callback(self.progress())
+
+
+def close_unstarted(item: Any) -> None:
+    """Close a coroutine that will never run, so Python does not warn that it was never awaited."""
+    work = item.work if type(item) is TaskSpec else item
+    close = getattr(work, "close", None)
+    if close is not None and asyncio.iscoroutine(work):
+        close()

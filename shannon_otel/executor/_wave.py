@@ -1,0 +1,295 @@
+"""The wave executor policy: run many coroutines as one named, instrumented wave."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import itertools
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping, Sized
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+from .._events import Hook, WaveObserver, WaveStarted
+from .._hooks import resolve_hooks
+from .._telemetry import Outcome
+from ._limits import ResourcePool, pools_by_name
+from ._report import TaskResult, WaveReport
+from ._run import Item, WaveRun, close_unstarted
+from ._task import TaskSpec
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
+T = TypeVar("T")
+TaskLike = Callable[[], Awaitable[T]] | Coroutine[Any, Any, T] | TaskSpec[T]
+
+
+class TaskPolicy(Protocol):
+    """What the executor needs of a per-task recovery policy (retry, pipeline, ...)."""
+
+    def call(self, fn: Callable[[], Awaitable[Any]], /) -> Awaitable[Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Live counters of a wave, handed to ``on_progress``."""
+
+    wave: str
+    pending: int
+    active: int
+    done: int
+    failed: int
+
+
+class WaveError(ExceptionGroup[Exception]):
+    """The failures of a wave, as an ExceptionGroup; ``result`` keeps every task's result."""
+
+    result: WaveResult[Any]
+
+    def __new__(cls, message: str, exceptions: list[Exception], result: WaveResult[Any]) -> WaveError:
+        self = super().__new__(cls, message, exceptions)
+        self.result = result
+        return self
+
+    def derive(self, excs: list[Exception]) -> WaveError:  # type: ignore[override]
+        return WaveError(self.message, excs, self.result)
+
+
+@dataclass(frozen=True, slots=True)
+class WaveResult(Generic[T]):
+    """Results in input order plus the wave report. Never raises by itself."""
+
+    results: list[TaskResult[T]]
+    report: WaveReport
+
+    @property
+    def errors(self) -> list[TaskResult[T]]:
+        return [r for r in self.results if r.error is not None]
+
+    def values(self) -> list[T | None]:
+        """The task values in input order; raises :class:`WaveError` if any task failed."""
+        self.raise_for_errors()
+        return [r.value for r in self.results]
+
+    def raise_for_errors(self) -> None:
+        failed = self.errors
+        if not failed:
+            return
+        errors: list[Exception] = []
+        for r in failed:
+            assert isinstance(r.error, Exception)
+            r.error.add_note(f"in task {r.index} ({r.name}) of wave {self.report.wave!r}")
+            errors.append(r.error)
+        by_type = ", ".join(f"{k}: {v}" for k, v in sorted(self.report.errors_by_type.items()))
+        raise WaveError(
+            f"wave {self.report.wave!r}: {len(failed)} of {len(self.results)} tasks failed ({by_type})",
+            errors, self,
+        )
+
+
+def _check_positive(name: str, value: float | None, *, integer: bool = False) -> None:
+    if value is None:
+        return
+    kind = "an int" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        raise TypeError(f"{name} must be {kind} > 0 or None, got {value!r}")
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0 (or None), got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Wave(Generic[T]):
+    """An immutable wave policy; each :meth:`run` / :meth:`stream` creates fresh per-run state.
+
+    Args:
+        name: the wave's name (span name ``wave <name>``, the ``shannon.wave.name`` attribute).
+        max_concurrency: tasks running at once (> 0); ``None`` runs every task at once (sized input only).
+        timeout: per-task timeout in seconds (> 0), or ``None``.
+        rate_limit: task starts per second (> 0), or ``None``; ``burst`` starts may happen at once.
+        batch_size: run the input as consecutive batches of this size (each waits for the previous).
+        fail_fast: on the first failure or timeout, cancel the running tasks and start no more.
+        policy: a per-task recovery policy (``Retry``, ``Pipeline``...); tasks must then be factories.
+        pools: resource pools that tasks name with ``task(..., pool="api")``.
+        on_progress: called with a :class:`Progress` at most every ``progress_interval`` seconds.
+        hooks: extra hooks (callbacks, the anomaly detector); the OTel hook is added unless
+            ``instrument=False``. ``tracer_provider`` / ``meter_provider`` default to the globals.
+        clock, sleep: injectable time sources (tests use a fake clock).
+    """
+
+    name: str
+    max_concurrency: int | None = 100
+    timeout: float | None = None
+    rate_limit: float | None = None
+    burst: int = 1
+    batch_size: int | None = None
+    fail_fast: bool = False
+    policy: TaskPolicy | None = None
+    pools: tuple[ResourcePool, ...] = ()
+    on_progress: Callable[[Progress], None] | None = None
+    progress_interval: float = 0.25
+    hooks: tuple[Hook, ...] = ()
+    tracer_provider: TracerProvider | None = None
+    meter_provider: MeterProvider | None = None
+    instrument: bool = True
+    clock: Callable[[], float] = time.perf_counter
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    pool_map: Mapping[str, ResourcePool] = field(init=False, repr=False, compare=False)
+    resolved_hooks: tuple[Hook, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"name must be a non-empty string, got {self.name!r}")
+        _check_positive("max_concurrency", self.max_concurrency, integer=True)
+        _check_positive("timeout", self.timeout)
+        _check_positive("rate_limit", self.rate_limit)
+        _check_positive("batch_size", self.batch_size, integer=True)
+        _check_positive("burst", self.burst, integer=True)
+        _check_positive("progress_interval", self.progress_interval)
+        if self.policy is not None and not callable(getattr(self.policy, "call", None)):
+            raise TypeError(f"policy must have a call(fn) method, got {type(self.policy).__name__}")
+        object.__setattr__(self, "pools", tuple(self.pools))
+        object.__setattr__(self, "pool_map", pools_by_name(self.pools))
+        object.__setattr__(
+            self, "resolved_hooks",
+            resolve_hooks(self.hooks, self.tracer_provider, self.meter_provider, instrument=self.instrument),
+        )
+
+    async def run(self, tasks: Iterable[TaskLike[T]], *, raise_errors: bool = False) -> WaveResult[T]:
+        """Run every task; return results in input order with the report.
+
+        Task failures never raise here unless ``raise_errors`` (then :class:`WaveError`, which keeps
+        the full result). Cancelling the caller cancels every task and re-raises CancelledError.
+        """
+        items = list(tasks)
+        results: list[TaskResult[T] | None] = [None] * len(items)
+
+        def deliver(result: TaskResult[Any]) -> None:
+            results[result.index] = result
+
+        report = await self._execute(items, len(items), deliver)
+        result = WaveResult([r for r in results if r is not None], report)
+        if raise_errors:
+            result.raise_for_errors()
+        return result
+
+    def stream(self, tasks: Iterable[TaskLike[T]], *, buffer: int | None = None) -> WaveStream[T]:
+        """Results in completion order, holding O(concurrency) of them: ``async with wave.stream(it) as s``.
+
+        ``tasks`` may be a lazy (even endless) iterator; ``max_concurrency`` must then be set.
+        """
+        if self.max_concurrency is None and not isinstance(tasks, Sized):
+            raise ValueError("max_concurrency=None needs a sized input; set max_concurrency to stream")
+        return WaveStream(self, tasks, buffer or (self.max_concurrency or 1) * 2)
+
+    # ------------------------------------------------------------------ the engine
+    async def _execute(
+        self, tasks: Iterable[Any], size: int | None, deliver: Callable[[TaskResult[Any]], None],
+        gate: asyncio.Semaphore | None = None, on_report: Callable[[WaveReport], None] | None = None,
+    ) -> WaveReport:
+        clock = self.clock
+        context = contextvars.copy_context()
+        concurrency = self.max_concurrency or size or 1
+        if size is not None:
+            concurrency = max(1, min(concurrency, size))
+        started = clock()
+        observers: tuple[WaveObserver, ...] = ()
+        if self.resolved_hooks:
+            event = WaveStarted(self.name, size, self.max_concurrency, started)
+            observers = tuple(
+                obs for hook in self.resolved_hooks
+                if (obs := context.run(hook.wave_started, event)) is not None
+            )
+        run = WaveRun(self, observers, size, deliver, gate)
+        items: Iterator[Item] = enumerate(tasks)
+        chunk: Iterator[Item] = iter(())
+        cancelled = False
+        try:
+            if self.batch_size is None:
+                await run.run_batch(items, concurrency, context)
+            else:
+                for batch, block in enumerate(itertools.batched(items, self.batch_size)):
+                    run.batch = batch
+                    chunk = iter(block)
+                    await run.run_batch(chunk, min(concurrency, len(block)), context)
+                    if run.stopped:
+                        break
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
+        finally:
+            if size is not None:  # never drain a lazy input: it may be endless
+                self._drain(run, itertools.chain(chunk, items))
+            report = run.report.build(self.name, clock() - started, concurrency, cancelled)
+            if on_report is not None:
+                on_report(report)
+            for obs in reversed(observers):
+                context.run(obs.wave_finished, report)
+            if self.on_progress is not None:
+                self.on_progress(run.progress())
+        return report
+
+    def _drain(self, run: WaveRun, items: Iterator[Item]) -> None:
+        """Tasks never started (fail-fast or cancellation): closed, and recorded as cancelled."""
+        for index, item in items:
+            close_unstarted(item)
+            name = (item.name or self.name) if type(item) is TaskSpec else self.name
+            run.report.add(Outcome.CANCELLATION, 0.0, 0.0, None, None)
+            run.pending -= 1
+            run.done += 1
+            run.deliver(TaskResult(index, name, Outcome.CANCELLATION))
+
+
+class WaveStream(Generic[T]):
+    """Async context manager and iterator over a streamed wave's results (completion order).
+
+    At most ``buffer`` results are in flight or waiting to be consumed: workers pull the next input
+    only when the consumer has made room. Leaving the ``async with`` block early cancels the rest;
+    ``report`` is set once the wave has ended either way.
+    """
+
+    def __init__(self, wave: Wave[T], tasks: Iterable[Any], buffer: int) -> None:
+        self._wave = wave
+        self._tasks = tasks
+        self._queue: asyncio.Queue[TaskResult[T] | None] = asyncio.Queue()
+        self._gate = asyncio.Semaphore(buffer)
+        self._runner: asyncio.Task[WaveReport] | None = None
+        self.report: WaveReport | None = None
+
+    async def __aenter__(self) -> WaveStream[T]:
+        size = len(self._tasks) if isinstance(self._tasks, Sized) else None
+        queue = self._queue
+
+        def on_report(report: WaveReport) -> None:
+            self.report = report
+            queue.put_nowait(None)
+
+        self._runner = asyncio.create_task(
+            self._wave._execute(self._tasks, size, queue.put_nowait, self._gate, on_report),  # noqa: SLF001
+        )
+        return self
+
+    def __aiter__(self) -> WaveStream[T]:
+        return self
+
+    async def __anext__(self) -> TaskResult[T]:
+        item = await self._queue.get()
+        if item is None:
+            assert self._runner is not None
+            await self._runner  # surfaces an internal error, if any
+            raise StopAsyncIteration
+        self._gate.release()
+        return item
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        runner = self._runner
+        if runner is None:
+            return
+        runner.cancel()
+        try:
+            await runner
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise

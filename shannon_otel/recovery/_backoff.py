@@ -1,0 +1,65 @@
+"""Exponential backoff with jitter, as pure functions of the attempt number and a random source."""
+
+from __future__ import annotations
+
+import random as _random
+from collections.abc import Callable
+from enum import StrEnum
+
+RandomSource = _random.Random | Callable[[], float]
+
+
+class Jitter(StrEnum):
+    """How a backoff delay is randomised (AWS architecture blog "Exponential Backoff And Jitter").
+
+    ``none``: ``base``; ``full``: uniform in ``[0, base]``; ``equal``: ``base/2`` plus uniform in
+    ``[0, base/2]``; ``decorrelated``: uniform in ``[initial, 3 x previous delay]``, capped.
+    """
+
+    NONE = "none"
+    FULL = "full"
+    EQUAL = "equal"
+    DECORRELATED = "decorrelated"
+
+
+def parse_jitter(value: object) -> Jitter:
+    try:
+        return Jitter(value)
+    except ValueError:
+        allowed = ", ".join(repr(j.value) for j in Jitter)
+        raise ValueError(f"jitter must be one of {allowed}, got {value!r}") from None
+
+
+def uniform_source(source: RandomSource | None) -> Callable[[], float]:
+    """A zero-argument callable returning floats in ``[0, 1)``."""
+    if source is None:
+        return _random.random
+    if isinstance(source, _random.Random):
+        return source.random
+    if callable(source):
+        return source
+    raise TypeError(f"random must be a random.Random or a callable returning [0, 1), got {source!r}")
+
+
+def delay(jitter: Jitter, attempt: int, previous: float, initial: float, maximum: float,
+          multiplier: float, rand: Callable[[], float]) -> float:
+    """The delay before attempt ``attempt + 1`` after attempt ``attempt`` (1-based) failed."""
+    if jitter is Jitter.DECORRELATED:
+        high = min(maximum, max(initial, previous * 3.0))
+        return initial + (high - initial) * _unit(rand)
+    try:
+        base = min(maximum, initial * multiplier ** (attempt - 1))
+    except OverflowError:
+        base = maximum
+    if jitter is Jitter.FULL:
+        return base * _unit(rand)
+    if jitter is Jitter.EQUAL:
+        return base / 2.0 + base / 2.0 * _unit(rand)
+    return base
+
+
+def _unit(rand: Callable[[], float]) -> float:
+    value = rand()
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"the jitter random source must return values in [0, 1], got {value!r}")
+    return value

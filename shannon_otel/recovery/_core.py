@@ -1,0 +1,230 @@
+"""What every policy shares: the ``call(fn)`` protocol, chaining, and per-call observation.
+
+A policy runs a zero-argument factory ``fn`` (so it can be called again for a retry) through
+``_run(chain, i, fn, call)``, where ``chain[i:]`` are the policies inside it (empty when used
+alone) and ``call`` is the per-call :class:`_Call` state, or ``None`` when no hook observes the
+call. The ``None`` path is the hot path: it allocates nothing and builds no event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from .._events import AttemptFinished, CallFinished, CallObserver, CallStarted
+from .._hooks import resolve_hooks
+from .._telemetry import CallOutcome, Outcome
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
+    from .._events import Hook
+
+T = TypeVar("T")
+Factory = Callable[[], Awaitable[T]]
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+Chain = tuple["Policy", ...]
+
+END: Final[Chain] = ()
+# Set inside the task of a hedged attempt so the attempt reports itself as a hedge.
+_HEDGED: ContextVar[bool] = ContextVar("shannon_otel_hedged", default=False)
+
+
+class CircuitOpenError(Exception):
+    """Raised instead of calling the operation while a breaker rejects calls."""
+
+    def __init__(self, breaker: str, state: str, retry_after_s: float | None = None) -> None:
+        super().__init__(f"circuit breaker {breaker!r} is {state}; call rejected")
+        self.breaker = breaker
+        self.state = state
+        self.retry_after_s = retry_after_s
+
+
+class _Call:
+    """Per-call state of an observed call: its observers and attempt counter."""
+
+    __slots__ = ("attempts", "clock", "ignored", "observers", "operation", "timeouts")
+
+    def __init__(self, observers: list[CallObserver], operation: str, clock: Clock) -> None:
+        self.observers = observers
+        self.operation = operation
+        self.clock = clock
+        self.attempts = 0
+        self.timeouts: list[asyncio.Timeout] = []
+        self.ignored: BaseException | None = None  # the last error a breaker chose not to count
+
+
+def start_call(hooks: tuple[Hook, ...], event: CallStarted, clock: Clock) -> _Call | None:
+    """Ask each hook for an observer of one call; ``None`` when none of them watches it."""
+    observers: list[CallObserver] | None = None
+    for hook in hooks:
+        observer = hook.call_started(event)
+        if observer is not None:
+            if observers is None:
+                observers = [observer]
+            else:
+                observers.append(observer)
+    return None if observers is None else _Call(observers, event.operation, clock)
+
+
+def next_step(chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> Awaitable[T]:
+    """The awaitable of whatever is inside position ``i``: the next policy, or the attempt itself."""
+    if i < len(chain):
+        return chain[i].run(chain, i + 1, fn, call)
+    if call is None:
+        return fn()
+    return _attempt(fn, call)
+
+
+async def _attempt(fn: Factory[T], call: _Call) -> T:
+    call.attempts += 1
+    n = call.attempts
+    observers = call.observers
+    hedged = _HEDGED.get()
+    tokens = [o.hedge_started(n) if hedged else o.attempt_started(n) for o in observers]
+    start = call.clock()
+    outcome = Outcome.SUCCESS
+    error: BaseException | None = None
+    try:
+        return await fn()
+    except asyncio.CancelledError:
+        # A cancellation delivered by an expiring timeout policy is that policy's timeout.
+        expired = any(t.expired() for t in call.timeouts)
+        outcome = Outcome.TIMEOUT if expired else Outcome.CANCELLATION
+        raise
+    except BaseException as exc:
+        outcome, error = Outcome.FAILURE, exc
+        raise
+    finally:
+        event = AttemptFinished(call.operation, n, outcome, call.clock() - start, error)
+        for observer, token in zip(reversed(observers), reversed(tokens), strict=True):
+            observer.attempt_finished(token, event)
+
+
+async def observed(policy: Policy, chain: Chain, i: int, fn: Factory[T], call: _Call) -> T:
+    """Run ``policy`` (at ``chain[i-1]``, or alone) as one observed operation."""
+    start = call.clock()
+    outcome = CallOutcome.SUCCESS
+    error: BaseException | None = None
+    try:
+        return await policy.run(chain, i, fn, call)
+    except asyncio.CancelledError:
+        outcome = CallOutcome.CANCELLATION
+        raise
+    except CircuitOpenError as exc:
+        outcome, error = CallOutcome.REJECTED, exc
+        raise
+    except BaseException as exc:
+        outcome = CallOutcome.IGNORED if exc is call.ignored else CallOutcome.FAILURE
+        error = exc
+        raise
+    finally:
+        event = CallFinished(call.operation, outcome, call.attempts, call.clock() - start, error)
+        for observer in reversed(call.observers):
+            observer.call_finished(event)
+
+
+class Policy:
+    """Base of every policy: ``await policy.call(fn)`` and ``@policy`` on an async function.
+
+    Subclasses have ``_hooks``, ``_started`` (the prebuilt :class:`CallStarted`) and ``clock``, and
+    implement :meth:`run`. ``call`` may be awaited from any task; it never shares per-call state.
+    """
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+        _hooks: tuple[Hook, ...]
+        _started: CallStarted
+        clock: Clock
+
+    def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> Awaitable[T]:
+        raise NotImplementedError
+
+    async def call(self, fn: Factory[T]) -> T:
+        """Run ``fn()`` under this policy; raises what the policy lets through (never swallows cancellation)."""
+        call = start_call(self._hooks, self._started, self.clock) if self._hooks else None
+        if call is None:
+            return await self.run(END, 0, fn, None)
+        return await observed(self, END, 0, fn, call)
+
+    def _named(self, name: str) -> Policy:
+        """This policy reporting under operation ``name`` (used by the decorator when unnamed)."""
+        return self
+
+    def __call__(self, func: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+        """Decorate an async function: each call of it runs through this policy."""
+        policy = self._named(getattr(func, "__qualname__", "operation"))
+
+        @functools.wraps(func)
+        async def wrapper(*args: Any, **kwargs: Any) -> T:
+            return await policy.call(functools.partial(func, *args, **kwargs))
+
+        return wrapper
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Instrumented(Policy):
+    """Fields every policy has: the operation name, the clock, and where its telemetry goes.
+
+    ``name`` names the operation (the span name); the decorator fills it with the function's
+    qualified name when left ``None``. ``hooks`` are called in addition to the OTel hook for
+    ``tracer_provider`` / ``meter_provider`` (the globals when ``None``); ``instrument=False``
+    leaves the OTel hook out. Inside a :class:`Pipeline` only the pipeline's hooks observe calls.
+    """
+
+    name: str | None = None
+    clock: Clock = time.monotonic
+    hooks: Iterable[Hook] | None = field(default=None, repr=False, compare=False)
+    tracer_provider: TracerProvider | None = field(default=None, repr=False, compare=False)
+    meter_provider: MeterProvider | None = field(default=None, repr=False, compare=False)
+    instrument: bool = field(default=True, repr=False)
+    _hooks: tuple[Hook, ...] = field(init=False, repr=False, compare=False)
+    _started: CallStarted = field(init=False, repr=False, compare=False)
+
+    def _setup(self, kind: str) -> None:
+        """Validate the common fields and resolve the hooks; called once from ``__post_init__``."""
+        if self.name is not None and not isinstance(self.name, str):
+            raise TypeError(f"name must be a str or None, got {self.name!r}")
+        if not callable(self.clock):
+            raise TypeError(f"clock must be a callable returning seconds, got {self.clock!r}")
+        hooks = tuple(self.hooks or ())
+        object.__setattr__(self, "hooks", hooks)
+        resolved = resolve_hooks(hooks, self.tracer_provider, self.meter_provider, instrument=self.instrument)
+        object.__setattr__(self, "_hooks", resolved)
+        object.__setattr__(self, "_started", CallStarted(self.name or kind, kind))
+
+    def _named(self, name: str) -> Policy:
+        return self if self.name is not None else replace(self, name=name)
+
+
+def check_number(name: str, value: object, *, low: float, high: float | None = None,
+                 low_open: bool = False, integer: bool = False, allow_none: bool = False) -> None:
+    """Raise TypeError/ValueError naming ``name`` and its allowed range unless ``value`` fits."""
+    if value is None and allow_none:
+        return
+    kinds: tuple[type, ...] = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        kind = "an int" if integer else "a number"
+        raise TypeError(f"{name} must be {kind}{' or None' if allow_none else ''}, got {value!r}")
+    v = float(value)
+    left = "(" if low_open else "["
+    right = f"{high}]" if high is not None else "inf)"
+    if v != v or (v <= low if low_open else v < low) or (high is not None and v > high):
+        raise ValueError(f"{name} must be in {left}{low}, {right}, got {value!r}")
+
+
+def check_exceptions(name: str, value: object) -> tuple[type[BaseException], ...]:
+    """Normalise an exception type or tuple of types, rejecting anything else."""
+    types = value if isinstance(value, tuple) else (value,)
+    for t in types:
+        if not (isinstance(t, type) and issubclass(t, BaseException)):
+            raise TypeError(f"{name} must be an exception type or a tuple of them, got {value!r}")
+    return types  # type: ignore[return-value]

@@ -1,0 +1,143 @@
+"""Helpers for tests (ours and users'): in-memory telemetry and a fake clock.
+
+``InMemoryTelemetry`` builds a real SDK TracerProvider and MeterProvider that export to memory,
+never touching the global providers; pass ``.tracer_provider`` / ``.meter_provider`` on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, Metric, MetricsData
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler
+
+from ._aggregate import MetricsBridge, register_bridge
+
+__all__ = ["FakeClock", "InMemoryTelemetry"]
+
+
+class _BridgedReader(InMemoryMetricReader):
+    def __init__(self, bridge: MetricsBridge) -> None:
+        super().__init__()
+        self._bridge = bridge
+
+    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
+        super()._receive_metrics(self._bridge.merge(metrics_data) or metrics_data, timeout_millis, **kwargs)
+
+
+class InMemoryTelemetry:
+    """Real SDK providers exporting to memory.
+
+    ``bridged=False`` leaves out the in-process histogram bridge, so the OTel hook uses plain SDK
+    calls, as it does with a MeterProvider the user built. ``sampled=False`` samples every trace out.
+    """
+
+    def __init__(
+        self, *, bridged: bool = True, sampled: bool = True, service_name: str = "test",
+    ) -> None:
+        resource = Resource.create({"service.name": service_name})
+        sampler: Sampler = ALWAYS_ON if sampled else ALWAYS_OFF
+        self.span_exporter = InMemorySpanExporter()
+        self.tracer_provider = TracerProvider(resource=resource, sampler=sampler)
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.span_exporter))
+        bridge = MetricsBridge(resource)
+        self.metric_reader = _BridgedReader(bridge) if bridged else InMemoryMetricReader()
+        self.meter_provider = MeterProvider(resource=resource, metric_readers=[self.metric_reader])
+        if bridged:
+            register_bridge(self.meter_provider, bridge)
+
+    @property
+    def providers(self) -> dict[str, Any]:
+        """``tracer_provider=`` and ``meter_provider=`` keyword arguments for any entry point."""
+        return {"tracer_provider": self.tracer_provider, "meter_provider": self.meter_provider}
+
+    # ------------------------------------------------------------------ spans
+    def spans(self, name: str | None = None) -> list[ReadableSpan]:
+        spans = list(self.span_exporter.get_finished_spans())
+        return [s for s in spans if name is None or s.name == name]
+
+    def span(self, name: str) -> ReadableSpan:
+        """The one finished span called ``name`` (AssertionError if there are none or several)."""
+        found = self.spans(name)
+        assert len(found) == 1, f"expected one span {name!r}, found {len(found)}: {[s.name for s in self.spans()]}"
+        return found[0]
+
+    def children(self, parent: ReadableSpan) -> list[ReadableSpan]:
+        assert parent.context is not None
+        span_id = parent.context.span_id
+        return [s for s in self.spans() if s.parent is not None and s.parent.span_id == span_id]
+
+    # ------------------------------------------------------------------ metrics
+    def metrics(self) -> dict[str, Metric]:
+        """Collect now; every metric by name (all scopes)."""
+        data = self.metric_reader.get_metrics_data()
+        found: dict[str, Metric] = {}
+        if data is None:
+            return found
+        for resource_metrics in data.resource_metrics:
+            for scope in resource_metrics.scope_metrics:
+                for metric in scope.metrics:
+                    found[metric.name] = metric
+        return found
+
+    def points(self, name: str) -> Sequence[Any]:
+        metric = self.metrics().get(name)
+        return list(metric.data.data_points) if metric is not None else []
+
+    def point(self, name: str, **attributes: Any) -> Any:
+        """The one data point of metric ``name`` whose attributes include ``attributes``.
+
+        Keyword names use ``_`` for ``.`` (``shannon_wave_name="w"``); AssertionError if not exactly one.
+        """
+        wanted = {k.replace("_", "."): v for k, v in attributes.items()}
+        found = [
+            p for p in self.points(name)
+            if all(_attr(p.attributes, k) == v for k, v in wanted.items())
+        ]
+        assert len(found) == 1, f"expected one point of {name} with {wanted}, found {len(found)}"
+        return found[0]
+
+    def shutdown(self) -> None:
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
+
+
+def _attr(attributes: Any, dotted: str) -> Any:
+    """Look an attribute up by its dotted name, where ``_`` in the query may have been a ``_``."""
+    if dotted in attributes:
+        return attributes[dotted]
+    for key, value in attributes.items():
+        if key.replace("_", ".") == dotted:
+            return value
+    return None
+
+
+class FakeClock:
+    """Virtual time for deterministic tests: ``sleep`` advances the clock instead of waiting.
+
+    ``clock()`` reads the time; ``await sleep(d)`` moves it forward by ``d`` and yields once to
+    the event loop. Concurrent sleepers each advance it, so use it where the order of sleeps is
+    explicit; ``sleeps`` records every requested delay.
+    """
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += max(0.0, seconds)
+        await asyncio.sleep(0)
