@@ -2,16 +2,42 @@
 
 from ._config import Telemetry, configure
 from ._events import (
-    AttemptFinished, BreakerTransition, CallFinished, CallObserver, CallRejected, CallStarted,
-    CompensationFinished, Degraded, Hook, RetryScheduled, SagaFinished, SagaObserver, SagaStarted,
-    TaskFinished, WaveObserver, WaveStarted,
+    AttemptFinished,
+    BreakerTransition,
+    CallFinished,
+    CallObserver,
+    CallRejected,
+    CallStarted,
+    CompensationFinished,
+    Degraded,
+    Hook,
+    RetryScheduled,
+    SagaFinished,
+    SagaObserver,
+    SagaStarted,
+    TaskFinished,
+    WaveObserver,
+    WaveStarted,
 )
 from ._otel import OTelHook
 from ._telemetry import BreakerState, CallOutcome, Outcome
 from ._version import __version__
 from .executor import (
-    Progress, ResourcePool, Summary, TaskPolicy, TaskResult, TaskSpec, Wave, WaveError, WaveReport, WaveResult,
-    WaveStream, record, record_cost, record_tokens, task,
+    Progress,
+    ResourcePool,
+    Summary,
+    TaskPolicy,
+    TaskResult,
+    TaskSpec,
+    Wave,
+    WaveError,
+    WaveReport,
+    WaveResult,
+    WaveStream,
+    record,
+    record_cost,
+    record_tokens,
+    task,
 )
 
 __all__ = [

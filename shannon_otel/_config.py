@@ -100,7 +100,7 @@ def _metric_exporter(name: str, endpoint: str | None, timeout_s: float) -> Metri
     return GrpcMetrics(endpoint=endpoint, timeout=timeout_s)
 
 
-def configure(  # noqa: PLR0913 - every knob is keyword-only and optional
+def configure(
     service_name: str | None = None,
     *,
     exporter: ExporterName | None = None,

@@ -8,6 +8,8 @@ import math
 _MIN = 1e-6
 _GROWTH = 1.02
 _LOG_GROWTH = math.log(_GROWTH)
+_SCALE = 1.0 / _LOG_GROWTH
+_OFFSET = 1.0 - math.log(_MIN) * _SCALE  # bin of v = int(log(v / MIN) / log(GROWTH)) + 1
 _BINS = int(math.log(3e5 / _MIN) / _LOG_GROWTH) + 2
 
 
@@ -38,7 +40,7 @@ class LogHistogram:
         bins = self._bins
         if bins is None:
             bins = self._bins = [0] * _BINS
-        index = int(math.log(value / _MIN) / _LOG_GROWTH) + 1 if value > _MIN else 0
+        index = int(math.log(value) * _SCALE + _OFFSET) if value > _MIN else 0
         bins[index if index < _BINS else _BINS - 1] += 1
 
     @property

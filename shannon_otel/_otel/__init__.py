@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING
 from opentelemetry import metrics, trace
 
 from .._events import (
-    BreakerTransition, CallObserver, CallStarted, Hook, SagaObserver, SagaStarted, WaveObserver, WaveStarted,
+    BreakerTransition,
+    CallObserver,
+    CallStarted,
+    Hook,
+    SagaObserver,
+    SagaStarted,
+    WaveObserver,
+    WaveStarted,
 )
 from .._telemetry import SCOPE_NAME
 from .._version import __version__

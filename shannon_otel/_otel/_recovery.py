@@ -1,7 +1,332 @@
+"""Recovery and saga events -> spans, span events and metrics.
+
+Spans: one per protected operation (named after it), a child per attempt (``attempt N``) or hedged
+attempt (``hedge N``), a short error span per rejected call (``rejected OP``), a span per fallback;
+a saga span with a child per step and per compensation. The operation span is made current in
+``call_started`` and the attempt span in ``attempt_started`` (both run in the caller's context), so
+the user's own spans nest under the attempt and the operation nests under the caller's span.
+
+Breaker transitions are span events on the current span, not log records: an event on the span of
+the call that caused the transition lands exactly where the reader of the trace looks (Jaeger shows
+span events inline), needs no Logs SDK/exporter to be configured, and the metrics already give the
+fleet-wide view. A transition caused outside any span is only counted.
+"""
+
 from __future__ import annotations
-from typing import Any
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics as _metrics_api
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+from .. import _telemetry as t
+from .._events import CallObserver, SagaObserver
+from .._telemetry import BreakerState, CallOutcome, Outcome
+from ._providers import metrics_enabled, tracing_enabled
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import Meter, MeterProvider
+    from opentelemetry.trace import Span, Tracer, TracerProvider
+
+    from .._events import (
+        AttemptFinished, BreakerTransition, CallFinished, CallRejected, CallStarted, CompensationFinished,
+        Degraded, FallbackStarted, RetryScheduled, SagaFinished, SagaStarted, TimedOut,
+    )
+
+__all__ = ["RecoveryTelemetry"]
+
+_ERROR = Status(StatusCode.ERROR)
+_INTERNAL = trace.SpanKind.INTERNAL
+
+
+class _GlobalSwitch:
+    """Whether the global provider of one signal records, checked in O(1) per call.
+
+    ``tracing_enabled(None)`` costs ~1 us (an ``os.environ`` lookup each time); the policies ask on
+    every call. The API's global can be set only once, so the answer is cached once it is a real
+    provider; until then only the API module's global slot is read (no environ lookup unless the
+    provider is configured through the ``OTEL_PYTHON_*_PROVIDER`` variable).
+    """
+
+    __slots__ = ("_check", "_env", "_module", "_on", "_slot")
+
+    def __init__(self, module: Any, slot: str, env: str, check: Any) -> None:
+        self._module, self._slot, self._check = module, slot, check
+        self._env = env in os.environ
+        self._on = False
+
+    def __call__(self) -> bool:
+        if self._on:
+            return True
+        if not self._env and getattr(self._module, self._slot, True) is None:
+            return False
+        self._on = bool(self._check(None))
+        return self._on
+
+
+def _switch(provider: Any, kind: str) -> Any:
+    if kind == "trace":
+        if provider is not None:
+            on = tracing_enabled(provider)
+            return lambda: on
+        return _GlobalSwitch(trace, "_TRACER_PROVIDER", "OTEL_PYTHON_TRACER_PROVIDER", tracing_enabled)
+    if provider is not None:
+        on = metrics_enabled(provider)
+        return lambda: on
+    return _GlobalSwitch(
+        _metrics_api._internal, "_METER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER", metrics_enabled,
+    )
+
+
 class RecoveryTelemetry:
-    def __init__(self, *a: Any) -> None: pass
-    def call_started(self, e: Any) -> None: return None
-    def saga_started(self, e: Any) -> None: return None
-    def breaker_transition(self, e: Any) -> None: return None
+    """Instruments for protected calls, breakers and sagas; one per OTel hook."""
+
+    def __init__(
+        self, tracer: Tracer, meter: Meter, tracer_provider: TracerProvider | None,
+        meter_provider: MeterProvider | None,
+    ) -> None:
+        self.tracer = tracer
+        self._tracing = _switch(tracer_provider, "trace")
+        self._metering = _switch(meter_provider, "metrics")
+        self.attempts = _histogram(meter, t.RETRY_ATTEMPTS)
+        self.delay = _histogram(meter, t.RETRY_DELAY_DURATION)
+        self.calls = meter.create_counter(t.CALLS.name, t.CALLS.unit, t.CALLS.description)
+        spec = t.BREAKER_STATE_METRIC
+        self.breaker_state = meter.create_up_down_counter(spec.name, spec.unit, spec.description)
+        spec = t.BREAKER_TRANSITIONS
+        self.transitions = meter.create_counter(spec.name, spec.unit, spec.description)
+        self.timeouts = meter.create_counter(t.TIMEOUTS.name, t.TIMEOUTS.unit, t.TIMEOUTS.description)
+        self.fallbacks = meter.create_counter(t.FALLBACKS.name, t.FALLBACKS.unit, t.FALLBACKS.description)
+        spec = t.DEGRADATIONS
+        self.degradations = meter.create_counter(spec.name, spec.unit, spec.description)
+        spec = t.COMPENSATIONS
+        self.compensations = meter.create_counter(spec.name, spec.unit, spec.description)
+        self.hedges = meter.create_counter(t.HEDGES.name, t.HEDGES.unit, t.HEDGES.description)
+        # breaker name -> the state this hook last reported as 1 on the state UpDownCounter
+        self._reported: dict[str, BreakerState] = {}
+
+    def call_started(self, event: CallStarted) -> CallObserver | None:
+        tracing = self._tracing()
+        if not tracing and not self._metering():
+            return None
+        return _CallTelemetry(self, event.operation, tracing)
+
+    def saga_started(self, event: SagaStarted) -> SagaObserver | None:
+        tracing = self._tracing()
+        if not tracing and not self._metering():
+            return None
+        return _SagaTelemetry(self, event.saga, tracing)
+
+    def breaker_transition(self, event: BreakerTransition) -> None:
+        if self._tracing() and event.from_state is not event.to_state:
+            span = trace.get_current_span()
+            if span.is_recording():
+                span.add_event(t.EVENT_BREAKER_TRANSITION, {
+                    t.BREAKER_NAME: event.breaker, t.BREAKER_FROM: event.from_state.value,
+                    t.BREAKER_TO: event.to_state.value, t.BREAKER_REASON: event.reason,
+                })
+        if not self._metering():
+            return
+        name = event.breaker
+        if name not in self._reported:
+            # First sight of this breaker: one series per state, 1 for the state it is leaving.
+            for state in BreakerState:
+                value = 1 if state is event.from_state else 0
+                self.breaker_state.add(value, {t.BREAKER_NAME: name, t.BREAKER_STATE: state.value})
+            self._reported[name] = event.from_state
+        if event.from_state is event.to_state:
+            return
+        self.transitions.add(1, {
+            t.BREAKER_NAME: name, t.BREAKER_FROM: event.from_state.value, t.BREAKER_TO: event.to_state.value,
+        })
+        previous = self._reported[name]
+        self.breaker_state.add(-1, {t.BREAKER_NAME: name, t.BREAKER_STATE: previous.value})
+        self.breaker_state.add(1, {t.BREAKER_NAME: name, t.BREAKER_STATE: event.to_state.value})
+        self._reported[name] = event.to_state
+
+
+def _histogram(meter: Meter, spec: t.MetricSpec) -> Any:
+    return meter.create_histogram(
+        spec.name, spec.unit, spec.description, explicit_bucket_boundaries_advisory=spec.buckets,
+    )
+
+
+def _start(tel: RecoveryTelemetry, name: str, attributes: dict[str, Any]) -> tuple[Span, object]:
+    span = tel.tracer.start_span(name, kind=_INTERNAL, attributes=attributes)
+    return span, otel_context.attach(trace.set_span_in_context(span))
+
+
+def _end(span: Span, token: object, outcome: str, error: BaseException | None, outcome_key: str) -> None:
+    span.set_attribute(outcome_key, outcome)
+    if error is not None and outcome != Outcome.CANCELLATION:
+        span.set_attribute(t.ERROR_TYPE, _error_type(error))
+        span.record_exception(error)
+        span.set_status(_ERROR)
+    span.end()
+    otel_context.detach(token)  # type: ignore[arg-type]
+
+
+def _error_type(error: BaseException) -> str:
+    from .._events import error_type
+
+    return error_type(error) or type(error).__name__
+
+
+class _CallTelemetry(CallObserver):
+    """Per-call state: the operation span (current from start to finish) and pending breaker attributes."""
+
+    __slots__ = ("_breaker", "_op", "_span", "_tel", "_token")
+
+    def __init__(self, tel: RecoveryTelemetry, operation: str, tracing: bool) -> None:
+        self._tel = tel
+        self._op = operation
+        self._span: Span | None = None
+        self._token: object = None
+        self._breaker: dict[str, str] | None = None
+        if tracing:
+            self._span, self._token = _start(tel, t.SPAN_OPERATION.format(operation=operation),
+                                             {t.OPERATION: operation})
+
+    def attempt_started(self, attempt: int) -> Any:
+        if self._span is None:
+            return None
+        attributes: dict[str, Any] = {t.OPERATION: self._op, t.ATTEMPT: attempt}
+        if self._breaker is not None:
+            attributes.update(self._breaker)
+        return _start(self._tel, t.SPAN_ATTEMPT.format(attempt=attempt), attributes)
+
+    def hedge_started(self, attempt: int) -> Any:
+        if self._tel._metering():
+            self._tel.hedges.add(1, {t.OPERATION: self._op})
+        if self._span is None:
+            return None
+        attributes: dict[str, Any] = {t.OPERATION: self._op, t.ATTEMPT: attempt, t.HEDGE_ATTEMPT: attempt}
+        return _start(self._tel, t.SPAN_HEDGE.format(attempt=attempt), attributes)
+
+    def attempt_finished(self, token: Any, event: AttemptFinished) -> None:
+        if token is not None:
+            span, context_token = token
+            _end(span, context_token, event.outcome.value, event.error, t.ATTEMPT_OUTCOME)
+
+    def breaker_admitted(self, breaker: str, state: BreakerState) -> None:
+        self._breaker = {t.BREAKER_NAME: breaker, t.BREAKER_STATE: state.value}
+        if self._span is not None:
+            self._span.set_attributes(self._breaker)
+
+    def rejected(self, event: CallRejected) -> None:
+        if self._span is None:
+            return
+        attributes = {t.OPERATION: event.operation, t.BREAKER_NAME: event.breaker,
+                      t.BREAKER_STATE: event.state.value, t.CALL_OUTCOME: CallOutcome.REJECTED.value}
+        self._span.set_attributes({t.BREAKER_NAME: event.breaker, t.BREAKER_STATE: event.state.value})
+        span = self._tel.tracer.start_span(t.SPAN_REJECTED.format(operation=event.operation), kind=_INTERNAL,
+                                           attributes=attributes)
+        span.set_status(Status(StatusCode.ERROR, f"circuit breaker {event.breaker} is {event.state.value}"))
+        span.end()
+
+    def retry_scheduled(self, event: RetryScheduled) -> None:
+        if self._span is not None:
+            attributes: dict[str, Any] = {t.ATTEMPT: event.attempt, t.RETRY_DELAY: event.delay_s}
+            if event.error is not None:
+                attributes[t.ERROR_TYPE] = _error_type(event.error)
+            self._span.add_event(t.EVENT_RETRY_SCHEDULED, attributes)
+        if self._tel._metering():
+            self._tel.delay.record(event.delay_s, {t.OPERATION: self._op})
+
+    def timed_out(self, event: TimedOut) -> None:
+        if self._tel._metering():
+            self._tel.timeouts.add(1, {t.OPERATION: self._op})
+
+    def fallback_started(self, event: FallbackStarted) -> Any:
+        if self._tel._metering():
+            self._tel.fallbacks.add(1, {t.OPERATION: self._op, t.ERROR_TYPE: _error_type(event.error)})
+        if self._span is None:
+            return None
+        return _start(self._tel, t.SPAN_FALLBACK.format(operation=self._op), {
+            t.OPERATION: self._op, t.FALLBACK_REASON: event.reason, t.ERROR_TYPE: _error_type(event.error),
+        })
+
+    def fallback_finished(self, token: Any, outcome: Outcome, error: BaseException | None) -> None:
+        if token is not None:
+            span, context_token = token
+            if error is None:  # the error.type of the primary stays on the span
+                span.set_attribute(t.ATTEMPT_OUTCOME, outcome.value)
+                span.end()
+                otel_context.detach(context_token)
+            else:
+                _end(span, context_token, outcome.value, error, t.ATTEMPT_OUTCOME)
+
+    def degraded(self, event: Degraded) -> None:
+        if self._span is not None:
+            attributes = {t.DEGRADE_MODE: event.mode, t.DEGRADE_REASON: event.reason}
+            if event.error is not None:
+                attributes[t.ERROR_TYPE] = _error_type(event.error)
+            self._span.add_event(t.EVENT_DEGRADED, attributes)
+            self._span.set_attributes({t.DEGRADE_MODE: event.mode, t.DEGRADE_REASON: event.reason})
+        if self._tel._metering():
+            self._tel.degradations.add(1, {
+                t.OPERATION: self._op, t.DEGRADE_MODE: event.mode, t.DEGRADE_REASON: event.reason,
+            })
+
+    def call_finished(self, event: CallFinished) -> None:
+        outcome = event.outcome.value
+        if self._span is not None:
+            self._span.set_attribute(t.ATTEMPT, event.attempts)
+            error = event.error if event.outcome in (CallOutcome.FAILURE, CallOutcome.REJECTED) else None
+            _end(self._span, self._token, outcome, error, t.CALL_OUTCOME)
+        if self._tel._metering():
+            attributes = {t.OPERATION: self._op, t.CALL_OUTCOME: outcome}
+            self._tel.attempts.record(event.attempts, attributes)
+            if event.error is not None and event.outcome is not CallOutcome.CANCELLATION:
+                attributes[t.ERROR_TYPE] = _error_type(event.error)
+            self._tel.calls.add(1, attributes)
+
+
+class _SagaTelemetry(SagaObserver):
+    __slots__ = ("_saga", "_span", "_tel", "_token")
+
+    def __init__(self, tel: RecoveryTelemetry, saga: str, tracing: bool) -> None:
+        self._tel = tel
+        self._saga = saga
+        self._span: Span | None = None
+        self._token: object = None
+        if tracing:
+            self._span, self._token = _start(tel, t.SPAN_SAGA.format(saga=saga), {t.SAGA_NAME: saga})
+
+    def step_started(self, step: str) -> Any:
+        if self._span is None:
+            return None
+        return _start(self._tel, t.SPAN_SAGA_STEP.format(step=step), {t.SAGA_NAME: self._saga, t.SAGA_STEP: step})
+
+    def step_finished(self, token: Any, step: str, outcome: Outcome, error: BaseException | None) -> None:
+        if token is not None:
+            span, context_token = token
+            _end(span, context_token, outcome.value, error, t.SAGA_OUTCOME)
+
+    def compensation_started(self, step: str) -> Any:
+        if self._span is None:
+            return None
+        return _start(self._tel, t.SPAN_COMPENSATION.format(step=step),
+                      {t.SAGA_NAME: self._saga, t.SAGA_STEP: step})
+
+    def compensation_finished(self, token: Any, event: CompensationFinished) -> None:
+        if token is not None:
+            span, context_token = token
+            _end(span, context_token, event.outcome.value, event.error, t.COMPENSATION_OUTCOME)
+        if self._tel._metering():
+            self._tel.compensations.add(1, {t.SAGA_NAME: self._saga, t.COMPENSATION_OUTCOME: event.outcome.value})
+
+    def saga_finished(self, event: SagaFinished) -> None:
+        if self._span is None:
+            return
+        self._span.set_attribute(t.SAGA_OUTCOME, event.outcome.value)
+        if event.failed_compensations:
+            self._span.set_status(Status(StatusCode.ERROR, "compensations failed: "
+                                         + ", ".join(event.failed_compensations)))
+        elif event.outcome is Outcome.FAILURE:
+            self._span.set_status(_ERROR)
+        self._span.end()
+        otel_context.detach(self._token)  # type: ignore[arg-type]

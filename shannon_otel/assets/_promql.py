@@ -48,8 +48,9 @@ def any_of(attribute: str, values: Iterable[str]) -> str:
 
 
 def sel(spec: MetricSpec, *matchers: str, suffix: str = "") -> str:
-    """A vector selector; every selector carries braces so metric names can be found by a regex."""
-    return f"{series(spec, suffix)}{{{', '.join(matchers)}}}"
+    """A vector selector of ``spec`` with ``matchers`` (bare name without matchers)."""
+    name = series(spec, suffix)
+    return f"{name}{{{', '.join(matchers)}}}" if matchers else name
 
 
 def by(*attributes: str) -> str:
@@ -86,7 +87,12 @@ def mean(spec: MetricSpec, *matchers: str, by_: Iterable[str] = (), window: str 
 
 
 # ----------------------------------------------------------------------------- analysis
-_SELECTOR = re.compile(r"([A-Za-z_:][A-Za-z0-9_:]*)\s*\{")
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')
+_NOT_NAMES = re.compile(
+    r"\{[^}]*\}|\[[^\]]*\]|\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)"
+)
+_IDENTIFIER = re.compile(r"(?<![\w.:$])([A-Za-z_:][\w:]*)(?![\w:])(?!\s*\()")
+_KEYWORDS = frozenset({"and", "or", "unless", "bool", "offset", "inf", "nan", "atan2"})
 _VARIABLE = re.compile(r"\$(?:\{(\w+)(?::\w+)?\}|(\w+))")
 
 #: Values standing in for Grafana's variables when a dashboard query is run outside Grafana.
@@ -98,8 +104,10 @@ GRAFANA_DEFAULTS: Mapping[str, str] = {
 
 
 def metric_names(expr: str) -> set[str]:
-    """Series names selected by ``expr`` (this module always writes selectors with braces)."""
-    return {m.group(1) for m in _SELECTOR.finditer(expr)}
+    """Series names selected by ``expr``: identifiers outside strings, matchers, ranges and grouping
+    clauses that are neither function calls nor keywords."""
+    bare = _NOT_NAMES.sub(" ", _STRING.sub('""', expr))
+    return {m.group(1) for m in _IDENTIFIER.finditer(bare) if m.group(1).lower() not in _KEYWORDS}
 
 
 def concrete(expr: str, values: Mapping[str, str] | None = None) -> str:

@@ -1,7 +1,8 @@
 """The wave executor: concurrency limits, timeouts, batching, pools, progress, reports."""
 
+from .._events import TaskResult
 from ._limits import ResourcePool
-from ._report import Summary, TaskResult, WaveReport
+from ._report import Summary, WaveReport
 from ._task import TaskSpec, record, record_cost, record_tokens, task
 from ._wave import Progress, TaskPolicy, Wave, WaveError, WaveResult, WaveStream
 

@@ -26,7 +26,7 @@ class ResourcePool:
 
     @property
     def in_use(self) -> int:
-        return self.limit - self._semaphore._value  # noqa: SLF001 - the semaphore has no public reading
+        return self.limit - self._semaphore._value
 
     async def acquire(self) -> None:
         await self._semaphore.acquire()

@@ -4,31 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
 
 from .._events import error_type
 from .._stats import LogHistogram
 from .._telemetry import Outcome
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class TaskResult(Generic[T]):
-    """One task's outcome. ``value`` is set only on success, ``error`` only on failure/timeout."""
-
-    index: int
-    name: str
-    outcome: Outcome
-    value: T | None = None
-    error: BaseException | None = None
-    duration_s: float = 0.0
-    queue_wait_s: float = 0.0
-    measurements: Mapping[str, float] | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome is Outcome.SUCCESS
 
 
 @dataclass(frozen=True, slots=True)

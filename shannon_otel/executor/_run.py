@@ -12,10 +12,10 @@ import contextvars
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .._events import TaskFinished, WaveObserver
+from .._events import TaskResult, WaveObserver
 from .._telemetry import Outcome
 from ._limits import RateLimiter
-from ._report import ReportBuilder, TaskResult
+from ._report import ReportBuilder
 from ._task import CURRENT_TASK, TaskSlot, TaskSpec
 
 if TYPE_CHECKING:
@@ -63,10 +63,9 @@ class WaveRun:
         gate = self.gate
         if gate is None:
             for index, item in items:
-                if self.stopped:
-                    close_unstarted(item)
-                    return
                 await self._run_one(index, item, slot)
+                if self.stopped:  # fail-fast: the inputs left are drained by the wave
+                    return
             return
         while not self.stopped:
             await gate.acquire()  # room for one more result at the consumer
@@ -76,7 +75,7 @@ class WaveRun:
                 return
             await self._run_one(entry[0], entry[1], slot)
 
-    async def _run_one(self, index: int, item: Any, slot: TaskSlot) -> None:  # noqa: C901, PLR0912
+    async def _run_one(self, index: int, item: Any, slot: TaskSlot) -> None:
         wave = self.wave
         clock = wave.clock
         name, pool_name = wave.name, None
@@ -84,7 +83,7 @@ class WaveRun:
         if type(item) is TaskSpec:
             work, pool_name = item.work, item.pool
             name = item.name or name
-        pool = wave.pool_map[pool_name] if pool_name is not None else None
+        pool = None
         outcome = Outcome.SUCCESS
         value: Any = None
         error: BaseException | None = None
@@ -95,7 +94,10 @@ class WaveRun:
         try:
             if self.limiter is not None:
                 await self.limiter.acquire()
-            if pool is not None:
+            if pool_name is not None:
+                pool = wave.pool_map.get(pool_name)
+                if pool is None:
+                    raise KeyError(f"task names pool {pool_name!r}; the wave's pools are {sorted(wave.pool_map)}")
                 await pool.acquire()
                 acquired = True
             start = clock()
@@ -147,13 +149,13 @@ class WaveRun:
         self.report.add(outcome, duration, queue_wait, recorded, measurements)
         if outcome in _FAILED:
             self.failed += 1
+        result = TaskResult(
+            self.wave.name, index, name, outcome, value, recorded, duration, queue_wait, measurements, self.batch,
+        )
         if tokens is not None:
-            event = TaskFinished(
-                self.wave.name, index, name, outcome, duration, queue_wait, recorded, measurements, self.batch,
-            )
             for obs, token in zip(self.reversed_observers, reversed(tokens), strict=True):
-                obs.task_finished(token, event)
-        self.deliver(TaskResult(index, name, outcome, value, recorded, duration, queue_wait, measurements))
+                obs.task_finished(token, result)
+        self.deliver(result)
         if self.wave.on_progress is not None:
             self._progress()
         if outcome in _FAILED and self.wave.fail_fast and not self.stopped:

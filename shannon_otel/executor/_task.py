@@ -67,7 +67,7 @@ def record(name: str, value: float) -> None:
     measurements[name] = measurements.get(name, 0.0) + value
 
 
-def record_tokens(input: int = 0, output: int = 0) -> None:  # noqa: A002 - the GenAI token type names
+def record_tokens(input: int = 0, output: int = 0) -> None:
     """Record GenAI token usage of the running task (``gen_ai.client.token.usage`` metrics)."""
     if input < 0 or output < 0:
         raise ValueError(f"token counts must be >= 0, got input={input}, output={output}")

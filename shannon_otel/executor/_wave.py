@@ -10,11 +10,11 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from .._events import Hook, WaveObserver, WaveStarted
+from .._events import Hook, TaskResult, WaveObserver, WaveStarted
 from .._hooks import resolve_hooks
 from .._telemetry import Outcome
 from ._limits import ResourcePool, pools_by_name
-from ._report import TaskResult, WaveReport
+from ._report import WaveReport
 from ._run import Item, WaveRun, close_unstarted
 from ._task import TaskSpec
 
@@ -209,7 +209,8 @@ class Wave(Generic[T]):
             if self.batch_size is None:
                 await run.run_batch(items, concurrency, context)
             else:
-                for batch, block in enumerate(itertools.batched(items, self.batch_size)):
+                batch_size = self.batch_size
+                for batch, block in enumerate(iter(lambda: tuple(itertools.islice(items, batch_size)), ())):
                     run.batch = batch
                     chunk = iter(block)
                     await run.run_batch(chunk, min(concurrency, len(block)), context)
@@ -238,7 +239,7 @@ class Wave(Generic[T]):
             run.report.add(Outcome.CANCELLATION, 0.0, 0.0, None, None)
             run.pending -= 1
             run.done += 1
-            run.deliver(TaskResult(index, name, Outcome.CANCELLATION))
+            run.deliver(TaskResult(self.name, index, name, Outcome.CANCELLATION))
 
 
 class WaveStream(Generic[T]):
@@ -266,7 +267,7 @@ class WaveStream(Generic[T]):
             queue.put_nowait(None)
 
         self._runner = asyncio.create_task(
-            self._wave._execute(self._tasks, size, queue.put_nowait, self._gate, on_report),  # noqa: SLF001
+            self._wave._execute(self._tasks, size, queue.put_nowait, self._gate, on_report),
         )
         return self
 

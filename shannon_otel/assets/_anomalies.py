@@ -1,0 +1,69 @@
+"""The anomalies dashboard: detector scores, anomaly events by severity, the most anomalous series."""
+
+from __future__ import annotations
+
+from shannon_otel import _telemetry as t
+
+from . import _grafana as g
+from . import _promql as q
+
+UID = "shannon-otel-anomalies"
+
+JOB = 'job=~"$job"'
+SIGNAL = q.match(t.ANOMALY_SIGNAL, "$signal")
+SERIES, SIGNAL_LABEL = q.label(t.ANOMALY_SERIES), q.label(t.ANOMALY_SIGNAL)
+SEVERITY = q.label(t.ANOMALY_SEVERITY)
+SEVERITY_COLORS = {t.Severity.WARNING.value: "orange", t.Severity.CRITICAL.value: "red"}
+
+
+def annotation() -> g.Json:
+    """Anomaly events as dashboard annotations (Grafana marks every step with a non-zero value)."""
+    events = q.increase(q.sel(t.ANOMALY_EVENTS, 'job=~"$job"'), "1m")
+    return g.annotation("Anomalies", q.sum_by((q.JOB, t.ANOMALY_SERIES, t.ANOMALY_SEVERITY), events),
+                        f"{{{{{SEVERITY}}}}} anomaly: {{{{{SERIES}}}}}", "red")
+
+
+def anomalies() -> g.Json:
+    """The anomalies dashboard model."""
+    score = q.sel(t.ANOMALY_SCORE, JOB, SIGNAL)
+    events = q.sel(t.ANOMALY_EVENTS, JOB, SIGNAL)
+    per_series = (q.JOB, t.ANOMALY_SERIES, t.ANOMALY_SIGNAL)
+    critical = q.sel(t.ANOMALY_EVENTS, JOB, SIGNAL, q.eq(t.ANOMALY_SEVERITY, t.Severity.CRITICAL))
+    peak = f"max by ({q.by(*per_series)}) (max_over_time({score}[$__range]))"
+    panels = [
+        g.stat("Anomalies detected", "Anomaly events in the selected time range, any severity.", "short",
+               f"sum({q.increase(events, '$__range')}) or vector(0)"),
+        g.stat("Critical anomalies", "Anomaly events of critical severity in the selected time range.",
+               "short",
+               f"sum({q.increase(critical, '$__range')}) or vector(0)"),
+        g.stat("Highest score", "Highest anomaly score of any watched series in the selected time range "
+               "(0 = normal, 1 = most anomalous).", "none", f"max(max_over_time({score}[$__range]))"),
+        g.stat("Watched series", "Series (signal x wave/operation) the detector scores now.", "short",
+               f"count({score})"),
+        g.timeseries("Anomaly score by series", "Latest detector score of each watched series, in [0, 1]. "
+                     "A score above the detector's thresholds is reported as an anomaly event and as a span "
+                     "event on the offending task span.", "none",
+                     [g.target(f"max by ({q.by(*per_series)}) ({score})",
+                               f"{{{{{SERIES}}}}} ({{{{{SIGNAL_LABEL}}}}})")], min_=0, max_=1, width=24),
+        g.timeseries("Anomaly events by severity", "Anomalies detected per interval, by severity.", "short",
+                     [g.target(q.sum_by((t.ANOMALY_SEVERITY,), q.increase(events)), f"{{{{{SEVERITY}}}}}")],
+                     bars=True, stack=True, colors=SEVERITY_COLORS),
+        g.bargauge("Top 10 series by peak score", "The ten watched series with the highest anomaly score in "
+                   "the selected time range.", "none", f"topk(10, {peak})",
+                   f"{{{{{SERIES}}}}} ({{{{{SIGNAL_LABEL}}}}})"),
+        g.table("Anomaly events by series", "Anomaly events per series, signal and severity in the selected "
+                "time range, most first. Open the trace of an anomalous task from the job's Jaeger link.",
+                "short",
+                f"sort_desc({q.sum_by((*per_series, t.ANOMALY_SEVERITY), q.increase(events, '$__range'))})",
+                width=24),
+    ]
+    variables = [
+        g.query_variable("job", "Job (service)", q.sel(t.ANOMALY_SCORE), q.JOB),
+        g.query_variable("signal", "Signal", q.sel(t.ANOMALY_SCORE, JOB), t.ANOMALY_SIGNAL),
+    ]
+    return g.dashboard(
+        UID, "Shannon OTel / Anomalies",
+        "The streaming anomaly detector of shannon-otel: scores per watched series, anomaly events and the "
+        "most anomalous series.",
+        panels, variables, (annotation(),),
+    )

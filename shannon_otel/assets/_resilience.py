@@ -1,0 +1,142 @@
+"""The resilience dashboard: calls, retries, circuit breakers, timeouts, fallbacks, degradations,
+hedges and saga compensations."""
+
+from __future__ import annotations
+
+from shannon_otel import _telemetry as t
+
+from . import _grafana as g
+from . import _promql as q
+
+UID = "shannon-otel-resilience"
+
+JOB = 'job=~"$job"'
+OPERATION = q.match(t.OPERATION, "$operation")
+BREAKER = q.match(t.BREAKER_NAME, "$breaker")
+OP = q.label(t.OPERATION)
+CALL_COLORS = {
+    t.CallOutcome.SUCCESS.value: "green", t.CallOutcome.FAILURE.value: "red",
+    t.CallOutcome.REJECTED.value: "purple", t.CallOutcome.IGNORED.value: "text",
+}
+# Value shown by the state timeline for each breaker state, in this order.
+BREAKER_STATES = (
+    (t.BreakerState.CLOSED, "green"), (t.BreakerState.HALF_OPEN, "yellow"), (t.BreakerState.OPEN, "red"),
+)
+
+
+def _per_op(spec: t.MetricSpec, *matchers: str, suffix: str = "", by_: tuple[str, ...] = ()) -> str:
+    return q.sum_by((t.OPERATION, *by_), q.rate(q.sel(spec, JOB, OPERATION, *matchers, suffix=suffix)))
+
+
+def breaker_state_expr() -> str:
+    """One series per breaker whose value is the index of its current state in BREAKER_STATES.
+
+    The state series are combined with ``or`` (their label sets differ by state) so a breaker shows
+    up even when some of its state series were never created.
+    """
+    parts = [
+        f"{q.sel(t.BREAKER_STATE_METRIC, JOB, BREAKER, q.eq(t.BREAKER_STATE, state))} * {index}"
+        for index, (state, _) in enumerate(BREAKER_STATES)
+    ]
+    return f"max by ({q.by(q.JOB, t.BREAKER_NAME)}) (\n  " + "\n  or\n  ".join(parts) + "\n)"
+
+
+def _calls() -> list[g.Json]:
+    calls = q.sel(t.CALLS, JOB, OPERATION)
+    failed = _per_op(t.CALLS, q.eq(t.CALL_OUTCOME, t.CallOutcome.FAILURE))
+    decided = _per_op(t.CALLS, q.ne(t.CALL_OUTCOME, t.CallOutcome.REJECTED))
+    return [
+        g.row("Calls"),
+        g.timeseries("Calls by outcome", "Calls through protected operations per second, by outcome as the "
+                     "breaker counts it (success, failure, rejected, ignored).", "ops",
+                     [g.target(q.sum_by((t.CALL_OUTCOME,), q.rate(calls)),
+                               f"{{{{{q.label(t.CALL_OUTCOME)}}}}}")], stack=True, colors=CALL_COLORS,
+                     width=8),
+        g.timeseries("Call failure ratio by operation", "Failed calls / calls that ran (rejections "
+                     "excluded), per operation.", "percentunit",
+                     [g.target(f"{failed}\n/\n{decided}", f"{{{{{OP}}}}}")], min_=0, max_=1, width=8),
+        g.timeseries("Rejected calls by operation", "Calls an open circuit breaker rejected without "
+                     "running them, per second.", "ops",
+                     [g.target(_per_op(t.CALLS, q.eq(t.CALL_OUTCOME, t.CallOutcome.REJECTED)),
+                               f"{{{{{OP}}}}}")], width=8),
+    ]
+
+
+def _retries() -> list[g.Json]:
+    return [
+        g.row("Retries"),
+        g.timeseries("Retries by operation", "Retries scheduled per second (one backoff delay is recorded "
+                     "per retry).", "ops",
+                     [g.target(_per_op(t.RETRY_DELAY_DURATION, suffix="_count"), f"{{{{{OP}}}}}")], width=8),
+        g.timeseries("Attempts per call", "Attempts one protected call took: mean and p99 by operation "
+                     "(1 = no retry).", "short",
+                     [g.target(q.mean(t.RETRY_ATTEMPTS, JOB, OPERATION, by_=(t.OPERATION,)),
+                               f"mean {{{{{OP}}}}}"),
+                      g.target(q.quantile(0.99, t.RETRY_ATTEMPTS, JOB, OPERATION, by_=(t.OPERATION,)),
+                               f"p99 {{{{{OP}}}}}")], width=8),
+        g.timeseries("Retry delay percentiles", "Backoff delay scheduled before a retry (p50, p99). "
+                     "Exemplar dots link to the retried call's trace.", "s",
+                     [g.target(q.quantile(p, t.RETRY_DELAY_DURATION, JOB, OPERATION, by_=(q.JOB,)),
+                               f"p{round(p * 100)} {{{{job}}}}", exemplar=True) for p in (0.5, 0.99)],
+                     width=8),
+    ]
+
+
+def _breakers() -> list[g.Json]:
+    to = q.label(t.BREAKER_TO)
+    name = q.label(t.BREAKER_NAME)
+    open_ = q.sel(t.BREAKER_STATE_METRIC, JOB, BREAKER, q.eq(t.BREAKER_STATE, t.BreakerState.OPEN))
+    transitions = q.increase(q.sel(t.BREAKER_TRANSITIONS, JOB, BREAKER))
+    return [
+        g.row("Circuit breakers"),
+        g.state_timeline("Breaker state", "Current state of each circuit breaker: closed (calls flow), "
+                         "half-open (probing), open (calls rejected).", breaker_state_expr(),
+                         f"{{{{{name}}}}}", [(str(state), color) for state, color in BREAKER_STATES],
+                         width=16),
+        g.stat("Open breakers", "Circuit breakers open now (half-open ones are probing and not counted).",
+               "short", f"sum({open_}) or vector(0)", width=8, height=8),
+        g.timeseries("Breaker transitions", "Circuit breaker state changes per interval, by breaker and "
+                     "new state.", "short",
+                     [g.target(q.sum_by((t.BREAKER_NAME, t.BREAKER_TO), transitions),
+                               f"{{{{{name}}}}} -> {{{{{to}}}}}")], bars=True, width=24),
+    ]
+
+
+def _policies() -> list[g.Json]:
+    mode, reason = q.label(t.DEGRADE_MODE), q.label(t.DEGRADE_REASON)
+    saga, outcome = q.label(t.SAGA_NAME), q.label(t.COMPENSATION_OUTCOME)
+    compensations = q.increase(q.sel(t.COMPENSATIONS, JOB))
+    return [
+        g.row("Timeouts, fallbacks, degradations, hedges, compensations"),
+        g.timeseries("Timeouts by operation", "Operations cut off by a timeout policy, per second.", "ops",
+                     [g.target(_per_op(t.TIMEOUTS), f"{{{{{OP}}}}}")], width=8),
+        g.timeseries("Fallbacks by operation", "Fallback results served after the primary failed, per "
+                     "second, by operation and error type.", "ops",
+                     [g.target(_per_op(t.FALLBACKS, by_=(t.ERROR_TYPE,)),
+                               f"{{{{{OP}}}}} {{{{{q.label(t.ERROR_TYPE)}}}}}")], width=8),
+        g.timeseries("Degradations", "Degraded results served per second, by operation, mode and reason.",
+                     "ops",
+                     [g.target(_per_op(t.DEGRADATIONS, by_=(t.DEGRADE_MODE, t.DEGRADE_REASON)),
+                               f"{{{{{OP}}}}} {{{{{mode}}}}} ({{{{{reason}}}}})")], width=8),
+        g.timeseries("Hedged attempts by operation", "Extra (hedged) attempts started per second.", "ops",
+                     [g.target(_per_op(t.HEDGES), f"{{{{{OP}}}}}")], width=12),
+        g.timeseries("Saga compensations", "Compensation steps run per interval when a saga rolled back, "
+                     "by saga and outcome.", "short",
+                     [g.target(q.sum_by((t.SAGA_NAME, t.COMPENSATION_OUTCOME), compensations),
+                               f"{{{{{saga}}}}} {{{{{outcome}}}}}")], bars=True, width=12),
+    ]
+
+
+def resilience() -> g.Json:
+    """The resilience dashboard model."""
+    variables = [
+        g.query_variable("job", "Job (service)", q.sel(t.CALLS), q.JOB),
+        g.query_variable("operation", "Operation", q.sel(t.CALLS, JOB), t.OPERATION),
+        g.query_variable("breaker", "Breaker", q.sel(t.BREAKER_STATE_METRIC, JOB), t.BREAKER_NAME),
+    ]
+    return g.dashboard(
+        UID, "Shannon OTel / Resilience",
+        "Recovery policies of shannon-otel: retries, circuit breakers, timeouts, fallbacks, degradations, "
+        "hedges and saga compensations.",
+        [*_calls(), *_retries(), *_breakers(), *_policies()], variables,
+    )

@@ -1,0 +1,83 @@
+"""Fallback: when the primary fails, serve the fallback; when both fail, raise both errors."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from .._events import FallbackStarted
+from .._telemetry import Outcome
+from ._core import Chain, CircuitOpenError, Factory, Instrumented, _Call, check_exceptions, next_step
+
+T = TypeVar("T")
+
+
+class FallbackError(ExceptionGroup[Exception]):
+    """The primary and the fallback both failed; ``.primary`` and ``.fallback`` are the two errors."""
+
+    def derive(self, excs: Sequence[Exception]) -> ExceptionGroup[Exception]:
+        return ExceptionGroup(self.message, excs)
+
+    @property
+    def primary(self) -> Exception:
+        return self.exceptions[0]
+
+    @property
+    def fallback(self) -> Exception:
+        return self.exceptions[1]
+
+
+def reason_of(error: BaseException) -> str:
+    """Why a protected call did not produce its result: breaker_open, timeout or failure."""
+    if isinstance(error, CircuitOpenError):
+        return "breaker_open"
+    if isinstance(error, TimeoutError):
+        return "timeout"
+    return "failure"
+
+
+@dataclass(frozen=True, slots=True)
+class Fallback(Instrumented):
+    """On an error matching ``on``, return ``await fallback(error)`` instead.
+
+    Cancellation never triggers the fallback. If the fallback raises too, :class:`FallbackError`
+    (an ``ExceptionGroup`` of the primary and the fallback error) is raised.
+    """
+
+    fallback: Callable[[Exception], Awaitable[Any]]
+    on: type[Exception] | tuple[type[Exception], ...] = field(default=Exception, kw_only=True)
+    _on: tuple[type[BaseException], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not callable(self.fallback):
+            raise TypeError(f"fallback must be an async callable taking the error, got {self.fallback!r}")
+        object.__setattr__(self, "_on", check_exceptions("on", self.on))
+        self._setup("fallback")
+
+    async def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> T:
+        try:
+            return await next_step(chain, i, fn, call)
+        except Exception as exc:
+            if not isinstance(exc, self._on):
+                raise
+            primary = exc
+        token: list[Any] = []
+        if call is not None:
+            event = FallbackStarted(call.operation, reason_of(primary), primary)
+            token = [o.fallback_started(event) for o in call.observers]
+        outcome, error = Outcome.SUCCESS, None
+        try:
+            result: T = await self.fallback(primary)
+        except asyncio.CancelledError:
+            outcome = Outcome.CANCELLATION
+            raise
+        except Exception as exc:
+            outcome, error = Outcome.FAILURE, exc
+            raise FallbackError("the primary and the fallback both failed", [primary, exc]) from None
+        finally:
+            if call is not None:
+                for o, t in zip(reversed(call.observers), reversed(token), strict=True):
+                    o.fallback_finished(t, outcome, error)
+        return result

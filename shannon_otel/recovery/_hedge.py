@@ -1,0 +1,86 @@
+"""Hedging: start another attempt if the first is slow; the first success wins, the rest are cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ._core import _HEDGED, Chain, Factory, Instrumented, Sleep, _Call, check_number, next_step
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Hedge(Instrumented):
+    """Run up to ``attempts`` concurrent attempts, starting the next one ``delay`` seconds after the
+    previous (or at once when an attempt fails). Returns the first successful result and cancels the
+    others (waiting for them to finish). When every attempt fails, raises an ``ExceptionGroup`` of
+    their errors. Each attempt runs in its own task; ``fn`` must be safe to call concurrently.
+    """
+
+    delay: float
+    attempts: int = 2
+    sleep: Sleep = asyncio.sleep
+
+    def __post_init__(self) -> None:
+        check_number("delay", self.delay, low=0)
+        check_number("attempts", self.attempts, low=1, integer=True)
+        if not callable(self.sleep):
+            raise TypeError(f"sleep must be an async callable taking seconds, got {self.sleep!r}")
+        self._setup("hedge")
+
+    async def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> T:
+        pending: set[asyncio.Task[Any]] = set()
+        errors: list[Exception] = []
+        timer: asyncio.Task[Any] | None = None
+
+        def launch() -> None:
+            context = contextvars.copy_context()
+            if pending or errors:
+                context.run(_HEDGED.set, True)
+            pending.add(asyncio.create_task(_settle(next_step(chain, i, fn, call)), context=context))
+
+        launched = 1
+        launch()
+        try:
+            while pending:
+                if timer is None and launched < self.attempts:
+                    timer = asyncio.create_task(_settle(self.sleep(self.delay)))
+                waiting = pending if timer is None else {*pending, timer}
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                fired = timer is not None and timer in done
+                if fired:
+                    timer = None
+                failed = False
+                for task in done:
+                    if task not in pending:
+                        continue
+                    pending.discard(task)
+                    ok, value = task.result()
+                    if ok:
+                        return value  # type: ignore[no-any-return]
+                    errors.append(value)
+                    failed = True
+                if launched < self.attempts and (fired or failed):
+                    if timer is not None:
+                        timer.cancel()
+                        timer = None
+                    launched += 1
+                    launch()
+            raise ExceptionGroup("every hedged attempt failed", errors)
+        finally:
+            leftovers = [*pending, *([timer] if timer is not None else [])]
+            for task in leftovers:
+                task.cancel()
+            if leftovers:
+                await asyncio.gather(*leftovers, return_exceptions=True)
+
+
+async def _settle(awaitable: Any) -> tuple[bool, Any]:
+    """Turn the attempt's outcome into a value so that a failed attempt is not a task error."""
+    try:
+        return True, await awaitable
+    except Exception as exc:
+        return False, exc

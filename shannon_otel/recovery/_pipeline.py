@@ -1,0 +1,95 @@
+"""Composition: ``Pipeline(outer, ..., inner)`` / ``@resilient(...)``, the first policy outermost.
+
+Ordering semantics: ``Pipeline(a, b, c).call(fn)`` behaves like ``a(b(c(fn)))``: each policy sees
+the outcome of everything listed after it. The usual order is::
+
+    Pipeline(Degrade(...) or Fallback(...), Timeout(total), Retry(...), breaker, Timeout(per_attempt))
+
+- a fallback/degradation outermost catches what is left after every retry (and a rejection);
+- a timeout outside the retry bounds the whole call, backoff included; inside it, each attempt;
+- a breaker inside the retry sees (and counts) every attempt, and its rejection is an error the
+  retry may back off from; outside the retry it counts one result per call;
+- the attempt (and its span) is the innermost call of ``fn``; a hedge inside a retry hedges each attempt.
+
+The pipeline is one observed operation: one span named after it, one child span per attempt;
+the inner policies report to the pipeline's hooks (their own ``hooks=`` are not used for calls;
+a breaker still reports its transitions to its own hooks).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .._events import CallStarted
+from .._hooks import resolve_hooks
+from ._core import Chain, Clock, Factory, Policy, _Call, observed, start_call
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
+    from .._events import Hook
+
+T = TypeVar("T")
+
+
+class Pipeline(Policy):
+    """Policies stacked outermost first; usable per task by the executor (``call(fn)``) and as a decorator."""
+
+    __slots__ = ("_chain", "_hooks", "_options", "_started", "clock", "name")
+
+    def __init__(
+        self, *policies: Policy, name: str | None = None, clock: Clock = time.monotonic,
+        hooks: Iterable[Hook] | None = None, tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None, instrument: bool = True,
+    ) -> None:
+        if not policies:
+            raise ValueError("Pipeline needs at least one policy")
+        for p in policies:
+            if not isinstance(p, Policy):
+                raise TypeError(f"Pipeline takes policies (Retry, CircuitBreaker, Timeout, ...), got {p!r}")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str or None, got {name!r}")
+        # A nested pipeline is flattened: it is the same as listing its policies in its place.
+        chain: list[Policy] = []
+        for p in policies:
+            chain.extend(p._chain if isinstance(p, Pipeline) else (p,))
+        self._chain: Chain = tuple(chain)
+        self.name = name
+        self.clock = clock
+        hooks = tuple(hooks or ())
+        self._options: dict[str, Any] = {
+            "clock": clock, "hooks": hooks, "tracer_provider": tracer_provider,
+            "meter_provider": meter_provider, "instrument": instrument,
+        }
+        self._hooks = resolve_hooks(hooks, tracer_provider, meter_provider, instrument=instrument)
+        self._started = CallStarted(name or "pipeline", "pipeline")
+
+    @property
+    def policies(self) -> Chain:
+        return self._chain
+
+    def __repr__(self) -> str:
+        return f"Pipeline({', '.join(map(repr, self._chain))}, name={self.name!r})"
+
+    async def call(self, fn: Factory[T]) -> T:
+        chain = self._chain
+        if self._hooks:
+            call = start_call(self._hooks, self._started, self.clock)
+            if call is not None:
+                return await observed(self, chain, 0, fn, call)
+        return await chain[0].run(chain, 1, fn, None)
+
+    def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> Awaitable[T]:
+        # Only reached through ``observed`` with this pipeline's own chain (nesting is flattened).
+        return chain[0].run(chain, 1, fn, call)
+
+    def _named(self, name: str) -> Policy:
+        return self if self.name is not None else Pipeline(*self._chain, name=name, **self._options)
+
+
+def resilient(*policies: Policy, **options: Any) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Awaitable[T]]]:
+    """Decorator form of :class:`Pipeline`: ``@resilient(Timeout(5), Retry(attempts=3), breaker)``."""
+    return Pipeline(*policies, **options)
