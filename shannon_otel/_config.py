@@ -119,7 +119,9 @@ def configure(
     ``OTEL_EXPORTER_OTLP_PROTOCOL`` (``grpc`` or ``http/protobuf``). ``endpoint`` overrides
     ``OTEL_EXPORTER_OTLP_ENDPOINT``. The resource merges ``OTEL_RESOURCE_ATTRIBUTES`` and
     ``OTEL_SERVICE_NAME`` (an explicit ``service_name`` wins). Extra ``metric_readers`` and
-    ``span_exporters`` are added as given. Raises ValueError for an unknown exporter or bad interval.
+    ``span_exporters`` are added as given; a reader with an ``attach_bridge(bridge)`` method merges
+    the in-process task histograms itself (see ``_aggregate``), any other reader makes the task
+    metrics fall back to plain SDK calls. Raises ValueError for an unknown exporter or bad interval.
     """
     if metric_interval_s is None:
         metric_interval_s = float(os.environ.get("OTEL_METRIC_EXPORT_INTERVAL", "10000")) / 1000
@@ -142,8 +144,13 @@ def configure(
     bridge = MetricsBridge(resource)
     readers = list(metric_readers)
     metric_exporter = _metric_exporter(_choose("METRICS", exporter), endpoint, export_timeout_s)
-    # The bridge may serve only if every reader of the provider merges it.
-    bridged = not readers and (metric_exporter is None or histograms_cumulative(metric_exporter))
+    # The bridge may serve only if every reader of the provider merges it (``attach_bridge``).
+    bridged = all(hasattr(r, "attach_bridge") for r in readers) and (
+        metric_exporter is None or histograms_cumulative(metric_exporter)
+    )
+    if bridged:
+        for reader in readers:
+            reader.attach_bridge(bridge)  # type: ignore[attr-defined]
     if metric_exporter is not None:
         readers.append(PeriodicExportingMetricReader(
             BridgedExporter(metric_exporter, bridge) if bridged else metric_exporter,

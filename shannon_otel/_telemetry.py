@@ -21,10 +21,8 @@ WAVE_BATCH: Final = "shannon.wave.batch"
 WAVE_TASKS_PREFIX: Final = "shannon.wave.tasks."  # + outcome: task counts on the wave span
 WAVE_EFFICIENCY_ATTR: Final = "shannon.wave.parallel_efficiency"
 TASK_INDEX: Final = "shannon.task.index"
-TASK_NAME: Final = "shannon.task.name"
 TASK_OUTCOME: Final = "shannon.task.outcome"
 TASK_QUEUE_WAIT: Final = "shannon.task.queue_wait"
-TASK_POOL: Final = "shannon.task.pool"
 ERROR_TYPE: Final = "error.type"  # OTel semantic conventions
 
 OPERATION: Final = "shannon.operation"
@@ -106,7 +104,6 @@ EVENT_RETRY_SCHEDULED: Final = "shannon.retry.scheduled"
 EVENT_BREAKER_TRANSITION: Final = "shannon.breaker.transition"
 EVENT_DEGRADED: Final = "shannon.degraded"
 EVENT_ANOMALY: Final = "shannon.anomaly"
-EVENT_MEASUREMENT: Final = "shannon.task.measurement"
 
 # --------------------------------------------------------------------------- metrics
 # Seconds-unit histograms need explicit boundaries: the SDK defaults are millisecond-scale.

@@ -42,43 +42,19 @@ _ERROR = Status(StatusCode.ERROR)
 _INTERNAL = trace.SpanKind.INTERNAL
 
 
-class _GlobalSwitch:
-    """Whether the global provider of one signal records, checked in O(1) per call.
-
-    ``tracing_enabled(None)`` costs ~1 us (an ``os.environ`` lookup each time); the policies ask on
-    every call. The API's global can be set only once, so the answer is cached once it is a real
-    provider; until then only the API module's global slot is read (no environ lookup unless the
-    provider is configured through the ``OTEL_PYTHON_*_PROVIDER`` variable).
-    """
-
-    __slots__ = ("_check", "_env", "_module", "_on", "_slot")
-
-    def __init__(self, module: Any, slot: str, env: str, check: Any) -> None:
-        self._module, self._slot, self._check = module, slot, check
-        self._env = env in os.environ
-        self._on = False
-
-    def __call__(self) -> bool:
-        if self._on:
-            return True
-        if not self._env and getattr(self._module, self._slot, True) is None:
-            return False
-        self._on = bool(self._check(None))
-        return self._on
+# Where the API keeps the global providers. The API's getters cost ~1 us (an os.environ lookup
+# each time) and the policies ask on every call; reading the slot is O(1). The globals can be
+# set only once, so once set they are resolved a single time. (Should a future API move the
+# slot, the stand-in makes the global be resolved on the first call instead.)
+class _Slots:
+    _TRACER_PROVIDER: object = True
+    _METER_PROVIDER: object = True
 
 
-def _switch(provider: Any, kind: str) -> Any:
-    if kind == "trace":
-        if provider is not None:
-            on = tracing_enabled(provider)
-            return lambda: on
-        return _GlobalSwitch(trace, "_TRACER_PROVIDER", "OTEL_PYTHON_TRACER_PROVIDER", tracing_enabled)
-    if provider is not None:
-        on = metrics_enabled(provider)
-        return lambda: on
-    return _GlobalSwitch(
-        _metrics_api._internal, "_METER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER", metrics_enabled,
-    )
+_TRACE_API: Any = trace if hasattr(trace, "_TRACER_PROVIDER") else _Slots
+_METRICS_API: Any = (
+    _metrics_api._internal if hasattr(_metrics_api._internal, "_METER_PROVIDER") else _Slots
+)
 
 
 class RecoveryTelemetry:
@@ -89,8 +65,14 @@ class RecoveryTelemetry:
         meter_provider: MeterProvider | None,
     ) -> None:
         self.tracer = tracer
-        self._tracing = _switch(tracer_provider, "trace")
-        self._metering = _switch(meter_provider, "metrics")
+        # Explicit providers never change: resolved now. A global one is watched until it is set.
+        self.tracing_on = tracer_provider is not None and tracing_enabled(tracer_provider)
+        self.metrics_on = meter_provider is not None and metrics_enabled(meter_provider)
+        self._watch_tracing = tracer_provider is None
+        self._watch_metrics = meter_provider is None
+        # A provider named by environment variable is loaded by the first getter call.
+        self._trace_env = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+        self._metrics_env = "OTEL_PYTHON_METER_PROVIDER" in os.environ
         self.attempts = _histogram(meter, t.RETRY_ATTEMPTS)
         self.delay = _histogram(meter, t.RETRY_DELAY_DURATION)
         self.calls = meter.create_counter(t.CALLS.name, t.CALLS.unit, t.CALLS.description)
@@ -108,27 +90,48 @@ class RecoveryTelemetry:
         # breaker name -> the state this hook last reported as 1 on the state UpDownCounter
         self._reported: dict[str, BreakerState] = {}
 
+    def enabled(self) -> bool:
+        """Whether tracing or metrics record anything now; O(1), called once per call."""
+        if self.tracing_on or self.metrics_on:
+            return True
+        if self._watch_tracing or self._watch_metrics:
+            return self._resolve_globals()
+        return False
+
+    def _resolve_globals(self) -> bool:
+        if self._watch_tracing and (self._trace_env or _TRACE_API._TRACER_PROVIDER is not None):
+            self._watch_tracing = False
+            self.tracing_on = tracing_enabled(None)
+        if self._watch_metrics and (self._metrics_env or _METRICS_API._METER_PROVIDER is not None):
+            self._watch_metrics = False
+            self.metrics_on = metrics_enabled(None)
+        return self.tracing_on or self.metrics_on
+
     def call_started(self, event: CallStarted) -> CallObserver | None:
-        tracing = self._tracing()
-        if not tracing and not self._metering():
-            return None
-        return _CallTelemetry(self, event.operation, tracing)
+        # Inlined enabled(): this runs on every protected call.
+        if self.tracing_on or self.metrics_on or (
+            (self._watch_tracing and (self._trace_env or _TRACE_API._TRACER_PROVIDER is not None))
+            or (self._watch_metrics and (self._metrics_env or _METRICS_API._METER_PROVIDER is not None))
+        ) and self._resolve_globals():
+            return _CallTelemetry(self, event.operation, self.tracing_on)
+        return None
 
     def saga_started(self, event: SagaStarted) -> SagaObserver | None:
-        tracing = self._tracing()
-        if not tracing and not self._metering():
+        if not self.enabled():
             return None
-        return _SagaTelemetry(self, event.saga, tracing)
+        return _SagaTelemetry(self, event.saga, self.tracing_on)
 
     def breaker_transition(self, event: BreakerTransition) -> None:
-        if self._tracing() and event.from_state is not event.to_state:
+        if not self.enabled():
+            return
+        if self.tracing_on and event.from_state is not event.to_state:
             span = trace.get_current_span()
             if span.is_recording():
                 span.add_event(t.EVENT_BREAKER_TRANSITION, {
                     t.BREAKER_NAME: event.breaker, t.BREAKER_FROM: event.from_state.value,
                     t.BREAKER_TO: event.to_state.value, t.BREAKER_REASON: event.reason,
                 })
-        if not self._metering():
+        if not self.metrics_on:
             return
         name = event.breaker
         if name not in self._reported:
@@ -199,7 +202,7 @@ class _CallTelemetry(CallObserver):
         return _start(self._tel, t.SPAN_ATTEMPT.format(attempt=attempt), attributes)
 
     def hedge_started(self, attempt: int) -> Any:
-        if self._tel._metering():
+        if self._tel.metrics_on:
             self._tel.hedges.add(1, {t.OPERATION: self._op})
         if self._span is None:
             return None
@@ -233,15 +236,15 @@ class _CallTelemetry(CallObserver):
             if event.error is not None:
                 attributes[t.ERROR_TYPE] = _error_type(event.error)
             self._span.add_event(t.EVENT_RETRY_SCHEDULED, attributes)
-        if self._tel._metering():
+        if self._tel.metrics_on:
             self._tel.delay.record(event.delay_s, {t.OPERATION: self._op})
 
     def timed_out(self, event: TimedOut) -> None:
-        if self._tel._metering():
+        if self._tel.metrics_on:
             self._tel.timeouts.add(1, {t.OPERATION: self._op})
 
     def fallback_started(self, event: FallbackStarted) -> Any:
-        if self._tel._metering():
+        if self._tel.metrics_on:
             self._tel.fallbacks.add(1, {t.OPERATION: self._op, t.ERROR_TYPE: _error_type(event.error)})
         if self._span is None:
             return None
@@ -266,7 +269,7 @@ class _CallTelemetry(CallObserver):
                 attributes[t.ERROR_TYPE] = _error_type(event.error)
             self._span.add_event(t.EVENT_DEGRADED, attributes)
             self._span.set_attributes({t.DEGRADE_MODE: event.mode, t.DEGRADE_REASON: event.reason})
-        if self._tel._metering():
+        if self._tel.metrics_on:
             self._tel.degradations.add(1, {
                 t.OPERATION: self._op, t.DEGRADE_MODE: event.mode, t.DEGRADE_REASON: event.reason,
             })
@@ -277,7 +280,7 @@ class _CallTelemetry(CallObserver):
             self._span.set_attribute(t.ATTEMPT, event.attempts)
             error = event.error if event.outcome in (CallOutcome.FAILURE, CallOutcome.REJECTED) else None
             _end(self._span, self._token, outcome, error, t.CALL_OUTCOME)
-        if self._tel._metering():
+        if self._tel.metrics_on:
             attributes = {t.OPERATION: self._op, t.CALL_OUTCOME: outcome}
             self._tel.attempts.record(event.attempts, attributes)
             if event.error is not None and event.outcome is not CallOutcome.CANCELLATION:
@@ -316,7 +319,7 @@ class _SagaTelemetry(SagaObserver):
         if token is not None:
             span, context_token = token
             _end(span, context_token, event.outcome.value, event.error, t.COMPENSATION_OUTCOME)
-        if self._tel._metering():
+        if self._tel.metrics_on:
             self._tel.compensations.add(1, {t.SAGA_NAME: self._saga, t.COMPENSATION_OUTCOME: event.outcome.value})
 
     def saga_finished(self, event: SagaFinished) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _promql, _yaml
-from ._anomalies import anomalies, annotation
+from ._anomalies import annotation, anomalies
 from ._overview import overview
 from ._provisioning import dashboard_provider, datasources
 from ._resilience import resilience

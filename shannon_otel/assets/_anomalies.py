@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shannon_otel import _telemetry as t
+from shannon_otel.anomaly import DetectorConfig
 
 from . import _grafana as g
 from . import _promql as q
@@ -14,6 +15,11 @@ SIGNAL = q.match(t.ANOMALY_SIGNAL, "$signal")
 SERIES, SIGNAL_LABEL = q.label(t.ANOMALY_SERIES), q.label(t.ANOMALY_SIGNAL)
 SEVERITY = q.label(t.ANOMALY_SEVERITY)
 SEVERITY_COLORS = {t.Severity.WARNING.value: "orange", t.Severity.CRITICAL.value: "red"}
+_DEFAULTS = DetectorConfig()
+# The default severity thresholds; a detector configured otherwise keeps its own.
+SCORE_THRESHOLDS = {
+    _DEFAULTS.warning: SEVERITY_COLORS[t.Severity.WARNING], _DEFAULTS.critical: SEVERITY_COLORS[t.Severity.CRITICAL],
+}
 
 
 def annotation() -> g.Json:
@@ -41,10 +47,12 @@ def anomalies() -> g.Json:
         g.stat("Watched series", "Series (signal x wave/operation) the detector scores now.", "short",
                f"count({score})"),
         g.timeseries("Anomaly score by series", "Latest detector score of each watched series, in [0, 1]. "
-                     "A score above the detector's thresholds is reported as an anomaly event and as a span "
-                     "event on the offending task span.", "none",
+                     "A score at or above the detector's warning/critical thresholds (dashed lines: the "
+                     "defaults) is reported as an anomaly event and as a span event on the offending task "
+                     "span.", "none",
                      [g.target(f"max by ({q.by(*per_series)}) ({score})",
-                               f"{{{{{SERIES}}}}} ({{{{{SIGNAL_LABEL}}}}})")], min_=0, max_=1, width=24),
+                               f"{{{{{SERIES}}}}} ({{{{{SIGNAL_LABEL}}}}})")], min_=0, max_=1, width=24,
+                     thresholds=SCORE_THRESHOLDS),
         g.timeseries("Anomaly events by severity", "Anomalies detected per interval, by severity.", "short",
                      [g.target(q.sum_by((t.ANOMALY_SEVERITY,), q.increase(events)), f"{{{{{SEVERITY}}}}}")],
                      bars=True, stack=True, colors=SEVERITY_COLORS),

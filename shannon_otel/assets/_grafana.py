@@ -66,7 +66,9 @@ _TOOLTIP: Json = {"mode": "multi", "sort": "desc"}
 
 def timeseries(title: str, description: str, unit: str, targets: list[Json], *, width: int = 12,
                height: int = 8, stack: bool = False, bars: bool = False, min_: float | None = None,
-               max_: float | None = None, colors: dict[str, str] | None = None) -> Json:
+               max_: float | None = None, colors: dict[str, str] | None = None,
+               thresholds: dict[float, str] | None = None) -> Json:
+    """A time series panel; ``thresholds`` (value -> color) are drawn as dashed lines."""
     custom: Json = {
         "drawStyle": "bars" if bars else "line",
         "fillOpacity": 60 if bars else (25 if stack else 10),
@@ -76,6 +78,11 @@ def timeseries(title: str, description: str, unit: str, targets: list[Json], *, 
         "stacking": {"group": "A", "mode": "normal" if stack else "none"},
     }
     defaults: Json = {"custom": custom, "color": {"mode": "palette-classic"}}
+    if thresholds:
+        steps: list[Json] = [{"color": "green", "value": None}]
+        steps += [{"color": color, "value": value} for value, color in sorted(thresholds.items())]
+        defaults["thresholds"] = {"mode": "absolute", "steps": steps}
+        custom["thresholdsStyle"] = {"mode": "dashed"}
     if min_ is not None:
         defaults["min"] = min_
     if max_ is not None:
@@ -170,8 +177,9 @@ def query_variable(name: str, title: str, selector: str, label: str) -> Json:
     definition = f"label_values({selector}, {q.label(label)})"
     return {
         "name": name, "label": title, "type": "query", "datasource": DATASOURCE,
-        "definition": definition,
-        "query": {"qryType": 1, "query": definition, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+        # A plain string query: the form Grafana documents for dashboards as code, runs as is and
+        # opens in the variable editor as a classic query.
+        "definition": definition, "query": definition,
         "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
         "hide": 0, "includeAll": True, "allValue": ".*", "multi": True, "options": [], "refresh": 2,
         "regex": "", "sort": 1,

@@ -62,9 +62,9 @@ def _anomaly(severity: t.Severity, jaeger: str, runbook: str) -> Rule:
     return _alert(
         "ShannonAnomalyDetected", expr, "0s", severity.value,
         f"shannon-otel detected a {severity.value} anomaly.",
-        f"{{{{ $value | humanize }}}} {severity.value} anomalies of {{{{ $labels.{signal} }}}} on series "
-        f"{{{{ $labels.{series} }}}} of job {{{{ $labels.job }}}} in the last 5 minutes. The offending "
-        f"task spans carry a {t.EVENT_ANOMALY} span event.",
+        f"Signal {{{{ $labels.{signal} }}}} of series {{{{ $labels.{series} }}}} (job {{{{ $labels.job }}}}) "
+        f"is anomalous: {{{{ $value | humanize }}}} {severity.value} anomaly event(s) in the last 5 minutes. "
+        f"The offending task spans carry a {t.EVENT_ANOMALY} span event.",
         jaeger=jaeger, runbook=runbook, traces="",
     )
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .._events import error_type
 from .._stats import LogHistogram
 from .._telemetry import Outcome
+
+if TYPE_CHECKING:
+    from ._advice import Recommendation
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,12 @@ class WaveReport:
     @property
     def failed(self) -> int:
         return self.counts.get(Outcome.FAILURE, 0) + self.counts.get(Outcome.TIMEOUT, 0)
+
+    def recommendations(self) -> list[Recommendation]:
+        """Queue-wait and parallel-efficiency advice for this wave, citing its numbers (see ``_advice``)."""
+        from ._advice import advise_wave
+
+        return advise_wave(self)
 
 
 class ReportBuilder:

@@ -86,7 +86,7 @@ class CircuitBreaker(Policy):
     """
 
     __slots__ = (
-        "_failures_count", "_forced", "_gen", "_hooks", "_opened_at", "_probes_left", "_started",
+        "_clean", "_failures_count", "_forced", "_gen", "_hooks", "_opened_at", "_probes_left", "_started",
         "_successes", "_state", "_timed", "_window", "clock", "config", "name",
     )
 
@@ -111,6 +111,7 @@ class CircuitBreaker(Policy):
         self._timed = c.slow_call_s is not None or c.window_s is not None
         self._failures_count: tuple[type[BaseException], ...] = c.count  # type: ignore[assignment]
         self._state = _CLOSED
+        self._clean = False  # a success would change nothing (see _update_clean)
         self._gen = 0  # bumped on every transition: results of calls admitted earlier are dropped
         self._opened_at = 0.0
         self._probes_left = 0
@@ -130,10 +131,13 @@ class CircuitBreaker(Policy):
 
     # ----------------------------------------------------------------- calling
     async def call(self, fn: Factory[T]) -> T:
-        if self._hooks:
-            call = start_call(self._hooks, self._started, self.clock)
-            if call is not None:
-                return await observed(self, END, 0, fn, call)
+        hooks = self._hooks
+        if hooks:
+            first = hooks[0].call_started(self._started)
+            if first is not None or len(hooks) > 1:
+                call = start_call(hooks, self._started, self.clock, first)
+                if call is not None:
+                    return await observed(self, END, 0, fn, call)
         gen = self._gen if self._state is _CLOSED else self._admit(None)
         started = self.clock() if self._timed else 0.0
         try:
@@ -141,10 +145,8 @@ class CircuitBreaker(Policy):
         except BaseException as exc:
             self._failed(gen, started, exc)
             raise
-        if self._timed or self._state is not _CLOSED or gen != self._gen:
+        if not self._clean:  # else: CLOSED, untimed, window full of successes: nothing changes
             self._succeeded(gen, started)
-        else:
-            self._window.record(0, 0.0)
         return result
 
     async def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> T:
@@ -160,7 +162,8 @@ class CircuitBreaker(Policy):
                 call.ignored = exc
             self._failed(gen, started, exc)
             raise
-        self._succeeded(gen, started)
+        if not self._clean:
+            self._succeeded(gen, started)
         return result
 
     def _admit(self, call: _Call | None) -> int:
@@ -200,6 +203,7 @@ class CircuitBreaker(Policy):
             self._window.record(SLOW if slow else 0, now)
             if slow:
                 self._evaluate()
+            self._update_clean()
         elif self._state is _HALF_OPEN:
             if slow:
                 self._transition(_OPEN, "slow_calls")
@@ -222,6 +226,13 @@ class CircuitBreaker(Policy):
             slow = self.config.slow_call_s is not None and now - started >= self.config.slow_call_s
             self._window.record(FAILED | (SLOW if slow else 0), now)
             self._evaluate()
+            self._update_clean()
+
+    def _update_clean(self) -> None:
+        w = self._window
+        self._clean = (
+            self._state is _CLOSED and not self._timed and isinstance(w, CountWindow) and w.clean
+        )
 
     def _evaluate(self) -> None:
         c, w = self.config, self._window
@@ -247,6 +258,7 @@ class CircuitBreaker(Policy):
             self._transition(_CLOSED, "reset")
         else:
             self._window.reset()
+            self._clean = False
 
     def _transition(self, to: BreakerState, reason: str) -> None:
         before = self._state
@@ -259,6 +271,7 @@ class CircuitBreaker(Policy):
             self._probes_left = self.config.half_open_probes
             self._successes = 0
         self._window.reset()
+        self._clean = False
         self._emit(before, to, reason, now)
 
     def _emit(self, before: BreakerState, to: BreakerState, reason: str, now: float) -> None:

@@ -76,10 +76,13 @@ class Pipeline(Policy):
 
     async def call(self, fn: Factory[T]) -> T:
         chain = self._chain
-        if self._hooks:
-            call = start_call(self._hooks, self._started, self.clock)
-            if call is not None:
-                return await observed(self, chain, 0, fn, call)
+        hooks = self._hooks
+        if hooks:
+            first = hooks[0].call_started(self._started)
+            if first is not None or len(hooks) > 1:
+                call = start_call(hooks, self._started, self.clock, first)
+                if call is not None:
+                    return await observed(self, chain, 0, fn, call)
         return await chain[0].run(chain, 1, fn, None)
 
     def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> Awaitable[T]:

@@ -76,10 +76,13 @@ class Retry(Instrumented):
 
     async def call(self, fn: Factory[T]) -> T:
         # The hot path: first attempt inline, no clock read unless a total timeout is set.
-        if self._hooks:
-            call = start_call(self._hooks, self._started, self.clock)
-            if call is not None:
-                return await observed(self, END, 0, fn, call)
+        hooks = self._hooks
+        if hooks:
+            first = hooks[0].call_started(self._started)
+            if first is not None or len(hooks) > 1:
+                call = start_call(hooks, self._started, self.clock, first)
+                if call is not None:
+                    return await observed(self, END, 0, fn, call)
         start = self.clock() if self.timeout is not None else 0.0
         try:
             return await fn()

@@ -29,6 +29,11 @@ class CountWindow:
         self.failures = 0
         self.slow = 0
 
+    @property
+    def clean(self) -> bool:
+        """Full, and every entry a plain success: recording another success changes nothing."""
+        return not self._bad and self.calls == self.size
+
     def record(self, flags: int, now: float) -> None:
         # A full window holding only plain successes is unchanged by another success.
         if not flags and not self._bad and self.calls == self.size:

@@ -1,0 +1,118 @@
+"""Detector throughput: ``python -m benchmarks detector [--quick]``.
+
+Side by side in one process, samples per second of: the naive design this project grew from
+(deque + statistics.mean/stdev per sample), our detector streaming one series through the
+batch API, 1,000 series x 100 samples per tick (``update_many``), one-sample calls
+(``update``), and river's GaussianScorer as a peer. Ratios are against the naive baseline
+measured in the same run. Last line: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+
+import numpy as np
+
+from shannon_otel.anomaly import AnomalyDetector
+
+STEP_S = 60.0
+
+
+def _series(n: int, seed: int = 7) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    return 10.0 + np.sin(t * 2 * np.pi / 1440) + rng.normal(0.0, 0.3, n)
+
+
+def _rate(samples: int, fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return samples / (time.perf_counter() - start)
+
+
+def naive(values: np.ndarray, window: int = 100) -> float:
+    def run() -> None:
+        win: deque[float] = deque(maxlen=window)
+        for v in values.tolist():
+            if len(win) >= 2:
+                mu, sd = statistics.mean(win), statistics.stdev(win)
+                _ = abs(v - mu) / sd if sd > 0 else 0.0
+            win.append(v)
+    return _rate(len(values), run)
+
+
+def single_series_batch(values: np.ndarray, block: int = 10_000) -> float:
+    det = AnomalyDetector()
+    times = np.arange(len(values)) * STEP_S
+
+    def run() -> None:
+        for lo in range(0, len(values), block):
+            det.update_series("s", values[lo : lo + block], times[lo : lo + block])
+    return _rate(len(values), run)
+
+
+def many_series(ticks: int, series: int = 1000, per_tick: int = 100) -> float:
+    det = AnomalyDetector()
+    names = [f"s{i}" for i in range(series)]
+    rng = np.random.default_rng(3)
+    blocks = [rng.normal(5.0, 1.0, (series, per_tick)) for _ in range(min(ticks, 4))]
+    det.update_many(names, blocks[0], np.arange(per_tick) * STEP_S)  # allocate series first
+
+    def run() -> None:
+        for k in range(1, ticks + 1):
+            times = (k * per_tick + np.arange(per_tick)) * STEP_S
+            det.update_many(names, blocks[k % len(blocks)], times)
+    return _rate(ticks * series * per_tick, run)
+
+
+def per_sample_calls(values: np.ndarray) -> float:
+    det = AnomalyDetector()
+    pairs = list(zip(values.tolist(), (np.arange(len(values)) * STEP_S).tolist(), strict=True))
+
+    def run() -> None:
+        update = det.update
+        for v, t in pairs:
+            update("s", v, t)
+    return _rate(len(values), run)
+
+
+def river_gaussian(values: np.ndarray) -> float | None:
+    try:
+        from river import anomaly
+    except ImportError:
+        return None
+
+    def run() -> None:
+        scorer = anomaly.GaussianScorer(window_size=100, grace_period=100)
+        for v in values.tolist():
+            scorer.score_one(None, v)
+            scorer.learn_one(None, v)
+    return _rate(len(values), run)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks detector")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    scale = 1 if args.quick else 5
+    values = _series(200_000 * scale)
+    rates: dict[str, float | None] = {
+        "naive": naive(values[: 10_000 * scale]),
+        "single_series_batch": single_series_batch(values),
+        "many_series": many_series(ticks=4 * scale),
+        "per_sample_calls": per_sample_calls(values[: 100_000 * scale]),
+        "river": river_gaussian(values[: 20_000 * scale]),
+    }
+    base = rates["naive"] or 1.0
+    for name, rate in rates.items():
+        shown = "n/a" if rate is None else f"{rate:14,.0f} samples/s  x{rate / base:8.1f} vs naive"
+        print(f"{name:20s} {shown}", file=sys.stderr)
+    print(json.dumps({"suite": "detector",
+                      "samples_per_s": {k: None if v is None else round(v) for k, v in rates.items()}}))
+    return 0

@@ -1,0 +1,89 @@
+"""The detector's immutable configuration; every instance is validated when it is built."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+from .._telemetry import Severity
+
+_RANGES: dict[str, tuple[float, float, bool]] = {  # name: (low, high, low bound exclusive)
+    "window": (3, 100_000, False),
+    "buckets": (1, 10_080, False),
+    "period_s": (0.0, math.inf, True),
+    "noise_floor": (0.0, 1.0, False),
+    "average": (1, 10_000, False),
+    "history_rate": (0.0, 0.5, True),
+    "min_history": (1, 10**9, False),
+    "spatial_tolerance": (0.0, math.inf, False),
+    "max_series": (1, 10**7, False),
+    "warning": (0.0, 1.0, True),
+    "critical": (0.0, 1.0, True),
+}
+_INTS = frozenset({"window", "buckets", "average", "min_history", "max_series"})
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorConfig:
+    """How :class:`AnomalyDetector` scores; one config may serve many detectors.
+
+    The defaults are the single global configuration measured on NAB (``python -m benchmarks
+    nab``); none of them is tuned per series.
+
+    * ``window``: values kept per seasonal bucket; their mean and spread are "normal".
+    * ``buckets`` / ``period_s``: the period (default one day) is split into this many
+      buckets by time of the sample, so a daily pattern is compared hour with hour.
+      ``buckets=1`` turns the seasonal profile off (a plain sliding window).
+    * ``noise_floor``: the spread is never taken as less than this fraction of the range seen,
+      so quantized or flat metrics do not turn every step into an infinite z-score.
+    * ``average``: samples in the recent mean of raw surprise.
+    * ``history_rate``: weight of each sample in the long-run surprise distribution
+      (exponential; 0.003 remembers roughly the last 300-1000 samples).
+    * ``min_history``: samples a series needs before it is scored (warm-up).
+    * ``spatial_tolerance``: a value beyond the range seen so far by more than this fraction
+      of it scores 1.0; ``math.inf`` turns this off.
+    * ``max_series``: series tracked at once; the least recently updated one is evicted.
+    * ``warning`` / ``critical``: score thresholds of the two :class:`Severity` bands.
+
+    Raises ``ValueError`` naming the parameter and its allowed range.
+    """
+
+    window: int = 30
+    buckets: int = 24
+    period_s: float = 86_400.0
+    noise_floor: float = 0.01
+    average: int = 10
+    history_rate: float = 0.003
+    min_history: int = 200
+    spatial_tolerance: float = 0.02
+    max_series: int = 1000
+    warning: float = 0.5
+    critical: float = 0.8
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            lo, hi, open_low = _RANGES[f.name]
+            if f.name in _INTS:
+                ok = isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
+                want = f"an int in [{lo}, {hi}]"
+            else:
+                ok = (
+                    isinstance(value, (int, float)) and not isinstance(value, bool)
+                    and not math.isnan(value) and (lo < value if open_low else lo <= value) and value <= hi
+                )
+                want = f"a number in {'(' if open_low else '['}{lo}, {hi}]"
+            if not ok:
+                raise ValueError(f"DetectorConfig.{f.name} must be {want}, got {value!r}")
+        if self.critical < self.warning:
+            raise ValueError(
+                f"DetectorConfig.critical must be >= warning ({self.warning}), got {self.critical!r}"
+            )
+
+    def severity(self, score: float) -> Severity | None:
+        """The severity band of a score, or ``None`` below ``warning``."""
+        if score >= self.critical:
+            return Severity.CRITICAL
+        if score >= self.warning:
+            return Severity.WARNING
+        return None

@@ -1,0 +1,267 @@
+"""The detector: per-series state in preallocated arrays, a scalar path and a block path.
+
+Per sample of a series (both paths compute the same thing; the block path vectorizes it over
+series and time):
+
+1. z = |x - mean| / max(std, noise_floor x range) against the last ``window`` values of the
+   same seasonal bucket (time of day by default);
+2. raw surprise r = 1 - exp(-z^2 / 8) in [0, 1), averaged over the last ``average`` samples;
+3. that average is compared with the series' own long-run (exponentially weighted) mean and
+   spread of it; p = Gaussian tail probability, score = -log10(p) / 10 in [0, 1];
+4. a detection (p < 1e-5) directly after a detection is demoted to p = 1e-3, so one event
+   reports once; a value outside the range seen so far (by ``spatial_tolerance``) scores 1.
+
+Not thread-safe: call it from one thread (the event loop for the hook).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _scoring as sc
+from ._config import DetectorConfig
+from ._ring import Rings
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorStats:
+    series: int  # series tracked now
+    ignored: int  # NaN / inf samples skipped
+    evicted: int  # series dropped to respect max_series
+
+
+def _view(a: npt.NDArray[np.float64] | I64) -> memoryview:
+    return memoryview(a).cast("B").cast("q" if a.dtype == np.int64 else "d")
+
+
+class AnomalyDetector:
+    """Scores many series online. State is per detector; the config is shared and immutable."""
+
+    def __init__(self, config: DetectorConfig | None = None) -> None:
+        cfg = self.config = config if config is not None else DetectorConfig()
+        cap = cfg.max_series
+        self._season = Rings(cap * cfg.buckets, cfg.window)
+        self._avg = Rings(cap, cfg.average)
+        self._n: I64 = np.zeros(cap, dtype=np.int64)
+        self._offset: F64 = np.zeros(cap)
+        self._min: F64 = np.full(cap, np.inf)
+        self._max: F64 = np.full(cap, -np.inf)
+        self._m: F64 = np.zeros(cap)
+        self._v: F64 = np.zeros(cap)
+        self._red: F64 = np.zeros(cap)
+        self._last: F64 = np.full(cap, np.nan)
+        self._vn, self._voff, self._vmin, self._vmax, self._vm, self._vv, self._vred, self._vlast = (
+            _view(a) for a in (
+                self._n, self._offset, self._min, self._max, self._m, self._v, self._red, self._last
+            )
+        )
+        self._slots: OrderedDict[str, int] = OrderedDict()
+        self._ignored = 0
+        self._evicted = 0
+
+    # ------------------------------------------------------------------ series registry
+    @property
+    def stats(self) -> DetectorStats:
+        return DetectorStats(len(self._slots), self._ignored, self._evicted)
+
+    def series(self) -> list[str]:
+        """Tracked series, least recently updated first."""
+        return list(self._slots)
+
+    def last_score(self, series: str) -> float | None:
+        """The latest score of ``series``; ``None`` if unknown or still warming up."""
+        slot = self._slots.get(series)
+        if slot is None:
+            return None
+        value = self._vlast[slot]
+        return None if math.isnan(value) else value
+
+    def _slot(self, series: str) -> int:
+        slot = self._slots.get(series)
+        if slot is not None:
+            self._slots.move_to_end(series)
+            return slot
+        if len(self._slots) < self.config.max_series:
+            slot = len(self._slots)
+        else:
+            _, slot = self._slots.popitem(last=False)
+            self._evicted += 1
+            self._reset(slot)
+        self._slots[series] = slot
+        return slot
+
+    def _reset(self, slot: int) -> None:
+        b = self.config.buckets
+        self._season.clear(slice(slot * b, (slot + 1) * b))
+        self._avg.clear(slice(slot, slot + 1))
+        self._n[slot] = 0
+        self._offset[slot] = self._m[slot] = self._v[slot] = self._red[slot] = 0.0
+        self._min[slot], self._max[slot], self._last[slot] = np.inf, -np.inf, np.nan
+
+    def _bucket(self, time: float) -> int:
+        cfg = self.config
+        return min(int(time % cfg.period_s / cfg.period_s * cfg.buckets), cfg.buckets - 1)
+
+    # ------------------------------------------------------------------ scalar path
+    def update(self, series: str, value: float, time: float) -> float | None:
+        """Feed one sample of ``series`` taken at ``time`` (seconds, e.g. epoch) and score it.
+
+        Returns the score in [0, 1], or ``None`` while the series warms up or when ``value``
+        is NaN/inf (such values are counted in :attr:`stats` and change nothing else).
+        Never raises for a numeric value; O(1).
+        """
+        slot = self._slot(series)
+        if not math.isfinite(value):
+            self._ignored += 1
+            return None
+        cfg = self.config
+        n = self._vn[slot] + 1
+        self._vn[slot] = n
+        if n == 1:
+            self._voff[slot] = value
+        x = value - self._voff[slot]
+        pmin, pmax = self._vmin[slot], self._vmax[slot]
+        lo, hi = min(pmin, x), max(pmax, x)
+        self._vmin[slot], self._vmax[slot] = lo, hi
+        row = slot * cfg.buckets + self._bucket(time)
+        cnt, s1, s2 = self._season.stats(row)
+        z = 0.0
+        if cnt >= sc.SEASON_MIN:
+            mean = s1 / cnt
+            scale = max(math.sqrt(max(s2 / cnt - mean * mean, 0.0)), cfg.noise_floor * (hi - lo))
+            if scale > 0.0:
+                z = abs(x - mean) / scale
+        self._season.push(row, x)
+        self._avg.push(slot, sc.surprise1(z))
+        c, a1, _ = self._avg.stats(slot)
+        a = a1 / c
+        m, v = self._vm[slot], self._vv[slot]
+        if n == 1:
+            m = a
+        p = sc.tail1((a - max(m, sc.MEAN_FLOOR)) / max(math.sqrt(v), sc.STD_FLOOR))
+        if n > 1:
+            alpha = max(cfg.history_rate, 1.0 / n)
+            d = a - m
+            self._vm[slot] = m + alpha * d
+            self._vv[slot] = (1.0 - alpha) * (v + alpha * d * d)
+        else:
+            self._vm[slot] = a
+        red = p < sc.RED_P
+        if red and self._vred[slot]:
+            p = sc.DEMOTED_P
+        self._vred[slot] = float(red)
+        score = sc.score1(p)
+        if pmax > pmin:
+            tol = cfg.spatial_tolerance * (pmax - pmin)
+            if x > pmax + tol or x < pmin - tol:
+                score = 1.0
+        if n < cfg.min_history:
+            return None
+        self._vlast[slot] = score
+        return score
+
+    # ------------------------------------------------------------------ block path
+    def update_series(self, series: str, values: npt.ArrayLike, times: npt.ArrayLike) -> F64:
+        """Feed many samples of one series, in time order; scores as :meth:`update` would give.
+
+        Returns an array like ``values`` with NaN where :meth:`update` returns ``None``.
+        """
+        vals = np.asarray(values, dtype=np.float64)
+        if vals.ndim != 1:
+            raise ValueError(f"values must be 1-D, got shape {vals.shape}")
+        out: F64 = self.update_many([series], vals[None, :], times)[0]
+        return out
+
+    def update_many(self, series: Sequence[str], values: npt.ArrayLike, times: npt.ArrayLike) -> F64:
+        """Feed a block: ``values[i, j]`` is the sample of ``series[i]`` at ``times[j]``.
+
+        Vectorized over series and time; equivalent to calling :meth:`update` column by
+        column. ``series`` must be distinct. Returns scores shaped like ``values`` (NaN for
+        warm-up and NaN/inf inputs). Raises ``ValueError`` on mismatched shapes.
+        """
+        vals = np.asarray(values, dtype=np.float64)
+        ts = np.asarray(times, dtype=np.float64)
+        if vals.ndim != 2 or vals.shape[0] != len(series) or ts.shape != (vals.shape[1],):
+            raise ValueError(
+                f"values must have shape (len(series), len(times)) = ({len(series)}, {ts.size}),"
+                f" got {vals.shape}"
+            )
+        if len(set(series)) != len(series):
+            raise ValueError("series must be distinct within one update_many call")
+        out: F64 = np.full(vals.shape, np.nan)
+        if vals.size == 0:
+            return out
+        slots = np.fromiter((self._slot(s) for s in series), dtype=np.int64, count=len(series))
+        finite = np.isfinite(vals)
+        clean = finite.all(axis=1)
+        if clean.any():
+            out[clean] = self._block(slots[clean], vals[clean], ts)
+        for i in np.flatnonzero(~clean):  # rare: compress each row on its own
+            keep = finite[i]
+            self._ignored += int(keep.size - keep.sum())
+            if keep.any():
+                out[i, keep] = self._block(slots[i : i + 1], vals[i : i + 1, keep], ts[keep])[0]
+        return out
+
+    def _block(self, slots: I64, raw: F64, ts: F64) -> F64:
+        cfg = self.config
+        t_len = raw.shape[1]
+        n0 = self._n[slots]
+        fresh = n0 == 0
+        self._offset[slots[fresh]] = raw[fresh, 0]
+        x = raw - self._offset[slots, None]
+        n = n0[:, None] + np.arange(1, t_len + 1)
+        cmin = np.minimum.accumulate(np.concatenate((self._min[slots, None], x), axis=1), axis=1)
+        cmax = np.maximum.accumulate(np.concatenate((self._max[slots, None], x), axis=1), axis=1)
+        pmin, pmax = cmin[:, :-1], cmax[:, :-1]
+        floor = cfg.noise_floor * (cmax[:, 1:] - cmin[:, 1:])
+
+        buckets = np.minimum((ts % cfg.period_s / cfg.period_s * cfg.buckets).astype(np.int64), cfg.buckets - 1)
+        z = np.zeros_like(x)
+        for g in np.unique(buckets):
+            cols = np.flatnonzero(buckets == g)
+            xs = x[:, cols]
+            s1, s2, cnt = self._season.extend(slots * cfg.buckets + g, xs)
+            safe = np.maximum(cnt, 1)
+            mean = s1 / safe
+            scale = np.maximum(np.sqrt(np.maximum(s2 / safe - mean * mean, 0.0)), floor[:, cols])
+            ok = (cnt >= sc.SEASON_MIN) & (scale > 0.0)
+            z[:, cols] = np.where(ok, np.abs(xs - mean) / np.where(ok, scale, 1.0), 0.0)
+
+        a1, _, ac = self._avg.extend(slots, sc.surprise(z), inclusive=True)
+        a = a1 / ac
+        alpha = np.where(n == 1, 0.0, np.maximum(cfg.history_rate, 1.0 / n))
+        keep = 1.0 - alpha
+        m0 = np.where(fresh, a[:, 0], self._m[slots])
+        m = sc.linear_scan(keep, alpha * a, m0)
+        m_prev = np.concatenate((m0[:, None], m[:, :-1]), axis=1)
+        d = a - m_prev
+        v0 = self._v[slots]
+        v = sc.linear_scan(keep, keep * alpha * d * d, v0)
+        v_prev = np.concatenate((v0[:, None], v[:, :-1]), axis=1)
+        p = sc.tail((a - np.maximum(m_prev, sc.MEAN_FLOOR)) / np.maximum(np.sqrt(v_prev), sc.STD_FLOOR))
+        red = p < sc.RED_P
+        prev_red = np.concatenate((self._red[slots, None] > 0.0, red[:, :-1]), axis=1)
+        score = sc.score_of(np.where(red & prev_red, sc.DEMOTED_P, p))
+        tol = cfg.spatial_tolerance * (pmax - pmin)
+        with np.errstate(invalid="ignore"):  # inf - inf before the first value
+            spatial = (pmax > pmin) & ((x > pmax + tol) | (x < pmin - tol))
+        score[spatial] = 1.0
+        score[n < cfg.min_history] = np.nan
+
+        self._n[slots] = n[:, -1]
+        self._min[slots], self._max[slots] = cmin[:, -1], cmax[:, -1]
+        self._m[slots], self._v[slots] = m[:, -1], v[:, -1]
+        self._red[slots] = red[:, -1]
+        last = score[:, -1]
+        self._last[slots] = np.where(np.isnan(last), self._last[slots], last)
+        return score

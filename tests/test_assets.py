@@ -1,0 +1,165 @@
+"""The bundled dashboards and rules: committed files are the generator's output, panels are complete,
+every query parses, and every metric they name is in the telemetry contract."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from shannon_otel import _telemetry as t
+from shannon_otel.assets import (
+    RULES_FILE,
+    _yaml,
+    concrete_query,
+    dashboards,
+    files,
+    panel_queries,
+    referenced_metrics,
+    rule_queries,
+    stale_files,
+    write_all,
+)
+from shannon_otel.assets._promql import metric_names
+
+ROOT = Path(__file__).resolve().parents[1]
+RULE_TESTS = (ROOT / RULES_FILE).parent / "tests" / "shannon-alerts.test.yml"
+
+
+def contract_names() -> set[str]:
+    names: set[str] = set()
+    for spec in t.METRICS:
+        suffixes = ("_bucket", "_sum", "_count") if spec.kind == "histogram" else ("",)
+        names.update(spec.prometheus + suffix for suffix in suffixes)
+    return names
+
+
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail("promtool is not installed: run `scripts/stack install` (Debian's prometheus package)")
+    return path
+
+
+def panels() -> list[tuple[str, dict[str, object]]]:
+    return [(name, p) for name, model in dashboards().items() for p in model["panels"] if p["type"] != "row"]
+
+
+def test_committed_files_are_the_generator_output() -> None:
+    assert stale_files(ROOT) == [], "run `python -m shannon_otel.assets --write .` and commit the result"
+
+
+def test_write_all_writes_every_file(tmp_path: Path) -> None:
+    written = write_all(tmp_path)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in written) == sorted(files())
+    assert stale_files(tmp_path) == []
+
+
+def test_every_panel_has_a_unit_a_description_and_queries() -> None:
+    for name, panel in panels():
+        where = f"{name}: {panel['title']}"
+        assert panel["description"], where
+        assert panel["fieldConfig"]["defaults"]["unit"], where  # type: ignore[index]
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, where
+        assert panel["targets"], where
+
+
+def test_dashboards_are_grafana_11_models_with_the_expected_variables() -> None:
+    uids = set()
+    for name, model in dashboards().items():
+        assert model["schemaVersion"] >= 39
+        uids.add(model["uid"])
+        variables = {v["name"]: v for v in model["templating"]["list"]}
+        assert variables["datasource"]["type"] == "datasource"
+        assert variables["datasource"]["query"] == "prometheus"
+        assert variables["job"]["definition"].startswith("label_values(")
+        assert variables["job"]["definition"].endswith(", job)")
+        ids = [p["id"] for p in model["panels"]]
+        assert len(ids) == len(set(ids)), name
+        for panel in model["panels"]:
+            grid = panel["gridPos"]
+            assert grid["x"] + grid["w"] <= 24, (name, panel["title"])
+        assert any(link["url"].startswith("${jaeger_url}") for link in model["links"]), name
+    assert len(uids) == len(dashboards())
+
+
+def test_expected_panels_exist() -> None:
+    by_dashboard = {name: {p["type"] for p in model["panels"]} for name, model in dashboards().items()}
+    assert "state-timeline" in by_dashboard["shannon-otel-resilience.json"]
+    assert any("topk(" in expr for name, _, expr in panel_queries() if "anomalies" in name)
+
+
+def test_latency_panels_show_exemplars_and_use_the_rate_interval() -> None:
+    for _, panel in panels():
+        for target in panel["targets"]:  # type: ignore[attr-defined]
+            expr = target["expr"]
+            if "histogram_quantile" in expr and panel["fieldConfig"]["defaults"]["unit"] == "s":  # type: ignore[index]
+                assert target["exemplar"] is True, panel["title"]
+            for window in re.findall(r"\[([^\]]+)\]", expr):
+                assert window in {"$__rate_interval", "$__range"}, (panel["title"], expr)
+
+
+def test_queries_only_use_defined_variables() -> None:
+    for name, model in dashboards().items():
+        defined = {v["name"] for v in model["templating"]["list"]}
+        for dashboard, title, expr in panel_queries():
+            if dashboard == name:
+                used = set(re.findall(r"\$(\w+)", expr)) - {"__rate_interval", "__range", "__interval"}
+                assert used <= defined, (title, used - defined)
+
+
+def test_every_referenced_metric_is_in_the_contract() -> None:
+    referenced = referenced_metrics()
+    assert referenced <= contract_names(), referenced - contract_names()
+    # Every instrument of the contract is shown somewhere.
+    shown = {name.removesuffix(s) for name in referenced for s in ("_bucket", "_sum", "_count")}
+    assert {spec.prometheus for spec in t.METRICS} <= shown | referenced
+
+
+def test_rule_unit_tests_only_use_contract_series() -> None:
+    series = set(re.findall(r"series: '([A-Za-z_:][A-Za-z0-9_:]*)\{", RULE_TESTS.read_text(encoding="utf-8")))
+    assert series
+    assert series <= contract_names(), series - contract_names()
+
+
+def test_metric_names_finds_selectors_and_skips_everything_else() -> None:
+    expr = (
+        'histogram_quantile(0.99, sum by (le, job) (rate(a_bucket{job=~"$job", x="y{z}"}[$__rate_interval])))'
+        " / on (job) group_left (instance) b_total offset 5m or vector(1e3) and c unless topk(3, d:rec)"
+    )
+    assert metric_names(expr) == {"a_bucket", "b_total", "c", "d:rec"}
+
+
+def test_every_dashboard_and_rule_query_parses(tmp_path: Path) -> None:
+    exprs = [concrete_query(expr) for _, _, expr in panel_queries()] + [expr for _, expr in rule_queries()]
+    rules = [{"record": f"shannon:check_query_{i}", "expr": expr} for i, expr in enumerate(exprs)]
+    path = tmp_path / "queries.yml"
+    path.write_text(json.dumps({"groups": [{"name": "queries", "rules": rules}]}), encoding="utf-8")
+    proc = subprocess.run([promtool(), "check", "rules", str(path)], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "$" not in "".join(exprs[: len(panel_queries())])
+
+
+def test_concrete_query_replaces_grafana_variables() -> None:
+    assert concrete_query('rate(x{job=~"$job", w=~"${wave}"}[$__rate_interval])') == (
+        'rate(x{job=~".*", w=~".*"}[1m])'
+    )
+    assert concrete_query("sum(increase(x[$__range]))", {"__range": "5m"}) == "sum(increase(x[5m]))"
+
+
+def test_yaml_writer() -> None:
+    text = _yaml.dump({
+        "groups": [{"name": "g", "rules": [{"expr": "a\n/\nb", "for": "5m", "labels": {"k": 'v "q"'}}]}],
+        "empty": [], "none": {}, "flag": True, "n": 1,
+    })
+    assert text == (
+        'groups:\n  - name: "g"\n    rules:\n      - expr: |-\n          a\n          /\n          b\n'
+        '        for: "5m"\n        labels:\n          k: "v \\"q\\""\nempty: []\nnone: {}\nflag: true\nn: 1\n'
+    )
+    with pytest.raises(TypeError):
+        _yaml.dump({"bad key": 1})

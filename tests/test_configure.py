@@ -1,0 +1,113 @@
+"""configure(): providers, resource, exporter choice, the histogram bridge, and no global side effects."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricExporter, MetricExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from shannon_otel import Wave, configure
+from shannon_otel import _telemetry as tel
+from shannon_otel._aggregate import bridge_for
+from shannon_otel._config import _choose
+
+
+async def _noop() -> int:
+    return 1
+
+
+def test_configure_without_globals_builds_working_providers_with_a_resource() -> None:
+    spans = InMemorySpanExporter()
+    handle = configure(
+        "svc-a", exporter="none", span_exporters=[spans], resource_attributes={"deployment.environment": "test"},
+        set_global=False,
+    )
+    with handle:
+        assert not isinstance(trace.get_tracer_provider(), type(handle.tracer_provider))
+        asyncio.run(Wave("cfg", tracer_provider=handle.tracer_provider, meter_provider=handle.meter_provider)
+                    .run([_noop]))
+        assert handle.force_flush()
+        names = sorted(s.name for s in spans.get_finished_spans())
+        assert names == ["task cfg", "wave cfg"]
+        resource = spans.get_finished_spans()[0].resource.attributes
+        assert resource["service.name"] == "svc-a"
+        assert resource["deployment.environment"] == "test"
+        assert resource["service.version"]
+    handle.shutdown()  # idempotent
+
+
+def test_exporter_choice_follows_the_standard_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_PROTOCOL", raising=False)
+    assert _choose("TRACES", None) == "otlp_grpc"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+    assert _choose("TRACES", None) == "otlp_http"
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    assert _choose("TRACES", None) == "console"
+    assert _choose("TRACES", "none") == "none"
+    with pytest.raises(ValueError, match="exporter must be one of"):
+        _choose("TRACES", "zipkin")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"metric_interval_s": 0}, "metric_interval_s must be > 0"), ({"export_timeout_s": -1}, "export_timeout_s")],
+)
+def test_bad_arguments_are_rejected(kwargs: dict[str, float], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        configure(exporter="none", set_global=False, **kwargs)  # type: ignore[arg-type]
+
+
+class _Capture(MetricExporter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+
+    def export(self, metrics_data, timeout_millis: float = 10_000, **kwargs):  # type: ignore[no-untyped-def]
+        for rm in metrics_data.resource_metrics:
+            for sm in rm.scope_metrics:
+                self.names.update(m.name for m in sm.metrics)
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: object) -> None:
+        return None
+
+
+def test_the_exporter_path_carries_the_bridged_task_histograms(monkeypatch: pytest.MonkeyPatch) -> None:
+    capture = _Capture()
+    monkeypatch.setattr("shannon_otel._config._metric_exporter", lambda *a: capture)
+    handle = configure("svc-b", exporter="none", set_global=False, metric_interval_s=3600)
+    assert bridge_for(handle.meter_provider) is not None
+    asyncio.run(Wave("exp", meter_provider=handle.meter_provider, tracer_provider=handle.tracer_provider)
+                .run([_noop]))
+    handle.force_flush()
+    assert {tel.TASK_DURATION.name, tel.TASK_QUEUE_WAIT_DURATION.name, tel.TASK_OUTCOMES.name} <= capture.names
+    handle.shutdown()
+
+
+def test_a_foreign_metric_reader_makes_the_task_histograms_use_plain_sdk_calls() -> None:
+    reader = InMemoryMetricReader()
+    handle = configure("svc-c", exporter="none", metric_readers=[reader], set_global=False)
+    assert bridge_for(handle.meter_provider) is None
+    asyncio.run(Wave("foreign", meter_provider=handle.meter_provider, tracer_provider=handle.tracer_provider)
+                .run([_noop]))
+    data = reader.get_metrics_data()
+    assert data is not None
+    names = {m.name for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+    assert tel.TASK_DURATION.name in names
+    handle.shutdown()
+
+
+def test_configure_sets_the_globals_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[object] = []
+    monkeypatch.setattr(trace, "set_tracer_provider", calls.append)
+    monkeypatch.setattr(metrics, "set_meter_provider", calls.append)
+    handle = configure("svc-d", exporter="none")
+    assert calls == [handle.tracer_provider, handle.meter_provider]
+    handle.shutdown()

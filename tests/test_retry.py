@@ -1,0 +1,291 @@
+"""Retry: attempts, backoff, per-call state, cancellation, and its spans and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import pytest
+from opentelemetry.trace import StatusCode
+from test_recovery_support import FakeClock, Telemetry, run
+
+from shannon_otel._events import CallObserver, CallStarted, Hook, RetryScheduled
+from shannon_otel.recovery import Jitter, Retry, retry
+from shannon_otel.recovery._backoff import delay
+
+
+class Flaky:
+    """Fails ``failures`` times with ``error``, then returns ``value``."""
+
+    def __init__(self, failures: int, error: type[Exception] = ConnectionError, value: Any = "ok") -> None:
+        self.failures, self.error, self.value, self.calls = failures, error, value, 0
+
+    async def __call__(self) -> Any:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error(f"boom {self.calls}")
+        return self.value
+
+
+def test_retries_until_success_with_spans_events_and_metrics() -> None:
+    tel, clock = Telemetry(), FakeClock()
+    policy = Retry(attempts=5, initial=1.0, jitter="none", name="fetch", clock=clock, sleep=clock.sleep, **tel.kw)
+    assert run(policy.call(Flaky(2))) == "ok"
+    assert clock.sleeps == [1.0, 2.0]
+
+    op = tel.span("fetch")
+    assert op.parent is None
+    assert op.attributes is not None
+    assert op.attributes["shannon.call.outcome"] == "success"
+    assert op.attributes["shannon.attempt"] == 3
+    attempts = tel.children(op)
+    assert [s.name for s in attempts] == ["attempt 1", "attempt 2", "attempt 3"]
+    assert [s.attributes["shannon.attempt"] for s in attempts if s.attributes] == [1, 2, 3]
+    assert [s.attributes["shannon.attempt.outcome"] for s in attempts if s.attributes] == [
+        "failure", "failure", "success"]
+    assert attempts[0].attributes is not None and attempts[0].attributes["error.type"] == "ConnectionError"
+    assert attempts[0].status.status_code is StatusCode.ERROR
+    assert attempts[2].attributes is not None and "error.type" not in attempts[2].attributes
+    scheduled = [e for e in op.events if e.name == "shannon.retry.scheduled"]
+    assert [(e.attributes or {}).get("shannon.retry.delay") for e in scheduled] == [1.0, 2.0]
+    assert [(e.attributes or {}).get("shannon.attempt") for e in scheduled] == [1, 2]
+
+    assert tel.points("shannon.retry.attempts") == [
+        ({"shannon.operation": "fetch", "shannon.call.outcome": "success"}, (1, 3))]
+    assert tel.points("shannon.retry.delay") == [({"shannon.operation": "fetch"}, (2, 3.0))]
+    assert tel.points("shannon.calls") == [({"shannon.operation": "fetch", "shannon.call.outcome": "success"}, 1)]
+
+
+def test_gives_up_after_max_attempts_and_reraises_the_last_error() -> None:
+    tel, clock = Telemetry(), FakeClock()
+    flaky = Flaky(10)
+    policy = Retry(attempts=3, jitter="none", clock=clock, sleep=clock.sleep, name="op", **tel.kw)
+    with pytest.raises(ConnectionError, match="boom 3"):
+        run(policy.call(flaky))
+    assert flaky.calls == 3
+    op = tel.span("op")
+    assert op.attributes is not None and op.attributes["shannon.call.outcome"] == "failure"
+    assert op.attributes["error.type"] == "ConnectionError"
+    assert op.status.status_code is StatusCode.ERROR
+    assert tel.points("shannon.calls") == [({
+        "shannon.operation": "op", "shannon.call.outcome": "failure", "error.type": "ConnectionError"}, 1)]
+
+
+def test_retry_on_types_and_predicate() -> None:
+    clock = FakeClock()
+    only_timeouts = Retry(attempts=3, on=TimeoutError, sleep=clock.sleep, instrument=False)
+    flaky = Flaky(1, ValueError)
+    with pytest.raises(ValueError, match="boom 1"):
+        run(only_timeouts.call(flaky))
+    assert flaky.calls == 1
+
+    predicate = Retry(attempts=3, on=lambda e: "retry" in str(e), sleep=clock.sleep, instrument=False)
+    flaky = Flaky(1, ValueError)
+    with pytest.raises(ValueError):
+        run(predicate.call(flaky))
+    assert flaky.calls == 1
+
+    async def needs_retry() -> str:
+        needs_retry.calls += 1  # type: ignore[attr-defined]
+        if needs_retry.calls == 1:  # type: ignore[attr-defined]
+            raise ValueError("please retry")
+        return "done"
+
+    needs_retry.calls = 0  # type: ignore[attr-defined]
+    assert run(predicate.call(needs_retry)) == "done"
+
+
+def test_max_total_time_stops_before_a_delay_past_the_deadline() -> None:
+    clock = FakeClock()
+    policy = Retry(attempts=10, timeout=5.0, initial=1.0, jitter="none", clock=clock, sleep=clock.sleep,
+                   instrument=False)
+    flaky = Flaky(100)
+    with pytest.raises(ConnectionError):
+        run(policy.call(flaky))
+    assert clock.sleeps == [1.0, 2.0]  # the next delay (4.0) would end at 7.0 > 5.0
+    assert flaky.calls == 3
+
+
+def test_next_delay_hook_overrides_the_backoff() -> None:
+    class RateLimited(Exception):
+        retry_after = 7.5
+
+    def from_retry_after(error: BaseException, attempt: int) -> float | None:
+        return getattr(error, "retry_after", None)
+
+    clock = FakeClock()
+    policy = Retry(attempts=3, initial=1.0, jitter="none", next_delay=from_retry_after, clock=clock,
+                   sleep=clock.sleep, on=(RateLimited, ConnectionError), instrument=False)
+    flaky = Flaky(1, RateLimited)
+    assert run(policy.call(flaky)) == "ok"
+    assert clock.sleeps == [7.5]
+    flaky = Flaky(1, ConnectionError)
+    assert run(policy.call(flaky)) == "ok"
+    assert clock.sleeps == [7.5, 1.0]  # None: the backoff
+
+
+@pytest.mark.parametrize(("jitter", "expected"), [
+    (Jitter.NONE, [1.0, 2.0, 4.0, 5.0]),
+    (Jitter.FULL, [0.25, 0.5, 1.0, 1.25]),
+    (Jitter.EQUAL, [0.625, 1.25, 2.5, 3.125]),
+])
+def test_backoff_with_jitter(jitter: Jitter, expected: list[float]) -> None:
+    got = [delay(jitter, n, 0.0, 1.0, 5.0, 2.0, lambda: 0.25) for n in (1, 2, 3, 4)]
+    assert got == expected
+
+
+def test_decorrelated_jitter_grows_from_the_previous_delay_and_is_capped() -> None:
+    assert delay(Jitter.DECORRELATED, 1, 1.0, 1.0, 100.0, 2.0, lambda: 0.5) == 2.0  # in [1, 3]
+    assert delay(Jitter.DECORRELATED, 2, 2.0, 1.0, 100.0, 2.0, lambda: 1.0) == 6.0
+    assert delay(Jitter.DECORRELATED, 9, 50.0, 1.0, 10.0, 2.0, lambda: 1.0) == 10.0
+
+
+def test_jitter_source_is_injectable_and_checked() -> None:
+    clock = FakeClock()
+    seeded = Retry(attempts=3, initial=1.0, random=random.Random(7), sleep=clock.sleep, instrument=False)
+    run(seeded.call(Flaky(2)))
+    first = list(clock.sleeps)
+    clock.sleeps.clear()
+    run(Retry(attempts=3, initial=1.0, random=random.Random(7), sleep=clock.sleep, instrument=False)
+        .call(Flaky(2)))
+    assert clock.sleeps == first
+    bad = Retry(attempts=2, random=lambda: 1.5, sleep=clock.sleep, instrument=False)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        run(bad.call(Flaky(1)))
+
+
+def test_per_call_state_under_concurrency() -> None:
+    """Concurrent calls through one policy never share an attempt counter (tenacity #93/#701)."""
+    attempts_seen: list[int] = []
+
+    class Recorder(Hook):
+        def call_started(self, event: CallStarted) -> CallObserver:
+            class Observer(CallObserver):
+                def call_finished(self, event: Any) -> None:
+                    attempts_seen.append(event.attempts)
+            return Observer()
+
+    async def main() -> list[str]:
+        policy = Retry(attempts=3, initial=0.0, jitter="none", hooks=[Recorder()], instrument=False)
+        gate = asyncio.Event()
+
+        def make(i: int) -> Flaky:
+            flaky = Flaky(2, value=i)
+            original = flaky.__call__
+
+            async def call() -> Any:
+                await gate.wait()  # every call is in flight before any attempt ends
+                return await original()
+            return call  # type: ignore[return-value]
+
+        tasks = [asyncio.create_task(policy.call(make(i))) for i in range(200)]
+        await asyncio.sleep(0)
+        gate.set()
+        return await asyncio.gather(*tasks)
+
+    assert run(main()) == list(range(200))
+    assert attempts_seen == [3] * 200
+
+
+def test_cancellation_is_not_retried_and_is_recorded_as_cancellation() -> None:
+    tel = Telemetry()
+    calls = 0
+
+    async def hangs() -> None:
+        nonlocal calls
+        calls += 1
+        await asyncio.Event().wait()
+
+    async def main() -> None:
+        policy = Retry(attempts=5, on=BaseException, name="op", **tel.kw)
+        task = asyncio.create_task(policy.call(hangs))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(main())
+    assert calls == 1
+    attempt = tel.span("attempt 1")
+    assert attempt.attributes is not None and attempt.attributes["shannon.attempt.outcome"] == "cancellation"
+    assert attempt.status.status_code is not StatusCode.ERROR
+    op = tel.span("op")
+    assert op.attributes is not None and op.attributes["shannon.call.outcome"] == "cancellation"
+    assert "error.type" not in op.attributes
+
+
+def test_decorator_names_the_operation_and_user_spans_nest_under_the_attempt() -> None:
+    tel = Telemetry()
+    tracer = tel.tracer_provider.get_tracer("user")
+    clock = FakeClock()
+
+    @retry(attempts=2, sleep=clock.sleep, **tel.kw)
+    async def load_user(user_id: int) -> int:
+        with tracer.start_as_current_span("db query"):
+            return user_id * 2
+
+    async def main() -> int:
+        with tracer.start_as_current_span("request"):
+            return await load_user(21)
+
+    assert run(main()) == 42
+    request = tel.span("request")
+    op = tel.span(load_user.__qualname__)
+    assert op.parent is not None and op.parent.span_id == request.context.span_id
+    attempt = tel.span("attempt 1")
+    assert attempt.parent is not None and attempt.parent.span_id == op.context.span_id
+    query = tel.span("db query")
+    assert query.parent is not None and query.parent.span_id == attempt.context.span_id
+
+
+def test_user_hooks_see_retry_events() -> None:
+    seen: list[RetryScheduled] = []
+
+    class Recorder(Hook):
+        def call_started(self, event: CallStarted) -> CallObserver:
+            class Observer(CallObserver):
+                def retry_scheduled(self, event: RetryScheduled) -> None:
+                    seen.append(event)
+            return Observer()
+
+    clock = FakeClock()
+    policy = Retry(attempts=3, initial=0.5, jitter="none", sleep=clock.sleep, hooks=[Recorder()],
+                   instrument=False, name="x")
+    run(policy.call(Flaky(1)))
+    assert [(e.operation, e.attempt, e.delay_s, type(e.error)) for e in seen] == [
+        ("x", 1, 0.5, ConnectionError)]
+
+
+def test_no_providers_means_no_observer_and_no_spans() -> None:
+    clock = FakeClock()
+    policy = Retry(attempts=2, sleep=clock.sleep)  # global providers: the API's no-op proxies
+    assert policy._hooks and policy._hooks[0].call_started(policy._started) is None
+    assert run(policy.call(Flaky(1))) == "ok"
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"attempts": 0}, r"attempts must be in \[1"),
+    ({"attempts": -3}, r"attempts must be in \[1"),
+    ({"attempts": 2.5}, "attempts must be an int"),
+    ({"attempts": True}, "attempts must be an int"),
+    ({"timeout": 0}, r"timeout must be in \(0"),
+    ({"initial": -1}, r"initial must be in \[0"),
+    ({"initial": 5.0, "maximum": 1.0}, "maximum must be >= initial"),
+    ({"multiplier": 0.5}, r"multiplier must be in \[1"),
+    ({"jitter": "wild"}, "jitter must be one of"),
+    ({"on": "ValueError"}, "on must be exception types or a predicate"),
+    ({"on": (ValueError, 3)}, "on must be an exception type"),
+    ({"random": 3}, "random must be a random.Random"),
+    ({"next_delay": 5}, "next_delay must be a callable"),
+    ({"initial": float("nan")}, r"initial must be in \[0"),
+])
+def test_bad_input_is_rejected_at_construction(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises((ValueError, TypeError), match=message):
+        Retry(**kwargs)
+
+
+def test_policy_is_immutable() -> None:
+    policy = Retry(attempts=3, instrument=False)
+    with pytest.raises(AttributeError):
+        policy.attempts = 5  # type: ignore[misc]
