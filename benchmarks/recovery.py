@@ -51,7 +51,7 @@ def _variants() -> dict[str, Variant]:
     except ImportError:
         pass
     try:
-        import aiobreaker
+        import aiobreaker  # type: ignore[import-untyped]
 
         peer_breaker = aiobreaker.CircuitBreaker()
         variants["aiobreaker"] = ("call", peer_breaker.call_async)

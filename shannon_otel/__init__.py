@@ -19,7 +19,6 @@ from ._events import (
     WaveObserver,
     WaveStarted,
 )
-from ._otel import OTelHook
 from ._telemetry import BreakerState, CallOutcome, Outcome
 from ._version import __version__
 from .executor import (
@@ -43,7 +42,7 @@ from .executor import (
 __all__ = [
     "__version__",
     # set-up
-    "configure", "Telemetry", "OTelHook",
+    "configure", "Telemetry",
     # executor
     "Wave", "WaveResult", "WaveReport", "WaveError", "WaveStream", "TaskResult", "TaskSpec", "TaskPolicy",
     "Summary", "Progress", "ResourcePool", "task", "record", "record_tokens", "record_cost",

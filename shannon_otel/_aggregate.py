@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.metrics import MeterProvider
+from opentelemetry.sdk.metrics import Exemplar
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     Histogram,
@@ -30,6 +31,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext
 
 from ._telemetry import SCOPE_NAME, MetricSpec
 from ._version import __version__
@@ -38,10 +40,12 @@ _BRIDGES: weakref.WeakKeyDictionary[MeterProvider, MetricsBridge] = weakref.Weak
 
 
 class _Point:
-    __slots__ = ("counts", "max", "min", "total")
+    __slots__ = ("counts", "exemplars", "max", "min", "total")
 
     def __init__(self, buckets: int) -> None:
         self.counts = [0] * buckets
+        # The latest sampled measurement per bucket, like the SDK's aligned-bucket reservoir.
+        self.exemplars: list[Exemplar | None] = [None] * buckets
         self.total = 0.0
         self.min = float("inf")
         self.max = float("-inf")
@@ -58,11 +62,15 @@ class HistogramAggregate:
         self._bounds = spec.buckets
         self._points: dict[tuple[Any, ...], _Point] = {}
 
-    def record(self, key: tuple[Any, ...], value: float) -> None:
+    def record(self, key: tuple[Any, ...], value: float, span: SpanContext | None = None) -> None:
+        """Add one measurement; ``span``, when sampled, becomes the bucket's exemplar."""
         point = self._points.get(key)
         if point is None:
             point = self._points[key] = _Point(len(self._bounds) + 1)
-        point.counts[bisect_left(self._bounds, value)] += 1
+        bucket = bisect_left(self._bounds, value)
+        point.counts[bucket] += 1
+        if span is not None and span.trace_flags.sampled:
+            point.exemplars[bucket] = Exemplar({}, value, time.time_ns(), span.span_id, span.trace_id)
         point.total += value
         if value < point.min:
             point.min = value
@@ -79,7 +87,8 @@ class HistogramAggregate:
             points.append(HistogramDataPoint(
                 attributes={k: v for k, v in zip(keys, key, strict=True) if v is not None},
                 start_time_unix_nano=start_ns, time_unix_nano=now_ns, count=sum(counts), sum=p.total,
-                bucket_counts=counts, explicit_bounds=list(self._bounds), min=p.min, max=p.max, exemplars=[],
+                bucket_counts=counts, explicit_bounds=list(self._bounds), min=p.min, max=p.max,
+                exemplars=[e for e in list(p.exemplars) if e is not None],
             ))
         return Metric(
             name=self.spec.name, description=self.spec.description, unit=self.spec.unit,

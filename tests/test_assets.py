@@ -163,3 +163,12 @@ def test_yaml_writer() -> None:
     )
     with pytest.raises(TypeError):
         _yaml.dump({"bad key": 1})
+
+
+def test_module_entry_point_writes_and_checks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from shannon_otel.assets.__main__ import main
+
+    assert main(["--check", str(tmp_path)]) == 1
+    assert "stale: dashboards/shannon-otel-overview.json" in capsys.readouterr().err
+    assert main(["--write", str(tmp_path)]) == 0
+    assert main(["--check", str(tmp_path)]) == 0

@@ -540,3 +540,26 @@ def test_a_task_naming_an_unknown_pool_fails_that_task_only() -> None:
     assert result.results[0].outcome is Outcome.FAILURE
     assert isinstance(result.results[0].error, KeyError)
     assert result.results[1].ok
+
+
+def test_bridged_latency_histograms_carry_exemplars_linking_to_task_traces(otel: InMemoryTelemetry) -> None:
+    run(Wave("ex", **otel.providers).run([sleeper(0, 1), sleeper(0.03, 2)]))
+    point = otel.point(tel.TASK_DURATION.name, shannon_task_outcome="success")
+    task_spans = {s.context.span_id: s for s in otel.spans("task ex")}
+    assert len(point.exemplars) == 2  # two different buckets
+    for exemplar in point.exemplars:
+        span = task_spans[exemplar.span_id]
+        assert exemplar.trace_id == span.context.trace_id
+        assert exemplar.value == pytest.approx((span.end_time - span.start_time) / 1e9, abs=0.01)
+
+
+def test_policies_and_waves_on_one_meter_share_the_live_counters() -> None:
+    """Regression: a second OTel hook on the same meter registered duplicate observable instruments."""
+    from shannon_otel._hooks import otel_hook
+
+    otel = InMemoryTelemetry()
+    first = otel_hook(otel.tracer_provider, otel.meter_provider)
+    assert otel_hook(otel.tracer_provider, otel.meter_provider) is first
+    run(Wave("shared", **otel.providers).run([sleeper(0, 1)]))
+    run(Wave("shared", **otel.providers).run([sleeper(0, 1)]))
+    assert otel.point(tel.TASK_OUTCOMES.name, shannon_task_outcome="success").value == 2

@@ -82,7 +82,7 @@ def test_retry_on_types_and_predicate() -> None:
 
     predicate = Retry(attempts=3, on=lambda e: "retry" in str(e), sleep=clock.sleep, instrument=False)
     flaky = Flaky(1, ValueError)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="boom 1"):
         run(predicate.call(flaky))
     assert flaky.calls == 1
 
@@ -108,7 +108,7 @@ def test_max_total_time_stops_before_a_delay_past_the_deadline() -> None:
 
 
 def test_next_delay_hook_overrides_the_backoff() -> None:
-    class RateLimited(Exception):
+    class RateLimitedError(Exception):
         retry_after = 7.5
 
     def from_retry_after(error: BaseException, attempt: int) -> float | None:
@@ -116,8 +116,8 @@ def test_next_delay_hook_overrides_the_backoff() -> None:
 
     clock = FakeClock()
     policy = Retry(attempts=3, initial=1.0, jitter="none", next_delay=from_retry_after, clock=clock,
-                   sleep=clock.sleep, on=(RateLimited, ConnectionError), instrument=False)
-    flaky = Flaky(1, RateLimited)
+                   sleep=clock.sleep, on=(RateLimitedError, ConnectionError), instrument=False)
+    flaky = Flaky(1, RateLimitedError)
     assert run(policy.call(flaky)) == "ok"
     assert clock.sleeps == [7.5]
     flaky = Flaky(1, ConnectionError)

@@ -17,13 +17,13 @@ from opentelemetry.trace import Status, StatusCode
 
 from .. import _telemetry as tel
 from .._aggregate import HistogramAggregate, bridge_for
-from .._events import TaskResult, WaveObserver, WaveStarted
+from .._events import TaskResult, WaveObserver, WaveStarted, error_type
 from .._telemetry import Outcome
 from ._providers import metrics_enabled, tracing_enabled
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Histogram, Meter, MeterProvider
-    from opentelemetry.trace import Span, Tracer, TracerProvider
+    from opentelemetry.trace import Span, SpanContext, Tracer, TracerProvider
 
     from ..executor._report import WaveReport
 
@@ -46,7 +46,8 @@ class _SdkHistogram:
         self._histogram = histogram
         self._keys = spec.attributes
 
-    def record(self, key: tuple[Any, ...], value: float) -> None:
+    def record(self, key: tuple[Any, ...], value: float, span: SpanContext | None = None) -> None:
+        # The SDK takes exemplars from the current span itself (the task span is still current).
         attrs = {k: v for k, v in zip(self._keys, key, strict=True) if v is not None}
         self._histogram.record(value, attrs)
 
@@ -177,11 +178,13 @@ class _WaveTelemetry(WaveObserver):
         owner, wave = self.owner, self.wave
         outcome = event.outcome
         owner.active[wave] -= 1
-        etype = event.error_type
+        error = event.error
+        etype = error_type(error) if error is not None else None
         key = (wave, outcome.value, etype)
         owner.outcomes[key] = owner.outcomes.get(key, 0) + 1
-        self._durations.record(key, event.duration_s)
-        self._queue_waits.record(self._wave_key, event.queue_wait_s)
+        span_context = token[0].get_span_context() if token is not None else None
+        self._durations.record(key, event.duration_s, span_context)
+        self._queue_waits.record(self._wave_key, event.queue_wait_s, span_context)
         measurements = event.measurements
         if measurements:
             self._measure(measurements)
@@ -193,10 +196,10 @@ class _WaveTelemetry(WaveObserver):
             span.set_attributes(measurements)
         if event.batch is not None:
             span.set_attribute(tel.WAVE_BATCH, event.batch)
-        if event.error is not None:
+        if error is not None:
             span.set_attribute(tel.ERROR_TYPE, etype or "")
-            span.record_exception(event.error)
-            description = "timeout" if outcome is Outcome.TIMEOUT else f"{etype}: {event.error}"
+            span.record_exception(error)
+            description = "timeout" if outcome is Outcome.TIMEOUT else f"{etype}: {error}"
             span.set_status(Status(StatusCode.ERROR, description))
         otel_context.detach(context_token)
         span.end()

@@ -32,8 +32,18 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer, TracerProvider
 
     from .._events import (
-        AttemptFinished, BreakerTransition, CallFinished, CallRejected, CallStarted, CompensationFinished,
-        Degraded, FallbackStarted, RetryScheduled, SagaFinished, SagaStarted, TimedOut,
+        AttemptFinished,
+        BreakerTransition,
+        CallFinished,
+        CallRejected,
+        CallStarted,
+        CompensationFinished,
+        Degraded,
+        FallbackStarted,
+        RetryScheduled,
+        SagaFinished,
+        SagaStarted,
+        TimedOut,
     )
 
 __all__ = ["RecoveryTelemetry"]
@@ -109,10 +119,10 @@ class RecoveryTelemetry:
 
     def call_started(self, event: CallStarted) -> CallObserver | None:
         # Inlined enabled(): this runs on every protected call.
-        if self.tracing_on or self.metrics_on or (
+        if self.tracing_on or self.metrics_on or ((
             (self._watch_tracing and (self._trace_env or _TRACE_API._TRACER_PROVIDER is not None))
             or (self._watch_metrics and (self._metrics_env or _METRICS_API._METER_PROVIDER is not None))
-        ) and self._resolve_globals():
+        ) and self._resolve_globals()):
             return _CallTelemetry(self, event.operation, self.tracing_on)
         return None
 

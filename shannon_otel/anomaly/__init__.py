@@ -2,5 +2,9 @@
 
 from ._config import DetectorConfig
 from ._detector import AnomalyDetector, DetectorStats
+from ._feed import ERROR_RATE, LATENCY, RETRY_RATE, THROUGHPUT, Anomaly, AnomalyHook
 
-__all__ = ["AnomalyDetector", "DetectorConfig", "DetectorStats"]
+__all__ = [
+    "AnomalyDetector", "DetectorConfig", "DetectorStats",
+    "Anomaly", "AnomalyHook", "LATENCY", "ERROR_RATE", "THROUGHPUT", "RETRY_RATE",
+]

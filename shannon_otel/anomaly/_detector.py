@@ -20,13 +20,25 @@ import math
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from math import expm1, isfinite, sqrt
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _scoring as sc
 from ._config import DetectorConfig
-from ._ring import Rings
+from ._ring import Rings, floats, ints
+from ._scoring import (
+    DEMOTED_SCORE,
+    MEAN_FLOOR,
+    ORDINARY_SCORE,
+    SEASON_MIN,
+    STD_FLOOR,
+    SURPRISE_SCALE,
+    Z_RED,
+    score1,
+    tail1,
+)
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -37,10 +49,6 @@ class DetectorStats:
     series: int  # series tracked now
     ignored: int  # NaN / inf samples skipped
     evicted: int  # series dropped to respect max_series
-
-
-def _view(a: npt.NDArray[np.float64] | I64) -> memoryview:
-    return memoryview(a).cast("B").cast("q" if a.dtype == np.int64 else "d")
 
 
 class AnomalyDetector:
@@ -59,10 +67,9 @@ class AnomalyDetector:
         self._v: F64 = np.zeros(cap)
         self._red: F64 = np.zeros(cap)
         self._last: F64 = np.full(cap, np.nan)
-        self._vn, self._voff, self._vmin, self._vmax, self._vm, self._vv, self._vred, self._vlast = (
-            _view(a) for a in (
-                self._n, self._offset, self._min, self._max, self._m, self._v, self._red, self._last
-            )
+        self._vn = ints(self._n)
+        self._voff, self._vmin, self._vmax, self._vm, self._vv, self._vred, self._vlast = (
+            floats(a) for a in (self._offset, self._min, self._max, self._m, self._v, self._red, self._last)
         )
         self._slots: OrderedDict[str, int] = OrderedDict()
         self._ignored = 0
@@ -107,10 +114,6 @@ class AnomalyDetector:
         self._offset[slot] = self._m[slot] = self._v[slot] = self._red[slot] = 0.0
         self._min[slot], self._max[slot], self._last[slot] = np.inf, -np.inf, np.nan
 
-    def _bucket(self, time: float) -> int:
-        cfg = self.config
-        return min(int(time % cfg.period_s / cfg.period_s * cfg.buckets), cfg.buckets - 1)
-
     # ------------------------------------------------------------------ scalar path
     def update(self, series: str, value: float, time: float) -> float | None:
         """Feed one sample of ``series`` taken at ``time`` (seconds, e.g. epoch) and score it.
@@ -119,8 +122,12 @@ class AnomalyDetector:
         is NaN/inf (such values are counted in :attr:`stats` and change nothing else).
         Never raises for a numeric value; O(1).
         """
-        slot = self._slot(series)
-        if not math.isfinite(value):
+        slot = self._slots.get(series)
+        if slot is None:
+            slot = self._slot(series)
+        else:
+            self._slots.move_to_end(series)
+        if not isfinite(value):
             self._ignored += 1
             return None
         cfg = self.config
@@ -130,37 +137,52 @@ class AnomalyDetector:
             self._voff[slot] = value
         x = value - self._voff[slot]
         pmin, pmax = self._vmin[slot], self._vmax[slot]
-        lo, hi = min(pmin, x), max(pmax, x)
+        lo = x if x < pmin else pmin
+        hi = x if x > pmax else pmax
         self._vmin[slot], self._vmax[slot] = lo, hi
-        row = slot * cfg.buckets + self._bucket(time)
-        cnt, s1, s2 = self._season.stats(row)
+        buckets = cfg.buckets
+        row = slot * buckets + (min(int(time % cfg.period_s / cfg.period_s * buckets), buckets - 1)
+                                if buckets > 1 else 0)
+        season = self._season
+        cnt, s1, s2 = season.stats(row)
         z = 0.0
-        if cnt >= sc.SEASON_MIN:
+        if cnt >= SEASON_MIN:
             mean = s1 / cnt
-            scale = max(math.sqrt(max(s2 / cnt - mean * mean, 0.0)), cfg.noise_floor * (hi - lo))
+            var = s2 / cnt - mean * mean
+            scale = cfg.noise_floor * (hi - lo)
+            if var > scale * scale:
+                scale = sqrt(var)
             if scale > 0.0:
                 z = abs(x - mean) / scale
-        self._season.push(row, x)
-        self._avg.push(slot, sc.surprise1(z))
-        c, a1, _ = self._avg.stats(slot)
-        a = a1 / c
-        m, v = self._vm[slot], self._vv[slot]
+        season.push(row, x)
+        width = self._avg.width
+        a = self._avg.push(slot, -expm1(-(z * z) / SURPRISE_SCALE)) / (n if n < width else width)
         if n == 1:
             m = a
-        p = sc.tail1((a - max(m, sc.MEAN_FLOOR)) / max(math.sqrt(v), sc.STD_FLOOR))
-        if n > 1:
-            alpha = max(cfg.history_rate, 1.0 / n)
+            self._vm[slot] = a
+            v = 0.0
+        else:
+            m, v = self._vm[slot], self._vv[slot]
+            alpha = cfg.history_rate
+            if alpha * n < 1.0:
+                alpha = 1.0 / n
             d = a - m
             self._vm[slot] = m + alpha * d
             self._vv[slot] = (1.0 - alpha) * (v + alpha * d * d)
+        zl = a - (m if m > MEAN_FLOOR else MEAN_FLOOR)
+        if zl <= 0.0:
+            score = ORDINARY_SCORE
+            self._vred[slot] = 0.0
         else:
-            self._vm[slot] = a
-        red = p < sc.RED_P
-        if red and self._vred[slot]:
-            p = sc.DEMOTED_P
-        self._vred[slot] = float(red)
-        score = sc.score1(p)
-        if pmax > pmin:
+            sd = sqrt(v)
+            zl /= sd if sd > STD_FLOOR else STD_FLOOR
+            if zl > Z_RED:
+                score = DEMOTED_SCORE if self._vred[slot] else score1(tail1(zl))
+                self._vred[slot] = 1.0
+            else:
+                score = score1(tail1(zl))
+                self._vred[slot] = 0.0
+        if pmax >= pmin:  # not the first value
             tol = cfg.spatial_tolerance * (pmax - pmin)
             if x > pmax + tol or x < pmin - tol:
                 score = 1.0
@@ -226,35 +248,62 @@ class AnomalyDetector:
         floor = cfg.noise_floor * (cmax[:, 1:] - cmin[:, 1:])
 
         buckets = np.minimum((ts % cfg.period_s / cfg.period_s * cfg.buckets).astype(np.int64), cfg.buckets - 1)
-        z = np.zeros_like(x)
+        z = np.empty_like(x)
+        single = t_len == 1  # one tick across series: O(1) pushes instead of re-windowing
         for g in np.unique(buckets):
             cols = np.flatnonzero(buckets == g)
             xs = x[:, cols]
-            s1, s2, cnt = self._season.extend(slots * cfg.buckets + g, xs)
+            rows = slots * cfg.buckets + g
+            if single:
+                p1, p2, pc = self._season.push_many(rows, xs[:, 0])
+                s1, s2, cnt = p1[:, None], p2[:, None], pc[:, None]
+            else:
+                s1, s2_, cnt = self._season.extend(rows, xs)
+                assert s2_ is not None
+                s2 = s2_
             safe = np.maximum(cnt, 1)
             mean = s1 / safe
             scale = np.maximum(np.sqrt(np.maximum(s2 / safe - mean * mean, 0.0)), floor[:, cols])
-            ok = (cnt >= sc.SEASON_MIN) & (scale > 0.0)
+            ok = (cnt >= SEASON_MIN) & (scale > 0.0)
             z[:, cols] = np.where(ok, np.abs(xs - mean) / np.where(ok, scale, 1.0), 0.0)
 
-        a1, _, ac = self._avg.extend(slots, sc.surprise(z), inclusive=True)
-        a = a1 / ac
-        alpha = np.where(n == 1, 0.0, np.maximum(cfg.history_rate, 1.0 / n))
-        keep = 1.0 - alpha
+        raw_surprise = sc.surprise(z)
+        if single:
+            self._avg.push_many(slots, raw_surprise[:, 0])
+            a = (self._avg.s1[slots] / np.minimum(n[:, 0], self._avg.width))[:, None]
+        else:
+            a1, _, ac = self._avg.extend(slots, raw_surprise, inclusive=True, squares=False)
+            a = a1 / ac
+        rate = cfg.history_rate
         m0 = np.where(fresh, a[:, 0], self._m[slots])
+        v0 = self._v[slots]
+        keep: F64 | float
+        if n0.min() + 1 >= 1.0 / rate:  # steady state: one constant weight for everything
+            alpha: F64 | float = rate
+            keep = 1.0 - rate
+        else:
+            alpha = np.where(n == 1, 0.0, np.maximum(rate, 1.0 / n))
+            keep = 1.0 - alpha
         m = sc.linear_scan(keep, alpha * a, m0)
         m_prev = np.concatenate((m0[:, None], m[:, :-1]), axis=1)
         d = a - m_prev
-        v0 = self._v[slots]
-        v = sc.linear_scan(keep, keep * alpha * d * d, v0)
+        d *= d
+        d *= keep * alpha
+        v = sc.linear_scan(keep, d, v0)
         v_prev = np.concatenate((v0[:, None], v[:, :-1]), axis=1)
-        p = sc.tail((a - np.maximum(m_prev, sc.MEAN_FLOOR)) / np.maximum(np.sqrt(v_prev), sc.STD_FLOOR))
-        red = p < sc.RED_P
+        np.maximum(m_prev, MEAN_FLOOR, out=m_prev)
+        np.sqrt(v_prev, out=v_prev)
+        np.maximum(v_prev, STD_FLOOR, out=v_prev)
+        zl = a - m_prev
+        zl /= v_prev
+        np.maximum(zl, 0.0, out=zl)  # only more surprise than usual is anomalous
+        red = zl > Z_RED
         prev_red = np.concatenate((self._red[slots, None] > 0.0, red[:, :-1]), axis=1)
-        score = sc.score_of(np.where(red & prev_red, sc.DEMOTED_P, p))
-        tol = cfg.spatial_tolerance * (pmax - pmin)
-        with np.errstate(invalid="ignore"):  # inf - inf before the first value
-            spatial = (pmax > pmin) & ((x > pmax + tol) | (x < pmin - tol))
+        score = sc.score_z(zl)
+        score[red & prev_red] = DEMOTED_SCORE
+        with np.errstate(invalid="ignore"):  # inf - inf before the first value, inf * 0
+            tol = cfg.spatial_tolerance * (pmax - pmin)
+            spatial = (pmax >= pmin) & ((x > pmax + tol) | (x < pmin - tol))
         score[spatial] = 1.0
         score[n < cfg.min_history] = np.nan
 

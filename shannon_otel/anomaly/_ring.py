@@ -7,11 +7,33 @@ which lets the block path treat "ring contents + new values" as one contiguous s
 
 from __future__ import annotations
 
+from typing import Protocol, cast
+
 import numpy as np
 import numpy.typing as npt
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+
+
+class Floats(Protocol):
+    """Scalar view of a float64 array: indexing gives Python floats without numpy boxing."""
+
+    def __getitem__(self, i: int, /) -> float: ...
+    def __setitem__(self, i: int, v: float, /) -> None: ...
+
+
+class Ints(Protocol):
+    def __getitem__(self, i: int, /) -> int: ...
+    def __setitem__(self, i: int, v: int, /) -> None: ...
+
+
+def floats(a: F64) -> Floats:
+    return cast("Floats", memoryview(a.reshape(-1)).cast("B").cast("d"))  # type: ignore[arg-type]
+
+
+def ints(a: I64) -> Ints:
+    return cast("Ints", memoryview(a.reshape(-1)).cast("B").cast("q"))  # type: ignore[arg-type]
 
 
 class Rings:
@@ -31,11 +53,11 @@ class Rings:
         self.count: I64 = np.zeros(rows, dtype=np.int64)
         self.s1: F64 = np.zeros(rows)
         self.s2: F64 = np.zeros(rows)
-        self._buf = memoryview(self.buf.reshape(-1)).cast("B").cast("d")
-        self._head = memoryview(self.head).cast("B").cast("q")
-        self._count = memoryview(self.count).cast("B").cast("q")
-        self._s1 = memoryview(self.s1).cast("B").cast("d")
-        self._s2 = memoryview(self.s2).cast("B").cast("d")
+        self._buf = floats(self.buf)
+        self._head = ints(self.head)
+        self._count = ints(self.count)
+        self._s1 = floats(self.s1)
+        self._s2 = floats(self.s2)
 
     def clear(self, rows: slice | I64) -> None:
         self.buf[rows] = 0.0
@@ -49,8 +71,8 @@ class Rings:
         """(count, sum, sum of squares) of the row's window."""
         return self._count[row], self._s1[row], self._s2[row]
 
-    def push(self, row: int, value: float) -> None:
-        """Append one value, evicting the oldest once the window is full. O(1)."""
+    def push(self, row: int, value: float) -> float:
+        """Append one value, evicting the oldest once the window is full; return the new sum. O(1)."""
         head = self._head[row]
         width = self.width
         at = row * width + head
@@ -71,32 +93,62 @@ class Rings:
             self._s1[row] = float(window.sum())
             self._s2[row] = float(np.dot(window, window))
         self._head[row] = head
+        return self._s1[row]
 
     # ------------------------------------------------------------------ block path
+    def push_many(self, rows: I64, values: F64) -> tuple[F64, F64, I64]:
+        """:meth:`push` one value into each of the distinct ``rows``, vectorized and O(1) per row.
+
+        Returns the stats *before* the push: (sum, sum of squares, count), one per row.
+        """
+        width = self.width
+        head, count = self.head[rows], self.count[rows]
+        s1, s2 = self.s1[rows], self.s2[rows]
+        full = count == width
+        old = np.where(full, self.buf[rows, head], 0.0)
+        self.buf[rows, head] = values
+        new1 = s1 + (values - old)
+        new2 = s2 + (values * values - old * old)
+        head = head + 1
+        lap = head == width
+        if lap.any():  # same exact re-add per lap as the scalar path
+            head[lap] = 0
+            window = self.buf[rows[lap]]
+            new1[lap] = window.sum(axis=1)
+            new2[lap] = np.einsum("ij,ij->i", window, window)
+        self.head[rows] = head
+        self.count[rows] = count + ~full
+        self.s1[rows], self.s2[rows] = new1, new2
+        return s1, s2, count
+
     def ordered(self, rows: I64) -> F64:
         """Windows of ``rows`` oldest first, unused slots (zeros) in front: shape (len(rows), width)."""
         idx = (self.head[rows, None] + np.arange(self.width)) % self.width
         out: F64 = np.take_along_axis(self.buf[rows], idx, axis=1)
         return out
 
-    def extend(self, rows: I64, values: F64, *, inclusive: bool = False) -> tuple[F64, F64, I64]:
+    def extend(
+        self, rows: I64, values: F64, *, inclusive: bool = False, squares: bool = True
+    ) -> tuple[F64, F64 | None, I64]:
         """Append ``values[r, :]`` to row ``rows[r]``; return per-value stats of the window
         *before* that value (ending *with* it if ``inclusive``): (sum, sum of squares, count),
-        each shaped like ``values``.
+        each shaped like ``values``; the sums of squares are skipped (None) unless ``squares``.
 
         ``rows`` must be distinct. Cost O(len(rows) x (width + values.shape[1])).
         """
         width = self.width
         m = values.shape[1]
         seq = np.concatenate((self.ordered(rows), values), axis=1)
-        c1 = np.zeros((len(rows), width + m + 1))
-        c2 = np.zeros_like(c1)
-        np.cumsum(seq, axis=1, out=c1[:, 1:])
-        np.cumsum(seq * seq, axis=1, out=c2[:, 1:])
         shift = int(inclusive)
-        hi = width + shift + np.arange(m)  # window of value j: seq[hi - width : hi]
-        s1 = c1[:, hi] - c1[:, hi - width]
-        s2 = c2[:, hi] - c2[:, hi - width]
+        c1 = np.empty((len(rows), width + m + 1))
+        c1[:, 0] = 0.0
+        np.cumsum(seq, axis=1, out=c1[:, 1:])
+        # window of value j is seq[j + shift : j + shift + width]: a difference of two slices
+        s1 = c1[:, width + shift : width + shift + m] - c1[:, shift : shift + m]
+        s2 = None
+        if squares:
+            np.cumsum(seq * seq, axis=1, out=c1[:, 1:])
+            s2 = c1[:, width + shift : width + shift + m] - c1[:, shift : shift + m]
         count0 = self.count[rows]
         cnt = np.minimum(count0[:, None] + shift + np.arange(m), width)
         tail = seq[:, m:]

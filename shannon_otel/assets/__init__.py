@@ -22,7 +22,7 @@ from ._rules import alert_rules
 
 __all__ = [
     "dashboards", "alert_rules", "alert_rules_yaml", "provisioning_files", "files", "write_all", "stale_files",
-    "panel_queries", "rule_queries", "referenced_metrics", "concrete_query",
+    "panel_queries", "rule_queries", "referenced_metrics", "concrete_query", "DASHBOARDS_DIR", "RULES_FILE",
 ]
 
 DASHBOARDS_DIR = "dashboards"
@@ -47,10 +47,13 @@ def alert_rules_yaml(**links: str) -> str:
     return _HEADER + _yaml.dump(alert_rules(**links))
 
 
-def provisioning_files() -> dict[str, str]:
-    """Grafana provisioning files, relative to ``dashboards/provisioning/`` -> YAML text."""
+def provisioning_files(**urls: str) -> dict[str, str]:
+    """Grafana provisioning files, relative to ``dashboards/provisioning/`` -> YAML text.
+
+    ``urls`` (``prometheus_url=``, ``jaeger_url=``) override the docker-compose service URLs.
+    """
     return {
-        "datasources/shannon-otel.yaml": _HEADER + _yaml.dump(datasources()),
+        "datasources/shannon-otel.yaml": _HEADER + _yaml.dump(datasources(**urls)),
         "dashboards/shannon-otel.yaml": _HEADER + _yaml.dump(dashboard_provider()),
     }
 
@@ -97,7 +100,8 @@ def panel_queries() -> list[tuple[str, str, str]]:
         for variable in model["templating"]["list"]:
             if variable["type"] == "query":
                 selector = _LABEL_VALUES.match(variable["definition"])
-                assert selector, variable["definition"]
+                if selector is None:
+                    raise ValueError(f"unexpected variable query {variable['definition']!r}")
                 out.append((name, "$" + variable["name"], selector.group(1)))
         out.extend(
             (name, "annotation: " + a["name"], a["expr"]) for a in model["annotations"]["list"] if "expr" in a

@@ -6,6 +6,7 @@ from shannon_otel import _telemetry as t
 from shannon_otel.anomaly import DetectorConfig
 
 from . import _grafana as g
+from . import _panels as p
 from . import _promql as q
 
 UID = "shannon-otel-anomalies"
@@ -22,14 +23,15 @@ SCORE_THRESHOLDS = {
 }
 
 
-def annotation() -> g.Json:
-    """Anomaly events as dashboard annotations (Grafana marks every step with a non-zero value)."""
-    events = q.increase(q.sel(t.ANOMALY_EVENTS, 'job=~"$job"'), "1m")
-    return g.annotation("Anomalies", q.sum_by((q.JOB, t.ANOMALY_SERIES, t.ANOMALY_SEVERITY), events),
+def annotation() -> p.Json:
+    """Anomaly events as dashboard annotations: 1 at each step with events, 0 (not shown) elsewhere."""
+    events = q.events(q.sel(t.ANOMALY_EVENTS, 'job=~"$job"'), "1m")
+    per_series = q.sum_by((q.JOB, t.ANOMALY_SERIES, t.ANOMALY_SEVERITY), events)
+    return g.annotation("Anomalies", f"{per_series} > bool 0",
                         f"{{{{{SEVERITY}}}}} anomaly: {{{{{SERIES}}}}}", "red")
 
 
-def anomalies() -> g.Json:
+def anomalies() -> p.Json:
     """The anomalies dashboard model."""
     score = q.sel(t.ANOMALY_SCORE, JOB, SIGNAL)
     events = q.sel(t.ANOMALY_EVENTS, JOB, SIGNAL)
@@ -37,32 +39,32 @@ def anomalies() -> g.Json:
     critical = q.sel(t.ANOMALY_EVENTS, JOB, SIGNAL, q.eq(t.ANOMALY_SEVERITY, t.Severity.CRITICAL))
     peak = f"max by ({q.by(*per_series)}) (max_over_time({score}[$__range]))"
     panels = [
-        g.stat("Anomalies detected", "Anomaly events in the selected time range, any severity.", "short",
-               f"sum({q.increase(events, '$__range')}) or vector(0)"),
-        g.stat("Critical anomalies", "Anomaly events of critical severity in the selected time range.",
+        p.stat("Anomalies detected", "Anomaly events in the selected time range, any severity.", "short",
+               f"sum({q.events(events, '$__range')}) or vector(0)"),
+        p.stat("Critical anomalies", "Anomaly events of critical severity in the selected time range.",
                "short",
-               f"sum({q.increase(critical, '$__range')}) or vector(0)"),
-        g.stat("Highest score", "Highest anomaly score of any watched series in the selected time range "
+               f"sum({q.events(critical, '$__range')}) or vector(0)"),
+        p.stat("Highest score", "Highest anomaly score of any watched series in the selected time range "
                "(0 = normal, 1 = most anomalous).", "none", f"max(max_over_time({score}[$__range]))"),
-        g.stat("Watched series", "Series (signal x wave/operation) the detector scores now.", "short",
+        p.stat("Watched series", "Series (signal x wave/operation) the detector scores now.", "short",
                f"count({score})"),
-        g.timeseries("Anomaly score by series", "Latest detector score of each watched series, in [0, 1]. "
+        p.timeseries("Anomaly score by series", "Latest detector score of each watched series, in [0, 1]. "
                      "A score at or above the detector's warning/critical thresholds (dashed lines: the "
                      "defaults) is reported as an anomaly event and as a span event on the offending task "
                      "span.", "none",
-                     [g.target(f"max by ({q.by(*per_series)}) ({score})",
+                     [p.target(f"max by ({q.by(*per_series)}) ({score})",
                                f"{{{{{SERIES}}}}} ({{{{{SIGNAL_LABEL}}}}})")], min_=0, max_=1, width=24,
                      thresholds=SCORE_THRESHOLDS),
-        g.timeseries("Anomaly events by severity", "Anomalies detected per interval, by severity.", "short",
-                     [g.target(q.sum_by((t.ANOMALY_SEVERITY,), q.increase(events)), f"{{{{{SEVERITY}}}}}")],
+        p.timeseries("Anomaly events by severity", "Anomalies detected in each rate interval, by severity.", "short",
+                     [p.target(q.sum_by((t.ANOMALY_SEVERITY,), q.events(events)), f"{{{{{SEVERITY}}}}}")],
                      bars=True, stack=True, colors=SEVERITY_COLORS),
-        g.bargauge("Top 10 series by peak score", "The ten watched series with the highest anomaly score in "
+        p.bargauge("Top 10 series by peak score", "The ten watched series with the highest anomaly score in "
                    "the selected time range.", "none", f"topk(10, {peak})",
                    f"{{{{{SERIES}}}}} ({{{{{SIGNAL_LABEL}}}}})"),
-        g.table("Anomaly events by series", "Anomaly events per series, signal and severity in the selected "
+        p.table("Anomaly events by series", "Anomaly events per series, signal and severity in the selected "
                 "time range, most first. Open the trace of an anomalous task from the job's Jaeger link.",
                 "short",
-                f"sort_desc({q.sum_by((*per_series, t.ANOMALY_SEVERITY), q.increase(events, '$__range'))})",
+                f"sort_desc({q.sum_by((*per_series, t.ANOMALY_SEVERITY), q.events(events, '$__range'))})",
                 width=24),
     ]
     variables = [

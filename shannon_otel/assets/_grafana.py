@@ -1,166 +1,17 @@
-"""Grafana 11/12 dashboard JSON as plain dicts: panels, variables, links and the layout.
+"""Grafana 11/12 dashboards as plain dicts: variables, annotations, links and the grid layout.
 
-Builders return fresh dicts; :func:`dashboard` numbers the panels and lays them out on the
-24-column grid in the order given, so dashboard modules only say what each panel shows.
+:func:`dashboard` numbers the panels and lays them out on the 24-column grid in the order given, so
+the dashboard modules only say what each panel shows.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from . import _promql as q
-
-Json = dict[str, Any]
+from ._panels import DATASOURCE, Json
 
 SCHEMA_VERSION = 39  # Grafana 11.0; Grafana 11.x/12.x load it and migrate in memory.
 TAG = "shannon-otel"
-DATASOURCE: Json = {"type": "prometheus", "uid": "${datasource}"}
 JAEGER_URL = "http://localhost:16686"
-
-# Jaeger search takes microseconds; Grafana's ${__from}/${__to} are milliseconds.
-_JAEGER_WINDOW = "start=${__from}000&end=${__to}000"
-TRACES_LINK: Json = {
-    "title": "Traces of ${__field.labels.job} in Jaeger",
-    "url": "${jaeger_url}/search?service=${__field.labels.job}&" + _JAEGER_WINDOW,
-    "targetBlank": True,
-}
-
-
-def target(expr: str, legend: str = "__auto", *, exemplar: bool = False, instant: bool = False,
-           table: bool = False) -> Json:
-    return {
-        "datasource": DATASOURCE,
-        "editorMode": "code",
-        "expr": expr,
-        "exemplar": exemplar,
-        "format": "table" if table else "time_series",
-        "instant": instant,
-        "legendFormat": legend,
-        "range": not instant,
-        "refId": "",
-    }
-
-
-def _panel(kind: str, title: str, description: str, unit: str, targets: list[Json], *, width: int,
-           height: int, defaults: Json, options: Json, links: bool = True) -> Json:
-    for index, t in enumerate(targets):
-        t["refId"] = chr(ord("A") + index)
-    field_defaults: Json = {"unit": unit, **defaults}
-    if links:
-        field_defaults["links"] = [dict(TRACES_LINK)]
-    return {
-        "type": kind,
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "gridPos": {"h": height, "w": width, "x": 0, "y": 0},
-        "fieldConfig": {"defaults": field_defaults, "overrides": []},
-        "options": options,
-        "targets": targets,
-    }
-
-
-_LEGEND: Json = {"displayMode": "list", "placement": "bottom", "showLegend": True, "calcs": []}
-_TOOLTIP: Json = {"mode": "multi", "sort": "desc"}
-
-
-def timeseries(title: str, description: str, unit: str, targets: list[Json], *, width: int = 12,
-               height: int = 8, stack: bool = False, bars: bool = False, min_: float | None = None,
-               max_: float | None = None, colors: dict[str, str] | None = None,
-               thresholds: dict[float, str] | None = None) -> Json:
-    """A time series panel; ``thresholds`` (value -> color) are drawn as dashed lines."""
-    custom: Json = {
-        "drawStyle": "bars" if bars else "line",
-        "fillOpacity": 60 if bars else (25 if stack else 10),
-        "lineWidth": 1,
-        "showPoints": "never",
-        "spanNulls": False,
-        "stacking": {"group": "A", "mode": "normal" if stack else "none"},
-    }
-    defaults: Json = {"custom": custom, "color": {"mode": "palette-classic"}}
-    if thresholds:
-        steps: list[Json] = [{"color": "green", "value": None}]
-        steps += [{"color": color, "value": value} for value, color in sorted(thresholds.items())]
-        defaults["thresholds"] = {"mode": "absolute", "steps": steps}
-        custom["thresholdsStyle"] = {"mode": "dashed"}
-    if min_ is not None:
-        defaults["min"] = min_
-    if max_ is not None:
-        defaults["max"] = max_
-    panel = _panel("timeseries", title, description, unit, targets, width=width, height=height,
-                   defaults=defaults, options={"legend": dict(_LEGEND), "tooltip": dict(_TOOLTIP)})
-    panel["fieldConfig"]["overrides"] = [
-        {
-            "matcher": {"id": "byName", "options": name},
-            "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": color}}],
-        }
-        for name, color in (colors or {}).items()
-    ]
-    return panel
-
-
-def stat(title: str, description: str, unit: str, expr: str, *, width: int = 6, height: int = 4) -> Json:
-    options: Json = {
-        "colorMode": "value",
-        "graphMode": "none",
-        "justifyMode": "auto",
-        "orientation": "auto",
-        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-        "textMode": "auto",
-    }
-    defaults: Json = {"color": {"mode": "thresholds"}}
-    if unit == "currencyUSD":
-        defaults["decimals"] = 2
-    return _panel("stat", title, description, unit, [target(expr, instant=True)], width=width,
-                  height=height, defaults=defaults, options=options, links=False)
-
-
-def bargauge(title: str, description: str, unit: str, expr: str, legend: str, *, width: int = 12,
-             height: int = 8, min_: float = 0, max_: float = 1) -> Json:
-    options: Json = {
-        "displayMode": "gradient",
-        "orientation": "horizontal",
-        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-        "showUnfilled": True,
-    }
-    defaults: Json = {"min": min_, "max": max_, "color": {"mode": "continuous-GrYlRd"}}
-    return _panel("bargauge", title, description, unit, [target(expr, legend, instant=True)],
-                  width=width, height=height, defaults=defaults, options=options)
-
-
-def table(title: str, description: str, unit: str, expr: str, *, width: int = 12, height: int = 8) -> Json:
-    panel = _panel("table", title, description, unit, [target(expr, instant=True, table=True)],
-                   width=width, height=height, defaults={}, options={"showHeader": True})
-    panel["transformations"] = [{"id": "organize", "options": {"excludeByName": {"Time": True}}}]
-    return panel
-
-
-def state_timeline(title: str, description: str, expr: str, legend: str, states: list[tuple[str, str]],
-                   *, width: int = 24, height: int = 8) -> Json:
-    """One row per series; the value ``i`` is shown as ``states[i]`` = (text, color)."""
-    mappings: list[Json] = [
-        {"type": "value",
-         "options": {str(i): {"text": text, "color": color, "index": i} for i, (text, color) in
-                     enumerate(states)}},
-    ]
-    defaults: Json = {
-        "mappings": mappings,
-        "color": {"mode": "thresholds"},
-        "thresholds": {"mode": "absolute", "steps": [{"color": "green", "value": None}]},
-        "custom": {"fillOpacity": 80, "lineWidth": 0},
-    }
-    options: Json = {
-        "alignValue": "left", "mergeValues": True, "rowHeight": 0.9, "showValue": "auto",
-        "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
-        "tooltip": {"mode": "single", "sort": "none"},
-    }
-    return _panel("state-timeline", title, description, "none", [target(expr, legend)], width=width,
-                  height=height, defaults=defaults, options=options)
-
-
-def row(title: str) -> Json:
-    return {"type": "row", "title": title, "collapsed": False, "panels": [],
-            "gridPos": {"h": 1, "w": 24, "x": 0, "y": 0}}
 
 
 # ----------------------------------------------------------------------------- variables

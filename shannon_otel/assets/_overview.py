@@ -5,6 +5,7 @@ from __future__ import annotations
 from shannon_otel import _telemetry as t
 
 from . import _grafana as g
+from . import _panels as p
 from . import _promql as q
 
 UID = "shannon-otel-overview"
@@ -19,44 +20,44 @@ OUTCOME_COLORS = {
 
 
 def _over_range(spec: t.MetricSpec, *matchers: str, suffix: str = "") -> str:
-    return f"sum({q.increase(q.sel(spec, JOB, WAVE, *matchers, suffix=suffix), '$__range')})"
+    return f"sum({q.events(q.sel(spec, JOB, WAVE, *matchers, suffix=suffix), '$__range')})"
 
 
-def _summary() -> list[g.Json]:
+def _summary() -> list[p.Json]:
     finished = _over_range(t.TASK_OUTCOMES)
     return [
-        g.row("Summary (selected time range)"),
-        g.stat("Tasks finished", "Tasks that reached an outcome in the selected time range.", "short",
+        p.row("Summary (selected time range)"),
+        p.stat("Tasks finished", "Tasks that reached an outcome in the selected time range.", "short",
                finished),
-        g.stat("Task error ratio", "Share of finished tasks that failed or timed out (cancellations are "
+        p.stat("Task error ratio", "Share of finished tasks that failed or timed out (cancellations are "
                "not errors) in the selected time range.", "percentunit",
                f"({_over_range(t.TASK_OUTCOMES, ERRORS)} or vector(0))\n/\n{finished}"),
-        g.stat("GenAI tokens", "Tokens the tasks recorded (all token types) in the selected time range.",
+        p.stat("GenAI tokens", "Tokens the tasks recorded (all token types) in the selected time range.",
                "short", _over_range(t.TOKEN_USAGE, suffix="_sum")),
-        g.stat("Task cost", "Cost the tasks recorded in the selected time range.", "currencyUSD",
+        p.stat("Task cost", "Cost the tasks recorded in the selected time range.", "currencyUSD",
                _over_range(t.TASK_COST)),
     ]
 
 
-def _latency(spec: t.MetricSpec, title: str, description: str, quantiles: tuple[float, ...]) -> g.Json:
+def _latency(spec: t.MetricSpec, title: str, description: str, quantiles: tuple[float, ...]) -> p.Json:
     targets = [
-        g.target(q.quantile(p, spec, JOB, WAVE, by_=(q.JOB,)), f"p{round(p * 100)} {{{{job}}}}",
+        p.target(q.quantile(pct, spec, JOB, WAVE, by_=(q.JOB,)), f"p{round(pct * 100)} {{{{job}}}}",
                  exemplar=True)
-        for p in quantiles
+        for pct in quantiles
     ]
-    return g.timeseries(title, description, "s", targets)
+    return p.timeseries(title, description, "s", targets)
 
 
-def _throughput() -> list[g.Json]:
+def _throughput() -> list[p.Json]:
     outcomes = q.sel(t.TASK_OUTCOMES, JOB, WAVE)
     wave = q.label(t.WAVE_NAME)
     return [
-        g.row("Throughput and latency"),
-        g.timeseries("Task throughput by wave", "Tasks finished per second, any outcome.", "ops",
-                     [g.target(q.sum_by((q.JOB, t.WAVE_NAME), q.rate(outcomes)), f"{{{{{wave}}}}}")]),
-        g.timeseries("Task outcomes", "Tasks finished per second by outcome. Cancellation is its own "
+        p.row("Throughput and latency"),
+        p.timeseries("Task throughput by wave", "Tasks finished per second, any outcome.", "ops",
+                     [p.target(q.sum_by((q.JOB, t.WAVE_NAME), q.rate(outcomes)), f"{{{{{wave}}}}}")]),
+        p.timeseries("Task outcomes", "Tasks finished per second by outcome. Cancellation is its own "
                      "outcome, never an error.", "ops",
-                     [g.target(q.sum_by((t.TASK_OUTCOME,), q.rate(outcomes)),
+                     [p.target(q.sum_by((t.TASK_OUTCOME,), q.rate(outcomes)),
                                f"{{{{{q.label(t.TASK_OUTCOME)}}}}}")],
                      stack=True, colors=OUTCOME_COLORS),
         _latency(t.TASK_DURATION, "Task duration percentiles",
@@ -65,56 +66,56 @@ def _throughput() -> list[g.Json]:
         _latency(t.TASK_QUEUE_WAIT_DURATION, "Task queue wait percentiles",
                  "Time tasks waited for a concurrency slot, resource pool or rate limit before starting.",
                  (0.5, 0.99)),
-        g.timeseries("Task errors by type", "Failed or timed-out tasks per second by exception type "
-                     "(error.type).", "ops",
-                     [g.target(q.sum_by((t.ERROR_TYPE,), q.rate(q.sel(t.TASK_OUTCOMES, JOB, WAVE,
-                                                                    q.ne(t.ERROR_TYPE, "")))),
-                               f"{{{{{q.label(t.ERROR_TYPE)}}}}}")], stack=True),
-        g.timeseries("Wave duration by wave (p50, p99)", "Wall time of whole waves. Waves are rare "
+        p.timeseries("Task errors by type", "Failed or timed-out tasks in each rate interval, by exception "
+                     "type (error.type).", "short",
+                     [p.target(q.sum_by((t.ERROR_TYPE,), q.events(q.sel(t.TASK_OUTCOMES, JOB, WAVE,
+                                                                      q.ne(t.ERROR_TYPE, "")))),
+                               f"{{{{{q.label(t.ERROR_TYPE)}}}}}")], stack=True, bars=True),
+        p.timeseries("Wave duration by wave (p50, p99)", "Wall time of whole waves. Waves are rare "
                      "events, so points appear only around their ends.", "s",
-                     [g.target(q.quantile(p, t.WAVE_DURATION, JOB, WAVE, by_=(t.WAVE_NAME,)),
-                               f"p{round(p * 100)} {{{{{wave}}}}}", exemplar=True) for p in (0.5, 0.99)]),
+                     [p.target(q.quantile(pct, t.WAVE_DURATION, JOB, WAVE, by_=(t.WAVE_NAME,)),
+                               f"p{round(pct * 100)} {{{{{wave}}}}}", exemplar=True) for pct in (0.5, 0.99)]),
     ]
 
 
-def _concurrency() -> list[g.Json]:
+def _concurrency() -> list[p.Json]:
     wave = q.label(t.WAVE_NAME)
     return [
-        g.row("Concurrency and efficiency"),
-        g.timeseries("Active and pending tasks", "Tasks running now and tasks of running waves not "
+        p.row("Concurrency and efficiency"),
+        p.timeseries("Active and pending tasks", "Tasks running now and tasks of running waves not "
                      "started yet.", "short",
-                     [g.target(q.sum_by((t.WAVE_NAME,), q.sel(t.TASKS_ACTIVE, JOB, WAVE)),
+                     [p.target(q.sum_by((t.WAVE_NAME,), q.sel(t.TASKS_ACTIVE, JOB, WAVE)),
                                f"active {{{{{wave}}}}}"),
-                      g.target(q.sum_by((t.WAVE_NAME,), q.sel(t.TASKS_PENDING, JOB, WAVE)),
+                      p.target(q.sum_by((t.WAVE_NAME,), q.sel(t.TASKS_PENDING, JOB, WAVE)),
                                f"pending {{{{{wave}}}}}")]),
-        g.timeseries("Parallel efficiency", "Busy task time / (wave wall time x concurrency limit) of the "
+        p.timeseries("Parallel efficiency", "Busy task time / (wave wall time x concurrency limit) of the "
                      "last finished wave: 100% means every slot was busy all the time.", "percentunit",
-                     [g.target(f"max by ({wave}) ({q.sel(t.WAVE_EFFICIENCY, JOB, WAVE)})",
+                     [p.target(f"max by ({wave}) ({q.sel(t.WAVE_EFFICIENCY, JOB, WAVE)})",
                                f"{{{{{wave}}}}}")], min_=0, max_=1),
     ]
 
 
-def _genai() -> list[g.Json]:
+def _genai() -> list[p.Json]:
     token_type = q.label(t.GEN_AI_TOKEN_TYPE)
     wave = q.label(t.WAVE_NAME)
     return [
-        g.row("GenAI usage and cost"),
-        g.timeseries("Token usage rate", "GenAI tokens per second by token type (gen_ai.client.token.usage).",
+        p.row("GenAI usage and cost"),
+        p.timeseries("Token usage rate", "GenAI tokens per second by token type (gen_ai.client.token.usage).",
                      "short",
-                     [g.target(q.sum_by((t.GEN_AI_TOKEN_TYPE,),
+                     [p.target(q.sum_by((t.GEN_AI_TOKEN_TYPE,),
                                         q.rate(q.sel(t.TOKEN_USAGE, JOB, WAVE, suffix="_sum"))),
                                f"{{{{{token_type}}}}}")], width=8),
-        g.timeseries("Tokens per task (p50, p99)", "Tokens one task used, by token type.", "short",
-                     [g.target(q.quantile(p, t.TOKEN_USAGE, JOB, WAVE, by_=(t.GEN_AI_TOKEN_TYPE,)),
-                               f"p{round(p * 100)} {{{{{token_type}}}}}") for p in (0.5, 0.99)], width=8),
-        g.timeseries("Cost per hour", "Cost the tasks record, as USD per hour at the current rate.",
+        p.timeseries("Tokens per task (p50, p99)", "Tokens one task used, by token type.", "short",
+                     [p.target(q.quantile(pct, t.TOKEN_USAGE, JOB, WAVE, by_=(t.GEN_AI_TOKEN_TYPE,)),
+                               f"p{round(pct * 100)} {{{{{token_type}}}}}") for pct in (0.5, 0.99)], width=8),
+        p.timeseries("Cost per hour", "Cost the tasks record, as USD per hour at the current rate.",
                      "currencyUSD",
-                     [g.target(f"{q.sum_by((t.WAVE_NAME,), q.rate(q.sel(t.TASK_COST, JOB, WAVE)))} * 3600",
+                     [p.target(f"{q.sum_by((t.WAVE_NAME,), q.rate(q.sel(t.TASK_COST, JOB, WAVE)))} * 3600",
                                f"{{{{{wave}}}}}")], width=8),
     ]
 
 
-def overview(anomaly_annotation: g.Json) -> g.Json:
+def overview(anomaly_annotation: p.Json) -> p.Json:
     """The overview dashboard model; ``anomaly_annotation`` overlays detected anomalies."""
     variables = [
         g.query_variable("job", "Job (service)", q.sel(t.TASK_OUTCOMES), q.JOB),

@@ -65,6 +65,16 @@ def increase(selector: str, window: str = "$__rate_interval") -> str:
     return f"increase({selector}[{window}])"
 
 
+def events(selector: str, window: str = "$__rate_interval") -> str:
+    """Per series, how much counter ``selector`` grew in the trailing ``window``, first samples included.
+
+    ``increase()`` starts from a series' first sample, so a counter series that appears with its first
+    event (the SDK creates it on the first ``add``) would show no growth: a single fallback, breaker
+    transition or anomaly would be invisible. A series absent ``window`` ago counts its whole value.
+    """
+    return f"({selector} unless {selector} offset {window}) or {increase(selector, window)}"
+
+
 def sum_by(attributes: Iterable[str], expr: str) -> str:
     grouping = by(*attributes)
     return f"sum by ({grouping}) ({expr})" if grouping else f"sum({expr})"

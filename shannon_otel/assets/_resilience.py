@@ -6,6 +6,7 @@ from __future__ import annotations
 from shannon_otel import _telemetry as t
 
 from . import _grafana as g
+from . import _panels as p
 from . import _promql as q
 
 UID = "shannon-otel-resilience"
@@ -28,6 +29,11 @@ def _per_op(spec: t.MetricSpec, *matchers: str, suffix: str = "", by_: tuple[str
     return q.sum_by((t.OPERATION, *by_), q.rate(q.sel(spec, JOB, OPERATION, *matchers, suffix=suffix)))
 
 
+def _events_per_op(spec: t.MetricSpec, *matchers: str, suffix: str = "", by_: tuple[str, ...] = ()) -> str:
+    """Events of a rare-event counter in each rate interval (a rate would hide a series' first events)."""
+    return q.sum_by((t.OPERATION, *by_), q.events(q.sel(spec, JOB, OPERATION, *matchers, suffix=suffix)))
+
+
 def breaker_state_expr() -> str:
     """One series per breaker whose value is the index of its current state in BREAKER_STATES.
 
@@ -41,93 +47,95 @@ def breaker_state_expr() -> str:
     return f"max by ({q.by(q.JOB, t.BREAKER_NAME)}) (\n  " + "\n  or\n  ".join(parts) + "\n)"
 
 
-def _calls() -> list[g.Json]:
+def _calls() -> list[p.Json]:
     calls = q.sel(t.CALLS, JOB, OPERATION)
     failed = _per_op(t.CALLS, q.eq(t.CALL_OUTCOME, t.CallOutcome.FAILURE))
     decided = _per_op(t.CALLS, q.ne(t.CALL_OUTCOME, t.CallOutcome.REJECTED))
     return [
-        g.row("Calls"),
-        g.timeseries("Calls by outcome", "Calls through protected operations per second, by outcome as the "
+        p.row("Calls"),
+        p.timeseries("Calls by outcome", "Calls through protected operations per second, by outcome as the "
                      "breaker counts it (success, failure, rejected, ignored).", "ops",
-                     [g.target(q.sum_by((t.CALL_OUTCOME,), q.rate(calls)),
+                     [p.target(q.sum_by((t.CALL_OUTCOME,), q.rate(calls)),
                                f"{{{{{q.label(t.CALL_OUTCOME)}}}}}")], stack=True, colors=CALL_COLORS,
                      width=8),
-        g.timeseries("Call failure ratio by operation", "Failed calls / calls that ran (rejections "
+        p.timeseries("Call failure ratio by operation", "Failed calls / calls that ran (rejections "
                      "excluded), per operation.", "percentunit",
-                     [g.target(f"{failed}\n/\n{decided}", f"{{{{{OP}}}}}")], min_=0, max_=1, width=8),
-        g.timeseries("Rejected calls by operation", "Calls an open circuit breaker rejected without "
-                     "running them, per second.", "ops",
-                     [g.target(_per_op(t.CALLS, q.eq(t.CALL_OUTCOME, t.CallOutcome.REJECTED)),
-                               f"{{{{{OP}}}}}")], width=8),
+                     [p.target(f"{failed}\n/\n{decided}", f"{{{{{OP}}}}}")], min_=0, max_=1, width=8),
+        p.timeseries("Rejected calls by operation", "Calls an open circuit breaker rejected without "
+                     "running them, in each rate interval.", "short",
+                     [p.target(_events_per_op(t.CALLS, q.eq(t.CALL_OUTCOME, t.CallOutcome.REJECTED)),
+                               f"{{{{{OP}}}}}")], bars=True, width=8),
     ]
 
 
-def _retries() -> list[g.Json]:
+def _retries() -> list[p.Json]:
     return [
-        g.row("Retries"),
-        g.timeseries("Retries by operation", "Retries scheduled per second (one backoff delay is recorded "
-                     "per retry).", "ops",
-                     [g.target(_per_op(t.RETRY_DELAY_DURATION, suffix="_count"), f"{{{{{OP}}}}}")], width=8),
-        g.timeseries("Attempts per call", "Attempts one protected call took: mean and p99 by operation "
+        p.row("Retries"),
+        p.timeseries("Retries by operation", "Retries scheduled in each rate interval (one backoff delay is "
+                     "recorded per retry).", "short",
+                     [p.target(_events_per_op(t.RETRY_DELAY_DURATION, suffix="_count"), f"{{{{{OP}}}}}")],
+                     bars=True, width=8),
+        p.timeseries("Attempts per call", "Attempts one protected call took: mean and p99 by operation "
                      "(1 = no retry).", "short",
-                     [g.target(q.mean(t.RETRY_ATTEMPTS, JOB, OPERATION, by_=(t.OPERATION,)),
+                     [p.target(q.mean(t.RETRY_ATTEMPTS, JOB, OPERATION, by_=(t.OPERATION,)),
                                f"mean {{{{{OP}}}}}"),
-                      g.target(q.quantile(0.99, t.RETRY_ATTEMPTS, JOB, OPERATION, by_=(t.OPERATION,)),
+                      p.target(q.quantile(0.99, t.RETRY_ATTEMPTS, JOB, OPERATION, by_=(t.OPERATION,)),
                                f"p99 {{{{{OP}}}}}")], width=8),
-        g.timeseries("Retry delay percentiles", "Backoff delay scheduled before a retry (p50, p99). "
+        p.timeseries("Retry delay percentiles", "Backoff delay scheduled before a retry (p50, p99). "
                      "Exemplar dots link to the retried call's trace.", "s",
-                     [g.target(q.quantile(p, t.RETRY_DELAY_DURATION, JOB, OPERATION, by_=(q.JOB,)),
-                               f"p{round(p * 100)} {{{{job}}}}", exemplar=True) for p in (0.5, 0.99)],
+                     [p.target(q.quantile(pct, t.RETRY_DELAY_DURATION, JOB, OPERATION, by_=(q.JOB,)),
+                               f"p{round(pct * 100)} {{{{job}}}}", exemplar=True) for pct in (0.5, 0.99)],
                      width=8),
     ]
 
 
-def _breakers() -> list[g.Json]:
+def _breakers() -> list[p.Json]:
     to = q.label(t.BREAKER_TO)
     name = q.label(t.BREAKER_NAME)
     open_ = q.sel(t.BREAKER_STATE_METRIC, JOB, BREAKER, q.eq(t.BREAKER_STATE, t.BreakerState.OPEN))
-    transitions = q.increase(q.sel(t.BREAKER_TRANSITIONS, JOB, BREAKER))
+    transitions = q.events(q.sel(t.BREAKER_TRANSITIONS, JOB, BREAKER))
     return [
-        g.row("Circuit breakers"),
-        g.state_timeline("Breaker state", "Current state of each circuit breaker: closed (calls flow), "
+        p.row("Circuit breakers"),
+        p.state_timeline("Breaker state", "Current state of each circuit breaker: closed (calls flow), "
                          "half-open (probing), open (calls rejected).", breaker_state_expr(),
                          f"{{{{{name}}}}}", [(str(state), color) for state, color in BREAKER_STATES],
                          width=16),
-        g.stat("Open breakers", "Circuit breakers open now (half-open ones are probing and not counted).",
+        p.stat("Open breakers", "Circuit breakers open now (half-open ones are probing and not counted).",
                "short", f"sum({open_}) or vector(0)", width=8, height=8),
-        g.timeseries("Breaker transitions", "Circuit breaker state changes per interval, by breaker and "
+        p.timeseries("Breaker transitions", "Circuit breaker state changes in each rate interval, by breaker and "
                      "new state.", "short",
-                     [g.target(q.sum_by((t.BREAKER_NAME, t.BREAKER_TO), transitions),
+                     [p.target(q.sum_by((t.BREAKER_NAME, t.BREAKER_TO), transitions),
                                f"{{{{{name}}}}} -> {{{{{to}}}}}")], bars=True, width=24),
     ]
 
 
-def _policies() -> list[g.Json]:
+def _policies() -> list[p.Json]:
     mode, reason = q.label(t.DEGRADE_MODE), q.label(t.DEGRADE_REASON)
     saga, outcome = q.label(t.SAGA_NAME), q.label(t.COMPENSATION_OUTCOME)
-    compensations = q.increase(q.sel(t.COMPENSATIONS, JOB))
+    compensations = q.events(q.sel(t.COMPENSATIONS, JOB))
     return [
-        g.row("Timeouts, fallbacks, degradations, hedges, compensations"),
-        g.timeseries("Timeouts by operation", "Operations cut off by a timeout policy, per second.", "ops",
-                     [g.target(_per_op(t.TIMEOUTS), f"{{{{{OP}}}}}")], width=8),
-        g.timeseries("Fallbacks by operation", "Fallback results served after the primary failed, per "
-                     "second, by operation and error type.", "ops",
-                     [g.target(_per_op(t.FALLBACKS, by_=(t.ERROR_TYPE,)),
-                               f"{{{{{OP}}}}} {{{{{q.label(t.ERROR_TYPE)}}}}}")], width=8),
-        g.timeseries("Degradations", "Degraded results served per second, by operation, mode and reason.",
-                     "ops",
-                     [g.target(_per_op(t.DEGRADATIONS, by_=(t.DEGRADE_MODE, t.DEGRADE_REASON)),
-                               f"{{{{{OP}}}}} {{{{{mode}}}}} ({{{{{reason}}}}})")], width=8),
-        g.timeseries("Hedged attempts by operation", "Extra (hedged) attempts started per second.", "ops",
-                     [g.target(_per_op(t.HEDGES), f"{{{{{OP}}}}}")], width=12),
-        g.timeseries("Saga compensations", "Compensation steps run per interval when a saga rolled back, "
+        p.row("Timeouts, fallbacks, degradations, hedges, compensations"),
+        p.timeseries("Timeouts by operation", "Operations cut off by a timeout policy, in each rate "
+                     "interval.", "short",
+                     [p.target(_events_per_op(t.TIMEOUTS), f"{{{{{OP}}}}}")], bars=True, width=8),
+        p.timeseries("Fallbacks by operation", "Fallback results served after the primary failed, in each "
+                     "rate interval, by operation and error type.", "short",
+                     [p.target(_events_per_op(t.FALLBACKS, by_=(t.ERROR_TYPE,)),
+                               f"{{{{{OP}}}}} {{{{{q.label(t.ERROR_TYPE)}}}}}")], bars=True, width=8),
+        p.timeseries("Degradations", "Degraded results served in each rate interval, by operation, mode and "
+                     "reason.", "short",
+                     [p.target(_events_per_op(t.DEGRADATIONS, by_=(t.DEGRADE_MODE, t.DEGRADE_REASON)),
+                               f"{{{{{OP}}}}} {{{{{mode}}}}} ({{{{{reason}}}}})")], bars=True, width=8),
+        p.timeseries("Hedged attempts by operation", "Extra (hedged) attempts started in each rate interval.",
+                     "short", [p.target(_events_per_op(t.HEDGES), f"{{{{{OP}}}}}")], bars=True, width=12),
+        p.timeseries("Saga compensations", "Compensation steps run in each rate interval when a saga rolled back, "
                      "by saga and outcome.", "short",
-                     [g.target(q.sum_by((t.SAGA_NAME, t.COMPENSATION_OUTCOME), compensations),
+                     [p.target(q.sum_by((t.SAGA_NAME, t.COMPENSATION_OUTCOME), compensations),
                                f"{{{{{saga}}}}} {{{{{outcome}}}}}")], bars=True, width=12),
     ]
 
 
-def resilience() -> g.Json:
+def resilience() -> p.Json:
     """The resilience dashboard model."""
     variables = [
         g.query_variable("job", "Job (service)", q.sel(t.CALLS), q.JOB),

@@ -7,7 +7,9 @@ CamelCase alert names prefixed ``Shannon``, a ``severity`` label, a ``summary`` 
 
 from __future__ import annotations
 
+import json
 from typing import Any
+from urllib.parse import quote
 
 from shannon_otel import _telemetry as t
 
@@ -20,7 +22,22 @@ Rule = dict[str, Any]
 
 # Jaeger's service is service.name; ``job`` is "namespace/name" when service.namespace is set.
 _SERVICE = '{{ $labels.job | reReplaceAll "^.*/" "" | urlquery }}'
-_ERROR_TAG = "%7B%22error%22%3A%22true%22%7D"  # tags={"error":"true"}, URL-encoded
+
+
+def _tags(attributes: dict[str, str]) -> str:
+    """Jaeger's ``tags`` search parameter (JSON, URL-encoded) for fixed attribute values."""
+    return "&tags=" + quote(json.dumps(attributes, separators=(",", ":")), safe="")
+
+
+def _label_tags(attributes: dict[str, str]) -> str:
+    """Jaeger's ``tags`` parameter (a Go template) matching span attributes to alert labels' values.
+
+    ``attributes`` maps an attribute key to the label holding its value. Jaeger matches span
+    attributes and span event attributes, all on one span.
+    """
+    fields = ",".join(f'\\"{a}\\":%q' for a in attributes)
+    labels = " ".join(f"$labels.{label}" for label in attributes.values())
+    return f'&tags={{{{ printf "{{{fields}}}" {labels} | urlquery }}}}'
 
 
 def _wave_span(label: str) -> str:
@@ -51,13 +68,9 @@ def _alert(name: str, expr: str, for_: str, severity: str, summary: str, descrip
 def _anomaly(severity: t.Severity, jaeger: str, runbook: str) -> Rule:
     grouping = q.by(q.JOB, t.ANOMALY_SERIES, t.ANOMALY_SIGNAL)
     events = q.sel(t.ANOMALY_EVENTS, q.eq(t.ANOMALY_SEVERITY, severity))
-    # increase() cannot see the first increment of a series that starts at 1, so a series that did not
-    # exist 5m ago counts as new anomalies too (a counter series exists only once something was counted).
-    expr = (
-        f"sum by ({grouping}) (increase({events}[5m])) > 0\n"
-        f"or\n"
-        f"sum by ({grouping}) ({events} unless {events} offset 5m)"
-    )
+    # q.events, not increase(): the counter series appears with the first anomaly, whose increment
+    # increase() cannot see.
+    expr = f"sum by ({grouping}) (\n  {q.events(events, '5m')}\n) > 0"
     series, signal = q.label(t.ANOMALY_SERIES), q.label(t.ANOMALY_SIGNAL)
     return _alert(
         "ShannonAnomalyDetected", expr, "0s", severity.value,
@@ -65,7 +78,7 @@ def _anomaly(severity: t.Severity, jaeger: str, runbook: str) -> Rule:
         f"Signal {{{{ $labels.{signal} }}}} of series {{{{ $labels.{series} }}}} (job {{{{ $labels.job }}}}) "
         f"is anomalous: {{{{ $value | humanize }}}} {severity.value} anomaly event(s) in the last 5 minutes. "
         f"The offending task spans carry a {t.EVENT_ANOMALY} span event.",
-        jaeger=jaeger, runbook=runbook, traces="",
+        jaeger=jaeger, runbook=runbook, traces=_label_tags({t.ANOMALY_SERIES: series, t.ANOMALY_SIGNAL: signal}),
     )
 
 
@@ -79,7 +92,8 @@ def _breaker(jaeger: str, runbook: str) -> Rule:
         f"Circuit breaker {{{{ $labels.{name} }}}} of job {{{{ $labels.job }}}} (instance "
         f"{{{{ $labels.instance }}}}) has been open or half-open for more than 5 minutes: its calls are "
         f"rejected and its probes keep failing.",
-        jaeger=jaeger, runbook=runbook, traces=f"&tags={_ERROR_TAG}",
+        # A breaker's operation is its name: its call, attempt and rejection spans carry it.
+        jaeger=jaeger, runbook=runbook, traces=_label_tags({t.OPERATION: name}),
     )
 
 
@@ -96,7 +110,7 @@ def _error_rate(jaeger: str, runbook: str) -> Rule:
         "More than 10% of the tasks of a wave fail or time out.",
         f"{{{{ $value | humanizePercentage }}}} of the tasks of wave {{{{ $labels.{wave} }}}} of job "
         f"{{{{ $labels.job }}}} failed or timed out over the last 5 minutes (cancellations not counted).",
-        jaeger=jaeger, runbook=runbook, traces=f"&tags={_ERROR_TAG}",
+        jaeger=jaeger, runbook=runbook, traces=_tags({t.TASK_OUTCOME: t.Outcome.FAILURE.value}),
     )
 
 
@@ -122,7 +136,7 @@ def _wave_stalled(jaeger: str, runbook: str) -> Rule:
         f"  or\n"
         f"  {q.sum_by(grouping, q.sel(t.TASKS_PENDING))} > 0"
     )
-    finished = q.sum_by(grouping, q.increase(q.sel(t.TASK_OUTCOMES), "10m"))
+    finished = q.sum_by(grouping, q.events(q.sel(t.TASK_OUTCOMES), "10m"))
     wave = q.label(t.WAVE_NAME)
     return _alert(
         "ShannonWaveStalled", f"(\n{in_flight}\n)\nunless on ({q.by(*grouping)})\n{finished} > 0", "10m",

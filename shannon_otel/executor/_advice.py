@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .._events import BreakerTransition
 from .._telemetry import BreakerState
@@ -58,16 +58,23 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms" if seconds < 10 else f"{seconds:.1f} s"
 
 
-def advise_wave(report: WaveReport, thresholds: AdviceThresholds = DEFAULT_THRESHOLDS) -> list[Recommendation]:
-    """Queue-wait and parallel-efficiency advice for one wave (empty when nothing stands out)."""
+def advise_wave(
+    report: WaveReport, thresholds: AdviceThresholds = DEFAULT_THRESHOLDS, *, label: str | None = None,
+) -> list[Recommendation]:
+    """Queue-wait and parallel-efficiency advice for one wave (empty when nothing stands out).
+
+    ``label`` names the wave in the advice instead of ``report.wave`` (runs repeating a wave name
+    label each run, e.g. ``research#2``).
+    """
     out: list[Recommendation] = []
+    wave = label or report.wave
     wait, run = report.queue_wait, report.latency
     if wait.count and run.count and not math.isnan(wait.mean) and wait.mean >= thresholds.min_queue_wait_s:
         ratio = wait.mean / run.mean if run.mean > 0 else math.inf
         if ratio >= thresholds.queue_wait_ratio:
             out.append(Recommendation(
-                "queue_wait", report.wave,
-                f"wave {report.wave!r}: tasks waited {_ms(wait.mean)} on average for a slot (p95 {_ms(wait.p95)}) "
+                "queue_wait", wave,
+                f"wave {wave!r}: tasks waited {_ms(wait.mean)} on average for a slot (p95 {_ms(wait.p95)}) "
                 f"but ran only {_ms(run.mean)} ({ratio:.1f}x): queue wait dominates. Raise max_concurrency "
                 f"(now {report.concurrency}) or the resource pool size, if the dependency can take the load.",
                 {"queue_wait_mean_s": wait.mean, "task_mean_s": run.mean, "ratio": ratio,
@@ -85,8 +92,8 @@ def advise_wave(report: WaveReport, thresholds: AdviceThresholds = DEFAULT_THRES
             why = ("latency is even, so slots sat idle between tasks: look for a rate limit, a resource pool "
                    "smaller than max_concurrency, or tasks awaiting something outside the wave.")
         out.append(Recommendation(
-            "low_efficiency", report.wave,
-            f"wave {report.wave!r}: parallel efficiency {eff:.0%} ({report.total} tasks, {report.concurrency} "
+            "low_efficiency", wave,
+            f"wave {wave!r}: parallel efficiency {eff:.0%} ({report.total} tasks, {report.concurrency} "
             f"slots, {_ms(report.duration_s)} wall time); {why}",
             {"parallel_efficiency": eff, "p50_s": run.p50, "p99_s": run.p99, "concurrency": float(report.concurrency)},
         ))
@@ -133,6 +140,7 @@ class RunReport:
     saga compensations and anomalies. :meth:`recommendations` judges all of it."""
 
     waves: Sequence[WaveReport] = ()
+    labels: Sequence[str] = ()  # unique names of ``waves``, same order; their ``wave`` names when empty
     operations: Mapping[str, OperationStats] = field(default_factory=dict)
     transitions: Sequence[BreakerTransition] = ()
     compensations: int = 0
@@ -142,14 +150,26 @@ class RunReport:
     def recommendations(self, thresholds: AdviceThresholds = DEFAULT_THRESHOLDS) -> list[Recommendation]:
         """Wave advice (worst wave per kind), then breaker, retry and latency-anomaly advice."""
         best: dict[str, Recommendation] = {}
-        for report in self.waves:
-            for rec in advise_wave(report, thresholds):
+        affected: dict[str, int] = {}
+        for i, report in enumerate(self.waves):
+            label = self.labels[i] if i < len(self.labels) else None
+            for rec in advise_wave(report, thresholds, label=label):
+                affected[rec.kind] = affected.get(rec.kind, 0) + 1
                 key = "ratio" if rec.kind == "queue_wait" else "parallel_efficiency"
                 sign = 1 if rec.kind == "queue_wait" else -1
                 held = best.get(rec.kind)
                 if held is None or sign * rec.evidence[key] > sign * held.evidence[key]:
                     best[rec.kind] = rec
-        out = [best[k] for k in ("queue_wait", "low_efficiency") if k in best]
+        out = []
+        for kind in ("queue_wait", "low_efficiency"):
+            found = best.get(kind)
+            if found is not None and affected[kind] > 1:
+                found = replace(
+                    found, message=f"{affected[kind]} of {len(self.waves)} waves; the worst: {found.message}",
+                    evidence={**found.evidence, "waves": float(affected[kind])},
+                )
+            if found is not None:
+                out.append(found)
         out += _flapping(self.transitions, thresholds)
         out += [r for op in self.operations.values() if (r := _storm(op, thresholds)) is not None]
         out += [r for op in self.operations.values() if (r := _anomaly(op, thresholds)) is not None]

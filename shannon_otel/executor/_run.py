@@ -153,8 +153,11 @@ class WaveRun:
             self.wave.name, index, name, outcome, value, recorded, duration, queue_wait, measurements, self.batch,
         )
         if tokens is not None:
-            for obs, token in zip(self.reversed_observers, reversed(tokens), strict=True):
-                obs.task_finished(token, result)
+            if len(tokens) == 1:
+                self.observers[0].task_finished(tokens[0], result)
+            else:
+                for obs, token in zip(self.reversed_observers, reversed(tokens), strict=True):
+                    obs.task_finished(token, result)
         self.deliver(result)
         if self.wave.on_progress is not None:
             self._progress()

@@ -24,10 +24,12 @@ class Jitter(StrEnum):
 
 def parse_jitter(value: object) -> Jitter:
     try:
-        return Jitter(value)
+        if isinstance(value, str):
+            return Jitter(value)
     except ValueError:
-        allowed = ", ".join(repr(j.value) for j in Jitter)
-        raise ValueError(f"jitter must be one of {allowed}, got {value!r}") from None
+        pass
+    allowed = ", ".join(repr(j.value) for j in Jitter)
+    raise ValueError(f"jitter must be one of {allowed}, got {value!r}")
 
 
 def uniform_source(source: RandomSource | None) -> Callable[[], float]:

@@ -11,15 +11,25 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from .._events import BreakerTransition, CallRejected, CallStarted
 from .._hooks import resolve_hooks
 from .._telemetry import BreakerState
 from ._core import (
-    END, Chain, CircuitOpenError, Clock, Factory, Policy, _Call, check_exceptions, check_number, next_step,
-    observed, start_call,
+    END,
+    Chain,
+    CircuitOpenError,
+    Clock,
+    Factory,
+    Policy,
+    _Call,
+    check_exceptions,
+    check_number,
+    next_step,
+    observed,
+    start_call,
 )
 from ._window import FAILED, SLOW, CountWindow, TimeWindow
 
@@ -86,8 +96,21 @@ class CircuitBreaker(Policy):
     """
 
     __slots__ = (
-        "_clean", "_failures_count", "_forced", "_gen", "_hooks", "_opened_at", "_probes_left", "_started",
-        "_successes", "_state", "_timed", "_window", "clock", "config", "name",
+        "_clean",
+        "_failures_count",
+        "_forced",
+        "_gen",
+        "_hooks",
+        "_opened_at",
+        "_probes_left",
+        "_started",
+        "_state",
+        "_successes",
+        "_timed",
+        "_window",
+        "clock",
+        "config",
+        "name",
     )
 
     def __init__(
@@ -201,7 +224,7 @@ class CircuitBreaker(Policy):
         slow = self.config.slow_call_s is not None and now - started >= self.config.slow_call_s
         if self._state is _CLOSED:
             self._window.record(SLOW if slow else 0, now)
-            if slow:
+            if slow or self._window.failures:  # a success can complete min_calls: rates may now trip
                 self._evaluate()
             self._update_clean()
         elif self._state is _HALF_OPEN:

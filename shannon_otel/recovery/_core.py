@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 from .._events import AttemptFinished, CallFinished, CallObserver, CallStarted
 from .._hooks import resolve_hooks
@@ -220,7 +220,7 @@ def check_number(name: str, value: object, *, low: float, high: float | None = N
     if isinstance(value, bool) or not isinstance(value, kinds):
         kind = "an int" if integer else "a number"
         raise TypeError(f"{name} must be {kind}{' or None' if allow_none else ''}, got {value!r}")
-    v = float(value)
+    v = float(cast("float", value))
     left = "(" if low_open else "["
     right = f"{high}]" if high is not None else "inf)"
     if v != v or (v <= low if low_open else v < low) or (high is not None and v > high):
@@ -233,4 +233,4 @@ def check_exceptions(name: str, value: object) -> tuple[type[BaseException], ...
     for t in types:
         if not (isinstance(t, type) and issubclass(t, BaseException)):
             raise TypeError(f"{name} must be an exception type or a tuple of them, got {value!r}")
-    return types  # type: ignore[return-value]
+    return types

@@ -7,8 +7,20 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from .._events import Degraded
-from ._core import END, Chain, CircuitOpenError, Factory, Instrumented, _Call, check_exceptions, check_number
-from ._core import next_step, observed, start_call
+from ._core import (
+    END,
+    Chain,
+    CircuitOpenError,
+    Factory,
+    Instrumented,
+    Policy,
+    _Call,
+    check_exceptions,
+    check_number,
+    next_step,
+    observed,
+    start_call,
+)
 from ._fallback import reason_of
 
 T = TypeVar("T")
@@ -70,6 +82,12 @@ class Degrade(Instrumented):
         object.__setattr__(self, "_on", check_exceptions("on", self.on))
         object.__setattr__(self, "_state", _State())
         self._setup("degrade")
+
+    def _named(self, name: str) -> Policy:
+        # The decorator's named copy must share the flag and the last good value with this object.
+        named = super(Degrade, self)._named(name)
+        object.__setattr__(named, "_state", self._state)
+        return named
 
     def flag(self, reason: str = "anomaly") -> None:
         """Serve degraded results from now on, without calling the operation, until :meth:`clear`."""

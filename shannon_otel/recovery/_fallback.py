@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -16,9 +16,6 @@ T = TypeVar("T")
 
 class FallbackError(ExceptionGroup[Exception]):
     """The primary and the fallback both failed; ``.primary`` and ``.fallback`` are the two errors."""
-
-    def derive(self, excs: Sequence[Exception]) -> ExceptionGroup[Exception]:
-        return ExceptionGroup(self.message, excs)
 
     @property
     def primary(self) -> Exception:

@@ -93,6 +93,8 @@ class Pipeline(Policy):
         return self if self.name is not None else Pipeline(*self._chain, name=name, **self._options)
 
 
-def resilient(*policies: Policy, **options: Any) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Awaitable[T]]]:
+def resilient(
+    *policies: Policy, **options: Any,
+) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Awaitable[T]]]:
     """Decorator form of :class:`Pipeline`: ``@resilient(Timeout(5), Retry(attempts=3), breaker)``."""
     return Pipeline(*policies, **options)

@@ -10,7 +10,16 @@ from typing import TypeVar
 from .._events import RetryScheduled
 from ._backoff import Jitter, RandomSource, delay, parse_jitter, uniform_source
 from ._core import (
-    END, Chain, Factory, Instrumented, Sleep, _Call, check_exceptions, check_number, next_step, observed,
+    END,
+    Chain,
+    Factory,
+    Instrumented,
+    Sleep,
+    _Call,
+    check_exceptions,
+    check_number,
+    next_step,
+    observed,
     start_call,
 )
 
@@ -68,7 +77,9 @@ class Retry(Instrumented):
         else:
             raise TypeError(f"on must be exception types or a predicate, got {self.on!r}")
         if self.next_delay is not None and not callable(self.next_delay):
-            raise TypeError(f"next_delay must be a callable (error, attempt) -> seconds | None, got {self.next_delay!r}")
+            raise TypeError(
+                f"next_delay must be a callable (error, attempt) -> seconds | None, got {self.next_delay!r}"
+            )
         if not callable(self.sleep):
             raise TypeError(f"sleep must be an async callable taking seconds, got {self.sleep!r}")
         object.__setattr__(self, "_rand", uniform_source(self.random))

@@ -178,7 +178,8 @@ class Transaction:
                 continue
             tokens = [o.compensation_started(name) for o in observers]
             start = clock()
-            outcome, error = Outcome.SUCCESS, None
+            outcome: Outcome = Outcome.SUCCESS
+            error: BaseException | None = None
             try:
                 await compensate(value)
                 compensated.append(name)

@@ -32,7 +32,7 @@ class Timeout(Instrumented):
             async with asyncio.timeout(self.seconds):
                 return await next_step(chain, i, fn, call)
         scope = asyncio.timeout(self.seconds)
-        call.timeouts.append(scope)
+        call.timeouts.append(scope)  # lets the attempt tell its timeout from an outside cancellation
         try:
             async with scope:
                 return await next_step(chain, i, fn, call)
@@ -44,4 +44,3 @@ class Timeout(Instrumented):
             raise
         finally:
             call.timeouts.remove(scope)
-

@@ -52,8 +52,12 @@ def run_stack(*args: str, env: Mapping[str, str], timeout: float | None = None) 
     # OTEL_* of the developer's shell (`eval "$(scripts/stack env)"`) must not reach the servers.
     base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     proc = subprocess.run(
-        [str(STACK_SCRIPT), *args], env=base | dict(env), capture_output=True, text=True,
-        timeout=timeout, check=False,
+        [str(STACK_SCRIPT), *args],
+        env=base | dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     if proc.returncode != 0:
         raise StackCommandError(
@@ -67,20 +71,18 @@ def get_json(url: str, params: Mapping[str, object] | None = None, *, timeout: f
     if params:
         url = f"{url}?{urllib.parse.urlencode(params, doseq=True)}"
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback servers
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
             return json.load(resp)
     except urllib.error.HTTPError as exc:
         raise AssertionError(f"GET {url} -> {exc.code}: {exc.read().decode(errors='replace')}") from exc
 
 
 def get_text(url: str, *, timeout: float = 10) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback servers
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
         return str(resp.read().decode())
 
 
-def wait_until(
-    probe: Callable[[], T], *, timeout: float = 30, interval: float = 0.25, what: str = "condition"
-) -> T:
+def wait_until(probe: Callable[[], T], *, timeout: float = 30, interval: float = 0.25, what: str = "condition") -> T:
     """Call `probe` until it returns something truthy and return that; after `timeout` seconds fail
     with the last value (or exception) seen. Exceptions from `probe` count as "not yet"."""
     deadline = time.monotonic() + timeout
@@ -88,7 +90,7 @@ def wait_until(
     while True:
         try:
             value = probe()
-        except Exception as exc:  # noqa: BLE001 - a server still warming up may fail in any way
+        except Exception as exc:
             last = exc
         else:
             if value:
@@ -158,6 +160,7 @@ class Prometheus:
     url: str
     scrape_interval: float
     config_file: Path
+    rules_dir: Path  # the rule files Prometheus loads (a copy of collector-config/rules)
     promtool: Path
     env: Mapping[str, str] = field(repr=False, default_factory=dict)
 
@@ -183,6 +186,12 @@ class Prometheus:
         """The result of `expr` once it is non-empty."""
         return wait_until(lambda: self.query(expr), timeout=timeout, what=f"data for {expr!r} in Prometheus")
 
+    def exemplars(self, expr: str, lookback: float = 3600) -> list[dict[str, Any]]:
+        """Exemplars of the series `expr` selects over the last `lookback` seconds, one entry per series:
+        {"seriesLabels": {...}, "exemplars": [{"labels": {"trace_id": ..., "span_id": ...}, ...}]}."""
+        now = time.time()
+        return list(self._api("query_exemplars", {"query": expr, "start": now - lookback, "end": now}))
+
     def series(self, match: str) -> list[dict[str, str]]:
         return list(self._api("series", {"match[]": match, "start": time.time() - 3600}))
 
@@ -196,14 +205,18 @@ class Prometheus:
     def rule_groups(self) -> list[dict[str, Any]]:
         return list(self._api("rules")["groups"])
 
+    def targets(self) -> dict[str, str]:
+        """job -> health ("up", "down", "unknown" until first scraped) of each scrape target."""
+        return {t["labels"]["job"]: t["health"] for t in self._api("targets")["activeTargets"]}
+
     def targets_up(self) -> bool:
-        active = self._api("targets")["activeTargets"]
-        return bool(active) and all(t["health"] == "up" for t in active)
+        health = self.targets()
+        return bool(health) and set(health.values()) == {"up"}
 
     def reload(self) -> None:
         """Re-read the config and rule files (POST /-/reload, enabled by scripts/stack)."""
         req = urllib.request.Request(f"{self.url}/-/reload", method="POST")
-        with urllib.request.urlopen(req, timeout=10):  # noqa: S310 - loopback server
+        with urllib.request.urlopen(req, timeout=10):
             pass
 
     def check_expr(self, expr: str) -> None:
@@ -213,8 +226,9 @@ class Prometheus:
         with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as fh:
             json.dump(group, fh)
         try:
-            proc = subprocess.run([str(self.promtool), "check", "rules", fh.name], capture_output=True,
-                                  text=True, check=False)
+            proc = subprocess.run(
+                [str(self.promtool), "check", "rules", fh.name], capture_output=True, text=True, check=False
+            )
         finally:
             os.unlink(fh.name)
         if proc.returncode != 0:

@@ -11,13 +11,13 @@ temp dir, printed on failure; nothing is shared with a stack a developer runs vi
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-
-from _stack import Collector, Jaeger, Prometheus, StackCommandError, free_ports, run_stack
+from _stack import CONFIG_DIR, Collector, Jaeger, Prometheus, StackCommandError, free_ports, run_stack
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -74,10 +74,16 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackEnv]:
     """Builds/installs the servers once (`scripts/stack install`) and reserves this session's ports.
     Yields a StackEnv; stops anything still running at the end."""
     state = tmp_path_factory.mktemp("stack")
+    # Prometheus loads a copy of the rules, so a test may rewrite one (e.g. shorten a `for:`) and reload.
+    rules = state / "rules"
+    rules.mkdir()
+    for rule_file in (CONFIG_DIR / "rules").glob("*.yml"):
+        shutil.copy(rule_file, rules)
     ports = dict(zip(_PORT_VARS, free_ports(len(_PORT_VARS)), strict=True))
     env = {var: str(ports[key]) for key, var in _PORT_VARS.items()}
     env |= {
         "SHANNON_STACK_DIR": str(state),
+        "SHANNON_STACK_RULES_DIR": str(rules),
         "SHANNON_STACK_SCRAPE_INTERVAL": f"{SCRAPE_INTERVAL_S}s",
         "SHANNON_STACK_EVAL_INTERVAL": f"{SCRAPE_INTERVAL_S}s",
         "SHANNON_STACK_SPANMETRICS_FLUSH": "1s",
@@ -124,12 +130,14 @@ def collector(stack_env: StackEnv, jaeger: Jaeger) -> Iterator[Collector]:
 @pytest.fixture(scope="session")
 def prometheus(stack_env: StackEnv, collector: Collector) -> Iterator[Prometheus]:
     """Prometheus with collector-config/prometheus.yml pointed at `collector`, scrape and rule
-    evaluation every second, alert rules from collector-config/rules/*.yml, an empty TSDB."""
+    evaluation every second, an empty TSDB, and the alert rules of collector-config/rules/*.yml loaded
+    from a session copy (`rules_dir`: edit a file there, then call `reload()`)."""
     stack_env.start("prometheus")
     yield Prometheus(
         url=f"http://127.0.0.1:{stack_env.ports['prometheus']}",
         scrape_interval=SCRAPE_INTERVAL_S,
         config_file=stack_env.state_dir / "prometheus" / "prometheus.yml",
+        rules_dir=stack_env.state_dir / "rules",
         promtool=stack_env.promtool_bin,
         env=stack_env.env,
     )

@@ -6,6 +6,7 @@ This proves the plumbing only; tests of the library's own telemetry build on the
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 import uuid
@@ -49,8 +50,9 @@ def send_trace(exporter: SpanExporter, service: str, *, error: bool = False) -> 
 
 
 def jaeger_validate(jaeger_bin: Path, config: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(jaeger_bin), "validate", "--config", str(config)], capture_output=True,
-                          text=True, timeout=60, check=False)
+    return subprocess.run(
+        [str(jaeger_bin), "validate", "--config", str(config)], capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 # ----------------------------------------------------------------------------- configs
@@ -65,8 +67,9 @@ def test_config_validates_with_the_jaeger_binary(stack_env: StackEnv, name: str)
 def test_jaeger_validate_rejects_an_unknown_component(stack_env: StackEnv, tmp_path: Path) -> None:
     # Guards the test above: `validate` must really resolve components, not just parse YAML.
     bad = tmp_path / "bad.yaml"
-    bad.write_text((CONFIG_DIR / "otelcol.yaml").read_text().replace("exporters: [prometheus]",
-                                                                     "exporters: [prometheus, nosuch]"))
+    bad.write_text(
+        (CONFIG_DIR / "otelcol.yaml").read_text().replace("exporters: [prometheus]", "exporters: [prometheus, nosuch]")
+    )
     proc = jaeger_validate(stack_env.jaeger_bin, bad)
     assert proc.returncode != 0
     assert "nosuch" in proc.stdout + proc.stderr
@@ -77,9 +80,27 @@ def test_prometheus_config_and_rules_check(stack_env: StackEnv) -> None:
     for config in (CONFIG_DIR / "prometheus.yml", stack_env.state_dir / "prometheus.check.yml"):
         if config.name == "prometheus.check.yml":
             config.write_text(stack_env.run("prometheus-config"))
-        proc = subprocess.run([str(stack_env.promtool_bin), "check", "config", str(config)],
-                              capture_output=True, text=True, timeout=60, check=False)
+        proc = subprocess.run(
+            [str(stack_env.promtool_bin), "check", "config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_docker_compose_sets_exactly_the_variables_the_configs_read() -> None:
+    # docker-compose.yaml cannot run here (no Docker engine); this keeps it in step with the configs.
+    compose = (CONFIG_DIR / "docker-compose.yaml").read_text()
+    for config, prefix in (("otelcol.yaml", "SHANNON_COLLECTOR_"), ("jaeger.yaml", "SHANNON_JAEGER_")):
+        read = set(re.findall(r"\$\{env:(\w+)", (CONFIG_DIR / config).read_text()))
+        set_ = set(re.findall(rf"^\s+({prefix}\w+):", compose, re.MULTILINE))
+        optional = {"SHANNON_COLLECTOR_SPANMETRICS_FLUSH", "SHANNON_JAEGER_MAX_TRACES", "SHANNON_JAEGER_UI_ASSETS"}
+        assert set_ <= read, f"docker-compose.yaml sets variables {config} never reads"
+        assert read - optional <= set_, f"docker-compose.yaml leaves {config}'s listen addresses at localhost"
+    for mounted in re.findall(r"^\s+- (\.\.?/[\w./-]+):", compose, re.MULTILINE):
+        assert (CONFIG_DIR / mounted).exists(), mounted
 
 
 # ----------------------------------------------------------------------------- traces
@@ -131,7 +152,7 @@ def test_metric_sent_through_the_collector_is_scraped_by_prometheus(
     assert sample["metric"]["job"] == service  # honor_labels keeps the exporter's job = service.name
     (count,) = prometheus.wait_for(f'smoke_latency_seconds_count{{service_name="{service}"}}')
     assert count["value"][1] == "1"
-    assert prometheus.targets_up()
+    wait_until(prometheus.targets_up, timeout=10, what="every scrape target up")
 
 
 def test_span_metrics_feed_prometheus_exemplars_and_the_jaeger_monitor_tab(
@@ -145,24 +166,39 @@ def test_span_metrics_feed_prometheus_exemplars_and_the_jaeger_monitor_tab(
     prometheus.wait_for(f"traces_span_metrics_calls_total{selector}")
     prometheus.wait_for(f"traces_span_metrics_duration_milliseconds_bucket{selector}")
 
-    def exemplars() -> list[dict[str, object]]:
-        now = time.time()
-        return list(get_json(f"{prometheus.url}/api/v1/query_exemplars", {
-            "query": f"traces_span_metrics_duration_milliseconds_bucket{selector}",
-            "start": now - 600, "end": now,
-        })["data"])
-
-    (series, *_) = wait_until(exemplars, timeout=30, what="exemplars on the span duration histogram")
+    series = wait_until(
+        lambda: prometheus.exemplars(f"traces_span_metrics_duration_milliseconds_bucket{selector}"),
+        timeout=30,
+        what="exemplars on the span duration histogram",
+    )
     # Jaeger prints trace ids without leading zeros.
-    trace_ids = {str(e["labels"].get("trace_id")).lstrip("0") for e in series["exemplars"]}  # type: ignore[index]
+    trace_ids = {str(e["labels"].get("trace_id")).lstrip("0") for e in series[0]["exemplars"]}
     assert trace_ids & {t["traceID"].lstrip("0") for t in jaeger.traces(service)}
 
     # The Monitor tab's API: Jaeger asks Prometheus for the call rate of the service's SERVER spans.
     def monitor_calls() -> list[object]:
-        body = get_json(f"{jaeger.query_url}/api/metrics/calls", {
-            "service": service, "endTs": int(time.time() * 1000), "lookback": 600_000, "step": 1000,
-            "ratePer": 60_000,
-        })
+        body = get_json(
+            f"{jaeger.query_url}/api/metrics/calls",
+            {
+                "service": service,
+                "endTs": int(time.time() * 1000),
+                "lookback": 600_000,
+                "step": 1000,
+                "ratePer": 60_000,
+            },
+        )
         return [m for m in body["metrics"] if m["metricPoints"]]
 
     wait_until(monitor_calls, timeout=30, what="call rates in Jaeger's Monitor API")
+
+
+def test_prometheus_loads_every_alert_rule(prometheus: Prometheus) -> None:
+    committed = {
+        name
+        for path in (CONFIG_DIR / "rules").glob("*.yml")
+        for name in re.findall(r"^\s*- alert:\s*\"?(\w+)", path.read_text(), re.MULTILINE)
+    }
+    loaded = {r["name"] for g in prometheus.rule_groups() for r in g["rules"] if r["type"] == "alerting"}
+    assert committed, "no alert rules in collector-config/rules/*.yml"
+    assert loaded == committed
+    assert all(r["health"] != "err" for g in prometheus.rule_groups() for r in g["rules"])

@@ -1,0 +1,8 @@
+"""``python -m shannon_otel``: the ``shannon-otel`` command."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""The ``shannon-otel`` command (also ``python -m shannon_otel``): demo, dashboards, rules, check.
+
+:func:`main` parses the arguments and dispatches to one module per subcommand; it returns the exit
+code instead of exiting, so it can be called from tests and other programs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from .._version import __version__
+
+__all__ = ["main"]
+
+EPILOG = """\
+exit codes:
+  0    success
+  1    error: `check` found a target unreachable, a port could not be bound, or an unexpected failure
+  2    usage error: unknown subcommand, bad flag or flag value
+  3    `demo` finished and printed its full summary, but exporting telemetry failed
+  130  interrupted (Ctrl-C); `demo` still prints the summary of what ran
+
+environment: OTEL_EXPORTER_OTLP_ENDPOINT is the default of --otlp-endpoint, OTEL_EXPORTER_OTLP_PROTOCOL
+(grpc | http/protobuf) of --otlp-protocol, OTEL_SERVICE_NAME of --service-name. See docs/cli.md.
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds (a number), got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be in 0..65535 (0 picks a free port), got {value}")
+    return value
+
+
+def endpoint_url(text: str) -> str:
+    """``http(s)://host:port[/path]``; a bare ``host:port`` gets ``http://``. ArgumentTypeError otherwise."""
+    url = text if "://" in text else f"http://{text}"
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+        bad_port = True
+    else:
+        bad_port = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or bad_port:
+        raise argparse.ArgumentTypeError(
+            f"expected a URL like http://127.0.0.1:4317 (scheme http or https, a host, an optional port), got {text!r}"
+        )
+    del port
+    return url.rstrip("/")
+
+
+def _protocol(text: str) -> str:
+    value = {"grpc": "grpc", "http": "http", "http/protobuf": "http"}.get(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected grpc or http/protobuf, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="shannon-otel", description="OpenTelemetry for asyncio waves: a demo, bundled dashboards and "
+        "alert rules, and a connectivity check.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    env_endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None
+    env_protocol = os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or None
+
+    demo = sub.add_parser(
+        "demo", help="run a simulated agent workload and summarise its telemetry (no server needed)",
+        description="Runs waves of simulated LLM agent tasks through the real executor and resilience "
+        "policies (retry, circuit breaker, timeout, fallback, degradation, saga) with an injected search outage "
+        "and latency anomaly, shows live progress, then prints a summary, the slowest wave's trace and "
+        "recommendations. Telemetry stays in-process unless --otlp-endpoint or --prometheus-port is given.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument("--waves", type=_positive_int, default=6, help="waves per cycle (default 6)")
+    demo.add_argument("--tasks", type=_positive_int, default=24, help="tasks per wave (default 24)")
+    demo.add_argument("--concurrency", type=_positive_int, default=6, help="max concurrent tasks per wave (default 6)")
+    demo.add_argument("--seed", type=int, default=7, help="seed of the simulated workload (default 7)")
+    demo.add_argument("--duration", type=_seconds, metavar="SECONDS",
+                      help="keep running cycles of waves for this long (for dashboard demos)")
+    demo.add_argument("--otlp-endpoint", type=endpoint_url, default=None, metavar="URL",
+                      help="ship traces and metrics over OTLP, e.g. http://127.0.0.1:4317 "
+                      "(default: $OTEL_EXPORTER_OTLP_ENDPOINT, else nothing leaves the process)")
+    demo.add_argument("--otlp-protocol", type=_protocol, default=None, metavar="{grpc,http/protobuf}",
+                      help="OTLP transport (default: $OTEL_EXPORTER_OTLP_PROTOCOL, else grpc)")
+    demo.add_argument("--export-timeout", type=_seconds, default=3.0, metavar="SECONDS",
+                      help="timeout of one OTLP export (default 3)")
+    demo.add_argument("--metric-interval", type=_seconds, default=None, metavar="SECONDS",
+                      help="OTLP metric export interval (default: $OTEL_METRIC_EXPORT_INTERVAL, else 10)")
+    demo.add_argument("--prometheus-port", type=_port, default=None, metavar="PORT",
+                      help="serve metrics for scraping at http://127.0.0.1:PORT/metrics (0: any free port)")
+    demo.add_argument("--service-name", default=os.environ.get("OTEL_SERVICE_NAME") or "shannon-otel-demo",
+                      help="service.name of the telemetry (default shannon-otel-demo)")
+    demo.add_argument("--plain", action="store_true", help="plain line output even on a terminal")
+    demo.set_defaults(env_endpoint=env_endpoint, env_protocol=env_protocol)
+
+    dash = sub.add_parser("dashboards", help="print or write the bundled Grafana dashboards",
+                          description="Prints the Grafana dashboards as JSON ({file name: model}, or one model "
+                          "with NAME), or writes them with their provisioning files under --out DIR.")
+    dash.add_argument("name", nargs="?", help="one dashboard: overview, resilience or anomalies")
+    dash.add_argument("--out", metavar="DIR", help="write DIR/<dashboard>.json and DIR/provisioning/...")
+
+    rules = sub.add_parser("rules", help="print or write the bundled Prometheus alert rules",
+                           description="Prints the Prometheus alert rule file (YAML), or writes it to --out FILE.")
+    rules.add_argument("--out", metavar="FILE", help="write the rules to FILE instead of stdout")
+    rules.add_argument("--jaeger-url", help="link alerts to this Jaeger UI (e.g. http://127.0.0.1:16686)")
+    rules.add_argument("--runbook-url", help="base URL of the runbook linked from each alert")
+
+    check = sub.add_parser(
+        "check", help="verify an OTLP endpoint accepts traces and Prometheus answers queries",
+        description="Exports one test span to the OTLP endpoint and queries Prometheus; exit 0 when every "
+        "target answered, 1 otherwise.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    check.add_argument("--otlp-endpoint", type=endpoint_url, default=None, metavar="URL",
+                       help="default: $OTEL_EXPORTER_OTLP_ENDPOINT, else http://127.0.0.1:4317")
+    check.add_argument("--otlp-protocol", type=_protocol, default=None, metavar="{grpc,http/protobuf}")
+    check.add_argument("--prometheus", type=endpoint_url, default=None, metavar="URL",
+                       help="Prometheus base URL (default http://127.0.0.1:9090)")
+    check.add_argument("--skip-otlp", action="store_true", help="only check Prometheus")
+    check.add_argument("--skip-prometheus", action="store_true", help="only check the OTLP endpoint")
+    check.add_argument("--timeout", type=_seconds, default=3.0, metavar="SECONDS", help="per target (default 3)")
+    check.set_defaults(env_endpoint=env_endpoint, env_protocol=env_protocol)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit code.
+
+    Usage errors exit through argparse (``SystemExit(2)``) with a message on stderr.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "otlp_endpoint", None) is None and getattr(args, "env_endpoint", None):
+        try:
+            args.otlp_endpoint = endpoint_url(args.env_endpoint)
+        except argparse.ArgumentTypeError as exc:
+            parser.error(f"OTEL_EXPORTER_OTLP_ENDPOINT: {exc}")
+    if getattr(args, "otlp_protocol", None) is None and getattr(args, "env_protocol", None):
+        try:
+            args.otlp_protocol = _protocol(args.env_protocol)
+        except argparse.ArgumentTypeError as exc:
+            parser.error(f"OTEL_EXPORTER_OTLP_PROTOCOL: {exc}")
+    if args.command == "demo":
+        from ._demo import run
+
+        return run(args)
+    if args.command == "check":
+        from ._check import run as check
+
+        return check(args)
+    from ._assets import run as assets
+
+    try:
+        return assets(args)
+    except BrokenPipeError:  # `shannon-otel dashboards | head`
+        sys.stderr.close()
+        return 0

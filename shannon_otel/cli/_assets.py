@@ -1,0 +1,68 @@
+"""``shannon-otel dashboards`` / ``rules``: the bundled Grafana dashboards and Prometheus alert rules.
+
+They are generated from the telemetry contract by :mod:`shannon_otel.assets`, so a pip-installed user
+gets exactly the files the repository ships, without cloning it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .. import assets
+
+
+def _short(file_name: str) -> str:
+    """``shannon-otel-overview.json`` -> ``overview``."""
+    return file_name.removesuffix(".json").rsplit("-", 1)[-1]
+
+
+def _dashboards(args: argparse.Namespace) -> int:
+    models = assets.dashboards()
+    if args.name is not None:
+        wanted = [f for f in models if args.name in (f, f.removesuffix(".json"), _short(f))]
+        if not wanted:
+            names = ", ".join(_short(f) for f in models)
+            print(f"shannon-otel dashboards: no dashboard {args.name!r}; choose one of: {names}", file=sys.stderr)
+            return 2
+        models = {wanted[0]: models[wanted[0]]}
+    if args.out is None:
+        document = next(iter(models.values())) if args.name is not None else models
+        print(json.dumps(document, indent=2))
+        return 0
+    root = Path(args.out)
+    written = []
+    for name, model in models.items():
+        written.append(_write(root / name, json.dumps(model, indent=2) + "\n"))
+    if args.name is None:
+        written += [_write(root / "provisioning" / rel, text) for rel, text in assets.provisioning_files().items()]
+    for path in written:
+        print(path)
+    return 0
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _rules(args: argparse.Namespace) -> int:
+    links = {k: v for k, v in (("jaeger_url", args.jaeger_url), ("runbook_url", args.runbook_url)) if v}
+    text = assets.alert_rules_yaml(**links)
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    print(_write(Path(args.out), text))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print or write; OSError (unwritable path) becomes exit 1 with a message."""
+    try:
+        return _dashboards(args) if args.command == "dashboards" else _rules(args)
+    except OSError as exc:
+        print(f"shannon-otel {args.command}: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 1

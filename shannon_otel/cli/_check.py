@@ -1,0 +1,111 @@
+"""``shannon-otel check``: does the OTLP endpoint accept a span, and does Prometheus answer queries?
+
+Each check is bounded by ``--timeout`` and prints one line; the exit code is 0 only when every
+target checked answered. The SDK exporter's own log records are captured, not printed: the
+check's line says what went wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+DEFAULT_OTLP = "http://127.0.0.1:4317"
+DEFAULT_PROMETHEUS = "http://127.0.0.1:9090"
+
+
+class _Captured(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage().splitlines()[0])
+
+
+def _exporter(endpoint: str, protocol: str, timeout_s: float) -> SpanExporter:
+    if protocol == "http":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
+
+        return HttpSpans(endpoint=f"{endpoint}/v1/traces", timeout=timeout_s)
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
+
+    return GrpcSpans(endpoint=endpoint, timeout=timeout_s)
+
+
+def check_otlp(endpoint: str, protocol: str, timeout_s: float) -> tuple[bool, str]:
+    """Export one span named ``shannon-otel check`` (service ``shannon-otel-check``)."""
+    provider = TracerProvider(resource=Resource.create({"service.name": "shannon-otel-check"}))
+    span = provider.get_tracer("shannon_otel.cli").start_span("shannon-otel check")
+    span.end()
+    assert isinstance(span, ReadableSpan)
+    exporter = _exporter(endpoint, protocol, timeout_s)
+    logger = logging.getLogger("opentelemetry")
+    captured, propagate = _Captured(), logger.propagate
+    logger.addHandler(captured)
+    logger.propagate = False
+    started = time.monotonic()
+    try:
+        result = exporter.export([span])
+    finally:
+        exporter.shutdown()
+        logger.removeHandler(captured)
+        logger.propagate = propagate
+        provider.shutdown()
+    took = (time.monotonic() - started) * 1000
+    if result is SpanExportResult.SUCCESS:
+        return True, f"accepted a test span in {took:.0f} ms (service shannon-otel-check)"
+    why = captured.messages[-1] if captured.messages else "the exporter reported a failure"
+    return False, f"export failed after {took:.0f} ms: {why}"
+
+
+def _get_json(url: str, timeout_s: float) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout_s) as response:
+        return json.loads(response.read().decode())
+
+
+def check_prometheus(url: str, timeout_s: float) -> tuple[bool, str]:
+    """Query ``up`` and count the shannon-otel series Prometheus has."""
+    query = urllib.parse.urlencode({"query": 'count({__name__=~"shannon_.*"})'})
+    try:
+        up = _get_json(f"{url}/api/v1/query?{urllib.parse.urlencode({'query': 'up'})}", timeout_s)
+        ours = _get_json(f"{url}/api/v1/query?{query}", timeout_s)
+    except urllib.error.HTTPError as exc:
+        return False, f"HTTP {exc.code} from {exc.url}: is this Prometheus?"
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return False, f"unreachable: {reason}"
+    if up.get("status") != "success":
+        return False, f"query failed: {up.get('error', up)}"
+    targets = up["data"]["result"]
+    healthy = sum(1 for r in targets if r["value"][1] == "1")
+    result = ours.get("data", {}).get("result") or []
+    series = int(float(result[0]["value"][1])) if result else 0
+    hint = "" if series else " (none yet: run `shannon-otel demo --otlp-endpoint <collector>` or scrape a demo)"
+    return True, f"answering: {healthy}/{len(targets)} scrape targets up, {series} shannon-otel series{hint}"
+
+
+def run(args: argparse.Namespace) -> int:
+    results: list[bool] = []
+    if not args.skip_otlp:
+        endpoint = args.otlp_endpoint or DEFAULT_OTLP
+        protocol = args.otlp_protocol or "grpc"
+        ok, text = check_otlp(endpoint, protocol, args.timeout)
+        print(f"{'ok  ' if ok else 'FAIL'} OTLP {protocol} {endpoint}: {text}")
+        results.append(ok)
+    if not args.skip_prometheus:
+        url = args.prometheus or DEFAULT_PROMETHEUS
+        ok, text = check_prometheus(url, args.timeout)
+        print(f"{'ok  ' if ok else 'FAIL'} Prometheus {url}: {text}")
+        results.append(ok)
+    return 0 if all(results) else 1

@@ -1,0 +1,151 @@
+"""``shannon-otel demo``: run the simulated agent workload with live progress, then summarise it.
+
+Order of events: providers (and the Prometheus endpoint) are built, the waves run under the live
+display, the summary is printed, and only then are the providers flushed and shut down, so a slow
+or unreachable collector delays the exit by at most the export timeout, never the summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .._events import Hook
+from ..executor._advice import AnomalyRecord
+from ._display import make_display
+from ._exporting import Exporting, setup
+from ._prometheus import MetricsServer, PrometheusReader
+from ._record import RunRecorder
+from ._summary import Out, advice_section, anomalies_section, resilience_section, waterfall_section, waves_section
+from ._waterfall import waterfall
+from ._workload import WorkloadConfig, run_waves
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_EXPORT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def _anomaly_hook(recorder: RunRecorder, meter_provider: Any) -> Hook | None:
+    """The anomaly detector feeding the recorder, tuned to warm up within a short demo."""
+    try:
+        from ..anomaly import LATENCY, Anomaly, AnomalyHook, DetectorConfig
+    except ImportError:  # pragma: no cover - the detector ships with the package
+        return None
+
+    def on_anomaly(a: Anomaly) -> None:
+        recorder.anomaly(AnomalyRecord(a.series, a.signal, a.score, a.severity.value, a.value, None, a.trace_id))
+
+    return AnomalyHook(
+        DetectorConfig(buckets=1, min_history=30), meter_provider=meter_provider, on_anomaly=on_anomaly,
+        signals=(LATENCY,), tick_s=1.0,
+    )
+
+
+def _console(plain: bool) -> Any | None:
+    """A rich console for a terminal stdout, else None (plain text)."""
+    if plain or not sys.stdout.isatty():
+        return None
+    try:
+        from rich.console import Console
+    except ImportError:
+        return None
+    console = Console()
+    return None if console.is_dumb_terminal else console
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo command; returns the exit code (see ``docs/cli.md``)."""
+    config = WorkloadConfig(waves=args.waves, tasks=args.tasks, seed=args.seed, concurrency=args.concurrency)
+    readers: list[PrometheusReader] = []
+    server: MetricsServer | None = None
+    if args.prometheus_port is not None:
+        readers.append(PrometheusReader())
+        try:
+            server = MetricsServer(readers[0], args.prometheus_port)
+        except OSError as exc:
+            print(f"shannon-otel demo: cannot serve metrics on 127.0.0.1:{args.prometheus_port}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            return EXIT_ERROR
+    exporting = setup(
+        endpoint=args.otlp_endpoint, protocol=args.otlp_protocol, readers=readers,
+        export_timeout_s=args.export_timeout, metric_interval_s=args.metric_interval,
+        service_name=args.service_name,
+    )
+    console = _console(args.plain)
+    out = Out(console)
+    if server is not None:
+        out.line(f"serving Prometheus metrics on {server.url}")
+    if exporting.endpoint is not None:
+        out.line(f"exporting traces and metrics over OTLP to {exporting.endpoint} as service {args.service_name!r}")
+    recorder = RunRecorder()
+    hooks: list[Hook] = [recorder]
+    detector = _anomaly_hook(recorder, exporting.telemetry.meter_provider)
+    if detector is not None:
+        hooks.append(detector)
+    display = make_display(recorder, plain=console is None, console=console)
+    recorder.listeners.append(display.transition)
+    recorder.on_wave_started.append(display.wave_started)
+    recorder.on_wave_finished.append(display.wave_finished)
+    keep_going: Callable[[int], bool] | None = None
+    if args.duration is not None:
+        deadline = time.monotonic() + args.duration
+        keep_going = lambda n: n == 0 or time.monotonic() < deadline  # noqa: E731
+    code = EXIT_OK
+    with exporting.problems:
+        try:
+            with display:
+                asyncio.run(run_waves(config, hooks, exporting.providers, keep_going=keep_going))
+        except KeyboardInterrupt:
+            out.line("interrupted: summarising what ran")
+            code = EXIT_INTERRUPTED
+        _summarise(out, recorder, exporting, detector is not None)
+        series = exporting.metrics.series() if exporting.metrics is not None else None
+        if exporting.endpoint is not None:
+            out.line(f"flushing telemetry to {exporting.endpoint} (at most ~{2 * args.export_timeout:g} s)...")
+        exporting.close()
+        if server is not None:
+            server.close()
+    _telemetry_section(out, exporting, server, series)
+    if code == EXIT_OK and exporting.problems.count:
+        code = EXIT_EXPORT
+    return code
+
+
+def _summarise(out: Out, recorder: RunRecorder, exporting: Exporting, detector: bool) -> None:
+    report = recorder.report()
+    advice = report.recommendations()
+    waves_section(out, recorder)
+    resilience_section(out, recorder, report)
+    anomalies_section(out, report, advice, detector)
+    spans = exporting.spans.slowest_wave()
+    root = next((s for s in spans if s.parent is None), None)
+    title = "Slowest wave trace"
+    if root is not None and root.context is not None:
+        trace_id = f"{root.context.trace_id:032x}"
+        label = next((w.label for w in recorder.waves if w.trace_id == trace_id), root.name)
+        title += f": {label} (trace {trace_id})"
+    waterfall_section(out, waterfall(spans), title)
+    advice_section(out, advice)
+
+
+def _telemetry_section(
+    out: Out, exporting: Exporting, server: MetricsServer | None, series: tuple[int, int] | None,
+) -> None:
+    out.heading("Telemetry")
+    out.line(f"spans recorded: {exporting.spans.count}")
+    if series is not None:
+        metrics, points = series
+        out.line(f"metrics: {metrics} instruments, {points} series, kept in-process "
+                 "(use --otlp-endpoint or --prometheus-port to ship them)")
+    problems = exporting.problems
+    if exporting.endpoint is not None:
+        if problems.count:
+            out.line(f"OTLP export to {exporting.endpoint}: FAILED ({problems.count} errors and retries logged; "
+                     f"first: {problems.first})", "red")
+        else:
+            out.line(f"OTLP export to {exporting.endpoint}: ok" + (
+                " (traces; the endpoint refused metrics)" if problems.metrics_refused else ""))
+    if server is not None:
+        out.line(f"Prometheus endpoint {server.url} (closed at exit)")

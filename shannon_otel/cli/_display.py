@@ -1,0 +1,129 @@
+"""Live progress while the demo runs: a rich live table on a terminal, plain lines otherwise.
+
+Both displays read the :class:`RunRecorder` counters; the runner calls :meth:`wave_started` /
+:meth:`wave_finished` around each wave and the recorder forwards breaker transitions. The rich
+display refreshes from its own thread (rich's ``Live``); the plain one prints only on events, so a
+log file or CI output gets one line per wave and per breaker transition.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import IO, Any, Protocol
+
+from .._events import BreakerTransition
+from ._record import RunRecorder, WaveLive
+
+_ROWS = 8  # waves shown in the live table (the newest ones)
+
+
+class Display(Protocol):
+    def __enter__(self) -> Display: ...
+    def __exit__(self, *exc_info: object) -> None: ...
+    def wave_started(self, live: WaveLive) -> None: ...
+    def wave_finished(self, live: WaveLive) -> None: ...
+    def transition(self, event: BreakerTransition) -> None: ...
+
+
+def _breakers(recorder: RunRecorder) -> str:
+    return ", ".join(f"{name}={state.value}" for name, state in recorder.breakers.items()) or "none"
+
+
+class PlainDisplay:
+    """One line per wave and per breaker transition; safe for pipes and log files."""
+
+    def __init__(self, recorder: RunRecorder, out: IO[str] | None = None) -> None:
+        self._recorder = recorder
+        self._out = out or sys.stdout
+        self._started = time.monotonic()
+
+    def __enter__(self) -> PlainDisplay:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._out.flush()
+
+    def _print(self, text: str) -> None:
+        print(f"[{time.monotonic() - self._started:6.2f}s] {text}", file=self._out, flush=True)
+
+    def wave_started(self, live: WaveLive) -> None:
+        self._print(f"wave {live.label}: started, {live.size} tasks")
+
+    def wave_finished(self, live: WaveLive) -> None:
+        report = live.report
+        took = f", {report.duration_s:.2f} s" if report is not None else ""
+        self._print(
+            f"wave {live.label}: done {live.done}/{live.size}, failed {live.failed}, retries {live.retries}, "
+            f"rejected {live.rejected}, degraded {live.degraded}; breakers: {_breakers(self._recorder)}{took}"
+        )
+
+    def transition(self, event: BreakerTransition) -> None:
+        self._print(f"breaker {event.breaker}: {event.from_state.value} -> {event.to_state.value} ({event.reason})")
+
+
+class RichDisplay:
+    """A live table of the newest waves (done/failed/active, retries, breaker state). Needs rich."""
+
+    def __init__(self, recorder: RunRecorder, console: Any) -> None:
+        from rich.live import Live
+
+        self._recorder = recorder
+        self._console = console
+        self._started = time.monotonic()
+        self._live = Live(console=console, get_renderable=self._render, refresh_per_second=8, transient=False)
+
+    def __enter__(self) -> RichDisplay:
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._live.refresh()
+        self._live.__exit__(None, None, None)
+
+    def wave_started(self, live: WaveLive) -> None:
+        pass
+
+    def wave_finished(self, live: WaveLive) -> None:
+        pass
+
+    def transition(self, event: BreakerTransition) -> None:
+        pass
+
+    def _render(self) -> Any:
+        from rich.table import Table
+
+        recorder = self._recorder
+        waves = recorder.waves[-_ROWS:]
+        table = Table(
+            title=f"shannon-otel demo - {time.monotonic() - self._started:.1f} s", title_justify="left",
+            caption=f"breakers: {self._breaker_text()}   anomalies: {len(recorder.anomalies)}   "
+                    f"compensations: {recorder.compensations}",
+            caption_justify="left",
+        )
+        for column, justify in (("wave", "left"), ("progress", "left"), ("done", "right"), ("failed", "right"),
+                                ("active", "right"), ("retries", "right"), ("rejected", "right"),
+                                ("degraded", "right")):
+            table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        for live in waves:
+            width = 20
+            filled = int(width * live.done / live.size) if live.size else width
+            bar = "[green]" + "#" * filled + "[/][dim]" + "." * (width - filled) + "[/]"
+            table.add_row(
+                live.label, bar, f"{live.done}/{live.size}", f"[red]{live.failed}[/]" if live.failed else "0",
+                str(live.active), str(live.retries), str(live.rejected), str(live.degraded),
+            )
+        return table
+
+    def _breaker_text(self) -> str:
+        colours = {"closed": "green", "open": "red", "half_open": "yellow"}
+        return ", ".join(
+            f"{name}=[{colours[state.value]}]{state.value}[/]" for name, state in self._recorder.breakers.items()
+        ) or "none"
+
+
+def make_display(recorder: RunRecorder, *, plain: bool, console: Any | None) -> Display:
+    """Rich when a console is given and ``plain`` is off, plain lines otherwise."""
+    if plain or console is None:
+        return PlainDisplay(recorder)
+    return RichDisplay(recorder, console)

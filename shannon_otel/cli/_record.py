@@ -1,0 +1,246 @@
+"""RunRecorder: a hook that keeps live counters for the display and builds the :class:`RunReport`.
+
+Every method runs on the event loop thread (hooks are called there), except :meth:`anomaly`, which
+may be called from any thread. The display reads the counters between refreshes; plain ints and
+dicts are enough for that (a torn read shows a count one refresh late, never a wrong total).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import trace
+
+from .._events import (
+    BreakerTransition,
+    CallFinished,
+    CallObserver,
+    CallRejected,
+    CallStarted,
+    CompensationFinished,
+    Degraded,
+    FallbackStarted,
+    Hook,
+    RetryScheduled,
+    SagaFinished,
+    SagaObserver,
+    SagaStarted,
+    TaskResult,
+    WaveObserver,
+    WaveStarted,
+)
+from .._stats import LogHistogram
+from .._telemetry import BreakerState, CallOutcome, Outcome
+from ..executor._advice import AnomalyRecord, OperationStats, RunReport
+from ..executor._report import WaveReport
+from ..recovery import CircuitOpenError
+
+_WAVE: contextvars.ContextVar[WaveLive | None] = contextvars.ContextVar("shannon_otel_cli_wave", default=None)
+
+
+def current_trace_id() -> str | None:
+    ctx = trace.get_current_span().get_span_context()
+    return f"{ctx.trace_id:032x}" if ctx.is_valid else None
+
+
+@dataclass(slots=True)
+class WaveLive:
+    """Live counters of one wave run; ``label`` is unique in the run (``name#n`` when a name repeats)."""
+
+    label: str
+    size: int
+    done: int = 0
+    failed: int = 0
+    active: int = 0
+    retries: int = 0
+    rejected: int = 0
+    degraded: int = 0
+    report: WaveReport | None = None
+    trace_id: str | None = None
+
+
+@dataclass(slots=True)
+class _Op:
+    calls: int = 0
+    attempts: int = 0
+    retries: int = 0
+    rejected_retries: int = 0
+    rejected: int = 0
+    failed: int = 0
+    degraded: int = 0
+    fallbacks: int = 0
+    latency: dict[str, list[float]] = field(default_factory=dict)  # wave label -> [calls, sum, max]
+    slowest: dict[str, str] = field(default_factory=dict)  # wave label -> trace id
+
+
+class _WaveObs(WaveObserver):
+    __slots__ = ("_live", "_recorder")
+
+    def __init__(self, recorder: RunRecorder, live: WaveLive) -> None:
+        self._recorder = recorder
+        self._live = live
+
+    def task_started(self, index: int, name: str, queue_wait_s: float) -> Any:
+        self._live.active += 1
+        return None
+
+    def task_finished(self, token: Any, event: TaskResult[Any]) -> None:
+        live = self._live
+        live.active -= 1
+        live.done += 1
+        self._recorder.latency.add(event.duration_s)
+        if event.outcome is Outcome.FAILURE or event.outcome is Outcome.TIMEOUT:
+            live.failed += 1
+
+    def wave_finished(self, report: WaveReport) -> None:
+        self._live.report = report
+        for listener in self._recorder.on_wave_finished:
+            listener(self._live)
+
+
+class _CallObs(CallObserver):
+    __slots__ = ("_op", "_wave")
+
+    def __init__(self, op: _Op, wave: WaveLive | None) -> None:
+        self._op = op
+        self._wave = wave
+
+    def retry_scheduled(self, event: RetryScheduled) -> None:
+        self._op.retries += 1
+        if isinstance(event.error, CircuitOpenError):
+            self._op.rejected_retries += 1
+        if self._wave is not None:
+            self._wave.retries += 1
+
+    def rejected(self, event: CallRejected) -> None:
+        self._op.rejected += 1
+        if self._wave is not None:
+            self._wave.rejected += 1
+
+    def degraded(self, event: Degraded) -> None:
+        self._op.degraded += 1
+        if self._wave is not None:
+            self._wave.degraded += 1
+
+    def fallback_started(self, event: FallbackStarted) -> Any:
+        self._op.fallbacks += 1
+        return None
+
+    def call_finished(self, event: CallFinished) -> None:
+        op = self._op
+        op.calls += 1
+        op.attempts += event.attempts
+        if event.outcome is CallOutcome.FAILURE:
+            op.failed += 1
+        label = self._wave.label if self._wave is not None else "-"
+        stats = op.latency.get(label)
+        if stats is None:
+            stats = op.latency[label] = [0, 0.0, -1.0]
+        stats[0] += 1
+        stats[1] += event.duration_s
+        if event.duration_s > stats[2]:
+            stats[2] = event.duration_s
+            trace_id = current_trace_id()
+            if trace_id is not None:
+                op.slowest[label] = trace_id
+
+
+class _SagaObs(SagaObserver):
+    __slots__ = ("_recorder",)
+
+    def __init__(self, recorder: RunRecorder) -> None:
+        self._recorder = recorder
+
+    def compensation_finished(self, token: Any, event: CompensationFinished) -> None:
+        self._recorder.compensations += 1
+
+    def saga_finished(self, event: SagaFinished) -> None:
+        if event.outcome is not Outcome.SUCCESS:
+            self._recorder.rollbacks.append((event.saga, event.compensated_steps, current_trace_id()))
+
+
+class RunRecorder(Hook):
+    """Pass it in ``hooks=`` of every wave, policy, breaker and saga of a run; then :meth:`report`."""
+
+    def __init__(self) -> None:
+        self.waves: list[WaveLive] = []
+        self.breakers: dict[str, BreakerState] = {}
+        self.transitions: list[BreakerTransition] = []
+        self.listeners: list[Callable[[BreakerTransition], None]] = []
+        self.on_wave_started: list[Callable[[WaveLive], None]] = []
+        self.on_wave_finished: list[Callable[[WaveLive], None]] = []
+        self.latency = LogHistogram()  # every started task's duration, all waves
+        self.compensations = 0
+        self.rollbacks: list[tuple[str, tuple[str, ...], str | None]] = []
+        self._anomalies: list[AnomalyRecord] = []
+        self._lock = threading.Lock()
+        self._ops: dict[str, _Op] = {}
+        self._names: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ hook
+    def wave_started(self, event: WaveStarted) -> WaveObserver | None:
+        seen = self._names[event.wave] = self._names.get(event.wave, 0) + 1
+        label = event.wave if seen == 1 else f"{event.wave}#{seen}"
+        live = WaveLive(label, event.size or 0, trace_id=current_trace_id())
+        self.waves.append(live)
+        _WAVE.set(live)  # runs in the context the wave's tasks inherit
+        for listener in self.on_wave_started:
+            listener(live)
+        return _WaveObs(self, live)
+
+    def call_started(self, event: CallStarted) -> CallObserver | None:
+        op = self._ops.get(event.operation)
+        if op is None:
+            op = self._ops[event.operation] = _Op()
+        return _CallObs(op, _WAVE.get())
+
+    def saga_started(self, event: SagaStarted) -> SagaObserver | None:
+        return _SagaObs(self)
+
+    def breaker_transition(self, event: BreakerTransition) -> None:
+        self.breakers[event.breaker] = event.to_state
+        if event.reason != "created":
+            self.transitions.append(event)
+            for listener in self.listeners:
+                listener(event)
+
+    # ------------------------------------------------------------------ anomalies
+    def anomaly(self, record: AnomalyRecord) -> None:
+        """Record an anomaly (thread-safe); fills in the current wave when the record has none."""
+        wave = _WAVE.get()
+        if record.wave is None and wave is not None:
+            record = AnomalyRecord(record.series, record.signal, record.score, record.severity, record.value,
+                                   wave.label, record.trace_id or current_trace_id())
+        with self._lock:
+            self._anomalies.append(record)
+
+    @property
+    def anomalies(self) -> list[AnomalyRecord]:
+        with self._lock:
+            return list(self._anomalies)
+
+    # ------------------------------------------------------------------ totals
+    @property
+    def retries(self) -> int:
+        return sum(op.retries for op in self._ops.values())
+
+    def report(self) -> RunReport:
+        """The run so far as a :class:`RunReport` (call it when the run is over for final numbers)."""
+        operations = {
+            name: OperationStats(
+                name, op.calls, op.attempts, op.retries, op.rejected_retries, op.rejected, op.failed,
+                op.degraded, op.fallbacks,
+                {w: (int(s[0]), s[1] / s[0]) for w, s in op.latency.items() if s[0]},
+                dict(op.slowest),
+            )
+            for name, op in self._ops.items()
+        }
+        done = [w for w in self.waves if w.report is not None]
+        return RunReport(
+            tuple(w.report for w in done if w.report is not None), tuple(w.label for w in done), operations,
+            tuple(self.transitions), self.compensations, len(self.rollbacks), tuple(self.anomalies),
+        )

@@ -1,0 +1,96 @@
+"""A terminal waterfall of one trace: wave -> tasks -> operations -> attempts, with relative timing bars.
+
+Built from finished SDK spans (the demo's in-memory span store). A wave of hundreds of tasks would
+not fit a screen, so it shows the slowest and the failed tasks (``max_tasks`` in all, in start order)
+with everything under them, and one line summarising the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import StatusCode
+
+from .._telemetry import TASK_INDEX
+
+BAR = 40
+LABEL = 38
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    text: str
+    error: bool = False
+
+
+def _duration(span: ReadableSpan) -> float:
+    return ((span.end_time or 0) - (span.start_time or 0)) / 1e9
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:7.1f} ms" if seconds < 10 else f"{seconds:7.2f} s "
+
+
+def _label(span: ReadableSpan, depth: int) -> str:
+    name = span.name
+    index = (span.attributes or {}).get(TASK_INDEX)
+    if index is not None:
+        name = f"{name} #{index}"
+    text = "  " * depth + name
+    return text if len(text) <= LABEL else text[: LABEL - 1] + "~"
+
+
+def waterfall(spans: Sequence[ReadableSpan], *, max_tasks: int = 6, max_depth: int = 4) -> list[Row]:
+    """Rows of text for the trace in ``spans`` (empty when it has no root span)."""
+    by_id = {s.context.span_id: s for s in spans if s.context is not None}
+    children: dict[int, list[ReadableSpan]] = {}
+    roots = []
+    for span in spans:
+        parent = span.parent.span_id if span.parent is not None else None
+        if parent is None or parent not in by_id:
+            roots.append(span)
+        else:
+            children.setdefault(parent, []).append(span)
+    if not roots:
+        return []
+    root = max(roots, key=_duration)
+    t0 = root.start_time or 0
+    total = max((root.end_time or t0) - t0, 1)
+
+    def row(span: ReadableSpan, depth: int) -> Row:
+        start = max(0, ((span.start_time or t0) - t0)) / total
+        end = min(1.0, ((span.end_time or t0) - t0) / total)
+        left = min(BAR - 1, int(start * BAR))
+        width = max(1, round(end * BAR) - left)
+        bar = " " * left + "#" * width + " " * max(0, BAR - left - width)
+        error = span.status.status_code is StatusCode.ERROR
+        return Row(f"{_label(span, depth):<{LABEL}} |{bar[:BAR]}| {_ms(_duration(span))}{'  ERROR' if error else ''}",
+                   error)
+
+    def walk(span: ReadableSpan, depth: int, out: list[Row]) -> None:
+        out.append(row(span, depth))
+        if depth >= max_depth:
+            return
+        for child in sorted(children.get(span.context.span_id if span.context else 0, ()),
+                            key=lambda s: s.start_time or 0):
+            walk(child, depth + 1, out)
+
+    assert root.context is not None
+    tasks = sorted(children.get(root.context.span_id, ()), key=lambda s: s.start_time or 0)
+    failed = [s for s in tasks if s.status.status_code is StatusCode.ERROR]
+    slowest = sorted(tasks, key=_duration, reverse=True)
+    chosen: list[ReadableSpan] = []
+    for span in [*slowest[: max(1, max_tasks // 2)], *failed, *slowest]:
+        if span not in chosen and len(chosen) < max_tasks:
+            chosen.append(span)
+    rows = [Row(f"{'':<{LABEL}}  0{'':<{BAR - 10}}{_ms(total / 1e9).strip():>9}"), row(root, 0)]
+    for span in sorted(chosen, key=lambda s: s.start_time or 0):
+        walk(span, 1, rows)
+    hidden = [s for s in tasks if s not in chosen]
+    if hidden:
+        durations = sorted(_duration(s) for s in hidden)
+        rows.append(Row(f"  ... {len(hidden)} more tasks (median {_ms(durations[len(durations) // 2]).strip()}, "
+                        f"fastest {_ms(durations[0]).strip()})"))
+    return rows

@@ -1,0 +1,185 @@
+"""The detector: scoring behaviour on synthetic series, input handling, cardinality, config."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from shannon_otel._telemetry import Severity
+from shannon_otel.anomaly import AnomalyDetector, DetectorConfig
+
+STEP = 60.0
+
+
+def noise(n: int, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).normal(10.0, 1.0, n)
+
+
+def times(n: int, step: float = STEP) -> np.ndarray:
+    return np.arange(n) * step
+
+
+def stream(det: AnomalyDetector, series: str, xs: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    out = [det.update(series, float(x), float(t)) for x, t in zip(xs, ts, strict=True)]
+    return np.array([np.nan if s is None else s for s in out])
+
+
+# ---------------------------------------------------------------------- equivalence of the paths
+def test_streaming_block_and_chunked_paths_agree() -> None:
+    xs = noise(1500)
+    xs[700] = 30.0
+    xs[[100, 900]] = [np.nan, np.inf]
+    ts = times(1500, 300.0)
+    one = stream(AnomalyDetector(), "a", xs, ts)
+    whole = AnomalyDetector().update_series("a", xs, ts)
+    det = AnomalyDetector()
+    chunks = np.concatenate([det.update_series("a", xs[i : i + 97], ts[i : i + 97]) for i in range(0, 1500, 97)])
+    assert np.array_equal(np.isnan(one), np.isnan(whole))
+    assert np.nanmax(np.abs(one - whole)) < 1e-6
+    assert np.nanmax(np.abs(whole - chunks)) < 1e-9
+
+
+def test_update_many_equals_one_series_at_a_time() -> None:
+    block = np.stack([noise(400, seed) for seed in range(3)])
+    block[1, 350] = 40.0
+    ts = times(400)
+    many = AnomalyDetector().update_many(["a", "b", "c"], block, ts)
+    ticking = AnomalyDetector()  # one column per call: the O(1) per-tick path
+    ticks = np.concatenate([ticking.update_many(["a", "b", "c"], block[:, j : j + 1], ts[j : j + 1])
+                            for j in range(400)], axis=1)
+    for i, name in enumerate("abc"):
+        single = AnomalyDetector().update_series(name, block[i], ts)
+        assert np.allclose(many[i], single, equal_nan=True)
+        assert np.allclose(ticks[i], single, equal_nan=True, atol=1e-6)
+
+
+# ---------------------------------------------------------------------- detection quality
+@pytest.mark.parametrize("kind", ["spike", "level_shift", "variance"])
+def test_injected_anomalies_are_detected_promptly(kind: str) -> None:
+    xs = noise(3000)
+    at = 2500
+    if kind == "spike":
+        xs[at] += 8.0
+    elif kind == "level_shift":
+        xs[at:] += 4.0
+    else:
+        xs[at:] = 10.0 + (xs[at:] - 10.0) * 5.0
+    scores = AnomalyDetector().update_series("s", xs, times(3000))
+    hits = np.flatnonzero(scores[at:] >= DetectorConfig().warning)
+    assert hits.size and hits[0] <= 5
+
+
+def test_clean_noise_gives_few_false_positives() -> None:
+    scores = AnomalyDetector().update_series("s", noise(5000, seed=4), times(5000))
+    assert np.sum(scores >= DetectorConfig().warning) <= 10  # < 0.2 % of samples
+    assert np.sum(scores >= DetectorConfig().critical) <= 5
+
+
+def test_daily_pattern_is_learned_and_an_out_of_hours_value_is_caught() -> None:
+    n = 20 * 288  # 20 days every 5 minutes
+    ts = times(n, 300.0)
+    xs = 10.0 + 5.0 * np.sin(2 * np.pi * ts / 86_400) + np.random.default_rng(2).normal(0.0, 0.3, n)
+    clean = AnomalyDetector().update_series("d", xs, ts)
+    assert np.sum(clean >= 0.5) <= 3
+    hour = ts % 86_400 / 3600
+    trough = np.flatnonzero((hour > 17.5) & (hour < 18.5) & (np.arange(n) > 18 * 288))[:12]
+    xs[trough] = 14.0  # a normal daytime value, but at the daily low
+    scores = AnomalyDetector().update_series("d", xs, ts)
+    assert np.any(scores[trough] >= 0.5)
+
+
+def test_repeated_detections_of_one_event_are_demoted() -> None:
+    xs = noise(2000)
+    xs[1500:] += 6.0
+    scores = AnomalyDetector(DetectorConfig(spatial_tolerance=math.inf)).update_series("s", xs, times(2000))
+    red = scores[1500:1520] >= 0.5
+    assert red.any()
+    assert not np.any(red[1:] & red[:-1])  # never two detections in a row
+
+
+# ---------------------------------------------------------------------- inputs
+def test_nan_and_inf_are_ignored_counted_and_do_not_poison() -> None:
+    xs = noise(600)
+    dirty = np.insert(xs, [100, 300, 300], [np.nan, np.inf, -np.inf])
+    det_clean, det_dirty = AnomalyDetector(), AnomalyDetector()
+    clean = det_clean.update_series("s", xs, times(600))
+    got = det_dirty.update_series("s", dirty, times(603))
+    assert det_dirty.stats.ignored == 3
+    assert np.isnan(got[[100, 301, 302]]).all()
+    assert det_dirty.update("s", float("nan"), 1e9) is None
+    assert det_dirty.stats.ignored == 4
+    kept = np.delete(got, [100, 301, 302])
+    # same samples, times shifted a little: identical warm-up, nearly identical scores
+    assert np.array_equal(np.isnan(kept), np.isnan(clean))
+
+
+def test_constant_series_scores_low_then_a_change_scores_high() -> None:
+    det = AnomalyDetector()
+    flat = det.update_series("c", np.full(1000, 3.0), times(1000))
+    assert np.isnan(flat[: DetectorConfig().min_history - 1]).all()
+    assert np.nanmax(flat) < 0.1
+    assert det.update("c", 4.0, 1000 * STEP) == 1.0
+
+
+def test_warm_up_gives_no_scores() -> None:
+    det = AnomalyDetector(DetectorConfig(min_history=5))
+    got = [det.update("s", float(i % 3), i * STEP) for i in range(6)]
+    assert got[:4] == [None] * 4
+    assert got[4] is not None
+    assert det.last_score("s") == got[5]
+    assert det.last_score("unknown") is None
+
+
+def test_series_cap_evicts_the_least_recently_updated() -> None:
+    det = AnomalyDetector(DetectorConfig(max_series=3, min_history=2))
+    for name in ("a", "b", "c"):
+        det.update(name, 1.0, 0.0)
+    det.update("a", 1.0, 1.0)  # "b" is now the least recently used
+    det.update("d", 1.0, 2.0)
+    assert det.series() == ["c", "a", "d"]
+    assert det.stats.series == 3
+    assert det.stats.evicted == 1
+    det.update("b", 1.0, 3.0)
+    assert det.stats.evicted == 2
+    assert det.update("b", 1.0, 4.0) is not None  # a fresh series: warm-up restarted at 1
+    assert "c" not in det.series()
+
+
+def test_bad_block_input_is_rejected_clearly() -> None:
+    det = AnomalyDetector()
+    with pytest.raises(ValueError, match=r"shape \(len\(series\), len\(times\)\) = \(2, 3\)"):
+        det.update_many(["a", "b"], np.zeros((2, 4)), np.zeros(3))
+    with pytest.raises(ValueError, match="distinct"):
+        det.update_many(["a", "a"], np.zeros((2, 3)), np.zeros(3))
+    with pytest.raises(ValueError, match="1-D"):
+        det.update_series("a", np.zeros((2, 2)), np.zeros(2))
+
+
+# ---------------------------------------------------------------------- config
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"window": 2}, r"DetectorConfig.window must be an int in \[3, 100000\], got 2"),
+        ({"window": 3.5}, r"DetectorConfig.window must be an int"),
+        ({"buckets": True}, r"DetectorConfig.buckets must be an int"),
+        ({"period_s": 0.0}, r"DetectorConfig.period_s must be a number in \(0.0, inf\]"),
+        ({"history_rate": 0.9}, r"DetectorConfig.history_rate must be a number in \(0.0, 0.5\]"),
+        ({"noise_floor": float("nan")}, r"DetectorConfig.noise_floor"),
+        ({"max_series": 0}, r"DetectorConfig.max_series must be an int in \[1, "),
+        ({"warning": 0.9, "critical": 0.8}, r"DetectorConfig.critical must be >= warning \(0.9\)"),
+    ],
+)
+def test_bad_config_is_rejected_with_parameter_and_range(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DetectorConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_config_is_immutable_and_bands_scores() -> None:
+    cfg = DetectorConfig()
+    with pytest.raises(AttributeError):
+        cfg.window = 10  # type: ignore[misc]
+    assert cfg.severity(0.49) is None
+    assert cfg.severity(0.5) is Severity.WARNING
+    assert cfg.severity(0.95) is Severity.CRITICAL

@@ -1,0 +1,216 @@
+"""The anomaly hook: events in, real OTel telemetry out (metric points, span events, callbacks)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import FrozenInstanceError, dataclass, field
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from shannon_otel import _telemetry as tm
+from shannon_otel._events import CallFinished, CallStarted, TaskFinished, WaveObserver, WaveStarted
+from shannon_otel._telemetry import CallOutcome, Outcome, Severity
+from shannon_otel.anomaly import ERROR_RATE, LATENCY, RETRY_RATE, Anomaly, AnomalyHook, DetectorConfig
+
+CONFIG = DetectorConfig(min_history=30)
+
+
+@dataclass
+class FakeClock:
+    now: float = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Telemetry:
+    reader: InMemoryMetricReader = field(default_factory=InMemoryMetricReader)
+    spans: InMemorySpanExporter = field(default_factory=InMemorySpanExporter)
+
+    def __post_init__(self) -> None:
+        self.meter_provider = MeterProvider(metric_readers=[self.reader])
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
+        self.tracer = self.tracer_provider.get_tracer("test")
+
+    def points(self, name: str) -> list[Any]:
+        data = self.reader.get_metrics_data()
+        if data is None:  # nothing recorded at all
+            return []
+        return [
+            p for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+            if m.name == name for p in m.data.data_points
+        ]
+
+    def span(self, name: str) -> ReadableSpan:
+        (found,) = [s for s in self.spans.get_finished_spans() if s.name == name]
+        return found
+
+
+@pytest.fixture
+def tel() -> Iterator[Telemetry]:
+    t = Telemetry()
+    yield t
+    t.meter_provider.shutdown()
+    t.tracer_provider.shutdown()
+
+
+def run_tasks(tel: Telemetry, obs: WaveObserver, clock: FakeClock, durations: list[float],
+              outcomes: list[Outcome] | None = None, step: float = 1 / 16, first: int = 0) -> None:
+    for i, d in enumerate(durations):
+        with tel.tracer.start_as_current_span(f"task {first + i}"):
+            clock.now += step
+            outcome = outcomes[i] if outcomes else Outcome.SUCCESS
+            obs.task_finished(None, TaskFinished(wave="w", index=first + i, name="t", outcome=outcome, duration_s=d))
+
+
+def steady(n: int) -> list[float]:
+    return [0.1 + 0.01 * ((i * 7) % 5) for i in range(n)]
+
+
+def test_latency_spike_becomes_span_event_counter_gauge_and_callback(tel: Telemetry) -> None:
+    clock, seen = FakeClock(), list[Anomaly]()
+    hook = AnomalyHook(CONFIG, meter_provider=tel.meter_provider, on_anomaly=seen.append, tick_s=1.0,
+                       clock=clock, signals=[LATENCY])
+    obs = hook.wave_started(WaveStarted("w", None, None, clock()))
+    assert obs is not None
+    run_tasks(tel, obs, clock, steady(400))
+    # Task 415 closes a tick (16 tasks per tick), so its own span is still open when scored.
+    run_tasks(tel, obs, clock, [*steady(15), 5.0], first=400)
+
+    (anomaly,) = seen
+    assert anomaly.series == "w"
+    assert anomaly.signal == LATENCY
+    assert anomaly.value == 5.0
+    assert anomaly.severity is Severity.CRITICAL
+    assert anomaly.score >= CONFIG.critical
+    span = tel.span("task 415")
+    assert anomaly.trace_id == format(span.context.trace_id, "032x")
+    assert anomaly.span_id == format(span.context.span_id, "016x")
+    (event,) = [e for e in span.events if e.name == tm.EVENT_ANOMALY]
+    assert event.attributes == {
+        tm.ANOMALY_SERIES: "w", tm.ANOMALY_SIGNAL: LATENCY, tm.ANOMALY_SCORE_ATTR: anomaly.score,
+        tm.ANOMALY_SEVERITY: "critical", tm.ANOMALY_VALUE: 5.0,
+    }
+    (count,) = tel.points(tm.ANOMALY_EVENTS.name)
+    assert count.value == 1
+    assert dict(count.attributes) == {tm.ANOMALY_SERIES: "w", tm.ANOMALY_SIGNAL: LATENCY,
+                                      tm.ANOMALY_SEVERITY: "critical"}
+    (gauge,) = tel.points(tm.ANOMALY_SCORE.name)
+    assert dict(gauge.attributes) == {tm.ANOMALY_SERIES: "w", tm.ANOMALY_SIGNAL: LATENCY}
+    assert gauge.value == anomaly.score
+    with pytest.raises(FrozenInstanceError):
+        setattr(anomaly, "score", 0.0)  # noqa: B010
+
+
+def test_an_anomaly_found_after_its_task_ended_keeps_that_task_ids(tel: Telemetry) -> None:
+    clock, seen = FakeClock(), list[Anomaly]()
+    hook = AnomalyHook(CONFIG, meter_provider=tel.meter_provider, on_anomaly=seen.append, tick_s=1.0,
+                       clock=clock, signals=[LATENCY])
+    obs = hook.wave_started(WaveStarted("w", None, None, clock()))
+    assert obs is not None
+    run_tasks(tel, obs, clock, [*steady(405), 5.0, *steady(10)])
+    (anomaly,) = seen
+    culprit, flusher = tel.span("task 405"), tel.span("task 415")
+    assert anomaly.span_id == format(culprit.context.span_id, "016x")
+    assert not [e for e in culprit.events if e.name == tm.EVENT_ANOMALY]  # ended before scoring
+    assert [e for e in flusher.events if e.name == tm.EVENT_ANOMALY]
+
+
+def test_error_rate_jump_is_reported_per_tick(tel: Telemetry) -> None:
+    clock, seen = FakeClock(), list[Anomaly]()
+    hook = AnomalyHook(CONFIG, meter_provider=tel.meter_provider, on_anomaly=seen.append, tick_s=1.0,
+                       clock=clock, signals=[ERROR_RATE])
+    obs = hook.wave_started(WaveStarted("w", None, None, clock()))
+    assert obs is not None
+    n = 16 * 60  # 60 ticks of 16 tasks with a steady 1/16 failure rate
+    run_tasks(tel, obs, clock, steady(n), [Outcome.FAILURE if i % 16 == 0 else Outcome.SUCCESS for i in range(n)])
+    assert seen == []
+    run_tasks(tel, obs, clock, steady(16), [Outcome.TIMEOUT] * 8 + [Outcome.SUCCESS] * 8, first=n)
+    (anomaly,) = seen
+    assert anomaly.signal == ERROR_RATE
+    assert anomaly.value == 0.5
+    assert anomaly.span_id == format(tel.span(f"task {n + 15}").context.span_id, "016x")
+
+
+def test_retry_rate_per_operation(tel: Telemetry) -> None:
+    clock, seen = FakeClock(), list[Anomaly]()
+    hook = AnomalyHook(CONFIG, meter_provider=tel.meter_provider, on_anomaly=seen.append, tick_s=1.0,
+                       clock=clock)
+    for tick in range(80):
+        for _ in range(8):
+            obs = hook.call_started(CallStarted("fetch", "retry"))
+            assert obs is not None
+            clock.now += 0.125
+            attempts = 4 if tick == 79 else 1 + (tick % 2)
+            obs.call_finished(CallFinished("fetch", CallOutcome.SUCCESS, attempts, 0.01))
+    assert [(a.series, a.signal, a.value) for a in seen] == [("fetch", RETRY_RATE, 3.0)]
+    assert seen[0].trace_id is None  # no span was current
+
+
+def test_disabled_hook_observes_nothing(tel: Telemetry) -> None:
+    hook = AnomalyHook(meter_provider=tel.meter_provider, enabled=False)
+    assert hook.wave_started(WaveStarted("w", None, None, 0.0)) is None
+    assert hook.call_started(CallStarted("op", "retry")) is None
+    assert tel.points(tm.ANOMALY_SCORE.name) == []
+
+
+def test_failing_callback_is_logged_not_raised(tel: Telemetry, caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+
+    def boom(anomaly: Anomaly) -> None:
+        raise RuntimeError("user bug")
+
+    hook = AnomalyHook(CONFIG, meter_provider=tel.meter_provider, on_anomaly=boom, tick_s=1.0, clock=clock,
+                       signals=[LATENCY])
+    obs = hook.wave_started(WaveStarted("w", None, None, clock()))
+    assert obs is not None
+    with caplog.at_level(logging.ERROR):
+        run_tasks(tel, obs, clock, [*steady(415), 5.0])
+    assert "on_anomaly callback failed" in caplog.text
+    assert tel.points(tm.ANOMALY_EVENTS.name)[0].value == 1
+
+
+def test_bad_hook_arguments_are_rejected() -> None:
+    with pytest.raises(ValueError, match=r"tick_s must be a number in \(0, inf\), got 0"):
+        AnomalyHook(tick_s=0)
+    with pytest.raises(ValueError, match=r"unknown signals \['latncy'\]"):
+        AnomalyHook(signals=["latncy"])
+
+
+def test_end_to_end_a_slow_task_of_a_real_wave_carries_the_anomaly(tel: Telemetry) -> None:
+    import asyncio
+
+    from shannon_otel.executor import Wave, task
+
+    clock, seen = FakeClock(), list[Anomaly]()
+    hook = AnomalyHook(CONFIG, meter_provider=tel.meter_provider, on_anomaly=seen.append, tick_s=1.0,
+                       clock=clock, signals=[LATENCY])
+    durations = [*steady(400), 5.0]
+
+    def work(i: int) -> Any:
+        async def run() -> int:
+            clock.now += durations[i]  # the executor times tasks with the same fake clock
+            await asyncio.sleep(0)
+            return i
+        return run
+
+    wave: Wave[int] = Wave("w", max_concurrency=1, hooks=(hook,), tracer_provider=tel.tracer_provider,
+                meter_provider=tel.meter_provider, clock=clock)
+    result = asyncio.run(wave.run([task(work(i), name=f"t{i}") for i in range(len(durations))]))
+    assert result.report.total == len(durations)
+    (anomaly,) = seen
+    assert anomaly.value == pytest.approx(5.0)
+    (slow,) = [s for s in tel.spans.get_finished_spans()
+               if any(e.name == tm.EVENT_ANOMALY for e in s.events)]
+    assert anomaly.span_id == format(slow.context.span_id, "016x")
+    assert slow.attributes is not None
+    assert slow.attributes[tm.TASK_INDEX] == 400

@@ -1,0 +1,243 @@
+"""The ``shannon-otel`` command run as a subprocess: output sections, plain output, errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shannon_otel.cli import main
+
+SECTIONS = ("== Waves (", "== Resilience ==", "== Anomalies (", "== Slowest wave trace: ", "== Recommendations (",
+            "== Telemetry ==")
+SMALL = ("--waves", "5", "--tasks", "12")
+
+
+def cli(*args: str, timeout: float = 90, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m shannon_otel ARGS`` with stdout a pipe (not a terminal) and no OTEL_* surprises."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    return subprocess.run(
+        [sys.executable, "-m", "shannon_otel", *args], capture_output=True, text=True, timeout=timeout,
+        env={**clean, **(env or {})}, check=False,
+    )
+
+
+def test_console_script_points_at_main() -> None:
+    [script] = [e for e in entry_points(group="console_scripts") if e.name == "shannon-otel"]
+    assert script.value == "shannon_otel.cli:main"
+
+
+@pytest.fixture(scope="module")
+def default_run() -> subprocess.CompletedProcess[str]:
+    return cli("demo")
+
+
+def test_default_demo_prints_every_section_and_exits_0(default_run: subprocess.CompletedProcess[str]) -> None:
+    out = default_run.stdout
+    assert default_run.returncode == 0, default_run.stderr
+    assert default_run.stderr == ""
+    positions = [out.index(section) for section in SECTIONS]
+    assert positions == sorted(positions), "sections out of order"
+    assert "== Waves (6) ==" in out
+    assert re.search(r"^all\s+144\s+\d+\s+\d+\s+\d+\s+[\d.]+ ms\s+[\d.]+ ms\s+[\d.]+ ms", out, re.MULTILINE)
+    assert "breaker search-api:" in out and "rolled back" in out and "compensations run" in out
+    assert re.search(r"critical latency of research in wave research#\d: .* trace [0-9a-f]{32}", out)
+    assert re.search(r"^wave research\s+\|#+\|", out, re.MULTILINE), "waterfall root row"
+    assert re.search(r"^      attempt 1\s+\|", out, re.MULTILINE), "waterfall attempt rows"
+    assert "[queue_wait]" in out and "[latency_anomaly] operation 'vector-db.query'" in out
+    assert "metrics: " in out and "kept in-process" in out
+
+
+def test_output_to_a_pipe_is_plain_lines(default_run: subprocess.CompletedProcess[str]) -> None:
+    out = default_run.stdout
+    assert "\x1b[" not in out, "no terminal escape codes when stdout is not a terminal"
+    assert re.search(r"^\[\s*\d+\.\d\ds\] wave plan: started, 24 tasks$", out, re.MULTILINE)
+    assert re.search(r"^\[\s*\d+\.\d\ds\] wave write: done 24/24, failed \d+, retries \d+", out, re.MULTILINE)
+    assert re.search(r"^\[\s*\d+\.\d\ds\] breaker search-api: closed -> open \(failure_threshold\)$", out,
+                     re.MULTILINE)
+
+
+def test_seed_reproduces_the_simulated_workload() -> None:
+    """Token counts come from the seeded per-task random streams, whatever order tasks run in."""
+    def tokens(result: subprocess.CompletedProcess[str]) -> list[str]:
+        return re.findall(r"^(plan|write)\s+.*?([\d,]+)\s+\$", result.stdout, re.MULTILINE)
+
+    first, second, other = cli("demo", "--waves", "3", "--tasks", "8", "--seed", "3"), \
+        cli("demo", "--waves", "3", "--tasks", "8", "--seed", "3"), cli("demo", "--waves", "3", "--tasks", "8")
+    assert tokens(first) and tokens(first) == tokens(second) != tokens(other)
+
+
+def test_python_m_and_bad_flag_exit_2_with_a_message() -> None:
+    result = cli("demo", "--waves", "0")
+    assert result.returncode == 2
+    assert "usage: shannon-otel demo" in result.stderr
+    assert "argument --waves: must be >= 1, got 0" in result.stderr
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    ([], "the following arguments are required: COMMAND"),
+    (["nope"], "invalid choice: 'nope'"),
+    (["demo", "--bogus"], "unrecognized arguments: --bogus"),
+    (["demo", "--tasks", "many"], "argument --tasks: expected a whole number, got 'many'"),
+    (["demo", "--duration", "-1"], "argument --duration: must be a number of seconds > 0, got -1"),
+    (["demo", "--otlp-endpoint", "ftp://x:1"], "expected a URL like http://127.0.0.1:4317"),
+    (["demo", "--otlp-endpoint", "http://host:notaport"], "expected a URL like http://127.0.0.1:4317"),
+    (["demo", "--otlp-protocol", "thrift"], "expected grpc or http/protobuf, got 'thrift'"),
+    (["demo", "--prometheus-port", "70000"], "must be in 0..65535"),
+    (["check", "--timeout", "0"], "argument --timeout: must be a number of seconds > 0"),
+])
+def test_bad_flags(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_endpoint_from_the_environment_is_a_usage_error() -> None:
+    result = cli("demo", env={"OTEL_EXPORTER_OTLP_ENDPOINT": "ftp://nowhere"})
+    assert result.returncode == 2 and "OTEL_EXPORTER_OTLP_ENDPOINT: expected a URL" in result.stderr
+
+
+def test_unreachable_otlp_endpoint_reports_once_and_still_summarises() -> None:
+    result = cli("demo", *SMALL, "--otlp-endpoint", "http://127.0.0.1:9", "--export-timeout", "1", timeout=60)
+    assert result.returncode == 3
+    assert result.stderr.count("shannon-otel: telemetry export to http://127.0.0.1:9 failed") == 1
+    assert "StatusCode.UNAVAILABLE" in result.stderr
+    assert "Traceback" not in result.stderr
+    for section in SECTIONS:
+        assert section in result.stdout
+    assert "OTLP export to http://127.0.0.1:9: FAILED" in result.stdout
+
+
+def test_otlp_endpoint_from_the_environment_is_used() -> None:
+    result = cli("demo", "--waves", "2", "--tasks", "4", "--export-timeout", "1", timeout=60,
+                 env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"})
+    assert result.returncode == 3
+    assert "exporting traces and metrics over OTLP to http://127.0.0.1:9" in result.stdout
+
+
+def test_prometheus_endpoint_serves_the_contract_names_while_running() -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "shannon_otel", "demo", "--duration", "3", "--prometheus-port", "0",
+         "--tasks", "8"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        url = re.search(r"serving Prometheus metrics on (http://127\.0\.0\.1:\d+/metrics)", first)
+        assert url, first
+        deadline_lines = []
+        for line in proc.stdout:  # wait until a wave has finished, so there is something to scrape
+            deadline_lines.append(line)
+            if "done" in line:
+                break
+        with urllib.request.urlopen(url.group(1), timeout=10) as response:
+            assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            text = response.read().decode()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "# TYPE shannon_task_duration_seconds histogram" in text
+    assert re.search(r'^shannon_task_duration_seconds_bucket\{.*shannon_wave_name="plan".*le="\+Inf"\} \d+$', text,
+                     re.MULTILINE)
+    assert re.search(r'^shannon_task_outcomes_total\{.*shannon_task_outcome="success".*\} \d+', text, re.MULTILINE)
+    assert "Prometheus endpoint http://127.0.0.1:" in out
+
+
+def test_prometheus_port_in_use_is_an_error() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cli("demo", "--prometheus-port", str(port))
+    assert result.returncode == 1
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr
+
+
+# --------------------------------------------------------------------------- dashboards and rules
+def test_dashboards_print_and_write(tmp_path: Path) -> None:
+    everything = json.loads(cli("dashboards").stdout)
+    assert set(everything) == {"shannon-otel-overview.json", "shannon-otel-resilience.json",
+                               "shannon-otel-anomalies.json"}
+    overview = json.loads(cli("dashboards", "overview").stdout)
+    assert overview == everything["shannon-otel-overview.json"]
+    written = cli("dashboards", "--out", str(tmp_path)).stdout.split()
+    assert (tmp_path / "shannon-otel-overview.json").is_file()
+    assert any("provisioning" in p for p in written)
+    unknown = cli("dashboards", "nope")
+    assert unknown.returncode == 2 and "choose one of: overview, resilience, anomalies" in unknown.stderr
+
+
+def test_rules_print_and_write(tmp_path: Path) -> None:
+    printed = cli("rules", "--jaeger-url", "http://jaeger.example:16686")
+    assert printed.returncode == 0 and "groups:" in printed.stdout
+    assert "http://jaeger.example:16686" in printed.stdout
+    target = tmp_path / "rules" / "shannon.yml"
+    assert cli("rules", "--out", str(target)).returncode == 0
+    assert target.read_text().startswith("# Generated")
+    unwritable = cli("rules", "--out", str(target / "below-a-file.yml"))
+    assert unwritable.returncode == 1 and "cannot write" in unwritable.stderr
+
+
+# --------------------------------------------------------------------------- check
+def test_check_unreachable_targets_exit_1() -> None:
+    result = cli("check", "--otlp-endpoint", "http://127.0.0.1:9", "--prometheus", "http://127.0.0.1:9",
+                 "--timeout", "1", timeout=60)
+    assert result.returncode == 1
+    assert re.search(r"^FAIL OTLP grpc http://127\.0\.0\.1:9: export failed", result.stdout, re.MULTILINE)
+    assert re.search(r"^FAIL Prometheus http://127\.0\.0\.1:9: unreachable", result.stdout, re.MULTILINE)
+
+
+class _Stub(BaseHTTPRequestHandler):
+    """An OTLP/HTTP receiver that accepts anything and a Prometheus query API with canned answers."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"] or 0))
+        self.send_response(200 if self.path == "/v1/traces" else 404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        value = "1" if "query=up" in self.path else "42"
+        body = json.dumps({"status": "success", "data": {"result": [{"value": [0, value]}]}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def stub() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Stub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_check_reachable_targets_exit_0(stub: str) -> None:
+    result = cli("check", "--otlp-endpoint", stub, "--otlp-protocol", "http/protobuf", "--prometheus", stub)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"^ok   OTLP http .*: accepted a test span", result.stdout, re.MULTILINE)
+    assert "ok   Prometheus" in result.stdout and "1/1 scrape targets up, 42 shannon-otel series" in result.stdout

@@ -1,0 +1,75 @@
+"""The --prometheus-port reader: text exposition with the collector's names, bridge merged, over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import urllib.error
+import urllib.request
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+
+from shannon_otel import Wave, configure
+from shannon_otel._telemetry import METRICS
+from shannon_otel.cli._prometheus import MetricsServer, PrometheusReader, render, series_name
+
+
+@pytest.mark.parametrize("spec", METRICS, ids=lambda s: s.name)
+def test_series_names_are_the_contract_translation(spec: object) -> None:
+    assert series_name(spec.name, spec.unit, spec.kind) == spec.prometheus  # type: ignore[attr-defined]
+
+
+def test_unknown_metrics_get_the_generic_translation() -> None:
+    assert series_name("my.app.latency", "s", "histogram") == "my_app_latency_seconds"
+    assert series_name("my.app.requests", "{request}", "counter") == "my_app_requests_total"
+
+
+def test_render_counter_gauge_and_histogram() -> None:
+    reader = PrometheusReader()
+    provider = MeterProvider(metric_readers=[reader])
+    meter = provider.get_meter("t")
+    meter.create_counter("shannon.calls", unit="{call}").add(2, {"shannon.operation": 'a"b\\c'})
+    meter.create_up_down_counter("shannon.task.active", unit="{task}").add(-1, {"shannon.wave.name": "w"})
+    hist = meter.create_histogram("shannon.retry.delay", unit="s", explicit_bucket_boundaries_advisory=[0.1, 1.0])
+    for value in (0.05, 0.5, 5.0):
+        hist.record(value, {"shannon.operation": "op"})
+    text = reader.scrape()
+    provider.shutdown()
+    assert "# TYPE shannon_calls counter\n" in text
+    assert 'shannon_calls_total{shannon_operation="a\\"b\\\\c"} 2\n' in text
+    assert "# TYPE shannon_task_active gauge\n" in text
+    assert 'shannon_task_active{shannon_wave_name="w"} -1\n' in text
+    assert "# TYPE shannon_retry_delay_seconds histogram\n" in text
+    buckets = re.findall(r'shannon_retry_delay_seconds_bucket\{shannon_operation="op",le="([^"]+)"\} (\d+)', text)
+    assert buckets == [("0.1", "1"), ("1.0", "2"), ("+Inf", "3")], "cumulative, ending with +Inf"
+    assert 'shannon_retry_delay_seconds_sum{shannon_operation="op"} 5.55\n' in text
+    assert 'shannon_retry_delay_seconds_count{shannon_operation="op"} 3\n' in text
+
+
+def test_empty_provider_renders_nothing() -> None:
+    assert render(None) == ""
+
+
+def test_bridged_task_histograms_are_served_over_http() -> None:
+    reader = PrometheusReader()
+    telemetry = configure("prom-test", exporter="none", metric_readers=[reader], set_global=False)
+    server = MetricsServer(reader, 0)
+    try:
+        async def work() -> None:
+            await asyncio.sleep(0)
+
+        wave: Wave[None] = Wave("scraped", tracer_provider=telemetry.tracer_provider,
+                                meter_provider=telemetry.meter_provider)
+        asyncio.run(wave.run([work for _ in range(5)]))
+        with urllib.request.urlopen(server.url, timeout=5) as response:
+            text = response.read().decode()
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(server.url.replace("/metrics", "/other"), timeout=5)
+        assert missing.value.code == 404
+        missing.value.close()
+    finally:
+        server.close()
+        telemetry.shutdown()
+    assert re.search(r'^shannon_task_duration_seconds_count\{.*shannon_wave_name="scraped".*\} 5$', text, re.MULTILINE)
+    assert re.search(r'^shannon_task_outcomes_total\{.*shannon_wave_name="scraped".*\} 5$', text, re.MULTILINE)

@@ -1,0 +1,108 @@
+"""RunRecorder: the live counters and the RunReport the demo summarises and advises on."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from shannon_otel import BreakerState, OTelHook, Wave
+from shannon_otel.cli._record import RunRecorder
+from shannon_otel.executor._advice import AnomalyRecord
+from shannon_otel.recovery import CircuitBreaker, Pipeline, Retry, Saga, SagaError, Step
+from shannon_otel.testing import FakeClock, InMemoryTelemetry
+
+
+def test_retries_rejections_transitions_and_traces_per_wave() -> None:
+    otel = InMemoryTelemetry()
+    recorder = RunRecorder()
+    hooks = (OTelHook(**otel.providers), recorder)
+    clock = FakeClock()
+    breaker = CircuitBreaker("dep", failure_threshold=2, reset_timeout=10, clock=clock, hooks=hooks,
+                             instrument=False)
+    call = Pipeline(Retry(attempts=3, initial=0.0, instrument=False), breaker, name="dep-call", clock=clock,
+                    hooks=hooks, instrument=False)
+
+    async def down() -> None:
+        raise ConnectionError("down")
+
+    async def main() -> None:
+        wave: Wave[None] = Wave("w", max_concurrency=1, hooks=hooks, instrument=False)
+        await wave.run([lambda: call.call(down), lambda: call.call(down)])
+
+    asyncio.run(main())
+    [live] = recorder.waves
+    assert (live.label, live.size, live.done, live.failed, live.active) == ("w", 2, 2, 2, 0)
+    # task 0: two failures open the breaker, the third attempt is rejected; task 1: rejected three times
+    assert (live.retries, live.rejected) == (4, 4)
+    assert recorder.breakers == {"dep": BreakerState.OPEN}
+    [opened] = recorder.transitions
+    assert (opened.from_state, opened.to_state, opened.reason) == (BreakerState.CLOSED, BreakerState.OPEN,
+                                                                   "failure_threshold")
+    report = recorder.report()
+    op = report.operations["dep-call"]
+    assert (op.calls, op.attempts, op.retries, op.rejected_retries, op.rejected) == (2, 2, 4, 2, 4)
+    wave_span = otel.span("wave w")
+    assert wave_span.context is not None
+    trace_id = f"{wave_span.context.trace_id:032x}"
+    assert live.trace_id == trace_id and op.trace_by_wave == {"w": trace_id}
+    assert report.labels == ("w",) and report.waves[0].failed == 2
+    assert recorder.latency.count == 2
+
+
+def test_repeated_wave_names_get_unique_labels_and_anomalies_their_wave() -> None:
+    recorder = RunRecorder()
+
+    async def work() -> None:
+        recorder.anomaly(AnomalyRecord("research", "latency", 0.9, "critical", 0.2))
+
+    async def main() -> None:
+        for _ in range(3):
+            await Wave("research", hooks=(recorder,), instrument=False).run([work])
+
+    asyncio.run(main())
+    assert [w.label for w in recorder.waves] == ["research", "research#2", "research#3"]
+    assert [a.wave for a in recorder.anomalies] == ["research", "research#2", "research#3"]
+    assert recorder.report().labels == ("research", "research#2", "research#3")
+
+
+def test_saga_rollbacks_and_compensations_are_counted() -> None:
+    recorder = RunRecorder()
+    saga = Saga("publish", hooks=(recorder,), instrument=False)
+
+    async def ok() -> str:
+        return "ok"
+
+    async def fail() -> str:
+        raise RuntimeError("notify failed")
+
+    async def undo(_: object) -> None:
+        pass
+
+    async def main() -> None:
+        with pytest.raises(SagaError):
+            await saga.run(Step("a", ok, undo), Step("b", ok, undo), Step("c", fail))
+        await saga.run(Step("a", ok, undo))
+
+    asyncio.run(main())
+    assert recorder.compensations == 2
+    assert [(name, steps) for name, steps, _ in recorder.rollbacks] == [("publish", ("b", "a"))]
+    assert recorder.report().rollbacks == 1
+
+
+def test_listeners_hear_waves_and_transitions() -> None:
+    recorder = RunRecorder()
+    heard: list[str] = []
+    recorder.on_wave_started.append(lambda live: heard.append(f"start {live.label}"))
+    recorder.on_wave_finished.append(lambda live: heard.append(f"end {live.label} {live.done}"))
+    recorder.listeners.append(lambda t: heard.append(f"{t.breaker} {t.to_state.value}"))
+    breaker = CircuitBreaker("b", failure_threshold=1, hooks=(recorder,), instrument=False)
+
+    async def boom() -> None:
+        raise ConnectionError
+
+    async def main() -> None:
+        await Wave("w", hooks=(recorder,), instrument=False).run([lambda: breaker.call(boom)])
+
+    asyncio.run(main())
+    assert heard == ["start w", "b open", "end w 1"]

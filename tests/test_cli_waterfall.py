@@ -1,0 +1,73 @@
+"""The terminal waterfall drawn from real SDK spans of a wave with protected calls."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from shannon_otel import Wave
+from shannon_otel.cli._waterfall import BAR, waterfall
+from shannon_otel.recovery import Retry
+from shannon_otel.testing import InMemoryTelemetry
+
+
+def run_wave(otel: InMemoryTelemetry, tasks: int) -> None:
+    retry = Retry(name="fetch", attempts=2, initial=0.0, **otel.providers)
+
+    async def flaky(i: int) -> int:
+        calls = 0
+
+        async def attempt() -> int:
+            nonlocal calls
+            calls += 1
+            await asyncio.sleep(0.001 * (i + 1))
+            if i == 0 and calls == 1:
+                raise ConnectionError("first attempt of task 0 fails")
+            if i == 1:
+                raise ValueError("task 1 always fails")
+            return i
+
+        return await retry.call(attempt)
+
+    async def main() -> None:
+        wave: Wave[int] = Wave("fetch-all", max_concurrency=2, **otel.providers)
+        await wave.run([lambda i=i: flaky(i) for i in range(tasks)])
+
+    asyncio.run(main())
+
+
+def test_rows_nest_wave_tasks_operations_attempts_with_bars() -> None:
+    otel = InMemoryTelemetry()
+    run_wave(otel, tasks=3)
+    rows = waterfall(otel.spans())
+    text = [r.text for r in rows]
+    assert text[0].strip().startswith("0") and text[0].rstrip().endswith("ms"), "time scale header"
+    assert text[1].startswith("wave fetch-all ") and f"|{'#' * BAR}|" in text[1], "root spans the whole bar"
+    names = [re.split(r"\s+\|", t)[0] for t in text[1:]]
+    assert names == [
+        "wave fetch-all",
+        "  task fetch-all #0", "    fetch", "      attempt 1", "      attempt 2",
+        "  task fetch-all #1", "    fetch", "      attempt 1", "      attempt 2",
+        "  task fetch-all #2", "    fetch", "      attempt 1",
+    ]
+    errors = [re.split(r"\s+\|", r.text)[0].strip() for r in rows if r.error]
+    assert errors == ["wave fetch-all", "attempt 1", "task fetch-all #1", "fetch", "attempt 1", "attempt 2"]
+    assert all(r.text.endswith("ERROR") for r in rows if r.error)
+    for t in text[1:]:
+        bar = t.split("|")[1]
+        assert len(bar) == BAR and "#" in bar
+
+
+def test_a_wide_wave_shows_the_slowest_and_failed_tasks_and_summarises_the_rest() -> None:
+    otel = InMemoryTelemetry()
+    run_wave(otel, tasks=10)
+    rows = waterfall(otel.spans(), max_tasks=4)
+    tasks = [r.text.split("|")[0].strip() for r in rows if r.text.startswith("  task")]
+    assert len(tasks) == 4
+    assert "task fetch-all #1" in tasks, "the failed task is shown"
+    assert "task fetch-all #9" in tasks, "the slowest task is shown"
+    assert re.match(r"  \.\.\. 6 more tasks \(median [\d.]+ ms, fastest [\d.]+ ms\)", rows[-1].text)
+
+
+def test_no_spans_no_rows() -> None:
+    assert waterfall([]) == []

@@ -1,0 +1,107 @@
+"""Our NAB scorer (benchmarks/_nabscore.py) against hand-made cases and NAB's official numbers."""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # benchmarks/ is a top-level folder, not an installed package
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import _nabscore as ns  # noqa: E402
+from benchmarks.nab import DEFAULT_ROOT, REFERENCE  # noqa: E402
+
+
+def test_scaled_sigmoid() -> None:
+    got = ns.sigmoid(np.array([-1.0, 0.0, 1.0, 3.0, 3.0001]))
+    assert np.allclose(got, [0.98661, 0.0, -0.98661, 2 / (1 + math.exp(15)) - 1, -1.0], atol=1e-5)
+
+
+def toy() -> ns.LabelledFile:
+    # 20 rows: probation floor(0.15 * 20) = 3; one window of rows 10..13.
+    return ns.LabelledFile("cat/toy.csv", 20, ((10, 13),))
+
+
+def test_row_values_follow_the_profile() -> None:
+    v, win = ns.row_values(toy(), 1.0, 0.11)
+    assert v[5] == pytest.approx(-0.11)  # before any window
+    assert v[10] == pytest.approx(1.0)  # the window's first row earns A_TP
+    assert 0.0 < v[13] < v[12] < v[11] < 1.0
+    assert -0.11 < v[14] < 0.0  # right after the window: nearly free
+    assert v[19] == pytest.approx(0.11 * float(ns.sigmoid(np.array([6 / 3]))[0]))
+    assert list(win[9:15]) == [-1, 0, 0, 0, 0, -1]
+
+
+def test_earliest_detection_counts_and_false_positives_cost() -> None:
+    f = toy()
+    scores = np.zeros(20)
+    scores[[1, 5, 11, 12]] = [0.9, 0.6, 0.7, 0.8]  # row 1 is probationary: ignored
+    v, _ = ns.row_values(f, 1.0, 0.11)
+    theta, raw = ns.optimize([f], {f.key: scores}, "standard")
+    # theta = 0.7 detects rows 11 (earliest in the window) and 12; 0.6 would add a false positive.
+    assert theta == 0.7
+    assert raw == pytest.approx(v[11])
+    assert ns.score_at([f], {f.key: scores}, "standard", 0.6) == pytest.approx(v[11] + v[5])
+    assert ns.score_at([f], {f.key: scores}, "standard", 1.1) == -1.0
+
+
+def test_ties_go_to_the_largest_threshold_and_no_detection_wins_ties() -> None:
+    f = ns.LabelledFile("cat/empty.csv", 20, ())
+    theta, raw = ns.optimize([f], {f.key: np.full(20, 0.5)}, "standard")
+    assert (theta, raw) == (1.1, 0.0)
+
+
+needs_nab = pytest.mark.skipif(not (DEFAULT_ROOT / "results").is_dir(), reason="../shared/nab not present")
+
+
+def load(detector: str) -> tuple[list[ns.LabelledFile], dict[str, ns.F64], dict[str, dict[str, float]]]:
+    windows = ns.load_windows(DEFAULT_ROOT / "labels" / "combined_windows.json")
+    files, scores, columns = [], {}, {}
+    for key in sorted(windows):
+        stamps, _ = ns.read_timestamps_values(DEFAULT_ROOT / "data" / key)
+        files.append(ns.label_file(key, stamps, windows[key]))
+        cat, name = key.split("/")
+        with (DEFAULT_ROOT / "results" / detector / cat / f"{detector}_{name}").open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        scores[key] = np.array([float(r["anomaly_score"]) for r in rows])
+        columns[key] = {p: sum(float(r[f"S(t)_{p}"]) for r in rows) for p in ns.PROFILES}
+    return files, scores, columns
+
+
+@needs_nab
+@pytest.mark.parametrize("detector", ["numenta", "windowedGaussian"])
+def test_reproduces_the_official_normalized_scores(detector: str) -> None:
+    files, scores, _ = load(detector)
+    got = ns.normalized(files, scores)
+    for profile, expected in REFERENCE[detector].items():
+        assert got[profile]["score"] == pytest.approx(expected, abs=1e-6)
+
+
+@needs_nab
+def test_reproduces_the_official_thresholds_and_raw_scores() -> None:
+    files, scores, _ = load("numenta")
+    got = ns.normalized(files, scores)
+    assert got["standard"]["threshold"] == 0.544449877418
+    assert got["reward_low_FP_rate"]["threshold"] == 0.602095149663
+    assert got["standard"]["raw"] == pytest.approx(25.6378853829, abs=1e-9)
+    assert got["reward_low_FP_rate"]["raw"] == pytest.approx(16.8437142274, abs=1e-9)
+
+
+@needs_nab
+@pytest.mark.parametrize(("detector", "thresholds"), [
+    ("numenta", {"standard": 0.5421876907348634, "reward_low_FP_rate": 0.5751955032348636,
+                 "reward_low_FN_rate": 0.5421876907348634}),
+    ("windowedGaussian", dict.fromkeys(ns.PROFILES, 1.0)),
+])
+def test_per_file_scores_match_the_published_columns(detector: str, thresholds: dict[str, float]) -> None:
+    files, scores, columns = load(detector)
+    for f in files:
+        for profile, theta in thresholds.items():
+            mine = ns.score_at([f], {f.key: scores[f.key]}, profile, theta)
+            assert mine == pytest.approx(columns[f.key][profile], abs=1e-6), (f.key, profile)

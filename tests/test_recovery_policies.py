@@ -1,0 +1,296 @@
+"""Timeout, fallback, hedging, degradation and pipeline composition, with their telemetry."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from opentelemetry.trace import StatusCode
+from test_recovery_support import FakeClock, Telemetry, run
+
+from shannon_otel.recovery import (
+    CircuitBreaker,
+    CircuitOpenError,
+    Degrade,
+    Fallback,
+    FallbackError,
+    Hedge,
+    Pipeline,
+    Retry,
+    Timeout,
+    resilient,
+)
+
+
+async def hang() -> None:
+    await asyncio.Event().wait()
+
+
+async def fail() -> None:
+    raise ConnectionError("down")
+
+
+# ------------------------------------------------------------------------- timeout
+def test_timeout_raises_timeout_error_and_counts_it() -> None:
+    tel = Telemetry()
+    with pytest.raises(TimeoutError):
+        run(Timeout(0.001, name="slow", **tel.kw).call(hang))
+    attempt = tel.span("attempt 1")
+    assert attempt.attributes is not None and attempt.attributes["shannon.attempt.outcome"] == "timeout"
+    op = tel.span("slow")
+    assert op.attributes is not None and op.attributes["error.type"] == "TimeoutError"
+    assert tel.points("shannon.timeouts") == [({"shannon.operation": "slow"}, 1)]
+
+
+def test_outside_cancellation_is_not_a_timeout() -> None:
+    tel = Telemetry()
+
+    async def main() -> None:
+        task = asyncio.create_task(Timeout(60.0, name="t", **tel.kw).call(hang))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(main())
+    assert tel.points("shannon.timeouts") == []
+    attempt = tel.span("attempt 1")
+    assert attempt.attributes is not None and attempt.attributes["shannon.attempt.outcome"] == "cancellation"
+
+
+def test_per_attempt_timeout_inside_a_retry() -> None:
+    clock = FakeClock()
+    calls = 0
+
+    async def slow_then_fast() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await hang()
+        return "fast"
+
+    pipeline = Pipeline(Retry(attempts=2, sleep=clock.sleep), Timeout(0.001), instrument=False)
+    assert run(pipeline.call(slow_then_fast)) == "fast"
+
+
+# ------------------------------------------------------------------------- fallback
+def test_fallback_serves_and_keeps_the_primary_error_on_its_span() -> None:
+    tel = Telemetry()
+    seen: list[BaseException] = []
+
+    async def cached(error: Exception) -> str:
+        seen.append(error)
+        return "cached"
+
+    assert run(Fallback(cached, name="get", **tel.kw).call(fail)) == "cached"
+    assert isinstance(seen[0], ConnectionError)
+    span = tel.span("fallback get")
+    assert span.attributes is not None
+    assert span.attributes["shannon.fallback.reason"] == "failure"
+    assert span.attributes["error.type"] == "ConnectionError"
+    assert span.parent is not None and span.parent.span_id == tel.span("get").context.span_id
+    assert tel.points("shannon.fallbacks") == [
+        ({"shannon.operation": "get", "error.type": "ConnectionError"}, 1)]
+
+
+def test_fallback_failure_preserves_both_errors() -> None:
+    async def also_fails(error: Exception) -> None:
+        raise LookupError("no cache")
+
+    with pytest.raises(FallbackError) as info:
+        run(Fallback(also_fails, instrument=False).call(fail))
+    assert isinstance(info.value.primary, ConnectionError)
+    assert isinstance(info.value.fallback, LookupError)
+
+
+def test_fallback_never_handles_cancellation_or_unlisted_errors() -> None:
+    async def never(error: Exception) -> str:
+        raise AssertionError("not called")
+
+    with pytest.raises(ConnectionError):
+        run(Fallback(never, on=KeyError, instrument=False).call(fail))
+
+    async def main() -> None:
+        task = asyncio.create_task(Fallback(never, instrument=False).call(hang))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(main())
+
+
+# ------------------------------------------------------------------------- hedging
+def test_hedge_starts_a_second_attempt_after_the_delay_and_cancels_the_loser() -> None:
+    tel = Telemetry()
+    cancelled: list[int] = []
+    release_second = asyncio.Event
+    order: list[int] = []
+
+    async def main() -> Any:
+        gate = release_second()
+        started = 0
+
+        async def attempt() -> str:
+            nonlocal started
+            started += 1
+            me = started
+            order.append(me)
+            try:
+                if me == 1:
+                    await hang()
+                await gate.wait()
+                return f"attempt {me}"
+            except asyncio.CancelledError:
+                cancelled.append(me)
+                raise
+
+        async def sleep(seconds: float) -> None:
+            await asyncio.sleep(0)
+
+        hedge = Hedge(0.5, attempts=2, sleep=sleep, name="search", **tel.kw)
+        task = asyncio.create_task(hedge.call(attempt))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        gate.set()
+        return await task
+
+    assert run(main()) == "attempt 2"
+    assert order == [1, 2] and cancelled == [1]
+    op = tel.span("search")
+    assert sorted(s.name for s in tel.children(op)) == ["attempt 1", "hedge 2"]
+    first = tel.span("attempt 1")
+    assert first.attributes is not None and first.attributes["shannon.attempt.outcome"] == "cancellation"
+    assert tel.points("shannon.hedges") == [({"shannon.operation": "search"}, 1)]
+
+
+def test_hedge_starts_the_next_attempt_at_once_after_a_failure_and_groups_errors() -> None:
+    calls = 0
+
+    async def always_fails() -> None:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError(calls)
+
+    async def never(seconds: float) -> None:
+        await hang()
+
+    with pytest.raises(ExceptionGroup) as info:
+        run(Hedge(10.0, attempts=3, sleep=never, instrument=False).call(always_fails))
+    assert calls == 3
+    assert [e.args[0] for e in info.value.exceptions] == [1, 2, 3]
+
+
+# ------------------------------------------------------------------------- degradation
+def test_degrade_serves_a_static_default_when_the_breaker_is_open() -> None:
+    tel = Telemetry()
+    breaker = CircuitBreaker("dep", failure_threshold=1, instrument=False)
+    pipeline = Pipeline(Degrade(default=[]), breaker, name="recs", **tel.kw)
+
+    async def main() -> list[Any]:
+        with pytest.raises(ConnectionError):
+            await pipeline.call(fail)  # a failure is not degraded by default (only open/timeout)
+        return [await pipeline.call(fail)]
+
+    served = run(main())[0]
+    assert served.degraded and served.value == [] and served.mode == "static"
+    assert served.reason == "breaker_open" and isinstance(served.error, CircuitOpenError)
+    op = [s for s in tel.spans() if s.name == "recs"][1]
+    events = [e for e in op.events if e.name == "shannon.degraded"]
+    assert [(e.attributes or {}).get("shannon.degrade.mode") for e in events] == ["static"]
+    assert tel.points("shannon.degradations") == [({
+        "shannon.operation": "recs", "shannon.degrade.mode": "static", "shannon.degrade.reason": "breaker_open"}, 1)]
+
+
+def test_degrade_last_good_value_respects_max_age() -> None:
+    clock = FakeClock()
+    degrade = Degrade(last_good=True, max_age=60.0, on=ConnectionError, clock=clock, instrument=False)
+
+    async def good() -> int:
+        return 7
+
+    async def main() -> None:
+        fresh = await degrade.call(good)
+        assert not fresh.degraded and fresh.value == 7
+        clock.now += 30
+        stale = await degrade.call(fail)
+        assert stale.degraded and stale.value == 7 and stale.mode == "last_good" and stale.age_s == 30
+        clock.now += 31
+        with pytest.raises(ConnectionError):
+            await degrade.call(fail)
+
+    run(main())
+
+
+def test_a_flag_serves_the_cheaper_function_without_calling_the_operation() -> None:
+    calls = 0
+
+    async def expensive() -> str:
+        nonlocal calls
+        calls += 1
+        return "full"
+
+    async def cheaper() -> str:
+        return "summary"
+
+    degrade = Degrade(cheaper=cheaper, instrument=False)
+    degrade.flag("anomaly")
+    served = run(degrade.call(expensive))
+    assert (served.value, served.degraded, served.mode, served.reason) == ("summary", True, "cheaper", "anomaly")
+    assert calls == 0 and degrade.flagged == "anomaly"
+    degrade.clear()
+    assert run(degrade.call(expensive)).value == "full"
+
+
+def test_the_decorated_function_shares_the_flag() -> None:
+    degrade = Degrade(default="static", instrument=False)
+
+    @degrade
+    async def fetch() -> str:
+        return "live"
+
+    assert run(fetch()).value == "live"
+    degrade.flag("anomaly")
+    assert run(fetch()).value == "static"
+
+
+def test_degrade_on_timeout_budget() -> None:
+    served = run(Pipeline(Degrade(default="later"), Timeout(0.001), instrument=False).call(hang))
+    assert served.degraded and served.reason == "timeout"
+
+
+# ------------------------------------------------------------------------- composition
+def test_pipeline_order_first_policy_is_outermost() -> None:
+    tel, clock = Telemetry(), FakeClock()
+    breaker = CircuitBreaker("db", failure_threshold=2, clock=clock, instrument=False)
+
+    async def fallback(error: Exception) -> str:
+        return type(error).__name__
+
+    @resilient(Fallback(fallback), Retry(attempts=5, jitter="none", sleep=clock.sleep), breaker, clock=clock, **tel.kw)
+    async def query() -> None:
+        await fail()
+
+    # retry sees two failures, then two rejections (the breaker opened), gives up; the fallback serves.
+    assert run(query()) == "CircuitOpenError"
+    op = tel.span(query.__qualname__)
+    assert [s.name for s in tel.children(op)] == [
+        "attempt 1", "attempt 2", "rejected " + query.__qualname__, "rejected " + query.__qualname__,
+        "rejected " + query.__qualname__, "fallback " + query.__qualname__]
+    assert op.attributes is not None and op.attributes["shannon.call.outcome"] == "success"
+    assert op.status.status_code is not StatusCode.ERROR
+
+
+def test_nested_pipelines_flatten() -> None:
+    a, b = Retry(attempts=2, instrument=False), Timeout(1.0, instrument=False)
+    assert Pipeline(Pipeline(a), b, instrument=False).policies == (a, b)
+
+
+def test_executor_style_use_with_a_zero_argument_factory() -> None:
+    pipeline = Pipeline(Timeout(5.0), Retry(attempts=2), instrument=False)
+
+    async def main() -> list[int]:
+        return await asyncio.gather(*(pipeline.call(lambda i=i: asyncio.sleep(0, i)) for i in range(5)))
+
+    assert run(main()) == list(range(5))

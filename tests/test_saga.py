@@ -1,0 +1,162 @@
+"""Saga: reverse-order rollback, failing compensations, cancellation, and its spans and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from opentelemetry.trace import StatusCode
+from test_recovery_support import Telemetry, run
+
+from shannon_otel._telemetry import Outcome
+from shannon_otel.recovery import Saga, SagaError, Step
+
+
+class Ledger:
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    def action(self, name: str, fail: bool = False) -> Any:
+        async def act() -> str:
+            self.log.append(f"do {name}")
+            if fail:
+                raise RuntimeError(f"{name} failed")
+            return f"{name}-id"
+        return act
+
+    def undo(self, name: str, fail: bool = False) -> Any:
+        async def compensate(value: str) -> None:
+            self.log.append(f"undo {name} {value}")
+            if fail:
+                raise OSError(f"cannot undo {name}")
+        return compensate
+
+
+def test_success_returns_the_result_and_one_span_per_step() -> None:
+    tel, ledger = Telemetry(), Ledger()
+    saga = Saga("order", **tel.kw)
+    result = run(saga.run(
+        Step("reserve", ledger.action("reserve"), ledger.undo("reserve")),
+        Step("charge", ledger.action("charge"), ledger.undo("charge")),
+    ))
+    assert result.outcome is Outcome.SUCCESS
+    assert result.completed == ("reserve", "charge") and result.values == ("reserve-id", "charge-id")
+    assert result.compensated == () and not result.rolled_back
+    root = tel.span("saga order")
+    assert [s.name for s in tel.children(root)] == ["step reserve", "step charge"]
+    assert root.attributes is not None and root.attributes["shannon.saga.outcome"] == "success"
+
+
+def test_failure_compensates_completed_steps_in_reverse_order() -> None:
+    tel, ledger = Telemetry(), Ledger()
+    saga = Saga("order", **tel.kw)
+    with pytest.raises(SagaError) as info:
+        run(saga.run(
+            Step("reserve", ledger.action("reserve"), ledger.undo("reserve")),
+            Step("notify", ledger.action("notify")),  # nothing to undo
+            Step("charge", ledger.action("charge"), ledger.undo("charge")),
+            Step("ship", ledger.action("ship", fail=True), ledger.undo("ship")),
+        ))
+    assert ledger.log == [
+        "do reserve", "do notify", "do charge", "do ship", "undo charge charge-id", "undo reserve reserve-id"]
+    result = info.value.result
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert result.outcome is Outcome.FAILURE
+    assert result.completed == ("reserve", "notify", "charge")
+    assert result.compensated == ("charge", "reserve") and result.rolled_back
+
+    root = tel.span("saga order")
+    assert [s.name for s in tel.children(root)] == [
+        "step reserve", "step notify", "step charge", "step ship", "compensate charge", "compensate reserve"]
+    ship = tel.span("step ship")
+    assert ship.status.status_code is StatusCode.ERROR
+    assert ship.attributes is not None and ship.attributes["error.type"] == "RuntimeError"
+    assert root.attributes is not None and root.attributes["shannon.saga.outcome"] == "failure"
+    assert tel.points("shannon.compensations") == [
+        ({"shannon.saga.name": "order", "shannon.compensation.outcome": "success"}, 2)]
+
+
+def test_a_failing_compensation_is_reported_and_the_rest_still_run() -> None:
+    tel, ledger = Telemetry(), Ledger()
+    saga = Saga("trip", **tel.kw)
+
+    async def main() -> None:
+        async with saga.begin() as tx:
+            await tx.step("flight", ledger.action("flight"), compensate=ledger.undo("flight"))
+            await tx.step("hotel", ledger.action("hotel"), compensate=ledger.undo("hotel", fail=True))
+            await tx.step("car", ledger.action("car", fail=True), compensate=ledger.undo("car"))
+
+    with pytest.raises(SagaError) as info:
+        run(main())
+    result = info.value.result
+    assert ledger.log[-2:] == ["undo hotel hotel-id", "undo flight flight-id"]
+    assert result.compensated == ("flight",)
+    assert set(result.failed_compensations) == {"hotel"}
+    assert isinstance(info.value.compensation_errors["hotel"], OSError)
+    assert not result.rolled_back
+    assert "hotel" in str(info.value)
+    failed = tel.span("compensate hotel")
+    assert failed.status.status_code is StatusCode.ERROR
+    assert failed.attributes is not None and failed.attributes["shannon.compensation.outcome"] == "failure"
+    assert tel.span("saga trip").status.status_code is StatusCode.ERROR
+    assert sorted(tel.points("shannon.compensations"), key=lambda p: p[0]["shannon.compensation.outcome"]) == [
+        ({"shannon.saga.name": "trip", "shannon.compensation.outcome": "failure"}, 1),
+        ({"shannon.saga.name": "trip", "shannon.compensation.outcome": "success"}, 1),
+    ]
+
+
+def test_cancellation_compensates_then_is_reraised() -> None:
+    tel, ledger = Telemetry(), Ledger()
+    saga = Saga("order", **tel.kw)
+    tx_holder: list[Any] = []
+
+    async def main() -> None:
+        async def body() -> None:
+            async with saga.begin() as tx:
+                tx_holder.append(tx)
+                await tx.step("a", ledger.action("a"), compensate=ledger.undo("a"))
+                await tx.step("b", ledger.action("b"), compensate=ledger.undo("b"))
+                await tx.step("wait", lambda: asyncio.Event().wait())
+
+        task = asyncio.create_task(body())
+        for _ in range(3):
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(main())
+    assert ledger.log[-2:] == ["undo b b-id", "undo a a-id"]
+    result = tx_holder[0].result
+    assert result.outcome is Outcome.CANCELLATION and result.compensated == ("b", "a")
+    wait = tel.span("step wait")
+    assert wait.attributes is not None and wait.attributes["shannon.saga.outcome"] == "cancellation"
+    assert wait.status.status_code is not StatusCode.ERROR
+    root = tel.span("saga order")
+    assert root.attributes is not None and root.attributes["shannon.saga.outcome"] == "cancellation"
+
+
+def test_each_run_is_independent() -> None:
+    ledger = Ledger()
+    saga = Saga("s", instrument=False)
+
+    async def main() -> None:
+        async def one(i: int) -> Any:
+            async with saga.begin() as tx:
+                await tx.step(f"a{i}", ledger.action(f"a{i}"), compensate=ledger.undo(f"a{i}"))
+                await asyncio.sleep(0)
+                if i % 2:
+                    raise ValueError(i)
+            return tx.result
+
+        results = await asyncio.gather(*(one(i) for i in range(4)), return_exceptions=True)
+        assert [type(r).__name__ for r in results] == ["SagaResult", "SagaError"] * 2
+        assert [r.result.compensated for r in results if isinstance(r, SagaError)] == [("a1",), ("a3",)]
+
+    run(main())
+
+
+def test_bad_input() -> None:
+    with pytest.raises(TypeError, match="name must be a non-empty str"):
+        Saga("")
