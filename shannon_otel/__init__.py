@@ -21,6 +21,10 @@ from ._events import (
 )
 from ._telemetry import BreakerState, CallOutcome, Outcome
 from ._version import __version__
+from .recovery import (
+    BreakerConfig, BreakerRegistry, CircuitBreaker, CircuitOpenError, Degrade, Fallback, FallbackError, Hedge, Jitter,
+    Pipeline, Policy, Retry, Saga, SagaError, SagaResult, Served, Step, Timeout, Transaction, resilient, retry,
+)
 from .executor import (
     Progress,
     ResourcePool,
@@ -46,10 +50,14 @@ __all__ = [
     # executor
     "Wave", "WaveResult", "WaveReport", "WaveError", "WaveStream", "TaskResult", "TaskSpec", "TaskPolicy",
     "Summary", "Progress", "ResourcePool", "task", "record", "record_tokens", "record_cost",
+    # recovery
+    "Policy", "Pipeline", "resilient", "Retry", "retry", "Jitter", "CircuitBreaker", "BreakerConfig",
+    "BreakerRegistry", "CircuitOpenError", "Timeout", "Fallback", "FallbackError", "Hedge", "Degrade", "Served",
+    "Saga", "Step", "Transaction", "SagaResult", "SagaError",
     # outcomes and states
     "Outcome", "CallOutcome", "BreakerState",
     # hooks and events
     "Hook", "WaveObserver", "CallObserver", "SagaObserver", "WaveStarted", "TaskFinished", "CallStarted",
     "AttemptFinished", "RetryScheduled", "CallRejected", "CallFinished", "Degraded", "BreakerTransition",
-    "SagaStarted", "CompensationFinished", "SagaFinished",
+    "SagaStarted", "CompensationFinished", "SagaFinished", "TimedOut", "FallbackStarted",
 ]

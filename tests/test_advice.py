@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from shannon_otel import BreakerState, BreakerTransition, Outcome, Summary, Wave, WaveReport
-from shannon_otel.executor._advice import AdviceThresholds, OperationStats, RunReport, advise_wave
+from shannon_otel.executor._advice import AdviceThresholds, OperationStats, Recommendation, RunReport, advise_wave
 from shannon_otel.testing import FakeClock
 
 CLOSED, OPEN, HALF = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
@@ -30,8 +30,8 @@ def report(
     )
 
 
-def kinds(recs: list[object]) -> list[str]:
-    return [r.kind for r in recs]  # type: ignore[attr-defined]
+def kinds(recs: list[Recommendation]) -> list[str]:
+    return [r.kind for r in recs]
 
 
 # --------------------------------------------------------------------------- queue wait

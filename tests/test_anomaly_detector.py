@@ -155,6 +155,11 @@ def test_bad_block_input_is_rejected_clearly() -> None:
         det.update_many(["a", "a"], np.zeros((2, 3)), np.zeros(3))
     with pytest.raises(ValueError, match="1-D"):
         det.update_series("a", np.zeros((2, 2)), np.zeros(2))
+    with pytest.raises(ValueError, match="times must be finite"):
+        det.update_series("a", np.zeros(2), [0.0, math.nan])
+    with pytest.raises(ValueError, match="time must be a finite number of seconds, got nan"):
+        det.update("a", 1.0, math.nan)
+    assert det.update_series("a", [], []).shape == (0,)
 
 
 # ---------------------------------------------------------------------- config

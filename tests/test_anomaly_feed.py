@@ -214,3 +214,30 @@ def test_end_to_end_a_slow_task_of_a_real_wave_carries_the_anomaly(tel: Telemetr
     assert anomaly.span_id == format(slow.context.span_id, "016x")
     assert slow.attributes is not None
     assert slow.attributes[tm.TASK_INDEX] == 400
+
+
+def test_throughput_surge_is_reported(tel: Telemetry) -> None:
+    from shannon_otel.anomaly import THROUGHPUT
+
+    clock, seen = FakeClock(), list[Anomaly]()
+    hook = AnomalyHook(CONFIG, meter_provider=tel.meter_provider, on_anomaly=seen.append, tick_s=1.0,
+                       clock=clock, signals=[THROUGHPUT])
+    obs = hook.wave_started(WaveStarted("w", None, None, clock()))
+    assert obs is not None
+    run_tasks(tel, obs, clock, steady(16 * 60))  # 16 tasks per second
+    assert seen == []
+    run_tasks(tel, obs, clock, steady(128), step=1 / 128, first=16 * 60)  # 128 per second
+    assert [(a.signal, a.value) for a in seen][:1] == [(THROUGHPUT, 128.0)]
+
+
+def test_series_names_stay_bounded_by_the_cap(tel: Telemetry) -> None:
+    clock = FakeClock()
+    hook = AnomalyHook(DetectorConfig(max_series=4, min_history=2), meter_provider=tel.meter_provider,
+                       tick_s=1.0, clock=clock, signals=[LATENCY])
+    for w in range(50):
+        obs = hook.wave_started(WaveStarted(f"wave-{w}", None, None, clock()))
+        assert obs is not None
+        run_tasks(tel, obs, clock, steady(16))
+    assert hook.detector.stats.series == 4
+    assert hook.detector.stats.evicted == 46
+    assert len(tel.points(tm.ANOMALY_SCORE.name)) <= 4

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -241,3 +242,28 @@ def test_check_reachable_targets_exit_0(stub: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"^ok   OTLP http .*: accepted a test span", result.stdout, re.MULTILINE)
     assert "ok   Prometheus" in result.stdout and "1/1 scrape targets up, 42 shannon-otel series" in result.stdout
+
+
+def test_ctrl_c_summarises_what_ran_and_exits_130() -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "shannon_otel", "demo", "--duration", "60", "--tasks", "8"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background shell ignores SIGINT
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if " done " in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert "interrupted: summarising what ran" in out
+    for section in SECTIONS:
+        assert section in out
+    assert "Traceback" not in err

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from shannon_otel import BreakerState, OTelHook, Wave
+from shannon_otel import BreakerState, Wave
 from shannon_otel.cli._record import RunRecorder
 from shannon_otel.executor._advice import AnomalyRecord
 from shannon_otel.recovery import CircuitBreaker, Pipeline, Retry, Saga, SagaError, Step
@@ -16,18 +16,18 @@ from shannon_otel.testing import FakeClock, InMemoryTelemetry
 def test_retries_rejections_transitions_and_traces_per_wave() -> None:
     otel = InMemoryTelemetry()
     recorder = RunRecorder()
-    hooks = (OTelHook(**otel.providers), recorder)
+    hooks = (recorder,)
     clock = FakeClock()
     breaker = CircuitBreaker("dep", failure_threshold=2, reset_timeout=10, clock=clock, hooks=hooks,
-                             instrument=False)
-    call = Pipeline(Retry(attempts=3, initial=0.0, instrument=False), breaker, name="dep-call", clock=clock,
-                    hooks=hooks, instrument=False)
+                             **otel.providers)
+    call = Pipeline(Retry(attempts=3, initial=0.0), breaker, name="dep-call", clock=clock, hooks=hooks,
+                    **otel.providers)
 
     async def down() -> None:
         raise ConnectionError("down")
 
     async def main() -> None:
-        wave: Wave[None] = Wave("w", max_concurrency=1, hooks=hooks, instrument=False)
+        wave: Wave[None] = Wave("w", max_concurrency=1, hooks=hooks, **otel.providers)
         await wave.run([lambda: call.call(down), lambda: call.call(down)])
 
     asyncio.run(main())
@@ -58,7 +58,8 @@ def test_repeated_wave_names_get_unique_labels_and_anomalies_their_wave() -> Non
 
     async def main() -> None:
         for _ in range(3):
-            await Wave("research", hooks=(recorder,), instrument=False).run([work])
+            wave: Wave[None] = Wave("research", hooks=(recorder,), instrument=False)
+            await wave.run([work])
 
     asyncio.run(main())
     assert [w.label for w in recorder.waves] == ["research", "research#2", "research#3"]
@@ -102,7 +103,8 @@ def test_listeners_hear_waves_and_transitions() -> None:
         raise ConnectionError
 
     async def main() -> None:
-        await Wave("w", hooks=(recorder,), instrument=False).run([lambda: breaker.call(boom)])
+        wave: Wave[None] = Wave("w", hooks=(recorder,), instrument=False)
+        await wave.run([lambda: breaker.call(boom)])
 
     asyncio.run(main())
     assert heard == ["start w", "b open", "end w 1"]

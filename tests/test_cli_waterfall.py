@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 
 from shannon_otel import Wave
@@ -31,7 +32,7 @@ def run_wave(otel: InMemoryTelemetry, tasks: int) -> None:
 
     async def main() -> None:
         wave: Wave[int] = Wave("fetch-all", max_concurrency=2, **otel.providers)
-        await wave.run([lambda i=i: flaky(i) for i in range(tasks)])
+        await wave.run([functools.partial(flaky, i) for i in range(tasks)])
 
     asyncio.run(main())
 

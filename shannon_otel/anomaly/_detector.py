@@ -120,7 +120,7 @@ class AnomalyDetector:
 
         Returns the score in [0, 1], or ``None`` while the series warms up or when ``value``
         is NaN/inf (such values are counted in :attr:`stats` and change nothing else).
-        Never raises for a numeric value; O(1).
+        Raises ``ValueError`` only for a non-finite ``time``; O(1).
         """
         slot = self._slots.get(series)
         if slot is None:
@@ -130,6 +130,8 @@ class AnomalyDetector:
         if not isfinite(value):
             self._ignored += 1
             return None
+        if not isfinite(time):
+            raise ValueError(f"time must be a finite number of seconds, got {time!r}")
         cfg = self.config
         n = self._vn[slot] + 1
         self._vn[slot] = n
@@ -217,6 +219,8 @@ class AnomalyDetector:
                 f"values must have shape (len(series), len(times)) = ({len(series)}, {ts.size}),"
                 f" got {vals.shape}"
             )
+        if not np.isfinite(ts).all():
+            raise ValueError("times must be finite numbers of seconds")
         if len(set(series)) != len(series):
             raise ValueError("series must be distinct within one update_many call")
         out: F64 = np.full(vals.shape, np.nan)
@@ -242,10 +246,16 @@ class AnomalyDetector:
         self._offset[slots[fresh]] = raw[fresh, 0]
         x = raw - self._offset[slots, None]
         n = n0[:, None] + np.arange(1, t_len + 1)
-        cmin = np.minimum.accumulate(np.concatenate((self._min[slots, None], x), axis=1), axis=1)
-        cmax = np.maximum.accumulate(np.concatenate((self._max[slots, None], x), axis=1), axis=1)
-        pmin, pmax = cmin[:, :-1], cmax[:, :-1]
-        floor = cfg.noise_floor * (cmax[:, 1:] - cmin[:, 1:])
+        lo0, hi0 = self._min[slots], self._max[slots]
+        inside = bool((x.min(axis=1) >= lo0).all() and (x.max(axis=1) <= hi0).all())
+        if inside:  # the common steady state: no new extreme, so no running min/max to build
+            lo_end, hi_end = lo0, hi0
+            floor = np.broadcast_to((cfg.noise_floor * (hi0 - lo0))[:, None], x.shape)
+        else:
+            cmin = np.minimum.accumulate(np.concatenate((lo0[:, None], x), axis=1), axis=1)
+            cmax = np.maximum.accumulate(np.concatenate((hi0[:, None], x), axis=1), axis=1)
+            lo_end, hi_end = cmin[:, -1], cmax[:, -1]
+            floor = cfg.noise_floor * (cmax[:, 1:] - cmin[:, 1:])
 
         buckets = np.minimum((ts % cfg.period_s / cfg.period_s * cfg.buckets).astype(np.int64), cfg.buckets - 1)
         z = np.empty_like(x)
@@ -301,14 +311,16 @@ class AnomalyDetector:
         prev_red = np.concatenate((self._red[slots, None] > 0.0, red[:, :-1]), axis=1)
         score = sc.score_z(zl)
         score[red & prev_red] = DEMOTED_SCORE
-        with np.errstate(invalid="ignore"):  # inf - inf before the first value, inf * 0
-            tol = cfg.spatial_tolerance * (pmax - pmin)
-            spatial = (pmax >= pmin) & ((x > pmax + tol) | (x < pmin - tol))
-        score[spatial] = 1.0
+        if not inside:  # a value beyond the range so far can only appear here
+            pmin, pmax = cmin[:, :-1], cmax[:, :-1]
+            with np.errstate(invalid="ignore"):  # inf - inf before the first value, inf * 0
+                tol = cfg.spatial_tolerance * (pmax - pmin)
+                spatial = (pmax >= pmin) & ((x > pmax + tol) | (x < pmin - tol))
+            score[spatial] = 1.0
         score[n < cfg.min_history] = np.nan
 
         self._n[slots] = n[:, -1]
-        self._min[slots], self._max[slots] = cmin[:, -1], cmax[:, -1]
+        self._min[slots], self._max[slots] = lo_end, hi_end
         self._m[slots], self._v[slots] = m[:, -1], v[:, -1]
         self._red[slots] = red[:, -1]
         last = score[:, -1]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time as _time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -64,8 +65,8 @@ class AnomalyHook(Hook):
     executor: a failing ``on_anomaly`` callback is logged and ignored.
     """
 
-    __slots__ = ("_clock", "_counter", "_detector", "_keys", "_on_anomaly", "_ops", "enabled", "signals",
-                 "tick_s")
+    __slots__ = ("_clock", "_counter", "_detector", "_keys", "_lock", "_on_anomaly", "_ops", "enabled",
+                 "signals", "tick_s")
 
     def __init__(
         self,
@@ -92,6 +93,8 @@ class AnomalyHook(Hook):
         self.enabled = enabled
         self._keys: dict[str, tuple[str, str]] = {}  # detector key -> (series, signal)
         self._ops: dict[str, _OpTick] = {}
+        # The gauge callback runs on the metric reader's thread; scoring runs on the event loop.
+        self._lock = threading.Lock()
         meter = metrics.get_meter(tm.SCOPE_NAME, __version__, meter_provider)
         # Observable: the latest score of every tracked series is read at collection time, so
         # scoring pays nothing for the gauge and evicted series simply stop being reported.
@@ -123,11 +126,16 @@ class AnomalyHook(Hook):
     def _key(self, series: str, signal: str) -> str:
         key = f"{signal}\x00{series}"
         if key not in self._keys:
+            if len(self._keys) >= 2 * self._detector.config.max_series:  # forget evicted series
+                tracked = set(self._detector.series())
+                self._keys = {k: v for k, v in self._keys.items() if k in tracked}
+                self._ops = {k: v for k, v in self._ops.items() if f"{RETRY_RATE}\x00{k}" in tracked}
             self._keys[key] = (series, signal)
         return key
 
     def _score_rate(self, series: str, signal: str, value: float, now: float) -> None:
-        score = self._detector.update(self._key(series, signal), value, now)
+        with self._lock:
+            score = self._detector.update(self._key(series, signal), value, now)
         if score is not None and score >= self._detector.config.warning:
             self._report(series, signal, score, value, now, None)
 
@@ -156,11 +164,12 @@ class AnomalyHook(Hook):
             _log.exception("on_anomaly callback failed")
 
     def _observe(self, options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
-        for key in self._detector.series():
-            score = self._detector.last_score(key)
-            if score is not None:
-                series, signal = self._keys[key]
-                yield metrics.Observation(score, {tm.ANOMALY_SERIES: series, tm.ANOMALY_SIGNAL: signal})
+        with self._lock:
+            scores = [(self._keys[k], self._detector.last_score(k)) for k in self._detector.series()]
+        return [
+            metrics.Observation(score, {tm.ANOMALY_SERIES: series, tm.ANOMALY_SIGNAL: signal})
+            for (series, signal), score in scores if score is not None
+        ]
 
 
 class _WaveFeed(WaveObserver):
@@ -191,7 +200,8 @@ class _WaveFeed(WaveObserver):
         durations, spans = self._durations, self._spans
         self._durations, self._spans = [], []
         if durations and LATENCY in hook.signals:
-            scores = hook._detector.update_series(hook._key(wave, LATENCY), durations, [now] * len(durations))
+            with hook._lock:
+                scores = hook._detector.update_series(hook._key(wave, LATENCY), durations, [now] * len(durations))
             warn = hook._detector.config.warning
             for i in (scores >= warn).nonzero()[0].tolist():
                 hook._report(wave, LATENCY, float(scores[i]), durations[i], now, spans[i])

@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             out.line("interrupted: summarising what ran")
             code = EXIT_INTERRUPTED
-        _summarise(out, recorder, exporting, detector is not None)
+        _summarise(out, recorder, exporting, detector is not None, fill="#" if console is None else "\u2588")
         series = exporting.metrics.series() if exporting.metrics is not None else None
         if exporting.endpoint is not None:
             out.line(f"flushing telemetry to {exporting.endpoint} (at most ~{2 * args.export_timeout:g} s)...")
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def _summarise(out: Out, recorder: RunRecorder, exporting: Exporting, detector: bool) -> None:
+def _summarise(out: Out, recorder: RunRecorder, exporting: Exporting, detector: bool, *, fill: str) -> None:
     report = recorder.report()
     advice = report.recommendations()
     waves_section(out, recorder)
@@ -126,7 +126,7 @@ def _summarise(out: Out, recorder: RunRecorder, exporting: Exporting, detector: 
         trace_id = f"{root.context.trace_id:032x}"
         label = next((w.label for w in recorder.waves if w.trace_id == trace_id), root.name)
         title += f": {label} (trace {trace_id})"
-    waterfall_section(out, waterfall(spans), title)
+    waterfall_section(out, waterfall(spans, fill=fill), title)
     advice_section(out, advice)
 
 

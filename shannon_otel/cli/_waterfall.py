@@ -42,8 +42,10 @@ def _label(span: ReadableSpan, depth: int) -> str:
     return text if len(text) <= LABEL else text[: LABEL - 1] + "~"
 
 
-def waterfall(spans: Sequence[ReadableSpan], *, max_tasks: int = 6, max_depth: int = 4) -> list[Row]:
-    """Rows of text for the trace in ``spans`` (empty when it has no root span)."""
+def waterfall(
+    spans: Sequence[ReadableSpan], *, max_tasks: int = 6, max_depth: int = 4, fill: str = "#",
+) -> list[Row]:
+    """Rows of text for the trace in ``spans`` (empty when it has no root span); bars drawn with ``fill``."""
     by_id = {s.context.span_id: s for s in spans if s.context is not None}
     children: dict[int, list[ReadableSpan]] = {}
     roots = []
@@ -64,7 +66,7 @@ def waterfall(spans: Sequence[ReadableSpan], *, max_tasks: int = 6, max_depth: i
         end = min(1.0, ((span.end_time or t0) - t0) / total)
         left = min(BAR - 1, int(start * BAR))
         width = max(1, round(end * BAR) - left)
-        bar = " " * left + "#" * width + " " * max(0, BAR - left - width)
+        bar = " " * left + fill * width + " " * max(0, BAR - left - width)
         error = span.status.status_code is StatusCode.ERROR
         return Row(f"{_label(span, depth):<{LABEL}} |{bar[:BAR]}| {_ms(_duration(span))}{'  ERROR' if error else ''}",
                    error)

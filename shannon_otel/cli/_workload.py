@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._events import Hook
-from .._otel import OTelHook
 from ..executor import Progress, Wave, record_cost, record_tokens
 from ..recovery import CircuitBreaker, Degrade, Fallback, Pipeline, Retry, Saga, Step, Timeout
 
@@ -107,38 +106,28 @@ class World:
         return "ok"
 
 
-def shared_hooks(hooks: Sequence[Hook], providers: dict[str, Any]) -> tuple[Hook, ...]:
-    """One OTel hook for the whole run, first (outermost), then ``hooks``; pass with ``instrument=False``.
-
-    Every policy and wave would otherwise build its own OTelHook, and only the first one's observable
-    instruments (task outcomes, cost, active/pending tasks) reach the SDK.
-    """
-    return (OTelHook(**providers), *hooks)
-
-
 class Agent:
     """The policies of one demo run, built once and shared by every task (they hold no per-call state)."""
 
-    def __init__(self, world: World, hooks: tuple[Hook, ...]) -> None:
+    def __init__(self, world: World, hooks: Sequence[Hook], providers: dict[str, Any]) -> None:
         self.world = world
         seed = world.config.seed
-        options: dict[str, Any] = {"hooks": hooks, "instrument": False}
+        options: dict[str, Any] = {"hooks": tuple(hooks), **providers}
         self.breaker = CircuitBreaker("search-api", failure_threshold=5, reset_timeout=0.06, **options)
 
         async def small_model(error: Exception) -> str:
             return await world.chat(random.Random(f"{seed}/small/{id(error)}"), "small")
 
-        inner: dict[str, Any] = {"instrument": False}  # a pipeline's policies report through the pipeline
+        # The policies inside a pipeline report through the pipeline: only it needs hooks and providers.
         self.llm = Pipeline(
-            Fallback(small_model, on=TimeoutError, **inner),
-            Retry(attempts=2, initial=0.005, on=RateLimitedError, **inner),
-            Timeout(0.12, **inner), name="llm.chat", **options,
+            Fallback(small_model, on=TimeoutError), Retry(attempts=2, initial=0.005, on=RateLimitedError),
+            Timeout(0.12), name="llm.chat", **options,
         )
         # Deliberately retries everything, CircuitOpenError included: the demo's advice catches it.
         self.search = Pipeline(
-            Degrade(last_good=True, default=[], **inner),
-            Retry(attempts=4, initial=0.004, maximum=0.03, random=random.Random(seed), **inner),
-            self.breaker, Timeout(0.05, **inner), name="search-api", **options,
+            Degrade(last_good=True, default=[]),
+            Retry(attempts=4, initial=0.004, maximum=0.03, random=random.Random(seed)),
+            self.breaker, Timeout(0.05), name="search-api", **options,
         )
         self.vector_db = Timeout(0.5, name="vector-db.query", **options)
         self.publish = Saga("publish", **options)
@@ -170,8 +159,7 @@ async def run_waves(
     Returns the number of waves run; the reports go to the hooks (``wave_finished``).
     """
     world = World(config)
-    everyone = shared_hooks(hooks, providers)
-    agent = Agent(world, everyone)
+    agent = Agent(world, hooks, providers)
     wave_no = 0
     while (keep_going(wave_no) if keep_going is not None else wave_no < config.waves):
         position = wave_no % config.waves
@@ -182,8 +170,8 @@ async def run_waves(
         if on_wave is not None:
             on_wave(wave_no, stage)
         wave: Wave[str] = Wave(
-            stage, max_concurrency=config.concurrency, timeout=2.0, hooks=everyone, instrument=False,
-            on_progress=on_progress, progress_interval=0.1,
+            stage, max_concurrency=config.concurrency, timeout=2.0, hooks=tuple(hooks), on_progress=on_progress,
+            progress_interval=0.1, **providers,
         )
         tasks: list[Callable[[], Awaitable[str]]] = [
             functools.partial(agent.handle, wave_no, i) for i in range(config.tasks)

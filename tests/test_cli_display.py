@@ -1,0 +1,69 @@
+"""The live display and summary output: plain lines for pipes, rich on terminals, plain without rich."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import pytest
+from rich.console import Console
+
+from shannon_otel import BreakerState, BreakerTransition
+from shannon_otel.cli._demo import _console
+from shannon_otel.cli._display import PlainDisplay, RichDisplay, make_display
+from shannon_otel.cli._record import RunRecorder, WaveLive
+from shannon_otel.cli._summary import Out
+
+
+def recorder_with_a_wave() -> tuple[RunRecorder, WaveLive]:
+    recorder = RunRecorder()
+    live = WaveLive("research#2", 24, done=10, failed=2, active=6, retries=7, rejected=3, degraded=1)
+    recorder.waves.append(live)
+    recorder.breakers["search-api"] = BreakerState.OPEN
+    return recorder, live
+
+
+def test_plain_display_prints_one_line_per_event() -> None:
+    recorder, live = recorder_with_a_wave()
+    stream = io.StringIO()
+    with PlainDisplay(recorder, stream) as display:
+        display.wave_started(live)
+        display.transition(BreakerTransition("search-api", BreakerState.CLOSED, BreakerState.OPEN,
+                                             "failure_threshold", 0.0))
+        display.wave_finished(live)
+    lines = [line.split("] ", 1)[1] for line in stream.getvalue().splitlines()]
+    assert lines == [
+        "wave research#2: started, 24 tasks",
+        "breaker search-api: closed -> open (failure_threshold)",
+        "wave research#2: done 10/24, failed 2, retries 7, rejected 3, degraded 1; breakers: search-api=open",
+    ]
+
+
+def test_rich_display_renders_the_live_table() -> None:
+    recorder, _ = recorder_with_a_wave()
+    console = Console(file=io.StringIO(), force_terminal=True, width=120, color_system=None)
+    display = make_display(recorder, plain=False, console=console)
+    assert isinstance(display, RichDisplay)
+    console.print(display._render())
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "research#2" in text and "10/24" in text and "search-api=open" in text
+    assert isinstance(make_display(recorder, plain=True, console=console), PlainDisplay)
+
+
+def test_summary_tables_in_rich_and_plain() -> None:
+    console = Console(file=io.StringIO(), force_terminal=True, width=100, color_system=None)
+    stream = io.StringIO()
+    for out in (Out(console), Out(stream=stream)):
+        out.heading("Waves (1)")
+        out.table(["wave", "tasks"], [["plan", "24"]], footer=["all", "24"])
+    rich_text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "Waves (1)" in rich_text and "plan" in rich_text and "all" in rich_text
+    assert stream.getvalue().splitlines() == ["", "== Waves (1) ==", "wave  tasks", "----  -----", "plan     24",
+                                              "----  -----", "all      24"]
+
+
+def test_plain_when_not_a_terminal_or_rich_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert _console(plain=True) is None
+    monkeypatch.setitem(sys.modules, "rich.console", None)  # import fails as if rich were not installed
+    assert _console(plain=False) is None
