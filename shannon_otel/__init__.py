@@ -21,6 +21,7 @@ from ._events import (
 )
 from ._telemetry import BreakerState, CallOutcome, Outcome
 from ._version import __version__
+from .anomaly import Anomaly, AnomalyDetector, AnomalyHook, DetectorConfig
 from .recovery import (
     BreakerConfig, BreakerRegistry, CircuitBreaker, CircuitOpenError, Degrade, Fallback, FallbackError, Hedge, Jitter,
     Pipeline, Policy, Retry, Saga, SagaError, SagaResult, Served, Step, Timeout, Transaction, resilient, retry,
@@ -54,6 +55,8 @@ __all__ = [
     "Policy", "Pipeline", "resilient", "Retry", "retry", "Jitter", "CircuitBreaker", "BreakerConfig",
     "BreakerRegistry", "CircuitOpenError", "Timeout", "Fallback", "FallbackError", "Hedge", "Degrade", "Served",
     "Saga", "Step", "Transaction", "SagaResult", "SagaError",
+    # anomaly detection
+    "AnomalyDetector", "DetectorConfig", "AnomalyHook", "Anomaly",
     # outcomes and states
     "Outcome", "CallOutcome", "BreakerState",
     # hooks and events

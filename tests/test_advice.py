@@ -63,7 +63,7 @@ def test_queue_wait_measured_on_a_real_wave() -> None:
         return (await wave.run([work for _ in range(10)])).report
 
     wave_report = asyncio.run(main())
-    recs = wave_report.recommendations()
+    recs = wave_report.recommendations
     assert kinds(recs) == ["queue_wait"]
     assert recs[0].evidence["queue_wait_mean_s"] == pytest.approx(0.045)
     assert "45.0 ms" in recs[0].message and "now 1" in recs[0].message

@@ -64,17 +64,13 @@ def endpoint_url(text: str) -> str:
     url = text if "://" in text else f"http://{text}"
     parts = urlsplit(url)
     try:
-        port = parts.port
+        parts.port  # noqa: B018 - parsing the port is the check (ValueError when it is not a number)
     except ValueError:
-        port = None
-        bad_port = True
-    else:
-        bad_port = False
-    if parts.scheme not in ("http", "https") or not parts.hostname or bad_port:
+        parts = parts._replace(netloc="")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise argparse.ArgumentTypeError(
             f"expected a URL like http://127.0.0.1:4317 (scheme http or https, a host, an optional port), got {text!r}"
         )
-    del port
     return url.rstrip("/")
 
 
@@ -98,16 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo", help="run a simulated agent workload and summarise its telemetry (no server needed)",
-        description="Runs waves of simulated LLM agent tasks through the real executor and resilience "
-        "policies (retry, circuit breaker, timeout, fallback, degradation, saga) with an injected search outage "
-        "and latency anomaly, shows live progress, then prints a summary, the slowest wave's trace and "
+        description="Runs waves of simulated LLM agent tasks through the real executor and resilience policies\n"
+        "(retry, circuit breaker, timeout, fallback, degradation, saga) with an injected search outage and\n"
+        "latency anomaly, shows live progress, then prints a summary, the slowest wave's trace and\n"
         "recommendations. Telemetry stays in-process unless --otlp-endpoint or --prometheus-port is given.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    demo.add_argument("--waves", type=_positive_int, default=6, help="waves per cycle (default 6)")
-    demo.add_argument("--tasks", type=_positive_int, default=24, help="tasks per wave (default 24)")
-    demo.add_argument("--concurrency", type=_positive_int, default=6, help="max concurrent tasks per wave (default 6)")
-    demo.add_argument("--seed", type=int, default=7, help="seed of the simulated workload (default 7)")
+    demo.add_argument("--waves", type=_positive_int, metavar="N", default=6, help="waves per cycle (default 6)")
+    demo.add_argument("--tasks", type=_positive_int, metavar="N", default=24, help="tasks per wave (default 24)")
+    demo.add_argument("--concurrency", type=_positive_int, metavar="N", default=6,
+                      help="max concurrent tasks per wave (default 6)")
+    demo.add_argument("--seed", type=int, metavar="N", default=7, help="seed of the simulated workload (default 7)")
     demo.add_argument("--duration", type=_seconds, metavar="SECONDS",
                       help="keep running cycles of waves for this long (for dashboard demos)")
     demo.add_argument("--otlp-endpoint", type=endpoint_url, default=None, metavar="URL",
@@ -121,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="OTLP metric export interval (default: $OTEL_METRIC_EXPORT_INTERVAL, else 10)")
     demo.add_argument("--prometheus-port", type=_port, default=None, metavar="PORT",
                       help="serve metrics for scraping at http://127.0.0.1:PORT/metrics (0: any free port)")
-    demo.add_argument("--service-name", default=os.environ.get("OTEL_SERVICE_NAME") or "shannon-otel-demo",
+    demo.add_argument("--service-name", metavar="NAME",
+                      default=os.environ.get("OTEL_SERVICE_NAME") or "shannon-otel-demo",
                       help="service.name of the telemetry (default shannon-otel-demo)")
     demo.add_argument("--plain", action="store_true", help="plain line output even on a terminal")
     demo.set_defaults(env_endpoint=env_endpoint, env_protocol=env_protocol)

@@ -91,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
     keep_going: Callable[[int], bool] | None = None
     if args.duration is not None:
         deadline = time.monotonic() + args.duration
-        keep_going = lambda n: n == 0 or time.monotonic() < deadline  # noqa: E731
+
+        def keep_going(wave_no: int) -> bool:
+            return wave_no == 0 or time.monotonic() < deadline
     code = EXIT_OK
     with exporting.problems:
         try:

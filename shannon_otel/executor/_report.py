@@ -64,8 +64,10 @@ class WaveReport:
     def failed(self) -> int:
         return self.counts.get(Outcome.FAILURE, 0) + self.counts.get(Outcome.TIMEOUT, 0)
 
+    @property
     def recommendations(self) -> list[Recommendation]:
-        """Queue-wait and parallel-efficiency advice for this wave, citing its numbers (see ``_advice``)."""
+        """Queue-wait and parallel-efficiency advice for this wave, each citing its numbers (computed on access;
+        ``executor._advice.advise_wave`` takes custom thresholds)."""
         from ._advice import advise_wave
 
         return advise_wave(self)
