@@ -10,22 +10,20 @@ from ._events import (
     CallStarted,
     CompensationFinished,
     Degraded,
+    FallbackStarted,
     Hook,
     RetryScheduled,
     SagaFinished,
     SagaObserver,
     SagaStarted,
     TaskFinished,
+    TimedOut,
     WaveObserver,
     WaveStarted,
 )
 from ._telemetry import BreakerState, CallOutcome, Outcome
 from ._version import __version__
 from .anomaly import Anomaly, AnomalyDetector, AnomalyHook, DetectorConfig
-from .recovery import (
-    BreakerConfig, BreakerRegistry, CircuitBreaker, CircuitOpenError, Degrade, Fallback, FallbackError, Hedge, Jitter,
-    Pipeline, Policy, Retry, Saga, SagaError, SagaResult, Served, Step, Timeout, Transaction, resilient, retry,
-)
 from .executor import (
     Progress,
     ResourcePool,
@@ -42,6 +40,29 @@ from .executor import (
     record_cost,
     record_tokens,
     task,
+)
+from .recovery import (
+    BreakerConfig,
+    BreakerRegistry,
+    CircuitBreaker,
+    CircuitOpenError,
+    Degrade,
+    Fallback,
+    FallbackError,
+    Hedge,
+    Jitter,
+    Pipeline,
+    Policy,
+    Retry,
+    Saga,
+    SagaError,
+    SagaResult,
+    Served,
+    Step,
+    Timeout,
+    Transaction,
+    resilient,
+    retry,
 )
 
 __all__ = [
@@ -64,3 +85,8 @@ __all__ = [
     "AttemptFinished", "RetryScheduled", "CallRejected", "CallFinished", "Degraded", "BreakerTransition",
     "SagaStarted", "CompensationFinished", "SagaFinished", "TimedOut", "FallbackStarted",
 ]
+
+# Errors name their public home, so `error.type` reads shannon_otel.CircuitOpenError, not a private module.
+for _error in (CircuitOpenError, FallbackError, SagaError, WaveError):
+    _error.__module__ = __name__
+del _error

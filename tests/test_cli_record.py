@@ -108,3 +108,21 @@ def test_listeners_hear_waves_and_transitions() -> None:
 
     asyncio.run(main())
     assert heard == ["start w", "b open", "end w 1"]
+
+
+def test_memory_stays_bounded_and_totals_cover_every_wave() -> None:
+    recorder = RunRecorder(max_waves=2)
+    fetch = Retry(name="fetch", attempts=1, hooks=(recorder,), instrument=False)
+
+    async def task() -> None:
+        await fetch.call(lambda: asyncio.sleep(0))
+
+    async def main() -> None:
+        for _ in range(5):
+            wave: Wave[None] = Wave("w", hooks=(recorder,), instrument=False)
+            await wave.run([task, task])
+
+    asyncio.run(main())
+    assert [w.label for w in recorder.waves] == ["w#4", "w#5"]
+    assert recorder.totals["waves"] == 5 and recorder.totals["success"] == 10
+    assert set(recorder.report().operations["fetch"].latency_by_wave) == {"w#4", "w#5"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,11 +35,19 @@ from .._events import (
     WaveStarted,
 )
 from .._stats import LogHistogram
-from .._telemetry import BreakerState, CallOutcome, Outcome
+from .._telemetry import (
+    GEN_AI_INPUT_TOKENS,
+    GEN_AI_OUTPUT_TOKENS,
+    TASK_COST_ATTR,
+    BreakerState,
+    CallOutcome,
+    Outcome,
+)
 from ..executor._advice import AnomalyRecord, OperationStats, RunReport
 from ..executor._report import WaveReport
 from ..recovery import CircuitOpenError
 
+_KEEP = 1000  # newest transitions, rollbacks and anomalies kept (bounded memory for --duration runs)
 _WAVE: contextvars.ContextVar[WaveLive | None] = contextvars.ContextVar("shannon_otel_cli_wave", default=None)
 
 
@@ -98,8 +107,7 @@ class _WaveObs(WaveObserver):
 
     def wave_finished(self, report: WaveReport) -> None:
         self._live.report = report
-        for listener in self._recorder.on_wave_finished:
-            listener(self._live)
+        self._recorder._finished(self._live)
 
 
 class _CallObs(CallObserver):
@@ -160,23 +168,32 @@ class _SagaObs(SagaObserver):
 
     def saga_finished(self, event: SagaFinished) -> None:
         if event.outcome is not Outcome.SUCCESS:
+            self._recorder.rolled_back += 1
             self._recorder.rollbacks.append((event.saga, event.compensated_steps, current_trace_id()))
 
 
 class RunRecorder(Hook):
-    """Pass it in ``hooks=`` of every wave, policy, breaker and saga of a run; then :meth:`report`."""
+    """Pass it in ``hooks=`` of every wave, policy, breaker and saga of a run; then :meth:`report`.
 
-    def __init__(self) -> None:
-        self.waves: list[WaveLive] = []
+    Memory stays bounded however long the run: per-wave detail is kept for the newest ``max_waves``
+    waves, running totals for all of them.
+    """
+
+    def __init__(self, *, max_waves: int = 500) -> None:
+        self.waves: list[WaveLive] = []  # the newest ``max_waves``; older ones live on in ``totals``
+        self.max_waves = max_waves
+        self.totals: Counter[str] = Counter()  # every finished wave: "waves", "retries", each outcome
+        self.sums: dict[str, float] = {}  # every finished wave: total tokens and cost, by measurement
         self.breakers: dict[str, BreakerState] = {}
-        self.transitions: list[BreakerTransition] = []
+        self.transitions: deque[BreakerTransition] = deque(maxlen=_KEEP)
         self.listeners: list[Callable[[BreakerTransition], None]] = []
         self.on_wave_started: list[Callable[[WaveLive], None]] = []
         self.on_wave_finished: list[Callable[[WaveLive], None]] = []
         self.latency = LogHistogram()  # every started task's duration, all waves
         self.compensations = 0
-        self.rollbacks: list[tuple[str, tuple[str, ...], str | None]] = []
-        self._anomalies: list[AnomalyRecord] = []
+        self.rolled_back = 0
+        self.rollbacks: deque[tuple[str, tuple[str, ...], str | None]] = deque(maxlen=_KEEP)  # the newest
+        self._anomalies: deque[AnomalyRecord] = deque(maxlen=_KEEP)
         self._lock = threading.Lock()
         self._ops: dict[str, _Op] = {}
         self._names: dict[str, int] = {}
@@ -207,6 +224,26 @@ class RunRecorder(Hook):
             self.transitions.append(event)
             for listener in self.listeners:
                 listener(event)
+
+    def _finished(self, live: WaveLive) -> None:
+        report = live.report
+        assert report is not None
+        totals = self.totals
+        totals["waves"] += 1
+        totals["retries"] += live.retries
+        for outcome, n in report.counts.items():
+            totals[outcome.value] += n
+        for name in (GEN_AI_INPUT_TOKENS, GEN_AI_OUTPUT_TOKENS, TASK_COST_ATTR):
+            summary = report.measurements.get(name)
+            if summary is not None:
+                self.sums[name] = self.sums.get(name, 0.0) + summary.total
+        for listener in self.on_wave_finished:
+            listener(live)
+        while len(self.waves) > self.max_waves and self.waves[0].report is not None:
+            gone = self.waves.pop(0).label
+            for op in self._ops.values():
+                op.latency.pop(gone, None)
+                op.slowest.pop(gone, None)
 
     # ------------------------------------------------------------------ anomalies
     def anomaly(self, record: AnomalyRecord) -> None:
@@ -242,5 +279,5 @@ class RunRecorder(Hook):
         done = [w for w in self.waves if w.report is not None]
         return RunReport(
             tuple(w.report for w in done if w.report is not None), tuple(w.label for w in done), operations,
-            tuple(self.transitions), self.compensations, len(self.rollbacks), tuple(self.anomalies),
+            tuple(self.transitions), self.compensations, self.rolled_back, tuple(self.anomalies),
         )

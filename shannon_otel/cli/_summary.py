@@ -85,11 +85,11 @@ def _total(report: Any, name: str) -> float:
 def waves_section(out: Out, recorder: RunRecorder) -> None:
     lives = [w for w in recorder.waves if w.report is not None]
     shown = lives[-_MAX_WAVE_ROWS:]
-    out.heading(f"Waves ({len(lives)})")
-    if len(lives) > len(shown):
-        out.line(f"(the {len(lives) - len(shown)} earlier waves are in the totals only)")
+    totals, sums = recorder.totals, recorder.sums
+    out.heading(f"Waves ({totals['waves']})")
+    if totals["waves"] > len(shown):
+        out.line(f"(the {totals['waves'] - len(shown)} earlier waves are in the totals only)")
     rows = []
-    totals: Counter[str] = Counter()
     for live in shown:
         r = live.report
         assert r is not None
@@ -100,14 +100,6 @@ def waves_section(out: Out, recorder: RunRecorder) -> None:
             f"{_total(r, GEN_AI_INPUT_TOKENS) + _total(r, GEN_AI_OUTPUT_TOKENS):,.0f}",
             f"${_total(r, TASK_COST_ATTR):.3f}",
         ])
-    for live in lives:
-        r = live.report
-        assert r is not None
-        for outcome in Outcome:
-            totals[outcome.value] += r.counts[outcome]
-        totals["retries"] += live.retries
-    tokens = sum(_total(w.report, GEN_AI_INPUT_TOKENS) + _total(w.report, GEN_AI_OUTPUT_TOKENS) for w in lives)
-    cost = sum(_total(w.report, TASK_COST_ATTR) for w in lives)
     lat = recorder.latency
 
     def p(q: float) -> str:
@@ -115,8 +107,9 @@ def waves_section(out: Out, recorder: RunRecorder) -> None:
 
     footer = [
         "all", str(sum(totals[o.value] for o in Outcome)), str(totals["success"]), str(totals["failure"]),
-        str(totals["timeout"]), p(0.5), p(0.95), p(0.99), "", "", str(totals["retries"]), f"{tokens:,.0f}",
-        f"${cost:.3f}",
+        str(totals["timeout"]), p(0.5), p(0.95), p(0.99), "", "", str(totals["retries"]),
+        f"{sums.get(GEN_AI_INPUT_TOKENS, 0) + sums.get(GEN_AI_OUTPUT_TOKENS, 0):,.0f}",
+        f"${sums.get(TASK_COST_ATTR, 0):.3f}",
     ]
     out.table(["wave", "tasks", "ok", "failed", "timeout", "p50", "p95", "p99", "queue p50", "efficiency",
                "retries", "tokens", "cost"], rows, footer=footer)

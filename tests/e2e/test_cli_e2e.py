@@ -99,8 +99,10 @@ def test_prometheus_port_serves_the_names_the_collector_produces(collector: Coll
             ))
             return (ours, theirs) if ours and ours <= theirs else None
 
-        ours, theirs = wait_until(both, timeout=30, what="the demo's series in the collector's exposition")
-        out, err = proc.communicate(timeout=60)
+        found = wait_until(both, timeout=30, what="the demo's series in the collector's exposition")
+        assert found is not None
+        ours, theirs = found
+        _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()

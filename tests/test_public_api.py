@@ -1,0 +1,90 @@
+"""The public API is exactly shannon_otel.__all__; changing it is a deliberate, visible act."""
+
+from __future__ import annotations
+
+import shannon_otel
+
+EXPECTED = [
+    "Anomaly",
+    "AnomalyDetector",
+    "AnomalyHook",
+    "AttemptFinished",
+    "BreakerConfig",
+    "BreakerRegistry",
+    "BreakerState",
+    "BreakerTransition",
+    "CallFinished",
+    "CallObserver",
+    "CallOutcome",
+    "CallRejected",
+    "CallStarted",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "CompensationFinished",
+    "Degrade",
+    "Degraded",
+    "DetectorConfig",
+    "Fallback",
+    "FallbackError",
+    "FallbackStarted",
+    "Hedge",
+    "Hook",
+    "Jitter",
+    "Outcome",
+    "Pipeline",
+    "Policy",
+    "Progress",
+    "ResourcePool",
+    "Retry",
+    "RetryScheduled",
+    "Saga",
+    "SagaError",
+    "SagaFinished",
+    "SagaObserver",
+    "SagaResult",
+    "SagaStarted",
+    "Served",
+    "Step",
+    "Summary",
+    "TaskFinished",
+    "TaskPolicy",
+    "TaskResult",
+    "TaskSpec",
+    "Telemetry",
+    "TimedOut",
+    "Timeout",
+    "Transaction",
+    "Wave",
+    "WaveError",
+    "WaveObserver",
+    "WaveReport",
+    "WaveResult",
+    "WaveStarted",
+    "WaveStream",
+    "__version__",
+    "configure",
+    "record",
+    "record_cost",
+    "record_tokens",
+    "resilient",
+    "retry",
+    "task",
+]
+
+
+def test_all_is_pinned() -> None:
+    assert sorted(shannon_otel.__all__) == EXPECTED
+
+
+def test_every_exported_name_exists_and_nothing_public_is_unlisted() -> None:
+    for name in shannon_otel.__all__:
+        assert hasattr(shannon_otel, name), name
+    public = {n for n in vars(shannon_otel) if not n.startswith("_")}
+    subpackages = {"anomaly", "executor", "recovery", "testing", "assets", "cli"}
+    assert public - subpackages <= set(shannon_otel.__all__)
+
+
+def test_public_errors_name_their_public_module() -> None:
+    from shannon_otel._events import error_type
+
+    assert error_type(shannon_otel.CircuitOpenError("breaker", "open")) == "shannon_otel.CircuitOpenError"
