@@ -21,6 +21,7 @@ from ._events import (
     WaveObserver,
     WaveStarted,
 )
+from ._recorder import RunRecorder
 from ._telemetry import BreakerState, CallOutcome, Outcome
 from ._version import __version__
 from .anomaly import Anomaly, AnomalyDetector, AnomalyHook, DetectorConfig
@@ -41,6 +42,7 @@ from .executor import (
     record_tokens,
     task,
 )
+from .executor._advice import AdviceThresholds, Recommendation, RunReport, advise_wave
 from .recovery import (
     BreakerConfig,
     BreakerRegistry,
@@ -72,6 +74,8 @@ __all__ = [
     # executor
     "Wave", "WaveResult", "WaveReport", "WaveError", "WaveStream", "TaskResult", "TaskSpec", "TaskPolicy",
     "Summary", "Progress", "ResourcePool", "task", "record", "record_tokens", "record_cost",
+    # run-level report and recommendations
+    "RunRecorder", "RunReport", "Recommendation", "AdviceThresholds", "advise_wave",
     # recovery
     "Policy", "Pipeline", "resilient", "Retry", "retry", "Jitter", "CircuitBreaker", "BreakerConfig",
     "BreakerRegistry", "CircuitOpenError", "Timeout", "Fallback", "FallbackError", "Hedge", "Degrade", "Served",

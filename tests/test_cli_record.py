@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from shannon_otel import BreakerState, Wave
-from shannon_otel.cli._record import RunRecorder
+from shannon_otel._recorder import RunRecorder
 from shannon_otel.executor._advice import AnomalyRecord
 from shannon_otel.recovery import CircuitBreaker, Pipeline, Retry, Saga, SagaError, Step
 from shannon_otel.testing import FakeClock, InMemoryTelemetry

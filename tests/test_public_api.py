@@ -5,6 +5,7 @@ from __future__ import annotations
 import shannon_otel
 
 EXPECTED = [
+    "AdviceThresholds",
     "Anomaly",
     "AnomalyDetector",
     "AnomalyHook",
@@ -34,9 +35,12 @@ EXPECTED = [
     "Pipeline",
     "Policy",
     "Progress",
+    "Recommendation",
     "ResourcePool",
     "Retry",
     "RetryScheduled",
+    "RunRecorder",
+    "RunReport",
     "Saga",
     "SagaError",
     "SagaFinished",
@@ -62,6 +66,7 @@ EXPECTED = [
     "WaveStarted",
     "WaveStream",
     "__version__",
+    "advise_wave",
     "configure",
     "record",
     "record_cost",
