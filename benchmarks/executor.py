@@ -6,6 +6,9 @@ Scenarios (interleaved, >= 5 repetitions, medians of per-repetition ratios to ga
   metrics_unbridged    same, but through plain SDK calls (what a user-built MeterProvider gets)
   traced               every task span recorded, BatchSpanProcessor to an exporter that discards
   peer_asyncio_instr_traced  opentelemetry-instrumentation-asyncio tracing the same coroutines
+  floor_span_only      the Wave with a bare hook that only starts, attaches, detaches and ends one SDK span
+                       per task: the cost of the SDK span itself, the floor under "traced"
+  gather_plus_span     asyncio.gather over coroutines that each open ``start_as_current_span``
 The Wave runs with max_concurrency=100 (workers, not one asyncio task per input).
 Memory: tracemalloc peak of the streaming mode for N and 10 x N lazy inputs (should not grow).
 """
@@ -26,7 +29,10 @@ from typing import Any
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from shannon_otel import Wave
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from shannon_otel import Hook, Wave, WaveObserver, WaveStarted
 from shannon_otel.testing import InMemoryTelemetry
 
 
@@ -71,6 +77,45 @@ def _peer(n: int, tracer_provider: TracerProvider) -> tuple[Callable[[], Awaitab
             instrumentor.uninstrument()
 
     return run, toggle  # type: ignore[return-value]
+
+
+class _SpanOnly(Hook):
+    """The least a per-task span costs: start, make current, end. No attributes, no metrics."""
+
+    def __init__(self, tracer_provider: TracerProvider) -> None:
+        self._tracer = tracer_provider.get_tracer("floor")
+
+    def wave_started(self, event: WaveStarted) -> WaveObserver:
+        tracer = self._tracer
+        wave = tracer.start_span("wave")
+        parent = trace.set_span_in_context(wave)
+
+        class Observer(WaveObserver):
+            def task_started(self, index: int, name: str, queue_wait_s: float) -> Any:
+                span = tracer.start_span("task", context=parent)
+                return span, otel_context.attach(trace.set_span_in_context(span))
+
+            def task_finished(self, token: Any, event: Any) -> None:
+                otel_context.detach(token[1])
+                token[0].end()
+
+            def wave_finished(self, report: Any) -> None:
+                wave.end()
+
+        return Observer()
+
+
+def _gather_span(n: int, tracer_provider: TracerProvider) -> Callable[[], Awaitable[Any]]:
+    tracer = tracer_provider.get_tracer("gather")
+
+    async def one() -> None:
+        with tracer.start_as_current_span("task"):
+            await noop()
+
+    async def run() -> None:
+        await asyncio.gather(*(one() for _ in range(n)))
+
+    return run
 
 
 def _time(fn: Callable[[], Awaitable[Any]]) -> float:
@@ -119,6 +164,8 @@ def main(argv: list[str]) -> int:
         "metrics_unbridged": _wave(n, **unbridged.providers),
         "traced": _wave(n, tracer_provider=traced_tp, meter_provider=traced_metrics.meter_provider),
         "peer_asyncio_instr_traced": peer_run,
+        "floor_span_only": _wave(n, hooks=(_SpanOnly(traced_tp),), instrument=False),
+        "gather_plus_span": _gather_span(n, traced_tp),
     }
     times: dict[str, list[float]] = {k: [] for k in scenarios}
     for name, fn in scenarios.items():  # warm-up

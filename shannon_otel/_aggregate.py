@@ -44,8 +44,9 @@ class _Point:
 
     def __init__(self, buckets: int) -> None:
         self.counts = [0] * buckets
-        # The latest sampled measurement per bucket, like the SDK's aligned-bucket reservoir.
-        self.exemplars: list[Exemplar | None] = [None] * buckets
+        # The latest sampled measurement per bucket (value, time, span), like the SDK's aligned-bucket
+        # reservoir; Exemplar objects are built only at collection.
+        self.exemplars: list[tuple[float, int, SpanContext] | None] = [None] * buckets
         self.total = 0.0
         self.min = float("inf")
         self.max = float("-inf")
@@ -70,7 +71,7 @@ class HistogramAggregate:
         bucket = bisect_left(self._bounds, value)
         point.counts[bucket] += 1
         if span is not None and span.trace_flags.sampled:
-            point.exemplars[bucket] = Exemplar({}, value, time.time_ns(), span.span_id, span.trace_id)
+            point.exemplars[bucket] = (value, time.time_ns(), span)
         point.total += value
         if value < point.min:
             point.min = value
@@ -88,7 +89,10 @@ class HistogramAggregate:
                 attributes={k: v for k, v in zip(keys, key, strict=True) if v is not None},
                 start_time_unix_nano=start_ns, time_unix_nano=now_ns, count=sum(counts), sum=p.total,
                 bucket_counts=counts, explicit_bounds=list(self._bounds), min=p.min, max=p.max,
-                exemplars=[e for e in list(p.exemplars) if e is not None],
+                exemplars=[
+                    Exemplar({}, value, at, span.span_id, span.trace_id)
+                    for e in list(p.exemplars) if e is not None for value, at, span in (e,)
+                ],
             ))
         return Metric(
             name=self.spec.name, description=self.spec.description, unit=self.spec.unit,

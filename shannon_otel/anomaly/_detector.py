@@ -17,7 +17,7 @@ Not thread-safe: call it from one thread (the event loop for the hook).
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from math import expm1, isfinite, sqrt
@@ -25,7 +25,7 @@ from math import expm1, isfinite, sqrt
 import numpy as np
 import numpy.typing as npt
 
-from . import _scoring as sc
+from ._block import Scratch, score_block
 from ._config import DetectorConfig
 from ._ring import Rings, floats, ints
 from ._scoring import (
@@ -74,6 +74,9 @@ class AnomalyDetector:
         self._slots: OrderedDict[str, int] = OrderedDict()
         self._ignored = 0
         self._evicted = 0
+        self._scratch = Scratch()  # the block path's work buffers
+        self._last_key: tuple[str, ...] | None = None  # series of the last block, if still the most recent
+        self._last_slots: I64 = np.zeros(0, dtype=np.int64)
 
     # ------------------------------------------------------------------ series registry
     @property
@@ -122,6 +125,7 @@ class AnomalyDetector:
         is NaN/inf (such values are counted in :attr:`stats` and change nothing else).
         Raises ``ValueError`` only for a non-finite ``time``; O(1).
         """
+        self._last_key = None  # the LRU order changes
         slot = self._slots.get(series)
         if slot is None:
             slot = self._slot(series)
@@ -221,108 +225,50 @@ class AnomalyDetector:
             )
         if not np.isfinite(ts).all():
             raise ValueError("times must be finite numbers of seconds")
-        if len(set(series)) != len(series):
-            raise ValueError("series must be distinct within one update_many call")
-        out: F64 = np.full(vals.shape, np.nan)
         if vals.size == 0:
-            return out
-        slots = np.fromiter((self._slot(s) for s in series), dtype=np.int64, count=len(series))
+            _distinct(series)
+            empty: F64 = np.full(vals.shape, np.nan)
+            return empty
+        slots = self._slots_of(series)
         finite = np.isfinite(vals)
         clean = finite.all(axis=1)
+        if clean.all():
+            return score_block(self, slots, vals, ts)
+        out: F64 = np.full(vals.shape, np.nan)
         if clean.any():
-            out[clean] = self._block(slots[clean], vals[clean], ts)
+            out[clean] = score_block(self, slots[clean], vals[clean], ts)
         for i in np.flatnonzero(~clean):  # rare: compress each row on its own
             keep = finite[i]
             self._ignored += int(keep.size - keep.sum())
             if keep.any():
-                out[i, keep] = self._block(slots[i : i + 1], vals[i : i + 1, keep], ts[keep])[0]
+                out[i, keep] = score_block(self, slots[i : i + 1], vals[i : i + 1, keep], ts[keep])[0]
         return out
 
-    def _block(self, slots: I64, raw: F64, ts: F64) -> F64:
-        cfg = self.config
-        t_len = raw.shape[1]
-        n0 = self._n[slots]
-        fresh = n0 == 0
-        self._offset[slots[fresh]] = raw[fresh, 0]
-        x = raw - self._offset[slots, None]
-        n = n0[:, None] + np.arange(1, t_len + 1)
-        lo0, hi0 = self._min[slots], self._max[slots]
-        inside = bool((x.min(axis=1) >= lo0).all() and (x.max(axis=1) <= hi0).all())
-        if inside:  # the common steady state: no new extreme, so no running min/max to build
-            lo_end, hi_end = lo0, hi0
-            floor = np.broadcast_to((cfg.noise_floor * (hi0 - lo0))[:, None], x.shape)
-        else:
-            cmin = np.minimum.accumulate(np.concatenate((lo0[:, None], x), axis=1), axis=1)
-            cmax = np.maximum.accumulate(np.concatenate((hi0[:, None], x), axis=1), axis=1)
-            lo_end, hi_end = cmin[:, -1], cmax[:, -1]
-            floor = cfg.noise_floor * (cmax[:, 1:] - cmin[:, 1:])
+    def _slots_of(self, series: Sequence[str]) -> I64:
+        """:meth:`_slot` of each of ``series`` in order, after checking they are distinct.
 
-        buckets = np.minimum((ts % cfg.period_s / cfg.period_s * cfg.buckets).astype(np.int64), cfg.buckets - 1)
-        z = np.empty_like(x)
-        single = t_len == 1  # one tick across series: O(1) pushes instead of re-windowing
-        for g in np.unique(buckets):
-            cols = np.flatnonzero(buckets == g)
-            xs = x[:, cols]
-            rows = slots * cfg.buckets + g
-            if single:
-                p1, p2, pc = self._season.push_many(rows, xs[:, 0])
-                s1, s2, cnt = p1[:, None], p2[:, None], pc[:, None]
-            else:
-                s1, s2_, cnt = self._season.extend(rows, xs)
-                assert s2_ is not None
-                s2 = s2_
-            safe = np.maximum(cnt, 1)
-            mean = s1 / safe
-            scale = np.maximum(np.sqrt(np.maximum(s2 / safe - mean * mean, 0.0)), floor[:, cols])
-            ok = (cnt >= SEASON_MIN) & (scale > 0.0)
-            z[:, cols] = np.where(ok, np.abs(xs - mean) / np.where(ok, scale, 1.0), 0.0)
-
-        raw_surprise = sc.surprise(z)
-        if single:
-            self._avg.push_many(slots, raw_surprise[:, 0])
-            a = (self._avg.s1[slots] / np.minimum(n[:, 0], self._avg.width))[:, None]
+        When all are known this is one C-level pass, and ascending slots prove distinctness;
+        repeating the previous block's series costs one tuple comparison.
+        """
+        key = series if isinstance(series, tuple) else tuple(series)
+        if key == self._last_key:  # the previous block's series, and no other touched since:
+            return self._last_slots  # they are already the most recent, in this order
+        known = self._slots
+        try:
+            slots = np.fromiter(map(known.__getitem__, key), dtype=np.int64, count=len(key))
+        except KeyError:
+            _distinct(key)
+            slots = np.fromiter(map(self._slot, key), dtype=np.int64, count=len(key))
         else:
-            a1, _, ac = self._avg.extend(slots, raw_surprise, inclusive=True, squares=False)
-            a = a1 / ac
-        rate = cfg.history_rate
-        m0 = np.where(fresh, a[:, 0], self._m[slots])
-        v0 = self._v[slots]
-        keep: F64 | float
-        if n0.min() + 1 >= 1.0 / rate:  # steady state: one constant weight for everything
-            alpha: F64 | float = rate
-            keep = 1.0 - rate
-        else:
-            alpha = np.where(n == 1, 0.0, np.maximum(rate, 1.0 / n))
-            keep = 1.0 - alpha
-        m = sc.linear_scan(keep, alpha * a, m0)
-        m_prev = np.concatenate((m0[:, None], m[:, :-1]), axis=1)
-        d = a - m_prev
-        d *= d
-        d *= keep * alpha
-        v = sc.linear_scan(keep, d, v0)
-        v_prev = np.concatenate((v0[:, None], v[:, :-1]), axis=1)
-        np.maximum(m_prev, MEAN_FLOOR, out=m_prev)
-        np.sqrt(v_prev, out=v_prev)
-        np.maximum(v_prev, STD_FLOOR, out=v_prev)
-        zl = a - m_prev
-        zl /= v_prev
-        np.maximum(zl, 0.0, out=zl)  # only more surprise than usual is anomalous
-        red = zl > Z_RED
-        prev_red = np.concatenate((self._red[slots, None] > 0.0, red[:, :-1]), axis=1)
-        score = sc.score_z(zl)
-        score[red & prev_red] = DEMOTED_SCORE
-        if not inside:  # a value beyond the range so far can only appear here
-            pmin, pmax = cmin[:, :-1], cmax[:, :-1]
-            with np.errstate(invalid="ignore"):  # inf - inf before the first value, inf * 0
-                tol = cfg.spatial_tolerance * (pmax - pmin)
-                spatial = (pmax >= pmin) & ((x > pmax + tol) | (x < pmin - tol))
-            score[spatial] = 1.0
-        score[n < cfg.min_history] = np.nan
+            if len(slots) > 1 and not (slots[1:] > slots[:-1]).all():
+                _distinct(key)
+            deque(map(known.move_to_end, key), maxlen=0)  # the same LRU order as _slot
+        # more than max_series of them evict each other: then they are not all tracked afterwards
+        self._last_key = key if len(key) <= self.config.max_series else None
+        self._last_slots = slots
+        return slots
 
-        self._n[slots] = n[:, -1]
-        self._min[slots], self._max[slots] = lo_end, hi_end
-        self._m[slots], self._v[slots] = m[:, -1], v[:, -1]
-        self._red[slots] = red[:, -1]
-        last = score[:, -1]
-        self._last[slots] = np.where(np.isnan(last), self._last[slots], last)
-        return score
+
+def _distinct(series: Sequence[str]) -> None:
+    if len(set(series)) != len(series):
+        raise ValueError("series must be distinct within one update_many call")

@@ -96,24 +96,33 @@ class Rings:
         return self._s1[row]
 
     # ------------------------------------------------------------------ block path
-    def push_many(self, rows: I64, values: F64) -> tuple[F64, F64, I64]:
+    def push_many(self, rows: I64 | slice, values: F64) -> tuple[F64, F64, I64]:
         """:meth:`push` one value into each of the distinct ``rows``, vectorized and O(1) per row.
 
-        Returns the stats *before* the push: (sum, sum of squares, count), one per row.
+        ``rows`` may be a slice (views instead of gathers). Returns the stats *before* the push:
+        (sum, sum of squares, count), one per row.
         """
         width = self.width
-        head, count = self.head[rows], self.count[rows]
-        s1, s2 = self.s1[rows], self.s2[rows]
+        if isinstance(rows, slice):
+            index = np.arange(rows.start, rows.stop, rows.step)
+            head, count = self.head[rows], self.count[rows].copy()
+            s1, s2 = self.s1[rows].copy(), self.s2[rows].copy()
+        else:
+            index = rows
+            head, count = self.head[rows], self.count[rows]
+            s1, s2 = self.s1[rows], self.s2[rows]
         full = count == width
-        old = np.where(full, self.buf[rows, head], 0.0)
-        self.buf[rows, head] = values
+        at = index * width + head  # flat positions: cheaper than 2-D fancy indexing
+        flat = self.buf.reshape(-1)
+        old = np.where(full, flat.take(at), 0.0)
+        flat.put(at, values)
         new1 = s1 + (values - old)
         new2 = s2 + (values * values - old * old)
         head = head + 1
         lap = head == width
         if lap.any():  # same exact re-add per lap as the scalar path
             head[lap] = 0
-            window = self.buf[rows[lap]]
+            window = self.buf[index[lap]]
             new1[lap] = window.sum(axis=1)
             new2[lap] = np.einsum("ij,ij->i", window, window)
         self.head[rows] = head

@@ -49,27 +49,35 @@ def _table() -> tuple[F64, float]:
 
 _SCORE_TABLE, _STEP = _table()
 _ZMAX = (len(_SCORE_TABLE) - 2) * _STEP
+_SCORE_DIFF = _SCORE_TABLE[1:] - _SCORE_TABLE[:-1]
 Z_RED = 4.264890793922825  # Q(Z_RED) = RED_P
 
 
-def score_z(z: F64) -> F64:
-    """score_of(tail(z)) for |z| (vectorized) by linear interpolation in a table (error < 1e-6)."""
-    pos = np.minimum(np.abs(z), _ZMAX) * (1.0 / _STEP)
+def score_z(z: F64, out: F64 | None = None, *, nonnegative: bool = False) -> F64:
+    """score_of(tail(z)) for |z| (vectorized) by linear interpolation in a table (error < 1e-6).
+
+    ``out`` receives the scores (it may be ``z``); ``nonnegative`` promises z >= 0 (skips |z|).
+    """
+    pos = np.minimum(z if nonnegative else np.abs(z), _ZMAX, out=out)
+    pos *= 1.0 / _STEP
     idx = pos.astype(np.intp)
-    frac = pos - idx
-    lo = _SCORE_TABLE[idx]
-    out: F64 = lo + frac * (_SCORE_TABLE[idx + 1] - lo)
-    return out
+    frac = np.subtract(pos, idx, out=pos)
+    lo = _SCORE_TABLE.take(idx)
+    frac *= _SCORE_DIFF.take(idx)  # = _SCORE_TABLE[idx + 1] - lo, bit for bit
+    res: F64 = np.add(lo, frac, out=frac)
+    return res
 
 
-def linear_scan(coef: F64 | float, u: F64, y0: F64, chunk: int = 256) -> F64:
+def linear_scan(coef: F64 | float, u: F64, y0: F64, chunk: int = 256, out: F64 | None = None) -> F64:
     """y[:, t] = coef[:, t] * y[:, t-1] + u[:, t] along axis 1, with y[:, -1] = y0 (vectorized).
 
     Closed form per chunk: y_t = P_t * (y0 + sum_k u_k / P_k), P_t the running product of
     coef. Chunks keep 1 / P_t far from overflow for coef >= 0.5. ``coef`` must be > 0; a
-    scalar ``coef`` (the steady state) skips the per-element logarithms.
+    scalar ``coef`` (the steady state) skips the per-element logarithms. ``out`` (shaped like
+    ``u``, not aliasing it) receives y.
     """
-    out = np.empty_like(u)
+    if out is None:
+        out = np.empty_like(u)
     prev = y0
     const = None
     if isinstance(coef, float):

@@ -1,0 +1,310 @@
+"""The detector's block path: a (series x time) block of clean samples scored in vectorized passes.
+
+Computes exactly what the scalar path computes (see ``_detector``), with the same floating-point
+operations in the same order, so its scores do not depend on how samples are batched into calls.
+Cost per call: a few dozen passes over the block plus one pass over each touched seasonal window
+(the window sums are re-derived from a cumulative sum, so they never drift). Large intermediates
+live in per-detector scratch buffers, reused from call to call instead of reallocated.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _scoring as sc
+from ._ring import Rings
+from ._scoring import DEMOTED_SCORE, MEAN_FLOOR, SEASON_MIN, STD_FLOOR, Z_RED
+
+if TYPE_CHECKING:
+    from ._detector import AnomalyDetector
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+Rows = I64 | slice  # ring rows of the block's series: an index array, or a strided slice when contiguous
+
+
+class Scratch:
+    """Named float64 work buffers that grow to the largest block seen and are then reused."""
+
+    __slots__ = ("_bufs",)
+
+    def __init__(self) -> None:
+        self._bufs: dict[str, F64] = {}
+
+    def __call__(self, name: str, rows: int, cols: int) -> F64:
+        """A C-contiguous (rows, cols) array with undefined contents, valid until the next call."""
+        size = rows * cols
+        flat = self._bufs.get(name)
+        if flat is None or flat.size < size:
+            flat = self._bufs[name] = np.empty(max(size, 1))
+        return flat[:size].reshape(rows, cols)
+
+
+def _at(slots: I64) -> Rows:
+    """``slots`` as a slice when they are consecutive (the usual case), else as they are."""
+    first, s_len = int(slots[0]), len(slots)
+    if int(slots[-1]) - first == s_len - 1 and (s_len < 3 or (slots[1:] - slots[:-1] == 1).all()):
+        return slice(first, first + s_len)
+    return slots
+
+
+def _rows(slots: I64, stride: int, offset: int, contiguous: bool) -> Rows:
+    if contiguous:
+        first = int(slots[0]) * stride + offset
+        return slice(first, first + len(slots) * stride, stride)
+    return slots * stride + offset
+
+
+def _window_sums(
+    ring: Rings, rows: Rows, values: F64, tmp: Scratch, *, inclusive: bool, squares: bool
+) -> tuple[F64, F64 | None, I64 | None]:
+    """:meth:`Rings.extend` for the block path, bit for bit: the same cumulative sums, in scratch
+    buffers, and slicing instead of gathers when ``rows`` is a slice and the rows are unrotated.
+    The counts are ``None`` when every window is full before the block (count == width)."""
+    width = ring.width
+    s_len, m = values.shape
+    length = width + m
+    seq = tmp("seq", s_len, length)
+    heads = ring.head[rows]
+    if heads.any():
+        seq[:, :width] = ring.ordered(np.arange(ring.head.size)[rows])
+    else:
+        seq[:, :width] = ring.buf[rows]
+    seq[:, width:] = values
+    shift = int(inclusive)
+    csum = tmp("csum", s_len, length + 1)
+    csum[:, 0] = 0.0
+    np.cumsum(seq, axis=1, out=csum[:, 1:])
+    s1 = tmp("s1", s_len, m)
+    np.subtract(csum[:, width + shift : width + shift + m], csum[:, shift : shift + m], out=s1)
+    s2 = None
+    if squares:
+        sq = tmp("sq", s_len, length)
+        np.multiply(seq, seq, out=sq)
+        np.cumsum(sq, axis=1, out=csum[:, 1:])
+        s2 = tmp("s2", s_len, m)
+        np.subtract(csum[:, width + shift : width + shift + m], csum[:, shift : shift + m], out=s2)
+    count0 = ring.count[rows]
+    cnt = None
+    if count0.min() < width:
+        cnt = np.minimum(count0[:, None] + shift + np.arange(m), width)
+    tail = seq[:, m:]
+    ring.buf[rows] = tail
+    ring.head[rows] = 0
+    ring.count[rows] = np.minimum(count0 + m, width)
+    ring.s1[rows] = tail.sum(axis=1)
+    ring.s2[rows] = np.einsum("ij,ij->i", tail, tail)
+    return s1, s2, cnt
+
+
+def _groups(ts: F64, det: AnomalyDetector) -> list[tuple[int, slice | I64]]:
+    """(bucket, columns) of the block; columns are a slice when they are adjacent (sorted times)."""
+    cfg = det.config
+    if cfg.buckets == 1:
+        return [(0, slice(0, len(ts)))]
+    buckets = np.minimum((ts % cfg.period_s / cfg.period_s * cfg.buckets).astype(np.int64), cfg.buckets - 1)
+    out: list[tuple[int, slice | I64]] = []
+    for g in np.unique(buckets).tolist():
+        cols = np.flatnonzero(buckets == g)
+        lo, hi = int(cols[0]), int(cols[-1]) + 1
+        out.append((g, slice(lo, hi) if hi - lo == len(cols) else cols))
+    return out
+
+
+def _seasonal_z(det: AnomalyDetector, slots: I64, contiguous: bool, x: F64, ts: F64, floor: F64, z: F64) -> None:
+    """z[:, j] = |x - mean| / max(std, floor) against the seasonal window before x[:, j] (0 while too short)."""
+    season, tmp, buckets = det._season, det._scratch, det.config.buckets
+    for g, cols in _groups(ts, det):
+        xs = x[:, cols]
+        fl = floor if floor.shape[1] == 1 else floor[:, cols]
+        s1, s2, cnt = _window_sums(season, _rows(slots, buckets, g, contiguous), xs, tmp,
+                                   inclusive=False, squares=True)
+        assert s2 is not None
+        div: I64 | int = season.width if cnt is None else np.maximum(cnt, 1)
+        mean = np.divide(s1, div, out=s1)
+        np.divide(s2, div, out=s2)
+        sq = tmp("mean2", *s1.shape)
+        np.multiply(mean, mean, out=sq)
+        scale = np.subtract(s2, sq, out=s2)
+        np.maximum(scale, 0.0, out=scale)
+        np.sqrt(scale, out=scale)
+        np.maximum(scale, fl, out=scale)
+        zc = z[:, cols] if isinstance(cols, slice) else tmp("zc", *s1.shape)
+        np.subtract(xs, mean, out=zc)
+        np.abs(zc, out=zc)
+        ok = None if cnt is None else cnt >= SEASON_MIN
+        if scale.min() > 0.0 and ok is None:
+            np.divide(zc, scale, out=zc)
+        else:
+            ok = scale > 0.0 if ok is None else ok & (scale > 0.0)
+            np.divide(zc, np.where(ok, scale, 1.0), out=zc)
+            zc[~ok] = 0.0
+        if not isinstance(cols, slice):
+            z[:, cols] = zc
+
+
+def _shifted(tmp: Scratch, name: str, first: F64, s_len: int, t_len: int) -> F64:
+    """A (s_len, t_len + 1) buffer whose column 0 is ``first``: column j + 1 will hold step j."""
+    buf = tmp(name, s_len, t_len + 1)
+    buf[:, 0] = first
+    return buf
+
+
+def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
+    """Scores of ``raw[i, j]`` (finite) of series slot ``slots[i]`` at ``ts[j]``; advances the state."""
+    cfg, tmp = det.config, det._scratch
+    s_len, t_len = raw.shape
+    if t_len == 1:
+        return _score_tick(det, slots, raw, ts)
+    at = _at(slots)
+    contiguous = isinstance(at, slice)
+    n0 = det._n[at]
+    fresh = n0 == 0
+    if fresh.any():
+        det._offset[slots[fresh]] = raw[fresh, 0]
+    x = np.subtract(raw, det._offset[at, None], out=tmp("x", s_len, t_len))
+    lo0, hi0 = det._min[at], det._max[at]
+    inside = bool((x.min(axis=1) >= lo0).all() and (x.max(axis=1) <= hi0).all())
+    if inside:  # the common steady state: no new extreme, so no running min/max to build
+        lo_end, hi_end = lo0, hi0
+        floor = (cfg.noise_floor * (hi0 - lo0))[:, None]
+    else:
+        cmin = np.minimum.accumulate(np.concatenate((lo0[:, None], x), axis=1), axis=1)
+        cmax = np.maximum.accumulate(np.concatenate((hi0[:, None], x), axis=1), axis=1)
+        lo_end, hi_end = cmin[:, -1], cmax[:, -1]
+        floor = cfg.noise_floor * (cmax[:, 1:] - cmin[:, 1:])
+
+    z = tmp("z", s_len, t_len)
+    _seasonal_z(det, slots, contiguous, x, ts, floor, z)
+    r = np.multiply(z, z, out=z)  # raw surprise 1 - exp(-z^2 / 8), as sc.surprise
+    np.multiply(r, -1.0 / sc.SURPRISE_SCALE, out=r)
+    np.expm1(r, out=r)
+    np.negative(r, out=r)
+    a, _, ac = _window_sums(det._avg, at, r, tmp, inclusive=True, squares=False)
+    np.divide(a, det._avg.width if ac is None else ac, out=a)
+
+    rate = cfg.history_rate
+    n_min = int(n0.min())
+    m_all = _shifted(tmp, "m", np.where(fresh, a[:, 0], det._m[at]), s_len, t_len)
+    v_all = _shifted(tmp, "v", det._v[at], s_len, t_len)
+    keep: F64 | float
+    if n_min + 1 >= 1.0 / rate:  # steady state: one constant weight for everything
+        alpha: F64 | float = rate
+        keep = 1.0 - rate
+        u = np.multiply(a, rate, out=tmp("u", s_len, t_len))
+    else:
+        n = n0[:, None] + np.arange(1, t_len + 1)
+        alpha = np.where(n == 1, 0.0, np.maximum(rate, 1.0 / n))
+        keep = 1.0 - alpha
+        u = alpha * a
+    sc.linear_scan(keep, u, m_all[:, 0], out=m_all[:, 1:])
+    m_prev = m_all[:, :-1]
+    d = np.subtract(a, m_prev, out=u)
+    np.multiply(d, d, out=d)
+    np.multiply(d, keep * alpha, out=d)
+    sc.linear_scan(keep, d, v_all[:, 0], out=v_all[:, 1:])
+    m_end, v_end = m_all[:, -1].copy(), v_all[:, -1].copy()
+    v_prev = v_all[:, :-1]
+    np.maximum(m_prev, MEAN_FLOOR, out=m_prev)
+    np.sqrt(v_prev, out=v_prev)
+    np.maximum(v_prev, STD_FLOOR, out=v_prev)
+    zl = np.subtract(a, m_prev, out=a)
+    np.divide(zl, v_prev, out=zl)
+    np.maximum(zl, 0.0, out=zl)  # only more surprise than usual is anomalous
+    red = zl > Z_RED
+    score = sc.score_z(zl, out=np.empty((s_len, t_len)), nonnegative=True)
+    if red.any():  # a detection directly after one is demoted
+        demote = np.empty_like(red)
+        np.logical_and(red[:, 0], det._red[at] > 0.0, out=demote[:, 0])
+        np.logical_and(red[:, 1:], red[:, :-1], out=demote[:, 1:])
+        np.copyto(score, DEMOTED_SCORE, where=demote)
+    if not inside:  # a value beyond the range so far can only appear here
+        pmin, pmax = cmin[:, :-1], cmax[:, :-1]
+        with np.errstate(invalid="ignore"):  # inf - inf before the first value, inf * 0
+            tol = cfg.spatial_tolerance * (pmax - pmin)
+            spatial = (pmax >= pmin) & ((x > pmax + tol) | (x < pmin - tol))
+        score[spatial] = 1.0
+    if n_min + 1 < cfg.min_history:
+        score[n0[:, None] + np.arange(1, t_len + 1) < cfg.min_history] = np.nan
+
+    det._n[at] = n0 + t_len
+    det._min[at], det._max[at] = lo_end, hi_end
+    det._m[at], det._v[at] = m_end, v_end
+    det._red[at] = red[:, -1]
+    last = score[:, -1]
+    det._last[at] = np.where(np.isnan(last), det._last[at], last)
+    return score
+
+
+def _scan1(keep: F64 | float, u: F64, y0: F64) -> F64:
+    """One step of :func:`sc.linear_scan` on vectors, with its exact rounding: (u / p + y0) * p."""
+    p = keep if isinstance(keep, float) else np.exp(np.log(keep))
+    out: F64 = (u / p + y0) * p
+    return out
+
+
+def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
+    """:func:`score_block` for one sample per series: O(1) ring pushes on plain vectors."""
+    cfg = det.config
+    at = _at(slots)
+    n0 = det._n[at]
+    n = n0 + 1
+    fresh = n0 == 0
+    if fresh.any():
+        det._offset[slots[fresh]] = raw[fresh, 0]
+    x = raw[:, 0] - det._offset[at]
+    lo0, hi0 = det._min[at], det._max[at]
+    inside = bool((x >= lo0).all() and (x <= hi0).all())
+    lo_end, hi_end = (lo0, hi0) if inside else (np.minimum(lo0, x), np.maximum(hi0, x))
+    floor = cfg.noise_floor * (hi_end - lo_end)
+
+    g = 0
+    if cfg.buckets > 1:  # as _groups, on the one time
+        g = min(int(ts[0] % cfg.period_s / cfg.period_s * cfg.buckets), cfg.buckets - 1)
+    s1, s2, cnt = det._season.push_many(_rows(slots, cfg.buckets, g, isinstance(at, slice)), x)
+    safe = np.maximum(cnt, 1)
+    mean = s1 / safe
+    scale = np.maximum(np.sqrt(np.maximum(s2 / safe - mean * mean, 0.0)), floor)
+    ok = (cnt >= SEASON_MIN) & (scale > 0.0)
+    z = np.where(ok, np.abs(x - mean) / np.where(ok, scale, 1.0), 0.0)
+    avg = det._avg
+    avg.push_many(at, sc.surprise(z))
+    a = avg.s1[at] / np.minimum(n, avg.width)
+
+    rate = cfg.history_rate
+    m0 = np.where(fresh, a, det._m[at])
+    v0 = det._v[at]
+    keep: F64 | float
+    if int(n0.min()) + 1 >= 1.0 / rate:
+        alpha: F64 | float = rate
+        keep = 1.0 - rate
+    else:
+        alpha = np.where(n == 1, 0.0, np.maximum(rate, 1.0 / n))
+        keep = 1.0 - alpha
+    m = _scan1(keep, alpha * a, m0)
+    d = a - m0
+    d *= d
+    d *= keep * alpha
+    v = _scan1(keep, d, v0)
+    zl = a - np.maximum(m0, MEAN_FLOOR)
+    zl /= np.maximum(np.sqrt(v0), STD_FLOOR)
+    np.maximum(zl, 0.0, out=zl)
+    red = zl > Z_RED
+    score = sc.score_z(zl, out=zl, nonnegative=True)
+    np.copyto(score, DEMOTED_SCORE, where=red & (det._red[at] > 0.0))
+    if not inside:
+        with np.errstate(invalid="ignore"):
+            tol = cfg.spatial_tolerance * (hi0 - lo0)
+            spatial = (hi0 >= lo0) & ((x > hi0 + tol) | (x < lo0 - tol))
+        score[spatial] = 1.0
+    score[n < cfg.min_history] = np.nan
+
+    det._n[at] = n
+    det._min[at], det._max[at] = lo_end, hi_end
+    det._m[at], det._v[at] = m, v
+    det._red[at] = red
+    det._last[at] = np.where(np.isnan(score), det._last[at], score)
+    return score[:, None]

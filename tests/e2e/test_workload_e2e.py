@@ -1,0 +1,289 @@
+"""The library's real telemetry through the real stack: Jaeger traces, Prometheus series, dashboards, alerts.
+
+One workload (waves with failures, timeouts, retries, an opening breaker, degradation, a fallback, a
+hedge, a saga rollback, token usage and cost, and an injected latency anomaly) runs through the
+collector (collector-config/otelcol.yaml run by the Jaeger binary) into Jaeger and Prometheus, and a
+smaller one straight into Jaeger; a clean run (same shape, no injected fault) checks the anomaly alert
+stays quiet. Then every dashboard query and alert rule is checked against what Prometheus really holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from _stack import wait_until
+
+from shannon_otel import (
+    AnomalyHook, CircuitBreaker, CircuitOpenError, Degrade, DetectorConfig, Fallback, Hedge, Pipeline, Retry, Saga, SagaError, Step,
+    Timeout, Wave, configure, record_cost, record_tokens,
+)
+from shannon_otel import _telemetry as tel
+from shannon_otel.assets import concrete_query, panel_queries, referenced_metrics, rule_queries
+
+if TYPE_CHECKING:
+    from _stack import Collector, Jaeger, Prometheus
+
+pytestmark = pytest.mark.e2e
+RUN = uuid.uuid4().hex[:8]
+
+
+class Unavailable(Exception):
+    """The simulated search API is down."""
+
+
+@dataclass
+class World:
+    """Simulated dependencies with switches for the injected faults. Seeded: the same run each time."""
+
+    rng: random.Random = field(default_factory=lambda: random.Random(7))
+    search_down: bool = False
+    slow_factor: float = 1.0
+
+    async def pause(self, base: float) -> None:
+        await asyncio.sleep(base * self.slow_factor * self.rng.uniform(0.8, 1.2))
+
+    async def model(self, size: str) -> str:
+        await self.pause(0.002)
+        if size == "large" and self.rng.random() < 0.05:
+            await asyncio.sleep(0.2)  # cut by the Timeout -> fallback to the small model
+        return size
+
+    async def search(self) -> list[str]:
+        await self.pause(0.001)
+        if self.search_down:
+            raise Unavailable("search: 503")
+        return ["doc"]
+
+    async def cache(self) -> str:
+        await asyncio.sleep(0.03 if self.rng.random() < 0.3 else 0.0005)  # slow tail -> hedged
+        return "hit"
+
+
+async def workload(providers: dict[str, Any], anomaly_hook: AnomalyHook, *, inject: bool) -> None:
+    world = World()
+    options: dict[str, Any] = dict(providers)
+    breaker = CircuitBreaker("search-api", failure_threshold=3, reset_timeout=0.05, **options)
+
+    async def small(error: Exception) -> str:
+        return await world.model("small")
+
+    llm = Pipeline(Fallback(small, on=TimeoutError), Retry(attempts=2, initial=0.001), Timeout(0.05),
+                   name="llm.chat", **options)
+    search = Pipeline(Degrade(default=[]), Retry(attempts=3, initial=0.001, maximum=0.002), breaker, Timeout(0.05),
+                      name="search-api", **options)
+    cache = Hedge(0.005, name="cache.get", **options)
+    # No degradation here: its failures and rejections reach the caller (who shrugs them off).
+    inventory = CircuitBreaker("inventory", failure_threshold=2, reset_timeout=0.05, **options)
+    saga = Saga("publish", **options)
+
+    async def agent(index: int) -> str:
+        answer = await llm.call(lambda: world.model("large"))
+        record_tokens(input=500 + index, output=50)
+        record_cost(0.001)
+        await search.call(world.search)
+        await cache.call(world.cache)
+        try:
+            await inventory.call(world.search)
+        except (Unavailable, CircuitOpenError):
+            pass
+        if index % 7 == 3:
+            await saga.run(
+                Step("reserve", lambda: world.pause(0.001), compensate=lambda _: world.pause(0.001)),
+                Step("notify", _fail),
+            )
+        if index % 11 == 5:
+            await asyncio.sleep(1.0)  # exceeds the wave's per-task timeout
+        return answer
+
+    wave = Wave("agents", max_concurrency=5, timeout=0.3, hooks=(anomaly_hook,), **options)
+    for round_no in range(40):
+        world.search_down = 12 <= round_no < 16
+        world.slow_factor = 25.0 if inject and round_no in (34, 35) else 1.0
+        await wave.run([lambda i=i: agent(i) for i in range(12)])
+
+
+async def _fail() -> None:
+    raise RuntimeError("notify: 500")
+
+
+def _anomaly_hook(meter_provider: Any) -> AnomalyHook:
+    return AnomalyHook(DetectorConfig(buckets=1, min_history=20), meter_provider=meter_provider, tick_s=0.05)
+
+
+@dataclass(frozen=True)
+class Run:
+    service: str
+    started: float
+    ended: float
+
+
+def _run(service: str, endpoint: str, *, inject: bool) -> Run:
+    started = time.time()
+    with configure(service, exporter="otlp_grpc", endpoint=endpoint, metric_interval_s=0.5,
+                   set_global=False) as telemetry:
+        providers = {"tracer_provider": telemetry.tracer_provider, "meter_provider": telemetry.meter_provider}
+        asyncio.run(workload(providers, _anomaly_hook(telemetry.meter_provider), inject=inject))
+        assert telemetry.force_flush(10)
+    return Run(service, started, time.time())
+
+
+@pytest.fixture(scope="module")
+def runs(collector: Collector, prometheus: Prometheus) -> dict[str, Run]:
+    """The faulty and the clean run, both through the collector, scraped by Prometheus."""
+    done = {
+        "faulty": _run(f"e2e-faulty-{RUN}", collector.otlp_grpc_endpoint, inject=True),
+        "clean": _run(f"e2e-clean-{RUN}", collector.otlp_grpc_endpoint, inject=False),
+    }
+    for run in done.values():  # both runs' final points scraped
+        prometheus.wait_for(f'{tel.TASK_OUTCOMES.prometheus}{{job="{run.service}"}}', timeout=30)
+    time.sleep(3 * prometheus.scrape_interval)
+    return done
+
+
+# ---------------------------------------------------------------- traces
+def _spans_by_name(trace: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for span in trace["spans"]:
+        found.setdefault(span["operationName"], []).append(span)
+    return found
+
+
+def _tags(span: dict[str, Any]) -> dict[str, Any]:
+    return {t["key"]: t["value"] for t in span["tags"]}
+
+
+def _parent(span: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    refs = [r for r in span["references"] if r["refType"] == "CHILD_OF"]
+    return by_id.get(refs[0]["spanID"]) if refs else None
+
+
+def test_jaeger_holds_the_whole_trace_shape_through_the_collector(jaeger: Jaeger, runs: dict[str, Run]) -> None:
+    service = runs["faulty"].service
+    traces = jaeger.wait_for_traces(service, min_spans=40 * 12, timeout=60, limit=1000)
+    assert len(traces) == 40, "one trace per wave"
+    trace = max(traces, key=lambda t: len(t["spans"]))
+    by_id = {s["spanID"]: s for s in trace["spans"]}
+    process = trace["processes"][trace["spans"][0]["processID"]]
+    assert process["serviceName"] == service
+
+    names = _spans_by_name(trace)
+    assert len(names["wave agents"]) == 1
+    assert len(names["task agents"]) == 12
+    assert {"llm.chat", "search-api", "cache.get", "attempt 1"} <= set(names)
+    for attempt in names["attempt 1"]:
+        operation = _parent(attempt, by_id)
+        assert operation is not None and operation["operationName"] in {"llm.chat", "search-api", "cache.get"}
+        task = _parent(operation, by_id)
+        assert task is not None and task["operationName"] == "task agents"
+        assert _parent(task, by_id) is names["wave agents"][0]
+        assert _tags(attempt)[tel.ATTEMPT] == 1
+
+    all_spans = [s for t in traces for s in t["spans"]]
+    timed_out = [s for s in all_spans if _tags(s).get(tel.TASK_OUTCOME) == "timeout" and s["operationName"] == "task agents"]
+    assert timed_out, "the slow tasks are recorded as timeouts"
+    assert all(_tags(s)["otel.status_code"] == "ERROR" for s in timed_out)
+    rollbacks = [s for s in all_spans if s["operationName"] == "compensate reserve"]
+    assert rollbacks, "the saga rolled back"
+    rejected = [s for s in all_spans if s["operationName"] == "rejected search-api"]
+    assert rejected, "the open breaker rejected calls"
+    transitions = [log for s in all_spans for log in s["logs"]
+                   if any(f["key"] == "event" and f["value"] == tel.EVENT_BREAKER_TRANSITION for f in log["fields"])]
+    assert transitions, "breaker transitions are span events"
+    tokens = [s for s in names["task agents"] if tel.GEN_AI_INPUT_TOKENS in _tags(s)]
+    assert tokens
+
+
+def test_the_anomaly_event_is_on_the_offending_task_span(jaeger: Jaeger, runs: dict[str, Run]) -> None:
+    traces = jaeger.wait_for_traces(runs["faulty"].service, min_spans=40 * 12, timeout=60, limit=1000)
+    with_anomaly = []
+    for trace in traces:
+        for span in trace["spans"]:
+            for log in span["logs"]:
+                fields = {f["key"]: f["value"] for f in log["fields"]}
+                if fields.get("event") == tel.EVENT_ANOMALY:
+                    with_anomaly.append((span, fields))
+    assert with_anomaly, "the injected latency anomaly is attached to a span"
+    span, fields = with_anomaly[0]
+    assert span["operationName"] == "task agents"
+    assert fields[tel.ANOMALY_SIGNAL] == "latency"
+    assert fields[tel.ANOMALY_SERIES] == "agents"
+    assert float(fields[tel.ANOMALY_SCORE_ATTR]) >= 0.5
+    assert span["duration"] > 10_000, "the span it sits on is one of the slowed-down tasks (> 10 ms)"
+
+
+def test_exporting_straight_to_jaeger_gives_the_same_nesting(jaeger: Jaeger) -> None:
+    service = f"e2e-direct-{RUN}"
+    with configure(service, exporter="otlp_grpc", endpoint=jaeger.otlp_grpc_endpoint, set_global=False) as t:
+        retry = Retry(attempts=3, initial=0.001, name="flaky", tracer_provider=t.tracer_provider,
+                      meter_provider=t.meter_provider)
+        calls = {"n": 0}
+
+        async def flaky() -> int:
+            calls["n"] += 1
+            if calls["n"] % 2:
+                raise ConnectionError("reset")
+            return calls["n"]
+
+        wave = Wave("direct", tracer_provider=t.tracer_provider, meter_provider=t.meter_provider)
+        asyncio.run(wave.run([lambda: retry.call(flaky)]))
+        t.tracer_provider.force_flush()
+    trace = jaeger.wait_for_traces(service, min_spans=5, timeout=30)[0]
+    names = {s["operationName"] for s in trace["spans"]}
+    assert names == {"wave direct", "task direct", "flaky", "attempt 1", "attempt 2"}
+    first = next(s for s in trace["spans"] if s["operationName"] == "attempt 1")
+    assert _tags(first)[tel.ERROR_TYPE] == "ConnectionError"
+    assert _tags(first)["otel.status_code"] == "ERROR"
+
+
+# ---------------------------------------------------------------- metrics, dashboards, rules
+def test_every_metric_the_assets_reference_is_in_the_contract_and_was_emitted(
+    prometheus: Prometheus, runs: dict[str, Run],
+) -> None:
+    contract = set()
+    for spec in tel.METRICS:
+        suffixes = ("_bucket", "_sum", "_count") if spec.kind == "histogram" else ("",)
+        contract |= {spec.prometheus + s for s in suffixes}
+    referenced = referenced_metrics()
+    assert referenced <= contract, f"not in the contract: {sorted(referenced - contract)}"
+    emitted = prometheus.metric_names()
+    assert referenced <= emitted, f"never emitted: {sorted(referenced - emitted)}"
+    every = {spec.prometheus + ("_count" if spec.kind == "histogram" else "") for spec in tel.METRICS}
+    assert every <= emitted, f"contract metrics the workload did not produce: {sorted(every - emitted)}"
+
+
+def test_every_dashboard_query_parses_and_returns_data(prometheus: Prometheus, runs: dict[str, Run]) -> None:
+    start, end = runs["faulty"].started, time.time()
+    empty = []
+    for dashboard, title, expr in panel_queries():
+        query = concrete_query(expr)
+        prometheus.check_expr(query)
+        if not any(series.get("values") for series in prometheus.query_range(query, start, end, step=1)):
+            empty.append(f"{dashboard} / {title}: {query}")
+    assert not empty, "queries without data:\n" + "\n".join(empty)
+
+
+def test_every_alert_rule_query_parses(prometheus: Prometheus) -> None:
+    for _alert, expr in rule_queries():
+        prometheus.check_expr(expr)
+
+
+def test_the_anomaly_alert_fires_for_the_injected_anomaly_and_not_for_the_clean_run(
+    prometheus: Prometheus, runs: dict[str, Run],
+) -> None:
+    def firing(service: str) -> list[dict[str, Any]]:
+        return [a for a in prometheus.alerts()
+                if a["labels"].get("alertname") == "ShannonAnomalyDetected" and a["labels"].get("job") == service]
+
+    alerts = wait_until(lambda: firing(runs["faulty"].service), timeout=60, what="ShannonAnomalyDetected")
+    assert alerts[0]["state"] in ("pending", "firing")
+    assert alerts[0]["labels"]["severity"] in ("warning", "critical")
+    assert "traces_url" in alerts[0]["annotations"]
+    assert firing(runs["clean"].service) == []
+    clean_events = prometheus.query(f'{tel.ANOMALY_EVENTS.prometheus}{{job="{runs["clean"].service}"}}')
+    assert clean_events == [], "the clean run produced no anomaly events"
