@@ -26,11 +26,10 @@ import tracemalloc
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from shannon_otel import Hook, Wave, WaveObserver, WaveStarted
 from shannon_otel.testing import InMemoryTelemetry

@@ -10,6 +10,7 @@ hook falls back to plain SDK ``record`` calls: same names, same buckets, slower.
 
 from __future__ import annotations
 
+import threading
 import time
 import weakref
 from bisect import bisect_left
@@ -53,47 +54,56 @@ class _Point:
 
 
 class HistogramAggregate:
-    """A cumulative explicit-bucket histogram per attribute set (attribute values as a tuple key)."""
+    """A cumulative explicit-bucket histogram per attribute set (attribute values as a tuple key).
 
-    __slots__ = ("_bounds", "_points", "spec")
+    ``record`` runs on the event loop, ``to_metric`` on a metric reader's thread: a lock keeps each
+    point's count, sum, min and max consistent with each other (an uncontended lock costs ~0.1 us).
+    """
+
+    __slots__ = ("_bounds", "_lock", "_points", "spec")
 
     def __init__(self, spec: MetricSpec) -> None:
         assert spec.buckets is not None
         self.spec = spec
         self._bounds = spec.buckets
         self._points: dict[tuple[Any, ...], _Point] = {}
+        self._lock = threading.Lock()
 
     def record(self, key: tuple[Any, ...], value: float, span: SpanContext | None = None) -> None:
         """Add one measurement; ``span``, when sampled, becomes the bucket's exemplar."""
-        point = self._points.get(key)
-        if point is None:
-            point = self._points[key] = _Point(len(self._bounds) + 1)
         bucket = bisect_left(self._bounds, value)
-        point.counts[bucket] += 1
-        if span is not None and span.trace_flags.sampled:
-            point.exemplars[bucket] = (value, time.time_ns(), span)
-        point.total += value
-        if value < point.min:
-            point.min = value
-        if value > point.max:
-            point.max = value
+        exemplar = (value, time.time_ns(), span) if span is not None and span.trace_flags.sampled else None
+        with self._lock:
+            point = self._points.get(key)
+            if point is None:
+                point = self._points[key] = _Point(len(self._bounds) + 1)
+            point.counts[bucket] += 1
+            if exemplar is not None:
+                point.exemplars[bucket] = exemplar
+            point.total += value
+            if value < point.min:
+                point.min = value
+            if value > point.max:
+                point.max = value
 
     def to_metric(self, start_ns: int, now_ns: int) -> Metric | None:
-        if not self._points:
+        with self._lock:
+            snapshot = [
+                (key, list(p.counts), p.total, p.min, p.max, [e for e in p.exemplars if e is not None])
+                for key, p in self._points.items()
+            ]
+        if not snapshot:
             return None
         keys = self.spec.attributes
-        points = []
-        for key, p in list(self._points.items()):
-            counts = list(p.counts)  # a reader thread may collect mid-record: derive count from the copy
-            points.append(HistogramDataPoint(
+        points = [
+            HistogramDataPoint(
                 attributes={k: v for k, v in zip(keys, key, strict=True) if v is not None},
-                start_time_unix_nano=start_ns, time_unix_nano=now_ns, count=sum(counts), sum=p.total,
-                bucket_counts=counts, explicit_bounds=list(self._bounds), min=p.min, max=p.max,
-                exemplars=[
-                    Exemplar({}, value, at, span.span_id, span.trace_id)
-                    for e in list(p.exemplars) if e is not None for value, at, span in (e,)
-                ],
-            ))
+                start_time_unix_nano=start_ns, time_unix_nano=now_ns, count=sum(counts), sum=total,
+                bucket_counts=counts, explicit_bounds=list(self._bounds), min=low, max=high,
+                exemplars=[Exemplar({}, value, at, span.span_id, span.trace_id) for value, at, span in exemplars],
+            )
+            for key, counts, total, low, high, exemplars in snapshot
+        ]
         return Metric(
             name=self.spec.name, description=self.spec.description, unit=self.spec.unit,
             data=Histogram(data_points=points, aggregation_temporality=AggregationTemporality.CUMULATIVE),

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Literal
 
 from opentelemetry import metrics, trace
+from opentelemetry.metrics._internal import _ProxyMeterProvider  # the unset global has no public name
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
@@ -15,12 +17,11 @@ from opentelemetry.sdk.metrics.export import (
     MetricReader,
     PeriodicExportingMetricReader,
 )
-from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 from ._aggregate import BridgedExporter, MetricsBridge, histograms_cumulative, register_bridge
-from ._version import __version__
 
 ExporterName = Literal["otlp", "otlp_grpc", "otlp_http", "console", "none"]
 _EXPORTERS = ("otlp", "otlp_grpc", "otlp_http", "console", "none")
@@ -39,9 +40,15 @@ class Telemetry:
         self._shut = False
 
     def force_flush(self, timeout_s: float = 10.0) -> bool:
-        ms = int(timeout_s * 1000)
-        traces_ok = self.tracer_provider.force_flush(ms)
-        metrics_ok = self.meter_provider.force_flush(ms)
+        """Export what is buffered, within ``timeout_s`` for traces and metrics together.
+
+        True means every processor and reader finished in time; it does not mean the backend
+        accepted the data (exporters report failures through the SDK's logs).
+        """
+        deadline = time.monotonic() + timeout_s
+        traces_ok = self.tracer_provider.force_flush(int(timeout_s * 1000))
+        left_ms = max(0, int((deadline - time.monotonic()) * 1000))
+        metrics_ok = left_ms > 0 and self.meter_provider.force_flush(left_ms)
         return bool(traces_ok and metrics_ok)
 
     def shutdown(self) -> None:
@@ -58,6 +65,17 @@ class Telemetry:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None,
     ) -> None:
         self.shutdown()
+
+
+def _check_globals_unset() -> None:
+    """The OTel API sets the global providers once; a second attempt would be ignored (only logged)."""
+    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider) or not isinstance(
+        metrics.get_meter_provider(), _ProxyMeterProvider,
+    ):
+        raise RuntimeError(
+            "the global OTel providers are already set (OTel allows that once per process); "
+            "call configure(..., set_global=False) and pass tracer_provider=/meter_provider= instead",
+        )
 
 
 def _choose(kind: str, explicit: str | None) -> str:
@@ -129,12 +147,14 @@ def configure(
         raise ValueError(f"metric_interval_s must be > 0, got {metric_interval_s!r}")
     if not export_timeout_s > 0:
         raise ValueError(f"export_timeout_s must be > 0, got {export_timeout_s!r}")
-    attributes: dict[str, str] = {SERVICE_VERSION: __version__, **(resource_attributes or {})}
+    if set_global:
+        _check_globals_unset()
+    attributes: dict[str, str] = dict(resource_attributes or {})
     if service_name:
         attributes[SERVICE_NAME] = service_name
-    elif "OTEL_SERVICE_NAME" not in os.environ:
-        attributes.setdefault(SERVICE_NAME, "shannon-otel")
-    resource = Resource.create(attributes)
+    resource = Resource.create(attributes)  # merges OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME
+    if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({SERVICE_NAME: "shannon-otel"}))
 
     tracer_provider = TracerProvider(resource=resource)
     span_exporter = _span_exporter(_choose("TRACES", exporter), endpoint, export_timeout_s)

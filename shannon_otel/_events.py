@@ -9,8 +9,8 @@ Observer calls happen on the event loop thread, inside the context of the work t
 ``wave_started`` runs in the context the wave's tasks inherit, ``task_started`` /
 ``task_finished`` in the task's own context. That is how the OTel hook makes its spans current.
 Observers of one scope are finished in reverse order of their start, like nested ``with`` blocks.
-Hooks must not raise; the callers shield the work from hook errors only by catching ``Exception``
-in :func:`shannon_otel._events.safe_call` paths documented per call site.
+Hooks should not raise: the executor logs an exception a hook raises and goes on without that
+observer for that task, so a broken hook never costs the user's results.
 """
 
 from __future__ import annotations
@@ -93,6 +93,10 @@ class WaveObserver:
 
     def task_finished(self, token: Any, event: TaskResult[Any]) -> None:
         """Called in the task's context after its outcome is known (for every task that started)."""
+
+    def task_skipped(self, event: TaskResult[Any]) -> None:
+        """A task that ended without starting: cancelled or failed while waiting (pool, rate limit),
+        or never run (fail-fast, cancelled wave). No ``task_started`` came before it."""
 
     def wave_finished(self, report: WaveReport) -> None:
         """Called once when the wave ends, whatever its outcome."""

@@ -55,6 +55,38 @@ def test_update_many_equals_one_series_at_a_time() -> None:
         assert np.allclose(ticks[i], single, equal_nan=True, atol=1e-6)
 
 
+
+def test_update_many_in_any_series_order_equals_one_series_at_a_time() -> None:
+    block = np.stack([noise(300, seed) for seed in range(4)])
+    block[2, 250] = 40.0
+    ts = times(300)
+    det = AnomalyDetector()
+    det.update_many(["a", "b", "c", "d"], block[:, :1], ts[:1])  # slots 0..3; below, non-consecutive
+    order = [2, 0, 3]
+    got = [det.update_many(["c", "a", "d"], block[order, lo:hi], ts[lo:hi]) for lo, hi in
+           [(1, 120), *((j, j + 1) for j in range(120, 140)), (140, 300)]]
+    many = np.concatenate(got, axis=1)
+    for row, i in enumerate(order):
+        single = AnomalyDetector().update_series("abcd"[i], block[i], ts)[1:]
+        assert np.allclose(many[row], single, equal_nan=True, rtol=0.0, atol=1e-12)
+
+
+def test_repeated_block_calls_keep_the_lru_order_of_sample_by_sample_updates() -> None:
+    cfg = DetectorConfig(max_series=3, min_history=1)
+    blocks, samples = AnomalyDetector(cfg), AnomalyDetector(cfg)
+    steps: list[list[str]] = [["a", "b"], ["a", "b"], ["c"], ["a", "b"], ["d"], ["a", "b"], ["b", "a"],
+                              ["a", "b", "c", "d"], ["a", "b"], ["a", "b"]]
+    for k, names in enumerate(steps):
+        if names == ["c"]:  # a scalar update in between reorders the LRU list
+            blocks.update("c", 1.0, k * STEP)
+        else:
+            blocks.update_many(names, np.full((len(names), 1), float(k)), [k * STEP])
+        for name in names:
+            samples.update(name, 1.0 if names == ["c"] else float(k), k * STEP)
+        assert blocks.series() == samples.series()
+        assert blocks.stats == samples.stats
+
+
 # ---------------------------------------------------------------------- detection quality
 @pytest.mark.parametrize("kind", ["spike", "level_shift", "variance"])
 def test_injected_anomalies_are_detected_promptly(kind: str) -> None:

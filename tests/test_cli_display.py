@@ -9,9 +9,9 @@ import pytest
 from rich.console import Console
 
 from shannon_otel import BreakerState, BreakerTransition
+from shannon_otel._recorder import RunRecorder, WaveLive
 from shannon_otel.cli._demo import _console
 from shannon_otel.cli._display import PlainDisplay, RichDisplay, make_display
-from shannon_otel._recorder import RunRecorder, WaveLive
 from shannon_otel.cli._summary import Out
 
 

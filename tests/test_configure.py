@@ -35,7 +35,7 @@ def test_configure_without_globals_builds_working_providers_with_a_resource() ->
         resource = spans.get_finished_spans()[0].resource.attributes
         assert resource["service.name"] == "svc-a"
         assert resource["deployment.environment"] == "test"
-        assert resource["service.version"]
+        assert "service.version" not in resource  # the app's version, not ours (ours is the scope's)
     handle.shutdown()  # idempotent
 
 
@@ -110,4 +110,45 @@ def test_configure_sets_the_globals_only_when_asked(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(metrics, "set_meter_provider", calls.append)
     handle = configure("svc-d", exporter="none")
     assert calls == [handle.tracer_provider, handle.meter_provider]
+    handle.shutdown()
+
+
+def test_the_resource_from_the_environment_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.name=checkout,service.version=2.3.1")
+    handle = configure(exporter="none", set_global=False)
+    resource = handle.tracer_provider.resource.attributes
+    assert resource["service.name"] == "checkout"
+    assert resource["service.version"] == "2.3.1"
+    handle.shutdown()
+    monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES")
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    fallback = configure(exporter="none", set_global=False)
+    assert fallback.tracer_provider.resource.attributes["service.name"] == "shannon-otel"
+    fallback.shutdown()
+
+
+def test_a_second_global_configure_is_an_error_not_a_silent_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    monkeypatch.setattr(trace, "get_tracer_provider", TracerProvider)
+    with pytest.raises(RuntimeError, match="already set"):
+        configure("again", exporter="none")
+
+
+def test_force_flush_shares_one_deadline_between_traces_and_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
+    handle = configure("flush", exporter="none", set_global=False)
+    seen: list[int] = []
+
+    def slow_traces(timeout_millis: int = 30_000) -> bool:
+        seen.append(timeout_millis)
+        import time
+
+        time.sleep(0.2)
+        return True
+
+    monkeypatch.setattr(handle.tracer_provider, "force_flush", slow_traces)
+    monkeypatch.setattr(handle.meter_provider, "force_flush", lambda ms: seen.append(ms) or True)
+    assert handle.force_flush(0.5)
+    assert seen[0] == 500
+    assert 0 < seen[1] <= 310
     handle.shutdown()

@@ -60,8 +60,11 @@ class ExecutorTelemetry:
         meter_provider: MeterProvider | None,
     ) -> None:
         self.tracer = tracer
-        self._tracer_provider = tracer_provider
-        self._meter_provider = meter_provider
+        # Explicit providers are resolved now and never referenced again: a cached hook must not keep
+        # its providers alive. ``None`` (the global providers) is resolved per wave.
+        self._tracing: bool | None = tracing_enabled(tracer_provider) if tracer_provider is not None else None
+        self._metrics: bool | None = metrics_enabled(meter_provider) if meter_provider is not None else None
+        self._bridge = bridge_for(meter_provider) if meter_provider is not None else None
         self.durations = _histogram(meter, tel.TASK_DURATION)
         self.queue_waits = _histogram(meter, tel.TASK_QUEUE_WAIT_DURATION)
         self.tokens = _histogram(meter, tel.TOKEN_USAGE)
@@ -103,11 +106,11 @@ class ExecutorTelemetry:
         return observe
 
     def wave_started(self, event: WaveStarted) -> WaveObserver | None:
-        tracing = tracing_enabled(self._tracer_provider)
-        if not tracing and not metrics_enabled(self._meter_provider):
+        tracing = self._tracing if self._tracing is not None else tracing_enabled(None)
+        metering = self._metrics if self._metrics is not None else metrics_enabled(None)
+        if not tracing and not metering:
             return None
-        provider = self._meter_provider or metrics.get_meter_provider()
-        bridge = bridge_for(provider)
+        bridge = self._bridge if self._metrics is not None else bridge_for(metrics.get_meter_provider())
         sinks: tuple[Any, Any, Any]
         if bridge is not None:
             sinks = (
@@ -203,6 +206,15 @@ class _WaveTelemetry(WaveObserver):
             span.set_status(Status(StatusCode.ERROR, description))
         otel_context.detach(context_token)
         span.end()
+
+    def task_skipped(self, event: TaskResult[Any]) -> None:
+        # Counted by outcome only: it never ran, so it has no span and no duration.
+        owner = self.owner
+        if self._unstarted:
+            self._unstarted -= 1
+            owner.pending[self.wave] -= 1
+        key = (self.wave, event.outcome.value, error_type(event.error) if event.error is not None else None)
+        owner.outcomes[key] = owner.outcomes.get(key, 0) + 1
 
     def _measure(self, measurements: Any) -> None:
         for name, token_type in _TOKEN_TYPES:

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _scoring as sc
-from ._ring import Rings
+from ._ring import Scratch
 from ._scoring import DEMOTED_SCORE, MEAN_FLOOR, SEASON_MIN, STD_FLOOR, Z_RED
 
 if TYPE_CHECKING:
@@ -24,23 +24,6 @@ if TYPE_CHECKING:
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 Rows = I64 | slice  # ring rows of the block's series: an index array, or a strided slice when contiguous
-
-
-class Scratch:
-    """Named float64 work buffers that grow to the largest block seen and are then reused."""
-
-    __slots__ = ("_bufs",)
-
-    def __init__(self) -> None:
-        self._bufs: dict[str, F64] = {}
-
-    def __call__(self, name: str, rows: int, cols: int) -> F64:
-        """A C-contiguous (rows, cols) array with undefined contents, valid until the next call."""
-        size = rows * cols
-        flat = self._bufs.get(name)
-        if flat is None or flat.size < size:
-            flat = self._bufs[name] = np.empty(max(size, 1))
-        return flat[:size].reshape(rows, cols)
 
 
 def _at(slots: I64) -> Rows:
@@ -58,59 +41,23 @@ def _rows(slots: I64, stride: int, offset: int, contiguous: bool) -> Rows:
     return slots * stride + offset
 
 
-def _window_sums(
-    ring: Rings, rows: Rows, values: F64, tmp: Scratch, *, inclusive: bool, squares: bool
-) -> tuple[F64, F64 | None, I64 | None]:
-    """:meth:`Rings.extend` for the block path, bit for bit: the same cumulative sums, in scratch
-    buffers, and slicing instead of gathers when ``rows`` is a slice and the rows are unrotated.
-    The counts are ``None`` when every window is full before the block (count == width)."""
-    width = ring.width
-    s_len, m = values.shape
-    length = width + m
-    seq = tmp("seq", s_len, length)
-    heads = ring.head[rows]
-    if heads.any():
-        seq[:, :width] = ring.ordered(np.arange(ring.head.size)[rows])
-    else:
-        seq[:, :width] = ring.buf[rows]
-    seq[:, width:] = values
-    shift = int(inclusive)
-    csum = tmp("csum", s_len, length + 1)
-    csum[:, 0] = 0.0
-    np.cumsum(seq, axis=1, out=csum[:, 1:])
-    s1 = tmp("s1", s_len, m)
-    np.subtract(csum[:, width + shift : width + shift + m], csum[:, shift : shift + m], out=s1)
-    s2 = None
-    if squares:
-        sq = tmp("sq", s_len, length)
-        np.multiply(seq, seq, out=sq)
-        np.cumsum(sq, axis=1, out=csum[:, 1:])
-        s2 = tmp("s2", s_len, m)
-        np.subtract(csum[:, width + shift : width + shift + m], csum[:, shift : shift + m], out=s2)
-    count0 = ring.count[rows]
-    cnt = None
-    if count0.min() < width:
-        cnt = np.minimum(count0[:, None] + shift + np.arange(m), width)
-    tail = seq[:, m:]
-    ring.buf[rows] = tail
-    ring.head[rows] = 0
-    ring.count[rows] = np.minimum(count0 + m, width)
-    ring.s1[rows] = tail.sum(axis=1)
-    ring.s2[rows] = np.einsum("ij,ij->i", tail, tail)
-    return s1, s2, cnt
-
-
 def _groups(ts: F64, det: AnomalyDetector) -> list[tuple[int, slice | I64]]:
     """(bucket, columns) of the block; columns are a slice when they are adjacent (sorted times)."""
     cfg = det.config
     if cfg.buckets == 1:
         return [(0, slice(0, len(ts)))]
     buckets = np.minimum((ts % cfg.period_s / cfg.period_s * cfg.buckets).astype(np.int64), cfg.buckets - 1)
+    if buckets[0] == buckets[-1] and (buckets == buckets[0]).all():  # e.g. one tick's samples
+        return [(int(buckets[0]), slice(0, len(ts)))]
+    order = np.argsort(buckets, kind="stable")  # each bucket's columns stay in time order
+    ends = [*(np.flatnonzero(np.diff(buckets[order])) + 1).tolist(), len(ts)]
     out: list[tuple[int, slice | I64]] = []
-    for g in np.unique(buckets).tolist():
-        cols = np.flatnonzero(buckets == g)
+    start = 0
+    for end in ends:
+        cols = order[start:end]
         lo, hi = int(cols[0]), int(cols[-1]) + 1
-        out.append((g, slice(lo, hi) if hi - lo == len(cols) else cols))
+        out.append((int(buckets[lo]), slice(lo, hi) if hi - lo == end - start else cols))
+        start = end
     return out
 
 
@@ -120,8 +67,8 @@ def _seasonal_z(det: AnomalyDetector, slots: I64, contiguous: bool, x: F64, ts: 
     for g, cols in _groups(ts, det):
         xs = x[:, cols]
         fl = floor if floor.shape[1] == 1 else floor[:, cols]
-        s1, s2, cnt = _window_sums(season, _rows(slots, buckets, g, contiguous), xs, tmp,
-                                   inclusive=False, squares=True)
+        s1, s2, cnt = season.window_sums(_rows(slots, buckets, g, contiguous), xs, tmp,
+                                         inclusive=False, squares=True)
         assert s2 is not None
         div: I64 | int = season.width if cnt is None else np.maximum(cnt, 1)
         mean = np.divide(s1, div, out=s1)
@@ -183,7 +130,7 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     np.multiply(r, -1.0 / sc.SURPRISE_SCALE, out=r)
     np.expm1(r, out=r)
     np.negative(r, out=r)
-    a, _, ac = _window_sums(det._avg, at, r, tmp, inclusive=True, squares=False)
+    a, _, ac = det._avg.window_sums(at, r, tmp, inclusive=True, squares=False)
     np.divide(a, det._avg.width if ac is None else ac, out=a)
 
     rate = cfg.history_rate
@@ -265,11 +212,15 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     if cfg.buckets > 1:  # as _groups, on the one time
         g = min(int(ts[0] % cfg.period_s / cfg.period_s * cfg.buckets), cfg.buckets - 1)
     s1, s2, cnt = det._season.push_many(_rows(slots, cfg.buckets, g, isinstance(at, slice)), x)
-    safe = np.maximum(cnt, 1)
+    full = int(cnt.min()) == det._season.width  # then dividing by the width is the same
+    safe: I64 | int = det._season.width if full else np.maximum(cnt, 1)
     mean = s1 / safe
     scale = np.maximum(np.sqrt(np.maximum(s2 / safe - mean * mean, 0.0)), floor)
-    ok = (cnt >= SEASON_MIN) & (scale > 0.0)
-    z = np.where(ok, np.abs(x - mean) / np.where(ok, scale, 1.0), 0.0)
+    if full and scale.min() > 0.0:
+        z = np.abs(x - mean) / scale
+    else:
+        ok = (cnt >= SEASON_MIN) & (scale > 0.0)
+        z = np.where(ok, np.abs(x - mean) / np.where(ok, scale, 1.0), 0.0)
     avg = det._avg
     avg.push_many(at, sc.surprise(z))
     a = avg.s1[at] / np.minimum(n, avg.width)

@@ -1,7 +1,7 @@
 """The detector: per-series state in preallocated arrays, a scalar path and a block path.
 
-Per sample of a series (both paths compute the same thing; the block path vectorizes it over
-series and time):
+Per sample of a series (both paths compute the same thing; the block path, in ``_block``,
+vectorizes it over series and time):
 
 1. z = |x - mean| / max(std, noise_floor x range) against the last ``window`` values of the
    same seasonal bucket (time of day by default);
@@ -25,9 +25,9 @@ from math import expm1, isfinite, sqrt
 import numpy as np
 import numpy.typing as npt
 
-from ._block import Scratch, score_block
+from ._block import score_block
 from ._config import DetectorConfig
-from ._ring import Rings, floats, ints
+from ._ring import Rings, Scratch, floats, ints
 from ._scoring import (
     DEMOTED_SCORE,
     MEAN_FLOOR,

@@ -3,6 +3,7 @@
 One row per (series, bucket); one fixed-width window per row. Rows are stored so that reading
 a row from ``head`` onwards gives its values oldest first with unused slots (zeros) in front,
 which lets the block path treat "ring contents + new values" as one contiguous sequence.
+The block methods' large intermediates live in a :class:`Scratch`, reused from call to call.
 """
 
 from __future__ import annotations
@@ -36,12 +37,33 @@ def ints(a: I64) -> Ints:
     return cast("Ints", memoryview(a.reshape(-1)).cast("B").cast("q"))  # type: ignore[arg-type]
 
 
+class Scratch:
+    """Named float64 work buffers, reused from call to call up to ``KEEP`` values each (4 MiB):
+    a larger request (a one-off backfill, say) gets a fresh array that is not kept."""
+
+    __slots__ = ("_bufs",)
+    KEEP = 1 << 19
+
+    def __init__(self) -> None:
+        self._bufs: dict[str, F64] = {}
+
+    def __call__(self, name: str, rows: int, cols: int) -> F64:
+        """A C-contiguous (rows, cols) array with undefined contents, valid until the next call."""
+        size = rows * cols
+        if size > self.KEEP:
+            return np.empty((rows, cols))
+        flat = self._bufs.get(name)
+        if flat is None or flat.size < size:
+            flat = self._bufs[name] = np.empty(max(size, 1))
+        return flat[:size].reshape(rows, cols)
+
+
 class Rings:
     """``rows`` windows of ``width`` float64 values with their count, sum and sum of squares.
 
     Not thread-safe; the owning detector serializes access. Scalar methods take Python numbers
     and go through memoryviews (several times cheaper than numpy scalar indexing); block
-    methods take index arrays. Both views alias the same buffers.
+    methods take index arrays (some also slices). Both views alias the same buffers.
     """
 
     __slots__ = ("_buf", "_count", "_head", "_s1", "_s2", "buf", "count", "head", "s1", "s2", "width")
@@ -112,9 +134,10 @@ class Rings:
             head, count = self.head[rows], self.count[rows]
             s1, s2 = self.s1[rows], self.s2[rows]
         full = count == width
+        all_full = bool(full.all())  # the steady state
         at = index * width + head  # flat positions: cheaper than 2-D fancy indexing
         flat = self.buf.reshape(-1)
-        old = np.where(full, flat.take(at), 0.0)
+        old = flat.take(at) if all_full else np.where(full, flat.take(at), 0.0)
         flat.put(at, values)
         new1 = s1 + (values - old)
         new2 = s2 + (values * values - old * old)
@@ -126,7 +149,8 @@ class Rings:
             new1[lap] = window.sum(axis=1)
             new2[lap] = np.einsum("ij,ij->i", window, window)
         self.head[rows] = head
-        self.count[rows] = count + ~full
+        if not all_full:
+            self.count[rows] = count + ~full
         self.s1[rows], self.s2[rows] = new1, new2
         return s1, s2, count
 
@@ -145,21 +169,45 @@ class Rings:
 
         ``rows`` must be distinct. Cost O(len(rows) x (width + values.shape[1])).
         """
+        s1, s2, cnt = self.window_sums(rows, values, Scratch(), inclusive=inclusive, squares=squares)
+        if cnt is None:
+            cnt = np.full(values.shape, self.width, dtype=np.int64)
+        return s1, s2, cnt
+
+    def window_sums(
+        self, rows: I64 | slice, values: F64, tmp: Scratch, *, inclusive: bool, squares: bool
+    ) -> tuple[F64, F64 | None, I64 | None]:
+        """:meth:`extend` with its results in ``tmp``'s buffers, ``rows`` possibly a slice (views
+        instead of gathers), and the counts ``None`` when every window was already full.
+
+        The window sums are differences of one cumulative sum over "window + values", so they
+        are exact re-additions that never drift, whatever the block size.
+        """
         width = self.width
-        m = values.shape[1]
-        seq = np.concatenate((self.ordered(rows), values), axis=1)
+        n_rows, m = values.shape
+        seq = tmp("seq", n_rows, width + m)
+        if self.head[rows].any():
+            index = rows if not isinstance(rows, slice) else np.arange(rows.start, rows.stop, rows.step)
+            seq[:, :width] = self.ordered(index)
+        else:  # unrotated rows (always so after a block): a plain copy
+            seq[:, :width] = self.buf[rows]
+        seq[:, width:] = values
         shift = int(inclusive)
-        c1 = np.empty((len(rows), width + m + 1))
-        c1[:, 0] = 0.0
-        np.cumsum(seq, axis=1, out=c1[:, 1:])
+        csum = tmp("csum", n_rows, width + m + 1)
+        csum[:, 0] = 0.0
+        np.cumsum(seq, axis=1, out=csum[:, 1:])
         # window of value j is seq[j + shift : j + shift + width]: a difference of two slices
-        s1 = c1[:, width + shift : width + shift + m] - c1[:, shift : shift + m]
+        s1 = np.subtract(csum[:, width + shift : width + shift + m], csum[:, shift : shift + m],
+                         out=tmp("s1", n_rows, m))
         s2 = None
         if squares:
-            np.cumsum(seq * seq, axis=1, out=c1[:, 1:])
-            s2 = c1[:, width + shift : width + shift + m] - c1[:, shift : shift + m]
+            np.cumsum(np.multiply(seq, seq, out=tmp("sq", n_rows, width + m)), axis=1, out=csum[:, 1:])
+            s2 = np.subtract(csum[:, width + shift : width + shift + m], csum[:, shift : shift + m],
+                             out=tmp("s2", n_rows, m))
         count0 = self.count[rows]
-        cnt = np.minimum(count0[:, None] + shift + np.arange(m), width)
+        cnt = None
+        if count0.min() < width:
+            cnt = np.minimum(count0[:, None] + shift + np.arange(m), width)
         tail = seq[:, m:]
         self.buf[rows] = tail
         self.head[rows] = 0

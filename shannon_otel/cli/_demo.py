@@ -15,11 +15,11 @@ from collections.abc import Callable
 from typing import Any
 
 from .._events import Hook
+from .._recorder import RunRecorder
 from ..executor._advice import AnomalyRecord
 from ._display import make_display
 from ._exporting import Exporting, setup
 from ._prometheus import MetricsServer, PrometheusReader
-from .._recorder import RunRecorder
 from ._summary import Out, advice_section, anomalies_section, resilience_section, waterfall_section, waves_section
 from ._waterfall import waterfall
 from ._workload import WorkloadConfig, run_waves

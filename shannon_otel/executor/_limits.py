@@ -10,25 +10,34 @@ class ResourcePool:
     """At most ``limit`` concurrent tasks that name this pool, across every wave using it.
 
     A pool is shared state by design (``ResourcePool("db", 2)`` passed to several waves);
-    the ``Wave`` policy that references it stays immutable.
+    the ``Wave`` policy that references it stays immutable. Its semaphore belongs to the event
+    loop that first waits on it; a pool idle in one loop may be reused by a later loop.
     """
 
-    __slots__ = ("_semaphore", "limit", "name")
+    __slots__ = ("_loop", "_semaphore", "limit", "name")
 
     def __init__(self, name: str, limit: int) -> None:
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"ResourcePool name must be a non-empty string, got {name!r}")
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise TypeError(f"ResourcePool limit must be an int >= 1, got {limit!r}")
+        if limit < 1:
             raise ValueError(f"ResourcePool limit must be an int >= 1, got {limit!r}")
-        if not name:
-            raise ValueError("ResourcePool name must be a non-empty string")
         self.name = name
         self.limit = limit
         self._semaphore = asyncio.Semaphore(limit)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def in_use(self) -> int:
-        return self.limit - self._semaphore._value
+        return self.limit - self._semaphore._value  # noqa: SLF001 - the semaphore has no public reading
 
     async def acquire(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            if self.in_use:
+                raise RuntimeError(f"ResourcePool {self.name!r} is in use by another event loop")
+            self._semaphore, self._loop = asyncio.Semaphore(self.limit), loop
         await self._semaphore.acquire()
 
     def release(self) -> None:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .._events import TaskResult, WaveObserver
 from .._telemetry import Outcome
-from ._limits import RateLimiter
+from ._limits import RateLimiter, ResourcePool
 from ._report import ReportBuilder
 from ._task import CURRENT_TASK, TaskSlot, TaskSpec
 
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from ._wave import Progress, Wave
 
 Item = tuple[int, Any]
+_log = logging.getLogger("shannon_otel")
+_BROKEN = object()  # the token of an observer whose task_started raised
 _FAILED = (Outcome.FAILURE, Outcome.TIMEOUT)
 
 
@@ -38,7 +41,8 @@ class WaveRun:
         self.deliver = deliver
         self.gate = gate
         self.report = ReportBuilder()
-        self.pending = size or 0
+        self.sized = size is not None
+        self.pending = size or 0  # of a lazy input: minus the tasks taken so far (Progress shows None)
         self.active = 0
         self.done = 0
         self.failed = 0
@@ -77,35 +81,35 @@ class WaveRun:
 
     async def _run_one(self, index: int, item: Any, slot: TaskSlot) -> None:
         wave = self.wave
-        clock = wave.clock
-        name, pool_name = wave.name, None
-        work = item
+        name, pool_name, work = wave.name, None, item
         if type(item) is TaskSpec:
             work, pool_name = item.work, item.pool
             name = item.name or name
-        pool = None
+        pool: ResourcePool | None = None
         outcome = Outcome.SUCCESS
         value: Any = None
         error: BaseException | None = None
         tokens: list[Any] | None = None
+        call: Any = None
+        start: float | None = None  # set when the task really starts
+        queue_wait = 0.0
         slot.measurements = None
-        start = queue_wait = 0.0
-        acquired = False
+        slot.timeout = None
         try:
             if self.limiter is not None:
                 await self.limiter.acquire()
             if pool_name is not None:
-                pool = wave.pool_map.get(pool_name)
-                if pool is None:
+                wanted = wave.pool_map.get(pool_name)
+                if wanted is None:
                     raise KeyError(f"task names pool {pool_name!r}; the wave's pools are {sorted(wave.pool_map)}")
-                await pool.acquire()
-                acquired = True
-            start = clock()
+                await wanted.acquire()
+                pool = wanted
+            start = wave.clock()
             queue_wait = start - self.dispatch_time
             self.pending -= 1
             self.active += 1
             if self.observers:
-                tokens = [obs.task_started(index, name, queue_wait) for obs in self.observers]
+                tokens = self._started(index, name, queue_wait)
             if wave.policy is not None:
                 if not callable(work):
                     raise TypeError("a Wave with a policy needs zero-argument callables, not coroutine objects")
@@ -113,56 +117,79 @@ class WaveRun:
             else:
                 call = work() if callable(work) else work
             if wave.timeout is not None:
-                async with asyncio.timeout(wave.timeout):
+                async with asyncio.timeout(wave.timeout) as scope:
+                    slot.timeout = scope  # lets policies inside tell this timeout from a cancellation
                     value = await call
             else:
                 value = await call
-        except asyncio.CancelledError as exc:
-            outcome, error = Outcome.CANCELLATION, None
+        except asyncio.CancelledError:
+            outcome = Outcome.CANCELLATION
             current = asyncio.current_task()
             if current is not None and current.cancelling():
-                self._finish(index, name, outcome, start, queue_wait, exc, slot, tokens, acquired, pool)
+                self._finish(index, item, name, outcome, start, queue_wait, None, slot, tokens, pool, call)
                 raise
             # The task cancelled itself (or awaited something cancelled): its own outcome, not ours.
         except TimeoutError as exc:
             outcome, error = Outcome.TIMEOUT, exc
         except Exception as exc:
             outcome, error = Outcome.FAILURE, exc
-        self._finish(index, name, outcome, start, queue_wait, error, slot, tokens, acquired, pool, value)
+        self._finish(index, item, name, outcome, start, queue_wait, error, slot, tokens, pool, call, value)
+
+    def _started(self, index: int, name: str, queue_wait: float) -> list[Any]:
+        tokens: list[Any] = []
+        for obs in self.observers:
+            try:
+                tokens.append(obs.task_started(index, name, queue_wait))
+            except Exception:
+                _log.exception("hook %r failed in task_started; it misses this task", obs)
+                tokens.append(_BROKEN)
+        return tokens
 
     def _finish(
-        self, index: int, name: str, outcome: Outcome, start: float, queue_wait: float,
-        error: BaseException | None, slot: TaskSlot, tokens: list[Any] | None, acquired: bool,
-        pool: Any, value: Any = None,
+        self, index: int, item: Any, name: str, outcome: Outcome, start: float | None, queue_wait: float,
+        error: BaseException | None, slot: TaskSlot, tokens: list[Any] | None, pool: ResourcePool | None,
+        call: Any, value: Any = None,
     ) -> None:
-        if acquired:
+        if pool is not None:
             pool.release()
-        started = start != 0.0
-        duration = self.wave.clock() - start if started else 0.0
-        if started:
+        if call is None:
+            close_unstarted(item)
+        if start is not None:
+            duration = self.wave.clock() - start
             self.active -= 1
         else:
+            duration = 0.0
             self.pending -= 1
         self.done += 1
-        recorded = error if not isinstance(error, asyncio.CancelledError) else None
         measurements = slot.measurements
-        self.report.add(outcome, duration, queue_wait, recorded, measurements)
+        self.report.add(outcome, duration, queue_wait, error, measurements)
         if outcome in _FAILED:
             self.failed += 1
         result = TaskResult(
-            self.wave.name, index, name, outcome, value, recorded, duration, queue_wait, measurements, self.batch,
+            self.wave.name, index, name, outcome, value, error, duration, queue_wait, measurements, self.batch,
         )
         if tokens is not None:
-            if len(tokens) == 1:
-                self.observers[0].task_finished(tokens[0], result)
-            else:
-                for obs, token in zip(self.reversed_observers, reversed(tokens), strict=True):
-                    obs.task_finished(token, result)
+            for obs, token in zip(self.reversed_observers, reversed(tokens), strict=True):
+                if token is not _BROKEN:
+                    try:
+                        obs.task_finished(token, result)
+                    except Exception:
+                        _log.exception("hook %r failed in task_finished", obs)
+        elif self.observers:
+            self.skipped(result)
         self.deliver(result)
         if self.wave.on_progress is not None:
             self._progress()
         if outcome in _FAILED and self.wave.fail_fast and not self.stopped:
             self.stop()
+
+    def skipped(self, result: TaskResult[Any]) -> None:
+        """Tell the observers about a task that ended without starting."""
+        for obs in self.reversed_observers:
+            try:
+                obs.task_skipped(result)
+            except Exception:
+                _log.exception("hook %r failed in task_skipped", obs)
 
     def stop(self) -> None:
         """Start no more tasks and cancel the running ones (fail-fast)."""
@@ -175,11 +202,12 @@ class WaveRun:
     def progress(self) -> Progress:
         from ._wave import Progress
 
-        return Progress(self.wave.name, self.pending, self.active, self.done, self.failed)
+        pending = self.pending if self.sized else None
+        return Progress(self.wave.name, pending, self.active, self.done, self.failed)
 
-    def _progress(self, final: bool = False) -> None:
+    def _progress(self) -> None:
         now = self.wave.clock()
-        if final or now >= self._next_progress:
+        if now >= self._next_progress:
             self._next_progress = now + self.wave.progress_interval
             callback = self.wave.on_progress
             assert callback is not None

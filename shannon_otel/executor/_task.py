@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
@@ -37,12 +38,20 @@ def task(
 
 
 class TaskSlot:
-    """The measurements of the task a worker is running now (one slot per worker, reused)."""
+    """The task a worker is running now (one slot per worker, reused): its measurements, and the
+    wave's per-task timeout scope, so a policy inside can tell that timeout from a cancellation."""
 
-    __slots__ = ("measurements",)
+    __slots__ = ("measurements", "timeout")
 
     def __init__(self) -> None:
         self.measurements: dict[str, float] | None = None
+        self.timeout: asyncio.Timeout | None = None
+
+
+def task_timed_out() -> bool:
+    """Whether the running wave task's own timeout has fired (its CancelledError is that timeout)."""
+    slot = CURRENT_TASK.get()
+    return slot is not None and slot.timeout is not None and slot.timeout.expired()
 
 
 CURRENT_TASK: ContextVar[TaskSlot | None] = ContextVar("shannon_otel_current_task", default=None)

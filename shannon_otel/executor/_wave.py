@@ -37,7 +37,7 @@ class Progress:
     """Live counters of a wave, handed to ``on_progress``."""
 
     wave: str
-    pending: int
+    pending: int | None  # None for a lazy input of unknown length
     active: int
     done: int
     failed: int
@@ -80,7 +80,9 @@ class WaveResult(Generic[T]):
         errors: list[Exception] = []
         for r in failed:
             assert isinstance(r.error, Exception)
-            r.error.add_note(f"in task {r.index} ({r.name}) of wave {self.report.wave!r}")
+            note = f"in task {r.index} ({r.name}) of wave {self.report.wave!r}"
+            if note not in getattr(r.error, "__notes__", ()):
+                r.error.add_note(note)
             errors.append(r.error)
         by_type = ", ".join(f"{k}: {v}" for k, v in sorted(self.report.errors_by_type.items()))
         raise WaveError(
@@ -89,14 +91,15 @@ class WaveResult(Generic[T]):
         )
 
 
-def _check_positive(name: str, value: float | None, *, integer: bool = False) -> None:
-    if value is None:
+def _check_positive(name: str, value: float | None, *, integer: bool = False, optional: bool = True) -> None:
+    if value is None and optional:
         return
     kind = "an int" if integer else "a number"
+    alternative = " or None" if optional else ""
     if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
-        raise TypeError(f"{name} must be {kind} > 0 or None, got {value!r}")
-    if not value > 0:
-        raise ValueError(f"{name} must be > 0 (or None), got {value!r}")
+        raise TypeError(f"{name} must be {kind} > 0{alternative}, got {value!r}")
+    if not value > 0:  # also rejects NaN
+        raise ValueError(f"{name} must be > 0{alternative}, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,11 +148,12 @@ class Wave(Generic[T]):
         _check_positive("timeout", self.timeout)
         _check_positive("rate_limit", self.rate_limit)
         _check_positive("batch_size", self.batch_size, integer=True)
-        _check_positive("burst", self.burst, integer=True)
-        _check_positive("progress_interval", self.progress_interval)
+        _check_positive("burst", self.burst, integer=True, optional=False)
+        _check_positive("progress_interval", self.progress_interval, optional=False)
         if self.policy is not None and not callable(getattr(self.policy, "call", None)):
             raise TypeError(f"policy must have a call(fn) method, got {type(self.policy).__name__}")
         object.__setattr__(self, "pools", tuple(self.pools))
+        object.__setattr__(self, "hooks", tuple(self.hooks))
         object.__setattr__(self, "pool_map", pools_by_name(self.pools))
         object.__setattr__(
             self, "resolved_hooks",
@@ -169,7 +173,8 @@ class Wave(Generic[T]):
             results[result.index] = result
 
         report = await self._execute(items, len(items), deliver)
-        result = WaveResult([r for r in results if r is not None], report)
+        assert all(r is not None for r in results), "every input gets a result"
+        result = WaveResult(results, report)  # type: ignore[arg-type]
         if raise_errors:
             result.raise_for_errors()
         return result
@@ -181,7 +186,10 @@ class Wave(Generic[T]):
         """
         if self.max_concurrency is None and not isinstance(tasks, Sized):
             raise ValueError("max_concurrency=None needs a sized input; set max_concurrency to stream")
-        return WaveStream(self, tasks, buffer or (self.max_concurrency or 1) * 2)
+        if buffer is not None:
+            _check_positive("buffer", buffer, integer=True, optional=False)
+        concurrency = self.max_concurrency or max(1, len(tasks))  # type: ignore[arg-type]
+        return WaveStream(self, tasks, buffer or 2 * concurrency)
 
     # ------------------------------------------------------------------ the engine
     async def _execute(
@@ -239,7 +247,10 @@ class Wave(Generic[T]):
             run.report.add(Outcome.CANCELLATION, 0.0, 0.0, None, None)
             run.pending -= 1
             run.done += 1
-            run.deliver(TaskResult(self.name, index, name, Outcome.CANCELLATION))
+            result: TaskResult[Any] = TaskResult(self.name, index, name, Outcome.CANCELLATION)
+            if run.observers:
+                run.skipped(result)
+            run.deliver(result)
 
 
 class WaveStream(Generic[T]):
@@ -275,6 +286,8 @@ class WaveStream(Generic[T]):
         return self
 
     async def __anext__(self) -> TaskResult[T]:
+        if self._runner is None:
+            raise RuntimeError("iterate a wave stream inside `async with wave.stream(tasks) as results:`")
         item = await self._queue.get()
         if item is None:
             assert self._runner is not None

@@ -1,0 +1,201 @@
+"""The executor under faults: broken hooks, tasks that never start, loops, clocks, stream misuse.
+
+Each test here pins a bug found in review; see the test names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from shannon_otel import Hook, Outcome, ResourcePool, TaskResult, Wave, WaveObserver, WaveStarted, task
+from shannon_otel import _telemetry as tel
+from shannon_otel.testing import FakeClock, InMemoryTelemetry
+
+
+def run(coro: Awaitable[Any]) -> Any:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def value(v: Any, delay: float = 0.0) -> Callable[[], Awaitable[Any]]:
+    async def work() -> Any:
+        await asyncio.sleep(delay)
+        return v
+
+    return work
+
+
+class Broken(Hook):
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def wave_started(self, event: WaveStarted) -> WaveObserver:
+        where = self.where
+
+        class Observer(WaveObserver):
+            def task_started(self, index: int, name: str, queue_wait_s: float) -> Any:
+                if where == "start" and index % 2:
+                    raise RuntimeError("hook bug")
+                return None
+
+            def task_finished(self, token: Any, event: TaskResult[Any]) -> None:
+                if where == "finish" and event.index % 2:
+                    raise RuntimeError("hook bug")
+
+        return Observer()
+
+
+@pytest.mark.parametrize("where", ["start", "finish"])
+def test_a_raising_hook_costs_neither_results_nor_spans(where: str, caplog: pytest.LogCaptureFixture) -> None:
+    otel = InMemoryTelemetry()
+    result = run(Wave("hooked", hooks=(Broken(where),), **otel.providers).run([value(i) for i in range(4)]))
+    assert result.values() == [0, 1, 2, 3]
+    spans = otel.spans("task hooked")
+    assert len(spans) == 4, "every task span is ended"
+    assert {s.attributes[tel.TASK_OUTCOME] for s in spans} == {"success"}
+    assert "hook bug" in caplog.text or "failed in task_" in caplog.text
+
+
+def test_tasks_that_never_start_are_counted_by_outcome() -> None:
+    otel = InMemoryTelemetry()
+
+    async def boom() -> None:
+        raise ValueError("x")
+
+    wave = Wave("ff", max_concurrency=1, fail_fast=True, **otel.providers)
+    result = run(wave.run([boom, value(1), value(2), task(value(3), pool="missing")]))
+    assert result.report.counts[Outcome.CANCELLATION] == 3
+    assert otel.point(tel.TASK_OUTCOMES.name, shannon_task_outcome="failure").value == 1
+    assert otel.point(tel.TASK_OUTCOMES.name, shannon_task_outcome="cancellation").value == 3
+    assert otel.point(tel.TASKS_PENDING.name).value == 0
+    assert otel.point(tel.TASKS_ACTIVE.name).value == 0
+    assert len(otel.spans("task ff")) == 1, "only the task that ran has a span"
+
+    missing = run(Wave("pools", **otel.providers).run([task(value(1), pool="missing")]))
+    assert missing.results[0].outcome is Outcome.FAILURE
+    assert otel.point(tel.TASK_OUTCOMES.name, shannon_wave_name="pools").attributes[tel.ERROR_TYPE] == "KeyError"
+
+
+def test_coroutines_that_never_run_are_closed() -> None:
+    async def noop() -> None:
+        return None
+
+    coros = [noop() for _ in range(4)]
+    pool = ResourcePool("one", 1)
+
+    async def main() -> None:
+        gate = asyncio.Event()
+
+        async def hold() -> None:
+            await gate.wait()
+
+        wave = Wave("closing", max_concurrency=4, pools=(pool,), instrument=False)
+        runner = asyncio.create_task(wave.run([task(hold, pool="one")] + [task(c, pool="one") for c in coros]))
+        await asyncio.sleep(0.01)
+        runner.cancel()  # three coroutines are waiting for the pool, one never got a worker
+        with pytest.raises(asyncio.CancelledError):
+            await runner
+
+    run(main())
+    assert all(c.cr_frame is None for c in coros), "closed, so Python never warns they were not awaited"
+    policy_wave = Wave("policy", policy=_Passthrough(), instrument=False)
+    coro = noop()
+    result = run(policy_wave.run([coro]))
+    assert isinstance(result.results[0].error, TypeError)
+    assert coro.cr_frame is None
+
+
+class _Passthrough:
+    async def call(self, fn: Callable[[], Awaitable[Any]]) -> Any:
+        return await fn()
+
+
+def test_streaming_an_unbounded_wave_runs_everything_at_once() -> None:
+    peak = 0
+    running = 0
+
+    async def body() -> None:
+        nonlocal peak, running
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+
+    async def main() -> None:
+        async with Wave("all", max_concurrency=None, instrument=False).stream([body] * 20) as results:
+            async for _ in results:
+                pass
+
+    run(main())
+    assert peak == 20
+
+
+def test_iterating_a_stream_outside_async_with_is_a_clear_error() -> None:
+    async def main() -> None:
+        stream = Wave("s", instrument=False).stream([value(1)])
+        with pytest.raises(RuntimeError, match="async with"):
+            await stream.__anext__()
+
+    run(main())
+
+
+def test_a_clock_starting_at_zero_is_an_ordinary_time() -> None:
+    clock = FakeClock(start=0.0)
+    seen = []
+    wave = Wave("zero", max_concurrency=2, clock=clock, on_progress=seen.append, instrument=False)
+    run(wave.run([value(1), value(2), value(3)]))
+    assert (seen[-1].pending, seen[-1].active, seen[-1].done) == (0, 0, 3)
+
+
+def test_progress_of_a_lazy_stream_has_no_pending_count() -> None:
+    seen = []
+
+    async def main() -> None:
+        wave = Wave("lazy", max_concurrency=2, on_progress=seen.append, progress_interval=1e-9, instrument=False)
+        async with wave.stream(value(i) for i in range(5)) as results:
+            async for _ in results:
+                pass
+
+    run(main())
+    assert {p.pending for p in seen} == {None}
+    assert seen[-1].done == 5
+
+
+def test_raise_for_errors_notes_each_error_once() -> None:
+    async def bad() -> None:
+        raise ValueError("bad")
+
+    result = run(Wave("notes", instrument=False).run([bad]))
+    for _ in range(3):
+        with pytest.raises(ExceptionGroup):
+            result.values()
+    assert result.results[0].error.__notes__ == ["in task 0 (notes) of wave 'notes'"]  # type: ignore[union-attr]
+
+
+def test_a_resource_pool_serves_one_event_loop_after_another() -> None:
+    pool = ResourcePool("db", 1)
+    wave = Wave("loops", pools=(pool,), instrument=False)
+    for _ in range(2):
+        result = run(wave.run([task(value(1), pool="db"), task(value(2), pool="db")]))
+        assert result.values() == [1, 2]
+
+
+def test_cached_hooks_do_not_keep_providers_alive() -> None:
+    otel = InMemoryTelemetry()
+    Wave("w", **otel.providers)
+    refs = [weakref.ref(otel.tracer_provider), weakref.ref(otel.meter_provider)]
+    otel.shutdown()
+    del otel
+    gc.collect()
+    assert [r() for r in refs] == [None, None]
+
+
+def test_hooks_given_as_a_list_are_frozen_so_the_policy_is_hashable() -> None:
+    wave = Wave("h", hooks=[], instrument=False)  # type: ignore[arg-type]
+    assert wave.hooks == ()
+    hash(wave)
