@@ -82,23 +82,24 @@ def test_latency_spike_becomes_span_event_counter_gauge_and_callback(tel: Teleme
                        clock=clock, signals=[LATENCY])
     obs = hook.wave_started(WaveStarted("w", None, None, clock()))
     assert obs is not None
-    run_tasks(tel, obs, clock, steady(400))
-    # Task 415 closes a tick (16 tasks per tick), so its own span is still open when scored.
-    run_tasks(tel, obs, clock, [*steady(15), 5.0], first=400)
+    run_tasks(tel, obs, clock, steady(640))  # 40 ticks of 16 tasks: warmed up (min_history=30)
+    # Task 655 closes a tick (16 tasks per tick) and is its slowest: its own span is open when scored.
+    tick = [*steady(15), 5.0]
+    run_tasks(tel, obs, clock, tick, first=640)
 
     (anomaly,) = seen
     assert anomaly.series == "w"
     assert anomaly.signal == LATENCY
-    assert anomaly.value == 5.0
+    assert anomaly.value == pytest.approx(sum(tick) / 16)  # the tick's mean latency
     assert anomaly.severity is Severity.CRITICAL
     assert anomaly.score >= CONFIG.critical
-    span = tel.span("task 415")
+    span = tel.span("task 655")
     assert anomaly.trace_id == format(span.context.trace_id, "032x")
     assert anomaly.span_id == format(span.context.span_id, "016x")
     (event,) = [e for e in span.events if e.name == tm.EVENT_ANOMALY]
     assert event.attributes == {
         tm.ANOMALY_SERIES: "w", tm.ANOMALY_SIGNAL: LATENCY, tm.ANOMALY_SCORE_ATTR: anomaly.score,
-        tm.ANOMALY_SEVERITY: "critical", tm.ANOMALY_VALUE: 5.0,
+        tm.ANOMALY_SEVERITY: "critical", tm.ANOMALY_VALUE: anomaly.value,
     }
     (count,) = tel.points(tm.ANOMALY_EVENTS.name)
     assert count.value == 1
@@ -117,9 +118,9 @@ def test_an_anomaly_found_after_its_task_ended_keeps_that_task_ids(tel: Telemetr
                        clock=clock, signals=[LATENCY])
     obs = hook.wave_started(WaveStarted("w", None, None, clock()))
     assert obs is not None
-    run_tasks(tel, obs, clock, [*steady(405), 5.0, *steady(10)])
+    run_tasks(tel, obs, clock, [*steady(645), 5.0, *steady(10)])
     (anomaly,) = seen
-    culprit, flusher = tel.span("task 405"), tel.span("task 415")
+    culprit, flusher = tel.span("task 645"), tel.span("task 655")  # the tick's slowest, and its last
     assert anomaly.span_id == format(culprit.context.span_id, "016x")
     assert not [e for e in culprit.events if e.name == tm.EVENT_ANOMALY]  # ended before scoring
     assert [e for e in flusher.events if e.name == tm.EVENT_ANOMALY]
@@ -156,6 +157,22 @@ def test_retry_rate_per_operation(tel: Telemetry) -> None:
     assert seen[0].trace_id is None  # no span was current
 
 
+def test_clean_noisy_latencies_raise_no_alarm_with_the_hook_defaults(tel: Telemetry) -> None:
+    """Per-task latencies are noisy (lognormal here); tick means with the hook's defaults stay quiet."""
+    import random
+
+    clock, seen = FakeClock(), list[Anomaly]()
+    hook = AnomalyHook(meter_provider=tel.meter_provider, on_anomaly=seen.append, tick_s=1.0, clock=clock,
+                       signals=[LATENCY])
+    obs = hook.wave_started(WaveStarted("w", None, None, clock()))
+    assert obs is not None
+    rng = random.Random(3)
+    run_tasks(tel, obs, clock, [rng.lognormvariate(-4.6, 0.3) for _ in range(16 * 500)])
+    assert seen == []
+    run_tasks(tel, obs, clock, [0.05 * rng.lognormvariate(0, 0.3) for _ in range(16 * 3)], first=16 * 500)
+    assert [a.signal for a in seen][:1] == [LATENCY], "a 5x slowdown for 3 ticks is found"
+
+
 def test_disabled_hook_observes_nothing(tel: Telemetry) -> None:
     hook = AnomalyHook(meter_provider=tel.meter_provider, enabled=False)
     assert hook.wave_started(WaveStarted("w", None, None, 0.0)) is None
@@ -174,7 +191,7 @@ def test_failing_callback_is_logged_not_raised(tel: Telemetry, caplog: pytest.Lo
     obs = hook.wave_started(WaveStarted("w", None, None, clock()))
     assert obs is not None
     with caplog.at_level(logging.ERROR):
-        run_tasks(tel, obs, clock, [*steady(415), 5.0])
+        run_tasks(tel, obs, clock, [*steady(655), 5.0])
     assert "on_anomaly callback failed" in caplog.text
     assert tel.points(tm.ANOMALY_EVENTS.name)[0].value == 1
 
@@ -194,7 +211,7 @@ def test_end_to_end_a_slow_task_of_a_real_wave_carries_the_anomaly(tel: Telemetr
     clock, seen = FakeClock(), list[Anomaly]()
     hook = AnomalyHook(CONFIG, meter_provider=tel.meter_provider, on_anomaly=seen.append, tick_s=1.0,
                        clock=clock, signals=[LATENCY])
-    durations = [*steady(400), 5.0]
+    durations = [*steady(640), 5.0]
 
     def work(i: int) -> Any:
         async def run() -> int:
@@ -208,12 +225,12 @@ def test_end_to_end_a_slow_task_of_a_real_wave_carries_the_anomaly(tel: Telemetr
     result = asyncio.run(wave.run([task(work(i), name=f"t{i}") for i in range(len(durations))]))
     assert result.report.total == len(durations)
     (anomaly,) = seen
-    assert anomaly.value == pytest.approx(5.0)
+    assert anomaly.value > 0.5  # the mean of the tick the 5 s task closed
     (slow,) = [s for s in tel.spans.get_finished_spans()
                if any(e.name == tm.EVENT_ANOMALY for e in s.events)]
     assert anomaly.span_id == format(slow.context.span_id, "016x")
     assert slow.attributes is not None
-    assert slow.attributes[tm.TASK_INDEX] == 400
+    assert slow.attributes[tm.TASK_INDEX] == 640
 
 
 def test_throughput_surge_is_reported(tel: Telemetry) -> None:

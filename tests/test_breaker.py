@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, precondition, rule
 from opentelemetry.trace import StatusCode
 from test_recovery_support import FakeClock, Telemetry, run
 
@@ -351,6 +351,9 @@ class BreakerMachine(RuleBasedStateMachine):
 
     @rule(target=calls)
     def begin(self) -> Any:
+        return self._begin()
+
+    def _begin(self) -> int | None:
         b = self.breaker
         before, opened_for = b.state, self.clock.now - b._opened_at
         try:
@@ -368,10 +371,14 @@ class BreakerMachine(RuleBasedStateMachine):
 
     @rule(token=consumes(calls), result=st.sampled_from(["success", "failure", "ignored", "cancelled"]))
     def finish(self, token: int | None, result: str) -> None:
+        self._finish(token, result)
+
+    def _finish(self, token: int | None, result: str) -> None:
         if token is None:
             return
         gen, _ = self.in_flight.pop(token)
         b, before = self.breaker, self.breaker.state
+        current = gen == b._gen  # read before recording: a transition bumps the generation
         if result == "success":
             b._succeeded(gen, 0.0)
         else:
@@ -379,8 +386,27 @@ class BreakerMachine(RuleBasedStateMachine):
             b._failed(gen, 0.0, error[result])
             if result != "failure":
                 assert b.state is before  # never counted
-        if result == "failure" and gen == b._gen - 1 and before is HALF_OPEN:
-            assert b.state is OPEN
+        if result == "failure" and current and before is HALF_OPEN:
+            assert b.state is OPEN  # a counted probe failure re-opens the breaker
+
+    @precondition(lambda self: not self.breaker._forced)
+    @rule(result=st.sampled_from(["success", "failure", "ignored", "cancelled"]))
+    def probe(self, result: str) -> None:
+        """Trip the breaker with failing calls, wait out the reset timeout, admit a probe and finish it
+        at once: the interleaving that shows whether a failed probe re-opens, which the rules above
+        reach only now and then."""
+        for _ in range(4):  # bounded: a broken breaker must fail an assertion, not loop
+            if self.breaker.state is OPEN:
+                break
+            token = self._begin()
+            if token is None:
+                return  # HALF_OPEN with every probe in flight: it cannot be tripped now
+            self._finish(token, "failure")
+        assert self.breaker.state is OPEN
+        self.clock.now += 11  # past reset_timeout=10 (exactly 10 later may round to just under it)
+        token = self._begin()
+        assert token is not None and self.breaker.state is HALF_OPEN
+        self._finish(token, result)
 
     @rule(seconds=st.floats(0, 15))
     def advance(self, seconds: float) -> None:

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = ["RecoveryTelemetry"]
 
 _ERROR = Status(StatusCode.ERROR)
+_TIMEOUT = Status(StatusCode.ERROR, "timeout")
 _INTERNAL = trace.SpanKind.INTERNAL
 
 
@@ -174,7 +175,14 @@ def _start(tel: RecoveryTelemetry, name: str, attributes: dict[str, Any]) -> tup
 
 def _end(span: Span, token: object, outcome: str, error: BaseException | None, outcome_key: str) -> None:
     span.set_attribute(outcome_key, outcome)
-    if error is not None and outcome != Outcome.CANCELLATION:
+    if outcome == Outcome.TIMEOUT:
+        # An attempt cut off by a timeout carries no exception of its own (the TimeoutError is
+        # raised by the scope around it), yet it failed: ERROR, described like a timed-out task span.
+        span.set_attribute(t.ERROR_TYPE, _error_type(error) if error is not None else TimeoutError.__name__)
+        if error is not None:
+            span.record_exception(error)
+        span.set_status(_TIMEOUT)
+    elif error is not None and outcome != Outcome.CANCELLATION:
         span.set_attribute(t.ERROR_TYPE, _error_type(error))
         span.record_exception(error)
         span.set_status(_ERROR)

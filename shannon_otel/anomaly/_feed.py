@@ -1,18 +1,17 @@
 """The feed: an event hook that turns executor / policy events into detector samples.
 
-Signals, each its own series per wave name (or operation name for retries):
+Signals, each its own series per wave name (or operation name for retries), one sample per tick:
 
-* ``latency``: every task's ``duration_s`` is a sample;
-* ``error_rate``: fraction of tasks that failed or timed out, one sample per tick;
-* ``throughput``: tasks finished per second, one sample per tick;
-* ``retry_rate``: mean retries (attempts - 1) per protected call, one sample per tick.
+* ``latency``: mean task duration over the tick (and over a wave's last, partial tick);
+* ``error_rate``: fraction of tasks that failed or timed out;
+* ``throughput``: tasks finished per second;
+* ``retry_rate``: mean retries (attempts - 1) per protected call.
 
-Per task the observer only appends to lists and reads the clock. Once a tick (``tick_s``) has
-passed, the task that notices scores everything buffered, in its own context: one vectorized
-``update_series`` call for the latencies and one sample per rate. An anomaly becomes a span
-event on the span of the task that caused it if that span is still open (always true for the
-task that closed the tick), otherwise on the span current at detection; the ``Anomaly`` handed
-to ``on_anomaly`` carries the ids of the span that caused it either way.
+Per task the observer updates a few numbers and reads the clock. Once a tick (``tick_s``) has
+passed, the task that notices scores the tick in its own context. A latency anomaly becomes a
+span event on the tick's slowest task span if that span is still open (always true when that
+task closed the tick), otherwise on the span current at detection; the ``Anomaly`` handed to
+``on_anomaly`` carries the ids of the slowest task's span either way.
 """
 
 from __future__ import annotations
@@ -40,6 +39,12 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 LATENCY, ERROR_RATE, THROUGHPUT, RETRY_RATE = "latency", "error_rate", "throughput", "retry_rate"
 _FAILED = frozenset({Outcome.FAILURE, Outcome.TIMEOUT})
+
+# The hook watches per-tick aggregates of one process, not NAB's curated series: no daily profile
+# (a 30-tick sliding window adapts to slow changes), a short warm-up, and the range rule only for
+# values far beyond what was seen (with NAB's 2% it flags i.i.d. noise whenever a new maximum
+# appears; measured on 40 x 2,000 clean ticks: 0.18 false events per series per 2,000 ticks at 0.5).
+HOOK_DEFAULTS = DetectorConfig(buckets=1, min_history=30, spatial_tolerance=0.5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +91,7 @@ class AnomalyHook(Hook):
         if unknown:
             raise ValueError(f"unknown signals {sorted(unknown)}; allowed: {LATENCY}, {ERROR_RATE}, "
                              f"{THROUGHPUT}, {RETRY_RATE}")
-        self._detector = AnomalyDetector(config)
+        self._detector = AnomalyDetector(config if config is not None else HOOK_DEFAULTS)
         self._on_anomaly = on_anomaly
         self._clock = clock
         self.tick_s = float(tick_s)
@@ -173,21 +178,27 @@ class AnomalyHook(Hook):
 
 
 class _WaveFeed(WaveObserver):
-    __slots__ = ("_durations", "_failed", "_finished", "_hook", "_spans", "_tick_end", "_tick_start", "_wave")
+    """Per wave run: O(1) state per tick (sum and count of latencies, the slowest task's span)."""
+
+    __slots__ = ("_failed", "_finished", "_hook", "_latency_n", "_latency_sum", "_slowest", "_slowest_span",
+                 "_tick_end", "_tick_start", "_wave")
 
     def __init__(self, hook: AnomalyHook, wave: str, now: float) -> None:
         self._hook, self._wave = hook, wave
         self._tick_start, self._tick_end = now, now + hook.tick_s
-        self._durations: list[float] = []
-        self._spans: list[trace.Span] = []
-        self._finished = self._failed = 0
+        self._finished = self._failed = self._latency_n = 0
+        self._latency_sum = self._slowest = 0.0
+        self._slowest_span: trace.Span | None = None
 
     def task_finished(self, token: Any, event: TaskResult[Any]) -> None:
         self._finished += 1
         if event.outcome in _FAILED:
             self._failed += 1
-        self._durations.append(event.duration_s)
-        self._spans.append(trace.get_current_span())
+        duration = event.duration_s
+        self._latency_n += 1
+        self._latency_sum += duration
+        if self._slowest_span is None or duration > self._slowest:
+            self._slowest, self._slowest_span = duration, trace.get_current_span()
         now = self._hook._clock()
         if now >= self._tick_end:
             self._flush(now, full_tick=True)
@@ -197,14 +208,15 @@ class _WaveFeed(WaveObserver):
 
     def _flush(self, now: float, *, full_tick: bool) -> None:
         hook, wave = self._hook, self._wave
-        durations, spans = self._durations, self._spans
-        self._durations, self._spans = [], []
-        if durations and LATENCY in hook.signals:
+        if self._latency_n and LATENCY in hook.signals:
+            # One sample per tick, the mean task latency: single task durations are too noisy to alert on
+            # (a new maximum turns up every few hundred tasks of pure noise); a tick's mean is not.
+            mean = self._latency_sum / self._latency_n
             with hook._lock:
-                scores = hook._detector.update_series(hook._key(wave, LATENCY), durations, [now] * len(durations))
-            warn = hook._detector.config.warning
-            for i in (scores >= warn).nonzero()[0].tolist():
-                hook._report(wave, LATENCY, float(scores[i]), durations[i], now, spans[i])
+                score = hook._detector.update(hook._key(wave, LATENCY), mean, now)
+            if score is not None and score >= hook._detector.config.warning:
+                hook._report(wave, LATENCY, score, mean, now, self._slowest_span)
+        self._latency_n, self._latency_sum, self._slowest, self._slowest_span = 0, 0.0, 0.0, None
         if full_tick:  # a partial tick (wave end) would bias both rates low
             elapsed = now - self._tick_start
             if ERROR_RATE in hook.signals and self._finished:

@@ -30,17 +30,15 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_EXPORT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 def _anomaly_hook(recorder: RunRecorder, meter_provider: Any) -> Hook | None:
     """The anomaly detector feeding the recorder, tuned to warm up within a short demo."""
     try:
-        from ..anomaly import LATENCY, Anomaly, AnomalyHook, DetectorConfig
+        from ..anomaly import LATENCY, Anomaly, AnomalyHook
     except ImportError:  # pragma: no cover - the detector ships with the package
         return None
 
     def on_anomaly(a: Anomaly) -> None:
         recorder.anomaly(AnomalyRecord(a.series, a.signal, a.score, a.severity.value, a.value, None, a.trace_id))
 
-    return AnomalyHook(
-        DetectorConfig(buckets=1, min_history=30), meter_provider=meter_provider, on_anomaly=on_anomaly,
-        signals=(LATENCY,), tick_s=1.0,
-    )
+    # Short ticks: a default demo lasts ~2 s, and the detector wants ~30 ticks of history first.
+    return AnomalyHook(meter_provider=meter_provider, on_anomaly=on_anomaly, signals=(LATENCY,), tick_s=0.02)
 
 
 def _console(plain: bool) -> Any | None:

@@ -30,7 +30,7 @@ class ResourcePool:
 
     @property
     def in_use(self) -> int:
-        return self.limit - self._semaphore._value  # noqa: SLF001 - the semaphore has no public reading
+        return self.limit - self._semaphore._value
 
     async def acquire(self) -> None:
         loop = asyncio.get_running_loop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 from .._events import AttemptFinished, CallFinished, CallObserver, CallStarted
 from .._hooks import resolve_hooks
 from .._telemetry import CallOutcome, Outcome
+from ..executor._task import task_timed_out
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -97,8 +99,9 @@ async def _attempt(fn: Factory[T], call: _Call) -> T:
     try:
         return await fn()
     except asyncio.CancelledError:
-        # A cancellation delivered by an expiring timeout policy is that policy's timeout.
-        expired = any(t.expired() for t in call.timeouts)
+        # A cancellation delivered by an expiring timeout policy, or by the per-task timeout of the
+        # wave running this call, is that timeout. Only the recorded outcome says so: it is re-raised.
+        expired = any(t.expired() for t in call.timeouts) or task_timed_out()
         outcome = Outcome.TIMEOUT if expired else Outcome.CANCELLATION
         raise
     except BaseException as exc:
@@ -117,8 +120,14 @@ async def observed(policy: Policy, chain: Chain, i: int, fn: Factory[T], call: _
     error: BaseException | None = None
     try:
         return await policy.run(chain, i, fn, call)
-    except asyncio.CancelledError:
-        outcome = CallOutcome.CANCELLATION
+    except asyncio.CancelledError as exc:
+        if task_timed_out():
+            # The wave's per-task timeout cut the call off: recorded like a Timeout policy's expiry
+            # (failure, error.type TimeoutError), yet the cancellation goes on unchanged, uncounted
+            # by breakers and never retried.
+            outcome, error = CallOutcome.FAILURE, _wave_timeout(exc)
+        else:
+            outcome = CallOutcome.CANCELLATION
         raise
     except CircuitOpenError as exc:
         outcome, error = CallOutcome.REJECTED, exc
@@ -131,6 +140,13 @@ async def observed(policy: Policy, chain: Chain, i: int, fn: Factory[T], call: _
         event = CallFinished(call.operation, outcome, call.attempts, call.clock() - start, error)
         for observer in reversed(call.observers):
             observer.call_finished(event)
+
+
+def _wave_timeout(cancelled: asyncio.CancelledError) -> TimeoutError:
+    """The TimeoutError the wave's timeout scope turns ``cancelled`` into once it leaves the call."""
+    error = TimeoutError()
+    error.__cause__ = cancelled
+    return error
 
 
 class Policy:
@@ -165,15 +181,42 @@ class Policy:
         """This policy reporting under operation ``name`` (used by the decorator when unnamed)."""
         return self
 
+    def _keyed_by_arguments(self, func: Callable[..., Any]) -> bool:
+        """Whether decorating ``func`` needs the call's arguments passed down (as a :class:`DecoratedCall`).
+
+        Called once, at decoration time; may raise TypeError when ``func`` cannot be decorated safely.
+        """
+        return False
+
     def __call__(self, func: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-        """Decorate an async function: each call of it runs through this policy."""
+        """Decorate an async function: each call of it runs through this policy.
+
+        Raises TypeError now when a policy inside keeps per-call state that must not be shared across
+        arguments (``Degrade(last_good=True)`` without ``key=``) and ``func`` takes parameters.
+        """
         policy = self._named(getattr(func, "__qualname__", "operation"))
+        factory = DecoratedCall if policy._keyed_by_arguments(func) else functools.partial
 
         @functools.wraps(func)
         async def wrapper(*args: Any, **kwargs: Any) -> T:
-            return await policy.call(functools.partial(func, *args, **kwargs))
+            return await policy.call(factory(func, *args, **kwargs))
 
         return wrapper
+
+
+class DecoratedCall(functools.partial):  # type: ignore[type-arg]
+    """The factory a decorator passes for one call when a policy keys state by the call's arguments
+    (``args`` and ``keywords``, as on any ``functools.partial``); a plain ``partial`` otherwise."""
+
+    __slots__ = ()
+
+
+def takes_parameters(func: Callable[..., Any]) -> bool:
+    """Whether ``func`` accepts any argument (True when its signature cannot be read)."""
+    try:
+        return bool(inspect.signature(func).parameters)
+    except (TypeError, ValueError):
+        return True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

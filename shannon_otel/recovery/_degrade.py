@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -11,6 +12,7 @@ from ._core import (
     END,
     Chain,
     CircuitOpenError,
+    DecoratedCall,
     Factory,
     Instrumented,
     Policy,
@@ -20,11 +22,13 @@ from ._core import (
     next_step,
     observed,
     start_call,
+    takes_parameters,
 )
 from ._fallback import reason_of
 
 T = TypeVar("T")
 _MISSING: Any = object()
+_INSTANCE: Hashable = object()  # the key of the one last good value of ``call(fn)``
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +48,17 @@ class Served(Generic[T]):
 
 
 class _State:
-    __slots__ = ("flag", "good", "good_at")
+    """What a Degrade and its decorated copies share: the flag and the last good values.
+
+    ``goods`` maps a key (the decorator's ``key(args, kwargs)``, or ``_INSTANCE`` for ``call(fn)``)
+    to (value, clock time), least recently used first; bounded by ``max_keys``.
+    """
+
+    __slots__ = ("flag", "goods")
 
     def __init__(self) -> None:
         self.flag: str | None = None
-        self.good: Any = _MISSING
-        self.good_at = 0.0
+        self.goods: OrderedDict[Hashable, tuple[Any, float]] = OrderedDict()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,11 +70,21 @@ class Degrade(Instrumented):
     older than ``max_age`` seconds), ``await cheaper()``, ``default``. With none available the
     original error is re-raised (or, when flagged, the operation is tried normally).
     Every call returns a :class:`Served`. Cancellation is never degraded.
+
+    Last good values are never shared across keys. ``call(fn)`` (and a pipeline's ``call``) takes a
+    zero-argument factory and keeps one last good value per Degrade instance: use one instance per
+    resource. Decorating a function that takes parameters needs ``key``, a callable
+    ``(args, kwargs) -> hashable`` (e.g. ``lambda args, kwargs: args[0]`` for ``get_user(uid)``); it
+    raises TypeError at decoration time without one, since the value of one call (one user's
+    record) would be served to calls with other arguments. With ``key`` the newest ``max_keys``
+    keys (least recently used dropped first) each keep their own value; O(1) per call.
     """
 
     default: Any = _MISSING
     last_good: bool = False
     max_age: float | None = None
+    key: Callable[[tuple[Any, ...], dict[str, Any]], Hashable] | None = None
+    max_keys: int = 1024
     cheaper: Callable[[], Awaitable[Any]] | None = None
     on: type[Exception] | tuple[type[Exception], ...] = (CircuitOpenError, TimeoutError)
     _on: tuple[type[BaseException], ...] = field(init=False, repr=False, compare=False)
@@ -77,6 +96,11 @@ class Degrade(Instrumented):
         check_number("max_age", self.max_age, low=0, low_open=True, allow_none=True)
         if self.max_age is not None and not self.last_good:
             raise ValueError("max_age applies to last_good=True only")
+        if self.key is not None and not callable(self.key):
+            raise TypeError(f"key must be a callable (args, kwargs) -> hashable, got {self.key!r}")
+        if self.key is not None and not self.last_good:
+            raise ValueError("key applies to last_good=True only")
+        check_number("max_keys", self.max_keys, low=1, integer=True)
         if self.cheaper is not None and not callable(self.cheaper):
             raise TypeError(f"cheaper must be an async callable with no arguments, got {self.cheaper!r}")
         object.__setattr__(self, "_on", check_exceptions("on", self.on))
@@ -84,10 +108,22 @@ class Degrade(Instrumented):
         self._setup("degrade")
 
     def _named(self, name: str) -> Policy:
-        # The decorator's named copy must share the flag and the last good value with this object.
+        # The decorator's named copy must share the flag and the last good values with this object.
         named = super(Degrade, self)._named(name)
         object.__setattr__(named, "_state", self._state)
         return named
+
+    def _keyed_by_arguments(self, func: Callable[..., Any]) -> bool:
+        if not self.last_good or not takes_parameters(func):
+            return False
+        if self.key is None:
+            name = getattr(func, "__qualname__", repr(func))
+            raise TypeError(
+                f"Degrade(last_good=True) on {name}(...), which takes parameters, needs key=: without it one "
+                "call's last good value would be served to calls with other arguments (another user's "
+                "data). Pass key=lambda args, kwargs: <what identifies the result>, e.g. args[0]."
+            )
+        return True
 
     def flag(self, reason: str = "anomaly") -> None:
         """Serve degraded results from now on, without calling the operation, until :meth:`clear`."""
@@ -108,8 +144,11 @@ class Degrade(Instrumented):
 
     async def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> Served[T]:  # type: ignore[override]
         state = self._state
+        key: Hashable = _INSTANCE
+        if self.key is not None and type(fn) is DecoratedCall:
+            key = self.key(fn.args, fn.keywords)
         if state.flag is not None:
-            served = await self._serve(state.flag, None, call)
+            served = await self._serve(state.flag, None, call, key)
             if served is not None:
                 return served
         try:
@@ -117,21 +156,28 @@ class Degrade(Instrumented):
         except Exception as exc:
             if not isinstance(exc, self._on):
                 raise
-            served = await self._serve(reason_of(exc), exc, call)
+            served = await self._serve(reason_of(exc), exc, call, key)
             if served is None:
                 raise
             return served
         if self.last_good:
-            state.good, state.good_at = value, self.clock()
+            goods = state.goods
+            goods[key] = (value, self.clock())
+            goods.move_to_end(key)
+            if len(goods) > self.max_keys:
+                goods.popitem(last=False)
         return Served(value)
 
-    async def _serve(self, reason: str, error: Exception | None, call: _Call | None) -> Served[Any] | None:
-        state = self._state
-        age: float | None = None
-        if self.last_good and state.good is not _MISSING:
-            age = self.clock() - state.good_at
-            if self.max_age is None or age <= self.max_age:
-                return self._mark(Served(state.good, True, "last_good", reason, age, error), call)
+    async def _serve(
+        self, reason: str, error: Exception | None, call: _Call | None, key: Hashable,
+    ) -> Served[Any] | None:
+        if self.last_good:
+            good = self._state.goods.get(key)
+            if good is not None:
+                value, at = good
+                age = self.clock() - at
+                if self.max_age is None or age <= self.max_age:
+                    return self._mark(Served(value, True, "last_good", reason, age, error), call)
         if self.cheaper is not None:
             return self._mark(Served(await self.cheaper(), True, "cheaper", reason, None, error), call)
         if self.default is not _MISSING:

@@ -92,6 +92,12 @@ class Pipeline(Policy):
     def _named(self, name: str) -> Policy:
         return self if self.name is not None else Pipeline(*self._chain, name=name, **self._options)
 
+    def _keyed_by_arguments(self, func: Callable[..., Any]) -> bool:
+        keyed = False
+        for p in self._chain:  # every policy checks: a keyed one must not hide an unkeyed one after it
+            keyed = p._keyed_by_arguments(func) or keyed
+        return keyed
+
 
 def resilient(
     *policies: Policy, **options: Any,
