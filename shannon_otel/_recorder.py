@@ -105,6 +105,14 @@ class _WaveObs(WaveObserver):
         if event.outcome is Outcome.FAILURE or event.outcome is Outcome.TIMEOUT:
             live.failed += 1
 
+    def task_skipped(self, event: TaskResult[Any]) -> None:
+        # Ended without starting (never active, no duration), yet done -- and failed if it failed
+        # while waiting -- exactly as the wave's report counts it.
+        live = self._live
+        live.done += 1
+        if event.outcome is Outcome.FAILURE or event.outcome is Outcome.TIMEOUT:
+            live.failed += 1
+
     def wave_finished(self, report: WaveReport) -> None:
         self._live.report = report
         self._recorder._finished(self._live)
@@ -239,8 +247,20 @@ class RunRecorder(Hook):
                 self.sums[name] = self.sums.get(name, 0.0) + summary.total
         for listener in self.on_wave_finished:
             listener(live)
-        while len(self.waves) > self.max_waves and self.waves[0].report is not None:
-            gone = self.waves.pop(0).label
+        self._evict()
+
+    def _evict(self) -> None:
+        """Drop the oldest finished waves beyond ``max_waves``, wherever they sit: a long wave still
+        running (e.g. the outer wave of nested ones) keeps its place but holds nobody back. The scan
+        passes only running waves, of which there are few (those running at once)."""
+        waves = self.waves
+        i = 0
+        while len(waves) > self.max_waves:
+            while i < len(waves) and waves[i].report is None:
+                i += 1
+            if i == len(waves):
+                return  # every wave left is running: each is needed for its live counters
+            gone = waves.pop(i).label
             for op in self._ops.values():
                 op.latency.pop(gone, None)
                 op.slowest.pop(gone, None)

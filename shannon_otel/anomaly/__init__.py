@@ -2,9 +2,9 @@
 
 from ._config import DetectorConfig
 from ._detector import AnomalyDetector, DetectorStats
-from ._feed import ERROR_RATE, LATENCY, RETRY_RATE, THROUGHPUT, Anomaly, AnomalyHook
+from ._feed import ERROR_RATE, HOOK_DEFAULTS, LATENCY, RETRY_RATE, THROUGHPUT, Anomaly, AnomalyHook
 
 __all__ = [
     "AnomalyDetector", "DetectorConfig", "DetectorStats",
-    "Anomaly", "AnomalyHook", "LATENCY", "ERROR_RATE", "THROUGHPUT", "RETRY_RATE",
+    "Anomaly", "AnomalyHook", "HOOK_DEFAULTS", "LATENCY", "ERROR_RATE", "THROUGHPUT", "RETRY_RATE",
 ]
