@@ -184,7 +184,8 @@ class RunRecorder(Hook):
     """Pass it in ``hooks=`` of every wave, policy, breaker and saga of a run; then :meth:`report`.
 
     Memory stays bounded however long the run: per-wave detail is kept for the newest ``max_waves``
-    waves, running totals for all of them.
+    waves (a running wave is never dropped: the oldest finished ones go first), running totals for
+    all of them.
     """
 
     def __init__(self, *, max_waves: int = 500) -> None:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from shannon_otel import BreakerState, Wave
+from shannon_otel import BreakerState, Outcome, Wave, task
 from shannon_otel._recorder import RunRecorder
 from shannon_otel.executor._advice import AnomalyRecord
 from shannon_otel.recovery import CircuitBreaker, Pipeline, Retry, Saga, SagaError, Step
@@ -126,3 +126,53 @@ def test_memory_stays_bounded_and_totals_cover_every_wave() -> None:
     assert [w.label for w in recorder.waves] == ["w#4", "w#5"]
     assert recorder.totals["waves"] == 5 and recorder.totals["success"] == 10
     assert set(recorder.report().operations["fetch"].latency_by_wave) == {"w#4", "w#5"}
+
+
+def test_a_running_wave_does_not_hold_back_the_eviction_of_finished_ones() -> None:
+    recorder = RunRecorder(max_waves=3)
+    kept: list[int] = []
+
+    async def ok() -> None:
+        pass
+
+    async def nested() -> None:
+        inner: Wave[None] = Wave("inner", hooks=(recorder,), instrument=False)
+        await inner.run([ok])
+        kept.append(len(recorder.waves))
+
+    async def main() -> None:
+        outer: Wave[None] = Wave("outer", max_concurrency=1, hooks=(recorder,), instrument=False)
+        await outer.run([nested] * 10)
+
+    asyncio.run(main())
+    assert max(kept) == 3, "the outer wave runs on, the finished inner waves beyond max_waves go"
+    assert [w.label for w in recorder.waves] == ["outer", "inner#9", "inner#10"]
+    assert recorder.totals["waves"] == 11
+
+
+def test_tasks_that_never_started_are_done_and_failed_like_the_report_counts_them() -> None:
+    recorder = RunRecorder()
+
+    async def fail() -> None:
+        raise RuntimeError("boom")
+
+    async def ok() -> None:
+        pass
+
+    async def main() -> None:
+        # an unknown pool fails a task before it starts
+        await Wave("pools", hooks=(recorder,), instrument=False).run([task(ok, pool="nope"), ok])
+        # fail-fast: the tasks after the failure never start
+        await Wave("ff", max_concurrency=1, fail_fast=True, hooks=(recorder,), instrument=False).run(
+            [ok, fail, ok, ok])
+
+    asyncio.run(main())
+    pools, ff = recorder.waves
+    assert pools.report is not None and ff.report is not None
+    assert dict(pools.report.counts) == {Outcome.SUCCESS: 1, Outcome.FAILURE: 1, Outcome.TIMEOUT: 0,
+                                         Outcome.CANCELLATION: 0}
+    assert (pools.done, pools.failed, pools.active) == (2, 1, 0)
+    assert dict(ff.report.counts) == {Outcome.SUCCESS: 1, Outcome.FAILURE: 1, Outcome.TIMEOUT: 0,
+                                      Outcome.CANCELLATION: 2}
+    assert (ff.done, ff.failed, ff.active) == (4, 1, 0)
+    assert recorder.latency.count == 3  # only the tasks that ran have a duration

@@ -9,6 +9,7 @@ import pytest
 from opentelemetry.trace import StatusCode
 from test_recovery_support import FakeClock, Telemetry, run
 
+from shannon_otel import BreakerState, Outcome, Wave
 from shannon_otel.recovery import (
     CircuitBreaker,
     CircuitOpenError,
@@ -72,6 +73,66 @@ def test_per_attempt_timeout_inside_a_retry() -> None:
 
     pipeline = Pipeline(Retry(attempts=2, sleep=clock.sleep), Timeout(0.001), instrument=False)
     assert run(pipeline.call(slow_then_fast)) == "fast"
+
+
+def test_an_attempt_cut_off_by_a_timeout_is_an_error_span() -> None:
+    tel = Telemetry()
+    pipeline = Pipeline(Retry(attempts=2, initial=0.0, maximum=0.0), Timeout(0.001), name="op", **tel.kw)
+    with pytest.raises(TimeoutError):
+        run(pipeline.call(hang))
+    attempts = [s for s in tel.spans() if s.name.startswith("attempt ")]
+    assert len(attempts) == 2
+    for attempt in attempts:
+        assert (attempt.status.status_code, attempt.status.description) == (StatusCode.ERROR, "timeout")
+        assert attempt.attributes is not None and attempt.attributes["shannon.attempt.outcome"] == "timeout"
+        assert attempt.attributes["error.type"] == "TimeoutError"
+
+
+def test_a_wave_task_timeout_is_recorded_as_a_timeout_and_stays_a_cancellation() -> None:
+    tel = Telemetry()
+    breaker = CircuitBreaker("dep", failure_threshold=1, instrument=False)
+    policy = Pipeline(Retry(attempts=3, initial=0.0, on=BaseException), breaker, name="op", **tel.kw)
+    calls = 0
+
+    async def slow() -> None:
+        nonlocal calls
+        calls += 1
+        await hang()
+
+    result = run(Wave("w", timeout=0.01, policy=policy, instrument=False).run([slow]))
+    assert result.results[0].outcome is Outcome.TIMEOUT
+    assert calls == 1, "the wave's timeout cancels the call: never retried"
+    assert breaker.state is BreakerState.CLOSED, "nor counted as a failure"
+    attempt = tel.span("attempt 1")
+    assert attempt.attributes is not None and attempt.attributes["shannon.attempt.outcome"] == "timeout"
+    assert (attempt.status.status_code, attempt.status.description) == (StatusCode.ERROR, "timeout")
+    op = tel.span("op")
+    # recorded like the expiry of a Timeout policy: a failed call whose error is a TimeoutError
+    assert op.attributes is not None and op.attributes["shannon.call.outcome"] == "failure"
+    assert op.attributes["error.type"] == "TimeoutError" and op.status.status_code is StatusCode.ERROR
+    assert tel.points("shannon.calls") == [(
+        {"shannon.operation": "op", "shannon.call.outcome": "failure", "error.type": "TimeoutError"}, 1)]
+    assert tel.points("shannon.timeouts") == []  # no timeout policy expired
+
+
+def test_a_cancelled_wave_task_with_a_timeout_is_still_a_cancellation() -> None:
+    tel = Telemetry()
+    policy = Retry(attempts=3, name="op", **tel.kw)
+
+    async def main() -> None:
+        task = asyncio.create_task(Wave("w", timeout=60.0, policy=policy, instrument=False).run([hang]))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(main())
+    attempt = tel.span("attempt 1")
+    assert attempt.attributes is not None and attempt.attributes["shannon.attempt.outcome"] == "cancellation"
+    assert attempt.status.status_code is StatusCode.UNSET
+    op = tel.span("op")
+    assert op.attributes is not None and op.attributes["shannon.call.outcome"] == "cancellation"
 
 
 # ------------------------------------------------------------------------- fallback
@@ -253,6 +314,61 @@ def test_the_decorated_function_shares_the_flag() -> None:
     assert run(fetch()).value == "live"
     degrade.flag("anomaly")
     assert run(fetch()).value == "static"
+
+
+def test_decorated_last_good_needs_a_key_when_the_function_takes_parameters() -> None:
+    async def get_user(uid: int) -> dict[str, int]:
+        return {"id": uid}
+
+    with pytest.raises(TypeError, match=r"Degrade\(last_good=True\) on .*get_user\(\.\.\.\), which takes "
+                                        r"parameters, needs key="):
+        Degrade(last_good=True, instrument=False)(get_user)
+    with pytest.raises(TypeError, match="needs key="):  # inside a pipeline too, after a keyed one
+        resilient(Degrade(last_good=True, key=lambda a, k: a[0]), Degrade(last_good=True), instrument=False)(
+            get_user)
+
+    async def current_config() -> str:  # no parameters: one value per Degrade is right
+        return "v1"
+
+    assert run(Degrade(last_good=True, instrument=False)(current_config)()).value == "v1"
+
+
+def test_decorated_last_good_values_are_kept_per_key_in_a_bounded_lru() -> None:
+    down: set[int] = set()
+
+    async def fetch(uid: int) -> dict[str, int]:
+        if uid in down:
+            raise ConnectionError("db down")
+        return {"id": uid}
+
+    degrade = Degrade(last_good=True, key=lambda args, kwargs: args[0], max_keys=2, on=ConnectionError,
+                      instrument=False)
+    get_user = degrade(fetch)
+    piped = resilient(Degrade(last_good=True, key=lambda args, kwargs: kwargs["uid"], on=ConnectionError),
+                      Retry(attempts=1), instrument=False)(fetch)
+
+    async def main() -> None:
+        assert (await get_user(1)).value == {"id": 1}
+        assert (await get_user(2)).value == {"id": 2}
+        assert (await piped(uid=1)).value == {"id": 1}
+        down.update({1, 2, 3})
+        served = await get_user(1)
+        assert served.degraded and served.mode == "last_good" and served.value == {"id": 1}
+        assert (await get_user(2)).value == {"id": 2}
+        with pytest.raises(ConnectionError):
+            await get_user(3)  # never good: nobody else's value is served
+        assert (await piped(uid=1)).value == {"id": 1}
+        with pytest.raises(ConnectionError):
+            await piped(uid=2)
+        assert (await get_user(1)).value == {"id": 1}  # served again: now 2 is the least recently used
+        down.clear()
+        await get_user(3)  # a third key evicts the least recently used one
+        down.update({1, 2, 3})
+        assert (await get_user(1)).value == {"id": 1} and (await get_user(3)).value == {"id": 3}
+        with pytest.raises(ConnectionError):
+            await get_user(2)
+
+    run(main())
 
 
 def test_degrade_on_timeout_budget() -> None:

@@ -95,6 +95,9 @@ def test_public_names_exported() -> None:
     (lambda: recovery.Degrade(), "declare a degraded result"),
     (lambda: recovery.Degrade(default=1, max_age=5.0), "max_age applies to last_good"),
     (lambda: recovery.Degrade(last_good=True, max_age=0), "max_age must be in (0"),
+    (lambda: recovery.Degrade(default=1, key=lambda a, k: a[0]), "key applies to last_good"),
+    (lambda: recovery.Degrade(last_good=True, key="uid"), "key must be a callable"),  # type: ignore[arg-type]
+    (lambda: recovery.Degrade(last_good=True, max_keys=0), "max_keys must be in [1"),
     (lambda: recovery.Fallback(42), "fallback must be an async callable"),  # type: ignore[arg-type]
     (lambda: recovery.Pipeline(), "at least one policy"),
     (lambda: recovery.Pipeline(object()), "Pipeline takes policies"),  # type: ignore[arg-type]

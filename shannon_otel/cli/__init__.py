@@ -100,8 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
         "recommendations. Telemetry stays in-process unless --otlp-endpoint or --prometheus-port is given.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    demo.add_argument("--waves", type=_positive_int, metavar="N", default=6, help="waves per cycle (default 6)")
-    demo.add_argument("--tasks", type=_positive_int, metavar="N", default=24, help="tasks per wave (default 24)")
+    demo.add_argument("--waves", type=_positive_int, metavar="N", default=8, help="waves per cycle (default 8)")
+    demo.add_argument("--tasks", type=_positive_int, metavar="N", default=48, help="tasks per wave (default 48)")
     demo.add_argument("--concurrency", type=_positive_int, metavar="N", default=6,
                       help="max concurrent tasks per wave (default 6)")
     demo.add_argument("--seed", type=int, metavar="N", default=7, help="seed of the simulated workload (default 7)")

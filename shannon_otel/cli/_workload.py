@@ -8,8 +8,11 @@ its result in a saga whose last step sometimes fails, rolling the others back. I
 early research round hits a search-API outage and a late one a vector-DB slowdown (the anomaly).
 
 Only latencies and failures are simulated (``asyncio.sleep`` of milliseconds); the policies, waves,
-spans and metrics are the real library. Randomness is per task, seeded from (seed, wave, task), so
-a seed reproduces the workload whatever order the event loop runs the tasks in.
+spans and metrics are the real library. Every random draw -- latencies, failures, token counts, the
+small model's answer after a fallback, the retry jitter -- comes from a stream seeded from (seed,
+wave, task), so a seed reproduces them whatever order the event loop runs the tasks in. What races
+the wall clock does not replay exactly: the outage window, the breaker's reset timeout, and so the
+outcomes of the outage round.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import functools
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +30,7 @@ from .._events import Hook
 from ..executor import Progress, Wave, record_cost, record_tokens
 from ..recovery import CircuitBreaker, Degrade, Fallback, Pipeline, Retry, Saga, Step, Timeout
 
+SLOWDOWN = 60.0  # the vector DB in the anomaly wave: task latency ~8x, a shift the detector must find
 OUTAGE_S = 0.35  # how long the search API stays down once the outage wave starts
 PRICE_PER_1K = {"large": (0.003, 0.015), "small": (0.0002, 0.0006)}  # USD per 1k input, output tokens
 
@@ -44,8 +49,8 @@ class NotifyError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class WorkloadConfig:
-    waves: int = 6
-    tasks: int = 24
+    waves: int = 8
+    tasks: int = 48
     seed: int = 7
     concurrency: int = 6
     scale: float = 1.0  # multiplies every simulated latency
@@ -79,7 +84,7 @@ class World:
 
     async def memory(self, rng: random.Random) -> list[str]:
         base = rng.lognormvariate(-5.5, 0.3)  # ~4 ms
-        await self._pause(base * (25.0 if self.slow_memory else 1.0))
+        await self._pause(base * (SLOWDOWN if self.slow_memory else 1.0))
         return [f"note-{rng.randrange(1000)}"]
 
     async def chat(self, rng: random.Random, model: str) -> str:
@@ -106,17 +111,35 @@ class World:
         return "ok"
 
 
+class _Ticket:
+    """The random streams of the ticket a task is handling, for the callbacks the shared policies
+    make on its behalf (the fallback, the retry jitter), which cannot be handed them as arguments."""
+
+    __slots__ = ("jitter", "small")
+
+    def __init__(self, seed: int, wave_no: int, index: int) -> None:
+        self.small = random.Random(f"{seed}/{wave_no}/{index}/small")
+        self.jitter = random.Random(f"{seed}/{wave_no}/{index}/jitter")
+
+
+# Set by Agent.handle: each worker runs one ticket at a time, in its own context.
+_TICKET: ContextVar[_Ticket] = ContextVar("shannon_otel_demo_ticket")
+
+
+def _jitter() -> float:
+    return _TICKET.get().jitter.random()
+
+
 class Agent:
     """The policies of one demo run, built once and shared by every task (they hold no per-call state)."""
 
     def __init__(self, world: World, hooks: Sequence[Hook], providers: dict[str, Any]) -> None:
         self.world = world
-        seed = world.config.seed
         options: dict[str, Any] = {"hooks": tuple(hooks), **providers}
         self.breaker = CircuitBreaker("search-api", failure_threshold=5, reset_timeout=0.06, **options)
 
         async def small_model(error: Exception) -> str:
-            return await world.chat(random.Random(f"{seed}/small/{id(error)}"), "small")
+            return await world.chat(_TICKET.get().small, "small")
 
         # The policies inside a pipeline report through the pipeline: only it needs hooks and providers.
         self.llm = Pipeline(
@@ -124,9 +147,11 @@ class Agent:
             Timeout(0.12), name="llm.chat", **options,
         )
         # Deliberately retries everything, CircuitOpenError included: the demo's advice catches it.
+        # The last good value is one per Degrade instance (``call`` of a zero-argument factory): any
+        # ticket may be served another's search results, harmless here as handle() ignores them.
         self.search = Pipeline(
             Degrade(last_good=True, default=[]),
-            Retry(attempts=4, initial=0.004, maximum=0.03, random=random.Random(seed)),
+            Retry(attempts=4, initial=0.004, maximum=0.03, random=_jitter),
             self.breaker, Timeout(0.05), name="search-api", **options,
         )
         self.vector_db = Timeout(0.5, name="vector-db.query", **options)
@@ -136,6 +161,7 @@ class Agent:
         """One ticket: recall, think, search, and (every fourth ticket) publish."""
         world = self.world
         rng = random.Random(f"{world.config.seed}/{wave_no}/{index}")
+        _TICKET.set(_Ticket(world.config.seed, wave_no, index))
         await self.vector_db.call(lambda: world.memory(rng))
         answer = await self.llm.call(lambda: world.chat(rng, "large"))
         await self.search.call(lambda: world.search(rng))

@@ -172,8 +172,10 @@ class Degrade(Instrumented):
         self, reason: str, error: Exception | None, call: _Call | None, key: Hashable,
     ) -> Served[Any] | None:
         if self.last_good:
-            good = self._state.goods.get(key)
+            goods = self._state.goods
+            good = goods.get(key)
             if good is not None:
+                goods.move_to_end(key)  # serving it is a use: least recently used goes first
                 value, at = good
                 age = self.clock() - at
                 if self.max_age is None or age <= self.max_age:
