@@ -23,6 +23,7 @@ from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     Histogram,
     HistogramDataPoint,
+    InMemoryMetricReader,
     Metric,
     MetricExporter,
     MetricExportResult,
@@ -185,3 +186,22 @@ class BridgedExporter(MetricExporter):
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+
+class BridgedInMemoryReader(InMemoryMetricReader):
+    """An in-memory reader that merges a bridge's histograms into what it collects.
+
+    ``configure(metric_readers=[...])`` calls ``attach_bridge``; a reader without a bridge attached
+    behaves exactly like the SDK's ``InMemoryMetricReader``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._bridge: MetricsBridge | None = None
+
+    def attach_bridge(self, bridge: MetricsBridge) -> None:
+        self._bridge = bridge
+
+    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
+        merged = self._bridge.merge(metrics_data) if self._bridge is not None else metrics_data
+        super()._receive_metrics(merged or metrics_data, timeout_millis, **kwargs)

@@ -11,25 +11,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader, Metric, MetricsData
+from opentelemetry.sdk.metrics.export import Metric
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler
 
-from ._aggregate import MetricsBridge, register_bridge
+from ._aggregate import BridgedInMemoryReader, MetricsBridge, register_bridge
 
 __all__ = ["FakeClock", "InMemoryTelemetry"]
-
-
-class _BridgedReader(InMemoryMetricReader):
-    def __init__(self, bridge: MetricsBridge) -> None:
-        super().__init__()
-        self._bridge = bridge
-
-    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
-        super()._receive_metrics(self._bridge.merge(metrics_data) or metrics_data, timeout_millis, **kwargs)
 
 
 class InMemoryTelemetry:
@@ -47,10 +38,11 @@ class InMemoryTelemetry:
         self.span_exporter = InMemorySpanExporter()
         self.tracer_provider = TracerProvider(resource=resource, sampler=sampler)
         self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.span_exporter))
-        bridge = MetricsBridge(resource)
-        self.metric_reader = _BridgedReader(bridge) if bridged else InMemoryMetricReader()
+        self.metric_reader = BridgedInMemoryReader()
         self.meter_provider = MeterProvider(resource=resource, metric_readers=[self.metric_reader])
-        if bridged:
+        if bridged:  # as configure() does: the reader merges the bridge, the hooks find it by provider
+            bridge = MetricsBridge(resource)
+            self.metric_reader.attach_bridge(bridge)
             register_bridge(self.meter_provider, bridge)
 
     @property

@@ -199,3 +199,36 @@ def test_hooks_given_as_a_list_are_frozen_so_the_policy_is_hashable() -> None:
     wave = Wave("h", hooks=[], instrument=False)  # type: ignore[arg-type]
     assert wave.hooks == ()
     hash(wave)
+
+
+def test_a_task_swallowing_the_cancellation_does_not_keep_its_worker_going() -> None:
+    started: list[int] = []
+
+    def stubborn(i: int) -> Callable[[], Awaitable[None]]:
+        async def body() -> None:
+            started.append(i)
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                return  # swallowed
+
+        return body
+
+    async def main() -> None:
+        runner = asyncio.create_task(Wave("s", max_concurrency=1, instrument=False).run([stubborn(i) for i in range(5)]))
+        await asyncio.sleep(0.01)
+        runner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await runner
+
+    run(main())
+    assert started == [0]
+
+
+def test_a_failing_progress_callback_is_logged_and_costs_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(progress: Any) -> None:
+        raise RuntimeError("display bug")
+
+    wave = Wave("p", on_progress=broken, progress_interval=1e-9, instrument=False)
+    assert run(wave.run([value(1), value(2)])).values() == [1, 2]
+    assert caplog.text.count("on_progress failed") == 3  # after each task, and once at the end

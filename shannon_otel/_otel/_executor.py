@@ -19,6 +19,7 @@ from .. import _telemetry as tel
 from .._aggregate import HistogramAggregate, bridge_for
 from .._events import TaskResult, WaveObserver, WaveStarted, error_type
 from .._telemetry import Outcome
+from ._instruments import histogram
 from ._providers import metrics_enabled, tracing_enabled
 
 if TYPE_CHECKING:
@@ -28,13 +29,6 @@ if TYPE_CHECKING:
     from ..executor._report import WaveReport
 
 _TOKEN_TYPES = ((tel.GEN_AI_INPUT_TOKENS, "input"), (tel.GEN_AI_OUTPUT_TOKENS, "output"))
-
-
-def _histogram(meter: Meter, spec: tel.MetricSpec) -> Histogram:
-    return meter.create_histogram(
-        spec.name, unit=spec.unit, description=spec.description,
-        explicit_bucket_boundaries_advisory=list(spec.buckets or ()),
-    )
 
 
 class _SdkHistogram:
@@ -65,10 +59,10 @@ class ExecutorTelemetry:
         self._tracing: bool | None = tracing_enabled(tracer_provider) if tracer_provider is not None else None
         self._metrics: bool | None = metrics_enabled(meter_provider) if meter_provider is not None else None
         self._bridge = bridge_for(meter_provider) if meter_provider is not None else None
-        self.durations = _histogram(meter, tel.TASK_DURATION)
-        self.queue_waits = _histogram(meter, tel.TASK_QUEUE_WAIT_DURATION)
-        self.tokens = _histogram(meter, tel.TOKEN_USAGE)
-        self.wave_durations = _histogram(meter, tel.WAVE_DURATION)
+        self.durations = histogram(meter, tel.TASK_DURATION)
+        self.queue_waits = histogram(meter, tel.TASK_QUEUE_WAIT_DURATION)
+        self.tokens = histogram(meter, tel.TOKEN_USAGE)
+        self.wave_durations = histogram(meter, tel.WAVE_DURATION)
         self.efficiency = meter.create_gauge(
             tel.WAVE_EFFICIENCY.name, unit=tel.WAVE_EFFICIENCY.unit, description=tel.WAVE_EFFICIENCY.description,
         )

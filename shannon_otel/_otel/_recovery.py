@@ -25,6 +25,7 @@ from opentelemetry.trace import Status, StatusCode
 from .. import _telemetry as t
 from .._events import CallObserver, SagaObserver
 from .._telemetry import BreakerState, CallOutcome, Outcome
+from ._instruments import histogram
 from ._providers import metrics_enabled, tracing_enabled
 
 if TYPE_CHECKING:
@@ -84,8 +85,8 @@ class RecoveryTelemetry:
         # A provider named by environment variable is loaded by the first getter call.
         self._trace_env = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
         self._metrics_env = "OTEL_PYTHON_METER_PROVIDER" in os.environ
-        self.attempts = _histogram(meter, t.RETRY_ATTEMPTS)
-        self.delay = _histogram(meter, t.RETRY_DELAY_DURATION)
+        self.attempts = histogram(meter, t.RETRY_ATTEMPTS)
+        self.delay = histogram(meter, t.RETRY_DELAY_DURATION)
         self.calls = meter.create_counter(t.CALLS.name, t.CALLS.unit, t.CALLS.description)
         spec = t.BREAKER_STATE_METRIC
         self.breaker_state = meter.create_up_down_counter(spec.name, spec.unit, spec.description)
@@ -160,12 +161,6 @@ class RecoveryTelemetry:
         self.breaker_state.add(-1, {t.BREAKER_NAME: name, t.BREAKER_STATE: previous.value})
         self.breaker_state.add(1, {t.BREAKER_NAME: name, t.BREAKER_STATE: event.to_state.value})
         self._reported[name] = event.to_state
-
-
-def _histogram(meter: Meter, spec: t.MetricSpec) -> Any:
-    return meter.create_histogram(
-        spec.name, spec.unit, spec.description, explicit_bucket_boundaries_advisory=spec.buckets,
-    )
 
 
 def _start(tel: RecoveryTelemetry, name: str, attributes: dict[str, Any]) -> tuple[Span, object]:

@@ -17,11 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricReader, MetricsData
+from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
-from .._aggregate import MetricsBridge
+from .._aggregate import BridgedInMemoryReader
 from .._config import Telemetry, configure
 
 _MAX_TRACES = 64
@@ -72,19 +72,8 @@ class SpanStore(SpanExporter):
         pass
 
 
-class MemoryMetrics(InMemoryMetricReader):
+class MemoryMetrics(BridgedInMemoryReader):
     """The embedded metric reader: collects on demand and merges the in-process task histograms."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._bridge: MetricsBridge | None = None
-
-    def attach_bridge(self, bridge: MetricsBridge) -> None:
-        self._bridge = bridge
-
-    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
-        merged = self._bridge.merge(metrics_data) if self._bridge is not None else metrics_data
-        super()._receive_metrics(merged or metrics_data, timeout_millis, **kwargs)
 
     def series(self) -> tuple[int, int]:
         """(metrics, data points) collected now."""

@@ -65,11 +65,15 @@ class WaveRun:
         slot = TaskSlot()
         CURRENT_TASK.set(slot)
         gate = self.gate
+        worker = asyncio.current_task()
+        assert worker is not None
         if gate is None:
             for index, item in items:
                 await self._run_one(index, item, slot)
                 if self.stopped:  # fail-fast: the inputs left are drained by the wave
                     return
+                if worker.cancelling():  # the task swallowed our cancellation: stop all the same
+                    raise asyncio.CancelledError
             return
         while not self.stopped:
             await gate.acquire()  # room for one more result at the consumer
@@ -78,6 +82,8 @@ class WaveRun:
                 gate.release()
                 return
             await self._run_one(entry[0], entry[1], slot)
+            if worker.cancelling():
+                raise asyncio.CancelledError
 
     async def _run_one(self, index: int, item: Any, slot: TaskSlot) -> None:
         wave = self.wave
@@ -211,7 +217,10 @@ class WaveRun:
             self._next_progress = now + self.wave.progress_interval
             callback = self.wave.on_progress
             assert callback is not None
-            callback(self.progress())
+            try:
+                callback(self.progress())
+            except Exception:  # a broken display must not cost the wave its results
+                _log.exception("on_progress failed")
 
 
 def close_unstarted(item: Any) -> None:

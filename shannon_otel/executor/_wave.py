@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import itertools
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping, Sized
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from .._events import Hook, TaskResult, WaveObserver, WaveStarted
 from .._hooks import resolve_hooks
 from .._telemetry import Outcome
+from .._validate import check_number
 from ._limits import ResourcePool, pools_by_name
 from ._report import WaveReport
 from ._run import Item, WaveRun, close_unstarted
@@ -91,17 +93,6 @@ class WaveResult(Generic[T]):
         )
 
 
-def _check_positive(name: str, value: float | None, *, integer: bool = False, optional: bool = True) -> None:
-    if value is None and optional:
-        return
-    kind = "an int" if integer else "a number"
-    alternative = " or None" if optional else ""
-    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
-        raise TypeError(f"{name} must be {kind} > 0{alternative}, got {value!r}")
-    if not value > 0:  # also rejects NaN
-        raise ValueError(f"{name} must be > 0{alternative}, got {value!r}")
-
-
 @dataclass(frozen=True, slots=True)
 class Wave(Generic[T]):
     """An immutable wave policy; each :meth:`run` / :meth:`stream` creates fresh per-run state.
@@ -115,7 +106,8 @@ class Wave(Generic[T]):
         fail_fast: on the first failure or timeout, cancel the running tasks and start no more.
         policy: a per-task recovery policy (``Retry``, ``Pipeline``...); tasks must then be factories.
         pools: resource pools that tasks name with ``task(..., pool="api")``.
-        on_progress: called with a :class:`Progress` at most every ``progress_interval`` seconds.
+        on_progress: called with a :class:`Progress` at most every ``progress_interval`` seconds
+            and once at the end; an exception it raises is logged, never propagated.
         hooks: extra hooks (callbacks, the anomaly detector); the OTel hook is added unless
             ``instrument=False``. ``tracer_provider`` / ``meter_provider`` default to the globals.
         clock, sleep: injectable time sources (tests use a fake clock).
@@ -144,12 +136,12 @@ class Wave(Generic[T]):
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"name must be a non-empty string, got {self.name!r}")
-        _check_positive("max_concurrency", self.max_concurrency, integer=True)
-        _check_positive("timeout", self.timeout)
-        _check_positive("rate_limit", self.rate_limit)
-        _check_positive("batch_size", self.batch_size, integer=True)
-        _check_positive("burst", self.burst, integer=True, optional=False)
-        _check_positive("progress_interval", self.progress_interval, optional=False)
+        check_number("max_concurrency", self.max_concurrency, low=0, low_open=True, integer=True, allow_none=True)
+        check_number("timeout", self.timeout, low=0, low_open=True, allow_none=True)
+        check_number("rate_limit", self.rate_limit, low=0, low_open=True, allow_none=True)
+        check_number("batch_size", self.batch_size, low=1, integer=True, allow_none=True)
+        check_number("burst", self.burst, low=1, integer=True)
+        check_number("progress_interval", self.progress_interval, low=0, low_open=True)
         if self.policy is not None and not callable(getattr(self.policy, "call", None)):
             raise TypeError(f"policy must have a call(fn) method, got {type(self.policy).__name__}")
         object.__setattr__(self, "pools", tuple(self.pools))
@@ -187,7 +179,7 @@ class Wave(Generic[T]):
         if self.max_concurrency is None and not isinstance(tasks, Sized):
             raise ValueError("max_concurrency=None needs a sized input; set max_concurrency to stream")
         if buffer is not None:
-            _check_positive("buffer", buffer, integer=True, optional=False)
+            check_number("buffer", buffer, low=1, integer=True)
         concurrency = self.max_concurrency or max(1, len(tasks))  # type: ignore[arg-type]
         return WaveStream(self, tasks, buffer or 2 * concurrency)
 
@@ -236,7 +228,10 @@ class Wave(Generic[T]):
             for obs in reversed(observers):
                 context.run(obs.wave_finished, report)
             if self.on_progress is not None:
-                self.on_progress(run.progress())
+                try:
+                    self.on_progress(run.progress())
+                except Exception:  # never let a progress display replace the wave's own outcome
+                    logging.getLogger("shannon_otel").exception("on_progress failed")
         return report
 
     def _drain(self, run: WaveRun, items: Iterator[Item]) -> None:

@@ -17,20 +17,8 @@ from typing import TYPE_CHECKING, TypeVar
 from .._events import BreakerTransition, CallRejected, CallStarted
 from .._hooks import resolve_hooks
 from .._telemetry import BreakerState
-from ._core import (
-    END,
-    Chain,
-    CircuitOpenError,
-    Clock,
-    Factory,
-    Policy,
-    _Call,
-    check_exceptions,
-    check_number,
-    next_step,
-    observed,
-    start_call,
-)
+from .._validate import check_exceptions, check_number
+from ._core import END, Chain, CircuitOpenError, Clock, Factory, Policy, _Call, next_step, observed, start_call
 from ._window import FAILED, SLOW, CountWindow, TimeWindow
 
 if TYPE_CHECKING:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from .._events import Degraded
+from .._validate import check_exceptions, check_number
 from ._core import (
     END,
     Chain,
@@ -17,8 +18,6 @@ from ._core import (
     Instrumented,
     Policy,
     _Call,
-    check_exceptions,
-    check_number,
     next_step,
     observed,
     start_call,

@@ -9,7 +9,8 @@ from typing import Any, TypeVar
 
 from .._events import FallbackStarted
 from .._telemetry import Outcome
-from ._core import Chain, CircuitOpenError, Factory, Instrumented, _Call, check_exceptions, next_step
+from .._validate import check_exceptions
+from ._core import Chain, CircuitOpenError, Factory, Instrumented, _Call, next_step
 
 T = TypeVar("T")
 

@@ -7,7 +7,8 @@ import contextvars
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ._core import _HEDGED, Chain, Factory, Instrumented, Sleep, _Call, check_number, next_step
+from .._validate import check_number
+from ._core import _HEDGED, Chain, Factory, Instrumented, Sleep, _Call, next_step
 
 T = TypeVar("T")
 

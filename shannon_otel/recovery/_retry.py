@@ -8,20 +8,9 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from .._events import RetryScheduled
+from .._validate import check_exceptions, check_number
 from ._backoff import Jitter, RandomSource, delay, parse_jitter, uniform_source
-from ._core import (
-    END,
-    Chain,
-    Factory,
-    Instrumented,
-    Sleep,
-    _Call,
-    check_exceptions,
-    check_number,
-    next_step,
-    observed,
-    start_call,
-)
+from ._core import END, Chain, Factory, Instrumented, Sleep, _Call, next_step, observed, start_call
 
 T = TypeVar("T")
 RetryOn = type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from .._events import TimedOut
-from ._core import Chain, Factory, Instrumented, _Call, check_number, next_step
+from .._validate import check_number
+from ._core import Chain, Factory, Instrumented, _Call, next_step
 
 T = TypeVar("T")
 
