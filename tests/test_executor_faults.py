@@ -215,7 +215,8 @@ def test_a_task_swallowing_the_cancellation_does_not_keep_its_worker_going() -> 
         return body
 
     async def main() -> None:
-        runner = asyncio.create_task(Wave("s", max_concurrency=1, instrument=False).run([stubborn(i) for i in range(5)]))
+        wave: Wave[None] = Wave("s", max_concurrency=1, instrument=False)
+        runner = asyncio.create_task(wave.run([stubborn(i) for i in range(5)]))
         await asyncio.sleep(0.01)
         runner.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import logging
 import itertools
+import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field
