@@ -167,7 +167,11 @@ class Policy:
         raise NotImplementedError
 
     async def call(self, fn: Factory[T]) -> T:
-        """Run ``fn()`` under this policy; raises what the policy lets through (never swallows cancellation)."""
+        """Run ``fn()`` under this policy; raises what the policy lets through (never swallows cancellation).
+
+        ``Retry``, ``CircuitBreaker`` and ``Pipeline`` repeat this prologue inline on purpose: moving it
+        into a helper costs one more call (~0.06 us), a fifth of the breaker's per-call budget.
+        """
         hooks = self._hooks
         if hooks:
             first = hooks[0].call_started(self._started)
