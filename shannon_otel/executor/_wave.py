@@ -102,9 +102,13 @@ class Wave(Generic[T]):
         max_concurrency: tasks running at once (> 0); ``None`` runs every task at once (sized input only).
         timeout: per-task timeout in seconds (> 0), or ``None``.
         rate_limit: task starts per second (> 0), or ``None``; ``burst`` starts may happen at once.
+            The limit holds per run: two concurrent runs of one Wave may each start ``rate_limit``/s
+            (share a ``ResourcePool`` to bound concurrency across runs).
         batch_size: run the input as consecutive batches of this size (each waits for the previous).
         fail_fast: on the first failure or timeout, cancel the running tasks and start no more.
         policy: a per-task recovery policy (``Retry``, ``Pipeline``...); tasks must then be factories.
+            The policy is shared by every task: a ``CircuitBreaker`` in it sees all of them, and a
+            ``Degrade(last_good=True)`` in it keeps one last good value for the whole wave.
         pools: resource pools that tasks name with ``task(..., pool="api")``.
         on_progress: called with a :class:`Progress` at most every ``progress_interval`` seconds
             and once at the end; an exception it raises is logged, never propagated.
