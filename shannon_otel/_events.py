@@ -266,8 +266,9 @@ class Hook:
     """Base class of every hook: the OTel hook, the anomaly feed, user callback hooks.
 
     Each ``*_started`` method is called once per scope and returns a fresh observer for that
-    scope or ``None``. Long-lived state (instruments, detectors) lives on the hook; per-scope
-    state lives on the observer, so two concurrent scopes never share it.
+    scope or ``None``. Long-lived state (instruments, detectors, the anomaly hook's per-wave-name
+    ticks) lives on the hook; per-scope state lives on the observer, so two concurrent scopes
+    never share an attempt counter or a span.
     """
 
     __slots__ = ()

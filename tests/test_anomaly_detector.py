@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from shannon_otel._telemetry import Severity
-from shannon_otel.anomaly import AnomalyDetector, DetectorConfig
+from shannon_otel.anomaly import AnomalyDetector, DetectorConfig, DetectorStats
 
 STEP = 60.0
 
@@ -75,7 +75,7 @@ def test_repeated_block_calls_keep_the_lru_order_of_sample_by_sample_updates() -
     cfg = DetectorConfig(max_series=3, min_history=1)
     blocks, samples = AnomalyDetector(cfg), AnomalyDetector(cfg)
     steps: list[list[str]] = [["a", "b"], ["a", "b"], ["c"], ["a", "b"], ["d"], ["a", "b"], ["b", "a"],
-                              ["a", "b", "c", "d"], ["a", "b"], ["a", "b"]]
+                              ["c", "a", "d"], ["a", "b"], ["a", "b"]]
     for k, names in enumerate(steps):
         if names == ["c"]:  # a scalar update in between reorders the LRU list
             blocks.update("c", 1.0, k * STEP)
@@ -220,3 +220,20 @@ def test_config_is_immutable_and_bands_scores() -> None:
     assert cfg.severity(0.49) is None
     assert cfg.severity(0.5) is Severity.WARNING
     assert cfg.severity(0.95) is Severity.CRITICAL
+
+
+def test_a_nan_sample_of_a_new_series_takes_no_slot() -> None:
+    det = AnomalyDetector(DetectorConfig(max_series=2, min_history=1))
+    det.update("a", 1.0, 0.0)
+    det.update("b", 1.0, 0.0)
+    assert det.update("c", math.nan, 1.0) is None
+    assert det.series() == ["a", "b"]
+    assert det.stats == DetectorStats(series=2, ignored=1, evicted=0)
+
+
+def test_update_many_with_more_series_than_max_series_is_rejected() -> None:
+    det = AnomalyDetector(DetectorConfig(max_series=3, min_history=1))
+    det.update("a", 1.0, 0.0)
+    with pytest.raises(ValueError, match=r"4 series in one update_many call, more than max_series \(3\)"):
+        det.update_many(["a", "b", "c", "d"], np.zeros((4, 2)), [1.0, 2.0])
+    assert det.series() == ["a"]  # nothing changed

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from shannon_otel import _telemetry as tm
 from shannon_otel._events import CallFinished, CallStarted, TaskFinished, WaveObserver, WaveStarted
 from shannon_otel._telemetry import CallOutcome, Outcome, Severity
-from shannon_otel.anomaly import ERROR_RATE, LATENCY, RETRY_RATE, Anomaly, AnomalyHook, DetectorConfig
+from shannon_otel.anomaly import ERROR_RATE, LATENCY, RETRY_RATE, THROUGHPUT, Anomaly, AnomalyHook, DetectorConfig
 
 CONFIG = DetectorConfig(min_history=30)
 
@@ -211,7 +211,7 @@ def test_end_to_end_a_slow_task_of_a_real_wave_carries_the_anomaly(tel: Telemetr
     clock, seen = FakeClock(), list[Anomaly]()
     hook = AnomalyHook(CONFIG, meter_provider=tel.meter_provider, on_anomaly=seen.append, tick_s=1.0,
                        clock=clock, signals=[LATENCY])
-    durations = [*steady(640), 5.0]
+    durations = [*steady(646), 5.0]  # the slow task is the 8th (min_tick_tasks) of its tick: it closes it
 
     def work(i: int) -> Any:
         async def run() -> int:
@@ -230,7 +230,7 @@ def test_end_to_end_a_slow_task_of_a_real_wave_carries_the_anomaly(tel: Telemetr
                if any(e.name == tm.EVENT_ANOMALY for e in s.events)]
     assert anomaly.span_id == format(slow.context.span_id, "016x")
     assert slow.attributes is not None
-    assert slow.attributes[tm.TASK_INDEX] == 640
+    assert slow.attributes[tm.TASK_INDEX] == 646
 
 
 def test_throughput_surge_is_reported(tel: Telemetry) -> None:
@@ -258,3 +258,88 @@ def test_series_names_stay_bounded_by_the_cap(tel: Telemetry) -> None:
     assert hook.detector.stats.series == 4
     assert hook.detector.stats.evicted == 46
     assert len(tel.points(tm.ANOMALY_SCORE.name)) <= 4
+
+
+# Every scored tick is reported (warning threshold ~0, no warm-up), so a test sees each sample's value.
+EVERY_TICK = DetectorConfig(buckets=1, min_history=1, warning=1e-9, critical=1e-9)
+
+
+def test_two_hooks_on_one_meter_provider_both_export_their_scores(tel: Telemetry) -> None:
+    import gc
+
+    clock = FakeClock()
+    hooks = [AnomalyHook(EVERY_TICK, meter_provider=tel.meter_provider, tick_s=1.0, clock=clock, signals=[LATENCY])
+             for _ in range(3)]
+    for i, hook in enumerate(hooks):
+        obs = hook.wave_started(WaveStarted(f"w{i}", None, None, clock()))
+        assert obs is not None
+        run_tasks(tel, obs, clock, steady(16))
+    gauge = {dict(p.attributes)[tm.ANOMALY_SERIES] for p in tel.points(tm.ANOMALY_SCORE.name)}
+    assert gauge == {"w0", "w1", "w2"}
+    assert {dict(p.attributes)[tm.ANOMALY_SERIES] for p in tel.points(tm.ANOMALY_EVENTS.name)} == gauge
+    del hooks[1], obs, hook
+    gc.collect()
+    assert {dict(p.attributes)[tm.ANOMALY_SERIES] for p in tel.points(tm.ANOMALY_SCORE.name)} == {"w0", "w2"}
+
+
+def test_ticks_span_consecutive_runs_of_a_wave_shorter_than_a_tick(tel: Telemetry) -> None:
+    import asyncio
+    import functools
+
+    from shannon_otel.executor import Wave
+
+    clock, seen = FakeClock(), list[Anomaly]()
+    hook = AnomalyHook(EVERY_TICK, meter_provider=tel.meter_provider, on_anomaly=seen.append, tick_s=1.0,
+                       clock=clock)
+
+    async def work(i: int) -> None:
+        clock.now += 0.125
+        await asyncio.sleep(0)
+        if i == 0:
+            raise RuntimeError("one failure per run")
+
+    async def runs() -> None:
+        for _ in range(4):  # each run: 4 tasks in 0.5 s, then 10 s with no run of "w" active
+            wave: Wave[None] = Wave("w", max_concurrency=1, hooks=(hook,), instrument=False, clock=clock)
+            await wave.run([functools.partial(work, i) for i in range(4)])
+            clock.now += 10.0
+
+    asyncio.run(runs())
+    # Two ticks of 8 tasks, each over two runs; the idle time between runs is not part of a tick.
+    assert [(a.signal, a.value) for a in seen] == [(LATENCY, 0.125), (ERROR_RATE, 0.25), (THROUGHPUT, 8.0)] * 2
+
+
+def test_concurrent_runs_of_a_wave_share_one_tick(tel: Telemetry) -> None:
+    clock, seen = FakeClock(), list[Anomaly]()
+    hook = AnomalyHook(EVERY_TICK, meter_provider=tel.meter_provider, on_anomaly=seen.append, tick_s=1.0,
+                       clock=clock, signals=[THROUGHPUT])
+    runs = [hook.wave_started(WaveStarted("w", None, None, clock())) for _ in range(2)]
+    for i in range(8):
+        obs = runs[i % 2]
+        assert obs is not None
+        run_tasks(tel, obs, clock, [0.1], step=0.125, first=i)
+    assert [(a.signal, a.value) for a in seen] == [(THROUGHPUT, 8.0)]
+
+
+def test_a_tick_closes_only_with_min_tick_tasks_tasks_or_calls(tel: Telemetry) -> None:
+    clock, seen = FakeClock(), list[Anomaly]()
+    hook = AnomalyHook(EVERY_TICK, meter_provider=tel.meter_provider, on_anomaly=seen.append, tick_s=1.0,
+                       min_tick_tasks=8, clock=clock, signals=[LATENCY, RETRY_RATE])
+    obs = hook.wave_started(WaveStarted("w", None, None, clock()))
+    assert obs is not None
+    run_tasks(tel, obs, clock, [0.1 * (i % 8 + 1) for i in range(40)], step=0.5)  # 2 tasks per tick_s
+    assert [a.value for a in seen] == pytest.approx([0.45] * 5)  # a sample every 8 tasks (4 s), not every 2
+    seen.clear()
+    for i in range(40):
+        call = hook.call_started(CallStarted("fetch", "retry"))
+        assert call is not None
+        clock.now += 0.5
+        call.call_finished(CallFinished("fetch", CallOutcome.SUCCESS, 2 if i % 8 == 0 else 1, 0.01))
+    assert [(a.signal, a.value) for a in seen] == [(RETRY_RATE, 0.125)] * 5
+
+
+@pytest.mark.parametrize(("bad", "error"), [(0, ValueError), (-1, ValueError), (True, TypeError),
+                                          (2.5, TypeError), ("8", TypeError)])
+def test_bad_min_tick_tasks_is_rejected(bad: Any, error: type[Exception]) -> None:
+    with pytest.raises(error, match=r"^min_tick_tasks must be (in \[1, inf\)|an int), got "):
+        AnomalyHook(min_tick_tasks=bad)

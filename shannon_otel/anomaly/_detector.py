@@ -125,15 +125,18 @@ class AnomalyDetector:
         is NaN/inf (such values are counted in :attr:`stats` and change nothing else).
         Raises ``ValueError`` only for a non-finite ``time``; O(1).
         """
-        self._last_key = None  # the LRU order changes
         slot = self._slots.get(series)
+        if not isfinite(value):
+            self._ignored += 1
+            if slot is not None:  # a known series is still refreshed, as update_many does
+                self._last_key = None
+                self._slots.move_to_end(series)
+            return None  # checked before allocating: a new series must not evict a tracked one for it
+        self._last_key = None  # the LRU order changes
         if slot is None:
             slot = self._slot(series)
         else:
             self._slots.move_to_end(series)
-        if not isfinite(value):
-            self._ignored += 1
-            return None
         if not isfinite(time):
             raise ValueError(f"time must be a finite number of seconds, got {time!r}")
         cfg = self.config
@@ -213,8 +216,10 @@ class AnomalyDetector:
         """Feed a block: ``values[i, j]`` is the sample of ``series[i]`` at ``times[j]``.
 
         Vectorized over series and time; equivalent to calling :meth:`update` column by
-        column. ``series`` must be distinct. Returns scores shaped like ``values`` (NaN for
-        warm-up and NaN/inf inputs). Raises ``ValueError`` on mismatched shapes.
+        column. ``series`` must be distinct and at most ``config.max_series`` (more could not
+        all be tracked at once). Returns scores shaped like ``values`` (NaN for warm-up and
+        NaN/inf inputs). Raises ``ValueError`` on mismatched shapes or too many series, before
+        changing any state.
         """
         vals = np.asarray(values, dtype=np.float64)
         ts = np.asarray(times, dtype=np.float64)
@@ -225,6 +230,9 @@ class AnomalyDetector:
             )
         if not np.isfinite(ts).all():
             raise ValueError("times must be finite numbers of seconds")
+        if len(series) > self.config.max_series:  # they would evict each other within the block
+            raise ValueError(f"{len(series)} series in one update_many call, more than max_series "
+                             f"({self.config.max_series})")
         if vals.size == 0:
             _distinct(series)
             empty: F64 = np.full(vals.shape, np.nan)
@@ -263,8 +271,7 @@ class AnomalyDetector:
             if len(slots) > 1 and not (slots[1:] > slots[:-1]).all():
                 _distinct(key)
             deque(map(known.move_to_end, key), maxlen=0)  # the same LRU order as _slot
-        # more than max_series of them evict each other: then they are not all tracked afterwards
-        self._last_key = key if len(key) <= self.config.max_series else None
+        self._last_key = key
         self._last_slots = slots
         return slots
 
