@@ -114,6 +114,24 @@ def test_flapping_breaker_is_advised_with_reset_timeout_and_outage() -> None:
     assert "opened 3 times" in rec.message and "100.0 ms" in rec.message and "330.0 ms" in rec.message
 
 
+def test_flapping_outage_is_measured_per_episode_not_across_the_run() -> None:
+    flap = ((CLOSED, OPEN, 0.0), (OPEN, HALF, 0.1), (HALF, OPEN, 0.11), (OPEN, HALF, 0.21), (HALF, CLOSED, 0.22))
+    later = [*((a, b, t + 60.0) for a, b, t in flap[:3]), (OPEN, HALF, 60.21), (HALF, CLOSED, 60.35)]
+    [rec] = RunReport(transitions=transitions(*flap, *later)).recommendations()
+    assert rec.evidence["outages"] == 2
+    assert rec.evidence["outage_s"] == pytest.approx(0.35)  # the longest episode, not 0.0 .. 60.35
+    assert rec.evidence["median_outage_s"] == pytest.approx(0.285)
+    assert "2 outages" in rec.message and "towards 350.0 ms" in rec.message and "60" not in rec.message
+
+
+def test_flapping_ignores_other_breakers_when_splitting_episodes() -> None:
+    db = transitions((CLOSED, OPEN, 0.0), (OPEN, HALF, 0.1), (HALF, OPEN, 0.11), (OPEN, HALF, 0.21),
+                     (HALF, OPEN, 0.22), (OPEN, HALF, 0.32), (HALF, CLOSED, 0.33))
+    other = [BreakerTransition("cache", CLOSED, OPEN, "r", 0.05), BreakerTransition("cache", OPEN, HALF, "r", 5.0)]
+    [rec] = RunReport(transitions=[*db[:2], *other, *db[2:]]).recommendations()
+    assert rec.subject == "db" and rec.evidence["outage_s"] == pytest.approx(0.33)
+
+
 def test_one_clean_open_close_cycle_is_not_flapping() -> None:
     run = RunReport(transitions=transitions((CLOSED, OPEN, 0.0), (OPEN, HALF, 0.1), (HALF, CLOSED, 0.11)))
     assert run.recommendations() == []
@@ -149,6 +167,21 @@ def test_latency_anomaly_on_one_operation_is_advised_with_its_trace() -> None:
     assert rec.kind == "latency_anomaly" and rec.subject == "vector-db"
     assert "'w3'" in rec.message and "80.0 ms" in rec.message and "5.0 ms" in rec.message
     assert "16.0x" in rec.message and "ab" * 16 in rec.message
+
+
+def test_latency_anomaly_in_one_wave_says_only_that_wave_is_affected() -> None:
+    op = OperationStats("vector-db", calls=50, latency_by_wave=latencies(0.005, 0.006, 0.004, 0.080, 0.005))
+    [rec] = RunReport(operations={"vector-db": op}).recommendations()
+    assert "Only this wave is affected" in rec.message and rec.evidence["waves"] == 1
+
+
+def test_latency_anomaly_recurring_in_several_waves_says_so() -> None:
+    means = (0.005, 0.006, 0.060, 0.004, 0.005, 0.080, 0.005, 0.070, 0.012)  # 0.012: 2.4x, under the ratio
+    op = OperationStats("vector-db", calls=90, latency_by_wave=latencies(*means))
+    [rec] = RunReport(operations={"vector-db": op}).recommendations()
+    assert "'w5'" in rec.message and "Only this wave" not in rec.message
+    assert "recurs in 3 of 9 waves ('w2', 'w5', 'w7')" in rec.message
+    assert rec.evidence["waves"] == 3
 
 
 @pytest.mark.parametrize("means", [

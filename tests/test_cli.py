@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_cli_prometheus import promtool_check_metrics
 
 from shannon_otel.cli import main
+from shannon_otel.cli._check import check_otlp, check_prometheus
 
 SECTIONS = ("== Waves (", "== Resilience ==", "== Anomalies (", "== Slowest wave trace: ", "== Recommendations (",
             "== Telemetry ==")
@@ -55,6 +58,8 @@ def test_default_demo_prints_every_section_and_exits_0(default_run: subprocess.C
     assert "breaker search-api:" in out and "rolled back" in out and "compensations run" in out
     # The injected latency anomaly (wave research#6) is found by the detector, with its trace id.
     assert re.search(r"(critical|warning) +latency of research in wave research#6: .* trace [0-9a-f]{32}", out)
+    flagged = re.findall(r"^(?:critical|warning) +\S+ of \S+ in wave (\S+):", out, re.MULTILINE)
+    assert set(flagged) == {"research#6"}, "no clean plan, research or write wave is flagged"
     assert re.search(r"^wave research\s+\|#+\|", out, re.MULTILINE), "waterfall root row"
     assert re.search(r"^      attempt 1\s+\|", out, re.MULTILINE), "waterfall attempt rows"
     assert "[queue_wait]" in out and "[latency_anomaly] operation 'vector-db.query'" in out
@@ -98,6 +103,8 @@ def test_python_m_and_bad_flag_exit_2_with_a_message() -> None:
     (["demo", "--otlp-protocol", "thrift"], "expected grpc or http/protobuf, got 'thrift'"),
     (["demo", "--prometheus-port", "70000"], "must be in 0..65535"),
     (["check", "--timeout", "0"], "argument --timeout: must be a number of seconds > 0"),
+    (["check", "--skip-otlp", "--skip-prometheus"],
+     "argument --skip-prometheus: not allowed with argument --skip-otlp"),
 ])
 def test_bad_flags(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
@@ -159,6 +166,7 @@ def test_prometheus_endpoint_serves_the_contract_names_while_running() -> None:
                      re.MULTILINE)
     assert re.search(r'^shannon_task_outcomes_total\{.*shannon_task_outcome="success".*\} \d+', text, re.MULTILINE)
     assert "Prometheus endpoint http://127.0.0.1:" in out
+    assert promtool_check_metrics(text) == ""
 
 
 def test_prometheus_port_in_use_is_an_error() -> None:
@@ -243,6 +251,32 @@ def test_check_reachable_targets_exit_0(stub: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"^ok   OTLP http .*: accepted a test span", result.stdout, re.MULTILINE)
     assert "ok   Prometheus" in result.stdout and "1/1 scrape targets up, 42 shannon-otel series" in result.stdout
+
+
+def test_check_otlp_http_failure_names_the_underlying_error(stub: str) -> None:
+    ok, text = check_otlp("http://127.0.0.1:9", "http", 1.0)
+    assert not ok and "ConnectionRefusedError: [Errno 111] Connection refused" in text, text
+    assert "due to timeout, max retries or shutdown" not in text
+    ok, text = check_otlp(f"{stub}/wrong-path", "http", 1.0)
+    assert not ok and f"HTTP 404 from {stub}/wrong-path/v1/traces" in text, text
+
+
+class _SlowPrometheus(_Stub):
+    def do_GET(self) -> None:
+        time.sleep(0.6)
+        super().do_GET()
+
+
+def test_check_prometheus_timeout_bounds_both_queries_together() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowPrometheus)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        # Each query answers within the 1 s timeout, the two together do not.
+        ok, text = check_prometheus(f"http://127.0.0.1:{server.server_address[1]}", 1.0)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not ok and "timed out" in text, text
 
 
 def test_ctrl_c_summarises_what_ran_and_exits_130() -> None:

@@ -12,7 +12,7 @@ from shannon_otel import BreakerState, BreakerTransition
 from shannon_otel._recorder import RunRecorder, WaveLive
 from shannon_otel.cli._demo import _console
 from shannon_otel.cli._display import PlainDisplay, RichDisplay, make_display
-from shannon_otel.cli._summary import Out
+from shannon_otel.cli._summary import Out, resilience_section
 
 
 def recorder_with_a_wave() -> tuple[RunRecorder, WaveLive]:
@@ -60,6 +60,22 @@ def test_summary_tables_in_rich_and_plain() -> None:
     assert "Waves (1)" in rich_text and "plan" in rich_text and "all" in rich_text
     assert stream.getvalue().splitlines() == ["", "== Waves (1) ==", "wave  tasks", "----  -----", "plan     24",
                                               "----  -----", "all      24"]
+
+
+def test_resilience_section_details_each_breakers_own_transitions() -> None:
+    recorder = RunRecorder()
+    closed, opened, half = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
+    for name, a, b in [("a", closed, closed), ("b", closed, closed), ("a", closed, opened), ("b", closed, opened),
+                       ("b", opened, half), ("c", closed, closed)]:
+        recorder.breaker_transition(BreakerTransition(name, a, b, "created" if a is b else "r", 0.0))
+    stream = io.StringIO()
+    resilience_section(Out(stream=stream), recorder, recorder.report())
+    lines = [line for line in stream.getvalue().splitlines() if line.startswith("breaker ")]
+    assert lines == [
+        "breaker a: 1 transitions (closed->open x1); now open",
+        "breaker b: 2 transitions (closed->open x1, open->half_open x1); now half_open",
+        "breaker c: 0 transitions (no transitions); now closed",
+    ]
 
 
 def test_plain_when_not_a_terminal_or_rich_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:

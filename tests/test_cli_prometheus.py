@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
+import subprocess
 import urllib.error
 import urllib.request
 
@@ -13,6 +15,18 @@ from opentelemetry.sdk.metrics import MeterProvider
 from shannon_otel import Wave, configure
 from shannon_otel._telemetry import METRICS
 from shannon_otel.cli._prometheus import MetricsServer, PrometheusReader, render, series_name
+from shannon_otel.recovery import CircuitBreaker, Pipeline, Retry
+from shannon_otel.testing import FakeClock
+
+
+def promtool_check_metrics(text: str) -> str:
+    """``promtool check metrics`` on ``text``: its problems, "" when clean. Fails (never skips) without promtool."""
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail("promtool is not installed: run `scripts/stack install` (Debian's prometheus package)")
+    proc = subprocess.run([path, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30,
+                          check=False)
+    return "" if proc.returncode == 0 else f"exit {proc.returncode}: {proc.stdout}{proc.stderr}"
 
 
 @pytest.mark.parametrize("spec", METRICS, ids=lambda s: s.name)
@@ -36,7 +50,8 @@ def test_render_counter_gauge_and_histogram() -> None:
         hist.record(value, {"shannon.operation": "op"})
     text = reader.scrape()
     provider.shutdown()
-    assert "# TYPE shannon_calls counter\n" in text
+    assert "# HELP shannon_calls_total " in text, "HELP and TYPE name the sample, as prometheus_client does"
+    assert "# TYPE shannon_calls_total counter\n" in text
     assert 'shannon_calls_total{shannon_operation="a\\"b\\\\c"} 2\n' in text
     assert "# TYPE shannon_task_active gauge\n" in text
     assert 'shannon_task_active{shannon_wave_name="w"} -1\n' in text
@@ -45,6 +60,43 @@ def test_render_counter_gauge_and_histogram() -> None:
     assert buckets == [("0.1", "1"), ("1.0", "2"), ("+Inf", "3")], "cumulative, ending with +Inf"
     assert 'shannon_retry_delay_seconds_sum{shannon_operation="op"} 5.55\n' in text
     assert 'shannon_retry_delay_seconds_count{shannon_operation="op"} 3\n' in text
+
+
+def test_metrics_without_a_description_still_get_help_text() -> None:
+    reader = PrometheusReader()
+    provider = MeterProvider(metric_readers=[reader])
+    provider.get_meter("t").create_counter("my.app.requests", unit="{request}").add(1)
+    text = reader.scrape()
+    provider.shutdown()
+    assert "# HELP my_app_requests_total my.app.requests\n# TYPE my_app_requests_total counter\n" in text
+    assert promtool_check_metrics(text) == ""
+
+
+def test_a_scrape_of_a_real_run_passes_promtool_check_metrics() -> None:
+    reader = PrometheusReader()
+    telemetry = configure("prom-test", exporter="none", metric_readers=[reader], set_global=False)
+    tracer_provider, meter_provider = telemetry.tracer_provider, telemetry.meter_provider
+    clock = FakeClock()
+    breaker = CircuitBreaker("dep", failure_threshold=2, reset_timeout=10, clock=clock,
+                             tracer_provider=tracer_provider, meter_provider=meter_provider)
+    call = Pipeline(Retry(attempts=3, initial=0.0), breaker, name="dep-call", clock=clock,
+                    tracer_provider=tracer_provider, meter_provider=meter_provider)
+
+    async def down() -> None:
+        raise ConnectionError("down")
+
+    async def ok() -> None:
+        await asyncio.sleep(0)
+
+    try:
+        wave: Wave[None] = Wave("scraped", tracer_provider=tracer_provider, meter_provider=meter_provider)
+        asyncio.run(wave.run([ok, ok, lambda: call.call(down), lambda: call.call(down)]))
+        text = reader.scrape()
+    finally:
+        telemetry.shutdown()
+    assert "shannon_calls_total" in text and "shannon_breaker_transitions_total" in text
+    assert "shannon_task_duration_seconds_bucket" in text
+    assert promtool_check_metrics(text) == ""
 
 
 def test_empty_provider_renders_nothing() -> None:

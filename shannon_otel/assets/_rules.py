@@ -92,8 +92,9 @@ def _breaker(jaeger: str, runbook: str) -> Rule:
         f"Circuit breaker {{{{ $labels.{name} }}}} of job {{{{ $labels.job }}}} (instance "
         f"{{{{ $labels.instance }}}}) has been open or half-open for more than 5 minutes: its calls are "
         f"rejected and its probes keep failing.",
-        # A breaker's operation is its name: its call, attempt and rejection spans carry it.
-        jaeger=jaeger, runbook=runbook, traces=_label_tags({t.OPERATION: name}),
+        # The operation spans it guards, their attempt and rejection spans and its transition events all
+        # carry the breaker's name; their shannon.operation is the policy's name, which may differ.
+        jaeger=jaeger, runbook=runbook, traces=_label_tags({t.BREAKER_NAME: name}),
     )
 
 

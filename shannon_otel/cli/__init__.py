@@ -146,9 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--otlp-protocol", type=_protocol, default=None, metavar="{grpc,http/protobuf}")
     check.add_argument("--prometheus", type=endpoint_url, default=None, metavar="URL",
                        help="Prometheus base URL (default http://127.0.0.1:9090)")
-    check.add_argument("--skip-otlp", action="store_true", help="only check Prometheus")
-    check.add_argument("--skip-prometheus", action="store_true", help="only check the OTLP endpoint")
-    check.add_argument("--timeout", type=_seconds, default=3.0, metavar="SECONDS", help="per target (default 3)")
+    skip = check.add_mutually_exclusive_group()  # skipping both would check nothing and still exit 0
+    skip.add_argument("--skip-otlp", action="store_true", help="only check Prometheus")
+    skip.add_argument("--skip-prometheus", action="store_true", help="only check the OTLP endpoint")
+    check.add_argument("--timeout", type=_seconds, default=3.0, metavar="SECONDS",
+                       help="per target, all its requests and retries included (default 3)")
     check.set_defaults(env_endpoint=env_endpoint, env_protocol=env_protocol)
     return parser
 

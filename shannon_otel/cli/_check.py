@@ -1,8 +1,8 @@
 """``shannon-otel check``: does the OTLP endpoint accept a span, and does Prometheus answer queries?
 
-Each check is bounded by ``--timeout`` and prints one line; the exit code is 0 only when every
-target checked answered. The SDK exporter's own log records are captured, not printed: the
-check's line says what went wrong.
+Each check is bounded by ``--timeout`` (all of its requests and retries together) and prints one
+line; the exit code is 0 only when every target checked answered. The SDK exporter's own log records
+are captured, not printed: the check's line says what went wrong.
 """
 
 from __future__ import annotations
@@ -27,29 +27,78 @@ DEFAULT_PROMETHEUS = "http://127.0.0.1:9090"
 class _Captured(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
-        self.messages: list[str] = []
+        self.records: list[logging.LogRecord] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage().splitlines()[0])
+        self.records.append(record)
+
+    def reason(self) -> str | None:
+        """The first error the exporter logged, else its first warning: later lines only say it gave up."""
+        first = sorted(self.records, key=lambda r: r.levelno < logging.ERROR)
+        return first[0].getMessage().splitlines()[0] if first else None
 
 
-def _exporter(endpoint: str, protocol: str, timeout_s: float) -> SpanExporter:
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception under ``exc``: requests wraps urllib3's, which wraps the socket's."""
+    seen = {id(exc)}
+    while True:
+        inner = getattr(exc, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = exc.__cause__ or exc.__context__
+        if inner is None or id(inner) in seen:
+            return exc
+        seen.add(id(inner))
+        exc = inner
+
+
+def _recording_session() -> Any:
+    """A requests session for the OTLP/HTTP exporter that keeps its first failure in ``.error``.
+
+    The exporter only logs a generic "timeout, max retries or shutdown" line once its retries run
+    out (and nothing else when the first backoff exceeds the timeout), so the cause is taken here.
+    """
+    import requests
+
+    class Recording(requests.Session):
+        error: str | None = None
+
+        def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+            try:
+                response = super().request(*args, **kwargs)
+            except Exception as exc:
+                if self.error is None:
+                    cause = _root_cause(exc)
+                    self.error = f"{type(cause).__name__}: {cause}"
+                raise
+            if response.status_code >= 400 and self.error is None:
+                self.error = f"HTTP {response.status_code} from {response.url}: {response.reason}"
+            return response
+
+    return Recording()
+
+
+def _exporter(endpoint: str, protocol: str, timeout_s: float, session: Any) -> SpanExporter:
     if protocol == "http":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
 
-        return HttpSpans(endpoint=f"{endpoint}/v1/traces", timeout=timeout_s)
+        return HttpSpans(endpoint=f"{endpoint}/v1/traces", timeout=timeout_s, session=session)
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
 
     return GrpcSpans(endpoint=endpoint, timeout=timeout_s)
 
 
 def check_otlp(endpoint: str, protocol: str, timeout_s: float) -> tuple[bool, str]:
-    """Export one span named ``shannon-otel check`` (service ``shannon-otel-check``)."""
+    """Export one span named ``shannon-otel check`` (service ``shannon-otel-check``).
+
+    The failure reason is the underlying error (OTLP/HTTP: the first failed request's exception or
+    status; gRPC: the exporter's first error line), never its closing "giving up" line.
+    """
     provider = TracerProvider(resource=Resource.create({"service.name": "shannon-otel-check"}))
     span = provider.get_tracer("shannon_otel.cli").start_span("shannon-otel check")
     span.end()
     assert isinstance(span, ReadableSpan)
-    exporter = _exporter(endpoint, protocol, timeout_s)
+    session = _recording_session() if protocol == "http" else None
+    exporter = _exporter(endpoint, protocol, timeout_s, session)
     logger = logging.getLogger("opentelemetry")
     captured, propagate = _Captured(), logger.propagate
     logger.addHandler(captured)
@@ -65,7 +114,7 @@ def check_otlp(endpoint: str, protocol: str, timeout_s: float) -> tuple[bool, st
     took = (time.monotonic() - started) * 1000
     if result is SpanExportResult.SUCCESS:
         return True, f"accepted a test span in {took:.0f} ms (service shannon-otel-check)"
-    why = captured.messages[-1] if captured.messages else "the exporter reported a failure"
+    why = (session.error if session is not None else None) or captured.reason() or "the exporter reported a failure"
     return False, f"export failed after {took:.0f} ms: {why}"
 
 
@@ -75,11 +124,15 @@ def _get_json(url: str, timeout_s: float) -> Any:
 
 
 def check_prometheus(url: str, timeout_s: float) -> tuple[bool, str]:
-    """Query ``up`` and count the shannon-otel series Prometheus has."""
+    """Query ``up`` and count the shannon-otel series Prometheus has, both within ``timeout_s``."""
     query = urllib.parse.urlencode({"query": 'count({__name__=~"shannon_.*"})'})
+    deadline = time.monotonic() + timeout_s  # one bound for both queries, as --timeout promises
     try:
         up = _get_json(f"{url}/api/v1/query?{urllib.parse.urlencode({'query': 'up'})}", timeout_s)
-        ours = _get_json(f"{url}/api/v1/query?{query}", timeout_s)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("timed out")
+        ours = _get_json(f"{url}/api/v1/query?{query}", left)
     except urllib.error.HTTPError as exc:
         return False, f"HTTP {exc.code} from {exc.url}: is this Prometheus?"
     except (urllib.error.URLError, OSError, ValueError) as exc:

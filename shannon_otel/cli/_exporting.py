@@ -2,8 +2,8 @@
 
 :func:`setup` builds the providers through :func:`shannon_otel.configure` (never setting the global
 ones) and adds an in-memory span store, so the summary can draw a trace even while exporting.
-:class:`ExportProblems` captures the OTel SDK's exporter log records: the first one is reported once
-on stderr, the rest are only counted (an unreachable collector must not flood the terminal).
+:class:`ExportProblems` captures the OTel SDK's exporter log records while exporting: the first one is
+reported once on stderr, the rest are only counted (an unreachable collector must not flood the terminal).
 """
 
 from __future__ import annotations
@@ -97,20 +97,31 @@ _GRPC = re.compile(r"(StatusCode\.\w+).*?[Ee]rror details: (.*)")
 _REFUSED_METRICS = re.compile(r"metrics.*(UNIMPLEMENTED|\b404\b)|(UNIMPLEMENTED|\b404\b).*metrics", re.IGNORECASE)
 
 
+# The loggers of the exporters and of the processors/readers that call them. Any other SDK warning (an
+# invalid attribute, say) says nothing about exporting, so it stays with ordinary logging.
+_EXPORT_LOGGERS = (
+    "opentelemetry.exporter",
+    "opentelemetry.sdk._shared_internal",  # the batch span / log processors
+    "opentelemetry.sdk.trace.export",
+    "opentelemetry.sdk.metrics._internal.export",  # the periodic metric reader
+)
+
+
 class ExportProblems(logging.Handler):
     """Catches the SDK exporters' warnings: reports the first on stderr once, counts the others.
 
-    An endpoint that accepts traces but not metrics (Jaeger) is a notice, not a failure.
+    Inactive (``target`` None: nothing is exported) it captures nothing. An endpoint that accepts
+    traces but not metrics (Jaeger) is a notice, not a failure.
     """
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str | None) -> None:
         super().__init__(logging.WARNING)
         self.target = target
         self.count = 0
         self.first: str | None = None
         self.metrics_refused = 0
-        self._logger = logging.getLogger("opentelemetry")
-        self._propagate = self._logger.propagate
+        self._loggers = [logging.getLogger(name) for name in _EXPORT_LOGGERS] if target is not None else []
+        self._propagate = [logger.propagate for logger in self._loggers]
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -130,19 +141,21 @@ class ExportProblems(logging.Handler):
         if self.first is None:
             self.first = message
             print(
-                f"shannon-otel: telemetry export to {self.target} failed: {message}\n"
+                f"shannon-otel: telemetry export to {self.target or 'the in-process SDK'} failed: {message}\n"
                 "shannon-otel: the demo goes on; further export errors are counted in the summary.",
                 file=sys.stderr, flush=True,
             )
 
     def __enter__(self) -> ExportProblems:
-        self._logger.addHandler(self)
-        self._logger.propagate = False
+        for logger in self._loggers:
+            logger.addHandler(self)
+            logger.propagate = False
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._logger.removeHandler(self)
-        self._logger.propagate = self._propagate
+        for logger, propagate in zip(self._loggers, self._propagate, strict=True):
+            logger.removeHandler(self)
+            logger.propagate = propagate
 
 
 @dataclass
@@ -175,7 +188,7 @@ def setup(
     exporter: Any = "none"
     if endpoint is not None:
         exporter = {"grpc": "otlp_grpc", "http": "otlp_http"}.get(protocol or "", "otlp")
-    problems = ExportProblems(endpoint or "the in-process SDK")
+    problems = ExportProblems(endpoint)
     telemetry = configure(
         service_name, exporter=exporter, endpoint=endpoint, export_timeout_s=export_timeout_s,
         metric_interval_s=metric_interval_s, metric_readers=all_readers, set_global=False,

@@ -49,6 +49,10 @@ def _escape(value: object) -> str:
     return str(value).replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
+def _escape_help(text: str) -> str:
+    return text.replace("\\", r"\\").replace("\n", r"\n")
+
+
 def _labels(attributes: Any, extra: tuple[tuple[str, str], ...] = ()) -> str:
     pairs = [(_label(k), _escape(v)) for k, v in sorted((attributes or {}).items())] + list(extra)
     return "{" + ",".join(f'{k}="{v}"' for k, v in pairs) + "}" if pairs else ""
@@ -63,7 +67,10 @@ def _number(value: float) -> str:
 
 
 def render(data: MetricsData | None) -> str:
-    """Prometheus text exposition (format 0.0.4) of ``data``; one family per series name."""
+    """Prometheus text exposition (format 0.0.4) of ``data``; one family per series name.
+
+    Every family gets a HELP line: the metric's description, else the contract's, else its OTel name.
+    """
     families: dict[str, tuple[str, str, list[str]]] = {}
     for rm in data.resource_metrics if data else ():
         for scope in rm.scope_metrics:
@@ -79,8 +86,12 @@ def render(data: MetricsData | None) -> str:
                                        else "updowncounter")
                 else:  # pragma: no cover - exponential histograms are never configured here
                     continue
-                lines = families.setdefault(prom, (kind, metric.description or "", []))[2]
-                sample = f"{prom[: -len('_total')]}_total" if kind == "counter" else prom
+                if kind == "counter" and not prom.endswith("_total"):
+                    prom += "_total"
+                spec = _SPECS.get(metric.name)
+                # promtool flags a family without help text, so fall back to the contract, then the name.
+                help_text = metric.description or (spec.description if spec else "") or metric.name
+                lines = families.setdefault(prom, (kind, help_text, []))[2]
                 for point in points.data_points:
                     attrs = point.attributes
                     if isinstance(point, HistogramDataPoint):
@@ -93,12 +104,13 @@ def render(data: MetricsData | None) -> str:
                         lines.append(f"{prom}_sum{_labels(attrs)} {_number(point.sum)}")
                         lines.append(f"{prom}_count{_labels(attrs)} {point.count}")
                     else:
-                        lines.append(f"{sample}{_labels(attrs)} {_number(point.value)}")
+                        lines.append(f"{prom}{_labels(attrs)} {_number(point.value)}")
     out: list[str] = []
     for prom, (kind, description, lines) in families.items():
-        family = prom[: -len("_total")] if kind == "counter" else prom
-        out.append(f"# HELP {family} {_escape(description)}")
-        out.append(f"# TYPE {family} {kind}")
+        # Text format 0.0.4 names a counter's family by its sample name, ``_total`` included, as
+        # prometheus_client writes it; without the suffix promtool reports the samples as undocumented.
+        out.append(f"# HELP {prom} {_escape_help(description)}")
+        out.append(f"# TYPE {prom} {kind}")
         out.extend(lines)
     return "\n".join(out) + "\n" if out else ""
 

@@ -130,11 +130,13 @@ def resilience_section(out: Out, recorder: RunRecorder, run: RunReport) -> None:
         for name, op in sorted(ops.items())
     ]
     out.table(["operation", "calls", "attempts", "retries", "rejected", "degraded", "fallbacks", "failed"], rows)
-    moves = Counter(f"{t.from_state.value}->{t.to_state.value}" for t in run.transitions)
-    by_breaker = Counter(t.breaker for t in run.transitions)
+    moves: dict[str, Counter[str]] = {}
+    for t in run.transitions:
+        moves.setdefault(t.breaker, Counter())[f"{t.from_state.value}->{t.to_state.value}"] += 1
     for name, state in recorder.breakers.items():
-        detail = ", ".join(f"{k} x{v}" for k, v in moves.items()) if by_breaker[name] else "no transitions"
-        out.line(f"breaker {name}: {by_breaker[name]} transitions ({detail}); now {state.value}")
+        own = moves.get(name, Counter())
+        detail = ", ".join(f"{k} x{v}" for k, v in own.items()) or "no transitions"
+        out.line(f"breaker {name}: {own.total()} transitions ({detail}); now {state.value}")
     out.line(f"sagas: {run.rollbacks} rolled back, {run.compensations} compensations run")
     shown = {t: (saga, steps) for saga, steps, t in recorder.rollbacks}
     for trace_id, (saga, steps) in list(shown.items())[:3]:

@@ -176,6 +176,21 @@ class RunReport:
         return out
 
 
+def _outages(events: Sequence[BreakerTransition]) -> list[float]:
+    """Durations of one breaker's closed -> ... -> closed episodes; one still open at the end of the run
+    ends at the breaker's last transition (a lower bound)."""
+    out, start = [], None
+    for t in events:
+        if start is None and t.to_state is not BreakerState.CLOSED:
+            start = t.time
+        elif start is not None and t.to_state is BreakerState.CLOSED:
+            out.append(t.time - start)
+            start = None
+    if start is not None:
+        out.append(events[-1].time - start)
+    return out
+
+
 def _flapping(transitions: Sequence[BreakerTransition], th: AdviceThresholds) -> list[Recommendation]:
     out = []
     for name in dict.fromkeys(t.breaker for t in transitions):
@@ -187,14 +202,18 @@ def _flapping(transitions: Sequence[BreakerTransition], th: AdviceThresholds) ->
         probed = [t.time for t in events if t.to_state is BreakerState.HALF_OPEN]
         waits = [p - o for o, p in zip(opened, probed, strict=False) if p >= o]
         reset = statistics.median(waits) if waits else math.nan
-        closes = [t.time for t in events if t.to_state is BreakerState.CLOSED and t.time >= opened[0]]
-        outage = (closes[-1] if closes else events[-1].time) - opened[0]
+        # Each outage separately: spanning first open to last close would merge outages minutes apart.
+        outages = _outages(events)
+        longest, typical = max(outages), statistics.median(outages)
+        span = (f"a {_ms(longest)} outage" if len(outages) == 1 else
+                f"{len(outages)} outages (median {_ms(typical)}, longest {_ms(longest)})")
         out.append(Recommendation(
             "breaker_flapping", name,
             f"breaker {name!r} flapped: opened {len(opened)} times, {reopens} of them re-opened by a failed "
-            f"probe after ~{_ms(reset)} open, over a {_ms(outage)} outage. The reset timeout is too short for "
-            f"this dependency: raise reset_timeout towards {_ms(outage)} (or add backoff to it).",
-            {"opens": float(len(opened)), "reopens": float(reopens), "reset_timeout_s": reset, "outage_s": outage},
+            f"probe after ~{_ms(reset)} open, over {span}. The reset timeout is too short for "
+            f"this dependency: raise reset_timeout towards {_ms(longest)} (or add backoff to it).",
+            {"opens": float(len(opened)), "reopens": float(reopens), "reset_timeout_s": reset,
+             "outage_s": longest, "median_outage_s": typical, "outages": float(len(outages))},
         ))
     return out
 
@@ -225,10 +244,16 @@ def _anomaly(op: OperationStats, th: AdviceThresholds) -> Recommendation | None:
     ratio = value / typical if typical > 0 else math.inf
     trace = op.trace_by_wave.get(worst)
     where = f" (slowest call in trace {trace})" if trace else ""
+    slow = [w for w, v in waves.items() if v - typical >= th.anomaly_min_delta_s and v >= th.anomaly_ratio * typical]
+    if len(slow) == 1:
+        scope = "Only this wave is affected: check what changed in that dependency then"
+    else:
+        names = ", ".join(map(repr, slow[:3])) + (", ..." if len(slow) > 3 else "")
+        scope = (f"The slowdown recurs in {len(slow)} of {len(waves)} waves ({names}): not a one-off, so check "
+                 f"the dependency's capacity and what those waves have in common")
     return Recommendation(
         "latency_anomaly", op.operation,
         f"operation {op.operation!r}: mean latency {_ms(value)} in wave {worst!r} vs {_ms(typical)} typical "
-        f"({ratio:.1f}x){where}. Only this wave is affected: check what changed in that dependency then; "
-        f"a Timeout or Degrade on it would bound the damage.",
-        {"latency_s": value, "typical_s": typical, "ratio": ratio},
+        f"({ratio:.1f}x){where}. {scope}; a Timeout or Degrade on it would bound the damage.",
+        {"latency_s": value, "typical_s": typical, "ratio": ratio, "waves": float(len(slow))},
     )

@@ -1,0 +1,45 @@
+"""The demo's export-problem capture: only the SDK's exporter log records, only when exporting."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from shannon_otel.cli._exporting import setup
+
+
+def test_exporter_warnings_are_counted_and_the_first_reported(capsys: pytest.CaptureFixture[str]) -> None:
+    run = setup(endpoint="http://127.0.0.1:9", protocol="http", readers=(), export_timeout_s=1.0,
+                metric_interval_s=60.0, service_name="exporting-test")
+    try:
+        with run.problems:
+            logging.getLogger("opentelemetry.exporter.otlp.proto.http.trace_exporter").warning("refused")
+            logging.getLogger("opentelemetry.sdk._shared_internal").error("Exception while exporting Span.")
+    finally:
+        run.telemetry.shutdown()
+    assert (run.problems.count, run.problems.first) == (2, "refused")
+    assert "telemetry export to http://127.0.0.1:9 failed: refused" in capsys.readouterr().err
+
+
+def test_other_sdk_warnings_are_not_export_problems(caplog: pytest.LogCaptureFixture) -> None:
+    run = setup(endpoint="http://127.0.0.1:9", protocol="http", readers=(), export_timeout_s=1.0,
+                metric_interval_s=60.0, service_name="exporting-test")
+    try:
+        with run.problems:
+            logging.getLogger("opentelemetry.attributes").warning("Invalid type dict for attribute 'x'")
+    finally:
+        run.telemetry.shutdown()
+    assert run.problems.count == 0
+    assert "Invalid type dict" in caplog.text, "left to ordinary logging, not swallowed"
+
+
+def test_nothing_is_counted_without_an_endpoint(caplog: pytest.LogCaptureFixture) -> None:
+    run = setup(endpoint=None, protocol=None, readers=(), export_timeout_s=1.0, metric_interval_s=60.0,
+                service_name="exporting-test")
+    try:
+        with run.problems:
+            logging.getLogger("opentelemetry.exporter.otlp.proto.grpc.exporter").warning("stray")
+    finally:
+        run.telemetry.shutdown()
+    assert run.problems.count == 0 and run.problems.first is None
