@@ -142,8 +142,15 @@ class WaveRun:
         self._finish(index, item, name, outcome, start, queue_wait, error, slot, tokens, pool, call, value)
 
     def _started(self, index: int, name: str, queue_wait: float) -> list[Any]:
+        observers = self.observers
+        if len(observers) == 1:  # the common case (the OTel hook alone), kept short: it runs per task
+            try:
+                return [observers[0].task_started(index, name, queue_wait)]
+            except Exception:
+                _log.exception("hook %r failed in task_started; it misses this task", observers[0])
+                return [_BROKEN]
         tokens: list[Any] = []
-        for obs in self.observers:
+        for obs in observers:
             try:
                 tokens.append(obs.task_started(index, name, queue_wait))
             except Exception:
@@ -175,12 +182,14 @@ class WaveRun:
             self.wave.name, index, name, outcome, value, error, duration, queue_wait, measurements, self.batch,
         )
         if tokens is not None:
-            for obs, token in zip(self.reversed_observers, reversed(tokens), strict=True):
-                if token is not _BROKEN:
+            if len(tokens) == 1:
+                if tokens[0] is not _BROKEN:
                     try:
-                        obs.task_finished(token, result)
+                        self.observers[0].task_finished(tokens[0], result)
                     except Exception:
-                        _log.exception("hook %r failed in task_finished", obs)
+                        _log.exception("hook %r failed in task_finished", self.observers[0])
+            else:
+                self._finished(tokens, result)
         elif self.observers:
             self.skipped(result)
         self.deliver(result)
@@ -188,6 +197,14 @@ class WaveRun:
             self._progress()
         if outcome in _FAILED and self.wave.fail_fast and not self.stopped:
             self.stop()
+
+    def _finished(self, tokens: list[Any], result: TaskResult[Any]) -> None:
+        for obs, token in zip(self.reversed_observers, reversed(tokens), strict=True):
+            if token is not _BROKEN:
+                try:
+                    obs.task_finished(token, result)
+                except Exception:
+                    _log.exception("hook %r failed in task_finished", obs)
 
     def skipped(self, result: TaskResult[Any]) -> None:
         """Tell the observers about a task that ended without starting."""
