@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 
+from ._credits import Credits
+
 
 class ResourcePool:
     """At most ``limit`` concurrent tasks that name this pool, across every wave using it.
 
     A pool is shared state by design (``ResourcePool("db", 2)`` passed to several waves);
-    the ``Wave`` policy that references it stays immutable. Its semaphore belongs to the event
+    the ``Wave`` policy that references it stays immutable. Its credits belong to the event
     loop that first waits on it; a pool idle in one loop may be reused by a later loop.
     """
 
-    __slots__ = ("_loop", "_semaphore", "limit", "name")
+    __slots__ = ("_credits", "_loop", "limit", "name")
 
     def __init__(self, name: str, limit: int) -> None:
         if not isinstance(name, str) or not name:
@@ -25,23 +27,23 @@ class ResourcePool:
             raise ValueError(f"ResourcePool limit must be an int >= 1, got {limit!r}")
         self.name = name
         self.limit = limit
-        self._semaphore = asyncio.Semaphore(limit)
+        self._credits = Credits(limit)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def in_use(self) -> int:
-        return self.limit - self._semaphore._value
+        return self.limit - self._credits.free
 
     async def acquire(self) -> None:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             if self.in_use:
                 raise RuntimeError(f"ResourcePool {self.name!r} is in use by another event loop")
-            self._semaphore, self._loop = asyncio.Semaphore(self.limit), loop
-        await self._semaphore.acquire()
+            self._credits, self._loop = Credits(self.limit), loop
+        await self._credits.acquire()
 
     def release(self) -> None:
-        self._semaphore.release()
+        self._credits.release()
 
     def __repr__(self) -> str:
         return f"ResourcePool({self.name!r}, limit={self.limit}, in_use={self.in_use})"

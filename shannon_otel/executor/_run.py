@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._events import TaskResult, WaveObserver
 from .._telemetry import Outcome
+from ._credits import Credits
 from ._limits import RateLimiter, ResourcePool
 from ._report import ReportBuilder
 from ._task import CURRENT_TASK, TaskSlot, TaskSpec
@@ -33,7 +34,7 @@ class WaveRun:
 
     def __init__(
         self, wave: Wave[Any], observers: tuple[WaveObserver, ...], size: int | None,
-        deliver: Callable[[TaskResult[Any]], None], gate: asyncio.Semaphore | None = None,
+        deliver: Callable[[TaskResult[Any]], None], gate: Credits | None = None,
     ) -> None:
         self.wave = wave
         self.observers = observers

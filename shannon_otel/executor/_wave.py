@@ -15,6 +15,7 @@ from .._events import Hook, TaskResult, WaveObserver, WaveStarted
 from .._hooks import resolve_hooks
 from .._telemetry import Outcome
 from .._validate import check_number
+from ._credits import Credits
 from ._limits import ResourcePool, pools_by_name
 from ._report import WaveReport
 from ._run import Item, WaveRun, close_unstarted
@@ -190,7 +191,7 @@ class Wave(Generic[T]):
     # ------------------------------------------------------------------ the engine
     async def _execute(
         self, tasks: Iterable[Any], size: int | None, deliver: Callable[[TaskResult[Any]], None],
-        gate: asyncio.Semaphore | None = None, on_report: Callable[[WaveReport], None] | None = None,
+        gate: Credits | None = None, on_report: Callable[[WaveReport], None] | None = None,
     ) -> WaveReport:
         clock = self.clock
         context = contextvars.copy_context()
@@ -264,7 +265,7 @@ class WaveStream(Generic[T]):
         self._wave = wave
         self._tasks = tasks
         self._queue: asyncio.Queue[TaskResult[T] | None] = asyncio.Queue()
-        self._gate = asyncio.Semaphore(buffer)
+        self._gate = Credits(buffer)
         self._runner: asyncio.Task[WaveReport] | None = None
         self.report: WaveReport | None = None
 
