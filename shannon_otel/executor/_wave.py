@@ -18,7 +18,9 @@ from .._validate import check_number
 from ._credits import Credits
 from ._limits import ResourcePool, pools_by_name
 from ._report import WaveReport
+from ._result import WaveResult
 from ._run import Item, WaveRun, close_unstarted
+from ._stream import WaveStream
 from ._task import TaskSpec
 
 if TYPE_CHECKING:
@@ -44,54 +46,6 @@ class Progress:
     active: int
     done: int
     failed: int
-
-
-class WaveError(ExceptionGroup[Exception]):
-    """The failures of a wave, as an ExceptionGroup; ``result`` keeps every task's result."""
-
-    result: WaveResult[Any]
-
-    def __new__(cls, message: str, exceptions: list[Exception], result: WaveResult[Any]) -> WaveError:
-        self = super().__new__(cls, message, exceptions)
-        self.result = result
-        return self
-
-    def derive(self, excs: list[Exception]) -> WaveError:  # type: ignore[override]
-        return WaveError(self.message, excs, self.result)
-
-
-@dataclass(frozen=True, slots=True)
-class WaveResult(Generic[T]):
-    """Results in input order plus the wave report. Never raises by itself."""
-
-    results: list[TaskResult[T]]
-    report: WaveReport
-
-    @property
-    def errors(self) -> list[TaskResult[T]]:
-        return [r for r in self.results if r.error is not None]
-
-    def values(self) -> list[T | None]:
-        """The task values in input order; raises :class:`WaveError` if any task failed."""
-        self.raise_for_errors()
-        return [r.value for r in self.results]
-
-    def raise_for_errors(self) -> None:
-        failed = self.errors
-        if not failed:
-            return
-        errors: list[Exception] = []
-        for r in failed:
-            assert isinstance(r.error, Exception)
-            note = f"in task {r.index} ({r.name}) of wave {self.report.wave!r}"
-            if note not in getattr(r.error, "__notes__", ()):
-                r.error.add_note(note)
-            errors.append(r.error)
-        by_type = ", ".join(f"{k}: {v}" for k, v in sorted(self.report.errors_by_type.items()))
-        raise WaveError(
-            f"wave {self.report.wave!r}: {len(failed)} of {len(self.results)} tasks failed ({by_type})",
-            errors, self,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,59 +205,3 @@ class Wave(Generic[T]):
             if run.observers:
                 run.skipped(result)
             run.deliver(result)
-
-
-class WaveStream(Generic[T]):
-    """Async context manager and iterator over a streamed wave's results (completion order).
-
-    At most ``buffer`` results are in flight or waiting to be consumed: workers pull the next input
-    only when the consumer has made room. Leaving the ``async with`` block early cancels the rest;
-    ``report`` is set once the wave has ended either way.
-    """
-
-    def __init__(self, wave: Wave[T], tasks: Iterable[Any], buffer: int) -> None:
-        self._wave = wave
-        self._tasks = tasks
-        self._queue: asyncio.Queue[TaskResult[T] | None] = asyncio.Queue()
-        self._gate = Credits(buffer)
-        self._runner: asyncio.Task[WaveReport] | None = None
-        self.report: WaveReport | None = None
-
-    async def __aenter__(self) -> WaveStream[T]:
-        size = len(self._tasks) if isinstance(self._tasks, Sized) else None
-        queue = self._queue
-
-        def on_report(report: WaveReport) -> None:
-            self.report = report
-            queue.put_nowait(None)
-
-        self._runner = asyncio.create_task(
-            self._wave._execute(self._tasks, size, queue.put_nowait, self._gate, on_report),
-        )
-        return self
-
-    def __aiter__(self) -> WaveStream[T]:
-        return self
-
-    async def __anext__(self) -> TaskResult[T]:
-        if self._runner is None:
-            raise RuntimeError("iterate a wave stream inside `async with wave.stream(tasks) as results:`")
-        item = await self._queue.get()
-        if item is None:
-            assert self._runner is not None
-            await self._runner  # surfaces an internal error, if any
-            raise StopAsyncIteration
-        self._gate.release()
-        return item
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        runner = self._runner
-        if runner is None:
-            return
-        runner.cancel()
-        try:
-            await runner
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise

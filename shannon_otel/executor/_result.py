@@ -1,0 +1,59 @@
+"""What ``Wave.run`` returns: results in input order, the report, and the error group that keeps both."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from .._events import TaskResult
+from ._report import WaveReport
+
+T = TypeVar("T")
+
+
+class WaveError(ExceptionGroup[Exception]):
+    """The failures of a wave, as an ExceptionGroup; ``result`` keeps every task's result."""
+
+    result: WaveResult[Any]
+
+    def __new__(cls, message: str, exceptions: list[Exception], result: WaveResult[Any]) -> WaveError:
+        self = super().__new__(cls, message, exceptions)
+        self.result = result
+        return self
+
+    def derive(self, excs: list[Exception]) -> WaveError:  # type: ignore[override]
+        return WaveError(self.message, excs, self.result)
+
+
+@dataclass(frozen=True, slots=True)
+class WaveResult(Generic[T]):
+    """Results in input order plus the wave report. Never raises by itself."""
+
+    results: list[TaskResult[T]]
+    report: WaveReport
+
+    @property
+    def errors(self) -> list[TaskResult[T]]:
+        return [r for r in self.results if r.error is not None]
+
+    def values(self) -> list[T | None]:
+        """The task values in input order; raises :class:`WaveError` if any task failed."""
+        self.raise_for_errors()
+        return [r.value for r in self.results]
+
+    def raise_for_errors(self) -> None:
+        failed = self.errors
+        if not failed:
+            return
+        errors: list[Exception] = []
+        for r in failed:
+            assert isinstance(r.error, Exception)
+            note = f"in task {r.index} ({r.name}) of wave {self.report.wave!r}"
+            if note not in getattr(r.error, "__notes__", ()):
+                r.error.add_note(note)
+            errors.append(r.error)
+        by_type = ", ".join(f"{k}: {v}" for k, v in sorted(self.report.errors_by_type.items()))
+        raise WaveError(
+            f"wave {self.report.wave!r}: {len(failed)} of {len(self.results)} tasks failed ({by_type})",
+            errors, self,
+        )
