@@ -233,3 +233,22 @@ def test_a_failing_progress_callback_is_logged_and_costs_nothing(caplog: pytest.
     wave = Wave("p", on_progress=broken, progress_interval=1e-9, instrument=False)
     assert run(wave.run([value(1), value(2)])).values() == [1, 2]
     assert caplog.text.count("on_progress failed") == 3  # after each task, and once at the end
+
+
+def test_a_streamed_task_waits_in_the_queue_only_after_it_is_pulled() -> None:
+    clock = FakeClock()
+
+    def step() -> Callable[[], Awaitable[None]]:
+        async def body() -> None:
+            clock.advance(1.0)
+
+        return body
+
+    async def main() -> list[float]:
+        wave: Wave[None] = Wave("q", max_concurrency=1, clock=clock, instrument=False)
+        async with wave.stream(step() for _ in range(5)) as results:
+            return [r.queue_wait_s async for r in results]
+
+    # One worker, each task takes 1 s: in run() task k would have waited k s; a lazy input is not yet
+    # submitted while the consumer has no room, so no task waits here.
+    assert run(main()) == [0.0] * 5

@@ -76,17 +76,19 @@ class WaveRun:
                 if worker.cancelling():  # the task swallowed our cancellation: stop all the same
                     raise asyncio.CancelledError
             return
+        clock = self.wave.clock
         while not self.stopped:
             await gate.acquire()  # room for one more result at the consumer
-            entry = next(items, None)
+            entry = None if self.stopped else next(items, None)
             if entry is None:
                 gate.release()
                 return
-            await self._run_one(entry[0], entry[1], slot)
+            # A streamed input is pulled only when there is room: its queue wait starts now.
+            await self._run_one(entry[0], entry[1], slot, clock())
             if worker.cancelling():
                 raise asyncio.CancelledError
 
-    async def _run_one(self, index: int, item: Any, slot: TaskSlot) -> None:
+    async def _run_one(self, index: int, item: Any, slot: TaskSlot, ready: float | None = None) -> None:
         wave = self.wave
         name, pool_name, work = wave.name, None, item
         if type(item) is TaskSpec:
@@ -112,7 +114,7 @@ class WaveRun:
                 await wanted.acquire()
                 pool = wanted
             start = wave.clock()
-            queue_wait = start - self.dispatch_time
+            queue_wait = start - (self.dispatch_time if ready is None else ready)
             self.pending -= 1
             self.active += 1
             if self.observers:
