@@ -160,3 +160,36 @@ def test_each_run_is_independent() -> None:
 def test_bad_input() -> None:
     with pytest.raises(TypeError, match="name must be a non-empty str"):
         Saga("")
+
+
+def test_a_wave_task_timeout_inside_a_saga_step_is_recorded_as_a_timeout() -> None:
+    """The wave's per-task timeout cancels the step: the step and the saga say timeout, and it rolls back."""
+    from shannon_otel import Wave
+    from shannon_otel import _telemetry as tel
+    from shannon_otel.testing import InMemoryTelemetry
+
+    otel = InMemoryTelemetry()
+    saga = Saga("order", **otel.providers)
+    undone: list[str] = []
+
+    async def reserve() -> str:
+        return "r1"
+
+    async def release(_: str) -> None:
+        undone.append("reserve")
+
+    async def slow() -> None:
+        await asyncio.sleep(10)
+
+    async def task() -> None:
+        await saga.run(Step("reserve", reserve, compensate=release), Step("pay", slow))
+
+    result = asyncio.run(Wave("orders", timeout=0.05, **otel.providers).run([task]))
+    assert result.results[0].outcome is Outcome.TIMEOUT
+    assert undone == ["reserve"]
+    pay = otel.span("step pay")
+    assert pay.attributes[tel.SAGA_OUTCOME] == "timeout"
+    assert pay.status.status_code is StatusCode.ERROR
+    span = otel.span("saga order")
+    assert span.attributes[tel.SAGA_OUTCOME] == "timeout"
+    assert span.status.description == "timeout"

@@ -342,6 +342,8 @@ class _SagaTelemetry(SagaObserver):
         if event.failed_compensations:
             self._span.set_status(Status(StatusCode.ERROR, "compensations failed: "
                                          + ", ".join(event.failed_compensations)))
+        elif event.outcome is Outcome.TIMEOUT:
+            self._span.set_status(_TIMEOUT)
         elif event.outcome is Outcome.FAILURE:
             self._span.set_status(_ERROR)
         self._span.end()

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from .._events import FallbackStarted
 from .._telemetry import Outcome
 from .._validate import check_exceptions
+from ..executor._task import task_timed_out
 from ._core import Chain, CircuitOpenError, Factory, Instrumented, _Call, next_step
 
 T = TypeVar("T")
@@ -69,7 +70,7 @@ class Fallback(Instrumented):
         try:
             result: T = await self.fallback(primary)
         except asyncio.CancelledError:
-            outcome = Outcome.CANCELLATION
+            outcome = Outcome.TIMEOUT if task_timed_out() else Outcome.CANCELLATION
             raise
         except Exception as exc:
             outcome, error = Outcome.FAILURE, exc

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .._events import CompensationFinished, SagaFinished, SagaObserver, SagaStarted
 from .._hooks import resolve_hooks
 from .._telemetry import Outcome
+from ..executor._task import task_timed_out
 from ._core import Clock
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ class Transaction:
         try:
             value = await action()
         except asyncio.CancelledError:
-            outcome = Outcome.CANCELLATION
+            outcome = Outcome.TIMEOUT if task_timed_out() else Outcome.CANCELLATION
             raise
         except BaseException as exc:
             outcome, error = Outcome.FAILURE, exc
@@ -155,7 +156,10 @@ class Transaction:
             self._finish(SagaResult(self._saga.name, Outcome.SUCCESS, completed, values=values))
             return False
         compensated, failed, cancelled = await self._compensate()
-        outcome = Outcome.CANCELLATION if isinstance(exc, asyncio.CancelledError) else Outcome.FAILURE
+        if isinstance(exc, asyncio.CancelledError):  # the wave task's own timeout, or a real cancellation
+            outcome = Outcome.TIMEOUT if task_timed_out() else Outcome.CANCELLATION
+        else:
+            outcome = Outcome.FAILURE
         result = SagaResult(
             self._saga.name, outcome, completed, compensated, MappingProxyType(failed), exc, values,
         )
