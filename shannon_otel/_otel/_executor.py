@@ -19,7 +19,7 @@ from .. import _telemetry as tel
 from .._aggregate import HistogramAggregate, bridge_for
 from .._events import TaskResult, WaveObserver, WaveStarted, error_type
 from .._telemetry import Outcome
-from ._instruments import histogram
+from ._instruments import histogram, instrument
 from ._providers import metrics_enabled, tracing_enabled
 
 if TYPE_CHECKING:
@@ -63,24 +63,16 @@ class ExecutorTelemetry:
         self.queue_waits = histogram(meter, tel.TASK_QUEUE_WAIT_DURATION)
         self.tokens = histogram(meter, tel.TOKEN_USAGE)
         self.wave_durations = histogram(meter, tel.WAVE_DURATION)
-        self.efficiency = meter.create_gauge(
-            tel.WAVE_EFFICIENCY.name, unit=tel.WAVE_EFFICIENCY.unit, description=tel.WAVE_EFFICIENCY.description,
-        )
+        self.efficiency = instrument(meter, tel.WAVE_EFFICIENCY)
         # Live state read by the observable instruments at collection time.
         self.outcomes: dict[tuple[str, str, str | None], int] = {}
         self.cost: dict[str, float] = {}
         self.active: dict[str, int] = {}
         self.pending: dict[str, int] = {}
-        for spec, source in (
-            (tel.TASK_OUTCOMES, self._observe_outcomes), (tel.TASK_COST, self._observe_cost),
-        ):
-            meter.create_observable_counter(
-                spec.name, callbacks=[source], unit=spec.unit, description=spec.description,
-            )
-        for spec, live in ((tel.TASKS_ACTIVE, self.active), (tel.TASKS_PENDING, self.pending)):
-            meter.create_observable_up_down_counter(
-                spec.name, callbacks=[self._live(live)], unit=spec.unit, description=spec.description,
-            )
+        instrument(meter, tel.TASK_OUTCOMES, [self._observe_outcomes])
+        instrument(meter, tel.TASK_COST, [self._observe_cost])
+        instrument(meter, tel.TASKS_ACTIVE, [self._live(self.active)])
+        instrument(meter, tel.TASKS_PENDING, [self._live(self.pending)])
 
     def _observe_outcomes(self, options: CallbackOptions) -> Iterable[Observation]:
         keys = tel.TASK_OUTCOMES.attributes

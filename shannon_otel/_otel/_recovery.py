@@ -25,7 +25,7 @@ from opentelemetry.trace import Status, StatusCode
 from .. import _telemetry as t
 from .._events import CallObserver, SagaObserver
 from .._telemetry import BreakerState, CallOutcome, Outcome
-from ._instruments import histogram
+from ._instruments import histogram, instrument
 from ._providers import metrics_enabled, tracing_enabled
 
 if TYPE_CHECKING:
@@ -87,18 +87,14 @@ class RecoveryTelemetry:
         self._metrics_env = "OTEL_PYTHON_METER_PROVIDER" in os.environ
         self.attempts = histogram(meter, t.RETRY_ATTEMPTS)
         self.delay = histogram(meter, t.RETRY_DELAY_DURATION)
-        self.calls = meter.create_counter(t.CALLS.name, t.CALLS.unit, t.CALLS.description)
-        spec = t.BREAKER_STATE_METRIC
-        self.breaker_state = meter.create_up_down_counter(spec.name, spec.unit, spec.description)
-        spec = t.BREAKER_TRANSITIONS
-        self.transitions = meter.create_counter(spec.name, spec.unit, spec.description)
-        self.timeouts = meter.create_counter(t.TIMEOUTS.name, t.TIMEOUTS.unit, t.TIMEOUTS.description)
-        self.fallbacks = meter.create_counter(t.FALLBACKS.name, t.FALLBACKS.unit, t.FALLBACKS.description)
-        spec = t.DEGRADATIONS
-        self.degradations = meter.create_counter(spec.name, spec.unit, spec.description)
-        spec = t.COMPENSATIONS
-        self.compensations = meter.create_counter(spec.name, spec.unit, spec.description)
-        self.hedges = meter.create_counter(t.HEDGES.name, t.HEDGES.unit, t.HEDGES.description)
+        self.calls = instrument(meter, t.CALLS)
+        self.breaker_state = instrument(meter, t.BREAKER_STATE_METRIC)
+        self.transitions = instrument(meter, t.BREAKER_TRANSITIONS)
+        self.timeouts = instrument(meter, t.TIMEOUTS)
+        self.fallbacks = instrument(meter, t.FALLBACKS)
+        self.degradations = instrument(meter, t.DEGRADATIONS)
+        self.compensations = instrument(meter, t.COMPENSATIONS)
+        self.hedges = instrument(meter, t.HEDGES)
         # breaker name -> the state this hook last reported as 1 on the state UpDownCounter
         self._reported: dict[str, BreakerState] = {}
 

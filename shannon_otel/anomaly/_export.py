@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from opentelemetry import metrics
 
 from .. import _telemetry as tm
+from .._otel._instruments import instrument
 from .._version import __version__
 
 if TYPE_CHECKING:
@@ -44,13 +45,8 @@ class Instruments:
         meter = metrics.get_meter(tm.SCOPE_NAME, __version__, meter_provider)
         # Observable: the latest score of every tracked series is read at collection time, so
         # scoring pays nothing for the gauge and evicted series simply stop being reported.
-        meter.create_observable_gauge(
-            tm.ANOMALY_SCORE.name, [self._observe], unit=tm.ANOMALY_SCORE.unit,
-            description=tm.ANOMALY_SCORE.description,
-        )
-        self.events = meter.create_counter(
-            tm.ANOMALY_EVENTS.name, unit=tm.ANOMALY_EVENTS.unit, description=tm.ANOMALY_EVENTS.description
-        )
+        instrument(meter, tm.ANOMALY_SCORE, [self._observe])
+        self.events: metrics.Counter = instrument(meter, tm.ANOMALY_EVENTS)
 
     def add(self, hook: AnomalyHook) -> None:
         with self._lock:
