@@ -73,14 +73,15 @@ def scorer_check(root: Path) -> dict[str, object]:
 
 
 def run(data_dir: Path, keys: list[str], out_dir: Path | None,
-        windows: dict[str, list[list[str]]] | None, config: DetectorConfig
+        windows: dict[str, list[list[str]]] | None, config: DetectorConfig, engine: str = "auto"
         ) -> tuple[list[ns.LabelledFile], dict[str, ns.F64], int, float]:
     files, scores, rows, spent = [], {}, 0, 0.0
+    AnomalyDetector(config, engine=engine).update_series("warm-up", np.zeros(4), np.arange(4.0))  # load/compile
     for key in keys:
         stamps, values = ns.read_timestamps_values(data_dir / key)
         times = np.array(stamps, dtype="datetime64[s]").astype(np.int64).astype(np.float64)
         start = time.perf_counter()
-        detector = AnomalyDetector(config)
+        detector = AnomalyDetector(config, engine=engine)
         score = np.nan_to_num(detector.update_series(key, values, times), nan=0.0)
         spent += time.perf_counter() - start
         rows += len(values)
@@ -111,6 +112,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--labels", type=Path, help="combined_windows.json for --data-dir")
     parser.add_argument("--out", type=Path, help="keep NAB-format results in DIR/<category>/<file>.csv")
     parser.add_argument("--reference", type=Path, default=DEFAULT_ROOT, help="NAB subset with results/")
+    parser.add_argument("--engine", choices=("auto", "numpy", "numba"), default="auto",
+                        help="AnomalyDetector engine (default: numba when installed)")
     args = parser.parse_args(argv)
 
     check = scorer_check(args.reference)
@@ -121,9 +124,11 @@ def main(argv: list[str]) -> int:
     keys = data_files(data_dir)
     if args.quick:
         keys = quick_subset(keys)
-    files, scores, rows, spent = run(data_dir, keys, args.out, windows, DetectorConfig())
+    files, scores, rows, spent = run(data_dir, keys, args.out, windows, DetectorConfig(), args.engine)
 
-    result: dict[str, object] = {"suite": "nab", "scorer_check": check, "files": len(keys), "rows": rows}
+    engine = AnomalyDetector(engine=args.engine).engine
+    result: dict[str, object] = {"suite": "nab", "scorer_check": check, "engine": engine, "files": len(keys),
+                                 "rows": rows}
     if windows is not None:
         table = ns.normalized(files, scores)
         for profile, v in table.items():

@@ -11,6 +11,8 @@ from shannon_otel._telemetry import Severity
 from shannon_otel.anomaly import AnomalyDetector, DetectorConfig, DetectorStats
 
 STEP = 60.0
+# the block paths (update_many / update_series) on both engines; the numba one must be installed
+ENGINE = pytest.mark.parametrize("engine", ["numpy", "numba"])
 
 
 def noise(n: int, seed: int = 1) -> np.ndarray:
@@ -27,53 +29,57 @@ def stream(det: AnomalyDetector, series: str, xs: np.ndarray, ts: np.ndarray) ->
 
 
 # ---------------------------------------------------------------------- equivalence of the paths
-def test_streaming_block_and_chunked_paths_agree() -> None:
+@ENGINE
+def test_streaming_block_and_chunked_paths_agree(engine: str) -> None:
     xs = noise(1500)
     xs[700] = 30.0
     xs[[100, 900]] = [np.nan, np.inf]
     ts = times(1500, 300.0)
-    one = stream(AnomalyDetector(), "a", xs, ts)
-    whole = AnomalyDetector().update_series("a", xs, ts)
-    det = AnomalyDetector()
+    one = stream(AnomalyDetector(engine=engine), "a", xs, ts)
+    whole = AnomalyDetector(engine=engine).update_series("a", xs, ts)
+    det = AnomalyDetector(engine=engine)
     chunks = np.concatenate([det.update_series("a", xs[i : i + 97], ts[i : i + 97]) for i in range(0, 1500, 97)])
     assert np.array_equal(np.isnan(one), np.isnan(whole))
     assert np.nanmax(np.abs(one - whole)) < 1e-6
     assert np.nanmax(np.abs(whole - chunks)) < 1e-9
 
 
-def test_update_many_equals_one_series_at_a_time() -> None:
+@ENGINE
+def test_update_many_equals_one_series_at_a_time(engine: str) -> None:
     block = np.stack([noise(400, seed) for seed in range(3)])
     block[1, 350] = 40.0
     ts = times(400)
-    many = AnomalyDetector().update_many(["a", "b", "c"], block, ts)
-    ticking = AnomalyDetector()  # one column per call: the O(1) per-tick path
+    many = AnomalyDetector(engine=engine).update_many(["a", "b", "c"], block, ts)
+    ticking = AnomalyDetector(engine=engine)  # one column per call: the O(1) per-tick path
     ticks = np.concatenate([ticking.update_many(["a", "b", "c"], block[:, j : j + 1], ts[j : j + 1])
                             for j in range(400)], axis=1)
     for i, name in enumerate("abc"):
-        single = AnomalyDetector().update_series(name, block[i], ts)
+        single = AnomalyDetector(engine=engine).update_series(name, block[i], ts)
         assert np.allclose(many[i], single, equal_nan=True)
         assert np.allclose(ticks[i], single, equal_nan=True, atol=1e-6)
 
 
 
-def test_update_many_in_any_series_order_equals_one_series_at_a_time() -> None:
+@ENGINE
+def test_update_many_in_any_series_order_equals_one_series_at_a_time(engine: str) -> None:
     block = np.stack([noise(300, seed) for seed in range(4)])
     block[2, 250] = 40.0
     ts = times(300)
-    det = AnomalyDetector()
+    det = AnomalyDetector(engine=engine)
     det.update_many(["a", "b", "c", "d"], block[:, :1], ts[:1])  # slots 0..3; below, non-consecutive
     order = [2, 0, 3]
     got = [det.update_many(["c", "a", "d"], block[order, lo:hi], ts[lo:hi]) for lo, hi in
            [(1, 120), *((j, j + 1) for j in range(120, 140)), (140, 300)]]
     many = np.concatenate(got, axis=1)
     for row, i in enumerate(order):
-        single = AnomalyDetector().update_series("abcd"[i], block[i], ts)[1:]
+        single = AnomalyDetector(engine=engine).update_series("abcd"[i], block[i], ts)[1:]
         assert np.allclose(many[row], single, equal_nan=True, rtol=0.0, atol=1e-12)
 
 
-def test_repeated_block_calls_keep_the_lru_order_of_sample_by_sample_updates() -> None:
+@ENGINE
+def test_repeated_block_calls_keep_the_lru_order_of_sample_by_sample_updates(engine: str) -> None:
     cfg = DetectorConfig(max_series=3, min_history=1)
-    blocks, samples = AnomalyDetector(cfg), AnomalyDetector(cfg)
+    blocks, samples = AnomalyDetector(cfg, engine=engine), AnomalyDetector(cfg, engine=engine)
     steps: list[list[str]] = [["a", "b"], ["a", "b"], ["c"], ["a", "b"], ["d"], ["a", "b"], ["b", "a"],
                               ["c", "a", "d"], ["a", "b"], ["a", "b"]]
     for k, names in enumerate(steps):
@@ -132,10 +138,11 @@ def test_repeated_detections_of_one_event_are_demoted() -> None:
 
 
 # ---------------------------------------------------------------------- inputs
-def test_nan_and_inf_are_ignored_counted_and_do_not_poison() -> None:
+@ENGINE
+def test_nan_and_inf_are_ignored_counted_and_do_not_poison(engine: str) -> None:
     xs = noise(600)
     dirty = np.insert(xs, [100, 300, 300], [np.nan, np.inf, -np.inf])
-    det_clean, det_dirty = AnomalyDetector(), AnomalyDetector()
+    det_clean, det_dirty = AnomalyDetector(engine=engine), AnomalyDetector(engine=engine)
     clean = det_clean.update_series("s", xs, times(600))
     got = det_dirty.update_series("s", dirty, times(603))
     assert det_dirty.stats.ignored == 3
@@ -179,8 +186,9 @@ def test_series_cap_evicts_the_least_recently_updated() -> None:
     assert "c" not in det.series()
 
 
-def test_bad_block_input_is_rejected_clearly() -> None:
-    det = AnomalyDetector()
+@ENGINE
+def test_bad_block_input_is_rejected_clearly(engine: str) -> None:
+    det = AnomalyDetector(engine=engine)
     with pytest.raises(ValueError, match=r"shape \(len\(series\), len\(times\)\) = \(2, 3\)"):
         det.update_many(["a", "b"], np.zeros((2, 4)), np.zeros(3))
     with pytest.raises(ValueError, match="distinct"):
@@ -231,8 +239,9 @@ def test_a_nan_sample_of_a_new_series_takes_no_slot() -> None:
     assert det.stats == DetectorStats(series=2, ignored=1, evicted=0)
 
 
-def test_update_many_with_more_series_than_max_series_is_rejected() -> None:
-    det = AnomalyDetector(DetectorConfig(max_series=3, min_history=1))
+@ENGINE
+def test_update_many_with_more_series_than_max_series_is_rejected(engine: str) -> None:
+    det = AnomalyDetector(DetectorConfig(max_series=3, min_history=1), engine=engine)
     det.update("a", 1.0, 0.0)
     with pytest.raises(ValueError, match=r"4 series in one update_many call, more than max_series \(3\)"):
         det.update_many(["a", "b", "c", "d"], np.zeros((4, 2)), [1.0, 2.0])

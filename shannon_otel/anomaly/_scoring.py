@@ -47,9 +47,9 @@ def _table() -> tuple[F64, float]:
     return np.array([score1(tail1(float(g))) for g in grid]), step
 
 
-_SCORE_TABLE, _STEP = _table()
-_ZMAX = (len(_SCORE_TABLE) - 2) * _STEP
-_SCORE_DIFF = _SCORE_TABLE[1:] - _SCORE_TABLE[:-1]
+SCORE_TABLE, STEP = _table()
+ZMAX = (len(SCORE_TABLE) - 2) * STEP
+SCORE_DIFF = SCORE_TABLE[1:] - SCORE_TABLE[:-1]
 Z_RED = 4.264890793922825  # Q(Z_RED) = RED_P
 
 
@@ -58,12 +58,12 @@ def score_z(z: F64, out: F64 | None = None, *, nonnegative: bool = False) -> F64
 
     ``out`` receives the scores (it may be ``z``); ``nonnegative`` promises z >= 0 (skips |z|).
     """
-    pos = np.minimum(z if nonnegative else np.abs(z), _ZMAX, out=out)
-    pos *= 1.0 / _STEP
+    pos = np.minimum(z if nonnegative else np.abs(z), ZMAX, out=out)
+    pos *= 1.0 / STEP
     idx = pos.astype(np.intp)
     frac = np.subtract(pos, idx, out=pos)
-    lo = _SCORE_TABLE.take(idx)
-    frac *= _SCORE_DIFF.take(idx)  # = _SCORE_TABLE[idx + 1] - lo, bit for bit
+    lo = SCORE_TABLE.take(idx)
+    frac *= SCORE_DIFF.take(idx)  # = SCORE_TABLE[idx + 1] - lo, bit for bit
     res: F64 = np.add(lo, frac, out=frac)
     return res
 

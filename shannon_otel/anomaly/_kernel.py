@@ -1,0 +1,309 @@
+"""The detector's compiled block path (optional): one fused loop per series, compiled by numba.
+
+``score_rows`` runs the scalar algorithm of ``AnomalyDetector.update`` sample after sample
+(O(1) running window sums, re-added exactly once per lap, as ``Rings.push``) on the same
+state arrays the other paths use, so calls on any path may follow one another. It scores with
+the interpolation table of the numpy block path. Without numba installed ``load()`` returns
+``None`` and the detector keeps its numpy block path; scores agree across paths to ~1e-9.
+
+Compiled on first use (a few seconds) and cached on disk by numba, so later processes load it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from ._scoring import DEMOTED_SCORE, MEAN_FLOOR, SEASON_MIN, STD_FLOOR, SURPRISE_SCALE, Z_RED
+
+ENGINES = ("auto", "numpy", "numba")
+_loaded: list[Kernel] = []
+
+
+class Kernel(NamedTuple):
+    serial: Callable[..., int]  # score_rows
+    parallel: Callable[..., int]  # score_chunks
+    max_threads: int  # numba's thread pool size
+
+
+def load() -> Kernel | None:
+    """The compiled kernels, or ``None`` when numba cannot be imported. Compiles lazily, once."""
+    if not _loaded:
+        try:
+            import numba  # optional and heavy: imported on first use only
+        except ImportError:
+            return None
+        # the kernels must call the compiled helpers: numba reads these globals when compiling
+        global _resum_c, _zscores_c, _levels_c, _surprise_c, _score_rows_c, _prange
+        jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+        _resum_c, _zscores_c, _levels_c = jit(_resum), jit(_zscores), jit(_levels)
+        _surprise_c, _score_rows_c = jit(_surprise), jit(score_rows)
+        _prange = numba.prange
+        parallel = numba.njit(cache=True, nogil=True, error_model="numpy", parallel=True)(score_chunks)
+        _loaded.append(Kernel(_score_rows_c, parallel, numba.get_num_threads()))
+    return _loaded[0]
+
+
+def _resum(buf: Any, row: int) -> tuple[float, float]:
+    """Exact sum and sum of squares of ring ``row``, re-added once per lap so rounding never drifts.
+
+    Four interleaved partial sums: independent additions the CPU overlaps (a single running sum
+    would serialize ``width`` additions).
+    """
+    a0 = a1 = a2 = a3 = 0.0
+    q0 = q1 = q2 = q3 = 0.0
+    width = buf.shape[1]
+    k = 0
+    while k + 4 <= width:
+        w0, w1, w2, w3 = buf[row, k], buf[row, k + 1], buf[row, k + 2], buf[row, k + 3]
+        a0 += w0
+        a1 += w1
+        a2 += w2
+        a3 += w3
+        q0 += w0 * w0
+        q1 += w1 * w1
+        q2 += w2 * w2
+        q3 += w3 * w3
+        k += 4
+    while k < width:
+        w0 = buf[row, k]
+        a0 += w0
+        q0 += w0 * w0
+        k += 1
+    return (a0 + a1) + (a2 + a3), (q0 + q1) + (q2 + q3)
+
+
+def _zscores(work: Any, kk: int) -> None:
+    """work[0, :kk] = seasonal z-scores from the values and window stats of pass 1 (0 while the
+    window is too short). Branch-free and alone in its function, so the compiler vectorizes it."""
+    xs, sums, squares, counts, floors = work[0], work[1], work[2], work[3], work[4]
+    for k in range(kk):
+        cnt_k = counts[k]
+        mean = sums[k] / cnt_k
+        var = squares[k] / cnt_k - mean * mean
+        fl = floors[k]
+        scale = math.sqrt(var) if var > fl * fl else fl
+        ok = (cnt_k >= SEASON_MIN) & (scale > 0.0)
+        z = abs(xs[k] - mean) / (scale if ok else 1.0)
+        xs[k] = z if ok else 0.0
+
+
+def _levels(work: Any, kk: int, step: float, zmax: float) -> None:
+    """work[0, :kk] = how far the recent surprise (work[0]) is above its long-run mean (work[1]),
+    in long-run standard deviations (sqrt of work[2]), 0 if below; work[1, :kk] = its position
+    in the interpolation table of ``_scoring.score_z``. Branch-free, so the compiler vectorizes
+    it (the table lookup itself, a gather, is left to the sequential pass)."""
+    xs, sums, squares = work[0], work[1], work[2]
+    inv_step = 1.0 / step
+    for k in range(kk):
+        m_prev = sums[k]
+        d = xs[k] - (m_prev if m_prev > MEAN_FLOOR else MEAN_FLOOR)
+        sd = math.sqrt(squares[k])
+        zl = (d if d > 0.0 else 0.0) / (sd if sd > STD_FLOOR else STD_FLOOR)
+        pos = (zl if zl < zmax else zmax) * inv_step
+        xs[k] = zl
+        sums[k] = pos
+
+
+_LN2_HI = 6.93147180369123816490e-01  # ln 2 split so that n * _LN2_HI is exact for n < 2**21
+_LN2_LO = 1.90821492927058770002e-10
+_U_MAX = 40.0  # exp(-40) < 2**-57: 1 - exp(-u) rounds to 1.0 from here on
+
+
+def _surprise(work: Any, kk: int) -> None:
+    """work[0, :kk] = 1 - exp(-z^2 / 8) of the z-scores there (``_scoring.surprise``).
+
+    exp is evaluated here (ln 2 range reduction, degree-13 Taylor polynomial, scaling by a power
+    of two) in branch-free arithmetic the compiler vectorizes; a libm call per sample cannot be.
+    Absolute error below 1e-15 against ``-expm1(-u)``.
+    """
+    xs = work[0]
+    for k in range(kk):
+        z = xs[k]
+        u = z * z / SURPRISE_SCALE
+        u = u if u < _U_MAX else _U_MAX
+        n = int(u * (1.0 / _LN2_HI) + 0.5)
+        y = (u - n * _LN2_HI) - n * _LN2_LO  # in [-ln2 / 2, ln2 / 2]
+        t = -y
+        p = 1.0 + t * (1.0 + t * (1.0 / 2 + t * (1.0 / 6 + t * (1.0 / 24 + t * (1.0 / 120 + t * (
+            1.0 / 720 + t * (1.0 / 5040 + t * (1.0 / 40320 + t * (1.0 / 362880 + t * (
+                1.0 / 3628800 + t * (1.0 / 39916800 + t * (1.0 / 479001600 + t / 6227020800.0))))))))))))
+        # times 2**-n, n < 64, bit by bit: exact, and selects vectorize where a table lookup does not
+        p *= 0.5 if n & 1 else 1.0
+        p *= 0.25 if n & 2 else 1.0
+        p *= 0.0625 if n & 4 else 1.0
+        p *= 2.0**-8 if n & 8 else 1.0
+        p *= 2.0**-16 if n & 16 else 1.0
+        p *= 2.0**-32 if n & 32 else 1.0
+        xs[k] = 1.0 - p
+
+
+_resum_c = _resum  # the helpers are replaced by their compiled forms in load(): numba reads
+_zscores_c = _zscores  # globals when compiling
+_levels_c = _levels
+_surprise_c = _surprise
+_prange = range
+
+
+def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
+    lo: int, hi: int, slots: Any, raw: Any, col_bucket: Any, out: Any, work: Any, cols: Any,
+    n_: Any, offset_: Any, mn_: Any, mx_: Any, m_: Any, v_: Any, red_: Any, last_: Any,
+    sbuf: Any, shead: Any, scount: Any, ss1: Any, ss2: Any,
+    abuf: Any, ahead: Any, acount: Any, as1: Any, as2: Any,
+    buckets: int, noise_floor: float, rate: float, min_history: int, tolerance: float,
+    table: Any, diff: Any, step: float, zmax: float,
+) -> int:
+    """Score ``raw[i, j]`` of series slot ``slots[i]`` in bucket ``col_bucket[j]`` into ``out``
+    for the rows ``lo <= i < hi``.
+
+    ``work`` is a (6, raw.shape[1]) float64 and ``cols`` a raw.shape[1] int64 scratch array.
+    Non-finite values score NaN and change nothing; returns how many there were.
+
+    Each row is scored in passes over its samples: the two sequential ones (ring pushes and
+    the exponentially weighted statistics) carry only a few additions from sample to sample,
+    and the costly arithmetic in between (divisions, square roots, ``expm1``) has no
+    dependency between samples, so the CPU overlaps it across samples. The ring pushes are
+    ``Rings.push`` written out in place: a compiled helper taking the arrays would pay
+    reference counting on each of them per sample.
+    """
+    ignored = 0
+    width = sbuf.shape[1]
+    avg_width = abuf.shape[1]
+    xs, sums, squares, counts, floors, flags = work[0], work[1], work[2], work[3], work[4], work[5]
+    for i in range(lo, hi):
+        s = slots[i]
+        n0 = n_[s]
+        offset, pmin, pmax = offset_[s], mn_[s], mx_[s]
+
+        # pass 1, sequential: range, seasonal window before each value, push it (Rings.push);
+        # the current ring row's head, count and sums stay in locals until the bucket changes
+        kk = 0
+        row = -1
+        cnt = h = 0
+        w1 = w2 = 0.0
+        for j in range(raw.shape[1]):
+            value = raw[i, j]
+            if not math.isfinite(value):
+                out[i, j] = math.nan
+                ignored += 1
+                continue
+            if n0 + kk == 0:
+                offset = value
+            x = value - offset
+            spatial = 0.0
+            if pmax >= pmin:  # not the first value
+                tol = tolerance * (pmax - pmin)
+                if x > pmax + tol or x < pmin - tol:
+                    spatial = 1.0
+            if x < pmin:
+                pmin = x
+            if x > pmax:
+                pmax = x
+            here = s * buckets + col_bucket[j]
+            if here != row:
+                if row >= 0:
+                    scount[row], shead[row], ss1[row], ss2[row] = cnt, h, w1, w2
+                row = here
+                cnt, h, w1, w2 = scount[row], shead[row], ss1[row], ss2[row]
+            xs[kk], sums[kk], squares[kk], counts[kk] = x, w1, w2, cnt
+            floors[kk], flags[kk] = noise_floor * (pmax - pmin), spatial
+            cols[kk] = j
+            if cnt == width:
+                old = sbuf[row, h]
+                w1 += x - old
+                w2 += x * x - old * old
+            else:
+                cnt += 1
+                w1 += x
+                w2 += x * x
+            sbuf[row, h] = x
+            h += 1
+            if h == width:
+                h = 0
+                w1, w2 = _resum_c(sbuf, row)
+            kk += 1
+        if row >= 0:
+            scount[row], shead[row], ss1[row], ss2[row] = cnt, h, w1, w2
+        n_[s], offset_[s], mn_[s], mx_[s] = n0 + kk, offset, pmin, pmax
+
+        # pass 2, independent samples: seasonal z-score, then raw surprise
+        _zscores_c(work, kk)
+        _surprise_c(work, kk)
+
+        # pass 3, sequential: recent mean of surprise (the average ring), long-run mean and variance
+        a_head, a_count, a_s1, a_s2 = ahead[s], acount[s], as1[s], as2[s]
+        m, v = m_[s], v_[s]
+        for k in range(kk):
+            r = xs[k]
+            if a_count == avg_width:
+                old = abuf[s, a_head]
+                a_s1 += r - old
+                a_s2 += r * r - old * old
+            else:
+                a_count += 1
+                a_s1 += r
+                a_s2 += r * r
+            abuf[s, a_head] = r
+            a_head += 1
+            if a_head == avg_width:  # the re-add, in place: a call would cost more than this short window
+                a_head = 0
+                a_s1 = a_s2 = 0.0
+                for q in range(avg_width):
+                    r = abuf[s, q]
+                    a_s1 += r
+                    a_s2 += r * r
+            n = n0 + k + 1
+            a = a_s1 / (n if n < avg_width else avg_width)
+            xs[k], sums[k], squares[k] = a, (a if n == 1 else m), v
+            alpha = rate
+            if alpha * n < 1.0:
+                alpha = 1.0 / n  # 1 for the first sample: m = a, v = 0
+            keep = 1.0 - alpha
+            d = a - m
+            # keep * m + alpha * a rather than m + alpha * d: one multiply-add on the chain from
+            # sample to sample instead of three operations (equal up to rounding)
+            m = keep * m + alpha * a
+            v = keep * (v + alpha * d * d)
+        ahead[s], acount[s], as1[s], as2[s] = a_head, a_count, a_s1, a_s2
+        m_[s], v_[s] = m, v
+
+        # pass 4: score against the long-run statistics before each sample; demote repeats
+        _levels_c(work, kk, step, zmax)
+        red, last = red_[s], last_[s]
+        for k in range(kk):
+            pos = sums[k]
+            t = int(pos)
+            score = table[t] + (pos - t) * diff[t]
+            if xs[k] > Z_RED:
+                if red > 0.0:
+                    score = DEMOTED_SCORE
+                red = 1.0
+            else:
+                red = 0.0
+            if flags[k] > 0.0:
+                score = 1.0
+            if n0 + k + 1 < min_history:
+                out[i, cols[k]] = math.nan
+            else:
+                out[i, cols[k]] = score
+                last = score
+        red_[s], last_[s] = red, last
+    return ignored
+
+
+_score_rows_c = score_rows
+
+
+def score_chunks(chunks: int, slots: Any, raw: Any, col_bucket: Any, out: Any, work: Any, cols: Any,
+                 *state_and_settings: Any) -> int:
+    """:func:`score_rows` over ``chunks`` equal runs of rows at once, one per thread (series are
+    independent: no two rows share state). ``work`` and ``cols`` have one leading entry per chunk."""
+    rows = raw.shape[0]
+    per = (rows + chunks - 1) // chunks
+    ignored = 0
+    for c in _prange(chunks):
+        lo = c * per
+        hi = min(rows, lo + per)
+        ignored += _score_rows_c(lo, hi, slots, raw, col_bucket, out, work[c], cols[c], *state_and_settings)
+    return ignored

@@ -1,0 +1,138 @@
+"""The detector's engines: the compiled (numba) block path against the scalar and numpy paths,
+its threads, its exp, and the choice of engine."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+import pytest
+
+from shannon_otel.anomaly import AnomalyDetector, DetectorConfig, _kernel
+from shannon_otel.anomaly._detector import PARALLEL_MIN
+
+STEP = 300.0
+
+
+def dirty_block(rows: int, cols: int, seed: int = 5) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    block = rng.normal(10.0, 1.0, (rows, cols)) * rng.uniform(0.5, 3.0, (rows, 1))
+    block[1, cols // 2] = 60.0  # a spike
+    block[2, cols // 3 :] += 5.0  # a level shift
+    block[3, [5, 17]] = [np.nan, -np.inf]
+    block[4, :] = 7.0  # constant
+    return block
+
+
+def scalar(det: AnomalyDetector, names: list[str], block: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    out = np.full(block.shape, np.nan)
+    for j, t in enumerate(ts.tolist()):
+        for i, name in enumerate(names):
+            got = det.update(name, float(block[i, j]), t)
+            if got is not None:
+                out[i, j] = got
+    return out
+
+
+def test_numba_scores_equal_the_scalar_and_numpy_paths() -> None:
+    names = [f"s{i}" for i in range(6)]
+    block = dirty_block(6, 900)
+    ts = np.arange(900) * STEP  # crosses seasonal buckets (default 24 per day)
+    one = scalar(AnomalyDetector(), names, block, ts)
+    fast_det, slow_det = AnomalyDetector(engine="numba"), AnomalyDetector(engine="numpy")
+    fast, slow = fast_det.update_many(names, block, ts), slow_det.update_many(names, block, ts)
+    assert np.array_equal(np.isnan(fast), np.isnan(one))
+    assert np.array_equal(np.isnan(fast), np.isnan(slow))
+    assert np.nanmax(np.abs(fast - one)) < 1e-6  # the scalar path interpolates no table
+    assert np.nanmax(np.abs(fast - slow)) < 1e-9
+    assert fast_det.stats == slow_det.stats
+    assert (fast[1, 450] >= 0.5) and (fast[2, 300:306] >= 0.5).any()
+
+
+def test_numba_chunked_calls_equal_one_call_bit_for_bit() -> None:
+    names = ["a", "b", "c", "d", "e"]
+    block = dirty_block(5, 1000)
+    ts = np.arange(1000) * STEP
+    whole = AnomalyDetector(engine="numba").update_many(names, block, ts)
+    det = AnomalyDetector(engine="numba")
+    parts = [det.update_many(names, block[:, i : i + 97], ts[i : i + 97]) for i in range(0, 1000, 97)]
+    assert np.array_equal(np.concatenate(parts, axis=1), whole, equal_nan=True)
+
+
+def test_paths_can_follow_one_another_on_one_detector() -> None:
+    names = ["a", "b"]
+    block = dirty_block(5, 600)[:2]
+    ts = np.arange(600) * STEP
+    mixed = AnomalyDetector(engine="numba")
+    parts = [
+        mixed.update_many(names, block[:, :250], ts[:250]),
+        scalar(mixed, names, block[:, 250:300], ts[250:300]),
+        mixed.update_many(names, block[:, 300:], ts[300:]),
+    ]
+    reference = scalar(AnomalyDetector(), names, block, ts)
+    got = np.concatenate(parts, axis=1)
+    assert np.array_equal(np.isnan(got), np.isnan(reference))
+    assert np.nanmax(np.abs(got - reference)) < 1e-6
+
+
+def test_threads_split_a_large_block_and_give_the_same_scores() -> None:
+    rows, cols = 64, PARALLEL_MIN // 64 + 10
+    names = [f"s{i}" for i in range(rows)]
+    block = dirty_block(rows, cols)
+    ts = np.arange(cols) * STEP
+    serial, threaded = AnomalyDetector(engine="numba"), AnomalyDetector(engine="numba", threads=2)
+    expected = serial.update_many(names, block, ts)
+    assert np.array_equal(threaded.update_many(names, block, ts), expected, equal_nan=True)
+    assert threaded.stats == serial.stats
+    follow = block[:, :10] + 1.0  # a small block after a large one: the serial kernel on the same state
+    assert np.array_equal(threaded.update_many(names, follow, ts[:10] + cols * STEP),
+                          serial.update_many(names, follow, ts[:10] + cols * STEP), equal_nan=True)
+
+
+def test_eviction_and_series_order_with_the_numba_engine() -> None:
+    cfg = DetectorConfig(max_series=3, min_history=1)
+    det = AnomalyDetector(cfg, engine="numba")
+    det.update_many(["a", "b", "c"], np.ones((3, 4)), np.arange(4.0))
+    det.update_many(["d", "c"], np.full((2, 2), 5.0), [4.0, 5.0])  # "d" evicts "a", the least recent
+    assert det.series() == ["b", "d", "c"]
+    assert det.stats.evicted == 1
+    fresh = det.update_many(["a"], [[2.0, 2.0]], [6.0, 7.0])  # evicts "b"; "a" starts over as a new series
+    assert det.stats.evicted == 2
+    assert fresh[0, 0] == AnomalyDetector(cfg).update("x", 2.0, 6.0)
+
+
+def test_compiled_surprise_matches_expm1() -> None:
+    kernel = _kernel.load()
+    assert kernel is not None, "numba is part of the test install (the fast extra)"
+    z = np.concatenate([np.linspace(0.0, 25.0, 100_001), np.geomspace(1e-12, 1e-2, 1000), [math.inf]])
+    work = np.zeros((6, len(z)))
+    work[0] = z
+    _kernel._surprise_c(work, len(z))
+    expected = -np.expm1(-(z * z) / 8.0)
+    assert np.max(np.abs(work[0] - expected)) < 1e-15
+    assert work[0, 0] == 0.0
+    assert work[0, -1] == 1.0
+
+
+def test_engine_choice_and_bad_engine_arguments() -> None:
+    assert AnomalyDetector(engine="numpy").engine == "numpy"
+    assert AnomalyDetector(engine="numba").engine == "numba"
+    assert AnomalyDetector().engine == "numba"  # auto, numba installed
+    with pytest.raises(ValueError, match=r"engine must be one of 'auto', 'numpy', 'numba', got 'fast'"):
+        AnomalyDetector(engine="fast")
+    with pytest.raises(ValueError, match=r"threads must be an int in \[1, 1024\], got 0"):
+        AnomalyDetector(threads=0)
+    with pytest.raises(ValueError, match=r"threads must be an int in \[1, 1024\], got 2.0"):
+        AnomalyDetector(threads=2.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"threads must be 1 with engine='numpy'"):
+        AnomalyDetector(engine="numpy", threads=2)
+
+
+def test_without_numba_auto_falls_back_and_numba_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_kernel, "_loaded", [])
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba now raises ImportError
+    assert AnomalyDetector().engine == "numpy"
+    assert AnomalyDetector(threads=4).engine == "numpy"
+    with pytest.raises(ImportError, match=r"engine='numba' needs numba: pip install 'shannon-otel\[fast\]'"):
+        AnomalyDetector(engine="numba")
