@@ -35,9 +35,9 @@ def load() -> Kernel | None:
         except ImportError:
             return None
         # the kernels must call the compiled helpers: numba reads these globals when compiling
-        global _resum_c, _zscores_c, _levels_c, _surprise_c, _score_rows_c, _prange
+        global _resum_c, _zscores_c, _surprise_c, _score_rows_c, _prange
         jit = numba.njit(cache=True, nogil=True, error_model="numpy")
-        _resum_c, _zscores_c, _levels_c = jit(_resum), jit(_zscores), jit(_levels)
+        _resum_c, _zscores_c = jit(_resum), jit(_zscores)
         _surprise_c, _score_rows_c = jit(_surprise), jit(score_rows)
         _prange = numba.prange
         parallel = numba.njit(cache=True, nogil=True, error_model="numpy", parallel=True)(score_chunks)
@@ -89,23 +89,6 @@ def _zscores(work: Any, kk: int) -> None:
         xs[k] = z if ok else 0.0
 
 
-def _levels(work: Any, kk: int, step: float, zmax: float) -> None:
-    """work[0, :kk] = how far the recent surprise (work[0]) is above its long-run mean (work[1]),
-    in long-run standard deviations (sqrt of work[2]), 0 if below; work[1, :kk] = its position
-    in the interpolation table of ``_scoring.score_z``. Branch-free, so the compiler vectorizes
-    it (the table lookup itself, a gather, is left to the sequential pass)."""
-    xs, sums, squares = work[0], work[1], work[2]
-    inv_step = 1.0 / step
-    for k in range(kk):
-        m_prev = sums[k]
-        d = xs[k] - (m_prev if m_prev > MEAN_FLOOR else MEAN_FLOOR)
-        sd = math.sqrt(squares[k])
-        zl = (d if d > 0.0 else 0.0) / (sd if sd > STD_FLOOR else STD_FLOOR)
-        pos = (zl if zl < zmax else zmax) * inv_step
-        xs[k] = zl
-        sums[k] = pos
-
-
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 split so that n * _LN2_HI is exact for n < 2**21
 _LN2_LO = 1.90821492927058770002e-10
 _U_MAX = 40.0  # exp(-40) < 2**-57: 1 - exp(-u) rounds to 1.0 from here on
@@ -141,7 +124,6 @@ def _surprise(work: Any, kk: int) -> None:
 
 _resum_c = _resum  # the helpers are replaced by their compiled forms in load(): numba reads
 _zscores_c = _zscores  # globals when compiling
-_levels_c = _levels
 _surprise_c = _surprise
 _prange = range
 
@@ -231,9 +213,11 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
         _zscores_c(work, kk)
         _surprise_c(work, kk)
 
-        # pass 3, sequential: recent mean of surprise (the average ring), long-run mean and variance
+        # pass 3, sequential: recent mean of surprise (the average ring); its level against the
+        # long-run mean and variance before it (exponentially weighted), scored; repeats demoted
         a_head, a_count, a_s1, a_s2 = ahead[s], acount[s], as1[s], as2[s]
-        m, v = m_[s], v_[s]
+        m, v, red, last = m_[s], v_[s], red_[s], last_[s]
+        inv_step = 1.0 / step
         for k in range(kk):
             r = xs[k]
             if a_count == avg_width:
@@ -255,7 +239,8 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
                     a_s2 += r * r
             n = n0 + k + 1
             a = a_s1 / (n if n < avg_width else avg_width)
-            xs[k], sums[k], squares[k] = a, (a if n == 1 else m), v
+            m_prev = a if n == 1 else m
+            sd = math.sqrt(v)
             alpha = rate
             if alpha * n < 1.0:
                 alpha = 1.0 / n  # 1 for the first sample: m = a, v = 0
@@ -265,17 +250,13 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
             # sample to sample instead of three operations (equal up to rounding)
             m = keep * m + alpha * a
             v = keep * (v + alpha * d * d)
-        ahead[s], acount[s], as1[s], as2[s] = a_head, a_count, a_s1, a_s2
-        m_[s], v_[s] = m, v
 
-        # pass 4: score against the long-run statistics before each sample; demote repeats
-        _levels_c(work, kk, step, zmax)
-        red, last = red_[s], last_[s]
-        for k in range(kk):
-            pos = sums[k]
+            up = a - (m_prev if m_prev > MEAN_FLOOR else MEAN_FLOOR)
+            zl = (up if up > 0.0 else 0.0) / (sd if sd > STD_FLOOR else STD_FLOOR)
+            pos = (zl if zl < zmax else zmax) * inv_step
             t = int(pos)
-            score = table[t] + (pos - t) * diff[t]
-            if xs[k] > Z_RED:
+            score = table[t] + (pos - t) * diff[t]  # _scoring.score_z
+            if zl > Z_RED:
                 if red > 0.0:
                     score = DEMOTED_SCORE
                 red = 1.0
@@ -283,12 +264,13 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
                 red = 0.0
             if flags[k] > 0.0:
                 score = 1.0
-            if n0 + k + 1 < min_history:
+            if n < min_history:
                 out[i, cols[k]] = math.nan
             else:
                 out[i, cols[k]] = score
                 last = score
-        red_[s], last_[s] = red, last
+        ahead[s], acount[s], as1[s], as2[s] = a_head, a_count, a_s1, a_s2
+        m_[s], v_[s], red_[s], last_[s] = m, v, red, last
     return ignored
 
 
