@@ -3,7 +3,6 @@ its threads, its exp, and the choice of engine."""
 
 from __future__ import annotations
 
-import math
 import sys
 
 import numpy as np
@@ -105,14 +104,18 @@ def test_eviction_and_series_order_with_the_numba_engine() -> None:
 def test_compiled_surprise_matches_expm1() -> None:
     kernel = _kernel.load()
     assert kernel is not None, "numba is part of the test install (the fast extra)"
-    z = np.concatenate([np.linspace(0.0, 25.0, 100_001), np.geomspace(1e-12, 1e-2, 1000), [math.inf]])
+    z = np.concatenate([np.linspace(0.0, 25.0, 100_001), np.geomspace(1e-12, 1e-2, 1000), [1e150]])
     work = np.zeros((6, len(z)))
-    work[0] = z
-    _kernel._surprise_c(work, len(z))
+    work[0] = z  # values against a window of mean 0, variance 1: z-scores z
+    work[2], work[3] = 100.0, 100.0
+    _kernel._surprises_c(work, len(z))
     expected = -np.expm1(-(z * z) / 8.0)
     assert np.max(np.abs(work[0] - expected)) < 1e-15
     assert work[0, 0] == 0.0
     assert work[0, -1] == 1.0
+    work[0], work[3] = 5.0, 2.0  # too short a window: no surprise
+    _kernel._surprises_c(work, 10)
+    assert (work[0, :10] == 0.0).all()
 
 
 def test_engine_choice_and_bad_engine_arguments() -> None:

@@ -35,12 +35,14 @@ def load() -> Kernel | None:
         except ImportError:
             return None
         # the kernels must call the compiled helpers: numba reads these globals when compiling
-        global _resum_c, _zscores_c, _surprise_c, _score_rows_c, _prange
-        jit = numba.njit(cache=True, nogil=True, error_model="numpy")
-        _resum_c, _zscores_c = jit(_resum), jit(_zscores)
-        _surprise_c, _score_rows_c = jit(_surprise), jit(score_rows)
+        global _resum_c, _surprises_c, _one_minus_exp_neg_c, _score_rows_c, _prange
+        # "contract": a * b + c may fuse into one multiply-add (rounding differs in the last bit)
+        jit = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+        _resum_c, _one_minus_exp_neg_c = jit(_resum), jit(one_minus_exp_neg)
+        _surprises_c, _score_rows_c = jit(_surprises), jit(score_rows)
         _prange = numba.prange
-        parallel = numba.njit(cache=True, nogil=True, error_model="numpy", parallel=True)(score_chunks)
+        parallel = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"},
+                              parallel=True)(score_chunks)
         _loaded.append(Kernel(_score_rows_c, parallel, numba.get_num_threads()))
     return _loaded[0]
 
@@ -74,57 +76,55 @@ def _resum(buf: Any, row: int) -> tuple[float, float]:
     return (a0 + a1) + (a2 + a3), (q0 + q1) + (q2 + q3)
 
 
-def _zscores(work: Any, kk: int) -> None:
-    """work[0, :kk] = seasonal z-scores from the values and window stats of pass 1 (0 while the
-    window is too short). Branch-free and alone in its function, so the compiler vectorizes it."""
-    xs, sums, squares, counts, floors = work[0], work[1], work[2], work[3], work[4]
-    for k in range(kk):
-        cnt_k = counts[k]
-        mean = sums[k] / cnt_k
-        var = squares[k] / cnt_k - mean * mean
-        fl = floors[k]
-        scale = math.sqrt(var) if var > fl * fl else fl
-        ok = (cnt_k >= SEASON_MIN) & (scale > 0.0)
-        z = abs(xs[k] - mean) / (scale if ok else 1.0)
-        xs[k] = z if ok else 0.0
-
-
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 split so that n * _LN2_HI is exact for n < 2**21
 _LN2_LO = 1.90821492927058770002e-10
 _U_MAX = 40.0  # exp(-40) < 2**-57: 1 - exp(-u) rounds to 1.0 from here on
 
 
-def _surprise(work: Any, kk: int) -> None:
-    """work[0, :kk] = 1 - exp(-z^2 / 8) of the z-scores there (``_scoring.surprise``).
+def one_minus_exp_neg(u: float) -> float:
+    """1 - exp(-u) for u >= 0, absolute error below 1e-15 against ``-expm1(-u)``.
 
-    exp is evaluated here (ln 2 range reduction, degree-13 Taylor polynomial, scaling by a power
-    of two) in branch-free arithmetic the compiler vectorizes; a libm call per sample cannot be.
-    Absolute error below 1e-15 against ``-expm1(-u)``.
+    Evaluated here (ln 2 range reduction, degree-13 Taylor polynomial, scaling by a power of two)
+    in branch-free arithmetic the compiler vectorizes; a libm call per sample cannot be.
     """
-    xs = work[0]
+    u = u if u < _U_MAX else _U_MAX
+    n = int(u * (1.0 / _LN2_HI) + 0.5)
+    t = n * _LN2_LO - (u - n * _LN2_HI)  # -(u - n ln 2), in [-ln2 / 2, ln2 / 2]
+    p = 1.0 + t * (1.0 + t * (1.0 / 2 + t * (1.0 / 6 + t * (1.0 / 24 + t * (1.0 / 120 + t * (
+        1.0 / 720 + t * (1.0 / 5040 + t * (1.0 / 40320 + t * (1.0 / 362880 + t * (
+            1.0 / 3628800 + t * (1.0 / 39916800 + t * (1.0 / 479001600 + t / 6227020800.0))))))))))))
+    # times 2**-n, n < 64, bit by bit: exact, and selects vectorize where a table lookup does not
+    p *= 0.5 if n & 1 else 1.0
+    p *= 0.25 if n & 2 else 1.0
+    p *= 0.0625 if n & 4 else 1.0
+    p *= 2.0**-8 if n & 8 else 1.0
+    p *= 2.0**-16 if n & 16 else 1.0
+    p *= 2.0**-32 if n & 32 else 1.0
+    return 1.0 - p
+
+
+def _surprises(work: Any, kk: int) -> None:
+    """work[0, :kk] = raw surprise 1 - exp(-z^2 / 8) of each value (work[0]) against its seasonal
+    window's sum, sum of squares and count (work[1:4]) with the spread floored at work[4]; 0 while
+    the window is too short. z^2 is taken as d^2 / variance, without the square root. Branch-free
+    and alone in its function, so the compiler vectorizes it."""
+    xs, sums, squares, counts, floors = work[0], work[1], work[2], work[3], work[4]
     for k in range(kk):
-        z = xs[k]
-        u = z * z / SURPRISE_SCALE
-        u = u if u < _U_MAX else _U_MAX
-        n = int(u * (1.0 / _LN2_HI) + 0.5)
-        y = (u - n * _LN2_HI) - n * _LN2_LO  # in [-ln2 / 2, ln2 / 2]
-        t = -y
-        p = 1.0 + t * (1.0 + t * (1.0 / 2 + t * (1.0 / 6 + t * (1.0 / 24 + t * (1.0 / 120 + t * (
-            1.0 / 720 + t * (1.0 / 5040 + t * (1.0 / 40320 + t * (1.0 / 362880 + t * (
-                1.0 / 3628800 + t * (1.0 / 39916800 + t * (1.0 / 479001600 + t / 6227020800.0))))))))))))
-        # times 2**-n, n < 64, bit by bit: exact, and selects vectorize where a table lookup does not
-        p *= 0.5 if n & 1 else 1.0
-        p *= 0.25 if n & 2 else 1.0
-        p *= 0.0625 if n & 4 else 1.0
-        p *= 2.0**-8 if n & 8 else 1.0
-        p *= 2.0**-16 if n & 16 else 1.0
-        p *= 2.0**-32 if n & 32 else 1.0
-        xs[k] = 1.0 - p
+        cnt_k = counts[k]
+        inv = 1.0 / cnt_k
+        mean = sums[k] * inv
+        var = squares[k] * inv - mean * mean
+        fl2 = floors[k] * floors[k]
+        scale2 = var if var > fl2 else fl2
+        ok = (cnt_k >= SEASON_MIN) & (scale2 > 0.0)
+        d = xs[k] - mean
+        u = d * d / ((scale2 if ok else 1.0) * SURPRISE_SCALE)
+        xs[k] = _one_minus_exp_neg_c(u if ok else 0.0)
 
 
 _resum_c = _resum  # the helpers are replaced by their compiled forms in load(): numba reads
-_zscores_c = _zscores  # globals when compiling
-_surprise_c = _surprise
+_surprises_c = _surprises  # globals when compiling
+_one_minus_exp_neg_c = one_minus_exp_neg
 _prange = range
 
 
@@ -210,8 +210,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
         n_[s], offset_[s], mn_[s], mx_[s] = n0 + kk, offset, pmin, pmax
 
         # pass 2, independent samples: seasonal z-score, then raw surprise
-        _zscores_c(work, kk)
-        _surprise_c(work, kk)
+        _surprises_c(work, kk)
 
         # pass 3, sequential: recent mean of surprise (the average ring); its level against the
         # long-run mean and variance before it (exponentially weighted), scored; repeats demoted
