@@ -108,14 +108,18 @@ def test_compiled_surprise_matches_expm1() -> None:
     work = np.zeros((6, len(z)))
     work[0] = z  # values against a window of mean 0, variance 1: z-scores z
     work[2], work[3] = 100.0, 100.0
-    _kernel._surprises_c(work, len(z))
+    work[4], work[5] = -1e300, 1e300  # a range so wide that nothing is beyond it
+    _kernel._surprises_c(work, len(z), 0.0, 0.02)
     expected = -np.expm1(-(z * z) / 8.0)
     assert np.max(np.abs(work[0] - expected)) < 1e-15
     assert work[0, 0] == 0.0
     assert work[0, -1] == 1.0
-    work[0], work[3] = 5.0, 2.0  # too short a window: no surprise
-    _kernel._surprises_c(work, 10)
-    assert (work[0, :10] == 0.0).all()
+    assert not work[5].any()
+    work[0, :4], work[3, :4] = [1.01, 1.05, -0.05, 0.5], 2.0  # too short a window: no surprise
+    work[4, :4], work[5, :4] = 0.0, 1.0  # range [0, 1] so far; 2 % tolerance
+    _kernel._surprises_c(work, 4, 0.01, 0.02)
+    assert (work[0, :4] == 0.0).all()
+    assert work[5, :4].tolist() == [0.0, 1.0, 1.0, 0.0]
 
 
 def test_engine_choice_and_bad_engine_arguments() -> None:

@@ -103,23 +103,29 @@ def one_minus_exp_neg(u: float) -> float:
     return 1.0 - p
 
 
-def _surprises(work: Any, kk: int) -> None:
-    """work[0, :kk] = raw surprise 1 - exp(-z^2 / 8) of each value (work[0]) against its seasonal
-    window's sum, sum of squares and count (work[1:4]) with the spread floored at work[4]; 0 while
-    the window is too short. z^2 is taken as d^2 / variance, without the square root. Branch-free
-    and alone in its function, so the compiler vectorizes it."""
-    xs, sums, squares, counts, floors = work[0], work[1], work[2], work[3], work[4]
+def _surprises(work: Any, kk: int, noise_floor: float, tolerance: float) -> None:
+    """Per value x = work[0, k] with its seasonal window's sum, sum of squares and count
+    (work[1:4]) and the series' range before it (work[4:6]): work[0] = raw surprise
+    1 - exp(-z^2 / 8), 0 while the window is too short, with z^2 taken as d^2 / variance (no
+    square root) and the spread floored at ``noise_floor`` x the range including x; work[5] = 1
+    where x lies beyond that earlier range by more than ``tolerance`` of it, else 0.
+    Branch-free and alone in its function, so the compiler vectorizes it."""
+    xs, sums, squares, counts, lows, highs = work[0], work[1], work[2], work[3], work[4], work[5]
     for k in range(kk):
+        x, lo, hi = xs[k], lows[k], highs[k]
+        tol = tolerance * (hi - lo)  # NaN or -inf before the first value: no comparison holds
+        beyond = (hi >= lo) & ((x > hi + tol) | (x < lo - tol))
+        fl = noise_floor * ((x if x > hi else hi) - (x if x < lo else lo))
         cnt_k = counts[k]
         inv = 1.0 / cnt_k
         mean = sums[k] * inv
         var = squares[k] * inv - mean * mean
-        fl2 = floors[k] * floors[k]
-        scale2 = var if var > fl2 else fl2
+        scale2 = var if var > fl * fl else fl * fl
         ok = (cnt_k >= SEASON_MIN) & (scale2 > 0.0)
-        d = xs[k] - mean
+        d = x - mean
         u = d * d / ((scale2 if ok else 1.0) * SURPRISE_SCALE)
         xs[k] = _one_minus_exp_neg_c(u if ok else 0.0)
+        highs[k] = 1.0 if beyond else 0.0
 
 
 _resum_c = _resum  # the helpers are replaced by their compiled forms in load(): numba reads
@@ -152,7 +158,8 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
     ignored = 0
     width = sbuf.shape[1]
     avg_width = abuf.shape[1]
-    xs, sums, squares, counts, floors, flags = work[0], work[1], work[2], work[3], work[4], work[5]
+    inv_avg = 1.0 / avg_width
+    xs, sums, squares, counts, lows, highs = work[0], work[1], work[2], work[3], work[4], work[5]
     for i in range(lo, hi):
         s = slots[i]
         n0 = n_[s]
@@ -173,11 +180,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
             if n0 + kk == 0:
                 offset = value
             x = value - offset
-            spatial = 0.0
-            if pmax >= pmin:  # not the first value
-                tol = tolerance * (pmax - pmin)
-                if x > pmax + tol or x < pmin - tol:
-                    spatial = 1.0
+            lows[kk], highs[kk] = pmin, pmax  # the range before x
             if x < pmin:
                 pmin = x
             if x > pmax:
@@ -189,7 +192,6 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
                 row = here
                 cnt, h, w1, w2 = scount[row], shead[row], ss1[row], ss2[row]
             xs[kk], sums[kk], squares[kk], counts[kk] = x, w1, w2, cnt
-            floors[kk], flags[kk] = noise_floor * (pmax - pmin), spatial
             cols[kk] = j
             if cnt == width:
                 old = sbuf[row, h]
@@ -210,34 +212,29 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
         n_[s], offset_[s], mn_[s], mx_[s] = n0 + kk, offset, pmin, pmax
 
         # pass 2, independent samples: seasonal z-score, then raw surprise
-        _surprises_c(work, kk)
+        _surprises_c(work, kk, noise_floor, tolerance)
 
         # pass 3, sequential: recent mean of surprise (the average ring); its level against the
         # long-run mean and variance before it (exponentially weighted), scored; repeats demoted
-        a_head, a_count, a_s1, a_s2 = ahead[s], acount[s], as1[s], as2[s]
+        a_head, a_count, a_s1 = ahead[s], acount[s], as1[s]
         m, v, red, last = m_[s], v_[s], red_[s], last_[s]
         inv_step = 1.0 / step
         for k in range(kk):
             r = xs[k]
             if a_count == avg_width:
-                old = abuf[s, a_head]
-                a_s1 += r - old
-                a_s2 += r * r - old * old
+                a_s1 += r - abuf[s, a_head]
             else:
                 a_count += 1
                 a_s1 += r
-                a_s2 += r * r
             abuf[s, a_head] = r
             a_head += 1
             if a_head == avg_width:  # the re-add, in place: a call would cost more than this short window
                 a_head = 0
-                a_s1 = a_s2 = 0.0
+                a_s1 = 0.0
                 for q in range(avg_width):
-                    r = abuf[s, q]
-                    a_s1 += r
-                    a_s2 += r * r
+                    a_s1 += abuf[s, q]
             n = n0 + k + 1
-            a = a_s1 / (n if n < avg_width else avg_width)
+            a = a_s1 * inv_avg if n >= avg_width else a_s1 / n
             m_prev = a if n == 1 else m
             sd = math.sqrt(v)
             alpha = rate
@@ -261,13 +258,16 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
                 red = 1.0
             else:
                 red = 0.0
-            if flags[k] > 0.0:
+            if highs[k] > 0.0:  # the value was beyond the range before it
                 score = 1.0
             if n < min_history:
                 out[i, cols[k]] = math.nan
             else:
                 out[i, cols[k]] = score
                 last = score
+        a_s2 = 0.0  # the ring's sum of squares, which scoring never reads: re-added once per row
+        for q in range(avg_width):
+            a_s2 += abuf[s, q] * abuf[s, q]
         ahead[s], acount[s], as1[s], as2[s] = a_head, a_count, a_s1, a_s2
         m_[s], v_[s], red_[s], last_[s] = m, v, red, last
     return ignored
