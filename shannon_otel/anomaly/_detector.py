@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from ._block import score_block
 from ._config import DetectorConfig
-from ._kernel import ENGINES, load
+from ._kernel import ENGINES, Kernel, load
 from ._ring import Rings, Scratch, floats, ints
 from ._scoring import (
     DEMOTED_SCORE,
@@ -78,10 +78,12 @@ class AnomalyDetector:
             raise ValueError(f"threads must be an int in [1, 1024], got {threads!r}")
         if threads > 1 and engine == "numpy":
             raise ValueError(f"threads must be 1 with engine='numpy' (it runs on the caller's thread), got {threads}")
-        self._kernel = None if engine == "numpy" else load()
+        # "auto" imports numba (~0.4 s) at the first block, not here: the anomaly hook only
+        # ever calls update() and should not pay for it
+        self._kernel: Kernel | bool | None = False if engine == "auto" else None if engine == "numpy" else load()
         if engine == "numba" and self._kernel is None:
             raise ImportError("engine='numba' needs numba: pip install 'shannon-otel[fast]'")
-        self._threads = threads if self._kernel is None else min(threads, self._kernel.max_threads)
+        self._threads = threads
         cfg = self.config = config if config is not None else DetectorConfig()
         cap = cfg.max_series
         self._season = Rings(cap * cfg.buckets, cfg.window)
@@ -109,7 +111,12 @@ class AnomalyDetector:
     @property
     def engine(self) -> str:
         """The engine scoring blocks: ``"numba"`` or ``"numpy"``."""
-        return "numpy" if self._kernel is None else "numba"
+        return "numpy" if self._compiled_kernel() is None else "numba"
+
+    def _compiled_kernel(self) -> Kernel | None:
+        if self._kernel is False:
+            self._kernel = load()
+        return self._kernel if isinstance(self._kernel, Kernel) else None
 
     @property
     def stats(self) -> DetectorStats:
@@ -270,8 +277,9 @@ class AnomalyDetector:
             empty: F64 = np.full(vals.shape, np.nan)
             return empty
         slots = self._slots_of(series)
-        if self._kernel is not None:
-            return self._compiled(slots, vals, ts)
+        kernel = self._compiled_kernel()
+        if kernel is not None:
+            return self._compiled(kernel, slots, vals, ts)
         finite = np.isfinite(vals)
         clean = finite.all(axis=1)
         if clean.all():
@@ -286,7 +294,7 @@ class AnomalyDetector:
                 out[i, keep] = score_block(self, slots[i : i + 1], vals[i : i + 1, keep], ts[keep])[0]
         return out
 
-    def _compiled(self, slots: I64, vals: F64, ts: F64) -> F64:
+    def _compiled(self, kernel: Kernel, slots: I64, vals: F64, ts: F64) -> F64:
         cfg = self.config
         if cfg.buckets == 1:
             col_bucket = np.zeros(len(ts), dtype=np.int64)
@@ -302,10 +310,8 @@ class AnomalyDetector:
             cfg.buckets, cfg.noise_floor, cfg.history_rate, cfg.min_history, cfg.spatial_tolerance,
             SCORE_TABLE, SCORE_DIFF, STEP, ZMAX,
         )
-        kernel = self._kernel
-        assert kernel is not None
         rows, cols = vals.shape
-        chunks = min(self._threads, rows) if vals.size >= PARALLEL_MIN else 1
+        chunks = min(self._threads, kernel.max_threads, rows) if vals.size >= PARALLEL_MIN else 1
         if chunks == 1:
             self._ignored += kernel.serial(0, rows, slots, vals, col_bucket, out, np.empty((6, cols)),
                                            np.empty(cols, dtype=np.int64), *state)
