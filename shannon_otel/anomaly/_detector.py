@@ -1,7 +1,7 @@
 """The detector: per-series state in preallocated arrays, a scalar path and a block path.
 
-Per sample of a series (both paths compute the same thing; the block path, in ``_block``,
-vectorizes it over series and time):
+Per sample of a series (every path computes the same thing; the block path runs compiled by
+numba in ``_kernel`` when installed, else vectorized over series and time in ``_block``):
 
 1. z = |x - mean| / max(std, noise_floor x range) against the last ``window`` values of the
    same seasonal bucket (time of day by default);
