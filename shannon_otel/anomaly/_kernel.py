@@ -1,9 +1,10 @@
-"""The detector's compiled block path (optional): one fused loop per series, compiled by numba.
+"""The detector's compiled block path (optional): three passes per series, compiled by numba.
 
-``score_rows`` runs the scalar algorithm of ``AnomalyDetector.update`` sample after sample
+``score_rows`` runs the scalar algorithm of ``AnomalyDetector.update`` over each series' samples
 (O(1) running window sums, re-added exactly once per lap, as ``Rings.push``) on the same
 state arrays the other paths use, so calls on any path may follow one another. It scores with
-the interpolation table of the numpy block path. Without numba installed ``load()`` returns
+the interpolation table of the numpy block path. ``score_chunks`` splits the series of a block
+across numba's threads. Without numba installed ``load()`` returns
 ``None`` and the detector keeps its numpy block path; scores agree across paths to ~1e-9.
 
 Compiled on first use (a few seconds) and cached on disk by numba, so later processes load it.
@@ -148,10 +149,10 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
     ``work`` is a (6, raw.shape[1]) float64 and ``cols`` a raw.shape[1] int64 scratch array.
     Non-finite values score NaN and change nothing; returns how many there were.
 
-    Each row is scored in passes over its samples: the two sequential ones (ring pushes and
-    the exponentially weighted statistics) carry only a few additions from sample to sample,
-    and the costly arithmetic in between (divisions, square roots, ``expm1``) has no
-    dependency between samples, so the CPU overlaps it across samples. The ring pushes are
+    Each row is scored in passes over its samples: the two sequential ones (ring pushes; the
+    recent and long-run statistics of surprise) carry only a few additions and multiply-adds
+    from sample to sample, and the costly arithmetic in between (divisions, exp) has no
+    dependency between samples, so it is vectorized (``_surprises``). The ring pushes are
     ``Rings.push`` written out in place: a compiled helper taking the arrays would pay
     reference counting on each of them per sample.
     """
