@@ -209,7 +209,8 @@ def test_bad_block_input_is_rejected_clearly(engine: str) -> None:
         ({"window": 2}, r"DetectorConfig.window must be an int in \[3, 100000\], got 2"),
         ({"window": 3.5}, r"DetectorConfig.window must be an int"),
         ({"buckets": True}, r"DetectorConfig.buckets must be an int"),
-        ({"period_s": 0.0}, r"DetectorConfig.period_s must be a number in \(0.0, inf\]"),
+        ({"period_s": 0.0}, r"DetectorConfig.period_s must be a number in \(0.0, 1000000000000.0\]"),
+        ({"period_s": math.inf}, r"DetectorConfig.period_s must be a number in \(0.0, 1000000000000.0\]"),
         ({"history_rate": 0.9}, r"DetectorConfig.history_rate must be a number in \(0.0, 0.5\]"),
         ({"noise_floor": float("nan")}, r"DetectorConfig.noise_floor"),
         ({"max_series": 0}, r"DetectorConfig.max_series must be an int in \[1, "),
@@ -237,6 +238,21 @@ def test_a_nan_sample_of_a_new_series_takes_no_slot() -> None:
     assert det.update("c", math.nan, 1.0) is None
     assert det.series() == ["a", "b"]
     assert det.stats == DetectorStats(series=2, ignored=1, evicted=0)
+
+
+@ENGINE
+def test_a_block_row_of_only_nan_for_a_new_series_takes_no_slot(engine: str) -> None:
+    det = AnomalyDetector(DetectorConfig(max_series=2, min_history=1), engine=engine)
+    det.update("a", 1.0, 0.0)
+    det.update("b", 1.0, 0.0)
+    got = det.update_many(["c", "a"], [[math.nan, math.inf], [2.0, 3.0]], [1.0, 2.0])
+    assert det.series() == ["b", "a"]  # as update() column by column: "c" never tracked, "a" refreshed
+    assert det.stats == DetectorStats(series=2, ignored=2, evicted=0)
+    assert np.isnan(got[0]).all()
+    assert not np.isnan(got[1]).any()
+    det.update_many(["a", "b"], [[math.nan], [1.0]], [3.0])  # a tracked series' NaN row only counts
+    assert det.series() == ["a", "b"]
+    assert det.stats.ignored == 3
 
 
 @ENGINE

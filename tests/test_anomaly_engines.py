@@ -80,13 +80,68 @@ def test_threads_split_a_large_block_and_give_the_same_scores() -> None:
     names = [f"s{i}" for i in range(rows)]
     block = dirty_block(rows, cols)
     ts = np.arange(cols) * STEP
-    serial, threaded = AnomalyDetector(engine="numba"), AnomalyDetector(engine="numba", threads=2)
+    serial = AnomalyDetector(engine="numba")
     expected = serial.update_many(names, block, ts)
-    assert np.array_equal(threaded.update_many(names, block, ts), expected, equal_nan=True)
-    assert threaded.stats == serial.stats
+    kernel = _kernel.load()
+    assert kernel is not None
+    for threads in (2, 3):
+        threaded = AnomalyDetector(engine="numba", threads=threads)
+        # as if numba's pool had this many threads, so the rows are split even on a 1-CPU machine
+        threaded._kernel = kernel._replace(max_threads=threads)
+        assert np.array_equal(threaded.update_many(names, block, ts), expected, equal_nan=True)
+        assert threaded.stats == serial.stats
     follow = block[:, :10] + 1.0  # a small block after a large one: the serial kernel on the same state
     assert np.array_equal(threaded.update_many(names, follow, ts[:10] + cols * STEP),
                           serial.update_many(names, follow, ts[:10] + cols * STEP), equal_nan=True)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        DetectorConfig(buckets=1),
+        DetectorConfig(window=3, average=1, min_history=1),
+        DetectorConfig(noise_floor=0.0, spatial_tolerance=float("inf"), history_rate=0.5),
+        DetectorConfig(buckets=7, period_s=3600.0),
+    ],
+    ids=["one-bucket", "shortest-windows", "no-floors", "many-buckets"],
+)
+def test_engines_agree_across_configs_and_unsorted_times(cfg: DetectorConfig) -> None:
+    names = [f"s{i}" for i in range(6)]
+    block = dirty_block(6, 700, seed=9)
+    ts = np.random.default_rng(9).permutation(700) * 97.0  # out of order, across many buckets
+    fast = AnomalyDetector(cfg, engine="numba").update_many(names, block, ts)
+    slow = AnomalyDetector(cfg, engine="numpy").update_many(names, block, ts)
+    one = scalar(AnomalyDetector(cfg), names, block, ts)
+    assert np.array_equal(np.isnan(fast), np.isnan(slow))
+    assert np.array_equal(np.isnan(fast), np.isnan(one))
+    assert np.nanmax(np.abs(fast - slow)) < 1e-9
+    assert np.nanmax(np.abs(fast - one)) < 1e-6
+
+
+@pytest.mark.parametrize("scale", [1e-170, 1e150])
+def test_engines_agree_on_tiny_and_huge_values(scale: float) -> None:
+    xs = np.random.default_rng(2).normal(0.0, 1.0, 3000)
+    xs[2500:2510] += 6.0
+    cfg = DetectorConfig(buckets=1, spatial_tolerance=float("inf"))
+    ts = np.arange(3000) * STEP
+    fast = AnomalyDetector(cfg, engine="numba").update_series("s", xs * scale, ts)
+    slow = AnomalyDetector(cfg, engine="numpy").update_series("s", xs * scale, ts)
+    assert np.array_equal(np.isnan(fast), np.isnan(slow))
+    assert np.nanmax(np.abs(fast - slow)) < 1e-9  # squares under/overflow alike on both engines
+    assert np.isfinite(fast[2500:]).all()
+
+
+def test_read_only_and_strided_inputs_give_the_same_scores() -> None:
+    block = dirty_block(5, 1200)[:4]
+    ts = np.arange(600) * STEP
+    strided = block[:, ::2]  # not contiguous
+    expected = AnomalyDetector(engine="numba").update_many(list("abcd"), np.ascontiguousarray(strided), ts)
+    frozen = np.ascontiguousarray(strided)
+    frozen.flags.writeable = False
+    assert np.array_equal(AnomalyDetector(engine="numba").update_many(list("abcd"), strided, ts), expected,
+                          equal_nan=True)
+    assert np.array_equal(AnomalyDetector(engine="numba").update_many(list("abcd"), frozen, ts), expected,
+                          equal_nan=True)
 
 
 def test_eviction_and_series_order_with_the_numba_engine() -> None:
@@ -134,6 +189,7 @@ def test_engine_choice_and_bad_engine_arguments() -> None:
         AnomalyDetector(threads=2.0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"threads must be 1 with engine='numpy'"):
         AnomalyDetector(engine="numpy", threads=2)
+    assert AnomalyDetector(threads=np.int64(2))._threads == 2  # numpy integers are ints too
 
 
 def test_without_numba_auto_falls_back_and_numba_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,7 @@ from .._telemetry import Severity
 _RANGES: dict[str, tuple[float, float, bool]] = {  # name: (low, high, low bound exclusive)
     "window": (3, 100_000, False),
     "buckets": (1, 10_080, False),
-    "period_s": (0.0, math.inf, True),
+    "period_s": (0.0, 1e12, True),  # finite: time % period must place every time in a bucket
     "noise_floor": (0.0, 1.0, False),
     "average": (1, 10_000, False),
     "history_rate": (0.0, 0.5, True),

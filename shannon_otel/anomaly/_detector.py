@@ -17,11 +17,13 @@ Not thread-safe: call it from one thread (the event loop for the hook).
 from __future__ import annotations
 
 import math
+import operator
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from math import expm1, isfinite, sqrt
+from typing import SupportsIndex
 
 import numpy as np
 import numpy.typing as npt
@@ -62,28 +64,38 @@ class DetectorStats:
 class AnomalyDetector:
     """Scores many series online. State is per detector; the config is shared and immutable."""
 
-    def __init__(self, config: DetectorConfig | None = None, *, engine: str = "auto", threads: int = 1) -> None:
+    def __init__(
+        self, config: DetectorConfig | None = None, *, engine: str = "auto", threads: SupportsIndex = 1
+    ) -> None:
         """``engine`` runs :meth:`update_many` / :meth:`update_series`: ``"numba"`` a compiled
         loop (the ``fast`` extra, several times faster), ``"numpy"`` vectorized passes, ``"auto"``
         numba when installed. Scores agree across engines to ~1e-9. ``threads`` (numba engine
-        only) splits large blocks (>= 32,768 samples) of several series across that many of
-        numba's threads; the default 1 keeps every call on the caller's thread.
+        only; ignored when ``"auto"`` finds no numba) splits large blocks (>= 32,768 samples) of
+        several series across that many of numba's threads, at most its pool size; the default 1
+        keeps every call on the caller's thread. Blocks of all detectors with ``threads > 1`` take
+        turns on numba's one pool. With numba's OpenMP threading layer (the default where GNU
+        OpenMP is installed) a process must not fork after such a block: set
+        ``NUMBA_THREADING_LAYER=workqueue`` or ``tbb`` in programs that fork workers.
 
         Raises ``ValueError`` for another engine or a ``threads`` outside [1, 1024] (or above 1
         with ``engine="numpy"``), ``ImportError`` for ``"numba"`` without numba.
         """
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, got {engine!r}")
-        if not (isinstance(threads, int) and not isinstance(threads, bool) and 1 <= threads <= 1024):
+        try:
+            count = -1 if isinstance(threads, bool) else operator.index(threads)
+        except TypeError:
+            count = -1
+        if not 1 <= count <= 1024:
             raise ValueError(f"threads must be an int in [1, 1024], got {threads!r}")
-        if threads > 1 and engine == "numpy":
-            raise ValueError(f"threads must be 1 with engine='numpy' (it runs on the caller's thread), got {threads}")
+        if count > 1 and engine == "numpy":
+            raise ValueError(f"threads must be 1 with engine='numpy' (it runs on the caller's thread), got {count}")
         # "auto" imports numba (~0.4 s) at the first block, not here: the anomaly hook only
         # ever calls update() and should not pay for it
         self._kernel: Kernel | bool | None = False if engine == "auto" else None if engine == "numpy" else load()
         if engine == "numba" and self._kernel is None:
             raise ImportError("engine='numba' needs numba: pip install 'shannon-otel[fast]'")
-        self._threads = threads
+        self._threads = count
         cfg = self.config = config if config is not None else DetectorConfig()
         cap = cfg.max_series
         self._season = Rings(cap * cfg.buckets, cfg.window)
@@ -276,6 +288,16 @@ class AnomalyDetector:
             _distinct(series)
             empty: F64 = np.full(vals.shape, np.nan)
             return empty
+        dead = self._new_without_values(series, vals)
+        if dead is not None:  # as update(): a new series with nothing but NaN/inf takes no slot
+            _distinct(series)
+            self._ignored += int(dead.sum()) * vals.shape[1]
+            out: F64 = np.full(vals.shape, np.nan)
+            live = ~dead
+            if live.any():
+                out[live] = self.update_many([name for name, d in zip(series, dead, strict=True) if not d],
+                                             vals[live], ts)
+            return out
         slots = self._slots_of(series)
         kernel = self._compiled_kernel()
         if kernel is not None:
@@ -284,7 +306,7 @@ class AnomalyDetector:
         clean = finite.all(axis=1)
         if clean.all():
             return score_block(self, slots, vals, ts)
-        out: F64 = np.full(vals.shape, np.nan)
+        out = np.full(vals.shape, np.nan)
         if clean.any():
             out[clean] = score_block(self, slots[clean], vals[clean], ts)
         for i in np.flatnonzero(~clean):  # rare: compress each row on its own
@@ -301,6 +323,8 @@ class AnomalyDetector:
         else:  # as the scalar path and _block._groups
             col_bucket = np.minimum((ts % cfg.period_s / cfg.period_s * cfg.buckets).astype(np.int64),
                                     cfg.buckets - 1)
+        # one compiled specialization serves every call: C order, writeable (a copy otherwise)
+        vals = np.require(vals, np.float64, ("C_CONTIGUOUS", "ALIGNED", "WRITEABLE"))
         out: F64 = np.empty(vals.shape)
         season, avg = self._season, self._avg
         state = (
@@ -320,6 +344,18 @@ class AnomalyDetector:
                 self._ignored += kernel.parallel(chunks, slots, vals, col_bucket, out, np.empty((chunks, 6, cols)),
                                                  np.empty((chunks, cols), dtype=np.int64), *state)
         return out
+
+    def _new_without_values(self, series: Sequence[str], vals: F64) -> npt.NDArray[np.bool_] | None:
+        """Rows of untracked series with no finite value, or ``None`` if there are none (one
+        row sum per series in the usual case of clean blocks)."""
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf, or a sum beyond float range
+            suspect = ~np.isfinite(vals.sum(axis=1))
+        if not suspect.any():
+            return None
+        empty = np.zeros(len(series), dtype=bool)
+        empty[suspect] = ~np.isfinite(vals[suspect]).any(axis=1)
+        dead = empty & np.fromiter((name not in self._slots for name in series), dtype=bool, count=len(series))
+        return dead if dead.any() else None
 
     def _slots_of(self, series: Sequence[str]) -> I64:
         """:meth:`_slot` of each of ``series`` in order, after checking they are distinct.
