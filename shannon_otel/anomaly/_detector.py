@@ -288,17 +288,18 @@ class AnomalyDetector:
             _distinct(series)
             empty: F64 = np.full(vals.shape, np.nan)
             return empty
-        dead = self._new_without_values(series, vals)
+        key = series if isinstance(series, tuple) else tuple(series)
+        dead = self._new_without_values(key, vals)
         if dead is not None:  # as update(): a new series with nothing but NaN/inf takes no slot
-            _distinct(series)
+            _distinct(key)
             self._ignored += int(dead.sum()) * vals.shape[1]
             out: F64 = np.full(vals.shape, np.nan)
             live = ~dead
             if live.any():
-                out[live] = self.update_many([name for name, d in zip(series, dead, strict=True) if not d],
+                out[live] = self.update_many([name for name, d in zip(key, dead, strict=True) if not d],
                                              vals[live], ts)
             return out
-        slots = self._slots_of(series)
+        slots = self._slots_of(key)
         kernel = self._compiled_kernel()
         if kernel is not None:
             return self._compiled(kernel, slots, vals, ts)
@@ -345,25 +346,24 @@ class AnomalyDetector:
                                                  np.empty((chunks, cols), dtype=np.int64), *state)
         return out
 
-    def _new_without_values(self, series: Sequence[str], vals: F64) -> npt.NDArray[np.bool_] | None:
-        """Rows of untracked series with no finite value, or ``None`` if there are none (one
-        row sum per series in the usual case of clean blocks)."""
-        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf, or a sum beyond float range
-            suspect = ~np.isfinite(vals.sum(axis=1))
-        if not suspect.any():
+    def _new_without_values(self, series: tuple[str, ...], vals: F64) -> npt.NDArray[np.bool_] | None:
+        """Rows of untracked series with no finite value, or ``None`` if there are none."""
+        if series == self._last_key:  # the previous block's series: all tracked
             return None
-        empty = np.zeros(len(series), dtype=bool)
-        empty[suspect] = ~np.isfinite(vals[suspect]).any(axis=1)
-        dead = empty & np.fromiter((name not in self._slots for name in series), dtype=bool, count=len(series))
+        known = self._slots
+        new = [i for i, name in enumerate(series) if name not in known]
+        if not new:
+            return None
+        dead = np.zeros(len(series), dtype=bool)
+        dead[new] = ~np.isfinite(vals[new]).any(axis=1)
         return dead if dead.any() else None
 
-    def _slots_of(self, series: Sequence[str]) -> I64:
-        """:meth:`_slot` of each of ``series`` in order, after checking they are distinct.
+    def _slots_of(self, key: tuple[str, ...]) -> I64:
+        """:meth:`_slot` of each series in ``key`` in order, after checking they are distinct.
 
         When all are known this is one C-level pass, and ascending slots prove distinctness;
         repeating the previous block's series costs one tuple comparison.
         """
-        key = series if isinstance(series, tuple) else tuple(series)
         if key == self._last_key:  # the previous block's series, and no other touched since:
             return self._last_slots  # they are already the most recent, in this order
         known = self._slots

@@ -108,8 +108,8 @@ def _surprises(work: Any, kk: int, noise_floor: float, tolerance: float) -> None
     """Per value x = work[0, k] with its seasonal window's sum, sum of squares and count
     (work[1:4]) and the series' range before it (work[4:6]): work[0] = raw surprise
     1 - exp(-z^2 / 8), 0 while the window is too short, with the spread floored at
-    ``noise_floor`` x the range including x (the scalar path's arithmetic, so tiny or huge
-    values under- and overflow alike); work[5] = 1 where x lies beyond that earlier range by
+    ``noise_floor`` x the range including x (the scalar path's steps, so tiny or huge values
+    under- and overflow alike); work[5] = 1 where x lies beyond that earlier range by
     more than ``tolerance`` of it, else 0. Branch-free and alone in its function, so the
     compiler vectorizes it."""
     xs, sums, squares, counts, lows, highs = work[0], work[1], work[2], work[3], work[4], work[5]
@@ -119,8 +119,9 @@ def _surprises(work: Any, kk: int, noise_floor: float, tolerance: float) -> None
         beyond = (hi >= lo) & ((x > hi + tol) | (x < lo - tol))
         fl = noise_floor * ((x if x > hi else hi) - (x if x < lo else lo))
         cnt_k = counts[k]
-        mean = sums[k] / cnt_k
-        var = squares[k] / cnt_k - mean * mean
+        inv = 1.0 / cnt_k  # one division, not two (the last bit may differ from the scalar path)
+        mean = sums[k] * inv
+        var = squares[k] * inv - mean * mean
         scale = math.sqrt(var) if var > fl * fl else fl
         ok = (cnt_k >= SEASON_MIN) & (scale > 0.0)
         z = abs(x - mean) / (scale if ok else 1.0)
