@@ -112,21 +112,21 @@ def _surprises(work: Any, kk: int, noise_floor: float, tolerance: float) -> None
     under- and overflow alike); work[5] = 1 where x lies beyond that earlier range by
     more than ``tolerance`` of it, else 0. Branch-free and alone in its function, so the
     compiler vectorizes it."""
-    xs, sums, squares, counts, lows, highs = work[0], work[1], work[2], work[3], work[4], work[5]
+    # work[r, k], not views of its rows: each view would cost reference counting per call
     for k in range(kk):
-        x, lo, hi = xs[k], lows[k], highs[k]
+        x, lo, hi = work[0, k], work[4, k], work[5, k]
         tol = tolerance * (hi - lo)  # NaN or -inf before the first value: no comparison holds
         beyond = (hi >= lo) & ((x > hi + tol) | (x < lo - tol))
         fl = noise_floor * ((x if x > hi else hi) - (x if x < lo else lo))
-        cnt_k = counts[k]
+        cnt_k = work[3, k]
         inv = 1.0 / cnt_k  # one division, not two (the last bit may differ from the scalar path)
-        mean = sums[k] * inv
-        var = squares[k] * inv - mean * mean
+        mean = work[1, k] * inv
+        var = work[2, k] * inv - mean * mean
         scale = math.sqrt(var) if var > fl * fl else fl
         ok = (cnt_k >= SEASON_MIN) & (scale > 0.0)
         z = abs(x - mean) / (scale if ok else 1.0)
-        xs[k] = _one_minus_exp_neg_c((z * z) / SURPRISE_SCALE if ok else 0.0)
-        highs[k] = 1.0 if beyond else 0.0
+        work[0, k] = _one_minus_exp_neg_c((z * z) / SURPRISE_SCALE if ok else 0.0)
+        work[5, k] = 1.0 if beyond else 0.0
 
 
 _resum_c = _resum  # the helpers are replaced by their compiled forms in load(): numba reads
