@@ -60,7 +60,7 @@ def _wave(n: int, **kwargs: Any) -> Callable[[], Awaitable[Any]]:
     return run
 
 
-def _peer(n: int, tracer_provider: TracerProvider) -> tuple[Callable[[], Awaitable[Any]], Callable[[], None]]:
+def _peer(n: int, tracer_provider: TracerProvider) -> tuple[Callable[[], Awaitable[Any]], Callable[[bool], None]]:
     os.environ["OTEL_PYTHON_ASYNCIO_COROUTINE_NAMES_TO_TRACE"] = "noop"
     from opentelemetry.instrumentation.asyncio import AsyncioInstrumentor
 
@@ -75,7 +75,7 @@ def _peer(n: int, tracer_provider: TracerProvider) -> tuple[Callable[[], Awaitab
         else:
             instrumentor.uninstrument()
 
-    return run, toggle  # type: ignore[return-value]
+    return run, toggle
 
 
 class _SpanOnly(Hook):
