@@ -161,10 +161,11 @@ def test_tasks_that_never_started_are_done_and_failed_like_the_report_counts_the
 
     async def main() -> None:
         # an unknown pool fails a task before it starts
-        await Wave("pools", hooks=(recorder,), instrument=False).run([task(ok, pool="nope"), ok])
+        pool_wave: Wave[None] = Wave("pools", hooks=(recorder,), instrument=False)
+        await pool_wave.run([task(ok, pool="nope"), ok])
         # fail-fast: the tasks after the failure never start
-        await Wave("ff", max_concurrency=1, fail_fast=True, hooks=(recorder,), instrument=False).run(
-            [ok, fail, ok, ok])
+        ff_wave: Wave[None] = Wave("ff", max_concurrency=1, fail_fast=True, hooks=(recorder,), instrument=False)
+        await ff_wave.run([ok, fail, ok, ok])
 
     asyncio.run(main())
     pools, ff = recorder.waves

@@ -27,8 +27,8 @@ def test_configure_without_globals_builds_working_providers_with_a_resource() ->
     )
     with handle:
         assert not isinstance(trace.get_tracer_provider(), type(handle.tracer_provider))
-        asyncio.run(Wave("cfg", tracer_provider=handle.tracer_provider, meter_provider=handle.meter_provider)
-                    .run([_noop]))
+        wave: Wave[int] = Wave("cfg", tracer_provider=handle.tracer_provider, meter_provider=handle.meter_provider)
+        asyncio.run(wave.run([_noop]))
         assert handle.force_flush()
         names = sorted(s.name for s in spans.get_finished_spans())
         assert names == ["task cfg", "wave cfg"]
@@ -84,8 +84,8 @@ def test_the_exporter_path_carries_the_bridged_task_histograms(monkeypatch: pyte
     monkeypatch.setattr("shannon_otel._config._metric_exporter", lambda *a: capture)
     handle = configure("svc-b", exporter="none", set_global=False, metric_interval_s=3600)
     assert bridge_for(handle.meter_provider) is not None
-    asyncio.run(Wave("exp", meter_provider=handle.meter_provider, tracer_provider=handle.tracer_provider)
-                .run([_noop]))
+    wave: Wave[int] = Wave("exp", meter_provider=handle.meter_provider, tracer_provider=handle.tracer_provider)
+    asyncio.run(wave.run([_noop]))
     handle.force_flush()
     assert {tel.TASK_DURATION.name, tel.TASK_QUEUE_WAIT_DURATION.name, tel.TASK_OUTCOMES.name} <= capture.names
     handle.shutdown()
@@ -95,8 +95,8 @@ def test_a_foreign_metric_reader_makes_the_task_histograms_use_plain_sdk_calls()
     reader = InMemoryMetricReader()
     handle = configure("svc-c", exporter="none", metric_readers=[reader], set_global=False)
     assert bridge_for(handle.meter_provider) is None
-    asyncio.run(Wave("foreign", meter_provider=handle.meter_provider, tracer_provider=handle.tracer_provider)
-                .run([_noop]))
+    wave: Wave[int] = Wave("foreign", meter_provider=handle.meter_provider, tracer_provider=handle.tracer_provider)
+    asyncio.run(wave.run([_noop]))
     data = reader.get_metrics_data()
     assert data is not None
     names = {m.name for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
@@ -146,8 +146,12 @@ def test_force_flush_shares_one_deadline_between_traces_and_metrics(monkeypatch:
         time.sleep(0.2)
         return True
 
+    def quick_metrics(ms: int) -> bool:
+        seen.append(ms)
+        return True
+
     monkeypatch.setattr(handle.tracer_provider, "force_flush", slow_traces)
-    monkeypatch.setattr(handle.meter_provider, "force_flush", lambda ms: seen.append(ms) or True)
+    monkeypatch.setattr(handle.meter_provider, "force_flush", quick_metrics)
     assert handle.force_flush(0.5)
     assert seen[0] == 500
     assert 0 < seen[1] <= 310

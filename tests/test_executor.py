@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any, TypeVar, cast
 
 import pytest
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
+from opentelemetry.util.types import AttributeValue
 
 from shannon_otel import (
     Hook,
@@ -18,6 +20,7 @@ from shannon_otel import (
     Wave,
     WaveError,
     WaveObserver,
+    WaveReport,
     WaveStarted,
     record,
     record_cost,
@@ -27,14 +30,22 @@ from shannon_otel import (
 from shannon_otel import _telemetry as tel
 from shannon_otel.testing import FakeClock, InMemoryTelemetry
 
+T = TypeVar("T")
+
 
 @pytest.fixture
 def otel() -> InMemoryTelemetry:
     return InMemoryTelemetry()
 
 
-def run(coro: Awaitable[Any]) -> Any:
-    return asyncio.run(coro)  # type: ignore[arg-type]
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def attrs(span: ReadableSpan) -> Mapping[str, AttributeValue]:
+    """A finished span's attributes (typed optional by the SDK, always set on a finished span)."""
+    assert span.attributes is not None
+    return span.attributes
 
 
 def sleeper(delay: float, value: Any = None, error: BaseException | None = None) -> Callable[[], Awaitable[Any]]:
@@ -68,7 +79,7 @@ class Peak:
 
 # ---------------------------------------------------------------- results and outcomes
 def test_results_come_back_in_input_order_whatever_the_completion_order(otel: InMemoryTelemetry) -> None:
-    wave = Wave("order", max_concurrency=5, **otel.providers)
+    wave: Wave[int] = Wave("order", max_concurrency=5, **otel.providers)
     delays = [0.005, 0.001, 0.004, 0.0, 0.002, 0.003]
     result = run(wave.run([sleeper(d, value=i) for i, d in enumerate(delays)]))
     assert result.values() == list(range(6))
@@ -87,7 +98,7 @@ def test_coroutines_factories_and_task_specs_are_all_accepted() -> None:
 
 
 def test_failures_and_timeouts_are_distinct_outcomes_with_error_spans(otel: InMemoryTelemetry) -> None:
-    wave = Wave("mixed", timeout=0.05, **otel.providers)
+    wave: Wave[int] = Wave("mixed", timeout=0.05, **otel.providers)
     result = run(wave.run([sleeper(0, 1), sleeper(0, error=KeyError("k")), sleeper(1.0)]))
     assert [r.outcome for r in result.results] == [Outcome.SUCCESS, Outcome.FAILURE, Outcome.TIMEOUT]
     assert isinstance(result.results[1].error, KeyError)
@@ -96,12 +107,12 @@ def test_failures_and_timeouts_are_distinct_outcomes_with_error_spans(otel: InMe
     assert report.outcome is Outcome.FAILURE
     assert report.errors_by_type == {"KeyError": 1, "TimeoutError": 1}
 
-    by_index = {s.attributes[tel.TASK_INDEX]: s for s in otel.spans("task mixed")}
+    by_index = {attrs(s)[tel.TASK_INDEX]: s for s in otel.spans("task mixed")}
     assert by_index[0].status.status_code is StatusCode.UNSET
     assert by_index[1].status.status_code is StatusCode.ERROR
-    assert by_index[1].attributes[tel.ERROR_TYPE] == "KeyError"
+    assert attrs(by_index[1])[tel.ERROR_TYPE] == "KeyError"
     assert by_index[1].events[0].name == "exception"
-    assert by_index[2].attributes[tel.TASK_OUTCOME] == "timeout"
+    assert attrs(by_index[2])[tel.TASK_OUTCOME] == "timeout"
     assert by_index[2].status.description == "timeout"
     assert otel.span("wave mixed").status.status_code is StatusCode.ERROR
 
@@ -131,7 +142,7 @@ def test_fail_fast_cancels_running_tasks_and_starts_no_more(otel: InMemoryTeleme
 
         return body
 
-    wave = Wave("ff", max_concurrency=3, fail_fast=True, **otel.providers)
+    wave: Wave[None] = Wave("ff", max_concurrency=3, fail_fast=True, **otel.providers)
 
     async def main() -> Any:
         before = asyncio.all_tasks()
@@ -148,7 +159,7 @@ def test_fail_fast_cancels_running_tasks_and_starts_no_more(otel: InMemoryTeleme
     # Only started tasks get spans; cancellation is not an error.
     spans = otel.spans("task ff")
     assert len(spans) == 3
-    cancelled = [s for s in spans if s.attributes[tel.TASK_OUTCOME] == "cancellation"]
+    cancelled = [s for s in spans if attrs(s)[tel.TASK_OUTCOME] == "cancellation"]
     assert len(cancelled) == 2
     assert all(s.status.status_code is StatusCode.UNSET for s in cancelled)
 
@@ -164,18 +175,20 @@ def test_cancelling_the_wave_cancels_every_task_leaves_no_orphans_and_reraises(o
     finished: list[WaveObserver] = []
 
     class Recorder(Hook):
+        report: WaveReport
+
         def wave_started(self, event: WaveStarted) -> WaveObserver | None:
             outer = self
 
             class Obs(WaveObserver):
-                def wave_finished(self, report: Any) -> None:
+                def wave_finished(self, report: WaveReport) -> None:
                     outer.report = report
                     finished.append(self)
 
             return Obs()
 
     hook = Recorder()
-    wave = Wave("cancel-me", max_concurrency=4, hooks=(hook,), **otel.providers)
+    wave: Wave[None] = Wave("cancel-me", max_concurrency=4, hooks=(hook,), **otel.providers)
 
     async def main() -> None:
         before = asyncio.all_tasks()
@@ -188,15 +201,15 @@ def test_cancelling_the_wave_cancels_every_task_leaves_no_orphans_and_reraises(o
 
     run(main())
     assert len(finished) == 1
-    report = hook.report  # type: ignore[attr-defined]
+    report = hook.report
     assert report.outcome is Outcome.CANCELLATION
     assert report.counts[Outcome.CANCELLATION] == 10
     assert report.failed == 0
     task_spans = otel.spans("task cancel-me")
     assert len(task_spans) == 4
-    assert {s.attributes[tel.TASK_OUTCOME] for s in task_spans} == {"cancellation"}
+    assert {attrs(s)[tel.TASK_OUTCOME] for s in task_spans} == {"cancellation"}
     wave_span = otel.span("wave cancel-me")
-    assert wave_span.attributes[tel.TASK_OUTCOME] == "cancellation"
+    assert attrs(wave_span)[tel.TASK_OUTCOME] == "cancellation"
     assert wave_span.status.status_code is StatusCode.UNSET
 
 
@@ -212,7 +225,8 @@ def test_a_task_that_cancels_itself_is_its_own_outcome_and_the_wave_goes_on() ->
 # ---------------------------------------------------------------- limits
 def test_concurrency_limit_is_honoured() -> None:
     peak = Peak()
-    run(Wave("limited", max_concurrency=3, instrument=False).run([peak.work() for _ in range(20)]))
+    wave: Wave[None] = Wave("limited", max_concurrency=3, instrument=False)
+    run(wave.run([peak.work() for _ in range(20)]))
     assert peak.peak == 3
 
 
@@ -257,11 +271,11 @@ def test_rate_limit_spaces_task_starts_with_the_injected_clock() -> None:
 
 def test_batches_run_one_after_another_and_are_recorded(otel: InMemoryTelemetry) -> None:
     peak = Peak()
-    wave = Wave("batched", max_concurrency=10, batch_size=3, **otel.providers)
+    wave: Wave[None] = Wave("batched", max_concurrency=10, batch_size=3, **otel.providers)
     result = run(wave.run([peak.work() for _ in range(7)]))
     assert peak.peak == 3
     assert result.report.counts[Outcome.SUCCESS] == 7
-    batches = sorted((s.attributes[tel.TASK_INDEX], s.attributes[tel.WAVE_BATCH]) for s in otel.spans("task batched"))
+    batches = sorted((attrs(s)[tel.TASK_INDEX], attrs(s)[tel.WAVE_BATCH]) for s in otel.spans("task batched"))
     assert [b for _, b in batches] == [0, 0, 0, 1, 1, 1, 2]
 
 
@@ -286,6 +300,7 @@ def test_stream_yields_as_completed_and_holds_bounded_work() -> None:
             async for r in results:
                 consumed += 1
                 max_outstanding = max(max_outstanding, pulled - consumed)
+                assert r.value is not None
                 seen.append(r.value)
                 await asyncio.sleep(0)
         assert results.report is not None
@@ -353,16 +368,17 @@ def test_tokens_and_cost_land_on_the_span_the_report_and_the_metrics(otel: InMem
 
         return body
 
-    result = run(Wave("agents", **otel.providers).run([agent(i) for i in range(1, 4)]))
+    wave: Wave[None] = Wave("agents", **otel.providers)
+    result = run(wave.run([agent(i) for i in range(1, 4)]))
     m = result.report.measurements
     assert m["gen_ai.usage.input_tokens"].total == 303
     assert m["gen_ai.usage.output_tokens"].total == 60
     assert m["gen_ai.usage.output_tokens"].max == 30
     assert m["shannon.task.cost"].total == 1.5
     assert m["pages"].count == 3
-    span = next(s for s in otel.spans("task agents") if s.attributes[tel.TASK_INDEX] == 2)
-    assert span.attributes["gen_ai.usage.input_tokens"] == 101
-    assert span.attributes["gen_ai.usage.output_tokens"] == 30
+    span = next(s for s in otel.spans("task agents") if attrs(s)[tel.TASK_INDEX] == 2)
+    assert attrs(span)["gen_ai.usage.input_tokens"] == 101
+    assert attrs(span)["gen_ai.usage.output_tokens"] == 30
     tokens = otel.point(tel.TOKEN_USAGE.name, gen_ai_token_type="output")
     assert tokens.count == 3
     assert tokens.sum == 60
@@ -380,7 +396,7 @@ def test_measurements_outside_a_task_are_a_clear_error() -> None:
 # ---------------------------------------------------------------- trace shape
 def test_spans_nest_caller_wave_task_user_and_nested_waves(otel: InMemoryTelemetry) -> None:
     tracer = otel.tracer_provider.get_tracer("user")
-    inner = Wave("inner", **otel.providers)
+    inner: Wave[None] = Wave("inner", **otel.providers)
 
     async def with_user_span() -> None:
         with tracer.start_as_current_span("db.query"):
@@ -391,30 +407,32 @@ def test_spans_nest_caller_wave_task_user_and_nested_waves(otel: InMemoryTelemet
 
     async def main() -> None:
         with tracer.start_as_current_span("caller"):
-            await Wave("outer", max_concurrency=2, **otel.providers).run([with_user_span, nested])
+            outer_wave: Wave[None] = Wave("outer", max_concurrency=2, **otel.providers)
+            await outer_wave.run([with_user_span, nested])
 
     run(main())
     caller, outer = otel.span("caller"), otel.span("wave outer")
     assert outer.parent is not None and outer.parent.span_id == caller.context.span_id
     tasks = otel.children(outer)
     assert sorted(s.name for s in tasks) == ["task outer", "task outer"]
-    by_index = {s.attributes[tel.TASK_INDEX]: s for s in tasks}
+    by_index = {attrs(s)[tel.TASK_INDEX]: s for s in tasks}
     assert [s.name for s in otel.children(by_index[0])] == ["db.query"]
     inner_wave = otel.span("wave inner")
     assert inner_wave.parent is not None and inner_wave.parent.span_id == by_index[1].context.span_id
     inner_task = otel.span("task inner")
     assert [s.name for s in otel.children(inner_task)] == ["db.query"]
     assert {s.context.trace_id for s in otel.spans()} == {caller.context.trace_id}
-    assert outer.attributes[tel.WAVE_NAME] == "outer"
-    assert outer.attributes[tel.WAVE_SIZE] == 2
-    assert outer.attributes[tel.WAVE_CONCURRENCY] == 2
+    assert attrs(outer)[tel.WAVE_NAME] == "outer"
+    assert attrs(outer)[tel.WAVE_SIZE] == 2
+    assert attrs(outer)[tel.WAVE_CONCURRENCY] == 2
 
 
 def test_named_tasks_get_their_own_span_names(otel: InMemoryTelemetry) -> None:
     async def noop() -> None:
         return None
 
-    run(Wave("w", **otel.providers).run([task(noop, name="fetch"), noop]))
+    wave: Wave[None] = Wave("w", **otel.providers)
+    run(wave.run([task(noop, name="fetch"), noop]))
     assert sorted(s.name for s in otel.spans() if s.name.startswith("task")) == ["task fetch", "task w"]
 
 
@@ -426,7 +444,7 @@ def test_sampled_out_waves_record_no_task_spans_but_all_metrics() -> None:
 
 
 def test_without_an_sdk_waves_run_and_no_observer_is_made() -> None:
-    wave = Wave("bare")  # global providers: the API's proxies, no SDK behind them
+    wave: Wave[int] = Wave("bare")  # global providers: the API's proxies, no SDK behind them
     (otel_hook,) = wave.resolved_hooks
     assert otel_hook.wave_started(WaveStarted("bare", 1, 1, 0.0)) is None  # so no task pays for telemetry
     assert run(wave.run([sleeper(0, 1)])).values() == [1]
@@ -436,7 +454,7 @@ def test_without_an_sdk_waves_run_and_no_observer_is_made() -> None:
 @pytest.mark.parametrize("bridged", [True, False], ids=["bridged", "plain-sdk"])
 def test_task_and_wave_metrics(bridged: bool) -> None:
     otel = InMemoryTelemetry(bridged=bridged)
-    wave = Wave("metrics", max_concurrency=2, timeout=0.05, **otel.providers)
+    wave: Wave[int] = Wave("metrics", max_concurrency=2, timeout=0.05, **otel.providers)
     run(wave.run([sleeper(0.001, 1), sleeper(0.001, 2), sleeper(0, error=ValueError()), sleeper(1)]))
 
     ok = otel.point(tel.TASK_DURATION.name, shannon_task_outcome="success")
@@ -460,6 +478,7 @@ def test_task_and_wave_metrics(bridged: bool) -> None:
     assert 0 < otel.point(tel.WAVE_EFFICIENCY.name).value <= 1
     for metric in otel.metrics().values():
         for point in metric.data.data_points:
+            assert point.attributes is not None
             assert tel.TASK_INDEX not in point.attributes  # no per-task cardinality
 
 
@@ -475,7 +494,8 @@ def test_live_gauges_show_active_and_pending_while_running(otel: InMemoryTelemet
         await gate.wait()
 
     async def main() -> None:
-        runner = asyncio.create_task(Wave("live", max_concurrency=3, **otel.providers).run([blocked] * 10))
+        wave: Wave[None] = Wave("live", max_concurrency=3, **otel.providers)
+        runner = asyncio.create_task(wave.run([blocked] * 10))
         await asyncio.sleep(0.01)
         await observe()
         gate.set()
@@ -496,7 +516,7 @@ def test_user_hooks_see_every_task_inside_the_otel_task_span(otel: InMemoryTelem
             class Obs(WaveObserver):
                 def task_finished(self, token: Any, event: TaskFinished) -> None:
                     current = trace.get_current_span()
-                    seen.append((event.index, event.outcome, current.name == "task hooked"))
+                    seen.append((event.index, event.outcome, cast("ReadableSpan", current).name == "task hooked"))
 
             return Obs()
 
@@ -538,7 +558,8 @@ def test_a_task_naming_an_unknown_pool_fails_that_task_only() -> None:
     async def noop() -> None:
         return None
 
-    result = run(Wave("pools", instrument=False).run([task(noop, pool="nope"), noop]))
+    wave: Wave[None] = Wave("pools", instrument=False)
+    result = run(wave.run([task(noop, pool="nope"), noop]))
     assert result.results[0].outcome is Outcome.FAILURE
     assert isinstance(result.results[0].error, KeyError)
     assert result.results[1].ok
@@ -551,6 +572,7 @@ def test_bridged_latency_histograms_carry_exemplars_linking_to_task_traces(otel:
     assert len(point.exemplars) == 2  # two different buckets
     for exemplar in point.exemplars:
         span = task_spans[exemplar.span_id]
+        assert span.end_time is not None and span.start_time is not None
         assert exemplar.trace_id == span.context.trace_id
         assert exemplar.value == pytest.approx((span.end_time - span.start_time) / 1e9, abs=0.01)
 

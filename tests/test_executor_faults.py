@@ -8,18 +8,21 @@ from __future__ import annotations
 import asyncio
 import gc
 import weakref
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from types import CoroutineType
+from typing import Any, TypeVar, cast
 
 import pytest
 
-from shannon_otel import Hook, Outcome, ResourcePool, TaskResult, Wave, WaveObserver, WaveStarted, task
+from shannon_otel import Hook, Outcome, Progress, ResourcePool, TaskResult, Wave, WaveObserver, WaveStarted, task
 from shannon_otel import _telemetry as tel
 from shannon_otel.testing import FakeClock, InMemoryTelemetry
 
+T = TypeVar("T")
 
-def run(coro: Awaitable[Any]) -> Any:
-    return asyncio.run(coro)  # type: ignore[arg-type]
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
 
 
 def value(v: Any, delay: float = 0.0) -> Callable[[], Awaitable[Any]]:
@@ -53,11 +56,12 @@ class Broken(Hook):
 @pytest.mark.parametrize("where", ["start", "finish"])
 def test_a_raising_hook_costs_neither_results_nor_spans(where: str, caplog: pytest.LogCaptureFixture) -> None:
     otel = InMemoryTelemetry()
-    result = run(Wave("hooked", hooks=(Broken(where),), **otel.providers).run([value(i) for i in range(4)]))
+    wave: Wave[int] = Wave("hooked", hooks=(Broken(where),), **otel.providers)
+    result = run(wave.run([value(i) for i in range(4)]))
     assert result.values() == [0, 1, 2, 3]
     spans = otel.spans("task hooked")
     assert len(spans) == 4, "every task span is ended"
-    assert {s.attributes[tel.TASK_OUTCOME] for s in spans} == {"success"}
+    assert {(s.attributes or {})[tel.TASK_OUTCOME] for s in spans} == {"success"}
     method = "task_started" if where == "start" else "task_finished"
     assert caplog.text.count(f"failed in {method}") == 2  # tasks 1 and 3, each logged once
 
@@ -68,7 +72,7 @@ def test_tasks_that_never_start_are_counted_by_outcome() -> None:
     async def boom() -> None:
         raise ValueError("x")
 
-    wave = Wave("ff", max_concurrency=1, fail_fast=True, **otel.providers)
+    wave: Wave[int | None] = Wave("ff", max_concurrency=1, fail_fast=True, **otel.providers)
     result = run(wave.run([boom, value(1), value(2), task(value(3), pool="missing")]))
     assert result.report.counts[Outcome.CANCELLATION] == 3
     assert otel.point(tel.TASK_OUTCOMES.name, shannon_task_outcome="failure").value == 1
@@ -77,7 +81,8 @@ def test_tasks_that_never_start_are_counted_by_outcome() -> None:
     assert otel.point(tel.TASKS_ACTIVE.name).value == 0
     assert len(otel.spans("task ff")) == 1, "only the task that ran has a span"
 
-    missing = run(Wave("pools", **otel.providers).run([task(value(1), pool="missing")]))
+    pools: Wave[int] = Wave("pools", **otel.providers)
+    missing = run(pools.run([task(value(1), pool="missing")]))
     assert missing.results[0].outcome is Outcome.FAILURE
     assert otel.point(tel.TASK_OUTCOMES.name, shannon_wave_name="pools").attributes[tel.ERROR_TYPE] == "KeyError"
 
@@ -86,7 +91,7 @@ def test_coroutines_that_never_run_are_closed() -> None:
     async def noop() -> None:
         return None
 
-    coros = [noop() for _ in range(4)]
+    coros = [cast("CoroutineType[Any, Any, None]", noop()) for _ in range(4)]
     pool = ResourcePool("one", 1)
 
     async def main() -> None:
@@ -95,7 +100,7 @@ def test_coroutines_that_never_run_are_closed() -> None:
         async def hold() -> None:
             await gate.wait()
 
-        wave = Wave("closing", max_concurrency=4, pools=(pool,), instrument=False)
+        wave: Wave[None] = Wave("closing", max_concurrency=4, pools=(pool,), instrument=False)
         runner = asyncio.create_task(wave.run([task(hold, pool="one")] + [task(c, pool="one") for c in coros]))
         await asyncio.sleep(0.01)
         runner.cancel()  # three coroutines are waiting for the pool, one never got a worker
@@ -104,8 +109,8 @@ def test_coroutines_that_never_run_are_closed() -> None:
 
     run(main())
     assert all(c.cr_frame is None for c in coros), "closed, so Python never warns they were not awaited"
-    policy_wave = Wave("policy", policy=_Passthrough(), instrument=False)
-    coro = noop()
+    policy_wave: Wave[None] = Wave("policy", policy=_Passthrough(), instrument=False)
+    coro = cast("CoroutineType[Any, Any, None]", noop())
     result = run(policy_wave.run([coro]))
     assert isinstance(result.results[0].error, TypeError)
     assert coro.cr_frame is None
@@ -128,7 +133,8 @@ def test_streaming_an_unbounded_wave_runs_everything_at_once() -> None:
         running -= 1
 
     async def main() -> None:
-        async with Wave("all", max_concurrency=None, instrument=False).stream([body] * 20) as results:
+        wave: Wave[None] = Wave("all", max_concurrency=None, instrument=False)
+        async with wave.stream([body] * 20) as results:
             async for _ in results:
                 pass
 
@@ -138,7 +144,8 @@ def test_streaming_an_unbounded_wave_runs_everything_at_once() -> None:
 
 def test_iterating_a_stream_outside_async_with_is_a_clear_error() -> None:
     async def main() -> None:
-        stream = Wave("s", instrument=False).stream([value(1)])
+        wave: Wave[int] = Wave("s", instrument=False)
+        stream = wave.stream([value(1)])
         with pytest.raises(RuntimeError, match="async with"):
             await stream.__anext__()
 
@@ -147,17 +154,19 @@ def test_iterating_a_stream_outside_async_with_is_a_clear_error() -> None:
 
 def test_a_clock_starting_at_zero_is_an_ordinary_time() -> None:
     clock = FakeClock(start=0.0)
-    seen = []
-    wave = Wave("zero", max_concurrency=2, clock=clock, on_progress=seen.append, instrument=False)
+    seen: list[Progress] = []
+    wave: Wave[int] = Wave("zero", max_concurrency=2, clock=clock, on_progress=seen.append, instrument=False)
     run(wave.run([value(1), value(2), value(3)]))
     assert (seen[-1].pending, seen[-1].active, seen[-1].done) == (0, 0, 3)
 
 
 def test_progress_of_a_lazy_stream_has_no_pending_count() -> None:
-    seen = []
+    seen: list[Progress] = []
 
     async def main() -> None:
-        wave = Wave("lazy", max_concurrency=2, on_progress=seen.append, progress_interval=1e-9, instrument=False)
+        wave: Wave[int] = Wave(
+            "lazy", max_concurrency=2, on_progress=seen.append, progress_interval=1e-9, instrument=False,
+        )
         async with wave.stream(value(i) for i in range(5)) as results:
             async for _ in results:
                 pass
@@ -171,16 +180,18 @@ def test_raise_for_errors_notes_each_error_once() -> None:
     async def bad() -> None:
         raise ValueError("bad")
 
-    result = run(Wave("notes", instrument=False).run([bad]))
+    wave: Wave[None] = Wave("notes", instrument=False)
+    result = run(wave.run([bad]))
     for _ in range(3):
         with pytest.raises(ExceptionGroup):
             result.values()
-    assert result.results[0].error.__notes__ == ["in task 0 (notes) of wave 'notes'"]  # type: ignore[union-attr]
+    assert result.results[0].error is not None
+    assert result.results[0].error.__notes__ == ["in task 0 (notes) of wave 'notes'"]
 
 
 def test_a_resource_pool_serves_one_event_loop_after_another() -> None:
     pool = ResourcePool("db", 1)
-    wave = Wave("loops", pools=(pool,), instrument=False)
+    wave: Wave[int] = Wave("loops", pools=(pool,), instrument=False)
     for _ in range(2):
         result = run(wave.run([task(value(1), pool="db"), task(value(2), pool="db")]))
         assert result.values() == [1, 2]
@@ -189,7 +200,7 @@ def test_a_resource_pool_serves_one_event_loop_after_another() -> None:
 def test_cached_hooks_do_not_keep_providers_alive() -> None:
     otel = InMemoryTelemetry()
     Wave("w", **otel.providers)
-    refs = [weakref.ref(otel.tracer_provider), weakref.ref(otel.meter_provider)]
+    refs: list[weakref.ref[object]] = [weakref.ref(otel.tracer_provider), weakref.ref(otel.meter_provider)]
     otel.shutdown()
     del otel
     gc.collect()
@@ -197,7 +208,7 @@ def test_cached_hooks_do_not_keep_providers_alive() -> None:
 
 
 def test_hooks_given_as_a_list_are_frozen_so_the_policy_is_hashable() -> None:
-    wave = Wave("h", hooks=[], instrument=False)  # type: ignore[arg-type]
+    wave: Wave[None] = Wave("h", hooks=[], instrument=False)  # type: ignore[arg-type]
     assert wave.hooks == ()
     hash(wave)
 
@@ -231,7 +242,7 @@ def test_a_failing_progress_callback_is_logged_and_costs_nothing(caplog: pytest.
     def broken(progress: Any) -> None:
         raise RuntimeError("display bug")
 
-    wave = Wave("p", on_progress=broken, progress_interval=1e-9, instrument=False)
+    wave: Wave[int] = Wave("p", on_progress=broken, progress_interval=1e-9, instrument=False)
     assert run(wave.run([value(1), value(2)])).values() == [1, 2]
     assert caplog.text.count("on_progress failed") == 3  # after each task, and once at the end
 

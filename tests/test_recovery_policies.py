@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, cast
 
 import pytest
 from opentelemetry.trace import StatusCode
@@ -19,6 +20,7 @@ from shannon_otel.recovery import (
     Hedge,
     Pipeline,
     Retry,
+    Served,
     Timeout,
     resilient,
 )
@@ -99,7 +101,8 @@ def test_a_wave_task_timeout_is_recorded_as_a_timeout_and_stays_a_cancellation()
         calls += 1
         await hang()
 
-    result = run(Wave("w", timeout=0.01, policy=policy, instrument=False).run([slow]))
+    wave: Wave[None] = Wave("w", timeout=0.01, policy=policy, instrument=False)
+    result = run(wave.run([slow]))
     assert result.results[0].outcome is Outcome.TIMEOUT
     assert calls == 1, "the wave's timeout cancels the call: never retried"
     assert breaker.state is BreakerState.CLOSED, "nor counted as a failure"
@@ -120,7 +123,8 @@ def test_a_cancelled_wave_task_with_a_timeout_is_still_a_cancellation() -> None:
     policy = Retry(attempts=3, name="op", **tel.kw)
 
     async def main() -> None:
-        task = asyncio.create_task(Wave("w", timeout=60.0, policy=policy, instrument=False).run([hang]))
+        wave: Wave[None] = Wave("w", timeout=60.0, policy=policy, instrument=False)
+        task = asyncio.create_task(wave.run([hang]))
         for _ in range(5):
             await asyncio.sleep(0)
         task.cancel()
@@ -311,9 +315,10 @@ def test_the_decorated_function_shares_the_flag() -> None:
     async def fetch() -> str:
         return "live"
 
-    assert run(fetch()).value == "live"
+    # Degrade's decorator is typed as returning the function's own type; its calls return a Served.
+    assert run(cast("Coroutine[Any, Any, Served[str]]", fetch())).value == "live"
     degrade.flag("anomaly")
-    assert run(fetch()).value == "static"
+    assert run(cast("Coroutine[Any, Any, Served[str]]", fetch())).value == "static"
 
 
 def test_decorated_last_good_needs_a_key_when_the_function_takes_parameters() -> None:
@@ -330,7 +335,8 @@ def test_decorated_last_good_needs_a_key_when_the_function_takes_parameters() ->
     async def current_config() -> str:  # no parameters: one value per Degrade is right
         return "v1"
 
-    assert run(Degrade(last_good=True, instrument=False)(current_config)()).value == "v1"
+    coro = Degrade(last_good=True, instrument=False)(current_config)()
+    assert run(cast("Coroutine[Any, Any, Served[str]]", coro)).value == "v1"
 
 
 def test_decorated_last_good_values_are_kept_per_key_in_a_bounded_lru() -> None:
@@ -343,9 +349,11 @@ def test_decorated_last_good_values_are_kept_per_key_in_a_bounded_lru() -> None:
 
     degrade = Degrade(last_good=True, key=lambda args, kwargs: args[0], max_keys=2, on=ConnectionError,
                       instrument=False)
-    get_user = degrade(fetch)
-    piped = resilient(Degrade(last_good=True, key=lambda args, kwargs: kwargs["uid"], on=ConnectionError),
-                      Retry(attempts=1), instrument=False)(fetch)
+    # The decorators are typed as returning fetch's own type; their calls return a Served.
+    get_user = cast("Callable[..., Awaitable[Served[dict[str, int]]]]", degrade(fetch))
+    piped = cast("Callable[..., Awaitable[Served[dict[str, int]]]]", resilient(
+        Degrade(last_good=True, key=lambda args, kwargs: kwargs["uid"], on=ConnectionError),
+        Retry(attempts=1), instrument=False)(fetch))
 
     async def main() -> None:
         assert (await get_user(1)).value == {"id": 1}
@@ -372,7 +380,9 @@ def test_decorated_last_good_values_are_kept_per_key_in_a_bounded_lru() -> None:
 
 
 def test_degrade_on_timeout_budget() -> None:
-    served = run(Pipeline(Degrade(default="later"), Timeout(0.001), instrument=False).call(hang))
+    # A pipeline's call is typed as returning the factory's value; with a Degrade inside it is a Served.
+    coro = Pipeline(Degrade(default="later"), Timeout(0.001), instrument=False).call(hang)
+    served = run(cast("Coroutine[Any, Any, Served[str | None]]", coro))
     assert served.degraded and served.reason == "timeout"
 
 
@@ -389,7 +399,7 @@ def test_pipeline_order_first_policy_is_outermost() -> None:
         await fail()
 
     # retry sees two failures, then two rejections (the breaker opened), gives up; the fallback serves.
-    assert run(query()) == "CircuitOpenError"
+    assert run(cast("Coroutine[Any, Any, str]", query())) == "CircuitOpenError"  # the fallback's value
     op = tel.span(query.__qualname__)
     assert [s.name for s in tel.children(op)] == [
         "attempt 1", "attempt 2", "rejected " + query.__qualname__, "rejected " + query.__qualname__,
@@ -406,7 +416,10 @@ def test_nested_pipelines_flatten() -> None:
 def test_executor_style_use_with_a_zero_argument_factory() -> None:
     pipeline = Pipeline(Timeout(5.0), Retry(attempts=2), instrument=False)
 
+    def factory(i: int) -> Callable[[], Awaitable[int]]:
+        return lambda: asyncio.sleep(0, i)
+
     async def main() -> list[int]:
-        return await asyncio.gather(*(pipeline.call(lambda i=i: asyncio.sleep(0, i)) for i in range(5)))
+        return await asyncio.gather(*(pipeline.call(factory(i)) for i in range(5)))
 
     assert run(main()) == list(range(5))

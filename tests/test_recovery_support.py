@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -60,7 +60,7 @@ class Telemetry:
                     if m.name != metric:
                         continue
                     for p in m.data.data_points:
-                        value = (p.count, p.sum) if hasattr(p, "count") else p.value
+                        value = p.value if isinstance(p, NumberDataPoint) else (p.count, p.sum)
                         out.append((dict(p.attributes or {}), value))
         return out
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -166,20 +167,20 @@ def test_per_call_state_under_concurrency() -> None:
                     attempts_seen.append(event.attempts)
             return Observer()
 
-    async def main() -> list[str]:
+    async def main() -> list[int]:
         policy = Retry(attempts=3, initial=0.0, jitter="none", hooks=[Recorder()], instrument=False)
         gate = asyncio.Event()
 
-        def make(i: int) -> Flaky:
+        def make(i: int) -> Callable[[], Awaitable[Any]]:
             flaky = Flaky(2, value=i)
             original = flaky.__call__
 
             async def call() -> Any:
                 await gate.wait()  # every call is in flight before any attempt ends
                 return await original()
-            return call  # type: ignore[return-value]
+            return call
 
-        tasks = [asyncio.create_task(policy.call(make(i))) for i in range(200)]
+        tasks: list[asyncio.Task[int]] = [asyncio.create_task(policy.call(make(i))) for i in range(200)]
         await asyncio.sleep(0)
         gate.set()
         return await asyncio.gather(*tasks)

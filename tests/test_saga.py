@@ -184,12 +184,15 @@ def test_a_wave_task_timeout_inside_a_saga_step_is_recorded_as_a_timeout() -> No
     async def task() -> None:
         await saga.run(Step("reserve", reserve, compensate=release), Step("pay", slow))
 
-    result = asyncio.run(Wave("orders", timeout=0.05, **otel.providers).run([task]))
+    wave: Wave[None] = Wave("orders", timeout=0.05, **otel.providers)
+    result = asyncio.run(wave.run([task]))
     assert result.results[0].outcome is Outcome.TIMEOUT
     assert undone == ["reserve"]
     pay = otel.span("step pay")
+    assert pay.attributes is not None
     assert pay.attributes[tel.SAGA_OUTCOME] == "timeout"
     assert pay.status.status_code is StatusCode.ERROR
     span = otel.span("saga order")
+    assert span.attributes is not None
     assert span.attributes[tel.SAGA_OUTCOME] == "timeout"
     assert span.status.description == "timeout"

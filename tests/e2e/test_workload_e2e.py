@@ -10,6 +10,7 @@ stays quiet. Then every dashboard query and alert rule is checked against what P
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
 import uuid
@@ -119,11 +120,11 @@ async def workload(providers: dict[str, Any], anomaly_hook: AnomalyHook, *, inje
             await asyncio.sleep(1.0)  # exceeds the wave's per-task timeout
         return answer
 
-    wave = Wave("agents", max_concurrency=5, timeout=0.3, hooks=(anomaly_hook,), **options)
+    wave: Wave[str] = Wave("agents", max_concurrency=5, timeout=0.3, hooks=(anomaly_hook,), **options)
     for round_no in range(ROUNDS):
         world.search_down = inject and 12 <= round_no < 16
         world.slow_factor = 25.0 if inject and round_no in ANOMALY_ROUNDS else 1.0
-        await wave.run([lambda i=i: agent(i) for i in range(TASKS)])
+        await wave.run([functools.partial(agent, i) for i in range(TASKS)])
 
 
 async def _fail() -> None:
@@ -252,7 +253,7 @@ def test_exporting_straight_to_jaeger_gives_the_same_nesting(jaeger: Jaeger) -> 
                 raise ConnectionError("reset")
             return calls["n"]
 
-        wave = Wave("direct", tracer_provider=t.tracer_provider, meter_provider=t.meter_provider)
+        wave: Wave[int] = Wave("direct", tracer_provider=t.tracer_provider, meter_provider=t.meter_provider)
         asyncio.run(wave.run([lambda: retry.call(flaky)]))
         t.tracer_provider.force_flush()
     trace = jaeger.wait_for_traces(service, min_spans=5, timeout=30)[0]
