@@ -93,3 +93,18 @@ def test_public_errors_name_their_public_module() -> None:
     from shannon_otel._events import error_type
 
     assert error_type(shannon_otel.CircuitOpenError("breaker", "open")) == "shannon_otel.CircuitOpenError"
+
+
+def test_generic_public_classes_can_be_parametrized_when_called() -> None:
+    # Python 3.11/3.12 raised TypeError here while these were slotted frozen dataclasses
+    async def work() -> int:
+        return 1
+
+    assert shannon_otel.Wave[int]("w").name == "w"
+    assert shannon_otel.TaskSpec[int](work, name="t").name == "t"
+    assert shannon_otel.Served[int](3).value == 3
+    for name in shannon_otel.__all__:  # the cause, for every public generic frozen dataclass (WaveResult too)
+        cls = getattr(shannon_otel, name)
+        params = getattr(cls, "__dataclass_params__", None)
+        if getattr(cls, "__parameters__", ()) and params is not None and params.frozen:
+            assert "__slots__" not in vars(cls), name

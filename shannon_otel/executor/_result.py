@@ -25,7 +25,9 @@ class WaveError(ExceptionGroup[Exception]):
         return WaveError(self.message, excs, self.result)
 
 
-@dataclass(frozen=True, slots=True)
+# no slots=True: with it, Python 3.11/3.12 raise TypeError on WaveResult[X](...) (the frozen
+# __setattr__ calls super() with the class as it was before slots rebuilt it)
+@dataclass(frozen=True)
 class WaveResult(Generic[T]):
     """Results in input order plus the wave report. Never raises by itself."""
 

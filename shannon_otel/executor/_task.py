@@ -17,7 +17,9 @@ T = TypeVar("T")
 
 
 
-@dataclass(frozen=True, slots=True)
+# no slots=True: with it, Python 3.11/3.12 raise TypeError on TaskSpec[X](...) (the frozen
+# __setattr__ calls super() with the class as it was before slots rebuilt it)
+@dataclass(frozen=True)
 class TaskSpec(Generic[T]):
     """A task with options: a coroutine, or a zero-argument factory (needed for retries)."""
 

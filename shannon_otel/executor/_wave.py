@@ -48,7 +48,9 @@ class Progress:
     failed: int
 
 
-@dataclass(frozen=True, slots=True)
+# no slots=True: with it, Python 3.11/3.12 raise TypeError on Wave[X](...) (the frozen
+# __setattr__ calls super() with the class as it was before slots rebuilt it)
+@dataclass(frozen=True)
 class Wave(Generic[T]):
     """An immutable wave policy; each :meth:`run` / :meth:`stream` creates fresh per-run state.
 

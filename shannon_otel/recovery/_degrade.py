@@ -30,7 +30,9 @@ _MISSING: Any = object()
 _INSTANCE: Hashable = object()  # the key of the one last good value of ``call(fn)``
 
 
-@dataclass(frozen=True, slots=True)
+# no slots=True: with it, Python 3.11/3.12 raise TypeError on Served[X](...) (the frozen
+# __setattr__ calls super() with the class as it was before slots rebuilt it)
+@dataclass(frozen=True)
 class Served(Generic[T]):
     """What a :class:`Degrade` call returns: the value, and whether (and why) it is degraded.
 
