@@ -12,10 +12,10 @@ import asyncio
 import functools
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
 
 from .._events import AttemptFinished, CallFinished, CallObserver, CallStarted
 from .._hooks import resolve_hooks
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .._events import Hook
 
 T = TypeVar("T")
+P = ParamSpec("P")
 Factory = Callable[[], Awaitable[T]]
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -192,7 +193,7 @@ class Policy:
         """
         return False
 
-    def __call__(self, func: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    def __call__(self, func: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
         """Decorate an async function: each call of it runs through this policy.
 
         Raises TypeError now when a policy inside keeps per-call state that must not be shared across
@@ -202,7 +203,7 @@ class Policy:
         factory = DecoratedCall if policy._keyed_by_arguments(func) else functools.partial
 
         @functools.wraps(func)
-        async def wrapper(*args: Any, **kwargs: Any) -> T:
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
             return await policy.call(factory(func, *args, **kwargs))
 
         return wrapper

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar, cast
 
 from .._events import Degraded
 from .._validate import check_exceptions, check_number
@@ -26,6 +26,7 @@ from ._core import (
 from ._fallback import reason_of
 
 T = TypeVar("T")
+P = ParamSpec("P")
 _MISSING: Any = object()
 _INSTANCE: Hashable = object()  # the key of the one last good value of ``call(fn)``
 
@@ -136,6 +137,13 @@ class Degrade(Instrumented):
     @property
     def flagged(self) -> str | None:
         return self._state.flag
+
+    def __call__(  # type: ignore[override]
+        self, func: Callable[P, Awaitable[T]]
+    ) -> Callable[P, Coroutine[Any, Any, Served[T]]]:
+        """Decorate an async function: each call of it returns a :class:`Served` value."""
+        wrapped = Policy.__call__(self, func)  # its calls return what run() returns: Served[T]
+        return cast("Callable[P, Coroutine[Any, Any, Served[T]]]", wrapped)
 
     async def call(self, fn: Factory[T]) -> Served[T]:  # type: ignore[override]
         call = start_call(self._hooks, self._started, self.clock) if self._hooks else None

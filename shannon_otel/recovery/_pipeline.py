@@ -99,8 +99,9 @@ class Pipeline(Policy):
         return keyed
 
 
-def resilient(
-    *policies: Policy, **options: Any,
-) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Awaitable[T]]]:
-    """Decorator form of :class:`Pipeline`: ``@resilient(Timeout(5), Retry(attempts=3), breaker)``."""
+def resilient(*policies: Policy, **options: Any) -> Pipeline:
+    """Decorator form of :class:`Pipeline`: ``@resilient(Timeout(5), Retry(attempts=3), breaker)``.
+
+    The decorated function keeps its parameters' types; its result type is the function's own, which
+    a ``Fallback`` or ``Degrade`` inside changes at run time (annotate or ``cast`` such results)."""
     return Pipeline(*policies, **options)
