@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from _virtual_time import run_virtual
+
 from shannon_otel._recorder import RunRecorder
 from shannon_otel._telemetry import GEN_AI_INPUT_TOKENS, GEN_AI_OUTPUT_TOKENS, TASK_COST_ATTR
 from shannon_otel.cli._workload import WorkloadConfig, run_waves
@@ -13,12 +15,18 @@ from shannon_otel.cli._workload import WorkloadConfig, run_waves
 def waves_of(seed: int) -> list[tuple[Any, ...]]:
     """Per wave: its outcome counts and its token and cost totals, for three ``plan`` waves.
 
-    One wave per cycle keeps the outage (a window of wall-clock time racing the breaker's reset
-    timeout) out; ``scale`` keeps a slow LLM call past its timeout, so fallbacks happen.
+    The loop runs on virtual time, with the policies on its clock: a timeout, a breaker reset or a
+    slow call can then never race the wall clock (they did, now and then, on a loaded machine);
+    ``scale`` keeps a slow LLM call past its timeout, so fallbacks happen.
     """
     recorder = RunRecorder()
     config = WorkloadConfig(waves=1, tasks=24, seed=seed, concurrency=8, scale=0.5)
-    asyncio.run(run_waves(config, [recorder], {"instrument": False}, keep_going=lambda n: n < 3))
+
+    async def go() -> None:
+        await run_waves(config, [recorder], {"instrument": False}, keep_going=lambda n: n < 3,
+                        clock=asyncio.get_running_loop().time)
+
+    run_virtual(go())
     rows = []
     for live in recorder.waves:
         report = live.report

@@ -135,7 +135,7 @@ class Agent:
 
     def __init__(self, world: World, hooks: Sequence[Hook], providers: dict[str, Any]) -> None:
         self.world = world
-        options: dict[str, Any] = {"hooks": tuple(hooks), **providers}
+        options: dict[str, Any] = {"hooks": tuple(hooks), "clock": world.clock, **providers}
         self.breaker = CircuitBreaker("search-api", failure_threshold=5, reset_timeout=0.06, **options)
 
         async def small_model(error: Exception) -> str:
@@ -178,13 +178,15 @@ class Agent:
 async def run_waves(
     config: WorkloadConfig, hooks: Sequence[Hook], providers: dict[str, Any], *,
     on_progress: Callable[[Progress], None] | None = None, keep_going: Callable[[int], bool] | None = None,
-    on_wave: Callable[[int, str], None] | None = None,
+    on_wave: Callable[[int, str], None] | None = None, clock: Callable[[], float] = time.monotonic,
 ) -> int:
     """Run ``config.waves`` waves (or, with ``keep_going``, until it returns False before a wave).
 
-    Returns the number of waves run; the reports go to the hooks (``wave_finished``).
+    ``clock`` times the outage window and the policies (breaker reset, saga); a test running the loop
+    in virtual time passes the loop's clock so nothing races the wall clock. Returns the number of
+    waves run; the reports go to the hooks (``wave_finished``).
     """
-    world = World(config)
+    world = World(config, clock)
     agent = Agent(world, hooks, providers)
     wave_no = 0
     while (keep_going(wave_no) if keep_going is not None else wave_no < config.waves):
