@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from shannon_otel.anomaly import AnomalyDetector, DetectorConfig, _kernel
-from shannon_otel.anomaly._detector import PARALLEL_MIN
+from shannon_otel.anomaly._kernel import PARALLEL_MIN
 
 STEP = 300.0
 

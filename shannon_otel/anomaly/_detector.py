@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import operator
-import threading
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,28 +29,22 @@ import numpy.typing as npt
 
 from ._block import score_block
 from ._config import DetectorConfig
-from ._kernel import ENGINES, Kernel, load
+from ._kernel import ENGINES, Kernel, load, score_compiled
 from ._ring import Rings, Scratch, floats, ints
 from ._scoring import (
     DEMOTED_SCORE,
     MEAN_FLOOR,
     ORDINARY_SCORE,
-    SCORE_DIFF,
-    SCORE_TABLE,
     SEASON_MIN,
     STD_FLOOR,
-    STEP,
     SURPRISE_SCALE,
     Z_RED,
-    ZMAX,
     score1,
     tail1,
 )
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
-PARALLEL_MIN = 32_768  # samples in a block before threads > 1 splits it: below, waking threads costs more
-_PARALLEL = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,7 +295,7 @@ class AnomalyDetector:
         slots = self._slots_of(key)
         kernel = self._compiled_kernel()
         if kernel is not None:
-            return self._compiled(kernel, slots, vals, ts)
+            return score_compiled(self, kernel, slots, vals, ts)
         finite = np.isfinite(vals)
         clean = finite.all(axis=1)
         if clean.all():
@@ -315,35 +308,6 @@ class AnomalyDetector:
             self._ignored += int(keep.size - keep.sum())
             if keep.any():
                 out[i, keep] = score_block(self, slots[i : i + 1], vals[i : i + 1, keep], ts[keep])[0]
-        return out
-
-    def _compiled(self, kernel: Kernel, slots: I64, vals: F64, ts: F64) -> F64:
-        cfg = self.config
-        if cfg.buckets == 1:
-            col_bucket = np.zeros(len(ts), dtype=np.int64)
-        else:  # as the scalar path and _block._groups
-            col_bucket = np.minimum((ts % cfg.period_s / cfg.period_s * cfg.buckets).astype(np.int64),
-                                    cfg.buckets - 1)
-        # one compiled specialization serves every call: C order, writeable (a copy otherwise)
-        vals = np.require(vals, np.float64, ("C_CONTIGUOUS", "ALIGNED", "WRITEABLE"))
-        out: F64 = np.empty(vals.shape)
-        season, avg = self._season, self._avg
-        state = (
-            self._n, self._offset, self._min, self._max, self._m, self._v, self._red, self._last,
-            season.buf, season.head, season.count, season.s1, season.s2,
-            avg.buf, avg.head, avg.count, avg.s1, avg.s2,
-            cfg.buckets, cfg.noise_floor, cfg.history_rate, cfg.min_history, cfg.spatial_tolerance,
-            SCORE_TABLE, SCORE_DIFF, STEP, ZMAX,
-        )
-        rows, cols = vals.shape
-        chunks = min(self._threads, kernel.max_threads, rows) if vals.size >= PARALLEL_MIN else 1
-        if chunks == 1:
-            self._ignored += kernel.serial(0, rows, slots, vals, col_bucket, out, np.empty((6, cols)),
-                                           np.empty(cols, dtype=np.int64), *state)
-        else:
-            with _PARALLEL:  # numba's default thread pool must not be entered by two threads at once
-                self._ignored += kernel.parallel(chunks, slots, vals, col_bucket, out, np.empty((chunks, 6, cols)),
-                                                 np.empty((chunks, cols), dtype=np.int64), *state)
         return out
 
     def _new_without_values(self, series: tuple[str, ...], vals: F64) -> npt.NDArray[np.bool_] | None:

@@ -4,7 +4,7 @@
 (O(1) running window sums, re-added exactly once per lap, as ``Rings.push``) on the same
 state arrays the other paths use, so calls on any path may follow one another. It scores with
 the interpolation table of the numpy block path. ``score_chunks`` splits the series of a block
-across numba's threads. Without numba installed ``load()`` returns
+across numba's threads; ``score_compiled`` (plain Python) calls either for the detector. Without numba installed ``load()`` returns
 ``None`` and the detector keeps its numpy block path; scores agree across paths to ~1e-9.
 
 Compiled on first use (a few seconds) and cached on disk by numba, so later processes load it.
@@ -13,12 +13,34 @@ Compiled on first use (a few seconds) and cached on disk by numba, so later proc
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ._scoring import DEMOTED_SCORE, MEAN_FLOOR, SEASON_MIN, STD_FLOOR, SURPRISE_SCALE, Z_RED
+import numpy as np
+import numpy.typing as npt
 
+from ._scoring import (
+    DEMOTED_SCORE,
+    MEAN_FLOOR,
+    SCORE_DIFF,
+    SCORE_TABLE,
+    SEASON_MIN,
+    STD_FLOOR,
+    STEP,
+    SURPRISE_SCALE,
+    Z_RED,
+    ZMAX,
+)
+
+if TYPE_CHECKING:
+    from ._detector import AnomalyDetector
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
 ENGINES = ("auto", "numpy", "numba")
+PARALLEL_MIN = 32_768  # samples in a block before threads > 1 splits it: below, waking threads costs more
+_PARALLEL = threading.Lock()  # numba's workqueue pool must not be entered by two threads at once
 _loaded: list[Kernel] = []
 
 
@@ -46,6 +68,37 @@ def load() -> Kernel | None:
                               parallel=True)(score_chunks)
         _loaded.append(Kernel(_score_rows_c, parallel, numba.get_num_threads()))
     return _loaded[0]
+
+
+def score_compiled(det: AnomalyDetector, kernel: Kernel, slots: I64, vals: F64, ts: F64) -> F64:
+    """The numba engine's block path: what ``_block.score_block`` computes, for finite or not
+    ``vals[i, j]`` of series slot ``slots[i]`` at ``ts[j]``; advances the detector's state."""
+    cfg = det.config
+    if cfg.buckets == 1:
+        col_bucket = np.zeros(len(ts), dtype=np.int64)
+    else:  # as the scalar path and _block._groups
+        col_bucket = np.minimum((ts % cfg.period_s / cfg.period_s * cfg.buckets).astype(np.int64), cfg.buckets - 1)
+    # one compiled specialization serves every call: C order, writeable (a copy otherwise)
+    vals = np.require(vals, np.float64, ("C_CONTIGUOUS", "ALIGNED", "WRITEABLE"))
+    out: F64 = np.empty(vals.shape)
+    season, avg = det._season, det._avg
+    state = (
+        det._n, det._offset, det._min, det._max, det._m, det._v, det._red, det._last,
+        season.buf, season.head, season.count, season.s1, season.s2,
+        avg.buf, avg.head, avg.count, avg.s1, avg.s2,
+        cfg.buckets, cfg.noise_floor, cfg.history_rate, cfg.min_history, cfg.spatial_tolerance,
+        SCORE_TABLE, SCORE_DIFF, STEP, ZMAX,
+    )
+    rows, cols = vals.shape
+    chunks = min(det._threads, kernel.max_threads, rows) if vals.size >= PARALLEL_MIN else 1
+    if chunks == 1:
+        det._ignored += kernel.serial(0, rows, slots, vals, col_bucket, out, np.empty((6, cols)),
+                                      np.empty(cols, dtype=np.int64), *state)
+    else:
+        with _PARALLEL:
+            det._ignored += kernel.parallel(chunks, slots, vals, col_bucket, out, np.empty((chunks, 6, cols)),
+                                            np.empty((chunks, cols), dtype=np.int64), *state)
+    return out
 
 
 def _resum(buf: Any, row: int) -> tuple[float, float]:
