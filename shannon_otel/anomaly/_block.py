@@ -20,6 +20,7 @@ from ._ring import Scratch
 from ._scoring import DEMOTED_SCORE, MEAN_FLOOR, SEASON_MIN, STD_FLOOR, Z_RED
 
 if TYPE_CHECKING:
+    from ._config import DetectorConfig
     from ._detector import AnomalyDetector
 
 F64 = npt.NDArray[np.float64]
@@ -42,12 +43,20 @@ def _rows(slots: I64, stride: int, offset: int, contiguous: bool) -> Rows:
     return slots * stride + offset
 
 
+def column_buckets(ts: F64, cfg: DetectorConfig) -> I64:
+    """The seasonal bucket of each time: the scalar path's arithmetic, vectorized (both engines use it)."""
+    if cfg.buckets == 1:
+        return np.zeros(len(ts), dtype=np.int64)
+    out: I64 = np.minimum((ts % cfg.period_s / cfg.period_s * cfg.buckets).astype(np.int64), cfg.buckets - 1)
+    return out
+
+
 def _groups(ts: F64, det: AnomalyDetector) -> list[tuple[int, slice | I64]]:
     """(bucket, columns) of the block; columns are a slice when they are adjacent (sorted times)."""
     cfg = det.config
     if cfg.buckets == 1:
         return [(0, slice(0, len(ts)))]
-    buckets = np.minimum((ts % cfg.period_s / cfg.period_s * cfg.buckets).astype(np.int64), cfg.buckets - 1)
+    buckets = column_buckets(ts, cfg)
     if buckets[0] == buckets[-1] and (buckets == buckets[0]).all():  # e.g. one tick's samples
         return [(int(buckets[0]), slice(0, len(ts)))]
     order = np.argsort(buckets, kind="stable")  # each bucket's columns stay in time order

@@ -4,8 +4,9 @@
 (O(1) running window sums, re-added exactly once per lap, as ``Rings.push``) on the same
 state arrays the other paths use, so calls on any path may follow one another. It scores with
 the interpolation table of the numpy block path. ``score_chunks`` splits the series of a block
-across numba's threads; ``score_compiled`` (plain Python) calls either for the detector. Without numba installed ``load()`` returns
-``None`` and the detector keeps its numpy block path; scores agree across paths to ~1e-9.
+across numba's threads; ``score_compiled`` (plain Python) calls either for the detector. Without
+numba installed ``load()`` returns ``None`` and the detector keeps its numpy block path; scores
+agree across paths to ~1e-9.
 
 Compiled on first use (a few seconds) and cached on disk by numba, so later processes load it.
 """
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from ._block import column_buckets
 from ._scoring import (
     DEMOTED_SCORE,
     MEAN_FLOOR,
@@ -74,10 +76,7 @@ def score_compiled(det: AnomalyDetector, kernel: Kernel, slots: I64, vals: F64, 
     """The numba engine's block path: what ``_block.score_block`` computes, for finite or not
     ``vals[i, j]`` of series slot ``slots[i]`` at ``ts[j]``; advances the detector's state."""
     cfg = det.config
-    if cfg.buckets == 1:
-        col_bucket = np.zeros(len(ts), dtype=np.int64)
-    else:  # as the scalar path and _block._groups
-        col_bucket = np.minimum((ts % cfg.period_s / cfg.period_s * cfg.buckets).astype(np.int64), cfg.buckets - 1)
+    col_bucket = column_buckets(ts, cfg)
     # one compiled specialization serves every call: C order, writeable (a copy otherwise)
     vals = np.require(vals, np.float64, ("C_CONTIGUOUS", "ALIGNED", "WRITEABLE"))
     out: F64 = np.empty(vals.shape)
