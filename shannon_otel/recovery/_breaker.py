@@ -184,11 +184,11 @@ class CircuitBreaker(Policy):
             if first is not None or len(hooks) > 1:
                 call = start_call(hooks, self._started, self.clock, first)
                 if call is not None:
-                    return await observed(self, END, 0, fn, call)  # type: ignore[arg-type]
+                    return await observed(self, END, 0, fn, call)
         gen = self._gen if self._state is _CLOSED else self._admit(None)
         started = self.clock() if self._timed else 0.0
         try:
-            result = await fn()
+            result = await fn()  # type: ignore[call-arg]
         except BaseException as exc:
             self._failed(gen, started, exc)
             raise

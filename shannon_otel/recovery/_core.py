@@ -185,8 +185,8 @@ class Policy:
             if first is not None or len(hooks) > 1:
                 call = start_call(hooks, self._started, self.clock, first)
                 if call is not None:
-                    return await observed(self, END, 0, fn, call)  # type: ignore[arg-type]
-        return await self.run(END, 0, fn, None)  # type: ignore[arg-type]
+                    return await observed(self, END, 0, fn, call)
+        return await self.run(END, 0, fn, None)
 
     def _named(self, name: str) -> Policy:
         """This policy reporting under operation ``name`` (used by the decorator when unnamed)."""
@@ -242,7 +242,8 @@ class Instrumented(Policy):
     qualified name when left ``None``. ``hooks`` are called in addition to the OTel hook for
     ``tracer_provider`` / ``meter_provider`` (the globals when ``None``); ``instrument=False``
     leaves the OTel hook out. A :class:`Pipeline` is one observed operation: it refuses (TypeError)
-    a policy given any of these settings, which belong on the pipeline itself.
+    a policy given ``name``, ``hooks`` or a provider, which belong on the pipeline itself (its
+    ``instrument`` decides too; a policy's ``instrument=False`` asks for nothing, so it is allowed).
     """
 
     name: str | None = None
@@ -273,7 +274,7 @@ class Instrumented(Policy):
         unused = {
             "name": self.name is not None, "hooks": bool(self.hooks),
             "tracer_provider": self.tracer_provider is not None,
-            "meter_provider": self.meter_provider is not None, "instrument": not self.instrument,
+            "meter_provider": self.meter_provider is not None,
         }
         return tuple(k for k, v in unused.items() if v)
 

@@ -157,7 +157,7 @@ class Degrade(Instrumented):
             fn = DecoratedCall(fn, *args, **kwargs)
         call = start_call(self._hooks, self._started, self.clock) if self._hooks else None
         if call is None:
-            return await self.run(END, 0, fn, None)  # type: ignore[arg-type]
+            return await self.run(END, 0, fn, None)
         return await observed(self, END, 0, fn, call)  # type: ignore[arg-type]
 
     async def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> Served[T]:  # type: ignore[override]

@@ -13,10 +13,10 @@ the outcome of everything listed after it. The usual order is::
 
 The pipeline is one observed operation: one span named after it, one child span per attempt;
 the inner policies report to the pipeline's hooks. So it refuses, at construction (TypeError), an
-inner policy given ``name=``, ``hooks=``, ``tracer_provider=``, ``meter_provider=`` or
-``instrument=False``: those would be silently unused, and honouring them would mean one span and
-one set of observers per policy per call, on a hot path budgeted at 0.8 us. Put them on the
-pipeline. A breaker is the exception: its name is its identity (``shannon.breaker.name``) and it
+inner policy given ``name=``, ``hooks=``, ``tracer_provider=`` or ``meter_provider=``: those
+would be silently unused (``instrument=False`` asks for nothing and is allowed), and honouring
+them would mean one span and one set of observers per policy per call, on a hot path budgeted at
+0.8 us. Put them on the pipeline. A breaker is the exception: its name is its identity (``shannon.breaker.name``) and it
 reports its transitions to its own hooks and providers, inside a pipeline too.
 """
 
@@ -97,8 +97,8 @@ class Pipeline(Policy):
             if first is not None or len(hooks) > 1:
                 call = start_call(hooks, self._started, self.clock, first)
                 if call is not None:
-                    return await observed(self, chain, 0, fn, call)  # type: ignore[arg-type]
-        return await chain[0].run(chain, 1, fn, None)  # type: ignore[arg-type]
+                    return await observed(self, chain, 0, fn, call)
+        return await chain[0].run(chain, 1, fn, None)
 
     def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> Awaitable[T]:
         # Only reached through ``observed`` with this pipeline's own chain (nesting is flattened).
@@ -113,7 +113,7 @@ class Pipeline(Policy):
         unused = {
             "name": self.name is not None, "hooks": bool(o["hooks"]),
             "tracer_provider": o["tracer_provider"] is not None,
-            "meter_provider": o["meter_provider"] is not None, "instrument": not o["instrument"],
+            "meter_provider": o["meter_provider"] is not None,
         }
         return tuple(k for k, v in unused.items() if v)
 

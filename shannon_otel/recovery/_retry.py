@@ -123,15 +123,15 @@ class Retry(Instrumented):
             if first is not None or len(hooks) > 1:
                 call = start_call(hooks, self._started, self.clock, first)
                 if call is not None:
-                    return await observed(self, END, 0, fn, call)  # type: ignore[arg-type]
+                    return await observed(self, END, 0, fn, call)
         start = self.clock() if self.budget_s is not None else 0.0
         try:
-            return await fn()
+            return await fn()  # type: ignore[call-arg]
         except Exception as exc:
             if not self._retryable(exc):
                 raise
             error = exc
-        return await self._resume(END, 0, fn, None, error, start)  # type: ignore[arg-type]
+        return await self._resume(END, 0, fn, None, error, start)
 
     async def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> T:
         start = self.clock() if self.budget_s is not None else 0.0
