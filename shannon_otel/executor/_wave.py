@@ -64,8 +64,9 @@ class Wave(Generic[T]):
         batch_size: run the input as consecutive batches of this size (each waits for the previous).
         fail_fast: on the first failure or timeout, cancel the running tasks and start no more.
         policy: a per-task recovery policy (``Retry``, ``Pipeline``...); tasks must then be factories.
-            The policy is shared by every task: a ``CircuitBreaker`` in it sees all of them, and a
-            ``Degrade(last_good=True)`` in it keeps one last good value for the whole wave.
+            The policy is shared by every task: a ``CircuitBreaker`` in it sees all of them. A
+            ``Degrade(last_good=True)`` in it is refused (TypeError) unless it has ``key=``, as it
+            would serve one task's last good value to another.
         pools: resource pools that tasks name with ``task(..., pool="api")``.
         on_progress: called with a :class:`Progress` at most every ``progress_interval`` seconds
             and once at the end; an exception it raises is logged, never propagated.
@@ -105,6 +106,14 @@ class Wave(Generic[T]):
         check_number("progress_interval", self.progress_interval, low=0, low_open=True)
         if self.policy is not None and not callable(getattr(self.policy, "call", None)):
             raise TypeError(f"policy must have a call(fn) method, got {type(self.policy).__name__}")
+        for inner in getattr(self.policy, "policies", (self.policy,)):
+            # Every task is a zero-argument factory: one unkeyed last good value would be served across tasks.
+            if getattr(inner, "last_good", False) is True and getattr(inner, "key", None) is None:
+                raise TypeError(
+                    "policy: Degrade(last_good=True) in a Wave needs key= (every task would otherwise be "
+                    "served another task's last good value); pass key=lambda args, kwargs: ... and give "
+                    "the tasks their arguments through policy.call(fn, *args)"
+                )
         object.__setattr__(self, "pools", tuple(self.pools))
         object.__setattr__(self, "hooks", tuple(self.hooks))
         object.__setattr__(self, "pool_map", pools_by_name(self.pools))
