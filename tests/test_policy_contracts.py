@@ -216,7 +216,7 @@ def test_retry_waits_the_breakers_retry_after_when_asked() -> None:
     breaker.reset()
     calls, clock.sleeps = 0, []
     waiting = Pipeline(Retry(attempts=3, initial=0.5, jitter="none", sleep=clock.sleep, clock=clock,
-                             wait_retry_after=True), breaker, instrument=False)
+                             on=ConnectionError, wait_retry_after=True), breaker, instrument=False)
     assert run(waiting.call(dep)) == "ok"  # fails, 0.5 s, rejected (4.5 s left), waits 4.5 s, probe succeeds
     assert calls == 2 and clock.sleeps == [0.5, pytest.approx(4.5)]
 

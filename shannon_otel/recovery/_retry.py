@@ -44,8 +44,9 @@ class Retry(Instrumented):
     predicate; only ``Exception`` subclasses are ever retried (cancellation never is).
     A :class:`CircuitOpenError` (a breaker rejecting the call) is not retried unless asked: list it
     (or a subclass) in ``on``, let the ``on`` predicate accept it, or set ``wait_retry_after=True``,
-    which retries it after waiting the breaker's ``retry_after_s`` (its remaining reset timeout)
-    instead of the backoff. Retrying a rejection at backoff pace is a retry storm against the breaker.
+    which retries it (whatever ``on`` says) after waiting the breaker's ``retry_after_s`` (its
+    remaining reset timeout; the backoff when it has none, half-open or forced open) instead of
+    the backoff. Retrying a rejection at backoff pace is a retry storm against the breaker.
     ``next_delay(error, attempt)`` may return the delay before the next attempt (e.g. from a
     Retry-After value) or ``None`` to use the backoff. ``sleep`` and ``random`` (a
     ``random.Random`` or a callable returning ``[0, 1)``) are injectable for deterministic tests.
@@ -144,9 +145,12 @@ class Retry(Instrumented):
         return await self._resume(chain, i, fn, call, error, start)
 
     def _retryable(self, error: Exception) -> bool:
+        if isinstance(error, CircuitOpenError):
+            if not self._open:
+                return False
+            if self.wait_retry_after:
+                return True
         if not isinstance(error, self._types):
-            return False
-        if isinstance(error, CircuitOpenError) and not self._open:
             return False
         return self._predicate is None or bool(self._predicate(error))
 
