@@ -5,6 +5,7 @@ the pipeline refusing settings it would not use, named breakers, no retried reje
 from __future__ import annotations
 
 import asyncio
+import functools
 import warnings
 from collections.abc import Callable
 from typing import Any, cast
@@ -110,6 +111,28 @@ def test_a_wave_refuses_last_good_without_a_key() -> None:
         Wave("w", policy=Pipeline(Degrade(last_good=True), Retry(), instrument=False))
     Wave("w", policy=Degrade(last_good=True, key=lambda args, kwargs: args, instrument=False))
     Wave("w", policy=Pipeline(Degrade(default=None), Retry(), instrument=False))
+
+
+def test_a_wave_with_a_keyed_last_good_serves_each_task_its_own_value() -> None:
+    down = False
+
+    async def price(item: str) -> str:
+        if down:
+            raise ConnectionError
+        return f"price of {item}"
+
+    wave: Wave[Served[str]] = Wave("prices", policy=Degrade(
+        last_good=True, key=lambda args, kwargs: args[0], on=ConnectionError, instrument=False), instrument=False)
+    items = ["a", "b", "c"]
+
+    async def main() -> list[Any]:
+        await wave.run([functools.partial(price, item) for item in items])  # what Wave.map passes
+        nonlocal down
+        down = True
+        result = await wave.run([functools.partial(price, item) for item in items])
+        return [(r.value.value, r.value.mode) for r in result.results]
+
+    assert run(main()) == [(f"price of {i}", "last_good") for i in items]
 
 
 # ------------------------------------------------------------------------- Hedge inside other policies

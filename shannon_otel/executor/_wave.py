@@ -112,7 +112,7 @@ class Wave(Generic[T]):
                 raise TypeError(
                     "policy: Degrade(last_good=True) in a Wave needs key= (every task would otherwise be "
                     "served another task's last good value); pass key=lambda args, kwargs: ... and give "
-                    "the tasks their arguments through policy.call(fn, *args)"
+                    "the tasks their arguments as functools.partial(fn, *args) factories (or Wave.map)"
                 )
         object.__setattr__(self, "pools", tuple(self.pools))
         object.__setattr__(self, "hooks", tuple(self.hooks))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
@@ -52,9 +53,10 @@ class Served(Generic[T]):
 class _State:
     """What a Degrade and its decorated copies share: the flag and the last good values.
 
-    ``goods`` maps a key — ``(function, key(args, kwargs))`` for a decorated function or
-    ``call(fn, *args, **kwargs)``, ``_INSTANCE`` for ``call(fn)`` — to (value, clock time), least
-    recently used first; bounded by ``max_keys``.
+    ``goods`` maps a key — ``(function, key(args, kwargs))`` (or the function alone without
+    ``key``) for a partial factory (the decorator's, ``call(fn, *args)``'s, ``Wave.map``'s),
+    ``_INSTANCE`` for any other factory — to (value, clock time), least recently used first;
+    bounded by ``max_keys``.
     """
 
     __slots__ = ("flag", "goods")
@@ -74,16 +76,17 @@ class Degrade(Instrumented):
     original error is re-raised (or, when flagged, the operation is tried normally).
     Every call returns a :class:`Served`. Cancellation is never degraded.
 
-    Last good values are never shared across functions or keys. A decorated function, or
-    ``call(fn, *args, **kwargs)``, keeps its own last good value per function (one Degrade may
+    Last good values are never shared across functions or keys. A decorated function,
+    ``call(fn, *args, **kwargs)``, or a ``functools.partial`` factory (what ``Wave.map`` passes)
+    keeps its own last good value per function (one Degrade may
     decorate several) and, with ``key``, per ``key(args, kwargs)``. ``key`` is a callable
     ``(args, kwargs) -> hashable`` (e.g. ``lambda args, kwargs: args[0]`` for ``get_user(uid)``);
     it is required when the function takes parameters — TypeError at decoration time, or at the
     call for ``call(fn, *args)`` — since the value of one call (one user's record) would be served
-    to calls with other arguments. ``call(fn)`` of a bare zero-argument factory (what a lambda per
-    call gives) keeps one last good value per Degrade instance; with ``key`` set it raises
-    TypeError instead, as there are no arguments to key by. So a ``Wave(policy=...)``, whose tasks
-    are such factories, refuses ``last_good`` without ``key``. The newest ``max_keys`` keys (least
+    to calls with other arguments. ``call(fn)`` of any other zero-argument factory (a lambda)
+    keeps one last good value per Degrade instance; with ``key`` set it raises TypeError instead,
+    as there are no arguments to key by. A ``Wave(policy=...)`` refuses ``last_good`` without
+    ``key``: its tasks would share that one value. The newest ``max_keys`` keys (least
     recently used dropped first) each keep their own value; O(1) per call.
     """
 
@@ -186,7 +189,7 @@ class Degrade(Instrumented):
 
     def _key_of(self, fn: Factory[Any]) -> Hashable:
         """Which last good value a call reads and writes (see the class docstring)."""
-        if type(fn) is not DecoratedCall:
+        if not isinstance(fn, functools.partial):
             if self.key is not None:
                 raise TypeError(
                     "Degrade(last_good=True, key=...) keys last good values by the call's arguments, and "
