@@ -220,8 +220,9 @@ class Policy:
 
 
 class DecoratedCall(functools.partial):  # type: ignore[type-arg]
-    """The factory a decorator passes for one call when a policy keys state by the call's arguments
-    (``args`` and ``keywords``, as on any ``functools.partial``); a plain ``partial`` otherwise."""
+    """The factory of one call with its arguments (``func``, ``args`` and ``keywords``, as on any
+    ``functools.partial``): what ``call(fn, *args, **kwargs)`` builds, and what a decorator passes
+    when a policy keys state by the call's arguments (a plain ``partial`` otherwise)."""
 
     __slots__ = ()
 
