@@ -137,8 +137,8 @@ class CircuitBreaker(Policy):
     ) -> None:
         if name is None:
             raise TypeError(
-                "CircuitBreaker needs a name (CircuitBreaker('payments-api', ...)): it labels the breaker's "
-                "metric series and reported state, and two breakers must not share one"
+                "CircuitBreaker needs name= (e.g. CircuitBreaker('payments-api', ...)): the name labels the "
+                "breaker's metric series and reported state, and two breakers must not share one"
             )
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty str, got {name!r}")
