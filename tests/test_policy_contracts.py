@@ -216,6 +216,10 @@ def test_breaker_count_is_a_deprecated_alias_of_on() -> None:
     assert config == BreakerConfig(on=KeyError)
     with pytest.warns(DeprecationWarning, match="use on="), pytest.raises(TypeError, match="pass on only"):
         BreakerConfig(count=KeyError, on=ValueError)
+    with pytest.warns(DeprecationWarning, match="use on=") as caught:
+        breaker = CircuitBreaker("old", count=KeyError, instrument=False)
+    assert breaker.config.on == (KeyError,) and len(caught) == 1
+    assert caught[0].filename == __file__  # points at the caller's line
 
 
 # ------------------------------------------------------------------------- Retry and rejections

@@ -42,6 +42,10 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 P = ParamSpec("P")
+_COUNT_DEPRECATED = (
+    "BreakerConfig(count=...) / CircuitBreaker(count=...) is deprecated: use on= (which chooses exceptions "
+    "in every policy); count= goes in the next release"
+)
 _CLOSED, _OPEN, _HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 
 
@@ -78,10 +82,7 @@ class BreakerConfig:
 
     def __post_init__(self) -> None:
         if self.count is not None:
-            warnings.warn(
-                "BreakerConfig(count=...) / CircuitBreaker(count=...) is deprecated: use on= (which "
-                "chooses exceptions in every policy)", DeprecationWarning, stacklevel=3,
-            )
+            warnings.warn(_COUNT_DEPRECATED, DeprecationWarning, stacklevel=3)
             if self.on is not Exception:
                 raise TypeError("pass on only (count is its deprecated old name)")
             object.__setattr__(self, "on", self.count)
@@ -144,6 +145,11 @@ class CircuitBreaker(Policy):
             raise TypeError(f"name must be a non-empty str, got {name!r}")
         if config is not None and settings:
             raise TypeError("pass either config or individual settings, not both")
+        if "count" in settings:  # warned here so that the warning points at the caller's line
+            warnings.warn(_COUNT_DEPRECATED, DeprecationWarning, stacklevel=2)
+            if "on" in settings:
+                raise TypeError("pass on only (count is its deprecated old name)")
+            settings["on"] = settings.pop("count")
         self.config = config if config is not None else BreakerConfig(**settings)  # type: ignore[arg-type]
         if not callable(clock):
             raise TypeError(f"clock must be a callable returning seconds, got {clock!r}")
