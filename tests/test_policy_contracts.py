@@ -289,8 +289,9 @@ def test_degrade_calls_fn_with_arguments() -> None:
 
 # ------------------------------------------------------------------------- renamed parameters
 def test_retry_timeout_is_a_deprecated_alias_of_budget_s() -> None:
-    with pytest.warns(DeprecationWarning, match="budget_s"):
+    with pytest.warns(DeprecationWarning, match="budget_s") as caught:
         old = Retry(timeout=5.0)
+    assert caught[0].filename == __file__  # points at the caller's line
     assert old == Retry(budget_s=5.0) and old.budget_s == 5.0 and old.timeout is None
     with pytest.warns(DeprecationWarning, match="budget_s"), pytest.raises(TypeError, match="budget_s only"):
         Retry(timeout=5.0, budget_s=1.0)
