@@ -7,8 +7,10 @@ the outcome of everything listed after it. The usual order is::
 
 - a fallback/degradation outermost catches what is left after every retry (and a rejection);
 - a timeout outside the retry bounds the whole call, backoff included; inside it, each attempt;
-- a breaker inside the retry sees (and counts) every attempt, and its rejection is an error the
-  retry may back off from; outside the retry it counts one result per call;
+- a breaker inside the retry sees (and counts) every attempt; its rejection is not retried unless
+  the retry asks (``on=`` listing CircuitOpenError, or ``wait_retry_after=True``); outside the
+  retry it counts one result per call;
+- a hedge whose attempts all failed raises the last attempt's error, which outer policies match;
 - the attempt (and its span) is the innermost call of ``fn``; a hedge inside a retry hedges each attempt.
 
 The pipeline is one observed operation: one span named after it, one child span per attempt;
