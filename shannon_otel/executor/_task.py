@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from .._telemetry import GEN_AI_OUTPUT_TOKENS as OUTPUT_TOKENS
 from .._telemetry import TASK_COST_ATTR as COST
 
 T = TypeVar("T")
+_log = logging.getLogger("shannon_otel")
 
 
 
@@ -40,14 +42,17 @@ def task(
 
 
 class TaskSlot:
-    """The task a worker is running now (one slot per worker, reused): its measurements, and the
-    wave's per-task timeout scope, so a policy inside can tell that timeout from a cancellation."""
+    """One running wave task (one slot per task, current in the task's own context): its
+    measurements, and the wave's per-task timeout scope, so a policy inside can tell that timeout
+    from a cancellation. ``ended`` once the task's result is delivered: work it left running in the
+    background may still see the slot, but can no longer change the delivered result."""
 
-    __slots__ = ("measurements", "timeout")
+    __slots__ = ("ended", "measurements", "timeout")
 
     def __init__(self) -> None:
         self.measurements: dict[str, float] | None = None
         self.timeout: asyncio.Timeout | None = None
+        self.ended = False
 
 
 def task_timed_out() -> bool:
@@ -63,6 +68,9 @@ def _measurements(caller: str) -> dict[str, float]:
     slot = CURRENT_TASK.get()
     if slot is None:
         raise RuntimeError(f"{caller}() must be called from inside a task run by a Wave")
+    if slot.ended:  # background work that outlived its task: its result is already delivered
+        _log.warning("%s() called after its wave task ended (by work the task left running); dropped", caller)
+        return {}
     if slot.measurements is None:
         slot.measurements = {}
     return slot.measurements
@@ -71,8 +79,9 @@ def _measurements(caller: str) -> dict[str, float]:
 def record(name: str, value: float) -> None:
     """Add ``value`` to the running task's measurement ``name`` (shown on its span and in the report).
 
-    Raises RuntimeError outside a wave task. Measurements of tasks the user spawns themselves
-    land on the wave task that is current in the worker.
+    Raises RuntimeError outside a wave task. Work the task spawns (``asyncio.create_task``) records
+    on that task; once the task has ended, its records are dropped (logged), never moved to
+    another task.
     """
     measurements = _measurements("record")
     measurements[name] = measurements.get(name, 0.0) + value
