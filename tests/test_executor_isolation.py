@@ -176,7 +176,7 @@ def test_errors_keep_their_traceback_and_timeouts_and_cancellation_still_work() 
     async def cancels_itself() -> None:
         raise asyncio.CancelledError
 
-    wave: Wave[None] = Wave("mixed", max_concurrency=1, timeout=1, instrument=False)
+    wave: Wave[None] = Wave("mixed", max_concurrency=1, task_timeout=1, instrument=False)
     result = run_virtual(wave.run([failing, slow, cancels_itself, failing]))
     outcomes = [r.outcome for r in result.results]
     assert outcomes == [Outcome.FAILURE, Outcome.TIMEOUT, Outcome.CANCELLATION, Outcome.FAILURE]

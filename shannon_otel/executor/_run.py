@@ -95,9 +95,9 @@ class WaveRun:
     async def _run_one(self, index: int, item: Any, ready: float | None = None) -> None:
         """One task, start to finish; runs inside the task's own context (see ``_worker``)."""
         wave = self.wave
-        name, pool_name, work = wave.name, None, item
+        name, wanted, work = wave.name, None, item
         if type(item) is TaskSpec:
-            work, pool_name = item.work, item.pool
+            work, wanted = item.work, item.pool
             name = item.name or name
         pool: ResourcePool | None = None
         outcome = Outcome.SUCCESS
@@ -112,10 +112,12 @@ class WaveRun:
         try:
             if self.limiter is not None:
                 await self.limiter.acquire()
-            if pool_name is not None:
-                wanted = wave.pool_map.get(pool_name)
-                if wanted is None:
-                    raise KeyError(f"task names pool {pool_name!r}; the wave's pools are {sorted(wave.pool_map)}")
+            if wanted is not None:
+                if isinstance(wanted, str):  # a deprecated pool name
+                    named = wave.pool_map.get(wanted)
+                    if named is None:
+                        raise KeyError(f"task names pool {wanted!r}; the wave's pools are {sorted(wave.pool_map)}")
+                    wanted = named
                 await wanted.acquire()
                 pool = wanted
             start = wave.clock()
@@ -130,8 +132,8 @@ class WaveRun:
                 call = wave.policy.call(work)
             else:
                 call = work() if callable(work) else work
-            if wave.timeout is not None:
-                async with asyncio.timeout(wave.timeout) as scope:
+            if wave.task_timeout is not None:
+                async with asyncio.timeout(wave.task_timeout) as scope:
                     slot.timeout = scope  # lets policies inside tell this timeout from a cancellation
                     value = await call
             else:

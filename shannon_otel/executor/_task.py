@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import warnings
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from typing import Any, Generic, TypeVar
 from .._telemetry import GEN_AI_INPUT_TOKENS as INPUT_TOKENS
 from .._telemetry import GEN_AI_OUTPUT_TOKENS as OUTPUT_TOKENS
 from .._telemetry import TASK_COST_ATTR as COST
+from ._limits import ResourcePool
 
 T = TypeVar("T")
 _log = logging.getLogger("shannon_otel")
@@ -23,21 +25,33 @@ _log = logging.getLogger("shannon_otel")
 # __setattr__ calls super() with the class as it was before slots rebuilt it)
 @dataclass(frozen=True)
 class TaskSpec(Generic[T]):
-    """A task with options: a coroutine, or a zero-argument factory (needed for retries)."""
+    """A task with options: a coroutine, or a zero-argument factory (needed for retries).
+
+    ``pool`` is the :class:`ResourcePool` the task runs in; a pool's name (a string the wave
+    looks up in its ``pools=``) is deprecated and warns.
+    """
 
     work: Callable[[], Awaitable[T]] | Coroutine[Any, Any, T]
     name: str | None = None
-    pool: str | None = None
+    pool: ResourcePool | str | None = None
 
     def __post_init__(self) -> None:
         if not (inspect.iscoroutine(self.work) or callable(self.work)):
             raise TypeError(f"work must be a coroutine or a zero-argument callable, got {type(self.work)!r}")
+        if isinstance(self.pool, str):
+            warnings.warn(
+                f"pool={self.pool!r} (a pool's name) is deprecated; pass the ResourcePool itself",
+                DeprecationWarning, stacklevel=3,
+            )
+        elif self.pool is not None and not isinstance(self.pool, ResourcePool):
+            raise TypeError(f"pool must be a ResourcePool or None, got {type(self.pool).__name__}")
 
 
 def task(
-    work: Callable[[], Awaitable[T]] | Coroutine[Any, Any, T], *, name: str | None = None, pool: str | None = None,
+    work: Callable[[], Awaitable[T]] | Coroutine[Any, Any, T], *, name: str | None = None,
+    pool: ResourcePool | str | None = None,
 ) -> TaskSpec[T]:
-    """Name a task or bind it to a resource pool: ``task(lambda: fetch(url), pool="api")``."""
+    """Name a task or bind it to a resource pool: ``task(lambda: fetch(url), pool=api_pool)``."""
     return TaskSpec(work, name, pool)
 
 
