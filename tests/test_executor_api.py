@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import pytest
 
-from shannon_otel import Outcome, ResourcePool, Retry, Wave, task
+from shannon_otel import Outcome, ResourcePool, Retry, TaskSpec, Wave, task
 from shannon_otel.testing import run_virtual
 
 
@@ -84,8 +84,11 @@ def test_a_pool_name_still_works_for_one_release_with_a_deprecation_warning() ->
     async def one() -> int:
         return 1
 
-    with pytest.warns(DeprecationWarning, match=r"pool='db'.*pass the ResourcePool itself"):
+    with pytest.warns(DeprecationWarning, match=r"pool='db'.*pass the ResourcePool itself") as warned:
         spec = task(one, pool="db")
+    with pytest.warns(DeprecationWarning, match=r"pool='db'") as warned_spec:
+        TaskSpec(one, pool="db")
+    assert warned[0].filename == warned_spec[0].filename == __file__  # points at the caller's line
     wave: Wave[int] = Wave("named", pools=(pool,), instrument=False)
     assert run_virtual(wave.run([spec])).values() == [1]
 
@@ -111,8 +114,9 @@ def test_timeout_is_a_deprecated_alias_of_task_timeout() -> None:
     async def slow() -> None:
         await asyncio.sleep(10)
 
-    with pytest.warns(DeprecationWarning, match=r"Wave\(timeout=\) is deprecated; use task_timeout="):
+    with pytest.warns(DeprecationWarning, match=r"Wave\(timeout=\) is deprecated; use task_timeout=") as warned:
         wave: Wave[None] = Wave("old", timeout=1, instrument=False)
+    assert warned[0].filename == __file__
     assert wave.task_timeout == 1
     assert run_virtual(wave.run([slow])).results[0].outcome is Outcome.TIMEOUT
     copy = dataclasses.replace(wave, name="copy")  # no second warning, no conflict

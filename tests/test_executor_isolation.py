@@ -117,7 +117,9 @@ def test_the_callers_current_span_stays_current_and_is_every_tasks_parent() -> N
 
 
 @MODES
-def test_a_record_by_work_a_task_left_running_never_lands_on_the_next_task(mode: str) -> None:
+def test_a_record_by_work_a_task_left_running_never_lands_on_the_next_task(
+    mode: str, caplog: pytest.LogCaptureFixture,
+) -> None:
     wave: Wave[None] = Wave("rec", max_concurrency=1, instrument=False)
     background: list[asyncio.Task[None]] = []
 
@@ -147,6 +149,7 @@ def test_a_record_by_work_a_task_left_running_never_lands_on_the_next_task(mode:
     assert [r.outcome for r in results] == [Outcome.SUCCESS, Outcome.SUCCESS]
     assert results[0].measurements == {"tokens": 1.0}  # the delivered result is not changed afterwards
     assert results[1].measurements == {"tokens": 2.0}
+    assert "record() called after its wave task ended" in caplog.text  # dropped, and said so
 
 
 def test_work_a_task_spawns_records_on_that_task_while_it_runs() -> None:

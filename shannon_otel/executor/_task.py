@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import sys
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
@@ -39,9 +40,11 @@ class TaskSpec(Generic[T]):
         if not (inspect.iscoroutine(self.work) or callable(self.work)):
             raise TypeError(f"work must be a coroutine or a zero-argument callable, got {type(self.work)!r}")
         if isinstance(self.pool, str):
+            # point at the user's line, whether they called task() or TaskSpec() (frame 1 is __init__)
+            via_task = sys._getframe(2).f_code is task.__code__
             warnings.warn(
                 f"pool={self.pool!r} (a pool's name) is deprecated; pass the ResourcePool itself",
-                DeprecationWarning, stacklevel=3,
+                DeprecationWarning, stacklevel=4 if via_task else 3,
             )
         elif self.pool is not None and not isinstance(self.pool, ResourcePool):
             raise TypeError(f"pool must be a ResourcePool or None, got {type(self.pool).__name__}")
