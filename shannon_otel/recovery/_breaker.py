@@ -9,12 +9,12 @@ exactly ``half_open_probes`` calls are admitted per HALF_OPEN period.
 from __future__ import annotations
 
 import asyncio
-import time
 import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
+from .. import _clock
 from .._events import BreakerTransition, CallRejected, CallStarted
 from .._hooks import resolve_hooks
 from .._telemetry import BreakerState
@@ -132,7 +132,7 @@ class CircuitBreaker(Policy):
     )
 
     def __init__(
-        self, name: str | None = None, config: BreakerConfig | None = None, *, clock: Clock = time.monotonic,
+        self, name: str | None = None, config: BreakerConfig | None = None, *, clock: Clock = _clock.monotonic,
         hooks: Iterable[Hook] | None = None, tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None, instrument: bool = True, **settings: object,
     ) -> None:
@@ -344,7 +344,7 @@ class BreakerRegistry:
     __slots__ = ("_breakers", "_clock", "_hooks", "_instrument", "_meter_provider", "_tracer_provider")
 
     def __init__(
-        self, *, clock: Clock = time.monotonic, hooks: Iterable[Hook] | None = None,
+        self, *, clock: Clock = _clock.monotonic, hooks: Iterable[Hook] | None = None,
         tracer_provider: TracerProvider | None = None, meter_provider: MeterProvider | None = None,
         instrument: bool = True,
     ) -> None:

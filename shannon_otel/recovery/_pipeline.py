@@ -24,10 +24,10 @@ reports its transitions to its own hooks and providers, inside a pipeline too.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+from .. import _clock
 from .._events import CallStarted
 from .._hooks import resolve_hooks
 from ._core import Chain, Clock, DecoratedCall, Factory, Policy, _Call, observed, start_call
@@ -48,7 +48,7 @@ class Pipeline(Policy):
     __slots__ = ("_chain", "_hooks", "_options", "_started", "clock", "name")
 
     def __init__(
-        self, *policies: Policy, name: str | None = None, clock: Clock = time.monotonic,
+        self, *policies: Policy, name: str | None = None, clock: Clock = _clock.monotonic,
         hooks: Iterable[Hook] | None = None, tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None, instrument: bool = True,
     ) -> None:
