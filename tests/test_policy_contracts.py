@@ -136,6 +136,27 @@ def test_a_wave_with_a_keyed_last_good_serves_each_task_its_own_value() -> None:
     assert run(main()) == [(f"price of {i}", "last_good") for i in items]
 
 
+def test_wave_map_with_a_keyed_last_good() -> None:
+    down = False
+
+    async def price(item: str) -> str:
+        if down:
+            raise ConnectionError
+        return f"price of {item}"
+
+    wave: Wave[Any] = Wave("prices", policy=Pipeline(Degrade(
+        last_good=True, key=lambda args, kwargs: args[0], on=ConnectionError), Retry(attempts=1), instrument=False))
+
+    async def main() -> list[Any]:
+        await wave.map(price, ["a", "b"])
+        nonlocal down
+        down = True
+        result = await wave.map(price, ["b", "a"])
+        return [cast("Served[str]", r.value).value for r in result.results]
+
+    assert run(main()) == ["price of b", "price of a"]
+
+
 # ------------------------------------------------------------------------- Hedge inside other policies
 def test_an_outer_retry_retries_when_every_hedged_attempt_failed() -> None:
     calls = 0
