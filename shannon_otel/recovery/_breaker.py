@@ -191,8 +191,11 @@ class CircuitBreaker(Policy):
                 call = start_call(hooks, self._started, self.clock, first)
                 if call is not None:
                     return await observed(self, END, 0, fn, call)
-        gen = self._gen if self._state is _CLOSED else self._admit(None)
-        started = self.clock() if self._timed else 0.0
+        if self._clean:  # CLOSED, untimed, window full of successes: one check instead of two
+            gen, started = self._gen, 0.0
+        else:
+            gen = self._gen if self._state is _CLOSED else self._admit(None)
+            started = self.clock() if self._timed else 0.0
         try:
             result = await fn()  # type: ignore[call-arg]
         except BaseException as exc:
