@@ -21,7 +21,6 @@ from ._events import (
     WaveObserver,
     WaveStarted,
 )
-from ._recorder import RunRecorder
 from ._telemetry import BreakerState, CallOutcome, Outcome
 from ._version import __version__
 from .anomaly import Anomaly, AnomalyDetector, AnomalyHook, DetectorConfig
@@ -42,7 +41,6 @@ from .executor import (
     record_tokens,
     task,
 )
-from .executor._advice import AdviceThresholds, Recommendation, RunReport, advise_wave
 from .recovery import (
     BreakerConfig,
     BreakerRegistry,
@@ -66,6 +64,9 @@ from .recovery import (
     resilient,
     retry,
 )
+from .reporting._advice import AdviceThresholds, Recommendation, advise_wave
+from .reporting._recorder import RunRecorder
+from .reporting._run import RunReport
 
 __all__ = [
     "__version__",

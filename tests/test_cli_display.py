@@ -9,10 +9,10 @@ import pytest
 from rich.console import Console
 
 from shannon_otel import BreakerState, BreakerTransition
-from shannon_otel._recorder import RunRecorder, WaveLive
 from shannon_otel.cli._demo import _console
 from shannon_otel.cli._display import PlainDisplay, RichDisplay, make_display
 from shannon_otel.cli._summary import Out, resilience_section
+from shannon_otel.reporting._recorder import RunRecorder, WaveLive
 
 
 def recorder_with_a_wave() -> tuple[RunRecorder, WaveLive]:

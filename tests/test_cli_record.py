@@ -7,9 +7,9 @@ import asyncio
 import pytest
 
 from shannon_otel import BreakerState, Outcome, Wave, task
-from shannon_otel._recorder import RunRecorder
-from shannon_otel.executor._advice import AnomalyRecord
 from shannon_otel.recovery import CircuitBreaker, Pipeline, Retry, Saga, SagaError, Step
+from shannon_otel.reporting._recorder import RunRecorder
+from shannon_otel.reporting._run import AnomalyRecord
 from shannon_otel.testing import FakeClock, InMemoryTelemetry
 
 

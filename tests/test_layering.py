@@ -3,6 +3,7 @@ events -> hooks -> SDK), and two packages that need one thing share a neutral mo
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -47,3 +48,21 @@ def test_the_recovery_package_imports_nothing_from_the_executor() -> None:
     assert "shannon_otel.recovery._core" in loaded and "shannon_otel._otel" in loaded  # the probe ran
     assert "shannon_otel._deadline" in loaded
     assert [m for m in loaded if m.startswith("shannon_otel.executor")] == []
+
+
+def _relative_imports(path: Path) -> set[str]:
+    """The package-relative modules a source file imports (at run time or for type checking)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            found.add("." * node.level + (node.module or ""))
+    return found
+
+
+def test_the_advice_imports_no_report_and_the_executor_loads_no_run_reporting() -> None:
+    # The wave report offers its advice and the run report builds on it: the advice must import neither.
+    assert _relative_imports(ROOT / "shannon_otel/reporting/_advice.py") == set()
+    loaded = _loaded_by("shannon_otel.executor")
+    assert "shannon_otel.reporting._advice" in loaded
+    assert [m for m in loaded if m.startswith(("shannon_otel.reporting._", "shannon_otel.recovery"))] == [
+        "shannon_otel.reporting._advice"]

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .._events import Hook
-from .._recorder import RunRecorder
-from ..executor._advice import AnomalyRecord
+from ..reporting._recorder import RunRecorder
+from ..reporting._run import AnomalyRecord
 from ._display import make_display
 from ._exporting import Exporting, setup
 from ._prometheus import MetricsServer, PrometheusReader

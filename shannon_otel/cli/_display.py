@@ -13,7 +13,7 @@ import time
 from typing import IO, Any, Protocol
 
 from .._events import BreakerTransition
-from .._recorder import RunRecorder, WaveLive
+from ..reporting._recorder import RunRecorder, WaveLive
 
 _ROWS = 8  # waves shown in the live table (the newest ones)
 

@@ -12,9 +12,10 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import IO, Any
 
-from .._recorder import RunRecorder
 from .._telemetry import GEN_AI_INPUT_TOKENS, GEN_AI_OUTPUT_TOKENS, TASK_COST_ATTR, Outcome
-from ..executor._advice import AnomalyRecord, Recommendation, RunReport
+from ..reporting._advice import Recommendation
+from ..reporting._recorder import RunRecorder
+from ..reporting._run import AnomalyRecord, RunReport
 from ._waterfall import Row
 
 _MAX_WAVE_ROWS = 20

@@ -12,11 +12,11 @@ import threading
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 
-from ._events import (
+from .._events import (
     BreakerTransition,
     CallFinished,
     CallObserver,
@@ -34,8 +34,8 @@ from ._events import (
     WaveObserver,
     WaveStarted,
 )
-from ._stats import LogHistogram
-from ._telemetry import (
+from .._stats import LogHistogram
+from .._telemetry import (
     GEN_AI_INPUT_TOKENS,
     GEN_AI_OUTPUT_TOKENS,
     TASK_COST_ATTR,
@@ -43,9 +43,11 @@ from ._telemetry import (
     CallOutcome,
     Outcome,
 )
-from .executor._advice import AnomalyRecord, OperationStats, RunReport
-from .executor._report import WaveReport
-from .recovery import CircuitOpenError
+from ..recovery import CircuitOpenError
+from ._run import AnomalyRecord, OperationStats, RunReport
+
+if TYPE_CHECKING:
+    from ..executor._report import WaveReport
 
 _KEEP = 1000  # newest transitions, rollbacks and anomalies kept (bounded memory for --duration runs)
 _WAVE: contextvars.ContextVar[WaveLive | None] = contextvars.ContextVar("shannon_otel_cli_wave", default=None)
