@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from shannon_otel import BreakerState, Outcome, Wave, task
+from shannon_otel import Anomaly, BreakerState, Outcome, Wave, task
+from shannon_otel._telemetry import Severity
 from shannon_otel.recovery import CircuitBreaker, Pipeline, Retry, Saga, SagaError, Step
 from shannon_otel.reporting._recorder import RunRecorder
-from shannon_otel.reporting._run import AnomalyRecord
 from shannon_otel.testing import FakeClock, InMemoryTelemetry
 
 
@@ -54,7 +54,8 @@ def test_repeated_wave_names_get_unique_labels_and_anomalies_their_wave() -> Non
     recorder = RunRecorder()
 
     async def work() -> None:
-        recorder.anomaly(AnomalyRecord("research", "latency", 0.9, "critical", 0.2))
+        recorder.anomaly(Anomaly("research", "latency", 0.9, Severity.CRITICAL, 0.2, None, None, 0.0))
+        recorder.anomaly(Anomaly("research", "latency", 0.1, None, 0.1, None, None, 0.0))  # an ordinary score
 
     async def main() -> None:
         for _ in range(3):
@@ -63,8 +64,10 @@ def test_repeated_wave_names_get_unique_labels_and_anomalies_their_wave() -> Non
 
     asyncio.run(main())
     assert [w.label for w in recorder.waves] == ["research", "research#2", "research#3"]
-    assert [a.wave for a in recorder.anomalies] == ["research", "research#2", "research#3"]
-    assert recorder.report().labels == ("research", "research#2", "research#3")
+    report = recorder.report()
+    assert [a.score for a in recorder.anomalies] == [0.9] * 3 and list(report.anomalies) == recorder.anomalies
+    assert report.anomaly_waves == ("research", "research#2", "research#3")
+    assert report.labels == ("research", "research#2", "research#3")
 
 
 def test_saga_rollbacks_and_compensations_are_counted() -> None:

@@ -16,11 +16,11 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Status, StatusCode
 
 from .. import _telemetry as tel
-from .._aggregate import HistogramAggregate, bridge_for
+from .._aggregate import HistogramAggregate
 from .._events import TaskResult, WaveObserver, WaveStarted, error_type
 from .._telemetry import Outcome
 from ._instruments import histogram, instrument
-from ._providers import metrics_enabled, tracing_enabled
+from ._providers import bridge_for, metrics_enabled, tracing_enabled
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Histogram, Meter, MeterProvider

@@ -1,15 +1,37 @@
-"""Whether a provider (given, or the current global) really records anything.
+"""Per-provider state, and whether a provider (given, or the current global) records anything.
 
-Checked once per wave / protected call: with no SDK installed the hooks return no observer, so
-the work pays nothing for telemetry. The global can be set later (``configure()``), hence no caching.
+:class:`ProviderState` is the one place shannon-otel keeps state per MeterProvider: the in-process
+histogram bridge that ``configure()`` / ``testing`` register for the providers they build, the
+anomaly instruments (one score gauge per meter: the SDK keeps only the first observable gauge of
+a name and drops later callbacks), and the shared OTel hook of each tracer provider used with it
+(one hook per provider pair: its observable instruments exist once and every policy feeds the live
+counters their callbacks read). One registry, weakly keyed: a provider's state dies with it, and
+nothing here keeps a provider alive.
+
+:func:`tracing_enabled` / :func:`metrics_enabled` are the one "is an SDK there?" check, asked once
+per wave / protected call (through the OTel hook): with no SDK installed the hooks return no
+observer, so the work pays nothing for telemetry. The global can be set later (``configure()``),
+hence no caching of the global's answer here.
 """
 
 from __future__ import annotations
+
+import threading
+import weakref
+from typing import TYPE_CHECKING
 
 from opentelemetry import metrics, trace
 
 # The API hands out this proxy until a global MeterProvider is set; it has no public name.
 from opentelemetry.metrics._internal import _ProxyMeterProvider
+
+if TYPE_CHECKING:
+    from .._aggregate import MetricsBridge
+    from . import OTelHook
+    from ._anomaly import AnomalyTelemetry
+
+__all__ = ["ProviderState", "bridge_for", "globals_set", "metrics_enabled", "provider_state", "register_bridge",
+           "tracing_enabled"]
 
 _NOOP_TRACER_PROVIDERS = (trace.NoOpTracerProvider, trace.ProxyTracerProvider)
 _NOOP_METER_PROVIDERS = (metrics.NoOpMeterProvider, _ProxyMeterProvider)
@@ -23,3 +45,82 @@ def tracing_enabled(provider: trace.TracerProvider | None) -> bool:
 def metrics_enabled(provider: metrics.MeterProvider | None) -> bool:
     resolved = provider if provider is not None else metrics.get_meter_provider()
     return not isinstance(resolved, _NOOP_METER_PROVIDERS)
+
+
+def globals_set() -> bool:
+    """Whether a global TracerProvider or MeterProvider has been set (they can be set only once)."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider) or not isinstance(
+        metrics.get_meter_provider(), _ProxyMeterProvider,
+    )
+
+
+class _Global:
+    """Stands for "the global provider" (None) as a weak registry key."""
+
+
+_GLOBAL = _Global()
+
+
+class ProviderState:
+    """What shannon-otel keeps for one MeterProvider (or for "the global one").
+
+    Holds no reference to the provider itself. Built on any thread (policies may be constructed
+    anywhere); the lock guards only the lazily built members.
+    """
+
+    __slots__ = ("_anomaly", "_hooks", "_lock", "bridge")
+
+    def __init__(self) -> None:
+        self.bridge: MetricsBridge | None = None  # set by configure() / testing for the providers they build
+        self._anomaly: AnomalyTelemetry | None = None
+        self._hooks: weakref.WeakKeyDictionary[object, OTelHook] = weakref.WeakKeyDictionary()
+        self._lock = threading.RLock()
+
+    def otel_hook(
+        self, tracer_provider: trace.TracerProvider | None, meter_provider: metrics.MeterProvider | None,
+    ) -> OTelHook:
+        """The OTel hook of this meter provider with ``tracer_provider`` (``None`` = the global one)."""
+        from . import OTelHook
+
+        key = tracer_provider if tracer_provider is not None else _GLOBAL
+        with self._lock:
+            hook = self._hooks.get(key)
+            if hook is None:
+                hook = self._hooks[key] = OTelHook(tracer_provider=tracer_provider, meter_provider=meter_provider)
+        return hook
+
+    def anomaly_telemetry(self, meter_provider: metrics.MeterProvider | None) -> AnomalyTelemetry:
+        """The anomaly score gauge and events counter of this provider, made on first use."""
+        from ._anomaly import AnomalyTelemetry
+
+        with self._lock:
+            if self._anomaly is None:
+                self._anomaly = AnomalyTelemetry(meter_provider)
+            return self._anomaly
+
+
+_STATES: weakref.WeakKeyDictionary[object, ProviderState] = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+
+
+def provider_state(meter_provider: metrics.MeterProvider | None) -> ProviderState:
+    """The state of ``meter_provider`` (``None``: the global provider, whichever it turns out to be)."""
+    key = meter_provider if meter_provider is not None else _GLOBAL
+    state = _STATES.get(key)
+    if state is None:
+        with _LOCK:
+            state = _STATES.get(key)
+            if state is None:
+                state = _STATES[key] = ProviderState()
+    return state
+
+
+def register_bridge(meter_provider: metrics.MeterProvider, bridge: MetricsBridge) -> None:
+    """Called by ``configure()`` / ``testing`` for a provider whose every reader merges ``bridge``."""
+    provider_state(meter_provider).bridge = bridge
+
+
+def bridge_for(meter_provider: metrics.MeterProvider) -> MetricsBridge | None:
+    """The bridge registered for ``meter_provider`` (a concrete provider, not ``None``), if any."""
+    state = _STATES.get(meter_provider)
+    return state.bridge if state is not None else None

@@ -1,8 +1,9 @@
 """RunRecorder: a hook that keeps live counters for the display and builds the :class:`RunReport`.
 
-Every method runs on the event loop thread (hooks are called there), except :meth:`anomaly`, which
-may be called from any thread. The display reads the counters between refreshes; plain ints and
-dicts are enough for that (a torn read shows a count one refresh late, never a wrong total).
+Every method runs on the event loop thread (hooks are called there). Anomalies arrive as
+:class:`~shannon_otel._events.Anomaly` events from the anomaly hook of the same entry point. The
+display reads the counters between refreshes; plain ints and dicts are enough for that (a torn read
+shows a count one refresh late, never a wrong total); the anomaly list is read under a lock.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace
 
 from .._events import (
+    Anomaly,
     BreakerTransition,
     CallFinished,
     CallObserver,
@@ -44,7 +46,7 @@ from .._telemetry import (
     Outcome,
 )
 from ..recovery import CircuitOpenError
-from ._run import AnomalyRecord, OperationStats, RunReport
+from ._run import OperationStats, RunReport
 
 if TYPE_CHECKING:
     from ..executor._report import WaveReport
@@ -204,7 +206,7 @@ class RunRecorder(Hook):
         self.compensations = 0
         self.rolled_back = 0
         self.rollbacks: deque[tuple[str, tuple[str, ...], str | None]] = deque(maxlen=_KEEP)  # the newest
-        self._anomalies: deque[AnomalyRecord] = deque(maxlen=_KEEP)
+        self._anomalies: deque[tuple[str | None, Anomaly]] = deque(maxlen=_KEEP)  # (wave label, event)
         self._lock = threading.Lock()
         self._ops: dict[str, _Op] = {}
         self._names: dict[str, int] = {}
@@ -269,19 +271,19 @@ class RunRecorder(Hook):
                 op.slowest.pop(gone, None)
 
     # ------------------------------------------------------------------ anomalies
-    def anomaly(self, record: AnomalyRecord) -> None:
-        """Record an anomaly (thread-safe); fills in the current wave when the record has none."""
+    def anomaly(self, event: Anomaly) -> None:
+        """Record an anomaly (an event with a severity) with the wave it was found in: the label of the
+        wave whose task or call closed the tick, or ``None`` outside a wave."""
+        if event.severity is None:
+            return  # an ordinary score
         wave = _WAVE.get()
-        if record.wave is None and wave is not None:
-            record = AnomalyRecord(record.series, record.signal, record.score, record.severity, record.value,
-                                   wave.label, record.trace_id or current_trace_id())
         with self._lock:
-            self._anomalies.append(record)
+            self._anomalies.append((wave.label if wave is not None else None, event))
 
     @property
-    def anomalies(self) -> list[AnomalyRecord]:
+    def anomalies(self) -> list[Anomaly]:
         with self._lock:
-            return list(self._anomalies)
+            return [event for _, event in self._anomalies]
 
     # ------------------------------------------------------------------ totals
     @property
@@ -300,7 +302,10 @@ class RunRecorder(Hook):
             for name, op in self._ops.items()
         }
         done = [w for w in self.waves if w.report is not None]
+        with self._lock:
+            found = list(self._anomalies)
         return RunReport(
             tuple(w.report for w in done if w.report is not None), tuple(w.label for w in done), operations,
-            tuple(self.transitions), self.compensations, self.rolled_back, tuple(self.anomalies),
+            tuple(self.transitions), self.compensations, self.rolled_back,
+            tuple(event for _, event in found), tuple(wave for wave, _ in found),
         )

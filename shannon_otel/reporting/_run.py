@@ -16,10 +16,10 @@ from .._telemetry import BreakerState
 from ._advice import DEFAULT_THRESHOLDS, AdviceThresholds, Recommendation, advise_wave, ms
 
 if TYPE_CHECKING:
-    from .._events import BreakerTransition
+    from .._events import Anomaly, BreakerTransition
     from ..executor._report import WaveReport
 
-__all__ = ["AnomalyRecord", "OperationStats", "RunReport"]
+__all__ = ["OperationStats", "RunReport"]
 
 @dataclass(frozen=True, slots=True)
 class OperationStats:
@@ -43,19 +43,6 @@ class OperationStats:
 
 
 @dataclass(frozen=True, slots=True)
-class AnomalyRecord:
-    """An anomaly seen during a run: which series, where, how bad, and the trace to look at."""
-
-    series: str
-    signal: str
-    score: float
-    severity: str
-    value: float | None = None
-    wave: str | None = None
-    trace_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class RunReport:
     """Everything a run measured: its wave reports, protected operations, breaker transitions,
     saga compensations and anomalies. :meth:`recommendations` judges all of it."""
@@ -66,7 +53,8 @@ class RunReport:
     transitions: Sequence[BreakerTransition] = ()
     compensations: int = 0
     rollbacks: int = 0
-    anomalies: Sequence[AnomalyRecord] = ()
+    anomalies: Sequence[Anomaly] = ()  # the anomaly hook's events with a severity, oldest first
+    anomaly_waves: Sequence[str | None] = ()  # the wave label each of ``anomalies`` was found in, same order
 
     def recommendations(self, thresholds: AdviceThresholds = DEFAULT_THRESHOLDS) -> list[Recommendation]:
         """Wave advice (worst wave per kind), then breaker, retry and latency-anomaly advice."""
