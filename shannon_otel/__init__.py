@@ -3,6 +3,7 @@
 from ._config import Telemetry, configure
 from ._events import (
     AttemptFinished,
+    BreakerRegistered,
     BreakerTransition,
     CallFinished,
     CallObserver,
@@ -87,7 +88,8 @@ __all__ = [
     "Outcome", "CallOutcome", "BreakerState",
     # hooks and events
     "Hook", "WaveObserver", "CallObserver", "SagaObserver", "WaveStarted", "TaskFinished", "CallStarted",
-    "AttemptFinished", "RetryScheduled", "CallRejected", "CallFinished", "Degraded", "BreakerTransition",
+    "AttemptFinished", "RetryScheduled", "CallRejected", "CallFinished", "Degraded", "BreakerRegistered",
+    "BreakerTransition",
     "SagaStarted", "CompensationFinished", "SagaFinished", "TimedOut", "FallbackStarted",
 ]
 

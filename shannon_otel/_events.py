@@ -27,9 +27,10 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 __all__ = [
-    "Anomaly", "AttemptFinished", "BreakerTransition", "CallFinished", "CallObserver", "CallRejected", "CallStarted",
-    "CompensationFinished", "Degraded", "FallbackStarted", "Hook", "RetryScheduled", "SagaFinished",
-    "SagaObserver", "SagaStarted", "TaskFinished", "TimedOut", "WaveObserver", "WaveStarted", "error_type",
+    "Anomaly", "AttemptFinished", "BreakerRegistered", "BreakerTransition", "CallFinished", "CallObserver",
+    "CallRejected", "CallStarted", "CompensationFinished", "Degraded", "FallbackStarted", "Hook", "RetryScheduled",
+    "SagaFinished", "SagaObserver", "SagaStarted", "TaskFinished", "TimedOut", "WaveObserver", "WaveStarted",
+    "error_type",
 ]
 
 
@@ -213,6 +214,15 @@ class CallObserver:
 
 
 @dataclass(frozen=True, slots=True)
+class BreakerRegistered:
+    """A breaker was built: its name and initial state (hooks learn breakers before any call)."""
+
+    breaker: str
+    state: BreakerState
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
 class BreakerTransition:
     breaker: str
     from_state: BreakerState
@@ -304,6 +314,9 @@ class Hook:
 
     def saga_started(self, event: SagaStarted) -> SagaObserver | None:
         return None
+
+    def breaker_registered(self, event: BreakerRegistered) -> None:
+        """A breaker reporting to this hook was built (once per breaker, from its constructor)."""
 
     def breaker_transition(self, event: BreakerTransition) -> None:
         """A named breaker changed state. Called from whichever call caused the change."""

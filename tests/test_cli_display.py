@@ -8,7 +8,7 @@ import sys
 import pytest
 from rich.console import Console
 
-from shannon_otel import BreakerState, BreakerTransition
+from shannon_otel import BreakerRegistered, BreakerState, BreakerTransition
 from shannon_otel.cli._demo import _console
 from shannon_otel.cli._display import PlainDisplay, RichDisplay, make_display
 from shannon_otel.cli._summary import Out, resilience_section
@@ -65,9 +65,10 @@ def test_summary_tables_in_rich_and_plain() -> None:
 def test_resilience_section_details_each_breakers_own_transitions() -> None:
     recorder = RunRecorder()
     closed, opened, half = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
-    for name, a, b in [("a", closed, closed), ("b", closed, closed), ("a", closed, opened), ("b", closed, opened),
-                       ("b", opened, half), ("c", closed, closed)]:
-        recorder.breaker_transition(BreakerTransition(name, a, b, "created" if a is b else "r", 0.0))
+    for name in "abc":
+        recorder.breaker_registered(BreakerRegistered(name, closed, 0.0))
+    for name, a, b in [("a", closed, opened), ("b", closed, opened), ("b", opened, half)]:
+        recorder.breaker_transition(BreakerTransition(name, a, b, "r", 0.0))
     stream = io.StringIO()
     resilience_section(Out(stream=stream), recorder, recorder.report())
     lines = [line for line in stream.getvalue().splitlines() if line.startswith("breaker ")]

@@ -11,6 +11,7 @@ EXPECTED = [
     "AnomalyHook",
     "AttemptFinished",
     "BreakerConfig",
+    "BreakerRegistered",
     "BreakerRegistry",
     "BreakerState",
     "BreakerTransition",

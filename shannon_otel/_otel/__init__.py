@@ -15,6 +15,7 @@ from opentelemetry import metrics, trace
 
 from .._events import (
     Anomaly,
+    BreakerRegistered,
     BreakerTransition,
     CallObserver,
     CallStarted,
@@ -61,6 +62,9 @@ class OTelHook(Hook):
 
     def saga_started(self, event: SagaStarted) -> SagaObserver | None:
         return self._recovery.saga_started(event)
+
+    def breaker_registered(self, event: BreakerRegistered) -> None:
+        self._recovery.breaker_registered(event)
 
     def breaker_transition(self, event: BreakerTransition) -> None:
         self._recovery.breaker_transition(event)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from .._events import (
         AttemptFinished,
+        BreakerRegistered,
         BreakerTransition,
         CallFinished,
         CallRejected,
@@ -129,10 +130,20 @@ class RecoveryTelemetry:
             return None
         return _SagaTelemetry(self, event.saga, self.tracing_on)
 
+    def _first_sight(self, name: str, state: BreakerState) -> None:
+        """One state series per state of a breaker not reported yet: 1 for ``state``, 0 for the others."""
+        for each in BreakerState:
+            self.breaker_state.add(1 if each is state else 0, {t.BREAKER_NAME: name, t.BREAKER_STATE: each.value})
+        self._reported[name] = state
+
+    def breaker_registered(self, event: BreakerRegistered) -> None:
+        if self.enabled() and self.metrics_on and event.breaker not in self._reported:
+            self._first_sight(event.breaker, event.state)
+
     def breaker_transition(self, event: BreakerTransition) -> None:
         if not self.enabled():
             return
-        if self.tracing_on and event.from_state is not event.to_state:
+        if self.tracing_on:
             span = trace.get_current_span()
             if span.is_recording():
                 span.add_event(t.EVENT_BREAKER_TRANSITION, {
@@ -143,13 +154,8 @@ class RecoveryTelemetry:
             return
         name = event.breaker
         if name not in self._reported:
-            # First sight of this breaker: one series per state, 1 for the state it is leaving.
-            for state in BreakerState:
-                value = 1 if state is event.from_state else 0
-                self.breaker_state.add(value, {t.BREAKER_NAME: name, t.BREAKER_STATE: state.value})
-            self._reported[name] = event.from_state
-        if event.from_state is event.to_state:
-            return
+            # Registered while no SDK recorded (the global was set later): the state it is leaving.
+            self._first_sight(name, event.from_state)
         self.transitions.add(1, {
             t.BREAKER_NAME: name, t.BREAKER_FROM: event.from_state.value, t.BREAKER_TO: event.to_state.value,
         })

@@ -19,6 +19,7 @@ from opentelemetry import trace
 
 from .._events import (
     Anomaly,
+    BreakerRegistered,
     BreakerTransition,
     CallFinished,
     CallObserver,
@@ -231,12 +232,14 @@ class RunRecorder(Hook):
     def saga_started(self, event: SagaStarted) -> SagaObserver | None:
         return _SagaObs(self)
 
+    def breaker_registered(self, event: BreakerRegistered) -> None:
+        self.breakers.setdefault(event.breaker, event.state)
+
     def breaker_transition(self, event: BreakerTransition) -> None:
         self.breakers[event.breaker] = event.to_state
-        if event.reason != "created":
-            self.transitions.append(event)
-            for listener in self.listeners:
-                listener(event)
+        self.transitions.append(event)
+        for listener in self.listeners:
+            listener(event)
 
     def _finished(self, live: WaveLive) -> None:
         report = live.report
