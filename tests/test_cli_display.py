@@ -8,10 +8,11 @@ import sys
 import pytest
 from rich.console import Console
 
-from shannon_otel import BreakerRegistered, BreakerState, BreakerTransition
+from shannon_otel import BreakerRegistered, BreakerState, BreakerTransition, WaveStarted
 from shannon_otel.cli._demo import _console
 from shannon_otel.cli._display import PlainDisplay, RichDisplay, make_display
 from shannon_otel.cli._summary import Out, resilience_section
+from shannon_otel.executor._report import ReportBuilder
 from shannon_otel.reporting._recorder import RunRecorder, WaveLive
 
 
@@ -24,18 +25,20 @@ def recorder_with_a_wave() -> tuple[RunRecorder, WaveLive]:
 
 
 def test_plain_display_prints_one_line_per_event() -> None:
-    recorder, live = recorder_with_a_wave()
+    recorder, _ = recorder_with_a_wave()
     stream = io.StringIO()
     with PlainDisplay(recorder, stream) as display:
-        display.wave_started(live)
-        display.transition(BreakerTransition("search-api", BreakerState.CLOSED, BreakerState.OPEN,
-                                             "failure_threshold", 0.0))
-        display.wave_finished(live)
+        observer = display.wave_started(WaveStarted("research", 24, None, 0.0))
+        display.breaker_transition(BreakerTransition("search-api", BreakerState.CLOSED, BreakerState.OPEN,
+                                                     "failure_threshold", 0.0))
+        assert observer is not None
+        observer.wave_finished(ReportBuilder().build("research", 1.5, 4, cancelled=False))
     lines = [line.split("] ", 1)[1] for line in stream.getvalue().splitlines()]
     assert lines == [
         "wave research#2: started, 24 tasks",
         "breaker search-api: closed -> open (failure_threshold)",
-        "wave research#2: done 10/24, failed 2, retries 7, rejected 3, degraded 1; breakers: search-api=open",
+        "wave research#2: done 10/24, failed 2, retries 7, rejected 3, degraded 1; breakers: search-api=open, "
+        "1.50 s",
     ]
 
 

@@ -79,14 +79,11 @@ def run(args: argparse.Namespace) -> int:
     if exporting.endpoint is not None:
         out.line(f"exporting traces and metrics over OTLP to {exporting.endpoint} as service {args.service_name!r}")
     recorder = RunRecorder()
-    hooks: list[Hook] = [recorder]
+    display = make_display(recorder, plain=console is None, console=console)
+    hooks: list[Hook] = [recorder, display]  # the display right after the recorder: it reads its counters
     detector = _anomaly_hook()
     if detector is not None:
         hooks.append(detector)
-    display = make_display(recorder, plain=console is None, console=console)
-    recorder.listeners.append(display.transition)
-    recorder.on_wave_started.append(display.wave_started)
-    recorder.on_wave_finished.append(display.wave_finished)
     keep_going: Callable[[int], bool] | None = None
     if args.duration is not None:
         deadline = time.monotonic() + args.duration

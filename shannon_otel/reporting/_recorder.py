@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections import Counter, deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -200,9 +199,6 @@ class RunRecorder(Hook):
         self.sums: dict[str, float] = {}  # every finished wave: total tokens and cost, by measurement
         self.breakers: dict[str, BreakerState] = {}
         self.transitions: deque[BreakerTransition] = deque(maxlen=_KEEP)
-        self.listeners: list[Callable[[BreakerTransition], None]] = []
-        self.on_wave_started: list[Callable[[WaveLive], None]] = []
-        self.on_wave_finished: list[Callable[[WaveLive], None]] = []
         self.latency = LogHistogram()  # every started task's duration, all waves
         self.compensations = 0
         self.rolled_back = 0
@@ -219,8 +215,6 @@ class RunRecorder(Hook):
         live = WaveLive(label, event.size or 0, trace_id=current_trace_id())
         self.waves.append(live)
         _WAVE.set(live)  # runs in the context the wave's tasks inherit
-        for listener in self.on_wave_started:
-            listener(live)
         return _WaveObs(self, live)
 
     def call_started(self, event: CallStarted) -> CallObserver | None:
@@ -238,8 +232,6 @@ class RunRecorder(Hook):
     def breaker_transition(self, event: BreakerTransition) -> None:
         self.breakers[event.breaker] = event.to_state
         self.transitions.append(event)
-        for listener in self.listeners:
-            listener(event)
 
     def _finished(self, live: WaveLive) -> None:
         report = live.report
@@ -253,8 +245,6 @@ class RunRecorder(Hook):
             summary = report.measurements.get(name)
             if summary is not None:
                 self.sums[name] = self.sums.get(name, 0.0) + summary.total
-        for listener in self.on_wave_finished:
-            listener(live)
         self._evict()
 
     def _evict(self) -> None:
