@@ -20,7 +20,7 @@ from .._aggregate import HistogramAggregate
 from .._events import TaskResult, WaveObserver, WaveStarted, error_type
 from .._telemetry import Outcome
 from ._instruments import histogram, instrument
-from ._providers import bridge_for, metrics_enabled, tracing_enabled
+from ._providers import Recording, bridge_for
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Histogram, Meter, MeterProvider
@@ -46,19 +46,18 @@ class _SdkHistogram:
         self._histogram.record(value, attrs)
 
 
-class ExecutorTelemetry:
+class ExecutorTelemetry(Recording):
     """Long-lived: instruments and the live counters the observable instruments read."""
 
     def __init__(
         self, tracer: Tracer, meter: Meter, tracer_provider: TracerProvider | None,
         meter_provider: MeterProvider | None,
     ) -> None:
+        super().__init__(tracer_provider, meter_provider)  # whether they record: resolved once or watched
         self.tracer = tracer
-        # Explicit providers are resolved now and never referenced again: a cached hook must not keep
-        # its providers alive. ``None`` (the global providers) is resolved per wave.
-        self._tracing: bool | None = tracing_enabled(tracer_provider) if tracer_provider is not None else None
-        self._metrics: bool | None = metrics_enabled(meter_provider) if meter_provider is not None else None
+        # An explicit provider's bridge is found now; the global's at each wave (it may be set later).
         self._bridge = bridge_for(meter_provider) if meter_provider is not None else None
+        self._global_meter = meter_provider is None
         self.durations = histogram(meter, tel.TASK_DURATION)
         self.queue_waits = histogram(meter, tel.TASK_QUEUE_WAIT_DURATION)
         self.tokens = histogram(meter, tel.TOKEN_USAGE)
@@ -92,11 +91,10 @@ class ExecutorTelemetry:
         return observe
 
     def wave_started(self, event: WaveStarted) -> WaveObserver | None:
-        tracing = self._tracing if self._tracing is not None else tracing_enabled(None)
-        metering = self._metrics if self._metrics is not None else metrics_enabled(None)
-        if not tracing and not metering:
+        if not self.enabled():
             return None
-        bridge = self._bridge if self._metrics is not None else bridge_for(metrics.get_meter_provider())
+        tracing = self.tracing_on
+        bridge = bridge_for(metrics.get_meter_provider()) if self._global_meter else self._bridge
         sinks: tuple[Any, Any, Any]
         if bridge is not None:
             sinks = (

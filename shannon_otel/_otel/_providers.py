@@ -8,17 +8,18 @@ a name and drops later callbacks), and the shared OTel hook of each tracer provi
 counters their callbacks read). One registry, weakly keyed: a provider's state dies with it, and
 nothing here keeps a provider alive.
 
-:func:`tracing_enabled` / :func:`metrics_enabled` are the one "is an SDK there?" check, asked once
-per wave / protected call (through the OTel hook): with no SDK installed the hooks return no
-observer, so the work pays nothing for telemetry. The global can be set later (``configure()``),
-hence no caching of the global's answer here.
+:class:`Recording` is the one "does this provider pair record?" check (built on
+:func:`tracing_enabled` / :func:`metrics_enabled`), asked once per wave / protected call by the
+OTel hook: with no SDK installed the hooks return no observer, so the work pays nothing for
+telemetry. The global can be set later (``configure()``): it is watched until then.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
 
@@ -30,8 +31,8 @@ if TYPE_CHECKING:
     from . import OTelHook
     from ._anomaly import AnomalyTelemetry
 
-__all__ = ["ProviderState", "bridge_for", "globals_set", "metrics_enabled", "provider_state", "register_bridge",
-           "tracing_enabled"]
+__all__ = ["ProviderState", "Recording", "bridge_for", "globals_set", "metrics_enabled", "provider_state",
+           "register_bridge", "tracing_enabled"]
 
 _NOOP_TRACER_PROVIDERS = (trace.NoOpTracerProvider, trace.ProxyTracerProvider)
 _NOOP_METER_PROVIDERS = (metrics.NoOpMeterProvider, _ProxyMeterProvider)
@@ -52,6 +53,58 @@ def globals_set() -> bool:
     return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider) or not isinstance(
         metrics.get_meter_provider(), _ProxyMeterProvider,
     )
+
+
+# Where the API keeps the global providers. The API's getters cost ~1 us (an os.environ lookup
+# each time) and the policies ask on every call; reading the slot is O(1). The globals can be
+# set only once, so once set they are resolved a single time. (Should a future API move the
+# slot, the stand-in makes the global be resolved on the first call instead.)
+class _Slots:
+    _TRACER_PROVIDER: object = True
+    _METER_PROVIDER: object = True
+
+
+TRACE_API: Any = trace if hasattr(trace, "_TRACER_PROVIDER") else _Slots
+METRICS_API: Any = metrics._internal if hasattr(metrics._internal, "_METER_PROVIDER") else _Slots
+
+
+class Recording:
+    """Whether a (tracer provider, meter provider) pair records now: the one check every OTel hook part uses.
+
+    Explicit providers are resolved once, at construction, and never referenced again (a cached
+    hook must not keep its providers alive). ``None`` (a global provider) is watched in O(1) until
+    the global is set, then resolved once. ``tracing_on`` / ``metrics_on`` are the answers so far;
+    :meth:`enabled` brings them up to date.
+    """
+
+    __slots__ = ("_metrics_env", "_trace_env", "_watch_metrics", "_watch_tracing", "metrics_on", "tracing_on")
+
+    def __init__(self, tracer_provider: trace.TracerProvider | None,
+                 meter_provider: metrics.MeterProvider | None) -> None:
+        self.tracing_on = tracer_provider is not None and tracing_enabled(tracer_provider)
+        self.metrics_on = meter_provider is not None and metrics_enabled(meter_provider)
+        self._watch_tracing = tracer_provider is None
+        self._watch_metrics = meter_provider is None
+        # A provider named by environment variable is loaded by the first getter call.
+        self._trace_env = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+        self._metrics_env = "OTEL_PYTHON_METER_PROVIDER" in os.environ
+
+    def enabled(self) -> bool:
+        """Whether tracing or metrics record anything now; O(1)."""
+        if self.tracing_on or self.metrics_on:
+            return True
+        if self._watch_tracing or self._watch_metrics:
+            return self._resolve_globals()
+        return False
+
+    def _resolve_globals(self) -> bool:
+        if self._watch_tracing and (self._trace_env or TRACE_API._TRACER_PROVIDER is not None):
+            self._watch_tracing = False
+            self.tracing_on = tracing_enabled(None)
+        if self._watch_metrics and (self._metrics_env or METRICS_API._METER_PROVIDER is not None):
+            self._watch_metrics = False
+            self.metrics_on = metrics_enabled(None)
+        return self.tracing_on or self.metrics_on
 
 
 class _Global:

@@ -14,11 +14,9 @@ fleet-wide view. A transition caused outside any span is only counted.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import metrics as _metrics_api
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
@@ -26,7 +24,7 @@ from .. import _telemetry as t
 from .._events import CallObserver, SagaObserver
 from .._telemetry import BreakerState, CallOutcome, Outcome
 from ._instruments import histogram, instrument
-from ._providers import metrics_enabled, tracing_enabled
+from ._providers import METRICS_API, TRACE_API, Recording
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Meter, MeterProvider
@@ -55,37 +53,15 @@ _TIMEOUT = Status(StatusCode.ERROR, "timeout")
 _INTERNAL = trace.SpanKind.INTERNAL
 
 
-# Where the API keeps the global providers. The API's getters cost ~1 us (an os.environ lookup
-# each time) and the policies ask on every call; reading the slot is O(1). The globals can be
-# set only once, so once set they are resolved a single time. (Should a future API move the
-# slot, the stand-in makes the global be resolved on the first call instead.)
-class _Slots:
-    _TRACER_PROVIDER: object = True
-    _METER_PROVIDER: object = True
-
-
-_TRACE_API: Any = trace if hasattr(trace, "_TRACER_PROVIDER") else _Slots
-_METRICS_API: Any = (
-    _metrics_api._internal if hasattr(_metrics_api._internal, "_METER_PROVIDER") else _Slots
-)
-
-
-class RecoveryTelemetry:
+class RecoveryTelemetry(Recording):
     """Instruments for protected calls, breakers and sagas; one per OTel hook."""
 
     def __init__(
         self, tracer: Tracer, meter: Meter, tracer_provider: TracerProvider | None,
         meter_provider: MeterProvider | None,
     ) -> None:
+        super().__init__(tracer_provider, meter_provider)
         self.tracer = tracer
-        # Explicit providers never change: resolved now. A global one is watched until it is set.
-        self.tracing_on = tracer_provider is not None and tracing_enabled(tracer_provider)
-        self.metrics_on = meter_provider is not None and metrics_enabled(meter_provider)
-        self._watch_tracing = tracer_provider is None
-        self._watch_metrics = meter_provider is None
-        # A provider named by environment variable is loaded by the first getter call.
-        self._trace_env = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
-        self._metrics_env = "OTEL_PYTHON_METER_PROVIDER" in os.environ
         self.attempts = histogram(meter, t.RETRY_ATTEMPTS)
         self.delay = histogram(meter, t.RETRY_DELAY_DURATION)
         self.calls = instrument(meter, t.CALLS)
@@ -99,28 +75,11 @@ class RecoveryTelemetry:
         # breaker name -> the state this hook last reported as 1 on the state UpDownCounter
         self._reported: dict[str, BreakerState] = {}
 
-    def enabled(self) -> bool:
-        """Whether tracing or metrics record anything now; O(1), called once per call."""
-        if self.tracing_on or self.metrics_on:
-            return True
-        if self._watch_tracing or self._watch_metrics:
-            return self._resolve_globals()
-        return False
-
-    def _resolve_globals(self) -> bool:
-        if self._watch_tracing and (self._trace_env or _TRACE_API._TRACER_PROVIDER is not None):
-            self._watch_tracing = False
-            self.tracing_on = tracing_enabled(None)
-        if self._watch_metrics and (self._metrics_env or _METRICS_API._METER_PROVIDER is not None):
-            self._watch_metrics = False
-            self.metrics_on = metrics_enabled(None)
-        return self.tracing_on or self.metrics_on
-
     def call_started(self, event: CallStarted) -> CallObserver | None:
         # Inlined enabled(): this runs on every protected call.
         if self.tracing_on or self.metrics_on or ((
-            (self._watch_tracing and (self._trace_env or _TRACE_API._TRACER_PROVIDER is not None))
-            or (self._watch_metrics and (self._metrics_env or _METRICS_API._METER_PROVIDER is not None))
+            (self._watch_tracing and (self._trace_env or TRACE_API._TRACER_PROVIDER is not None))
+            or (self._watch_metrics and (self._metrics_env or METRICS_API._METER_PROVIDER is not None))
         ) and self._resolve_globals()):
             return _CallTelemetry(self, event.operation, self.tracing_on)
         return None
