@@ -1,7 +1,9 @@
 """Events and the hook protocol: how the executor and the policies tell observers what happened.
 
-Data flows one way: user code -> executor / policies -> hooks -> (OTel SDK, detector, callbacks).
-A :class:`Hook` is long-lived; for each wave, protected call or saga it may return a fresh
+Data flows one way: user code -> executor / policies -> events -> hooks (OTel, detector, run
+recorder, callbacks) -> SDK. A hook that derives events of its own (the anomaly detector's
+:class:`Anomaly`) hands them to the other hooks of the same entry point through this same protocol
+(:meth:`Hook.for_scope`, :meth:`Hook.anomaly`): there is no second bus. A :class:`Hook` is long-lived; for each wave, protected call or saga it may return a fresh
 *observer* holding that scope's state, or ``None`` when it does not care. Events are built only
 when some observer exists, so a wave nobody watches pays nothing for them.
 
