@@ -2,10 +2,12 @@
 
 Data flows one way: user code -> executor / policies -> events -> hooks (OTel, detector, run
 recorder, callbacks) -> SDK. A hook that derives events of its own (the anomaly detector's
-:class:`Anomaly`) hands them to the other hooks of the same entry point through this same protocol
-(:meth:`Hook.for_scope`, :meth:`Hook.anomaly`): there is no second bus. A :class:`Hook` is long-lived; for each wave, protected call or saga it
-may return a fresh *observer* holding that scope's state, or ``None`` when it does not care.
-Events are built only when some observer exists, so a wave nobody watches pays nothing for them.
+:class:`Anomaly`) hands them to the other hooks of the same entry point through this same
+protocol (:meth:`Hook.for_scope`, :meth:`Hook.anomaly`): there is no second bus.
+
+A :class:`Hook` is long-lived; for each wave, protected call or saga it may return a fresh
+*observer* holding that scope's state, or ``None`` when it does not care. Events are built only
+when some observer exists, so a wave nobody watches pays nothing for them.
 
 Observer calls happen on the event loop thread, inside the context of the work they describe:
 ``wave_started`` runs in the context the wave's tasks inherit, ``task_started`` /
