@@ -54,3 +54,24 @@ def test_waves_on_two_tracer_providers_share_the_meter_providers_anomaly_gauge()
     assert series == {"a", "b"}
     otel.shutdown()
     other.shutdown()
+
+
+def test_waves_on_two_tracer_providers_share_the_meter_providers_task_counters() -> None:
+    otel, other = InMemoryTelemetry(), TracerProvider()
+
+    async def noop() -> None:
+        return None
+
+    async def main() -> None:
+        first: Wave[None] = Wave("a", **otel.providers)
+        second: Wave[None] = Wave("b", tracer_provider=other, meter_provider=otel.meter_provider)
+        await first.run([noop()])
+        await second.run([noop(), noop()])
+
+    asyncio.run(main())
+    # The second OTel hook's observable counters would be dropped by the SDK (first instrument of a
+    # name wins): both hooks feed the provider's one set of live counters instead.
+    counts = {dict(p.attributes)[tm.WAVE_NAME]: p.value for p in otel.points(tm.TASK_OUTCOMES.name)}
+    assert counts == {"a": 1, "b": 2}
+    otel.shutdown()
+    other.shutdown()

@@ -30,7 +30,7 @@ def test_global_providers_are_watched_until_set_then_resolved_once(monkeypatch: 
         return True
 
     monkeypatch.setattr(otel_providers, "tracing_enabled", enabled)
-    tel = RecoveryTelemetry(trace.get_tracer("t"), metrics.get_meter("m"), None, None)
+    tel = RecoveryTelemetry(trace.get_tracer("t"), metrics.get_meter("m"), {}, None, None)
     started = types.SimpleNamespace(operation="op")
     assert tel.call_started(started) is None  # type: ignore[arg-type]
     assert checks == []  # O(1): no getter called while the global slot is empty

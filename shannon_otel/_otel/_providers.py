@@ -2,10 +2,11 @@
 
 :class:`ProviderState` is the one place shannon-otel keeps state per MeterProvider: the in-process
 histogram bridge that ``configure()`` / ``testing`` register for the providers they build, the
-anomaly instruments (one score gauge per meter: the SDK keeps only the first observable gauge of
-a name and drops later callbacks), and the shared OTel hook of each tracer provider used with it
-(one hook per provider pair: its observable instruments exist once and every policy feeds the live
-counters their callbacks read). One registry, weakly keyed: a provider's state dies with it, and
+metric state the OTel hooks of every tracer provider share on it (the executor's instruments and
+live counters, the reported breaker states, the anomaly gauge and counter: the SDK keeps only the
+first observable instrument of a name on a meter and drops later callbacks), and the shared OTel
+hook of each tracer provider used with it (one hook per provider pair, so every policy feeds the
+same live counters). One registry, weakly keyed: a provider's state dies with it, and
 nothing here keeps a provider alive.
 
 :class:`Recording` is the one "does this provider pair record?" check (built on
@@ -28,8 +29,10 @@ from opentelemetry.metrics._internal import _ProxyMeterProvider
 
 if TYPE_CHECKING:
     from .._aggregate import MetricsBridge
+    from .._telemetry import BreakerState
     from . import OTelHook
     from ._anomaly import AnomalyTelemetry
+    from ._executor import ExecutorMeters
 
 __all__ = ["ProviderState", "Recording", "bridge_for", "globals_set", "metrics_enabled", "provider_state",
            "register_bridge", "tracing_enabled"]
@@ -121,11 +124,14 @@ class ProviderState:
     anywhere); the lock guards only the lazily built members.
     """
 
-    __slots__ = ("_anomaly", "_hooks", "_lock", "bridge")
+    __slots__ = ("_anomaly", "_executor", "_hooks", "_lock", "breaker_states", "bridge")
 
     def __init__(self) -> None:
         self.bridge: MetricsBridge | None = None  # set by configure() / testing for the providers they build
         self._anomaly: AnomalyTelemetry | None = None
+        self._executor: ExecutorMeters | None = None
+        # breaker name -> the state reported as 1 on the breaker state UpDownCounter of this provider
+        self.breaker_states: dict[str, BreakerState] = {}
         self._hooks: weakref.WeakKeyDictionary[object, OTelHook] = weakref.WeakKeyDictionary()
         self._lock = threading.RLock()
 
@@ -141,6 +147,15 @@ class ProviderState:
             if hook is None:
                 hook = self._hooks[key] = OTelHook(tracer_provider=tracer_provider, meter_provider=meter_provider)
         return hook
+
+    def executor_meters(self, meter: metrics.Meter) -> ExecutorMeters:
+        """The executor's instruments and live counters on this provider's meter, made on first use."""
+        from ._executor import ExecutorMeters
+
+        with self._lock:
+            if self._executor is None:
+                self._executor = ExecutorMeters(meter)
+            return self._executor
 
     def anomaly_telemetry(self, meter_provider: metrics.MeterProvider | None) -> AnomalyTelemetry:
         """The anomaly score gauge and events counter of this provider, made on first use."""

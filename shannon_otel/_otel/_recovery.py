@@ -57,8 +57,8 @@ class RecoveryTelemetry(Recording):
     """Instruments for protected calls, breakers and sagas; one per OTel hook."""
 
     def __init__(
-        self, tracer: Tracer, meter: Meter, tracer_provider: TracerProvider | None,
-        meter_provider: MeterProvider | None,
+        self, tracer: Tracer, meter: Meter, breaker_states: dict[str, BreakerState],
+        tracer_provider: TracerProvider | None, meter_provider: MeterProvider | None,
     ) -> None:
         super().__init__(tracer_provider, meter_provider)
         self.tracer = tracer
@@ -72,8 +72,9 @@ class RecoveryTelemetry(Recording):
         self.degradations = instrument(meter, t.DEGRADATIONS)
         self.compensations = instrument(meter, t.COMPENSATIONS)
         self.hedges = instrument(meter, t.HEDGES)
-        # breaker name -> the state this hook last reported as 1 on the state UpDownCounter
-        self._reported: dict[str, BreakerState] = {}
+        # breaker name -> the state last reported as 1 on the state UpDownCounter; shared by the OTel
+        # hooks of one meter provider (its ProviderState), as the counter's series are
+        self._reported: dict[str, BreakerState] = breaker_states
 
     def call_started(self, event: CallStarted) -> CallObserver | None:
         # Inlined enabled(): this runs on every protected call.
