@@ -13,7 +13,7 @@ from typing import Any, cast
 import pytest
 from test_recovery_support import FakeClock, Telemetry, run
 
-from shannon_otel import Wave, testing
+from shannon_otel import Hook, Wave, testing
 from shannon_otel.recovery import (
     BreakerConfig,
     CircuitBreaker,
@@ -200,7 +200,7 @@ def test_a_fallback_on_the_error_type_catches_a_failed_hedge() -> None:
 # ------------------------------------------------------------------------- Pipeline settings
 @pytest.mark.parametrize("inner", [
     lambda tel: Retry(name="inner"),
-    lambda tel: Retry(hooks=[object()]),  # type: ignore[list-item]
+    lambda tel: Retry(hooks=[Hook()]),
     lambda tel: Timeout(1.0, tracer_provider=tel.tracer_provider),
     lambda tel: Fallback(lambda e: asyncio.sleep(0), meter_provider=tel.meter_provider),
     lambda tel: Pipeline(Retry(), name="nested"),
