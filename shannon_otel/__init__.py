@@ -21,6 +21,7 @@ from ._events import (
     WaveObserver,
     WaveStarted,
 )
+from ._logs import LoggingHook
 from ._recorder import RunRecorder
 from ._telemetry import BreakerState, CallOutcome, Outcome
 from ._version import __version__
@@ -82,6 +83,8 @@ __all__ = [
     "Saga", "Step", "Transaction", "SagaResult", "SagaError",
     # anomaly detection
     "AnomalyDetector", "DetectorConfig", "AnomalyHook", "Anomaly",
+    # logs
+    "LoggingHook",
     # outcomes and states
     "Outcome", "CallOutcome", "BreakerState",
     # hooks and events

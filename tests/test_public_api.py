@@ -31,6 +31,7 @@ EXPECTED = [
     "Hedge",
     "Hook",
     "Jitter",
+    "LoggingHook",
     "Outcome",
     "Pipeline",
     "Policy",

@@ -1,0 +1,187 @@
+"""The logging hook: resilience events -> records of the standard ``logging`` module.
+
+Records are emitted in the context of the call they are about (the observer methods run in the
+caller's task), so with the OTel hook in front the operation's span is current: an OTel
+``LoggingHandler`` or the logging instrumentation stamps the trace and span ids on them.
+Observers are stateless (every event names its operation), so one observer per hook serves every
+call: watching a call allocates nothing. Emission never raises into the user's call: a failing
+handler costs the record, not the result.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .. import _telemetry as t
+from .._events import CallObserver, Hook, SagaObserver
+from .._telemetry import Severity
+from .._validate import check_number
+from . import _records
+from ._limit import Limiter
+from ._records import DEFAULT_LEVELS, Record
+
+if TYPE_CHECKING:
+    from .._events import (
+        BreakerTransition,
+        CallRejected,
+        CallStarted,
+        CompensationFinished,
+        Degraded,
+        FallbackStarted,
+        RetryScheduled,
+        SagaStarted,
+        TimedOut,
+    )
+    from ..anomaly import Anomaly
+
+__all__ = ["LoggingHook"]
+
+
+class LoggingHook(Hook):
+    """Log records for retries, breaker changes and rejections, timeouts, fallbacks, degradations,
+    saga compensations and anomalies (the table in docs/logging.md lists every one).
+
+    On by default: every policy and saga gets one unless ``SHANNON_OTEL_LOGS=off`` or
+    ``instrument=False``. Passing a ``LoggingHook`` in ``hooks=`` replaces the default for that
+    entry point. ``levels`` overrides the level per event name (``None`` silences an event);
+    ``enabled=False`` makes a hook that logs nothing. ``exception_messages=True`` adds the
+    exception's message (``exception.message``) to records; off by default: messages can carry
+    user data. Repeats of one (logger, subject, event) are summarised: at most one record per
+    ``interval_s`` (the first at once), for at most ``max_keys`` keys at a time. ``clock`` is
+    injectable for tests. Thread-safe; :meth:`anomaly` may be passed as ``AnomalyHook(on_anomaly=)``.
+    """
+
+    __slots__ = ("_call", "_enabled", "_levels", "_limiter", "_loggers", "_messages", "_saga", "errors")
+
+    def __init__(
+        self,
+        *,
+        levels: Mapping[str, int | None] | None = None,
+        exception_messages: bool = False,
+        interval_s: float = 10.0,
+        max_keys: int = 1024,
+        clock: Callable[[], float] = time.monotonic,
+        enabled: bool = True,
+    ) -> None:
+        check_number("interval_s", interval_s, low=0)
+        check_number("max_keys", max_keys, low=1, integer=True)
+        if not callable(clock):
+            raise TypeError(f"clock must be a callable returning seconds, got {clock!r}")
+        merged: dict[str, int | None] = dict(DEFAULT_LEVELS)
+        for name, level in (levels or {}).items():
+            if name not in DEFAULT_LEVELS:
+                raise ValueError(f"levels: unknown event {name!r}; known: {', '.join(sorted(DEFAULT_LEVELS))}")
+            if level is not None and not isinstance(level, int):
+                raise TypeError(f"levels[{name!r}] must be a logging level (int) or None, got {level!r}")
+            merged[name] = level
+        self._levels = merged
+        self._messages = exception_messages
+        self._enabled = enabled
+        self._limiter: Limiter[tuple[Record, int]] = Limiter(interval_s, max_keys, clock)
+        self._loggers: dict[str, logging.Logger] = {}
+        self._call: CallObserver = _CallLog(self)
+        self._saga: SagaObserver = _SagaLog(self)
+        self.errors = 0  # records lost to a failing handler or formatter
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    # ----------------------------------------------------------------- the hook protocol
+    def call_started(self, event: CallStarted) -> CallObserver | None:
+        return self._call if self._enabled else None
+
+    def saga_started(self, event: SagaStarted) -> SagaObserver | None:
+        return self._saga if self._enabled else None
+
+    def breaker_transition(self, event: BreakerTransition) -> None:
+        if not self._enabled or event.from_state is event.to_state:
+            return
+        breaker = event.breaker
+        # Rejections (and flapping) held back for this breaker are told before its new state.
+        for item, n, seconds in self._limiter.drain(lambda item: item[0].fields.get(t.BREAKER_NAME) == breaker):
+            self._write(*item, n, seconds)
+        self.emit(_records.transition(event))
+
+    def anomaly(self, anomaly: Anomaly) -> None:
+        """Log one detected anomaly; usable as ``AnomalyHook(on_anomaly=hook.anomaly)``."""
+        if self._enabled:
+            from ._anomaly import record
+
+            self.emit(record(anomaly), up=anomaly.severity is Severity.CRITICAL)
+
+    def flush(self) -> None:
+        """Emit the summaries of every repeat held back so far (e.g. before the process exits)."""
+        for item, n, seconds in self._limiter.drain():
+            self._write(*item, n, seconds)
+
+    # ----------------------------------------------------------------- emission
+    def emit(self, record: Record, *, up: bool = False) -> None:
+        """Log ``record`` (one level ``up`` if asked) unless its level is off or a repeat is held back."""
+        level = self._levels[record.event]
+        if level is None:
+            return
+        if up:
+            level = min(level + 10, logging.CRITICAL)
+        logger = self._loggers.get(record.logger)
+        if logger is None:
+            logger = self._loggers[record.logger] = logging.getLogger(record.logger)
+        if not logger.isEnabledFor(level):
+            return
+        n, seconds, evicted = self._limiter.admit((record.logger, record.subject, record.event), (record, level))
+        for item, count, span in evicted:
+            self._write(*item, count, span)
+        if n:
+            self._write(record, level, n, seconds)
+
+    def _write(self, record: Record, level: int, n: int, seconds: float) -> None:
+        fields: dict[str, Any] = {t.LOG_EVENT_NAME: record.event, **record.fields}
+        if n > 1:
+            fields[t.LOG_REPEATS] = n
+            fields[t.LOG_INTERVAL] = seconds
+            message, args = record.summary.format(n=n, s=seconds), ()
+        else:
+            message, args = record.message, record.args
+        try:
+            self._loggers[record.logger].log(level, message, *args, extra=fields)
+        except Exception:
+            # A handler that raises (logging's own handlers report their errors themselves) must not
+            # reach the user's call; logging about it could fail the same way, so it is only counted.
+            self.errors += 1
+
+
+class _CallLog(CallObserver):
+    """The observer of every call a hook watches: no per-call state, so shared."""
+
+    __slots__ = ("_hook",)
+
+    def __init__(self, hook: LoggingHook) -> None:
+        self._hook = hook
+
+    def retry_scheduled(self, event: RetryScheduled) -> None:
+        self._hook.emit(_records.retry_scheduled(event, self._hook._messages))
+
+    def rejected(self, event: CallRejected) -> None:
+        self._hook.emit(_records.rejected(event))
+
+    def timed_out(self, event: TimedOut) -> None:
+        self._hook.emit(_records.timed_out(event))
+
+    def fallback_started(self, event: FallbackStarted) -> Any:
+        self._hook.emit(_records.fallback(event, self._hook._messages))
+
+    def degraded(self, event: Degraded) -> None:
+        self._hook.emit(_records.degraded(event, self._hook._messages))
+
+
+class _SagaLog(SagaObserver):
+    __slots__ = ("_hook",)
+
+    def __init__(self, hook: LoggingHook) -> None:
+        self._hook = hook
+
+    def compensation_finished(self, token: Any, event: CompensationFinished) -> None:
+        self._hook.emit(_records.compensation(event, self._hook._messages))
