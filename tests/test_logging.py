@@ -288,7 +288,7 @@ def test_exception_messages_only_when_asked_for(caplog_all: pytest.LogCaptureFix
 def test_an_open_breaker_rejecting_a_storm_writes_one_line_per_interval(caplog_all: pytest.LogCaptureFixture) -> None:
     tel, clock = Telemetry(), FakeClock()
     hook = LoggingHook(clock=clock)
-    breaker = CircuitBreaker("search", clock=clock, hooks=[hook], **tel.kw)
+    breaker = CircuitBreaker("search", clock=clock, hooks=[hook], instrument=False)
     breaker.force_open()
 
     async def main() -> None:
