@@ -13,9 +13,9 @@ from typing import Literal
 from opentelemetry import _logs as otel_logs
 from opentelemetry import metrics, trace
 from opentelemetry._logs._internal import ProxyLoggerProvider  # the unset global has no public name
+from opentelemetry.metrics._internal import _ProxyMeterProvider  # the unset global has no public name
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, ConsoleLogRecordExporter, LogRecordExporter
-from opentelemetry.metrics._internal import _ProxyMeterProvider  # the unset global has no public name
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,

@@ -179,7 +179,7 @@ def test_the_logs_signal_follows_otel_logs_exporter_and_carries_the_hook_records
     _Default.reset()
     handle = configure("svc-logs", set_global=False)
     assert handle.logger_provider is not None
-    memory = InMemoryLogRecordExporter()
+    memory = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
     handle.logger_provider.add_log_record_processor(SimpleLogRecordProcessor(memory))
     assert len(root.handlers) == len(before) + 1
     spans = InMemorySpanExporter()

@@ -73,7 +73,7 @@ class OTelLogs:
     """An SDK LoggerProvider exporting in memory, its handler on the ``shannon_otel`` logger."""
 
     def __init__(self) -> None:
-        self.exporter = InMemoryLogRecordExporter()
+        self.exporter = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
         self.provider = LoggerProvider()
         self.provider.add_log_record_processor(SimpleLogRecordProcessor(self.exporter))
         with warnings.catch_warnings():  # the SDK handler is deprecated for the contrib one (same API)
@@ -286,7 +286,7 @@ def test_exception_messages_only_when_asked_for(caplog_all: pytest.LogCaptureFix
 
 # --------------------------------------------------------------------------- floods
 def test_an_open_breaker_rejecting_a_storm_writes_one_line_per_interval(caplog_all: pytest.LogCaptureFixture) -> None:
-    tel, clock = Telemetry(), FakeClock()
+    clock = FakeClock()
     hook = LoggingHook(clock=clock)
     breaker = CircuitBreaker("search", clock=clock, hooks=[hook], instrument=False)
     breaker.force_open()

@@ -101,10 +101,10 @@ class LoggingHook(Hook):
         if not self._enabled or event.from_state is event.to_state:
             return
         breaker = event.breaker
-        # Rejections (and flapping) held back for this breaker are told before its new state.
+        # Rejections held back for this breaker are told before its new state.
         for item, n, seconds in self._limiter.drain(lambda item: item[0].fields.get(t.BREAKER_NAME) == breaker):
             self._write(*item, n, seconds)
-        self.emit(_records.transition(event))
+        self.emit(_records.transition(event), limit=False)  # state changes: each one, in order
 
     def anomaly(self, anomaly: Anomaly) -> None:
         """Log one detected anomaly; usable as ``AnomalyHook(on_anomaly=hook.anomaly)``."""
@@ -119,8 +119,9 @@ class LoggingHook(Hook):
             self._write(*item, n, seconds)
 
     # ----------------------------------------------------------------- emission
-    def emit(self, record: Record, *, up: bool = False) -> None:
-        """Log ``record`` (one level ``up`` if asked) unless its level is off or a repeat is held back."""
+    def emit(self, record: Record, *, up: bool = False, limit: bool = True) -> None:
+        """Log ``record`` (one level ``up`` if asked) unless its level is off or (``limit``) it is a
+        repeat the flood limiter holds back."""
         level = self._levels[record.event]
         if level is None:
             return
@@ -130,6 +131,9 @@ class LoggingHook(Hook):
         if logger is None:
             logger = self._loggers[record.logger] = logging.getLogger(record.logger)
         if not logger.isEnabledFor(level):
+            return
+        if not limit:
+            self._write(record, level, 1, 0.0)
             return
         n, seconds, evicted = self._limiter.admit((record.logger, record.subject, record.event), (record, level))
         for item, count, span in evicted:

@@ -99,11 +99,9 @@ def transition(event: BreakerTransition) -> Record:
     fields = {t.BREAKER_NAME: event.breaker, t.BREAKER_FROM: event.from_state.value,
               t.BREAKER_TO: event.to_state.value, t.BREAKER_REASON: event.reason}
     name = _TRANSITION_EVENTS[event.to_state]
-    text = f"circuit breaker {event.breaker} is {event.to_state.value} (was {event.from_state.value}): {event.reason}"
-    return Record(
+    return Record(  # never summarised: every state change is told, in order
         t.LOGGER_BREAKER, name, event.breaker, "circuit breaker %s is %s (was %s): %s",
-        (event.breaker, event.to_state.value, event.from_state.value, event.reason), fields,
-        f"{text}; {{n:,}} such transitions in the last {{s:.0f}} s",
+        (event.breaker, event.to_state.value, event.from_state.value, event.reason), fields, "",
     )
 
 

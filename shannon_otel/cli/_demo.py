@@ -15,19 +15,21 @@ from collections.abc import Callable
 from typing import Any
 
 from .._events import Hook
+from .._logs import LoggingHook
 from .._recorder import RunRecorder
 from ..executor._advice import AnomalyRecord
 from ._display import make_display
 from ._exporting import Exporting, setup
 from ._prometheus import MetricsServer, PrometheusReader
 from ._summary import Out, advice_section, anomalies_section, resilience_section, waterfall_section, waves_section
+from ._verbose import log_lines
 from ._waterfall import waterfall
 from ._workload import WorkloadConfig, run_waves
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_EXPORT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
-def _anomaly_hook(recorder: RunRecorder, meter_provider: Any) -> Hook | None:
+def _anomaly_hook(recorder: RunRecorder, meter_provider: Any, logs: LoggingHook) -> Hook | None:
     """The anomaly detector feeding the recorder, tuned to warm up within a short demo."""
     try:
         from dataclasses import replace
@@ -38,6 +40,7 @@ def _anomaly_hook(recorder: RunRecorder, meter_provider: Any) -> Hook | None:
 
     def on_anomaly(a: Anomaly) -> None:
         recorder.anomaly(AnomalyRecord(a.series, a.signal, a.score, a.severity.value, a.value, None, a.trace_id))
+        logs.anomaly(a)
 
     # A default demo lasts ~6 s: short ticks closed by task count (12 tasks, whose mean the slow LLM calls
     # barely move) and a 15-tick warm-up, so the five research rounds before the anomaly are history.
@@ -83,8 +86,10 @@ def run(args: argparse.Namespace) -> int:
     if exporting.endpoint is not None:
         out.line(f"exporting traces and metrics over OTLP to {exporting.endpoint} as service {args.service_name!r}")
     recorder = RunRecorder()
-    hooks: list[Hook] = [recorder]
-    detector = _anomaly_hook(recorder, exporting.telemetry.meter_provider)
+    lines = log_lines(out, args.verbose)
+    logs = lines.__enter__()
+    hooks: list[Hook] = [recorder, logs]
+    detector = _anomaly_hook(recorder, exporting.telemetry.meter_provider, logs)
     if detector is not None:
         hooks.append(detector)
     display = make_display(recorder, plain=console is None, console=console)
@@ -105,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             out.line("interrupted: summarising what ran")
             code = EXIT_INTERRUPTED
+        finally:
+            lines.__exit__(None, None, None)
         _summarise(out, recorder, exporting, detector is not None, fill="#" if console is None else "\u2588")
         series = exporting.metrics.series() if exporting.metrics is not None else None
         if exporting.endpoint is not None:
