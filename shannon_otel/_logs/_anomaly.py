@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from ..anomaly import Anomaly
 
 
-def record(anomaly: Anomaly) -> Record:
+def record(anomaly: Anomaly, messages: bool) -> Record:
     """The record of one anomaly (level WARNING, one step up for severity ``critical``)."""
     fields: dict[str, Any] = {
         t.ANOMALY_SERIES: anomaly.series, t.ANOMALY_SIGNAL: anomaly.signal,
@@ -24,8 +24,8 @@ def record(anomaly: Anomaly) -> Record:
     }
     what = f"{anomaly.severity.value} {anomaly.signal} anomaly on {anomaly.series}"
     return Record(
-        t.LOGGER_ANOMALY, t.EVENT_ANOMALY, f"{anomaly.series}/{anomaly.signal}",
-        "%s: %s = %.4g (score %.3f)", (what, anomaly.signal, anomaly.value, anomaly.score), fields,
+        t.LOGGER_ANOMALY, t.EVENT_ANOMALY, "%s: %s = %.4g (score %.3f)",
+        (what, anomaly.signal, anomaly.value, anomaly.score), fields,
         f"{{n:,}} {anomaly.signal} anomalies on {anomaly.series} in the last {{s:.0f}} s "
         f"(last: {anomaly.severity.value}, value {anomaly.value:.4g}, score {anomaly.score:.3f})",
     )

@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .. import _telemetry as t
 from .._events import CallObserver, Hook, SagaObserver
-from .._telemetry import Severity
+from .._telemetry import Outcome, Severity
 from .._validate import check_number
 from . import _records
 from ._limit import Limiter
 from ._records import DEFAULT_LEVELS, Record
+
+_Item = tuple[Callable[[Any, bool], Record], Any, int, logging.Logger]  # (build, event, level, logger)
 
 if TYPE_CHECKING:
     from .._events import (
@@ -80,7 +82,7 @@ class LoggingHook(Hook):
         self._levels = merged
         self._messages = exception_messages
         self._enabled = enabled
-        self._limiter: Limiter[tuple[Record, int]] = Limiter(interval_s, max_keys, clock)
+        self._limiter: Limiter[_Item] = Limiter(interval_s, max_keys, clock)
         self._loggers: dict[str, logging.Logger] = {}
         self._call: CallObserver = _CallLog(self)
         self._saga: SagaObserver = _SagaLog(self)
@@ -102,55 +104,64 @@ class LoggingHook(Hook):
             return
         breaker = event.breaker
         # Rejections held back for this breaker are told before its new state.
-        for item, n, seconds in self._limiter.drain(lambda item: item[0].fields.get(t.BREAKER_NAME) == breaker):
-            self._write(*item, n, seconds)
-        self.emit(_records.transition(event), limit=False)  # state changes: each one, in order
+        for item, n, seconds in self._limiter.drain(lambda item: getattr(item[1], "breaker", None) == breaker):
+            self._write(item, n, seconds)
+        name = _records.TRANSITION_EVENTS[event.to_state]
+        # Never summarised: every state change is told, in order.
+        self.emit(t.LOGGER_BREAKER, name, None, _records.transition, event)
 
     def anomaly(self, anomaly: Anomaly) -> None:
         """Log one detected anomaly; usable as ``AnomalyHook(on_anomaly=hook.anomaly)``."""
         if self._enabled:
             from ._anomaly import record
 
-            self.emit(record(anomaly), up=anomaly.severity is Severity.CRITICAL)
+            self.emit(t.LOGGER_ANOMALY, t.EVENT_ANOMALY, (anomaly.series, anomaly.signal), record, anomaly,
+                      up=anomaly.severity is Severity.CRITICAL)
 
     def flush(self) -> None:
         """Emit the summaries of every repeat held back so far (e.g. before the process exits)."""
         for item, n, seconds in self._limiter.drain():
-            self._write(*item, n, seconds)
+            self._write(item, n, seconds)
 
     # ----------------------------------------------------------------- emission
-    def emit(self, record: Record, *, up: bool = False, limit: bool = True) -> None:
-        """Log ``record`` (one level ``up`` if asked) unless its level is off or (``limit``) it is a
-        repeat the flood limiter holds back."""
-        level = self._levels[record.event]
+    def emit(
+        self, logger_name: str, event_name: str, subject: Hashable, build: Callable[[Any, bool], Record],
+        event: Any, *, up: bool = False,
+    ) -> None:
+        """Log ``build(event)`` at ``event_name``'s level (one step ``up`` if asked) unless the level
+        is off or the flood limiter holds the occurrence back. ``subject`` (with the logger and event
+        name) keys the limiter; ``None``: never held back. The record is built only when written."""
+        level = self._levels[event_name]
         if level is None:
             return
         if up:
             level = min(level + 10, logging.CRITICAL)
-        logger = self._loggers.get(record.logger)
+        logger = self._loggers.get(logger_name)
         if logger is None:
-            logger = self._loggers[record.logger] = logging.getLogger(record.logger)
+            logger = self._loggers[logger_name] = logging.getLogger(logger_name)
         if not logger.isEnabledFor(level):
             return
-        if not limit:
-            self._write(record, level, 1, 0.0)
+        item = (build, event, level, logger)
+        if subject is None:
+            self._write(item, 1, 0.0)
             return
-        n, seconds, evicted = self._limiter.admit((record.logger, record.subject, record.event), (record, level))
-        for item, count, span in evicted:
-            self._write(*item, count, span)
+        n, seconds, evicted = self._limiter.admit((logger_name, subject, event_name), item)
+        for old, count, span in evicted:
+            self._write(old, count, span)
         if n:
-            self._write(record, level, n, seconds)
+            self._write(item, n, seconds)
 
-    def _write(self, record: Record, level: int, n: int, seconds: float) -> None:
-        fields: dict[str, Any] = {t.LOG_EVENT_NAME: record.event, **record.fields}
-        if n > 1:
-            fields[t.LOG_REPEATS] = n
-            fields[t.LOG_INTERVAL] = seconds
-            message, args = record.summary.format(n=n, s=seconds), ()
-        else:
-            message, args = record.message, record.args
+    def _write(self, item: _Item, n: int, seconds: float) -> None:
+        build, event, level, logger = item
         try:
-            self._loggers[record.logger].log(level, message, *args, extra=fields)
+            record = build(event, self._messages)
+            fields: dict[str, Any] = {t.LOG_EVENT_NAME: record.event, **record.fields}
+            if n > 1:
+                fields[t.LOG_REPEATS] = n
+                fields[t.LOG_INTERVAL] = seconds
+                logger.log(level, record.summary.format(n=n, s=seconds), extra=fields)
+            else:
+                logger.log(level, record.message, *record.args, extra=fields)
         except Exception:
             # A handler that raises (logging's own handlers report their errors themselves) must not
             # reach the user's call; logging about it could fail the same way, so it is only counted.
@@ -166,19 +177,19 @@ class _CallLog(CallObserver):
         self._hook = hook
 
     def retry_scheduled(self, event: RetryScheduled) -> None:
-        self._hook.emit(_records.retry_scheduled(event, self._hook._messages))
+        self._hook.emit(t.LOGGER_RETRY, t.EVENT_RETRY_SCHEDULED, event.operation, _records.retry_scheduled, event)
 
     def rejected(self, event: CallRejected) -> None:
-        self._hook.emit(_records.rejected(event))
+        self._hook.emit(t.LOGGER_BREAKER, t.LOG_EVENT_REJECTED, event.operation, _records.rejected, event)
 
     def timed_out(self, event: TimedOut) -> None:
-        self._hook.emit(_records.timed_out(event))
+        self._hook.emit(t.LOGGER_TIMEOUT, t.LOG_EVENT_TIMED_OUT, event.operation, _records.timed_out, event)
 
     def fallback_started(self, event: FallbackStarted) -> Any:
-        self._hook.emit(_records.fallback(event, self._hook._messages))
+        self._hook.emit(t.LOGGER_FALLBACK, t.LOG_EVENT_FALLBACK, event.operation, _records.fallback, event)
 
     def degraded(self, event: Degraded) -> None:
-        self._hook.emit(_records.degraded(event, self._hook._messages))
+        self._hook.emit(t.LOGGER_DEGRADE, t.EVENT_DEGRADED, event.operation, _records.degraded, event)
 
 
 class _SagaLog(SagaObserver):
@@ -188,4 +199,5 @@ class _SagaLog(SagaObserver):
         self._hook = hook
 
     def compensation_finished(self, token: Any, event: CompensationFinished) -> None:
-        self._hook.emit(_records.compensation(event, self._hook._messages))
+        name = t.LOG_EVENT_COMPENSATED if event.outcome is Outcome.SUCCESS else t.LOG_EVENT_COMPENSATION_FAILED
+        self._hook.emit(t.LOGGER_SAGA, name, (event.saga, event.step), _records.compensation, event)
