@@ -2,7 +2,8 @@
 rejected call of an open breaker (a flood the hook summarises), logs on vs off in the same run.
 
 ``python -m benchmarks logs [--quick]``. Pairs of variants differ only in the logging hook; they run
-interleaved, ``R`` rounds of ``N`` calls, and each pair's median difference is reported. Records go
+interleaved (alternating which runs first), ``R`` rounds of ``N`` calls, and the median of each pair's
+per-round differences is reported (robust on a shared machine). Records go
 to a NullHandler (a flood's summaries are the only ones written). Last line: one JSON object.
 """
 
@@ -81,7 +82,8 @@ async def _time(call: Call, raises: bool, n: int) -> float:
     return (time.perf_counter() - start) / n * 1e6
 
 
-async def _run(n: int, rounds: int) -> dict[str, tuple[float, float]]:
+async def _run(n: int, rounds: int) -> dict[str, tuple[float, float, float]]:
+    """name -> (median us with logs, median us without, median of the per-round differences)."""
     on, off = _policies(True), _policies(False)
     samples: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in on}
     for name in on:  # warm-up
@@ -95,7 +97,10 @@ async def _run(n: int, rounds: int) -> dict[str, tuple[float, float]]:
             else:
                 samples[name][0].append(await _time(*on[name], n))
                 samples[name][1].append(await _time(*off[name], n))
-    return {name: (statistics.median(a), statistics.median(b)) for name, (a, b) in samples.items()}
+    return {
+        name: (statistics.median(a), statistics.median(b), statistics.median(x - y for x, y in zip(a, b, strict=True)))
+        for name, (a, b) in samples.items()
+    }
 
 
 def main(argv: list[str]) -> int:
@@ -105,15 +110,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=None)
     args = parser.parse_args(argv)
     n = args.calls or (5_000 if args.quick else 50_000)
-    rounds = args.rounds or (9 if args.quick else 21)
+    rounds = args.rounds or (15 if args.quick else 31)
     root = logging.getLogger("shannon_otel")
     root.addHandler(logging.NullHandler())
     root.propagate = False
     medians = asyncio.run(_run(n, rounds))
-    print(f"{'variant':<18}{'logs on us':>12}{'logs off us':>12}{'added us':>10}")
-    for name, (with_logs, without) in medians.items():
-        print(f"{name:<18}{with_logs:>12.3f}{without:>12.3f}{with_logs - without:>10.3f}")
-    added = {name: round(a - b, 3) for name, (a, b) in medians.items()}
+    print(f"{'variant':<18}{'logs on us':>12}{'logs off us':>12}{'added us':>10}  (median of paired differences)")
+    for name, (with_logs, without, diff) in medians.items():
+        print(f"{name:<18}{with_logs:>12.3f}{without:>12.3f}{diff:>10.3f}")
+    added = {name: round(diff, 3) for name, (_, _, diff) in medians.items()}
     print(json.dumps({"suite": "logs", "added_us": added, "calls": n, "rounds": rounds}))
     return 0
 
