@@ -181,7 +181,7 @@ def test_breaker_transitions_and_a_rejection_carry_their_levels_and_the_calling_
         assert span_id in {ids_of(call)[1], *(ids_of(c)[1] for c in tel.children(call))}
 
 
-def test_a_timeout_is_an_error_record(caplog_all: pytest.LogCaptureFixture) -> None:
+def test_a_timeout_is_an_error_record(caplog_all: pytest.LogCaptureFixture, otel_logs: OTelLogs) -> None:
     tel = Telemetry()
     policy = Timeout(0.25, name="slow-api", **tel.kw)
 
@@ -197,9 +197,12 @@ def test_a_timeout_is_an_error_record(caplog_all: pytest.LogCaptureFixture) -> N
         ("shannon_otel.timeout", logging.ERROR, "slow-api timed out after 0.25 s", {
             t.LOG_EVENT_NAME: "shannon.timed_out", t.OPERATION: "slow-api", t.TIMEOUT_LIMIT: 0.25}),
     ]
+    assert [(tr, sp) for _, tr, sp in otel_logs.ids()] == [ids_of(tel.span("slow-api"))]
 
 
-def test_a_fallback_and_a_degradation_are_warnings(caplog_all: pytest.LogCaptureFixture) -> None:
+def test_a_fallback_and_a_degradation_are_warnings(
+    caplog_all: pytest.LogCaptureFixture, otel_logs: OTelLogs,
+) -> None:
     tel = Telemetry()
 
     async def spare(error: Exception) -> str:
@@ -223,6 +226,8 @@ def test_a_fallback_and_a_degradation_are_warnings(caplog_all: pytest.LogCapture
              t.LOG_EVENT_NAME: "shannon.degraded", t.OPERATION: "prices", t.DEGRADE_MODE: "static",
              t.DEGRADE_REASON: "failure", t.ERROR_TYPE: "ConnectionError"}),
     ]
+    # Both under their operation's span (the fallback's record is written before the fallback span starts).
+    assert [(tr, sp) for _, tr, sp in otel_logs.ids()] == [ids_of(tel.span("quotes")), ids_of(tel.span("prices"))]
 
 
 def test_compensations_that_ran_and_failed(caplog_all: pytest.LogCaptureFixture, otel_logs: OTelLogs) -> None:
