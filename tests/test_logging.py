@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import warnings
@@ -11,6 +12,8 @@ from typing import Any
 
 import pytest
 from _virtual_time import run_virtual
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.trace import ReadableSpan
@@ -32,6 +35,7 @@ from shannon_otel import (
 from shannon_otel import _telemetry as t
 from shannon_otel._hooks import resolve_hooks
 from shannon_otel._logs._joined import _Default, _Joined
+from shannon_otel._logs._limit import Limiter
 from shannon_otel._telemetry import Severity
 
 FIELDS = {
@@ -444,3 +448,29 @@ def test_structlog_stdlib_integration_sees_the_same_fields() -> None:
         t.LOG_EVENT_NAME: "shannon.retry.scheduled", t.OPERATION: "op", t.ATTEMPT: 1, t.RETRY_DELAY: 1.0,
         t.RETRY_MAX_ATTEMPTS: 2, t.ERROR_TYPE: "ConnectionError",
     }
+
+
+# --------------------------------------------------------------------------- the limiter as a state machine
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.floats(0, 7)), max_size=200), st.integers(1, 8))
+def test_the_limiter_accounts_for_every_occurrence_and_writes_at_most_one_record_per_key_per_interval(
+    steps: list[tuple[int, float]], max_keys: int,
+) -> None:
+    now = [0.0]
+    limiter: Limiter[int] = Limiter(10.0, max_keys, lambda: now[0])
+    accounted = 0
+    written: dict[int, list[float]] = {}
+    for key, advance in steps:
+        now[0] += advance
+        n, _, evicted = limiter.admit(key, key)
+        for _, count, _ in evicted:
+            accounted += count
+        if n:
+            accounted += n
+            written.setdefault(key, []).append(now[0])
+        assert len(limiter._windows) <= max_keys  # bounded memory
+    accounted += sum(count for _, count, _ in limiter.drain())
+    assert accounted == len(steps)  # nothing lost, nothing counted twice
+    if max_keys > 5:  # no eviction: windows never restart early
+        for times in written.values():
+            assert all(b - a >= 10.0 for a, b in itertools.pairwise(times))
