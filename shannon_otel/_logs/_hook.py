@@ -11,10 +11,10 @@ handler costs the record, not the result.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .. import _clock
 from .. import _telemetry as t
 from .._events import CallObserver, Hook, SagaObserver
 from .._telemetry import Outcome, Severity
@@ -65,7 +65,7 @@ class LoggingHook(Hook):
         exception_messages: bool = False,
         interval_s: float = 10.0,
         max_keys: int = 1024,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = _clock.monotonic,
         enabled: bool = True,
     ) -> None:
         check_number("interval_s", interval_s, low=0)
