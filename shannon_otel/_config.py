@@ -13,7 +13,6 @@ from typing import Literal
 from opentelemetry import _logs as otel_logs
 from opentelemetry import metrics, trace
 from opentelemetry._logs._internal import ProxyLoggerProvider  # the unset global has no public name
-from opentelemetry.metrics._internal import _ProxyMeterProvider  # the unset global has no public name
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, ConsoleLogRecordExporter, LogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider
@@ -27,7 +26,8 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
-from ._aggregate import BridgedExporter, MetricsBridge, histograms_cumulative, register_bridge
+from ._aggregate import BridgedExporter, MetricsBridge, histograms_cumulative
+from ._otel._providers import globals_set, register_bridge
 from ._telemetry import SCOPE_NAME as LOGGER_ROOT  # the logging hook's loggers are its children
 
 ExporterName = Literal["otlp", "otlp_grpc", "otlp_http", "console", "none"]
@@ -89,9 +89,7 @@ class Telemetry:
 
 def _check_globals_unset(logs: bool) -> None:
     """The OTel API sets the global providers once; a second attempt would be ignored (only logged)."""
-    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider) or not isinstance(
-        metrics.get_meter_provider(), _ProxyMeterProvider,
-    ) or (logs and not isinstance(otel_logs.get_logger_provider(), ProxyLoggerProvider)):
+    if globals_set() or (logs and not isinstance(otel_logs.get_logger_provider(), ProxyLoggerProvider)):
         raise RuntimeError(
             "the global OTel providers are already set (OTel allows that once per process); "
             "call configure(..., set_global=False) and pass tracer_provider=/meter_provider= instead",

@@ -27,6 +27,7 @@ _Item = tuple[Callable[[Any, bool], Record], Any, int, logging.Logger]  # (build
 
 if TYPE_CHECKING:
     from .._events import (
+        Anomaly,
         BreakerTransition,
         CallRejected,
         CallStarted,
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
         SagaStarted,
         TimedOut,
     )
-    from ..anomaly import Anomaly
 
 __all__ = ["LoggingHook"]
 
@@ -53,7 +53,8 @@ class LoggingHook(Hook):
     exception's message (``exception.message``) to records; off by default: messages can carry
     user data. Repeats of one (logger, subject, event) are summarised: at most one record per
     ``interval_s`` (the first at once), for at most ``max_keys`` keys at a time. ``clock`` is
-    injectable for tests. Thread-safe; :meth:`anomaly` may be passed as ``AnomalyHook(on_anomaly=)``.
+    injectable for tests. Thread-safe. Anomalies arrive as hook events from an ``AnomalyHook`` among
+    the same entry point's hooks.
     """
 
     __slots__ = ("_call", "_enabled", "_levels", "_limiter", "_loggers", "_messages", "_saga", "errors")
@@ -110,13 +111,13 @@ class LoggingHook(Hook):
         # Never summarised: every state change is told, in order.
         self.emit(t.LOGGER_BREAKER, name, None, _records.transition, event)
 
-    def anomaly(self, anomaly: Anomaly) -> None:
-        """Log one detected anomaly; usable as ``AnomalyHook(on_anomaly=hook.anomaly)``."""
-        if self._enabled:
+    def anomaly(self, event: Anomaly) -> None:
+        """An anomaly hook of the same entry point scored a sample: logged from severity warning up."""
+        if self._enabled and event.severity is not None:
             from ._anomaly import record
 
-            self.emit(t.LOGGER_ANOMALY, t.EVENT_ANOMALY, (anomaly.series, anomaly.signal), record, anomaly,
-                      up=anomaly.severity is Severity.CRITICAL)
+            self.emit(t.LOGGER_ANOMALY, t.EVENT_ANOMALY, (event.series, event.signal), record, event,
+                      up=event.severity is Severity.CRITICAL)
 
     def flush(self) -> None:
         """Emit the summaries of every repeat held back so far (e.g. before the process exits)."""

@@ -6,7 +6,8 @@ else watches ~5 us (the observed call path): both past the breaker's 0.3 us budg
 logging hook is joined to the OTel hook at position 0: ``call_started`` is the OTel hook's, plus a
 shared logging observer when the OTel hook watches the call. A call the OTel hook does not watch
 (no SDK installed) is not logged by default; ``hooks=[LoggingHook()]`` logs every call of an
-entry point, at the observed path's price. Breaker transitions and sagas are always logged.
+entry point, at the observed path's price. Breaker transitions, sagas and the anomalies of an
+``AnomalyHook`` among the entry point's hooks are always logged.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from ._hook import LoggingHook
 
 if TYPE_CHECKING:
     from .._events import (
+        Anomaly,
         AttemptFinished,
+        BreakerRegistered,
         BreakerTransition,
         CallFinished,
         CallRejected,
@@ -102,9 +105,20 @@ class _Joined(Hook):
             return first or logs
         return _BothSaga(first, logs)
 
+    def breaker_registered(self, event: BreakerRegistered) -> None:
+        self._otel.breaker_registered(event)
+
     def breaker_transition(self, event: BreakerTransition) -> None:
         self._otel.breaker_transition(event)
         self._logs.breaker_transition(event)
+
+    def anomaly(self, event: Anomaly) -> None:
+        self._otel.anomaly(event)  # its span event first: the record then sits beside it
+        self._logs.anomaly(event)
+
+    def for_scope(self, hooks: tuple[Hook, ...]) -> Hook:
+        # The OTel hook and the logging hook emit no events of their own (both views are themselves).
+        return self
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._otel!r}, {self._logs!r})"
