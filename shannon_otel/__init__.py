@@ -22,6 +22,7 @@ from ._events import (
     WaveObserver,
     WaveStarted,
 )
+from ._logs import LoggingHook
 from ._telemetry import BreakerState, CallOutcome, Outcome
 from ._version import __version__
 from .anomaly import Anomaly, AnomalyDetector, AnomalyHook, DetectorConfig
@@ -84,6 +85,8 @@ __all__ = [
     "Saga", "Step", "Transaction", "SagaResult", "SagaError",
     # anomaly detection
     "AnomalyDetector", "DetectorConfig", "AnomalyHook", "Anomaly",
+    # logs
+    "LoggingHook",
     # outcomes and states
     "Outcome", "CallOutcome", "BreakerState",
     # hooks and events

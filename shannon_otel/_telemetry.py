@@ -43,6 +43,8 @@ SAGA_STEP: Final = "shannon.saga.step"
 SAGA_OUTCOME: Final = "shannon.saga.outcome"
 COMPENSATION_OUTCOME: Final = "shannon.compensation.outcome"
 HEDGE_ATTEMPT: Final = "shannon.hedge.attempt"
+RETRY_MAX_ATTEMPTS: Final = "shannon.retry.max_attempts"
+TIMEOUT_LIMIT: Final = "shannon.timeout.limit"  # seconds the Timeout policy allowed
 
 ANOMALY_SERIES: Final = "shannon.anomaly.series"
 ANOMALY_SIGNAL: Final = "shannon.anomaly.signal"
@@ -112,6 +114,30 @@ EVENT_RETRY_SCHEDULED: Final = "shannon.retry.scheduled"
 EVENT_BREAKER_TRANSITION: Final = "shannon.breaker.transition"
 EVENT_DEGRADED: Final = "shannon.degraded"
 EVENT_ANOMALY: Final = "shannon.anomaly"
+
+# --------------------------------------------------------------------------- log records
+# The logging hook's records: one logger per area, ``event.name`` (OTel semantic conventions) names
+# what happened; the other fields are the attribute names above. See docs/logging.md.
+LOGGER_RETRY: Final = "shannon_otel.retry"
+LOGGER_BREAKER: Final = "shannon_otel.breaker"
+LOGGER_TIMEOUT: Final = "shannon_otel.timeout"
+LOGGER_FALLBACK: Final = "shannon_otel.fallback"
+LOGGER_DEGRADE: Final = "shannon_otel.degrade"
+LOGGER_SAGA: Final = "shannon_otel.saga"
+LOGGER_ANOMALY: Final = "shannon_otel.anomaly"
+LOGGER_HOOKS: Final = "shannon_otel"  # hook errors (the executor's guarded hook calls)
+LOG_EVENT_NAME: Final = "event.name"  # OTel semantic conventions
+LOG_EVENT_REJECTED: Final = "shannon.call.rejected"
+LOG_EVENT_OPENED: Final = "shannon.breaker.opened"
+LOG_EVENT_HALF_OPENED: Final = "shannon.breaker.half_opened"
+LOG_EVENT_CLOSED: Final = "shannon.breaker.closed"
+LOG_EVENT_TIMED_OUT: Final = "shannon.timed_out"
+LOG_EVENT_FALLBACK: Final = "shannon.fallback"
+LOG_EVENT_COMPENSATED: Final = "shannon.saga.compensated"
+LOG_EVENT_COMPENSATION_FAILED: Final = "shannon.saga.compensation_failed"
+LOG_REPEATS: Final = "shannon.log.repeats"  # occurrences one summarised record stands for
+LOG_INTERVAL: Final = "shannon.log.interval"  # seconds the summarised record covers
+EXCEPTION_MESSAGE: Final = "exception.message"  # OTel semantic conventions; opt-in only
 
 # --------------------------------------------------------------------------- metrics
 # Seconds-unit histograms need explicit boundaries: the SDK defaults are millisecond-scale.

@@ -32,6 +32,7 @@ EXPECTED = [
     "Hedge",
     "Hook",
     "Jitter",
+    "LoggingHook",
     "Outcome",
     "Pipeline",
     "Policy",

@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                       default=os.environ.get("OTEL_SERVICE_NAME") or "shannon-otel-demo",
                       help="service.name of the telemetry (default shannon-otel-demo)")
     demo.add_argument("--plain", action="store_true", help="plain line output even on a terminal")
+    demo.add_argument("--verbose", "-v", action="store_true",
+                      help="also print the library's log records: retries, breaker changes, fallbacks, ...")
     demo.set_defaults(env_endpoint=env_endpoint, env_protocol=env_protocol)
 
     dash = sub.add_parser("dashboards", help="print or write the bundled Grafana dashboards",

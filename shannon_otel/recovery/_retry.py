@@ -194,7 +194,7 @@ class Retry(Instrumented):
         if self.budget_s is not None and self.clock() - start + wait > self.budget_s:
             return None
         if call is not None:
-            event = RetryScheduled(call.operation, attempt, wait, error)
+            event = RetryScheduled(call.operation, attempt, wait, error, self.attempts)
             for observer in call.observers:
                 observer.retry_scheduled(event)
         return wait
