@@ -141,7 +141,8 @@ def configure(
     the user, the environment or the SDK it gets a random one, so replicas never share series.
     Extra ``metric_readers`` and ``span_exporters`` are added as given; a reader with an
     ``attach_bridge(bridge)`` method merges the in-process task histograms itself (see
-    ``_aggregate``), any other reader makes the task metrics fall back to plain SDK calls. Raises ValueError for an unknown exporter or bad interval.
+    ``_aggregate``), any other reader makes the task metrics fall back to plain SDK calls.
+    Raises ValueError for an unknown exporter or bad interval.
     """
     if metric_interval_s is None:
         metric_interval_s = float(os.environ.get("OTEL_METRIC_EXPORT_INTERVAL", "10000")) / 1000
