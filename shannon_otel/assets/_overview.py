@@ -45,7 +45,7 @@ def _latency(spec: t.MetricSpec, title: str, description: str, quantiles: tuple[
                  exemplar=True)
         for pct in quantiles
     ]
-    return p.timeseries(title, description, "s", targets)
+    return p.timeseries(title, description, "s", targets, link=True)
 
 
 def _throughput() -> list[p.Json]:
@@ -54,7 +54,8 @@ def _throughput() -> list[p.Json]:
     return [
         p.row("Throughput and latency"),
         p.timeseries("Task throughput by wave", "Tasks finished per second, any outcome.", "ops",
-                     [p.target(q.sum_by((q.JOB, t.WAVE_NAME), q.rate(outcomes)), f"{{{{{wave}}}}}")]),
+                     [p.target(q.sum_by((q.JOB, t.WAVE_NAME), q.rate(outcomes)), f"{{{{{wave}}}}}")],
+                     link=True),
         p.timeseries("Task outcomes", "Tasks finished per second by outcome. Cancellation is its own "
                      "outcome, never an error.", "ops",
                      [p.target(q.sum_by((t.TASK_OUTCOME,), q.rate(outcomes)),
@@ -73,8 +74,9 @@ def _throughput() -> list[p.Json]:
                                f"{{{{{q.label(t.ERROR_TYPE)}}}}}")], stack=True, bars=True),
         p.timeseries("Wave duration by wave (p50, p99)", "Wall time of whole waves. Waves are rare "
                      "events, so points appear only around their ends.", "s",
-                     [p.target(q.quantile(pct, t.WAVE_DURATION, JOB, WAVE, by_=(t.WAVE_NAME,)),
-                               f"p{round(pct * 100)} {{{{{wave}}}}}", exemplar=True) for pct in (0.5, 0.99)]),
+                     [p.target(q.quantile(pct, t.WAVE_DURATION, JOB, WAVE, by_=(q.JOB, t.WAVE_NAME)),
+                               f"p{round(pct * 100)} {{{{{wave}}}}}", exemplar=True) for pct in (0.5, 0.99)],
+                     link=True),
     ]
 
 
@@ -84,14 +86,14 @@ def _concurrency() -> list[p.Json]:
         p.row("Concurrency and efficiency"),
         p.timeseries("Active and pending tasks", "Tasks running now and tasks of running waves not "
                      "started yet.", "short",
-                     [p.target(q.sum_by((t.WAVE_NAME,), q.sel(t.TASKS_ACTIVE, JOB, WAVE)),
+                     [p.target(q.sum_by((q.JOB, t.WAVE_NAME), q.sel(t.TASKS_ACTIVE, JOB, WAVE)),
                                f"active {{{{{wave}}}}}"),
-                      p.target(q.sum_by((t.WAVE_NAME,), q.sel(t.TASKS_PENDING, JOB, WAVE)),
-                               f"pending {{{{{wave}}}}}")]),
+                      p.target(q.sum_by((q.JOB, t.WAVE_NAME), q.sel(t.TASKS_PENDING, JOB, WAVE)),
+                               f"pending {{{{{wave}}}}}")], link=True),
         p.timeseries("Parallel efficiency", "Busy task time / (wave wall time x concurrency limit) of the "
                      "last finished wave: 100% means every slot was busy all the time.", "percentunit",
-                     [p.target(f"max by ({wave}) ({q.sel(t.WAVE_EFFICIENCY, JOB, WAVE)})",
-                               f"{{{{{wave}}}}}")], min_=0, max_=1),
+                     [p.target(f"max by ({q.by(q.JOB, t.WAVE_NAME)}) ({q.sel(t.WAVE_EFFICIENCY, JOB, WAVE)})",
+                               f"{{{{{wave}}}}}")], min_=0, max_=1, link=True),
     ]
 
 
@@ -110,8 +112,8 @@ def _genai() -> list[p.Json]:
                                f"p{round(pct * 100)} {{{{{token_type}}}}}") for pct in (0.5, 0.99)], width=8),
         p.timeseries("Cost per hour", "Cost the tasks record, as USD per hour at the current rate.",
                      "currencyUSD",
-                     [p.target(f"{q.sum_by((t.WAVE_NAME,), q.rate(q.sel(t.TASK_COST, JOB, WAVE)))} * 3600",
-                               f"{{{{{wave}}}}}")], width=8),
+                     [p.target(f"{q.sum_by((q.JOB, t.WAVE_NAME), q.rate(q.sel(t.TASK_COST, JOB, WAVE)))} * 3600",
+                               f"{{{{{wave}}}}}")], width=8, link=True),
     ]
 
 
