@@ -149,7 +149,7 @@ def test_every_dashboard_and_rule_query_parses(tmp_path: Path) -> None:
 
 def test_concrete_query_replaces_grafana_variables() -> None:
     assert concrete_query('rate(x{job=~"$job", w=~"${wave}"}[$__rate_interval])') == (
-        'rate(x{job=~".*", w=~".*"}[1m])'
+        'rate(x{job=~".+", w=~".+"}[1m])'
     )
     assert concrete_query("sum(increase(x[$__range]))", {"__range": "5m"}) == "sum(increase(x[5m]))"
 

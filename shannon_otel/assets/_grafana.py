@@ -36,7 +36,8 @@ def datasource_variable() -> Json:
 
 
 def query_variable(name: str, title: str, selector: str, label: str) -> Json:
-    """A multi-value variable over ``label_values(selector, label)``; "All" matches everything."""
+    """A multi-value variable over ``label_values(selector, label)``; "All" is ``.+``, so it matches
+    every value but never a series without the label (another library's series of the same name)."""
     definition = f"label_values({selector}, {q.label(label)})"
     return {
         "name": name, "label": title, "type": "query", "datasource": DATASOURCE,
@@ -44,7 +45,7 @@ def query_variable(name: str, title: str, selector: str, label: str) -> Json:
         # opens in the variable editor as a classic query.
         "definition": definition, "query": definition,
         "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
-        "hide": 0, "includeAll": True, "allValue": ".*", "multi": True, "options": [], "refresh": 2,
+        "hide": 0, "includeAll": True, "allValue": ".+", "multi": True, "options": [], "refresh": 2,
         "regex": "", "sort": 1,
     }
 

@@ -32,8 +32,8 @@ def _summary() -> list[p.Json]:
         p.stat("Task error ratio", "Share of finished tasks that failed or timed out (cancellations are "
                "not errors) in the selected time range.", "percentunit",
                f"({_over_range(t.TASK_OUTCOMES, ERRORS)} or vector(0))\n/\n{finished}"),
-        p.stat("GenAI tokens", "Tokens the tasks recorded (all token types) in the selected time range.",
-               "short", _over_range(t.TOKEN_USAGE, suffix="_sum")),
+        p.stat("Tokens", "Tokens the tasks recorded (all token types) in the selected time range.",
+               "short", _over_range(t.TASK_TOKENS, suffix="_sum")),
         p.stat("Task cost", "Cost the tasks recorded in the selected time range.", "currencyUSD",
                _over_range(t.TASK_COST)),
     ]
@@ -98,17 +98,17 @@ def _concurrency() -> list[p.Json]:
 
 
 def _genai() -> list[p.Json]:
-    token_type = q.label(t.GEN_AI_TOKEN_TYPE)
+    token_type = q.label(t.TOKEN_TYPE)
     wave = q.label(t.WAVE_NAME)
     return [
         p.row("GenAI usage and cost"),
-        p.timeseries("Token usage rate", "GenAI tokens per second by token type (gen_ai.client.token.usage).",
+        p.timeseries("Token usage rate", "Tokens per second the tasks recorded, by token type (shannon.task.tokens).",
                      "short",
-                     [p.target(q.sum_by((t.GEN_AI_TOKEN_TYPE,),
-                                        q.rate(q.sel(t.TOKEN_USAGE, JOB, WAVE, suffix="_sum"))),
+                     [p.target(q.sum_by((t.TOKEN_TYPE,),
+                                        q.rate(q.sel(t.TASK_TOKENS, JOB, WAVE, suffix="_sum"))),
                                f"{{{{{token_type}}}}}")], width=8),
         p.timeseries("Tokens per task (p50, p99)", "Tokens one task used, by token type.", "short",
-                     [p.target(q.quantile(pct, t.TOKEN_USAGE, JOB, WAVE, by_=(t.GEN_AI_TOKEN_TYPE,)),
+                     [p.target(q.quantile(pct, t.TASK_TOKENS, JOB, WAVE, by_=(t.TOKEN_TYPE,)),
                                f"p{round(pct * 100)} {{{{{token_type}}}}}") for pct in (0.5, 0.99)], width=8),
         p.timeseries("Cost per hour", "Cost the tasks record, as USD per hour at the current rate.",
                      "currencyUSD",

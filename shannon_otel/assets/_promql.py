@@ -164,12 +164,12 @@ def concrete(expr: str, values: Mapping[str, str] | None = None) -> str:
     """``expr`` with Grafana variables replaced, ready for Prometheus or ``promtool``.
 
     ``$__rate_interval``, ``$__interval`` and ``$__range`` get :data:`GRAFANA_DEFAULTS`, every other
-    variable (``$job``, ``$wave``...) gets ``.*`` - the "All" value of the dashboards' variables -
+    variable (``$job``, ``$wave``...) gets ``.+`` - the "All" value of the dashboards' variables -
     unless ``values`` names it.
     """
     chosen = {**GRAFANA_DEFAULTS, **(values or {})}
 
     def replace(m: re.Match[str]) -> str:
-        return chosen.get(m.group(1) or m.group(2), ".*")
+        return chosen.get(m.group(1) or m.group(2), ".+")
 
     return _VARIABLE.sub(replace, expr)

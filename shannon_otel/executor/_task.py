@@ -9,9 +9,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from .._telemetry import GEN_AI_INPUT_TOKENS as INPUT_TOKENS
-from .._telemetry import GEN_AI_OUTPUT_TOKENS as OUTPUT_TOKENS
 from .._telemetry import TASK_COST_ATTR as COST
+from .._telemetry import TASK_INPUT_TOKENS as INPUT_TOKENS
+from .._telemetry import TASK_OUTPUT_TOKENS as OUTPUT_TOKENS
 
 T = TypeVar("T")
 
@@ -79,7 +79,7 @@ def record(name: str, value: float) -> None:
 
 
 def record_tokens(input: int = 0, output: int = 0) -> None:
-    """Record GenAI token usage of the running task (``gen_ai.client.token.usage`` metrics)."""
+    """Record token usage of the running task (``shannon.task.tokens`` metrics, summed per task)."""
     if input < 0 or output < 0:
         raise ValueError(f"token counts must be >= 0, got input={input}, output={output}")
     measurements = _measurements("record_tokens")

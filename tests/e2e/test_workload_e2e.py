@@ -218,7 +218,7 @@ def test_jaeger_holds_the_whole_trace_shape_through_the_collector(jaeger: Jaeger
     transitions = [log for s in all_spans for log in s["logs"]
                    if any(f["key"] == "event" and f["value"] == tel.EVENT_BREAKER_TRANSITION for f in log["fields"])]
     assert transitions, "breaker transitions are span events"
-    tokens = [s for s in names["task agents"] if tel.GEN_AI_INPUT_TOKENS in _tags(s)]
+    tokens = [s for s in names["task agents"] if tel.TASK_INPUT_TOKENS in _tags(s)]
     assert tokens
 
 
