@@ -39,9 +39,15 @@ def _summary() -> list[p.Json]:
     ]
 
 
+def _p99_over_range(spec: t.MetricSpec) -> str:
+    return q.quantile(0.99, spec, JOB, WAVE, by_=(q.JOB, t.WAVE_NAME), window="$__range")
+
+
 def _latency(spec: t.MetricSpec, title: str, description: str, quantiles: tuple[float, ...]) -> p.Json:
+    """Percentiles per wave: one p50 over a 50 ms wave and a 30 s wave would describe neither."""
+    wave = q.label(t.WAVE_NAME)
     targets = [
-        p.target(q.quantile(pct, spec, JOB, WAVE, by_=(q.JOB,)), f"p{round(pct * 100)} {{{{job}}}}",
+        p.target(q.quantile(pct, spec, JOB, WAVE, by_=(q.JOB, t.WAVE_NAME)), f"p{round(pct * 100)} {{{{{wave}}}}}",
                  exemplar=True)
         for pct in quantiles
     ]
@@ -61,11 +67,18 @@ def _throughput() -> list[p.Json]:
                      [p.target(q.sum_by((t.TASK_OUTCOME,), q.rate(outcomes)),
                                f"{{{{{q.label(t.TASK_OUTCOME)}}}}}")],
                      stack=True, colors=OUTCOME_COLORS),
-        _latency(t.TASK_DURATION, "Task duration percentiles",
-                 "Task run time (queue wait excluded), from the duration histogram. Exemplar dots link to "
-                 "the task's trace in Jaeger.", (0.5, 0.9, 0.99)),
-        _latency(t.TASK_QUEUE_WAIT_DURATION, "Task queue wait percentiles",
-                 "Time tasks waited for a concurrency slot, resource pool or rate limit before starting.",
+        _latency(t.TASK_DURATION, "Task duration percentiles by wave",
+                 "Task run time (queue wait excluded) per wave, from the duration histogram. Exemplar dots "
+                 "link to the task's trace in Jaeger.", (0.5, 0.9, 0.99)),
+        p.heatmap("Task duration heatmap", "How many tasks finished in each duration bucket per rate "
+                  "interval, all selected waves. Exemplar dots link to a task's trace in Jaeger.", "s",
+                  q.sum_by(("le",), q.increase(q.sel(t.TASK_DURATION, JOB, WAVE, suffix="_bucket")))),
+        p.table("Slowest waves (p99 task duration)", "The ten waves with the highest p99 task duration in "
+                "the selected time range.", "s",
+                f"topk(10, {_p99_over_range(t.TASK_DURATION)})", link=True),
+        _latency(t.TASK_QUEUE_WAIT_DURATION, "Task queue wait percentiles by wave",
+                 "Time tasks of each wave waited for a concurrency slot, resource pool or rate limit before "
+                 "starting.",
                  (0.5, 0.99)),
         p.timeseries("Task errors by type", "Failed or timed-out tasks in each rate interval, by exception "
                      "type (error.type).", "short",
@@ -97,11 +110,11 @@ def _concurrency() -> list[p.Json]:
     ]
 
 
-def _genai() -> list[p.Json]:
+def _tokens() -> list[p.Json]:
     token_type = q.label(t.TOKEN_TYPE)
     wave = q.label(t.WAVE_NAME)
     return [
-        p.row("GenAI usage and cost"),
+        p.row("Token usage and cost"),
         p.timeseries("Token usage rate", "Tokens per second the tasks recorded, by token type (shannon.task.tokens).",
                      "short",
                      [p.target(q.sum_by((t.TOKEN_TYPE,),
@@ -117,6 +130,25 @@ def _genai() -> list[p.Json]:
     ]
 
 
+def _pipeline() -> list[p.Json]:
+    """The collector's own telemetry (scrape job otel-collector-self): is the pipeline keeping up?"""
+    return [
+        p.row("Collector pipeline"),
+        p.timeseries("Collector: data accepted and refused", "Spans and metric points the collector's "
+                     "receivers accepted and refused (memory_limiter back-pressure) per second.", "ops",
+                     [p.target("sum by (receiver) (rate(otelcol_receiver_accepted_spans_total[$__rate_interval]))",
+                               "spans accepted {{receiver}}"),
+                      p.target("sum by (receiver) (rate(otelcol_receiver_accepted_metric_points_total"
+                               "[$__rate_interval]))", "metric points accepted {{receiver}}"),
+                      p.target("sum by (receiver) (rate(otelcol_receiver_refused_spans_total[$__rate_interval]))",
+                               "spans refused {{receiver}}")]),
+        p.timeseries("Collector: export queue", "Batches waiting in each exporter's queue, and its capacity: a "
+                     "queue staying full loses data.", "short",
+                     [p.target("max by (exporter) (otelcol_exporter_queue_size)", "queued {{exporter}}"),
+                      p.target("max by (exporter) (otelcol_exporter_queue_capacity)", "capacity {{exporter}}")]),
+    ]
+
+
 def overview(anomaly_annotation: p.Json) -> p.Json:
     """The overview dashboard model; ``anomaly_annotation`` overlays detected anomalies."""
     variables = [
@@ -126,5 +158,5 @@ def overview(anomaly_annotation: p.Json) -> p.Json:
     return g.dashboard(
         UID, "Shannon OTel / Overview",
         "Waves and tasks run by shannon-otel: throughput, latency, outcomes, concurrency, tokens and cost.",
-        [*_summary(), *_throughput(), *_concurrency(), *_genai()], variables, (anomaly_annotation,),
+        [*_summary(), *_throughput(), *_concurrency(), *_tokens(), *_pipeline()], variables, (anomaly_annotation,),
     )

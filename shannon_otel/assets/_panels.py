@@ -169,6 +169,26 @@ def state_timeline(title: str, description: str, expr: str, legend: str, states:
                   height=height, defaults=defaults, options=options, links=link)
 
 
+def heatmap(title: str, description: str, unit: str, expr: str, *, width: int = 12, height: int = 8) -> Json:
+    """A heatmap of a classic histogram: ``expr`` gives one series per ``le`` bucket; exemplars shown."""
+    options: Json = {
+        "calculate": False,
+        "cellGap": 1,
+        "color": {"mode": "scheme", "scheme": "Oranges", "exponent": 0.5, "fill": "dark-orange",
+                  "reverse": False, "steps": 64},
+        "exemplars": {"color": "rgba(255,0,255,0.7)"},
+        "filterValues": {"le": 1e-9},
+        "legend": {"show": True},
+        "rowsFrame": {"layout": "auto"},
+        "tooltip": {"mode": "single", "yHistogram": False, "showColorScale": False},
+        "yAxis": {"axisPlacement": "left", "reverse": False, "unit": unit},
+    }
+    panel = _panel("heatmap", title, description, unit, [target(expr, "{{le}}", exemplar=True)], width=width,
+                   height=height, defaults={}, options=options, links=False)
+    panel["targets"][0]["format"] = "heatmap"
+    return panel
+
+
 def row(title: str) -> Json:
     return {"type": "row", "title": title, "collapsed": False, "panels": [],
             "gridPos": {"h": 1, "w": 24, "x": 0, "y": 0}}

@@ -29,9 +29,11 @@ def _per_op(spec: t.MetricSpec, *matchers: str, suffix: str = "", by_: tuple[str
     return q.sum_by((q.JOB, t.OPERATION, *by_), q.rate(q.sel(spec, JOB, OPERATION, *matchers, suffix=suffix)))
 
 
-def _events_per_op(spec: t.MetricSpec, *matchers: str, suffix: str = "", by_: tuple[str, ...] = ()) -> str:
+def _events_per_op(spec: t.MetricSpec, *matchers: str, suffix: str = "", by_: tuple[str, ...] = (),
+                   window: str = "$__rate_interval") -> str:
     """Events of a rare-event counter in each rate interval (a rate would hide a series' first events)."""
-    return q.sum_by((q.JOB, t.OPERATION, *by_), q.events(q.sel(spec, JOB, OPERATION, *matchers, suffix=suffix)))
+    selector = q.sel(spec, JOB, OPERATION, *matchers, suffix=suffix)
+    return q.sum_by((q.JOB, t.OPERATION, *by_), q.events(selector, window))
 
 
 def breaker_state_expr() -> str:
@@ -87,7 +89,17 @@ def _retries() -> list[p.Json]:
                      [p.target(q.quantile(pct, t.RETRY_DELAY_DURATION, JOB, OPERATION, by_=(q.JOB,)),
                                f"p{round(pct * 100)} {{{{job}}}}", exemplar=True) for pct in (0.5, 0.99)],
                      width=8, link=True),
+        p.table("Most retried operations", "The ten operations with the most retries per call in the selected "
+                "time range (0.5 = one call in two retried once; the retry storm alert starts there).", "short",
+                f"topk(10,\n{per_call_over_range()}\n)", width=24, link=True),
     ]
+
+
+def per_call_over_range() -> str:
+    """Retries per call of each operation over the dashboard's time range."""
+    retries = _events_per_op(t.RETRY_DELAY_DURATION, suffix="_count", window="$__range")
+    calls = _events_per_op(t.RETRY_ATTEMPTS, suffix="_count", window="$__range")
+    return f"{retries}\n/\n{calls}"
 
 
 def _breakers() -> list[p.Json]:
