@@ -21,6 +21,7 @@ from ._events import (
     WaveObserver,
     WaveStarted,
 )
+from ._prometheus import MetricsServer, PrometheusReader
 from ._recorder import RunRecorder
 from ._telemetry import BreakerState, CallOutcome, Outcome
 from ._version import __version__
@@ -70,7 +71,7 @@ from .recovery import (
 __all__ = [
     "__version__",
     # set-up
-    "configure", "Telemetry",
+    "configure", "Telemetry", "PrometheusReader", "MetricsServer",
     # executor
     "Wave", "WaveResult", "WaveReport", "WaveError", "WaveStream", "TaskResult", "TaskSpec", "TaskPolicy",
     "Summary", "Progress", "ResourcePool", "task", "record", "record_tokens", "record_cost",
