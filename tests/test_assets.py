@@ -204,3 +204,22 @@ def test_keeps_follows_aggregations_and_label_replace() -> None:
     derived = 'label_replace(\nsum by (job) (x),\n"service", "$1", "job", "(?:.*/)?(.+)")'
     assert keeps(derived, "service")
     assert not keeps(derived.replace("by (job)", "by (w)"), "service")
+
+
+def test_the_all_value_never_matches_series_without_the_label() -> None:
+    # A GenAI instrumentation's series of the same name lack shannon_wave_name: "All" must not match them.
+    for model in dashboards().values():
+        for variable in model["templating"]["list"]:
+            if variable["type"] == "query":
+                assert variable["allValue"] == ".+", variable["name"]
+    assert concrete_query('x{w=~"$wave"}') == 'x{w=~".+"}'
+
+
+def test_links_open_the_provisioned_jaeger_datasource_and_the_docs_state_grafana_versions() -> None:
+    from shannon_otel.assets import provisioning_files
+
+    datasources = provisioning_files()["datasources/shannon-otel.yaml"]
+    assert 'uid: "jaeger"' in datasources
+    stack = (ROOT / "docs" / "stack.md").read_text(encoding="utf-8")
+    assert all(model["schemaVersion"] == 39 for model in dashboards().values())
+    assert "`schemaVersion` 39, which Grafana 10.4" in stack

@@ -13,7 +13,7 @@ from . import _promql as q
 from ._panels import DATASOURCE, Json
 from ._provisioning import JAEGER_UID
 
-SCHEMA_VERSION = 39  # Grafana 11.0; Grafana 11.x/12.x load it and migrate in memory.
+SCHEMA_VERSION = 39  # Grafana 10.4+ loads it as is; later versions migrate it in memory (docs/stack.md).
 TAG = "shannon-otel"
 # Grafana's Explore (URL schema 1, Grafana >= 10.4) on the provisioned Jaeger datasource: the link
 # needs no Jaeger URL, the datasource holds it.
