@@ -311,6 +311,18 @@ def test_trace_links_name_a_service_jaeger_knows(
     assert faulty in known
 
 
+def test_span_metrics_keep_attempts_of_different_operations_apart(
+    prometheus: Prometheus, runs: dict[str, Run],
+) -> None:
+    # "attempt 1" is the span name of every operation's first attempt; the spanmetrics connector's
+    # shannon.operation dimension keeps them in one series per operation.
+    selector = f'traces_span_metrics_calls_total{{service_name="{runs["faulty"].service}", span_name="attempt 1"}}'
+    series = wait_until(lambda: prometheus.query(selector), timeout=60, what="span metrics of attempt spans")
+    operations = {s["metric"].get(tel.OPERATION.replace(".", "_")) for s in series}
+    assert None not in operations
+    assert {"llm.chat", "search-api", "cache.get"} <= operations
+
+
 def test_every_recording_rule_records_the_workload(prometheus: Prometheus, runs: dict[str, Run]) -> None:
     recorded = [rule["record"] for group in alert_rules()["groups"] for rule in group["rules"] if "record" in rule]
     assert recorded
