@@ -23,6 +23,7 @@ from ._events import (
     WaveStarted,
 )
 from ._logs import LoggingHook
+from ._prometheus import MetricsServer, PrometheusReader
 from ._telemetry import BreakerState, CallOutcome, Outcome
 from ._version import __version__
 from .anomaly import Anomaly, AnomalyDetector, AnomalyHook, DetectorConfig
@@ -73,7 +74,7 @@ from .reporting._run import RunReport
 __all__ = [
     "__version__",
     # set-up
-    "configure", "Telemetry",
+    "configure", "Telemetry", "PrometheusReader", "MetricsServer",
     # executor
     "Wave", "WaveResult", "WaveReport", "WaveError", "WaveStream", "TaskResult", "TaskSpec", "TaskPolicy",
     "Summary", "Progress", "ResourcePool", "task", "record", "record_tokens", "record_cost",

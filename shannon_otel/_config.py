@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import uuid
 import warnings
 from collections.abc import Mapping, Sequence
 from types import TracebackType
@@ -22,7 +23,7 @@ from opentelemetry.sdk.metrics.export import (
     MetricReader,
     PeriodicExportingMetricReader,
 )
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
@@ -187,10 +188,12 @@ def configure(
     ``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER`` (``otlp``, ``console``, ``none``) and
     ``OTEL_EXPORTER_OTLP_PROTOCOL`` (``grpc`` or ``http/protobuf``). ``endpoint`` overrides
     ``OTEL_EXPORTER_OTLP_ENDPOINT``. The resource merges ``OTEL_RESOURCE_ATTRIBUTES`` and
-    ``OTEL_SERVICE_NAME`` (an explicit ``service_name`` wins). Extra ``metric_readers`` and
-    ``span_exporters`` are added as given; a reader with an ``attach_bridge(bridge)`` method merges
-    the in-process task histograms itself (see ``_aggregate``), any other reader makes the task
-    metrics fall back to plain SDK calls. Raises ValueError for an unknown exporter or bad interval.
+    ``OTEL_SERVICE_NAME`` (an explicit ``service_name`` wins); without a ``service.instance.id`` from
+    the user, the environment or the SDK it gets a random one, so replicas never share series.
+    Extra ``metric_readers`` and ``span_exporters`` are added as given; a reader with an
+    ``attach_bridge(bridge)`` method merges the in-process task histograms itself (see
+    ``_aggregate``), any other reader makes the task metrics fall back to plain SDK calls.
+    Raises ValueError for an unknown exporter or bad interval.
 
     The logs signal is set up when ``logs=True`` or, with ``logs=None``, when ``OTEL_LOGS_EXPORTER``
     is set (``otlp``, ``console``; ``none`` or unset: off): a LoggerProvider with a batching
@@ -213,6 +216,10 @@ def configure(
     resource = Resource.create(attributes)  # merges OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: "shannon-otel"}))
+    if SERVICE_INSTANCE_ID not in resource.attributes:
+        # SDKs before 1.43 set none: replicas of one service would then write the same series
+        # (job/instance alike) and each scrape would flip between their values.
+        resource = resource.merge(Resource({SERVICE_INSTANCE_ID: str(uuid.uuid4())}))
 
     tracer_provider = TracerProvider(resource=resource)
     span_exporter = _span_exporter(_choose("TRACES", exporter), endpoint, export_timeout_s)

@@ -52,9 +52,12 @@ ANOMALY_SCORE_ATTR: Final = "shannon.anomaly.score"
 ANOMALY_SEVERITY: Final = "shannon.anomaly.severity"
 ANOMALY_VALUE: Final = "shannon.anomaly.value"
 
-GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"  # OTel GenAI semantic conventions
-GEN_AI_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
-GEN_AI_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+# Per-task token totals (summed over the task's model calls), so shannon.* names: the GenAI semantic
+# conventions' gen_ai.usage.* / gen_ai.client.token.usage are per model call with the operation and
+# provider, which only the model client's own instrumentation knows; next to it, ours would count twice.
+TOKEN_TYPE: Final = "shannon.token.type"
+TASK_INPUT_TOKENS: Final = "shannon.task.tokens.input"
+TASK_OUTPUT_TOKENS: Final = "shannon.task.tokens.output"
 TASK_COST_ATTR: Final = "shannon.task.cost"
 
 
@@ -146,7 +149,7 @@ DURATION_BUCKETS_S: Final = (
 )
 WAVE_DURATION_BUCKETS_S: Final = (0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 ATTEMPT_BUCKETS: Final = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0)
-# GenAI semantic conventions' advice for gen_ai.client.token.usage.
+# The GenAI semantic conventions' bucket advice for token counts.
 TOKEN_BUCKETS: Final = (
     1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
 )
@@ -216,10 +219,10 @@ WAVE_EFFICIENCY: Final = MetricSpec(
     "Busy task time / (wave wall time x concurrency limit) of the last finished wave, in [0, 1].",
     (WAVE_NAME,),
 )
-TOKEN_USAGE: Final = MetricSpec(
-    "gen_ai.client.token.usage", "histogram", "{token}",
-    "GenAI tokens used per task, by token type (input, output), as the task recorded them.",
-    (WAVE_NAME, GEN_AI_TOKEN_TYPE), TOKEN_BUCKETS,
+TASK_TOKENS: Final = MetricSpec(
+    "shannon.task.tokens", "histogram", "{token}",
+    "Tokens one task recorded (all its model calls), by token type (input, output).",
+    (WAVE_NAME, TOKEN_TYPE), TOKEN_BUCKETS,
 )
 TASK_COST: Final = MetricSpec(
     "shannon.task.cost", "counter", "USD", "Cost the tasks recorded, summed.", (WAVE_NAME,),
@@ -278,7 +281,7 @@ ANOMALY_EVENTS: Final = MetricSpec(
 
 METRICS: Final[tuple[MetricSpec, ...]] = (
     TASK_DURATION, TASK_QUEUE_WAIT_DURATION, TASK_OUTCOMES, TASKS_ACTIVE, TASKS_PENDING, WAVE_DURATION,
-    WAVE_EFFICIENCY, TOKEN_USAGE, TASK_COST, RETRY_ATTEMPTS, RETRY_DELAY_DURATION, CALLS,
+    WAVE_EFFICIENCY, TASK_TOKENS, TASK_COST, RETRY_ATTEMPTS, RETRY_DELAY_DURATION, CALLS,
     BREAKER_STATE_METRIC, BREAKER_TRANSITIONS, TIMEOUTS, FALLBACKS, DEGRADATIONS, COMPENSATIONS, HEDGES,
     ANOMALY_SCORE, ANOMALY_EVENTS,
 )

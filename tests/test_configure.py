@@ -209,3 +209,26 @@ def test_the_logs_signal_follows_otel_logs_exporter_and_carries_the_hook_records
     assert operation.context is not None
     assert (record.log_record.trace_id, record.log_record.span_id) == (
         operation.context.trace_id, operation.context.span_id)
+
+
+def test_every_configure_has_a_service_instance_id_even_where_the_sdk_sets_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # SDKs before 1.43 detect no service.instance.id; replicas of one service then share every series.
+    from opentelemetry.sdk import resources
+
+    if hasattr(resources, "_build_resource_detectors"):
+        monkeypatch.setattr(resources, "_build_resource_detectors", lambda: [resources.OTELResourceDetector()])
+    monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES", raising=False)
+    assert "service.instance.id" not in resources.Resource.create({}).attributes  # the old SDK's behaviour
+    first = configure("replica", exporter="none", set_global=False)
+    second = configure("replica", exporter="none", set_global=False)
+    ids = [str(h.tracer_provider.resource.attributes["service.instance.id"]) for h in (first, second)]
+    assert ids[0] != ids[1]
+    assert first.meter_provider._sdk_config.resource.attributes["service.instance.id"] == ids[0]
+    for handle in (first, second):
+        handle.shutdown()
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.instance.id=pod-7")
+    chosen = configure("replica", exporter="none", set_global=False)
+    assert chosen.tracer_provider.resource.attributes["service.instance.id"] == "pod-7"
+    chosen.shutdown()
