@@ -38,6 +38,7 @@ from opentelemetry import metrics, trace
 
 from .. import _telemetry as tm
 from .._events import CallFinished, CallObserver, CallStarted, Hook, TaskResult, WaveObserver, WaveStarted
+from .._isolation import hook_failed
 from .._telemetry import Outcome, Severity
 from .._validate import check_number
 from ._config import DetectorConfig
@@ -196,8 +197,8 @@ class AnomalyHook(Hook):
             trace_id, span_id = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
         try:
             self._on_anomaly(Anomaly(series, signal, score, severity, value, trace_id, span_id, now))
-        except Exception:
-            _log.exception("on_anomaly callback failed")
+        except Exception as exc:  # isolated like any hook: counted on this hook, logged once
+            hook_failed(self, "on_anomaly", exc)
 
     def _observe(self, options: metrics.CallbackOptions) -> list[metrics.Observation]:
         """The gauge points of this hook; called by the provider's shared gauge (see ``_export``)."""

@@ -16,9 +16,23 @@ from typing import TYPE_CHECKING, TypeVar
 
 from .._events import BreakerTransition, CallRejected, CallStarted
 from .._hooks import resolve_hooks
+from .._isolation import hook_failed
 from .._telemetry import BreakerState
 from .._validate import check_exceptions, check_number
-from ._core import END, Chain, CircuitOpenError, Clock, Factory, Policy, _Call, next_step, observed, start_call
+from ._core import (
+    END,
+    Chain,
+    CircuitOpenError,
+    Clock,
+    Factory,
+    Policy,
+    _Call,
+    first_failed,
+    next_step,
+    notify,
+    observed,
+    start_call,
+)
 from ._window import FAILED, SLOW, CountWindow, TimeWindow
 
 if TYPE_CHECKING:
@@ -144,7 +158,10 @@ class CircuitBreaker(Policy):
     async def call(self, fn: Factory[T]) -> T:
         hooks = self._hooks
         if hooks:
-            first = hooks[0].call_started(self._started)
+            try:
+                first = hooks[0].call_started(self._started)
+            except Exception as exc:
+                first = first_failed(hooks, exc)
             if first is not None or len(hooks) > 1:
                 call = start_call(hooks, self._started, self.clock, first)
                 if call is not None:
@@ -163,8 +180,7 @@ class CircuitBreaker(Policy):
     async def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> T:
         gen = self._gen if self._state is _CLOSED else self._admit(call)
         if call is not None:
-            for observer in call.observers:
-                observer.breaker_admitted(self.name, self._state)
+            notify(call, "breaker_admitted", self.name, self._state)
         started = self.clock() if self._timed else 0.0
         try:
             result = await next_step(chain, i, fn, call)
@@ -194,8 +210,7 @@ class CircuitBreaker(Policy):
         state = self._state
         if call is not None:
             event = CallRejected(call.operation, self.name, state)
-            for observer in call.observers:
-                observer.rejected(event)
+            notify(call, "rejected", event)
         raise CircuitOpenError(self.name, state.value, retry_after)
 
     def _counted(self, error: BaseException) -> bool:
@@ -290,7 +305,10 @@ class CircuitBreaker(Policy):
         if self._hooks:
             event = BreakerTransition(self.name, before, to, reason, now)
             for hook in self._hooks:
-                hook.breaker_transition(event)
+                try:
+                    hook.breaker_transition(event)
+                except Exception as exc:  # the state has changed: a hook must not make the call fail
+                    hook_failed(hook, "breaker_transition", exc, self._hooks)
 
 
 class BreakerRegistry:

@@ -10,7 +10,19 @@ from typing import TypeVar
 from .._events import RetryScheduled
 from .._validate import check_exceptions, check_number
 from ._backoff import Jitter, RandomSource, delay, parse_jitter, uniform_source
-from ._core import END, Chain, Factory, Instrumented, Sleep, _Call, next_step, observed, start_call
+from ._core import (
+    END,
+    Chain,
+    Factory,
+    Instrumented,
+    Sleep,
+    _Call,
+    first_failed,
+    next_step,
+    notify,
+    observed,
+    start_call,
+)
 
 T = TypeVar("T")
 RetryOn = type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
@@ -78,7 +90,10 @@ class Retry(Instrumented):
         # The hot path: first attempt inline, no clock read unless a total timeout is set.
         hooks = self._hooks
         if hooks:
-            first = hooks[0].call_started(self._started)
+            try:
+                first = hooks[0].call_started(self._started)
+            except Exception as exc:
+                first = first_failed(hooks, exc)
             if first is not None or len(hooks) > 1:
                 call = start_call(hooks, self._started, self.clock, first)
                 if call is not None:
@@ -141,9 +156,7 @@ class Retry(Instrumented):
         if self.timeout is not None and self.clock() - start + wait > self.timeout:
             return None
         if call is not None:
-            event = RetryScheduled(call.operation, attempt, wait, error)
-            for observer in call.observers:
-                observer.retry_scheduled(event)
+            notify(call, "retry_scheduled", RetryScheduled(call.operation, attempt, wait, error))
         return wait
 
 
