@@ -434,7 +434,8 @@ class Run:
     async def _main(self, scenario: Scenario, hooks: tuple[Hook, ...]) -> Any:
         tracer = self.otel.tracer_provider.get_tracer("test")
         with tracer.start_as_current_span("caller") as caller:
-            result = await scenario({"hooks": hooks, **self.otel.providers})
+            async with asyncio.timeout(600):  # virtual seconds: a hang fails at once instead of blocking
+                result = await scenario({"hooks": hooks, **self.otel.providers})
             assert trace.get_current_span() is caller, "the caller's span is current again"
         assert not trace.get_current_span().get_span_context().is_valid
         return result
