@@ -43,6 +43,8 @@ SAGA_STEP: Final = "shannon.saga.step"
 SAGA_OUTCOME: Final = "shannon.saga.outcome"
 COMPENSATION_OUTCOME: Final = "shannon.compensation.outcome"
 HEDGE_ATTEMPT: Final = "shannon.hedge.attempt"
+HOOK_NAME: Final = "shannon.hook.name"  # a failing hook's qualified class name (a small fixed set)
+HOOK_METHOD: Final = "shannon.hook.method"  # the hook/observer method that raised
 
 ANOMALY_SERIES: Final = "shannon.anomaly.series"
 ANOMALY_SIGNAL: Final = "shannon.anomaly.signal"
@@ -232,6 +234,12 @@ HEDGES: Final = MetricSpec(
     "shannon.hedges", "counter", "{attempt}", "Hedged (extra) attempts started.", (OPERATION,),
 )
 
+HOOK_ERRORS: Final = MetricSpec(
+    "shannon.hook.errors", "counter", "{error}",
+    "Exceptions raised by hooks and observers, isolated (never raised into the user's call), by hook and method.",
+    (HOOK_NAME, HOOK_METHOD, ERROR_TYPE),
+)
+
 ANOMALY_SCORE: Final = MetricSpec(
     "shannon.anomaly.score", "gauge", "1",
     "Latest anomaly score in [0, 1] of one watched series (signal x wave/operation).",
@@ -246,5 +254,5 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
     TASK_DURATION, TASK_QUEUE_WAIT_DURATION, TASK_OUTCOMES, TASKS_ACTIVE, TASKS_PENDING, WAVE_DURATION,
     WAVE_EFFICIENCY, TOKEN_USAGE, TASK_COST, RETRY_ATTEMPTS, RETRY_DELAY_DURATION, CALLS,
     BREAKER_STATE_METRIC, BREAKER_TRANSITIONS, TIMEOUTS, FALLBACKS, DEGRADATIONS, COMPENSATIONS, HEDGES,
-    ANOMALY_SCORE, ANOMALY_EVENTS,
+    HOOK_ERRORS, ANOMALY_SCORE, ANOMALY_EVENTS,
 )

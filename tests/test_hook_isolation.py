@@ -12,6 +12,7 @@ is logged once per hook and method and counted on the hook.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import re
@@ -46,6 +47,7 @@ from shannon_otel import (
     WaveResult,
     resilient,
 )
+from shannon_otel import _telemetry as tel
 from shannon_otel._events import HookFailed
 from shannon_otel.recovery import SagaError, SagaResult
 from shannon_otel.testing import InMemoryTelemetry
@@ -63,7 +65,7 @@ def protocol_methods(cls: type[Any]) -> list[str]:
 METHODS = [name for cls in (Hook, WaveObserver, CallObserver, SagaObserver) for name in protocol_methods(cls)]
 
 
-class Boom(Exception):
+class HookBugError(Exception):
     pass
 
 
@@ -82,7 +84,7 @@ def _probe_method(base: type[Any], name: str) -> Callable[..., Any]:
         probe.calls[name] += 1
         if name == probe.target:
             probe.raised += 1
-            raise Boom(name)
+            raise HookBugError(name)
         if name in OBSERVERS and base is Hook:
             return PROBE_OBSERVERS[name](probe)
         return original(self, *args)
@@ -104,7 +106,7 @@ PROBE_OBSERVERS = {name: _probe_class(cls) for name, cls in OBSERVERS.items()}
 
 
 class Probe(_probe_class(Hook)):  # type: ignore[misc]
-    """A hook whose every method (its observers' too) is counted; ``target`` raises :class:`Boom`."""
+    """A hook whose every method (its observers' too) is counted; ``target`` raises :class:`HookBugError`."""
 
     def __init__(self, target: str | None) -> None:
         self._probe = self
@@ -117,16 +119,16 @@ class Tripwire(Hook):
     """Raises wherever a hook is asked for an observer: makes the others receive ``hook_failed``."""
 
     def wave_started(self, event: Any) -> Any:
-        raise Boom("tripwire")
+        raise HookBugError("tripwire")
 
     def call_started(self, event: Any) -> Any:
-        raise Boom("tripwire")
+        raise HookBugError("tripwire")
 
     def saga_started(self, event: Any) -> Any:
-        raise Boom("tripwire")
+        raise HookBugError("tripwire")
 
     def breaker_transition(self, event: Any) -> None:
-        raise Boom("tripwire")
+        raise HookBugError("tripwire")
 
 
 class Tracker(SpanProcessor):
@@ -148,8 +150,12 @@ def now() -> float:
     return asyncio.get_running_loop().time()
 
 
-def unique(prefix: str, _n: Any = itertools.count()) -> str:
-    return f"{prefix}-{next(_n)}"
+_NAMES = itertools.count()
+
+
+def unique(prefix: str) -> str:
+    """A fresh name per object (breakers and sagas of one name would share state across runs)."""
+    return f"{prefix}-{next(_NAMES)}"
 
 
 def flaky(failures: int, error: type[Exception] = ConnectionError, delay: float = 0.01) -> Callable[[], Any]:
@@ -189,7 +195,7 @@ def normalize(x: Any) -> Any:
     if isinstance(x, Served):
         return ("served", x.value, x.degraded, x.mode, x.reason, type(x.error))
     if isinstance(x, WaveResult):
-        return tuple((r.index, r.outcome, r.value, type(r.error)) for r in x)
+        return tuple((r.index, r.outcome, r.value, type(r.error)) for r in x.results)
     if isinstance(x, SagaResult):
         return (x.outcome, x.completed, x.compensated, tuple(x.failed_compensations), x.values)
     if isinstance(x, SagaError):
@@ -294,7 +300,7 @@ async def hedge_call(kw: dict[str, Any]) -> Any:
     first_slow = [slow(1.0, 1), slow(0.01, 2)]
     both_fail = [flaky(1), flaky(1)]
     return await each(
-        lambda: h.call(first_slow.pop(0)),  # type: ignore[arg-type]
+        lambda: h.call(lambda: first_slow.pop(0)()),  # the hedge (attempt 2) wins
         lambda: h.call(lambda: both_fail.pop(0)()),
         lambda: h.call(slow(0.01, 3)),
     )
@@ -391,16 +397,16 @@ def tasks() -> list[Any]:
 
 async def wave_run(kw: dict[str, Any]) -> Any:
     hooks = tuple(kw.pop("hooks"))
-    plain = Wave(unique("wave"), max_concurrency=2, timeout=1.0, hooks=hooks, **kw)
-    policy = Wave(unique("wave"), max_concurrency=2, timeout=1.0, policy=retry(dict(kw, hooks=hooks)),
+    plain: Wave[Any] = Wave(unique("wave"), max_concurrency=2, timeout=1.0, hooks=hooks, **kw)
+    policy: Wave[Any] = Wave(unique("wave"), max_concurrency=2, timeout=1.0, policy=retry(dict(kw, hooks=hooks)),
                   hooks=hooks, **kw)
-    fail_fast = Wave(unique("wave"), max_concurrency=1, fail_fast=True, hooks=hooks, **kw)
+    fail_fast: Wave[Any] = Wave(unique("wave"), max_concurrency=1, fail_fast=True, hooks=hooks, **kw)
     return await each(lambda: plain.run(tasks()), lambda: policy.run(tasks()),
                       lambda: plain.run(tasks(), raise_errors=True), lambda: fail_fast.run(tasks()))
 
 
 async def wave_stream(kw: dict[str, Any]) -> Any:
-    wave = Wave(unique("wave"), max_concurrency=2, timeout=1.0, hooks=tuple(kw.pop("hooks")), **kw)
+    wave: Wave[Any] = Wave(unique("wave"), max_concurrency=2, timeout=1.0, hooks=tuple(kw.pop("hooks")), **kw)
 
     async def collect() -> Any:
         async with wave.stream(tasks()) as results:
@@ -475,7 +481,7 @@ def test_a_hook_raising_in_one_method_changes_nothing_the_user_sees(
         assert sum(probe.hook_errors.values()) == probe.raised
         failed_in = sorted(m for r in records for m in probe.hook_errors if f"failed in {m};" in r.getMessage())
         assert failed_in == sorted(probe.hook_errors), [r.getMessage() for r in records]
-        assert all(r.exc_info is not None and r.exc_info[0] is Boom for r in records)
+        assert all(r.exc_info is not None and r.exc_info[0] is HookBugError for r in records)
     else:
         assert records == []
         assert probe.hook_errors == {}
@@ -502,7 +508,7 @@ def test_the_other_hooks_are_told_which_hook_failed_where() -> None:
     run = Run(retry_call, (bad, Listener()))
     assert run.result == baseline("Retry.call").result
     assert {(e.hook, e.method, type(e.error)) for e in seen} == {
-        (f"{__name__}.Probe", "attempt_finished", Boom),
+        (f"{__name__}.Probe", "attempt_finished", HookBugError),
     }
     assert len(seen) == bad.raised == bad.hook_errors["attempt_finished"]
 
@@ -513,12 +519,12 @@ def test_a_failing_on_anomaly_callback_is_logged_once_and_counted(caplog: pytest
 
     def callback(anomaly: Anomaly) -> None:
         calls.append(anomaly)
-        raise Boom("on_anomaly")
+        raise HookBugError("on_anomaly")
 
     config = DetectorConfig(buckets=1, min_history=5, window=20, spatial_tolerance=0.0)
     hook = AnomalyHook(config, on_anomaly=callback, tick_s=1.0, min_tick_tasks=1, clock=lambda: clock[0],
                        signals=["latency"])
-    wave = Wave("anomalous", max_concurrency=1, hooks=(hook,), instrument=False)
+    wave: Wave[float] = Wave("anomalous", max_concurrency=1, hooks=(hook,), instrument=False)
 
     async def job(seconds: float) -> float:
         clock[0] += 1.0
@@ -528,7 +534,7 @@ def test_a_failing_on_anomaly_callback_is_logged_once_and_counted(caplog: pytest
     async def main() -> list[Any]:
         values = []
         for seconds in [0.01] * 10 + [5.0, 9.0, 20.0]:
-            result = await wave.run([lambda s=seconds: job(s)])
+            result = await wave.run([functools.partial(job, seconds)])
             values.extend(result.values())
         return values
 
@@ -539,3 +545,15 @@ def test_a_failing_on_anomaly_callback_is_logged_once_and_counted(caplog: pytest
     records = [r for r in caplog.records if "failed in on_anomaly" in r.getMessage()]
     assert len(records) == 1
     assert hook.hook_errors == {"on_anomaly": len(calls)}
+
+
+def test_the_otel_hook_counts_the_other_hooks_errors() -> None:
+    bad = Probe("retry_scheduled")
+    run = Run(retry_call, (bad,))
+    assert bad.raised >= 2
+    point = run.otel.point(tel.HOOK_ERRORS.name, shannon_hook_method="retry_scheduled")
+    assert point.value == bad.raised
+    assert dict(point.attributes) == {
+        tel.HOOK_NAME: f"{__name__}.Probe", tel.HOOK_METHOD: "retry_scheduled",
+        tel.ERROR_TYPE: f"{__name__}.HookBugError",
+    }

@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING
 
 from opentelemetry import metrics, trace
 
+from .. import _telemetry as tel
 from .._events import (
     BreakerTransition,
     CallObserver,
     CallStarted,
     Hook,
+    HookFailed,
     SagaObserver,
     SagaStarted,
     WaveObserver,
@@ -24,6 +26,7 @@ from .._events import (
 from .._telemetry import SCOPE_NAME
 from .._version import __version__
 from ._executor import ExecutorTelemetry
+from ._instruments import instrument
 from ._recovery import RecoveryTelemetry
 
 if TYPE_CHECKING:
@@ -34,9 +37,10 @@ __all__ = ["OTelHook"]
 
 
 class OTelHook(Hook):
-    """Spans and metrics for every wave, task, protected call, breaker transition and saga."""
+    """Spans and metrics for every wave, task, protected call, breaker transition and saga, and the
+    count of the other hooks' isolated errors (``shannon.hook.errors``)."""
 
-    __slots__ = ("_executor", "_recovery")
+    __slots__ = ("_errors", "_executor", "_recovery")
 
     def __init__(
         self, *, tracer_provider: TracerProvider | None = None, meter_provider: MeterProvider | None = None,
@@ -45,6 +49,7 @@ class OTelHook(Hook):
         meter = metrics.get_meter(SCOPE_NAME, __version__, meter_provider)
         self._executor = ExecutorTelemetry(tracer, meter, tracer_provider, meter_provider)
         self._recovery = RecoveryTelemetry(tracer, meter, tracer_provider, meter_provider)
+        self._errors = instrument(meter, tel.HOOK_ERRORS)
 
     def wave_started(self, event: WaveStarted) -> WaveObserver | None:
         return self._executor.wave_started(event)
@@ -57,3 +62,9 @@ class OTelHook(Hook):
 
     def breaker_transition(self, event: BreakerTransition) -> None:
         self._recovery.breaker_transition(event)
+
+    def hook_failed(self, event: HookFailed) -> None:
+        # Rare by nature: a plain counter (a no-op until an SDK provider is there) is cheap enough.
+        self._errors.add(1, {
+            tel.HOOK_NAME: event.hook, tel.HOOK_METHOD: event.method, tel.ERROR_TYPE: event.error_type or "",
+        })
