@@ -171,14 +171,15 @@ class Wave(Generic[T]):
                 if observer is not None:
                     observers.append(observer)
                     owners.append(hook)
+                    # A scope observer (the OTel one) is entered at once in the context the workers
+                    # inherit, so the next hooks see its span current. That context is the wave's own
+                    # copy: nothing entered here can leak to the caller, and it is exited in `finally`.
+                    entered.append(context.run(enter, observer, hook, "wave_started", hooks))
         run = WaveRun(self, tuple(observers), size, deliver, gate, owners=tuple(owners))
         items: Iterator[Item] = enumerate(tasks)
         chunk: Iterator[Item] = iter(())
         cancelled = False
         try:
-            for observer, owner in zip(observers, owners, strict=True):
-                # A scope observer (the OTel one) is entered in the context the workers inherit.
-                entered.append(context.run(enter, observer, owner, "wave_started", hooks))
             if self.batch_size is None:
                 await run.run_batch(items, concurrency, context)
             else:
