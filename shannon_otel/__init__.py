@@ -12,6 +12,7 @@ from ._events import (
     Degraded,
     FallbackStarted,
     Hook,
+    HookFailed,
     RetryScheduled,
     SagaFinished,
     SagaObserver,
@@ -87,7 +88,7 @@ __all__ = [
     # hooks and events
     "Hook", "WaveObserver", "CallObserver", "SagaObserver", "WaveStarted", "TaskFinished", "CallStarted",
     "AttemptFinished", "RetryScheduled", "CallRejected", "CallFinished", "Degraded", "BreakerTransition",
-    "SagaStarted", "CompensationFinished", "SagaFinished", "TimedOut", "FallbackStarted",
+    "SagaStarted", "CompensationFinished", "SagaFinished", "TimedOut", "FallbackStarted", "HookFailed",
 ]
 
 # Errors name their public home, so `error.type` reads shannon_otel.CircuitOpenError, not a private module.

@@ -35,6 +35,7 @@ from shannon_otel import (
     Fallback,
     Hedge,
     Hook,
+    HookFailed,
     Pipeline,
     Retry,
     Saga,
@@ -48,7 +49,6 @@ from shannon_otel import (
     resilient,
 )
 from shannon_otel import _telemetry as tel
-from shannon_otel._events import HookFailed
 from shannon_otel.recovery import SagaError, SagaResult
 from shannon_otel.testing import InMemoryTelemetry
 

@@ -30,6 +30,7 @@ EXPECTED = [
     "FallbackStarted",
     "Hedge",
     "Hook",
+    "HookFailed",
     "Jitter",
     "Outcome",
     "Pipeline",
