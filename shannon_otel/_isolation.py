@@ -33,13 +33,15 @@ def hook_failed(hook: Hook, method: str, error: Exception, hooks: Sequence[Hook]
 
     Counted on ``hook``; logged once per hook and method; reported as a ``HookFailed`` event to the
     other ``hooks`` of the entry point (a hook failing in ``hook_failed`` is recorded, not reported on).
-    Never raises an ``Exception``.
+    Never raises an ``Exception``. A view of a hook (``Hook.for_scope``) names it as ``__wrapped__``:
+    the failure is the viewed hook's.
     """
+    hook = getattr(hook, "__wrapped__", hook)
     try:
         counts: dict[str, int] | None = getattr(hook, "_hook_errors", None)
         if counts is None:
             counts = {}
-            hook._hook_errors = counts  # type: ignore[attr-defined]
+            hook._hook_errors = counts  # type: ignore[union-attr]
     except AttributeError:  # not a Hook subclass, and slotted: nowhere to count, so log each time
         counts = {}
     first = method not in counts
@@ -55,7 +57,7 @@ def hook_failed(hook: Hook, method: str, error: Exception, hooks: Sequence[Hook]
 
     event = HookFailed(_name(hook), method, error)
     for other in hooks:
-        if other is not hook:
+        if getattr(other, "__wrapped__", other) is not hook:
             try:
                 other.hook_failed(event)
             except Exception as exc:

@@ -397,8 +397,8 @@ def tasks() -> list[Any]:
 
 async def wave_run(kw: dict[str, Any]) -> Any:
     hooks = tuple(kw.pop("hooks"))
-    plain: Wave[Any] = Wave(unique("wave"), max_concurrency=2, timeout=1.0, hooks=hooks, **kw)
-    policy: Wave[Any] = Wave(unique("wave"), max_concurrency=2, timeout=1.0, policy=retry(dict(kw, hooks=hooks)),
+    plain: Wave[Any] = Wave(unique("wave"), max_concurrency=2, task_timeout=1.0, hooks=hooks, **kw)
+    policy: Wave[Any] = Wave(unique("wave"), max_concurrency=2, task_timeout=1.0, policy=retry(dict(kw, hooks=hooks)),
                   hooks=hooks, **kw)
     fail_fast: Wave[Any] = Wave(unique("wave"), max_concurrency=1, fail_fast=True, hooks=hooks, **kw)
     return await each(lambda: plain.run(tasks()), lambda: policy.run(tasks()),
@@ -406,13 +406,28 @@ async def wave_run(kw: dict[str, Any]) -> Any:
 
 
 async def wave_stream(kw: dict[str, Any]) -> Any:
-    wave: Wave[Any] = Wave(unique("wave"), max_concurrency=2, timeout=1.0, hooks=tuple(kw.pop("hooks")), **kw)
+    wave: Wave[Any] = Wave(unique("wave"), max_concurrency=2, task_timeout=1.0, hooks=tuple(kw.pop("hooks")), **kw)
 
     async def collect() -> Any:
         async with wave.stream(tasks()) as results:
             return sorted((r.index, r.outcome, r.value, type(r.error)) for r in [r async for r in results])
 
     return await each(collect)
+
+
+async def anomaly_events(kw: dict[str, Any]) -> Any:
+    """A wave whose hooks hold an anomaly hook: it hands its ``Anomaly`` events to the other hooks."""
+    clock = [0.0]
+    detector = AnomalyHook(DetectorConfig(buckets=1, min_history=5, window=20, spatial_tolerance=0.0),
+                           tick_s=1.0, min_tick_tasks=1, clock=lambda: clock[0], signals=["latency"])
+    wave: Wave[float] = Wave(unique("wave"), max_concurrency=1, hooks=(detector, *kw.pop("hooks")), **kw)
+
+    async def job(seconds: float) -> float:
+        clock[0] += 1.0
+        await asyncio.sleep(seconds)
+        return seconds
+
+    return await each(*(functools.partial(wave.map, job, [s]) for s in [0.01] * 8 + [5.0, 9.0]))
 
 
 ENTRY_POINTS: dict[str, Scenario] = {
@@ -424,7 +439,7 @@ ENTRY_POINTS: dict[str, Scenario] = {
     "Hedge.call": hedge_call, "@Hedge": hedge_decorator,
     "Degrade.call": degrade_call, "@Degrade": degrade_decorator,
     "Pipeline.call": pipeline_call, "@resilient": pipeline_decorator,
-    "Saga.run": saga_run, "Saga.begin": saga_begin,
+    "Saga.run": saga_run, "Saga.begin": saga_begin, "anomaly events": anomaly_events,
 }
 
 

@@ -1,20 +1,22 @@
 """Circuit breaker: CLOSED -> OPEN -> HALF_OPEN -> CLOSED, with counted and ignored exceptions.
 
-Transitions are reported to the breaker's hooks; the OTel hook adds them as span events on the
-current span (see ``shannon_otel._otel._recovery``). All state changes happen between awaits,
-so on one event loop admission and recording are atomic without locks: under any concurrency
-exactly ``half_open_probes`` calls are admitted per HALF_OPEN period.
+A new breaker is announced to its hooks (``breaker_registered``: name and initial state, so the
+state gauge has its series before any call); its transitions are reported to them too: the OTel
+hook adds them as span events on the current span (see ``shannon_otel._otel._recovery``). All
+state changes happen between awaits, so on one event loop admission and recording are atomic
+without locks: under any concurrency exactly ``half_open_probes`` calls are admitted per
+HALF_OPEN period.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
-from .._events import BreakerTransition, CallRejected, CallStarted
+from .. import _clock
+from .._events import BreakerRegistered, BreakerTransition, CallRejected, CallStarted
 from .._hooks import resolve_hooks
 from .._isolation import hook_failed
 from .._telemetry import BreakerState
@@ -116,7 +118,7 @@ class CircuitBreaker(Policy):
     )
 
     def __init__(
-        self, name: str = "breaker", config: BreakerConfig | None = None, *, clock: Clock = time.monotonic,
+        self, name: str = "breaker", config: BreakerConfig | None = None, *, clock: Clock = _clock.monotonic,
         hooks: Iterable[Hook] | None = None, tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None, instrument: bool = True, **settings: object,
     ) -> None:
@@ -144,7 +146,13 @@ class CircuitBreaker(Policy):
         self._forced = False
         self._hooks = resolve_hooks(hooks, tracer_provider, meter_provider, instrument=instrument)
         self._started = CallStarted(name, "breaker")
-        self._emit(_CLOSED, _CLOSED, "created", clock())
+        if self._hooks:
+            registered = BreakerRegistered(name, _CLOSED, clock())
+            for hook in self._hooks:
+                try:
+                    hook.breaker_registered(registered)
+                except Exception as exc:  # a hook's bug never costs the user a breaker
+                    hook_failed(hook, "breaker_registered", exc, self._hooks)
 
     def __repr__(self) -> str:
         return f"CircuitBreaker({self.name!r}, state={self._state.value!r}, config={self.config!r})"
@@ -301,7 +309,6 @@ class CircuitBreaker(Policy):
         self._emit(before, to, reason, now)
 
     def _emit(self, before: BreakerState, to: BreakerState, reason: str, now: float) -> None:
-        # The first event of every breaker is closed -> closed, reason "created": its initial state.
         if self._hooks:
             event = BreakerTransition(self.name, before, to, reason, now)
             for hook in self._hooks:
@@ -320,7 +327,7 @@ class BreakerRegistry:
     __slots__ = ("_breakers", "_clock", "_hooks", "_instrument", "_meter_provider", "_tracer_provider")
 
     def __init__(
-        self, *, clock: Clock = time.monotonic, hooks: Iterable[Hook] | None = None,
+        self, *, clock: Clock = _clock.monotonic, hooks: Iterable[Hook] | None = None,
         tracer_provider: TracerProvider | None = None, meter_provider: MeterProvider | None = None,
         instrument: bool = True,
     ) -> None:
