@@ -22,6 +22,8 @@ right after the start method and exits it right after the matching ``*_finished`
 exception; its return value is ignored). That is how the OTel hook makes its spans current: the
 attach is in ``__enter__`` and the detach in ``__exit__`` of one ``with``-like block the caller
 always closes, so a span can never stay current after the work, whatever another hook does.
+A wave observer is entered right after its hook's ``wave_started`` (the next hooks see its span
+current); ``call_started`` / ``saga_started`` all run before the call's or saga's scopes are entered.
 
 Fault isolation: hooks should not raise, and when one does it costs nothing but itself. Every
 call into a hook or observer is guarded where it is made (``shannon_otel._isolation``): the error
