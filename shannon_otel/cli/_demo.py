@@ -107,9 +107,11 @@ def run(args: argparse.Namespace) -> int:
             code = EXIT_INTERRUPTED
         _summarise(out, recorder, exporting, detector is not None, fill="#" if console is None else "\u2588")
         series = exporting.metrics.series() if exporting.metrics is not None else None
+        # One export timeout for the traces and one for the metrics: the most the flush may take.
+        limit_s = 2 * args.export_timeout
         if exporting.endpoint is not None:
-            out.line(f"flushing telemetry to {exporting.endpoint} (at most ~{2 * args.export_timeout:g} s)...")
-        exporting.close()
+            out.line(f"flushing telemetry to {exporting.endpoint} (at most {limit_s:g} s)...")
+        exporting.close(limit_s)
         if server is not None:
             server.close()
     _telemetry_section(out, exporting, server, series)

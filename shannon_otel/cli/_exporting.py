@@ -170,12 +170,28 @@ class Exporting:
     def providers(self) -> dict[str, Any]:
         return {"tracer_provider": self.telemetry.tracer_provider, "meter_provider": self.telemetry.meter_provider}
 
-    def close(self) -> None:
-        """Flush and shut the providers down; bounded by the export timeout, never raises."""
-        try:
-            self.telemetry.shutdown()
-        except Exception as exc:  # pragma: no cover - the SDK logs rather than raises
-            self.problems.emit(logging.makeLogRecord({"msg": f"shutdown failed: {exc!r}"}))
+    def close(self, limit_s: float) -> bool:
+        """Flush and shut the providers down, waiting at most ``limit_s`` seconds; never raises.
+
+        The SDK bounds each export by the export timeout, not the whole flush: an unreachable endpoint
+        costs one timeout per span batch and one for the metrics, plus retries. So the flush runs in a
+        daemon thread and the demo stops waiting for it at ``limit_s`` (what it told the user): True
+        when it finished, False when telemetry still unsent was given up (counted as a problem).
+        """
+        def shutdown() -> None:
+            try:
+                self.telemetry.shutdown()
+            except Exception as exc:  # pragma: no cover - the SDK logs rather than raises
+                self.problems.emit(logging.makeLogRecord({"msg": f"shutdown failed: {exc!r}"}))
+
+        flusher = threading.Thread(target=shutdown, name="shannon-otel-flush", daemon=True)
+        flusher.start()
+        flusher.join(limit_s)
+        if flusher.is_alive():
+            self.problems.emit(logging.makeLogRecord(
+                {"msg": f"gave up flushing after {limit_s:g} s; the telemetry not yet sent is dropped"}))
+            return False
+        return True
 
 
 def setup(
