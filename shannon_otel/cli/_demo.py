@@ -128,12 +128,14 @@ def _summarise(out: Out, recorder: RunRecorder, exporting: Exporting, detector: 
     anomalies_section(out, report, advice, detector)
     spans = exporting.spans.slowest_wave()
     root = next((s for s in spans if s.parent is None), None)
-    title = "Slowest wave trace"
+    title, trace_id = "Slowest wave trace", None
     if root is not None and root.context is not None:
+        # The run's label (research#6: the 6th run of wave "research") and the root span's name, as
+        # Jaeger shows it and the waterfall's first row repeats it.
         trace_id = f"{root.context.trace_id:032x}"
-        label = next((w.label for w in recorder.waves if w.trace_id == trace_id), root.name)
-        title += f": {label} (trace {trace_id})"
-    waterfall_section(out, waterfall(spans, fill=fill), title)
+        label = next((w.label for w in recorder.waves if w.trace_id == trace_id), None)
+        title += f": {label + ', span ' if label else ''}'{root.name}'"
+    waterfall_section(out, waterfall(spans, fill=fill, width=out.width), title, trace_id)
     advice_section(out, advice)
 
 
@@ -144,8 +146,9 @@ def _telemetry_section(
     out.line(f"spans recorded: {exporting.spans.count}")
     if series is not None:
         metrics, points = series
-        out.line(f"metrics: {metrics} instruments, {points} series, kept in-process "
-                 "(use --otlp-endpoint or --prometheus-port to ship them)")
+        where = (f"also served for scraping at {server.url} while the demo ran" if server is not None
+                 else "kept in-process (use --otlp-endpoint or --prometheus-port to ship them)")
+        out.line(f"metrics: {metrics} instruments, {points} series, {where}")
     problems = exporting.problems
     if exporting.endpoint is not None:
         if problems.count:
