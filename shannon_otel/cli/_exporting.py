@@ -12,6 +12,7 @@ import logging
 import re
 import sys
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -174,20 +175,28 @@ class Exporting:
         """Flush and shut the providers down, waiting at most ``limit_s`` seconds; never raises.
 
         The SDK bounds each export by the export timeout, not the whole flush: an unreachable endpoint
-        costs one timeout per span batch and one for the metrics, plus retries. So the flush runs in a
-        daemon thread and the demo stops waiting for it at ``limit_s`` (what it told the user): True
-        when it finished, False when telemetry still unsent was given up (counted as a problem).
+        costs one timeout per span batch plus retries. So traces and metrics are flushed at once, each in
+        a daemon thread, and the demo stops waiting at ``limit_s`` (what it told the user): True when
+        both finished, False when what was still unsent is given up (counted as a problem). Both shutdowns
+        have begun by then, so the SDK's exit handlers do not start another flush.
         """
-        def shutdown() -> None:
+        def shutdown(provider: Any) -> None:
             try:
-                self.telemetry.shutdown()
+                provider.shutdown()
             except Exception as exc:  # pragma: no cover - the SDK logs rather than raises
                 self.problems.emit(logging.makeLogRecord({"msg": f"shutdown failed: {exc!r}"}))
 
-        flusher = threading.Thread(target=shutdown, name="shannon-otel-flush", daemon=True)
-        flusher.start()
-        flusher.join(limit_s)
-        if flusher.is_alive():
+        flushers = [
+            threading.Thread(target=shutdown, args=(provider,), name=f"shannon-otel-flush-{kind}", daemon=True)
+            for kind, provider in (("traces", self.telemetry.tracer_provider),
+                                   ("metrics", self.telemetry.meter_provider))
+        ]
+        deadline = time.monotonic() + limit_s
+        for flusher in flushers:
+            flusher.start()
+        for flusher in flushers:
+            flusher.join(max(0.0, deadline - time.monotonic()))
+        if any(f.is_alive() for f in flushers):
             self.problems.emit(logging.makeLogRecord(
                 {"msg": f"gave up flushing after {limit_s:g} s; the telemetry not yet sent is dropped"}))
             return False
