@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from _stack import CONFIG_DIR, REPO, get_json, wait_until
@@ -206,7 +206,7 @@ def test_the_demo_shows_in_the_jaeger_monitor_tab_with_the_span_kind_the_docs_na
     trace_ids = {str(e["labels"].get("trace_id")).lstrip("0") for s in series for e in s["exemplars"]}
     assert trace_ids & {t["traceID"].lstrip("0") for t in jaeger.wait_for_traces(service)}
 
-    def monitor(path: str, **params: object) -> list[dict[str, object]]:
+    def monitor(path: str, **params: object) -> list[dict[str, Any]]:
         body = get_json(
             f"{jaeger.query_url}/api/metrics/{path}",
             {"service": service, "endTs": int(time.time() * 1000), "lookback": 600_000, "step": 1000,
