@@ -21,14 +21,29 @@ def render(width: int, monkeypatch: pytest.MonkeyPatch) -> str:
     console = Console(width=width, file=buf, force_terminal=True, color_system=None, _environ={})
     monkeypatch.setattr(_demo, "_console", lambda plain: console)
     assert main(["demo", "--waves", "6", "--tasks", "24", "--seed", "3"]) == 0
-    text = buf.getvalue()
-    return text[text.index("Waves ("):]  # the summary: after the last frame of the live display
+    return buf.getvalue()
 
 
 @pytest.fixture(scope="module", params=WIDTHS)
-def summary(request: pytest.FixtureRequest) -> tuple[int, str]:
+def output(request: pytest.FixtureRequest) -> tuple[int, str]:
     with pytest.MonkeyPatch.context() as monkeypatch:
         return request.param, render(request.param, monkeypatch)
+
+
+@pytest.fixture
+def summary(output: tuple[int, str]) -> tuple[int, str]:
+    """The summary: what follows the last frame of the live display."""
+    width, text = output
+    return width, text[text.index("Waves ("):]
+
+
+def test_the_live_table_fits(output: tuple[int, str]) -> None:
+    width, text = output
+    live = text[text.rindex("shannon-otel demo - "):text.index("Waves (")]
+    lines = [re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", line) for line in live.splitlines()]
+    assert max(len(line) for line in lines) <= width
+    assert "…" not in live
+    assert re.search(r"^research#2 ", "\n".join(lines), re.MULTILINE)
 
 
 def test_every_line_fits_and_nothing_is_cut(summary: tuple[int, str]) -> None:
