@@ -9,7 +9,6 @@ from types import TracebackType
 from typing import Literal
 
 from opentelemetry import metrics, trace
-from opentelemetry.metrics._internal import _ProxyMeterProvider  # the unset global has no public name
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
@@ -21,7 +20,8 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
-from ._aggregate import BridgedExporter, MetricsBridge, histograms_cumulative, register_bridge
+from ._aggregate import BridgedExporter, MetricsBridge, histograms_cumulative
+from ._otel._providers import globals_set, register_bridge
 
 ExporterName = Literal["otlp", "otlp_grpc", "otlp_http", "console", "none"]
 _EXPORTERS = ("otlp", "otlp_grpc", "otlp_http", "console", "none")
@@ -69,9 +69,7 @@ class Telemetry:
 
 def _check_globals_unset() -> None:
     """The OTel API sets the global providers once; a second attempt would be ignored (only logged)."""
-    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider) or not isinstance(
-        metrics.get_meter_provider(), _ProxyMeterProvider,
-    ):
+    if globals_set():
         raise RuntimeError(
             "the global OTel providers are already set (OTel allows that once per process); "
             "call configure(..., set_global=False) and pass tracer_provider=/meter_provider= instead",

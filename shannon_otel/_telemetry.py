@@ -56,7 +56,15 @@ GEN_AI_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
 TASK_COST_ATTR: Final = "shannon.task.cost"
 
 
-class Outcome(StrEnum):
+class _Named(StrEnum):
+    """A StrEnum that prints as its value (``'success'``, not ``<Outcome.SUCCESS: 'success'>``), so a
+    report's counts read as data; it still equals, hashes and formats as that string."""
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+class Outcome(_Named):
     """How a task, attempt or call ended. Cancellation is an outcome, never an error."""
 
     SUCCESS = "success"
@@ -65,7 +73,7 @@ class Outcome(StrEnum):
     CANCELLATION = "cancellation"
 
 
-class CallOutcome(StrEnum):
+class CallOutcome(_Named):
     """How a call through a circuit breaker ended, as the breaker counts it."""
 
     SUCCESS = "success"
@@ -75,7 +83,7 @@ class CallOutcome(StrEnum):
     CANCELLATION = "cancellation"  # the caller was cancelled: never counted as a failure
 
 
-class BreakerState(StrEnum):
+class BreakerState(_Named):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
