@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import IO, Any
 
 from .._events import Anomaly
-from .._telemetry import GEN_AI_INPUT_TOKENS, GEN_AI_OUTPUT_TOKENS, TASK_COST_ATTR, Outcome
+from .._telemetry import TASK_COST_ATTR, TASK_INPUT_TOKENS, TASK_OUTPUT_TOKENS, Outcome
 from ..reporting._advice import Recommendation
 from ..reporting._recorder import RunRecorder
 from ..reporting._run import RunReport
@@ -181,7 +181,7 @@ def waves_section(out: Out, recorder: RunRecorder) -> None:
         rows.append([
             live.label, str(r.total), str(r.counts[Outcome.SUCCESS]), str(r.counts[Outcome.FAILURE]),
             str(r.counts[Outcome.TIMEOUT]), *([str(r.counts[Outcome.CANCELLATION])] if cancelled else []),
-            str(live.retries), f"{_total(r, GEN_AI_INPUT_TOKENS) + _total(r, GEN_AI_OUTPUT_TOKENS):,.0f}",
+            str(live.retries), f"{_total(r, TASK_INPUT_TOKENS) + _total(r, TASK_OUTPUT_TOKENS):,.0f}",
             f"${_total(r, TASK_COST_ATTR):.3f}",
             ms(r.latency.p50), ms(r.latency.p95), ms(r.latency.p99), ms(r.queue_wait.p50),
             f"{r.parallel_efficiency:.0%}",
@@ -194,7 +194,7 @@ def waves_section(out: Out, recorder: RunRecorder) -> None:
     footer = [
         "all", str(sum(totals[o.value] for o in Outcome)), str(totals["success"]), str(totals["failure"]),
         str(totals["timeout"]), *([str(totals[Outcome.CANCELLATION.value])] if cancelled else []),
-        str(totals["retries"]), f"{sums.get(GEN_AI_INPUT_TOKENS, 0) + sums.get(GEN_AI_OUTPUT_TOKENS, 0):,.0f}",
+        str(totals["retries"]), f"{sums.get(TASK_INPUT_TOKENS, 0) + sums.get(TASK_OUTPUT_TOKENS, 0):,.0f}",
         f"${sums.get(TASK_COST_ATTR, 0):.3f}", p(0.5), p(0.95), p(0.99), "", "",
     ]
     headers = ["wave", "tasks", "ok", "failed", "timeout", *(["cancelled"] if cancelled else []), "retries",
