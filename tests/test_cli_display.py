@@ -37,8 +37,8 @@ def test_plain_display_prints_one_line_per_event() -> None:
     assert lines == [
         "wave research#2: started, 24 tasks",
         "breaker search-api: closed -> open (failure_threshold)",
-        "wave research#2: done 10/24, failed 2, retries 7, rejected 3, degraded 1; breakers: search-api=open, "
-        "1.50 s",
+        "wave research#2: done 10/24, failed 2, retries 7, tries rejected by an open breaker 3, degraded 1; "
+        "breakers: search-api=open, 1.50 s",
     ]
 
 

@@ -25,6 +25,7 @@ from ._waterfall import waterfall
 from ._workload import WorkloadConfig, run_waves
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_EXPORT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+_EXIT_RESERVE_S = 0.75  # measured: the telemetry section and interpreter exit take ~0.1-0.4 s after the flush
 
 
 def _anomaly_hook() -> Hook | None:
@@ -107,9 +108,12 @@ def run(args: argparse.Namespace) -> int:
             lines.__exit__(None, None, None)
         _summarise(out, recorder, exporting, detector is not None, fill="#" if console is None else "\u2588")
         series = exporting.metrics.series() if exporting.metrics is not None else None
+        # What the user is told the flush may take: an export timeout for the traces and one for the
+        # metrics. The wait keeps a little of it for printing the rest and the process' own exit.
+        limit_s = 2 * args.export_timeout
         if exporting.endpoint is not None:
-            out.line(f"flushing telemetry to {exporting.endpoint} (at most ~{2 * args.export_timeout:g} s)...")
-        exporting.close()
+            out.line(f"flushing telemetry to {exporting.endpoint} (at most {limit_s:g} s)...")
+        exporting.close(max(limit_s / 2, limit_s - _EXIT_RESERVE_S))
         if server is not None:
             server.close()
     _telemetry_section(out, exporting, server, series)
@@ -126,12 +130,14 @@ def _summarise(out: Out, recorder: RunRecorder, exporting: Exporting, detector: 
     anomalies_section(out, report, advice, detector)
     spans = exporting.spans.slowest_wave()
     root = next((s for s in spans if s.parent is None), None)
-    title = "Slowest wave trace"
+    title, trace_id = "Slowest wave trace", None
     if root is not None and root.context is not None:
+        # The run's label (research#6: the 6th run of wave "research") and the root span's name, as
+        # Jaeger shows it and the waterfall's first row repeats it.
         trace_id = f"{root.context.trace_id:032x}"
-        label = next((w.label for w in recorder.waves if w.trace_id == trace_id), root.name)
-        title += f": {label} (trace {trace_id})"
-    waterfall_section(out, waterfall(spans, fill=fill), title)
+        label = next((w.label for w in recorder.waves if w.trace_id == trace_id), None)
+        title += f": {label + ', span ' if label else ''}'{root.name}'"
+    waterfall_section(out, waterfall(spans, fill=fill, width=out.width), title, trace_id)
     advice_section(out, advice)
 
 
@@ -142,8 +148,9 @@ def _telemetry_section(
     out.line(f"spans recorded: {exporting.spans.count}")
     if series is not None:
         metrics, points = series
-        out.line(f"metrics: {metrics} instruments, {points} series, kept in-process "
-                 "(use --otlp-endpoint or --prometheus-port to ship them)")
+        where = (f"also served for scraping at {server.url} while the demo ran" if server is not None
+                 else "kept in-process (use --otlp-endpoint or --prometheus-port to ship them)")
+        out.line(f"metrics: {metrics} instruments, {points} series, {where}")
     problems = exporting.problems
     if exporting.endpoint is not None:
         if problems.count:

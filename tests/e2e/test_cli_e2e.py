@@ -31,7 +31,7 @@ def test_demo_ships_its_traces_to_jaeger(jaeger: Jaeger) -> None:
     assert "telemetry export to" not in result.stderr
     assert f"OTLP export to {jaeger.otlp_grpc_endpoint}: ok" in result.stdout
     spans = int(re.search(r"^spans recorded: (\d+)$", result.stdout, re.MULTILINE).group(1))  # type: ignore[union-attr]
-    slowest = re.search(r"Slowest wave trace: \S+ \(trace ([0-9a-f]{32})\)", result.stdout)
+    slowest = re.search(r"Slowest wave trace: .*\n(?:.*\n)?trace ([0-9a-f]{32})$", result.stdout, re.MULTILINE)
     assert slowest, result.stdout
 
     traces = jaeger.wait_for_traces(service, min_spans=spans, timeout=60)

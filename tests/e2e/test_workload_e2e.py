@@ -120,7 +120,7 @@ async def workload(providers: dict[str, Any], anomaly_hook: AnomalyHook, *, inje
             await asyncio.sleep(1.0)  # exceeds the wave's per-task timeout
         return answer
 
-    wave: Wave[str] = Wave("agents", max_concurrency=5, timeout=0.3, hooks=(anomaly_hook,), **options)
+    wave: Wave[str] = Wave("agents", max_concurrency=5, task_timeout=0.3, hooks=(anomaly_hook,), **options)
     for round_no in range(ROUNDS):
         world.search_down = inject and 12 <= round_no < 16
         world.slow_factor = 25.0 if inject and round_no in ANOMALY_ROUNDS else 1.0
@@ -131,10 +131,11 @@ async def _fail() -> None:
     raise RuntimeError("notify: 500")
 
 
-def _anomaly_hook(meter_provider: Any) -> AnomalyHook:
+def _anomaly_hook() -> AnomalyHook:
     # The hook's default detector; only the tick is short, for a run of a few seconds. Latency is the
-    # injected fault; the rates of a run this short are too few ticks to judge.
-    return AnomalyHook(meter_provider=meter_provider, tick_s=0.01, signals=(LATENCY,))
+    # injected fault; the rates of a run this short are too few ticks to judge. Its telemetry goes to
+    # the providers of the waves whose hooks= hold it.
+    return AnomalyHook(tick_s=0.01, signals=(LATENCY,))
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ def _run(service: str, endpoint: str, *, inject: bool) -> Run:
     with configure(service, exporter="otlp_grpc", endpoint=endpoint, metric_interval_s=0.5,
                    set_global=False) as telemetry:
         providers = {"tracer_provider": telemetry.tracer_provider, "meter_provider": telemetry.meter_provider}
-        asyncio.run(workload(providers, _anomaly_hook(telemetry.meter_provider), inject=inject))
+        asyncio.run(workload(providers, _anomaly_hook(), inject=inject))
         assert telemetry.force_flush(10)
     return Run(service, started, time.time())
 
