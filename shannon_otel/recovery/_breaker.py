@@ -23,21 +23,11 @@ from .._hooks import resolve_hooks
 from .._isolation import hook_failed
 from .._telemetry import BreakerState
 from .._validate import check_exceptions, check_number
-from ._core import (
-    END,
-    Chain,
-    CircuitOpenError,
-    Clock,
-    DecoratedCall,
-    Factory,
-    Policy,
-    _Call,
-    first_failed,
-    next_step,
-    notify,
-    observed,
-    start_call,
-)
+from ._call import _Call, first_failed, notify, observed, start_call
+from ._circuit_open import CircuitOpenError
+from ._decorated import DecoratedCall
+from ._policy import Policy, next_step
+from ._types import END, Chain, Clock, Factory
 from ._window import FAILED, SLOW, CountWindow, TimeWindow
 
 if TYPE_CHECKING:
