@@ -6,7 +6,9 @@ function. Each reports to the OTel hook for its providers and to the ``hooks=`` 
 """
 
 from ._backoff import Jitter
-from ._breaker import BreakerConfig, BreakerRegistry, CircuitBreaker
+from ._breaker import CircuitBreaker
+from ._breaker_config import BreakerConfig
+from ._breaker_registry import BreakerRegistry
 from ._circuit_open import CircuitOpenError
 from ._degrade import Degrade, Served
 from ._fallback import Fallback, FallbackError
