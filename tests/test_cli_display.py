@@ -13,7 +13,8 @@ from shannon_otel.cli._demo import _console
 from shannon_otel.cli._display import PlainDisplay, RichDisplay, make_display
 from shannon_otel.cli._summary import Out, resilience_section
 from shannon_otel.executor._report import ReportBuilder
-from shannon_otel.reporting._recorder import RunRecorder, WaveLive
+from shannon_otel.reporting._counters import WaveLive
+from shannon_otel.reporting._recorder import RunRecorder
 
 
 def recorder_with_a_wave() -> tuple[RunRecorder, WaveLive]:

@@ -3,7 +3,8 @@
 from .._events import Anomaly
 from ._config import DetectorConfig
 from ._detector import AnomalyDetector, DetectorStats
-from ._feed import ERROR_RATE, HOOK_DEFAULTS, LATENCY, RETRY_RATE, THROUGHPUT, AnomalyHook
+from ._feed import HOOK_DEFAULTS, AnomalyHook
+from ._signals import ERROR_RATE, LATENCY, RETRY_RATE, THROUGHPUT
 
 __all__ = [
     "AnomalyDetector", "DetectorConfig", "DetectorStats",

@@ -14,7 +14,8 @@ import time
 from typing import IO, TYPE_CHECKING, Any
 
 from .._events import BreakerTransition, Hook, WaveObserver, WaveStarted
-from ..reporting._recorder import RunRecorder, WaveLive
+from ..reporting._counters import WaveLive
+from ..reporting._recorder import RunRecorder
 
 if TYPE_CHECKING:
     from ..executor._report import WaveReport

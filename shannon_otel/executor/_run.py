@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 from .._events import Hook, TaskResult, WaveObserver
 from .._isolation import hook_failed
 from .._telemetry import Outcome
-from ._credits import Credits
 from ._isolate import run_in
 from ._limits import RateLimiter, ResourcePool
 from ._report import ReportBuilder
+from ._semaphore import Credits
 from ._task import CURRENT_TASK, TaskSlot, TaskSpec
 
 if TYPE_CHECKING:

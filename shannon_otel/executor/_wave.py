@@ -18,11 +18,11 @@ from .._hooks import resolve_hooks
 from .._isolation import Unentered, enter, hook_failed, leave
 from .._telemetry import Outcome
 from .._validate import check_number
-from ._credits import Credits
 from ._limits import ResourcePool, pools_by_name
 from ._report import WaveReport
 from ._result import WaveResult
 from ._run import Item, WaveRun, close_unstarted
+from ._semaphore import Credits
 from ._stream import WaveStream
 from ._task import TaskSpec
 

@@ -1,4 +1,5 @@
-"""Circuit breaker: CLOSED -> OPEN -> HALF_OPEN -> CLOSED, with counted and ignored exceptions.
+"""The circuit breaker's state machine: CLOSED -> OPEN -> HALF_OPEN -> CLOSED, with counted and ignored
+exceptions (its settings are a :class:`~._breaker_config.BreakerConfig`).
 
 A new breaker is announced to its hooks (``breaker_registered``: name and initial state, so the
 state gauge has its series before any call); its transitions are reported to them too: the OTel
@@ -14,7 +15,6 @@ import asyncio
 import logging
 import warnings
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from .. import _clock
@@ -22,22 +22,12 @@ from .._events import BreakerRegistered, BreakerTransition, CallRejected, CallSt
 from .._hooks import resolve_hooks
 from .._isolation import hook_failed
 from .._telemetry import BreakerState
-from .._validate import check_exceptions, check_number
-from ._core import (
-    END,
-    Chain,
-    CircuitOpenError,
-    Clock,
-    DecoratedCall,
-    Factory,
-    Policy,
-    _Call,
-    first_failed,
-    next_step,
-    notify,
-    observed,
-    start_call,
-)
+from ._breaker_config import _COUNT_DEPRECATED, BreakerConfig
+from ._call import _Call, first_failed, notify, observed, start_call
+from ._circuit_open import CircuitOpenError
+from ._decorated import DecoratedCall
+from ._policy import Policy, next_step
+from ._types import END, Chain, Clock, Factory
 from ._window import FAILED, SLOW, CountWindow, TimeWindow
 
 if TYPE_CHECKING:
@@ -48,67 +38,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 P = ParamSpec("P")
-_COUNT_DEPRECATED = (
-    "BreakerConfig(count=...) / CircuitBreaker(count=...) is deprecated: use on= (which chooses exceptions "
-    "in every policy); count= goes in the next release"
-)
 _log = logging.getLogger(__name__)
 _CLOSED, _OPEN, _HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerConfig:
-    """When a breaker opens and closes. Validated at construction; immutable.
-
-    Opens (from CLOSED) when, over the rolling window, ``failures >= failure_threshold``, or, once
-    the window holds ``min_calls`` calls, ``failures / calls >= failure_rate`` or
-    ``slow calls / calls >= slow_call_rate`` (a call is slow when it takes ``>= slow_call_s``).
-    The window is the last ``window`` calls, or the last ``window_s`` seconds when that is set.
-    After ``reset_timeout`` seconds OPEN admits up to ``half_open_probes`` probe calls (HALF_OPEN);
-    ``success_threshold`` successful probes close it, a failed or slow probe re-opens it, and a
-    cancelled or ignored probe gives its slot back. Exceptions that are instances of ``on`` and
-    not of ``ignore`` count as failures; other errors and cancellation are not counted. ``count`` is
-    the deprecated old name of ``on`` (DeprecationWarning; removed in the next release).
-    """
-
-    failure_threshold: int | None = 5
-    failure_rate: float | None = None
-    window: int = 100
-    window_s: float | None = None
-    min_calls: int = 10
-    slow_call_s: float | None = None
-    slow_call_rate: float = 1.0
-    half_open_probes: int = 1
-    success_threshold: int = 1
-    reset_timeout: float = 30.0
-    on: type[BaseException] | tuple[type[BaseException], ...] = Exception
-    ignore: type[BaseException] | tuple[type[BaseException], ...] = ()
-    count: type[BaseException] | tuple[type[BaseException], ...] | None = field(
-        default=None, repr=False, compare=False,
-    )
-
-    def __post_init__(self) -> None:
-        if self.count is not None:
-            warnings.warn(_COUNT_DEPRECATED, DeprecationWarning, stacklevel=3)
-            if self.on is not Exception:
-                raise TypeError("pass on only (count is its deprecated old name)")
-            object.__setattr__(self, "on", self.count)
-            object.__setattr__(self, "count", None)
-        check_number("failure_threshold", self.failure_threshold, low=1, integer=True, allow_none=True)
-        check_number("failure_rate", self.failure_rate, low=0, high=1, low_open=True, allow_none=True)
-        if self.failure_threshold is None and self.failure_rate is None and self.slow_call_s is None:
-            raise ValueError("set at least one of failure_threshold, failure_rate or slow_call_s")
-        check_number("window", self.window, low=1, integer=True)
-        check_number("window_s", self.window_s, low=0, low_open=True, allow_none=True)
-        check_number("min_calls", self.min_calls, low=1, integer=True)
-        check_number("slow_call_s", self.slow_call_s, low=0, low_open=True, allow_none=True)
-        check_number("slow_call_rate", self.slow_call_rate, low=0, high=1, low_open=True)
-        check_number("half_open_probes", self.half_open_probes, low=1, integer=True)
-        check_number("success_threshold", self.success_threshold, low=1, high=self.half_open_probes,
-                     integer=True)
-        check_number("reset_timeout", self.reset_timeout, low=0)
-        object.__setattr__(self, "on", check_exceptions("on", self.on))
-        object.__setattr__(self, "ignore", check_exceptions("ignore", self.ignore))
 
 
 class CircuitBreaker(Policy):
@@ -352,59 +283,3 @@ class CircuitBreaker(Policy):
                     hook.breaker_transition(event)
                 except Exception as exc:  # the state has changed: a hook must not make the call fail
                     hook_failed(hook, "breaker_transition", exc, self._hooks)
-
-
-class BreakerRegistry:
-    """Named breakers shared across call sites: ``registry.get("db")`` is always the same breaker.
-
-    The hooks, providers and clock given here are used by every breaker it creates.
-    """
-
-    __slots__ = ("_breakers", "_clock", "_hooks", "_instrument", "_meter_provider", "_tracer_provider")
-
-    def __init__(
-        self, *, clock: Clock = _clock.monotonic, hooks: Iterable[Hook] | None = None,
-        tracer_provider: TracerProvider | None = None, meter_provider: MeterProvider | None = None,
-        instrument: bool = True,
-    ) -> None:
-        self._breakers: dict[str, CircuitBreaker] = {}
-        self._clock = clock
-        self._hooks = tuple(hooks or ())
-        self._tracer_provider = tracer_provider
-        self._meter_provider = meter_provider
-        self._instrument = instrument
-
-    def get(self, name: str, config: BreakerConfig | None = None, **settings: object) -> CircuitBreaker:
-        """The breaker called ``name``, created on first use from ``config`` / ``settings``.
-
-        Raises ValueError when it exists with a different configuration than the one given.
-        """
-        breaker = self._breakers.get(name)
-        if breaker is None:
-            breaker = CircuitBreaker(
-                name, config, clock=self._clock, hooks=self._hooks, tracer_provider=self._tracer_provider,
-                meter_provider=self._meter_provider, instrument=self._instrument, **settings,
-            )
-            self._breakers[name] = breaker
-        elif config is not None or settings:
-            wanted = config if config is not None else BreakerConfig(**settings)  # type: ignore[arg-type]
-            if wanted != breaker.config:
-                raise ValueError(f"breaker {name!r} already exists with another configuration: {breaker.config}")
-        return breaker
-
-    def __getitem__(self, name: str) -> CircuitBreaker:
-        return self._breakers[name]
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._breakers
-
-    def __len__(self) -> int:
-        return len(self._breakers)
-
-    def names(self) -> tuple[str, ...]:
-        return tuple(self._breakers)
-
-    def reset_all(self) -> None:
-        """Close every breaker (tests, or after an incident)."""
-        for breaker in self._breakers.values():
-            breaker.reset()

@@ -10,22 +10,12 @@ from typing import Any, Generic, ParamSpec, TypeVar, cast
 
 from .._events import Degraded
 from .._validate import check_exceptions, check_number
-from ._core import (
-    END,
-    Chain,
-    CircuitOpenError,
-    DecoratedCall,
-    Factory,
-    Instrumented,
-    Policy,
-    _Call,
-    next_step,
-    notify,
-    observed,
-    start_call,
-    takes_parameters,
-)
+from ._call import _Call, notify, observed, start_call
+from ._circuit_open import CircuitOpenError
+from ._decorated import DecoratedCall, takes_parameters
 from ._fallback import reason_of
+from ._policy import Instrumented, Policy, next_step
+from ._types import END, Chain, Factory
 
 T = TypeVar("T")
 P = ParamSpec("P")

@@ -12,7 +12,10 @@ from .._events import FallbackStarted
 from .._isolation import finish, start
 from .._telemetry import Outcome
 from .._validate import check_exceptions
-from ._core import Chain, CircuitOpenError, Factory, Instrumented, _Call, next_step
+from ._call import _Call
+from ._circuit_open import CircuitOpenError
+from ._policy import Instrumented, next_step
+from ._types import Chain, Factory
 
 T = TypeVar("T")
 

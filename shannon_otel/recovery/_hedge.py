@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .._validate import check_number
-from ._core import _HEDGED, Chain, Factory, Instrumented, Sleep, _Call, next_step
+from ._call import _HEDGED, _Call
+from ._policy import Instrumented, next_step
+from ._types import Chain, Factory, Sleep
 
 T = TypeVar("T")
 

@@ -30,7 +30,10 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from .. import _clock
 from .._events import CallStarted
 from .._hooks import resolve_hooks
-from ._core import Chain, Clock, DecoratedCall, Factory, Policy, _Call, first_failed, observed, start_call
+from ._call import _Call, first_failed, observed, start_call
+from ._decorated import DecoratedCall
+from ._policy import Policy
+from ._types import Chain, Clock, Factory
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider

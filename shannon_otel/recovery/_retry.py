@@ -11,21 +11,11 @@ from typing import ParamSpec, TypeVar
 from .._events import RetryScheduled
 from .._validate import check_exceptions, check_number
 from ._backoff import TESTING, Jitter, RandomSource, delay, parse_jitter, uniform_source
-from ._core import (
-    END,
-    Chain,
-    CircuitOpenError,
-    DecoratedCall,
-    Factory,
-    Instrumented,
-    Sleep,
-    _Call,
-    first_failed,
-    next_step,
-    notify,
-    observed,
-    start_call,
-)
+from ._call import _Call, first_failed, notify, observed, start_call
+from ._circuit_open import CircuitOpenError
+from ._decorated import DecoratedCall
+from ._policy import Instrumented, next_step
+from ._types import END, Chain, Factory, Sleep
 
 T = TypeVar("T")
 P = ParamSpec("P")

@@ -21,7 +21,7 @@ from .._events import CompensationFinished, SagaFinished, SagaObserver, SagaStar
 from .._hooks import resolve_hooks
 from .._isolation import Unentered, enter, finish, hook_failed, leave, start
 from .._telemetry import Outcome
-from ._core import Clock
+from ._types import Clock
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider

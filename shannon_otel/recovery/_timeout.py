@@ -8,7 +8,9 @@ from typing import TypeVar
 
 from .._events import TimedOut
 from .._validate import check_number
-from ._core import Chain, Factory, Instrumented, _Call, next_step, notify
+from ._call import _Call, notify
+from ._policy import Instrumented, next_step
+from ._types import Chain, Factory
 
 T = TypeVar("T")
 
