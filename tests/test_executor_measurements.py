@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics.export import HistogramDataPoint
 
 from shannon_otel import Outcome, Wave, record, record_cost, record_tokens
 from shannon_otel import _telemetry as tel
@@ -81,7 +82,8 @@ def test_a_sum_that_would_overflow_is_refused_not_turned_into_inf() -> None:
         record("big", 1e308)
 
     otel = InMemoryTelemetry()
-    result = asyncio.run(Wave("overflow", **otel.providers).run([work]))
+    wave: Wave[None] = Wave("overflow", **otel.providers)
+    result = asyncio.run(wave.run([work]))
     assert isinstance(result.results[0].error, ValueError)
     assert "overflow" in str(result.results[0].error)
     assert math.isfinite(result.report.measurements["big"].total)
@@ -109,6 +111,7 @@ def test_aggregates_never_raise_and_never_take_non_finite_values() -> None:
     metric = aggregate.to_metric(0, 1)
     assert metric is not None
     (point,) = metric.data.data_points
+    assert isinstance(point, HistogramDataPoint)
     assert (point.count, point.sum, aggregate.rejected) == (1, 5.0, 2)
 
 
