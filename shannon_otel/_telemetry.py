@@ -55,6 +55,9 @@ GEN_AI_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
 GEN_AI_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
 TASK_COST_ATTR: Final = "shannon.task.cost"
 
+TELEMETRY_SIGNAL: Final = "shannon.telemetry.signal"  # "traces" or "metrics"
+TELEMETRY_DROP_REASON: Final = "shannon.telemetry.drop_reason"  # see DropReason
+
 
 class _Named(StrEnum):
     """A StrEnum that prints as its value (``'success'``, not ``<Outcome.SUCCESS: 'success'>``), so a
@@ -87,6 +90,14 @@ class BreakerState(_Named):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
+
+
+class DropReason(_Named):
+    """Why telemetry was not delivered (``shannon.telemetry.dropped``)."""
+
+    QUEUE_FULL = "queue_full"  # the span queue was full: the exporter is slower than the work
+    EXPORT_FAILED = "export_failed"  # the exporter gave up (backend down, refused, timed out)
+    SHUTDOWN = "shutdown"  # ended after shutdown, or still queued when the shutdown budget ran out
 
 
 class Severity(StrEnum):
@@ -250,9 +261,15 @@ ANOMALY_EVENTS: Final = MetricSpec(
     (ANOMALY_SERIES, ANOMALY_SIGNAL, ANOMALY_SEVERITY),
 )
 
+TELEMETRY_DROPPED: Final = MetricSpec(
+    "shannon.telemetry.dropped", "counter", "{item}",
+    "Spans or metric points that configure()'s exporters did not deliver, by signal and reason.",
+    (TELEMETRY_SIGNAL, TELEMETRY_DROP_REASON),
+)
+
 METRICS: Final[tuple[MetricSpec, ...]] = (
     TASK_DURATION, TASK_QUEUE_WAIT_DURATION, TASK_OUTCOMES, TASKS_ACTIVE, TASKS_PENDING, WAVE_DURATION,
     WAVE_EFFICIENCY, TOKEN_USAGE, TASK_COST, RETRY_ATTEMPTS, RETRY_DELAY_DURATION, CALLS,
     BREAKER_STATE_METRIC, BREAKER_TRANSITIONS, TIMEOUTS, FALLBACKS, DEGRADATIONS, COMPENSATIONS, HEDGES,
-    ANOMALY_SCORE, ANOMALY_EVENTS,
+    ANOMALY_SCORE, ANOMALY_EVENTS, TELEMETRY_DROPPED,
 )
