@@ -3,6 +3,7 @@
 from ._config import Telemetry, configure
 from ._events import (
     AttemptFinished,
+    BreakerRegistered,
     BreakerTransition,
     CallFinished,
     CallObserver,
@@ -21,7 +22,6 @@ from ._events import (
     WaveObserver,
     WaveStarted,
 )
-from ._recorder import RunRecorder
 from ._telemetry import BreakerState, CallOutcome, Outcome
 from ._version import __version__
 from .anomaly import Anomaly, AnomalyDetector, AnomalyHook, DetectorConfig
@@ -42,7 +42,6 @@ from .executor import (
     record_tokens,
     task,
 )
-from .executor._advice import AdviceThresholds, Recommendation, RunReport, advise_wave
 from .recovery import (
     BreakerConfig,
     BreakerRegistry,
@@ -66,6 +65,9 @@ from .recovery import (
     resilient,
     retry,
 )
+from .reporting._advice import AdviceThresholds, Recommendation, advise_wave
+from .reporting._recorder import RunRecorder
+from .reporting._run import RunReport
 
 __all__ = [
     "__version__",
@@ -86,7 +88,8 @@ __all__ = [
     "Outcome", "CallOutcome", "BreakerState",
     # hooks and events
     "Hook", "WaveObserver", "CallObserver", "SagaObserver", "WaveStarted", "TaskFinished", "CallStarted",
-    "AttemptFinished", "RetryScheduled", "CallRejected", "CallFinished", "Degraded", "BreakerTransition",
+    "AttemptFinished", "RetryScheduled", "CallRejected", "CallFinished", "Degraded", "BreakerRegistered",
+    "BreakerTransition",
     "SagaStarted", "CompensationFinished", "SagaFinished", "TimedOut", "FallbackStarted",
 ]
 

@@ -11,7 +11,6 @@ from types import TracebackType
 from typing import Literal
 
 from opentelemetry import metrics, trace
-from opentelemetry.metrics._internal import _ProxyMeterProvider  # the unset global has no public name
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
@@ -24,7 +23,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
 from . import _telemetry as tel
-from ._aggregate import BridgedExporter, MetricsBridge, histograms_cumulative, register_bridge
+from ._aggregate import BridgedExporter, MetricsBridge, histograms_cumulative
 from ._delivery import (
     DEFAULT_MAX_QUEUE_SIZE,
     CountedMetricExporter,
@@ -35,6 +34,7 @@ from ._delivery import (
     in_parallel,
 )
 from ._otel._instruments import instrument
+from ._otel._providers import globals_set, register_bridge
 from ._telemetry import DropReason
 from ._validate import check_number
 from ._version import __version__
@@ -131,9 +131,7 @@ class Telemetry:
 
 def _check_globals_unset() -> None:
     """The OTel API sets the global providers once; a second attempt would be ignored (only logged)."""
-    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider) or not isinstance(
-        metrics.get_meter_provider(), _ProxyMeterProvider,
-    ):
+    if globals_set():
         raise RuntimeError(
             "the global OTel providers are already set (OTel allows that once per process); "
             "call configure(..., set_global=False) and pass tracer_provider=/meter_provider= instead",

@@ -1,6 +1,10 @@
 """Events and the hook protocol: how the executor and the policies tell observers what happened.
 
-Data flows one way: user code -> executor / policies -> hooks -> (OTel SDK, detector, callbacks).
+Data flows one way: user code -> executor / policies -> events -> hooks (OTel, detector, run
+recorder, callbacks) -> SDK. A hook that derives events of its own (the anomaly detector's
+:class:`Anomaly`) hands them to the other hooks of the same entry point through this same
+protocol (:meth:`Hook.for_scope`, :meth:`Hook.anomaly`): there is no second bus.
+
 A :class:`Hook` is long-lived; for each wave, protected call or saga it may return a fresh
 *observer* holding that scope's state, or ``None`` when it does not care. Events are built only
 when some observer exists, so a wave nobody watches pays nothing for them.
@@ -19,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
-from ._telemetry import BreakerState, CallOutcome, Outcome
+from ._telemetry import BreakerState, CallOutcome, Outcome, Severity
 
 if TYPE_CHECKING:
     from .executor._report import WaveReport
@@ -27,9 +31,10 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 __all__ = [
-    "AttemptFinished", "BreakerTransition", "CallFinished", "CallObserver", "CallRejected", "CallStarted",
-    "CompensationFinished", "Degraded", "FallbackStarted", "Hook", "RetryScheduled", "SagaFinished",
-    "SagaObserver", "SagaStarted", "TaskFinished", "TimedOut", "WaveObserver", "WaveStarted", "error_type",
+    "Anomaly", "AttemptFinished", "BreakerRegistered", "BreakerTransition", "CallFinished", "CallObserver",
+    "CallRejected", "CallStarted", "CompensationFinished", "Degraded", "FallbackStarted", "Hook", "RetryScheduled",
+    "SagaFinished", "SagaObserver", "SagaStarted", "TaskFinished", "TimedOut", "WaveObserver", "WaveStarted",
+    "error_type",
 ]
 
 
@@ -213,6 +218,15 @@ class CallObserver:
 
 
 @dataclass(frozen=True, slots=True)
+class BreakerRegistered:
+    """A breaker was built: its name and initial state (hooks learn breakers before any call)."""
+
+    breaker: str
+    state: BreakerState
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
 class BreakerTransition:
     breaker: str
     from_state: BreakerState
@@ -261,6 +275,29 @@ class SagaObserver:
     def saga_finished(self, event: SagaFinished) -> None: ...
 
 
+# --------------------------------------------------------------------------- anomalies
+@dataclass(frozen=True, slots=True)
+class Anomaly:
+    """One scored sample of a watched series (see ``shannon_otel.anomaly.AnomalyHook``).
+
+    Emitted by the anomaly hook to the other hooks of the same entry point (:meth:`Hook.anomaly`)
+    for every scored sample, so that the OTel hook can keep the score gauge current; ``severity``
+    is ``None`` for an ordinary score and set from the warning threshold up: only those are
+    anomalies (counted, span event, ``on_anomaly``, the run report).
+    """
+
+    series: str  # wave or operation name
+    signal: str  # "latency", "error_rate", "throughput" or "retry_rate"
+    score: float  # detector score in [0, 1] (see DetectorConfig)
+    severity: Severity | None  # None below the warning threshold
+    value: float  # the sample that scored (e.g. the tick's mean latency)
+    # Hex ids of the tick's slowest task span for latency; of the span current at detection (the
+    # task or call that closed the tick) for the rate signals. None when there was no span.
+    trace_id: str | None  # 32 hex digits
+    span_id: str | None  # 16 hex digits
+    time: float  # the anomaly hook's clock
+
+
 # --------------------------------------------------------------------------- the hook
 class Hook:
     """Base class of every hook: the OTel hook, the anomaly feed, user callback hooks.
@@ -282,5 +319,25 @@ class Hook:
     def saga_started(self, event: SagaStarted) -> SagaObserver | None:
         return None
 
+    def breaker_registered(self, event: BreakerRegistered) -> None:
+        """A breaker reporting to this hook was built (once per breaker, from its constructor)."""
+
     def breaker_transition(self, event: BreakerTransition) -> None:
         """A named breaker changed state. Called from whichever call caused the change."""
+
+    def anomaly(self, event: Anomaly) -> None:
+        """A hook of the same entry point scored a sample (the anomaly hook: every tick it closes).
+
+        Called in the context of the work that closed the tick, with the culprit's span current
+        when it is still open (the tick's slowest task for ``latency``), so a span event lands there.
+        """
+
+    def for_scope(self, hooks: tuple[Hook, ...]) -> Hook:
+        """This hook as one entry point uses it; ``hooks`` are all the hooks of that entry point.
+
+        Called once per entry point (wave, policy, breaker, saga) when its hooks are resolved. A
+        hook that emits events of its own (the anomaly hook) returns a view that hands them to the
+        other hooks of the scope; everything else returns itself. This is how events reach
+        hooks without a second bus: emitted events flow to the same hooks as the executor's.
+        """
+        return self

@@ -21,7 +21,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler
 
-from ._aggregate import BridgedInMemoryReader, MetricsBridge, register_bridge
+from ._aggregate import BridgedInMemoryReader, MetricsBridge
+from ._otel._providers import register_bridge
 
 __all__ = ["FakeClock", "InMemoryTelemetry", "VirtualTimeLoop", "run_virtual"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from shannon_otel._recorder import RunRecorder
 from shannon_otel._telemetry import GEN_AI_INPUT_TOKENS, GEN_AI_OUTPUT_TOKENS, TASK_COST_ATTR
 from shannon_otel.cli._workload import WorkloadConfig, run_waves
+from shannon_otel.reporting._recorder import RunRecorder
 from shannon_otel.testing import run_virtual
 
 

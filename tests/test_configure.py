@@ -11,8 +11,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from shannon_otel import Wave, configure
 from shannon_otel import _telemetry as tel
-from shannon_otel._aggregate import bridge_for
 from shannon_otel._config import _choose
+from shannon_otel._otel._providers import bridge_for
 
 
 async def _noop() -> int:

@@ -11,6 +11,7 @@ EXPECTED = [
     "AnomalyHook",
     "AttemptFinished",
     "BreakerConfig",
+    "BreakerRegistered",
     "BreakerRegistry",
     "BreakerState",
     "BreakerTransition",
@@ -85,7 +86,7 @@ def test_every_exported_name_exists_and_nothing_public_is_unlisted() -> None:
     for name in shannon_otel.__all__:
         assert hasattr(shannon_otel, name), name
     public = {n for n in vars(shannon_otel) if not n.startswith("_")}
-    subpackages = {"anomaly", "executor", "recovery", "testing", "assets", "cli"}
+    subpackages = {"anomaly", "executor", "recovery", "reporting", "testing", "assets", "cli"}
     assert public - subpackages <= set(shannon_otel.__all__)
 
 

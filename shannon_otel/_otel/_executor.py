@@ -17,11 +17,11 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Status, StatusCode
 
 from .. import _telemetry as tel
-from .._aggregate import HistogramAggregate, bridge_for
+from .._aggregate import HistogramAggregate
 from .._events import TaskResult, WaveObserver, WaveStarted, error_type
 from .._telemetry import Outcome
 from ._instruments import histogram, instrument
-from ._providers import metrics_enabled, tracing_enabled
+from ._providers import Recording, bridge_for
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Histogram, Meter, MeterProvider
@@ -49,19 +49,15 @@ class _SdkHistogram:
         self._histogram.record(value, attrs)
 
 
-class ExecutorTelemetry:
-    """Long-lived: instruments and the live counters the observable instruments read."""
+class ExecutorMeters:
+    """The executor's instruments on one meter and the live counters its observable instruments read.
 
-    def __init__(
-        self, tracer: Tracer, meter: Meter, tracer_provider: TracerProvider | None,
-        meter_provider: MeterProvider | None,
-    ) -> None:
-        self.tracer = tracer
-        # Explicit providers are resolved now and never referenced again: a cached hook must not keep
-        # its providers alive. ``None`` (the global providers) is resolved per wave.
-        self._tracing: bool | None = tracing_enabled(tracer_provider) if tracer_provider is not None else None
-        self._metrics: bool | None = metrics_enabled(meter_provider) if meter_provider is not None else None
-        self._bridge = bridge_for(meter_provider) if meter_provider is not None else None
+    One per MeterProvider (kept by its ``ProviderState``), shared by the OTel hooks of every tracer
+    provider used with it: the SDK keeps only the first observable instrument of a name on a meter,
+    so a second set would never be read and its waves would be missing from the metrics.
+    """
+
+    def __init__(self, meter: Meter) -> None:
         self.durations = histogram(meter, tel.TASK_DURATION)
         self.queue_waits = histogram(meter, tel.TASK_QUEUE_WAIT_DURATION)
         self.tokens = histogram(meter, tel.TOKEN_USAGE)
@@ -94,12 +90,30 @@ class ExecutorTelemetry:
 
         return observe
 
+
+class ExecutorTelemetry(Recording):
+    """Long-lived, one per OTel hook: its tracer, whether its providers record, and (shared with the
+    other OTel hooks of its meter provider) the instruments and live counters of ``meters``."""
+
+    def __init__(
+        self, tracer: Tracer, meters: ExecutorMeters, tracer_provider: TracerProvider | None,
+        meter_provider: MeterProvider | None,
+    ) -> None:
+        super().__init__(tracer_provider, meter_provider)  # whether they record: resolved once or watched
+        self.tracer = tracer
+        # An explicit provider's bridge is found now; the global's at each wave (it may be set later).
+        self._bridge = bridge_for(meter_provider) if meter_provider is not None else None
+        self._global_meter = meter_provider is None
+        self.durations, self.queue_waits, self.tokens = meters.durations, meters.queue_waits, meters.tokens
+        self.wave_durations, self.efficiency = meters.wave_durations, meters.efficiency
+        self.outcomes, self.cost = meters.outcomes, meters.cost
+        self.active, self.pending = meters.active, meters.pending
+
     def wave_started(self, event: WaveStarted) -> WaveObserver | None:
-        tracing = self._tracing if self._tracing is not None else tracing_enabled(None)
-        metering = self._metrics if self._metrics is not None else metrics_enabled(None)
-        if not tracing and not metering:
+        if not self.enabled():
             return None
-        bridge = self._bridge if self._metrics is not None else bridge_for(metrics.get_meter_provider())
+        tracing = self.tracing_on
+        bridge = bridge_for(metrics.get_meter_provider()) if self._global_meter else self._bridge
         sinks: tuple[Any, Any, Any]
         if bridge is not None:
             sinks = (

@@ -14,11 +14,9 @@ fleet-wide view. A transition caused outside any span is only counted.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import metrics as _metrics_api
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
@@ -26,7 +24,7 @@ from .. import _telemetry as t
 from .._events import CallObserver, SagaObserver
 from .._telemetry import BreakerState, CallOutcome, Outcome
 from ._instruments import histogram, instrument
-from ._providers import metrics_enabled, tracing_enabled
+from ._providers import METRICS_API, TRACE_API, Recording
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Meter, MeterProvider
@@ -34,6 +32,7 @@ if TYPE_CHECKING:
 
     from .._events import (
         AttemptFinished,
+        BreakerRegistered,
         BreakerTransition,
         CallFinished,
         CallRejected,
@@ -54,37 +53,15 @@ _TIMEOUT = Status(StatusCode.ERROR, "timeout")
 _INTERNAL = trace.SpanKind.INTERNAL
 
 
-# Where the API keeps the global providers. The API's getters cost ~1 us (an os.environ lookup
-# each time) and the policies ask on every call; reading the slot is O(1). The globals can be
-# set only once, so once set they are resolved a single time. (Should a future API move the
-# slot, the stand-in makes the global be resolved on the first call instead.)
-class _Slots:
-    _TRACER_PROVIDER: object = True
-    _METER_PROVIDER: object = True
-
-
-_TRACE_API: Any = trace if hasattr(trace, "_TRACER_PROVIDER") else _Slots
-_METRICS_API: Any = (
-    _metrics_api._internal if hasattr(_metrics_api._internal, "_METER_PROVIDER") else _Slots
-)
-
-
-class RecoveryTelemetry:
+class RecoveryTelemetry(Recording):
     """Instruments for protected calls, breakers and sagas; one per OTel hook."""
 
     def __init__(
-        self, tracer: Tracer, meter: Meter, tracer_provider: TracerProvider | None,
-        meter_provider: MeterProvider | None,
+        self, tracer: Tracer, meter: Meter, breaker_states: dict[str, BreakerState],
+        tracer_provider: TracerProvider | None, meter_provider: MeterProvider | None,
     ) -> None:
+        super().__init__(tracer_provider, meter_provider)
         self.tracer = tracer
-        # Explicit providers never change: resolved now. A global one is watched until it is set.
-        self.tracing_on = tracer_provider is not None and tracing_enabled(tracer_provider)
-        self.metrics_on = meter_provider is not None and metrics_enabled(meter_provider)
-        self._watch_tracing = tracer_provider is None
-        self._watch_metrics = meter_provider is None
-        # A provider named by environment variable is loaded by the first getter call.
-        self._trace_env = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
-        self._metrics_env = "OTEL_PYTHON_METER_PROVIDER" in os.environ
         self.attempts = histogram(meter, t.RETRY_ATTEMPTS)
         self.delay = histogram(meter, t.RETRY_DELAY_DURATION)
         self.calls = instrument(meter, t.CALLS)
@@ -95,31 +72,15 @@ class RecoveryTelemetry:
         self.degradations = instrument(meter, t.DEGRADATIONS)
         self.compensations = instrument(meter, t.COMPENSATIONS)
         self.hedges = instrument(meter, t.HEDGES)
-        # breaker name -> the state this hook last reported as 1 on the state UpDownCounter
-        self._reported: dict[str, BreakerState] = {}
-
-    def enabled(self) -> bool:
-        """Whether tracing or metrics record anything now; O(1), called once per call."""
-        if self.tracing_on or self.metrics_on:
-            return True
-        if self._watch_tracing or self._watch_metrics:
-            return self._resolve_globals()
-        return False
-
-    def _resolve_globals(self) -> bool:
-        if self._watch_tracing and (self._trace_env or _TRACE_API._TRACER_PROVIDER is not None):
-            self._watch_tracing = False
-            self.tracing_on = tracing_enabled(None)
-        if self._watch_metrics and (self._metrics_env or _METRICS_API._METER_PROVIDER is not None):
-            self._watch_metrics = False
-            self.metrics_on = metrics_enabled(None)
-        return self.tracing_on or self.metrics_on
+        # breaker name -> the state last reported as 1 on the state UpDownCounter; shared by the OTel
+        # hooks of one meter provider (its ProviderState), as the counter's series are
+        self._reported: dict[str, BreakerState] = breaker_states
 
     def call_started(self, event: CallStarted) -> CallObserver | None:
         # Inlined enabled(): this runs on every protected call.
         if self.tracing_on or self.metrics_on or ((
-            (self._watch_tracing and (self._trace_env or _TRACE_API._TRACER_PROVIDER is not None))
-            or (self._watch_metrics and (self._metrics_env or _METRICS_API._METER_PROVIDER is not None))
+            (self._watch_tracing and (self._trace_env or TRACE_API._TRACER_PROVIDER is not None))
+            or (self._watch_metrics and (self._metrics_env or METRICS_API._METER_PROVIDER is not None))
         ) and self._resolve_globals()):
             return _CallTelemetry(self, event.operation, self.tracing_on)
         return None
@@ -129,10 +90,20 @@ class RecoveryTelemetry:
             return None
         return _SagaTelemetry(self, event.saga, self.tracing_on)
 
+    def _first_sight(self, name: str, state: BreakerState) -> None:
+        """One state series per state of a breaker not reported yet: 1 for ``state``, 0 for the others."""
+        for each in BreakerState:
+            self.breaker_state.add(1 if each is state else 0, {t.BREAKER_NAME: name, t.BREAKER_STATE: each.value})
+        self._reported[name] = state
+
+    def breaker_registered(self, event: BreakerRegistered) -> None:
+        if self.enabled() and self.metrics_on and event.breaker not in self._reported:
+            self._first_sight(event.breaker, event.state)
+
     def breaker_transition(self, event: BreakerTransition) -> None:
         if not self.enabled():
             return
-        if self.tracing_on and event.from_state is not event.to_state:
+        if self.tracing_on:
             span = trace.get_current_span()
             if span.is_recording():
                 span.add_event(t.EVENT_BREAKER_TRANSITION, {
@@ -143,13 +114,8 @@ class RecoveryTelemetry:
             return
         name = event.breaker
         if name not in self._reported:
-            # First sight of this breaker: one series per state, 1 for the state it is leaving.
-            for state in BreakerState:
-                value = 1 if state is event.from_state else 0
-                self.breaker_state.add(value, {t.BREAKER_NAME: name, t.BREAKER_STATE: state.value})
-            self._reported[name] = event.from_state
-        if event.from_state is event.to_state:
-            return
+            # Registered while no SDK recorded (the global was set later): the state it is leaving.
+            self._first_sight(name, event.from_state)
         self.transitions.add(1, {
             t.BREAKER_NAME: name, t.BREAKER_FROM: event.from_state.value, t.BREAKER_TO: event.to_state.value,
         })

@@ -12,9 +12,11 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import IO, Any
 
-from .._recorder import RunRecorder
+from .._events import Anomaly
 from .._telemetry import GEN_AI_INPUT_TOKENS, GEN_AI_OUTPUT_TOKENS, TASK_COST_ATTR, Outcome
-from ..executor._advice import AnomalyRecord, Recommendation, RunReport
+from ..reporting._advice import Recommendation
+from ..reporting._recorder import RunRecorder
+from ..reporting._run import RunReport
 from ._waterfall import Row
 
 _MAX_WAVE_ROWS = 20
@@ -144,18 +146,17 @@ def resilience_section(out: Out, recorder: RunRecorder, run: RunReport) -> None:
 
 
 def anomalies_section(out: Out, run: RunReport, advice: Sequence[Recommendation], detector: bool) -> None:
-    groups: dict[tuple[str, str, str], list[AnomalyRecord]] = {}
-    for a in run.anomalies:
-        groups.setdefault((a.series, a.signal, a.wave or "-"), []).append(a)
+    groups: dict[tuple[str, str, str], list[Anomaly]] = {}
+    for a, wave in zip(run.anomalies, run.anomaly_waves, strict=True):
+        groups.setdefault((a.series, a.signal, wave or "-"), []).append(a)
     out.heading(f"Anomalies ({len(run.anomalies)})")
     if not detector:
         out.line("(the anomaly detector is not available in this build)")
     for (series, signal, wave), found in list(groups.items())[:10]:
-        worst = max(found, key=lambda a: (a.score, a.value or 0.0))
-        value = f", worst value {worst.value:.4g}" if worst.value is not None else ""
-        unit = " s" if value and signal == "latency" else ""
-        out.line(f"{worst.severity:<8} {signal} of {series} in wave {wave}: {len(found)} samples, score "
-                 f"{worst.score:.2f}{value}{unit}, trace {worst.trace_id or '-'}", "trace")
+        worst = max(found, key=lambda a: (a.score, a.value))
+        unit = " s" if signal == "latency" else ""
+        out.line(f"{worst.severity or '-':<8} {signal} of {series} in wave {wave}: {len(found)} samples, score "
+                 f"{worst.score:.2f}, worst value {worst.value:.4g}{unit}, trace {worst.trace_id or '-'}", "trace")
     if len(groups) > 10:
         out.line(f"... and {len(groups) - 10} more groups")
     for rec in advice:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 import math
@@ -11,8 +10,9 @@ import warnings
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
+from .._deadline import CURRENT_SCOPE, TaskScope
 from .._telemetry import GEN_AI_INPUT_TOKENS as INPUT_TOKENS
 from .._telemetry import GEN_AI_OUTPUT_TOKENS as OUTPUT_TOKENS
 from .._telemetry import TASK_COST_ATTR as COST
@@ -59,28 +59,25 @@ def task(
     return TaskSpec(work, name, pool)
 
 
-class TaskSlot:
+class TaskSlot(TaskScope):
     """One running wave task (one slot per task, current in the task's own context): its
-    measurements, and the wave's per-task timeout scope, so a policy inside can tell that timeout
-    from a cancellation. ``ended`` once the task's result is delivered: work it left running in the
-    background may still see the slot, but can no longer change the delivered result."""
+    measurements, and (from :class:`TaskScope`) the wave's per-task timeout scope, which the recovery
+    policies read through the neutral ``shannon_otel._deadline`` module. ``ended`` once the task's
+    result is delivered: work it left running in the background may still see the slot, but can no
+    longer change the delivered result."""
 
-    __slots__ = ("ended", "measurements", "timeout")
+    __slots__ = ("ended", "measurements")
 
     def __init__(self) -> None:
+        super().__init__()
         self.measurements: dict[str, float] | None = None
-        self.timeout: asyncio.Timeout | None = None
         self.ended = False
 
 
-def task_timed_out() -> bool:
-    """Whether the running wave task's own timeout has fired (its CancelledError is that timeout)."""
-    slot = CURRENT_TASK.get()
-    return slot is not None and slot.timeout is not None and slot.timeout.expired()
-
-
 _DROPPED: dict[str, float] = {}  # the sink of records made after their task ended (never written)
-CURRENT_TASK: ContextVar[TaskSlot | None] = ContextVar("shannon_otel_current_task", default=None)
+# The same variable as the policies' deadline scope, seen with the executor's richer slot type: the
+# executor only ever stores TaskSlots in it, so one write per worker serves both.
+CURRENT_TASK = cast("ContextVar[TaskSlot | None]", CURRENT_SCOPE)
 
 
 def _measurements(caller: str) -> dict[str, float]:

@@ -1,20 +1,23 @@
 """Circuit breaker: CLOSED -> OPEN -> HALF_OPEN -> CLOSED, with counted and ignored exceptions.
 
-Transitions are reported to the breaker's hooks; the OTel hook adds them as span events on the
-current span (see ``shannon_otel._otel._recovery``). All state changes happen between awaits,
-so on one event loop admission and recording are atomic without locks: under any concurrency
-exactly ``half_open_probes`` calls are admitted per HALF_OPEN period.
+A new breaker is announced to its hooks (``breaker_registered``: name and initial state, so the
+state gauge has its series before any call); its transitions are reported to them too: the OTel
+hook adds them as span events on the current span (see ``shannon_otel._otel._recovery``). All
+state changes happen between awaits, so on one event loop admission and recording are atomic
+without locks: under any concurrency exactly ``half_open_probes`` calls are admitted per
+HALF_OPEN period.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from .. import _clock
-from .._events import BreakerTransition, CallRejected, CallStarted
+from .._events import BreakerRegistered, BreakerTransition, CallRejected, CallStarted
 from .._hooks import resolve_hooks
 from .._telemetry import BreakerState
 from .._validate import check_exceptions, check_number
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
     from .._events import Hook
 
 T = TypeVar("T")
+_log = logging.getLogger(__name__)
 _CLOSED, _OPEN, _HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 
 
@@ -130,7 +134,13 @@ class CircuitBreaker(Policy):
         self._forced = False
         self._hooks = resolve_hooks(hooks, tracer_provider, meter_provider, instrument=instrument)
         self._started = CallStarted(name, "breaker")
-        self._emit(_CLOSED, _CLOSED, "created", clock())
+        if self._hooks:
+            registered = BreakerRegistered(name, _CLOSED, clock())
+            for hook in self._hooks:
+                try:
+                    hook.breaker_registered(registered)
+                except Exception:  # a hook's bug never costs the user a breaker
+                    _log.exception("hook %r failed on breaker_registered", type(hook).__name__)
 
     def __repr__(self) -> str:
         return f"CircuitBreaker({self.name!r}, state={self._state.value!r}, config={self.config!r})"
@@ -286,7 +296,6 @@ class CircuitBreaker(Policy):
         self._emit(before, to, reason, now)
 
     def _emit(self, before: BreakerState, to: BreakerState, reason: str, now: float) -> None:
-        # The first event of every breaker is closed -> closed, reason "created": its initial state.
         if self._hooks:
             event = BreakerTransition(self.name, before, to, reason, now)
             for hook in self._hooks:

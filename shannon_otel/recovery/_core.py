@@ -17,10 +17,10 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
 
 from .. import _clock
+from .._deadline import task_timed_out
 from .._events import AttemptFinished, CallFinished, CallObserver, CallStarted
 from .._hooks import resolve_hooks
 from .._telemetry import CallOutcome, Outcome
-from ..executor._task import task_timed_out
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider

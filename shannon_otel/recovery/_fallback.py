@@ -7,10 +7,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from .._deadline import task_timed_out
 from .._events import FallbackStarted
 from .._telemetry import Outcome
 from .._validate import check_exceptions
-from ..executor._task import task_timed_out
 from ._core import Chain, CircuitOpenError, Factory, Instrumented, _Call, next_step
 
 T = TypeVar("T")

@@ -16,10 +16,10 @@ from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import _clock
+from .._deadline import task_timed_out
 from .._events import CompensationFinished, SagaFinished, SagaObserver, SagaStarted
 from .._hooks import resolve_hooks
 from .._telemetry import Outcome
-from ..executor._task import task_timed_out
 from ._core import Clock
 
 if TYPE_CHECKING:
