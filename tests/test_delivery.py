@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import pytest
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from benchmarks._backends import BlackHole, OtlpSink, down_endpoint
-from shannon_otel import configure
 from shannon_otel import _telemetry as tel
+from shannon_otel import configure
 from shannon_otel._delivery import CountedSpanProcessor, DropCounter, bounded
 
 
@@ -40,14 +40,13 @@ class Gate(SpanExporter):
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in (
         "OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_METRIC_EXPORT_INTERVAL",
         "OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_EXPORTER_OTLP_TIMEOUT",
     ):
         monkeypatch.delenv(name, raising=False)
-    yield
 
 
 def _spans(handle: object, n: int) -> None:
@@ -73,8 +72,9 @@ def test_a_full_queue_drops_are_counted_exactly_and_the_sdk_never_drops_uncounte
         p for rm in reader.get_metrics_data().resource_metrics for sm in rm.scope_metrics for m in sm.metrics  # type: ignore[union-attr]
         if m.name == tel.TELEMETRY_DROPPED.name for p in m.data.data_points
     ]
+    assert isinstance(point, NumberDataPoint)
     assert point.value == dropped
-    assert dict(point.attributes) == {tel.TELEMETRY_SIGNAL: "traces", tel.TELEMETRY_DROP_REASON: "queue_full"}
+    assert dict(point.attributes or {}) == {tel.TELEMETRY_SIGNAL: "traces", tel.TELEMETRY_DROP_REASON: "queue_full"}
     assert handle.shutdown()
 
 
