@@ -68,7 +68,8 @@ class OtlpSink:
     """An OTLP/HTTP endpoint: counts spans posted to any path ending in ``/v1/traces`` (or
     ``paths``), answers 200 to everything (metrics and logs are accepted and discarded)."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
+        """``port`` 0 picks a free one; pass a former sink's port to restart it there."""
         self.spans = 0
         self.paths: list[str] = []
         lock = threading.Lock()
@@ -90,9 +91,10 @@ class OtlpSink:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.port = self._server.server_address[1]
         self._server.daemon_threads = True
-        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self.endpoint = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="otlp-sink", daemon=True)
         self._thread.start()
 

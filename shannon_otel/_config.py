@@ -112,11 +112,11 @@ class Telemetry:
         }, budget)
         finished = all(done for done, _ in results)
         if not finished:
-            lost = sum(p.unexported() for p in self._processors)
+            lost = sum(p.abandon() for p in self._processors)
             self._drops.add("traces", DropReason.SHUTDOWN, lost)
             _log.warning(
                 "telemetry shutdown did not finish within %.1f s (backend down or not answering); "
-                "%d queued spans dropped", budget, lost,
+                "%d unexported spans dropped", budget, lost,
             )
         return finished
 

@@ -64,22 +64,30 @@ class DropCounter:
 
 
 class CountedSpanExporter(SpanExporter):
-    """Counts the spans handed to ``inner`` and those it failed to deliver (result or exception)."""
+    """Counts the spans handed to ``inner``, those settled (its export returned) and those it
+    failed to deliver (result or exception). Once ``abandon()``-ed (the shutdown budget ran out
+    and the caller counted every unsettled span), later failures are not counted twice."""
 
     def __init__(self, inner: SpanExporter, drops: DropCounter) -> None:
         self.inner = inner
         self._drops = drops
-        self.handed = 0  # one writer: the processor's export, serialised by the SDK's export lock
+        # one writer each: the processor's export, serialised by the SDK's export lock
+        self.handed = 0
+        self.settled = 0
+        self._abandoned = False
+
+    def abandon(self) -> None:
+        self._abandoned = True
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         self.handed += len(spans)
+        result = SpanExportResult.FAILURE
         try:
             result = self.inner.export(spans)
-        except Exception:
-            self._drops.add("traces", DropReason.EXPORT_FAILED, len(spans))
-            raise
-        if result is not SpanExportResult.SUCCESS:
-            self._drops.add("traces", DropReason.EXPORT_FAILED, len(spans))
+        finally:
+            if result is not SpanExportResult.SUCCESS and not self._abandoned:
+                self._drops.add("traces", DropReason.EXPORT_FAILED, len(spans))
+            self.settled += len(spans)
         return result
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
@@ -128,9 +136,11 @@ class CountedSpanProcessor(SpanProcessor):
         self._ended += 1
         self._inner.on_end(span)
 
-    def unexported(self) -> int:
-        """Spans accepted but not yet handed to the exporter."""
-        return max(0, self._ended - self.exporter.handed)
+    def abandon(self) -> int:
+        """The spans accepted but not settled (queued, or in an export still running), now
+        given up on: the caller counts them; a late failure of that export is not counted again."""
+        self.exporter.abandon()
+        return max(0, self._ended - self.exporter.settled)
 
     def shutdown(self) -> None:
         self._closed = True

@@ -107,7 +107,7 @@ def test_shutdown_returns_within_its_budget_when_the_exporter_never_answers(capl
     with caplog.at_level(logging.WARNING, "shannon_otel"):
         assert handle.shutdown() is False
     assert "did not finish within 0.2 s" in caplog.text
-    assert handle.dropped["traces"] == 88  # still queued when the budget ran out: counted
+    assert handle.dropped["traces"] == 600  # queued or in the stuck export when the budget ran out: counted
     assert handle.shutdown() is True  # idempotent
     gate.open.set()
 
@@ -181,6 +181,6 @@ def test_the_exporters_read_the_timeout_variables_unless_export_timeout_s_is_giv
 def test_the_drop_counter_and_processor_work_standalone() -> None:
     drops, gate = DropCounter(), Gate()
     processor = CountedSpanProcessor(gate, drops, max_queue_size=2, max_export_batch_size=1)
-    assert processor.unexported() == 0
+    assert processor.abandon() == 0
     gate.open.set()
     processor.shutdown()
