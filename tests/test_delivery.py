@@ -8,8 +8,13 @@ per-signal OTLP variables and several exporters in OTEL_TRACES_EXPORTER were ign
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
@@ -184,3 +189,25 @@ def test_the_drop_counter_and_processor_work_standalone() -> None:
     assert processor.abandon() == 0
     gate.open.set()
     processor.shutdown()
+
+
+def test_the_process_exits_within_the_budget_when_the_collector_never_answers(tmp_path: Path) -> None:
+    # The interpreter-exit path: no explicit shutdown, a black-hole gRPC endpoint (before: ~34 s).
+    with BlackHole() as hole:
+        script = tmp_path / "app.py"
+        script.write_text(
+            "import asyncio, time\n"
+            "from shannon_otel import Wave, configure\n"
+            f"configure('exit', exporter='otlp_grpc', endpoint={hole.endpoint!r}, shutdown_timeout_s=0.5)\n"
+            "async def work(i): return i\n"
+            "print(asyncio.run(Wave('w').map(work, range(100))).values()[-1])\n"
+            "print(time.monotonic(), flush=True)\n",
+        )
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        start = time.monotonic()
+        out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=60,
+                             check=True).stdout.split()
+        ended = time.monotonic()
+    assert out[0] == "99"
+    assert ended - float(out[1]) < 0.5 + 5.0  # from the last line of the script to the process gone
+    assert start < ended
