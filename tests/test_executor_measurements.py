@@ -178,3 +178,32 @@ def test_keyboard_interrupt_and_system_exit_propagate_as_themselves(raised: Base
         asyncio.run(main())
     _assert_failed_and_closed(otel, type(raised).__qualname__)
     otel.shutdown()
+
+
+@pytest.mark.parametrize("bridged", [True, False])
+def test_non_finite_measurements_that_bypass_record_never_poison_the_metrics(bridged: bool) -> None:
+    # A bug (or a future record path) writing NaN/inf straight into a task's measurements: the
+    # executor and the OTel hook must still finish the wave and keep every metric finite.
+    from shannon_otel.executor._task import CURRENT_TASK
+
+    otel = InMemoryTelemetry(bridged=bridged)
+
+    async def poisoned() -> str:
+        slot = CURRENT_TASK.get()
+        assert slot is not None
+        slot.measurements = {tel.TASK_COST_ATTR: NAN, tel.GEN_AI_INPUT_TOKENS: INF, "x": -INF}
+        return "kept"
+
+    async def fine() -> str:
+        record_cost(2.0)
+        record_tokens(input=5)
+        return "ok"
+
+    wave: Wave[str] = Wave("poisoned", **otel.providers)
+    result = asyncio.run(wave.run([poisoned, fine]))
+    assert [r.value for r in result.results] == ["kept", "ok"]
+    assert all(s.end_time is not None for s in otel.spans())
+    assert otel.point(tel.TASK_COST.name).value == 2.0
+    assert otel.point(tel.TOKEN_USAGE.name, gen_ai_token_type="input").sum == 5
+    assert result.report.measurements["x"].count == 0
+    otel.shutdown()
