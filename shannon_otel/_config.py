@@ -6,11 +6,17 @@ import atexit
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+import uuid
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Literal
 
+from opentelemetry import _logs as otel_logs
 from opentelemetry import metrics, trace
+from opentelemetry._logs._internal import ProxyLoggerProvider  # the unset global has no public name
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, ConsoleLogRecordExporter, LogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
@@ -18,7 +24,7 @@ from opentelemetry.sdk.metrics.export import (
     MetricReader,
     PeriodicExportingMetricReader,
 )
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
@@ -35,6 +41,7 @@ from ._delivery import (
 )
 from ._otel._instruments import instrument
 from ._otel._providers import globals_set, register_bridge
+from ._telemetry import SCOPE_NAME as LOGGER_ROOT  # the logging hook's loggers are its children
 from ._telemetry import DropReason
 from ._validate import check_number
 from ._version import __version__
@@ -56,12 +63,15 @@ class Telemetry:
     """
 
     def __init__(
-        self, tracer_provider: TracerProvider, meter_provider: MeterProvider, *,
+        self, tracer_provider: TracerProvider, meter_provider: MeterProvider,
+        logger_provider: LoggerProvider | None = None, log_handler: logging.Handler | None = None, *,
         shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S, drops: DropCounter | None = None,
         span_processors: Sequence[CountedSpanProcessor] = (),
     ) -> None:
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
+        self.logger_provider = logger_provider  # None unless the logs signal was asked for
+        self._log_handler = log_handler
         self.shutdown_timeout_s = shutdown_timeout_s
         self._drops = drops or DropCounter()
         self._processors = tuple(span_processors)
@@ -87,7 +97,11 @@ class Telemetry:
             traces_ok = self.tracer_provider.force_flush(int(timeout_s * 1000))
             left_ms = max(0, int((deadline - time.monotonic()) * 1000))
             metrics_ok = left_ms > 0 and self.meter_provider.force_flush(left_ms)
-            return bool(traces_ok and metrics_ok)
+            logs_ok = True
+            if self.logger_provider is not None:
+                left_ms = max(0, int((deadline - time.monotonic()) * 1000))
+                logs_ok = left_ms > 0 and self.logger_provider.force_flush(left_ms)
+            return bool(traces_ok and metrics_ok and logs_ok)
 
         finished, ok = bounded("flush", flush, timeout_s)
         return finished and bool(ok)
@@ -105,11 +119,16 @@ class Telemetry:
         budget = self.shutdown_timeout_s if timeout_s is None else timeout_s
         check_number("timeout_s", budget, low=0, high=_MAX_TIMEOUT_S)
         self._shut = True
-        # Both at once, against one deadline: a stuck trace export must not starve the metrics.
-        results = in_parallel({
+        if self._log_handler is not None:
+            logging.getLogger(LOGGER_ROOT).removeHandler(self._log_handler)
+        # All at once, against one deadline: a stuck trace export must not starve the metrics.
+        jobs: dict[str, Callable[[], object]] = {
             "span shutdown": self.tracer_provider.shutdown,
             "metric shutdown": lambda: self.meter_provider.shutdown(timeout_millis=budget * 1000),
-        }, budget)
+        }
+        if self.logger_provider is not None:
+            jobs["log shutdown"] = self.logger_provider.shutdown
+        results = in_parallel(jobs, budget)
         finished = all(done for done, _ in results)
         if not finished:
             lost = sum(p.abandon() for p in self._processors)
@@ -129,9 +148,9 @@ class Telemetry:
         self.shutdown()
 
 
-def _check_globals_unset() -> None:
+def _check_globals_unset(logs: bool) -> None:
     """The OTel API sets the global providers once; a second attempt would be ignored (only logged)."""
-    if globals_set():
+    if globals_set() or (logs and not isinstance(otel_logs.get_logger_provider(), ProxyLoggerProvider)):
         raise RuntimeError(
             "the global OTel providers are already set (OTel allows that once per process); "
             "call configure(..., set_global=False) and pass tracer_provider=/meter_provider= instead",
@@ -188,6 +207,38 @@ def _metric_exporter(name: str, endpoint: str | None, timeout_s: float | None) -
     return GrpcMetrics(endpoint=endpoint, timeout=timeout_s)
 
 
+def _log_exporter(name: str, endpoint: str | None, timeout_s: float | None) -> LogRecordExporter | None:
+    if name == "none":
+        return None
+    if name == "console":
+        return ConsoleLogRecordExporter()
+    if name == "otlp_http":
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogs
+
+        url = f"{endpoint.rstrip('/')}/v1/logs" if endpoint else None
+        return HttpLogs(endpoint=url, timeout=timeout_s)
+    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogs
+
+    return GrpcLogs(endpoint=endpoint, timeout=timeout_s)
+
+
+def _logs_wanted(logs: bool | None, exporter: str | None) -> tuple[str, ...] | None:
+    """The log exporters' names when the logs signal is on: asked by ``logs=True`` or by a set
+    ``OTEL_LOGS_EXPORTER`` other than ``none``; ``None`` when off."""
+    if logs is False or (logs is None and os.environ.get("OTEL_LOGS_EXPORTER", "").strip() in ("", "none")):
+        return None
+    names = _choose("LOGS", exporter)
+    return names or None
+
+
+def _log_handler(provider: LoggerProvider) -> logging.Handler:
+    with warnings.catch_warnings():
+        # The SDK's handler is deprecated in favour of opentelemetry-instrumentation-logging's (same
+        # behaviour); this one ships with the SDK we already depend on, so no new dependency.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return LoggingHandler(logger_provider=provider)
+
+
 def _metric_interval_s(explicit: float | None) -> float:
     if explicit is not None:
         check_number("metric_interval_s", explicit, low=0, low_open=True, high=86_400.0)
@@ -220,6 +271,7 @@ def configure(
     metric_readers: Sequence[MetricReader] = (),
     span_exporters: Sequence[SpanExporter] = (),
     set_global: bool = True,
+    logs: bool | None = None,
 ) -> Telemetry:
     """Build a TracerProvider and a MeterProvider and (by default) make them the global ones.
 
@@ -247,6 +299,15 @@ def configure(
     ``attach_bridge(bridge)`` method merges the in-process task histograms itself (see ``_aggregate``),
     any other reader makes the task metrics fall back to plain SDK calls. Raises ValueError/TypeError
     naming the parameter for an unknown exporter or an out-of-range number.
+
+    Without a ``service.instance.id`` from the user, the environment or the SDK the resource gets a
+    random one, so replicas never share series.
+
+    The logs signal is set up when ``logs=True`` or, with ``logs=None``, when ``OTEL_LOGS_EXPORTER``
+    is set (``otlp``, ``console``; ``none`` or unset: off): a LoggerProvider with a batching
+    exporter (made the global one with ``set_global``), and an OTel handler on the ``shannon_otel``
+    logger, so the logging hook's records (docs/logging.md) reach the collector, stamped with the
+    trace and span ids of the span current when they were written. ``shutdown()`` removes the handler.
     """
     interval_s = _metric_interval_s(metric_interval_s)
     _check_arguments(export_timeout_s, shutdown_timeout_s, max_queue_size, max_export_batch_size)
@@ -255,14 +316,19 @@ def configure(
     if batch_size > queue_size:
         raise ValueError(f"max_export_batch_size must be <= max_queue_size ({queue_size}), got {batch_size}")
     trace_names, metric_names = _choose("TRACES", exporter), _choose("METRICS", exporter)
+    log_names = _logs_wanted(logs, exporter)
     if set_global:
-        _check_globals_unset()
+        _check_globals_unset(log_names is not None)
     attributes: dict[str, str] = dict(resource_attributes or {})
     if service_name:
         attributes[SERVICE_NAME] = service_name
     resource = Resource.create(attributes)  # merges OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: "shannon-otel"}))
+    if SERVICE_INSTANCE_ID not in resource.attributes:
+        # SDKs before 1.43 set none: replicas of one service would then write the same series
+        # (job/instance alike) and each scrape would flip between their values.
+        resource = resource.merge(Resource({SERVICE_INSTANCE_ID: str(uuid.uuid4())}))
 
     drops = DropCounter()
     # shutdown_on_exit=False: the SDK's own exit handlers wait unbounded; Telemetry registers a bounded one.
@@ -296,12 +362,24 @@ def configure(
     instrument(meter_provider.get_meter(tel.SCOPE_NAME, __version__), tel.TELEMETRY_DROPPED, [drops.observe])
     if bridged:
         register_bridge(meter_provider, bridge)
+    logger_provider: LoggerProvider | None = None
+    handler: logging.Handler | None = None
+    if log_names is not None:
+        logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+        for log_exporter in [x for name in log_names if (x := _log_exporter(name, endpoint, export_timeout_s))]:
+            logger_provider.add_log_record_processor(BatchLogRecordProcessor(
+                log_exporter, export_timeout_millis=None if export_timeout_s is None else export_timeout_s * 1000,
+            ))
+        handler = _log_handler(logger_provider)
+        logging.getLogger(LOGGER_ROOT).addHandler(handler)
     if set_global:
         trace.set_tracer_provider(tracer_provider)
         metrics.set_meter_provider(meter_provider)
+        if logger_provider is not None:
+            otel_logs.set_logger_provider(logger_provider)
     handle = Telemetry(
-        tracer_provider, meter_provider, shutdown_timeout_s=shutdown_timeout_s, drops=drops,
-        span_processors=processors,
+        tracer_provider, meter_provider, logger_provider, handler, shutdown_timeout_s=shutdown_timeout_s,
+        drops=drops, span_processors=processors,
     )
     atexit.register(handle.shutdown)
     return handle

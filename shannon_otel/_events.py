@@ -133,6 +133,7 @@ class RetryScheduled:
     attempt: int  # the attempt that failed (1-based); the next one is attempt + 1
     delay_s: float
     error: BaseException | None
+    max_attempts: int | None = None  # the retry's limit (attempts including the first); None if unbounded
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,7 +71,7 @@ def test_a_bad_measurement_is_a_clear_error_in_the_task_and_costs_nothing_else(
     assert len(spans) == 4 and all(s.end_time is not None for s in spans)
     assert otel.span("wave measured").status.is_ok is False  # one task failed
     assert otel.point(tel.TASK_COST.name).value == 3.0
-    assert otel.point(tel.TOKEN_USAGE.name, gen_ai_token_type="input").sum == 30
+    assert otel.point(tel.TASK_TOKENS.name, shannon_token_type="input").sum == 30
     assert result.report.measurements[tel.TASK_COST_ATTR].total == 3.0
     otel.shutdown()
 
@@ -104,7 +104,7 @@ def test_aggregates_never_raise_and_never_take_non_finite_values() -> None:
     assert report.measurements["z"].total == 1.0
     assert report.measurements["x"].count == 0
 
-    aggregate = HistogramAggregate(tel.TOKEN_USAGE)
+    aggregate = HistogramAggregate(tel.TASK_TOKENS)
     aggregate.record(("w", "input"), NAN)
     aggregate.record(("w", "input"), INF)
     aggregate.record(("w", "input"), 5.0)
@@ -191,7 +191,7 @@ def test_non_finite_measurements_that_bypass_record_never_poison_the_metrics(bri
     async def poisoned() -> str:
         slot = CURRENT_TASK.get()
         assert slot is not None
-        slot.measurements = {tel.TASK_COST_ATTR: NAN, tel.GEN_AI_INPUT_TOKENS: INF, "x": -INF}
+        slot.measurements = {tel.TASK_COST_ATTR: NAN, tel.TASK_INPUT_TOKENS: INF, "x": -INF}
         return "kept"
 
     async def fine() -> str:
@@ -204,6 +204,6 @@ def test_non_finite_measurements_that_bypass_record_never_poison_the_metrics(bri
     assert [r.value for r in result.results] == ["kept", "ok"]
     assert all(s.end_time is not None for s in otel.spans())
     assert otel.point(tel.TASK_COST.name).value == 2.0
-    assert otel.point(tel.TOKEN_USAGE.name, gen_ai_token_type="input").sum == 5
+    assert otel.point(tel.TASK_TOKENS.name, shannon_token_type="input").sum == 5
     assert result.report.measurements["x"].count == 0
     otel.shutdown()

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from ..executor._report import WaveReport
 
-_TOKEN_TYPES = ((tel.GEN_AI_INPUT_TOKENS, "input"), (tel.GEN_AI_OUTPUT_TOKENS, "output"))
+_TOKEN_TYPES = ((tel.TASK_INPUT_TOKENS, "input"), (tel.TASK_OUTPUT_TOKENS, "output"))
 
 
 class _SdkHistogram:
@@ -60,7 +60,7 @@ class ExecutorMeters:
     def __init__(self, meter: Meter) -> None:
         self.durations = histogram(meter, tel.TASK_DURATION)
         self.queue_waits = histogram(meter, tel.TASK_QUEUE_WAIT_DURATION)
-        self.tokens = histogram(meter, tel.TOKEN_USAGE)
+        self.tokens = histogram(meter, tel.TASK_TOKENS)
         self.wave_durations = histogram(meter, tel.WAVE_DURATION)
         self.efficiency = instrument(meter, tel.WAVE_EFFICIENCY)
         # Live state read by the observable instruments at collection time.
@@ -118,13 +118,13 @@ class ExecutorTelemetry(Recording):
         if bridge is not None:
             sinks = (
                 bridge.histogram(tel.TASK_DURATION), bridge.histogram(tel.TASK_QUEUE_WAIT_DURATION),
-                bridge.histogram(tel.TOKEN_USAGE),
+                bridge.histogram(tel.TASK_TOKENS),
             )
         else:
             sinks = (
                 _SdkHistogram(self.durations, tel.TASK_DURATION),
                 _SdkHistogram(self.queue_waits, tel.TASK_QUEUE_WAIT_DURATION),
-                _SdkHistogram(self.tokens, tel.TOKEN_USAGE),
+                _SdkHistogram(self.tokens, tel.TASK_TOKENS),
             )
         return _WaveTelemetry(self, event, tracing, *sinks)
 

@@ -20,6 +20,7 @@ from ._display import make_display
 from ._exporting import Exporting, setup
 from ._prometheus import MetricsServer, PrometheusReader
 from ._summary import Out, advice_section, anomalies_section, resilience_section, waterfall_section, waves_section
+from ._verbose import log_lines
 from ._waterfall import waterfall
 from ._workload import WorkloadConfig, run_waves
 
@@ -80,7 +81,11 @@ def run(args: argparse.Namespace) -> int:
         out.line(f"exporting traces and metrics over OTLP to {exporting.endpoint} as service {args.service_name!r}")
     recorder = RunRecorder()
     display = make_display(recorder, plain=console is None, console=console)
-    hooks: list[Hook] = [recorder, display]  # the display right after the recorder: it reads its counters
+    lines = log_lines(out, args.verbose)
+    logs = lines.__enter__()
+    # The display right after the recorder: it reads its counters. The logging hook (off unless --verbose)
+    # replaces the default one; it gets the anomaly hook's anomalies like the others.
+    hooks: list[Hook] = [recorder, display, logs]
     detector = _anomaly_hook()
     if detector is not None:
         hooks.append(detector)
@@ -98,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             out.line("interrupted: summarising what ran")
             code = EXIT_INTERRUPTED
+        finally:
+            lines.__exit__(None, None, None)
         _summarise(out, recorder, exporting, detector is not None, fill="#" if console is None else "\u2588")
         series = exporting.metrics.series() if exporting.metrics is not None else None
         if exporting.endpoint is not None:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import IO, Any
 
 from .._events import Anomaly
-from .._telemetry import GEN_AI_INPUT_TOKENS, GEN_AI_OUTPUT_TOKENS, TASK_COST_ATTR, Outcome
+from .._telemetry import TASK_COST_ATTR, TASK_INPUT_TOKENS, TASK_OUTPUT_TOKENS, Outcome
 from ..reporting._advice import Recommendation
 from ..reporting._recorder import RunRecorder
 from ..reporting._run import RunReport
@@ -99,7 +99,7 @@ def waves_section(out: Out, recorder: RunRecorder) -> None:
             live.label, str(r.total), str(r.counts[Outcome.SUCCESS]), str(r.counts[Outcome.FAILURE]),
             str(r.counts[Outcome.TIMEOUT]), ms(r.latency.p50), ms(r.latency.p95), ms(r.latency.p99),
             ms(r.queue_wait.p50), f"{r.parallel_efficiency:.0%}", str(live.retries),
-            f"{_total(r, GEN_AI_INPUT_TOKENS) + _total(r, GEN_AI_OUTPUT_TOKENS):,.0f}",
+            f"{_total(r, TASK_INPUT_TOKENS) + _total(r, TASK_OUTPUT_TOKENS):,.0f}",
             f"${_total(r, TASK_COST_ATTR):.3f}",
         ])
     lat = recorder.latency
@@ -110,7 +110,7 @@ def waves_section(out: Out, recorder: RunRecorder) -> None:
     footer = [
         "all", str(sum(totals[o.value] for o in Outcome)), str(totals["success"]), str(totals["failure"]),
         str(totals["timeout"]), p(0.5), p(0.95), p(0.99), "", "", str(totals["retries"]),
-        f"{sums.get(GEN_AI_INPUT_TOKENS, 0) + sums.get(GEN_AI_OUTPUT_TOKENS, 0):,.0f}",
+        f"{sums.get(TASK_INPUT_TOKENS, 0) + sums.get(TASK_OUTPUT_TOKENS, 0):,.0f}",
         f"${sums.get(TASK_COST_ATTR, 0):.3f}",
     ]
     out.table(["wave", "tasks", "ok", "failed", "timeout", "p50", "p95", "p99", "queue p50", "efficiency",

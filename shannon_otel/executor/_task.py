@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
 from .._deadline import CURRENT_SCOPE, TaskScope
-from .._telemetry import GEN_AI_INPUT_TOKENS as INPUT_TOKENS
-from .._telemetry import GEN_AI_OUTPUT_TOKENS as OUTPUT_TOKENS
 from .._telemetry import TASK_COST_ATTR as COST
+from .._telemetry import TASK_INPUT_TOKENS as INPUT_TOKENS
+from .._telemetry import TASK_OUTPUT_TOKENS as OUTPUT_TOKENS
 from ._limits import ResourcePool
 
 T = TypeVar("T")
@@ -134,7 +134,7 @@ def record(name: str, value: float) -> None:
 
 
 def record_tokens(input: int = 0, output: int = 0) -> None:
-    """Record GenAI token usage of the running task (``gen_ai.client.token.usage`` metrics).
+    """Record GenAI token usage of the running task (``shannon.task.tokens`` metrics, summed per task).
 
     ``input`` and ``output`` are ints >= 0 (TypeError/ValueError otherwise, before anything is recorded).
     """

@@ -61,7 +61,7 @@ class Wave(Generic[T]):
         name: the wave's name (span name ``wave <name>``, the ``shannon.wave.name`` attribute).
         max_concurrency: tasks running at once (> 0); ``None`` runs every task at once (sized input only).
         task_timeout: per-task timeout in seconds (> 0), or ``None``: a cancel scope around each task
-            (retries included), not a retry's budget (``Retry(timeout=)``) nor the ``Timeout`` policy.
+            (retries included), not a retry's budget (``Retry(budget_s=)``) nor the ``Timeout`` policy.
             ``timeout=`` is its deprecated alias (DeprecationWarning; removed in the next release).
         rate_limit: task starts per second (> 0), or ``None``; ``burst`` starts may happen at once.
             The limit holds per run: two concurrent runs of one Wave may each start ``rate_limit``/s
@@ -69,8 +69,9 @@ class Wave(Generic[T]):
         batch_size: run the input as consecutive batches of this size (each waits for the previous).
         fail_fast: on the first failure or timeout, cancel the running tasks and start no more.
         policy: a per-task recovery policy (``Retry``, ``Pipeline``...); tasks must then be factories.
-            The policy is shared by every task: a ``CircuitBreaker`` in it sees all of them, and a
-            ``Degrade(last_good=True)`` in it keeps one last good value for the whole wave.
+            The policy is shared by every task: a ``CircuitBreaker`` in it sees all of them. A
+            ``Degrade(last_good=True)`` in it is refused (TypeError) unless it has ``key=``, as it
+            would serve one task's last good value to another.
         pools: resource pools that tasks name by string (deprecated: pass the pool itself,
             ``task(fn, pool=api_pool)``; such a pool need not be listed here).
         on_progress: called with a :class:`Progress` at most every ``progress_interval`` seconds
@@ -108,7 +109,7 @@ class Wave(Generic[T]):
         if self.timeout is not None:
             warnings.warn(
                 "Wave(timeout=) is deprecated; use task_timeout= (the per-task timeout; a retry's budget is "
-                "Retry(timeout=), a per-call deadline the Timeout policy)", DeprecationWarning, stacklevel=3,
+                "Retry(budget_s=), a per-call deadline the Timeout policy)", DeprecationWarning, stacklevel=3,
             )
             if self.task_timeout is not None:
                 raise ValueError("pass task_timeout= only; timeout= is its deprecated alias")
@@ -122,6 +123,14 @@ class Wave(Generic[T]):
         check_number("progress_interval", self.progress_interval, low=0, low_open=True)
         if self.policy is not None and not callable(getattr(self.policy, "call", None)):
             raise TypeError(f"policy must have a call(fn) method, got {type(self.policy).__name__}")
+        for inner in getattr(self.policy, "policies", (self.policy,)):
+            # Every task is a zero-argument factory: one unkeyed last good value would be served across tasks.
+            if getattr(inner, "last_good", False) is True and getattr(inner, "key", None) is None:
+                raise TypeError(
+                    "policy: Degrade(last_good=True) in a Wave needs key= (every task would otherwise be "
+                    "served another task's last good value); pass key=lambda args, kwargs: ... and give "
+                    "the tasks their arguments as functools.partial(fn, *args) factories (or Wave.map)"
+                )
         object.__setattr__(self, "pools", tuple(self.pools))
         object.__setattr__(self, "hooks", tuple(self.hooks))
         object.__setattr__(self, "pool_map", pools_by_name(self.pools))

@@ -12,16 +12,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+import warnings
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from .. import _clock
 from .._events import BreakerRegistered, BreakerTransition, CallRejected, CallStarted
 from .._hooks import resolve_hooks
 from .._telemetry import BreakerState
 from .._validate import check_exceptions, check_number
-from ._core import END, Chain, CircuitOpenError, Clock, Factory, Policy, _Call, next_step, observed, start_call
+from ._core import (
+    END,
+    Chain,
+    CircuitOpenError,
+    Clock,
+    DecoratedCall,
+    Factory,
+    Policy,
+    _Call,
+    next_step,
+    observed,
+    start_call,
+)
 from ._window import FAILED, SLOW, CountWindow, TimeWindow
 
 if TYPE_CHECKING:
@@ -31,6 +44,11 @@ if TYPE_CHECKING:
     from .._events import Hook
 
 T = TypeVar("T")
+P = ParamSpec("P")
+_COUNT_DEPRECATED = (
+    "BreakerConfig(count=...) / CircuitBreaker(count=...) is deprecated: use on= (which chooses exceptions "
+    "in every policy); count= goes in the next release"
+)
 _log = logging.getLogger(__name__)
 _CLOSED, _OPEN, _HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 
@@ -45,8 +63,9 @@ class BreakerConfig:
     The window is the last ``window`` calls, or the last ``window_s`` seconds when that is set.
     After ``reset_timeout`` seconds OPEN admits up to ``half_open_probes`` probe calls (HALF_OPEN);
     ``success_threshold`` successful probes close it, a failed or slow probe re-opens it, and a
-    cancelled or ignored probe gives its slot back. Exceptions that are instances of ``count`` and
-    not of ``ignore`` count as failures; other errors and cancellation are not counted.
+    cancelled or ignored probe gives its slot back. Exceptions that are instances of ``on`` and
+    not of ``ignore`` count as failures; other errors and cancellation are not counted. ``count`` is
+    the deprecated old name of ``on`` (DeprecationWarning; removed in the next release).
     """
 
     failure_threshold: int | None = 5
@@ -59,10 +78,19 @@ class BreakerConfig:
     half_open_probes: int = 1
     success_threshold: int = 1
     reset_timeout: float = 30.0
-    count: type[BaseException] | tuple[type[BaseException], ...] = Exception
+    on: type[BaseException] | tuple[type[BaseException], ...] = Exception
     ignore: type[BaseException] | tuple[type[BaseException], ...] = ()
+    count: type[BaseException] | tuple[type[BaseException], ...] | None = field(
+        default=None, repr=False, compare=False,
+    )
 
     def __post_init__(self) -> None:
+        if self.count is not None:
+            warnings.warn(_COUNT_DEPRECATED, DeprecationWarning, stacklevel=3)
+            if self.on is not Exception:
+                raise TypeError("pass on only (count is its deprecated old name)")
+            object.__setattr__(self, "on", self.count)
+            object.__setattr__(self, "count", None)
         check_number("failure_threshold", self.failure_threshold, low=1, integer=True, allow_none=True)
         check_number("failure_rate", self.failure_rate, low=0, high=1, low_open=True, allow_none=True)
         if self.failure_threshold is None and self.failure_rate is None and self.slow_call_s is None:
@@ -76,7 +104,7 @@ class BreakerConfig:
         check_number("success_threshold", self.success_threshold, low=1, high=self.half_open_probes,
                      integer=True)
         check_number("reset_timeout", self.reset_timeout, low=0)
-        object.__setattr__(self, "count", check_exceptions("count", self.count))
+        object.__setattr__(self, "on", check_exceptions("on", self.on))
         object.__setattr__(self, "ignore", check_exceptions("ignore", self.ignore))
 
 
@@ -85,6 +113,8 @@ class CircuitBreaker(Policy):
 
     ``await breaker.call(fn)`` raises :class:`CircuitOpenError` without calling ``fn`` while the
     breaker rejects. ``@breaker`` decorates an async function. The operation it reports is its name.
+    ``name`` is required (TypeError without it): it labels the breaker's metric series and reported
+    state, so two breakers must not share one. Give each breaker its own name (or share the instance).
     """
 
     __slots__ = (
@@ -106,14 +136,24 @@ class CircuitBreaker(Policy):
     )
 
     def __init__(
-        self, name: str = "breaker", config: BreakerConfig | None = None, *, clock: Clock = _clock.monotonic,
+        self, name: str | None = None, config: BreakerConfig | None = None, *, clock: Clock = _clock.monotonic,
         hooks: Iterable[Hook] | None = None, tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None, instrument: bool = True, **settings: object,
     ) -> None:
+        if name is None:
+            raise TypeError(
+                "CircuitBreaker needs name= (e.g. CircuitBreaker('payments-api', ...)): the name labels the "
+                "breaker's metric series and reported state, and two breakers must not share one"
+            )
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty str, got {name!r}")
         if config is not None and settings:
             raise TypeError("pass either config or individual settings, not both")
+        if "count" in settings:  # warned here so that the warning points at the caller's line
+            warnings.warn(_COUNT_DEPRECATED, DeprecationWarning, stacklevel=2)
+            if "on" in settings:
+                raise TypeError("pass on only (count is its deprecated old name)")
+            settings["on"] = settings.pop("count")
         self.config = config if config is not None else BreakerConfig(**settings)  # type: ignore[arg-type]
         if not callable(clock):
             raise TypeError(f"clock must be a callable returning seconds, got {clock!r}")
@@ -124,7 +164,7 @@ class CircuitBreaker(Policy):
             CountWindow(c.window) if c.window_s is None else TimeWindow(c.window_s)
         )
         self._timed = c.slow_call_s is not None or c.window_s is not None
-        self._failures_count: tuple[type[BaseException], ...] = c.count  # type: ignore[assignment]
+        self._failures_count: tuple[type[BaseException], ...] = c.on  # type: ignore[assignment]
         self._state = _CLOSED
         self._clean = False  # a success would change nothing (see _update_clean)
         self._gen = 0  # bumped on every transition: results of calls admitted earlier are dropped
@@ -151,7 +191,9 @@ class CircuitBreaker(Policy):
         return self._state
 
     # ----------------------------------------------------------------- calling
-    async def call(self, fn: Factory[T]) -> T:
+    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        if args or kwargs:
+            fn = DecoratedCall(fn, *args, **kwargs)
         hooks = self._hooks
         if hooks:
             first = hooks[0].call_started(self._started)
@@ -159,10 +201,13 @@ class CircuitBreaker(Policy):
                 call = start_call(hooks, self._started, self.clock, first)
                 if call is not None:
                     return await observed(self, END, 0, fn, call)
-        gen = self._gen if self._state is _CLOSED else self._admit(None)
-        started = self.clock() if self._timed else 0.0
+        if self._clean:  # CLOSED, untimed, window full of successes: one check instead of two
+            gen, started = self._gen, 0.0
+        else:
+            gen = self._gen if self._state is _CLOSED else self._admit(None)
+            started = self.clock() if self._timed else 0.0
         try:
-            result = await fn()
+            result = await fn()  # type: ignore[call-arg]
         except BaseException as exc:
             self._failed(gen, started, exc)
             raise

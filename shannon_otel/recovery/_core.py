@@ -167,12 +167,18 @@ class Policy:
     def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> Awaitable[T]:
         raise NotImplementedError
 
-    async def call(self, fn: Factory[T]) -> T:
-        """Run ``fn()`` under this policy; raises what the policy lets through (never swallows cancellation).
+    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn(*args, **kwargs)`` under this policy (called again for a retry); raises what the
+        policy lets through (never swallows cancellation).
 
-        ``Retry``, ``CircuitBreaker`` and ``Pipeline`` repeat this prologue inline on purpose: moving it
-        into a helper costs one more call (~0.06 us), a fifth of the breaker's per-call budget.
+        ``call(fn)`` with no arguments takes ``fn`` as the factory itself and allocates nothing for it;
+        with arguments the factory is a :class:`DecoratedCall`, so a ``Degrade(last_good=True, key=...)``
+        can key its last good values by them. ``Retry``, ``CircuitBreaker`` and ``Pipeline`` repeat this
+        prologue inline on purpose: moving it into a helper costs one more call (~0.06 us), a fifth of
+        the breaker's per-call budget.
         """
+        if args or kwargs:
+            fn = DecoratedCall(fn, *args, **kwargs)
         hooks = self._hooks
         if hooks:
             first = hooks[0].call_started(self._started)
@@ -185,6 +191,10 @@ class Policy:
     def _named(self, name: str) -> Policy:
         """This policy reporting under operation ``name`` (used by the decorator when unnamed)."""
         return self
+
+    def _unused_in_pipeline(self) -> tuple[str, ...]:
+        """The settings of this policy a :class:`Pipeline` would not use (it refuses them)."""
+        return ()
 
     def _keyed_by_arguments(self, func: Callable[..., Any]) -> bool:
         """Whether decorating ``func`` needs the call's arguments passed down (as a :class:`DecoratedCall`).
@@ -210,8 +220,9 @@ class Policy:
 
 
 class DecoratedCall(functools.partial):  # type: ignore[type-arg]
-    """The factory a decorator passes for one call when a policy keys state by the call's arguments
-    (``args`` and ``keywords``, as on any ``functools.partial``); a plain ``partial`` otherwise."""
+    """The factory of one call with its arguments (``func``, ``args`` and ``keywords``, as on any
+    ``functools.partial``): what ``call(fn, *args, **kwargs)`` builds, and what a decorator passes
+    when a policy keys state by the call's arguments (a plain ``partial`` otherwise)."""
 
     __slots__ = ()
 
@@ -231,7 +242,9 @@ class Instrumented(Policy):
     ``name`` names the operation (the span name); the decorator fills it with the function's
     qualified name when left ``None``. ``hooks`` are called in addition to the OTel hook for
     ``tracer_provider`` / ``meter_provider`` (the globals when ``None``); ``instrument=False``
-    leaves the OTel hook out. Inside a :class:`Pipeline` only the pipeline's hooks observe calls.
+    leaves the OTel hook out. A :class:`Pipeline` is one observed operation: it refuses (TypeError)
+    a policy given ``name``, ``hooks`` or a provider, which belong on the pipeline itself (its
+    ``instrument`` decides too; a policy's ``instrument=False`` asks for nothing, so it is allowed).
     """
 
     name: str | None = None
@@ -257,5 +270,13 @@ class Instrumented(Policy):
 
     def _named(self, name: str) -> Policy:
         return self if self.name is not None else replace(self, name=name)
+
+    def _unused_in_pipeline(self) -> tuple[str, ...]:
+        unused = {
+            "name": self.name is not None, "hooks": bool(self.hooks),
+            "tracer_provider": self.tracer_provider is not None,
+            "meter_provider": self.meter_provider is not None,
+        }
+        return tuple(k for k, v in unused.items() if v)
 
 

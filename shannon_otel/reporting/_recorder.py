@@ -38,9 +38,9 @@ from .._events import (
 )
 from .._stats import LogHistogram
 from .._telemetry import (
-    GEN_AI_INPUT_TOKENS,
-    GEN_AI_OUTPUT_TOKENS,
     TASK_COST_ATTR,
+    TASK_INPUT_TOKENS,
+    TASK_OUTPUT_TOKENS,
     BreakerState,
     CallOutcome,
     Outcome,
@@ -241,7 +241,7 @@ class RunRecorder(Hook):
         totals["retries"] += live.retries
         for outcome, n in report.counts.items():
             totals[outcome.value] += n
-        for name in (GEN_AI_INPUT_TOKENS, GEN_AI_OUTPUT_TOKENS, TASK_COST_ATTR):
+        for name in (TASK_INPUT_TOKENS, TASK_OUTPUT_TOKENS, TASK_COST_ATTR):
             summary = report.measurements.get(name)
             if summary is not None:
                 self.sums[name] = self.sums.get(name, 0.0) + summary.total
