@@ -16,7 +16,7 @@ from opentelemetry import _logs as otel_logs
 from opentelemetry import metrics, trace
 from opentelemetry._logs._internal import ProxyLoggerProvider  # the unset global has no public name
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, ConsoleLogRecordExporter, LogRecordExporter
+from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter, LogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
@@ -32,6 +32,7 @@ from . import _telemetry as tel
 from ._aggregate import BridgedExporter, MetricsBridge, histograms_cumulative
 from ._delivery import (
     DEFAULT_MAX_QUEUE_SIZE,
+    CountedLogRecordProcessor,
     CountedMetricExporter,
     CountedSpanProcessor,
     DropCounter,
@@ -67,6 +68,7 @@ class Telemetry:
         logger_provider: LoggerProvider | None = None, log_handler: logging.Handler | None = None, *,
         shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S, drops: DropCounter | None = None,
         span_processors: Sequence[CountedSpanProcessor] = (),
+        log_processors: Sequence[CountedLogRecordProcessor] = (),
     ) -> None:
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
@@ -75,13 +77,14 @@ class Telemetry:
         self.shutdown_timeout_s = shutdown_timeout_s
         self._drops = drops or DropCounter()
         self._processors = tuple(span_processors)
+        self._log_processors = tuple(log_processors)
         self._shut = False
 
     @property
     def dropped(self) -> dict[str, int]:
-        """Spans (``"traces"``) and metric points (``"metrics"``) not delivered so far, all reasons
-        together; the ``shannon.telemetry.dropped`` metric has them by reason."""
-        return {"traces": self._drops.total("traces"), "metrics": self._drops.total("metrics")}
+        """Spans (``"traces"``), metric points (``"metrics"``) and log records (``"logs"``) not
+        delivered so far, all reasons together; ``shannon.telemetry.dropped`` has them by reason."""
+        return {signal: self._drops.total(signal) for signal in ("traces", "metrics", "logs")}
 
     def force_flush(self, timeout_s: float = 10.0) -> bool:
         """Export what is buffered; returns within ``timeout_s`` (traces and metrics together)
@@ -133,6 +136,7 @@ class Telemetry:
         if not finished:
             lost = sum(p.abandon() for p in self._processors)
             self._drops.add("traces", DropReason.SHUTDOWN, lost)
+            self._drops.add("logs", DropReason.SHUTDOWN, sum(p.abandon() for p in self._log_processors))
             _log.warning(
                 "telemetry shutdown did not finish within %.1f s (backend down or not answering); "
                 "%d unexported spans dropped", budget, lost,
@@ -364,12 +368,13 @@ def configure(
         register_bridge(meter_provider, bridge)
     logger_provider: LoggerProvider | None = None
     handler: logging.Handler | None = None
+    log_processors: list[CountedLogRecordProcessor] = []
     if log_names is not None:
         logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
         for log_exporter in [x for name in log_names if (x := _log_exporter(name, endpoint, export_timeout_s))]:
-            logger_provider.add_log_record_processor(BatchLogRecordProcessor(
-                log_exporter, export_timeout_millis=None if export_timeout_s is None else export_timeout_s * 1000,
-            ))
+            log_processor = CountedLogRecordProcessor(log_exporter, drops, export_timeout_s=export_timeout_s)
+            logger_provider.add_log_record_processor(log_processor)
+            log_processors.append(log_processor)
         handler = _log_handler(logger_provider)
         logging.getLogger(LOGGER_ROOT).addHandler(handler)
     if set_global:
@@ -379,7 +384,7 @@ def configure(
             otel_logs.set_logger_provider(logger_provider)
     handle = Telemetry(
         tracer_provider, meter_provider, logger_provider, handler, shutdown_timeout_s=shutdown_timeout_s,
-        drops=drops, span_processors=processors,
+        drops=drops, span_processors=processors, log_processors=log_processors,
     )
     atexit.register(handle.shutdown)
     return handle

@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 
 from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk._logs import LogRecordProcessor, ReadableLogRecord, ReadWriteLogRecord
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
@@ -181,6 +183,75 @@ class CountedMetricExporter(MetricExporter):
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+
+class CountedLogRecordExporter(LogRecordExporter):
+    """:class:`CountedSpanExporter` for log records."""
+
+    def __init__(self, inner: LogRecordExporter, drops: DropCounter) -> None:
+        self.inner = inner
+        self._drops = drops
+        self.handed = 0
+        self.settled = 0
+        self._abandoned = False
+
+    def abandon(self) -> None:
+        self._abandoned = True
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        self.handed += len(batch)
+        result = LogRecordExportResult.FAILURE
+        try:
+            result = self.inner.export(batch)
+        finally:
+            if result is not LogRecordExportResult.SUCCESS and not self._abandoned:
+                self._drops.add("logs", DropReason.EXPORT_FAILED, len(batch))
+            self.settled += len(batch)
+        return result
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()  # type: ignore[no-untyped-call]  # untyped in the SDK
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+class CountedLogRecordProcessor(LogRecordProcessor):
+    """:class:`CountedSpanProcessor` for log records: a BatchLogRecordProcessor whose every lost
+    record is counted (``queue_full``, ``export_failed``, ``shutdown``)."""
+
+    def __init__(self, exporter: LogRecordExporter, drops: DropCounter, *, export_timeout_s: float | None) -> None:
+        self.exporter = CountedLogRecordExporter(exporter, drops)
+        # the queue size the SDK would pick itself, known here so the bound below matches it
+        self.max_queue_size = env_int("OTEL_BLRP_MAX_QUEUE_SIZE") or 2048
+        self._inner = BatchLogRecordProcessor(
+            self.exporter, max_queue_size=self.max_queue_size,
+            export_timeout_millis=None if export_timeout_s is None else export_timeout_s * 1000,
+        )
+        self._drops = drops
+        self._emitted = 0
+        self._closed = False
+
+    def on_emit(self, log_record: ReadWriteLogRecord) -> None:
+        if self._closed:
+            self._drops.add("logs", DropReason.SHUTDOWN)
+            return
+        if self._emitted - self.exporter.handed >= self.max_queue_size:
+            self._drops.add("logs", DropReason.QUEUE_FULL)
+            return
+        self._emitted += 1
+        self._inner.on_emit(log_record)
+
+    def abandon(self) -> int:
+        self.exporter.abandon()
+        return max(0, self._emitted - self.exporter.settled)
+
+    def shutdown(self) -> None:
+        self._closed = True
+        self._inner.shutdown()  # type: ignore[no-untyped-call]  # untyped in the SDK
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._inner.force_flush(timeout_millis)
 
 
 def _points(data: MetricsData) -> int:

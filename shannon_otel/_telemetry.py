@@ -60,7 +60,7 @@ TASK_INPUT_TOKENS: Final = "shannon.task.tokens.input"
 TASK_OUTPUT_TOKENS: Final = "shannon.task.tokens.output"
 TASK_COST_ATTR: Final = "shannon.task.cost"
 
-TELEMETRY_SIGNAL: Final = "shannon.telemetry.signal"  # "traces" or "metrics"
+TELEMETRY_SIGNAL: Final = "shannon.telemetry.signal"  # "traces", "metrics" or "logs"
 TELEMETRY_DROP_REASON: Final = "shannon.telemetry.drop_reason"  # see DropReason
 
 
@@ -292,7 +292,7 @@ ANOMALY_EVENTS: Final = MetricSpec(
 
 TELEMETRY_DROPPED: Final = MetricSpec(
     "shannon.telemetry.dropped", "counter", "{item}",
-    "Spans or metric points that configure()'s exporters did not deliver, by signal and reason.",
+    "Spans, metric points or log records that configure()'s exporters did not deliver, by signal and reason.",
     (TELEMETRY_SIGNAL, TELEMETRY_DROP_REASON),
 )
 

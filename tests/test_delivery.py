@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -89,7 +91,7 @@ def test_failed_exports_are_counted() -> None:
     handle = configure("fails", exporter="none", span_exporters=[gate], set_global=False)
     _spans(handle, 5)
     handle.force_flush(5.0)
-    assert handle.dropped == {"traces": 5, "metrics": 0}
+    assert handle.dropped == {"traces": 5, "metrics": 0, "logs": 0}
     handle.shutdown()
 
 
@@ -211,3 +213,41 @@ def test_the_process_exits_within_the_budget_when_the_collector_never_answers(tm
     assert out[0] == "99"
     assert ended - float(out[1]) < 0.5 + 5.0  # from the last line of the script to the process gone
     assert start < ended
+
+
+class LogGate(LogRecordExporter):
+    """A log exporter that blocks until opened, then fails: every record is lost, and counted."""
+
+    def __init__(self) -> None:
+        self.open = threading.Event()
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        self.open.wait(30)
+        return LogRecordExportResult.FAILURE
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+    def shutdown(self) -> None:
+        return None
+
+
+def test_log_records_lost_to_a_full_queue_or_a_failed_export_are_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_BLRP_MAX_QUEUE_SIZE", "8")
+    monkeypatch.setenv("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "4")
+    gate = LogGate()
+    monkeypatch.setattr("shannon_otel._config._log_exporter", lambda *a: gate)
+    monkeypatch.setattr("shannon_otel._config._span_exporter", lambda *a: None)
+    monkeypatch.setattr("shannon_otel._config._metric_exporter", lambda *a: None)
+    handle = configure("logs", exporter="console", logs=True, set_global=False)
+    try:
+        for i in range(50):
+            logging.getLogger("shannon_otel.test").warning("record %d", i)
+        full = handle.dropped["logs"]
+        assert full >= 50 - 8 - 4  # refused and counted while the exporter is stuck
+        gate.open.set()
+        assert handle.force_flush(5.0)
+        assert handle.dropped["logs"] == 50  # the rest failed to export: counted too, nothing lost silently
+    finally:
+        gate.open.set()
+        handle.shutdown()
