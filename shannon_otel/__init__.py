@@ -13,6 +13,7 @@ from ._events import (
     Degraded,
     FallbackStarted,
     Hook,
+    HookFailed,
     RetryScheduled,
     SagaFinished,
     SagaObserver,
@@ -94,7 +95,7 @@ __all__ = [
     "Hook", "WaveObserver", "CallObserver", "SagaObserver", "WaveStarted", "TaskFinished", "CallStarted",
     "AttemptFinished", "RetryScheduled", "CallRejected", "CallFinished", "Degraded", "BreakerRegistered",
     "BreakerTransition",
-    "SagaStarted", "CompensationFinished", "SagaFinished", "TimedOut", "FallbackStarted",
+    "SagaStarted", "CompensationFinished", "SagaFinished", "TimedOut", "FallbackStarted", "HookFailed",
 ]
 
 # Errors name their public home, so `error.type` reads shannon_otel.CircuitOpenError, not a private module.

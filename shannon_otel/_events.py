@@ -11,10 +11,27 @@ when some observer exists, so a wave nobody watches pays nothing for them.
 
 Observer calls happen on the event loop thread, inside the context of the work they describe:
 ``wave_started`` runs in the context the wave's tasks inherit, ``task_started`` /
-``task_finished`` in the task's own context. That is how the OTel hook makes its spans current.
-Observers of one scope are finished in reverse order of their start, like nested ``with`` blocks.
-Hooks should not raise: the executor logs an exception a hook raises and goes on without that
-observer for that task, so a broken hook never costs the user's results.
+``task_finished`` in the task's own context. Observers of one scope are finished in reverse order
+of their start, like nested ``with`` blocks.
+
+Scopes: a wave, call or saga observer that is a context manager (has ``__enter__`` / ``__exit__``)
+is entered around the whole wave, call or saga, and a token returned by ``attempt_started``,
+``hedge_started``, ``fallback_started``, ``step_started`` or ``compensation_started`` that is a
+context manager is entered around that attempt, fallback, step or compensation. The caller enters it
+right after the start method and exits it right after the matching ``*_finished`` (told no
+exception; its return value is ignored). That is how the OTel hook makes its spans current: the
+attach is in ``__enter__`` and the detach in ``__exit__`` of one ``with``-like block the caller
+always closes, so a span can never stay current after the work, whatever another hook does.
+A wave observer is entered right after its hook's ``wave_started`` (the next hooks see its span
+current); ``call_started`` / ``saga_started`` all run before the call's or saga's scopes are entered.
+
+Fault isolation: hooks should not raise, and when one does it costs nothing but itself. Every
+call into a hook or observer is guarded where it is made (``shannon_otel._isolation``): the error
+is counted on the hook (:attr:`Hook.hook_errors`), logged with its traceback the first time per hook
+and method, reported to the other hooks as :class:`HookFailed`, and never raised into the user's
+call. An observer whose start method raised misses that scope (no ``*_finished``); one whose
+finish raised is still exited. The user's result, raised exception and current span are exactly
+what they would be without the hook.
 """
 
 from __future__ import annotations
@@ -32,9 +49,9 @@ T = TypeVar("T")
 
 __all__ = [
     "Anomaly", "AttemptFinished", "BreakerRegistered", "BreakerTransition", "CallFinished", "CallObserver",
-    "CallRejected", "CallStarted", "CompensationFinished", "Degraded", "FallbackStarted", "Hook", "RetryScheduled",
-    "SagaFinished", "SagaObserver", "SagaStarted", "TaskFinished", "TimedOut", "WaveObserver", "WaveStarted",
-    "error_type",
+    "CallRejected", "CallStarted", "CompensationFinished", "Degraded", "FallbackStarted", "Hook", "HookFailed",
+    "RetryScheduled", "SagaFinished", "SagaObserver", "SagaStarted", "TaskFinished", "TimedOut", "WaveObserver",
+    "WaveStarted", "error_type",
 ]
 
 
@@ -300,6 +317,19 @@ class Anomaly:
 
 
 # --------------------------------------------------------------------------- the hook
+@dataclass(frozen=True, slots=True)
+class HookFailed:
+    """A hook (or one of its observers) raised; handed to the entry point's other hooks."""
+
+    hook: str  # the failing hook's qualified class name
+    method: str  # the method that raised, e.g. "attempt_finished"
+    error: Exception
+
+    @property
+    def error_type(self) -> str | None:
+        return error_type(self.error)
+
+
 class Hook:
     """Base class of every hook: the OTel hook, the anomaly feed, user callback hooks.
 
@@ -307,9 +337,17 @@ class Hook:
     scope or ``None``. Long-lived state (instruments, detectors, the anomaly hook's per-wave-name
     ticks) lives on the hook; per-scope state lives on the observer, so two concurrent scopes
     never share an attempt counter or a span.
+
+    A hook that raises is isolated (see the module docstring): :attr:`hook_errors` counts its
+    failures by method.
     """
 
-    __slots__ = ()
+    __slots__ = ("_hook_errors",)
+
+    @property
+    def hook_errors(self) -> dict[str, int]:
+        """How many times this hook (or an observer it returned) raised, by method name; a copy."""
+        return dict(getattr(self, "_hook_errors", None) or {})
 
     def wave_started(self, event: WaveStarted) -> WaveObserver | None:
         return None
@@ -332,6 +370,9 @@ class Hook:
         Called in the context of the work that closed the tick, with the culprit's span current
         when it is still open (the tick's slowest task for ``latency``), so a span event lands there.
         """
+
+    def hook_failed(self, event: HookFailed) -> None:
+        """Another hook of the same wave, policy or saga raised (it was isolated; see :class:`HookFailed`)."""
 
     def for_scope(self, hooks: tuple[Hook, ...]) -> Hook:
         """This hook as one entry point uses it; ``hooks`` are all the hooks of that entry point.

@@ -48,4 +48,15 @@ def resolve_hooks(
     resolved = extra
     if instrument:
         resolved = (with_default_logs(otel_hook(tracer_provider, meter_provider), extra), *extra)
-    return tuple(hook.for_scope(resolved) for hook in resolved)
+    return tuple(_for_scope(hook, resolved) for hook in resolved)
+
+
+def _for_scope(hook: Hook, resolved: tuple[Hook, ...]) -> Hook:
+    """``hook.for_scope(resolved)``, isolated: a hook that raises there is used as it is."""
+    try:
+        return hook.for_scope(resolved)
+    except Exception as exc:
+        from ._isolation import hook_failed
+
+        hook_failed(hook, "for_scope", exc, resolved)
+        return hook

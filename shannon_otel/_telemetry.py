@@ -45,6 +45,8 @@ COMPENSATION_OUTCOME: Final = "shannon.compensation.outcome"
 HEDGE_ATTEMPT: Final = "shannon.hedge.attempt"
 RETRY_MAX_ATTEMPTS: Final = "shannon.retry.max_attempts"
 TIMEOUT_LIMIT: Final = "shannon.timeout.limit"  # seconds the Timeout policy allowed
+HOOK_NAME: Final = "shannon.hook.name"  # a failing hook's qualified class name (a small fixed set)
+HOOK_METHOD: Final = "shannon.hook.method"  # the hook/observer method that raised
 
 ANOMALY_SERIES: Final = "shannon.anomaly.series"
 ANOMALY_SIGNAL: Final = "shannon.anomaly.signal"
@@ -280,6 +282,12 @@ HEDGES: Final = MetricSpec(
     "shannon.hedges", "counter", "{attempt}", "Hedged (extra) attempts started.", (OPERATION,),
 )
 
+HOOK_ERRORS: Final = MetricSpec(
+    "shannon.hook.errors", "counter", "{error}",
+    "Exceptions raised by hooks and observers, isolated (never raised into the user's call), by hook and method.",
+    (HOOK_NAME, HOOK_METHOD, ERROR_TYPE),
+)
+
 ANOMALY_SCORE: Final = MetricSpec(
     "shannon.anomaly.score", "gauge", "1",
     "Latest anomaly score in [0, 1] of one watched series (signal x wave/operation).",
@@ -300,5 +308,5 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
     TASK_DURATION, TASK_QUEUE_WAIT_DURATION, TASK_OUTCOMES, TASKS_ACTIVE, TASKS_PENDING, WAVE_DURATION,
     WAVE_EFFICIENCY, TASK_TOKENS, TASK_COST, RETRY_ATTEMPTS, RETRY_DELAY_DURATION, CALLS,
     BREAKER_STATE_METRIC, BREAKER_TRANSITIONS, TIMEOUTS, FALLBACKS, DEGRADATIONS, COMPENSATIONS, HEDGES,
-    ANOMALY_SCORE, ANOMALY_EVENTS, TELEMETRY_DROPPED,
+    HOOK_ERRORS, ANOMALY_SCORE, ANOMALY_EVENTS, TELEMETRY_DROPPED,
 )

@@ -484,5 +484,5 @@ def test_a_hook_failing_on_registration_costs_no_breaker(caplog: pytest.LogCaptu
     tel = Telemetry()
     breaker = CircuitBreaker("db", hooks=[Broken()], **tel.kw)
     assert breaker.state is BreakerState.CLOSED
-    assert "failed on breaker_registered" in caplog.text
+    assert "failed in breaker_registered" in caplog.text
     assert {p[0]["shannon.breaker.state"]: p[1] for p in tel.points("shannon.breaker.state")}["closed"] == 1

@@ -31,6 +31,7 @@ EXPECTED = [
     "FallbackStarted",
     "Hedge",
     "Hook",
+    "HookFailed",
     "Jitter",
     "LoggingHook",
     "MetricsServer",

@@ -16,6 +16,7 @@ import os
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._events import CallObserver, Hook, SagaObserver
+from .._isolation import is_scope
 from ._hook import LoggingHook
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
         CompensationFinished,
         Degraded,
         FallbackStarted,
+        HookFailed,
         RetryScheduled,
         SagaFinished,
         SagaStarted,
@@ -116,6 +118,9 @@ class _Joined(Hook):
         self._otel.anomaly(event)  # its span event first: the record then sits beside it
         self._logs.anomaly(event)
 
+    def hook_failed(self, event: HookFailed) -> None:
+        self._otel.hook_failed(event)  # counted as shannon.hook.errors; the failing hook already logged it
+
     def for_scope(self, hooks: tuple[Hook, ...]) -> Hook:
         # The OTel hook and the logging hook emit no events of their own (both views are themselves).
         return self
@@ -137,6 +142,15 @@ class _Both(CallObserver):
     def __init__(self, first: CallObserver, logs: CallObserver) -> None:
         self._first = first
         self._logs = logs
+
+    # The OTel observer is a scope (its span is current while entered): entered through the pair.
+    def __enter__(self) -> None:
+        if is_scope(self._first):
+            self._first.__enter__()  # type: ignore[attr-defined]
+
+    def __exit__(self, *exc_info: object) -> None:
+        if is_scope(self._first):
+            self._first.__exit__(*exc_info)  # type: ignore[attr-defined]
 
     def attempt_started(self, attempt: int) -> Any:
         return self._first.attempt_started(attempt)
@@ -183,6 +197,15 @@ class _BothSaga(SagaObserver):
     def __init__(self, first: SagaObserver, logs: SagaObserver) -> None:
         self._first = first
         self._logs = logs
+
+    # The OTel observer is a scope (its span is current while entered): entered through the pair.
+    def __enter__(self) -> None:
+        if is_scope(self._first):
+            self._first.__enter__()  # type: ignore[attr-defined]
+
+    def __exit__(self, *exc_info: object) -> None:
+        if is_scope(self._first):
+            self._first.__exit__(*exc_info)  # type: ignore[attr-defined]
 
     def step_started(self, step: str) -> Any:
         return self._first.step_started(step)

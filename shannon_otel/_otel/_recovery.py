@@ -2,9 +2,12 @@
 
 Spans: one per protected operation (named after it), a child per attempt (``attempt N``) or hedged
 attempt (``hedge N``), a short error span per rejected call (``rejected OP``), a span per fallback;
-a saga span with a child per step and per compensation. The operation span is made current in
-``call_started`` and the attempt span in ``attempt_started`` (both run in the caller's context), so
-the user's own spans nest under the attempt and the operation nests under the caller's span.
+a saga span with a child per step and per compensation. Spans are started by the ``*_started``
+methods and made current structurally: the call observer, the saga observer and the tokens of
+attempts, fallbacks, steps and compensations are :class:`_Current` scopes that the policies enter
+around the work (attach in ``__enter__``, detach in ``__exit__``), so the user's own spans nest under
+the attempt, the operation nests under the caller's span, and no span stays current after the work
+whatever another hook raises. The ``*_finished`` methods end the span (in ``finally``).
 
 Breaker transitions are span events on the current span, not log records: an event on the span of
 the call that caused the transition lands exactly where the reader of the trace looks (Jaeger shows
@@ -125,26 +128,49 @@ class RecoveryTelemetry(Recording):
         self._reported[name] = event.to_state
 
 
-def _start(tel: RecoveryTelemetry, name: str, attributes: dict[str, Any]) -> tuple[Span, object]:
-    span = tel.tracer.start_span(name, kind=_INTERNAL, attributes=attributes)
-    return span, otel_context.attach(trace.set_span_in_context(span))
+class _Current:
+    """A started span as a scope: ``__enter__`` makes it current, ``__exit__`` detaches it.
+
+    The policies enter it around the work and exit it after the matching ``*_finished``; a
+    subclass (the call and saga observers) is entered around the whole call or saga.
+    """
+
+    __slots__ = ("_token", "span")
+
+    def __init__(self, span: Span | None) -> None:
+        self.span = span
+        self._token: object = None
+
+    def __enter__(self) -> None:
+        if self.span is not None:
+            self._token = otel_context.attach(trace.set_span_in_context(self.span))
+
+    def __exit__(self, *exc_info: object) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            otel_context.detach(token)  # type: ignore[arg-type]
 
 
-def _end(span: Span, token: object, outcome: str, error: BaseException | None, outcome_key: str) -> None:
-    span.set_attribute(outcome_key, outcome)
-    if outcome == Outcome.TIMEOUT:
-        # An attempt cut off by a timeout carries no exception of its own (the TimeoutError is
-        # raised by the scope around it), yet it failed: ERROR, described like a timed-out task span.
-        span.set_attribute(t.ERROR_TYPE, _error_type(error) if error is not None else TimeoutError.__name__)
-        if error is not None:
+def _start(tel: RecoveryTelemetry, name: str, attributes: dict[str, Any]) -> _Current:
+    return _Current(tel.tracer.start_span(name, kind=_INTERNAL, attributes=attributes))
+
+
+def _end(span: Span, outcome: str, error: BaseException | None, outcome_key: str) -> None:
+    try:
+        span.set_attribute(outcome_key, outcome)
+        if outcome == Outcome.TIMEOUT:
+            # An attempt cut off by a timeout carries no exception of its own (the TimeoutError is
+            # raised by the scope around it), yet it failed: ERROR, described like a timed-out task span.
+            span.set_attribute(t.ERROR_TYPE, _error_type(error) if error is not None else TimeoutError.__name__)
+            if error is not None:
+                span.record_exception(error)
+            span.set_status(_TIMEOUT)
+        elif error is not None and outcome != Outcome.CANCELLATION:
+            span.set_attribute(t.ERROR_TYPE, _error_type(error))
             span.record_exception(error)
-        span.set_status(_TIMEOUT)
-    elif error is not None and outcome != Outcome.CANCELLATION:
-        span.set_attribute(t.ERROR_TYPE, _error_type(error))
-        span.record_exception(error)
-        span.set_status(_ERROR)
-    span.end()
-    otel_context.detach(token)  # type: ignore[arg-type]
+            span.set_status(_ERROR)
+    finally:
+        span.end()
 
 
 def _error_type(error: BaseException) -> str:
@@ -153,23 +179,24 @@ def _error_type(error: BaseException) -> str:
     return error_type(error) or type(error).__name__
 
 
-class _CallTelemetry(CallObserver):
-    """Per-call state: the operation span (current from start to finish) and pending breaker attributes."""
+class _CallTelemetry(_Current, CallObserver):
+    """Per-call state: the operation span (current while the policy has this observer entered) and
+    pending breaker attributes."""
 
-    __slots__ = ("_breaker", "_op", "_span", "_tel", "_token")
+    __slots__ = ("_breaker", "_op", "_tel")
 
     def __init__(self, tel: RecoveryTelemetry, operation: str, tracing: bool) -> None:
+        super().__init__(
+            tel.tracer.start_span(t.SPAN_OPERATION.format(operation=operation), kind=_INTERNAL,
+                                  attributes={t.OPERATION: operation})
+            if tracing else None
+        )
         self._tel = tel
         self._op = operation
-        self._span: Span | None = None
-        self._token: object = None
         self._breaker: dict[str, str] | None = None
-        if tracing:
-            self._span, self._token = _start(tel, t.SPAN_OPERATION.format(operation=operation),
-                                             {t.OPERATION: operation})
 
     def attempt_started(self, attempt: int) -> Any:
-        if self._span is None:
+        if self.span is None:
             return None
         attributes: dict[str, Any] = {t.OPERATION: self._op, t.ATTEMPT: attempt}
         if self._breaker is not None:
@@ -179,38 +206,37 @@ class _CallTelemetry(CallObserver):
     def hedge_started(self, attempt: int) -> Any:
         if self._tel.metrics_on:
             self._tel.hedges.add(1, {t.OPERATION: self._op})
-        if self._span is None:
+        if self.span is None:
             return None
         attributes: dict[str, Any] = {t.OPERATION: self._op, t.ATTEMPT: attempt, t.HEDGE_ATTEMPT: attempt}
         return _start(self._tel, t.SPAN_HEDGE.format(attempt=attempt), attributes)
 
     def attempt_finished(self, token: Any, event: AttemptFinished) -> None:
         if token is not None:
-            span, context_token = token
-            _end(span, context_token, event.outcome.value, event.error, t.ATTEMPT_OUTCOME)
+            _end(token.span, event.outcome.value, event.error, t.ATTEMPT_OUTCOME)
 
     def breaker_admitted(self, breaker: str, state: BreakerState) -> None:
         self._breaker = {t.BREAKER_NAME: breaker, t.BREAKER_STATE: state.value}
-        if self._span is not None:
-            self._span.set_attributes(self._breaker)
+        if self.span is not None:
+            self.span.set_attributes(self._breaker)
 
     def rejected(self, event: CallRejected) -> None:
-        if self._span is None:
+        if self.span is None:
             return
         attributes = {t.OPERATION: event.operation, t.BREAKER_NAME: event.breaker,
                       t.BREAKER_STATE: event.state.value, t.CALL_OUTCOME: CallOutcome.REJECTED.value}
-        self._span.set_attributes({t.BREAKER_NAME: event.breaker, t.BREAKER_STATE: event.state.value})
+        self.span.set_attributes({t.BREAKER_NAME: event.breaker, t.BREAKER_STATE: event.state.value})
         span = self._tel.tracer.start_span(t.SPAN_REJECTED.format(operation=event.operation), kind=_INTERNAL,
                                            attributes=attributes)
         span.set_status(Status(StatusCode.ERROR, f"circuit breaker {event.breaker} is {event.state.value}"))
         span.end()
 
     def retry_scheduled(self, event: RetryScheduled) -> None:
-        if self._span is not None:
+        if self.span is not None:
             attributes: dict[str, Any] = {t.ATTEMPT: event.attempt, t.RETRY_DELAY: event.delay_s}
             if event.error is not None:
                 attributes[t.ERROR_TYPE] = _error_type(event.error)
-            self._span.add_event(t.EVENT_RETRY_SCHEDULED, attributes)
+            self.span.add_event(t.EVENT_RETRY_SCHEDULED, attributes)
         if self._tel.metrics_on:
             self._tel.delay.record(event.delay_s, {t.OPERATION: self._op})
 
@@ -221,29 +247,31 @@ class _CallTelemetry(CallObserver):
     def fallback_started(self, event: FallbackStarted) -> Any:
         if self._tel.metrics_on:
             self._tel.fallbacks.add(1, {t.OPERATION: self._op, t.ERROR_TYPE: _error_type(event.error)})
-        if self._span is None:
+        if self.span is None:
             return None
         return _start(self._tel, t.SPAN_FALLBACK.format(operation=self._op), {
             t.OPERATION: self._op, t.FALLBACK_REASON: event.reason, t.ERROR_TYPE: _error_type(event.error),
         })
 
     def fallback_finished(self, token: Any, outcome: Outcome, error: BaseException | None) -> None:
-        if token is not None:
-            span, context_token = token
-            if error is None:  # the error.type of the primary stays on the span
-                span.set_attribute(t.ATTEMPT_OUTCOME, outcome.value)
-                span.end()
-                otel_context.detach(context_token)
-            else:
-                _end(span, context_token, outcome.value, error, t.ATTEMPT_OUTCOME)
+        if token is None:
+            return
+        span = token.span
+        if error is not None:
+            _end(span, outcome.value, error, t.ATTEMPT_OUTCOME)
+            return
+        try:  # the error.type of the primary stays on the span
+            span.set_attribute(t.ATTEMPT_OUTCOME, outcome.value)
+        finally:
+            span.end()
 
     def degraded(self, event: Degraded) -> None:
-        if self._span is not None:
+        if self.span is not None:
             attributes = {t.DEGRADE_MODE: event.mode, t.DEGRADE_REASON: event.reason}
             if event.error is not None:
                 attributes[t.ERROR_TYPE] = _error_type(event.error)
-            self._span.add_event(t.EVENT_DEGRADED, attributes)
-            self._span.set_attributes({t.DEGRADE_MODE: event.mode, t.DEGRADE_REASON: event.reason})
+            self.span.add_event(t.EVENT_DEGRADED, attributes)
+            self.span.set_attributes({t.DEGRADE_MODE: event.mode, t.DEGRADE_REASON: event.reason})
         if self._tel.metrics_on:
             self._tel.degradations.add(1, {
                 t.OPERATION: self._op, t.DEGRADE_MODE: event.mode, t.DEGRADE_REASON: event.reason,
@@ -251,10 +279,10 @@ class _CallTelemetry(CallObserver):
 
     def call_finished(self, event: CallFinished) -> None:
         outcome = event.outcome.value
-        if self._span is not None:
-            self._span.set_attribute(t.ATTEMPT, event.attempts)
+        if self.span is not None:
+            self.span.set_attribute(t.ATTEMPT, event.attempts)
             error = event.error if event.outcome in (CallOutcome.FAILURE, CallOutcome.REJECTED) else None
-            _end(self._span, self._token, outcome, error, t.CALL_OUTCOME)
+            _end(self.span, outcome, error, t.CALL_OUTCOME)
         if self._tel.metrics_on:
             attributes = {t.OPERATION: self._op, t.CALL_OUTCOME: outcome}
             self._tel.attempts.record(event.attempts, attributes)
@@ -263,50 +291,52 @@ class _CallTelemetry(CallObserver):
             self._tel.calls.add(1, attributes)
 
 
-class _SagaTelemetry(SagaObserver):
-    __slots__ = ("_saga", "_span", "_tel", "_token")
+class _SagaTelemetry(_Current, SagaObserver):
+    """The saga span, current while the transaction has this observer entered."""
+
+    __slots__ = ("_saga", "_tel")
 
     def __init__(self, tel: RecoveryTelemetry, saga: str, tracing: bool) -> None:
+        super().__init__(
+            tel.tracer.start_span(t.SPAN_SAGA.format(saga=saga), kind=_INTERNAL, attributes={t.SAGA_NAME: saga})
+            if tracing else None
+        )
         self._tel = tel
         self._saga = saga
-        self._span: Span | None = None
-        self._token: object = None
-        if tracing:
-            self._span, self._token = _start(tel, t.SPAN_SAGA.format(saga=saga), {t.SAGA_NAME: saga})
 
     def step_started(self, step: str) -> Any:
-        if self._span is None:
+        if self.span is None:
             return None
         return _start(self._tel, t.SPAN_SAGA_STEP.format(step=step), {t.SAGA_NAME: self._saga, t.SAGA_STEP: step})
 
     def step_finished(self, token: Any, step: str, outcome: Outcome, error: BaseException | None) -> None:
         if token is not None:
-            span, context_token = token
-            _end(span, context_token, outcome.value, error, t.SAGA_OUTCOME)
+            _end(token.span, outcome.value, error, t.SAGA_OUTCOME)
 
     def compensation_started(self, step: str) -> Any:
-        if self._span is None:
+        if self.span is None:
             return None
         return _start(self._tel, t.SPAN_COMPENSATION.format(step=step),
                       {t.SAGA_NAME: self._saga, t.SAGA_STEP: step})
 
     def compensation_finished(self, token: Any, event: CompensationFinished) -> None:
         if token is not None:
-            span, context_token = token
-            _end(span, context_token, event.outcome.value, event.error, t.COMPENSATION_OUTCOME)
+            _end(token.span, event.outcome.value, event.error, t.COMPENSATION_OUTCOME)
         if self._tel.metrics_on:
             self._tel.compensations.add(1, {t.SAGA_NAME: self._saga, t.COMPENSATION_OUTCOME: event.outcome.value})
 
     def saga_finished(self, event: SagaFinished) -> None:
-        if self._span is None:
+        span = self.span
+        if span is None:
             return
-        self._span.set_attribute(t.SAGA_OUTCOME, event.outcome.value)
-        if event.failed_compensations:
-            self._span.set_status(Status(StatusCode.ERROR, "compensations failed: "
-                                         + ", ".join(event.failed_compensations)))
-        elif event.outcome is Outcome.TIMEOUT:
-            self._span.set_status(_TIMEOUT)
-        elif event.outcome is Outcome.FAILURE:
-            self._span.set_status(_ERROR)
-        self._span.end()
-        otel_context.detach(self._token)  # type: ignore[arg-type]
+        try:
+            span.set_attribute(t.SAGA_OUTCOME, event.outcome.value)
+            if event.failed_compensations:
+                span.set_status(Status(StatusCode.ERROR, "compensations failed: "
+                                       + ", ".join(event.failed_compensations)))
+            elif event.outcome is Outcome.TIMEOUT:
+                span.set_status(_TIMEOUT)
+            elif event.outcome is Outcome.FAILURE:
+                span.set_status(_ERROR)
+        finally:
+            span.end()

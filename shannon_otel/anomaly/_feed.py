@@ -30,7 +30,6 @@ becomes part of that history and stops being flagged.
 
 from __future__ import annotations
 
-import logging
 import math
 import warnings
 from collections.abc import Callable, Iterable
@@ -41,6 +40,7 @@ from opentelemetry import trace
 
 from .. import _clock
 from .._events import Anomaly, CallFinished, CallObserver, CallStarted, Hook, TaskResult, WaveObserver, WaveStarted
+from .._isolation import hook_failed
 from .._telemetry import Outcome
 from .._validate import check_number
 from ._config import DetectorConfig
@@ -51,7 +51,6 @@ if TYPE_CHECKING:
 
     from ..executor._report import WaveReport
 
-_log = logging.getLogger(__name__)
 LATENCY, ERROR_RATE, THROUGHPUT, RETRY_RATE = "latency", "error_rate", "throughput", "retry_rate"
 _WAVE_SIGNALS = (LATENCY, ERROR_RATE, THROUGHPUT)
 _FAILED = frozenset({Outcome.FAILURE, Outcome.TIMEOUT})
@@ -189,8 +188,8 @@ class AnomalyHook(Hook):
         if severity is not None and self._on_anomaly is not None:
             try:
                 self._on_anomaly(event)
-            except Exception:
-                _log.exception("on_anomaly callback failed")
+            except Exception as exc:  # isolated like any hook: counted on this hook, logged once
+                hook_failed(self, "on_anomaly", exc, sinks)
 
 
 def _publish(event: Anomaly, sinks: tuple[Hook, ...], culprit: trace.Span | None) -> None:
@@ -201,8 +200,8 @@ def _publish(event: Anomaly, sinks: tuple[Hook, ...], culprit: trace.Span | None
         for sink in sinks:
             try:
                 sink.anomaly(event)
-            except Exception:
-                _log.exception("hook %r failed on an anomaly event", type(sink).__name__)
+            except Exception as exc:  # isolated: logged once per hook, counted, the others still get it
+                hook_failed(sink, "anomaly", exc, sinks)
     finally:
         if token is not None:
             otel_context.detach(token)
@@ -215,6 +214,11 @@ class _Scoped(Hook):
 
     def __init__(self, hook: AnomalyHook, sinks: tuple[Hook, ...]) -> None:
         self._hook, self._sinks = hook, sinks
+
+    @property
+    def __wrapped__(self) -> AnomalyHook:
+        """The hook this is a view of: its failures are counted and logged as that hook's (_isolation)."""
+        return self._hook
 
     def wave_started(self, event: WaveStarted) -> WaveObserver | None:
         return self._hook._wave_started(event, self._sinks)

@@ -146,6 +146,12 @@ def _policies() -> list[p.Json]:
                      "by saga and outcome.", "short",
                      [p.target(q.sum_by((q.JOB, t.SAGA_NAME, t.COMPENSATION_OUTCOME), compensations),
                                f"{{{{{saga}}}}} {{{{{outcome}}}}}")], bars=True, width=12, link=True),
+        p.timeseries("Hook errors", "Exceptions raised by hooks (user callbacks, the anomaly hook) in each rate "
+                     "interval, by hook and method: isolated, never raised into the user's calls; each hook "
+                     "logs its first one per method.", "short",
+                     [p.target(q.sum_by((t.HOOK_NAME, t.HOOK_METHOD), q.events(q.sel(t.HOOK_ERRORS, JOB))),
+                               f"{{{{{q.label(t.HOOK_NAME)}}}}} {{{{{q.label(t.HOOK_METHOD)}}}}}")],
+                     bars=True, width=24),
     ]
 
 

@@ -14,7 +14,8 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .._events import TaskResult, WaveObserver
+from .._events import Hook, TaskResult, WaveObserver
+from .._isolation import hook_failed
 from .._telemetry import Outcome
 from ._credits import Credits
 from ._isolate import run_in
@@ -36,11 +37,15 @@ class WaveRun:
 
     def __init__(
         self, wave: Wave[Any], observers: tuple[WaveObserver, ...], size: int | None,
-        deliver: Callable[[TaskResult[Any]], None], gate: Credits | None = None,
+        deliver: Callable[[TaskResult[Any]], None], gate: Credits | None = None, *,
+        owners: tuple[Hook, ...],
     ) -> None:
         self.wave = wave
         self.observers = observers
         self.reversed_observers = observers[::-1]
+        # owners[k] is the hook that made observers[k]: a failure is recorded against it (_isolation)
+        self.owners = owners
+        self.reversed_owners = self.owners[::-1]
         self.deliver = deliver
         self.gate = gate
         self.report = ReportBuilder()
@@ -162,15 +167,15 @@ class WaveRun:
         if len(observers) == 1:  # the common case (the OTel hook alone), kept short: it runs per task
             try:
                 return [observers[0].task_started(index, name, queue_wait)]
-            except Exception:
-                _log.exception("hook %r failed in task_started; it misses this task", observers[0])
+            except Exception as exc:  # that hook misses this task
+                hook_failed(self.owners[0], "task_started", exc, self.wave.resolved_hooks)
                 return [_BROKEN]
         tokens: list[Any] = []
-        for obs in observers:
+        for obs, owner in zip(observers, self.owners, strict=True):
             try:
                 tokens.append(obs.task_started(index, name, queue_wait))
-            except Exception:
-                _log.exception("hook %r failed in task_started; it misses this task", obs)
+            except Exception as exc:
+                hook_failed(owner, "task_started", exc, self.wave.resolved_hooks)
                 tokens.append(_BROKEN)
         return tokens
 
@@ -203,8 +208,8 @@ class WaveRun:
                 if tokens[0] is not _BROKEN:
                     try:
                         self.observers[0].task_finished(tokens[0], result)
-                    except Exception:
-                        _log.exception("hook %r failed in task_finished", self.observers[0])
+                    except Exception as exc:
+                        hook_failed(self.owners[0], "task_finished", exc, self.wave.resolved_hooks)
             else:
                 self._finished(tokens, result)
         elif self.observers:
@@ -216,20 +221,20 @@ class WaveRun:
             self.stop()
 
     def _finished(self, tokens: list[Any], result: TaskResult[Any]) -> None:
-        for obs, token in zip(self.reversed_observers, reversed(tokens), strict=True):
+        for obs, owner, token in zip(self.reversed_observers, self.reversed_owners, reversed(tokens), strict=True):
             if token is not _BROKEN:
                 try:
                     obs.task_finished(token, result)
-                except Exception:
-                    _log.exception("hook %r failed in task_finished", obs)
+                except Exception as exc:
+                    hook_failed(owner, "task_finished", exc, self.wave.resolved_hooks)
 
     def skipped(self, result: TaskResult[Any]) -> None:
         """Tell the observers about a task that ended without starting."""
-        for obs in self.reversed_observers:
+        for obs, owner in zip(self.reversed_observers, self.reversed_owners, strict=True):
             try:
                 obs.task_skipped(result)
-            except Exception:
-                _log.exception("hook %r failed in task_skipped", obs)
+            except Exception as exc:
+                hook_failed(owner, "task_skipped", exc, self.wave.resolved_hooks)
 
     def stop(self) -> None:
         """Start no more tasks and cancel the running ones (fail-fast)."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from .. import _clock
 from .._events import Hook, TaskResult, WaveObserver, WaveStarted
 from .._hooks import resolve_hooks
+from .._isolation import Unentered, enter, hook_failed, leave
 from .._telemetry import Outcome
 from .._validate import check_number
 from ._credits import Credits
@@ -204,14 +205,26 @@ class Wave(Generic[T]):
         if size is not None:
             concurrency = max(1, min(concurrency, size))
         started = clock()
-        observers: tuple[WaveObserver, ...] = ()
-        if self.resolved_hooks:
+        hooks = self.resolved_hooks
+        observers: list[WaveObserver] = []
+        owners: list[Hook] = []
+        entered: list[Any] = []
+        if hooks:
             event = WaveStarted(self.name, size, self.max_concurrency, started)
-            observers = tuple(
-                obs for hook in self.resolved_hooks
-                if (obs := context.run(hook.wave_started, event)) is not None
-            )
-        run = WaveRun(self, observers, size, deliver, gate)
+            for hook in hooks:  # isolated: a hook that raises misses this wave, the wave goes on
+                try:
+                    observer = context.run(hook.wave_started, event)
+                except Exception as exc:
+                    hook_failed(hook, "wave_started", exc, hooks)
+                    continue
+                if observer is not None:
+                    observers.append(observer)
+                    owners.append(hook)
+                    # A scope observer (the OTel one) is entered at once in the context the workers
+                    # inherit, so the next hooks see its span current. That context is the wave's own
+                    # copy: nothing entered here can leak to the caller, and it is exited in `finally`.
+                    entered.append(context.run(enter, observer, hook, "wave_started", hooks))
+        run = WaveRun(self, tuple(observers), size, deliver, gate, owners=tuple(owners))
         items: Iterator[Item] = enumerate(tasks)
         chunk: Iterator[Item] = iter(())
         cancelled = False
@@ -235,8 +248,13 @@ class Wave(Generic[T]):
             report = run.report.build(self.name, clock() - started, concurrency, cancelled)
             if on_report is not None:
                 on_report(report)
-            for obs in reversed(observers):
-                context.run(obs.wave_finished, report)
+            for k in range(len(observers) - 1, -1, -1):
+                try:
+                    context.run(observers[k].wave_finished, report)
+                except Exception as exc:
+                    hook_failed(owners[k], "wave_finished", exc, hooks)
+                if k < len(entered) and type(entered[k]) is not Unentered:
+                    context.run(leave, observers[k], owners[k], "wave_finished", hooks)
             if self.on_progress is not None:
                 try:
                     self.on_progress(run.progress())

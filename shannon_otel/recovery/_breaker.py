@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar
 from .. import _clock
 from .._events import BreakerRegistered, BreakerTransition, CallRejected, CallStarted
 from .._hooks import resolve_hooks
+from .._isolation import hook_failed
 from .._telemetry import BreakerState
 from .._validate import check_exceptions, check_number
 from ._core import (
@@ -31,7 +32,9 @@ from ._core import (
     Factory,
     Policy,
     _Call,
+    first_failed,
     next_step,
+    notify,
     observed,
     start_call,
 )
@@ -179,8 +182,8 @@ class CircuitBreaker(Policy):
             for hook in self._hooks:
                 try:
                     hook.breaker_registered(registered)
-                except Exception:  # a hook's bug never costs the user a breaker
-                    _log.exception("hook %r failed on breaker_registered", type(hook).__name__)
+                except Exception as exc:  # a hook's bug never costs the user a breaker
+                    hook_failed(hook, "breaker_registered", exc, self._hooks)
 
     def __repr__(self) -> str:
         return f"CircuitBreaker({self.name!r}, state={self._state.value!r}, config={self.config!r})"
@@ -196,7 +199,10 @@ class CircuitBreaker(Policy):
             fn = DecoratedCall(fn, *args, **kwargs)
         hooks = self._hooks
         if hooks:
-            first = hooks[0].call_started(self._started)
+            try:
+                first = hooks[0].call_started(self._started)
+            except Exception as exc:
+                first = first_failed(hooks, exc)
             if first is not None or len(hooks) > 1:
                 call = start_call(hooks, self._started, self.clock, first)
                 if call is not None:
@@ -218,8 +224,7 @@ class CircuitBreaker(Policy):
     async def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> T:
         gen = self._gen if self._state is _CLOSED else self._admit(call)
         if call is not None:
-            for observer in call.observers:
-                observer.breaker_admitted(self.name, self._state)
+            notify(call, "breaker_admitted", self.name, self._state)
         started = self.clock() if self._timed else 0.0
         try:
             result = await next_step(chain, i, fn, call)
@@ -249,8 +254,7 @@ class CircuitBreaker(Policy):
         state = self._state
         if call is not None:
             event = CallRejected(call.operation, self.name, state)
-            for observer in call.observers:
-                observer.rejected(event)
+            notify(call, "rejected", event)
         raise CircuitOpenError(self.name, state.value, retry_after)
 
     def _counted(self, error: BaseException) -> bool:
@@ -344,7 +348,10 @@ class CircuitBreaker(Policy):
         if self._hooks:
             event = BreakerTransition(self.name, before, to, reason, now)
             for hook in self._hooks:
-                hook.breaker_transition(event)
+                try:
+                    hook.breaker_transition(event)
+                except Exception as exc:  # the state has changed: a hook must not make the call fail
+                    hook_failed(hook, "breaker_transition", exc, self._hooks)
 
 
 class BreakerRegistry:

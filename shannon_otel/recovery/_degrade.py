@@ -20,6 +20,7 @@ from ._core import (
     Policy,
     _Call,
     next_step,
+    notify,
     observed,
     start_call,
     takes_parameters,
@@ -226,7 +227,5 @@ class Degrade(Instrumented):
 
     def _mark(self, served: Served[Any], call: _Call | None) -> Served[Any]:
         if call is not None:
-            event = Degraded(call.operation, served.mode or "", served.reason or "", served.error)
-            for observer in call.observers:
-                observer.degraded(event)
+            notify(call, "degraded", Degraded(call.operation, served.mode or "", served.reason or "", served.error))
         return served

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from .. import _clock
 from .._events import CallStarted
 from .._hooks import resolve_hooks
-from ._core import Chain, Clock, DecoratedCall, Factory, Policy, _Call, observed, start_call
+from ._core import Chain, Clock, DecoratedCall, Factory, Policy, _Call, first_failed, observed, start_call
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -95,7 +95,10 @@ class Pipeline(Policy):
         chain = self._chain
         hooks = self._hooks
         if hooks:
-            first = hooks[0].call_started(self._started)
+            try:
+                first = hooks[0].call_started(self._started)
+            except Exception as exc:
+                first = first_failed(hooks, exc)
             if first is not None or len(hooks) > 1:
                 call = start_call(hooks, self._started, self.clock, first)
                 if call is not None:

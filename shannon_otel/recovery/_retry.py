@@ -20,7 +20,9 @@ from ._core import (
     Instrumented,
     Sleep,
     _Call,
+    first_failed,
     next_step,
+    notify,
     observed,
     start_call,
 )
@@ -120,7 +122,10 @@ class Retry(Instrumented):
             fn = DecoratedCall(fn, *args, **kwargs)
         hooks = self._hooks
         if hooks:
-            first = hooks[0].call_started(self._started)
+            try:
+                first = hooks[0].call_started(self._started)
+            except Exception as exc:
+                first = first_failed(hooks, exc)
             if first is not None or len(hooks) > 1:
                 call = start_call(hooks, self._started, self.clock, first)
                 if call is not None:
@@ -194,9 +199,7 @@ class Retry(Instrumented):
         if self.budget_s is not None and self.clock() - start + wait > self.budget_s:
             return None
         if call is not None:
-            event = RetryScheduled(call.operation, attempt, wait, error, self.attempts)
-            for observer in call.observers:
-                observer.retry_scheduled(event)
+            notify(call, "retry_scheduled", RetryScheduled(call.operation, attempt, wait, error, self.attempts))
         return wait
 
 
