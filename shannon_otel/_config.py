@@ -291,7 +291,7 @@ def configure(
 
     Spans are batched by the SDK's BatchSpanProcessor (``OTEL_BSP_SCHEDULE_DELAY`` and
     ``OTEL_BSP_EXPORT_TIMEOUT`` honoured as the SDK reads them); ``max_queue_size`` (default
-    ``OTEL_BSP_MAX_QUEUE_SIZE``, else 32,768 spans, ~30-60 MB at most) and ``max_export_batch_size``
+    ``OTEL_BSP_MAX_QUEUE_SIZE``, else 16,384 spans, ~45 MB at most) and ``max_export_batch_size``
     (default ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE``, else 512) size it. A span that finds the queue full
     is dropped and counted (``shannon.telemetry.dropped``, ``Telemetry.dropped``), never silently.
 
