@@ -62,6 +62,9 @@ TASK_INPUT_TOKENS: Final = "shannon.task.tokens.input"
 TASK_OUTPUT_TOKENS: Final = "shannon.task.tokens.output"
 TASK_COST_ATTR: Final = "shannon.task.cost"
 
+TELEMETRY_SIGNAL: Final = "shannon.telemetry.signal"  # "traces", "metrics" or "logs"
+TELEMETRY_DROP_REASON: Final = "shannon.telemetry.drop_reason"  # see DropReason
+
 
 class _Named(StrEnum):
     """A StrEnum that prints as its value (``'success'``, not ``<Outcome.SUCCESS: 'success'>``), so a
@@ -94,6 +97,14 @@ class BreakerState(_Named):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
+
+
+class DropReason(_Named):
+    """Why telemetry was not delivered (``shannon.telemetry.dropped``)."""
+
+    QUEUE_FULL = "queue_full"  # the span queue was full: the exporter is slower than the work
+    EXPORT_FAILED = "export_failed"  # the exporter gave up (backend down, refused, timed out)
+    SHUTDOWN = "shutdown"  # ended after shutdown, or still queued when the shutdown budget ran out
 
 
 class Severity(StrEnum):
@@ -287,9 +298,15 @@ ANOMALY_EVENTS: Final = MetricSpec(
     (ANOMALY_SERIES, ANOMALY_SIGNAL, ANOMALY_SEVERITY),
 )
 
+TELEMETRY_DROPPED: Final = MetricSpec(
+    "shannon.telemetry.dropped", "counter", "{item}",
+    "Spans, metric points or log records that configure()'s exporters did not deliver, by signal and reason.",
+    (TELEMETRY_SIGNAL, TELEMETRY_DROP_REASON),
+)
+
 METRICS: Final[tuple[MetricSpec, ...]] = (
     TASK_DURATION, TASK_QUEUE_WAIT_DURATION, TASK_OUTCOMES, TASKS_ACTIVE, TASKS_PENDING, WAVE_DURATION,
     WAVE_EFFICIENCY, TASK_TOKENS, TASK_COST, RETRY_ATTEMPTS, RETRY_DELAY_DURATION, CALLS,
     BREAKER_STATE_METRIC, BREAKER_TRANSITIONS, TIMEOUTS, FALLBACKS, DEGRADATIONS, COMPENSATIONS, HEDGES,
-    HOOK_ERRORS, ANOMALY_SCORE, ANOMALY_EVENTS,
+    HOOK_ERRORS, ANOMALY_SCORE, ANOMALY_EVENTS, TELEMETRY_DROPPED,
 )

@@ -42,19 +42,34 @@ def test_configure_without_globals_builds_working_providers_with_a_resource() ->
 def test_exporter_choice_follows_the_standard_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_PROTOCOL", raising=False)
-    assert _choose("TRACES", None) == "otlp_grpc"
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", raising=False)
+    assert _choose("TRACES", None) == ("otlp_grpc",)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-    assert _choose("TRACES", None) == "otlp_http"
+    assert _choose("TRACES", None) == ("otlp_http",)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc")  # the per-signal variable wins
+    assert _choose("TRACES", None) == ("otlp_grpc",)
+    assert _choose("METRICS", None) == ("otlp_http",)
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
-    assert _choose("TRACES", None) == "console"
-    assert _choose("TRACES", "none") == "none"
+    assert _choose("TRACES", None) == ("console",)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp,console")  # several, as the specification allows
+    assert _choose("TRACES", None) == ("otlp_grpc", "console")
+    assert _choose("TRACES", "none") == ()
     with pytest.raises(ValueError, match="exporter must be one of"):
         _choose("TRACES", "zipkin")
 
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"metric_interval_s": 0}, "metric_interval_s must be > 0"), ({"export_timeout_s": -1}, "export_timeout_s")],
+    [
+        ({"metric_interval_s": 0}, r"metric_interval_s must be in \(0"),
+        ({"export_timeout_s": -1}, "export_timeout_s"),
+        ({"export_timeout_s": float("inf")}, r"export_timeout_s must be in \(0, 3600.0\], got inf"),
+        ({"export_timeout_s": float("nan")}, "export_timeout_s must be in"),
+        ({"shutdown_timeout_s": 0}, "shutdown_timeout_s must be in"),
+        ({"shutdown_timeout_s": float("inf")}, "shutdown_timeout_s must be in"),
+        ({"max_queue_size": 0}, "max_queue_size must be in"),
+        ({"max_queue_size": 10, "max_export_batch_size": 11}, "max_export_batch_size must be <= max_queue_size"),
+    ],
 )
 def test_bad_arguments_are_rejected(kwargs: dict[str, float], match: str) -> None:
     with pytest.raises(ValueError, match=match):
@@ -82,7 +97,8 @@ class _Capture(MetricExporter):
 def test_the_exporter_path_carries_the_bridged_task_histograms(monkeypatch: pytest.MonkeyPatch) -> None:
     capture = _Capture()
     monkeypatch.setattr("shannon_otel._config._metric_exporter", lambda *a: capture)
-    handle = configure("svc-b", exporter="none", set_global=False, metric_interval_s=3600)
+    monkeypatch.setattr("shannon_otel._config._span_exporter", lambda *a: None)
+    handle = configure("svc-b", exporter="console", set_global=False, metric_interval_s=3600)
     assert bridge_for(handle.meter_provider) is not None
     wave: Wave[int] = Wave("exp", meter_provider=handle.meter_provider, tracer_provider=handle.tracer_provider)
     asyncio.run(wave.run([_noop]))

@@ -7,6 +7,7 @@ are observable instruments reading plain dicts, so a task costs a few dict opera
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,8 @@ class _SdkHistogram:
 
     def record(self, key: tuple[Any, ...], value: float, span: SpanContext | None = None) -> None:
         # The SDK takes exemplars from the current span itself (the task span is still current).
+        if not -math.inf < value < math.inf:  # a NaN/inf would poison the SDK point's sum for good
+            return
         attrs = {k: v for k, v in zip(self._keys, key, strict=True) if v is not None}
         self._histogram.record(value, attrs)
 
@@ -234,7 +237,8 @@ class _WaveTelemetry(WaveObserver):
             if value is not None:
                 self._tokens.record((self.wave, token_type), value)
         cost = measurements.get(tel.TASK_COST_ATTR)
-        if cost is not None:
+        # A NaN cost would make the observable counter's total NaN (and the series vanish) until restart.
+        if cost is not None and -math.inf < cost < math.inf:
             self.owner.cost[self.wave] = self.owner.cost.get(self.wave, 0.0) + cost
 
     def wave_finished(self, report: WaveReport) -> None:

@@ -154,6 +154,12 @@ class WaveRun:
             outcome, error = Outcome.TIMEOUT, exc
         except Exception as exc:
             outcome, error = Outcome.FAILURE, exc
+        except BaseException as exc:
+            # KeyboardInterrupt, SystemExit, a custom BaseException: never swallowed. The task is a
+            # failure, its span ended and its result delivered first; then it propagates, the wave's
+            # TaskGroup cancels the other tasks (each ends as a cancellation) and the wave fails.
+            self._finish(index, item, name, Outcome.FAILURE, start, queue_wait, exc, slot, tokens, pool, call)
+            raise
         self._finish(index, item, name, outcome, start, queue_wait, error, slot, tokens, pool, call, value)
 
     def _started(self, index: int, name: str, queue_wait: float) -> list[Any]:
