@@ -54,7 +54,7 @@ class _Provider:
         self.release = release
         self.calls = 0
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout_millis: float | None = None) -> None:
         self.calls += 1
         if self.release is not None:
             self.release.wait(30)

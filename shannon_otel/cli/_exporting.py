@@ -12,7 +12,6 @@ import logging
 import re
 import sys
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -174,33 +173,16 @@ class Exporting:
     def close(self, limit_s: float) -> bool:
         """Flush and shut the providers down, waiting at most ``limit_s`` seconds; never raises.
 
-        The SDK bounds each export by the export timeout, not the whole flush: an unreachable endpoint
-        costs one timeout per span batch plus retries. So traces and metrics are flushed at once, each in
-        a daemon thread, and the demo stops waiting at ``limit_s`` (what it told the user): True when
-        both finished, False when what was still unsent is given up (counted as a problem). Both shutdowns
-        have begun by then, so the SDK's exit handlers do not start another flush.
+        ``Telemetry.shutdown`` flushes traces, metrics and logs at once against one deadline and leaves
+        a stuck export to a daemon thread: True when everything finished, False when what was still
+        unsent is given up (counted as dropped, and reported here as a problem). Once shut down, the
+        exit handler ``configure()`` registered has nothing left to do.
         """
-        def shutdown(provider: Any) -> None:
-            try:
-                provider.shutdown()
-            except Exception as exc:  # pragma: no cover - the SDK logs rather than raises
-                self.problems.emit(logging.makeLogRecord({"msg": f"shutdown failed: {exc!r}"}))
-
-        flushers = [
-            threading.Thread(target=shutdown, args=(provider,), name=f"shannon-otel-flush-{kind}", daemon=True)
-            for kind, provider in (("traces", self.telemetry.tracer_provider),
-                                   ("metrics", self.telemetry.meter_provider))
-        ]
-        deadline = time.monotonic() + limit_s
-        for flusher in flushers:
-            flusher.start()
-        for flusher in flushers:
-            flusher.join(max(0.0, deadline - time.monotonic()))
-        if any(f.is_alive() for f in flushers):
-            self.problems.emit(logging.makeLogRecord(
-                {"msg": f"gave up flushing after {limit_s:g} s; the telemetry not yet sent is dropped"}))
-            return False
-        return True
+        if self.telemetry.shutdown(timeout_s=limit_s):
+            return True
+        self.problems.emit(logging.makeLogRecord(
+            {"msg": f"gave up flushing after {limit_s:g} s; the telemetry not yet sent is dropped"}))
+        return False
 
 
 def setup(
