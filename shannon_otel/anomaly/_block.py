@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _scoring as sc
-from ._ring import Scratch
+from ._ring import Rings, Scratch
 from ._scoring import DEMOTED_SCORE, MEAN_FLOOR, SEASON_MIN, STD_FLOOR, Z_RED
 
 if TYPE_CHECKING:
@@ -75,32 +75,48 @@ def _seasonal_z(det: AnomalyDetector, slots: I64, contiguous: bool, x: F64, ts: 
     """z[:, j] = |x - mean| / max(std, floor) against the seasonal window before x[:, j] (0 while too short)."""
     season, tmp, buckets = det._season, det._scratch, det.config.buckets
     for g, cols in _groups(ts, det):
-        xs = x[:, cols]
         fl = floor if floor.shape[1] == 1 else floor[:, cols]
-        s1, s2, cnt = season.window_sums(_rows(slots, buckets, g, contiguous), xs, tmp,
-                                         inclusive=False, squares=True)
-        assert s2 is not None
-        div: I64 | int = season.width if cnt is None else np.maximum(cnt, 1)
-        mean = np.divide(s1, div, out=s1)
-        np.divide(s2, div, out=s2)
-        sq = tmp("mean2", *s1.shape)
-        np.multiply(mean, mean, out=sq)
-        scale = np.subtract(s2, sq, out=s2)
-        np.maximum(scale, 0.0, out=scale)
-        np.sqrt(scale, out=scale)
-        np.maximum(scale, fl, out=scale)
-        zc = z[:, cols] if isinstance(cols, slice) else tmp("zc", *s1.shape)
-        np.subtract(xs, mean, out=zc)
-        np.abs(zc, out=zc)
-        ok = None if cnt is None else cnt >= SEASON_MIN
-        if scale.min() > 0.0 and ok is None:
-            np.divide(zc, scale, out=zc)
-        else:
-            ok = scale > 0.0 if ok is None else ok & (scale > 0.0)
-            np.divide(zc, np.where(ok, scale, 1.0), out=zc)
-            zc[~ok] = 0.0
+        zc = z[:, cols] if isinstance(cols, slice) else tmp("zc", *x[:, cols].shape)
+        _window_z(season, _rows(slots, buckets, g, contiguous), x[:, cols], fl, tmp, zc)
         if not isinstance(cols, slice):
             z[:, cols] = zc
+
+
+def _step_z(det: AnomalyDetector, at: Rows, x: F64, floor: F64, z: F64) -> None:
+    """z[:, j] = max(z[:, j], the z-score of the step x[:, j] - x[:, j - 1] against the steps before it)."""
+    tmp = det._scratch
+    steps = tmp("steps", *x.shape)
+    np.subtract(x[:, 0], det._prev[at], out=steps[:, 0])  # 0 for a new series: x = 0 = prev
+    np.subtract(x[:, 1:], x[:, :-1], out=steps[:, 1:])
+    det._prev[at] = x[:, -1]
+    zs = tmp("zs", *x.shape)
+    _window_z(det._steps, at, steps, floor, tmp, zs)
+    np.maximum(z, zs, out=z)
+
+
+def _window_z(ring: Rings, rows: Rows, xs: F64, fl: F64, tmp: Scratch, zc: F64) -> None:
+    """zc = |xs - mean| / max(std, fl) against ``rows``' windows before each value (0 while too short);
+    pushes ``xs`` into them."""
+    s1, s2, cnt = ring.window_sums(rows, xs, tmp, inclusive=False, squares=True)
+    assert s2 is not None
+    div: I64 | int = ring.width if cnt is None else np.maximum(cnt, 1)
+    mean = np.divide(s1, div, out=s1)
+    np.divide(s2, div, out=s2)
+    sq = tmp("mean2", *s1.shape)
+    np.multiply(mean, mean, out=sq)
+    scale = np.subtract(s2, sq, out=s2)
+    np.maximum(scale, 0.0, out=scale)
+    np.sqrt(scale, out=scale)
+    np.maximum(scale, fl, out=scale)
+    np.subtract(xs, mean, out=zc)
+    np.abs(zc, out=zc)
+    ok = None if cnt is None else cnt >= SEASON_MIN
+    if scale.min() > 0.0 and ok is None:
+        np.divide(zc, scale, out=zc)
+    else:
+        ok = scale > 0.0 if ok is None else ok & (scale > 0.0)
+        np.divide(zc, np.where(ok, scale, 1.0), out=zc)
+        zc[~ok] = 0.0
 
 
 def _shifted(tmp: Scratch, name: str, first: F64, s_len: int, t_len: int) -> F64:
@@ -136,6 +152,7 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
 
     z = tmp("z", s_len, t_len)
     _seasonal_z(det, slots, contiguous, x, ts, floor, z)
+    _step_z(det, at, x, floor, z)
     r = np.multiply(z, z, out=z)  # raw surprise 1 - exp(-z^2 / 8), as sc.surprise
     np.multiply(r, -1.0 / sc.SURPRISE_SCALE, out=r)
     np.expm1(r, out=r)
@@ -222,15 +239,11 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     if cfg.buckets > 1:  # as _groups, on the one time
         g = min(int(ts[0] % cfg.period_s / cfg.period_s * cfg.buckets), cfg.buckets - 1)
     s1, s2, cnt = det._season.push_many(_rows(slots, cfg.buckets, g, isinstance(at, slice)), x)
-    full = int(cnt.min()) == det._season.width  # then dividing by the width is the same
-    safe: I64 | int = det._season.width if full else np.maximum(cnt, 1)
-    mean = s1 / safe
-    scale = np.maximum(np.sqrt(np.maximum(s2 / safe - mean * mean, 0.0)), floor)
-    if full and scale.min() > 0.0:
-        z = np.abs(x - mean) / scale
-    else:
-        ok = (cnt >= SEASON_MIN) & (scale > 0.0)
-        z = np.where(ok, np.abs(x - mean) / np.where(ok, scale, 1.0), 0.0)
+    z = _tick_z(x, s1, s2, cnt, floor, det._season.width)
+    step = x - det._prev[at]
+    det._prev[at] = x
+    s1, s2, cnt = det._steps.push_many(at, step)
+    np.maximum(z, _tick_z(step, s1, s2, cnt, floor, det._steps.width), out=z)
     avg = det._avg
     avg.push_many(at, sc.surprise(z))
     a = avg.s1[at] / np.minimum(n, avg.width)
@@ -269,3 +282,17 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     det._red[at] = red
     det._last[at] = np.where(np.isnan(score), det._last[at], score)
     return score[:, None]
+
+
+def _tick_z(x: F64, s1: F64, s2: F64, cnt: I64, floor: F64, width: int) -> F64:
+    """|x - mean| / max(std, floor) of one value per row against its window's stats (0 while too short)."""
+    full = int(cnt.min()) == width  # then dividing by the width is the same
+    safe: I64 | int = width if full else np.maximum(cnt, 1)
+    mean = s1 / safe
+    scale = np.maximum(np.sqrt(np.maximum(s2 / safe - mean * mean, 0.0)), floor)
+    if full and scale.min() > 0.0:
+        z: F64 = np.abs(x - mean) / scale
+        return z
+    ok = (cnt >= SEASON_MIN) & (scale > 0.0)
+    out: F64 = np.where(ok, np.abs(x - mean) / np.where(ok, scale, 1.0), 0.0)
+    return out

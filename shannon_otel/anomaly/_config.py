@@ -11,6 +11,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {  # name: (low, high, low bound
     "window": (3, 100_000, False),
     "buckets": (1, 10_080, False),
     "period_s": (0.0, 1e12, True),  # finite: time % period must place every time in a bucket
+    "steps": (3, 100_000, False),
     "noise_floor": (0.0, 1.0, False),
     "average": (1, 10_000, False),
     "history_rate": (0.0, 0.5, True),
@@ -20,7 +21,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {  # name: (low, high, low bound
     "warning": (0.0, 1.0, True),
     "critical": (0.0, 1.0, True),
 }
-_INTS = frozenset({"window", "buckets", "average", "min_history", "max_series"})
+_INTS = frozenset({"window", "buckets", "steps", "average", "min_history", "max_series"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,8 @@ class DetectorConfig:
     * ``buckets`` / ``period_s``: the period (default one day) is split into this many
       buckets by time of the sample, so a daily pattern is compared hour with hour.
       ``buckets=1`` turns the seasonal profile off (a plain sliding window).
+    * ``steps``: recent steps (differences between consecutive values) kept per series; a
+      step far outside their spread is surprising whatever the level (a jump, a level shift).
     * ``noise_floor``: the spread is never taken as less than this fraction of the range seen,
       so quantized or flat metrics do not turn every step into an infinite z-score.
     * ``average``: samples in the recent mean of raw surprise.
@@ -51,6 +54,7 @@ class DetectorConfig:
     window: int = 30
     buckets: int = 24
     period_s: float = 86_400.0
+    steps: int = 100
     noise_floor: float = 0.01
     average: int = 10
     history_rate: float = 0.003

@@ -4,7 +4,8 @@ Per sample of a series (every path computes the same thing; the block path runs 
 numba in ``_kernel`` when installed, else vectorized over series and time in ``_block``):
 
 1. z = |x - mean| / max(std, noise_floor x range) against the last ``window`` values of the
-   same seasonal bucket (time of day by default);
+   same seasonal bucket (time of day by default), and the same z-score of the step
+   x - previous x against the last ``steps`` steps; the larger of the two counts;
 2. raw surprise r = 1 - exp(-z^2 / 8) in [0, 1), averaged over the last ``average`` samples;
 3. that average is compared with the series' own long-run (exponentially weighted) mean and
    spread of it; p = Gaussian tail probability, score = -log10(p) / 10 in [0, 1];
@@ -93,6 +94,7 @@ class AnomalyDetector:
         cap = cfg.max_series
         self._season = Rings(cap * cfg.buckets, cfg.window)
         self._avg = Rings(cap, cfg.average)
+        self._steps = Rings(cap, cfg.steps)
         self._n: I64 = np.zeros(cap, dtype=np.int64)
         self._offset: F64 = np.zeros(cap)
         self._min: F64 = np.full(cap, np.inf)
@@ -101,9 +103,11 @@ class AnomalyDetector:
         self._v: F64 = np.zeros(cap)
         self._red: F64 = np.zeros(cap)
         self._last: F64 = np.full(cap, np.nan)
+        self._prev: F64 = np.zeros(cap)  # the previous value (minus offset): 0 before the first
         self._vn = ints(self._n)
-        self._voff, self._vmin, self._vmax, self._vm, self._vv, self._vred, self._vlast = (
-            floats(a) for a in (self._offset, self._min, self._max, self._m, self._v, self._red, self._last)
+        self._voff, self._vmin, self._vmax, self._vm, self._vv, self._vred, self._vlast, self._vprev = (
+            floats(a) for a in (self._offset, self._min, self._max, self._m, self._v, self._red, self._last,
+                                self._prev)
         )
         self._slots: OrderedDict[str, int] = OrderedDict()
         self._ignored = 0
@@ -157,8 +161,9 @@ class AnomalyDetector:
         b = self.config.buckets
         self._season.clear(slice(slot * b, (slot + 1) * b))
         self._avg.clear(slice(slot, slot + 1))
+        self._steps.clear(slice(slot, slot + 1))
         self._n[slot] = 0
-        self._offset[slot] = self._m[slot] = self._v[slot] = self._red[slot] = 0.0
+        self._offset[slot] = self._m[slot] = self._v[slot] = self._red[slot] = self._prev[slot] = 0.0
         self._min[slot], self._max[slot], self._last[slot] = np.inf, -np.inf, np.nan
 
     # ------------------------------------------------------------------ scalar path
@@ -208,6 +213,20 @@ class AnomalyDetector:
             if scale > 0.0:
                 z = abs(x - mean) / scale
         season.push(row, x)
+        step = x - self._vprev[slot]  # 0 for the first value (x = 0 = prev)
+        self._vprev[slot] = x
+        cnt, s1, s2 = self._steps.stats(slot)
+        if cnt >= SEASON_MIN:
+            mean = s1 / cnt
+            var = s2 / cnt - mean * mean
+            scale = cfg.noise_floor * (hi - lo)
+            if var > scale * scale:
+                scale = sqrt(var)
+            if scale > 0.0:
+                zs = abs(step - mean) / scale
+                if zs > z:
+                    z = zs
+        self._steps.push(slot, step)
         width = self._avg.width
         a = self._avg.push(slot, -expm1(-(z * z) / SURPRISE_SCALE)) / (n if n < width else width)
         if n == 1:
