@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from . import _scoring as sc
 from ._ring import Rings, Scratch
-from ._scoring import DEMOTED_SCORE, MEAN_FLOOR, SEASON_MIN, STD_FLOOR, Z_RED
+from ._scoring import DEMOTED_SCORE, MEAN_FLOOR, SEASON_MIN, STD_FLOOR
 
 if TYPE_CHECKING:
     from ._config import DetectorConfig
@@ -188,7 +188,7 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     zl = np.subtract(a, m_prev, out=a)
     np.divide(zl, v_prev, out=zl)
     np.maximum(zl, 0.0, out=zl)  # only more surprise than usual is anomalous
-    red = zl > Z_RED
+    red = zl > det._z_red
     score = sc.score_z(zl, out=np.empty((s_len, t_len)), nonnegative=True)
     if red.any():  # a detection directly after one is demoted
         demote = np.empty_like(red)
@@ -266,7 +266,7 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     zl = a - np.maximum(m0, MEAN_FLOOR)
     zl /= np.maximum(np.sqrt(v0), STD_FLOOR)
     np.maximum(zl, 0.0, out=zl)
-    red = zl > Z_RED
+    red = zl > det._z_red
     score = sc.score_z(zl, out=zl, nonnegative=True)
     np.copyto(score, DEMOTED_SCORE, where=red & (det._red[at] > 0.0))
     if not inside:

@@ -39,7 +39,7 @@ from ._scoring import (
     SEASON_MIN,
     STD_FLOOR,
     SURPRISE_SCALE,
-    Z_RED,
+    red_z,
     score1,
     tail1,
 )
@@ -90,6 +90,7 @@ class AnomalyDetector:
         if engine == "numba" and self._kernel is None:
             raise ImportError("engine='numba' needs numba: pip install 'shannon-otel[fast]'")
         self._threads = count
+        self._z_red = red_z(config.warning if config is not None else DetectorConfig().warning)
         cfg = self.config = config if config is not None else DetectorConfig()
         cap = cfg.max_series
         self._season = Rings(cap * cfg.buckets, cfg.window)
@@ -248,7 +249,7 @@ class AnomalyDetector:
         else:
             sd = sqrt(v)
             zl /= sd if sd > STD_FLOOR else STD_FLOOR
-            if zl > Z_RED:
+            if zl > self._z_red:
                 score = DEMOTED_SCORE if self._vred[slot] else score1(tail1(zl))
                 self._vred[slot] = 1.0
             else:

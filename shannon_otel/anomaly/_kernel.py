@@ -31,7 +31,6 @@ from ._scoring import (
     STD_FLOOR,
     STEP,
     SURPRISE_SCALE,
-    Z_RED,
     ZMAX,
 )
 
@@ -88,7 +87,7 @@ def score_compiled(det: AnomalyDetector, kernel: Kernel, slots: I64, vals: F64, 
         steps.buf, steps.head, steps.count, steps.s1, steps.s2,
         avg.buf, avg.head, avg.count, avg.s1, avg.s2,
         cfg.buckets, cfg.noise_floor, cfg.history_rate, cfg.min_history, cfg.spatial_tolerance,
-        SCORE_TABLE, SCORE_DIFF, STEP, ZMAX,
+        SCORE_TABLE, SCORE_DIFF, STEP, ZMAX, det._z_red,
     )
     rows, cols = vals.shape
     chunks = min(det._threads, kernel.max_threads, rows) if vals.size >= PARALLEL_MIN else 1
@@ -205,7 +204,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
     dbuf: Any, dhead: Any, dcount: Any, ds1: Any, ds2: Any,
     abuf: Any, ahead: Any, acount: Any, as1: Any, as2: Any,
     buckets: int, noise_floor: float, rate: float, min_history: int, tolerance: float,
-    table: Any, diff: Any, step: float, zmax: float,
+    table: Any, diff: Any, step: float, zmax: float, z_red: float,
 ) -> int:
     """Score ``raw[i, j]`` of series slot ``slots[i]`` in bucket ``col_bucket[j]`` into ``out``
     for the rows ``lo <= i < hi``.
@@ -337,7 +336,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
             pos = (zl if zl < zmax else zmax) * inv_step
             t = int(pos)
             score = table[t] + (pos - t) * diff[t]  # _scoring.score_z
-            if zl > Z_RED:
+            if zl > z_red:
                 if red > 0.0:
                     score = DEMOTED_SCORE
                 red = 1.0

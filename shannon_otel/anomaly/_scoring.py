@@ -53,6 +53,24 @@ SCORE_DIFF = SCORE_TABLE[1:] - SCORE_TABLE[:-1]
 Z_RED = 4.264890793922825  # Q(Z_RED) = RED_P
 
 
+def red_z(warning: float) -> float:
+    """The likelihood z-score that scores ``warning`` (``score1(tail1(z))``): a detection above it
+    starts an event, and one directly after it is demoted (``inf`` when no z-score reaches it)."""
+    target = 10.0 ** (-10.0 * warning) - P_FLOOR
+    if target <= 0.0:
+        return math.inf
+    lo, hi = 0.0, 40.0
+    for _ in range(200):  # bisection: tail1 is decreasing in z
+        mid = 0.5 * (lo + hi)
+        if tail1(mid) > target:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-15 * hi:
+            break
+    return hi
+
+
 def score_z(z: F64, out: F64 | None = None, *, nonnegative: bool = False) -> F64:
     """score_of(tail(z)) for |z| (vectorized) by linear interpolation in a table (error < 1e-6).
 
