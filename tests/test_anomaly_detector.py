@@ -137,6 +137,34 @@ def test_repeated_detections_of_one_event_are_demoted() -> None:
     assert not np.any(red[1:] & red[:-1])  # never two detections in a row
 
 
+def test_a_detection_at_a_stricter_warning_level_reports_once_before_demotion() -> None:
+    # the demotion follows the config's warning level: a first detection reaches it, the next is demoted
+    xs = noise(2000)
+    xs[1500:] += 6.0
+    # (demoted from p = 1e-5 on, it would stop at ~0.5: the level window's sum grows over a few samples)
+    cfg = DetectorConfig(buckets=1, spatial_tolerance=math.inf, level=8, warning=0.8, critical=0.9)
+    scores = AnomalyDetector(cfg).update_series("s", xs, times(2000))
+    red = scores[1500:1520] >= cfg.warning
+    assert red.any()
+    assert not np.any(red[1:] & red[:-1])
+
+
+@ENGINE
+def test_the_level_window_catches_a_moderate_sustained_shift_the_z_scores_miss(engine: str) -> None:
+    # +2 sd for good: each sample alone is unremarkable, their sum over the level window is not
+    xs = noise(4000, seed=5)
+    xs[3000:] += 2.0
+    ts = times(4000)
+    base = DetectorConfig(buckets=1, spatial_tolerance=math.inf, min_history=30)
+    without = AnomalyDetector(base, engine=engine).update_series("s", xs, ts)
+    with_level = AnomalyDetector(DetectorConfig(buckets=1, spatial_tolerance=math.inf, min_history=30, level=8),
+                                 engine=engine).update_series("s", xs, ts)
+    assert not np.any(without[3000:3010] >= 0.5)
+    hits = np.flatnonzero(with_level[3000:] >= 0.5)
+    assert hits.size and hits[0] < 10
+    assert np.sum(with_level[:3000] >= 0.5) <= np.sum(without[:3000] >= 0.5) + 2  # and stays quiet before
+
+
 # ---------------------------------------------------------------------- inputs
 @ENGINE
 def test_nan_and_inf_are_ignored_counted_and_do_not_poison(engine: str) -> None:
@@ -214,6 +242,8 @@ def test_bad_block_input_is_rejected_clearly(engine: str) -> None:
         ({"history_rate": 0.9}, r"DetectorConfig.history_rate must be a number in \(0.0, 0.5\]"),
         ({"noise_floor": float("nan")}, r"DetectorConfig.noise_floor"),
         ({"max_series": 0}, r"DetectorConfig.max_series must be an int in \[1, "),
+        ({"steps": 2}, r"DetectorConfig.steps must be an int in \[3, 100000\], got 2"),
+        ({"level": -1}, r"DetectorConfig.level must be an int in \[0, 10000\], got -1"),
         ({"warning": 0.9, "critical": 0.8}, r"DetectorConfig.critical must be >= warning \(0.9\)"),
     ],
 )

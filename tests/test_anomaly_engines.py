@@ -102,8 +102,10 @@ def test_threads_split_a_large_block_and_give_the_same_scores() -> None:
         DetectorConfig(window=3, average=1, min_history=1),
         DetectorConfig(noise_floor=0.0, spatial_tolerance=float("inf"), history_rate=0.5),
         DetectorConfig(buckets=7, period_s=3600.0),
+        DetectorConfig(buckets=1, level=6, warning=0.8, critical=0.9, steps=3),
+        DetectorConfig(level=1, window=3, average=1, min_history=1, history_rate=0.5, steps=7),
     ],
-    ids=["one-bucket", "shortest-windows", "no-floors", "many-buckets"],
+    ids=["one-bucket", "shortest-windows", "no-floors", "many-buckets", "level-window", "shortest-level"],
 )
 def test_engines_agree_across_configs_and_unsorted_times(cfg: DetectorConfig) -> None:
     names = [f"s{i}" for i in range(6)]

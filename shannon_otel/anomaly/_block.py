@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from . import _scoring as sc
 from ._ring import Rings, Scratch
-from ._scoring import DEMOTED_SCORE, MEAN_FLOOR, SEASON_MIN, STD_FLOOR
+from ._scoring import DEMOTED_SCORE, LEVEL_CLIP, MEAN_FLOOR, SEASON_MIN, STD_FLOOR
 
 if TYPE_CHECKING:
     from ._config import DetectorConfig
@@ -188,6 +188,8 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     zl = np.subtract(a, m_prev, out=a)
     np.divide(zl, v_prev, out=zl)
     np.maximum(zl, 0.0, out=zl)  # only more surprise than usual is anomalous
+    if cfg.level:
+        _level_z(det, at, fresh, x, floor, keep, alpha, zl)
     red = zl > det._z_red
     score = sc.score_z(zl, out=np.empty((s_len, t_len)), nonnegative=True)
     if red.any():  # a detection directly after one is demoted
@@ -211,6 +213,39 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     last = score[:, -1]
     det._last[at] = np.where(np.isnan(last), det._last[at], last)
     return score
+
+
+def _level_z(det: AnomalyDetector, at: Rows, fresh: npt.NDArray[np.bool_], x: F64, floor: F64,
+             keep: F64 | float, alpha: F64 | float, zl: F64) -> None:
+    """zl = max(zl, level z-score) per value (``DetectorConfig.level``); advances the level state.
+
+    The long-run mean and variance of the values are the scans the surprise's use, with the same
+    weights; the level window sums come from its ring (own scratch: ``zl`` lives in the main one).
+    """
+    tmp = det._level_scratch
+    s_len, t_len = x.shape
+    lm_all = _shifted(tmp, "lm", np.where(fresh, x[:, 0], det._lm[at]), s_len, t_len)
+    lv_all = _shifted(tmp, "lv", det._lv[at], s_len, t_len)
+    u = np.multiply(x, alpha, out=tmp("lu", s_len, t_len))
+    sc.linear_scan(keep, u, lm_all[:, 0], out=lm_all[:, 1:])
+    lm_prev = lm_all[:, :-1]
+    d = np.subtract(x, lm_prev, out=u)
+    e = np.copy(d)
+    np.multiply(d, d, out=d)
+    np.multiply(d, keep * alpha, out=d)
+    sc.linear_scan(keep, d, lv_all[:, 0], out=lv_all[:, 1:])
+    det._lm[at], det._lv[at] = lm_all[:, -1], lv_all[:, -1]
+    scale = lv_all[:, :-1]
+    np.sqrt(scale, out=scale)
+    np.maximum(scale, floor, out=scale)
+    ok = scale > 0.0
+    np.divide(e, np.where(ok, scale, 1.0), out=e)
+    e[~ok] = 0.0
+    np.clip(e, -LEVEL_CLIP, LEVEL_CLIP, out=e)
+    total, _, cnt = det._level.window_sums(at, e, tmp, inclusive=True, squares=False)
+    np.abs(total, out=total)
+    total /= np.sqrt(det._level.width if cnt is None else cnt)
+    np.maximum(zl, total, out=zl)
 
 
 def _scan1(keep: F64 | float, u: F64, y0: F64) -> F64:
@@ -266,6 +301,20 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     zl = a - np.maximum(m0, MEAN_FLOOR)
     zl /= np.maximum(np.sqrt(v0), STD_FLOOR)
     np.maximum(zl, 0.0, out=zl)
+    if cfg.level:
+        lm0 = np.where(fresh, x, det._lm[at])
+        lv0 = det._lv[at]
+        dl = x - lm0
+        scale = np.maximum(np.sqrt(lv0), floor)
+        e = np.where(scale > 0.0, dl / np.where(scale > 0.0, scale, 1.0), 0.0)
+        np.clip(e, -LEVEL_CLIP, LEVEL_CLIP, out=e)
+        level = det._level
+        level.push_many(at, e)
+        np.maximum(zl, np.abs(level.s1[at]) / np.sqrt(np.minimum(n, level.width)), out=zl)
+        det._lm[at] = _scan1(keep, alpha * x, lm0)
+        dl *= dl
+        dl *= keep * alpha
+        det._lv[at] = _scan1(keep, dl, lv0)
     red = zl > det._z_red
     score = sc.score_z(zl, out=zl, nonnegative=True)
     np.copyto(score, DEMOTED_SCORE, where=red & (det._red[at] > 0.0))

@@ -14,6 +14,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {  # name: (low, high, low bound
     "steps": (3, 100_000, False),
     "noise_floor": (0.0, 1.0, False),
     "average": (1, 10_000, False),
+    "level": (0, 10_000, False),
     "history_rate": (0.0, 0.5, True),
     "min_history": (1, 10**9, False),
     "spatial_tolerance": (0.0, math.inf, False),
@@ -21,7 +22,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {  # name: (low, high, low bound
     "warning": (0.0, 1.0, True),
     "critical": (0.0, 1.0, True),
 }
-_INTS = frozenset({"window", "buckets", "steps", "average", "min_history", "max_series"})
+_INTS = frozenset({"window", "buckets", "steps", "average", "level", "min_history", "max_series"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,11 @@ class DetectorConfig:
     * ``noise_floor``: the spread is never taken as less than this fraction of the range seen,
       so quantized or flat metrics do not turn every step into an infinite z-score.
     * ``average``: samples in the recent mean of raw surprise.
+    * ``level``: samples in the level window (0 turns it off): each value's deviation from the
+      series' long-run (exponentially weighted) mean, in long-run standard deviations clipped to
+      +-3, is summed over this many samples; a sum beyond what chance gives (sum / sqrt(count),
+      scored like the averaged surprise) flags a sustained shift that the per-sample z-scores
+      adapt to before it is certain (they are compared with recent values only).
     * ``history_rate``: weight of each sample in the long-run surprise distribution
       (exponential; 0.003 remembers roughly the last 300-1000 samples).
     * ``min_history``: samples a series needs before it is scored (warm-up).
@@ -57,6 +63,7 @@ class DetectorConfig:
     steps: int = 100
     noise_floor: float = 0.01
     average: int = 10
+    level: int = 0
     history_rate: float = 0.003
     min_history: int = 200
     spatial_tolerance: float = 0.02

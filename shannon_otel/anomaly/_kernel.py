@@ -24,6 +24,7 @@ import numpy.typing as npt
 from ._block import column_buckets
 from ._scoring import (
     DEMOTED_SCORE,
+    LEVEL_CLIP,
     MEAN_FLOOR,
     SCORE_DIFF,
     SCORE_TABLE,
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 ENGINES = ("auto", "numpy", "numba")
-WORK_ROWS = 10  # score_rows' scratch rows per sample (see _surprises)
+WORK_ROWS = 12  # score_rows' scratch rows per sample (see _surprises)
 PARALLEL_MIN = 32_768  # samples in a block before threads > 1 splits it: below, waking threads costs more
 _PARALLEL = threading.Lock()  # numba's workqueue pool must not be entered by two threads at once
 _loaded: list[Kernel] = []
@@ -80,12 +81,13 @@ def score_compiled(det: AnomalyDetector, kernel: Kernel, slots: I64, vals: F64, 
     # one compiled specialization serves every call: C order, writeable (a copy otherwise)
     vals = np.require(vals, np.float64, ("C_CONTIGUOUS", "ALIGNED", "WRITEABLE"))
     out: F64 = np.empty(vals.shape)
-    season, avg, steps = det._season, det._avg, det._steps
+    season, avg, steps, level = det._season, det._avg, det._steps, det._level
     state = (
         det._n, det._offset, det._min, det._max, det._m, det._v, det._red, det._last, det._prev,
         season.buf, season.head, season.count, season.s1, season.s2,
         steps.buf, steps.head, steps.count, steps.s1, steps.s2,
         avg.buf, avg.head, avg.count, avg.s1, avg.s2,
+        det._lm, det._lv, level.buf, level.head, level.count, level.s1, level.s2, cfg.level,
         cfg.buckets, cfg.noise_floor, cfg.history_rate, cfg.min_history, cfg.spatial_tolerance,
         SCORE_TABLE, SCORE_DIFF, STEP, ZMAX, det._z_red,
     )
@@ -203,6 +205,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
     sbuf: Any, shead: Any, scount: Any, ss1: Any, ss2: Any,
     dbuf: Any, dhead: Any, dcount: Any, ds1: Any, ds2: Any,
     abuf: Any, ahead: Any, acount: Any, as1: Any, as2: Any,
+    lm_: Any, lv_: Any, lbuf: Any, lhead: Any, lcount: Any, ls1: Any, ls2: Any, level: int,
     buckets: int, noise_floor: float, rate: float, min_history: int, tolerance: float,
     table: Any, diff: Any, step: float, zmax: float, z_red: float,
 ) -> int:
@@ -225,6 +228,8 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
     inv_avg = 1.0 / avg_width
     xs, sums, squares, counts, lows, highs = work[0], work[1], work[2], work[3], work[4], work[5]
     steps, dsums, dsquares, dcounts = work[6], work[7], work[8], work[9]
+    values, floors = work[10], work[11]  # x and noise_floor x the range including it (level window)
+    lwidth = lbuf.shape[1]
     dwidth = dbuf.shape[1]
     for i in range(lo, hi):
         s = slots[i]
@@ -276,6 +281,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
             d = x - prev  # the step from the previous value; 0 for the first (x = 0 = prev)
             prev = x
             steps[kk], dsums[kk], dsquares[kk], dcounts[kk] = d, d1, d2, d_cnt
+            values[kk], floors[kk] = x, noise_floor * (pmax - pmin)
             if d_cnt == dwidth:
                 old = dbuf[s, d_h]
                 d1 += d - old
@@ -302,6 +308,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
         # long-run mean and variance before it (exponentially weighted), scored; repeats demoted
         a_head, a_count, a_s1 = ahead[s], acount[s], as1[s]
         m, v, red, last = m_[s], v_[s], red_[s], last_[s]
+        lm, lv, l_head, l_count, l_s1 = lm_[s], lv_[s], lhead[s], lcount[s], ls1[s]
         inv_step = 1.0 / step
         for k in range(kk):
             r = xs[k]
@@ -333,6 +340,33 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
 
             up = a - (m_prev if m_prev > MEAN_FLOOR else MEAN_FLOOR)
             zl = (up if up > 0.0 else 0.0) / (sd if sd > STD_FLOOR else STD_FLOOR)
+            if level > 0:  # the level window: DetectorConfig.level, as AnomalyDetector._level_z
+                x = values[k]
+                e = 0.0
+                if n > 1:
+                    lsd = math.sqrt(lv)
+                    fl = floors[k]
+                    lsd = lsd if lsd > fl else fl
+                    if lsd > 0.0:
+                        e = (x - lm) / lsd
+                        e = LEVEL_CLIP if e > LEVEL_CLIP else -LEVEL_CLIP if e < -LEVEL_CLIP else e
+                if l_count == lwidth:
+                    l_s1 += e - lbuf[s, l_head]
+                else:
+                    l_count += 1
+                    l_s1 += e
+                lbuf[s, l_head] = e
+                l_head += 1
+                if l_head == lwidth:  # re-added once per lap, as Rings.push
+                    l_head = 0
+                    l_s1 = 0.0
+                    for q in range(lwidth):
+                        l_s1 += lbuf[s, q]
+                dl = x - lm
+                lm = keep * lm + alpha * x
+                lv = keep * (lv + alpha * dl * dl)
+                zv = abs(l_s1) / math.sqrt(l_count)
+                zl = zl if zl > zv else zv
             pos = (zl if zl < zmax else zmax) * inv_step
             t = int(pos)
             score = table[t] + (pos - t) * diff[t]  # _scoring.score_z
@@ -354,6 +388,11 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
             a_s2 += abuf[s, q] * abuf[s, q]
         ahead[s], acount[s], as1[s], as2[s] = a_head, a_count, a_s1, a_s2
         m_[s], v_[s], red_[s], last_[s] = m, v, red, last
+        if level > 0:
+            l_s2 = 0.0  # as the average ring's: never read by scoring, re-added once per row
+            for q in range(lwidth):
+                l_s2 += lbuf[s, q] * lbuf[s, q]
+            lm_[s], lv_[s], lhead[s], lcount[s], ls1[s], ls2[s] = lm, lv, l_head, l_count, l_s1, l_s2
     return ignored
 
 
