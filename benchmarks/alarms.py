@@ -7,7 +7,7 @@ simulated clock. A service behaves like a real one:
 
 * task latency is lognormal (median 50 ms x a slow daily drift of +-15%, sigma 0.5), and one
   task in 1,000 is a single slow outlier (5-20 x: a GC pause, a cold cache);
-* the load follows a daily cycle (+-30% around ~3 tasks/s); about six short bursts a day (1-3
+* the load follows a daily cycle (+-30% around 10 tasks/s, 100 per tick); about six short bursts a day (1-3
   ticks) double it and add queueing (latency x1.15);
 * 1% of tasks fail; a call retries 0.05 times on average (Poisson, at most 3).
 
@@ -48,7 +48,7 @@ class Service:
 
     rng: np.random.Generator
     tick_s: float
-    rate: float = 3.0  # tasks per second, on average
+    rate: float = 10.0  # tasks per second, on average
     median_s: float = 0.05
     sigma: float = 0.5
     error_p: float = 0.01
@@ -158,7 +158,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     tick_s = AnomalyHook().tick_s  # the default tick
-    services, days, trials = (4, 2.0, 20) if args.quick else (10, 5.0, 60)
+    services, days, trials = (3, 1.0, 15) if args.quick else (6, 4.0, 40)
     start = time.perf_counter()
     quiet = clean(services, days, tick_s, args.seed)
     within, median, delays = shifted(trials, tick_s, args.seed)

@@ -53,6 +53,7 @@ CANDIDATES: dict[str, dict[str, float]] = {
     "average=15": {"average": 15},
     "history=0.002": {"history_rate": 0.002},
     "noise_floor=0.02": {"noise_floor": 0.02},
+    "level=20": {"level": 20},
 }
 
 

@@ -40,7 +40,7 @@ from .. import _telemetry as tm
 from .._events import CallFinished, CallObserver, CallStarted, Hook, TaskResult, WaveObserver, WaveStarted
 from .._telemetry import Outcome, Severity
 from .._validate import check_number
-from ._config import DetectorConfig
+from ._config import HOOK_DEFAULTS, DetectorConfig
 from ._detector import AnomalyDetector
 from ._export import register
 
@@ -51,12 +51,6 @@ _log = logging.getLogger(__name__)
 LATENCY, ERROR_RATE, THROUGHPUT, RETRY_RATE = "latency", "error_rate", "throughput", "retry_rate"
 _WAVE_SIGNALS = (LATENCY, ERROR_RATE, THROUGHPUT)
 _FAILED = frozenset({Outcome.FAILURE, Outcome.TIMEOUT})
-
-# The hook watches per-tick aggregates of one process, not NAB's curated series: no daily profile
-# (buckets=1: a 30-tick sliding window adapts to slow changes), a short warm-up, and the range rule
-# only for values far beyond what was seen (with NAB's 2% it flags i.i.d. noise whenever a new maximum
-# appears; measured on 40 x 2,000 clean ticks: 0.18 false events per series per 2,000 ticks at 0.5).
-HOOK_DEFAULTS = DetectorConfig(buckets=1, min_history=30, spatial_tolerance=0.5)
 
 
 @dataclass(frozen=True, slots=True)
