@@ -1,8 +1,8 @@
 """In-process anomaly detection: the detector core and its feed from executor/policy events."""
 
-from ._config import DetectorConfig
+from ._config import HOOK_DEFAULTS, DetectorConfig
 from ._detector import AnomalyDetector, DetectorStats
-from ._feed import ERROR_RATE, HOOK_DEFAULTS, LATENCY, RETRY_RATE, THROUGHPUT, Anomaly, AnomalyHook
+from ._feed import ERROR_RATE, LATENCY, RETRY_RATE, THROUGHPUT, Anomaly, AnomalyHook
 
 __all__ = [
     "AnomalyDetector", "DetectorConfig", "DetectorStats",
