@@ -54,6 +54,9 @@ CANDIDATES: dict[str, dict[str, float]] = {
     "history=0.002": {"history_rate": 0.002},
     "noise_floor=0.02": {"noise_floor": 0.02},
     "level=20": {"level": 20},
+    "sharpness=1": {"sharpness": 1.0},
+    "sharpness=1.5": {"sharpness": 1.5},
+    "sharpness=3": {"sharpness": 3.0},
 }
 
 

@@ -157,6 +157,8 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     np.multiply(r, -1.0 / sc.SURPRISE_SCALE, out=r)
     np.expm1(r, out=r)
     np.negative(r, out=r)
+    if cfg.sharpness != 1.0:
+        np.power(r, cfg.sharpness, out=r)
     a, _, ac = det._avg.window_sums(at, r, tmp, inclusive=True, squares=False)
     np.divide(a, det._avg.width if ac is None else ac, out=a)
 
@@ -280,7 +282,10 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     s1, s2, cnt = det._steps.push_many(at, step)
     np.maximum(z, _tick_z(step, s1, s2, cnt, floor, det._steps.width), out=z)
     avg = det._avg
-    avg.push_many(at, sc.surprise(z))
+    r = sc.surprise(z)
+    if cfg.sharpness != 1.0:
+        np.power(r, cfg.sharpness, out=r)
+    avg.push_many(at, r)
     a = avg.s1[at] / np.minimum(n, avg.width)
 
     rate = cfg.history_rate

@@ -6,7 +6,7 @@ numba in ``_kernel`` when installed, else vectorized over series and time in ``_
 1. z = |x - mean| / max(std, noise_floor x range) against the last ``window`` values of the
    same seasonal bucket (time of day by default), and the same z-score of the step
    x - previous x against the last ``steps`` steps; the larger of the two counts;
-2. raw surprise r = 1 - exp(-z^2 / 8) in [0, 1), averaged over the last ``average`` samples;
+2. raw surprise r = (1 - exp(-z^2 / 8)) ** sharpness in [0, 1), averaged over the last ``average`` samples;
 3. that average is compared with the series' own long-run (exponentially weighted) mean and
    spread of it; p = Gaussian tail probability, score = -log10(p) / 10 in [0, 1];
    with ``level`` > 0, the level z-score (see ``DetectorConfig.level``) counts when larger;
@@ -238,7 +238,10 @@ class AnomalyDetector:
                     z = zs
         self._steps.push(slot, step)
         width = self._avg.width
-        a = self._avg.push(slot, -expm1(-(z * z) / SURPRISE_SCALE)) / (n if n < width else width)
+        r = -expm1(-(z * z) / SURPRISE_SCALE)
+        if cfg.sharpness != 1.0:
+            r **= cfg.sharpness
+        a = self._avg.push(slot, r) / (n if n < width else width)
         alpha = cfg.history_rate
         if alpha * n < 1.0:
             alpha = 1.0 / n

@@ -88,7 +88,7 @@ def score_compiled(det: AnomalyDetector, kernel: Kernel, slots: I64, vals: F64, 
         steps.buf, steps.head, steps.count, steps.s1, steps.s2,
         avg.buf, avg.head, avg.count, avg.s1, avg.s2,
         det._lm, det._lv, level.buf, level.head, level.count, level.s1, level.s2, cfg.level,
-        cfg.buckets, cfg.noise_floor, cfg.history_rate, cfg.min_history, cfg.spatial_tolerance,
+        cfg.buckets, cfg.noise_floor, cfg.sharpness, cfg.history_rate, cfg.min_history, cfg.spatial_tolerance,
         SCORE_TABLE, SCORE_DIFF, STEP, ZMAX, det._z_red,
     )
     rows, cols = vals.shape
@@ -170,11 +170,11 @@ def _z(x: float, s1: float, s2: float, cnt_k: float, fl: float) -> float:
     return z if ok else 0.0
 
 
-def _surprises(work: Any, kk: int, noise_floor: float, tolerance: float) -> None:
+def _surprises(work: Any, kk: int, noise_floor: float, tolerance: float, sharpness: float) -> None:
     """Per value x = work[0, k] with its seasonal window's sum, sum of squares and count
     (work[1:4]), the series' range before it (work[4:6]) and its step from the previous value
     with the step window's sum, sum of squares and count (work[6:10]): work[0] = raw surprise
-    1 - exp(-z^2 / 8) of the larger z-score (each 0 while its window is too short), with the
+    (1 - exp(-z^2 / 8)) ** sharpness of the larger z-score (each 0 while its window is too short), with the
     spread floored at ``noise_floor`` x the range including x (the scalar path's steps, so tiny
     or huge values under- and overflow alike); work[5] = 1 where x lies beyond that earlier
     range by more than ``tolerance`` of it, else 0. Branch-free and alone in its function, so
@@ -188,7 +188,8 @@ def _surprises(work: Any, kk: int, noise_floor: float, tolerance: float) -> None
         z = _z_c(x, work[1, k], work[2, k], work[3, k], fl)
         zs = _z_c(work[6, k], work[7, k], work[8, k], work[9, k], fl)
         z = z if z > zs else zs
-        work[0, k] = _one_minus_exp_neg_c((z * z) / SURPRISE_SCALE)
+        r = _one_minus_exp_neg_c((z * z) / SURPRISE_SCALE)
+        work[0, k] = r if sharpness == 1.0 else r**sharpness
         work[5, k] = 1.0 if beyond else 0.0
 
 
@@ -206,7 +207,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
     dbuf: Any, dhead: Any, dcount: Any, ds1: Any, ds2: Any,
     abuf: Any, ahead: Any, acount: Any, as1: Any, as2: Any,
     lm_: Any, lv_: Any, lbuf: Any, lhead: Any, lcount: Any, ls1: Any, ls2: Any, level: int,
-    buckets: int, noise_floor: float, rate: float, min_history: int, tolerance: float,
+    buckets: int, noise_floor: float, sharpness: float, rate: float, min_history: int, tolerance: float,
     table: Any, diff: Any, step: float, zmax: float, z_red: float,
 ) -> int:
     """Score ``raw[i, j]`` of series slot ``slots[i]`` in bucket ``col_bucket[j]`` into ``out``
@@ -302,7 +303,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
         dcount[s], dhead[s], ds1[s], ds2[s] = d_cnt, d_h, d1, d2
 
         # pass 2, independent samples: seasonal z-score, then raw surprise
-        _surprises_c(work, kk, noise_floor, tolerance)
+        _surprises_c(work, kk, noise_floor, tolerance, sharpness)
 
         # pass 3, sequential: recent mean of surprise (the average ring); its level against the
         # long-run mean and variance before it (exponentially weighted), scored; repeats demoted
