@@ -157,8 +157,7 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     np.multiply(r, -1.0 / sc.SURPRISE_SCALE, out=r)
     np.expm1(r, out=r)
     np.negative(r, out=r)
-    if cfg.sharpness != 1.0:
-        np.power(r, cfg.sharpness, out=r)
+    _sharpen(r, cfg.sharpness)
     a, _, ac = det._avg.window_sums(at, r, tmp, inclusive=True, squares=False)
     np.divide(a, det._avg.width if ac is None else ac, out=a)
 
@@ -250,6 +249,14 @@ def _level_z(det: AnomalyDetector, at: Rows, fresh: npt.NDArray[np.bool_], x: F6
     np.maximum(zl, total, out=zl)
 
 
+def _sharpen(r: F64, sharpness: float) -> None:
+    """r = r ** sharpness in place (a product for the default 2: pow is several times slower)."""
+    if sharpness == 2.0:
+        np.multiply(r, r, out=r)
+    elif sharpness != 1.0:
+        np.power(r, sharpness, out=r)
+
+
 def _scan1(keep: F64 | float, u: F64, y0: F64) -> F64:
     """One step of :func:`sc.linear_scan` on vectors, with its exact rounding: (u / p + y0) * p."""
     p = keep if isinstance(keep, float) else np.exp(np.log(keep))
@@ -283,8 +290,7 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     np.maximum(z, _tick_z(step, s1, s2, cnt, floor, det._steps.width), out=z)
     avg = det._avg
     r = sc.surprise(z)
-    if cfg.sharpness != 1.0:
-        np.power(r, cfg.sharpness, out=r)
+    _sharpen(r, cfg.sharpness)
     avg.push_many(at, r)
     a = avg.s1[at] / np.minimum(n, avg.width)
 

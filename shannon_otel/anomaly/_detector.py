@@ -240,7 +240,7 @@ class AnomalyDetector:
         width = self._avg.width
         r = -expm1(-(z * z) / SURPRISE_SCALE)
         if cfg.sharpness != 1.0:
-            r **= cfg.sharpness
+            r = r * r if cfg.sharpness == 2.0 else r**cfg.sharpness
         a = self._avg.push(slot, r) / (n if n < width else width)
         alpha = cfg.history_rate
         if alpha * n < 1.0:

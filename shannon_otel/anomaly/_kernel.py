@@ -189,7 +189,8 @@ def _surprises(work: Any, kk: int, noise_floor: float, tolerance: float, sharpne
         zs = _z_c(work[6, k], work[7, k], work[8, k], work[9, k], fl)
         z = z if z > zs else zs
         r = _one_minus_exp_neg_c((z * z) / SURPRISE_SCALE)
-        work[0, k] = r if sharpness == 1.0 else r**sharpness
+        # the default 2 as a product: a pow call per sample would stop the loop vectorizing
+        work[0, k] = r * r if sharpness == 2.0 else r if sharpness == 1.0 else r**sharpness
         work[5, k] = 1.0 if beyond else 0.0
 
 
