@@ -188,10 +188,12 @@ def _surprises(work: Any, kk: int, noise_floor: float, tolerance: float, sharpne
         z = _z_c(x, work[1, k], work[2, k], work[3, k], fl)
         zs = _z_c(work[6, k], work[7, k], work[8, k], work[9, k], fl)
         z = z if z > zs else zs
-        r = _one_minus_exp_neg_c((z * z) / SURPRISE_SCALE)
-        # the default 2 as a product: a pow call per sample would stop the loop vectorizing
-        work[0, k] = r * r if sharpness == 2.0 else r if sharpness == 1.0 else r**sharpness
+        work[0, k] = _one_minus_exp_neg_c((z * z) / SURPRISE_SCALE)
         work[5, k] = 1.0 if beyond else 0.0
+    if sharpness != 1.0:  # its own loop: a pow call per sample would stop the loop above vectorizing
+        for k in range(kk):
+            r = work[0, k]
+            work[0, k] = r * r if sharpness == 2.0 else r**sharpness
 
 
 _resum_c = _resum  # the helpers are replaced by their compiled forms in load(): numba reads
