@@ -113,6 +113,8 @@ class DetectorConfig:
 #   within about 5 ticks, where the per-tick z-scores adapt before they are sure;
 # * warning at 0.8 (p = 1e-8 per tick) and the range rule only for values beyond twice the range
 #   seen: at NAB's 0.5 and 2% the hook raised ~1.7 false events per series-day, here ~0.03;
-# * sharpness 1: NAB's 2 sharpens the likelihood of noisy tick aggregates into ~1.6 false events a day.
+# * sharpness 1: NAB's 2 sharpens the likelihood of noisy tick aggregates into ~1.6 false events a day;
+# * average 20: a 1-3 tick burst of traffic moves the recent mean of surprise half as much as with 10 (the
+#   false events left were such bursts on throughput); sustained shifts are the level window's to find.
 HOOK_DEFAULTS = DetectorConfig(buckets=1, min_history=30, spatial_tolerance=2.0, level=6, history_rate=0.01,
-                               sharpness=1.0, warning=0.8, critical=0.95)
+                               sharpness=1.0, average=20, warning=0.8, critical=0.95)
