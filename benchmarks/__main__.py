@@ -1,4 +1,4 @@
-"""Entry point: ``python -m benchmarks {executor,recovery,detector,nab,alarms} [--quick] [suite options]``.
+"""Entry point: ``python -m benchmarks {executor,recovery,detector,nab,logs,alarms} [--quick] [suite options]``.
 
 Each suite lives in ``benchmarks/<suite>.py`` and exposes ``main(argv: list[str]) -> int``.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUITES = ("executor", "recovery", "detector", "nab", "alarms")
+SUITES = ("executor", "recovery", "detector", "nab", "logs", "alarms")
 
 
 def main(argv: list[str]) -> int:

@@ -122,7 +122,8 @@ def clean(services: int, days: float, tick_s: float, seed: int) -> dict[str, obj
         events += run_service(Service(np.random.default_rng([seed, 0, i]), tick_s), ticks, f"svc{i}")
     series_days = services * 4 * ticks * tick_s / DAY_S
     by_signal = {s: sum(e.signal == s for e in events) for s in sorted({e.signal for e in events})}
-    by_severity = {s: sum(e.severity.value == s for e in events) for s in ("warning", "critical")}
+    by_severity = {s: sum(e.severity is not None and e.severity.value == s for e in events)
+                   for s in ("warning", "critical")}
     return {"series_days": round(series_days, 1), "events": len(events),
             "per_series_day": len(events) / series_days,
             "per_series_day_by_severity": {k: v / series_days for k, v in by_severity.items()},

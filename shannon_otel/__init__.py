@@ -3,6 +3,7 @@
 from ._config import Telemetry, configure
 from ._events import (
     AttemptFinished,
+    BreakerRegistered,
     BreakerTransition,
     CallFinished,
     CallObserver,
@@ -12,6 +13,7 @@ from ._events import (
     Degraded,
     FallbackStarted,
     Hook,
+    HookFailed,
     RetryScheduled,
     SagaFinished,
     SagaObserver,
@@ -21,7 +23,8 @@ from ._events import (
     WaveObserver,
     WaveStarted,
 )
-from ._recorder import RunRecorder
+from ._logs import LoggingHook
+from ._prometheus import MetricsServer, PrometheusReader
 from ._telemetry import BreakerState, CallOutcome, Outcome
 from ._version import __version__
 from .anomaly import Anomaly, AnomalyDetector, AnomalyHook, DetectorConfig
@@ -42,7 +45,6 @@ from .executor import (
     record_tokens,
     task,
 )
-from .executor._advice import AdviceThresholds, Recommendation, RunReport, advise_wave
 from .recovery import (
     BreakerConfig,
     BreakerRegistry,
@@ -66,11 +68,14 @@ from .recovery import (
     resilient,
     retry,
 )
+from .reporting._advice import AdviceThresholds, Recommendation, advise_wave
+from .reporting._recorder import RunRecorder
+from .reporting._run import RunReport
 
 __all__ = [
     "__version__",
     # set-up
-    "configure", "Telemetry",
+    "configure", "Telemetry", "PrometheusReader", "MetricsServer",
     # executor
     "Wave", "WaveResult", "WaveReport", "WaveError", "WaveStream", "TaskResult", "TaskSpec", "TaskPolicy",
     "Summary", "Progress", "ResourcePool", "task", "record", "record_tokens", "record_cost",
@@ -82,12 +87,15 @@ __all__ = [
     "Saga", "Step", "Transaction", "SagaResult", "SagaError",
     # anomaly detection
     "AnomalyDetector", "DetectorConfig", "AnomalyHook", "Anomaly",
+    # logs
+    "LoggingHook",
     # outcomes and states
     "Outcome", "CallOutcome", "BreakerState",
     # hooks and events
     "Hook", "WaveObserver", "CallObserver", "SagaObserver", "WaveStarted", "TaskFinished", "CallStarted",
-    "AttemptFinished", "RetryScheduled", "CallRejected", "CallFinished", "Degraded", "BreakerTransition",
-    "SagaStarted", "CompensationFinished", "SagaFinished", "TimedOut", "FallbackStarted",
+    "AttemptFinished", "RetryScheduled", "CallRejected", "CallFinished", "Degraded", "BreakerRegistered",
+    "BreakerTransition",
+    "SagaStarted", "CompensationFinished", "SagaFinished", "TimedOut", "FallbackStarted", "HookFailed",
 ]
 
 # Errors name their public home, so `error.type` reads shannon_otel.CircuitOpenError, not a private module.

@@ -4,20 +4,19 @@ One SDK ``Histogram.record`` costs about as much as a whole asyncio task, so the
 histograms (task duration, queue wait, token usage) are aggregated here in O(1) per observation
 and injected as standard cumulative OTel histogram points when a reader collects. This only works
 for readers that shannon-otel wires itself (``configure()``, ``testing.InMemoryTelemetry``); they
-register a :class:`MetricsBridge` for their MeterProvider. With any other MeterProvider the OTel
-hook falls back to plain SDK ``record`` calls: same names, same buckets, slower.
+register a :class:`MetricsBridge` for their MeterProvider (in its ``_otel._providers.ProviderState``).
+With any other MeterProvider the OTel hook falls back to plain SDK ``record`` calls: same names,
+same buckets, slower.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-import weakref
 from bisect import bisect_left
 from collections.abc import Sequence
 from typing import Any
 
-from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.metrics import Exemplar
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
@@ -37,8 +36,6 @@ from opentelemetry.trace import SpanContext
 
 from ._telemetry import SCOPE_NAME, MetricSpec
 from ._version import __version__
-
-_BRIDGES: weakref.WeakKeyDictionary[MeterProvider, MetricsBridge] = weakref.WeakKeyDictionary()
 
 
 class _Point:
@@ -146,14 +143,6 @@ class MetricsBridge:
         else:
             scopes.append(ScopeMetrics(InstrumentationScope(SCOPE_NAME, __version__), extra, ""))
         return MetricsData([ResourceMetrics(first.resource, scopes, first.schema_url), *rest])
-
-
-def register_bridge(provider: MeterProvider, bridge: MetricsBridge) -> None:
-    _BRIDGES[provider] = bridge
-
-
-def bridge_for(provider: MeterProvider) -> MetricsBridge | None:
-    return _BRIDGES.get(provider)
 
 
 def histograms_cumulative(exporter: MetricExporter) -> bool:

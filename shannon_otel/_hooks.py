@@ -1,8 +1,8 @@
-"""Which hooks a wave, policy or saga reports to: the OTel hook for its providers, then the user's."""
+"""Which hooks a wave, policy or saga reports to: the OTel hook for its providers (joined by the
+default logging hook), then the user's."""
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -13,31 +13,16 @@ if TYPE_CHECKING:
     from ._events import Hook
     from ._otel import OTelHook
 
-# One OTel hook per (tracer provider, meter provider) pair. Several hooks on one meter would create
-# the same observable instruments twice, and the SDK keeps only the first one's callbacks: every
-# policy must share the live counters those callbacks read. Weak keys: a provider's hook dies with it.
-class _Global:
-    """Stands for "the global provider" (None) as a weak cache key."""
-
-
-_GLOBAL = _Global()
-_CACHE: weakref.WeakKeyDictionary[object, weakref.WeakKeyDictionary[object, OTelHook]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
 def otel_hook(tracer_provider: TracerProvider | None, meter_provider: MeterProvider | None) -> OTelHook:
-    """The shared OTel hook of a provider pair (``None`` = the global provider)."""
-    from ._otel import OTelHook
+    """The shared OTel hook of a provider pair (``None`` = the global provider).
 
-    by_meter = _CACHE.setdefault(
-        tracer_provider if tracer_provider is not None else _GLOBAL, weakref.WeakKeyDictionary(),
-    )
-    meter_key = meter_provider if meter_provider is not None else _GLOBAL
-    hook = by_meter.get(meter_key)
-    if hook is None:
-        hook = by_meter[meter_key] = OTelHook(tracer_provider=tracer_provider, meter_provider=meter_provider)
-    return hook
+    Shared because several hooks on one meter would create the same observable instruments
+    twice, and the SDK keeps only the first one's callbacks. The meter provider's state
+    (``_otel._providers.ProviderState``) keeps it.
+    """
+    from ._otel._providers import provider_state
+
+    return provider_state(meter_provider).otel_hook(tracer_provider, meter_provider)
 
 
 def resolve_hooks(
@@ -50,9 +35,28 @@ def resolve_hooks(
     """The hooks of one entry point, built once at its construction.
 
     The OTel hook comes first so that its scope is outermost: the other hooks see its span current.
-    ``instrument=False`` leaves it out (only the given hooks are called).
+    The default logging hook rides on it (``_logs._joined``: a hook of its own would cost every call);
+    a :class:`~shannon_otel.LoggingHook` among ``hooks`` replaces that default, ``SHANNON_OTEL_LOGS=off``
+    turns it off. ``instrument=False`` leaves both out (only the given hooks are called). Each hook is then asked
+    for its view of this scope (:meth:`Hook.for_scope`): a hook that emits events of its own (the
+    anomaly hook) gets the others to hand them to, so its events reach the OTel hook, the run
+    recorder and the user's hooks of this entry point through the same hook protocol.
     """
+    from ._logs import with_default_logs
+
     extra = tuple(hooks or ())
-    if not instrument:
-        return extra
-    return (otel_hook(tracer_provider, meter_provider), *extra)
+    resolved = extra
+    if instrument:
+        resolved = (with_default_logs(otel_hook(tracer_provider, meter_provider), extra), *extra)
+    return tuple(_for_scope(hook, resolved) for hook in resolved)
+
+
+def _for_scope(hook: Hook, resolved: tuple[Hook, ...]) -> Hook:
+    """``hook.for_scope(resolved)``, isolated: a hook that raises there is used as it is."""
+    try:
+        return hook.for_scope(resolved)
+    except Exception as exc:
+        from ._isolation import hook_failed
+
+        hook_failed(hook, "for_scope", exc, resolved)
+        return hook

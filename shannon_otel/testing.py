@@ -1,14 +1,18 @@
-"""Helpers for tests (ours and users'): in-memory telemetry and a fake clock.
+"""Helpers for tests (ours and users'): in-memory telemetry, a fake clock and a virtual-time loop.
 
 ``InMemoryTelemetry`` builds a real SDK TracerProvider and MeterProvider that export to memory,
 never touching the global providers; pass ``.tracer_provider`` / ``.meter_provider`` on.
+``run_virtual(main())`` runs a coroutine on :class:`VirtualTimeLoop`, where ``asyncio.sleep`` and
+timeouts take no wall time, so tests of timeouts, backoff and rate limits are exact and instant.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any
+import selectors
+from collections.abc import Coroutine, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import Metric
@@ -18,9 +22,53 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler
 
-from ._aggregate import BridgedInMemoryReader, MetricsBridge, register_bridge
+from ._aggregate import BridgedInMemoryReader, MetricsBridge
+from ._otel._providers import register_bridge
+from ._validate import check_number
+from .recovery._backoff import TESTING
 
-__all__ = ["FakeClock", "InMemoryTelemetry"]
+__all__ = ["FakeClock", "InMemoryTelemetry", "VirtualTimeLoop", "is_testing", "run_virtual", "set_testing"]
+
+T = TypeVar("T")
+
+
+class _TestingScope:
+    """What :func:`set_testing` returns: used as a context manager, it restores the previous setting."""
+
+    __slots__ = ("_previous",)
+
+    def __init__(self, previous: tuple[bool, int | None]) -> None:
+        self._previous = previous
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None,
+    ) -> None:
+        TESTING.on, TESTING.attempts = self._previous
+
+
+def set_testing(on: bool, *, attempts: int | None = None) -> _TestingScope:
+    """Turn backoff waits off (``on=True``) for your own test suite, as stamina's ``set_testing`` does.
+
+    While on, every :class:`~shannon_otel.Retry` retries at once (delay 0, reported as 0) and, when
+    ``attempts`` (>= 1) is given, makes at most that many attempts. It applies process-wide from this
+    call on; use the return value as a context manager (``with set_testing(True): ...``) to restore
+    the previous setting on exit, or call ``set_testing(False)``. Successful first attempts never
+    consult it. Raises TypeError/ValueError for a non-bool ``on`` or ``attempts`` below 1.
+    """
+    if not isinstance(on, bool):
+        raise TypeError(f"on must be a bool, got {on!r}")
+    check_number("attempts", attempts, low=1, integer=True, allow_none=True)
+    previous = (TESTING.on, TESTING.attempts)
+    TESTING.on, TESTING.attempts = on, attempts if on else None
+    return _TestingScope(previous)
+
+
+def is_testing() -> bool:
+    """Whether :func:`set_testing` is on."""
+    return TESTING.on
 
 
 class InMemoryTelemetry:
@@ -133,3 +181,50 @@ class FakeClock:
         self.sleeps.append(seconds)
         self.now += max(0.0, seconds)
         await asyncio.sleep(0)
+
+
+class _JumpingSelector:
+    """Wraps the loop's selector: a wait for a timer becomes a jump of the loop's clock."""
+
+    def __init__(self, loop: VirtualTimeLoop, selector: selectors.BaseSelector) -> None:
+        self._loop = loop
+        self._selector = selector
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if timeout is None:
+            return self._selector.select(None)
+        events = self._selector.select(0)
+        if not events and timeout > 0:
+            self._loop.advance(timeout)
+        return events
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._selector, name)
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """An asyncio event loop on virtual time, for tests whose outcome must not race the wall clock.
+
+    ``loop.time()`` starts at 0 and jumps to the next timer whenever nothing is ready, so
+    ``asyncio.sleep``, ``asyncio.timeout`` and ``call_later`` follow their deadlines exactly and
+    instantly, however slow or loaded the machine is. I/O still works (it is polled without waiting
+    while timers are pending); with no timer pending the loop waits for I/O as usual. Pass
+    ``clock=asyncio.get_running_loop().time`` to a Wave or policy to put it on the same time.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._now = 0.0
+        self._selector: Any = _JumpingSelector(self, self._selector)
+
+    def time(self) -> float:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        self._now += seconds
+
+
+def run_virtual(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` on a :class:`VirtualTimeLoop`."""
+    with asyncio.Runner(loop_factory=VirtualTimeLoop) as runner:
+        return runner.run(coro)

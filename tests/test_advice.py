@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from shannon_otel import BreakerState, BreakerTransition, Outcome, Summary, Wave, WaveReport
-from shannon_otel.executor._advice import AdviceThresholds, OperationStats, Recommendation, RunReport, advise_wave
+from shannon_otel.reporting._advice import AdviceThresholds, Recommendation, advise_wave
+from shannon_otel.reporting._run import OperationStats, RunReport
 from shannon_otel.testing import FakeClock
 
 CLOSED, OPEN, HALF = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN

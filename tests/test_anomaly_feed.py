@@ -15,7 +15,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from shannon_otel import _telemetry as tm
-from shannon_otel._events import CallFinished, CallStarted, TaskFinished, WaveObserver, WaveStarted
+from shannon_otel._events import CallFinished, CallStarted, Hook, TaskFinished, WaveObserver, WaveStarted
+from shannon_otel._hooks import resolve_hooks
 from shannon_otel._telemetry import CallOutcome, Outcome, Severity
 from shannon_otel.anomaly import ERROR_RATE, LATENCY, RETRY_RATE, THROUGHPUT, Anomaly, AnomalyHook, DetectorConfig
 
@@ -63,6 +64,13 @@ def tel() -> Iterator[Telemetry]:
     t.tracer_provider.shutdown()
 
 
+def scoped(hook: AnomalyHook, tel: Telemetry) -> Hook:
+    """The hook as a wave or policy with ``hooks=[hook]`` on the test's providers uses it: its events go to
+    that entry point's OTel hook (and any other hook)."""
+    _otel, view = resolve_hooks([hook], tel.tracer_provider, tel.meter_provider)
+    return view
+
+
 def run_tasks(tel: Telemetry, obs: WaveObserver, clock: FakeClock, durations: list[float],
               outcomes: list[Outcome] | None = None, step: float = 1 / 16, first: int = 0) -> None:
     for i, d in enumerate(durations):
@@ -78,9 +86,9 @@ def steady(n: int) -> list[float]:
 
 def test_latency_spike_becomes_span_event_counter_gauge_and_callback(tel: Telemetry) -> None:
     clock, seen = FakeClock(), list[Anomaly]()
-    hook = AnomalyHook(CONFIG, meter_provider=tel.meter_provider, on_anomaly=seen.append, tick_s=1.0,
+    hook = AnomalyHook(CONFIG, on_anomaly=seen.append, tick_s=1.0,
                        clock=clock, signals=[LATENCY])
-    obs = hook.wave_started(WaveStarted("w", None, None, clock()))
+    obs = scoped(hook, tel).wave_started(WaveStarted("w", None, None, clock()))
     assert obs is not None
     run_tasks(tel, obs, clock, steady(640))  # 40 ticks of 16 tasks: warmed up (min_history=30)
     # Task 655 closes a tick (16 tasks per tick) and is its slowest: its own span is open when scored.
@@ -114,9 +122,9 @@ def test_latency_spike_becomes_span_event_counter_gauge_and_callback(tel: Teleme
 
 def test_an_anomaly_found_after_its_task_ended_keeps_that_task_ids(tel: Telemetry) -> None:
     clock, seen = FakeClock(), list[Anomaly]()
-    hook = AnomalyHook(CONFIG, meter_provider=tel.meter_provider, on_anomaly=seen.append, tick_s=1.0,
+    hook = AnomalyHook(CONFIG, on_anomaly=seen.append, tick_s=1.0,
                        clock=clock, signals=[LATENCY])
-    obs = hook.wave_started(WaveStarted("w", None, None, clock()))
+    obs = scoped(hook, tel).wave_started(WaveStarted("w", None, None, clock()))
     assert obs is not None
     run_tasks(tel, obs, clock, [*steady(645), 5.0, *steady(10)])
     (anomaly,) = seen
@@ -128,9 +136,9 @@ def test_an_anomaly_found_after_its_task_ended_keeps_that_task_ids(tel: Telemetr
 
 def test_error_rate_jump_is_reported_per_tick(tel: Telemetry) -> None:
     clock, seen = FakeClock(), list[Anomaly]()
-    hook = AnomalyHook(CONFIG, meter_provider=tel.meter_provider, on_anomaly=seen.append, tick_s=1.0,
+    hook = AnomalyHook(CONFIG, on_anomaly=seen.append, tick_s=1.0,
                        clock=clock, signals=[ERROR_RATE])
-    obs = hook.wave_started(WaveStarted("w", None, None, clock()))
+    obs = scoped(hook, tel).wave_started(WaveStarted("w", None, None, clock()))
     assert obs is not None
     n = 16 * 60  # 60 ticks of 16 tasks with a steady 1/16 failure rate
     run_tasks(tel, obs, clock, steady(n), [Outcome.FAILURE if i % 16 == 0 else Outcome.SUCCESS for i in range(n)])
@@ -144,11 +152,11 @@ def test_error_rate_jump_is_reported_per_tick(tel: Telemetry) -> None:
 
 def test_retry_rate_per_operation(tel: Telemetry) -> None:
     clock, seen = FakeClock(), list[Anomaly]()
-    hook = AnomalyHook(CONFIG, meter_provider=tel.meter_provider, on_anomaly=seen.append, tick_s=1.0,
+    hook = AnomalyHook(CONFIG, on_anomaly=seen.append, tick_s=1.0,
                        clock=clock)
     for tick in range(80):
         for _ in range(8):
-            obs = hook.call_started(CallStarted("fetch", "retry"))
+            obs = scoped(hook, tel).call_started(CallStarted("fetch", "retry"))
             assert obs is not None
             clock.now += 0.125
             attempts = 4 if tick == 79 else 1 + (tick % 2)
@@ -162,9 +170,9 @@ def test_clean_noisy_latencies_raise_no_alarm_with_the_hook_defaults(tel: Teleme
     import random
 
     clock, seen = FakeClock(), list[Anomaly]()
-    hook = AnomalyHook(meter_provider=tel.meter_provider, on_anomaly=seen.append, tick_s=1.0, clock=clock,
+    hook = AnomalyHook(on_anomaly=seen.append, tick_s=1.0, clock=clock,
                        signals=[LATENCY])
-    obs = hook.wave_started(WaveStarted("w", None, None, clock()))
+    obs = scoped(hook, tel).wave_started(WaveStarted("w", None, None, clock()))
     assert obs is not None
     rng = random.Random(3)
     run_tasks(tel, obs, clock, [rng.lognormvariate(-4.6, 0.3) for _ in range(16 * 500)])
@@ -174,9 +182,9 @@ def test_clean_noisy_latencies_raise_no_alarm_with_the_hook_defaults(tel: Teleme
 
 
 def test_disabled_hook_observes_nothing(tel: Telemetry) -> None:
-    hook = AnomalyHook(meter_provider=tel.meter_provider, enabled=False)
-    assert hook.wave_started(WaveStarted("w", None, None, 0.0)) is None
-    assert hook.call_started(CallStarted("op", "retry")) is None
+    hook = AnomalyHook(enabled=False)
+    assert scoped(hook, tel).wave_started(WaveStarted("w", None, None, 0.0)) is None
+    assert scoped(hook, tel).call_started(CallStarted("op", "retry")) is None
     assert tel.points(tm.ANOMALY_SCORE.name) == []
 
 
@@ -186,13 +194,14 @@ def test_failing_callback_is_logged_not_raised(tel: Telemetry, caplog: pytest.Lo
     def boom(anomaly: Anomaly) -> None:
         raise RuntimeError("user bug")
 
-    hook = AnomalyHook(CONFIG, meter_provider=tel.meter_provider, on_anomaly=boom, tick_s=1.0, clock=clock,
+    hook = AnomalyHook(CONFIG, on_anomaly=boom, tick_s=1.0, clock=clock,
                        signals=[LATENCY])
-    obs = hook.wave_started(WaveStarted("w", None, None, clock()))
+    obs = scoped(hook, tel).wave_started(WaveStarted("w", None, None, clock()))
     assert obs is not None
     with caplog.at_level(logging.ERROR):
         run_tasks(tel, obs, clock, [*steady(655), 5.0])
-    assert "on_anomaly callback failed" in caplog.text
+    assert "failed in on_anomaly" in caplog.text
+    assert hook.hook_errors["on_anomaly"] >= 1
     assert tel.points(tm.ANOMALY_EVENTS.name)[0].value == 1
 
 
@@ -209,7 +218,7 @@ def test_end_to_end_a_slow_task_of_a_real_wave_carries_the_anomaly(tel: Telemetr
     from shannon_otel.executor import Wave, task
 
     clock, seen = FakeClock(), list[Anomaly]()
-    hook = AnomalyHook(CONFIG, meter_provider=tel.meter_provider, on_anomaly=seen.append, tick_s=1.0,
+    hook = AnomalyHook(CONFIG, on_anomaly=seen.append, tick_s=1.0,
                        clock=clock, signals=[LATENCY])
     durations = [*steady(646), 5.0]  # the slow task is the 8th (min_tick_tasks) of its tick: it closes it
 
@@ -221,7 +230,7 @@ def test_end_to_end_a_slow_task_of_a_real_wave_carries_the_anomaly(tel: Telemetr
         return run
 
     wave: Wave[int] = Wave("w", max_concurrency=1, hooks=(hook,), tracer_provider=tel.tracer_provider,
-                meter_provider=tel.meter_provider, clock=clock)
+                clock=clock)
     result = asyncio.run(wave.run([task(work(i), name=f"t{i}") for i in range(len(durations))]))
     assert result.report.total == len(durations)
     (anomaly,) = seen
@@ -237,9 +246,9 @@ def test_throughput_surge_is_reported(tel: Telemetry) -> None:
     from shannon_otel.anomaly import THROUGHPUT
 
     clock, seen = FakeClock(), list[Anomaly]()
-    hook = AnomalyHook(CONFIG, meter_provider=tel.meter_provider, on_anomaly=seen.append, tick_s=1.0,
+    hook = AnomalyHook(CONFIG, on_anomaly=seen.append, tick_s=1.0,
                        clock=clock, signals=[THROUGHPUT])
-    obs = hook.wave_started(WaveStarted("w", None, None, clock()))
+    obs = scoped(hook, tel).wave_started(WaveStarted("w", None, None, clock()))
     assert obs is not None
     run_tasks(tel, obs, clock, steady(16 * 60))  # 16 tasks per second
     assert seen == []
@@ -247,12 +256,15 @@ def test_throughput_surge_is_reported(tel: Telemetry) -> None:
     assert [(a.signal, a.value) for a in seen][:1] == [(THROUGHPUT, 128.0)]
 
 
-def test_series_names_stay_bounded_by_the_cap(tel: Telemetry) -> None:
+def test_series_names_stay_bounded_by_the_cap(tel: Telemetry, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shannon_otel._otel import _anomaly
+
+    monkeypatch.setattr(_anomaly, "MAX_SERIES", 4)  # the gauge's own bound (the detector's is max_series)
     clock = FakeClock()
-    hook = AnomalyHook(DetectorConfig(max_series=4, min_history=2), meter_provider=tel.meter_provider,
+    hook = AnomalyHook(DetectorConfig(max_series=4, min_history=2),
                        tick_s=1.0, clock=clock, signals=[LATENCY])
     for w in range(50):
-        obs = hook.wave_started(WaveStarted(f"wave-{w}", None, None, clock()))
+        obs = scoped(hook, tel).wave_started(WaveStarted(f"wave-{w}", None, None, clock()))
         assert obs is not None
         run_tasks(tel, obs, clock, steady(16))
     assert hook.detector.stats.series == 4
@@ -265,21 +277,16 @@ EVERY_TICK = DetectorConfig(buckets=1, min_history=1, warning=1e-9, critical=1e-
 
 
 def test_two_hooks_on_one_meter_provider_both_export_their_scores(tel: Telemetry) -> None:
-    import gc
-
     clock = FakeClock()
-    hooks = [AnomalyHook(EVERY_TICK, meter_provider=tel.meter_provider, tick_s=1.0, clock=clock, signals=[LATENCY])
+    hooks = [AnomalyHook(EVERY_TICK, tick_s=1.0, clock=clock, signals=[LATENCY])
              for _ in range(3)]
     for i, hook in enumerate(hooks):
-        obs = hook.wave_started(WaveStarted(f"w{i}", None, None, clock()))
+        obs = scoped(hook, tel).wave_started(WaveStarted(f"w{i}", None, None, clock()))
         assert obs is not None
         run_tasks(tel, obs, clock, steady(16))
     gauge = {dict(p.attributes)[tm.ANOMALY_SERIES] for p in tel.points(tm.ANOMALY_SCORE.name)}
     assert gauge == {"w0", "w1", "w2"}
     assert {dict(p.attributes)[tm.ANOMALY_SERIES] for p in tel.points(tm.ANOMALY_EVENTS.name)} == gauge
-    del hooks[1], obs, hook
-    gc.collect()
-    assert {dict(p.attributes)[tm.ANOMALY_SERIES] for p in tel.points(tm.ANOMALY_SCORE.name)} == {"w0", "w2"}
 
 
 def test_ticks_span_consecutive_runs_of_a_wave_shorter_than_a_tick(tel: Telemetry) -> None:
@@ -289,7 +296,7 @@ def test_ticks_span_consecutive_runs_of_a_wave_shorter_than_a_tick(tel: Telemetr
     from shannon_otel.executor import Wave
 
     clock, seen = FakeClock(), list[Anomaly]()
-    hook = AnomalyHook(EVERY_TICK, meter_provider=tel.meter_provider, on_anomaly=seen.append, tick_s=1.0,
+    hook = AnomalyHook(EVERY_TICK, on_anomaly=seen.append, tick_s=1.0,
                        clock=clock)
 
     async def work(i: int) -> None:
@@ -311,9 +318,9 @@ def test_ticks_span_consecutive_runs_of_a_wave_shorter_than_a_tick(tel: Telemetr
 
 def test_concurrent_runs_of_a_wave_share_one_tick(tel: Telemetry) -> None:
     clock, seen = FakeClock(), list[Anomaly]()
-    hook = AnomalyHook(EVERY_TICK, meter_provider=tel.meter_provider, on_anomaly=seen.append, tick_s=1.0,
+    hook = AnomalyHook(EVERY_TICK, on_anomaly=seen.append, tick_s=1.0,
                        clock=clock, signals=[THROUGHPUT])
-    runs = [hook.wave_started(WaveStarted("w", None, None, clock())) for _ in range(2)]
+    runs = [scoped(hook, tel).wave_started(WaveStarted("w", None, None, clock())) for _ in range(2)]
     for i in range(8):
         obs = runs[i % 2]
         assert obs is not None
@@ -323,15 +330,15 @@ def test_concurrent_runs_of_a_wave_share_one_tick(tel: Telemetry) -> None:
 
 def test_a_tick_closes_only_with_min_tick_tasks_tasks_or_calls(tel: Telemetry) -> None:
     clock, seen = FakeClock(), list[Anomaly]()
-    hook = AnomalyHook(EVERY_TICK, meter_provider=tel.meter_provider, on_anomaly=seen.append, tick_s=1.0,
+    hook = AnomalyHook(EVERY_TICK, on_anomaly=seen.append, tick_s=1.0,
                        min_tick_tasks=8, clock=clock, signals=[LATENCY, RETRY_RATE])
-    obs = hook.wave_started(WaveStarted("w", None, None, clock()))
+    obs = scoped(hook, tel).wave_started(WaveStarted("w", None, None, clock()))
     assert obs is not None
     run_tasks(tel, obs, clock, [0.1 * (i % 8 + 1) for i in range(40)], step=0.5)  # 2 tasks per tick_s
     assert [a.value for a in seen] == pytest.approx([0.45] * 5)  # a sample every 8 tasks (4 s), not every 2
     seen.clear()
     for i in range(40):
-        call = hook.call_started(CallStarted("fetch", "retry"))
+        call = scoped(hook, tel).call_started(CallStarted("fetch", "retry"))
         assert call is not None
         clock.now += 0.5
         call.call_finished(CallFinished("fetch", CallOutcome.SUCCESS, 2 if i % 8 == 0 else 1, 0.01))

@@ -13,7 +13,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invaria
 from opentelemetry.trace import StatusCode
 from test_recovery_support import FakeClock, Telemetry, run
 
-from shannon_otel._events import BreakerTransition, Hook
+from shannon_otel._events import BreakerRegistered, BreakerTransition, Hook
 from shannon_otel._telemetry import BreakerState
 from shannon_otel.recovery import (
     BreakerConfig,
@@ -65,7 +65,7 @@ def test_opens_after_the_failure_threshold_and_rejects() -> None:
     results = run(main())
     assert [type(r) for r in results] == [ConnectionError] * 3 + [CircuitOpenError]
     assert breaker.state is OPEN
-    assert hook.pairs == [("closed", "closed", "created"), ("closed", "open", "failure_threshold")]
+    assert hook.pairs == [("closed", "open", "failure_threshold")]  # no made-up transition at construction
     rejected = results[3]
     assert rejected.breaker == "db" and rejected.retry_after_s == pytest.approx(30.0)
 
@@ -118,7 +118,7 @@ def test_half_open_probe_success_closes_and_failure_reopens() -> None:
         assert breaker.state is OPEN
 
     run(main())
-    assert [p[1:] for p in hook.pairs[1:]] == [
+    assert [p[1:] for p in hook.pairs] == [
         ("open", "failure_threshold"), ("half_open", "reset_timeout"), ("closed", "probe_success"),
         ("open", "failure_threshold"), ("half_open", "reset_timeout"), ("open", "probe_failure")]
 
@@ -211,7 +211,7 @@ def test_force_open_and_reset() -> None:
         assert await call(breaker, ok) == "ok"
 
     run(main())
-    assert [p[1:] for p in hook.pairs[1:]] == [("open", "forced_open"), ("closed", "reset")]
+    assert [p[1:] for p in hook.pairs] == [("open", "forced_open"), ("closed", "reset")]
 
 
 def test_registry_shares_named_breakers() -> None:
@@ -283,8 +283,8 @@ def test_a_cancelled_probe_does_not_leave_the_breaker_stuck() -> None:
 def test_in_a_pipeline_the_breaker_state_is_on_each_attempt_span() -> None:
     tel, clock = Telemetry(), FakeClock()
     breaker = CircuitBreaker("db", failure_threshold=2, clock=clock, instrument=False)
-    pipeline = Pipeline(Retry(attempts=4, jitter="none", sleep=clock.sleep, clock=clock), breaker,
-                        name="query", clock=clock, **tel.kw)
+    pipeline = Pipeline(Retry(attempts=4, jitter="none", sleep=clock.sleep, clock=clock,
+                              on=(Exception, CircuitOpenError)), breaker, name="query", clock=clock, **tel.kw)
 
     with pytest.raises(CircuitOpenError):
         run(pipeline.call(fail))
@@ -307,7 +307,7 @@ def test_in_a_pipeline_the_breaker_state_is_on_each_attempt_span() -> None:
     ({"half_open_probes": 2, "success_threshold": 3}, r"success_threshold must be in \[1, 2"),
     ({"reset_timeout": -1}, r"reset_timeout must be in \[0"),
     ({"failure_threshold": None}, "set at least one of"),
-    ({"count": "Exception"}, "count must be an exception type"),
+    ({"on": "Exception"}, "on must be an exception type"),
     ({"min_calls": 0}, r"min_calls must be in \[1"),
 ])
 def test_bad_config_is_rejected(kwargs: dict[str, Any], message: str) -> None:
@@ -427,8 +427,9 @@ class BreakerMachine(RuleBasedStateMachine):
         events = self.hook.events
         for a, b in itertools.pairwise(events):
             assert a.to_state is b.from_state
-            assert b.from_state is not b.to_state
-        assert events[-1].to_state is self.breaker.state
+        assert all(e.from_state is not e.to_state for e in events)
+        assert (events[-1].to_state if events else CLOSED) is self.breaker.state
+        assert not events or events[0].from_state is CLOSED
 
     @invariant()
     def probes_within_quota(self) -> None:
@@ -453,3 +454,35 @@ class BreakerMachine(RuleBasedStateMachine):
 
 TestBreakerMachine = BreakerMachine.TestCase
 TestBreakerMachine.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+
+
+def test_a_new_breaker_is_registered_not_transitioned_and_its_state_gauge_starts_closed() -> None:
+    class Seen(Transitions):
+        def __init__(self) -> None:
+            super().__init__()
+            self.registered: list[BreakerRegistered] = []
+
+        def breaker_registered(self, event: BreakerRegistered) -> None:
+            self.registered.append(event)
+
+    tel, clock, hook = Telemetry(), FakeClock(), Seen()
+    clock.now = 5.0
+    CircuitBreaker("db", clock=clock, hooks=[hook], **tel.kw)
+    assert hook.events == []  # no closed -> closed "transition"
+    assert hook.registered == [BreakerRegistered("db", BreakerState.CLOSED, 5.0)]
+    # The OTel hook gave the breaker its state series from the registration, before any call.
+    states = {p[0]["shannon.breaker.state"]: p[1] for p in tel.points("shannon.breaker.state")}
+    assert states == {"closed": 1, "open": 0, "half_open": 0}
+    assert tel.points("shannon.breaker.transitions") == []
+
+
+def test_a_hook_failing_on_registration_costs_no_breaker(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken(Hook):
+        def breaker_registered(self, event: BreakerRegistered) -> None:
+            raise RuntimeError("hook bug")
+
+    tel = Telemetry()
+    breaker = CircuitBreaker("db", hooks=[Broken()], **tel.kw)
+    assert breaker.state is BreakerState.CLOSED
+    assert "failed in breaker_registered" in caplog.text
+    assert {p[0]["shannon.breaker.state"]: p[1] for p in tel.points("shannon.breaker.state")}["closed"] == 1

@@ -206,6 +206,19 @@ def test_rules_print_and_write(tmp_path: Path) -> None:
     assert unwritable.returncode == 1 and "cannot write" in unwritable.stderr
 
 
+def test_rules_take_the_slo_target_and_stall_windows() -> None:
+    tuned = cli("rules", "--slo-target", "0.999", "--stall-after", "20m", "--stall-after-wave", "train=40m")
+    assert tuned.returncode == 0, tuned.stderr
+    assert "> 0.0144\n" in tuned.stdout  # 14.4 x (1 - 0.999)
+    assert 'shannon_wave_name="train"' in tuned.stdout and "offset 40m" in tuned.stdout
+    assert "offset 20m" in tuned.stdout
+    for bad, message in ((("--slo-target", "1.5"), "slo_target must be in (0, 1)"),
+                         (("--stall-after-wave", "train"), "WAVE=DURATION"),
+                         (("--stall-after", "soon"), "stall_after must be a Prometheus duration")):
+        result = cli("rules", *bad)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
 # --------------------------------------------------------------------------- check
 def test_check_unreachable_targets_exit_1() -> None:
     result = cli("check", "--otlp-endpoint", "http://127.0.0.1:9", "--prometheus", "http://127.0.0.1:9",
@@ -302,3 +315,17 @@ def test_ctrl_c_summarises_what_ran_and_exits_130() -> None:
     for section in SECTIONS:
         assert section in out
     assert "Traceback" not in err
+
+
+def test_verbose_demo_prints_the_logging_hooks_records_among_the_progress_lines() -> None:
+    run = cli("demo", "--waves", "3", "--tasks", "20", "--verbose")
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""  # the records go to stdout, through the demo's output, never to stderr
+    out = run.stdout
+    assert re.search(r"^  log WARNING shannon_otel\.retry: retrying \S+ in [\d.]+ s \(attempt \d/\d\): ", out, re.M)
+    assert re.search(r"^  log ERROR   shannon_otel\.breaker: circuit breaker search-api is open \(was closed\)", out,
+                     re.M)
+    assert re.search(r"^  log WARNING shannon_otel\.breaker: rejected [\d,]+ calls to search-api in the last", out,
+                     re.M)
+    quiet = cli("demo", "--waves", "3", "--tasks", "20")
+    assert "  log " not in quiet.stdout and quiet.stderr == ""

@@ -8,11 +8,12 @@ import sys
 import pytest
 from rich.console import Console
 
-from shannon_otel import BreakerState, BreakerTransition
-from shannon_otel._recorder import RunRecorder, WaveLive
+from shannon_otel import BreakerRegistered, BreakerState, BreakerTransition, WaveStarted
 from shannon_otel.cli._demo import _console
 from shannon_otel.cli._display import PlainDisplay, RichDisplay, make_display
 from shannon_otel.cli._summary import Out, resilience_section
+from shannon_otel.executor._report import ReportBuilder
+from shannon_otel.reporting._recorder import RunRecorder, WaveLive
 
 
 def recorder_with_a_wave() -> tuple[RunRecorder, WaveLive]:
@@ -24,18 +25,20 @@ def recorder_with_a_wave() -> tuple[RunRecorder, WaveLive]:
 
 
 def test_plain_display_prints_one_line_per_event() -> None:
-    recorder, live = recorder_with_a_wave()
+    recorder, _ = recorder_with_a_wave()
     stream = io.StringIO()
     with PlainDisplay(recorder, stream) as display:
-        display.wave_started(live)
-        display.transition(BreakerTransition("search-api", BreakerState.CLOSED, BreakerState.OPEN,
-                                             "failure_threshold", 0.0))
-        display.wave_finished(live)
+        observer = display.wave_started(WaveStarted("research", 24, None, 0.0))
+        display.breaker_transition(BreakerTransition("search-api", BreakerState.CLOSED, BreakerState.OPEN,
+                                                     "failure_threshold", 0.0))
+        assert observer is not None
+        observer.wave_finished(ReportBuilder().build("research", 1.5, 4, cancelled=False))
     lines = [line.split("] ", 1)[1] for line in stream.getvalue().splitlines()]
     assert lines == [
         "wave research#2: started, 24 tasks",
         "breaker search-api: closed -> open (failure_threshold)",
-        "wave research#2: done 10/24, failed 2, retries 7, rejected 3, degraded 1; breakers: search-api=open",
+        "wave research#2: done 10/24, failed 2, retries 7, rejected 3, degraded 1; breakers: search-api=open, "
+        "1.50 s",
     ]
 
 
@@ -65,9 +68,10 @@ def test_summary_tables_in_rich_and_plain() -> None:
 def test_resilience_section_details_each_breakers_own_transitions() -> None:
     recorder = RunRecorder()
     closed, opened, half = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
-    for name, a, b in [("a", closed, closed), ("b", closed, closed), ("a", closed, opened), ("b", closed, opened),
-                       ("b", opened, half), ("c", closed, closed)]:
-        recorder.breaker_transition(BreakerTransition(name, a, b, "created" if a is b else "r", 0.0))
+    for name in "abc":
+        recorder.breaker_registered(BreakerRegistered(name, closed, 0.0))
+    for name, a, b in [("a", closed, opened), ("b", closed, opened), ("b", opened, half)]:
+        recorder.breaker_transition(BreakerTransition(name, a, b, "r", 0.0))
     stream = io.StringIO()
     resilience_section(Out(stream=stream), recorder, recorder.report())
     lines = [line for line in stream.getvalue().splitlines() if line.startswith("breaker ")]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import io
 
 import pytest
 
-from shannon_otel import BreakerState, Outcome, Wave, task
-from shannon_otel._recorder import RunRecorder
-from shannon_otel.executor._advice import AnomalyRecord
-from shannon_otel.recovery import CircuitBreaker, Pipeline, Retry, Saga, SagaError, Step
+from shannon_otel import Anomaly, BreakerState, Outcome, Wave, task
+from shannon_otel._telemetry import Severity
+from shannon_otel.cli._display import PlainDisplay
+from shannon_otel.recovery import CircuitBreaker, CircuitOpenError, Pipeline, Retry, Saga, SagaError, Step
+from shannon_otel.reporting._recorder import RunRecorder
 from shannon_otel.testing import FakeClock, InMemoryTelemetry
 
 
@@ -20,7 +22,9 @@ def test_retries_rejections_transitions_and_traces_per_wave() -> None:
     clock = FakeClock()
     breaker = CircuitBreaker("dep", failure_threshold=2, reset_timeout=10, clock=clock, hooks=hooks,
                              **otel.providers)
-    call = Pipeline(Retry(attempts=3, initial=0.0), breaker, name="dep-call", clock=clock, hooks=hooks,
+    # Retrying the breaker's rejections on purpose: the recorder counts them (the retry-storm advice).
+    call = Pipeline(Retry(attempts=3, initial=0.0, on=(Exception, CircuitOpenError)), breaker,
+                    name="dep-call", clock=clock, hooks=hooks,
                     **otel.providers)
 
     async def down() -> None:
@@ -54,7 +58,8 @@ def test_repeated_wave_names_get_unique_labels_and_anomalies_their_wave() -> Non
     recorder = RunRecorder()
 
     async def work() -> None:
-        recorder.anomaly(AnomalyRecord("research", "latency", 0.9, "critical", 0.2))
+        recorder.anomaly(Anomaly("research", "latency", 0.9, Severity.CRITICAL, 0.2, None, None, 0.0))
+        recorder.anomaly(Anomaly("research", "latency", 0.1, None, 0.1, None, None, 0.0))  # an ordinary score
 
     async def main() -> None:
         for _ in range(3):
@@ -63,8 +68,10 @@ def test_repeated_wave_names_get_unique_labels_and_anomalies_their_wave() -> Non
 
     asyncio.run(main())
     assert [w.label for w in recorder.waves] == ["research", "research#2", "research#3"]
-    assert [a.wave for a in recorder.anomalies] == ["research", "research#2", "research#3"]
-    assert recorder.report().labels == ("research", "research#2", "research#3")
+    report = recorder.report()
+    assert [a.score for a in recorder.anomalies] == [0.9] * 3 and list(report.anomalies) == recorder.anomalies
+    assert report.anomaly_waves == ("research", "research#2", "research#3")
+    assert report.labels == ("research", "research#2", "research#3")
 
 
 def test_saga_rollbacks_and_compensations_are_counted() -> None:
@@ -91,23 +98,27 @@ def test_saga_rollbacks_and_compensations_are_counted() -> None:
     assert recorder.report().rollbacks == 1
 
 
-def test_listeners_hear_waves_and_transitions() -> None:
-    recorder = RunRecorder()
-    heard: list[str] = []
-    recorder.on_wave_started.append(lambda live: heard.append(f"start {live.label}"))
-    recorder.on_wave_finished.append(lambda live: heard.append(f"end {live.label} {live.done}"))
-    recorder.listeners.append(lambda t: heard.append(f"{t.breaker} {t.to_state.value}"))
-    breaker = CircuitBreaker("b", failure_threshold=1, hooks=(recorder,), instrument=False)
+def test_the_plain_display_hears_waves_and_transitions_as_a_hook_after_the_recorder() -> None:
+    recorder, stream = RunRecorder(), io.StringIO()
+    display = PlainDisplay(recorder, stream)
+    hooks = (recorder, display)
+    breaker = CircuitBreaker("b", failure_threshold=1, hooks=hooks, instrument=False)
 
     async def boom() -> None:
         raise ConnectionError
 
     async def main() -> None:
-        wave: Wave[None] = Wave("w", hooks=(recorder,), instrument=False)
-        await wave.run([lambda: breaker.call(boom)])
+        for _ in range(2):
+            wave: Wave[None] = Wave("w", hooks=hooks, instrument=False)
+            await wave.run([lambda: breaker.call(boom)])
 
     asyncio.run(main())
-    assert heard == ["start w", "b open", "end w 1"]
+    heard = [line.split("] ", 1)[1].split(";")[0] for line in stream.getvalue().splitlines()]
+    assert heard == [
+        "wave w: started, 1 tasks", "breaker b: closed -> open (failure_threshold)",
+        "wave w: done 1/1, failed 1, retries 0, rejected 0, degraded 0",
+        "wave w#2: started, 1 tasks", "wave w#2: done 1/1, failed 1, retries 0, rejected 1, degraded 0",
+    ]
 
 
 def test_memory_stays_bounded_and_totals_cover_every_wave() -> None:
@@ -162,7 +173,9 @@ def test_tasks_that_never_started_are_done_and_failed_like_the_report_counts_the
     async def main() -> None:
         # an unknown pool fails a task before it starts
         pool_wave: Wave[None] = Wave("pools", hooks=(recorder,), instrument=False)
-        await pool_wave.run([task(ok, pool="nope"), ok])
+        with pytest.warns(DeprecationWarning, match="ResourcePool itself"):  # only a (deprecated) name can be unknown
+            unknown = task(ok, pool="nope")
+        await pool_wave.run([unknown, ok])
         # fail-fast: the tasks after the failure never start
         ff_wave: Wave[None] = Wave("ff", max_concurrency=1, fail_fast=True, hooks=(recorder,), instrument=False)
         await ff_wave.run([ok, fail, ok, ok])

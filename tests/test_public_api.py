@@ -11,6 +11,7 @@ EXPECTED = [
     "AnomalyHook",
     "AttemptFinished",
     "BreakerConfig",
+    "BreakerRegistered",
     "BreakerRegistry",
     "BreakerState",
     "BreakerTransition",
@@ -30,11 +31,15 @@ EXPECTED = [
     "FallbackStarted",
     "Hedge",
     "Hook",
+    "HookFailed",
     "Jitter",
+    "LoggingHook",
+    "MetricsServer",
     "Outcome",
     "Pipeline",
     "Policy",
     "Progress",
+    "PrometheusReader",
     "Recommendation",
     "ResourcePool",
     "Retry",
@@ -85,7 +90,7 @@ def test_every_exported_name_exists_and_nothing_public_is_unlisted() -> None:
     for name in shannon_otel.__all__:
         assert hasattr(shannon_otel, name), name
     public = {n for n in vars(shannon_otel) if not n.startswith("_")}
-    subpackages = {"anomaly", "executor", "recovery", "testing", "assets", "cli"}
+    subpackages = {"anomaly", "executor", "recovery", "reporting", "testing", "assets", "cli"}
     assert public - subpackages <= set(shannon_otel.__all__)
 
 
@@ -108,3 +113,20 @@ def test_generic_public_classes_can_be_parametrized_when_called() -> None:
         params = getattr(cls, "__dataclass_params__", None)
         if getattr(cls, "__parameters__", ()) and params is not None and params.frozen:
             assert "__slots__" not in vars(cls), name
+
+
+def test_testing_ships_the_virtual_time_loop() -> None:
+    from shannon_otel import testing
+
+    assert {"FakeClock", "InMemoryTelemetry", "VirtualTimeLoop", "run_virtual"} <= set(testing.__all__)
+    for name in testing.__all__:
+        assert hasattr(testing, name), name
+
+
+def test_the_wave_offers_map_and_names_its_per_task_timeout_apart() -> None:
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(shannon_otel.Wave)}
+    assert "task_timeout" in fields
+    assert callable(shannon_otel.Wave.map)
+    assert callable(shannon_otel.Wave.stream_map)

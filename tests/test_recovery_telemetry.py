@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from test_recovery_support import FakeClock, Telemetry, run
 
+from shannon_otel._otel import _providers as otel_providers
 from shannon_otel._otel import _recovery as otel_recovery
 from shannon_otel._otel._recovery import RecoveryTelemetry
 from shannon_otel._telemetry import BreakerState
@@ -18,16 +19,18 @@ def test_global_providers_are_watched_until_set_then_resolved_once(monkeypatch: 
     from opentelemetry import metrics, trace
 
     api = types.SimpleNamespace(_TRACER_PROVIDER=None)
-    monkeypatch.setattr(otel_recovery, "_TRACE_API", api)
-    monkeypatch.setattr(otel_recovery, "_METRICS_API", types.SimpleNamespace(_METER_PROVIDER=None))
+    metrics_api = types.SimpleNamespace(_METER_PROVIDER=None)
+    for module in (otel_recovery, otel_providers):  # the policies' inlined check, and Recording's own
+        monkeypatch.setattr(module, "TRACE_API", api)
+        monkeypatch.setattr(module, "METRICS_API", metrics_api)
     checks: list[Any] = []
 
     def enabled(provider: Any) -> bool:
         checks.append(provider)
         return True
 
-    monkeypatch.setattr(otel_recovery, "tracing_enabled", enabled)
-    tel = RecoveryTelemetry(trace.get_tracer("t"), metrics.get_meter("m"), None, None)
+    monkeypatch.setattr(otel_providers, "tracing_enabled", enabled)
+    tel = RecoveryTelemetry(trace.get_tracer("t"), metrics.get_meter("m"), {}, None, None)
     started = types.SimpleNamespace(operation="op")
     assert tel.call_started(started) is None  # type: ignore[arg-type]
     assert checks == []  # O(1): no getter called while the global slot is empty

@@ -16,11 +16,11 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Status, StatusCode
 
 from .. import _telemetry as tel
-from .._aggregate import HistogramAggregate, bridge_for
+from .._aggregate import HistogramAggregate
 from .._events import TaskResult, WaveObserver, WaveStarted, error_type
 from .._telemetry import Outcome
 from ._instruments import histogram, instrument
-from ._providers import metrics_enabled, tracing_enabled
+from ._providers import Recording, bridge_for
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Histogram, Meter, MeterProvider
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from ..executor._report import WaveReport
 
-_TOKEN_TYPES = ((tel.GEN_AI_INPUT_TOKENS, "input"), (tel.GEN_AI_OUTPUT_TOKENS, "output"))
+_TOKEN_TYPES = ((tel.TASK_INPUT_TOKENS, "input"), (tel.TASK_OUTPUT_TOKENS, "output"))
 
 
 class _SdkHistogram:
@@ -46,22 +46,18 @@ class _SdkHistogram:
         self._histogram.record(value, attrs)
 
 
-class ExecutorTelemetry:
-    """Long-lived: instruments and the live counters the observable instruments read."""
+class ExecutorMeters:
+    """The executor's instruments on one meter and the live counters its observable instruments read.
 
-    def __init__(
-        self, tracer: Tracer, meter: Meter, tracer_provider: TracerProvider | None,
-        meter_provider: MeterProvider | None,
-    ) -> None:
-        self.tracer = tracer
-        # Explicit providers are resolved now and never referenced again: a cached hook must not keep
-        # its providers alive. ``None`` (the global providers) is resolved per wave.
-        self._tracing: bool | None = tracing_enabled(tracer_provider) if tracer_provider is not None else None
-        self._metrics: bool | None = metrics_enabled(meter_provider) if meter_provider is not None else None
-        self._bridge = bridge_for(meter_provider) if meter_provider is not None else None
+    One per MeterProvider (kept by its ``ProviderState``), shared by the OTel hooks of every tracer
+    provider used with it: the SDK keeps only the first observable instrument of a name on a meter,
+    so a second set would never be read and its waves would be missing from the metrics.
+    """
+
+    def __init__(self, meter: Meter) -> None:
         self.durations = histogram(meter, tel.TASK_DURATION)
         self.queue_waits = histogram(meter, tel.TASK_QUEUE_WAIT_DURATION)
-        self.tokens = histogram(meter, tel.TOKEN_USAGE)
+        self.tokens = histogram(meter, tel.TASK_TOKENS)
         self.wave_durations = histogram(meter, tel.WAVE_DURATION)
         self.efficiency = instrument(meter, tel.WAVE_EFFICIENCY)
         # Live state read by the observable instruments at collection time.
@@ -91,33 +87,52 @@ class ExecutorTelemetry:
 
         return observe
 
+
+class ExecutorTelemetry(Recording):
+    """Long-lived, one per OTel hook: its tracer, whether its providers record, and (shared with the
+    other OTel hooks of its meter provider) the instruments and live counters of ``meters``."""
+
+    def __init__(
+        self, tracer: Tracer, meters: ExecutorMeters, tracer_provider: TracerProvider | None,
+        meter_provider: MeterProvider | None,
+    ) -> None:
+        super().__init__(tracer_provider, meter_provider)  # whether they record: resolved once or watched
+        self.tracer = tracer
+        # An explicit provider's bridge is found now; the global's at each wave (it may be set later).
+        self._bridge = bridge_for(meter_provider) if meter_provider is not None else None
+        self._global_meter = meter_provider is None
+        self.durations, self.queue_waits, self.tokens = meters.durations, meters.queue_waits, meters.tokens
+        self.wave_durations, self.efficiency = meters.wave_durations, meters.efficiency
+        self.outcomes, self.cost = meters.outcomes, meters.cost
+        self.active, self.pending = meters.active, meters.pending
+
     def wave_started(self, event: WaveStarted) -> WaveObserver | None:
-        tracing = self._tracing if self._tracing is not None else tracing_enabled(None)
-        metering = self._metrics if self._metrics is not None else metrics_enabled(None)
-        if not tracing and not metering:
+        if not self.enabled():
             return None
-        bridge = self._bridge if self._metrics is not None else bridge_for(metrics.get_meter_provider())
+        tracing = self.tracing_on
+        bridge = bridge_for(metrics.get_meter_provider()) if self._global_meter else self._bridge
         sinks: tuple[Any, Any, Any]
         if bridge is not None:
             sinks = (
                 bridge.histogram(tel.TASK_DURATION), bridge.histogram(tel.TASK_QUEUE_WAIT_DURATION),
-                bridge.histogram(tel.TOKEN_USAGE),
+                bridge.histogram(tel.TASK_TOKENS),
             )
         else:
             sinks = (
                 _SdkHistogram(self.durations, tel.TASK_DURATION),
                 _SdkHistogram(self.queue_waits, tel.TASK_QUEUE_WAIT_DURATION),
-                _SdkHistogram(self.tokens, tel.TOKEN_USAGE),
+                _SdkHistogram(self.tokens, tel.TASK_TOKENS),
             )
         return _WaveTelemetry(self, event, tracing, *sinks)
 
 
 class _WaveTelemetry(WaveObserver):
-    """Per-wave observer. ``wave_started`` runs it inside the context the wave's tasks inherit."""
+    """Per-wave observer, a scope: the executor enters it in the context the wave's tasks inherit
+    (making the wave span current there) and exits it in that context when the wave is over."""
 
     __slots__ = (
-        "_durations", "_queue_waits", "_span", "_task_span_name", "_tokens", "_unstarted", "_wave_context",
-        "_wave_key", "owner", "record_tasks", "wave",
+        "_attached", "_durations", "_queue_waits", "_span", "_task_span_name", "_tokens", "_unstarted",
+        "_wave_context", "_wave_key", "owner", "record_tasks", "wave",
     )
 
     def __init__(
@@ -131,6 +146,8 @@ class _WaveTelemetry(WaveObserver):
         self._task_span_name = tel.SPAN_TASK.format(task=event.wave)
         self._durations, self._queue_waits, self._tokens = durations, queue_waits, tokens
         self._span: Span | None = None
+        self._attached: object = None
+        self._wave_context: otel_context.Context | None = None
         self.record_tasks = False
         if tracing:
             attributes: dict[str, Any] = {tel.WAVE_NAME: event.wave}
@@ -141,12 +158,19 @@ class _WaveTelemetry(WaveObserver):
             span = owner.tracer.start_span(tel.SPAN_WAVE.format(wave=event.wave), attributes=attributes)
             self._span = span
             self.record_tasks = span.is_recording()
-            # Attached in the wave's own context (never detached: that context ends with the wave).
-            otel_context.attach(trace.set_span_in_context(span))
-        self._wave_context = otel_context.get_current()
         self._unstarted = event.size or 0
         owner.pending[event.wave] = owner.pending.get(event.wave, 0) + self._unstarted
         owner.active.setdefault(event.wave, 0)
+
+    def __enter__(self) -> None:
+        if self._span is not None:
+            self._wave_context = trace.set_span_in_context(self._span)
+            self._attached = otel_context.attach(self._wave_context)
+
+    def __exit__(self, *exc_info: object) -> None:
+        token, self._attached = self._attached, None
+        if token is not None:
+            otel_context.detach(token)  # type: ignore[arg-type]
 
     def task_started(self, index: int, name: str, queue_wait_s: float) -> Any:
         owner, wave = self.owner, self.wave
@@ -154,7 +178,7 @@ class _WaveTelemetry(WaveObserver):
         if self._unstarted:
             self._unstarted -= 1
             owner.pending[wave] -= 1
-        if not self.record_tasks:
+        if not self.record_tasks or self._wave_context is None:
             return None
         # Few attributes: the SDK validates each one, at ~1 us apiece (the wave span carries the name).
         span = owner.tracer.start_span(
@@ -185,13 +209,15 @@ class _WaveTelemetry(WaveObserver):
             span.set_attributes(measurements)
         if event.batch is not None:
             span.set_attribute(tel.WAVE_BATCH, event.batch)
-        if error is not None:
-            span.set_attribute(tel.ERROR_TYPE, etype or "")
-            span.record_exception(error)
-            description = "timeout" if outcome is Outcome.TIMEOUT else f"{etype}: {error}"
-            span.set_status(Status(StatusCode.ERROR, description))
-        otel_context.detach(context_token)
-        span.end()
+        try:
+            if error is not None:
+                span.set_attribute(tel.ERROR_TYPE, etype or "")
+                span.record_exception(error)
+                description = "timeout" if outcome is Outcome.TIMEOUT else f"{etype}: {error}"
+                span.set_status(Status(StatusCode.ERROR, description))
+        finally:
+            otel_context.detach(context_token)
+            span.end()
 
     def task_skipped(self, event: TaskResult[Any]) -> None:
         # Counted by outcome only: it never ran, so it has no span and no duration.
@@ -221,11 +247,13 @@ class _WaveTelemetry(WaveObserver):
         span = self._span
         if span is None:
             return
-        span.set_attributes({
-            tel.TASK_OUTCOME: report.outcome.value,
-            **{tel.WAVE_TASKS_PREFIX + o.value: n for o, n in report.counts.items()},
-            tel.WAVE_EFFICIENCY_ATTR: report.parallel_efficiency,
-        })
-        if report.outcome is Outcome.FAILURE:
-            span.set_status(Status(StatusCode.ERROR, f"{report.failed} of {report.total} tasks failed"))
-        span.end()
+        try:
+            span.set_attributes({
+                tel.TASK_OUTCOME: report.outcome.value,
+                **{tel.WAVE_TASKS_PREFIX + o.value: n for o, n in report.counts.items()},
+                tel.WAVE_EFFICIENCY_ATTR: report.parallel_efficiency,
+            })
+            if report.outcome is Outcome.FAILURE:
+                span.set_status(Status(StatusCode.ERROR, f"{report.failed} of {report.total} tasks failed"))
+        finally:
+            span.end()

@@ -1,15 +1,41 @@
-"""Whether a provider (given, or the current global) really records anything.
+"""Per-provider state, and whether a provider (given, or the current global) records anything.
 
-Checked once per wave / protected call: with no SDK installed the hooks return no observer, so
-the work pays nothing for telemetry. The global can be set later (``configure()``), hence no caching.
+:class:`ProviderState` is the one place shannon-otel keeps state per MeterProvider: the in-process
+histogram bridge that ``configure()`` / ``testing`` register for the providers they build, the
+metric state the OTel hooks of every tracer provider share on it (the executor's instruments and
+live counters, the reported breaker states, the anomaly gauge and counter: the SDK keeps only the
+first observable instrument of a name on a meter and drops later callbacks), and the shared OTel
+hook of each tracer provider used with it (one hook per provider pair, so every policy feeds the
+same live counters). One registry, weakly keyed: a provider's state dies with it, and
+nothing here keeps a provider alive.
+
+:class:`Recording` is the one "does this provider pair record?" check (built on
+:func:`tracing_enabled` / :func:`metrics_enabled`), asked once per wave / protected call by the
+OTel hook: with no SDK installed the hooks return no observer, so the work pays nothing for
+telemetry. The global can be set later (``configure()``): it is watched until then.
 """
 
 from __future__ import annotations
+
+import os
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
 
 # The API hands out this proxy until a global MeterProvider is set; it has no public name.
 from opentelemetry.metrics._internal import _ProxyMeterProvider
+
+if TYPE_CHECKING:
+    from .._aggregate import MetricsBridge
+    from .._telemetry import BreakerState
+    from . import OTelHook
+    from ._anomaly import AnomalyTelemetry
+    from ._executor import ExecutorMeters
+
+__all__ = ["ProviderState", "Recording", "bridge_for", "globals_set", "metrics_enabled", "provider_state",
+           "register_bridge", "tracing_enabled"]
 
 _NOOP_TRACER_PROVIDERS = (trace.NoOpTracerProvider, trace.ProxyTracerProvider)
 _NOOP_METER_PROVIDERS = (metrics.NoOpMeterProvider, _ProxyMeterProvider)
@@ -23,3 +49,146 @@ def tracing_enabled(provider: trace.TracerProvider | None) -> bool:
 def metrics_enabled(provider: metrics.MeterProvider | None) -> bool:
     resolved = provider if provider is not None else metrics.get_meter_provider()
     return not isinstance(resolved, _NOOP_METER_PROVIDERS)
+
+
+def globals_set() -> bool:
+    """Whether a global TracerProvider or MeterProvider has been set (they can be set only once)."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider) or not isinstance(
+        metrics.get_meter_provider(), _ProxyMeterProvider,
+    )
+
+
+# Where the API keeps the global providers. The API's getters cost ~1 us (an os.environ lookup
+# each time) and the policies ask on every call; reading the slot is O(1). The globals can be
+# set only once, so once set they are resolved a single time. (Should a future API move the
+# slot, the stand-in makes the global be resolved on the first call instead.)
+class _Slots:
+    _TRACER_PROVIDER: object = True
+    _METER_PROVIDER: object = True
+
+
+TRACE_API: Any = trace if hasattr(trace, "_TRACER_PROVIDER") else _Slots
+METRICS_API: Any = metrics._internal if hasattr(metrics._internal, "_METER_PROVIDER") else _Slots
+
+
+class Recording:
+    """Whether a (tracer provider, meter provider) pair records now: the one check every OTel hook part uses.
+
+    Explicit providers are resolved once, at construction, and never referenced again (a cached
+    hook must not keep its providers alive). ``None`` (a global provider) is watched in O(1) until
+    the global is set, then resolved once. ``tracing_on`` / ``metrics_on`` are the answers so far;
+    :meth:`enabled` brings them up to date.
+    """
+
+    __slots__ = ("_metrics_env", "_trace_env", "_watch_metrics", "_watch_tracing", "metrics_on", "tracing_on")
+
+    def __init__(self, tracer_provider: trace.TracerProvider | None,
+                 meter_provider: metrics.MeterProvider | None) -> None:
+        self.tracing_on = tracer_provider is not None and tracing_enabled(tracer_provider)
+        self.metrics_on = meter_provider is not None and metrics_enabled(meter_provider)
+        self._watch_tracing = tracer_provider is None
+        self._watch_metrics = meter_provider is None
+        # A provider named by environment variable is loaded by the first getter call.
+        self._trace_env = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+        self._metrics_env = "OTEL_PYTHON_METER_PROVIDER" in os.environ
+
+    def enabled(self) -> bool:
+        """Whether tracing or metrics record anything now; O(1)."""
+        if self.tracing_on or self.metrics_on:
+            return True
+        if self._watch_tracing or self._watch_metrics:
+            return self._resolve_globals()
+        return False
+
+    def _resolve_globals(self) -> bool:
+        if self._watch_tracing and (self._trace_env or TRACE_API._TRACER_PROVIDER is not None):
+            self._watch_tracing = False
+            self.tracing_on = tracing_enabled(None)
+        if self._watch_metrics and (self._metrics_env or METRICS_API._METER_PROVIDER is not None):
+            self._watch_metrics = False
+            self.metrics_on = metrics_enabled(None)
+        return self.tracing_on or self.metrics_on
+
+
+class _Global:
+    """Stands for "the global provider" (None) as a weak registry key."""
+
+
+_GLOBAL = _Global()
+
+
+class ProviderState:
+    """What shannon-otel keeps for one MeterProvider (or for "the global one").
+
+    Holds no reference to the provider itself. Built on any thread (policies may be constructed
+    anywhere); the lock guards only the lazily built members.
+    """
+
+    __slots__ = ("_anomaly", "_executor", "_hooks", "_lock", "breaker_states", "bridge")
+
+    def __init__(self) -> None:
+        self.bridge: MetricsBridge | None = None  # set by configure() / testing for the providers they build
+        self._anomaly: AnomalyTelemetry | None = None
+        self._executor: ExecutorMeters | None = None
+        # breaker name -> the state reported as 1 on the breaker state UpDownCounter of this provider
+        self.breaker_states: dict[str, BreakerState] = {}
+        self._hooks: weakref.WeakKeyDictionary[object, OTelHook] = weakref.WeakKeyDictionary()
+        self._lock = threading.RLock()
+
+    def otel_hook(
+        self, tracer_provider: trace.TracerProvider | None, meter_provider: metrics.MeterProvider | None,
+    ) -> OTelHook:
+        """The OTel hook of this meter provider with ``tracer_provider`` (``None`` = the global one)."""
+        from . import OTelHook
+
+        key = tracer_provider if tracer_provider is not None else _GLOBAL
+        with self._lock:
+            hook = self._hooks.get(key)
+            if hook is None:
+                hook = self._hooks[key] = OTelHook(tracer_provider=tracer_provider, meter_provider=meter_provider)
+        return hook
+
+    def executor_meters(self, meter: metrics.Meter) -> ExecutorMeters:
+        """The executor's instruments and live counters on this provider's meter, made on first use."""
+        from ._executor import ExecutorMeters
+
+        with self._lock:
+            if self._executor is None:
+                self._executor = ExecutorMeters(meter)
+            return self._executor
+
+    def anomaly_telemetry(self, meter_provider: metrics.MeterProvider | None) -> AnomalyTelemetry:
+        """The anomaly score gauge and events counter of this provider, made on first use."""
+        from ._anomaly import AnomalyTelemetry
+
+        with self._lock:
+            if self._anomaly is None:
+                self._anomaly = AnomalyTelemetry(meter_provider)
+            return self._anomaly
+
+
+_STATES: weakref.WeakKeyDictionary[object, ProviderState] = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+
+
+def provider_state(meter_provider: metrics.MeterProvider | None) -> ProviderState:
+    """The state of ``meter_provider`` (``None``: the global provider, whichever it turns out to be)."""
+    key = meter_provider if meter_provider is not None else _GLOBAL
+    state = _STATES.get(key)
+    if state is None:
+        with _LOCK:
+            state = _STATES.get(key)
+            if state is None:
+                state = _STATES[key] = ProviderState()
+    return state
+
+
+def register_bridge(meter_provider: metrics.MeterProvider, bridge: MetricsBridge) -> None:
+    """Called by ``configure()`` / ``testing`` for a provider whose every reader merges ``bridge``."""
+    provider_state(meter_provider).bridge = bridge
+
+
+def bridge_for(meter_provider: metrics.MeterProvider) -> MetricsBridge | None:
+    """The bridge registered for ``meter_provider`` (a concrete provider, not ``None``), if any."""
+    state = _STATES.get(meter_provider)
+    return state.bridge if state is not None else None

@@ -1,8 +1,9 @@
 """In-process anomaly detection: the detector core and its feed from executor/policy events."""
 
+from .._events import Anomaly
 from ._config import HOOK_DEFAULTS, DetectorConfig
 from ._detector import AnomalyDetector, DetectorStats
-from ._feed import ERROR_RATE, LATENCY, RETRY_RATE, THROUGHPUT, Anomaly, AnomalyHook
+from ._feed import ERROR_RATE, LATENCY, RETRY_RATE, THROUGHPUT, AnomalyHook
 
 __all__ = [
     "AnomalyDetector", "DetectorConfig", "DetectorStats",

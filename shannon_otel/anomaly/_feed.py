@@ -13,12 +13,16 @@ runs of the same wave share it, so waves shorter than a tick are scored too. A t
 ``min_tick_tasks`` tasks (or calls) finished in it; the task that closes it scores it in its own
 context. A tick still open when a wave ends is continued by the next run of that wave name.
 
-Per task the observer updates a few numbers and reads the clock. A latency anomaly becomes a
-span event on the tick's slowest task span if that span is still open (always true when that
-task closed the tick), otherwise on the span current at detection; the ``Anomaly`` handed to
-``on_anomaly`` carries the ids of the slowest task's span. Rate anomalies (``error_rate``,
-``throughput``, ``retry_rate``) have no single culprit: their span event and ids are those of
-the span current at detection (the task or call that closed the tick).
+Per task the observer updates a few numbers and reads the clock. The hook writes no telemetry:
+every scored sample becomes an :class:`~shannon_otel._events.Anomaly` event handed to the other
+hooks of the same entry point (``Hook.anomaly``; the hook learns them from ``Hook.for_scope`` when
+the entry point resolves its hooks), so the OTel hook turns it into the score gauge, the events
+counter and the ``shannon.anomaly`` span event, and the run recorder records it; ``on_anomaly``
+gets the anomalies (severity set). A latency event is delivered with the tick's slowest task span
+current if that span is still open (always true when that task closed the tick), otherwise the
+span current at detection; its ids are the slowest task's. Rate anomalies (``error_rate``,
+``throughput``, ``retry_rate``) have no single culprit: the span current at detection (the task or
+call that closed the tick) is current and gives the ids.
 
 The detector scores likelihood against the series' own history: an anomaly that keeps recurring
 becomes part of that history and stops being flagged.
@@ -26,65 +30,50 @@ becomes part of that history and stops being flagged.
 
 from __future__ import annotations
 
-import logging
 import math
-import threading
-import time as _time
+import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import metrics, trace
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 
-from .. import _telemetry as tm
-from .._events import CallFinished, CallObserver, CallStarted, Hook, TaskResult, WaveObserver, WaveStarted
-from .._telemetry import Outcome, Severity
+from .. import _clock
+from .._events import Anomaly, CallFinished, CallObserver, CallStarted, Hook, TaskResult, WaveObserver, WaveStarted
+from .._isolation import hook_failed
+from .._telemetry import Outcome
 from .._validate import check_number
 from ._config import HOOK_DEFAULTS, DetectorConfig
 from ._detector import AnomalyDetector
-from ._export import register
 
 if TYPE_CHECKING:
+    from opentelemetry import metrics
+
     from ..executor._report import WaveReport
 
-_log = logging.getLogger(__name__)
 LATENCY, ERROR_RATE, THROUGHPUT, RETRY_RATE = "latency", "error_rate", "throughput", "retry_rate"
 _WAVE_SIGNALS = (LATENCY, ERROR_RATE, THROUGHPUT)
 _FAILED = frozenset({Outcome.FAILURE, Outcome.TIMEOUT})
 
 
-@dataclass(frozen=True, slots=True)
-class Anomaly:
-    """One detected anomaly, as handed to ``on_anomaly`` callbacks."""
-
-    series: str  # wave or operation name
-    signal: str  # "latency", "error_rate", "throughput" or "retry_rate"
-    score: float  # detector score in [0, 1] (see DetectorConfig)
-    severity: Severity
-    value: float  # the sample that scored
-    # Hex ids of the tick's slowest task span for latency; of the span current at detection (the
-    # task or call that closed the tick) for the rate signals. None when there was no span.
-    trace_id: str | None  # 32 hex digits
-    span_id: str | None  # 16 hex digits
-    time: float  # the hook's clock
-
-
 class AnomalyHook(Hook):
-    """Feeds one :class:`AnomalyDetector` from waves and protected calls; exports its scores.
+    """Feeds one :class:`AnomalyDetector` from waves and protected calls; emits its scores as events.
 
-    ``enabled=False`` makes every ``*_started`` return ``None`` (zero cost). ``signals``
+    Pass it in ``hooks=`` of waves and policies: each entry point hands its scores, as
+    :class:`Anomaly` events, to its other hooks (the OTel hook exports them: gauge, counter, span
+    event). ``meter_provider`` is deprecated and ignored: the telemetry goes to the providers of
+    the entry point that scored. ``enabled=False`` makes every ``*_started`` return ``None`` (zero cost). ``signals``
     restricts what is watched. A tick closes once ``tick_s`` seconds have passed and at least
     ``min_tick_tasks`` tasks (calls, for ``retry_rate``) finished in it: a mean over a handful
     of tasks is as noisy as a single task duration. ``clock`` (seconds; only differences matter
     unless ``config`` has a seasonal profile, which :data:`HOOK_DEFAULTS` has not) and the
     detector config make the hook deterministic under test. Raises ``ValueError`` (``TypeError``
     for a non-int ``min_tick_tasks``) on a bad argument; never raises into the executor: a
-    failing ``on_anomaly`` callback is logged and ignored. Call it from one event loop (the
-    gauge may be read from any thread); the hook is held weakly by its provider's gauge.
+    failing ``on_anomaly`` callback or hook is logged and ignored. Call it from one event loop.
     """
 
-    __slots__ = ("__weakref__", "_clock", "_counter", "_detector", "_keys", "_lock", "_on_anomaly", "_ops",
-                 "_waves", "enabled", "min_tick_tasks", "signals", "tick_s")
+    __slots__ = ("_clock", "_detector", "_keys", "_on_anomaly", "_ops", "_waves", "enabled", "min_tick_tasks",
+                 "signals", "tick_s")
 
     def __init__(
         self,
@@ -95,7 +84,7 @@ class AnomalyHook(Hook):
         tick_s: float = 10.0,
         min_tick_tasks: int = 8,
         signals: Iterable[str] = (LATENCY, ERROR_RATE, THROUGHPUT, RETRY_RATE),
-        clock: Callable[[], float] = _time.time,
+        clock: Callable[[], float] = _clock.wall,
         enabled: bool = True,
     ) -> None:
         if not (isinstance(tick_s, (int, float)) and 0.0 < tick_s < math.inf):
@@ -115,16 +104,27 @@ class AnomalyHook(Hook):
         self._keys: dict[str, tuple[str, str]] = {}  # detector key -> (series, signal)
         self._waves: dict[str, _WaveTick] = {}
         self._ops: dict[str, _OpTick] = {}
-        # The gauge callback runs on the metric reader's thread; scoring runs on the event loop.
-        self._lock = threading.Lock()
-        self._counter = register(self, meter_provider)
+        if meter_provider is not None:
+            warnings.warn("AnomalyHook(meter_provider=...) is deprecated and ignored: the anomaly telemetry goes "
+                          "to the providers of the wave or policy whose hooks= hold the hook", DeprecationWarning,
+                          stacklevel=2)
 
     @property
     def detector(self) -> AnomalyDetector:
         return self._detector
 
     # ------------------------------------------------------------------ hook protocol
+    def for_scope(self, hooks: tuple[Hook, ...]) -> Hook:
+        """This hook for one entry point: it hands its events to the other ``hooks`` of that scope."""
+        return _Scoped(self, tuple(h for h in hooks if h is not self))
+
     def wave_started(self, event: WaveStarted) -> WaveObserver | None:
+        return self._wave_started(event, ())
+
+    def call_started(self, event: CallStarted) -> CallObserver | None:
+        return self._call_started(event, ())
+
+    def _wave_started(self, event: WaveStarted, sinks: tuple[Hook, ...]) -> WaveObserver | None:
         if not self.enabled:
             return None
         now = self._clock()
@@ -134,9 +134,9 @@ class AnomalyHook(Hook):
                 self._forget()
             tick = self._waves[event.wave] = _WaveTick(now, self.tick_s)
         tick.resume(now)
-        return _WaveFeed(self, event.wave, tick)
+        return _WaveFeed(self, event.wave, tick, sinks)
 
-    def call_started(self, event: CallStarted) -> CallObserver | None:
+    def _call_started(self, event: CallStarted, sinks: tuple[Hook, ...]) -> CallObserver | None:
         if not self.enabled or RETRY_RATE not in self.signals:
             return None
         op = self._ops.get(event.operation)
@@ -144,7 +144,7 @@ class AnomalyHook(Hook):
             if len(self._ops) >= 2 * self._detector.config.max_series:
                 self._forget()
             op = self._ops[event.operation] = _OpTick(self._clock() + self.tick_s)
-        return _CallFeed(self, event.operation, op)
+        return _CallFeed(self, event.operation, op, sinks)
 
     # ------------------------------------------------------------------ scoring
     def _key(self, series: str, signal: str) -> str:
@@ -163,44 +163,62 @@ class AnomalyHook(Hook):
         self._waves = {k: v for k, v in self._waves.items()
                        if v.active or any(f"{s}\x00{k}" in tracked for s in _WAVE_SIGNALS)}
 
-    def _score(self, series: str, signal: str, value: float, now: float, cause: trace.Span | None) -> None:
-        with self._lock:
-            score = self._detector.update(self._key(series, signal), value, now)
-        if score is not None and score >= self._detector.config.warning:
-            self._report(series, signal, score, value, now, cause)
-
-    def _report(self, series: str, signal: str, score: float, value: float, now: float,
-                cause: trace.Span | None) -> None:
-        severity = self._detector.config.severity(score)
-        assert severity is not None
-        self._counter.add(1, {tm.ANOMALY_SERIES: series, tm.ANOMALY_SIGNAL: signal,
-                              tm.ANOMALY_SEVERITY: severity.value})
-        current = trace.get_current_span()
-        span = cause if cause is not None and cause.is_recording() else current
-        if span.is_recording():
-            span.add_event(tm.EVENT_ANOMALY, {
-                tm.ANOMALY_SERIES: series, tm.ANOMALY_SIGNAL: signal, tm.ANOMALY_SCORE_ATTR: score,
-                tm.ANOMALY_SEVERITY: severity.value, tm.ANOMALY_VALUE: value,
-            })
-        if self._on_anomaly is None:
+    def _score(self, series: str, signal: str, value: float, now: float, cause: trace.Span | None,
+               sinks: tuple[Hook, ...]) -> None:
+        score = self._detector.update(self._key(series, signal), value, now)
+        if score is None:
             return
+        config = self._detector.config
+        severity = config.severity(score) if score >= config.warning else None
+        current = trace.get_current_span()
         ctx = (cause if cause is not None else current).get_span_context()
         trace_id = span_id = None
         if ctx.is_valid:
             trace_id, span_id = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
-        try:
-            self._on_anomaly(Anomaly(series, signal, score, severity, value, trace_id, span_id, now))
-        except Exception:
-            _log.exception("on_anomaly callback failed")
+        event = Anomaly(series, signal, score, severity, value, trace_id, span_id, now)
+        if sinks:
+            _publish(event, sinks, cause if cause is not None and cause is not current and cause.is_recording()
+                     else None)
+        if severity is not None and self._on_anomaly is not None:
+            try:
+                self._on_anomaly(event)
+            except Exception as exc:  # isolated like any hook: counted on this hook, logged once
+                hook_failed(self, "on_anomaly", exc, sinks)
 
-    def _observe(self, options: metrics.CallbackOptions) -> list[metrics.Observation]:
-        """The gauge points of this hook; called by the provider's shared gauge (see ``_export``)."""
-        with self._lock:
-            scores = [(self._keys[k], self._detector.last_score(k)) for k in self._detector.series()]
-        return [
-            metrics.Observation(score, {tm.ANOMALY_SERIES: series, tm.ANOMALY_SIGNAL: signal})
-            for (series, signal), score in scores if score is not None
-        ]
+
+def _publish(event: Anomaly, sinks: tuple[Hook, ...], culprit: trace.Span | None) -> None:
+    """Hand ``event`` to the other hooks of the scope, with ``culprit`` (an open span that is not
+    the current one) current meanwhile; a hook that raises is logged and the others still get it."""
+    token = otel_context.attach(trace.set_span_in_context(culprit)) if culprit is not None else None
+    try:
+        for sink in sinks:
+            try:
+                sink.anomaly(event)
+            except Exception as exc:  # isolated: logged once per hook, counted, the others still get it
+                hook_failed(sink, "anomaly", exc, sinks)
+    finally:
+        if token is not None:
+            otel_context.detach(token)
+
+
+class _Scoped(Hook):
+    """An :class:`AnomalyHook` as one entry point uses it: its events go to that entry point's hooks."""
+
+    __slots__ = ("_hook", "_sinks")
+
+    def __init__(self, hook: AnomalyHook, sinks: tuple[Hook, ...]) -> None:
+        self._hook, self._sinks = hook, sinks
+
+    @property
+    def __wrapped__(self) -> AnomalyHook:
+        """The hook this is a view of: its failures are counted and logged as that hook's (_isolation)."""
+        return self._hook
+
+    def wave_started(self, event: WaveStarted) -> WaveObserver | None:
+        return self._hook._wave_started(event, self._sinks)
+
+    def call_started(self, event: CallStarted) -> CallObserver | None:
+        return self._hook._call_started(event, self._sinks)
 
 
 class _WaveTick:
@@ -233,10 +251,10 @@ class _WaveTick:
 class _WaveFeed(WaveObserver):
     """Per wave run: updates its wave name's shared tick."""
 
-    __slots__ = ("_hook", "_tick", "_wave")
+    __slots__ = ("_hook", "_sinks", "_tick", "_wave")
 
-    def __init__(self, hook: AnomalyHook, wave: str, tick: _WaveTick) -> None:
-        self._hook, self._wave, self._tick = hook, wave, tick
+    def __init__(self, hook: AnomalyHook, wave: str, tick: _WaveTick, sinks: tuple[Hook, ...]) -> None:
+        self._hook, self._wave, self._tick, self._sinks = hook, wave, tick, sinks
 
     def task_finished(self, token: Any, event: TaskResult[Any]) -> None:
         tick, hook = self._tick, self._hook
@@ -265,11 +283,11 @@ class _WaveFeed(WaveObserver):
         if LATENCY in hook.signals:
             # One sample per tick, the mean task latency: single task durations are too noisy to alert on
             # (a new maximum turns up every few hundred tasks of pure noise); a tick's mean is not.
-            hook._score(wave, LATENCY, latency_sum / n, now, slowest)
+            hook._score(wave, LATENCY, latency_sum / n, now, slowest, self._sinks)
         if ERROR_RATE in hook.signals:
-            hook._score(wave, ERROR_RATE, failed / n, now, None)
+            hook._score(wave, ERROR_RATE, failed / n, now, None, self._sinks)
         if THROUGHPUT in hook.signals and elapsed > 0.0:
-            hook._score(wave, THROUGHPUT, n / elapsed, now, None)
+            hook._score(wave, THROUGHPUT, n / elapsed, now, None, self._sinks)
 
 
 class _OpTick:
@@ -281,10 +299,10 @@ class _OpTick:
 
 
 class _CallFeed(CallObserver):
-    __slots__ = ("_hook", "_op", "_operation")
+    __slots__ = ("_hook", "_op", "_operation", "_sinks")
 
-    def __init__(self, hook: AnomalyHook, operation: str, op: _OpTick) -> None:
-        self._hook, self._operation, self._op = hook, operation, op
+    def __init__(self, hook: AnomalyHook, operation: str, op: _OpTick, sinks: tuple[Hook, ...]) -> None:
+        self._hook, self._operation, self._op, self._sinks = hook, operation, op, sinks
 
     def call_finished(self, event: CallFinished) -> None:
         op, hook = self._op, self._hook
@@ -295,4 +313,4 @@ class _CallFeed(CallObserver):
             rate = op.retries / op.calls
             op.calls = op.retries = 0
             op.end = now + hook.tick_s
-            hook._score(self._operation, RETRY_RATE, rate, now, None)
+            hook._score(self._operation, RETRY_RATE, rate, now, None, self._sinks)

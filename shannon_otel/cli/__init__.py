@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                       default=os.environ.get("OTEL_SERVICE_NAME") or "shannon-otel-demo",
                       help="service.name of the telemetry (default shannon-otel-demo)")
     demo.add_argument("--plain", action="store_true", help="plain line output even on a terminal")
+    demo.add_argument("--verbose", "-v", action="store_true",
+                      help="also print the library's log records: retries, breaker changes, fallbacks, ...")
     demo.set_defaults(env_endpoint=env_endpoint, env_protocol=env_protocol)
 
     dash = sub.add_parser("dashboards", help="print or write the bundled Grafana dashboards",
@@ -135,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     rules.add_argument("--out", metavar="FILE", help="write the rules to FILE instead of stdout")
     rules.add_argument("--jaeger-url", help="link alerts to this Jaeger UI (e.g. http://127.0.0.1:16686)")
     rules.add_argument("--runbook-url", help="base URL of the runbook linked from each alert")
+    rules.add_argument("--slo-target", type=float, metavar="RATIO",
+                       help="task success objective of the error budget alerts, in (0, 1) (default 0.99)")
+    rules.add_argument("--stall-after", metavar="DURATION",
+                       help="how long a wave may run without a finished task (default 15m)")
+    rules.add_argument("--stall-after-wave", metavar="WAVE=DURATION", action="append", default=[],
+                       help="the stall window of one wave (repeatable), e.g. train=40m")
 
     check = sub.add_parser(
         "check", help="verify an OTLP endpoint accepts traces and Prometheus answers queries",

@@ -15,35 +15,32 @@ from collections.abc import Callable
 from typing import Any
 
 from .._events import Hook
-from .._recorder import RunRecorder
-from ..executor._advice import AnomalyRecord
+from ..reporting._recorder import RunRecorder
 from ._display import make_display
 from ._exporting import Exporting, setup
 from ._prometheus import MetricsServer, PrometheusReader
 from ._summary import Out, advice_section, anomalies_section, resilience_section, waterfall_section, waves_section
+from ._verbose import log_lines
 from ._waterfall import waterfall
 from ._workload import WorkloadConfig, run_waves
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_EXPORT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
-def _anomaly_hook(recorder: RunRecorder, meter_provider: Any) -> Hook | None:
-    """The anomaly detector feeding the recorder, tuned to warm up within a short demo."""
+def _anomaly_hook() -> Hook | None:
+    """The anomaly detector, tuned to warm up within a short demo. It hands its anomalies to the other
+    hooks of each wave and policy: the OTel hook exports them, the run recorder keeps them."""
     try:
         from dataclasses import replace
 
-        from ..anomaly import HOOK_DEFAULTS, LATENCY, Anomaly, AnomalyHook
+        from ..anomaly import HOOK_DEFAULTS, LATENCY, AnomalyHook
     except ImportError:  # pragma: no cover - the detector ships with the package
         return None
-
-    def on_anomaly(a: Anomaly) -> None:
-        recorder.anomaly(AnomalyRecord(a.series, a.signal, a.score, a.severity.value, a.value, None, a.trace_id))
 
     # A default demo lasts ~6 s: short ticks closed by task count (12 tasks, whose mean the slow LLM calls
     # barely move) and a 15-tick warm-up, so the five research rounds before the anomaly are history.
     # Measured on seeds 1-20: research#6 flagged in all, no clean wave (top clean score 0.23).
-    return AnomalyHook(replace(HOOK_DEFAULTS, min_history=15), meter_provider=meter_provider,
-                       on_anomaly=on_anomaly, signals=(LATENCY,), tick_s=0.02, min_tick_tasks=12)
+    return AnomalyHook(replace(HOOK_DEFAULTS, min_history=15), signals=(LATENCY,), tick_s=0.02, min_tick_tasks=12)
 
 
 def _console(plain: bool) -> Any | None:
@@ -83,14 +80,15 @@ def run(args: argparse.Namespace) -> int:
     if exporting.endpoint is not None:
         out.line(f"exporting traces and metrics over OTLP to {exporting.endpoint} as service {args.service_name!r}")
     recorder = RunRecorder()
-    hooks: list[Hook] = [recorder]
-    detector = _anomaly_hook(recorder, exporting.telemetry.meter_provider)
+    display = make_display(recorder, plain=console is None, console=console)
+    lines = log_lines(out, args.verbose)
+    logs = lines.__enter__()
+    # The display right after the recorder: it reads its counters. The logging hook (off unless --verbose)
+    # replaces the default one; it gets the anomaly hook's anomalies like the others.
+    hooks: list[Hook] = [recorder, display, logs]
+    detector = _anomaly_hook()
     if detector is not None:
         hooks.append(detector)
-    display = make_display(recorder, plain=console is None, console=console)
-    recorder.listeners.append(display.transition)
-    recorder.on_wave_started.append(display.wave_started)
-    recorder.on_wave_finished.append(display.wave_finished)
     keep_going: Callable[[int], bool] | None = None
     if args.duration is not None:
         deadline = time.monotonic() + args.duration
@@ -105,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             out.line("interrupted: summarising what ran")
             code = EXIT_INTERRUPTED
+        finally:
+            lines.__exit__(None, None, None)
         _summarise(out, recorder, exporting, detector is not None, fill="#" if console is None else "\u2588")
         series = exporting.metrics.series() if exporting.metrics is not None else None
         if exporting.endpoint is not None:

@@ -1,36 +1,32 @@
 """Live progress while the demo runs: a rich live table on a terminal, plain lines otherwise.
 
-Both displays read the :class:`RunRecorder` counters; the runner calls :meth:`wave_started` /
-:meth:`wave_finished` around each wave and the recorder forwards breaker transitions. The rich
-display refreshes from its own thread (rich's ``Live``); the plain one prints only on events, so a
-log file or CI output gets one line per wave and per breaker transition.
+Both displays read the :class:`RunRecorder` counters. The rich display refreshes from its own
+thread (rich's ``Live``). The plain one prints only on events, so a log file or CI output gets one
+line per wave and per breaker transition: it is a hook like any other (no callback bus beside the
+hooks), placed right after the recorder in ``hooks=`` so that the recorder has made the wave's live
+counters when the display hears of the wave.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any
 
-from .._events import BreakerTransition
-from .._recorder import RunRecorder, WaveLive
+from .._events import BreakerTransition, Hook, WaveObserver, WaveStarted
+from ..reporting._recorder import RunRecorder, WaveLive
+
+if TYPE_CHECKING:
+    from ..executor._report import WaveReport
 
 _ROWS = 8  # waves shown in the live table (the newest ones)
-
-
-class Display(Protocol):
-    def __enter__(self) -> Display: ...
-    def __exit__(self, *exc_info: object) -> None: ...
-    def wave_started(self, live: WaveLive) -> None: ...
-    def wave_finished(self, live: WaveLive) -> None: ...
-    def transition(self, event: BreakerTransition) -> None: ...
 
 
 def _breakers(recorder: RunRecorder) -> str:
     return ", ".join(f"{name}={state.value}" for name, state in recorder.breakers.items()) or "none"
 
 
-class PlainDisplay:
+class PlainDisplay(Hook):
     """One line per wave and per breaker transition; safe for pipes and log files."""
 
     def __init__(self, recorder: RunRecorder, out: IO[str] | None = None) -> None:
@@ -47,23 +43,41 @@ class PlainDisplay:
     def _print(self, text: str) -> None:
         print(f"[{time.monotonic() - self._started:6.2f}s] {text}", file=self._out, flush=True)
 
-    def wave_started(self, live: WaveLive) -> None:
+    def wave_started(self, event: WaveStarted) -> WaveObserver | None:
+        # The recorder, called just before, made this wave's live counters (hooks start in order).
+        waves = self._recorder.waves
+        live = waves[-1] if waves else None
+        if live is None or live.report is not None or not (
+                live.label == event.wave or live.label.startswith(event.wave + "#")):
+            live = WaveLive(event.wave, event.size or 0)  # not after a recorder: the name and size only
         self._print(f"wave {live.label}: started, {live.size} tasks")
+        return _PlainWave(self, live)
 
-    def wave_finished(self, live: WaveLive) -> None:
-        report = live.report
-        took = f", {report.duration_s:.2f} s" if report is not None else ""
+    def wave_finished(self, live: WaveLive, report: WaveReport) -> None:
         self._print(
             f"wave {live.label}: done {live.done}/{live.size}, failed {live.failed}, retries {live.retries}, "
-            f"rejected {live.rejected}, degraded {live.degraded}; breakers: {_breakers(self._recorder)}{took}"
+            f"rejected {live.rejected}, degraded {live.degraded}; breakers: {_breakers(self._recorder)}, "
+            f"{report.duration_s:.2f} s"
         )
 
-    def transition(self, event: BreakerTransition) -> None:
+    def breaker_transition(self, event: BreakerTransition) -> None:
         self._print(f"breaker {event.breaker}: {event.from_state.value} -> {event.to_state.value} ({event.reason})")
 
 
-class RichDisplay:
-    """A live table of the newest waves (done/failed/active, retries, breaker state). Needs rich."""
+class _PlainWave(WaveObserver):
+    __slots__ = ("_display", "_live")
+
+    def __init__(self, display: PlainDisplay, live: WaveLive) -> None:
+        self._display, self._live = display, live
+
+    def wave_finished(self, report: WaveReport) -> None:
+        self._display.wave_finished(self._live, report)
+
+
+class RichDisplay(Hook):
+    """A live table of the newest waves (done/failed/active, retries, breaker state). Needs rich.
+
+    A hook that listens to nothing: it reads the recorder when rich refreshes."""
 
     def __init__(self, recorder: RunRecorder, console: Any) -> None:
         from rich.live import Live
@@ -80,15 +94,6 @@ class RichDisplay:
     def __exit__(self, *exc_info: object) -> None:
         self._live.refresh()
         self._live.__exit__(None, None, None)
-
-    def wave_started(self, live: WaveLive) -> None:
-        pass
-
-    def wave_finished(self, live: WaveLive) -> None:
-        pass
-
-    def transition(self, event: BreakerTransition) -> None:
-        pass
 
     def _render(self) -> Any:
         from rich.table import Table
@@ -122,8 +127,11 @@ class RichDisplay:
         ) or "none"
 
 
-def make_display(recorder: RunRecorder, *, plain: bool, console: Any | None) -> Display:
+def make_display(recorder: RunRecorder, *, plain: bool, console: Any | None) -> PlainDisplay | RichDisplay:
     """Rich when a console is given and ``plain`` is off, plain lines otherwise."""
     if plain or console is None:
         return PlainDisplay(recorder)
     return RichDisplay(recorder, console)
+
+
+Display = PlainDisplay | RichDisplay  # a context manager around the run, and a hook (right after the recorder)

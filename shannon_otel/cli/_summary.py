@@ -12,9 +12,11 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import IO, Any
 
-from .._recorder import RunRecorder
-from .._telemetry import GEN_AI_INPUT_TOKENS, GEN_AI_OUTPUT_TOKENS, TASK_COST_ATTR, Outcome
-from ..executor._advice import AnomalyRecord, Recommendation, RunReport
+from .._events import Anomaly
+from .._telemetry import TASK_COST_ATTR, TASK_INPUT_TOKENS, TASK_OUTPUT_TOKENS, Outcome
+from ..reporting._advice import Recommendation
+from ..reporting._recorder import RunRecorder
+from ..reporting._run import RunReport
 from ._waterfall import Row
 
 _MAX_WAVE_ROWS = 20
@@ -97,7 +99,7 @@ def waves_section(out: Out, recorder: RunRecorder) -> None:
             live.label, str(r.total), str(r.counts[Outcome.SUCCESS]), str(r.counts[Outcome.FAILURE]),
             str(r.counts[Outcome.TIMEOUT]), ms(r.latency.p50), ms(r.latency.p95), ms(r.latency.p99),
             ms(r.queue_wait.p50), f"{r.parallel_efficiency:.0%}", str(live.retries),
-            f"{_total(r, GEN_AI_INPUT_TOKENS) + _total(r, GEN_AI_OUTPUT_TOKENS):,.0f}",
+            f"{_total(r, TASK_INPUT_TOKENS) + _total(r, TASK_OUTPUT_TOKENS):,.0f}",
             f"${_total(r, TASK_COST_ATTR):.3f}",
         ])
     lat = recorder.latency
@@ -108,7 +110,7 @@ def waves_section(out: Out, recorder: RunRecorder) -> None:
     footer = [
         "all", str(sum(totals[o.value] for o in Outcome)), str(totals["success"]), str(totals["failure"]),
         str(totals["timeout"]), p(0.5), p(0.95), p(0.99), "", "", str(totals["retries"]),
-        f"{sums.get(GEN_AI_INPUT_TOKENS, 0) + sums.get(GEN_AI_OUTPUT_TOKENS, 0):,.0f}",
+        f"{sums.get(TASK_INPUT_TOKENS, 0) + sums.get(TASK_OUTPUT_TOKENS, 0):,.0f}",
         f"${sums.get(TASK_COST_ATTR, 0):.3f}",
     ]
     out.table(["wave", "tasks", "ok", "failed", "timeout", "p50", "p95", "p99", "queue p50", "efficiency",
@@ -144,18 +146,17 @@ def resilience_section(out: Out, recorder: RunRecorder, run: RunReport) -> None:
 
 
 def anomalies_section(out: Out, run: RunReport, advice: Sequence[Recommendation], detector: bool) -> None:
-    groups: dict[tuple[str, str, str], list[AnomalyRecord]] = {}
-    for a in run.anomalies:
-        groups.setdefault((a.series, a.signal, a.wave or "-"), []).append(a)
+    groups: dict[tuple[str, str, str], list[Anomaly]] = {}
+    for a, wave in zip(run.anomalies, run.anomaly_waves, strict=True):
+        groups.setdefault((a.series, a.signal, wave or "-"), []).append(a)
     out.heading(f"Anomalies ({len(run.anomalies)})")
     if not detector:
         out.line("(the anomaly detector is not available in this build)")
     for (series, signal, wave), found in list(groups.items())[:10]:
-        worst = max(found, key=lambda a: (a.score, a.value or 0.0))
-        value = f", worst value {worst.value:.4g}" if worst.value is not None else ""
-        unit = " s" if value and signal == "latency" else ""
-        out.line(f"{worst.severity:<8} {signal} of {series} in wave {wave}: {len(found)} samples, score "
-                 f"{worst.score:.2f}{value}{unit}, trace {worst.trace_id or '-'}", "trace")
+        worst = max(found, key=lambda a: (a.score, a.value))
+        unit = " s" if signal == "latency" else ""
+        out.line(f"{worst.severity or '-':<8} {signal} of {series} in wave {wave}: {len(found)} samples, score "
+                 f"{worst.score:.2f}, worst value {worst.value:.4g}{unit}, trace {worst.trace_id or '-'}", "trace")
     if len(groups) > 10:
         out.line(f"... and {len(groups) - 10} more groups")
     for rec in advice:

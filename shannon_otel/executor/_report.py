@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from .._events import error_type
 from .._stats import LogHistogram
 from .._telemetry import Outcome
-
-if TYPE_CHECKING:
-    from ._advice import Recommendation
+from ..reporting._advice import Recommendation, advise_wave
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +64,7 @@ class WaveReport:
     @property
     def recommendations(self) -> list[Recommendation]:
         """Queue-wait and parallel-efficiency advice for this wave, each citing its numbers (computed on access;
-        ``executor._advice.advise_wave`` takes custom thresholds)."""
-        from ._advice import advise_wave
-
+        ``shannon_otel.advise_wave`` takes custom thresholds)."""
         return advise_wave(self)
 
 

@@ -1,24 +1,43 @@
 """Circuit breaker: CLOSED -> OPEN -> HALF_OPEN -> CLOSED, with counted and ignored exceptions.
 
-Transitions are reported to the breaker's hooks; the OTel hook adds them as span events on the
-current span (see ``shannon_otel._otel._recovery``). All state changes happen between awaits,
-so on one event loop admission and recording are atomic without locks: under any concurrency
-exactly ``half_open_probes`` calls are admitted per HALF_OPEN period.
+A new breaker is announced to its hooks (``breaker_registered``: name and initial state, so the
+state gauge has its series before any call); its transitions are reported to them too: the OTel
+hook adds them as span events on the current span (see ``shannon_otel._otel._recovery``). All
+state changes happen between awaits, so on one event loop admission and recording are atomic
+without locks: under any concurrency exactly ``half_open_probes`` calls are admitted per
+HALF_OPEN period.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+import logging
+import warnings
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
-from .._events import BreakerTransition, CallRejected, CallStarted
+from .. import _clock
+from .._events import BreakerRegistered, BreakerTransition, CallRejected, CallStarted
 from .._hooks import resolve_hooks
+from .._isolation import hook_failed
 from .._telemetry import BreakerState
 from .._validate import check_exceptions, check_number
-from ._core import END, Chain, CircuitOpenError, Clock, Factory, Policy, _Call, next_step, observed, start_call
+from ._core import (
+    END,
+    Chain,
+    CircuitOpenError,
+    Clock,
+    DecoratedCall,
+    Factory,
+    Policy,
+    _Call,
+    first_failed,
+    next_step,
+    notify,
+    observed,
+    start_call,
+)
 from ._window import FAILED, SLOW, CountWindow, TimeWindow
 
 if TYPE_CHECKING:
@@ -28,6 +47,12 @@ if TYPE_CHECKING:
     from .._events import Hook
 
 T = TypeVar("T")
+P = ParamSpec("P")
+_COUNT_DEPRECATED = (
+    "BreakerConfig(count=...) / CircuitBreaker(count=...) is deprecated: use on= (which chooses exceptions "
+    "in every policy); count= goes in the next release"
+)
+_log = logging.getLogger(__name__)
 _CLOSED, _OPEN, _HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 
 
@@ -41,8 +66,9 @@ class BreakerConfig:
     The window is the last ``window`` calls, or the last ``window_s`` seconds when that is set.
     After ``reset_timeout`` seconds OPEN admits up to ``half_open_probes`` probe calls (HALF_OPEN);
     ``success_threshold`` successful probes close it, a failed or slow probe re-opens it, and a
-    cancelled or ignored probe gives its slot back. Exceptions that are instances of ``count`` and
-    not of ``ignore`` count as failures; other errors and cancellation are not counted.
+    cancelled or ignored probe gives its slot back. Exceptions that are instances of ``on`` and
+    not of ``ignore`` count as failures; other errors and cancellation are not counted. ``count`` is
+    the deprecated old name of ``on`` (DeprecationWarning; removed in the next release).
     """
 
     failure_threshold: int | None = 5
@@ -55,10 +81,19 @@ class BreakerConfig:
     half_open_probes: int = 1
     success_threshold: int = 1
     reset_timeout: float = 30.0
-    count: type[BaseException] | tuple[type[BaseException], ...] = Exception
+    on: type[BaseException] | tuple[type[BaseException], ...] = Exception
     ignore: type[BaseException] | tuple[type[BaseException], ...] = ()
+    count: type[BaseException] | tuple[type[BaseException], ...] | None = field(
+        default=None, repr=False, compare=False,
+    )
 
     def __post_init__(self) -> None:
+        if self.count is not None:
+            warnings.warn(_COUNT_DEPRECATED, DeprecationWarning, stacklevel=3)
+            if self.on is not Exception:
+                raise TypeError("pass on only (count is its deprecated old name)")
+            object.__setattr__(self, "on", self.count)
+            object.__setattr__(self, "count", None)
         check_number("failure_threshold", self.failure_threshold, low=1, integer=True, allow_none=True)
         check_number("failure_rate", self.failure_rate, low=0, high=1, low_open=True, allow_none=True)
         if self.failure_threshold is None and self.failure_rate is None and self.slow_call_s is None:
@@ -72,7 +107,7 @@ class BreakerConfig:
         check_number("success_threshold", self.success_threshold, low=1, high=self.half_open_probes,
                      integer=True)
         check_number("reset_timeout", self.reset_timeout, low=0)
-        object.__setattr__(self, "count", check_exceptions("count", self.count))
+        object.__setattr__(self, "on", check_exceptions("on", self.on))
         object.__setattr__(self, "ignore", check_exceptions("ignore", self.ignore))
 
 
@@ -81,6 +116,8 @@ class CircuitBreaker(Policy):
 
     ``await breaker.call(fn)`` raises :class:`CircuitOpenError` without calling ``fn`` while the
     breaker rejects. ``@breaker`` decorates an async function. The operation it reports is its name.
+    ``name`` is required (TypeError without it): it labels the breaker's metric series and reported
+    state, so two breakers must not share one. Give each breaker its own name (or share the instance).
     """
 
     __slots__ = (
@@ -102,14 +139,24 @@ class CircuitBreaker(Policy):
     )
 
     def __init__(
-        self, name: str = "breaker", config: BreakerConfig | None = None, *, clock: Clock = time.monotonic,
+        self, name: str | None = None, config: BreakerConfig | None = None, *, clock: Clock = _clock.monotonic,
         hooks: Iterable[Hook] | None = None, tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None, instrument: bool = True, **settings: object,
     ) -> None:
+        if name is None:
+            raise TypeError(
+                "CircuitBreaker needs name= (e.g. CircuitBreaker('payments-api', ...)): the name labels the "
+                "breaker's metric series and reported state, and two breakers must not share one"
+            )
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty str, got {name!r}")
         if config is not None and settings:
             raise TypeError("pass either config or individual settings, not both")
+        if "count" in settings:  # warned here so that the warning points at the caller's line
+            warnings.warn(_COUNT_DEPRECATED, DeprecationWarning, stacklevel=2)
+            if "on" in settings:
+                raise TypeError("pass on only (count is its deprecated old name)")
+            settings["on"] = settings.pop("count")
         self.config = config if config is not None else BreakerConfig(**settings)  # type: ignore[arg-type]
         if not callable(clock):
             raise TypeError(f"clock must be a callable returning seconds, got {clock!r}")
@@ -120,7 +167,7 @@ class CircuitBreaker(Policy):
             CountWindow(c.window) if c.window_s is None else TimeWindow(c.window_s)
         )
         self._timed = c.slow_call_s is not None or c.window_s is not None
-        self._failures_count: tuple[type[BaseException], ...] = c.count  # type: ignore[assignment]
+        self._failures_count: tuple[type[BaseException], ...] = c.on  # type: ignore[assignment]
         self._state = _CLOSED
         self._clean = False  # a success would change nothing (see _update_clean)
         self._gen = 0  # bumped on every transition: results of calls admitted earlier are dropped
@@ -130,7 +177,13 @@ class CircuitBreaker(Policy):
         self._forced = False
         self._hooks = resolve_hooks(hooks, tracer_provider, meter_provider, instrument=instrument)
         self._started = CallStarted(name, "breaker")
-        self._emit(_CLOSED, _CLOSED, "created", clock())
+        if self._hooks:
+            registered = BreakerRegistered(name, _CLOSED, clock())
+            for hook in self._hooks:
+                try:
+                    hook.breaker_registered(registered)
+                except Exception as exc:  # a hook's bug never costs the user a breaker
+                    hook_failed(hook, "breaker_registered", exc, self._hooks)
 
     def __repr__(self) -> str:
         return f"CircuitBreaker({self.name!r}, state={self._state.value!r}, config={self.config!r})"
@@ -141,18 +194,26 @@ class CircuitBreaker(Policy):
         return self._state
 
     # ----------------------------------------------------------------- calling
-    async def call(self, fn: Factory[T]) -> T:
+    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        if args or kwargs:
+            fn = DecoratedCall(fn, *args, **kwargs)
         hooks = self._hooks
         if hooks:
-            first = hooks[0].call_started(self._started)
+            try:
+                first = hooks[0].call_started(self._started)
+            except Exception as exc:
+                first = first_failed(hooks, exc)
             if first is not None or len(hooks) > 1:
                 call = start_call(hooks, self._started, self.clock, first)
                 if call is not None:
                     return await observed(self, END, 0, fn, call)
-        gen = self._gen if self._state is _CLOSED else self._admit(None)
-        started = self.clock() if self._timed else 0.0
+        if self._clean:  # CLOSED, untimed, window full of successes: one check instead of two
+            gen, started = self._gen, 0.0
+        else:
+            gen = self._gen if self._state is _CLOSED else self._admit(None)
+            started = self.clock() if self._timed else 0.0
         try:
-            result = await fn()
+            result = await fn()  # type: ignore[call-arg]
         except BaseException as exc:
             self._failed(gen, started, exc)
             raise
@@ -163,8 +224,7 @@ class CircuitBreaker(Policy):
     async def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> T:
         gen = self._gen if self._state is _CLOSED else self._admit(call)
         if call is not None:
-            for observer in call.observers:
-                observer.breaker_admitted(self.name, self._state)
+            notify(call, "breaker_admitted", self.name, self._state)
         started = self.clock() if self._timed else 0.0
         try:
             result = await next_step(chain, i, fn, call)
@@ -194,8 +254,7 @@ class CircuitBreaker(Policy):
         state = self._state
         if call is not None:
             event = CallRejected(call.operation, self.name, state)
-            for observer in call.observers:
-                observer.rejected(event)
+            notify(call, "rejected", event)
         raise CircuitOpenError(self.name, state.value, retry_after)
 
     def _counted(self, error: BaseException) -> bool:
@@ -286,11 +345,13 @@ class CircuitBreaker(Policy):
         self._emit(before, to, reason, now)
 
     def _emit(self, before: BreakerState, to: BreakerState, reason: str, now: float) -> None:
-        # The first event of every breaker is closed -> closed, reason "created": its initial state.
         if self._hooks:
             event = BreakerTransition(self.name, before, to, reason, now)
             for hook in self._hooks:
-                hook.breaker_transition(event)
+                try:
+                    hook.breaker_transition(event)
+                except Exception as exc:  # the state has changed: a hook must not make the call fail
+                    hook_failed(hook, "breaker_transition", exc, self._hooks)
 
 
 class BreakerRegistry:
@@ -302,7 +363,7 @@ class BreakerRegistry:
     __slots__ = ("_breakers", "_clock", "_hooks", "_instrument", "_meter_provider", "_tracer_provider")
 
     def __init__(
-        self, *, clock: Clock = time.monotonic, hooks: Iterable[Hook] | None = None,
+        self, *, clock: Clock = _clock.monotonic, hooks: Iterable[Hook] | None = None,
         tracer_provider: TracerProvider | None = None, meter_provider: MeterProvider | None = None,
         instrument: bool = True,
     ) -> None:

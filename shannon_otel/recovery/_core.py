@@ -4,6 +4,10 @@ A policy runs a zero-argument factory ``fn`` (so it can be called again for a re
 ``_run(chain, i, fn, call)``, where ``chain[i:]`` are the policies inside it (empty when used
 alone) and ``call`` is the per-call :class:`_Call` state, or ``None`` when no hook observes the
 call. The ``None`` path is the hot path: it allocates nothing and builds no event.
+
+Every call into an observer is isolated (``shannon_otel._isolation``): a hook that raises is
+recorded and skipped, never raised into the call; observers and attempt tokens that are context
+managers are entered around the call / the attempt and always exited.
 """
 
 from __future__ import annotations
@@ -11,16 +15,18 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
 
+from .. import _clock
+from .._deadline import task_timed_out
 from .._events import AttemptFinished, CallFinished, CallObserver, CallStarted
 from .._hooks import resolve_hooks
+from .._isolation import Unentered, enter, finish, hook_failed, leave, start
+from .._isolation import notify as _notify
 from .._telemetry import CallOutcome, Outcome
-from ..executor._task import task_timed_out
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -51,12 +57,18 @@ class CircuitOpenError(Exception):
 
 
 class _Call:
-    """Per-call state of an observed call: its observers and attempt counter."""
+    """Per-call state of an observed call: its observers (``owners[k]`` made ``observers[k]``; ``hooks``
+    are all the hooks of the entry point, told when one fails) and attempt counter."""
 
-    __slots__ = ("attempts", "clock", "ignored", "observers", "operation", "timeouts")
+    __slots__ = ("attempts", "clock", "hooks", "ignored", "observers", "operation", "owners", "timeouts")
 
-    def __init__(self, observers: list[CallObserver], operation: str, clock: Clock) -> None:
+    def __init__(
+        self, observers: list[CallObserver], owners: list[Hook], hooks: tuple[Hook, ...], operation: str,
+        clock: Clock,
+    ) -> None:
         self.observers = observers
+        self.owners = owners
+        self.hooks = hooks
         self.operation = operation
         self.clock = clock
         self.attempts = 0
@@ -69,14 +81,36 @@ def start_call(
 ) -> _Call | None:
     """Ask each hook for an observer of one call; ``None`` when none of them watches it.
 
-    The hot paths ask ``hooks[0]`` themselves (saving a call frame) and pass its answer as ``first``.
+    The hot paths ask ``hooks[0]`` themselves (saving a call frame) and pass its answer as ``first``
+    (see :func:`first_failed`). A hook that raises here is recorded and does not watch the call.
     """
-    observers = [first] if first is not None else []
+    observers: list[CallObserver] = [first] if first is not None else []
+    owners: list[Hook] = [hooks[0]] if first is not None else []
     for hook in hooks[0 if first is None else 1:]:
-        observer = hook.call_started(event)
+        try:
+            observer = hook.call_started(event)
+        except Exception as exc:
+            hook_failed(hook, "call_started", exc, hooks)
+            continue
         if observer is not None:
             observers.append(observer)
-    return _Call(observers, event.operation, clock) if observers else None
+            owners.append(hook)
+    return _Call(observers, owners, hooks, event.operation, clock) if observers else None
+
+
+def first_failed(hooks: tuple[Hook, ...], error: Exception) -> CallObserver | None:
+    """Record that ``hooks[0].call_started`` raised ``error`` in a policy's inline prologue; returns None.
+
+    The prologue keeps the call inline inside ``try`` (free in 3.11 when nothing raises) rather than
+    calling a guarded helper: one more call frame would cost a fifth of the breaker's per-call budget.
+    """
+    hook_failed(hooks[0], "call_started", error, hooks)
+    return None
+
+
+def notify(call: _Call, method: str, *args: Any) -> None:
+    """``method(*args)`` on every observer of ``call``, in start order; one that raises is recorded and skipped."""
+    _notify(call.observers, call.owners, call.hooks, method, *args)
 
 
 def next_step(chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> Awaitable[T]:
@@ -91,13 +125,14 @@ def next_step(chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> Await
 async def _attempt(fn: Factory[T], call: _Call) -> T:
     call.attempts += 1
     n = call.attempts
-    observers = call.observers
-    hedged = _HEDGED.get()
-    tokens = [o.hedge_started(n) if hedged else o.attempt_started(n) for o in observers]
-    start = call.clock()
+    tokens: list[Any] = []
     outcome = Outcome.SUCCESS
     error: BaseException | None = None
+    begin = 0.0
     try:
+        start(call.observers, call.owners, call.hooks, tokens,
+              "hedge_started" if _HEDGED.get() else "attempt_started", n)
+        begin = call.clock()
         return await fn()
     except asyncio.CancelledError:
         # A cancellation delivered by an expiring timeout policy, or by the per-task timeout of the
@@ -109,17 +144,24 @@ async def _attempt(fn: Factory[T], call: _Call) -> T:
         outcome, error = Outcome.FAILURE, exc
         raise
     finally:
-        event = AttemptFinished(call.operation, n, outcome, call.clock() - start, error)
-        for observer, token in zip(reversed(observers), reversed(tokens), strict=True):
-            observer.attempt_finished(token, event)
+        event = AttemptFinished(call.operation, n, outcome, call.clock() - begin, error)
+        finish(call.observers, call.owners, call.hooks, tokens, "attempt_finished", event)
 
 
 async def observed(policy: Policy, chain: Chain, i: int, fn: Factory[T], call: _Call) -> T:
-    """Run ``policy`` (at ``chain[i-1]``, or alone) as one observed operation."""
-    start = call.clock()
+    """Run ``policy`` (at ``chain[i-1]``, or alone) as one observed operation.
+
+    Observers that are context managers are entered around it (the OTel one makes the operation span
+    current) and exited after ``call_finished``, whatever any observer raises.
+    """
+    observers, owners, hooks = call.observers, call.owners, call.hooks
+    entered: list[Any] = []
     outcome = CallOutcome.SUCCESS
     error: BaseException | None = None
+    begin = call.clock()
     try:
+        for observer, owner in zip(observers, owners, strict=True):
+            entered.append(enter(observer, owner, "call_started", hooks))
         return await policy.run(chain, i, fn, call)
     except asyncio.CancelledError as exc:
         if task_timed_out():
@@ -138,9 +180,14 @@ async def observed(policy: Policy, chain: Chain, i: int, fn: Factory[T], call: _
         error = exc
         raise
     finally:
-        event = CallFinished(call.operation, outcome, call.attempts, call.clock() - start, error)
-        for observer in reversed(call.observers):
-            observer.call_finished(event)
+        event = CallFinished(call.operation, outcome, call.attempts, call.clock() - begin, error)
+        for k in range(len(observers) - 1, -1, -1):
+            try:
+                observers[k].call_finished(event)
+            except Exception as exc:
+                hook_failed(owners[k], "call_finished", exc, hooks)
+            if k < len(entered) and type(entered[k]) is not Unentered:
+                leave(observers[k], owners[k], "call_finished", hooks)
 
 
 def _wave_timeout(cancelled: asyncio.CancelledError) -> TimeoutError:
@@ -167,15 +214,24 @@ class Policy:
     def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> Awaitable[T]:
         raise NotImplementedError
 
-    async def call(self, fn: Factory[T]) -> T:
-        """Run ``fn()`` under this policy; raises what the policy lets through (never swallows cancellation).
+    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn(*args, **kwargs)`` under this policy (called again for a retry); raises what the
+        policy lets through (never swallows cancellation).
 
-        ``Retry``, ``CircuitBreaker`` and ``Pipeline`` repeat this prologue inline on purpose: moving it
-        into a helper costs one more call (~0.06 us), a fifth of the breaker's per-call budget.
+        ``call(fn)`` with no arguments takes ``fn`` as the factory itself and allocates nothing for it;
+        with arguments the factory is a :class:`DecoratedCall`, so a ``Degrade(last_good=True, key=...)``
+        can key its last good values by them. ``Retry``, ``CircuitBreaker`` and ``Pipeline`` repeat this
+        prologue inline on purpose: moving it into a helper costs one more call (~0.06 us), a fifth of
+        the breaker's per-call budget.
         """
+        if args or kwargs:
+            fn = DecoratedCall(fn, *args, **kwargs)
         hooks = self._hooks
         if hooks:
-            first = hooks[0].call_started(self._started)
+            try:
+                first = hooks[0].call_started(self._started)
+            except Exception as exc:
+                first = first_failed(hooks, exc)
             if first is not None or len(hooks) > 1:
                 call = start_call(hooks, self._started, self.clock, first)
                 if call is not None:
@@ -185,6 +241,10 @@ class Policy:
     def _named(self, name: str) -> Policy:
         """This policy reporting under operation ``name`` (used by the decorator when unnamed)."""
         return self
+
+    def _unused_in_pipeline(self) -> tuple[str, ...]:
+        """The settings of this policy a :class:`Pipeline` would not use (it refuses them)."""
+        return ()
 
     def _keyed_by_arguments(self, func: Callable[..., Any]) -> bool:
         """Whether decorating ``func`` needs the call's arguments passed down (as a :class:`DecoratedCall`).
@@ -210,8 +270,9 @@ class Policy:
 
 
 class DecoratedCall(functools.partial):  # type: ignore[type-arg]
-    """The factory a decorator passes for one call when a policy keys state by the call's arguments
-    (``args`` and ``keywords``, as on any ``functools.partial``); a plain ``partial`` otherwise."""
+    """The factory of one call with its arguments (``func``, ``args`` and ``keywords``, as on any
+    ``functools.partial``): what ``call(fn, *args, **kwargs)`` builds, and what a decorator passes
+    when a policy keys state by the call's arguments (a plain ``partial`` otherwise)."""
 
     __slots__ = ()
 
@@ -231,11 +292,13 @@ class Instrumented(Policy):
     ``name`` names the operation (the span name); the decorator fills it with the function's
     qualified name when left ``None``. ``hooks`` are called in addition to the OTel hook for
     ``tracer_provider`` / ``meter_provider`` (the globals when ``None``); ``instrument=False``
-    leaves the OTel hook out. Inside a :class:`Pipeline` only the pipeline's hooks observe calls.
+    leaves the OTel hook out. A :class:`Pipeline` is one observed operation: it refuses (TypeError)
+    a policy given ``name``, ``hooks`` or a provider, which belong on the pipeline itself (its
+    ``instrument`` decides too; a policy's ``instrument=False`` asks for nothing, so it is allowed).
     """
 
     name: str | None = None
-    clock: Clock = time.monotonic
+    clock: Clock = _clock.monotonic
     hooks: Iterable[Hook] | None = field(default=None, repr=False, compare=False)
     tracer_provider: TracerProvider | None = field(default=None, repr=False, compare=False)
     meter_provider: MeterProvider | None = field(default=None, repr=False, compare=False)
@@ -257,5 +320,13 @@ class Instrumented(Policy):
 
     def _named(self, name: str) -> Policy:
         return self if self.name is not None else replace(self, name=name)
+
+    def _unused_in_pipeline(self) -> tuple[str, ...]:
+        unused = {
+            "name": self.name is not None, "hooks": bool(self.hooks),
+            "tracer_provider": self.tracer_provider is not None,
+            "meter_provider": self.meter_provider is not None,
+        }
+        return tuple(k for k, v in unused.items() if v)
 
 

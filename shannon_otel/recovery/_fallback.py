@@ -7,10 +7,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from .._deadline import task_timed_out
 from .._events import FallbackStarted
+from .._isolation import finish, start
 from .._telemetry import Outcome
 from .._validate import check_exceptions
-from ..executor._task import task_timed_out
 from ._core import Chain, CircuitOpenError, Factory, Instrumented, _Call, next_step
 
 T = TypeVar("T")
@@ -62,12 +63,12 @@ class Fallback(Instrumented):
             if not isinstance(exc, self._on):
                 raise
             primary = exc
-        token: list[Any] = []
-        if call is not None:
-            event = FallbackStarted(call.operation, reason_of(primary), primary)
-            token = [o.fallback_started(event) for o in call.observers]
+        tokens: list[Any] = []
         outcome, error = Outcome.SUCCESS, None
         try:
+            if call is not None:
+                event = FallbackStarted(call.operation, reason_of(primary), primary)
+                start(call.observers, call.owners, call.hooks, tokens, "fallback_started", event)
             result: T = await self.fallback(primary)
         except asyncio.CancelledError:
             outcome = Outcome.TIMEOUT if task_timed_out() else Outcome.CANCELLATION
@@ -77,6 +78,5 @@ class Fallback(Instrumented):
             raise FallbackError("the primary and the fallback both failed", [primary, exc]) from None
         finally:
             if call is not None:
-                for o, t in zip(reversed(call.observers), reversed(token), strict=True):
-                    o.fallback_finished(t, outcome, error)
+                finish(call.observers, call.owners, call.hooks, tokens, "fallback_finished", outcome, error)
         return result

@@ -66,7 +66,7 @@ def _families(text: str) -> set[str]:
     """Series names (histograms by their base name) of the shannon-otel metrics in an exposition."""
     names = set()
     for line in text.splitlines():
-        found = re.match(r"^((?:shannon|gen_ai)_[a-z_]+?)(?:_bucket|_sum|_count)?\{", line)
+        found = re.match(r"^(shannon_[a-z_]+?)(?:_bucket|_sum|_count)?\{", line)
         if found:
             names.add(found.group(1))
     return names
@@ -109,5 +109,5 @@ def test_prometheus_port_serves_the_names_the_collector_produces(collector: Coll
             proc.communicate()
     assert proc.returncode == 0, err
     assert {"shannon_task_duration_seconds", "shannon_task_outcomes_total", "shannon_calls_total",
-            "shannon_breaker_transitions_total", "gen_ai_client_token_usage"} <= ours
+            "shannon_breaker_transitions_total", "shannon_task_tokens"} <= ours
     assert ours <= theirs, f"served by --prometheus-port but not by the collector: {sorted(ours - theirs)}"

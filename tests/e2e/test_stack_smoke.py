@@ -146,11 +146,15 @@ def test_metric_sent_through_the_collector_is_scraped_by_prometheus(
     meter.create_histogram("smoke.latency", unit="s").record(0.25)
     provider.shutdown()  # exports once, now
 
-    (sample,) = prometheus.wait_for(f'smoke_requests_total{{service_name="{service}"}}')
+    (sample,) = prometheus.wait_for(f'smoke_requests_total{{job="{service}"}}')
     assert sample["value"][1] == "3"
     assert sample["metric"]["outcome"] == "ok"
     assert sample["metric"]["job"] == service  # honor_labels keeps the exporter's job = service.name
-    (count,) = prometheus.wait_for(f'smoke_latency_seconds_count{{service_name="{service}"}}')
+    # No resource attribute is copied onto the series (cardinality); they live on target_info.
+    assert "service_name" not in sample["metric"] and "telemetry_sdk_version" not in sample["metric"]
+    (info,) = prometheus.wait_for(f'target_info{{job="{service}"}}')
+    assert info["metric"]["telemetry_sdk_language"] == "python"
+    (count,) = prometheus.wait_for(f'smoke_latency_seconds_count{{job="{service}"}}')
     assert count["value"][1] == "1"
     wait_until(prometheus.targets_up, timeout=10, what="every scrape target up")
 

@@ -39,7 +39,7 @@ from shannon_otel import (
 )
 from shannon_otel import _telemetry as tel
 from shannon_otel.anomaly import LATENCY
-from shannon_otel.assets import concrete_query, panel_queries, referenced_metrics, rule_queries
+from shannon_otel.assets import alert_rules, concrete_query, dashboards, panel_queries, referenced_metrics, rule_queries
 
 if TYPE_CHECKING:
     from _stack import Collector, Jaeger, Prometheus
@@ -218,7 +218,7 @@ def test_jaeger_holds_the_whole_trace_shape_through_the_collector(jaeger: Jaeger
     transitions = [log for s in all_spans for log in s["logs"]
                    if any(f["key"] == "event" and f["value"] == tel.EVENT_BREAKER_TRANSITION for f in log["fields"])]
     assert transitions, "breaker transitions are span events"
-    tokens = [s for s in names["task agents"] if tel.GEN_AI_INPUT_TOKENS in _tags(s)]
+    tokens = [s for s in names["task agents"] if tel.TASK_INPUT_TOKENS in _tags(s)]
     assert tokens
 
 
@@ -289,6 +289,49 @@ def test_every_dashboard_query_parses_and_returns_data(prometheus: Prometheus, r
         if not any(series.get("values") for series in prometheus.query_range(query, start, end, step=1)):
             empty.append(f"{dashboard} / {title}: {query}")
     assert not empty, "queries without data:\n" + "\n".join(empty)
+
+
+def test_trace_links_name_a_service_jaeger_knows(
+    jaeger: Jaeger, prometheus: Prometheus, runs: dict[str, Run],
+) -> None:
+    # Every linked panel's series carries the `service` label its Jaeger link opens; its values are
+    # services Jaeger holds traces of (job without the namespace).
+    known = set(jaeger.services())
+    faulty = runs["faulty"].service
+    seen: set[str] = set()
+    for name, model in dashboards().items():
+        for panel in model["panels"]:
+            if not panel.get("fieldConfig", {}).get("defaults", {}).get("links"):
+                continue
+            for target in panel["targets"]:
+                for series in prometheus.query(concrete_query(target["expr"], {"job": faulty})):
+                    assert "service" in series["metric"], (name, panel["title"])
+                    seen.add(series["metric"]["service"])
+    assert seen == {faulty}
+    assert faulty in known
+
+
+def test_span_metrics_keep_attempts_of_different_operations_apart(
+    prometheus: Prometheus, runs: dict[str, Run],
+) -> None:
+    # "attempt 1" is the span name of every operation's first attempt; the spanmetrics connector's
+    # shannon.operation dimension keeps them in one series per operation.
+    selector = f'traces_span_metrics_calls_total{{service_name="{runs["faulty"].service}", span_name="attempt 1"}}'
+    series = wait_until(lambda: prometheus.query(selector), timeout=60, what="span metrics of attempt spans")
+    operations = {s["metric"].get(tel.OPERATION.replace(".", "_")) for s in series}
+    assert None not in operations
+    assert {"llm.chat", "search-api", "cache.get"} <= operations
+
+
+def test_every_recording_rule_records_the_workload(prometheus: Prometheus, runs: dict[str, Run]) -> None:
+    recorded = [rule["record"] for group in alert_rules()["groups"] for rule in group["rules"] if "record" in rule]
+    assert recorded
+    job = runs["faulty"].service
+
+    def missing() -> list[str]:
+        return [name for name in recorded if not prometheus.query(f'{name}{{job="{job}"}}')]
+
+    wait_until(lambda: not missing(), timeout=60, what="every recording rule evaluated for the faulty run")
 
 
 def test_every_alert_rule_query_parses(prometheus: Prometheus) -> None:

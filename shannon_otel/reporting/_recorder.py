@@ -1,8 +1,9 @@
 """RunRecorder: a hook that keeps live counters for the display and builds the :class:`RunReport`.
 
-Every method runs on the event loop thread (hooks are called there), except :meth:`anomaly`, which
-may be called from any thread. The display reads the counters between refreshes; plain ints and
-dicts are enough for that (a torn read shows a count one refresh late, never a wrong total).
+Every method runs on the event loop thread (hooks are called there). Anomalies arrive as
+:class:`~shannon_otel._events.Anomaly` events from the anomaly hook of the same entry point. The
+display reads the counters between refreshes; plain ints and dicts are enough for that (a torn read
+shows a count one refresh late, never a wrong total); the anomaly list is read under a lock.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections import Counter, deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 
-from ._events import (
+from .._events import (
+    Anomaly,
+    BreakerRegistered,
     BreakerTransition,
     CallFinished,
     CallObserver,
@@ -34,18 +36,20 @@ from ._events import (
     WaveObserver,
     WaveStarted,
 )
-from ._stats import LogHistogram
-from ._telemetry import (
-    GEN_AI_INPUT_TOKENS,
-    GEN_AI_OUTPUT_TOKENS,
+from .._stats import LogHistogram
+from .._telemetry import (
     TASK_COST_ATTR,
+    TASK_INPUT_TOKENS,
+    TASK_OUTPUT_TOKENS,
     BreakerState,
     CallOutcome,
     Outcome,
 )
-from .executor._advice import AnomalyRecord, OperationStats, RunReport
-from .executor._report import WaveReport
-from .recovery import CircuitOpenError
+from ..recovery import CircuitOpenError
+from ._run import OperationStats, RunReport
+
+if TYPE_CHECKING:
+    from ..executor._report import WaveReport
 
 _KEEP = 1000  # newest transitions, rollbacks and anomalies kept (bounded memory for --duration runs)
 _WAVE: contextvars.ContextVar[WaveLive | None] = contextvars.ContextVar("shannon_otel_cli_wave", default=None)
@@ -195,14 +199,11 @@ class RunRecorder(Hook):
         self.sums: dict[str, float] = {}  # every finished wave: total tokens and cost, by measurement
         self.breakers: dict[str, BreakerState] = {}
         self.transitions: deque[BreakerTransition] = deque(maxlen=_KEEP)
-        self.listeners: list[Callable[[BreakerTransition], None]] = []
-        self.on_wave_started: list[Callable[[WaveLive], None]] = []
-        self.on_wave_finished: list[Callable[[WaveLive], None]] = []
         self.latency = LogHistogram()  # every started task's duration, all waves
         self.compensations = 0
         self.rolled_back = 0
         self.rollbacks: deque[tuple[str, tuple[str, ...], str | None]] = deque(maxlen=_KEEP)  # the newest
-        self._anomalies: deque[AnomalyRecord] = deque(maxlen=_KEEP)
+        self._anomalies: deque[tuple[str | None, Anomaly]] = deque(maxlen=_KEEP)  # (wave label, event)
         self._lock = threading.Lock()
         self._ops: dict[str, _Op] = {}
         self._names: dict[str, int] = {}
@@ -214,8 +215,6 @@ class RunRecorder(Hook):
         live = WaveLive(label, event.size or 0, trace_id=current_trace_id())
         self.waves.append(live)
         _WAVE.set(live)  # runs in the context the wave's tasks inherit
-        for listener in self.on_wave_started:
-            listener(live)
         return _WaveObs(self, live)
 
     def call_started(self, event: CallStarted) -> CallObserver | None:
@@ -227,12 +226,12 @@ class RunRecorder(Hook):
     def saga_started(self, event: SagaStarted) -> SagaObserver | None:
         return _SagaObs(self)
 
+    def breaker_registered(self, event: BreakerRegistered) -> None:
+        self.breakers.setdefault(event.breaker, event.state)
+
     def breaker_transition(self, event: BreakerTransition) -> None:
         self.breakers[event.breaker] = event.to_state
-        if event.reason != "created":
-            self.transitions.append(event)
-            for listener in self.listeners:
-                listener(event)
+        self.transitions.append(event)
 
     def _finished(self, live: WaveLive) -> None:
         report = live.report
@@ -242,12 +241,10 @@ class RunRecorder(Hook):
         totals["retries"] += live.retries
         for outcome, n in report.counts.items():
             totals[outcome.value] += n
-        for name in (GEN_AI_INPUT_TOKENS, GEN_AI_OUTPUT_TOKENS, TASK_COST_ATTR):
+        for name in (TASK_INPUT_TOKENS, TASK_OUTPUT_TOKENS, TASK_COST_ATTR):
             summary = report.measurements.get(name)
             if summary is not None:
                 self.sums[name] = self.sums.get(name, 0.0) + summary.total
-        for listener in self.on_wave_finished:
-            listener(live)
         self._evict()
 
     def _evict(self) -> None:
@@ -267,19 +264,19 @@ class RunRecorder(Hook):
                 op.slowest.pop(gone, None)
 
     # ------------------------------------------------------------------ anomalies
-    def anomaly(self, record: AnomalyRecord) -> None:
-        """Record an anomaly (thread-safe); fills in the current wave when the record has none."""
+    def anomaly(self, event: Anomaly) -> None:
+        """Record an anomaly (an event with a severity) with the wave it was found in: the label of the
+        wave whose task or call closed the tick, or ``None`` outside a wave."""
+        if event.severity is None:
+            return  # an ordinary score
         wave = _WAVE.get()
-        if record.wave is None and wave is not None:
-            record = AnomalyRecord(record.series, record.signal, record.score, record.severity, record.value,
-                                   wave.label, record.trace_id or current_trace_id())
         with self._lock:
-            self._anomalies.append(record)
+            self._anomalies.append((wave.label if wave is not None else None, event))
 
     @property
-    def anomalies(self) -> list[AnomalyRecord]:
+    def anomalies(self) -> list[Anomaly]:
         with self._lock:
-            return list(self._anomalies)
+            return [event for _, event in self._anomalies]
 
     # ------------------------------------------------------------------ totals
     @property
@@ -298,7 +295,10 @@ class RunRecorder(Hook):
             for name, op in self._ops.items()
         }
         done = [w for w in self.waves if w.report is not None]
+        with self._lock:
+            found = list(self._anomalies)
         return RunReport(
             tuple(w.report for w in done if w.report is not None), tuple(w.label for w in done), operations,
-            tuple(self.transitions), self.compensations, self.rolled_back, tuple(self.anomalies),
+            tuple(self.transitions), self.compensations, self.rolled_back,
+            tuple(event for _, event in found), tuple(wave for wave, _ in found),
         )

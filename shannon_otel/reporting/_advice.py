@@ -1,0 +1,133 @@
+"""Performance recommendations: what advice is, when it is given, and the advice one wave earns.
+
+Pure functions of reports: :func:`advise_wave` reads one wave's report (queue wait, parallel
+efficiency); :meth:`RunReport.recommendations` (``_run.py``) adds what only a run shows (breaker
+flapping, retry storms, a latency anomaly on one operation). Every :class:`Recommendation` cites
+the numbers it was derived from in ``message`` and ``evidence``. Nothing here blocks, raises on
+odd data, or touches telemetry; the thresholds are an immutable :class:`AdviceThresholds`.
+
+A leaf module: it imports no report. The executor's ``WaveReport`` offers this advice
+(``report.recommendations``) and the run report builds on it, so the advice reads a wave's
+report through the :class:`WaveFacts` protocol instead of importing it (no import cycle).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+__all__ = ["DEFAULT_THRESHOLDS", "AdviceThresholds", "Recommendation", "WaveFacts", "advise_wave", "ms"]
+
+
+class _Distribution(Protocol):
+    @property
+    def count(self) -> int: ...
+    @property
+    def mean(self) -> float: ...
+    @property
+    def p50(self) -> float: ...
+    @property
+    def p95(self) -> float: ...
+    @property
+    def p99(self) -> float: ...
+
+
+class WaveFacts(Protocol):
+    """What wave advice reads of a wave's report (``executor.WaveReport`` has all of it)."""
+
+    @property
+    def wave(self) -> str: ...
+    @property
+    def concurrency(self) -> int: ...
+    @property
+    def duration_s(self) -> float: ...
+    @property
+    def parallel_efficiency(self) -> float: ...
+    @property
+    def total(self) -> int: ...
+    @property
+    def latency(self) -> _Distribution: ...
+    @property
+    def queue_wait(self) -> _Distribution: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    """One piece of advice. ``kind`` is stable (tests and tools match on it); ``message`` cites numbers."""
+
+    kind: str  # queue_wait | low_efficiency | breaker_flapping | retry_storm | latency_anomaly
+    subject: str  # the wave, breaker or operation it is about
+    message: str
+    evidence: Mapping[str, float] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True, slots=True)
+class AdviceThresholds:
+    """When advice is given. Defaults are deliberately conservative: silence beats noise."""
+
+    queue_wait_ratio: float = 1.0  # mean queue wait / mean task time at or above which to advise
+    min_queue_wait_s: float = 0.001  # ...and the mean wait must be at least this long
+    low_efficiency: float = 0.5  # parallel efficiency below this is low...
+    min_efficiency_tasks: int = 2  # ...for waves with at least this many tasks per slot
+    straggler_ratio: float = 4.0  # p99 / p50 latency above which stragglers explain low efficiency
+    flapping_reopens: int = 2  # failed half-open probes (re-opens) of one breaker
+    storm_rejected_retries: int = 5  # retries scheduled after a breaker rejection...
+    storm_retry_share: float = 0.2  # ...making up at least this share of the operation's retries
+    anomaly_ratio: float = 3.0  # one wave's mean latency of an operation vs its typical mean
+    anomaly_min_delta_s: float = 0.002  # ...and at least this much slower in absolute terms
+    anomaly_min_waves: int = 3  # other waves with samples needed to know what is typical
+
+
+DEFAULT_THRESHOLDS = AdviceThresholds()
+
+
+def ms(seconds: float) -> str:
+    """Seconds as advice quotes them: milliseconds below 10 s."""
+    return f"{seconds * 1000:.1f} ms" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def advise_wave(
+    report: WaveFacts, thresholds: AdviceThresholds = DEFAULT_THRESHOLDS, *, label: str | None = None,
+) -> list[Recommendation]:
+    """Queue-wait and parallel-efficiency advice for one wave (empty when nothing stands out).
+
+    ``label`` names the wave in the advice instead of ``report.wave`` (runs repeating a wave name
+    label each run, e.g. ``research#2``).
+    """
+    out: list[Recommendation] = []
+    wave = label or report.wave
+    wait, run = report.queue_wait, report.latency
+    if wait.count and run.count and not math.isnan(wait.mean) and wait.mean >= thresholds.min_queue_wait_s:
+        ratio = wait.mean / run.mean if run.mean > 0 else math.inf
+        if ratio >= thresholds.queue_wait_ratio:
+            out.append(Recommendation(
+                "queue_wait", wave,
+                f"wave {wave!r}: tasks waited {ms(wait.mean)} on average for a slot (p95 {ms(wait.p95)}) "
+                f"but ran only {ms(run.mean)} ({ratio:.1f}x): queue wait dominates. Raise max_concurrency "
+                f"(now {report.concurrency}) or the resource pool size, if the dependency can take the load.",
+                {"queue_wait_mean_s": wait.mean, "task_mean_s": run.mean, "ratio": ratio,
+                 "concurrency": float(report.concurrency)},
+            ))
+    busy_tasks = report.total >= thresholds.min_efficiency_tasks * report.concurrency
+    if busy_tasks and run.count and report.parallel_efficiency < thresholds.low_efficiency:
+        eff = report.parallel_efficiency
+        tail = run.p99 / run.p50 if run.p50 > 0 else math.inf
+        if tail >= thresholds.straggler_ratio:
+            why = (f"p99 latency {ms(run.p99)} is {tail:.1f}x the p50 {ms(run.p50)}: stragglers hold the wave "
+                   f"open while slots idle. Set a per-task timeout, hedge the slow call, or start the next "
+                   f"work without waiting for the whole wave (stream()).")
+        else:
+            why = ("latency is even, so slots sat idle between tasks: look for a rate limit, a resource pool "
+                   "smaller than max_concurrency, or tasks awaiting something outside the wave.")
+        out.append(Recommendation(
+            "low_efficiency", wave,
+            f"wave {wave!r}: parallel efficiency {eff:.0%} ({report.total} tasks, {report.concurrency} "
+            f"slots, {ms(report.duration_s)} wall time); {why}",
+            {"parallel_efficiency": eff, "p50_s": run.p50, "p99_s": run.p99, "concurrency": float(report.concurrency)},
+        ))
+    return out
