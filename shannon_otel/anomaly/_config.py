@@ -112,7 +112,7 @@ class DetectorConfig:
 #   0.01: about 100 ticks) finds sustained shifts (latency x2, error rate 1% -> 10%, retry rate x3)
 #   within about 5 ticks, where the per-tick z-scores adapt before they are sure;
 # * warning at 0.8 (p = 1e-8 per tick) and the range rule only for values beyond twice the range
-#   seen: at NAB's 0.5 and 2% the hook raised ~1.7 false events per series-day, here ~0.03;
+#   seen: at NAB's 0.5 and 2% the hook raised ~2 false events per series-day, here 0-0.02;
 # * sharpness 1: NAB's 2 sharpens the likelihood of noisy tick aggregates into ~1.6 false events a day;
 # * average 20: a 1-3 tick burst of traffic moves the recent mean of surprise half as much as with 10 (the
 #   false events left were such bursts on throughput); sustained shifts are the level window's to find.
