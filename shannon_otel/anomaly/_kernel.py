@@ -282,10 +282,20 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
             if h == width:
                 h = 0
                 w1, w2 = _resum_c(sbuf, row)
+            floors[kk] = noise_floor * (pmax - pmin)  # for the level window
+            kk += 1
+        if row >= 0:
+            scount[row], shead[row], ss1[row], ss2[row] = cnt, h, w1, w2
+        n_[s], offset_[s], mn_[s], mx_[s] = n0 + kk, offset, pmin, pmax
+
+        # pass 1b, sequential: the step from the previous value, with the step window before it, pushed
+        # (its own loop: beside the seasonal ring's running sums the registers would run out)
+        for k in range(kk):
+            x = xs[k]
+            values[k] = x
             d = x - prev  # the step from the previous value; 0 for the first (x = 0 = prev)
             prev = x
-            steps[kk], dsums[kk], dsquares[kk], dcounts[kk] = d, d1, d2, d_cnt
-            values[kk], floors[kk] = x, noise_floor * (pmax - pmin)
+            steps[k], dsums[k], dsquares[k], dcounts[k] = d, d1, d2, d_cnt
             if d_cnt == dwidth:
                 old = dbuf[s, d_h]
                 d1 += d - old
@@ -299,10 +309,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
             if d_h == dwidth:
                 d_h = 0
                 d1, d2 = _resum_c(dbuf, s)
-            kk += 1
-        if row >= 0:
-            scount[row], shead[row], ss1[row], ss2[row] = cnt, h, w1, w2
-        n_[s], offset_[s], mn_[s], mx_[s], prev_[s] = n0 + kk, offset, pmin, pmax, prev
+        prev_[s] = prev
         dcount[s], dhead[s], ds1[s], ds2[s] = d_cnt, d_h, d1, d2
 
         # pass 2, independent samples: seasonal z-score, then raw surprise
