@@ -1,4 +1,4 @@
-"""Entry point: ``python -m benchmarks {executor,recovery,detector,nab} [--quick] [suite options]``.
+"""Entry point: ``python -m benchmarks {executor,recovery,detector,nab,dask} [--quick] [suite options]``.
 
 Each suite lives in ``benchmarks/<suite>.py`` and exposes ``main(argv: list[str]) -> int``.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUITES = ("executor", "recovery", "detector", "nab")
+SUITES = ("executor", "recovery", "detector", "nab", "dask")
 
 
 def main(argv: list[str]) -> int:

@@ -55,6 +55,9 @@ GEN_AI_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
 GEN_AI_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
 TASK_COST_ATTR: Final = "shannon.task.cost"
 
+TASK_NAME: Final = "shannon.task.name"  # on remote (worker-side) task spans
+DASK_WORKER: Final = "shannon.dask.worker"  # the worker address, on remote spans only (never a metric attribute)
+
 
 class Outcome(StrEnum):
     """How a task, attempt or call ended. Cancellation is an outcome, never an error."""
@@ -99,6 +102,7 @@ SPAN_FALLBACK: Final = "fallback {operation}"
 SPAN_SAGA: Final = "saga {saga}"
 SPAN_SAGA_STEP: Final = "step {step}"
 SPAN_COMPENSATION: Final = "compensate {step}"
+SPAN_REMOTE: Final = "remote {task}"  # a wave task's function running on a Dask worker
 
 EVENT_RETRY_SCHEDULED: Final = "shannon.retry.scheduled"
 EVENT_BREAKER_TRANSITION: Final = "shannon.breaker.transition"
