@@ -21,6 +21,8 @@ from ..executor import TaskSpec, task
 from ._remote import Payload, run_async, run_sync
 from ._shipping import check_arguments, check_function, qualified_name
 
+from distributed import wait
+
 if TYPE_CHECKING:
     from distributed import Client, Future
 
@@ -73,7 +75,7 @@ class DaskBackend:
     cluster; a function already running in a worker thread finishes there, its result dropped.
     """
 
-    __slots__ = ("_cancels", "_queue", "client")
+    __slots__ = ("_cancels", "_fetches", "_queue", "client")
 
     def __init__(self, client: Client) -> None:
         from distributed import Client
@@ -85,6 +87,7 @@ class DaskBackend:
         _check_open(client)
         self.client = client
         self._cancels: set[asyncio.Future[Any]] = set()
+        self._fetches: list[tuple[Future[Any], asyncio.Future[Any]]] = []
         self._queue: list[tuple[Callable[..., Any], Payload, str, asyncio.Future[Future[Any]]]] = []
 
     def remote(self, fn: Callable[..., Any], *, name: str | None = None) -> RemoteFunction[Any]:
@@ -132,7 +135,8 @@ class DaskBackend:
         future = None
         try:
             future = await waiter
-            return await future
+            await wait(future)  # finished, without fetching the result yet
+            return await self._fetch(future)
         except asyncio.CancelledError:
             if future is None and waiter.done() and not waiter.cancelled():
                 future = waiter.result()
@@ -161,6 +165,40 @@ class DaskBackend:
                     self._cancel(future)
                 else:
                     waiter.set_result(future)
+
+    async def _fetch(self, future: Future[Any]) -> Any:
+        """The result of a finished future; results finishing in the same loop turn share one gather."""
+        if future.status != "finished":  # an error (or cancelled): raise it as Dask does
+            return await future
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._fetches.append((future, waiter))
+        if len(self._fetches) == 1:
+            asyncio.get_running_loop().call_soon(self._flush_fetches)
+        return await waiter
+
+    def _flush_fetches(self) -> None:
+        batch, self._fetches = self._fetches, []
+        gathering = asyncio.ensure_future(self._gather(batch))
+        self._cancels.add(gathering)  # held until done, like the cancellations
+        gathering.add_done_callback(self._cancels.discard)
+
+    async def _gather(self, batch: list[tuple[Future[Any], asyncio.Future[Any]]]) -> None:
+        try:
+            values = await self.client.gather([f for f, _ in batch])
+        except BaseException:  # one of them could not be fetched: fetch each on its own
+            values = None
+        for i, (future, waiter) in enumerate(batch):
+            if waiter.done():  # its task was cancelled meanwhile
+                continue
+            if values is not None:
+                waiter.set_result(values[i])
+                continue
+            try:
+                waiter.set_result(await future)
+            except asyncio.CancelledError:
+                waiter.cancel()
+            except BaseException as exc:
+                waiter.set_exception(exc)
 
     def _cancel(self, future: Future[Any]) -> None:
         """Tell the scheduler to drop ``future`` without awaiting it (we are being cancelled)."""
