@@ -15,13 +15,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from distributed import wait
 from opentelemetry import propagate
 
 from ..executor import TaskSpec, task
 from ._remote import Payload, run_async, run_sync
 from ._shipping import check_arguments, check_function, qualified_name
-
-from distributed import wait
 
 if TYPE_CHECKING:
     from distributed import Client, Future
