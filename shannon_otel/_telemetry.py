@@ -59,7 +59,15 @@ TASK_NAME: Final = "shannon.task.name"  # on remote (worker-side) task spans
 DASK_WORKER: Final = "shannon.dask.worker"  # the worker address, on remote spans only (never a metric attribute)
 
 
-class Outcome(StrEnum):
+class _Named(StrEnum):
+    """A StrEnum that prints as its value (``'success'``, not ``<Outcome.SUCCESS: 'success'>``), so a
+    report's counts read as data; it still equals, hashes and formats as that string."""
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+class Outcome(_Named):
     """How a task, attempt or call ended. Cancellation is an outcome, never an error."""
 
     SUCCESS = "success"
@@ -68,7 +76,7 @@ class Outcome(StrEnum):
     CANCELLATION = "cancellation"
 
 
-class CallOutcome(StrEnum):
+class CallOutcome(_Named):
     """How a call through a circuit breaker ended, as the breaker counts it."""
 
     SUCCESS = "success"
@@ -78,7 +86,7 @@ class CallOutcome(StrEnum):
     CANCELLATION = "cancellation"  # the caller was cancelled: never counted as a failure
 
 
-class BreakerState(StrEnum):
+class BreakerState(_Named):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"

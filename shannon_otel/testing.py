@@ -1,14 +1,17 @@
-"""Helpers for tests (ours and users'): in-memory telemetry and a fake clock.
+"""Helpers for tests (ours and users'): in-memory telemetry, a fake clock and a virtual-time loop.
 
 ``InMemoryTelemetry`` builds a real SDK TracerProvider and MeterProvider that export to memory,
 never touching the global providers; pass ``.tracer_provider`` / ``.meter_provider`` on.
+``run_virtual(main())`` runs a coroutine on :class:`VirtualTimeLoop`, where ``asyncio.sleep`` and
+timeouts take no wall time, so tests of timeouts, backoff and rate limits are exact and instant.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any
+import selectors
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import Metric
@@ -20,7 +23,9 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler
 
 from ._aggregate import BridgedInMemoryReader, MetricsBridge, register_bridge
 
-__all__ = ["FakeClock", "InMemoryTelemetry"]
+__all__ = ["FakeClock", "InMemoryTelemetry", "VirtualTimeLoop", "run_virtual"]
+
+T = TypeVar("T")
 
 
 class InMemoryTelemetry:
@@ -133,3 +138,50 @@ class FakeClock:
         self.sleeps.append(seconds)
         self.now += max(0.0, seconds)
         await asyncio.sleep(0)
+
+
+class _JumpingSelector:
+    """Wraps the loop's selector: a wait for a timer becomes a jump of the loop's clock."""
+
+    def __init__(self, loop: VirtualTimeLoop, selector: selectors.BaseSelector) -> None:
+        self._loop = loop
+        self._selector = selector
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if timeout is None:
+            return self._selector.select(None)
+        events = self._selector.select(0)
+        if not events and timeout > 0:
+            self._loop.advance(timeout)
+        return events
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._selector, name)
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """An asyncio event loop on virtual time, for tests whose outcome must not race the wall clock.
+
+    ``loop.time()`` starts at 0 and jumps to the next timer whenever nothing is ready, so
+    ``asyncio.sleep``, ``asyncio.timeout`` and ``call_later`` follow their deadlines exactly and
+    instantly, however slow or loaded the machine is. I/O still works (it is polled without waiting
+    while timers are pending); with no timer pending the loop waits for I/O as usual. Pass
+    ``clock=asyncio.get_running_loop().time`` to a Wave or policy to put it on the same time.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._now = 0.0
+        self._selector: Any = _JumpingSelector(self, self._selector)
+
+    def time(self) -> float:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        self._now += seconds
+
+
+def run_virtual(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` on a :class:`VirtualTimeLoop`."""
+    with asyncio.Runner(loop_factory=VirtualTimeLoop) as runner:
+        return runner.run(coro)

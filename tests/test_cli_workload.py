@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from _virtual_time import run_virtual
-
 from shannon_otel._recorder import RunRecorder
 from shannon_otel._telemetry import GEN_AI_INPUT_TOKENS, GEN_AI_OUTPUT_TOKENS, TASK_COST_ATTR
 from shannon_otel.cli._workload import WorkloadConfig, run_waves
+from shannon_otel.testing import run_virtual
 
 
 def waves_of(seed: int) -> list[tuple[Any, ...]]:

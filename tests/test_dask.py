@@ -176,7 +176,7 @@ def test_cancelling_a_wave_cancels_its_futures_on_the_cluster(cluster: LocalClus
 def test_a_task_timeout_cancels_the_future(cluster: LocalCluster) -> None:
     async def body(client: Client) -> tuple[Any, int]:
         backend = DaskBackend(client)
-        result: Any = await Wave("timeouts", timeout=0.5).run(backend.map(tasks.slow, [3.0]))
+        result: Any = await Wave("timeouts", task_timeout=0.5).run(backend.map(tasks.slow, [3.0]))
         return result, await wait_until_empty(client)
 
     result, left = on_cluster(cluster, body)
@@ -232,3 +232,49 @@ def test_a_closed_or_synchronous_client_is_refused(cluster: LocalCluster) -> Non
         DaskBackend(sync_client)
     with pytest.raises(TypeError, match=r"distributed\.Client"):
         DaskBackend("tcp://127.0.0.1:8786")  # type: ignore[arg-type]
+
+
+def test_streaming_a_lazy_input_holds_only_the_concurrency(cluster: LocalCluster) -> None:
+    pulled: list[int] = []
+
+    def items() -> Any:
+        for i in range(30):
+            pulled.append(i)
+            yield i
+
+    async def body(client: Client) -> list[int]:
+        backend = DaskBackend(client)
+        seen = []
+        async with Wave("stream", max_concurrency=3).stream(backend.imap(tasks.square, items()), buffer=3) as results:
+            async for r in results:
+                # never more than concurrency + buffer (+1 being pulled) inputs ahead of what we consumed
+                assert len(pulled) - len(seen) <= 3 + 3 + 1
+                seen.append(r.value)
+        return seen
+
+    assert sorted(on_cluster(cluster, body)) == [x * x for x in range(30)]
+
+
+def test_wave_map_rate_limit_batches_and_hooks_see_every_outcome(cluster: LocalCluster) -> None:
+    from shannon_otel import Hook, TaskFinished, WaveObserver, WaveStarted
+
+    finished: list[TaskFinished[Any]] = []
+
+    class Watch(WaveObserver):
+        def task_finished(self, token: Any, event: TaskFinished[Any]) -> None:
+            finished.append(event)
+
+    class Watcher(Hook):
+        def wave_started(self, event: WaveStarted) -> WaveObserver:
+            return Watch()
+
+    async def body(client: Client) -> Any:
+        remote = DaskBackend(client).remote(tasks.square)
+        wave: Wave[int] = Wave("mapped", max_concurrency=4, rate_limit=200, batch_size=5, hooks=(Watcher(),))
+        return await wave.map(remote, range(12))
+
+    result = on_cluster(cluster, body)
+    assert result.values() == [x * x for x in range(12)]
+    assert sorted(e.index for e in finished) == list(range(12))
+    assert {e.outcome for e in finished} == {Outcome.SUCCESS}
+    assert {e.batch for e in finished} == {0, 1, 2}

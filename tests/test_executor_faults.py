@@ -73,7 +73,9 @@ def test_tasks_that_never_start_are_counted_by_outcome() -> None:
         raise ValueError("x")
 
     wave: Wave[int | None] = Wave("ff", max_concurrency=1, fail_fast=True, **otel.providers)
-    result = run(wave.run([boom, value(1), value(2), task(value(3), pool="missing")]))
+    with pytest.warns(DeprecationWarning, match="ResourcePool itself"):  # only a (deprecated) name can be unknown
+        unknown = task(value(3), pool="missing")
+    result = run(wave.run([boom, value(1), value(2), unknown]))
     assert result.report.counts[Outcome.CANCELLATION] == 3
     assert otel.point(tel.TASK_OUTCOMES.name, shannon_task_outcome="failure").value == 1
     assert otel.point(tel.TASK_OUTCOMES.name, shannon_task_outcome="cancellation").value == 3
@@ -82,7 +84,9 @@ def test_tasks_that_never_start_are_counted_by_outcome() -> None:
     assert len(otel.spans("task ff")) == 1, "only the task that ran has a span"
 
     pools: Wave[int] = Wave("pools", **otel.providers)
-    missing = run(pools.run([task(value(1), pool="missing")]))
+    with pytest.warns(DeprecationWarning, match="ResourcePool itself"):
+        unknown = task(value(1), pool="missing")
+    missing = run(pools.run([unknown]))
     assert missing.results[0].outcome is Outcome.FAILURE
     assert otel.point(tel.TASK_OUTCOMES.name, shannon_wave_name="pools").attributes[tel.ERROR_TYPE] == "KeyError"
 
@@ -101,7 +105,7 @@ def test_coroutines_that_never_run_are_closed() -> None:
             await gate.wait()
 
         wave: Wave[None] = Wave("closing", max_concurrency=4, pools=(pool,), instrument=False)
-        runner = asyncio.create_task(wave.run([task(hold, pool="one")] + [task(c, pool="one") for c in coros]))
+        runner = asyncio.create_task(wave.run([task(hold, pool=pool)] + [task(c, pool=pool) for c in coros]))
         await asyncio.sleep(0.01)
         runner.cancel()  # three coroutines are waiting for the pool, one never got a worker
         with pytest.raises(asyncio.CancelledError):
@@ -193,7 +197,7 @@ def test_a_resource_pool_serves_one_event_loop_after_another() -> None:
     pool = ResourcePool("db", 1)
     wave: Wave[int] = Wave("loops", pools=(pool,), instrument=False)
     for _ in range(2):
-        result = run(wave.run([task(value(1), pool="db"), task(value(2), pool="db")]))
+        result = run(wave.run([task(value(1), pool=pool), task(value(2), pool=pool)]))
         assert result.values() == [1, 2]
 
 

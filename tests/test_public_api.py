@@ -108,3 +108,20 @@ def test_generic_public_classes_can_be_parametrized_when_called() -> None:
         params = getattr(cls, "__dataclass_params__", None)
         if getattr(cls, "__parameters__", ()) and params is not None and params.frozen:
             assert "__slots__" not in vars(cls), name
+
+
+def test_testing_ships_the_virtual_time_loop() -> None:
+    from shannon_otel import testing
+
+    assert {"FakeClock", "InMemoryTelemetry", "VirtualTimeLoop", "run_virtual"} <= set(testing.__all__)
+    for name in testing.__all__:
+        assert hasattr(testing, name), name
+
+
+def test_the_wave_offers_map_and_names_its_per_task_timeout_apart() -> None:
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(shannon_otel.Wave)}
+    assert "task_timeout" in fields
+    assert callable(shannon_otel.Wave.map)
+    assert callable(shannon_otel.Wave.stream_map)

@@ -101,7 +101,7 @@ def test_a_wave_task_timeout_is_recorded_as_a_timeout_and_stays_a_cancellation()
         calls += 1
         await hang()
 
-    wave: Wave[None] = Wave("w", timeout=0.01, policy=policy, instrument=False)
+    wave: Wave[None] = Wave("w", task_timeout=0.01, policy=policy, instrument=False)
     result = run(wave.run([slow]))
     assert result.results[0].outcome is Outcome.TIMEOUT
     assert calls == 1, "the wave's timeout cancels the call: never retried"
@@ -123,7 +123,7 @@ def test_a_cancelled_wave_task_with_a_timeout_is_still_a_cancellation() -> None:
     policy = Retry(attempts=3, name="op", **tel.kw)
 
     async def main() -> None:
-        wave: Wave[None] = Wave("w", timeout=60.0, policy=policy, instrument=False)
+        wave: Wave[None] = Wave("w", task_timeout=60.0, policy=policy, instrument=False)
         task = asyncio.create_task(wave.run([hang]))
         for _ in range(5):
             await asyncio.sleep(0)

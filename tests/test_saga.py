@@ -184,7 +184,7 @@ def test_a_wave_task_timeout_inside_a_saga_step_is_recorded_as_a_timeout() -> No
     async def task() -> None:
         await saga.run(Step("reserve", reserve, compensate=release), Step("pay", slow))
 
-    wave: Wave[None] = Wave("orders", timeout=0.05, **otel.providers)
+    wave: Wave[None] = Wave("orders", task_timeout=0.05, **otel.providers)
     result = asyncio.run(wave.run([task]))
     assert result.results[0].outcome is Outcome.TIMEOUT
     assert undone == ["reserve"]

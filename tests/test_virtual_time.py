@@ -6,7 +6,8 @@ import asyncio
 import time
 
 import pytest
-from _virtual_time import run_virtual
+
+from shannon_otel.testing import run_virtual
 
 
 def test_sleeps_and_timeouts_follow_their_deadlines_instantly() -> None:

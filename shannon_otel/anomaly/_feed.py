@@ -29,13 +29,13 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import time as _time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
 
+from .. import _clock
 from .. import _telemetry as tm
 from .._events import CallFinished, CallObserver, CallStarted, Hook, TaskResult, WaveObserver, WaveStarted
 from .._telemetry import Outcome, Severity
@@ -101,7 +101,7 @@ class AnomalyHook(Hook):
         tick_s: float = 10.0,
         min_tick_tasks: int = 8,
         signals: Iterable[str] = (LATENCY, ERROR_RATE, THROUGHPUT, RETRY_RATE),
-        clock: Callable[[], float] = _time.time,
+        clock: Callable[[], float] = _clock.wall,
         enabled: bool = True,
     ) -> None:
         if not (isinstance(tick_s, (int, float)) and 0.0 < tick_s < math.inf):

@@ -198,7 +198,7 @@ async def run_waves(
         if on_wave is not None:
             on_wave(wave_no, stage)
         wave: Wave[str] = Wave(
-            stage, max_concurrency=config.concurrency, timeout=2.0, hooks=tuple(hooks), on_progress=on_progress,
+            stage, max_concurrency=config.concurrency, task_timeout=2.0, hooks=tuple(hooks), on_progress=on_progress,
             progress_interval=0.1, **providers,
         )
         tasks: list[Callable[[], Awaitable[str]]] = [

@@ -1,8 +1,9 @@
 """One run of a wave: workers pulling tasks from a shared iterator, with per-run state only.
 
 Why workers instead of one asyncio task per input: a wave of N tasks with concurrency C creates
-C tasks, not N, so the executor costs less than ``asyncio.gather`` itself. The price: contextvars a
-task sets without resetting are visible to later tasks of the same worker.
+C tasks, not N, so the executor costs less than ``asyncio.gather`` itself. Each task still runs in
+its own copy of the wave's context (``run_in``), as under ``gather``: context variables, the current
+span and ``record()`` never leak from one task to the next task of the same worker.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .._events import TaskResult, WaveObserver
 from .._telemetry import Outcome
 from ._credits import Credits
+from ._isolate import run_in
 from ._limits import RateLimiter, ResourcePool
 from ._report import ReportBuilder
 from ._task import CURRENT_TASK, TaskSlot, TaskSpec
@@ -60,17 +62,19 @@ class WaveRun:
         """Run ``items`` on ``workers`` workers; returns when all are done or the run stopped."""
         self.dispatch_time = self.wave.clock()
         async with asyncio.TaskGroup() as group:
-            self.workers = [group.create_task(self._worker(items), context=context.copy()) for _ in range(workers)]
+            self.workers = [
+                group.create_task(self._worker(items, context), context=context.copy()) for _ in range(workers)
+            ]
 
-    async def _worker(self, items: Iterator[Item]) -> None:
-        slot = TaskSlot()
-        CURRENT_TASK.set(slot)
+    async def _worker(self, items: Iterator[Item], context: contextvars.Context) -> None:
+        """Run tasks one after another, each in a fresh copy of the wave's ``context``."""
+        copy = context.copy
         gate = self.gate
         worker = asyncio.current_task()
         assert worker is not None
         if gate is None:
             for index, item in items:
-                await self._run_one(index, item, slot)
+                await run_in(copy(), self._run_one(index, item))
                 if self.stopped:  # fail-fast: the inputs left are drained by the wave
                     return
                 if worker.cancelling():  # the task swallowed our cancellation: stop all the same
@@ -84,15 +88,16 @@ class WaveRun:
                 gate.release()
                 return
             # A streamed input is pulled only when there is room: its queue wait starts now.
-            await self._run_one(entry[0], entry[1], slot, clock())
+            await run_in(copy(), self._run_one(entry[0], entry[1], clock()))
             if worker.cancelling():
                 raise asyncio.CancelledError
 
-    async def _run_one(self, index: int, item: Any, slot: TaskSlot, ready: float | None = None) -> None:
+    async def _run_one(self, index: int, item: Any, ready: float | None = None) -> None:
+        """One task, start to finish; runs inside the task's own context (see ``_worker``)."""
         wave = self.wave
-        name, pool_name, work = wave.name, None, item
+        name, wanted, work = wave.name, None, item
         if type(item) is TaskSpec:
-            work, pool_name = item.work, item.pool
+            work, wanted = item.work, item.pool
             name = item.name or name
         pool: ResourcePool | None = None
         outcome = Outcome.SUCCESS
@@ -102,15 +107,17 @@ class WaveRun:
         call: Any = None
         start: float | None = None  # set when the task really starts
         queue_wait = 0.0
-        slot.measurements = None
-        slot.timeout = None
+        slot = TaskSlot()
+        CURRENT_TASK.set(slot)
         try:
             if self.limiter is not None:
                 await self.limiter.acquire()
-            if pool_name is not None:
-                wanted = wave.pool_map.get(pool_name)
-                if wanted is None:
-                    raise KeyError(f"task names pool {pool_name!r}; the wave's pools are {sorted(wave.pool_map)}")
+            if wanted is not None:
+                if isinstance(wanted, str):  # a deprecated pool name
+                    named = wave.pool_map.get(wanted)
+                    if named is None:
+                        raise KeyError(f"task names pool {wanted!r}; the wave's pools are {sorted(wave.pool_map)}")
+                    wanted = named
                 await wanted.acquire()
                 pool = wanted
             start = wave.clock()
@@ -125,8 +132,8 @@ class WaveRun:
                 call = wave.policy.call(work)
             else:
                 call = work() if callable(work) else work
-            if wave.timeout is not None:
-                async with asyncio.timeout(wave.timeout) as scope:
+            if wave.task_timeout is not None:
+                async with asyncio.timeout(wave.task_timeout) as scope:
                     slot.timeout = scope  # lets policies inside tell this timeout from a cancellation
                     value = await call
             else:
@@ -177,6 +184,7 @@ class WaveRun:
             duration = 0.0
             self.pending -= 1
         self.done += 1
+        slot.ended = True
         measurements = slot.measurements
         self.report.add(outcome, duration, queue_wait, error, measurements)
         if outcome in _FAILED:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import itertools
 import logging
-import time
+import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
+from .. import _clock
 from .._events import Hook, TaskResult, WaveObserver, WaveStarted
 from .._hooks import resolve_hooks
 from .._telemetry import Outcome
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
 T = TypeVar("T")
+A = TypeVar("A")
 TaskLike = Callable[[], Awaitable[T]] | Coroutine[Any, Any, T] | TaskSpec[T]
 
 
@@ -57,7 +60,9 @@ class Wave(Generic[T]):
     Args:
         name: the wave's name (span name ``wave <name>``, the ``shannon.wave.name`` attribute).
         max_concurrency: tasks running at once (> 0); ``None`` runs every task at once (sized input only).
-        timeout: per-task timeout in seconds (> 0), or ``None``.
+        task_timeout: per-task timeout in seconds (> 0), or ``None``: a cancel scope around each task
+            (retries included), not a retry's budget (``Retry(timeout=)``) nor the ``Timeout`` policy.
+            ``timeout=`` is its deprecated alias (DeprecationWarning; removed in the next release).
         rate_limit: task starts per second (> 0), or ``None``; ``burst`` starts may happen at once.
             The limit holds per run: two concurrent runs of one Wave may each start ``rate_limit``/s
             (share a ``ResourcePool`` to bound concurrency across runs).
@@ -66,7 +71,8 @@ class Wave(Generic[T]):
         policy: a per-task recovery policy (``Retry``, ``Pipeline``...); tasks must then be factories.
             The policy is shared by every task: a ``CircuitBreaker`` in it sees all of them, and a
             ``Degrade(last_good=True)`` in it keeps one last good value for the whole wave.
-        pools: resource pools that tasks name with ``task(..., pool="api")``.
+        pools: resource pools that tasks name by string (deprecated: pass the pool itself,
+            ``task(fn, pool=api_pool)``; such a pool need not be listed here).
         on_progress: called with a :class:`Progress` at most every ``progress_interval`` seconds
             and once at the end; an exception it raises is logged, never propagated.
         hooks: extra hooks (callbacks, the anomaly detector); the OTel hook is added unless
@@ -76,7 +82,7 @@ class Wave(Generic[T]):
 
     name: str
     max_concurrency: int | None = 100
-    timeout: float | None = None
+    task_timeout: float | None = None
     rate_limit: float | None = None
     burst: int = 1
     batch_size: int | None = None
@@ -89,8 +95,9 @@ class Wave(Generic[T]):
     tracer_provider: TracerProvider | None = None
     meter_provider: MeterProvider | None = None
     instrument: bool = True
-    clock: Callable[[], float] = time.perf_counter
+    clock: Callable[[], float] = _clock.monotonic
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    timeout: float | None = field(default=None, kw_only=True, repr=False, compare=False)  # deprecated alias
     pool_map: Mapping[str, ResourcePool] = field(init=False, repr=False, compare=False)
     resolved_hooks: tuple[Hook, ...] = field(init=False, repr=False, compare=False)
 
@@ -98,7 +105,17 @@ class Wave(Generic[T]):
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"name must be a non-empty string, got {self.name!r}")
         check_number("max_concurrency", self.max_concurrency, low=0, low_open=True, integer=True, allow_none=True)
-        check_number("timeout", self.timeout, low=0, low_open=True, allow_none=True)
+        if self.timeout is not None:
+            warnings.warn(
+                "Wave(timeout=) is deprecated; use task_timeout= (the per-task timeout; a retry's budget is "
+                "Retry(timeout=), a per-call deadline the Timeout policy)", DeprecationWarning, stacklevel=3,
+            )
+            if self.task_timeout is not None:
+                raise ValueError("pass task_timeout= only; timeout= is its deprecated alias")
+            # moved, not kept: dataclasses.replace() on this wave must not warn or conflict again
+            object.__setattr__(self, "task_timeout", self.timeout)
+            object.__setattr__(self, "timeout", None)
+        check_number("task_timeout", self.task_timeout, low=0, low_open=True, allow_none=True)
         check_number("rate_limit", self.rate_limit, low=0, low_open=True, allow_none=True)
         check_number("batch_size", self.batch_size, low=1, integer=True, allow_none=True)
         check_number("burst", self.burst, low=1, integer=True)
@@ -131,6 +148,29 @@ class Wave(Generic[T]):
         if raise_errors:
             result.raise_for_errors()
         return result
+
+    async def map(
+        self, fn: Callable[[A], Awaitable[T]], items: Iterable[A], *, raise_errors: bool = False,
+    ) -> WaveResult[T]:
+        """``await wave.map(fetch, urls)``: run ``fn(item)`` for every item, as :meth:`run` does.
+
+        Each task is a factory (``functools.partial(fn, item)``), so a ``policy`` can retry it.
+        """
+        return await self.run([functools.partial(fn, item) for item in items], raise_errors=raise_errors)
+
+    def stream_map(
+        self, fn: Callable[[A], Awaitable[T]], items: Iterable[A], *, buffer: int | None = None,
+    ) -> WaveStream[T]:
+        """``async with wave.stream_map(fetch, urls) as results``: :meth:`stream` over ``fn(item)``.
+
+        A lazy ``items`` stays lazy (each item is taken when a worker has room for it).
+        """
+        tasks: Iterable[Callable[[], Awaitable[T]]]
+        if isinstance(items, Sized):
+            tasks = [functools.partial(fn, item) for item in items]
+        else:
+            tasks = (functools.partial(fn, item) for item in items)
+        return self.stream(tasks, buffer=buffer)
 
     def stream(self, tasks: Iterable[TaskLike[T]], *, buffer: int | None = None) -> WaveStream[T]:
         """Results in completion order, holding O(concurrency) of them: ``async with wave.stream(it) as s``.

@@ -9,11 +9,11 @@ exactly ``half_open_probes`` calls are admitted per HALF_OPEN period.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
+from .. import _clock
 from .._events import BreakerTransition, CallRejected, CallStarted
 from .._hooks import resolve_hooks
 from .._telemetry import BreakerState
@@ -102,7 +102,7 @@ class CircuitBreaker(Policy):
     )
 
     def __init__(
-        self, name: str = "breaker", config: BreakerConfig | None = None, *, clock: Clock = time.monotonic,
+        self, name: str = "breaker", config: BreakerConfig | None = None, *, clock: Clock = _clock.monotonic,
         hooks: Iterable[Hook] | None = None, tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None, instrument: bool = True, **settings: object,
     ) -> None:
@@ -302,7 +302,7 @@ class BreakerRegistry:
     __slots__ = ("_breakers", "_clock", "_hooks", "_instrument", "_meter_provider", "_tracer_provider")
 
     def __init__(
-        self, *, clock: Clock = time.monotonic, hooks: Iterable[Hook] | None = None,
+        self, *, clock: Clock = _clock.monotonic, hooks: Iterable[Hook] | None = None,
         tracer_provider: TracerProvider | None = None, meter_provider: MeterProvider | None = None,
         instrument: bool = True,
     ) -> None:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
 
+from .. import _clock
 from .._events import AttemptFinished, CallFinished, CallObserver, CallStarted
 from .._hooks import resolve_hooks
 from .._telemetry import CallOutcome, Outcome
@@ -235,7 +235,7 @@ class Instrumented(Policy):
     """
 
     name: str | None = None
-    clock: Clock = time.monotonic
+    clock: Clock = _clock.monotonic
     hooks: Iterable[Hook] | None = field(default=None, repr=False, compare=False)
     tracer_provider: TracerProvider | None = field(default=None, repr=False, compare=False)
     meter_provider: MeterProvider | None = field(default=None, repr=False, compare=False)

@@ -18,10 +18,10 @@ a breaker still reports its transitions to its own hooks).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .. import _clock
 from .._events import CallStarted
 from .._hooks import resolve_hooks
 from ._core import Chain, Clock, Factory, Policy, _Call, observed, start_call
@@ -41,7 +41,7 @@ class Pipeline(Policy):
     __slots__ = ("_chain", "_hooks", "_options", "_started", "clock", "name")
 
     def __init__(
-        self, *policies: Policy, name: str | None = None, clock: Clock = time.monotonic,
+        self, *policies: Policy, name: str | None = None, clock: Clock = _clock.monotonic,
         hooks: Iterable[Hook] | None = None, tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None, instrument: bool = True,
     ) -> None:

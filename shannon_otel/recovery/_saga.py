@@ -10,12 +10,12 @@ says what was rolled back) and a cancellation is re-raised unchanged (``tx.resul
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .. import _clock
 from .._events import CompensationFinished, SagaFinished, SagaObserver, SagaStarted
 from .._hooks import resolve_hooks
 from .._telemetry import Outcome
@@ -78,7 +78,7 @@ class Saga:
     """A named kind of compensating transaction; each :meth:`begin` is a fresh, independent run."""
 
     name: str
-    clock: Clock = field(default=time.monotonic, kw_only=True)
+    clock: Clock = field(default=_clock.monotonic, kw_only=True)
     hooks: Iterable[Hook] | None = field(default=None, repr=False, compare=False, kw_only=True)
     tracer_provider: TracerProvider | None = field(default=None, repr=False, compare=False, kw_only=True)
     meter_provider: MeterProvider | None = field(default=None, repr=False, compare=False, kw_only=True)

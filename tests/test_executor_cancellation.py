@@ -1,0 +1,142 @@
+"""Cancellation at the executor's waiting points, on virtual time: while a stream's consumer waits for
+the next result and while the rate limiter sleeps. Each must re-raise CancelledError, leave no task
+running and no span open, and keep the results of the tasks that completed."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from shannon_otel import Hook, Outcome, TaskResult, Wave, WaveObserver, WaveReport, WaveStarted
+from shannon_otel.testing import InMemoryTelemetry, run_virtual
+
+
+class OpenSpans(SpanProcessor):
+    """Counts spans started and not yet ended."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.started = 0
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        self.open += 1
+        self.started += 1
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.open -= 1
+
+
+class Reports(Hook):
+    """Keeps every wave report and task result the executor hands to hooks."""
+
+    def __init__(self) -> None:
+        self.reports: list[WaveReport] = []
+        self.results: list[TaskResult[Any]] = []
+
+    def wave_started(self, event: WaveStarted) -> WaveObserver:
+        outer = self
+
+        class Observer(WaveObserver):
+            def task_finished(self, token: Any, result: TaskResult[Any]) -> None:
+                outer.results.append(result)
+
+            def task_skipped(self, result: TaskResult[Any]) -> None:
+                outer.results.append(result)
+
+            def wave_finished(self, report: WaveReport) -> None:
+                outer.reports.append(report)
+
+        return Observer()
+
+
+def telemetry() -> tuple[InMemoryTelemetry, OpenSpans]:
+    otel = InMemoryTelemetry()
+    spans = OpenSpans()
+    otel.tracer_provider.add_span_processor(spans)
+    return otel, spans
+
+
+async def sleeps(seconds: float) -> float:
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+def test_cancelling_a_consumer_waiting_on_a_stream() -> None:
+    otel, spans = telemetry()
+    wave: Wave[float] = Wave("consumer", max_concurrency=2, **otel.providers)
+    received: list[TaskResult[float]] = []
+    streams: list[Any] = []
+
+    async def consume() -> None:
+        async with wave.stream_map(sleeps, [1.0, 2.0, 10.0, 10.0, 10.0]) as results:
+            streams.append(results)
+            async for result in results:  # waits in the queue for the next result
+                received.append(result)  # noqa: PERF401 - kept one by one until the cancellation
+
+    async def main() -> None:
+        before = asyncio.all_tasks()
+        consumer = asyncio.create_task(consume())
+        await asyncio.sleep(5)  # 1.0 and 2.0 are done; two 10 s tasks run; the consumer waits
+        consumer.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await consumer
+        assert asyncio.all_tasks() <= before  # no orphan worker or runner
+
+    run_virtual(main())
+    assert [r.value for r in received] == [1.0, 2.0]  # the completed results were delivered and kept
+    assert spans.started > 0
+    assert spans.open == 0
+    report = streams[0].report
+    assert report is not None
+    assert report.outcome is Outcome.CANCELLATION
+    assert report.counts[Outcome.SUCCESS] == 2
+    assert report.counts[Outcome.CANCELLATION] == 3
+    outcomes = sorted(str(s.attributes["shannon.task.outcome"]) for s in otel.spans("task consumer") if s.attributes)
+    assert outcomes == ["cancellation", "cancellation", "success", "success"]
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_cancelling_while_the_rate_limiter_sleeps(streamed: bool) -> None:
+    otel, spans = telemetry()
+    hook = Reports()
+
+    async def main() -> list[TaskResult[float]]:
+        loop = asyncio.get_running_loop()
+        wave: Wave[float] = Wave(
+            "limited", max_concurrency=4, rate_limit=1.0, clock=loop.time, hooks=(hook,), **otel.providers,
+        )
+        received: list[TaskResult[float]] = []
+
+        async def go() -> None:
+            if streamed:
+                async with wave.stream_map(sleeps, [0.1] * 8) as results:
+                    async for result in results:
+                        received.append(result)  # noqa: PERF401 - kept one by one until the cancellation
+            else:
+                await wave.map(sleeps, [0.1] * 8)
+
+        before = asyncio.all_tasks()
+        runner = asyncio.create_task(go())
+        await asyncio.sleep(2.5)  # tasks started at t=0, 1, 2 are done; the rest sleep in the limiter
+        runner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await runner
+        assert asyncio.all_tasks() <= before
+        return received
+
+    received = run_virtual(main())
+    assert spans.open == 0
+    (report,) = hook.reports
+    assert report.outcome is Outcome.CANCELLATION
+    assert report.counts[Outcome.SUCCESS] == 3
+    assert report.counts[Outcome.CANCELLATION] == 5
+    done = sorted(r.index for r in hook.results if r.outcome is Outcome.SUCCESS)
+    assert done == [0, 1, 2]
+    assert all(r.value == 0.1 for r in hook.results if r.outcome is Outcome.SUCCESS)
+    if streamed:
+        assert sorted(r.index for r in received) == [0, 1, 2]
+    assert len(otel.spans("task limited")) == 3  # tasks cancelled in the limiter never started a span
