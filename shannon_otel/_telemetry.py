@@ -64,6 +64,8 @@ TASK_COST_ATTR: Final = "shannon.task.cost"
 
 TELEMETRY_SIGNAL: Final = "shannon.telemetry.signal"  # "traces", "metrics" or "logs"
 TELEMETRY_DROP_REASON: Final = "shannon.telemetry.drop_reason"  # see DropReason
+TASK_NAME: Final = "shannon.task.name"  # on remote (worker-side) task spans
+DASK_WORKER: Final = "shannon.dask.worker"  # the worker address, on remote spans only (never a metric attribute)
 
 
 class _Named(StrEnum):
@@ -125,6 +127,7 @@ SPAN_FALLBACK: Final = "fallback {operation}"
 SPAN_SAGA: Final = "saga {saga}"
 SPAN_SAGA_STEP: Final = "step {step}"
 SPAN_COMPENSATION: Final = "compensate {step}"
+SPAN_REMOTE: Final = "remote {task}"  # a wave task's function running on a Dask worker
 
 EVENT_RETRY_SCHEDULED: Final = "shannon.retry.scheduled"
 EVENT_BREAKER_TRANSITION: Final = "shannon.breaker.transition"
