@@ -97,7 +97,8 @@ def test_every_exported_name_exists_and_nothing_public_is_unlisted() -> None:
 def test_the_optional_backends_export_exactly_their_documented_names() -> None:
     import shannon_otel.dask
 
-    assert sorted(shannon_otel.dask.__all__) == ["DaskBackend", "RemoteFunction", "UnshippableTaskError", "WorkerTelemetry"]
+    expected = ["DaskBackend", "RemoteFunction", "UnshippableTaskError", "WorkerTelemetry"]
+    assert sorted(shannon_otel.dask.__all__) == expected
 
 
 def test_public_errors_name_their_public_module() -> None:
