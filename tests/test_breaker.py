@@ -486,3 +486,14 @@ def test_a_hook_failing_on_registration_costs_no_breaker(caplog: pytest.LogCaptu
     assert breaker.state is BreakerState.CLOSED
     assert "failed in breaker_registered" in caplog.text
     assert {p[0]["shannon.breaker.state"]: p[1] for p in tel.points("shannon.breaker.state")}["closed"] == 1
+
+
+def test_a_rate_on_a_count_window_smaller_than_min_calls_is_refused() -> None:
+    """Issue 11 observed 6: window=5 with the default min_calls=10 could never open; refused, naming both."""
+    with pytest.raises(ValueError, match=r"min_calls \(10\) must be <= window \(5\)"):
+        CircuitBreaker("api", failure_threshold=None, failure_rate=0.5, window=5)
+    with pytest.raises(ValueError, match="min_calls"):
+        CircuitBreaker("api", failure_threshold=3, slow_call_s=1.0, window=5, min_calls=6)
+    CircuitBreaker("api", failure_threshold=None, failure_rate=0.5, window=5, min_calls=5, instrument=False)
+    CircuitBreaker("api", failure_threshold=2, window=3, instrument=False)  # no rate: min_calls unused
+    CircuitBreaker("api", failure_threshold=None, failure_rate=0.5, window_s=5.0, instrument=False)

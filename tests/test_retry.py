@@ -126,6 +126,41 @@ def test_next_delay_hook_overrides_the_backoff() -> None:
     assert clock.sleeps == [7.5, 1.0]  # None: the backoff
 
 
+@pytest.mark.parametrize("returned", [float("inf"), 1e9])
+def test_an_infinite_or_huge_next_delay_is_capped_at_maximum(returned: float) -> None:
+    """Issue 11 observed 2: a Retry-After parser returning inf/1e9 slept forever; maximum caps it."""
+    clock = FakeClock()
+    policy = Retry(attempts=3, initial=1.0, maximum=8.0, jitter="none", next_delay=lambda e, n: returned,
+                   clock=clock, sleep=clock.sleep, instrument=False)
+    assert run(policy.call(Flaky(2))) == "ok"
+    assert clock.sleeps == [8.0, 8.0]
+
+
+def test_a_capped_next_delay_still_counts_against_the_budget() -> None:
+    clock = FakeClock()
+    policy = Retry(attempts=5, initial=1.0, maximum=4.0, budget_s=10.0, jitter="none",
+                   next_delay=lambda e, n: float("inf"), clock=clock, sleep=clock.sleep, instrument=False)
+    flaky = Flaky(10)
+    with pytest.raises(ConnectionError):
+        run(policy.call(flaky))
+    assert clock.sleeps == [4.0, 4.0]  # a third wait would end at 12 > 10
+    assert flaky.calls == 3
+
+
+@pytest.mark.parametrize(("returned", "error", "match"), [
+    (float("nan"), ValueError, "next_delay must return seconds >= 0"),
+    (-1.0, ValueError, "next_delay must return seconds >= 0"),
+    ("5", TypeError, "next_delay must return seconds"),
+])
+def test_a_bad_next_delay_value_is_a_clear_error(returned: object, error: type[Exception], match: str) -> None:
+    clock = FakeClock()
+    policy = Retry(attempts=3, next_delay=lambda e, n: returned, clock=clock, sleep=clock.sleep, instrument=False)
+    with pytest.raises(error, match=match) as info:
+        run(policy.call(Flaky(1)))
+    assert isinstance(info.value.__cause__, ConnectionError)
+    assert clock.sleeps == []
+
+
 @pytest.mark.parametrize(("jitter", "expected"), [
     (Jitter.NONE, [1.0, 2.0, 4.0, 5.0]),
     (Jitter.FULL, [0.25, 0.5, 1.0, 1.25]),

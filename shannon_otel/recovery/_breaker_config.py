@@ -21,6 +21,8 @@ class BreakerConfig:
     the window holds ``min_calls`` calls, ``failures / calls >= failure_rate`` or
     ``slow calls / calls >= slow_call_rate`` (a call is slow when it takes ``>= slow_call_s``).
     The window is the last ``window`` calls, or the last ``window_s`` seconds when that is set.
+    With a count window and a rate set, ``min_calls <= window`` is required (ValueError otherwise:
+    the window could never hold ``min_calls`` calls, so the rate could never open the breaker).
     After ``reset_timeout`` seconds OPEN admits up to ``half_open_probes`` probe calls (HALF_OPEN);
     ``success_threshold`` successful probes close it, a failed or slow probe re-opens it, and a
     cancelled or ignored probe gives its slot back. Exceptions that are instances of ``on`` and
@@ -64,5 +66,13 @@ class BreakerConfig:
         check_number("success_threshold", self.success_threshold, low=1, high=self.half_open_probes,
                      integer=True)
         check_number("reset_timeout", self.reset_timeout, low=0)
+        if (self.window_s is None and self.min_calls > self.window
+                and (self.failure_rate is not None or self.slow_call_s is not None)):
+            # A count window never holds more than `window` calls: the rates could never be evaluated.
+            raise ValueError(
+                f"min_calls ({self.min_calls}) must be <= window ({self.window}) when failure_rate or "
+                "slow_call_s is set with a count window: the window never holds min_calls calls, so the "
+                f"breaker could never open on a rate; pass min_calls=<= {self.window} or a larger window"
+            )
         object.__setattr__(self, "on", check_exceptions("on", self.on))
         object.__setattr__(self, "ignore", check_exceptions("ignore", self.ignore))

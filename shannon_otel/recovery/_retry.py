@@ -40,7 +40,10 @@ class Retry(Instrumented):
     remaining reset timeout; the backoff when it has none, half-open or forced open) instead of
     the backoff. Retrying a rejection at backoff pace is a retry storm against the breaker.
     ``next_delay(error, attempt)`` may return the delay before the next attempt (e.g. from a
-    Retry-After value) or ``None`` to use the backoff. ``sleep`` and ``random`` (a
+    Retry-After value) or ``None`` to use the backoff; its delay is capped at ``maximum`` (so an
+    ``inf`` or huge Retry-After never sleeps forever) and counts against ``budget_s`` like any
+    other; NaN, a negative number or a non-number raises ``ValueError``/``TypeError`` naming
+    ``next_delay`` (chained to the attempt's error) instead of retrying. ``sleep`` and ``random`` (a
     ``random.Random`` or a callable returning ``[0, 1)``) are injectable for deterministic tests.
 
     Every call keeps its own attempt counter and previous delay: concurrent calls share nothing.
@@ -182,8 +185,13 @@ class Retry(Instrumented):
         if wait is None:
             wait = delay(self.jitter, attempt, previous, self.initial, self.maximum,  # type: ignore[arg-type]
                          self.multiplier, self._rand)
-        elif not wait >= 0:
-            raise ValueError(f"next_delay must return seconds >= 0 or None, got {wait!r}") from error
+        else:
+            if isinstance(wait, bool) or not isinstance(wait, int | float):
+                raise TypeError(f"next_delay must return seconds (a number) or None, got {wait!r}") from error
+            if not wait >= 0:
+                raise ValueError(f"next_delay must return seconds >= 0 or None, got {wait!r}") from error
+            if wait > self.maximum:  # an inf/huge Retry-After: cap it, never sleep forever
+                wait = self.maximum
         if testing:
             wait = 0.0
         if self.budget_s is not None and self.clock() - start + wait > self.budget_s:
