@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ from test_recovery_support import Telemetry, run
 
 from shannon_otel._telemetry import Outcome
 from shannon_otel.recovery import Saga, SagaError, Step
+from shannon_otel.testing import run_virtual
 
 
 class Ledger:
@@ -196,3 +199,129 @@ def test_a_wave_task_timeout_inside_a_saga_step_is_recorded_as_a_timeout() -> No
     assert span.attributes is not None
     assert span.attributes[tel.SAGA_OUTCOME] == "timeout"
     assert span.status.description == "timeout"
+
+
+def _rollback_under_cancel(seed: int) -> tuple[list[str], Any]:
+    """A saga fails; while its compensations run (each awaiting virtual time) the task is cancelled."""
+    rng = random.Random(seed)
+    undone: list[str] = []
+    holder: list[Any] = []
+
+    def undo(name: str, duration: float) -> Any:
+        async def compensate(value: str) -> None:
+            await asyncio.sleep(duration)
+            undone.append(name)
+        return compensate
+
+    async def main() -> None:
+        saga = Saga("order", instrument=False)
+
+        async def body() -> None:
+            async with saga.begin() as tx:
+                holder.append(tx)
+                for k in range(4):
+                    await tx.step(f"s{k}", ledger_value(k), compensate=undo(f"s{k}", rng.uniform(0.1, 1.0)))
+                raise ValueError("step failed")
+
+        task = asyncio.create_task(body())
+        await asyncio.sleep(rng.uniform(0.0, 2.5))  # lands during the rollback most of the time
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, SagaError):
+            await task
+
+    run_virtual(main())
+    return undone, holder[0].result
+
+
+def ledger_value(k: int) -> Any:
+    async def act() -> int:
+        return k
+    return act
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_cancellation_during_rollback_never_cuts_a_compensation_short(seed: int) -> None:
+    """Issue 11 observed 7: a cancellation cut a running compensation off, which was never retried."""
+    undone, result = _rollback_under_cancel(seed)
+    assert undone == ["s3", "s2", "s1", "s0"]
+    assert result.compensated == ("s3", "s2", "s1", "s0") and result.uncompensated == ()
+
+
+def test_a_cancellation_during_rollback_is_reraised_after_it() -> None:
+    undone: list[str] = []
+
+    async def slow_undo(value: int) -> None:
+        await asyncio.sleep(1.0)
+        undone.append("a")
+
+    async def main() -> None:
+        saga = Saga("order", instrument=False)
+
+        async def body() -> None:
+            async with saga.begin() as tx:
+                await tx.step("a", ledger_value(1), compensate=slow_undo)
+                raise ValueError("x")
+
+        task = asyncio.create_task(body())
+        await asyncio.sleep(0.5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run_virtual(main())
+    assert undone == ["a"]
+
+
+def test_a_compensation_past_its_timeout_is_reported_uncompensated_loudly(caplog: pytest.LogCaptureFixture) -> None:
+    tel = Telemetry()
+    saga = Saga("order", compensation_timeout_s=2.0, **tel.kw)
+
+    async def hang(value: int) -> None:
+        await asyncio.sleep(3600)
+
+    async def main() -> Any:
+        async with saga.begin() as tx:
+            await tx.step("a", ledger_value(1), compensate=hang)
+            await tx.step("b", ledger_value(2), compensate=lambda v: asyncio.sleep(0))
+            raise ValueError("x")
+
+    with pytest.raises(SagaError) as info:
+        run_virtual(main())
+    result = info.value.result
+    assert result.compensated == ("b",) and result.uncompensated == ("a",)
+    assert isinstance(result.failed_compensations["a"], TimeoutError)
+    assert any("uncompensated" in r.getMessage() and "a (TimeoutError)" in r.getMessage()
+               for r in caplog.records if r.levelname == "ERROR")
+    root = tel.span("saga order")
+    assert root.status.status_code is StatusCode.ERROR
+    comp = tel.span("compensate a")
+    assert comp.attributes is not None and comp.attributes["shannon.compensation.outcome"] == "timeout"
+
+
+def test_misuse_is_refused_before_any_work() -> None:
+    saga = Saga("s", instrument=False)
+    ran: list[int] = []
+
+    async def act() -> int:
+        ran.append(1)
+        return 1
+
+    async def main() -> None:
+        tx = saga.begin()
+        with pytest.raises(RuntimeError, match="only inside `async with"):
+            await tx.step("a", act)
+        async with tx:
+            await tx.step("a", act)
+        with pytest.raises(RuntimeError, match="only inside `async with"):
+            await tx.step("b", act)
+        with pytest.raises(TypeError, match="steps must be Step objects"):
+            await saga.run("not a step")  # type: ignore[arg-type]
+        with pytest.raises(SagaError) as info:  # a sync action: a clear cause, not "can't be awaited"
+            await saga.run(Step("x", lambda: 5))
+        assert isinstance(info.value.__cause__, TypeError)
+        assert "action must be an async callable" in str(info.value.__cause__)
+
+    run_virtual(main())
+    assert ran == [1]
+    with pytest.raises(ValueError, match="compensation_timeout_s"):
+        Saga("s", compensation_timeout_s=0)

@@ -5,11 +5,19 @@
 of the completed steps run newest first; each failing compensation is recorded and the rest still
 run. Then an error is raised as :class:`SagaError` (``__cause__`` = the step's error, ``.result``
 says what was rolled back) and a cancellation is re-raised unchanged (``tx.result`` is still set).
+
+Compensations are shielded from cancellation: each runs in its own task, bounded by the saga's
+``compensation_timeout_s``, and a cancellation arriving meanwhile waits for it (then for the rest of
+the rollback) and is re-raised after. A compensation that fails, times out or is cancelled itself
+leaves its step in effect: it is in ``SagaResult.uncompensated``, logged as an error, and the saga
+span's status is ERROR.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
@@ -21,6 +29,7 @@ from .._events import CompensationFinished, SagaFinished, SagaObserver, SagaStar
 from .._hooks import resolve_hooks
 from .._isolation import Unentered, enter, finish, hook_failed, leave, start
 from .._telemetry import Outcome
+from .._validate import check_number
 from ._types import Clock
 
 if TYPE_CHECKING:
@@ -30,6 +39,7 @@ if TYPE_CHECKING:
     from .._events import Hook
 
 T = TypeVar("T")
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +49,25 @@ class Step:
     name: str
     action: Callable[[], Awaitable[Any]]
     compensate: Callable[[Any], Awaitable[Any]] | None = None
+
+    def __post_init__(self) -> None:
+        _check_step(self.name, self.action, self.compensate)
+
+
+def _check_step(name: object, action: object, compensate: object) -> None:
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a non-empty str, got {name!r}")
+    if not callable(action):
+        raise TypeError(f"action must be an async callable taking no arguments, got {action!r}")
+    if compensate is not None and not callable(compensate):
+        raise TypeError(f"compensate must be an async callable taking the step's result, or None, got {compensate!r}")
+
+
+async def _awaited(name: str, made: object) -> Any:
+    """Await what a user callable returned, refusing a non-awaitable with an error naming ``name``."""
+    if not inspect.isawaitable(made):
+        raise TypeError(f"{name} must be an async callable (return an awaitable), it returned {made!r}")
+    return await made
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +81,11 @@ class SagaResult:
     failed_compensations: Mapping[str, BaseException] = field(default_factory=lambda: MappingProxyType({}))
     error: BaseException | None = None
     values: tuple[Any, ...] = ()
+
+    @property
+    def uncompensated(self) -> tuple[str, ...]:
+        """Completed steps left in effect: their compensation failed, timed out or was cancelled."""
+        return tuple(self.failed_compensations)
 
     @property
     def rolled_back(self) -> bool:
@@ -76,9 +110,14 @@ class SagaError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Saga:
-    """A named kind of compensating transaction; each :meth:`begin` is a fresh, independent run."""
+    """A named kind of compensating transaction; each :meth:`begin` is a fresh, independent run.
+
+    ``compensation_timeout_s``: how long each compensation may run (> 0, default 30 s; ``None``: no
+    bound). Compensations are shielded from cancellation, so this is what bounds a rollback.
+    """
 
     name: str
+    compensation_timeout_s: float | None = field(default=30.0, kw_only=True)
     clock: Clock = field(default=_clock.monotonic, kw_only=True)
     hooks: Iterable[Hook] | None = field(default=None, repr=False, compare=False, kw_only=True)
     tracer_provider: TracerProvider | None = field(default=None, repr=False, compare=False, kw_only=True)
@@ -89,6 +128,14 @@ class Saga:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise TypeError(f"name must be a non-empty str, got {self.name!r}")
+        check_number("compensation_timeout_s", self.compensation_timeout_s, low=0, low_open=True,
+                     allow_none=True)
+        if self.compensation_timeout_s == float("inf"):
+            raise ValueError("compensation_timeout_s must be finite (None for no bound), got inf")
+        if not callable(self.clock):
+            raise TypeError(f"clock must be a callable returning seconds, got {self.clock!r}")
+        if not isinstance(self.instrument, bool):
+            raise TypeError(f"instrument must be a bool, got {self.instrument!r}")
         hooks = tuple(self.hooks or ())
         object.__setattr__(self, "hooks", hooks)
         resolved = resolve_hooks(hooks, self.tracer_provider, self.meter_provider, instrument=self.instrument)
@@ -99,6 +146,9 @@ class Saga:
 
     async def run(self, *steps: Step) -> SagaResult:
         """Run ``steps`` in order as one transaction; raises :class:`SagaError` after a rollback."""
+        for k, s in enumerate(steps):
+            if not isinstance(s, Step):
+                raise TypeError(f"steps must be Step objects, got {s!r} at position {k}")
         async with self.begin() as tx:
             for s in steps:
                 await tx.step(s.name, s.action, compensate=s.compensate)
@@ -113,7 +163,7 @@ class Transaction:
     an observer that is a context manager is entered in ``__aenter__`` and exited in ``__aexit__``.
     """
 
-    __slots__ = ("_done", "_entered", "_observers", "_owners", "_saga", "result")
+    __slots__ = ("_done", "_entered", "_observers", "_open", "_owners", "_saga", "result")
 
     def __init__(self, saga: Saga) -> None:
         self._saga = saga
@@ -121,9 +171,13 @@ class Transaction:
         self._observers: list[SagaObserver] = []
         self._owners: list[Hook] = []
         self._entered: list[Any] = []
+        self._open: bool | None = None  # None: not entered yet; True: inside `async with`; False: exited
         self.result: SagaResult | None = None
 
     async def __aenter__(self) -> Transaction:
+        if self._open is not None:
+            raise RuntimeError("a Transaction is entered once: call saga.begin() for a new one")
+        self._open = True
         hooks = self._saga._hooks
         if hooks:
             event = SagaStarted(self._saga.name)
@@ -143,14 +197,23 @@ class Transaction:
         self, name: str, action: Callable[[], Awaitable[T]], *,
         compensate: Callable[[T], Awaitable[Any]] | None = None,
     ) -> T:
-        """Run one step; on success its compensation (given the result) is registered for a rollback."""
+        """Run one step; on success its compensation (given the result) is registered for a rollback.
+
+        Only inside ``async with`` (RuntimeError otherwise: the step could never be compensated).
+        """
+        if not self._open:
+            raise RuntimeError(
+                "tx.step() runs only inside `async with saga.begin() as tx:` (outside it the step could "
+                "never be compensated)"
+            )
+        _check_step(name, action, compensate)
         observers, owners, hooks = self._observers, self._owners, self._saga._hooks
         tokens: list[Any] = []
         outcome, error = Outcome.SUCCESS, None
         try:
             if observers:
                 start(observers, owners, hooks, tokens, "step_started", name)
-            value = await action()
+            value = await _awaited("action", action())
         except asyncio.CancelledError:
             outcome = Outcome.TIMEOUT if task_timed_out() else Outcome.CANCELLATION
             raise
@@ -166,6 +229,7 @@ class Transaction:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None,
     ) -> bool:
+        self._open = False
         try:
             return await self._exit(exc)
         finally:
@@ -185,6 +249,11 @@ class Transaction:
         result = SagaResult(
             self._saga.name, outcome, completed, compensated, MappingProxyType(failed), exc, values,
         )
+        if failed:
+            _log.error(
+                "saga %r left steps uncompensated (their compensation failed, timed out or was cancelled): %s",
+                self._saga.name, ", ".join(f"{k} ({type(v).__name__})" for k, v in failed.items()),
+            )
         self._finish(result)
         if cancelled is not None and not isinstance(exc, asyncio.CancelledError):
             raise cancelled
@@ -207,20 +276,49 @@ class Transaction:
             begin = clock()
             outcome: Outcome = Outcome.SUCCESS
             error: BaseException | None = None
-            try:
-                start(observers, owners, hooks, tokens, "compensation_started", name)
-                await compensate(value)
+            start(observers, owners, hooks, tokens, "compensation_started", name)
+            error, interrupted = await self._shielded(compensate, value)
+            cancelled = interrupted or cancelled
+            if error is None:
                 compensated.append(name)
-            except asyncio.CancelledError as exc:
-                # Cancelled again while rolling back: finish the rollback, then re-raise.
-                outcome, error, cancelled = Outcome.CANCELLATION, exc, exc
-                failed[name] = exc
-            except Exception as exc:
-                outcome, error = Outcome.FAILURE, exc
-                failed[name] = exc
+            else:
+                failed[name] = error
+                outcome = (Outcome.CANCELLATION if isinstance(error, asyncio.CancelledError)
+                           else Outcome.TIMEOUT if isinstance(error, TimeoutError) else Outcome.FAILURE)
             event = CompensationFinished(saga, name, outcome, clock() - begin, error)
             finish(observers, owners, hooks, tokens, "compensation_finished", event)
         return tuple(compensated), failed, cancelled
+
+    async def _shielded(
+        self, compensate: Callable[[Any], Awaitable[Any]], value: Any,
+    ) -> tuple[BaseException | None, asyncio.CancelledError | None]:
+        """Run one compensation to its end, whatever cancels the caller meanwhile.
+
+        Returns the compensation's error (``None``: it succeeded; ``TimeoutError``: it ran past
+        ``compensation_timeout_s``; ``CancelledError``: it was cancelled itself) and the caller's
+        cancellation that arrived while it ran (re-raised by the caller after the rollback).
+        """
+        limit = self._saga.compensation_timeout_s
+
+        async def bounded() -> None:
+            if limit is None:
+                await _awaited("compensate", compensate(value))
+                return
+            async with asyncio.timeout(limit):
+                await _awaited("compensate", compensate(value))
+
+        task = asyncio.ensure_future(bounded())
+        cancelled: asyncio.CancelledError | None = None
+        while True:
+            try:
+                await asyncio.shield(task)
+                return None, cancelled
+            except asyncio.CancelledError as exc:
+                if task.done():  # the compensation itself was cancelled
+                    return exc, cancelled
+                cancelled = exc  # the caller was: let the compensation finish, re-raise after
+            except Exception as exc:
+                return exc, cancelled
 
     def _finish(self, result: SagaResult) -> None:
         self.result = result
