@@ -44,7 +44,7 @@ from ._otel._instruments import instrument
 from ._otel._providers import globals_set, register_bridge
 from ._telemetry import SCOPE_NAME as LOGGER_ROOT  # the logging hook's loggers are its children
 from ._telemetry import DropReason
-from ._validate import check_number
+from ._validate import check_attributes, check_bool, check_endpoint, check_name, check_number
 from ._version import __version__
 
 ExporterName = Literal["otlp", "otlp_grpc", "otlp_http", "console", "none"]
@@ -251,6 +251,27 @@ def _metric_interval_s(explicit: float | None) -> float:
     return millis / 1000 if millis is not None else DEFAULT_METRIC_INTERVAL_S
 
 
+def check_setup(
+    service_name: object, exporter: object, endpoint: object, resource_attributes: object,
+) -> None:
+    """The checks ``configure`` and the Dask worker plugin share: errors name the parameter."""
+    check_name("service_name", service_name, allow_none=True)
+    if exporter is not None and not isinstance(exporter, str):
+        raise TypeError(f"exporter must be a str ({', '.join(_EXPORTERS)}, comma-separated) or None, got {exporter!r}")
+    if isinstance(exporter, str):
+        _choose("TRACES", exporter)  # raises ValueError naming exporter for an unknown name
+    check_endpoint("endpoint", endpoint)
+    check_attributes("resource_attributes", resource_attributes)
+
+
+def _check_sequence(name: str, value: object, kind: type) -> None:
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise TypeError(f"{name} must be a sequence of {kind.__name__}, got {value!r}")
+    for item in value:
+        if not isinstance(item, kind):
+            raise TypeError(f"{name} must hold {kind.__name__} objects, got {item!r}")
+
+
 def _check_arguments(
     export_timeout_s: float | None, shutdown_timeout_s: float, max_queue_size: int | None,
     max_export_batch_size: int | None,
@@ -313,6 +334,12 @@ def configure(
     logger, so the logging hook's records (docs/logging.md) reach the collector, stamped with the
     trace and span ids of the span current when they were written. ``shutdown()`` removes the handler.
     """
+    check_setup(service_name, exporter, endpoint, resource_attributes)
+    for flag, value in (("set_global", set_global), ("logs", logs)):
+        if value is not None:
+            check_bool(flag, value)
+    _check_sequence("metric_readers", metric_readers, MetricReader)
+    _check_sequence("span_exporters", span_exporters, SpanExporter)
     interval_s = _metric_interval_s(metric_interval_s)
     _check_arguments(export_timeout_s, shutdown_timeout_s, max_queue_size, max_export_batch_size)
     queue_size = max_queue_size or env_int("OTEL_BSP_MAX_QUEUE_SIZE") or DEFAULT_MAX_QUEUE_SIZE

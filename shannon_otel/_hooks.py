@@ -44,11 +44,32 @@ def resolve_hooks(
     """
     from ._logs import with_default_logs
 
-    extra = tuple(hooks or ())
+    extra = check_hooks(hooks)
+    if tracer_provider is not None and not callable(getattr(tracer_provider, "get_tracer", None)):
+        raise TypeError(f"tracer_provider must be an OpenTelemetry TracerProvider or None, got {tracer_provider!r}")
+    if meter_provider is not None and not callable(getattr(meter_provider, "get_meter", None)):
+        raise TypeError(f"meter_provider must be an OpenTelemetry MeterProvider or None, got {meter_provider!r}")
+    if not isinstance(instrument, bool):
+        raise TypeError(f"instrument must be a bool, got {instrument!r}")
     resolved = extra
     if instrument:
         resolved = (with_default_logs(otel_hook(tracer_provider, meter_provider), extra), *extra)
     return tuple(_for_scope(hook, resolved) for hook in resolved)
+
+
+def check_hooks(hooks: object) -> tuple[Hook, ...]:
+    """``hooks`` as a tuple of :class:`Hook`; TypeError naming ``hooks`` for anything else."""
+    from ._events import Hook
+
+    if hooks is None:
+        return ()
+    if isinstance(hooks, str | bytes) or not isinstance(hooks, Iterable):
+        raise TypeError(f"hooks must be an iterable of Hook objects, got {hooks!r}")
+    out = tuple(hooks)
+    for h in out:
+        if not isinstance(h, Hook):
+            raise TypeError(f"hooks must hold Hook objects (subclass shannon_otel.Hook), got {h!r}")
+    return out
 
 
 def _for_scope(hook: Hook, resolved: tuple[Hook, ...]) -> Hook:

@@ -30,6 +30,7 @@ from opentelemetry.sdk.metrics.export import (
 
 from ._aggregate import MetricsBridge
 from ._telemetry import METRICS, MetricSpec
+from ._validate import check_name, check_number
 
 __all__ = ["PrometheusReader", "MetricsServer", "render", "series_name", "TEXT", "OPENMETRICS"]
 
@@ -195,6 +196,10 @@ class MetricsServer:
     """
 
     def __init__(self, reader: PrometheusReader, port: int = 9464, host: str = "127.0.0.1") -> None:
+        if not isinstance(reader, PrometheusReader):
+            raise TypeError(f"reader must be a PrometheusReader, got {reader!r}")
+        check_number("port", port, low=0, high=65535, integer=True)
+        check_name("host", host)
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 if self.path.split("?")[0] not in ("/metrics", "/"):

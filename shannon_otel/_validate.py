@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import cast
+import inspect
+import re
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any, cast
 
 
 def check_number(name: str, value: object, *, low: float, high: float | None = None,
@@ -28,3 +32,61 @@ def check_exceptions(name: str, value: object) -> tuple[type[BaseException], ...
         if not (isinstance(t, type) and issubclass(t, BaseException)):
             raise TypeError(f"{name} must be an exception type or a tuple of them, got {value!r}")
     return types
+
+
+def check_bool(name: str, value: object) -> None:
+    """Raise TypeError naming ``name`` unless ``value`` is a bool."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+
+
+def check_name(name: str, value: object, *, allow_none: bool = False) -> None:
+    """Raise TypeError naming ``name`` unless ``value`` is a non-empty str (or None when allowed)."""
+    if value is None and allow_none:
+        return
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"{name} must be a non-empty str{' or None' if allow_none else ''}, got {value!r}")
+
+
+def awaitable_from(name: str, made: object) -> Any:
+    """``made`` (what a user callable returned) if awaitable; TypeError naming ``name`` otherwise.
+
+    Called where a user callable that must be async is first called (a sync one cannot be told
+    from a lambda returning a coroutine before that): the error names the parameter instead of
+    Python's "object X can't be used in 'await' expression".
+    """
+    if inspect.isawaitable(made):
+        return made
+    if inspect.iscoroutine(made):  # pragma: no cover - isawaitable covers it
+        return made
+    raise TypeError(f"{name} must be an async callable (it must return an awaitable), it returned {made!r}")
+
+
+_ENDPOINT_HOST_PORT = re.compile(r"^[A-Za-z0-9._\-]+:\d{1,5}$|^\[[0-9A-Fa-f:]+\]:\d{1,5}$")
+
+
+def check_endpoint(name: str, value: object) -> None:
+    """An OTLP endpoint: ``http(s)://host[:port][/path]`` or, for gRPC, ``host:port`` (or None)."""
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a URL string such as 'http://127.0.0.1:4317' or None, got {value!r}")
+    parsed = urllib.parse.urlsplit(value)
+    if parsed.scheme in ("http", "https") and parsed.hostname:
+        return
+    if _ENDPOINT_HOST_PORT.match(value):
+        return
+    raise ValueError(f"{name} must be a URL such as 'http://127.0.0.1:4317' (or host:port for gRPC), got {value!r}")
+
+
+def check_attributes(name: str, value: object) -> None:
+    """OTel attribute values: a mapping of str keys to str/bool/int/float (or sequences of them)."""
+    if value is None:
+        return
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a mapping of str to str/bool/int/float, got {value!r}")
+    for k, v in value.items():
+        ok = isinstance(v, str | bool | int | float) or (
+            isinstance(v, list | tuple) and all(isinstance(x, str | bool | int | float) for x in v))
+        if not isinstance(k, str) or not k or not ok:
+            raise TypeError(f"{name} must map non-empty str keys to str/bool/int/float values, got {k!r}: {v!r}")

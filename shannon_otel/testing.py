@@ -9,6 +9,7 @@ timeouts take no wall time, so tests of timeouts, backoff and rate limits are ex
 from __future__ import annotations
 
 import asyncio
+import math
 import selectors
 from collections.abc import Coroutine, Sequence
 from types import TracebackType
@@ -24,7 +25,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler
 
 from ._aggregate import BridgedInMemoryReader, MetricsBridge
 from ._otel._providers import register_bridge
-from ._validate import check_number
+from ._validate import check_bool, check_name, check_number
 from .recovery._backoff import TESTING
 
 __all__ = ["FakeClock", "InMemoryTelemetry", "VirtualTimeLoop", "is_testing", "run_virtual", "set_testing"]
@@ -81,6 +82,9 @@ class InMemoryTelemetry:
     def __init__(
         self, *, bridged: bool = True, sampled: bool = True, service_name: str = "test",
     ) -> None:
+        check_bool("bridged", bridged)
+        check_bool("sampled", sampled)
+        check_name("service_name", service_name)
         resource = Resource.create({"service.name": service_name})
         sampler: Sampler = ALWAYS_ON if sampled else ALWAYS_OFF
         self.span_exporter = InMemorySpanExporter()
@@ -168,6 +172,7 @@ class FakeClock:
     """
 
     def __init__(self, start: float = 1000.0) -> None:
+        check_number("start", start, low=-math.inf)
         self.now = start
         self.sleeps: list[float] = []
 
@@ -175,9 +180,12 @@ class FakeClock:
         return self.now
 
     def advance(self, seconds: float) -> None:
+        """Move the clock forward (never back: it stands for a monotonic clock)."""
+        check_number("seconds", seconds, low=0)
         self.now += seconds
 
     async def sleep(self, seconds: float) -> None:
+        check_number("seconds", seconds, low=-math.inf)  # negative sleeps zero, as asyncio.sleep does
         self.sleeps.append(seconds)
         self.now += max(0.0, seconds)
         await asyncio.sleep(0)

@@ -111,8 +111,10 @@ def test_cancelling_during_compensation_finishes_the_rollback_then_reraises() ->
     result = holder["tx"].result
     assert result is not None
     assert result.compensated == ("first",)
-    assert isinstance(result.failed_compensations["second"], asyncio.CancelledError)
+    # Shielded: the cancellation did not cut "second" off; it ran to its own timeout (30 s by default).
+    assert isinstance(result.failed_compensations["second"], TimeoutError)
+    assert result.uncompensated == ("second",)
     compensations = {(s.attributes or {}).get("shannon.saga.step"): (s.attributes or {}).get(
         "shannon.compensation.outcome") for s in tel.spans() if s.name.startswith("compensate ")}
-    assert compensations == {"first": "success", "second": "cancellation"}
+    assert compensations == {"first": "success", "second": "timeout"}
     assert all(s.end_time is not None for s in tel.spans())

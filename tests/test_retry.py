@@ -154,7 +154,8 @@ def test_a_capped_next_delay_still_counts_against_the_budget() -> None:
 ])
 def test_a_bad_next_delay_value_is_a_clear_error(returned: object, error: type[Exception], match: str) -> None:
     clock = FakeClock()
-    policy = Retry(attempts=3, next_delay=lambda e, n: returned, clock=clock, sleep=clock.sleep, instrument=False)
+    policy = Retry(attempts=3, next_delay=lambda e, n: returned,  # type: ignore[arg-type,return-value]
+                   clock=clock, sleep=clock.sleep, instrument=False)
     with pytest.raises(error, match=match) as info:
         run(policy.call(Flaky(1)))
     assert isinstance(info.value.__cause__, ConnectionError)

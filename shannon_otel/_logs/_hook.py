@@ -18,7 +18,7 @@ from .. import _clock
 from .. import _telemetry as t
 from .._events import CallObserver, Hook, SagaObserver
 from .._telemetry import Outcome, Severity
-from .._validate import check_number
+from .._validate import check_bool, check_number
 from . import _records
 from ._limit import Limiter
 from ._records import DEFAULT_LEVELS, Record
@@ -71,6 +71,10 @@ class LoggingHook(Hook):
     ) -> None:
         check_number("interval_s", interval_s, low=0)
         check_number("max_keys", max_keys, low=1, integer=True)
+        check_bool("exception_messages", exception_messages)
+        check_bool("enabled", enabled)
+        if levels is not None and not isinstance(levels, Mapping):
+            raise TypeError(f"levels must be a mapping of event name to logging level or None, got {levels!r}")
         if not callable(clock):
             raise TypeError(f"clock must be a callable returning seconds, got {clock!r}")
         merged: dict[str, int | None] = dict(DEFAULT_LEVELS)

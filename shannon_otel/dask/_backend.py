@@ -107,6 +107,7 @@ class DaskBackend:
         self, fn: Callable[..., Any], items: Iterable[Any], *, name: str | None = None, pool: Any = None,
     ) -> list[TaskSpec[Any]]:
         """One task per item (``fn(item)``), every item checked before the list is returned."""
+        _check_items(items)
         remote = self.remote(fn, name=name)
         return [task(remote.bind(item), name=remote.name, pool=pool) for item in items]
 
@@ -114,6 +115,9 @@ class DaskBackend:
         self, fn: Callable[..., Any], items: Iterable[Any], *, name: str | None = None, pool: Any = None,
     ) -> Iterator[TaskSpec[Any]]:
         """Like :meth:`map`, lazily (for ``Wave.stream`` over long or endless inputs)."""
+        _check_items(items)
+        if pool is not None:
+            task(_never, pool=pool)  # checks pool now, not at the first item
         remote = self.remote(fn, name=name)
         return (task(remote.bind(item), name=remote.name, pool=pool) for item in items)
 
@@ -218,3 +222,12 @@ class DaskBackend:
 def _check_open(client: Client) -> None:
     if client.status in ("closing", "closed"):
         raise RuntimeError(f"the Dask client is {client.status}; open a new Client(..., asynchronous=True)")
+
+
+def _check_items(items: object) -> None:
+    if isinstance(items, str | bytes) or not isinstance(items, Iterable):
+        raise TypeError(f"items must be an iterable, got {items!r}")
+
+
+async def _never() -> None:  # pragma: no cover - only its spec is built, to check a pool
+    return None

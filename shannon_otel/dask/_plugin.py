@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from .._validate import check_number
+
 if TYPE_CHECKING:
     from distributed import Worker
 
@@ -45,6 +47,10 @@ class WorkerTelemetry(WorkerPlugin):
             raise ValueError(f"service_name must be a non-empty string or None, got {service_name!r}")
         if not isinstance(export_timeout_s, int | float) or not 0 < export_timeout_s < float("inf"):
             raise ValueError(f"export_timeout_s must be a finite number > 0, got {export_timeout_s!r}")
+        from .._config import check_setup
+
+        check_setup(service_name, exporter, endpoint, resource_attributes)  # configure's checks, on the client
+        check_number("metric_interval_s", metric_interval_s, low=0, low_open=True, high=86_400.0, allow_none=True)
         self.service_name = service_name
         self.options: dict[str, Any] = {
             "exporter": exporter, "endpoint": endpoint, "export_timeout_s": export_timeout_s,

@@ -40,6 +40,8 @@ class TaskSpec(Generic[T]):
     def __post_init__(self) -> None:
         if not (inspect.iscoroutine(self.work) or callable(self.work)):
             raise TypeError(f"work must be a coroutine or a zero-argument callable, got {type(self.work)!r}")
+        if self.name is not None and (not isinstance(self.name, str) or not self.name):
+            raise TypeError(f"name must be a non-empty str or None, got {self.name!r}")
         if isinstance(self.pool, str):
             # point at the user's line, whether they called task() or TaskSpec() (frame 1 is __init__)
             via_task = sys._getframe(2).f_code is task.__code__

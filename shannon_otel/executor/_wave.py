@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from .. import _clock
 from .._events import Hook, TaskResult, WaveObserver, WaveStarted
-from .._hooks import resolve_hooks
+from .._hooks import check_hooks, resolve_hooks
 from .._isolation import Unentered, enter, hook_failed, leave
 from .._telemetry import Outcome
-from .._validate import check_number
+from .._validate import check_bool, check_number
 from ._limits import ResourcePool, pools_by_name
 from ._report import WaveReport
 from ._result import WaveResult
@@ -132,8 +132,20 @@ class Wave(Generic[T]):
                     "served another task's last good value); pass key=lambda args, kwargs: ... and give "
                     "the tasks their arguments as functools.partial(fn, *args) factories (or Wave.map)"
                 )
+        check_bool("fail_fast", self.fail_fast)
+        if self.on_progress is not None and not callable(self.on_progress):
+            raise TypeError(f"on_progress must be a callable taking a Progress, or None, got {self.on_progress!r}")
+        if not callable(self.clock):
+            raise TypeError(f"clock must be a callable returning seconds, got {self.clock!r}")
+        if not callable(self.sleep):
+            raise TypeError(f"sleep must be an async callable taking seconds, got {self.sleep!r}")
+        if isinstance(self.pools, str) or not isinstance(self.pools, Iterable):
+            raise TypeError(f"pools must be an iterable of ResourcePool, got {self.pools!r}")
         object.__setattr__(self, "pools", tuple(self.pools))
-        object.__setattr__(self, "hooks", tuple(self.hooks))
+        for p in self.pools:
+            if not isinstance(p, ResourcePool):
+                raise TypeError(f"pools must hold ResourcePool objects, got {p!r}")
+        object.__setattr__(self, "hooks", check_hooks(self.hooks))
         object.__setattr__(self, "pool_map", pools_by_name(self.pools))
         object.__setattr__(
             self, "resolved_hooks",
@@ -146,6 +158,8 @@ class Wave(Generic[T]):
         Task failures never raise here unless ``raise_errors`` (then :class:`WaveError`, which keeps
         the full result). Cancelling the caller cancels every task and re-raises CancelledError.
         """
+        check_bool("raise_errors", raise_errors)
+        _check_iterable("tasks", tasks)
         items = list(tasks)
         results: list[TaskResult[T] | None] = [None] * len(items)
 
@@ -166,6 +180,9 @@ class Wave(Generic[T]):
 
         Each task is a factory (``functools.partial(fn, item)``), so a ``policy`` can retry it.
         """
+        _check_fn(fn)
+        _check_iterable("items", items)
+        check_bool("raise_errors", raise_errors)
         return await self.run([functools.partial(fn, item) for item in items], raise_errors=raise_errors)
 
     def stream_map(
@@ -175,6 +192,8 @@ class Wave(Generic[T]):
 
         A lazy ``items`` stays lazy (each item is taken when a worker has room for it).
         """
+        _check_fn(fn)
+        _check_iterable("items", items)
         tasks: Iterable[Callable[[], Awaitable[T]]]
         if isinstance(items, Sized):
             tasks = [functools.partial(fn, item) for item in items]
@@ -187,6 +206,7 @@ class Wave(Generic[T]):
 
         ``tasks`` may be a lazy (even endless) iterator; ``max_concurrency`` must then be set.
         """
+        _check_iterable("tasks", tasks)
         if self.max_concurrency is None and not isinstance(tasks, Sized):
             raise ValueError("max_concurrency=None needs a sized input; set max_concurrency to stream")
         if buffer is not None:
@@ -274,3 +294,13 @@ class Wave(Generic[T]):
             if run.observers:
                 run.skipped(result)
             run.deliver(result)
+
+
+def _check_iterable(name: str, value: object) -> None:
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise TypeError(f"{name} must be an iterable, got {value!r}")
+
+
+def _check_fn(fn: object) -> None:
+    if not callable(fn):
+        raise TypeError(f"fn must be an async callable taking one item, got {fn!r}")

@@ -88,6 +88,8 @@ class CircuitBreaker(Policy):
             if "on" in settings:
                 raise TypeError("pass on only (count is its deprecated old name)")
             settings["on"] = settings.pop("count")
+        if config is not None and not isinstance(config, BreakerConfig):
+            raise TypeError(f"config must be a BreakerConfig or None, got {config!r}")
         self.config = config if config is not None else BreakerConfig(**settings)  # type: ignore[arg-type]
         if not callable(clock):
             raise TypeError(f"clock must be a callable returning seconds, got {clock!r}")

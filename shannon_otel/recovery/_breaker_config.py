@@ -51,6 +51,7 @@ class BreakerConfig:
             warnings.warn(_COUNT_DEPRECATED, DeprecationWarning, stacklevel=3)
             if self.on is not Exception:
                 raise TypeError("pass on only (count is its deprecated old name)")
+            check_exceptions("count", self.count)
             object.__setattr__(self, "on", self.count)
             object.__setattr__(self, "count", None)
         check_number("failure_threshold", self.failure_threshold, low=1, integer=True, allow_none=True)

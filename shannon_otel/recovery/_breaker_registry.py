@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from .. import _clock
+from .._hooks import check_hooks, resolve_hooks
 from ._breaker import CircuitBreaker
 from ._breaker_config import BreakerConfig
 
@@ -31,8 +32,13 @@ class BreakerRegistry:
         instrument: bool = True,
     ) -> None:
         self._breakers: dict[str, CircuitBreaker] = {}
+        if not callable(clock):
+            raise TypeError(f"clock must be a callable returning seconds, got {clock!r}")
+        resolve_hooks(hooks, tracer_provider, meter_provider, instrument=False)  # validates them, now
+        if not isinstance(instrument, bool):
+            raise TypeError(f"instrument must be a bool, got {instrument!r}")
         self._clock = clock
-        self._hooks = tuple(hooks or ())
+        self._hooks = check_hooks(hooks)
         self._tracer_provider = tracer_provider
         self._meter_provider = meter_provider
         self._instrument = instrument
@@ -42,6 +48,10 @@ class BreakerRegistry:
 
         Raises ValueError when it exists with a different configuration than the one given.
         """
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"name must be a non-empty str, got {name!r}")
+        if config is not None and not isinstance(config, BreakerConfig):
+            raise TypeError(f"config must be a BreakerConfig or None, got {config!r}")
         breaker = self._breakers.get(name)
         if breaker is None:
             breaker = CircuitBreaker(

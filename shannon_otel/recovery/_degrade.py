@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, ParamSpec, TypeVar, cast
 
 from .._events import Degraded
-from .._validate import check_exceptions, check_number
+from .._validate import awaitable_from, check_bool, check_exceptions, check_name, check_number
 from ._call import _Call, notify, observed, start_call
 from ._circuit_open import CircuitOpenError
 from ._decorated import DecoratedCall, takes_parameters
@@ -92,6 +92,7 @@ class Degrade(Instrumented):
     _state: _State = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        check_bool("last_good", self.last_good)
         if self.default is _MISSING and self.cheaper is None and not self.last_good:
             raise ValueError("declare a degraded result: default=, cheaper= or last_good=True")
         check_number("max_age", self.max_age, low=0, low_open=True, allow_none=True)
@@ -128,6 +129,7 @@ class Degrade(Instrumented):
 
     def flag(self, reason: str = "anomaly") -> None:
         """Serve degraded results from now on, without calling the operation, until :meth:`clear`."""
+        check_name("reason", reason)
         self._state.flag = reason
 
     def clear(self) -> None:
@@ -210,7 +212,8 @@ class Degrade(Instrumented):
                 if self.max_age is None or age <= self.max_age:
                     return self._mark(Served(value, True, "last_good", reason, age, error), call)
         if self.cheaper is not None:
-            return self._mark(Served(await self.cheaper(), True, "cheaper", reason, None, error), call)
+            value = await awaitable_from("cheaper", self.cheaper())
+            return self._mark(Served(value, True, "cheaper", reason, None, error), call)
         if self.default is not _MISSING:
             return self._mark(Served(self.default, True, "static", reason, None, error), call)
         return None

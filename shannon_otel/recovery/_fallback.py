@@ -11,7 +11,7 @@ from .._deadline import task_timed_out
 from .._events import FallbackStarted
 from .._isolation import finish, start
 from .._telemetry import Outcome
-from .._validate import check_exceptions
+from .._validate import awaitable_from, check_exceptions
 from ._call import _Call
 from ._circuit_open import CircuitOpenError
 from ._policy import Instrumented, next_step
@@ -72,7 +72,7 @@ class Fallback(Instrumented):
             if call is not None:
                 event = FallbackStarted(call.operation, reason_of(primary), primary)
                 start(call.observers, call.owners, call.hooks, tokens, "fallback_started", event)
-            result: T = await self.fallback(primary)
+            result: T = await awaitable_from("fallback", self.fallback(primary))
         except asyncio.CancelledError:
             outcome = Outcome.TIMEOUT if task_timed_out() else Outcome.CANCELLATION
             raise

@@ -7,7 +7,7 @@ import contextvars
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .._validate import check_number
+from .._validate import awaitable_from, check_number
 from ._call import _HEDGED, _Call
 from ._policy import Instrumented, next_step
 from ._types import Chain, Factory, Sleep
@@ -47,14 +47,15 @@ class Hedge(Instrumented):
             context = contextvars.copy_context()
             if pending or errors:
                 context.run(_HEDGED.set, True)
-            pending.add(asyncio.create_task(_settle(next_step(chain, i, fn, call)), context=context))
+            # The attempt is started inside the task: one cancelled before it runs leaves no coroutine unawaited.
+            pending.add(asyncio.create_task(_attempt(chain, i, fn, call), context=context))
 
         launched = 1
         launch()
         try:
             while pending:
                 if timer is None and launched < self.attempts:
-                    timer = asyncio.create_task(_settle(self.sleep(self.delay)))
+                    timer = asyncio.create_task(_settle(awaitable_from("sleep", self.sleep(self.delay))))
                 waiting = pending if timer is None else {*pending, timer}
                 done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                 fired = timer is not None and timer in done
@@ -94,6 +95,13 @@ def _last_error(errors: list[Exception]) -> Exception:
         group.__context__ = last.__context__
         last.__context__ = group
     return last
+
+
+async def _attempt(chain: Chain, i: int, fn: Factory[Any], call: _Call | None) -> tuple[bool, Any]:
+    try:
+        return True, await next_step(chain, i, fn, call)
+    except Exception as exc:
+        return False, exc
 
 
 async def _settle(awaitable: Any) -> tuple[bool, Any]:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from .. import _clock
 from .._events import CallStarted
-from .._hooks import resolve_hooks
+from .._hooks import check_hooks, resolve_hooks
 from ._call import _Call, first_failed, observed, start_call
 from ._decorated import DecoratedCall
 from ._policy import Policy
@@ -68,8 +68,10 @@ class Pipeline(Policy):
                     f"operation and would not use {given} of the policies inside it; pass "
                     f"{given} to the Pipeline (or resilient) instead"
                 )
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"name must be a str or None, got {name!r}")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise TypeError(f"name must be a non-empty str or None, got {name!r}")
+        if not callable(clock):
+            raise TypeError(f"clock must be a callable returning seconds, got {clock!r}")
         # A nested pipeline is flattened: it is the same as listing its policies in its place.
         chain: list[Policy] = []
         for p in policies:
@@ -77,7 +79,7 @@ class Pipeline(Policy):
         self._chain: Chain = tuple(chain)
         self.name = name
         self.clock = clock
-        hooks = tuple(hooks or ())
+        hooks = check_hooks(hooks)
         self._options: dict[str, Any] = {
             "clock": clock, "hooks": hooks, "tracer_provider": tracer_provider,
             "meter_provider": meter_provider, "instrument": instrument,

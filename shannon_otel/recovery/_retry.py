@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar
 
 from .._events import RetryScheduled
-from .._validate import check_exceptions, check_number
+from .._validate import awaitable_from, check_exceptions, check_number
 from ._backoff import TESTING, Jitter, RandomSource, delay, parse_jitter, uniform_source
 from ._call import _Call, first_failed, notify, observed, start_call
 from ._circuit_open import CircuitOpenError
@@ -76,6 +76,7 @@ class Retry(Instrumented):
             )
             if self.budget_s is not None:
                 raise TypeError("pass budget_s only (timeout is its deprecated old name)")
+            check_number("timeout", self.timeout, low=0, low_open=True)
             object.__setattr__(self, "budget_s", self.timeout)
             object.__setattr__(self, "timeout", None)
         check_number("attempts", self.attempts, low=1, integer=True)
@@ -161,7 +162,7 @@ class Retry(Instrumented):
             wait = self._schedule(error, attempt, previous, start, call)
             if wait is None:
                 raise error
-            await self.sleep(wait)
+            await awaitable_from("sleep", self.sleep(wait))
             attempt += 1
             previous = wait
             try:

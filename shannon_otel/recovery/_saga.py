@@ -9,15 +9,14 @@ says what was rolled back) and a cancellation is re-raised unchanged (``tx.resul
 Compensations are shielded from cancellation: each runs in its own task, bounded by the saga's
 ``compensation_timeout_s``, and a cancellation arriving meanwhile waits for it (then for the rest of
 the rollback) and is re-raised after. A compensation that fails, times out or is cancelled itself
-leaves its step in effect: it is in ``SagaResult.uncompensated``, logged as an error, and the saga
-span's status is ERROR.
+leaves its step in effect: it is in ``SagaResult.uncompensated``, the logging hook (on by default)
+logs it at ERROR (``shannon.saga.compensation_failed``), and the saga span's status is ERROR.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .. import _clock
 from .._deadline import task_timed_out
 from .._events import CompensationFinished, SagaFinished, SagaObserver, SagaStarted
-from .._hooks import resolve_hooks
+from .._hooks import check_hooks, resolve_hooks
 from .._isolation import Unentered, enter, finish, hook_failed, leave, start
 from .._telemetry import Outcome
 from .._validate import check_number
@@ -39,7 +38,6 @@ if TYPE_CHECKING:
     from .._events import Hook
 
 T = TypeVar("T")
-_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +134,7 @@ class Saga:
             raise TypeError(f"clock must be a callable returning seconds, got {self.clock!r}")
         if not isinstance(self.instrument, bool):
             raise TypeError(f"instrument must be a bool, got {self.instrument!r}")
-        hooks = tuple(self.hooks or ())
+        hooks = check_hooks(self.hooks)
         object.__setattr__(self, "hooks", hooks)
         resolved = resolve_hooks(hooks, self.tracer_provider, self.meter_provider, instrument=self.instrument)
         object.__setattr__(self, "_hooks", resolved)
@@ -213,7 +211,7 @@ class Transaction:
         try:
             if observers:
                 start(observers, owners, hooks, tokens, "step_started", name)
-            value = await _awaited("action", action())
+            value: T = await _awaited("action", action())
         except asyncio.CancelledError:
             outcome = Outcome.TIMEOUT if task_timed_out() else Outcome.CANCELLATION
             raise
@@ -249,11 +247,6 @@ class Transaction:
         result = SagaResult(
             self._saga.name, outcome, completed, compensated, MappingProxyType(failed), exc, values,
         )
-        if failed:
-            _log.error(
-                "saga %r left steps uncompensated (their compensation failed, timed out or was cancelled): %s",
-                self._saga.name, ", ".join(f"{k} ({type(v).__name__})" for k, v in failed.items()),
-            )
         self._finish(result)
         if cancelled is not None and not isinstance(exc, asyncio.CancelledError):
             raise cancelled

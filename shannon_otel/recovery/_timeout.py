@@ -28,6 +28,8 @@ class Timeout(Instrumented):
 
     def __post_init__(self) -> None:
         check_number("seconds", self.seconds, low=0, low_open=True)
+        if self.seconds == float("inf"):
+            raise ValueError("seconds must be finite (leave the Timeout out for no deadline), got inf")
         self._setup("timeout")
 
     async def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> T:

@@ -18,7 +18,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["DEFAULT_THRESHOLDS", "AdviceThresholds", "Recommendation", "WaveFacts", "advise_wave", "ms"]
+__all__ = [
+    "DEFAULT_THRESHOLDS", "AdviceThresholds", "Recommendation", "WaveFacts", "advise_wave", "check_thresholds", "ms",
+]
+
+
+def check_number(name: str, value: object, *, low: float, high: float | None = None, integer: bool = False,
+                 low_open: bool = False) -> None:
+    """``shannon_otel._validate.check_number``'s contract, local: the advice imports nothing of the package."""
+    kinds: tuple[type, ...] = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise TypeError(f"{name} must be {'an int' if integer else 'a number'}, got {value!r}")
+    v = float(value)  # type: ignore[arg-type]
+    if v != v or (v <= low if low_open else v < low) or (high is not None and v > high):
+        raise ValueError(f"{name} must be in {'(' if low_open else '['}{low}, {high if high is not None else 'inf'}"
+                         f"{']' if high is not None else ')'}, got {value!r}")
 
 
 class _Distribution(Protocol):
@@ -82,8 +96,24 @@ class AdviceThresholds:
     anomaly_min_delta_s: float = 0.002  # ...and at least this much slower in absolute terms
     anomaly_min_waves: int = 3  # other waves with samples needed to know what is typical
 
+    def __post_init__(self) -> None:
+        for name in ("queue_wait_ratio", "straggler_ratio", "anomaly_ratio"):
+            check_number(name, getattr(self, name), low=0, low_open=True)
+        for name in ("min_queue_wait_s", "anomaly_min_delta_s"):
+            check_number(name, getattr(self, name), low=0)
+        for name in ("low_efficiency", "storm_retry_share"):
+            check_number(name, getattr(self, name), low=0, high=1)
+        for name in ("min_efficiency_tasks", "flapping_reopens", "storm_rejected_retries", "anomaly_min_waves"):
+            check_number(name, getattr(self, name), low=1, integer=True)
+
 
 DEFAULT_THRESHOLDS = AdviceThresholds()
+
+
+def check_thresholds(thresholds: object) -> None:
+    """TypeError naming ``thresholds`` unless it is an :class:`AdviceThresholds`."""
+    if not isinstance(thresholds, AdviceThresholds):
+        raise TypeError(f"thresholds must be an AdviceThresholds, got {thresholds!r}")
 
 
 def ms(seconds: float) -> str:
@@ -99,6 +129,11 @@ def advise_wave(
     ``label`` names the wave in the advice instead of ``report.wave`` (runs repeating a wave name
     label each run, e.g. ``research#2``).
     """
+    check_thresholds(thresholds)
+    if not hasattr(report, "queue_wait") or not hasattr(report, "latency"):
+        raise TypeError(f"report must be a WaveReport, got {report!r}")
+    if label is not None and not isinstance(label, str):
+        raise TypeError(f"label must be a str or None, got {label!r}")
     out: list[Recommendation] = []
     wave = label or report.wave
     wait, run = report.queue_wait, report.latency

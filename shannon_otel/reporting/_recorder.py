@@ -31,6 +31,7 @@ from .._telemetry import (
     TASK_OUTPUT_TOKENS,
     BreakerState,
 )
+from .._validate import check_number
 from ._counters import WaveLive, _Op
 from ._observers import _CallObs, _SagaObs, _WaveObs, current_trace_id
 from ._run import OperationStats, RunReport
@@ -48,6 +49,7 @@ class RunRecorder(Hook):
     """
 
     def __init__(self, *, max_waves: int = 500) -> None:
+        check_number("max_waves", max_waves, low=1, integer=True)
         self.waves: list[WaveLive] = []  # the newest ``max_waves``; older ones live on in ``totals``
         self.max_waves = max_waves
         self.totals: Counter[str] = Counter()  # every finished wave: "waves", "retries", each outcome

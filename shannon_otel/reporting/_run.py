@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from .._telemetry import BreakerState
-from ._advice import DEFAULT_THRESHOLDS, AdviceThresholds, Recommendation, advise_wave, ms
+from ._advice import DEFAULT_THRESHOLDS, AdviceThresholds, Recommendation, advise_wave, check_thresholds, ms
 
 if TYPE_CHECKING:
     from .._events import Anomaly, BreakerTransition
@@ -58,6 +58,7 @@ class RunReport:
 
     def recommendations(self, thresholds: AdviceThresholds = DEFAULT_THRESHOLDS) -> list[Recommendation]:
         """Wave advice (worst wave per kind), then breaker, retry and latency-anomaly advice."""
+        check_thresholds(thresholds)
         best: dict[str, Recommendation] = {}
         affected: dict[str, int] = {}
         for i, report in enumerate(self.waves):
