@@ -361,3 +361,43 @@ def test_verbose_demo_prints_the_logging_hooks_records_among_the_progress_lines(
                      re.M)
     quiet = cli("demo", "--waves", "3", "--tasks", "20")
     assert "  log " not in quiet.stdout and quiet.stderr == ""
+
+
+class _EchoingAuth(_Stub):
+    """Refuses every export, quoting the Authorization header it got (as some proxies do)."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"] or 0))
+        body = f"denied: {self.headers.get('Authorization')}".encode()
+        self.send_response(401)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_check_never_prints_header_values_or_url_credentials() -> None:
+    """Issue 11 deliver 5: OTLP header values (API keys) and URL passwords stay out of the CLI's output."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoingAuth)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        env = {**os.environ, "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%20TOKEN-s3cr3t-42,x-api-key=KEY-9f8e7d"}
+        result = cli("check", "--otlp-endpoint", f"http://alice:PASSW0RD-xyz@127.0.0.1:{port}", "--otlp-protocol",
+                     "http/protobuf", "--skip-prometheus", "--timeout", "2", env=env, timeout=60)
+    finally:
+        server.shutdown()
+        server.server_close()
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, out
+    assert "FAIL OTLP http http://alice:***@127.0.0.1" in out, out
+    for secret in ("TOKEN-s3cr3t-42", "KEY-9f8e7d", "PASSW0RD-xyz"):
+        assert secret not in out, out
+
+
+def test_scrub_and_safe_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shannon_otel.cli._secrets import safe_url, scrub
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "api-key=abc%2Fdef")
+    assert scrub("got abc/def and abc%2Fdef") == "got *** and ***"
+    assert safe_url("https://u:p@host:4318/v1?token=x") == "https://u:***@host:4318/v1?***"
+    assert safe_url("http://127.0.0.1:4317") == "http://127.0.0.1:4317"

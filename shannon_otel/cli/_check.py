@@ -20,6 +20,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from ._secrets import safe_url, scrub
+
 DEFAULT_OTLP = "http://127.0.0.1:4317"
 DEFAULT_PROMETHEUS = "http://127.0.0.1:9090"
 
@@ -148,17 +150,22 @@ def check_prometheus(url: str, timeout_s: float) -> tuple[bool, str]:
     return True, f"answering: {healthy}/{len(targets)} scrape targets up, {series} shannon-otel series{hint}"
 
 
+def safe_text(text: str, url: str) -> str:
+    """An error text that may quote ``url``: quoted without its credentials."""
+    return text.replace(url, safe_url(url)) if url != safe_url(url) else text
+
+
 def run(args: argparse.Namespace) -> int:
     results: list[bool] = []
     if not args.skip_otlp:
         endpoint = args.otlp_endpoint or DEFAULT_OTLP
         protocol = args.otlp_protocol or "grpc"
         ok, text = check_otlp(endpoint, protocol, args.timeout)
-        print(f"{'ok  ' if ok else 'FAIL'} OTLP {protocol} {endpoint}: {text}")
+        print(scrub(f"{'ok  ' if ok else 'FAIL'} OTLP {protocol} {safe_url(endpoint)}: {safe_text(text, endpoint)}"))
         results.append(ok)
     if not args.skip_prometheus:
         url = args.prometheus or DEFAULT_PROMETHEUS
         ok, text = check_prometheus(url, args.timeout)
-        print(f"{'ok  ' if ok else 'FAIL'} Prometheus {url}: {text}")
+        print(scrub(f"{'ok  ' if ok else 'FAIL'} Prometheus {safe_url(url)}: {safe_text(text, url)}"))
         results.append(ok)
     return 0 if all(results) else 1

@@ -19,6 +19,7 @@ from ..reporting._recorder import RunRecorder
 from ._display import make_display
 from ._exporting import Exporting, setup
 from ._prometheus import MetricsServer, PrometheusReader
+from ._secrets import safe_url
 from ._summary import Out, advice_section, anomalies_section, resilience_section, waterfall_section, waves_section
 from ._verbose import log_lines
 from ._waterfall import waterfall
@@ -79,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     if server is not None:
         out.line(f"serving Prometheus metrics on {server.url}")
     if exporting.endpoint is not None:
-        out.line(f"exporting traces and metrics over OTLP to {exporting.endpoint} as service {args.service_name!r}")
+        out.line(f"exporting traces and metrics over OTLP to {safe_url(exporting.endpoint)} "
+                 f"as service {args.service_name!r}")
     recorder = RunRecorder()
     display = make_display(recorder, plain=console is None, console=console)
     lines = log_lines(out, args.verbose)
@@ -112,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         # metrics. The wait keeps a little of it for printing the rest and the process' own exit.
         limit_s = 2 * args.export_timeout
         if exporting.endpoint is not None:
-            out.line(f"flushing telemetry to {exporting.endpoint} (at most {limit_s:g} s)...")
+            out.line(f"flushing telemetry to {safe_url(exporting.endpoint)} (at most {limit_s:g} s)...")
         exporting.close(max(limit_s / 2, limit_s - _EXIT_RESERVE_S))
         if server is not None:
             server.close()
@@ -154,10 +156,10 @@ def _telemetry_section(
     problems = exporting.problems
     if exporting.endpoint is not None:
         if problems.count:
-            out.line(f"OTLP export to {exporting.endpoint}: FAILED ({problems.count} errors and retries logged; "
-                     f"first: {problems.first})", "red")
+            out.line(f"OTLP export to {safe_url(exporting.endpoint)}: FAILED ({problems.count} errors and retries "
+                     f"logged; first: {problems.first})", "red")
         else:
-            out.line(f"OTLP export to {exporting.endpoint}: ok" + (
+            out.line(f"OTLP export to {safe_url(exporting.endpoint)}: ok" + (
                 " (traces; the endpoint refused metrics)" if problems.metrics_refused else ""))
     if server is not None:
         out.line(f"Prometheus endpoint {server.url} (closed at exit)")

@@ -21,6 +21,7 @@ from .._telemetry import TASK_COST_ATTR, TASK_INPUT_TOKENS, TASK_OUTPUT_TOKENS, 
 from ..reporting._advice import Recommendation
 from ..reporting._recorder import RunRecorder
 from ..reporting._run import RunReport
+from ._secrets import scrub
 from ._waterfall import Row
 
 _MAX_WAVE_ROWS = 20
@@ -54,8 +55,12 @@ class Out:
             print(f"\n== {text} ==", file=self.stream)
 
     def line(self, text: str, style: str | None = None) -> None:
-        """``text`` word-wrapped to ``width``: a number keeps its unit and a trace id stays whole."""
-        lines = _wrap(text, self.width)
+        """``text`` word-wrapped to ``width``: a number keeps its unit and a trace id stays whole.
+
+        OTLP header values from the environment are masked (``_secrets.scrub``): an exporter's error
+        quoted here never shows an API key.
+        """
+        lines = _wrap(scrub(text), self.width)
         if self.console is not None:
             from rich.text import Text
 

@@ -1,0 +1,48 @@
+"""What the CLI never prints: OTLP header values and the credentials of a URL.
+
+``OTEL_EXPORTER_OTLP_HEADERS`` (and its per-signal variants) usually carry an API key or a bearer
+token; the exporters read them from the environment. Any line the CLI prints that mentions an
+endpoint, or an exporter's error, goes through :func:`scrub` first.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+
+HEADER_VARIABLES = tuple(
+    f"OTEL_EXPORTER_OTLP{signal}_HEADERS" for signal in ("", "_TRACES", "_METRICS", "_LOGS")
+)
+MASK = "***"
+
+
+def _secrets() -> list[str]:
+    """Every header value (raw and URL-decoded) and URL password the environment holds."""
+    found: list[str] = []
+    for name in HEADER_VARIABLES:
+        for pair in os.environ.get(name, "").split(","):
+            _, sep, value = pair.partition("=")
+            value = value.strip()
+            if sep and value:
+                found.extend({value, urllib.parse.unquote(value)})
+    return sorted((s for s in found if len(s) >= 3), key=len, reverse=True)  # longest first: no partial leak
+
+
+def safe_url(url: str) -> str:
+    """``url`` without its userinfo password and query string (they may hold credentials)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return MASK
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.partition(':')[0]}:{MASK}@{host}"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, MASK if parts.query else "", ""))
+
+
+def scrub(text: str) -> str:
+    """``text`` with every OTLP header value from the environment replaced by ``***``."""
+    for secret in _secrets():
+        text = text.replace(secret, MASK)
+    return text
