@@ -80,7 +80,7 @@ BAD: dict[str, list[Any]] = {
     "resource_attributes": [5, {"k": object()}], "metric_interval_s": POS_FINITE,
     "export_timeout_s": POS_FINITE, "shutdown_timeout_s": POS_FINITE, "max_queue_size": POS_INT,
     "max_export_batch_size": POS_INT, "metric_readers": [5, [5]], "span_exporters": [5, [5]],
-    "set_global": BOOL, "logs": BOOL, "timeout_s": POS_NUM, "port": [-1, 70000, "80"],
+    "set_global": BOOL, "logs": BOOL, "redact": [5], "timeout_s": POS_NUM, "port": [-1, 70000, "80"],
     "host": [5, ""], "reader": [5],
     # logging hook
     "levels": [5, {"retry": "loud"}], "exception_messages": BOOL, "interval_s": POS_NUM,

@@ -42,6 +42,7 @@ from ._delivery import (
 )
 from ._otel._instruments import instrument
 from ._otel._providers import globals_set, register_bridge
+from ._redact import Redact, RedactingSpanExporter
 from ._telemetry import SCOPE_NAME as LOGGER_ROOT  # the logging hook's loggers are its children
 from ._telemetry import DropReason
 from ._validate import check_attributes, check_bool, check_endpoint, check_name, check_number
@@ -297,6 +298,7 @@ def configure(
     span_exporters: Sequence[SpanExporter] = (),
     set_global: bool = True,
     logs: bool | None = None,
+    redact: Redact | None = None,
 ) -> Telemetry:
     """Build a TracerProvider and a MeterProvider and (by default) make them the global ones.
 
@@ -333,6 +335,12 @@ def configure(
     exporter (made the global one with ``set_global``), and an OTel handler on the ``shannon_otel``
     logger, so the logging hook's records (docs/logging.md) reach the collector, stamped with the
     trace and span ids of the span current when they were written. ``shutdown()`` removes the handler.
+
+    ``redact(type_name, message) -> str | None`` passes every exception message on an exported span
+    (the ``exception`` event's message and stack trace lines, a task span's status description)
+    through the callable: return the text to keep or ``None`` to keep the type only
+    (``shannon_otel._redact.drop_messages``). Default ``None``: messages are kept, as OTel's
+    ``record_exception`` does (spans go to your own backend; metrics never carry messages).
     """
     check_setup(service_name, exporter, endpoint, resource_attributes)
     for flag, value in (("set_global", set_global), ("logs", logs)):
@@ -340,6 +348,8 @@ def configure(
             check_bool(flag, value)
     _check_sequence("metric_readers", metric_readers, MetricReader)
     _check_sequence("span_exporters", span_exporters, SpanExporter)
+    if redact is not None and not callable(redact):
+        raise TypeError(f"redact must be a callable (type_name, message) -> str | None, or None, got {redact!r}")
     interval_s = _metric_interval_s(metric_interval_s)
     _check_arguments(export_timeout_s, shutdown_timeout_s, max_queue_size, max_export_batch_size)
     queue_size = max_queue_size or env_int("OTEL_BSP_MAX_QUEUE_SIZE") or DEFAULT_MAX_QUEUE_SIZE
@@ -367,6 +377,10 @@ def configure(
     exporters = [e for name in trace_names if (e := _span_exporter(name, endpoint, export_timeout_s))]
     processors = [
         CountedSpanProcessor(each, drops, max_queue_size=queue_size, max_export_batch_size=batch_size)
+        for each in (*exporters, *span_exporters)
+    ] if redact is None else [
+        CountedSpanProcessor(RedactingSpanExporter(each, redact), drops, max_queue_size=queue_size,
+                             max_export_batch_size=batch_size)
         for each in (*exporters, *span_exporters)
     ]
     for processor in processors:

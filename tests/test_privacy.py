@@ -1,0 +1,174 @@
+"""Privacy defaults (issue 11 deliver 5): what telemetry may carry of the user's data.
+
+Metric attributes hold declared names only (wave, operation, breaker, saga, step, outcome, error
+type), never task arguments, exception messages or other user strings; exception messages on
+spans go through ``configure(redact=...)``; every default endpoint and bind address is loopback.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import inspect
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import shannon_otel as so
+from shannon_otel._redact import drop_messages
+from shannon_otel.testing import InMemoryTelemetry, run_virtual
+
+SECRETS = ("4111-1111-1111-1111", "hunter2-password", "alice@example.com", "sk-live-TOKEN")
+
+
+async def _workload(providers: dict[str, Any]) -> None:
+    """Every entry point, fed secret-looking arguments and failing with secret-looking messages."""
+    card, password, email, token = SECRETS
+
+    async def charge(item: str) -> str:
+        so.record("amount", 12.5)
+        if item.endswith("1"):
+            raise ValueError(f"card {item} declined for {email}")
+        return item
+
+    wave = so.Wave("checkout", max_concurrency=4, task_timeout=5.0, **providers)
+    await wave.map(charge, [f"{card}-{i}" for i in range(6)])
+    await wave.run([so.task(lambda: charge(password + "1"), name="pay")])
+
+    breaker = so.CircuitBreaker("payments", failure_threshold=2, reset_timeout=1.0, **providers)
+    policy = so.Pipeline(
+        so.Fallback(lambda exc: _value(f"fallback after {exc}")),
+        so.Retry(attempts=3, initial=0.01, budget_s=10.0),
+        breaker,
+        so.Timeout(1.0),
+        name="charge-api", **providers,
+    )
+
+    async def flaky(secret: str) -> str:
+        raise ConnectionError(f"refused: token={secret}")
+
+    for _ in range(3):
+        await policy.call(flaky, token)
+    hedge = so.Hedge(0.01, name="hedged", **providers)
+    await hedge.call(lambda: _value(token))
+    degrade = so.Degrade(default="cached", name="degraded", **providers)
+    await degrade.call(lambda: _raise(TimeoutError(f"slow for {email}")))
+
+    saga = so.Saga("order", **providers)
+
+    async def undo(value: str) -> None:
+        raise OSError(f"cannot refund {value} to {card}")
+
+    try:
+        async with saga.begin() as tx:
+            await tx.step("reserve", lambda: _value(f"{password}-reservation"), compensate=undo)
+            raise RuntimeError(f"boom {token}")
+    except so.SagaError:
+        pass
+
+
+async def _value(v: str) -> str:
+    await asyncio.sleep(0)
+    return v
+
+
+async def _raise(error: BaseException) -> str:
+    raise error
+
+
+def test_no_metric_point_carries_arguments_messages_or_user_strings(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="shannon_otel")
+    tel = InMemoryTelemetry()
+    run_virtual(_workload(tel.providers))
+    metrics = tel.metrics()
+    assert {"shannon.wave.tasks", "shannon.compensations"} <= set(metrics) or len(metrics) > 5
+    scanned = 0
+    for name, metric in metrics.items():
+        for point in metric.data.data_points:
+            for key, value in (point.attributes or {}).items():
+                scanned += 1
+                for secret in SECRETS:
+                    assert secret not in str(key) and secret not in str(value), (name, key, value)
+                # a message would show as prose: attribute values are names, outcomes and type names
+                assert " " not in str(value) or key == "shannon.anomaly.message", (name, key, value)
+    assert scanned > 30  # the workload really produced attributed points
+    # The default logging hook logs the failures by type, never with their messages.
+    assert caplog.records
+    for record in caplog.records:
+        for secret in SECRETS:
+            assert secret not in record.getMessage()
+
+
+def _exported(redact: Any) -> list[Any]:
+    memory = InMemorySpanExporter()
+    tel = so.configure("privacy-test", exporter="none", span_exporters=[memory], set_global=False, redact=redact)
+    try:
+        async def fail() -> None:
+            raise ValueError(f"card {SECRETS[0]} declined")  # from a variable: not in the traceback's source line
+
+        async def main() -> None:
+            await so.Wave("w", tracer_provider=tel.tracer_provider, meter_provider=tel.meter_provider).run([fail])
+            retry = so.Retry(attempts=2, initial=0.0, tracer_provider=tel.tracer_provider,
+                             meter_provider=tel.meter_provider, name="r")
+            try:
+                await retry.call(fail)
+            except ValueError:
+                pass
+
+        run_virtual(main())
+        tel.force_flush(5.0)
+    finally:
+        tel.shutdown()
+    return list(memory.get_finished_spans())
+
+
+def _texts(spans: list[Any]) -> str:
+    parts: list[str] = []
+    for s in spans:
+        parts.append(s.status.description or "")
+        for event in s.events:
+            parts.extend(str(v) for v in (event.attributes or {}).values())
+    return "\n".join(parts)
+
+
+def test_exception_messages_on_spans_pass_through_the_redact_hook() -> None:
+    kept = _texts(_exported(None))
+    assert "card 4111-1111-1111-1111 declined" in kept  # the documented default: messages kept
+
+    dropped = _exported(drop_messages)
+    text = _texts(dropped)
+    assert "4111" not in text
+    events = [e for s in dropped for e in s.events if e.name == "exception"]
+    assert events and all(e.attributes["exception.type"] == "ValueError" for e in events)
+    assert all("exception.message" not in e.attributes for e in events)
+    assert any(s.status.description == "ValueError" for s in dropped)  # the task span keeps the type
+
+    masked = _texts(_exported(lambda type_name, message: message.replace("4111-1111-1111-1111", "****")))
+    assert "card **** declined" in masked and "4111" not in masked
+
+
+def test_a_failing_redact_drops_the_message() -> None:
+    def broken(type_name: str, message: str) -> str:
+        raise RuntimeError("bug in redact")
+
+    assert "4111" not in _texts(_exported(broken))
+
+
+def test_every_default_endpoint_and_bind_address_is_loopback() -> None:
+    from shannon_otel.cli import _check
+
+    assert inspect.signature(so.MetricsServer).parameters["host"].default == "127.0.0.1"
+    assert _check.DEFAULT_OTLP.startswith("http://127.0.0.1:")
+    assert _check.DEFAULT_PROMETHEUS.startswith("http://127.0.0.1:")
+    # No wildcard bind address anywhere in the package (string constants only, comments aside).
+    root = Path(so.__file__).parent
+    wildcard = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in ("0.0.0.0", "::", ""):
+                if node.value != "" and not (path.name == "_secrets.py"):
+                    wildcard.append((path.name, node.value))
+    assert wildcard == []
