@@ -381,7 +381,8 @@ def test_check_never_prints_header_values_or_url_credentials() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         port = server.server_address[1]
-        env = {**os.environ, "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%20TOKEN-s3cr3t-42,x-api-key=KEY-9f8e7d"}
+        headers = "authorization=Bearer%20TOKEN-s3cr3t-42,x-api-key=KEY-9f8e7d"
+        env = {**os.environ, "OTEL_EXPORTER_OTLP_HEADERS": headers}
         result = cli("check", "--otlp-endpoint", f"http://alice:PASSW0RD-xyz@127.0.0.1:{port}", "--otlp-protocol",
                      "http/protobuf", "--skip-prometheus", "--timeout", "2", env=env, timeout=60)
     finally:
