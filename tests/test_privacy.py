@@ -34,7 +34,7 @@ async def _workload(providers: dict[str, Any]) -> None:
             raise ValueError(f"card {item} declined for {email}")
         return item
 
-    wave = so.Wave("checkout", max_concurrency=4, task_timeout=5.0, **providers)
+    wave: so.Wave[Any] = so.Wave("checkout", max_concurrency=4, task_timeout=5.0, **providers)
     await wave.map(charge, [f"{card}-{i}" for i in range(6)])
     await wave.run([so.task(lambda: charge(password + "1"), name="pay")])
 
@@ -110,7 +110,8 @@ def _exported(redact: Any) -> list[Any]:
             raise ValueError(f"card {SECRETS[0]} declined")  # from a variable: not in the traceback's source line
 
         async def main() -> None:
-            await so.Wave("w", tracer_provider=tel.tracer_provider, meter_provider=tel.meter_provider).run([fail])
+            wave: so.Wave[None] = so.Wave("w", tracer_provider=tel.tracer_provider, meter_provider=tel.meter_provider)
+            await wave.run([fail])
             retry = so.Retry(attempts=2, initial=0.0, tracer_provider=tel.tracer_provider,
                              meter_provider=tel.meter_provider, name="r")
             try:
@@ -165,9 +166,8 @@ def test_every_default_endpoint_and_bind_address_is_loopback() -> None:
     assert _check.DEFAULT_PROMETHEUS.startswith("http://127.0.0.1:")
     # No wildcard bind address anywhere in the package (string constants only, comments aside).
     root = Path(so.__file__).parent
-    wildcard = []
-    for path in root.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Constant) and node.value in ("0.0.0.0", "::"):
-                wildcard.append((path.name, node.value))
+    wildcard = [
+        (path.name, node.value) for path in root.rglob("*.py") for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Constant) and node.value in ("0.0.0.0", "::")
+    ]
     assert wildcard == []
