@@ -17,7 +17,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Timeout(Instrumented):
-    """Cut the operation off after ``seconds`` (> 0) and raise the builtin ``TimeoutError``.
+    """Cut the operation off after ``seconds`` (> 0, finite) and raise the builtin ``TimeoutError``.
 
     Where it sits in a :class:`Pipeline` decides what it bounds: outside a :class:`Retry` it is the
     budget of the whole call (backoff sleeps included), inside it bounds each attempt.
