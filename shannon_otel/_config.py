@@ -339,7 +339,7 @@ def configure(
     ``redact(type_name, message) -> str | None`` passes every exception message on an exported span
     (the ``exception`` event's message and stack trace lines, a task span's status description)
     through the callable: return the text to keep or ``None`` to keep the type only
-    (``shannon_otel._redact.drop_messages``). Default ``None``: messages are kept, as OTel's
+    (``redact=lambda type_name, message: None``). Default ``None``: messages are kept, as OTel's
     ``record_exception`` does (spans go to your own backend; metrics never carry messages).
     """
     check_setup(service_name, exporter, endpoint, resource_attributes)
