@@ -68,6 +68,7 @@ EXPECTED = [
     "WaveStream",
     "__version__",
     "advise_wave",
+    "bridged",
     "configure",
     "record",
     "record_cost",

@@ -16,7 +16,6 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Status, StatusCode
 
 from .. import _telemetry as tel
-from .._aggregate import HistogramAggregate
 from .._events import TaskResult, WaveObserver, WaveStarted, error_type
 from .._telemetry import Outcome
 from ._instruments import histogram, instrument
@@ -28,6 +27,7 @@ if TYPE_CHECKING:
 
     from ..executor._report import WaveReport
 
+_Sink = Any  # HistogramAggregate, a bridge fan-out, or _SdkHistogram: anything with record(key, value, span)
 _TOKEN_TYPES = ((tel.GEN_AI_INPUT_TOKENS, "input"), (tel.GEN_AI_OUTPUT_TOKENS, "output"))
 
 
@@ -111,18 +111,14 @@ class ExecutorTelemetry(Recording):
             return None
         tracing = self.tracing_on
         bridge = bridge_for(metrics.get_meter_provider()) if self._global_meter else self._bridge
-        sinks: tuple[Any, Any, Any]
-        if bridge is not None:
-            sinks = (
-                bridge.histogram(tel.TASK_DURATION), bridge.histogram(tel.TASK_QUEUE_WAIT_DURATION),
-                bridge.histogram(tel.TOKEN_USAGE),
-            )
-        else:
-            sinks = (
-                _SdkHistogram(self.durations, tel.TASK_DURATION),
-                _SdkHistogram(self.queue_waits, tel.TASK_QUEUE_WAIT_DURATION),
-                _SdkHistogram(self.tokens, tel.TOKEN_USAGE),
-            )
+        specs = (
+            (tel.TASK_DURATION, self.durations), (tel.TASK_QUEUE_WAIT_DURATION, self.queue_waits),
+            (tel.TOKEN_USAGE, self.tokens),
+        )
+        sinks = tuple(
+            (bridge.sink(spec, instrument) if bridge is not None else None) or _SdkHistogram(instrument, spec)
+            for spec, instrument in specs
+        )
         return _WaveTelemetry(self, event, tracing, *sinks)
 
 
@@ -136,8 +132,7 @@ class _WaveTelemetry(WaveObserver):
 
     def __init__(
         self, owner: ExecutorTelemetry, event: WaveStarted, tracing: bool,
-        durations: HistogramAggregate | _SdkHistogram, queue_waits: HistogramAggregate | _SdkHistogram,
-        tokens: HistogramAggregate | _SdkHistogram,
+        durations: _Sink, queue_waits: _Sink, tokens: _Sink,
     ) -> None:
         self.owner = owner
         self.wave = event.wave
@@ -190,7 +185,7 @@ class _WaveTelemetry(WaveObserver):
         self._queue_waits.record(self._wave_key, event.queue_wait_s, span_context)
         measurements = event.measurements
         if measurements:
-            self._measure(measurements)
+            self._measure(measurements, span_context)
         if token is None:
             return
         span, context_token = token
@@ -216,11 +211,11 @@ class _WaveTelemetry(WaveObserver):
         key = (self.wave, event.outcome.value, error_type(event.error) if event.error is not None else None)
         owner.outcomes[key] = owner.outcomes.get(key, 0) + 1
 
-    def _measure(self, measurements: Any) -> None:
+    def _measure(self, measurements: Any, span_context: SpanContext | None) -> None:
         for name, token_type in _TOKEN_TYPES:
             value = measurements.get(name)
             if value is not None:
-                self._tokens.record((self.wave, token_type), value)
+                self._tokens.record((self.wave, token_type), value, span_context)
         cost = measurements.get(tel.TASK_COST_ATTR)
         if cost is not None:
             self.owner.cost[self.wave] = self.owner.cost.get(self.wave, 0.0) + cost
