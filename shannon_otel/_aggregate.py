@@ -98,13 +98,16 @@ class HistogramAggregate:
     ``delta``: each collection returns what was recorded since the previous one and starts afresh.
     """
 
-    __slots__ = ("_bounds", "_delta", "_last_ns", "_lock", "_points", "_reset_exemplars", "plan", "spec")
+    __slots__ = ("_always", "_bounds", "_delta", "_keep", "_last_ns", "_limit", "_lock", "_min_max", "_points",
+                 "_reset_exemplars", "_trace_based", "plan", "spec")
 
     def __init__(self, spec: MetricSpec, plan: StreamPlan | None = None, *, delta: bool = False,
                  reset_exemplars: bool = False) -> None:
         self.spec = spec
-        self.plan = plan or default_plan(spec)
-        self._bounds = self.plan.bounds
+        self.plan = plan = plan or default_plan(spec)
+        # The plan's fields, flattened: record() runs once per task and measurement.
+        self._bounds, self._keep, self._limit, self._min_max = plan.bounds, plan.keep, plan.limit, plan.record_min_max
+        self._trace_based, self._always = plan.exemplars == "trace_based", plan.exemplars == "always_on"
         self._delta = delta
         self._reset_exemplars = reset_exemplars or delta
         self._points: dict[tuple[Any, ...], _Point] = {}
@@ -113,36 +116,40 @@ class HistogramAggregate:
 
     def record(self, key: tuple[Any, ...], value: float, span: SpanContext | None = None) -> None:
         """Add one measurement; ``span`` (the task span, current when the SDK would sample) feeds exemplars."""
-        plan = self.plan
         full = key
-        if plan.keep is not None:
-            key = tuple(v if k else None for v, k in zip(key, plan.keep, strict=True))
+        if self._keep is not None:
+            key = tuple(v if k else None for v, k in zip(key, self._keep, strict=True))
         bucket = bisect_left(self._bounds, value)
-        mode = plan.exemplars
         exemplar = None
-        if mode == "trace_based":
-            if span is not None and span.trace_flags.sampled:
+        if self._trace_based:
+            if span is not None and span.trace_flags & 1:  # sampled
                 exemplar = (value, time.time_ns(), span, full)
-        elif mode == "always_on":
+        elif self._always:
             exemplar = (value, time.time_ns(), span if span is not None and span.is_valid else None, full)
         with self._lock:
             point = self._points.get(key)
             if point is None:
-                if plan.limit is not None and len(self._points) >= plan.limit:
-                    key = _OVERFLOW
-                    point = self._points.get(key)
-                if point is None:
-                    start = self._last_ns if self._delta else time.time_ns()
-                    point = self._points[key] = _Point(len(self._bounds) + 1, start)
+                point = self._new_point(key)
             point.counts[bucket] += 1
             if exemplar is not None:
                 point.exemplars[bucket] = exemplar
             point.total += value
-            if plan.record_min_max:
+            if self._min_max:
                 if value < point.min:
                     point.min = value
                 if value > point.max:
                     point.max = value
+
+    def _new_point(self, key: tuple[Any, ...]) -> _Point:
+        """The point of a key not seen yet (under the lock): the overflow point past the cardinality limit."""
+        if self._limit is not None and len(self._points) >= self._limit:
+            key = _OVERFLOW
+            point = self._points.get(key)
+            if point is not None:
+                return point
+        start = self._last_ns if self._delta else time.time_ns()
+        point = self._points[key] = _Point(len(self._bounds) + 1, start)
+        return point
 
     def to_metric(self, start_ns: int | None, now_ns: int) -> Metric | None:
         """The points so far as one Metric (None if there are none); a delta aggregate starts afresh.

@@ -165,20 +165,21 @@ class _WaveTelemetry(WaveObserver):
             owner.pending[wave] -= 1
         if not self.record_tasks:
             return None
-        # Few attributes: the SDK validates each one, at ~1 us apiece (the wave span carries the name).
+        # No attributes at start: the SDK validates attributes per call (~1-2 us a call), so the task's
+        # attributes are all set in one call when it finishes (the TaskResult carries index and wait).
         span = owner.tracer.start_span(
-            self._task_span_name if name == wave else tel.SPAN_TASK.format(task=name),
-            context=self._wave_context, attributes={tel.TASK_INDEX: index, tel.TASK_QUEUE_WAIT: queue_wait_s},
+            self._task_span_name if name == wave else tel.SPAN_TASK.format(task=name), context=self._wave_context,
         )
         return span, otel_context.attach(trace.set_span_in_context(span))
 
     def task_finished(self, token: Any, event: TaskResult[Any]) -> None:
         owner, wave = self.owner, self.wave
         outcome = event.outcome
+        outcome_value = outcome.value
         owner.active[wave] -= 1
         error = event.error
         etype = error_type(error) if error is not None else None
-        key = (wave, outcome.value, etype)
+        key = (wave, outcome_value, etype)
         owner.outcomes[key] = owner.outcomes.get(key, 0) + 1
         span_context = token[0].get_span_context() if token is not None else None
         self._durations.record(key, event.duration_s, span_context)
@@ -189,13 +190,17 @@ class _WaveTelemetry(WaveObserver):
         if token is None:
             return
         span, context_token = token
-        span.set_attribute(tel.TASK_OUTCOME, outcome.value)
+        attributes: dict[str, Any] = {
+            tel.TASK_INDEX: event.index, tel.TASK_QUEUE_WAIT: event.queue_wait_s, tel.TASK_OUTCOME: outcome_value,
+        }
         if measurements:
-            span.set_attributes(measurements)
+            attributes.update(measurements)
         if event.batch is not None:
-            span.set_attribute(tel.WAVE_BATCH, event.batch)
+            attributes[tel.WAVE_BATCH] = event.batch
         if error is not None:
-            span.set_attribute(tel.ERROR_TYPE, etype or "")
+            attributes[tel.ERROR_TYPE] = etype or ""
+        span.set_attributes(attributes)
+        if error is not None:
             span.record_exception(error)
             description = "timeout" if outcome is Outcome.TIMEOUT else f"{etype}: {error}"
             span.set_status(Status(StatusCode.ERROR, description))
