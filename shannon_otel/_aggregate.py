@@ -16,6 +16,7 @@ hook records that instrument through plain SDK calls: same data, slower. Wired b
 
 from __future__ import annotations
 
+import importlib
 import threading
 import time
 from bisect import bisect_left
@@ -42,10 +43,8 @@ from opentelemetry.trace import SpanContext
 from ._telemetry import SCOPE_NAME, MetricSpec
 from ._version import __version__
 
-try:  # exemplars exist in the SDK from 1.28; before, the plain path has none either
-    from opentelemetry.sdk.metrics import Exemplar
-except ImportError:  # pragma: no cover - exercised on the lowest supported SDK
-    Exemplar = None
+# Exemplars exist in newer SDKs only; without them the plain SDK path exports none either.
+Exemplar: Any = getattr(importlib.import_module("opentelemetry.sdk.metrics"), "Exemplar", None)
 
 EXEMPLARS_SUPPORTED = Exemplar is not None
 OVERFLOW_ATTRIBUTES = {"otel.metric.overflow": True}  # the SDK's overflow point (spec: cardinality limits)
@@ -120,7 +119,7 @@ class HistogramAggregate:
         if self._keep is not None:
             key = tuple(v if k else None for v, k in zip(key, self._keep, strict=True))
         bucket = bisect_left(self._bounds, value)
-        exemplar = None
+        exemplar: tuple[float, int, SpanContext | None, tuple[Any, ...]] | None = None
         if self._trace_based:
             if span is not None and span.trace_flags & 1:  # sampled
                 exemplar = (value, time.time_ns(), span, full)

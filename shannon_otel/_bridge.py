@@ -9,18 +9,19 @@ store declines, see :func:`plan_stream`) through plain SDK calls.
 
 SDK surfaces used without a public equivalent, each pinned by ``tests/test_metrics_bridge.py`` on
 the lowest and highest SDK versions pyproject allows: ``MeterProvider._sdk_config`` (views,
-exemplar filter, resource; the readers, or ``MeterProvider._metric_readers`` in newer SDKs), ``MetricReader._instrument_class_temporality`` /
+exemplar filter, resource) and the readers (``MeterProvider._metric_readers`` in newer SDKs,
+``_sdk_config.metric_readers`` before); ``MetricReader._instrument_class_temporality`` /
 ``_instrument_class_aggregation`` / ``_instrument_class_cardinality_limit`` and the reader protocol
-methods ``_set_collect_callback`` / ``_receive_metrics`` (every custom reader implements these),
+methods ``_set_collect_callback`` / ``_receive_metrics`` (every custom reader implements these);
 ``View._match`` and its ``_name`` / ``_description`` / ``_attribute_keys`` / ``_aggregation`` /
-``_aggregation_cardinality_limit``, ``ExplicitBucketHistogramAggregation._boundaries`` /
+``_aggregation_cardinality_limit``; ``ExplicitBucketHistogramAggregation._boundaries`` /
 ``_record_min_max``.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricReader, MetricsData
 from opentelemetry.sdk.metrics.view import DefaultAggregation, DropAggregation, ExplicitBucketHistogramAggregation
@@ -70,7 +71,7 @@ class BridgedReader(MetricReader):
         store = self._store
         return store.merge(data) if store is not None else data
 
-    def _set_collect_callback(self, func: Any) -> None:  # type: ignore[override]
+    def _set_collect_callback(self, func: Any) -> None:  # type: ignore[misc]  # the reader protocol: final by annotation only
         super()._set_collect_callback(func)
 
         # The SDK keeps this reader's storage keyed by the wrapper; the wrapped reader collects
@@ -78,7 +79,7 @@ class BridgedReader(MetricReader):
         def collect(reader: MetricReader, timeout_millis: float = 10_000) -> MetricsData | None:
             return self._merge(func(self, timeout_millis=timeout_millis))
 
-        self.inner._set_collect_callback(collect)
+        self.inner._set_collect_callback(cast("Any", collect))
 
     def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
         merged = self._merge(metrics_data)
@@ -166,7 +167,7 @@ def discover(meter_provider: Any) -> MetricsBridge | None:
     if readers is None:
         readers = getattr(sdk_config, "metric_readers", ())
     readers = list(readers or ())
-    if not readers or not all(isinstance(r, BridgedReader) for r in readers):
+    if sdk_config is None or not readers or not all(isinstance(r, BridgedReader) for r in readers):
         return None
     views = list(getattr(sdk_config, "views", ()) or ())
     exemplars = _exemplar_mode(sdk_config)

@@ -5,6 +5,7 @@ Checked in a fresh interpreter (``sys.modules`` of this one already holds both).
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -23,7 +24,8 @@ def _loaded_after(code: str) -> list[str]:
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=False)
     assert out.returncode == 0, out.stderr
-    return eval(out.stdout.strip().splitlines()[-1])  # a printed list of module names
+    loaded: list[str] = ast.literal_eval(out.stdout.strip().splitlines()[-1])  # a printed list of names
+    return loaded
 
 
 def test_importing_the_package_loads_neither_the_sdk_nor_numpy() -> None:

@@ -30,7 +30,7 @@ from shannon_otel._otel._providers import bridge_for
 from shannon_otel.testing import FakeClock
 
 TASK_HISTOGRAMS = (tel.TASK_DURATION.name, tel.TASK_QUEUE_WAIT_DURATION.name, tel.TOKEN_USAGE.name)
-DELTA = {Histogram: AggregationTemporality.DELTA}
+DELTA: dict[type, AggregationTemporality] = {Histogram: AggregationTemporality.DELTA}
 
 
 def _run_workload(meter_provider: MeterProvider, tracer_provider: TracerProvider, waves: int = 2) -> None:
@@ -59,9 +59,10 @@ def _points(reader: InMemoryMetricReader) -> dict[str, Any]:
     for rm in data.resource_metrics if data else ():
         for scope in rm.scope_metrics:
             for metric in scope.metrics:
-                if metric.name in TASK_HISTOGRAMS or metric.name.startswith("renamed"):
+                m: Any = metric
+                if m.name in TASK_HISTOGRAMS or m.name.startswith("renamed"):
                     rows = []
-                    for p in metric.data.data_points:
+                    for p in m.data.data_points:
                         exemplars = sorted(
                             (e.value, tuple(sorted(e.filtered_attributes.items())) if e.filtered_attributes else ())
                             for e in getattr(p, "exemplars", ()) or ()
@@ -72,7 +73,7 @@ def _points(reader: InMemoryMetricReader) -> dict[str, Any]:
                             list(buckets) if buckets is not None else repr(p.positive),
                             list(getattr(p, "explicit_bounds", ())), p.min, p.max, exemplars,
                         ))
-                    found[metric.name] = (metric.description, metric.unit, metric.data.aggregation_temporality,
+                    found[m.name] = (m.description, m.unit, m.data.aggregation_temporality,
                                           sorted(rows, key=repr))
     return found
 
@@ -137,7 +138,7 @@ def test_the_bridge_honours_the_exemplar_filter(mode: str) -> None:
 
     make = {"always_on": AlwaysOnExemplarFilter, "always_off": AlwaysOffExemplarFilter,
             "trace_based": TraceBasedExemplarFilter}[mode]
-    via_bridge, plain, _ = _both(exemplar_filter=make())
+    via_bridge, plain, _ = _both(exemplar_filter=make())  # type: ignore[abstract]
     assert via_bridge == plain
     exemplars = [row[7] for row in via_bridge[0][tel.TASK_DURATION.name][3]]
     assert any(exemplars) is (mode != "always_off")
