@@ -75,6 +75,7 @@ from .recovery import (
 if _TYPE_CHECKING:
     from ._bridge import bridged
     from ._config import Telemetry, configure
+    from ._tail import TailSampler
     from .anomaly import Anomaly, AnomalyDetector, AnomalyHook, DetectorConfig
     from .reporting._advice import AdviceThresholds, Recommendation, advise_wave
     from .reporting._recorder import RunRecorder
@@ -82,7 +83,7 @@ if _TYPE_CHECKING:
 
 # Public names whose modules load the OTel SDK or numpy: imported when first asked for.
 _LAZY = {
-    "configure": "._config", "Telemetry": "._config", "bridged": "._bridge",
+    "configure": "._config", "Telemetry": "._config", "bridged": "._bridge", "TailSampler": "._tail",
     "Anomaly": ".anomaly", "AnomalyDetector": ".anomaly", "AnomalyHook": ".anomaly", "DetectorConfig": ".anomaly",
     "AdviceThresholds": ".reporting._advice", "Recommendation": ".reporting._advice",
     "advise_wave": ".reporting._advice", "RunRecorder": ".reporting._recorder", "RunReport": ".reporting._run",
@@ -103,7 +104,7 @@ def __getattr__(name: str) -> _Any:
 __all__ = [
     "__version__",
     # set-up
-    "configure", "Telemetry", "bridged",
+    "configure", "Telemetry", "bridged", "TailSampler",
     # executor
     "Wave", "WaveResult", "WaveReport", "WaveError", "WaveStream", "TaskResult", "TaskSpec", "TaskPolicy",
     "Summary", "Progress", "ResourcePool", "task", "record", "record_tokens", "record_cost",

@@ -51,6 +51,7 @@ EXPECTED = [
     "Served",
     "Step",
     "Summary",
+    "TailSampler",
     "TaskFinished",
     "TaskPolicy",
     "TaskResult",
