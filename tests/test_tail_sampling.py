@@ -111,7 +111,7 @@ def test_a_wave_inside_a_user_span_is_decided_when_the_user_span_ends() -> None:
 
     async def main() -> None:
         with tracer.start_as_current_span("request"):
-            await Wave("inner", tracer_provider=provider).run([bad()])
+            await Wave[None]("inner", tracer_provider=provider).run([bad()])
             assert exporter.get_finished_spans() == ()  # still buffered: the trace is not over
 
     asyncio.run(main())
