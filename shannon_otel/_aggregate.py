@@ -120,11 +120,14 @@ class HistogramAggregate:
             key = tuple(v if k else None for v, k in zip(key, self._keep, strict=True))
         bucket = bisect_left(self._bounds, value)
         exemplar: tuple[float, int, SpanContext | None, tuple[Any, ...]] | None = None
-        if self._trace_based:
-            if span is not None and span.trace_flags & 1:  # sampled
-                exemplar = (value, time.time_ns(), span, full)
+        if span is not None:  # a task span: sampled-off waves pass None and skip all of this
+            if self._trace_based:
+                if span.trace_flags & 1:  # sampled
+                    exemplar = (value, time.time_ns(), span, full)
+            elif self._always:
+                exemplar = (value, time.time_ns(), span if span.is_valid else None, full)
         elif self._always:
-            exemplar = (value, time.time_ns(), span if span is not None and span.is_valid else None, full)
+            exemplar = (value, time.time_ns(), None, full)
         with self._lock:
             point = self._points.get(key)
             if point is None:
