@@ -14,7 +14,14 @@ from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics import Histogram, MeterProvider
-from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    InMemoryMetricReader,
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.metrics.view import (
     DropAggregation,
     ExplicitBucketHistogramAggregation,
@@ -186,3 +193,30 @@ def test_bridged_rejects_what_is_not_a_reader() -> None:
         bridged(object())  # type: ignore[arg-type]
     reader = bridged(InMemoryMetricReader())
     assert bridged(reader) is reader
+
+
+class _Exports(MetricExporter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[set[str]] = []
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        self.names.append({m.name for rm in metrics_data.resource_metrics for s in rm.scope_metrics for m in s.metrics})
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        pass
+
+
+def test_a_bridged_periodic_reader_exports_the_task_histograms_on_flush_and_shutdown() -> None:
+    exporter = _Exports()
+    provider = MeterProvider(metric_readers=[bridged(PeriodicExportingMetricReader(
+        exporter, export_interval_millis=3_600_000))])
+    _run_workload(provider, TracerProvider(), waves=1)
+    provider.force_flush()
+    assert set(TASK_HISTOGRAMS) <= exporter.names[-1]
+    provider.shutdown()  # the final export, through the wrapped reader's own collection
+    assert set(TASK_HISTOGRAMS) <= exporter.names[-1] and len(exporter.names) >= 2
