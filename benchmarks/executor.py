@@ -351,6 +351,10 @@ def main(argv: list[str]) -> int:
         k: round(statistics.median(t / b for t, b in zip(v, base, strict=True)), 3)
         for k, v in times.items() if k != "gather"
     }
+    ratios_out: dict[str, float | None] = dict(ratios)
+    for name, peer in peers.items():
+        if peer is None:
+            ratios_out[name] = None  # skipped: see "notes"
     traced_over_floor = round(statistics.median(
         t / f for t, f in zip(times["traced"], times["floor_span_only"], strict=True)), 3)
     us = {k: round(statistics.median(v) / n * 1e6, 3) for k, v in times.items()}
@@ -389,7 +393,7 @@ def main(argv: list[str]) -> int:
     for note in notes:
         print(f"note: {note}")
     print(json.dumps({
-        "suite": "executor", "tasks": n, "repeat": repeat, "max_concurrency": 100, "ratios": ratios,
+        "suite": "executor", "tasks": n, "repeat": repeat, "max_concurrency": 100, "ratios": ratios_out,
         "traced_over_floor": traced_over_floor, "us_per_task": us, "export": export, "tail_sampling": tail,
         "import_ms": import_ms, "notes": notes, "stream_peak_bytes": peaks,
         "stream_memory_ratio_10x_tasks": round(peaks[str(large)] / peaks[str(small)], 3),

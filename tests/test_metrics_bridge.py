@@ -80,6 +80,7 @@ def _points(reader: InMemoryMetricReader) -> dict[str, Any]:
                             list(buckets) if buckets is not None else repr(p.positive),
                             list(getattr(p, "explicit_bounds", ())), p.min, p.max, exemplars,
                         ))
+                    assert m.name not in found, f"{m.name} exported twice"
                     found[m.name] = (m.description, m.unit, m.data.aggregation_temporality,
                                           sorted(rows, key=repr))
     return found
