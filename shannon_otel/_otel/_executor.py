@@ -175,7 +175,7 @@ class _WaveTelemetry(WaveObserver):
     def task_finished(self, token: Any, event: TaskResult[Any]) -> None:
         owner, wave = self.owner, self.wave
         outcome = event.outcome
-        outcome_value = outcome.value
+        outcome_value = outcome._value_  # the plain str; `.value` goes through the enum descriptor
         owner.active[wave] -= 1
         error = event.error
         etype = error_type(error) if error is not None else None
