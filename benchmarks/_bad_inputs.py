@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry.sdk.trace import SpanProcessor as _SpanProcessor
+
 import shannon_otel as so
 import shannon_otel.dask as sod
 import shannon_otel.testing as sot
@@ -88,6 +90,8 @@ BAD: dict[str, list[Any]] = {
     "bridged": BOOL, "sampled": BOOL, "start": [NAN, _NOT_A_NUMBER],
     # dask
     "client": [5], "fn": ASYNC_CALLABLE, "policies": [5, "retry"],
+    # tail sampling
+    "processor": [5], "healthy_ratio": RATIO, "max_buffered_spans": POS_INT, "max_decisions": POS_INT,
     # anomaly (validated by the anomaly package)
     "threads": POS_INT, "series": ["", 5, None], "values": ["x", [NAN]], "times": ["x", [NAN]],
     "buckets": POS_INT, "period_s": POS_NUM, "steps": POS_INT, "noise_floor": NONNEG_NUM,
@@ -151,6 +155,8 @@ EXEMPT_METHODS: dict[str, str] = {
     "retry.call": "alias of Retry.call", "retry": "alias of Retry (covered there)",
     "PrometheusReader.attach_bridge": "SDK MetricReader protocol", "PrometheusReader.shutdown": "SDK protocol",
     "PrometheusReader.scrape": "openmetrics: any truthy value selects the format",
+    **{f"TailSampler.{m}": "SDK SpanProcessor protocol, called by the TracerProvider" for m in (
+        "on_start", "on_end", "shutdown", "force_flush")},
     "WorkerTelemetry.setup": "dask WorkerPlugin protocol", "WorkerTelemetry.teardown": "dask WorkerPlugin protocol",
     "InMemoryTelemetry.spans": "query helper: an unknown name returns nothing",
     "InMemoryTelemetry.span": "query helper: raises AssertionError for a test",
@@ -336,7 +342,8 @@ _REQUIRED: dict[str, Any] = {
     "Fallback": {"fallback": _one}, "Degrade": {"default": 0}, "Hedge": {"delay": 0.1}, "Saga": {"name": "s"},
     "Wave": {"name": "w"},
     "ResourcePool": {"name": "p", "limit": 1}, "TaskSpec": {"work": _one}, "Step": {"name": "s", "action": _one},
-    "MetricsServer": {"reader": so.PrometheusReader(), "port": 0}, "DaskBackend": {}, "WorkerTelemetry": {},
+    "MetricsServer": {"reader": so.PrometheusReader(), "port": 0}, "TailSampler": {"processor": _SpanProcessor()},
+    "DaskBackend": {}, "WorkerTelemetry": {},
     "Wave.run": lambda w: {"tasks": [w]}, "Wave.map": lambda w: {"fn": w, "items": [1]},
     "Wave.stream_map": lambda w: {"fn": w, "items": [1]}, "Wave.stream": lambda w: {"tasks": [w]},
     "Retry.call": {}, "CircuitBreaker.call": {}, "Pipeline.call": {}, "Degrade.call": {}, "Policy.call": {},

@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 
 from . import _telemetry as tel
+from ._validate import check_number
 
 __all__ = ["TailSampler"]
 
@@ -60,12 +61,11 @@ class TailSampler(SpanProcessor):
 
     def __init__(self, processor: SpanProcessor, *, healthy_ratio: float = 0.1,
                  max_buffered_spans: int = 100_000, max_decisions: int = 100_000) -> None:
-        if not 0.0 <= healthy_ratio <= 1.0:
-            raise ValueError(f"healthy_ratio must be within [0, 1], got {healthy_ratio!r}")
-        if max_buffered_spans < 1:
-            raise ValueError(f"max_buffered_spans must be >= 1, got {max_buffered_spans!r}")
-        if max_decisions < 1:
-            raise ValueError(f"max_decisions must be >= 1, got {max_decisions!r}")
+        if not isinstance(processor, SpanProcessor):
+            raise TypeError(f"processor must be an OpenTelemetry SpanProcessor, got {processor!r}")
+        check_number("healthy_ratio", healthy_ratio, low=0.0, high=1.0)
+        check_number("max_buffered_spans", max_buffered_spans, low=1, integer=True)
+        check_number("max_decisions", max_decisions, low=1, integer=True)
         self._next = processor
         self.healthy_ratio = healthy_ratio
         self._bound = round(healthy_ratio * (_TRACE_ID_LIMIT + 1))
