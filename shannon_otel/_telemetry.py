@@ -54,6 +54,8 @@ GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"  # OTel GenAI semantic convention
 GEN_AI_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
 GEN_AI_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
 TASK_COST_ATTR: Final = "shannon.task.cost"
+SHARED_OPERATION: Final = "shannon.shared.operation"  # the Redis script/command of a shared-state call
+SHARED_PREFIX: Final = "shannon.shared.prefix"  # the RedisState key prefix
 
 
 class _Named(StrEnum):
@@ -250,9 +252,25 @@ ANOMALY_EVENTS: Final = MetricSpec(
     (ANOMALY_SERIES, ANOMALY_SIGNAL, ANOMALY_SEVERITY),
 )
 
+SHARED_ERRORS: Final = MetricSpec(
+    "shannon.shared.errors", "counter", "{error}",
+    "Shared-state (Redis) calls that failed or timed out, by operation; the fault policy applied instead.",
+    (SHARED_OPERATION, ERROR_TYPE),
+)
+SHARED_DURATION: Final = MetricSpec(
+    "shannon.shared.duration", "histogram", "s",
+    "Latency of successful shared-state (Redis) calls, by operation.",
+    (SHARED_OPERATION,), DURATION_BUCKETS_S,
+)
+SHARED_AVAILABLE: Final = MetricSpec(
+    "shannon.shared.available", "gauge", "1",
+    "1 while the shared state (Redis) answers, 0 while the fault policy (local state or rejection) applies.",
+    (SHARED_PREFIX,),
+)
 METRICS: Final[tuple[MetricSpec, ...]] = (
     TASK_DURATION, TASK_QUEUE_WAIT_DURATION, TASK_OUTCOMES, TASKS_ACTIVE, TASKS_PENDING, WAVE_DURATION,
     WAVE_EFFICIENCY, TOKEN_USAGE, TASK_COST, RETRY_ATTEMPTS, RETRY_DELAY_DURATION, CALLS,
     BREAKER_STATE_METRIC, BREAKER_TRANSITIONS, TIMEOUTS, FALLBACKS, DEGRADATIONS, COMPENSATIONS, HEDGES,
     ANOMALY_SCORE, ANOMALY_EVENTS,
+    SHARED_ERRORS, SHARED_DURATION, SHARED_AVAILABLE,
 )
