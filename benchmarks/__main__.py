@@ -1,4 +1,4 @@
-"""Entry point: ``python -m benchmarks {executor,recovery,detector,nab} [--quick] [suite options]``.
+"""Entry point: ``python -m benchmarks SUITE [--quick] [suite options]`` (SUITE: see ``SUITES``).
 
 Each suite lives in ``benchmarks/<suite>.py`` and exposes ``main(argv: list[str]) -> int``.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUITES = ("executor", "recovery", "detector", "nab")
+SUITES = ("executor", "recovery", "detector", "nab", "logs", "reliability", "alarms", "dask")
 
 
 def main(argv: list[str]) -> int:

@@ -161,12 +161,14 @@ def score_at(files: Sequence[LabelledFile], scores: Mapping[str, F64], profile: 
     return total
 
 
-def normalized(files: Sequence[LabelledFile], scores: Mapping[str, F64]) -> dict[str, dict[str, float]]:
-    """Per profile: optimized threshold, raw score and the 0..100 NAB score."""
+def normalized(files: Sequence[LabelledFile], scores: Mapping[str, F64],
+               profiles: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
+    """Per profile (all by default): optimized threshold, raw score and the 0..100 NAB score."""
     null = {f.key: np.full(f.n, 0.5) for f in files}
     n_windows = sum(len(f.windows) for f in files)
     out: dict[str, dict[str, float]] = {}
-    for profile, (a_tp, _, _) in PROFILES.items():
+    for profile in PROFILES if profiles is None else profiles:
+        a_tp = PROFILES[profile][0]
         theta, raw = optimize(files, scores, profile)
         _, raw_null = optimize(files, null, profile)
         perfect = a_tp * n_windows

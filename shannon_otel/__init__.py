@@ -13,6 +13,7 @@ from ._events import (
     Degraded,
     FallbackStarted,
     Hook,
+    HookFailed,
     RetryScheduled,
     SagaFinished,
     SagaObserver,
@@ -22,6 +23,8 @@ from ._events import (
     WaveObserver,
     WaveStarted,
 )
+from ._logs import LoggingHook
+from ._prometheus import MetricsServer, PrometheusReader
 from ._telemetry import BreakerState, CallOutcome, Outcome
 from ._version import __version__
 from .anomaly import Anomaly, AnomalyDetector, AnomalyHook, DetectorConfig
@@ -72,7 +75,7 @@ from .reporting._run import RunReport
 __all__ = [
     "__version__",
     # set-up
-    "configure", "Telemetry",
+    "configure", "Telemetry", "PrometheusReader", "MetricsServer",
     # executor
     "Wave", "WaveResult", "WaveReport", "WaveError", "WaveStream", "TaskResult", "TaskSpec", "TaskPolicy",
     "Summary", "Progress", "ResourcePool", "task", "record", "record_tokens", "record_cost",
@@ -84,13 +87,15 @@ __all__ = [
     "Saga", "Step", "Transaction", "SagaResult", "SagaError",
     # anomaly detection
     "AnomalyDetector", "DetectorConfig", "AnomalyHook", "Anomaly",
+    # logs
+    "LoggingHook",
     # outcomes and states
     "Outcome", "CallOutcome", "BreakerState",
     # hooks and events
     "Hook", "WaveObserver", "CallObserver", "SagaObserver", "WaveStarted", "TaskFinished", "CallStarted",
     "AttemptFinished", "RetryScheduled", "CallRejected", "CallFinished", "Degraded", "BreakerRegistered",
     "BreakerTransition",
-    "SagaStarted", "CompensationFinished", "SagaFinished", "TimedOut", "FallbackStarted",
+    "SagaStarted", "CompensationFinished", "SagaFinished", "TimedOut", "FallbackStarted", "HookFailed",
 ]
 
 # Errors name their public home, so `error.type` reads shannon_otel.CircuitOpenError, not a private module.

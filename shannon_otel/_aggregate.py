@@ -11,6 +11,7 @@ same buckets, slower.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from bisect import bisect_left
@@ -58,7 +59,7 @@ class HistogramAggregate:
     point's count, sum, min and max consistent with each other (an uncontended lock costs ~0.1 us).
     """
 
-    __slots__ = ("_bounds", "_lock", "_points", "spec")
+    __slots__ = ("_bounds", "_lock", "_points", "rejected", "spec")
 
     def __init__(self, spec: MetricSpec) -> None:
         assert spec.buckets is not None
@@ -66,9 +67,17 @@ class HistogramAggregate:
         self._bounds = spec.buckets
         self._points: dict[tuple[Any, ...], _Point] = {}
         self._lock = threading.Lock()
+        self.rejected = 0
 
     def record(self, key: tuple[Any, ...], value: float, span: SpanContext | None = None) -> None:
-        """Add one measurement; ``span``, when sampled, becomes the bucket's exemplar."""
+        """Add one measurement; ``span``, when sampled, becomes the bucket's exemplar.
+
+        A non-finite value is ignored (counted in ``rejected``): it would make the point's sum NaN or
+        inf for the life of the process. ``record()`` refuses such values already; this is the backstop.
+        """
+        if not -math.inf < value < math.inf:
+            self.rejected += 1
+            return
         bucket = bisect_left(self._bounds, value)
         exemplar = (value, time.time_ns(), span) if span is not None and span.trace_flags.sampled else None
         with self._lock:

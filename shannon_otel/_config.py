@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import atexit
+import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+import uuid
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Literal
 
+from opentelemetry import _logs as otel_logs
 from opentelemetry import metrics, trace
+from opentelemetry._logs._internal import ProxyLoggerProvider  # the unset global has no public name
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter, LogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
@@ -16,47 +24,124 @@ from opentelemetry.sdk.metrics.export import (
     MetricReader,
     PeriodicExportingMetricReader,
 )
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
+from . import _telemetry as tel
 from ._aggregate import BridgedExporter, MetricsBridge, histograms_cumulative
+from ._delivery import (
+    DEFAULT_MAX_QUEUE_SIZE,
+    CountedLogRecordProcessor,
+    CountedMetricExporter,
+    CountedSpanProcessor,
+    DropCounter,
+    bounded,
+    env_int,
+    in_parallel,
+)
+from ._otel._instruments import instrument
 from ._otel._providers import globals_set, register_bridge
+from ._telemetry import SCOPE_NAME as LOGGER_ROOT  # the logging hook's loggers are its children
+from ._telemetry import DropReason
+from ._validate import check_number
+from ._version import __version__
 
 ExporterName = Literal["otlp", "otlp_grpc", "otlp_http", "console", "none"]
 _EXPORTERS = ("otlp", "otlp_grpc", "otlp_http", "console", "none")
+_log = logging.getLogger("shannon_otel")
+DEFAULT_SHUTDOWN_TIMEOUT_S = 3.0
+DEFAULT_METRIC_INTERVAL_S = 10.0
+_MAX_TIMEOUT_S = 3600.0
 
 
 class Telemetry:
-    """The providers ``configure()`` built. ``shutdown()`` flushes and stops them (bounded by timeouts).
+    """The providers ``configure()`` built. ``shutdown()`` flushes and stops them within one budget.
 
-    Use as a context manager to shut down on exit. Export failures never raise here: the SDK logs
-    them, and the user's work and results are unaffected.
+    Use as a context manager to shut down on exit; an un-shut handle is shut down (same budget) at
+    interpreter exit. Export failures never raise here: the SDK logs them, ``dropped`` counts what
+    was not delivered, and the user's work and results are unaffected.
     """
 
-    def __init__(self, tracer_provider: TracerProvider, meter_provider: MeterProvider) -> None:
+    def __init__(
+        self, tracer_provider: TracerProvider, meter_provider: MeterProvider,
+        logger_provider: LoggerProvider | None = None, log_handler: logging.Handler | None = None, *,
+        shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S, drops: DropCounter | None = None,
+        span_processors: Sequence[CountedSpanProcessor] = (),
+        log_processors: Sequence[CountedLogRecordProcessor] = (),
+    ) -> None:
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
+        self.logger_provider = logger_provider  # None unless the logs signal was asked for
+        self._log_handler = log_handler
+        self.shutdown_timeout_s = shutdown_timeout_s
+        self._drops = drops or DropCounter()
+        self._processors = tuple(span_processors)
+        self._log_processors = tuple(log_processors)
         self._shut = False
 
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Spans (``"traces"``), metric points (``"metrics"``) and log records (``"logs"``) not
+        delivered so far, all reasons together; ``shannon.telemetry.dropped`` has them by reason."""
+        return {signal: self._drops.total(signal) for signal in ("traces", "metrics", "logs")}
+
     def force_flush(self, timeout_s: float = 10.0) -> bool:
-        """Export what is buffered, within ``timeout_s`` for traces and metrics together.
+        """Export what is buffered; returns within ``timeout_s`` (traces and metrics together)
+        whatever the backend does.
 
         True means every processor and reader finished in time; it does not mean the backend
-        accepted the data (exporters report failures through the SDK's logs).
+        accepted the data (failed exports are counted in ``dropped``).
         """
-        deadline = time.monotonic() + timeout_s
-        traces_ok = self.tracer_provider.force_flush(int(timeout_s * 1000))
-        left_ms = max(0, int((deadline - time.monotonic()) * 1000))
-        metrics_ok = left_ms > 0 and self.meter_provider.force_flush(left_ms)
-        return bool(traces_ok and metrics_ok)
+        check_number("timeout_s", timeout_s, low=0, high=_MAX_TIMEOUT_S)
 
-    def shutdown(self) -> None:
+        def flush() -> bool:
+            deadline = time.monotonic() + timeout_s
+            traces_ok = self.tracer_provider.force_flush(int(timeout_s * 1000))
+            left_ms = max(0, int((deadline - time.monotonic()) * 1000))
+            metrics_ok = left_ms > 0 and self.meter_provider.force_flush(left_ms)
+            logs_ok = True
+            if self.logger_provider is not None:
+                left_ms = max(0, int((deadline - time.monotonic()) * 1000))
+                logs_ok = left_ms > 0 and self.logger_provider.force_flush(left_ms)
+            return bool(traces_ok and metrics_ok and logs_ok)
+
+        finished, ok = bounded("flush", flush, timeout_s)
+        return finished and bool(ok)
+
+    def shutdown(self, timeout_s: float | None = None) -> bool:
+        """Flush and stop both providers, returning within ``timeout_s`` (default: the
+        ``shutdown_timeout_s`` given to ``configure()``) whatever the backend does.
+
+        True when everything was exported and stopped in time. Otherwise the spans still queued are
+        counted as dropped (reason ``shutdown``), a warning is logged, and the stuck export is left
+        to a daemon thread. Idempotent: a second call returns True at once.
+        """
         if self._shut:
-            return
+            return True
+        budget = self.shutdown_timeout_s if timeout_s is None else timeout_s
+        check_number("timeout_s", budget, low=0, high=_MAX_TIMEOUT_S)
         self._shut = True
-        self.tracer_provider.shutdown()
-        self.meter_provider.shutdown()
+        if self._log_handler is not None:
+            logging.getLogger(LOGGER_ROOT).removeHandler(self._log_handler)
+        # All at once, against one deadline: a stuck trace export must not starve the metrics.
+        jobs: dict[str, Callable[[], object]] = {
+            "span shutdown": self.tracer_provider.shutdown,
+            "metric shutdown": lambda: self.meter_provider.shutdown(timeout_millis=budget * 1000),
+        }
+        if self.logger_provider is not None:
+            jobs["log shutdown"] = self.logger_provider.shutdown
+        results = in_parallel(jobs, budget)
+        finished = all(done for done, _ in results)
+        if not finished:
+            lost = sum(p.abandon() for p in self._processors)
+            self._drops.add("traces", DropReason.SHUTDOWN, lost)
+            self._drops.add("logs", DropReason.SHUTDOWN, sum(p.abandon() for p in self._log_processors))
+            _log.warning(
+                "telemetry shutdown did not finish within %.1f s (backend down or not answering); "
+                "%d unexported spans dropped", budget, lost,
+            )
+        return finished
 
     def __enter__(self) -> Telemetry:
         return self
@@ -67,26 +152,36 @@ class Telemetry:
         self.shutdown()
 
 
-def _check_globals_unset() -> None:
+def _check_globals_unset(logs: bool) -> None:
     """The OTel API sets the global providers once; a second attempt would be ignored (only logged)."""
-    if globals_set():
+    if globals_set() or (logs and not isinstance(otel_logs.get_logger_provider(), ProxyLoggerProvider)):
         raise RuntimeError(
             "the global OTel providers are already set (OTel allows that once per process); "
             "call configure(..., set_global=False) and pass tracer_provider=/meter_provider= instead",
         )
 
 
-def _choose(kind: str, explicit: str | None) -> str:
-    name = explicit or os.environ.get(f"OTEL_{kind}_EXPORTER", "otlp").split(",")[0].strip() or "otlp"
-    if name == "otlp":
-        protocol = os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-        name = "otlp_http" if protocol.startswith("http") else "otlp_grpc"
-    if name not in _EXPORTERS:
-        raise ValueError(f"exporter must be one of {', '.join(_EXPORTERS)}; got {name!r}")
-    return name
+def _choose(kind: str, explicit: str | None) -> tuple[str, ...]:
+    """The exporters of one signal (``kind`` is ``TRACES`` or ``METRICS``): ``explicit``, else the
+    comma-separated ``OTEL_<kind>_EXPORTER`` (several allowed, as the specification says), with
+    ``otlp`` resolved by ``OTEL_EXPORTER_OTLP_<kind>_PROTOCOL`` then ``OTEL_EXPORTER_OTLP_PROTOCOL``."""
+    raw = explicit if explicit is not None else os.environ.get(f"OTEL_{kind}_EXPORTER", "otlp")
+    names = [n.strip() for n in raw.split(",") if n.strip()] or ["otlp"]
+    chosen: list[str] = []
+    for name in names:
+        if name == "otlp":
+            protocol = os.environ.get(
+                f"OTEL_EXPORTER_OTLP_{kind}_PROTOCOL", os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            )
+            name = "otlp_http" if protocol.strip().startswith("http") else "otlp_grpc"
+        if name not in _EXPORTERS:
+            raise ValueError(f"exporter must be one of {', '.join(_EXPORTERS)}; got {name!r}")
+        if name != "none" and name not in chosen:
+            chosen.append(name)
+    return tuple(chosen)
 
 
-def _span_exporter(name: str, endpoint: str | None, timeout_s: float) -> SpanExporter | None:
+def _span_exporter(name: str, endpoint: str | None, timeout_s: float | None) -> SpanExporter | None:
     if name == "none":
         return None
     if name == "console":
@@ -101,7 +196,7 @@ def _span_exporter(name: str, endpoint: str | None, timeout_s: float) -> SpanExp
     return GrpcSpans(endpoint=endpoint, timeout=timeout_s)
 
 
-def _metric_exporter(name: str, endpoint: str | None, timeout_s: float) -> MetricExporter | None:
+def _metric_exporter(name: str, endpoint: str | None, timeout_s: float | None) -> MetricExporter | None:
     if name == "none":
         return None
     if name == "console":
@@ -116,6 +211,56 @@ def _metric_exporter(name: str, endpoint: str | None, timeout_s: float) -> Metri
     return GrpcMetrics(endpoint=endpoint, timeout=timeout_s)
 
 
+def _log_exporter(name: str, endpoint: str | None, timeout_s: float | None) -> LogRecordExporter | None:
+    if name == "none":
+        return None
+    if name == "console":
+        return ConsoleLogRecordExporter()
+    if name == "otlp_http":
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogs
+
+        url = f"{endpoint.rstrip('/')}/v1/logs" if endpoint else None
+        return HttpLogs(endpoint=url, timeout=timeout_s)
+    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogs
+
+    return GrpcLogs(endpoint=endpoint, timeout=timeout_s)
+
+
+def _logs_wanted(logs: bool | None, exporter: str | None) -> tuple[str, ...] | None:
+    """The log exporters' names when the logs signal is on: asked by ``logs=True`` or by a set
+    ``OTEL_LOGS_EXPORTER`` other than ``none``; ``None`` when off."""
+    if logs is False or (logs is None and os.environ.get("OTEL_LOGS_EXPORTER", "").strip() in ("", "none")):
+        return None
+    names = _choose("LOGS", exporter)
+    return names or None
+
+
+def _log_handler(provider: LoggerProvider) -> logging.Handler:
+    with warnings.catch_warnings():
+        # The SDK's handler is deprecated in favour of opentelemetry-instrumentation-logging's (same
+        # behaviour); this one ships with the SDK we already depend on, so no new dependency.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return LoggingHandler(logger_provider=provider)
+
+
+def _metric_interval_s(explicit: float | None) -> float:
+    if explicit is not None:
+        check_number("metric_interval_s", explicit, low=0, low_open=True, high=86_400.0)
+        return float(explicit)
+    millis = env_int("OTEL_METRIC_EXPORT_INTERVAL")  # integer milliseconds, as the spec says
+    return millis / 1000 if millis is not None else DEFAULT_METRIC_INTERVAL_S
+
+
+def _check_arguments(
+    export_timeout_s: float | None, shutdown_timeout_s: float, max_queue_size: int | None,
+    max_export_batch_size: int | None,
+) -> None:
+    check_number("export_timeout_s", export_timeout_s, low=0, low_open=True, high=_MAX_TIMEOUT_S, allow_none=True)
+    check_number("shutdown_timeout_s", shutdown_timeout_s, low=0, low_open=True, high=_MAX_TIMEOUT_S)
+    check_number("max_queue_size", max_queue_size, low=1, high=10_000_000, integer=True, allow_none=True)
+    check_number("max_export_batch_size", max_export_batch_size, low=1, integer=True, allow_none=True)
+
+
 def configure(
     service_name: str | None = None,
     *,
@@ -123,62 +268,123 @@ def configure(
     endpoint: str | None = None,
     resource_attributes: Mapping[str, str] | None = None,
     metric_interval_s: float | None = None,
-    export_timeout_s: float = 5.0,
+    export_timeout_s: float | None = None,
+    shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S,
+    max_queue_size: int | None = None,
+    max_export_batch_size: int | None = None,
     metric_readers: Sequence[MetricReader] = (),
     span_exporters: Sequence[SpanExporter] = (),
     set_global: bool = True,
+    logs: bool | None = None,
 ) -> Telemetry:
     """Build a TracerProvider and a MeterProvider and (by default) make them the global ones.
 
     Exporters come from ``exporter`` or, when it is None, the standard variables
-    ``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER`` (``otlp``, ``console``, ``none``) and
-    ``OTEL_EXPORTER_OTLP_PROTOCOL`` (``grpc`` or ``http/protobuf``). ``endpoint`` overrides
-    ``OTEL_EXPORTER_OTLP_ENDPOINT``. The resource merges ``OTEL_RESOURCE_ATTRIBUTES`` and
-    ``OTEL_SERVICE_NAME`` (an explicit ``service_name`` wins). Extra ``metric_readers`` and
-    ``span_exporters`` are added as given; a reader with an ``attach_bridge(bridge)`` method merges
-    the in-process task histograms itself (see ``_aggregate``), any other reader makes the task
-    metrics fall back to plain SDK calls. Raises ValueError for an unknown exporter or bad interval.
+    ``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER`` (comma-separated ``otlp``, ``console``,
+    ``none``: each named exporter is used) and ``OTEL_EXPORTER_OTLP[_TRACES|_METRICS]_PROTOCOL``
+    (``grpc`` or ``http/protobuf``). ``endpoint`` overrides ``OTEL_EXPORTER_OTLP_ENDPOINT`` and the
+    per-signal ``..._TRACES_ENDPOINT``/``..._METRICS_ENDPOINT``, which the exporters read when it is
+    None. ``export_timeout_s`` (one export attempt with its retries, finite, <= 3600) overrides
+    ``OTEL_EXPORTER_OTLP[_<signal>]_TIMEOUT`` / ``OTEL_METRIC_EXPORT_TIMEOUT``; None leaves them to the SDK.
+    ``metric_interval_s`` overrides ``OTEL_METRIC_EXPORT_INTERVAL`` (integer milliseconds; an
+    unparsable value is ignored with a logged warning); the default is 10 s.
+
+    Spans are batched by the SDK's BatchSpanProcessor (``OTEL_BSP_SCHEDULE_DELAY`` and
+    ``OTEL_BSP_EXPORT_TIMEOUT`` honoured as the SDK reads them); ``max_queue_size`` (default
+    ``OTEL_BSP_MAX_QUEUE_SIZE``, else 16,384 spans, ~45 MB at most) and ``max_export_batch_size``
+    (default ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE``, else 512) size it. A span that finds the queue full
+    is dropped and counted (``shannon.telemetry.dropped``, ``Telemetry.dropped``), never silently.
+
+    ``shutdown_timeout_s`` (default 3 s) is the one budget of leaving: ``Telemetry.shutdown()``, the
+    ``with`` block's exit and the interpreter-exit handler return within it whatever the backend
+    does (down, refusing, accepting and never answering).
+
+    Extra ``metric_readers`` and ``span_exporters`` are added as given; a reader with an
+    ``attach_bridge(bridge)`` method merges the in-process task histograms itself (see ``_aggregate``),
+    any other reader makes the task metrics fall back to plain SDK calls. Raises ValueError/TypeError
+    naming the parameter for an unknown exporter or an out-of-range number.
+
+    Without a ``service.instance.id`` from the user, the environment or the SDK the resource gets a
+    random one, so replicas never share series.
+
+    The logs signal is set up when ``logs=True`` or, with ``logs=None``, when ``OTEL_LOGS_EXPORTER``
+    is set (``otlp``, ``console``; ``none`` or unset: off): a LoggerProvider with a batching
+    exporter (made the global one with ``set_global``), and an OTel handler on the ``shannon_otel``
+    logger, so the logging hook's records (docs/logging.md) reach the collector, stamped with the
+    trace and span ids of the span current when they were written. ``shutdown()`` removes the handler.
     """
-    if metric_interval_s is None:
-        metric_interval_s = float(os.environ.get("OTEL_METRIC_EXPORT_INTERVAL", "10000")) / 1000
-    if not metric_interval_s > 0:
-        raise ValueError(f"metric_interval_s must be > 0, got {metric_interval_s!r}")
-    if not export_timeout_s > 0:
-        raise ValueError(f"export_timeout_s must be > 0, got {export_timeout_s!r}")
+    interval_s = _metric_interval_s(metric_interval_s)
+    _check_arguments(export_timeout_s, shutdown_timeout_s, max_queue_size, max_export_batch_size)
+    queue_size = max_queue_size or env_int("OTEL_BSP_MAX_QUEUE_SIZE") or DEFAULT_MAX_QUEUE_SIZE
+    batch_size = max_export_batch_size or env_int("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") or min(512, queue_size)
+    if batch_size > queue_size:
+        raise ValueError(f"max_export_batch_size must be <= max_queue_size ({queue_size}), got {batch_size}")
+    trace_names, metric_names = _choose("TRACES", exporter), _choose("METRICS", exporter)
+    log_names = _logs_wanted(logs, exporter)
     if set_global:
-        _check_globals_unset()
+        _check_globals_unset(log_names is not None)
     attributes: dict[str, str] = dict(resource_attributes or {})
     if service_name:
         attributes[SERVICE_NAME] = service_name
     resource = Resource.create(attributes)  # merges OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: "shannon-otel"}))
+    if SERVICE_INSTANCE_ID not in resource.attributes:
+        # SDKs before 1.43 set none: replicas of one service would then write the same series
+        # (job/instance alike) and each scrape would flip between their values.
+        resource = resource.merge(Resource({SERVICE_INSTANCE_ID: str(uuid.uuid4())}))
 
-    tracer_provider = TracerProvider(resource=resource)
-    span_exporter = _span_exporter(_choose("TRACES", exporter), endpoint, export_timeout_s)
-    for each in (*([span_exporter] if span_exporter else []), *span_exporters):
-        tracer_provider.add_span_processor(BatchSpanProcessor(each))
+    drops = DropCounter()
+    # shutdown_on_exit=False: the SDK's own exit handlers wait unbounded; Telemetry registers a bounded one.
+    tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    exporters = [e for name in trace_names if (e := _span_exporter(name, endpoint, export_timeout_s))]
+    processors = [
+        CountedSpanProcessor(each, drops, max_queue_size=queue_size, max_export_batch_size=batch_size)
+        for each in (*exporters, *span_exporters)
+    ]
+    for processor in processors:
+        tracer_provider.add_span_processor(processor)
 
     bridge = MetricsBridge(resource)
     readers = list(metric_readers)
-    metric_exporter = _metric_exporter(_choose("METRICS", exporter), endpoint, export_timeout_s)
+    metric_exporters = [m for name in metric_names if (m := _metric_exporter(name, endpoint, export_timeout_s))]
     # The bridge may serve only if every reader of the provider merges it (``attach_bridge``).
-    bridged = all(hasattr(r, "attach_bridge") for r in readers) and (
-        metric_exporter is None or histograms_cumulative(metric_exporter)
+    bridged = all(hasattr(r, "attach_bridge") for r in readers) and all(
+        histograms_cumulative(e) for e in metric_exporters
     )
     if bridged:
         for reader in readers:
             reader.attach_bridge(bridge)  # type: ignore[attr-defined]
-    if metric_exporter is not None:
+    for metric_exporter in metric_exporters:
+        counted = CountedMetricExporter(metric_exporter, drops)
         readers.append(PeriodicExportingMetricReader(
-            BridgedExporter(metric_exporter, bridge) if bridged else metric_exporter,
-            export_interval_millis=metric_interval_s * 1000,
-            export_timeout_millis=export_timeout_s * 1000,
+            BridgedExporter(counted, bridge) if bridged else counted,
+            export_interval_millis=interval_s * 1000,
+            export_timeout_millis=None if export_timeout_s is None else export_timeout_s * 1000,
         ))
-    meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
+    instrument(meter_provider.get_meter(tel.SCOPE_NAME, __version__), tel.TELEMETRY_DROPPED, [drops.observe])
     if bridged:
         register_bridge(meter_provider, bridge)
+    logger_provider: LoggerProvider | None = None
+    handler: logging.Handler | None = None
+    log_processors: list[CountedLogRecordProcessor] = []
+    if log_names is not None:
+        logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+        for log_exporter in [x for name in log_names if (x := _log_exporter(name, endpoint, export_timeout_s))]:
+            log_processor = CountedLogRecordProcessor(log_exporter, drops, export_timeout_s=export_timeout_s)
+            logger_provider.add_log_record_processor(log_processor)
+            log_processors.append(log_processor)
+        handler = _log_handler(logger_provider)
+        logging.getLogger(LOGGER_ROOT).addHandler(handler)
     if set_global:
         trace.set_tracer_provider(tracer_provider)
         metrics.set_meter_provider(meter_provider)
-    return Telemetry(tracer_provider, meter_provider)
+        if logger_provider is not None:
+            otel_logs.set_logger_provider(logger_provider)
+    handle = Telemetry(
+        tracer_provider, meter_provider, logger_provider, handler, shutdown_timeout_s=shutdown_timeout_s,
+        drops=drops, span_processors=processors, log_processors=log_processors,
+    )
+    atexit.register(handle.shutdown)
+    return handle

@@ -1,4 +1,5 @@
-"""Which hooks a wave, policy or saga reports to: the OTel hook for its providers, then the user's."""
+"""Which hooks a wave, policy or saga reports to: the OTel hook for its providers (joined by the
+default logging hook), then the user's."""
 
 from __future__ import annotations
 
@@ -34,11 +35,28 @@ def resolve_hooks(
     """The hooks of one entry point, built once at its construction.
 
     The OTel hook comes first so that its scope is outermost: the other hooks see its span current.
-    ``instrument=False`` leaves it out (only the given hooks are called). Each hook is then asked
+    The default logging hook rides on it (``_logs._joined``: a hook of its own would cost every call);
+    a :class:`~shannon_otel.LoggingHook` among ``hooks`` replaces that default, ``SHANNON_OTEL_LOGS=off``
+    turns it off. ``instrument=False`` leaves both out (only the given hooks are called). Each hook is then asked
     for its view of this scope (:meth:`Hook.for_scope`): a hook that emits events of its own (the
     anomaly hook) gets the others to hand them to, so its events reach the OTel hook, the run
     recorder and the user's hooks of this entry point through the same hook protocol.
     """
+    from ._logs import with_default_logs
+
     extra = tuple(hooks or ())
-    resolved = extra if not instrument else (otel_hook(tracer_provider, meter_provider), *extra)
-    return tuple(hook.for_scope(resolved) for hook in resolved)
+    resolved = extra
+    if instrument:
+        resolved = (with_default_logs(otel_hook(tracer_provider, meter_provider), extra), *extra)
+    return tuple(_for_scope(hook, resolved) for hook in resolved)
+
+
+def _for_scope(hook: Hook, resolved: tuple[Hook, ...]) -> Hook:
+    """``hook.for_scope(resolved)``, isolated: a hook that raises there is used as it is."""
+    try:
+        return hook.for_scope(resolved)
+    except Exception as exc:
+        from ._isolation import hook_failed
+
+        hook_failed(hook, "for_scope", exc, resolved)
+        return hook

@@ -18,10 +18,12 @@ class LogHistogram:
 
     ``add`` is O(1); memory is fixed (~1,000 bins, allocated on first use). Quantiles are the
     geometric centre of the bin holding the rank, clamped to the observed min/max, so their
-    relative error is below 1%. Values below 1 us share the first bin.
+    relative error is below 1%. Values below 1 us share the first bin. A non-finite value (NaN,
+    +-inf) is never added, only counted in ``rejected``: it would poison the sum and the bins, and
+    ``add`` must never raise into the code that reports a task.
     """
 
-    __slots__ = ("_bins", "count", "max", "min", "total")
+    __slots__ = ("_bins", "count", "max", "min", "rejected", "total")
 
     def __init__(self) -> None:
         self.count = 0
@@ -29,8 +31,12 @@ class LogHistogram:
         self.min = math.inf
         self.max = -math.inf
         self._bins: list[int] | None = None
+        self.rejected = 0
 
     def add(self, value: float) -> None:
+        if not -math.inf < value < math.inf:  # False for NaN too
+            self.rejected += 1
+            return
         self.count += 1
         self.total += value
         if value < self.min:

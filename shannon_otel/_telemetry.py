@@ -43,6 +43,10 @@ SAGA_STEP: Final = "shannon.saga.step"
 SAGA_OUTCOME: Final = "shannon.saga.outcome"
 COMPENSATION_OUTCOME: Final = "shannon.compensation.outcome"
 HEDGE_ATTEMPT: Final = "shannon.hedge.attempt"
+RETRY_MAX_ATTEMPTS: Final = "shannon.retry.max_attempts"
+TIMEOUT_LIMIT: Final = "shannon.timeout.limit"  # seconds the Timeout policy allowed
+HOOK_NAME: Final = "shannon.hook.name"  # a failing hook's qualified class name (a small fixed set)
+HOOK_METHOD: Final = "shannon.hook.method"  # the hook/observer method that raised
 
 ANOMALY_SERIES: Final = "shannon.anomaly.series"
 ANOMALY_SIGNAL: Final = "shannon.anomaly.signal"
@@ -50,12 +54,20 @@ ANOMALY_SCORE_ATTR: Final = "shannon.anomaly.score"
 ANOMALY_SEVERITY: Final = "shannon.anomaly.severity"
 ANOMALY_VALUE: Final = "shannon.anomaly.value"
 
-GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"  # OTel GenAI semantic conventions
-GEN_AI_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
-GEN_AI_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+# Per-task token totals (summed over the task's model calls), so shannon.* names: the GenAI semantic
+# conventions' gen_ai.usage.* / gen_ai.client.token.usage are per model call with the operation and
+# provider, which only the model client's own instrumentation knows; next to it, ours would count twice.
+TOKEN_TYPE: Final = "shannon.token.type"
+TASK_INPUT_TOKENS: Final = "shannon.task.tokens.input"
+TASK_OUTPUT_TOKENS: Final = "shannon.task.tokens.output"
 TASK_COST_ATTR: Final = "shannon.task.cost"
 SHARED_OPERATION: Final = "shannon.shared.operation"  # the Redis script/command of a shared-state call
 SHARED_PREFIX: Final = "shannon.shared.prefix"  # the RedisState key prefix
+
+TELEMETRY_SIGNAL: Final = "shannon.telemetry.signal"  # "traces", "metrics" or "logs"
+TELEMETRY_DROP_REASON: Final = "shannon.telemetry.drop_reason"  # see DropReason
+TASK_NAME: Final = "shannon.task.name"  # on remote (worker-side) task spans
+DASK_WORKER: Final = "shannon.dask.worker"  # the worker address, on remote spans only (never a metric attribute)
 
 
 class _Named(StrEnum):
@@ -91,6 +103,14 @@ class BreakerState(_Named):
     HALF_OPEN = "half_open"
 
 
+class DropReason(_Named):
+    """Why telemetry was not delivered (``shannon.telemetry.dropped``)."""
+
+    QUEUE_FULL = "queue_full"  # the span queue was full: the exporter is slower than the work
+    EXPORT_FAILED = "export_failed"  # the exporter gave up (backend down, refused, timed out)
+    SHUTDOWN = "shutdown"  # ended after shutdown, or still queued when the shutdown budget ran out
+
+
 class Severity(StrEnum):
     """Anomaly severity bands of the detector score (see docs/architecture.md)."""
 
@@ -109,11 +129,36 @@ SPAN_FALLBACK: Final = "fallback {operation}"
 SPAN_SAGA: Final = "saga {saga}"
 SPAN_SAGA_STEP: Final = "step {step}"
 SPAN_COMPENSATION: Final = "compensate {step}"
+SPAN_REMOTE: Final = "remote {task}"  # a wave task's function running on a Dask worker
 
 EVENT_RETRY_SCHEDULED: Final = "shannon.retry.scheduled"
 EVENT_BREAKER_TRANSITION: Final = "shannon.breaker.transition"
 EVENT_DEGRADED: Final = "shannon.degraded"
 EVENT_ANOMALY: Final = "shannon.anomaly"
+
+# --------------------------------------------------------------------------- log records
+# The logging hook's records: one logger per area, ``event.name`` (OTel semantic conventions) names
+# what happened; the other fields are the attribute names above. See docs/logging.md.
+LOGGER_RETRY: Final = "shannon_otel.retry"
+LOGGER_BREAKER: Final = "shannon_otel.breaker"
+LOGGER_TIMEOUT: Final = "shannon_otel.timeout"
+LOGGER_FALLBACK: Final = "shannon_otel.fallback"
+LOGGER_DEGRADE: Final = "shannon_otel.degrade"
+LOGGER_SAGA: Final = "shannon_otel.saga"
+LOGGER_ANOMALY: Final = "shannon_otel.anomaly"
+LOGGER_HOOKS: Final = "shannon_otel"  # hook errors (the executor's guarded hook calls)
+LOG_EVENT_NAME: Final = "event.name"  # OTel semantic conventions
+LOG_EVENT_REJECTED: Final = "shannon.call.rejected"
+LOG_EVENT_OPENED: Final = "shannon.breaker.opened"
+LOG_EVENT_HALF_OPENED: Final = "shannon.breaker.half_opened"
+LOG_EVENT_CLOSED: Final = "shannon.breaker.closed"
+LOG_EVENT_TIMED_OUT: Final = "shannon.timed_out"
+LOG_EVENT_FALLBACK: Final = "shannon.fallback"
+LOG_EVENT_COMPENSATED: Final = "shannon.saga.compensated"
+LOG_EVENT_COMPENSATION_FAILED: Final = "shannon.saga.compensation_failed"
+LOG_REPEATS: Final = "shannon.log.repeats"  # occurrences one summarised record stands for
+LOG_INTERVAL: Final = "shannon.log.interval"  # seconds the summarised record covers
+EXCEPTION_MESSAGE: Final = "exception.message"  # OTel semantic conventions; opt-in only
 
 # --------------------------------------------------------------------------- metrics
 # Seconds-unit histograms need explicit boundaries: the SDK defaults are millisecond-scale.
@@ -122,7 +167,7 @@ DURATION_BUCKETS_S: Final = (
 )
 WAVE_DURATION_BUCKETS_S: Final = (0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 ATTEMPT_BUCKETS: Final = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0)
-# GenAI semantic conventions' advice for gen_ai.client.token.usage.
+# The GenAI semantic conventions' bucket advice for token counts.
 TOKEN_BUCKETS: Final = (
     1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
 )
@@ -192,10 +237,10 @@ WAVE_EFFICIENCY: Final = MetricSpec(
     "Busy task time / (wave wall time x concurrency limit) of the last finished wave, in [0, 1].",
     (WAVE_NAME,),
 )
-TOKEN_USAGE: Final = MetricSpec(
-    "gen_ai.client.token.usage", "histogram", "{token}",
-    "GenAI tokens used per task, by token type (input, output), as the task recorded them.",
-    (WAVE_NAME, GEN_AI_TOKEN_TYPE), TOKEN_BUCKETS,
+TASK_TOKENS: Final = MetricSpec(
+    "shannon.task.tokens", "histogram", "{token}",
+    "Tokens one task recorded (all its model calls), by token type (input, output).",
+    (WAVE_NAME, TOKEN_TYPE), TOKEN_BUCKETS,
 )
 TASK_COST: Final = MetricSpec(
     "shannon.task.cost", "counter", "USD", "Cost the tasks recorded, summed.", (WAVE_NAME,),
@@ -242,6 +287,12 @@ HEDGES: Final = MetricSpec(
     "shannon.hedges", "counter", "{attempt}", "Hedged (extra) attempts started.", (OPERATION,),
 )
 
+HOOK_ERRORS: Final = MetricSpec(
+    "shannon.hook.errors", "counter", "{error}",
+    "Exceptions raised by hooks and observers, isolated (never raised into the user's call), by hook and method.",
+    (HOOK_NAME, HOOK_METHOD, ERROR_TYPE),
+)
+
 ANOMALY_SCORE: Final = MetricSpec(
     "shannon.anomaly.score", "gauge", "1",
     "Latest anomaly score in [0, 1] of one watched series (signal x wave/operation).",
@@ -250,6 +301,12 @@ ANOMALY_SCORE: Final = MetricSpec(
 ANOMALY_EVENTS: Final = MetricSpec(
     "shannon.anomaly.events", "counter", "{anomaly}", "Anomalies detected, by signal and severity.",
     (ANOMALY_SERIES, ANOMALY_SIGNAL, ANOMALY_SEVERITY),
+)
+
+TELEMETRY_DROPPED: Final = MetricSpec(
+    "shannon.telemetry.dropped", "counter", "{item}",
+    "Spans, metric points or log records that configure()'s exporters did not deliver, by signal and reason.",
+    (TELEMETRY_SIGNAL, TELEMETRY_DROP_REASON),
 )
 
 SHARED_ERRORS: Final = MetricSpec(
@@ -269,8 +326,8 @@ SHARED_AVAILABLE: Final = MetricSpec(
 )
 METRICS: Final[tuple[MetricSpec, ...]] = (
     TASK_DURATION, TASK_QUEUE_WAIT_DURATION, TASK_OUTCOMES, TASKS_ACTIVE, TASKS_PENDING, WAVE_DURATION,
-    WAVE_EFFICIENCY, TOKEN_USAGE, TASK_COST, RETRY_ATTEMPTS, RETRY_DELAY_DURATION, CALLS,
+    WAVE_EFFICIENCY, TASK_TOKENS, TASK_COST, RETRY_ATTEMPTS, RETRY_DELAY_DURATION, CALLS,
     BREAKER_STATE_METRIC, BREAKER_TRANSITIONS, TIMEOUTS, FALLBACKS, DEGRADATIONS, COMPENSATIONS, HEDGES,
-    ANOMALY_SCORE, ANOMALY_EVENTS,
+    HOOK_ERRORS, ANOMALY_SCORE, ANOMALY_EVENTS, TELEMETRY_DROPPED,
     SHARED_ERRORS, SHARED_DURATION, SHARED_AVAILABLE,
 )

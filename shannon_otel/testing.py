@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import selectors
 from collections.abc import Coroutine, Sequence
+from types import TracebackType
 from typing import Any, TypeVar
 
 from opentelemetry.sdk.metrics import MeterProvider
@@ -23,10 +24,51 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler
 
 from ._aggregate import BridgedInMemoryReader, MetricsBridge
 from ._otel._providers import register_bridge
+from ._validate import check_number
+from .recovery._backoff import TESTING
 
-__all__ = ["FakeClock", "InMemoryTelemetry", "VirtualTimeLoop", "run_virtual"]
+__all__ = ["FakeClock", "InMemoryTelemetry", "VirtualTimeLoop", "is_testing", "run_virtual", "set_testing"]
 
 T = TypeVar("T")
+
+
+class _TestingScope:
+    """What :func:`set_testing` returns: used as a context manager, it restores the previous setting."""
+
+    __slots__ = ("_previous",)
+
+    def __init__(self, previous: tuple[bool, int | None]) -> None:
+        self._previous = previous
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None,
+    ) -> None:
+        TESTING.on, TESTING.attempts = self._previous
+
+
+def set_testing(on: bool, *, attempts: int | None = None) -> _TestingScope:
+    """Turn backoff waits off (``on=True``) for your own test suite, as stamina's ``set_testing`` does.
+
+    While on, every :class:`~shannon_otel.Retry` retries at once (delay 0, reported as 0) and, when
+    ``attempts`` (>= 1) is given, makes at most that many attempts. It applies process-wide from this
+    call on; use the return value as a context manager (``with set_testing(True): ...``) to restore
+    the previous setting on exit, or call ``set_testing(False)``. Successful first attempts never
+    consult it. Raises TypeError/ValueError for a non-bool ``on`` or ``attempts`` below 1.
+    """
+    if not isinstance(on, bool):
+        raise TypeError(f"on must be a bool, got {on!r}")
+    check_number("attempts", attempts, low=1, integer=True, allow_none=True)
+    previous = (TESTING.on, TESTING.attempts)
+    TESTING.on, TESTING.attempts = on, attempts if on else None
+    return _TestingScope(previous)
+
+
+def is_testing() -> bool:
+    """Whether :func:`set_testing` is on."""
+    return TESTING.on
 
 
 class InMemoryTelemetry:

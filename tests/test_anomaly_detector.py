@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -120,7 +121,7 @@ def test_daily_pattern_is_learned_and_an_out_of_hours_value_is_caught() -> None:
     ts = times(n, 300.0)
     xs = 10.0 + 5.0 * np.sin(2 * np.pi * ts / 86_400) + np.random.default_rng(2).normal(0.0, 0.3, n)
     clean = AnomalyDetector().update_series("d", xs, ts)
-    assert np.sum(clean >= 0.5) <= 3
+    assert np.sum(clean >= 0.5) <= 6  # ~0.1 % of 5,760 samples (sharpness 2 trades a few for detection)
     hour = ts % 86_400 / 3600
     trough = np.flatnonzero((hour > 17.5) & (hour < 18.5) & (np.arange(n) > 18 * 288))[:12]
     xs[trough] = 14.0  # a normal daytime value, but at the daily low
@@ -135,6 +136,33 @@ def test_repeated_detections_of_one_event_are_demoted() -> None:
     red = scores[1500:1520] >= 0.5
     assert red.any()
     assert not np.any(red[1:] & red[:-1])  # never two detections in a row
+
+
+def test_a_detection_at_a_stricter_warning_level_reports_once_before_demotion() -> None:
+    # the demotion follows the config's warning level: a first detection reaches it, the next is demoted
+    xs = noise(2000)
+    xs[1500:] += 6.0
+    # (demoted from p = 1e-5 on, it would stop at ~0.5: the level window's sum grows over a few samples)
+    cfg = DetectorConfig(buckets=1, spatial_tolerance=math.inf, level=8, warning=0.8, critical=0.9)
+    scores = AnomalyDetector(cfg).update_series("s", xs, times(2000))
+    red = scores[1500:1520] >= cfg.warning
+    assert red.any()
+    assert not np.any(red[1:] & red[:-1])
+
+
+@ENGINE
+def test_the_level_window_catches_a_moderate_sustained_shift_the_z_scores_miss(engine: str) -> None:
+    # +2 sd for good: each sample alone is unremarkable, their sum over the level window is not
+    xs = noise(4000, seed=5)
+    xs[3000:] += 2.0
+    ts = times(4000)
+    base = DetectorConfig(buckets=1, spatial_tolerance=math.inf, min_history=30, sharpness=1.0)
+    without = AnomalyDetector(base, engine=engine).update_series("s", xs, ts)
+    with_level = AnomalyDetector(replace(base, level=8), engine=engine).update_series("s", xs, ts)
+    assert not np.any(without[3000:3010] >= 0.5)
+    hits = np.flatnonzero(with_level[3000:] >= 0.5)
+    assert hits.size and hits[0] < 10
+    assert np.sum(with_level[:3000] >= 0.5) <= np.sum(without[:3000] >= 0.5) + 2  # and stays quiet before
 
 
 # ---------------------------------------------------------------------- inputs
@@ -214,6 +242,8 @@ def test_bad_block_input_is_rejected_clearly(engine: str) -> None:
         ({"history_rate": 0.9}, r"DetectorConfig.history_rate must be a number in \(0.0, 0.5\]"),
         ({"noise_floor": float("nan")}, r"DetectorConfig.noise_floor"),
         ({"max_series": 0}, r"DetectorConfig.max_series must be an int in \[1, "),
+        ({"steps": 2}, r"DetectorConfig.steps must be an int in \[3, 100000\], got 2"),
+        ({"level": -1}, r"DetectorConfig.level must be an int in \[0, 10000\], got -1"),
         ({"warning": 0.9, "critical": 0.8}, r"DetectorConfig.critical must be >= warning \(0.9\)"),
     ],
 )

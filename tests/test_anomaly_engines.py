@@ -102,8 +102,10 @@ def test_threads_split_a_large_block_and_give_the_same_scores() -> None:
         DetectorConfig(window=3, average=1, min_history=1),
         DetectorConfig(noise_floor=0.0, spatial_tolerance=float("inf"), history_rate=0.5),
         DetectorConfig(buckets=7, period_s=3600.0),
+        DetectorConfig(buckets=1, level=6, warning=0.8, critical=0.9, steps=3),
+        DetectorConfig(level=1, window=3, average=1, min_history=1, history_rate=0.5, steps=7),
     ],
-    ids=["one-bucket", "shortest-windows", "no-floors", "many-buckets"],
+    ids=["one-bucket", "shortest-windows", "no-floors", "many-buckets", "level-window", "shortest-level"],
 )
 def test_engines_agree_across_configs_and_unsorted_times(cfg: DetectorConfig) -> None:
     names = [f"s{i}" for i in range(6)]
@@ -160,19 +162,22 @@ def test_compiled_surprise_matches_expm1() -> None:
     kernel = _kernel.load()
     assert kernel is not None, "numba is part of the test install (the fast extra)"
     z = np.concatenate([np.linspace(0.0, 25.0, 100_001), np.geomspace(1e-12, 1e-2, 1000), [1e150]])
-    work = np.zeros((6, len(z)))
+    work = np.zeros((_kernel.WORK_ROWS, len(z)))
     work[0] = z  # values against a window of mean 0, variance 1: z-scores z
     work[2], work[3] = 100.0, 100.0
     work[4], work[5] = -1e300, 1e300  # a range so wide that nothing is beyond it
-    _kernel._surprises_c(work, len(z), 0.0, 0.02)
+    squared = work.copy()
+    _kernel._surprises_c(work, len(z), 0.0, 0.02, 1.0)  # no steps yet (rows 6-9 zero): no step z-score
     expected = -np.expm1(-(z * z) / 8.0)
     assert np.max(np.abs(work[0] - expected)) < 1e-15
+    _kernel._surprises_c(squared, len(z), 0.0, 0.02, 2.0)
+    assert np.max(np.abs(squared[0] - expected**2)) < 1e-15
     assert work[0, 0] == 0.0
     assert work[0, -1] == 1.0
     assert not work[5].any()
     work[0, :4], work[3, :4] = [1.01, 1.05, -0.05, 0.5], 2.0  # too short a window: no surprise
     work[4, :4], work[5, :4] = 0.0, 1.0  # range [0, 1] so far; 2 % tolerance
-    _kernel._surprises_c(work, 4, 0.01, 0.02)
+    _kernel._surprises_c(work, 4, 0.01, 0.02, 1.0)
     assert (work[0, :4] == 0.0).all()
     assert work[5, :4].tolist() == [0.0, 1.0, 1.0, 0.0]
 

@@ -283,8 +283,8 @@ def test_a_cancelled_probe_does_not_leave_the_breaker_stuck() -> None:
 def test_in_a_pipeline_the_breaker_state_is_on_each_attempt_span() -> None:
     tel, clock = Telemetry(), FakeClock()
     breaker = CircuitBreaker("db", failure_threshold=2, clock=clock, instrument=False)
-    pipeline = Pipeline(Retry(attempts=4, jitter="none", sleep=clock.sleep, clock=clock), breaker,
-                        name="query", clock=clock, **tel.kw)
+    pipeline = Pipeline(Retry(attempts=4, jitter="none", sleep=clock.sleep, clock=clock,
+                              on=(Exception, CircuitOpenError)), breaker, name="query", clock=clock, **tel.kw)
 
     with pytest.raises(CircuitOpenError):
         run(pipeline.call(fail))
@@ -307,7 +307,7 @@ def test_in_a_pipeline_the_breaker_state_is_on_each_attempt_span() -> None:
     ({"half_open_probes": 2, "success_threshold": 3}, r"success_threshold must be in \[1, 2"),
     ({"reset_timeout": -1}, r"reset_timeout must be in \[0"),
     ({"failure_threshold": None}, "set at least one of"),
-    ({"count": "Exception"}, "count must be an exception type"),
+    ({"on": "Exception"}, "on must be an exception type"),
     ({"min_calls": 0}, r"min_calls must be in \[1"),
 ])
 def test_bad_config_is_rejected(kwargs: dict[str, Any], message: str) -> None:
@@ -484,5 +484,5 @@ def test_a_hook_failing_on_registration_costs_no_breaker(caplog: pytest.LogCaptu
     tel = Telemetry()
     breaker = CircuitBreaker("db", hooks=[Broken()], **tel.kw)
     assert breaker.state is BreakerState.CLOSED
-    assert "failed on breaker_registered" in caplog.text
+    assert "failed in breaker_registered" in caplog.text
     assert {p[0]["shannon.breaker.state"]: p[1] for p in tel.points("shannon.breaker.state")}["closed"] == 1

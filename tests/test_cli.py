@@ -54,13 +54,18 @@ def test_default_demo_prints_every_section_and_exits_0(default_run: subprocess.C
     positions = [out.index(section) for section in SECTIONS]
     assert positions == sorted(positions), "sections out of order"
     assert "== Waves (8) ==" in out
-    assert re.search(r"^all\s+384\s+\d+\s+\d+\s+\d+\s+[\d.]+ ms\s+[\d.]+ ms\s+[\d.]+ ms", out, re.MULTILINE)
+    assert re.search(r"^all\s+384\s+\d+\s+\d+\s+\d+\s+\d+\s+[\d,]+\s+\$[\d.]+\s+[\d.]+ ms\s+[\d.]+ ms\s+[\d.]+ ms",
+                     out, re.MULTILINE)
     assert "breaker search-api:" in out and "rolled back" in out and "compensations run" in out
     # The injected latency anomaly (wave research#6) is found by the detector, with its trace id.
     assert re.search(r"(critical|warning) +latency of research in wave research#6: .* trace [0-9a-f]{32}", out)
     flagged = re.findall(r"^(?:critical|warning) +\S+ of \S+ in wave (\S+):", out, re.MULTILINE)
     assert set(flagged) == {"research#6"}, "no clean plan, research or write wave is flagged"
-    assert re.search(r"^wave research\s+\|#+\|", out, re.MULTILINE), "waterfall root row"
+    # The title names the run (research#6) and the root span, which the waterfall's first row shows.
+    title = re.search(r"^== Slowest wave trace: (\S+), span '(wave \w+)' ==$", out, re.MULTILINE)
+    assert title and title.group(1) == "research#6", "the anomaly wave is the slowest"
+    assert re.search(rf"^{title.group(2)}\s+\|#+\|", out, re.MULTILINE), "waterfall root row"
+    assert re.search(r"^trace [0-9a-f]{32}$", out, re.MULTILINE)
     assert re.search(r"^      attempt 1\s+\|", out, re.MULTILINE), "waterfall attempt rows"
     assert "[queue_wait]" in out and "[latency_anomaly] operation 'vector-db.query'" in out
     assert "metrics: " in out and "kept in-process" in out
@@ -100,6 +105,8 @@ def test_python_m_and_bad_flag_exit_2_with_a_message() -> None:
     (["demo", "--duration", "-1"], "argument --duration: must be a number of seconds > 0, got -1"),
     (["demo", "--otlp-endpoint", "ftp://x:1"], "expected a URL like http://127.0.0.1:4317"),
     (["demo", "--otlp-endpoint", "http://host:notaport"], "expected a URL like http://127.0.0.1:4317"),
+    (["demo", "--otlp-endpoint", "notaurl"], "got 'notaurl'"),
+    (["demo", "--otlp-endpoint", "collector"], "without a scheme, host:port"),
     (["demo", "--otlp-protocol", "thrift"], "expected grpc or http/protobuf, got 'thrift'"),
     (["demo", "--prometheus-port", "70000"], "must be in 0..65535"),
     (["check", "--timeout", "0"], "argument --timeout: must be a number of seconds > 0"),
@@ -111,6 +118,24 @@ def test_bad_flags(argv: list[str], message: str, capsys: pytest.CaptureFixture[
         main(argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["demo", "check", "rules", "dashboards"])
+def test_an_unknown_flag_shows_the_subcommand_s_usage(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--bogus"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: shannon-otel {command} ")
+    assert f"shannon-otel {command}: error: unrecognized arguments: --bogus" in err
+
+
+def test_accepted_endpoint_forms() -> None:
+    from shannon_otel.cli import endpoint_url
+
+    assert endpoint_url("collector:4317") == "http://collector:4317"
+    assert endpoint_url("https://otlp.example.com/") == "https://otlp.example.com"
+    assert endpoint_url("http://[::1]:4317") == "http://[::1]:4317"
 
 
 def test_bad_endpoint_from_the_environment_is_a_usage_error() -> None:
@@ -166,6 +191,8 @@ def test_prometheus_endpoint_serves_the_contract_names_while_running() -> None:
                      re.MULTILINE)
     assert re.search(r'^shannon_task_outcomes_total\{.*shannon_task_outcome="success".*\} \d+', text, re.MULTILINE)
     assert "Prometheus endpoint http://127.0.0.1:" in out
+    assert "kept in-process" not in out, "the metrics were served, not kept"
+    assert f"also served for scraping at {url.group(1)}" in out
     assert promtool_check_metrics(text) == ""
 
 
@@ -204,6 +231,19 @@ def test_rules_print_and_write(tmp_path: Path) -> None:
     assert target.read_text().startswith("# Generated")
     unwritable = cli("rules", "--out", str(target / "below-a-file.yml"))
     assert unwritable.returncode == 1 and "cannot write" in unwritable.stderr
+
+
+def test_rules_take_the_slo_target_and_stall_windows() -> None:
+    tuned = cli("rules", "--slo-target", "0.999", "--stall-after", "20m", "--stall-after-wave", "train=40m")
+    assert tuned.returncode == 0, tuned.stderr
+    assert "> 0.0144\n" in tuned.stdout  # 14.4 x (1 - 0.999)
+    assert 'shannon_wave_name="train"' in tuned.stdout and "offset 40m" in tuned.stdout
+    assert "offset 20m" in tuned.stdout
+    for bad, message in ((("--slo-target", "1.5"), "slo_target must be in (0, 1)"),
+                         (("--stall-after-wave", "train"), "WAVE=DURATION"),
+                         (("--stall-after", "soon"), "stall_after must be a Prometheus duration")):
+        result = cli("rules", *bad)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
 
 
 # --------------------------------------------------------------------------- check
@@ -299,6 +339,25 @@ def test_ctrl_c_summarises_what_ran_and_exits_130() -> None:
             proc.communicate()
     assert proc.returncode == 130, err
     assert "interrupted: summarising what ran" in out
+    # The interrupted wave's cancelled tasks have a column (the live display counted them done).
+    header = next(line for line in out.splitlines() if line.startswith("wave ") and " tasks " in line)
+    total = next(line for line in out.splitlines() if line.startswith("all "))
+    cells = dict(zip(header.split(), total.split(), strict=False))
+    assert int(cells["tasks"]) == sum(int(cells.get(k, 0)) for k in ("ok", "failed", "timeout", "cancelled"))
     for section in SECTIONS:
         assert section in out
     assert "Traceback" not in err
+
+
+def test_verbose_demo_prints_the_logging_hooks_records_among_the_progress_lines() -> None:
+    run = cli("demo", "--waves", "3", "--tasks", "20", "--verbose")
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""  # the records go to stdout, through the demo's output, never to stderr
+    out = run.stdout
+    assert re.search(r"^  log WARNING shannon_otel\.retry: retrying \S+ in [\d.]+ s \(attempt \d/\d\): ", out, re.M)
+    assert re.search(r"^  log ERROR   shannon_otel\.breaker: circuit breaker search-api is open \(was closed\)", out,
+                     re.M)
+    assert re.search(r"^  log WARNING shannon_otel\.breaker: rejected [\d,]+ calls to search-api in the last", out,
+                     re.M)
+    quiet = cli("demo", "--waves", "3", "--tasks", "20")
+    assert "  log " not in quiet.stdout and quiet.stderr == ""

@@ -13,7 +13,8 @@ from shannon_otel.cli._demo import _console
 from shannon_otel.cli._display import PlainDisplay, RichDisplay, make_display
 from shannon_otel.cli._summary import Out, resilience_section
 from shannon_otel.executor._report import ReportBuilder
-from shannon_otel.reporting._recorder import RunRecorder, WaveLive
+from shannon_otel.reporting._counters import WaveLive
+from shannon_otel.reporting._recorder import RunRecorder
 
 
 def recorder_with_a_wave() -> tuple[RunRecorder, WaveLive]:
@@ -37,8 +38,8 @@ def test_plain_display_prints_one_line_per_event() -> None:
     assert lines == [
         "wave research#2: started, 24 tasks",
         "breaker search-api: closed -> open (failure_threshold)",
-        "wave research#2: done 10/24, failed 2, retries 7, rejected 3, degraded 1; breakers: search-api=open, "
-        "1.50 s",
+        "wave research#2: done 10/24, failed 2, retries 7, tries rejected by an open breaker 3, degraded 1; "
+        "breakers: search-api=open, 1.50 s",
     ]
 
 

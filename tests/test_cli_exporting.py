@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import pytest
 
+from shannon_otel._config import Telemetry
 from shannon_otel.cli._exporting import setup
 
 
@@ -43,3 +45,41 @@ def test_nothing_is_counted_without_an_endpoint(caplog: pytest.LogCaptureFixture
     finally:
         run.telemetry.shutdown()
     assert run.problems.count == 0 and run.problems.first is None
+
+
+class _Provider:
+    """A provider whose shutdown blocks until released (an exporter stuck on an unreachable endpoint)."""
+
+    def __init__(self, release: threading.Event | None = None) -> None:
+        self.release = release
+        self.calls = 0
+
+    def shutdown(self, timeout_millis: float | None = None) -> None:
+        self.calls += 1
+        if self.release is not None:
+            self.release.wait(30)
+
+
+def test_close_gives_up_at_its_limit_and_counts_it(capsys: pytest.CaptureFixture[str]) -> None:
+    # The SDK bounds each export, not the flush: the demo must stop waiting when it said it would.
+    release = threading.Event()
+    run = setup(endpoint="http://127.0.0.1:9", protocol="http", readers=(), export_timeout_s=1.0,
+                metric_interval_s=60.0, service_name="exporting-test")
+    real = run.telemetry
+    stuck, fine = _Provider(release), _Provider()
+    run.telemetry = Telemetry(stuck, fine)  # type: ignore[arg-type]
+    try:
+        with run.problems:
+            assert run.close(0.05) is False
+        assert (stuck.calls, fine.calls) == (1, 1), "traces and metrics are flushed at once, not in turn"
+        assert run.problems.count == 1 and "gave up flushing after 0.05 s" in capsys.readouterr().err
+    finally:
+        release.set()
+        real.shutdown()
+
+
+def test_close_returns_true_when_the_flush_finishes() -> None:
+    run = setup(endpoint=None, protocol=None, readers=(), export_timeout_s=1.0, metric_interval_s=60.0,
+                service_name="exporting-test")
+    assert run.close(30) is True
+    assert run.problems.count == 0

@@ -11,6 +11,7 @@ import urllib.request
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.resources import Resource
 
 from shannon_otel import Wave, configure
 from shannon_otel._telemetry import METRICS
@@ -41,7 +42,7 @@ def test_unknown_metrics_get_the_generic_translation() -> None:
 
 def test_render_counter_gauge_and_histogram() -> None:
     reader = PrometheusReader()
-    provider = MeterProvider(metric_readers=[reader])
+    provider = MeterProvider(metric_readers=[reader], resource=Resource.get_empty())
     meter = provider.get_meter("t")
     meter.create_counter("shannon.calls", unit="{call}").add(2, {"shannon.operation": 'a"b\\c'})
     meter.create_up_down_counter("shannon.task.active", unit="{task}").add(-1, {"shannon.wave.name": "w"})

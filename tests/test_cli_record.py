@@ -10,7 +10,7 @@ import pytest
 from shannon_otel import Anomaly, BreakerState, Outcome, Wave, task
 from shannon_otel._telemetry import Severity
 from shannon_otel.cli._display import PlainDisplay
-from shannon_otel.recovery import CircuitBreaker, Pipeline, Retry, Saga, SagaError, Step
+from shannon_otel.recovery import CircuitBreaker, CircuitOpenError, Pipeline, Retry, Saga, SagaError, Step
 from shannon_otel.reporting._recorder import RunRecorder
 from shannon_otel.testing import FakeClock, InMemoryTelemetry
 
@@ -22,7 +22,9 @@ def test_retries_rejections_transitions_and_traces_per_wave() -> None:
     clock = FakeClock()
     breaker = CircuitBreaker("dep", failure_threshold=2, reset_timeout=10, clock=clock, hooks=hooks,
                              **otel.providers)
-    call = Pipeline(Retry(attempts=3, initial=0.0), breaker, name="dep-call", clock=clock, hooks=hooks,
+    # Retrying the breaker's rejections on purpose: the recorder counts them (the retry-storm advice).
+    call = Pipeline(Retry(attempts=3, initial=0.0, on=(Exception, CircuitOpenError)), breaker,
+                    name="dep-call", clock=clock, hooks=hooks,
                     **otel.providers)
 
     async def down() -> None:
@@ -114,8 +116,9 @@ def test_the_plain_display_hears_waves_and_transitions_as_a_hook_after_the_recor
     heard = [line.split("] ", 1)[1].split(";")[0] for line in stream.getvalue().splitlines()]
     assert heard == [
         "wave w: started, 1 tasks", "breaker b: closed -> open (failure_threshold)",
-        "wave w: done 1/1, failed 1, retries 0, rejected 0, degraded 0",
-        "wave w#2: started, 1 tasks", "wave w#2: done 1/1, failed 1, retries 0, rejected 1, degraded 0",
+        "wave w: done 1/1, failed 1, retries 0, tries rejected by an open breaker 0, degraded 0",
+        "wave w#2: started, 1 tasks",
+        "wave w#2: done 1/1, failed 1, retries 0, tries rejected by an open breaker 1, degraded 0",
     ]
 
 

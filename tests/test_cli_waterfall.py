@@ -72,3 +72,18 @@ def test_a_wide_wave_shows_the_slowest_and_failed_tasks_and_summarises_the_rest(
 
 def test_no_spans_no_rows() -> None:
     assert waterfall([]) == []
+
+
+def test_rows_fit_the_given_width_and_labels_stay_whole_while_the_bar_can_shrink() -> None:
+    otel = InMemoryTelemetry()
+    run_wave(otel, tasks=3)
+    for width in (60, 80, 100):
+        rows = waterfall(otel.spans(), width=width)
+        assert all(len(r.text) <= width for r in rows), width
+        labels = [re.split(r" \|", r.text)[0].strip() for r in rows[1:]]
+        assert "task fetch-all #0" in labels and "attempt 2" in labels, "no label was cut"
+        bars = {len(r.text.split("|")[1]) for r in rows[1:]}
+        assert len(bars) == 1, "every bar has the same length"
+    narrow = waterfall(otel.spans(), width=40)
+    assert all(len(r.text) <= 40 for r in narrow[1:])
+    assert any(r.text.split(" |")[0].endswith("~") for r in narrow), "too narrow: long labels are cut with ~"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from shannon_otel._telemetry import GEN_AI_INPUT_TOKENS, GEN_AI_OUTPUT_TOKENS, TASK_COST_ATTR
+from shannon_otel._telemetry import TASK_COST_ATTR, TASK_INPUT_TOKENS, TASK_OUTPUT_TOKENS
 from shannon_otel.cli._workload import WorkloadConfig, run_waves
 from shannon_otel.reporting._recorder import RunRecorder
 from shannon_otel.testing import run_virtual
@@ -31,7 +31,7 @@ def waves_of(seed: int) -> list[tuple[Any, ...]]:
         report = live.report
         assert report is not None
         sums = tuple(round(report.measurements[name].total, 9)
-                     for name in (GEN_AI_INPUT_TOKENS, GEN_AI_OUTPUT_TOKENS, TASK_COST_ATTR))
+                     for name in (TASK_INPUT_TOKENS, TASK_OUTPUT_TOKENS, TASK_COST_ATTR))
         rows.append((live.label, tuple(sorted((o.value, n) for o, n in report.counts.items())), sums))
     return rows
 

@@ -42,19 +42,34 @@ def test_configure_without_globals_builds_working_providers_with_a_resource() ->
 def test_exporter_choice_follows_the_standard_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_PROTOCOL", raising=False)
-    assert _choose("TRACES", None) == "otlp_grpc"
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", raising=False)
+    assert _choose("TRACES", None) == ("otlp_grpc",)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-    assert _choose("TRACES", None) == "otlp_http"
+    assert _choose("TRACES", None) == ("otlp_http",)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc")  # the per-signal variable wins
+    assert _choose("TRACES", None) == ("otlp_grpc",)
+    assert _choose("METRICS", None) == ("otlp_http",)
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
-    assert _choose("TRACES", None) == "console"
-    assert _choose("TRACES", "none") == "none"
+    assert _choose("TRACES", None) == ("console",)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp,console")  # several, as the specification allows
+    assert _choose("TRACES", None) == ("otlp_grpc", "console")
+    assert _choose("TRACES", "none") == ()
     with pytest.raises(ValueError, match="exporter must be one of"):
         _choose("TRACES", "zipkin")
 
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"metric_interval_s": 0}, "metric_interval_s must be > 0"), ({"export_timeout_s": -1}, "export_timeout_s")],
+    [
+        ({"metric_interval_s": 0}, r"metric_interval_s must be in \(0"),
+        ({"export_timeout_s": -1}, "export_timeout_s"),
+        ({"export_timeout_s": float("inf")}, r"export_timeout_s must be in \(0, 3600.0\], got inf"),
+        ({"export_timeout_s": float("nan")}, "export_timeout_s must be in"),
+        ({"shutdown_timeout_s": 0}, "shutdown_timeout_s must be in"),
+        ({"shutdown_timeout_s": float("inf")}, "shutdown_timeout_s must be in"),
+        ({"max_queue_size": 0}, "max_queue_size must be in"),
+        ({"max_queue_size": 10, "max_export_batch_size": 11}, "max_export_batch_size must be <= max_queue_size"),
+    ],
 )
 def test_bad_arguments_are_rejected(kwargs: dict[str, float], match: str) -> None:
     with pytest.raises(ValueError, match=match):
@@ -82,7 +97,8 @@ class _Capture(MetricExporter):
 def test_the_exporter_path_carries_the_bridged_task_histograms(monkeypatch: pytest.MonkeyPatch) -> None:
     capture = _Capture()
     monkeypatch.setattr("shannon_otel._config._metric_exporter", lambda *a: capture)
-    handle = configure("svc-b", exporter="none", set_global=False, metric_interval_s=3600)
+    monkeypatch.setattr("shannon_otel._config._span_exporter", lambda *a: None)
+    handle = configure("svc-b", exporter="console", set_global=False, metric_interval_s=3600)
     assert bridge_for(handle.meter_provider) is not None
     wave: Wave[int] = Wave("exp", meter_provider=handle.meter_provider, tracer_provider=handle.tracer_provider)
     asyncio.run(wave.run([_noop]))
@@ -156,3 +172,79 @@ def test_force_flush_shares_one_deadline_between_traces_and_metrics(monkeypatch:
     assert seen[0] == 500
     assert 0 < seen[1] <= 310
     handle.shutdown()
+
+
+def test_the_logs_signal_follows_otel_logs_exporter_and_carries_the_hook_records(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import logging
+
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+
+    from shannon_otel import Retry
+    from shannon_otel._logs._joined import _Default
+
+    for kind in ("TRACES", "METRICS"):
+        monkeypatch.setenv(f"OTEL_{kind}_EXPORTER", "none")
+    monkeypatch.delenv("OTEL_LOGS_EXPORTER", raising=False)
+    root = logging.getLogger("shannon_otel")
+    before = list(root.handlers)
+    with configure("svc-logs", set_global=False) as off:
+        assert off.logger_provider is None and root.handlers == before  # not asked for: no logs signal
+    monkeypatch.setenv("OTEL_LOGS_EXPORTER", "console")
+    _Default.reset()
+    handle = configure("svc-logs", set_global=False)
+    assert handle.logger_provider is not None
+    memory = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
+    handle.logger_provider.add_log_record_processor(SimpleLogRecordProcessor(memory))
+    assert len(root.handlers) == len(before) + 1
+    spans = InMemorySpanExporter()
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    handle.tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+
+    async def fail_once(left: list[int] = [1]) -> str:  # noqa: B006 - state across the retry's calls
+        if left.pop() if left else 0:
+            raise ConnectionError
+        return "ok"
+
+    async def sleep(seconds: float) -> None:
+        return None
+
+    policy = Retry(name="logged-op", attempts=2, sleep=sleep, tracer_provider=handle.tracer_provider,
+                   meter_provider=handle.meter_provider)
+    assert asyncio.run(policy.call(fail_once)) == "ok"
+    handle.shutdown()
+    _Default.reset()
+    assert root.handlers == before  # shutdown removes the handler
+    (record,) = memory.get_finished_logs()
+    (operation,) = [s for s in spans.get_finished_spans() if s.name == "logged-op"]
+    assert record.log_record.attributes is not None
+    assert record.log_record.attributes[tel.OPERATION] == "logged-op"
+    assert record.resource.attributes["service.name"] == "svc-logs"
+    assert operation.context is not None
+    assert (record.log_record.trace_id, record.log_record.span_id) == (
+        operation.context.trace_id, operation.context.span_id)
+
+
+def test_every_configure_has_a_service_instance_id_even_where_the_sdk_sets_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # SDKs before 1.43 detect no service.instance.id; replicas of one service then share every series.
+    from opentelemetry.sdk import resources
+
+    if hasattr(resources, "_build_resource_detectors"):
+        monkeypatch.setattr(resources, "_build_resource_detectors", lambda: [resources.OTELResourceDetector()])
+    monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES", raising=False)
+    assert "service.instance.id" not in resources.Resource.create({}).attributes  # the old SDK's behaviour
+    first = configure("replica", exporter="none", set_global=False)
+    second = configure("replica", exporter="none", set_global=False)
+    ids = [str(h.tracer_provider.resource.attributes["service.instance.id"]) for h in (first, second)]
+    assert ids[0] != ids[1]
+    assert first.meter_provider._sdk_config.resource.attributes["service.instance.id"] == ids[0]
+    for handle in (first, second):
+        handle.shutdown()
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.instance.id=pod-7")
+    chosen = configure("replica", exporter="none", set_global=False)
+    assert chosen.tracer_provider.resource.attributes["service.instance.id"] == "pod-7"
+    chosen.shutdown()

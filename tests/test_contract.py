@@ -31,7 +31,7 @@ def test_metric_names_are_prefixed_and_durations_are_seconds_with_explicit_bucke
     names = [m.name for m in tel.METRICS]
     assert len(names) == len(set(names))
     for spec in tel.METRICS:
-        assert spec.name.startswith(("shannon.", "gen_ai.")), spec.name
+        assert spec.name.startswith("shannon."), spec.name
         assert not spec.name.endswith("_total")
         if spec.kind == "histogram":
             assert spec.buckets, spec.name
@@ -47,4 +47,4 @@ def test_prometheus_names_follow_the_otlp_translation() -> None:
     assert tel.TASK_OUTCOMES.prometheus == "shannon_task_outcomes_total"
     assert tel.WAVE_EFFICIENCY.prometheus == "shannon_wave_parallel_efficiency_ratio"
     assert tel.BREAKER_STATE_METRIC.prometheus == "shannon_breaker_state"
-    assert tel.TOKEN_USAGE.prometheus == "gen_ai_client_token_usage"
+    assert tel.TASK_TOKENS.prometheus == "shannon_task_tokens"

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from shannon_otel.executor._credits import Credits
+from shannon_otel.executor._semaphore import Credits
 
 
 def test_waiters_are_served_in_arrival_order_and_credits_are_conserved() -> None:

@@ -371,15 +371,15 @@ def test_tokens_and_cost_land_on_the_span_the_report_and_the_metrics(otel: InMem
     wave: Wave[None] = Wave("agents", **otel.providers)
     result = run(wave.run([agent(i) for i in range(1, 4)]))
     m = result.report.measurements
-    assert m["gen_ai.usage.input_tokens"].total == 303
-    assert m["gen_ai.usage.output_tokens"].total == 60
-    assert m["gen_ai.usage.output_tokens"].max == 30
+    assert m["shannon.task.tokens.input"].total == 303
+    assert m["shannon.task.tokens.output"].total == 60
+    assert m["shannon.task.tokens.output"].max == 30
     assert m["shannon.task.cost"].total == 1.5
     assert m["pages"].count == 3
     span = next(s for s in otel.spans("task agents") if attrs(s)[tel.TASK_INDEX] == 2)
-    assert attrs(span)["gen_ai.usage.input_tokens"] == 101
-    assert attrs(span)["gen_ai.usage.output_tokens"] == 30
-    tokens = otel.point(tel.TOKEN_USAGE.name, gen_ai_token_type="output")
+    assert attrs(span)["shannon.task.tokens.input"] == 101
+    assert attrs(span)["shannon.task.tokens.output"] == 30
+    tokens = otel.point(tel.TASK_TOKENS.name, shannon_token_type="output")
     assert tokens.count == 3
     assert tokens.sum == 60
     assert list(tokens.explicit_bounds) == list(tel.TOKEN_BUCKETS)

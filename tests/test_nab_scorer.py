@@ -103,3 +103,28 @@ def test_per_file_scores_match_the_published_columns(detector: str, thresholds: 
         for profile, theta in thresholds.items():
             mine = ns.score_at([f], {f.key: scores[f.key]}, profile, theta)
             assert mine == pytest.approx(columns[f.key][profile], abs=1e-6), (f.key, profile)
+
+
+@needs_nab
+def test_categories_score_as_their_own_corpus_and_cv_scores_held_out_categories() -> None:
+    from benchmarks import nab
+    from shannon_otel.anomaly import DetectorConfig
+
+    keys = [k for k in nab.data_files(DEFAULT_ROOT / "data") if nab.category(k) in ("realAdExchange", "realKnownCause")]
+    corpus = nab.Corpus(DEFAULT_ROOT / "data", keys, ns.load_windows(DEFAULT_ROOT / "labels" / "combined_windows.json"))
+    candidates = {"a": DetectorConfig(), "b": DetectorConfig(window=60, sharpness=1.0)}
+    runs = {name: corpus.detect(cfg, "numba")[0] for name, cfg in candidates.items()}
+    own = nab.per_category(corpus, runs["a"])
+    # a category alone is optimized on its own files: its score differs from its share of the joint corpus
+    files = [corpus.files[k] for k in keys if nab.category(k) == "realAdExchange"]
+    assert own["realAdExchange"] == pytest.approx(ns.normalized(files, runs["a"])["standard"]["score"])
+    assert own["real"] == pytest.approx(corpus.score(runs["a"])["standard"]["score"])
+    cv = nab.cross_validate(corpus, candidates, "numba")
+    folds = cv["folds"]
+    assert isinstance(folds, dict) and set(folds) == {"realAdExchange", "realKnownCause"}
+    for held, fold in folds.items():
+        other = next(c for c in folds if c != held)
+        train = {n: corpus.score(s, (other,), "standard")["standard"]["score"] for n, s in runs.items()}
+        assert fold["chosen"] == max(train, key=lambda n: train[n])  # chosen on the other category only
+        assert fold["held_out"] == round(nab.per_category(corpus, runs[fold["chosen"]])[held], 2)
+    assert cv["mean"] == round(sum(f["held_out"] for f in folds.values()) / 2, 2)

@@ -31,11 +31,15 @@ EXPECTED = [
     "FallbackStarted",
     "Hedge",
     "Hook",
+    "HookFailed",
     "Jitter",
+    "LoggingHook",
+    "MetricsServer",
     "Outcome",
     "Pipeline",
     "Policy",
     "Progress",
+    "PrometheusReader",
     "Recommendation",
     "ResourcePool",
     "Retry",
@@ -86,8 +90,15 @@ def test_every_exported_name_exists_and_nothing_public_is_unlisted() -> None:
     for name in shannon_otel.__all__:
         assert hasattr(shannon_otel, name), name
     public = {n for n in vars(shannon_otel) if not n.startswith("_")}
-    subpackages = {"anomaly", "executor", "recovery", "reporting", "testing", "assets", "cli"}
+    subpackages = {"anomaly", "executor", "recovery", "reporting", "testing", "assets", "cli", "dask", "redis"}
     assert public - subpackages <= set(shannon_otel.__all__)
+
+
+def test_the_optional_backends_export_exactly_their_documented_names() -> None:
+    import shannon_otel.dask
+
+    expected = ["DaskBackend", "RemoteFunction", "UnshippableTaskError", "WorkerTelemetry"]
+    assert sorted(shannon_otel.dask.__all__) == expected
 
 
 def test_public_errors_name_their_public_module() -> None:

@@ -99,7 +99,7 @@ def test_retry_on_types_and_predicate() -> None:
 
 def test_max_total_time_stops_before_a_delay_past_the_deadline() -> None:
     clock = FakeClock()
-    policy = Retry(attempts=10, timeout=5.0, initial=1.0, jitter="none", clock=clock, sleep=clock.sleep,
+    policy = Retry(attempts=10, budget_s=5.0, initial=1.0, jitter="none", clock=clock, sleep=clock.sleep,
                    instrument=False)
     flaky = Flaky(100)
     with pytest.raises(ConnectionError):
@@ -270,7 +270,7 @@ def test_no_providers_means_no_observer_and_no_spans() -> None:
     ({"attempts": -3}, r"attempts must be in \[1"),
     ({"attempts": 2.5}, "attempts must be an int"),
     ({"attempts": True}, "attempts must be an int"),
-    ({"timeout": 0}, r"timeout must be in \(0"),
+    ({"budget_s": 0}, r"budget_s must be in \(0"),
     ({"initial": -1}, r"initial must be in \[0"),
     ({"initial": 5.0, "maximum": 1.0}, "maximum must be >= initial"),
     ({"multiplier": 0.5}, r"multiplier must be in \[1"),

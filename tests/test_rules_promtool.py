@@ -26,6 +26,10 @@ def promtool() -> str:
 
 
 def _rules() -> list[dict[str, object]]:
+    return [rule for group in alert_rules()["groups"] for rule in group["rules"] if "alert" in rule]
+
+
+def _all_rules() -> list[dict[str, object]]:
     return [rule for group in alert_rules()["groups"] for rule in group["rules"]]
 
 
@@ -33,7 +37,7 @@ def test_promtool_check_rules_is_clean() -> None:
     proc = subprocess.run([promtool(), "check", "rules", str(RULES)], capture_output=True, text=True,
                           check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"SUCCESS: {len(_rules())} rules found" in proc.stdout
+    assert f"SUCCESS: {len(_all_rules())} rules found" in proc.stdout
 
 
 def test_promtool_unit_tests_pass() -> None:
@@ -69,4 +73,62 @@ def test_rules_follow_monitoring_mixin_conventions() -> None:
         assert "{{ $labels." in annotations["description"]
         assert annotations["runbook_url"].endswith(f"docs/runbook.md#{name.lower()}")
         assert f"\n## {name}\n" in runbook, f"docs/runbook.md has no section for {name}"
-        assert "/search?service=" in annotations["traces_url"]
+        if not name.startswith("ShannonCollector"):  # the pipeline's own alerts have no service spans
+            assert "/search?service=" in annotations["traces_url"]
+
+
+_TWENTY_FIVE_MINUTE_TASKS = """
+rule_files: [rules.yml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      # "train": 4 tasks of 25 minutes at a time, finishing together every 25 minutes
+      - series: 'shannon_task_active{job="ml", instance="i1", shannon_wave_name="train"}'
+        values: '4x90'
+      - series: 'shannon_task_outcomes_total{job="ml", instance="i1", shannon_wave_name="train",
+          shannon_task_outcome="success"}'
+        values: '_x24 4x25 8x25 12x15'
+      # "ingest": same shape, default window
+      - series: 'shannon_task_active{job="ml", instance="i1", shannon_wave_name="ingest"}'
+        values: '4x90'
+      - series: 'shannon_task_outcomes_total{job="ml", instance="i1", shannon_wave_name="ingest",
+          shannon_task_outcome="success"}'
+        values: '_x24 4x25 8x25 12x15'
+    alert_rule_test:
+%s
+"""
+
+
+@pytest.mark.parametrize("per_wave", [{"train": "40m"}, {}])
+def test_a_wave_of_25_minute_tasks_stalls_only_without_its_own_window(tmp_path: Path, per_wave: dict[str, str]) -> None:
+    from shannon_otel.assets import _yaml
+
+    rules = alert_rules(stall_after_wave=per_wave)
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            rule.pop("annotations", None)  # labels are what this test is about
+    (tmp_path / "rules.yml").write_text(_yaml.dump(rules), encoding="utf-8")
+    checks = []
+    # With a 15m window both stall 20-25m after each finish (22, 47, 72); nothing stalls at 30m.
+    for minute in (22, 30, 47, 72):
+        waves = [] if minute == 30 else ["ingest"] + ([] if per_wave else ["train"])
+        expected = "".join(
+            f"\n          - exp_labels: {{severity: warning, job: ml, shannon_wave_name: {w}}}" for w in sorted(waves)
+        )
+        checks.append(f"      - eval_time: {minute}m\n        alertname: ShannonWaveStalled\n"
+                      f"        exp_alerts:{expected or ' []'}")
+    (tmp_path / "test.yml").write_text(_TWENTY_FIVE_MINUTE_TASKS % "\n".join(checks), encoding="utf-8")
+    proc = subprocess.run([promtool(), "test", "rules", str(tmp_path / "test.yml")], capture_output=True,
+                          text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_rule_parameters_are_checked() -> None:
+    for bad in ({"slo_target": 1.0}, {"slo_target": 0}, {"stall_after": "10"},
+                {"stall_after_wave": {"train": "soon"}}, {"min_tasks": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad)).split("_wave")[0]):
+            alert_rules(**bad)
+    fast = next(r for g in alert_rules(slo_target=0.999)["groups"] for r in g["rules"]
+                if r.get("alert") == "ShannonTaskErrorBudgetBurn")
+    assert "> 0.0144\n" in fast["expr"]

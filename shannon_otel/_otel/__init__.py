@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from opentelemetry import metrics, trace
 
+from .. import _telemetry as tel
 from .._events import (
     Anomaly,
     BreakerRegistered,
@@ -20,6 +21,7 @@ from .._events import (
     CallObserver,
     CallStarted,
     Hook,
+    HookFailed,
     SagaObserver,
     SagaStarted,
     WaveObserver,
@@ -28,6 +30,7 @@ from .._events import (
 from .._telemetry import SCOPE_NAME
 from .._version import __version__
 from ._executor import ExecutorTelemetry
+from ._instruments import instrument
 from ._providers import provider_state
 from ._recovery import RecoveryTelemetry
 
@@ -39,9 +42,10 @@ __all__ = ["OTelHook"]
 
 
 class OTelHook(Hook):
-    """Spans and metrics for every wave, task, protected call, breaker transition, saga and anomaly."""
+    """Spans and metrics for every wave, task, protected call, breaker transition, saga and anomaly, and
+    the count of the other hooks' isolated errors (``shannon.hook.errors``)."""
 
-    __slots__ = ("_executor", "_meter_provider", "_recovery")
+    __slots__ = ("_errors", "_executor", "_meter_provider", "_recovery")
 
     def __init__(
         self, *, tracer_provider: TracerProvider | None = None, meter_provider: MeterProvider | None = None,
@@ -54,6 +58,8 @@ class OTelHook(Hook):
         # Only to find the provider's state again when the first anomaly arrives: weak, so the
         # shared hook never keeps its provider alive.
         self._meter_provider = weakref.ref(meter_provider) if meter_provider is not None else None
+        # A synchronous counter: a second one of the name on this meter is the same SDK instrument.
+        self._errors = instrument(meter, tel.HOOK_ERRORS)
 
     def wave_started(self, event: WaveStarted) -> WaveObserver | None:
         return self._executor.wave_started(event)
@@ -80,3 +86,9 @@ class OTelHook(Hook):
             return  # the provider is gone: nothing left to export to
         telemetry = provider_state(provider).anomaly_telemetry(provider)
         telemetry.anomaly(event, recovery.tracing_on, recovery.metrics_on)
+
+    def hook_failed(self, event: HookFailed) -> None:
+        # Rare by nature: a plain counter (a no-op until an SDK provider is there) is cheap enough.
+        self._errors.add(1, {
+            tel.HOOK_NAME: event.hook, tel.HOOK_METHOD: event.method, tel.ERROR_TYPE: event.error_type or "",
+        })

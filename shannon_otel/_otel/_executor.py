@@ -7,6 +7,7 @@ are observable instruments reading plain dicts, so a task costs a few dict opera
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
     from ..executor._report import WaveReport
 
-_TOKEN_TYPES = ((tel.GEN_AI_INPUT_TOKENS, "input"), (tel.GEN_AI_OUTPUT_TOKENS, "output"))
+_TOKEN_TYPES = ((tel.TASK_INPUT_TOKENS, "input"), (tel.TASK_OUTPUT_TOKENS, "output"))
 
 
 class _SdkHistogram:
@@ -42,6 +43,8 @@ class _SdkHistogram:
 
     def record(self, key: tuple[Any, ...], value: float, span: SpanContext | None = None) -> None:
         # The SDK takes exemplars from the current span itself (the task span is still current).
+        if not -math.inf < value < math.inf:  # a NaN/inf would poison the SDK point's sum for good
+            return
         attrs = {k: v for k, v in zip(self._keys, key, strict=True) if v is not None}
         self._histogram.record(value, attrs)
 
@@ -57,7 +60,7 @@ class ExecutorMeters:
     def __init__(self, meter: Meter) -> None:
         self.durations = histogram(meter, tel.TASK_DURATION)
         self.queue_waits = histogram(meter, tel.TASK_QUEUE_WAIT_DURATION)
-        self.tokens = histogram(meter, tel.TOKEN_USAGE)
+        self.tokens = histogram(meter, tel.TASK_TOKENS)
         self.wave_durations = histogram(meter, tel.WAVE_DURATION)
         self.efficiency = instrument(meter, tel.WAVE_EFFICIENCY)
         # Live state read by the observable instruments at collection time.
@@ -115,23 +118,24 @@ class ExecutorTelemetry(Recording):
         if bridge is not None:
             sinks = (
                 bridge.histogram(tel.TASK_DURATION), bridge.histogram(tel.TASK_QUEUE_WAIT_DURATION),
-                bridge.histogram(tel.TOKEN_USAGE),
+                bridge.histogram(tel.TASK_TOKENS),
             )
         else:
             sinks = (
                 _SdkHistogram(self.durations, tel.TASK_DURATION),
                 _SdkHistogram(self.queue_waits, tel.TASK_QUEUE_WAIT_DURATION),
-                _SdkHistogram(self.tokens, tel.TOKEN_USAGE),
+                _SdkHistogram(self.tokens, tel.TASK_TOKENS),
             )
         return _WaveTelemetry(self, event, tracing, *sinks)
 
 
 class _WaveTelemetry(WaveObserver):
-    """Per-wave observer. ``wave_started`` runs it inside the context the wave's tasks inherit."""
+    """Per-wave observer, a scope: the executor enters it in the context the wave's tasks inherit
+    (making the wave span current there) and exits it in that context when the wave is over."""
 
     __slots__ = (
-        "_durations", "_queue_waits", "_span", "_task_span_name", "_tokens", "_unstarted", "_wave_context",
-        "_wave_key", "owner", "record_tasks", "wave",
+        "_attached", "_durations", "_queue_waits", "_span", "_task_span_name", "_tokens", "_unstarted",
+        "_wave_context", "_wave_key", "owner", "record_tasks", "wave",
     )
 
     def __init__(
@@ -145,6 +149,8 @@ class _WaveTelemetry(WaveObserver):
         self._task_span_name = tel.SPAN_TASK.format(task=event.wave)
         self._durations, self._queue_waits, self._tokens = durations, queue_waits, tokens
         self._span: Span | None = None
+        self._attached: object = None
+        self._wave_context: otel_context.Context | None = None
         self.record_tasks = False
         if tracing:
             attributes: dict[str, Any] = {tel.WAVE_NAME: event.wave}
@@ -155,12 +161,19 @@ class _WaveTelemetry(WaveObserver):
             span = owner.tracer.start_span(tel.SPAN_WAVE.format(wave=event.wave), attributes=attributes)
             self._span = span
             self.record_tasks = span.is_recording()
-            # Attached in the wave's own context (never detached: that context ends with the wave).
-            otel_context.attach(trace.set_span_in_context(span))
-        self._wave_context = otel_context.get_current()
         self._unstarted = event.size or 0
         owner.pending[event.wave] = owner.pending.get(event.wave, 0) + self._unstarted
         owner.active.setdefault(event.wave, 0)
+
+    def __enter__(self) -> None:
+        if self._span is not None:
+            self._wave_context = trace.set_span_in_context(self._span)
+            self._attached = otel_context.attach(self._wave_context)
+
+    def __exit__(self, *exc_info: object) -> None:
+        token, self._attached = self._attached, None
+        if token is not None:
+            otel_context.detach(token)  # type: ignore[arg-type]
 
     def task_started(self, index: int, name: str, queue_wait_s: float) -> Any:
         owner, wave = self.owner, self.wave
@@ -168,7 +181,7 @@ class _WaveTelemetry(WaveObserver):
         if self._unstarted:
             self._unstarted -= 1
             owner.pending[wave] -= 1
-        if not self.record_tasks:
+        if not self.record_tasks or self._wave_context is None:
             return None
         # Few attributes: the SDK validates each one, at ~1 us apiece (the wave span carries the name).
         span = owner.tracer.start_span(
@@ -199,13 +212,15 @@ class _WaveTelemetry(WaveObserver):
             span.set_attributes(measurements)
         if event.batch is not None:
             span.set_attribute(tel.WAVE_BATCH, event.batch)
-        if error is not None:
-            span.set_attribute(tel.ERROR_TYPE, etype or "")
-            span.record_exception(error)
-            description = "timeout" if outcome is Outcome.TIMEOUT else f"{etype}: {error}"
-            span.set_status(Status(StatusCode.ERROR, description))
-        otel_context.detach(context_token)
-        span.end()
+        try:
+            if error is not None:
+                span.set_attribute(tel.ERROR_TYPE, etype or "")
+                span.record_exception(error)
+                description = "timeout" if outcome is Outcome.TIMEOUT else f"{etype}: {error}"
+                span.set_status(Status(StatusCode.ERROR, description))
+        finally:
+            otel_context.detach(context_token)
+            span.end()
 
     def task_skipped(self, event: TaskResult[Any]) -> None:
         # Counted by outcome only: it never ran, so it has no span and no duration.
@@ -222,7 +237,8 @@ class _WaveTelemetry(WaveObserver):
             if value is not None:
                 self._tokens.record((self.wave, token_type), value)
         cost = measurements.get(tel.TASK_COST_ATTR)
-        if cost is not None:
+        # A NaN cost would make the observable counter's total NaN (and the series vanish) until restart.
+        if cost is not None and -math.inf < cost < math.inf:
             self.owner.cost[self.wave] = self.owner.cost.get(self.wave, 0.0) + cost
 
     def wave_finished(self, report: WaveReport) -> None:
@@ -235,11 +251,13 @@ class _WaveTelemetry(WaveObserver):
         span = self._span
         if span is None:
             return
-        span.set_attributes({
-            tel.TASK_OUTCOME: report.outcome.value,
-            **{tel.WAVE_TASKS_PREFIX + o.value: n for o, n in report.counts.items()},
-            tel.WAVE_EFFICIENCY_ATTR: report.parallel_efficiency,
-        })
-        if report.outcome is Outcome.FAILURE:
-            span.set_status(Status(StatusCode.ERROR, f"{report.failed} of {report.total} tasks failed"))
-        span.end()
+        try:
+            span.set_attributes({
+                tel.TASK_OUTCOME: report.outcome.value,
+                **{tel.WAVE_TASKS_PREFIX + o.value: n for o, n in report.counts.items()},
+                tel.WAVE_EFFICIENCY_ATTR: report.parallel_efficiency,
+            })
+            if report.outcome is Outcome.FAILURE:
+                span.set_status(Status(StatusCode.ERROR, f"{report.failed} of {report.total} tasks failed"))
+        finally:
+            span.end()

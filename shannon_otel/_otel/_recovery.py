@@ -1,10 +1,16 @@
-"""Recovery and saga events -> spans, span events and metrics.
+"""Recovery and saga events -> spans, span events and metrics: the instruments, and breaker telemetry.
+
+The per-call observer lives in ``_call``, the per-saga one in ``_saga``, the span scope both use in
+``_scope``.
 
 Spans: one per protected operation (named after it), a child per attempt (``attempt N``) or hedged
 attempt (``hedge N``), a short error span per rejected call (``rejected OP``), a span per fallback;
-a saga span with a child per step and per compensation. The operation span is made current in
-``call_started`` and the attempt span in ``attempt_started`` (both run in the caller's context), so
-the user's own spans nest under the attempt and the operation nests under the caller's span.
+a saga span with a child per step and per compensation. Spans are started by the ``*_started``
+methods and made current structurally: the call observer, the saga observer and the tokens of
+attempts, fallbacks, steps and compensations are :class:`_Current` scopes that the policies enter
+around the work (attach in ``__enter__``, detach in ``__exit__``), so the user's own spans nest under
+the attempt, the operation nests under the caller's span, and no span stays current after the work
+whatever another hook raises. The ``*_finished`` methods end the span (in ``finally``).
 
 Breaker transitions are span events on the current span, not log records: an event on the span of
 the call that caused the transition lands exactly where the reader of the trace looks (Jaeger shows
@@ -14,43 +20,24 @@ fleet-wide view. A transition caused outside any span is only counted.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode
 
 from .. import _telemetry as t
-from .._events import CallObserver, SagaObserver
-from .._telemetry import BreakerState, CallOutcome, Outcome
+from .._telemetry import BreakerState
+from ._call import _CallTelemetry
 from ._instruments import histogram, instrument
 from ._providers import METRICS_API, TRACE_API, Recording
+from ._saga import _SagaTelemetry
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Meter, MeterProvider
-    from opentelemetry.trace import Span, Tracer, TracerProvider
+    from opentelemetry.trace import Tracer, TracerProvider
 
-    from .._events import (
-        AttemptFinished,
-        BreakerRegistered,
-        BreakerTransition,
-        CallFinished,
-        CallRejected,
-        CallStarted,
-        CompensationFinished,
-        Degraded,
-        FallbackStarted,
-        RetryScheduled,
-        SagaFinished,
-        SagaStarted,
-        TimedOut,
-    )
+    from .._events import BreakerRegistered, BreakerTransition, CallObserver, CallStarted, SagaObserver, SagaStarted
 
 __all__ = ["RecoveryTelemetry"]
-
-_ERROR = Status(StatusCode.ERROR)
-_TIMEOUT = Status(StatusCode.ERROR, "timeout")
-_INTERNAL = trace.SpanKind.INTERNAL
 
 
 class RecoveryTelemetry(Recording):
@@ -123,190 +110,3 @@ class RecoveryTelemetry(Recording):
         self.breaker_state.add(-1, {t.BREAKER_NAME: name, t.BREAKER_STATE: previous.value})
         self.breaker_state.add(1, {t.BREAKER_NAME: name, t.BREAKER_STATE: event.to_state.value})
         self._reported[name] = event.to_state
-
-
-def _start(tel: RecoveryTelemetry, name: str, attributes: dict[str, Any]) -> tuple[Span, object]:
-    span = tel.tracer.start_span(name, kind=_INTERNAL, attributes=attributes)
-    return span, otel_context.attach(trace.set_span_in_context(span))
-
-
-def _end(span: Span, token: object, outcome: str, error: BaseException | None, outcome_key: str) -> None:
-    span.set_attribute(outcome_key, outcome)
-    if outcome == Outcome.TIMEOUT:
-        # An attempt cut off by a timeout carries no exception of its own (the TimeoutError is
-        # raised by the scope around it), yet it failed: ERROR, described like a timed-out task span.
-        span.set_attribute(t.ERROR_TYPE, _error_type(error) if error is not None else TimeoutError.__name__)
-        if error is not None:
-            span.record_exception(error)
-        span.set_status(_TIMEOUT)
-    elif error is not None and outcome != Outcome.CANCELLATION:
-        span.set_attribute(t.ERROR_TYPE, _error_type(error))
-        span.record_exception(error)
-        span.set_status(_ERROR)
-    span.end()
-    otel_context.detach(token)  # type: ignore[arg-type]
-
-
-def _error_type(error: BaseException) -> str:
-    from .._events import error_type
-
-    return error_type(error) or type(error).__name__
-
-
-class _CallTelemetry(CallObserver):
-    """Per-call state: the operation span (current from start to finish) and pending breaker attributes."""
-
-    __slots__ = ("_breaker", "_op", "_span", "_tel", "_token")
-
-    def __init__(self, tel: RecoveryTelemetry, operation: str, tracing: bool) -> None:
-        self._tel = tel
-        self._op = operation
-        self._span: Span | None = None
-        self._token: object = None
-        self._breaker: dict[str, str] | None = None
-        if tracing:
-            self._span, self._token = _start(tel, t.SPAN_OPERATION.format(operation=operation),
-                                             {t.OPERATION: operation})
-
-    def attempt_started(self, attempt: int) -> Any:
-        if self._span is None:
-            return None
-        attributes: dict[str, Any] = {t.OPERATION: self._op, t.ATTEMPT: attempt}
-        if self._breaker is not None:
-            attributes.update(self._breaker)
-        return _start(self._tel, t.SPAN_ATTEMPT.format(attempt=attempt), attributes)
-
-    def hedge_started(self, attempt: int) -> Any:
-        if self._tel.metrics_on:
-            self._tel.hedges.add(1, {t.OPERATION: self._op})
-        if self._span is None:
-            return None
-        attributes: dict[str, Any] = {t.OPERATION: self._op, t.ATTEMPT: attempt, t.HEDGE_ATTEMPT: attempt}
-        return _start(self._tel, t.SPAN_HEDGE.format(attempt=attempt), attributes)
-
-    def attempt_finished(self, token: Any, event: AttemptFinished) -> None:
-        if token is not None:
-            span, context_token = token
-            _end(span, context_token, event.outcome.value, event.error, t.ATTEMPT_OUTCOME)
-
-    def breaker_admitted(self, breaker: str, state: BreakerState) -> None:
-        self._breaker = {t.BREAKER_NAME: breaker, t.BREAKER_STATE: state.value}
-        if self._span is not None:
-            self._span.set_attributes(self._breaker)
-
-    def rejected(self, event: CallRejected) -> None:
-        if self._span is None:
-            return
-        attributes = {t.OPERATION: event.operation, t.BREAKER_NAME: event.breaker,
-                      t.BREAKER_STATE: event.state.value, t.CALL_OUTCOME: CallOutcome.REJECTED.value}
-        self._span.set_attributes({t.BREAKER_NAME: event.breaker, t.BREAKER_STATE: event.state.value})
-        span = self._tel.tracer.start_span(t.SPAN_REJECTED.format(operation=event.operation), kind=_INTERNAL,
-                                           attributes=attributes)
-        span.set_status(Status(StatusCode.ERROR, f"circuit breaker {event.breaker} is {event.state.value}"))
-        span.end()
-
-    def retry_scheduled(self, event: RetryScheduled) -> None:
-        if self._span is not None:
-            attributes: dict[str, Any] = {t.ATTEMPT: event.attempt, t.RETRY_DELAY: event.delay_s}
-            if event.error is not None:
-                attributes[t.ERROR_TYPE] = _error_type(event.error)
-            self._span.add_event(t.EVENT_RETRY_SCHEDULED, attributes)
-        if self._tel.metrics_on:
-            self._tel.delay.record(event.delay_s, {t.OPERATION: self._op})
-
-    def timed_out(self, event: TimedOut) -> None:
-        if self._tel.metrics_on:
-            self._tel.timeouts.add(1, {t.OPERATION: self._op})
-
-    def fallback_started(self, event: FallbackStarted) -> Any:
-        if self._tel.metrics_on:
-            self._tel.fallbacks.add(1, {t.OPERATION: self._op, t.ERROR_TYPE: _error_type(event.error)})
-        if self._span is None:
-            return None
-        return _start(self._tel, t.SPAN_FALLBACK.format(operation=self._op), {
-            t.OPERATION: self._op, t.FALLBACK_REASON: event.reason, t.ERROR_TYPE: _error_type(event.error),
-        })
-
-    def fallback_finished(self, token: Any, outcome: Outcome, error: BaseException | None) -> None:
-        if token is not None:
-            span, context_token = token
-            if error is None:  # the error.type of the primary stays on the span
-                span.set_attribute(t.ATTEMPT_OUTCOME, outcome.value)
-                span.end()
-                otel_context.detach(context_token)
-            else:
-                _end(span, context_token, outcome.value, error, t.ATTEMPT_OUTCOME)
-
-    def degraded(self, event: Degraded) -> None:
-        if self._span is not None:
-            attributes = {t.DEGRADE_MODE: event.mode, t.DEGRADE_REASON: event.reason}
-            if event.error is not None:
-                attributes[t.ERROR_TYPE] = _error_type(event.error)
-            self._span.add_event(t.EVENT_DEGRADED, attributes)
-            self._span.set_attributes({t.DEGRADE_MODE: event.mode, t.DEGRADE_REASON: event.reason})
-        if self._tel.metrics_on:
-            self._tel.degradations.add(1, {
-                t.OPERATION: self._op, t.DEGRADE_MODE: event.mode, t.DEGRADE_REASON: event.reason,
-            })
-
-    def call_finished(self, event: CallFinished) -> None:
-        outcome = event.outcome.value
-        if self._span is not None:
-            self._span.set_attribute(t.ATTEMPT, event.attempts)
-            error = event.error if event.outcome in (CallOutcome.FAILURE, CallOutcome.REJECTED) else None
-            _end(self._span, self._token, outcome, error, t.CALL_OUTCOME)
-        if self._tel.metrics_on:
-            attributes = {t.OPERATION: self._op, t.CALL_OUTCOME: outcome}
-            self._tel.attempts.record(event.attempts, attributes)
-            if event.error is not None and event.outcome is not CallOutcome.CANCELLATION:
-                attributes[t.ERROR_TYPE] = _error_type(event.error)
-            self._tel.calls.add(1, attributes)
-
-
-class _SagaTelemetry(SagaObserver):
-    __slots__ = ("_saga", "_span", "_tel", "_token")
-
-    def __init__(self, tel: RecoveryTelemetry, saga: str, tracing: bool) -> None:
-        self._tel = tel
-        self._saga = saga
-        self._span: Span | None = None
-        self._token: object = None
-        if tracing:
-            self._span, self._token = _start(tel, t.SPAN_SAGA.format(saga=saga), {t.SAGA_NAME: saga})
-
-    def step_started(self, step: str) -> Any:
-        if self._span is None:
-            return None
-        return _start(self._tel, t.SPAN_SAGA_STEP.format(step=step), {t.SAGA_NAME: self._saga, t.SAGA_STEP: step})
-
-    def step_finished(self, token: Any, step: str, outcome: Outcome, error: BaseException | None) -> None:
-        if token is not None:
-            span, context_token = token
-            _end(span, context_token, outcome.value, error, t.SAGA_OUTCOME)
-
-    def compensation_started(self, step: str) -> Any:
-        if self._span is None:
-            return None
-        return _start(self._tel, t.SPAN_COMPENSATION.format(step=step),
-                      {t.SAGA_NAME: self._saga, t.SAGA_STEP: step})
-
-    def compensation_finished(self, token: Any, event: CompensationFinished) -> None:
-        if token is not None:
-            span, context_token = token
-            _end(span, context_token, event.outcome.value, event.error, t.COMPENSATION_OUTCOME)
-        if self._tel.metrics_on:
-            self._tel.compensations.add(1, {t.SAGA_NAME: self._saga, t.COMPENSATION_OUTCOME: event.outcome.value})
-
-    def saga_finished(self, event: SagaFinished) -> None:
-        if self._span is None:
-            return
-        self._span.set_attribute(t.SAGA_OUTCOME, event.outcome.value)
-        if event.failed_compensations:
-            self._span.set_status(Status(StatusCode.ERROR, "compensations failed: "
-                                         + ", ".join(event.failed_compensations)))
-        elif event.outcome is Outcome.TIMEOUT:
-            self._span.set_status(_TIMEOUT)
-        elif event.outcome is Outcome.FAILURE:
-            self._span.set_status(_ERROR)
-        self._span.end()
-        otel_context.detach(self._token)  # type: ignore[arg-type]

@@ -16,8 +16,8 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _scoring as sc
-from ._ring import Scratch
-from ._scoring import DEMOTED_SCORE, MEAN_FLOOR, SEASON_MIN, STD_FLOOR, Z_RED
+from ._ring import Rings, Scratch
+from ._scoring import DEMOTED_SCORE, LEVEL_CLIP, MEAN_FLOOR, SEASON_MIN, STD_FLOOR
 
 if TYPE_CHECKING:
     from ._config import DetectorConfig
@@ -75,32 +75,48 @@ def _seasonal_z(det: AnomalyDetector, slots: I64, contiguous: bool, x: F64, ts: 
     """z[:, j] = |x - mean| / max(std, floor) against the seasonal window before x[:, j] (0 while too short)."""
     season, tmp, buckets = det._season, det._scratch, det.config.buckets
     for g, cols in _groups(ts, det):
-        xs = x[:, cols]
         fl = floor if floor.shape[1] == 1 else floor[:, cols]
-        s1, s2, cnt = season.window_sums(_rows(slots, buckets, g, contiguous), xs, tmp,
-                                         inclusive=False, squares=True)
-        assert s2 is not None
-        div: I64 | int = season.width if cnt is None else np.maximum(cnt, 1)
-        mean = np.divide(s1, div, out=s1)
-        np.divide(s2, div, out=s2)
-        sq = tmp("mean2", *s1.shape)
-        np.multiply(mean, mean, out=sq)
-        scale = np.subtract(s2, sq, out=s2)
-        np.maximum(scale, 0.0, out=scale)
-        np.sqrt(scale, out=scale)
-        np.maximum(scale, fl, out=scale)
-        zc = z[:, cols] if isinstance(cols, slice) else tmp("zc", *s1.shape)
-        np.subtract(xs, mean, out=zc)
-        np.abs(zc, out=zc)
-        ok = None if cnt is None else cnt >= SEASON_MIN
-        if scale.min() > 0.0 and ok is None:
-            np.divide(zc, scale, out=zc)
-        else:
-            ok = scale > 0.0 if ok is None else ok & (scale > 0.0)
-            np.divide(zc, np.where(ok, scale, 1.0), out=zc)
-            zc[~ok] = 0.0
+        zc = z[:, cols] if isinstance(cols, slice) else tmp("zc", *x[:, cols].shape)
+        _window_z(season, _rows(slots, buckets, g, contiguous), x[:, cols], fl, tmp, zc)
         if not isinstance(cols, slice):
             z[:, cols] = zc
+
+
+def _step_z(det: AnomalyDetector, at: Rows, x: F64, floor: F64, z: F64) -> None:
+    """z[:, j] = max(z[:, j], the z-score of the step x[:, j] - x[:, j - 1] against the steps before it)."""
+    tmp = det._scratch
+    steps = tmp("steps", *x.shape)
+    np.subtract(x[:, 0], det._prev[at], out=steps[:, 0])  # 0 for a new series: x = 0 = prev
+    np.subtract(x[:, 1:], x[:, :-1], out=steps[:, 1:])
+    det._prev[at] = x[:, -1]
+    zs = tmp("zs", *x.shape)
+    _window_z(det._steps, at, steps, floor, tmp, zs)
+    np.maximum(z, zs, out=z)
+
+
+def _window_z(ring: Rings, rows: Rows, xs: F64, fl: F64, tmp: Scratch, zc: F64) -> None:
+    """zc = |xs - mean| / max(std, fl) against ``rows``' windows before each value (0 while too short);
+    pushes ``xs`` into them."""
+    s1, s2, cnt = ring.window_sums(rows, xs, tmp, inclusive=False, squares=True)
+    assert s2 is not None
+    div: I64 | int = ring.width if cnt is None else np.maximum(cnt, 1)
+    mean = np.divide(s1, div, out=s1)
+    np.divide(s2, div, out=s2)
+    sq = tmp("mean2", *s1.shape)
+    np.multiply(mean, mean, out=sq)
+    scale = np.subtract(s2, sq, out=s2)
+    np.maximum(scale, 0.0, out=scale)
+    np.sqrt(scale, out=scale)
+    np.maximum(scale, fl, out=scale)
+    np.subtract(xs, mean, out=zc)
+    np.abs(zc, out=zc)
+    ok = None if cnt is None else cnt >= SEASON_MIN
+    if scale.min() > 0.0 and ok is None:
+        np.divide(zc, scale, out=zc)
+    else:
+        ok = scale > 0.0 if ok is None else ok & (scale > 0.0)
+        np.divide(zc, np.where(ok, scale, 1.0), out=zc)
+        zc[~ok] = 0.0
 
 
 def _shifted(tmp: Scratch, name: str, first: F64, s_len: int, t_len: int) -> F64:
@@ -136,10 +152,12 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
 
     z = tmp("z", s_len, t_len)
     _seasonal_z(det, slots, contiguous, x, ts, floor, z)
+    _step_z(det, at, x, floor, z)
     r = np.multiply(z, z, out=z)  # raw surprise 1 - exp(-z^2 / 8), as sc.surprise
     np.multiply(r, -1.0 / sc.SURPRISE_SCALE, out=r)
     np.expm1(r, out=r)
     np.negative(r, out=r)
+    _sharpen(r, cfg.sharpness)
     a, _, ac = det._avg.window_sums(at, r, tmp, inclusive=True, squares=False)
     np.divide(a, det._avg.width if ac is None else ac, out=a)
 
@@ -171,7 +189,9 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     zl = np.subtract(a, m_prev, out=a)
     np.divide(zl, v_prev, out=zl)
     np.maximum(zl, 0.0, out=zl)  # only more surprise than usual is anomalous
-    red = zl > Z_RED
+    if cfg.level:
+        _level_z(det, at, fresh, x, floor, keep, alpha, zl)
+    red = zl > det._z_red
     score = sc.score_z(zl, out=np.empty((s_len, t_len)), nonnegative=True)
     if red.any():  # a detection directly after one is demoted
         demote = np.empty_like(red)
@@ -194,6 +214,47 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     last = score[:, -1]
     det._last[at] = np.where(np.isnan(last), det._last[at], last)
     return score
+
+
+def _level_z(det: AnomalyDetector, at: Rows, fresh: npt.NDArray[np.bool_], x: F64, floor: F64,
+             keep: F64 | float, alpha: F64 | float, zl: F64) -> None:
+    """zl = max(zl, level z-score) per value (``DetectorConfig.level``); advances the level state.
+
+    The long-run mean and variance of the values are the scans the surprise's use, with the same
+    weights; the level window sums come from its ring (own scratch: ``zl`` lives in the main one).
+    """
+    tmp = det._level_scratch
+    s_len, t_len = x.shape
+    lm_all = _shifted(tmp, "lm", np.where(fresh, x[:, 0], det._lm[at]), s_len, t_len)
+    lv_all = _shifted(tmp, "lv", det._lv[at], s_len, t_len)
+    u = np.multiply(x, alpha, out=tmp("lu", s_len, t_len))
+    sc.linear_scan(keep, u, lm_all[:, 0], out=lm_all[:, 1:])
+    lm_prev = lm_all[:, :-1]
+    d = np.subtract(x, lm_prev, out=u)
+    e = np.copy(d)
+    np.multiply(d, d, out=d)
+    np.multiply(d, keep * alpha, out=d)
+    sc.linear_scan(keep, d, lv_all[:, 0], out=lv_all[:, 1:])
+    det._lm[at], det._lv[at] = lm_all[:, -1], lv_all[:, -1]
+    scale = lv_all[:, :-1]
+    np.sqrt(scale, out=scale)
+    np.maximum(scale, floor, out=scale)
+    ok = scale > 0.0
+    np.divide(e, np.where(ok, scale, 1.0), out=e)
+    e[~ok] = 0.0
+    np.clip(e, -LEVEL_CLIP, LEVEL_CLIP, out=e)
+    total, _, cnt = det._level.window_sums(at, e, tmp, inclusive=True, squares=False)
+    np.abs(total, out=total)
+    total /= np.sqrt(det._level.width if cnt is None else cnt)
+    np.maximum(zl, total, out=zl)
+
+
+def _sharpen(r: F64, sharpness: float) -> None:
+    """r = r ** sharpness in place (a product for the default 2: pow is several times slower)."""
+    if sharpness == 2.0:
+        np.multiply(r, r, out=r)
+    elif sharpness != 1.0:
+        np.power(r, sharpness, out=r)
 
 
 def _scan1(keep: F64 | float, u: F64, y0: F64) -> F64:
@@ -222,17 +283,15 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     if cfg.buckets > 1:  # as _groups, on the one time
         g = min(int(ts[0] % cfg.period_s / cfg.period_s * cfg.buckets), cfg.buckets - 1)
     s1, s2, cnt = det._season.push_many(_rows(slots, cfg.buckets, g, isinstance(at, slice)), x)
-    full = int(cnt.min()) == det._season.width  # then dividing by the width is the same
-    safe: I64 | int = det._season.width if full else np.maximum(cnt, 1)
-    mean = s1 / safe
-    scale = np.maximum(np.sqrt(np.maximum(s2 / safe - mean * mean, 0.0)), floor)
-    if full and scale.min() > 0.0:
-        z = np.abs(x - mean) / scale
-    else:
-        ok = (cnt >= SEASON_MIN) & (scale > 0.0)
-        z = np.where(ok, np.abs(x - mean) / np.where(ok, scale, 1.0), 0.0)
+    z = _tick_z(x, s1, s2, cnt, floor, det._season.width)
+    step = x - det._prev[at]
+    det._prev[at] = x
+    s1, s2, cnt = det._steps.push_many(at, step)
+    np.maximum(z, _tick_z(step, s1, s2, cnt, floor, det._steps.width), out=z)
     avg = det._avg
-    avg.push_many(at, sc.surprise(z))
+    r = sc.surprise(z)
+    _sharpen(r, cfg.sharpness)
+    avg.push_many(at, r)
     a = avg.s1[at] / np.minimum(n, avg.width)
 
     rate = cfg.history_rate
@@ -253,7 +312,21 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     zl = a - np.maximum(m0, MEAN_FLOOR)
     zl /= np.maximum(np.sqrt(v0), STD_FLOOR)
     np.maximum(zl, 0.0, out=zl)
-    red = zl > Z_RED
+    if cfg.level:
+        lm0 = np.where(fresh, x, det._lm[at])
+        lv0 = det._lv[at]
+        dl = x - lm0
+        scale = np.maximum(np.sqrt(lv0), floor)
+        e = np.where(scale > 0.0, dl / np.where(scale > 0.0, scale, 1.0), 0.0)
+        np.clip(e, -LEVEL_CLIP, LEVEL_CLIP, out=e)
+        level = det._level
+        level.push_many(at, e)
+        np.maximum(zl, np.abs(level.s1[at]) / np.sqrt(np.minimum(n, level.width)), out=zl)
+        det._lm[at] = _scan1(keep, alpha * x, lm0)
+        dl *= dl
+        dl *= keep * alpha
+        det._lv[at] = _scan1(keep, dl, lv0)
+    red = zl > det._z_red
     score = sc.score_z(zl, out=zl, nonnegative=True)
     np.copyto(score, DEMOTED_SCORE, where=red & (det._red[at] > 0.0))
     if not inside:
@@ -269,3 +342,17 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     det._red[at] = red
     det._last[at] = np.where(np.isnan(score), det._last[at], score)
     return score[:, None]
+
+
+def _tick_z(x: F64, s1: F64, s2: F64, cnt: I64, floor: F64, width: int) -> F64:
+    """|x - mean| / max(std, floor) of one value per row against its window's stats (0 while too short)."""
+    full = int(cnt.min()) == width  # then dividing by the width is the same
+    safe: I64 | int = width if full else np.maximum(cnt, 1)
+    mean = s1 / safe
+    scale = np.maximum(np.sqrt(np.maximum(s2 / safe - mean * mean, 0.0)), floor)
+    if full and scale.min() > 0.0:
+        z: F64 = np.abs(x - mean) / scale
+        return z
+    ok = (cnt >= SEASON_MIN) & (scale > 0.0)
+    out: F64 = np.where(ok, np.abs(x - mean) / np.where(ok, scale, 1.0), 0.0)
+    return out

@@ -4,11 +4,13 @@ Per sample of a series (every path computes the same thing; the block path runs 
 numba in ``_kernel`` when installed, else vectorized over series and time in ``_block``):
 
 1. z = |x - mean| / max(std, noise_floor x range) against the last ``window`` values of the
-   same seasonal bucket (time of day by default);
-2. raw surprise r = 1 - exp(-z^2 / 8) in [0, 1), averaged over the last ``average`` samples;
+   same seasonal bucket (time of day by default), and the same z-score of the step
+   x - previous x against the last ``steps`` steps; the larger of the two counts;
+2. raw surprise r = (1 - exp(-z^2 / 8)) ** sharpness in [0, 1), averaged over the last ``average`` samples;
 3. that average is compared with the series' own long-run (exponentially weighted) mean and
    spread of it; p = Gaussian tail probability, score = -log10(p) / 10 in [0, 1];
-4. a detection (p < 1e-5) directly after a detection is demoted to p = 1e-3, so one event
+   with ``level`` > 0, the level z-score (see ``DetectorConfig.level``) counts when larger;
+4. a detection (score >= ``warning``) directly after a detection is demoted to p = 1e-3, so one event
    reports once; a value outside the range seen so far (by ``spatial_tolerance``) scores 1.
 
 Not thread-safe: call it from one thread (the event loop for the hook).
@@ -33,12 +35,13 @@ from ._kernel import ENGINES, Kernel, load, score_compiled
 from ._ring import Rings, Scratch, floats, ints
 from ._scoring import (
     DEMOTED_SCORE,
+    LEVEL_CLIP,
     MEAN_FLOOR,
     ORDINARY_SCORE,
     SEASON_MIN,
     STD_FLOOR,
     SURPRISE_SCALE,
-    Z_RED,
+    red_z,
     score1,
     tail1,
 )
@@ -89,10 +92,13 @@ class AnomalyDetector:
         if engine == "numba" and self._kernel is None:
             raise ImportError("engine='numba' needs numba: pip install 'shannon-otel[fast]'")
         self._threads = count
+        self._z_red = red_z(config.warning if config is not None else DetectorConfig().warning)
         cfg = self.config = config if config is not None else DetectorConfig()
         cap = cfg.max_series
         self._season = Rings(cap * cfg.buckets, cfg.window)
         self._avg = Rings(cap, cfg.average)
+        self._steps = Rings(cap, cfg.steps)
+        self._level = Rings(cap, max(cfg.level, 1))
         self._n: I64 = np.zeros(cap, dtype=np.int64)
         self._offset: F64 = np.zeros(cap)
         self._min: F64 = np.full(cap, np.inf)
@@ -101,14 +107,20 @@ class AnomalyDetector:
         self._v: F64 = np.zeros(cap)
         self._red: F64 = np.zeros(cap)
         self._last: F64 = np.full(cap, np.nan)
+        self._prev: F64 = np.zeros(cap)  # the previous value (minus offset): 0 before the first
+        self._lm: F64 = np.zeros(cap)  # long-run mean and variance of the values (level window)
+        self._lv: F64 = np.zeros(cap)
         self._vn = ints(self._n)
-        self._voff, self._vmin, self._vmax, self._vm, self._vv, self._vred, self._vlast = (
-            floats(a) for a in (self._offset, self._min, self._max, self._m, self._v, self._red, self._last)
+        self._voff, self._vmin, self._vmax, self._vm, self._vv, self._vred, self._vlast, self._vprev = (
+            floats(a) for a in (self._offset, self._min, self._max, self._m, self._v, self._red, self._last,
+                                self._prev)
         )
+        self._vlm, self._vlv = floats(self._lm), floats(self._lv)
         self._slots: OrderedDict[str, int] = OrderedDict()
         self._ignored = 0
         self._evicted = 0
         self._scratch = Scratch()  # the block path's work buffers
+        self._level_scratch = Scratch()  # those of its level window
         self._last_key: tuple[str, ...] | None = None  # series of the last block, if still the most recent
         self._last_slots: I64 = np.zeros(0, dtype=np.int64)
 
@@ -157,8 +169,11 @@ class AnomalyDetector:
         b = self.config.buckets
         self._season.clear(slice(slot * b, (slot + 1) * b))
         self._avg.clear(slice(slot, slot + 1))
+        self._steps.clear(slice(slot, slot + 1))
+        self._level.clear(slice(slot, slot + 1))
+        self._lm[slot] = self._lv[slot] = 0.0
         self._n[slot] = 0
-        self._offset[slot] = self._m[slot] = self._v[slot] = self._red[slot] = 0.0
+        self._offset[slot] = self._m[slot] = self._v[slot] = self._red[slot] = self._prev[slot] = 0.0
         self._min[slot], self._max[slot], self._last[slot] = np.inf, -np.inf, np.nan
 
     # ------------------------------------------------------------------ scalar path
@@ -208,28 +223,50 @@ class AnomalyDetector:
             if scale > 0.0:
                 z = abs(x - mean) / scale
         season.push(row, x)
+        step = x - self._vprev[slot]  # 0 for the first value (x = 0 = prev)
+        self._vprev[slot] = x
+        cnt, s1, s2 = self._steps.stats(slot)
+        if cnt >= SEASON_MIN:
+            mean = s1 / cnt
+            var = s2 / cnt - mean * mean
+            scale = cfg.noise_floor * (hi - lo)
+            if var > scale * scale:
+                scale = sqrt(var)
+            if scale > 0.0:
+                zs = abs(step - mean) / scale
+                if zs > z:
+                    z = zs
+        self._steps.push(slot, step)
         width = self._avg.width
-        a = self._avg.push(slot, -expm1(-(z * z) / SURPRISE_SCALE)) / (n if n < width else width)
+        r = -expm1(-(z * z) / SURPRISE_SCALE)
+        if cfg.sharpness != 1.0:
+            r = r * r if cfg.sharpness == 2.0 else r**cfg.sharpness
+        a = self._avg.push(slot, r) / (n if n < width else width)
+        alpha = cfg.history_rate
+        if alpha * n < 1.0:
+            alpha = 1.0 / n
         if n == 1:
             m = a
             self._vm[slot] = a
             v = 0.0
         else:
             m, v = self._vm[slot], self._vv[slot]
-            alpha = cfg.history_rate
-            if alpha * n < 1.0:
-                alpha = 1.0 / n
             d = a - m
             self._vm[slot] = m + alpha * d
             self._vv[slot] = (1.0 - alpha) * (v + alpha * d * d)
         zl = a - (m if m > MEAN_FLOOR else MEAN_FLOOR)
+        if zl > 0.0:
+            sd = sqrt(v)
+            zl /= sd if sd > STD_FLOOR else STD_FLOOR
+        if cfg.level:
+            zv = self._level_z(slot, x, n, alpha, cfg.noise_floor * (hi - lo))
+            if zv > zl:
+                zl = zv
         if zl <= 0.0:
             score = ORDINARY_SCORE
             self._vred[slot] = 0.0
         else:
-            sd = sqrt(v)
-            zl /= sd if sd > STD_FLOOR else STD_FLOOR
-            if zl > Z_RED:
+            if zl > self._z_red:
                 score = DEMOTED_SCORE if self._vred[slot] else score1(tail1(zl))
                 self._vred[slot] = 1.0
             else:
@@ -243,6 +280,27 @@ class AnomalyDetector:
             return None
         self._vlast[slot] = score
         return score
+
+    def _level_z(self, slot: int, x: float, n: int, alpha: float, floor: float) -> float:
+        """The level z-score of value x (n-th of its series), and the level state advanced past it."""
+        lm, lv = self._vlm[slot], self._vlv[slot]
+        e = 0.0
+        if n > 1:
+            scale = sqrt(lv)
+            if scale < floor:
+                scale = floor
+            if scale > 0.0:
+                e = (x - lm) / scale
+                e = LEVEL_CLIP if e > LEVEL_CLIP else -LEVEL_CLIP if e < -LEVEL_CLIP else e
+        total = self._level.push(slot, e)
+        if n == 1:
+            self._vlm[slot], self._vlv[slot] = x, 0.0
+        else:
+            d = x - lm
+            self._vlm[slot] = lm + alpha * d
+            self._vlv[slot] = (1.0 - alpha) * (lv + alpha * d * d)
+        width = self._level.width
+        return abs(total) / sqrt(n if n < width else width)
 
     # ------------------------------------------------------------------ block path
     def update_series(self, series: str, values: npt.ArrayLike, times: npt.ArrayLike) -> F64:

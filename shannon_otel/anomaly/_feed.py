@@ -1,5 +1,8 @@
 """The feed: an event hook that turns executor / policy events into detector samples.
 
+The tick state and the per-run observers that update it live in ``_ticks``; the per-entry-point
+view that hands the hook's events to the other hooks in ``_scoped``; the signal names in ``_signals``.
+
 Signals, each its own series per wave name (or operation name for retries), one sample per tick:
 
 * ``latency``: mean task duration over the tick;
@@ -30,37 +33,27 @@ becomes part of that history and stops being flagged.
 
 from __future__ import annotations
 
-import logging
 import math
 import warnings
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from .. import _clock
-from .._events import Anomaly, CallFinished, CallObserver, CallStarted, Hook, TaskResult, WaveObserver, WaveStarted
-from .._telemetry import Outcome
+from .._events import Anomaly, CallObserver, CallStarted, Hook, WaveObserver, WaveStarted
+from .._isolation import hook_failed
 from .._validate import check_number
-from ._config import DetectorConfig
+from ._config import HOOK_DEFAULTS, DetectorConfig
 from ._detector import AnomalyDetector
+from ._scoped import _publish, _Scoped
+from ._signals import ERROR_RATE, LATENCY, RETRY_RATE, THROUGHPUT
+from ._ticks import _CallFeed, _OpTick, _WaveFeed, _WaveTick
 
 if TYPE_CHECKING:
     from opentelemetry import metrics
 
-    from ..executor._report import WaveReport
-
-_log = logging.getLogger(__name__)
-LATENCY, ERROR_RATE, THROUGHPUT, RETRY_RATE = "latency", "error_rate", "throughput", "retry_rate"
 _WAVE_SIGNALS = (LATENCY, ERROR_RATE, THROUGHPUT)
-_FAILED = frozenset({Outcome.FAILURE, Outcome.TIMEOUT})
-
-# The hook watches per-tick aggregates of one process, not NAB's curated series: no daily profile
-# (buckets=1: a 30-tick sliding window adapts to slow changes), a short warm-up, and the range rule
-# only for values far beyond what was seen (with NAB's 2% it flags i.i.d. noise whenever a new maximum
-# appears; measured on 40 x 2,000 clean ticks: 0.18 false events per series per 2,000 ticks at 0.5).
-HOOK_DEFAULTS = DetectorConfig(buckets=1, min_history=30, spatial_tolerance=0.5)
 
 
 class AnomalyHook(Hook):
@@ -189,130 +182,5 @@ class AnomalyHook(Hook):
         if severity is not None and self._on_anomaly is not None:
             try:
                 self._on_anomaly(event)
-            except Exception:
-                _log.exception("on_anomaly callback failed")
-
-
-def _publish(event: Anomaly, sinks: tuple[Hook, ...], culprit: trace.Span | None) -> None:
-    """Hand ``event`` to the other hooks of the scope, with ``culprit`` (an open span that is not
-    the current one) current meanwhile; a hook that raises is logged and the others still get it."""
-    token = otel_context.attach(trace.set_span_in_context(culprit)) if culprit is not None else None
-    try:
-        for sink in sinks:
-            try:
-                sink.anomaly(event)
-            except Exception:
-                _log.exception("hook %r failed on an anomaly event", type(sink).__name__)
-    finally:
-        if token is not None:
-            otel_context.detach(token)
-
-
-class _Scoped(Hook):
-    """An :class:`AnomalyHook` as one entry point uses it: its events go to that entry point's hooks."""
-
-    __slots__ = ("_hook", "_sinks")
-
-    def __init__(self, hook: AnomalyHook, sinks: tuple[Hook, ...]) -> None:
-        self._hook, self._sinks = hook, sinks
-
-    def wave_started(self, event: WaveStarted) -> WaveObserver | None:
-        return self._hook._wave_started(event, self._sinks)
-
-    def call_started(self, event: CallStarted) -> CallObserver | None:
-        return self._hook._call_started(event, self._sinks)
-
-
-class _WaveTick:
-    """The open tick of one wave name, shared by all its runs: O(1) state (counts, latency sum, the
-    slowest task's span). ``active`` runs; while none is, the tick's clock is paused."""
-
-    __slots__ = ("active", "end", "failed", "finished", "idle_since", "latency_sum", "slowest", "slowest_span",
-                 "start")
-
-    def __init__(self, now: float, tick_s: float) -> None:
-        self.start, self.end, self.idle_since = now, now + tick_s, now
-        self.active = self.finished = self.failed = 0
-        self.latency_sum = self.slowest = 0.0
-        self.slowest_span: trace.Span | None = None
-
-    def resume(self, now: float) -> None:
-        if not self.active:  # idle time between runs is no part of the tick (throughput stays a rate)
-            paused = now - self.idle_since
-            self.start += paused
-            self.end += paused
-        self.active += 1
-
-    def close(self, now: float, tick_s: float) -> None:
-        self.start, self.end = now, now + tick_s
-        self.finished = self.failed = 0
-        self.latency_sum = self.slowest = 0.0
-        self.slowest_span = None
-
-
-class _WaveFeed(WaveObserver):
-    """Per wave run: updates its wave name's shared tick."""
-
-    __slots__ = ("_hook", "_sinks", "_tick", "_wave")
-
-    def __init__(self, hook: AnomalyHook, wave: str, tick: _WaveTick, sinks: tuple[Hook, ...]) -> None:
-        self._hook, self._wave, self._tick, self._sinks = hook, wave, tick, sinks
-
-    def task_finished(self, token: Any, event: TaskResult[Any]) -> None:
-        tick, hook = self._tick, self._hook
-        tick.finished += 1
-        if event.outcome in _FAILED:
-            tick.failed += 1
-        duration = event.duration_s
-        tick.latency_sum += duration
-        if tick.slowest_span is None or duration > tick.slowest:
-            tick.slowest, tick.slowest_span = duration, trace.get_current_span()
-        now = hook._clock()
-        if now >= tick.end and tick.finished >= hook.min_tick_tasks:
-            self._flush(now)
-
-    def wave_finished(self, report: WaveReport) -> None:
-        tick = self._tick
-        tick.active -= 1
-        if not tick.active:
-            tick.idle_since = self._hook._clock()
-
-    def _flush(self, now: float) -> None:
-        hook, wave, tick = self._hook, self._wave, self._tick
-        n, elapsed, slowest = tick.finished, now - tick.start, tick.slowest_span
-        failed, latency_sum = tick.failed, tick.latency_sum
-        tick.close(now, hook.tick_s)  # before scoring: a callback may run more tasks of this wave
-        if LATENCY in hook.signals:
-            # One sample per tick, the mean task latency: single task durations are too noisy to alert on
-            # (a new maximum turns up every few hundred tasks of pure noise); a tick's mean is not.
-            hook._score(wave, LATENCY, latency_sum / n, now, slowest, self._sinks)
-        if ERROR_RATE in hook.signals:
-            hook._score(wave, ERROR_RATE, failed / n, now, None, self._sinks)
-        if THROUGHPUT in hook.signals and elapsed > 0.0:
-            hook._score(wave, THROUGHPUT, n / elapsed, now, None, self._sinks)
-
-
-class _OpTick:
-    __slots__ = ("calls", "end", "retries")
-
-    def __init__(self, end: float) -> None:
-        self.calls = self.retries = 0
-        self.end = end
-
-
-class _CallFeed(CallObserver):
-    __slots__ = ("_hook", "_op", "_operation", "_sinks")
-
-    def __init__(self, hook: AnomalyHook, operation: str, op: _OpTick, sinks: tuple[Hook, ...]) -> None:
-        self._hook, self._operation, self._op, self._sinks = hook, operation, op, sinks
-
-    def call_finished(self, event: CallFinished) -> None:
-        op, hook = self._op, self._hook
-        op.calls += 1
-        op.retries += max(event.attempts - 1, 0)
-        now = hook._clock()
-        if now >= op.end and op.calls >= hook.min_tick_tasks:
-            rate = op.retries / op.calls
-            op.calls = op.retries = 0
-            op.end = now + hook.tick_s
-            hook._score(self._operation, RETRY_RATE, rate, now, None, self._sinks)
+            except Exception as exc:  # isolated like any hook: counted on this hook, logged once
+                hook_failed(self, "on_anomaly", exc, sinks)

@@ -24,6 +24,7 @@ import numpy.typing as npt
 from ._block import column_buckets
 from ._scoring import (
     DEMOTED_SCORE,
+    LEVEL_CLIP,
     MEAN_FLOOR,
     SCORE_DIFF,
     SCORE_TABLE,
@@ -31,7 +32,6 @@ from ._scoring import (
     STD_FLOOR,
     STEP,
     SURPRISE_SCALE,
-    Z_RED,
     ZMAX,
 )
 
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 ENGINES = ("auto", "numpy", "numba")
+WORK_ROWS = 12  # score_rows' scratch rows per sample (see _surprises)
 PARALLEL_MIN = 32_768  # samples in a block before threads > 1 splits it: below, waking threads costs more
 _PARALLEL = threading.Lock()  # numba's workqueue pool must not be entered by two threads at once
 _loaded: list[Kernel] = []
@@ -60,10 +61,10 @@ def load() -> Kernel | None:
         except ImportError:
             return None
         # the kernels must call the compiled helpers: numba reads these globals when compiling
-        global _resum_c, _surprises_c, _one_minus_exp_neg_c, _score_rows_c, _prange
+        global _resum_c, _surprises_c, _one_minus_exp_neg_c, _score_rows_c, _prange, _z_c
         # "contract": a * b + c may fuse into one multiply-add (rounding differs in the last bit)
         jit = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-        _resum_c, _one_minus_exp_neg_c = jit(_resum), jit(one_minus_exp_neg)
+        _resum_c, _one_minus_exp_neg_c, _z_c = jit(_resum), jit(one_minus_exp_neg), jit(_z)
         _surprises_c, _score_rows_c = jit(_surprises), jit(score_rows)
         _prange = numba.prange
         parallel = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"},
@@ -80,22 +81,24 @@ def score_compiled(det: AnomalyDetector, kernel: Kernel, slots: I64, vals: F64, 
     # one compiled specialization serves every call: C order, writeable (a copy otherwise)
     vals = np.require(vals, np.float64, ("C_CONTIGUOUS", "ALIGNED", "WRITEABLE"))
     out: F64 = np.empty(vals.shape)
-    season, avg = det._season, det._avg
+    season, avg, steps, level = det._season, det._avg, det._steps, det._level
     state = (
-        det._n, det._offset, det._min, det._max, det._m, det._v, det._red, det._last,
+        det._n, det._offset, det._min, det._max, det._m, det._v, det._red, det._last, det._prev,
         season.buf, season.head, season.count, season.s1, season.s2,
+        steps.buf, steps.head, steps.count, steps.s1, steps.s2,
         avg.buf, avg.head, avg.count, avg.s1, avg.s2,
-        cfg.buckets, cfg.noise_floor, cfg.history_rate, cfg.min_history, cfg.spatial_tolerance,
-        SCORE_TABLE, SCORE_DIFF, STEP, ZMAX,
+        det._lm, det._lv, level.buf, level.head, level.count, level.s1, level.s2, cfg.level,
+        cfg.buckets, cfg.noise_floor, cfg.sharpness, cfg.history_rate, cfg.min_history, cfg.spatial_tolerance,
+        SCORE_TABLE, SCORE_DIFF, STEP, ZMAX, det._z_red,
     )
     rows, cols = vals.shape
     chunks = min(det._threads, kernel.max_threads, rows) if vals.size >= PARALLEL_MIN else 1
     if chunks == 1:
-        det._ignored += kernel.serial(0, rows, slots, vals, col_bucket, out, np.empty((6, cols)),
+        det._ignored += kernel.serial(0, rows, slots, vals, col_bucket, out, np.empty((WORK_ROWS, cols)),
                                       np.empty(cols, dtype=np.int64), *state)
     else:
         with _PARALLEL:
-            det._ignored += kernel.parallel(chunks, slots, vals, col_bucket, out, np.empty((chunks, 6, cols)),
+            det._ignored += kernel.parallel(chunks, slots, vals, col_bucket, out, np.empty((chunks, WORK_ROWS, cols)),
                                             np.empty((chunks, cols), dtype=np.int64), *state)
     return out
 
@@ -156,44 +159,59 @@ def one_minus_exp_neg(u: float) -> float:
     return 1.0 - p
 
 
-def _surprises(work: Any, kk: int, noise_floor: float, tolerance: float) -> None:
+def _z(x: float, s1: float, s2: float, cnt_k: float, fl: float) -> float:
+    """|x - mean| / max(std, fl) against a window's sum, sum of squares and count; 0 while too short."""
+    inv = 1.0 / cnt_k  # one division, not two (the last bit may differ from the scalar path)
+    mean = s1 * inv
+    var = s2 * inv - mean * mean
+    scale = math.sqrt(var) if var > fl * fl else fl
+    ok = (cnt_k >= SEASON_MIN) & (scale > 0.0)
+    z = abs(x - mean) / (scale if ok else 1.0)
+    return z if ok else 0.0
+
+
+def _surprises(work: Any, kk: int, noise_floor: float, tolerance: float, sharpness: float) -> None:
     """Per value x = work[0, k] with its seasonal window's sum, sum of squares and count
-    (work[1:4]) and the series' range before it (work[4:6]): work[0] = raw surprise
-    1 - exp(-z^2 / 8), 0 while the window is too short, with the spread floored at
-    ``noise_floor`` x the range including x (the scalar path's steps, so tiny or huge values
-    under- and overflow alike); work[5] = 1 where x lies beyond that earlier range by
-    more than ``tolerance`` of it, else 0. Branch-free and alone in its function, so the
-    compiler vectorizes it."""
+    (work[1:4]), the series' range before it (work[4:6]) and its step from the previous value
+    with the step window's sum, sum of squares and count (work[6:10]): work[0] = raw surprise
+    (1 - exp(-z^2 / 8)) ** sharpness of the larger z-score (each 0 while its window is too short), with the
+    spread floored at ``noise_floor`` x the range including x (the scalar path's steps, so tiny
+    or huge values under- and overflow alike); work[5] = 1 where x lies beyond that earlier
+    range by more than ``tolerance`` of it, else 0. Branch-free and alone in its function, so
+    the compiler vectorizes it."""
     # work[r, k], not views of its rows: each view would cost reference counting per call
     for k in range(kk):
         x, lo, hi = work[0, k], work[4, k], work[5, k]
         tol = tolerance * (hi - lo)  # NaN or -inf before the first value: no comparison holds
         beyond = (hi >= lo) & ((x > hi + tol) | (x < lo - tol))
         fl = noise_floor * ((x if x > hi else hi) - (x if x < lo else lo))
-        cnt_k = work[3, k]
-        inv = 1.0 / cnt_k  # one division, not two (the last bit may differ from the scalar path)
-        mean = work[1, k] * inv
-        var = work[2, k] * inv - mean * mean
-        scale = math.sqrt(var) if var > fl * fl else fl
-        ok = (cnt_k >= SEASON_MIN) & (scale > 0.0)
-        z = abs(x - mean) / (scale if ok else 1.0)
-        work[0, k] = _one_minus_exp_neg_c((z * z) / SURPRISE_SCALE if ok else 0.0)
+        z = _z_c(x, work[1, k], work[2, k], work[3, k], fl)
+        zs = _z_c(work[6, k], work[7, k], work[8, k], work[9, k], fl)
+        z = z if z > zs else zs
+        work[0, k] = _one_minus_exp_neg_c((z * z) / SURPRISE_SCALE)
         work[5, k] = 1.0 if beyond else 0.0
+    if sharpness != 1.0:  # its own loop: a pow call per sample would stop the loop above vectorizing
+        for k in range(kk):
+            r = work[0, k]
+            work[0, k] = r * r if sharpness == 2.0 else r**sharpness
 
 
 _resum_c = _resum  # the helpers are replaced by their compiled forms in load(): numba reads
 _surprises_c = _surprises  # globals when compiling
 _one_minus_exp_neg_c = one_minus_exp_neg
+_z_c = _z
 _prange = range
 
 
 def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
     lo: int, hi: int, slots: Any, raw: Any, col_bucket: Any, out: Any, work: Any, cols: Any,
-    n_: Any, offset_: Any, mn_: Any, mx_: Any, m_: Any, v_: Any, red_: Any, last_: Any,
+    n_: Any, offset_: Any, mn_: Any, mx_: Any, m_: Any, v_: Any, red_: Any, last_: Any, prev_: Any,
     sbuf: Any, shead: Any, scount: Any, ss1: Any, ss2: Any,
+    dbuf: Any, dhead: Any, dcount: Any, ds1: Any, ds2: Any,
     abuf: Any, ahead: Any, acount: Any, as1: Any, as2: Any,
-    buckets: int, noise_floor: float, rate: float, min_history: int, tolerance: float,
-    table: Any, diff: Any, step: float, zmax: float,
+    lm_: Any, lv_: Any, lbuf: Any, lhead: Any, lcount: Any, ls1: Any, ls2: Any, level: int,
+    buckets: int, noise_floor: float, sharpness: float, rate: float, min_history: int, tolerance: float,
+    table: Any, diff: Any, step: float, zmax: float, z_red: float,
 ) -> int:
     """Score ``raw[i, j]`` of series slot ``slots[i]`` in bucket ``col_bucket[j]`` into ``out``
     for the rows ``lo <= i < hi``.
@@ -213,10 +231,15 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
     avg_width = abuf.shape[1]
     inv_avg = 1.0 / avg_width
     xs, sums, squares, counts, lows, highs = work[0], work[1], work[2], work[3], work[4], work[5]
+    steps, dsums, dsquares, dcounts = work[6], work[7], work[8], work[9]
+    values, floors = work[10], work[11]  # x and noise_floor x the range including it (level window)
+    lwidth = lbuf.shape[1]
+    dwidth = dbuf.shape[1]
     for i in range(lo, hi):
         s = slots[i]
         n0 = n_[s]
-        offset, pmin, pmax = offset_[s], mn_[s], mx_[s]
+        offset, pmin, pmax, prev = offset_[s], mn_[s], mx_[s], prev_[s]
+        d_cnt, d_h, d1, d2 = dcount[s], dhead[s], ds1[s], ds2[s]
 
         # pass 1, sequential: range, seasonal window before each value, push it (Rings.push);
         # the current ring row's head, count and sums stay in locals until the bucket changes
@@ -259,18 +282,44 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
             if h == width:
                 h = 0
                 w1, w2 = _resum_c(sbuf, row)
+            floors[kk] = noise_floor * (pmax - pmin)  # for the level window
             kk += 1
         if row >= 0:
             scount[row], shead[row], ss1[row], ss2[row] = cnt, h, w1, w2
         n_[s], offset_[s], mn_[s], mx_[s] = n0 + kk, offset, pmin, pmax
 
+        # pass 1b, sequential: the step from the previous value, with the step window before it, pushed
+        # (its own loop: beside the seasonal ring's running sums the registers would run out)
+        for k in range(kk):
+            x = xs[k]
+            values[k] = x
+            d = x - prev  # the step from the previous value; 0 for the first (x = 0 = prev)
+            prev = x
+            steps[k], dsums[k], dsquares[k], dcounts[k] = d, d1, d2, d_cnt
+            if d_cnt == dwidth:
+                old = dbuf[s, d_h]
+                d1 += d - old
+                d2 += d * d - old * old
+            else:
+                d_cnt += 1
+                d1 += d
+                d2 += d * d
+            dbuf[s, d_h] = d
+            d_h += 1
+            if d_h == dwidth:
+                d_h = 0
+                d1, d2 = _resum_c(dbuf, s)
+        prev_[s] = prev
+        dcount[s], dhead[s], ds1[s], ds2[s] = d_cnt, d_h, d1, d2
+
         # pass 2, independent samples: seasonal z-score, then raw surprise
-        _surprises_c(work, kk, noise_floor, tolerance)
+        _surprises_c(work, kk, noise_floor, tolerance, sharpness)
 
         # pass 3, sequential: recent mean of surprise (the average ring); its level against the
         # long-run mean and variance before it (exponentially weighted), scored; repeats demoted
         a_head, a_count, a_s1 = ahead[s], acount[s], as1[s]
         m, v, red, last = m_[s], v_[s], red_[s], last_[s]
+        lm, lv, l_head, l_count, l_s1 = lm_[s], lv_[s], lhead[s], lcount[s], ls1[s]
         inv_step = 1.0 / step
         for k in range(kk):
             r = xs[k]
@@ -302,10 +351,37 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
 
             up = a - (m_prev if m_prev > MEAN_FLOOR else MEAN_FLOOR)
             zl = (up if up > 0.0 else 0.0) / (sd if sd > STD_FLOOR else STD_FLOOR)
+            if level > 0:  # the level window: DetectorConfig.level, as AnomalyDetector._level_z
+                x = values[k]
+                e = 0.0
+                if n > 1:
+                    lsd = math.sqrt(lv)
+                    fl = floors[k]
+                    lsd = lsd if lsd > fl else fl
+                    if lsd > 0.0:
+                        e = (x - lm) / lsd
+                        e = LEVEL_CLIP if e > LEVEL_CLIP else -LEVEL_CLIP if e < -LEVEL_CLIP else e
+                if l_count == lwidth:
+                    l_s1 += e - lbuf[s, l_head]
+                else:
+                    l_count += 1
+                    l_s1 += e
+                lbuf[s, l_head] = e
+                l_head += 1
+                if l_head == lwidth:  # re-added once per lap, as Rings.push
+                    l_head = 0
+                    l_s1 = 0.0
+                    for q in range(lwidth):
+                        l_s1 += lbuf[s, q]
+                dl = x - lm
+                lm = keep * lm + alpha * x
+                lv = keep * (lv + alpha * dl * dl)
+                zv = abs(l_s1) / math.sqrt(l_count)
+                zl = zl if zl > zv else zv
             pos = (zl if zl < zmax else zmax) * inv_step
             t = int(pos)
             score = table[t] + (pos - t) * diff[t]  # _scoring.score_z
-            if zl > Z_RED:
+            if zl > z_red:
                 if red > 0.0:
                     score = DEMOTED_SCORE
                 red = 1.0
@@ -323,6 +399,11 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
             a_s2 += abuf[s, q] * abuf[s, q]
         ahead[s], acount[s], as1[s], as2[s] = a_head, a_count, a_s1, a_s2
         m_[s], v_[s], red_[s], last_[s] = m, v, red, last
+        if level > 0:
+            l_s2 = 0.0  # as the average ring's: never read by scoring, re-added once per row
+            for q in range(lwidth):
+                l_s2 += lbuf[s, q] * lbuf[s, q]
+            lm_[s], lv_[s], lhead[s], lcount[s], ls1[s], ls2[s] = lm, lv, l_head, l_count, l_s1, l_s2
     return ignored
 
 

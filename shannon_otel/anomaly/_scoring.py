@@ -21,6 +21,7 @@ RED_P = 1e-5  # score 0.5: a first detection
 DEMOTED_P = 1e-3  # score ~0.3: a repeat of the previous sample's detection
 MEAN_FLOOR = 0.03  # long-run surprise is never assumed lower than this...
 STD_FLOOR = math.sqrt(3e-4)  # ...nor steadier than this, so a quiet series is not hair-trigger
+LEVEL_CLIP = 3.0  # a level deviation counts at most this many standard deviations
 SEASON_MIN = 3  # values needed in a seasonal bucket before it can surprise
 SURPRISE_SCALE = 8.0  # raw surprise 1 - exp(-z^2 / 8): z = 2 gives 0.39, z = 4 gives 0.86
 _LOG_P_FLOOR = math.log10(P_FLOOR)
@@ -51,6 +52,24 @@ SCORE_TABLE, STEP = _table()
 ZMAX = (len(SCORE_TABLE) - 2) * STEP
 SCORE_DIFF = SCORE_TABLE[1:] - SCORE_TABLE[:-1]
 Z_RED = 4.264890793922825  # Q(Z_RED) = RED_P
+
+
+def red_z(warning: float) -> float:
+    """The likelihood z-score that scores ``warning`` (``score1(tail1(z))``): a detection above it
+    starts an event, and one directly after it is demoted (``inf`` when no z-score reaches it)."""
+    target = 10.0 ** (-10.0 * warning) - P_FLOOR
+    if target <= 0.0:
+        return math.inf
+    lo, hi = 0.0, 40.0
+    for _ in range(200):  # bisection: tail1 is decreasing in z
+        mid = 0.5 * (lo + hi)
+        if tail1(mid) > target:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-15 * hi:
+            break
+    return hi
 
 
 def score_z(z: F64, out: F64 | None = None, *, nonnegative: bool = False) -> F64:

@@ -22,7 +22,8 @@ from ._rules import alert_rules
 
 __all__ = [
     "dashboards", "alert_rules", "alert_rules_yaml", "provisioning_files", "files", "write_all", "stale_files",
-    "panel_queries", "rule_queries", "referenced_metrics", "concrete_query", "DASHBOARDS_DIR", "RULES_FILE",
+    "panel_queries", "rule_queries", "referenced_metrics", "pipeline_metrics", "concrete_query",
+    "DASHBOARDS_DIR", "RULES_FILE",
 ]
 
 DASHBOARDS_DIR = "dashboards"
@@ -42,9 +43,9 @@ def dashboards() -> dict[str, dict[str, Any]]:
     }
 
 
-def alert_rules_yaml(**links: str) -> str:
-    """The Prometheus rule file; ``links`` (``jaeger_url=``, ``runbook_url=``) go to :func:`alert_rules`."""
-    return _HEADER + _yaml.dump(alert_rules(**links))
+def alert_rules_yaml(**options: Any) -> str:
+    """The Prometheus rule file; ``options`` (``jaeger_url=``, ``slo_target=``...) go to :func:`alert_rules`."""
+    return _HEADER + _yaml.dump(alert_rules(**options))
 
 
 def provisioning_files(**urls: str) -> dict[str, str]:
@@ -110,11 +111,25 @@ def panel_queries() -> list[tuple[str, str, str]]:
 
 
 def rule_queries() -> list[tuple[str, str]]:
-    """(alert name, PromQL) for every rule of :func:`alert_rules`."""
-    return [(rule["alert"], rule["expr"]) for group in alert_rules()["groups"] for rule in group["rules"]]
+    """(alert or recording rule name, PromQL) for every rule of :func:`alert_rules`."""
+    return [
+        (rule.get("alert") or rule["record"], rule["expr"])
+        for group in alert_rules()["groups"] for rule in group["rules"]
+    ]
+
+
+def pipeline_metrics() -> set[str]:
+    """Series the dashboards and rules select that are not the library's: the collector's own
+    telemetry (``otelcol_*``) and Prometheus' ``up``."""
+    return {name for name in _all_referenced() if name == "up" or name.startswith("otelcol_")}
 
 
 def referenced_metrics() -> set[str]:
-    """Every series name (``_bucket``/``_sum``/``_count`` included) the dashboards and rules select."""
+    """Every library series name (``_bucket``/``_sum``/``_count`` included) the dashboards and rules
+    select; recording rules' outputs and :func:`pipeline_metrics` are left out."""
+    return {name for name in _all_referenced() if ":" not in name} - pipeline_metrics()
+
+
+def _all_referenced() -> set[str]:
     exprs = [expr for _, _, expr in panel_queries()] + [expr for _, expr in rule_queries()]
     return set().union(*(_promql.metric_names(expr) for expr in exprs))

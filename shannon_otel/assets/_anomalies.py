@@ -54,18 +54,18 @@ def anomalies() -> p.Json:
                      "span.", "none",
                      [p.target(f"max by ({q.by(*per_series)}) ({score})",
                                f"{{{{{SERIES}}}}} ({{{{{SIGNAL_LABEL}}}}})")], min_=0, max_=1, width=24,
-                     thresholds=SCORE_THRESHOLDS),
+                     thresholds=SCORE_THRESHOLDS, link=True),
         p.timeseries("Anomaly events by severity", "Anomalies detected in each rate interval, by severity.", "short",
                      [p.target(q.sum_by((t.ANOMALY_SEVERITY,), q.events(events)), f"{{{{{SEVERITY}}}}}")],
                      bars=True, stack=True, colors=SEVERITY_COLORS),
         p.bargauge("Top 10 series by peak score", "The ten watched series with the highest anomaly score in "
                    "the selected time range.", "none", f"topk(10, {peak})",
-                   f"{{{{{SERIES}}}}} ({{{{{SIGNAL_LABEL}}}}})"),
+                   f"{{{{{SERIES}}}}} ({{{{{SIGNAL_LABEL}}}}})", link=True),
         p.table("Anomaly events by series", "Anomaly events per series, signal and severity in the selected "
                 "time range, most first. Open the trace of an anomalous task from the job's Jaeger link.",
                 "short",
                 f"sort_desc({q.sum_by((*per_series, t.ANOMALY_SEVERITY), q.events(events, '$__range'))})",
-                width=24),
+                width=24, link=True),
     ]
     variables = [
         g.query_variable("job", "Job (service)", q.sel(t.ANOMALY_SCORE), q.JOB),

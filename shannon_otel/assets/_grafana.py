@@ -6,12 +6,24 @@ the dashboard modules only say what each panel shows.
 
 from __future__ import annotations
 
+import json
+from urllib.parse import quote
+
 from . import _promql as q
 from ._panels import DATASOURCE, Json
+from ._provisioning import JAEGER_UID
 
-SCHEMA_VERSION = 39  # Grafana 11.0; Grafana 11.x/12.x load it and migrate in memory.
+SCHEMA_VERSION = 39  # Grafana 10.4+ loads it as is; later versions migrate it in memory (docs/stack.md).
 TAG = "shannon-otel"
-JAEGER_URL = "http://localhost:16686"
+# Grafana's Explore (URL schema 1, Grafana >= 10.4) on the provisioned Jaeger datasource: the link
+# needs no Jaeger URL, the datasource holds it.
+EXPLORE_JAEGER = "/explore?schemaVersion=1&orgId=1&panes=" + quote(json.dumps({
+    "jaeger": {
+        "datasource": JAEGER_UID,
+        "queries": [{"refId": "A", "datasource": {"type": "jaeger", "uid": JAEGER_UID}, "queryType": "search"}],
+        "range": {"from": "now-1h", "to": "now"},
+    },
+}, separators=(",", ":")), safe="")
 
 
 # ----------------------------------------------------------------------------- variables
@@ -24,7 +36,8 @@ def datasource_variable() -> Json:
 
 
 def query_variable(name: str, title: str, selector: str, label: str) -> Json:
-    """A multi-value variable over ``label_values(selector, label)``; "All" matches everything."""
+    """A multi-value variable over ``label_values(selector, label)``; "All" is ``.+``, so it matches
+    every value but never a series without the label (another library's series of the same name)."""
     definition = f"label_values({selector}, {q.label(label)})"
     return {
         "name": name, "label": title, "type": "query", "datasource": DATASOURCE,
@@ -32,17 +45,8 @@ def query_variable(name: str, title: str, selector: str, label: str) -> Json:
         # opens in the variable editor as a classic query.
         "definition": definition, "query": definition,
         "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
-        "hide": 0, "includeAll": True, "allValue": ".*", "multi": True, "options": [], "refresh": 2,
+        "hide": 0, "includeAll": True, "allValue": ".+", "multi": True, "options": [], "refresh": 2,
         "regex": "", "sort": 1,
-    }
-
-
-def jaeger_variable() -> Json:
-    return {
-        "name": "jaeger_url", "label": "Jaeger UI", "type": "textbox", "query": JAEGER_URL,
-        "current": {"text": JAEGER_URL, "value": JAEGER_URL}, "hide": 0,
-        "options": [{"selected": True, "text": JAEGER_URL, "value": JAEGER_URL}],
-        "description": "Base URL of the Jaeger UI the trace links open.",
     }
 
 
@@ -90,14 +94,14 @@ def dashboard(uid: str, title: str, description: str, panels: list[Json], variab
              "tooltip": "", "url": ""},
             {"title": "Jaeger: search traces", "type": "link", "tags": [], "asDropdown": False,
              "includeVars": False, "keepTime": False, "icon": "external link", "targetBlank": True,
-             "tooltip": "Open the Jaeger UI (set its URL in the Jaeger UI variable)",
-             "url": "${jaeger_url}/search"},
+             "tooltip": "Search traces in Explore with the provisioned Jaeger datasource",
+             "url": EXPLORE_JAEGER},
         ],
         "panels": _layout(panels),
         "refresh": "30s",
         "schemaVersion": SCHEMA_VERSION,
         "tags": [TAG],
-        "templating": {"list": [datasource_variable(), *variables, jaeger_variable()]},
+        "templating": {"list": [datasource_variable(), *variables]},
         "time": {"from": "now-1h", "to": "now"},
         "timepicker": {},
         "timezone": "browser",

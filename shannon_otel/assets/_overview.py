@@ -32,20 +32,26 @@ def _summary() -> list[p.Json]:
         p.stat("Task error ratio", "Share of finished tasks that failed or timed out (cancellations are "
                "not errors) in the selected time range.", "percentunit",
                f"({_over_range(t.TASK_OUTCOMES, ERRORS)} or vector(0))\n/\n{finished}"),
-        p.stat("GenAI tokens", "Tokens the tasks recorded (all token types) in the selected time range.",
-               "short", _over_range(t.TOKEN_USAGE, suffix="_sum")),
+        p.stat("Tokens", "Tokens the tasks recorded (all token types) in the selected time range.",
+               "short", _over_range(t.TASK_TOKENS, suffix="_sum")),
         p.stat("Task cost", "Cost the tasks recorded in the selected time range.", "currencyUSD",
                _over_range(t.TASK_COST)),
     ]
 
 
+def _p99_over_range(spec: t.MetricSpec) -> str:
+    return q.quantile(0.99, spec, JOB, WAVE, by_=(q.JOB, t.WAVE_NAME), window="$__range")
+
+
 def _latency(spec: t.MetricSpec, title: str, description: str, quantiles: tuple[float, ...]) -> p.Json:
+    """Percentiles per wave: one p50 over a 50 ms wave and a 30 s wave would describe neither."""
+    wave = q.label(t.WAVE_NAME)
     targets = [
-        p.target(q.quantile(pct, spec, JOB, WAVE, by_=(q.JOB,)), f"p{round(pct * 100)} {{{{job}}}}",
+        p.target(q.quantile(pct, spec, JOB, WAVE, by_=(q.JOB, t.WAVE_NAME)), f"p{round(pct * 100)} {{{{{wave}}}}}",
                  exemplar=True)
         for pct in quantiles
     ]
-    return p.timeseries(title, description, "s", targets)
+    return p.timeseries(title, description, "s", targets, link=True)
 
 
 def _throughput() -> list[p.Json]:
@@ -54,17 +60,25 @@ def _throughput() -> list[p.Json]:
     return [
         p.row("Throughput and latency"),
         p.timeseries("Task throughput by wave", "Tasks finished per second, any outcome.", "ops",
-                     [p.target(q.sum_by((q.JOB, t.WAVE_NAME), q.rate(outcomes)), f"{{{{{wave}}}}}")]),
+                     [p.target(q.sum_by((q.JOB, t.WAVE_NAME), q.rate(outcomes)), f"{{{{{wave}}}}}")],
+                     link=True),
         p.timeseries("Task outcomes", "Tasks finished per second by outcome. Cancellation is its own "
                      "outcome, never an error.", "ops",
                      [p.target(q.sum_by((t.TASK_OUTCOME,), q.rate(outcomes)),
                                f"{{{{{q.label(t.TASK_OUTCOME)}}}}}")],
                      stack=True, colors=OUTCOME_COLORS),
-        _latency(t.TASK_DURATION, "Task duration percentiles",
-                 "Task run time (queue wait excluded), from the duration histogram. Exemplar dots link to "
-                 "the task's trace in Jaeger.", (0.5, 0.9, 0.99)),
-        _latency(t.TASK_QUEUE_WAIT_DURATION, "Task queue wait percentiles",
-                 "Time tasks waited for a concurrency slot, resource pool or rate limit before starting.",
+        _latency(t.TASK_DURATION, "Task duration percentiles by wave",
+                 "Task run time (queue wait excluded) per wave, from the duration histogram. Exemplar dots "
+                 "link to the task's trace in Jaeger.", (0.5, 0.9, 0.99)),
+        p.heatmap("Task duration heatmap", "How many tasks finished in each duration bucket per rate "
+                  "interval, all selected waves. Exemplar dots link to a task's trace in Jaeger.", "s",
+                  q.sum_by(("le",), q.increase(q.sel(t.TASK_DURATION, JOB, WAVE, suffix="_bucket")))),
+        p.table("Slowest waves (p99 task duration)", "The ten waves with the highest p99 task duration in "
+                "the selected time range.", "s",
+                f"topk(10, {_p99_over_range(t.TASK_DURATION)})", link=True),
+        _latency(t.TASK_QUEUE_WAIT_DURATION, "Task queue wait percentiles by wave",
+                 "Time tasks of each wave waited for a concurrency slot, resource pool or rate limit before "
+                 "starting.",
                  (0.5, 0.99)),
         p.timeseries("Task errors by type", "Failed or timed-out tasks in each rate interval, by exception "
                      "type (error.type).", "short",
@@ -73,8 +87,9 @@ def _throughput() -> list[p.Json]:
                                f"{{{{{q.label(t.ERROR_TYPE)}}}}}")], stack=True, bars=True),
         p.timeseries("Wave duration by wave (p50, p99)", "Wall time of whole waves. Waves are rare "
                      "events, so points appear only around their ends.", "s",
-                     [p.target(q.quantile(pct, t.WAVE_DURATION, JOB, WAVE, by_=(t.WAVE_NAME,)),
-                               f"p{round(pct * 100)} {{{{{wave}}}}}", exemplar=True) for pct in (0.5, 0.99)]),
+                     [p.target(q.quantile(pct, t.WAVE_DURATION, JOB, WAVE, by_=(q.JOB, t.WAVE_NAME)),
+                               f"p{round(pct * 100)} {{{{{wave}}}}}", exemplar=True) for pct in (0.5, 0.99)],
+                     link=True),
     ]
 
 
@@ -84,34 +99,60 @@ def _concurrency() -> list[p.Json]:
         p.row("Concurrency and efficiency"),
         p.timeseries("Active and pending tasks", "Tasks running now and tasks of running waves not "
                      "started yet.", "short",
-                     [p.target(q.sum_by((t.WAVE_NAME,), q.sel(t.TASKS_ACTIVE, JOB, WAVE)),
+                     [p.target(q.sum_by((q.JOB, t.WAVE_NAME), q.sel(t.TASKS_ACTIVE, JOB, WAVE)),
                                f"active {{{{{wave}}}}}"),
-                      p.target(q.sum_by((t.WAVE_NAME,), q.sel(t.TASKS_PENDING, JOB, WAVE)),
-                               f"pending {{{{{wave}}}}}")]),
+                      p.target(q.sum_by((q.JOB, t.WAVE_NAME), q.sel(t.TASKS_PENDING, JOB, WAVE)),
+                               f"pending {{{{{wave}}}}}")], link=True),
         p.timeseries("Parallel efficiency", "Busy task time / (wave wall time x concurrency limit) of the "
                      "last finished wave: 100% means every slot was busy all the time.", "percentunit",
-                     [p.target(f"max by ({wave}) ({q.sel(t.WAVE_EFFICIENCY, JOB, WAVE)})",
-                               f"{{{{{wave}}}}}")], min_=0, max_=1),
+                     [p.target(f"max by ({q.by(q.JOB, t.WAVE_NAME)}) ({q.sel(t.WAVE_EFFICIENCY, JOB, WAVE)})",
+                               f"{{{{{wave}}}}}")], min_=0, max_=1, link=True),
+        p.timeseries("Telemetry dropped", "Spans and metric points the exporters did not deliver in each "
+                     "rate interval, by signal and reason (queue full, export failed, shutdown). Should be 0.",
+                     "short",
+                     [p.target(q.sum_by((t.TELEMETRY_SIGNAL, t.TELEMETRY_DROP_REASON),
+                                        q.events(q.sel(t.TELEMETRY_DROPPED, JOB))),
+                               f"{{{{{q.label(t.TELEMETRY_SIGNAL)}}}}} {{{{{q.label(t.TELEMETRY_DROP_REASON)}}}}}")],
+                     stack=True, bars=True),
     ]
 
 
-def _genai() -> list[p.Json]:
-    token_type = q.label(t.GEN_AI_TOKEN_TYPE)
+def _tokens() -> list[p.Json]:
+    token_type = q.label(t.TOKEN_TYPE)
     wave = q.label(t.WAVE_NAME)
     return [
-        p.row("GenAI usage and cost"),
-        p.timeseries("Token usage rate", "GenAI tokens per second by token type (gen_ai.client.token.usage).",
+        p.row("Token usage and cost"),
+        p.timeseries("Token usage rate", "Tokens per second the tasks recorded, by token type (shannon.task.tokens).",
                      "short",
-                     [p.target(q.sum_by((t.GEN_AI_TOKEN_TYPE,),
-                                        q.rate(q.sel(t.TOKEN_USAGE, JOB, WAVE, suffix="_sum"))),
+                     [p.target(q.sum_by((t.TOKEN_TYPE,),
+                                        q.rate(q.sel(t.TASK_TOKENS, JOB, WAVE, suffix="_sum"))),
                                f"{{{{{token_type}}}}}")], width=8),
         p.timeseries("Tokens per task (p50, p99)", "Tokens one task used, by token type.", "short",
-                     [p.target(q.quantile(pct, t.TOKEN_USAGE, JOB, WAVE, by_=(t.GEN_AI_TOKEN_TYPE,)),
+                     [p.target(q.quantile(pct, t.TASK_TOKENS, JOB, WAVE, by_=(t.TOKEN_TYPE,)),
                                f"p{round(pct * 100)} {{{{{token_type}}}}}") for pct in (0.5, 0.99)], width=8),
         p.timeseries("Cost per hour", "Cost the tasks record, as USD per hour at the current rate.",
                      "currencyUSD",
-                     [p.target(f"{q.sum_by((t.WAVE_NAME,), q.rate(q.sel(t.TASK_COST, JOB, WAVE)))} * 3600",
-                               f"{{{{{wave}}}}}")], width=8),
+                     [p.target(f"{q.sum_by((q.JOB, t.WAVE_NAME), q.rate(q.sel(t.TASK_COST, JOB, WAVE)))} * 3600",
+                               f"{{{{{wave}}}}}")], width=8, link=True),
+    ]
+
+
+def _pipeline() -> list[p.Json]:
+    """The collector's own telemetry (scrape job otel-collector-self): is the pipeline keeping up?"""
+    return [
+        p.row("Collector pipeline"),
+        p.timeseries("Collector: data accepted and refused", "Spans and metric points the collector's "
+                     "receivers accepted and refused (memory_limiter back-pressure) per second.", "ops",
+                     [p.target("sum by (receiver) (rate(otelcol_receiver_accepted_spans_total[$__rate_interval]))",
+                               "spans accepted {{receiver}}"),
+                      p.target("sum by (receiver) (rate(otelcol_receiver_accepted_metric_points_total"
+                               "[$__rate_interval]))", "metric points accepted {{receiver}}"),
+                      p.target("sum by (receiver) (rate(otelcol_receiver_refused_spans_total[$__rate_interval]))",
+                               "spans refused {{receiver}}")]),
+        p.timeseries("Collector: export queue", "Batches waiting in each exporter's queue, and its capacity: a "
+                     "queue staying full loses data.", "short",
+                     [p.target("max by (exporter) (otelcol_exporter_queue_size)", "queued {{exporter}}"),
+                      p.target("max by (exporter) (otelcol_exporter_queue_capacity)", "capacity {{exporter}}")]),
     ]
 
 
@@ -124,5 +165,5 @@ def overview(anomaly_annotation: p.Json) -> p.Json:
     return g.dashboard(
         UID, "Shannon OTel / Overview",
         "Waves and tasks run by shannon-otel: throughput, latency, outcomes, concurrency, tokens and cost.",
-        [*_summary(), *_throughput(), *_concurrency(), *_genai()], variables, (anomaly_annotation,),
+        [*_summary(), *_throughput(), *_concurrency(), *_tokens(), *_pipeline()], variables, (anomaly_annotation,),
     )

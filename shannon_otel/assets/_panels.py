@@ -6,18 +6,27 @@ the panels and lays them out. Every panel carries a unit and a description.
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+from . import _promql as q
+from ._provisioning import JAEGER_UID
 
 Json = dict[str, Any]
 
 DATASOURCE: Json = {"type": "prometheus", "uid": "${datasource}"}
 
-# Jaeger search takes microseconds; Grafana's ${__from}/${__to} are milliseconds.
-_JAEGER_WINDOW = "start=${__from}000&end=${__to}000"
+# Trace links open the provisioned Jaeger datasource (uid "jaeger") in Grafana's Explore, so no URL
+# has to be typed in; the service comes from the series' ``service`` label (see ``_promql.with_service``).
+_SERVICE = "${__field.labels." + q.SERVICE + "}"
 TRACES_LINK: Json = {
-    "title": "Traces of ${__field.labels.job} in Jaeger",
-    "url": "${jaeger_url}/search?service=${__field.labels.job}&" + _JAEGER_WINDOW,
-    "targetBlank": True,
+    "title": f"Traces of {_SERVICE} in Jaeger",
+    "url": "",
+    "internal": {
+        "datasourceUid": JAEGER_UID,
+        "datasourceName": "Jaeger",
+        "query": {"queryType": "search", "service": _SERVICE},
+    },
 }
 
 
@@ -37,12 +46,16 @@ def target(expr: str, legend: str = "__auto", *, exemplar: bool = False, instant
 
 
 def _panel(kind: str, title: str, description: str, unit: str, targets: list[Json], *, width: int,
-           height: int, defaults: Json, options: Json, links: bool = True) -> Json:
+           height: int, defaults: Json, options: Json, links: bool) -> Json:
     for index, t in enumerate(targets):
         t["refId"] = chr(ord("A") + index)
     field_defaults: Json = {"unit": unit, **defaults}
     if links:
-        field_defaults["links"] = [dict(TRACES_LINK)]
+        # Only series that still carry ``job`` can name their service: panels aggregating it away
+        # get no link (tests/test_assets.py checks every linked query keeps it).
+        for t in targets:
+            t["expr"] = q.with_service(t["expr"])
+        field_defaults["links"] = [json.loads(json.dumps(TRACES_LINK))]
     return {
         "type": kind,
         "title": title,
@@ -62,8 +75,9 @@ _TOOLTIP: Json = {"mode": "multi", "sort": "desc"}
 def timeseries(title: str, description: str, unit: str, targets: list[Json], *, width: int = 12,
                height: int = 8, stack: bool = False, bars: bool = False, min_: float | None = None,
                max_: float | None = None, colors: dict[str, str] | None = None,
-               thresholds: dict[float, str] | None = None) -> Json:
-    """A time series panel; ``thresholds`` (value -> color) are drawn as dashed lines."""
+               thresholds: dict[float, str] | None = None, link: bool = False) -> Json:
+    """A time series panel; ``thresholds`` (value -> color) are drawn as dashed lines; ``link`` adds
+    the trace link (every target must keep ``job``)."""
     custom: Json = {
         "drawStyle": "bars" if bars else "line",
         "fillOpacity": 60 if bars else (25 if stack else 10),
@@ -83,7 +97,8 @@ def timeseries(title: str, description: str, unit: str, targets: list[Json], *, 
     if max_ is not None:
         defaults["max"] = max_
     panel = _panel("timeseries", title, description, unit, targets, width=width, height=height,
-                   defaults=defaults, options={"legend": dict(_LEGEND), "tooltip": dict(_TOOLTIP)})
+                   defaults=defaults, options={"legend": dict(_LEGEND), "tooltip": dict(_TOOLTIP)},
+                   links=link)
     panel["fieldConfig"]["overrides"] = [
         {
             "matcher": {"id": "byName", "options": name},
@@ -111,7 +126,7 @@ def stat(title: str, description: str, unit: str, expr: str, *, width: int = 6, 
 
 
 def bargauge(title: str, description: str, unit: str, expr: str, legend: str, *, width: int = 12,
-             height: int = 8, min_: float = 0, max_: float = 1) -> Json:
+             height: int = 8, min_: float = 0, max_: float = 1, link: bool = False) -> Json:
     options: Json = {
         "displayMode": "gradient",
         "orientation": "horizontal",
@@ -120,18 +135,19 @@ def bargauge(title: str, description: str, unit: str, expr: str, legend: str, *,
     }
     defaults: Json = {"min": min_, "max": max_, "color": {"mode": "continuous-GrYlRd"}}
     return _panel("bargauge", title, description, unit, [target(expr, legend, instant=True)],
-                  width=width, height=height, defaults=defaults, options=options)
+                  width=width, height=height, defaults=defaults, options=options, links=link)
 
 
-def table(title: str, description: str, unit: str, expr: str, *, width: int = 12, height: int = 8) -> Json:
+def table(title: str, description: str, unit: str, expr: str, *, width: int = 12, height: int = 8,
+          link: bool = False) -> Json:
     panel = _panel("table", title, description, unit, [target(expr, instant=True, table=True)],
-                   width=width, height=height, defaults={}, options={"showHeader": True})
+                   width=width, height=height, defaults={}, options={"showHeader": True}, links=link)
     panel["transformations"] = [{"id": "organize", "options": {"excludeByName": {"Time": True}}}]
     return panel
 
 
 def state_timeline(title: str, description: str, expr: str, legend: str, states: list[tuple[str, str]],
-                   *, width: int = 24, height: int = 8) -> Json:
+                   *, width: int = 24, height: int = 8, link: bool = False) -> Json:
     """One row per series; the value ``i`` is shown as ``states[i]`` = (text, color)."""
     mappings: list[Json] = [
         {"type": "value",
@@ -150,7 +166,27 @@ def state_timeline(title: str, description: str, expr: str, legend: str, states:
         "tooltip": {"mode": "single", "sort": "none"},
     }
     return _panel("state-timeline", title, description, "none", [target(expr, legend)], width=width,
-                  height=height, defaults=defaults, options=options)
+                  height=height, defaults=defaults, options=options, links=link)
+
+
+def heatmap(title: str, description: str, unit: str, expr: str, *, width: int = 12, height: int = 8) -> Json:
+    """A heatmap of a classic histogram: ``expr`` gives one series per ``le`` bucket; exemplars shown."""
+    options: Json = {
+        "calculate": False,
+        "cellGap": 1,
+        "color": {"mode": "scheme", "scheme": "Oranges", "exponent": 0.5, "fill": "dark-orange",
+                  "reverse": False, "steps": 64},
+        "exemplars": {"color": "rgba(255,0,255,0.7)"},
+        "filterValues": {"le": 1e-9},
+        "legend": {"show": True},
+        "rowsFrame": {"layout": "auto"},
+        "tooltip": {"mode": "single", "yHistogram": False, "showColorScale": False},
+        "yAxis": {"axisPlacement": "left", "reverse": False, "unit": unit},
+    }
+    panel = _panel("heatmap", title, description, unit, [target(expr, "{{le}}", exemplar=True)], width=width,
+                   height=height, defaults={}, options=options, links=False)
+    panel["targets"][0]["format"] = "heatmap"
+    return panel
 
 
 def row(title: str) -> Json:

@@ -15,6 +15,8 @@ from shannon_otel._telemetry import MetricSpec
 
 JOB: str = "job"
 INSTANCE: str = "instance"
+#: The label :func:`with_service` adds: the Jaeger service (``service.name``) of a series' ``job``.
+SERVICE: str = "service"
 
 _HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
@@ -96,6 +98,15 @@ def mean(spec: MetricSpec, *matchers: str, by_: Iterable[str] = (), window: str 
     return f"{total}\n/\n{count}"
 
 
+def with_service(expr: str) -> str:
+    """``expr`` with a :data:`SERVICE` label: its ``job`` without the ``service.namespace/`` prefix.
+
+    Jaeger knows a service by ``service.name`` alone, so a trace link needs ``job`` cut at its last
+    ``/``; ``expr`` must keep ``job`` (see :func:`keeps`).
+    """
+    return f'label_replace(\n{expr},\n"{SERVICE}", "$1", "{JOB}", "(?:.*/)?(.+)")'
+
+
 # ----------------------------------------------------------------------------- analysis
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')
 _NOT_NAMES = re.compile(
@@ -103,7 +114,8 @@ _NOT_NAMES = re.compile(
 )
 _IDENTIFIER = re.compile(r"(?<![\w.:$])([A-Za-z_:][\w:]*)(?![\w:])(?!\s*\()")
 _KEYWORDS = frozenset({"and", "or", "unless", "bool", "offset", "inf", "nan", "atan2"})
-_VARIABLE = re.compile(r"\$(?:\{(\w+)(?::\w+)?\}|(\w+))")
+# Grafana variable names start with a letter or "_"; ``$1`` is a regex group (label_replace).
+_VARIABLE = re.compile(r"\$(?:\{([A-Za-z_]\w*)(?::\w+)?\}|([A-Za-z_]\w*))")
 
 #: Values standing in for Grafana's variables when a dashboard query is run outside Grafana.
 GRAFANA_DEFAULTS: Mapping[str, str] = {
@@ -120,16 +132,44 @@ def metric_names(expr: str) -> set[str]:
     return {m.group(1) for m in _IDENTIFIER.finditer(bare) if m.group(1).lower() not in _KEYWORDS}
 
 
+_DERIVED = re.compile(
+    r'^label_replace\((?P<inner>.*),\s*"(?P<dst>\w+)",\s*"[^"]*",\s*"(?P<src>\w+)",\s*"[^"]*"\)$', re.DOTALL,
+)
+# Aggregation operators that drop labels (topk/bottomk/limitk select series and keep theirs).
+_AGGREGATION = re.compile(
+    r"\b(?:sum|min|max|avg|group|count|count_values|stddev|stdvar|quantile)\s*"
+    r"(?:(?P<kind>by|without)\s*\((?P<labels>[^)]*)\))?\s*\("
+)
+
+
+def keeps(expr: str, name: str) -> bool:
+    """Whether label ``name`` of the selected series survives into the result of ``expr``.
+
+    Conservative: every aggregation in ``expr`` must keep ``name`` (``by`` listing it, ``without``
+    not listing it); a label an outermost ``label_replace`` writes survives when its source does.
+    """
+    derived = _DERIVED.match(expr.strip())
+    if derived is not None:
+        inner = derived.group("inner")
+        return keeps(inner, derived.group("src")) if derived.group("dst") == name else keeps(inner, name)
+    for m in _AGGREGATION.finditer(_STRING.sub('""', expr)):
+        listed = {part.strip() for part in (m.group("labels") or "").split(",")}
+        kind = m.group("kind")
+        if kind is None or (kind == "by") != (name in listed):
+            return False
+    return True
+
+
 def concrete(expr: str, values: Mapping[str, str] | None = None) -> str:
     """``expr`` with Grafana variables replaced, ready for Prometheus or ``promtool``.
 
     ``$__rate_interval``, ``$__interval`` and ``$__range`` get :data:`GRAFANA_DEFAULTS`, every other
-    variable (``$job``, ``$wave``...) gets ``.*`` - the "All" value of the dashboards' variables -
+    variable (``$job``, ``$wave``...) gets ``.+`` - the "All" value of the dashboards' variables -
     unless ``values`` names it.
     """
     chosen = {**GRAFANA_DEFAULTS, **(values or {})}
 
     def replace(m: re.Match[str]) -> str:
-        return chosen.get(m.group(1) or m.group(2), ".*")
+        return chosen.get(m.group(1) or m.group(2), ".+")
 
     return _VARIABLE.sub(replace, expr)

@@ -26,12 +26,14 @@ BREAKER_STATES = (
 
 
 def _per_op(spec: t.MetricSpec, *matchers: str, suffix: str = "", by_: tuple[str, ...] = ()) -> str:
-    return q.sum_by((t.OPERATION, *by_), q.rate(q.sel(spec, JOB, OPERATION, *matchers, suffix=suffix)))
+    return q.sum_by((q.JOB, t.OPERATION, *by_), q.rate(q.sel(spec, JOB, OPERATION, *matchers, suffix=suffix)))
 
 
-def _events_per_op(spec: t.MetricSpec, *matchers: str, suffix: str = "", by_: tuple[str, ...] = ()) -> str:
+def _events_per_op(spec: t.MetricSpec, *matchers: str, suffix: str = "", by_: tuple[str, ...] = (),
+                   window: str = "$__rate_interval") -> str:
     """Events of a rare-event counter in each rate interval (a rate would hide a series' first events)."""
-    return q.sum_by((t.OPERATION, *by_), q.events(q.sel(spec, JOB, OPERATION, *matchers, suffix=suffix)))
+    selector = q.sel(spec, JOB, OPERATION, *matchers, suffix=suffix)
+    return q.sum_by((q.JOB, t.OPERATION, *by_), q.events(selector, window))
 
 
 def breaker_state_expr() -> str:
@@ -60,11 +62,12 @@ def _calls() -> list[p.Json]:
                      width=8),
         p.timeseries("Call failure ratio by operation", "Failed calls / calls that ran (rejections "
                      "excluded), per operation.", "percentunit",
-                     [p.target(f"{failed}\n/\n{decided}", f"{{{{{OP}}}}}")], min_=0, max_=1, width=8),
+                     [p.target(f"{failed}\n/\n{decided}", f"{{{{{OP}}}}}")], min_=0, max_=1, width=8,
+                     link=True),
         p.timeseries("Rejected calls by operation", "Calls an open circuit breaker rejected without "
                      "running them, in each rate interval.", "short",
                      [p.target(_events_per_op(t.CALLS, q.eq(t.CALL_OUTCOME, t.CallOutcome.REJECTED)),
-                               f"{{{{{OP}}}}}")], bars=True, width=8),
+                               f"{{{{{OP}}}}}")], bars=True, width=8, link=True),
     ]
 
 
@@ -74,19 +77,29 @@ def _retries() -> list[p.Json]:
         p.timeseries("Retries by operation", "Retries scheduled in each rate interval (one backoff delay is "
                      "recorded per retry).", "short",
                      [p.target(_events_per_op(t.RETRY_DELAY_DURATION, suffix="_count"), f"{{{{{OP}}}}}")],
-                     bars=True, width=8),
+                     bars=True, width=8, link=True),
         p.timeseries("Attempts per call", "Attempts one protected call took: mean and p99 by operation "
                      "(1 = no retry).", "short",
-                     [p.target(q.mean(t.RETRY_ATTEMPTS, JOB, OPERATION, by_=(t.OPERATION,)),
+                     [p.target(q.mean(t.RETRY_ATTEMPTS, JOB, OPERATION, by_=(q.JOB, t.OPERATION)),
                                f"mean {{{{{OP}}}}}"),
-                      p.target(q.quantile(0.99, t.RETRY_ATTEMPTS, JOB, OPERATION, by_=(t.OPERATION,)),
-                               f"p99 {{{{{OP}}}}}")], width=8),
+                      p.target(q.quantile(0.99, t.RETRY_ATTEMPTS, JOB, OPERATION, by_=(q.JOB, t.OPERATION)),
+                               f"p99 {{{{{OP}}}}}")], width=8, link=True),
         p.timeseries("Retry delay percentiles", "Backoff delay scheduled before a retry (p50, p99). "
                      "Exemplar dots link to the retried call's trace.", "s",
                      [p.target(q.quantile(pct, t.RETRY_DELAY_DURATION, JOB, OPERATION, by_=(q.JOB,)),
                                f"p{round(pct * 100)} {{{{job}}}}", exemplar=True) for pct in (0.5, 0.99)],
-                     width=8),
+                     width=8, link=True),
+        p.table("Most retried operations", "The ten operations with the most retries per call in the selected "
+                "time range (0.5 = one call in two retried once; the retry storm alert starts there).", "short",
+                f"topk(10,\n{per_call_over_range()}\n)", width=24, link=True),
     ]
+
+
+def per_call_over_range() -> str:
+    """Retries per call of each operation over the dashboard's time range."""
+    retries = _events_per_op(t.RETRY_DELAY_DURATION, suffix="_count", window="$__range")
+    calls = _events_per_op(t.RETRY_ATTEMPTS, suffix="_count", window="$__range")
+    return f"{retries}\n/\n{calls}"
 
 
 def _breakers() -> list[p.Json]:
@@ -99,13 +112,13 @@ def _breakers() -> list[p.Json]:
         p.state_timeline("Breaker state", "Current state of each circuit breaker: closed (calls flow), "
                          "half-open (probing), open (calls rejected).", breaker_state_expr(),
                          f"{{{{{name}}}}}", [(str(state), color) for state, color in BREAKER_STATES],
-                         width=16),
+                         width=16, link=True),
         p.stat("Open breakers", "Circuit breakers open now (half-open ones are probing and not counted).",
                "short", f"sum({open_}) or vector(0)", width=8, height=8),
         p.timeseries("Breaker transitions", "Circuit breaker state changes in each rate interval, by breaker and "
                      "new state.", "short",
-                     [p.target(q.sum_by((t.BREAKER_NAME, t.BREAKER_TO), transitions),
-                               f"{{{{{name}}}}} -> {{{{{to}}}}}")], bars=True, width=24),
+                     [p.target(q.sum_by((q.JOB, t.BREAKER_NAME, t.BREAKER_TO), transitions),
+                               f"{{{{{name}}}}} -> {{{{{to}}}}}")], bars=True, width=24, link=True),
     ]
 
 
@@ -117,21 +130,28 @@ def _policies() -> list[p.Json]:
         p.row("Timeouts, fallbacks, degradations, hedges, compensations"),
         p.timeseries("Timeouts by operation", "Operations cut off by a timeout policy, in each rate "
                      "interval.", "short",
-                     [p.target(_events_per_op(t.TIMEOUTS), f"{{{{{OP}}}}}")], bars=True, width=8),
+                     [p.target(_events_per_op(t.TIMEOUTS), f"{{{{{OP}}}}}")], bars=True, width=8, link=True),
         p.timeseries("Fallbacks by operation", "Fallback results served after the primary failed, in each "
                      "rate interval, by operation and error type.", "short",
                      [p.target(_events_per_op(t.FALLBACKS, by_=(t.ERROR_TYPE,)),
-                               f"{{{{{OP}}}}} {{{{{q.label(t.ERROR_TYPE)}}}}}")], bars=True, width=8),
+                               f"{{{{{OP}}}}} {{{{{q.label(t.ERROR_TYPE)}}}}}")], bars=True, width=8, link=True),
         p.timeseries("Degradations", "Degraded results served in each rate interval, by operation, mode and "
                      "reason.", "short",
                      [p.target(_events_per_op(t.DEGRADATIONS, by_=(t.DEGRADE_MODE, t.DEGRADE_REASON)),
-                               f"{{{{{OP}}}}} {{{{{mode}}}}} ({{{{{reason}}}}})")], bars=True, width=8),
+                               f"{{{{{OP}}}}} {{{{{mode}}}}} ({{{{{reason}}}}})")], bars=True, width=8, link=True),
         p.timeseries("Hedged attempts by operation", "Extra (hedged) attempts started in each rate interval.",
-                     "short", [p.target(_events_per_op(t.HEDGES), f"{{{{{OP}}}}}")], bars=True, width=12),
+                     "short", [p.target(_events_per_op(t.HEDGES), f"{{{{{OP}}}}}")], bars=True, width=12,
+                     link=True),
         p.timeseries("Saga compensations", "Compensation steps run in each rate interval when a saga rolled back, "
                      "by saga and outcome.", "short",
-                     [p.target(q.sum_by((t.SAGA_NAME, t.COMPENSATION_OUTCOME), compensations),
-                               f"{{{{{saga}}}}} {{{{{outcome}}}}}")], bars=True, width=12),
+                     [p.target(q.sum_by((q.JOB, t.SAGA_NAME, t.COMPENSATION_OUTCOME), compensations),
+                               f"{{{{{saga}}}}} {{{{{outcome}}}}}")], bars=True, width=12, link=True),
+        p.timeseries("Hook errors", "Exceptions raised by hooks (user callbacks, the anomaly hook) in each rate "
+                     "interval, by hook and method: isolated, never raised into the user's calls; each hook "
+                     "logs its first one per method.", "short",
+                     [p.target(q.sum_by((t.HOOK_NAME, t.HOOK_METHOD), q.events(q.sel(t.HOOK_ERRORS, JOB))),
+                               f"{{{{{q.label(t.HOOK_NAME)}}}}} {{{{{q.label(t.HOOK_METHOD)}}}}}")],
+                     bars=True, width=24),
     ]
 
 

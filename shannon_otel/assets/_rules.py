@@ -1,13 +1,19 @@
-"""Prometheus alerting rules for shannon-otel, following the monitoring-mixin conventions.
+"""Prometheus recording and alerting rules for shannon-otel, following the monitoring-mixin conventions.
 
 CamelCase alert names prefixed ``Shannon``, a ``severity`` label, a ``summary`` and a templated
 ``description`` annotation, a ``runbook_url`` to the section of docs/runbook.md named like the alert
-(lower-cased, GitHub's anchor) and a ``traces_url`` opening the matching traces in Jaeger.
+(lower-cased, GitHub's anchor) and a ``traces_url`` opening the matching traces in Jaeger. Recording
+rules are named ``level:metric:operations`` (labels kept : series : what was done to it).
+
+Thresholds fit real workloads: every ratio has a minimum-count guard (a wave finishing one task in
+five minutes says nothing), the stall window can be set per wave, and the unsupervised anomaly
+detector only warns, after it has kept reporting for a while.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -16,7 +22,13 @@ from shannon_otel import _telemetry as t
 from . import _promql as q
 
 RUNBOOK_URL = "https://github.com/shannon-otel/shannon-otel/blob/main/docs/runbook.md"
-JAEGER_URL = "http://localhost:16686"
+JAEGER_URL = "http://localhost:16686"  # docker-compose.yaml's Jaeger UI; scripts/stack: --jaeger-url
+SLO_TARGET = 0.99  # share of finished tasks that succeed (cancellations excluded from neither side)
+STALL_AFTER = "15m"
+# (long window, short window, burn-rate factor, severity): the SRE workbook's multiwindow pairs for a
+# 30-day budget: 2% of it spent in 1h pages, 5% in 6h opens a ticket.
+BURN_WINDOWS = (("1h", "5m", 14.4, "critical"), ("6h", "30m", 6.0, "warning"))
+_DURATION = re.compile(r"^[1-9][0-9]*[smhd]$")
 
 Rule = dict[str, Any]
 
@@ -50,34 +62,31 @@ def _indent(text: str) -> str:
 
 
 def _alert(name: str, expr: str, for_: str, severity: str, summary: str, description: str, *, jaeger: str,
-           runbook: str, traces: str) -> Rule:
-    return {
-        "alert": name,
-        "expr": expr,
-        "for": for_,
-        "labels": {"severity": severity},
-        "annotations": {
-            "summary": summary,
-            "description": description,
-            "runbook_url": f"{runbook}#{name.lower()}",
-            "traces_url": f"{jaeger}/search?service={_SERVICE}&lookback=1h{traces}",
-        },
+           runbook: str, traces: str | None) -> Rule:
+    """An alerting rule; ``traces`` narrows its Jaeger search, None for alerts about no service's spans."""
+    annotations = {
+        "summary": summary,
+        "description": description,
+        "runbook_url": f"{runbook}#{name.lower()}",
     }
+    if traces is not None:
+        annotations["traces_url"] = f"{jaeger}/search?service={_SERVICE}&lookback=1h{traces}"
+    return {"alert": name, "expr": expr, "for": for_, "labels": {"severity": severity}, "annotations": annotations}
 
 
-def _anomaly(severity: t.Severity, jaeger: str, runbook: str) -> Rule:
+def _anomaly(jaeger: str, runbook: str) -> Rule:
     grouping = q.by(q.JOB, t.ANOMALY_SERIES, t.ANOMALY_SIGNAL)
-    events = q.sel(t.ANOMALY_EVENTS, q.eq(t.ANOMALY_SEVERITY, severity))
     # q.events, not increase(): the counter series appears with the first anomaly, whose increment
-    # increase() cannot see.
-    expr = f"sum by ({grouping}) (\n  {q.events(events, '5m')}\n) > 0"
+    # increase() cannot see. A 5m window with `for: 10m` needs anomalies reported for 10 minutes on
+    # end: one outlier of an unsupervised detector is a dashboard annotation, not an alert.
+    expr = f"sum by ({grouping}) (\n  {q.events(q.sel(t.ANOMALY_EVENTS), '5m')}\n) > 0"
     series, signal = q.label(t.ANOMALY_SERIES), q.label(t.ANOMALY_SIGNAL)
     return _alert(
-        "ShannonAnomalyDetected", expr, "0s", severity.value,
-        f"shannon-otel detected a {severity.value} anomaly.",
+        "ShannonAnomalyDetected", expr, "10m", "warning",
+        "shannon-otel keeps detecting anomalies in one series.",
         f"Signal {{{{ $labels.{signal} }}}} of series {{{{ $labels.{series} }}}} (job {{{{ $labels.job }}}}) "
-        f"is anomalous: {{{{ $value | humanize }}}} {severity.value} anomaly event(s) in the last 5 minutes. "
-        f"The offending task spans carry a {t.EVENT_ANOMALY} span event.",
+        f"has been anomalous for at least 10 minutes: {{{{ $value | humanize }}}} anomaly event(s) in the "
+        f"last 5 minutes. The offending task spans carry a {t.EVENT_ANOMALY} span event.",
         jaeger=jaeger, runbook=runbook, traces=_label_tags({t.ANOMALY_SERIES: series, t.ANOMALY_SIGNAL: signal}),
     )
 
@@ -98,69 +107,211 @@ def _breaker(jaeger: str, runbook: str) -> Rule:
     )
 
 
-def _error_rate(jaeger: str, runbook: str) -> Rule:
-    grouping = (q.JOB, t.WAVE_NAME)
-    errors = q.sel(t.TASK_OUTCOMES, q.any_of(t.TASK_OUTCOME, (t.Outcome.FAILURE, t.Outcome.TIMEOUT)))
+# ----------------------------------------------------------------------------- recording rules
+WAVE = (q.JOB, t.WAVE_NAME)
+OPERATION = (q.JOB, t.OPERATION)
+ERRORS = q.any_of(t.TASK_OUTCOME, (t.Outcome.FAILURE, t.Outcome.TIMEOUT))
+
+
+def recorded(level: tuple[str, ...], metric: str, operations: str) -> str:
+    """A recording rule name ``level:metric:operations`` (``job_shannon_wave_name:...:rate5m``)."""
+    return f"{'_'.join(q.label(a) for a in level)}:{metric}:{operations}"
+
+
+def _task_rates(windows: tuple[str, ...]) -> list[Rule]:
+    """Per wave: finished tasks and errors per second, and the error ratio, over each window."""
+    rules: list[Rule] = []
+    for window in windows:
+        tasks = recorded(WAVE, "shannon_task_outcomes", f"rate{window}")
+        errors = recorded(WAVE, "shannon_task_errors", f"rate{window}")
+        rules += [
+            {"record": tasks, "expr": q.sum_by(WAVE, q.rate(q.sel(t.TASK_OUTCOMES), window))},
+            {"record": errors, "expr": q.sum_by(WAVE, q.rate(q.sel(t.TASK_OUTCOMES, ERRORS), window))},
+            {"record": recorded(WAVE, "shannon_task_error", f"ratio_rate{window}"),
+             "expr": f"({errors} or {tasks} * 0)\n/\n{tasks}"},
+        ]
+    return rules
+
+
+def recording_rules() -> list[Rule]:
+    """Task rates and error ratios per wave, call and retry rates per operation, duration percentiles."""
+    windows = tuple(dict.fromkeys(w for pair in BURN_WINDOWS for w in pair[:2]))
+    rules = _task_rates(windows)
+    rules += [
+        {"record": recorded(OPERATION, "shannon_calls", "rate5m"),
+         "expr": q.sum_by(OPERATION, q.rate(q.sel(t.CALLS), "5m"))},
+        {"record": recorded(OPERATION, "shannon_retries", "rate5m"),
+         "expr": q.sum_by(OPERATION, q.rate(q.sel(t.RETRY_DELAY_DURATION, suffix="_count"), "5m"))},
+    ]
+    for pct in (0.5, 0.99):
+        rules.append({
+            "record": recorded(WAVE, "shannon_task_duration_seconds", f"p{round(pct * 100)}_rate5m"),
+            "expr": q.quantile(pct, t.TASK_DURATION, by_=WAVE, window="5m"),
+        })
+    return rules
+
+
+# ----------------------------------------------------------------------------- task alerts
+def _error_rate(jaeger: str, runbook: str, min_tasks: int) -> Rule:
+    errors = q.sel(t.TASK_OUTCOMES, ERRORS)
+    finished = q.sum_by(WAVE, q.events(q.sel(t.TASK_OUTCOMES), "10m"))
     expr = (
-        f"{q.sum_by(grouping, q.rate(errors, '5m'))}\n/\n"
-        f"{q.sum_by(grouping, q.rate(q.sel(t.TASK_OUTCOMES), '5m'))}\n> 0.1"
+        f"{q.sum_by(WAVE, q.rate(errors, '10m'))}\n/\n{q.sum_by(WAVE, q.rate(q.sel(t.TASK_OUTCOMES), '10m'))}\n"
+        f"> 0.1\nand on ({q.by(*WAVE)})\n{finished} >= {min_tasks}"
     )
     wave = q.label(t.WAVE_NAME)
     return _alert(
         "ShannonTaskErrorRateHigh", expr, "5m", "warning",
         "More than 10% of the tasks of a wave fail or time out.",
         f"{{{{ $value | humanizePercentage }}}} of the tasks of wave {{{{ $labels.{wave} }}}} of job "
-        f"{{{{ $labels.job }}}} failed or timed out over the last 5 minutes (cancellations not counted).",
+        f"{{{{ $labels.job }}}} failed or timed out over the last 10 minutes (cancellations not counted; "
+        f"waves finishing fewer than {min_tasks} tasks in 10 minutes are left to the error budget alerts).",
         jaeger=jaeger, runbook=runbook, traces=_tags({t.TASK_OUTCOME: t.Outcome.FAILURE.value}),
     )
 
 
-def _retry_storm(jaeger: str, runbook: str) -> Rule:
-    grouping = (q.JOB, t.OPERATION)
-    per_call = q.mean(t.RETRY_ATTEMPTS, by_=grouping, window="5m")
-    retries = q.sum_by(grouping, q.rate(q.sel(t.RETRY_DELAY_DURATION, suffix="_count"), "5m"))
-    op = q.label(t.OPERATION)
-    return _alert(
-        "ShannonRetryStorm", f"(\n{_indent(per_call)}\n) > 2\nand on ({q.by(*grouping)})\n{retries} > 1", "5m",
-        "warning", "Retries multiply the load of an operation by more than 2.",
-        f"Calls of operation {{{{ $labels.{op} }}}} of job {{{{ $labels.job }}}} take "
-        f"{{{{ $value | humanize }}}} attempts on average over the last 5 minutes, with more than one retry "
-        f"per second: retries amplify the load on a dependency that is already failing.",
-        jaeger=jaeger, runbook=runbook, traces=f"&operation={{{{ $labels.{op} | urlquery }}}}",
-    )
-
-
-def _wave_stalled(jaeger: str, runbook: str) -> Rule:
-    grouping = (q.JOB, t.WAVE_NAME)
-    in_flight = (
-        f"  {q.sum_by(grouping, q.sel(t.TASKS_ACTIVE))} > 0\n"
-        f"  or\n"
-        f"  {q.sum_by(grouping, q.sel(t.TASKS_PENDING))} > 0"
-    )
-    finished = q.sum_by(grouping, q.events(q.sel(t.TASK_OUTCOMES), "10m"))
+def _burn_rate(jaeger: str, runbook: str, slo_target: float, long: str, short: str, factor: float,
+               severity: str) -> Rule:
+    budget = 1 - slo_target
+    threshold = f"{factor * budget:.6g}"
+    ratio = [recorded(WAVE, "shannon_task_error", f"ratio_rate{w}") for w in (long, short)]
     wave = q.label(t.WAVE_NAME)
     return _alert(
-        "ShannonWaveStalled", f"(\n{in_flight}\n)\nunless on ({q.by(*grouping)})\n{finished} > 0", "10m",
-        "warning", "A wave has tasks in flight but none finished for 10 minutes.",
-        f"Wave {{{{ $labels.{wave} }}}} of job {{{{ $labels.job }}}} has active or pending tasks, but no "
-        f"task of it finished for at least 10 minutes.",
+        "ShannonTaskErrorBudgetBurn", f"{ratio[0]} > {threshold}\nand\n{ratio[1]} > {threshold}", "2m",
+        severity,
+        f"A wave spends its task error budget {factor:g} times too fast.",
+        f"Wave {{{{ $labels.{wave} }}}} of job {{{{ $labels.job }}}}: {{{{ $value | humanizePercentage }}}} "
+        f"of its tasks failed or timed out over the last {long} (and still over {short}), against a "
+        f"{slo_target:.4g} success objective: at this rate the 30-day error budget lasts "
+        f"{30 / factor:.3g} days.",
+        jaeger=jaeger, runbook=runbook, traces=_tags({t.TASK_OUTCOME: t.Outcome.FAILURE.value}),
+    )
+
+
+def _in_flight(window: str, *matchers: str) -> str:
+    """Waves with tasks active (or pending) now and ``window`` ago."""
+    parts = []
+    for spec in (t.TASKS_ACTIVE, t.TASKS_PENDING):
+        selector = q.sel(spec, *matchers)
+        parts.append(f"  {q.sum_by(WAVE, selector)} > 0\n  and on ({q.by(*WAVE)})\n"
+                     f"  {q.sum_by(WAVE, f'{selector} offset {window}')} > 0")
+    return "\n  or\n".join(parts)
+
+
+def _wave_stalled(jaeger: str, runbook: str, default: str, per_wave: dict[str, str]) -> Rule:
+    """Waves in flight now and a window ago with no task finished in between: ``per_wave`` sets the
+    window of some waves, the rest get ``default`` (a wave whose tasks legitimately take 25 minutes
+    gets, say, ``40m``). A wave younger than its window never fires."""
+    grouping = q.by(*WAVE)
+
+    def stalled(window: str, *matchers: str) -> str:
+        finished = q.sum_by(WAVE, q.events(q.sel(t.TASK_OUTCOMES, *matchers), window))
+        return f"(\n{_in_flight(window, *matchers)}\n)\nunless on ({grouping})\n{finished} > 0"
+
+    parts = [stalled(default, *([f'{q.label(t.WAVE_NAME)}!~"{_alternation(per_wave)}"'] if per_wave else []))]
+    parts += [stalled(window, q.eq(t.WAVE_NAME, name)) for name, window in sorted(per_wave.items())]
+    wave = q.label(t.WAVE_NAME)
+    return _alert(
+        "ShannonWaveStalled", "\nor\n".join(f"(\n{_indent(part)}\n)" for part in parts) if per_wave else parts[0],
+        "5m", "warning", "A wave has tasks in flight but none finished in its stall window.",
+        f"Wave {{{{ $labels.{wave} }}}} of job {{{{ $labels.job }}}} has had active or pending tasks for "
+        f"its whole stall window ({default} unless set per wave) and 5 minutes more, and no task of it "
+        f"finished in that time.",
         jaeger=jaeger, runbook=runbook, traces=f"&operation={_wave_span(wave)}",
     )
 
 
-def alert_rules(*, jaeger_url: str = JAEGER_URL, runbook_url: str = RUNBOOK_URL) -> dict[str, Any]:
-    """The rule groups (Prometheus rule-file structure) with links to ``jaeger_url`` and ``runbook_url``."""
+def _alternation(per_wave: dict[str, str]) -> str:
+    return "|".join(re.escape(name).replace("\\", "\\\\") for name in sorted(per_wave))
+
+
+# ----------------------------------------------------------------------------- resilience alerts
+def _retry_storm(jaeger: str, runbook: str, min_retries: int) -> Rule:
+    # One retry delay is recorded per retry, one attempts observation per call: their ratio is the
+    # extra load retries put on the dependency, whatever the call rate (0.3 calls/s of an LLM
+    # operation failing every attempt counts as much as 100/s). Retry(attempts=2) failing every
+    # time makes 1 retry per call; healthy jitter stays far below 0.5.
+    retries = q.sum_by(OPERATION, q.events(q.sel(t.RETRY_DELAY_DURATION, suffix="_count"), "15m"))
+    calls = q.sum_by(OPERATION, q.events(q.sel(t.RETRY_ATTEMPTS, suffix="_count"), "15m"))
+    op = q.label(t.OPERATION)
+    return _alert(
+        "ShannonRetryStorm",
+        f"(\n{_indent(retries)}\n/\n{_indent(calls)}\n) >= 0.5\n"
+        f"and on ({q.by(*OPERATION)})\n{retries} >= {min_retries}",
+        "5m", "warning", "Retries add at least half again the load of an operation.",
+        f"Calls of operation {{{{ $labels.{op} }}}} of job {{{{ $labels.job }}}} were retried "
+        f"{{{{ $value | humanize }}}} times per call over the last 15 minutes (at least {min_retries} "
+        f"retries): retries amplify the load on a dependency that is already failing.",
+        jaeger=jaeger, runbook=runbook, traces=f"&operation={{{{ $labels.{op} | urlquery }}}}",
+    )
+
+
+# ----------------------------------------------------------------------------- the pipeline itself
+def _collector_alerts(jaeger: str, runbook: str) -> list[Rule]:
+    """The collector's own telemetry (job ``otel-collector-self`` in collector-config/prometheus.yml)."""
+    failed = (
+        "sum by (job, exporter) (\n"
+        "  rate(otelcol_exporter_send_failed_spans_total[5m])\n"
+        "  or rate(otelcol_exporter_send_failed_metric_points_total[5m])\n"
+        ")"
+    )
+    refused = (
+        "sum by (job, receiver) (\n"
+        "  rate(otelcol_receiver_refused_spans_total[5m])\n"
+        "  or rate(otelcol_receiver_refused_metric_points_total[5m])\n"
+        ")"
+    )
+    return [
+        _alert("ShannonCollectorDown", 'up{job=~"otel-collector.*"} == 0', "5m", "critical",
+               "Prometheus cannot scrape the OpenTelemetry Collector.",
+               "Target {{ $labels.instance }} of scrape job {{ $labels.job }} is down: no shannon-otel "
+               "metrics, span metrics or traces pass through it.",
+               jaeger=jaeger, runbook=runbook, traces=None),
+        _alert("ShannonCollectorExportFailing", f"{failed} > 0", "10m", "warning",
+               "The OpenTelemetry Collector fails to export telemetry.",
+               "Exporter {{ $labels.exporter }} of {{ $labels.job }} fails {{ $value | humanize }} spans or "
+               "points per second: traces or metrics are being lost.",
+               jaeger=jaeger, runbook=runbook, traces=None),
+        _alert("ShannonCollectorRefusingData", f"{refused} > 0", "10m", "warning",
+               "The OpenTelemetry Collector refuses incoming telemetry.",
+               "Receiver {{ $labels.receiver }} of {{ $labels.job }} refuses {{ $value | humanize }} spans or "
+               "points per second (memory_limiter back-pressure): the SDKs retry, then drop.",
+               jaeger=jaeger, runbook=runbook, traces=None),
+    ]
+
+
+def _check(slo_target: float, stall_after: str, per_wave: dict[str, str]) -> None:
+    if not 0 < slo_target < 1:
+        raise ValueError(f"slo_target must be in (0, 1), got {slo_target!r}")
+    for what, value in (("stall_after", stall_after), *((f"stall_after_wave[{k!r}]", v) for k, v in per_wave.items())):
+        if not _DURATION.match(value):
+            raise ValueError(f"{what} must be a Prometheus duration like 15m or 2h, got {value!r}")
+
+
+def alert_rules(*, jaeger_url: str = JAEGER_URL, runbook_url: str = RUNBOOK_URL, slo_target: float = SLO_TARGET,
+                stall_after: str = STALL_AFTER, stall_after_wave: dict[str, str] | None = None,
+                min_tasks: int = 20, min_retries: int = 20) -> dict[str, Any]:
+    """The rule groups (Prometheus rule-file structure) with links to ``jaeger_url`` and ``runbook_url``.
+
+    ``slo_target`` is the task success objective of the burn-rate alerts, ``stall_after`` the default
+    stall window of a wave and ``stall_after_wave`` per-wave windows (wave name -> duration);
+    ``min_tasks``/``min_retries`` are the minimum counts before a ratio may alert. Raises ValueError
+    for a target outside (0, 1) or a malformed duration.
+    """
+    per_wave = dict(stall_after_wave or {})
+    _check(slo_target, stall_after, per_wave)
+    if min_tasks < 1 or min_retries < 1:
+        raise ValueError(f"min_tasks and min_retries must be >= 1, got {min_tasks!r}, {min_retries!r}")
+    j, r = jaeger_url, runbook_url
     return {
         "groups": [
+            {"name": "shannon-otel-recording", "rules": recording_rules()},
             {"name": "shannon-otel-tasks", "rules": [
-                _error_rate(jaeger_url, runbook_url), _wave_stalled(jaeger_url, runbook_url),
+                _error_rate(j, r, min_tasks), _wave_stalled(j, r, stall_after, per_wave),
+                *(_burn_rate(j, r, slo_target, *pair) for pair in BURN_WINDOWS),
             ]},
-            {"name": "shannon-otel-resilience", "rules": [
-                _retry_storm(jaeger_url, runbook_url), _breaker(jaeger_url, runbook_url),
-            ]},
-            {"name": "shannon-otel-anomalies", "rules": [
-                _anomaly(t.Severity.WARNING, jaeger_url, runbook_url),
-                _anomaly(t.Severity.CRITICAL, jaeger_url, runbook_url),
-            ]},
+            {"name": "shannon-otel-resilience", "rules": [_retry_storm(j, r, min_retries), _breaker(j, r)]},
+            {"name": "shannon-otel-anomalies", "rules": [_anomaly(j, r)]},
+            {"name": "shannon-otel-pipeline", "rules": _collector_alerts(j, r)},
         ],
     }

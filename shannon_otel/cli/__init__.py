@@ -60,16 +60,19 @@ def _port(text: str) -> int:
 
 
 def endpoint_url(text: str) -> str:
-    """``http(s)://host:port[/path]``; a bare ``host:port`` gets ``http://``. ArgumentTypeError otherwise."""
-    url = text if "://" in text else f"http://{text}"
+    """``http(s)://host[:port][/path]``, or a bare ``host:port`` (gets ``http://``). ArgumentTypeError
+    otherwise: a bare word such as ``notaurl`` is a typo far more often than a host on port 80."""
+    bare = "://" not in text
+    url = f"http://{text}" if bare else text
     parts = urlsplit(url)
     try:
-        parts.port  # noqa: B018 - parsing the port is the check (ValueError when it is not a number)
-    except ValueError:
-        parts = parts._replace(netloc="")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+        port = parts.port
+    except ValueError:  # not a number, or out of 0..65535
+        parts, port = parts._replace(netloc=""), None
+    if parts.scheme not in ("http", "https") or not parts.hostname or (bare and port is None):
         raise argparse.ArgumentTypeError(
-            f"expected a URL like http://127.0.0.1:4317 (scheme http or https, a host, an optional port), got {text!r}"
+            f"expected a URL like http://127.0.0.1:4317 (scheme http or https, a host, an optional port; "
+            f"without a scheme, host:port), got {text!r}"
         )
     return url.rstrip("/")
 
@@ -122,19 +125,29 @@ def build_parser() -> argparse.ArgumentParser:
                       default=os.environ.get("OTEL_SERVICE_NAME") or "shannon-otel-demo",
                       help="service.name of the telemetry (default shannon-otel-demo)")
     demo.add_argument("--plain", action="store_true", help="plain line output even on a terminal")
-    demo.set_defaults(env_endpoint=env_endpoint, env_protocol=env_protocol)
+    demo.add_argument("--verbose", "-v", action="store_true",
+                      help="also print the library's log records: retries, breaker changes, fallbacks, ...")
+    demo.set_defaults(env_endpoint=env_endpoint, env_protocol=env_protocol, subparser=demo)
 
     dash = sub.add_parser("dashboards", help="print or write the bundled Grafana dashboards",
                           description="Prints the Grafana dashboards as JSON ({file name: model}, or one model "
                           "with NAME), or writes them with their provisioning files under --out DIR.")
     dash.add_argument("name", nargs="?", help="one dashboard: overview, resilience or anomalies")
     dash.add_argument("--out", metavar="DIR", help="write DIR/<dashboard>.json and DIR/provisioning/...")
+    dash.set_defaults(subparser=dash)
 
     rules = sub.add_parser("rules", help="print or write the bundled Prometheus alert rules",
                            description="Prints the Prometheus alert rule file (YAML), or writes it to --out FILE.")
     rules.add_argument("--out", metavar="FILE", help="write the rules to FILE instead of stdout")
     rules.add_argument("--jaeger-url", help="link alerts to this Jaeger UI (e.g. http://127.0.0.1:16686)")
     rules.add_argument("--runbook-url", help="base URL of the runbook linked from each alert")
+    rules.add_argument("--slo-target", type=float, metavar="RATIO",
+                       help="task success objective of the error budget alerts, in (0, 1) (default 0.99)")
+    rules.add_argument("--stall-after", metavar="DURATION",
+                       help="how long a wave may run without a finished task (default 15m)")
+    rules.add_argument("--stall-after-wave", metavar="WAVE=DURATION", action="append", default=[],
+                       help="the stall window of one wave (repeatable), e.g. train=40m")
+    rules.set_defaults(subparser=rules)
 
     check = sub.add_parser(
         "check", help="verify an OTLP endpoint accepts traces and Prometheus answers queries",
@@ -151,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     skip.add_argument("--skip-prometheus", action="store_true", help="only check the OTLP endpoint")
     check.add_argument("--timeout", type=_seconds, default=3.0, metavar="SECONDS",
                        help="per target, all its requests and retries included (default 3)")
-    check.set_defaults(env_endpoint=env_endpoint, env_protocol=env_protocol)
+    check.set_defaults(env_endpoint=env_endpoint, env_protocol=env_protocol, subparser=check)
     return parser
 
 
@@ -161,7 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     Usage errors exit through argparse (``SystemExit(2)``) with a message on stderr.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # reported by the subcommand's parser, so the usage shown is the subcommand's
+        args.subparser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if getattr(args, "otlp_endpoint", None) is None and getattr(args, "env_endpoint", None):
         try:
             args.otlp_endpoint = endpoint_url(args.env_endpoint)

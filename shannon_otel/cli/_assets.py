@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from .. import assets
 
@@ -50,8 +51,19 @@ def _write(path: Path, text: str) -> Path:
 
 
 def _rules(args: argparse.Namespace) -> int:
-    links = {k: v for k, v in (("jaeger_url", args.jaeger_url), ("runbook_url", args.runbook_url)) if v}
-    text = assets.alert_rules_yaml(**links)
+    options: dict[str, Any] = {
+        k: v for k, v in (("jaeger_url", args.jaeger_url), ("runbook_url", args.runbook_url),
+                          ("slo_target", args.slo_target), ("stall_after", args.stall_after)) if v is not None
+    }
+    per_wave = dict(item.partition("=")[::2] for item in args.stall_after_wave)
+    if any(not wave for wave in per_wave) or any("=" not in item for item in args.stall_after_wave):
+        print("shannon-otel rules: --stall-after-wave takes WAVE=DURATION, e.g. train=40m", file=sys.stderr)
+        return 2
+    try:
+        text = assets.alert_rules_yaml(**options, stall_after_wave=per_wave)
+    except ValueError as exc:
+        print(f"shannon-otel rules: {exc}", file=sys.stderr)
+        return 2
     if args.out is None:
         sys.stdout.write(text)
         return 0

@@ -20,10 +20,12 @@ from ._display import make_display
 from ._exporting import Exporting, setup
 from ._prometheus import MetricsServer, PrometheusReader
 from ._summary import Out, advice_section, anomalies_section, resilience_section, waterfall_section, waves_section
+from ._verbose import log_lines
 from ._waterfall import waterfall
 from ._workload import WorkloadConfig, run_waves
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_EXPORT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+_EXIT_RESERVE_S = 0.75  # measured: the telemetry section and interpreter exit take ~0.1-0.4 s after the flush
 
 
 def _anomaly_hook() -> Hook | None:
@@ -80,7 +82,11 @@ def run(args: argparse.Namespace) -> int:
         out.line(f"exporting traces and metrics over OTLP to {exporting.endpoint} as service {args.service_name!r}")
     recorder = RunRecorder()
     display = make_display(recorder, plain=console is None, console=console)
-    hooks: list[Hook] = [recorder, display]  # the display right after the recorder: it reads its counters
+    lines = log_lines(out, args.verbose)
+    logs = lines.__enter__()
+    # The display right after the recorder: it reads its counters. The logging hook (off unless --verbose)
+    # replaces the default one; it gets the anomaly hook's anomalies like the others.
+    hooks: list[Hook] = [recorder, display, logs]
     detector = _anomaly_hook()
     if detector is not None:
         hooks.append(detector)
@@ -98,11 +104,16 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             out.line("interrupted: summarising what ran")
             code = EXIT_INTERRUPTED
+        finally:
+            lines.__exit__(None, None, None)
         _summarise(out, recorder, exporting, detector is not None, fill="#" if console is None else "\u2588")
         series = exporting.metrics.series() if exporting.metrics is not None else None
+        # What the user is told the flush may take: an export timeout for the traces and one for the
+        # metrics. The wait keeps a little of it for printing the rest and the process' own exit.
+        limit_s = 2 * args.export_timeout
         if exporting.endpoint is not None:
-            out.line(f"flushing telemetry to {exporting.endpoint} (at most ~{2 * args.export_timeout:g} s)...")
-        exporting.close()
+            out.line(f"flushing telemetry to {exporting.endpoint} (at most {limit_s:g} s)...")
+        exporting.close(max(limit_s / 2, limit_s - _EXIT_RESERVE_S))
         if server is not None:
             server.close()
     _telemetry_section(out, exporting, server, series)
@@ -119,12 +130,14 @@ def _summarise(out: Out, recorder: RunRecorder, exporting: Exporting, detector: 
     anomalies_section(out, report, advice, detector)
     spans = exporting.spans.slowest_wave()
     root = next((s for s in spans if s.parent is None), None)
-    title = "Slowest wave trace"
+    title, trace_id = "Slowest wave trace", None
     if root is not None and root.context is not None:
+        # The run's label (research#6: the 6th run of wave "research") and the root span's name, as
+        # Jaeger shows it and the waterfall's first row repeats it.
         trace_id = f"{root.context.trace_id:032x}"
-        label = next((w.label for w in recorder.waves if w.trace_id == trace_id), root.name)
-        title += f": {label} (trace {trace_id})"
-    waterfall_section(out, waterfall(spans, fill=fill), title)
+        label = next((w.label for w in recorder.waves if w.trace_id == trace_id), None)
+        title += f": {label + ', span ' if label else ''}'{root.name}'"
+    waterfall_section(out, waterfall(spans, fill=fill, width=out.width), title, trace_id)
     advice_section(out, advice)
 
 
@@ -135,8 +148,9 @@ def _telemetry_section(
     out.line(f"spans recorded: {exporting.spans.count}")
     if series is not None:
         metrics, points = series
-        out.line(f"metrics: {metrics} instruments, {points} series, kept in-process "
-                 "(use --otlp-endpoint or --prometheus-port to ship them)")
+        where = (f"also served for scraping at {server.url} while the demo ran" if server is not None
+                 else "kept in-process (use --otlp-endpoint or --prometheus-port to ship them)")
+        out.line(f"metrics: {metrics} instruments, {points} series, {where}")
     problems = exporting.problems
     if exporting.endpoint is not None:
         if problems.count:

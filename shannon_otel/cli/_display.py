@@ -14,7 +14,8 @@ import time
 from typing import IO, TYPE_CHECKING, Any
 
 from .._events import BreakerTransition, Hook, WaveObserver, WaveStarted
-from ..reporting._recorder import RunRecorder, WaveLive
+from ..reporting._counters import WaveLive
+from ..reporting._recorder import RunRecorder
 
 if TYPE_CHECKING:
     from ..executor._report import WaveReport
@@ -56,8 +57,8 @@ class PlainDisplay(Hook):
     def wave_finished(self, live: WaveLive, report: WaveReport) -> None:
         self._print(
             f"wave {live.label}: done {live.done}/{live.size}, failed {live.failed}, retries {live.retries}, "
-            f"rejected {live.rejected}, degraded {live.degraded}; breakers: {_breakers(self._recorder)}, "
-            f"{report.duration_s:.2f} s"
+            f"tries rejected by an open breaker {live.rejected}, degraded {live.degraded}; "
+            f"breakers: {_breakers(self._recorder)}, {report.duration_s:.2f} s"
         )
 
     def breaker_transition(self, event: BreakerTransition) -> None:
@@ -96,6 +97,7 @@ class RichDisplay(Hook):
         self._live.__exit__(None, None, None)
 
     def _render(self) -> Any:
+        from rich import box
         from rich.table import Table
 
         recorder = self._recorder
@@ -103,15 +105,16 @@ class RichDisplay(Hook):
         table = Table(
             title=f"shannon-otel demo - {time.monotonic() - self._started:.1f} s", title_justify="left",
             caption=f"breakers: {self._breaker_text()}   anomalies: {len(recorder.anomalies)}   "
-                    f"compensations: {recorder.compensations}",
-            caption_justify="left",
+                    f"compensations: {recorder.compensations}\n"
+                    "rejected: tries an open circuit breaker refused (each retry of a call counts again)",
+            caption_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0),
         )
         for column, justify in (("wave", "left"), ("progress", "left"), ("done", "right"), ("failed", "right"),
                                 ("active", "right"), ("retries", "right"), ("rejected", "right"),
                                 ("degraded", "right")):
-            table.add_column(column, justify=justify)  # type: ignore[arg-type]
+            table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+        width = 20 if self._console.width >= 100 else 10  # the whole table fits 80 columns
         for live in waves:
-            width = 20
             filled = int(width * live.done / live.size) if live.size else width
             bar = "[green]" + "#" * filled + "[/][dim]" + "." * (width - filled) + "[/]"
             table.add_row(

@@ -170,12 +170,19 @@ class Exporting:
     def providers(self) -> dict[str, Any]:
         return {"tracer_provider": self.telemetry.tracer_provider, "meter_provider": self.telemetry.meter_provider}
 
-    def close(self) -> None:
-        """Flush and shut the providers down; bounded by the export timeout, never raises."""
-        try:
-            self.telemetry.shutdown()
-        except Exception as exc:  # pragma: no cover - the SDK logs rather than raises
-            self.problems.emit(logging.makeLogRecord({"msg": f"shutdown failed: {exc!r}"}))
+    def close(self, limit_s: float) -> bool:
+        """Flush and shut the providers down, waiting at most ``limit_s`` seconds; never raises.
+
+        ``Telemetry.shutdown`` flushes traces, metrics and logs at once against one deadline and leaves
+        a stuck export to a daemon thread: True when everything finished, False when what was still
+        unsent is given up (counted as dropped, and reported here as a problem). Once shut down, the
+        exit handler ``configure()`` registered has nothing left to do.
+        """
+        if self.telemetry.shutdown(timeout_s=limit_s):
+            return True
+        self.problems.emit(logging.makeLogRecord(
+            {"msg": f"gave up flushing after {limit_s:g} s; the telemetry not yet sent is dropped"}))
+        return False
 
 
 def setup(

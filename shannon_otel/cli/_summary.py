@@ -6,14 +6,18 @@ aligned text (pipes, files, no rich installed); the sections are the same in bot
 
 from __future__ import annotations
 
+import itertools
 import math
+import re
+import shutil
 import sys
+import textwrap
 from collections import Counter
 from collections.abc import Sequence
 from typing import IO, Any
 
 from .._events import Anomaly
-from .._telemetry import GEN_AI_INPUT_TOKENS, GEN_AI_OUTPUT_TOKENS, TASK_COST_ATTR, Outcome
+from .._telemetry import TASK_COST_ATTR, TASK_INPUT_TOKENS, TASK_OUTPUT_TOKENS, Outcome
 from ..reporting._advice import Recommendation
 from ..reporting._recorder import RunRecorder
 from ..reporting._run import RunReport
@@ -22,12 +26,25 @@ from ._waterfall import Row
 _MAX_WAVE_ROWS = 20
 
 
-class Out:
-    """Sections of text for a rich console (``console``) or a plain stream."""
+_GAP = 2  # spaces between table columns, in both renderings
 
-    def __init__(self, console: Any | None = None, stream: IO[str] | None = None) -> None:
+
+class Out:
+    """Sections of text for a rich console (``console``) or a plain stream, at most ``width`` columns.
+
+    ``width`` defaults to the console's width, or the terminal's for a plain stream that is one; a plain
+    stream that is a pipe or file has no width limit. Tables wider than ``width`` are split into several
+    tables that repeat the first column, never truncated.
+    """
+
+    def __init__(self, console: Any | None = None, stream: IO[str] | None = None, width: int | None = None) -> None:
         self.console = console
         self.stream = stream or sys.stdout
+        if width is None and console is not None:
+            width = int(console.width)
+        elif width is None and self.stream.isatty():
+            width = shutil.get_terminal_size().columns
+        self.width = width
 
     def heading(self, text: str) -> None:
         if self.console is not None:
@@ -37,40 +54,94 @@ class Out:
             print(f"\n== {text} ==", file=self.stream)
 
     def line(self, text: str, style: str | None = None) -> None:
+        """``text`` word-wrapped to ``width``: a number keeps its unit and a trace id stays whole."""
+        lines = _wrap(text, self.width)
         if self.console is not None:
             from rich.text import Text
 
-            self.console.print(Text(text, style=style or ""), soft_wrap=style == "trace")
+            for part in lines:
+                self.console.print(Text(part, style=style if style and style != "trace" else ""), soft_wrap=True)
         else:
-            print(text, file=self.stream)
+            for part in lines:
+                print(part, file=self.stream)
 
     def table(
         self, headers: Sequence[str], rows: Sequence[Sequence[str]], *, footer: Sequence[str] | None = None,
+        breaks: Sequence[int] = (),
+    ) -> None:
+        """A table whose first column names the rows. Wider than ``width``, it is printed as several
+        tables, each with the first column: split at the column indexes in ``breaks`` first (groups
+        that belong together), then wherever the next column would not fit."""
+        every = [list(headers), *map(list, rows), *([list(footer)] if footer is not None else [])]
+        widths = [max(len(r[i]) for r in every) for i in range(len(headers))]
+        for columns in _column_groups(widths, self.width, breaks):
+            pick = [0, *columns]
+            self._table([headers[i] for i in pick], [[row[i] for i in pick] for row in rows],
+                        [footer[i] for i in pick] if footer is not None else None, [widths[i] for i in pick])
+
+    def _table(
+        self, headers: Sequence[str], rows: Sequence[Sequence[str]], footer: Sequence[str] | None,
+        widths: Sequence[int],
     ) -> None:
         if self.console is not None:
+            from rich import box
             from rich.table import Table
 
-            table = Table(show_footer=footer is not None, header_style="bold")
+            table = Table(show_footer=footer is not None, header_style="bold", box=box.SIMPLE_HEAD,
+                          show_edge=False, pad_edge=False, padding=(0, _GAP - 1, 0, 0), collapse_padding=True)
             for i, header in enumerate(headers):
-                table.add_column(header, justify="left" if i == 0 else "right",
+                table.add_column(header, justify="left" if i == 0 else "right", no_wrap=True, min_width=widths[i],
                                  footer=footer[i] if footer is not None else "")
             for row in rows:
                 table.add_row(*row)
             self.console.print(table)
             return
-        every = [list(headers), *map(list, rows), *([list(footer)] if footer is not None else [])]
-        widths = [max(len(r[i]) for r in every) for i in range(len(headers))]
 
         def fmt(row: Sequence[str]) -> str:
-            return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths,
-                                                                                                   strict=True)))
+            cells = (c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+            return (" " * _GAP).join(cells)
+
+        rule = (" " * _GAP).join("-" * w for w in widths)
         print(fmt(headers), file=self.stream)
-        print("  ".join("-" * w for w in widths), file=self.stream)
+        print(rule, file=self.stream)
         for row in rows:
             print(fmt(row), file=self.stream)
         if footer is not None:
-            print("  ".join("-" * w for w in widths), file=self.stream)
+            print(rule, file=self.stream)
             print(fmt(footer), file=self.stream)
+
+
+_UNIT = re.compile(r"(\d) (ms|s|us|min|h|x)\b")
+
+
+def _wrap(text: str, width: int | None) -> list[str]:
+    if width is None or len(text) <= width:
+        return [text]
+    glued = _UNIT.sub(lambda m: f"{m.group(1)}\0{m.group(2)}", text)  # one word: never split there
+    indent = " " * (len(text) - len(text.lstrip(" ")))
+    parts = textwrap.wrap(glued, width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
+    return [p.replace("\0", " ") for p in parts] or [text]
+
+
+def _column_groups(widths: Sequence[int], limit: int | None, breaks: Sequence[int]) -> list[list[int]]:
+    """Indexes of the columns after the first, grouped so each group plus the first column fits ``limit``."""
+    def fits(columns: Sequence[int]) -> bool:
+        return limit is None or sum(widths[i] + _GAP for i in columns) + widths[0] <= limit
+
+    everything = list(range(1, len(widths)))
+    if fits(everything):
+        return [everything]
+    edges = [1, *sorted(b for b in breaks if 1 < b < len(widths)), len(widths)]
+    groups: list[list[int]] = []
+    for lo, hi in itertools.pairwise(edges):
+        current: list[int] = []
+        for i in range(lo, hi):
+            if current and not fits([*current, i]):
+                groups.append(current)
+                current = []
+            current.append(i)
+        groups.append(current)
+    return groups
 
 
 def ms(seconds: float) -> str:
@@ -84,6 +155,14 @@ def _total(report: Any, name: str) -> float:
     return float(summary.total) if summary is not None else 0.0
 
 
+# The demo's own errors, all injected on purpose (see _workload): what the summary says they are.
+_DELIBERATE = {
+    "SagaError": "deliberate: the notify step of 30% of the publish sagas fails, rolling them back",
+    "SearchUnavailableError": "deliberate: the injected search-API outage",
+    "RateLimitedError": "deliberate: 5% of LLM calls answer 429",
+}
+
+
 def waves_section(out: Out, recorder: RunRecorder) -> None:
     lives = [w for w in recorder.waves if w.report is not None]
     shown = lives[-_MAX_WAVE_ROWS:]
@@ -91,16 +170,21 @@ def waves_section(out: Out, recorder: RunRecorder) -> None:
     out.heading(f"Waves ({totals['waves']})")
     if totals["waves"] > len(shown):
         out.line(f"(the {totals['waves'] - len(shown)} earlier waves are in the totals only)")
+    # Cancelled tasks (Ctrl-C) get a column of their own when there are any: the live display
+    # counted them done, so the table must show where they went.
+    cancelled = totals[Outcome.CANCELLATION.value] > 0 or any(
+        w.report is not None and w.report.counts[Outcome.CANCELLATION] for w in shown)
     rows = []
     for live in shown:
         r = live.report
         assert r is not None
         rows.append([
             live.label, str(r.total), str(r.counts[Outcome.SUCCESS]), str(r.counts[Outcome.FAILURE]),
-            str(r.counts[Outcome.TIMEOUT]), ms(r.latency.p50), ms(r.latency.p95), ms(r.latency.p99),
-            ms(r.queue_wait.p50), f"{r.parallel_efficiency:.0%}", str(live.retries),
-            f"{_total(r, GEN_AI_INPUT_TOKENS) + _total(r, GEN_AI_OUTPUT_TOKENS):,.0f}",
+            str(r.counts[Outcome.TIMEOUT]), *([str(r.counts[Outcome.CANCELLATION])] if cancelled else []),
+            str(live.retries), f"{_total(r, TASK_INPUT_TOKENS) + _total(r, TASK_OUTPUT_TOKENS):,.0f}",
             f"${_total(r, TASK_COST_ATTR):.3f}",
+            ms(r.latency.p50), ms(r.latency.p95), ms(r.latency.p99), ms(r.queue_wait.p50),
+            f"{r.parallel_efficiency:.0%}",
         ])
     lat = recorder.latency
 
@@ -109,29 +193,40 @@ def waves_section(out: Out, recorder: RunRecorder) -> None:
 
     footer = [
         "all", str(sum(totals[o.value] for o in Outcome)), str(totals["success"]), str(totals["failure"]),
-        str(totals["timeout"]), p(0.5), p(0.95), p(0.99), "", "", str(totals["retries"]),
-        f"{sums.get(GEN_AI_INPUT_TOKENS, 0) + sums.get(GEN_AI_OUTPUT_TOKENS, 0):,.0f}",
-        f"${sums.get(TASK_COST_ATTR, 0):.3f}",
+        str(totals["timeout"]), *([str(totals[Outcome.CANCELLATION.value])] if cancelled else []),
+        str(totals["retries"]), f"{sums.get(TASK_INPUT_TOKENS, 0) + sums.get(TASK_OUTPUT_TOKENS, 0):,.0f}",
+        f"${sums.get(TASK_COST_ATTR, 0):.3f}", p(0.5), p(0.95), p(0.99), "", "",
     ]
-    out.table(["wave", "tasks", "ok", "failed", "timeout", "p50", "p95", "p99", "queue p50", "efficiency",
-               "retries", "tokens", "cost"], rows, footer=footer)
+    headers = ["wave", "tasks", "ok", "failed", "timeout", *(["cancelled"] if cancelled else []), "retries",
+               "tokens", "cost", "p50", "p95", "p99", "queue p50", "efficiency"]
+    out.table(headers, rows, footer=footer, breaks=[headers.index("p50")])
+    out.line("p50/p95/p99: task latency; queue p50: wait for a concurrency slot; efficiency: busy slot time / "
+             "(slots x wave time)" + ("; cancelled: stopped by Ctrl-C" if cancelled else ""), "dim")
     errors: Counter[str] = Counter()
     for live in lives:
         assert live.report is not None
         errors.update(live.report.errors_by_type)
     if errors:
-        out.line("errors: " + ", ".join(f"{k.rsplit('.', 1)[-1]} x{v}" for k, v in errors.most_common()))
+        out.line("errors (why tasks failed):")
+        for kind, n in errors.most_common():
+            name = kind.rsplit(".", 1)[-1]
+            why = _DELIBERATE.get(name)
+            out.line(f"  {name} x{n}" + (f" ({why})" if why else ""))
 
 
 def resilience_section(out: Out, recorder: RunRecorder, run: RunReport) -> None:
     out.heading("Resilience")
     ops = run.operations
     rows = [
-        [name, str(op.calls), str(op.attempts), str(op.retries), str(op.rejected), str(op.degraded),
+        [name, str(op.calls), str(op.retries), str(op.attempts), str(op.rejected), str(op.degraded),
          str(op.fallbacks), str(op.failed)]
         for name, op in sorted(ops.items())
     ]
-    out.table(["operation", "calls", "attempts", "retries", "rejected", "degraded", "fallbacks", "failed"], rows)
+    out.table(["operation", "calls", "retries", "attempts", "rejected", "degraded", "fallbacks", "failed"], rows)
+    out.line("Each call is tried once plus once per retry; a try either runs the operation (attempts) or is "
+             "refused unrun by an open circuit breaker (rejected): calls + retries = attempts + rejected. "
+             "degraded / fallbacks: calls answered by Degrade's last good value / by a Fallback; "
+             "failed: calls that raised into their task.", "dim")
     moves: dict[str, Counter[str]] = {}
     for t in run.transitions:
         moves.setdefault(t.breaker, Counter())[f"{t.from_state.value}->{t.to_state.value}"] += 1
@@ -139,10 +234,15 @@ def resilience_section(out: Out, recorder: RunRecorder, run: RunReport) -> None:
         own = moves.get(name, Counter())
         detail = ", ".join(f"{k} x{v}" for k, v in own.items()) or "no transitions"
         out.line(f"breaker {name}: {own.total()} transitions ({detail}); now {state.value}")
-    out.line(f"sagas: {run.rollbacks} rolled back, {run.compensations} compensations run")
     shown = {t: (saga, steps) for saga, steps, t in recorder.rollbacks}
+    out.line(f"sagas: {run.rollbacks} rolled back, {run.compensations} compensations run"
+             + (" (deliberate failures, see errors above); traces of some:" if shown else ""))
     for trace_id, (saga, steps) in list(shown.items())[:3]:
-        out.line(f"  {saga}: compensated {', '.join(steps) or 'nothing'} (trace {trace_id or '-'})", "trace")
+        out.line(f"  {trace_id or '-'} {saga}: compensated {', '.join(steps) or 'nothing'}", "trace")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def anomalies_section(out: Out, run: RunReport, advice: Sequence[Recommendation], detector: bool) -> None:
@@ -152,11 +252,16 @@ def anomalies_section(out: Out, run: RunReport, advice: Sequence[Recommendation]
     out.heading(f"Anomalies ({len(run.anomalies)})")
     if not detector:
         out.line("(the anomaly detector is not available in this build)")
+    if groups:
+        out.line("A tick is one sample of a series (e.g. the mean task latency of >= 12 finished tasks); score "
+                 "0..1 = -log10(p)/10 of how unlikely the tick is next to the series' history (1: p <= 1e-10, "
+                 "or outside every value seen).", "dim")
     for (series, signal, wave), found in list(groups.items())[:10]:
         worst = max(found, key=lambda a: (a.score, a.value))
         unit = " s" if signal == "latency" else ""
-        out.line(f"{worst.severity or '-':<8} {signal} of {series} in wave {wave}: {len(found)} samples, score "
-                 f"{worst.score:.2f}, worst value {worst.value:.4g}{unit}, trace {worst.trace_id or '-'}", "trace")
+        out.line(f"{worst.severity or '-':<8} {signal} of {series} in wave {wave}: "
+                 f"{_plural(len(found), 'flagged tick')}, score {worst.score:.2f}, worst tick {worst.value:.4g}{unit}, "
+                 f"trace {worst.trace_id or '-'}", "trace")
     if len(groups) > 10:
         out.line(f"... and {len(groups) - 10} more groups")
     for rec in advice:
@@ -166,8 +271,10 @@ def anomalies_section(out: Out, run: RunReport, advice: Sequence[Recommendation]
         out.line("none")
 
 
-def waterfall_section(out: Out, rows: Sequence[Row], title: str) -> None:
+def waterfall_section(out: Out, rows: Sequence[Row], title: str, trace_id: str | None = None) -> None:
     out.heading(title)
+    if trace_id is not None:
+        out.line(f"trace {trace_id}", "trace")
     if not rows:
         out.line("(no trace recorded)")
     for row in rows:

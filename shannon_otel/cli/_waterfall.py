@@ -15,8 +15,10 @@ from opentelemetry.trace import StatusCode
 
 from .._telemetry import TASK_INDEX
 
-BAR = 40
-LABEL = 38
+BAR = 40  # bar columns when no width is given
+LABEL = 38  # at most this many label columns
+MIN_BAR = 16
+_FIXED = len(" |") + len("| ") + len(" 1234.5 ms") + len("  ERROR")  # every row: bar frame, time, error mark
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,19 +35,23 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:7.1f} ms" if seconds < 10 else f"{seconds:7.2f} s "
 
 
-def _label(span: ReadableSpan, depth: int) -> str:
-    name = span.name
+def _name(span: ReadableSpan, depth: int) -> str:
     index = (span.attributes or {}).get(TASK_INDEX)
-    if index is not None:
-        name = f"{name} #{index}"
-    text = "  " * depth + name
-    return text if len(text) <= LABEL else text[: LABEL - 1] + "~"
+    return "  " * depth + (span.name if index is None else f"{span.name} #{index}")
+
+
+def _label(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "~"
 
 
 def waterfall(
     spans: Sequence[ReadableSpan], *, max_tasks: int = 6, max_depth: int = 4, fill: str = "#",
+    width: int | None = None,
 ) -> list[Row]:
-    """Rows of text for the trace in ``spans`` (empty when it has no root span); bars drawn with ``fill``."""
+    """Rows of text for the trace in ``spans`` (empty when it has no root span); bars drawn with ``fill``.
+
+    With ``width``, every row fits in that many columns (the bar narrows first, then long labels are
+    cut with ``~``); without, labels take up to ``LABEL`` columns and bars ``BAR``."""
     by_id = {s.context.span_id: s for s in spans if s.context is not None}
     children: dict[int, list[ReadableSpan]] = {}
     roots = []
@@ -61,18 +67,8 @@ def waterfall(
     t0 = root.start_time or 0
     total = max((root.end_time or t0) - t0, 1)
 
-    def row(span: ReadableSpan, depth: int) -> Row:
-        start = max(0, ((span.start_time or t0) - t0)) / total
-        end = min(1.0, ((span.end_time or t0) - t0) / total)
-        left = min(BAR - 1, int(start * BAR))
-        width = max(1, round(end * BAR) - left)
-        bar = " " * left + fill * width + " " * max(0, BAR - left - width)
-        error = span.status.status_code is StatusCode.ERROR
-        return Row(f"{_label(span, depth):<{LABEL}} |{bar[:BAR]}| {_ms(_duration(span))}{'  ERROR' if error else ''}",
-                   error)
-
-    def walk(span: ReadableSpan, depth: int, out: list[Row]) -> None:
-        out.append(row(span, depth))
+    def walk(span: ReadableSpan, depth: int, out: list[tuple[ReadableSpan, int]]) -> None:
+        out.append((span, depth))
         if depth >= max_depth:
             return
         for child in sorted(children.get(span.context.span_id if span.context else 0, ()),
@@ -87,9 +83,29 @@ def waterfall(
     for span in [*slowest[: max(1, max_tasks // 2)], *failed, *slowest]:
         if span not in chosen and len(chosen) < max_tasks:
             chosen.append(span)
-    rows = [Row(f"{'':<{LABEL}}  0{'':<{BAR - 10}}{_ms(total / 1e9).strip():>9}"), row(root, 0)]
+    shown: list[tuple[ReadableSpan, int]] = [(root, 0)]
     for span in sorted(chosen, key=lambda s: s.start_time or 0):
-        walk(span, 1, rows)
+        walk(span, 1, shown)
+    longest = max(len(_name(s, d)) for s, d in shown)
+    if width is None:
+        label_w, bar_w = min(LABEL, longest), BAR
+    else:
+        label_w = max(8, min(LABEL, longest, width - _FIXED - MIN_BAR))
+        bar_w = max(4, min(BAR, width - _FIXED - label_w))
+
+    def row(span: ReadableSpan, depth: int) -> Row:
+        start = max(0, ((span.start_time or t0) - t0)) / total
+        end = min(1.0, ((span.end_time or t0) - t0) / total)
+        left = min(bar_w - 1, int(start * bar_w))
+        size = max(1, round(end * bar_w) - left)
+        bar = " " * left + fill * size + " " * max(0, bar_w - left - size)
+        error = span.status.status_code is StatusCode.ERROR
+        label = _label(_name(span, depth), label_w)
+        return Row(f"{label:<{label_w}} |{bar[:bar_w]}| {_ms(_duration(span))}{'  ERROR' if error else ''}", error)
+
+    end_label = _ms(total / 1e9).strip()
+    rows = [Row(f"{'':<{label_w}}  0{end_label:>{bar_w - 1}}")]
+    rows += [row(span, depth) for span, depth in shown]
     hidden = [s for s in tasks if s not in chosen]
     if hidden:
         durations = sorted(_duration(s) for s in hidden)

@@ -28,7 +28,7 @@ from typing import Any
 
 from .._events import Hook
 from ..executor import Progress, Wave, record_cost, record_tokens
-from ..recovery import CircuitBreaker, Degrade, Fallback, Pipeline, Retry, Saga, Step, Timeout
+from ..recovery import CircuitBreaker, CircuitOpenError, Degrade, Fallback, Pipeline, Retry, Saga, Step, Timeout
 
 SLOWDOWN = 60.0  # the vector DB in the anomaly wave: task latency ~8x, a shift the detector must find
 OUTAGE_S = 0.35  # how long the search API stays down once the outage wave starts
@@ -146,12 +146,13 @@ class Agent:
             Fallback(small_model, on=TimeoutError), Retry(attempts=2, initial=0.005, on=RateLimitedError),
             Timeout(0.12), name="llm.chat", **options,
         )
-        # Deliberately retries everything, CircuitOpenError included: the demo's advice catches it.
+        # Deliberately retries everything, CircuitOpenError included (Retry skips it unless listed in
+        # on=): the demo's retry-storm advice catches it.
         # The last good value is one per Degrade instance (``call`` of a zero-argument factory): any
         # ticket may be served another's search results, harmless here as handle() ignores them.
         self.search = Pipeline(
             Degrade(last_good=True, default=[]),
-            Retry(attempts=4, initial=0.004, maximum=0.03, random=_jitter),
+            Retry(attempts=4, initial=0.004, maximum=0.03, random=_jitter, on=(Exception, CircuitOpenError)),
             self.breaker, Timeout(0.05), name="search-api", **options,
         )
         self.vector_db = Timeout(0.5, name="vector-db.query", **options)

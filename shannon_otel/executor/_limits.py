@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 
-from ._credits import Credits
+from ._semaphore import Credits
 
 
 class ResourcePool:

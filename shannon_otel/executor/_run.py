@@ -14,12 +14,13 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .._events import TaskResult, WaveObserver
+from .._events import Hook, TaskResult, WaveObserver
+from .._isolation import hook_failed
 from .._telemetry import Outcome
-from ._credits import Credits
 from ._isolate import run_in
 from ._limits import RateLimiter, ResourcePool
 from ._report import ReportBuilder
+from ._semaphore import Credits
 from ._task import CURRENT_TASK, TaskSlot, TaskSpec
 
 if TYPE_CHECKING:
@@ -36,11 +37,15 @@ class WaveRun:
 
     def __init__(
         self, wave: Wave[Any], observers: tuple[WaveObserver, ...], size: int | None,
-        deliver: Callable[[TaskResult[Any]], None], gate: Credits | None = None,
+        deliver: Callable[[TaskResult[Any]], None], gate: Credits | None = None, *,
+        owners: tuple[Hook, ...],
     ) -> None:
         self.wave = wave
         self.observers = observers
         self.reversed_observers = observers[::-1]
+        # owners[k] is the hook that made observers[k]: a failure is recorded against it (_isolation)
+        self.owners = owners
+        self.reversed_owners = self.owners[::-1]
         self.deliver = deliver
         self.gate = gate
         self.report = ReportBuilder()
@@ -152,6 +157,12 @@ class WaveRun:
             outcome, error = Outcome.TIMEOUT, exc
         except Exception as exc:
             outcome, error = Outcome.FAILURE, exc
+        except BaseException as exc:
+            # KeyboardInterrupt, SystemExit, a custom BaseException: never swallowed. The task is a
+            # failure, its span ended and its result delivered first; then it propagates, the wave's
+            # TaskGroup cancels the other tasks (each ends as a cancellation) and the wave fails.
+            self._finish(index, item, name, Outcome.FAILURE, start, queue_wait, exc, slot, tokens, pool, call)
+            raise
         self._finish(index, item, name, outcome, start, queue_wait, error, slot, tokens, pool, call, value)
 
     def _started(self, index: int, name: str, queue_wait: float) -> list[Any]:
@@ -159,15 +170,15 @@ class WaveRun:
         if len(observers) == 1:  # the common case (the OTel hook alone), kept short: it runs per task
             try:
                 return [observers[0].task_started(index, name, queue_wait)]
-            except Exception:
-                _log.exception("hook %r failed in task_started; it misses this task", observers[0])
+            except Exception as exc:  # that hook misses this task
+                hook_failed(self.owners[0], "task_started", exc, self.wave.resolved_hooks)
                 return [_BROKEN]
         tokens: list[Any] = []
-        for obs in observers:
+        for obs, owner in zip(observers, self.owners, strict=True):
             try:
                 tokens.append(obs.task_started(index, name, queue_wait))
-            except Exception:
-                _log.exception("hook %r failed in task_started; it misses this task", obs)
+            except Exception as exc:
+                hook_failed(owner, "task_started", exc, self.wave.resolved_hooks)
                 tokens.append(_BROKEN)
         return tokens
 
@@ -200,8 +211,8 @@ class WaveRun:
                 if tokens[0] is not _BROKEN:
                     try:
                         self.observers[0].task_finished(tokens[0], result)
-                    except Exception:
-                        _log.exception("hook %r failed in task_finished", self.observers[0])
+                    except Exception as exc:
+                        hook_failed(self.owners[0], "task_finished", exc, self.wave.resolved_hooks)
             else:
                 self._finished(tokens, result)
         elif self.observers:
@@ -213,20 +224,20 @@ class WaveRun:
             self.stop()
 
     def _finished(self, tokens: list[Any], result: TaskResult[Any]) -> None:
-        for obs, token in zip(self.reversed_observers, reversed(tokens), strict=True):
+        for obs, owner, token in zip(self.reversed_observers, self.reversed_owners, reversed(tokens), strict=True):
             if token is not _BROKEN:
                 try:
                     obs.task_finished(token, result)
-                except Exception:
-                    _log.exception("hook %r failed in task_finished", obs)
+                except Exception as exc:
+                    hook_failed(owner, "task_finished", exc, self.wave.resolved_hooks)
 
     def skipped(self, result: TaskResult[Any]) -> None:
         """Tell the observers about a task that ended without starting."""
-        for obs in self.reversed_observers:
+        for obs, owner in zip(self.reversed_observers, self.reversed_owners, strict=True):
             try:
                 obs.task_skipped(result)
-            except Exception:
-                _log.exception("hook %r failed in task_skipped", obs)
+            except Exception as exc:
+                hook_failed(owner, "task_skipped", exc, self.wave.resolved_hooks)
 
     def stop(self) -> None:
         """Start no more tasks and cancel the running ones (fail-fast)."""

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sized
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .._events import TaskResult
-from ._credits import Credits
+from ._semaphore import Credits
 
 if TYPE_CHECKING:
     from ._report import WaveReport

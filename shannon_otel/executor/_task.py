@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import sys
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine
@@ -12,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
 from .._deadline import CURRENT_SCOPE, TaskScope
-from .._telemetry import GEN_AI_INPUT_TOKENS as INPUT_TOKENS
-from .._telemetry import GEN_AI_OUTPUT_TOKENS as OUTPUT_TOKENS
 from .._telemetry import TASK_COST_ATTR as COST
+from .._telemetry import TASK_INPUT_TOKENS as INPUT_TOKENS
+from .._telemetry import TASK_OUTPUT_TOKENS as OUTPUT_TOKENS
 from ._limits import ResourcePool
 
 T = TypeVar("T")
@@ -73,6 +74,7 @@ class TaskSlot(TaskScope):
         self.ended = False
 
 
+_DROPPED: dict[str, float] = {}  # the sink of records made after their task ended (never written)
 # The same variable as the policies' deadline scope, seen with the executor's richer slot type: the
 # executor only ever stores TaskSlots in it, so one write per worker serves both.
 CURRENT_TASK = cast("ContextVar[TaskSlot | None]", CURRENT_SCOPE)
@@ -84,34 +86,72 @@ def _measurements(caller: str) -> dict[str, float]:
         raise RuntimeError(f"{caller}() must be called from inside a task run by a Wave")
     if slot.ended:  # background work that outlived its task: its result is already delivered
         _log.warning("%s() called after its wave task ended (by work the task left running); dropped", caller)
-        return {}
+        return _DROPPED
     if slot.measurements is None:
         slot.measurements = {}
     return slot.measurements
 
 
+def _check_amount(caller: str, parameter: str, value: object, *, integer: bool, non_negative: bool) -> float:
+    """``value`` as a float, or a TypeError/ValueError naming ``parameter`` and what it accepts.
+
+    Checked before the task's measurements change: one bad value must not poison a sum that
+    histograms, the report and the cost metric aggregate for the whole process.
+    """
+    kinds: tuple[type, ...] = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        kind = "an int" if integer else "a finite number"
+        raise TypeError(f"{caller}(): {parameter} must be {kind}, got {value!r}")
+    number = float(value)  # type: ignore[arg-type]  # an int or float, checked just above
+    if not math.isfinite(number):
+        raise ValueError(f"{caller}(): {parameter} must be finite{' and >= 0' if non_negative else ''}, got {value!r}")
+    if non_negative and number < 0:
+        raise ValueError(f"{caller}(): {parameter} must be >= 0, got {value!r}")
+    return number
+
+
+def _add(measurements: dict[str, float], caller: str, name: str, value: float) -> None:
+    total = measurements.get(name, 0.0) + value
+    if not math.isfinite(total):  # two finite values whose sum overflows (1e308 + 1e308)
+        raise ValueError(f"{caller}(): the total of {name!r} would overflow to {total!r}")
+    measurements[name] = total
+
+
 def record(name: str, value: float) -> None:
     """Add ``value`` to the running task's measurement ``name`` (shown on its span and in the report).
 
-    Raises RuntimeError outside a wave task. Work the task spawns (``asyncio.create_task``) records
-    on that task; once the task has ended, its records are dropped (logged), never moved to
-    another task.
+    ``name`` is a non-empty string, ``value`` a finite int or float (TypeError/ValueError otherwise,
+    raised before anything is recorded). Raises RuntimeError outside a wave task. Work the task
+    spawns (``asyncio.create_task``) records on that task; once the task has ended, its records
+    are dropped (logged), never moved to another task.
     """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"record(): name must be a non-empty string, got {name!r}")
+    number = _check_amount("record", "value", value, integer=False, non_negative=False)
     measurements = _measurements("record")
-    measurements[name] = measurements.get(name, 0.0) + value
+    if measurements is not _DROPPED:
+        _add(measurements, "record", name, number)
 
 
 def record_tokens(input: int = 0, output: int = 0) -> None:
-    """Record GenAI token usage of the running task (``gen_ai.client.token.usage`` metrics)."""
-    if input < 0 or output < 0:
-        raise ValueError(f"token counts must be >= 0, got input={input}, output={output}")
+    """Record GenAI token usage of the running task (``shannon.task.tokens`` metrics, summed per task).
+
+    ``input`` and ``output`` are ints >= 0 (TypeError/ValueError otherwise, before anything is recorded).
+    """
+    tokens_in = _check_amount("record_tokens", "input", input, integer=True, non_negative=True)
+    tokens_out = _check_amount("record_tokens", "output", output, integer=True, non_negative=True)
     measurements = _measurements("record_tokens")
-    measurements[INPUT_TOKENS] = measurements.get(INPUT_TOKENS, 0.0) + input
-    measurements[OUTPUT_TOKENS] = measurements.get(OUTPUT_TOKENS, 0.0) + output
+    if measurements is not _DROPPED:
+        _add(measurements, "record_tokens", INPUT_TOKENS, tokens_in)
+        _add(measurements, "record_tokens", OUTPUT_TOKENS, tokens_out)
 
 
 def record_cost(amount: float) -> None:
-    """Record the running task's cost (e.g. USD) -- summed into ``shannon.task.cost``."""
-    if amount < 0:
-        raise ValueError(f"amount must be >= 0, got {amount}")
-    record(COST, amount)
+    """Record the running task's cost (e.g. USD) -- summed into ``shannon.task.cost``.
+
+    ``amount`` is a finite number >= 0 (TypeError/ValueError otherwise, before anything is recorded).
+    """
+    number = _check_amount("record_cost", "amount", amount, integer=False, non_negative=True)
+    measurements = _measurements("record_cost")
+    if measurements is not _DROPPED:
+        _add(measurements, "record_cost", COST, number)

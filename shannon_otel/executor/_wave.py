@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from .. import _clock
 from .._events import Hook, TaskResult, WaveObserver, WaveStarted
 from .._hooks import resolve_hooks
+from .._isolation import Unentered, enter, hook_failed, leave
 from .._telemetry import Outcome
 from .._validate import check_number
-from ._credits import Credits
 from ._limits import ResourcePool, pools_by_name
 from ._report import WaveReport
 from ._result import WaveResult
 from ._run import Item, WaveRun, close_unstarted
+from ._semaphore import Credits
 from ._stream import WaveStream
 from ._task import TaskSpec
 
@@ -67,7 +68,7 @@ class Wave(Generic[T]):
         name: the wave's name (span name ``wave <name>``, the ``shannon.wave.name`` attribute).
         max_concurrency: tasks running at once (> 0); ``None`` runs every task at once (sized input only).
         task_timeout: per-task timeout in seconds (> 0), or ``None``: a cancel scope around each task
-            (retries included), not a retry's budget (``Retry(timeout=)``) nor the ``Timeout`` policy.
+            (retries included), not a retry's budget (``Retry(budget_s=)``) nor the ``Timeout`` policy.
             ``timeout=`` is its deprecated alias (DeprecationWarning; removed in the next release).
         rate_limit: task starts per second (> 0), or ``None``; ``burst`` starts may happen at once.
             Or an object with ``async acquire()`` held across runs and processes (e.g.
@@ -77,8 +78,9 @@ class Wave(Generic[T]):
         batch_size: run the input as consecutive batches of this size (each waits for the previous).
         fail_fast: on the first failure or timeout, cancel the running tasks and start no more.
         policy: a per-task recovery policy (``Retry``, ``Pipeline``...); tasks must then be factories.
-            The policy is shared by every task: a ``CircuitBreaker`` in it sees all of them, and a
-            ``Degrade(last_good=True)`` in it keeps one last good value for the whole wave.
+            The policy is shared by every task: a ``CircuitBreaker`` in it sees all of them. A
+            ``Degrade(last_good=True)`` in it is refused (TypeError) unless it has ``key=``, as it
+            would serve one task's last good value to another.
         pools: resource pools that tasks name by string (deprecated: pass the pool itself,
             ``task(fn, pool=api_pool)``; such a pool need not be listed here).
         on_progress: called with a :class:`Progress` at most every ``progress_interval`` seconds
@@ -116,7 +118,7 @@ class Wave(Generic[T]):
         if self.timeout is not None:
             warnings.warn(
                 "Wave(timeout=) is deprecated; use task_timeout= (the per-task timeout; a retry's budget is "
-                "Retry(timeout=), a per-call deadline the Timeout policy)", DeprecationWarning, stacklevel=3,
+                "Retry(budget_s=), a per-call deadline the Timeout policy)", DeprecationWarning, stacklevel=3,
             )
             if self.task_timeout is not None:
                 raise ValueError("pass task_timeout= only; timeout= is its deprecated alias")
@@ -131,6 +133,14 @@ class Wave(Generic[T]):
         check_number("progress_interval", self.progress_interval, low=0, low_open=True)
         if self.policy is not None and not callable(getattr(self.policy, "call", None)):
             raise TypeError(f"policy must have a call(fn) method, got {type(self.policy).__name__}")
+        for inner in getattr(self.policy, "policies", (self.policy,)):
+            # Every task is a zero-argument factory: one unkeyed last good value would be served across tasks.
+            if getattr(inner, "last_good", False) is True and getattr(inner, "key", None) is None:
+                raise TypeError(
+                    "policy: Degrade(last_good=True) in a Wave needs key= (every task would otherwise be "
+                    "served another task's last good value); pass key=lambda args, kwargs: ... and give "
+                    "the tasks their arguments as functools.partial(fn, *args) factories (or Wave.map)"
+                )
         object.__setattr__(self, "pools", tuple(self.pools))
         object.__setattr__(self, "hooks", tuple(self.hooks))
         object.__setattr__(self, "pool_map", pools_by_name(self.pools))
@@ -204,14 +214,26 @@ class Wave(Generic[T]):
         if size is not None:
             concurrency = max(1, min(concurrency, size))
         started = clock()
-        observers: tuple[WaveObserver, ...] = ()
-        if self.resolved_hooks:
+        hooks = self.resolved_hooks
+        observers: list[WaveObserver] = []
+        owners: list[Hook] = []
+        entered: list[Any] = []
+        if hooks:
             event = WaveStarted(self.name, size, self.max_concurrency, started)
-            observers = tuple(
-                obs for hook in self.resolved_hooks
-                if (obs := context.run(hook.wave_started, event)) is not None
-            )
-        run = WaveRun(self, observers, size, deliver, gate)
+            for hook in hooks:  # isolated: a hook that raises misses this wave, the wave goes on
+                try:
+                    observer = context.run(hook.wave_started, event)
+                except Exception as exc:
+                    hook_failed(hook, "wave_started", exc, hooks)
+                    continue
+                if observer is not None:
+                    observers.append(observer)
+                    owners.append(hook)
+                    # A scope observer (the OTel one) is entered at once in the context the workers
+                    # inherit, so the next hooks see its span current. That context is the wave's own
+                    # copy: nothing entered here can leak to the caller, and it is exited in `finally`.
+                    entered.append(context.run(enter, observer, hook, "wave_started", hooks))
+        run = WaveRun(self, tuple(observers), size, deliver, gate, owners=tuple(owners))
         items: Iterator[Item] = enumerate(tasks)
         chunk: Iterator[Item] = iter(())
         cancelled = False
@@ -235,8 +257,13 @@ class Wave(Generic[T]):
             report = run.report.build(self.name, clock() - started, concurrency, cancelled)
             if on_report is not None:
                 on_report(report)
-            for obs in reversed(observers):
-                context.run(obs.wave_finished, report)
+            for k in range(len(observers) - 1, -1, -1):
+                try:
+                    context.run(observers[k].wave_finished, report)
+                except Exception as exc:
+                    hook_failed(owners[k], "wave_finished", exc, hooks)
+                if k < len(entered) and type(entered[k]) is not Unentered:
+                    context.run(leave, observers[k], owners[k], "wave_finished", hooks)
             if self.on_progress is not None:
                 try:
                     self.on_progress(run.progress())

@@ -6,12 +6,15 @@ function. Each reports to the OTel hook for its providers and to the ``hooks=`` 
 """
 
 from ._backoff import Jitter
-from ._breaker import BreakerConfig, BreakerRegistry, CircuitBreaker
-from ._core import CircuitOpenError, Policy
+from ._breaker import CircuitBreaker
+from ._breaker_config import BreakerConfig
+from ._breaker_registry import BreakerRegistry
+from ._circuit_open import CircuitOpenError
 from ._degrade import Degrade, Served
 from ._fallback import Fallback, FallbackError
 from ._hedge import Hedge
 from ._pipeline import Pipeline, resilient
+from ._policy import Policy
 from ._retry import Retry, retry
 from ._saga import Saga, SagaError, SagaResult, Step, Transaction
 from ._timeout import Timeout

@@ -9,6 +9,25 @@ from enum import StrEnum
 RandomSource = _random.Random | Callable[[], float]
 
 
+class TestingMode:
+    """The switch behind :func:`shannon_otel.testing.set_testing`: while ``on``, every ``Retry``
+    waits zero seconds between attempts and makes at most ``attempts`` attempts (``None``: its own).
+
+    Process-wide on purpose (like stamina's): it is for a user's test suite, flipped by a fixture.
+    Read only on the retry path, so calls that succeed first time never look at it.
+    """
+
+    __slots__ = ("attempts", "on")
+    __test__ = False  # not a pytest test class
+
+    def __init__(self) -> None:
+        self.on = False
+        self.attempts: int | None = None
+
+
+TESTING = TestingMode()
+
+
 class Jitter(StrEnum):
     """How a backoff delay is randomised (AWS architecture blog "Exponential Backoff And Jitter").
 

@@ -1,4 +1,5 @@
-"""Circuit breaker: CLOSED -> OPEN -> HALF_OPEN -> CLOSED, with counted and ignored exceptions.
+"""The circuit breaker's state machine: CLOSED -> OPEN -> HALF_OPEN -> CLOSED, with counted and ignored
+exceptions (its settings are a :class:`~._breaker_config.BreakerConfig`).
 
 A new breaker is announced to its hooks (``breaker_registered``: name and initial state, so the
 state gauge has its series before any call); its transitions are reported to them too: the OTel
@@ -12,75 +13,35 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+import warnings
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from .. import _clock
 from .._events import BreakerRegistered, BreakerTransition, CallRejected, CallStarted
 from .._hooks import resolve_hooks
+from .._isolation import hook_failed
 from .._telemetry import BreakerState
-from .._validate import check_exceptions, check_number
-from ._core import END, Chain, CircuitOpenError, Clock, Factory, Policy, _Call, next_step, observed, start_call
+from ._breaker_config import _COUNT_DEPRECATED, BreakerConfig
+from ._call import _Call, first_failed, notify, observed, start_call
+from ._circuit_open import CircuitOpenError
+from ._decorated import DecoratedCall
+from ._policy import Policy, next_step
+from ._types import END, Chain, Clock, Factory
 from ._window import FAILED, SLOW, CountWindow, TimeWindow
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
-
-    from ..redis._link import BreakerLink
-    from ..redis._store import RedisState
     from opentelemetry.trace import TracerProvider
 
     from .._events import Hook
+    from ..redis._link import BreakerLink
+    from ..redis._store import RedisState
 
 T = TypeVar("T")
+P = ParamSpec("P")
 _log = logging.getLogger(__name__)
 _CLOSED, _OPEN, _HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerConfig:
-    """When a breaker opens and closes. Validated at construction; immutable.
-
-    Opens (from CLOSED) when, over the rolling window, ``failures >= failure_threshold``, or, once
-    the window holds ``min_calls`` calls, ``failures / calls >= failure_rate`` or
-    ``slow calls / calls >= slow_call_rate`` (a call is slow when it takes ``>= slow_call_s``).
-    The window is the last ``window`` calls, or the last ``window_s`` seconds when that is set.
-    After ``reset_timeout`` seconds OPEN admits up to ``half_open_probes`` probe calls (HALF_OPEN);
-    ``success_threshold`` successful probes close it, a failed or slow probe re-opens it, and a
-    cancelled or ignored probe gives its slot back. Exceptions that are instances of ``count`` and
-    not of ``ignore`` count as failures; other errors and cancellation are not counted.
-    """
-
-    failure_threshold: int | None = 5
-    failure_rate: float | None = None
-    window: int = 100
-    window_s: float | None = None
-    min_calls: int = 10
-    slow_call_s: float | None = None
-    slow_call_rate: float = 1.0
-    half_open_probes: int = 1
-    success_threshold: int = 1
-    reset_timeout: float = 30.0
-    count: type[BaseException] | tuple[type[BaseException], ...] = Exception
-    ignore: type[BaseException] | tuple[type[BaseException], ...] = ()
-
-    def __post_init__(self) -> None:
-        check_number("failure_threshold", self.failure_threshold, low=1, integer=True, allow_none=True)
-        check_number("failure_rate", self.failure_rate, low=0, high=1, low_open=True, allow_none=True)
-        if self.failure_threshold is None and self.failure_rate is None and self.slow_call_s is None:
-            raise ValueError("set at least one of failure_threshold, failure_rate or slow_call_s")
-        check_number("window", self.window, low=1, integer=True)
-        check_number("window_s", self.window_s, low=0, low_open=True, allow_none=True)
-        check_number("min_calls", self.min_calls, low=1, integer=True)
-        check_number("slow_call_s", self.slow_call_s, low=0, low_open=True, allow_none=True)
-        check_number("slow_call_rate", self.slow_call_rate, low=0, high=1, low_open=True)
-        check_number("half_open_probes", self.half_open_probes, low=1, integer=True)
-        check_number("success_threshold", self.success_threshold, low=1, high=self.half_open_probes,
-                     integer=True)
-        check_number("reset_timeout", self.reset_timeout, low=0)
-        object.__setattr__(self, "count", check_exceptions("count", self.count))
-        object.__setattr__(self, "ignore", check_exceptions("ignore", self.ignore))
 
 
 class CircuitBreaker(Policy):
@@ -88,6 +49,8 @@ class CircuitBreaker(Policy):
 
     ``await breaker.call(fn)`` raises :class:`CircuitOpenError` without calling ``fn`` while the
     breaker rejects. ``@breaker`` decorates an async function. The operation it reports is its name.
+    ``name`` is required (TypeError without it): it labels the breaker's metric series and reported
+    state, so two breakers must not share one. Give each breaker its own name (or share the instance).
     """
 
     __slots__ = (
@@ -110,15 +73,25 @@ class CircuitBreaker(Policy):
     )
 
     def __init__(
-        self, name: str = "breaker", config: BreakerConfig | None = None, *, clock: Clock = _clock.monotonic,
+        self, name: str | None = None, config: BreakerConfig | None = None, *, clock: Clock = _clock.monotonic,
         hooks: Iterable[Hook] | None = None, tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None, instrument: bool = True, shared: RedisState | None = None,
         **settings: object,
     ) -> None:
+        if name is None:
+            raise TypeError(
+                "CircuitBreaker needs name= (e.g. CircuitBreaker('payments-api', ...)): the name labels the "
+                "breaker's metric series and reported state, and two breakers must not share one"
+            )
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty str, got {name!r}")
         if config is not None and settings:
             raise TypeError("pass either config or individual settings, not both")
+        if "count" in settings:  # warned here so that the warning points at the caller's line
+            warnings.warn(_COUNT_DEPRECATED, DeprecationWarning, stacklevel=2)
+            if "on" in settings:
+                raise TypeError("pass on only (count is its deprecated old name)")
+            settings["on"] = settings.pop("count")
         self.config = config if config is not None else BreakerConfig(**settings)  # type: ignore[arg-type]
         if not callable(clock):
             raise TypeError(f"clock must be a callable returning seconds, got {clock!r}")
@@ -129,7 +102,7 @@ class CircuitBreaker(Policy):
             CountWindow(c.window) if c.window_s is None else TimeWindow(c.window_s)
         )
         self._timed = c.slow_call_s is not None or c.window_s is not None
-        self._failures_count: tuple[type[BaseException], ...] = c.count  # type: ignore[assignment]
+        self._failures_count: tuple[type[BaseException], ...] = c.on  # type: ignore[assignment]
         self._state = _CLOSED
         self._clean = False  # a success would change nothing (see _update_clean)
         self._gen = 0  # bumped on every transition: results of calls admitted earlier are dropped
@@ -152,8 +125,8 @@ class CircuitBreaker(Policy):
             for hook in self._hooks:
                 try:
                     hook.breaker_registered(registered)
-                except Exception:  # a hook's bug never costs the user a breaker
-                    _log.exception("hook %r failed on breaker_registered", type(hook).__name__)
+                except Exception as exc:  # a hook's bug never costs the user a breaker
+                    hook_failed(hook, "breaker_registered", exc, self._hooks)
 
     def __repr__(self) -> str:
         return f"CircuitBreaker({self.name!r}, state={self._state.value!r}, config={self.config!r})"
@@ -164,21 +137,29 @@ class CircuitBreaker(Policy):
         return self._state
 
     # ----------------------------------------------------------------- calling
-    async def call(self, fn: Factory[T]) -> T:
+    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        if args or kwargs:
+            fn = DecoratedCall(fn, *args, **kwargs)
         hooks = self._hooks
         if hooks:
-            first = hooks[0].call_started(self._started)
+            try:
+                first = hooks[0].call_started(self._started)
+            except Exception as exc:
+                first = first_failed(hooks, exc)
             if first is not None or len(hooks) > 1:
                 call = start_call(hooks, self._started, self.clock, first)
                 if call is not None:
                     return await observed(self, END, 0, fn, call)
-        if self._state is _CLOSED:
-            gen = self._gen
+        if self._clean:  # CLOSED, untimed, window full of successes: one check instead of two
+            gen, started = self._gen, 0.0
         else:
-            gen = self._admit(None) if self._link is None else await self._link.admit(None)
-        started = self.clock() if self._timed else 0.0
+            if self._state is _CLOSED:
+                gen = self._gen
+            else:
+                gen = self._admit(None) if self._link is None else await self._link.admit(None)
+            started = self.clock() if self._timed else 0.0
         try:
-            result = await fn()
+            result = await fn()  # type: ignore[call-arg]
         except BaseException as exc:
             self._failed(gen, started, exc)
             raise
@@ -192,8 +173,7 @@ class CircuitBreaker(Policy):
         else:
             gen = self._admit(call) if self._link is None else await self._link.admit(call)
         if call is not None:
-            for observer in call.observers:
-                observer.breaker_admitted(self.name, self._state)
+            notify(call, "breaker_admitted", self.name, self._state)
         started = self.clock() if self._timed else 0.0
         try:
             result = await next_step(chain, i, fn, call)
@@ -223,8 +203,7 @@ class CircuitBreaker(Policy):
         state = self._state
         if call is not None:
             event = CallRejected(call.operation, self.name, state)
-            for observer in call.observers:
-                observer.rejected(event)
+            notify(call, "rejected", event)
         raise CircuitOpenError(self.name, state.value, retry_after)
 
     def _counted(self, error: BaseException) -> bool:
@@ -340,66 +319,15 @@ class CircuitBreaker(Policy):
             self._successes = 0
         self._window.reset()
         self._clean = False
+        if self._link is not None:  # counts of the closed period that just ended are not sent later
+            self._link.calls = self._link.failures = self._link.slow = 0
         self._emit(before, to, reason, now)
 
     def _emit(self, before: BreakerState, to: BreakerState, reason: str, now: float) -> None:
         if self._hooks:
             event = BreakerTransition(self.name, before, to, reason, now)
             for hook in self._hooks:
-                hook.breaker_transition(event)
-
-
-class BreakerRegistry:
-    """Named breakers shared across call sites: ``registry.get("db")`` is always the same breaker.
-
-    The hooks, providers and clock given here are used by every breaker it creates.
-    """
-
-    __slots__ = ("_breakers", "_clock", "_hooks", "_instrument", "_meter_provider", "_tracer_provider")
-
-    def __init__(
-        self, *, clock: Clock = _clock.monotonic, hooks: Iterable[Hook] | None = None,
-        tracer_provider: TracerProvider | None = None, meter_provider: MeterProvider | None = None,
-        instrument: bool = True,
-    ) -> None:
-        self._breakers: dict[str, CircuitBreaker] = {}
-        self._clock = clock
-        self._hooks = tuple(hooks or ())
-        self._tracer_provider = tracer_provider
-        self._meter_provider = meter_provider
-        self._instrument = instrument
-
-    def get(self, name: str, config: BreakerConfig | None = None, **settings: object) -> CircuitBreaker:
-        """The breaker called ``name``, created on first use from ``config`` / ``settings``.
-
-        Raises ValueError when it exists with a different configuration than the one given.
-        """
-        breaker = self._breakers.get(name)
-        if breaker is None:
-            breaker = CircuitBreaker(
-                name, config, clock=self._clock, hooks=self._hooks, tracer_provider=self._tracer_provider,
-                meter_provider=self._meter_provider, instrument=self._instrument, **settings,
-            )
-            self._breakers[name] = breaker
-        elif config is not None or settings:
-            wanted = config if config is not None else BreakerConfig(**settings)  # type: ignore[arg-type]
-            if wanted != breaker.config:
-                raise ValueError(f"breaker {name!r} already exists with another configuration: {breaker.config}")
-        return breaker
-
-    def __getitem__(self, name: str) -> CircuitBreaker:
-        return self._breakers[name]
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._breakers
-
-    def __len__(self) -> int:
-        return len(self._breakers)
-
-    def names(self) -> tuple[str, ...]:
-        return tuple(self._breakers)
-
-    def reset_all(self) -> None:
-        """Close every breaker (tests, or after an incident)."""
-        for breaker in self._breakers.values():
-            breaker.reset()
+                try:
+                    hook.breaker_transition(event)
+                except Exception as exc:  # the state has changed: a hook must not make the call fail
+                    hook_failed(hook, "breaker_transition", exc, self._hooks)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
@@ -9,26 +10,17 @@ from typing import Any, Generic, ParamSpec, TypeVar, cast
 
 from .._events import Degraded
 from .._validate import check_exceptions, check_number
-from ._core import (
-    END,
-    Chain,
-    CircuitOpenError,
-    DecoratedCall,
-    Factory,
-    Instrumented,
-    Policy,
-    _Call,
-    next_step,
-    observed,
-    start_call,
-    takes_parameters,
-)
+from ._call import _Call, notify, observed, start_call
+from ._circuit_open import CircuitOpenError
+from ._decorated import DecoratedCall, takes_parameters
 from ._fallback import reason_of
+from ._policy import Instrumented, Policy, next_step
+from ._types import END, Chain, Factory
 
 T = TypeVar("T")
 P = ParamSpec("P")
 _MISSING: Any = object()
-_INSTANCE: Hashable = object()  # the key of the one last good value of ``call(fn)``
+_INSTANCE: Hashable = object()  # the key of the one last good value of ``call(fn)`` without arguments
 
 
 # no slots=True: with it, Python 3.11/3.12 raise TypeError on Served[X](...) (the frozen
@@ -52,8 +44,10 @@ class Served(Generic[T]):
 class _State:
     """What a Degrade and its decorated copies share: the flag and the last good values.
 
-    ``goods`` maps a key (the decorator's ``key(args, kwargs)``, or ``_INSTANCE`` for ``call(fn)``)
-    to (value, clock time), least recently used first; bounded by ``max_keys``.
+    ``goods`` maps a key — ``(function, key(args, kwargs))`` (or the function alone without
+    ``key``) for a partial factory (the decorator's, ``call(fn, *args)``'s, ``Wave.map``'s),
+    ``_INSTANCE`` for any other factory — to (value, clock time), least recently used first;
+    bounded by ``max_keys``.
     """
 
     __slots__ = ("flag", "goods")
@@ -73,13 +67,18 @@ class Degrade(Instrumented):
     original error is re-raised (or, when flagged, the operation is tried normally).
     Every call returns a :class:`Served`. Cancellation is never degraded.
 
-    Last good values are never shared across keys. ``call(fn)`` (and a pipeline's ``call``) takes a
-    zero-argument factory and keeps one last good value per Degrade instance: use one instance per
-    resource. Decorating a function that takes parameters needs ``key``, a callable
-    ``(args, kwargs) -> hashable`` (e.g. ``lambda args, kwargs: args[0]`` for ``get_user(uid)``); it
-    raises TypeError at decoration time without one, since the value of one call (one user's
-    record) would be served to calls with other arguments. With ``key`` the newest ``max_keys``
-    keys (least recently used dropped first) each keep their own value; O(1) per call.
+    Last good values are never shared across functions or keys. A decorated function,
+    ``call(fn, *args, **kwargs)``, or a ``functools.partial`` factory (what ``Wave.map`` passes)
+    keeps its own last good value per function (one Degrade may
+    decorate several) and, with ``key``, per ``key(args, kwargs)``. ``key`` is a callable
+    ``(args, kwargs) -> hashable`` (e.g. ``lambda args, kwargs: args[0]`` for ``get_user(uid)``);
+    it is required when the function takes parameters — TypeError at decoration time, or at the
+    call for ``call(fn, *args)`` — since the value of one call (one user's record) would be served
+    to calls with other arguments. ``call(fn)`` of any other zero-argument factory (a lambda)
+    keeps one last good value per Degrade instance; with ``key`` set it raises TypeError instead,
+    as there are no arguments to key by. A ``Wave(policy=...)`` refuses ``last_good`` without
+    ``key``: its tasks would share that one value. The newest ``max_keys`` keys (least
+    recently used dropped first) each keep their own value; O(1) per call.
     """
 
     default: Any = _MISSING
@@ -116,9 +115,9 @@ class Degrade(Instrumented):
         return named
 
     def _keyed_by_arguments(self, func: Callable[..., Any]) -> bool:
-        if not self.last_good or not takes_parameters(func):
+        if not self.last_good:
             return False
-        if self.key is None:
+        if self.key is None and takes_parameters(func):
             name = getattr(func, "__qualname__", repr(func))
             raise TypeError(
                 f"Degrade(last_good=True) on {name}(...), which takes parameters, needs key=: without it one "
@@ -145,7 +144,11 @@ class Degrade(Instrumented):
         wrapped = Policy.__call__(self, func)  # its calls return what run() returns: Served[T]
         return cast("Callable[P, Coroutine[Any, Any, Served[T]]]", wrapped)
 
-    async def call(self, fn: Factory[T]) -> Served[T]:  # type: ignore[override]
+    async def call(  # type: ignore[override]
+        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs,
+    ) -> Served[T]:
+        if args or kwargs:
+            fn = DecoratedCall(fn, *args, **kwargs)
         call = start_call(self._hooks, self._started, self.clock) if self._hooks else None
         if call is None:
             return await self.run(END, 0, fn, None)
@@ -153,9 +156,7 @@ class Degrade(Instrumented):
 
     async def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> Served[T]:  # type: ignore[override]
         state = self._state
-        key: Hashable = _INSTANCE
-        if self.key is not None and type(fn) is DecoratedCall:
-            key = self.key(fn.args, fn.keywords)
+        key = self._key_of(fn) if self.last_good else _INSTANCE
         if state.flag is not None:
             served = await self._serve(state.flag, None, call, key)
             if served is not None:
@@ -177,6 +178,25 @@ class Degrade(Instrumented):
                 goods.popitem(last=False)
         return Served(value)
 
+    def _key_of(self, fn: Factory[Any]) -> Hashable:
+        """Which last good value a call reads and writes (see the class docstring)."""
+        if not isinstance(fn, functools.partial):
+            if self.key is not None:
+                raise TypeError(
+                    "Degrade(last_good=True, key=...) keys last good values by the call's arguments, and "
+                    "call(fn) of a zero-argument factory has none: pass them, call(fn, *args, **kwargs)"
+                )
+            return _INSTANCE
+        if self.key is not None:
+            return (fn.func, self.key(fn.args, fn.keywords))
+        if fn.args or fn.keywords:
+            raise TypeError(
+                f"Degrade(last_good=True) called with arguments for {getattr(fn.func, '__qualname__', fn.func)!r} "
+                "needs key=: without it one call's last good value would be served to calls with other "
+                "arguments. Pass key=lambda args, kwargs: <what identifies the result>, e.g. args[0]."
+            )
+        return fn.func
+
     async def _serve(
         self, reason: str, error: Exception | None, call: _Call | None, key: Hashable,
     ) -> Served[Any] | None:
@@ -197,7 +217,5 @@ class Degrade(Instrumented):
 
     def _mark(self, served: Served[Any], call: _Call | None) -> Served[Any]:
         if call is not None:
-            event = Degraded(call.operation, served.mode or "", served.reason or "", served.error)
-            for observer in call.observers:
-                observer.degraded(event)
+            notify(call, "degraded", Degraded(call.operation, served.mode or "", served.reason or "", served.error))
         return served

@@ -9,9 +9,13 @@ from typing import Any, TypeVar
 
 from .._deadline import task_timed_out
 from .._events import FallbackStarted
+from .._isolation import finish, start
 from .._telemetry import Outcome
 from .._validate import check_exceptions
-from ._core import Chain, CircuitOpenError, Factory, Instrumented, _Call, next_step
+from ._call import _Call
+from ._circuit_open import CircuitOpenError
+from ._policy import Instrumented, next_step
+from ._types import Chain, Factory
 
 T = TypeVar("T")
 
@@ -62,12 +66,12 @@ class Fallback(Instrumented):
             if not isinstance(exc, self._on):
                 raise
             primary = exc
-        token: list[Any] = []
-        if call is not None:
-            event = FallbackStarted(call.operation, reason_of(primary), primary)
-            token = [o.fallback_started(event) for o in call.observers]
+        tokens: list[Any] = []
         outcome, error = Outcome.SUCCESS, None
         try:
+            if call is not None:
+                event = FallbackStarted(call.operation, reason_of(primary), primary)
+                start(call.observers, call.owners, call.hooks, tokens, "fallback_started", event)
             result: T = await self.fallback(primary)
         except asyncio.CancelledError:
             outcome = Outcome.TIMEOUT if task_timed_out() else Outcome.CANCELLATION
@@ -77,6 +81,5 @@ class Fallback(Instrumented):
             raise FallbackError("the primary and the fallback both failed", [primary, exc]) from None
         finally:
             if call is not None:
-                for o, t in zip(reversed(call.observers), reversed(token), strict=True):
-                    o.fallback_finished(t, outcome, error)
+                finish(call.observers, call.owners, call.hooks, tokens, "fallback_finished", outcome, error)
         return result

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .._validate import check_number
-from ._core import _HEDGED, Chain, Factory, Instrumented, Sleep, _Call, next_step
+from ._call import _HEDGED, _Call
+from ._policy import Instrumented, next_step
+from ._types import Chain, Factory, Sleep
 
 T = TypeVar("T")
 
@@ -17,8 +19,12 @@ T = TypeVar("T")
 class Hedge(Instrumented):
     """Run up to ``attempts`` concurrent attempts, starting the next one ``delay`` seconds after the
     previous (or at once when an attempt fails). Returns the first successful result and cancels the
-    others (waiting for them to finish). When every attempt fails, raises an ``ExceptionGroup`` of
-    their errors. Each attempt runs in its own task; ``fn`` must be safe to call concurrently.
+    others (waiting for them to finish). When every attempt fails, raises the error of the attempt
+    that failed last, as Polly's hedging returns the last outcome: an outer ``Retry(on=...)``,
+    breaker ``on=`` or ``Fallback(on=...)`` matches it as if there were no hedge. The earlier
+    attempts' errors stay reachable: that error's ``__context__`` is an ``ExceptionGroup`` of them
+    (shown in its traceback; its own previous ``__context__``, if any, moves to the group's).
+    Each attempt runs in its own task; ``fn`` must be safe to call concurrently.
     """
 
     delay: float
@@ -70,13 +76,24 @@ class Hedge(Instrumented):
                         timer = None
                     launched += 1
                     launch()
-            raise ExceptionGroup("every hedged attempt failed", errors)
+            raise _last_error(errors)
         finally:
             leftovers = [*pending, *([timer] if timer is not None else [])]
             for task in leftovers:
                 task.cancel()
             if leftovers:
                 await asyncio.gather(*leftovers, return_exceptions=True)
+
+
+def _last_error(errors: list[Exception]) -> Exception:
+    """The last attempt's error, with the earlier ones as an ``ExceptionGroup`` in its ``__context__``."""
+    last = errors[-1]
+    earlier = [e for e in errors[:-1] if e is not last]
+    if earlier:
+        group = ExceptionGroup("earlier hedged attempts failed", earlier)
+        group.__context__ = last.__context__
+        last.__context__ = group
+    return last
 
 
 async def _settle(awaitable: Any) -> tuple[bool, Any]:

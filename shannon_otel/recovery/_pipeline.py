@@ -7,24 +7,33 @@ the outcome of everything listed after it. The usual order is::
 
 - a fallback/degradation outermost catches what is left after every retry (and a rejection);
 - a timeout outside the retry bounds the whole call, backoff included; inside it, each attempt;
-- a breaker inside the retry sees (and counts) every attempt, and its rejection is an error the
-  retry may back off from; outside the retry it counts one result per call;
+- a breaker inside the retry sees (and counts) every attempt; its rejection is not retried unless
+  the retry asks (``on=`` listing CircuitOpenError, or ``wait_retry_after=True``); outside the
+  retry it counts one result per call;
+- a hedge whose attempts all failed raises the last attempt's error, which outer policies match;
 - the attempt (and its span) is the innermost call of ``fn``; a hedge inside a retry hedges each attempt.
 
 The pipeline is one observed operation: one span named after it, one child span per attempt;
-the inner policies report to the pipeline's hooks (their own ``hooks=`` are not used for calls;
-a breaker still reports its transitions to its own hooks).
+the inner policies report to the pipeline's hooks. So it refuses, at construction (TypeError), an
+inner policy given ``name=``, ``hooks=``, ``tracer_provider=`` or ``meter_provider=``: those
+would be silently unused (``instrument=False`` asks for nothing and is allowed), and honouring
+them would mean one span and one set of observers per policy per call, on a hot path budgeted at
+0.8 us. Put them on the pipeline. A breaker is the exception: its name is its identity (``shannon.breaker.name``) and it
+reports its transitions to its own hooks and providers, inside a pipeline too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from .. import _clock
 from .._events import CallStarted
 from .._hooks import resolve_hooks
-from ._core import Chain, Clock, Factory, Policy, _Call, observed, start_call
+from ._call import _Call, first_failed, observed, start_call
+from ._decorated import DecoratedCall
+from ._policy import Policy
+from ._types import Chain, Clock, Factory
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -33,6 +42,7 @@ if TYPE_CHECKING:
     from .._events import Hook
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class Pipeline(Policy):
@@ -50,6 +60,14 @@ class Pipeline(Policy):
         for p in policies:
             if not isinstance(p, Policy):
                 raise TypeError(f"Pipeline takes policies (Retry, CircuitBreaker, Timeout, ...), got {p!r}")
+            unused = p._unused_in_pipeline()
+            if unused:
+                given = ", ".join(f"{u}=" for u in unused)
+                raise TypeError(
+                    f"{type(p).__name__}({given}...) inside a Pipeline: the pipeline is one observed "
+                    f"operation and would not use {given} of the policies inside it; pass "
+                    f"{given} to the Pipeline (or resilient) instead"
+                )
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a str or None, got {name!r}")
         # A nested pipeline is flattened: it is the same as listing its policies in its place.
@@ -74,11 +92,16 @@ class Pipeline(Policy):
     def __repr__(self) -> str:
         return f"Pipeline({', '.join(map(repr, self._chain))}, name={self.name!r})"
 
-    async def call(self, fn: Factory[T]) -> T:
+    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        if args or kwargs:
+            fn = DecoratedCall(fn, *args, **kwargs)
         chain = self._chain
         hooks = self._hooks
         if hooks:
-            first = hooks[0].call_started(self._started)
+            try:
+                first = hooks[0].call_started(self._started)
+            except Exception as exc:
+                first = first_failed(hooks, exc)
             if first is not None or len(hooks) > 1:
                 call = start_call(hooks, self._started, self.clock, first)
                 if call is not None:
@@ -91,6 +114,16 @@ class Pipeline(Policy):
 
     def _named(self, name: str) -> Policy:
         return self if self.name is not None else Pipeline(*self._chain, name=name, **self._options)
+
+    def _unused_in_pipeline(self) -> tuple[str, ...]:
+        # A nested pipeline is flattened into the outer one: its own settings would go unused too.
+        o = self._options
+        unused = {
+            "name": self.name is not None, "hooks": bool(o["hooks"]),
+            "tracer_provider": o["tracer_provider"] is not None,
+            "meter_provider": o["meter_provider"] is not None,
+        }
+        return tuple(k for k, v in unused.items() if v)
 
     def _keyed_by_arguments(self, func: Callable[..., Any]) -> bool:
         keyed = False

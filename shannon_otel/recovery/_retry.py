@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import warnings
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import ParamSpec, TypeVar
 
 from .._events import RetryScheduled
 from .._validate import check_exceptions, check_number
-from ._backoff import Jitter, RandomSource, delay, parse_jitter, uniform_source
-from ._core import END, Chain, Factory, Instrumented, Sleep, _Call, next_step, observed, start_call
+from ._backoff import TESTING, Jitter, RandomSource, delay, parse_jitter, uniform_source
+from ._call import _Call, first_failed, notify, observed, start_call
+from ._circuit_open import CircuitOpenError
+from ._decorated import DecoratedCall
+from ._policy import Instrumented, next_step
+from ._types import END, Chain, Factory, Sleep
 
 T = TypeVar("T")
+P = ParamSpec("P")
 RetryOn = type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
 DelayHook = Callable[[BaseException, int], float | None]
 
@@ -21,36 +27,56 @@ DelayHook = Callable[[BaseException, int], float | None]
 class Retry(Instrumented):
     """Call again after a failure, with exponential backoff and jitter.
 
-    ``attempts``: maximum attempts including the first (>= 1). ``timeout``: maximum total seconds
+    ``attempts``: maximum attempts including the first (>= 1). ``budget_s``: maximum total seconds
     (> 0) from the first attempt's start; a retry whose delay would end past it is not started (a
     running attempt is never cut short: put a :class:`Timeout` around the retry for that).
+    ``timeout`` is its deprecated old name (DeprecationWarning; removed in the next release).
     ``initial``/``maximum``/``multiplier``: the backoff ``min(maximum, initial * multiplier**(n-1))``
     after failed attempt ``n``, randomised by ``jitter``. ``on``: exception types to retry, or a
     predicate; only ``Exception`` subclasses are ever retried (cancellation never is).
+    A :class:`CircuitOpenError` (a breaker rejecting the call) is not retried unless asked: list it
+    (or a subclass) in ``on``, let the ``on`` predicate accept it, or set ``wait_retry_after=True``,
+    which retries it (whatever ``on`` says) after waiting the breaker's ``retry_after_s`` (its
+    remaining reset timeout; the backoff when it has none, half-open or forced open) instead of
+    the backoff. Retrying a rejection at backoff pace is a retry storm against the breaker.
     ``next_delay(error, attempt)`` may return the delay before the next attempt (e.g. from a
     Retry-After value) or ``None`` to use the backoff. ``sleep`` and ``random`` (a
     ``random.Random`` or a callable returning ``[0, 1)``) are injectable for deterministic tests.
 
     Every call keeps its own attempt counter and previous delay: concurrent calls share nothing.
+    While :func:`shannon_otel.testing.set_testing` is on, backoff waits are zero (and attempts capped
+    if it says so); this is read on the retry path only.
     """
 
     attempts: int = 3
-    timeout: float | None = None
+    budget_s: float | None = None
     initial: float = 0.1
     maximum: float = 10.0
     multiplier: float = 2.0
     jitter: Jitter | str = Jitter.FULL
     on: RetryOn = Exception
     next_delay: DelayHook | None = None
+    wait_retry_after: bool = False
     sleep: Sleep = asyncio.sleep
     random: RandomSource | None = field(default=None, compare=False)
     _types: tuple[type[BaseException], ...] = field(init=False, repr=False, compare=False)
     _predicate: Callable[[BaseException], bool] | None = field(init=False, repr=False, compare=False)
     _rand: Callable[[], float] = field(init=False, repr=False, compare=False)
+    _open: bool = field(init=False, repr=False, compare=False)  # CircuitOpenError is retryable
+    timeout: float | None = field(default=None, repr=False, compare=False)  # deprecated: budget_s
 
     def __post_init__(self) -> None:
+        if self.timeout is not None:
+            warnings.warn(
+                "Retry(timeout=...) is deprecated: it is the retry's total budget, now called budget_s "
+                "(a Timeout policy cuts attempts short)", DeprecationWarning, stacklevel=3,
+            )
+            if self.budget_s is not None:
+                raise TypeError("pass budget_s only (timeout is its deprecated old name)")
+            object.__setattr__(self, "budget_s", self.timeout)
+            object.__setattr__(self, "timeout", None)
         check_number("attempts", self.attempts, low=1, integer=True)
-        check_number("timeout", self.timeout, low=0, low_open=True, allow_none=True)
+        check_number("budget_s", self.budget_s, low=0, low_open=True, allow_none=True)
         check_number("initial", self.initial, low=0)
         check_number("maximum", self.maximum, low=0)
         if self.maximum < self.initial:
@@ -58,13 +84,19 @@ class Retry(Instrumented):
         check_number("multiplier", self.multiplier, low=1)
         object.__setattr__(self, "jitter", parse_jitter(self.jitter))
         if isinstance(self.on, type | tuple):
-            object.__setattr__(self, "_types", check_exceptions("on", self.on))
+            types = check_exceptions("on", self.on)
+            object.__setattr__(self, "_types", types)
             object.__setattr__(self, "_predicate", None)
+            asked = any(issubclass(t, CircuitOpenError) for t in types)
         elif callable(self.on):
             object.__setattr__(self, "_types", (Exception,))
             object.__setattr__(self, "_predicate", self.on)
+            asked = True  # the predicate sees the CircuitOpenError and decides
         else:
             raise TypeError(f"on must be exception types or a predicate, got {self.on!r}")
+        if not isinstance(self.wait_retry_after, bool):
+            raise TypeError(f"wait_retry_after must be a bool, got {self.wait_retry_after!r}")
+        object.__setattr__(self, "_open", asked or self.wait_retry_after)
         if self.next_delay is not None and not callable(self.next_delay):
             raise TypeError(
                 f"next_delay must be a callable (error, attempt) -> seconds | None, got {self.next_delay!r}"
@@ -74,18 +106,23 @@ class Retry(Instrumented):
         object.__setattr__(self, "_rand", uniform_source(self.random))
         self._setup("retry")
 
-    async def call(self, fn: Factory[T]) -> T:
-        # The hot path: first attempt inline, no clock read unless a total timeout is set.
+    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        # The hot path: first attempt inline, no clock read unless a total budget is set.
+        if args or kwargs:
+            fn = DecoratedCall(fn, *args, **kwargs)
         hooks = self._hooks
         if hooks:
-            first = hooks[0].call_started(self._started)
+            try:
+                first = hooks[0].call_started(self._started)
+            except Exception as exc:
+                first = first_failed(hooks, exc)
             if first is not None or len(hooks) > 1:
                 call = start_call(hooks, self._started, self.clock, first)
                 if call is not None:
                     return await observed(self, END, 0, fn, call)
-        start = self.clock() if self.timeout is not None else 0.0
+        start = self.clock() if self.budget_s is not None else 0.0
         try:
-            return await fn()
+            return await fn()  # type: ignore[call-arg]
         except Exception as exc:
             if not self._retryable(exc):
                 raise
@@ -93,7 +130,7 @@ class Retry(Instrumented):
         return await self._resume(END, 0, fn, None, error, start)
 
     async def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> T:
-        start = self.clock() if self.timeout is not None else 0.0
+        start = self.clock() if self.budget_s is not None else 0.0
         try:
             return await next_step(chain, i, fn, call)
         except Exception as exc:
@@ -103,6 +140,11 @@ class Retry(Instrumented):
         return await self._resume(chain, i, fn, call, error, start)
 
     def _retryable(self, error: Exception) -> bool:
+        if isinstance(error, CircuitOpenError):
+            if not self._open:
+                return False
+            if self.wait_retry_after:
+                return True
         if not isinstance(error, self._types):
             return False
         return self._predicate is None or bool(self._predicate(error))
@@ -130,20 +172,24 @@ class Retry(Instrumented):
         self, error: Exception, attempt: int, previous: float, start: float, call: _Call | None,
     ) -> float | None:
         """The delay before the next attempt, or ``None`` to give up and re-raise ``error``."""
-        if attempt >= self.attempts:
+        testing = TESTING.on
+        if attempt >= (self.attempts if not testing or TESTING.attempts is None
+                       else min(self.attempts, TESTING.attempts)):
             return None
         wait = self.next_delay(error, attempt) if self.next_delay is not None else None
+        if wait is None and self.wait_retry_after and isinstance(error, CircuitOpenError):
+            wait = error.retry_after_s  # None (half-open, forced open): the backoff below
         if wait is None:
             wait = delay(self.jitter, attempt, previous, self.initial, self.maximum,  # type: ignore[arg-type]
                          self.multiplier, self._rand)
         elif not wait >= 0:
             raise ValueError(f"next_delay must return seconds >= 0 or None, got {wait!r}") from error
-        if self.timeout is not None and self.clock() - start + wait > self.timeout:
+        if testing:
+            wait = 0.0
+        if self.budget_s is not None and self.clock() - start + wait > self.budget_s:
             return None
         if call is not None:
-            event = RetryScheduled(call.operation, attempt, wait, error)
-            for observer in call.observers:
-                observer.retry_scheduled(event)
+            notify(call, "retry_scheduled", RetryScheduled(call.operation, attempt, wait, error, self.attempts))
         return wait
 
 

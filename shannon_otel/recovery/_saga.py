@@ -19,8 +19,9 @@ from .. import _clock
 from .._deadline import task_timed_out
 from .._events import CompensationFinished, SagaFinished, SagaObserver, SagaStarted
 from .._hooks import resolve_hooks
+from .._isolation import Unentered, enter, finish, hook_failed, leave, start
 from .._telemetry import Outcome
-from ._core import Clock
+from ._types import Clock
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -106,23 +107,36 @@ class Saga:
 
 
 class Transaction:
-    """One run of a :class:`Saga`; use it as ``async with`` in a single task."""
+    """One run of a :class:`Saga`; use it as ``async with`` in a single task.
 
-    __slots__ = ("_done", "_observers", "_saga", "result")
+    Observers are isolated (``shannon_otel._isolation``): one that raises is recorded and skipped;
+    an observer that is a context manager is entered in ``__aenter__`` and exited in ``__aexit__``.
+    """
+
+    __slots__ = ("_done", "_entered", "_observers", "_owners", "_saga", "result")
 
     def __init__(self, saga: Saga) -> None:
         self._saga = saga
         self._done: list[tuple[str, Any, Callable[[Any], Awaitable[Any]] | None]] = []
         self._observers: list[SagaObserver] = []
+        self._owners: list[Hook] = []
+        self._entered: list[Any] = []
         self.result: SagaResult | None = None
 
     async def __aenter__(self) -> Transaction:
-        if self._saga._hooks:
+        hooks = self._saga._hooks
+        if hooks:
             event = SagaStarted(self._saga.name)
-            for hook in self._saga._hooks:
-                observer = hook.saga_started(event)
+            for hook in hooks:
+                try:
+                    observer = hook.saga_started(event)
+                except Exception as exc:
+                    hook_failed(hook, "saga_started", exc, hooks)
+                    continue
                 if observer is not None:
                     self._observers.append(observer)
+                    self._owners.append(hook)
+                    self._entered.append(enter(observer, hook, "saga_started", hooks))
         return self
 
     async def step(
@@ -130,10 +144,12 @@ class Transaction:
         compensate: Callable[[T], Awaitable[Any]] | None = None,
     ) -> T:
         """Run one step; on success its compensation (given the result) is registered for a rollback."""
-        observers = self._observers
-        tokens = [o.step_started(name) for o in observers]
+        observers, owners, hooks = self._observers, self._owners, self._saga._hooks
+        tokens: list[Any] = []
         outcome, error = Outcome.SUCCESS, None
         try:
+            if observers:
+                start(observers, owners, hooks, tokens, "step_started", name)
             value = await action()
         except asyncio.CancelledError:
             outcome = Outcome.TIMEOUT if task_timed_out() else Outcome.CANCELLATION
@@ -142,14 +158,20 @@ class Transaction:
             outcome, error = Outcome.FAILURE, exc
             raise
         finally:
-            for o, t in zip(reversed(observers), reversed(tokens), strict=True):
-                o.step_finished(t, name, outcome, error)
+            if tokens:
+                finish(observers, owners, hooks, tokens, "step_finished", name, outcome, error)
         self._done.append((name, value, compensate))
         return value
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None,
     ) -> bool:
+        try:
+            return await self._exit(exc)
+        finally:
+            self._leave()
+
+    async def _exit(self, exc: BaseException | None) -> bool:
         completed = tuple(name for name, _, _ in self._done)
         values = tuple(value for _, value, _ in self._done)
         if exc is None:
@@ -177,14 +199,16 @@ class Transaction:
         failed: dict[str, BaseException] = {}
         cancelled: asyncio.CancelledError | None = None
         saga, clock, observers = self._saga.name, self._saga.clock, self._observers
+        owners, hooks = self._owners, self._saga._hooks
         for name, value, compensate in reversed(self._done):
             if compensate is None:
                 continue
-            tokens = [o.compensation_started(name) for o in observers]
-            start = clock()
+            tokens: list[Any] = []
+            begin = clock()
             outcome: Outcome = Outcome.SUCCESS
             error: BaseException | None = None
             try:
+                start(observers, owners, hooks, tokens, "compensation_started", name)
                 await compensate(value)
                 compensated.append(name)
             except asyncio.CancelledError as exc:
@@ -194,9 +218,8 @@ class Transaction:
             except Exception as exc:
                 outcome, error = Outcome.FAILURE, exc
                 failed[name] = exc
-            event = CompensationFinished(saga, name, outcome, clock() - start, error)
-            for o, t in zip(reversed(observers), reversed(tokens), strict=True):
-                o.compensation_finished(t, event)
+            event = CompensationFinished(saga, name, outcome, clock() - begin, error)
+            finish(observers, owners, hooks, tokens, "compensation_finished", event)
         return tuple(compensated), failed, cancelled
 
     def _finish(self, result: SagaResult) -> None:
@@ -206,5 +229,17 @@ class Transaction:
                 result.saga, result.outcome, result.completed, result.compensated,
                 tuple(result.failed_compensations),
             )
-            for o in reversed(self._observers):
-                o.saga_finished(event)
+            observers, owners, hooks = self._observers, self._owners, self._saga._hooks
+            for k in range(len(observers) - 1, -1, -1):
+                try:
+                    observers[k].saga_finished(event)
+                except Exception as exc:
+                    hook_failed(owners[k], "saga_finished", exc, hooks)
+
+    def _leave(self) -> None:
+        """Exit the observers entered in ``__aenter__``, newest first (after ``saga_finished``)."""
+        observers, owners, entered, hooks = self._observers, self._owners, self._entered, self._saga._hooks
+        for k in range(len(entered) - 1, -1, -1):
+            if type(entered[k]) is not Unentered:
+                leave(observers[k], owners[k], "saga_finished", hooks)
+        entered.clear()

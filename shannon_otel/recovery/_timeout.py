@@ -8,7 +8,9 @@ from typing import TypeVar
 
 from .._events import TimedOut
 from .._validate import check_number
-from ._core import Chain, Factory, Instrumented, _Call, next_step
+from ._call import _Call, notify
+from ._policy import Instrumented, next_step
+from ._types import Chain, Factory
 
 T = TypeVar("T")
 
@@ -39,9 +41,7 @@ class Timeout(Instrumented):
                 return await next_step(chain, i, fn, call)
         except TimeoutError:
             if scope.expired():
-                event = TimedOut(call.operation, self.seconds)
-                for observer in call.observers:
-                    observer.timed_out(event)
+                notify(call, "timed_out", TimedOut(call.operation, self.seconds))
             raise
         finally:
             call.timeouts.remove(scope)

@@ -21,7 +21,7 @@ from ._store import SharedStateUnavailableError
 
 if TYPE_CHECKING:
     from ..recovery._breaker import CircuitBreaker
-    from ..recovery._core import _Call
+    from ..recovery._call import _Call
     from ._store import RedisState
 
 _STATES = {s.value: s for s in BreakerState}
@@ -135,14 +135,20 @@ class BreakerLink:
     async def poll(self) -> None:
         """Read the shared state (missed notifications, recovery after an outage)."""
         store = self.store
-        values = await store.run("poll", lambda: store._redis.hmget(self.keys[0], "state", "epoch", "opened_at",
-                                                                  "reason"))
-        state, epoch, opened, reason = values
+
+        async def read() -> list[Any]:
+            async with store._redis.pipeline(transaction=False) as pipe:
+                pipe.time()
+                pipe.hmget(self.keys[0], "state", "epoch", "opened_at", "reason")
+                return list(await pipe.execute())
+
+        (seconds, micros), (state, epoch, opened, reason) = await store.run("poll", read)
         if state is None:  # never written, or expired: CLOSED with an empty window
             if self.breaker._state is not _CLOSED and not self.breaker._forced:
                 self.tripped_back_to_closed()
             return
-        self.apply(state, int(epoch), int(opened or 0), None, reason or "")
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        self.apply(state, int(epoch), int(opened or 0), now_ms, reason or "")
 
     def tripped_back_to_closed(self) -> None:
         self.epoch = 0

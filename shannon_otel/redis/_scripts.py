@@ -27,6 +27,7 @@ local function set_state(to, reason, extra)
   if to == 'open' then opened = now end
   redis.call('HSET', KEYS[1], 'state', to, 'epoch', epoch, 'opened_at', opened, 'reason', reason)
   if extra then redis.call('HSET', KEYS[1], unpack(extra)) end
+  redis.call('EXPIRE', KEYS[1], ttl)  -- a key created here gets its TTL too
   redis.call('PUBLISH', channel, name .. '|' .. to .. '|' .. epoch .. '|' .. opened .. '|' .. now .. '|' .. reason)
 end
 local function touch()

@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from .._telemetry import SCOPE_NAME, SHARED_AVAILABLE, SHARED_DURATION, SHARED_ERRORS, SHARED_OPERATION
+from .._telemetry import SCOPE_NAME, SHARED_DURATION, SHARED_ERRORS, SHARED_OPERATION
 from .._version import __version__
 from . import _scripts
 
@@ -97,6 +97,7 @@ class RedisState:
         self._tasks: list[asyncio.Task[None]] = []
         self._pending: set[asyncio.Task[Any]] = set()
         self._outage_logged = False
+        self._closing = False
         self._instruments(meter_provider)
 
     def _instruments(self, meter_provider: MeterProvider | None) -> None:
@@ -137,13 +138,23 @@ class RedisState:
 
     async def close(self) -> None:
         """Send what is pending (bounded by ``timeout_s``), stop the background tasks, close the connection."""
+        self._closing = True
+        if self._pending:  # state pushes already under way (a trip, a probe result) finish first, bounded
+            await asyncio.wait(list(self._pending), timeout=max(1.0, 4 * self.timeout_s))
         with contextlib.suppress(Exception):
             await self._flush_all()
-        for task in (*self._tasks, *self._pending):
+        tasks = [*self._tasks, *self._pending]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._pending, return_exceptions=True)
+        if tasks:
+            # Bounded: a client library that swallows a cancellation must not hang the caller's exit.
+            _, stuck = await asyncio.wait(tasks, timeout=max(1.0, 4 * self.timeout_s))
+            for task in stuck:
+                _log.warning("Redis background task %s did not stop in time; left behind", task.get_name())
         self._tasks = []
-        await self._redis.aclose()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(max(1.0, 4 * self.timeout_s)):
+                await self._redis.aclose()
 
     # ------------------------------------------------------------------ calling Redis
     async def run(self, operation: str, command: Callable[[], Awaitable[T]]) -> T:
@@ -210,7 +221,7 @@ class RedisState:
 
     async def _flush_loop(self) -> None:
         next_poll = time.monotonic() + self.poll_interval_s
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.flush_interval_s if self.available else min(1.0, self.poll_interval_s))
             try:
                 if not self.available:
@@ -230,11 +241,11 @@ class RedisState:
             event.set()  # waiters of shared pools try again (a missed release notification)
 
     async def _subscribe_loop(self) -> None:
-        while True:
+        while not self._closing:
             pubsub = self._redis.pubsub()
             try:
                 await pubsub.subscribe(self.breaker_channel, self.pool_channel)
-                while True:
+                while not self._closing:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None:
                         self._dispatch(str(message["channel"]), str(message["data"]))

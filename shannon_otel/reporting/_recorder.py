@@ -11,177 +11,32 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections import Counter, deque
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-from opentelemetry import trace
 
 from .._events import (
     Anomaly,
     BreakerRegistered,
     BreakerTransition,
-    CallFinished,
     CallObserver,
-    CallRejected,
     CallStarted,
-    CompensationFinished,
-    Degraded,
-    FallbackStarted,
     Hook,
-    RetryScheduled,
-    SagaFinished,
     SagaObserver,
     SagaStarted,
-    TaskResult,
     WaveObserver,
     WaveStarted,
 )
 from .._stats import LogHistogram
 from .._telemetry import (
-    GEN_AI_INPUT_TOKENS,
-    GEN_AI_OUTPUT_TOKENS,
     TASK_COST_ATTR,
+    TASK_INPUT_TOKENS,
+    TASK_OUTPUT_TOKENS,
     BreakerState,
-    CallOutcome,
-    Outcome,
 )
-from ..recovery import CircuitOpenError
+from ._counters import WaveLive, _Op
+from ._observers import _CallObs, _SagaObs, _WaveObs, current_trace_id
 from ._run import OperationStats, RunReport
-
-if TYPE_CHECKING:
-    from ..executor._report import WaveReport
 
 _KEEP = 1000  # newest transitions, rollbacks and anomalies kept (bounded memory for --duration runs)
 _WAVE: contextvars.ContextVar[WaveLive | None] = contextvars.ContextVar("shannon_otel_cli_wave", default=None)
-
-
-def current_trace_id() -> str | None:
-    ctx = trace.get_current_span().get_span_context()
-    return f"{ctx.trace_id:032x}" if ctx.is_valid else None
-
-
-@dataclass(slots=True)
-class WaveLive:
-    """Live counters of one wave run; ``label`` is unique in the run (``name#n`` when a name repeats)."""
-
-    label: str
-    size: int
-    done: int = 0
-    failed: int = 0
-    active: int = 0
-    retries: int = 0
-    rejected: int = 0
-    degraded: int = 0
-    report: WaveReport | None = None
-    trace_id: str | None = None
-
-
-@dataclass(slots=True)
-class _Op:
-    calls: int = 0
-    attempts: int = 0
-    retries: int = 0
-    rejected_retries: int = 0
-    rejected: int = 0
-    failed: int = 0
-    degraded: int = 0
-    fallbacks: int = 0
-    latency: dict[str, list[float]] = field(default_factory=dict)  # wave label -> [calls, sum, max]
-    slowest: dict[str, str] = field(default_factory=dict)  # wave label -> trace id
-
-
-class _WaveObs(WaveObserver):
-    __slots__ = ("_live", "_recorder")
-
-    def __init__(self, recorder: RunRecorder, live: WaveLive) -> None:
-        self._recorder = recorder
-        self._live = live
-
-    def task_started(self, index: int, name: str, queue_wait_s: float) -> Any:
-        self._live.active += 1
-        return None
-
-    def task_finished(self, token: Any, event: TaskResult[Any]) -> None:
-        live = self._live
-        live.active -= 1
-        live.done += 1
-        self._recorder.latency.add(event.duration_s)
-        if event.outcome is Outcome.FAILURE or event.outcome is Outcome.TIMEOUT:
-            live.failed += 1
-
-    def task_skipped(self, event: TaskResult[Any]) -> None:
-        # Ended without starting (never active, no duration), yet done -- and failed if it failed
-        # while waiting -- exactly as the wave's report counts it.
-        live = self._live
-        live.done += 1
-        if event.outcome is Outcome.FAILURE or event.outcome is Outcome.TIMEOUT:
-            live.failed += 1
-
-    def wave_finished(self, report: WaveReport) -> None:
-        self._live.report = report
-        self._recorder._finished(self._live)
-
-
-class _CallObs(CallObserver):
-    __slots__ = ("_op", "_wave")
-
-    def __init__(self, op: _Op, wave: WaveLive | None) -> None:
-        self._op = op
-        self._wave = wave
-
-    def retry_scheduled(self, event: RetryScheduled) -> None:
-        self._op.retries += 1
-        if isinstance(event.error, CircuitOpenError):
-            self._op.rejected_retries += 1
-        if self._wave is not None:
-            self._wave.retries += 1
-
-    def rejected(self, event: CallRejected) -> None:
-        self._op.rejected += 1
-        if self._wave is not None:
-            self._wave.rejected += 1
-
-    def degraded(self, event: Degraded) -> None:
-        self._op.degraded += 1
-        if self._wave is not None:
-            self._wave.degraded += 1
-
-    def fallback_started(self, event: FallbackStarted) -> Any:
-        self._op.fallbacks += 1
-        return None
-
-    def call_finished(self, event: CallFinished) -> None:
-        op = self._op
-        op.calls += 1
-        op.attempts += event.attempts
-        if event.outcome is CallOutcome.FAILURE:
-            op.failed += 1
-        label = self._wave.label if self._wave is not None else "-"
-        stats = op.latency.get(label)
-        if stats is None:
-            stats = op.latency[label] = [0, 0.0, -1.0]
-        stats[0] += 1
-        stats[1] += event.duration_s
-        if event.duration_s > stats[2]:
-            stats[2] = event.duration_s
-            trace_id = current_trace_id()
-            if trace_id is not None:
-                op.slowest[label] = trace_id
-
-
-class _SagaObs(SagaObserver):
-    __slots__ = ("_recorder",)
-
-    def __init__(self, recorder: RunRecorder) -> None:
-        self._recorder = recorder
-
-    def compensation_finished(self, token: Any, event: CompensationFinished) -> None:
-        self._recorder.compensations += 1
-
-    def saga_finished(self, event: SagaFinished) -> None:
-        if event.outcome is not Outcome.SUCCESS:
-            self._recorder.rolled_back += 1
-            self._recorder.rollbacks.append((event.saga, event.compensated_steps, current_trace_id()))
 
 
 class RunRecorder(Hook):
@@ -241,7 +96,7 @@ class RunRecorder(Hook):
         totals["retries"] += live.retries
         for outcome, n in report.counts.items():
             totals[outcome.value] += n
-        for name in (GEN_AI_INPUT_TOKENS, GEN_AI_OUTPUT_TOKENS, TASK_COST_ATTR):
+        for name in (TASK_INPUT_TOKENS, TASK_OUTPUT_TOKENS, TASK_COST_ATTR):
             summary = report.measurements.get(name)
             if summary is not None:
                 self.sums[name] = self.sums.get(name, 0.0) + summary.total

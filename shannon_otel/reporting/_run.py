@@ -134,8 +134,9 @@ def _storm(op: OperationStats, th: AdviceThresholds) -> Recommendation | None:
         "retry_storm", op.operation,
         f"operation {op.operation!r}: {op.rejected_retries} of {op.retries} retries were scheduled against an open "
         f"circuit ({op.rejected} calls rejected, {op.calls} calls, {op.attempts} attempts). Retrying an open "
-        f"breaker only burns attempts and delays the fallback: don't retry CircuitOpenError "
-        f"(Retry(on=...)), or put the breaker outside the retry.",
+        f"breaker only burns attempts and delays the fallback: take CircuitOpenError out of Retry(on=...) "
+        f"(it is not retried by default), use Retry(wait_retry_after=True) to wait for the breaker's reset, "
+        f"or put the breaker outside the retry.",
         {"rejected_retries": float(op.rejected_retries), "retries": float(op.retries),
          "rejected": float(op.rejected), "calls": float(op.calls)},
     )

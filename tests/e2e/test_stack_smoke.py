@@ -6,14 +6,16 @@ This proves the plumbing only; tests of the library's own telemetry build on the
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
 import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from _stack import CONFIG_DIR, get_json, wait_until
+from _stack import CONFIG_DIR, REPO, get_json, wait_until
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
@@ -62,6 +64,20 @@ def jaeger_validate(jaeger_bin: Path, config: Path) -> subprocess.CompletedProce
 def test_config_validates_with_the_jaeger_binary(stack_env: StackEnv, name: str) -> None:
     proc = jaeger_validate(stack_env.jaeger_bin, CONFIG_DIR / name)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_servers_are_the_pinned_version_set(stack_env: StackEnv, prometheus: Prometheus) -> None:
+    # What the tests run is the set scripts/stack pins (and compose, the docs: tests/test_stack_script.py).
+    status = stack_env.run("status")
+    module = re.search(r"^\s+jaeger\s+(\S+) \(Go module \S+ (v[\d.]+);", status, re.MULTILINE)
+    assert module, status
+    assert f"({module.group(2)})" in next(ln for ln in status.splitlines() if ln.startswith("jaeger binary:"))
+    built = subprocess.run([str(stack_env.jaeger_bin), "version"], capture_output=True, text=True, check=False)
+    assert f'"gitVersion":"{module.group(2)}"' in built.stdout.replace(" ", "")
+    pinned = re.search(r"^\s+prometheus\s+([\d.]+) ", status, re.MULTILINE)
+    assert pinned, status
+    info = get_json(f"{prometheus.url}/api/v1/status/buildinfo")["data"]
+    assert info["version"].split("+")[0] == pinned.group(1), info
 
 
 def test_jaeger_validate_rejects_an_unknown_component(stack_env: StackEnv, tmp_path: Path) -> None:
@@ -146,25 +162,44 @@ def test_metric_sent_through_the_collector_is_scraped_by_prometheus(
     meter.create_histogram("smoke.latency", unit="s").record(0.25)
     provider.shutdown()  # exports once, now
 
-    (sample,) = prometheus.wait_for(f'smoke_requests_total{{service_name="{service}"}}')
+    (sample,) = prometheus.wait_for(f'smoke_requests_total{{job="{service}"}}')
     assert sample["value"][1] == "3"
     assert sample["metric"]["outcome"] == "ok"
     assert sample["metric"]["job"] == service  # honor_labels keeps the exporter's job = service.name
-    (count,) = prometheus.wait_for(f'smoke_latency_seconds_count{{service_name="{service}"}}')
+    # No resource attribute is copied onto the series (cardinality); they live on target_info.
+    assert "service_name" not in sample["metric"] and "telemetry_sdk_version" not in sample["metric"]
+    (info,) = prometheus.wait_for(f'target_info{{job="{service}"}}')
+    assert info["metric"]["telemetry_sdk_language"] == "python"
+    (count,) = prometheus.wait_for(f'smoke_latency_seconds_count{{job="{service}"}}')
     assert count["value"][1] == "1"
     wait_until(prometheus.targets_up, timeout=10, what="every scrape target up")
 
 
-def test_span_metrics_feed_prometheus_exemplars_and_the_jaeger_monitor_tab(
+def docs_span_kind() -> str:
+    """The span kind docs/stack.md tells users to pick in Jaeger's Monitor tab (its API spelling)."""
+    found = re.findall(r"spanKind=(\w+)", (REPO / "docs" / "stack.md").read_text())
+    assert found and len(set(found)) == 1, f"docs/stack.md names no single Monitor span kind: {found}"
+    return str(found[0])
+
+
+def test_the_demo_shows_in_the_jaeger_monitor_tab_with_the_span_kind_the_docs_name(
     jaeger: Jaeger, collector: Collector, prometheus: Prometheus
 ) -> None:
-    service = unique_service("spm")
-    for _ in range(3):
-        send_trace(GrpcSpanExporter(endpoint=collector.otlp_grpc_endpoint, insecure=True), service)
-
-    selector = f'{{service_name="{service}", span_kind="SPAN_KIND_SERVER"}}'
+    # The demo's own spans (all INTERNAL) through the collector's spanmetrics connector, Prometheus and
+    # Jaeger's Monitor API: what a user opening the Monitor tab as docs/stack.md says would see. The demo
+    # runs for seconds, not one burst: spanmetrics attaches exemplars to the flush after the spans arrive
+    # only, and a single burst can fall between two scrapes.
+    service = unique_service("spm-demo")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    demo = subprocess.run(
+        [sys.executable, "-m", "shannon_otel", "demo", "--duration", "6", "--tasks", "6", "--plain",
+         "--otlp-endpoint", collector.otlp_grpc_endpoint, "--service-name", service],
+        capture_output=True, text=True, timeout=120, env=env, check=False,
+    )
+    assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr
+    kind = docs_span_kind()
+    selector = f'{{service_name="{service}", span_kind="SPAN_KIND_{kind.upper()}"}}'
     prometheus.wait_for(f"traces_span_metrics_calls_total{selector}")
-    prometheus.wait_for(f"traces_span_metrics_duration_milliseconds_bucket{selector}")
 
     series = wait_until(
         lambda: prometheus.exemplars(f"traces_span_metrics_duration_milliseconds_bucket{selector}"),
@@ -172,24 +207,26 @@ def test_span_metrics_feed_prometheus_exemplars_and_the_jaeger_monitor_tab(
         what="exemplars on the span duration histogram",
     )
     # Jaeger prints trace ids without leading zeros.
-    trace_ids = {str(e["labels"].get("trace_id")).lstrip("0") for e in series[0]["exemplars"]}
-    assert trace_ids & {t["traceID"].lstrip("0") for t in jaeger.traces(service)}
+    trace_ids = {str(e["labels"].get("trace_id")).lstrip("0") for s in series for e in s["exemplars"]}
+    assert trace_ids & {t["traceID"].lstrip("0") for t in jaeger.wait_for_traces(service)}
 
-    # The Monitor tab's API: Jaeger asks Prometheus for the call rate of the service's SERVER spans.
-    def monitor_calls() -> list[object]:
+    def monitor(path: str, **params: object) -> list[dict[str, Any]]:
         body = get_json(
-            f"{jaeger.query_url}/api/metrics/calls",
-            {
-                "service": service,
-                "endTs": int(time.time() * 1000),
-                "lookback": 600_000,
-                "step": 1000,
-                "ratePer": 60_000,
-            },
+            f"{jaeger.query_url}/api/metrics/{path}",
+            {"service": service, "endTs": int(time.time() * 1000), "lookback": 600_000, "step": 1000,
+             "ratePer": 60_000, **params},
         )
         return [m for m in body["metrics"] if m["metricPoints"]]
 
-    wait_until(monitor_calls, timeout=30, what="call rates in Jaeger's Monitor API")
+    calls = wait_until(lambda: monitor("calls", spanKind=kind, groupByOperation="true"), timeout=30,
+                       what=f"the demo's call rates in Jaeger's Monitor API (spanKind={kind})")
+    operations = {label["value"] for m in calls for label in m["labels"] if label["name"] == "operation"}
+    assert {"wave plan", "wave research", "wave write"} <= operations, operations
+    assert wait_until(lambda: monitor("latencies", spanKind=kind, quantile=0.95), timeout=30,
+                      what="the demo's p95 latency in Jaeger's Monitor API")
+    # Why the docs name a span kind: the tab's default (SERVER) finds none of the demo's spans.
+    assert monitor("calls") == []
+    assert monitor("calls", spanKind="server") == []
 
 
 def test_prometheus_loads_every_alert_rule(prometheus: Prometheus) -> None:

@@ -39,7 +39,7 @@ from shannon_otel import (
 )
 from shannon_otel import _telemetry as tel
 from shannon_otel.anomaly import LATENCY
-from shannon_otel.assets import concrete_query, panel_queries, referenced_metrics, rule_queries
+from shannon_otel.assets import alert_rules, concrete_query, dashboards, panel_queries, referenced_metrics, rule_queries
 
 if TYPE_CHECKING:
     from _stack import Collector, Jaeger, Prometheus
@@ -120,7 +120,7 @@ async def workload(providers: dict[str, Any], anomaly_hook: AnomalyHook, *, inje
             await asyncio.sleep(1.0)  # exceeds the wave's per-task timeout
         return answer
 
-    wave: Wave[str] = Wave("agents", max_concurrency=5, timeout=0.3, hooks=(anomaly_hook,), **options)
+    wave: Wave[str] = Wave("agents", max_concurrency=5, task_timeout=0.3, hooks=(anomaly_hook,), **options)
     for round_no in range(ROUNDS):
         world.search_down = inject and 12 <= round_no < 16
         world.slow_factor = 25.0 if inject and round_no in ANOMALY_ROUNDS else 1.0
@@ -131,10 +131,11 @@ async def _fail() -> None:
     raise RuntimeError("notify: 500")
 
 
-def _anomaly_hook(meter_provider: Any) -> AnomalyHook:
+def _anomaly_hook() -> AnomalyHook:
     # The hook's default detector; only the tick is short, for a run of a few seconds. Latency is the
-    # injected fault; the rates of a run this short are too few ticks to judge.
-    return AnomalyHook(meter_provider=meter_provider, tick_s=0.01, signals=(LATENCY,))
+    # injected fault; the rates of a run this short are too few ticks to judge. Its telemetry goes to
+    # the providers of the waves whose hooks= hold it.
+    return AnomalyHook(tick_s=0.01, signals=(LATENCY,))
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ def _run(service: str, endpoint: str, *, inject: bool) -> Run:
     with configure(service, exporter="otlp_grpc", endpoint=endpoint, metric_interval_s=0.5,
                    set_global=False) as telemetry:
         providers = {"tracer_provider": telemetry.tracer_provider, "meter_provider": telemetry.meter_provider}
-        asyncio.run(workload(providers, _anomaly_hook(telemetry.meter_provider), inject=inject))
+        asyncio.run(workload(providers, _anomaly_hook(), inject=inject))
         assert telemetry.force_flush(10)
     return Run(service, started, time.time())
 
@@ -218,7 +219,7 @@ def test_jaeger_holds_the_whole_trace_shape_through_the_collector(jaeger: Jaeger
     transitions = [log for s in all_spans for log in s["logs"]
                    if any(f["key"] == "event" and f["value"] == tel.EVENT_BREAKER_TRANSITION for f in log["fields"])]
     assert transitions, "breaker transitions are span events"
-    tokens = [s for s in names["task agents"] if tel.GEN_AI_INPUT_TOKENS in _tags(s)]
+    tokens = [s for s in names["task agents"] if tel.TASK_INPUT_TOKENS in _tags(s)]
     assert tokens
 
 
@@ -289,6 +290,49 @@ def test_every_dashboard_query_parses_and_returns_data(prometheus: Prometheus, r
         if not any(series.get("values") for series in prometheus.query_range(query, start, end, step=1)):
             empty.append(f"{dashboard} / {title}: {query}")
     assert not empty, "queries without data:\n" + "\n".join(empty)
+
+
+def test_trace_links_name_a_service_jaeger_knows(
+    jaeger: Jaeger, prometheus: Prometheus, runs: dict[str, Run],
+) -> None:
+    # Every linked panel's series carries the `service` label its Jaeger link opens; its values are
+    # services Jaeger holds traces of (job without the namespace).
+    known = set(jaeger.services())
+    faulty = runs["faulty"].service
+    seen: set[str] = set()
+    for name, model in dashboards().items():
+        for panel in model["panels"]:
+            if not panel.get("fieldConfig", {}).get("defaults", {}).get("links"):
+                continue
+            for target in panel["targets"]:
+                for series in prometheus.query(concrete_query(target["expr"], {"job": faulty})):
+                    assert "service" in series["metric"], (name, panel["title"])
+                    seen.add(series["metric"]["service"])
+    assert seen == {faulty}
+    assert faulty in known
+
+
+def test_span_metrics_keep_attempts_of_different_operations_apart(
+    prometheus: Prometheus, runs: dict[str, Run],
+) -> None:
+    # "attempt 1" is the span name of every operation's first attempt; the spanmetrics connector's
+    # shannon.operation dimension keeps them in one series per operation.
+    selector = f'traces_span_metrics_calls_total{{service_name="{runs["faulty"].service}", span_name="attempt 1"}}'
+    series = wait_until(lambda: prometheus.query(selector), timeout=60, what="span metrics of attempt spans")
+    operations = {s["metric"].get(tel.OPERATION.replace(".", "_")) for s in series}
+    assert None not in operations
+    assert {"llm.chat", "search-api", "cache.get"} <= operations
+
+
+def test_every_recording_rule_records_the_workload(prometheus: Prometheus, runs: dict[str, Run]) -> None:
+    recorded = [rule["record"] for group in alert_rules()["groups"] for rule in group["rules"] if "record" in rule]
+    assert recorded
+    job = runs["faulty"].service
+
+    def missing() -> list[str]:
+        return [name for name in recorded if not prometheus.query(f'{name}{{job="{job}"}}')]
+
+    wait_until(lambda: not missing(), timeout=60, what="every recording rule evaluated for the faulty run")
 
 
 def test_every_alert_rule_query_parses(prometheus: Prometheus) -> None:

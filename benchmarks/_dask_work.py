@@ -1,0 +1,13 @@
+"""The benchmark's task function, importable by Dask worker processes."""
+
+from __future__ import annotations
+
+import time
+
+
+def busy_ms(x: int) -> int:
+    """About one millisecond of CPU work."""
+    end = time.perf_counter() + 0.001
+    while time.perf_counter() < end:
+        pass
+    return x

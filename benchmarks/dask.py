@@ -1,0 +1,114 @@
+"""A wave on a Dask cluster vs plain Dask: ``python -m benchmarks dask [--quick]``.
+
+2,000 tasks of ~1 ms on a 2-worker ``LocalCluster`` (worker processes, one thread each). Variants,
+interleaved over ``R`` repetitions, each timed from the first submission to the last result:
+``plain`` is ``client.map`` + ``client.gather`` of the same function; ``no_sdk`` is
+``Wave.run(DaskBackend.map(...))`` with no OTel SDK; ``traced`` is the same with an SDK tracer
+provider (every task span recorded, batch-exported to a sink that discards) and an SDK meter
+provider. Reported: medians, ratios to ``plain``, tasks/s. Last line: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from benchmarks._dask_work import busy_ms
+
+
+class _Discard:
+    """A span exporter that accepts and drops everything (the cost measured is ours, not a network's)."""
+
+    def export(self, spans: Sequence[Any]) -> Any:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+async def _measure(args: argparse.Namespace) -> dict[str, Any]:
+    from distributed import Client, LocalCluster
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from shannon_otel import Wave
+    from shannon_otel.dask import DaskBackend
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(_Discard()))  # type: ignore[arg-type]
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    n = args.tasks
+    async with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, asynchronous=True, dashboard_address=None,
+        host="127.0.0.1", silence_logs=40,
+    ) as cluster, Client(cluster, asynchronous=True) as client:
+        backend = DaskBackend(client)
+        plain_wave: Wave[int] = Wave("bench-no-sdk", max_concurrency=None, instrument=False)
+        traced_wave: Wave[int] = Wave("bench-traced", max_concurrency=None, tracer_provider=tracer_provider,
+                           meter_provider=meter_provider)
+
+        async def plain() -> list[int]:
+            return list(await client.gather(client.map(busy_ms, range(n), pure=False)))
+
+        async def no_sdk() -> list[Any]:
+            return (await plain_wave.run(backend.map(busy_ms, range(n)))).values()
+
+        async def traced() -> list[Any]:
+            return (await traced_wave.run(backend.map(busy_ms, range(n)))).values()
+
+        variants: dict[str, Callable[[], Awaitable[list[Any]]]] = {
+            "plain": plain, "no_sdk": no_sdk, "traced": traced,
+        }
+        await plain()  # warm up workers (imports, connections)
+        times: dict[str, list[float]] = {k: [] for k in variants}
+        for rep in range(args.repetitions):
+            order = list(variants) if rep % 2 == 0 else list(reversed(variants))
+            for name in order:
+                start = time.perf_counter()
+                values = await variants[name]()
+                times[name].append(time.perf_counter() - start)
+                assert values == list(range(n)), f"{name} returned wrong results"
+    tracer_provider.shutdown()
+    medians = {k: statistics.median(v) for k, v in times.items()}
+    return {
+        "suite": "dask",
+        "tasks": n,
+        "repetitions": args.repetitions,
+        "median_s": {k: round(v, 4) for k, v in medians.items()},
+        "ratios": {k: round(medians[k] / medians["plain"], 3) for k in ("traced", "no_sdk")},
+        "tasks_per_s": {k: round(n / v, 1) for k, v in medians.items()},
+        "target": {"traced": 1.10},
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks dask")
+    parser.add_argument("--quick", action="store_true", help="fewer tasks and repetitions")
+    parser.add_argument("--tasks", type=int, default=None)
+    parser.add_argument("--repetitions", type=int, default=None)
+    args = parser.parse_args(argv)
+    args.tasks = args.tasks or (500 if args.quick else 2000)
+    args.repetitions = args.repetitions or (3 if args.quick else 7)
+    result = asyncio.run(_measure(args))
+    for name, seconds in result["median_s"].items():
+        ratio = seconds / result["median_s"]["plain"]
+        print(f"{name:<8} {seconds * 1000:9.1f} ms  {ratio:5.2f}x plain  {result['tasks_per_s'][name]:9.1f} tasks/s")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

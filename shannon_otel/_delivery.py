@@ -1,0 +1,316 @@
+"""Delivery guards for ``configure()``'s exporters: drops counted, exits bounded.
+
+The SDK's BatchSpanProcessor drops spans when its queue is full with only a log line, and its
+shutdown/flush wait for an exporter that may retry for tens of seconds against a dead or silent
+backend. Here, with public SDK interfaces only:
+
+- :class:`CountedSpanProcessor` wraps a BatchSpanProcessor and refuses (and counts) a span itself
+  before the SDK's queue could overflow, so the SDK never drops one uncounted;
+- :class:`CountedSpanExporter` / :class:`CountedMetricExporter` count what an exporter failed to deliver;
+- :func:`bounded` runs a blocking shutdown or flush in a daemon thread and waits at most a budget:
+  the caller gets control back on time whatever the backend does (the thread may finish later or
+  be abandoned at process exit, taking what it held with it: counted as dropped by the caller).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from opentelemetry.context import Context
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk._logs import LogRecordProcessor, ReadableLogRecord, ReadWriteLogRecord
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from . import _telemetry as tel
+from ._telemetry import DropReason
+
+T = TypeVar("T")
+_log = logging.getLogger("shannon_otel")
+
+# Eight times the SDK's 2,048: waves of tens of thousands of tasks fit while a healthy exporter catches
+# up. Memory bound: a finished task span costs ~2.8 KB (measured with tracemalloc, docs/reliability.md),
+# so a full queue holds ~45 MB.
+DEFAULT_MAX_QUEUE_SIZE = 16_384
+
+
+class DropCounter:
+    """Dropped spans/metric points by (signal, reason). Written from exporter threads and the
+    event loop, read by the ``shannon.telemetry.dropped`` callback and :attr:`Telemetry.dropped`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, DropReason], int] = {}
+
+    def add(self, signal: str, reason: DropReason, n: int = 1) -> None:
+        if n > 0:
+            with self._lock:
+                self._counts[(signal, reason)] = self._counts.get((signal, reason), 0) + n
+
+    def by_reason(self) -> dict[tuple[str, DropReason], int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def total(self, signal: str) -> int:
+        return sum(n for (s, _), n in self.by_reason().items() if s == signal)
+
+    def observe(self, options: CallbackOptions) -> Iterable[Observation]:
+        for (signal, reason), n in self.by_reason().items():
+            yield Observation(n, {tel.TELEMETRY_SIGNAL: signal, tel.TELEMETRY_DROP_REASON: reason.value})
+
+
+class CountedSpanExporter(SpanExporter):
+    """Counts the spans handed to ``inner``, those settled (its export returned) and those it
+    failed to deliver (result or exception). Once ``abandon()``-ed (the shutdown budget ran out
+    and the caller counted every unsettled span), later failures are not counted twice."""
+
+    def __init__(self, inner: SpanExporter, drops: DropCounter) -> None:
+        self.inner = inner
+        self._drops = drops
+        # one writer each: the processor's export, serialised by the SDK's export lock
+        self.handed = 0
+        self.settled = 0
+        self._abandoned = False
+
+    def abandon(self) -> None:
+        self._abandoned = True
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.handed += len(spans)
+        result = SpanExportResult.FAILURE
+        try:
+            result = self.inner.export(spans)
+        finally:
+            if result is not SpanExportResult.SUCCESS and not self._abandoned:
+                self._drops.add("traces", DropReason.EXPORT_FAILED, len(spans))
+            self.settled += len(spans)
+        return result
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+
+class CountedSpanProcessor(SpanProcessor):
+    """A BatchSpanProcessor whose every lost span is counted.
+
+    A span is forwarded only while fewer than ``max_queue_size`` ended spans are not yet handed to
+    the exporter (a bound at least as strict as the SDK queue's, which also excludes the batch being
+    exported); beyond it the span is refused and counted as ``queue_full``. ``on_end`` runs on the
+    thread that ends the span and costs two integer reads more than the SDK's own.
+    """
+
+    def __init__(
+        self, exporter: SpanExporter, drops: DropCounter, *, max_queue_size: int,
+        max_export_batch_size: int | None = None,
+    ) -> None:
+        self.exporter = CountedSpanExporter(exporter, drops)
+        self.max_queue_size = max_queue_size
+        # schedule delay and export timeout stay None: the SDK reads OTEL_BSP_* itself
+        self._inner = BatchSpanProcessor(
+            self.exporter, max_queue_size=max_queue_size, max_export_batch_size=max_export_batch_size,
+        )
+        self._drops = drops
+        self._ended = 0
+        self._closed = False
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        self._inner.on_start(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        context = span.context
+        if context is None or not context.trace_flags.sampled:
+            return  # the SDK's processor ignores these too
+        if self._closed:
+            self._drops.add("traces", DropReason.SHUTDOWN)
+            return
+        if self._ended - self.exporter.handed >= self.max_queue_size:
+            self._drops.add("traces", DropReason.QUEUE_FULL)
+            return
+        self._ended += 1
+        self._inner.on_end(span)
+
+    def abandon(self) -> int:
+        """The spans accepted but not settled (queued, or in an export still running), now
+        given up on: the caller counts them; a late failure of that export is not counted again."""
+        self.exporter.abandon()
+        return max(0, self._ended - self.exporter.settled)
+
+    def shutdown(self) -> None:
+        self._closed = True
+        self._inner.shutdown()  # type: ignore[no-untyped-call]  # untyped in the SDK
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+class CountedMetricExporter(MetricExporter):
+    """Counts the data points of every export ``inner`` failed to deliver.
+
+    Cumulative points are re-sent by the next export, so a count here means "not delivered that
+    time", not necessarily lost for good.
+    """
+
+    def __init__(self, inner: MetricExporter, drops: DropCounter) -> None:
+        # MetricExporter keeps its preferences privately; PeriodicExportingMetricReader reads them so.
+        super().__init__(
+            preferred_temporality=getattr(inner, "_preferred_temporality", None),
+            preferred_aggregation=getattr(inner, "_preferred_aggregation", None),
+        )
+        self.inner = inner
+        self._drops = drops
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        try:
+            result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+        except Exception:
+            self._drops.add("metrics", DropReason.EXPORT_FAILED, _points(metrics_data))
+            raise
+        if result is not MetricExportResult.SUCCESS:
+            self._drops.add("metrics", DropReason.EXPORT_FAILED, _points(metrics_data))
+        return result
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self.inner.force_flush(timeout_millis=timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+
+class CountedLogRecordExporter(LogRecordExporter):
+    """:class:`CountedSpanExporter` for log records."""
+
+    def __init__(self, inner: LogRecordExporter, drops: DropCounter) -> None:
+        self.inner = inner
+        self._drops = drops
+        self.handed = 0
+        self.settled = 0
+        self._abandoned = False
+
+    def abandon(self) -> None:
+        self._abandoned = True
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        self.handed += len(batch)
+        result = LogRecordExportResult.FAILURE
+        try:
+            result = self.inner.export(batch)
+        finally:
+            if result is not LogRecordExportResult.SUCCESS and not self._abandoned:
+                self._drops.add("logs", DropReason.EXPORT_FAILED, len(batch))
+            self.settled += len(batch)
+        return result
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()  # type: ignore[no-untyped-call]  # untyped in the SDK
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+class CountedLogRecordProcessor(LogRecordProcessor):
+    """:class:`CountedSpanProcessor` for log records: a BatchLogRecordProcessor whose every lost
+    record is counted (``queue_full``, ``export_failed``, ``shutdown``)."""
+
+    def __init__(self, exporter: LogRecordExporter, drops: DropCounter, *, export_timeout_s: float | None) -> None:
+        self.exporter = CountedLogRecordExporter(exporter, drops)
+        # the queue size the SDK would pick itself, known here so the bound below matches it
+        self.max_queue_size = env_int("OTEL_BLRP_MAX_QUEUE_SIZE") or 2048
+        self._inner = BatchLogRecordProcessor(
+            self.exporter, max_queue_size=self.max_queue_size,
+            export_timeout_millis=None if export_timeout_s is None else export_timeout_s * 1000,
+        )
+        self._drops = drops
+        self._emitted = 0
+        self._closed = False
+
+    def on_emit(self, log_record: ReadWriteLogRecord) -> None:
+        if self._closed:
+            self._drops.add("logs", DropReason.SHUTDOWN)
+            return
+        if self._emitted - self.exporter.handed >= self.max_queue_size:
+            self._drops.add("logs", DropReason.QUEUE_FULL)
+            return
+        self._emitted += 1
+        self._inner.on_emit(log_record)
+
+    def abandon(self) -> int:
+        self.exporter.abandon()
+        return max(0, self._emitted - self.exporter.settled)
+
+    def shutdown(self) -> None:
+        self._closed = True
+        self._inner.shutdown()  # type: ignore[no-untyped-call]  # untyped in the SDK
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+def _points(data: MetricsData) -> int:
+    return sum(
+        len(m.data.data_points) for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+    )
+
+
+def bounded(name: str, fn: Callable[[], T], timeout_s: float) -> tuple[bool, T | None]:
+    """Run ``fn`` in a daemon thread and wait at most ``timeout_s``: (finished in time, its result).
+
+    Never raises: an exception from ``fn`` is logged and reported as (True, None). A thread still
+    running when the budget is spent is left behind (daemon: it cannot hold the process open).
+    """
+    (finished, result), = in_parallel({name: fn}, timeout_s)
+    return finished, result
+
+
+def in_parallel(jobs: dict[str, Callable[[], T]], timeout_s: float) -> list[tuple[bool, T | None]]:
+    """:func:`bounded` for several jobs at once, all against one deadline, results in ``jobs`` order."""
+    deadline = time.monotonic() + max(0.0, timeout_s)
+    slots: list[list[T | None]] = []
+    events: list[threading.Event] = []
+    for name, fn in jobs.items():
+        outcome: list[T | None] = []
+        done = threading.Event()
+
+        def target(fn: Callable[[], T] = fn, outcome: list[T | None] = outcome, done: threading.Event = done,
+                   name: str = name) -> None:
+            try:
+                outcome.append(fn())
+            except Exception:
+                _log.exception("telemetry %s failed", name)
+                outcome.append(None)
+            finally:
+                done.set()
+
+        threading.Thread(target=target, name=f"shannon-otel {name}", daemon=True).start()
+        slots.append(outcome)
+        events.append(done)
+    results: list[tuple[bool, T | None]] = []
+    for outcome, done in zip(slots, events, strict=True):
+        finished = done.wait(max(0.0, deadline - time.monotonic()))
+        results.append((finished, outcome[0] if finished and outcome else None))
+    return results
+
+
+def env_int(name: str) -> int | None:
+    """A positive integer environment variable, or None when unset; an unparsable value is
+    ignored with a logged warning (what the OTel specification asks of SDKs)."""
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        _log.warning("%s=%r is not a positive integer; ignored", name, raw)
+        return None
+    return value

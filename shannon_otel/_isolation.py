@@ -1,0 +1,153 @@
+"""Fault isolation of hooks: how the executor, the policies and the saga call observers safely.
+
+Every call into a hook or an observer is guarded where it is made. An ``Exception`` it raises is
+handed to :func:`hook_failed`: counted on the hook (``Hook.hook_errors``), logged with its
+traceback the first time per hook and method (later ones are only counted), and reported to the
+entry point's other hooks as a :class:`~shannon_otel._events.HookFailed` event (the OTel hook counts
+it as ``shannon.hook.errors``). It never reaches the user's call. ``BaseException`` (cancellation,
+``KeyboardInterrupt``) is not an error of the hook and propagates.
+
+Attach/detach is structural: a token returned by a ``*_started`` method (or the observer itself,
+for a call or a saga) that is a context manager is entered by :func:`start` and exited by
+:func:`finish`, which the caller runs in the ``finally`` of the same block that runs the work. The
+exit is guarded on its own, so a span made current in ``__enter__`` is detached even when an
+observer (that one included) raises in between; an exit's return value is ignored, so no observer
+can swallow the user's exception.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from ._events import Hook
+
+_log = logging.getLogger("shannon_otel")
+BROKEN: Final = object()  # the token of an observer whose start method raised: it misses this scope
+
+
+def hook_failed(hook: Hook, method: str, error: Exception, hooks: Sequence[Hook] = ()) -> None:
+    """Record that ``hook`` (or an observer it returned) raised ``error`` in ``method``.
+
+    Counted on ``hook``; logged once per hook and method; reported as a ``HookFailed`` event to the
+    other ``hooks`` of the entry point (a hook failing in ``hook_failed`` is recorded, not reported on).
+    Never raises an ``Exception``. A view of a hook (``Hook.for_scope``) names it as ``__wrapped__``:
+    the failure is the viewed hook's.
+    """
+    hook = getattr(hook, "__wrapped__", hook)
+    try:
+        counts: dict[str, int] | None = getattr(hook, "_hook_errors", None)
+        if counts is None:
+            counts = {}
+            hook._hook_errors = counts  # type: ignore[union-attr]
+    except AttributeError:  # not a Hook subclass, and slotted: nowhere to count, so log each time
+        counts = {}
+    first = method not in counts
+    counts[method] = counts.get(method, 0) + 1
+    if first:
+        _log.error(
+            "hook %s failed in %s; the call goes on without it (later failures of this hook in %s are "
+            "counted in hook.hook_errors, not logged)", _name(hook), method, method, exc_info=error,
+        )
+    if not hooks:
+        return
+    from ._events import HookFailed
+
+    event = HookFailed(_name(hook), method, error)
+    for other in hooks:
+        if getattr(other, "__wrapped__", other) is not hook:
+            try:
+                other.hook_failed(event)
+            except Exception as exc:
+                hook_failed(other, "hook_failed", exc)
+
+
+def _name(hook: object) -> str:
+    cls = type(hook)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def is_scope(token: object) -> bool:
+    """Whether ``token`` is a context manager to enter around the work (checked on its type, as ``with`` does)."""
+    cls = type(token)
+    return hasattr(cls, "__enter__") and hasattr(cls, "__exit__")
+
+
+class Unentered:
+    """A scope token whose ``__enter__`` raised: still finished, never exited."""
+
+    __slots__ = ("token",)
+
+    def __init__(self, token: Any) -> None:
+        self.token = token
+
+
+def enter(token: Any, hook: Hook, method: str, hooks: Sequence[Hook]) -> Any:
+    """Enter ``token`` if it is a scope; an :class:`Unentered` wrapping it when entering raised."""
+    if is_scope(token):
+        try:
+            token.__enter__()
+        except Exception as exc:
+            hook_failed(hook, method, exc, hooks)
+            return Unentered(token)
+    return token
+
+
+def leave(token: Any, hook: Hook, method: str, hooks: Sequence[Hook]) -> None:
+    """Exit ``token`` if it is a scope (told no exception: an observer never sees or swallows the user's)."""
+    if is_scope(token):
+        try:
+            token.__exit__(None, None, None)
+        except Exception as exc:
+            hook_failed(hook, method, exc, hooks)
+
+
+def start(
+    observers: Sequence[Any], owners: Sequence[Hook], hooks: Sequence[Hook], tokens: list[Any],
+    method: str, *args: Any,
+) -> None:
+    """Call ``method(*args)`` on each observer in order, appending its token to ``tokens`` (entered if a scope).
+
+    ``tokens`` is filled in place so that the caller's ``finally`` finishes exactly the observers started
+    even if a ``BaseException`` cut this loop short.
+    """
+    for observer, owner in zip(observers, owners, strict=True):
+        try:
+            token = getattr(observer, method)(*args)
+        except Exception as exc:
+            hook_failed(owner, method, exc, hooks)
+            tokens.append(BROKEN)
+            continue
+        tokens.append(enter(token, owner, method, hooks))
+
+
+def finish(
+    observers: Sequence[Any], owners: Sequence[Hook], hooks: Sequence[Hook], tokens: Sequence[Any],
+    method: str, *args: Any,
+) -> None:
+    """Call ``method(token, *args)`` on each started observer, newest first, then exit its token."""
+    for k in range(len(tokens) - 1, -1, -1):
+        token = tokens[k]
+        if token is BROKEN:
+            continue
+        owner = owners[k]
+        entered = type(token) is not Unentered
+        try:
+            getattr(observers[k], method)(token if entered else token.token, *args)
+        except Exception as exc:
+            hook_failed(owner, method, exc, hooks)
+        if entered:
+            leave(token, owner, method, hooks)
+
+
+def notify(
+    observers: Sequence[Any], owners: Sequence[Hook], hooks: Sequence[Hook], method: str, *args: Any,
+) -> None:
+    """Call ``method(*args)`` on every observer in order; one that raises is recorded and skipped."""
+    for observer, owner in zip(observers, owners, strict=True):
+        try:
+            getattr(observer, method)(*args)
+        except Exception as exc:
+            hook_failed(owner, method, exc, hooks)

@@ -1,0 +1,28 @@
+"""Anomaly events -> log records (only anomalies: scored samples with a severity)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .. import _telemetry as t
+from ._records import Record
+
+if TYPE_CHECKING:
+    from .._events import Anomaly
+
+
+def record(anomaly: Anomaly, messages: bool) -> Record:
+    """The record of one anomaly (level WARNING, one step up for severity ``critical``)."""
+    severity = anomaly.severity.value if anomaly.severity is not None else "none"
+    fields: dict[str, Any] = {
+        t.ANOMALY_SERIES: anomaly.series, t.ANOMALY_SIGNAL: anomaly.signal,
+        t.ANOMALY_SCORE_ATTR: anomaly.score, t.ANOMALY_SEVERITY: severity,
+        t.ANOMALY_VALUE: anomaly.value,
+    }
+    what = f"{severity} {anomaly.signal} anomaly on {anomaly.series}"
+    return Record(
+        t.LOGGER_ANOMALY, t.EVENT_ANOMALY, "%s: %s = %.4g (score %.3f)",
+        (what, anomaly.signal, anomaly.value, anomaly.score), fields,
+        f"{{n:,}} {anomaly.signal} anomalies on {anomaly.series} in the last {{s:.0f}} s "
+        f"(last: {severity}, value {anomaly.value:.4g}, score {anomaly.score:.3f})",
+    )

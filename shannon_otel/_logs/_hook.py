@@ -1,0 +1,204 @@
+"""The logging hook: resilience events -> records of the standard ``logging`` module.
+
+Records are emitted in the context of the call they are about (the observer methods run in the
+caller's task), so with the OTel hook in front the operation's span is current: an OTel
+``LoggingHandler`` or the logging instrumentation stamps the trace and span ids on them.
+Observers are stateless (every event names its operation), so one observer per hook serves every
+call: watching a call allocates nothing. Emission never raises into the user's call: a failing
+handler costs the record, not the result.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Hashable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .. import _clock
+from .. import _telemetry as t
+from .._events import CallObserver, Hook, SagaObserver
+from .._telemetry import Outcome, Severity
+from .._validate import check_number
+from . import _records
+from ._limit import Limiter
+from ._records import DEFAULT_LEVELS, Record
+
+_Item = tuple[Callable[[Any, bool], Record], Any, int, logging.Logger]  # (build, event, level, logger)
+
+if TYPE_CHECKING:
+    from .._events import (
+        Anomaly,
+        BreakerTransition,
+        CallRejected,
+        CallStarted,
+        CompensationFinished,
+        Degraded,
+        FallbackStarted,
+        RetryScheduled,
+        SagaStarted,
+        TimedOut,
+    )
+
+__all__ = ["LoggingHook"]
+
+
+class LoggingHook(Hook):
+    """Log records for retries, breaker changes and rejections, timeouts, fallbacks, degradations,
+    saga compensations and anomalies (the table in docs/logging.md lists every one).
+
+    On by default: every policy and saga gets one unless ``SHANNON_OTEL_LOGS=off`` or
+    ``instrument=False``. Passing a ``LoggingHook`` in ``hooks=`` replaces the default for that
+    entry point. ``levels`` overrides the level per event name (``None`` silences an event);
+    ``enabled=False`` makes a hook that logs nothing. ``exception_messages=True`` adds the
+    exception's message (``exception.message``) to records; off by default: messages can carry
+    user data. Repeats of one (logger, subject, event) are summarised: at most one record per
+    ``interval_s`` (the first at once), for at most ``max_keys`` keys at a time. ``clock`` is
+    injectable for tests. Thread-safe. Anomalies arrive as hook events from an ``AnomalyHook`` among
+    the same entry point's hooks.
+    """
+
+    __slots__ = ("_call", "_enabled", "_levels", "_limiter", "_loggers", "_messages", "_saga", "errors")
+
+    def __init__(
+        self,
+        *,
+        levels: Mapping[str, int | None] | None = None,
+        exception_messages: bool = False,
+        interval_s: float = 10.0,
+        max_keys: int = 1024,
+        clock: Callable[[], float] = _clock.monotonic,
+        enabled: bool = True,
+    ) -> None:
+        check_number("interval_s", interval_s, low=0)
+        check_number("max_keys", max_keys, low=1, integer=True)
+        if not callable(clock):
+            raise TypeError(f"clock must be a callable returning seconds, got {clock!r}")
+        merged: dict[str, int | None] = dict(DEFAULT_LEVELS)
+        for name, level in (levels or {}).items():
+            if name not in DEFAULT_LEVELS:
+                raise ValueError(f"levels: unknown event {name!r}; known: {', '.join(sorted(DEFAULT_LEVELS))}")
+            if level is not None and not isinstance(level, int):
+                raise TypeError(f"levels[{name!r}] must be a logging level (int) or None, got {level!r}")
+            merged[name] = level
+        self._levels = merged
+        self._messages = exception_messages
+        self._enabled = enabled
+        self._limiter: Limiter[_Item] = Limiter(interval_s, max_keys, clock)
+        self._loggers: dict[str, logging.Logger] = {}
+        self._call: CallObserver = _CallLog(self)
+        self._saga: SagaObserver = _SagaLog(self)
+        self.errors = 0  # records lost to a failing handler or formatter
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    # ----------------------------------------------------------------- the hook protocol
+    def call_started(self, event: CallStarted) -> CallObserver | None:
+        return self._call if self._enabled else None
+
+    def saga_started(self, event: SagaStarted) -> SagaObserver | None:
+        return self._saga if self._enabled else None
+
+    def breaker_transition(self, event: BreakerTransition) -> None:
+        if not self._enabled or event.from_state is event.to_state:
+            return
+        breaker = event.breaker
+        # Rejections held back for this breaker are told before its new state.
+        for item, n, seconds in self._limiter.drain(lambda item: getattr(item[1], "breaker", None) == breaker):
+            self._write(item, n, seconds)
+        name = _records.TRANSITION_EVENTS[event.to_state]
+        # Never summarised: every state change is told, in order.
+        self.emit(t.LOGGER_BREAKER, name, None, _records.transition, event)
+
+    def anomaly(self, event: Anomaly) -> None:
+        """An anomaly hook of the same entry point scored a sample: logged from severity warning up."""
+        if self._enabled and event.severity is not None:
+            from ._anomaly import record
+
+            self.emit(t.LOGGER_ANOMALY, t.EVENT_ANOMALY, (event.series, event.signal), record, event,
+                      up=event.severity is Severity.CRITICAL)
+
+    def flush(self) -> None:
+        """Emit the summaries of every repeat held back so far (e.g. before the process exits)."""
+        for item, n, seconds in self._limiter.drain():
+            self._write(item, n, seconds)
+
+    # ----------------------------------------------------------------- emission
+    def emit(
+        self, logger_name: str, event_name: str, subject: Hashable, build: Callable[[Any, bool], Record],
+        event: Any, *, up: bool = False,
+    ) -> None:
+        """Log ``build(event)`` at ``event_name``'s level (one step ``up`` if asked) unless the level
+        is off or the flood limiter holds the occurrence back. ``subject`` (with the logger and event
+        name) keys the limiter; ``None``: never held back. The record is built only when written."""
+        level = self._levels[event_name]
+        if level is None:
+            return
+        if up:
+            level = min(level + 10, logging.CRITICAL)
+        logger = self._loggers.get(logger_name)
+        if logger is None:
+            logger = self._loggers[logger_name] = logging.getLogger(logger_name)
+        if not logger.isEnabledFor(level):
+            return
+        item = (build, event, level, logger)
+        if subject is None:
+            self._write(item, 1, 0.0)
+            return
+        n, seconds, evicted = self._limiter.admit((logger_name, subject, event_name), item)
+        for old, count, span in evicted:
+            self._write(old, count, span)
+        if n:
+            self._write(item, n, seconds)
+
+    def _write(self, item: _Item, n: int, seconds: float) -> None:
+        build, event, level, logger = item
+        try:
+            record = build(event, self._messages)
+            fields: dict[str, Any] = {t.LOG_EVENT_NAME: record.event, **record.fields}
+            if n > 1:
+                fields[t.LOG_REPEATS] = n
+                fields[t.LOG_INTERVAL] = seconds
+                logger.log(level, record.summary.format(n=n, s=seconds), extra=fields)
+            else:
+                logger.log(level, record.message, *record.args, extra=fields)
+        except Exception:
+            # A handler that raises (logging's own handlers report their errors themselves) must not
+            # reach the user's call; logging about it could fail the same way, so it is only counted.
+            self.errors += 1
+
+
+class _CallLog(CallObserver):
+    """The observer of every call a hook watches: no per-call state, so shared."""
+
+    __slots__ = ("_hook",)
+
+    def __init__(self, hook: LoggingHook) -> None:
+        self._hook = hook
+
+    def retry_scheduled(self, event: RetryScheduled) -> None:
+        self._hook.emit(t.LOGGER_RETRY, t.EVENT_RETRY_SCHEDULED, event.operation, _records.retry_scheduled, event)
+
+    def rejected(self, event: CallRejected) -> None:
+        self._hook.emit(t.LOGGER_BREAKER, t.LOG_EVENT_REJECTED, event.operation, _records.rejected, event)
+
+    def timed_out(self, event: TimedOut) -> None:
+        self._hook.emit(t.LOGGER_TIMEOUT, t.LOG_EVENT_TIMED_OUT, event.operation, _records.timed_out, event)
+
+    def fallback_started(self, event: FallbackStarted) -> Any:
+        self._hook.emit(t.LOGGER_FALLBACK, t.LOG_EVENT_FALLBACK, event.operation, _records.fallback, event)
+
+    def degraded(self, event: Degraded) -> None:
+        self._hook.emit(t.LOGGER_DEGRADE, t.EVENT_DEGRADED, event.operation, _records.degraded, event)
+
+
+class _SagaLog(SagaObserver):
+    __slots__ = ("_hook",)
+
+    def __init__(self, hook: LoggingHook) -> None:
+        self._hook = hook
+
+    def compensation_finished(self, token: Any, event: CompensationFinished) -> None:
+        name = t.LOG_EVENT_COMPENSATED if event.outcome is Outcome.SUCCESS else t.LOG_EVENT_COMPENSATION_FAILED
+        self._hook.emit(t.LOGGER_SAGA, name, (event.saga, event.step), _records.compensation, event)

@@ -1,0 +1,224 @@
+"""The default logging hook, riding on the OTel hook's observers.
+
+A second default hook would cost every policy call ~0.5 us even when it returns no observer (the
+policies' prologue then takes the multi-hook path), and an observer of its own on a call nobody
+else watches ~5 us (the observed call path): both past the breaker's 0.3 us budget. So the default
+logging hook is joined to the OTel hook at position 0: ``call_started`` is the OTel hook's, plus a
+shared logging observer when the OTel hook watches the call. A call the OTel hook does not watch
+(no SDK installed) is not logged by default; ``hooks=[LoggingHook()]`` logs every call of an
+entry point, at the observed path's price. Breaker transitions, sagas and the anomalies of an
+``AnomalyHook`` among the entry point's hooks are always logged.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .._events import CallObserver, Hook, SagaObserver
+from .._isolation import is_scope
+from ._hook import LoggingHook
+
+if TYPE_CHECKING:
+    from .._events import (
+        Anomaly,
+        AttemptFinished,
+        BreakerRegistered,
+        BreakerTransition,
+        CallFinished,
+        CallRejected,
+        CallStarted,
+        CompensationFinished,
+        Degraded,
+        FallbackStarted,
+        HookFailed,
+        RetryScheduled,
+        SagaFinished,
+        SagaStarted,
+        TimedOut,
+        WaveObserver,
+        WaveStarted,
+    )
+    from .._telemetry import BreakerState, Outcome
+
+class _CallSource(Protocol):
+    def call_started(self, event: CallStarted) -> CallObserver | None: ...
+
+
+ENV = "SHANNON_OTEL_LOGS"
+_OFF = frozenset({"off", "false", "0", "no", "none"})
+
+
+class _Default:
+    """The process's default :class:`LoggingHook`, built on first use; ``reset()`` forgets it."""
+
+    hook: LoggingHook | None = None
+
+    @classmethod
+    def get(cls) -> LoggingHook | None:
+        """The default hook, or ``None`` when ``SHANNON_OTEL_LOGS`` turns logging off."""
+        if os.environ.get(ENV, "on").strip().lower() in _OFF:
+            return None
+        if cls.hook is None:
+            cls.hook = LoggingHook()
+        return cls.hook
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.hook = None
+
+
+def with_default_logs(otel: Hook, extra: tuple[Hook, ...]) -> Hook:
+    """``otel`` joined with the default logging hook; ``otel`` alone when the default is off or an
+    explicit :class:`LoggingHook` in ``extra`` replaces it."""
+    if any(isinstance(hook, LoggingHook) for hook in extra):
+        return otel
+    logs = _Default.get()
+    return otel if logs is None else _Joined(otel, logs)
+
+
+class _Joined(Hook):
+    """The OTel hook with a logging hook riding on its scopes (see the module docstring)."""
+
+    __slots__ = ("_first", "_logs", "_otel")
+
+    def __init__(self, otel: Hook, logs: LoggingHook) -> None:
+        self._otel = otel
+        # The OTel hook's call_started only forwards to its recovery part: calling that directly keeps
+        # an unwatched call's cost what it was without logging (+0.01 us measured, against +0.03 us for
+        # a stored bound method and more for the extra frame through the OTel hook).
+        self._first: _CallSource = getattr(otel, "_recovery", otel)
+        self._logs = logs
+
+    def wave_started(self, event: WaveStarted) -> WaveObserver | None:
+        return self._otel.wave_started(event)
+
+    def call_started(self, event: CallStarted) -> CallObserver | None:
+        first = self._first.call_started(event)
+        if first is None:
+            return None
+        logs = self._logs.call_started(event)
+        return first if logs is None else _Both(first, logs)
+
+    def saga_started(self, event: SagaStarted) -> SagaObserver | None:
+        first = self._otel.saga_started(event)
+        logs = self._logs.saga_started(event)
+        if first is None or logs is None:
+            return first or logs
+        return _BothSaga(first, logs)
+
+    def breaker_registered(self, event: BreakerRegistered) -> None:
+        self._otel.breaker_registered(event)
+
+    def breaker_transition(self, event: BreakerTransition) -> None:
+        self._otel.breaker_transition(event)
+        self._logs.breaker_transition(event)
+
+    def anomaly(self, event: Anomaly) -> None:
+        self._otel.anomaly(event)  # its span event first: the record then sits beside it
+        self._logs.anomaly(event)
+
+    def hook_failed(self, event: HookFailed) -> None:
+        self._otel.hook_failed(event)  # counted as shannon.hook.errors; the failing hook already logged it
+
+    def for_scope(self, hooks: tuple[Hook, ...]) -> Hook:
+        # The OTel hook and the logging hook emit no events of their own (both views are themselves).
+        return self
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._otel!r}, {self._logs!r})"
+
+
+class _Both(CallObserver):
+    """The OTel observer of one call and the (shared, stateless) logging observer.
+
+    Scope methods (attempts, fallback spans, the call's end) are the OTel observer's alone. A record
+    is written while the operation's span is current: before the fallback span starts, after the
+    short ``rejected`` span has ended.
+    """
+
+    __slots__ = ("_first", "_logs")
+
+    def __init__(self, first: CallObserver, logs: CallObserver) -> None:
+        self._first = first
+        self._logs = logs
+
+    # The OTel observer is a scope (its span is current while entered): entered through the pair.
+    def __enter__(self) -> None:
+        if is_scope(self._first):
+            self._first.__enter__()  # type: ignore[attr-defined]
+
+    def __exit__(self, *exc_info: object) -> None:
+        if is_scope(self._first):
+            self._first.__exit__(*exc_info)  # type: ignore[attr-defined]
+
+    def attempt_started(self, attempt: int) -> Any:
+        return self._first.attempt_started(attempt)
+
+    def hedge_started(self, attempt: int) -> Any:
+        return self._first.hedge_started(attempt)
+
+    def attempt_finished(self, token: Any, event: AttemptFinished) -> None:
+        self._first.attempt_finished(token, event)
+
+    def breaker_admitted(self, breaker: str, state: BreakerState) -> None:
+        self._first.breaker_admitted(breaker, state)
+
+    def fallback_started(self, event: FallbackStarted) -> Any:
+        self._logs.fallback_started(event)
+        return self._first.fallback_started(event)
+
+    def fallback_finished(self, token: Any, outcome: Outcome, error: BaseException | None) -> None:
+        self._first.fallback_finished(token, outcome, error)
+
+    def call_finished(self, event: CallFinished) -> None:
+        self._first.call_finished(event)
+
+    def retry_scheduled(self, event: RetryScheduled) -> None:
+        self._first.retry_scheduled(event)
+        self._logs.retry_scheduled(event)
+
+    def rejected(self, event: CallRejected) -> None:
+        self._first.rejected(event)
+        self._logs.rejected(event)
+
+    def timed_out(self, event: TimedOut) -> None:
+        self._first.timed_out(event)
+        self._logs.timed_out(event)
+
+    def degraded(self, event: Degraded) -> None:
+        self._first.degraded(event)
+        self._logs.degraded(event)
+
+
+class _BothSaga(SagaObserver):
+    __slots__ = ("_first", "_logs")
+
+    def __init__(self, first: SagaObserver, logs: SagaObserver) -> None:
+        self._first = first
+        self._logs = logs
+
+    # The OTel observer is a scope (its span is current while entered): entered through the pair.
+    def __enter__(self) -> None:
+        if is_scope(self._first):
+            self._first.__enter__()  # type: ignore[attr-defined]
+
+    def __exit__(self, *exc_info: object) -> None:
+        if is_scope(self._first):
+            self._first.__exit__(*exc_info)  # type: ignore[attr-defined]
+
+    def step_started(self, step: str) -> Any:
+        return self._first.step_started(step)
+
+    def step_finished(self, token: Any, step: str, outcome: Outcome, error: BaseException | None) -> None:
+        self._first.step_finished(token, step, outcome, error)
+
+    def compensation_started(self, step: str) -> Any:
+        return self._first.compensation_started(step)
+
+    def compensation_finished(self, token: Any, event: CompensationFinished) -> None:
+        self._logs.compensation_finished(token, event)  # while the compensation's span is current
+        self._first.compensation_finished(token, event)
+
+    def saga_finished(self, event: SagaFinished) -> None:
+        self._first.saga_finished(event)

@@ -1,0 +1,81 @@
+"""The flood limiter: at most one record per (logger, subject, event) per interval.
+
+The first occurrence of a key is let through at once and opens the key's window; later ones inside
+the window are only counted. The first occurrence after the window has passed is let through with
+the count it stands for (the caller turns it into a summary) and opens the next window. Memory is
+bounded: past ``max_keys`` the oldest key is evicted and its pending count handed back for a
+summary, so no occurrence goes unreported. O(1) per occurrence; thread-safe (anomaly callbacks
+may come from another thread than the event loop's).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+R = TypeVar("R")
+
+
+class _Window(Generic[R]):
+    __slots__ = ("count", "last", "start")
+
+    def __init__(self, start: float, last: R) -> None:
+        self.start = start
+        self.count = 0  # occurrences held back since the window opened
+        self.last = last  # the latest one held back (what a summary describes)
+
+
+class Limiter(Generic[R]):
+    """Decides which occurrences become records; ``R`` is what the caller keeps per key (its record)."""
+
+    __slots__ = ("_clock", "_interval", "_lock", "_max", "_windows")
+
+    def __init__(self, interval_s: float, max_keys: int, clock: Callable[[], float]) -> None:
+        self._interval = interval_s
+        self._max = max_keys
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._windows: dict[Hashable, _Window[R]] = {}
+
+    def admit(self, key: Hashable, item: R) -> tuple[int, float, list[tuple[R, int, float]]]:
+        """One occurrence of ``key``: ``(n, seconds, evicted)``.
+
+        ``n`` is 0 to drop it (counted), 1 to emit it as it is, more to emit a summary of ``n``
+        occurrences over the last ``seconds``; ``evicted`` lists ``(item, n, seconds)`` summaries of
+        keys pushed out to keep the memory bound.
+        """
+        now = self._clock()
+        evicted: list[tuple[R, int, float]] = []
+        with self._lock:
+            window = self._windows.get(key)
+            if window is None:
+                if len(self._windows) >= self._max:
+                    oldest = next(iter(self._windows))
+                    gone = self._windows.pop(oldest)
+                    if gone.count:
+                        evicted.append((gone.last, gone.count, now - gone.start))
+                self._windows[key] = _Window(now, item)
+                return 1, 0.0, evicted
+            elapsed = now - window.start
+            if elapsed < self._interval:
+                window.count += 1
+                window.last = item
+                return 0, elapsed, evicted
+            n = window.count + 1
+            # Re-inserted so that eviction takes the key that has been quiet longest.
+            del self._windows[key]
+            self._windows[key] = _Window(now, item)
+            return n, elapsed, evicted
+
+    def drain(self, which: Callable[[R], bool] | None = None) -> list[tuple[R, int, float]]:
+        """Take the pending counts (all, or of the keys whose item ``which`` accepts) for summaries."""
+        now = self._clock()
+        out: list[tuple[R, int, float]] = []
+        with self._lock:
+            for window in self._windows.values():
+                if window.count and (which is None or which(window.last)):
+                    out.append((window.last, window.count, now - window.start))
+                    window.count = 0
+                    window.start = now
+        return out

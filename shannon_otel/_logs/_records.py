@@ -1,0 +1,157 @@
+"""Events -> log records: the logger, level, message and fields of each record, and nothing else.
+
+Pure functions of an event, so the plumbing that delivers events (observers today, other event
+types tomorrow) can change without touching what a record says. The fields use the attribute names
+of the spans (``_telemetry``); exception messages only when the hook was asked for them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from .. import _telemetry as t
+from .._events import error_type
+from .._telemetry import BreakerState, Outcome
+
+if TYPE_CHECKING:
+    from .._events import (
+        BreakerTransition,
+        CallRejected,
+        CompensationFinished,
+        Degraded,
+        FallbackStarted,
+        RetryScheduled,
+        TimedOut,
+    )
+
+# Levels a reader of Polly's (v8 telemetry severities) and stamina's logs expects; docs/logging.md.
+DEFAULT_LEVELS: dict[str, int] = {
+    t.EVENT_RETRY_SCHEDULED: logging.WARNING,
+    t.LOG_EVENT_REJECTED: logging.WARNING,
+    t.LOG_EVENT_OPENED: logging.ERROR,
+    t.LOG_EVENT_HALF_OPENED: logging.WARNING,
+    t.LOG_EVENT_CLOSED: logging.INFO,
+    t.LOG_EVENT_TIMED_OUT: logging.ERROR,
+    t.LOG_EVENT_FALLBACK: logging.WARNING,
+    t.EVENT_DEGRADED: logging.WARNING,
+    t.LOG_EVENT_COMPENSATED: logging.WARNING,
+    t.LOG_EVENT_COMPENSATION_FAILED: logging.ERROR,
+    t.EVENT_ANOMALY: logging.WARNING,  # severity "critical" is one step up: ERROR
+}
+TRANSITION_EVENTS = {
+    BreakerState.OPEN: t.LOG_EVENT_OPENED,
+    BreakerState.HALF_OPEN: t.LOG_EVENT_HALF_OPENED,
+    BreakerState.CLOSED: t.LOG_EVENT_CLOSED,
+}
+
+
+class Record(NamedTuple):
+    """One record to emit. ``summary`` is the message of a record standing for ``{n}`` occurrences
+    in the last ``{s}`` seconds (formatted with ``str.format``).
+
+    Built only when a record is written (each builder takes the event and whether exception messages
+    are wanted): an occurrence the flood limiter holds back costs no formatting.
+    """
+
+    logger: str
+    event: str
+    message: str
+    args: tuple[Any, ...]
+    fields: dict[str, Any]
+    summary: str
+
+
+def _error(fields: dict[str, Any], error: BaseException | None, messages: bool) -> str:
+    """Add ``error.type`` (and the message when opted in) to ``fields``; the text for the message."""
+    kind = error_type(error)
+    if kind is None:
+        return ""
+    fields[t.ERROR_TYPE] = kind
+    if messages and error is not None and str(error):
+        fields[t.EXCEPTION_MESSAGE] = str(error)
+        return f": {kind}: {error}"
+    return f": {kind}"
+
+
+def retry_scheduled(event: RetryScheduled, messages: bool) -> Record:
+    fields: dict[str, Any] = {t.OPERATION: event.operation, t.ATTEMPT: event.attempt,
+                              t.RETRY_DELAY: event.delay_s}
+    if event.max_attempts is not None:
+        fields[t.RETRY_MAX_ATTEMPTS] = event.max_attempts
+    cause = _error(fields, event.error, messages)
+    of = f"/{event.max_attempts}" if event.max_attempts is not None else ""
+    return Record(
+        t.LOGGER_RETRY, t.EVENT_RETRY_SCHEDULED,
+        "retrying %s in %.2f s (attempt %d%s)%s", (event.operation, event.delay_s, event.attempt + 1, of, cause),
+        fields, f"retried {event.operation} {{n:,}} times in the last {{s:.0f}} s (last: attempt "
+        f"{event.attempt + 1}{of} in {event.delay_s:.2f} s{cause})",
+    )
+
+
+def rejected(event: CallRejected, messages: bool) -> Record:
+    fields = {t.OPERATION: event.operation, t.BREAKER_NAME: event.breaker, t.BREAKER_STATE: event.state.value}
+    why = f"circuit breaker {event.breaker} is {event.state.value}"
+    return Record(
+        t.LOGGER_BREAKER, t.LOG_EVENT_REJECTED, "rejected a call to %s: %s",
+        (event.operation, why), fields, f"rejected {{n:,}} calls to {event.operation} in the last {{s:.0f}} s: {why}",
+    )
+
+
+def transition(event: BreakerTransition, messages: bool) -> Record:
+    fields = {t.BREAKER_NAME: event.breaker, t.BREAKER_FROM: event.from_state.value,
+              t.BREAKER_TO: event.to_state.value, t.BREAKER_REASON: event.reason}
+    name = TRANSITION_EVENTS[event.to_state]
+    return Record(  # never summarised: every state change is told, in order
+        t.LOGGER_BREAKER, name, "circuit breaker %s is %s (was %s): %s",
+        (event.breaker, event.to_state.value, event.from_state.value, event.reason), fields, "",
+    )
+
+
+def timed_out(event: TimedOut, messages: bool) -> Record:
+    fields = {t.OPERATION: event.operation, t.TIMEOUT_LIMIT: event.timeout_s}
+    return Record(
+        t.LOGGER_TIMEOUT, t.LOG_EVENT_TIMED_OUT, "%s timed out after %.2f s",
+        (event.operation, event.timeout_s), fields,
+        f"{event.operation} timed out {{n:,}} times in the last {{s:.0f}} s (limit {event.timeout_s:.2f} s)",
+    )
+
+
+def fallback(event: FallbackStarted, messages: bool) -> Record:
+    fields: dict[str, Any] = {t.OPERATION: event.operation, t.FALLBACK_REASON: event.reason}
+    cause = _error(fields, event.error, messages)
+    return Record(
+        t.LOGGER_FALLBACK, t.LOG_EVENT_FALLBACK, "falling back for %s (%s)%s",
+        (event.operation, event.reason, cause), fields,
+        f"fell back for {event.operation} {{n:,}} times in the last {{s:.0f}} s (last: {event.reason}{cause})",
+    )
+
+
+def degraded(event: Degraded, messages: bool) -> Record:
+    fields: dict[str, Any] = {t.OPERATION: event.operation, t.DEGRADE_MODE: event.mode,
+                              t.DEGRADE_REASON: event.reason}
+    cause = _error(fields, event.error, messages)
+    return Record(
+        t.LOGGER_DEGRADE, t.EVENT_DEGRADED, "serving a degraded result for %s (%s, %s)%s",
+        (event.operation, event.mode, event.reason, cause), fields,
+        f"served {{n:,}} degraded results for {event.operation} in the last {{s:.0f}} s "
+        f"(last: {event.mode}, {event.reason}{cause})",
+    )
+
+
+def compensation(event: CompensationFinished, messages: bool) -> Record:
+    fields: dict[str, Any] = {t.SAGA_NAME: event.saga, t.SAGA_STEP: event.step,
+                              t.COMPENSATION_OUTCOME: event.outcome.value}
+    if event.outcome is Outcome.SUCCESS:
+        return Record(
+            t.LOGGER_SAGA, t.LOG_EVENT_COMPENSATED, "compensated step %s of saga %s",
+            (event.step, event.saga), fields,
+            f"compensated step {event.step} of saga {event.saga} {{n:,}} times in the last {{s:.0f}} s",
+        )
+    cause = _error(fields, event.error, messages)
+    return Record(
+        t.LOGGER_SAGA, t.LOG_EVENT_COMPENSATION_FAILED, "compensation of step %s of saga %s: %s%s",
+        (event.step, event.saga, event.outcome.value, cause), fields,
+        f"compensation of step {event.step} of saga {event.saga} did not succeed {{n:,}} times in the last "
+        f"{{s:.0f}} s (last: {event.outcome.value}{cause})",
+    )

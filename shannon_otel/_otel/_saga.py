@@ -1,0 +1,67 @@
+"""Per-saga telemetry: the saga span, a span per step and per compensation, the compensation counter."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.trace import Status, StatusCode
+
+from .. import _telemetry as t
+from .._events import SagaObserver
+from .._telemetry import Outcome
+from ._scope import _ERROR, _INTERNAL, _TIMEOUT, _Current, _end, _start
+
+if TYPE_CHECKING:
+    from .._events import CompensationFinished, SagaFinished
+    from ._recovery import RecoveryTelemetry
+
+
+class _SagaTelemetry(_Current, SagaObserver):
+    """The saga span, current while the transaction has this observer entered."""
+
+    __slots__ = ("_saga", "_tel")
+
+    def __init__(self, tel: RecoveryTelemetry, saga: str, tracing: bool) -> None:
+        super().__init__(
+            tel.tracer.start_span(t.SPAN_SAGA.format(saga=saga), kind=_INTERNAL, attributes={t.SAGA_NAME: saga})
+            if tracing else None
+        )
+        self._tel = tel
+        self._saga = saga
+
+    def step_started(self, step: str) -> Any:
+        if self.span is None:
+            return None
+        return _start(self._tel, t.SPAN_SAGA_STEP.format(step=step), {t.SAGA_NAME: self._saga, t.SAGA_STEP: step})
+
+    def step_finished(self, token: Any, step: str, outcome: Outcome, error: BaseException | None) -> None:
+        if token is not None:
+            _end(token.span, outcome.value, error, t.SAGA_OUTCOME)
+
+    def compensation_started(self, step: str) -> Any:
+        if self.span is None:
+            return None
+        return _start(self._tel, t.SPAN_COMPENSATION.format(step=step),
+                      {t.SAGA_NAME: self._saga, t.SAGA_STEP: step})
+
+    def compensation_finished(self, token: Any, event: CompensationFinished) -> None:
+        if token is not None:
+            _end(token.span, event.outcome.value, event.error, t.COMPENSATION_OUTCOME)
+        if self._tel.metrics_on:
+            self._tel.compensations.add(1, {t.SAGA_NAME: self._saga, t.COMPENSATION_OUTCOME: event.outcome.value})
+
+    def saga_finished(self, event: SagaFinished) -> None:
+        span = self.span
+        if span is None:
+            return
+        try:
+            span.set_attribute(t.SAGA_OUTCOME, event.outcome.value)
+            if event.failed_compensations:
+                span.set_status(Status(StatusCode.ERROR, "compensations failed: "
+                                       + ", ".join(event.failed_compensations)))
+            elif event.outcome is Outcome.TIMEOUT:
+                span.set_status(_TIMEOUT)
+            elif event.outcome is Outcome.FAILURE:
+                span.set_status(_ERROR)
+        finally:
+            span.end()

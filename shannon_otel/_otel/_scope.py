@@ -1,0 +1,72 @@
+"""A started span as a scope the policies enter around the work, and how a span of theirs ends."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+from .. import _telemetry as t
+from .._telemetry import Outcome
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+    from ._recovery import RecoveryTelemetry
+
+_ERROR = Status(StatusCode.ERROR)
+_TIMEOUT = Status(StatusCode.ERROR, "timeout")
+_INTERNAL = trace.SpanKind.INTERNAL
+
+
+class _Current:
+    """A started span as a scope: ``__enter__`` makes it current, ``__exit__`` detaches it.
+
+    The policies enter it around the work and exit it after the matching ``*_finished``; a
+    subclass (the call and saga observers) is entered around the whole call or saga.
+    """
+
+    __slots__ = ("_token", "span")
+
+    def __init__(self, span: Span | None) -> None:
+        self.span = span
+        self._token: object = None
+
+    def __enter__(self) -> None:
+        if self.span is not None:
+            self._token = otel_context.attach(trace.set_span_in_context(self.span))
+
+    def __exit__(self, *exc_info: object) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            otel_context.detach(token)  # type: ignore[arg-type]
+
+
+def _start(tel: RecoveryTelemetry, name: str, attributes: dict[str, Any]) -> _Current:
+    return _Current(tel.tracer.start_span(name, kind=_INTERNAL, attributes=attributes))
+
+
+def _end(span: Span, outcome: str, error: BaseException | None, outcome_key: str) -> None:
+    try:
+        span.set_attribute(outcome_key, outcome)
+        if outcome == Outcome.TIMEOUT:
+            # An attempt cut off by a timeout carries no exception of its own (the TimeoutError is
+            # raised by the scope around it), yet it failed: ERROR, described like a timed-out task span.
+            span.set_attribute(t.ERROR_TYPE, _error_type(error) if error is not None else TimeoutError.__name__)
+            if error is not None:
+                span.record_exception(error)
+            span.set_status(_TIMEOUT)
+        elif error is not None and outcome != Outcome.CANCELLATION:
+            span.set_attribute(t.ERROR_TYPE, _error_type(error))
+            span.record_exception(error)
+            span.set_status(_ERROR)
+    finally:
+        span.end()
+
+
+def _error_type(error: BaseException) -> str:
+    from .._events import error_type
+
+    return error_type(error) or type(error).__name__

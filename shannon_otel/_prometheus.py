@@ -1,0 +1,223 @@
+"""A Prometheus pull endpoint without a collector: :class:`PrometheusReader` and :class:`MetricsServer`.
+
+Each scrape collects the MeterProvider, merges the in-process task histograms (``attach_bridge``)
+and renders it with the names, ``job``/``instance`` labels and exemplars the OpenTelemetry
+Collector's ``prometheus`` exporter produces (:attr:`MetricSpec.prometheus`: unit suffixes, ``_ratio``
+for unit-``1`` gauges, ``_total`` for counters), so the bundled dashboards and alert rules work
+against it unchanged. A scraper that accepts OpenMetrics (Prometheus does) gets it with exemplars
+(trace ids on histogram buckets); any other gets text format 0.0.4. Stdlib only (``http.server`` in a
+daemon thread); unlike ``opentelemetry-exporter-prometheus`` it keeps ``_ratio`` and exemplars and
+sees the bridged histograms.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections.abc import Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from opentelemetry.sdk.metrics.export import (
+    Gauge,
+    Histogram,
+    HistogramDataPoint,
+    MetricReader,
+    MetricsData,
+    Sum,
+)
+
+from ._aggregate import MetricsBridge
+from ._telemetry import METRICS, MetricSpec
+
+__all__ = ["PrometheusReader", "MetricsServer", "render", "series_name", "TEXT", "OPENMETRICS"]
+
+TEXT = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+_SPECS = {spec.name: spec for spec in METRICS}
+_INVALID = re.compile(r"[^a-zA-Z0-9_:]")
+
+
+def series_name(name: str, unit: str, kind: str) -> str:
+    """The Prometheus name of an OTel metric: the contract's translation, or the generic one."""
+    spec = _SPECS.get(name)
+    if spec is None:
+        spec = MetricSpec(name, kind, unit, "", ())  # type: ignore[arg-type]
+    return _INVALID.sub("_", spec.prometheus)
+
+
+def _label(key: str) -> str:
+    label = _INVALID.sub("_", key).replace(":", "_")
+    return "_" + label if label[:1].isdigit() else label
+
+
+def _escape(value: object) -> str:
+    return str(value).replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", r"\\").replace("\n", r"\n")
+
+
+def _labels(attributes: Any, extra: tuple[tuple[str, str], ...] = ()) -> str:
+    pairs = [(_label(k), _escape(v)) for k, v in sorted((attributes or {}).items())] + list(extra)
+    return "{" + ",".join(f'{k}="{v}"' for k, v in pairs) + "}" if pairs else ""
+
+
+def _number(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+def _target(resource: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """``job`` and ``instance`` as the collector's exporter derives them from the resource."""
+    name, namespace = resource.get("service.name"), resource.get("service.namespace")
+    out: list[tuple[str, str]] = []
+    if name:
+        out.append(("job", _escape(f"{namespace}/{name}" if namespace else name)))
+    if resource.get("service.instance.id"):
+        out.append(("instance", _escape(resource["service.instance.id"])))
+    return tuple(out)
+
+
+def _histogram(prom: str, point: HistogramDataPoint, target: tuple[tuple[str, str], ...],
+               openmetrics: bool) -> list[str]:
+    exemplars: dict[int, str] = {}
+    if openmetrics:
+        for e in point.exemplars or ():
+            if e.trace_id and e.span_id:
+                index = next((i for i, b in enumerate(point.explicit_bounds) if e.value <= b),
+                             len(point.explicit_bounds))
+                exemplars[index] = (f' # {{trace_id="{e.trace_id:032x}",span_id="{e.span_id:016x}"}} '
+                                    f"{_number(e.value)} {e.time_unix_nano / 1e9:.3f}")
+    lines, cumulative = [], 0
+    bounds = [*point.explicit_bounds, math.inf]
+    for index, (bound, count) in enumerate(zip(bounds, point.bucket_counts, strict=True)):
+        cumulative += count
+        le = _labels(point.attributes, (*target, ("le", _number(float(bound)))))
+        lines.append(f"{prom}_bucket{le} {cumulative}{exemplars.get(index, '')}")
+    lines.append(f"{prom}_sum{_labels(point.attributes, target)} {_number(point.sum)}")
+    lines.append(f"{prom}_count{_labels(point.attributes, target)} {point.count}")
+    return lines
+
+
+def render(data: MetricsData | None, *, openmetrics: bool = False) -> str:
+    """Text format 0.0.4, or OpenMetrics 1.0 with exemplars, of ``data``; one family per series name.
+
+    Every family gets a HELP line: the metric's description, else the contract's, else its OTel name.
+    Never raises for data the SDK produces.
+    """
+    families: dict[str, tuple[str, str, list[str]]] = {}
+    for rm in data.resource_metrics if data else ():
+        target = _target(rm.resource.attributes)
+        for scope in rm.scope_metrics:
+            for metric in scope.metrics:
+                points = metric.data
+                if isinstance(points, Histogram):
+                    kind, prom = "histogram", series_name(metric.name, metric.unit or "", "histogram")
+                elif isinstance(points, Sum) and points.is_monotonic:
+                    kind, prom = "counter", series_name(metric.name, metric.unit or "", "counter")
+                elif isinstance(points, Sum | Gauge):
+                    kind = "gauge"
+                    prom = series_name(metric.name, metric.unit or "", "gauge" if isinstance(points, Gauge)
+                                       else "updowncounter")
+                else:  # pragma: no cover - exponential histograms are never configured here
+                    continue
+                if kind == "counter" and not prom.endswith("_total"):
+                    prom += "_total"
+                spec = _SPECS.get(metric.name)
+                # promtool flags a family without help text, so fall back to the contract, then the name.
+                help_text = metric.description or (spec.description if spec else "") or metric.name
+                lines = families.setdefault(prom, (kind, help_text, []))[2]
+                for point in points.data_points:
+                    if isinstance(point, HistogramDataPoint):
+                        lines.extend(_histogram(prom, point, target, openmetrics))
+                    else:
+                        lines.append(f"{prom}{_labels(point.attributes, target)} {_number(point.value)}")
+    out: list[str] = []
+    for prom, (kind, description, lines) in families.items():
+        # Text format 0.0.4 names a counter's family by its sample name, ``_total`` included, as
+        # prometheus_client writes it; OpenMetrics names the family without the suffix.
+        family = prom.removesuffix("_total") if openmetrics and kind == "counter" else prom
+        out.append(f"# HELP {family} {_escape(description) if openmetrics else _escape_help(description)}")
+        out.append(f"# TYPE {family} {kind}")
+        out.extend(lines)
+    if openmetrics:
+        out.append("# EOF")
+    return "\n".join(out) + "\n" if out else ""
+
+
+class PrometheusReader(MetricReader):
+    """A pull metric reader: :meth:`scrape` collects now and returns the exposition. Thread-safe.
+
+    Give it to ``configure(metric_readers=[reader])`` (which merges the task histograms into it) or
+    to a ``MeterProvider``; serve it with :class:`MetricsServer`, or call :meth:`scrape` from your
+    own web framework.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._bridge: MetricsBridge | None = None
+        self._latest: MetricsData | None = None
+        self._lock = threading.Lock()
+
+    def attach_bridge(self, bridge: MetricsBridge) -> None:
+        """Called by ``configure()``: merge the in-process task histograms into every scrape."""
+        self._bridge = bridge
+
+    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
+        self._latest = metrics_data
+
+    def scrape(self, *, openmetrics: bool = False) -> str:
+        """Collect and render now: text format 0.0.4, or OpenMetrics with exemplars."""
+        with self._lock:
+            self._latest = None
+            self.collect()
+            data = self._latest
+            if self._bridge is not None:
+                data = self._bridge.merge(data)
+            return render(data, openmetrics=openmetrics)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        pass
+
+
+class MetricsServer:
+    """``GET /metrics`` of ``reader`` on ``host``:``port`` (0 picks a free port) in a daemon thread.
+
+    OpenMetrics (with exemplars) when the scraper's ``Accept`` header asks for it, text 0.0.4
+    otherwise. Binds 127.0.0.1 unless told otherwise. Raises OSError from the constructor when the
+    port cannot be bound; :meth:`close` stops it.
+    """
+
+    def __init__(self, reader: PrometheusReader, port: int = 9464, host: str = "127.0.0.1") -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.split("?")[0] not in ("/metrics", "/"):
+                    self.send_error(404, "only /metrics is served here")
+                    return
+                openmetrics = "application/openmetrics-text" in self.headers.get("Accept", "")
+                body = reader.scrape(openmetrics=openmetrics).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", OPENMETRICS if openmetrics else TEXT)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self.port = int(self._server.server_address[1])
+        self.url = f"http://{host}:{self.port}/metrics"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="shannon-otel-metrics", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,114 @@
+"""The anomaly hook's tick aggregation: per wave name and per operation, O(1) state updated by
+the per-run observers, scored through the hook when a tick closes (see ``_feed``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import trace
+
+from .._events import CallObserver, WaveObserver
+from .._telemetry import Outcome
+from ._signals import ERROR_RATE, LATENCY, RETRY_RATE, THROUGHPUT
+
+if TYPE_CHECKING:
+    from .._events import CallFinished, Hook, TaskResult
+    from ..executor._report import WaveReport
+    from ._feed import AnomalyHook
+
+_FAILED = frozenset({Outcome.FAILURE, Outcome.TIMEOUT})
+
+
+class _WaveTick:
+    """The open tick of one wave name, shared by all its runs: O(1) state (counts, latency sum, the
+    slowest task's span). ``active`` runs; while none is, the tick's clock is paused."""
+
+    __slots__ = ("active", "end", "failed", "finished", "idle_since", "latency_sum", "slowest", "slowest_span",
+                 "start")
+
+    def __init__(self, now: float, tick_s: float) -> None:
+        self.start, self.end, self.idle_since = now, now + tick_s, now
+        self.active = self.finished = self.failed = 0
+        self.latency_sum = self.slowest = 0.0
+        self.slowest_span: trace.Span | None = None
+
+    def resume(self, now: float) -> None:
+        if not self.active:  # idle time between runs is no part of the tick (throughput stays a rate)
+            paused = now - self.idle_since
+            self.start += paused
+            self.end += paused
+        self.active += 1
+
+    def close(self, now: float, tick_s: float) -> None:
+        self.start, self.end = now, now + tick_s
+        self.finished = self.failed = 0
+        self.latency_sum = self.slowest = 0.0
+        self.slowest_span = None
+
+
+class _WaveFeed(WaveObserver):
+    """Per wave run: updates its wave name's shared tick."""
+
+    __slots__ = ("_hook", "_sinks", "_tick", "_wave")
+
+    def __init__(self, hook: AnomalyHook, wave: str, tick: _WaveTick, sinks: tuple[Hook, ...]) -> None:
+        self._hook, self._wave, self._tick, self._sinks = hook, wave, tick, sinks
+
+    def task_finished(self, token: Any, event: TaskResult[Any]) -> None:
+        tick, hook = self._tick, self._hook
+        tick.finished += 1
+        if event.outcome in _FAILED:
+            tick.failed += 1
+        duration = event.duration_s
+        tick.latency_sum += duration
+        if tick.slowest_span is None or duration > tick.slowest:
+            tick.slowest, tick.slowest_span = duration, trace.get_current_span()
+        now = hook._clock()
+        if now >= tick.end and tick.finished >= hook.min_tick_tasks:
+            self._flush(now)
+
+    def wave_finished(self, report: WaveReport) -> None:
+        tick = self._tick
+        tick.active -= 1
+        if not tick.active:
+            tick.idle_since = self._hook._clock()
+
+    def _flush(self, now: float) -> None:
+        hook, wave, tick = self._hook, self._wave, self._tick
+        n, elapsed, slowest = tick.finished, now - tick.start, tick.slowest_span
+        failed, latency_sum = tick.failed, tick.latency_sum
+        tick.close(now, hook.tick_s)  # before scoring: a callback may run more tasks of this wave
+        if LATENCY in hook.signals:
+            # One sample per tick, the mean task latency: single task durations are too noisy to alert on
+            # (a new maximum turns up every few hundred tasks of pure noise); a tick's mean is not.
+            hook._score(wave, LATENCY, latency_sum / n, now, slowest, self._sinks)
+        if ERROR_RATE in hook.signals:
+            hook._score(wave, ERROR_RATE, failed / n, now, None, self._sinks)
+        if THROUGHPUT in hook.signals and elapsed > 0.0:
+            hook._score(wave, THROUGHPUT, n / elapsed, now, None, self._sinks)
+
+
+class _OpTick:
+    __slots__ = ("calls", "end", "retries")
+
+    def __init__(self, end: float) -> None:
+        self.calls = self.retries = 0
+        self.end = end
+
+
+class _CallFeed(CallObserver):
+    __slots__ = ("_hook", "_op", "_operation", "_sinks")
+
+    def __init__(self, hook: AnomalyHook, operation: str, op: _OpTick, sinks: tuple[Hook, ...]) -> None:
+        self._hook, self._operation, self._op, self._sinks = hook, operation, op, sinks
+
+    def call_finished(self, event: CallFinished) -> None:
+        op, hook = self._op, self._hook
+        op.calls += 1
+        op.retries += max(event.attempts - 1, 0)
+        now = hook._clock()
+        if now >= op.end and op.calls >= hook.min_tick_tasks:
+            rate = op.retries / op.calls
+            op.calls = op.retries = 0
+            op.end = now + hook.tick_s
+            hook._score(self._operation, RETRY_RATE, rate, now, None, self._sinks)

@@ -1,0 +1,24 @@
+"""Run waves on a Dask cluster (``pip install 'shannon-otel[dask]'``).
+
+>>> from shannon_otel.dask import DaskBackend, WorkerTelemetry
+>>> async with Client(address, asynchronous=True) as client:
+...     await client.register_plugin(WorkerTelemetry("crawler"))
+...     backend = DaskBackend(client)
+...     result = await Wave("crawl", max_concurrency=64, policy=Retry()).run(backend.map(fetch, urls))
+
+The wave, its policies and its hooks run on the client; each task's function runs on a worker,
+inside a span that continues the client's trace. See docs/dask.md.
+"""
+
+from __future__ import annotations
+
+try:
+    import distributed  # noqa: F401
+except ImportError as exc:  # pragma: no cover - the message is the point
+    raise ImportError("shannon_otel.dask needs Dask: pip install 'shannon-otel[dask]'") from exc
+
+from ._backend import DaskBackend, RemoteFunction
+from ._plugin import WorkerTelemetry
+from ._shipping import UnshippableTaskError
+
+__all__ = ["DaskBackend", "RemoteFunction", "UnshippableTaskError", "WorkerTelemetry"]

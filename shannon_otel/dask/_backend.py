@@ -1,0 +1,220 @@
+"""Run a wave's tasks on a Dask cluster: each task becomes a factory that submits one future.
+
+The wave itself (concurrency, per-task timeout, rate limit, batches, pools, fail-fast, ordering,
+streaming, progress, the report, hooks) stays on the client and is the ordinary :class:`Wave`;
+policies wrap the factory on the client too, so one breaker sees every worker's outcome and a retry
+submits a new future. Only the user's function and its arguments travel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from distributed import wait
+from opentelemetry import propagate
+
+from ..executor import TaskSpec, task
+from ._remote import Payload, run_async, run_sync
+from ._shipping import check_arguments, check_function, qualified_name
+
+if TYPE_CHECKING:
+    from distributed import Client, Future
+
+T = TypeVar("T")
+_log = logging.getLogger("shannon_otel.dask")
+
+
+class RemoteFunction(Generic[T]):
+    """``fn`` bound to a backend: calling it returns a coroutine that runs ``fn(*args)`` on a worker.
+
+    Usable wherever an async function is: ``await remote(x)``, ``Wave.map(remote, items)``, inside
+    a policy. Arguments are checked (they must pickle) when called, before anything is submitted.
+    """
+
+    __slots__ = ("_backend", "_entry", "fn", "name")
+
+    def __init__(self, backend: DaskBackend, fn: Callable[..., Any], name: str) -> None:
+        self._backend = backend
+        self.fn = fn
+        self.name = name
+        self._entry = run_async if inspect.iscoroutinefunction(fn) else run_sync
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, T]:
+        check_arguments(args, kwargs)
+        return self._backend._submit(self._entry, self.fn, self.name, args, kwargs)
+
+    def bind(self, *args: Any, **kwargs: Any) -> Callable[[], Awaitable[T]]:
+        """A zero-argument factory of one call (what a wave and a retry need), arguments checked now."""
+        check_arguments(args, kwargs)
+        submit, entry, fn, name = self._backend._submit, self._entry, self.fn, self.name
+        return lambda: submit(entry, fn, name, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"RemoteFunction({self.name!r})"
+
+
+class DaskBackend:
+    """Submits wave tasks to a ``distributed.Client`` created with ``asynchronous=True``.
+
+    >>> backend = DaskBackend(client)
+    >>> result = await Wave("crawl", max_concurrency=50, policy=Retry()).run(backend.map(fetch, urls))
+
+    ``fn`` must be a module-level function (sync or ``async def``) or another picklable callable;
+    coroutine objects and closures over local state are refused with :class:`UnshippableTaskError`
+    before anything is submitted. Every submission is ``pure=False`` (two equal calls are two tasks)
+    with ``retries=0``: retries are the client-side policy's job. Dask's scheduler also re-runs a task
+    whose worker died, up to ``distributed.scheduler.allowed-failures`` times (default 3) before it
+    raises ``KilledWorker``; set it to 0 on the scheduler to let the policy alone decide (see docs).
+    Cancelling a task (wave cancelled, fail-fast, per-task timeout) cancels its future on the
+    cluster; a function already running in a worker thread finishes there, its result dropped.
+    """
+
+    __slots__ = ("_cancels", "_fetches", "_queue", "client")
+
+    def __init__(self, client: Client) -> None:
+        from distributed import Client
+
+        if not isinstance(client, Client):
+            raise TypeError(f"client must be a distributed.Client, got {type(client).__name__}")
+        if not client.asynchronous:
+            raise ValueError("client must be asynchronous: create it with Client(..., asynchronous=True)")
+        _check_open(client)
+        self.client = client
+        self._cancels: set[asyncio.Future[Any]] = set()
+        self._fetches: list[tuple[Future[Any], asyncio.Future[Any]]] = []
+        self._queue: list[tuple[Callable[..., Any], Payload, str, asyncio.Future[Future[Any]]]] = []
+
+    def remote(self, fn: Callable[..., Any], *, name: str | None = None) -> RemoteFunction[Any]:
+        """``fn`` as an async callable that runs on the cluster; ``name`` names its spans (default: qualname)."""
+        check_function(fn)
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"name must be a non-empty string or None, got {name!r}")
+        return RemoteFunction(self, fn, name or qualified_name(fn))
+
+    def task(
+        self, fn: Callable[..., Any], /, *args: Any, name: str | None = None, pool: Any = None, **kwargs: Any,
+    ) -> TaskSpec[Any]:
+        """One wave task running ``fn(*args, **kwargs)`` on a worker (a factory: retries resubmit)."""
+        remote = self.remote(fn, name=name)
+        return task(remote.bind(*args, **kwargs), name=remote.name, pool=pool)
+
+    def map(
+        self, fn: Callable[..., Any], items: Iterable[Any], *, name: str | None = None, pool: Any = None,
+    ) -> list[TaskSpec[Any]]:
+        """One task per item (``fn(item)``), every item checked before the list is returned."""
+        remote = self.remote(fn, name=name)
+        return [task(remote.bind(item), name=remote.name, pool=pool) for item in items]
+
+    def imap(
+        self, fn: Callable[..., Any], items: Iterable[Any], *, name: str | None = None, pool: Any = None,
+    ) -> Iterator[TaskSpec[Any]]:
+        """Like :meth:`map`, lazily (for ``Wave.stream`` over long or endless inputs)."""
+        remote = self.remote(fn, name=name)
+        return (task(remote.bind(item), name=remote.name, pool=pool) for item in items)
+
+    async def _submit(
+        self, entry: Callable[..., Any], fn: Callable[..., Any], name: str, args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        client = self.client
+        _check_open(client)
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)  # the span current now: the task span, or the attempt under a policy
+        waiter: asyncio.Future[Future[Any]] = asyncio.get_running_loop().create_future()
+        self._queue.append((entry, Payload(fn, name, carrier, args, kwargs), f"{name}-{uuid.uuid4().hex}", waiter))
+        if len(self._queue) == 1:
+            # Everything submitted during this turn of the loop goes in one message (client.map):
+            # the scheduler's cost is per message far more than per task.
+            asyncio.get_running_loop().call_soon(self._flush)
+        future = None
+        try:
+            future = await waiter
+            await wait(future)  # finished, without fetching the result yet
+            return await self._fetch(future)
+        except asyncio.CancelledError:
+            if future is None and waiter.done() and not waiter.cancelled():
+                future = waiter.result()
+            if future is not None:
+                self._cancel(future)
+            raise
+
+    def _flush(self) -> None:
+        """Submit the queued tasks, one ``client.map`` per entry function."""
+        queue, self._queue = self._queue, []
+        groups: dict[Callable[..., Any], list[tuple[Payload, str, asyncio.Future[Future[Any]]]]] = {}
+        for entry, payload, key, waiter in queue:
+            groups.setdefault(entry, []).append((payload, key, waiter))
+        for entry, group in groups.items():
+            try:
+                futures = self.client.map(
+                    entry, [p for p, _, _ in group], key=[k for _, k, _ in group], pure=False, retries=0,
+                )
+            except Exception as exc:
+                for _, _, waiter in group:
+                    if not waiter.done():
+                        waiter.set_exception(exc)
+                continue
+            for (_, _, waiter), future in zip(group, futures, strict=True):
+                if waiter.done():  # its task was cancelled before the flush: drop it on the cluster too
+                    self._cancel(future)
+                else:
+                    waiter.set_result(future)
+
+    async def _fetch(self, future: Future[Any]) -> Any:
+        """The result of a finished future; results finishing in the same loop turn share one gather."""
+        if future.status != "finished":  # an error (or cancelled): raise it as Dask does
+            return await future
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._fetches.append((future, waiter))
+        if len(self._fetches) == 1:
+            asyncio.get_running_loop().call_soon(self._flush_fetches)
+        return await waiter
+
+    def _flush_fetches(self) -> None:
+        batch, self._fetches = self._fetches, []
+        gathering = asyncio.ensure_future(self._gather(batch))
+        self._cancels.add(gathering)  # held until done, like the cancellations
+        gathering.add_done_callback(self._cancels.discard)
+
+    async def _gather(self, batch: list[tuple[Future[Any], asyncio.Future[Any]]]) -> None:
+        try:
+            values = await self.client.gather([f for f, _ in batch])
+        except BaseException:  # one of them could not be fetched: fetch each on its own
+            values = None
+        for i, (future, waiter) in enumerate(batch):
+            if waiter.done():  # its task was cancelled meanwhile
+                continue
+            if values is not None:
+                waiter.set_result(values[i])
+                continue
+            try:
+                waiter.set_result(await future)
+            except asyncio.CancelledError:
+                waiter.cancel()
+            except BaseException as exc:
+                waiter.set_exception(exc)
+
+    def _cancel(self, future: Future[Any]) -> None:
+        """Tell the scheduler to drop ``future`` without awaiting it (we are being cancelled)."""
+        try:
+            pending = asyncio.ensure_future(self.client.cancel([future]))
+        except Exception:  # the client is closing: nothing left to cancel on
+            _log.debug("could not cancel %s", future.key, exc_info=True)
+            return
+        self._cancels.add(pending)
+        pending.add_done_callback(self._cancelled)
+
+    def _cancelled(self, done: asyncio.Future[Any]) -> None:
+        self._cancels.discard(done)
+        if not done.cancelled() and done.exception() is not None:
+            _log.debug("cancelling a future failed", exc_info=done.exception())
+
+
+def _check_open(client: Client) -> None:
+    if client.status in ("closing", "closed"):
+        raise RuntimeError(f"the Dask client is {client.status}; open a new Client(..., asynchronous=True)")

@@ -1,0 +1,68 @@
+"""A worker plugin that sets up telemetry in every Dask worker process."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from distributed.diagnostics.plugin import WorkerPlugin
+
+if TYPE_CHECKING:
+    from distributed import Worker
+
+    from .._config import Telemetry
+
+_log = logging.getLogger("shannon_otel.dask")
+SERVICE_INSTANCE_ID = "service.instance.id"  # OTel resource semantic conventions
+
+
+class WorkerTelemetry(WorkerPlugin):
+    """Runs :func:`shannon_otel.configure` in each worker process, so workers export their own spans and metrics.
+
+    ``await client.register_plugin(WorkerTelemetry("crawler"))``. Exporters, endpoint and protocol come
+    from the arguments or, when None, from the standard ``OTEL_*`` variables of the worker's environment
+    (``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_TRACES_EXPORTER``...). Each worker gets its own
+    ``service.instance.id`` (a UUID), so replicas never overwrite each other's metric series.
+    A worker whose process already has global providers (a LocalCluster of threads, or the app
+    configured them) keeps them: the plugin only logs that it left them alone.
+    """
+
+    name = "shannon-otel-telemetry"
+
+    def __init__(
+        self,
+        service_name: str | None = None,
+        *,
+        exporter: str | None = None,
+        endpoint: str | None = None,
+        resource_attributes: Mapping[str, str] | None = None,
+        export_timeout_s: float = 5.0,
+        metric_interval_s: float | None = None,
+    ) -> None:
+        if service_name is not None and (not isinstance(service_name, str) or not service_name):
+            raise ValueError(f"service_name must be a non-empty string or None, got {service_name!r}")
+        if not isinstance(export_timeout_s, int | float) or not 0 < export_timeout_s < float("inf"):
+            raise ValueError(f"export_timeout_s must be a finite number > 0, got {export_timeout_s!r}")
+        self.service_name = service_name
+        self.options: dict[str, Any] = {
+            "exporter": exporter, "endpoint": endpoint, "export_timeout_s": export_timeout_s,
+            "metric_interval_s": metric_interval_s,
+        }
+        self.resource_attributes = dict(resource_attributes or {})
+        self._telemetry: Telemetry | None = None
+
+    def setup(self, worker: Worker) -> None:
+        from .._config import configure
+
+        attributes = {SERVICE_INSTANCE_ID: str(uuid.uuid4()), **self.resource_attributes}
+        try:
+            self._telemetry = configure(self.service_name, resource_attributes=attributes, **self.options)
+        except RuntimeError:  # global providers already set in this process: keep them
+            _log.info("worker %s already has global OTel providers; WorkerTelemetry left them alone", worker.address)
+
+    def teardown(self, worker: Worker) -> None:
+        if self._telemetry is not None:
+            self._telemetry.shutdown()
+            self._telemetry = None

@@ -1,0 +1,86 @@
+"""What runs on the Dask worker: the task inside a span that continues the caller's trace.
+
+The client injects the W3C trace context of the span current when it submits (the wave's task
+span, or the attempt span under a policy) into a plain dict that travels with the task; here it is
+extracted and a ``remote {task}`` span is made current around the user's function, so the spans
+the function opens on the worker nest under it, in the same trace. Without a tracer provider on
+the worker (no :class:`WorkerTelemetry`) the span is a no-op, and the context still propagates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
+
+from opentelemetry import context, propagate, trace
+
+from .._otel._providers import tracing_enabled
+from .._telemetry import DASK_WORKER, SCOPE_NAME, SPAN_REMOTE, TASK_NAME
+from .._version import __version__
+
+T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def _remote_span(name: str, carrier: Mapping[str, str]) -> Iterator[None]:
+    # The caller's context is attached first and on its own: with no SDK on the worker the API's
+    # no-op span would otherwise replace it, and the user's own spans would lose their parent.
+    token = context.attach(propagate.extract(carrier))
+    try:
+        if not tracing_enabled(None):
+            yield
+            return
+        attributes = {TASK_NAME: name}
+        worker = _worker_address()
+        if worker is not None:
+            attributes[DASK_WORKER] = worker
+        tracer = trace.get_tracer(SCOPE_NAME, __version__)
+        with tracer.start_as_current_span(SPAN_REMOTE.format(task=name), attributes=attributes):
+            yield
+    finally:
+        context.detach(token)
+
+
+def _worker_address() -> str | None:
+    from distributed import get_worker
+
+    try:
+        return str(get_worker().address)
+    except ValueError:  # not inside a worker (a LocalCluster of threads runs tasks in the client process)
+        return None
+
+
+class Payload:
+    """One task as it travels to the worker: opaque to Dask, which never looks inside its arguments
+    (a tuple argument starting with a callable would otherwise be read as a task of its graph)."""
+
+    __slots__ = ("args", "carrier", "fn", "kwargs", "name")
+
+    def __init__(
+        self, fn: Callable[..., Any], name: str, carrier: Mapping[str, str], args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        self.fn = fn
+        self.name = name
+        self.carrier = carrier
+        self.args = args
+        self.kwargs = kwargs
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return self.fn, self.name, self.carrier, self.args, self.kwargs
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.fn, self.name, self.carrier, self.args, self.kwargs = state
+
+
+def run_sync(payload: Payload) -> Any:
+    """Worker-side entry of a plain function (run in a worker thread)."""
+    with _remote_span(payload.name, payload.carrier):
+        return payload.fn(*payload.args, **payload.kwargs)
+
+
+async def run_async(payload: Payload) -> Any:
+    """Worker-side entry of an ``async def`` function (run on the worker's event loop)."""
+    with _remote_span(payload.name, payload.carrier):
+        return await payload.fn(*payload.args, **payload.kwargs)

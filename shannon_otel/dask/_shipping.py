@@ -1,0 +1,62 @@
+"""What can be shipped to a Dask worker, checked on the client before anything is submitted."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import cloudpickle
+
+
+class UnshippableTaskError(TypeError):
+    """A task cannot run on a Dask worker; raised on the client before anything is submitted."""
+
+
+def check_function(fn: Any) -> None:
+    """Refuse what a worker could not run, or would run with other state than the caller's.
+
+    A coroutine object has started life on this loop and cannot be pickled; a closure's captured
+    variables would be copied to the worker, so writes to them would silently never come back.
+    """
+    if inspect.iscoroutine(fn):
+        fn.close()  # never awaited: close it so Python does not warn about it later
+        raise UnshippableTaskError(
+            "fn is a coroutine object; pass the async function and its arguments instead "
+            "(backend.task(fetch, url), not backend.task(fetch(url)))",
+        )
+    if not callable(fn):
+        raise UnshippableTaskError(f"fn must be a callable (a function defined at module level), got {fn!r}")
+    target = inspect.unwrap(fn) if inspect.isfunction(fn) else fn
+    closure = getattr(target, "__closure__", None)
+    if closure:
+        names = ", ".join(getattr(target, "__code__").co_freevars)  # noqa: B009 - functions have __code__
+        raise UnshippableTaskError(
+            f"fn {getattr(fn, '__qualname__', fn)!r} is a closure over local state ({names}); the worker would "
+            "get a copy of it and changes would never come back. Define it at module level and pass that "
+            "state as arguments",
+        )
+    _check_pickles("fn", fn)
+
+
+def check_arguments(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    """Every argument must pickle (it is sent to the worker)."""
+    for i, arg in enumerate(args):
+        if inspect.iscoroutine(arg):
+            raise UnshippableTaskError(f"argument {i} is a coroutine object, which cannot be sent to a worker")
+        _check_pickles(f"argument {i}", arg)
+    for key, value in kwargs.items():
+        _check_pickles(f"keyword argument {key!r}", value)
+
+
+def _check_pickles(what: str, value: Any) -> None:
+    try:
+        cloudpickle.dumps(value)
+    except Exception as exc:
+        raise UnshippableTaskError(
+            f"{what} ({type(value).__name__}) cannot be pickled for a Dask worker: {type(exc).__name__}: {exc}",
+        ) from exc
+
+
+def qualified_name(fn: Callable[..., Any]) -> str:
+    return str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__)

@@ -1,0 +1,68 @@
+"""When a breaker opens and closes: :class:`BreakerConfig`, validated at construction."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+from .._validate import check_exceptions, check_number
+
+_COUNT_DEPRECATED = (
+    "BreakerConfig(count=...) / CircuitBreaker(count=...) is deprecated: use on= (which chooses exceptions "
+    "in every policy); count= goes in the next release"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerConfig:
+    """When a breaker opens and closes. Validated at construction; immutable.
+
+    Opens (from CLOSED) when, over the rolling window, ``failures >= failure_threshold``, or, once
+    the window holds ``min_calls`` calls, ``failures / calls >= failure_rate`` or
+    ``slow calls / calls >= slow_call_rate`` (a call is slow when it takes ``>= slow_call_s``).
+    The window is the last ``window`` calls, or the last ``window_s`` seconds when that is set.
+    After ``reset_timeout`` seconds OPEN admits up to ``half_open_probes`` probe calls (HALF_OPEN);
+    ``success_threshold`` successful probes close it, a failed or slow probe re-opens it, and a
+    cancelled or ignored probe gives its slot back. Exceptions that are instances of ``on`` and
+    not of ``ignore`` count as failures; other errors and cancellation are not counted. ``count`` is
+    the deprecated old name of ``on`` (DeprecationWarning; removed in the next release).
+    """
+
+    failure_threshold: int | None = 5
+    failure_rate: float | None = None
+    window: int = 100
+    window_s: float | None = None
+    min_calls: int = 10
+    slow_call_s: float | None = None
+    slow_call_rate: float = 1.0
+    half_open_probes: int = 1
+    success_threshold: int = 1
+    reset_timeout: float = 30.0
+    on: type[BaseException] | tuple[type[BaseException], ...] = Exception
+    ignore: type[BaseException] | tuple[type[BaseException], ...] = ()
+    count: type[BaseException] | tuple[type[BaseException], ...] | None = field(
+        default=None, repr=False, compare=False,
+    )
+
+    def __post_init__(self) -> None:
+        if self.count is not None:
+            warnings.warn(_COUNT_DEPRECATED, DeprecationWarning, stacklevel=3)
+            if self.on is not Exception:
+                raise TypeError("pass on only (count is its deprecated old name)")
+            object.__setattr__(self, "on", self.count)
+            object.__setattr__(self, "count", None)
+        check_number("failure_threshold", self.failure_threshold, low=1, integer=True, allow_none=True)
+        check_number("failure_rate", self.failure_rate, low=0, high=1, low_open=True, allow_none=True)
+        if self.failure_threshold is None and self.failure_rate is None and self.slow_call_s is None:
+            raise ValueError("set at least one of failure_threshold, failure_rate or slow_call_s")
+        check_number("window", self.window, low=1, integer=True)
+        check_number("window_s", self.window_s, low=0, low_open=True, allow_none=True)
+        check_number("min_calls", self.min_calls, low=1, integer=True)
+        check_number("slow_call_s", self.slow_call_s, low=0, low_open=True, allow_none=True)
+        check_number("slow_call_rate", self.slow_call_rate, low=0, high=1, low_open=True)
+        check_number("half_open_probes", self.half_open_probes, low=1, integer=True)
+        check_number("success_threshold", self.success_threshold, low=1, high=self.half_open_probes,
+                     integer=True)
+        check_number("reset_timeout", self.reset_timeout, low=0)
+        object.__setattr__(self, "on", check_exceptions("on", self.on))
+        object.__setattr__(self, "ignore", check_exceptions("ignore", self.ignore))

@@ -1,0 +1,73 @@
+"""Named breakers shared across call sites: :class:`BreakerRegistry`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from .. import _clock
+from ._breaker import CircuitBreaker
+from ._breaker_config import BreakerConfig
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
+    from .._events import Hook
+    from ._types import Clock
+
+
+class BreakerRegistry:
+    """Named breakers shared across call sites: ``registry.get("db")`` is always the same breaker.
+
+    The hooks, providers and clock given here are used by every breaker it creates.
+    """
+
+    __slots__ = ("_breakers", "_clock", "_hooks", "_instrument", "_meter_provider", "_tracer_provider")
+
+    def __init__(
+        self, *, clock: Clock = _clock.monotonic, hooks: Iterable[Hook] | None = None,
+        tracer_provider: TracerProvider | None = None, meter_provider: MeterProvider | None = None,
+        instrument: bool = True,
+    ) -> None:
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._clock = clock
+        self._hooks = tuple(hooks or ())
+        self._tracer_provider = tracer_provider
+        self._meter_provider = meter_provider
+        self._instrument = instrument
+
+    def get(self, name: str, config: BreakerConfig | None = None, **settings: object) -> CircuitBreaker:
+        """The breaker called ``name``, created on first use from ``config`` / ``settings``.
+
+        Raises ValueError when it exists with a different configuration than the one given.
+        """
+        breaker = self._breakers.get(name)
+        if breaker is None:
+            breaker = CircuitBreaker(
+                name, config, clock=self._clock, hooks=self._hooks, tracer_provider=self._tracer_provider,
+                meter_provider=self._meter_provider, instrument=self._instrument, **settings,
+            )
+            self._breakers[name] = breaker
+        elif config is not None or settings:
+            wanted = config if config is not None else BreakerConfig(**settings)  # type: ignore[arg-type]
+            if wanted != breaker.config:
+                raise ValueError(f"breaker {name!r} already exists with another configuration: {breaker.config}")
+        return breaker
+
+    def __getitem__(self, name: str) -> CircuitBreaker:
+        return self._breakers[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._breakers
+
+    def __len__(self) -> int:
+        return len(self._breakers)
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._breakers)
+
+    def reset_all(self) -> None:
+        """Close every breaker (tests, or after an incident)."""
+        for breaker in self._breakers.values():
+            breaker.reset()

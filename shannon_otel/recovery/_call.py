@@ -1,0 +1,164 @@
+"""The observed call: per-call observer state, each attempt, and the call as one observed operation.
+
+A :class:`_Call` exists only when some hook observes the call; policies pass ``None`` otherwise
+(the hot path: it allocates nothing and builds no event).
+
+Every call into an observer is isolated (``shannon_otel._isolation``): a hook that raises is
+recorded and skipped, never raised into the call; observers and attempt tokens that are context
+managers are entered around the call / the attempt and always exited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .._deadline import task_timed_out
+from .._events import AttemptFinished, CallFinished, CallObserver, CallStarted
+from .._isolation import Unentered, enter, finish, hook_failed, leave, start
+from .._isolation import notify as _notify
+from .._telemetry import CallOutcome, Outcome
+from ._circuit_open import CircuitOpenError
+
+if TYPE_CHECKING:
+    from .._events import Hook
+    from ._policy import Policy
+    from ._types import Chain, Clock, Factory
+
+T = TypeVar("T")
+
+# Set inside the task of a hedged attempt so the attempt reports itself as a hedge.
+_HEDGED: ContextVar[bool] = ContextVar("shannon_otel_hedged", default=False)
+
+
+class _Call:
+    """Per-call state of an observed call: its observers (``owners[k]`` made ``observers[k]``; ``hooks``
+    are all the hooks of the entry point, told when one fails) and attempt counter."""
+
+    __slots__ = ("attempts", "clock", "hooks", "ignored", "observers", "operation", "owners", "timeouts")
+
+    def __init__(
+        self, observers: list[CallObserver], owners: list[Hook], hooks: tuple[Hook, ...], operation: str,
+        clock: Clock,
+    ) -> None:
+        self.observers = observers
+        self.owners = owners
+        self.hooks = hooks
+        self.operation = operation
+        self.clock = clock
+        self.attempts = 0
+        self.timeouts: list[asyncio.Timeout] = []
+        self.ignored: BaseException | None = None  # the last error a breaker chose not to count
+
+
+def start_call(
+    hooks: tuple[Hook, ...], event: CallStarted, clock: Clock, first: CallObserver | None = None,
+) -> _Call | None:
+    """Ask each hook for an observer of one call; ``None`` when none of them watches it.
+
+    The hot paths ask ``hooks[0]`` themselves (saving a call frame) and pass its answer as ``first``
+    (see :func:`first_failed`). A hook that raises here is recorded and does not watch the call.
+    """
+    observers: list[CallObserver] = [first] if first is not None else []
+    owners: list[Hook] = [hooks[0]] if first is not None else []
+    for hook in hooks[0 if first is None else 1:]:
+        try:
+            observer = hook.call_started(event)
+        except Exception as exc:
+            hook_failed(hook, "call_started", exc, hooks)
+            continue
+        if observer is not None:
+            observers.append(observer)
+            owners.append(hook)
+    return _Call(observers, owners, hooks, event.operation, clock) if observers else None
+
+
+def first_failed(hooks: tuple[Hook, ...], error: Exception) -> CallObserver | None:
+    """Record that ``hooks[0].call_started`` raised ``error`` in a policy's inline prologue; returns None.
+
+    The prologue keeps the call inline inside ``try`` (free in 3.11 when nothing raises) rather than
+    calling a guarded helper: one more call frame would cost a fifth of the breaker's per-call budget.
+    """
+    hook_failed(hooks[0], "call_started", error, hooks)
+    return None
+
+
+def notify(call: _Call, method: str, *args: Any) -> None:
+    """``method(*args)`` on every observer of ``call``, in start order; one that raises is recorded and skipped."""
+    _notify(call.observers, call.owners, call.hooks, method, *args)
+
+
+async def _attempt(fn: Factory[T], call: _Call) -> T:
+    call.attempts += 1
+    n = call.attempts
+    tokens: list[Any] = []
+    outcome = Outcome.SUCCESS
+    error: BaseException | None = None
+    begin = 0.0
+    try:
+        start(call.observers, call.owners, call.hooks, tokens,
+              "hedge_started" if _HEDGED.get() else "attempt_started", n)
+        begin = call.clock()
+        return await fn()
+    except asyncio.CancelledError:
+        # A cancellation delivered by an expiring timeout policy, or by the per-task timeout of the
+        # wave running this call, is that timeout. Only the recorded outcome says so: it is re-raised.
+        expired = any(t.expired() for t in call.timeouts) or task_timed_out()
+        outcome = Outcome.TIMEOUT if expired else Outcome.CANCELLATION
+        raise
+    except BaseException as exc:
+        outcome, error = Outcome.FAILURE, exc
+        raise
+    finally:
+        event = AttemptFinished(call.operation, n, outcome, call.clock() - begin, error)
+        finish(call.observers, call.owners, call.hooks, tokens, "attempt_finished", event)
+
+
+async def observed(policy: Policy, chain: Chain, i: int, fn: Factory[T], call: _Call) -> T:
+    """Run ``policy`` (at ``chain[i-1]``, or alone) as one observed operation.
+
+    Observers that are context managers are entered around it (the OTel one makes the operation span
+    current) and exited after ``call_finished``, whatever any observer raises.
+    """
+    observers, owners, hooks = call.observers, call.owners, call.hooks
+    entered: list[Any] = []
+    outcome = CallOutcome.SUCCESS
+    error: BaseException | None = None
+    begin = call.clock()
+    try:
+        for observer, owner in zip(observers, owners, strict=True):
+            entered.append(enter(observer, owner, "call_started", hooks))
+        return await policy.run(chain, i, fn, call)
+    except asyncio.CancelledError as exc:
+        if task_timed_out():
+            # The wave's per-task timeout cut the call off: recorded like a Timeout policy's expiry
+            # (failure, error.type TimeoutError), yet the cancellation goes on unchanged, uncounted
+            # by breakers and never retried.
+            outcome, error = CallOutcome.FAILURE, _wave_timeout(exc)
+        else:
+            outcome = CallOutcome.CANCELLATION
+        raise
+    except CircuitOpenError as exc:
+        outcome, error = CallOutcome.REJECTED, exc
+        raise
+    except BaseException as exc:
+        outcome = CallOutcome.IGNORED if exc is call.ignored else CallOutcome.FAILURE
+        error = exc
+        raise
+    finally:
+        event = CallFinished(call.operation, outcome, call.attempts, call.clock() - begin, error)
+        for k in range(len(observers) - 1, -1, -1):
+            try:
+                observers[k].call_finished(event)
+            except Exception as exc:
+                hook_failed(owners[k], "call_finished", exc, hooks)
+            if k < len(entered) and type(entered[k]) is not Unentered:
+                leave(observers[k], owners[k], "call_finished", hooks)
+
+
+def _wave_timeout(cancelled: asyncio.CancelledError) -> TimeoutError:
+    """The TimeoutError the wave's timeout scope turns ``cancelled`` into once it leaves the call."""
+    error = TimeoutError()
+    error.__cause__ = cancelled
+    return error

@@ -1,0 +1,41 @@
+"""The recorder's live counters: one :class:`WaveLive` per wave run, one ``_Op`` per operation.
+
+The display reads them between refreshes (see ``_recorder``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..executor._report import WaveReport
+
+
+@dataclass(slots=True)
+class WaveLive:
+    """Live counters of one wave run; ``label`` is unique in the run (``name#n`` when a name repeats)."""
+
+    label: str
+    size: int
+    done: int = 0
+    failed: int = 0
+    active: int = 0
+    retries: int = 0
+    rejected: int = 0
+    degraded: int = 0
+    report: WaveReport | None = None
+    trace_id: str | None = None
+
+
+@dataclass(slots=True)
+class _Op:
+    calls: int = 0
+    attempts: int = 0
+    retries: int = 0
+    rejected_retries: int = 0
+    rejected: int = 0
+    failed: int = 0
+    degraded: int = 0
+    fallbacks: int = 0
+    latency: dict[str, list[float]] = field(default_factory=dict)  # wave label -> [calls, sum, max]
+    slowest: dict[str, str] = field(default_factory=dict)  # wave label -> trace id

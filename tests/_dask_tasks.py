@@ -1,0 +1,59 @@
+"""Module-level task functions for the Dask tests: workers import them by reference."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+from opentelemetry import trace
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+async def async_double(x: int) -> int:
+    await asyncio.sleep(0.001)
+    return 2 * x
+
+
+def current_parent(_: int) -> tuple[int, int]:
+    """The trace and span id current on the worker: the client's span when context propagated."""
+    ctx = trace.get_current_span().get_span_context()
+    return ctx.trace_id, ctx.span_id
+
+
+def fail_first(marker: str) -> str:
+    """Raise ConnectionError the first time (per marker file), succeed afterwards."""
+    path = Path(marker)
+    if not path.exists():
+        path.write_text("1")
+        raise ConnectionError("first call fails")
+    return "ok"
+
+
+def die_first(marker: str) -> int:
+    """Kill the worker process the first time it runs for ``marker``; return the pid afterwards."""
+    path = Path(marker)
+    if not path.exists():
+        path.write_text(str(os.getpid()))
+        os._exit(1)
+    return os.getpid()
+
+
+def die_always(marker: str) -> int:
+    """Kill the worker every time, counting the runs in ``marker``."""
+    with Path(marker).open("a") as f:
+        f.write("x")
+    os._exit(1)
+
+
+def slow(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def fails(x: int) -> int:
+    raise ValueError(f"bad {x}")

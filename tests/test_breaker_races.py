@@ -1,0 +1,130 @@
+"""Half-open races through the breaker's real ``call()``, on the virtual-time loop: concurrent
+callers racing for the probe slots, a probe failing while another runs, a cancelled probe."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from _virtual_time import run_virtual
+
+from shannon_otel.recovery import CircuitBreaker, CircuitOpenError
+from shannon_otel.testing import InMemoryTelemetry
+
+
+def make(tel: InMemoryTelemetry, **settings: Any) -> CircuitBreaker:
+    loop = asyncio.get_running_loop()
+    return CircuitBreaker("race", failure_threshold=1, reset_timeout=5.0, clock=loop.time, **settings,
+                          **tel.providers)
+
+
+async def down() -> None:
+    raise ConnectionError
+
+
+def transitions(tel: InMemoryTelemetry) -> dict[tuple[str, str], int]:
+    return {
+        (p.attributes["shannon.breaker.state.from"], p.attributes["shannon.breaker.state.to"]): p.value
+        for p in tel.points("shannon.breaker.transitions")
+    }
+
+
+def test_of_many_concurrent_callers_exactly_the_probe_quota_is_admitted() -> None:
+    tel = InMemoryTelemetry()
+    admitted = 0
+
+    async def probe() -> str:
+        nonlocal admitted
+        admitted += 1
+        await asyncio.sleep(1.0)  # every caller arrives while the probes are still running
+        return "ok"
+
+    async def main() -> list[Any]:
+        breaker = make(tel, half_open_probes=3, success_threshold=3)
+        try:
+            await breaker.call(down)
+        except ConnectionError:
+            pass
+        await asyncio.sleep(5.0)  # the reset timeout
+        results = await asyncio.gather(*(breaker.call(probe) for _ in range(200)), return_exceptions=True)
+        assert breaker.state.value == "closed"
+        return results
+
+    results = run_virtual(main())
+    assert admitted == 3
+    assert results.count("ok") == 3
+    rejected = [r for r in results if isinstance(r, CircuitOpenError)]
+    assert len(rejected) == 197 and {r.state for r in rejected} == {"half_open"}
+    assert transitions(tel) == {
+        ("closed", "open"): 1, ("open", "half_open"): 1, ("half_open", "closed"): 1}
+
+
+def test_a_failed_probe_reopens_and_a_slower_probes_success_is_dropped() -> None:
+    tel = InMemoryTelemetry()
+
+    async def slow_ok() -> str:
+        await asyncio.sleep(2.0)
+        return "ok"
+
+    async def fast_fail() -> None:
+        await asyncio.sleep(1.0)
+        raise ConnectionError
+
+    async def main() -> None:
+        breaker = make(tel, half_open_probes=2, success_threshold=2)
+        try:
+            await breaker.call(down)
+        except ConnectionError:
+            pass
+        await asyncio.sleep(5.0)
+        slow = asyncio.create_task(breaker.call(slow_ok))
+        fast = asyncio.create_task(breaker.call(fast_fail))
+        await asyncio.wait([fast])
+        assert breaker.state.value == "open"  # the failed probe re-opened it at t=6
+        assert await slow == "ok"  # the user still gets the result of the slower probe...
+        assert breaker.state.value == "open"  # ...but it no longer counts: admitted before the re-open
+        with pytest.raises(CircuitOpenError) as info:
+            await breaker.call(slow_ok)
+        assert info.value.retry_after_s == 4.0  # re-opened at t=6, now t=7
+
+    run_virtual(main())
+    assert transitions(tel) == {("closed", "open"): 1, ("open", "half_open"): 1, ("half_open", "open"): 1}
+
+
+def test_a_cancelled_probe_gives_its_slot_back() -> None:
+    tel = InMemoryTelemetry()
+
+    async def hang() -> None:
+        await asyncio.Event().wait()
+
+    async def ok() -> str:
+        return "ok"
+
+    async def main() -> None:
+        breaker = make(tel, half_open_probes=1)
+        try:
+            await breaker.call(down)
+        except ConnectionError:
+            pass
+        await asyncio.sleep(5.0)
+        probe = asyncio.create_task(breaker.call(hang))
+        await asyncio.sleep(0.5)
+        try:
+            await breaker.call(ok)  # the only slot is taken
+        except CircuitOpenError:
+            pass
+        else:
+            raise AssertionError("a second probe was admitted")
+        probe.cancel()
+        try:
+            await probe
+        except asyncio.CancelledError:
+            pass
+        assert breaker.state.value == "half_open"
+        assert await breaker.call(ok) == "ok"  # the slot came back; this probe closes it
+        assert breaker.state.value == "closed"
+
+    run_virtual(main())
+    outcomes = {p.attributes["shannon.call.outcome"]: p.value for p in tel.points("shannon.calls")}
+    assert outcomes == {"failure": 1, "rejected": 1, "cancellation": 1, "success": 1}

@@ -1,0 +1,219 @@
+"""Every pair of policies, in both orders, through a Pipeline: success, failure, timeout (a slow
+operation), cancellation. Each case is checked against a small reference model of what the pair
+means (``a(b(fn))``): the result or error type, the attempts made, the virtual time it took, and
+the telemetry of the call (the operation span, its attempt spans, the ``shannon.calls`` point).
+
+The operation: ``success`` returns at once; ``failure`` raises ConnectionError at once; ``timeout``
+takes 10 s (so a ``Timeout(1)`` cuts it); ``cancellation`` hangs and the caller cancels at 0.3 s.
+Runs on the virtual-time loop: every sleep and timeout is exact and instant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from _virtual_time import run_virtual
+
+from shannon_otel.recovery import (
+    CircuitBreaker,
+    CircuitOpenError,
+    Degrade,
+    Fallback,
+    Hedge,
+    Pipeline,
+    Policy,
+    Retry,
+    Served,
+    Timeout,
+)
+from shannon_otel.testing import InMemoryTelemetry
+
+KINDS = ("retry", "breaker", "timeout", "fallback", "hedge", "degrade")
+SCENARIOS = ("success", "failure", "timeout", "cancellation")
+BACKOFF = (0.1, 0.2)  # Retry(attempts=3, initial=0.1, jitter="none")
+HEDGE_DELAY, TIMEOUT_S, SLOW_S, CANCEL_AT = 0.5, 1.0, 10.0, 0.3
+RETRIED = ("ConnectionError", "TimeoutError")
+
+
+async def _fallback(error: Exception) -> str:
+    return "fallback"
+
+
+def build(kind: str, tel: InMemoryTelemetry) -> Policy:
+    if kind == "retry":
+        return Retry(attempts=3, initial=BACKOFF[0], jitter="none", on=(ConnectionError, TimeoutError))
+    if kind == "breaker":
+        return CircuitBreaker(f"breaker-{next(_names)}", failure_threshold=2, reset_timeout=60.0, **tel.providers)
+    if kind == "timeout":
+        return Timeout(TIMEOUT_S)
+    if kind == "fallback":
+        return Fallback(_fallback)
+    if kind == "hedge":
+        return Hedge(HEDGE_DELAY, attempts=2)
+    return Degrade(default="degraded", on=(ConnectionError, TimeoutError, CircuitOpenError))
+
+
+_names = itertools.count()
+
+
+# ------------------------------------------------------------------------- the reference model
+@dataclass
+class Outcome:
+    kind: str  # "ok" or the error's type name
+    value: Any = None
+    end: float = 0.0
+    starts: list[float] = field(default_factory=list)  # when each attempt started
+
+
+Model = Callable[[float], Outcome]
+
+
+def model_op(scenario: str) -> Model:
+    if scenario == "success":
+        return lambda t: Outcome("ok", "ok", t, [t])
+    if scenario == "failure":
+        return lambda t: Outcome("ConnectionError", None, t, [t])
+    return lambda t: Outcome("ok", "ok", t + SLOW_S, [t])  # slow
+
+
+def model(kind: str, inner: Model, breaker: dict[str, int]) -> Model:
+    def retry(t0: float) -> Outcome:
+        t, starts = t0, []
+        for n in range(3):
+            r = inner(t)
+            starts += r.starts
+            if r.kind in RETRIED and n < 2:
+                t = r.end + BACKOFF[n]
+                continue
+            return Outcome(r.kind, r.value, r.end, starts)
+        raise AssertionError
+
+    def circuit(t0: float) -> Outcome:
+        if breaker["failures"] >= 2:
+            return Outcome("CircuitOpenError", None, t0, [])
+        r = inner(t0)
+        if r.kind != "ok":
+            breaker["failures"] += 1
+        return r
+
+    def timeout(t0: float) -> Outcome:
+        r = inner(t0)
+        if r.end - t0 <= TIMEOUT_S:
+            return r
+        return Outcome("TimeoutError", None, t0 + TIMEOUT_S, [s for s in r.starts if s < t0 + TIMEOUT_S])
+
+    def fallback(t0: float) -> Outcome:
+        r = inner(t0)
+        return r if r.kind == "ok" else Outcome("ok", "fallback", r.end, r.starts)
+
+    def hedge(t0: float) -> Outcome:
+        first = inner(t0)
+        if first.kind == "ok" and first.end <= t0 + HEDGE_DELAY:
+            return first
+        second = inner(min(t0 + HEDGE_DELAY, first.end if first.kind != "ok" else t0 + HEDGE_DELAY))
+        wins = sorted((r for r in (first, second) if r.kind == "ok"), key=lambda r: r.end)
+        last = wins[0] if wins else max((first, second), key=lambda r: r.end)
+        starts = [s for s in first.starts + second.starts if s <= last.end]
+        return Outcome(last.kind, last.value, last.end, starts)
+
+    def degrade(t0: float) -> Outcome:
+        r = inner(t0)
+        if r.kind == "ok":
+            return Outcome("ok", ("served", r.value, False), r.end, r.starts)
+        if r.kind in ("ConnectionError", "TimeoutError", "CircuitOpenError"):
+            return Outcome("ok", ("served", "degraded", True), r.end, r.starts)
+        return r
+
+    return {"retry": retry, "breaker": circuit, "timeout": timeout, "fallback": fallback, "hedge": hedge,
+            "degrade": degrade}[kind]
+
+
+def expected(outer: str, inner: str, scenario: str) -> Outcome:
+    breaker = {"failures": 0}
+    return model(outer, model(inner, model_op(scenario), breaker), breaker)(0.0)
+
+
+# ------------------------------------------------------------------------- the real thing
+def real_op(scenario: str) -> Callable[[], Any]:
+    async def op() -> str:
+        if scenario == "failure":
+            raise ConnectionError("down")
+        if scenario == "timeout":
+            await asyncio.sleep(SLOW_S)
+        elif scenario == "cancellation":
+            await asyncio.Event().wait()
+        return "ok"
+
+    return op
+
+
+PAIRS = [(a, b) for a in KINDS for b in KINDS if a != b]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize(("outer", "inner"), PAIRS, ids=[f"{a}-{b}" for a, b in PAIRS])
+def test_pair(outer: str, inner: str, scenario: str) -> None:
+    tel = InMemoryTelemetry()
+    policies = (build(outer, tel), build(inner, tel))
+    pipeline = Pipeline(*policies, name="op", **tel.providers)
+    op = real_op(scenario)
+
+    async def main() -> tuple[str, Any, float]:
+        loop = asyncio.get_running_loop()
+        task = asyncio.create_task(pipeline.call(op))
+        if scenario == "cancellation":
+            await asyncio.sleep(CANCEL_AT)
+            task.cancel()
+        try:
+            value = await task
+        except asyncio.CancelledError:
+            return "CancelledError", None, loop.time()
+        except Exception as exc:
+            return type(exc).__name__, None, loop.time()
+        if isinstance(value, Served):
+            value = ("served", value.value, value.degraded)
+        return "ok", value, loop.time()
+
+    kind, value, end = run_virtual(main())
+    span = tel.span("op")
+    attributes = dict(span.attributes or {})
+    attempts = [s for s in tel.children(span) if s.name.startswith(("attempt ", "hedge "))]
+
+    if scenario == "cancellation":  # never retried, never a fallback, never counted by a breaker
+        assert (kind, end) == ("CancelledError", CANCEL_AT)
+        assert attributes["shannon.call.outcome"] == "cancellation"
+        assert attributes["shannon.attempt"] == len(attempts) == 1
+        assert tel.points("shannon.breaker.transitions") == []
+        assert not tel.spans("fallback op")
+        return
+
+    want = expected(outer, inner, scenario)
+    assert (kind, value) == (want.kind, want.value)
+    assert end == pytest.approx(want.end)
+    assert attributes["shannon.attempt"] == len(attempts) == len(want.starts)
+    outcome = "success" if kind == "ok" else "rejected" if kind == "CircuitOpenError" else "failure"
+    assert attributes["shannon.call.outcome"] == outcome
+    error_type = attributes.get("error.type")  # qualified for library errors: shannon_otel.CircuitOpenError
+    short = None if error_type is None else str(error_type).rsplit(".", 1)[-1]
+    assert short == (None if kind == "ok" else kind)
+    point = tel.point("shannon.calls", shannon_operation="op", shannon_call_outcome=outcome)
+    assert point.value == 1
+    if "breaker" in (outer, inner):
+        opened = want.kind == "CircuitOpenError" or expected_failures(outer, inner, scenario) >= 2
+        states = {(p.attributes["shannon.breaker.state.to"]) for p in tel.points("shannon.breaker.transitions")}
+        assert states == ({"open"} if opened else set())
+
+
+def expected_failures(outer: str, inner: str, scenario: str) -> int:
+    breaker = {"failures": 0}
+    model(outer, model(inner, model_op(scenario), breaker), breaker)(0.0)
+    return breaker["failures"]
+
+
+def test_the_matrix_covers_every_ordered_pair() -> None:
+    assert len(PAIRS) == 30 and len(set(PAIRS)) == 30

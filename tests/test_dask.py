@@ -1,0 +1,280 @@
+"""The Dask backend on a real LocalCluster with worker processes: results, policies, worker loss,
+trace context across processes, cancellation and bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import _dask_tasks as tasks
+import dask
+import pytest
+from distributed import Client, LocalCluster
+
+from shannon_otel import Outcome, Retry, Wave
+from shannon_otel.dask import DaskBackend, UnshippableTaskError
+from shannon_otel.testing import InMemoryTelemetry
+
+T = TypeVar("T")
+
+pytestmark = [
+    # Dask's own shutdown of worker processes may warn; it is not our code under test.
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+    pytest.mark.filterwarnings("ignore:.*Restarting worker.*"),
+]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    """Two worker processes; the scheduler never re-runs a task whose worker died (our Retry decides)."""
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), LocalCluster(
+        n_workers=2, threads_per_worker=2, processes=True, dashboard_address=None,
+        host="127.0.0.1", silence_logs=40,
+    ) as lc:
+        yield lc
+
+
+def on_cluster(cluster: LocalCluster, body: Callable[[Client], Awaitable[T]]) -> T:
+    async def main() -> T:
+        async with Client(cluster.scheduler_address, asynchronous=True) as client:
+            return await body(client)
+
+    return asyncio.run(main())
+
+
+async def scheduler_tasks(client: Client) -> int:
+    n: int = await client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
+    return n
+
+
+async def wait_until_empty(client: Client, timeout_s: float = 10.0) -> int:
+    deadline = time.monotonic() + timeout_s
+    while (n := await scheduler_tasks(client)) and time.monotonic() < deadline:  # noqa: ASYNC110 - another process
+        await asyncio.sleep(0.05)
+    return n
+
+
+def test_results_in_input_order_with_the_report(cluster: LocalCluster) -> None:
+    async def body(client: Client) -> Any:
+        backend = DaskBackend(client)
+        return await Wave("squares", max_concurrency=4).run(backend.map(tasks.square, range(20)))
+
+    result = on_cluster(cluster, body)
+    assert result.values() == [x * x for x in range(20)]
+    assert result.report.counts[Outcome.SUCCESS] == 20
+
+
+def test_async_functions_and_failures_are_task_outcomes(cluster: LocalCluster) -> None:
+    async def body(client: Client) -> Any:
+        backend = DaskBackend(client)
+        work = [backend.task(tasks.async_double, 1), backend.task(tasks.fails, 2), backend.task(tasks.square, 3)]
+        return await Wave("mixed", max_concurrency=3).run(work)
+
+    result = on_cluster(cluster, body)
+    assert [r.outcome for r in result.results] == [Outcome.SUCCESS, Outcome.FAILURE, Outcome.SUCCESS]
+    assert result.results[0].value == 2 and result.results[2].value == 9
+    assert isinstance(result.results[1].error, ValueError) and str(result.results[1].error) == "bad 2"
+
+
+def test_trace_context_reaches_the_worker_process(cluster: LocalCluster) -> None:
+    otel = InMemoryTelemetry()
+
+    async def body(client: Client) -> Any:
+        backend = DaskBackend(client)
+        return await Wave("ctx", max_concurrency=2, **otel.providers).run(backend.map(tasks.current_parent, range(3)))
+
+    result = on_cluster(cluster, body)
+    task_spans = {s.context.span_id: s for s in otel.spans("task current_parent") if s.context is not None}
+    assert len(task_spans) == 3
+    for trace_id, span_id in result.values():
+        # No SDK on these workers: the current span there is the client's task span itself.
+        assert span_id in task_spans
+        assert task_spans[span_id].context.trace_id == trace_id
+
+
+def test_under_a_retry_the_worker_sees_the_attempt_span(cluster: LocalCluster, tmp_path: Path) -> None:
+    otel = InMemoryTelemetry()
+
+    async def body(client: Client) -> Any:
+        backend = DaskBackend(client)
+        policy = Retry(attempts=3, initial=0, name="remote", **otel.providers)
+        remote = backend.remote(tasks.current_parent)
+        return await policy.call(remote.bind(0))
+
+    trace_id, span_id = on_cluster(cluster, body)
+    attempt = otel.span("attempt 1")
+    assert attempt.context is not None
+    assert (attempt.context.trace_id, attempt.context.span_id) == (trace_id, span_id)
+
+
+def test_a_failing_attempt_is_retried_on_the_cluster(cluster: LocalCluster, tmp_path: Path) -> None:
+    async def body(client: Client) -> Any:
+        backend = DaskBackend(client)
+        wave: Wave[Any] = Wave("retry", policy=Retry(attempts=3, initial=0, on=ConnectionError, name="flaky"))
+        return await wave.run([backend.task(tasks.fail_first, str(tmp_path / "m"))])
+
+    result = on_cluster(cluster, body)
+    assert result.values() == ["ok"]
+
+
+def test_a_killed_worker_is_an_attempt_failure_that_the_retry_recovers(
+    cluster: LocalCluster, tmp_path: Path,
+) -> None:
+    otel = InMemoryTelemetry()
+
+    async def body(client: Client) -> Any:
+        backend = DaskBackend(client)
+        policy = Retry(attempts=3, initial=0, name="fragile", **otel.providers)
+        wave: Wave[Any] = Wave("loss", policy=policy, **otel.providers)
+        return await wave.run([backend.task(tasks.die_first, str(tmp_path / "m"))])
+
+    result = on_cluster(cluster, body)
+    assert result.results[0].outcome is Outcome.SUCCESS
+    dead_pid = int((tmp_path / "m").read_text())
+    assert result.values()[0] != dead_pid  # it ran again, in another (or a restarted) worker process
+    first = otel.span("attempt 1")
+    assert first.attributes is not None
+    assert first.attributes["error.type"] == "distributed.scheduler.KilledWorker"
+    assert otel.span("attempt 2").attributes["shannon.attempt.outcome"] == "success"  # type: ignore[index]
+
+
+def test_dask_does_not_rerun_what_our_retry_reruns(cluster: LocalCluster, tmp_path: Path) -> None:
+    """allowed-failures=0: each worker death is one attempt of ours, never multiplied by Dask."""
+    marker = tmp_path / "runs"
+
+    async def body(client: Client) -> Any:
+        backend = DaskBackend(client)
+        wave: Wave[Any] = Wave("always-dies", policy=Retry(attempts=2, initial=0, name="doomed"))
+        return await wave.run([backend.task(tasks.die_always, str(marker))])
+
+    result = on_cluster(cluster, body)
+    assert result.results[0].outcome is Outcome.FAILURE
+    assert result.results[0].error_type == "distributed.scheduler.KilledWorker"
+    assert marker.read_text() == "xx"  # two attempts, two runs: no hidden Dask re-run
+
+
+def test_cancelling_a_wave_cancels_its_futures_on_the_cluster(cluster: LocalCluster) -> None:
+    async def body(client: Client) -> tuple[int, int]:
+        backend = DaskBackend(client)
+        wave: Wave[Any] = Wave("cancelled", max_concurrency=8)
+        run = asyncio.ensure_future(wave.run(backend.map(tasks.slow, [1.0] * 16)))
+        while await scheduler_tasks(client) < 4:  # noqa: ASYNC110 - polling the scheduler process
+            await asyncio.sleep(0.02)
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        return await wait_until_empty(client), len(client.futures)
+
+    left_on_scheduler, left_on_client = on_cluster(cluster, body)
+    assert (left_on_scheduler, left_on_client) == (0, 0)
+
+
+def test_a_task_timeout_cancels_the_future(cluster: LocalCluster) -> None:
+    async def body(client: Client) -> tuple[Any, int]:
+        backend = DaskBackend(client)
+        result: Any = await Wave("timeouts", task_timeout=0.5).run(backend.map(tasks.slow, [3.0]))
+        return result, await wait_until_empty(client)
+
+    result, left = on_cluster(cluster, body)
+    assert [r.outcome for r in result.results] == [Outcome.TIMEOUT]
+    assert left == 0
+
+
+# --------------------------------------------------------------------------- bad input
+def _local_closure() -> Callable[[int], int]:
+    offset = 3
+
+    def add(x: int) -> int:
+        return x + offset
+
+    return add
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda b: b.task(tasks.async_double(1)), "coroutine object"),
+        (lambda b: b.map(_local_closure(), [1]), "closure over local state"),
+        (lambda b: b.map(tasks.square, [1, threading.Lock()]), "argument 0 .*cannot be pickled"),
+        (lambda b: b.task(tasks.square, x=threading.Lock()), "keyword argument 'x'"),
+        (lambda b: b.remote(42), "fn must be a callable"),
+    ],
+)
+def test_unshippable_tasks_are_refused_before_anything_is_submitted(
+    cluster: LocalCluster, make: Callable[[DaskBackend], Any], match: str,
+) -> None:
+    async def body(client: Client) -> int:
+        backend = DaskBackend(client)
+        with pytest.raises(UnshippableTaskError, match=match):
+            make(backend)
+        return await scheduler_tasks(client)
+
+    assert on_cluster(cluster, body) == 0
+
+
+def test_a_closed_or_synchronous_client_is_refused(cluster: LocalCluster) -> None:
+    async def closed() -> None:
+        client = await Client(cluster.scheduler_address, asynchronous=True)
+        backend = DaskBackend(client)
+        factory = backend.task(tasks.square, 2).work
+        await client.close()
+        with pytest.raises(RuntimeError, match="the Dask client is closed"):
+            await factory()  # type: ignore[operator]
+        with pytest.raises(RuntimeError, match="closed"):
+            DaskBackend(client)
+
+    asyncio.run(closed())
+    with Client(cluster.scheduler_address) as sync_client, pytest.raises(ValueError, match="asynchronous=True"):
+        DaskBackend(sync_client)
+    with pytest.raises(TypeError, match=r"distributed\.Client"):
+        DaskBackend("tcp://127.0.0.1:8786")  # type: ignore[arg-type]
+
+
+def test_streaming_a_lazy_input_holds_only_the_concurrency(cluster: LocalCluster) -> None:
+    pulled: list[int] = []
+
+    def items() -> Any:
+        for i in range(30):
+            pulled.append(i)
+            yield i
+
+    async def body(client: Client) -> list[int]:
+        backend = DaskBackend(client)
+        seen = []
+        async with Wave("stream", max_concurrency=3).stream(backend.imap(tasks.square, items()), buffer=3) as results:
+            async for r in results:
+                # never more than concurrency + buffer (+1 being pulled) inputs ahead of what we consumed
+                assert len(pulled) - len(seen) <= 3 + 3 + 1
+                seen.append(r.value)
+        return seen
+
+    assert sorted(on_cluster(cluster, body)) == [x * x for x in range(30)]
+
+
+def test_wave_map_rate_limit_batches_and_hooks_see_every_outcome(cluster: LocalCluster) -> None:
+    from shannon_otel import Hook, TaskFinished, WaveObserver, WaveStarted
+
+    finished: list[TaskFinished[Any]] = []
+
+    class Watch(WaveObserver):
+        def task_finished(self, token: Any, event: TaskFinished[Any]) -> None:
+            finished.append(event)
+
+    class Watcher(Hook):
+        def wave_started(self, event: WaveStarted) -> WaveObserver:
+            return Watch()
+
+    async def body(client: Client) -> Any:
+        remote = DaskBackend(client).remote(tasks.square)
+        wave: Wave[int] = Wave("mapped", max_concurrency=4, rate_limit=200, batch_size=5, hooks=(Watcher(),))
+        return await wave.map(remote, range(12))
+
+    result = on_cluster(cluster, body)
+    assert result.values() == [x * x for x in range(12)]
+    assert sorted(e.index for e in finished) == list(range(12))
+    assert {e.outcome for e in finished} == {Outcome.SUCCESS}
+    assert {e.batch for e in finished} == {0, 1, 2}

@@ -1,0 +1,253 @@
+"""configure()'s delivery guarantees: drops counted, shutdown/flush bounded, standard variables honoured.
+
+Pins issue 11: spans dropped silently by a full queue; leaving configure() took 16-34 s with a dead or
+silent collector and force_flush(timeout_s=1) ~20 s; OTEL_METRIC_EXPORT_INTERVAL=5s raised; the
+per-signal OTLP variables and several exporters in OTEL_TRACES_EXPORTER were ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from benchmarks._backends import BlackHole, OtlpSink, down_endpoint
+from shannon_otel import _telemetry as tel
+from shannon_otel import configure
+from shannon_otel._delivery import CountedSpanProcessor, DropCounter, bounded
+
+
+class Gate(SpanExporter):
+    """An exporter that blocks until opened (a slow or silent backend); counts what it got."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.open = threading.Event()
+        self.received = 0
+        self.fail = fail
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.open.wait(30)  # bounded so a regression fails instead of hanging the suite
+        self.received += len(spans)
+        return SpanExportResult.FAILURE if self.fail else SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_METRIC_EXPORT_INTERVAL",
+        "OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_EXPORTER_OTLP_TIMEOUT",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+def _spans(handle: object, n: int) -> None:
+    tracer = handle.tracer_provider.get_tracer("t")  # type: ignore[attr-defined]
+    for i in range(n):
+        tracer.start_span(f"s{i}").end()
+
+
+def test_a_full_queue_drops_are_counted_exactly_and_the_sdk_never_drops_uncounted() -> None:
+    gate = Gate()
+    reader = InMemoryMetricReader()
+    handle = configure(
+        "drops", exporter="none", span_exporters=[gate], metric_readers=[reader], set_global=False,
+        max_queue_size=8, max_export_batch_size=4,
+    )
+    _spans(handle, 100)  # the exporter is stuck: at most 8 wait, the rest are refused and counted
+    dropped = handle.dropped["traces"]
+    assert dropped >= 100 - 8 - 4
+    gate.open.set()
+    assert handle.force_flush(5.0)
+    assert gate.received + dropped == 100  # every span either delivered or counted, none lost silently
+    (point,) = [
+        p for rm in reader.get_metrics_data().resource_metrics for sm in rm.scope_metrics for m in sm.metrics  # type: ignore[union-attr]
+        if m.name == tel.TELEMETRY_DROPPED.name for p in m.data.data_points
+    ]
+    assert isinstance(point, NumberDataPoint)
+    assert point.value == dropped
+    assert dict(point.attributes or {}) == {tel.TELEMETRY_SIGNAL: "traces", tel.TELEMETRY_DROP_REASON: "queue_full"}
+    assert handle.shutdown()
+
+
+def test_failed_exports_are_counted() -> None:
+    gate = Gate(fail=True)
+    gate.open.set()
+    handle = configure("fails", exporter="none", span_exporters=[gate], set_global=False)
+    _spans(handle, 5)
+    handle.force_flush(5.0)
+    assert handle.dropped == {"traces": 5, "metrics": 0, "logs": 0}
+    handle.shutdown()
+
+
+def test_the_default_queue_holds_three_waves_of_two_thousand_spans() -> None:
+    gate = Gate()
+    handle = configure("big", exporter="none", span_exporters=[gate], set_global=False)
+    _spans(handle, 6003)  # the issue's scenario: SDK default queue (2048) dropped up to a third
+    assert handle.dropped["traces"] == 0
+    gate.open.set()
+    handle.force_flush(10.0)
+    assert gate.received == 6003
+    handle.shutdown()
+
+
+def test_shutdown_returns_within_its_budget_when_the_exporter_never_answers(caplog: pytest.LogCaptureFixture) -> None:
+    gate = Gate()  # a backend that accepts and never answers
+    handle = configure("stuck", exporter="none", span_exporters=[gate], set_global=False, shutdown_timeout_s=0.2)
+    _spans(handle, 600)  # one batch of 512 in the stuck export, 88 queued behind it
+    assert handle.force_flush(0.1) is False  # returns, and says it did not finish
+    with caplog.at_level(logging.WARNING, "shannon_otel"):
+        assert handle.shutdown() is False
+    assert "did not finish within 0.2 s" in caplog.text
+    assert handle.dropped["traces"] == 600  # queued or in the stuck export when the budget ran out: counted
+    assert handle.shutdown() is True  # idempotent
+    gate.open.set()
+
+
+@pytest.mark.parametrize("backend", ["down", "black_hole"])
+def test_leaving_configure_is_bounded_against_a_real_dead_or_silent_otlp_endpoint(backend: str) -> None:
+    hole = BlackHole()
+    endpoint = down_endpoint() if backend == "down" else hole.endpoint
+    handle = configure("dead", exporter="otlp_http", endpoint=endpoint, set_global=False, shutdown_timeout_s=0.5,
+                       export_timeout_s=30)
+    _spans(handle, 10)
+    # Without the bound, the HTTP exporter retries for up to export_timeout_s (30 s) here.
+    finished, _ = bounded("test", handle.shutdown, 10.0)
+    assert finished
+    hole.close()
+
+
+def test_an_unparsable_metric_interval_variable_is_ignored_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "5s")  # the spec says integer milliseconds
+    with caplog.at_level(logging.WARNING, "shannon_otel"):
+        handle = configure("interval", exporter="none", set_global=False)
+    assert "OTEL_METRIC_EXPORT_INTERVAL='5s' is not a positive integer; ignored" in caplog.text
+    handle.shutdown()
+
+
+def test_queue_size_variable_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "4")
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "2")
+    gate = Gate()
+    handle = configure("q", exporter="none", span_exporters=[gate], set_global=False)
+    _spans(handle, 20)
+    assert handle.dropped["traces"] >= 20 - 4 - 2
+    gate.open.set()
+    handle.shutdown()
+
+
+def test_per_signal_protocol_and_endpoint_and_several_exporters_are_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    with OtlpSink() as sink:
+        monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp,console")
+        monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{sink.endpoint}/custom/traces")
+        handle = configure("env", set_global=False)
+        kinds = [type(p.exporter.inner).__name__ for p in handle._processors]
+        assert kinds == ["OTLPSpanExporter", "ConsoleSpanExporter"]  # both, not only the first
+        quiet = Gate()
+        quiet.open.set()
+        handle._processors[1].exporter.inner = quiet  # keep the test output clean
+        _spans(handle, 3)
+        assert handle.force_flush(5.0)
+        assert quiet.received == 3
+        assert sink.paths == ["/custom/traces"] and sink.spans == 3
+        assert handle.shutdown()
+
+
+def test_the_exporters_read_the_timeout_variables_unless_export_timeout_s_is_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[object] = []
+    monkeypatch.setattr("shannon_otel._config._span_exporter", lambda name, endpoint, timeout: seen.append(timeout))
+    monkeypatch.setattr("shannon_otel._config._metric_exporter", lambda name, endpoint, timeout: seen.append(timeout))
+    configure("timeout", exporter="otlp_http", set_global=False).shutdown()
+    configure("timeout", exporter="otlp_http", set_global=False, export_timeout_s=2.5).shutdown()
+    # None: the SDK's exporters read OTEL_EXPORTER_OTLP[_TRACES|_METRICS]_TIMEOUT themselves
+    assert seen == [None, None, 2.5, 2.5]
+
+
+def test_the_drop_counter_and_processor_work_standalone() -> None:
+    drops, gate = DropCounter(), Gate()
+    processor = CountedSpanProcessor(gate, drops, max_queue_size=2, max_export_batch_size=1)
+    assert processor.abandon() == 0
+    gate.open.set()
+    processor.shutdown()
+
+
+def test_the_process_exits_within_the_budget_when_the_collector_never_answers(tmp_path: Path) -> None:
+    # The interpreter-exit path: no explicit shutdown, a black-hole gRPC endpoint (before: ~34 s).
+    with BlackHole() as hole:
+        script = tmp_path / "app.py"
+        script.write_text(
+            "import asyncio, time\n"
+            "from shannon_otel import Wave, configure\n"
+            f"configure('exit', exporter='otlp_grpc', endpoint={hole.endpoint!r}, shutdown_timeout_s=0.5)\n"
+            "async def work(i): return i\n"
+            "print(asyncio.run(Wave('w').map(work, range(100))).values()[-1])\n"
+            "print(time.monotonic(), flush=True)\n",
+        )
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        start = time.monotonic()
+        out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=60,
+                             check=True).stdout.split()
+        ended = time.monotonic()
+    assert out[0] == "99"
+    assert ended - float(out[1]) < 0.5 + 5.0  # from the last line of the script to the process gone
+    assert start < ended
+
+
+class LogGate(LogRecordExporter):
+    """A log exporter that blocks until opened, then fails: every record is lost, and counted."""
+
+    def __init__(self) -> None:
+        self.open = threading.Event()
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        self.open.wait(30)
+        return LogRecordExportResult.FAILURE
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+    def shutdown(self) -> None:
+        return None
+
+
+def test_log_records_lost_to_a_full_queue_or_a_failed_export_are_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_BLRP_MAX_QUEUE_SIZE", "8")
+    monkeypatch.setenv("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "4")
+    gate = LogGate()
+    monkeypatch.setattr("shannon_otel._config._log_exporter", lambda *a: gate)
+    monkeypatch.setattr("shannon_otel._config._span_exporter", lambda *a: None)
+    monkeypatch.setattr("shannon_otel._config._metric_exporter", lambda *a: None)
+    handle = configure("logs", exporter="console", logs=True, set_global=False)
+    try:
+        for i in range(50):
+            logging.getLogger("shannon_otel.test").warning("record %d", i)
+        full = handle.dropped["logs"]
+        assert full >= 50 - 8 - 4  # refused and counted while the exporter is stuck
+        gate.open.set()
+        assert handle.force_flush(5.0)
+        assert handle.dropped["logs"] == 50  # the rest failed to export: counted too, nothing lost silently
+    finally:
+        gate.open.set()
+        handle.shutdown()

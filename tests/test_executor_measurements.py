@@ -1,0 +1,209 @@
+"""Task measurements (record, record_tokens, record_cost) and tasks ending in a BaseException.
+
+Pins issue 11: one non-finite measurement used to lose the whole wave (ExceptionGroup(OverflowError),
+results lost, spans left open) or poison the cost/token metrics for the life of the process; a task
+raising a BaseException that is not an Exception left its span open and the wave marked success.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.metrics.export import HistogramDataPoint
+
+from shannon_otel import Outcome, Wave, record, record_cost, record_tokens
+from shannon_otel import _telemetry as tel
+from shannon_otel._aggregate import HistogramAggregate
+from shannon_otel._stats import LogHistogram
+from shannon_otel.executor._report import ReportBuilder
+from shannon_otel.testing import InMemoryTelemetry
+
+INF, NAN = float("inf"), float("nan")
+
+BAD_CALLS: list[tuple[Callable[[], None], type[Exception], str]] = [
+    (lambda: record_cost(INF), ValueError, r"record_cost\(\): amount must be finite and >= 0, got inf"),
+    (lambda: record_cost(NAN), ValueError, r"amount must be finite"),
+    (lambda: record_cost(-0.5), ValueError, r"amount must be >= 0"),
+    (lambda: record_cost("1"), TypeError, r"amount must be a finite number"),  # type: ignore[arg-type]
+    (lambda: record("x", INF), ValueError, r"record\(\): value must be finite, got inf"),
+    (lambda: record("x", -INF), ValueError, r"value must be finite"),
+    (lambda: record("x", NAN), ValueError, r"value must be finite"),
+    (lambda: record("x", None), TypeError, r"value must be a finite number"),  # type: ignore[arg-type]
+    (lambda: record("", 1.0), TypeError, r"name must be a non-empty string"),
+    (lambda: record_tokens(input=INF), TypeError, r"record_tokens\(\): input must be an int"),  # type: ignore[arg-type]
+    (lambda: record_tokens(input=NAN), TypeError, r"input must be an int"),  # type: ignore[arg-type]
+    (lambda: record_tokens(output=1.5), TypeError, r"output must be an int"),  # type: ignore[arg-type]
+    (lambda: record_tokens(output=True), TypeError, r"output must be an int"),
+    (lambda: record_tokens(input=-1), ValueError, r"input must be >= 0"),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "message"), BAD_CALLS)
+def test_a_bad_measurement_is_a_clear_error_in_the_task_and_costs_nothing_else(
+    call: Callable[[], None], error: type[Exception], message: str,
+) -> None:
+    otel = InMemoryTelemetry()
+
+    async def bad() -> str:
+        record_cost(1.0)
+        record_tokens(input=10, output=2)
+        call()  # raises: the task fails with a clear error, nothing it recorded before is lost
+        return "unreachable"
+
+    async def good() -> str:
+        record_cost(1.0)
+        record_tokens(input=10, output=2)
+        return "ok"
+
+    wave: Wave[str] = Wave("measured", **otel.providers)
+    result = asyncio.run(wave.run([good, bad, good]))
+    assert [r.value for r in result.results] == ["ok", None, "ok"]
+    failed = result.results[1]
+    assert failed.outcome is Outcome.FAILURE
+    assert isinstance(failed.error, error)
+    assert __import__("re").search(message, str(failed.error)), str(failed.error)
+    # telemetry stays finite and complete: every span ended, sums true
+    spans = otel.spans()
+    assert len(spans) == 4 and all(s.end_time is not None for s in spans)
+    assert otel.span("wave measured").status.is_ok is False  # one task failed
+    assert otel.point(tel.TASK_COST.name).value == 3.0
+    assert otel.point(tel.TASK_TOKENS.name, shannon_token_type="input").sum == 30
+    assert result.report.measurements[tel.TASK_COST_ATTR].total == 3.0
+    otel.shutdown()
+
+
+def test_a_sum_that_would_overflow_is_refused_not_turned_into_inf() -> None:
+    async def work() -> None:
+        record("big", 1e308)
+        record("big", 1e308)
+
+    otel = InMemoryTelemetry()
+    wave: Wave[None] = Wave("overflow", **otel.providers)
+    result = asyncio.run(wave.run([work]))
+    assert isinstance(result.results[0].error, ValueError)
+    assert "overflow" in str(result.results[0].error)
+    assert math.isfinite(result.report.measurements["big"].total)
+    otel.shutdown()
+
+
+def test_aggregates_never_raise_and_never_take_non_finite_values() -> None:
+    # Defence in depth: the report and the histograms are fed by the executor, which must never fail
+    # a wave because of what a task measured (before: OverflowError from LogHistogram.add(inf)).
+    hist = LogHistogram()
+    for v in (1.0, INF, -INF, NAN, 2.0):
+        hist.add(v)
+    assert (hist.count, hist.total, hist.rejected, hist.max) == (2, 3.0, 3, 2.0)
+
+    builder = ReportBuilder()
+    builder.add(Outcome.SUCCESS, 0.1, 0.0, None, {"x": INF, "y": NAN, "z": 1.0})
+    report = builder.build("w", 1.0, 1, cancelled=False)
+    assert report.measurements["z"].total == 1.0
+    assert report.measurements["x"].count == 0
+
+    aggregate = HistogramAggregate(tel.TASK_TOKENS)
+    aggregate.record(("w", "input"), NAN)
+    aggregate.record(("w", "input"), INF)
+    aggregate.record(("w", "input"), 5.0)
+    metric = aggregate.to_metric(0, 1)
+    assert metric is not None
+    (point,) = metric.data.data_points
+    assert isinstance(point, HistogramDataPoint)
+    assert (point.count, point.sum, aggregate.rejected) == (1, 5.0, 2)
+
+
+# ---------------------------------------------------------------- BaseException
+class Abort(BaseException):
+    """A BaseException that is not an Exception (like KeyboardInterrupt, SystemExit)."""
+
+
+def _wave_with_base_exception(raised: BaseException, otel: InMemoryTelemetry) -> Callable[[], Any]:
+    started = asyncio.Event()
+
+    async def slow() -> str:
+        started.set()
+        await asyncio.sleep(3600)
+        return "never"
+
+    async def quick() -> str:
+        return "ok"
+
+    async def boom() -> str:
+        await started.wait()
+        raise raised
+
+    wave: Wave[str] = Wave("interrupted", max_concurrency=2, **otel.providers)
+    return lambda: wave.run([slow, boom, quick, quick])
+
+
+def _assert_failed_and_closed(otel: InMemoryTelemetry, error_type: str) -> None:
+    spans = otel.spans()
+    assert spans and all(s.end_time is not None for s in spans)
+    wave_span = otel.span("wave interrupted")
+    assert wave_span.status.is_ok is False
+    assert wave_span.attributes is not None
+    assert wave_span.attributes[tel.TASK_OUTCOME] == "failure"
+    failed = [s for s in spans if s.attributes and s.attributes.get(tel.ERROR_TYPE) == error_type]
+    assert len(failed) == 1
+    outcomes = {s.attributes[tel.TASK_OUTCOME] for s in spans if s.name.startswith("task")}  # type: ignore[index]
+    assert outcomes == {"failure", "cancellation"}  # the sibling was cancelled, nothing "success" by mistake
+
+
+def test_a_custom_base_exception_propagates_after_spans_end_and_the_wave_fails() -> None:
+    otel = InMemoryTelemetry()
+    run = _wave_with_base_exception(Abort("stop"), otel)
+
+    async def main() -> None:
+        await run()
+
+    with pytest.raises(BaseExceptionGroup) as caught:
+        asyncio.run(main())
+    assert caught.group_contains(Abort)  # never swallowed
+    _assert_failed_and_closed(otel, "test_executor_measurements.Abort")
+    otel.shutdown()
+
+
+@pytest.mark.parametrize("raised", [KeyboardInterrupt(), SystemExit(3)])
+def test_keyboard_interrupt_and_system_exit_propagate_as_themselves(raised: BaseException) -> None:
+    otel = InMemoryTelemetry()
+    run = _wave_with_base_exception(raised, otel)
+
+    async def main() -> None:
+        await run()
+
+    with pytest.raises(type(raised)):
+        asyncio.run(main())
+    _assert_failed_and_closed(otel, type(raised).__qualname__)
+    otel.shutdown()
+
+
+@pytest.mark.parametrize("bridged", [True, False])
+def test_non_finite_measurements_that_bypass_record_never_poison_the_metrics(bridged: bool) -> None:
+    # A bug (or a future record path) writing NaN/inf straight into a task's measurements: the
+    # executor and the OTel hook must still finish the wave and keep every metric finite.
+    from shannon_otel.executor._task import CURRENT_TASK
+
+    otel = InMemoryTelemetry(bridged=bridged)
+
+    async def poisoned() -> str:
+        slot = CURRENT_TASK.get()
+        assert slot is not None
+        slot.measurements = {tel.TASK_COST_ATTR: NAN, tel.TASK_INPUT_TOKENS: INF, "x": -INF}
+        return "kept"
+
+    async def fine() -> str:
+        record_cost(2.0)
+        record_tokens(input=5)
+        return "ok"
+
+    wave: Wave[str] = Wave("poisoned", **otel.providers)
+    result = asyncio.run(wave.run([poisoned, fine]))
+    assert [r.value for r in result.results] == ["kept", "ok"]
+    assert all(s.end_time is not None for s in otel.spans())
+    assert otel.point(tel.TASK_COST.name).value == 2.0
+    assert otel.point(tel.TASK_TOKENS.name, shannon_token_type="input").sum == 5
+    assert result.report.measurements["x"].count == 0
+    otel.shutdown()
