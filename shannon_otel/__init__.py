@@ -1,6 +1,13 @@
-"""shannon-otel: OpenTelemetry-instrumented asyncio waves, resilience policies and anomaly detection."""
+"""shannon-otel: OpenTelemetry-instrumented asyncio waves, resilience policies and anomaly detection.
 
-from ._config import Telemetry, configure
+Importing the package loads neither the OTel SDK nor numpy: the executor and the policies need only
+the OTel API. ``configure``, ``bridged``, ``TailSampler``, the anomaly detector and the run reports
+are imported on first use (:func:`__getattr__`), and bring the SDK / numpy with them.
+"""
+
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
+
 from ._events import (
     AttemptFinished,
     BreakerRegistered,
@@ -24,10 +31,8 @@ from ._events import (
     WaveStarted,
 )
 from ._logs import LoggingHook
-from ._prometheus import MetricsServer, PrometheusReader
 from ._telemetry import BreakerState, CallOutcome, Outcome
 from ._version import __version__
-from .anomaly import Anomaly, AnomalyDetector, AnomalyHook, DetectorConfig
 from .executor import (
     Progress,
     ResourcePool,
@@ -68,14 +73,42 @@ from .recovery import (
     resilient,
     retry,
 )
-from .reporting._advice import AdviceThresholds, Recommendation, advise_wave
-from .reporting._recorder import RunRecorder
-from .reporting._run import RunReport
+
+if _TYPE_CHECKING:
+    from ._bridge import bridged
+    from ._config import Telemetry, configure
+    from ._prometheus import MetricsServer, PrometheusReader
+    from ._tail import TailSampler
+    from .anomaly import Anomaly, AnomalyDetector, AnomalyHook, DetectorConfig
+    from .reporting._advice import AdviceThresholds, Recommendation, advise_wave
+    from .reporting._recorder import RunRecorder
+    from .reporting._run import RunReport
+
+# Public names whose modules load the OTel SDK or numpy: imported when first asked for.
+_LAZY = {
+    "configure": "._config", "Telemetry": "._config", "bridged": "._bridge", "TailSampler": "._tail",
+    "PrometheusReader": "._prometheus", "MetricsServer": "._prometheus",
+    "Anomaly": ".anomaly", "AnomalyDetector": ".anomaly", "AnomalyHook": ".anomaly", "DetectorConfig": ".anomaly",
+    "AdviceThresholds": ".reporting._advice", "Recommendation": ".reporting._advice",
+    "advise_wave": ".reporting._advice", "RunRecorder": ".reporting._recorder", "RunReport": ".reporting._run",
+}
+
+
+def __getattr__(name: str) -> _Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "__version__",
     # set-up
-    "configure", "Telemetry", "PrometheusReader", "MetricsServer",
+    "configure", "Telemetry", "PrometheusReader", "MetricsServer", "bridged", "TailSampler",
     # executor
     "Wave", "WaveResult", "WaveReport", "WaveError", "WaveStream", "TaskResult", "TaskSpec", "TaskPolicy",
     "Summary", "Progress", "ResourcePool", "task", "record", "record_tokens", "record_cost",

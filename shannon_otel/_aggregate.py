@@ -1,24 +1,30 @@
-"""In-process aggregation of the per-task histograms, handed to the SDK at collection time.
+"""In-process aggregation of the per-task histograms, handed to the SDK's readers at collection time.
 
 One SDK ``Histogram.record`` costs about as much as a whole asyncio task, so the hot per-task
 histograms (task duration, queue wait, token usage) are aggregated here in O(1) per observation
-and injected as standard cumulative OTel histogram points when a reader collects. This only works
-for readers that shannon-otel wires itself (``configure()``, ``testing.InMemoryTelemetry``); they
-register a :class:`MetricsBridge` for their MeterProvider (in its ``_otel._providers.ProviderState``).
-With any other MeterProvider the OTel hook falls back to plain SDK ``record`` calls: same names,
-same buckets, slower.
+and injected as standard OTel histogram points when a reader collects. A :class:`MetricsBridge`
+belongs to one MeterProvider and keeps one :class:`ReaderStore` per reader, as the SDK keeps one
+storage per reader: a cumulative store never resets, a delta store starts afresh at each collection.
+
+Each store resolves, per instrument, the stream the SDK itself would produce on the plain path
+(:func:`plan_stream`): the matching View's name, description, kept attribute keys and explicit
+bucket boundaries, the cardinality limit, the exemplar filter. What it cannot reproduce (several
+Views on one instrument, another aggregation, a custom exemplar filter) it declines, and the OTel
+hook records that instrument through plain SDK calls: same data, slower. Wired by ``configure()``,
+``testing.InMemoryTelemetry`` and the public ``shannon_otel.bridged(reader)`` (``_bridge.py``).
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 import threading
 import time
 from bisect import bisect_left
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry.sdk.metrics import Exemplar
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     Histogram,
@@ -38,39 +44,79 @@ from opentelemetry.trace import SpanContext
 from ._telemetry import SCOPE_NAME, MetricSpec
 from ._version import __version__
 
+# Exemplars exist in newer SDKs only; without them the plain SDK path exports none either.
+Exemplar: Any = getattr(importlib.import_module("opentelemetry.sdk.metrics"), "Exemplar", None)
+
+EXEMPLARS_SUPPORTED = Exemplar is not None
+OVERFLOW_ATTRIBUTES = {"otel.metric.overflow": True}  # the SDK's overflow point (spec: cardinality limits)
+_OVERFLOW: tuple[Any, ...] = ("__overflow__",)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPlan:
+    """What the SDK would export for one histogram instrument on one reader (see :func:`plan_stream`).
+
+    ``keep`` masks the instrument's attribute keys a View keeps (None: all); ``exemplars`` is
+    ``"trace_based"``, ``"always_on"`` or ``"off"``; ``limit`` the cardinality limit (None: none).
+    """
+
+    name: str
+    description: str
+    unit: str
+    bounds: tuple[float, ...]
+    keep: tuple[bool, ...] | None = None
+    record_min_max: bool = True
+    limit: int | None = None
+    exemplars: str = "trace_based"
+
+
+def default_plan(spec: MetricSpec) -> StreamPlan:
+    assert spec.buckets is not None
+    return StreamPlan(spec.name, spec.description, spec.unit, tuple(spec.buckets),
+                      exemplars="trace_based" if EXEMPLARS_SUPPORTED else "off")
+
 
 class _Point:
-    __slots__ = ("counts", "exemplars", "max", "min", "total")
+    __slots__ = ("counts", "exemplars", "max", "min", "start_ns", "total")
 
-    def __init__(self, buckets: int) -> None:
+    def __init__(self, buckets: int, start_ns: int) -> None:
         self.counts = [0] * buckets
-        # The latest sampled measurement per bucket (value, time, span), like the SDK's aligned-bucket
-        # reservoir; Exemplar objects are built only at collection.
-        self.exemplars: list[tuple[float, int, SpanContext] | None] = [None] * buckets
+        # The latest sampled measurement per bucket (value, time, span, full key), like the SDK's
+        # aligned-bucket reservoir; Exemplar objects are built only at collection.
+        self.exemplars: list[tuple[float, int, SpanContext | None, tuple[Any, ...]] | None] = [None] * buckets
         self.total = 0.0
         self.min = float("inf")
         self.max = float("-inf")
+        self.start_ns = start_ns
 
 
 class HistogramAggregate:
-    """A cumulative explicit-bucket histogram per attribute set (attribute values as a tuple key).
+    """An explicit-bucket histogram per attribute set (attribute values as a tuple key).
 
-    ``record`` runs on the event loop, ``to_metric`` on a metric reader's thread: a lock keeps each
-    point's count, sum, min and max consistent with each other (an uncontended lock costs ~0.1 us).
+    ``record`` runs on the event loop, ``collect`` on a reader's thread: a lock keeps each point's
+    count, sum, min and max consistent with each other (an uncontended lock costs ~0.1 us).
+    ``delta``: each collection returns what was recorded since the previous one and starts afresh.
     """
 
-    __slots__ = ("_bounds", "_lock", "_points", "rejected", "spec")
+    __slots__ = ("_always", "_bounds", "_delta", "_keep", "_last_ns", "_limit", "_lock", "_min_max", "_points",
+                 "_reset_exemplars", "_trace_based", "plan", "rejected", "spec")
 
-    def __init__(self, spec: MetricSpec) -> None:
-        assert spec.buckets is not None
+    def __init__(self, spec: MetricSpec, plan: StreamPlan | None = None, *, delta: bool = False,
+                 reset_exemplars: bool = False) -> None:
         self.spec = spec
-        self._bounds = spec.buckets
+        self.plan = plan = plan or default_plan(spec)
+        # The plan's fields, flattened: record() runs once per task and measurement.
+        self._bounds, self._keep, self._limit, self._min_max = plan.bounds, plan.keep, plan.limit, plan.record_min_max
+        self._trace_based, self._always = plan.exemplars == "trace_based", plan.exemplars == "always_on"
+        self._delta = delta
+        self._reset_exemplars = reset_exemplars or delta
         self._points: dict[tuple[Any, ...], _Point] = {}
+        self._last_ns = time.time_ns()
         self._lock = threading.Lock()
         self.rejected = 0
 
     def record(self, key: tuple[Any, ...], value: float, span: SpanContext | None = None) -> None:
-        """Add one measurement; ``span``, when sampled, becomes the bucket's exemplar.
+        """Add one measurement; ``span`` (the task span, current when the SDK would sample) feeds exemplars.
 
         A non-finite value is ignored (counted in ``rejected``): it would make the point's sum NaN or
         inf for the life of the process. ``record()`` refuses such values already; this is the backstop.
@@ -78,71 +124,138 @@ class HistogramAggregate:
         if not -math.inf < value < math.inf:
             self.rejected += 1
             return
+        full = key
+        if self._keep is not None:
+            key = tuple(v if k else None for v, k in zip(key, self._keep, strict=True))
         bucket = bisect_left(self._bounds, value)
-        exemplar = (value, time.time_ns(), span) if span is not None and span.trace_flags.sampled else None
+        exemplar: tuple[float, int, SpanContext | None, tuple[Any, ...]] | None = None
+        if span is not None:  # a task span: sampled-off waves pass None and skip all of this
+            if self._trace_based:
+                if span.trace_flags & 1:  # sampled
+                    exemplar = (value, time.time_ns(), span, full)
+            elif self._always:
+                exemplar = (value, time.time_ns(), span if span.is_valid else None, full)
+        elif self._always:
+            exemplar = (value, time.time_ns(), None, full)
         with self._lock:
             point = self._points.get(key)
             if point is None:
-                point = self._points[key] = _Point(len(self._bounds) + 1)
+                point = self._new_point(key)
             point.counts[bucket] += 1
             if exemplar is not None:
                 point.exemplars[bucket] = exemplar
             point.total += value
-            if value < point.min:
-                point.min = value
-            if value > point.max:
-                point.max = value
+            if self._min_max:
+                if value < point.min:
+                    point.min = value
+                if value > point.max:
+                    point.max = value
 
-    def to_metric(self, start_ns: int, now_ns: int) -> Metric | None:
+    def _new_point(self, key: tuple[Any, ...]) -> _Point:
+        """The point of a key not seen yet (under the lock): the overflow point past the cardinality limit."""
+        if self._limit is not None and len(self._points) >= self._limit:
+            key = _OVERFLOW
+            point = self._points.get(key)
+            if point is not None:
+                return point
+        start = self._last_ns if self._delta else time.time_ns()
+        point = self._points[key] = _Point(len(self._bounds) + 1, start)
+        return point
+
+    def to_metric(self, start_ns: int | None, now_ns: int) -> Metric | None:
+        """The points so far as one Metric (None if there are none); a delta aggregate starts afresh.
+
+        ``start_ns`` overrides each point's start time (the legacy shared cumulative store)."""
+        plan = self.plan
         with self._lock:
-            snapshot = [
-                (key, list(p.counts), p.total, p.min, p.max, [e for e in p.exemplars if e is not None])
-                for key, p in self._points.items()
-            ]
+            if self._delta:
+                points, self._points = self._points, {}
+                self._last_ns = now_ns
+                snapshot = [(key, p.counts, p.total, p.min, p.max, p.exemplars, p.start_ns)
+                            for key, p in points.items()]
+            else:
+                snapshot = [(key, list(p.counts), p.total, p.min, p.max, list(p.exemplars), p.start_ns)
+                            for key, p in self._points.items()]
+                if self._reset_exemplars:
+                    for p in self._points.values():
+                        p.exemplars = [None] * len(p.counts)
         if not snapshot:
             return None
-        keys = self.spec.attributes
-        points = [
-            HistogramDataPoint(
-                attributes={k: v for k, v in zip(keys, key, strict=True) if v is not None},
-                start_time_unix_nano=start_ns, time_unix_nano=now_ns, count=sum(counts), sum=total,
-                bucket_counts=counts, explicit_bounds=list(self._bounds), min=low, max=high,
-                exemplars=[Exemplar({}, value, at, span.span_id, span.trace_id) for value, at, span in exemplars],
-            )
-            for key, counts, total, low, high, exemplars in snapshot
-        ]
+        names = self.spec.attributes
+        data_points = []
+        for key, counts, total, low, high, exemplars, started in snapshot:
+            attributes = dict(OVERFLOW_ATTRIBUTES) if key is _OVERFLOW else {
+                k: v for k, v in zip(names, key, strict=True) if v is not None}
+            extra: dict[str, Any] = {}
+            if Exemplar is not None:
+                extra["exemplars"] = [self._exemplar(e, names, attributes) for e in exemplars if e is not None]
+            data_points.append(HistogramDataPoint(
+                attributes=attributes, start_time_unix_nano=start_ns if start_ns is not None else started,
+                time_unix_nano=now_ns, count=sum(counts), sum=total, bucket_counts=counts,
+                explicit_bounds=list(self._bounds), min=low, max=high, **extra,
+            ))
+        temporality = AggregationTemporality.DELTA if self._delta else AggregationTemporality.CUMULATIVE
         return Metric(
-            name=self.spec.name, description=self.spec.description, unit=self.spec.unit,
-            data=Histogram(data_points=points, aggregation_temporality=AggregationTemporality.CUMULATIVE),
+            name=plan.name, description=plan.description, unit=plan.unit,
+            data=Histogram(data_points=data_points, aggregation_temporality=temporality),
         )
 
+    @staticmethod
+    def _exemplar(entry: tuple[float, int, SpanContext | None, tuple[Any, ...]], names: Sequence[str],
+                  kept: dict[str, Any]) -> Any:
+        value, at, span, full = entry
+        # Like the SDK: the measurement's attributes a View dropped travel on the exemplar.
+        dropped = {k: v for k, v in zip(names, full, strict=True) if v is not None and k not in kept}
+        assert Exemplar is not None
+        return Exemplar(dropped, value, at, span.span_id if span else None, span.trace_id if span else None)
 
-class MetricsBridge:
-    """The aggregated histograms of one MeterProvider. Event-loop side writes, reader side reads."""
 
-    def __init__(self, resource: Resource) -> None:
-        self.resource = resource
-        self.start_ns = time.time_ns()
-        self._histograms: dict[str, HistogramAggregate] = {}
+class _FanOut:
+    """One measurement into the aggregate of every reader (the SDK's per-reader storages)."""
 
-    def histogram(self, spec: MetricSpec) -> HistogramAggregate:
-        aggregate = self._histograms.get(spec.name)
-        if aggregate is None:
-            aggregate = self._histograms[spec.name] = HistogramAggregate(spec)
-        return aggregate
+    __slots__ = ("_sinks",)
 
-    def collect(self) -> list[Metric]:
+    def __init__(self, sinks: Sequence[HistogramAggregate]) -> None:
+        self._sinks = tuple(sinks)
+
+    def record(self, key: tuple[Any, ...], value: float, span: SpanContext | None = None) -> None:
+        for sink in self._sinks:
+            sink.record(key, value, span)
+
+
+class ReaderStore:
+    """The aggregates one reader collects. ``plan`` resolves each instrument's stream for that reader
+    (returns None to decline it); without one, every instrument gets the default stream."""
+
+    def __init__(self, bridge: MetricsBridge, *, delta: bool = False, reset_exemplars: bool = True,
+                 plan: Any = None) -> None:
+        self.bridge = bridge
+        self.delta = delta
+        self._reset_exemplars = reset_exemplars
+        self._plan = plan
+        self.aggregates: dict[str, HistogramAggregate | None] = {}
+
+    def aggregate(self, spec: MetricSpec, instrument: Any) -> HistogramAggregate | None:
+        if spec.name not in self.aggregates:
+            plan = self._plan(spec, instrument) if self._plan is not None else default_plan(spec)
+            self.aggregates[spec.name] = (
+                None if plan is None else
+                HistogramAggregate(spec, plan, delta=self.delta, reset_exemplars=self._reset_exemplars)
+            )
+        return self.aggregates[spec.name]
+
+    def collect(self, start_ns: int | None = None) -> list[Metric]:
         now = time.time_ns()
-        return [m for h in list(self._histograms.values()) if (m := h.to_metric(self.start_ns, now))]
+        return [m for h in list(self.aggregates.values()) if h is not None and (m := h.to_metric(start_ns, now))]
 
-    def merge(self, data: MetricsData | None) -> MetricsData | None:
-        """``data`` with the aggregated histograms added to shannon-otel's scope."""
-        extra = self.collect()
+    def merge(self, data: MetricsData | None, start_ns: int | None = None) -> MetricsData | None:
+        """``data`` with this store's histograms added to shannon-otel's scope."""
+        extra = self.collect(start_ns)
         if not extra:
             return data
         resource_metrics: Sequence[ResourceMetrics] = data.resource_metrics if data else ()
         if not resource_metrics:
-            resource_metrics = [ResourceMetrics(self.resource, [], "")]
+            resource_metrics = [ResourceMetrics(self.bridge.resource, [], "")]
         first, *rest = resource_metrics
         scopes = list(first.scope_metrics)
         for i, scope in enumerate(scopes):
@@ -154,8 +267,62 @@ class MetricsBridge:
         return MetricsData([ResourceMetrics(first.resource, scopes, first.schema_url), *rest])
 
 
+class MetricsBridge:
+    """The aggregated histograms of one MeterProvider: one store per reader. Event loop writes, readers read.
+
+    ``configure()`` / ``testing`` use the one shared cumulative store (``merge``); ``bridged()`` readers
+    each add their own (``add_store``) before the first wave. ``sink`` is what the OTel hook records
+    into: the aggregate of the only store, a fan-out over several, or None when a store declines.
+    """
+
+    def __init__(self, resource: Resource, *, shared_store: bool = True) -> None:
+        self.resource = resource
+        self.start_ns = time.time_ns()
+        self._stores: list[ReaderStore] = []
+        self._shared = self.add_store(ReaderStore(self, reset_exemplars=False)) if shared_store else None
+        self._sinks: dict[str, HistogramAggregate | _FanOut | None] = {}
+        self._lock = threading.Lock()
+
+    def add_store(self, store: ReaderStore) -> ReaderStore:
+        self._stores.append(store)
+        return store
+
+    def sink(self, spec: MetricSpec, instrument: Any = None) -> HistogramAggregate | _FanOut | None:
+        """Where the hook records ``spec``'s measurements; None: record through the SDK instead."""
+        found = self._sinks.get(spec.name, False)
+        if found is not False:
+            return found  # type: ignore[return-value]
+        with self._lock:
+            aggregates = [store.aggregate(spec, instrument) for store in self._stores]
+            sink: HistogramAggregate | _FanOut | None
+            if not aggregates or any(a is None for a in aggregates):
+                sink = None  # some reader wants what only the SDK makes: every reader gets it from the SDK
+            elif len(aggregates) == 1:
+                sink = aggregates[0]
+            else:
+                sink = _FanOut([a for a in aggregates if a is not None])
+            self._sinks[spec.name] = sink
+        return sink
+
+    def histogram(self, spec: MetricSpec) -> HistogramAggregate:
+        """The shared store's aggregate of ``spec`` (``configure()`` / ``testing`` bridges)."""
+        assert self._shared is not None
+        aggregate = self._shared.aggregate(spec, None)
+        assert aggregate is not None
+        return aggregate
+
+    def collect(self) -> list[Metric]:
+        assert self._shared is not None
+        return self._shared.collect(self.start_ns)
+
+    def merge(self, data: MetricsData | None) -> MetricsData | None:
+        """``data`` with the shared store's cumulative histograms added to shannon-otel's scope."""
+        assert self._shared is not None
+        return self._shared.merge(data, self.start_ns)
+
+
 def histograms_cumulative(exporter: MetricExporter) -> bool:
-    """Whether the exporter wants cumulative histograms (the only temporality the bridge produces)."""
+    """Whether the exporter wants cumulative histograms (what the shared store produces)."""
     from opentelemetry.sdk.metrics import Histogram as HistogramInstrument
 
     # MetricExporter keeps its preference privately; PeriodicExportingMetricReader reads it the same way.

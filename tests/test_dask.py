@@ -244,11 +244,13 @@ def test_streaming_a_lazy_input_holds_only_the_concurrency(cluster: LocalCluster
 
     async def body(client: Client) -> list[int]:
         backend = DaskBackend(client)
-        seen = []
-        async with Wave("stream", max_concurrency=3).stream(backend.imap(tasks.square, items()), buffer=3) as results:
+        seen: list[int] = []
+        wave: Wave[int] = Wave("stream", max_concurrency=3)
+        async with wave.stream(backend.imap(tasks.square, items()), buffer=3) as results:
             async for r in results:
                 # never more than concurrency + buffer (+1 being pulled) inputs ahead of what we consumed
                 assert len(pulled) - len(seen) <= 3 + 3 + 1
+                assert r.value is not None
                 seen.append(r.value)
         return seen
 
@@ -258,10 +260,10 @@ def test_streaming_a_lazy_input_holds_only_the_concurrency(cluster: LocalCluster
 def test_wave_map_rate_limit_batches_and_hooks_see_every_outcome(cluster: LocalCluster) -> None:
     from shannon_otel import Hook, TaskFinished, WaveObserver, WaveStarted
 
-    finished: list[TaskFinished[Any]] = []
+    finished: list[TaskFinished] = []
 
     class Watch(WaveObserver):
-        def task_finished(self, token: Any, event: TaskFinished[Any]) -> None:
+        def task_finished(self, token: Any, event: TaskFinished) -> None:
             finished.append(event)
 
     class Watcher(Hook):

@@ -17,7 +17,6 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Status, StatusCode
 
 from .. import _telemetry as tel
-from .._aggregate import HistogramAggregate
 from .._events import TaskResult, WaveObserver, WaveStarted, error_type
 from .._telemetry import Outcome
 from ._instruments import histogram, instrument
@@ -29,6 +28,7 @@ if TYPE_CHECKING:
 
     from ..executor._report import WaveReport
 
+_Sink = Any  # HistogramAggregate, a bridge fan-out, or _SdkHistogram: anything with record(key, value, span)
 _TOKEN_TYPES = ((tel.TASK_INPUT_TOKENS, "input"), (tel.TASK_OUTPUT_TOKENS, "output"))
 
 
@@ -114,18 +114,14 @@ class ExecutorTelemetry(Recording):
             return None
         tracing = self.tracing_on
         bridge = bridge_for(metrics.get_meter_provider()) if self._global_meter else self._bridge
-        sinks: tuple[Any, Any, Any]
-        if bridge is not None:
-            sinks = (
-                bridge.histogram(tel.TASK_DURATION), bridge.histogram(tel.TASK_QUEUE_WAIT_DURATION),
-                bridge.histogram(tel.TASK_TOKENS),
-            )
-        else:
-            sinks = (
-                _SdkHistogram(self.durations, tel.TASK_DURATION),
-                _SdkHistogram(self.queue_waits, tel.TASK_QUEUE_WAIT_DURATION),
-                _SdkHistogram(self.tokens, tel.TASK_TOKENS),
-            )
+        specs = (
+            (tel.TASK_DURATION, self.durations), (tel.TASK_QUEUE_WAIT_DURATION, self.queue_waits),
+            (tel.TASK_TOKENS, self.tokens),
+        )
+        sinks = tuple(
+            (bridge.sink(spec, instrument) if bridge is not None else None) or _SdkHistogram(instrument, spec)
+            for spec, instrument in specs
+        )
         return _WaveTelemetry(self, event, tracing, *sinks)
 
 
@@ -140,8 +136,7 @@ class _WaveTelemetry(WaveObserver):
 
     def __init__(
         self, owner: ExecutorTelemetry, event: WaveStarted, tracing: bool,
-        durations: HistogramAggregate | _SdkHistogram, queue_waits: HistogramAggregate | _SdkHistogram,
-        tokens: HistogramAggregate | _SdkHistogram,
+        durations: _Sink, queue_waits: _Sink, tokens: _Sink,
     ) -> None:
         self.owner = owner
         self.wave = event.wave
@@ -183,38 +178,43 @@ class _WaveTelemetry(WaveObserver):
             owner.pending[wave] -= 1
         if not self.record_tasks or self._wave_context is None:
             return None
-        # Few attributes: the SDK validates each one, at ~1 us apiece (the wave span carries the name).
+        # No attributes at start: the SDK validates attributes per call (~1-2 us a call), so the task's
+        # attributes are all set in one call when it finishes (the TaskResult carries index and wait).
         span = owner.tracer.start_span(
-            self._task_span_name if name == wave else tel.SPAN_TASK.format(task=name),
-            context=self._wave_context, attributes={tel.TASK_INDEX: index, tel.TASK_QUEUE_WAIT: queue_wait_s},
+            self._task_span_name if name == wave else tel.SPAN_TASK.format(task=name), context=self._wave_context,
         )
         return span, otel_context.attach(trace.set_span_in_context(span))
 
     def task_finished(self, token: Any, event: TaskResult[Any]) -> None:
         owner, wave = self.owner, self.wave
         outcome = event.outcome
+        outcome_value = outcome._value_  # the plain str; `.value` goes through the enum descriptor
         owner.active[wave] -= 1
         error = event.error
         etype = error_type(error) if error is not None else None
-        key = (wave, outcome.value, etype)
+        key = (wave, outcome_value, etype)
         owner.outcomes[key] = owner.outcomes.get(key, 0) + 1
         span_context = token[0].get_span_context() if token is not None else None
         self._durations.record(key, event.duration_s, span_context)
         self._queue_waits.record(self._wave_key, event.queue_wait_s, span_context)
         measurements = event.measurements
         if measurements:
-            self._measure(measurements)
+            self._measure(measurements, span_context)
         if token is None:
             return
         span, context_token = token
-        span.set_attribute(tel.TASK_OUTCOME, outcome.value)
+        attributes: dict[str, Any] = {
+            tel.TASK_INDEX: event.index, tel.TASK_QUEUE_WAIT: event.queue_wait_s, tel.TASK_OUTCOME: outcome_value,
+        }
         if measurements:
-            span.set_attributes(measurements)
+            attributes.update(measurements)
         if event.batch is not None:
-            span.set_attribute(tel.WAVE_BATCH, event.batch)
+            attributes[tel.WAVE_BATCH] = event.batch
+        if error is not None:
+            attributes[tel.ERROR_TYPE] = etype or ""
         try:
+            span.set_attributes(attributes)
             if error is not None:
-                span.set_attribute(tel.ERROR_TYPE, etype or "")
                 span.record_exception(error)
                 description = "timeout" if outcome is Outcome.TIMEOUT else f"{etype}: {error}"
                 span.set_status(Status(StatusCode.ERROR, description))
@@ -231,11 +231,11 @@ class _WaveTelemetry(WaveObserver):
         key = (self.wave, event.outcome.value, error_type(event.error) if event.error is not None else None)
         owner.outcomes[key] = owner.outcomes.get(key, 0) + 1
 
-    def _measure(self, measurements: Any) -> None:
+    def _measure(self, measurements: Any, span_context: SpanContext | None) -> None:
         for name, token_type in _TOKEN_TYPES:
             value = measurements.get(name)
             if value is not None:
-                self._tokens.record((self.wave, token_type), value)
+                self._tokens.record((self.wave, token_type), value, span_context)
         cost = measurements.get(tel.TASK_COST_ATTR)
         # A NaN cost would make the observable counter's total NaN (and the series vanish) until restart.
         if cost is not None and -math.inf < cost < math.inf:

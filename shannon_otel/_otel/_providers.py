@@ -124,10 +124,11 @@ class ProviderState:
     anywhere); the lock guards only the lazily built members.
     """
 
-    __slots__ = ("_anomaly", "_executor", "_hooks", "_lock", "breaker_states", "bridge")
+    __slots__ = ("_anomaly", "_executor", "_hooks", "_lock", "breaker_states", "bridge", "bridge_probed")
 
     def __init__(self) -> None:
         self.bridge: MetricsBridge | None = None  # set by configure() / testing for the providers they build
+        self.bridge_probed = False  # whether the provider's own readers were checked for ``bridged()`` ones
         self._anomaly: AnomalyTelemetry | None = None
         self._executor: ExecutorMeters | None = None
         # breaker name -> the state reported as 1 on the breaker state UpDownCounter of this provider
@@ -189,6 +190,19 @@ def register_bridge(meter_provider: metrics.MeterProvider, bridge: MetricsBridge
 
 
 def bridge_for(meter_provider: metrics.MeterProvider) -> MetricsBridge | None:
-    """The bridge registered for ``meter_provider`` (a concrete provider, not ``None``), if any."""
+    """The bridge of ``meter_provider`` (a concrete provider, not ``None``), if any: registered by
+    ``configure()`` / ``testing``, or made on first use when every reader is ``bridged()``."""
     state = _STATES.get(meter_provider)
-    return state.bridge if state is not None else None
+    if state is not None and (state.bridge is not None or state.bridge_probed):
+        return state.bridge
+    if not metrics_enabled(meter_provider):
+        return None
+    from .._bridge import discover
+
+    state = provider_state(meter_provider)
+    with state._lock:
+        if not state.bridge_probed:
+            state.bridge_probed = True
+            if state.bridge is None:
+                state.bridge = discover(meter_provider)
+    return state.bridge

@@ -27,12 +27,14 @@ from shannon_otel import (
     Degrade,
     Fallback,
     Hedge,
+    Hook,
     Pipeline,
     Retry,
     Saga,
     Step,
     Timeout,
     Wave,
+    WaveStarted,
     configure,
     record_cost,
     record_tokens,
@@ -120,11 +122,18 @@ async def workload(providers: dict[str, Any], anomaly_hook: AnomalyHook, *, inje
             await asyncio.sleep(1.0)  # exceeds the wave's per-task timeout
         return answer
 
-    wave: Wave[str] = Wave("agents", max_concurrency=5, task_timeout=0.3, hooks=(anomaly_hook,), **options)
+    # A user hook with a bug (inject only): isolated, counted as shannon.hook.errors, never costs a result.
+    hooks = (anomaly_hook, _BuggyHook()) if inject else (anomaly_hook,)
+    wave: Wave[str] = Wave("agents", max_concurrency=5, task_timeout=0.3, hooks=hooks, **options)
     for round_no in range(ROUNDS):
         world.search_down = inject and 12 <= round_no < 16
         world.slow_factor = 25.0 if inject and round_no in ANOMALY_ROUNDS else 1.0
         await wave.run([functools.partial(agent, i) for i in range(TASKS)])
+
+
+class _BuggyHook(Hook):
+    def wave_started(self, event: WaveStarted) -> None:
+        raise RuntimeError("a user hook's bug")
 
 
 async def _fail() -> None:
@@ -152,6 +161,14 @@ def _run(service: str, endpoint: str, *, inject: bool) -> Run:
         providers = {"tracer_provider": telemetry.tracer_provider, "meter_provider": telemetry.meter_provider}
         asyncio.run(workload(providers, _anomaly_hook(), inject=inject))
         assert telemetry.force_flush(10)
+    if inject:  # a span queue too small for a burst: the drops are counted (shannon.telemetry.dropped)
+        with configure(f"{service}-burst", exporter="otlp_grpc", endpoint=endpoint, metric_interval_s=0.5,
+                       max_queue_size=1, set_global=False) as small:
+            tracer = small.tracer_provider.get_tracer("burst")
+            for _ in range(200):
+                tracer.start_span("burst").end()
+            small.force_flush(10)
+            assert small.dropped["traces"] > 0
     return Run(service, started, time.time())
 
 

@@ -1,0 +1,187 @@
+"""The public metrics bridge: the in-process task histograms for a MeterProvider the user builds.
+
+``MeterProvider(metric_readers=[bridged(reader)], views=...)`` — any reader (periodic OTLP,
+in-memory, Prometheus). The wrapper forwards everything to ``reader`` and, whenever ``reader``
+collects, adds the aggregated task histograms to what the SDK collected. The OTel hook finds the
+bridge the first time it meets the provider (:func:`discover`): when every reader of the provider
+is bridged, it records the task histograms in O(1) in-process; otherwise (or for an instrument a
+store declines, see :func:`plan_stream`) through plain SDK calls.
+
+SDK surfaces used without a public equivalent, each pinned by ``tests/test_metrics_bridge.py`` on
+the lowest and highest SDK versions pyproject allows: ``MeterProvider._sdk_config`` (views,
+exemplar filter, resource) and the readers (``MeterProvider._metric_readers`` in newer SDKs,
+``_sdk_config.metric_readers`` before); ``MetricReader._instrument_class_temporality`` /
+``_instrument_class_aggregation`` / ``_instrument_class_cardinality_limit`` and the reader protocol
+methods ``_set_collect_callback`` / ``_receive_metrics`` (every custom reader implements these);
+``View._match`` and its ``_name`` / ``_description`` / ``_attribute_keys`` / ``_aggregation`` /
+``_aggregation_cardinality_limit``; ``ExplicitBucketHistogramAggregation._boundaries`` /
+``_record_min_max``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, cast
+
+from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricReader, MetricsData
+from opentelemetry.sdk.metrics.view import DefaultAggregation, DropAggregation, ExplicitBucketHistogramAggregation
+
+from ._aggregate import EXEMPLARS_SUPPORTED, MetricsBridge, ReaderStore, StreamPlan
+from ._telemetry import MetricSpec
+
+__all__ = ["BridgedReader", "bridged", "discover", "plan_stream"]
+
+_DROPPED = StreamPlan("", "", "", ())  # a View drops the instrument: the bridge records nothing
+
+
+def bridged(reader: MetricReader) -> MetricReader:
+    """Wrap ``reader`` so a MeterProvider built with it gets shannon-otel's in-process task histograms.
+
+    Use it for every reader of the provider (a provider with an unwrapped reader uses plain SDK
+    calls for the task histograms). The data the reader exports is the same as without the
+    wrapper (Views, temporality, cardinality limit, exemplar filter honoured); only the per-task
+    cost differs. Raises TypeError for anything but an SDK ``MetricReader``.
+    """
+    if not isinstance(reader, MetricReader):
+        raise TypeError(f"reader must be an opentelemetry.sdk MetricReader, got {type(reader).__name__}")
+    if isinstance(reader, BridgedReader):
+        return reader
+    return BridgedReader(reader)
+
+
+class BridgedReader(MetricReader):
+    """Forwards to the wrapped reader; merges the bridge's histograms into each of its collections."""
+
+    def __init__(self, inner: MetricReader) -> None:
+        super().__init__()
+        # The SDK builds this reader's storage from these (keyed by its internal instrument classes):
+        # the wrapped reader's preferences, so the SDK-made metrics are exactly what it would get.
+        self._instrument_class_temporality = dict(inner._instrument_class_temporality)
+        self._instrument_class_aggregation = dict(inner._instrument_class_aggregation)
+        limits = getattr(inner, "_instrument_class_cardinality_limit", None)
+        if limits is not None:  # SDKs with cardinality limits
+            self._instrument_class_cardinality_limit = dict(limits)
+        self.inner = inner
+        self._store: ReaderStore | None = None
+
+    def attach_store(self, store: ReaderStore) -> None:
+        self._store = store
+
+    def _merge(self, data: MetricsData | None) -> MetricsData | None:
+        store = self._store
+        return store.merge(data) if store is not None else data
+
+    def _set_collect_callback(self, func: Any) -> None:  # type: ignore[misc]  # the reader protocol: final by annotation only
+        super()._set_collect_callback(func)
+
+        # The SDK keeps this reader's storage keyed by the wrapper; the wrapped reader collects
+        # on its own schedule (a periodic reader's thread, a scrape) through this callback.
+        def collect(reader: MetricReader, timeout_millis: float = 10_000) -> MetricsData | None:
+            return self._merge(func(self, timeout_millis=timeout_millis))
+
+        self.inner._set_collect_callback(cast("Any", collect))
+
+    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
+        merged = self._merge(metrics_data)
+        if merged is not None:
+            self.inner._receive_metrics(merged, timeout_millis=timeout_millis, **kwargs)
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self.inner.force_flush(timeout_millis=timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+
+def _exemplar_mode(sdk_config: Any) -> str | None:
+    """The SDK's exemplar filter as a mode the bridge reproduces; None for a custom filter."""
+    if not EXEMPLARS_SUPPORTED:
+        return "off"
+    from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, AlwaysOnExemplarFilter, TraceBasedExemplarFilter
+
+    found = getattr(sdk_config, "exemplar_filter", None)
+    if found is None or isinstance(found, TraceBasedExemplarFilter):
+        return "trace_based"
+    if isinstance(found, AlwaysOnExemplarFilter):
+        return "always_on"
+    if isinstance(found, AlwaysOffExemplarFilter):
+        return "off"
+    return None
+
+
+def plan_stream(spec: MetricSpec, instrument: Any, views: Any, reader: MetricReader,
+                exemplars: str | None) -> StreamPlan | None:
+    """The stream the SDK would make of ``instrument`` for ``reader``; None when the bridge can't match it."""
+    if exemplars is None or instrument is None:
+        return None
+    matched = [v for v in views if v._match(instrument)]
+    if len(matched) > 1:
+        return None  # several streams from one instrument: left to the SDK
+    view = matched[0] if matched else None
+    aggregation = view._aggregation if view is not None else DefaultAggregation()
+    if isinstance(aggregation, DropAggregation):
+        return _DROPPED
+    if isinstance(aggregation, DefaultAggregation):
+        aggregation = reader._instrument_class_aggregation.get(type(instrument), aggregation)
+    if isinstance(aggregation, ExplicitBucketHistogramAggregation):
+        if aggregation._boundaries is None:
+            return None
+        bounds, min_max = tuple(aggregation._boundaries), bool(aggregation._record_min_max)
+    elif isinstance(aggregation, DefaultAggregation):
+        assert spec.buckets is not None
+        bounds, min_max = tuple(spec.buckets), True  # the instrument's advisory boundaries
+    else:
+        return None  # exponential histogram, sum, last value: left to the SDK
+    keep = None
+    if view is not None and view._attribute_keys is not None:
+        keep = tuple(k in view._attribute_keys for k in spec.attributes)
+    limit = getattr(view, "_aggregation_cardinality_limit", None) if view is not None else None
+    if limit is None:
+        limits = getattr(reader, "_instrument_class_cardinality_limit", None)
+        limit = limits.get(type(instrument)) if limits is not None else None
+    return StreamPlan(
+        name=(view._name if view is not None else None) or spec.name,
+        description=(view._description if view is not None else None) or spec.description,
+        unit=spec.unit, bounds=bounds, keep=keep, record_min_max=min_max, limit=limit, exemplars=exemplars,
+    )
+
+
+class _DroppingStore(ReaderStore):
+    """A store whose dropped streams aggregate nothing and export nothing."""
+
+    def collect(self, start_ns: int | None = None) -> list[Any]:
+        return [m for m in super().collect(start_ns) if m.name]
+
+
+_LOCK = threading.Lock()
+
+
+def discover(meter_provider: Any) -> MetricsBridge | None:
+    """A bridge for ``meter_provider`` when every one of its readers is a :class:`BridgedReader`.
+
+    Called once per provider by ``ProviderState``; attaches one store per reader.
+    """
+    sdk_config = getattr(meter_provider, "_sdk_config", None)
+    # Newer SDKs keep the readers on the provider, older ones in its configuration.
+    readers = getattr(meter_provider, "_metric_readers", None)
+    if readers is None:
+        readers = getattr(sdk_config, "metric_readers", ())
+    readers = list(readers or ())
+    if sdk_config is None or not readers or not all(isinstance(r, BridgedReader) for r in readers):
+        return None
+    views = list(getattr(sdk_config, "views", ()) or ())
+    exemplars = _exemplar_mode(sdk_config)
+    bridge = MetricsBridge(sdk_config.resource, shared_store=False)
+    with _LOCK:
+        for reader in readers:
+            temporality = reader._instrument_class_temporality
+
+            def plan(spec: MetricSpec, instrument: Any, reader: MetricReader = reader) -> StreamPlan | None:
+                return plan_stream(spec, instrument, views, reader, exemplars)
+
+            store = _DroppingStore(bridge, plan=plan, delta=any(
+                t is AggregationTemporality.DELTA for k, t in temporality.items() if k.__name__ == "_Histogram"
+            ))
+            bridge.add_store(store)
+            reader.attach_store(store)
+    return bridge

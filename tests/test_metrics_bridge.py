@@ -1,0 +1,223 @@
+"""The public metrics bridge: the same data points as plain SDK calls, on a MeterProvider the user builds.
+
+Each contract test runs one deterministic workload (fake clock, one task at a time) twice: through
+``bridged(reader)`` and through a plain reader (the OTel hook then records with SDK calls), under
+the same Views, temporality, cardinality limit and exemplar filter, and compares every data point.
+Run on the lowest and the highest SDK pyproject allows: these tests also pin the SDK surfaces the
+bridge reads without a public API (see ``shannon_otel/_bridge.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.metrics import Histogram, MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    InMemoryMetricReader,
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.metrics.view import (
+    DropAggregation,
+    ExplicitBucketHistogramAggregation,
+    ExponentialBucketHistogramAggregation,
+    View,
+)
+from opentelemetry.sdk.trace import TracerProvider
+
+from shannon_otel import Wave, bridged, record_tokens
+from shannon_otel import _telemetry as tel
+from shannon_otel._aggregate import EXEMPLARS_SUPPORTED
+from shannon_otel._otel._providers import bridge_for
+from shannon_otel.testing import FakeClock
+
+TASK_HISTOGRAMS = (tel.TASK_DURATION.name, tel.TASK_QUEUE_WAIT_DURATION.name, tel.TASK_TOKENS.name)
+DELTA: dict[type, AggregationTemporality] = {Histogram: AggregationTemporality.DELTA}
+
+
+def _run_workload(meter_provider: MeterProvider, tracer_provider: TracerProvider, waves: int = 2) -> None:
+    clock = FakeClock()
+
+    async def job(i: int) -> int:
+        clock.advance(0.001 * (i % 7) + 0.0005 * i)
+        record_tokens(input=10 * i, output=i)
+        if i % 5 == 4:
+            raise ValueError("boom")
+        return i
+
+    async def main() -> None:
+        for w in range(waves):
+            wave: Wave[int] = Wave(f"w{w % 2}", max_concurrency=1, clock=clock,
+                                   tracer_provider=tracer_provider, meter_provider=meter_provider)
+            await wave.run([job(i) for i in range(25)])
+
+    asyncio.run(main())
+
+
+def _points(reader: InMemoryMetricReader) -> dict[str, Any]:
+    """Every task-histogram point, comparable across runs (times and trace ids left out)."""
+    data = reader.get_metrics_data()
+    found: dict[str, Any] = {}
+    for rm in data.resource_metrics if data else ():
+        for scope in rm.scope_metrics:
+            for metric in scope.metrics:
+                m: Any = metric
+                if m.name in TASK_HISTOGRAMS or m.name.startswith("renamed"):
+                    rows = []
+                    for p in m.data.data_points:
+                        exemplars = sorted(
+                            (e.value, tuple(sorted(e.filtered_attributes.items())) if e.filtered_attributes else ())
+                            for e in getattr(p, "exemplars", ()) or ()
+                        )
+                        buckets = getattr(p, "bucket_counts", None)  # None: an exponential histogram
+                        rows.append((
+                            tuple(sorted(p.attributes.items())), p.count, round(p.sum, 9),
+                            list(buckets) if buckets is not None else repr(p.positive),
+                            list(getattr(p, "explicit_bounds", ())), p.min, p.max, exemplars,
+                        ))
+                    assert m.name not in found, f"{m.name} exported twice"
+                    found[m.name] = (m.description, m.unit, m.data.aggregation_temporality,
+                                          sorted(rows, key=repr))
+    return found
+
+
+def _both(views: tuple[View, ...] = (), temporality: Any = None, collections: int = 1,
+          **provider_kwargs: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]], MeterProvider]:
+    results = []
+    bridged_provider = None
+    for wrap in (True, False):
+        reader = InMemoryMetricReader(preferred_temporality=temporality)
+        provider = MeterProvider(metric_readers=[bridged(reader) if wrap else reader], views=views, **provider_kwargs)
+        tracer_provider = TracerProvider()
+        rounds = []
+        for _ in range(collections):
+            _run_workload(provider, tracer_provider)
+            rounds.append(_points(reader))
+        results.append(rounds)
+        if wrap:
+            bridged_provider = provider
+        assert (bridge_for(provider) is not None) is wrap
+    assert bridged_provider is not None
+    return results[0], results[1], bridged_provider
+
+
+@pytest.mark.parametrize("temporality", [None, DELTA], ids=["cumulative", "delta"])
+def test_the_bridge_exports_the_same_points_as_plain_sdk_calls(temporality: Any) -> None:
+    via_bridge, plain, _ = _both(temporality=temporality, collections=2)
+    assert set(via_bridge[0]) == set(TASK_HISTOGRAMS)
+    assert via_bridge == plain
+    if temporality is DELTA:  # the second collection holds only the second round
+        assert via_bridge[1][tel.TASK_DURATION.name][3] == via_bridge[0][tel.TASK_DURATION.name][3]
+
+
+@pytest.mark.parametrize("temporality", [None, DELTA], ids=["cumulative", "delta"])
+def test_the_bridge_honours_views_boundaries_dropped_attributes_and_names(temporality: Any) -> None:
+    views = (
+        View(instrument_name=tel.TASK_DURATION.name, name="renamed.duration", description="mine",
+             attribute_keys={tel.WAVE_NAME}, aggregation=ExplicitBucketHistogramAggregation((0.002, 0.01, 0.02))),
+        View(instrument_name=tel.TASK_QUEUE_WAIT_DURATION.name, aggregation=DropAggregation()),
+    )
+    via_bridge, plain, provider = _both(views=views, temporality=temporality, collections=2)
+    assert "renamed.duration" in via_bridge[0] and tel.TASK_QUEUE_WAIT_DURATION.name not in via_bridge[0]
+    assert via_bridge[0]["renamed.duration"][3][0][4] == [0.002, 0.01, 0.02]
+    assert via_bridge == plain
+    bridge = bridge_for(provider)
+    assert bridge is not None and bridge.sink(tel.TASK_DURATION) is not None  # served in-process, not by the SDK
+
+
+def test_an_aggregation_the_bridge_cannot_reproduce_is_left_to_the_sdk() -> None:
+    views = (View(instrument_name=tel.TASK_DURATION.name, aggregation=ExponentialBucketHistogramAggregation()),)
+    via_bridge, plain, provider = _both(views=views)
+    assert via_bridge == plain
+    bridge = bridge_for(provider)
+    assert bridge is not None and bridge.sink(tel.TASK_DURATION) is None
+    assert bridge.sink(tel.TASK_QUEUE_WAIT_DURATION) is not None
+
+
+@pytest.mark.skipif(not EXEMPLARS_SUPPORTED, reason="this SDK has no exemplars or exemplar filter")
+@pytest.mark.parametrize("mode", ["always_on", "always_off", "trace_based"])
+def test_the_bridge_honours_the_exemplar_filter(mode: str) -> None:
+    from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, AlwaysOnExemplarFilter, TraceBasedExemplarFilter
+
+    make = {"always_on": AlwaysOnExemplarFilter, "always_off": AlwaysOffExemplarFilter,
+            "trace_based": TraceBasedExemplarFilter}[mode]
+    via_bridge, plain, _ = _both(exemplar_filter=make())  # type: ignore[abstract]
+    assert via_bridge == plain
+    exemplars = [row[7] for row in via_bridge[0][tel.TASK_DURATION.name][3]]
+    assert any(exemplars) is (mode != "always_off")
+
+
+def test_the_bridge_honours_the_cardinality_limit() -> None:
+    import inspect
+
+    if "cardinality_limits" not in inspect.signature(InMemoryMetricReader.__init__).parameters:
+        pytest.skip("this SDK has no cardinality limits")
+    results = []
+    for wrap in (True, False):
+        reader = InMemoryMetricReader(cardinality_limits={Histogram: 2})  # type: ignore[call-arg,dict-item,unused-ignore]
+        provider = MeterProvider(metric_readers=[bridged(reader) if wrap else reader])
+        _run_workload(provider, TracerProvider(), waves=2)
+        results.append(_points(reader))
+    assert results[0] == results[1]
+    attrs = [dict(row[0]) for row in results[0][tel.TASK_DURATION.name][3]]
+    assert {"otel.metric.overflow": True} in attrs
+
+
+def test_a_provider_with_one_plain_reader_records_through_the_sdk() -> None:
+    bridged_reader, plain_reader = InMemoryMetricReader(), InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[bridged(bridged_reader), plain_reader])
+    _run_workload(provider, TracerProvider())
+    assert bridge_for(provider) is None
+    assert _points(bridged_reader) == _points(plain_reader)
+
+
+def test_two_bridged_readers_each_get_their_own_temporality() -> None:
+    cumulative, delta = InMemoryMetricReader(), InMemoryMetricReader(preferred_temporality=DELTA)
+    provider = MeterProvider(metric_readers=[bridged(cumulative), bridged(delta)])
+    _run_workload(provider, TracerProvider())
+    first_c, first_d = _points(cumulative), _points(delta)
+    assert first_c[tel.TASK_DURATION.name][3] == first_d[tel.TASK_DURATION.name][3]
+    _run_workload(provider, TracerProvider())
+    second_c, second_d = _points(cumulative), _points(delta)
+    assert second_d[tel.TASK_DURATION.name][3] == first_d[tel.TASK_DURATION.name][3]
+    assert sum(r[1] for r in second_c[tel.TASK_DURATION.name][3]) == 2 * sum(
+        r[1] for r in first_c[tel.TASK_DURATION.name][3])
+
+
+def test_bridged_rejects_what_is_not_a_reader() -> None:
+    with pytest.raises(TypeError, match="reader must be"):
+        bridged(object())  # type: ignore[arg-type]
+    reader = bridged(InMemoryMetricReader())
+    assert bridged(reader) is reader
+
+
+class _Exports(MetricExporter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[set[str]] = []
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        self.names.append({m.name for rm in metrics_data.resource_metrics for s in rm.scope_metrics for m in s.metrics})
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        pass
+
+
+def test_a_bridged_periodic_reader_exports_the_task_histograms_on_flush_and_shutdown() -> None:
+    exporter = _Exports()
+    provider = MeterProvider(metric_readers=[bridged(PeriodicExportingMetricReader(
+        exporter, export_interval_millis=3_600_000))])
+    _run_workload(provider, TracerProvider(), waves=1)
+    provider.force_flush()
+    assert set(TASK_HISTOGRAMS) <= exporter.names[-1]
+    provider.shutdown()  # the final export, through the wrapped reader's own collection
+    assert set(TASK_HISTOGRAMS) <= exporter.names[-1] and len(exporter.names) >= 2
