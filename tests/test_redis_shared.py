@@ -70,7 +70,7 @@ def test_a_breaker_opened_by_another_process_is_open_here_by_notification(server
                 other = await asyncio.to_thread(pool.apply, procs.fail_calls_sync, (server.url, prefix, "api", 3, 3))
             assert other == "open"
             started = time.monotonic()
-            await wait_for(lambda: breaker.state is BreakerState.OPEN)
+            await wait_for(lambda: breaker.state is BreakerState.OPEN)  # type: ignore[comparison-overlap]
             with pytest.raises(CircuitOpenError):
                 await breaker.call(_ok)
             return time.monotonic() - started
@@ -160,7 +160,7 @@ def test_two_breakers_of_different_names_never_share_keys(server: RedisServer, p
             await shared._flush_all()
             await asyncio.sleep(0.5)
             assert (a.state, b.state) == (BreakerState.OPEN, BreakerState.CLOSED)
-            keys = {k.decode() for k in redis.Redis.from_url(server.url).keys(f"{prefix}:*")}
+            keys = {k.decode() for k in redis.Redis.from_url(server.url).keys(f"{prefix}:*")}  # type: ignore[union-attr]
             assert keys and all("{breaker:a}" in k for k in keys), keys
             with pytest.raises(ValueError, match="already bound"):
                 CircuitBreaker("a", shared=shared, instrument=False)
@@ -211,7 +211,7 @@ def test_redis_killed_and_restarted_fail_open(own_server: RedisServer, prefix: s
                 await breaker.call(_ok)
 
     asyncio.run(main())
-    points = otel.metrics()["shannon.shared.errors"].data.data_points  # type: ignore[attr-defined]
+    points: Any = otel.metrics()["shannon.shared.errors"].data.data_points
     assert sum(p.value for p in points) >= 1
 
 
@@ -323,7 +323,10 @@ def test_bad_configuration_is_refused(kwargs: dict[str, Any], match: str) -> Non
 
 def test_bad_limits_are_refused(server: RedisServer) -> None:
     shared = RedisState(server.url)
-    for kwargs, match in [({"rate": 0}, "rate must be"), ({"rate": 1, "burst": 0}, "burst must be")]:
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"rate": 0}, "rate must be"), ({"rate": 1, "burst": 0}, "burst must be"),
+    ]
+    for kwargs, match in cases:
         with pytest.raises(ValueError, match=match):
             SharedRateLimit(shared, "x", **kwargs)
     with pytest.raises(ValueError, match="lease_s must be"):
