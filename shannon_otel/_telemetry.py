@@ -61,6 +61,8 @@ TOKEN_TYPE: Final = "shannon.token.type"
 TASK_INPUT_TOKENS: Final = "shannon.task.tokens.input"
 TASK_OUTPUT_TOKENS: Final = "shannon.task.tokens.output"
 TASK_COST_ATTR: Final = "shannon.task.cost"
+SHARED_OPERATION: Final = "shannon.shared.operation"  # the Redis script/command of a shared-state call
+SHARED_PREFIX: Final = "shannon.shared.prefix"  # the RedisState key prefix
 
 TELEMETRY_SIGNAL: Final = "shannon.telemetry.signal"  # "traces", "metrics" or "logs"
 TELEMETRY_DROP_REASON: Final = "shannon.telemetry.drop_reason"  # see DropReason
@@ -307,9 +309,25 @@ TELEMETRY_DROPPED: Final = MetricSpec(
     (TELEMETRY_SIGNAL, TELEMETRY_DROP_REASON),
 )
 
+SHARED_ERRORS: Final = MetricSpec(
+    "shannon.shared.errors", "counter", "{error}",
+    "Shared-state (Redis) calls that failed or timed out, by operation; the fault policy applied instead.",
+    (SHARED_OPERATION, ERROR_TYPE),
+)
+SHARED_DURATION: Final = MetricSpec(
+    "shannon.shared.duration", "histogram", "s",
+    "Latency of successful shared-state (Redis) calls, by operation.",
+    (SHARED_OPERATION,), DURATION_BUCKETS_S,
+)
+SHARED_AVAILABLE: Final = MetricSpec(
+    "shannon.shared.available", "gauge", "1",
+    "1 while the shared state (Redis) answers, 0 while the fault policy (local state or rejection) applies.",
+    (SHARED_PREFIX,),
+)
 METRICS: Final[tuple[MetricSpec, ...]] = (
     TASK_DURATION, TASK_QUEUE_WAIT_DURATION, TASK_OUTCOMES, TASKS_ACTIVE, TASKS_PENDING, WAVE_DURATION,
     WAVE_EFFICIENCY, TASK_TOKENS, TASK_COST, RETRY_ATTEMPTS, RETRY_DELAY_DURATION, CALLS,
     BREAKER_STATE_METRIC, BREAKER_TRANSITIONS, TIMEOUTS, FALLBACKS, DEGRADATIONS, COMPENSATIONS, HEDGES,
     HOOK_ERRORS, ANOMALY_SCORE, ANOMALY_EVENTS, TELEMETRY_DROPPED,
+    SHARED_ERRORS, SHARED_DURATION, SHARED_AVAILABLE,
 )

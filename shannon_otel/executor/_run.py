@@ -58,8 +58,11 @@ class WaveRun:
         self.batch: int | None = None
         self.dispatch_time = 0.0
         self.workers: list[asyncio.Task[None]] = []
-        self.limiter = (
-            RateLimiter(wave.rate_limit, wave.burst, wave.clock, wave.sleep) if wave.rate_limit else None
+        limit = wave.rate_limit
+        self.limiter: Any = (
+            None if limit is None
+            else limit if hasattr(limit, "acquire")  # a limiter shared across runs (and processes)
+            else RateLimiter(limit, wave.burst, wave.clock, wave.sleep)
         )
         self._next_progress = 0.0
 

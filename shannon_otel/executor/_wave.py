@@ -35,6 +35,12 @@ A = TypeVar("A")
 TaskLike = Callable[[], Awaitable[T]] | Coroutine[Any, Any, T] | TaskSpec[T]
 
 
+class SharedLimit(Protocol):
+    """A rate limit shared beyond one run (``shannon_otel.redis.SharedRateLimit``): awaited before each start."""
+
+    def acquire(self) -> Awaitable[None]: ...
+
+
 class TaskPolicy(Protocol):
     """What the executor needs of a per-task recovery policy (retry, pipeline, ...)."""
 
@@ -65,7 +71,9 @@ class Wave(Generic[T]):
             (retries included), not a retry's budget (``Retry(budget_s=)``) nor the ``Timeout`` policy.
             ``timeout=`` is its deprecated alias (DeprecationWarning; removed in the next release).
         rate_limit: task starts per second (> 0), or ``None``; ``burst`` starts may happen at once.
-            The limit holds per run: two concurrent runs of one Wave may each start ``rate_limit``/s
+            Or an object with ``async acquire()`` held across runs and processes (e.g.
+            ``shannon_otel.redis.SharedRateLimit``), awaited before each task starts.
+            A number holds per run: two concurrent runs of one Wave may each start ``rate_limit``/s
             (share a ``ResourcePool`` to bound concurrency across runs).
         batch_size: run the input as consecutive batches of this size (each waits for the previous).
         fail_fast: on the first failure or timeout, cancel the running tasks and start no more.
@@ -85,7 +93,7 @@ class Wave(Generic[T]):
     name: str
     max_concurrency: int | None = 100
     task_timeout: float | None = None
-    rate_limit: float | None = None
+    rate_limit: float | SharedLimit | None = None
     burst: int = 1
     batch_size: int | None = None
     fail_fast: bool = False
@@ -118,7 +126,8 @@ class Wave(Generic[T]):
             object.__setattr__(self, "task_timeout", self.timeout)
             object.__setattr__(self, "timeout", None)
         check_number("task_timeout", self.task_timeout, low=0, low_open=True, allow_none=True)
-        check_number("rate_limit", self.rate_limit, low=0, low_open=True, allow_none=True)
+        if not callable(getattr(self.rate_limit, "acquire", None)):  # else a shared limiter object
+            check_number("rate_limit", self.rate_limit, low=0, low_open=True, allow_none=True)
         check_number("batch_size", self.batch_size, low=1, integer=True, allow_none=True)
         check_number("burst", self.burst, low=1, integer=True)
         check_number("progress_interval", self.progress_interval, low=0, low_open=True)

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
     from .._events import Hook
+    from ..redis._link import BreakerLink
+    from ..redis._store import RedisState
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -57,6 +59,7 @@ class CircuitBreaker(Policy):
         "_forced",
         "_gen",
         "_hooks",
+        "_link",
         "_opened_at",
         "_probes_left",
         "_started",
@@ -72,7 +75,8 @@ class CircuitBreaker(Policy):
     def __init__(
         self, name: str | None = None, config: BreakerConfig | None = None, *, clock: Clock = _clock.monotonic,
         hooks: Iterable[Hook] | None = None, tracer_provider: TracerProvider | None = None,
-        meter_provider: MeterProvider | None = None, instrument: bool = True, **settings: object,
+        meter_provider: MeterProvider | None = None, instrument: bool = True, shared: RedisState | None = None,
+        **settings: object,
     ) -> None:
         if name is None:
             raise TypeError(
@@ -110,6 +114,14 @@ class CircuitBreaker(Policy):
         self._forced = False
         self._hooks = resolve_hooks(hooks, tracer_provider, meter_provider, instrument=instrument)
         self._started = CallStarted(name, "breaker")
+        self._link: BreakerLink | None = None
+        if shared is not None:
+            from ..redis._link import BreakerLink
+            from ..redis._store import RedisState
+
+            if not isinstance(shared, RedisState):
+                raise TypeError(f"shared must be a shannon_otel.redis.RedisState or None, got {shared!r}")
+            self._link = BreakerLink(shared, self)
         if self._hooks:
             registered = BreakerRegistered(name, _CLOSED, clock())
             for hook in self._hooks:
@@ -143,7 +155,10 @@ class CircuitBreaker(Policy):
         if self._clean:  # CLOSED, untimed, window full of successes: one check instead of two
             gen, started = self._gen, 0.0
         else:
-            gen = self._gen if self._state is _CLOSED else self._admit(None)
+            if self._state is _CLOSED:
+                gen = self._gen
+            else:
+                gen = self._admit(None) if self._link is None else await self._link.admit(None)
             started = self.clock() if self._timed else 0.0
         try:
             result = await fn()  # type: ignore[call-arg]
@@ -155,7 +170,10 @@ class CircuitBreaker(Policy):
         return result
 
     async def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> T:
-        gen = self._gen if self._state is _CLOSED else self._admit(call)
+        if self._state is _CLOSED:
+            gen = self._gen
+        else:
+            gen = self._admit(call) if self._link is None else await self._link.admit(call)
         if call is not None:
             notify(call, "breaker_admitted", self.name, self._state)
         started = self.clock() if self._timed else 0.0
@@ -202,12 +220,19 @@ class CircuitBreaker(Policy):
             return
         now = self.clock() if self._timed else 0.0
         slow = self.config.slow_call_s is not None and now - started >= self.config.slow_call_s
+        link = self._link
         if self._state is _CLOSED:
             self._window.record(SLOW if slow else 0, now)
+            if link is not None:  # sent in batches by the store's flusher
+                link.calls += 1
+                link.slow += slow
             if slow or self._window.failures:  # a success can complete min_calls: rates may now trip
                 self._evaluate()
             self._update_clean()
         elif self._state is _HALF_OPEN:
+            if link is not None and link.store.available:  # the shared quota decides
+                link.probe_done("slow" if slow else "success")
+                return
             if slow:
                 self._transition(_OPEN, "slow_calls")
                 return
@@ -218,15 +243,26 @@ class CircuitBreaker(Policy):
     def _failed(self, gen: int, started: float, error: BaseException) -> None:
         if gen != self._gen:
             return
+        link = self._link
+        shared_probe = link is not None and link.store.available and self._state is _HALF_OPEN
         if not self._counted(error):
-            if self._state is _HALF_OPEN:
+            if shared_probe:
+                link.probe_done("giveback")  # type: ignore[union-attr]
+            elif self._state is _HALF_OPEN:
                 self._probes_left += 1  # a cancelled or ignored probe must not leave HALF_OPEN stuck
             return
-        if self._state is _HALF_OPEN:
+        if shared_probe:
+            link.probe_done("failure")  # type: ignore[union-attr]
+            self._transition(_OPEN, "probe_failure")  # at once here; the others follow the notification
+        elif self._state is _HALF_OPEN:
             self._transition(_OPEN, "probe_failure")
         elif self._state is _CLOSED:
             now = self.clock() if self._timed else 0.0
             slow = self.config.slow_call_s is not None and now - started >= self.config.slow_call_s
+            if link is not None:
+                link.calls += 1
+                link.failures += 1
+                link.slow += slow
             self._window.record(FAILED | (SLOW if slow else 0), now)
             self._evaluate()
             self._update_clean()
@@ -235,17 +271,23 @@ class CircuitBreaker(Policy):
         w = self._window
         self._clean = (
             self._state is _CLOSED and not self._timed and isinstance(w, CountWindow) and w.clean
+            and self._link is None  # a shared breaker counts every call for the shared window
         )
 
     def _evaluate(self) -> None:
         c, w = self.config, self._window
+        reason = None
         if c.failure_threshold is not None and w.failures >= c.failure_threshold:
-            self._transition(_OPEN, "failure_threshold")
+            reason = "failure_threshold"
         elif w.calls >= c.min_calls:
             if c.failure_rate is not None and w.failures >= c.failure_rate * w.calls:
-                self._transition(_OPEN, "failure_rate")
+                reason = "failure_rate"
             elif c.slow_call_s is not None and w.slow >= c.slow_call_rate * w.calls:
-                self._transition(_OPEN, "slow_calls")
+                reason = "slow_calls"
+        if reason is not None:
+            self._transition(_OPEN, reason)
+            if self._link is not None:
+                self._link.tripped(reason)
 
     # ----------------------------------------------------------------- transitions
     def force_open(self) -> None:
@@ -253,6 +295,8 @@ class CircuitBreaker(Policy):
         self._forced = True
         if self._state is not _OPEN:
             self._transition(_OPEN, "forced_open")
+        if self._link is not None:
+            self._link.forced()
 
     def reset(self) -> None:
         """Close the breaker and forget the window (also ends a :meth:`force_open`)."""
@@ -262,6 +306,8 @@ class CircuitBreaker(Policy):
         else:
             self._window.reset()
             self._clean = False
+        if self._link is not None:
+            self._link.reset()
 
     def _transition(self, to: BreakerState, reason: str) -> None:
         before = self._state
@@ -275,6 +321,8 @@ class CircuitBreaker(Policy):
             self._successes = 0
         self._window.reset()
         self._clean = False
+        if self._link is not None:  # counts of the closed period that just ended are not sent later
+            self._link.calls = self._link.failures = self._link.slow = 0
         self._emit(before, to, reason, now)
 
     def _emit(self, before: BreakerState, to: BreakerState, reason: str, now: float) -> None:

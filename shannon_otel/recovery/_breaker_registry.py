@@ -56,7 +56,8 @@ class BreakerRegistry:
         if breaker is None:
             breaker = CircuitBreaker(
                 name, config, clock=self._clock, hooks=self._hooks, tracer_provider=self._tracer_provider,
-                meter_provider=self._meter_provider, instrument=self._instrument, **settings,
+                meter_provider=self._meter_provider, instrument=self._instrument,
+                **settings,  # type: ignore[arg-type]
             )
             self._breakers[name] = breaker
         elif config is not None or settings:

@@ -1,0 +1,116 @@
+"""A rate limit and a resource pool shared by every process through Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import uuid
+from collections.abc import Awaitable, Callable
+
+from ..executor._limits import RateLimiter, ResourcePool
+from ._store import RedisState, SharedStateUnavailableError
+
+
+class SharedRateLimit:
+    """At most ``rate`` starts per second (bursts of ``burst``) across every process using the name.
+
+    ``Wave("crawl", rate_limit=SharedRateLimit(shared, "search-api", rate=10))``. One atomic GCRA step
+    per admission in Redis (server time, so clocks need not agree): the wait it returns is slept here.
+    While Redis is unreachable, ``on_unavailable="local"`` falls back to a local limiter at the same rate
+    (so N processes may then start up to N x ``rate``/s), ``"reject"`` raises
+    :class:`SharedStateUnavailableError` (the task fails before it starts).
+    """
+
+    __slots__ = ("_args", "_key", "_local", "burst", "name", "rate", "shared", "sleep")
+
+    def __init__(
+        self, shared: RedisState, name: str, *, rate: float, burst: int = 1,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if not isinstance(shared, RedisState):
+            raise TypeError(f"shared must be a RedisState, got {shared!r}")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1e6:
+            raise ValueError(f"rate must be a number of starts per second in (0, 1e6], got {rate!r}")
+        if isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= 1_000_000:
+            raise ValueError(f"burst must be an int in [1, 1000000], got {burst!r}")
+        self.shared, self.name, self.rate, self.burst, self.sleep = shared, name, float(rate), burst, sleep
+        interval_ms = 1000.0 / rate
+        self._key = [shared.key("rate", name, "tat")]
+        self._args = [interval_ms, (burst - 1) * interval_ms, math.ceil(interval_ms * burst) + 1000]
+        self._local: RateLimiter | None = None
+
+    async def acquire(self) -> None:
+        """Wait until this start is within the shared rate (the slot is reserved before the wait)."""
+        try:
+            wait_ms = float(await self.shared.script("RATE", self._key, self._args))
+        except SharedStateUnavailableError:
+            if self.shared.on_unavailable == "reject":
+                raise
+            if self._local is None:
+                loop = asyncio.get_running_loop()
+                self._local = RateLimiter(self.rate, self.burst, loop.time, self.sleep)
+            await self._local.acquire()
+            return
+        if wait_ms > 0:
+            await self.sleep(wait_ms / 1000)
+
+    def __repr__(self) -> str:
+        return f"SharedRateLimit({self.name!r}, rate={self.rate}, burst={self.burst})"
+
+
+class SharedPool(ResourcePool):
+    """A :class:`ResourcePool` whose ``limit`` holds across every process using the name.
+
+    Each slot is a lease in a Redis sorted set (``lease_s``, default 300 s: a process that dies while
+    holding slots frees them when their leases run out; keep it above your longest task). A full pool
+    is waited for without polling: a release is published and the waiters retry at once (and on the
+    store's poll, should the message be missed). While Redis is unreachable, ``on_unavailable="local"``
+    bounds this process alone by ``limit`` and ``"reject"`` raises :class:`SharedStateUnavailableError`.
+    """
+
+    __slots__ = ("_args", "_held", "_key", "lease_s", "shared")
+
+    def __init__(self, shared: RedisState, name: str, limit: int, *, lease_s: float = 300.0) -> None:
+        super().__init__(name, limit)
+        if not isinstance(shared, RedisState):
+            raise TypeError(f"shared must be a RedisState, got {shared!r}")
+        if isinstance(lease_s, bool) or not isinstance(lease_s, int | float) or not 1 <= lease_s <= 86_400:
+            raise ValueError(f"lease_s must be a number of seconds in [1, 86400], got {lease_s!r}")
+        self.shared = shared
+        self.lease_s = float(lease_s)
+        self._key = [shared.key("pool", name, "holders")]
+        self._held: list[str | None] = []  # one entry per slot held here: its lease id (None: local slot)
+
+    async def acquire(self) -> None:
+        await super().acquire()  # never more than `limit` from this process either
+        holder = uuid.uuid4().hex
+        event = self.shared.pool_event(self.name)
+        try:
+            while True:
+                event.clear()
+                try:
+                    granted = await self.shared.script(
+                        "POOL_ACQUIRE", self._key, [self.limit, holder, int(self.lease_s * 1000)],
+                    )
+                except SharedStateUnavailableError:
+                    if self.shared.on_unavailable == "reject":
+                        raise
+                    self._held.append(None)
+                    return
+                if int(granted):
+                    self._held.append(holder)
+                    return
+                await event.wait()
+        except BaseException:
+            super().release()
+            raise
+
+    def release(self) -> None:
+        holder = self._held.pop() if self._held else None
+        super().release()
+        if holder is not None:
+            self.shared.background(
+                self.shared.script("POOL_RELEASE", self._key, [self.shared.pool_channel, self.name, holder]),
+            )

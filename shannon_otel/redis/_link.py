@@ -1,0 +1,184 @@
+"""``BreakerLink``: one breaker's side of the shared state (its local copy, counts to send, probe admission).
+
+The breaker keeps running its own state machine; the link keeps it in step with Redis:
+
+- CLOSED success path: the breaker adds to ``calls``/``failures``/``slow`` (three integer adds, no
+  Redis round trip); the store's flusher sends them every ``flush_interval_s`` with one script that
+  adds them to the shared rolling window and opens the breaker for everyone when it trips.
+- A breaker whose own window trips opens at once locally and tells Redis (``trip``).
+- Outside CLOSED, admission asks Redis (the half-open probe quota is cluster-wide), except while the
+  local copy of OPEN is still inside its reset timeout (rejected locally, no round trip).
+- Every shared change is published; :meth:`apply` moves the local breaker to it (and reports the
+  transition to the breaker's hooks, as a local one). A missed message is caught by the poll.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .._telemetry import BreakerState
+from ._store import SharedStateUnavailableError
+
+if TYPE_CHECKING:
+    from ..recovery._breaker import CircuitBreaker
+    from ..recovery._call import _Call
+    from ._store import RedisState
+
+_STATES = {s.value: s for s in BreakerState}
+_CLOSED, _OPEN, _HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
+# A process rejected while HALF_OPEN's quota is taken asks Redis again after this long, not per call.
+_HALF_OPEN_RECHECK_S = 0.05
+
+
+class BreakerLink:
+    __slots__ = (
+        "breaker", "calls", "epoch", "failures", "keys", "name", "recheck_at", "slow", "store", "window",
+    )
+
+    def __init__(self, store: RedisState, breaker: CircuitBreaker) -> None:
+        c = breaker.config
+        self.store = store
+        self.breaker = breaker
+        self.name = breaker.name
+        self.keys = [store.key("breaker", breaker.name, "state"), store.key("breaker", breaker.name, "window")]
+        self.epoch = 0
+        self.calls = self.failures = self.slow = 0  # counted locally, not yet sent
+        self.recheck_at = 0.0
+        # The shared window is time-based: 10 slices over window_s (default: 10 s when the breaker counts
+        # calls): "the last N calls" of many processes has no order without a round trip per call.
+        window_s = c.window_s if c.window_s is not None else 10.0
+        slices = 10
+        self.window = [
+            max(1, round(window_s * 1000 / slices)), slices,
+            -1 if c.failure_threshold is None else c.failure_threshold,
+            -1 if c.failure_rate is None else c.failure_rate,
+            c.min_calls,
+            -1 if c.slow_call_s is None else c.slow_call_rate,
+        ]
+        store.bind(self)
+
+    def _args(self, *args: Any) -> list[Any]:
+        return [self.store.key_ttl_s, self.store.breaker_channel, self.name, *args]
+
+    # ------------------------------------------------------------------ from the breaker
+    async def admit(self, call: _Call | None) -> int:
+        """Admit a call outside CLOSED (returns the breaker generation) or raise CircuitOpenError."""
+        b = self.breaker
+        if not self.store.available:
+            if self.store.on_unavailable == "reject":
+                b._reject(call, None)
+            return b._admit(call)  # local state takes over
+        now = b.clock()
+        if b._state is _OPEN:
+            remaining = b.config.reset_timeout - (now - b._opened_at)
+            if b._forced or remaining > 0:
+                b._reject(call, None if b._forced else remaining)
+        elif b._state is _HALF_OPEN and now < self.recheck_at:
+            b._reject(call, None)
+        try:
+            verdict, epoch, remaining_ms, now_ms, opened_ms = await self.store.script(
+                "ACQUIRE", self.keys[:1], self._args(int(b.config.reset_timeout * 1000), b.config.half_open_probes),
+            )
+        except SharedStateUnavailableError:
+            if self.store.on_unavailable == "reject":
+                b._reject(call, None)
+            return b._admit(call)
+        epoch = int(epoch)
+        if verdict == "closed":
+            self.apply("closed", epoch, int(opened_ms), int(now_ms), "reset")
+            return b._gen
+        if verdict == "probe":
+            self.apply("half_open", epoch, int(opened_ms), int(now_ms), "reset_timeout")
+            return b._gen
+        state = "open" if int(remaining_ms) > 0 or b._state is _OPEN else "half_open"
+        self.apply(state, epoch, int(opened_ms), int(now_ms), "")
+        if b._state is _HALF_OPEN:
+            self.recheck_at = b.clock() + _HALF_OPEN_RECHECK_S
+        b._reject(call, int(remaining_ms) / 1000 if int(remaining_ms) > 0 else None)
+        raise AssertionError  # unreachable: _reject raises
+
+    def probe_done(self, outcome: str) -> None:
+        """A half-open probe ended: ``success``, ``slow``, ``failure`` or ``giveback`` (cancelled/ignored)."""
+        if self.store.available:
+            self.store.background(self._send("PROBE", outcome, self.epoch, self.breaker.config.success_threshold))
+
+    def tripped(self, reason: str) -> None:
+        """This process's own window opened the breaker: open it for everyone."""
+        self.store.background(self._send("TRANSITION", "trip", reason))
+
+    def forced(self) -> None:
+        self.store.background(self._send("TRANSITION", "force", "forced_open"))
+
+    def reset(self) -> None:
+        self.calls = self.failures = self.slow = 0
+        self.store.background(self._send("TRANSITION", "reset", "reset"))
+
+    async def _send(self, script: str, *args: Any) -> None:
+        state, epoch, opened_ms, now_ms = await self.store.script(script, self.keys, self._args(*args))
+        self.apply(str(state), int(epoch), int(opened_ms), int(now_ms), "")
+
+    # ------------------------------------------------------------------ from the store
+    async def flush(self) -> None:
+        """Send the counts gathered since the last flush (the store's flusher calls this)."""
+        if not (self.calls or self.failures or self.slow):
+            return
+        calls, failures, slow = self.calls, self.failures, self.slow
+        self.calls = self.failures = self.slow = 0
+        try:
+            state, epoch, opened_ms, now_ms = await self.store.script(
+                "FLUSH", self.keys, self._args(calls, failures, slow, *self.window),
+            )
+        except SharedStateUnavailableError:
+            return  # dropped: the window is an estimate, and Redis being down is counted and logged
+        self.apply(str(state), int(epoch), int(opened_ms), int(now_ms), "")
+
+    async def poll(self) -> None:
+        """Read the shared state (missed notifications, recovery after an outage)."""
+        store = self.store
+
+        async def read() -> list[Any]:
+            async with store._redis.pipeline(transaction=False) as pipe:
+                pipe.time()
+                pipe.hmget(self.keys[0], "state", "epoch", "opened_at", "reason")
+                return list(await pipe.execute())
+
+        (seconds, micros), (state, epoch, opened, reason) = await store.run("poll", read)
+        if state is None:  # never written, or expired: CLOSED with an empty window
+            if self.breaker._state is not _CLOSED and not self.breaker._forced:
+                self.tripped_back_to_closed()
+            return
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        self.apply(state, int(epoch), int(opened or 0), now_ms, reason or "")
+
+    def tripped_back_to_closed(self) -> None:
+        self.epoch = 0
+        self.breaker._transition(_CLOSED, "shared_state_expired")
+
+    def unavailable(self) -> None:
+        """Redis just became unreachable: with ``on_unavailable="reject"`` the breaker rejects everything."""
+        b = self.breaker
+        if self.store.on_unavailable == "reject" and b._state is not _OPEN:
+            b._transition(_OPEN, "shared_state_unavailable")
+
+    def apply(self, state: str, epoch: int, opened_ms: int, now_ms: int | None, reason: str) -> None:
+        """Move the local breaker to the shared state of ``epoch`` (ignored when not newer)."""
+        if epoch < self.epoch:
+            return
+        b = self.breaker
+        target = _STATES[state]
+        newer = epoch > self.epoch
+        self.epoch = epoch
+        if not newer and b._state is target:
+            return
+        if target is _CLOSED:
+            if b._state is not _CLOSED:
+                b._forced = False
+                b._transition(_CLOSED, reason or "shared")
+        elif target is _OPEN:
+            if b._state is not _OPEN:
+                b._transition(_OPEN, reason or "shared")
+            age_s = 0.0 if now_ms is None else max(0, now_ms - opened_ms) / 1000
+            b._opened_at = b.clock() - age_s
+        elif b._state is not _HALF_OPEN:
+            b._transition(_HALF_OPEN, reason or "reset_timeout")
+            b._probes_left = 0  # probes are admitted by Redis, not from a local quota

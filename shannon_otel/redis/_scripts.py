@@ -1,0 +1,171 @@
+"""The Lua scripts: every shared transition and admission is one atomic script on the Redis server.
+
+Times are the server's (``TIME``, milliseconds), so processes with skewed clocks agree. Every
+state change bumps ``epoch`` and is published on the store's channel as
+``name|state|epoch|opened_at_ms|now_ms|reason``; a process applies a message only when its
+epoch is newer than the one it holds. Keys of one breaker share a hash tag (``{breaker:NAME}``),
+so they live in one slot of a Redis Cluster.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+_PRELUDE: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local st = redis.call('HMGET', KEYS[1], 'state', 'epoch', 'opened_at', 'forced', 'probes_left', 'successes')
+local state = st[1] or 'closed'
+local epoch = tonumber(st[2] or '0')
+local opened = tonumber(st[3] or '0')
+local ttl = tonumber(ARGV[1])
+local channel = ARGV[2]
+local name = ARGV[3]
+local function set_state(to, reason, extra)
+  epoch = epoch + 1
+  state = to
+  if to == 'open' then opened = now end
+  redis.call('HSET', KEYS[1], 'state', to, 'epoch', epoch, 'opened_at', opened, 'reason', reason)
+  if extra then redis.call('HSET', KEYS[1], unpack(extra)) end
+  redis.call('EXPIRE', KEYS[1], ttl)  -- a key created here gets its TTL too
+  redis.call('PUBLISH', channel, name .. '|' .. to .. '|' .. epoch .. '|' .. opened .. '|' .. now .. '|' .. reason)
+end
+local function touch()
+  redis.call('EXPIRE', KEYS[1], ttl)
+  if KEYS[2] then redis.call('EXPIRE', KEYS[2], ttl) end
+end
+"""
+
+# KEYS: state, window. ARGV: ttl, channel, name, calls, failures, slow, slice_ms, slices,
+# failure_threshold (-1: none), failure_rate (-1), min_calls, slow_call_rate (-1: no slow calls).
+FLUSH: Final = _PRELUDE + """
+if state == 'closed' then
+  local calls, failures, slow = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+  local slice_ms, slices = tonumber(ARGV[7]), tonumber(ARGV[8])
+  local slice = math.floor(now / slice_ms)
+  if calls > 0 then redis.call('HINCRBY', KEYS[2], 'c:' .. slice, calls) end
+  if failures > 0 then redis.call('HINCRBY', KEYS[2], 'f:' .. slice, failures) end
+  if slow > 0 then redis.call('HINCRBY', KEYS[2], 's:' .. slice, slow) end
+  local fields = redis.call('HGETALL', KEYS[2])
+  local c, f, s = 0, 0, 0
+  local old = {}
+  for i = 1, #fields, 2 do
+    local key = fields[i]
+    if tonumber(string.sub(key, 3)) <= slice - slices then
+      old[#old + 1] = key
+    else
+      local kind, v = string.sub(key, 1, 1), tonumber(fields[i + 1])
+      if kind == 'c' then c = c + v elseif kind == 'f' then f = f + v else s = s + v end
+    end
+  end
+  if #old > 0 then redis.call('HDEL', KEYS[2], unpack(old)) end
+  local threshold, rate, min_calls, slow_rate = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]),
+    tonumber(ARGV[12])
+  local reason = nil
+  if threshold >= 0 and f >= threshold then reason = 'failure_threshold'
+  elseif c >= min_calls then
+    if rate >= 0 and f >= rate * c then reason = 'failure_rate'
+    elseif slow_rate >= 0 and s >= slow_rate * c then reason = 'slow_calls' end
+  end
+  if reason then
+    set_state('open', reason)
+    redis.call('DEL', KEYS[2])
+  end
+end
+touch()
+return {state, epoch, opened, now}
+"""
+
+# KEYS: state. ARGV: ttl, channel, name, reset_timeout_ms, half_open_probes.
+# Returns {verdict, epoch, remaining_ms, now}: verdict 'closed' (admit, CLOSED), 'probe' (admitted as a
+# half-open probe of that epoch) or 'rejected' (remaining_ms until the reset timeout, -1 unknown).
+ACQUIRE: Final = _PRELUDE + """
+touch()
+if state == 'closed' then return {'closed', epoch, 0, now, opened} end
+if state == 'open' then
+  if st[4] == '1' then return {'rejected', epoch, -1, now, opened} end
+  local remaining = opened + tonumber(ARGV[4]) - now
+  if remaining > 0 then return {'rejected', epoch, remaining, now, opened} end
+  set_state('half_open', 'reset_timeout', {'probes_left', tonumber(ARGV[5]) - 1, 'successes', 0})
+  return {'probe', epoch, 0, now, opened}
+end
+local left = tonumber(st[5] or '0')
+if left > 0 then
+  redis.call('HINCRBY', KEYS[1], 'probes_left', -1)
+  return {'probe', epoch, 0, now, opened}
+end
+return {'rejected', epoch, -1, now, opened}
+"""
+
+# KEYS: state, window. ARGV: ttl, channel, name, outcome (success|failure|slow|giveback), epoch,
+# success_threshold. A result for another epoch than the current half-open one is stale: ignored.
+PROBE: Final = _PRELUDE + """
+touch()
+if state ~= 'half_open' or epoch ~= tonumber(ARGV[5]) then return {state, epoch, opened, now} end
+local outcome = ARGV[4]
+if outcome == 'giveback' then
+  redis.call('HINCRBY', KEYS[1], 'probes_left', 1)
+elseif outcome == 'success' then
+  if redis.call('HINCRBY', KEYS[1], 'successes', 1) >= tonumber(ARGV[6]) then
+    set_state('closed', 'probe_success')
+    redis.call('DEL', KEYS[2])
+  end
+elseif outcome == 'slow' then
+  set_state('open', 'slow_calls')
+else
+  set_state('open', 'probe_failure')
+end
+return {state, epoch, opened, now}
+"""
+
+# KEYS: state, window. ARGV: ttl, channel, name, mode (trip|force|reset), reason.
+# trip: CLOSED -> OPEN only (a process whose own window tripped); force: OPEN and held; reset: CLOSED.
+TRANSITION: Final = _PRELUDE + """
+touch()
+local mode = ARGV[4]
+if mode == 'trip' then
+  if state == 'closed' then set_state('open', ARGV[5]); redis.call('DEL', KEYS[2]) end
+elseif mode == 'force' then
+  set_state('open', ARGV[5], {'forced', '1'})
+else
+  set_state('closed', ARGV[5], {'forced', '0'})
+  redis.call('DEL', KEYS[2])
+end
+return {state, epoch, opened, now}
+"""
+
+# KEYS: bucket. ARGV: interval_ms (1000/rate), tau_ms ((burst-1)*interval), ttl_ms.
+# GCRA: returns the wait in ms before this admission may proceed (0: now); the slot is reserved either way.
+RATE: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local interval, tau = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+redis.call('SET', KEYS[1], tostring(tat + interval), 'PX', math.ceil(tat + interval - now + tonumber(ARGV[3])))
+local wait = tat - tau - now
+if wait < 0 then wait = 0 end
+return tostring(wait)
+"""
+
+# KEYS: holders (sorted set member -> lease expiry ms). ARGV: limit, holder, lease_ms.
+# Returns 1 when ``holder`` now holds a slot, 0 when the pool is full. Expired leases (a process that
+# died holding a slot) are dropped first.
+POOL_ACQUIRE: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 2)
+  return 1
+end
+return 0
+"""
+
+# KEYS: holders. ARGV: channel, pool name, holder. Publishes so waiters retry at once.
+POOL_RELEASE: Final = """
+local removed = redis.call('ZREM', KEYS[1], ARGV[3])
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return removed
+"""

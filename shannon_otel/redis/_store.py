@@ -1,0 +1,284 @@
+"""``RedisState``: the connection, scripts, notifications and fault policy shared by every object bound to it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from .._telemetry import SCOPE_NAME, SHARED_DURATION, SHARED_ERRORS, SHARED_OPERATION
+from .._version import __version__
+from . import _scripts
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+
+    from ._link import BreakerLink
+
+T = TypeVar("T")
+OnUnavailable = Literal["local", "reject"]
+_log = logging.getLogger("shannon_otel.redis")
+
+
+class SharedStateUnavailableError(ConnectionError):
+    """Redis could not be reached in time; raised where ``on_unavailable="reject"`` refuses the call."""
+
+
+class RedisState:
+    """Shared state for breakers, rate limits and pools of many processes, kept in one Redis.
+
+    ``async with RedisState("redis://127.0.0.1:6379/0") as shared:`` then
+    ``CircuitBreaker("api", shared=shared)``, ``SharedRateLimit(shared, "api", rate=10)``,
+    ``SharedPool(shared, "db", limit=5)``. Entering starts two background tasks (a flusher that sends
+    batched outcome counts and polls state, and a subscriber to state changes); leaving stops them.
+
+    Args:
+        url: ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL, credentials included (ACL user/password).
+        prefix: first part of every key and channel (one prefix per application/environment).
+        timeout_s: bound on every Redis command (connect, script, publish); a slower answer counts as down.
+        flush_interval_s: how often outcome counts of CLOSED breakers are sent (the staleness bound of the
+            shared window) and how quickly a tripped breaker's counts reach the others.
+        poll_interval_s: state is re-read this often in case a notification was missed (the fallback path).
+        key_ttl_s: keys expire after this long without use (abandoned breakers and limits clean up).
+        on_unavailable: ``"local"`` (fail open: each process goes on with its own local state) or
+            ``"reject"`` (fail closed: breakers reject calls, rate limits and pools raise
+            :class:`SharedStateUnavailableError`) while Redis cannot be reached. Both recover by themselves.
+        meter_provider: where ``shannon.shared.*`` metrics go (the global provider when None).
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        prefix: str = "shannon",
+        timeout_s: float = 0.25,
+        flush_interval_s: float = 0.05,
+        poll_interval_s: float = 1.0,
+        key_ttl_s: int = 86_400,
+        on_unavailable: OnUnavailable = "local",
+        meter_provider: MeterProvider | None = None,
+    ) -> None:
+        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"url must be a redis://, rediss:// or unix:// URL, got {url!r}")
+        if not isinstance(prefix, str) or not prefix or any(c in prefix for c in " {}|"):
+            raise ValueError(f"prefix must be a non-empty string without spaces, braces or '|', got {prefix!r}")
+        _check_seconds("timeout_s", timeout_s, high=60)
+        _check_seconds("flush_interval_s", flush_interval_s, high=60)
+        _check_seconds("poll_interval_s", poll_interval_s, high=3600)
+        if isinstance(key_ttl_s, bool) or not isinstance(key_ttl_s, int) or not 1 <= key_ttl_s <= 365 * 86_400:
+            raise ValueError(f"key_ttl_s must be an int in [1, 31536000] seconds, got {key_ttl_s!r}")
+        if on_unavailable not in ("local", "reject"):
+            raise ValueError(f"on_unavailable must be 'local' or 'reject', got {on_unavailable!r}")
+        import redis.asyncio as aioredis
+
+        self.url = url
+        self.prefix = prefix
+        self.timeout_s = float(timeout_s)
+        self.flush_interval_s = float(flush_interval_s)
+        self.poll_interval_s = float(poll_interval_s)
+        self.key_ttl_s = key_ttl_s
+        self.on_unavailable: OnUnavailable = on_unavailable
+        self.breaker_channel = f"{prefix}:breakers"
+        self.pool_channel = f"{prefix}:pools"
+        self.available = False
+        self._redis = aioredis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False,
+            decode_responses=True,
+        )
+        self._scripts = {
+            name: self._redis.register_script(getattr(_scripts, name))
+            for name in ("FLUSH", "ACQUIRE", "PROBE", "TRANSITION", "RATE", "POOL_ACQUIRE", "POOL_RELEASE")
+        }
+        self._links: dict[str, BreakerLink] = {}
+        self._pool_events: dict[str, asyncio.Event] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pending: set[asyncio.Task[Any]] = set()
+        self._outage_logged = False
+        self._closing = False
+        self._instruments(meter_provider)
+
+    def _instruments(self, meter_provider: MeterProvider | None) -> None:
+        from opentelemetry import metrics
+
+        from .._otel._instruments import instrument
+        from .._telemetry import SHARED_AVAILABLE as _AVAILABLE
+
+        meter = metrics.get_meter(SCOPE_NAME, __version__, meter_provider)
+        self._errors = instrument(meter, SHARED_ERRORS)
+        self._duration = instrument(meter, SHARED_DURATION)
+
+        def observe(_: Any) -> list[Any]:
+            from opentelemetry.metrics import Observation
+
+            return [Observation(1 if self.available else 0, {"shannon.shared.prefix": self.prefix})]
+
+        self._available_gauge = instrument(meter, _AVAILABLE, [observe])
+
+    # ------------------------------------------------------------------ lifecycle
+    async def __aenter__(self) -> RedisState:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Connect (a Redis that is down is not an error: the fault policy applies until it is back)."""
+        if self._tasks:
+            raise RuntimeError("RedisState is already started")
+        with contextlib.suppress(SharedStateUnavailableError):
+            await self.run("ping", lambda: self._redis.ping())
+        self._tasks = [
+            asyncio.create_task(self._flush_loop(), name="shannon-redis-flush"),
+            asyncio.create_task(self._subscribe_loop(), name="shannon-redis-subscribe"),
+        ]
+
+    async def close(self) -> None:
+        """Send what is pending (bounded by ``timeout_s``), stop the background tasks, close the connection."""
+        self._closing = True
+        if self._pending:  # state pushes already under way (a trip, a probe result) finish first, bounded
+            await asyncio.wait(list(self._pending), timeout=max(1.0, 4 * self.timeout_s))
+        with contextlib.suppress(Exception):
+            await self._flush_all()
+        tasks = [*self._tasks, *self._pending]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            # Bounded: a client library that swallows a cancellation must not hang the caller's exit.
+            _, stuck = await asyncio.wait(tasks, timeout=max(1.0, 4 * self.timeout_s))
+            for task in stuck:
+                _log.warning("Redis background task %s did not stop in time; left behind", task.get_name())
+        self._tasks = []
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(max(1.0, 4 * self.timeout_s)):
+                await self._redis.aclose()
+
+    # ------------------------------------------------------------------ calling Redis
+    async def run(self, operation: str, command: Callable[[], Awaitable[T]]) -> T:
+        """Run one command within ``timeout_s``; any failure marks Redis unavailable and raises
+        :class:`SharedStateUnavailableError` (a success marks it available again)."""
+        start = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                result = await command()
+        except (Exception, TimeoutError) as exc:  # redis errors, OSError, timeouts
+            self._errors.add(1, {SHARED_OPERATION: operation, "error.type": type(exc).__qualname__})
+            self._down(exc)
+            raise SharedStateUnavailableError(f"Redis unavailable during {operation}: {exc!r}") from exc
+        self._duration.record(time.perf_counter() - start, {SHARED_OPERATION: operation})
+        if not self.available:
+            self._up()
+        return result
+
+    def script(self, name: str, keys: list[str], args: list[Any]) -> Awaitable[Any]:
+        return self.run(name.lower(), lambda: self._scripts[name](keys=keys, args=args))
+
+    def background(self, operation: Awaitable[Any]) -> None:
+        """Run ``operation`` without waiting for it (state pushes); its failure is already counted."""
+        task = asyncio.ensure_future(operation)
+        self._pending.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._pending.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: SharedStateUnavailableError was counted and logged
+
+    def _down(self, exc: BaseException) -> None:
+        was = self.available
+        self.available = False
+        if was or not self._outage_logged:
+            self._outage_logged = True
+            _log.warning("Redis at %s unavailable (%r); %s", _redacted(self.url), exc,
+                         "local state takes over" if self.on_unavailable == "local" else "rejecting calls")
+            for link in self._links.values():
+                link.unavailable()
+
+    def _up(self) -> None:
+        self.available = True
+        self._outage_logged = False
+        _log.info("Redis at %s available", _redacted(self.url))
+
+    # ------------------------------------------------------------------ keys and links
+    def key(self, kind: str, name: str, part: str) -> str:
+        return f"{self.prefix}:{{{kind}:{name}}}:{part}"
+
+    def bind(self, link: BreakerLink) -> None:
+        if link.name in self._links:
+            raise ValueError(f"a breaker named {link.name!r} is already bound to this RedisState")
+        self._links[link.name] = link
+
+    def pool_event(self, name: str) -> asyncio.Event:
+        return self._pool_events.setdefault(name, asyncio.Event())
+
+    # ------------------------------------------------------------------ background
+    async def _flush_all(self) -> None:
+        for link in list(self._links.values()):
+            await link.flush()
+
+    async def _flush_loop(self) -> None:
+        next_poll = time.monotonic() + self.poll_interval_s
+        while not self._closing:
+            await asyncio.sleep(self.flush_interval_s if self.available else min(1.0, self.poll_interval_s))
+            try:
+                if not self.available:
+                    await self.run("ping", lambda: self._redis.ping())
+                    await self._poll()  # recovered: take the shared state again
+                await self._flush_all()
+                if time.monotonic() >= next_poll:
+                    next_poll = time.monotonic() + self.poll_interval_s
+                    await self._poll()
+            except SharedStateUnavailableError:
+                continue
+
+    async def _poll(self) -> None:
+        for link in list(self._links.values()):
+            await link.poll()
+        for event in self._pool_events.values():
+            event.set()  # waiters of shared pools try again (a missed release notification)
+
+    async def _subscribe_loop(self) -> None:
+        while not self._closing:
+            pubsub = self._redis.pubsub()
+            try:
+                await pubsub.subscribe(self.breaker_channel, self.pool_channel)
+                while not self._closing:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None:
+                        self._dispatch(str(message["channel"]), str(message["data"]))
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(pubsub.aclose())
+                raise
+            except Exception as exc:  # connection lost: the poll keeps state current meanwhile
+                _log.debug("Redis subscription lost (%r); resubscribing", exc)
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                await asyncio.sleep(min(1.0, self.poll_interval_s))
+
+    def _dispatch(self, channel: str, data: str) -> None:
+        if channel == self.pool_channel:
+            event = self._pool_events.get(data)
+            if event is not None:
+                event.set()
+            return
+        name, state, epoch, opened_ms, now_ms, reason = data.rsplit("|", 5)
+        link = self._links.get(name)
+        if link is not None:
+            link.apply(state, int(epoch), int(opened_ms), int(now_ms), reason)
+
+
+def _check_seconds(name: str, value: object, *, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= high:
+        raise ValueError(f"{name} must be a number of seconds in (0, {high:g}], got {value!r}")
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password (never logged)."""
+    if "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"

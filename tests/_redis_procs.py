@@ -1,0 +1,108 @@
+"""Functions run in other processes (multiprocessing spawn, Dask workers) against the shared Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from shannon_otel import CircuitBreaker, CircuitOpenError
+from shannon_otel.redis import RedisState, SharedPool, SharedRateLimit
+
+
+async def _boom() -> None:
+    raise ConnectionError("down")
+
+
+async def fail_calls(url: str, prefix: str, name: str, failures: int, threshold: int) -> str:
+    """Make ``failures`` failing calls through a shared breaker; return its state afterwards."""
+    async with RedisState(url, prefix=prefix) as shared:
+        breaker = CircuitBreaker(name, shared=shared, failure_threshold=threshold, reset_timeout=60,
+                                 instrument=False)
+        for _ in range(failures):
+            try:
+                await breaker.call(_boom)
+            except (ConnectionError, CircuitOpenError):
+                pass
+        return breaker.state.value
+
+
+def fail_calls_sync(url: str, prefix: str, name: str, failures: int, threshold: int) -> str:
+    return asyncio.run(fail_calls(url, prefix, name, failures, threshold))
+
+
+def probe_storm(url: str, prefix: str, name: str, callers: int, start_at: float, queue: Any) -> None:
+    """``callers`` concurrent calls at ``start_at`` (wall clock) through a breaker whose reset timeout has
+    passed; puts the number of calls admitted (probes) on ``queue``."""
+
+    async def main() -> int:
+        admitted = 0
+        async with RedisState(url, prefix=prefix, poll_interval_s=0.2) as shared:
+            breaker = CircuitBreaker(name, shared=shared, failure_threshold=1, reset_timeout=0.5,
+                                     half_open_probes=2, success_threshold=2, instrument=False)
+            await asyncio.sleep(max(0.0, start_at - time.time()))
+
+            async def probe() -> None:
+                nonlocal admitted
+                admitted += 1
+                await asyncio.sleep(1.0)  # held: nobody may be admitted meanwhile
+
+            async def one() -> None:
+                try:
+                    await breaker.call(probe)
+                except CircuitOpenError:
+                    pass
+
+            await asyncio.gather(*(one() for _ in range(callers)))
+        return admitted
+
+    queue.put(asyncio.run(main()))
+
+
+def rate_limited_starts(url: str, prefix: str, name: str, rate: float, seconds: float, start_at: float,
+                        queue: Any) -> None:
+    """Acquire a shared rate limit in a loop for ``seconds``; put how many starts this process got."""
+
+    async def main() -> int:
+        async with RedisState(url, prefix=prefix) as shared:
+            limit = SharedRateLimit(shared, name, rate=rate)
+            await asyncio.sleep(max(0.0, start_at - time.time()))
+            end = start_at + seconds
+            starts = 0
+            while True:
+                await limit.acquire()
+                if time.time() >= end:
+                    return starts
+                starts += 1
+
+    queue.put(asyncio.run(main()))
+
+
+def pool_users(url: str, prefix: str, name: str, limit: int, tasks: int, queue: Any) -> None:
+    """Run ``tasks`` holders of a shared pool; each bumps a Redis counter while it holds a slot and
+    records the highest value it saw. Puts that maximum on ``queue``."""
+
+    async def main() -> int:
+        import redis.asyncio as aioredis
+
+        client = aioredis.from_url(url)
+        peak = 0
+        async with RedisState(url, prefix=prefix) as shared:
+            pool = SharedPool(shared, name, limit)
+
+            async def hold() -> None:
+                nonlocal peak
+                await pool.acquire()
+                try:
+                    now = int(await client.incr(f"{prefix}:test:holding"))
+                    peak = max(peak, now)
+                    await asyncio.sleep(0.05)
+                    await client.decr(f"{prefix}:test:holding")
+                finally:
+                    pool.release()
+
+            await asyncio.gather(*(hold() for _ in range(tasks)))
+        await client.aclose()
+        return peak
+
+    queue.put(asyncio.run(main()))

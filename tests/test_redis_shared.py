@@ -1,0 +1,337 @@
+"""Breakers, rate limits and pools shared through a real redis-server, across real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import _redis_procs as procs
+import pytest
+import redis
+from _redis_server import RedisServer
+
+from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
+from shannon_otel.redis import RedisState, SharedPool, SharedRateLimit, SharedStateUnavailableError
+from shannon_otel.testing import InMemoryTelemetry
+
+SPAWN = multiprocessing.get_context("spawn")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    srv = RedisServer(tmp_path_factory.mktemp("redis"))
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A server of this test's own, which the test may kill and restart."""
+    srv = RedisServer(tmp_path)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+async def _ok() -> int:
+    return 1
+
+
+async def _boom() -> None:
+    raise ConnectionError("down")
+
+
+async def wait_for(predicate: Any, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+def test_a_breaker_opened_by_another_process_is_open_here_by_notification(server: RedisServer, prefix: str) -> None:
+    async def main() -> float:
+        # poll every 60 s: only the published notification can open it here in time
+        async with RedisState(server.url, prefix=prefix, poll_interval_s=60) as shared:
+            breaker = CircuitBreaker("api", shared=shared, failure_threshold=3, reset_timeout=60, instrument=False)
+            assert breaker.state is BreakerState.CLOSED
+            with SPAWN.Pool(1) as pool:
+                other = await asyncio.to_thread(pool.apply, procs.fail_calls_sync, (server.url, prefix, "api", 3, 3))
+            assert other == "open"
+            started = time.monotonic()
+            await wait_for(lambda: breaker.state is BreakerState.OPEN)  # type: ignore[comparison-overlap]
+            with pytest.raises(CircuitOpenError):
+                await breaker.call(_ok)
+            return time.monotonic() - started
+
+    asyncio.run(main())
+
+
+def test_failures_of_several_processes_add_up_in_the_shared_window(server: RedisServer, prefix: str) -> None:
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, poll_interval_s=60) as shared:
+            breaker = CircuitBreaker("db", shared=shared, failure_threshold=5, reset_timeout=60, instrument=False)
+            with SPAWN.Pool(2) as pool:  # 3 + 3 failures: neither process alone reaches 5
+                states = await asyncio.to_thread(
+                    pool.starmap, procs.fail_calls_sync, [(server.url, prefix, "db", 3, 5)] * 2,
+                )
+            assert "closed" in states  # at least the first to finish saw no trip of its own
+            await wait_for(lambda: breaker.state is BreakerState.OPEN)
+
+    asyncio.run(main())
+
+
+def test_the_half_open_probe_quota_holds_across_processes(server: RedisServer, prefix: str) -> None:
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix) as shared:
+            breaker = CircuitBreaker("probe", shared=shared, failure_threshold=1, reset_timeout=0.5,
+                                     half_open_probes=2, success_threshold=2, instrument=False)
+            with pytest.raises(ConnectionError):
+                await breaker.call(_boom)
+            await shared._flush_all()
+        assert breaker.state is BreakerState.OPEN
+
+    asyncio.run(main())
+    queue = SPAWN.Queue()
+    start_at = time.time() + 3.0  # every process ready, and the reset timeout long past
+    workers = [SPAWN.Process(target=procs.probe_storm, args=(server.url, prefix, "probe", 50, start_at, queue))
+               for _ in range(3)]
+    for w in workers:
+        w.start()
+    admitted = [queue.get(timeout=60) for _ in workers]
+    for w in workers:
+        w.join(30)
+    assert sum(admitted) == 2, admitted  # 150 concurrent callers in 3 processes: exactly the quota
+
+
+def test_the_closed_success_path_makes_no_redis_call_per_call(server: RedisServer, prefix: str) -> None:
+    client = redis.Redis.from_url(server.url)
+
+    def scripts_run() -> int:
+        stats = client.info("commandstats")
+        return sum(int(v["calls"]) for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
+
+    async def main() -> int:
+        async with RedisState(server.url, prefix=prefix, flush_interval_s=0.2, poll_interval_s=60) as shared:
+            breaker = CircuitBreaker("hot", shared=shared, instrument=False)
+            before = scripts_run()
+            for _ in range(5000):
+                await breaker.call(_ok)
+            await shared._flush_all()
+            return scripts_run() - before
+
+    assert asyncio.run(main()) <= 3  # the counts went in one or two flushes, not 5,000 round trips
+    client.close()
+
+
+def test_a_missed_notification_is_caught_by_the_poll(server: RedisServer, prefix: str) -> None:
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, poll_interval_s=0.2) as shared:
+            breaker = CircuitBreaker("quiet", shared=shared, instrument=False)
+            # Someone opened it without publishing (as if the message was lost).
+            now_ms = int(time.time() * 1000)
+            raw = redis.Redis.from_url(server.url)
+            raw.hset(shared.key("breaker", "quiet", "state"),
+                     mapping={"state": "open", "epoch": 7, "opened_at": now_ms, "reason": "failure_threshold"})
+            raw.close()
+            await wait_for(lambda: breaker.state is BreakerState.OPEN)
+
+    asyncio.run(main())
+
+
+def test_two_breakers_of_different_names_never_share_keys(server: RedisServer, prefix: str) -> None:
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, poll_interval_s=0.2) as shared:
+            a = CircuitBreaker("a", shared=shared, failure_threshold=1, reset_timeout=60, instrument=False)
+            b = CircuitBreaker("ab", shared=shared, failure_threshold=1, reset_timeout=60, instrument=False)
+            with pytest.raises(ConnectionError):
+                await a.call(_boom)
+            await shared._flush_all()
+            await asyncio.sleep(0.5)
+            assert (a.state, b.state) == (BreakerState.OPEN, BreakerState.CLOSED)
+            keys = {k.decode() for k in redis.Redis.from_url(server.url).keys(f"{prefix}:*")}  # type: ignore[union-attr]
+            assert keys and all("{breaker:a}" in k for k in keys), keys
+            with pytest.raises(ValueError, match="already bound"):
+                CircuitBreaker("a", shared=shared, instrument=False)
+
+    asyncio.run(main())
+
+
+def test_keys_expire_when_unused(server: RedisServer, prefix: str) -> None:
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, key_ttl_s=1) as shared:
+            breaker = CircuitBreaker("ttl", shared=shared, failure_threshold=1, reset_timeout=60, instrument=False)
+            with pytest.raises(ConnectionError):
+                await breaker.call(_boom)
+            await shared._flush_all()
+            await asyncio.sleep(0.2)
+
+    asyncio.run(main())
+    raw = redis.Redis.from_url(server.url)
+    assert raw.keys(f"{prefix}:*")
+    time.sleep(1.5)
+    assert raw.keys(f"{prefix}:*") == []
+    raw.close()
+
+
+def test_redis_killed_and_restarted_fail_open(own_server: RedisServer, prefix: str) -> None:
+    otel = InMemoryTelemetry()
+
+    async def main() -> None:
+        async with RedisState(own_server.url, prefix=prefix, timeout_s=0.2, flush_interval_s=0.05,
+                              poll_interval_s=0.2, meter_provider=otel.meter_provider) as shared:
+            breaker = CircuitBreaker("fo", shared=shared, failure_threshold=2, reset_timeout=0.3, instrument=False)
+            assert await breaker.call(_ok) == 1
+            own_server.stop()
+            await wait_for(lambda: not shared.available)
+            # local state takes over: calls succeed, and the local window still trips
+            started = time.monotonic()
+            assert await breaker.call(_ok) == 1
+            for _ in range(2):
+                with pytest.raises(ConnectionError):
+                    await breaker.call(_boom)
+            assert breaker.state is BreakerState.OPEN
+            await asyncio.sleep(0.4)
+            assert await breaker.call(_ok) == 1  # local half-open probe
+            assert time.monotonic() - started < 5  # nothing waited on the dead server beyond its timeouts
+            own_server.start()
+            await wait_for(lambda: shared.available)
+            for _ in range(3):
+                await breaker.call(_ok)
+
+    asyncio.run(main())
+    points: Any = otel.metrics()["shannon.shared.errors"].data.data_points
+    assert sum(p.value for p in points) >= 1
+
+
+def test_redis_killed_fail_closed_rejects_until_it_is_back(own_server: RedisServer, prefix: str) -> None:
+    async def main() -> None:
+        async with RedisState(own_server.url, prefix=prefix, timeout_s=0.2, poll_interval_s=0.2,
+                              on_unavailable="reject") as shared:
+            breaker = CircuitBreaker("fc", shared=shared, instrument=False)
+            limit = SharedRateLimit(shared, "fc", rate=1000)
+            assert await breaker.call(_ok) == 1
+            own_server.stop()
+            await wait_for(lambda: not shared.available)
+            with pytest.raises(CircuitOpenError):
+                await breaker.call(_ok)
+            with pytest.raises(SharedStateUnavailableError):
+                await limit.acquire()
+            own_server.start()
+            await wait_for(lambda: shared.available)
+            await wait_for(lambda: breaker.state is BreakerState.CLOSED)
+            assert await breaker.call(_ok) == 1
+            await limit.acquire()
+
+    asyncio.run(main())
+
+
+def test_redis_down_at_start_and_a_silent_redis_never_hang(prefix: str) -> None:
+    black_hole = socket.socket()
+    black_hole.bind(("127.0.0.1", 0))
+    black_hole.listen(16)  # accepts connections (the kernel does) and never answers
+    down_port = RedisServer.__new__(RedisServer)  # only for free_port
+    from _redis_server import free_port
+
+    async def main(url: str) -> float:
+        started = time.monotonic()
+        async with RedisState(url, prefix=prefix, timeout_s=0.2) as shared:
+            breaker = CircuitBreaker("x", shared=shared, instrument=False)
+            assert not shared.available
+            assert await breaker.call(_ok) == 1
+            limit = SharedRateLimit(shared, "x", rate=100)
+            await limit.acquire()  # local fallback
+        return time.monotonic() - started
+
+    assert asyncio.run(main(f"redis://127.0.0.1:{free_port()}/0")) < 5
+    assert asyncio.run(main(f"redis://127.0.0.1:{black_hole.getsockname()[1]}/0")) < 5
+    black_hole.close()
+    del down_port
+
+
+def test_a_shared_rate_limit_holds_across_processes(server: RedisServer, prefix: str) -> None:
+    queue = SPAWN.Queue()
+    rate, seconds = 40.0, 2.0
+    start_at = time.time() + 3.0
+    workers = [SPAWN.Process(target=procs.rate_limited_starts,
+                             args=(server.url, prefix, "api", rate, seconds, start_at, queue)) for _ in range(4)]
+    for w in workers:
+        w.start()
+    starts = sum(queue.get(timeout=60) for _ in workers)
+    for w in workers:
+        w.join(30)
+    # 4 processes share 40/s: about 80 starts in 2 s (never the 320 four local limiters would allow)
+    assert rate * seconds * 0.8 <= starts <= rate * seconds + 4, starts
+
+
+def test_a_shared_pool_bounds_holders_across_processes(server: RedisServer, prefix: str) -> None:
+    queue = SPAWN.Queue()
+    workers = [SPAWN.Process(target=procs.pool_users, args=(server.url, prefix, "db", 2, 6, queue)) for _ in range(3)]
+    for w in workers:
+        w.start()
+    peaks = [queue.get(timeout=60) for _ in workers]
+    for w in workers:
+        w.join(30)
+    assert max(peaks) <= 2, peaks
+
+
+def test_a_breaker_opened_on_dask_workers_is_open_on_the_client(server: RedisServer, prefix: str) -> None:
+    from distributed import Client, LocalCluster
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, poll_interval_s=60) as shared:
+            breaker = CircuitBreaker("dask-api", shared=shared, failure_threshold=4, reset_timeout=60,
+                                     instrument=False)
+            async with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, asynchronous=True,
+                                    dashboard_address=None, host="127.0.0.1", silence_logs=40) as cluster, \
+                    Client(cluster, asynchronous=True) as client:
+                futures = client.map(procs.fail_calls, [server.url] * 2, [prefix] * 2, ["dask-api"] * 2, [2, 2],
+                                     [4, 4], pure=False)
+                await client.gather(futures)
+            await wait_for(lambda: breaker.state is BreakerState.OPEN)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"url": "http://localhost"}, "url must be a redis://"),
+        ({"key_ttl_s": -5}, "key_ttl_s must be an int"),
+        ({"timeout_s": 0}, "timeout_s must be"),
+        ({"timeout_s": float("inf")}, "timeout_s must be"),
+        ({"flush_interval_s": float("nan")}, "flush_interval_s must be"),
+        ({"on_unavailable": "maybe"}, "on_unavailable must be"),
+        ({"prefix": "a b"}, "prefix must be"),
+    ],
+)
+def test_bad_configuration_is_refused(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        RedisState(**kwargs)
+
+
+def test_bad_limits_are_refused(server: RedisServer) -> None:
+    shared = RedisState(server.url)
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"rate": 0}, "rate must be"), ({"rate": 1, "burst": 0}, "burst must be"),
+    ]
+    for kwargs, match in cases:
+        with pytest.raises(ValueError, match=match):
+            SharedRateLimit(shared, "x", **kwargs)
+    with pytest.raises(ValueError, match="lease_s must be"):
+        SharedPool(shared, "p", 2, lease_s=0)
+    with pytest.raises(TypeError, match=r"shared must be a shannon_otel\.redis\.RedisState"):
+        CircuitBreaker("y", shared="redis://x")  # type: ignore[arg-type]
+
+
