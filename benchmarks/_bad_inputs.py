@@ -122,6 +122,19 @@ BAD_FOR: dict[tuple[str, str], list[Any]] = {
     ("Wave", "clock"): CALLABLE,
     ("AnomalyDetector.update", "time"): [NAN, INF, _NOT_A_NUMBER],
     ("AnomalyDetector.update", "value"): [NAN, INF, _NOT_A_NUMBER],
+    # shannon_otel.redis (its RedisState is built but never connected: every check runs before that)
+    ("CircuitBreaker", "shared"): ["redis://127.0.0.1:6379/0", 5],
+    ("RedisState", "url"): ["http://127.0.0.1:6379", "", 5],
+    ("RedisState", "prefix"): ["", "a b", "{x}", 5],
+    ("RedisState", "flush_interval_s"): POS_FINITE,
+    ("RedisState", "poll_interval_s"): POS_FINITE,
+    ("RedisState", "key_ttl_s"): [0, -5, 1.5, True, "60"],
+    ("RedisState", "on_unavailable"): ["maybe", 5],
+    ("SharedPool", "shared"): ["redis://127.0.0.1:6379/0", None],
+    ("SharedPool", "lease_s"): [0, INF, NAN, _NOT_A_NUMBER],
+    ("SharedRateLimit", "shared"): ["redis://127.0.0.1:6379/0", None],
+    ("SharedRateLimit", "rate"): [*POS_FINITE],
+    ("SharedRateLimit", "sleep"): [5],  # as Wave's: a sync sleep fails when the limit first waits
 }
 
 # Parameters for which no value is invalid, or which are not user input, with the reason.
@@ -275,6 +288,8 @@ def _caller(target: str, param: str, value: Any, work: Work) -> Callable[[], Any
             return lambda: _configure(kw)
         obj = _lookup(head)
         required = _REQUIRED.get(head, {})
+        if callable(required):
+            required = required()
         args = _POSITIONAL.get(head, ())
         if _var_positional(obj) == param:
             args, kw = (value,), {}
@@ -349,7 +364,9 @@ _REQUIRED: dict[str, Any] = {
     "Wave": {"name": "w"},
     "ResourcePool": {"name": "p", "limit": 1}, "TaskSpec": {"work": _one}, "Step": {"name": "s", "action": _one},
     "MetricsServer": {"reader": so.PrometheusReader(), "port": 0}, "TailSampler": {"processor": _SpanProcessor()},
-    "DaskBackend": {}, "WorkerTelemetry": {},
+    "DaskBackend": {}, "WorkerTelemetry": {}, "RedisState": {},
+    "SharedPool": lambda: {"shared": _redis_state(), "name": "p", "limit": 1},
+    "SharedRateLimit": lambda: {"shared": _redis_state(), "name": "r", "rate": 1.0},
     "Wave.run": lambda w: {"tasks": [w]}, "Wave.map": lambda w: {"fn": w, "items": [1]},
     "Wave.stream_map": lambda w: {"fn": w, "items": [1]}, "Wave.stream": lambda w: {"tasks": [w]},
     "Retry.call": {}, "CircuitBreaker.call": {}, "Pipeline.call": {}, "Degrade.call": {}, "Policy.call": {},
@@ -391,6 +408,11 @@ _INSTANCES: dict[str, Callable[[Work], Any]] = {
     "Transaction": lambda w: None, "DaskBackend": lambda w: _dask_backend(), "Timeout": lambda w: so.Timeout(1.0),
     "InMemoryTelemetry": lambda w: sot.InMemoryTelemetry(), "DetectorConfig": lambda w: so.DetectorConfig(),
 }
+
+
+def _redis_state() -> Any:
+    """A RedisState that is never started: no connection is made."""
+    return _sor.RedisState("redis://127.0.0.1:1/0")
 
 
 def _run_report() -> Any:

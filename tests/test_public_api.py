@@ -98,9 +98,12 @@ def test_every_exported_name_exists_and_nothing_public_is_unlisted() -> None:
 
 def test_the_optional_backends_export_exactly_their_documented_names() -> None:
     import shannon_otel.dask
+    import shannon_otel.redis
 
     expected = ["DaskBackend", "RemoteFunction", "UnshippableTaskError", "WorkerTelemetry"]
     assert sorted(shannon_otel.dask.__all__) == expected
+    assert sorted(shannon_otel.redis.__all__) == ["RedisState", "SharedPool", "SharedRateLimit",
+                                                   "SharedStateUnavailableError"]
 
 
 def test_public_errors_name_their_public_module() -> None:

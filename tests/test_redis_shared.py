@@ -142,7 +142,7 @@ def test_a_missed_notification_is_caught_by_the_poll(server: RedisServer, prefix
             # Someone opened it without publishing (as if the message was lost).
             now_ms = int(time.time() * 1000)
             raw = redis.Redis.from_url(server.url)
-            raw.hset(shared.key("breaker", "quiet", "state"),
+            raw.hset(shared._key("breaker", "quiet", "state"),
                      mapping={"state": "open", "epoch": 7, "opened_at": now_ms, "reason": "failure_threshold"})
             raw.close()
             await wait_for(lambda: breaker.state is BreakerState.OPEN)

@@ -152,6 +152,18 @@ def _policies() -> list[p.Json]:
                      [p.target(q.sum_by((t.HOOK_NAME, t.HOOK_METHOD), q.events(q.sel(t.HOOK_ERRORS, JOB))),
                                f"{{{{{q.label(t.HOOK_NAME)}}}}} {{{{{q.label(t.HOOK_METHOD)}}}}}")],
                      bars=True, width=24),
+        p.timeseries("Shared state (Redis) available", "1 while the shared breakers, rate limits and pools "
+                     "reach Redis; 0 while the fault policy (local state, or rejection) applies.", "short",
+                     [p.target(f"max by ({q.label(t.SHARED_PREFIX)}) ({q.sel(t.SHARED_AVAILABLE, JOB)})",
+                               f"{{{{{q.label(t.SHARED_PREFIX)}}}}}")], width=8),
+        p.timeseries("Shared state errors", "Redis calls that failed or timed out, by operation; each one "
+                     "fell back to the configured fault policy.", "short",
+                     [p.target(q.sum_by((t.SHARED_OPERATION,), q.events(q.sel(t.SHARED_ERRORS, JOB))),
+                               f"{{{{{q.label(t.SHARED_OPERATION)}}}}}")], bars=True, width=8),
+        p.timeseries("Shared state latency p99", "Latency of successful Redis calls (scripts, polls), by "
+                     "operation.", "s",
+                     [p.target(q.quantile(0.99, t.SHARED_DURATION, JOB, by_=(t.SHARED_OPERATION,)),
+                               f"{{{{{q.label(t.SHARED_OPERATION)}}}}}", exemplar=True)], width=8),
     ]
 
 

@@ -35,16 +35,18 @@ class SharedRateLimit:
             raise ValueError(f"rate must be a number of starts per second in (0, 1e6], got {rate!r}")
         if isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= 1_000_000:
             raise ValueError(f"burst must be an int in [1, 1000000], got {burst!r}")
+        if not callable(sleep):
+            raise TypeError(f"sleep must be an async callable taking seconds, got {sleep!r}")
         self.shared, self.name, self.rate, self.burst, self.sleep = shared, name, float(rate), burst, sleep
         interval_ms = 1000.0 / rate
-        self._key = [shared.key("rate", name, "tat")]
+        self._key = [shared._key("rate", name, "tat")]
         self._args = [interval_ms, (burst - 1) * interval_ms, math.ceil(interval_ms * burst) + 1000]
         self._local: RateLimiter | None = None
 
     async def acquire(self) -> None:
         """Wait until this start is within the shared rate (the slot is reserved before the wait)."""
         try:
-            wait_ms = float(await self.shared.script("RATE", self._key, self._args))
+            wait_ms = float(await self.shared._script("RATE", self._key, self._args))
         except SharedStateUnavailableError:
             if self.shared.on_unavailable == "reject":
                 raise
@@ -80,18 +82,18 @@ class SharedPool(ResourcePool):
             raise ValueError(f"lease_s must be a number of seconds in [1, 86400], got {lease_s!r}")
         self.shared = shared
         self.lease_s = float(lease_s)
-        self._key = [shared.key("pool", name, "holders")]
+        self._key = [shared._key("pool", name, "holders")]
         self._held: list[str | None] = []  # one entry per slot held here: its lease id (None: local slot)
 
     async def acquire(self) -> None:
         await super().acquire()  # never more than `limit` from this process either
         holder = uuid.uuid4().hex
-        event = self.shared.pool_event(self.name)
+        event = self.shared._pool_event(self.name)
         try:
             while True:
                 event.clear()
                 try:
-                    granted = await self.shared.script(
+                    granted = await self.shared._script(
                         "POOL_ACQUIRE", self._key, [self.limit, holder, int(self.lease_s * 1000)],
                     )
                 except SharedStateUnavailableError:
@@ -111,6 +113,6 @@ class SharedPool(ResourcePool):
         holder = self._held.pop() if self._held else None
         super().release()
         if holder is not None:
-            self.shared.background(
-                self.shared.script("POOL_RELEASE", self._key, [self.shared.pool_channel, self.name, holder]),
+            self.shared._background(
+                self.shared._script("POOL_RELEASE", self._key, [self.shared.pool_channel, self.name, holder]),
             )

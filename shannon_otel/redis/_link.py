@@ -40,7 +40,7 @@ class BreakerLink:
         self.store = store
         self.breaker = breaker
         self.name = breaker.name
-        self.keys = [store.key("breaker", breaker.name, "state"), store.key("breaker", breaker.name, "window")]
+        self.keys = [store._key("breaker", breaker.name, "state"), store._key("breaker", breaker.name, "window")]
         self.epoch = 0
         self.calls = self.failures = self.slow = 0  # counted locally, not yet sent
         self.recheck_at = 0.0
@@ -55,7 +55,7 @@ class BreakerLink:
             c.min_calls,
             -1 if c.slow_call_s is None else c.slow_call_rate,
         ]
-        store.bind(self)
+        store._bind(self)
 
     def _args(self, *args: Any) -> list[Any]:
         return [self.store.key_ttl_s, self.store.breaker_channel, self.name, *args]
@@ -76,7 +76,7 @@ class BreakerLink:
         elif b._state is _HALF_OPEN and now < self.recheck_at:
             b._reject(call, None)
         try:
-            verdict, epoch, remaining_ms, now_ms, opened_ms = await self.store.script(
+            verdict, epoch, remaining_ms, now_ms, opened_ms = await self.store._script(
                 "ACQUIRE", self.keys[:1], self._args(int(b.config.reset_timeout * 1000), b.config.half_open_probes),
             )
         except SharedStateUnavailableError:
@@ -100,21 +100,21 @@ class BreakerLink:
     def probe_done(self, outcome: str) -> None:
         """A half-open probe ended: ``success``, ``slow``, ``failure`` or ``giveback`` (cancelled/ignored)."""
         if self.store.available:
-            self.store.background(self._send("PROBE", outcome, self.epoch, self.breaker.config.success_threshold))
+            self.store._background(self._send("PROBE", outcome, self.epoch, self.breaker.config.success_threshold))
 
     def tripped(self, reason: str) -> None:
         """This process's own window opened the breaker: open it for everyone."""
-        self.store.background(self._send("TRANSITION", "trip", reason))
+        self.store._background(self._send("TRANSITION", "trip", reason))
 
     def forced(self) -> None:
-        self.store.background(self._send("TRANSITION", "force", "forced_open"))
+        self.store._background(self._send("TRANSITION", "force", "forced_open"))
 
     def reset(self) -> None:
         self.calls = self.failures = self.slow = 0
-        self.store.background(self._send("TRANSITION", "reset", "reset"))
+        self.store._background(self._send("TRANSITION", "reset", "reset"))
 
     async def _send(self, script: str, *args: Any) -> None:
-        state, epoch, opened_ms, now_ms = await self.store.script(script, self.keys, self._args(*args))
+        state, epoch, opened_ms, now_ms = await self.store._script(script, self.keys, self._args(*args))
         self.apply(str(state), int(epoch), int(opened_ms), int(now_ms), "")
 
     # ------------------------------------------------------------------ from the store
@@ -125,7 +125,7 @@ class BreakerLink:
         calls, failures, slow = self.calls, self.failures, self.slow
         self.calls = self.failures = self.slow = 0
         try:
-            state, epoch, opened_ms, now_ms = await self.store.script(
+            state, epoch, opened_ms, now_ms = await self.store._script(
                 "FLUSH", self.keys, self._args(calls, failures, slow, *self.window),
             )
         except SharedStateUnavailableError:
@@ -142,7 +142,7 @@ class BreakerLink:
                 pipe.hmget(self.keys[0], "state", "epoch", "opened_at", "reason")
                 return list(await pipe.execute())
 
-        (seconds, micros), (state, epoch, opened, reason) = await store.run("poll", read)
+        (seconds, micros), (state, epoch, opened, reason) = await store._run("poll", read)
         if state is None:  # never written, or expired: CLOSED with an empty window
             if self.breaker._state is not _CLOSED and not self.breaker._forced:
                 self.tripped_back_to_closed()

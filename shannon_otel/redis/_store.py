@@ -70,6 +70,8 @@ class RedisState:
         _check_seconds("poll_interval_s", poll_interval_s, high=3600)
         if isinstance(key_ttl_s, bool) or not isinstance(key_ttl_s, int) or not 1 <= key_ttl_s <= 365 * 86_400:
             raise ValueError(f"key_ttl_s must be an int in [1, 31536000] seconds, got {key_ttl_s!r}")
+        if meter_provider is not None and not callable(getattr(meter_provider, "get_meter", None)):
+            raise TypeError(f"meter_provider must be an OTel MeterProvider or None, got {meter_provider!r}")
         if on_unavailable not in ("local", "reject"):
             raise ValueError(f"on_unavailable must be 'local' or 'reject', got {on_unavailable!r}")
         import redis.asyncio as aioredis
@@ -130,7 +132,7 @@ class RedisState:
         if self._tasks:
             raise RuntimeError("RedisState is already started")
         with contextlib.suppress(SharedStateUnavailableError):
-            await self.run("ping", lambda: self._redis.ping())
+            await self._run("ping", lambda: self._redis.ping())
         self._tasks = [
             asyncio.create_task(self._flush_loop(), name="shannon-redis-flush"),
             asyncio.create_task(self._subscribe_loop(), name="shannon-redis-subscribe"),
@@ -157,7 +159,7 @@ class RedisState:
                 await self._redis.aclose()
 
     # ------------------------------------------------------------------ calling Redis
-    async def run(self, operation: str, command: Callable[[], Awaitable[T]]) -> T:
+    async def _run(self, operation: str, command: Callable[[], Awaitable[T]]) -> T:
         """Run one command within ``timeout_s``; any failure marks Redis unavailable and raises
         :class:`SharedStateUnavailableError` (a success marks it available again)."""
         start = time.perf_counter()
@@ -173,10 +175,10 @@ class RedisState:
             self._up()
         return result
 
-    def script(self, name: str, keys: list[str], args: list[Any]) -> Awaitable[Any]:
-        return self.run(name.lower(), lambda: self._scripts[name](keys=keys, args=args))
+    def _script(self, name: str, keys: list[str], args: list[Any]) -> Awaitable[Any]:
+        return self._run(name.lower(), lambda: self._scripts[name](keys=keys, args=args))
 
-    def background(self, operation: Awaitable[Any]) -> None:
+    def _background(self, operation: Awaitable[Any]) -> None:
         """Run ``operation`` without waiting for it (state pushes); its failure is already counted."""
         task = asyncio.ensure_future(operation)
         self._pending.add(task)
@@ -203,15 +205,15 @@ class RedisState:
         _log.info("Redis at %s available", _redacted(self.url))
 
     # ------------------------------------------------------------------ keys and links
-    def key(self, kind: str, name: str, part: str) -> str:
+    def _key(self, kind: str, name: str, part: str) -> str:
         return f"{self.prefix}:{{{kind}:{name}}}:{part}"
 
-    def bind(self, link: BreakerLink) -> None:
+    def _bind(self, link: BreakerLink) -> None:
         if link.name in self._links:
             raise ValueError(f"a breaker named {link.name!r} is already bound to this RedisState")
         self._links[link.name] = link
 
-    def pool_event(self, name: str) -> asyncio.Event:
+    def _pool_event(self, name: str) -> asyncio.Event:
         return self._pool_events.setdefault(name, asyncio.Event())
 
     # ------------------------------------------------------------------ background
@@ -225,7 +227,7 @@ class RedisState:
             await asyncio.sleep(self.flush_interval_s if self.available else min(1.0, self.poll_interval_s))
             try:
                 if not self.available:
-                    await self.run("ping", lambda: self._redis.ping())
+                    await self._run("ping", lambda: self._redis.ping())
                     await self._poll()  # recovered: take the shared state again
                 await self._flush_all()
                 if time.monotonic() >= next_poll:

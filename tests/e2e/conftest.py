@@ -12,9 +12,10 @@ temp dir, printed on failure; nothing is shared with a stack a developer runs vi
 from __future__ import annotations
 
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from _stack import CONFIG_DIR, Collector, Jaeger, Prometheus, StackCommandError, free_ports, run_stack
@@ -142,3 +143,15 @@ def prometheus(stack_env: StackEnv, collector: Collector) -> Iterator[Prometheus
         env=stack_env.env,
     )
     stack_env.stop("prometheus")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real redis-server on a free 127.0.0.1 port (installed by scripts/stack install); fails, never skips."""
+    sys.path.insert(0, str(E2E_DIR.parent))  # the unit tests' redis-server helper, shared with them
+    from _redis_server import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()

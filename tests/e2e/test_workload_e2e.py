@@ -42,8 +42,10 @@ from shannon_otel import (
 from shannon_otel import _telemetry as tel
 from shannon_otel.anomaly import LATENCY
 from shannon_otel.assets import alert_rules, concrete_query, dashboards, panel_queries, referenced_metrics, rule_queries
+from shannon_otel.redis import RedisState, SharedRateLimit
 
 if TYPE_CHECKING:
+    from _redis_server import RedisServer
     from _stack import Collector, Jaeger, Prometheus
 
 pytestmark = pytest.mark.e2e
@@ -154,12 +156,31 @@ class Run:
     ended: float
 
 
-def _run(service: str, endpoint: str, *, inject: bool) -> Run:
+async def _shared_state(url: str, meter_provider: Any) -> None:
+    """A breaker shared through the real redis-server, and a RedisState whose Redis is down: the
+    shannon.shared.* series (latency, availability, errors) of the resilience dashboard."""
+    async with RedisState(url, meter_provider=meter_provider, timeout_s=0.5) as shared:
+        breaker = CircuitBreaker(f"shared-{RUN}", shared=shared, instrument=False)
+        limit = SharedRateLimit(shared, f"limit-{RUN}", rate=1000)
+        for _ in range(20):
+            await limit.acquire()
+            await breaker.call(world_ok)
+    async with RedisState("redis://127.0.0.1:1/0", meter_provider=meter_provider, timeout_s=0.1) as down:
+        await SharedRateLimit(down, f"down-{RUN}", rate=1000).acquire()  # fails open: counted as an error
+
+
+async def world_ok() -> str:
+    return "ok"
+
+
+def _run(service: str, endpoint: str, *, inject: bool, redis_url: str | None = None) -> Run:
     started = time.time()
     with configure(service, exporter="otlp_grpc", endpoint=endpoint, metric_interval_s=0.5,
                    set_global=False) as telemetry:
         providers = {"tracer_provider": telemetry.tracer_provider, "meter_provider": telemetry.meter_provider}
         asyncio.run(workload(providers, _anomaly_hook(), inject=inject))
+        if redis_url is not None:
+            asyncio.run(_shared_state(redis_url, telemetry.meter_provider))
         assert telemetry.force_flush(10)
     if inject:  # a span queue too small for a burst: the drops are counted (shannon.telemetry.dropped)
         with configure(f"{service}-burst", exporter="otlp_grpc", endpoint=endpoint, metric_interval_s=0.5,
@@ -173,10 +194,10 @@ def _run(service: str, endpoint: str, *, inject: bool) -> Run:
 
 
 @pytest.fixture(scope="module")
-def runs(collector: Collector, prometheus: Prometheus) -> dict[str, Run]:
+def runs(collector: Collector, prometheus: Prometheus, redis_server: RedisServer) -> dict[str, Run]:
     """The faulty and the clean run, both through the collector, scraped by Prometheus."""
     done = {
-        "faulty": _run(f"e2e-faulty-{RUN}", collector.otlp_grpc_endpoint, inject=True),
+        "faulty": _run(f"e2e-faulty-{RUN}", collector.otlp_grpc_endpoint, inject=True, redis_url=redis_server.url),
         "clean": _run(f"e2e-clean-{RUN}", collector.otlp_grpc_endpoint, inject=False),
     }
     for run in done.values():  # both runs' final points scraped
