@@ -13,6 +13,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -136,3 +137,36 @@ def test_compose_docs_and_readme_pin_the_script_s_version_set(stack: ModuleType)
         for version in (stack.JAEGER_RELEASE, stack.JAEGER_VERSIONS[0], stack.COLLECTOR_VERSION,
                         stack.PROMETHEUS_VERSION, stack.GRAFANA_VERSION):
             assert version in text, f"{doc} does not state {version}"
+
+
+def test_prometheus_loads_rules_linked_to_the_stack_s_own_jaeger(
+    stack: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # collector-config/rules link alerts to the compose stack's :16686; the stack's Jaeger listens elsewhere.
+    monkeypatch.setenv("SHANNON_STACK_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("SHANNON_STACK_JAEGER_QUERY_PORT", "31686")
+    monkeypatch.delenv("SHANNON_STACK_RULES_DIR", raising=False)
+    cfg = stack.Settings.from_env()
+    stack.write_rules(cfg)
+    rules = yaml.safe_load((tmp_path / "state" / "rules" / "shannon-alerts.yml").read_text())
+    urls = [r["annotations"]["traces_url"] for g in rules["groups"] for r in g["rules"]
+            if "traces_url" in r.get("annotations", {})]
+    assert urls
+    assert all(u.startswith("http://127.0.0.1:31686/search?service=") for u in urls), urls
+    config = yaml.safe_load(stack.prometheus_config(cfg))
+    assert config["rule_files"] == [str(tmp_path / "state" / "rules" / "*.yml")]
+
+
+def test_a_rules_dir_of_the_user_s_own_is_loaded_as_it_is(
+    stack: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    own = tmp_path / "mine"
+    own.mkdir()
+    (own / "mine.yml").write_text("groups: []\n")
+    monkeypatch.setenv("SHANNON_STACK_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("SHANNON_STACK_RULES_DIR", str(own))
+    cfg = stack.Settings.from_env()
+    stack.write_rules(cfg)
+    assert sorted(p.name for p in own.iterdir()) == ["mine.yml"]
+    assert not (tmp_path / "state" / "rules").exists()
+    assert yaml.safe_load(stack.prometheus_config(cfg))["rule_files"] == [str(own / "*.yml")]
