@@ -180,9 +180,9 @@ def _run(service: str, endpoint: str, *, inject: bool) -> Run:
     started = time.time()
     # The clean run's span queue holds 16 spans: it overflows, and the drops are counted
     # (shannon.telemetry.dropped), not silent. The faulty run keeps every span for the trace checks.
-    queue = {} if inject else {"max_queue_size": 16, "max_export_batch_size": 16}
+    queue = None if inject else 16
     with configure(service, exporter="otlp_grpc", endpoint=endpoint, metric_interval_s=0.5,
-                   set_global=False, **queue) as telemetry:
+                   set_global=False, max_queue_size=queue, max_export_batch_size=queue) as telemetry:
         providers = {"tracer_provider": telemetry.tracer_provider, "meter_provider": telemetry.meter_provider}
         world = run_virtual(workload(providers, _anomaly_hook, inject=inject))
         flushed = telemetry.force_flush(10)
