@@ -1,4 +1,9 @@
-"""The terminal waterfall drawn from real SDK spans of a wave with protected calls."""
+"""The terminal waterfall drawn from real SDK spans of a wave with protected calls.
+
+The wave runs on virtual time and the SDK stamps its spans from the same clock, so every bar, the
+slowest task and the medians are exact however loaded the machine is (on wall time a scheduling delay
+of a few ms made another task the slowest now and then).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,19 @@ import asyncio
 import functools
 import re
 
+import pytest
+from opentelemetry.sdk import trace as sdk_trace
+
 from shannon_otel import Wave
 from shannon_otel.cli._waterfall import BAR, waterfall
 from shannon_otel.recovery import Retry
-from shannon_otel.testing import InMemoryTelemetry
+from shannon_otel.testing import InMemoryTelemetry, run_virtual
+
+EPOCH_NS = 1_700_000_000 * 10**9  # span timestamps are virtual time after this (they look like real ones)
 
 
-def run_wave(otel: InMemoryTelemetry, tasks: int) -> None:
+def run_wave(otel: InMemoryTelemetry, tasks: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Task i's attempts take (i + 1) ms of virtual time; task 0's first attempt and task 1 fail."""
     retry = Retry(name="fetch", attempts=2, initial=0.0, **otel.providers)
 
     async def flaky(i: int) -> int:
@@ -31,15 +42,18 @@ def run_wave(otel: InMemoryTelemetry, tasks: int) -> None:
         return await retry.call(attempt)
 
     async def main() -> None:
-        wave: Wave[int] = Wave("fetch-all", max_concurrency=2, **otel.providers)
+        loop = asyncio.get_running_loop()
+        # The SDK reads time_ns() for span start, end and event times: the fake clock of these spans.
+        monkeypatch.setattr(sdk_trace, "time_ns", lambda: EPOCH_NS + round(loop.time() * 1e9))
+        wave: Wave[int] = Wave("fetch-all", max_concurrency=2, clock=loop.time, **otel.providers)
         await wave.run([functools.partial(flaky, i) for i in range(tasks)])
 
-    asyncio.run(main())
+    run_virtual(main())
 
 
-def test_rows_nest_wave_tasks_operations_attempts_with_bars() -> None:
+def test_rows_nest_wave_tasks_operations_attempts_with_bars(monkeypatch: pytest.MonkeyPatch) -> None:
     otel = InMemoryTelemetry()
-    run_wave(otel, tasks=3)
+    run_wave(otel, tasks=3, monkeypatch=monkeypatch)
     rows = waterfall(otel.spans())
     text = [r.text for r in rows]
     assert text[0].strip().startswith("0") and text[0].rstrip().endswith("ms"), "time scale header"
@@ -59,9 +73,11 @@ def test_rows_nest_wave_tasks_operations_attempts_with_bars() -> None:
         assert len(bar) == BAR and "#" in bar
 
 
-def test_a_wide_wave_shows_the_slowest_and_failed_tasks_and_summarises_the_rest() -> None:
+def test_a_wide_wave_shows_the_slowest_and_failed_tasks_and_summarises_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     otel = InMemoryTelemetry()
-    run_wave(otel, tasks=10)
+    run_wave(otel, tasks=10, monkeypatch=monkeypatch)
     rows = waterfall(otel.spans(), max_tasks=4)
     tasks = [r.text.split("|")[0].strip() for r in rows if r.text.startswith("  task")]
     assert len(tasks) == 4
@@ -74,9 +90,11 @@ def test_no_spans_no_rows() -> None:
     assert waterfall([]) == []
 
 
-def test_rows_fit_the_given_width_and_labels_stay_whole_while_the_bar_can_shrink() -> None:
+def test_rows_fit_the_given_width_and_labels_stay_whole_while_the_bar_can_shrink(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     otel = InMemoryTelemetry()
-    run_wave(otel, tasks=3)
+    run_wave(otel, tasks=3, monkeypatch=monkeypatch)
     for width in (60, 80, 100):
         rows = waterfall(otel.spans(), width=width)
         assert all(len(r.text) <= width for r in rows), width

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import json
 import os
 import re
 import stat
@@ -136,3 +137,40 @@ def test_compose_docs_and_readme_pin_the_script_s_version_set(stack: ModuleType)
         for version in (stack.JAEGER_RELEASE, stack.JAEGER_VERSIONS[0], stack.COLLECTOR_VERSION,
                         stack.PROMETHEUS_VERSION, stack.GRAFANA_VERSION):
             assert version in text, f"{doc} does not state {version}"
+
+
+def rule_files(config: str) -> str:
+    """The one rule_files entry of a Prometheus config (scripts/stack writes it JSON-quoted)."""
+    (entry,) = re.findall(r"^rule_files:\n  - (.*)$", config, re.MULTILINE)
+    return str(json.loads(entry))
+
+
+def test_prometheus_loads_rules_linked_to_the_stack_s_own_jaeger(
+    stack: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # collector-config/rules link alerts to the compose stack's :16686; the stack's Jaeger listens elsewhere.
+    monkeypatch.setenv("SHANNON_STACK_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("SHANNON_STACK_JAEGER_QUERY_PORT", "31686")
+    monkeypatch.delenv("SHANNON_STACK_RULES_DIR", raising=False)
+    cfg = stack.Settings.from_env()
+    stack.write_rules(cfg)
+    rules = (tmp_path / "state" / "rules" / "shannon-alerts.yml").read_text()
+    urls = re.findall(r"^\s+traces_url: \"(.*)\"$", rules, re.MULTILINE)
+    assert len(urls) == rules.count("traces_url") > 0
+    assert all(u.startswith("http://127.0.0.1:31686/search?service=") for u in urls), urls
+    assert rule_files(stack.prometheus_config(cfg)) == str(tmp_path / "state" / "rules" / "*.yml")
+
+
+def test_a_rules_dir_of_the_user_s_own_is_loaded_as_it_is(
+    stack: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    own = tmp_path / "mine"
+    own.mkdir()
+    (own / "mine.yml").write_text("groups: []\n")
+    monkeypatch.setenv("SHANNON_STACK_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("SHANNON_STACK_RULES_DIR", str(own))
+    cfg = stack.Settings.from_env()
+    stack.write_rules(cfg)
+    assert sorted(p.name for p in own.iterdir()) == ["mine.yml"]
+    assert not (tmp_path / "state" / "rules").exists()
+    assert rule_files(stack.prometheus_config(cfg)) == str(own / "*.yml")

@@ -31,6 +31,12 @@ def _duration(span: ReadableSpan) -> float:
     return ((span.end_time or 0) - (span.start_time or 0)) / 1e9
 
 
+def _start(span: ReadableSpan) -> tuple[int, int]:
+    """Start order; tasks started in the same nanosecond (a fake clock, a coarse one) by task index."""
+    index = (span.attributes or {}).get(TASK_INDEX)
+    return span.start_time or 0, index if isinstance(index, int) else -1
+
+
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:7.1f} ms" if seconds < 10 else f"{seconds:7.2f} s "
 
@@ -71,12 +77,11 @@ def waterfall(
         out.append((span, depth))
         if depth >= max_depth:
             return
-        for child in sorted(children.get(span.context.span_id if span.context else 0, ()),
-                            key=lambda s: s.start_time or 0):
+        for child in sorted(children.get(span.context.span_id if span.context else 0, ()), key=_start):
             walk(child, depth + 1, out)
 
     assert root.context is not None
-    tasks = sorted(children.get(root.context.span_id, ()), key=lambda s: s.start_time or 0)
+    tasks = sorted(children.get(root.context.span_id, ()), key=_start)
     failed = [s for s in tasks if s.status.status_code is StatusCode.ERROR]
     slowest = sorted(tasks, key=_duration, reverse=True)
     chosen: list[ReadableSpan] = []
@@ -84,7 +89,7 @@ def waterfall(
         if span not in chosen and len(chosen) < max_tasks:
             chosen.append(span)
     shown: list[tuple[ReadableSpan, int]] = [(root, 0)]
-    for span in sorted(chosen, key=lambda s: s.start_time or 0):
+    for span in sorted(chosen, key=_start):
         walk(span, 1, shown)
     longest = max(len(_name(s, d)) for s, d in shown)
     if width is None:

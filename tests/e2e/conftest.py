@@ -2,7 +2,8 @@
 
     jaeger      Jaeger v2 all-in-one (collector-config/jaeger.yaml): OTLP in, query API out
     collector   the Jaeger binary running collector-config/otelcol.yaml, exporting to `jaeger`
-    prometheus  Prometheus scraping `collector` every second, with collector-config/rules loaded
+    prometheus  Prometheus scraping `collector` every second, with the alert rules loaded that
+                scripts/stack generates for this session's Jaeger (`shannon-otel rules --jaeger-url`)
 
 Every test under tests/e2e is marked `e2e`. A server that cannot be built or started fails the tests
 that need it (never skips them). The stack's state (logs, generated Prometheus config) lives in a pytest
@@ -11,14 +12,13 @@ temp dir, printed on failure; nothing is shared with a stack a developer runs vi
 
 from __future__ import annotations
 
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from _stack import CONFIG_DIR, Collector, Jaeger, Prometheus, StackCommandError, free_ports, run_stack
+from _stack import Collector, Jaeger, Prometheus, StackCommandError, free_ports, run_stack
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -75,16 +75,12 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackEnv]:
     """Builds/installs the servers once (`scripts/stack install`) and reserves this session's ports.
     Yields a StackEnv; stops anything still running at the end."""
     state = tmp_path_factory.mktemp("stack")
-    # Prometheus loads a copy of the rules, so a test may rewrite one (e.g. shorten a `for:`) and reload.
-    rules = state / "rules"
-    rules.mkdir()
-    for rule_file in (CONFIG_DIR / "rules").glob("*.yml"):
-        shutil.copy(rule_file, rules)
+    # No SHANNON_STACK_RULES_DIR: `start prometheus` generates the rules into <state>/rules linked to
+    # this session's Jaeger, as it does for a developer; a test may edit them there and reload.
     ports = dict(zip(_PORT_VARS, free_ports(len(_PORT_VARS)), strict=True))
     env = {var: str(ports[key]) for key, var in _PORT_VARS.items()}
     env |= {
         "SHANNON_STACK_DIR": str(state),
-        "SHANNON_STACK_RULES_DIR": str(rules),
         "SHANNON_STACK_SCRAPE_INTERVAL": f"{SCRAPE_INTERVAL_S}s",
         "SHANNON_STACK_EVAL_INTERVAL": f"{SCRAPE_INTERVAL_S}s",
         "SHANNON_STACK_SPANMETRICS_FLUSH": "1s",
@@ -131,8 +127,8 @@ def collector(stack_env: StackEnv, jaeger: Jaeger) -> Iterator[Collector]:
 @pytest.fixture(scope="session")
 def prometheus(stack_env: StackEnv, collector: Collector) -> Iterator[Prometheus]:
     """Prometheus with collector-config/prometheus.yml pointed at `collector`, scrape and rule
-    evaluation every second, an empty TSDB, and the alert rules of collector-config/rules/*.yml loaded
-    from a session copy (`rules_dir`: edit a file there, then call `reload()`)."""
+    evaluation every second, an empty TSDB, and the alert rules scripts/stack generated for the
+    `jaeger` fixture's query URL (`rules_dir`: edit a file there, then call `reload()`)."""
     stack_env.start("prometheus")
     yield Prometheus(
         url=f"http://127.0.0.1:{stack_env.ports['prometheus']}",

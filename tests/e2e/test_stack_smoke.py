@@ -186,11 +186,14 @@ def test_the_demo_shows_in_the_jaeger_monitor_tab_with_the_span_kind_the_docs_na
     jaeger: Jaeger, collector: Collector, prometheus: Prometheus
 ) -> None:
     # The demo's own spans (all INTERNAL) through the collector's spanmetrics connector, Prometheus and
-    # Jaeger's Monitor API: what a user opening the Monitor tab as docs/stack.md says would see. The demo
-    # runs for seconds, not one burst: spanmetrics attaches exemplars to the flush after the spans arrive
-    # only, and a single burst can fall between two scrapes.
+    # Jaeger's Monitor API: what a user opening the Monitor tab as docs/stack.md says would see.
+    # spanmetrics attaches exemplars only to the flush (every 1 s here) right after spans arrive, and the
+    # next flush without new spans drops them again: Prometheus stores them only if a scrape falls in
+    # that window. With the SDK's default 5 s batch delay the demo's spans came in 2 batches, two ~1 s
+    # windows a loaded machine's scrapes could both miss; exported every 100 ms for the 6 s the demo
+    # runs, they give dozens of windows.
     service = unique_service("spm-demo")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")} | {"OTEL_BSP_SCHEDULE_DELAY": "100"}
     demo = subprocess.run(
         [sys.executable, "-m", "shannon_otel", "demo", "--duration", "6", "--tasks", "6", "--plain",
          "--otlp-endpoint", collector.otlp_grpc_endpoint, "--service-name", service],
@@ -203,7 +206,7 @@ def test_the_demo_shows_in_the_jaeger_monitor_tab_with_the_span_kind_the_docs_na
 
     series = wait_until(
         lambda: prometheus.exemplars(f"traces_span_metrics_duration_milliseconds_bucket{selector}"),
-        timeout=30,
+        timeout=60,
         what="exemplars on the span duration histogram",
     )
     # Jaeger prints trace ids without leading zeros.
