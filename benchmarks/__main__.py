@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUITES = ("executor", "recovery", "detector", "nab", "logs", "reliability", "alarms", "dask")
+SUITES = ("executor", "recovery", "detector", "nab", "logs", "reliability", "alarms", "dask", "shared")
 
 
 def main(argv: list[str]) -> int:
