@@ -26,7 +26,7 @@ from typing import Any, cast
 from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricReader, MetricsData
 from opentelemetry.sdk.metrics.view import DefaultAggregation, DropAggregation, ExplicitBucketHistogramAggregation
 
-from ._aggregate import EXEMPLARS_SUPPORTED, MetricsBridge, ReaderStore, StreamPlan
+from ._metrics_bridge import EXEMPLARS_SUPPORTED, MetricsBridge, ReaderStore, StreamPlan
 from ._telemetry import MetricSpec
 
 __all__ = ["BridgedReader", "bridged", "discover", "plan_stream"]

@@ -29,7 +29,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
 from . import _telemetry as tel
-from ._aggregate import BridgedExporter, MetricsBridge, histograms_cumulative
 from ._delivery import (
     DEFAULT_MAX_QUEUE_SIZE,
     CountedLogRecordProcessor,
@@ -40,6 +39,7 @@ from ._delivery import (
     env_int,
     in_parallel,
 )
+from ._metrics_bridge import BridgedExporter, MetricsBridge, histograms_cumulative
 from ._otel._instruments import instrument
 from ._otel._providers import globals_set, register_bridge
 from ._redact import Redact, RedactingSpanExporter
@@ -323,7 +323,7 @@ def configure(
     does (down, refusing, accepting and never answering).
 
     Extra ``metric_readers`` and ``span_exporters`` are added as given; a reader with an
-    ``attach_bridge(bridge)`` method merges the in-process task histograms itself (see ``_aggregate``),
+    ``attach_bridge(bridge)`` method merges the in-process task histograms itself (see ``_metrics_bridge``),
     any other reader makes the task metrics fall back to plain SDK calls. Raises ValueError/TypeError
     naming the parameter for an unknown exporter or an out-of-range number.
 

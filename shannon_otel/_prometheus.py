@@ -28,7 +28,7 @@ from opentelemetry.sdk.metrics.export import (
     Sum,
 )
 
-from ._aggregate import MetricsBridge
+from ._metrics_bridge import MetricsBridge
 from ._telemetry import METRICS, MetricSpec
 from ._validate import check_name, check_number
 

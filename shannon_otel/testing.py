@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler
 
-from ._aggregate import BridgedInMemoryReader, MetricsBridge
+from ._metrics_bridge import BridgedInMemoryReader, MetricsBridge
 from ._otel._providers import register_bridge
 from ._validate import check_bool, check_name, check_number
 from .recovery._backoff import TESTING

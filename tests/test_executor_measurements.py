@@ -17,7 +17,7 @@ from opentelemetry.sdk.metrics.export import HistogramDataPoint
 
 from shannon_otel import Outcome, Wave, record, record_cost, record_tokens
 from shannon_otel import _telemetry as tel
-from shannon_otel._aggregate import HistogramAggregate
+from shannon_otel._metrics_bridge import HistogramAggregate
 from shannon_otel._stats import LogHistogram
 from shannon_otel.executor._report import ReportBuilder
 from shannon_otel.testing import InMemoryTelemetry

@@ -32,7 +32,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from shannon_otel import Wave, bridged, record_tokens
 from shannon_otel import _telemetry as tel
-from shannon_otel._aggregate import EXEMPLARS_SUPPORTED
+from shannon_otel._metrics_bridge import EXEMPLARS_SUPPORTED
 from shannon_otel._otel._providers import bridge_for
 from shannon_otel.testing import FakeClock
 

@@ -28,7 +28,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.metrics._internal import _ProxyMeterProvider
 
 if TYPE_CHECKING:
-    from .._aggregate import MetricsBridge
+    from .._metrics_bridge import MetricsBridge
     from .._telemetry import BreakerState
     from . import OTelHook
     from ._anomaly import AnomalyTelemetry

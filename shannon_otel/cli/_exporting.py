@@ -21,8 +21,8 @@ from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
-from .._aggregate import BridgedInMemoryReader
 from .._config import Telemetry, configure
+from .._metrics_bridge import BridgedInMemoryReader
 
 _MAX_TRACES = 64
 
