@@ -66,14 +66,16 @@ class DropCounter:
             yield Observation(n, {tel.TELEMETRY_SIGNAL: signal, tel.TELEMETRY_DROP_REASON: reason.value})
 
 
-class CountedSpanExporter(SpanExporter):
-    """Counts the spans handed to ``inner``, those settled (its export returned) and those it
-    failed to deliver (result or exception). Once ``abandon()``-ed (the shutdown budget ran out
-    and the caller counted every unsettled span), later failures are not counted twice."""
+class _Counted:
+    """Counts the items handed to ``inner``, those settled (its export returned) and those it failed
+    to deliver (result or exception), as drops of ``signal``. Once ``abandon()``-ed (the shutdown budget
+    ran out and the caller counted every unsettled item), later failures are not counted twice."""
 
-    def __init__(self, inner: SpanExporter, drops: DropCounter) -> None:
+    def __init__(self, inner: Any, drops: DropCounter, signal: str, success: object) -> None:
         self.inner = inner
         self._drops = drops
+        self._signal = signal
+        self._success = success
         # one writer each: the processor's export, serialised by the SDK's export lock
         self.handed = 0
         self.settled = 0
@@ -82,19 +84,30 @@ class CountedSpanExporter(SpanExporter):
     def abandon(self) -> None:
         self._abandoned = True
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self.handed += len(spans)
-        result = SpanExportResult.FAILURE
+    def _export(self, batch: Sequence[Any]) -> Any:
+        self.handed += len(batch)
+        result = None
         try:
-            result = self.inner.export(spans)
+            result = self.inner.export(batch)
         finally:
-            if result is not SpanExportResult.SUCCESS and not self._abandoned:
-                self._drops.add("traces", DropReason.EXPORT_FAILED, len(spans))
-            self.settled += len(spans)
+            if result is not self._success and not self._abandoned:
+                self._drops.add(self._signal, DropReason.EXPORT_FAILED, len(batch))
+            self.settled += len(batch)
+        return result
+
+
+class CountedSpanExporter(_Counted, SpanExporter):
+    """:class:`_Counted` for spans."""
+
+    def __init__(self, inner: SpanExporter, drops: DropCounter) -> None:
+        super().__init__(inner, drops, "traces", SpanExportResult.SUCCESS)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        result: SpanExportResult = self._export(spans)
         return result
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return self.inner.force_flush(timeout_millis)
+        return bool(self.inner.force_flush(timeout_millis))
 
     def shutdown(self) -> None:
         self.inner.shutdown()
@@ -186,35 +199,21 @@ class CountedMetricExporter(MetricExporter):
         self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)
 
 
-class CountedLogRecordExporter(LogRecordExporter):
-    """:class:`CountedSpanExporter` for log records."""
+class CountedLogRecordExporter(_Counted, LogRecordExporter):
+    """:class:`_Counted` for log records."""
 
     def __init__(self, inner: LogRecordExporter, drops: DropCounter) -> None:
-        self.inner = inner
-        self._drops = drops
-        self.handed = 0
-        self.settled = 0
-        self._abandoned = False
-
-    def abandon(self) -> None:
-        self._abandoned = True
+        super().__init__(inner, drops, "logs", LogRecordExportResult.SUCCESS)
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        self.handed += len(batch)
-        result = LogRecordExportResult.FAILURE
-        try:
-            result = self.inner.export(batch)
-        finally:
-            if result is not LogRecordExportResult.SUCCESS and not self._abandoned:
-                self._drops.add("logs", DropReason.EXPORT_FAILED, len(batch))
-            self.settled += len(batch)
+        result: LogRecordExportResult = self._export(batch)
         return result
 
     def shutdown(self) -> None:
-        self.inner.shutdown()  # type: ignore[no-untyped-call]  # untyped in the SDK
+        self.inner.shutdown()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return self.inner.force_flush(timeout_millis)
+        return bool(self.inner.force_flush(timeout_millis))
 
 
 class CountedLogRecordProcessor(LogRecordProcessor):
