@@ -16,6 +16,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {  # name: (low, high, low bound
     "sharpness": (0.0, 10.0, True),
     "average": (1, 10_000, False),
     "level": (0, 10_000, False),
+    "level_sides": (1, 2, False),
     "history_rate": (0.0, 0.5, True),
     "min_history": (1, 10**9, False),
     "spatial_tolerance": (0.0, math.inf, False),
@@ -23,7 +24,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {  # name: (low, high, low bound
     "warning": (0.0, 1.0, True),
     "critical": (0.0, 1.0, True),
 }
-_INTS = frozenset({"window", "buckets", "steps", "average", "level", "min_history", "max_series"})
+_INTS = frozenset({"window", "buckets", "steps", "average", "level", "level_sides", "min_history", "max_series"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,9 @@ class DetectorConfig:
       +-3, is summed over this many samples; a sum beyond what chance gives (sum / sqrt(count),
       scored like the averaged surprise) flags a sustained shift that the per-sample z-scores
       adapt to before it is certain (they are compared with recent values only).
+    * ``level_sides``: 2 (default) counts a sustained shift either way, 1 only a rise (a sum above
+      zero): for signals where only one direction is harmful (latency, error and retry rates), a
+      fall is good news, and one-sided the same threshold raises half the false events of noise.
     * ``history_rate``: weight of each sample in the long-run surprise distribution
       (exponential; 0.003 remembers roughly the last 300-1000 samples).
     * ``min_history``: samples a series needs before it is scored (warm-up).
@@ -68,6 +72,7 @@ class DetectorConfig:
     sharpness: float = 2.0
     average: int = 10
     level: int = 0
+    level_sides: int = 2
     history_rate: float = 0.003
     min_history: int = 200
     spatial_tolerance: float = 0.02

@@ -300,6 +300,8 @@ class AnomalyDetector:
             self._vlm[slot] = lm + alpha * d
             self._vlv[slot] = (1.0 - alpha) * (lv + alpha * d * d)
         width = self._level.width
+        if self.config.level_sides == 1:  # only a rise is evidence
+            return (total if total > 0.0 else 0.0) / sqrt(n if n < width else width)
         return abs(total) / sqrt(n if n < width else width)
 
     # ------------------------------------------------------------------ block path
