@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from . import _scoring as sc
 from ._ring import Rings, Scratch
-from ._scoring import DEMOTED_SCORE, LEVEL_CLIP, MEAN_FLOOR, SEASON_MIN, STD_FLOOR
+from ._scoring import DEMOTED_SCORE, MEAN_FLOOR, SEASON_MIN, STD_FLOOR
 
 if TYPE_CHECKING:
     from ._config import DetectorConfig
@@ -242,7 +242,7 @@ def _level_z(det: AnomalyDetector, at: Rows, fresh: npt.NDArray[np.bool_], x: F6
     ok = scale > 0.0
     np.divide(e, np.where(ok, scale, 1.0), out=e)
     e[~ok] = 0.0
-    np.clip(e, -LEVEL_CLIP, LEVEL_CLIP, out=e)
+    np.clip(e, -det.config.level_clip, det.config.level_clip, out=e)
     total, _, cnt = det._level.window_sums(at, e, tmp, inclusive=True, squares=False)
     _sides(total, det.config.level_sides)
     total /= np.sqrt(det._level.width if cnt is None else cnt)
@@ -326,7 +326,7 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
         dl = x - lm0
         scale = np.maximum(np.sqrt(lv0), floor)
         e = np.where(scale > 0.0, dl / np.where(scale > 0.0, scale, 1.0), 0.0)
-        np.clip(e, -LEVEL_CLIP, LEVEL_CLIP, out=e)
+        np.clip(e, -cfg.level_clip, cfg.level_clip, out=e)
         level = det._level
         level.push_many(at, e)
         total = level.s1[at]  # new arrays below: s1 (maybe a view) is the ring's state

@@ -17,6 +17,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {  # name: (low, high, low bound
     "average": (1, 10_000, False),
     "level": (0, 10_000, False),
     "level_sides": (1, 2, False),
+    "level_clip": (0.0, 100.0, True),
     "history_rate": (0.0, 0.5, True),
     "min_history": (1, 10**9, False),
     "spatial_tolerance": (0.0, math.inf, False),
@@ -47,9 +48,11 @@ class DetectorConfig:
     * ``average``: samples in the recent mean of raw surprise.
     * ``level``: samples in the level window (0 turns it off): each value's deviation from the
       series' long-run (exponentially weighted) mean, in long-run standard deviations clipped to
-      +-3, is summed over this many samples; a sum beyond what chance gives (sum / sqrt(count),
+      +-``level_clip``, is summed over this many samples; a sum beyond what chance gives (sum / sqrt(count),
       scored like the averaged surprise) flags a sustained shift that the per-sample z-scores
       adapt to before it is certain (they are compared with recent values only).
+    * ``level_clip``: the most standard deviations one value counts for in the level window (a
+      single outlier or a short burst moves the sum by at most this).
     * ``level_sides``: 2 (default) counts a sustained shift either way, 1 only a rise (a sum above
       zero): for signals where only one direction is harmful (latency, error and retry rates), a
       fall is good news, and one-sided the same threshold raises half the false events of noise.
@@ -73,6 +76,7 @@ class DetectorConfig:
     average: int = 10
     level: int = 0
     level_sides: int = 2
+    level_clip: float = 3.0
     history_rate: float = 0.003
     min_history: int = 200
     spatial_tolerance: float = 0.02
