@@ -350,3 +350,29 @@ def test_a_tick_closes_only_with_min_tick_tasks_tasks_or_calls(tel: Telemetry) -
 def test_bad_min_tick_tasks_is_rejected(bad: Any, error: type[Exception]) -> None:
     with pytest.raises(error, match=r"^min_tick_tasks must be (in \[1, inf\)|an int), got "):
         AnomalyHook(min_tick_tasks=bad)
+
+
+def test_a_sustained_throughput_fall_is_the_harmful_direction_with_the_hook_defaults(tel: Telemetry) -> None:
+    """HOOK_DEFAULTS count only a rise in the level window; the hook feeds throughput negated, so a
+    moderate sustained fall (which the per-tick z-scores adapt to) is found and reported as the rate."""
+    import random
+
+    rng = random.Random(5)
+
+    def run(rate: float, ticks: int, first: int) -> int:
+        n = 0
+        for _ in range(ticks):
+            count = max(1, round(rng.gauss(rate, rate * 0.05)))
+            run_tasks(tel, obs, clock, steady(count), step=1.0 / count, first=first + n)
+            n += count
+        return n
+
+    clock, seen = FakeClock(), list[Anomaly]()
+    hook = AnomalyHook(on_anomaly=seen.append, tick_s=1.0, clock=clock, signals=[THROUGHPUT])
+    obs = scoped(hook, tel).wave_started(WaveStarted("w", None, None, clock()))
+    assert obs is not None
+    done = run(100.0, 300, 0)
+    assert seen == []
+    run(85.0, 12, done)  # -15%, 3 standard deviations of a tick, for good
+    assert [a.signal for a in seen][:1] == [THROUGHPUT]
+    assert 70.0 < seen[0].value < 100.0  # the rate itself, not what the detector was fed
