@@ -363,7 +363,7 @@ def test_a_sustained_throughput_fall_is_the_harmful_direction_with_the_hook_defa
 
     rng = random.Random(5)
 
-    def run(rate: float, ticks: int, first: int) -> int:
+    def run(obs: WaveObserver, rate: float, ticks: int, first: int) -> int:
         n = 0
         for _ in range(ticks):
             count = max(1, round(rng.gauss(rate, rate * 0.05)))
@@ -375,8 +375,8 @@ def test_a_sustained_throughput_fall_is_the_harmful_direction_with_the_hook_defa
     hook = AnomalyHook(on_anomaly=seen.append, tick_s=1.0, clock=clock, signals=[THROUGHPUT])
     obs = scoped(hook, tel).wave_started(WaveStarted("w", None, None, clock()))
     assert obs is not None
-    done = run(100.0, 300, 0)
+    done = run(obs, 100.0, 300, 0)
     assert seen == []
-    run(85.0, 12, done)  # -15%, 3 standard deviations of a tick, for good
+    run(obs, 85.0, 12, done)  # -15%, 3 standard deviations of a tick, for good
     assert [a.signal for a in seen][:1] == [THROUGHPUT]
     assert 70.0 < seen[0].value < 100.0  # the rate itself, not what the detector was fed
