@@ -244,6 +244,8 @@ def test_bad_block_input_is_rejected_clearly(engine: str) -> None:
         ({"max_series": 0}, r"DetectorConfig.max_series must be an int in \[1, "),
         ({"steps": 2}, r"DetectorConfig.steps must be an int in \[3, 100000\], got 2"),
         ({"level": -1}, r"DetectorConfig.level must be an int in \[0, 10000\], got -1"),
+        ({"level_sides": 0}, r"DetectorConfig.level_sides must be an int in \[1, 2\], got 0"),
+        ({"level_clip": 0.0}, r"DetectorConfig.level_clip must be a number in \(0.0, 100.0\], got 0.0"),
         ({"warning": 0.9, "critical": 0.8}, r"DetectorConfig.critical must be >= warning \(0.9\)"),
     ],
 )

@@ -104,8 +104,10 @@ def test_threads_split_a_large_block_and_give_the_same_scores() -> None:
         DetectorConfig(buckets=7, period_s=3600.0),
         DetectorConfig(buckets=1, level=6, warning=0.8, critical=0.9, steps=3),
         DetectorConfig(level=1, window=3, average=1, min_history=1, history_rate=0.5, steps=7),
+        DetectorConfig(buckets=1, level=6, level_sides=1, level_clip=5.0, warning=0.8, critical=0.9, steps=3),
     ],
-    ids=["one-bucket", "shortest-windows", "no-floors", "many-buckets", "level-window", "shortest-level"],
+    ids=["one-bucket", "shortest-windows", "no-floors", "many-buckets", "level-window", "shortest-level",
+         "rise-only-level"],
 )
 def test_engines_agree_across_configs_and_unsorted_times(cfg: DetectorConfig) -> None:
     names = [f"s{i}" for i in range(6)]
@@ -204,3 +206,39 @@ def test_without_numba_auto_falls_back_and_numba_is_refused(monkeypatch: pytest.
     assert AnomalyDetector(threads=4).engine == "numpy"
     with pytest.raises(ImportError, match=r"engine='numba' needs numba: pip install 'shannon-otel\[fast\]'"):
         AnomalyDetector(engine="numba")
+
+
+@pytest.mark.parametrize("sides", [1, 2])
+def test_one_sample_blocks_follow_the_level_sides_as_the_other_paths(sides: int) -> None:
+    # the numpy engine scores one-column blocks on its own O(1) path (_score_tick)
+    cfg = DetectorConfig(buckets=1, level=6, level_sides=sides, level_clip=4.5, warning=0.8, critical=0.9,
+                         min_history=20)
+    names = [f"s{i}" for i in range(6)]
+    block = dirty_block(6, 400, seed=4)
+    block[0, 250:] -= 4.0  # a sustained fall
+    ts = np.arange(400) * STEP
+    tick = AnomalyDetector(cfg, engine="numpy")
+    ticks = np.concatenate([tick.update_many(names, block[:, j : j + 1], ts[j : j + 1]) for j in range(400)], axis=1)
+    one = scalar(AnomalyDetector(cfg), names, block, ts)
+    fast = AnomalyDetector(cfg, engine="numba").update_many(names, block, ts)
+    assert np.array_equal(np.isnan(ticks), np.isnan(one))
+    assert np.nanmax(np.abs(ticks - one)) < 1e-6
+    assert np.nanmax(np.abs(ticks - fast)) < 1e-6
+
+
+def test_a_rise_only_level_window_ignores_a_sustained_fall_and_finds_a_rise() -> None:
+    rng = np.random.default_rng(8)
+    xs = rng.normal(0.0, 1.0, 3000)
+    fall, rise = xs.copy(), xs.copy()
+    fall[2000:] -= 2.0  # +-2 sd for good: the level window's to find (see test_anomaly_detector)
+    rise[2000:] += 2.0
+    ts = np.arange(3000) * STEP
+    cfg = DetectorConfig(buckets=1, spatial_tolerance=float("inf"), level=8, warning=0.8, critical=0.9)
+    both = AnomalyDetector(cfg, engine="numba").update_series("s", fall, ts)
+    up = DetectorConfig(buckets=1, spatial_tolerance=float("inf"), level=8, level_sides=1, warning=0.8,
+                        critical=0.9)
+    rise_only_fall = AnomalyDetector(up, engine="numba").update_series("s", fall, ts)
+    rise_only_rise = AnomalyDetector(up, engine="numba").update_series("s", rise, ts)
+    assert (both[2000:2100] >= 0.8).any()
+    assert not (rise_only_fall[2000:2100] >= 0.8).any()
+    assert (rise_only_rise[2000:2100] >= 0.8).any()

@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from . import _scoring as sc
 from ._ring import Rings, Scratch
-from ._scoring import DEMOTED_SCORE, LEVEL_CLIP, MEAN_FLOOR, SEASON_MIN, STD_FLOOR
+from ._scoring import DEMOTED_SCORE, MEAN_FLOOR, SEASON_MIN, STD_FLOOR
 
 if TYPE_CHECKING:
     from ._config import DetectorConfig
@@ -242,11 +242,19 @@ def _level_z(det: AnomalyDetector, at: Rows, fresh: npt.NDArray[np.bool_], x: F6
     ok = scale > 0.0
     np.divide(e, np.where(ok, scale, 1.0), out=e)
     e[~ok] = 0.0
-    np.clip(e, -LEVEL_CLIP, LEVEL_CLIP, out=e)
+    np.clip(e, -det.config.level_clip, det.config.level_clip, out=e)
     total, _, cnt = det._level.window_sums(at, e, tmp, inclusive=True, squares=False)
-    np.abs(total, out=total)
+    _sides(total, det.config.level_sides)
     total /= np.sqrt(det._level.width if cnt is None else cnt)
     np.maximum(zl, total, out=zl)
+
+
+def _sides(total: F64, sides: int) -> None:
+    """The level window's sums as evidence, in place: |sum| counting both ways, or only a rise."""
+    if sides == 2:
+        np.abs(total, out=total)
+    else:
+        np.maximum(total, 0.0, out=total)
 
 
 def _sharpen(r: F64, sharpness: float) -> None:
@@ -318,10 +326,12 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
         dl = x - lm0
         scale = np.maximum(np.sqrt(lv0), floor)
         e = np.where(scale > 0.0, dl / np.where(scale > 0.0, scale, 1.0), 0.0)
-        np.clip(e, -LEVEL_CLIP, LEVEL_CLIP, out=e)
+        np.clip(e, -cfg.level_clip, cfg.level_clip, out=e)
         level = det._level
         level.push_many(at, e)
-        np.maximum(zl, np.abs(level.s1[at]) / np.sqrt(np.minimum(n, level.width)), out=zl)
+        total = level.s1[at]  # new arrays below: s1 (maybe a view) is the ring's state
+        total = np.abs(total) if cfg.level_sides == 2 else np.maximum(total, 0.0)
+        np.maximum(zl, total / np.sqrt(np.minimum(n, level.width)), out=zl)
         det._lm[at] = _scan1(keep, alpha * x, lm0)
         dl *= dl
         dl *= keep * alpha

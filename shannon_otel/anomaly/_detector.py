@@ -35,7 +35,6 @@ from ._kernel import ENGINES, Kernel, load, score_compiled
 from ._ring import Rings, Scratch, floats, ints
 from ._scoring import (
     DEMOTED_SCORE,
-    LEVEL_CLIP,
     MEAN_FLOOR,
     ORDINARY_SCORE,
     SEASON_MIN,
@@ -291,7 +290,8 @@ class AnomalyDetector:
                 scale = floor
             if scale > 0.0:
                 e = (x - lm) / scale
-                e = LEVEL_CLIP if e > LEVEL_CLIP else -LEVEL_CLIP if e < -LEVEL_CLIP else e
+                clip = self.config.level_clip
+                e = clip if e > clip else -clip if e < -clip else e
         total = self._level.push(slot, e)
         if n == 1:
             self._vlm[slot], self._vlv[slot] = x, 0.0
@@ -300,6 +300,8 @@ class AnomalyDetector:
             self._vlm[slot] = lm + alpha * d
             self._vlv[slot] = (1.0 - alpha) * (lv + alpha * d * d)
         width = self._level.width
+        if self.config.level_sides == 1:  # only a rise is evidence
+            return (total if total > 0.0 else 0.0) / sqrt(n if n < width else width)
         return abs(total) / sqrt(n if n < width else width)
 
     # ------------------------------------------------------------------ block path

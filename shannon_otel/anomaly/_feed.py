@@ -165,7 +165,11 @@ class AnomalyHook(Hook):
 
     def _score(self, series: str, signal: str, value: float, now: float, cause: trace.Span | None,
                sinks: tuple[Hook, ...]) -> None:
-        score = self._detector.update(self._key(series, signal), value, now)
+        # The detector watches every signal in its harmful direction, rising: latency, error and retry
+        # rates as they are, throughput negated (a fall is harmful, a burst of work is not). Its other
+        # channels are symmetric, so this changes nothing unless the config counts one side only.
+        fed = -value if signal == THROUGHPUT else value
+        score = self._detector.update(self._key(series, signal), fed, now)
         if score is None:
             return
         config = self._detector.config

@@ -24,7 +24,6 @@ import numpy.typing as npt
 from ._block import column_buckets
 from ._scoring import (
     DEMOTED_SCORE,
-    LEVEL_CLIP,
     MEAN_FLOOR,
     SCORE_DIFF,
     SCORE_TABLE,
@@ -88,6 +87,7 @@ def score_compiled(det: AnomalyDetector, kernel: Kernel, slots: I64, vals: F64, 
         steps.buf, steps.head, steps.count, steps.s1, steps.s2,
         avg.buf, avg.head, avg.count, avg.s1, avg.s2,
         det._lm, det._lv, level.buf, level.head, level.count, level.s1, level.s2, cfg.level,
+        cfg.level_sides, cfg.level_clip,
         cfg.buckets, cfg.noise_floor, cfg.sharpness, cfg.history_rate, cfg.min_history, cfg.spatial_tolerance,
         SCORE_TABLE, SCORE_DIFF, STEP, ZMAX, det._z_red,
     )
@@ -209,7 +209,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
     sbuf: Any, shead: Any, scount: Any, ss1: Any, ss2: Any,
     dbuf: Any, dhead: Any, dcount: Any, ds1: Any, ds2: Any,
     abuf: Any, ahead: Any, acount: Any, as1: Any, as2: Any,
-    lm_: Any, lv_: Any, lbuf: Any, lhead: Any, lcount: Any, ls1: Any, ls2: Any, level: int,
+    lm_: Any, lv_: Any, lbuf: Any, lhead: Any, lcount: Any, ls1: Any, ls2: Any, level: int, sides: int, clip: float,
     buckets: int, noise_floor: float, sharpness: float, rate: float, min_history: int, tolerance: float,
     table: Any, diff: Any, step: float, zmax: float, z_red: float,
 ) -> int:
@@ -360,7 +360,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
                     lsd = lsd if lsd > fl else fl
                     if lsd > 0.0:
                         e = (x - lm) / lsd
-                        e = LEVEL_CLIP if e > LEVEL_CLIP else -LEVEL_CLIP if e < -LEVEL_CLIP else e
+                        e = clip if e > clip else -clip if e < -clip else e
                 if l_count == lwidth:
                     l_s1 += e - lbuf[s, l_head]
                 else:
@@ -376,7 +376,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
                 dl = x - lm
                 lm = keep * lm + alpha * x
                 lv = keep * (lv + alpha * dl * dl)
-                zv = abs(l_s1) / math.sqrt(l_count)
+                zv = (abs(l_s1) if sides == 2 else l_s1 if l_s1 > 0.0 else 0.0) / math.sqrt(l_count)
                 zl = zl if zl > zv else zv
             pos = (zl if zl < zmax else zmax) * inv_step
             t = int(pos)

@@ -21,7 +21,6 @@ RED_P = 1e-5  # score 0.5: a first detection
 DEMOTED_P = 1e-3  # score ~0.3: a repeat of the previous sample's detection
 MEAN_FLOOR = 0.03  # long-run surprise is never assumed lower than this...
 STD_FLOOR = math.sqrt(3e-4)  # ...nor steadier than this, so a quiet series is not hair-trigger
-LEVEL_CLIP = 3.0  # a level deviation counts at most this many standard deviations
 SEASON_MIN = 3  # values needed in a seasonal bucket before it can surprise
 SURPRISE_SCALE = 8.0  # raw surprise 1 - exp(-z^2 / 8): z = 2 gives 0.39, z = 4 gives 0.86
 _LOG_P_FLOOR = math.log10(P_FLOOR)

@@ -3,6 +3,7 @@ the per-run observers, scored through the hook when a tick closes (see ``_feed``
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
@@ -17,20 +18,22 @@ if TYPE_CHECKING:
     from ._feed import AnomalyHook
 
 _FAILED = frozenset({Outcome.FAILURE, Outcome.TIMEOUT})
+CAP = 5.0  # a task counts in a tick's mean latency for at most CAP x the previous tick's mean (see _flush)
 
 
 class _WaveTick:
     """The open tick of one wave name, shared by all its runs: O(1) state (counts, latency sum, the
     slowest task's span). ``active`` runs; while none is, the tick's clock is paused."""
 
-    __slots__ = ("active", "end", "failed", "finished", "idle_since", "latency_sum", "slowest", "slowest_span",
-                 "start")
+    __slots__ = ("active", "cap", "end", "failed", "finished", "idle_since", "latency_sum", "slowest",
+                 "slowest_span", "start")
 
     def __init__(self, now: float, tick_s: float) -> None:
         self.start, self.end, self.idle_since = now, now + tick_s, now
         self.active = self.finished = self.failed = 0
         self.latency_sum = self.slowest = 0.0
         self.slowest_span: trace.Span | None = None
+        self.cap = math.inf  # no tick yet: no cap
 
     def resume(self, now: float) -> None:
         if not self.active:  # idle time between runs is no part of the tick (throughput stays a rate)
@@ -60,7 +63,7 @@ class _WaveFeed(WaveObserver):
         if event.outcome in _FAILED:
             tick.failed += 1
         duration = event.duration_s
-        tick.latency_sum += duration
+        tick.latency_sum += duration if duration < tick.cap else tick.cap
         if tick.slowest_span is None or duration > tick.slowest:
             tick.slowest, tick.slowest_span = duration, trace.get_current_span()
         now = hook._clock()
@@ -80,8 +83,15 @@ class _WaveFeed(WaveObserver):
         tick.close(now, hook.tick_s)  # before scoring: a callback may run more tasks of this wave
         if LATENCY in hook.signals:
             # One sample per tick, the mean task latency: single task durations are too noisy to alert on
-            # (a new maximum turns up every few hundred tasks of pure noise); a tick's mean is not.
-            hook._score(wave, LATENCY, latency_sum / n, now, slowest, self._sinks)
+            # (a new maximum turns up every few hundred tasks of pure noise); a tick's mean is not, once each
+            # task counts for at most CAP x the previous tick's mean (winsorized, O(1)): one slow task (a GC
+            # pause, a cold cache) otherwise moves a mean of a hundred like a slowdown of all of them. A real
+            # slowdown moves every task, and a larger one raises the cap by CAP a tick. The slowest task's
+            # span stays the event's cause.
+            mean = latency_sum / n
+            if mean > 0.0:
+                tick.cap = CAP * mean
+            hook._score(wave, LATENCY, mean, now, slowest, self._sinks)
         if ERROR_RATE in hook.signals:
             hook._score(wave, ERROR_RATE, failed / n, now, None, self._sinks)
         if THROUGHPUT in hook.signals and elapsed > 0.0:
