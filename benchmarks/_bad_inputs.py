@@ -122,6 +122,8 @@ BAD_FOR: dict[tuple[str, str], list[Any]] = {
     ("Wave", "clock"): CALLABLE,
     ("AnomalyDetector.update", "time"): [NAN, INF, _NOT_A_NUMBER],
     ("AnomalyDetector.update", "value"): [NAN, INF, _NOT_A_NUMBER],
+    ("DetectorConfig", "level_sides"): [0, 3, 1.5, "1"],
+    ("DetectorConfig", "level_clip"): [0, -1.0, NAN, INF, "2"],
     # shannon_otel.redis (its RedisState is built but never connected: every check runs before that)
     ("CircuitBreaker", "shared"): ["redis://127.0.0.1:6379/0", 5],
     ("RedisState", "url"): ["http://127.0.0.1:6379", "", 5],

@@ -8,8 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from shannon_otel.anomaly import AnomalyDetector, DetectorConfig, _kernel
-from shannon_otel.anomaly._kernel import PARALLEL_MIN
+from shannon_otel.anomaly import AnomalyDetector, DetectorConfig
+from shannon_otel.anomaly import _engine_numba as _kernel
+from shannon_otel.anomaly._engine_numba import PARALLEL_MIN
 
 STEP = 300.0
 

@@ -1,7 +1,7 @@
 """The detector: per-series state in preallocated arrays, a scalar path and a block path.
 
 Per sample of a series (every path computes the same thing; the block path runs compiled by
-numba in ``_kernel`` when installed, else vectorized over series and time in ``_block``):
+numba in ``_engine_numba`` when installed, else vectorized over series and time in ``_engine_numpy``):
 
 1. z = |x - mean| / max(std, noise_floor x range) against the last ``window`` values of the
    same seasonal bucket (time of day by default), and the same z-score of the step
@@ -29,9 +29,9 @@ from typing import SupportsIndex
 import numpy as np
 import numpy.typing as npt
 
-from ._block import score_block
 from ._config import DetectorConfig
-from ._kernel import ENGINES, Kernel, load, score_compiled
+from ._engine_numba import ENGINES, Kernel, load, score_compiled
+from ._engine_numpy import score_block
 from ._ring import Rings, Scratch, floats, ints
 from ._scoring import (
     DEMOTED_SCORE,

@@ -1,5 +1,5 @@
 """The numpy engine's block path: a (series x time) block of clean samples scored in vectorized passes
-(the numba engine, ``_kernel``, replaces it when numba is installed).
+(the numba engine, ``_engine_numba``, replaces it when numba is installed).
 
 Computes exactly what the scalar path computes (see ``_detector``), with the same floating-point
 operations in the same order, so its scores do not depend on how samples are batched into calls.

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from ._block import column_buckets
+from ._engine_numpy import column_buckets
 from ._scoring import (
     DEMOTED_SCORE,
     MEAN_FLOOR,
@@ -73,7 +73,7 @@ def load() -> Kernel | None:
 
 
 def score_compiled(det: AnomalyDetector, kernel: Kernel, slots: I64, vals: F64, ts: F64) -> F64:
-    """The numba engine's block path: what ``_block.score_block`` computes, for finite or not
+    """The numba engine's block path: what ``_engine_numpy.score_block`` computes, for finite or not
     ``vals[i, j]`` of series slot ``slots[i]`` at ``ts[j]``; advances the detector's state."""
     cfg = det.config
     col_bucket = column_buckets(ts, cfg)
