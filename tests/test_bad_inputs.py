@@ -26,7 +26,7 @@ def test_every_public_parameter_has_declared_bad_values_or_a_reason() -> None:
 
 def test_the_table_names_only_real_parameters() -> None:
     found = set(table.discover())
-    stale = [key for key in (*table.BAD_FOR, *table.EXEMPT_PARAMS, *table.KNOWN_OPEN)
+    stale = [key for key in (*table.BAD_FOR, *table.EXEMPT_PARAMS, *table.KNOWN_OPEN, *table.ACCEPTED_VALUES)
              if key not in found and key[1] != "<outside async with>"]
     assert stale == []
 
@@ -42,6 +42,15 @@ def test_bad_input_is_refused_clearly(target: str, param: str, value: Any, caplo
     if outcome.kind != "clear" and (target, param) in table.KNOWN_OPEN:
         pytest.xfail(table.KNOWN_OPEN[(target, param)])
     assert outcome.kind == "clear", f"{target}({param}={outcome.value}): {outcome.kind}: {outcome.detail}"
+
+
+ACCEPTED = [(t, p, v) for (t, p), (values, _) in table.ACCEPTED_VALUES.items() for v in values]
+
+
+@pytest.mark.parametrize(("target", "param", "value"), ACCEPTED,
+                         ids=[f"{t}-{p}-{i}" for i, (t, p, _) in enumerate(ACCEPTED)])
+def test_values_valid_by_contract_are_accepted(target: str, param: str, value: Any) -> None:
+    assert table.run_case(target, param, value).kind == "silent", table.ACCEPTED_VALUES[(target, param)][1]
 
 
 def test_the_examples_of_the_issue_are_clear() -> None:

@@ -105,7 +105,16 @@ class DetectorConfig:
             )
 
     def severity(self, score: float) -> Severity | None:
-        """The severity band of a score, or ``None`` below ``warning``."""
+        """The severity band of a score, or ``None`` below ``warning``.
+
+        Raises ``TypeError`` unless ``score`` is a real number, ``ValueError`` outside [0, 1] (NaN included).
+        """
+        try:
+            valid = 0.0 <= score <= 1.0  # False for NaN
+        except TypeError:
+            raise TypeError(f"score must be a number in [0, 1], got {score!r}") from None
+        if not valid or isinstance(score, bool):
+            raise ValueError(f"score must be a number in [0, 1], got {score!r}")
         if score >= self.critical:
             return Severity.CRITICAL
         if score >= self.warning:

@@ -75,6 +75,8 @@ class AnomalyDetector:
         Raises ``ValueError`` for another engine or a ``threads`` outside [1, 1024] (or above 1
         with ``engine="numpy"``), ``ImportError`` for ``"numba"`` without numba.
         """
+        if config is not None and not isinstance(config, DetectorConfig):
+            raise TypeError(f"config must be a DetectorConfig or None, got {config!r}")
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, got {engine!r}")
         try:
@@ -143,7 +145,11 @@ class AnomalyDetector:
         return list(self._slots)
 
     def last_score(self, series: str) -> float | None:
-        """The latest score of ``series``; ``None`` if unknown or still warming up."""
+        """The latest score of ``series``; ``None`` if unknown or still warming up.
+
+        Raises ``TypeError`` unless ``series`` is a non-empty str.
+        """
+        _check_series(series)
         slot = self._slots.get(series)
         if slot is None:
             return None
@@ -181,22 +187,31 @@ class AnomalyDetector:
 
         Returns the score in [0, 1], or ``None`` while the series warms up or when ``value``
         is NaN/inf (such values are counted in :attr:`stats` and change nothing else).
-        Raises ``ValueError`` only for a non-finite ``time``; O(1).
+        Raises, before changing any state, ``TypeError`` for a ``series`` that is not a non-empty
+        str (checked when the series is new) or a ``value`` / ``time`` that is not a real number,
+        ``ValueError`` for a non-finite ``time`` (with a finite ``value``); O(1).
         """
-        slot = self._slots.get(series)
-        if not isfinite(value):
+        try:  # free unless raised: the hot path pays no check of its own for the types
+            slot = self._slots.get(series)
+            finite = isfinite(value)
+            timely = isfinite(time)
+        except (TypeError, OverflowError):
+            raise _update_error(series, value, time) from None
+        if slot is None:  # a new series (or a bad name): the dict lookup above missed anyway
+            _check_series(series)
+        if not finite:
             self._ignored += 1
             if slot is not None:  # a known series is still refreshed, as update_many does
                 self._last_key = None
                 self._slots.move_to_end(series)
             return None  # checked before allocating: a new series must not evict a tracked one for it
+        if not timely:  # before a new series takes a slot (it could evict a tracked one)
+            raise ValueError(f"time must be a finite number of seconds, got {time!r}")
         self._last_key = None  # the LRU order changes
         if slot is None:
             slot = self._slot(series)
         else:
             self._slots.move_to_end(series)
-        if not isfinite(time):
-            raise ValueError(f"time must be a finite number of seconds, got {time!r}")
         cfg = self.config
         n = self._vn[slot] + 1
         self._vn[slot] = n
@@ -308,9 +323,11 @@ class AnomalyDetector:
     def update_series(self, series: str, values: npt.ArrayLike, times: npt.ArrayLike) -> F64:
         """Feed many samples of one series, in time order; scores as :meth:`update` would give.
 
-        Returns an array like ``values`` with NaN where :meth:`update` returns ``None``.
+        Returns an array like ``values`` with NaN where :meth:`update` returns ``None``. Raises
+        ``TypeError`` / ``ValueError`` as :meth:`update_many` does.
         """
-        vals = np.asarray(values, dtype=np.float64)
+        _check_series(series)
+        vals = _floats("values", values)
         if vals.ndim != 1:
             raise ValueError(f"values must be 1-D, got shape {vals.shape}")
         out: F64 = self.update_many([series], vals[None, :], times)[0]
@@ -322,11 +339,14 @@ class AnomalyDetector:
         Vectorized over series and time; equivalent to calling :meth:`update` column by
         column. ``series`` must be distinct and at most ``config.max_series`` (more could not
         all be tracked at once). Returns scores shaped like ``values`` (NaN for warm-up and
-        NaN/inf inputs). Raises ``ValueError`` on mismatched shapes or too many series, before
-        changing any state.
+        NaN/inf inputs). Raises, before changing any state, ``TypeError`` unless ``series`` is a
+        sequence of non-empty str (names new to the detector are checked) and ``values`` / ``times``
+        are arrays of real numbers, ``ValueError`` on mismatched shapes, non-finite times or too many series.
         """
-        vals = np.asarray(values, dtype=np.float64)
-        ts = np.asarray(times, dtype=np.float64)
+        if isinstance(series, (str, bytes)) or not isinstance(series, (Sequence, np.ndarray)):
+            raise TypeError(f"series must be a sequence of series names (non-empty str), got {series!r}")
+        vals = _floats("values", values)
+        ts = _floats("times", times)
         if vals.ndim != 2 or vals.shape[0] != len(series) or ts.shape != (vals.shape[1],):
             raise ValueError(
                 f"values must have shape (len(series), len(times)) = ({len(series)}, {ts.size}),"
@@ -338,6 +358,8 @@ class AnomalyDetector:
             raise ValueError(f"{len(series)} series in one update_many call, more than max_series "
                              f"({self.config.max_series})")
         if vals.size == 0:
+            for name in series:
+                _check_series(name)
             _distinct(series)
             empty: F64 = np.full(vals.shape, np.nan)
             return empty
@@ -375,9 +397,14 @@ class AnomalyDetector:
         if series == self._last_key:  # the previous block's series: all tracked
             return None
         known = self._slots
-        new = [i for i, name in enumerate(series) if name not in known]
+        try:
+            new = [i for i, name in enumerate(series) if name not in known]
+        except TypeError:  # an unhashable name
+            new = list(range(len(series)))
         if not new:
             return None
+        for i in new:  # before any state changes: _slots_of allocates them
+            _check_series(series[i])
         dead = np.zeros(len(series), dtype=bool)
         dead[new] = ~np.isfinite(vals[new]).any(axis=1)
         return dead if dead.any() else None
@@ -403,6 +430,36 @@ class AnomalyDetector:
         self._last_key = key
         self._last_slots = slots
         return slots
+
+
+def _check_series(series: object) -> None:
+    if not isinstance(series, str) or not series:
+        raise TypeError(f"series must be a non-empty str, got {series!r}")
+
+
+def _update_error(series: object, value: object, time: object) -> Exception:
+    """The error of an :meth:`AnomalyDetector.update` whose arguments Python itself refused."""
+    try:
+        hash(series)
+    except TypeError:
+        return TypeError(f"series must be a non-empty str, got {series!r}")
+    for name, x in (("value", value), ("time", time)):
+        try:
+            isfinite(x)  # type: ignore[arg-type]
+        except TypeError:
+            return TypeError(f"{name} must be a real number (float), got {x!r}")
+        except OverflowError:
+            return ValueError(f"{name} must be a real number within the range of a float, got {x!r}")
+    return TypeError(f"bad arguments: series={series!r}, value={value!r}, time={time!r}")  # pragma: no cover
+
+
+def _floats(name: str, values: npt.ArrayLike) -> F64:
+    """``values`` as a float64 array; TypeError naming ``name`` when they are not numbers."""
+    try:
+        out: F64 = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be an array of real numbers, got {values!r}") from exc
+    return out
 
 
 def _distinct(series: Sequence[str]) -> None:

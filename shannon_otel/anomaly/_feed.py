@@ -43,7 +43,7 @@ from opentelemetry import trace
 from .. import _clock
 from .._events import Anomaly, CallObserver, CallStarted, Hook, WaveObserver, WaveStarted
 from .._isolation import hook_failed
-from .._validate import check_number
+from .._validate import check_bool, check_number
 from ._config import HOOK_DEFAULTS, DetectorConfig
 from ._detector import AnomalyDetector
 from ._scoped import _publish, _Scoped
@@ -67,8 +67,8 @@ class AnomalyHook(Hook):
     ``min_tick_tasks`` tasks (calls, for ``retry_rate``) finished in it: a mean over a handful
     of tasks is as noisy as a single task duration. ``clock`` (seconds; only differences matter
     unless ``config`` has a seasonal profile, which :data:`HOOK_DEFAULTS` has not) and the
-    detector config make the hook deterministic under test. Raises ``ValueError`` (``TypeError``
-    for a non-int ``min_tick_tasks``) on a bad argument; never raises into the executor: a
+    detector config make the hook deterministic under test. Raises ``ValueError`` / ``TypeError``
+    naming the argument (a bad type, a number out of range, an unknown signal); never raises into the executor: a
     failing ``on_anomaly`` callback or hook is logged and ignored. Call it from one event loop.
     """
 
@@ -90,11 +90,25 @@ class AnomalyHook(Hook):
         if not (isinstance(tick_s, (int, float)) and 0.0 < tick_s < math.inf):
             raise ValueError(f"tick_s must be a number in (0, inf), got {tick_s!r}")
         check_number("min_tick_tasks", min_tick_tasks, low=1, integer=True)
-        self.signals = frozenset(signals)
+        if config is not None and not isinstance(config, DetectorConfig):
+            raise TypeError(f"config must be a DetectorConfig or None, got {config!r}")
+        if meter_provider is not None and not callable(getattr(meter_provider, "get_meter", None)):
+            raise TypeError(f"meter_provider must be an OpenTelemetry MeterProvider or None, got {meter_provider!r}")
+        if on_anomaly is not None and not callable(on_anomaly):
+            raise TypeError(f"on_anomaly must be a callable taking an Anomaly, or None, got {on_anomaly!r}")
+        if not callable(clock):
+            raise TypeError(f"clock must be a callable returning seconds, got {clock!r}")
+        check_bool("enabled", enabled)
+        allowed = f"{LATENCY}, {ERROR_RATE}, {THROUGHPUT}, {RETRY_RATE}"
+        try:
+            if isinstance(signals, str):
+                raise TypeError
+            self.signals = frozenset(signals)
+        except TypeError:
+            raise TypeError(f"signals must be an iterable of signal names ({allowed}), got {signals!r}") from None
         unknown = self.signals - {LATENCY, ERROR_RATE, THROUGHPUT, RETRY_RATE}
         if unknown:
-            raise ValueError(f"unknown signals {sorted(unknown)}; allowed: {LATENCY}, {ERROR_RATE}, "
-                             f"{THROUGHPUT}, {RETRY_RATE}")
+            raise ValueError(f"unknown signals {sorted(unknown)}; allowed: {allowed}")
         self._detector = AnomalyDetector(config if config is not None else HOOK_DEFAULTS)
         self._on_anomaly = on_anomaly
         self._clock = clock
