@@ -294,3 +294,53 @@ def test_update_many_with_more_series_than_max_series_is_rejected(engine: str) -
     with pytest.raises(ValueError, match=r"4 series in one update_many call, more than max_series \(3\)"):
         det.update_many(["a", "b", "c", "d"], np.zeros((4, 2)), [1.0, 2.0])
     assert det.series() == ["a"]  # nothing changed
+
+
+# ---------------------------------------------------------------- bad input (issue 11): refused before any state changes
+def test_a_non_finite_time_of_a_new_series_takes_no_slot() -> None:
+    det = AnomalyDetector(DetectorConfig(max_series=1, min_history=1))
+    det.update("a", 1.0, 0.0)
+    with pytest.raises(ValueError, match="time must be a finite"):
+        det.update("b", 1.0, math.nan)
+    assert det.series() == ["a"] and det.stats == DetectorStats(1, 0, 0)  # "a" was not evicted for it
+
+
+@pytest.mark.parametrize("name", [None, "", 5, ("a",)])
+def test_a_bad_series_name_is_refused_even_with_a_nan_value(name: object) -> None:
+    det = AnomalyDetector()
+    for value in (1.0, math.nan):
+        with pytest.raises(TypeError, match="series must be a non-empty str"):
+            det.update(name, value, 0.0)  # type: ignore[arg-type]
+    assert det.stats == DetectorStats(0, 0, 0)
+
+
+def test_a_bad_name_in_a_block_changes_no_state() -> None:
+    det = AnomalyDetector(engine="numpy")
+    with pytest.raises(TypeError, match="series must be a non-empty str, got None"):
+        det.update_many(["a", None], np.ones((2, 3)), times(3))  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"series must be a non-empty str, got \['x'\]"):
+        det.update_many(["a", ["x"]], np.ones((2, 3)), times(3))  # type: ignore[list-item]
+    assert det.series() == [] and det.stats == DetectorStats(0, 0, 0)
+
+
+def test_wrong_types_name_the_parameter() -> None:
+    det = AnomalyDetector()
+    with pytest.raises(TypeError, match="value must be a real number"):
+        det.update("a", "1", 0.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="time must be a real number"):
+        det.update("a", 1.0, "0")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="values must be an array of real numbers"):
+        det.update_series("a", ["x"], [0.0])
+    with pytest.raises(TypeError, match="series must be a sequence"):
+        det.update_many("ab", [[1.0], [1.0]], [0.0])
+    with pytest.raises(TypeError, match="config must be a DetectorConfig"):
+        AnomalyDetector({"window": 3})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"score must be a number in \[0, 1\], got nan"):
+        DetectorConfig().severity(math.nan)
+    assert det.stats == DetectorStats(0, 0, 0)
+
+
+def test_nan_and_inf_values_stay_ignored_and_counted() -> None:
+    det = AnomalyDetector()
+    assert det.update("a", math.nan, 0.0) is None and det.update("a", math.inf, 1.0) is None
+    assert det.stats == DetectorStats(0, 2, 0)

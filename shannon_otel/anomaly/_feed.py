@@ -108,7 +108,7 @@ class AnomalyHook(Hook):
             raise TypeError(f"signals must be an iterable of signal names ({allowed}), got {signals!r}") from None
         unknown = self.signals - {LATENCY, ERROR_RATE, THROUGHPUT, RETRY_RATE}
         if unknown:
-            raise ValueError(f"unknown signals {sorted(unknown)}; allowed: {allowed}")
+            raise ValueError(f"unknown signals {sorted(unknown, key=repr)}; allowed: {allowed}")
         self._detector = AnomalyDetector(config if config is not None else HOOK_DEFAULTS)
         self._on_anomaly = on_anomaly
         self._clock = clock
