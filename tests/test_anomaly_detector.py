@@ -296,7 +296,7 @@ def test_update_many_with_more_series_than_max_series_is_rejected(engine: str) -
     assert det.series() == ["a"]  # nothing changed
 
 
-# ---------------------------------------------------------------- bad input (issue 11): refused before any state changes
+# ---------------------------------------------- bad input (issue 11): refused before any state changes
 def test_a_non_finite_time_of_a_new_series_takes_no_slot() -> None:
     det = AnomalyDetector(DetectorConfig(max_series=1, min_history=1))
     det.update("a", 1.0, 0.0)
