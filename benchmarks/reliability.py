@@ -213,13 +213,15 @@ def soak(n: int, series: int, chunks: int = 50) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks reliability")
     parser.add_argument("--quick", action="store_true", help="smaller waves, fewer repetitions, short soak")
+    parser.add_argument("--soak-tasks", type=int, default=None, help="streamed tasks of the soak (default 1M)")
+    parser.add_argument("--soak-only", action="store_true", help="run the soak alone (no fault scenarios)")
     args = parser.parse_args(argv)
     # The exporters log every retry against the dead backends; the figures below are what matter.
     logging.getLogger("opentelemetry").setLevel(logging.CRITICAL)
     logging.getLogger("shannon_otel").setLevel(logging.ERROR)
     n, reps = (2_000, 3) if args.quick else (6_000, 5)
-    soak_tasks = 50_000 if args.quick else 1_000_000
-    faults = faults_suite(n, reps)
+    soak_tasks = args.soak_tasks or (50_000 if args.quick else 1_000_000)
+    faults = {} if args.soak_only else faults_suite(n, reps)
     for scenario, row in faults.items():
         print(f"{scenario:>11}: {row}")
     soaked = soak(soak_tasks, 10_000)
