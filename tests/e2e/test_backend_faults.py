@@ -20,6 +20,8 @@ from benchmarks._backends import BlackHole, down_endpoint
 from shannon_otel import Telemetry, Wave, configure, record_cost
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from _stack import Collector, Jaeger
     from conftest import StackEnv
 
@@ -29,8 +31,14 @@ N = 300
 
 
 @pytest.fixture(autouse=True)
-def _quiet_exporters() -> None:
-    logging.getLogger("opentelemetry").setLevel(logging.CRITICAL)  # retries against dead ports are expected
+def _quiet_exporters() -> Iterator[None]:
+    # Retries against dead ports are expected here; the level is restored so later tests (which assert
+    # the SDK's warnings) see the logger as they would alone.
+    logger = logging.getLogger("opentelemetry")
+    before = logger.level
+    logger.setLevel(logging.CRITICAL)
+    yield
+    logger.setLevel(before)
 
 
 async def _work(i: int) -> int:
