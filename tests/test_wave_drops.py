@@ -49,7 +49,7 @@ def test_a_wave_reports_the_spans_dropped_while_it_ran_equal_to_the_handles_coun
         assert gate.entered.wait(10)
         while handle.dropped["traces"] == 0:
             tracer.start_span("fill").end()
-        wave = Wave("drops", tracer_provider=handle.tracer_provider, meter_provider=handle.meter_provider)
+        wave: Wave[int] = Wave("drops", tracer_provider=handle.tracer_provider, meter_provider=handle.meter_provider)
         for tasks in (50, 10):
             before = handle.dropped["traces"]
             result = asyncio.run(wave.run([_one(i) for i in range(tasks)]))
@@ -65,8 +65,10 @@ def test_a_wave_reports_the_spans_dropped_while_it_ran_equal_to_the_handles_coun
 
 def test_a_wave_without_a_configure_built_provider_reports_zero() -> None:
     telemetry = InMemoryTelemetry()
-    result = asyncio.run(Wave("plain", **telemetry.providers).run([_one(i) for i in range(5)]))
+    wave: Wave[int] = Wave("plain", **telemetry.providers)
+    result = asyncio.run(wave.run([_one(i) for i in range(5)]))
     assert result.report.telemetry_dropped == 0
     assert len(telemetry.spans()) == 6  # it did record: nothing was dropped, and nothing counts drops here
-    no_sdk = asyncio.run(Wave("no-sdk").run([_one(i) for i in range(5)]))
+    bare: Wave[int] = Wave("no-sdk")
+    no_sdk = asyncio.run(bare.run([_one(i) for i in range(5)]))
     assert no_sdk.report.telemetry_dropped == 0
