@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import threading
 from collections.abc import Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from shannon_otel import Wave, configure
+from shannon_otel import RunRecorder, Telemetry, Wave, configure
+from shannon_otel.cli._summary import Out, waves_section
 from shannon_otel.testing import InMemoryTelemetry
 
 
@@ -36,19 +38,24 @@ async def _one(i: int) -> int:
     return i
 
 
-def test_a_wave_reports_the_spans_dropped_while_it_ran_equal_to_the_handles_count() -> None:
-    gate = Gate()
+def _stuck(gate: Gate) -> Telemetry:
+    """A configure() whose pipeline is full: one export stuck in ``gate``, the queue behind it full.
+    Nothing moves until the gate opens, so every span ended meanwhile is refused and counted."""
     handle = configure("wave-drops", exporter="none", span_exporters=[gate], set_global=False,
                        max_queue_size=4, max_export_batch_size=2)
+    tracer = handle.tracer_provider.get_tracer("fill")
+    for _ in range(2):
+        tracer.start_span("fill").end()
+    assert gate.entered.wait(10)
+    while handle.dropped["traces"] == 0:
+        tracer.start_span("fill").end()
+    return handle
+
+
+def test_a_wave_reports_the_spans_dropped_while_it_ran_equal_to_the_handles_count() -> None:
+    gate = Gate()
+    handle = _stuck(gate)
     try:
-        # Fill the pipeline first: one export stuck in the exporter, the queue behind it full. Nothing
-        # moves until the gate opens, so every span the waves end is refused and counted.
-        tracer = handle.tracer_provider.get_tracer("fill")
-        for _ in range(2):
-            tracer.start_span("fill").end()
-        assert gate.entered.wait(10)
-        while handle.dropped["traces"] == 0:
-            tracer.start_span("fill").end()
         wave: Wave[int] = Wave("drops", tracer_provider=handle.tracer_provider, meter_provider=handle.meter_provider)
         for tasks in (50, 10):
             before = handle.dropped["traces"]
@@ -72,3 +79,29 @@ def test_a_wave_without_a_configure_built_provider_reports_zero() -> None:
     bare: Wave[int] = Wave("no-sdk")
     no_sdk = asyncio.run(bare.run([_one(i) for i in range(5)]))
     assert no_sdk.report.telemetry_dropped == 0
+
+
+def _summary(recorder: RunRecorder) -> str:
+    stream = io.StringIO()
+    waves_section(Out(stream=stream), recorder)
+    return stream.getvalue()
+
+
+def test_the_cli_summary_says_how_many_spans_were_dropped_only_when_some_were() -> None:
+    gate = Gate()
+    handle = _stuck(gate)
+    try:
+        recorder = RunRecorder()
+        wave: Wave[int] = Wave("drops", hooks=(recorder,), tracer_provider=handle.tracer_provider,
+                               meter_provider=handle.meter_provider)
+        for _ in range(2):
+            asyncio.run(wave.run([_one(i) for i in range(7)]))
+        assert "telemetry dropped: 14 spans while the waves ran" in _summary(recorder)
+    finally:
+        gate.open.set()
+        handle.shutdown()
+    telemetry = InMemoryTelemetry()
+    clean = RunRecorder()
+    plain: Wave[int] = Wave("plain", hooks=(clean,), **telemetry.providers)
+    asyncio.run(plain.run([_one(i) for i in range(3)]))
+    assert "telemetry dropped" not in _summary(clean)
