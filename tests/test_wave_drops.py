@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -68,6 +72,49 @@ def test_a_wave_reports_the_spans_dropped_while_it_ran_equal_to_the_handles_coun
     finally:
         gate.open.set()
         handle.shutdown()
+
+
+_GLOBAL_SCRIPT = """
+import asyncio, threading
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from shannon_otel import Wave, configure
+
+class Stuck(SpanExporter):
+    def __init__(self):
+        self.open, self.entered = threading.Event(), threading.Event()
+    def export(self, spans):
+        self.entered.set()
+        self.open.wait(30)
+        return SpanExportResult.SUCCESS
+    def shutdown(self):
+        return None
+
+async def one(i):
+    return i
+
+gate = Stuck()
+handle = configure("global-drops", exporter="none", span_exporters=[gate], max_queue_size=4,
+                   max_export_batch_size=2)  # sets the global providers
+tracer = handle.tracer_provider.get_tracer("fill")
+for _ in range(2):
+    tracer.start_span("fill").end()
+assert gate.entered.wait(10)
+while handle.dropped["traces"] == 0:
+    tracer.start_span("fill").end()
+before = handle.dropped["traces"]
+report = asyncio.run(Wave("global").run([one(i) for i in range(5)])).report
+print(report.telemetry_dropped, handle.dropped["traces"] - before)
+gate.open.set()
+handle.shutdown()
+"""
+
+
+def test_a_wave_on_the_global_provider_reports_the_drops_of_the_configure_that_set_it() -> None:
+    # a process of its own: the API's global providers can be set only once
+    out = subprocess.run([sys.executable, "-c", _GLOBAL_SCRIPT], capture_output=True, text=True, check=True,
+                         timeout=60, cwd=Path(__file__).resolve().parent.parent,
+                         env={**os.environ, "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"})
+    assert out.stdout.split() == ["5", "6"]  # 5 task spans in the report; the wave span's drop came after it
 
 
 def test_a_wave_without_a_configure_built_provider_reports_zero() -> None:
