@@ -41,7 +41,7 @@ from ._delivery import (
 )
 from ._metrics_bridge import BridgedExporter, MetricsBridge, histograms_cumulative
 from ._otel._instruments import instrument
-from ._otel._providers import globals_set, register_bridge
+from ._otel._providers import globals_set, register_bridge, register_drops
 from ._redact import Redact, RedactingSpanExporter
 from ._telemetry import SCOPE_NAME as LOGGER_ROOT  # the logging hook's loggers are its children
 from ._telemetry import DropReason
@@ -385,6 +385,7 @@ def configure(
     ]
     for processor in processors:
         tracer_provider.add_span_processor(processor)
+    register_drops(tracer_provider, drops)  # waves on this provider report the spans dropped while they ran
 
     bridge = MetricsBridge(resource)
     readers = list(metric_readers)

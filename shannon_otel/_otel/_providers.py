@@ -6,8 +6,10 @@ metric state the OTel hooks of every tracer provider share on it (the executor's
 live counters, the reported breaker states, the anomaly gauge and counter: the SDK keeps only the
 first observable instrument of a name on a meter and drops later callbacks), and the shared OTel
 hook of each tracer provider used with it (one hook per provider pair, so every policy feeds the
-same live counters). One registry, weakly keyed: a provider's state dies with it, and
-nothing here keeps a provider alive.
+same live counters). The TracerProvider that ``configure()`` builds has a state too, holding only
+that configuration's drop counter (:func:`register_drops` / :func:`drops_for`: a wave reads it at
+its start and end to report the spans dropped meanwhile). One registry, weakly keyed: a provider's
+state dies with it, and nothing here keeps a provider alive.
 
 :class:`Recording` is the one "does this provider pair record?" check (built on
 :func:`tracing_enabled` / :func:`metrics_enabled`), asked once per wave / protected call by the
@@ -28,14 +30,15 @@ from opentelemetry import metrics, trace
 from opentelemetry.metrics._internal import _ProxyMeterProvider
 
 if TYPE_CHECKING:
+    from .._delivery import DropCounter
     from .._metrics_bridge import MetricsBridge
     from .._telemetry import BreakerState
     from . import OTelHook
     from ._anomaly import AnomalyTelemetry
     from ._executor import ExecutorMeters
 
-__all__ = ["ProviderState", "Recording", "bridge_for", "globals_set", "metrics_enabled", "provider_state",
-           "register_bridge", "tracing_enabled"]
+__all__ = ["ProviderState", "Recording", "bridge_for", "drops_for", "globals_set", "metrics_enabled",
+           "provider_state", "register_bridge", "register_drops", "tracing_enabled"]
 
 _NOOP_TRACER_PROVIDERS = (trace.NoOpTracerProvider, trace.ProxyTracerProvider)
 _NOOP_METER_PROVIDERS = (metrics.NoOpMeterProvider, _ProxyMeterProvider)
@@ -118,16 +121,19 @@ _GLOBAL = _Global()
 
 
 class ProviderState:
-    """What shannon-otel keeps for one MeterProvider (or for "the global one").
+    """What shannon-otel keeps for one MeterProvider (or for "the global one"), or for a TracerProvider
+    built by ``configure()`` (then only ``drops``).
 
     Holds no reference to the provider itself. Built on any thread (policies may be constructed
     anywhere); the lock guards only the lazily built members.
     """
 
-    __slots__ = ("_anomaly", "_executor", "_hooks", "_lock", "breaker_states", "bridge", "bridge_probed")
+    __slots__ = ("_anomaly", "_executor", "_hooks", "_lock", "breaker_states", "bridge", "bridge_probed",
+                 "drops")
 
     def __init__(self) -> None:
         self.bridge: MetricsBridge | None = None  # set by configure() / testing for the providers they build
+        self.drops: DropCounter | None = None  # set by configure() for the tracer provider it builds
         self.bridge_probed = False  # whether the provider's own readers were checked for ``bridged()`` ones
         self._anomaly: AnomalyTelemetry | None = None
         self._executor: ExecutorMeters | None = None
@@ -206,3 +212,28 @@ def bridge_for(meter_provider: metrics.MeterProvider) -> MetricsBridge | None:
             if state.bridge is None:
                 state.bridge = discover(meter_provider)
     return state.bridge
+
+
+def register_drops(tracer_provider: trace.TracerProvider, drops: DropCounter) -> None:
+    """Called by ``configure()`` for the tracer provider it builds, whose every span processor counts into ``drops``."""
+    key: object = tracer_provider
+    with _LOCK:
+        state = _STATES.get(key)
+        if state is None:
+            state = _STATES[key] = ProviderState()
+    state.drops = drops
+
+
+def drops_for(tracer_provider: trace.TracerProvider | None) -> DropCounter | None:
+    """The drop counter of ``tracer_provider`` (``None``: the current global one), if ``configure()``
+    built it; else None. O(1) and never raises; asked once per wave, never per task."""
+    key: object = tracer_provider if tracer_provider is not None else TRACE_API._TRACER_PROVIDER
+    if key is None:
+        return None  # no global set: configure() has not set one
+    if key is True:  # the slot's stand-in (the API moved it)
+        key = trace.get_tracer_provider()
+    try:
+        state = _STATES.get(key)
+    except TypeError:  # a user's provider that cannot be weakly referenced was never registered
+        return None
+    return state.drops if state is not None else None

@@ -207,6 +207,11 @@ def waves_section(out: Out, recorder: RunRecorder) -> None:
     out.table(headers, rows, footer=footer, breaks=[headers.index("p50")])
     out.line("p50/p95/p99: task latency; queue p50: wait for a concurrency slot; efficiency: busy slot time / "
              "(slots x wave time)" + ("; cancelled: stopped by Ctrl-C" if cancelled else ""), "dim")
+    dropped = sum(live.report.telemetry_dropped for live in lives if live.report is not None)
+    if dropped:  # the delivery guards refused or lost spans while the waves ran: say so, once
+        which = "the waves" if totals["waves"] <= len(lives) else f"the last {len(lives)} waves"
+        out.line(f"telemetry dropped: {_plural(dropped, 'span')} while {which} ran "
+                 "(shannon.telemetry.dropped has them by reason)", "yellow")
     errors: Counter[str] = Counter()
     for live in lives:
         assert live.report is not None

@@ -40,6 +40,14 @@ class WaveReport:
 
     ``parallel_efficiency`` is busy task time / (wall time x concurrency actually available):
     1.0 means every slot was busy for the whole wave.
+
+    ``telemetry_dropped`` is the number of spans (any reason: queue full, export failed, shutdown)
+    that the ``configure()`` which built the wave's tracer provider counted as dropped while the
+    wave ran: the spans this wave's telemetry lost (plus any other work's, on the same provider at
+    the same time). Drops that happen after the report is built show in ``shannon.telemetry.dropped``
+    and ``Telemetry.dropped``, not here: the wave span's own (it ends after its report, which it
+    carries) and those of a later export of this wave's spans that fails. 0 when the
+    wave's tracer provider was not built by ``configure()`` (nothing counts its drops).
     """
 
     wave: str
@@ -52,6 +60,7 @@ class WaveReport:
     queue_wait: Summary
     parallel_efficiency: float
     measurements: Mapping[str, Summary] = field(default_factory=dict)
+    telemetry_dropped: int = 0
 
     @property
     def total(self) -> int:
@@ -100,7 +109,9 @@ class ReportBuilder:
                     hist = self._measurements[name] = LogHistogram()
                 hist.add(value)
 
-    def build(self, wave: str, duration_s: float, concurrency: int, cancelled: bool) -> WaveReport:
+    def build(
+        self, wave: str, duration_s: float, concurrency: int, cancelled: bool, telemetry_dropped: int = 0,
+    ) -> WaveReport:
         if cancelled:
             outcome = Outcome.CANCELLATION
         elif self.counts[Outcome.FAILURE] or self.counts[Outcome.TIMEOUT]:
@@ -114,4 +125,5 @@ class ReportBuilder:
             latency=Summary.of(self._latency), queue_wait=Summary.of(self._queue),
             parallel_efficiency=min(1.0, self.busy_s / capacity) if capacity > 0 else 0.0,
             measurements={k: Summary.of(v) for k, v in self._measurements.items()},
+            telemetry_dropped=telemetry_dropped,
         )

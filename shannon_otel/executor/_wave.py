@@ -16,6 +16,7 @@ from .. import _clock
 from .._events import Hook, TaskResult, WaveObserver, WaveStarted
 from .._hooks import check_hooks, resolve_hooks
 from .._isolation import Unentered, enter, hook_failed, leave
+from .._otel._providers import drops_for
 from .._telemetry import Outcome
 from .._validate import check_bool, check_number
 from ._limits import ResourcePool, pools_by_name
@@ -234,6 +235,9 @@ class Wave(Generic[T]):
         if size is not None:
             concurrency = max(1, min(concurrency, size))
         started = clock()
+        # once per wave, never per task: the spans configure()'s guards count as dropped meanwhile
+        drops = drops_for(self.tracer_provider)
+        dropped_before = drops.total("traces") if drops is not None else 0
         hooks = self.resolved_hooks
         observers: list[WaveObserver] = []
         owners: list[Hook] = []
@@ -274,7 +278,8 @@ class Wave(Generic[T]):
         finally:
             if size is not None:  # never drain a lazy input: it may be endless
                 self._drain(run, itertools.chain(chunk, items))
-            report = run.report.build(self.name, clock() - started, concurrency, cancelled)
+            dropped = drops.total("traces") - dropped_before if drops is not None else 0
+            report = run.report.build(self.name, clock() - started, concurrency, cancelled, dropped)
             if on_report is not None:
                 on_report(report)
             for k in range(len(observers) - 1, -1, -1):
