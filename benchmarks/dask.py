@@ -52,7 +52,7 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
     meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
     n = args.tasks
     async with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, asynchronous=True, dashboard_address=None,
+        n_workers=2, threads_per_worker=1, processes=True, asynchronous=True, dashboard_address="127.0.0.1:0",
         host="127.0.0.1", silence_logs=40,
     ) as cluster, Client(cluster, asynchronous=True) as client:
         backend = DaskBackend(client)

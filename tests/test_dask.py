@@ -32,7 +32,7 @@ pytestmark = [
 def cluster() -> Iterator[LocalCluster]:
     """Two worker processes; the scheduler never re-runs a task whose worker died (our Retry decides)."""
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}), LocalCluster(
-        n_workers=2, threads_per_worker=2, processes=True, dashboard_address=None,
+        n_workers=2, threads_per_worker=2, processes=True, dashboard_address="127.0.0.1:0",
         host="127.0.0.1", silence_logs=40,
     ) as lc:
         yield lc

@@ -294,7 +294,7 @@ def test_a_breaker_opened_on_dask_workers_is_open_on_the_client(server: RedisSer
             breaker = CircuitBreaker("dask-api", shared=shared, failure_threshold=4, reset_timeout=60,
                                      instrument=False)
             async with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, asynchronous=True,
-                                    dashboard_address=None, host="127.0.0.1", silence_logs=40) as cluster, \
+                                    dashboard_address="127.0.0.1:0", host="127.0.0.1", silence_logs=40) as cluster, \
                     Client(cluster, asynchronous=True) as client:
                 futures = client.map(procs.fail_calls, [server.url] * 2, [prefix] * 2, ["dask-api"] * 2, [2, 2],
                                      [4, 4], pure=False)

@@ -41,7 +41,7 @@ def test_client_and_worker_spans_form_one_trace_in_jaeger(jaeger: Jaeger, collec
             return result
 
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}), LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1",
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0", host="127.0.0.1",
         silence_logs=40,
     ) as cluster:
         result = asyncio.run(main())
