@@ -1,32 +1,26 @@
-"""``configure()``: the one place that builds SDK providers and may set the global ones."""
+"""``configure()``: the one place that builds SDK providers and may set the global ones.
+
+What it uses lives beside it: the exporters it builds in ``_exporters``, the handle it returns
+(``Telemetry``, re-exported here) in ``_telemetry_handle``.
+"""
 
 from __future__ import annotations
 
 import atexit
 import logging
-import os
-import time
 import uuid
 import warnings
-from collections.abc import Callable, Mapping, Sequence
-from types import TracebackType
-from typing import Literal
+from collections.abc import Mapping, Sequence
 
 from opentelemetry import _logs as otel_logs
 from opentelemetry import metrics, trace
 from opentelemetry._logs._internal import ProxyLoggerProvider  # the unset global has no public name
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
-from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter, LogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import (
-    ConsoleMetricExporter,
-    MetricExporter,
-    MetricReader,
-    PeriodicExportingMetricReader,
-)
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from . import _telemetry as tel
 from ._delivery import (
@@ -35,122 +29,20 @@ from ._delivery import (
     CountedMetricExporter,
     CountedSpanProcessor,
     DropCounter,
-    bounded,
     env_int,
-    in_parallel,
 )
+from ._exporters import _EXPORTERS, _log_exporter, _logs_wanted, _metric_exporter, _metric_interval_s, _span_exporter
+from ._exporters import ExporterName as ExporterName
+from ._exporters import _choose as _choose
 from ._metrics_bridge import BridgedExporter, MetricsBridge, histograms_cumulative
 from ._otel._instruments import instrument
 from ._otel._providers import globals_set, register_bridge, register_drops
 from ._redact import Redact, RedactingSpanExporter
 from ._telemetry import SCOPE_NAME as LOGGER_ROOT  # the logging hook's loggers are its children
-from ._telemetry import DropReason
+from ._telemetry_handle import _MAX_TIMEOUT_S, DEFAULT_SHUTDOWN_TIMEOUT_S
+from ._telemetry_handle import Telemetry as Telemetry
 from ._validate import check_attributes, check_bool, check_endpoint, check_name, check_number
 from ._version import __version__
-
-ExporterName = Literal["otlp", "otlp_grpc", "otlp_http", "console", "none"]
-_EXPORTERS = ("otlp", "otlp_grpc", "otlp_http", "console", "none")
-_log = logging.getLogger("shannon_otel")
-DEFAULT_SHUTDOWN_TIMEOUT_S = 3.0
-DEFAULT_METRIC_INTERVAL_S = 10.0
-_MAX_TIMEOUT_S = 3600.0
-
-
-class Telemetry:
-    """The providers ``configure()`` built. ``shutdown()`` flushes and stops them within one budget.
-
-    Use as a context manager to shut down on exit; an un-shut handle is shut down (same budget) at
-    interpreter exit. Export failures never raise here: the SDK logs them, ``dropped`` counts what
-    was not delivered, and the user's work and results are unaffected.
-    """
-
-    def __init__(
-        self, tracer_provider: TracerProvider, meter_provider: MeterProvider,
-        logger_provider: LoggerProvider | None = None, log_handler: logging.Handler | None = None, *,
-        shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S, drops: DropCounter | None = None,
-        span_processors: Sequence[CountedSpanProcessor] = (),
-        log_processors: Sequence[CountedLogRecordProcessor] = (),
-    ) -> None:
-        self.tracer_provider = tracer_provider
-        self.meter_provider = meter_provider
-        self.logger_provider = logger_provider  # None unless the logs signal was asked for
-        self._log_handler = log_handler
-        self.shutdown_timeout_s = shutdown_timeout_s
-        self._drops = drops or DropCounter()
-        self._processors = tuple(span_processors)
-        self._log_processors = tuple(log_processors)
-        self._shut = False
-
-    @property
-    def dropped(self) -> dict[str, int]:
-        """Spans (``"traces"``), metric points (``"metrics"``) and log records (``"logs"``) not
-        delivered so far, all reasons together; ``shannon.telemetry.dropped`` has them by reason."""
-        return {signal: self._drops.total(signal) for signal in ("traces", "metrics", "logs")}
-
-    def force_flush(self, timeout_s: float = 10.0) -> bool:
-        """Export what is buffered; returns within ``timeout_s`` (traces and metrics together)
-        whatever the backend does.
-
-        True means every processor and reader finished in time; it does not mean the backend
-        accepted the data (failed exports are counted in ``dropped``).
-        """
-        check_number("timeout_s", timeout_s, low=0, high=_MAX_TIMEOUT_S)
-
-        def flush() -> bool:
-            deadline = time.monotonic() + timeout_s
-            traces_ok = self.tracer_provider.force_flush(int(timeout_s * 1000))
-            left_ms = max(0, int((deadline - time.monotonic()) * 1000))
-            metrics_ok = left_ms > 0 and self.meter_provider.force_flush(left_ms)
-            logs_ok = True
-            if self.logger_provider is not None:
-                left_ms = max(0, int((deadline - time.monotonic()) * 1000))
-                logs_ok = left_ms > 0 and self.logger_provider.force_flush(left_ms)
-            return bool(traces_ok and metrics_ok and logs_ok)
-
-        finished, ok = bounded("flush", flush, timeout_s)
-        return finished and bool(ok)
-
-    def shutdown(self, timeout_s: float | None = None) -> bool:
-        """Flush and stop both providers, returning within ``timeout_s`` (default: the
-        ``shutdown_timeout_s`` given to ``configure()``) whatever the backend does.
-
-        True when everything was exported and stopped in time. Otherwise the spans still queued are
-        counted as dropped (reason ``shutdown``), a warning is logged, and the stuck export is left
-        to a daemon thread. Idempotent: a second call returns True at once.
-        """
-        if self._shut:
-            return True
-        budget = self.shutdown_timeout_s if timeout_s is None else timeout_s
-        check_number("timeout_s", budget, low=0, high=_MAX_TIMEOUT_S)
-        self._shut = True
-        if self._log_handler is not None:
-            logging.getLogger(LOGGER_ROOT).removeHandler(self._log_handler)
-        # All at once, against one deadline: a stuck trace export must not starve the metrics.
-        jobs: dict[str, Callable[[], object]] = {
-            "span shutdown": self.tracer_provider.shutdown,
-            "metric shutdown": lambda: self.meter_provider.shutdown(timeout_millis=budget * 1000),
-        }
-        if self.logger_provider is not None:
-            jobs["log shutdown"] = self.logger_provider.shutdown
-        results = in_parallel(jobs, budget)
-        finished = all(done for done, _ in results)
-        if not finished:
-            lost = sum(p.abandon() for p in self._processors)
-            self._drops.add("traces", DropReason.SHUTDOWN, lost)
-            self._drops.add("logs", DropReason.SHUTDOWN, sum(p.abandon() for p in self._log_processors))
-            _log.warning(
-                "telemetry shutdown did not finish within %.1f s (backend down or not answering); "
-                "%d unexported spans dropped", budget, lost,
-            )
-        return finished
-
-    def __enter__(self) -> Telemetry:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None,
-    ) -> None:
-        self.shutdown()
 
 
 def _check_globals_unset(logs: bool) -> None:
@@ -162,94 +54,12 @@ def _check_globals_unset(logs: bool) -> None:
         )
 
 
-def _choose(kind: str, explicit: str | None) -> tuple[str, ...]:
-    """The exporters of one signal (``kind`` is ``TRACES`` or ``METRICS``): ``explicit``, else the
-    comma-separated ``OTEL_<kind>_EXPORTER`` (several allowed, as the specification says), with
-    ``otlp`` resolved by ``OTEL_EXPORTER_OTLP_<kind>_PROTOCOL`` then ``OTEL_EXPORTER_OTLP_PROTOCOL``."""
-    raw = explicit if explicit is not None else os.environ.get(f"OTEL_{kind}_EXPORTER", "otlp")
-    names = [n.strip() for n in raw.split(",") if n.strip()] or ["otlp"]
-    chosen: list[str] = []
-    for name in names:
-        if name == "otlp":
-            protocol = os.environ.get(
-                f"OTEL_EXPORTER_OTLP_{kind}_PROTOCOL", os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
-            )
-            name = "otlp_http" if protocol.strip().startswith("http") else "otlp_grpc"
-        if name not in _EXPORTERS:
-            raise ValueError(f"exporter must be one of {', '.join(_EXPORTERS)}; got {name!r}")
-        if name != "none" and name not in chosen:
-            chosen.append(name)
-    return tuple(chosen)
-
-
-def _span_exporter(name: str, endpoint: str | None, timeout_s: float | None) -> SpanExporter | None:
-    if name == "none":
-        return None
-    if name == "console":
-        return ConsoleSpanExporter()
-    if name == "otlp_http":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
-
-        url = f"{endpoint.rstrip('/')}/v1/traces" if endpoint else None
-        return HttpSpans(endpoint=url, timeout=timeout_s)
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
-
-    return GrpcSpans(endpoint=endpoint, timeout=timeout_s)
-
-
-def _metric_exporter(name: str, endpoint: str | None, timeout_s: float | None) -> MetricExporter | None:
-    if name == "none":
-        return None
-    if name == "console":
-        return ConsoleMetricExporter()
-    if name == "otlp_http":
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetrics
-
-        url = f"{endpoint.rstrip('/')}/v1/metrics" if endpoint else None
-        return HttpMetrics(endpoint=url, timeout=timeout_s)
-    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetrics
-
-    return GrpcMetrics(endpoint=endpoint, timeout=timeout_s)
-
-
-def _log_exporter(name: str, endpoint: str | None, timeout_s: float | None) -> LogRecordExporter | None:
-    if name == "none":
-        return None
-    if name == "console":
-        return ConsoleLogRecordExporter()
-    if name == "otlp_http":
-        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogs
-
-        url = f"{endpoint.rstrip('/')}/v1/logs" if endpoint else None
-        return HttpLogs(endpoint=url, timeout=timeout_s)
-    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogs
-
-    return GrpcLogs(endpoint=endpoint, timeout=timeout_s)
-
-
-def _logs_wanted(logs: bool | None, exporter: str | None) -> tuple[str, ...] | None:
-    """The log exporters' names when the logs signal is on: asked by ``logs=True`` or by a set
-    ``OTEL_LOGS_EXPORTER`` other than ``none``; ``None`` when off."""
-    if logs is False or (logs is None and os.environ.get("OTEL_LOGS_EXPORTER", "").strip() in ("", "none")):
-        return None
-    names = _choose("LOGS", exporter)
-    return names or None
-
-
 def _log_handler(provider: LoggerProvider) -> logging.Handler:
     with warnings.catch_warnings():
         # The SDK's handler is deprecated in favour of opentelemetry-instrumentation-logging's (same
         # behaviour); this one ships with the SDK we already depend on, so no new dependency.
         warnings.simplefilter("ignore", DeprecationWarning)
         return LoggingHandler(logger_provider=provider)
-
-
-def _metric_interval_s(explicit: float | None) -> float:
-    if explicit is not None:
-        check_number("metric_interval_s", explicit, low=0, low_open=True, high=86_400.0)
-        return float(explicit)
-    millis = env_int("OTEL_METRIC_EXPORT_INTERVAL")  # integer milliseconds, as the spec says
-    return millis / 1000 if millis is not None else DEFAULT_METRIC_INTERVAL_S
 
 
 def check_setup(

@@ -16,8 +16,10 @@ from ._hedge import Hedge
 from ._pipeline import Pipeline, resilient
 from ._policy import Policy
 from ._retry import Retry, retry
-from ._saga import Saga, SagaError, SagaResult, Step, Transaction
+from ._saga import Saga
+from ._saga_types import SagaError, SagaResult, Step
 from ._timeout import Timeout
+from ._transaction import Transaction
 
 __all__ = [
     "Policy", "Pipeline", "resilient",

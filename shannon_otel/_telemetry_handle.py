@@ -1,0 +1,118 @@
+"""``Telemetry``: the handle ``configure()`` returns; bounded flush and shutdown, ``dropped``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from types import TracebackType
+
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.trace import TracerProvider
+
+from ._delivery import CountedLogRecordProcessor, CountedSpanProcessor, DropCounter, bounded, in_parallel
+from ._telemetry import SCOPE_NAME as LOGGER_ROOT  # the logging hook's loggers are its children
+from ._telemetry import DropReason
+from ._validate import check_number
+
+_log = logging.getLogger("shannon_otel")
+DEFAULT_SHUTDOWN_TIMEOUT_S = 3.0
+_MAX_TIMEOUT_S = 3600.0
+
+
+class Telemetry:
+    """The providers ``configure()`` built. ``shutdown()`` flushes and stops them within one budget.
+
+    Use as a context manager to shut down on exit; an un-shut handle is shut down (same budget) at
+    interpreter exit. Export failures never raise here: the SDK logs them, ``dropped`` counts what
+    was not delivered, and the user's work and results are unaffected.
+    """
+
+    def __init__(
+        self, tracer_provider: TracerProvider, meter_provider: MeterProvider,
+        logger_provider: LoggerProvider | None = None, log_handler: logging.Handler | None = None, *,
+        shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S, drops: DropCounter | None = None,
+        span_processors: Sequence[CountedSpanProcessor] = (),
+        log_processors: Sequence[CountedLogRecordProcessor] = (),
+    ) -> None:
+        self.tracer_provider = tracer_provider
+        self.meter_provider = meter_provider
+        self.logger_provider = logger_provider  # None unless the logs signal was asked for
+        self._log_handler = log_handler
+        self.shutdown_timeout_s = shutdown_timeout_s
+        self._drops = drops or DropCounter()
+        self._processors = tuple(span_processors)
+        self._log_processors = tuple(log_processors)
+        self._shut = False
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Spans (``"traces"``), metric points (``"metrics"``) and log records (``"logs"``) not
+        delivered so far, all reasons together; ``shannon.telemetry.dropped`` has them by reason."""
+        return {signal: self._drops.total(signal) for signal in ("traces", "metrics", "logs")}
+
+    def force_flush(self, timeout_s: float = 10.0) -> bool:
+        """Export what is buffered; returns within ``timeout_s`` (traces and metrics together)
+        whatever the backend does.
+
+        True means every processor and reader finished in time; it does not mean the backend
+        accepted the data (failed exports are counted in ``dropped``).
+        """
+        check_number("timeout_s", timeout_s, low=0, high=_MAX_TIMEOUT_S)
+
+        def flush() -> bool:
+            deadline = time.monotonic() + timeout_s
+            traces_ok = self.tracer_provider.force_flush(int(timeout_s * 1000))
+            left_ms = max(0, int((deadline - time.monotonic()) * 1000))
+            metrics_ok = left_ms > 0 and self.meter_provider.force_flush(left_ms)
+            logs_ok = True
+            if self.logger_provider is not None:
+                left_ms = max(0, int((deadline - time.monotonic()) * 1000))
+                logs_ok = left_ms > 0 and self.logger_provider.force_flush(left_ms)
+            return bool(traces_ok and metrics_ok and logs_ok)
+
+        finished, ok = bounded("flush", flush, timeout_s)
+        return finished and bool(ok)
+
+    def shutdown(self, timeout_s: float | None = None) -> bool:
+        """Flush and stop both providers, returning within ``timeout_s`` (default: the
+        ``shutdown_timeout_s`` given to ``configure()``) whatever the backend does.
+
+        True when everything was exported and stopped in time. Otherwise the spans still queued are
+        counted as dropped (reason ``shutdown``), a warning is logged, and the stuck export is left
+        to a daemon thread. Idempotent: a second call returns True at once.
+        """
+        if self._shut:
+            return True
+        budget = self.shutdown_timeout_s if timeout_s is None else timeout_s
+        check_number("timeout_s", budget, low=0, high=_MAX_TIMEOUT_S)
+        self._shut = True
+        if self._log_handler is not None:
+            logging.getLogger(LOGGER_ROOT).removeHandler(self._log_handler)
+        # All at once, against one deadline: a stuck trace export must not starve the metrics.
+        jobs: dict[str, Callable[[], object]] = {
+            "span shutdown": self.tracer_provider.shutdown,
+            "metric shutdown": lambda: self.meter_provider.shutdown(timeout_millis=budget * 1000),
+        }
+        if self.logger_provider is not None:
+            jobs["log shutdown"] = self.logger_provider.shutdown
+        results = in_parallel(jobs, budget)
+        finished = all(done for done, _ in results)
+        if not finished:
+            lost = sum(p.abandon() for p in self._processors)
+            self._drops.add("traces", DropReason.SHUTDOWN, lost)
+            self._drops.add("logs", DropReason.SHUTDOWN, sum(p.abandon() for p in self._log_processors))
+            _log.warning(
+                "telemetry shutdown did not finish within %.1f s (backend down or not answering); "
+                "%d unexported spans dropped", budget, lost,
+            )
+        return finished
+
+    def __enter__(self) -> Telemetry:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None,
+    ) -> None:
+        self.shutdown()

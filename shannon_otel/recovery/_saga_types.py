@@ -1,0 +1,78 @@
+"""The saga's value types: a :class:`Step` of :meth:`Saga.run`, the :class:`SagaResult` of a run and
+the :class:`SagaError` raised after a rollback; the checks and awaiting of the user's callables."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from .._telemetry import Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step of :meth:`Saga.run`: ``compensate`` receives the step's result."""
+
+    name: str
+    action: Callable[[], Awaitable[Any]]
+    compensate: Callable[[Any], Awaitable[Any]] | None = None
+
+    def __post_init__(self) -> None:
+        _check_step(self.name, self.action, self.compensate)
+
+
+def _check_step(name: object, action: object, compensate: object) -> None:
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a non-empty str, got {name!r}")
+    if not callable(action):
+        raise TypeError(f"action must be an async callable taking no arguments, got {action!r}")
+    if compensate is not None and not callable(compensate):
+        raise TypeError(f"compensate must be an async callable taking the step's result, or None, got {compensate!r}")
+
+
+async def _awaited(name: str, made: object) -> Any:
+    """Await what a user callable returned, refusing a non-awaitable with an error naming ``name``."""
+    if not inspect.isawaitable(made):
+        raise TypeError(f"{name} must be an async callable (return an awaitable), it returned {made!r}")
+    return await made
+
+
+@dataclass(frozen=True, slots=True)
+class SagaResult:
+    """How a saga ended. ``compensated`` is in the order the compensations ran (newest step first)."""
+
+    saga: str
+    outcome: Outcome
+    completed: tuple[str, ...]
+    compensated: tuple[str, ...] = ()
+    failed_compensations: Mapping[str, BaseException] = field(default_factory=lambda: MappingProxyType({}))
+    error: BaseException | None = None
+    values: tuple[Any, ...] = ()
+
+    @property
+    def uncompensated(self) -> tuple[str, ...]:
+        """Completed steps left in effect: their compensation failed, timed out or was cancelled."""
+        return tuple(self.failed_compensations)
+
+    @property
+    def rolled_back(self) -> bool:
+        """Every completed step with a compensation was compensated successfully."""
+        return self.outcome is not Outcome.SUCCESS and not self.failed_compensations
+
+
+class SagaError(Exception):
+    """A saga step failed and the saga was rolled back; ``__cause__`` is the step's error."""
+
+    def __init__(self, result: SagaResult) -> None:
+        failed = ", ".join(result.failed_compensations) or "none"
+        super().__init__(
+            f"saga {result.saga!r} failed; compensated {list(result.compensated)}; failed compensations: {failed}"
+        )
+        self.result = result
+
+    @property
+    def compensation_errors(self) -> Mapping[str, BaseException]:
+        return self.result.failed_compensations

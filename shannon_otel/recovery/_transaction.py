@@ -1,0 +1,204 @@
+"""One run of a :class:`~._saga.Saga`: its steps, the rollback of the completed ones newest first,
+each compensation shielded from cancellation and bounded by ``compensation_timeout_s``, and the
+observers of the run (see ``_saga`` for the contract)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .._deadline import task_timed_out
+from .._events import CompensationFinished, SagaFinished, SagaObserver, SagaStarted
+from .._isolation import Unentered, enter, finish, hook_failed, leave, start
+from .._telemetry import Outcome
+from ._saga_types import SagaError, SagaResult, _awaited, _check_step
+
+if TYPE_CHECKING:
+    from .._events import Hook
+    from ._saga import Saga
+
+T = TypeVar("T")
+
+
+class Transaction:
+    """One run of a :class:`Saga`; use it as ``async with`` in a single task.
+
+    Observers are isolated (``shannon_otel._isolation``): one that raises is recorded and skipped;
+    an observer that is a context manager is entered in ``__aenter__`` and exited in ``__aexit__``.
+    """
+
+    __slots__ = ("_done", "_entered", "_observers", "_open", "_owners", "_saga", "result")
+
+    def __init__(self, saga: Saga) -> None:
+        self._saga = saga
+        self._done: list[tuple[str, Any, Callable[[Any], Awaitable[Any]] | None]] = []
+        self._observers: list[SagaObserver] = []
+        self._owners: list[Hook] = []
+        self._entered: list[Any] = []
+        self._open: bool | None = None  # None: not entered yet; True: inside `async with`; False: exited
+        self.result: SagaResult | None = None
+
+    async def __aenter__(self) -> Transaction:
+        if self._open is not None:
+            raise RuntimeError("a Transaction is entered once: call saga.begin() for a new one")
+        self._open = True
+        hooks = self._saga._hooks
+        if hooks:
+            event = SagaStarted(self._saga.name)
+            for hook in hooks:
+                try:
+                    observer = hook.saga_started(event)
+                except Exception as exc:
+                    hook_failed(hook, "saga_started", exc, hooks)
+                    continue
+                if observer is not None:
+                    self._observers.append(observer)
+                    self._owners.append(hook)
+                    self._entered.append(enter(observer, hook, "saga_started", hooks))
+        return self
+
+    async def step(
+        self, name: str, action: Callable[[], Awaitable[T]], *,
+        compensate: Callable[[T], Awaitable[Any]] | None = None,
+    ) -> T:
+        """Run one step; on success its compensation (given the result) is registered for a rollback.
+
+        Only inside ``async with`` (RuntimeError otherwise: the step could never be compensated).
+        """
+        if not self._open:
+            raise RuntimeError(
+                "tx.step() runs only inside `async with saga.begin() as tx:` (outside it the step could "
+                "never be compensated)"
+            )
+        _check_step(name, action, compensate)
+        observers, owners, hooks = self._observers, self._owners, self._saga._hooks
+        tokens: list[Any] = []
+        outcome, error = Outcome.SUCCESS, None
+        try:
+            if observers:
+                start(observers, owners, hooks, tokens, "step_started", name)
+            value: T = await _awaited("action", action())
+        except asyncio.CancelledError:
+            outcome = Outcome.TIMEOUT if task_timed_out() else Outcome.CANCELLATION
+            raise
+        except BaseException as exc:
+            outcome, error = Outcome.FAILURE, exc
+            raise
+        finally:
+            if tokens:
+                finish(observers, owners, hooks, tokens, "step_finished", name, outcome, error)
+        self._done.append((name, value, compensate))
+        return value
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None,
+    ) -> bool:
+        self._open = False
+        try:
+            return await self._exit(exc)
+        finally:
+            self._leave()
+
+    async def _exit(self, exc: BaseException | None) -> bool:
+        completed = tuple(name for name, _, _ in self._done)
+        values = tuple(value for _, value, _ in self._done)
+        if exc is None:
+            self._finish(SagaResult(self._saga.name, Outcome.SUCCESS, completed, values=values))
+            return False
+        compensated, failed, cancelled = await self._compensate()
+        if isinstance(exc, asyncio.CancelledError):  # the wave task's own timeout, or a real cancellation
+            outcome = Outcome.TIMEOUT if task_timed_out() else Outcome.CANCELLATION
+        else:
+            outcome = Outcome.FAILURE
+        result = SagaResult(
+            self._saga.name, outcome, completed, compensated, MappingProxyType(failed), exc, values,
+        )
+        self._finish(result)
+        if cancelled is not None and not isinstance(exc, asyncio.CancelledError):
+            raise cancelled
+        if isinstance(exc, Exception):
+            raise SagaError(result) from exc
+        return False  # cancellation (and other BaseExceptions) propagate unchanged
+
+    async def _compensate(
+        self,
+    ) -> tuple[tuple[str, ...], dict[str, BaseException], asyncio.CancelledError | None]:
+        compensated: list[str] = []
+        failed: dict[str, BaseException] = {}
+        cancelled: asyncio.CancelledError | None = None
+        saga, clock, observers = self._saga.name, self._saga.clock, self._observers
+        owners, hooks = self._owners, self._saga._hooks
+        for name, value, compensate in reversed(self._done):
+            if compensate is None:
+                continue
+            tokens: list[Any] = []
+            begin = clock()
+            outcome: Outcome = Outcome.SUCCESS
+            error: BaseException | None = None
+            start(observers, owners, hooks, tokens, "compensation_started", name)
+            error, interrupted = await self._shielded(compensate, value)
+            cancelled = interrupted or cancelled
+            if error is None:
+                compensated.append(name)
+            else:
+                failed[name] = error
+                outcome = (Outcome.CANCELLATION if isinstance(error, asyncio.CancelledError)
+                           else Outcome.TIMEOUT if isinstance(error, TimeoutError) else Outcome.FAILURE)
+            event = CompensationFinished(saga, name, outcome, clock() - begin, error)
+            finish(observers, owners, hooks, tokens, "compensation_finished", event)
+        return tuple(compensated), failed, cancelled
+
+    async def _shielded(
+        self, compensate: Callable[[Any], Awaitable[Any]], value: Any,
+    ) -> tuple[BaseException | None, asyncio.CancelledError | None]:
+        """Run one compensation to its end, whatever cancels the caller meanwhile.
+
+        Returns the compensation's error (``None``: it succeeded; ``TimeoutError``: it ran past
+        ``compensation_timeout_s``; ``CancelledError``: it was cancelled itself) and the caller's
+        cancellation that arrived while it ran (re-raised by the caller after the rollback).
+        """
+        limit = self._saga.compensation_timeout_s
+
+        async def bounded() -> None:
+            if limit is None:
+                await _awaited("compensate", compensate(value))
+                return
+            async with asyncio.timeout(limit):
+                await _awaited("compensate", compensate(value))
+
+        task = asyncio.ensure_future(bounded())
+        cancelled: asyncio.CancelledError | None = None
+        while True:
+            try:
+                await asyncio.shield(task)
+                return None, cancelled
+            except asyncio.CancelledError as exc:
+                if task.done():  # the compensation itself was cancelled
+                    return exc, cancelled
+                cancelled = exc  # the caller was: let the compensation finish, re-raise after
+            except Exception as exc:
+                return exc, cancelled
+
+    def _finish(self, result: SagaResult) -> None:
+        self.result = result
+        if self._observers:
+            event = SagaFinished(
+                result.saga, result.outcome, result.completed, result.compensated,
+                tuple(result.failed_compensations),
+            )
+            observers, owners, hooks = self._observers, self._owners, self._saga._hooks
+            for k in range(len(observers) - 1, -1, -1):
+                try:
+                    observers[k].saga_finished(event)
+                except Exception as exc:
+                    hook_failed(owners[k], "saga_finished", exc, hooks)
+
+    def _leave(self) -> None:
+        """Exit the observers entered in ``__aenter__``, newest first (after ``saga_finished``)."""
+        observers, owners, entered, hooks = self._observers, self._owners, self._entered, self._saga._hooks
+        for k in range(len(entered) - 1, -1, -1):
+            if type(entered[k]) is not Unentered:
+                leave(observers[k], owners[k], "saga_finished", hooks)
+        entered.clear()
