@@ -129,7 +129,26 @@ class _Joined(Hook):
         return f"{type(self).__name__}({self._otel!r}, {self._logs!r})"
 
 
-class _Both(CallObserver):
+class _Pair:
+    """The OTel observer of one scope and the logging observer beside it. The OTel observer is a scope
+    (its span is current while entered): the pair is entered and exited as it."""
+
+    __slots__ = ("_first", "_logs")
+
+    def __init__(self, first: Any, logs: Any) -> None:
+        self._first = first
+        self._logs = logs
+
+    def __enter__(self) -> None:
+        if is_scope(self._first):
+            self._first.__enter__()
+
+    def __exit__(self, *exc_info: object) -> None:
+        if is_scope(self._first):
+            self._first.__exit__(*exc_info)
+
+
+class _Both(_Pair, CallObserver):
     """The OTel observer of one call and the (shared, stateless) logging observer.
 
     Scope methods (attempts, fallback spans, the call's end) are the OTel observer's alone. A record
@@ -137,20 +156,9 @@ class _Both(CallObserver):
     short ``rejected`` span has ended.
     """
 
-    __slots__ = ("_first", "_logs")
-
-    def __init__(self, first: CallObserver, logs: CallObserver) -> None:
-        self._first = first
-        self._logs = logs
-
-    # The OTel observer is a scope (its span is current while entered): entered through the pair.
-    def __enter__(self) -> None:
-        if is_scope(self._first):
-            self._first.__enter__()  # type: ignore[attr-defined]
-
-    def __exit__(self, *exc_info: object) -> None:
-        if is_scope(self._first):
-            self._first.__exit__(*exc_info)  # type: ignore[attr-defined]
+    __slots__ = ()
+    _first: CallObserver
+    _logs: CallObserver
 
     def attempt_started(self, attempt: int) -> Any:
         return self._first.attempt_started(attempt)
@@ -191,21 +199,10 @@ class _Both(CallObserver):
         self._logs.degraded(event)
 
 
-class _BothSaga(SagaObserver):
-    __slots__ = ("_first", "_logs")
-
-    def __init__(self, first: SagaObserver, logs: SagaObserver) -> None:
-        self._first = first
-        self._logs = logs
-
-    # The OTel observer is a scope (its span is current while entered): entered through the pair.
-    def __enter__(self) -> None:
-        if is_scope(self._first):
-            self._first.__enter__()  # type: ignore[attr-defined]
-
-    def __exit__(self, *exc_info: object) -> None:
-        if is_scope(self._first):
-            self._first.__exit__(*exc_info)  # type: ignore[attr-defined]
+class _BothSaga(_Pair, SagaObserver):
+    __slots__ = ()
+    _first: SagaObserver
+    _logs: SagaObserver
 
     def step_started(self, step: str) -> Any:
         return self._first.step_started(step)
