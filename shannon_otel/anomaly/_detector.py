@@ -226,30 +226,14 @@ class AnomalyDetector:
         row = slot * buckets + (min(int(time % cfg.period_s / cfg.period_s * buckets), buckets - 1)
                                 if buckets > 1 else 0)
         season = self._season
-        cnt, s1, s2 = season.stats(row)
-        z = 0.0
-        if cnt >= SEASON_MIN:
-            mean = s1 / cnt
-            var = s2 / cnt - mean * mean
-            scale = cfg.noise_floor * (hi - lo)
-            if var > scale * scale:
-                scale = sqrt(var)
-            if scale > 0.0:
-                z = abs(x - mean) / scale
+        floor = cfg.noise_floor * (hi - lo)
+        z = _deviation(x, *season.stats(row), floor)
         season.push(row, x)
         step = x - self._vprev[slot]  # 0 for the first value (x = 0 = prev)
         self._vprev[slot] = x
-        cnt, s1, s2 = self._steps.stats(slot)
-        if cnt >= SEASON_MIN:
-            mean = s1 / cnt
-            var = s2 / cnt - mean * mean
-            scale = cfg.noise_floor * (hi - lo)
-            if var > scale * scale:
-                scale = sqrt(var)
-            if scale > 0.0:
-                zs = abs(step - mean) / scale
-                if zs > z:
-                    z = zs
+        zs = _deviation(step, *self._steps.stats(slot), floor)
+        if zs > z:
+            z = zs
         self._steps.push(slot, step)
         width = self._avg.width
         r = -expm1(-(z * z) / SURPRISE_SCALE)
@@ -465,3 +449,16 @@ def _floats(name: str, values: npt.ArrayLike) -> F64:
 def _distinct(series: Sequence[str]) -> None:
     if len(set(series)) != len(series):
         raise ValueError("series must be distinct within one update_many call")
+
+
+def _deviation(x: float, cnt: float, s1: float, s2: float, floor: float) -> float:
+    """|x - mean| in standard deviations of a ring's running sums (the deviation never below ``floor``);
+    0 until the ring holds SEASON_MIN values. The seasonal and the step channel share it."""
+    if cnt < SEASON_MIN:
+        return 0.0
+    mean = s1 / cnt
+    var = s2 / cnt - mean * mean
+    scale = floor
+    if var > scale * scale:
+        scale = sqrt(var)
+    return abs(x - mean) / scale if scale > 0.0 else 0.0
