@@ -207,8 +207,10 @@ def configure(
     if bridged:
         for reader in readers:
             reader.attach_bridge(bridge)  # type: ignore[attr-defined]
+    counted_metrics: list[CountedMetricExporter] = []
     for metric_exporter in metric_exporters:
         counted = CountedMetricExporter(metric_exporter, drops)
+        counted_metrics.append(counted)
         readers.append(PeriodicExportingMetricReader(
             BridgedExporter(counted, bridge) if bridged else counted,
             export_interval_millis=interval_s * 1000,
@@ -236,7 +238,7 @@ def configure(
             otel_logs.set_logger_provider(logger_provider)
     handle = Telemetry(
         tracer_provider, meter_provider, logger_provider, handler, shutdown_timeout_s=shutdown_timeout_s,
-        drops=drops, span_processors=processors, log_processors=log_processors,
+        drops=drops, span_processors=processors, log_processors=log_processors, metric_exporters=counted_metrics,
     )
     atexit.register(handle.shutdown)
     return handle

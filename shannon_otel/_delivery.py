@@ -170,7 +170,9 @@ class CountedMetricExporter(MetricExporter):
     """Counts the data points of every export ``inner`` failed to deliver.
 
     Cumulative points are re-sent by the next export, so a count here means "not delivered that
-    time", not necessarily lost for good.
+    time", not necessarily lost for good. An export still running when the shutdown budget runs out
+    is given up on by :meth:`abandon` (the caller counts its points); its late failure is not
+    counted again.
     """
 
     def __init__(self, inner: MetricExporter, drops: DropCounter) -> None:
@@ -181,16 +183,25 @@ class CountedMetricExporter(MetricExporter):
         )
         self.inner = inner
         self._drops = drops
+        self._in_flight = 0  # points of the export running now (one at a time: the reader's export lock)
+        self._abandoned = False
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        points = _points(metrics_data)
+        self._in_flight = points
+        result = None
         try:
             result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
-        except Exception:
-            self._drops.add("metrics", DropReason.EXPORT_FAILED, _points(metrics_data))
-            raise
-        if result is not MetricExportResult.SUCCESS:
-            self._drops.add("metrics", DropReason.EXPORT_FAILED, _points(metrics_data))
+        finally:
+            self._in_flight = 0
+            if result is not MetricExportResult.SUCCESS and not self._abandoned:
+                self._drops.add("metrics", DropReason.EXPORT_FAILED, points)
         return result
+
+    def abandon(self) -> int:
+        """The points of the export still running (0 if none), now given up on: the caller counts them."""
+        self._abandoned = True
+        return self._in_flight
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return self.inner.force_flush(timeout_millis=timeout_millis)

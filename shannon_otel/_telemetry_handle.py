@@ -11,7 +11,14 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
-from ._delivery import CountedLogRecordProcessor, CountedSpanProcessor, DropCounter, bounded, in_parallel
+from ._delivery import (
+    CountedLogRecordProcessor,
+    CountedMetricExporter,
+    CountedSpanProcessor,
+    DropCounter,
+    bounded,
+    in_parallel,
+)
 from ._telemetry import SCOPE_NAME as LOGGER_ROOT  # the logging hook's loggers are its children
 from ._telemetry import DropReason
 from ._validate import check_number
@@ -35,6 +42,7 @@ class Telemetry:
         shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S, drops: DropCounter | None = None,
         span_processors: Sequence[CountedSpanProcessor] = (),
         log_processors: Sequence[CountedLogRecordProcessor] = (),
+        metric_exporters: Sequence[CountedMetricExporter] = (),
     ) -> None:
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
@@ -44,6 +52,7 @@ class Telemetry:
         self._drops = drops or DropCounter()
         self._processors = tuple(span_processors)
         self._log_processors = tuple(log_processors)
+        self._metric_exporters = tuple(metric_exporters)
         self._shut = False
 
     @property
@@ -79,8 +88,9 @@ class Telemetry:
         """Flush and stop both providers, returning within ``timeout_s`` (default: the
         ``shutdown_timeout_s`` given to ``configure()``) whatever the backend does.
 
-        True when everything was exported and stopped in time. Otherwise the spans still queued are
-        counted as dropped (reason ``shutdown``), a warning is logged, and the stuck export is left
+        True when everything was exported and stopped in time. Otherwise the spans and log records
+        still queued and the metric points of an export still running are counted as dropped
+        (reason ``shutdown``), a warning is logged, and the stuck export is left
         to a daemon thread. Idempotent: a second call returns True at once.
         """
         if self._shut:
@@ -103,6 +113,7 @@ class Telemetry:
             lost = sum(p.abandon() for p in self._processors)
             self._drops.add("traces", DropReason.SHUTDOWN, lost)
             self._drops.add("logs", DropReason.SHUTDOWN, sum(p.abandon() for p in self._log_processors))
+            self._drops.add("metrics", DropReason.SHUTDOWN, sum(e.abandon() for e in self._metric_exporters))
             _log.warning(
                 "telemetry shutdown did not finish within %.1f s (backend down or not answering); "
                 "%d unexported spans dropped", budget, lost,

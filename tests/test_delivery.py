@@ -19,13 +19,19 @@ from pathlib import Path
 import pytest
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
+from opentelemetry.sdk.metrics.export import (
+    InMemoryMetricReader,
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+    NumberDataPoint,
+)
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from benchmarks._backends import BlackHole, OtlpSink, down_endpoint
+from shannon_otel import _config, configure
 from shannon_otel import _telemetry as tel
-from shannon_otel import configure
 from shannon_otel._delivery import CountedSpanProcessor, DropCounter, bounded
 
 
@@ -251,3 +257,46 @@ def test_log_records_lost_to_a_full_queue_or_a_failed_export_are_counted(monkeyp
     finally:
         gate.open.set()
         handle.shutdown()
+
+
+class GateMetrics(MetricExporter):
+    """A metric exporter that blocks until opened (a silent backend)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open = threading.Event()
+        self.entered = threading.Event()
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: object) -> MetricExportResult:
+        self.entered.set()
+        self.open.wait(30)  # bounded so a regression fails instead of hanging the suite
+        return MetricExportResult.FAILURE
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: object) -> None:
+        return None
+
+
+def test_metric_points_of_an_export_still_stuck_at_the_shutdown_deadline_are_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Before: a silent collector made shutdown() return False with dropped == {"metrics": 0, ...}:
+    # the points it never delivered were not reported anywhere.
+    gate = GateMetrics()
+    monkeypatch.setattr(_config, "_metric_exporter", lambda name, endpoint, timeout_s: gate)
+    handle = configure("stuck-metrics", exporter="console", set_global=False, shutdown_timeout_s=0.2,
+                       span_exporters=[], metric_interval_s=3600.0)
+    handle.tracer_provider.get_tracer("t")  # the provider lives; the metric below is what is stuck
+    handle.meter_provider.get_meter("m").create_counter("c").add(1, {"k": "v"})
+    assert handle.force_flush(0.1) is False  # the export is now stuck in the gate
+    assert gate.entered.wait(5)
+    assert handle.shutdown() is False
+    stuck = handle.dropped["metrics"]
+    assert stuck >= 1  # the counter's point (and shannon.telemetry.dropped's own, if collected)
+    gate.open.set()  # its late failure is not counted a second time
+    for thread in threading.enumerate():
+        if thread.name == "shannon-otel flush":
+            thread.join(5)
+    assert handle.dropped["metrics"] == stuck
