@@ -3,6 +3,8 @@ the standard ``OTEL_*`` variables; the metric export interval."""
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 from typing import Literal
 
@@ -11,11 +13,88 @@ from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricExport
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
 from ._delivery import env_int
-from ._validate import check_number
+from ._validate import check_endpoint, check_number
 
 ExporterName = Literal["otlp", "otlp_grpc", "otlp_http", "console", "none"]
 _EXPORTERS = ("otlp", "otlp_grpc", "otlp_http", "console", "none")
 DEFAULT_METRIC_INTERVAL_S = 10.0
+_MAX_METRIC_INTERVAL_S = 86_400.0
+_SDK_DEFAULT_TIMEOUT_S = 10.0  # what the OTLP exporters use when no timeout is set
+_MAX_TIMEOUT_S = 3600.0
+_PROTOCOLS = ("grpc", "http/protobuf")  # what the Python OTLP exporters speak
+_DEFAULT_ENDPOINTS = {"otlp_grpc": "http://localhost:4317", "otlp_http": "http://localhost:4318"}
+_log = logging.getLogger("shannon_otel")
+
+
+def _env(name: str) -> str | None:
+    """A variable's value, stripped; None when unset or blank (the specification: empty means unset)."""
+    raw = os.environ.get(name)
+    return raw.strip() if raw is not None and raw.strip() else None
+
+
+def _first_env(*names: str) -> tuple[str, str] | None:
+    """(name, value) of the first of ``names`` that is set and not blank."""
+    for name in names:
+        value = _env(name)
+        if value is not None:
+            return name, value
+    return None
+
+
+def _protocol(kind: str) -> str:
+    """``OTEL_EXPORTER_OTLP_<kind>_PROTOCOL``, else ``OTEL_EXPORTER_OTLP_PROTOCOL``, else ``grpc``;
+    ValueError naming the variable for a protocol the OTLP exporters do not speak (as the SDK's
+    own configurator refuses it)."""
+    found = _first_env(f"OTEL_EXPORTER_OTLP_{kind}_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
+    if found is None:
+        return "grpc"
+    name, value = found
+    if value not in _PROTOCOLS:
+        raise ValueError(f"{name} must be one of {', '.join(_PROTOCOLS)}, got {value!r}")
+    return value
+
+
+def _endpoint(kind: str, exporter: str, explicit: str | None) -> str | None:
+    """The URL the OTLP exporter of signal ``kind`` gets: ``explicit`` (a base URL), else
+    ``OTEL_EXPORTER_OTLP_<kind>_ENDPOINT`` (used as is), else ``OTEL_EXPORTER_OTLP_ENDPOINT`` (a
+    base URL); HTTP appends ``/v1/<signal>`` to a base. Blank variables count as unset (the SDK
+    would pass an empty URL on); a malformed one is a ValueError naming it. None: the SDK default."""
+    http = exporter == "otlp_http"
+    path = f"/v1/{kind.lower()}"
+    if explicit is not None:
+        return f"{explicit.rstrip('/')}{path}" if http else explicit
+    signal_var, base_var = f"OTEL_EXPORTER_OTLP_{kind}_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"
+    found = _first_env(signal_var, base_var)
+    if found is None:
+        if signal_var not in os.environ and base_var not in os.environ:
+            return None
+        found = (base_var, _DEFAULT_ENDPOINTS[exporter])  # set but blank: the default, not ""
+    name, value = found
+    check_endpoint(name, value)
+    return f"{value.rstrip('/')}{path}" if http and name == base_var else value
+
+
+def _timeout_s(kind: str, explicit: float | None) -> float | None:
+    """``explicit``, else ``OTEL_EXPORTER_OTLP_<kind>_TIMEOUT`` / ``OTEL_EXPORTER_OTLP_TIMEOUT``
+    (seconds, as the Python exporters read them); a value that is not a number in (0, 3600] is
+    ignored with a logged warning and the SDK default (10 s) used, as the specification asks (the
+    gRPC exporters would raise a bare ``could not convert string to float``, the HTTP ones accept
+    ``inf`` and retry forever). None: the exporter reads the variables itself (none set)."""
+    if explicit is not None:
+        return explicit
+    found = _first_env(f"OTEL_EXPORTER_OTLP_{kind}_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
+    if found is None:
+        return None
+    name, raw = found
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= _MAX_TIMEOUT_S:  # False for NaN
+        _log.warning("%s=%r is not a number of seconds in (0, %g]; ignored, %g s used",
+                     name, raw, _MAX_TIMEOUT_S, _SDK_DEFAULT_TIMEOUT_S)
+        return _SDK_DEFAULT_TIMEOUT_S
+    return value
 
 
 def _choose(kind: str, explicit: str | None) -> tuple[str, ...]:
@@ -27,10 +106,7 @@ def _choose(kind: str, explicit: str | None) -> tuple[str, ...]:
     chosen: list[str] = []
     for name in names:
         if name == "otlp":
-            protocol = os.environ.get(
-                f"OTEL_EXPORTER_OTLP_{kind}_PROTOCOL", os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
-            )
-            name = "otlp_http" if protocol.strip().startswith("http") else "otlp_grpc"
+            name = "otlp_http" if _protocol(kind) == "http/protobuf" else "otlp_grpc"
         if name not in _EXPORTERS:
             raise ValueError(f"exporter must be one of {', '.join(_EXPORTERS)}; got {name!r}")
         if name != "none" and name not in chosen:
@@ -46,11 +122,10 @@ def _span_exporter(name: str, endpoint: str | None, timeout_s: float | None) -> 
     if name == "otlp_http":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
 
-        url = f"{endpoint.rstrip('/')}/v1/traces" if endpoint else None
-        return HttpSpans(endpoint=url, timeout=timeout_s)
+        return HttpSpans(endpoint=_endpoint("TRACES", name, endpoint), timeout=_timeout_s("TRACES", timeout_s))
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
 
-    return GrpcSpans(endpoint=endpoint, timeout=timeout_s)
+    return GrpcSpans(endpoint=_endpoint("TRACES", name, endpoint), timeout=_timeout_s("TRACES", timeout_s))
 
 
 def _metric_exporter(name: str, endpoint: str | None, timeout_s: float | None) -> MetricExporter | None:
@@ -61,11 +136,10 @@ def _metric_exporter(name: str, endpoint: str | None, timeout_s: float | None) -
     if name == "otlp_http":
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetrics
 
-        url = f"{endpoint.rstrip('/')}/v1/metrics" if endpoint else None
-        return HttpMetrics(endpoint=url, timeout=timeout_s)
+        return HttpMetrics(endpoint=_endpoint("METRICS", name, endpoint), timeout=_timeout_s("METRICS", timeout_s))
     from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetrics
 
-    return GrpcMetrics(endpoint=endpoint, timeout=timeout_s)
+    return GrpcMetrics(endpoint=_endpoint("METRICS", name, endpoint), timeout=_timeout_s("METRICS", timeout_s))
 
 
 def _log_exporter(name: str, endpoint: str | None, timeout_s: float | None) -> LogRecordExporter | None:
@@ -76,11 +150,10 @@ def _log_exporter(name: str, endpoint: str | None, timeout_s: float | None) -> L
     if name == "otlp_http":
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogs
 
-        url = f"{endpoint.rstrip('/')}/v1/logs" if endpoint else None
-        return HttpLogs(endpoint=url, timeout=timeout_s)
+        return HttpLogs(endpoint=_endpoint("LOGS", name, endpoint), timeout=_timeout_s("LOGS", timeout_s))
     from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogs
 
-    return GrpcLogs(endpoint=endpoint, timeout=timeout_s)
+    return GrpcLogs(endpoint=_endpoint("LOGS", name, endpoint), timeout=_timeout_s("LOGS", timeout_s))
 
 
 def _logs_wanted(logs: bool | None, exporter: str | None) -> tuple[str, ...] | None:
@@ -94,7 +167,11 @@ def _logs_wanted(logs: bool | None, exporter: str | None) -> tuple[str, ...] | N
 
 def _metric_interval_s(explicit: float | None) -> float:
     if explicit is not None:
-        check_number("metric_interval_s", explicit, low=0, low_open=True, high=86_400.0)
+        check_number("metric_interval_s", explicit, low=0, low_open=True, high=_MAX_METRIC_INTERVAL_S)
         return float(explicit)
     millis = env_int("OTEL_METRIC_EXPORT_INTERVAL")  # integer milliseconds, as the spec says
+    if millis is not None and millis / 1000 > _MAX_METRIC_INTERVAL_S:
+        # the SDK reader's thread would die at its first wait (OverflowError) and never export
+        _log.warning("OTEL_METRIC_EXPORT_INTERVAL=%d ms is above %g s; ignored", millis, _MAX_METRIC_INTERVAL_S)
+        millis = None
     return millis / 1000 if millis is not None else DEFAULT_METRIC_INTERVAL_S

@@ -71,12 +71,18 @@ def check_endpoint(name: str, value: object) -> None:
         return
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a URL string such as 'http://127.0.0.1:4317' or None, got {value!r}")
-    parsed = urllib.parse.urlsplit(value)
-    if parsed.scheme in ("http", "https") and parsed.hostname:
-        return
-    if _ENDPOINT_HOST_PORT.match(value):
-        return
-    raise ValueError(f"{name} must be a URL such as 'http://127.0.0.1:4317' (or host:port for gRPC), got {value!r}")
+    try:  # urlsplit refuses a bad IPv6 literal ("http://[::1"), .port one outside 0-65535
+        parsed = urllib.parse.urlsplit(value)
+        port = parsed.port if parsed.scheme in ("http", "https") else int(value.rsplit(":", 1)[-1] or 0)
+    except ValueError:
+        parsed, port = urllib.parse.urlsplit(""), -1
+    url = parsed.scheme in ("http", "https") and bool(parsed.hostname)
+    well_formed = url or bool(_ENDPOINT_HOST_PORT.match(value))
+    if not well_formed or not 0 <= (port or 0) <= 65535:
+        raise ValueError(
+            f"{name} must be a URL such as 'http://127.0.0.1:4317' (or host:port for gRPC; port in 0-65535), "
+            f"got {value!r}",
+        )
 
 
 def check_attributes(name: str, value: object) -> None:
