@@ -107,18 +107,25 @@ class Telemetry:
         }
         if self.logger_provider is not None:
             jobs["log shutdown"] = self.logger_provider.shutdown
-        results = in_parallel(jobs, budget)
+        try:
+            results = in_parallel(jobs, budget)
+        except BaseException:
+            # A second Ctrl-C (or another BaseException) while waiting: leaving now is what was asked,
+            # but what is still unsent must be counted, not lost silently; then it goes on up.
+            self._give_up("was interrupted")
+            raise
         finished = all(done for done, _ in results)
         if not finished:
-            lost = sum(p.abandon() for p in self._processors)
-            self._drops.add("traces", DropReason.SHUTDOWN, lost)
-            self._drops.add("logs", DropReason.SHUTDOWN, sum(p.abandon() for p in self._log_processors))
-            self._drops.add("metrics", DropReason.SHUTDOWN, sum(e.abandon() for e in self._metric_exporters))
-            _log.warning(
-                "telemetry shutdown did not finish within %.1f s (backend down or not answering); "
-                "%d unexported spans dropped", budget, lost,
-            )
+            self._give_up(f"did not finish within {budget:.1f} s (backend down or not answering)")
         return finished
+
+    def _give_up(self, why: str) -> None:
+        """Count everything accepted and not yet delivered as dropped (``shutdown``), and say so."""
+        lost = sum(p.abandon() for p in self._processors)
+        self._drops.add("traces", DropReason.SHUTDOWN, lost)
+        self._drops.add("logs", DropReason.SHUTDOWN, sum(p.abandon() for p in self._log_processors))
+        self._drops.add("metrics", DropReason.SHUTDOWN, sum(e.abandon() for e in self._metric_exporters))
+        _log.warning("telemetry shutdown %s; %d unexported spans dropped", why, lost)
 
     def __enter__(self) -> Telemetry:
         return self

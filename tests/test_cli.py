@@ -349,6 +349,40 @@ def test_ctrl_c_summarises_what_ran_and_exits_130() -> None:
     assert "Traceback" not in err
 
 
+def test_a_second_ctrl_c_while_flushing_leaves_at_once_with_the_unsent_spans_counted() -> None:
+    # Before: a traceback ending in KeyboardInterrupt (from the shutdown's wait), exit by signal, and
+    # the spans given up on counted nowhere (the exit handler saw the telemetry already shut down).
+    from benchmarks._backends import BlackHole
+
+    hole = BlackHole()  # the flush waits on it: the second Ctrl-C lands inside the flush
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "shannon_otel", "demo", "--plain", "--duration", "60", "--tasks", "8",
+         "--otlp-endpoint", hole.endpoint, "--export-timeout", "20"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background shell ignores SIGINT
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if " done " in line:
+                proc.send_signal(signal.SIGINT)
+            if line.startswith("flushing telemetry to"):
+                proc.send_signal(signal.SIGINT)
+                break
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        hole.close()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    found = re.search(r"interrupted again: left without flushing; telemetry dropped: (\d+) spans", err)
+    assert found is not None, err
+    assert int(found.group(1)) > 0
+
+
 def test_verbose_demo_prints_the_logging_hooks_records_among_the_progress_lines() -> None:
     run = cli("demo", "--waves", "3", "--tasks", "20", "--verbose")
     assert run.returncode == 0, run.stderr

@@ -300,3 +300,21 @@ def test_metric_points_of_an_export_still_stuck_at_the_shutdown_deadline_are_cou
         if thread.name == "shannon-otel flush":
             thread.join(5)
     assert handle.dropped["metrics"] == stuck
+
+
+def test_an_interrupted_shutdown_counts_what_it_gives_up_and_re_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before: a KeyboardInterrupt (a second Ctrl-C) during shutdown's wait went up with nothing counted,
+    # and the exit handler, seeing the handle shut, had nothing left to count either.
+    gate = Gate()
+    handle = configure("interrupted", exporter="none", span_exporters=[gate], set_global=False)
+    _spans(handle, 20)
+
+    def interrupted(jobs: object, timeout_s: float) -> object:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("shannon_otel._telemetry_handle.in_parallel", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        handle.shutdown()
+    assert handle.dropped["traces"] == 20
+    assert handle.shutdown() is True  # shut: the exit handler has nothing more to do
+    gate.open.set()

@@ -108,20 +108,35 @@ def run(args: argparse.Namespace) -> int:
             code = EXIT_INTERRUPTED
         finally:
             lines.__exit__(None, None, None)
-        _summarise(out, recorder, exporting, detector is not None, fill="#" if console is None else "\u2588")
-        series = exporting.metrics.series() if exporting.metrics is not None else None
-        # What the user is told the flush may take: an export timeout for the traces and one for the
-        # metrics. The wait keeps a little of it for printing the rest and the process' own exit.
-        limit_s = 2 * args.export_timeout
-        if exporting.endpoint is not None:
-            out.line(f"flushing telemetry to {safe_url(exporting.endpoint)} (at most {limit_s:g} s)...")
-        exporting.close(max(limit_s / 2, limit_s - _EXIT_RESERVE_S))
+        try:
+            _summarise(out, recorder, exporting, detector is not None, fill="#" if console is None else "\u2588")
+            series = exporting.metrics.series() if exporting.metrics is not None else None
+            # What the user is told the flush may take: an export timeout for the traces and one for the
+            # metrics. The wait keeps a little of it for printing the rest and the process' own exit.
+            limit_s = 2 * args.export_timeout
+            if exporting.endpoint is not None:
+                out.line(f"flushing telemetry to {safe_url(exporting.endpoint)} (at most {limit_s:g} s)...")
+            exporting.close(max(limit_s / 2, limit_s - _EXIT_RESERVE_S))
+        except KeyboardInterrupt:
+            return _leave_now(exporting, server)
         if server is not None:
             server.close()
     _telemetry_section(out, exporting, server, series)
     if code == EXIT_OK and exporting.problems.count:
         code = EXIT_EXPORT
     return code
+
+
+def _leave_now(exporting: Exporting, server: MetricsServer | None) -> int:
+    """Ctrl-C again while summarising or flushing: leave at once (no traceback), with what was not
+    sent counted as dropped and said on stderr."""
+    exporting.telemetry.shutdown(timeout_s=0)  # counts the unsent spans; a no-op if the flush already did
+    if server is not None:
+        server.close()
+    dropped = exporting.telemetry.dropped
+    print(f"shannon-otel demo: interrupted again: left without flushing; telemetry dropped: "
+          f"{dropped['traces']} spans, {dropped['metrics']} metric points", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 def _summarise(out: Out, recorder: RunRecorder, exporting: Exporting, detector: bool, *, fill: str) -> None:
