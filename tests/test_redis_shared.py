@@ -237,6 +237,42 @@ def test_redis_killed_fail_closed_rejects_until_it_is_back(own_server: RedisServ
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("made", ["before_start", "after_start"])
+def test_fail_closed_holds_for_a_breaker_made_while_redis_is_down(prefix: str, made: str) -> None:
+    # Before: a breaker made during an outage (here: Redis down from the start) let every call
+    # through with on_unavailable="reject": only breakers bound when the outage began were opened.
+    from _redis_server import free_port
+
+    async def main() -> None:
+        shared = RedisState(f"redis://127.0.0.1:{free_port()}/0", prefix=prefix, timeout_s=0.2,
+                            on_unavailable="reject")
+        early = CircuitBreaker("early", shared=shared, instrument=False) if made == "before_start" else None
+        async with shared:
+            breaker = early or CircuitBreaker("late", shared=shared, instrument=False)
+            assert not shared.available
+            assert breaker.state is BreakerState.OPEN
+            with pytest.raises(CircuitOpenError):
+                await breaker.call(_ok)
+
+    asyncio.run(main())
+
+
+def test_a_breaker_made_during_an_outage_reports_its_open_state_after_registering(prefix: str) -> None:
+    from _redis_server import free_port
+
+    async def main() -> None:
+        telemetry = InMemoryTelemetry()
+        async with RedisState(f"redis://127.0.0.1:{free_port()}/0", prefix=prefix, timeout_s=0.2,
+                              on_unavailable="reject", meter_provider=telemetry.meter_provider) as shared:
+            CircuitBreaker("late", shared=shared, **telemetry.providers)
+        points = telemetry.points("shannon.breaker.state")
+        states = {p.attributes["shannon.breaker.state"]: p.value for p in points
+                  if p.attributes["shannon.breaker.name"] == "late"}
+        assert states["open"] == 1 and states["closed"] == 0  # registered closed, then opened: not the reverse
+
+    asyncio.run(main())
+
+
 def test_redis_down_at_start_and_a_silent_redis_never_hang(prefix: str) -> None:
     black_hole = socket.socket()
     black_hole.bind(("127.0.0.1", 0))

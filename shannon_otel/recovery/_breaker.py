@@ -129,6 +129,8 @@ class CircuitBreaker(Policy):
                     hook.breaker_registered(registered)
                 except Exception as exc:  # a hook's bug never costs the user a breaker
                     hook_failed(hook, "breaker_registered", exc, self._hooks)
+        if self._link is not None:
+            self._link.registered()  # after the hooks know it: a fail-closed outage may open it now
 
     def __repr__(self) -> str:
         return f"CircuitBreaker({self.name!r}, state={self._state.value!r}, config={self.config!r})"

@@ -160,6 +160,12 @@ class BreakerLink:
         if self.store.on_unavailable == "reject" and b._state is not _OPEN:
             b._transition(_OPEN, "shared_state_unavailable")
 
+    def registered(self) -> None:
+        """The breaker is set up and known to its hooks: an outage already under way applies to it
+        too (the store told only the links bound when the outage began)."""
+        if self.store._in_outage():
+            self.unavailable()
+
     def apply(self, state: str, epoch: int, opened_ms: int, now_ms: int | None, reason: str) -> None:
         """Move the local breaker to the shared state of ``epoch`` (ignored when not newer)."""
         if epoch < self.epoch:

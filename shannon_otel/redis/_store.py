@@ -199,6 +199,10 @@ class RedisState:
             for link in self._links.values():
                 link.unavailable()
 
+    def _in_outage(self) -> bool:
+        """Redis was found unavailable and has not answered since."""
+        return not self.available and self._outage_logged
+
     def _up(self) -> None:
         self.available = True
         self._outage_logged = False
