@@ -39,6 +39,14 @@ BAD_CALLS: list[tuple[Callable[[], None], type[Exception], str]] = [
     (lambda: record_tokens(output=1.5), TypeError, r"output must be an int"),  # type: ignore[arg-type]
     (lambda: record_tokens(output=True), TypeError, r"output must be an int"),
     (lambda: record_tokens(input=-1), ValueError, r"input must be >= 0"),
+    # an int beyond any float raised a bare OverflowError naming nothing
+    (lambda: record("x", 10**400), ValueError, r"record\(\): value must be finite"),
+    (lambda: record_cost(10**400), ValueError, r"record_cost\(\): amount must be finite"),
+    (lambda: record_tokens(output=10**400), ValueError, r"record_tokens\(\): output must be finite"),
+    # record() under the names record_cost/record_tokens own ran the cost counter backwards
+    (lambda: record(tel.TASK_COST_ATTR, -5.0), ValueError,
+     r"record\(\): name 'shannon.task.cost' is reserved; use record_cost\(\)"),
+    (lambda: record(tel.TASK_INPUT_TOKENS, -5), ValueError, r"reserved; use record_tokens\(input=\)"),
 ]
 
 

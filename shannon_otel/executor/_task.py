@@ -104,7 +104,10 @@ def _check_amount(caller: str, parameter: str, value: object, *, integer: bool, 
     if isinstance(value, bool) or not isinstance(value, kinds):
         kind = "an int" if integer else "a finite number"
         raise TypeError(f"{caller}(): {parameter} must be {kind}, got {value!r}")
-    number = float(value)  # type: ignore[arg-type]  # an int or float, checked just above
+    try:
+        number = float(value)  # type: ignore[arg-type]  # an int or float, checked just above
+    except OverflowError:  # an int beyond any float (10**400)
+        number = math.inf
     if not math.isfinite(number):
         raise ValueError(f"{caller}(): {parameter} must be finite{' and >= 0' if non_negative else ''}, got {value!r}")
     if non_negative and number < 0:
@@ -119,16 +122,23 @@ def _add(measurements: dict[str, float], caller: str, name: str, value: float) -
     measurements[name] = total
 
 
+# The measurements record_cost / record_tokens own: they check what these names may hold.
+_RESERVED = {COST: "record_cost()", INPUT_TOKENS: "record_tokens(input=)", OUTPUT_TOKENS: "record_tokens(output=)"}
+
+
 def record(name: str, value: float) -> None:
     """Add ``value`` to the running task's measurement ``name`` (shown on its span and in the report).
 
-    ``name`` is a non-empty string, ``value`` a finite int or float (TypeError/ValueError otherwise,
-    raised before anything is recorded). Raises RuntimeError outside a wave task. Work the task
-    spawns (``asyncio.create_task``) records on that task; once the task has ended, its records
-    are dropped (logged), never moved to another task.
+    ``name`` is a non-empty string other than the names ``record_cost`` / ``record_tokens`` write,
+    ``value`` a finite int or float (TypeError/ValueError otherwise, raised before anything is
+    recorded). Raises RuntimeError outside a wave task. Work the task spawns
+    (``asyncio.create_task``) records on that task; once the task has ended, its records are
+    dropped (logged), never moved to another task.
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"record(): name must be a non-empty string, got {name!r}")
+    if name in _RESERVED:  # a negative "cost" would run the cost counter backwards
+        raise ValueError(f"record(): name {name!r} is reserved; use {_RESERVED[name]}")
     number = _check_amount("record", "value", value, integer=False, non_negative=False)
     measurements = _measurements("record")
     if measurements is not _DROPPED:
