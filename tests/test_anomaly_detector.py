@@ -333,6 +333,11 @@ def test_wrong_types_name_the_parameter() -> None:
         det.update_series("a", ["x"], [0.0])
     with pytest.raises(TypeError, match="series must be a sequence"):
         det.update_many("ab", [[1.0], [1.0]], [0.0])
+    # complex values lost their imaginary part with only a ComplexWarning, and were scored
+    with pytest.raises(TypeError, match="values must be an array of real numbers, got complex"):
+        det.update_series("a", np.array([1 + 1j, 2 + 0j]), [0.0, 1.0])
+    with pytest.raises(TypeError, match="times must be an array of real numbers, got complex"):
+        det.update_many(["a"], [[1.0]], [1j])
     with pytest.raises(TypeError, match="config must be a DetectorConfig"):
         AnomalyDetector({"window": 3})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"score must be a number in \[0, 1\], got nan"):

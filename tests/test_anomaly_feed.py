@@ -214,6 +214,8 @@ def test_bad_hook_arguments_are_rejected() -> None:
         AnomalyHook(tick_s=0)
     with pytest.raises(ValueError, match=r"unknown signals \['latncy'\]"):
         AnomalyHook(signals=["latncy"])
+    with pytest.raises(TypeError, match=r"tick_s must be a number of seconds in \(0, inf\), got True"):
+        AnomalyHook(tick_s=True)  # was taken as a 1 s tick
 
 
 def test_end_to_end_a_slow_task_of_a_real_wave_carries_the_anomaly(tel: Telemetry) -> None:

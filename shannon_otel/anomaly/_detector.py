@@ -439,6 +439,8 @@ def _update_error(series: object, value: object, time: object) -> Exception:
 
 def _floats(name: str, values: npt.ArrayLike) -> F64:
     """``values`` as a float64 array; TypeError naming ``name`` when they are not numbers."""
+    if np.iscomplexobj(values):  # asarray would drop the imaginary part with only a warning
+        raise TypeError(f"{name} must be an array of real numbers, got complex values {values!r}")
     try:
         out: F64 = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:

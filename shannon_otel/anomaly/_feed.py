@@ -87,7 +87,9 @@ class AnomalyHook(Hook):
         clock: Callable[[], float] = _clock.wall,
         enabled: bool = True,
     ) -> None:
-        if not (isinstance(tick_s, (int, float)) and 0.0 < tick_s < math.inf):
+        if isinstance(tick_s, bool) or not isinstance(tick_s, (int, float)):  # True would be a 1 s tick
+            raise TypeError(f"tick_s must be a number of seconds in (0, inf), got {tick_s!r}")
+        if not 0.0 < tick_s < math.inf:
             raise ValueError(f"tick_s must be a number in (0, inf), got {tick_s!r}")
         check_number("min_tick_tasks", min_tick_tasks, low=1, integer=True)
         if config is not None and not isinstance(config, DetectorConfig):
