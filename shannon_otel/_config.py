@@ -153,9 +153,9 @@ def configure(
     ``record_exception`` does (spans go to your own backend; metrics never carry messages).
     """
     check_setup(service_name, exporter, endpoint, resource_attributes)
-    for flag, value in (("set_global", set_global), ("logs", logs)):
-        if value is not None:
-            check_bool(flag, value)
+    check_bool("set_global", set_global)  # None would quietly mean False
+    if logs is not None:
+        check_bool("logs", logs)
     _check_sequence("metric_readers", metric_readers, MetricReader)
     _check_sequence("span_exporters", span_exporters, SpanExporter)
     if redact is not None and not callable(redact):

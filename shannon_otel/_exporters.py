@@ -102,7 +102,10 @@ def _choose(kind: str, explicit: str | None) -> tuple[str, ...]:
     comma-separated ``OTEL_<kind>_EXPORTER`` (several allowed, as the specification says), with
     ``otlp`` resolved by ``OTEL_EXPORTER_OTLP_<kind>_PROTOCOL`` then ``OTEL_EXPORTER_OTLP_PROTOCOL``."""
     raw = explicit if explicit is not None else os.environ.get(f"OTEL_{kind}_EXPORTER", "otlp")
-    names = [n.strip() for n in raw.split(",") if n.strip()] or ["otlp"]
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    if not names and explicit is not None:  # a blank variable means unset; a blank argument is a mistake
+        raise ValueError(f"exporter must be one of {', '.join(_EXPORTERS)} (comma-separated); got {explicit!r}")
+    names = names or ["otlp"]
     chosen: list[str] = []
     for name in names:
         if name == "otlp":

@@ -122,3 +122,20 @@ def test_a_metric_interval_variable_beyond_a_day_is_ignored_with_a_warning(
     assert "OTEL_METRIC_EXPORT_INTERVAL=99999999999999999999 ms is above" in caplog.text
     monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "86400000")  # one day is allowed
     assert _metric_interval_s(None) == 86_400.0
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"exporter": ""}, ValueError, "exporter must be one of"),  # was silently "otlp"
+    ({"exporter": " , "}, ValueError, "exporter must be one of"),
+    ({"set_global": None}, TypeError, "set_global must be a bool, got None"),  # was silently False
+])
+def test_blank_or_none_arguments_are_refused_not_read_as_a_default(
+    kwargs: dict[str, object], error: type[Exception], match: str,
+) -> None:
+    with pytest.raises(error, match=match):
+        configure(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_blank_exporter_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", " ")
+    assert _choose("TRACES", None) == ("otlp_grpc",)
