@@ -61,8 +61,18 @@ def _escape_help(text: str) -> str:
     return text.replace("\\", r"\\").replace("\n", r"\n")
 
 
-def _labels(attributes: Any, extra: tuple[tuple[str, str], ...] = ()) -> str:
-    pairs = [(_label(k), _escape(v)) for k, v in sorted((attributes or {}).items())] + list(extra)
+def _labels(attributes: Any, extra: tuple[tuple[str, str], ...] = (), reserved: tuple[str, ...] = ()) -> str:
+    """The label set: attributes, then ``extra`` (job, instance, le). A label name must appear once
+    (Prometheus rejects the whole scrape otherwise): attributes that sanitize to one name are joined
+    with ``;`` in the order of their keys (the OTel specification's rule), and an attribute named like
+    one of ``extra`` or ``reserved`` becomes ``exported_<name>`` (Prometheus' own rule for a target
+    label clash; every line of a histogram reserves ``le``, so its series keep one label set)."""
+    taken = {k for k, _ in extra}.union(reserved)
+    merged: dict[str, list[str]] = {}
+    for key, value in sorted((attributes or {}).items()):
+        label = _label(key)
+        merged.setdefault(f"exported_{label}" if label in taken else label, []).append(str(value))
+    pairs = [(k, _escape(";".join(v))) for k, v in merged.items()] + list(extra)
     return "{" + ",".join(f'{k}="{v}"' for k, v in pairs) + "}" if pairs else ""
 
 
@@ -101,8 +111,8 @@ def _histogram(prom: str, point: HistogramDataPoint, target: tuple[tuple[str, st
         cumulative += count
         le = _labels(point.attributes, (*target, ("le", _number(float(bound)))))
         lines.append(f"{prom}_bucket{le} {cumulative}{exemplars.get(index, '')}")
-    lines.append(f"{prom}_sum{_labels(point.attributes, target)} {_number(point.sum)}")
-    lines.append(f"{prom}_count{_labels(point.attributes, target)} {point.count}")
+    lines.append(f"{prom}_sum{_labels(point.attributes, target, ('le',))} {_number(point.sum)}")
+    lines.append(f"{prom}_count{_labels(point.attributes, target, ('le',))} {point.count}")
     return lines
 
 

@@ -196,8 +196,8 @@ class MetricSpec:
             suffix = "_seconds"
         elif self.unit == "1":
             suffix = "_ratio" if self.kind == "gauge" else ""
-        elif self.unit.startswith("{"):
-            suffix = ""  # annotations in braces are dropped by the translation
+        elif not self.unit or self.unit.startswith("{"):
+            suffix = ""  # no unit (a user's metric), or an annotation in braces: dropped by the translation
         else:
             suffix = "_" + self.unit
         name = self.name.replace(".", "_")

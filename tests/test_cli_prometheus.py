@@ -63,6 +63,31 @@ def test_render_counter_gauge_and_histogram() -> None:
     assert 'shannon_retry_delay_seconds_count{shannon_operation="op"} 3\n' in text
 
 
+def test_a_metric_without_a_unit_gets_no_stray_underscore() -> None:
+    # was "my_app_requests__total" (the empty unit became a "_" suffix); the collector writes this
+    assert series_name("my.app.requests", "", "counter") == "my_app_requests_total"
+    assert series_name("my.app.queue", "", "gauge") == "my_app_queue"
+
+
+def test_attributes_that_clash_as_labels_never_make_the_scrape_invalid() -> None:
+    # Before: 'a_b="x",a_b="y"' and a second 'job' label: Prometheus (and promtool) reject the whole
+    # scrape for a duplicate label name, so one user attribute cost every series of the target.
+    reader = PrometheusReader()
+    provider = MeterProvider(metric_readers=[reader], resource=Resource.create({"service.name": "svc"}))
+    meter = provider.get_meter("t")
+    meter.create_counter("my.requests", unit="{request}").add(1, {"a.b": "x", "a_b": "y", "job": "mine"})
+    meter.create_histogram("my.size", unit="{item}", explicit_bucket_boundaries_advisory=[1.0]).record(
+        2, {"le": "mine"})
+    text = reader.scrape()
+    provider.shutdown()
+    assert promtool_check_metrics(text) == ""
+    (line,) = [line for line in text.splitlines() if line.startswith("my_requests_total{")]
+    # joined in the order of the keys (the OTel spec's rule); Prometheus' exported_ prefix for a clash
+    assert 'a_b="x;y",exported_job="mine",job="svc",' in line
+    assert 'my_size_bucket{exported_le="mine",job="svc",' in text
+    assert 'my_size_sum{exported_le="mine",job="svc",' in text  # one label set across the histogram's lines
+
+
 def test_metrics_without_a_description_still_get_help_text() -> None:
     reader = PrometheusReader()
     provider = MeterProvider(metric_readers=[reader])
