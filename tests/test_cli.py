@@ -109,6 +109,7 @@ def test_python_m_and_bad_flag_exit_2_with_a_message() -> None:
     (["demo", "--otlp-endpoint", "collector"], "without a scheme, host:port"),
     (["demo", "--otlp-protocol", "thrift"], "expected grpc or http/protobuf, got 'thrift'"),
     (["demo", "--prometheus-port", "70000"], "must be in 0..65535"),
+    (["demo", "--otlp-endpoint", "http://[::1"], "argument --otlp-endpoint: expected a URL"),
     (["check", "--timeout", "0"], "argument --timeout: must be a number of seconds > 0"),
     (["check", "--skip-otlp", "--skip-prometheus"],
      "argument --skip-prometheus: not allowed with argument --skip-otlp"),
@@ -138,8 +139,9 @@ def test_accepted_endpoint_forms() -> None:
     assert endpoint_url("http://[::1]:4317") == "http://[::1]:4317"
 
 
-def test_bad_endpoint_from_the_environment_is_a_usage_error() -> None:
-    result = cli("demo", env={"OTEL_EXPORTER_OTLP_ENDPOINT": "ftp://nowhere"})
+@pytest.mark.parametrize("value", ["ftp://nowhere", "http://[::1"])  # the second was a ValueError traceback
+def test_bad_endpoint_from_the_environment_is_a_usage_error(value: str) -> None:
+    result = cli("demo", env={"OTEL_EXPORTER_OTLP_ENDPOINT": value})
     assert result.returncode == 2 and "OTEL_EXPORTER_OTLP_ENDPOINT: expected a URL" in result.stderr
 
 

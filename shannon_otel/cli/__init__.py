@@ -64,11 +64,11 @@ def endpoint_url(text: str) -> str:
     otherwise: a bare word such as ``notaurl`` is a typo far more often than a host on port 80."""
     bare = "://" not in text
     url = f"http://{text}" if bare else text
-    parts = urlsplit(url)
     try:
+        parts = urlsplit(url)  # ValueError for a broken IPv6 literal ("http://[::1")
         port = parts.port
-    except ValueError:  # not a number, or out of 0..65535
-        parts, port = parts._replace(netloc=""), None
+    except ValueError:  # that, or a port that is not a number, or out of 0..65535
+        parts, port = urlsplit(""), None
     if parts.scheme not in ("http", "https") or not parts.hostname or (bare and port is None):
         raise argparse.ArgumentTypeError(
             f"expected a URL like http://127.0.0.1:4317 (scheme http or https, a host, an optional port; "
