@@ -66,22 +66,27 @@ _ENDPOINT_HOST_PORT = re.compile(r"^[A-Za-z0-9._\-]+:\d{1,5}$|^\[[0-9A-Fa-f:]+\]
 
 
 def check_endpoint(name: str, value: object) -> None:
-    """An OTLP endpoint: ``http(s)://host[:port][/path]`` or, for gRPC, ``host:port`` (or None)."""
+    """An OTLP endpoint: ``http(s)://host[:port][/path]`` or, for gRPC, ``host:port`` or
+    ``unix:///path`` (or None)."""
     if value is None:
         return
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a URL string such as 'http://127.0.0.1:4317' or None, got {value!r}")
     try:  # urlsplit refuses a bad IPv6 literal ("http://[::1"), .port one outside 0-65535
         parsed = urllib.parse.urlsplit(value)
-        port = parsed.port if parsed.scheme in ("http", "https") else int(value.rsplit(":", 1)[-1] or 0)
+        url = parsed.scheme in ("http", "https") and bool(parsed.hostname)
+        port = parsed.port if url else None
     except ValueError:
-        parsed, port = urllib.parse.urlsplit(""), -1
-    url = parsed.scheme in ("http", "https") and bool(parsed.hostname)
-    well_formed = url or bool(_ENDPOINT_HOST_PORT.match(value))
+        url, port = False, -1
+    host_port = bool(_ENDPOINT_HOST_PORT.match(value))
+    if host_port:
+        port = int(value.rsplit(":", 1)[1])
+    socket = not url and value.startswith("unix:") and len(value) > len("unix:///")  # gRPC: unix:///run/otel.sock
+    well_formed = url or host_port or socket
     if not well_formed or not 0 <= (port or 0) <= 65535:
         raise ValueError(
-            f"{name} must be a URL such as 'http://127.0.0.1:4317' (or host:port for gRPC; port in 0-65535), "
-            f"got {value!r}",
+            f"{name} must be a URL such as 'http://127.0.0.1:4317' (for gRPC also host:port or unix:///path; "
+            f"port in 0-65535), got {value!r}",
         )
 
 

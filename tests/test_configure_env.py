@@ -139,3 +139,10 @@ def test_blank_or_none_arguments_are_refused_not_read_as_a_default(
 def test_a_blank_exporter_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", " ")
     assert _choose("TRACES", None) == ("otlp_grpc",)
+
+
+@pytest.mark.parametrize("endpoint", ["unix:///run/otel.sock", "collector:4317", "https://otlp.example.com/v1/traces"])
+def test_endpoint_variables_the_exporters_accept_stay_accepted(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
+    # the gRPC exporter dials unix:///path itself: validating the variable must not break that set-up
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", endpoint)
+    configure(exporter="otlp_grpc", set_global=False).shutdown(1.0)
