@@ -81,8 +81,9 @@ def check_endpoint(name: str, value: object) -> None:
     host_port = bool(_ENDPOINT_HOST_PORT.match(value))
     if host_port:
         port = int(value.rsplit(":", 1)[1])
-    socket = not url and value.startswith("unix:") and len(value) > len("unix:///")  # gRPC: unix:///run/otel.sock
-    well_formed = url or host_port or socket
+    # gRPC target names the SDK exporter passes to grpc as they are: unix:///run/otel.sock, dns:///host:4317
+    target = not url and value.startswith(("unix:", "dns:")) and len(value.split(":", 1)[1].strip("/")) > 0
+    well_formed = url or host_port or target
     if not well_formed or not 0 <= (port or 0) <= 65535:
         raise ValueError(
             f"{name} must be a URL such as 'http://127.0.0.1:4317' (for gRPC also host:port or unix:///path; "

@@ -141,7 +141,9 @@ def test_a_blank_exporter_variable_counts_as_unset(monkeypatch: pytest.MonkeyPat
     assert _choose("TRACES", None) == ("otlp_grpc",)
 
 
-@pytest.mark.parametrize("endpoint", ["unix:///run/otel.sock", "collector:4317", "https://otlp.example.com/v1/traces"])
+@pytest.mark.parametrize("endpoint", [
+    "unix:///run/otel.sock", "dns:///collector:4317", "collector:4317", "https://otlp.example.com/v1/traces",
+])
 def test_endpoint_variables_the_exporters_accept_stay_accepted(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
     # the gRPC exporter dials unix:///path itself: validating the variable must not break that set-up
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", endpoint)
