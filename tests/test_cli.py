@@ -111,6 +111,9 @@ def test_python_m_and_bad_flag_exit_2_with_a_message() -> None:
     (["demo", "--prometheus-port", "70000"], "must be in 0..65535"),
     (["demo", "--otlp-endpoint", "http://[::1"], "argument --otlp-endpoint: expected a URL"),
     (["check", "--timeout", "0"], "argument --timeout: must be a number of seconds > 0"),
+    (["demo", "--service-name", ""], "argument --service-name: expected a non-empty name"),  # was a traceback
+    (["rules", "--jaeger-url", "notaurl"], "argument --jaeger-url: expected an http(s) URL"),  # was a broken link
+    (["rules", "--runbook-url", ""], "argument --runbook-url: expected an http(s) URL"),
     (["check", "--skip-otlp", "--skip-prometheus"],
      "argument --skip-prometheus: not allowed with argument --skip-otlp"),
 ])

@@ -49,6 +49,23 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _name(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a non-empty name, got {text!r}")
+    return text
+
+
+def _link(text: str) -> str:
+    """An http(s) URL with a host: the alert annotations link to it."""
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        parts = urlsplit("")
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(f"expected an http(s) URL such as http://127.0.0.1:16686, got {text!r}")
+    return text
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -121,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="OTLP metric export interval (default: $OTEL_METRIC_EXPORT_INTERVAL, else 10)")
     demo.add_argument("--prometheus-port", type=_port, default=None, metavar="PORT",
                       help="serve metrics for scraping at http://127.0.0.1:PORT/metrics (0: any free port)")
-    demo.add_argument("--service-name", metavar="NAME",
+    demo.add_argument("--service-name", metavar="NAME", type=_name,
                       default=os.environ.get("OTEL_SERVICE_NAME") or "shannon-otel-demo",
                       help="service.name of the telemetry (default shannon-otel-demo)")
     demo.add_argument("--plain", action="store_true", help="plain line output even on a terminal")
@@ -139,8 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     rules = sub.add_parser("rules", help="print or write the bundled Prometheus alert rules",
                            description="Prints the Prometheus alert rule file (YAML), or writes it to --out FILE.")
     rules.add_argument("--out", metavar="FILE", help="write the rules to FILE instead of stdout")
-    rules.add_argument("--jaeger-url", help="link alerts to this Jaeger UI (e.g. http://127.0.0.1:16686)")
-    rules.add_argument("--runbook-url", help="base URL of the runbook linked from each alert")
+    rules.add_argument("--jaeger-url", type=_link, help="link alerts to this Jaeger UI (e.g. http://127.0.0.1:16686)")
+    rules.add_argument("--runbook-url", type=_link, help="base URL of the runbook linked from each alert")
     rules.add_argument("--slo-target", type=float, metavar="RATIO",
                        help="task success objective of the error budget alerts, in (0, 1) (default 0.99)")
     rules.add_argument("--stall-after", metavar="DURATION",
