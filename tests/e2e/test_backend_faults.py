@@ -72,6 +72,7 @@ def test_a_dead_or_silent_endpoint_costs_no_result_and_a_bounded_exit(backend: s
         assert _wave(handle, "dead") == EXPECTED
         assert _leave(handle) <= BUDGET_S + MARGIN_S
         assert handle.dropped["traces"] > 0  # nothing reached a backend, and it says so
+        assert handle.dropped["metrics"] > 0  # the metric export stuck at the deadline too (was 0)
     finally:
         hole.close()
 
