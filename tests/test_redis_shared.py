@@ -257,6 +257,23 @@ def test_fail_closed_holds_for_a_breaker_made_while_redis_is_down(prefix: str, m
     asyncio.run(main())
 
 
+def test_a_breaker_made_during_an_outage_closes_when_redis_is_back(own_server: RedisServer, prefix: str) -> None:
+    own_server.stop()
+
+    async def main() -> None:
+        async with RedisState(own_server.url, prefix=prefix, timeout_s=0.2, poll_interval_s=0.2,
+                              on_unavailable="reject") as shared:
+            breaker = CircuitBreaker("late", shared=shared, instrument=False)
+            with pytest.raises(CircuitOpenError):
+                await breaker.call(_ok)
+            own_server.start()
+            await wait_for(lambda: shared.available)
+            await wait_for(lambda: breaker.state is BreakerState.CLOSED)
+            assert await breaker.call(_ok) == 1
+
+    asyncio.run(main())
+
+
 def test_a_breaker_made_during_an_outage_reports_its_open_state_after_registering(prefix: str) -> None:
     from _redis_server import free_port
 
