@@ -135,6 +135,26 @@ def test_the_closed_success_path_makes_no_redis_call_per_call(server: RedisServe
     client.close()
 
 
+def test_a_malformed_message_on_the_channel_does_not_cost_the_next_notification(
+    server: RedisServer, prefix: str,
+) -> None:
+    # Before: "garbage" raised in the subscriber, which dropped its subscription and slept before
+    # resubscribing: the notification right behind it was lost (the poll, here an hour, was the only way back).
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, poll_interval_s=3600) as shared:
+            breaker = CircuitBreaker("m", shared=shared, instrument=False)
+            await wait_for(lambda: shared.available)
+            client = redis.Redis.from_url(server.url)
+            await asyncio.sleep(0.2)  # the subscriber is listening
+            for garbage in ("garbage", "m|nonsense|9|0|0|x", "m|open|notanumber|0|0|x"):
+                client.publish(shared.breaker_channel, garbage)
+            client.publish(shared.breaker_channel, "m|open|99|0|0|shared")
+            client.close()
+            await wait_for(lambda: breaker.state is BreakerState.OPEN)  # lost for good before: sent while resubscribing
+
+    asyncio.run(main())
+
+
 def test_a_missed_notification_is_caught_by_the_poll(server: RedisServer, prefix: str) -> None:
     async def main() -> None:
         async with RedisState(server.url, prefix=prefix, poll_interval_s=0.2) as shared:

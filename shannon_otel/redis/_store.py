@@ -254,7 +254,10 @@ class RedisState:
                 while not self._closing:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None:
-                        self._dispatch(str(message["channel"]), str(message["data"]))
+                        try:
+                            self._dispatch(str(message["channel"]), str(message["data"]))
+                        except (ValueError, KeyError):  # not ours (another writer, another version)
+                            _log.debug("ignored a malformed message on %s: %r", message["channel"], message["data"])
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(pubsub.aclose())
