@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -98,6 +99,9 @@ class Telemetry:
         budget = self.shutdown_timeout_s if timeout_s is None else timeout_s
         check_number("timeout_s", budget, low=0, high=_MAX_TIMEOUT_S)
         self._shut = True
+        # configure() registered this for interpreter exit: once shut, the handle (and its providers)
+        # need not live until then (a process that configures repeatedly would keep every one).
+        atexit.unregister(self.shutdown)
         if self._log_handler is not None:
             logging.getLogger(LOGGER_ROOT).removeHandler(self._log_handler)
         # All at once, against one deadline: a stuck trace export must not starve the metrics.

@@ -318,3 +318,17 @@ def test_an_interrupted_shutdown_counts_what_it_gives_up_and_re_raises(monkeypat
     assert handle.dropped["traces"] == 20
     assert handle.shutdown() is True  # shut: the exit handler has nothing more to do
     gate.open.set()
+
+
+def test_a_shut_down_handle_is_not_kept_alive_until_interpreter_exit() -> None:
+    # Before: the exit handler configure() registers held every handle (and its providers) for the life
+    # of the process, shut down or not: configuring repeatedly (tests, notebooks, reloads) leaked them.
+    import gc
+    import weakref
+
+    handle = configure("leak", exporter="none", set_global=False)
+    provider = weakref.ref(handle.tracer_provider)
+    assert handle.shutdown()
+    del handle
+    gc.collect()
+    assert provider() is None
