@@ -294,8 +294,10 @@ def in_parallel(jobs: dict[str, Callable[[], T]], timeout_s: float) -> list[tupl
                    name: str = name) -> None:
             try:
                 outcome.append(fn())
-            except Exception:
-                _log.exception("telemetry %s failed", name)
+            except Exception as exc:
+                # An SDK shutdown that fails (a deadline already spent, a reader that gave up) is an
+                # expected end against a dead backend: one line, the traceback only at debug level.
+                _log.warning("telemetry %s failed: %s", name, exc, exc_info=_log.isEnabledFor(logging.DEBUG))
                 outcome.append(None)
             finally:
                 done.set()

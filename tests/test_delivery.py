@@ -332,3 +332,17 @@ def test_a_shut_down_handle_is_not_kept_alive_until_interpreter_exit() -> None:
     del handle
     gc.collect()
     assert provider() is None
+
+
+def test_a_failing_bounded_job_is_one_warning_line_not_a_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    # Before: logged with its traceback at ERROR, so a second Ctrl-C in the demo (the SDK's
+    # MeterProvider.shutdown raising "deadline already exceeded") printed a Traceback to stderr.
+    def fails() -> None:
+        raise RuntimeError("deadline already exceeded")
+
+    with caplog.at_level(logging.INFO, logger="shannon_otel"):
+        assert bounded("metric shutdown", fails, 5.0) == (True, None)
+    (record,) = [r for r in caplog.records if "metric shutdown" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert "deadline already exceeded" in record.getMessage()
+    assert not record.exc_info
