@@ -349,3 +349,40 @@ def test_nan_and_inf_values_stay_ignored_and_counted() -> None:
     det = AnomalyDetector()
     assert det.update("a", math.nan, 0.0) is None and det.update("a", math.inf, 1.0) is None
     assert det.stats == DetectorStats(0, 2, 0)
+
+
+@pytest.mark.parametrize("engine", ["scalar", "numpy", "numba"])
+def test_values_alternating_at_the_float_limits_score_in_the_unit_interval(engine: str) -> None:
+    # 1e308 - -1e308 is no float: before the clamp the per-sample path returned NaN, breaking its contract
+    xs = np.array([1e308, -1e308] * 30)
+    det = AnomalyDetector(DetectorConfig(min_history=5), engine="numpy" if engine == "scalar" else engine)
+    got = stream(det, "s", xs, times(60)) if engine == "scalar" else det.update_series("s", xs, times(60))
+    assert np.isnan(got[:4]).all()
+    assert ((got[4:] >= 0.0) & (got[4:] <= 1.0)).all()
+    assert det.stats.ignored == 0  # finite values are scored, not skipped
+    last = det.last_score("s")
+    assert last is not None and 0.0 <= last <= 1.0
+
+
+def test_a_value_beyond_the_limit_enters_the_statistics_clamped() -> None:
+    # the documented rule: at most X_LIMIT (1e100) from the series' first value, so the squares stay finite
+    xs = noise(400)
+    scores = []
+    for spike in (1e100, 3e200, 1.7e308):
+        det = AnomalyDetector(DetectorConfig(min_history=5))
+        spiked = xs.copy()
+        spiked[100] = xs[0] + spike  # xs[0] is the series' offset: the clamp is of value - first value
+        scores.append(stream(det, "s", spiked, times(400)))
+        assert scores[-1][100] == 1.0  # beyond the range seen: the maximum
+    assert np.array_equal(scores[1], scores[0], equal_nan=True)
+    assert np.array_equal(scores[2], scores[0], equal_nan=True)
+
+
+def test_numpy_scalar_values_and_times_are_scored_in_double_precision() -> None:
+    # a np.float32 value made update() compute in float32 (and overflow-warn against the clamp)
+    xs = noise(300).astype(np.float32)
+    ts = (times(300, 997.3) + 1.7e9).astype(np.float32)
+    det_n, det_f = AnomalyDetector(DetectorConfig(min_history=5)), AnomalyDetector(DetectorConfig(min_history=5))
+    as_numpy = [det_n.update("s", x, t) for x, t in zip(xs, ts, strict=True)]
+    as_float = [det_f.update("s", float(x), float(t)) for x, t in zip(xs, ts, strict=True)]
+    assert as_numpy == as_float

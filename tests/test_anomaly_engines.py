@@ -136,6 +136,50 @@ def test_engines_agree_on_tiny_and_huge_values(scale: float) -> None:
     assert np.isfinite(fast[2500:]).all()
 
 
+def extreme_block(cols: int) -> np.ndarray:
+    """Finite values whose differences or squares overflow a float, beside normal series."""
+    rng = np.random.default_rng(4)
+    block = rng.normal(10.0, 1.0, (6, cols))
+    block[0] = np.resize([1e308, -1e308], cols)  # every step is beyond the largest float
+    block[1, cols // 3] = 1e200  # one spike whose square overflows
+    block[2, 0] = -1.7e308  # the first value (the offset) at the limit, then normal values
+    block[3, ::37] = 1e250 * np.sign(rng.normal(size=len(block[3, ::37])))
+    block[4] = np.cumsum(rng.normal(size=cols)) * 1e120  # a walk beyond the limit
+    block[5, 7::50] = np.inf  # non-finite beside huge: still ignored and counted
+    block[5, 11::41] = 1e300
+    return block
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        DetectorConfig(),
+        DetectorConfig(buckets=1, level=6, steps=3, history_rate=0.5),
+        DetectorConfig(buckets=1, level=6, level_sides=1, spatial_tolerance=1e300, window=3, average=1),
+    ],
+    ids=["default", "level-window", "huge-tolerance"],
+)
+def test_engines_agree_on_values_whose_squares_or_differences_overflow(cfg: DetectorConfig) -> None:
+    # before the clamp to X_LIMIT: NaN scores from update(), overflow warnings (errors here) from the
+    # numpy engine, and scores differing by up to 0.54 between the engines
+    cfg = DetectorConfig(**{**{f: getattr(cfg, f) for f in cfg.__slots__}, "min_history": 5})
+    names = [f"s{i}" for i in range(6)]
+    block = extreme_block(400)
+    ts = np.arange(400) * STEP
+    one = scalar(AnomalyDetector(cfg), names, block, ts)
+    fast_det, slow_det = AnomalyDetector(cfg, engine="numba"), AnomalyDetector(cfg, engine="numpy")
+    fast, slow = fast_det.update_many(names, block, ts), slow_det.update_many(names, block, ts)
+    ticks = AnomalyDetector(cfg, engine="numpy")  # one column per call: the numpy engine's tick path
+    tick = np.concatenate([ticks.update_many(names, block[:, j : j + 1], ts[j : j + 1]) for j in range(400)], axis=1)
+    for got in (fast, slow, tick):
+        assert np.array_equal(np.isnan(got), np.isnan(one))
+        assert np.nanmax(np.abs(got - one)) < 1e-6
+    assert ((one[~np.isnan(one)] >= 0.0) & (one[~np.isnan(one)] <= 1.0)).all()
+    assert fast_det.stats == slow_det.stats == ticks.stats
+    assert fast_det.stats.ignored == np.isinf(block).sum()
+    assert one[1, 400 // 3] == 1.0 or cfg.spatial_tolerance > 1.0  # the spike: beyond the range seen
+
+
 def test_read_only_and_strided_inputs_give_the_same_scores() -> None:
     block = dirty_block(5, 1200)[:4]
     ts = np.arange(600) * STEP

@@ -40,6 +40,7 @@ from ._scoring import (
     SEASON_MIN,
     STD_FLOOR,
     SURPRISE_SCALE,
+    X_LIMIT,
     red_z,
     score1,
     tail1,
@@ -186,7 +187,11 @@ class AnomalyDetector:
         """Feed one sample of ``series`` taken at ``time`` (seconds, e.g. epoch) and score it.
 
         Returns the score in [0, 1], or ``None`` while the series warms up or when ``value``
-        is NaN/inf (such values are counted in :attr:`stats` and change nothing else).
+        is NaN/inf (such values are counted in :attr:`stats` and change nothing else). A finite
+        value more than 1e100 (``_scoring.X_LIMIT``) from the series' first value is scored and
+        kept as if it were that far (its square, or its difference from the previous value, may not
+        be a float): clamped, it still lies beyond the range seen so far (score 1.0 by
+        ``spatial_tolerance``), and the statistics stay finite; values of every path agree.
         Raises, before changing any state, ``TypeError`` for a ``series`` that is not a non-empty
         str (checked when the series is new) or a ``value`` / ``time`` that is not a real number,
         ``ValueError`` for a non-finite ``time`` (with a finite ``value``); O(1).
@@ -217,13 +222,15 @@ class AnomalyDetector:
         self._vn[slot] = n
         if n == 1:
             self._voff[slot] = value
-        x = value - self._voff[slot]
+        x = float(value) - self._voff[slot]  # float(): a numpy float32 would compute in float32
+        if not -X_LIMIT <= x <= X_LIMIT:  # rare; inf for 1e308 - -1e308
+            x = X_LIMIT if x > 0.0 else -X_LIMIT
         pmin, pmax = self._vmin[slot], self._vmax[slot]
         lo = x if x < pmin else pmin
         hi = x if x > pmax else pmax
         self._vmin[slot], self._vmax[slot] = lo, hi
         buckets = cfg.buckets
-        row = slot * buckets + (min(int(time % cfg.period_s / cfg.period_s * buckets), buckets - 1)
+        row = slot * buckets + (min(int(float(time) % cfg.period_s / cfg.period_s * buckets), buckets - 1)
                                 if buckets > 1 else 0)
         season = self._season
         floor = cfg.noise_floor * (hi - lo)

@@ -31,6 +31,7 @@ from ._scoring import (
     STD_FLOOR,
     STEP,
     SURPRISE_SCALE,
+    X_LIMIT,
     ZMAX,
 )
 
@@ -256,6 +257,8 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
             if n0 + kk == 0:
                 offset = value
             x = value - offset
+            if not -X_LIMIT <= x <= X_LIMIT:  # as the scalar path
+                x = X_LIMIT if x > 0.0 else -X_LIMIT
             lows[kk], highs[kk] = pmin, pmax  # the range before x
             if x < pmin:
                 pmin = x

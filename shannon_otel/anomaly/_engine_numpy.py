@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from . import _scoring as sc
 from ._ring import Rings, Scratch
-from ._scoring import DEMOTED_SCORE, MEAN_FLOOR, SEASON_MIN, STD_FLOOR
+from ._scoring import DEMOTED_SCORE, MEAN_FLOOR, SEASON_MIN, STD_FLOOR, X_LIMIT
 
 if TYPE_CHECKING:
     from ._config import DetectorConfig
@@ -138,9 +138,14 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     fresh = n0 == 0
     if fresh.any():
         det._offset[slots[fresh]] = raw[fresh, 0]
-    x = np.subtract(raw, det._offset[at, None], out=tmp("x", s_len, t_len))
+    with np.errstate(over="ignore"):  # 1e308 - -1e308: clamped to X_LIMIT below
+        x = np.subtract(raw, det._offset[at, None], out=tmp("x", s_len, t_len))
     lo0, hi0 = det._min[at], det._max[at]
-    inside = bool((x.min(axis=1) >= lo0).all() and (x.max(axis=1) <= hi0).all())
+    x_lo, x_hi = x.min(axis=1), x.max(axis=1)
+    if x_lo.min() < -X_LIMIT or x_hi.max() > X_LIMIT:  # rare: as the scalar path
+        np.clip(x, -X_LIMIT, X_LIMIT, out=x)
+        x_lo, x_hi = np.maximum(x_lo, -X_LIMIT), np.minimum(x_hi, X_LIMIT)
+    inside = bool((x_lo >= lo0).all() and (x_hi <= hi0).all())
     if inside:  # the common steady state: no new extreme, so no running min/max to build
         lo_end, hi_end = lo0, hi0
         floor = (cfg.noise_floor * (hi0 - lo0))[:, None]
@@ -200,7 +205,7 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
         np.copyto(score, DEMOTED_SCORE, where=demote)
     if not inside:  # a value beyond the range so far can only appear here
         pmin, pmax = cmin[:, :-1], cmax[:, :-1]
-        with np.errstate(invalid="ignore"):  # inf - inf before the first value, inf * 0
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf before the first value, inf * 0
             tol = cfg.spatial_tolerance * (pmax - pmin)
             spatial = (pmax >= pmin) & ((x > pmax + tol) | (x < pmin - tol))
         score[spatial] = 1.0
@@ -281,7 +286,9 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     fresh = n0 == 0
     if fresh.any():
         det._offset[slots[fresh]] = raw[fresh, 0]
-    x = raw[:, 0] - det._offset[at]
+    with np.errstate(over="ignore"):
+        x = raw[:, 0] - det._offset[at]
+    np.clip(x, -X_LIMIT, X_LIMIT, out=x)  # as the scalar path
     lo0, hi0 = det._min[at], det._max[at]
     inside = bool((x >= lo0).all() and (x <= hi0).all())
     lo_end, hi_end = (lo0, hi0) if inside else (np.minimum(lo0, x), np.maximum(hi0, x))
@@ -340,7 +347,7 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     score = sc.score_z(zl, out=zl, nonnegative=True)
     np.copyto(score, DEMOTED_SCORE, where=red & (det._red[at] > 0.0))
     if not inside:
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", over="ignore"):
             tol = cfg.spatial_tolerance * (hi0 - lo0)
             spatial = (hi0 >= lo0) & ((x > hi0 + tol) | (x < lo0 - tol))
         score[spatial] = 1.0

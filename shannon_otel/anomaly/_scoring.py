@@ -23,6 +23,10 @@ MEAN_FLOOR = 0.03  # long-run surprise is never assumed lower than this...
 STD_FLOOR = math.sqrt(3e-4)  # ...nor steadier than this, so a quiet series is not hair-trigger
 SEASON_MIN = 3  # values needed in a seasonal bucket before it can surprise
 SURPRISE_SCALE = 8.0  # raw surprise 1 - exp(-z^2 / 8): z = 2 gives 0.39, z = 4 gives 0.86
+# A value enters the statistics at most this far from its series' first value (further is clamped to
+# it; 1e308 - -1e308 is no float): sums of squared steps (2 X_LIMIT each) over any window, the block
+# path's cumulative sums over any block and its long-run scans (1 / keep^256 <= 2^256) stay finite.
+X_LIMIT = 1e100
 _LOG_P_FLOOR = math.log10(P_FLOOR)
 
 
