@@ -49,6 +49,48 @@ def test_extend_matches_push_and_reports_the_window_before_each_value(
     assert np.allclose(ring_a.ordered(row), ring_b.ordered(row))
 
 
+# values of very different sizes (a spike of 1e12 among values of 1, zeros): a sum that added the spike and
+# subtracts it again keeps only rounding noise of the others unless it is re-added (CANCEL)
+wide = st.lists(st.sampled_from([0.0, 0.0, 1.0, -2.5, 3e-3, 1e6, -1e12, 7e-9]), min_size=1, max_size=200)
+
+
+def _close(s1: float, s2: float, window: np.ndarray) -> bool:
+    """Sums of a window to ~1e-9 of its own size (not of values that left it)."""
+    exact2 = float((window * window).sum())
+    return abs(s2 - exact2) <= 1e-9 * exact2 and abs(s1 - window.sum()) <= 1e-9 * np.sqrt(window.size * exact2)
+
+
+@settings(max_examples=200, deadline=None)
+@given(wide, st.integers(1, 40))
+def test_push_sums_stay_exact_to_the_window_after_a_huge_value_leaves(xs: list[float], width: int) -> None:
+    rings = Rings(1, width)
+    for i, x in enumerate(xs):
+        rings.push(0, x)
+        _, s1, s2 = rings.stats(0)
+        assert _close(s1, s2, np.asarray(xs[max(0, i + 1 - width) : i + 1])), i
+    many = Rings(3, width)  # the vectorized push (the numpy engine's one-sample blocks): same bound
+    rows = np.array([0, 2])
+    for i, x in enumerate(xs):
+        many.push_many(rows, np.array([x, -x]))
+        window = np.asarray(xs[max(0, i + 1 - width) : i + 1])
+        assert _close(float(many.s1[0]), float(many.s2[0]), window), i
+        assert _close(float(many.s1[2]), float(many.s2[2]), -window), i
+
+
+@settings(max_examples=200, deadline=None)
+@given(wide, st.integers(1, 30), st.booleans())
+def test_block_window_sums_stay_exact_to_the_window_after_a_huge_value_leaves(
+    xs: list[float], width: int, inclusive: bool
+) -> None:
+    # the block path's sums are differences of one cumulative sum over the block: 1e12 in it swamped every
+    # later window of it (rounding noise of ~1e-4 in sums of squares of values of 1)
+    s1, s2, _ = Rings(1, width).extend(np.array([0]), np.asarray([xs]), inclusive=inclusive)
+    assert s2 is not None
+    for j in range(len(xs)):
+        end = j + int(inclusive)
+        assert _close(float(s1[0, j]), float(s2[0, j]), np.asarray(xs[max(0, end - width) : end])), j
+
+
 def test_linear_scan_matches_the_recurrence() -> None:
     rng = np.random.default_rng(0)
     coef = rng.uniform(0.5, 1.0, (3, 700))

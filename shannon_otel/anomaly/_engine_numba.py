@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._engine_numpy import column_buckets
+from ._ring import CANCEL
 from ._scoring import (
     DEMOTED_SCORE,
     MEAN_FLOOR,
@@ -272,10 +273,12 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
                 cnt, h, w1, w2 = scount[row], shead[row], ss1[row], ss2[row]
             xs[kk], sums[kk], squares[kk], counts[kk] = x, w1, w2, cnt
             cols[kk] = j
+            lost = False
             if cnt == width:
                 old = sbuf[row, h]
                 w1 += x - old
                 w2 += x * x - old * old
+                lost = old * old > CANCEL * w2
             else:
                 cnt += 1
                 w1 += x
@@ -284,6 +287,8 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
             h += 1
             if h == width:
                 h = 0
+                lost = True
+            if lost:
                 w1, w2 = _resum_c(sbuf, row)
             floors[kk] = noise_floor * (pmax - pmin)  # for the level window
             kk += 1
@@ -299,10 +304,12 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
             d = x - prev  # the step from the previous value; 0 for the first (x = 0 = prev)
             prev = x
             steps[k], dsums[k], dsquares[k], dcounts[k] = d, d1, d2, d_cnt
+            lost = False
             if d_cnt == dwidth:
                 old = dbuf[s, d_h]
                 d1 += d - old
                 d2 += d * d - old * old
+                lost = old * old > CANCEL * d2
             else:
                 d_cnt += 1
                 d1 += d
@@ -311,6 +318,8 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
             d_h += 1
             if d_h == dwidth:
                 d_h = 0
+                lost = True
+            if lost:
                 d1, d2 = _resum_c(dbuf, s)
         prev_[s] = prev
         dcount[s], dhead[s], ds1[s], ds2[s] = d_cnt, d_h, d1, d2

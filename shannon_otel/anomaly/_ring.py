@@ -15,6 +15,11 @@ import numpy.typing as npt
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+# A window's running sums are re-added exactly when evicting a value cancelled this much of them (its
+# square above CANCEL x what remains): 1e8 then values of 1 would leave rounding noise of ~1 in the sum of
+# squares until the lap ends, which no noise floor hides when ``noise_floor`` is 0. Amortized O(1): such a
+# value entered the window once.
+CANCEL = 2.0**20
 
 
 class Floats(Protocol):
@@ -98,10 +103,14 @@ class Rings:
         head = self._head[row]
         width = self.width
         at = row * width + head
+        lost = False
         if self._count[row] == width:
             old = self._buf[at]
             self._s1[row] += value - old
-            self._s2[row] += value * value - old * old
+            squared = old * old
+            s2 = self._s2[row] + (value * value - squared)
+            self._s2[row] = s2
+            lost = squared > CANCEL * s2
         else:
             self._count[row] += 1
             self._s1[row] += value
@@ -110,7 +119,9 @@ class Rings:
         head += 1
         if head == width:
             head = 0
-            # Once per lap, re-add exactly so add/subtract rounding never accumulates.
+            lost = True
+        if lost:
+            # Once per lap (and after a cancelling eviction), re-add exactly so rounding never accumulates.
             window = self.buf[row]
             self._s1[row] = float(window.sum())
             self._s2[row] = float(np.dot(window, window))
@@ -143,11 +154,12 @@ class Rings:
         new2 = s2 + (values * values - old * old)
         head = head + 1
         lap = head == width
-        if lap.any():  # same exact re-add per lap as the scalar path
+        redo = lap | (old * old > CANCEL * new2)
+        if redo.any():  # same exact re-add per lap (and after a cancelling eviction) as the scalar path
             head[lap] = 0
-            window = self.buf[index[lap]]
-            new1[lap] = window.sum(axis=1)
-            new2[lap] = np.einsum("ij,ij->i", window, window)
+            window = self.buf[index[redo]]
+            new1[redo] = window.sum(axis=1)
+            new2[redo] = np.einsum("ij,ij->i", window, window)
         self.head[rows] = head
         if not all_full:
             self.count[rows] = count + ~full
@@ -181,7 +193,8 @@ class Rings:
         instead of gathers), and the counts ``None`` when every window was already full.
 
         The window sums are differences of one cumulative sum over "window + values", so they
-        are exact re-additions that never drift, whatever the block size.
+        are exact re-additions that never drift, whatever the block size; those that a large value
+        earlier in the block cancelled (see ``CANCEL``) are re-added one by one.
         """
         width = self.width
         n_rows, m = values.shape
@@ -204,6 +217,7 @@ class Rings:
             np.cumsum(np.multiply(seq, seq, out=tmp("sq", n_rows, width + m)), axis=1, out=csum[:, 1:])
             s2 = np.subtract(csum[:, width + shift : width + shift + m], csum[:, shift : shift + m],
                              out=tmp("s2", n_rows, m))
+            _resum_lost(seq, csum[:, width + shift : width + shift + m], s1, s2, width, shift)
         count0 = self.count[rows]
         cnt = None
         if count0.min() < width:
@@ -215,3 +229,24 @@ class Rings:
         self.s1[rows] = tail.sum(axis=1)
         self.s2[rows] = np.einsum("ij,ij->i", tail, tail)
         return s1, s2, cnt
+
+
+def _resum_lost(seq: F64, ends: F64, s1: F64, s2: F64, width: int, shift: int) -> None:
+    """Re-add exactly the window sums that a cumulative sum cancelled (``CANCEL``): those whose squares
+    summed up to the window's end (``ends``) exceed CANCEL x the window's own, unless all its values are 0
+    (then the difference is exactly 0). Window j is ``seq[:, j + shift : j + shift + width]``."""
+    lost = ends > CANCEL * s2
+    if not lost.any():  # the usual case: one pass
+        return
+    nonzero = np.zeros((seq.shape[0], seq.shape[1] + 1), dtype=np.int64)
+    np.cumsum(seq != 0.0, axis=1, out=nonzero[:, 1:])
+    m = s1.shape[1]
+    lost &= nonzero[:, width + shift : width + shift + m] > nonzero[:, shift : shift + m]
+    rows, cols = np.nonzero(lost)
+    span = np.arange(width)
+    chunk = max(1, (1 << 16) // width)  # bounded memory, however many windows
+    for lo in range(0, len(rows), chunk):
+        r, c = rows[lo : lo + chunk], cols[lo : lo + chunk]
+        window = seq[r[:, None], (c + shift)[:, None] + span]
+        s1[r, c] = window.sum(axis=1)
+        s2[r, c] = np.einsum("ij,ij->i", window, window)
