@@ -273,22 +273,19 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
                 cnt, h, w1, w2 = scount[row], shead[row], ss1[row], ss2[row]
             xs[kk], sums[kk], squares[kk], counts[kk] = x, w1, w2, cnt
             cols[kk] = j
-            lost = False
+            old = 0.0
             if cnt == width:
                 old = sbuf[row, h]
                 w1 += x - old
                 w2 += x * x - old * old
-                lost = old * old > CANCEL * w2
             else:
                 cnt += 1
                 w1 += x
                 w2 += x * x
             sbuf[row, h] = x
             h += 1
-            if h == width:
-                h = 0
-                lost = True
-            if lost:
+            if h == width or old * old > CANCEL * w2:  # once per lap, or the eviction cancelled the sums
+                h = 0 if h == width else h
                 w1, w2 = _resum_c(sbuf, row)
             floors[kk] = noise_floor * (pmax - pmin)  # for the level window
             kk += 1
@@ -304,22 +301,19 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
             d = x - prev  # the step from the previous value; 0 for the first (x = 0 = prev)
             prev = x
             steps[k], dsums[k], dsquares[k], dcounts[k] = d, d1, d2, d_cnt
-            lost = False
+            old = 0.0
             if d_cnt == dwidth:
                 old = dbuf[s, d_h]
                 d1 += d - old
                 d2 += d * d - old * old
-                lost = old * old > CANCEL * d2
             else:
                 d_cnt += 1
                 d1 += d
                 d2 += d * d
             dbuf[s, d_h] = d
             d_h += 1
-            if d_h == dwidth:
-                d_h = 0
-                lost = True
-            if lost:
+            if d_h == dwidth or old * old > CANCEL * d2:
+                d_h = 0 if d_h == dwidth else d_h
                 d1, d2 = _resum_c(dbuf, s)
         prev_[s] = prev
         dcount[s], dhead[s], ds1[s], ds2[s] = d_cnt, d_h, d1, d2

@@ -99,11 +99,11 @@ class Rings:
         return self._count[row], self._s1[row], self._s2[row]
 
     def push(self, row: int, value: float) -> float:
-        """Append one value, evicting the oldest once the window is full; return the new sum. O(1)."""
+        """Append one value, evicting the oldest once the window is full; return the new sum. O(1), but for an
+        exact re-add (O(width)) once per lap and after an eviction that cancelled the sums (see ``CANCEL``)."""
         head = self._head[row]
         width = self.width
         at = row * width + head
-        lost = False
         if self._count[row] == width:
             old = self._buf[at]
             self._s1[row] += value - old
@@ -112,15 +112,14 @@ class Rings:
             self._s2[row] = s2
             lost = squared > CANCEL * s2
         else:
+            lost = False
             self._count[row] += 1
             self._s1[row] += value
             self._s2[row] += value * value
         self._buf[at] = value
         head += 1
-        if head == width:
-            head = 0
-            lost = True
-        if lost:
+        if head == width or lost:
+            head = 0 if head == width else head
             # Once per lap (and after a cancelling eviction), re-add exactly so rounding never accumulates.
             window = self.buf[row]
             self._s1[row] = float(window.sum())
