@@ -150,10 +150,12 @@ class Rings:
         old = flat.take(at) if all_full else np.where(full, flat.take(at), 0.0)
         flat.put(at, values)
         new1 = s1 + (values - old)
-        new2 = s2 + (values * values - old * old)
+        squared = old * old
+        new2 = s2 + (values * values - squared)
         head = head + 1
         lap = head == width
-        redo = lap | (old * old > CANCEL * new2)
+        redo = np.greater(squared, new2 * CANCEL)
+        redo |= lap
         if redo.any():  # same exact re-add per lap (and after a cancelling eviction) as the scalar path
             head[lap] = 0
             window = self.buf[index[redo]]
