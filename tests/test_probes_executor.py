@@ -1,0 +1,69 @@
+"""Adversarial probes of the executor's public API that found bugs: each test failed before its fix."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import warnings
+
+import pytest
+
+from shannon_otel import Outcome, TaskResult, Wave, WaveReport
+from shannon_otel.testing import InMemoryTelemetry, run_virtual
+
+
+async def _work(i: int) -> int:
+    await asyncio.sleep(0.001)
+    return i
+
+
+def test_a_stream_left_before_it_ran_still_ends_the_wave_closes_its_coroutines_and_iterates_no_more() -> None:
+    """``async with wave.stream(coros): pass`` cancelled the runner before it started: no report, no
+    wave span, ten "coroutine was never awaited" warnings, and iterating afterwards hung forever."""
+    otel = InMemoryTelemetry()
+
+    async def main() -> tuple[WaveReport | None, list[TaskResult[int]]]:
+        wave: Wave[int] = Wave("left", max_concurrency=2, **otel.providers)
+        stream = wave.stream([_work(i) for i in range(10)])
+        async with stream:
+            pass
+        after = [r async for r in stream]  # hung forever: nothing would ever be queued again
+        return stream.report, after
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report, after = run_virtual(asyncio.wait_for(main(), 5))
+        gc.collect()
+    assert after == []
+    assert report is not None
+    assert report.counts[Outcome.CANCELLATION] == 10
+    assert (otel.span("wave left").attributes or {})["shannon.task.outcome"] == "cancellation"
+    assert [str(w.message) for w in caught if "never awaited" in str(w.message)] == []
+
+
+def test_a_finished_stream_iterated_again_after_its_block_stops_instead_of_hanging() -> None:
+    async def main() -> tuple[list[int], list[TaskResult[int]]]:
+        wave: Wave[int] = Wave("again", max_concurrency=2, instrument=False)
+        stream = wave.stream_map(_work, range(3))
+        async with stream as results:
+            first = sorted([r.value async for r in results if r.value is not None])
+        return first, [r async for r in stream]
+
+    assert run_virtual(asyncio.wait_for(main(), 5)) == ([0, 1, 2], [])
+
+
+def test_entering_a_stream_a_second_time_is_refused_instead_of_serving_stale_results_then_hanging() -> None:
+    """The second run shared the first one's queue (its unconsumed results and end marker) and credits
+    (held by those results): it yielded stale results, then waited forever for credits."""
+
+    async def main() -> None:
+        wave: Wave[int] = Wave("twice", max_concurrency=1, instrument=False)
+        stream = wave.stream_map(_work, range(5), buffer=2)
+        async with stream as results:
+            async for _ in results:
+                break
+        with pytest.raises(RuntimeError, match="runs once"):
+            async with stream:
+                raise AssertionError("entered twice")
+
+    run_virtual(asyncio.wait_for(main(), 5))
