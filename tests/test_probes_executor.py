@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import warnings
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
+from opentelemetry.trace import StatusCode
 
 from shannon_otel import Outcome, TaskResult, Wave, WaveReport
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
@@ -67,3 +70,37 @@ def test_entering_a_stream_a_second_time_is_refused_instead_of_serving_stale_res
                 raise AssertionError("entered twice")
 
     run_virtual(asyncio.wait_for(main(), 5))
+
+
+def test_a_wave_whose_lazy_input_raises_is_reported_as_a_failure_not_a_success() -> None:
+    """The input iterator's error ends the wave (it propagates), yet the report and the wave span said
+    ``success`` (no task had failed: the one running was cancelled)."""
+    otel = InMemoryTelemetry()
+    reports: list[WaveReport] = []
+
+    class BrokenInputError(Exception):
+        pass
+
+    def tasks() -> Iterator[Callable[[], Awaitable[int]]]:
+        yield functools.partial(_work, 1)
+        raise BrokenInputError("the input broke")
+
+    async def main() -> None:
+        wave: Wave[int] = Wave("broken-input", max_concurrency=2, **otel.providers)
+        stream = wave.stream(tasks())
+        async def consume() -> None:
+            async with stream as results:
+                async for _ in results:
+                    pass
+
+        with pytest.raises(ExceptionGroup) as caught:  # the workers' TaskGroup carries the input's error
+            await consume()
+        assert caught.group_contains(BrokenInputError)
+        assert stream.report is not None
+        reports.append(stream.report)
+
+    run_virtual(main())
+    assert reports[0].outcome is Outcome.FAILURE
+    span = otel.span("wave broken-input")
+    assert (span.attributes or {})["shannon.task.outcome"] == "failure"
+    assert span.status.status_code is StatusCode.ERROR

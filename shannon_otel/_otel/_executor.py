@@ -258,6 +258,8 @@ class _WaveTelemetry(WaveObserver):
                 tel.WAVE_EFFICIENCY_ATTR: report.parallel_efficiency,
             })
             if report.outcome is Outcome.FAILURE:
-                span.set_status(Status(StatusCode.ERROR, f"{report.failed} of {report.total} tasks failed"))
+                # No task failed, yet the wave did: it raised (its lazy input did, or a task a BaseException).
+                reason = f"{report.failed} of {report.total} tasks failed" if report.failed else "the wave raised"
+                span.set_status(Status(StatusCode.ERROR, reason))
         finally:
             span.end()

@@ -260,7 +260,7 @@ class Wave(Generic[T]):
         run = WaveRun(self, tuple(observers), size, deliver, gate, owners=tuple(owners))
         items: Iterator[Item] = enumerate(tasks)
         chunk: Iterator[Item] = iter(())
-        cancelled = False
+        cancelled = errored = False
         try:
             if self.batch_size is None:
                 await run.run_batch(items, concurrency, context)
@@ -275,11 +275,14 @@ class Wave(Generic[T]):
         except asyncio.CancelledError:
             cancelled = True
             raise
+        except BaseException:  # e.g. a lazy input that raises: the wave failed, whatever its tasks did
+            errored = True
+            raise
         finally:
             if size is not None:  # never drain a lazy input: it may be endless
                 self._drain(run, itertools.chain(chunk, items))
             dropped = drops.total("traces") - dropped_before if drops is not None else 0
-            report = run.report.build(self.name, clock() - started, concurrency, cancelled, dropped)
+            report = run.report.build(self.name, clock() - started, concurrency, cancelled, dropped, errored)
             if on_report is not None:
                 on_report(report)
             for k in range(len(observers) - 1, -1, -1):
