@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
 from opentelemetry.trace import StatusCode
@@ -53,3 +54,17 @@ def test_an_error_with_a_broken_str_still_marks_every_span_it_crossed_as_failed(
         attributes = events[0].attributes or {}
         assert attributes["exception.type"] == f"{__name__}.UnprintableError", name
         assert "UnprintableError" in str(attributes["exception.stacktrace"]), name
+
+
+@pytest.mark.parametrize(("param", "settings"), [
+    ("initial", {"initial": math.inf, "maximum": math.inf}),
+    ("maximum", {"maximum": math.inf}),
+    ("multiplier", {"multiplier": math.inf}),
+])
+def test_a_retry_refuses_non_finite_backoff_settings_naming_the_parameter(
+    param: str, settings: dict[str, float],
+) -> None:
+    """They were accepted: maximum=inf let a backoff (or an inf Retry-After, which maximum is documented to
+    cap) sleep forever, and initial=0 with multiplier=inf waited ``maximum`` (0 x inf is NaN) instead of 0."""
+    with pytest.raises(ValueError, match=f"^{param} must be finite"):
+        Retry(**settings)  # type: ignore[arg-type]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -32,7 +33,8 @@ class Retry(Instrumented):
     running attempt is never cut short: put a :class:`Timeout` around the retry for that).
     ``timeout`` is its deprecated old name (DeprecationWarning; removed in the next release).
     ``initial``/``maximum``/``multiplier``: the backoff ``min(maximum, initial * multiplier**(n-1))``
-    after failed attempt ``n``, randomised by ``jitter``. ``on``: exception types to retry, or a
+    after failed attempt ``n``, randomised by ``jitter`` (finite: ``initial`` and ``maximum`` >= 0,
+    ``multiplier`` >= 1). ``on``: exception types to retry, or a
     predicate; only ``Exception`` subclasses are ever retried (cancellation never is).
     A :class:`CircuitOpenError` (a breaker rejecting the call) is not retried unless asked: list it
     (or a subclass) in ``on``, let the ``on`` predicate accept it, or set ``wait_retry_after=True``,
@@ -83,9 +85,13 @@ class Retry(Instrumented):
         check_number("budget_s", self.budget_s, low=0, low_open=True, allow_none=True)
         check_number("initial", self.initial, low=0)
         check_number("maximum", self.maximum, low=0)
+        check_number("multiplier", self.multiplier, low=1)
+        for name in ("initial", "maximum", "multiplier"):
+            # maximum caps every wait (an inf Retry-After too): an infinite one would let a retry sleep forever
+            if getattr(self, name) == math.inf:
+                raise ValueError(f"{name} must be finite (seconds; maximum caps every backoff wait), got inf")
         if self.maximum < self.initial:
             raise ValueError(f"maximum must be >= initial ({self.initial}), got {self.maximum!r}")
-        check_number("multiplier", self.multiplier, low=1)
         object.__setattr__(self, "jitter", parse_jitter(self.jitter))
         if isinstance(self.on, type | tuple):
             types = check_exceptions("on", self.on)
