@@ -104,3 +104,13 @@ def test_a_wave_whose_lazy_input_raises_is_reported_as_a_failure_not_a_success()
     span = otel.span("wave broken-input")
     assert (span.attributes or {})["shannon.task.outcome"] == "failure"
     assert span.status.status_code is StatusCode.ERROR
+
+
+def test_a_sync_sleep_given_to_a_rate_limited_wave_fails_its_tasks_with_an_error_naming_sleep() -> None:
+    """The waiting tasks failed with Python's "object NoneType can't be used in 'await' expression"."""
+    wave: Wave[int] = Wave("rated", rate_limit=10, sleep=lambda s: None, instrument=False)  # type: ignore[arg-type,return-value]
+    result = run_virtual(wave.map(_work, range(3)))
+    assert result.results[0].ok  # the first start needs no wait
+    for r in result.results[1:]:
+        assert isinstance(r.error, TypeError)
+        assert str(r.error).startswith("sleep must be an async callable")
