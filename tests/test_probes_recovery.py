@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import math
+from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 
-from shannon_otel import LoggingHook, Retry, Saga, Step, Wave
+from shannon_otel import (
+    CallObserver,
+    CallStarted,
+    Fallback,
+    Hook,
+    LoggingHook,
+    Pipeline,
+    Retry,
+    Saga,
+    SagaError,
+    SagaObserver,
+    SagaStarted,
+    Step,
+    Wave,
+)
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
 
@@ -68,3 +86,87 @@ def test_a_retry_refuses_non_finite_backoff_settings_naming_the_parameter(
     cap) sleep forever, and initial=0 with multiplier=inf waited ``maximum`` (0 x inf is NaN) instead of 0."""
     with pytest.raises(ValueError, match=f"^{param} must be finite"):
         Retry(**settings)  # type: ignore[arg-type]
+
+
+class OpenSpans(SpanProcessor):
+    """Spans started and not (yet) ended."""
+
+    def __init__(self) -> None:
+        self.open: dict[int, str] = {}
+
+    def on_start(self, span: Span, parent_context: Any = None) -> None:
+        assert span.context is not None
+        self.open[span.context.span_id] = span.name
+
+    def on_end(self, span: ReadableSpan) -> None:
+        assert span.context is not None
+        self.open.pop(span.context.span_id, None)
+
+
+class HookInterruptError(BaseException):
+    """What a hook may raise that is not its error to isolate (as KeyboardInterrupt): it propagates."""
+
+
+class _Raising(CallObserver, SagaObserver):
+    def __init__(self, method: str) -> None:
+        self.method = method
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == object.__getattribute__(self, "method"):
+            def raising(*args: Any) -> None:
+                raise HookInterruptError(name)
+            return raising
+        return object.__getattribute__(self, name)
+
+
+class RaisingHook(Hook):
+    """A user hook (after the OTel hook) whose observers raise a BaseException in ``method``."""
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+
+    def call_started(self, event: CallStarted) -> CallObserver:
+        return _Raising(self.method)
+
+    def saga_started(self, event: SagaStarted) -> SagaObserver:
+        return _Raising(self.method)
+
+
+@pytest.mark.parametrize("method", [
+    "attempt_finished", "fallback_finished", "call_finished", "step_finished", "compensation_started",
+    "compensation_finished", "saga_finished",
+])
+def test_a_hook_raising_a_base_exception_propagates_it_after_every_span_is_ended_and_the_rollback_is_done(
+    method: str,
+) -> None:
+    """The first BaseException in a loop finishing the observers left the other observers unfinished
+    (the OTel hook's operation, attempt, fallback, step, compensation and saga spans never ended) and,
+    from a compensation's observers, cut the rollback short: earlier steps were never compensated."""
+    otel, spans = InMemoryTelemetry(), OpenSpans()
+    otel.tracer_provider.add_span_processor(spans)
+    hooks = [RaisingHook(method)]
+    undone: list[str] = []
+
+    async def undo(name: str) -> None:
+        undone.append(name)
+
+    async def fail() -> None:
+        raise ValueError("primary")
+
+    async def fallback(error: Exception) -> str:
+        return "served"
+
+    async def main() -> None:
+        with contextlib.suppress(HookInterruptError):
+            await Pipeline(Fallback(fallback), Retry(attempts=2, initial=0), hooks=hooks, **otel.providers).call(fail)
+        with contextlib.suppress(HookInterruptError, SagaError):
+            await Saga("s", hooks=hooks, **otel.providers).run(
+                Step("a", functools.partial(asyncio.sleep, 0, "a"), undo),
+                Step("b", functools.partial(asyncio.sleep, 0, "b"), undo),
+                Step("c", fail),
+            )
+
+    run_virtual(main())
+    assert spans.open == {}
+    # step "a" ended with the hook's interrupt (after its action had run): the rollback undoes it alone
+    assert undone == (["a"] if method == "step_finished" else ["b", "a"])

@@ -80,6 +80,8 @@ class Transaction:
             if observers:
                 start(observers, owners, hooks, tokens, "step_started", name)
             value: T = await _awaited("action", action())
+            # Done before its observers are told: one raising a BaseException must not keep it from the rollback.
+            self._done.append((name, value, compensate))
         except asyncio.CancelledError:
             outcome = Outcome.TIMEOUT if task_timed_out() else Outcome.CANCELLATION
             raise
@@ -89,7 +91,6 @@ class Transaction:
         finally:
             if tokens:
                 finish(observers, owners, hooks, tokens, "step_finished", name, outcome, error)
-        self._done.append((name, value, compensate))
         return value
 
     async def __aexit__(
@@ -107,7 +108,7 @@ class Transaction:
         if exc is None:
             self._finish(SagaResult(self._saga.name, Outcome.SUCCESS, completed, values=values))
             return False
-        compensated, failed, cancelled = await self._compensate()
+        compensated, failed, cancelled, escaped = await self._compensate()
         if isinstance(exc, asyncio.CancelledError):  # the wave task's own timeout, or a real cancellation
             outcome = Outcome.TIMEOUT if task_timed_out() else Outcome.CANCELLATION
         else:
@@ -116,6 +117,8 @@ class Transaction:
             self._saga.name, outcome, completed, compensated, MappingProxyType(failed), exc, values,
         )
         self._finish(result)
+        if escaped is not None:  # an observer's KeyboardInterrupt & co, held back until the saga ended
+            raise escaped
         if cancelled is not None and not isinstance(exc, asyncio.CancelledError):
             raise cancelled
         if isinstance(exc, Exception):
@@ -124,12 +127,15 @@ class Transaction:
 
     async def _compensate(
         self,
-    ) -> tuple[tuple[str, ...], dict[str, BaseException], asyncio.CancelledError | None]:
+    ) -> tuple[tuple[str, ...], dict[str, BaseException], asyncio.CancelledError | None, BaseException | None]:
+        """Run the rollback; returns what was compensated, what failed, the caller's cancellation that
+        arrived meanwhile, and the first ``BaseException`` an observer raised (each re-raised after)."""
         compensated: list[str] = []
         failed: dict[str, BaseException] = {}
         cancelled: asyncio.CancelledError | None = None
         saga, clock, observers = self._saga.name, self._saga.clock, self._observers
         owners, hooks = self._owners, self._saga._hooks
+        escaped: BaseException | None = None
         for name, value, compensate in reversed(self._done):
             if compensate is None:
                 continue
@@ -137,7 +143,10 @@ class Transaction:
             begin = clock()
             outcome: Outcome = Outcome.SUCCESS
             error: BaseException | None = None
-            start(observers, owners, hooks, tokens, "compensation_started", name)
+            try:
+                start(observers, owners, hooks, tokens, "compensation_started", name)
+            except BaseException as exc:
+                escaped = escaped or exc
             error, interrupted = await self._shielded(compensate, value)
             cancelled = interrupted or cancelled
             if error is None:
@@ -147,8 +156,11 @@ class Transaction:
                 outcome = (Outcome.CANCELLATION if isinstance(error, asyncio.CancelledError)
                            else Outcome.TIMEOUT if isinstance(error, TimeoutError) else Outcome.FAILURE)
             event = CompensationFinished(saga, name, outcome, clock() - begin, error)
-            finish(observers, owners, hooks, tokens, "compensation_finished", event)
-        return tuple(compensated), failed, cancelled
+            try:
+                finish(observers, owners, hooks, tokens, "compensation_finished", event)
+            except BaseException as exc:
+                escaped = escaped or exc
+        return tuple(compensated), failed, cancelled, escaped
 
     async def _shielded(
         self, compensate: Callable[[Any], Awaitable[Any]], value: Any,
@@ -189,16 +201,27 @@ class Transaction:
                 tuple(result.failed_compensations),
             )
             observers, owners, hooks = self._observers, self._owners, self._saga._hooks
+            escaped: BaseException | None = None  # an observer's KeyboardInterrupt & co: after the others
             for k in range(len(observers) - 1, -1, -1):
                 try:
                     observers[k].saga_finished(event)
                 except Exception as exc:
                     hook_failed(owners[k], "saga_finished", exc, hooks)
+                except BaseException as exc:
+                    escaped = escaped or exc
+            if escaped is not None:
+                raise escaped
 
     def _leave(self) -> None:
         """Exit the observers entered in ``__aenter__``, newest first (after ``saga_finished``)."""
         observers, owners, entered, hooks = self._observers, self._owners, self._entered, self._saga._hooks
+        escaped: BaseException | None = None
         for k in range(len(entered) - 1, -1, -1):
             if type(entered[k]) is not Unentered:
-                leave(observers[k], owners[k], "saga_finished", hooks)
+                try:
+                    leave(observers[k], owners[k], "saga_finished", hooks)
+                except BaseException as exc:
+                    escaped = escaped or exc
         entered.clear()
+        if escaped is not None:
+            raise escaped
