@@ -7,11 +7,13 @@ import functools
 import gc
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 
-from shannon_otel import Outcome, TaskResult, Wave, WaveReport
+from shannon_otel import Hook, Outcome, TaskResult, Wave, WaveObserver, WaveReport, WaveStarted
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
 
@@ -114,3 +116,85 @@ def test_a_sync_sleep_given_to_a_rate_limited_wave_fails_its_tasks_with_an_error
     for r in result.results[1:]:
         assert isinstance(r.error, TypeError)
         assert str(r.error).startswith("sleep must be an async callable")
+
+
+class OpenSpans(SpanProcessor):
+    """Spans started and not (yet) ended."""
+
+    def __init__(self) -> None:
+        self.open: dict[int, str] = {}
+
+    def on_start(self, span: Span, parent_context: Any = None) -> None:
+        assert span.context is not None
+        self.open[span.context.span_id] = span.name
+
+    def on_end(self, span: ReadableSpan) -> None:
+        assert span.context is not None
+        self.open.pop(span.context.span_id, None)
+
+
+class HookInterruptError(BaseException):
+    """What a hook may raise that is not its error to isolate (as KeyboardInterrupt): it propagates."""
+
+
+class _RaisingObserver(WaveObserver):
+    def __init__(self, method: str) -> None:
+        self.method = method
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == object.__getattribute__(self, "method"):
+            def raising(*args: Any) -> None:
+                raise HookInterruptError(name)
+            return raising
+        return object.__getattribute__(self, name)
+
+
+class RaisingWaveHook(Hook):
+    def __init__(self, method: str) -> None:
+        self.method = method
+
+    def wave_started(self, event: WaveStarted) -> WaveObserver:
+        return _RaisingObserver(self.method)
+
+
+@pytest.mark.parametrize("method", ["task_started", "task_finished", "task_skipped", "wave_finished"])
+def test_a_wave_hook_raising_a_base_exception_propagates_it_after_every_span_is_ended(method: str) -> None:
+    """The OTel hook's task span (task_started, task_finished) or wave span (task_skipped, wave_finished)
+    was left open: the loop finishing the observers stopped at the first one that raised."""
+    otel, spans = InMemoryTelemetry(), OpenSpans()
+    otel.tracer_provider.add_span_processor(spans)
+
+    async def boom() -> int:
+        await asyncio.sleep(0.001)
+        raise ValueError("boom")
+
+    async def main() -> None:
+        wave: Wave[int] = Wave("w", max_concurrency=1, fail_fast=True, hooks=(RaisingWaveHook(method),),
+                               **otel.providers)
+        with pytest.raises(BaseException) as caught:  # noqa: PT011 - alone or in the TaskGroup's group
+            await wave.run([boom, functools.partial(_work, 1), functools.partial(_work, 2)])
+        error = caught.value
+        assert isinstance(error, HookInterruptError) or (
+            isinstance(error, BaseExceptionGroup) and error.subgroup(HookInterruptError) is not None
+        ), repr(error)
+
+    run_virtual(main())
+    assert spans.open == {}
+
+
+def test_a_hook_raising_cancelled_error_from_task_finished_still_gets_every_task_its_result() -> None:
+    """The result was never delivered: Wave.run failed with its own ``AssertionError`` ("every input
+    gets a result") instead of returning the tasks' results."""
+
+    class CancellingObserver(WaveObserver):
+        def task_finished(self, token: Any, event: TaskResult[Any]) -> None:
+            raise asyncio.CancelledError
+
+    class CancellingHook(Hook):
+        def wave_started(self, event: WaveStarted) -> WaveObserver:
+            return CancellingObserver()
+
+    wave: Wave[int] = Wave("w", max_concurrency=1, hooks=(CancellingHook(),), instrument=False)
+    result = run_virtual(wave.map(_work, range(3)))
+    assert [r.value for r in result.results][:1] == [0]  # the task the hook interrupted kept its value
+    assert all(r.outcome in (Outcome.SUCCESS, Outcome.CANCELLATION) for r in result.results)

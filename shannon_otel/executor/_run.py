@@ -133,7 +133,8 @@ class WaveRun:
             self.pending -= 1
             self.active += 1
             if self.observers:
-                tokens = self._started(index, name, queue_wait)
+                tokens = []  # filled in place: a BaseException from task_started still finishes the others
+                self._started(tokens, index, name, queue_wait)
             if wave.policy is not None:
                 if not callable(work):
                     raise TypeError("a Wave with a policy needs zero-argument callables, not coroutine objects")
@@ -165,22 +166,25 @@ class WaveRun:
             raise
         self._finish(index, item, name, outcome, start, queue_wait, error, slot, tokens, pool, call, value)
 
-    def _started(self, index: int, name: str, queue_wait: float) -> list[Any]:
+    def _started(self, tokens: list[Any], index: int, name: str, queue_wait: float) -> None:
         observers = self.observers
-        if len(observers) == 1:  # the common case (the OTel hook alone), kept short: it runs per task
-            try:
-                return [observers[0].task_started(index, name, queue_wait)]
-            except Exception as exc:  # that hook misses this task
-                hook_failed(self.owners[0], "task_started", exc, self.wave.resolved_hooks)
-                return [_BROKEN]
-        tokens: list[Any] = []
-        for obs, owner in zip(observers, self.owners, strict=True):
-            try:
-                tokens.append(obs.task_started(index, name, queue_wait))
-            except Exception as exc:
-                hook_failed(owner, "task_started", exc, self.wave.resolved_hooks)
-                tokens.append(_BROKEN)
-        return tokens
+        try:
+            if len(observers) == 1:  # the common case (the OTel hook alone), kept short: it runs per task
+                try:
+                    tokens.append(observers[0].task_started(index, name, queue_wait))
+                except Exception as exc:  # that hook misses this task
+                    hook_failed(self.owners[0], "task_started", exc, self.wave.resolved_hooks)
+                    tokens.append(_BROKEN)
+                return
+            for obs, owner in zip(observers, self.owners, strict=True):
+                try:
+                    tokens.append(obs.task_started(index, name, queue_wait))
+                except Exception as exc:
+                    hook_failed(owner, "task_started", exc, self.wave.resolved_hooks)
+                    tokens.append(_BROKEN)
+        except BaseException:  # not the hook's error to isolate: it propagates; the started ones are finished
+            tokens.extend([_BROKEN] * (len(observers) - len(tokens)))
+            raise
 
     def _finish(
         self, index: int, item: Any, name: str, outcome: Outcome, start: float | None, queue_wait: float,
@@ -206,38 +210,50 @@ class WaveRun:
         result = TaskResult(
             self.wave.name, index, name, outcome, value, error, duration, queue_wait, measurements, self.batch,
         )
-        if tokens is not None:
-            if len(tokens) == 1:
-                if tokens[0] is not _BROKEN:
-                    try:
-                        self.observers[0].task_finished(tokens[0], result)
-                    except Exception as exc:
-                        hook_failed(self.owners[0], "task_finished", exc, self.wave.resolved_hooks)
-            else:
-                self._finished(tokens, result)
-        elif self.observers:
-            self.skipped(result)
-        self.deliver(result)
+        try:
+            if tokens is not None:
+                if len(tokens) == 1:
+                    if tokens[0] is not _BROKEN:
+                        try:
+                            self.observers[0].task_finished(tokens[0], result)
+                        except Exception as exc:
+                            hook_failed(self.owners[0], "task_finished", exc, self.wave.resolved_hooks)
+                else:
+                    self._finished(tokens, result)
+            elif self.observers:
+                self.skipped(result)
+        finally:  # a hook's BaseException propagates, but the result is the user's: delivered all the same
+            self.deliver(result)
         if self.wave.on_progress is not None:
             self._progress()
         if outcome in _FAILED and self.wave.fail_fast and not self.stopped:
             self.stop()
 
     def _finished(self, tokens: list[Any], result: TaskResult[Any]) -> None:
+        escaped: BaseException | None = None  # an observer's KeyboardInterrupt & co: after the others
         for obs, owner, token in zip(self.reversed_observers, self.reversed_owners, reversed(tokens), strict=True):
             if token is not _BROKEN:
                 try:
                     obs.task_finished(token, result)
                 except Exception as exc:
                     hook_failed(owner, "task_finished", exc, self.wave.resolved_hooks)
+                except BaseException as exc:
+                    escaped = escaped or exc
+        if escaped is not None:
+            raise escaped
 
     def skipped(self, result: TaskResult[Any]) -> None:
         """Tell the observers about a task that ended without starting."""
+        escaped: BaseException | None = None
         for obs, owner in zip(self.reversed_observers, self.reversed_owners, strict=True):
             try:
                 obs.task_skipped(result)
             except Exception as exc:
                 hook_failed(owner, "task_skipped", exc, self.wave.resolved_hooks)
+            except BaseException as exc:
+                escaped = escaped or exc
+        if escaped is not None:
+            raise escaped
 
     def stop(self) -> None:
         """Start no more tasks and cancel the running ones (fail-fast)."""

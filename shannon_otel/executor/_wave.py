@@ -279,8 +279,10 @@ class Wave(Generic[T]):
             errored = True
             raise
         finally:
+            # A hook's (or on_progress's) BaseException propagates, once the wave has ended for every hook.
+            escaped: BaseException | None = None
             if size is not None:  # never drain a lazy input: it may be endless
-                self._drain(run, itertools.chain(chunk, items))
+                escaped = self._drain(run, itertools.chain(chunk, items))
             dropped = drops.total("traces") - dropped_before if drops is not None else 0
             report = run.report.build(self.name, clock() - started, concurrency, cancelled, dropped, errored)
             if on_report is not None:
@@ -290,17 +292,28 @@ class Wave(Generic[T]):
                     context.run(observers[k].wave_finished, report)
                 except Exception as exc:
                     hook_failed(owners[k], "wave_finished", exc, hooks)
+                except BaseException as exc:
+                    escaped = escaped or exc
                 if k < len(entered) and type(entered[k]) is not Unentered:
-                    context.run(leave, observers[k], owners[k], "wave_finished", hooks)
+                    try:
+                        context.run(leave, observers[k], owners[k], "wave_finished", hooks)
+                    except BaseException as exc:
+                        escaped = escaped or exc
             if self.on_progress is not None:
                 try:
                     self.on_progress(run.progress())
                 except Exception:  # never let a progress display replace the wave's own outcome
                     logging.getLogger("shannon_otel").exception("on_progress failed")
+            if escaped is not None:
+                raise escaped
         return report
 
-    def _drain(self, run: WaveRun, items: Iterator[Item]) -> None:
-        """Tasks never started (fail-fast or cancellation): closed, and recorded as cancelled."""
+    def _drain(self, run: WaveRun, items: Iterator[Item]) -> BaseException | None:
+        """Tasks never started (fail-fast or cancellation): closed, and recorded as cancelled.
+
+        Returns the first ``BaseException`` an observer raised meanwhile (every task is drained first).
+        """
+        escaped: BaseException | None = None
         for index, item in items:
             close_unstarted(item)
             name = (item.name or self.name) if type(item) is TaskSpec else self.name
@@ -309,8 +322,12 @@ class Wave(Generic[T]):
             run.done += 1
             result: TaskResult[Any] = TaskResult(self.name, index, name, Outcome.CANCELLATION)
             if run.observers:
-                run.skipped(result)
+                try:
+                    run.skipped(result)
+                except BaseException as exc:
+                    escaped = escaped or exc
             run.deliver(result)
+        return escaped
 
 
 def _check_iterable(name: str, value: object) -> None:
