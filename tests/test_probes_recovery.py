@@ -15,6 +15,8 @@ from opentelemetry.trace import StatusCode
 from shannon_otel import (
     CallObserver,
     CallStarted,
+    CircuitBreaker,
+    Degrade,
     Fallback,
     Hook,
     LoggingHook,
@@ -26,6 +28,7 @@ from shannon_otel import (
     SagaStarted,
     Step,
     Wave,
+    WaveStarted,
 )
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
@@ -170,3 +173,51 @@ def test_a_hook_raising_a_base_exception_propagates_it_after_every_span_is_ended
     assert spans.open == {}
     # step "a" ended with the hook's interrupt (after its action had run): the rollback undoes it alone
     assert undone == (["a"] if method == "step_finished" else ["b", "a"])
+
+
+class RaisingStartHook(Hook):
+    """A user hook (after the OTel hook) whose ``*_started`` raises a BaseException."""
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+
+    def _maybe_raise(self, method: str) -> None:
+        if method == self.method:
+            raise HookInterruptError(method)
+
+    def wave_started(self, event: WaveStarted) -> None:
+        self._maybe_raise("wave_started")
+
+    def call_started(self, event: CallStarted) -> None:
+        self._maybe_raise("call_started")
+
+    def saga_started(self, event: SagaStarted) -> None:
+        self._maybe_raise("saga_started")
+
+
+@pytest.mark.parametrize("method", ["wave_started", "call_started", "saga_started"])
+def test_a_later_hook_raising_a_base_exception_when_asked_for_an_observer_leaves_no_span_open(method: str) -> None:
+    """The OTel hook, asked first, had started its wave / operation / saga span; the loop asking the
+    other hooks stopped at the BaseException and nothing ever ended that span."""
+    otel, spans = InMemoryTelemetry(), OpenSpans()
+    otel.tracer_provider.add_span_processor(spans)
+    hooks = (RaisingStartHook(method),)
+
+    async def ok() -> int:
+        return 1
+
+    async def main() -> None:
+        wave: Wave[int] = Wave("w", hooks=hooks, **otel.providers)
+        for call in (
+            lambda: wave.run([ok]),
+            lambda: Retry(hooks=hooks, **otel.providers).call(ok),
+            lambda: Pipeline(Retry(), hooks=hooks, **otel.providers).call(ok),
+            lambda: CircuitBreaker(f"b-{method}", hooks=hooks, **otel.providers).call(ok),
+            lambda: Degrade(default=0, hooks=hooks, **otel.providers).call(ok),
+            lambda: Saga("s", hooks=hooks, **otel.providers).run(Step("a", ok)),
+        ):
+            with contextlib.suppress(HookInterruptError):
+                await call()
+
+    run_virtual(main())
+    assert spans.open == {}

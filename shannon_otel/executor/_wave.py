@@ -242,6 +242,7 @@ class Wave(Generic[T]):
         observers: list[WaveObserver] = []
         owners: list[Hook] = []
         entered: list[Any] = []
+        interrupted: BaseException | None = None  # a hook's KeyboardInterrupt & co: the wave ends at once
         if hooks:
             event = WaveStarted(self.name, size, self.max_concurrency, started)
             for hook in hooks:  # isolated: a hook that raises misses this wave, the wave goes on
@@ -250,6 +251,9 @@ class Wave(Generic[T]):
                 except Exception as exc:
                     hook_failed(hook, "wave_started", exc, hooks)
                     continue
+                except BaseException as exc:
+                    interrupted = exc
+                    break
                 if observer is not None:
                     observers.append(observer)
                     owners.append(hook)
@@ -262,6 +266,8 @@ class Wave(Generic[T]):
         chunk: Iterator[Item] = iter(())
         cancelled = errored = False
         try:
+            if interrupted is not None:  # raised here, so that the hooks already asked see the wave end
+                raise interrupted
             if self.batch_size is None:
                 await run.run_batch(items, concurrency, context)
             else:

@@ -68,6 +68,10 @@ def start_call(
         except Exception as exc:
             hook_failed(hook, "call_started", exc, hooks)
             continue
+        except BaseException as exc:  # it propagates, the call never runs: the observers made end it
+            ended = CallFinished(event.operation, CallOutcome.FAILURE, 0, 0.0, exc)
+            _notify(observers[::-1], owners[::-1], hooks, "call_finished", ended)
+            raise
         if observer is not None:
             observers.append(observer)
             owners.append(hook)

@@ -53,6 +53,13 @@ class Transaction:
                 except Exception as exc:
                     hook_failed(hook, "saga_started", exc, hooks)
                     continue
+                except BaseException:  # it propagates, the saga never runs: the observers made end it
+                    self._open = False
+                    try:
+                        self._finish(SagaResult(self._saga.name, Outcome.FAILURE, ()))
+                    finally:
+                        self._leave()
+                    raise
                 if observer is not None:
                     self._observers.append(observer)
                     self._owners.append(hook)
