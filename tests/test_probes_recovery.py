@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -221,3 +222,70 @@ def test_a_later_hook_raising_a_base_exception_when_asked_for_an_observer_leaves
 
     run_virtual(main())
     assert spans.open == {}
+
+
+async def _async_predicate(error: BaseException) -> bool:
+    return False
+
+
+async def _async_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return args[0]
+
+
+async def _async_clock() -> float:
+    return 0.0
+
+
+async def _async_progress(progress: Any) -> None:
+    return None
+
+
+class _AsyncHook(Hook):
+    async def call_started(self, event: CallStarted) -> None:  # type: ignore[override]
+        return None
+
+
+@pytest.mark.parametrize(("param", "build"), [
+    ("on", lambda: Retry(on=_async_predicate)),  # type: ignore[arg-type]
+    ("key", lambda: Degrade(last_good=True, key=_async_key)),  # type: ignore[arg-type]
+    ("clock", lambda: Retry(clock=_async_clock)),  # type: ignore[arg-type]
+    ("clock", lambda: CircuitBreaker("async-clock", clock=_async_clock)),  # type: ignore[arg-type]
+    ("clock", lambda: Pipeline(Retry(), clock=_async_clock)),  # type: ignore[arg-type]
+    ("clock", lambda: Saga("s", clock=_async_clock)),  # type: ignore[arg-type]
+    ("clock", lambda: Wave("w", clock=_async_clock)),  # type: ignore[arg-type]
+    ("random", lambda: Retry(random=_async_clock)),  # type: ignore[arg-type]
+    ("on_progress", lambda: Wave("w", on_progress=_async_progress)),  # type: ignore[arg-type]
+    ("hooks", lambda: Retry(hooks=[_AsyncHook()])),
+])
+def test_an_async_function_where_a_sync_callable_belongs_is_refused_naming_the_parameter(
+    param: str, build: Callable[[], object],
+) -> None:
+    """They were accepted, and their coroutines never awaited: Retry(on=async predicate) retried every
+    error (a coroutine is truthy), Degrade(key=async) never served a last good value (each call a new
+    key), on_progress and async hook methods silently did nothing, an async clock or random source
+    failed later with Python's "unsupported operand type(s)"."""
+    with pytest.raises(TypeError, match=f"^{param} "):
+        build()
+
+
+def test_a_predicate_or_key_returning_an_awaitable_is_refused_at_the_call_naming_it() -> None:
+    """A lambda returning a coroutine cannot be told from a sync callable before it is called."""
+    attempts: list[int] = []
+
+    async def fail() -> None:
+        attempts.append(1)
+        raise ValueError("fails")
+
+    async def get(uid: int) -> int:
+        return uid
+
+    async def main() -> None:
+        with pytest.raises(TypeError, match=r"^on ") as caught:
+            await Retry(on=lambda e: _async_predicate(e), initial=0, instrument=False).call(fail)  # type: ignore[arg-type,return-value]
+        assert isinstance(caught.value.__context__, ValueError)
+        assert attempts == [1]  # refused at the first failure, not retried as "truthy"
+        degrade = Degrade(last_good=True, key=lambda a, k: _async_key(a, k), instrument=False)  # type: ignore[arg-type,return-value]
+        with pytest.raises(TypeError, match=r"^key "):
+            await degrade.call(get, 1)
+
+    run_virtual(main())

@@ -18,7 +18,7 @@ from .._hooks import check_hooks, resolve_hooks
 from .._isolation import Unentered, enter, hook_failed, leave
 from .._otel._providers import drops_for
 from .._telemetry import Outcome
-from .._validate import check_bool, check_number
+from .._validate import check_bool, check_number, check_sync_callable
 from ._limits import ResourcePool, pools_by_name
 from ._report import WaveReport
 from ._result import WaveResult
@@ -143,10 +143,8 @@ class Wave(Generic[T]):
                     "the tasks their arguments as functools.partial(fn, *args) factories (or Wave.map)"
                 )
         check_bool("fail_fast", self.fail_fast)
-        if self.on_progress is not None and not callable(self.on_progress):
-            raise TypeError(f"on_progress must be a callable taking a Progress, or None, got {self.on_progress!r}")
-        if not callable(self.clock):
-            raise TypeError(f"clock must be a callable returning seconds, got {self.clock!r}")
+        check_sync_callable("on_progress", self.on_progress, "a callable taking a Progress", allow_none=True)
+        check_sync_callable("clock", self.clock, "a callable returning seconds")
         if not callable(self.sleep):
             raise TypeError(f"sleep must be an async callable taking seconds, got {self.sleep!r}")
         if isinstance(self.pools, str) or not isinstance(self.pools, Iterable):

@@ -9,7 +9,15 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, ParamSpec, TypeVar, cast
 
 from .._events import Degraded
-from .._validate import awaitable_from, check_bool, check_exceptions, check_name, check_number
+from .._validate import (
+    awaitable_from,
+    check_bool,
+    check_exceptions,
+    check_name,
+    check_number,
+    check_sync_callable,
+    sync_result,
+)
 from ._call import _Call, notify, observed, start_call
 from ._circuit_open import CircuitOpenError
 from ._decorated import DecoratedCall, takes_parameters
@@ -98,8 +106,7 @@ class Degrade(Instrumented):
         check_number("max_age", self.max_age, low=0, low_open=True, allow_none=True)
         if self.max_age is not None and not self.last_good:
             raise ValueError("max_age applies to last_good=True only")
-        if self.key is not None and not callable(self.key):
-            raise TypeError(f"key must be a callable (args, kwargs) -> hashable, got {self.key!r}")
+        check_sync_callable("key", self.key, "a callable (args, kwargs) -> hashable", allow_none=True)
         if self.key is not None and not self.last_good:
             raise ValueError("key applies to last_good=True only")
         check_number("max_keys", self.max_keys, low=1, integer=True)
@@ -190,7 +197,7 @@ class Degrade(Instrumented):
                 )
             return _INSTANCE
         if self.key is not None:
-            return (fn.func, self.key(fn.args, fn.keywords))
+            return (fn.func, sync_result("key", self.key(fn.args, fn.keywords)))
         if fn.args or fn.keywords:
             raise TypeError(
                 f"Degrade(last_good=True) called with arguments for {getattr(fn.func, '__qualname__', fn.func)!r} "

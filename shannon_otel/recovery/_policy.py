@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from .. import _clock
 from .._events import CallStarted
 from .._hooks import check_hooks, resolve_hooks
+from .._validate import check_sync_callable
 from ._call import _attempt, _Call, first_failed, observed, start_call
 from ._decorated import DecoratedCall
 from ._types import END, Chain, Clock, Factory
@@ -136,8 +137,7 @@ class Instrumented(Policy):
         """Validate the common fields and resolve the hooks; called once from ``__post_init__``."""
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
             raise TypeError(f"name must be a non-empty str or None, got {self.name!r}")
-        if not callable(self.clock):
-            raise TypeError(f"clock must be a callable returning seconds, got {self.clock!r}")
+        check_sync_callable("clock", self.clock, "a callable returning seconds")
         hooks = check_hooks(self.hooks)
         object.__setattr__(self, "hooks", hooks)
         resolved = resolve_hooks(hooks, self.tracer_provider, self.meter_provider, instrument=self.instrument)

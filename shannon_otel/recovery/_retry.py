@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar
 
 from .._events import RetryScheduled
-from .._validate import awaitable_from, check_exceptions, check_number
+from .._validate import awaitable_from, check_exceptions, check_number, check_sync_callable, sync_result
 from ._backoff import TESTING, Jitter, RandomSource, delay, parse_jitter, uniform_source
 from ._call import _Call, first_failed, notify, observed, start_call
 from ._circuit_open import CircuitOpenError
@@ -99,6 +99,7 @@ class Retry(Instrumented):
             object.__setattr__(self, "_predicate", None)
             asked = any(issubclass(t, CircuitOpenError) for t in types)
         elif callable(self.on):
+            check_sync_callable("on", self.on, "exception types or a predicate (error) -> bool")
             object.__setattr__(self, "_types", (Exception,))
             object.__setattr__(self, "_predicate", self.on)
             asked = True  # the predicate sees the CircuitOpenError and decides
@@ -107,10 +108,8 @@ class Retry(Instrumented):
         if not isinstance(self.wait_retry_after, bool):
             raise TypeError(f"wait_retry_after must be a bool, got {self.wait_retry_after!r}")
         object.__setattr__(self, "_open", asked or self.wait_retry_after)
-        if self.next_delay is not None and not callable(self.next_delay):
-            raise TypeError(
-                f"next_delay must be a callable (error, attempt) -> seconds | None, got {self.next_delay!r}"
-            )
+        check_sync_callable("next_delay", self.next_delay, "a callable (error, attempt) -> seconds | None",
+                            allow_none=True)
         if not callable(self.sleep):
             raise TypeError(f"sleep must be an async callable taking seconds, got {self.sleep!r}")
         object.__setattr__(self, "_rand", uniform_source(self.random))
@@ -157,7 +156,7 @@ class Retry(Instrumented):
                 return True
         if not isinstance(error, self._types):
             return False
-        return self._predicate is None or bool(self._predicate(error))
+        return self._predicate is None or bool(sync_result("on", self._predicate(error)))
 
     async def _resume(
         self, chain: Chain, i: int, fn: Factory[T], call: _Call | None, error: Exception, start: float,
