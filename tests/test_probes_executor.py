@@ -198,3 +198,22 @@ def test_a_hook_raising_cancelled_error_from_task_finished_still_gets_every_task
     result = run_virtual(wave.map(_work, range(3)))
     assert [r.value for r in result.results][:1] == [0]  # the task the hook interrupted kept its value
     assert all(r.outcome in (Outcome.SUCCESS, Outcome.CANCELLATION) for r in result.results)
+
+
+def test_a_huge_max_concurrency_on_a_lazy_stream_starts_workers_as_the_input_needs_them() -> None:
+    """Every one of max_concurrency workers was created up front: 10**6 took ~24 s and ~GBs to stream
+    three items, and 10**9 never finished (a sized input is capped at its length; a lazy one was not)."""
+    seen: list[int] = []
+
+    async def work(i: int) -> int:
+        seen.append(len(asyncio.all_tasks()))
+        await asyncio.sleep(0.001)
+        return i
+
+    async def main() -> list[int]:
+        wave: Wave[int] = Wave("huge", max_concurrency=10_000, instrument=False)
+        async with wave.stream_map(work, (i for i in range(3))) as results:
+            return sorted([r.value async for r in results if r.value is not None])
+
+    assert run_virtual(main()) == [0, 1, 2]
+    assert max(seen) <= 6  # the main task, the stream's runner, a worker per item and one spare

@@ -58,6 +58,8 @@ class WaveRun:
         self.batch: int | None = None
         self.dispatch_time = 0.0
         self.workers: list[asyncio.Task[None]] = []
+        self._room = 0  # workers a lazy input may still start (run_batch), and where they start
+        self._lazy: tuple[asyncio.TaskGroup, Iterator[Item], contextvars.Context] | None = None
         limit = wave.rate_limit
         self.limiter: Any = (
             None if limit is None
@@ -70,9 +72,23 @@ class WaveRun:
         """Run ``items`` on ``workers`` workers; returns when all are done or the run stopped."""
         self.dispatch_time = self.wave.clock()
         async with asyncio.TaskGroup() as group:
-            self.workers = [
-                group.create_task(self._worker(items, context), context=context.copy()) for _ in range(workers)
-            ]
+            if self.sized or self.gate is None:
+                self.workers = [
+                    group.create_task(self._worker(items, context), context=context.copy()) for _ in range(workers)
+                ]
+            else:
+                # A lazy input of unknown length: one worker, and one more each time a worker takes an
+                # item, up to `workers`. A huge max_concurrency then costs what the input needs, not
+                # that many idle tasks created up front (10**6 took ~24 s to stream three items).
+                self.workers = []
+                self._room, self._lazy = workers, (group, items, context)
+                self._add_worker()
+
+    def _add_worker(self) -> None:
+        assert self._lazy is not None
+        group, items, context = self._lazy
+        self._room -= 1
+        self.workers.append(group.create_task(self._worker(items, context), context=context.copy()))
 
     async def _worker(self, items: Iterator[Item], context: contextvars.Context) -> None:
         """Run tasks one after another, each in a fresh copy of the wave's ``context``."""
@@ -95,6 +111,8 @@ class WaveRun:
             if entry is None:
                 gate.release()
                 return
+            if self._room > 0:  # a lazy input (see run_batch): room for a worker more
+                self._add_worker()
             # A streamed input is pulled only when there is room: its queue wait starts now.
             await run_in(copy(), self._run_one(entry[0], entry[1], clock()))
             if worker.cancelling():
