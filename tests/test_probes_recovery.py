@@ -289,3 +289,20 @@ def test_a_predicate_or_key_returning_an_awaitable_is_refused_at_the_call_naming
             await degrade.call(get, 1)
 
     run_virtual(main())
+
+
+def test_a_breaker_with_a_huge_count_window_is_built_and_counts_calls_without_preallocating_it() -> None:
+    """window=10**12 raised MemoryError at construction (and every transition re-allocated the ring)."""
+
+    async def fail() -> None:
+        raise ValueError("down")
+
+    async def main() -> None:
+        breaker = CircuitBreaker("huge-window", window=10**12, failure_threshold=None, failure_rate=0.5,
+                                 min_calls=4, instrument=False)
+        for _ in range(4):
+            with contextlib.suppress(ValueError):
+                await breaker.call(fail)
+        assert breaker.state.value == "open"
+
+    run_virtual(main())
