@@ -306,3 +306,39 @@ def test_a_breaker_with_a_huge_count_window_is_built_and_counts_calls_without_pr
         assert breaker.state.value == "open"
 
     run_virtual(main())
+
+
+@pytest.mark.parametrize("interrupt", [HookInterruptError, GeneratorExit])
+def test_a_compensation_raising_a_base_exception_does_not_cut_the_rollback_short(
+    interrupt: type[BaseException],
+) -> None:
+    """It escaped the rollback: earlier steps were never compensated and the compensation and saga
+    spans never ended. Now it is that compensation's failure, and it propagates after the rollback."""
+    otel, spans = InMemoryTelemetry(), OpenSpans()
+    otel.tracer_provider.add_span_processor(spans)
+    undone: list[str] = []
+
+    async def undo(name: str) -> None:
+        undone.append(name)
+
+    async def undo_badly(name: str) -> None:
+        raise interrupt
+
+    async def fail() -> None:
+        raise ValueError("step c")
+
+    async def main() -> None:
+        tx = Saga("s", **otel.providers).begin()
+        with pytest.raises(interrupt):
+            async with tx:
+                await tx.step("a", functools.partial(asyncio.sleep, 0, "a"), compensate=undo)
+                await tx.step("b", functools.partial(asyncio.sleep, 0, "b"), compensate=undo_badly)
+                await tx.step("c", fail)
+        assert tx.result is not None
+        assert tx.result.compensated == ("a",)
+        assert isinstance(tx.result.failed_compensations["b"], interrupt)
+
+    run_virtual(main())
+    assert undone == ["a"]
+    assert spans.open == {}
+    assert (otel.span("compensate b").attributes or {})["shannon.compensation.outcome"] == "failure"

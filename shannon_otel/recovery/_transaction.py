@@ -136,7 +136,8 @@ class Transaction:
         self,
     ) -> tuple[tuple[str, ...], dict[str, BaseException], asyncio.CancelledError | None, BaseException | None]:
         """Run the rollback; returns what was compensated, what failed, the caller's cancellation that
-        arrived meanwhile, and the first ``BaseException`` an observer raised (each re-raised after)."""
+        arrived meanwhile, and the first ``BaseException`` (not a cancellation) an observer or a
+        compensation raised (each re-raised after)."""
         compensated: list[str] = []
         failed: dict[str, BaseException] = {}
         cancelled: asyncio.CancelledError | None = None
@@ -162,6 +163,8 @@ class Transaction:
                 failed[name] = error
                 outcome = (Outcome.CANCELLATION if isinstance(error, asyncio.CancelledError)
                            else Outcome.TIMEOUT if isinstance(error, TimeoutError) else Outcome.FAILURE)
+                if not isinstance(error, Exception | asyncio.CancelledError):  # KeyboardInterrupt & co:
+                    escaped = escaped or error  # this compensation failed; propagated after the rollback
             event = CompensationFinished(saga, name, outcome, clock() - begin, error)
             try:
                 finish(observers, owners, hooks, tokens, "compensation_finished", event)
@@ -175,7 +178,8 @@ class Transaction:
         """Run one compensation to its end, whatever cancels the caller meanwhile.
 
         Returns the compensation's error (``None``: it succeeded; ``TimeoutError``: it ran past
-        ``compensation_timeout_s``; ``CancelledError``: it was cancelled itself) and the caller's
+        ``compensation_timeout_s``; ``CancelledError``: it was cancelled itself; any other exception,
+        ``BaseException`` included, it raised) and the caller's
         cancellation that arrived while it ran (re-raised by the caller after the rollback).
         """
         limit = self._saga.compensation_timeout_s
@@ -189,16 +193,19 @@ class Transaction:
 
         task = asyncio.ensure_future(bounded())
         cancelled: asyncio.CancelledError | None = None
-        while True:
+        while not task.done():
             try:
-                await asyncio.shield(task)
-                return None, cancelled
+                # wait(), not shield(): it never cancels the task, and it does not raise the task's error
+                # through this await (a GeneratorExit raised through an await of a future ends the
+                # awaiting coroutines too, even when caught: the rollback would stop here).
+                await asyncio.wait((task,))
             except asyncio.CancelledError as exc:
-                if task.done():  # the compensation itself was cancelled
-                    return exc, cancelled
                 cancelled = exc  # the caller was: let the compensation finish, re-raise after
-            except Exception as exc:
-                return exc, cancelled
+        try:
+            task.result()
+        except BaseException as exc:  # CancelledError: it was cancelled itself; KeyboardInterrupt & co:
+            return exc, cancelled  # it failed (re-raised after the rollback)
+        return None, cancelled
 
     def _finish(self, result: SagaResult) -> None:
         self.result = result
