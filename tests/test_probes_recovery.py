@@ -44,6 +44,11 @@ class UnprintableError(Exception):
         raise RuntimeError("__repr__ is broken")
 
 
+async def _value(name: str) -> str:
+    await asyncio.sleep(0)
+    return name
+
+
 async def _unprintable() -> None:
     await asyncio.sleep(0)
     raise UnprintableError
@@ -329,11 +334,15 @@ def test_a_compensation_raising_a_base_exception_does_not_cut_the_rollback_short
 
     async def main() -> None:
         tx = Saga("s", **otel.providers).begin()
-        with pytest.raises(interrupt):
+
+        async def run() -> None:
             async with tx:
-                await tx.step("a", functools.partial(asyncio.sleep, 0, "a"), compensate=undo)
-                await tx.step("b", functools.partial(asyncio.sleep, 0, "b"), compensate=undo_badly)
+                await tx.step("a", functools.partial(_value, "a"), compensate=undo)
+                await tx.step("b", functools.partial(_value, "b"), compensate=undo_badly)
                 await tx.step("c", fail)
+
+        with pytest.raises(interrupt):
+            await run()
         assert tx.result is not None
         assert tx.result.compensated == ("a",)
         assert isinstance(tx.result.failed_compensations["b"], interrupt)
@@ -342,3 +351,27 @@ def test_a_compensation_raising_a_base_exception_does_not_cut_the_rollback_short
     assert undone == ["a"]
     assert spans.open == {}
     assert (otel.span("compensate b").attributes or {})["shannon.compensation.outcome"] == "failure"
+
+
+@pytest.mark.parametrize("policy", [Retry, Degrade])
+def test_a_keyword_only_policy_used_as_a_bare_decorator_says_to_call_it(policy: Callable[..., object]) -> None:
+    """``@retry`` without parentheses raised Python's "Retry.__init__() takes 1 positional argument
+    but 2 were given", which names neither the mistake nor the fix."""
+
+    async def fetch() -> int:
+        return 1
+
+    with pytest.raises(TypeError, match=rf"keyword arguments only.*@{policy.__name__}\(\)"):
+        policy(fetch)
+
+
+async def _agen() -> Any:
+    yield 1
+
+
+@pytest.mark.parametrize("func", [5, _agen])
+def test_decorating_what_cannot_be_awaited_is_refused_at_decoration_naming_func(func: Any) -> None:
+    """A non-callable or an async generator function was decorated silently; every call then failed
+    with Python's "object ... can't be used in 'await' expression"."""
+    with pytest.raises(TypeError, match=r"^func "):
+        Retry()(func)
