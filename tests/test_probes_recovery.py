@@ -29,6 +29,7 @@ from shannon_otel import (
     SagaStarted,
     Step,
     Wave,
+    WaveObserver,
     WaveStarted,
 )
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
@@ -191,20 +192,34 @@ class RaisingStartHook(Hook):
         if method == self.method:
             raise HookInterruptError(method)
 
-    def wave_started(self, event: WaveStarted) -> None:
+    def wave_started(self, event: WaveStarted) -> Any:
         self._maybe_raise("wave_started")
+        return _EnterRaising() if self.method == "__enter__" else None
 
-    def call_started(self, event: CallStarted) -> None:
+    def call_started(self, event: CallStarted) -> Any:
         self._maybe_raise("call_started")
+        return _EnterRaising() if self.method == "__enter__" else None
 
-    def saga_started(self, event: SagaStarted) -> None:
+    def saga_started(self, event: SagaStarted) -> Any:
         self._maybe_raise("saga_started")
+        return _EnterRaising() if self.method == "__enter__" else None
 
 
-@pytest.mark.parametrize("method", ["wave_started", "call_started", "saga_started"])
+class _EnterRaising(WaveObserver, CallObserver, SagaObserver):
+    """An observer that is a scope whose ``__enter__`` raises a BaseException."""
+
+    def __enter__(self) -> None:
+        raise HookInterruptError("__enter__")
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+@pytest.mark.parametrize("method", ["wave_started", "call_started", "saga_started", "__enter__"])
 def test_a_later_hook_raising_a_base_exception_when_asked_for_an_observer_leaves_no_span_open(method: str) -> None:
     """The OTel hook, asked first, had started its wave / operation / saga span; the loop asking the
-    other hooks stopped at the BaseException and nothing ever ended that span."""
+    other hooks (or entering the observer one returned) stopped at the BaseException and nothing ever
+    ended that span."""
     otel, spans = InMemoryTelemetry(), OpenSpans()
     otel.tracer_provider.add_span_processor(spans)
     hooks = (RaisingStartHook(method),)

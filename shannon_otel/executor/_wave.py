@@ -258,7 +258,12 @@ class Wave(Generic[T]):
                     # A scope observer (the OTel one) is entered at once in the context the workers
                     # inherit, so the next hooks see its span current. That context is the wave's own
                     # copy: nothing entered here can leak to the caller, and it is exited in `finally`.
-                    entered.append(context.run(enter, observer, hook, "wave_started", hooks))
+                    try:
+                        entered.append(context.run(enter, observer, hook, "wave_started", hooks))
+                    except BaseException as exc:  # from its __enter__: not entered, so never exited
+                        entered.append(Unentered(observer))
+                        interrupted = exc
+                        break
         run = WaveRun(self, tuple(observers), size, deliver, gate, owners=tuple(owners))
         items: Iterator[Item] = enumerate(tasks)
         chunk: Iterator[Item] = iter(())

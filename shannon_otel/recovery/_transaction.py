@@ -54,17 +54,27 @@ class Transaction:
                     hook_failed(hook, "saga_started", exc, hooks)
                     continue
                 except BaseException:  # it propagates, the saga never runs: the observers made end it
-                    self._open = False
-                    try:
-                        self._finish(SagaResult(self._saga.name, Outcome.FAILURE, ()))
-                    finally:
-                        self._leave()
+                    self._abandon()
                     raise
                 if observer is not None:
                     self._observers.append(observer)
                     self._owners.append(hook)
-                    self._entered.append(enter(observer, hook, "saga_started", hooks))
+                    try:
+                        self._entered.append(enter(observer, hook, "saga_started", hooks))
+                    except BaseException:  # from its __enter__: not entered, so never exited
+                        self._entered.append(Unentered(observer))
+                        self._abandon()
+                        raise
         return self
+
+    def _abandon(self) -> None:
+        """A hook raised a BaseException while the saga started: it never runs; the observers already
+        made see it end (a failure with no step) and are exited."""
+        self._open = False
+        try:
+            self._finish(SagaResult(self._saga.name, Outcome.FAILURE, ()))
+        finally:
+            self._leave()
 
     async def step(
         self, name: str, action: Callable[[], Awaitable[T]], *,
