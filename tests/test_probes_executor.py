@@ -13,7 +13,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 
-from shannon_otel import Hook, Outcome, TaskResult, Wave, WaveObserver, WaveReport, WaveStarted
+from shannon_otel import Hook, Outcome, TaskResult, Wave, WaveObserver, WaveReport, WaveStarted, record
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
 
@@ -217,3 +217,23 @@ def test_a_huge_max_concurrency_on_a_lazy_stream_starts_workers_as_the_input_nee
 
     assert run_virtual(main()) == [0, 1, 2]
     assert max(seen) <= 6  # the main task, the stream's runner, a worker per item and one spare
+
+
+@pytest.mark.parametrize("name", [
+    "shannon.task.outcome", "shannon.task.index", "shannon.task.queue_wait", "shannon.wave.batch", "error.type",
+    "shannon.task.tokens.input", "shannon.task.tokens.output", "shannon.task.cost",
+])
+def test_record_refuses_a_name_the_library_itself_sets_on_the_task_span(name: str) -> None:
+    """record("shannon.task.outcome", 1.0) overwrote the task span's outcome (a failed task read 1.0)
+    and record("shannon.task.index", 99) its index; token and cost names bypassed the checks of
+    record_tokens / record_cost (a negative token count reached the tokens histogram)."""
+    errors: list[BaseException | None] = []
+
+    async def task() -> None:
+        record(name, 1.0)
+
+    wave: Wave[None] = Wave("w", instrument=False)
+    result = run_virtual(wave.run([task]))
+    errors.append(result.results[0].error)
+    assert isinstance(errors[0], ValueError)
+    assert str(errors[0]).startswith(f"record(): name {name!r} is set by shannon-otel")
