@@ -55,7 +55,7 @@ BAD: dict[str, list[Any]] = {
     "tracer_provider": PROVIDER, "meter_provider": PROVIDER, "instrument": BOOL, "enabled": BOOL,
     # retry
     "attempts": POS_INT, "budget_s": POS_NUM, "initial": [*NONNEG_NUM, INF], "maximum": [*NONNEG_NUM, INF],
-    "multiplier": [0.5, NAN, INF, _NOT_A_NUMBER], "jitter": ["sometimes", 5], "on": [5, "x"],
+    "multiplier": [0.5, NAN, INF, _NOT_A_NUMBER], "jitter": ["sometimes", 5], "on": [5, "x", asyncio.CancelledError],
     "next_delay": CALLABLE, "wait_retry_after": BOOL, "random": [5], "timeout": POS_NUM,
     # breaker
     "failure_threshold": POS_INT, "failure_rate": RATIO, "window": POS_INT, "window_s": POS_NUM,

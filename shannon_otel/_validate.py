@@ -26,12 +26,22 @@ def check_number(name: str, value: object, *, low: float, high: float | None = N
         raise ValueError(f"{name} must be in {left}{low}, {right}, got {value!r}")
 
 
-def check_exceptions(name: str, value: object) -> tuple[type[BaseException], ...]:
-    """Normalise an exception type or tuple of types, rejecting anything else."""
+def check_exceptions(name: str, value: object, *, handled: bool = False) -> tuple[type[BaseException], ...]:
+    """Normalise an exception type or tuple of types, rejecting anything else.
+
+    ``handled``: the types choose errors a policy handles (retries, counts, serves): only ``Exception``
+    subclasses ever are, so one that is not (``asyncio.CancelledError``, ``KeyboardInterrupt``...) would
+    silently do nothing and is refused (``BaseException`` itself, meaning "all", is accepted).
+    """
     types = value if isinstance(value, tuple) else (value,)
     for t in types:
         if not (isinstance(t, type) and issubclass(t, BaseException)):
             raise TypeError(f"{name} must be an exception type or a tuple of them, got {value!r}")
+        if handled and t is not BaseException and not issubclass(t, Exception):
+            raise TypeError(
+                f"{name} must name Exception subclasses: a policy never retries, counts or serves {t.__qualname__} "
+                f"(cancellation, KeyboardInterrupt and the like always propagate), got {value!r}"
+            )
     return types
 
 

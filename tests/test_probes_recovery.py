@@ -390,3 +390,21 @@ def test_decorating_what_cannot_be_awaited_is_refused_at_decoration_naming_func(
     with Python's "object ... can't be used in 'await' expression"."""
     with pytest.raises(TypeError, match=r"^func "):
         Retry()(func)
+
+
+async def _served(error: Exception) -> str:
+    return "served"
+
+
+@pytest.mark.parametrize("build", [
+    lambda on: Retry(on=on),
+    lambda on: Fallback(_served, on=on),
+    lambda on: Degrade(default=0, on=on),
+    lambda on: CircuitBreaker("on-check", on=on),
+])
+@pytest.mark.parametrize("on", [asyncio.CancelledError, (ValueError, KeyboardInterrupt), GeneratorExit])
+def test_on_naming_an_exception_no_policy_ever_handles_is_refused(build: Callable[[Any], object], on: Any) -> None:
+    """on=asyncio.CancelledError was accepted and silently did nothing: only Exception subclasses are
+    ever retried, counted, or served (cancellation is an outcome, never an error)."""
+    with pytest.raises(TypeError, match=r"^on .*Exception"):
+        build(on)

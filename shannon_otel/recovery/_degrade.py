@@ -112,7 +112,7 @@ class Degrade(Instrumented):
         check_number("max_keys", self.max_keys, low=1, integer=True)
         if self.cheaper is not None and not callable(self.cheaper):
             raise TypeError(f"cheaper must be an async callable with no arguments, got {self.cheaper!r}")
-        object.__setattr__(self, "_on", check_exceptions("on", self.on))
+        object.__setattr__(self, "_on", check_exceptions("on", self.on, handled=True))
         object.__setattr__(self, "_state", _State())
         self._setup("degrade")
 

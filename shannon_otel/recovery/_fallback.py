@@ -56,7 +56,7 @@ class Fallback(Instrumented):
     def __post_init__(self) -> None:
         if not callable(self.fallback):
             raise TypeError(f"fallback must be an async callable taking the error, got {self.fallback!r}")
-        object.__setattr__(self, "_on", check_exceptions("on", self.on))
+        object.__setattr__(self, "_on", check_exceptions("on", self.on, handled=True))
         self._setup("fallback")
 
     async def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> T:

@@ -94,7 +94,7 @@ class Retry(Instrumented):
             raise ValueError(f"maximum must be >= initial ({self.initial}), got {self.maximum!r}")
         object.__setattr__(self, "jitter", parse_jitter(self.jitter))
         if isinstance(self.on, type | tuple):
-            types = check_exceptions("on", self.on)
+            types = check_exceptions("on", self.on, handled=True)
             object.__setattr__(self, "_types", types)
             object.__setattr__(self, "_predicate", None)
             asked = any(issubclass(t, CircuitOpenError) for t in types)
