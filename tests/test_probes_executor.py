@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import itertools
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -237,3 +238,28 @@ def test_record_refuses_a_name_the_library_itself_sets_on_the_task_span(name: st
     errors.append(result.results[0].error)
     assert isinstance(errors[0], ValueError)
     assert str(errors[0]).startswith(f"record(): name {name!r} is set by shannon-otel")
+
+
+def test_a_batched_stream_of_a_lazy_input_pulls_items_as_it_runs_them_not_a_whole_batch_ahead() -> None:
+    """Each batch was materialised as a tuple first: a stream holding O(concurrency) results pulled
+    batch_size items up front (an endless input with batch_size=10**12 never started a task)."""
+    pulled: list[int] = []
+
+    def endless() -> Iterator[int]:
+        for i in itertools.count():
+            pulled.append(i)
+            yield i
+
+    async def main() -> list[int]:
+        wave: Wave[int] = Wave("batched", max_concurrency=2, batch_size=100_000, instrument=False)
+        got: list[int] = []
+        async with wave.stream_map(_work, endless()) as results:
+            async for r in results:
+                assert r.value is not None
+                got.append(r.value)
+                if len(got) == 4:
+                    break
+        return got
+
+    assert len(run_virtual(main())) == 4
+    assert len(pulled) <= 10  # what ran, what the buffer (2 x concurrency) holds, one spare

@@ -273,12 +273,23 @@ class Wave(Generic[T]):
                 raise interrupted
             if self.batch_size is None:
                 await run.run_batch(items, concurrency, context)
-            else:
+            elif size is not None:
                 batch_size = self.batch_size
                 for batch, block in enumerate(iter(lambda: tuple(itertools.islice(items, batch_size)), ())):
                     run.batch = batch
                     chunk = iter(block)
                     await run.run_batch(chunk, min(concurrency, len(block)), context)
+                    if run.stopped:
+                        break
+            else:  # a lazy input: each batch is pulled as it runs, never materialised (it may be huge)
+                for batch in itertools.count():
+                    first = next(items, None)
+                    if first is None:
+                        break
+                    run.batch = batch
+                    await run.run_batch(
+                        itertools.chain((first,), itertools.islice(items, self.batch_size - 1)), concurrency, context,
+                    )
                     if run.stopped:
                         break
         except asyncio.CancelledError:
