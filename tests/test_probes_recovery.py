@@ -408,3 +408,24 @@ def test_on_naming_an_exception_no_policy_ever_handles_is_refused(build: Callabl
     ever retried, counted, or served (cancellation is an outcome, never an error)."""
     with pytest.raises(TypeError, match=r"^on .*Exception"):
         build(on)
+
+
+def test_a_fallback_that_raises_a_base_exception_is_not_reported_as_a_success() -> None:
+    """Only cancellation and Exception were handled: the fallback span of a fallback that raised
+    GeneratorExit (or KeyboardInterrupt & co) ended with shannon.attempt.outcome=success, status UNSET."""
+    otel = InMemoryTelemetry()
+
+    async def fail() -> None:
+        raise ValueError("primary")
+
+    async def interrupted(error: Exception) -> str:
+        raise HookInterruptError("in the fallback")
+
+    async def main() -> None:
+        with pytest.raises(HookInterruptError):
+            await Fallback(interrupted, name="op", **otel.providers).call(fail)
+
+    run_virtual(main())
+    span = otel.span("fallback op")
+    assert (span.attributes or {})["shannon.attempt.outcome"] == "failure"
+    assert span.status.status_code is StatusCode.ERROR

@@ -79,6 +79,9 @@ class Fallback(Instrumented):
         except Exception as exc:
             outcome, error = Outcome.FAILURE, exc
             raise FallbackError("the primary and the fallback both failed", [primary, exc]) from None
+        except BaseException as exc:  # KeyboardInterrupt & co: propagates as it is, but the fallback failed
+            outcome, error = Outcome.FAILURE, exc
+            raise
         finally:
             if call is not None:
                 finish(call.observers, call.owners, call.hooks, tokens, "fallback_finished", outcome, error)
