@@ -67,7 +67,8 @@ class Fallback(Instrumented):
                 raise
             primary = exc
         tokens: list[Any] = []
-        outcome, error = Outcome.SUCCESS, None
+        outcome: Outcome = Outcome.SUCCESS
+        error: BaseException | None = None
         try:
             if call is not None:
                 event = FallbackStarted(call.operation, reason_of(primary), primary)
