@@ -429,3 +429,19 @@ def test_a_fallback_that_raises_a_base_exception_is_not_reported_as_a_success() 
     span = otel.span("fallback op")
     assert (span.attributes or {})["shannon.attempt.outcome"] == "failure"
     assert span.status.status_code is StatusCode.ERROR
+
+
+def test_a_degrade_whose_cheaper_result_fails_serves_its_declared_default() -> None:
+    """The degraded result is "the first available of: last good, cheaper, default": a cheaper call that
+    failed made the call fail with the cheaper's error although a default was declared."""
+
+    async def timed_out() -> str:
+        raise TimeoutError
+
+    async def cheaper_fails() -> str:
+        raise ConnectionError("the cheaper backend is down too")
+
+    degrade = Degrade(cheaper=cheaper_fails, default="static", instrument=False)
+    served = run_virtual(degrade.call(timed_out))
+    assert (served.value, served.degraded, served.mode, served.reason) == ("static", True, "static", "timeout")
+    assert isinstance(served.error, TimeoutError)

@@ -71,7 +71,8 @@ class Degrade(Instrumented):
     timeout), or at once while flagged (:meth:`flag`, e.g. by an anomaly detector).
 
     The degraded result is the first available of: the last good value if ``last_good`` (and no
-    older than ``max_age`` seconds), ``await cheaper()``, ``default``. With none available the
+    older than ``max_age`` seconds), ``await cheaper()`` (when it raises, ``default`` is served if
+    declared, else its error propagates), ``default``. With none available the
     original error is re-raised (or, when flagged, the operation is tried normally).
     Every call returns a :class:`Served`. Cancellation is never degraded.
 
@@ -219,8 +220,14 @@ class Degrade(Instrumented):
                 if self.max_age is None or age <= self.max_age:
                     return self._mark(Served(value, True, "last_good", reason, age, error), call)
         if self.cheaper is not None:
-            value = await awaitable_from("cheaper", self.cheaper())
-            return self._mark(Served(value, True, "cheaper", reason, None, error), call)
+            made = awaitable_from("cheaper", self.cheaper())  # a sync cheaper is refused here, always
+            try:
+                value = await made
+            except Exception:  # not available: the next in line, the declared default, is served
+                if self.default is _MISSING:
+                    raise
+            else:
+                return self._mark(Served(value, True, "cheaper", reason, None, error), call)
         if self.default is not _MISSING:
             return self._mark(Served(self.default, True, "static", reason, None, error), call)
         return None
