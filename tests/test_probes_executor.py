@@ -263,3 +263,19 @@ def test_a_batched_stream_of_a_lazy_input_pulls_items_as_it_runs_them_not_a_whol
 
     assert len(run_virtual(main())) == 4
     assert len(pulled) <= 10  # what ran, what the buffer (2 x concurrency) holds, one spare
+
+
+def test_two_consumers_of_one_stream_share_its_results_and_both_stop() -> None:
+    """The end marker reached one consumer only: the other waited for the next result forever."""
+
+    async def main() -> list[int]:
+        wave: Wave[int] = Wave("shared", max_concurrency=2, instrument=False)
+        async with wave.stream_map(_work, range(10)) as results:
+
+            async def consume() -> list[int]:
+                return [r.value async for r in results if r.value is not None]
+
+            first, second = await asyncio.wait_for(asyncio.gather(consume(), consume()), 5)
+        return sorted(first + second)
+
+    assert run_virtual(main()) == list(range(10))

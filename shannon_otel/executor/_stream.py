@@ -64,6 +64,7 @@ class WaveStream(Generic[T]):
             raise StopAsyncIteration
         item = await self._queue.get()
         if item is None:
+            self._queue.put_nowait(None)  # the end, for every consumer of this stream (not just this one)
             assert self._runner is not None
             await self._runner  # surfaces an internal error, if any
             raise StopAsyncIteration
