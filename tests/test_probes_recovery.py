@@ -445,3 +445,18 @@ def test_a_degrade_whose_cheaper_result_fails_serves_its_declared_default() -> N
     served = run_virtual(degrade.call(timed_out))
     assert (served.value, served.degraded, served.mode, served.reason) == ("static", True, "static", "timeout")
     assert isinstance(served.error, TimeoutError)
+
+
+def test_a_degrade_key_returning_an_unhashable_value_is_refused_before_the_operation_runs() -> None:
+    """The operation ran (its side effects happened), then storing its last good value raised
+    Python's "unhashable type: 'list'": the caller lost the result it had produced."""
+    calls: list[list[int]] = []
+
+    async def total(ids: list[int]) -> int:
+        calls.append(ids)
+        return sum(ids)
+
+    degrade = Degrade(last_good=True, key=lambda args, kwargs: args[0], instrument=False)
+    with pytest.raises(TypeError, match=r"^key must return a hashable value"):
+        run_virtual(degrade.call(total, [1, 2]))
+    assert calls == []

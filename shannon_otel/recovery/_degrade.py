@@ -198,7 +198,14 @@ class Degrade(Instrumented):
                 )
             return _INSTANCE
         if self.key is not None:
-            return (fn.func, sync_result("key", self.key(fn.args, fn.keywords)))
+            keyed = (fn.func, sync_result("key", self.key(fn.args, fn.keywords)))
+            try:
+                hash(keyed)
+            except TypeError:  # refused now, before the operation runs: not after, losing its result
+                raise TypeError(
+                    f"key must return a hashable value (it keys the last good values), got {keyed[1]!r}"
+                ) from None
+            return keyed
         if fn.args or fn.keywords:
             raise TypeError(
                 f"Degrade(last_good=True) called with arguments for {getattr(fn.func, '__qualname__', fn.func)!r} "
