@@ -17,10 +17,11 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Status, StatusCode
 
 from .. import _telemetry as tel
-from .._events import TaskResult, WaveObserver, WaveStarted, error_type
+from .._events import TaskResult, WaveObserver, WaveStarted, error_message, error_type
 from .._telemetry import Outcome
 from ._instruments import histogram, instrument
 from ._providers import Recording, bridge_for
+from ._scope import record_error
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Histogram, Meter, MeterProvider
@@ -215,9 +216,9 @@ class _WaveTelemetry(WaveObserver):
         try:
             span.set_attributes(attributes)
             if error is not None:
-                span.record_exception(error)
-                description = "timeout" if outcome is Outcome.TIMEOUT else f"{etype}: {error}"
+                description = "timeout" if outcome is Outcome.TIMEOUT else f"{etype}: {error_message(error)}"
                 span.set_status(Status(StatusCode.ERROR, description))
+                record_error(span, error)
         finally:
             otel_context.detach(context_token)
             span.end()
@@ -258,6 +259,8 @@ class _WaveTelemetry(WaveObserver):
                 tel.WAVE_EFFICIENCY_ATTR: report.parallel_efficiency,
             })
             if report.outcome is Outcome.FAILURE:
-                span.set_status(Status(StatusCode.ERROR, f"{report.failed} of {report.total} tasks failed"))
+                # No task failed, yet the wave did: it raised (its lazy input did, or a task a BaseException).
+                reason = f"{report.failed} of {report.total} tasks failed" if report.failed else "the wave raised"
+                span.set_status(Status(StatusCode.ERROR, reason))
         finally:
             span.end()

@@ -38,6 +38,9 @@ class Summary:
 class WaveReport:
     """The final report of one wave.
 
+    ``outcome``: ``cancellation`` when the wave was cancelled; ``failure`` when a task failed or timed
+    out, or the wave itself raised (e.g. its lazy input did); ``success`` otherwise.
+
     ``parallel_efficiency`` is busy task time / (wall time x concurrency actually available):
     1.0 means every slot was busy for the whole wave.
 
@@ -111,10 +114,12 @@ class ReportBuilder:
 
     def build(
         self, wave: str, duration_s: float, concurrency: int, cancelled: bool, telemetry_dropped: int = 0,
+        errored: bool = False,
     ) -> WaveReport:
+        """The report of the run; ``errored``: the wave itself raised (not a task), a failure."""
         if cancelled:
             outcome = Outcome.CANCELLATION
-        elif self.counts[Outcome.FAILURE] or self.counts[Outcome.TIMEOUT]:
+        elif errored or self.counts[Outcome.FAILURE] or self.counts[Outcome.TIMEOUT]:
             outcome = Outcome.FAILURE
         else:
             outcome = Outcome.SUCCESS
