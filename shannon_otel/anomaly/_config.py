@@ -20,12 +20,14 @@ _RANGES: dict[str, tuple[float, float, bool]] = {  # name: (low, high, low bound
     "level_clip": (0.0, 100.0, True),
     "history_rate": (0.0, 0.5, True),
     "min_history": (1, 10**9, False),
+    "refractory": (1, 10**9, False),
     "spatial_tolerance": (0.0, math.inf, False),
     "max_series": (1, 10**7, False),
     "warning": (0.0, 1.0, True),
     "critical": (0.0, 1.0, True),
 }
-_INTS = frozenset({"window", "buckets", "steps", "average", "level", "level_sides", "min_history", "max_series"})
+_INTS = frozenset({"window", "buckets", "steps", "average", "level", "level_sides", "min_history", "refractory",
+                   "max_series"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +61,11 @@ class DetectorConfig:
     * ``history_rate``: weight of each sample in the long-run surprise distribution
       (exponential; 0.003 remembers roughly the last 300-1000 samples).
     * ``min_history``: samples a series needs before it is scored (warm-up).
+    * ``refractory``: a detection (a score from ``warning`` up, or a value beyond the range) within this
+      many samples after the previous detection of its series is demoted (scores ~0.3), so one event reports
+      once; 1 demotes only a detection directly after one.
     * ``spatial_tolerance``: a value beyond the range seen so far by more than this fraction
-      of it scores 1.0; ``math.inf`` turns this off.
+      of it scores 1.0 (demoted within ``refractory`` of a detection); ``math.inf`` turns this off.
     * ``max_series``: series tracked at once; the least recently updated one is evicted.
     * ``warning`` / ``critical``: score thresholds of the two :class:`Severity` bands.
 
@@ -79,6 +84,7 @@ class DetectorConfig:
     level_clip: float = 3.0
     history_rate: float = 0.003
     min_history: int = 200
+    refractory: int = 1
     spatial_tolerance: float = 0.02
     max_series: int = 1000
     warning: float = 0.5

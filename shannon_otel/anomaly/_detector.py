@@ -10,8 +10,9 @@ numba in ``_engine_numba`` when installed, else vectorized over series and time 
 3. that average is compared with the series' own long-run (exponentially weighted) mean and
    spread of it; p = Gaussian tail probability, score = -log10(p) / 10 in [0, 1];
    with ``level`` > 0, the level z-score (see ``DetectorConfig.level``) counts when larger;
-4. a detection (score >= ``warning``) directly after a detection is demoted to p = 1e-3, so one event
-   reports once; a value outside the range seen so far (by ``spatial_tolerance``) scores 1.
+4. a value outside the range seen so far (by ``spatial_tolerance``) scores 1; a detection (score >=
+   ``warning``, or such a value) within ``refractory`` samples after a detection is demoted to p = 1e-3,
+   so one event reports once.
 
 Not thread-safe: call it from one thread (the event loop for the hook).
 """
@@ -106,14 +107,14 @@ class AnomalyDetector:
         self._max: F64 = np.full(cap, -np.inf)
         self._m: F64 = np.zeros(cap)
         self._v: F64 = np.zeros(cap)
-        self._red: F64 = np.zeros(cap)
+        self._since: F64 = np.full(cap, np.inf)  # samples since the series' last detection (refractory)
         self._last: F64 = np.full(cap, np.nan)
         self._prev: F64 = np.zeros(cap)  # the previous value (minus offset): 0 before the first
         self._lm: F64 = np.zeros(cap)  # long-run mean and variance of the values (level window)
         self._lv: F64 = np.zeros(cap)
         self._vn = ints(self._n)
-        self._voff, self._vmin, self._vmax, self._vm, self._vv, self._vred, self._vlast, self._vprev = (
-            floats(a) for a in (self._offset, self._min, self._max, self._m, self._v, self._red, self._last,
+        self._voff, self._vmin, self._vmax, self._vm, self._vv, self._vsince, self._vlast, self._vprev = (
+            floats(a) for a in (self._offset, self._min, self._max, self._m, self._v, self._since, self._last,
                                 self._prev)
         )
         self._vlm, self._vlv = floats(self._lm), floats(self._lv)
@@ -178,8 +179,8 @@ class AnomalyDetector:
         self._level.clear(slice(slot, slot + 1))
         self._lm[slot] = self._lv[slot] = 0.0
         self._n[slot] = 0
-        self._offset[slot] = self._m[slot] = self._v[slot] = self._red[slot] = self._prev[slot] = 0.0
-        self._min[slot], self._max[slot], self._last[slot] = np.inf, -np.inf, np.nan
+        self._offset[slot] = self._m[slot] = self._v[slot] = self._prev[slot] = 0.0
+        self._min[slot], self._max[slot], self._last[slot], self._since[slot] = np.inf, -np.inf, np.nan, np.inf
 
     # ------------------------------------------------------------------ scalar path
     def update(self, series: str, value: float, time: float) -> float | None:
@@ -260,20 +261,19 @@ class AnomalyDetector:
             zv = self._level_z(slot, x, n, alpha, cfg.noise_floor * (hi - lo))
             if zv > zl:
                 zl = zv
+        since = self._vsince[slot] + 1.0  # samples since the last detection, this one included
+        recent = since <= cfg.refractory
+        hit = zl > self._z_red
         if zl <= 0.0:
             score = ORDINARY_SCORE
-            self._vred[slot] = 0.0
         else:
-            if zl > self._z_red:
-                score = DEMOTED_SCORE if self._vred[slot] else score1(tail1(zl))
-                self._vred[slot] = 1.0
-            else:
-                score = score1(tail1(zl))
-                self._vred[slot] = 0.0
+            score = DEMOTED_SCORE if hit and recent else score1(tail1(zl))
         if pmax >= pmin:  # not the first value
             tol = cfg.spatial_tolerance * (pmax - pmin)
             if x > pmax + tol or x < pmin - tol:
-                score = 1.0
+                score = DEMOTED_SCORE if recent else 1.0
+                hit = True
+        self._vsince[slot] = 0.0 if hit else since
         if n < cfg.min_history:
             return None
         self._vlast[slot] = score

@@ -191,29 +191,49 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     np.maximum(zl, 0.0, out=zl)  # only more surprise than usual is anomalous
     if cfg.level:
         _level_z(det, at, fresh, x, floor, keep, alpha, zl)
-    red = zl > det._z_red
+    hit = zl > det._z_red
     score = sc.score_z(zl, out=np.empty((s_len, t_len)), nonnegative=True)
-    if red.any():  # a detection directly after one is demoted
-        demote = np.empty_like(red)
-        np.logical_and(red[:, 0], det._red[at] > 0.0, out=demote[:, 0])
-        np.logical_and(red[:, 1:], red[:, :-1], out=demote[:, 1:])
-        np.copyto(score, DEMOTED_SCORE, where=demote)
+    spatial = None
     if not inside:  # a value beyond the range so far can only appear here
         pmin, pmax = cmin[:, :-1], cmax[:, :-1]
         with np.errstate(invalid="ignore"):  # inf - inf before the first value, inf * 0
             tol = cfg.spatial_tolerance * (pmax - pmin)
             spatial = (pmax >= pmin) & ((x > pmax + tol) | (x < pmin - tol))
         score[spatial] = 1.0
+        hit |= spatial
+    since_end = _refractory(det, at, hit, score, cfg.refractory)
     if n_min + 1 < cfg.min_history:
         score[n0[:, None] + np.arange(1, t_len + 1) < cfg.min_history] = np.nan
 
     det._n[at] = n0 + t_len
     det._min[at], det._max[at] = lo_end, hi_end
     det._m[at], det._v[at] = m_end, v_end
-    det._red[at] = red[:, -1]
+    det._since[at] = since_end
     last = score[:, -1]
     det._last[at] = np.where(np.isnan(last), det._last[at], last)
     return score
+
+
+def _refractory(det: AnomalyDetector, at: Rows, hit: npt.NDArray[np.bool_], score: F64, refractory: int) -> F64:
+    """Demote (in ``score``) each detection (``hit``) within ``refractory`` samples after the previous
+    detection of its series; returns the samples since the last detection after the block."""
+    since0 = det._since[at]
+    t_len = hit.shape[1]
+    if not hit.any():
+        out: F64 = since0 + t_len
+        return out
+    # index of the latest detection up to each column; the one before the block at -1 - since0
+    idx = np.where(hit, np.arange(t_len, dtype=np.float64), -np.inf)
+    np.maximum(idx[:, 0], -1.0 - since0, out=idx[:, 0])
+    np.maximum.accumulate(idx, axis=1, out=idx)
+    before = np.empty_like(idx)  # the latest detection before each column
+    before[:, 0] = -1.0 - since0
+    before[:, 1:] = idx[:, :-1]
+    demote = np.arange(t_len, dtype=np.float64) - before <= refractory
+    demote &= hit
+    np.copyto(score, DEMOTED_SCORE, where=demote)
+    end: F64 = (t_len - 1) - idx[:, -1]
+    return end
 
 
 def _level_z(det: AnomalyDetector, at: Rows, fresh: npt.NDArray[np.bool_], x: F64, floor: F64,
@@ -336,20 +356,22 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
         dl *= dl
         dl *= keep * alpha
         det._lv[at] = _scan1(keep, dl, lv0)
-    red = zl > det._z_red
+    hit = zl > det._z_red
     score = sc.score_z(zl, out=zl, nonnegative=True)
-    np.copyto(score, DEMOTED_SCORE, where=red & (det._red[at] > 0.0))
     if not inside:
         with np.errstate(invalid="ignore"):
             tol = cfg.spatial_tolerance * (hi0 - lo0)
             spatial = (hi0 >= lo0) & ((x > hi0 + tol) | (x < lo0 - tol))
         score[spatial] = 1.0
+        hit |= spatial
+    since = det._since[at] + 1.0
+    np.copyto(score, DEMOTED_SCORE, where=hit & (since <= cfg.refractory))
     score[n < cfg.min_history] = np.nan
 
     det._n[at] = n
     det._min[at], det._max[at] = lo_end, hi_end
     det._m[at], det._v[at] = m, v
-    det._red[at] = red
+    det._since[at] = np.where(hit, 0.0, since)
     det._last[at] = np.where(np.isnan(score), det._last[at], score)
     return score[:, None]
 
