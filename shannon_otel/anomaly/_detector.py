@@ -264,10 +264,7 @@ class AnomalyDetector:
         since = self._vsince[slot] + 1.0  # samples since the last detection, this one included
         recent = since <= cfg.refractory
         hit = zl > self._z_red
-        if zl <= 0.0:
-            score = ORDINARY_SCORE
-        else:
-            score = DEMOTED_SCORE if hit and recent else score1(tail1(zl))
+        score = ORDINARY_SCORE if zl <= 0.0 else DEMOTED_SCORE if hit and recent else score1(tail1(zl))
         if pmax >= pmin:  # not the first value
             tol = cfg.spatial_tolerance * (pmax - pmin)
             if x > pmax + tol or x < pmin - tol:
