@@ -107,14 +107,14 @@ class AnomalyDetector:
         self._max: F64 = np.full(cap, -np.inf)
         self._m: F64 = np.zeros(cap)
         self._v: F64 = np.zeros(cap)
-        self._since: F64 = np.full(cap, np.inf)  # samples since the series' last detection (refractory)
+        self._hit: F64 = np.full(cap, -np.inf)  # the sample number (n) of the series' last detection
         self._last: F64 = np.full(cap, np.nan)
         self._prev: F64 = np.zeros(cap)  # the previous value (minus offset): 0 before the first
         self._lm: F64 = np.zeros(cap)  # long-run mean and variance of the values (level window)
         self._lv: F64 = np.zeros(cap)
         self._vn = ints(self._n)
-        self._voff, self._vmin, self._vmax, self._vm, self._vv, self._vsince, self._vlast, self._vprev = (
-            floats(a) for a in (self._offset, self._min, self._max, self._m, self._v, self._since, self._last,
+        self._voff, self._vmin, self._vmax, self._vm, self._vv, self._vhit, self._vlast, self._vprev = (
+            floats(a) for a in (self._offset, self._min, self._max, self._m, self._v, self._hit, self._last,
                                 self._prev)
         )
         self._vlm, self._vlv = floats(self._lm), floats(self._lv)
@@ -180,7 +180,7 @@ class AnomalyDetector:
         self._lm[slot] = self._lv[slot] = 0.0
         self._n[slot] = 0
         self._offset[slot] = self._m[slot] = self._v[slot] = self._prev[slot] = 0.0
-        self._min[slot], self._max[slot], self._last[slot], self._since[slot] = np.inf, -np.inf, np.nan, np.inf
+        self._min[slot], self._max[slot], self._last[slot], self._hit[slot] = np.inf, -np.inf, np.nan, -np.inf
 
     # ------------------------------------------------------------------ scalar path
     def update(self, series: str, value: float, time: float) -> float | None:
@@ -261,16 +261,17 @@ class AnomalyDetector:
             zv = self._level_z(slot, x, n, alpha, cfg.noise_floor * (hi - lo))
             if zv > zl:
                 zl = zv
-        since = self._vsince[slot] + 1.0  # samples since the last detection, this one included
-        recent = since <= cfg.refractory
         hit = zl > self._z_red
-        score = ORDINARY_SCORE if zl <= 0.0 else DEMOTED_SCORE if hit and recent else score1(tail1(zl))
+        score = ORDINARY_SCORE if zl <= 0.0 else score1(tail1(zl))
         if pmax >= pmin:  # not the first value
             tol = cfg.spatial_tolerance * (pmax - pmin)
             if x > pmax + tol or x < pmin - tol:
-                score = DEMOTED_SCORE if recent else 1.0
+                score = 1.0
                 hit = True
-        self._vsince[slot] = 0.0 if hit else since
+        if hit:  # a detection within refractory samples of the previous one is demoted
+            if n - self._vhit[slot] <= cfg.refractory:
+                score = DEMOTED_SCORE
+            self._vhit[slot] = n
         if n < cfg.min_history:
             return None
         self._vlast[slot] = score

@@ -82,7 +82,7 @@ def score_compiled(det: AnomalyDetector, kernel: Kernel, slots: I64, vals: F64, 
     out: F64 = np.empty(vals.shape)
     season, avg, steps, level = det._season, det._avg, det._steps, det._level
     state = (
-        det._n, det._offset, det._min, det._max, det._m, det._v, det._since, det._last, det._prev,
+        det._n, det._offset, det._min, det._max, det._m, det._v, det._hit, det._last, det._prev,
         season.buf, season.head, season.count, season.s1, season.s2,
         steps.buf, steps.head, steps.count, steps.s1, steps.s2,
         avg.buf, avg.head, avg.count, avg.s1, avg.s2,
@@ -206,7 +206,7 @@ _prange = range
 
 def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
     lo: int, hi: int, slots: Any, raw: Any, col_bucket: Any, out: Any, work: Any, cols: Any,
-    n_: Any, offset_: Any, mn_: Any, mx_: Any, m_: Any, v_: Any, since_: Any, last_: Any, prev_: Any,
+    n_: Any, offset_: Any, mn_: Any, mx_: Any, m_: Any, v_: Any, hit_: Any, last_: Any, prev_: Any,
     sbuf: Any, shead: Any, scount: Any, ss1: Any, ss2: Any,
     dbuf: Any, dhead: Any, dcount: Any, ds1: Any, ds2: Any,
     abuf: Any, ahead: Any, acount: Any, as1: Any, as2: Any,
@@ -319,9 +319,10 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
         # pass 3, sequential: recent mean of surprise (the average ring); its level against the
         # long-run mean and variance before it (exponentially weighted), scored; repeats demoted
         a_head, a_count, a_s1 = ahead[s], acount[s], as1[s]
-        m, v, since, last = m_[s], v_[s], since_[s], last_[s]
+        m, v, hit_n, last = m_[s], v_[s], hit_[s], last_[s]
         lm, lv, l_head, l_count, l_s1 = lm_[s], lv_[s], lhead[s], lcount[s], ls1[s]
         inv_step = 1.0 / step
+        refr = float(refractory)
         for k in range(kk):
             r = xs[k]
             if a_count == avg_width:
@@ -382,15 +383,12 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
             pos = (zl if zl < zmax else zmax) * inv_step
             t = int(pos)
             score = table[t] + (pos - t) * diff[t]  # _scoring.score_z
-            since += 1.0  # samples since the last detection, this one included
-            hit = zl > z_red
-            if highs[k] > 0.0:  # the value was beyond the range before it
-                score = 1.0
-                hit = True
-            if hit:
-                if since <= refractory:  # within the refractory samples of a detection: demoted
-                    score = DEMOTED_SCORE
-                since = 0.0
+            beyond = highs[k] > 0.0  # the value was beyond the range before it
+            hit = (zl > z_red) | beyond
+            score = 1.0 if beyond else score
+            # a detection within refractory samples of the previous one is demoted (selects, no branch)
+            score = DEMOTED_SCORE if hit & (n - hit_n <= refr) else score
+            hit_n = n if hit else hit_n
             if n < min_history:
                 out[i, cols[k]] = math.nan
             else:
@@ -400,7 +398,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
         for q in range(avg_width):
             a_s2 += abuf[s, q] * abuf[s, q]
         ahead[s], acount[s], as1[s], as2[s] = a_head, a_count, a_s1, a_s2
-        m_[s], v_[s], since_[s], last_[s] = m, v, since, last
+        m_[s], v_[s], hit_[s], last_[s] = m, v, hit_n, last
         if level > 0:
             l_s2 = 0.0  # as the average ring's: never read by scoring, re-added once per row
             for q in range(lwidth):

@@ -201,38 +201,35 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
             spatial = (pmax >= pmin) & ((x > pmax + tol) | (x < pmin - tol))
         score[spatial] = 1.0
         hit |= spatial
-    since_end = _refractory(det, at, hit, score, cfg.refractory)
+    hit_end = _refractory(det, at, n0, hit, score, cfg.refractory)
     if n_min + 1 < cfg.min_history:
         score[n0[:, None] + np.arange(1, t_len + 1) < cfg.min_history] = np.nan
 
     det._n[at] = n0 + t_len
     det._min[at], det._max[at] = lo_end, hi_end
     det._m[at], det._v[at] = m_end, v_end
-    det._since[at] = since_end
+    det._hit[at] = hit_end
     last = score[:, -1]
     det._last[at] = np.where(np.isnan(last), det._last[at], last)
     return score
 
 
-def _refractory(det: AnomalyDetector, at: Rows, hit: npt.NDArray[np.bool_], score: F64, refractory: int) -> F64:
+def _refractory(det: AnomalyDetector, at: Rows, n0: I64, hit: npt.NDArray[np.bool_], score: F64,
+                refractory: int) -> F64:
     """Demote (in ``score``) each detection (``hit``) within ``refractory`` samples after the previous
-    detection of its series; returns the samples since the last detection after the block."""
-    since0 = det._since[at]
-    t_len = hit.shape[1]
+    detection of its series; returns the sample number of each series' last detection after the block."""
+    hit0 = det._hit[at]
     if not hit.any():
-        out: F64 = since0 + t_len
-        return out
-    # index of the latest detection up to each column; the one before the block at -1 - since0
-    idx = np.where(hit, np.arange(t_len, dtype=np.float64), -np.inf)
-    np.maximum(idx[:, 0], -1.0 - since0, out=idx[:, 0])
-    np.maximum.accumulate(idx, axis=1, out=idx)
-    before = np.empty_like(idx)  # the latest detection before each column
-    before[:, 0] = -1.0 - since0
-    before[:, 1:] = idx[:, :-1]
-    demote = np.arange(t_len, dtype=np.float64) - before <= refractory
-    demote &= hit
-    np.copyto(score, DEMOTED_SCORE, where=demote)
-    end: F64 = (t_len - 1) - idx[:, -1]
+        return hit0
+    n = (n0[:, None] + np.arange(1, hit.shape[1] + 1)).astype(np.float64)  # each sample's number
+    last = np.where(hit, n, -np.inf)  # the latest detection up to each sample
+    np.maximum(last[:, 0], hit0, out=last[:, 0])
+    np.maximum.accumulate(last, axis=1, out=last)
+    demote = n[:, 1:] - last[:, :-1] <= refractory  # against the latest detection before each sample
+    demote &= hit[:, 1:]
+    np.copyto(score[:, 1:], DEMOTED_SCORE, where=demote)
+    np.copyto(score[:, 0], DEMOTED_SCORE, where=hit[:, 0] & (n[:, 0] - hit0 <= refractory))
+    end: F64 = last[:, -1].copy()
     return end
 
 
@@ -364,14 +361,14 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
             spatial = (hi0 >= lo0) & ((x > hi0 + tol) | (x < lo0 - tol))
         score[spatial] = 1.0
         hit |= spatial
-    since = det._since[at] + 1.0
-    np.copyto(score, DEMOTED_SCORE, where=hit & (since <= cfg.refractory))
+    hit0 = det._hit[at]
+    np.copyto(score, DEMOTED_SCORE, where=hit & (n - hit0 <= cfg.refractory))
     score[n < cfg.min_history] = np.nan
 
     det._n[at] = n
     det._min[at], det._max[at] = lo_end, hi_end
     det._m[at], det._v[at] = m, v
-    det._since[at] = np.where(hit, 0.0, since)
+    det._hit[at] = np.where(hit, n, hit0)
     det._last[at] = np.where(np.isnan(score), det._last[at], score)
     return score[:, None]
 
