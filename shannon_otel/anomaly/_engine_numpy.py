@@ -361,14 +361,15 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
             spatial = (hi0 >= lo0) & ((x > hi0 + tol) | (x < lo0 - tol))
         score[spatial] = 1.0
         hit |= spatial
-    hit0 = det._hit[at]
-    np.copyto(score, DEMOTED_SCORE, where=hit & (n - hit0 <= cfg.refractory))
+    if hit.any():  # rare: a detection within refractory samples of the previous one is demoted
+        hit0 = det._hit[at]
+        np.copyto(score, DEMOTED_SCORE, where=hit & (n - hit0 <= cfg.refractory))
+        det._hit[at] = np.where(hit, n, hit0)
     score[n < cfg.min_history] = np.nan
 
     det._n[at] = n
     det._min[at], det._max[at] = lo_end, hi_end
     det._m[at], det._v[at] = m, v
-    det._hit[at] = np.where(hit, n, hit0)
     det._last[at] = np.where(np.isnan(score), det._last[at], score)
     return score[:, None]
 
