@@ -164,6 +164,21 @@ def test_refractory_demotes_detections_within_its_samples_of_the_last(refractory
         assert reported or scores[1508] < 0.5
 
 
+def test_a_warning_never_mutes_a_later_critical_detection_but_a_critical_one_does() -> None:
+    xs = noise(2000)
+    xs[1500:1503] += 3.2  # a short shift: a warning at 1502
+    xs[1506] = 40.0  # 4 samples later a spike: critical, and beyond the range
+    quiet = DetectorConfig(refractory=10, spatial_tolerance=math.inf)  # the spike scores by likelihood alone
+    for scores in _paths(quiet, xs, times(2000)):
+        assert quiet.warning <= scores[1502] < quiet.critical
+        assert scores[1506] >= quiet.critical  # not demoted: only critical detections open the refractory span
+    # with the range rule, 1501 (a value beyond the range) is critical: 1506 is inside its refractory span
+    for refractory, reported in ((1, True), (10, False)):
+        for scores in _paths(DetectorConfig(refractory=refractory), xs, times(2000)):
+            assert scores[1501] == 1.0
+            assert (scores[1506] == 1.0) == reported
+
+
 def test_refractory_counts_from_the_latest_detection_of_an_event() -> None:
     # a long event stays one event: each detection restarts the refractory count
     xs = noise(2000)

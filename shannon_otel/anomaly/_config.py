@@ -61,11 +61,12 @@ class DetectorConfig:
     * ``history_rate``: weight of each sample in the long-run surprise distribution
       (exponential; 0.003 remembers roughly the last 300-1000 samples).
     * ``min_history``: samples a series needs before it is scored (warm-up).
-    * ``refractory``: a detection (a score from ``warning`` up, or a value beyond the range) within this
-      many samples after the previous detection of its series is demoted (scores ~0.3), so one event reports
-      once; 1 demotes only a detection directly after one.
+    * ``refractory``: a detection (a score from ``warning`` up, or a value beyond the range) is demoted
+      (scores ~0.3) directly after a detection of its series and within this many samples after a critical
+      one (from ``critical`` up, or a value beyond the range), so one event reports once; a warning never
+      mutes a later critical detection. 1: only directly after one.
     * ``spatial_tolerance``: a value beyond the range seen so far by more than this fraction
-      of it scores 1.0 (demoted within ``refractory`` of a detection); ``math.inf`` turns this off.
+      of it scores 1.0 (demoted as ``refractory`` says); ``math.inf`` turns this off.
     * ``max_series``: series tracked at once; the least recently updated one is evicted.
     * ``warning`` / ``critical``: score thresholds of the two :class:`Severity` bands.
 

@@ -11,8 +11,8 @@ numba in ``_engine_numba`` when installed, else vectorized over series and time 
    spread of it; p = Gaussian tail probability, score = -log10(p) / 10 in [0, 1];
    with ``level`` > 0, the level z-score (see ``DetectorConfig.level``) counts when larger;
 4. a value outside the range seen so far (by ``spatial_tolerance``) scores 1; a detection (score >=
-   ``warning``, or such a value) within ``refractory`` samples after a detection is demoted to p = 1e-3,
-   so one event reports once.
+   ``warning``, or such a value) directly after a detection, or within ``refractory`` samples after a
+   critical one (score >= ``critical``, or such a value), is demoted to p = 1e-3, so one event reports once.
 
 Not thread-safe: call it from one thread (the event loop for the hook).
 """
@@ -95,6 +95,7 @@ class AnomalyDetector:
             raise ImportError("engine='numba' needs numba: pip install 'shannon-otel[fast]'")
         self._threads = count
         self._z_red = red_z(config.warning if config is not None else DetectorConfig().warning)
+        self._z_crit = red_z(config.critical if config is not None else DetectorConfig().critical)
         cfg = self.config = config if config is not None else DetectorConfig()
         cap = cfg.max_series
         self._season = Rings(cap * cfg.buckets, cfg.window)
@@ -108,6 +109,7 @@ class AnomalyDetector:
         self._m: F64 = np.zeros(cap)
         self._v: F64 = np.zeros(cap)
         self._hit: F64 = np.full(cap, -np.inf)  # the sample number (n) of the series' last detection
+        self._crit: F64 = np.full(cap, -np.inf)  # ... and of its last critical one (or value beyond the range)
         self._last: F64 = np.full(cap, np.nan)
         self._prev: F64 = np.zeros(cap)  # the previous value (minus offset): 0 before the first
         self._lm: F64 = np.zeros(cap)  # long-run mean and variance of the values (level window)
@@ -117,7 +119,7 @@ class AnomalyDetector:
             floats(a) for a in (self._offset, self._min, self._max, self._m, self._v, self._hit, self._last,
                                 self._prev)
         )
-        self._vlm, self._vlv = floats(self._lm), floats(self._lv)
+        self._vlm, self._vlv, self._vcrit = floats(self._lm), floats(self._lv), floats(self._crit)
         self._slots: OrderedDict[str, int] = OrderedDict()
         self._ignored = 0
         self._evicted = 0
@@ -180,7 +182,8 @@ class AnomalyDetector:
         self._lm[slot] = self._lv[slot] = 0.0
         self._n[slot] = 0
         self._offset[slot] = self._m[slot] = self._v[slot] = self._prev[slot] = 0.0
-        self._min[slot], self._max[slot], self._last[slot], self._hit[slot] = np.inf, -np.inf, np.nan, -np.inf
+        self._min[slot], self._max[slot], self._last[slot] = np.inf, -np.inf, np.nan
+        self._hit[slot] = self._crit[slot] = -np.inf
 
     # ------------------------------------------------------------------ scalar path
     def update(self, series: str, value: float, time: float) -> float | None:
@@ -262,16 +265,19 @@ class AnomalyDetector:
             if zv > zl:
                 zl = zv
         hit = zl > self._z_red
+        strong = zl > self._z_crit
         score = ORDINARY_SCORE if zl <= 0.0 else score1(tail1(zl))
         if pmax >= pmin:  # not the first value
             tol = cfg.spatial_tolerance * (pmax - pmin)
             if x > pmax + tol or x < pmin - tol:
                 score = 1.0
-                hit = True
-        if hit:  # a detection within refractory samples of the previous one is demoted
-            if n - self._vhit[slot] <= cfg.refractory:
+                hit = strong = True
+        if hit:  # demoted directly after a detection, or within refractory samples after a critical one
+            if n - self._vhit[slot] <= 1 or n - self._vcrit[slot] <= cfg.refractory:
                 score = DEMOTED_SCORE
             self._vhit[slot] = n
+            if strong:
+                self._vcrit[slot] = n
         if n < cfg.min_history:
             return None
         self._vlast[slot] = score

@@ -82,7 +82,7 @@ def score_compiled(det: AnomalyDetector, kernel: Kernel, slots: I64, vals: F64, 
     out: F64 = np.empty(vals.shape)
     season, avg, steps, level = det._season, det._avg, det._steps, det._level
     state = (
-        det._n, det._offset, det._min, det._max, det._m, det._v, det._hit, det._last, det._prev,
+        det._n, det._offset, det._min, det._max, det._m, det._v, det._hit, det._crit, det._last, det._prev,
         season.buf, season.head, season.count, season.s1, season.s2,
         steps.buf, steps.head, steps.count, steps.s1, steps.s2,
         avg.buf, avg.head, avg.count, avg.s1, avg.s2,
@@ -90,7 +90,7 @@ def score_compiled(det: AnomalyDetector, kernel: Kernel, slots: I64, vals: F64, 
         cfg.level_sides, cfg.level_clip,
         cfg.buckets, cfg.noise_floor, cfg.sharpness, cfg.history_rate, cfg.min_history, cfg.spatial_tolerance,
         cfg.refractory,
-        SCORE_TABLE, SCORE_DIFF, STEP, ZMAX, det._z_red,
+        SCORE_TABLE, SCORE_DIFF, STEP, ZMAX, det._z_red, det._z_crit,
     )
     rows, cols = vals.shape
     chunks = min(det._threads, kernel.max_threads, rows) if vals.size >= PARALLEL_MIN else 1
@@ -206,13 +206,13 @@ _prange = range
 
 def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
     lo: int, hi: int, slots: Any, raw: Any, col_bucket: Any, out: Any, work: Any, cols: Any,
-    n_: Any, offset_: Any, mn_: Any, mx_: Any, m_: Any, v_: Any, hit_: Any, last_: Any, prev_: Any,
+    n_: Any, offset_: Any, mn_: Any, mx_: Any, m_: Any, v_: Any, hit_: Any, crit_: Any, last_: Any, prev_: Any,
     sbuf: Any, shead: Any, scount: Any, ss1: Any, ss2: Any,
     dbuf: Any, dhead: Any, dcount: Any, ds1: Any, ds2: Any,
     abuf: Any, ahead: Any, acount: Any, as1: Any, as2: Any,
     lm_: Any, lv_: Any, lbuf: Any, lhead: Any, lcount: Any, ls1: Any, ls2: Any, level: int, sides: int, clip: float,
     buckets: int, noise_floor: float, sharpness: float, rate: float, min_history: int, tolerance: float,
-    refractory: int, table: Any, diff: Any, step: float, zmax: float, z_red: float,
+    refractory: int, table: Any, diff: Any, step: float, zmax: float, z_red: float, z_crit: float,
 ) -> int:
     """Score ``raw[i, j]`` of series slot ``slots[i]`` in bucket ``col_bucket[j]`` into ``out``
     for the rows ``lo <= i < hi``.
@@ -319,7 +319,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
         # pass 3, sequential: recent mean of surprise (the average ring); its level against the
         # long-run mean and variance before it (exponentially weighted), scored; repeats demoted
         a_head, a_count, a_s1 = ahead[s], acount[s], as1[s]
-        m, v, hit_n, last = m_[s], v_[s], hit_[s], last_[s]
+        m, v, hit_n, crit_n, last = m_[s], v_[s], hit_[s], crit_[s], last_[s]
         lm, lv, l_head, l_count, l_s1 = lm_[s], lv_[s], lhead[s], lcount[s], ls1[s]
         inv_step = 1.0 / step
         refr = float(refractory)
@@ -385,10 +385,12 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
             score = table[t] + (pos - t) * diff[t]  # _scoring.score_z
             beyond = highs[k] > 0.0  # the value was beyond the range before it
             hit = (zl > z_red) | beyond
+            strong = (zl > z_crit) | beyond
             score = 1.0 if beyond else score
-            # a detection within refractory samples of the previous one is demoted (selects, no branch)
-            score = DEMOTED_SCORE if hit & (n - hit_n <= refr) else score
+            # demoted directly after a detection or within refractory samples after a critical one (selects)
+            score = DEMOTED_SCORE if hit & ((n - hit_n <= 1.0) | (n - crit_n <= refr)) else score
             hit_n = n if hit else hit_n
+            crit_n = n if strong else crit_n
             if n < min_history:
                 out[i, cols[k]] = math.nan
             else:
@@ -398,7 +400,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
         for q in range(avg_width):
             a_s2 += abuf[s, q] * abuf[s, q]
         ahead[s], acount[s], as1[s], as2[s] = a_head, a_count, a_s1, a_s2
-        m_[s], v_[s], hit_[s], last_[s] = m, v, hit_n, last
+        m_[s], v_[s], hit_[s], crit_[s], last_[s] = m, v, hit_n, crit_n, last
         if level > 0:
             l_s2 = 0.0  # as the average ring's: never read by scoring, re-added once per row
             for q in range(lwidth):

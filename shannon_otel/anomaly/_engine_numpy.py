@@ -191,7 +191,7 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     np.maximum(zl, 0.0, out=zl)  # only more surprise than usual is anomalous
     if cfg.level:
         _level_z(det, at, fresh, x, floor, keep, alpha, zl)
-    hit = zl > det._z_red
+    hit, strong = zl > det._z_red, zl > det._z_crit
     score = sc.score_z(zl, out=np.empty((s_len, t_len)), nonnegative=True)
     spatial = None
     if not inside:  # a value beyond the range so far can only appear here
@@ -201,36 +201,46 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
             spatial = (pmax >= pmin) & ((x > pmax + tol) | (x < pmin - tol))
         score[spatial] = 1.0
         hit |= spatial
-    hit_end = _refractory(det, at, n0, hit, score, cfg.refractory)
+        strong |= spatial
+    hit_end, crit_end = _refractory(det, at, n0, hit, strong, score, cfg.refractory)
     if n_min + 1 < cfg.min_history:
         score[n0[:, None] + np.arange(1, t_len + 1) < cfg.min_history] = np.nan
 
     det._n[at] = n0 + t_len
     det._min[at], det._max[at] = lo_end, hi_end
     det._m[at], det._v[at] = m_end, v_end
-    det._hit[at] = hit_end
+    det._hit[at], det._crit[at] = hit_end, crit_end
     last = score[:, -1]
     det._last[at] = np.where(np.isnan(last), det._last[at], last)
     return score
 
 
-def _refractory(det: AnomalyDetector, at: Rows, n0: I64, hit: npt.NDArray[np.bool_], score: F64,
-                refractory: int) -> F64:
-    """Demote (in ``score``) each detection (``hit``) within ``refractory`` samples after the previous
-    detection of its series; returns the sample number of each series' last detection after the block."""
-    hit0 = det._hit[at]
-    if not hit.any():
-        return hit0
-    n = (n0[:, None] + np.arange(1, hit.shape[1] + 1)).astype(np.float64)  # each sample's number
-    last = np.where(hit, n, -np.inf)  # the latest detection up to each sample
-    np.maximum(last[:, 0], hit0, out=last[:, 0])
+def _latest(n: F64, hit: npt.NDArray[np.bool_], before: F64) -> F64:
+    """The sample number of the latest ``hit`` up to each sample (``before``: the latest before the block)."""
+    last = np.where(hit, n, -np.inf)
+    np.maximum(last[:, 0], before, out=last[:, 0])
     np.maximum.accumulate(last, axis=1, out=last)
-    demote = n[:, 1:] - last[:, :-1] <= refractory  # against the latest detection before each sample
-    demote &= hit[:, 1:]
-    np.copyto(score[:, 1:], DEMOTED_SCORE, where=demote)
-    np.copyto(score[:, 0], DEMOTED_SCORE, where=hit[:, 0] & (n[:, 0] - hit0 <= refractory))
-    end: F64 = last[:, -1].copy()
-    return end
+    return last
+
+
+def _refractory(det: AnomalyDetector, at: Rows, n0: I64, hit: npt.NDArray[np.bool_],
+                strong: npt.NDArray[np.bool_], score: F64, refractory: int) -> tuple[F64, F64]:
+    """Demote (in ``score``) each detection (``hit``) directly after a detection or within ``refractory``
+    samples after a critical one (``strong``); returns the sample numbers of each series' last detection and
+    last critical one after the block."""
+    hit0, crit0 = det._hit[at], det._crit[at]
+    if not hit.any():
+        return hit0, crit0
+    n = (n0[:, None] + np.arange(1, hit.shape[1] + 1)).astype(np.float64)  # each sample's number
+    last, crit = _latest(n, hit, hit0), _latest(n, strong, crit0)
+    prev = np.empty_like(last)  # the latest (critical) detection before each sample
+    prev[:, 0], prev[:, 1:] = hit0, last[:, :-1]
+    demote = n - prev <= 1.0
+    prev[:, 0], prev[:, 1:] = crit0, crit[:, :-1]
+    demote |= n - prev <= refractory
+    demote &= hit
+    np.copyto(score, DEMOTED_SCORE, where=demote)
+    return last[:, -1].copy(), crit[:, -1].copy()
 
 
 def _level_z(det: AnomalyDetector, at: Rows, fresh: npt.NDArray[np.bool_], x: F64, floor: F64,
@@ -353,7 +363,7 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
         dl *= dl
         dl *= keep * alpha
         det._lv[at] = _scan1(keep, dl, lv0)
-    hit = zl > det._z_red
+    hit, strong = zl > det._z_red, zl > det._z_crit
     score = sc.score_z(zl, out=zl, nonnegative=True)
     if not inside:
         with np.errstate(invalid="ignore"):
@@ -361,10 +371,11 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
             spatial = (hi0 >= lo0) & ((x > hi0 + tol) | (x < lo0 - tol))
         score[spatial] = 1.0
         hit |= spatial
-    if hit.any():  # rare: a detection within refractory samples of the previous one is demoted
-        hit0 = det._hit[at]
-        np.copyto(score, DEMOTED_SCORE, where=hit & (n - hit0 <= cfg.refractory))
-        det._hit[at] = np.where(hit, n, hit0)
+        strong |= spatial
+    if hit.any():  # rare: demoted directly after a detection or within refractory samples after a critical one
+        hit0, crit0 = det._hit[at], det._crit[at]
+        np.copyto(score, DEMOTED_SCORE, where=hit & ((n - hit0 <= 1) | (n - crit0 <= cfg.refractory)))
+        det._hit[at], det._crit[at] = np.where(hit, n, hit0), np.where(strong, n, crit0)
     score[n < cfg.min_history] = np.nan
 
     det._n[at] = n
