@@ -85,7 +85,7 @@ class DetectorConfig:
     level_clip: float = 3.0
     history_rate: float = 0.003
     min_history: int = 200
-    refractory: int = 1
+    refractory: int = 10
     spatial_tolerance: float = 0.02
     max_series: int = 1000
     warning: float = 0.5
