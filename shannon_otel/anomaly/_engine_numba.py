@@ -384,13 +384,11 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
             t = int(pos)
             score = table[t] + (pos - t) * diff[t]  # _scoring.score_z
             beyond = highs[k] > 0.0  # the value was beyond the range before it
-            hit = (zl > z_red) | beyond
-            strong = (zl > z_crit) | beyond
-            score = 1.0 if beyond else score
-            # demoted directly after a detection or within refractory samples after a critical one (selects)
-            score = DEMOTED_SCORE if hit & ((n - hit_n <= 1.0) | (n - crit_n <= refr)) else score
-            hit_n = n if hit else hit_n
-            crit_n = n if strong else crit_n
+            if (zl > z_red) | beyond:  # a detection (rare): demoted directly after a detection or within
+                score = 1.0 if beyond else score  # refractory samples after a critical one
+                score = DEMOTED_SCORE if (n - hit_n <= 1.0) | (n - crit_n <= refr) else score
+                hit_n = n
+                crit_n = n if (zl > z_crit) | beyond else crit_n
             if n < min_history:
                 out[i, cols[k]] = math.nan
             else:
