@@ -179,6 +179,16 @@ def test_a_warning_never_mutes_a_later_critical_detection_but_a_critical_one_doe
             assert (scores[1506] == 1.0) == reported
 
 
+def test_warm_up_samples_open_no_refractory_span() -> None:
+    # a warm-up sample is not reported, so it is no detection: it must not mute the first ones after it
+    xs = noise(200)
+    xs[18] = 30.0  # beyond the range, but during the warm-up (min_history=20)
+    xs[22] = 40.0
+    for scores in _paths(DetectorConfig(min_history=20, refractory=10), xs, times(200)):
+        assert np.isnan(scores[18])
+        assert scores[22] == 1.0
+
+
 def test_refractory_counts_from_the_latest_detection_of_an_event() -> None:
     # a long event stays one event: each detection restarts the refractory count
     xs = noise(2000)

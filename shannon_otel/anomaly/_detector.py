@@ -272,7 +272,8 @@ class AnomalyDetector:
             if x > pmax + tol or x < pmin - tol:
                 score = 1.0
                 hit = strong = True
-        if hit:  # demoted directly after a detection, or within refractory samples after a critical one
+        if hit and n >= cfg.min_history:  # (a warm-up sample, not reported, is no detection)
+            # demoted directly after a detection, or within refractory samples after a critical one
             if n - self._vhit[slot] <= 1 or n - self._vcrit[slot] <= cfg.refractory:
                 score = DEMOTED_SCORE
             self._vhit[slot] = n

@@ -384,8 +384,9 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
             t = int(pos)
             score = table[t] + (pos - t) * diff[t]  # _scoring.score_z
             beyond = highs[k] > 0.0  # the value was beyond the range before it
-            if (zl > z_red) | beyond:  # a detection (rare): demoted directly after a detection or within
-                score = 1.0 if beyond else score  # refractory samples after a critical one
+            score = 1.0 if beyond else score
+            if ((zl > z_red) | beyond) & (n >= min_history):  # a detection (rare; warm-up samples are none):
+                # demoted directly after a detection or within refractory samples after a critical one
                 score = DEMOTED_SCORE if (n - hit_n <= 1.0) | (n - crit_n <= refr) else score
                 hit_n = n
                 crit_n = n if (zl > z_crit) | beyond else crit_n

@@ -202,6 +202,9 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
         score[spatial] = 1.0
         hit |= spatial
         strong |= spatial
+    if n_min + 1 < cfg.min_history:  # a warm-up sample (not reported) is no detection
+        hit &= n0[:, None] + np.arange(1, t_len + 1) >= cfg.min_history
+        strong &= hit
     hit_end, crit_end = _refractory(det, at, n0, hit, strong, score, cfg.refractory)
     if n_min + 1 < cfg.min_history:
         score[n0[:, None] + np.arange(1, t_len + 1) < cfg.min_history] = np.nan
@@ -372,6 +375,8 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
         score[spatial] = 1.0
         hit |= spatial
         strong |= spatial
+    hit &= n >= cfg.min_history  # a warm-up sample (not reported) is no detection
+    strong &= hit
     if hit.any():  # rare: demoted directly after a detection or within refractory samples after a critical one
         hit0, crit0 = det._hit[at], det._crit[at]
         np.copyto(score, DEMOTED_SCORE, where=hit & ((n - hit0 <= 1) | (n - crit0 <= cfg.refractory)))
