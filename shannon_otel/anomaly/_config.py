@@ -64,7 +64,7 @@ class DetectorConfig:
     * ``refractory``: a detection (a score from ``warning`` up, or a value beyond the range) is demoted
       (scores ~0.3) directly after a detection of its series and within this many samples after a critical
       one (from ``critical`` up, or a value beyond the range), so one event reports once; a warning never
-      mutes a later critical detection. 1: only directly after one.
+      mutes a later critical detection, nor does a warm-up sample any. 1: only directly after one.
     * ``spatial_tolerance``: a value beyond the range seen so far by more than this fraction
       of it scores 1.0 (demoted as ``refractory`` says); ``math.inf`` turns this off.
     * ``max_series``: series tracked at once; the least recently updated one is evicted.
