@@ -366,7 +366,8 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
         dl *= dl
         dl *= keep * alpha
         det._lv[at] = _scan1(keep, dl, lv0)
-    hit, strong = zl > det._z_red, zl > det._z_crit
+    hit = zl > det._z_red
+    strong = zl > det._z_crit if hit.any() else None  # before score_z overwrites zl; None: no detection
     score = sc.score_z(zl, out=zl, nonnegative=True)
     if not inside:
         with np.errstate(invalid="ignore"):
@@ -374,14 +375,17 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
             spatial = (hi0 >= lo0) & ((x > hi0 + tol) | (x < lo0 - tol))
         score[spatial] = 1.0
         hit |= spatial
-        strong |= spatial
-    hit &= n >= cfg.min_history  # a warm-up sample (not reported) is no detection
-    strong &= hit
-    if hit.any():  # rare: demoted directly after a detection or within refractory samples after a critical one
+        strong = spatial if strong is None else strong | spatial
+    warm = int(n.min()) < cfg.min_history
+    if strong is not None:  # rare: demoted directly after a detection or within refractory samples after a critical one
+        if warm:
+            hit &= n >= cfg.min_history  # a warm-up sample (not reported) is no detection
+        strong &= hit
         hit0, crit0 = det._hit[at], det._crit[at]
         np.copyto(score, DEMOTED_SCORE, where=hit & ((n - hit0 <= 1) | (n - crit0 <= cfg.refractory)))
         det._hit[at], det._crit[at] = np.where(hit, n, hit0), np.where(strong, n, crit0)
-    score[n < cfg.min_history] = np.nan
+    if warm:
+        score[n < cfg.min_history] = np.nan
 
     det._n[at] = n
     det._min[at], det._max[at] = lo_end, hi_end
