@@ -131,6 +131,7 @@ BAD_FOR: dict[tuple[str, str], list[Any]] = {
     ("AnomalyHook", "signals"): [5, "latency", ["nonsense"], [["unhashable"]]],
     ("DetectorConfig", "level_sides"): [0, 3, 1.5, "1"],
     ("DetectorConfig", "level_clip"): [0, -1.0, NAN, INF, "2"],
+    ("DetectorConfig", "refractory"): [0, -1, 1.5, True, "3"],
     # shannon_otel.redis (its RedisState is built but never connected: every check runs before that)
     ("CircuitBreaker", "shared"): ["redis://127.0.0.1:6379/0", 5],
     ("RedisState", "url"): ["http://127.0.0.1:6379", "", 5],
