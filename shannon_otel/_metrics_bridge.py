@@ -50,6 +50,8 @@ Exemplar: Any = getattr(importlib.import_module("opentelemetry.sdk.metrics"), "E
 EXEMPLARS_SUPPORTED = Exemplar is not None
 OVERFLOW_ATTRIBUTES = {"otel.metric.overflow": True}  # the SDK's overflow point (spec: cardinality limits)
 _OVERFLOW: tuple[Any, ...] = ("__overflow__",)
+# A sampled measurement: (value, time, span, the full key); Exemplar objects are built only at collection.
+_Exemplar = tuple[float, int, SpanContext | None, tuple[Any, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +85,7 @@ class _Point:
         self.counts = [0] * buckets
         # The latest sampled measurement per bucket (value, time, span, full key), like the SDK's
         # aligned-bucket reservoir; Exemplar objects are built only at collection.
-        self.exemplars: list[tuple[float, int, SpanContext | None, tuple[Any, ...]] | None] = [None] * buckets
+        self.exemplars: list[_Exemplar | None] = [None] * buckets
         self.total = 0.0
         self.min = float("inf")
         self.max = float("-inf")
@@ -98,11 +100,11 @@ class HistogramAggregate:
     ``delta``: each collection returns what was recorded since the previous one and starts afresh.
     """
 
-    __slots__ = ("_always", "_bounds", "_delta", "_keep", "_last_ns", "_limit", "_lock", "_min_max", "_points",
-                 "_reset_exemplars", "_trace_based", "plan", "rejected", "spec")
+    __slots__ = ("_always", "_bounds", "_delta", "_epoch", "_keep", "_last_ns", "_limit", "_lock", "_min_max",
+                 "_points", "_reset_exemplars", "_trace_based", "plan", "rejected", "spec")
 
     def __init__(self, spec: MetricSpec, plan: StreamPlan | None = None, *, delta: bool = False,
-                 reset_exemplars: bool = False) -> None:
+                 reset_exemplars: bool = False, lock: threading.Lock | None = None) -> None:
         self.spec = spec
         self.plan = plan = plan or default_plan(spec)
         # The plan's fields, flattened: record() runs once per task and measurement.
@@ -112,7 +114,9 @@ class HistogramAggregate:
         self._reset_exemplars = reset_exemplars or delta
         self._points: dict[tuple[Any, ...], _Point] = {}
         self._last_ns = time.time_ns()
-        self._lock = threading.Lock()
+        # One lock per reader store, shared by its aggregates: a BoundPair records two under one acquire.
+        self._lock = lock or threading.Lock()
+        self._epoch = 0  # bumped when a delta collection replaces the points (BoundHistogram re-resolves)
         self.rejected = 0
 
     def record(self, key: tuple[Any, ...], value: float, span: SpanContext | None = None) -> None:
@@ -126,17 +130,9 @@ class HistogramAggregate:
             return
         full = key
         if self._keep is not None:
-            key = tuple(v if k else None for v, k in zip(key, self._keep, strict=True))
+            key = self.project(key)
         bucket = bisect_left(self._bounds, value)
-        exemplar: tuple[float, int, SpanContext | None, tuple[Any, ...]] | None = None
-        if span is not None:  # a task span: sampled-off waves pass None and skip all of this
-            if self._trace_based:
-                if span.trace_flags & 1:  # sampled
-                    exemplar = (value, time.time_ns(), span, full)
-            elif self._always:
-                exemplar = (value, time.time_ns(), span if span.is_valid else None, full)
-        elif self._always:
-            exemplar = (value, time.time_ns(), None, full)
+        exemplar = self.exemplar(value, span, full, 0) if span is not None or self._always else None
         with self._lock:
             point = self._points.get(key)
             if point is None:
@@ -150,6 +146,38 @@ class HistogramAggregate:
                     point.min = value
                 if value > point.max:
                     point.max = value
+
+    def project(self, key: tuple[Any, ...]) -> tuple[Any, ...]:
+        """``key`` with the attributes a View drops set to None (the key of its point)."""
+        if self._keep is None:
+            return key
+        return tuple(v if k else None for v, k in zip(key, self._keep, strict=True))
+
+    def exemplar(self, value: float, span: SpanContext | None, full: tuple[Any, ...], now_ns: int) -> _Exemplar | None:
+        """The exemplar the SDK's filter would take for this measurement (None: none); ``now_ns`` 0: read the clock.
+
+        ``span`` is the task span (current when the SDK would sample); sampled-off waves pass None.
+        """
+        if span is not None:
+            if self._trace_based:
+                if span.trace_flags & 1:  # sampled
+                    return (value, now_ns or time.time_ns(), span, full)
+                return None
+            if self._always:
+                return (value, now_ns or time.time_ns(), span if span.is_valid else None, full)
+            return None
+        if self._always:
+            return (value, now_ns or time.time_ns(), None, full)
+        return None
+
+    def point(self, key: tuple[Any, ...]) -> _Point:
+        """The point of an already projected ``key``, made if new (call under the lock)."""
+        point = self._points.get(key)
+        return point if point is not None else self._new_point(key)
+
+    def bind(self, key: tuple[Any, ...]) -> BoundHistogram:
+        """A recorder for one attribute set (e.g. one wave's successes): the key work done once."""
+        return BoundHistogram(self, key)
 
     def _new_point(self, key: tuple[Any, ...]) -> _Point:
         """The point of a key not seen yet (under the lock): the overflow point past the cardinality limit."""
@@ -170,6 +198,7 @@ class HistogramAggregate:
         with self._lock:
             if self._delta:
                 points, self._points = self._points, {}
+                self._epoch += 1
                 self._last_ns = now_ns
                 snapshot = [(key, p.counts, p.total, p.min, p.max, p.exemplars, p.start_ns)
                             for key, p in points.items()]
@@ -210,6 +239,121 @@ class HistogramAggregate:
         return Exemplar(dropped, value, at, span.span_id if span else None, span.trace_id if span else None)
 
 
+class BoundHistogram:
+    """One attribute set of one :class:`HistogramAggregate`: the View's key projection done once and
+    the point looked up once per collection period (again after each delta collection), so a
+    record is the bucket search and the point update. Same data as ``aggregate.record(key, ...)``.
+    """
+
+    __slots__ = ("_epoch", "_point", "aggregate", "full", "key")
+
+    def __init__(self, aggregate: HistogramAggregate, key: tuple[Any, ...]) -> None:
+        self.aggregate = aggregate
+        self.full = key
+        self.key = aggregate.project(key)
+        self._point: _Point | None = None
+        self._epoch = -1
+
+    def point(self) -> _Point:
+        """This key's current point, made on first use like the SDK's (call under the aggregate's lock)."""
+        aggregate = self.aggregate
+        point = self._point
+        if point is None or self._epoch != aggregate._epoch:
+            point = self._point = aggregate.point(self.key)
+            self._epoch = aggregate._epoch
+        return point
+
+    def pair(self, second: object) -> BoundPair | None:
+        """A :class:`BoundPair` of this and ``second`` when both belong to one store, else None."""
+        if type(second) is BoundHistogram and second.aggregate._lock is self.aggregate._lock:
+            return BoundPair(self, second)
+        return None
+
+    def record(self, value: float, span: SpanContext | None = None) -> None:
+        aggregate = self.aggregate
+        if not -math.inf < value < math.inf:
+            aggregate.rejected += 1
+            return
+        bucket = bisect_left(aggregate._bounds, value)
+        exemplar = aggregate.exemplar(value, span, self.full, 0) if span is not None or aggregate._always else None
+        with aggregate._lock:
+            _add(self.point(), bucket, value, exemplar, aggregate._min_max)
+
+
+def _add(point: _Point, bucket: int, value: float, exemplar: _Exemplar | None, min_max: bool) -> None:
+    point.counts[bucket] += 1
+    if exemplar is not None:
+        point.exemplars[bucket] = exemplar
+    point.total += value
+    if min_max:
+        if value < point.min:
+            point.min = value
+        if value > point.max:
+            point.max = value
+
+
+class BoundPair:
+    """Two bound histograms of one reader store, recorded together: one call, one lock acquire and
+    one clock read for the exemplars (a task's duration and its queue wait, measured at one moment).
+    Same data as recording each on its own, first then second."""
+
+    __slots__ = ("_first", "_lock", "_second", "_stamp", "_trace_based")
+
+    def __init__(self, first: BoundHistogram, second: BoundHistogram) -> None:
+        assert first.aggregate._lock is second.aggregate._lock
+        self._first, self._second, self._lock = first, second, first.aggregate._lock
+        self._stamp = first.aggregate._always or second.aggregate._always
+        # The default exemplar filter on both: the common traced case, decided here without calls.
+        self._trace_based = first.aggregate._trace_based and second.aggregate._trace_based
+
+    def record(self, first_value: float, second_value: float, span: SpanContext | None = None) -> None:
+        first, second = self._first, self._second
+        a, b = first.aggregate, second.aggregate
+        if not (-math.inf < first_value < math.inf and -math.inf < second_value < math.inf):
+            first.record(first_value, span)
+            second.record(second_value, span)
+            return
+        first_bucket = bisect_left(a._bounds, first_value)
+        second_bucket = bisect_left(b._bounds, second_value)
+        first_exemplar: _Exemplar | None = None
+        second_exemplar: _Exemplar | None = None
+        if span is not None and self._trace_based:
+            if span.trace_flags & 1:  # sampled
+                now = time.time_ns()
+                first_exemplar = (first_value, now, span, first.full)
+                second_exemplar = (second_value, now, span, second.full)
+        elif span is not None or self._stamp:
+            now = time.time_ns()
+            first_exemplar = a.exemplar(first_value, span, first.full, now)
+            second_exemplar = b.exemplar(second_value, span, second.full, now)
+        # _add inlined twice: this runs once per successful task.
+        with self._lock:
+            point = first._point
+            if point is None or first._epoch != a._epoch:
+                point = first.point()
+            point.counts[first_bucket] += 1
+            if first_exemplar is not None:
+                point.exemplars[first_bucket] = first_exemplar
+            point.total += first_value
+            if a._min_max:
+                if first_value < point.min:
+                    point.min = first_value
+                if first_value > point.max:
+                    point.max = first_value
+            point = second._point
+            if point is None or second._epoch != b._epoch:
+                point = second.point()
+            point.counts[second_bucket] += 1
+            if second_exemplar is not None:
+                point.exemplars[second_bucket] = second_exemplar
+            point.total += second_value
+            if b._min_max:
+                if second_value < point.min:
+                    point.min = second_value
+                if second_value > point.max:
+                    point.max = second_value
+
+
 class _FanOut:
     """One measurement into the aggregate of every reader (the SDK's per-reader storages)."""
 
@@ -222,6 +366,20 @@ class _FanOut:
         for sink in self._sinks:
             sink.record(key, value, span)
 
+    def bind(self, key: tuple[Any, ...]) -> _BoundFanOut:
+        return _BoundFanOut(tuple(sink.bind(key) for sink in self._sinks))
+
+
+class _BoundFanOut:
+    __slots__ = ("bound",)
+
+    def __init__(self, bound: tuple[BoundHistogram, ...]) -> None:
+        self.bound = bound
+
+    def record(self, value: float, span: SpanContext | None = None) -> None:
+        for bound in self.bound:
+            bound.record(value, span)
+
 
 class ReaderStore:
     """The aggregates one reader collects. ``plan`` resolves each instrument's stream for that reader
@@ -233,6 +391,7 @@ class ReaderStore:
         self.delta = delta
         self._reset_exemplars = reset_exemplars
         self._plan = plan
+        self._lock = threading.Lock()  # shared by this store's aggregates (see BoundPair)
         self.aggregates: dict[str, HistogramAggregate | None] = {}
 
     def aggregate(self, spec: MetricSpec, instrument: Any) -> HistogramAggregate | None:
@@ -240,7 +399,8 @@ class ReaderStore:
             plan = self._plan(spec, instrument) if self._plan is not None else default_plan(spec)
             self.aggregates[spec.name] = (
                 None if plan is None else
-                HistogramAggregate(spec, plan, delta=self.delta, reset_exemplars=self._reset_exemplars)
+                HistogramAggregate(spec, plan, delta=self.delta, reset_exemplars=self._reset_exemplars,
+                                   lock=self._lock)
             )
         return self.aggregates[spec.name]
 

@@ -505,6 +505,37 @@ def test_live_gauges_show_active_and_pending_while_running(otel: InMemoryTelemet
     assert seen == {"active": 3, "pending": 7}
 
 
+def test_outcome_counts_and_gauges_are_live_while_waves_of_one_name_run(otel: InMemoryTelemetry) -> None:
+    # A running wave keeps its success count and gauges to itself until it ends; a collection adds them.
+    gate = asyncio.Event()
+    reached: list[None] = []
+    seen: list[tuple[int, int, int]] = []
+
+    def observe() -> None:
+        seen.append((otel.point(tel.TASK_OUTCOMES.name, shannon_task_outcome="success").value,
+                     otel.point(tel.TASKS_ACTIVE.name).value, otel.point(tel.TASKS_PENDING.name).value))
+
+    async def quick() -> int:
+        return 1
+
+    async def blocked() -> None:
+        reached.append(None)
+        if len(reached) == 2:  # both waves are down to their last, blocked task
+            observe()
+            gate.set()
+        await gate.wait()
+
+    async def main() -> None:
+        first: Wave[Any] = Wave("live", max_concurrency=2, **otel.providers)
+        second: Wave[Any] = Wave("live", max_concurrency=2, **otel.providers)
+        await asyncio.gather(first.run([quick] * 3 + [blocked, quick]), second.run([quick] * 2 + [blocked]))
+
+    run(main())
+    observe()
+    observe()  # the ended waves' counts were folded once, not added again
+    assert seen == [(6, 2, 0), (8, 0, 0), (8, 0, 0)]
+
+
 # ---------------------------------------------------------------- hooks
 def test_user_hooks_see_every_task_inside_the_otel_task_span(otel: InMemoryTelemetry) -> None:
     from opentelemetry import trace
