@@ -50,6 +50,7 @@ Exemplar: Any = getattr(importlib.import_module("opentelemetry.sdk.metrics"), "E
 EXEMPLARS_SUPPORTED = Exemplar is not None
 OVERFLOW_ATTRIBUTES = {"otel.metric.overflow": True}  # the SDK's overflow point (spec: cardinality limits)
 _OVERFLOW: tuple[Any, ...] = ("__overflow__",)
+_INF, _NEG_INF = math.inf, -math.inf
 # A sampled measurement: (value, time, span, the full key); Exemplar objects are built only at collection.
 _Exemplar = tuple[float, int, SpanContext | None, tuple[Any, ...]]
 
@@ -295,63 +296,72 @@ def _add(point: _Point, bucket: int, value: float, exemplar: _Exemplar | None, m
 class BoundPair:
     """Two bound histograms of one reader store, recorded together: one call, one lock acquire and
     one clock read for the exemplars (a task's duration and its queue wait, measured at one moment).
-    Same data as recording each on its own, first then second."""
+    Same data as ``first.record(x, span)`` then ``second.record(y, span)``. What a record reads is
+    flattened into its own slots (it runs once per successful task); the points are cached like a
+    :class:`BoundHistogram`'s, looked up again after a delta collection replaced them.
+    """
 
-    __slots__ = ("_first", "_lock", "_second", "_stamp", "_trace_based")
+    __slots__ = ("_a", "_a_bounds", "_a_epoch", "_a_min_max", "_a_point", "_b", "_b_bounds", "_b_epoch",
+                 "_b_min_max", "_b_point", "_first", "_lock", "_second", "_stamp", "_trace_based")
 
     def __init__(self, first: BoundHistogram, second: BoundHistogram) -> None:
-        assert first.aggregate._lock is second.aggregate._lock
-        self._first, self._second, self._lock = first, second, first.aggregate._lock
-        self._stamp = first.aggregate._always or second.aggregate._always
-        # The default exemplar filter on both: the common traced case, decided here without calls.
-        self._trace_based = first.aggregate._trace_based and second.aggregate._trace_based
-
-    def record(self, first_value: float, second_value: float, span: SpanContext | None = None) -> None:
-        first, second = self._first, self._second
         a, b = first.aggregate, second.aggregate
-        if not (-math.inf < first_value < math.inf and -math.inf < second_value < math.inf):
-            first.record(first_value, span)
-            second.record(second_value, span)
+        assert a._lock is b._lock
+        self._first, self._second, self._lock = first, second, a._lock
+        self._a, self._a_bounds, self._a_min_max = a, a._bounds, a._min_max
+        self._b, self._b_bounds, self._b_min_max = b, b._bounds, b._min_max
+        self._a_point: _Point | None = None
+        self._b_point: _Point | None = None
+        self._a_epoch = self._b_epoch = -1
+        self._stamp = a._always or b._always  # an exemplar even without a span
+        # The default exemplar filter on both: the common traced case, decided here without calls.
+        self._trace_based = a._trace_based and b._trace_based
+
+    def record(self, x: float, y: float, span: SpanContext | None = None) -> None:
+        if not (_NEG_INF < x < _INF and _NEG_INF < y < _INF):
+            self._first.record(x, span)
+            self._second.record(y, span)
             return
-        first_bucket = bisect_left(a._bounds, first_value)
-        second_bucket = bisect_left(b._bounds, second_value)
-        first_exemplar: _Exemplar | None = None
-        second_exemplar: _Exemplar | None = None
+        x_bucket = bisect_left(self._a_bounds, x)
+        y_bucket = bisect_left(self._b_bounds, y)
+        x_exemplar: _Exemplar | None = None
+        y_exemplar: _Exemplar | None = None
         if span is not None and self._trace_based:
             if span.trace_flags & 1:  # sampled
                 now = time.time_ns()
-                first_exemplar = (first_value, now, span, first.full)
-                second_exemplar = (second_value, now, span, second.full)
+                x_exemplar = (x, now, span, self._first.full)
+                y_exemplar = (y, now, span, self._second.full)
         elif span is not None or self._stamp:
             now = time.time_ns()
-            first_exemplar = a.exemplar(first_value, span, first.full, now)
-            second_exemplar = b.exemplar(second_value, span, second.full, now)
-        # _add inlined twice: this runs once per successful task.
+            x_exemplar = self._a.exemplar(x, span, self._first.full, now)
+            y_exemplar = self._b.exemplar(y, span, self._second.full, now)
         with self._lock:
-            point = first._point
-            if point is None or first._epoch != a._epoch:
-                point = first.point()
-            point.counts[first_bucket] += 1
-            if first_exemplar is not None:
-                point.exemplars[first_bucket] = first_exemplar
-            point.total += first_value
-            if a._min_max:
-                if first_value < point.min:
-                    point.min = first_value
-                if first_value > point.max:
-                    point.max = first_value
-            point = second._point
-            if point is None or second._epoch != b._epoch:
-                point = second.point()
-            point.counts[second_bucket] += 1
-            if second_exemplar is not None:
-                point.exemplars[second_bucket] = second_exemplar
-            point.total += second_value
-            if b._min_max:
-                if second_value < point.min:
-                    point.min = second_value
-                if second_value > point.max:
-                    point.max = second_value
+            point = self._a_point
+            if point is None or self._a_epoch != self._a._epoch:
+                point = self._a_point = self._a.point(self._first.key)
+                self._a_epoch = self._a._epoch
+            point.counts[x_bucket] += 1
+            if x_exemplar is not None:
+                point.exemplars[x_bucket] = x_exemplar
+            point.total += x
+            if self._a_min_max:
+                if x < point.min:
+                    point.min = x
+                if x > point.max:
+                    point.max = x
+            point = self._b_point
+            if point is None or self._b_epoch != self._b._epoch:
+                point = self._b_point = self._b.point(self._second.key)
+                self._b_epoch = self._b._epoch
+            point.counts[y_bucket] += 1
+            if y_exemplar is not None:
+                point.exemplars[y_bucket] = y_exemplar
+            point.total += y
+            if self._b_min_max:
+                if y < point.min:
+                    point.min = y
+                if y > point.max:
+                    point.max = y
 
 
 class _FanOut:
