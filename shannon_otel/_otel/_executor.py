@@ -138,8 +138,7 @@ class ExecutorMeters:
         with self.lock:
             totals = dict.fromkeys(self.waves, 0)
             for wave in self.running:
-                finished = wave.finished  # read first: never more finished than started
-                totals[wave.wave] += wave.started - finished
+                totals[wave.wave] += wave.active()
         for name, n in totals.items():
             yield Observation(n, {tel.WAVE_NAME: name})
 
@@ -197,8 +196,8 @@ class _WaveTelemetry(WaveObserver):
 
     __slots__ = (
         "_attached", "_durations", "_ok", "_queue_waits", "_size", "_skipped", "_span",
-        "_task_span_name", "_tokens", "_wave_context", "_wave_key", "finished", "owner", "record_tasks", "started",
-        "succeeded", "success_key", "wave",
+        "_task_span_name", "_tokens", "_wave_context", "_wave_key", "owner", "record_tasks", "started",
+        "succeeded", "success_key", "unsuccessful", "wave",
     )
 
     def __init__(
@@ -227,11 +226,16 @@ class _WaveTelemetry(WaveObserver):
             self.record_tasks = span.is_recording()
         # Read by the observable instruments (ExecutorMeters) while the wave is in ``running``.
         self._size = event.size or 0
-        self.started = self.finished = self.succeeded = self._skipped = 0
+        self.started = self.succeeded = self.unsuccessful = self._skipped = 0
         meters = owner.meters
         with meters.lock:
             meters.waves.setdefault(wave, None)
             meters.running[self] = None
+
+    def active(self) -> int:
+        """Tasks started and not finished yet (a finished task is either succeeded or unsuccessful)."""
+        finished = self.succeeded + self.unsuccessful  # read first: never more finished than started
+        return self.started - finished
 
     def pending(self) -> int:
         """Tasks of a sized wave neither started nor skipped yet (0 for a streamed input)."""
@@ -260,7 +264,6 @@ class _WaveTelemetry(WaveObserver):
         return span, otel_context.attach(trace.set_span_in_context(span))
 
     def task_finished(self, token: Any, event: TaskResult[Any]) -> None:
-        self.finished += 1
         _, index, _, outcome, _, error, duration, queue_wait, measurements, batch = event  # one unpack per task
         span_context = token[0].get_span_context() if token is not None else None
         etype: str | None = None
@@ -268,6 +271,7 @@ class _WaveTelemetry(WaveObserver):
             self.succeeded += 1
             self._ok.record(duration, queue_wait, span_context)
         else:
+            self.unsuccessful += 1
             etype = error_type(error) if error is not None else None
             key = (self.wave, outcome._value_, etype)  # `_value_`: the plain str, without the enum descriptor
             outcomes = self.owner.outcomes
