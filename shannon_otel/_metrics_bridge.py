@@ -301,15 +301,15 @@ class BoundPair:
     :class:`BoundHistogram`'s, looked up again after a delta collection replaced them.
     """
 
-    __slots__ = ("_a", "_a_bounds", "_a_epoch", "_a_min_max", "_a_point", "_b", "_b_bounds", "_b_epoch",
-                 "_b_min_max", "_b_point", "_first", "_lock", "_second", "_stamp", "_trace_based")
+    __slots__ = ("_a", "_a_bounds", "_a_epoch", "_a_full", "_a_min_max", "_a_point", "_b", "_b_bounds", "_b_epoch",
+                 "_b_full", "_b_min_max", "_b_point", "_first", "_lock", "_second", "_stamp", "_trace_based")
 
     def __init__(self, first: BoundHistogram, second: BoundHistogram) -> None:
         a, b = first.aggregate, second.aggregate
         assert a._lock is b._lock
         self._first, self._second, self._lock = first, second, a._lock
-        self._a, self._a_bounds, self._a_min_max = a, a._bounds, a._min_max
-        self._b, self._b_bounds, self._b_min_max = b, b._bounds, b._min_max
+        self._a, self._a_bounds, self._a_min_max, self._a_full = a, a._bounds, a._min_max, first.full
+        self._b, self._b_bounds, self._b_min_max, self._b_full = b, b._bounds, b._min_max, second.full
         self._a_point: _Point | None = None
         self._b_point: _Point | None = None
         self._a_epoch = self._b_epoch = -1
@@ -329,12 +329,12 @@ class BoundPair:
         if span is not None and self._trace_based:
             if span.trace_flags & 1:  # sampled
                 now = time.time_ns()
-                x_exemplar = (x, now, span, self._first.full)
-                y_exemplar = (y, now, span, self._second.full)
+                x_exemplar = (x, now, span, self._a_full)
+                y_exemplar = (y, now, span, self._b_full)
         elif span is not None or self._stamp:
             now = time.time_ns()
-            x_exemplar = self._a.exemplar(x, span, self._first.full, now)
-            y_exemplar = self._b.exemplar(y, span, self._second.full, now)
+            x_exemplar = self._a.exemplar(x, span, self._a_full, now)
+            y_exemplar = self._b.exemplar(y, span, self._b_full, now)
         with self._lock:
             point = self._a_point
             if point is None or self._a_epoch != self._a._epoch:

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 _Sink = Any  # HistogramAggregate, a bridge fan-out, or _SdkHistogram: anything with record(key, value, span)
 _TOKEN_TYPES = ((tel.TASK_INPUT_TOKENS, "input"), (tel.TASK_OUTPUT_TOKENS, "output"))
+# Read per task: module constants, not attribute lookups on every call.
+_INDEX, _QUEUE_WAIT, _OUTCOME = tel.TASK_INDEX, tel.TASK_QUEUE_WAIT, tel.TASK_OUTCOME
 _SUCCESS_OUTCOME = Outcome.SUCCESS
 _SUCCESS: str = Outcome.SUCCESS.value
 
@@ -283,9 +285,7 @@ class _WaveTelemetry(WaveObserver):
         if token is None:
             return
         span, context_token = token
-        attributes: dict[str, Any] = {
-            tel.TASK_INDEX: index, tel.TASK_QUEUE_WAIT: queue_wait, tel.TASK_OUTCOME: outcome._value_,
-        }
+        attributes: dict[str, Any] = {_INDEX: index, _QUEUE_WAIT: queue_wait, _OUTCOME: outcome._value_}
         if measurements:
             attributes.update(measurements)
         if batch is not None:
