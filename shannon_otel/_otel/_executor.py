@@ -1,8 +1,10 @@
 """Executor telemetry: the wave span, task spans made current inside tasks, and wave/task metrics.
 
 Per wave it decides once whether task spans record (tracing on and the wave span sampled) and
-whether histograms go through the in-process bridge or plain SDK calls. Counters and live gauges
-are observable instruments reading plain dicts, so a task costs a few dict operations, not SDK calls.
+whether histograms go through the in-process bridge or plain SDK calls, and binds the recorder of
+its successes (duration and queue wait at the wave's own keys). Counters and live gauges are
+observable instruments: a task bumps integers on its wave's observer, which a collection adds up
+(``ExecutorMeters``), so a task costs no SDK call and no shared dict update.
 """
 
 from __future__ import annotations
