@@ -10,6 +10,8 @@ from .._stats import LogHistogram
 from .._telemetry import Outcome
 from ..reporting._advice import Recommendation, advise_wave
 
+_CANCELLATION = Outcome.CANCELLATION  # read per task: an Enum class attribute costs ~0.1 us a lookup
+
 
 @dataclass(frozen=True, slots=True)
 class Summary:
@@ -99,7 +101,7 @@ class ReportBuilder:
     ) -> None:
         self.counts[outcome] += 1
         self.busy_s += duration_s
-        if outcome is not Outcome.CANCELLATION or duration_s:
+        if outcome is not _CANCELLATION or duration_s:
             self._latency.add(duration_s)
             self._queue.add(queue_wait_s)
         if error is not None:

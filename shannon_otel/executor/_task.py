@@ -72,7 +72,9 @@ class TaskSlot(TaskScope):
     __slots__ = ("ended", "measurements")
 
     def __init__(self) -> None:
-        super().__init__()
+        # TaskScope's field set here, not by super().__init__(): one slot per task, and the call
+        # through super() cost ~0.2 us of a task's ~4 us.
+        self.timeout = None
         self.measurements: dict[str, float] | None = None
         self.ended = False
 
