@@ -54,8 +54,8 @@ BAD: dict[str, list[Any]] = {
     "name": NAME, "clock": CALLABLE, "sleep": ASYNC_CALLABLE, "hooks": HOOKS,
     "tracer_provider": PROVIDER, "meter_provider": PROVIDER, "instrument": BOOL, "enabled": BOOL,
     # retry
-    "attempts": POS_INT, "budget_s": POS_NUM, "initial": NONNEG_NUM, "maximum": NONNEG_NUM,
-    "multiplier": [0.5, NAN, _NOT_A_NUMBER], "jitter": ["sometimes", 5], "on": [5, "x"],
+    "attempts": POS_INT, "budget_s": POS_NUM, "initial": [*NONNEG_NUM, INF], "maximum": [*NONNEG_NUM, INF],
+    "multiplier": [0.5, NAN, INF, _NOT_A_NUMBER], "jitter": ["sometimes", 5], "on": [5, "x", asyncio.CancelledError],
     "next_delay": CALLABLE, "wait_retry_after": BOOL, "random": [5], "timeout": POS_NUM,
     # breaker
     "failure_threshold": POS_INT, "failure_rate": RATIO, "window": POS_INT, "window_s": POS_NUM,
@@ -115,7 +115,7 @@ BAD_FOR: dict[tuple[str, str], list[Any]] = {
     ("Step", "action"): [5], ("Step", "compensate"): [5],
     ("Transaction.step", "action"): [5, _sync_fn], ("Transaction.step", "compensate"): [5],
     ("Saga.run", "steps"): ["not a step"],
-    ("record", "name"): ["", 5],
+    ("record", "name"): ["", 5, "shannon.task.outcome"],  # the last: set by the library on the task span
     ("LoggingHook", "interval_s"): NONNEG_NUM,
     ("FakeClock.sleep", "seconds"): [NAN, _NOT_A_NUMBER],
     ("Wave", "sleep"): [5],  # a sync sleep fails when the rate limiter first waits (not exercised here)
@@ -131,6 +131,7 @@ BAD_FOR: dict[tuple[str, str], list[Any]] = {
     ("AnomalyHook", "signals"): [5, "latency", ["nonsense"], [["unhashable"]]],
     ("DetectorConfig", "level_sides"): [0, 3, 1.5, "1"],
     ("DetectorConfig", "level_clip"): [0, -1.0, NAN, INF, "2"],
+    ("DetectorConfig", "refractory"): [0, -1, 1.5, True, "3"],
     # shannon_otel.redis (its RedisState is built but never connected: every check runs before that)
     ("CircuitBreaker", "shared"): ["redis://127.0.0.1:6379/0", 5],
     ("RedisState", "url"): ["http://127.0.0.1:6379", "", 5],

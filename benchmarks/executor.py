@@ -11,6 +11,10 @@ Scenarios (interleaved, >= 5 repetitions, medians of per-repetition ratios to ga
   peer_asyncio_instr_traced(_metrics)  opentelemetry-instrumentation-asyncio tracing the same
                        coroutines (and its SDK meter on: the equal-information peer); skipped,
                        with a note, when the peer is not installed
+  peer_model_traced_metrics  a MODEL of that peer's per-coroutine work (span named after the coroutine,
+                       not current; duration histogram and count counter with type/name/state), on
+                       gather, written in this file from reading the peer's source: not the peer itself.
+                       The real peer rows stay null when it is not installed
   floor_span_only      the Wave with a bare hook that only starts, attaches, detaches and ends one SDK span
                        per task: the cost of the SDK span itself, the floor under "traced"
   gather_plus_span     asyncio.gather over coroutines that each open ``start_as_current_span``
@@ -33,7 +37,9 @@ import statistics
 import subprocess
 import sys
 import time
+import timeit
 import tracemalloc
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -102,6 +108,76 @@ def _peer(n: int, tracer_provider: TracerProvider, meter_provider: MeterProvider
             instrumentor.uninstrument()
 
     return run, toggle
+
+
+class _PeerModel:
+    """A model of opentelemetry-instrumentation-asyncio's per-coroutine work, for when the peer is not
+    installed (``ratios.peer_model_traced_metrics``). NOT the peer: written here from reading its
+    source (``instrumentation/opentelemetry-instrumentation-asyncio/.../asyncio/__init__.py``), no code
+    taken. What it does for each coroutine passed to ``asyncio.gather``: wrap it in a new coroutine
+    (skipping tasks and already-wrapped coroutines, tracked in a WeakSet); start a span named
+    ``asyncio coro-<name>`` (not made current, no attributes; error status and exception on failure);
+    record the duration in a histogram and add 1 to a counter, both with {type, name, state}; end the span.
+    """
+
+    def __init__(self, tracer_provider: TracerProvider, meter_provider: MeterProvider,
+                 names: frozenset[str] = frozenset({"noop"})) -> None:
+        self._tracer = tracer_provider.get_tracer("peer-model")
+        meter = meter_provider.get_meter("peer-model")
+        self._durations = meter.create_histogram("asyncio.process.duration", unit="s",
+                                                 description="Duration of asyncio process")
+        self._created = meter.create_counter("asyncio.process.created", unit="{process}",
+                                             description="Number of asyncio process")
+        self._names = names  # the peer's OTEL_PYTHON_ASYNCIO_COROUTINE_NAMES_TO_TRACE
+        self._seen: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def wrap(self, item: Any) -> Any:
+        """What the peer's ``gather`` wrapper does with each argument."""
+        if isinstance(item, asyncio.Task):
+            return item
+        if asyncio.iscoroutine(item):
+            return self._traced(item)
+        return item
+
+    async def _traced(self, coro: Any) -> Any:
+        if coro in self._seen:
+            return await coro
+        self._seen.add(coro)
+        name = getattr(coro, "__name__", None)
+        if name is None:
+            return await coro
+        start = timeit.default_timer()
+        attributes = {"type": "coroutine", "name": name}
+        span = self._tracer.start_span("asyncio coro-" + name) if name in self._names else None
+        error: BaseException | None = None
+        try:
+            attributes["state"] = "finished"
+            return await coro
+        except asyncio.CancelledError:
+            attributes["state"] = "cancelled"
+            raise
+        except Exception as exc:
+            error = exc
+            attributes["state"] = "timeout" if isinstance(exc, TimeoutError) else "exception"
+            raise
+        finally:
+            self._durations.record(max(timeit.default_timer() - start, 0), attributes)
+            self._created.add(1, attributes)
+            if span is not None:
+                if span.is_recording() and error is not None:
+                    span.set_status(trace.Status(trace.StatusCode.ERROR))
+                    span.record_exception(error)
+                span.end()
+
+
+def _peer_model(n: int, tracer_provider: TracerProvider, meter_provider: MeterProvider,
+                ) -> Callable[[], Awaitable[Any]]:
+    model = _PeerModel(tracer_provider, meter_provider)
+
+    async def run() -> None:
+        await asyncio.gather(*(model.wrap(noop()) for _ in range(n)))
+
+    return run
 
 
 class _Counting(SpanExporter):
@@ -256,12 +332,12 @@ def _gather_span(n: int, tracer_provider: TracerProvider) -> Callable[[], Awaita
     return run
 
 
-def _time(fn: Callable[[], Awaitable[Any]]) -> float:
+def _time(fn: Callable[[], Awaitable[Any]], clock: Callable[[], float] = time.perf_counter) -> float:
     async def timed() -> float:
         gc.collect()
-        start = time.perf_counter()
+        start = clock()
         await fn()
-        return time.perf_counter() - start
+        return clock() - start
 
     return asyncio.run(timed())
 
@@ -282,7 +358,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (< 90 s)")
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=None)
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="time the scenarios by wall clock (default) or by this process's CPU time, all "
+                             "threads (steadier on a machine other jobs share; the export threads count too)")
     args = parser.parse_args(argv)
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
     n = args.tasks
     repeat = args.repeat or (5 if args.quick else 11)
 
@@ -314,6 +394,8 @@ def main(argv: list[str]) -> int:
             "traced_otlp_grpc": otlp["grpc"][0],
             "traced_otlp_http": otlp["http"][0],
             "floor_span_only": _wave(n, hooks=(_SpanOnly(traced_tp),), instrument=False),
+            # A model of the peer (see _PeerModel), on the same tracer provider and a meter like traced's.
+            "peer_model_traced_metrics": _peer_model(n, traced_tp, InMemoryTelemetry(sampled=False).meter_provider),
             "gather_plus_span": _gather_span(n, traced_tp),
         }
         for name, peer in peers.items():
@@ -328,7 +410,7 @@ def main(argv: list[str]) -> int:
             if toggle is not None:
                 toggle(True)
             try:
-                return _time(scenarios[name])
+                return _time(scenarios[name], clock)
             finally:
                 if toggle is not None:
                     toggle(False)
@@ -357,6 +439,8 @@ def main(argv: list[str]) -> int:
             ratios_out[name] = None  # skipped: see "notes"
     traced_over_floor = round(statistics.median(
         t / f for t, f in zip(times["traced"], times["floor_span_only"], strict=True)), 3)
+    traced_over_peer_model = round(statistics.median(
+        t / p for t, p in zip(times["traced"], times["peer_model_traced_metrics"], strict=True)), 3)
     us = {k: round(statistics.median(v) / n * 1e6, 3) for k, v in times.items()}
     small, large = n, n * 10
     peaks = {str(small): asyncio.run(_stream_peak(small)), str(large): asyncio.run(_stream_peak(large))}
@@ -380,6 +464,8 @@ def main(argv: list[str]) -> int:
         print(f"{k:34s} {v:6.3f}x gather   {us[k]:8.3f} us/task")
     print(f"{'gather':34s} {1:6.3f}x          {us['gather']:8.3f} us/task")
     print(f"traced / floor_span_only: {traced_over_floor:.3f}x (target <= 1.25)")
+    print(f"traced / peer_model_traced_metrics: {traced_over_peer_model:.3f}x (a model of the peer, not the peer; "
+          "below 1: traced is cheaper)")
     for name, row in export.items():
         print(f"export {name}: {row['exported_spans_per_s']} spans/s sent, {row['produced_spans_per_s']} spans/s "
               f"produced, {row['dropped_spans']} dropped (default queue of 2048)")
@@ -393,8 +479,10 @@ def main(argv: list[str]) -> int:
     for note in notes:
         print(f"note: {note}")
     print(json.dumps({
-        "suite": "executor", "tasks": n, "repeat": repeat, "max_concurrency": 100, "ratios": ratios_out,
-        "traced_over_floor": traced_over_floor, "us_per_task": us, "export": export, "tail_sampling": tail,
+        "suite": "executor", "tasks": n, "repeat": repeat, "clock": args.clock, "max_concurrency": 100,
+        "ratios": ratios_out,
+        "traced_over_floor": traced_over_floor, "traced_over_peer_model": traced_over_peer_model,
+        "us_per_task": us, "export": export, "tail_sampling": tail,
         "import_ms": import_ms, "notes": notes, "stream_peak_bytes": peaks,
         "stream_memory_ratio_10x_tasks": round(peaks[str(large)] / peaks[str(small)], 3),
     }))

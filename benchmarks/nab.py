@@ -57,6 +57,9 @@ CANDIDATES: dict[str, dict[str, float]] = {
     "sharpness=1": {"sharpness": 1.0},
     "sharpness=1.5": {"sharpness": 1.5},
     "sharpness=3": {"sharpness": 3.0},
+    "refractory=1": {"refractory": 1},
+    "refractory=5": {"refractory": 5},
+    "refractory=20": {"refractory": 20},
 }
 
 

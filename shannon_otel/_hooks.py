@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from ._validate import is_async
+
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
@@ -69,7 +71,20 @@ def check_hooks(hooks: object) -> tuple[Hook, ...]:
     for h in out:
         if not isinstance(h, Hook):
             raise TypeError(f"hooks must hold Hook objects (subclass shannon_otel.Hook), got {h!r}")
+        for method in _PROTOCOL:
+            if is_async(getattr(type(h), method, None)):
+                raise TypeError(
+                    f"hooks must hold Hook objects whose methods are plain functions (called without await): "
+                    f"{type(h).__qualname__}.{method} is async"
+                )
     return out
+
+
+# The Hook methods the library calls (synchronously, on the caller's path: a hook must never block it).
+_PROTOCOL = (
+    "wave_started", "call_started", "saga_started", "breaker_registered", "breaker_transition", "anomaly",
+    "hook_failed", "for_scope",
+)
 
 
 def _for_scope(hook: Hook, resolved: tuple[Hook, ...]) -> Hook:

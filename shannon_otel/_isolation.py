@@ -5,7 +5,8 @@ handed to :func:`hook_failed`: counted on the hook (``Hook.hook_errors``), logge
 traceback the first time per hook and method (later ones are only counted), and reported to the
 entry point's other hooks as a :class:`~shannon_otel._events.HookFailed` event (the OTel hook counts
 it as ``shannon.hook.errors``). It never reaches the user's call. ``BaseException`` (cancellation,
-``KeyboardInterrupt``) is not an error of the hook and propagates.
+``KeyboardInterrupt``) is not an error of the hook and propagates: from a loop that finishes observers,
+once every other observer is finished (no span left open); from a saga's rollback, once it is done.
 
 Attach/detach is structural: a token returned by a ``*_started`` method (or the observer itself,
 for a call or a saga) that is a context manager is entered by :func:`start` and exited by
@@ -127,7 +128,12 @@ def finish(
     observers: Sequence[Any], owners: Sequence[Hook], hooks: Sequence[Hook], tokens: Sequence[Any],
     method: str, *args: Any,
 ) -> None:
-    """Call ``method(token, *args)`` on each started observer, newest first, then exit its token."""
+    """Call ``method(token, *args)`` on each started observer, newest first, then exit its token.
+
+    A ``BaseException`` one of them raises is re-raised once every other observer is finished too
+    (so no other hook's span is left open).
+    """
+    escaped: BaseException | None = None
     for k in range(len(tokens) - 1, -1, -1):
         token = tokens[k]
         if token is BROKEN:
@@ -138,8 +144,15 @@ def finish(
             getattr(observers[k], method)(token if entered else token.token, *args)
         except Exception as exc:
             hook_failed(owner, method, exc, hooks)
+        except BaseException as exc:
+            escaped = escaped or exc
         if entered:
-            leave(token, owner, method, hooks)
+            try:
+                leave(token, owner, method, hooks)
+            except BaseException as exc:
+                escaped = escaped or exc
+    if escaped is not None:
+        raise escaped
 
 
 def notify(

@@ -12,6 +12,10 @@ bucket boundaries, the cardinality limit, the exemplar filter. What it cannot re
 Views on one instrument, another aggregation, a custom exemplar filter) it declines, and the OTel
 hook records that instrument through plain SDK calls: same data, slower. Wired by ``configure()``,
 ``testing.InMemoryTelemetry`` and the public ``shannon_otel.bridged(reader)`` (``_bridge.py``).
+
+The hot path binds instead of looking up: :class:`BoundHistogram` (one attribute set of one
+aggregate) and :class:`BoundPair` (two of one store, recorded under one lock acquire) give the same
+data as ``HistogramAggregate.record`` with the key work done once per wave.
 """
 
 from __future__ import annotations
@@ -50,6 +54,9 @@ Exemplar: Any = getattr(importlib.import_module("opentelemetry.sdk.metrics"), "E
 EXEMPLARS_SUPPORTED = Exemplar is not None
 OVERFLOW_ATTRIBUTES = {"otel.metric.overflow": True}  # the SDK's overflow point (spec: cardinality limits)
 _OVERFLOW: tuple[Any, ...] = ("__overflow__",)
+_INF, _NEG_INF = math.inf, -math.inf
+# A sampled measurement: (value, time, span, the full key); Exemplar objects are built only at collection.
+_Exemplar = tuple[float, int, SpanContext | None, tuple[Any, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +90,7 @@ class _Point:
         self.counts = [0] * buckets
         # The latest sampled measurement per bucket (value, time, span, full key), like the SDK's
         # aligned-bucket reservoir; Exemplar objects are built only at collection.
-        self.exemplars: list[tuple[float, int, SpanContext | None, tuple[Any, ...]] | None] = [None] * buckets
+        self.exemplars: list[_Exemplar | None] = [None] * buckets
         self.total = 0.0
         self.min = float("inf")
         self.max = float("-inf")
@@ -98,11 +105,11 @@ class HistogramAggregate:
     ``delta``: each collection returns what was recorded since the previous one and starts afresh.
     """
 
-    __slots__ = ("_always", "_bounds", "_delta", "_keep", "_last_ns", "_limit", "_lock", "_min_max", "_points",
-                 "_reset_exemplars", "_trace_based", "plan", "rejected", "spec")
+    __slots__ = ("_always", "_bounds", "_delta", "_epoch", "_keep", "_last_ns", "_limit", "_lock", "_min_max",
+                 "_points", "_reset_exemplars", "_trace_based", "plan", "rejected", "spec")
 
     def __init__(self, spec: MetricSpec, plan: StreamPlan | None = None, *, delta: bool = False,
-                 reset_exemplars: bool = False) -> None:
+                 reset_exemplars: bool = False, lock: threading.Lock | None = None) -> None:
         self.spec = spec
         self.plan = plan = plan or default_plan(spec)
         # The plan's fields, flattened: record() runs once per task and measurement.
@@ -112,7 +119,9 @@ class HistogramAggregate:
         self._reset_exemplars = reset_exemplars or delta
         self._points: dict[tuple[Any, ...], _Point] = {}
         self._last_ns = time.time_ns()
-        self._lock = threading.Lock()
+        # One lock per reader store, shared by its aggregates: a BoundPair records two under one acquire.
+        self._lock = lock or threading.Lock()
+        self._epoch = 0  # bumped when a delta collection replaces the points (BoundHistogram re-resolves)
         self.rejected = 0
 
     def record(self, key: tuple[Any, ...], value: float, span: SpanContext | None = None) -> None:
@@ -126,17 +135,9 @@ class HistogramAggregate:
             return
         full = key
         if self._keep is not None:
-            key = tuple(v if k else None for v, k in zip(key, self._keep, strict=True))
+            key = self.project(key)
         bucket = bisect_left(self._bounds, value)
-        exemplar: tuple[float, int, SpanContext | None, tuple[Any, ...]] | None = None
-        if span is not None:  # a task span: sampled-off waves pass None and skip all of this
-            if self._trace_based:
-                if span.trace_flags & 1:  # sampled
-                    exemplar = (value, time.time_ns(), span, full)
-            elif self._always:
-                exemplar = (value, time.time_ns(), span if span.is_valid else None, full)
-        elif self._always:
-            exemplar = (value, time.time_ns(), None, full)
+        exemplar = self.exemplar(value, span, full, 0) if span is not None or self._always else None
         with self._lock:
             point = self._points.get(key)
             if point is None:
@@ -150,6 +151,38 @@ class HistogramAggregate:
                     point.min = value
                 if value > point.max:
                     point.max = value
+
+    def project(self, key: tuple[Any, ...]) -> tuple[Any, ...]:
+        """``key`` with the attributes a View drops set to None (the key of its point)."""
+        if self._keep is None:
+            return key
+        return tuple(v if k else None for v, k in zip(key, self._keep, strict=True))
+
+    def exemplar(self, value: float, span: SpanContext | None, full: tuple[Any, ...], now_ns: int) -> _Exemplar | None:
+        """The exemplar the SDK's filter would take for this measurement (None: none); ``now_ns`` 0: read the clock.
+
+        ``span`` is the task span (current when the SDK would sample); sampled-off waves pass None.
+        """
+        if span is not None:
+            if self._trace_based:
+                if span.trace_flags & 1:  # sampled
+                    return (value, now_ns or time.time_ns(), span, full)
+                return None
+            if self._always:
+                return (value, now_ns or time.time_ns(), span if span.is_valid else None, full)
+            return None
+        if self._always:
+            return (value, now_ns or time.time_ns(), None, full)
+        return None
+
+    def point(self, key: tuple[Any, ...]) -> _Point:
+        """The point of an already projected ``key``, made if new (call under the lock)."""
+        point = self._points.get(key)
+        return point if point is not None else self._new_point(key)
+
+    def bind(self, key: tuple[Any, ...]) -> BoundHistogram:
+        """A recorder for one attribute set (e.g. one wave's successes): the key work done once."""
+        return BoundHistogram(self, key)
 
     def _new_point(self, key: tuple[Any, ...]) -> _Point:
         """The point of a key not seen yet (under the lock): the overflow point past the cardinality limit."""
@@ -170,6 +203,7 @@ class HistogramAggregate:
         with self._lock:
             if self._delta:
                 points, self._points = self._points, {}
+                self._epoch += 1
                 self._last_ns = now_ns
                 snapshot = [(key, p.counts, p.total, p.min, p.max, p.exemplars, p.start_ns)
                             for key, p in points.items()]
@@ -210,6 +244,130 @@ class HistogramAggregate:
         return Exemplar(dropped, value, at, span.span_id if span else None, span.trace_id if span else None)
 
 
+class BoundHistogram:
+    """One attribute set of one :class:`HistogramAggregate`: the View's key projection done once and
+    the point looked up once per collection period (again after each delta collection), so a
+    record is the bucket search and the point update. Same data as ``aggregate.record(key, ...)``.
+    """
+
+    __slots__ = ("_epoch", "_point", "aggregate", "full", "key")
+
+    def __init__(self, aggregate: HistogramAggregate, key: tuple[Any, ...]) -> None:
+        self.aggregate = aggregate
+        self.full = key
+        self.key = aggregate.project(key)
+        self._point: _Point | None = None
+        self._epoch = -1
+
+    def point(self) -> _Point:
+        """This key's current point, made on first use like the SDK's (call under the aggregate's lock)."""
+        aggregate = self.aggregate
+        point = self._point
+        if point is None or self._epoch != aggregate._epoch:
+            point = self._point = aggregate.point(self.key)
+            self._epoch = aggregate._epoch
+        return point
+
+    def pair(self, second: object) -> BoundPair | None:
+        """A :class:`BoundPair` of this and ``second`` when both belong to one store, else None."""
+        if type(second) is BoundHistogram and second.aggregate._lock is self.aggregate._lock:
+            return BoundPair(self, second)
+        return None
+
+    def record(self, value: float, span: SpanContext | None = None) -> None:
+        aggregate = self.aggregate
+        if not -math.inf < value < math.inf:
+            aggregate.rejected += 1
+            return
+        bucket = bisect_left(aggregate._bounds, value)
+        exemplar = aggregate.exemplar(value, span, self.full, 0) if span is not None or aggregate._always else None
+        with aggregate._lock:
+            _add(self.point(), bucket, value, exemplar, aggregate._min_max)
+
+
+def _add(point: _Point, bucket: int, value: float, exemplar: _Exemplar | None, min_max: bool) -> None:
+    point.counts[bucket] += 1
+    if exemplar is not None:
+        point.exemplars[bucket] = exemplar
+    point.total += value
+    if min_max:
+        if value < point.min:
+            point.min = value
+        if value > point.max:
+            point.max = value
+
+
+class BoundPair:
+    """Two bound histograms of one reader store, recorded together: one call, one lock acquire and
+    one clock read for the exemplars (a task's duration and its queue wait, measured at one moment).
+    Same data as ``first.record(x, span)`` then ``second.record(y, span)``. What a record reads is
+    flattened into its own slots (it runs once per successful task); the points are cached like a
+    :class:`BoundHistogram`'s, looked up again after a delta collection replaced them.
+    """
+
+    __slots__ = ("_a", "_a_bounds", "_a_epoch", "_a_full", "_a_min_max", "_a_point", "_b", "_b_bounds", "_b_epoch",
+                 "_b_full", "_b_min_max", "_b_point", "_first", "_lock", "_second", "_stamp", "_trace_based")
+
+    def __init__(self, first: BoundHistogram, second: BoundHistogram) -> None:
+        a, b = first.aggregate, second.aggregate
+        assert a._lock is b._lock
+        self._first, self._second, self._lock = first, second, a._lock
+        self._a, self._a_bounds, self._a_min_max, self._a_full = a, a._bounds, a._min_max, first.full
+        self._b, self._b_bounds, self._b_min_max, self._b_full = b, b._bounds, b._min_max, second.full
+        self._a_point: _Point | None = None
+        self._b_point: _Point | None = None
+        self._a_epoch = self._b_epoch = -1
+        self._stamp = a._always or b._always  # an exemplar even without a span
+        # The default exemplar filter on both: the common traced case, decided here without calls.
+        self._trace_based = a._trace_based and b._trace_based
+
+    def record(self, x: float, y: float, span: SpanContext | None = None) -> None:
+        if not (_NEG_INF < x < _INF and _NEG_INF < y < _INF):
+            self._first.record(x, span)
+            self._second.record(y, span)
+            return
+        x_bucket = bisect_left(self._a_bounds, x)
+        y_bucket = bisect_left(self._b_bounds, y)
+        x_exemplar: _Exemplar | None = None
+        y_exemplar: _Exemplar | None = None
+        if span is not None and self._trace_based:
+            if span.trace_flags & 1:  # sampled
+                now = time.time_ns()
+                x_exemplar = (x, now, span, self._a_full)
+                y_exemplar = (y, now, span, self._b_full)
+        elif span is not None or self._stamp:
+            now = time.time_ns()
+            x_exemplar = self._a.exemplar(x, span, self._a_full, now)
+            y_exemplar = self._b.exemplar(y, span, self._b_full, now)
+        with self._lock:
+            point = self._a_point
+            if point is None or self._a_epoch != self._a._epoch:
+                point = self._a_point = self._a.point(self._first.key)
+                self._a_epoch = self._a._epoch
+            point.counts[x_bucket] += 1
+            if x_exemplar is not None:
+                point.exemplars[x_bucket] = x_exemplar
+            point.total += x
+            if self._a_min_max:
+                if x < point.min:
+                    point.min = x
+                if x > point.max:
+                    point.max = x
+            point = self._b_point
+            if point is None or self._b_epoch != self._b._epoch:
+                point = self._b_point = self._b.point(self._second.key)
+                self._b_epoch = self._b._epoch
+            point.counts[y_bucket] += 1
+            if y_exemplar is not None:
+                point.exemplars[y_bucket] = y_exemplar
+            point.total += y
+            if self._b_min_max:
+                if y < point.min:
+                    point.min = y
+                if y > point.max:
+                    point.max = y
+
+
 class _FanOut:
     """One measurement into the aggregate of every reader (the SDK's per-reader storages)."""
 
@@ -222,6 +380,20 @@ class _FanOut:
         for sink in self._sinks:
             sink.record(key, value, span)
 
+    def bind(self, key: tuple[Any, ...]) -> _BoundFanOut:
+        return _BoundFanOut(tuple(sink.bind(key) for sink in self._sinks))
+
+
+class _BoundFanOut:
+    __slots__ = ("bound",)
+
+    def __init__(self, bound: tuple[BoundHistogram, ...]) -> None:
+        self.bound = bound
+
+    def record(self, value: float, span: SpanContext | None = None) -> None:
+        for bound in self.bound:
+            bound.record(value, span)
+
 
 class ReaderStore:
     """The aggregates one reader collects. ``plan`` resolves each instrument's stream for that reader
@@ -233,6 +405,7 @@ class ReaderStore:
         self.delta = delta
         self._reset_exemplars = reset_exemplars
         self._plan = plan
+        self._lock = threading.Lock()  # shared by this store's aggregates (see BoundPair)
         self.aggregates: dict[str, HistogramAggregate | None] = {}
 
     def aggregate(self, spec: MetricSpec, instrument: Any) -> HistogramAggregate | None:
@@ -240,7 +413,8 @@ class ReaderStore:
             plan = self._plan(spec, instrument) if self._plan is not None else default_plan(spec)
             self.aggregates[spec.name] = (
                 None if plan is None else
-                HistogramAggregate(spec, plan, delta=self.delta, reset_exemplars=self._reset_exemplars)
+                HistogramAggregate(spec, plan, delta=self.delta, reset_exemplars=self._reset_exemplars,
+                                   lock=self._lock)
             )
         return self.aggregates[spec.name]
 

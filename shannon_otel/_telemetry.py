@@ -24,6 +24,8 @@ TASK_INDEX: Final = "shannon.task.index"
 TASK_OUTCOME: Final = "shannon.task.outcome"
 TASK_QUEUE_WAIT: Final = "shannon.task.queue_wait"
 ERROR_TYPE: Final = "error.type"  # OTel semantic conventions
+# What the OTel hook sets on a task span itself (a user measurement of the same name is refused by record())
+TASK_SPAN_ATTRIBUTES: Final = (TASK_INDEX, TASK_QUEUE_WAIT, TASK_OUTCOME, WAVE_BATCH, ERROR_TYPE)
 
 OPERATION: Final = "shannon.operation"
 ATTEMPT: Final = "shannon.attempt"
@@ -159,6 +161,11 @@ LOG_EVENT_COMPENSATION_FAILED: Final = "shannon.saga.compensation_failed"
 LOG_REPEATS: Final = "shannon.log.repeats"  # occurrences one summarised record stands for
 LOG_INTERVAL: Final = "shannon.log.interval"  # seconds the summarised record covers
 EXCEPTION_MESSAGE: Final = "exception.message"  # OTel semantic conventions; opt-in only
+# The rest of the OTel `exception` span event (written by the SDK's record_exception; by the OTel hook
+# itself only for an error whose __str__ raises, which record_exception cannot render)
+EXCEPTION_TYPE: Final = "exception.type"
+EXCEPTION_STACKTRACE: Final = "exception.stacktrace"
+EXCEPTION_ESCAPED: Final = "exception.escaped"
 
 # --------------------------------------------------------------------------- metrics
 # Seconds-unit histograms need explicit boundaries: the SDK defaults are millisecond-scale.

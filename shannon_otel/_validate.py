@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 import urllib.parse
@@ -25,12 +26,22 @@ def check_number(name: str, value: object, *, low: float, high: float | None = N
         raise ValueError(f"{name} must be in {left}{low}, {right}, got {value!r}")
 
 
-def check_exceptions(name: str, value: object) -> tuple[type[BaseException], ...]:
-    """Normalise an exception type or tuple of types, rejecting anything else."""
+def check_exceptions(name: str, value: object, *, handled: bool = False) -> tuple[type[BaseException], ...]:
+    """Normalise an exception type or tuple of types, rejecting anything else.
+
+    ``handled``: the types choose errors a policy handles (retries, counts, serves): only ``Exception``
+    subclasses ever are, so one that is not (``asyncio.CancelledError``, ``KeyboardInterrupt``...) would
+    silently do nothing and is refused (``BaseException`` itself, meaning "all", is accepted).
+    """
     types = value if isinstance(value, tuple) else (value,)
     for t in types:
         if not (isinstance(t, type) and issubclass(t, BaseException)):
             raise TypeError(f"{name} must be an exception type or a tuple of them, got {value!r}")
+        if handled and t is not BaseException and not issubclass(t, Exception):
+            raise TypeError(
+                f"{name} must name Exception subclasses: a policy never retries, counts or serves {t.__qualname__} "
+                f"(cancellation, KeyboardInterrupt and the like always propagate), got {value!r}"
+            )
     return types
 
 
@@ -46,6 +57,39 @@ def check_name(name: str, value: object, *, allow_none: bool = False) -> None:
         return
     if not isinstance(value, str) or not value:
         raise TypeError(f"{name} must be a non-empty str{' or None' if allow_none else ''}, got {value!r}")
+
+
+def is_async(value: object) -> bool:
+    """Whether calling ``value`` makes a coroutine or an async generator (an ``async def``, also as a
+    ``functools.partial`` or an object's ``__call__``): what a sync callable must not be."""
+    if inspect.iscoroutinefunction(value) or inspect.isasyncgenfunction(value):  # partials unwrapped too
+        return True
+    if value is None or inspect.isroutine(value) or isinstance(value, functools.partial | type):
+        return False
+    call = inspect.getattr_static(type(value), "__call__", None)  # a callable object's own method
+    return inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call)
+
+
+def check_sync_callable(name: str, value: object, what: str, *, allow_none: bool = False) -> None:
+    """TypeError naming ``name`` unless ``value`` is a callable that is not async (it is called without
+    ``await``, so an ``async def`` would hand back a coroutine nobody awaits); ``what`` says what it is."""
+    if value is None and allow_none:
+        return
+    if not callable(value):
+        raise TypeError(f"{name} must be {what}{' or None' if allow_none else ''}, got {value!r}")
+    if is_async(value):
+        raise TypeError(f"{name} must be {what}, a plain function called without await, got the async {value!r}")
+
+
+def sync_result(name: str, value: Any) -> Any:
+    """``value``, what a sync user callable returned; TypeError naming ``name`` if it is an awaitable
+    (e.g. a lambda returning a coroutine, which cannot be told from a sync callable before it is called)."""
+    if inspect.isawaitable(value):
+        close = getattr(value, "close", None)
+        if close is not None:
+            close()  # never awaited: closed, so Python does not warn about it on top of this error
+        raise TypeError(f"{name} must be a plain (sync) callable; it returned an awaitable, {value!r}")
+    return value
 
 
 def awaitable_from(name: str, made: object) -> Any:

@@ -138,6 +138,67 @@ def test_repeated_detections_of_one_event_are_demoted() -> None:
     assert not np.any(red[1:] & red[:-1])  # never two detections in a row
 
 
+def _paths(cfg: DetectorConfig, xs: np.ndarray, ts: np.ndarray) -> list[np.ndarray]:
+    """Scores of the scalar path and of both block engines."""
+    return [stream(AnomalyDetector(cfg), "s", xs, ts),
+            *(AnomalyDetector(cfg, engine=e).update_series("s", xs, ts) for e in ("numpy", "numba"))]
+
+
+def test_a_value_beyond_the_range_directly_after_a_detection_is_demoted() -> None:
+    # one event (two new extremes in a row) reports once: the range rule's detections count as detections
+    xs = noise(2000)
+    xs[1500], xs[1501] = 30.0, 40.0
+    for scores in _paths(DetectorConfig(), xs, times(2000)):
+        assert scores[1500] == 1.0
+        assert scores[1501] < 0.5
+
+
+@pytest.mark.parametrize(("refractory", "reported"), [(1, True), (5, True), (8, False), (20, False)])
+def test_refractory_demotes_detections_within_its_samples_of_the_last(refractory: int, reported: bool) -> None:
+    xs = noise(2000)
+    xs[1500], xs[1508] = 30.0, 40.0  # two spikes 8 samples apart (the step back after the first is a detection too)
+    for scores in _paths(DetectorConfig(refractory=refractory), xs, times(2000)):
+        assert scores[1500] == 1.0
+        assert scores[1501] < 0.5  # demoted: directly after one
+        assert (scores[1508] == 1.0) == reported
+        assert reported or scores[1508] < 0.5
+
+
+def test_a_warning_never_mutes_a_later_critical_detection_but_a_critical_one_does() -> None:
+    xs = noise(2000)
+    xs[1500:1503] += 3.2  # a short shift: a warning at 1502
+    xs[1506] = 40.0  # 4 samples later a spike: critical, and beyond the range
+    quiet = DetectorConfig(refractory=10, spatial_tolerance=math.inf)  # the spike scores by likelihood alone
+    for scores in _paths(quiet, xs, times(2000)):
+        assert quiet.warning <= scores[1502] < quiet.critical
+        assert scores[1506] >= quiet.critical  # not demoted: only critical detections open the refractory span
+    # with the range rule, 1501 (a value beyond the range) is critical: 1506 is inside its refractory span
+    for refractory, reported in ((1, True), (10, False)):
+        for scores in _paths(DetectorConfig(refractory=refractory), xs, times(2000)):
+            assert scores[1501] == 1.0
+            assert (scores[1506] == 1.0) == reported
+
+
+def test_warm_up_samples_open_no_refractory_span() -> None:
+    # a warm-up sample is not reported, so it is no detection: it must not mute the first ones after it
+    xs = noise(200)
+    xs[18] = 30.0  # beyond the range, but during the warm-up (min_history=20)
+    xs[22] = 40.0
+    for scores in _paths(DetectorConfig(min_history=20, refractory=10), xs, times(200)):
+        assert np.isnan(scores[18])
+        assert scores[22] == 1.0
+
+
+def test_refractory_counts_from_the_latest_detection_of_an_event() -> None:
+    # a long event stays one event: each detection restarts the refractory count
+    xs = noise(2000)
+    xs[1500:1510] = 30.0 + np.arange(10.0)  # ten new extremes in a row
+    xs[1512] = 50.0  # 3 samples after the last of them
+    for scores in _paths(DetectorConfig(refractory=3), xs, times(2000)):
+        assert scores[1500] == 1.0
+        assert not np.any(scores[1501:1513] >= 0.5)
+
+
 def test_a_detection_at_a_stricter_warning_level_reports_once_before_demotion() -> None:
     # the demotion follows the config's warning level: a first detection reaches it, the next is demoted
     xs = noise(2000)
@@ -246,6 +307,7 @@ def test_bad_block_input_is_rejected_clearly(engine: str) -> None:
         ({"level": -1}, r"DetectorConfig.level must be an int in \[0, 10000\], got -1"),
         ({"level_sides": 0}, r"DetectorConfig.level_sides must be an int in \[1, 2\], got 0"),
         ({"level_clip": 0.0}, r"DetectorConfig.level_clip must be a number in \(0.0, 100.0\], got 0.0"),
+        ({"refractory": 0}, r"DetectorConfig.refractory must be an int in \[1, 1000000000\], got 0"),
         ({"warning": 0.9, "critical": 0.8}, r"DetectorConfig.critical must be >= warning \(0.9\)"),
     ],
 )

@@ -106,9 +106,10 @@ def test_threads_split_a_large_block_and_give_the_same_scores() -> None:
         DetectorConfig(buckets=1, level=6, warning=0.8, critical=0.9, steps=3),
         DetectorConfig(level=1, window=3, average=1, min_history=1, history_rate=0.5, steps=7),
         DetectorConfig(buckets=1, level=6, level_sides=1, level_clip=5.0, warning=0.8, critical=0.9, steps=3),
+        DetectorConfig(refractory=5, warning=0.3, critical=0.9),
     ],
     ids=["one-bucket", "shortest-windows", "no-floors", "many-buckets", "level-window", "shortest-level",
-         "rise-only-level"],
+         "rise-only-level", "refractory"],
 )
 def test_engines_agree_across_configs_and_unsorted_times(cfg: DetectorConfig) -> None:
     names = [f"s{i}" for i in range(6)]
@@ -272,11 +273,11 @@ def test_without_numba_auto_falls_back_and_numba_is_refused(monkeypatch: pytest.
         AnomalyDetector(engine="numba")
 
 
-@pytest.mark.parametrize("sides", [1, 2])
-def test_one_sample_blocks_follow_the_level_sides_as_the_other_paths(sides: int) -> None:
+@pytest.mark.parametrize(("sides", "refractory"), [(1, 1), (2, 1), (2, 4)])
+def test_one_sample_blocks_follow_the_level_sides_as_the_other_paths(sides: int, refractory: int) -> None:
     # the numpy engine scores one-column blocks on its own O(1) path (_score_tick)
     cfg = DetectorConfig(buckets=1, level=6, level_sides=sides, level_clip=4.5, warning=0.8, critical=0.9,
-                         min_history=20)
+                         min_history=20, refractory=refractory)
     names = [f"s{i}" for i in range(6)]
     block = dirty_block(6, 400, seed=4)
     block[0, 250:] -= 4.0  # a sustained fall

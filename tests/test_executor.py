@@ -443,6 +443,27 @@ def test_sampled_out_waves_record_no_task_spans_but_all_metrics() -> None:
     assert otel.point(tel.TASK_DURATION.name, shannon_task_outcome="success").count == 5
 
 
+def test_a_sampled_out_wave_makes_no_task_span_yet_user_spans_join_its_trace() -> None:
+    # No per-task span when the wave is sampled out (nothing of it could reach the wire): the wave's
+    # non-recording span stays current, so the user's own spans still get its trace id, unsampled.
+    from opentelemetry import trace
+
+    otel = InMemoryTelemetry(sampled=False)
+    seen: list[tuple[Any, Any]] = []
+
+    async def job() -> None:
+        parent = trace.get_current_span().get_span_context()
+        with otel.tracer_provider.get_tracer("user").start_as_current_span("mine") as span:
+            seen.append((parent, span.get_span_context()))
+
+    wave: Wave[None] = Wave("quiet", **otel.providers)
+    run(wave.run([job, job]))
+    assert len(seen) == 2 and seen[0][0] == seen[1][0]  # both under the wave's own span context
+    for parent, child in seen:
+        assert parent.is_valid and child.trace_id == parent.trace_id and not child.trace_flags.sampled
+    assert otel.spans() == []
+
+
 def test_without_an_sdk_waves_run_and_no_observer_is_made() -> None:
     wave: Wave[int] = Wave("bare")  # global providers: the API's proxies, no SDK behind them
     (otel_hook,) = wave.resolved_hooks
@@ -503,6 +524,37 @@ def test_live_gauges_show_active_and_pending_while_running(otel: InMemoryTelemet
 
     run(main())
     assert seen == {"active": 3, "pending": 7}
+
+
+def test_outcome_counts_and_gauges_are_live_while_waves_of_one_name_run(otel: InMemoryTelemetry) -> None:
+    # A running wave keeps its success count and gauges to itself until it ends; a collection adds them.
+    gate = asyncio.Event()
+    reached: list[None] = []
+    seen: list[tuple[int, int, int]] = []
+
+    def observe() -> None:
+        seen.append((otel.point(tel.TASK_OUTCOMES.name, shannon_task_outcome="success").value,
+                     otel.point(tel.TASKS_ACTIVE.name).value, otel.point(tel.TASKS_PENDING.name).value))
+
+    async def quick() -> int:
+        return 1
+
+    async def blocked() -> None:
+        reached.append(None)
+        if len(reached) == 2:  # both waves are down to their last, blocked task
+            observe()
+            gate.set()
+        await gate.wait()
+
+    async def main() -> None:
+        first: Wave[Any] = Wave("live", max_concurrency=2, **otel.providers)
+        second: Wave[Any] = Wave("live", max_concurrency=2, **otel.providers)
+        await asyncio.gather(first.run([quick] * 3 + [blocked, quick]), second.run([quick] * 2 + [blocked]))
+
+    run(main())
+    observe()
+    observe()  # the ended waves' counts were folded once, not added again
+    assert seen == [(6, 2, 0), (8, 0, 0), (8, 0, 0)]
 
 
 # ---------------------------------------------------------------- hooks

@@ -536,7 +536,8 @@ def test_a_failing_on_anomaly_callback_is_logged_once_and_counted(caplog: pytest
         calls.append(anomaly)
         raise HookBugError("on_anomaly")
 
-    config = DetectorConfig(buckets=1, min_history=5, window=20, spatial_tolerance=0.0)
+    # refractory=1: the three slow tasks are separate events (the default span would report them as one)
+    config = DetectorConfig(buckets=1, min_history=5, window=20, spatial_tolerance=0.0, refractory=1)
     hook = AnomalyHook(config, on_anomaly=callback, tick_s=1.0, min_tick_tasks=1, clock=lambda: clock[0],
                        signals=["latency"])
     async def job(seconds: float) -> float:

@@ -10,7 +10,7 @@ bridge reads without a public API (see ``shannon_otel/_bridge.py``).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from opentelemetry.sdk.metrics import Histogram, MeterProvider
@@ -221,3 +221,73 @@ def test_a_bridged_periodic_reader_exports_the_task_histograms_on_flush_and_shut
     assert set(TASK_HISTOGRAMS) <= exporter.names[-1]
     provider.shutdown()  # the final export, through the wrapped reader's own collection
     assert set(TASK_HISTOGRAMS) <= exporter.names[-1] and len(exporter.names) >= 2
+
+
+# ---------------------------------------------------------------- bound recorders (the per-task fast path)
+def _rows(metric: Any) -> list[Any]:
+    """A metric's points without their times (exemplar times included: they are read from the clock)."""
+    if metric is None:
+        return []
+    return sorted((
+        tuple(sorted(p.attributes.items())), p.count, p.sum, list(p.bucket_counts), p.min, p.max,
+        sorted((e.value, e.span_id, tuple(sorted((e.filtered_attributes or {}).items())))
+               for e in getattr(p, "exemplars", ()) or ()),
+    ) for p in metric.data.data_points)
+
+
+@pytest.mark.parametrize("delta", [False, True], ids=["cumulative", "delta"])
+@pytest.mark.parametrize("exemplars", ["trace_based", "always_on", "off"])
+def test_a_bound_pair_records_the_same_points_as_record(delta: bool, exemplars: str) -> None:
+    import threading
+
+    from opentelemetry.trace import SpanContext, TraceFlags
+
+    from shannon_otel._metrics_bridge import HistogramAggregate, StreamPlan
+
+    def plans() -> tuple[StreamPlan, StreamPlan]:
+        # A View dropping the error type from durations, and a cardinality limit of 2 attribute sets.
+        duration = StreamPlan("d", "", "s", (0.001, 0.01, 0.1), keep=(True, True, False), limit=2,
+                              exemplars=exemplars)
+        return duration, StreamPlan("q", "", "s", (0.5, 1.0), exemplars=exemplars)
+
+    sampled = SpanContext(1, 2, is_remote=False, trace_flags=TraceFlags(1))
+    unsampled = SpanContext(1, 3, is_remote=False, trace_flags=TraceFlags(0))
+    values = [(0.0005, 0.7, sampled), (0.02, 0.2, None), (float("nan"), 0.3, sampled), (0.5, float("inf"), None),
+              (0.003, 2.0, unsampled), (0.003, 0.9, sampled)]
+    keys = [("w", "success", None), ("w", "failure", "E"), ("v", "success", None)]  # the third overflows
+    lock = threading.Lock()
+    specs = (tel.TASK_DURATION, tel.TASK_QUEUE_WAIT_DURATION)
+    paired = [HistogramAggregate(spec, plan, delta=delta, lock=lock) for spec, plan in zip(specs, plans(), strict=True)]
+    single = [HistogramAggregate(spec, plan, delta=delta) for spec, plan in zip(specs, plans(), strict=True)]
+    pairs = [paired[0].bind(key).pair(paired[1].bind(("w",))) for key in keys]
+    assert all(pair is not None for pair in pairs)
+    for collection in range(2):  # the second after a (delta: resetting) collection
+        for key, pair in zip(keys, pairs, strict=True):
+            for first, second, span in values:
+                pair.record(first, second, span)  # type: ignore[union-attr]
+                single[0].record(key, first, span)
+                single[1].record(("w",), second, span)
+        for a, b in zip(paired, single, strict=True):
+            got, want = a.to_metric(None, collection), b.to_metric(None, collection)
+            assert _rows(got) == _rows(want) and _rows(got)
+            assert a.rejected == b.rejected > 0
+
+
+def test_a_bound_recorder_follows_the_points_a_delta_collection_replaces() -> None:
+    import threading
+
+    from shannon_otel._metrics_bridge import HistogramAggregate
+
+    lock = threading.Lock()
+    durations = HistogramAggregate(tel.TASK_DURATION, delta=True, lock=lock)
+    waits = HistogramAggregate(tel.TASK_QUEUE_WAIT_DURATION, delta=True, lock=lock)
+    single = durations.bind(("w", "failure", "E"))
+    pair = durations.bind(("w", "success", None)).pair(waits.bind(("w",)))
+    assert pair is not None
+    counts = []
+    for _ in range(3):  # one wave spanning three collections
+        pair.record(0.01, 0.02)
+        single.record(0.5)
+        metric = durations.to_metric(None, 0)
+        counts.append(sorted(cast("Any", p).count for p in metric.data.data_points) if metric else [])
+    assert counts == [[1, 1]] * 3

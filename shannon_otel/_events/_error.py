@@ -1,4 +1,4 @@
-"""The ``error.type`` value every event with an error reports."""
+"""The ``error.type`` value every event with an error reports, and an error's message that never raises."""
 
 from __future__ import annotations
 
@@ -10,3 +10,11 @@ def error_type(error: BaseException | None) -> str | None:
     cls = type(error)
     module = cls.__module__
     return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def error_message(error: BaseException) -> str:
+    """``str(error)``, or a placeholder when the error's ``__str__`` raises (as ``traceback`` shows it)."""
+    try:
+        return str(error)
+    except Exception:
+        return f"<{type(error).__qualname__}: str() failed>"

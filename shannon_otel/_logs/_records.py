@@ -11,7 +11,7 @@ import logging
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import _telemetry as t
-from .._events import error_type
+from .._events import error_message, error_type
 from .._telemetry import BreakerState, Outcome
 
 if TYPE_CHECKING:
@@ -68,9 +68,10 @@ def _error(fields: dict[str, Any], error: BaseException | None, messages: bool) 
     if kind is None:
         return ""
     fields[t.ERROR_TYPE] = kind
-    if messages and error is not None and str(error):
-        fields[t.EXCEPTION_MESSAGE] = str(error)
-        return f": {kind}: {error}"
+    message = error_message(error) if messages and error is not None else ""
+    if message:
+        fields[t.EXCEPTION_MESSAGE] = message
+        return f": {kind}: {message}"
     return f": {kind}"
 
 

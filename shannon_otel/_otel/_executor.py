@@ -1,13 +1,16 @@
 """Executor telemetry: the wave span, task spans made current inside tasks, and wave/task metrics.
 
 Per wave it decides once whether task spans record (tracing on and the wave span sampled) and
-whether histograms go through the in-process bridge or plain SDK calls. Counters and live gauges
-are observable instruments reading plain dicts, so a task costs a few dict operations, not SDK calls.
+whether histograms go through the in-process bridge or plain SDK calls, and binds the recorder of
+its successes (duration and queue wait at the wave's own keys). Counters and live gauges are
+observable instruments: a task bumps integers on its wave's observer, which a collection adds up
+(``ExecutorMeters``), so a task costs no SDK call and no shared dict update.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -17,10 +20,11 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Status, StatusCode
 
 from .. import _telemetry as tel
-from .._events import TaskResult, WaveObserver, WaveStarted, error_type
+from .._events import TaskResult, WaveObserver, WaveStarted, error_message, error_type
 from .._telemetry import Outcome
 from ._instruments import histogram, instrument
 from ._providers import Recording, bridge_for
+from ._scope import record_error
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Histogram, Meter, MeterProvider
@@ -30,6 +34,10 @@ if TYPE_CHECKING:
 
 _Sink = Any  # HistogramAggregate, a bridge fan-out, or _SdkHistogram: anything with record(key, value, span)
 _TOKEN_TYPES = ((tel.TASK_INPUT_TOKENS, "input"), (tel.TASK_OUTPUT_TOKENS, "output"))
+# Read per task: module constants, not attribute lookups on every call.
+_INDEX, _QUEUE_WAIT, _OUTCOME = tel.TASK_INDEX, tel.TASK_QUEUE_WAIT, tel.TASK_OUTCOME
+_SUCCESS_OUTCOME = Outcome.SUCCESS
+_SUCCESS: str = Outcome.SUCCESS.value
 
 
 class _SdkHistogram:
@@ -45,8 +53,47 @@ class _SdkHistogram:
         # The SDK takes exemplars from the current span itself (the task span is still current).
         if not -math.inf < value < math.inf:  # a NaN/inf would poison the SDK point's sum for good
             return
-        attrs = {k: v for k, v in zip(self._keys, key, strict=True) if v is not None}
-        self._histogram.record(value, attrs)
+        self._histogram.record(value, self._attributes(key))
+
+    def _attributes(self, key: tuple[Any, ...]) -> dict[str, Any]:
+        return {k: v for k, v in zip(self._keys, key, strict=True) if v is not None}
+
+    def bind(self, key: tuple[Any, ...]) -> _BoundSdkHistogram:
+        return _BoundSdkHistogram(self._histogram, self._attributes(key))
+
+
+class _BoundSdkHistogram:
+    """SDK records at one attribute set (the dict built once; the SDK copies what it keeps)."""
+
+    __slots__ = ("_attributes", "_histogram")
+
+    def __init__(self, histogram: Histogram, attributes: dict[str, Any]) -> None:
+        self._histogram, self._attributes = histogram, attributes
+
+    def record(self, value: float, span: SpanContext | None = None) -> None:
+        if -math.inf < value < math.inf:
+            self._histogram.record(value, self._attributes)
+
+
+class _TwoRecords:
+    """Two bound sinks recorded in turn: the general pair (the bridge's BoundPair is the fast one)."""
+
+    __slots__ = ("_first", "_second")
+
+    def __init__(self, first: Any, second: Any) -> None:
+        self._first, self._second = first, second
+
+    def record(self, first_value: float, second_value: float, span: SpanContext | None = None) -> None:
+        self._first.record(first_value, span)
+        self._second.record(second_value, span)
+
+
+def bind_pair(first: _Sink, first_key: tuple[Any, ...], second: _Sink, second_key: tuple[Any, ...]) -> Any:
+    """A recorder of two measurements at fixed keys: ``record(first_value, second_value, span)`` gives
+    the same data as ``first.record(first_key, ...)`` then ``second.record(second_key, ...)``."""
+    one, two = first.bind(first_key), second.bind(second_key)
+    pair = getattr(one, "pair", None)
+    return (pair(two) if pair is not None else None) or _TwoRecords(one, two)
 
 
 class ExecutorMeters:
@@ -63,32 +110,50 @@ class ExecutorMeters:
         self.tokens = histogram(meter, tel.TASK_TOKENS)
         self.wave_durations = histogram(meter, tel.WAVE_DURATION)
         self.efficiency = instrument(meter, tel.WAVE_EFFICIENCY)
-        # Live state read by the observable instruments at collection time.
-        self.outcomes: dict[tuple[str, str, str | None], int] = {}
+        # State read by the observable instruments at collection time (on a reader's thread). Per task
+        # a running wave only bumps its own integers (started, finished, succeeded, ...); a collection
+        # adds those of the running waves to the totals of the finished ones, under ``lock``, which a
+        # wave also holds to fold its success count into ``outcomes`` when it ends.
+        self.lock = threading.Lock()
+        self.outcomes: dict[tuple[str, str, str | None], int] = {}  # folded; other outcomes go here at once
         self.cost: dict[str, float] = {}
-        self.active: dict[str, int] = {}
-        self.pending: dict[str, int] = {}
+        self.waves: dict[str, None] = {}  # every wave name seen: its gauges report 0 once it is idle
+        self.running: dict[_WaveTelemetry, None] = {}
         instrument(meter, tel.TASK_OUTCOMES, [self._observe_outcomes])
         instrument(meter, tel.TASK_COST, [self._observe_cost])
-        instrument(meter, tel.TASKS_ACTIVE, [self._live(self.active)])
-        instrument(meter, tel.TASKS_PENDING, [self._live(self.pending)])
+        instrument(meter, tel.TASKS_ACTIVE, [self._observe_active])
+        instrument(meter, tel.TASKS_PENDING, [self._observe_pending])
 
     def _observe_outcomes(self, options: CallbackOptions) -> Iterable[Observation]:
         keys = tel.TASK_OUTCOMES.attributes
-        for key, n in list(self.outcomes.items()):
+        with self.lock:
+            totals = dict(self.outcomes)
+            for wave in self.running:
+                succeeded = wave.succeeded
+                if succeeded:
+                    totals[wave.success_key] = totals.get(wave.success_key, 0) + succeeded
+        for key, n in totals.items():
             yield Observation(n, {k: v for k, v in zip(keys, key, strict=True) if v is not None})
 
     def _observe_cost(self, options: CallbackOptions) -> Iterable[Observation]:
         for wave, total in list(self.cost.items()):
             yield Observation(total, {tel.WAVE_NAME: wave})
 
-    @staticmethod
-    def _live(values: dict[str, int]) -> Any:
-        def observe(options: CallbackOptions) -> Iterable[Observation]:
-            for wave, n in list(values.items()):
-                yield Observation(n, {tel.WAVE_NAME: wave})
+    def _observe_active(self, options: CallbackOptions) -> Iterable[Observation]:
+        with self.lock:
+            totals = dict.fromkeys(self.waves, 0)
+            for wave in self.running:
+                totals[wave.wave] += wave.active()
+        for name, n in totals.items():
+            yield Observation(n, {tel.WAVE_NAME: name})
 
-        return observe
+    def _observe_pending(self, options: CallbackOptions) -> Iterable[Observation]:
+        with self.lock:
+            totals = dict.fromkeys(self.waves, 0)
+            for wave in self.running:
+                totals[wave.wave] += wave.pending()
+        for name, n in totals.items():
+            yield Observation(n, {tel.WAVE_NAME: name})
 
 
 class ExecutorTelemetry(Recording):
@@ -106,8 +171,8 @@ class ExecutorTelemetry(Recording):
         self._global_meter = meter_provider is None
         self.durations, self.queue_waits, self.tokens = meters.durations, meters.queue_waits, meters.tokens
         self.wave_durations, self.efficiency = meters.wave_durations, meters.efficiency
+        self.meters = meters
         self.outcomes, self.cost = meters.outcomes, meters.cost
-        self.active, self.pending = meters.active, meters.pending
 
     def wave_started(self, event: WaveStarted) -> WaveObserver | None:
         if not self.enabled():
@@ -127,11 +192,17 @@ class ExecutorTelemetry(Recording):
 
 class _WaveTelemetry(WaveObserver):
     """Per-wave observer, a scope: the executor enters it in the context the wave's tasks inherit
-    (making the wave span current there) and exits it in that context when the wave is over."""
+    (making the wave span current there) and exits it in that context when the wave is over.
+
+    Per task it only bumps its own counters (read by the observable instruments through
+    ``ExecutorMeters.running``) and records the two task histograms; a success, the common case,
+    goes through one pair recorder bound to the wave's keys when the wave starts.
+    """
 
     __slots__ = (
-        "_attached", "_durations", "_queue_waits", "_span", "_task_span_name", "_tokens", "_unstarted",
-        "_wave_context", "_wave_key", "owner", "record_tasks", "wave",
+        "_attached", "_durations", "_ok", "_queue_waits", "_size", "_skipped", "_span",
+        "_task_span_name", "_tokens", "_wave_context", "_wave_key", "owner", "record_tasks", "started",
+        "succeeded", "success_key", "unsuccessful", "wave",
     )
 
     def __init__(
@@ -139,26 +210,41 @@ class _WaveTelemetry(WaveObserver):
         durations: _Sink, queue_waits: _Sink, tokens: _Sink,
     ) -> None:
         self.owner = owner
-        self.wave = event.wave
-        self._wave_key = (event.wave,)
-        self._task_span_name = tel.SPAN_TASK.format(task=event.wave)
+        self.wave = wave = event.wave
+        self._wave_key = (wave,)
+        self.success_key: tuple[str, str, str | None] = (wave, _SUCCESS, None)
+        self._task_span_name = tel.SPAN_TASK.format(task=wave)
         self._durations, self._queue_waits, self._tokens = durations, queue_waits, tokens
+        self._ok = bind_pair(durations, self.success_key, queue_waits, self._wave_key)
         self._span: Span | None = None
         self._attached: object = None
         self._wave_context: otel_context.Context | None = None
         self.record_tasks = False
         if tracing:
-            attributes: dict[str, Any] = {tel.WAVE_NAME: event.wave}
+            attributes: dict[str, Any] = {tel.WAVE_NAME: wave}
             if event.size is not None:
                 attributes[tel.WAVE_SIZE] = event.size
             if event.concurrency is not None:
                 attributes[tel.WAVE_CONCURRENCY] = event.concurrency
-            span = owner.tracer.start_span(tel.SPAN_WAVE.format(wave=event.wave), attributes=attributes)
+            span = owner.tracer.start_span(tel.SPAN_WAVE.format(wave=wave), attributes=attributes)
             self._span = span
             self.record_tasks = span.is_recording()
-        self._unstarted = event.size or 0
-        owner.pending[event.wave] = owner.pending.get(event.wave, 0) + self._unstarted
-        owner.active.setdefault(event.wave, 0)
+        # Read by the observable instruments (ExecutorMeters) while the wave is in ``running``.
+        self._size = event.size or 0
+        self.started = self.succeeded = self.unsuccessful = self._skipped = 0
+        meters = owner.meters
+        with meters.lock:
+            meters.waves.setdefault(wave, None)
+            meters.running[self] = None
+
+    def active(self) -> int:
+        """Tasks started and not finished yet (a finished task is either succeeded or unsuccessful)."""
+        finished = self.succeeded + self.unsuccessful  # read first: never more finished than started
+        return self.started - finished
+
+    def pending(self) -> int:
+        """Tasks of a sized wave neither started nor skipped yet (0 for a streamed input)."""
+        return max(self._size - self.started - self._skipped, 0)
 
     def __enter__(self) -> None:
         if self._span is not None:
@@ -171,65 +257,60 @@ class _WaveTelemetry(WaveObserver):
             otel_context.detach(token)  # type: ignore[arg-type]
 
     def task_started(self, index: int, name: str, queue_wait_s: float) -> Any:
-        owner, wave = self.owner, self.wave
-        owner.active[wave] += 1
-        if self._unstarted:
-            self._unstarted -= 1
-            owner.pending[wave] -= 1
+        self.started += 1
         if not self.record_tasks or self._wave_context is None:
             return None
         # No attributes at start: the SDK validates attributes per call (~1-2 us a call), so the task's
         # attributes are all set in one call when it finishes (the TaskResult carries index and wait).
-        span = owner.tracer.start_span(
-            self._task_span_name if name == wave else tel.SPAN_TASK.format(task=name), context=self._wave_context,
+        span = self.owner.tracer.start_span(
+            self._task_span_name if name == self.wave else tel.SPAN_TASK.format(task=name),
+            context=self._wave_context,
         )
         return span, otel_context.attach(trace.set_span_in_context(span))
 
     def task_finished(self, token: Any, event: TaskResult[Any]) -> None:
-        owner, wave = self.owner, self.wave
-        outcome = event.outcome
-        outcome_value = outcome._value_  # the plain str; `.value` goes through the enum descriptor
-        owner.active[wave] -= 1
-        error = event.error
-        etype = error_type(error) if error is not None else None
-        key = (wave, outcome_value, etype)
-        owner.outcomes[key] = owner.outcomes.get(key, 0) + 1
+        _, index, _, outcome, _, error, duration, queue_wait, measurements, batch = event  # one unpack per task
         span_context = token[0].get_span_context() if token is not None else None
-        self._durations.record(key, event.duration_s, span_context)
-        self._queue_waits.record(self._wave_key, event.queue_wait_s, span_context)
-        measurements = event.measurements
+        etype: str | None = None
+        if outcome is _SUCCESS_OUTCOME:  # never an error: counted and recorded at the wave's own keys
+            self.succeeded += 1
+            self._ok.record(duration, queue_wait, span_context)
+        else:
+            self.unsuccessful += 1
+            etype = error_type(error) if error is not None else None
+            key = (self.wave, outcome._value_, etype)  # `_value_`: the plain str, without the enum descriptor
+            outcomes = self.owner.outcomes
+            outcomes[key] = outcomes.get(key, 0) + 1
+            self._durations.record(key, duration, span_context)
+            self._queue_waits.record(self._wave_key, queue_wait, span_context)
         if measurements:
             self._measure(measurements, span_context)
         if token is None:
             return
         span, context_token = token
-        attributes: dict[str, Any] = {
-            tel.TASK_INDEX: event.index, tel.TASK_QUEUE_WAIT: event.queue_wait_s, tel.TASK_OUTCOME: outcome_value,
-        }
+        attributes: dict[str, Any] = {_INDEX: index, _QUEUE_WAIT: queue_wait, _OUTCOME: outcome._value_}
         if measurements:
             attributes.update(measurements)
-        if event.batch is not None:
-            attributes[tel.WAVE_BATCH] = event.batch
+        if batch is not None:
+            attributes[tel.WAVE_BATCH] = batch
         if error is not None:
             attributes[tel.ERROR_TYPE] = etype or ""
         try:
             span.set_attributes(attributes)
             if error is not None:
-                span.record_exception(error)
-                description = "timeout" if outcome is Outcome.TIMEOUT else f"{etype}: {error}"
+                description = "timeout" if outcome is Outcome.TIMEOUT else f"{etype}: {error_message(error)}"
                 span.set_status(Status(StatusCode.ERROR, description))
+                record_error(span, error)
         finally:
             otel_context.detach(context_token)
             span.end()
 
     def task_skipped(self, event: TaskResult[Any]) -> None:
         # Counted by outcome only: it never ran, so it has no span and no duration.
-        owner = self.owner
-        if self._unstarted:
-            self._unstarted -= 1
-            owner.pending[self.wave] -= 1
+        self._skipped += 1
         key = (self.wave, event.outcome.value, error_type(event.error) if event.error is not None else None)
-        owner.outcomes[key] = owner.outcomes.get(key, 0) + 1
+        outcomes = self.owner.outcomes
+        outcomes[key] = outcomes.get(key, 0) + 1
 
     def _measure(self, measurements: Any, span_context: SpanContext | None) -> None:
         for name, token_type in _TOKEN_TYPES:
@@ -243,8 +324,11 @@ class _WaveTelemetry(WaveObserver):
 
     def wave_finished(self, report: WaveReport) -> None:
         owner, wave = self.owner, self.wave
-        owner.pending[wave] -= self._unstarted  # tasks never started (fail-fast, cancellation)
-        self._unstarted = 0
+        meters = owner.meters
+        with meters.lock:  # from now on the finished waves' totals hold this wave's successes
+            meters.running.pop(self, None)
+            if self.succeeded:
+                meters.outcomes[self.success_key] = meters.outcomes.get(self.success_key, 0) + self.succeeded
         attrs = {tel.WAVE_NAME: wave, tel.TASK_OUTCOME: report.outcome.value}
         owner.wave_durations.record(report.duration_s, attrs)
         owner.efficiency.set(report.parallel_efficiency, {tel.WAVE_NAME: wave})
@@ -258,6 +342,8 @@ class _WaveTelemetry(WaveObserver):
                 tel.WAVE_EFFICIENCY_ATTR: report.parallel_efficiency,
             })
             if report.outcome is Outcome.FAILURE:
-                span.set_status(Status(StatusCode.ERROR, f"{report.failed} of {report.total} tasks failed"))
+                # No task failed, yet the wave did: it raised (its lazy input did, or a task a BaseException).
+                reason = f"{report.failed} of {report.total} tasks failed" if report.failed else "the wave raised"
+                span.set_status(Status(StatusCode.ERROR, reason))
         finally:
             span.end()

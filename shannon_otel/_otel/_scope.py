@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import traceback
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -55,15 +56,32 @@ def _end(span: Span, outcome: str, error: BaseException | None, outcome_key: str
             # An attempt cut off by a timeout carries no exception of its own (the TimeoutError is
             # raised by the scope around it), yet it failed: ERROR, described like a timed-out task span.
             span.set_attribute(t.ERROR_TYPE, _error_type(error) if error is not None else TimeoutError.__name__)
-            if error is not None:
-                span.record_exception(error)
             span.set_status(_TIMEOUT)
+            if error is not None:
+                record_error(span, error)
         elif error is not None and outcome != Outcome.CANCELLATION:
             span.set_attribute(t.ERROR_TYPE, _error_type(error))
-            span.record_exception(error)
             span.set_status(_ERROR)
+            record_error(span, error)
     finally:
         span.end()
+
+
+def record_error(span: Span, error: BaseException) -> None:
+    """``span.record_exception(error)``, also for an error whose ``__str__`` raises (the SDK calls it).
+
+    Such an error still gets its ``exception`` event, with its type and stack trace and a placeholder
+    message, rather than none (and a span that reads as if nothing had failed).
+    """
+    try:
+        span.record_exception(error)
+    except Exception:
+        from .._events import error_message
+
+        span.add_event("exception", {
+            t.EXCEPTION_TYPE: _error_type(error), t.EXCEPTION_MESSAGE: error_message(error),
+            t.EXCEPTION_STACKTRACE: "".join(traceback.format_exception(error)), t.EXCEPTION_ESCAPED: "False",
+        })
 
 
 def _error_type(error: BaseException) -> str:

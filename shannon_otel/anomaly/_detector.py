@@ -10,8 +10,9 @@ numba in ``_engine_numba`` when installed, else vectorized over series and time 
 3. that average is compared with the series' own long-run (exponentially weighted) mean and
    spread of it; p = Gaussian tail probability, score = -log10(p) / 10 in [0, 1];
    with ``level`` > 0, the level z-score (see ``DetectorConfig.level``) counts when larger;
-4. a detection (score >= ``warning``) directly after a detection is demoted to p = 1e-3, so one event
-   reports once; a value outside the range seen so far (by ``spatial_tolerance``) scores 1.
+4. a value outside the range seen so far (by ``spatial_tolerance``) scores 1; a detection (score >=
+   ``warning``, or such a value) directly after a detection, or within ``refractory`` samples after a
+   critical one (score >= ``critical``, or such a value), is demoted to p = 1e-3, so one event reports once.
 
 Not thread-safe: call it from one thread (the event loop for the hook).
 """
@@ -95,6 +96,7 @@ class AnomalyDetector:
             raise ImportError("engine='numba' needs numba: pip install 'shannon-otel[fast]'")
         self._threads = count
         self._z_red = red_z(config.warning if config is not None else DetectorConfig().warning)
+        self._z_crit = red_z(config.critical if config is not None else DetectorConfig().critical)
         cfg = self.config = config if config is not None else DetectorConfig()
         cap = cfg.max_series
         self._season = Rings(cap * cfg.buckets, cfg.window)
@@ -107,17 +109,18 @@ class AnomalyDetector:
         self._max: F64 = np.full(cap, -np.inf)
         self._m: F64 = np.zeros(cap)
         self._v: F64 = np.zeros(cap)
-        self._red: F64 = np.zeros(cap)
+        self._hit: F64 = np.full(cap, -np.inf)  # the sample number (n) of the series' last detection
+        self._crit: F64 = np.full(cap, -np.inf)  # ... and of its last critical one (or value beyond the range)
         self._last: F64 = np.full(cap, np.nan)
         self._prev: F64 = np.zeros(cap)  # the previous value (minus offset): 0 before the first
         self._lm: F64 = np.zeros(cap)  # long-run mean and variance of the values (level window)
         self._lv: F64 = np.zeros(cap)
         self._vn = ints(self._n)
-        self._voff, self._vmin, self._vmax, self._vm, self._vv, self._vred, self._vlast, self._vprev = (
-            floats(a) for a in (self._offset, self._min, self._max, self._m, self._v, self._red, self._last,
+        self._voff, self._vmin, self._vmax, self._vm, self._vv, self._vhit, self._vlast, self._vprev = (
+            floats(a) for a in (self._offset, self._min, self._max, self._m, self._v, self._hit, self._last,
                                 self._prev)
         )
-        self._vlm, self._vlv = floats(self._lm), floats(self._lv)
+        self._vlm, self._vlv, self._vcrit = floats(self._lm), floats(self._lv), floats(self._crit)
         self._slots: OrderedDict[str, int] = OrderedDict()
         self._ignored = 0
         self._evicted = 0
@@ -179,8 +182,9 @@ class AnomalyDetector:
         self._level.clear(slice(slot, slot + 1))
         self._lm[slot] = self._lv[slot] = 0.0
         self._n[slot] = 0
-        self._offset[slot] = self._m[slot] = self._v[slot] = self._red[slot] = self._prev[slot] = 0.0
+        self._offset[slot] = self._m[slot] = self._v[slot] = self._prev[slot] = 0.0
         self._min[slot], self._max[slot], self._last[slot] = np.inf, -np.inf, np.nan
+        self._hit[slot] = self._crit[slot] = -np.inf
 
     # ------------------------------------------------------------------ scalar path
     def update(self, series: str, value: float, time: float) -> float | None:
@@ -190,8 +194,8 @@ class AnomalyDetector:
         is NaN/inf (such values are counted in :attr:`stats` and change nothing else). A finite
         value more than 1e100 (``_scoring.X_LIMIT``) from the series' first value is scored and
         kept as if it were that far (its square, or its difference from the previous value, may not
-        be a float): clamped, it still lies beyond the range seen so far (score 1.0 by
-        ``spatial_tolerance``), and the statistics stay finite; values of every path agree.
+        be a float): clamped, it still lies beyond the range seen so far (a range break by
+        ``spatial_tolerance``), and the statistics stay finite; every path clamps alike.
         Raises, before changing any state, ``TypeError`` for a ``series`` that is not a non-empty
         str (checked when the series is new) or a ``value`` / ``time`` that is not a real number,
         ``ValueError`` for a non-finite ``time`` (with a finite ``value``); O(1).
@@ -267,20 +271,21 @@ class AnomalyDetector:
             zv = self._level_z(slot, x, n, alpha, cfg.noise_floor * (hi - lo))
             if zv > zl:
                 zl = zv
-        if zl <= 0.0:
-            score = ORDINARY_SCORE
-            self._vred[slot] = 0.0
-        else:
-            if zl > self._z_red:
-                score = DEMOTED_SCORE if self._vred[slot] else score1(tail1(zl))
-                self._vred[slot] = 1.0
-            else:
-                score = score1(tail1(zl))
-                self._vred[slot] = 0.0
+        hit = zl > self._z_red
+        strong = zl > self._z_crit
+        score = ORDINARY_SCORE if zl <= 0.0 else score1(tail1(zl))
         if pmax >= pmin:  # not the first value
             tol = cfg.spatial_tolerance * (pmax - pmin)
             if x > pmax + tol or x < pmin - tol:
                 score = 1.0
+                hit = strong = True
+        if hit and n >= cfg.min_history:  # (a warm-up sample, not reported, is no detection)
+            # demoted directly after a detection, or within refractory samples after a critical one
+            if n - self._vhit[slot] <= 1 or n - self._vcrit[slot] <= cfg.refractory:
+                score = DEMOTED_SCORE
+            self._vhit[slot] = n
+            if strong:
+                self._vcrit[slot] = n
         if n < cfg.min_history:
             return None
         self._vlast[slot] = score

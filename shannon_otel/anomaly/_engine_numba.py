@@ -84,14 +84,15 @@ def score_compiled(det: AnomalyDetector, kernel: Kernel, slots: I64, vals: F64, 
     out: F64 = np.empty(vals.shape)
     season, avg, steps, level = det._season, det._avg, det._steps, det._level
     state = (
-        det._n, det._offset, det._min, det._max, det._m, det._v, det._red, det._last, det._prev,
+        det._n, det._offset, det._min, det._max, det._m, det._v, det._hit, det._crit, det._last, det._prev,
         season.buf, season.head, season.count, season.s1, season.s2,
         steps.buf, steps.head, steps.count, steps.s1, steps.s2,
         avg.buf, avg.head, avg.count, avg.s1, avg.s2,
         det._lm, det._lv, level.buf, level.head, level.count, level.s1, level.s2, cfg.level,
         cfg.level_sides, cfg.level_clip,
         cfg.buckets, cfg.noise_floor, cfg.sharpness, cfg.history_rate, cfg.min_history, cfg.spatial_tolerance,
-        SCORE_TABLE, SCORE_DIFF, STEP, ZMAX, det._z_red,
+        cfg.refractory,
+        SCORE_TABLE, SCORE_DIFF, STEP, ZMAX, det._z_red, det._z_crit,
     )
     rows, cols = vals.shape
     chunks = min(det._threads, kernel.max_threads, rows) if vals.size >= PARALLEL_MIN else 1
@@ -207,13 +208,13 @@ _prange = range
 
 def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
     lo: int, hi: int, slots: Any, raw: Any, col_bucket: Any, out: Any, work: Any, cols: Any,
-    n_: Any, offset_: Any, mn_: Any, mx_: Any, m_: Any, v_: Any, red_: Any, last_: Any, prev_: Any,
+    n_: Any, offset_: Any, mn_: Any, mx_: Any, m_: Any, v_: Any, hit_: Any, crit_: Any, last_: Any, prev_: Any,
     sbuf: Any, shead: Any, scount: Any, ss1: Any, ss2: Any,
     dbuf: Any, dhead: Any, dcount: Any, ds1: Any, ds2: Any,
     abuf: Any, ahead: Any, acount: Any, as1: Any, as2: Any,
     lm_: Any, lv_: Any, lbuf: Any, lhead: Any, lcount: Any, ls1: Any, ls2: Any, level: int, sides: int, clip: float,
     buckets: int, noise_floor: float, sharpness: float, rate: float, min_history: int, tolerance: float,
-    table: Any, diff: Any, step: float, zmax: float, z_red: float,
+    refractory: int, table: Any, diff: Any, step: float, zmax: float, z_red: float, z_crit: float,
 ) -> int:
     """Score ``raw[i, j]`` of series slot ``slots[i]`` in bucket ``col_bucket[j]`` into ``out``
     for the rows ``lo <= i < hi``.
@@ -324,9 +325,10 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
         # pass 3, sequential: recent mean of surprise (the average ring); its level against the
         # long-run mean and variance before it (exponentially weighted), scored; repeats demoted
         a_head, a_count, a_s1 = ahead[s], acount[s], as1[s]
-        m, v, red, last = m_[s], v_[s], red_[s], last_[s]
+        m, v, hit_n, crit_n, last = m_[s], v_[s], hit_[s], crit_[s], last_[s]
         lm, lv, l_head, l_count, l_s1 = lm_[s], lv_[s], lhead[s], lcount[s], ls1[s]
         inv_step = 1.0 / step
+        refr = float(refractory)
         for k in range(kk):
             r = xs[k]
             if a_count == avg_width:
@@ -387,14 +389,13 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
             pos = (zl if zl < zmax else zmax) * inv_step
             t = int(pos)
             score = table[t] + (pos - t) * diff[t]  # _scoring.score_z
-            if zl > z_red:
-                if red > 0.0:
-                    score = DEMOTED_SCORE
-                red = 1.0
-            else:
-                red = 0.0
-            if highs[k] > 0.0:  # the value was beyond the range before it
-                score = 1.0
+            beyond = highs[k] > 0.0  # the value was beyond the range before it
+            score = 1.0 if beyond else score
+            if ((zl > z_red) | beyond) & (n >= min_history):  # a detection (rare; warm-up samples are none):
+                # demoted directly after a detection or within refractory samples after a critical one
+                score = DEMOTED_SCORE if (n - hit_n <= 1.0) | (n - crit_n <= refr) else score
+                hit_n = n
+                crit_n = n if (zl > z_crit) | beyond else crit_n
             if n < min_history:
                 out[i, cols[k]] = math.nan
             else:
@@ -404,7 +405,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
         for q in range(avg_width):
             a_s2 += abuf[s, q] * abuf[s, q]
         ahead[s], acount[s], as1[s], as2[s] = a_head, a_count, a_s1, a_s2
-        m_[s], v_[s], red_[s], last_[s] = m, v, red, last
+        m_[s], v_[s], hit_[s], crit_[s], last_[s] = m, v, hit_n, crit_n, last
         if level > 0:
             l_s2 = 0.0  # as the average ring's: never read by scoring, re-added once per row
             for q in range(lwidth):

@@ -196,29 +196,59 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     np.maximum(zl, 0.0, out=zl)  # only more surprise than usual is anomalous
     if cfg.level:
         _level_z(det, at, fresh, x, floor, keep, alpha, zl)
-    red = zl > det._z_red
+    hit, strong = zl > det._z_red, zl > det._z_crit
     score = sc.score_z(zl, out=np.empty((s_len, t_len)), nonnegative=True)
-    if red.any():  # a detection directly after one is demoted
-        demote = np.empty_like(red)
-        np.logical_and(red[:, 0], det._red[at] > 0.0, out=demote[:, 0])
-        np.logical_and(red[:, 1:], red[:, :-1], out=demote[:, 1:])
-        np.copyto(score, DEMOTED_SCORE, where=demote)
+    spatial = None
     if not inside:  # a value beyond the range so far can only appear here
         pmin, pmax = cmin[:, :-1], cmax[:, :-1]
         with np.errstate(invalid="ignore", over="ignore"):  # inf - inf before the first value, inf * 0
             tol = cfg.spatial_tolerance * (pmax - pmin)
             spatial = (pmax >= pmin) & ((x > pmax + tol) | (x < pmin - tol))
         score[spatial] = 1.0
+        hit |= spatial
+        strong |= spatial
+    if n_min + 1 < cfg.min_history:  # a warm-up sample (not reported) is no detection
+        hit &= n0[:, None] + np.arange(1, t_len + 1) >= cfg.min_history
+        strong &= hit
+    hit_end, crit_end = _refractory(det, at, n0, hit, strong, score, cfg.refractory)
     if n_min + 1 < cfg.min_history:
         score[n0[:, None] + np.arange(1, t_len + 1) < cfg.min_history] = np.nan
 
     det._n[at] = n0 + t_len
     det._min[at], det._max[at] = lo_end, hi_end
     det._m[at], det._v[at] = m_end, v_end
-    det._red[at] = red[:, -1]
+    det._hit[at], det._crit[at] = hit_end, crit_end
     last = score[:, -1]
     det._last[at] = np.where(np.isnan(last), det._last[at], last)
     return score
+
+
+def _latest(n: F64, hit: npt.NDArray[np.bool_], before: F64) -> F64:
+    """The sample number of the latest ``hit`` up to each sample (``before``: the latest before the block)."""
+    last = np.where(hit, n, -np.inf)
+    np.maximum(last[:, 0], before, out=last[:, 0])
+    np.maximum.accumulate(last, axis=1, out=last)
+    return last
+
+
+def _refractory(det: AnomalyDetector, at: Rows, n0: I64, hit: npt.NDArray[np.bool_],
+                strong: npt.NDArray[np.bool_], score: F64, refractory: int) -> tuple[F64, F64]:
+    """Demote (in ``score``) each detection (``hit``) directly after a detection or within ``refractory``
+    samples after a critical one (``strong``); returns the sample numbers of each series' last detection and
+    last critical one after the block."""
+    hit0, crit0 = det._hit[at], det._crit[at]
+    if not hit.any():
+        return hit0, crit0
+    n = (n0[:, None] + np.arange(1, hit.shape[1] + 1)).astype(np.float64)  # each sample's number
+    last, crit = _latest(n, hit, hit0), _latest(n, strong, crit0)
+    prev = np.empty_like(last)  # the latest (critical) detection before each sample
+    prev[:, 0], prev[:, 1:] = hit0, last[:, :-1]
+    demote = n - prev <= 1.0
+    prev[:, 0], prev[:, 1:] = crit0, crit[:, :-1]
+    demote |= n - prev <= refractory
+    demote &= hit
+    np.copyto(score, DEMOTED_SCORE, where=demote)
+    return last[:, -1].copy(), crit[:, -1].copy()
 
 
 def _level_z(det: AnomalyDetector, at: Rows, fresh: npt.NDArray[np.bool_], x: F64, floor: F64,
@@ -343,20 +373,30 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
         dl *= dl
         dl *= keep * alpha
         det._lv[at] = _scan1(keep, dl, lv0)
-    red = zl > det._z_red
+    hit = zl > det._z_red
+    strong = zl > det._z_crit if hit.any() else None  # before score_z overwrites zl; None: no detection
     score = sc.score_z(zl, out=zl, nonnegative=True)
-    np.copyto(score, DEMOTED_SCORE, where=red & (det._red[at] > 0.0))
     if not inside:
         with np.errstate(invalid="ignore", over="ignore"):
             tol = cfg.spatial_tolerance * (hi0 - lo0)
             spatial = (hi0 >= lo0) & ((x > hi0 + tol) | (x < lo0 - tol))
         score[spatial] = 1.0
-    score[n < cfg.min_history] = np.nan
+        hit |= spatial
+        strong = spatial if strong is None else strong | spatial
+    warm = int(n.min()) < cfg.min_history
+    if strong is not None:  # rare: demoted directly after a detection or within refractory samples after a critical one
+        if warm:
+            hit &= n >= cfg.min_history  # a warm-up sample (not reported) is no detection
+        strong &= hit
+        hit0, crit0 = det._hit[at], det._crit[at]
+        np.copyto(score, DEMOTED_SCORE, where=hit & ((n - hit0 <= 1) | (n - crit0 <= cfg.refractory)))
+        det._hit[at], det._crit[at] = np.where(hit, n, hit0), np.where(strong, n, crit0)
+    if warm:
+        score[n < cfg.min_history] = np.nan
 
     det._n[at] = n
     det._min[at], det._max[at] = lo_end, hi_end
     det._m[at], det._v[at] = m, v
-    det._red[at] = red
     det._last[at] = np.where(np.isnan(score), det._last[at], score)
     return score[:, None]
 

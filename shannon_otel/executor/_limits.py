@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 
+from .._validate import awaitable_from
 from ._semaphore import Credits
 
 
@@ -80,4 +81,4 @@ class RateLimiter:
         self._tat = tat + self._interval
         wait = tat - self._tau - now
         if wait > 0:
-            await self._sleep(wait)
+            await awaitable_from("sleep", self._sleep(wait))

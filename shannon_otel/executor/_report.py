@@ -10,6 +10,8 @@ from .._stats import LogHistogram
 from .._telemetry import Outcome
 from ..reporting._advice import Recommendation, advise_wave
 
+_CANCELLATION = Outcome.CANCELLATION  # read per task: an Enum class attribute costs ~0.1 us a lookup
+
 
 @dataclass(frozen=True, slots=True)
 class Summary:
@@ -37,6 +39,9 @@ class Summary:
 @dataclass(frozen=True, slots=True)
 class WaveReport:
     """The final report of one wave.
+
+    ``outcome``: ``cancellation`` when the wave was cancelled; ``failure`` when a task failed or timed
+    out, or the wave itself raised (e.g. its lazy input did); ``success`` otherwise.
 
     ``parallel_efficiency`` is busy task time / (wall time x concurrency actually available):
     1.0 means every slot was busy for the whole wave.
@@ -96,7 +101,7 @@ class ReportBuilder:
     ) -> None:
         self.counts[outcome] += 1
         self.busy_s += duration_s
-        if outcome is not Outcome.CANCELLATION or duration_s:
+        if outcome is not _CANCELLATION or duration_s:
             self._latency.add(duration_s)
             self._queue.add(queue_wait_s)
         if error is not None:
@@ -111,10 +116,12 @@ class ReportBuilder:
 
     def build(
         self, wave: str, duration_s: float, concurrency: int, cancelled: bool, telemetry_dropped: int = 0,
+        errored: bool = False,
     ) -> WaveReport:
+        """The report of the run; ``errored``: the wave itself raised (not a task), a failure."""
         if cancelled:
             outcome = Outcome.CANCELLATION
-        elif self.counts[Outcome.FAILURE] or self.counts[Outcome.TIMEOUT]:
+        elif errored or self.counts[Outcome.FAILURE] or self.counts[Outcome.TIMEOUT]:
             outcome = Outcome.FAILURE
         else:
             outcome = Outcome.SUCCESS

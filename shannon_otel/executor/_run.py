@@ -58,6 +58,8 @@ class WaveRun:
         self.batch: int | None = None
         self.dispatch_time = 0.0
         self.workers: list[asyncio.Task[None]] = []
+        self._room = 0  # workers a lazy input may still start (run_batch), and where they start
+        self._lazy: tuple[asyncio.TaskGroup, Iterator[Item], contextvars.Context] | None = None
         limit = wave.rate_limit
         self.limiter: Any = (
             None if limit is None
@@ -70,9 +72,23 @@ class WaveRun:
         """Run ``items`` on ``workers`` workers; returns when all are done or the run stopped."""
         self.dispatch_time = self.wave.clock()
         async with asyncio.TaskGroup() as group:
-            self.workers = [
-                group.create_task(self._worker(items, context), context=context.copy()) for _ in range(workers)
-            ]
+            if self.sized or self.gate is None:
+                self.workers = [
+                    group.create_task(self._worker(items, context), context=context.copy()) for _ in range(workers)
+                ]
+            else:
+                # A lazy input of unknown length: one worker, and one more each time a worker takes an
+                # item, up to `workers`. A huge max_concurrency then costs what the input needs, not
+                # that many idle tasks created up front (10**6 took ~24 s to stream three items).
+                self.workers = []
+                self._room, self._lazy = workers, (group, items, context)
+                self._add_worker()
+
+    def _add_worker(self) -> None:
+        assert self._lazy is not None
+        group, items, context = self._lazy
+        self._room -= 1
+        self.workers.append(group.create_task(self._worker(items, context), context=context.copy()))
 
     async def _worker(self, items: Iterator[Item], context: contextvars.Context) -> None:
         """Run tasks one after another, each in a fresh copy of the wave's ``context``."""
@@ -95,6 +111,8 @@ class WaveRun:
             if entry is None:
                 gate.release()
                 return
+            if self._room > 0:  # a lazy input (see run_batch): room for a worker more
+                self._add_worker()
             # A streamed input is pulled only when there is room: its queue wait starts now.
             await run_in(copy(), self._run_one(entry[0], entry[1], clock()))
             if worker.cancelling():
@@ -133,7 +151,8 @@ class WaveRun:
             self.pending -= 1
             self.active += 1
             if self.observers:
-                tokens = self._started(index, name, queue_wait)
+                tokens = []  # filled in place: a BaseException from task_started still finishes the others
+                self._started(tokens, index, name, queue_wait)
             if wave.policy is not None:
                 if not callable(work):
                     raise TypeError("a Wave with a policy needs zero-argument callables, not coroutine objects")
@@ -165,22 +184,25 @@ class WaveRun:
             raise
         self._finish(index, item, name, outcome, start, queue_wait, error, slot, tokens, pool, call, value)
 
-    def _started(self, index: int, name: str, queue_wait: float) -> list[Any]:
+    def _started(self, tokens: list[Any], index: int, name: str, queue_wait: float) -> None:
         observers = self.observers
-        if len(observers) == 1:  # the common case (the OTel hook alone), kept short: it runs per task
-            try:
-                return [observers[0].task_started(index, name, queue_wait)]
-            except Exception as exc:  # that hook misses this task
-                hook_failed(self.owners[0], "task_started", exc, self.wave.resolved_hooks)
-                return [_BROKEN]
-        tokens: list[Any] = []
-        for obs, owner in zip(observers, self.owners, strict=True):
-            try:
-                tokens.append(obs.task_started(index, name, queue_wait))
-            except Exception as exc:
-                hook_failed(owner, "task_started", exc, self.wave.resolved_hooks)
-                tokens.append(_BROKEN)
-        return tokens
+        try:
+            if len(observers) == 1:  # the common case (the OTel hook alone), kept short: it runs per task
+                try:
+                    tokens.append(observers[0].task_started(index, name, queue_wait))
+                except Exception as exc:  # that hook misses this task
+                    hook_failed(self.owners[0], "task_started", exc, self.wave.resolved_hooks)
+                    tokens.append(_BROKEN)
+                return
+            for obs, owner in zip(observers, self.owners, strict=True):
+                try:
+                    tokens.append(obs.task_started(index, name, queue_wait))
+                except Exception as exc:
+                    hook_failed(owner, "task_started", exc, self.wave.resolved_hooks)
+                    tokens.append(_BROKEN)
+        except BaseException:  # not the hook's error to isolate: it propagates; the started ones are finished
+            tokens.extend([_BROKEN] * (len(observers) - len(tokens)))
+            raise
 
     def _finish(
         self, index: int, item: Any, name: str, outcome: Outcome, start: float | None, queue_wait: float,
@@ -206,38 +228,50 @@ class WaveRun:
         result = TaskResult(
             self.wave.name, index, name, outcome, value, error, duration, queue_wait, measurements, self.batch,
         )
-        if tokens is not None:
-            if len(tokens) == 1:
-                if tokens[0] is not _BROKEN:
-                    try:
-                        self.observers[0].task_finished(tokens[0], result)
-                    except Exception as exc:
-                        hook_failed(self.owners[0], "task_finished", exc, self.wave.resolved_hooks)
-            else:
-                self._finished(tokens, result)
-        elif self.observers:
-            self.skipped(result)
-        self.deliver(result)
+        try:
+            if tokens is not None:
+                if len(tokens) == 1:
+                    if tokens[0] is not _BROKEN:
+                        try:
+                            self.observers[0].task_finished(tokens[0], result)
+                        except Exception as exc:
+                            hook_failed(self.owners[0], "task_finished", exc, self.wave.resolved_hooks)
+                else:
+                    self._finished(tokens, result)
+            elif self.observers:
+                self.skipped(result)
+        finally:  # a hook's BaseException propagates, but the result is the user's: delivered all the same
+            self.deliver(result)
         if self.wave.on_progress is not None:
             self._progress()
         if outcome in _FAILED and self.wave.fail_fast and not self.stopped:
             self.stop()
 
     def _finished(self, tokens: list[Any], result: TaskResult[Any]) -> None:
+        escaped: BaseException | None = None  # an observer's KeyboardInterrupt & co: after the others
         for obs, owner, token in zip(self.reversed_observers, self.reversed_owners, reversed(tokens), strict=True):
             if token is not _BROKEN:
                 try:
                     obs.task_finished(token, result)
                 except Exception as exc:
                     hook_failed(owner, "task_finished", exc, self.wave.resolved_hooks)
+                except BaseException as exc:
+                    escaped = escaped or exc
+        if escaped is not None:
+            raise escaped
 
     def skipped(self, result: TaskResult[Any]) -> None:
         """Tell the observers about a task that ended without starting."""
+        escaped: BaseException | None = None
         for obs, owner in zip(self.reversed_observers, self.reversed_owners, strict=True):
             try:
                 obs.task_skipped(result)
             except Exception as exc:
                 hook_failed(owner, "task_skipped", exc, self.wave.resolved_hooks)
+            except BaseException as exc:
+                escaped = escaped or exc
+        if escaped is not None:
+            raise escaped
 
     def stop(self) -> None:
         """Start no more tasks and cancel the running ones (fail-fast)."""

@@ -21,7 +21,8 @@ class WaveStream(Generic[T]):
 
     At most ``buffer`` results are in flight or waiting to be consumed: workers pull the next input
     only when the consumer has made room. Leaving the ``async with`` block early cancels the rest;
-    ``report`` is set once the wave has ended either way.
+    ``report`` is set once the wave has ended either way. A stream runs once: entering it again raises
+    RuntimeError (call ``wave.stream(...)`` again), and iterating it after its block yields nothing.
     """
 
     def __init__(self, wave: Wave[T], tasks: Iterable[Any], buffer: int) -> None:
@@ -30,9 +31,15 @@ class WaveStream(Generic[T]):
         self._queue: asyncio.Queue[TaskResult[T] | None] = asyncio.Queue()
         self._gate = Credits(buffer)
         self._runner: asyncio.Task[WaveReport] | None = None
+        self._started = False  # the runner has begun the wave (so cancelling it ends the wave properly)
+        self._closed = False
         self.report: WaveReport | None = None
 
     async def __aenter__(self) -> WaveStream[T]:
+        if self._runner is not None:
+            # Its queue and credits still hold the first run's results: a second run would yield stale
+            # results, then wait forever for credits the consumer of the first run never gave back.
+            raise RuntimeError("a wave stream runs once; call wave.stream(...) again for another run")
         size = len(self._tasks) if isinstance(self._tasks, Sized) else None
         queue = self._queue
 
@@ -40,9 +47,11 @@ class WaveStream(Generic[T]):
             self.report = report
             queue.put_nowait(None)
 
-        self._runner = asyncio.create_task(
-            self._wave._execute(self._tasks, size, queue.put_nowait, self._gate, on_report),
-        )
+        async def run() -> WaveReport:
+            self._started = True
+            return await self._wave._execute(self._tasks, size, queue.put_nowait, self._gate, on_report)
+
+        self._runner = asyncio.create_task(run())
         return self
 
     def __aiter__(self) -> WaveStream[T]:
@@ -51,8 +60,11 @@ class WaveStream(Generic[T]):
     async def __anext__(self) -> TaskResult[T]:
         if self._runner is None:
             raise RuntimeError("iterate a wave stream inside `async with wave.stream(tasks) as results:`")
+        if self._closed:  # its block is over: nothing more will ever be queued
+            raise StopAsyncIteration
         item = await self._queue.get()
         if item is None:
+            self._queue.put_nowait(None)  # the end, for every consumer of this stream (not just this one)
             assert self._runner is not None
             await self._runner  # surfaces an internal error, if any
             raise StopAsyncIteration
@@ -61,9 +73,17 @@ class WaveStream(Generic[T]):
 
     async def __aexit__(self, *exc_info: object) -> None:
         runner = self._runner
-        if runner is None:
+        if runner is None or self._closed:
             return
-        runner.cancel()
+        self._closed = True
+        try:
+            if not self._started:
+                # Cancelled before its first step, the runner would never run the wave's own clean-up:
+                # no report, no wave span, the input's coroutines never closed. Its first step was
+                # scheduled at __aenter__, before this task's next one: one yield lets it begin.
+                await asyncio.sleep(0)
+        finally:
+            runner.cancel()
         try:
             await runner
         except asyncio.CancelledError:

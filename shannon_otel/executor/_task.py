@@ -16,6 +16,7 @@ from .._deadline import CURRENT_SCOPE, TaskScope
 from .._telemetry import TASK_COST_ATTR as COST
 from .._telemetry import TASK_INPUT_TOKENS as INPUT_TOKENS
 from .._telemetry import TASK_OUTPUT_TOKENS as OUTPUT_TOKENS
+from .._telemetry import TASK_SPAN_ATTRIBUTES
 from ._limits import ResourcePool
 
 T = TypeVar("T")
@@ -71,11 +72,20 @@ class TaskSlot(TaskScope):
     __slots__ = ("ended", "measurements")
 
     def __init__(self) -> None:
-        super().__init__()
+        # TaskScope's field set here, not by super().__init__(): one slot per task, and the call
+        # through super() cost ~0.2 us of a task's ~4 us.
+        self.timeout = None
         self.measurements: dict[str, float] | None = None
         self.ended = False
 
 
+# Names record() must not write: the task span's own attributes (a measurement would overwrite them),
+# and the token and cost measurements, which have their own checked functions.
+_RESERVED: dict[str, str] = {
+    **dict.fromkeys(TASK_SPAN_ATTRIBUTES, " on the task span"),
+    INPUT_TOKENS: ": use record_tokens(input=...)", OUTPUT_TOKENS: ": use record_tokens(output=...)",
+    COST: ": use record_cost()",
+}
 _DROPPED: dict[str, float] = {}  # the sink of records made after their task ended (never written)
 # The same variable as the policies' deadline scope, seen with the executor's richer slot type: the
 # executor only ever stores TaskSlots in it, so one write per worker serves both.
@@ -122,23 +132,21 @@ def _add(measurements: dict[str, float], caller: str, name: str, value: float) -
     measurements[name] = total
 
 
-# The measurements record_cost / record_tokens own: they check what these names may hold.
-_RESERVED = {COST: "record_cost()", INPUT_TOKENS: "record_tokens(input=)", OUTPUT_TOKENS: "record_tokens(output=)"}
-
 
 def record(name: str, value: float) -> None:
     """Add ``value`` to the running task's measurement ``name`` (shown on its span and in the report).
 
-    ``name`` is a non-empty string other than the names ``record_cost`` / ``record_tokens`` write,
-    ``value`` a finite int or float (TypeError/ValueError otherwise, raised before anything is
-    recorded). Raises RuntimeError outside a wave task. Work the task spawns
+    ``name`` is a non-empty string, ``value`` a finite int or float (TypeError/ValueError otherwise,
+    raised before anything is recorded); a name the library sets itself (the task span's
+    ``shannon.task.*`` attributes, ``error.type``, the token and cost names) is refused with
+    ValueError. Raises RuntimeError outside a wave task. Work the task spawns
     (``asyncio.create_task``) records on that task; once the task has ended, its records are
     dropped (logged), never moved to another task.
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"record(): name must be a non-empty string, got {name!r}")
-    if name in _RESERVED:  # a negative "cost" would run the cost counter backwards
-        raise ValueError(f"record(): name {name!r} is reserved; use {_RESERVED[name]}")
+    if name in _RESERVED:
+        raise ValueError(f"record(): name {name!r} is set by shannon-otel itself{_RESERVED[name]}; pick another name")
     number = _check_amount("record", "value", value, integer=False, non_negative=False)
     measurements = _measurements("record")
     if measurements is not _DROPPED:

@@ -18,7 +18,7 @@ from .._hooks import check_hooks, resolve_hooks
 from .._isolation import Unentered, enter, hook_failed, leave
 from .._otel._providers import drops_for
 from .._telemetry import Outcome
-from .._validate import check_bool, check_number
+from .._validate import check_bool, check_number, check_sync_callable
 from ._limits import ResourcePool, pools_by_name
 from ._report import WaveReport
 from ._result import WaveResult
@@ -143,10 +143,8 @@ class Wave(Generic[T]):
                     "the tasks their arguments as functools.partial(fn, *args) factories (or Wave.map)"
                 )
         check_bool("fail_fast", self.fail_fast)
-        if self.on_progress is not None and not callable(self.on_progress):
-            raise TypeError(f"on_progress must be a callable taking a Progress, or None, got {self.on_progress!r}")
-        if not callable(self.clock):
-            raise TypeError(f"clock must be a callable returning seconds, got {self.clock!r}")
+        check_sync_callable("on_progress", self.on_progress, "a callable taking a Progress", allow_none=True)
+        check_sync_callable("clock", self.clock, "a callable returning seconds")
         if not callable(self.sleep):
             raise TypeError(f"sleep must be an async callable taking seconds, got {self.sleep!r}")
         if isinstance(self.pools, str) or not isinstance(self.pools, Iterable):
@@ -242,6 +240,7 @@ class Wave(Generic[T]):
         observers: list[WaveObserver] = []
         owners: list[Hook] = []
         entered: list[Any] = []
+        interrupted: BaseException | None = None  # a hook's KeyboardInterrupt & co: the wave ends at once
         if hooks:
             event = WaveStarted(self.name, size, self.max_concurrency, started)
             for hook in hooks:  # isolated: a hook that raises misses this wave, the wave goes on
@@ -250,21 +249,31 @@ class Wave(Generic[T]):
                 except Exception as exc:
                     hook_failed(hook, "wave_started", exc, hooks)
                     continue
+                except BaseException as exc:
+                    interrupted = exc
+                    break
                 if observer is not None:
                     observers.append(observer)
                     owners.append(hook)
                     # A scope observer (the OTel one) is entered at once in the context the workers
                     # inherit, so the next hooks see its span current. That context is the wave's own
                     # copy: nothing entered here can leak to the caller, and it is exited in `finally`.
-                    entered.append(context.run(enter, observer, hook, "wave_started", hooks))
+                    try:
+                        entered.append(context.run(enter, observer, hook, "wave_started", hooks))
+                    except BaseException as exc:  # from its __enter__: not entered, so never exited
+                        entered.append(Unentered(observer))
+                        interrupted = exc
+                        break
         run = WaveRun(self, tuple(observers), size, deliver, gate, owners=tuple(owners))
         items: Iterator[Item] = enumerate(tasks)
         chunk: Iterator[Item] = iter(())
-        cancelled = False
+        cancelled = errored = False
         try:
+            if interrupted is not None:  # raised here, so that the hooks already asked see the wave end
+                raise interrupted
             if self.batch_size is None:
                 await run.run_batch(items, concurrency, context)
-            else:
+            elif size is not None:
                 batch_size = self.batch_size
                 for batch, block in enumerate(iter(lambda: tuple(itertools.islice(items, batch_size)), ())):
                     run.batch = batch
@@ -272,14 +281,30 @@ class Wave(Generic[T]):
                     await run.run_batch(chunk, min(concurrency, len(block)), context)
                     if run.stopped:
                         break
+            else:  # a lazy input: each batch is pulled as it runs, never materialised (it may be huge)
+                for batch in itertools.count():
+                    first = next(items, None)
+                    if first is None:
+                        break
+                    run.batch = batch
+                    await run.run_batch(
+                        itertools.chain((first,), itertools.islice(items, self.batch_size - 1)), concurrency, context,
+                    )
+                    if run.stopped:
+                        break
         except asyncio.CancelledError:
             cancelled = True
             raise
+        except BaseException:  # e.g. a lazy input that raises: the wave failed, whatever its tasks did
+            errored = True
+            raise
         finally:
+            # A hook's (or on_progress's) BaseException propagates, once the wave has ended for every hook.
+            escaped: BaseException | None = None
             if size is not None:  # never drain a lazy input: it may be endless
-                self._drain(run, itertools.chain(chunk, items))
+                escaped = self._drain(run, itertools.chain(chunk, items))
             dropped = drops.total("traces") - dropped_before if drops is not None else 0
-            report = run.report.build(self.name, clock() - started, concurrency, cancelled, dropped)
+            report = run.report.build(self.name, clock() - started, concurrency, cancelled, dropped, errored)
             if on_report is not None:
                 on_report(report)
             for k in range(len(observers) - 1, -1, -1):
@@ -287,17 +312,28 @@ class Wave(Generic[T]):
                     context.run(observers[k].wave_finished, report)
                 except Exception as exc:
                     hook_failed(owners[k], "wave_finished", exc, hooks)
+                except BaseException as exc:
+                    escaped = escaped or exc
                 if k < len(entered) and type(entered[k]) is not Unentered:
-                    context.run(leave, observers[k], owners[k], "wave_finished", hooks)
+                    try:
+                        context.run(leave, observers[k], owners[k], "wave_finished", hooks)
+                    except BaseException as exc:
+                        escaped = escaped or exc
             if self.on_progress is not None:
                 try:
                     self.on_progress(run.progress())
                 except Exception:  # never let a progress display replace the wave's own outcome
                     logging.getLogger("shannon_otel").exception("on_progress failed")
+            if escaped is not None:
+                raise escaped
         return report
 
-    def _drain(self, run: WaveRun, items: Iterator[Item]) -> None:
-        """Tasks never started (fail-fast or cancellation): closed, and recorded as cancelled."""
+    def _drain(self, run: WaveRun, items: Iterator[Item]) -> BaseException | None:
+        """Tasks never started (fail-fast or cancellation): closed, and recorded as cancelled.
+
+        Returns the first ``BaseException`` an observer raised meanwhile (every task is drained first).
+        """
+        escaped: BaseException | None = None
         for index, item in items:
             close_unstarted(item)
             name = (item.name or self.name) if type(item) is TaskSpec else self.name
@@ -306,8 +342,12 @@ class Wave(Generic[T]):
             run.done += 1
             result: TaskResult[Any] = TaskResult(self.name, index, name, Outcome.CANCELLATION)
             if run.observers:
-                run.skipped(result)
+                try:
+                    run.skipped(result)
+                except BaseException as exc:
+                    escaped = escaped or exc
             run.deliver(result)
+        return escaped
 
 
 def _check_iterable(name: str, value: object) -> None:

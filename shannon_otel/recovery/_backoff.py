@@ -58,6 +58,9 @@ def uniform_source(source: RandomSource | None) -> Callable[[], float]:
     if isinstance(source, _random.Random):
         return source.random
     if callable(source):
+        from .._validate import check_sync_callable
+
+        check_sync_callable("random", source, "a random.Random or a callable returning [0, 1)")
         return source
     raise TypeError(f"random must be a random.Random or a callable returning [0, 1), got {source!r}")
 

@@ -22,6 +22,7 @@ from .._events import BreakerRegistered, BreakerTransition, CallRejected, CallSt
 from .._hooks import resolve_hooks
 from .._isolation import hook_failed
 from .._telemetry import BreakerState
+from .._validate import check_sync_callable
 from ._breaker_config import _COUNT_DEPRECATED, BreakerConfig
 from ._call import _Call, first_failed, notify, observed, start_call
 from ._circuit_open import CircuitOpenError
@@ -95,8 +96,7 @@ class CircuitBreaker(Policy):
         if config is not None and not isinstance(config, BreakerConfig):
             raise TypeError(f"config must be a BreakerConfig or None, got {config!r}")
         self.config = config if config is not None else BreakerConfig(**settings)  # type: ignore[arg-type]
-        if not callable(clock):
-            raise TypeError(f"clock must be a callable returning seconds, got {clock!r}")
+        check_sync_callable("clock", clock, "a callable returning seconds")
         self.name = name
         self.clock = clock
         c = self.config

@@ -75,5 +75,5 @@ class BreakerConfig:
                 "slow_call_s is set with a count window: the window never holds min_calls calls, so the "
                 f"breaker could never open on a rate; pass min_calls=<= {self.window} or a larger window"
             )
-        object.__setattr__(self, "on", check_exceptions("on", self.on))
+        object.__setattr__(self, "on", check_exceptions("on", self.on, handled=True))
         object.__setattr__(self, "ignore", check_exceptions("ignore", self.ignore))

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from .. import _clock
 from .._hooks import check_hooks, resolve_hooks
+from .._validate import check_sync_callable
 from ._breaker import CircuitBreaker
 from ._breaker_config import BreakerConfig
 
@@ -32,8 +33,7 @@ class BreakerRegistry:
         instrument: bool = True,
     ) -> None:
         self._breakers: dict[str, CircuitBreaker] = {}
-        if not callable(clock):
-            raise TypeError(f"clock must be a callable returning seconds, got {clock!r}")
+        check_sync_callable("clock", clock, "a callable returning seconds")
         resolve_hooks(hooks, tracer_provider, meter_provider, instrument=False)  # validates them, now
         if not isinstance(instrument, bool):
             raise TypeError(f"instrument must be a bool, got {instrument!r}")

@@ -68,6 +68,10 @@ def start_call(
         except Exception as exc:
             hook_failed(hook, "call_started", exc, hooks)
             continue
+        except BaseException as exc:  # it propagates, the call never runs: the observers made end it
+            ended = CallFinished(event.operation, CallOutcome.FAILURE, 0, 0.0, exc)
+            _notify(observers[::-1], owners[::-1], hooks, "call_finished", ended)
+            raise
         if observer is not None:
             observers.append(observer)
             owners.append(hook)
@@ -148,13 +152,21 @@ async def observed(policy: Policy, chain: Chain, i: int, fn: Factory[T], call: _
         raise
     finally:
         event = CallFinished(call.operation, outcome, call.attempts, call.clock() - begin, error)
+        escaped: BaseException | None = None  # an observer's KeyboardInterrupt & co: after the others end
         for k in range(len(observers) - 1, -1, -1):
             try:
                 observers[k].call_finished(event)
             except Exception as exc:
                 hook_failed(owners[k], "call_finished", exc, hooks)
+            except BaseException as exc:
+                escaped = escaped or exc
             if k < len(entered) and type(entered[k]) is not Unentered:
-                leave(observers[k], owners[k], "call_finished", hooks)
+                try:
+                    leave(observers[k], owners[k], "call_finished", hooks)
+                except BaseException as exc:
+                    escaped = escaped or exc
+        if escaped is not None:
+            raise escaped
 
 
 def _wave_timeout(cancelled: asyncio.CancelledError) -> TimeoutError:

@@ -9,7 +9,15 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, ParamSpec, TypeVar, cast
 
 from .._events import Degraded
-from .._validate import awaitable_from, check_bool, check_exceptions, check_name, check_number
+from .._validate import (
+    awaitable_from,
+    check_bool,
+    check_exceptions,
+    check_name,
+    check_number,
+    check_sync_callable,
+    sync_result,
+)
 from ._call import _Call, notify, observed, start_call
 from ._circuit_open import CircuitOpenError
 from ._decorated import DecoratedCall, takes_parameters
@@ -63,7 +71,8 @@ class Degrade(Instrumented):
     timeout), or at once while flagged (:meth:`flag`, e.g. by an anomaly detector).
 
     The degraded result is the first available of: the last good value if ``last_good`` (and no
-    older than ``max_age`` seconds), ``await cheaper()``, ``default``. With none available the
+    older than ``max_age`` seconds), ``await cheaper()`` (when it raises, ``default`` is served if
+    declared, else its error propagates), ``default``. With none available the
     original error is re-raised (or, when flagged, the operation is tried normally).
     Every call returns a :class:`Served`. Cancellation is never degraded.
 
@@ -98,14 +107,13 @@ class Degrade(Instrumented):
         check_number("max_age", self.max_age, low=0, low_open=True, allow_none=True)
         if self.max_age is not None and not self.last_good:
             raise ValueError("max_age applies to last_good=True only")
-        if self.key is not None and not callable(self.key):
-            raise TypeError(f"key must be a callable (args, kwargs) -> hashable, got {self.key!r}")
+        check_sync_callable("key", self.key, "a callable (args, kwargs) -> hashable", allow_none=True)
         if self.key is not None and not self.last_good:
             raise ValueError("key applies to last_good=True only")
         check_number("max_keys", self.max_keys, low=1, integer=True)
         if self.cheaper is not None and not callable(self.cheaper):
             raise TypeError(f"cheaper must be an async callable with no arguments, got {self.cheaper!r}")
-        object.__setattr__(self, "_on", check_exceptions("on", self.on))
+        object.__setattr__(self, "_on", check_exceptions("on", self.on, handled=True))
         object.__setattr__(self, "_state", _State())
         self._setup("degrade")
 
@@ -190,7 +198,14 @@ class Degrade(Instrumented):
                 )
             return _INSTANCE
         if self.key is not None:
-            return (fn.func, self.key(fn.args, fn.keywords))
+            keyed = (fn.func, sync_result("key", self.key(fn.args, fn.keywords)))
+            try:
+                hash(keyed)
+            except TypeError:  # refused now, before the operation runs: not after, losing its result
+                raise TypeError(
+                    f"key must return a hashable value (it keys the last good values), got {keyed[1]!r}"
+                ) from None
+            return keyed
         if fn.args or fn.keywords:
             raise TypeError(
                 f"Degrade(last_good=True) called with arguments for {getattr(fn.func, '__qualname__', fn.func)!r} "
@@ -212,8 +227,14 @@ class Degrade(Instrumented):
                 if self.max_age is None or age <= self.max_age:
                     return self._mark(Served(value, True, "last_good", reason, age, error), call)
         if self.cheaper is not None:
-            value = await awaitable_from("cheaper", self.cheaper())
-            return self._mark(Served(value, True, "cheaper", reason, None, error), call)
+            made = awaitable_from("cheaper", self.cheaper())  # a sync cheaper is refused here, always
+            try:
+                value = await made
+            except Exception:  # not available: the next in line, the declared default, is served
+                if self.default is _MISSING:
+                    raise
+            else:
+                return self._mark(Served(value, True, "cheaper", reason, None, error), call)
         if self.default is not _MISSING:
             return self._mark(Served(self.default, True, "static", reason, None, error), call)
         return None

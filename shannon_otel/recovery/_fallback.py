@@ -56,7 +56,7 @@ class Fallback(Instrumented):
     def __post_init__(self) -> None:
         if not callable(self.fallback):
             raise TypeError(f"fallback must be an async callable taking the error, got {self.fallback!r}")
-        object.__setattr__(self, "_on", check_exceptions("on", self.on))
+        object.__setattr__(self, "_on", check_exceptions("on", self.on, handled=True))
         self._setup("fallback")
 
     async def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> T:
@@ -67,7 +67,8 @@ class Fallback(Instrumented):
                 raise
             primary = exc
         tokens: list[Any] = []
-        outcome, error = Outcome.SUCCESS, None
+        outcome: Outcome = Outcome.SUCCESS
+        error: BaseException | None = None
         try:
             if call is not None:
                 event = FallbackStarted(call.operation, reason_of(primary), primary)
@@ -79,6 +80,9 @@ class Fallback(Instrumented):
         except Exception as exc:
             outcome, error = Outcome.FAILURE, exc
             raise FallbackError("the primary and the fallback both failed", [primary, exc]) from None
+        except BaseException as exc:  # KeyboardInterrupt & co: propagates as it is, but the fallback failed
+            outcome, error = Outcome.FAILURE, exc
+            raise
         finally:
             if call is not None:
                 finish(call.observers, call.owners, call.hooks, tokens, "fallback_finished", outcome, error)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from .. import _clock
 from .._events import CallStarted
 from .._hooks import check_hooks, resolve_hooks
+from .._validate import check_sync_callable
 from ._call import _Call, first_failed, observed, start_call
 from ._decorated import DecoratedCall
 from ._policy import Policy
@@ -70,8 +71,7 @@ class Pipeline(Policy):
                 )
         if name is not None and (not isinstance(name, str) or not name):
             raise TypeError(f"name must be a non-empty str or None, got {name!r}")
-        if not callable(clock):
-            raise TypeError(f"clock must be a callable returning seconds, got {clock!r}")
+        check_sync_callable("clock", clock, "a callable returning seconds")
         # A nested pipeline is flattened: it is the same as listing its policies in its place.
         chain: list[Policy] = []
         for p in policies:

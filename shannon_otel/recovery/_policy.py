@@ -9,13 +9,15 @@ call. The ``None`` path is the hot path: it allocates nothing and builds no even
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from .. import _clock
 from .._events import CallStarted
 from .._hooks import check_hooks, resolve_hooks
+from .._validate import check_sync_callable
 from ._call import _attempt, _Call, first_failed, observed, start_call
 from ._decorated import DecoratedCall
 from ._types import END, Chain, Clock, Factory
@@ -101,6 +103,8 @@ class Policy:
         Raises TypeError now when a policy inside keeps per-call state that must not be shared across
         arguments (``Degrade(last_good=True)`` without ``key=``) and ``func`` takes parameters.
         """
+        if not callable(func) or inspect.isasyncgenfunction(func):
+            raise TypeError(f"func must be an async function (a policy awaits each call of it), got {func!r}")
         policy = self._named(getattr(func, "__qualname__", "operation"))
         factory = DecoratedCall if policy._keyed_by_arguments(func) else functools.partial
 
@@ -132,12 +136,21 @@ class Instrumented(Policy):
     _hooks: tuple[Hook, ...] = field(init=False, repr=False, compare=False)
     _started: CallStarted = field(init=False, repr=False, compare=False)
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Instrumented:
+        # A policy taking keywords only (Retry, Degrade) given a positional argument: a bare decorator.
+        if args and all(f.kw_only for f in fields(cls) if f.init):
+            name = cls.__name__
+            raise TypeError(
+                f"{name} takes keyword arguments only ({name}(...)); as a decorator, call it: @{name}() "
+                f"or @{name}(...) on the async function"
+            )
+        return object.__new__(cls)
+
     def _setup(self, kind: str) -> None:
         """Validate the common fields and resolve the hooks; called once from ``__post_init__``."""
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
             raise TypeError(f"name must be a non-empty str or None, got {self.name!r}")
-        if not callable(self.clock):
-            raise TypeError(f"clock must be a callable returning seconds, got {self.clock!r}")
+        check_sync_callable("clock", self.clock, "a callable returning seconds")
         hooks = check_hooks(self.hooks)
         object.__setattr__(self, "hooks", hooks)
         resolved = resolve_hooks(hooks, self.tracer_provider, self.meter_provider, instrument=self.instrument)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar
 
 from .._events import RetryScheduled
-from .._validate import awaitable_from, check_exceptions, check_number
+from .._validate import awaitable_from, check_exceptions, check_number, check_sync_callable, sync_result
 from ._backoff import TESTING, Jitter, RandomSource, delay, parse_jitter, uniform_source
 from ._call import _Call, first_failed, notify, observed, start_call
 from ._circuit_open import CircuitOpenError
@@ -32,7 +33,8 @@ class Retry(Instrumented):
     running attempt is never cut short: put a :class:`Timeout` around the retry for that).
     ``timeout`` is its deprecated old name (DeprecationWarning; removed in the next release).
     ``initial``/``maximum``/``multiplier``: the backoff ``min(maximum, initial * multiplier**(n-1))``
-    after failed attempt ``n``, randomised by ``jitter``. ``on``: exception types to retry, or a
+    after failed attempt ``n``, randomised by ``jitter`` (finite: ``initial`` and ``maximum`` >= 0,
+    ``multiplier`` >= 1). ``on``: exception types to retry, or a
     predicate; only ``Exception`` subclasses are ever retried (cancellation never is).
     A :class:`CircuitOpenError` (a breaker rejecting the call) is not retried unless asked: list it
     (or a subclass) in ``on``, let the ``on`` predicate accept it, or set ``wait_retry_after=True``,
@@ -83,16 +85,21 @@ class Retry(Instrumented):
         check_number("budget_s", self.budget_s, low=0, low_open=True, allow_none=True)
         check_number("initial", self.initial, low=0)
         check_number("maximum", self.maximum, low=0)
+        check_number("multiplier", self.multiplier, low=1)
+        for name in ("initial", "maximum", "multiplier"):
+            # maximum caps every wait (an inf Retry-After too): an infinite one would let a retry sleep forever
+            if getattr(self, name) == math.inf:
+                raise ValueError(f"{name} must be finite (seconds; maximum caps every backoff wait), got inf")
         if self.maximum < self.initial:
             raise ValueError(f"maximum must be >= initial ({self.initial}), got {self.maximum!r}")
-        check_number("multiplier", self.multiplier, low=1)
         object.__setattr__(self, "jitter", parse_jitter(self.jitter))
         if isinstance(self.on, type | tuple):
-            types = check_exceptions("on", self.on)
+            types = check_exceptions("on", self.on, handled=True)
             object.__setattr__(self, "_types", types)
             object.__setattr__(self, "_predicate", None)
             asked = any(issubclass(t, CircuitOpenError) for t in types)
         elif callable(self.on):
+            check_sync_callable("on", self.on, "exception types or a predicate (error) -> bool")
             object.__setattr__(self, "_types", (Exception,))
             object.__setattr__(self, "_predicate", self.on)
             asked = True  # the predicate sees the CircuitOpenError and decides
@@ -101,10 +108,8 @@ class Retry(Instrumented):
         if not isinstance(self.wait_retry_after, bool):
             raise TypeError(f"wait_retry_after must be a bool, got {self.wait_retry_after!r}")
         object.__setattr__(self, "_open", asked or self.wait_retry_after)
-        if self.next_delay is not None and not callable(self.next_delay):
-            raise TypeError(
-                f"next_delay must be a callable (error, attempt) -> seconds | None, got {self.next_delay!r}"
-            )
+        check_sync_callable("next_delay", self.next_delay, "a callable (error, attempt) -> seconds | None",
+                            allow_none=True)
         if not callable(self.sleep):
             raise TypeError(f"sleep must be an async callable taking seconds, got {self.sleep!r}")
         object.__setattr__(self, "_rand", uniform_source(self.random))
@@ -151,7 +156,7 @@ class Retry(Instrumented):
                 return True
         if not isinstance(error, self._types):
             return False
-        return self._predicate is None or bool(self._predicate(error))
+        return self._predicate is None or bool(sync_result("on", self._predicate(error)))
 
     async def _resume(
         self, chain: Chain, i: int, fn: Factory[T], call: _Call | None, error: Exception, start: float,

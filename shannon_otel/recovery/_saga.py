@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from .. import _clock
 from .._hooks import check_hooks, resolve_hooks
-from .._validate import check_number
+from .._validate import check_number, check_sync_callable
 from ._saga_types import SagaResult, Step
 from ._transaction import Transaction
 from ._types import Clock
@@ -57,8 +57,7 @@ class Saga:
                      allow_none=True)
         if self.compensation_timeout_s == float("inf"):
             raise ValueError("compensation_timeout_s must be finite (None for no bound), got inf")
-        if not callable(self.clock):
-            raise TypeError(f"clock must be a callable returning seconds, got {self.clock!r}")
+        check_sync_callable("clock", self.clock, "a callable returning seconds")
         if not isinstance(self.instrument, bool):
             raise TypeError(f"instrument must be a bool, got {self.instrument!r}")
         hooks = check_hooks(self.hooks)

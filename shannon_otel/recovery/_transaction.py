@@ -53,11 +53,28 @@ class Transaction:
                 except Exception as exc:
                     hook_failed(hook, "saga_started", exc, hooks)
                     continue
+                except BaseException:  # it propagates, the saga never runs: the observers made end it
+                    self._abandon()
+                    raise
                 if observer is not None:
                     self._observers.append(observer)
                     self._owners.append(hook)
-                    self._entered.append(enter(observer, hook, "saga_started", hooks))
+                    try:
+                        self._entered.append(enter(observer, hook, "saga_started", hooks))
+                    except BaseException:  # from its __enter__: not entered, so never exited
+                        self._entered.append(Unentered(observer))
+                        self._abandon()
+                        raise
         return self
+
+    def _abandon(self) -> None:
+        """A hook raised a BaseException while the saga started: it never runs; the observers already
+        made see it end (a failure with no step) and are exited."""
+        self._open = False
+        try:
+            self._finish(SagaResult(self._saga.name, Outcome.FAILURE, ()))
+        finally:
+            self._leave()
 
     async def step(
         self, name: str, action: Callable[[], Awaitable[T]], *,
@@ -80,6 +97,8 @@ class Transaction:
             if observers:
                 start(observers, owners, hooks, tokens, "step_started", name)
             value: T = await _awaited("action", action())
+            # Done before its observers are told: one raising a BaseException must not keep it from the rollback.
+            self._done.append((name, value, compensate))
         except asyncio.CancelledError:
             outcome = Outcome.TIMEOUT if task_timed_out() else Outcome.CANCELLATION
             raise
@@ -89,7 +108,6 @@ class Transaction:
         finally:
             if tokens:
                 finish(observers, owners, hooks, tokens, "step_finished", name, outcome, error)
-        self._done.append((name, value, compensate))
         return value
 
     async def __aexit__(
@@ -107,7 +125,7 @@ class Transaction:
         if exc is None:
             self._finish(SagaResult(self._saga.name, Outcome.SUCCESS, completed, values=values))
             return False
-        compensated, failed, cancelled = await self._compensate()
+        compensated, failed, cancelled, escaped = await self._compensate()
         if isinstance(exc, asyncio.CancelledError):  # the wave task's own timeout, or a real cancellation
             outcome = Outcome.TIMEOUT if task_timed_out() else Outcome.CANCELLATION
         else:
@@ -116,6 +134,8 @@ class Transaction:
             self._saga.name, outcome, completed, compensated, MappingProxyType(failed), exc, values,
         )
         self._finish(result)
+        if escaped is not None:  # an observer's KeyboardInterrupt & co, held back until the saga ended
+            raise escaped
         if cancelled is not None and not isinstance(exc, asyncio.CancelledError):
             raise cancelled
         if isinstance(exc, Exception):
@@ -124,12 +144,16 @@ class Transaction:
 
     async def _compensate(
         self,
-    ) -> tuple[tuple[str, ...], dict[str, BaseException], asyncio.CancelledError | None]:
+    ) -> tuple[tuple[str, ...], dict[str, BaseException], asyncio.CancelledError | None, BaseException | None]:
+        """Run the rollback; returns what was compensated, what failed, the caller's cancellation that
+        arrived meanwhile, and the first ``BaseException`` (not a cancellation) an observer or a
+        compensation raised (each re-raised after)."""
         compensated: list[str] = []
         failed: dict[str, BaseException] = {}
         cancelled: asyncio.CancelledError | None = None
         saga, clock, observers = self._saga.name, self._saga.clock, self._observers
         owners, hooks = self._owners, self._saga._hooks
+        escaped: BaseException | None = None
         for name, value, compensate in reversed(self._done):
             if compensate is None:
                 continue
@@ -137,7 +161,10 @@ class Transaction:
             begin = clock()
             outcome: Outcome = Outcome.SUCCESS
             error: BaseException | None = None
-            start(observers, owners, hooks, tokens, "compensation_started", name)
+            try:
+                start(observers, owners, hooks, tokens, "compensation_started", name)
+            except BaseException as exc:
+                escaped = escaped or exc
             error, interrupted = await self._shielded(compensate, value)
             cancelled = interrupted or cancelled
             if error is None:
@@ -146,9 +173,14 @@ class Transaction:
                 failed[name] = error
                 outcome = (Outcome.CANCELLATION if isinstance(error, asyncio.CancelledError)
                            else Outcome.TIMEOUT if isinstance(error, TimeoutError) else Outcome.FAILURE)
+                if not isinstance(error, Exception | asyncio.CancelledError):  # KeyboardInterrupt & co:
+                    escaped = escaped or error  # this compensation failed; propagated after the rollback
             event = CompensationFinished(saga, name, outcome, clock() - begin, error)
-            finish(observers, owners, hooks, tokens, "compensation_finished", event)
-        return tuple(compensated), failed, cancelled
+            try:
+                finish(observers, owners, hooks, tokens, "compensation_finished", event)
+            except BaseException as exc:
+                escaped = escaped or exc
+        return tuple(compensated), failed, cancelled, escaped
 
     async def _shielded(
         self, compensate: Callable[[Any], Awaitable[Any]], value: Any,
@@ -156,7 +188,8 @@ class Transaction:
         """Run one compensation to its end, whatever cancels the caller meanwhile.
 
         Returns the compensation's error (``None``: it succeeded; ``TimeoutError``: it ran past
-        ``compensation_timeout_s``; ``CancelledError``: it was cancelled itself) and the caller's
+        ``compensation_timeout_s``; ``CancelledError``: it was cancelled itself; any other exception,
+        ``BaseException`` included, it raised) and the caller's
         cancellation that arrived while it ran (re-raised by the caller after the rollback).
         """
         limit = self._saga.compensation_timeout_s
@@ -170,16 +203,19 @@ class Transaction:
 
         task = asyncio.ensure_future(bounded())
         cancelled: asyncio.CancelledError | None = None
-        while True:
+        while not task.done():
             try:
-                await asyncio.shield(task)
-                return None, cancelled
+                # wait(), not shield(): it never cancels the task, and it does not raise the task's error
+                # through this await (a GeneratorExit raised through an await of a future ends the
+                # awaiting coroutines too, even when caught: the rollback would stop here).
+                await asyncio.wait((task,))
             except asyncio.CancelledError as exc:
-                if task.done():  # the compensation itself was cancelled
-                    return exc, cancelled
                 cancelled = exc  # the caller was: let the compensation finish, re-raise after
-            except Exception as exc:
-                return exc, cancelled
+        try:
+            task.result()
+        except BaseException as exc:  # CancelledError: it was cancelled itself; KeyboardInterrupt & co:
+            return exc, cancelled  # it failed (re-raised after the rollback)
+        return None, cancelled
 
     def _finish(self, result: SagaResult) -> None:
         self.result = result
@@ -189,16 +225,27 @@ class Transaction:
                 tuple(result.failed_compensations),
             )
             observers, owners, hooks = self._observers, self._owners, self._saga._hooks
+            escaped: BaseException | None = None  # an observer's KeyboardInterrupt & co: after the others
             for k in range(len(observers) - 1, -1, -1):
                 try:
                     observers[k].saga_finished(event)
                 except Exception as exc:
                     hook_failed(owners[k], "saga_finished", exc, hooks)
+                except BaseException as exc:
+                    escaped = escaped or exc
+            if escaped is not None:
+                raise escaped
 
     def _leave(self) -> None:
         """Exit the observers entered in ``__aenter__``, newest first (after ``saga_finished``)."""
         observers, owners, entered, hooks = self._observers, self._owners, self._entered, self._saga._hooks
+        escaped: BaseException | None = None
         for k in range(len(entered) - 1, -1, -1):
             if type(entered[k]) is not Unentered:
-                leave(observers[k], owners[k], "saga_finished", hooks)
+                try:
+                    leave(observers[k], owners[k], "saga_finished", hooks)
+                except BaseException as exc:
+                    escaped = escaped or exc
         entered.clear()
+        if escaped is not None:
+            raise escaped

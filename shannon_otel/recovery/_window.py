@@ -13,7 +13,8 @@ SLOW: Final = 2
 
 
 class CountWindow:
-    """The last ``size`` calls, in a ring buffer."""
+    """The last ``size`` calls, in a ring buffer (grown as calls come, never allocated up front: a huge
+    ``size`` costs only the calls recorded)."""
 
     __slots__ = ("_bad", "_pos", "_ring", "calls", "failures", "size", "slow")
 
@@ -22,7 +23,7 @@ class CountWindow:
         self.reset()
 
     def reset(self) -> None:
-        self._ring = [0] * self.size
+        self._ring: list[int] = []
         self._pos = 0
         self._bad = 0  # entries with any flag set
         self.calls = 0
@@ -45,9 +46,10 @@ class CountWindow:
                 self._bad -= 1
                 self.failures -= old & FAILED
                 self.slow -= old >> 1
-        else:
+            self._ring[pos] = flags
+        else:  # not full yet: pos is the ring's length
             self.calls += 1
-        self._ring[pos] = flags
+            self._ring.append(flags)
         if flags:
             self._bad += 1
             self.failures += flags & FAILED
