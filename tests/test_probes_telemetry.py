@@ -1,0 +1,49 @@
+"""Adversarial probes of the telemetry a user sees: the public metrics bridge on user-built providers,
+tail sampling, log records, the anomaly hook fed by real waves. Each test reproduces one found bug."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from test_metrics_bridge import _run_workload
+
+from shannon_otel import _telemetry as tel
+from shannon_otel import bridged
+
+
+def _task_points(reader: InMemoryMetricReader, name: str) -> list[Any]:
+    data = reader.get_metrics_data()
+    return [p for rm in data.resource_metrics for s in rm.scope_metrics for m in s.metrics if m.name == name
+            for p in m.data.data_points] if data else []
+
+
+@pytest.mark.parametrize("order", ["bridged-then-bridged", "plain-then-bridged", "bridged-then-plain", "twice-in-one"])
+def test_a_reader_registered_already_is_refused_like_the_sdk_does(order: str) -> None:
+    # bridged(reader) for a reader some provider had already let the second provider take it over
+    # silently: the first provider's reader then collected nothing at all.
+    reader = InMemoryMetricReader()
+    if order == "twice-in-one":
+        readers = [bridged(reader), bridged(reader)]
+    else:
+        first, second = order.split("-then-")
+        MeterProvider(metric_readers=[bridged(reader) if first == "bridged" else reader])
+        readers = [bridged(reader) if second == "bridged" else reader]
+    with pytest.raises(Exception, match="registered already"):
+        MeterProvider(metric_readers=readers)
+
+
+def test_a_removed_bridged_reader_collects_like_a_removed_plain_one() -> None:
+    # MeterProvider.remove_metric_reader(bridged(r)) left r calling a None callback: TypeError on collect.
+    reader = InMemoryMetricReader()
+    wrapper = bridged(reader)
+    provider = MeterProvider(metric_readers=[wrapper])
+    _run_workload(provider, TracerProvider(), waves=1)
+    provider.remove_metric_reader(wrapper)
+    assert reader.get_metrics_data() is None  # the SDK's "not registered" answer, not a TypeError
+    again = MeterProvider(metric_readers=[reader])  # unregistered: usable again, as with the SDK
+    _run_workload(again, TracerProvider(), waves=1)
+    assert _task_points(reader, tel.TASK_DURATION.name)
