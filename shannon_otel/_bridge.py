@@ -15,13 +15,13 @@ exemplar filter, resource) and the readers (``MeterProvider._metric_readers`` in
 methods ``_set_collect_callback`` / ``_receive_metrics`` (every custom reader implements these);
 ``MeterProvider._all_metric_readers`` (the readers registered on some provider: a wrapped reader is
 registered there too, so it cannot be taken by a second provider); ``View._match`` and its ``_name`` /
-``_description`` / ``_attribute_keys`` / ``_aggregation`` /
-``_aggregation_cardinality_limit``; ``ExplicitBucketHistogramAggregation._boundaries`` /
-``_record_min_max``.
+``_description`` / ``_attribute_keys`` / ``_aggregation`` / ``_aggregation_cardinality_limit`` /
+``_exemplar_reservoir_factory``; ``ExplicitBucketHistogramAggregation._boundaries`` / ``_record_min_max``.
 """
 
 from __future__ import annotations
 
+import importlib
 import threading
 import weakref
 from typing import Any, cast
@@ -34,6 +34,9 @@ from ._telemetry import MetricSpec
 
 __all__ = ["BridgedReader", "bridged", "discover", "plan_stream"]
 
+# The reservoir factory of a View that names none (SDKs with reservoirs); any other is the user's own.
+_DEFAULT_RESERVOIR = getattr(importlib.import_module("opentelemetry.sdk.metrics._internal.view"),
+                             "_default_reservoir_factory", None)
 _DROPPED = StreamPlan("", "", "", ())  # a View drops the instrument: the bridge records nothing
 
 
@@ -143,6 +146,8 @@ def plan_stream(spec: MetricSpec, instrument: Any, views: Any, reader: MetricRea
     if len(matched) > 1:
         return None  # several streams from one instrument: left to the SDK
     view = matched[0] if matched else None
+    if view is not None and getattr(view, "_exemplar_reservoir_factory", _DEFAULT_RESERVOIR) is not _DEFAULT_RESERVOIR:
+        return None  # the View's own exemplar reservoir: only the SDK samples like it
     aggregation = view._aggregation if view is not None else DefaultAggregation()
     if isinstance(aggregation, DropAggregation):
         return _DROPPED

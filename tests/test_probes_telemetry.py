@@ -8,17 +8,40 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.view import View
 from opentelemetry.sdk.trace import TracerProvider
 from test_metrics_bridge import _run_workload
 
 from shannon_otel import _telemetry as tel
 from shannon_otel import bridged
+from shannon_otel._metrics_bridge import EXEMPLARS_SUPPORTED
+from shannon_otel._otel._providers import bridge_for
 
 
 def _task_points(reader: InMemoryMetricReader, name: str) -> list[Any]:
     data = reader.get_metrics_data()
     return [p for rm in data.resource_metrics for s in rm.scope_metrics for m in s.metrics if m.name == name
             for p in m.data.data_points] if data else []
+
+
+@pytest.mark.skipif(not EXEMPLARS_SUPPORTED, reason="this SDK has no exemplar reservoirs")
+def test_a_views_own_exemplar_reservoir_is_honoured_by_the_bridge() -> None:
+    # A View's exemplar_reservoir_factory was ignored: the bridge kept one exemplar per bucket where
+    # the user's reservoir keeps one per point.
+    from opentelemetry.sdk.metrics import AlwaysOnExemplarFilter, SimpleFixedSizeExemplarReservoir
+
+    def one_exemplar(aggregation: Any) -> Any:
+        return lambda **kwargs: SimpleFixedSizeExemplarReservoir(size=1)
+
+    reader = InMemoryMetricReader()
+    view = View(instrument_name=tel.TASK_DURATION.name, exemplar_reservoir_factory=one_exemplar)
+    provider = MeterProvider(metric_readers=[bridged(reader)], exemplar_filter=AlwaysOnExemplarFilter(), views=[view])
+    _run_workload(provider, TracerProvider())
+    points = _task_points(reader, tel.TASK_DURATION.name)
+    assert points and all(len(p.exemplars) == 1 for p in points)
+    bridge = bridge_for(provider)
+    assert bridge is not None and bridge.sink(tel.TASK_DURATION) is None  # left to the SDK
+    assert bridge.sink(tel.TASK_QUEUE_WAIT_DURATION) is not None
 
 
 @pytest.mark.parametrize("order", ["bridged-then-bridged", "plain-then-bridged", "bridged-then-plain", "twice-in-one"])
