@@ -70,3 +70,21 @@ def test_a_removed_bridged_reader_collects_like_a_removed_plain_one() -> None:
     again = MeterProvider(metric_readers=[reader])  # unregistered: usable again, as with the SDK
     _run_workload(again, TracerProvider(), waves=1)
     assert _task_points(reader, tel.TASK_DURATION.name)
+
+
+# NOT FIXED (reported): the fix lies in _metrics_bridge.py / _otel/ (edited concurrently by another helper) and
+# is not small: once the bridge serves a provider, a reader added later with MeterProvider.add_metric_reader
+# (SDK >= 1.28) gets no task histograms at all, bridged or not: the hook records into the stores found at the
+# first wave (discover() reads MeterProvider._metric_readers, which add_metric_reader does not even update).
+@pytest.mark.xfail(strict=True, reason="a reader added after the bridge was discovered misses the task histograms")
+@pytest.mark.parametrize("wrap", [True, False], ids=["bridged", "plain"])
+def test_a_reader_added_after_the_first_wave_gets_the_task_histograms(wrap: bool) -> None:
+    if not hasattr(MeterProvider, "add_metric_reader"):
+        pytest.skip("this SDK cannot add readers to a built provider")
+    first = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[bridged(first)])
+    _run_workload(provider, TracerProvider(), waves=1)
+    added = InMemoryMetricReader()
+    provider.add_metric_reader(bridged(added) if wrap else added)
+    _run_workload(provider, TracerProvider(), waves=1)
+    assert sum(p.count for p in _task_points(added, tel.TASK_DURATION.name)) == 25
