@@ -3,6 +3,8 @@ tail sampling, log records, the anomaly hook fed by real waves. Each test reprod
 
 from __future__ import annotations
 
+import asyncio
+import random
 from typing import Any
 
 import pytest
@@ -10,10 +12,13 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.metrics.view import View
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags, set_span_in_context
 from test_metrics_bridge import _run_workload
 
+from shannon_otel import TailSampler, Wave, bridged
 from shannon_otel import _telemetry as tel
-from shannon_otel import bridged
 from shannon_otel._metrics_bridge import EXEMPLARS_SUPPORTED
 from shannon_otel._otel._providers import bridge_for
 
@@ -88,3 +93,99 @@ def test_a_reader_added_after_the_first_wave_gets_the_task_histograms(wrap: bool
     provider.add_metric_reader(bridged(added) if wrap else added)
     _run_workload(provider, TracerProvider(), waves=1)
     assert sum(p.count for p in _task_points(added, tel.TASK_DURATION.name)) == 25
+
+
+def _tail(ratio: float) -> tuple[TracerProvider, InMemorySpanExporter, TailSampler]:
+    exporter = InMemorySpanExporter()
+    sampler = TailSampler(SimpleSpanProcessor(exporter), healthy_ratio=ratio)
+    provider = TracerProvider()
+    provider.add_span_processor(sampler)
+    return provider, exporter, sampler
+
+
+async def _ok() -> int:
+    return 1
+
+
+async def _bad() -> int:
+    raise ValueError("boom")
+
+
+def test_a_failing_request_is_kept_when_a_healthy_one_of_the_same_upstream_trace_was_dropped() -> None:
+    # Two requests of one upstream trace served here (each a local root under a remote parent): the first,
+    # healthy, decided the whole trace id "dropped", and the second's failing wave was dropped with it.
+    provider, exporter, sampler = _tail(0.0)
+    tracer = provider.get_tracer("server")
+    upstream = SpanContext(trace_id=0xABC, span_id=0x123, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+
+    async def request(fail: bool) -> None:
+        with tracer.start_as_current_span("GET /quote", context=set_span_in_context(NonRecordingSpan(upstream))):
+            await Wave("quote", tracer_provider=provider).run([_ok(), _bad() if fail else _ok()])
+
+    async def main() -> None:
+        await request(False)
+        await request(True)
+
+    asyncio.run(main())
+    spans = exporter.get_finished_spans()
+    assert sorted(s.name for s in spans) == ["GET /quote", "task quote", "task quote", "wave quote"]
+    assert any(s.attributes and s.attributes.get(tel.TASK_OUTCOME) == "failure" for s in spans)
+    assert (sampler.kept_traces, sampler.dropped_traces, sampler.buffered_spans) == (1, 1, 0)
+
+
+def test_a_wave_under_another_providers_span_is_decided_when_it_ends() -> None:
+    # The wave span's parent, a span of the user's own TracerProvider, never reaches this processor: the
+    # wave's trace waited for that "local root" forever, buffered (nothing exported, even at ratio 1).
+    provider, exporter, sampler = _tail(1.0)
+    users_own = TracerProvider().get_tracer("app")
+
+    async def main() -> None:
+        for _ in range(3):
+            with users_own.start_as_current_span("request"):
+                await Wave("w", tracer_provider=provider).run([_ok(), _bad()])
+
+    asyncio.run(main())
+    assert len(exporter.get_finished_spans()) == 9
+    assert (sampler.kept_traces, sampler.buffered_spans) == (3, 0)
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.3, 1.0])
+def test_no_kept_span_misses_its_local_parent_in_random_span_trees(ratio: float) -> None:
+    # Random trees: remote-parented requests sharing trace ids, children started under open or ended spans
+    # (after their part's decision too), spans ending late, failures anywhere, tiny and large buffers (decisions
+    # remembered: past max_decisions a late span may be decided anew, as documented).
+    # (An intermediate per-part sampler forwarded fire-and-forget children of dropped parts.)
+    for seed in range(60):
+        rng = random.Random(seed)
+        exporter = InMemorySpanExporter()
+        sampler = TailSampler(SimpleSpanProcessor(exporter), healthy_ratio=ratio,
+                              max_buffered_spans=rng.choice([3, 50]), max_decisions=1000)
+        provider = TracerProvider()
+        provider.add_span_processor(sampler)
+        tracer = provider.get_tracer("fuzz")
+        running: list[Any] = []
+        ended: list[Any] = []
+        for _ in range(60):
+            draw = rng.random()
+            if draw < 0.15 or not (running or ended):
+                upstream = SpanContext(trace_id=rng.choice([1, 2, 3]) << 70 | 0xFFFF, span_id=rng.getrandbits(64) or 1,
+                                       is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+                parent = set_span_in_context(NonRecordingSpan(upstream)) if rng.random() < 0.5 else None
+                running.append(tracer.start_span("root", context=parent))
+            elif draw < 0.6:
+                parent_span = rng.choice(running + ended[-5:])
+                running.append(tracer.start_span("child", context=set_span_in_context(parent_span)))
+            elif running:
+                span = running.pop(rng.randrange(len(running)))
+                if rng.random() < 0.1:
+                    span.set_status(Status(StatusCode.ERROR))
+                span.end()
+                ended.append(span)
+        for span in running:
+            span.end()
+        provider.shutdown()
+        spans = exporter.get_finished_spans()
+        ids = {s.context.span_id for s in spans if s.context is not None}
+        orphans = [s for s in spans if s.parent is not None and not s.parent.is_remote and s.parent.span_id not in ids]
+        assert not orphans, f"seed {seed}: a kept span lost its parent"
+        assert sampler.buffered_spans == 0
