@@ -120,7 +120,7 @@ def test_a_failing_request_is_kept_when_a_healthy_one_of_the_same_upstream_trace
 
     async def request(fail: bool) -> None:
         with tracer.start_as_current_span("GET /quote", context=set_span_in_context(NonRecordingSpan(upstream))):
-            await Wave("quote", tracer_provider=provider).run([_ok(), _bad() if fail else _ok()])
+            await Wave[int]("quote", tracer_provider=provider).run([_ok(), _bad() if fail else _ok()])
 
     async def main() -> None:
         await request(False)
@@ -142,7 +142,7 @@ def test_a_wave_under_another_providers_span_is_decided_when_it_ends() -> None:
     async def main() -> None:
         for _ in range(3):
             with users_own.start_as_current_span("request"):
-                await Wave("w", tracer_provider=provider).run([_ok(), _bad()])
+                await Wave[int]("w", tracer_provider=provider).run([_ok(), _bad()])
 
     asyncio.run(main())
     assert len(exporter.get_finished_spans()) == 9
