@@ -1,7 +1,8 @@
 """Exception messages on exported spans, through the user's redaction callable (``configure(redact=...)``).
 
-Where a span carries an exception message: the ``exception`` event (``exception.message`` and the
-last line of each exception in ``exception.stacktrace``) that ``record_exception`` adds, and a task
+Where a span carries an exception message: the ``exception`` event (``exception.message`` and, in
+``exception.stacktrace``, each exception's ``Type: message`` line with the lines continuing it: a
+multi-line message, notes, the sub-exceptions of an exception group) that ``record_exception`` adds, and a task
 span's status description (``"ValueError: <message>"``). Metrics and the logging hook never carry
 messages (the hook only with ``LoggingHook(exception_messages=True)``).
 
@@ -14,6 +15,7 @@ message)`` returns the message to keep (possibly rewritten) or ``None`` to keep 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -22,7 +24,11 @@ from opentelemetry.trace import Status
 
 Redact = Callable[[str, str], "str | None"]
 _log = logging.getLogger("shannon_otel")
-_PROSE = ("Traceback ", "During handling", "The above exception")
+_PROSE = ("Traceback (most recent call last):", "Exception Group Traceback (most recent call last):",
+          "During handling of the above exception", "The above exception was the direct cause")
+_MARGIN = re.compile(r" *[|+](?: |$)")  # an exception group's left margin: "  | ", "    | ", "  + "
+_MORE = re.compile(r"and \d+ more exceptions?\Z")  # an exception group's elision line
+_TYPE = re.compile(r"[A-Za-z_][\w.]*")  # a (qualified) exception type name
 
 
 def drop_messages(type_name: str, message: str) -> None:
@@ -56,6 +62,53 @@ class RedactingSpanExporter(SpanExporter):
                 _log.exception("the redact callable failed; exception messages are dropped instead")
             return None
         return kept if isinstance(kept, str) else None
+
+    def _stacktrace(self, text: str) -> str:
+        """A formatted traceback with every exception's message redacted: each ``Type: message`` line with
+        the lines that continue it (a multi-line message, notes), in exception groups' ``|`` margins too.
+
+        Frames, source lines and the connecting prose are kept; any other line is read as message text."""
+        out: list[str] = []
+        pending: tuple[str, str, list[str]] | None = None  # margin, type, message lines
+
+        def flush() -> None:
+            if pending is None:
+                return
+            margin, type_name, lines = pending
+            trailing = []  # blank lines before the next block belong to the layout, not the message
+            while lines and not lines[-1].strip():
+                trailing.append(lines.pop())
+            kept = self._message(type_name, "\n".join(lines)) if lines else None
+            if kept is None:
+                if type_name:
+                    out.append(margin + type_name)
+            else:
+                head, *rest = kept.split("\n")
+                out.append(f"{margin}{type_name}: {head}" if type_name else margin + head)
+                out.extend(margin + each for each in rest)
+            out.extend(margin + blank for blank in reversed(trailing))
+
+        for line in text.split("\n"):
+            found = _MARGIN.match(line)
+            margin = found.group() if found else ""
+            body = line[len(margin):]
+            stripped = body.lstrip()
+            layout = (stripped.startswith(_PROSE) or stripped.startswith("+-") or _MORE.match(stripped) is not None)
+            if pending is not None:
+                if not layout and margin == pending[0]:
+                    pending[2].append(body)
+                    continue
+                flush()
+                pending = None
+            if layout or not body.strip() or body[0].isspace():
+                out.append(line)  # a header, frame, source line, separator or blank line
+                continue
+            type_name, sep, message = body.partition(": ")
+            if _TYPE.fullmatch(type_name) is None:  # not an exception type: all of it is message text
+                type_name, message, sep = "", body, ": "
+            pending = (margin, type_name, [message] if sep else [])
+        flush()
+        return "\n".join(out)
 
     def _line(self, line: str) -> str:
         """One ``Type: message`` line of a formatted traceback, redacted (other lines as they are)."""
@@ -94,5 +147,5 @@ class RedactingSpanExporter(SpanExporter):
                 attributes["exception.message"] = kept
         trace = attributes.get("exception.stacktrace")
         if isinstance(trace, str):
-            attributes["exception.stacktrace"] = "\n".join(self._line(line) for line in trace.split("\n"))
+            attributes["exception.stacktrace"] = self._stacktrace(trace)
         return Event(event.name, attributes, event.timestamp)

@@ -4,10 +4,13 @@ tail sampling, log records, the anomaly hook fed by real waves. Each test reprod
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from _virtual_time import run_virtual
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.metrics.view import View
@@ -21,6 +24,7 @@ from shannon_otel import TailSampler, Wave, bridged
 from shannon_otel import _telemetry as tel
 from shannon_otel._metrics_bridge import EXEMPLARS_SUPPORTED
 from shannon_otel._otel._providers import bridge_for
+from shannon_otel._redact import drop_messages
 
 
 def _task_points(reader: InMemoryMetricReader, name: str) -> list[Any]:
@@ -189,3 +193,47 @@ def test_no_kept_span_misses_its_local_parent_in_random_span_trees(ratio: float)
         orphans = [s for s in spans if s.parent is not None and not s.parent.is_remote and s.parent.span_id not in ids]
         assert not orphans, f"seed {seed}: a kept span lost its parent"
         assert sampler.buffered_spans == 0
+
+
+def _stacktraces_with(redact: Any, error: Callable[[], BaseException]) -> list[str]:
+    from shannon_otel import configure
+
+    memory = InMemorySpanExporter()
+    handle = configure("probe", exporter="none", span_exporters=[memory], set_global=False, redact=redact)
+    try:
+        async def fail() -> None:
+            raise error()
+
+        async def main() -> None:
+            wave: Wave[None] = Wave("w", tracer_provider=handle.tracer_provider, meter_provider=handle.meter_provider)
+            with contextlib.suppress(BaseExceptionGroup), \
+                    handle.tracer_provider.get_tracer("user").start_as_current_span("user"):
+                await wave.run([fail], raise_errors=True)  # a WaveError (an ExceptionGroup) through the user span
+
+        run_virtual(main())
+        handle.force_flush(5.0)
+    finally:
+        handle.shutdown()
+    return [str(e.attributes["exception.stacktrace"]) for s in memory.get_finished_spans() for e in s.events
+            if e.name == "exception" and e.attributes]
+
+
+def _noted() -> BaseException:
+    error = ValueError("login failed")
+    error.add_note("password=hunter2")
+    return error
+
+
+@pytest.mark.parametrize("error", [
+    lambda: ValueError("login failed\npassword=hunter2"),
+    lambda: ValueError("login failed\n  password=hunter2"),
+    _noted,
+], ids=["multi-line", "indented-line", "note"])
+def test_redaction_covers_every_line_of_a_message_and_exception_groups(error: Callable[[], BaseException]) -> None:
+    # exception.stacktrace was redacted line by line: the second line of a message, a note, and every
+    # sub-exception of an exception group (WaveError, the "  | ValueError: ..." lines) went out as they were.
+    traces = _stacktraces_with(drop_messages, error)
+    assert len(traces) == 2 and any("| ValueError" in t for t in traces)  # the task span's and the user span's
+    assert all("hunter2" not in t and "File " in t for t in traces)
+    masked = _stacktraces_with(lambda type_name, message: message.replace("hunter2", "***"), error)
+    assert all("hunter2" not in t and "password=***" in t and "login failed" in t for t in masked)
