@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 from collections.abc import Callable
 from typing import Any
@@ -20,11 +21,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags, set_span_in_context
 from test_metrics_bridge import _run_workload
 
-from shannon_otel import TailSampler, Wave, bridged
+from shannon_otel import LoggingHook, Retry, TailSampler, Wave, bridged
 from shannon_otel import _telemetry as tel
 from shannon_otel._metrics_bridge import EXEMPLARS_SUPPORTED
 from shannon_otel._otel._providers import bridge_for
 from shannon_otel._redact import drop_messages
+from shannon_otel.testing import set_testing
 
 
 def _task_points(reader: InMemoryMetricReader, name: str) -> list[Any]:
@@ -237,3 +239,31 @@ def test_redaction_covers_every_line_of_a_message_and_exception_groups(error: Ca
     assert all("hunter2" not in t and "File " in t for t in traces)
     masked = _stacktraces_with(lambda type_name, message: message.replace("hunter2", "***"), error)
     assert all("hunter2" not in t and "password=***" in t and "login failed" in t for t in masked)
+
+
+@pytest.mark.parametrize(("operation", "message"), [("GET /users/{id}", "plain"), ("quotes", "bad json {'a': 1}")])
+def test_a_summary_of_repeats_is_written_whatever_braces_names_and_messages_hold(
+        operation: str, message: str, caplog: pytest.LogCaptureFixture) -> None:
+    # The summary was built with str.format over text holding the operation name and (opted in) the
+    # exception message: a route template or a dict in a message raised inside the hook, and the summary
+    # of every held-back retry was lost (only counted in hook.errors).
+    hook = LoggingHook(exception_messages=True)
+    retry = Retry(attempts=5, initial=0.0, name=operation, hooks=[hook])
+
+    async def fail() -> None:
+        raise ValueError(message)
+
+    async def main() -> None:
+        for _ in range(3):
+            with contextlib.suppress(ValueError):
+                await retry.call(fail)
+
+    caplog.set_level(logging.WARNING, logger="shannon_otel")
+    with set_testing(True):
+        run_virtual(main())
+    hook.flush()
+    texts = [r.getMessage() for r in caplog.records if r.name == "shannon_otel.retry"]
+    assert hook.errors == 0
+    assert len(texts) == 2 and texts[1].startswith(f"retried {operation} 11 times in the last 0 s")
+    assert texts[1].endswith(f"ValueError: {message})")
+    assert caplog.records[-1].__dict__["shannon.log.repeats"] == 11
