@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -267,3 +268,21 @@ def test_a_summary_of_repeats_is_written_whatever_braces_names_and_messages_hold
     assert len(texts) == 2 and texts[1].startswith(f"retried {operation} 11 times in the last 0 s")
     assert texts[1].endswith(f"ValueError: {message})")
     assert caplog.records[-1].__dict__["shannon.log.repeats"] == 11
+
+
+def test_run_virtual_lets_executor_threads_finish_before_a_later_timer() -> None:
+    # VirtualTimeLoop jumped to the next timer whenever no I/O was ready, also while a thread worked: a 20 ms
+    # asyncio.to_thread call under a 5 s timeout (a wave's task_timeout) always "timed out" under run_virtual.
+    def work() -> str:
+        time.sleep(0.02)
+        return "done"
+
+    async def main() -> tuple[str, dict[str, int]]:
+        loop = asyncio.get_running_loop()
+        done = await asyncio.wait_for(asyncio.to_thread(work), timeout=5)
+        wave: Wave[None] = Wave("threads", task_timeout=5, clock=loop.time)
+        result = await wave.map(lambda _: asyncio.to_thread(time.sleep, 0.02), range(2))
+        return done, {str(k): v for k, v in result.report.counts.items()}
+
+    done, counts = run_virtual(main())
+    assert done == "done" and counts["success"] == 2 and counts["timeout"] == 0
