@@ -176,6 +176,8 @@ class FakeClock:
 
     def __init__(self, start: float = 1000.0) -> None:
         check_number("start", start, low=-math.inf)
+        if not math.isfinite(start):
+            raise ValueError(f"start must be a finite number, got {start!r}")
         self.now = start
         self.sleeps: list[float] = []
 
@@ -185,6 +187,8 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         """Move the clock forward (never back: it stands for a monotonic clock)."""
         check_number("seconds", seconds, low=0)
+        if seconds == math.inf:  # every later duration would be inf - inf = NaN
+            raise ValueError(f"seconds must be in [0, inf), got {seconds!r}")
         self.now += seconds
 
     async def sleep(self, seconds: float) -> None:

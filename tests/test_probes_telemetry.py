@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from shannon_otel import _telemetry as tel
 from shannon_otel._metrics_bridge import EXEMPLARS_SUPPORTED
 from shannon_otel._otel._providers import bridge_for
 from shannon_otel._redact import drop_messages
-from shannon_otel.testing import set_testing
+from shannon_otel.testing import FakeClock, set_testing
 
 
 def _task_points(reader: InMemoryMetricReader, name: str) -> list[Any]:
@@ -286,3 +287,14 @@ def test_run_virtual_lets_executor_threads_finish_before_a_later_timer() -> None
 
     done, counts = run_virtual(main())
     assert done == "done" and counts["success"] == 2 and counts["timeout"] == 0
+
+
+def test_a_fake_clock_refuses_infinite_time() -> None:
+    # FakeClock(math.inf) and advance(math.inf) were accepted although the error names [0, inf): every
+    # duration measured on the clock afterwards was inf - inf = NaN.
+    with pytest.raises(ValueError, match=r"start must be a finite number"):
+        FakeClock(math.inf)
+    clock = FakeClock()
+    with pytest.raises(ValueError, match=r"seconds must be in \[0, inf\)"):
+        clock.advance(math.inf)
+    assert clock() == 1000.0
