@@ -39,7 +39,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext
+from opentelemetry.trace import SpanContext, get_current_span
 
 from ._telemetry import SCOPE_NAME, MetricSpec
 from ._version import __version__
@@ -135,8 +135,9 @@ class HistogramAggregate:
                     exemplar = (value, time.time_ns(), span, full)
             elif self._always:
                 exemplar = (value, time.time_ns(), span if span.is_valid else None, full)
-        elif self._always:
-            exemplar = (value, time.time_ns(), None, full)
+        elif self._always:  # no task span: like the SDK, the current span's ids (a sampled-off wave's)
+            current = get_current_span().get_span_context()
+            exemplar = (value, time.time_ns(), current if current.is_valid else None, full)
         with self._lock:
             point = self._points.get(key)
             if point is None:

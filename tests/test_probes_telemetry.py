@@ -20,6 +20,8 @@ from opentelemetry.sdk.metrics.view import View
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags, set_span_in_context
 from test_metrics_bridge import _run_workload
 
@@ -298,3 +300,34 @@ def test_a_fake_clock_refuses_infinite_time() -> None:
     with pytest.raises(ValueError, match=r"seconds must be in \[0, inf\)"):
         clock.advance(math.inf)
     assert clock() == 1000.0
+
+
+class _SameIds(IdGenerator):
+    """The same ids in every run, so exemplar ids compare across the bridged and the plain run."""
+
+    def __init__(self) -> None:
+        self._random = random.Random(1)
+
+    def generate_span_id(self) -> int:
+        return self._random.getrandbits(64) or 1
+
+    def generate_trace_id(self) -> int:
+        return self._random.getrandbits(128) or 1
+
+
+@pytest.mark.skipif(not EXEMPLARS_SUPPORTED, reason="this SDK has no exemplar filter")
+def test_always_on_exemplars_of_sampled_off_waves_carry_the_same_ids_as_plain_sdk_calls() -> None:
+    # With no task span (the wave sampled off) the bridge wrote always_on exemplars without ids, where the SDK
+    # takes the current span's (the wave span's) trace and span id.
+    from opentelemetry.sdk.metrics import AlwaysOnExemplarFilter
+
+    found = []
+    for wrap in (True, False):
+        reader = InMemoryMetricReader()
+        provider = MeterProvider(metric_readers=[bridged(reader) if wrap else reader],
+                                 exemplar_filter=AlwaysOnExemplarFilter())
+        _run_workload(provider, TracerProvider(sampler=ALWAYS_OFF, id_generator=_SameIds()), waves=1)
+        found.append(sorted((tuple(sorted(p.attributes.items())), e.value, e.trace_id, e.span_id)
+                            for p in _task_points(reader, tel.TASK_DURATION.name) for e in p.exemplars))
+    assert found[0] == found[1]
+    assert found[0] and all(trace_id is not None for _, _, trace_id, _ in found[0])
