@@ -355,3 +355,33 @@ def test_a_wave_without_tracing_inside_a_sampled_user_span_gets_the_same_exempla
         counts.append([len(p.exemplars) for p in _task_points(reader, tel.TASK_DURATION.name)])
     assert counts[1] == [1]  # the SDK's exemplar, linking the user's span
     assert counts[0] == counts[1]
+
+
+# NOT FIXED (reported, a design choice in anomaly/_ticks.py, edited concurrently): a latency tick spans several
+# runs of a wave; its Anomaly (on_anomaly, the run report, the log record's fields) names the slowest task's
+# trace, but the shannon.anomaly span event goes on the span current when the tick closed, in a later run's
+# trace. With a TailSampler, the slowest task's trace is healthy and decided (dropped) before the tick closes,
+# so the trace id the Anomaly names was never exported.
+@pytest.mark.xfail(strict=True, reason="a latency anomaly names a trace the tail sampler dropped")
+def test_a_latency_anomaly_names_a_trace_the_tail_sampler_kept() -> None:
+    from shannon_otel import AnomalyHook
+
+    provider, exporter, _ = _tail(0.0)
+    clock = FakeClock()
+    found: list[Any] = []
+    hook = AnomalyHook(tick_s=1.0, min_tick_tasks=8, clock=clock, on_anomaly=found.append)
+
+    async def job(slow: bool) -> None:
+        clock.advance(2.5 if slow else 0.25)
+
+    async def main() -> None:
+        for run in range(200):  # 3 tasks a run, ticks of >= 8 tasks: every tick spans three runs
+            wave: Wave[None] = Wave("checkout", max_concurrency=1, clock=clock, tracer_provider=provider,
+                                    hooks=(hook,))
+            await wave.run([job(run >= 180 and i == 0) for i in range(3)])
+
+    asyncio.run(main())
+    exported = {format(s.context.trace_id, "032x") for s in exporter.get_finished_spans() if s.context is not None}
+    latency = [a for a in found if a.signal == "latency"]
+    assert latency
+    assert all(a.trace_id in exported for a in latency)
