@@ -16,14 +16,18 @@ from __future__ import annotations
 
 import logging
 import re
+import traceback
 from collections.abc import Callable, Sequence
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Status
 
+from ._events._error import error_message
+
 Redact = Callable[[str, str], "str | None"]
 _log = logging.getLogger("shannon_otel")
+_MESSAGE = "exception.message"
 _PROSE = ("Traceback (most recent call last):", "Exception Group Traceback (most recent call last):",
           "During handling of the above exception", "The above exception was the direct cause")
 _MARGIN = re.compile(r" *[|+](?: |$)")  # an exception group's left margin: "  | ", "    | ", "  + "
@@ -31,27 +35,29 @@ _MORE = re.compile(r"and \d+ more exceptions?\Z")  # an exception group's elisio
 _TYPE = re.compile(r"[A-Za-z_][\w.]*")  # a (qualified) exception type name
 
 
+def redacting_handler(handler_class: type[logging.Handler], redact: Redact, **kwargs: object) -> logging.Handler:
+    """An instance of ``handler_class`` (the OTel ``LoggingHandler``) that hands on every record through
+    ``redact`` first: exception messages and tracebacks of logged errors, ``exception.message`` fields."""
+    redactor = _Redactor(redact)
+
+    class Redacting(handler_class):  # type: ignore[valid-type,misc]  # a class chosen at run time
+        def emit(self, record: logging.LogRecord) -> None:
+            super().emit(redactor.record(record))
+
+    return Redacting(**kwargs)
+
+
 def drop_messages(type_name: str, message: str) -> None:
     """A ``redact`` keeping only exception types: ``configure(redact=shannon_otel...drop_messages)``."""
     return
 
 
-class RedactingSpanExporter(SpanExporter):
-    """Hands ``exporter`` copies of the spans with their exception messages passed through ``redact``."""
+class _Redactor:
+    """``redact`` applied to one message, or to every message of a formatted traceback; fails closed."""
 
-    def __init__(self, exporter: SpanExporter, redact: Redact) -> None:
-        self._exporter = exporter
+    def __init__(self, redact: Redact) -> None:
         self._redact = redact
         self._failed = False
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return self._exporter.export([self._span(s) for s in spans])
-
-    def shutdown(self) -> None:
-        self._exporter.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return self._exporter.force_flush(timeout_millis)
 
     def _message(self, type_name: str, message: str) -> str | None:
         try:
@@ -119,6 +125,52 @@ class RedactingSpanExporter(SpanExporter):
             return line
         kept = self._message(type_name, message)
         return type_name if kept is None else f"{type_name}: {kept}"
+
+    def record(self, record: logging.LogRecord) -> logging.LogRecord:
+        """``record`` or, when it carries an exception (``exc_info``) or a ``LoggingHook`` message field, a
+        copy whose message, traceback and text went through ``redact`` (what an OTel log handler exports)."""
+        error = record.exc_info[1] if record.exc_info else None
+        given = record.__dict__.get(_MESSAGE)
+        if error is None and not isinstance(given, str):
+            return record
+        copy = logging.makeLogRecord(record.__dict__)
+        text = record.getMessage()
+        if isinstance(given, str):  # LoggingHook(exception_messages=True): the field and the text's ": message"
+            kept = self._message(str(record.__dict__.get("error.type", "")), given)
+            if kept is None:
+                del copy.__dict__[_MESSAGE]
+                text = text.replace(f": {given}", "")
+            else:
+                copy.__dict__[_MESSAGE] = kept
+                text = text.replace(given, kept)
+        if record.exc_info and record.exc_info[0] is not None:
+            kind = record.exc_info[0]
+            copy.exc_info, copy.exc_text = None, None  # the handler would format it unredacted
+            copy.__dict__["exception.type"] = kind.__name__
+            kept = self._message(kind.__name__, error_message(error)) if error is not None else None
+            if kept is not None:
+                copy.__dict__[_MESSAGE] = kept
+            copy.__dict__["exception.stacktrace"] = self._stacktrace("".join(traceback.format_exception(
+                *record.exc_info)))
+        copy.msg, copy.args = text, None
+        return copy
+
+
+class RedactingSpanExporter(_Redactor, SpanExporter):
+    """Hands ``exporter`` copies of the spans with their exception messages passed through ``redact``."""
+
+    def __init__(self, exporter: SpanExporter, redact: Redact) -> None:
+        super().__init__(redact)
+        self._exporter = exporter
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self._exporter.export([self._span(s) for s in spans])
+
+    def shutdown(self) -> None:
+        self._exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._exporter.force_flush(timeout_millis)
 
     def _span(self, span: ReadableSpan) -> ReadableSpan:
         events = span.events

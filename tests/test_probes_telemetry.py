@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags, set_span_in_context
 from test_metrics_bridge import _run_workload
 
-from shannon_otel import LoggingHook, Retry, TailSampler, Wave, bridged
+from shannon_otel import Hook, LoggingHook, Retry, TailSampler, Wave, bridged
 from shannon_otel import _telemetry as tel
 from shannon_otel._metrics_bridge import EXEMPLARS_SUPPORTED
 from shannon_otel._otel._providers import bridge_for
@@ -385,3 +385,52 @@ def test_a_latency_anomaly_names_a_trace_the_tail_sampler_kept() -> None:
     latency = [a for a in found if a.signal == "latency"]
     assert latency
     assert all(a.trace_id in exported for a in latency)
+
+
+_SECRET = "hunter" + "2"  # built, so that no traceback's source line holds it
+
+
+class _FailingHook(Hook):
+    def wave_started(self, event: Any) -> None:
+        raise RuntimeError(f"db password={_SECRET} rejected")
+
+
+def test_redact_applies_to_the_log_records_configure_exports(monkeypatch: pytest.MonkeyPatch) -> None:
+    # configure(redact=...) redacted spans only: with the logs signal on, the record of a failing hook (its
+    # traceback: exception.message, exception.stacktrace) and LoggingHook(exception_messages=True) records
+    # went to the log exporter with the messages redact was set to hide.
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+
+    from shannon_otel import configure
+
+    memory = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
+    monkeypatch.setattr("shannon_otel._config._log_exporter", lambda *a: memory)
+    monkeypatch.setattr("shannon_otel._config._span_exporter", lambda *a: None)
+    monkeypatch.setattr("shannon_otel._config._metric_exporter", lambda *a: None)
+    handle = configure("probe", exporter="console", logs=True, set_global=False, redact=drop_messages)
+    try:
+        async def flaky() -> None:
+            raise ConnectionError(f"token={_SECRET} refused")
+
+        async def main() -> None:
+            wave: Wave[int] = Wave("w", tracer_provider=handle.tracer_provider, meter_provider=handle.meter_provider,
+                                   hooks=(_FailingHook(),))
+            await wave.run([_ok()])
+            retry = Retry(attempts=2, initial=0.0, name="search", tracer_provider=handle.tracer_provider,
+                          meter_provider=handle.meter_provider, hooks=[LoggingHook(exception_messages=True)])
+            with contextlib.suppress(ConnectionError):
+                await retry.call(flaky)
+
+        run_virtual(main())
+        assert handle.force_flush(5.0)
+    finally:
+        handle.shutdown()
+    records = [r.log_record for r in memory.get_finished_logs()]
+    hook_failure = [r for r in records if "failed in wave_started" in str(r.body)]
+    retried = [r for r in records if str(r.body).startswith("retrying search")]
+    assert hook_failure and retried
+    for record in records:
+        assert "hunter2" not in str(record.body) and "hunter2" not in str(dict(record.attributes or {}))
+    attributes = dict(hook_failure[0].attributes or {})
+    assert attributes["exception.type"] == "RuntimeError" and "wave_started" in str(attributes["exception.stacktrace"])
+    assert str(retried[0].body).endswith(": ConnectionError")  # the type stays, the message is gone
