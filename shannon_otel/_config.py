@@ -151,9 +151,10 @@ def configure(
     ``redact(type_name, message) -> str | None`` passes every exception message on an exported span
     (the ``exception`` event's message and stack trace lines, a task span's status description),
     and every one in the log records of the logs signal (a logged error's ``exception.message`` and
-    ``exception.stacktrace``, the logging hook's ``exception.message``), through the callable: return the text to keep or ``None`` to keep the type only
-    (``redact=lambda type_name, message: None``). Default ``None``: messages are kept, as OTel's
-    ``record_exception`` does (spans go to your own backend; metrics never carry messages).
+    ``exception.stacktrace``, the logging hook's ``exception.message``), through the callable: return
+    the text to keep or ``None`` to keep the type only (``redact=lambda type_name, message: None``).
+    Default ``None``: messages are kept, as OTel's ``record_exception`` does (spans go to your own
+    backend; metrics never carry messages).
     """
     check_setup(service_name, exporter, endpoint, resource_attributes)
     check_bool("set_global", set_global)  # None would quietly mean False
