@@ -13,14 +13,17 @@ exemplar filter, resource) and the readers (``MeterProvider._metric_readers`` in
 ``_sdk_config.metric_readers`` before); ``MetricReader._instrument_class_temporality`` /
 ``_instrument_class_aggregation`` / ``_instrument_class_cardinality_limit`` and the reader protocol
 methods ``_set_collect_callback`` / ``_receive_metrics`` (every custom reader implements these);
-``View._match`` and its ``_name`` / ``_description`` / ``_attribute_keys`` / ``_aggregation`` /
-``_aggregation_cardinality_limit``; ``ExplicitBucketHistogramAggregation._boundaries`` /
-``_record_min_max``.
+``MeterProvider._all_metric_readers`` (the readers registered on some provider: a wrapped reader is
+registered there too, so it cannot be taken by a second provider); ``View._match`` and its ``_name`` /
+``_description`` / ``_attribute_keys`` / ``_aggregation`` / ``_aggregation_cardinality_limit`` /
+``_exemplar_reservoir_factory``; ``ExplicitBucketHistogramAggregation._boundaries`` / ``_record_min_max``.
 """
 
 from __future__ import annotations
 
+import importlib
 import threading
+import weakref
 from typing import Any, cast
 
 from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricReader, MetricsData
@@ -31,6 +34,9 @@ from ._telemetry import MetricSpec
 
 __all__ = ["BridgedReader", "bridged", "discover", "plan_stream"]
 
+# The reservoir factory of a View that names none (SDKs with reservoirs); any other is the user's own.
+_DEFAULT_RESERVOIR = getattr(importlib.import_module("opentelemetry.sdk.metrics._internal.view"),
+                             "_default_reservoir_factory", None)
 _DROPPED = StreamPlan("", "", "", ())  # a View drops the instrument: the bridge records nothing
 
 
@@ -72,6 +78,18 @@ class BridgedReader(MetricReader):
         return store.merge(data) if store is not None else data
 
     def _set_collect_callback(self, func: Any) -> None:  # type: ignore[misc]  # the reader protocol: final by annotation only
+        inner = self.inner
+        if func is None:  # MeterProvider.remove_metric_reader: the wrapped reader is unregistered too
+            super()._set_collect_callback(func)
+            inner._set_collect_callback(func)
+            _registered().discard(inner)
+            return
+        # The SDK refuses a reader registered on a MeterProvider already; it sees only the wrapper,
+        # so the wrapped reader is checked here (else one provider silently takes it from the other).
+        if inner._collect is not None or inner in _registered():
+            raise Exception(  # the SDK's own exception type and message
+                f"MetricReader {inner} has been registered already in other MeterProvider instance")
+        _registered().add(inner)
         super()._set_collect_callback(func)
 
         # The SDK keeps this reader's storage keyed by the wrapper; the wrapped reader collects
@@ -79,7 +97,7 @@ class BridgedReader(MetricReader):
         def collect(reader: MetricReader, timeout_millis: float = 10_000) -> MetricsData | None:
             return self._merge(func(self, timeout_millis=timeout_millis))
 
-        self.inner._set_collect_callback(cast("Any", collect))
+        inner._set_collect_callback(cast("Any", collect))
 
     def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
         merged = self._merge(metrics_data)
@@ -91,6 +109,16 @@ class BridgedReader(MetricReader):
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+
+def _registered() -> Any:
+    """The SDK's set of readers registered on some MeterProvider (a class-level WeakSet; empty stand-in without)."""
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    return getattr(MeterProvider, "_all_metric_readers", _NO_SET)
+
+
+_NO_SET: Any = weakref.WeakSet()
 
 
 def _exemplar_mode(sdk_config: Any) -> str | None:
@@ -118,6 +146,8 @@ def plan_stream(spec: MetricSpec, instrument: Any, views: Any, reader: MetricRea
     if len(matched) > 1:
         return None  # several streams from one instrument: left to the SDK
     view = matched[0] if matched else None
+    if view is not None and getattr(view, "_exemplar_reservoir_factory", _DEFAULT_RESERVOIR) is not _DEFAULT_RESERVOIR:
+        return None  # the View's own exemplar reservoir: only the SDK samples like it
     aggregation = view._aggregation if view is not None else DefaultAggregation()
     if isinstance(aggregation, DropAggregation):
         return _DROPPED

@@ -37,7 +37,7 @@ from ._exporters import _choose as _choose
 from ._metrics_bridge import BridgedExporter, MetricsBridge, histograms_cumulative
 from ._otel._instruments import instrument
 from ._otel._providers import globals_set, register_bridge, register_drops
-from ._redact import Redact, RedactingSpanExporter
+from ._redact import Redact, RedactingSpanExporter, redacting_handler
 from ._telemetry import SCOPE_NAME as LOGGER_ROOT  # the logging hook's loggers are its children
 from ._telemetry_handle import _MAX_TIMEOUT_S, DEFAULT_SHUTDOWN_TIMEOUT_S
 from ._telemetry_handle import Telemetry as Telemetry
@@ -54,11 +54,13 @@ def _check_globals_unset(logs: bool) -> None:
         )
 
 
-def _log_handler(provider: LoggerProvider) -> logging.Handler:
+def _log_handler(provider: LoggerProvider, redact: Redact | None) -> logging.Handler:
     with warnings.catch_warnings():
         # The SDK's handler is deprecated in favour of opentelemetry-instrumentation-logging's (same
         # behaviour); this one ships with the SDK we already depend on, so no new dependency.
         warnings.simplefilter("ignore", DeprecationWarning)
+        if redact is not None:  # log records carry exception messages too (a failing hook's traceback)
+            return redacting_handler(LoggingHandler, redact, logger_provider=provider)
         return LoggingHandler(logger_provider=provider)
 
 
@@ -147,10 +149,12 @@ def configure(
     trace and span ids of the span current when they were written. ``shutdown()`` removes the handler.
 
     ``redact(type_name, message) -> str | None`` passes every exception message on an exported span
-    (the ``exception`` event's message and stack trace lines, a task span's status description)
-    through the callable: return the text to keep or ``None`` to keep the type only
-    (``redact=lambda type_name, message: None``). Default ``None``: messages are kept, as OTel's
-    ``record_exception`` does (spans go to your own backend; metrics never carry messages).
+    (the ``exception`` event's message and stack trace lines, a task span's status description),
+    and every one in the log records of the logs signal (a logged error's ``exception.message`` and
+    ``exception.stacktrace``, the logging hook's ``exception.message``), through the callable: return
+    the text to keep or ``None`` to keep the type only (``redact=lambda type_name, message: None``).
+    Default ``None``: messages are kept, as OTel's ``record_exception`` does (spans go to your own
+    backend; metrics never carry messages).
     """
     check_setup(service_name, exporter, endpoint, resource_attributes)
     check_bool("set_global", set_global)  # None would quietly mean False
@@ -229,7 +233,7 @@ def configure(
             log_processor = CountedLogRecordProcessor(log_exporter, drops, export_timeout_s=export_timeout_s)
             logger_provider.add_log_record_processor(log_processor)
             log_processors.append(log_processor)
-        handler = _log_handler(logger_provider)
+        handler = _log_handler(logger_provider, redact)
         logging.getLogger(LOGGER_ROOT).addHandler(handler)
     if set_global:
         trace.set_tracer_provider(tracer_provider)

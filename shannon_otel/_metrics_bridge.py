@@ -43,7 +43,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext
+from opentelemetry.trace import SpanContext, get_current_span
 
 from ._telemetry import SCOPE_NAME, MetricSpec
 from ._version import __version__
@@ -171,8 +171,9 @@ class HistogramAggregate:
             if self._always:
                 return (value, now_ns or time.time_ns(), span if span.is_valid else None, full)
             return None
-        if self._always:
-            return (value, now_ns or time.time_ns(), None, full)
+        if self._always:  # no task span: like the SDK, the current span's ids (a sampled-off wave's)
+            current = get_current_span().get_span_context()
+            return (value, now_ns or time.time_ns(), current if current.is_valid else None, full)
         return None
 
     def point(self, key: tuple[Any, ...]) -> _Point:

@@ -1,7 +1,8 @@
 """Exception messages on exported spans, through the user's redaction callable (``configure(redact=...)``).
 
-Where a span carries an exception message: the ``exception`` event (``exception.message`` and the
-last line of each exception in ``exception.stacktrace``) that ``record_exception`` adds, and a task
+Where a span carries an exception message: the ``exception`` event (``exception.message`` and, in
+``exception.stacktrace``, each exception's ``Type: message`` line with the lines continuing it: a
+multi-line message, notes, the sub-exceptions of an exception group) that ``record_exception`` adds, and a task
 span's status description (``"ValueError: <message>"``). Metrics and the logging hook never carry
 messages (the hook only with ``LoggingHook(exception_messages=True)``).
 
@@ -14,15 +15,36 @@ message)`` returns the message to keep (possibly rewritten) or ``None`` to keep 
 from __future__ import annotations
 
 import logging
+import re
+import traceback
 from collections.abc import Callable, Sequence
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Status
 
+from ._events._error import error_message
+
 Redact = Callable[[str, str], "str | None"]
 _log = logging.getLogger("shannon_otel")
-_PROSE = ("Traceback ", "During handling", "The above exception")
+_MESSAGE = "exception.message"
+_PROSE = ("Traceback (most recent call last):", "Exception Group Traceback (most recent call last):",
+          "During handling of the above exception", "The above exception was the direct cause")
+_MARGIN = re.compile(r" *[|+](?: |$)")  # an exception group's left margin: "  | ", "    | ", "  + "
+_MORE = re.compile(r"and \d+ more exceptions?\Z")  # an exception group's elision line
+_TYPE = re.compile(r"[A-Za-z_][\w.]*")  # a (qualified) exception type name
+
+
+def redacting_handler(handler_class: type[logging.Handler], redact: Redact, **kwargs: object) -> logging.Handler:
+    """An instance of ``handler_class`` (the OTel ``LoggingHandler``) that hands on every record through
+    ``redact`` first: exception messages and tracebacks of logged errors, ``exception.message`` fields."""
+    redactor = _Redactor(redact)
+
+    class Redacting(handler_class):  # type: ignore[valid-type,misc]  # a class chosen at run time
+        def emit(self, record: logging.LogRecord) -> None:
+            super().emit(redactor.record(record))
+
+    return Redacting(**kwargs)
 
 
 def drop_messages(type_name: str, message: str) -> None:
@@ -30,22 +52,12 @@ def drop_messages(type_name: str, message: str) -> None:
     return
 
 
-class RedactingSpanExporter(SpanExporter):
-    """Hands ``exporter`` copies of the spans with their exception messages passed through ``redact``."""
+class _Redactor:
+    """``redact`` applied to one message, or to every message of a formatted traceback; fails closed."""
 
-    def __init__(self, exporter: SpanExporter, redact: Redact) -> None:
-        self._exporter = exporter
+    def __init__(self, redact: Redact) -> None:
         self._redact = redact
         self._failed = False
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return self._exporter.export([self._span(s) for s in spans])
-
-    def shutdown(self) -> None:
-        self._exporter.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return self._exporter.force_flush(timeout_millis)
 
     def _message(self, type_name: str, message: str) -> str | None:
         try:
@@ -57,6 +69,53 @@ class RedactingSpanExporter(SpanExporter):
             return None
         return kept if isinstance(kept, str) else None
 
+    def _stacktrace(self, text: str) -> str:
+        """A formatted traceback with every exception's message redacted: each ``Type: message`` line with
+        the lines that continue it (a multi-line message, notes), in exception groups' ``|`` margins too.
+
+        Frames, source lines and the connecting prose are kept; any other line is read as message text."""
+        out: list[str] = []
+        pending: tuple[str, str, list[str]] | None = None  # margin, type, message lines
+
+        def flush() -> None:
+            if pending is None:
+                return
+            margin, type_name, lines = pending
+            trailing = []  # blank lines before the next block belong to the layout, not the message
+            while lines and not lines[-1].strip():
+                trailing.append(lines.pop())
+            kept = self._message(type_name, "\n".join(lines)) if lines else None
+            if kept is None:
+                if type_name:
+                    out.append(margin + type_name)
+            else:
+                head, *rest = kept.split("\n")
+                out.append(f"{margin}{type_name}: {head}" if type_name else margin + head)
+                out.extend(margin + each for each in rest)
+            out.extend(margin + blank for blank in reversed(trailing))
+
+        for line in text.split("\n"):
+            found = _MARGIN.match(line)
+            margin = found.group() if found else ""
+            body = line[len(margin):]
+            stripped = body.lstrip()
+            layout = (stripped.startswith(_PROSE) or stripped.startswith("+-") or _MORE.match(stripped) is not None)
+            if pending is not None:
+                if not layout and margin == pending[0]:
+                    pending[2].append(body)
+                    continue
+                flush()
+                pending = None
+            if layout or not body.strip() or body[0].isspace():
+                out.append(line)  # a header, frame, source line, separator or blank line
+                continue
+            type_name, sep, message = body.partition(": ")
+            if _TYPE.fullmatch(type_name) is None:  # not an exception type: all of it is message text
+                type_name, message, sep = "", body, ": "
+            pending = (margin, type_name, [message] if sep else [])
+        flush()
+        return "\n".join(out)
+
     def _line(self, line: str) -> str:
         """One ``Type: message`` line of a formatted traceback, redacted (other lines as they are)."""
         if not line or line[0].isspace() or line.startswith(_PROSE):
@@ -66,6 +125,52 @@ class RedactingSpanExporter(SpanExporter):
             return line
         kept = self._message(type_name, message)
         return type_name if kept is None else f"{type_name}: {kept}"
+
+    def record(self, record: logging.LogRecord) -> logging.LogRecord:
+        """``record`` or, when it carries an exception (``exc_info``) or a ``LoggingHook`` message field, a
+        copy whose message, traceback and text went through ``redact`` (what an OTel log handler exports)."""
+        error = record.exc_info[1] if record.exc_info else None
+        given = record.__dict__.get(_MESSAGE)
+        if error is None and not isinstance(given, str):
+            return record
+        copy = logging.makeLogRecord(record.__dict__)
+        text = record.getMessage()
+        if isinstance(given, str):  # LoggingHook(exception_messages=True): the field and the text's ": message"
+            kept = self._message(str(record.__dict__.get("error.type", "")), given)
+            if kept is None:
+                del copy.__dict__[_MESSAGE]
+                text = text.replace(f": {given}", "")
+            else:
+                copy.__dict__[_MESSAGE] = kept
+                text = text.replace(given, kept)
+        if record.exc_info and record.exc_info[0] is not None:
+            kind = record.exc_info[0]
+            copy.exc_info, copy.exc_text = None, None  # the handler would format it unredacted
+            copy.__dict__["exception.type"] = kind.__name__
+            kept = self._message(kind.__name__, error_message(error)) if error is not None else None
+            if kept is not None:
+                copy.__dict__[_MESSAGE] = kept
+            copy.__dict__["exception.stacktrace"] = self._stacktrace("".join(traceback.format_exception(
+                *record.exc_info)))
+        copy.msg, copy.args = text, None
+        return copy
+
+
+class RedactingSpanExporter(_Redactor, SpanExporter):
+    """Hands ``exporter`` copies of the spans with their exception messages passed through ``redact``."""
+
+    def __init__(self, exporter: SpanExporter, redact: Redact) -> None:
+        super().__init__(redact)
+        self._exporter = exporter
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self._exporter.export([self._span(s) for s in spans])
+
+    def shutdown(self) -> None:
+        self._exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._exporter.force_flush(timeout_millis)
 
     def _span(self, span: ReadableSpan) -> ReadableSpan:
         events = span.events
@@ -94,5 +199,5 @@ class RedactingSpanExporter(SpanExporter):
                 attributes["exception.message"] = kept
         trace = attributes.get("exception.stacktrace")
         if isinstance(trace, str):
-            attributes["exception.stacktrace"] = "\n".join(self._line(line) for line in trace.split("\n"))
+            attributes["exception.stacktrace"] = self._stacktrace(trace)
         return Event(event.name, attributes, event.timestamp)

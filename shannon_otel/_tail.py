@@ -2,15 +2,17 @@
 
 :class:`TailSampler` is a span processor placed in front of the user's exporting processor
 (``TracerProvider().add_span_processor(TailSampler(BatchSpanProcessor(exporter), healthy_ratio=0.01))``).
-It holds each trace's ended spans until the trace's local root ends (the wave span, or the user's
-span around the wave), then forwards the whole trace or none of it: a trace is kept when any span
+It holds each trace's ended spans until their local root ends (the wave span, or the user's span
+around the wave: the topmost span started through this processor), then forwards that part of the
+trace whole or none of it (two requests of one upstream trace served here are two parts): a trace is kept when any span
 has an error status, a task outcome ``failure`` / ``timeout`` or a ``shannon.anomaly`` event, and
 otherwise when its trace id falls under ``healthy_ratio`` (the same rule as the SDK's
 ``TraceIdRatioBased`` and the collector's ``probabilistic`` policy, so processes agree).
 
 Memory is bounded by ``max_buffered_spans``: past it, the oldest undecided trace is decided at once
-on what it has so far (counted in ``overflow_traces``). Spans ending after their trace's decision
-(late children, an outer span) follow that decision while it is remembered (``max_decisions``).
+on what it has so far (counted in ``overflow_traces``). Spans ending after their part's decision
+(late children) or starting under a span of a decided part follow that decision while it is
+remembered (``max_decisions``).
 For several processes, sample in the collector instead: ``collector-config/otelcol-tail-sampling.yaml``.
 """
 
@@ -22,7 +24,7 @@ from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import SpanContext, StatusCode
 
 from . import _telemetry as tel
 from ._validate import check_number
@@ -44,19 +46,28 @@ def troubled(span: ReadableSpan) -> bool:
 
 
 class _Trace:
-    __slots__ = ("keep", "spans")
+    """One local part of a trace: the ended spans under one local root, undecided yet."""
 
-    def __init__(self) -> None:
+    __slots__ = ("keep", "spans", "trace_id")
+
+    def __init__(self, trace_id: int) -> None:
         self.spans: list[ReadableSpan] = []
         self.keep = False
+        self.trace_id = trace_id
+
+
+# The "local root" of a span started under a parent forgotten since its trace was decided: its subtree is
+# decided at once, forwarded only if every part of the trace was kept (span ids are never negative).
+_FOLLOW_KEEP, _FOLLOW_DROP = -1, -2
 
 
 class TailSampler(SpanProcessor):
     """Forwards whole traces to ``processor``: all troubled ones, ``healthy_ratio`` of the others.
 
-    Thread-safe; ``on_end`` costs O(1) per span plus, at a trace's decision, one call into
+    Thread-safe; ``on_start`` and ``on_end`` cost O(1) per span plus, at a decision, one call into
     ``processor`` per kept span. Raises ValueError for a ratio outside [0, 1] or a cap below 1.
-    ``kept_traces``, ``dropped_traces`` and ``overflow_traces`` count decisions so far.
+    ``kept_traces``, ``dropped_traces`` and ``overflow_traces`` count decisions so far (one per local
+    part of a trace: two requests of one upstream trace served here are decided one by one).
     """
 
     def __init__(self, processor: SpanProcessor, *, healthy_ratio: float = 0.1,
@@ -71,8 +82,16 @@ class TailSampler(SpanProcessor):
         self._bound = round(healthy_ratio * (_TRACE_ID_LIMIT + 1))
         self._max_spans = max_buffered_spans
         self._max_decisions = max_decisions
-        self._traces: OrderedDict[int, _Trace] = OrderedDict()  # oldest first
-        self._decided: OrderedDict[int, bool] = OrderedDict()
+        # Each span's local root (the span id of its topmost ancestor started here), from its start
+        # until its part of the trace is decided (or, started late, until it ends): a part is decided
+        # when its root ends, so a request's part never waits for another part of the same trace.
+        self._root_of: dict[int, int] = {}
+        # ... and after that, for the newest ``max_decisions`` decided spans: a span started under one of
+        # them (a fire-and-forget task) follows its part's decision.
+        self._ended_root: OrderedDict[int, int] = OrderedDict()
+        self._traces: OrderedDict[int, _Trace] = OrderedDict()  # undecided parts by local root, oldest first
+        self._decided: OrderedDict[int, bool] = OrderedDict()  # decided parts by local root
+        self._trace_kept: OrderedDict[int, bool] = OrderedDict()  # by trace id: every part kept
         self._buffered = 0
         self._lock = threading.Lock()
         self.kept_traces = 0
@@ -83,44 +102,88 @@ class TailSampler(SpanProcessor):
     def buffered_spans(self) -> int:
         return self._buffered
 
+    def _root(self, context: SpanContext, parent: SpanContext | None) -> int:
+        """The local root of a span starting (or ending unseen) now; under the lock."""
+        if parent is None or parent.is_remote:
+            return context.span_id
+        root = self._root_of.get(parent.span_id)
+        if root is None:
+            root = self._ended_root.get(parent.span_id)
+        if root is not None:
+            return root
+        # A parent this processor never saw start (another TracerProvider's span) roots its own part;
+        # one forgotten since its trace was decided: the span's subtree is forwarded only if every part
+        # of its trace was kept (never a kept span whose parent was dropped).
+        kept = self._trace_kept.get(context.trace_id)
+        if kept is None:
+            return context.span_id
+        return _FOLLOW_KEEP if kept else _FOLLOW_DROP
+
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        context = span.context
+        if context is not None and context.trace_flags.sampled:
+            with self._lock:
+                self._root_of[context.span_id] = self._root(context, span.parent)
         self._next.on_start(span, parent_context=parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:
         context = span.context
         if context is None or not context.trace_flags.sampled:
             return
-        trace_id = context.trace_id
-        local_root = span.parent is None or span.parent.is_remote
+        trace_id, span_id = context.trace_id, context.span_id
         forward: list[ReadableSpan] = []
         with self._lock:
-            decided = self._decided.get(trace_id)
-            if decided is not None and trace_id not in self._traces:
-                if decided:
+            root = self._root_of.get(span_id)
+            if root is None:  # started before this processor was added
+                root = self._root(context, span.parent)
+            if root < 0:  # _FOLLOW_KEEP / _FOLLOW_DROP
+                self._root_of.pop(span_id, None)
+                self._remember(span_id, root)
+                if root == _FOLLOW_KEEP:
+                    forward.append(span)
+            elif root not in self._traces and root in self._decided:
+                self._root_of.pop(span_id, None)
+                self._remember(span_id, root)
+                if self._decided[root]:
                     forward.append(span)
             else:
-                entry = self._traces.get(trace_id)
+                entry = self._traces.get(root)
                 if entry is None:
-                    entry = self._traces[trace_id] = _Trace()
+                    entry = self._traces[root] = _Trace(trace_id)
                 entry.spans.append(span)
                 entry.keep = entry.keep or troubled(span)
                 self._buffered += 1
-                if local_root:
-                    forward.extend(self._decide(trace_id))
+                if root == span_id:
+                    forward.extend(self._decide(root))
                 while self._buffered > self._max_spans and self._traces:
                     self.overflow_traces += 1
                     forward.extend(self._decide(next(iter(self._traces))))
         for each in forward:
             self._next.on_end(each)
 
-    def _decide(self, trace_id: int) -> list[ReadableSpan]:
-        """Under the lock: settle ``trace_id``; the spans to forward (empty when it is dropped)."""
-        entry = self._traces.pop(trace_id)
+    def _remember(self, span_id: int, root: int) -> None:
+        """Under the lock: ``span_id`` ended in the decided part under ``root`` (bounded, oldest forgotten)."""
+        ended_root = self._ended_root
+        ended_root[span_id] = root
+        if len(ended_root) > self._max_decisions:
+            ended_root.popitem(last=False)
+
+    def _decide(self, root: int) -> list[ReadableSpan]:
+        """Under the lock: settle the part of a trace under ``root``; the spans to forward (none when dropped)."""
+        entry = self._traces.pop(root)
         self._buffered -= len(entry.spans)
+        for span in entry.spans:
+            if span.context is not None:
+                self._root_of.pop(span.context.span_id, None)
+                self._remember(span.context.span_id, root)
+        trace_id = entry.trace_id
         keep = entry.keep or (trace_id & _TRACE_ID_LIMIT) < self._bound
-        self._decided[trace_id] = keep
+        self._decided[root] = keep
+        self._trace_kept[trace_id] = keep and self._trace_kept.get(trace_id, True)
         if len(self._decided) > self._max_decisions:
             self._decided.popitem(last=False)
+        if len(self._trace_kept) > self._max_decisions:
+            self._trace_kept.popitem(last=False)
         if keep:
             self.kept_traces += 1
             return entry.spans

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import math
 import selectors
-from collections.abc import Coroutine, Sequence
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import Executor
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, TypeVarTuple
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import Metric
@@ -31,6 +33,7 @@ from .recovery._backoff import TESTING
 __all__ = ["FakeClock", "InMemoryTelemetry", "VirtualTimeLoop", "is_testing", "run_virtual", "set_testing"]
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 
 class _TestingScope:
@@ -173,6 +176,8 @@ class FakeClock:
 
     def __init__(self, start: float = 1000.0) -> None:
         check_number("start", start, low=-math.inf)
+        if not math.isfinite(start):
+            raise ValueError(f"start must be a finite number, got {start!r}")
         self.now = start
         self.sleeps: list[float] = []
 
@@ -182,6 +187,8 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         """Move the clock forward (never back: it stands for a monotonic clock)."""
         check_number("seconds", seconds, low=0)
+        if seconds == math.inf:  # every later duration would be inf - inf = NaN
+            raise ValueError(f"seconds must be in [0, inf), got {seconds!r}")
         self.now += seconds
 
     async def sleep(self, seconds: float) -> None:
@@ -201,6 +208,14 @@ class _JumpingSelector:
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         if timeout is None:
             return self._selector.select(None)
+        if self._loop._threads and timeout > 0:
+            # A job runs in an executor thread (asyncio.to_thread, run_in_executor, getaddrinfo): it takes
+            # real time, which the loop cannot skip; wait for it (its result wakes the selector) and let
+            # the clock follow the real time waited, so a timer due meanwhile fires, one due later does not.
+            started = time.monotonic()
+            events = self._selector.select(timeout)
+            self._loop.advance(timeout if not events else min(time.monotonic() - started, timeout))
+            return events
         events = self._selector.select(0)
         if not events and timeout > 0:
             self._loop.advance(timeout)
@@ -216,14 +231,27 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     ``loop.time()`` starts at 0 and jumps to the next timer whenever nothing is ready, so
     ``asyncio.sleep``, ``asyncio.timeout`` and ``call_later`` follow their deadlines exactly and
     instantly, however slow or loaded the machine is. I/O still works (it is polled without waiting
-    while timers are pending); with no timer pending the loop waits for I/O as usual. Pass
+    while timers are pending); with no timer pending the loop waits for I/O as usual. Work in executor
+    threads (``asyncio.to_thread``, ``run_in_executor``, name resolution) takes real time: while any
+    runs, the clock follows the real time waited, so a 50 ms thread under a 5 s timeout finishes. Pass
     ``clock=asyncio.get_running_loop().time`` to a Wave or policy to put it on the same time.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._now = 0.0
+        self._threads = 0  # executor jobs running: while any does, time passes as it really does
         self._selector: Any = _JumpingSelector(self, self._selector)
+
+    def run_in_executor(self, executor: Executor | None, func: Callable[[*Ts], T],
+                        *args: *Ts) -> asyncio.Future[T]:
+        future = super().run_in_executor(executor, func, *args)
+        self._threads += 1
+        future.add_done_callback(self._thread_done)
+        return future
+
+    def _thread_done(self, future: asyncio.Future[Any]) -> None:
+        self._threads -= 1
 
     def time(self) -> float:
         return self._now

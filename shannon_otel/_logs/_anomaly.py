@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .. import _telemetry as t
-from ._records import Record
+from ._records import N, Record, S
 
 if TYPE_CHECKING:
     from .._events import Anomaly
@@ -23,6 +23,6 @@ def record(anomaly: Anomaly, messages: bool) -> Record:
     return Record(
         t.LOGGER_ANOMALY, t.EVENT_ANOMALY, "%s: %s = %.4g (score %.3f)",
         (what, anomaly.signal, anomaly.value, anomaly.score), fields,
-        f"{{n:,}} {anomaly.signal} anomalies on {anomaly.series} in the last {{s:.0f}} s "
+        f"{N} {anomaly.signal} anomalies on {anomaly.series} in the last {S} s "
         f"(last: {severity}, value {anomaly.value:.4g}, score {anomaly.score:.3f})",
     )

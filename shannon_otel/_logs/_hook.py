@@ -164,7 +164,7 @@ class LoggingHook(Hook):
             if n > 1:
                 fields[t.LOG_REPEATS] = n
                 fields[t.LOG_INTERVAL] = seconds
-                logger.log(level, record.summary.format(n=n, s=seconds), extra=fields)
+                logger.log(level, _records.summary_text(record.summary, n, seconds), extra=fields)
             else:
                 logger.log(level, record.message, *record.args, extra=fields)
         except Exception:

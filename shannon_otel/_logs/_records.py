@@ -46,9 +46,19 @@ TRANSITION_EVENTS = {
 }
 
 
+# Where a summary's count and seconds go: markers no name or message holds, replaced (not str.format:
+# an operation "GET /users/{id}" or a message "bad json {'a': 1}" would make the summary raise and be lost).
+N, S = "\x00n\x00", "\x00s\x00"
+
+
+def summary_text(summary: str, n: int, seconds: float) -> str:
+    """A summary's message for ``n`` occurrences in the last ``seconds``."""
+    return summary.replace(N, f"{n:,}").replace(S, f"{seconds:.0f}")
+
+
 class Record(NamedTuple):
-    """One record to emit. ``summary`` is the message of a record standing for ``{n}`` occurrences
-    in the last ``{s}`` seconds (formatted with ``str.format``).
+    """One record to emit. ``summary`` is the message of a record standing for ``N`` occurrences
+    in the last ``S`` seconds (see :func:`summary_text`).
 
     Built only when a record is written (each builder takes the event and whether exception messages
     are wanted): an occurrence the flood limiter holds back costs no formatting.
@@ -85,7 +95,7 @@ def retry_scheduled(event: RetryScheduled, messages: bool) -> Record:
     return Record(
         t.LOGGER_RETRY, t.EVENT_RETRY_SCHEDULED,
         "retrying %s in %.2f s (attempt %d%s)%s", (event.operation, event.delay_s, event.attempt + 1, of, cause),
-        fields, f"retried {event.operation} {{n:,}} times in the last {{s:.0f}} s (last: attempt "
+        fields, f"retried {event.operation} {N} times in the last {S} s (last: attempt "
         f"{event.attempt + 1}{of} in {event.delay_s:.2f} s{cause})",
     )
 
@@ -95,7 +105,7 @@ def rejected(event: CallRejected, messages: bool) -> Record:
     why = f"circuit breaker {event.breaker} is {event.state.value}"
     return Record(
         t.LOGGER_BREAKER, t.LOG_EVENT_REJECTED, "rejected a call to %s: %s",
-        (event.operation, why), fields, f"rejected {{n:,}} calls to {event.operation} in the last {{s:.0f}} s: {why}",
+        (event.operation, why), fields, f"rejected {N} calls to {event.operation} in the last {S} s: {why}",
     )
 
 
@@ -114,7 +124,7 @@ def timed_out(event: TimedOut, messages: bool) -> Record:
     return Record(
         t.LOGGER_TIMEOUT, t.LOG_EVENT_TIMED_OUT, "%s timed out after %.2f s",
         (event.operation, event.timeout_s), fields,
-        f"{event.operation} timed out {{n:,}} times in the last {{s:.0f}} s (limit {event.timeout_s:.2f} s)",
+        f"{event.operation} timed out {N} times in the last {S} s (limit {event.timeout_s:.2f} s)",
     )
 
 
@@ -124,7 +134,7 @@ def fallback(event: FallbackStarted, messages: bool) -> Record:
     return Record(
         t.LOGGER_FALLBACK, t.LOG_EVENT_FALLBACK, "falling back for %s (%s)%s",
         (event.operation, event.reason, cause), fields,
-        f"fell back for {event.operation} {{n:,}} times in the last {{s:.0f}} s (last: {event.reason}{cause})",
+        f"fell back for {event.operation} {N} times in the last {S} s (last: {event.reason}{cause})",
     )
 
 
@@ -135,7 +145,7 @@ def degraded(event: Degraded, messages: bool) -> Record:
     return Record(
         t.LOGGER_DEGRADE, t.EVENT_DEGRADED, "serving a degraded result for %s (%s, %s)%s",
         (event.operation, event.mode, event.reason, cause), fields,
-        f"served {{n:,}} degraded results for {event.operation} in the last {{s:.0f}} s "
+        f"served {N} degraded results for {event.operation} in the last {S} s "
         f"(last: {event.mode}, {event.reason}{cause})",
     )
 
@@ -147,12 +157,12 @@ def compensation(event: CompensationFinished, messages: bool) -> Record:
         return Record(
             t.LOGGER_SAGA, t.LOG_EVENT_COMPENSATED, "compensated step %s of saga %s",
             (event.step, event.saga), fields,
-            f"compensated step {event.step} of saga {event.saga} {{n:,}} times in the last {{s:.0f}} s",
+            f"compensated step {event.step} of saga {event.saga} {N} times in the last {S} s",
         )
     cause = _error(fields, event.error, messages)
     return Record(
         t.LOGGER_SAGA, t.LOG_EVENT_COMPENSATION_FAILED, "compensation of step %s of saga %s: %s%s",
         (event.step, event.saga, event.outcome.value, cause), fields,
-        f"compensation of step {event.step} of saga {event.saga} did not succeed {{n:,}} times in the last "
-        f"{{s:.0f}} s (last: {event.outcome.value}{cause})",
+        f"compensation of step {event.step} of saga {event.saga} did not succeed {N} times in the last "
+        f"{S} s (last: {event.outcome.value}{cause})",
     )
