@@ -333,11 +333,9 @@ def test_always_on_exemplars_of_sampled_off_waves_carry_the_same_ids_as_plain_sd
     assert found[0] and all(trace_id is not None for _, _, trace_id, _ in found[0])
 
 
-# NOT FIXED (reported): the fix lies in _otel/_executor.py (edited concurrently for performance) on the path the
-# "metrics on, tracing off" budget measures. A wave with tracing off (a no-op TracerProvider) but metrics on,
-# run inside a sampled span of the user's: plain SDK calls give each point an exemplar of that span
-# (trace_based filter, the default); the bridge gets no span context from the hook and gives none.
-@pytest.mark.xfail(strict=True, reason="the bridge gets no span context for waves without tracing")
+# A wave with tracing off (a no-op TracerProvider) but metrics on, run inside a sampled span of the user's:
+# plain SDK calls give each point an exemplar of that span (trace_based filter, the default); the bridge got
+# no span context from the hook and gave none.
 def test_a_wave_without_tracing_inside_a_sampled_user_span_gets_the_same_exemplars_as_plain_sdk_calls() -> None:
     from opentelemetry.trace import NoOpTracerProvider
 

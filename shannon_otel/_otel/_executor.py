@@ -200,9 +200,25 @@ class _WaveTelemetry(WaveObserver):
     """
 
     __slots__ = (
-        "_attached", "_durations", "_ok", "_queue_waits", "_size", "_skipped", "_span",
-        "_task_span_name", "_tokens", "_wave_context", "_wave_key", "owner", "record_tasks", "started",
-        "succeeded", "success_key", "unsuccessful", "wave",
+        "_attached",
+        "_durations",
+        "_ok",
+        "_queue_waits",
+        "_size",
+        "_skipped",
+        "_span",
+        "_task_span_name",
+        "_tokens",
+        "_untraced",
+        "_wave_context",
+        "_wave_key",
+        "owner",
+        "record_tasks",
+        "started",
+        "succeeded",
+        "success_key",
+        "unsuccessful",
+        "wave",
     )
 
     def __init__(
@@ -229,6 +245,10 @@ class _WaveTelemetry(WaveObserver):
             span = owner.tracer.start_span(tel.SPAN_WAVE.format(wave=wave), attributes=attributes)
             self._span = span
             self.record_tasks = span.is_recording()
+        # Without task spans, a task's records see the span its task runs under: the wave span, or the
+        # caller's own span when the wave makes none (tracing off). Read once: it is the same for every task.
+        under = self._span.get_span_context() if self._span is not None else trace.get_current_span().get_span_context()
+        self._untraced: SpanContext | None = under if under.is_valid else None
         # Read by the observable instruments (ExecutorMeters) while the wave is in ``running``.
         self._size = event.size or 0
         self.started = self.succeeded = self.unsuccessful = self._skipped = 0
@@ -270,7 +290,7 @@ class _WaveTelemetry(WaveObserver):
 
     def task_finished(self, token: Any, event: TaskResult[Any]) -> None:
         _, index, _, outcome, _, error, duration, queue_wait, measurements, batch = event  # one unpack per task
-        span_context = token[0].get_span_context() if token is not None else None
+        span_context = token[0].get_span_context() if token is not None else self._untraced
         etype: str | None = None
         if outcome is _SUCCESS_OUTCOME:  # never an error: counted and recorded at the wave's own keys
             self.succeeded += 1
