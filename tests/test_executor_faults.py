@@ -214,7 +214,7 @@ def test_cached_hooks_do_not_keep_providers_alive() -> None:
 
 
 def test_hooks_given_as_a_list_are_frozen_so_the_policy_is_hashable() -> None:
-    wave: Wave[None] = Wave("h", hooks=[], instrument=False)  # type: ignore[arg-type]
+    wave: Wave[None] = Wave("h", hooks=[], instrument=False)  # a list fits the type too
     assert wave.hooks == ()
     hash(wave)
 

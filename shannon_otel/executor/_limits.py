@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from .._validate import awaitable_from
 from ._semaphore import Credits
@@ -50,7 +50,7 @@ class ResourcePool:
         return f"ResourcePool({self.name!r}, limit={self.limit}, in_use={self.in_use})"
 
 
-def pools_by_name(pools: tuple[ResourcePool, ...]) -> Mapping[str, ResourcePool]:
+def pools_by_name(pools: Iterable[ResourcePool]) -> Mapping[str, ResourcePool]:
     by_name: dict[str, ResourcePool] = {}
     for pool in pools:
         if not isinstance(pool, ResourcePool):

@@ -99,10 +99,10 @@ class Wave(Generic[T]):
     batch_size: int | None = None
     fail_fast: bool = False
     policy: TaskPolicy | None = None
-    pools: tuple[ResourcePool, ...] = ()
+    pools: Iterable[ResourcePool] = ()
     on_progress: Callable[[Progress], None] | None = None
     progress_interval: float = 0.25
-    hooks: tuple[Hook, ...] = ()
+    hooks: Iterable[Hook] = ()
     tracer_provider: TracerProvider | None = None
     meter_provider: MeterProvider | None = None
     instrument: bool = True
