@@ -347,3 +347,18 @@ def test_cancelling_while_results_wait_for_a_gather_leaves_nothing_behind(cluste
     left_on_scheduler, left_on_client, gathers = on_cluster(cluster, body)
     assert (left_on_scheduler, left_on_client) == (0, 0)
     assert gathers == 0  # nothing fetched for tasks that no longer want their result
+
+
+class _LockedInt(int):
+    """An int whose instance holds a lock: it does not pickle, though every plain int does."""
+
+    def __init__(self, value: int) -> None:
+        self.lock = threading.Lock()
+
+
+def test_only_exact_builtin_types_skip_the_pickle_check() -> None:
+    from shannon_otel.dask._shipping import check_arguments
+
+    check_arguments((1, 2.5, "s", b"b", None, True, 1j), {"k": 3})  # checked without pickling
+    with pytest.raises(UnshippableTaskError, match=r"argument 0 .*cannot be pickled"):
+        check_arguments((_LockedInt(1),), {})
