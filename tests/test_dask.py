@@ -303,7 +303,7 @@ def test_results_of_a_busy_cluster_share_gathers(cluster: LocalCluster) -> None:
     async def body(client: Client) -> tuple[Any, list[int]]:
         sizes = count_gathers(client)
         backend = DaskBackend(client, gather_window_s=0.2)
-        result = await Wave("many", max_concurrency=None).run(backend.map(tasks.nap, [0.01] * 80))
+        result: Any = await Wave("many", max_concurrency=None).run(backend.map(tasks.nap, [0.01] * 80))
         return result, sizes
 
     result, sizes = on_cluster(cluster, body)
@@ -320,7 +320,7 @@ def test_a_free_thread_never_waits_for_the_gather_window(cluster: LocalCluster) 
         sizes = count_gathers(client)
         backend = DaskBackend(client, gather_window_s=1.0)
         async with asyncio.timeout(5):  # the window would take 8 s; the work takes well under 1 s
-            result = await Wave("sequential", max_concurrency=1).run(backend.map(tasks.square, range(8)))
+            result: Any = await Wave("sequential", max_concurrency=1).run(backend.map(tasks.square, range(8)))
         return result, sizes
 
     result, sizes = on_cluster(cluster, body)

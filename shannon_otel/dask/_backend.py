@@ -86,12 +86,12 @@ class DaskBackend:
     def __init__(self, client: Client, *, gather_window_s: float = 0.05) -> None:
         from distributed import Client
 
+        check_number("gather_window_s", gather_window_s, low=0, high=1.0)
         if not isinstance(client, Client):
             raise TypeError(f"client must be a distributed.Client, got {type(client).__name__}")
         if not client.asynchronous:
             raise ValueError("client must be asynchronous: create it with Client(..., asynchronous=True)")
         _check_open(client)
-        check_number("gather_window_s", gather_window_s, low=0, high=1.0)
         self.client = client
         self._results = Gatherer(client, float(gather_window_s))
         self._cancels: set[asyncio.Future[Any]] = set()
