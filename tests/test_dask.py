@@ -302,7 +302,7 @@ def test_results_of_a_busy_cluster_share_gathers(cluster: LocalCluster) -> None:
 
     async def body(client: Client) -> tuple[Any, list[int]]:
         sizes = count_gathers(client)
-        backend = DaskBackend(client, gather_window_s=0.2)
+        backend = DaskBackend(client, gather_window_s=0.5)
         result: Any = await Wave("many", max_concurrency=None).run(backend.map(tasks.nap, [0.01] * 80))
         return result, sizes
 
