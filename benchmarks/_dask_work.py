@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 
 def busy_ms(x: int) -> int:
@@ -11,3 +12,8 @@ def busy_ms(x: int) -> int:
     while time.perf_counter() < end:
         pass
     return x
+
+
+def scheduler_tasks(dask_scheduler: Any) -> int:
+    """How many tasks the scheduler holds (run with ``client.run_on_scheduler``)."""
+    return len(dask_scheduler.tasks)

@@ -5,13 +5,16 @@ interleaved over ``R`` repetitions, each timed from the first submission to the 
 ``plain`` is ``client.map`` + ``client.gather`` of the same function; ``no_sdk`` is
 ``Wave.run(DaskBackend.map(...))`` with no OTel SDK; ``traced`` is the same with an SDK tracer
 provider (every task span recorded, batch-exported to a sink that discards) and an SDK meter
-provider. Reported: medians, ratios to ``plain``, tasks/s. Last line: one JSON object.
+provider. Each variant starts on a settled cluster (no task left on the scheduler).
+Reported: medians, ratios to ``plain``, tasks/s, CPU per task (client process, which hosts the
+scheduler, plus workers). Last line: one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import statistics
 import sys
@@ -19,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from benchmarks._dask_work import busy_ms
+from benchmarks._dask_work import busy_ms, scheduler_tasks
 
 
 class _Discard:
@@ -35,6 +38,18 @@ class _Discard:
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
+
+
+async def _settle(client: Any) -> None:
+    """Wait until the scheduler holds no task: the previous variant's released futures are forgotten.
+
+    Plain Dask drops its 2,000 futures at once when it ends (our backend releases each as its task
+    finishes), and the scheduler and workers spend a while forgetting them: without this, that
+    cleanup is timed as part of whichever variant runs next.
+    """
+    gc.collect()
+    while await client.run_on_scheduler(scheduler_tasks):  # noqa: ASYNC110 - polling another component
+        await asyncio.sleep(0.01)
 
 
 async def _measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -60,29 +75,36 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
         traced_wave: Wave[int] = Wave("bench-traced", max_concurrency=None, tracer_provider=tracer_provider,
                            meter_provider=meter_provider)
 
-        async def plain() -> list[int]:
+        async def plain(n: int = n) -> list[int]:
             return list(await client.gather(client.map(busy_ms, range(n), pure=False)))
 
-        async def no_sdk() -> list[Any]:
+        async def no_sdk(n: int = n) -> list[Any]:
             return (await plain_wave.run(backend.map(busy_ms, range(n)))).values()
 
-        async def traced() -> list[Any]:
+        async def traced(n: int = n) -> list[Any]:
             return (await traced_wave.run(backend.map(busy_ms, range(n)))).values()
 
-        variants: dict[str, Callable[[], Awaitable[list[Any]]]] = {
+        variants: dict[str, Callable[..., Awaitable[list[Any]]]] = {
             "plain": plain, "no_sdk": no_sdk, "traced": traced,
         }
-        await plain()  # warm up workers (imports, connections)
+        for variant in variants.values():  # warm up: workers import shannon_otel on its first task
+            await variant(200)
         times: dict[str, list[float]] = {k: [] for k in variants}
+        cpu: dict[str, list[float]] = {k: [] for k in variants}
         for rep in range(args.repetitions):
             order = list(variants) if rep % 2 == 0 else list(reversed(variants))
             for name in order:
+                await _settle(client)
+                cpu_start = time.process_time() + sum((await client.run(time.process_time)).values())
                 start = time.perf_counter()
                 values = await variants[name]()
                 times[name].append(time.perf_counter() - start)
+                cpu_end = time.process_time() + sum((await client.run(time.process_time)).values())
+                cpu[name].append(cpu_end - cpu_start)
                 assert values == list(range(n)), f"{name} returned wrong results"
     tracer_provider.shutdown()
     medians = {k: statistics.median(v) for k, v in times.items()}
+    cpu_medians = {k: statistics.median(v) for k, v in cpu.items()}
     return {
         "suite": "dask",
         "tasks": n,
@@ -90,6 +112,10 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
         "median_s": {k: round(v, 4) for k, v in medians.items()},
         "ratios": {k: round(medians[k] / medians["plain"], 3) for k in ("traced", "no_sdk")},
         "tasks_per_s": {k: round(n / v, 1) for k, v in medians.items()},
+        # CPU of the client process (it hosts the scheduler) and the workers: steadier than wall
+        # time on a shared machine, and on a saturated one what the wall time follows.
+        "cpu_us_per_task": {k: round(v * 1e6 / n) for k, v in cpu_medians.items()},
+        "cpu_ratios": {k: round(cpu_medians[k] / cpu_medians["plain"], 3) for k in ("traced", "no_sdk")},
         "target": {"traced": 1.10},
     }
 
@@ -105,7 +131,10 @@ def main(argv: list[str]) -> int:
     result = asyncio.run(_measure(args))
     for name, seconds in result["median_s"].items():
         ratio = seconds / result["median_s"]["plain"]
-        print(f"{name:<8} {seconds * 1000:9.1f} ms  {ratio:5.2f}x plain  {result['tasks_per_s'][name]:9.1f} tasks/s")
+        print(
+            f"{name:<8} {seconds * 1000:9.1f} ms  {ratio:5.2f}x plain  {result['tasks_per_s'][name]:9.1f} tasks/s"
+            f"  cpu {result['cpu_us_per_task'][name]:6d} us/task",
+        )
     print(json.dumps(result))
     return 0
 

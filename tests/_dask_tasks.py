@@ -57,3 +57,9 @@ def slow(seconds: float) -> float:
 
 def fails(x: int) -> int:
     raise ValueError(f"bad {x}")
+
+
+def nap(seconds: float) -> float:
+    """Sleep in the worker thread (releases the GIL, unlike a busy loop)."""
+    time.sleep(seconds)
+    return seconds

@@ -280,3 +280,85 @@ def test_wave_map_rate_limit_batches_and_hooks_see_every_outcome(cluster: LocalC
     assert sorted(e.index for e in finished) == list(range(12))
     assert {e.outcome for e in finished} == {Outcome.SUCCESS}
     assert {e.batch for e in finished} == {0, 1, 2}
+
+
+# --------------------------------------------------------------------------- fetching results
+def count_gathers(client: Client) -> list[int]:
+    """Spy on ``client.gather``: the number of futures each call fetched."""
+    sizes: list[int] = []
+    gather = client.gather
+
+    def counting(futures: Any, *args: Any, **kwargs: Any) -> Any:
+        sizes.append(len(futures))
+        return gather(futures, *args, **kwargs)
+
+    client.gather = counting  # type: ignore[method-assign]
+    return sizes
+
+
+def test_results_of_a_busy_cluster_share_gathers(cluster: LocalCluster) -> None:
+    """Each gather costs the cluster a scheduler round trip and a worker fetch: while the cluster
+    is busy with our tasks, results finishing close together are fetched together."""
+
+    async def body(client: Client) -> tuple[Any, list[int]]:
+        sizes = count_gathers(client)
+        backend = DaskBackend(client, gather_window_s=0.5)
+        result: Any = await Wave("many", max_concurrency=None).run(backend.map(tasks.nap, [0.01] * 80))
+        return result, sizes
+
+    result, sizes = on_cluster(cluster, body)
+    assert result.values() == [0.01] * 80
+    assert sum(sizes) == 80
+    assert len(sizes) <= 80 // 4  # one gather per loop turn fetched one result almost every time
+
+
+def test_a_free_thread_never_waits_for_the_gather_window(cluster: LocalCluster) -> None:
+    """One task at a time (the cluster has free threads): each result is fetched at once, so a
+    long window does not make a sequential wave wait for it (here 1 s per task, 8 s in all)."""
+
+    async def body(client: Client) -> tuple[Any, list[int]]:
+        sizes = count_gathers(client)
+        backend = DaskBackend(client, gather_window_s=1.0)
+        async with asyncio.timeout(5):  # the window would take 8 s; the work takes well under 1 s
+            result: Any = await Wave("sequential", max_concurrency=1).run(backend.map(tasks.square, range(8)))
+        return result, sizes
+
+    result, sizes = on_cluster(cluster, body)
+    assert result.values() == [x * x for x in range(8)]
+    assert sizes == [1] * 8
+
+
+def test_cancelling_while_results_wait_for_a_gather_leaves_nothing_behind(cluster: LocalCluster) -> None:
+    async def body(client: Client) -> tuple[int, int, int]:
+        sizes = count_gathers(client)
+        backend = DaskBackend(client, gather_window_s=1.0)
+        wave: Wave[Any] = Wave("waiting", max_concurrency=None)
+        run = asyncio.ensure_future(wave.run(backend.map(tasks.nap, [0.01] * 8 + [30.0] * 8)))
+        # the 8 short ones finish; 8 long ones keep the cluster's 4 threads busy: their results wait
+        while sum(state.status == "finished" for state in client.futures.values()) < 8:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        assert not run.done()
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        await asyncio.sleep(1.5)  # past the window: a gather of cancelled tasks would start now
+        return await wait_until_empty(client), len(client.futures), len(sizes)
+
+    left_on_scheduler, left_on_client, gathers = on_cluster(cluster, body)
+    assert (left_on_scheduler, left_on_client) == (0, 0)
+    assert gathers == 0  # nothing fetched for tasks that no longer want their result
+
+
+class _LockedInt(int):
+    """An int whose instance holds a lock: it does not pickle, though every plain int does."""
+
+    def __init__(self, value: int) -> None:
+        self.lock = threading.Lock()
+
+
+def test_only_exact_builtin_types_skip_the_pickle_check() -> None:
+    from shannon_otel.dask._shipping import check_arguments
+
+    check_arguments((1, 2.5, "s", b"b", None, True, 1j), {"k": 3})  # checked without pickling
+    with pytest.raises(UnshippableTaskError, match=r"argument 0 .*cannot be pickled"):
+        check_arguments((_LockedInt(1),), {})

@@ -15,10 +15,11 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from distributed import wait
 from opentelemetry import propagate
 
+from .._validate import check_number
 from ..executor import TaskSpec, task
+from ._gather import Gatherer
 from ._remote import Payload, run_async, run_sync
 from ._shipping import check_arguments, check_function, qualified_name
 
@@ -72,21 +73,28 @@ class DaskBackend:
     raises ``KilledWorker``; set it to 0 on the scheduler to let the policy alone decide (see docs).
     Cancelling a task (wave cancelled, fail-fast, per-task timeout) cancels its future on the
     cluster; a function already running in a worker thread finishes there, its result dropped.
+
+    Results are fetched many per gather (a gather costs the cluster far more than the results it
+    carries): while the cluster is busy with at least as many of this backend's tasks as it has
+    threads, a finished task's result waits up to ``gather_window_s`` (0 to 1 s, default 0.05) to
+    share a gather with others; with a thread free, it is fetched at once. The per-task timeout
+    covers that wait too.
     """
 
-    __slots__ = ("_cancels", "_fetches", "_queue", "client")
+    __slots__ = ("_cancels", "_queue", "_results", "client")
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, *, gather_window_s: float = 0.05) -> None:
         from distributed import Client
 
+        check_number("gather_window_s", gather_window_s, low=0, high=1.0)
         if not isinstance(client, Client):
             raise TypeError(f"client must be a distributed.Client, got {type(client).__name__}")
         if not client.asynchronous:
             raise ValueError("client must be asynchronous: create it with Client(..., asynchronous=True)")
         _check_open(client)
         self.client = client
+        self._results = Gatherer(client, float(gather_window_s))
         self._cancels: set[asyncio.Future[Any]] = set()
-        self._fetches: list[tuple[Future[Any], asyncio.Future[Any]]] = []
         self._queue: list[tuple[Callable[..., Any], Payload, str, asyncio.Future[Future[Any]]]] = []
 
     def remote(self, fn: Callable[..., Any], *, name: str | None = None) -> RemoteFunction[Any]:
@@ -138,8 +146,7 @@ class DaskBackend:
         future = None
         try:
             future = await waiter
-            await wait(future)  # finished, without fetching the result yet
-            return await self._fetch(future)
+            return await self._results.result(future)
         except asyncio.CancelledError:
             if future is None and waiter.done() and not waiter.cancelled():
                 future = waiter.result()
@@ -168,40 +175,6 @@ class DaskBackend:
                     self._cancel(future)
                 else:
                     waiter.set_result(future)
-
-    async def _fetch(self, future: Future[Any]) -> Any:
-        """The result of a finished future; results finishing in the same loop turn share one gather."""
-        if future.status != "finished":  # an error (or cancelled): raise it as Dask does
-            return await future
-        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._fetches.append((future, waiter))
-        if len(self._fetches) == 1:
-            asyncio.get_running_loop().call_soon(self._flush_fetches)
-        return await waiter
-
-    def _flush_fetches(self) -> None:
-        batch, self._fetches = self._fetches, []
-        gathering = asyncio.ensure_future(self._gather(batch))
-        self._cancels.add(gathering)  # held until done, like the cancellations
-        gathering.add_done_callback(self._cancels.discard)
-
-    async def _gather(self, batch: list[tuple[Future[Any], asyncio.Future[Any]]]) -> None:
-        try:
-            values = await self.client.gather([f for f, _ in batch])
-        except BaseException:  # one of them could not be fetched: fetch each on its own
-            values = None
-        for i, (future, waiter) in enumerate(batch):
-            if waiter.done():  # its task was cancelled meanwhile
-                continue
-            if values is not None:
-                waiter.set_result(values[i])
-                continue
-            try:
-                waiter.set_result(await future)
-            except asyncio.CancelledError:
-                waiter.cancel()
-            except BaseException as exc:
-                waiter.set_exception(exc)
 
     def _cancel(self, future: Future[Any]) -> None:
         """Tell the scheduler to drop ``future`` without awaiting it (we are being cancelled)."""

@@ -1,0 +1,119 @@
+"""Fetch the results of finished Dask futures, many per gather.
+
+A gather is a round trip through the scheduler and a fetch from a worker: it costs the cluster
+far more than the results it carries, and on a busy cluster it takes CPU from the tasks
+themselves. So one gather is in flight at a time, and while the cluster is busy with at least
+as many of our tasks as it has threads (a result fetched later leaves no thread idle), results
+finishing within the window share one gather. Once fewer of our tasks are running than the
+cluster has threads, a result is fetched at once: a wave with a low concurrency limit, waiting
+for that result to start its next task, is never slowed down by the window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from distributed import wait
+
+if TYPE_CHECKING:
+    from distributed import Client, Future
+
+_log = logging.getLogger("shannon_otel.dask")
+_Fetch = tuple["Future[Any]", "asyncio.Future[Any]"]
+
+
+class Gatherer:
+    """Owned by one :class:`DaskBackend`; every method runs on the client's event loop."""
+
+    __slots__ = ("_client", "_gathering", "_pending", "_running", "_timer", "window_s")
+
+    def __init__(self, client: Client, window_s: float) -> None:
+        self._client = client
+        self.window_s = window_s
+        self._running = 0  # our futures awaited and not finished yet
+        self._pending: list[_Fetch] = []  # finished, result not fetched yet
+        self._gathering: asyncio.Future[None] | None = None  # the one gather in flight
+        self._timer: asyncio.TimerHandle | None = None  # the next gather, waiting for more results
+
+    async def result(self, future: Future[Any]) -> Any:
+        """Wait until ``future`` finishes and return its result, or raise its error as Dask does.
+
+        Cancelling the caller leaves the future to the caller (the backend cancels it on the cluster).
+        """
+        self._running += 1
+        try:
+            await wait(future)  # finished, without fetching the result yet
+        finally:
+            self._running -= 1
+        if future.status != "finished":  # an error (or cancelled): raised from the client's state
+            return await future
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((future, waiter))
+        self._schedule()
+        return await waiter
+
+    def _schedule(self) -> None:
+        if self._gathering is not None or not self._pending:
+            return  # the gather in flight schedules the next one when it ends
+        threads = self._client.scheduler_info().get("total_threads") or 1
+        if self.window_s > 0 and self._running >= threads:
+            if self._timer is None:
+                self._timer = asyncio.get_running_loop().call_later(self.window_s, self._start)
+            return
+        self._start()  # the cluster has a thread free for a task that waits for this result
+
+    def _start(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._gathering is not None:
+            return
+        batch = [(f, w) for f, w in self._pending if not w.done()]  # done: its task was cancelled
+        self._pending = []
+        if not batch:
+            return
+        self._gathering = asyncio.ensure_future(self._gather(batch))
+        self._gathering.add_done_callback(self._gathered)
+
+    def _gathered(self, done: asyncio.Future[None]) -> None:
+        self._gathering = None
+        if done.cancelled():  # the loop is closing: nobody may wait forever
+            batch, self._pending = self._pending, []
+            for _, waiter in batch:
+                waiter.cancel()
+            return
+        if done.exception() is not None:  # pragma: no cover - already set on its tasks
+            _log.error("fetching results failed", exc_info=done.exception())
+        self._schedule()
+
+    async def _gather(self, batch: list[_Fetch]) -> None:
+        try:
+            try:
+                values = await self._client.gather([f for f, _ in batch])
+            except asyncio.CancelledError:
+                raise
+            except BaseException:  # one of them could not be fetched: fetch each on its own
+                values = None
+            for i, (future, waiter) in enumerate(batch):
+                if waiter.done():  # its task was cancelled meanwhile
+                    continue
+                if values is not None:
+                    waiter.set_result(values[i])
+                    continue
+                try:
+                    waiter.set_result(await future)
+                except asyncio.CancelledError:
+                    raise
+                except BaseException as exc:
+                    waiter.set_exception(exc)
+        except asyncio.CancelledError:  # the loop is closing: nobody may wait forever
+            for _, waiter in batch:
+                waiter.cancel()
+            raise
+        except BaseException as exc:  # pragma: no cover - a bug here must still reach every task
+            for _, waiter in batch:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            raise
