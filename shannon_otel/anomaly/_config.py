@@ -19,6 +19,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {  # name: (low, high, low bound
     "level_sides": (1, 2, False),
     "level_clip": (0.0, 100.0, True),
     "history_rate": (0.0, 0.5, True),
+    "range_rate": (0.0, 0.5, False),
     "min_history": (1, 10**9, False),
     "refractory": (1, 10**9, False),
     "spatial_tolerance": (0.0, math.inf, False),
@@ -45,6 +46,11 @@ class DetectorConfig:
       step far outside their spread is surprising whatever the level (a jump, a level shift).
     * ``noise_floor``: the spread is never taken as less than this fraction of the range seen,
       so quantized or flat metrics do not turn every step into an infinite z-score.
+    * ``range_rate``: 0 (default) floors the spread at ``noise_floor`` x the range of all values seen; above 0
+      that range forgets: its ends follow an envelope (max = max(x, (1 - range_rate) x max + range_rate x x),
+      min alike) that decays toward the values each sample, so a single outlier widens the floor for about
+      ln(outlier / spread) / range_rate samples instead of for good (one spike of 1e3 spreads no longer
+      hides every later shift). The range rule (``spatial_tolerance``) keeps the range of all values seen.
     * ``sharpness``: the raw surprise of a z-score is (1 - exp(-z^2 / 8)) ** sharpness: above 1,
       small deviations count for less against large ones in the recent mean.
     * ``average``: samples in the recent mean of raw surprise.
@@ -90,6 +96,7 @@ class DetectorConfig:
     max_series: int = 1000
     warning: float = 0.5
     critical: float = 0.8
+    range_rate: float = 0.0  # last: the fields before it keep their positions
 
     def __post_init__(self) -> None:
         for f in fields(self):

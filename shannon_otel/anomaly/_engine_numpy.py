@@ -155,6 +155,12 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
         lo_end, hi_end = cmin[:, -1], cmax[:, -1]
         floor = cfg.noise_floor * (cmax[:, 1:] - cmin[:, 1:])
 
+    if cfg.range_rate:  # the floor's range forgets (DetectorConfig.range_rate)
+        flo = envelope(x, det._fmin[at], cfg.range_rate, np.minimum)
+        fhi = envelope(x, det._fmax[at], cfg.range_rate, np.maximum)
+        det._fmin[at], det._fmax[at] = flo[:, -1], fhi[:, -1]
+        floor = np.subtract(fhi, flo, out=fhi)
+        floor *= cfg.noise_floor
     z = tmp("z", s_len, t_len)
     _seasonal_z(det, slots, contiguous, x, ts, floor, z)
     _step_z(det, at, x, floor, z)
@@ -221,6 +227,36 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     last = score[:, -1]
     det._last[at] = np.where(np.isnan(last), det._last[at], last)
     return score
+
+
+def envelope(x: F64, y0: F64, rate: float, pick: np.ufunc, chunk: int = 256) -> F64:
+    """y[:, t] = pick(x[:, t], (1 - rate) y[:, t-1] + rate x[:, t]) along axis 1, y[:, -1] = y0: the
+    forgetting range's ends (``pick``: ``np.maximum`` for the max, ``np.minimum`` for the min), vectorized.
+
+    Closed form per chunk: with P_t = (1 - rate)^t and w_t = y_t / P_t, w_t = pick(x_t / P_t, w_{t-1} +
+    rate x_t / P_t), so w_t = B_t + pick(w_0, pick-accumulate of x_s / P_s - B_s) with B_t the running
+    sum of rate x_s / P_s. Chunks keep 1 / P_t <= 2^256 for rate <= 0.5; equal to the sequential
+    recurrence up to rounding.
+    """
+    out: F64 = np.empty_like(x)
+    keep = 1.0 - rate
+    p_all = keep ** np.arange(1, min(chunk, x.shape[1]) + 1)
+    prev = y0
+    with np.errstate(invalid="ignore"):  # inf - inf where y0 is still +-inf (a new series): picked away
+        for lo in range(0, x.shape[1], chunk):
+            xc = x[:, lo : lo + chunk]
+            p = p_all[: xc.shape[1]]
+            a = xc / p
+            b = np.cumsum(a * rate, axis=1)
+            seg = out[:, lo : lo + chunk]
+            np.subtract(a, b, out=seg)
+            pick.accumulate(seg, axis=1, out=seg)
+            pick(seg, prev[:, None], out=seg)
+            seg += b
+            seg *= p
+            pick(seg, xc, out=seg)  # exactly x where x is the new extreme (rounding aside otherwise)
+            prev = seg[:, -1]
+    return out
 
 
 def _latest(n: F64, hit: npt.NDArray[np.bool_], before: F64) -> F64:
@@ -322,7 +358,15 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     lo0, hi0 = det._min[at], det._max[at]
     inside = bool((x >= lo0).all() and (x <= hi0).all())
     lo_end, hi_end = (lo0, hi0) if inside else (np.minimum(lo0, x), np.maximum(hi0, x))
-    floor = cfg.noise_floor * (hi_end - lo_end)
+    r_rate = cfg.range_rate
+    if r_rate:  # the floor's range forgets, as the scalar path
+        r_keep = 1.0 - r_rate
+        flo = np.minimum(x, r_keep * det._fmin[at] + r_rate * x)
+        fhi = np.maximum(x, r_keep * det._fmax[at] + r_rate * x)
+        det._fmin[at], det._fmax[at] = flo, fhi
+        floor = cfg.noise_floor * (fhi - flo)
+    else:
+        floor = cfg.noise_floor * (hi_end - lo_end)
 
     g = 0
     if cfg.buckets > 1:  # as _groups, on the one time
