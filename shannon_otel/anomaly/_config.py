@@ -96,7 +96,7 @@ class DetectorConfig:
     max_series: int = 1000
     warning: float = 0.5
     critical: float = 0.8
-    range_rate: float = 0.0  # last: the fields before it keep their positions
+    range_rate: float = 0.002  # last: the fields before it keep their positions
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -38,6 +38,7 @@ from ._scoring import (
     DEMOTED_SCORE,
     MEAN_FLOOR,
     ORDINARY_SCORE,
+    RANGE_SPAN,
     SEASON_MIN,
     STD_FLOOR,
     SURPRISE_SCALE,
@@ -250,7 +251,8 @@ class AnomalyDetector:
             flo = x if x < flo else flo
             fhi = x if x > fhi else fhi
             self._vfmin[slot], self._vfmax[slot] = flo, fhi
-            floor = cfg.noise_floor * (fhi - flo)
+            span = RANGE_SPAN * (fhi - flo)
+            floor = cfg.noise_floor * (span if span < hi - lo else hi - lo)
         else:
             floor = cfg.noise_floor * (hi - lo)
         z = _deviation(x, *season.stats(row), floor)

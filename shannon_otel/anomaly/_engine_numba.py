@@ -26,6 +26,7 @@ from ._ring import CANCEL
 from ._scoring import (
     DEMOTED_SCORE,
     MEAN_FLOOR,
+    RANGE_SPAN,
     SCORE_DIFF,
     SCORE_TABLE,
     SEASON_MIN,
@@ -296,7 +297,8 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
                 fmax = r_keep * fmax + range_rate * x
                 fmin = x if x < fmin else fmin
                 fmax = x if x > fmax else fmax
-                floors[kk] = noise_floor * (fmax - fmin)
+                span = RANGE_SPAN * (fmax - fmin)
+                floors[kk] = noise_floor * (span if span < pmax - pmin else pmax - pmin)
             else:
                 floors[kk] = noise_floor * (pmax - pmin)  # the seasonal and step z-scores', the level window's
             kk += 1

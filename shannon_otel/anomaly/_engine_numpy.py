@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from . import _scoring as sc
 from ._ring import Rings, Scratch
-from ._scoring import DEMOTED_SCORE, MEAN_FLOOR, SEASON_MIN, STD_FLOOR, X_LIMIT
+from ._scoring import DEMOTED_SCORE, MEAN_FLOOR, RANGE_SPAN, SEASON_MIN, STD_FLOOR, X_LIMIT
 
 if TYPE_CHECKING:
     from ._config import DetectorConfig
@@ -159,7 +159,10 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
         flo = envelope(x, det._fmin[at], cfg.range_rate, np.minimum)
         fhi = envelope(x, det._fmax[at], cfg.range_rate, np.maximum)
         det._fmin[at], det._fmax[at] = flo[:, -1], fhi[:, -1]
-        floor = np.subtract(fhi, flo, out=fhi)
+        span = np.subtract(fhi, flo, out=fhi)
+        span *= RANGE_SPAN
+        full = (hi0 - lo0)[:, None] if inside else cmax[:, 1:] - cmin[:, 1:]
+        floor = np.minimum(span, full, out=span)
         floor *= cfg.noise_floor
     z = tmp("z", s_len, t_len)
     _seasonal_z(det, slots, contiguous, x, ts, floor, z)
@@ -364,7 +367,7 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
         flo = np.minimum(x, r_keep * det._fmin[at] + r_rate * x)
         fhi = np.maximum(x, r_keep * det._fmax[at] + r_rate * x)
         det._fmin[at], det._fmax[at] = flo, fhi
-        floor = cfg.noise_floor * (fhi - flo)
+        floor = cfg.noise_floor * np.minimum(RANGE_SPAN * (fhi - flo), hi_end - lo_end)
     else:
         floor = cfg.noise_floor * (hi_end - lo_end)
 
