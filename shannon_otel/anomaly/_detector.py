@@ -251,8 +251,9 @@ class AnomalyDetector:
             flo = x if x < flo else flo
             fhi = x if x > fhi else fhi
             self._vfmin[slot], self._vfmax[slot] = flo, fhi
-            span = RANGE_SPAN * (fhi - flo)
-            floor = cfg.noise_floor * (span if span < hi - lo else hi - lo)
+            floor = cfg.noise_floor * (hi - lo)
+            span = cfg.noise_floor * (RANGE_SPAN * (fhi - flo))  # min(floor, span): as both engines
+            floor = span if span < floor else floor
         else:
             floor = cfg.noise_floor * (hi - lo)
         z = _deviation(x, *season.stats(row), floor)

@@ -292,26 +292,24 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
             if h == width or old * old > CANCEL * w2:  # once per lap, or the eviction cancelled the sums
                 h = 0 if h == width else h
                 w1, w2 = _resum_c(sbuf, row)
-            if range_rate > 0.0:  # the floor's range forgets, as the scalar path
-                fmin = r_keep * fmin + range_rate * x
-                fmax = r_keep * fmax + range_rate * x
-                fmin = x if x < fmin else fmin
-                fmax = x if x > fmax else fmax
-                span = RANGE_SPAN * (fmax - fmin)
-                floors[kk] = noise_floor * (span if span < pmax - pmin else pmax - pmin)
-            else:
-                floors[kk] = noise_floor * (pmax - pmin)  # the seasonal and step z-scores', the level window's
+            floors[kk] = noise_floor * (pmax - pmin)  # the z-scores' and the level window's (pass 1b caps it)
             kk += 1
         if row >= 0:
             scount[row], shead[row], ss1[row], ss2[row] = cnt, h, w1, w2
         n_[s], offset_[s], mn_[s], mx_[s] = n0 + kk, offset, pmin, pmax
-        fmn_[s], fmx_[s] = fmin, fmax
 
         # pass 1b, sequential: the step from the previous value, with the step window before it, pushed
         # (its own loop: beside the seasonal ring's running sums the registers would run out)
         for k in range(kk):
             x = xs[k]
             values[k] = x
+            if range_rate > 0.0:  # the floor's range forgets (capped as the scalar path; here, where
+                fmin = r_keep * fmin + range_rate * x  # registers are left, not in pass 1)
+                fmax = r_keep * fmax + range_rate * x
+                fmin = x if x < fmin else fmin
+                fmax = x if x > fmax else fmax
+                span = noise_floor * (RANGE_SPAN * (fmax - fmin))
+                floors[k] = span if span < floors[k] else floors[k]
             d = x - prev  # the step from the previous value; 0 for the first (x = 0 = prev)
             prev = x
             steps[k], dsums[k], dsquares[k], dcounts[k] = d, d1, d2, d_cnt
@@ -330,6 +328,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
                 d_h = 0 if d_h == dwidth else d_h
                 d1, d2 = _resum_c(dbuf, s)
         prev_[s] = prev
+        fmn_[s], fmx_[s] = fmin, fmax
         dcount[s], dhead[s], ds1[s], ds2[s] = d_cnt, d_h, d1, d2
 
         # pass 2, independent samples: seasonal z-score, then raw surprise

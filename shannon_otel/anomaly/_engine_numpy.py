@@ -161,9 +161,8 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
         det._fmin[at], det._fmax[at] = flo[:, -1], fhi[:, -1]
         span = np.subtract(fhi, flo, out=fhi)
         span *= RANGE_SPAN
-        full = (hi0 - lo0)[:, None] if inside else cmax[:, 1:] - cmin[:, 1:]
-        floor = np.minimum(span, full, out=span)
-        floor *= cfg.noise_floor
+        span *= cfg.noise_floor
+        floor = np.minimum(span, floor, out=span)
     z = tmp("z", s_len, t_len)
     _seasonal_z(det, slots, contiguous, x, ts, floor, z)
     _step_z(det, at, x, floor, z)
@@ -367,7 +366,7 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
         flo = np.minimum(x, r_keep * det._fmin[at] + r_rate * x)
         fhi = np.maximum(x, r_keep * det._fmax[at] + r_rate * x)
         det._fmin[at], det._fmax[at] = flo, fhi
-        floor = cfg.noise_floor * np.minimum(RANGE_SPAN * (fhi - flo), hi_end - lo_end)
+        floor = np.minimum(cfg.noise_floor * (RANGE_SPAN * (fhi - flo)), cfg.noise_floor * (hi_end - lo_end))
     else:
         floor = cfg.noise_floor * (hi_end - lo_end)
 
