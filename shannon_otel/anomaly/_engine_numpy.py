@@ -156,8 +156,7 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
         floor = cfg.noise_floor * (cmax[:, 1:] - cmin[:, 1:])
 
     if cfg.range_rate:  # the floor's range forgets (DetectorConfig.range_rate)
-        flo = envelope(x, det._fmin[at], cfg.range_rate, np.minimum)
-        fhi = envelope(x, det._fmax[at], cfg.range_rate, np.maximum)
+        flo, fhi = envelope(x, det._fmin[at], det._fmax[at], cfg.range_rate)
         det._fmin[at], det._fmax[at] = flo[:, -1], fhi[:, -1]
         span = np.subtract(fhi, flo, out=fhi)
         span *= RANGE_SPAN
@@ -231,34 +230,36 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     return score
 
 
-def envelope(x: F64, y0: F64, rate: float, pick: np.ufunc, chunk: int = 256) -> F64:
-    """y[:, t] = pick(x[:, t], (1 - rate) y[:, t-1] + rate x[:, t]) along axis 1, y[:, -1] = y0: the
-    forgetting range's ends (``pick``: ``np.maximum`` for the max, ``np.minimum`` for the min), vectorized.
+def envelope(x: F64, lo0: F64, hi0: F64, rate: float, chunk: int = 256) -> tuple[F64, F64]:
+    """The forgetting range's ends (``DetectorConfig.range_rate``) along axis 1, vectorized: lo[:, t] =
+    min(x[:, t], (1 - rate) lo[:, t-1] + rate x[:, t]) from lo[:, -1] = lo0, hi alike with max from hi0.
 
     Closed form per chunk: with P_t = (1 - rate)^t and w_t = y_t / P_t, w_t = pick(x_t / P_t, w_{t-1} +
     rate x_t / P_t), so w_t = B_t + pick(w_0, pick-accumulate of x_s / P_s - B_s) with B_t the running
-    sum of rate x_s / P_s. Chunks keep 1 / P_t <= 2^256 for rate <= 0.5; equal to the sequential
-    recurrence up to rounding.
+    sum of rate x_s / P_s (shared by both ends). Chunks keep 1 / P_t <= 2^256 for rate <= 0.5; equal to
+    the sequential recurrence up to rounding.
     """
-    out: F64 = np.empty_like(x)
+    lo, hi = np.empty_like(x), np.empty_like(x)
     keep = 1.0 - rate
     p_all = keep ** np.arange(1, min(chunk, x.shape[1]) + 1)
-    prev = y0
-    with np.errstate(invalid="ignore"):  # inf - inf where y0 is still +-inf (a new series): picked away
-        for lo in range(0, x.shape[1], chunk):
-            xc = x[:, lo : lo + chunk]
-            p = p_all[: xc.shape[1]]
-            a = xc / p
-            b = np.cumsum(a * rate, axis=1)
-            seg = out[:, lo : lo + chunk]
-            np.subtract(a, b, out=seg)
-            pick.accumulate(seg, axis=1, out=seg)
+    prev_lo, prev_hi = lo0, hi0
+    for start in range(0, x.shape[1], chunk):
+        xc = x[:, start : start + chunk]
+        p = p_all[: xc.shape[1]]
+        a = xc / p
+        b = np.multiply(a, rate)
+        np.cumsum(b, axis=1, out=b)
+        np.subtract(a, b, out=a)  # x_s / P_s - B_s
+        for out, prev, pick in ((lo, prev_lo, np.minimum), (hi, prev_hi, np.maximum)):
+            seg = out[:, start : start + chunk]
+            pick.accumulate(a, axis=1, out=seg)
             pick(seg, prev[:, None], out=seg)
             seg += b
             seg *= p
             pick(seg, xc, out=seg)  # exactly x where x is the new extreme (rounding aside otherwise)
-            prev = seg[:, -1]
-    return out
+        last = start + xc.shape[1] - 1
+        prev_lo, prev_hi = lo[:, last], hi[:, last]
+    return lo, hi
 
 
 def _latest(n: F64, hit: npt.NDArray[np.bool_], before: F64) -> F64:
