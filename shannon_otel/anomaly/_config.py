@@ -46,11 +46,13 @@ class DetectorConfig:
       step far outside their spread is surprising whatever the level (a jump, a level shift).
     * ``noise_floor``: the spread is never taken as less than this fraction of the range seen,
       so quantized or flat metrics do not turn every step into an infinite z-score.
-    * ``range_rate``: 0 (default) floors the spread at ``noise_floor`` x the range of all values seen; above 0
-      that range forgets: its ends follow an envelope (max = max(x, (1 - range_rate) x max + range_rate x x),
-      min alike) that decays toward the values each sample, so a single outlier widens the floor for about
-      ln(outlier / spread) / range_rate samples instead of for good (one spike of 1e3 spreads no longer
-      hides every later shift). The range rule (``spatial_tolerance``) keeps the range of all values seen.
+    * ``range_rate``: how fast the noise floor's range forgets. The floor's range is the range of all values
+      seen, capped at 10 (``_scoring.RANGE_SPAN``) x a forgetting range whose ends follow an envelope
+      decaying toward the values (max = max(x, (1 - range_rate) x max + range_rate x x), min alike): a single
+      outlier of k spreads widens the floor for about ln(k / 60) / range_rate samples (~4,900 for k = 1e6 at
+      the default 0.002) instead of for good, when it hid every later shift; a series' usual range (within
+      10x its recent one) floors it as before. 0: the range of all values (never forgotten). The range rule
+      (``spatial_tolerance``) keeps the range of all values seen.
     * ``sharpness``: the raw surprise of a z-score is (1 - exp(-z^2 / 8)) ** sharpness: above 1,
       small deviations count for less against large ones in the recent mean.
     * ``average``: samples in the recent mean of raw surprise.

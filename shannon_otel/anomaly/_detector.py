@@ -3,7 +3,8 @@
 Per sample of a series (every path computes the same thing; the block path runs compiled by
 numba in ``_engine_numba`` when installed, else vectorized over series and time in ``_engine_numpy``):
 
-1. z = |x - mean| / max(std, noise_floor x range) against the last ``window`` values of the
+1. z = |x - mean| / max(std, noise_floor x range) (the range of all values, capped at RANGE_SPAN x a
+   forgetting range: ``DetectorConfig.range_rate``) against the last ``window`` values of the
    same seasonal bucket (time of day by default), and the same z-score of the step
    x - previous x against the last ``steps`` steps; the larger of the two counts;
 2. raw surprise r = (1 - exp(-z^2 / 8)) ** sharpness in [0, 1), averaged over the last ``average`` samples;

@@ -188,7 +188,7 @@ def _surprises(work: Any, kk: int, noise_floor: float, tolerance: float, sharpne
         x, lo, hi = work[0, k], work[4, k], work[5, k]
         tol = tolerance * (hi - lo)  # NaN or -inf before the first value: no comparison holds
         beyond = (hi >= lo) & ((x > hi + tol) | (x < lo - tol))
-        fl = work[11, k]  # noise_floor x the range including x (pass 1)
+        fl = work[11, k]  # noise_floor x the range including x (pass 1; capped by the forgetting one in 1b)
         z = _z_c(x, work[1, k], work[2, k], work[3, k], fl)
         zs = _z_c(work[6, k], work[7, k], work[8, k], work[9, k], fl)
         z = z if z > zs else zs
