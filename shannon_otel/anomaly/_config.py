@@ -49,10 +49,12 @@ class DetectorConfig:
     * ``range_rate``: how fast the noise floor's range forgets. The floor's range is the range of all values
       seen, capped at 10 (``_scoring.RANGE_SPAN``) x a forgetting range whose ends follow an envelope
       decaying toward the values (max = max(x, (1 - range_rate) x max + range_rate x x), min alike): a single
-      outlier of k spreads widens the floor for about ln(k / 60) / range_rate samples (~4,900 for k = 1e6 at
-      the default 0.002) instead of for good, when it hid every later shift; a series' usual range (within
-      10x its recent one) floors it as before. 0: the range of all values (never forgotten). The range rule
-      (``spatial_tolerance``) keeps the range of all values seen.
+      outlier of k spreads, which widened the floor for good (and hid every later shift), widens it for about
+      ln(k / recent range) / range_rate samples (~2,500 for k = 1e3, ~6,500 for 1e6 at the default 0.002),
+      after which the floor is at most ``noise_floor`` x 10 x the recent range (below the spread of noisy
+      series, 10x its old value for flat ones); a series' usual range (within 10x its recent one) floors it
+      as before. 0: the range of all values (never forgotten). The range rule (``spatial_tolerance``) keeps
+      the range of all values seen.
     * ``sharpness``: the raw surprise of a z-score is (1 - exp(-z^2 / 8)) ** sharpness: above 1,
       small deviations count for less against large ones in the recent mean.
     * ``average``: samples in the recent mean of raw surprise.
