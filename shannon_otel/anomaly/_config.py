@@ -50,7 +50,7 @@ class DetectorConfig:
       seen, capped at 10 (``_scoring.RANGE_SPAN``) x a forgetting range whose ends follow an envelope
       decaying toward the values (max = max(x, (1 - range_rate) x max + range_rate x x), min alike): a single
       outlier of k spreads, which widened the floor for good (and hid every later shift), widens it for about
-      ln(k / recent range) / range_rate samples (~2,500 for k = 1e3, ~6,500 for 1e6 at the default 0.002),
+      ln(k / recent range) / range_rate samples (~3,000 for k = 1e3, ~6,500 for 1e6 at the default 0.002),
       after which the floor is at most ``noise_floor`` x 10 x the recent range (below the spread of noisy
       series, 10x its old value for flat ones); a series' usual range (within 10x its recent one) floors it
       as before. 0: the range of all values (never forgotten). The range rule (``spatial_tolerance``) keeps
