@@ -60,6 +60,10 @@ CANDIDATES: dict[str, dict[str, float]] = {
     "refractory=1": {"refractory": 1},
     "refractory=5": {"refractory": 5},
     "refractory=20": {"refractory": 20},
+    "range_rate=0": {"range_rate": 0.0},
+    "range_rate=0.001": {"range_rate": 0.001},
+    "range_rate=0.003": {"range_rate": 0.003},
+    "range_rate=0.01": {"range_rate": 0.01},
 }
 
 

@@ -144,6 +144,26 @@ def _paths(cfg: DetectorConfig, xs: np.ndarray, ts: np.ndarray) -> list[np.ndarr
             *(AnomalyDetector(cfg, engine=e).update_series("s", xs, ts) for e in ("numpy", "numba"))]
 
 
+@pytest.mark.parametrize("spike", [1e3, 1e6])
+def test_a_single_spike_does_not_blind_the_series_for_good(spike: float) -> None:
+    # the noise floor was noise_floor x the range of all values seen: after one spike of 1e6 spreads a
+    # sustained shift of 50 spreads 7,000 samples later scored 0.03 on every path, the series deaf for
+    # good; the floor's range now forgets (DetectorConfig.range_rate) and the shift is found again
+    n, at = 9000, 8000
+    xs = noise(n)
+    xs[1000] += spike
+    xs[at:] += 50.0
+    ts = times(n, 300.0)
+    cfg = DetectorConfig()
+    assert cfg.range_rate > 0.0
+    for scores in _paths(cfg, xs, ts):
+        assert scores[1000] == 1.0  # the spike itself: beyond the range seen
+        assert np.nanmax(scores[at : at + 20]) >= cfg.warning
+    if spike == 1e6:  # the range of all values (range_rate 0: the old floor) still hides the shift
+        deaf = AnomalyDetector(replace(cfg, range_rate=0.0)).update_series("s", xs, ts)
+        assert np.nanmax(deaf[at : at + 20]) < cfg.warning
+
+
 def test_a_value_beyond_the_range_directly_after_a_detection_is_demoted() -> None:
     # one event (two new extremes in a row) reports once: the range rule's detections count as detections
     xs = noise(2000)
@@ -308,6 +328,8 @@ def test_bad_block_input_is_rejected_clearly(engine: str) -> None:
         ({"level_sides": 0}, r"DetectorConfig.level_sides must be an int in \[1, 2\], got 0"),
         ({"level_clip": 0.0}, r"DetectorConfig.level_clip must be a number in \(0.0, 100.0\], got 0.0"),
         ({"refractory": 0}, r"DetectorConfig.refractory must be an int in \[1, 1000000000\], got 0"),
+        ({"range_rate": -0.1}, r"DetectorConfig.range_rate must be a number in \[0.0, 0.5\], got -0.1"),
+        ({"range_rate": 0.6}, r"DetectorConfig.range_rate must be a number in \[0.0, 0.5\], got 0.6"),
         ({"warning": 0.9, "critical": 0.8}, r"DetectorConfig.critical must be >= warning \(0.9\)"),
     ],
 )

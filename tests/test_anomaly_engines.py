@@ -107,9 +107,12 @@ def test_threads_split_a_large_block_and_give_the_same_scores() -> None:
         DetectorConfig(level=1, window=3, average=1, min_history=1, history_rate=0.5, steps=7),
         DetectorConfig(buckets=1, level=6, level_sides=1, level_clip=5.0, warning=0.8, critical=0.9, steps=3),
         DetectorConfig(refractory=5, warning=0.3, critical=0.9),
+        DetectorConfig(range_rate=0.0),
+        DetectorConfig(range_rate=0.01),
+        DetectorConfig(buckets=1, level=6, steps=3, range_rate=0.5, noise_floor=0.5),
     ],
     ids=["one-bucket", "shortest-windows", "no-floors", "many-buckets", "level-window", "shortest-level",
-         "rise-only-level", "refractory"],
+         "rise-only-level", "refractory", "all-time-range", "forgetting-range", "fastest-forgetting-range"],
 )
 def test_engines_agree_across_configs_and_unsorted_times(cfg: DetectorConfig) -> None:
     names = [f"s{i}" for i in range(6)]
@@ -157,8 +160,9 @@ def extreme_block(cols: int) -> np.ndarray:
         DetectorConfig(),
         DetectorConfig(buckets=1, level=6, steps=3, history_rate=0.5),
         DetectorConfig(buckets=1, level=6, level_sides=1, spatial_tolerance=1e300, window=3, average=1),
+        DetectorConfig(buckets=1, level=6, range_rate=0.0),
     ],
-    ids=["default", "level-window", "huge-tolerance"],
+    ids=["default", "level-window", "huge-tolerance", "all-time-range"],
 )
 def test_engines_agree_on_values_whose_squares_or_differences_overflow(cfg: DetectorConfig) -> None:
     # before the clamp to X_LIMIT: NaN scores from update(), overflow warnings (errors here) from the

@@ -19,6 +19,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {  # name: (low, high, low bound
     "level_sides": (1, 2, False),
     "level_clip": (0.0, 100.0, True),
     "history_rate": (0.0, 0.5, True),
+    "range_rate": (0.0, 0.5, False),
     "min_history": (1, 10**9, False),
     "refractory": (1, 10**9, False),
     "spatial_tolerance": (0.0, math.inf, False),
@@ -45,6 +46,15 @@ class DetectorConfig:
       step far outside their spread is surprising whatever the level (a jump, a level shift).
     * ``noise_floor``: the spread is never taken as less than this fraction of the range seen,
       so quantized or flat metrics do not turn every step into an infinite z-score.
+    * ``range_rate``: how fast the noise floor's range forgets. The floor's range is the range of all values
+      seen, capped at 10 (``_scoring.RANGE_SPAN``) x a forgetting range whose ends follow an envelope
+      decaying toward the values (max = max(x, (1 - range_rate) x max + range_rate x x), min alike): a single
+      outlier of k spreads, which widened the floor for good (and hid every later shift), widens it for about
+      ln(k / recent range) / range_rate samples (~3,000 for k = 1e3, ~6,500 for 1e6 at the default 0.002),
+      after which the floor is at most ``noise_floor`` x 10 x the recent range (below the spread of noisy
+      series, 10x its old value for flat ones); a series' usual range (within 10x its recent one) floors it
+      as before. 0: the range of all values (never forgotten). The range rule (``spatial_tolerance``) keeps
+      the range of all values seen.
     * ``sharpness``: the raw surprise of a z-score is (1 - exp(-z^2 / 8)) ** sharpness: above 1,
       small deviations count for less against large ones in the recent mean.
     * ``average``: samples in the recent mean of raw surprise.
@@ -90,6 +100,7 @@ class DetectorConfig:
     max_series: int = 1000
     warning: float = 0.5
     critical: float = 0.8
+    range_rate: float = 0.002  # last: the fields before it keep their positions
 
     def __post_init__(self) -> None:
         for f in fields(self):

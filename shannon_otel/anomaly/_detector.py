@@ -3,7 +3,8 @@
 Per sample of a series (every path computes the same thing; the block path runs compiled by
 numba in ``_engine_numba`` when installed, else vectorized over series and time in ``_engine_numpy``):
 
-1. z = |x - mean| / max(std, noise_floor x range) against the last ``window`` values of the
+1. z = |x - mean| / max(std, noise_floor x range) (the range of all values, capped at RANGE_SPAN x a
+   forgetting range: ``DetectorConfig.range_rate``) against the last ``window`` values of the
    same seasonal bucket (time of day by default), and the same z-score of the step
    x - previous x against the last ``steps`` steps; the larger of the two counts;
 2. raw surprise r = (1 - exp(-z^2 / 8)) ** sharpness in [0, 1), averaged over the last ``average`` samples;
@@ -38,6 +39,7 @@ from ._scoring import (
     DEMOTED_SCORE,
     MEAN_FLOOR,
     ORDINARY_SCORE,
+    RANGE_SPAN,
     SEASON_MIN,
     STD_FLOOR,
     SURPRISE_SCALE,
@@ -107,6 +109,9 @@ class AnomalyDetector:
         self._offset: F64 = np.zeros(cap)
         self._min: F64 = np.full(cap, np.inf)
         self._max: F64 = np.full(cap, -np.inf)
+        # the forgetting range of the noise floor (DetectorConfig.range_rate > 0; unused at 0)
+        self._fmin: F64 = np.full(cap, np.inf)
+        self._fmax: F64 = np.full(cap, -np.inf)
         self._m: F64 = np.zeros(cap)
         self._v: F64 = np.zeros(cap)
         self._hit: F64 = np.full(cap, -np.inf)  # the sample number (n) of the series' last detection
@@ -121,6 +126,7 @@ class AnomalyDetector:
                                 self._prev)
         )
         self._vlm, self._vlv, self._vcrit = floats(self._lm), floats(self._lv), floats(self._crit)
+        self._vfmin, self._vfmax = floats(self._fmin), floats(self._fmax)
         self._slots: OrderedDict[str, int] = OrderedDict()
         self._ignored = 0
         self._evicted = 0
@@ -184,6 +190,7 @@ class AnomalyDetector:
         self._n[slot] = 0
         self._offset[slot] = self._m[slot] = self._v[slot] = self._prev[slot] = 0.0
         self._min[slot], self._max[slot], self._last[slot] = np.inf, -np.inf, np.nan
+        self._fmin[slot], self._fmax[slot] = np.inf, -np.inf
         self._hit[slot] = self._crit[slot] = -np.inf
 
     # ------------------------------------------------------------------ scalar path
@@ -237,7 +244,19 @@ class AnomalyDetector:
         row = slot * buckets + (min(int(float(time) % cfg.period_s / cfg.period_s * buckets), buckets - 1)
                                 if buckets > 1 else 0)
         season = self._season
-        floor = cfg.noise_floor * (hi - lo)
+        rate = cfg.range_rate
+        if rate:  # the floor's range forgets: an envelope decaying toward the values
+            keep = 1.0 - rate
+            flo = keep * self._vfmin[slot] + rate * x
+            fhi = keep * self._vfmax[slot] + rate * x
+            flo = x if x < flo else flo
+            fhi = x if x > fhi else fhi
+            self._vfmin[slot], self._vfmax[slot] = flo, fhi
+            floor = cfg.noise_floor * (hi - lo)
+            span = cfg.noise_floor * (RANGE_SPAN * (fhi - flo))  # min(floor, span): as both engines
+            floor = span if span < floor else floor
+        else:
+            floor = cfg.noise_floor * (hi - lo)
         z = _deviation(x, *season.stats(row), floor)
         season.push(row, x)
         step = x - self._vprev[slot]  # 0 for the first value (x = 0 = prev)
@@ -268,7 +287,7 @@ class AnomalyDetector:
             sd = sqrt(v)
             zl /= sd if sd > STD_FLOOR else STD_FLOOR
         if cfg.level:
-            zv = self._level_z(slot, x, n, alpha, cfg.noise_floor * (hi - lo))
+            zv = self._level_z(slot, x, n, alpha, floor)
             if zv > zl:
                 zl = zv
         hit = zl > self._z_red

@@ -26,6 +26,7 @@ from ._ring import CANCEL
 from ._scoring import (
     DEMOTED_SCORE,
     MEAN_FLOOR,
+    RANGE_SPAN,
     SCORE_DIFF,
     SCORE_TABLE,
     SEASON_MIN,
@@ -92,7 +93,7 @@ def score_compiled(det: AnomalyDetector, kernel: Kernel, slots: I64, vals: F64, 
         cfg.level_sides, cfg.level_clip,
         cfg.buckets, cfg.noise_floor, cfg.sharpness, cfg.history_rate, cfg.min_history, cfg.spatial_tolerance,
         cfg.refractory,
-        SCORE_TABLE, SCORE_DIFF, STEP, ZMAX, det._z_red, det._z_crit,
+        SCORE_TABLE, SCORE_DIFF, STEP, ZMAX, det._z_red, det._z_crit, det._fmin, det._fmax, cfg.range_rate,
     )
     rows, cols = vals.shape
     chunks = min(det._threads, kernel.max_threads, rows) if vals.size >= PARALLEL_MIN else 1
@@ -178,8 +179,8 @@ def _surprises(work: Any, kk: int, noise_floor: float, tolerance: float, sharpne
     (work[1:4]), the series' range before it (work[4:6]) and its step from the previous value
     with the step window's sum, sum of squares and count (work[6:10]): work[0] = raw surprise
     (1 - exp(-z^2 / 8)) ** sharpness of the larger z-score (each 0 while its window is too short), with the
-    spread floored at ``noise_floor`` x the range including x (the scalar path's steps, so tiny
-    or huge values under- and overflow alike); work[5] = 1 where x lies beyond that earlier
+    spread floored at work[11] (``noise_floor`` x the range including x, all-time or forgetting, as the
+    scalar path computes it); work[5] = 1 where x lies beyond that earlier
     range by more than ``tolerance`` of it, else 0. Branch-free and alone in its function, so
     the compiler vectorizes it."""
     # work[r, k], not views of its rows: each view would cost reference counting per call
@@ -187,7 +188,7 @@ def _surprises(work: Any, kk: int, noise_floor: float, tolerance: float, sharpne
         x, lo, hi = work[0, k], work[4, k], work[5, k]
         tol = tolerance * (hi - lo)  # NaN or -inf before the first value: no comparison holds
         beyond = (hi >= lo) & ((x > hi + tol) | (x < lo - tol))
-        fl = noise_floor * ((x if x > hi else hi) - (x if x < lo else lo))
+        fl = work[11, k]  # noise_floor x the range including x (pass 1; capped by the forgetting one in 1b)
         z = _z_c(x, work[1, k], work[2, k], work[3, k], fl)
         zs = _z_c(work[6, k], work[7, k], work[8, k], work[9, k], fl)
         z = z if z > zs else zs
@@ -215,6 +216,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
     lm_: Any, lv_: Any, lbuf: Any, lhead: Any, lcount: Any, ls1: Any, ls2: Any, level: int, sides: int, clip: float,
     buckets: int, noise_floor: float, sharpness: float, rate: float, min_history: int, tolerance: float,
     refractory: int, table: Any, diff: Any, step: float, zmax: float, z_red: float, z_crit: float,
+    fmn_: Any, fmx_: Any, range_rate: float,
 ) -> int:
     """Score ``raw[i, j]`` of series slot ``slots[i]`` in bucket ``col_bucket[j]`` into ``out``
     for the rows ``lo <= i < hi``.
@@ -242,6 +244,8 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
         s = slots[i]
         n0 = n_[s]
         offset, pmin, pmax, prev = offset_[s], mn_[s], mx_[s], prev_[s]
+        fmin, fmax = fmn_[s], fmx_[s]  # the forgetting range (range_rate > 0)
+        r_keep = 1.0 - range_rate
         d_cnt, d_h, d1, d2 = dcount[s], dhead[s], ds1[s], ds2[s]
 
         # pass 1, sequential: range, seasonal window before each value, push it (Rings.push);
@@ -288,7 +292,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
             if h == width or old * old > CANCEL * w2:  # once per lap, or the eviction cancelled the sums
                 h = 0 if h == width else h
                 w1, w2 = _resum_c(sbuf, row)
-            floors[kk] = noise_floor * (pmax - pmin)  # for the level window
+            floors[kk] = noise_floor * (pmax - pmin)  # the z-scores' and the level window's (pass 1b caps it)
             kk += 1
         if row >= 0:
             scount[row], shead[row], ss1[row], ss2[row] = cnt, h, w1, w2
@@ -299,6 +303,13 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
         for k in range(kk):
             x = xs[k]
             values[k] = x
+            if range_rate > 0.0:  # the floor's range forgets (capped as the scalar path; here, where
+                fmin = r_keep * fmin + range_rate * x  # registers are left, not in pass 1)
+                fmax = r_keep * fmax + range_rate * x
+                fmin = x if x < fmin else fmin
+                fmax = x if x > fmax else fmax
+                span = noise_floor * (RANGE_SPAN * (fmax - fmin))
+                floors[k] = span if span < floors[k] else floors[k]
             d = x - prev  # the step from the previous value; 0 for the first (x = 0 = prev)
             prev = x
             steps[k], dsums[k], dsquares[k], dcounts[k] = d, d1, d2, d_cnt
@@ -317,6 +328,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
                 d_h = 0 if d_h == dwidth else d_h
                 d1, d2 = _resum_c(dbuf, s)
         prev_[s] = prev
+        fmn_[s], fmx_[s] = fmin, fmax
         dcount[s], dhead[s], ds1[s], ds2[s] = d_cnt, d_h, d1, d2
 
         # pass 2, independent samples: seasonal z-score, then raw surprise

@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from . import _scoring as sc
 from ._ring import Rings, Scratch
-from ._scoring import DEMOTED_SCORE, MEAN_FLOOR, SEASON_MIN, STD_FLOOR, X_LIMIT
+from ._scoring import DEMOTED_SCORE, MEAN_FLOOR, RANGE_SPAN, SEASON_MIN, STD_FLOOR, X_LIMIT
 
 if TYPE_CHECKING:
     from ._config import DetectorConfig
@@ -155,6 +155,13 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
         lo_end, hi_end = cmin[:, -1], cmax[:, -1]
         floor = cfg.noise_floor * (cmax[:, 1:] - cmin[:, 1:])
 
+    if cfg.range_rate:  # the floor's range forgets (DetectorConfig.range_rate)
+        flo, fhi = envelope(x, det._fmin[at], det._fmax[at], cfg.range_rate)
+        det._fmin[at], det._fmax[at] = flo[:, -1], fhi[:, -1]
+        span = np.subtract(fhi, flo, out=fhi)
+        span *= RANGE_SPAN
+        span *= cfg.noise_floor
+        floor = np.minimum(span, floor, out=span)
     z = tmp("z", s_len, t_len)
     _seasonal_z(det, slots, contiguous, x, ts, floor, z)
     _step_z(det, at, x, floor, z)
@@ -221,6 +228,38 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     last = score[:, -1]
     det._last[at] = np.where(np.isnan(last), det._last[at], last)
     return score
+
+
+def envelope(x: F64, lo0: F64, hi0: F64, rate: float, chunk: int = 256) -> tuple[F64, F64]:
+    """The forgetting range's ends (``DetectorConfig.range_rate``) along axis 1, vectorized: lo[:, t] =
+    min(x[:, t], (1 - rate) lo[:, t-1] + rate x[:, t]) from lo[:, -1] = lo0, hi alike with max from hi0.
+
+    Closed form per chunk: with P_t = (1 - rate)^t and w_t = y_t / P_t, w_t = pick(x_t / P_t, w_{t-1} +
+    rate x_t / P_t), so w_t = B_t + pick(w_0, pick-accumulate of x_s / P_s - B_s) with B_t the running
+    sum of rate x_s / P_s (shared by both ends). Chunks keep 1 / P_t <= 2^256 for rate <= 0.5; equal to
+    the sequential recurrence up to rounding.
+    """
+    lo, hi = np.empty_like(x), np.empty_like(x)
+    keep = 1.0 - rate
+    p_all = keep ** np.arange(1, min(chunk, x.shape[1]) + 1)
+    prev_lo, prev_hi = lo0, hi0
+    for start in range(0, x.shape[1], chunk):
+        xc = x[:, start : start + chunk]
+        p = p_all[: xc.shape[1]]
+        a = xc / p
+        b = np.multiply(a, rate)
+        np.cumsum(b, axis=1, out=b)
+        np.subtract(a, b, out=a)  # x_s / P_s - B_s
+        for out, prev, pick in ((lo, prev_lo, np.minimum), (hi, prev_hi, np.maximum)):
+            seg = out[:, start : start + chunk]
+            pick.accumulate(a, axis=1, out=seg)
+            pick(seg, prev[:, None], out=seg)
+            seg += b
+            seg *= p
+            pick(seg, xc, out=seg)  # exactly x where x is the new extreme (rounding aside otherwise)
+        last = start + xc.shape[1] - 1
+        prev_lo, prev_hi = lo[:, last], hi[:, last]
+    return lo, hi
 
 
 def _latest(n: F64, hit: npt.NDArray[np.bool_], before: F64) -> F64:
@@ -322,7 +361,15 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     lo0, hi0 = det._min[at], det._max[at]
     inside = bool((x >= lo0).all() and (x <= hi0).all())
     lo_end, hi_end = (lo0, hi0) if inside else (np.minimum(lo0, x), np.maximum(hi0, x))
-    floor = cfg.noise_floor * (hi_end - lo_end)
+    r_rate = cfg.range_rate
+    if r_rate:  # the floor's range forgets, as the scalar path
+        r_keep = 1.0 - r_rate
+        flo = np.minimum(x, r_keep * det._fmin[at] + r_rate * x)
+        fhi = np.maximum(x, r_keep * det._fmax[at] + r_rate * x)
+        det._fmin[at], det._fmax[at] = flo, fhi
+        floor = np.minimum(cfg.noise_floor * (RANGE_SPAN * (fhi - flo)), cfg.noise_floor * (hi_end - lo_end))
+    else:
+        floor = cfg.noise_floor * (hi_end - lo_end)
 
     g = 0
     if cfg.buckets > 1:  # as _groups, on the one time

@@ -27,6 +27,10 @@ SURPRISE_SCALE = 8.0  # raw surprise 1 - exp(-z^2 / 8): z = 2 gives 0.39, z = 4 
 # it; 1e308 - -1e308 is no float): sums of squared steps (2 X_LIMIT each) over any window, the block
 # path's cumulative sums over any block and its long-run scans (1 / keep^256 <= 2^256) stay finite.
 X_LIMIT = 1e100
+# With DetectorConfig.range_rate > 0 the noise floor's range is the range of all values seen, but at most
+# this many times the forgetting range: an outlier no longer widens it for good, and the usual range of a
+# series (within this factor of its recent one) floors it as before.
+RANGE_SPAN = 10.0
 _LOG_P_FLOOR = math.log10(P_FLOOR)
 
 
