@@ -6,7 +6,7 @@ interleaved over ``R`` repetitions, each timed from the first submission to the 
 ``Wave.run(DaskBackend.map(...))`` with no OTel SDK; ``traced`` is the same with an SDK tracer
 provider (every task span recorded, batch-exported to a sink that discards) and a user-built SDK
 meter provider with its reader wrapped by ``bridged()``, the documented way to keep the per-task
-histograms fast (a plain reader records through the SDK: ~40 us more per task). Each variant
+histograms fast (a plain reader records every task through the SDK calls). Each variant
 starts on a settled cluster (no task left on the scheduler).
 Reported: medians, ratios to ``plain``, tasks/s, CPU per task (client process, which hosts the
 scheduler, plus workers). Last line: one JSON object.
