@@ -114,6 +114,9 @@ def configure(
 ) -> Telemetry:
     """Build a TracerProvider and a MeterProvider and (by default) make them the global ones.
 
+    ``service_name`` (else ``OTEL_SERVICE_NAME``, else ``shannon-otel``) and ``resource_attributes``
+    (merged over ``OTEL_RESOURCE_ATTRIBUTES``: the given values win) make the resource.
+
     Exporters come from ``exporter`` or, when it is None, the standard variables
     ``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER`` (comma-separated ``otlp``, ``console``,
     ``none``: each named exporter is used) and ``OTEL_EXPORTER_OTLP[_TRACES|_METRICS]_PROTOCOL``
