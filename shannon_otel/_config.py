@@ -114,15 +114,20 @@ def configure(
 ) -> Telemetry:
     """Build a TracerProvider and a MeterProvider and (by default) make them the global ones.
 
+    ``service_name`` (else ``OTEL_SERVICE_NAME``, else ``shannon-otel``) and ``resource_attributes``
+    (merged over ``OTEL_RESOURCE_ATTRIBUTES``: the given values win) make the resource.
+
     Exporters come from ``exporter`` or, when it is None, the standard variables
     ``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER`` (comma-separated ``otlp``, ``console``,
     ``none``: each named exporter is used) and ``OTEL_EXPORTER_OTLP[_TRACES|_METRICS]_PROTOCOL``
     (``grpc`` or ``http/protobuf``). ``endpoint`` overrides ``OTEL_EXPORTER_OTLP_ENDPOINT`` and the
-    per-signal ``..._TRACES_ENDPOINT``/``..._METRICS_ENDPOINT``, which the exporters read when it is
-    None. ``export_timeout_s`` (one export attempt with its retries, finite, <= 3600) overrides
-    ``OTEL_EXPORTER_OTLP[_<signal>]_TIMEOUT`` / ``OTEL_METRIC_EXPORT_TIMEOUT``; None leaves them to the SDK.
-    ``metric_interval_s`` overrides ``OTEL_METRIC_EXPORT_INTERVAL`` (integer milliseconds; an
-    unparsable value is ignored with a logged warning); the default is 10 s.
+    per-signal ``..._TRACES_ENDPOINT``/``..._METRICS_ENDPOINT``, which are read when it is None (blank:
+    unset; not a URL: ValueError naming the variable). ``export_timeout_s`` (one export attempt with its
+    retries, in (0, 3600]) overrides ``OTEL_EXPORTER_OTLP[_<signal>]_TIMEOUT`` /
+    ``OTEL_METRIC_EXPORT_TIMEOUT``; with None those are used (a timeout variable that is not a number
+    in (0, 3600] is ignored with a logged warning, 10 s used). ``metric_interval_s`` (in (0, 86400])
+    overrides ``OTEL_METRIC_EXPORT_INTERVAL`` (integer milliseconds; an unparsable value, or one above a
+    day, is ignored with a logged warning); the default is 10 s. docs/reliability.md lists them all.
 
     Spans are batched by the SDK's BatchSpanProcessor (``OTEL_BSP_SCHEDULE_DELAY`` and
     ``OTEL_BSP_EXPORT_TIMEOUT`` honoured as the SDK reads them); ``max_queue_size`` (default

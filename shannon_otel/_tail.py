@@ -65,7 +65,10 @@ class TailSampler(SpanProcessor):
     """Forwards whole traces to ``processor``: all troubled ones, ``healthy_ratio`` of the others.
 
     Thread-safe; ``on_start`` and ``on_end`` cost O(1) per span plus, at a decision, one call into
-    ``processor`` per kept span. Raises ValueError for a ratio outside [0, 1] or a cap below 1.
+    ``processor`` per kept span. ``max_buffered_spans`` caps the spans held undecided (past it the
+    oldest undecided part is decided on what it has), ``max_decisions`` the decided parts and ended
+    spans remembered. Raises ValueError for a ratio outside [0, 1] or a cap below 1 (TypeError for a
+    ``processor`` that is not a SpanProcessor).
     ``kept_traces``, ``dropped_traces`` and ``overflow_traces`` count decisions so far (one per local
     part of a trace: two requests of one upstream trace served here are decided one by one).
     """

@@ -1,4 +1,4 @@
-"""``python -m shannon_otel.assets [--check] ROOT``: write (or check) the generated assets under ROOT."""
+"""``python -m shannon_otel.assets --write ROOT | --check ROOT``: write (or check) the generated assets under ROOT."""
 
 from __future__ import annotations
 

@@ -52,6 +52,10 @@ class CircuitBreaker(Policy):
     breaker rejects. ``@breaker`` decorates an async function. The operation it reports is its name.
     ``name`` is required (TypeError without it): it labels the breaker's metric series and reported
     state, so two breakers must not share one. Give each breaker its own name (or share the instance).
+    When to open and close: a :class:`BreakerConfig` as ``config``, or its fields as keywords
+    (``failure_threshold=5, reset_timeout=30``), not both (TypeError). ``shared``: a
+    ``shannon_otel.redis.RedisState`` whose state every process naming this breaker shares
+    (docs/shared-state.md).
     """
 
     __slots__ = (

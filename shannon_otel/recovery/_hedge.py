@@ -18,13 +18,13 @@ T = TypeVar("T")
 @dataclass(frozen=True, slots=True)
 class Hedge(Instrumented):
     """Run up to ``attempts`` concurrent attempts, starting the next one ``delay`` seconds after the
-    previous (or at once when an attempt fails). Returns the first successful result and cancels the
-    others (waiting for them to finish). When every attempt fails, raises the error of the attempt
-    that failed last, as Polly's hedging returns the last outcome: an outer ``Retry(on=...)``,
-    breaker ``on=`` or ``Fallback(on=...)`` matches it as if there were no hedge. The earlier
-    attempts' errors stay reachable: that error's ``__context__`` is an ``ExceptionGroup`` of them
-    (shown in its traceback; its own previous ``__context__``, if any, moves to the group's).
-    Each attempt runs in its own task; ``fn`` must be safe to call concurrently.
+    previous (or at once when an attempt fails; ``attempts`` >= 1, ``delay`` >= 0). Returns the first
+    successful result and cancels the others (waiting for them to finish). When every attempt fails,
+    raises the error of the attempt that failed last, as Polly's hedging returns the last outcome: an
+    outer ``Retry(on=...)``, breaker ``on=`` or ``Fallback(on=...)`` matches it as if there were no
+    hedge. The earlier attempts' errors stay reachable: that error's ``__context__`` is an
+    ``ExceptionGroup`` of them (shown in its traceback; its own previous ``__context__``, if any, moves
+    to the group's). Each attempt runs in its own task; ``fn`` must be safe to call concurrently.
     """
 
     delay: float

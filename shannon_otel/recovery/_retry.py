@@ -33,8 +33,8 @@ class Retry(Instrumented):
     running attempt is never cut short: put a :class:`Timeout` around the retry for that).
     ``timeout`` is its deprecated old name (DeprecationWarning; removed in the next release).
     ``initial``/``maximum``/``multiplier``: the backoff ``min(maximum, initial * multiplier**(n-1))``
-    after failed attempt ``n``, randomised by ``jitter`` (finite: ``initial`` and ``maximum`` >= 0,
-    ``multiplier`` >= 1). ``on``: exception types to retry, or a
+    after failed attempt ``n``, randomised by ``jitter`` (finite: ``initial`` >= 0, ``maximum`` >=
+    ``initial``, ``multiplier`` >= 1). ``on``: exception types to retry, or a
     predicate; only ``Exception`` subclasses are ever retried (cancellation never is).
     A :class:`CircuitOpenError` (a breaker rejecting the call) is not retried unless asked: list it
     (or a subclass) in ``on``, let the ``on`` predicate accept it, or set ``wait_retry_after=True``,
