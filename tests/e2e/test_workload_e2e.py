@@ -409,9 +409,11 @@ def test_the_anomaly_alert_fires_for_the_injected_anomaly_and_not_for_the_clean_
         return [a for a in prometheus.alerts()
                 if a["labels"].get("alertname") == "ShannonAnomalyDetected" and a["labels"].get("job") == service]
 
-    alerts = wait_until(lambda: firing(runs["faulty"].service), timeout=60, what="ShannonAnomalyDetected")
-    assert alerts[0]["state"] in ("pending", "firing")
-    assert alerts[0]["labels"]["severity"] in ("warning", "critical")
+    # Firing, not only pending: with `for: 10m` of events in every window the alert stayed pending for
+    # good, as the detector reports a sustained shift once or twice (benchmarks/alarms.py's services).
+    alerts = wait_until(lambda: [a for a in firing(runs["faulty"].service) if a["state"] == "firing"],
+                        timeout=60, what="ShannonAnomalyDetected firing")
+    assert alerts[0]["labels"]["severity"] == "warning"
     # Its link opens this stack's Jaeger (scripts/stack generated the rules for it) on the offending
     # traces: the UI's /search?<query> is /api/traces?<same query> in the query API.
     url = alerts[0]["annotations"]["traces_url"]
