@@ -15,28 +15,13 @@ import random
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from _open_spans import OpenSpans
 
 import shannon_otel as so
 from shannon_otel._events import Hook, TaskFinished, WaveObserver, WaveStarted
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
 SEEDS = range(50)  # 4 kinds x 50 = 200 trials, as in the issue
-
-
-class OpenSpans(SpanProcessor):
-    """Spans started and not (yet) ended."""
-
-    def __init__(self) -> None:
-        self.open: dict[int, str] = {}
-
-    def on_start(self, span: Span, parent_context: Any = None) -> None:
-        assert span.context is not None
-        self.open[span.context.span_id] = span.name
-
-    def on_end(self, span: ReadableSpan) -> None:
-        assert span.context is not None
-        self.open.pop(span.context.span_id, None)
 
 
 class Finished(Hook):

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from _open_spans import HookInterruptError, OpenSpans, RaisingOn
 from opentelemetry.trace import StatusCode
 
 from shannon_otel import Hook, Outcome, TaskResult, Wave, WaveObserver, WaveReport, WaveStarted, record
@@ -119,35 +119,8 @@ def test_a_sync_sleep_given_to_a_rate_limited_wave_fails_its_tasks_with_an_error
         assert str(r.error).startswith("sleep must be an async callable")
 
 
-class OpenSpans(SpanProcessor):
-    """Spans started and not (yet) ended."""
-
-    def __init__(self) -> None:
-        self.open: dict[int, str] = {}
-
-    def on_start(self, span: Span, parent_context: Any = None) -> None:
-        assert span.context is not None
-        self.open[span.context.span_id] = span.name
-
-    def on_end(self, span: ReadableSpan) -> None:
-        assert span.context is not None
-        self.open.pop(span.context.span_id, None)
-
-
-class HookInterruptError(BaseException):
-    """What a hook may raise that is not its error to isolate (as KeyboardInterrupt): it propagates."""
-
-
-class _RaisingObserver(WaveObserver):
-    def __init__(self, method: str) -> None:
-        self.method = method
-
-    def __getattribute__(self, name: str) -> Any:
-        if name == object.__getattribute__(self, "method"):
-            def raising(*args: Any) -> None:
-                raise HookInterruptError(name)
-            return raising
-        return object.__getattribute__(self, name)
+class _RaisingObserver(RaisingOn, WaveObserver):
+    pass
 
 
 class RaisingWaveHook(Hook):

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from _open_spans import HookInterruptError, OpenSpans, RaisingOn
 from opentelemetry.trace import StatusCode
 
 from shannon_otel import (
@@ -98,35 +98,8 @@ def test_a_retry_refuses_non_finite_backoff_settings_naming_the_parameter(
         Retry(**settings)  # type: ignore[arg-type]
 
 
-class OpenSpans(SpanProcessor):
-    """Spans started and not (yet) ended."""
-
-    def __init__(self) -> None:
-        self.open: dict[int, str] = {}
-
-    def on_start(self, span: Span, parent_context: Any = None) -> None:
-        assert span.context is not None
-        self.open[span.context.span_id] = span.name
-
-    def on_end(self, span: ReadableSpan) -> None:
-        assert span.context is not None
-        self.open.pop(span.context.span_id, None)
-
-
-class HookInterruptError(BaseException):
-    """What a hook may raise that is not its error to isolate (as KeyboardInterrupt): it propagates."""
-
-
-class _Raising(CallObserver, SagaObserver):
-    def __init__(self, method: str) -> None:
-        self.method = method
-
-    def __getattribute__(self, name: str) -> Any:
-        if name == object.__getattribute__(self, "method"):
-            def raising(*args: Any) -> None:
-                raise HookInterruptError(name)
-            return raising
-        return object.__getattribute__(self, name)
+class _Raising(RaisingOn, CallObserver, SagaObserver):
+    pass
 
 
 class RaisingHook(Hook):
