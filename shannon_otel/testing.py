@@ -253,6 +253,16 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def _thread_done(self, future: asyncio.Future[Any]) -> None:
         self._threads -= 1
 
+    async def shutdown_default_executor(self, *args: Any) -> None:
+        # Joining the executor's threads is thread work too: on Python 3.12+ asyncio.run gives it a
+        # 300 s timeout, which virtual time would otherwise reach at once (a RuntimeWarning, an error
+        # under filterwarnings=error).
+        self._threads += 1
+        try:
+            await super().shutdown_default_executor(*args)
+        finally:
+            self._threads -= 1
+
     def time(self) -> float:
         return self._now
 
