@@ -18,7 +18,7 @@ from .._hooks import check_hooks, resolve_hooks
 from .._isolation import Unentered, enter, hook_failed, leave
 from .._otel._providers import drops_for
 from .._telemetry import Outcome
-from .._validate import check_bool, check_number, check_sync_callable
+from .._validate import check_bool, check_number, check_sync_callable, not_callable, sync_result
 from ._limits import ResourcePool, pools_by_name
 from ._report import WaveReport
 from ._result import WaveResult
@@ -321,7 +321,7 @@ class Wave(Generic[T]):
                         escaped = escaped or exc
             if self.on_progress is not None:
                 try:
-                    self.on_progress(run.progress())
+                    sync_result("on_progress", self.on_progress(run.progress()))
                 except Exception:  # never let a progress display replace the wave's own outcome
                     logging.getLogger("shannon_otel").exception("on_progress failed")
             if escaped is not None:
@@ -357,4 +357,4 @@ def _check_iterable(name: str, value: object) -> None:
 
 def _check_fn(fn: object) -> None:
     if not callable(fn):
-        raise TypeError(f"fn must be an async callable taking one item, got {fn!r}")
+        raise not_callable("fn", fn, "an async callable taking one item")

@@ -20,6 +20,7 @@ from .._isolation import Unentered, enter, finish, hook_failed, leave, start
 from .._isolation import notify as _notify
 from .._telemetry import CallOutcome, Outcome
 from ._circuit_open import CircuitOpenError
+from ._decorated import not_a_factory
 
 if TYPE_CHECKING:
     from .._events import Hook
@@ -28,8 +29,10 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-# Set inside the task of a hedged attempt so the attempt reports itself as a hedge.
-_HEDGED: ContextVar[bool] = ContextVar("shannon_otel_hedged", default=False)
+# Set inside the task of a hedged attempt to the call it hedges, so that call's attempt reports itself
+# as a hedge. The call, not a flag: another observed call made inside that attempt (the operation
+# calling a policy of its own) inherits the context, and its attempts are plain attempts.
+_HEDGED: ContextVar[_Call | None] = ContextVar("shannon_otel_hedged", default=None)
 
 
 class _Call:
@@ -102,7 +105,7 @@ async def _attempt(fn: Factory[T], call: _Call) -> T:
     begin = 0.0
     try:
         start(call.observers, call.owners, call.hooks, tokens,
-              "hedge_started" if _HEDGED.get() else "attempt_started", n)
+              "hedge_started" if _HEDGED.get() is call else "attempt_started", n)
         begin = call.clock()
         return await fn()
     except asyncio.CancelledError:
@@ -133,6 +136,8 @@ async def observed(policy: Policy, chain: Chain, i: int, fn: Factory[T], call: _
     try:
         for observer, owner in zip(observers, owners, strict=True):
             entered.append(enter(observer, owner, "call_started", hooks))
+        if not callable(fn):  # refused before a policy retries it, falls back or counts it
+            raise not_a_factory(fn)
         return await policy.run(chain, i, fn, call)
     except asyncio.CancelledError as exc:
         if task_timed_out():

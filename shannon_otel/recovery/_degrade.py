@@ -20,7 +20,7 @@ from .._validate import (
 )
 from ._call import _Call, notify, observed, start_call
 from ._circuit_open import CircuitOpenError
-from ._decorated import DecoratedCall, takes_parameters
+from ._decorated import DecoratedCall, not_a_factory, takes_parameters
 from ._fallback import reason_of
 from ._policy import Instrumented, Policy, next_step
 from ._types import END, Chain, Factory
@@ -159,6 +159,8 @@ class Degrade(Instrumented):
     ) -> Served[T]:
         if args or kwargs:
             fn = DecoratedCall(fn, *args, **kwargs)
+        elif not callable(fn):
+            raise not_a_factory(fn)
         call = start_call(self._hooks, self._started, self.clock) if self._hooks else None
         if call is None:
             return await self.run(END, 0, fn, None)

@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .._telemetry import Outcome
+from .._validate import not_callable
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,9 +29,9 @@ def _check_step(name: object, action: object, compensate: object) -> None:
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a non-empty str, got {name!r}")
     if not callable(action):
-        raise TypeError(f"action must be an async callable taking no arguments, got {action!r}")
+        raise not_callable("action", action, "an async callable taking no arguments")
     if compensate is not None and not callable(compensate):
-        raise TypeError(f"compensate must be an async callable taking the step's result, or None, got {compensate!r}")
+        raise not_callable("compensate", compensate, "an async callable taking the step's result, or None")
 
 
 async def _awaited(name: str, made: object) -> Any:

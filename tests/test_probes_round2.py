@@ -1,0 +1,235 @@
+"""Second round of adversarial probes of the public API (executor and recovery policies): each test
+failed before its fix."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from shannon_otel import (
+    BreakerConfig,
+    BreakerState,
+    CircuitBreaker,
+    Degrade,
+    Fallback,
+    Hedge,
+    Pipeline,
+    Policy,
+    Progress,
+    Retry,
+    Saga,
+    SagaError,
+    Step,
+    Timeout,
+    Wave,
+)
+from shannon_otel.testing import InMemoryTelemetry, run_virtual
+
+
+@contextlib.contextmanager
+def unawaited_coroutines() -> Iterator[list[str]]:
+    """Collects the "coroutine ... was never awaited" warnings raised while the block runs (and at the
+    garbage collection after it): Python reports them as unraisable, so pytest's filter misses some."""
+    found: list[str] = []
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        found.append(str(unraisable.exc_value))
+
+    sys.unraisablehook = hook
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield found
+            gc.collect()
+        found.extend(str(w.message) for w in caught if "never awaited" in str(w.message))
+    finally:
+        sys.unraisablehook = previous
+
+
+# ------------------------------------------------------------------ a hedge inside a nested call
+def test_a_call_made_inside_a_hedged_attempt_reports_its_own_attempts_as_attempts() -> None:
+    """The hedge marked its attempts' context "hedged" with a flag every call inside inherited: an
+    instrumented call the operation made itself (a database behind a hedged API) named its own first
+    attempt ``hedge 1``."""
+    tel = InMemoryTelemetry()
+    database = Retry(attempts=2, initial=0, name="db", **tel.providers)
+
+    async def query() -> str:
+        await asyncio.sleep(1.0)
+        return "row"
+
+    async def fetch() -> str:
+        return await database.call(query)
+
+    hedge = Hedge(0.5, attempts=2, name="api", **tel.providers)
+    assert run_virtual(hedge.call(fetch)) == "row"
+    api = tel.span("api")
+    assert sorted(s.name for s in tel.children(api)) == ["attempt 1", "hedge 2"]
+    calls = tel.spans("db")
+    assert len(calls) == 2
+    for db in calls:  # each call of the database, hedged or not, is one plain attempt
+        assert [s.name for s in tel.children(db)] == ["attempt 1"]
+
+
+# ------------------------------------------------------------------ numbers beyond the float range
+@pytest.mark.parametrize(("build", "name"), [
+    (lambda v: Timeout(v), "seconds"),
+    (lambda v: Retry(budget_s=v), "budget_s"),
+    (lambda v: Retry(maximum=v), "maximum"),
+    (lambda v: Hedge(v), "delay"),
+    (lambda v: Wave("w", task_timeout=v), "task_timeout"),
+    (lambda v: Wave("w", rate_limit=v), "rate_limit"),
+    (lambda v: BreakerConfig(reset_timeout=v), "reset_timeout"),
+    (lambda v: Saga("s", compensation_timeout_s=v), "compensation_timeout_s"),
+    (lambda v: Degrade(last_good=True, max_age=v), "max_age"),
+])
+def test_an_int_beyond_the_float_range_is_refused_naming_the_parameter(
+    build: Callable[[Any], object], name: str,
+) -> None:
+    """``Timeout(10**400)`` raised OverflowError ("int too large to convert to float") from the check itself."""
+    with pytest.raises(ValueError, match=f"^{name} must be in .* within the float range"):
+        build(10**400)
+
+
+@pytest.mark.parametrize(("build", "name"), [
+    (lambda v: Retry(attempts=v), "attempts"),
+    (lambda v: Hedge(0.1, attempts=v), "attempts"),
+    (lambda v: Wave("w", max_concurrency=v), "max_concurrency"),
+    (lambda v: BreakerConfig(window=v), "window"),
+])
+def test_huge_ints_are_checked_exactly(build: Callable[[Any], object], name: str) -> None:
+    """A huge count is a valid count (compared exactly), a huge negative one is refused by name, even one
+    too long for ``str()`` (over 4,300 digits), which raised its own unrelated ValueError."""
+    build(10**400)
+    with pytest.raises(ValueError, match=f"^{name} must be in .*got an int of 16610 bits"):
+        build(-(10**5000))
+
+
+# ------------------------------------------------------------------ sync callables returning coroutines
+async def _seconds(*args: Any) -> float:
+    return 0.0
+
+
+async def _fails() -> None:
+    raise ValueError("down")
+
+
+@pytest.mark.parametrize("param", ["next_delay", "random"])
+def test_a_retry_callable_returning_a_coroutine_is_refused_by_name_and_closed(param: str) -> None:
+    """``next_delay`` / ``random`` given as lambdas returning coroutines: the coroutine was never awaited
+    (RuntimeWarning), and ``random``'s error was Python's "'<=' not supported between ... 'coroutine'"."""
+    options: dict[str, Any] = {param: (lambda *args: _seconds())}
+    retry = Retry(initial=0.1, instrument=False, **options)
+    with unawaited_coroutines() as unawaited, pytest.raises(TypeError, match=f"^{param} must be a plain"):
+        run_virtual(retry.call(_fails))
+    assert unawaited == []
+
+
+def test_on_progress_returning_a_coroutine_is_logged_by_name_not_left_unawaited(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``on_progress=lambda p: show(p)`` with an async ``show``: silently never shown, only a RuntimeWarning."""
+    shown: list[Progress] = []
+
+    async def show(progress: Progress) -> None:
+        shown.append(progress)
+
+    async def ok() -> int:
+        return 1
+
+    wave: Wave[int] = Wave("w", on_progress=lambda p: show(p), instrument=False)  # type: ignore[arg-type]
+    with unawaited_coroutines() as unawaited:
+        result = run_virtual(wave.run([ok, ok]))
+    assert [r.value for r in result.results] == [1, 1]
+    assert unawaited == []
+    errors = [r for r in caplog.records if r.message == "on_progress failed"]
+    assert errors and all("on_progress must be a plain" in str(r.exc_info[1]) for r in errors)  # type: ignore[index]
+
+
+# ------------------------------------------------------------------ a coroutine where a factory belongs
+async def _fetch() -> str:
+    return "data"
+
+
+async def _fallback(error: Exception) -> str:
+    return "fallback"
+
+
+POLICIES: dict[str, Callable[[dict[str, Any]], Policy]] = {
+    "retry": lambda t: Retry(initial=0.1, **t),
+    "breaker": lambda t: CircuitBreaker("coroutine-given", failure_threshold=1, **t),
+    "timeout": lambda t: Timeout(1.0, **t),
+    "hedge": lambda t: Hedge(0.1, **t),
+    "fallback": lambda t: Fallback(_fallback, **t),
+    "degrade": lambda t: Degrade(default="degraded", on=Exception, **t),
+    "pipeline": lambda t: Pipeline(Fallback(_fallback), Retry(initial=0.1), **t),
+}
+
+
+@pytest.mark.parametrize("traced", [False, True])
+@pytest.mark.parametrize("kind", sorted(POLICIES))
+def test_a_coroutine_given_instead_of_a_factory_is_refused_before_any_policy_acts_on_it(
+    kind: str, traced: bool,
+) -> None:
+    """``policy.call(fetch())`` (the coroutine, not the function): a Retry retried Python's "'coroutine'
+    object is not callable" with backoff, a Fallback served its fallback for it, a breaker counted it as a
+    failure of the service, and the coroutine was never awaited."""
+    tel = InMemoryTelemetry()
+    policy = POLICIES[kind](tel.providers if traced else {"instrument": False})
+    with unawaited_coroutines() as unawaited:
+        for _ in range(2):  # a breaker that had counted the first would reject the second
+            with pytest.raises(TypeError, match=r"^fn must be a callable .* got the coroutine object"):
+                run_virtual(policy.call(_fetch()))  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"^fn must be a callable .* got the coroutine object"):
+            run_virtual(policy.call(_fetch(), 1))  # type: ignore[arg-type]
+    assert unawaited == []
+    if isinstance(policy, CircuitBreaker):
+        assert policy.state is BreakerState.CLOSED
+    assert not [s for s in tel.spans() if s.name.startswith(("attempt", "hedge", "fallback"))]
+    for span in tel.spans():  # the call, when traced, failed with that TypeError, having made no attempt
+        assert (span.attributes or {})["error.type"] == "TypeError"
+
+
+def test_a_half_open_breaker_given_a_coroutine_keeps_its_probe_slot() -> None:
+    async def main() -> None:
+        clock = asyncio.get_running_loop().time
+        breaker = CircuitBreaker("probe-slot", failure_threshold=1, reset_timeout=1.0, clock=clock, instrument=False)
+        with contextlib.suppress(ValueError):
+            await breaker.call(_fails)
+        await asyncio.sleep(1.0)
+        with pytest.raises(TypeError, match=r"^fn must be"):
+            await breaker.call(_fetch())  # type: ignore[arg-type]
+        assert breaker.state is BreakerState.HALF_OPEN
+        assert await breaker.call(_fetch) == "data"  # the one probe slot was given back
+        assert breaker.state is BreakerState.CLOSED  # type: ignore[comparison-overlap]
+
+    run_virtual(main())
+
+
+@pytest.mark.parametrize("use", ["decorator", "step", "saga.run", "wave.map"])
+def test_a_coroutine_given_where_a_function_belongs_is_refused_by_name_and_closed(use: str) -> None:
+    async def main() -> None:
+        if use == "decorator":
+            Retry()(_fetch())  # type: ignore[arg-type]
+        elif use == "step":
+            Step("s", _fetch())  # type: ignore[arg-type]
+        elif use == "saga.run":
+            async with Saga("s", instrument=False).begin() as tx:
+                await tx.step("s", _fetch())  # type: ignore[arg-type]
+        else:
+            await Wave("w", instrument=False).map(_fetch(), [1])  # type: ignore[arg-type]
+
+    with unawaited_coroutines() as unawaited, pytest.raises((TypeError, SagaError)) as caught:
+        run_virtual(main())
+    error = caught.value.__cause__ if use == "saga.run" else caught.value
+    assert isinstance(error, TypeError)
+    assert "got the coroutine object" in str(error)
+    assert unawaited == []
