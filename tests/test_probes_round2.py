@@ -299,3 +299,29 @@ def test_a_step_never_awaited_inside_the_block_ends_before_the_saga_does() -> No
     result, pending = run_virtual(main())
     assert pending.cancelled()  # cancelled when the block ended, not left to complete after the saga
     assert result.completed == () and written == []
+
+
+# ------------------------------------------------------------------ subnormal rates and windows
+def test_a_rate_limit_so_small_that_its_interval_overflows_still_limits() -> None:
+    """``rate_limit=1e-320``: 1/rate is inf, and the GCRA tolerance (burst - 1) * inf was 0 * inf = NaN,
+    so every wait compared with NaN was no wait: every task started at once, no limit at all."""
+    started: list[float] = []
+
+    async def work() -> None:
+        started.append(asyncio.get_running_loop().time())
+
+    async def main() -> None:
+        wave: Wave[None] = Wave("w", rate_limit=1e-320, clock=asyncio.get_running_loop().time, instrument=False)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(3600.0):
+                await wave.run([work, work, work])
+
+    run_virtual(main())
+    assert started == [0.0]  # the next start is 1e320 s later
+
+
+def test_a_time_window_too_short_to_slice_is_refused_at_construction() -> None:
+    """``window_s=5e-324`` was accepted; the breaker's first call raised ZeroDivisionError (its 10 time
+    slices were 0 s wide)."""
+    with pytest.raises(ValueError, match=r"^window_s must be in \[1e-06, inf\), got 5e-324"):
+        CircuitBreaker("tiny-window", window_s=5e-324)

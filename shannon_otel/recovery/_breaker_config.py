@@ -20,7 +20,7 @@ class BreakerConfig:
     Opens (from CLOSED) when, over the rolling window, ``failures >= failure_threshold``, or, once
     the window holds ``min_calls`` calls, ``failures / calls >= failure_rate`` or
     ``slow calls / calls >= slow_call_rate`` (a call is slow when it takes ``>= slow_call_s``).
-    The window is the last ``window`` calls, or the last ``window_s`` seconds when that is set.
+    The window is the last ``window`` calls, or the last ``window_s`` seconds (>= 1e-6) when that is set.
     With a count window and a rate set, ``min_calls <= window`` is required (ValueError otherwise:
     the window could never hold ``min_calls`` calls, so the rate could never open the breaker).
     After ``reset_timeout`` seconds OPEN admits up to ``half_open_probes`` probe calls (HALF_OPEN);
@@ -59,7 +59,9 @@ class BreakerConfig:
         if self.failure_threshold is None and self.failure_rate is None and self.slow_call_s is None:
             raise ValueError("set at least one of failure_threshold, failure_rate or slow_call_s")
         check_number("window", self.window, low=1, integer=True)
-        check_number("window_s", self.window_s, low=0, low_open=True, allow_none=True)
+        # >= 1 us: the window is kept in 10 time slices indexed by clock() / slice width, which a
+        # subnormal window_s made a division by zero (and one under ~1e-305 s an int(inf)) at the call
+        check_number("window_s", self.window_s, low=1e-6, allow_none=True)
         check_number("min_calls", self.min_calls, low=1, integer=True)
         check_number("slow_call_s", self.slow_call_s, low=0, low_open=True, allow_none=True)
         check_number("slow_call_rate", self.slow_call_rate, low=0, high=1, low_open=True)
