@@ -16,19 +16,26 @@ import pytest
 from shannon_otel import (
     BreakerConfig,
     BreakerState,
+    CallObserver,
+    CallStarted,
     CircuitBreaker,
     Degrade,
     Fallback,
     Hedge,
+    Hook,
     Pipeline,
     Policy,
     Progress,
     Retry,
     Saga,
     SagaError,
+    SagaObserver,
+    SagaStarted,
     Step,
     Timeout,
     Wave,
+    WaveObserver,
+    WaveStarted,
 )
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
@@ -325,3 +332,88 @@ def test_a_time_window_too_short_to_slice_is_refused_at_construction() -> None:
     slices were 0 s wide)."""
     with pytest.raises(ValueError, match=r"^window_s must be in \[1e-06, inf\), got 5e-324"):
         CircuitBreaker("tiny-window", window_s=5e-324)
+
+
+# ------------------------------------------------------------------ hooks asked once; async observers
+class _Counting(Hook):
+    """Counts the calls it is asked about, watching none of them."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def call_started(self, event: CallStarted) -> None:
+        self.asked += 1
+
+
+class _Watching(Hook):
+    def call_started(self, event: CallStarted) -> CallObserver:
+        return CallObserver()
+
+
+@pytest.mark.parametrize("kind", sorted(POLICIES))
+def test_the_first_hook_is_asked_once_per_call_even_when_it_watches_nothing(kind: str) -> None:
+    """The inline prologue asked ``hooks[0]`` and, when it answered None while another hook followed,
+    ``start_call`` asked it again: a first hook counting calls counted each one twice."""
+    counting = _Counting()
+    policy = POLICIES[kind]({"hooks": [counting, _Watching()], "instrument": False})
+    run_virtual(policy.call(_fetch))
+    assert counting.asked == 1
+
+
+class _AsyncObserver(CallObserver, WaveObserver, SagaObserver):
+    """An observer whose methods were written async: called without await, they never ran."""
+
+    def __init__(self, seen: list[str]) -> None:
+        self.seen = seen
+
+    async def call_finished(self, event: Any) -> None:  # type: ignore[override]
+        self.seen.append("call_finished")
+
+    async def task_finished(self, token: Any, event: Any) -> None:  # type: ignore[override]
+        self.seen.append("task_finished")
+
+    async def step_finished(self, token: Any, *args: Any) -> None:  # type: ignore[override]
+        self.seen.append("step_finished")
+
+
+class _AsyncObserving(Hook):
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def call_started(self, event: CallStarted) -> _AsyncObserver:
+        return _AsyncObserver(self.seen)
+
+    def wave_started(self, event: WaveStarted) -> _AsyncObserver:
+        return _AsyncObserver(self.seen)
+
+    def saga_started(self, event: SagaStarted) -> _AsyncObserver:
+        return _AsyncObserver(self.seen)
+
+
+@pytest.mark.parametrize("entry", ["call", "wave", "saga"])
+def test_an_observer_with_async_methods_is_a_recorded_hook_failure_not_a_silent_no_op(
+    entry: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``check_hooks`` refused async hook methods, but an observer the hook returned was never checked:
+    its async methods made coroutines nobody awaited (a RuntimeWarning), so the hook silently saw nothing."""
+    hook = _AsyncObserving()
+    tel = InMemoryTelemetry()
+    options: dict[str, Any] = {"hooks": [hook], **tel.providers}
+
+    async def main() -> Any:
+        if entry == "call":
+            return await Retry(**options).call(_fetch)
+        if entry == "wave":
+            wave: Wave[str] = Wave("w", **options)
+            return (await wave.run([_fetch])).results[0].value
+        async with Saga("s", **options).begin() as tx:
+            return await tx.step("fetch", _fetch)
+
+    with unawaited_coroutines() as unawaited:
+        assert run_virtual(main()) == "data"
+    assert unawaited == []
+    method = {"call": "call_started", "wave": "wave_started", "saga": "saga_started"}[entry]
+    assert hook.hook_errors == {method: 1}
+    assert "_AsyncObserver" in caplog.text and "is async" in caplog.text
+    point = tel.point("shannon.hook.errors", shannon_hook_method=method)
+    assert point.value == 1 and point.attributes["error.type"] == "TypeError"

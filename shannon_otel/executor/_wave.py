@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from .. import _clock
 from .._events import Hook, TaskResult, WaveObserver, WaveStarted
 from .._hooks import check_hooks, resolve_hooks
-from .._isolation import Unentered, enter, hook_failed, leave
+from .._isolation import Unentered, enter, hook_failed, leave, refused
 from .._otel._providers import drops_for
 from .._telemetry import Outcome
 from .._validate import check_bool, check_number, check_sync_callable, not_callable, sync_result
@@ -252,7 +252,7 @@ class Wave(Generic[T]):
                 except BaseException as exc:
                     interrupted = exc
                     break
-                if observer is not None:
+                if observer is not None and not refused(observer, hook, "wave_started", hooks):
                     observers.append(observer)
                     owners.append(hook)
                     # A scope observer (the OTel one) is entered at once in the context the workers

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._deadline import task_timed_out
 from .._events import AttemptFinished, CallFinished, CallObserver, CallStarted
-from .._isolation import Unentered, enter, finish, hook_failed, leave, start
+from .._isolation import Unentered, enter, finish, hook_failed, leave, refused, start
 from .._isolation import notify as _notify
 from .._telemetry import CallOutcome, Outcome
 from ._circuit_open import CircuitOpenError
@@ -56,16 +56,19 @@ class _Call:
 
 
 def start_call(
-    hooks: tuple[Hook, ...], event: CallStarted, clock: Clock, first: CallObserver | None = None,
+    hooks: tuple[Hook, ...], event: CallStarted, clock: Clock, first: CallObserver | None,
 ) -> _Call | None:
-    """Ask each hook for an observer of one call; ``None`` when none of them watches it.
+    """Ask the other hooks for an observer of one call; ``None`` when none of them watches it.
 
-    The hot paths ask ``hooks[0]`` themselves (saving a call frame) and pass its answer as ``first``
-    (see :func:`first_failed`). A hook that raises here is recorded and does not watch the call.
+    The callers ask ``hooks[0]`` themselves (the hot paths inline, saving a call frame) and pass its
+    answer as ``first`` (see :func:`first_failed`): it is never asked twice, even when it answered
+    ``None``. A hook that raises here is recorded and does not watch the call.
     """
+    if first is not None and refused(first, hooks[0], "call_started", hooks):
+        first = None
     observers: list[CallObserver] = [first] if first is not None else []
     owners: list[Hook] = [hooks[0]] if first is not None else []
-    for hook in hooks[0 if first is None else 1:]:
+    for hook in hooks[1:]:
         try:
             observer = hook.call_started(event)
         except Exception as exc:
@@ -75,7 +78,7 @@ def start_call(
             ended = CallFinished(event.operation, CallOutcome.FAILURE, 0, 0.0, exc)
             _notify(observers[::-1], owners[::-1], hooks, "call_finished", ended)
             raise
-        if observer is not None:
+        if observer is not None and not refused(observer, hook, "call_started", hooks):
             observers.append(observer)
             owners.append(hook)
     return _Call(observers, owners, hooks, event.operation, clock) if observers else None

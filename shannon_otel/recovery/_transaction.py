@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._deadline import task_timed_out
 from .._events import CompensationFinished, SagaFinished, SagaObserver, SagaStarted
-from .._isolation import Unentered, enter, finish, hook_failed, leave, start
+from .._isolation import Unentered, enter, finish, hook_failed, leave, refused, start
 from .._telemetry import Outcome
 from ._saga_types import SagaError, SagaResult, _awaited, _check_step
 
@@ -62,7 +62,7 @@ class Transaction:
                 except BaseException:  # it propagates, the saga never runs: the observers made end it
                     self._abandon()
                     raise
-                if observer is not None:
+                if observer is not None and not refused(observer, hook, "saga_started", hooks):
                     self._observers.append(observer)
                     self._owners.append(hook)
                     try:
