@@ -78,7 +78,13 @@ def refused(observer: object, hook: Hook, method: str, hooks: Sequence[Hook]) ->
     cls = type(observer)
     bad = _ASYNC_METHOD.get(cls, "")
     if bad == "":
-        bad = _ASYNC_METHOD[cls] = _async_method(cls)
+        try:
+            bad = _async_method(cls)
+        except Exception:  # a class whose attribute lookup raises: not this check's to judge
+            bad = None
+        if len(_ASYNC_METHOD) >= 1024:  # a hook making a class per scope must not grow it without bound
+            _ASYNC_METHOD.clear()
+        _ASYNC_METHOD[cls] = bad
     if bad is None:
         return False
     error = TypeError(
