@@ -417,3 +417,11 @@ def test_an_observer_with_async_methods_is_a_recorded_hook_failure_not_a_silent_
     assert "_AsyncObserver" in caplog.text and "is async" in caplog.text
     point = tel.point("shannon.hook.errors", shannon_hook_method=method)
     assert point.value == 1 and point.attributes["error.type"] == "TypeError"
+
+
+def test_a_batch_size_beyond_sys_maxsize_is_refused_at_construction() -> None:
+    """``Wave(batch_size=2**63)`` was accepted, then every run failed with itertools' "Stop argument for
+    islice() must be None or an integer: 0 <= x <= sys.maxsize"."""
+    with pytest.raises(ValueError, match=rf"^batch_size must be in \[1, {sys.maxsize}\], got {2**63}"):
+        Wave("w", batch_size=2**63)
+    assert Wave("w", batch_size=sys.maxsize).batch_size == sys.maxsize

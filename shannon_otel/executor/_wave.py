@@ -7,6 +7,7 @@ import contextvars
 import functools
 import itertools
 import logging
+import sys
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field
@@ -76,7 +77,8 @@ class Wave(Generic[T]):
             ``shannon_otel.redis.SharedRateLimit``), awaited before each task starts.
             A number holds per run: two concurrent runs of one Wave may each start ``rate_limit``/s
             (share a ``ResourcePool`` to bound concurrency across runs).
-        batch_size: run the input as consecutive batches of this size (each waits for the previous).
+        batch_size: run the input as consecutive batches of this size (1 to ``sys.maxsize``; each waits
+            for the previous).
         fail_fast: on the first failure or timeout, cancel the running tasks and start no more.
         policy: a per-task recovery policy (``Retry``, ``Pipeline``...); tasks must then be factories.
             The policy is shared by every task: a ``CircuitBreaker`` in it sees all of them. A
@@ -129,7 +131,8 @@ class Wave(Generic[T]):
         check_number("task_timeout", self.task_timeout, low=0, low_open=True, allow_none=True)
         if not callable(getattr(self.rate_limit, "acquire", None)):  # else a shared limiter object
             check_number("rate_limit", self.rate_limit, low=0, low_open=True, allow_none=True)
-        check_number("batch_size", self.batch_size, low=1, integer=True, allow_none=True)
+        # <= sys.maxsize: batches are cut with itertools.islice, which refuses a larger size at run time
+        check_number("batch_size", self.batch_size, low=1, high=sys.maxsize, integer=True, allow_none=True)
         check_number("burst", self.burst, low=1, integer=True)
         check_number("progress_interval", self.progress_interval, low=0, low_open=True)
         if self.policy is not None and not callable(getattr(self.policy, "call", None)):
