@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from opentelemetry.trace import StatusCode
 
 from shannon_otel import (
     BreakerConfig,
@@ -425,3 +426,35 @@ def test_a_batch_size_beyond_sys_maxsize_is_refused_at_construction() -> None:
     with pytest.raises(ValueError, match=rf"^batch_size must be in \[1, {sys.maxsize}\], got {2**63}"):
         Wave("w", batch_size=2**63)
     assert Wave("w", batch_size=sys.maxsize).batch_size == sys.maxsize
+
+
+# ------------------------------------------------------------------ a fallback cut off by a timeout
+@pytest.mark.parametrize("cut_by", ["policy", "wave"])
+def test_a_fallback_cut_off_by_a_timeout_is_recorded_as_a_timeout_like_an_attempt(cut_by: str) -> None:
+    """``Pipeline(Timeout(1), Fallback(slow))``: the attempt the Timeout cut off read ``timeout`` (ERROR),
+    the fallback it cut off read ``cancellation`` with status UNSET, as if someone had cancelled the call;
+    cut off by the wave's task timeout it read ``timeout`` but still UNSET."""
+    tel = InMemoryTelemetry()
+
+    async def failing() -> str:
+        await asyncio.sleep(0.5)
+        raise ConnectionError("down")
+
+    async def slow_fallback(error: Exception) -> str:
+        await asyncio.sleep(5.0)
+        return "fallback"
+
+    fallback = Fallback(slow_fallback)
+    if cut_by == "policy":
+        pipeline = Pipeline(Timeout(1.0), fallback, name="op", **tel.providers)
+        with pytest.raises(TimeoutError):
+            run_virtual(pipeline.call(failing))
+    else:
+        wave: Wave[str] = Wave("w", task_timeout=1.0, policy=Pipeline(fallback, name="op", **tel.providers),
+                               **tel.providers)
+        assert run_virtual(wave.run([failing])).results[0].outcome.value == "timeout"
+    span = tel.span("fallback op")
+    assert (span.attributes or {})["shannon.attempt.outcome"] == "timeout"
+    assert (span.attributes or {})["error.type"] == "ConnectionError"  # the primary's, as documented
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description == "timeout"

@@ -99,6 +99,13 @@ def notify(call: _Call, method: str, *args: Any) -> None:
     _notify(call.observers, call.owners, call.hooks, method, *args)
 
 
+def timed_out(call: _Call) -> bool:
+    """Whether a cancellation inside ``call`` is a timeout: delivered by an expiring ``Timeout`` policy of
+    the call, or by the per-task timeout of the wave running it. Only the recorded outcome says so: the
+    cancellation is re-raised all the same."""
+    return any(t.expired() for t in call.timeouts) or task_timed_out()
+
+
 async def _attempt(fn: Factory[T], call: _Call) -> T:
     call.attempts += 1
     n = call.attempts
@@ -112,10 +119,7 @@ async def _attempt(fn: Factory[T], call: _Call) -> T:
         begin = call.clock()
         return await fn()
     except asyncio.CancelledError:
-        # A cancellation delivered by an expiring timeout policy, or by the per-task timeout of the
-        # wave running this call, is that timeout. Only the recorded outcome says so: it is re-raised.
-        expired = any(t.expired() for t in call.timeouts) or task_timed_out()
-        outcome = Outcome.TIMEOUT if expired else Outcome.CANCELLATION
+        outcome = Outcome.TIMEOUT if timed_out(call) else Outcome.CANCELLATION
         raise
     except BaseException as exc:
         outcome, error = Outcome.FAILURE, exc

@@ -12,7 +12,7 @@ from .._events import FallbackStarted
 from .._isolation import finish, start
 from .._telemetry import Outcome
 from .._validate import awaitable_from, check_exceptions
-from ._call import _Call
+from ._call import _Call, timed_out
 from ._circuit_open import CircuitOpenError
 from ._policy import Instrumented, next_step
 from ._types import Chain, Factory
@@ -74,8 +74,9 @@ class Fallback(Instrumented):
                 event = FallbackStarted(call.operation, reason_of(primary), primary)
                 start(call.observers, call.owners, call.hooks, tokens, "fallback_started", event)
             result: T = await awaitable_from("fallback", self.fallback(primary))
-        except asyncio.CancelledError:
-            outcome = Outcome.TIMEOUT if task_timed_out() else Outcome.CANCELLATION
+        except asyncio.CancelledError:  # cut off by a Timeout policy around it too, not only the wave's timeout
+            outcome = Outcome.TIMEOUT if (timed_out(call) if call is not None else task_timed_out()) \
+                else Outcome.CANCELLATION
             raise
         except Exception as exc:
             outcome, error = Outcome.FAILURE, exc
