@@ -458,3 +458,19 @@ def test_a_fallback_cut_off_by_a_timeout_is_recorded_as_a_timeout_like_an_attemp
     assert (span.attributes or {})["error.type"] == "ConnectionError"  # the primary's, as documented
     assert span.status.status_code is StatusCode.ERROR
     assert span.status.description == "timeout"
+
+
+def test_the_coroutines_an_input_yielded_before_it_raised_are_closed() -> None:
+    """``wave.run(gen())`` where ``gen`` yields coroutines and then raises: ``list(tasks)`` dropped the
+    coroutines it had taken, each warning that it was never awaited."""
+    async def fetch(i: int) -> int:
+        return i
+
+    def tasks() -> Iterator[Any]:
+        yield fetch(1)
+        yield fetch(2)
+        raise ValueError("input broke")
+
+    with unawaited_coroutines() as unawaited, pytest.raises(ValueError, match="input broke"):
+        run_virtual(Wave("w", instrument=False).run(tasks()))
+    assert unawaited == []

@@ -171,7 +171,13 @@ class Wave(Generic[T]):
         """
         check_bool("raise_errors", raise_errors)
         _check_iterable("tasks", tasks)
-        items = list(tasks)
+        items: list[TaskLike[T]] = []
+        try:
+            items.extend(tasks)  # appends as it iterates: what an input that raises had yielded is kept
+        except BaseException:
+            for item in items:  # never run: closed, so Python does not warn that they were never awaited
+                close_unstarted(item)
+            raise
         results: list[TaskResult[T] | None] = [None] * len(items)
 
         def deliver(result: TaskResult[Any]) -> None:
