@@ -474,3 +474,56 @@ def test_the_coroutines_an_input_yielded_before_it_raised_are_closed() -> None:
     with unawaited_coroutines() as unawaited, pytest.raises(ValueError, match="input broke"):
         run_virtual(Wave("w", instrument=False).run(tasks()))
     assert unawaited == []
+
+
+# ------------------------------------------------------------------ work cut off by an enclosing Timeout policy
+def test_a_saga_cut_off_by_a_timeout_policy_around_it_records_a_timeout() -> None:
+    """A saga inside ``Timeout(1).call(...)`` recorded its cut step and itself as ``cancellation`` (UNSET),
+    while the attempt around it read ``timeout``: only the wave task's timeout was told from a cancellation."""
+    tel = InMemoryTelemetry()
+    saga = Saga("order", **tel.providers)
+
+    async def reserve() -> int:
+        return 1
+
+    async def release(value: int) -> None:
+        return None
+
+    async def pay() -> int:
+        await asyncio.sleep(5.0)
+        return 2
+
+    async def body() -> Any:
+        return await saga.run(Step("reserve", reserve, compensate=release), Step("pay", pay))
+
+    with pytest.raises(TimeoutError):
+        run_virtual(Timeout(1.0, name="op", **tel.providers).call(body))
+    for name, key in (("step pay", "shannon.saga.outcome"), ("saga order", "shannon.saga.outcome")):
+        span = tel.span(name)
+        assert (span.attributes or {})[key] == "timeout", name
+        assert span.status.status_code is StatusCode.ERROR, name
+    assert (tel.span("compensate reserve").attributes or {})["shannon.compensation.outcome"] == "success"
+
+
+def test_a_call_cut_off_by_a_timeout_policy_around_it_records_a_timeout_like_a_wave_timeout() -> None:
+    """``Timeout(1).call(api)`` where ``api`` makes an instrumented call of its own: that call and its attempt
+    read ``cancellation``; cut off the same way by the wave's task timeout they read failure/timeout. Now
+    both read the timeout (the cancellation still propagates, uncounted and never retried)."""
+    tel = InMemoryTelemetry()
+    database = Retry(attempts=3, initial=0, name="db", **tel.providers)
+    breaker = CircuitBreaker("db-breaker", failure_threshold=1, **tel.providers)
+
+    async def query() -> int:
+        await asyncio.sleep(5.0)
+        return 1
+
+    async def api() -> int:
+        return await database.call(breaker.call, query)
+
+    with pytest.raises(TimeoutError):
+        run_virtual(Timeout(1.0, name="api", **tel.providers).call(api))
+    db = tel.span("db")
+    assert (db.attributes or {})["shannon.call.outcome"] == "failure"
+    assert (db.attributes or {})["error.type"] == "TimeoutError"
+    assert [(s.attributes or {})["shannon.attempt.outcome"] for s in tel.children(db)] == ["timeout"]  # not retried
+    assert breaker.state is BreakerState.CLOSED  # a cancellation, uncounted

@@ -14,7 +14,7 @@ import asyncio
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._deadline import task_timed_out
+from .._deadline import timed_out
 from .._events import AttemptFinished, CallFinished, CallObserver, CallStarted
 from .._isolation import Unentered, enter, finish, hook_failed, leave, refused, start
 from .._isolation import notify as _notify
@@ -39,7 +39,7 @@ class _Call:
     """Per-call state of an observed call: its observers (``owners[k]`` made ``observers[k]``; ``hooks``
     are all the hooks of the entry point, told when one fails) and attempt counter."""
 
-    __slots__ = ("attempts", "clock", "hooks", "ignored", "observers", "operation", "owners", "timeouts")
+    __slots__ = ("attempts", "clock", "hooks", "ignored", "observers", "operation", "owners")
 
     def __init__(
         self, observers: list[CallObserver], owners: list[Hook], hooks: tuple[Hook, ...], operation: str,
@@ -51,7 +51,6 @@ class _Call:
         self.operation = operation
         self.clock = clock
         self.attempts = 0
-        self.timeouts: list[asyncio.Timeout] = []
         self.ignored: BaseException | None = None  # the last error a breaker chose not to count
 
 
@@ -99,13 +98,6 @@ def notify(call: _Call, method: str, *args: Any) -> None:
     _notify(call.observers, call.owners, call.hooks, method, *args)
 
 
-def timed_out(call: _Call) -> bool:
-    """Whether a cancellation inside ``call`` is a timeout: delivered by an expiring ``Timeout`` policy of
-    the call, or by the per-task timeout of the wave running it. Only the recorded outcome says so: the
-    cancellation is re-raised all the same."""
-    return any(t.expired() for t in call.timeouts) or task_timed_out()
-
-
 async def _attempt(fn: Factory[T], call: _Call) -> T:
     call.attempts += 1
     n = call.attempts
@@ -119,7 +111,9 @@ async def _attempt(fn: Factory[T], call: _Call) -> T:
         begin = call.clock()
         return await fn()
     except asyncio.CancelledError:
-        outcome = Outcome.TIMEOUT if timed_out(call) else Outcome.CANCELLATION
+        # Delivered by an expiring Timeout policy (of this call or around it), or by the per-task timeout
+        # of the wave running it, it is that timeout. Only the recorded outcome says so: it is re-raised.
+        outcome = Outcome.TIMEOUT if timed_out() else Outcome.CANCELLATION
         raise
     except BaseException as exc:
         outcome, error = Outcome.FAILURE, exc
@@ -147,10 +141,10 @@ async def observed(policy: Policy, chain: Chain, i: int, fn: Factory[T], call: _
             raise not_a_factory(fn)
         return await policy.run(chain, i, fn, call)
     except asyncio.CancelledError as exc:
-        if task_timed_out():
-            # The wave's per-task timeout cut the call off: recorded like a Timeout policy's expiry
-            # (failure, error.type TimeoutError), yet the cancellation goes on unchanged, uncounted
-            # by breakers and never retried.
+        if timed_out():
+            # The wave's per-task timeout, or a Timeout policy around this call, cut it off: recorded
+            # like the expiry of one of its own Timeout policies (failure, error.type TimeoutError), yet
+            # the cancellation goes on unchanged, uncounted by breakers and never retried.
             outcome, error = CallOutcome.FAILURE, _wave_timeout(exc)
         else:
             outcome = CallOutcome.CANCELLATION

@@ -7,12 +7,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .._deadline import task_timed_out
+from .._deadline import timed_out
 from .._events import FallbackStarted
 from .._isolation import finish, start
 from .._telemetry import Outcome
 from .._validate import awaitable_from, check_exceptions
-from ._call import _Call, timed_out
+from ._call import _Call
 from ._circuit_open import CircuitOpenError
 from ._policy import Instrumented, next_step
 from ._types import Chain, Factory
@@ -75,8 +75,7 @@ class Fallback(Instrumented):
                 start(call.observers, call.owners, call.hooks, tokens, "fallback_started", event)
             result: T = await awaitable_from("fallback", self.fallback(primary))
         except asyncio.CancelledError:  # cut off by a Timeout policy around it too, not only the wave's timeout
-            outcome = Outcome.TIMEOUT if (timed_out(call) if call is not None else task_timed_out()) \
-                else Outcome.CANCELLATION
+            outcome = Outcome.TIMEOUT if timed_out() else Outcome.CANCELLATION
             raise
         except Exception as exc:
             outcome, error = Outcome.FAILURE, exc

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._deadline import task_timed_out
+from .._deadline import timed_out
 from .._events import CompensationFinished, SagaFinished, SagaObserver, SagaStarted
 from .._isolation import Unentered, enter, finish, hook_failed, leave, refused, start
 from .._telemetry import Outcome
@@ -108,7 +108,7 @@ class Transaction:
             # Done before its observers are told: one raising a BaseException must not keep it from the rollback.
             self._done.append((name, value, compensate))
         except asyncio.CancelledError:
-            outcome = Outcome.TIMEOUT if task_timed_out() else Outcome.CANCELLATION
+            outcome = Outcome.TIMEOUT if timed_out() else Outcome.CANCELLATION
             raise
         except BaseException as exc:
             outcome, error = Outcome.FAILURE, exc
@@ -140,8 +140,8 @@ class Transaction:
             return False
         compensated, failed, cancelled, escaped = await self._compensate()
         cancelled = cancelled or interrupted
-        if isinstance(exc, asyncio.CancelledError):  # the wave task's own timeout, or a real cancellation
-            outcome = Outcome.TIMEOUT if task_timed_out() else Outcome.CANCELLATION
+        if isinstance(exc, asyncio.CancelledError):  # a timeout (the wave's, a Timeout's) or a cancellation
+            outcome = Outcome.TIMEOUT if timed_out() else Outcome.CANCELLATION
         else:
             outcome = Outcome.FAILURE
         result = SagaResult(
