@@ -103,6 +103,9 @@ def _async_method(cls: type) -> str | None:
         for name in vars(protocol):
             if not name.startswith("_") and is_async(getattr(cls, name, None)):
                 return name
+    for name in ("__enter__", "__exit__"):  # a scope observer is entered and exited without await too
+        if is_async(getattr(cls, name, None)):
+            return name
     return None
 
 

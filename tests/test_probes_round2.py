@@ -391,13 +391,35 @@ class _AsyncObserving(Hook):
         return _AsyncObserver(self.seen)
 
 
+class _AsyncScope(CallObserver, WaveObserver, SagaObserver):
+    """A scope observer whose ``__enter__`` was written async."""
+
+    async def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *args: object) -> None:
+        return None
+
+
+class _AsyncScopeObserving(_AsyncObserving):
+    def call_started(self, event: CallStarted) -> Any:
+        return _AsyncScope()
+
+    def wave_started(self, event: WaveStarted) -> Any:
+        return _AsyncScope()
+
+    def saga_started(self, event: SagaStarted) -> Any:
+        return _AsyncScope()
+
+
+@pytest.mark.parametrize("scope", [False, True])
 @pytest.mark.parametrize("entry", ["call", "wave", "saga"])
 def test_an_observer_with_async_methods_is_a_recorded_hook_failure_not_a_silent_no_op(
-    entry: str, caplog: pytest.LogCaptureFixture,
+    entry: str, scope: bool, caplog: pytest.LogCaptureFixture,
 ) -> None:
     """``check_hooks`` refused async hook methods, but an observer the hook returned was never checked:
     its async methods made coroutines nobody awaited (a RuntimeWarning), so the hook silently saw nothing."""
-    hook = _AsyncObserving()
+    hook = _AsyncScopeObserving() if scope else _AsyncObserving()
     tel = InMemoryTelemetry()
     options: dict[str, Any] = {"hooks": [hook], **tel.providers}
 
@@ -415,7 +437,7 @@ def test_an_observer_with_async_methods_is_a_recorded_hook_failure_not_a_silent_
     assert unawaited == []
     method = {"call": "call_started", "wave": "wave_started", "saga": "saga_started"}[entry]
     assert hook.hook_errors == {method: 1}
-    assert "_AsyncObserver" in caplog.text and "is async" in caplog.text
+    assert ("_AsyncScope.__enter__" if scope else "_AsyncObserver") in caplog.text and "is async" in caplog.text
     point = tel.point("shannon.hook.errors", shannon_hook_method=method)
     assert point.value == 1 and point.attributes["error.type"] == "TypeError"
 
