@@ -53,6 +53,16 @@ class SagaResult:
     error: BaseException | None = None
     values: tuple[Any, ...] = ()
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.failed_compensations, MappingProxyType):  # read-only, whatever was passed
+            object.__setattr__(self, "failed_compensations", MappingProxyType(dict(self.failed_compensations)))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A mappingproxy cannot be pickled or deep-copied: the result (and the SagaError holding it) is
+        # rebuilt from a plain dict of the failed compensations.
+        return (type(self), (self.saga, self.outcome, self.completed, self.compensated,
+                             dict(self.failed_compensations), self.error, self.values))
+
     @property
     def uncompensated(self) -> tuple[str, ...]:
         """Completed steps left in effect: their compensation failed, timed out or was cancelled."""
@@ -73,6 +83,11 @@ class SagaError(Exception):
             f"saga {result.saga!r} failed; compensated {list(result.compensated)}; failed compensations: {failed}"
         )
         self.result = result
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its result, not the message (what BaseException's reduce passes): pickling or
+        # copying it raised TypeError/AttributeError.
+        return (type(self), (self.result,), self.__dict__)
 
     @property
     def compensation_errors(self) -> Mapping[str, BaseException]:
