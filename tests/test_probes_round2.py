@@ -595,3 +595,29 @@ def test_a_saga_error_pickles_and_copies_with_its_result() -> None:
         assert isinstance(result.failed_compensations["reserve"], ConnectionError)
         assert isinstance(result.failed_compensations, MappingProxyType)  # still read-only
         assert isinstance(result.error, ValueError)
+
+
+def test_every_step_of_a_repeated_name_left_in_effect_is_reported() -> None:
+    """Three ``tx.step("reserve", ...)`` in a loop whose compensations all failed: ``failed_compensations``
+    was keyed by name, so ``uncompensated`` said one step was left in effect, not three."""
+    async def reserve() -> str:
+        return "seat"
+
+    async def release(value: str) -> None:
+        raise ConnectionError("release failed")
+
+    async def pay() -> None:
+        raise ValueError("card declined")
+
+    async def main() -> None:
+        async with Saga("order", instrument=False).begin() as tx:
+            for _ in range(3):
+                await tx.step("reserve", reserve, compensate=release)
+            await tx.step("pay", pay)
+
+    with pytest.raises(SagaError) as caught:
+        run_virtual(main())
+    result = caught.value.result
+    assert result.completed == ("reserve", "reserve", "reserve")
+    assert sorted(result.uncompensated) == ["reserve", "reserve#2", "reserve#3"]
+    assert all(isinstance(e, ConnectionError) for e in result.failed_compensations.values())

@@ -43,7 +43,12 @@ async def _awaited(name: str, made: object) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class SagaResult:
-    """How a saga ended. ``compensated`` is in the order the compensations ran (newest step first)."""
+    """How a saga ended. ``compensated`` is in the order the compensations ran (newest step first).
+
+    ``failed_compensations`` maps each step left in effect to its compensation's error; a step name used
+    several times (a step run in a loop) keys the n-th completed step of that name as ``"name#n"`` from
+    the second on, so every one of them is counted.
+    """
 
     saga: str
     outcome: Outcome

@@ -186,7 +186,14 @@ class Transaction:
         saga, clock, observers = self._saga.name, self._saga.clock, self._observers
         owners, hooks = self._owners, self._saga._hooks
         escaped: BaseException | None = None
-        for name, value, compensate in reversed(self._done):
+        # A name repeated (a step run in a loop) keys its failed compensations apart: the n-th completed
+        # step of that name as "name#n" (n >= 2), so failed_compensations and uncompensated count them all.
+        seen: dict[str, int] = {}
+        keys = []
+        for name, _, _ in self._done:
+            seen[name] = seen.get(name, 0) + 1
+            keys.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+        for key, (name, value, compensate) in zip(reversed(keys), reversed(self._done), strict=True):
             if compensate is None:
                 continue
             tokens: list[Any] = []
@@ -202,7 +209,7 @@ class Transaction:
             if error is None:
                 compensated.append(name)
             else:
-                failed[name] = error
+                failed[key] = error
                 outcome = (Outcome.CANCELLATION if isinstance(error, asyncio.CancelledError)
                            else Outcome.TIMEOUT if isinstance(error, TimeoutError) else Outcome.FAILURE)
                 if not isinstance(error, Exception | asyncio.CancelledError):  # KeyboardInterrupt & co:
