@@ -621,3 +621,28 @@ def test_every_step_of_a_repeated_name_left_in_effect_is_reported() -> None:
     assert result.completed == ("reserve", "reserve", "reserve")
     assert sorted(result.uncompensated) == ["reserve", "reserve#2", "reserve#3"]
     assert all(isinstance(e, ConnectionError) for e in result.failed_compensations.values())
+
+
+# ------------------------------------------------------------------ breaker rates
+def test_a_fast_call_completing_min_calls_opens_a_breaker_on_its_slow_call_rate() -> None:
+    """slow, slow, fast, fast with ``min_calls=4, slow_call_rate=0.5``: the fourth call made the window
+    2/4 slow, but a fast success re-evaluated the rates only when the window held failures: it stayed
+    closed (and with the next fast call the rate fell below the threshold for good)."""
+    async def main() -> list[BreakerState]:
+        clock = asyncio.get_running_loop().time
+        breaker = CircuitBreaker("slow-rate", failure_threshold=None, slow_call_s=1.0, slow_call_rate=0.5,
+                                 min_calls=4, window=10, clock=clock, instrument=False)
+
+        async def slow() -> None:
+            await asyncio.sleep(1.5)
+
+        async def fast() -> None:
+            return None
+
+        states = []
+        for call in (slow, slow, fast, fast):
+            await breaker.call(call)
+            states.append(breaker.state)
+        return states
+
+    assert run_virtual(main()) == [BreakerState.CLOSED] * 3 + [BreakerState.OPEN]

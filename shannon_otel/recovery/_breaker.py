@@ -235,7 +235,9 @@ class CircuitBreaker(Policy):
             if link is not None:  # sent in batches by the store's flusher
                 link.calls += 1
                 link.slow += slow
-            if slow or self._window.failures:  # a success can complete min_calls: rates may now trip
+            window = self._window
+            # a success can complete min_calls: the failure or the slow-call rate may now trip
+            if slow or window.failures or window.slow:
                 self._evaluate()
             self._update_clean()
         elif self._state is _HALF_OPEN:
