@@ -646,3 +646,11 @@ def test_a_fast_call_completing_min_calls_opens_a_breaker_on_its_slow_call_rate(
         return states
 
     assert run_virtual(main()) == [BreakerState.CLOSED] * 3 + [BreakerState.OPEN]
+
+
+def test_a_failure_threshold_a_count_window_can_never_hold_is_refused() -> None:
+    """``CircuitBreaker(failure_threshold=5, window=3)`` was accepted and could never open: a window of
+    the last 3 calls never holds 5 failures."""
+    with pytest.raises(ValueError, match=r"^failure_threshold \(5\) must be <= window \(3\)"):
+        CircuitBreaker("never-opens", failure_threshold=5, window=3)
+    CircuitBreaker("time-window", failure_threshold=5, window=3, window_s=10.0)  # a time window holds any number

@@ -22,7 +22,8 @@ class BreakerConfig:
     ``slow calls / calls >= slow_call_rate`` (a call is slow when it takes ``>= slow_call_s``).
     The window is the last ``window`` calls, or the last ``window_s`` seconds (>= 1e-6) when that is set.
     With a count window and a rate set, ``min_calls <= window`` is required (ValueError otherwise:
-    the window could never hold ``min_calls`` calls, so the rate could never open the breaker).
+    the window could never hold ``min_calls`` calls, so the rate could never open the breaker); so is
+    ``failure_threshold <= window`` (the window never holds more failures than that).
     After ``reset_timeout`` seconds OPEN admits up to ``half_open_probes`` probe calls (HALF_OPEN);
     ``success_threshold`` successful probes close it, a failed or slow probe re-opens it, and a
     cancelled or ignored probe gives its slot back. Exceptions that are instances of ``on`` and
@@ -76,6 +77,13 @@ class BreakerConfig:
                 f"min_calls ({self.min_calls}) must be <= window ({self.window}) when failure_rate or "
                 "slow_call_s is set with a count window: the window never holds min_calls calls, so the "
                 f"breaker could never open on a rate; pass min_calls=<= {self.window} or a larger window"
+            )
+        if self.window_s is None and self.failure_threshold is not None and self.failure_threshold > self.window:
+            # A count window never holds more than `window` failures: the threshold could never be reached.
+            raise ValueError(
+                f"failure_threshold ({self.failure_threshold}) must be <= window ({self.window}) with a count "
+                "window: the window never holds more failures than calls, so the breaker could never open on "
+                f"the threshold; pass failure_threshold=<= {self.window} or a larger window"
             )
         object.__setattr__(self, "on", check_exceptions("on", self.on, handled=True))
         object.__setattr__(self, "ignore", check_exceptions("ignore", self.ignore))
