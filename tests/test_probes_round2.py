@@ -654,3 +654,26 @@ def test_a_failure_threshold_a_count_window_can_never_hold_is_refused() -> None:
     with pytest.raises(ValueError, match=r"^failure_threshold \(5\) must be <= window \(3\)"):
         CircuitBreaker("never-opens", failure_threshold=5, window=3)
     CircuitBreaker("time-window", failure_threshold=5, window=3, window_s=10.0)  # a time window holds any number
+
+
+def test_a_timeout_call_abandoned_with_its_loop_is_collected_without_an_error() -> None:
+    """Guard of the Timeout policy's published scope: a call left pending when its loop is closed is closed
+    by the garbage collector outside its task's context, where resetting the scope raised ValueError."""
+    async def slow() -> None:
+        await asyncio.sleep(10.0)
+
+    found: list[str] = []
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: found.append(repr(unraisable.exc_value))
+    try:
+        loop = asyncio.new_event_loop()
+        task = loop.create_task(Timeout(5.0, instrument=False).call(slow))
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Task was destroyed but it is pending" is logged, not raised
+            del task
+            gc.collect()
+    finally:
+        sys.unraisablehook = previous
+    assert not [f for f in found if "ValueError" in f], found

@@ -46,4 +46,7 @@ class Timeout(Instrumented):
                 notify(call, "timed_out", TimedOut(call.operation, self.seconds))
             raise
         finally:
-            POLICY_TIMEOUTS.reset(token)
+            try:
+                POLICY_TIMEOUTS.reset(token)
+            except ValueError:  # closed from another context (an abandoned coroutine, collected): none to restore
+                pass
