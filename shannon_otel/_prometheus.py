@@ -12,10 +12,11 @@ sees the bridged histograms.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -50,7 +51,29 @@ def series_name(name: str, unit: str, kind: str) -> str:
 
 def _label(key: str) -> str:
     label = _INVALID.sub("_", key).replace(":", "_")
-    return "_" + label if label[:1].isdigit() else label
+    if label[:1].isdigit():
+        return "_" + label
+    # Prometheus reserves names starting with "__" (``__name__`` is the metric's name): such a label
+    # fails the whole scrape. The collector's exporter prefixes them with "key", as here.
+    return "key" + label if label.startswith("__") else label
+
+
+def _text(value: object) -> str:
+    """An attribute value as the collector writes it in a label (OTLP ``AsString``): booleans
+    ``true``/``false``, integral floats without ``.0``, sequences as compact JSON arrays."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Sequence):
+        return json.dumps([_json(v) for v in value], separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(_json(value))
+
+
+def _json(value: object) -> object:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return int(value)  # JSON numbers as ES6 (and Go's pdata) write them: 2.0 -> 2
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
 
 
 def _escape(value: object) -> str:
@@ -71,7 +94,7 @@ def _labels(attributes: Any, extra: tuple[tuple[str, str], ...] = (), reserved: 
     merged: dict[str, list[str]] = {}
     for key, value in sorted((attributes or {}).items()):
         label = _label(key)
-        merged.setdefault(f"exported_{label}" if label in taken else label, []).append(str(value))
+        merged.setdefault(f"exported_{label}" if label in taken else label, []).append(_text(value))
     pairs = [(k, _escape(";".join(v))) for k, v in merged.items()] + list(extra)
     return "{" + ",".join(f'{k}="{v}"' for k, v in pairs) + "}" if pairs else ""
 

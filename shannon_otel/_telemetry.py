@@ -179,6 +179,30 @@ TOKEN_BUCKETS: Final = (
     1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
 )
 
+# The OTLP -> Prometheus unit translation of the collector's exporter (UCUM units to Prometheus base-unit
+# words; "/x" becomes "per_x"; annotations in braces are dropped; an unknown unit is kept as it is).
+_UNIT_WORDS: Final = {
+    "d": "days", "h": "hours", "min": "minutes", "s": "seconds", "ms": "milliseconds", "us": "microseconds",
+    "ns": "nanoseconds", "By": "bytes", "KiBy": "kibibytes", "MiBy": "mebibytes", "GiBy": "gibibytes",
+    "TiBy": "tibibytes", "KBy": "kilobytes", "MBy": "megabytes", "GBy": "gigabytes", "TBy": "terabytes",
+    "m": "meters", "V": "volts", "A": "amperes", "J": "joules", "W": "watts", "g": "grams", "Cel": "celsius",
+    "Hz": "hertz", "%": "percent", "1": "",
+}
+_PER_UNIT_WORDS: Final = {"s": "second", "m": "minute", "h": "hour", "d": "day", "w": "week", "mo": "month",
+                          "y": "year"}
+
+
+def _unit_tokens(unit: str, kind: str) -> list[str]:
+    """The suffixes the collector's translation appends for ``unit`` (before ``_total``)."""
+    if unit == "1":
+        return ["ratio"] if kind == "gauge" else []
+    main, _, per = (part.strip() for part in unit.partition("/"))
+    tokens = [word] if "{" not in main and (word := _UNIT_WORDS.get(main, main)) else []
+    if per and "{" not in per:
+        tokens.append("per_" + _PER_UNIT_WORDS.get(per, per))
+    return tokens
+
+
 Kind = Literal["histogram", "counter", "updowncounter", "gauge"]
 
 
@@ -199,17 +223,11 @@ class MetricSpec:
 
         Histograms add ``_bucket``/``_sum``/``_count`` to this name.
         """
-        if self.unit == "s":
-            suffix = "_seconds"
-        elif self.unit == "1":
-            suffix = "_ratio" if self.kind == "gauge" else ""
-        elif not self.unit or self.unit.startswith("{"):
-            suffix = ""  # no unit (a user's metric), or an annotation in braces: dropped by the translation
-        else:
-            suffix = "_" + self.unit
         name = self.name.replace(".", "_")
-        if suffix and not name.endswith(suffix):
-            name += suffix
+        present = name.split("_")
+        for token in _unit_tokens(self.unit, self.kind):
+            if token not in present:  # the collector's rule: a unit the name already holds is not repeated
+                name += "_" + token
         return name + "_total" if self.kind == "counter" else name
 
 

@@ -356,7 +356,8 @@ class AnomalyDetector:
         all be tracked at once). Returns scores shaped like ``values`` (NaN for warm-up and
         NaN/inf inputs). Raises, before changing any state, ``TypeError`` unless ``series`` is a
         sequence of non-empty str (names new to the detector are checked) and ``values`` / ``times``
-        are arrays of real numbers, ``ValueError`` on mismatched shapes, non-finite times or too many series.
+        are arrays of real numbers (strings and None refused, as :meth:`update` refuses them), ``ValueError``
+        on mismatched shapes, numbers beyond any float, non-finite times or too many series.
         """
         if isinstance(series, (str, bytes)) or not isinstance(series, (Sequence, np.ndarray)):
             raise TypeError(f"series must be a sequence of series names (non-empty str), got {series!r}")
@@ -469,14 +470,32 @@ def _update_error(series: object, value: object, time: object) -> Exception:
 
 
 def _floats(name: str, values: npt.ArrayLike) -> F64:
-    """``values`` as a float64 array; TypeError naming ``name`` when they are not numbers."""
+    """``values`` as a float64 array; TypeError naming ``name`` when they are not real numbers (as
+    :meth:`AnomalyDetector.update` refuses them: numpy would parse ``"1.5"`` and make ``None`` NaN),
+    ValueError for a number beyond any float."""
     if np.iscomplexobj(values):  # asarray would drop the imaginary part with only a warning
         raise TypeError(f"{name} must be an array of real numbers, got complex values {values!r}")
     try:
-        out: F64 = np.asarray(values, dtype=np.float64)
+        raw = np.asarray(values)
+        if raw.dtype.kind not in "biuf" and not (raw.dtype.kind == "O" and all(map(_real, raw.flat))):
+            raise TypeError
+        out: F64 = raw.astype(np.float64, copy=False)
+    except OverflowError:
+        raise ValueError(f"{name} must be real numbers within the range of a float, got {values!r}") from None
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be an array of real numbers, got {values!r}") from exc
     return out
+
+
+def _real(x: object) -> bool:
+    """A number :meth:`AnomalyDetector.update` takes (``math.isfinite`` accepts it), not a str or None."""
+    try:
+        isfinite(x)  # type: ignore[arg-type]
+    except TypeError:
+        return False
+    except OverflowError:  # an int beyond any float: refused by astype, as update refuses it
+        return True
+    return not isinstance(x, (str, bytes))
 
 
 def _distinct(series: Sequence[str]) -> None:

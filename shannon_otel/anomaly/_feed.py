@@ -66,14 +66,15 @@ class AnomalyHook(Hook):
     restricts what is watched. A tick closes once ``tick_s`` seconds have passed and at least
     ``min_tick_tasks`` tasks (calls, for ``retry_rate``) finished in it: a mean over a handful
     of tasks is as noisy as a single task duration. ``clock`` (seconds; only differences matter
-    unless ``config`` has a seasonal profile, which :data:`HOOK_DEFAULTS` has not) and the
+    unless ``config`` has a seasonal profile, which :data:`HOOK_DEFAULTS` has not; with the wall clock, the
+    default, ticks are timed on the monotonic clock, so a step of the system clock changes no tick) and the
     detector config make the hook deterministic under test. Raises ``ValueError`` / ``TypeError``
     naming the argument (a bad type, a number out of range, an unknown signal); never raises into the executor: a
     failing ``on_anomaly`` callback or hook is logged and ignored. Call it from one event loop.
     """
 
-    __slots__ = ("_clock", "_detector", "_keys", "_on_anomaly", "_ops", "_waves", "enabled", "min_tick_tasks",
-                 "signals", "tick_s")
+    __slots__ = ("_clock", "_detector", "_keys", "_on_anomaly", "_ops", "_ticker", "_waves", "enabled",
+                 "min_tick_tasks", "signals", "tick_s")
 
     def __init__(
         self,
@@ -113,7 +114,11 @@ class AnomalyHook(Hook):
             raise ValueError(f"unknown signals {sorted(unknown, key=repr)}; allowed: {allowed}")
         self._detector = AnomalyDetector(config if config is not None else HOOK_DEFAULTS)
         self._on_anomaly = on_anomaly
-        self._clock = clock
+        self._clock = clock  # stamps the samples (the detector's time, Anomaly.time)
+        # times the ticks: with the default wall clock, the monotonic one, so a step of the system clock
+        # (NTP, a resumed VM) neither stretches a tick over the step (a false throughput fall) nor, stepped
+        # back, keeps every tick open until the wall clock catches up (no sample at all meanwhile)
+        self._ticker = _clock.monotonic if clock is _clock.wall else clock
         self.tick_s = float(tick_s)
         self.min_tick_tasks = min_tick_tasks
         self.enabled = enabled
@@ -143,7 +148,7 @@ class AnomalyHook(Hook):
     def _wave_started(self, event: WaveStarted, sinks: tuple[Hook, ...]) -> WaveObserver | None:
         if not self.enabled:
             return None
-        now = self._clock()
+        now = self._ticker()
         tick = self._waves.get(event.wave)
         if tick is None:
             if len(self._waves) >= 2 * self._detector.config.max_series:
@@ -159,7 +164,7 @@ class AnomalyHook(Hook):
         if op is None:
             if len(self._ops) >= 2 * self._detector.config.max_series:
                 self._forget()
-            op = self._ops[event.operation] = _OpTick(self._clock() + self.tick_s)
+            op = self._ops[event.operation] = _OpTick(self._ticker() + self.tick_s)
         return _CallFeed(self, event.operation, op, sinks)
 
     # ------------------------------------------------------------------ scoring
@@ -185,6 +190,8 @@ class AnomalyHook(Hook):
         # rates as they are, throughput negated (a fall is harmful, a burst of work is not). Its other
         # channels are symmetric, so this changes nothing unless the config counts one side only.
         fed = -value if signal == THROUGHPUT else value
+        if self._ticker is not self._clock:  # ``now`` is the ticker's: stamp the sample with the clock
+            now = self._clock()
         score = self._detector.update(self._key(series, signal), fed, now)
         if score is None:
             return
