@@ -174,3 +174,14 @@ def test_a_constant_series_one_ulp_off_is_not_an_anomaly() -> None:
         det.update("s", 0.1, float(t))
     score = det.update("s", float(np.nextafter(0.1, 0.0)), 300.0)
     assert score is not None and score < DetectorConfig().warning
+
+
+@pytest.mark.parametrize("timeout", [7200, 1e9, True])
+def test_worker_telemetry_refuses_on_the_client_an_export_timeout_configure_refuses(timeout: Any) -> None:
+    """``WorkerTelemetry(export_timeout_s=7200)`` (or True) was built, then configure() raised in every
+    worker's setup: the error showed up in the workers' logs, not at the line that made the plugin."""
+    from shannon_otel.dask import WorkerTelemetry
+
+    with pytest.raises((TypeError, ValueError), match="export_timeout_s"):
+        WorkerTelemetry("svc", exporter="none", export_timeout_s=timeout)
+    WorkerTelemetry("svc", exporter="none", export_timeout_s=3600)  # configure's upper bound still passes
