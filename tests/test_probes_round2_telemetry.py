@@ -4,17 +4,19 @@ Each test failed before its fix (or is a strict xfail naming a known limit)."""
 
 from __future__ import annotations
 
+import asyncio
 from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import Histogram, InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from test_cli_prometheus import promtool_check_metrics
 
-from shannon_otel import AnomalyDetector, AnomalyHook, PrometheusReader, _clock
+from shannon_otel import AnomalyDetector, AnomalyHook, PrometheusReader, Wave, _clock, bridged
 from shannon_otel._events import TaskFinished, WaveStarted
 from shannon_otel._telemetry import Outcome
 from shannon_otel.anomaly import LATENCY, THROUGHPUT, Anomaly, DetectorConfig
@@ -185,3 +187,40 @@ def test_worker_telemetry_refuses_on_the_client_an_export_timeout_configure_refu
     with pytest.raises((TypeError, ValueError), match="export_timeout_s"):
         WorkerTelemetry("svc", exporter="none", export_timeout_s=timeout)
     WorkerTelemetry("svc", exporter="none", export_timeout_s=3600)  # configure's upper bound still passes
+
+
+async def _nap(_: int) -> None:
+    await asyncio.sleep(0)
+
+
+class _Backwards:
+    """A clock each reading of which is a second earlier than the last (a wall clock stepped back, at worst)."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        self.now -= 1.0
+        return self.now
+
+
+def _histogram_points(reader: InMemoryMetricReader) -> dict[str, list[tuple[int, float]]]:
+    data = reader.get_metrics_data()
+    return {m.name: sorted((p.count, p.sum) for p in m.data.data_points) for rm in data.resource_metrics
+            for s in rm.scope_metrics for m in s.metrics if isinstance(m.data, Histogram)} if data else {}
+
+
+def test_the_bridge_drops_negative_durations_as_the_sdk_does() -> None:
+    """A wave timed on a clock that went back measured negative durations: the SDK's histograms drop them,
+    the bridge recorded them (a point of sum -25 s, five "fast" tasks in the first bucket)."""
+    got: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    for label, wrap in (("sdk", lambda r: r), ("bridged", bridged)):
+        reader = InMemoryMetricReader()
+        provider = MeterProvider(metric_readers=[wrap(reader)])
+        try:
+            wave: Wave[None] = Wave("w", meter_provider=provider, clock=_Backwards())
+            asyncio.run(wave.map(_nap, range(5)))
+            got[label] = _histogram_points(reader)
+        finally:
+            provider.shutdown()
+    assert got["bridged"] == got["sdk"]
