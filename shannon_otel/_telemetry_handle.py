@@ -20,6 +20,7 @@ from ._delivery import (
     bounded,
     in_parallel,
 )
+from ._logs._joined import _Default
 from ._telemetry import SCOPE_NAME as LOGGER_ROOT  # the logging hook's loggers are its children
 from ._telemetry import DropReason
 from ._validate import check_number
@@ -102,6 +103,9 @@ class Telemetry:
         # configure() registered this for interpreter exit: once shut, the handle (and its providers)
         # need not live until then (a process that configures repeatedly would keep every one).
         atexit.unregister(self.shutdown)
+        # The default logging hook's held-back repeats ("rejected 9,874 calls ...") are written while
+        # the logs signal's handler is still there to export them.
+        _Default.flush()
         if self._log_handler is not None:
             logging.getLogger(LOGGER_ROOT).removeHandler(self._log_handler)
         # All at once, against one deadline: a stuck trace export must not starve the metrics.

@@ -5,7 +5,15 @@ Each test failed before its fix (or is a strict xfail naming a known limit)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,7 +24,18 @@ from opentelemetry.sdk.resources import Resource
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from test_cli_prometheus import promtool_check_metrics
 
-from shannon_otel import AnomalyDetector, AnomalyHook, PrometheusReader, Wave, _clock, bridged
+from shannon_otel import (
+    AnomalyDetector,
+    AnomalyHook,
+    CircuitBreaker,
+    CircuitOpenError,
+    PrometheusReader,
+    Wave,
+    _clock,
+    bridged,
+    configure,
+)
+from shannon_otel import _telemetry as tel
 from shannon_otel._events import TaskFinished, WaveStarted
 from shannon_otel._telemetry import Outcome
 from shannon_otel.anomaly import LATENCY, THROUGHPUT, Anomaly, DetectorConfig
@@ -224,3 +243,55 @@ def test_the_bridge_drops_negative_durations_as_the_sdk_does() -> None:
         finally:
             provider.shutdown()
     assert got["bridged"] == got["sdk"]
+
+
+async def _down() -> None:
+    raise ConnectionError("down")
+
+
+async def _reject_many(breaker: CircuitBreaker, calls: int) -> None:
+    for _ in range(calls):
+        with contextlib.suppress(ConnectionError, CircuitOpenError):
+            await breaker.call(_down)
+
+
+def test_shutdown_writes_the_repeats_the_default_logging_hook_held_back(caplog: pytest.LogCaptureFixture) -> None:
+    """A breaker rejecting 99 calls within the flood window logged the first rejection only; the other 98
+    waited for a summary nobody asked for (the default hook is the library's: the user cannot flush() it),
+    so the logs (and the logs signal configure() exports) never told them."""
+    name = f"probe-{uuid.uuid4().hex[:8]}"
+    handle = configure("svc", exporter="none", set_global=False)
+    breaker = CircuitBreaker(name, failure_threshold=1, reset_timeout=60, tracer_provider=handle.tracer_provider,
+                             meter_provider=handle.meter_provider)
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        asyncio.run(_reject_many(breaker, 100))
+        handle.shutdown()
+    rejected = [r for r in caplog.records if getattr(r, tel.BREAKER_NAME, None) == name
+                and r.__dict__.get("event.name") == tel.LOG_EVENT_REJECTED]
+    assert [r.__dict__.get(tel.LOG_REPEATS, 1) for r in rejected] == [1, 98]
+
+
+def test_the_default_logging_hook_writes_its_held_back_repeats_at_interpreter_exit(tmp_path: Path) -> None:
+    """Without configure() (the user's own providers and logging set-up) the 98 were never logged."""
+    script = tmp_path / "app.py"
+    script.write_text(textwrap.dedent("""
+        import asyncio, logging
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from shannon_otel import CircuitBreaker
+        trace.set_tracer_provider(TracerProvider())
+        logging.basicConfig(level=logging.WARNING, format="%(message)s")
+        async def down(): raise ConnectionError("down")
+        async def main():
+            breaker = CircuitBreaker("api", failure_threshold=1, reset_timeout=60)
+            for _ in range(100):
+                try:
+                    await breaker.call(down)
+                except Exception:
+                    pass
+        asyncio.run(main())
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=True,
+                         cwd=Path(__file__).resolve().parent.parent, env={**os.environ, "PYTHONPATH": "."})
+    assert "rejected a call to api" in out.stderr
+    assert "rejected 98 calls to api" in out.stderr
