@@ -3,8 +3,9 @@
 Each scrape collects the MeterProvider, merges the in-process task histograms (``attach_bridge``)
 and renders it with the names, ``job``/``instance`` labels and exemplars the OpenTelemetry
 Collector's ``prometheus`` exporter produces (:attr:`MetricSpec.prometheus`: unit suffixes, ``_ratio``
-for unit-``1`` gauges, ``_total`` for counters), so the bundled dashboards and alert rules work
-against it unchanged. A scraper that accepts OpenMetrics (Prometheus does) gets it with exemplars
+for unit-``1`` gauges, ``_total`` for counters; the collector's label values and ``otel_scope_*``
+labels), so the bundled dashboards and alert rules work against it unchanged (no ``target_info``
+series is written). A scraper that accepts OpenMetrics (Prometheus does) gets it with exemplars
 (trace ids on histogram buckets); any other gets text format 0.0.4. Stdlib only (``http.server`` in a
 daemon thread); unlike ``opentelemetry-exporter-prometheus`` it keeps ``_ratio`` and exemplars and
 sees the bridged histograms.
@@ -52,9 +53,9 @@ def series_name(name: str, unit: str, kind: str) -> str:
 def _label(key: str) -> str:
     label = _INVALID.sub("_", key).replace(":", "_")
     if label[:1].isdigit():
-        return "_" + label
+        return "key_" + label  # as the collector's exporter writes it
     # Prometheus reserves names starting with "__" (``__name__`` is the metric's name): such a label
-    # fails the whole scrape. The collector's exporter prefixes them with "key", as here.
+    # fails the whole scrape (the collector's exporter drops the metric with an error instead).
     return "key" + label if label.startswith("__") else label
 
 
@@ -147,8 +148,13 @@ def render(data: MetricsData | None, *, openmetrics: bool = False) -> str:
     """
     families: dict[str, tuple[str, str, list[str]]] = {}
     for rm in data.resource_metrics if data else ():
-        target = _target(rm.resource.attributes)
+        job_instance = _target(rm.resource.attributes)
         for scope in rm.scope_metrics:
+            # The scope labels the collector's exporter adds to every series: one metric name made by two
+            # scopes stays two series (without them, the same label set twice: Prometheus keeps one).
+            target = (*job_instance, ("otel_scope_name", _escape(scope.scope.name)),
+                      ("otel_scope_schema_url", _escape(scope.scope.schema_url or "")),
+                      ("otel_scope_version", _escape(scope.scope.version or "")))
             for metric in scope.metrics:
                 points = metric.data
                 if isinstance(points, Histogram):

@@ -58,7 +58,8 @@ def test_an_attribute_named_like_a_reserved_label_never_makes_the_scrape_invalid
     text = _scrape(lambda meter: meter.create_counter("my.requests", unit="{request}").add(
         1, {"__name__": "evil", "__meta": "x", "ok": "y"}), openmetrics=openmetrics)
     (line,) = [line for line in text.splitlines() if line.startswith("my_requests_total{")]
-    assert 'key__meta="x",key__name__="evil",ok="y",job="svc"' in line  # the collector's "key" prefix
+    # prefixed "key" (the collector v0.139 drops the whole metric with an error: "not a valid label name")
+    assert 'key__meta="x",key__name__="evil",ok="y",job="svc"' in line
     if openmetrics:
         families = {f.name: f for f in text_string_to_metric_families(text)}  # type: ignore[no-untyped-call]
         assert families["my_requests"].samples[0].labels["key__name__"] == "evil"
@@ -75,6 +76,27 @@ def test_label_values_are_written_as_the_collector_writes_them() -> None:
     assert line.startswith(
         'my_requests_total{flag="true",half="0.5",n="3",off="false",ratio="2",tags="[\\"a\\",1,true,2.5]",')
     assert promtool_check_metrics(text) == ""
+
+
+def test_labels_are_the_collectors_for_a_leading_digit_and_every_series_names_its_scope() -> None:
+    """Compared with the collector's exporter (v0.139, run on the same points): a key starting with a digit
+    became ``_1digit`` (the collector: ``key_1digit``), and the ``otel_scope_name`` / ``otel_scope_version``
+    / ``otel_scope_schema_url`` labels it adds to every series were missing, so one metric name made by two
+    scopes (two libraries' ``http.requests``) was the same series twice, and Prometheus kept one of them."""
+
+    reader = PrometheusReader()
+    provider = MeterProvider(metric_readers=[reader], resource=Resource.create({"service.name": "svc"}))
+    try:
+        provider.get_meter("lib.a", "1.0").create_counter("my.requests", unit="{request}").add(1, {"1digit": "v"})
+        provider.get_meter("lib.b").create_counter("my.requests", unit="{request}").add(2, {"1digit": "v"})
+        text = reader.scrape(openmetrics=True)
+    finally:
+        provider.shutdown()
+    (family,) = [f for f in text_string_to_metric_families(text)  # type: ignore[no-untyped-call]
+                 if f.name == "my_requests"]
+    got = {(s.labels["otel_scope_name"], s.labels["otel_scope_version"], s.labels["key_1digit"], s.value)
+           for s in family.samples}
+    assert got == {("lib.a", "1.0", "v", 1.0), ("lib.b", "", "v", 2.0)}
 
 
 @pytest.mark.parametrize(("unit", "kind", "name"), [
