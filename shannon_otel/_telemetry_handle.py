@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -56,6 +57,8 @@ class Telemetry:
         self._log_processors = tuple(log_processors)
         self._metric_exporters = tuple(metric_exporters)
         self._shut = False
+        self._flush_lock = threading.Lock()
+        self._flushing: threading.Event | None = None  # set when the latest force_flush's thread is done
 
     @property
     def dropped(self) -> dict[str, int]:
@@ -65,25 +68,43 @@ class Telemetry:
 
     def force_flush(self, timeout_s: float = 10.0) -> bool:
         """Export what is buffered; returns within ``timeout_s`` (traces and metrics together)
-        whatever the backend does.
+        whatever the backend does. While an earlier flush is still stuck (backend silent) no second one
+        starts: this call waits for that one and returns False if it does not end in time.
 
         True means every processor and reader finished in time; it does not mean the backend
         accepted the data (failed exports are counted in ``dropped``).
         """
         check_number("timeout_s", timeout_s, low=0, high=_MAX_TIMEOUT_S)
+        deadline = time.monotonic() + timeout_s
+        with self._flush_lock:
+            previous = self._flushing
+        # A flush left running by an earlier call (a stuck exporter: the SDK's flush exports on the
+        # calling thread, one at a time) is waited for, not queued behind: a program flushing often
+        # against a silent backend would otherwise leave one more blocked thread per call.
+        budget = timeout_s
+        if previous is not None and not previous.is_set():
+            if not previous.wait(timeout_s):
+                return False
+            budget = max(0.0, deadline - time.monotonic())
+        done = threading.Event()
 
         def flush() -> bool:
-            deadline = time.monotonic() + timeout_s
-            traces_ok = self.tracer_provider.force_flush(int(timeout_s * 1000))
-            left_ms = max(0, int((deadline - time.monotonic()) * 1000))
-            metrics_ok = left_ms > 0 and self.meter_provider.force_flush(left_ms)
-            logs_ok = True
-            if self.logger_provider is not None:
-                left_ms = max(0, int((deadline - time.monotonic()) * 1000))
-                logs_ok = left_ms > 0 and self.logger_provider.force_flush(left_ms)
-            return bool(traces_ok and metrics_ok and logs_ok)
+            try:
+                flush_deadline = time.monotonic() + budget
+                traces_ok = self.tracer_provider.force_flush(int(budget * 1000))
+                left_ms = max(0, int((flush_deadline - time.monotonic()) * 1000))
+                metrics_ok = left_ms > 0 and self.meter_provider.force_flush(left_ms)
+                logs_ok = True
+                if self.logger_provider is not None:
+                    left_ms = max(0, int((flush_deadline - time.monotonic()) * 1000))
+                    logs_ok = left_ms > 0 and self.logger_provider.force_flush(left_ms)
+                return bool(traces_ok and metrics_ok and logs_ok)
+            finally:
+                done.set()
 
-        finished, ok = bounded("flush", flush, timeout_s)
+        with self._flush_lock:
+            self._flushing = done
+        finished, ok = bounded("flush", flush, budget)
         return finished and bool(ok)
 
     def shutdown(self, timeout_s: float | None = None) -> bool:

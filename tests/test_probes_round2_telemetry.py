@@ -11,7 +11,9 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import uuid
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,8 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import Histogram, InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from test_cli_prometheus import promtool_check_metrics
 
@@ -317,3 +321,35 @@ def test_the_default_logging_hook_writes_its_held_back_repeats_at_interpreter_ex
                          cwd=Path(__file__).resolve().parent.parent, env={**os.environ, "PYTHONPATH": "."})
     assert "rejected a call to api" in out.stderr
     assert "rejected 98 calls to api" in out.stderr
+
+
+class _StuckExporter(SpanExporter):
+    """A span exporter whose export blocks until released: a collector that accepts and never answers."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.release.wait(60)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self.release.set()
+
+
+def test_repeated_flushes_against_a_silent_backend_leave_one_thread_behind_not_one_per_call() -> None:
+    """Each force_flush(timeout) left its thread blocked behind the previous one (the SDK's flush exports
+    on the calling thread, one at a time): 30 flushes of 0.2 s against a black hole left 30 threads."""
+    stuck = _StuckExporter()
+    before = set(threading.enumerate())  # another test's flush may still be running
+    handle = configure("svc", exporter="none", span_exporters=[stuck], set_global=False, shutdown_timeout_s=0.1)
+    try:
+        with handle.tracer_provider.get_tracer("t").start_as_current_span("s"):
+            pass
+        results = [handle.force_flush(0.01) for _ in range(5)]
+        flushing = [t for t in set(threading.enumerate()) - before if t.name == "shannon-otel flush"]
+        assert results == [False] * 5
+        assert len(flushing) == 1
+    finally:
+        stuck.release.set()
+        handle.shutdown()
