@@ -7,6 +7,7 @@ the bundled assets only reference names listed here.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, Literal
@@ -192,14 +193,21 @@ _PER_UNIT_WORDS: Final = {"s": "second", "m": "minute", "h": "hour", "d": "day",
                           "y": "year"}
 
 
-def _unit_tokens(unit: str, kind: str) -> list[str]:
-    """The suffixes the collector's translation appends for ``unit`` (before ``_total``)."""
-    if unit == "1":
-        return ["ratio"] if kind == "gauge" else []
+def _series_tokens(name: str, unit: str, kind: str) -> list[str]:
+    """The collector's name translation (its exporter's ``_total``, ``_ratio`` and unit rules), as tokens:
+    the name split at every character that is not a letter, digit or ``:`` (``_`` and ``.`` included),
+    the unit's words appended unless the name holds them already, counters ending in one ``total`` and
+    unit-``1`` gauges in one ``ratio`` (``http.requests_total`` -> ``http_requests_total``)."""
+    tokens = [t for t in re.split(r"[^a-zA-Z0-9:]", name) if t]
     main, _, per = (part.strip() for part in unit.partition("/"))
-    tokens = [word] if "{" not in main and (word := _UNIT_WORDS.get(main, main)) else []
-    if per and "{" not in per:
-        tokens.append("per_" + _PER_UNIT_WORDS.get(per, per))
+    if main and "{" not in main and (word := _UNIT_WORDS.get(main, main)) and word not in tokens:
+        tokens.append(word)
+    if per and "{" not in per and (word := _PER_UNIT_WORDS.get(per, per)) not in tokens:
+        tokens += ["per", word]
+    if kind == "counter":
+        tokens = [*(t for t in tokens if t != "total"), "total"]
+    elif kind == "gauge" and unit == "1":
+        tokens = [*(t for t in tokens if t != "ratio"), "ratio"]
     return tokens
 
 
@@ -223,12 +231,8 @@ class MetricSpec:
 
         Histograms add ``_bucket``/``_sum``/``_count`` to this name.
         """
-        name = self.name.replace(".", "_")
-        present = name.split("_")
-        for token in _unit_tokens(self.unit, self.kind):
-            if token not in present:  # the collector's rule: a unit the name already holds is not repeated
-                name += "_" + token
-        return name + "_total" if self.kind == "counter" else name
+        name = "_".join(_series_tokens(self.name, self.unit, self.kind))
+        return "_" + name if name[:1].isdigit() else name
 
 
 TASK_DURATION: Final = MetricSpec(

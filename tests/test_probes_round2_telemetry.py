@@ -41,6 +41,7 @@ from shannon_otel import (
 )
 from shannon_otel import _telemetry as tel
 from shannon_otel._events import TaskFinished, WaveStarted
+from shannon_otel._prometheus import series_name
 from shannon_otel._telemetry import Outcome
 from shannon_otel.anomaly import LATENCY, THROUGHPUT, Anomaly, DetectorConfig
 
@@ -126,6 +127,23 @@ def test_a_user_metric_gets_the_unit_suffix_the_collector_gives_it(unit: str, ki
 
     text = _scrape(record)
     assert f"# TYPE {name} {kind}\n" in text
+
+
+@pytest.mark.parametrize(("name", "unit", "kind", "series"), [
+    ("my.total", "", "counter", "my_total"),
+    ("http.requests_total", "", "counter", "http_requests_total"),
+    ("req.total.count", "", "counter", "req_count_total"),
+    ("a..b__c", "", "counter", "a_b_c_total"),
+    ("ratio.of.cpu", "1", "gauge", "of_cpu_ratio"),
+    ("bytes.per.second", "By/s", "gauge", "bytes_per_second"),
+    ("mem.seconds.used", "s", "gauge", "mem_seconds_used"),
+])
+def test_a_user_metric_name_gets_the_collectors_total_ratio_and_unit_rules(
+    name: str, unit: str, kind: str, series: str,
+) -> None:
+    """``http.requests_total`` became ``http_requests_total_total`` (the collector: ``http_requests_total``),
+    ``a..b__c`` ``a__b__c_total``; each expectation is what the collector's exporter (v0.139) wrote."""
+    assert series_name(name, unit, kind) == series
 
 
 class _Clock:
