@@ -37,6 +37,10 @@ def _sync_fn(*args: object) -> int:
     return 1
 
 
+async def _async_fn(*args: object) -> float:
+    return 1.0
+
+
 # Bad values by parameter name (a name means the same thing wherever it appears).
 POS_INT = [0, -1, 2.5, "3", True]
 NONNEG_NUM = [-1.0, NAN, _NOT_A_NUMBER]
@@ -45,13 +49,14 @@ POS_FINITE = [*POS_NUM, INF]
 RATIO = [-0.5, 1.5, NAN, _NOT_A_NUMBER]
 NAME = ["", 5]
 CALLABLE = [5]
+SYNC_CALLABLE = [5, _async_fn]  # called without await: an async def would hand back a coroutine nobody awaits
 ASYNC_CALLABLE = [5, _sync_fn]
 BOOL = ["yes"]
 PROVIDER = [5]
 HOOKS = [5, [5]]
 
 BAD: dict[str, list[Any]] = {
-    "name": NAME, "clock": CALLABLE, "sleep": ASYNC_CALLABLE, "hooks": HOOKS,
+    "name": NAME, "clock": SYNC_CALLABLE, "sleep": ASYNC_CALLABLE, "hooks": HOOKS,
     "tracer_provider": PROVIDER, "meter_provider": PROVIDER, "instrument": BOOL, "enabled": BOOL,
     # retry
     "attempts": POS_INT, "budget_s": POS_NUM, "initial": [*NONNEG_NUM, INF], "maximum": [*NONNEG_NUM, INF],
@@ -82,7 +87,7 @@ BAD: dict[str, list[Any]] = {
     "resource_attributes": [5, {"k": object()}], "metric_interval_s": POS_FINITE,
     "export_timeout_s": POS_FINITE, "shutdown_timeout_s": POS_FINITE, "max_queue_size": POS_INT,
     "max_export_batch_size": POS_INT, "metric_readers": [5, [5]], "span_exporters": [5, [5]],
-    "set_global": BOOL, "logs": BOOL, "redact": [5], "timeout_s": POS_NUM, "port": [-1, 70000, "80"],
+    "set_global": BOOL, "logs": BOOL, "redact": SYNC_CALLABLE, "timeout_s": POS_NUM, "port": [-1, 70000, "80"],
     "host": [5, ""], "reader": [5],
     # logging hook
     "levels": [5, {"retry": "loud"}], "exception_messages": BOOL, "interval_s": POS_NUM,
@@ -97,7 +102,7 @@ BAD: dict[str, list[Any]] = {
     "buckets": POS_INT, "period_s": POS_NUM, "steps": POS_INT, "noise_floor": NONNEG_NUM,
     "sharpness": POS_NUM, "average": POS_INT, "level": [-1, 2.5, "0"], "history_rate": RATIO, "range_rate": RATIO,
     "min_history": POS_INT, "spatial_tolerance": NONNEG_NUM, "max_series": POS_INT, "warning": RATIO,
-    "critical": RATIO, "score": [NAN, _NOT_A_NUMBER], "on_anomaly": CALLABLE, "tick_s": POS_NUM,
+    "critical": RATIO, "score": [NAN, _NOT_A_NUMBER], "on_anomaly": SYNC_CALLABLE, "tick_s": POS_NUM,
     "min_tick_tasks": POS_INT, "signals": [5, ["nonsense"]],
 }
 # Per target where a name means something else there.
@@ -120,7 +125,7 @@ BAD_FOR: dict[tuple[str, str], list[Any]] = {
     ("LoggingHook", "interval_s"): NONNEG_NUM,
     ("FakeClock.sleep", "seconds"): [NAN, _NOT_A_NUMBER],
     ("Wave", "sleep"): [5],  # a sync sleep fails when the rate limiter first waits (not exercised here)
-    ("Wave", "clock"): CALLABLE,
+    ("Wave", "clock"): SYNC_CALLABLE,
     ("AnomalyDetector.update", "time"): [NAN, INF, _NOT_A_NUMBER],
     ("AnomalyDetector.update", "value"): [_NOT_A_NUMBER, None],  # NaN/inf: ACCEPTED_VALUES
     ("AnomalyDetector.update", "series"): ["", 5, None, ["unhashable"]],

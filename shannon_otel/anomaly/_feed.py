@@ -43,7 +43,7 @@ from opentelemetry import trace
 from .. import _clock
 from .._events import Anomaly, CallObserver, CallStarted, Hook, WaveObserver, WaveStarted
 from .._isolation import hook_failed
-from .._validate import check_bool, check_number
+from .._validate import check_bool, check_number, check_sync_callable
 from ._config import HOOK_DEFAULTS, DetectorConfig
 from ._detector import AnomalyDetector
 from ._scoped import _publish, _Scoped
@@ -97,10 +97,10 @@ class AnomalyHook(Hook):
             raise TypeError(f"config must be a DetectorConfig or None, got {config!r}")
         if meter_provider is not None and not callable(getattr(meter_provider, "get_meter", None)):
             raise TypeError(f"meter_provider must be an OpenTelemetry MeterProvider or None, got {meter_provider!r}")
-        if on_anomaly is not None and not callable(on_anomaly):
-            raise TypeError(f"on_anomaly must be a callable taking an Anomaly, or None, got {on_anomaly!r}")
-        if not callable(clock):
-            raise TypeError(f"clock must be a callable returning seconds, got {clock!r}")
+        # Both are called without await: an async def would hand back a coroutine nobody awaits (the
+        # callback never ran; the clock's coroutine broke every tick, each failure only logged).
+        check_sync_callable("on_anomaly", on_anomaly, "a callable taking an Anomaly", allow_none=True)
+        check_sync_callable("clock", clock, "a callable returning seconds")
         check_bool("enabled", enabled)
         allowed = f"{LATENCY}, {ERROR_RATE}, {THROUGHPUT}, {RETRY_RATE}"
         try:
