@@ -48,7 +48,6 @@ POS_NUM = [0, -1.0, NAN, _NOT_A_NUMBER]
 POS_FINITE = [*POS_NUM, INF]
 RATIO = [-0.5, 1.5, NAN, _NOT_A_NUMBER]
 NAME = ["", 5]
-CALLABLE = [5]
 SYNC_CALLABLE = [5, _async_fn]  # called without await: an async def would hand back a coroutine nobody awaits
 ASYNC_CALLABLE = [5, _sync_fn]
 BOOL = ["yes"]
@@ -61,18 +60,18 @@ BAD: dict[str, list[Any]] = {
     # retry
     "attempts": POS_INT, "budget_s": POS_NUM, "initial": [*NONNEG_NUM, INF], "maximum": [*NONNEG_NUM, INF],
     "multiplier": [0.5, NAN, INF, _NOT_A_NUMBER], "jitter": ["sometimes", 5], "on": [5, "x", asyncio.CancelledError],
-    "next_delay": CALLABLE, "wait_retry_after": BOOL, "random": [5], "timeout": POS_NUM,
+    "next_delay": SYNC_CALLABLE, "wait_retry_after": BOOL, "random": SYNC_CALLABLE, "timeout": POS_NUM,
     # breaker
     "failure_threshold": POS_INT, "failure_rate": RATIO, "window": POS_INT, "window_s": POS_NUM,
     "min_calls": POS_INT, "slow_call_s": POS_NUM, "slow_call_rate": RATIO, "half_open_probes": POS_INT,
     "success_threshold": POS_INT, "reset_timeout": NONNEG_NUM, "ignore": [5], "count": [5], "config": [5],
     # other policies
     "seconds": POS_FINITE, "fallback": ASYNC_CALLABLE, "delay": NONNEG_NUM,
-    "last_good": BOOL, "max_age": POS_NUM, "key": CALLABLE, "max_keys": POS_INT, "cheaper": ASYNC_CALLABLE,
+    "last_good": BOOL, "max_age": POS_NUM, "key": SYNC_CALLABLE, "max_keys": POS_INT, "cheaper": ASYNC_CALLABLE,
     "reason": ["", 5], "compensation_timeout_s": POS_FINITE,
     # executor
     "max_concurrency": POS_INT, "task_timeout": POS_NUM, "rate_limit": POS_NUM, "burst": POS_INT,
-    "batch_size": POS_INT, "fail_fast": BOOL, "policy": [5], "pools": [5, [5]], "on_progress": CALLABLE,
+    "batch_size": POS_INT, "fail_fast": BOOL, "policy": [5], "pools": [5, [5]], "on_progress": SYNC_CALLABLE,
     "progress_interval": POS_NUM, "tasks": [5], "raise_errors": BOOL, "items": [5], "buffer": POS_INT,
     "work": [5], "pool": [5], "limit": POS_INT, "value": [NAN, INF, _NOT_A_NUMBER],
     "input": [-1, NAN, INF, "3"], "output": [-1, NAN, INF, "3"], "amount": [-1.0, NAN, INF, _NOT_A_NUMBER],
