@@ -13,6 +13,7 @@ sees the bridged histograms.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
@@ -61,12 +62,22 @@ def _label(key: str) -> str:
 
 def _text(value: object) -> str:
     """An attribute value as the collector writes it in a label (OTLP ``AsString``): booleans
-    ``true``/``false``, integral floats without ``.0``, sequences as compact JSON arrays."""
+    ``true``/``false``, integral floats without ``.0``, bytes in base64, sequences as compact JSON
+    arrays; never raises (the SDK passes metric attributes through unchecked: anything else is ``str()``)."""
     if isinstance(value, str):
         return value
-    if isinstance(value, Sequence):
-        return json.dumps([_json(v) for v in value], separators=(",", ":"), ensure_ascii=False)
-    return json.dumps(_json(value))
+    try:
+        if value is None:
+            return ""
+        if isinstance(value, bytes | bytearray):
+            return base64.b64encode(value).decode()
+        if isinstance(value, float) and not math.isfinite(value):
+            return _number(value)
+        if isinstance(value, Sequence):
+            value = [_json(v) for v in value]
+        return json.dumps(_json(value), separators=(",", ":"), ensure_ascii=False, default=_other)
+    except Exception:  # e.g. a circular sequence
+        return str(value)
 
 
 def _json(value: object) -> object:
@@ -75,6 +86,11 @@ def _json(value: object) -> object:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value
+
+
+def _other(value: object) -> object:
+    """What JSON has no type for, inside a sequence value: bytes in base64, anything else as ``str()``."""
+    return base64.b64encode(value).decode() if isinstance(value, bytes | bytearray) else str(value)
 
 
 def _escape(value: object) -> str:

@@ -82,6 +82,11 @@ def test_label_values_are_written_as_the_collector_writes_them() -> None:
     assert line.startswith(
         'my_requests_total{flag="true",half="0.5",n="3",off="false",ratio="2",tags="[\\"a\\",1,true,2.5]",')
     assert promtool_check_metrics(text) == ""
+    # whatever else the SDK lets through still renders (bytes in base64 as the collector writes them)
+    text = _scrape(lambda meter: meter.create_counter("my.requests", unit="{request}").add(
+        1, {"raw": b"x", "nested": {"a": 1}, "odd": (b"a", float("nan")), "nan": float("nan")}))
+    (line,) = [line for line in text.splitlines() if line.startswith("my_requests_total{")]
+    assert line.startswith('my_requests_total{nan="NaN",nested="{\\"a\\":1}",odd="[\\"YQ==\\",\\"nan\\"]",raw="eA==",')
 
 
 def test_labels_are_the_collectors_for_a_leading_digit_and_every_series_names_its_scope() -> None:
