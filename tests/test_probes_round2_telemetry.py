@@ -21,12 +21,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import Histogram, InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
+from prometheus_client.parser import text_string_to_metric_families as text_families
 from test_cli_prometheus import promtool_check_metrics
 
 from shannon_otel import (
@@ -414,3 +417,21 @@ def test_every_redis_state_of_a_provider_reports_its_availability_and_a_closed_o
     assert {p.attributes[tel.ERROR_TYPE] for p in errors} <= {"redis.exceptions.ConnectionError", "TimeoutError"}
     assert errors
     otel.shutdown()
+
+
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text() | st.binary(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=2),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(attributes=st.dictionaries(st.text(max_size=12), _VALUES, max_size=6))
+def test_any_attributes_the_sdk_passes_render_a_valid_exposition(attributes: dict[str, Any]) -> None:
+    """Whatever a user's own instrument records, every scrape renders and parses (both formats)."""
+    for openmetrics in (False, True):
+        text = _scrape(lambda meter: meter.create_counter("my.requests").add(1, attributes), openmetrics=openmetrics)
+        parse = text_string_to_metric_families if openmetrics else text_families
+        families = list(parse(text))  # raises on an invalid exposition
+        assert any(f.name.startswith("my_requests") for f in families)
