@@ -1,5 +1,7 @@
 """Adversarial probes, second round, of the telemetry and backends a user sees: the Prometheus endpoint
-fed by a user's own instruments, the anomaly hook under a stepping clock, the detector's block inputs.
+fed by a user's own instruments (compared with the collector's exporter on the same points), the anomaly
+hook under a stepping clock, the detector's block inputs and threads, delivery (flushes against a silent
+backend, held-back log repeats), the metrics bridge, shared-state telemetry, worker set-up.
 Each test failed before its fix (or is a strict xfail naming a known limit)."""
 
 from __future__ import annotations
