@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
 import textwrap
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -471,3 +473,51 @@ def test_threads_feeding_one_detector_never_share_a_slot() -> None:
     assert errors == []
     slots = list(det._slots.values())
     assert len(slots) == len(set(slots)) <= 20
+
+
+def _make_closure() -> Callable[[int], int]:
+    seen: list[int] = []
+
+    def count(x: int) -> int:
+        seen.append(x)
+        return len(seen)
+
+    return count
+
+
+async def _agen(x: int) -> AsyncIterator[int]:
+    yield x
+
+
+def _gen(x: int) -> Iterator[int]:
+    yield x
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # Dask's own shutdown, not the code under test
+@pytest.mark.parametrize(("fn", "match"), [
+    (functools.partial(_make_closure(), 1), "'_make_closure.<locals>.count' is a closure over local state"),
+    (_agen, "'_agen' is a generator function"),
+    (_gen, "'_gen' is a generator function"),
+])
+def test_dask_refuses_a_wrapped_closure_and_generator_functions_before_submitting(fn: Any, match: str) -> None:
+    """``partial(closure)`` passed the closure check (the worker's copy of its state never came back), and a
+    (async) generator function ran on a worker and then failed to send back its generator (``Could not
+    serialize object of type generator``), its side effects done."""
+    from distributed import Client, LocalCluster
+
+    from shannon_otel.dask import DaskBackend, UnshippableTaskError
+
+    async def main() -> None:
+        async with (
+            # threads in this process (inproc://, no port): the refusal comes before anything reaches it
+            LocalCluster(n_workers=1, processes=False, dashboard_address=None, silence_logs=40,  # type: ignore[no-untyped-call]
+                         asynchronous=True) as cluster,
+            Client(cluster, asynchronous=True) as client,  # type: ignore[no-untyped-call]
+        ):
+            backend = DaskBackend(client)
+            with pytest.raises(UnshippableTaskError, match=re.escape(match)):
+                backend.map(fn, [1])
+            with pytest.raises(UnshippableTaskError, match=re.escape(match)):
+                backend.task(fn, 1)
+
+    asyncio.run(main())
