@@ -146,15 +146,25 @@ class Telemetry:
         finished = all(done for done, _ in results)
         if not finished:
             self._give_up(f"did not finish within {budget:.1f} s (backend down or not answering)")
+        else:
+            self._report("finished")
         return finished
 
     def _give_up(self, why: str) -> None:
         """Count everything accepted and not yet delivered as dropped (``shutdown``), and say so."""
-        lost = sum(p.abandon() for p in self._processors)
-        self._drops.add("traces", DropReason.SHUTDOWN, lost)
+        self._drops.add("traces", DropReason.SHUTDOWN, sum(p.abandon() for p in self._processors))
         self._drops.add("logs", DropReason.SHUTDOWN, sum(p.abandon() for p in self._log_processors))
         self._drops.add("metrics", DropReason.SHUTDOWN, sum(e.abandon() for e in self._metric_exporters))
-        _log.warning("telemetry shutdown %s; %d unexported spans dropped", why, lost)
+        self._report(why, always=True)
+
+    def _report(self, why: str, *, always: bool = False) -> None:
+        """The one warning of a shutdown that lost telemetry: everything not delivered over the whole run,
+        every signal (the SDK's exporters log each failed attempt; this is the sum)."""
+        lost = self.dropped
+        if always or any(lost.values()):
+            _log.warning("telemetry shutdown %s; not delivered over the run: %d spans, %d metric points, "
+                         "%d log records (Telemetry.dropped, metric shannon.telemetry.dropped)", why,
+                         lost["traces"], lost["metrics"], lost["logs"])
 
     def __enter__(self) -> Telemetry:
         return self

@@ -32,6 +32,7 @@ from opentelemetry.sdk.metrics.export import Histogram, InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from prometheus_client.parser import text_string_to_metric_families as text_families
 from test_cli_prometheus import promtool_check_metrics
@@ -521,3 +522,34 @@ def test_dask_refuses_a_wrapped_closure_and_generator_functions_before_submittin
                 backend.task(fn, 1)
 
     asyncio.run(main())
+
+
+class _RefusingExporter(SpanExporter):
+    """A backend that answers at once and refuses everything (connection refused, a 4xx)."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("refusing", [True, False])
+def test_a_shutdown_that_lost_telemetry_says_so_once_with_every_signal(
+    refusing: bool, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Against a backend that refuses at once, shutdown finished in time and shannon-otel said nothing: the
+    spans lost were only in ``Telemetry.dropped`` and the SDK's per-attempt lines (which users silence); and
+    the warning of a shutdown past its budget counted the spans only, not the metric points and log records."""
+    exporter: SpanExporter = _RefusingExporter() if refusing else InMemorySpanExporter()
+    handle = configure("svc", exporter="none", span_exporters=[exporter], set_global=False)
+    with handle.tracer_provider.get_tracer("t").start_as_current_span("s"):
+        pass
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        assert handle.shutdown()
+    said = [r.getMessage() for r in caplog.records if r.name == "shannon_otel"]
+    if refusing:
+        assert said == ["telemetry shutdown finished; not delivered over the run: 1 spans, 0 metric points, "
+                        "0 log records (Telemetry.dropped, metric shannon.telemetry.dropped)"]
+    else:
+        assert said == []
