@@ -175,7 +175,6 @@ class ProviderState:
                 self._anomaly = AnomalyTelemetry(meter_provider)
             return self._anomaly
 
-
     def shared_telemetry(self, meter_provider: metrics.MeterProvider | None) -> SharedTelemetry:
         """The shared-state (Redis) instruments of this provider, made on first use."""
         from ._shared import SharedTelemetry

@@ -200,11 +200,6 @@ class AnomalyDetector:
 
     # ------------------------------------------------------------------ scalar path
     def update(self, series: str, value: float, time: float) -> float | None:
-        """Feed one sample of ``series`` taken at ``time`` and score it: see :meth:`_update`. Thread-safe."""
-        with self._lock:
-            return self._update(series, value, time)
-
-    def _update(self, series: str, value: float, time: float) -> float | None:
         """Feed one sample of ``series`` taken at ``time`` (seconds, e.g. epoch) and score it.
 
         Returns the score in [0, 1], or ``None`` while the series warms up or when ``value``
@@ -212,11 +207,17 @@ class AnomalyDetector:
         value more than 1e100 (``_scoring.X_LIMIT``) from the series' first value is scored and
         kept as if it were that far (its square, or its difference from the previous value, may not
         be a float): clamped, it still lies beyond the range seen so far (a range break by
-        ``spatial_tolerance``), and the statistics stay finite; every path clamps alike.
+        ``spatial_tolerance``), and the statistics stay finite; every path clamps alike. Thread-safe
+        (calls take turns).
         Raises, before changing any state, ``TypeError`` for a ``series`` that is not a non-empty
         str (checked when the series is new) or a ``value`` / ``time`` that is not a real number,
         ``ValueError`` for a non-finite ``time`` (with a finite ``value``); O(1).
         """
+        with self._lock:
+            return self._update(series, value, time)
+
+    def _update(self, series: str, value: float, time: float) -> float | None:
+        """:meth:`update` under the lock."""
         try:  # free unless raised: the hot path pays no check of its own for the types
             slot = self._slots.get(series)
             finite = isfinite(value)
@@ -359,11 +360,6 @@ class AnomalyDetector:
         return out
 
     def update_many(self, series: Sequence[str], values: npt.ArrayLike, times: npt.ArrayLike) -> F64:
-        """Feed a block of samples and score them: see :meth:`_update_many`. Thread-safe."""
-        with self._lock:
-            return self._update_many(series, values, times)
-
-    def _update_many(self, series: Sequence[str], values: npt.ArrayLike, times: npt.ArrayLike) -> F64:
         """Feed a block: ``values[i, j]`` is the sample of ``series[i]`` at ``times[j]``.
 
         Vectorized over series and time; equivalent to calling :meth:`update` column by
@@ -373,7 +369,13 @@ class AnomalyDetector:
         sequence of non-empty str (names new to the detector are checked) and ``values`` / ``times``
         are arrays of real numbers (strings and None refused, as :meth:`update` refuses them), ``ValueError``
         on mismatched shapes, numbers beyond any float, non-finite times or too many series.
+        Thread-safe (calls take turns).
         """
+        with self._lock:
+            return self._update_many(series, values, times)
+
+    def _update_many(self, series: Sequence[str], values: npt.ArrayLike, times: npt.ArrayLike) -> F64:
+        """:meth:`update_many` under the lock."""
         if isinstance(series, (str, bytes)) or not isinstance(series, (Sequence, np.ndarray)):
             raise TypeError(f"series must be a sequence of series names (non-empty str), got {series!r}")
         vals = _floats("values", values)
