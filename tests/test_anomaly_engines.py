@@ -238,17 +238,17 @@ def test_compiled_surprise_matches_expm1() -> None:
     work[2], work[3] = 100.0, 100.0
     work[4], work[5] = -1e300, 1e300  # a range so wide that nothing is beyond it
     squared = work.copy()
-    _kernel._surprises_c(work, len(z), 0.0, 0.02, 1.0)  # no steps yet (rows 6-9 zero): no step z-score
+    _kernel._surprises_c(work, len(z), 0.0, 0.02, 1.0, 0.0)  # no steps yet (rows 6-9 zero): no step z-score
     expected = -np.expm1(-(z * z) / 8.0)
     assert np.max(np.abs(work[0] - expected)) < 1e-15
-    _kernel._surprises_c(squared, len(z), 0.0, 0.02, 2.0)
+    _kernel._surprises_c(squared, len(z), 0.0, 0.02, 2.0, 0.0)
     assert np.max(np.abs(squared[0] - expected**2)) < 1e-15
     assert work[0, 0] == 0.0
     assert work[0, -1] == 1.0
     assert not work[5].any()
     work[0, :4], work[3, :4] = [1.01, 1.05, -0.05, 0.5], 2.0  # too short a window: no surprise
     work[4, :4], work[5, :4] = 0.0, 1.0  # range [0, 1] so far; 2 % tolerance
-    _kernel._surprises_c(work, 4, 0.01, 0.02, 1.0)
+    _kernel._surprises_c(work, 4, 0.01, 0.02, 1.0, 0.0)
     assert (work[0, :4] == 0.0).all()
     assert work[5, :4].tolist() == [0.0, 1.0, 1.0, 0.0]
 

@@ -548,17 +548,21 @@ def test_a_failing_on_anomaly_callback_is_logged_once_and_counted(caplog: pytest
     async def main() -> list[Any]:
         # Task durations on the virtual loop's clock: with the default (real) clock the virtual sleeps
         # measured microseconds of noise, and whether the detector fired depended on the machine's load.
-        wave: Wave[float] = Wave("anomalous", max_concurrency=1, hooks=(hook,), instrument=False,
-                                 clock=asyncio.get_running_loop().time)
+        # Two waves, each one series with one slow task: two anomalies (a slow task's tick latency is capped,
+        # so a second slow task of the same series is no new extreme; it took a rounding false positive
+        # of the range rule, since fixed, for one series to report twice).
         values = []
-        for seconds in [0.01] * 10 + [5.0, 9.0, 20.0]:
-            result = await wave.run([functools.partial(job, seconds)])
-            values.extend(result.values())
+        for name in ("anomalous", "anomalous too"):
+            wave: Wave[float] = Wave(name, max_concurrency=1, hooks=(hook,), instrument=False,
+                                     clock=asyncio.get_running_loop().time)
+            for seconds in [0.01] * 10 + [5.0]:
+                result = await wave.run([functools.partial(job, seconds)])
+                values.extend(result.values())
         return values
 
     with caplog.at_level(logging.ERROR, logger="shannon_otel"):
         values = run_virtual(main())
-    assert values == [0.01] * 10 + [5.0, 9.0, 20.0]
+    assert values == ([0.01] * 10 + [5.0]) * 2
     assert len(calls) >= 2, "the callback kept being called"
     records = [r for r in caplog.records if "failed in on_anomaly" in r.getMessage()]
     assert len(records) == 1

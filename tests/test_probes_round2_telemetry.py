@@ -242,17 +242,30 @@ def test_update_many_names_the_parameter_of_a_number_beyond_any_float() -> None:
     assert scores.shape == (4,)
 
 
-@pytest.mark.xfail(strict=True, reason="known limit: the range rule has no float-resolution floor (kernel work)")
-def test_a_constant_series_one_ulp_off_is_not_an_anomaly() -> None:
+@pytest.mark.parametrize("path", ["scalar", "numpy", "numba", "numpy-columns"])
+def test_a_constant_series_one_ulp_off_is_not_an_anomaly(path: str) -> None:
     """A series constant at 0.1 for 300 samples, then 0.09999999999999999 (the same mean summed in another
-    order, as the hook's tick means are) scores 1.0, critical: its range is zero, so the range rule's
-    tolerance (spatial_tolerance x range) is zero too. Fixing it needs a resolution floor in every
-    engine's range rule (the scalar path, both numpy passes and the numba kernel)."""
-    det = AnomalyDetector()
-    for t in range(300):
-        det.update("s", 0.1, float(t))
-    score = det.update("s", float(np.nextafter(0.1, 0.0)), 300.0)
-    assert score is not None and score < DetectorConfig().warning
+    order, as the hook's tick means are) scored 1.0, critical: its range is zero, so the range rule's
+    tolerance (spatial_tolerance x range) was zero too. The range rule now has a resolution floor
+    (RANGE_RESOLUTION of the range's larger end) on every path; a real change still scores 1.0."""
+    for later, anomalous in ((float(np.nextafter(0.1, 0.0)), False), (0.1 * (1 + 1e-12), False), (0.1001, True)):
+        xs = np.array([0.1] * 300 + [later])
+        ts = np.arange(301.0)
+        if path == "scalar":
+            det = AnomalyDetector()
+            for t in range(300):
+                det.update("s", 0.1, float(t))
+            score = det.update("s", later, 300.0)
+        elif path == "numpy-columns":  # one column per call after a block: the per-tick block path
+            det = AnomalyDetector(engine="numpy")
+            det.update_many(["s"], xs[None, :300], ts[:300])
+            score = float(det.update_many(["s"], xs[None, 300:], ts[300:])[0, 0])
+        else:
+            pytest.importorskip(path)
+            score = float(AnomalyDetector(engine=path).update_series("s", xs, ts)[-1])
+        assert score is not None
+        assert (score >= DetectorConfig().critical) is anomalous, (later, score)
+
 
 
 @pytest.mark.parametrize("timeout", [7200, 1e9, True])

@@ -76,7 +76,8 @@ class DetectorConfig:
       one (from ``critical`` up, or a value beyond the range), so one event reports once; a warning never
       mutes a later critical detection, nor does a warm-up sample any. 1: only directly after one.
     * ``spatial_tolerance``: a value beyond the range seen so far by more than this fraction
-      of it scores 1.0 (demoted as ``refractory`` says); ``math.inf`` turns this off.
+      of it (plus 1e-9 of the range's larger end, in magnitude: rounding is not a new value) scores 1.0
+      (demoted as ``refractory`` says); ``math.inf`` turns this off.
     * ``max_series``: series tracked at once; the least recently updated one is evicted.
     * ``warning`` / ``critical``: score thresholds of the two :class:`Severity` bands.
 

@@ -40,6 +40,7 @@ from ._scoring import (
     DEMOTED_SCORE,
     MEAN_FLOOR,
     ORDINARY_SCORE,
+    RANGE_RESOLUTION,
     RANGE_SPAN,
     SEASON_MIN,
     STD_FLOOR,
@@ -305,7 +306,9 @@ class AnomalyDetector:
         strong = zl > self._z_crit
         score = ORDINARY_SCORE if zl <= 0.0 else score1(tail1(zl))
         if pmax >= pmin:  # not the first value
-            tol = cfg.spatial_tolerance * (pmax - pmin)
+            # the values are offset by the series' first one: rounding is relative to the values themselves
+            tol = cfg.spatial_tolerance * (pmax - pmin) + RANGE_RESOLUTION * (
+                abs(self._voff[slot]) + max(abs(pmax), abs(pmin)))
             if x > pmax + tol or x < pmin - tol:
                 score = 1.0
                 hit = strong = True

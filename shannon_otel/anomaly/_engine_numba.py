@@ -26,6 +26,7 @@ from ._ring import CANCEL
 from ._scoring import (
     DEMOTED_SCORE,
     MEAN_FLOOR,
+    RANGE_RESOLUTION,
     RANGE_SPAN,
     SCORE_DIFF,
     SCORE_TABLE,
@@ -174,19 +175,21 @@ def _z(x: float, s1: float, s2: float, cnt_k: float, fl: float) -> float:
     return z if ok else 0.0
 
 
-def _surprises(work: Any, kk: int, noise_floor: float, tolerance: float, sharpness: float) -> None:
+def _surprises(work: Any, kk: int, noise_floor: float, tolerance: float, sharpness: float, base: float) -> None:
     """Per value x = work[0, k] with its seasonal window's sum, sum of squares and count
     (work[1:4]), the series' range before it (work[4:6]) and its step from the previous value
     with the step window's sum, sum of squares and count (work[6:10]): work[0] = raw surprise
     (1 - exp(-z^2 / 8)) ** sharpness of the larger z-score (each 0 while its window is too short), with the
     spread floored at work[11] (``noise_floor`` x the range including x, all-time or forgetting, as the
     scalar path computes it); work[5] = 1 where x lies beyond that earlier
-    range by more than ``tolerance`` of it, else 0. Branch-free and alone in its function, so
-    the compiler vectorizes it."""
+    range by more than ``tolerance`` of it (plus RANGE_RESOLUTION of base, the series' first value in
+    magnitude, and of the range's larger end: the values are offset by the first one), else 0.
+    Branch-free and alone in its function, so the compiler vectorizes it."""
     # work[r, k], not views of its rows: each view would cost reference counting per call
     for k in range(kk):
         x, lo, hi = work[0, k], work[4, k], work[5, k]
-        tol = tolerance * (hi - lo)  # NaN or -inf before the first value: no comparison holds
+        # NaN or -inf before the first value: no comparison holds; RANGE_RESOLUTION: rounding is not beyond
+        tol = tolerance * (hi - lo) + RANGE_RESOLUTION * (base + max(abs(hi), abs(lo)))
         beyond = (hi >= lo) & ((x > hi + tol) | (x < lo - tol))
         fl = work[11, k]  # noise_floor x the range including x (pass 1; capped by the forgetting one in 1b)
         z = _z_c(x, work[1, k], work[2, k], work[3, k], fl)
@@ -332,7 +335,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
         dcount[s], dhead[s], ds1[s], ds2[s] = d_cnt, d_h, d1, d2
 
         # pass 2, independent samples: seasonal z-score, then raw surprise
-        _surprises_c(work, kk, noise_floor, tolerance, sharpness)
+        _surprises_c(work, kk, noise_floor, tolerance, sharpness, abs(offset))
 
         # pass 3, sequential: recent mean of surprise (the average ring); its level against the
         # long-run mean and variance before it (exponentially weighted), scored; repeats demoted

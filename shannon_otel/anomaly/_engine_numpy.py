@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from . import _scoring as sc
 from ._ring import Rings, Scratch
-from ._scoring import DEMOTED_SCORE, MEAN_FLOOR, RANGE_SPAN, SEASON_MIN, STD_FLOOR, X_LIMIT
+from ._scoring import DEMOTED_SCORE, MEAN_FLOOR, RANGE_RESOLUTION, RANGE_SPAN, SEASON_MIN, STD_FLOOR, X_LIMIT
 
 if TYPE_CHECKING:
     from ._config import DetectorConfig
@@ -209,7 +209,8 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     if not inside:  # a value beyond the range so far can only appear here
         pmin, pmax = cmin[:, :-1], cmax[:, :-1]
         with np.errstate(invalid="ignore", over="ignore"):  # inf - inf before the first value, inf * 0
-            tol = cfg.spatial_tolerance * (pmax - pmin)
+            tol = cfg.spatial_tolerance * (pmax - pmin) + RANGE_RESOLUTION * (  # values offset by the first one
+                np.abs(det._offset[at, None]) + np.maximum(np.abs(pmax), np.abs(pmin)))
             spatial = (pmax >= pmin) & ((x > pmax + tol) | (x < pmin - tol))
         score[spatial] = 1.0
         hit |= spatial
@@ -425,7 +426,8 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     score = sc.score_z(zl, out=zl, nonnegative=True)
     if not inside:
         with np.errstate(invalid="ignore", over="ignore"):
-            tol = cfg.spatial_tolerance * (hi0 - lo0)
+            tol = cfg.spatial_tolerance * (hi0 - lo0) + RANGE_RESOLUTION * (  # values offset by the first one
+                np.abs(det._offset[at]) + np.maximum(np.abs(hi0), np.abs(lo0)))
             spatial = (hi0 >= lo0) & ((x > hi0 + tol) | (x < lo0 - tol))
         score[spatial] = 1.0
         hit |= spatial

@@ -31,6 +31,10 @@ X_LIMIT = 1e100
 # this many times the forgetting range: an outlier no longer widens it for good, and the usual range of a
 # series (within this factor of its recent one) floors it as before.
 RANGE_SPAN = 10.0
+# The range rule's resolution: a value within this fraction of the range's larger end (in magnitude) of the
+# range is inside it, so a constant series' rounding (0.1 summed in another order: 0.09999999999999999) is
+# no value beyond a zero-width range; far below any real change (1 in 10^9).
+RANGE_RESOLUTION = 1e-9
 _LOG_P_FLOOR = math.log10(P_FLOOR)
 
 
