@@ -97,7 +97,8 @@ def _histograms(otel: InMemoryTelemetry, spans: dict[int, ReadableSpan]) -> dict
     metrics = otel.metrics()  # one collection: the SDK's exemplars are those since the last one
     for spec in (tel.TASK_DURATION, tel.TASK_QUEUE_WAIT_DURATION, tel.TASK_TOKENS):
         rows = []
-        for p in metrics[spec.name].data.data_points:
+        points: list[Any] = list(metrics[spec.name].data.data_points)
+        for p in points:
             exemplars = sorted((e.value, by_span_id[e.span_id], dict(e.filtered_attributes or {}))
                                for e in p.exemplars)
             rows.append((dict(p.attributes), p.count, round(p.sum, 12), list(p.bucket_counts),
