@@ -295,7 +295,7 @@ class _WaveTelemetry(WaveObserver):
 
     def task_finished(self, token: Any, event: TaskResult[Any]) -> None:
         _, index, _, outcome, _, error, duration, queue_wait, measurements, batch = event  # one unpack per task
-        if outcome is _SUCCESS_OUTCOME and token is not None and measurements is None and batch is None:
+        if token is not None and outcome is _SUCCESS_OUTCOME and measurements is None and batch is None:
             # The common traced case, kept short (it runs per task): a success without measurements
             # or batch. The same records and attributes as the general path below; the attributes
             # without the SDK's validation pass where it would change nothing (_span_attributes.py).
