@@ -37,52 +37,63 @@ def _sync_fn(*args: object) -> int:
     return 1
 
 
+async def _async_fn(*args: object) -> float:
+    return 1.0
+
+
 # Bad values by parameter name (a name means the same thing wherever it appears).
 POS_INT = [0, -1, 2.5, "3", True]
 NONNEG_NUM = [-1.0, NAN, _NOT_A_NUMBER]
 POS_NUM = [0, -1.0, NAN, _NOT_A_NUMBER]
 POS_FINITE = [*POS_NUM, INF]
+# Seconds and rates of the policies, the executor and the advice: an int no float holds is refused by
+# name too (it raised OverflowError). Counts take any int: they compare exactly.
+_HUGE = 10**400
+NONNEG_SECONDS = [*NONNEG_NUM, _HUGE]
+POS_SECONDS = [*POS_NUM, _HUGE]
 RATIO = [-0.5, 1.5, NAN, _NOT_A_NUMBER]
 NAME = ["", 5]
-CALLABLE = [5]
+SYNC_CALLABLE = [5, _async_fn]  # called without await: an async def would hand back a coroutine nobody awaits
 ASYNC_CALLABLE = [5, _sync_fn]
 BOOL = ["yes"]
 PROVIDER = [5]
 HOOKS = [5, [5]]
 
 BAD: dict[str, list[Any]] = {
-    "name": NAME, "clock": CALLABLE, "sleep": ASYNC_CALLABLE, "hooks": HOOKS,
+    "name": NAME, "clock": SYNC_CALLABLE, "sleep": ASYNC_CALLABLE, "hooks": HOOKS,
     "tracer_provider": PROVIDER, "meter_provider": PROVIDER, "instrument": BOOL, "enabled": BOOL,
     # retry
-    "attempts": POS_INT, "budget_s": POS_NUM, "initial": [*NONNEG_NUM, INF], "maximum": [*NONNEG_NUM, INF],
-    "multiplier": [0.5, NAN, INF, _NOT_A_NUMBER], "jitter": ["sometimes", 5], "on": [5, "x", asyncio.CancelledError],
-    "next_delay": CALLABLE, "wait_retry_after": BOOL, "random": [5], "timeout": POS_NUM,
+    "attempts": POS_INT, "budget_s": POS_SECONDS,
+    "initial": [*NONNEG_SECONDS, INF], "maximum": [*NONNEG_SECONDS, INF],
+    "multiplier": [0.5, NAN, INF, _NOT_A_NUMBER, _HUGE], "jitter": ["sometimes", 5],
+    "on": [5, "x", asyncio.CancelledError],
+    "next_delay": SYNC_CALLABLE, "wait_retry_after": BOOL, "random": SYNC_CALLABLE, "timeout": POS_SECONDS,
     # breaker
-    "failure_threshold": POS_INT, "failure_rate": RATIO, "window": POS_INT, "window_s": POS_NUM,
-    "min_calls": POS_INT, "slow_call_s": POS_NUM, "slow_call_rate": RATIO, "half_open_probes": POS_INT,
-    "success_threshold": POS_INT, "reset_timeout": NONNEG_NUM, "ignore": [5], "count": [5], "config": [5],
+    "failure_threshold": POS_INT, "failure_rate": RATIO, "window": POS_INT, "window_s": [*POS_SECONDS, 5e-324],
+    "min_calls": POS_INT, "slow_call_s": POS_SECONDS, "slow_call_rate": RATIO, "half_open_probes": POS_INT,
+    "success_threshold": POS_INT, "reset_timeout": NONNEG_SECONDS, "ignore": [5], "count": [5], "config": [5],
     # other policies
-    "seconds": POS_FINITE, "fallback": ASYNC_CALLABLE, "delay": NONNEG_NUM,
-    "last_good": BOOL, "max_age": POS_NUM, "key": CALLABLE, "max_keys": POS_INT, "cheaper": ASYNC_CALLABLE,
-    "reason": ["", 5], "compensation_timeout_s": POS_FINITE,
+    "seconds": [*POS_FINITE, _HUGE], "fallback": ASYNC_CALLABLE, "delay": NONNEG_SECONDS,
+    "last_good": BOOL, "max_age": POS_SECONDS, "key": SYNC_CALLABLE, "max_keys": POS_INT, "cheaper": ASYNC_CALLABLE,
+    "reason": ["", 5], "compensation_timeout_s": [*POS_FINITE, _HUGE],
     # executor
-    "max_concurrency": POS_INT, "task_timeout": POS_NUM, "rate_limit": POS_NUM, "burst": POS_INT,
-    "batch_size": POS_INT, "fail_fast": BOOL, "policy": [5], "pools": [5, [5]], "on_progress": CALLABLE,
-    "progress_interval": POS_NUM, "tasks": [5], "raise_errors": BOOL, "items": [5], "buffer": POS_INT,
+    "max_concurrency": POS_INT, "task_timeout": POS_SECONDS, "rate_limit": POS_SECONDS, "burst": POS_INT,
+    "batch_size": [*POS_INT, 2**63], "fail_fast": BOOL, "policy": [5], "pools": [5, [5]], "on_progress": SYNC_CALLABLE,
+    "progress_interval": POS_SECONDS, "tasks": [5], "raise_errors": BOOL, "items": [5], "buffer": POS_INT,
     "work": [5], "pool": [5], "limit": POS_INT, "value": [NAN, INF, _NOT_A_NUMBER],
     "input": [-1, NAN, INF, "3"], "output": [-1, NAN, INF, "3"], "amount": [-1.0, NAN, INF, _NOT_A_NUMBER],
     # reporting
     "max_waves": POS_INT, "thresholds": [5], "report": [5], "label": [5],
-    "queue_wait_ratio": POS_NUM, "min_queue_wait_s": NONNEG_NUM, "low_efficiency": RATIO,
-    "min_efficiency_tasks": POS_INT, "straggler_ratio": POS_NUM, "flapping_reopens": POS_INT,
-    "storm_rejected_retries": POS_INT, "storm_retry_share": RATIO, "anomaly_ratio": POS_NUM,
-    "anomaly_min_delta_s": NONNEG_NUM, "anomaly_min_waves": POS_INT,
+    "queue_wait_ratio": POS_SECONDS, "min_queue_wait_s": NONNEG_SECONDS, "low_efficiency": RATIO,
+    "min_efficiency_tasks": POS_INT, "straggler_ratio": POS_SECONDS, "flapping_reopens": POS_INT,
+    "storm_rejected_retries": POS_INT, "storm_retry_share": RATIO, "anomaly_ratio": POS_SECONDS,
+    "anomaly_min_delta_s": NONNEG_SECONDS, "anomaly_min_waves": POS_INT,
     # set-up
     "service_name": [5, ""], "exporter": ["carrier-pigeon", 5], "endpoint": ["not a url", 5, ""],
     "resource_attributes": [5, {"k": object()}], "metric_interval_s": POS_FINITE,
     "export_timeout_s": POS_FINITE, "shutdown_timeout_s": POS_FINITE, "max_queue_size": POS_INT,
     "max_export_batch_size": POS_INT, "metric_readers": [5, [5]], "span_exporters": [5, [5]],
-    "set_global": BOOL, "logs": BOOL, "redact": [5], "timeout_s": POS_NUM, "port": [-1, 70000, "80"],
+    "set_global": BOOL, "logs": BOOL, "redact": SYNC_CALLABLE, "timeout_s": POS_NUM, "port": [-1, 70000, "80"],
     "host": [5, ""], "reader": [5],
     # logging hook
     "levels": [5, {"retry": "loud"}], "exception_messages": BOOL, "interval_s": POS_NUM,
@@ -97,7 +108,7 @@ BAD: dict[str, list[Any]] = {
     "buckets": POS_INT, "period_s": POS_NUM, "steps": POS_INT, "noise_floor": NONNEG_NUM,
     "sharpness": POS_NUM, "average": POS_INT, "level": [-1, 2.5, "0"], "history_rate": RATIO, "range_rate": RATIO,
     "min_history": POS_INT, "spatial_tolerance": NONNEG_NUM, "max_series": POS_INT, "warning": RATIO,
-    "critical": RATIO, "score": [NAN, _NOT_A_NUMBER], "on_anomaly": CALLABLE, "tick_s": POS_NUM,
+    "critical": RATIO, "score": [NAN, _NOT_A_NUMBER], "on_anomaly": SYNC_CALLABLE, "tick_s": POS_NUM,
     "min_tick_tasks": POS_INT, "signals": [5, ["nonsense"]],
 }
 # Per target where a name means something else there.
@@ -120,7 +131,7 @@ BAD_FOR: dict[tuple[str, str], list[Any]] = {
     ("LoggingHook", "interval_s"): NONNEG_NUM,
     ("FakeClock.sleep", "seconds"): [NAN, _NOT_A_NUMBER],
     ("Wave", "sleep"): [5],  # a sync sleep fails when the rate limiter first waits (not exercised here)
-    ("Wave", "clock"): CALLABLE,
+    ("Wave", "clock"): SYNC_CALLABLE,
     ("AnomalyDetector.update", "time"): [NAN, INF, _NOT_A_NUMBER],
     ("AnomalyDetector.update", "value"): [_NOT_A_NUMBER, None],  # NaN/inf: ACCEPTED_VALUES
     ("AnomalyDetector.update", "series"): ["", 5, None, ["unhashable"]],

@@ -41,7 +41,14 @@ from ._redact import Redact, RedactingSpanExporter, redacting_handler
 from ._telemetry import SCOPE_NAME as LOGGER_ROOT  # the logging hook's loggers are its children
 from ._telemetry_handle import _MAX_TIMEOUT_S, DEFAULT_SHUTDOWN_TIMEOUT_S
 from ._telemetry_handle import Telemetry as Telemetry
-from ._validate import check_attributes, check_bool, check_endpoint, check_name, check_number
+from ._validate import (
+    check_attributes,
+    check_bool,
+    check_endpoint,
+    check_name,
+    check_number,
+    check_sync_callable,
+)
 from ._version import __version__
 
 
@@ -167,8 +174,8 @@ def configure(
         check_bool("logs", logs)
     _check_sequence("metric_readers", metric_readers, MetricReader)
     _check_sequence("span_exporters", span_exporters, SpanExporter)
-    if redact is not None and not callable(redact):
-        raise TypeError(f"redact must be a callable (type_name, message) -> str | None, or None, got {redact!r}")
+    # Called in the export path without await: an async redact dropped every message, its coroutines never awaited.
+    check_sync_callable("redact", redact, "a callable (type_name, message) -> str | None", allow_none=True)
     interval_s = _metric_interval_s(metric_interval_s)
     _check_arguments(export_timeout_s, shutdown_timeout_s, max_queue_size, max_export_batch_size)
     queue_size = max_queue_size or env_int("OTEL_BSP_MAX_QUEUE_SIZE") or DEFAULT_MAX_QUEUE_SIZE

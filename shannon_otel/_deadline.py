@@ -1,9 +1,10 @@
-"""The running wave task's deadline scope: read by the recovery policies, set by the executor.
+"""The deadline scopes around the running code: read by the recovery policies and the saga, set by the
+executor (the wave task's timeout) and the ``Timeout`` policy.
 
 A neutral module so that neither package imports the other: the executor stores the per-task
-``asyncio.timeout`` scope here, and a policy running inside the task asks :func:`task_timed_out`
-to tell that timeout's ``CancelledError`` from a real cancellation (it records ``timeout`` as the
-outcome, and still re-raises the cancellation unchanged).
+``asyncio.timeout`` scope here, the ``Timeout`` policy the scope it puts around what it bounds, and a
+policy, an attempt or a saga asks :func:`timed_out` to tell a timeout's ``CancelledError`` from a real
+cancellation (it records ``timeout`` as the outcome, and still re-raises the cancellation unchanged).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from contextvars import ContextVar
 
-__all__ = ["CURRENT_SCOPE", "TaskScope", "task_timed_out"]
+__all__ = ["CURRENT_SCOPE", "POLICY_TIMEOUTS", "TaskScope", "task_timed_out", "timed_out"]
 
 
 class TaskScope:
@@ -37,3 +38,15 @@ def task_timed_out() -> bool:
     """
     scope = CURRENT_SCOPE.get()
     return scope is not None and scope.timeout is not None and scope.timeout.expired()
+
+
+# The scopes of the Timeout policies around the running code, innermost last: each policy adds its own
+# around what it bounds and takes it off after, so only enclosing scopes are ever seen (tasks started
+# inside, such as a hedge's attempts, inherit them like any context).
+POLICY_TIMEOUTS: ContextVar[tuple[asyncio.Timeout, ...]] = ContextVar("shannon_otel_policy_timeouts", default=())
+
+
+def timed_out() -> bool:
+    """Whether a cancellation of the running code is a timeout: the wave task's own timeout, or that of
+    a ``Timeout`` policy around it, has fired. O(enclosing Timeout policies)."""
+    return task_timed_out() or any(scope.expired() for scope in POLICY_TIMEOUTS.get())

@@ -65,6 +65,50 @@ def hook_failed(hook: Hook, method: str, error: Exception, hooks: Sequence[Hook]
                 hook_failed(other, "hook_failed", exc)
 
 
+# An observer type's first async protocol method (None: it has none), memoised: checked once per type.
+_ASYNC_METHOD: dict[type, str | None] = {}
+
+
+def refused(observer: object, hook: Hook, method: str, hooks: Sequence[Hook]) -> bool:
+    """Whether ``observer``, what ``hook.<method>`` returned, must not be used: it has an ``async def``
+    where the protocol calls a plain method, so its coroutines would never be awaited (silently: only
+    a RuntimeWarning). Recorded as the hook's failure (a TypeError naming the method); the hook misses
+    this scope. ``check_hooks`` refuses such a hook method up front; an observer is only seen here.
+    """
+    cls = type(observer)
+    bad = _ASYNC_METHOD.get(cls, "")
+    if bad == "":
+        try:
+            bad = _async_method(cls)
+        except Exception:  # a class whose attribute lookup raises: not this check's to judge
+            bad = None
+        if len(_ASYNC_METHOD) >= 1024:  # a hook making a class per scope must not grow it without bound
+            _ASYNC_METHOD.clear()
+        _ASYNC_METHOD[cls] = bad
+    if bad is None:
+        return False
+    error = TypeError(
+        f"{cls.__qualname__}.{bad} is async: observer methods are called without await (a hook must never "
+        "block the caller), so its coroutines would never run; make it a plain method"
+    )
+    hook_failed(hook, method, error, hooks)
+    return True
+
+
+def _async_method(cls: type) -> str | None:
+    from ._events import CallObserver, SagaObserver, WaveObserver
+    from ._validate import is_async
+
+    for protocol in (CallObserver, WaveObserver, SagaObserver):
+        for name in vars(protocol):
+            if not name.startswith("_") and is_async(getattr(cls, name, None)):
+                return name
+    for name in ("__enter__", "__exit__"):  # a scope observer is entered and exited without await too
+        if is_async(getattr(cls, name, None)):
+            return name
+    return None
+
+
 def _name(hook: object) -> str:
     cls = type(hook)
     return f"{cls.__module__}.{cls.__qualname__}"

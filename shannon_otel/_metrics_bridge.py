@@ -54,7 +54,7 @@ Exemplar: Any = getattr(importlib.import_module("opentelemetry.sdk.metrics"), "E
 EXEMPLARS_SUPPORTED = Exemplar is not None
 OVERFLOW_ATTRIBUTES = {"otel.metric.overflow": True}  # the SDK's overflow point (spec: cardinality limits)
 _OVERFLOW: tuple[Any, ...] = ("__overflow__",)
-_INF, _NEG_INF = math.inf, -math.inf
+_INF = math.inf
 # A sampled measurement: (value, time, span, the full key); Exemplar objects are built only at collection.
 _Exemplar = tuple[float, int, SpanContext | None, tuple[Any, ...]]
 
@@ -129,8 +129,9 @@ class HistogramAggregate:
 
         A non-finite value is ignored (counted in ``rejected``): it would make the point's sum NaN or
         inf for the life of the process. ``record()`` refuses such values already; this is the backstop.
+        A negative one too, as the SDK's histograms drop it (a duration measured on a clock that went back).
         """
-        if not -math.inf < value < math.inf:
+        if not 0.0 <= value < math.inf:
             self.rejected += 1
             return
         full = key
@@ -277,7 +278,7 @@ class BoundHistogram:
 
     def record(self, value: float, span: SpanContext | None = None) -> None:
         aggregate = self.aggregate
-        if not -math.inf < value < math.inf:
+        if not 0.0 <= value < math.inf:  # as HistogramAggregate.record
             aggregate.rejected += 1
             return
         bucket = bisect_left(aggregate._bounds, value)
@@ -323,7 +324,7 @@ class BoundPair:
         self._trace_based = a._trace_based and b._trace_based
 
     def record(self, x: float, y: float, span: SpanContext | None = None) -> None:
-        if not (_NEG_INF < x < _INF and _NEG_INF < y < _INF):
+        if not (0.0 <= x < _INF and 0.0 <= y < _INF):
             self._first.record(x, span)
             self._second.record(y, span)
             return

@@ -3,8 +3,9 @@
 Each scrape collects the MeterProvider, merges the in-process task histograms (``attach_bridge``)
 and renders it with the names, ``job``/``instance`` labels and exemplars the OpenTelemetry
 Collector's ``prometheus`` exporter produces (:attr:`MetricSpec.prometheus`: unit suffixes, ``_ratio``
-for unit-``1`` gauges, ``_total`` for counters), so the bundled dashboards and alert rules work
-against it unchanged. A scraper that accepts OpenMetrics (Prometheus does) gets it with exemplars
+for unit-``1`` gauges, ``_total`` for counters; the collector's label values and ``otel_scope_*``
+labels), so the bundled dashboards and alert rules work against it unchanged (no ``target_info``
+series is written). A scraper that accepts OpenMetrics (Prometheus does) gets it with exemplars
 (trace ids on histogram buckets); any other gets text format 0.0.4. Stdlib only (``http.server`` in a
 daemon thread); unlike ``opentelemetry-exporter-prometheus`` it keeps ``_ratio`` and exemplars and
 sees the bridged histograms.
@@ -12,10 +13,12 @@ sees the bridged histograms.
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -50,7 +53,44 @@ def series_name(name: str, unit: str, kind: str) -> str:
 
 def _label(key: str) -> str:
     label = _INVALID.sub("_", key).replace(":", "_")
-    return "_" + label if label[:1].isdigit() else label
+    if label[:1].isdigit():
+        return "key_" + label  # as the collector's exporter writes it
+    # Prometheus reserves names starting with "__" (``__name__`` is the metric's name): such a label
+    # fails the whole scrape (the collector's exporter drops the metric with an error instead).
+    return "key" + label if label.startswith("__") else label
+
+
+def _text(value: object) -> str:
+    """An attribute value as the collector writes it in a label (OTLP ``AsString``): booleans
+    ``true``/``false``, integral floats without ``.0``, bytes in base64, sequences as compact JSON
+    arrays; never raises (the SDK passes metric attributes through unchecked: anything else is ``str()``)."""
+    if isinstance(value, str):
+        return value
+    try:
+        if value is None:
+            return ""
+        if isinstance(value, bytes | bytearray):
+            return base64.b64encode(value).decode()
+        if isinstance(value, float) and not math.isfinite(value):
+            return _number(value)
+        if isinstance(value, Sequence):
+            value = [_json(v) for v in value]
+        return json.dumps(_json(value), separators=(",", ":"), ensure_ascii=False, default=_other)
+    except Exception:  # e.g. a circular sequence
+        return str(value)
+
+
+def _json(value: object) -> object:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return int(value)  # JSON numbers as ES6 (and Go's pdata) write them: 2.0 -> 2
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def _other(value: object) -> object:
+    """What JSON has no type for, inside a sequence value: bytes in base64, anything else as ``str()``."""
+    return base64.b64encode(value).decode() if isinstance(value, bytes | bytearray) else str(value)
 
 
 def _escape(value: object) -> str:
@@ -71,7 +111,7 @@ def _labels(attributes: Any, extra: tuple[tuple[str, str], ...] = (), reserved: 
     merged: dict[str, list[str]] = {}
     for key, value in sorted((attributes or {}).items()):
         label = _label(key)
-        merged.setdefault(f"exported_{label}" if label in taken else label, []).append(str(value))
+        merged.setdefault(f"exported_{label}" if label in taken else label, []).append(_text(value))
     pairs = [(k, _escape(";".join(v))) for k, v in merged.items()] + list(extra)
     return "{" + ",".join(f'{k}="{v}"' for k, v in pairs) + "}" if pairs else ""
 
@@ -124,8 +164,13 @@ def render(data: MetricsData | None, *, openmetrics: bool = False) -> str:
     """
     families: dict[str, tuple[str, str, list[str]]] = {}
     for rm in data.resource_metrics if data else ():
-        target = _target(rm.resource.attributes)
+        job_instance = _target(rm.resource.attributes)
         for scope in rm.scope_metrics:
+            # The scope labels the collector's exporter adds to every series: one metric name made by two
+            # scopes stays two series (without them, the same label set twice: Prometheus keeps one).
+            target = (*job_instance, ("otel_scope_name", _escape(scope.scope.name)),
+                      ("otel_scope_schema_url", _escape(scope.scope.schema_url or "")),
+                      ("otel_scope_version", _escape(scope.scope.version or "")))
             for metric in scope.metrics:
                 points = metric.data
                 if isinstance(points, Histogram):

@@ -7,6 +7,7 @@ the bundled assets only reference names listed here.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, Literal
@@ -179,6 +180,37 @@ TOKEN_BUCKETS: Final = (
     1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
 )
 
+# The OTLP -> Prometheus unit translation of the collector's exporter (UCUM units to Prometheus base-unit
+# words; "/x" becomes "per_x"; annotations in braces are dropped; an unknown unit is kept as it is).
+_UNIT_WORDS: Final = {
+    "d": "days", "h": "hours", "min": "minutes", "s": "seconds", "ms": "milliseconds", "us": "microseconds",
+    "ns": "nanoseconds", "By": "bytes", "KiBy": "kibibytes", "MiBy": "mebibytes", "GiBy": "gibibytes",
+    "TiBy": "tibibytes", "KBy": "kilobytes", "MBy": "megabytes", "GBy": "gigabytes", "TBy": "terabytes",
+    "m": "meters", "V": "volts", "A": "amperes", "J": "joules", "W": "watts", "g": "grams", "Cel": "celsius",
+    "Hz": "hertz", "%": "percent", "1": "",
+}
+_PER_UNIT_WORDS: Final = {"s": "second", "m": "minute", "h": "hour", "d": "day", "w": "week", "mo": "month",
+                          "y": "year"}
+
+
+def _series_tokens(name: str, unit: str, kind: str) -> list[str]:
+    """The collector's name translation (its exporter's ``_total``, ``_ratio`` and unit rules), as tokens:
+    the name split at every character that is not a letter, digit or ``:`` (``_`` and ``.`` included),
+    the unit's words appended unless the name holds them already, counters ending in one ``total`` and
+    unit-``1`` gauges in one ``ratio`` (``http.requests_total`` -> ``http_requests_total``)."""
+    tokens = [t for t in re.split(r"[^a-zA-Z0-9:]", name) if t]
+    main, _, per = (part.strip() for part in unit.partition("/"))
+    if main and "{" not in main and (word := _UNIT_WORDS.get(main, main)) and word not in tokens:
+        tokens.append(word)
+    if per and "{" not in per and (word := _PER_UNIT_WORDS.get(per, per)) not in tokens:
+        tokens += ["per", word]
+    if kind == "counter":
+        tokens = [*(t for t in tokens if t != "total"), "total"]
+    elif kind == "gauge" and unit == "1":
+        tokens = [*(t for t in tokens if t != "ratio"), "ratio"]
+    return tokens
+
+
 Kind = Literal["histogram", "counter", "updowncounter", "gauge"]
 
 
@@ -199,18 +231,8 @@ class MetricSpec:
 
         Histograms add ``_bucket``/``_sum``/``_count`` to this name.
         """
-        if self.unit == "s":
-            suffix = "_seconds"
-        elif self.unit == "1":
-            suffix = "_ratio" if self.kind == "gauge" else ""
-        elif not self.unit or self.unit.startswith("{"):
-            suffix = ""  # no unit (a user's metric), or an annotation in braces: dropped by the translation
-        else:
-            suffix = "_" + self.unit
-        name = self.name.replace(".", "_")
-        if suffix and not name.endswith(suffix):
-            name += suffix
-        return name + "_total" if self.kind == "counter" else name
+        name = "_".join(_series_tokens(self.name, self.unit, self.kind))
+        return "_" + name if name[:1].isdigit() else name
 
 
 TASK_DURATION: Final = MetricSpec(

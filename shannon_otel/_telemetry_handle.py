@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -20,6 +21,7 @@ from ._delivery import (
     bounded,
     in_parallel,
 )
+from ._logs._joined import _Default
 from ._telemetry import SCOPE_NAME as LOGGER_ROOT  # the logging hook's loggers are its children
 from ._telemetry import DropReason
 from ._validate import check_number
@@ -55,6 +57,8 @@ class Telemetry:
         self._log_processors = tuple(log_processors)
         self._metric_exporters = tuple(metric_exporters)
         self._shut = False
+        self._flush_lock = threading.Lock()
+        self._flushing: threading.Event | None = None  # set when the latest force_flush's thread is done
 
     @property
     def dropped(self) -> dict[str, int]:
@@ -64,25 +68,43 @@ class Telemetry:
 
     def force_flush(self, timeout_s: float = 10.0) -> bool:
         """Export what is buffered; returns within ``timeout_s`` (traces and metrics together)
-        whatever the backend does.
+        whatever the backend does. While an earlier flush is still stuck (backend silent) no second one
+        starts: this call waits for that one and returns False if it does not end in time.
 
         True means every processor and reader finished in time; it does not mean the backend
         accepted the data (failed exports are counted in ``dropped``).
         """
         check_number("timeout_s", timeout_s, low=0, high=_MAX_TIMEOUT_S)
+        deadline = time.monotonic() + timeout_s
+        with self._flush_lock:
+            previous = self._flushing
+        # A flush left running by an earlier call (a stuck exporter: the SDK's flush exports on the
+        # calling thread, one at a time) is waited for, not queued behind: a program flushing often
+        # against a silent backend would otherwise leave one more blocked thread per call.
+        budget = timeout_s
+        if previous is not None and not previous.is_set():
+            if not previous.wait(timeout_s):
+                return False
+            budget = max(0.0, deadline - time.monotonic())
+        done = threading.Event()
 
         def flush() -> bool:
-            deadline = time.monotonic() + timeout_s
-            traces_ok = self.tracer_provider.force_flush(int(timeout_s * 1000))
-            left_ms = max(0, int((deadline - time.monotonic()) * 1000))
-            metrics_ok = left_ms > 0 and self.meter_provider.force_flush(left_ms)
-            logs_ok = True
-            if self.logger_provider is not None:
-                left_ms = max(0, int((deadline - time.monotonic()) * 1000))
-                logs_ok = left_ms > 0 and self.logger_provider.force_flush(left_ms)
-            return bool(traces_ok and metrics_ok and logs_ok)
+            try:
+                flush_deadline = time.monotonic() + budget
+                traces_ok = self.tracer_provider.force_flush(int(budget * 1000))
+                left_ms = max(0, int((flush_deadline - time.monotonic()) * 1000))
+                metrics_ok = left_ms > 0 and self.meter_provider.force_flush(left_ms)
+                logs_ok = True
+                if self.logger_provider is not None:
+                    left_ms = max(0, int((flush_deadline - time.monotonic()) * 1000))
+                    logs_ok = left_ms > 0 and self.logger_provider.force_flush(left_ms)
+                return bool(traces_ok and metrics_ok and logs_ok)
+            finally:
+                done.set()
 
-        finished, ok = bounded("flush", flush, timeout_s)
+        with self._flush_lock:
+            self._flushing = done
+        finished, ok = bounded("flush", flush, budget)
         return finished and bool(ok)
 
     def shutdown(self, timeout_s: float | None = None) -> bool:
@@ -102,6 +124,9 @@ class Telemetry:
         # configure() registered this for interpreter exit: once shut, the handle (and its providers)
         # need not live until then (a process that configures repeatedly would keep every one).
         atexit.unregister(self.shutdown)
+        # The default logging hook's held-back repeats ("rejected 9,874 calls ...") are written while
+        # the logs signal's handler is still there to export them.
+        _Default.flush()
         if self._log_handler is not None:
             logging.getLogger(LOGGER_ROOT).removeHandler(self._log_handler)
         # All at once, against one deadline: a stuck trace export must not starve the metrics.
@@ -121,15 +146,25 @@ class Telemetry:
         finished = all(done for done, _ in results)
         if not finished:
             self._give_up(f"did not finish within {budget:.1f} s (backend down or not answering)")
+        else:
+            self._report("finished")
         return finished
 
     def _give_up(self, why: str) -> None:
         """Count everything accepted and not yet delivered as dropped (``shutdown``), and say so."""
-        lost = sum(p.abandon() for p in self._processors)
-        self._drops.add("traces", DropReason.SHUTDOWN, lost)
+        self._drops.add("traces", DropReason.SHUTDOWN, sum(p.abandon() for p in self._processors))
         self._drops.add("logs", DropReason.SHUTDOWN, sum(p.abandon() for p in self._log_processors))
         self._drops.add("metrics", DropReason.SHUTDOWN, sum(e.abandon() for e in self._metric_exporters))
-        _log.warning("telemetry shutdown %s; %d unexported spans dropped", why, lost)
+        self._report(why, always=True)
+
+    def _report(self, why: str, *, always: bool = False) -> None:
+        """The one warning of a shutdown that lost telemetry: everything not delivered over the whole run,
+        every signal (the SDK's exporters log each failed attempt; this is the sum)."""
+        lost = self.dropped
+        if always or any(lost.values()):
+            _log.warning("telemetry shutdown %s; not delivered over the run: %d spans, %d metric points, "
+                         "%d log records (Telemetry.dropped, metric shannon.telemetry.dropped)", why,
+                         lost["traces"], lost["metrics"], lost["logs"])
 
     def __enter__(self) -> Telemetry:
         return self

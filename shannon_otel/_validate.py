@@ -18,12 +18,30 @@ def check_number(name: str, value: object, *, low: float, high: float | None = N
     kinds: tuple[type, ...] = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds):
         kind = "an int" if integer else "a number"
-        raise TypeError(f"{name} must be {kind}{' or None' if allow_none else ''}, got {value!r}")
-    v = float(cast("float", value))
+        raise TypeError(f"{name} must be {kind}{' or None' if allow_none else ''}, got {_shown(value)}")
+    # Compared as given: Python compares ints and floats exactly, whatever the int's size (float(10**400)
+    # raises OverflowError, which escaped here instead of an error naming the parameter).
+    v = cast("float", value)
     left = "(" if low_open else "["
     right = f"{high}]" if high is not None else "inf)"
     if v != v or (v <= low if low_open else v < low) or (high is not None and v > high):
-        raise ValueError(f"{name} must be in {left}{low}, {right}, got {value!r}")
+        raise ValueError(f"{name} must be in {left}{low}, {right}, got {_shown(value)}")
+    if not integer and isinstance(value, int):
+        try:  # a float parameter is computed with as a float: an int beyond the float range cannot be
+            float(value)
+        except OverflowError:
+            raise ValueError(
+                f"{name} must be in {left}{low}, {right} and within the float range (seconds, rates), "
+                f"got {_shown(value)}"
+            ) from None
+
+
+def _shown(value: object) -> str:
+    """``repr(value)``, except for an int too long to print usefully (or at all: str() of an int over
+    4,300 digits raises ValueError)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"an int of {value.bit_length()} bits"
+    return repr(value)
 
 
 def check_exceptions(name: str, value: object, *, handled: bool = False) -> tuple[type[BaseException], ...]:
@@ -90,6 +108,21 @@ def sync_result(name: str, value: Any) -> Any:
             close()  # never awaited: closed, so Python does not warn about it on top of this error
         raise TypeError(f"{name} must be a plain (sync) callable; it returned an awaitable, {value!r}")
     return value
+
+
+def not_callable(name: str, value: object, what: str) -> TypeError:
+    """The TypeError for ``value``, given as ``name`` where a callable belongs (``what`` says which).
+
+    A coroutine object there is the usual slip (``call(fetch())`` for ``call(fetch)``): it is closed, so
+    Python does not also warn that it was never awaited, and the error says what to pass instead.
+    """
+    if inspect.iscoroutine(value):
+        value.close()
+        return TypeError(
+            f"{name} must be {what}, got the coroutine object {value!r}: pass the function itself "
+            "(or a lambda calling it), not the coroutine its call made"
+        )
+    return TypeError(f"{name} must be {what}, got {value!r}")
 
 
 def awaitable_from(name: str, made: object) -> Any:

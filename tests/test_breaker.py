@@ -302,7 +302,7 @@ def test_in_a_pipeline_the_breaker_state_is_on_each_attempt_span() -> None:
     ({"failure_rate": 1.5}, r"failure_rate must be in \(0"),
     ({"slow_call_s": 1.0, "slow_call_rate": 0}, r"slow_call_rate must be in \(0"),
     ({"window": 0}, r"window must be in \[1"),
-    ({"window_s": -1.0}, r"window_s must be in \(0"),
+    ({"window_s": -1.0}, r"window_s must be in \[1e-06"),
     ({"half_open_probes": 0}, r"half_open_probes must be in \[1"),
     ({"half_open_probes": 2, "success_threshold": 3}, r"success_threshold must be in \[1, 2"),
     ({"reset_timeout": -1}, r"reset_timeout must be in \[0"),

@@ -53,14 +53,16 @@ def test_render_counter_gauge_and_histogram() -> None:
     provider.shutdown()
     assert "# HELP shannon_calls_total " in text, "HELP and TYPE name the sample, as prometheus_client does"
     assert "# TYPE shannon_calls_total counter\n" in text
-    assert 'shannon_calls_total{shannon_operation="a\\"b\\\\c"} 2\n' in text
+    scope = 'otel_scope_name="t",otel_scope_schema_url="",otel_scope_version=""'  # the collector's scope labels
+    assert f'shannon_calls_total{{shannon_operation="a\\"b\\\\c",{scope}}} 2\n' in text
     assert "# TYPE shannon_task_active gauge\n" in text
-    assert 'shannon_task_active{shannon_wave_name="w"} -1\n' in text
+    assert f'shannon_task_active{{shannon_wave_name="w",{scope}}} -1\n' in text
     assert "# TYPE shannon_retry_delay_seconds histogram\n" in text
-    buckets = re.findall(r'shannon_retry_delay_seconds_bucket\{shannon_operation="op",le="([^"]+)"\} (\d+)', text)
+    bucket_line = r'shannon_retry_delay_seconds_bucket\{shannon_operation="op",' + scope + r',le="([^"]+)"\} (\d+)'
+    buckets = re.findall(bucket_line, text)
     assert buckets == [("0.1", "1"), ("1.0", "2"), ("+Inf", "3")], "cumulative, ending with +Inf"
-    assert 'shannon_retry_delay_seconds_sum{shannon_operation="op"} 5.55\n' in text
-    assert 'shannon_retry_delay_seconds_count{shannon_operation="op"} 3\n' in text
+    assert f'shannon_retry_delay_seconds_sum{{shannon_operation="op",{scope}}} 5.55\n' in text
+    assert f'shannon_retry_delay_seconds_count{{shannon_operation="op",{scope}}} 3\n' in text
 
 
 def test_a_metric_without_a_unit_gets_no_stray_underscore() -> None:

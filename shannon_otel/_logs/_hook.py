@@ -18,7 +18,7 @@ from .. import _clock
 from .. import _telemetry as t
 from .._events import CallObserver, Hook, SagaObserver
 from .._telemetry import Outcome, Severity
-from .._validate import check_bool, check_number
+from .._validate import check_bool, check_number, check_sync_callable
 from . import _records
 from ._limit import Limiter
 from ._records import DEFAULT_LEVELS, Record
@@ -75,8 +75,7 @@ class LoggingHook(Hook):
         check_bool("enabled", enabled)
         if levels is not None and not isinstance(levels, Mapping):
             raise TypeError(f"levels must be a mapping of event name to logging level or None, got {levels!r}")
-        if not callable(clock):
-            raise TypeError(f"clock must be a callable returning seconds, got {clock!r}")
+        check_sync_callable("clock", clock, "a callable returning seconds")
         merged: dict[str, int | None] = dict(DEFAULT_LEVELS)
         for name, level in (levels or {}).items():
             if name not in DEFAULT_LEVELS:

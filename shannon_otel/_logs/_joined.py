@@ -12,6 +12,8 @@ entry point, at the observed path's price. Breaker transitions, sagas and the an
 
 from __future__ import annotations
 
+import atexit
+import logging
 import os
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -53,6 +55,7 @@ class _Default:
     """The process's default :class:`LoggingHook`, built on first use; ``reset()`` forgets it."""
 
     hook: LoggingHook | None = None
+    _at_exit = False
 
     @classmethod
     def get(cls) -> LoggingHook | None:
@@ -61,7 +64,22 @@ class _Default:
             return None
         if cls.hook is None:
             cls.hook = LoggingHook()
+            # Repeats held back by its flood limiter are summarised before the process leaves (the user
+            # has no handle on this hook to call flush(); configure()'s shutdown flushes it too).
+            if not cls._at_exit:
+                cls._at_exit = True
+                atexit.register(cls.flush)
         return cls.hook
+
+    @classmethod
+    def flush(cls) -> None:
+        """Write the default hook's pending summaries, if it was built; never raises."""
+        hook = cls.hook
+        if hook is not None:
+            try:
+                hook.flush()
+            except Exception:  # a broken handler of the user's must not fail a shutdown
+                logging.getLogger("shannon_otel").debug("flushing the default logging hook failed", exc_info=True)
 
     @classmethod
     def reset(cls) -> None:

@@ -10,7 +10,7 @@ from opentelemetry.trace import Status, StatusCode
 from .. import _telemetry as t
 from .._events import CallObserver
 from .._telemetry import BreakerState, CallOutcome, Outcome
-from ._scope import _INTERNAL, _Current, _end, _error_type, _start
+from ._scope import _INTERNAL, _TIMEOUT, _Current, _end, _error_type, _start
 
 if TYPE_CHECKING:
     from .._events import (
@@ -108,6 +108,8 @@ class _CallTelemetry(_Current, CallObserver):
             return
         try:  # the error.type of the primary stays on the span
             span.set_attribute(t.ATTEMPT_OUTCOME, outcome.value)
+            if outcome is Outcome.TIMEOUT:  # cut off before it served: failed, as a timed-out attempt
+                span.set_status(_TIMEOUT)
         finally:
             span.end()
 

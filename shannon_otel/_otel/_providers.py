@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from . import OTelHook
     from ._anomaly import AnomalyTelemetry
     from ._executor import ExecutorMeters
+    from ._shared import SharedTelemetry
 
 __all__ = ["ProviderState", "Recording", "bridge_for", "drops_for", "globals_set", "metrics_enabled",
            "provider_state", "register_bridge", "register_drops", "tracing_enabled"]
@@ -128,14 +129,15 @@ class ProviderState:
     anywhere); the lock guards only the lazily built members.
     """
 
-    __slots__ = ("_anomaly", "_executor", "_hooks", "_lock", "breaker_states", "bridge", "bridge_probed",
-                 "drops")
+    __slots__ = ("_anomaly", "_executor", "_hooks", "_lock", "_shared", "breaker_states", "bridge",
+                 "bridge_probed", "drops")
 
     def __init__(self) -> None:
         self.bridge: MetricsBridge | None = None  # set by configure() / testing for the providers they build
         self.drops: DropCounter | None = None  # set by configure() for the tracer provider it builds
         self.bridge_probed = False  # whether the provider's own readers were checked for ``bridged()`` ones
         self._anomaly: AnomalyTelemetry | None = None
+        self._shared: SharedTelemetry | None = None
         self._executor: ExecutorMeters | None = None
         # breaker name -> the state reported as 1 on the breaker state UpDownCounter of this provider
         self.breaker_states: dict[str, BreakerState] = {}
@@ -172,6 +174,15 @@ class ProviderState:
             if self._anomaly is None:
                 self._anomaly = AnomalyTelemetry(meter_provider)
             return self._anomaly
+
+    def shared_telemetry(self, meter_provider: metrics.MeterProvider | None) -> SharedTelemetry:
+        """The shared-state (Redis) instruments of this provider, made on first use."""
+        from ._shared import SharedTelemetry
+
+        with self._lock:
+            if self._shared is None:
+                self._shared = SharedTelemetry(meter_provider)
+            return self._shared
 
 
 _STATES: weakref.WeakKeyDictionary[object, ProviderState] = weakref.WeakKeyDictionary()

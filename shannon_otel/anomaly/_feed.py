@@ -43,7 +43,7 @@ from opentelemetry import trace
 from .. import _clock
 from .._events import Anomaly, CallObserver, CallStarted, Hook, WaveObserver, WaveStarted
 from .._isolation import hook_failed
-from .._validate import check_bool, check_number
+from .._validate import check_bool, check_number, check_sync_callable
 from ._config import HOOK_DEFAULTS, DetectorConfig
 from ._detector import AnomalyDetector
 from ._scoped import _publish, _Scoped
@@ -66,14 +66,15 @@ class AnomalyHook(Hook):
     restricts what is watched. A tick closes once ``tick_s`` seconds have passed and at least
     ``min_tick_tasks`` tasks (calls, for ``retry_rate``) finished in it: a mean over a handful
     of tasks is as noisy as a single task duration. ``clock`` (seconds; only differences matter
-    unless ``config`` has a seasonal profile, which :data:`HOOK_DEFAULTS` has not) and the
+    unless ``config`` has a seasonal profile, which :data:`HOOK_DEFAULTS` has not; with the wall clock, the
+    default, ticks are timed on the monotonic clock, so a step of the system clock changes no tick) and the
     detector config make the hook deterministic under test. Raises ``ValueError`` / ``TypeError``
     naming the argument (a bad type, a number out of range, an unknown signal); never raises into the executor: a
     failing ``on_anomaly`` callback or hook is logged and ignored. Call it from one event loop.
     """
 
-    __slots__ = ("_clock", "_detector", "_keys", "_on_anomaly", "_ops", "_waves", "enabled", "min_tick_tasks",
-                 "signals", "tick_s")
+    __slots__ = ("_clock", "_detector", "_keys", "_on_anomaly", "_ops", "_ticker", "_waves", "enabled",
+                 "min_tick_tasks", "signals", "tick_s")
 
     def __init__(
         self,
@@ -96,10 +97,10 @@ class AnomalyHook(Hook):
             raise TypeError(f"config must be a DetectorConfig or None, got {config!r}")
         if meter_provider is not None and not callable(getattr(meter_provider, "get_meter", None)):
             raise TypeError(f"meter_provider must be an OpenTelemetry MeterProvider or None, got {meter_provider!r}")
-        if on_anomaly is not None and not callable(on_anomaly):
-            raise TypeError(f"on_anomaly must be a callable taking an Anomaly, or None, got {on_anomaly!r}")
-        if not callable(clock):
-            raise TypeError(f"clock must be a callable returning seconds, got {clock!r}")
+        # Both are called without await: an async def would hand back a coroutine nobody awaits (the
+        # callback never ran; the clock's coroutine broke every tick, each failure only logged).
+        check_sync_callable("on_anomaly", on_anomaly, "a callable taking an Anomaly", allow_none=True)
+        check_sync_callable("clock", clock, "a callable returning seconds")
         check_bool("enabled", enabled)
         allowed = f"{LATENCY}, {ERROR_RATE}, {THROUGHPUT}, {RETRY_RATE}"
         try:
@@ -113,7 +114,11 @@ class AnomalyHook(Hook):
             raise ValueError(f"unknown signals {sorted(unknown, key=repr)}; allowed: {allowed}")
         self._detector = AnomalyDetector(config if config is not None else HOOK_DEFAULTS)
         self._on_anomaly = on_anomaly
-        self._clock = clock
+        self._clock = clock  # stamps the samples (the detector's time, Anomaly.time)
+        # times the ticks: with the default wall clock, the monotonic one, so a step of the system clock
+        # (NTP, a resumed VM) neither stretches a tick over the step (a false throughput fall) nor, stepped
+        # back, keeps every tick open until the wall clock catches up (no sample at all meanwhile)
+        self._ticker = _clock.monotonic if clock is _clock.wall else clock
         self.tick_s = float(tick_s)
         self.min_tick_tasks = min_tick_tasks
         self.enabled = enabled
@@ -143,7 +148,7 @@ class AnomalyHook(Hook):
     def _wave_started(self, event: WaveStarted, sinks: tuple[Hook, ...]) -> WaveObserver | None:
         if not self.enabled:
             return None
-        now = self._clock()
+        now = self._ticker()
         tick = self._waves.get(event.wave)
         if tick is None:
             if len(self._waves) >= 2 * self._detector.config.max_series:
@@ -159,7 +164,7 @@ class AnomalyHook(Hook):
         if op is None:
             if len(self._ops) >= 2 * self._detector.config.max_series:
                 self._forget()
-            op = self._ops[event.operation] = _OpTick(self._clock() + self.tick_s)
+            op = self._ops[event.operation] = _OpTick(self._ticker() + self.tick_s)
         return _CallFeed(self, event.operation, op, sinks)
 
     # ------------------------------------------------------------------ scoring
@@ -185,6 +190,8 @@ class AnomalyHook(Hook):
         # rates as they are, throughput negated (a fall is harmful, a burst of work is not). Its other
         # channels are symmetric, so this changes nothing unless the config counts one side only.
         fed = -value if signal == THROUGHPUT else value
+        if self._ticker is not self._clock:  # ``now`` is the ticker's: stamp the sample with the clock
+            now = self._clock()
         score = self._detector.update(self._key(series, signal), fed, now)
         if score is None:
             return

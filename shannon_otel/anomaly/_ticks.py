@@ -59,6 +59,10 @@ class _WaveFeed(WaveObserver):
 
     def task_finished(self, token: Any, event: TaskResult[Any]) -> None:
         tick, hook = self._tick, self._hook
+        now = hook._ticker()
+        if now < tick.start:  # the clock went back: the tick's length is unknown, so it is dropped and
+            tick.close(now, hook.tick_s)  # the next starts now, as if this task closed it (waiting for its
+            return  # old end would score nothing until then)
         tick.finished += 1
         if event.outcome in _FAILED:
             tick.failed += 1
@@ -66,7 +70,6 @@ class _WaveFeed(WaveObserver):
         tick.latency_sum += duration if duration < tick.cap else tick.cap
         if tick.slowest_span is None or duration > tick.slowest:
             tick.slowest, tick.slowest_span = duration, trace.get_current_span()
-        now = hook._clock()
         if now >= tick.end and tick.finished >= hook.min_tick_tasks:
             self._flush(now)
 
@@ -74,7 +77,7 @@ class _WaveFeed(WaveObserver):
         tick = self._tick
         tick.active -= 1
         if not tick.active:
-            tick.idle_since = self._hook._clock()
+            tick.idle_since = self._hook._ticker()
 
     def _flush(self, now: float) -> None:
         hook, wave, tick = self._hook, self._wave, self._tick
@@ -114,9 +117,13 @@ class _CallFeed(CallObserver):
 
     def call_finished(self, event: CallFinished) -> None:
         op, hook = self._op, self._hook
+        now = hook._ticker()
+        if now < op.end - hook.tick_s:  # the clock went back: the tick is dropped (see _WaveFeed)
+            op.calls = op.retries = 0
+            op.end = now + hook.tick_s
+            return
         op.calls += 1
         op.retries += max(event.attempts - 1, 0)
-        now = hook._clock()
         if now >= op.end and op.calls >= hook.min_tick_tasks:
             rate = op.retries / op.calls
             op.calls = op.retries = 0

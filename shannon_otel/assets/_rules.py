@@ -305,7 +305,7 @@ def alert_rules(*, jaeger_url: str = JAEGER_URL, runbook_url: str = RUNBOOK_URL,
     _check(slo_target, stall_after, per_wave)
     if min_tasks < 1 or min_retries < 1:
         raise ValueError(f"min_tasks and min_retries must be >= 1, got {min_tasks!r}, {min_retries!r}")
-    j, r = jaeger_url, runbook_url
+    j, r = jaeger_url.rstrip("/"), runbook_url  # "http://jaeger:16686/" + "/search" would be "//search"
     return {
         "groups": [
             {"name": "shannon-otel-recording", "rules": recording_rules()},

@@ -63,7 +63,20 @@ def _link(text: str) -> str:
         parts = urlsplit("")
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise argparse.ArgumentTypeError(f"expected an http(s) URL such as http://127.0.0.1:16686, got {text!r}")
+    # The link lands inside a quoted YAML string and a Go template: a space, a quote or "{{" there would
+    # make a link that opens nothing, or a template that fails when the alert fires (percent-encode them).
+    unsafe = sorted({c for c in text if c.isspace() or c in _UNSAFE})
+    if unsafe:
+        shown = " ".join(map(repr, unsafe))
+        raise argparse.ArgumentTypeError(
+            f"the URL has characters a link cannot hold unencoded ({shown}); percent-encode them, got {text!r}",
+        )
+    if parts.fragment:
+        raise argparse.ArgumentTypeError(f"expected a URL without a #fragment (each alert adds its own), got {text!r}")
     return text
+
+
+_UNSAFE = frozenset('"<>\\^`{|}')
 
 
 def _port(text: str) -> int:

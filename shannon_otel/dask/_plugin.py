@@ -45,11 +45,12 @@ class WorkerTelemetry(WorkerPlugin):
     ) -> None:
         if service_name is not None and (not isinstance(service_name, str) or not service_name):
             raise ValueError(f"service_name must be a non-empty string or None, got {service_name!r}")
-        if not isinstance(export_timeout_s, int | float) or not 0 < export_timeout_s < float("inf"):
-            raise ValueError(f"export_timeout_s must be a finite number > 0, got {export_timeout_s!r}")
         from .._config import check_setup
+        from .._telemetry_handle import _MAX_TIMEOUT_S
 
-        check_setup(service_name, exporter, endpoint, resource_attributes)  # configure's checks, on the client
+        # configure()'s checks, on the client: a value configure() refuses would fail every worker's setup
+        check_number("export_timeout_s", export_timeout_s, low=0, low_open=True, high=_MAX_TIMEOUT_S)
+        check_setup(service_name, exporter, endpoint, resource_attributes)
         check_number("metric_interval_s", metric_interval_s, low=0, low_open=True, high=86_400.0, allow_none=True)
         self.service_name = service_name
         self.options: dict[str, Any] = {

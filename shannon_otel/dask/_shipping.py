@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -27,12 +28,21 @@ def check_function(fn: Any) -> None:
         )
     if not callable(fn):
         raise UnshippableTaskError(f"fn must be a callable (a function defined at module level), got {fn!r}")
-    target = inspect.unwrap(fn) if inspect.isfunction(fn) else fn
+    target = fn
+    while isinstance(target, functools.partial):  # partial(closure) is the closure, arguments bound
+        target = target.func
+    target = inspect.unwrap(target) if inspect.isfunction(target) else target
+    if inspect.isasyncgenfunction(target) or inspect.isgeneratorfunction(target):
+        # it would run on the worker, then fail to send back its generator (which cannot be pickled)
+        raise UnshippableTaskError(
+            f"fn {qualified_name(target)!r} is a generator function; a worker sends back what fn returns, and a "
+            "generator cannot be sent: return a list instead",
+        )
     closure = getattr(target, "__closure__", None)
     if closure:
         names = ", ".join(getattr(target, "__code__").co_freevars)  # noqa: B009 - functions have __code__
         raise UnshippableTaskError(
-            f"fn {getattr(fn, '__qualname__', fn)!r} is a closure over local state ({names}); the worker would "
+            f"fn {qualified_name(target)!r} is a closure over local state ({names}); the worker would "
             "get a copy of it and changes would never come back. Define it at module level and pass that "
             "state as arguments",
         )

@@ -70,7 +70,9 @@ class RateLimiter:
         self, rate: float, burst: int, clock: Callable[[], float], sleep: Callable[[float], Awaitable[None]],
     ) -> None:
         self._interval = 1.0 / rate
-        self._tau = (burst - 1) * self._interval
+        # burst 1 is no tolerance at all: 0 * inf (a rate so small that 1/rate overflows) would be NaN,
+        # and every wait compared with NaN is no wait: no limit at all
+        self._tau = (burst - 1) * self._interval if burst > 1 else 0.0
         self._clock = clock
         self._sleep = sleep
         self._tat = clock()

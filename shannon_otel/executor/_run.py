@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .._events import Hook, TaskResult, WaveObserver
 from .._isolation import hook_failed
 from .._telemetry import Outcome
+from .._validate import sync_result
 from ._isolate import run_in
 from ._limits import RateLimiter, ResourcePool
 from ._report import ReportBuilder
@@ -293,8 +294,8 @@ class WaveRun:
             self._next_progress = now + self.wave.progress_interval
             callback = self.wave.on_progress
             assert callback is not None
-            try:
-                callback(self.progress())
+            try:  # a lambda returning a coroutine: refused (and closed), never left unawaited
+                sync_result("on_progress", callback(self.progress()))
             except Exception:  # a broken display must not cost the wave its results
                 _log.exception("on_progress failed")
 

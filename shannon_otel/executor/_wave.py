@@ -7,6 +7,7 @@ import contextvars
 import functools
 import itertools
 import logging
+import sys
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field
@@ -15,10 +16,10 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from .. import _clock
 from .._events import Hook, TaskResult, WaveObserver, WaveStarted
 from .._hooks import check_hooks, resolve_hooks
-from .._isolation import Unentered, enter, hook_failed, leave
+from .._isolation import Unentered, enter, hook_failed, leave, refused
 from .._otel._providers import drops_for
 from .._telemetry import Outcome
-from .._validate import check_bool, check_number, check_sync_callable
+from .._validate import check_bool, check_number, check_sync_callable, not_callable, sync_result
 from ._limits import ResourcePool, pools_by_name
 from ._report import WaveReport
 from ._result import WaveResult
@@ -76,7 +77,8 @@ class Wave(Generic[T]):
             ``shannon_otel.redis.SharedRateLimit``), awaited before each task starts.
             A number holds per run: two concurrent runs of one Wave may each start ``rate_limit``/s
             (share a ``ResourcePool`` to bound concurrency across runs).
-        batch_size: run the input as consecutive batches of this size (each waits for the previous).
+        batch_size: run the input as consecutive batches of this size (1 to ``sys.maxsize``; each waits
+            for the previous).
         fail_fast: on the first failure or timeout, cancel the running tasks and start no more.
         policy: a per-task recovery policy (``Retry``, ``Pipeline``...); tasks must then be factories.
             The policy is shared by every task: a ``CircuitBreaker`` in it sees all of them. A
@@ -129,7 +131,8 @@ class Wave(Generic[T]):
         check_number("task_timeout", self.task_timeout, low=0, low_open=True, allow_none=True)
         if not callable(getattr(self.rate_limit, "acquire", None)):  # else a shared limiter object
             check_number("rate_limit", self.rate_limit, low=0, low_open=True, allow_none=True)
-        check_number("batch_size", self.batch_size, low=1, integer=True, allow_none=True)
+        # <= sys.maxsize: batches are cut with itertools.islice, which refuses a larger size at run time
+        check_number("batch_size", self.batch_size, low=1, high=sys.maxsize, integer=True, allow_none=True)
         check_number("burst", self.burst, low=1, integer=True)
         check_number("progress_interval", self.progress_interval, low=0, low_open=True)
         if self.policy is not None and not callable(getattr(self.policy, "call", None)):
@@ -168,7 +171,13 @@ class Wave(Generic[T]):
         """
         check_bool("raise_errors", raise_errors)
         _check_iterable("tasks", tasks)
-        items = list(tasks)
+        items: list[TaskLike[T]] = []
+        try:
+            items.extend(tasks)  # appends as it iterates: what an input that raises had yielded is kept
+        except BaseException:
+            for item in items:  # never run: closed, so Python does not warn that they were never awaited
+                close_unstarted(item)
+            raise
         results: list[TaskResult[T] | None] = [None] * len(items)
 
         def deliver(result: TaskResult[Any]) -> None:
@@ -252,7 +261,7 @@ class Wave(Generic[T]):
                 except BaseException as exc:
                     interrupted = exc
                     break
-                if observer is not None:
+                if observer is not None and not refused(observer, hook, "wave_started", hooks):
                     observers.append(observer)
                     owners.append(hook)
                     # A scope observer (the OTel one) is entered at once in the context the workers
@@ -321,7 +330,7 @@ class Wave(Generic[T]):
                         escaped = escaped or exc
             if self.on_progress is not None:
                 try:
-                    self.on_progress(run.progress())
+                    sync_result("on_progress", self.on_progress(run.progress()))
                 except Exception:  # never let a progress display replace the wave's own outcome
                     logging.getLogger("shannon_otel").exception("on_progress failed")
             if escaped is not None:
@@ -357,4 +366,4 @@ def _check_iterable(name: str, value: object) -> None:
 
 def _check_fn(fn: object) -> None:
     if not callable(fn):
-        raise TypeError(f"fn must be an async callable taking one item, got {fn!r}")
+        raise not_callable("fn", fn, "an async callable taking one item")

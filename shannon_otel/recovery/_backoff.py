@@ -6,6 +6,8 @@ import random as _random
 from collections.abc import Callable
 from enum import StrEnum
 
+from .._validate import check_sync_callable, sync_result
+
 RandomSource = _random.Random | Callable[[], float]
 
 
@@ -58,8 +60,6 @@ def uniform_source(source: RandomSource | None) -> Callable[[], float]:
     if isinstance(source, _random.Random):
         return source.random
     if callable(source):
-        from .._validate import check_sync_callable
-
         check_sync_callable("random", source, "a random.Random or a callable returning [0, 1)")
         return source
     raise TypeError(f"random must be a random.Random or a callable returning [0, 1), got {source!r}")
@@ -83,7 +83,7 @@ def delay(jitter: Jitter, attempt: int, previous: float, initial: float, maximum
 
 
 def _unit(rand: Callable[[], float]) -> float:
-    value = rand()
+    value: float = sync_result("random", rand())  # a lambda returning a coroutine: named and closed, not compared
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"the jitter random source must return values in [0, 1], got {value!r}")
     return value

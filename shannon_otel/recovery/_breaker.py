@@ -26,7 +26,7 @@ from .._validate import check_sync_callable
 from ._breaker_config import _COUNT_DEPRECATED, BreakerConfig
 from ._call import _Call, first_failed, notify, observed, start_call
 from ._circuit_open import CircuitOpenError
-from ._decorated import DecoratedCall
+from ._decorated import DecoratedCall, not_a_factory
 from ._policy import Policy, next_step
 from ._types import END, Chain, Clock, Factory
 from ._window import FAILED, SLOW, CountWindow, TimeWindow
@@ -169,6 +169,9 @@ class CircuitBreaker(Policy):
         try:
             result = await fn()  # type: ignore[call-arg]
         except BaseException as exc:
+            if not callable(fn):  # checked on the error path only: the success path is budgeted
+                self._uncounted(gen)  # it never ran: not a result of the service
+                raise not_a_factory(fn) from None
             self._failed(gen, started, exc)
             raise
         if not self._clean:  # else: CLOSED, untimed, window full of successes: nothing changes
@@ -232,7 +235,9 @@ class CircuitBreaker(Policy):
             if link is not None:  # sent in batches by the store's flusher
                 link.calls += 1
                 link.slow += slow
-            if slow or self._window.failures:  # a success can complete min_calls: rates may now trip
+            window = self._window
+            # a success can complete min_calls: the failure or the slow-call rate may now trip
+            if slow or window.failures or window.slow:
                 self._evaluate()
             self._update_clean()
         elif self._state is _HALF_OPEN:
@@ -249,14 +254,11 @@ class CircuitBreaker(Policy):
     def _failed(self, gen: int, started: float, error: BaseException) -> None:
         if gen != self._gen:
             return
+        if not self._counted(error):
+            self._uncounted(gen)
+            return
         link = self._link
         shared_probe = link is not None and link.store.available and self._state is _HALF_OPEN
-        if not self._counted(error):
-            if shared_probe:
-                link.probe_done("giveback")  # type: ignore[union-attr]
-            elif self._state is _HALF_OPEN:
-                self._probes_left += 1  # a cancelled or ignored probe must not leave HALF_OPEN stuck
-            return
         if shared_probe:
             link.probe_done("failure")  # type: ignore[union-attr]
             self._transition(_OPEN, "probe_failure")  # at once here; the others follow the notification
@@ -272,6 +274,17 @@ class CircuitBreaker(Policy):
             self._window.record(FAILED | (SLOW if slow else 0), now)
             self._evaluate()
             self._update_clean()
+
+    def _uncounted(self, gen: int) -> None:
+        """An admitted call ended with a result the breaker does not count (cancelled, ignored, or never
+        run): a probe gives its slot back, so HALF_OPEN is never left stuck."""
+        if gen != self._gen:
+            return
+        link = self._link
+        if link is not None and link.store.available and self._state is _HALF_OPEN:
+            link.probe_done("giveback")
+        elif self._state is _HALF_OPEN:
+            self._probes_left += 1
 
     def _update_clean(self) -> None:
         w = self._window

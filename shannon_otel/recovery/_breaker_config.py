@@ -20,9 +20,10 @@ class BreakerConfig:
     Opens (from CLOSED) when, over the rolling window, ``failures >= failure_threshold``, or, once
     the window holds ``min_calls`` calls, ``failures / calls >= failure_rate`` or
     ``slow calls / calls >= slow_call_rate`` (a call is slow when it takes ``>= slow_call_s``).
-    The window is the last ``window`` calls, or the last ``window_s`` seconds when that is set.
+    The window is the last ``window`` calls, or the last ``window_s`` seconds (>= 1e-6) when that is set.
     With a count window and a rate set, ``min_calls <= window`` is required (ValueError otherwise:
-    the window could never hold ``min_calls`` calls, so the rate could never open the breaker).
+    the window could never hold ``min_calls`` calls, so the rate could never open the breaker); so is
+    ``failure_threshold <= window`` (the window never holds more failures than that).
     After ``reset_timeout`` seconds OPEN admits up to ``half_open_probes`` probe calls (HALF_OPEN);
     ``success_threshold`` successful probes close it, a failed or slow probe re-opens it, and a
     cancelled or ignored probe gives its slot back. Exceptions that are instances of ``on`` and
@@ -59,7 +60,9 @@ class BreakerConfig:
         if self.failure_threshold is None and self.failure_rate is None and self.slow_call_s is None:
             raise ValueError("set at least one of failure_threshold, failure_rate or slow_call_s")
         check_number("window", self.window, low=1, integer=True)
-        check_number("window_s", self.window_s, low=0, low_open=True, allow_none=True)
+        # >= 1 us: the window is kept in 10 time slices indexed by clock() / slice width, which a
+        # subnormal window_s made a division by zero (and one under ~1e-305 s an int(inf)) at the call
+        check_number("window_s", self.window_s, low=1e-6, allow_none=True)
         check_number("min_calls", self.min_calls, low=1, integer=True)
         check_number("slow_call_s", self.slow_call_s, low=0, low_open=True, allow_none=True)
         check_number("slow_call_rate", self.slow_call_rate, low=0, high=1, low_open=True)
@@ -74,6 +77,13 @@ class BreakerConfig:
                 f"min_calls ({self.min_calls}) must be <= window ({self.window}) when failure_rate or "
                 "slow_call_s is set with a count window: the window never holds min_calls calls, so the "
                 f"breaker could never open on a rate; pass min_calls=<= {self.window} or a larger window"
+            )
+        if self.window_s is None and self.failure_threshold is not None and self.failure_threshold > self.window:
+            # A count window never holds more than `window` failures: the threshold could never be reached.
+            raise ValueError(
+                f"failure_threshold ({self.failure_threshold}) must be <= window ({self.window}) with a count "
+                "window: the window never holds more failures than calls, so the breaker could never open on "
+                f"the threshold; pass failure_threshold=<= {self.window} or a larger window"
             )
         object.__setattr__(self, "on", check_exceptions("on", self.on, handled=True))
         object.__setattr__(self, "ignore", check_exceptions("ignore", self.ignore))

@@ -14,12 +14,13 @@ import asyncio
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._deadline import task_timed_out
+from .._deadline import timed_out
 from .._events import AttemptFinished, CallFinished, CallObserver, CallStarted
-from .._isolation import Unentered, enter, finish, hook_failed, leave, start
+from .._isolation import Unentered, enter, finish, hook_failed, leave, refused, start
 from .._isolation import notify as _notify
 from .._telemetry import CallOutcome, Outcome
 from ._circuit_open import CircuitOpenError
+from ._decorated import not_a_factory
 
 if TYPE_CHECKING:
     from .._events import Hook
@@ -28,15 +29,17 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-# Set inside the task of a hedged attempt so the attempt reports itself as a hedge.
-_HEDGED: ContextVar[bool] = ContextVar("shannon_otel_hedged", default=False)
+# Set inside the task of a hedged attempt to the call it hedges, so that call's attempt reports itself
+# as a hedge. The call, not a flag: another observed call made inside that attempt (the operation
+# calling a policy of its own) inherits the context, and its attempts are plain attempts.
+_HEDGED: ContextVar[_Call | None] = ContextVar("shannon_otel_hedged", default=None)
 
 
 class _Call:
     """Per-call state of an observed call: its observers (``owners[k]`` made ``observers[k]``; ``hooks``
     are all the hooks of the entry point, told when one fails) and attempt counter."""
 
-    __slots__ = ("attempts", "clock", "hooks", "ignored", "observers", "operation", "owners", "timeouts")
+    __slots__ = ("attempts", "clock", "hooks", "ignored", "observers", "operation", "owners")
 
     def __init__(
         self, observers: list[CallObserver], owners: list[Hook], hooks: tuple[Hook, ...], operation: str,
@@ -48,21 +51,23 @@ class _Call:
         self.operation = operation
         self.clock = clock
         self.attempts = 0
-        self.timeouts: list[asyncio.Timeout] = []
         self.ignored: BaseException | None = None  # the last error a breaker chose not to count
 
 
 def start_call(
-    hooks: tuple[Hook, ...], event: CallStarted, clock: Clock, first: CallObserver | None = None,
+    hooks: tuple[Hook, ...], event: CallStarted, clock: Clock, first: CallObserver | None,
 ) -> _Call | None:
-    """Ask each hook for an observer of one call; ``None`` when none of them watches it.
+    """Ask the other hooks for an observer of one call; ``None`` when none of them watches it.
 
-    The hot paths ask ``hooks[0]`` themselves (saving a call frame) and pass its answer as ``first``
-    (see :func:`first_failed`). A hook that raises here is recorded and does not watch the call.
+    The callers ask ``hooks[0]`` themselves (the hot paths inline, saving a call frame) and pass its
+    answer as ``first`` (see :func:`first_failed`): it is never asked twice, even when it answered
+    ``None``. A hook that raises here is recorded and does not watch the call.
     """
+    if first is not None and refused(first, hooks[0], "call_started", hooks):
+        first = None
     observers: list[CallObserver] = [first] if first is not None else []
     owners: list[Hook] = [hooks[0]] if first is not None else []
-    for hook in hooks[0 if first is None else 1:]:
+    for hook in hooks[1:]:
         try:
             observer = hook.call_started(event)
         except Exception as exc:
@@ -72,7 +77,7 @@ def start_call(
             ended = CallFinished(event.operation, CallOutcome.FAILURE, 0, 0.0, exc)
             _notify(observers[::-1], owners[::-1], hooks, "call_finished", ended)
             raise
-        if observer is not None:
+        if observer is not None and not refused(observer, hook, "call_started", hooks):
             observers.append(observer)
             owners.append(hook)
     return _Call(observers, owners, hooks, event.operation, clock) if observers else None
@@ -102,14 +107,13 @@ async def _attempt(fn: Factory[T], call: _Call) -> T:
     begin = 0.0
     try:
         start(call.observers, call.owners, call.hooks, tokens,
-              "hedge_started" if _HEDGED.get() else "attempt_started", n)
+              "hedge_started" if _HEDGED.get() is call else "attempt_started", n)
         begin = call.clock()
         return await fn()
     except asyncio.CancelledError:
-        # A cancellation delivered by an expiring timeout policy, or by the per-task timeout of the
-        # wave running this call, is that timeout. Only the recorded outcome says so: it is re-raised.
-        expired = any(t.expired() for t in call.timeouts) or task_timed_out()
-        outcome = Outcome.TIMEOUT if expired else Outcome.CANCELLATION
+        # Delivered by an expiring Timeout policy (of this call or around it), or by the per-task timeout
+        # of the wave running it, it is that timeout. Only the recorded outcome says so: it is re-raised.
+        outcome = Outcome.TIMEOUT if timed_out() else Outcome.CANCELLATION
         raise
     except BaseException as exc:
         outcome, error = Outcome.FAILURE, exc
@@ -133,12 +137,14 @@ async def observed(policy: Policy, chain: Chain, i: int, fn: Factory[T], call: _
     try:
         for observer, owner in zip(observers, owners, strict=True):
             entered.append(enter(observer, owner, "call_started", hooks))
+        if not callable(fn):  # refused before a policy retries it, falls back or counts it
+            raise not_a_factory(fn)
         return await policy.run(chain, i, fn, call)
     except asyncio.CancelledError as exc:
-        if task_timed_out():
-            # The wave's per-task timeout cut the call off: recorded like a Timeout policy's expiry
-            # (failure, error.type TimeoutError), yet the cancellation goes on unchanged, uncounted
-            # by breakers and never retried.
+        if timed_out():
+            # The wave's per-task timeout, or a Timeout policy around this call, cut it off: recorded
+            # like the expiry of one of its own Timeout policies (failure, error.type TimeoutError), yet
+            # the cancellation goes on unchanged, uncounted by breakers and never retried.
             outcome, error = CallOutcome.FAILURE, _wave_timeout(exc)
         else:
             outcome = CallOutcome.CANCELLATION

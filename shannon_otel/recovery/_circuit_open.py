@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class CircuitOpenError(Exception):
     """Raised instead of calling the operation while a breaker rejects calls."""
@@ -11,3 +13,8 @@ class CircuitOpenError(Exception):
         self.breaker = breaker
         self.state = state
         self.retry_after_s = retry_after_s
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its own arguments, not the message (what BaseException's reduce passes): a pickled
+        # error (Dask ships a worker's back to the client) or a copy of it raised TypeError instead.
+        return (type(self), (self.breaker, self.state, self.retry_after_s), self.__dict__)

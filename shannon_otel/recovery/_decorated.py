@@ -7,6 +7,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from .._validate import not_callable
+
 
 class DecoratedCall(functools.partial):  # type: ignore[type-arg]
     """The factory of one call with its arguments (``func``, ``args`` and ``keywords``, as on any
@@ -14,6 +16,17 @@ class DecoratedCall(functools.partial):  # type: ignore[type-arg]
     when a policy keys state by the call's arguments (a plain ``partial`` otherwise)."""
 
     __slots__ = ()
+
+    def __new__(cls, func: Any, /, *args: Any, **keywords: Any) -> DecoratedCall:
+        if not callable(func):  # partial's own error ("the first argument must be callable") names nothing
+            raise not_a_factory(func)
+        return super().__new__(cls, func, *args, **keywords)
+
+
+def not_a_factory(fn: object) -> TypeError:
+    """The TypeError of a policy's ``call`` given ``fn`` that cannot be called: raised before any policy
+    acts on it (a retry would retry it, a fallback serve its fallback, a breaker count it)."""
+    return not_callable("fn", fn, "a callable returning an awaitable (the policy calls it for each attempt)")
 
 
 def takes_parameters(func: Callable[..., Any]) -> bool:

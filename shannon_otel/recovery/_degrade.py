@@ -18,9 +18,9 @@ from .._validate import (
     check_sync_callable,
     sync_result,
 )
-from ._call import _Call, notify, observed, start_call
+from ._call import _Call, first_failed, notify, observed, start_call
 from ._circuit_open import CircuitOpenError
-from ._decorated import DecoratedCall, takes_parameters
+from ._decorated import DecoratedCall, not_a_factory, takes_parameters
 from ._fallback import reason_of
 from ._policy import Instrumented, Policy, next_step
 from ._types import END, Chain, Factory
@@ -159,7 +159,16 @@ class Degrade(Instrumented):
     ) -> Served[T]:
         if args or kwargs:
             fn = DecoratedCall(fn, *args, **kwargs)
-        call = start_call(self._hooks, self._started, self.clock) if self._hooks else None
+        elif not callable(fn):
+            raise not_a_factory(fn)
+        call = None
+        hooks = self._hooks
+        if hooks:
+            try:
+                first = hooks[0].call_started(self._started)
+            except Exception as exc:
+                first = first_failed(hooks, exc)
+            call = start_call(hooks, self._started, self.clock, first)
         if call is None:
             return await self.run(END, 0, fn, None)
         return await observed(self, END, 0, fn, call)  # type: ignore[arg-type]

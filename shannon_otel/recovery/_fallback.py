@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .._deadline import task_timed_out
+from .._deadline import timed_out
 from .._events import FallbackStarted
 from .._isolation import finish, start
 from .._telemetry import Outcome
@@ -74,8 +74,8 @@ class Fallback(Instrumented):
                 event = FallbackStarted(call.operation, reason_of(primary), primary)
                 start(call.observers, call.owners, call.hooks, tokens, "fallback_started", event)
             result: T = await awaitable_from("fallback", self.fallback(primary))
-        except asyncio.CancelledError:
-            outcome = Outcome.TIMEOUT if task_timed_out() else Outcome.CANCELLATION
+        except asyncio.CancelledError:  # cut off by a Timeout policy around it too, not only the wave's timeout
+            outcome = Outcome.TIMEOUT if timed_out() else Outcome.CANCELLATION
             raise
         except Exception as exc:
             outcome, error = Outcome.FAILURE, exc

@@ -45,8 +45,8 @@ class Hedge(Instrumented):
 
         def launch() -> None:
             context = contextvars.copy_context()
-            if pending or errors:
-                context.run(_HEDGED.set, True)
+            if call is not None and (pending or errors):
+                context.run(_HEDGED.set, call)
             # The attempt is started inside the task: one cancelled before it runs leaves no coroutine unawaited.
             pending.add(asyncio.create_task(_attempt(chain, i, fn, call), context=context))
 

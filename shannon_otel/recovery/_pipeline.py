@@ -32,7 +32,7 @@ from .._events import CallStarted
 from .._hooks import check_hooks, resolve_hooks
 from .._validate import check_sync_callable
 from ._call import _Call, first_failed, observed, start_call
-from ._decorated import DecoratedCall
+from ._decorated import DecoratedCall, not_a_factory
 from ._policy import Policy
 from ._types import Chain, Clock, Factory
 
@@ -97,6 +97,8 @@ class Pipeline(Policy):
     async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         if args or kwargs:
             fn = DecoratedCall(fn, *args, **kwargs)
+        elif not callable(fn):  # refused before an inner policy retries it, falls back or counts it
+            raise not_a_factory(fn)
         chain = self._chain
         hooks = self._hooks
         if hooks:

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from .. import _clock
 from .._events import CallStarted
 from .._hooks import check_hooks, resolve_hooks
-from .._validate import check_sync_callable
+from .._validate import check_sync_callable, not_callable
 from ._call import _attempt, _Call, first_failed, observed, start_call
-from ._decorated import DecoratedCall
+from ._decorated import DecoratedCall, not_a_factory
 from ._types import END, Chain, Clock, Factory
 
 if TYPE_CHECKING:
@@ -70,6 +70,8 @@ class Policy:
         """
         if args or kwargs:
             fn = DecoratedCall(fn, *args, **kwargs)
+        elif not callable(fn):
+            raise not_a_factory(fn)
         hooks = self._hooks
         if hooks:
             try:
@@ -103,8 +105,11 @@ class Policy:
         Raises TypeError now when a policy inside keeps per-call state that must not be shared across
         arguments (``Degrade(last_good=True)`` without ``key=``) and ``func`` takes parameters.
         """
-        if not callable(func) or inspect.isasyncgenfunction(func):
-            raise TypeError(f"func must be an async function (a policy awaits each call of it), got {func!r}")
+        what = "an async function (a policy awaits each call of it)"
+        if not callable(func):
+            raise not_callable("func", func, what)
+        if inspect.isasyncgenfunction(func):
+            raise TypeError(f"func must be {what}, got {func!r}")
         policy = self._named(getattr(func, "__qualname__", "operation"))
         factory = DecoratedCall if policy._keyed_by_arguments(func) else functools.partial
 

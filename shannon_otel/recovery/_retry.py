@@ -14,7 +14,7 @@ from .._validate import awaitable_from, check_exceptions, check_number, check_sy
 from ._backoff import TESTING, Jitter, RandomSource, delay, parse_jitter, uniform_source
 from ._call import _Call, first_failed, notify, observed, start_call
 from ._circuit_open import CircuitOpenError
-from ._decorated import DecoratedCall
+from ._decorated import DecoratedCall, not_a_factory
 from ._policy import Instrumented, next_step
 from ._types import END, Chain, Factory, Sleep
 
@@ -133,6 +133,8 @@ class Retry(Instrumented):
         try:
             return await fn()  # type: ignore[call-arg]
         except Exception as exc:
+            if not callable(fn):  # checked on the error path only: the success path is budgeted
+                raise not_a_factory(fn) from None
             if not self._retryable(exc):
                 raise
             error = exc
@@ -185,7 +187,7 @@ class Retry(Instrumented):
         if attempt >= (self.attempts if not testing or TESTING.attempts is None
                        else min(self.attempts, TESTING.attempts)):
             return None
-        wait = self.next_delay(error, attempt) if self.next_delay is not None else None
+        wait = sync_result("next_delay", self.next_delay(error, attempt)) if self.next_delay is not None else None
         if wait is None and self.wait_retry_after and isinstance(error, CircuitOpenError):
             wait = error.retry_after_s  # None (half-open, forced open): the backoff below
         if wait is None:

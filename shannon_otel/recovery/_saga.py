@@ -11,6 +11,9 @@ Compensations are shielded from cancellation: each runs in its own task, bounded
 the rollback) and is re-raised after. A compensation that fails, times out or is cancelled itself
 leaves its step in effect: it is in ``SagaResult.uncompensated``, the logging hook (on by default)
 logs it at ERROR (``shannon.saga.compensation_failed``), and the saga span's status is ERROR.
+
+Steps may run concurrently inside the block; one still running in another task when the block ends
+is cancelled and waited for first (as a ``TaskGroup`` does), so no step completes after its saga ended.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .._telemetry import Outcome
+from .._validate import not_callable
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,9 +29,9 @@ def _check_step(name: object, action: object, compensate: object) -> None:
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a non-empty str, got {name!r}")
     if not callable(action):
-        raise TypeError(f"action must be an async callable taking no arguments, got {action!r}")
+        raise not_callable("action", action, "an async callable taking no arguments")
     if compensate is not None and not callable(compensate):
-        raise TypeError(f"compensate must be an async callable taking the step's result, or None, got {compensate!r}")
+        raise not_callable("compensate", compensate, "an async callable taking the step's result, or None")
 
 
 async def _awaited(name: str, made: object) -> Any:
@@ -42,7 +43,12 @@ async def _awaited(name: str, made: object) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class SagaResult:
-    """How a saga ended. ``compensated`` is in the order the compensations ran (newest step first)."""
+    """How a saga ended. ``compensated`` is in the order the compensations ran (newest step first).
+
+    ``failed_compensations`` maps each step left in effect to its compensation's error; a step name used
+    several times (a step run in a loop) keys the n-th completed step of that name as ``"name#n"`` from
+    the second on, so every one of them is counted.
+    """
 
     saga: str
     outcome: Outcome
@@ -51,6 +57,16 @@ class SagaResult:
     failed_compensations: Mapping[str, BaseException] = field(default_factory=lambda: MappingProxyType({}))
     error: BaseException | None = None
     values: tuple[Any, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.failed_compensations, MappingProxyType):  # read-only, whatever was passed
+            object.__setattr__(self, "failed_compensations", MappingProxyType(dict(self.failed_compensations)))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A mappingproxy cannot be pickled or deep-copied: the result (and the SagaError holding it) is
+        # rebuilt from a plain dict of the failed compensations.
+        return (type(self), (self.saga, self.outcome, self.completed, self.compensated,
+                             dict(self.failed_compensations), self.error, self.values))
 
     @property
     def uncompensated(self) -> tuple[str, ...]:
@@ -72,6 +88,11 @@ class SagaError(Exception):
             f"saga {result.saga!r} failed; compensated {list(result.compensated)}; failed compensations: {failed}"
         )
         self.result = result
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its result, not the message (what BaseException's reduce passes): pickling or
+        # copying it raised TypeError/AttributeError.
+        return (type(self), (self.result,), self.__dict__)
 
     @property
     def compensation_errors(self) -> Mapping[str, BaseException]:

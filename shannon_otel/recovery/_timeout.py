@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import TypeVar
 
+from .._deadline import POLICY_TIMEOUTS
 from .._events import TimedOut
 from .._validate import check_number
 from ._call import _Call, notify
@@ -33,17 +34,19 @@ class Timeout(Instrumented):
         self._setup("timeout")
 
     async def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> T:
-        if call is None:
-            async with asyncio.timeout(self.seconds):
-                return await next_step(chain, i, fn, call)
         scope = asyncio.timeout(self.seconds)
-        call.timeouts.append(scope)  # lets the attempt tell its timeout from an outside cancellation
+        # Lets what runs inside (an attempt, a fallback, a saga, a call of its own) tell this timeout's
+        # cancellation from an outside one, and record it as a timeout.
+        token = POLICY_TIMEOUTS.set((*POLICY_TIMEOUTS.get(), scope))
         try:
             async with scope:
                 return await next_step(chain, i, fn, call)
         except TimeoutError:
-            if scope.expired():
+            if call is not None and scope.expired():
                 notify(call, "timed_out", TimedOut(call.operation, self.seconds))
             raise
         finally:
-            call.timeouts.remove(scope)
+            try:
+                POLICY_TIMEOUTS.reset(token)
+            except ValueError:  # closed from another context (an abandoned coroutine, collected): none to restore
+                pass

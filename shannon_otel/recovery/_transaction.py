@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._deadline import task_timed_out
+from .._deadline import timed_out
 from .._events import CompensationFinished, SagaFinished, SagaObserver, SagaStarted
-from .._isolation import Unentered, enter, finish, hook_failed, leave, start
+from .._isolation import Unentered, enter, finish, hook_failed, leave, refused, start
 from .._telemetry import Outcome
 from ._saga_types import SagaError, SagaResult, _awaited, _check_step
 
@@ -23,13 +23,18 @@ T = TypeVar("T")
 
 
 class Transaction:
-    """One run of a :class:`Saga`; use it as ``async with`` in a single task.
+    """One run of a :class:`Saga`; use it as ``async with``.
+
+    Steps may run concurrently inside the block (``asyncio.gather``, a ``TaskGroup``). A step still
+    running in another task when the block ends (a gathered step whose sibling failed, one never
+    awaited) is cancelled and waited for first, as a ``TaskGroup`` does: the rollback sees every step
+    that completed, and no step completes after the saga has ended.
 
     Observers are isolated (``shannon_otel._isolation``): one that raises is recorded and skipped;
     an observer that is a context manager is entered in ``__aenter__`` and exited in ``__aexit__``.
     """
 
-    __slots__ = ("_done", "_entered", "_observers", "_open", "_owners", "_saga", "result")
+    __slots__ = ("_done", "_entered", "_observers", "_open", "_owners", "_running", "_saga", "result")
 
     def __init__(self, saga: Saga) -> None:
         self._saga = saga
@@ -37,6 +42,7 @@ class Transaction:
         self._observers: list[SagaObserver] = []
         self._owners: list[Hook] = []
         self._entered: list[Any] = []
+        self._running: dict[asyncio.Future[None], asyncio.Task[Any] | None] = {}  # steps in flight: their task
         self._open: bool | None = None  # None: not entered yet; True: inside `async with`; False: exited
         self.result: SagaResult | None = None
 
@@ -56,7 +62,7 @@ class Transaction:
                 except BaseException:  # it propagates, the saga never runs: the observers made end it
                     self._abandon()
                     raise
-                if observer is not None:
+                if observer is not None and not refused(observer, hook, "saga_started", hooks):
                     self._observers.append(observer)
                     self._owners.append(hook)
                     try:
@@ -93,6 +99,8 @@ class Transaction:
         observers, owners, hooks = self._observers, self._owners, self._saga._hooks
         tokens: list[Any] = []
         outcome, error = Outcome.SUCCESS, None
+        left: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._running[left] = asyncio.current_task()
         try:
             if observers:
                 start(observers, owners, hooks, tokens, "step_started", name)
@@ -100,12 +108,14 @@ class Transaction:
             # Done before its observers are told: one raising a BaseException must not keep it from the rollback.
             self._done.append((name, value, compensate))
         except asyncio.CancelledError:
-            outcome = Outcome.TIMEOUT if task_timed_out() else Outcome.CANCELLATION
+            outcome = Outcome.TIMEOUT if timed_out() else Outcome.CANCELLATION
             raise
         except BaseException as exc:
             outcome, error = Outcome.FAILURE, exc
             raise
         finally:
+            del self._running[left]
+            left.set_result(None)
             if tokens:
                 finish(observers, owners, hooks, tokens, "step_finished", name, outcome, error)
         return value
@@ -120,14 +130,18 @@ class Transaction:
             self._leave()
 
     async def _exit(self, exc: BaseException | None) -> bool:
+        interrupted = await self._settle() if self._running else None
         completed = tuple(name for name, _, _ in self._done)
         values = tuple(value for _, value, _ in self._done)
         if exc is None:
             self._finish(SagaResult(self._saga.name, Outcome.SUCCESS, completed, values=values))
+            if interrupted is not None:
+                raise interrupted
             return False
         compensated, failed, cancelled, escaped = await self._compensate()
-        if isinstance(exc, asyncio.CancelledError):  # the wave task's own timeout, or a real cancellation
-            outcome = Outcome.TIMEOUT if task_timed_out() else Outcome.CANCELLATION
+        cancelled = cancelled or interrupted
+        if isinstance(exc, asyncio.CancelledError):  # a timeout (the wave's, a Timeout's) or a cancellation
+            outcome = Outcome.TIMEOUT if timed_out() else Outcome.CANCELLATION
         else:
             outcome = Outcome.FAILURE
         result = SagaResult(
@@ -142,6 +156,24 @@ class Transaction:
             raise SagaError(result) from exc
         return False  # cancellation (and other BaseExceptions) propagate unchanged
 
+    async def _settle(self) -> asyncio.CancelledError | None:
+        """Cancel the steps still running in other tasks and wait until each has ended (completed, or not).
+
+        Returns the caller's cancellation if one arrived meanwhile (re-raised after the rollback, as
+        during a compensation): the rollback must not start while a step may still complete.
+        """
+        current = asyncio.current_task()
+        for task in set(self._running.values()):
+            if task is not None and task is not current:
+                task.cancel()
+        cancelled: asyncio.CancelledError | None = None
+        while pending := [left for left, task in self._running.items() if task is not current]:
+            try:
+                await asyncio.wait(pending)
+            except asyncio.CancelledError as exc:
+                cancelled = exc
+        return cancelled
+
     async def _compensate(
         self,
     ) -> tuple[tuple[str, ...], dict[str, BaseException], asyncio.CancelledError | None, BaseException | None]:
@@ -154,7 +186,14 @@ class Transaction:
         saga, clock, observers = self._saga.name, self._saga.clock, self._observers
         owners, hooks = self._owners, self._saga._hooks
         escaped: BaseException | None = None
-        for name, value, compensate in reversed(self._done):
+        # A name repeated (a step run in a loop) keys its failed compensations apart: the n-th completed
+        # step of that name as "name#n" (n >= 2), so failed_compensations and uncompensated count them all.
+        seen: dict[str, int] = {}
+        keys = []
+        for name, _, _ in self._done:
+            seen[name] = seen.get(name, 0) + 1
+            keys.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+        for key, (name, value, compensate) in zip(reversed(keys), reversed(self._done), strict=True):
             if compensate is None:
                 continue
             tokens: list[Any] = []
@@ -170,7 +209,7 @@ class Transaction:
             if error is None:
                 compensated.append(name)
             else:
-                failed[name] = error
+                failed[key] = error
                 outcome = (Outcome.CANCELLATION if isinstance(error, asyncio.CancelledError)
                            else Outcome.TIMEOUT if isinstance(error, TimeoutError) else Outcome.FAILURE)
                 if not isinstance(error, Exception | asyncio.CancelledError):  # KeyboardInterrupt & co:

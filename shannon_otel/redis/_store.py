@@ -9,8 +9,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from .._telemetry import SCOPE_NAME, SHARED_DURATION, SHARED_ERRORS, SHARED_OPERATION
-from .._version import __version__
+from .._events._error import error_type
+from .._telemetry import ERROR_TYPE, SHARED_OPERATION
 from . import _scripts
 
 if TYPE_CHECKING:
@@ -103,21 +103,14 @@ class RedisState:
         self._instruments(meter_provider)
 
     def _instruments(self, meter_provider: MeterProvider | None) -> None:
-        from opentelemetry import metrics
+        from .._otel._providers import provider_state
 
-        from .._otel._instruments import instrument
-        from .._telemetry import SHARED_AVAILABLE as _AVAILABLE
-
-        meter = metrics.get_meter(SCOPE_NAME, __version__, meter_provider)
-        self._errors = instrument(meter, SHARED_ERRORS)
-        self._duration = instrument(meter, SHARED_DURATION)
-
-        def observe(_: Any) -> list[Any]:
-            from opentelemetry.metrics import Observation
-
-            return [Observation(1 if self.available else 0, {"shannon.shared.prefix": self.prefix})]
-
-        self._available_gauge = instrument(meter, _AVAILABLE, [observe])
+        # The provider's one set of shared-state instruments: its availability gauge reports every
+        # RedisState of the provider (a gauge per state: the SDK kept the first only).
+        self._telemetry = provider_state(meter_provider).shared_telemetry(meter_provider)
+        self._errors = self._telemetry.errors
+        self._duration = self._telemetry.duration
+        self._telemetry.watch(self)
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> RedisState:
@@ -139,8 +132,10 @@ class RedisState:
         ]
 
     async def close(self) -> None:
-        """Send what is pending (bounded by ``timeout_s``), stop the background tasks, close the connection."""
+        """Send what is pending (bounded by ``timeout_s``), stop the background tasks, close the connection;
+        ``shannon.shared.available`` stops reporting this state."""
         self._closing = True
+        self._telemetry.forget(self)
         if self._pending:  # state pushes already under way (a trip, a probe result) finish first, bounded
             await asyncio.wait(list(self._pending), timeout=max(1.0, 4 * self.timeout_s))
         with contextlib.suppress(Exception):
@@ -167,7 +162,7 @@ class RedisState:
             async with asyncio.timeout(self.timeout_s):
                 result = await command()
         except (Exception, TimeoutError) as exc:  # redis errors, OSError, timeouts
-            self._errors.add(1, {SHARED_OPERATION: operation, "error.type": type(exc).__qualname__})
+            self._errors.add(1, {SHARED_OPERATION: operation, ERROR_TYPE: error_type(exc)})
             self._down(exc)
             raise SharedStateUnavailableError(f"Redis unavailable during {operation}: {exc!r}") from exc
         self._duration.record(time.perf_counter() - start, {SHARED_OPERATION: operation})

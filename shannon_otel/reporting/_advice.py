@@ -29,10 +29,14 @@ def check_number(name: str, value: object, *, low: float, high: float | None = N
     kinds: tuple[type, ...] = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds):
         raise TypeError(f"{name} must be {'an int' if integer else 'a number'}, got {value!r}")
-    v = float(value)  # type: ignore[arg-type]
+    shown = value
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except OverflowError:  # an int no float holds (10**400): refused by name, as _validate does
+        v, shown = math.nan, "an int beyond the float range"
     if v != v or (v <= low if low_open else v < low) or (high is not None and v > high):
         raise ValueError(f"{name} must be in {'(' if low_open else '['}{low}, {high if high is not None else 'inf'}"
-                         f"{']' if high is not None else ')'}, got {value!r}")
+                         f"{']' if high is not None else ')'}, got {shown}")
 
 
 class _Distribution(Protocol):
