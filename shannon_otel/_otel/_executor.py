@@ -25,6 +25,7 @@ from .._telemetry import Outcome
 from ._instruments import histogram, instrument
 from ._providers import Recording, bridge_for
 from ._scope import record_error
+from ._span_attributes import set_task_attributes
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Histogram, Meter, MeterProvider
@@ -209,6 +210,7 @@ class _WaveTelemetry(WaveObserver):
         "_span",
         "_task_span_name",
         "_tokens",
+        "_tracer",
         "_untraced",
         "_wave_context",
         "_wave_key",
@@ -234,7 +236,8 @@ class _WaveTelemetry(WaveObserver):
         self._ok = bind_pair(durations, self.success_key, queue_waits, self._wave_key)
         self._span: Span | None = None
         self._attached: object = None
-        self._wave_context: otel_context.Context | None = None
+        self._wave_context: otel_context.Context | None = None  # task spans' parent: set when they record
+        self._tracer = owner.tracer
         self.record_tasks = False
         if tracing:
             attributes: dict[str, Any] = {tel.WAVE_NAME: wave}
@@ -268,8 +271,10 @@ class _WaveTelemetry(WaveObserver):
 
     def __enter__(self) -> None:
         if self._span is not None:
-            self._wave_context = trace.set_span_in_context(self._span)
-            self._attached = otel_context.attach(self._wave_context)
+            wave_context = trace.set_span_in_context(self._span)
+            self._attached = otel_context.attach(wave_context)
+            if self.record_tasks:
+                self._wave_context = wave_context
 
     def __exit__(self, *exc_info: object) -> None:
         token, self._attached = self._attached, None
@@ -278,18 +283,31 @@ class _WaveTelemetry(WaveObserver):
 
     def task_started(self, index: int, name: str, queue_wait_s: float) -> Any:
         self.started += 1
-        if not self.record_tasks or self._wave_context is None:
+        parent = self._wave_context  # None unless task spans record (see __enter__)
+        if parent is None:
             return None
-        # No attributes at start: the SDK validates attributes per call (~1-2 us a call), so the task's
-        # attributes are all set in one call when it finishes (the TaskResult carries index and wait).
-        span = self.owner.tracer.start_span(
-            self._task_span_name if name == self.wave else tel.SPAN_TASK.format(task=name),
-            context=self._wave_context,
+        # No attributes at start: index and queue wait go on with the outcome when the task ends, in
+        # one write (the TaskResult carries them; see task_finished).
+        span = self._tracer.start_span(
+            self._task_span_name if name == self.wave else tel.SPAN_TASK.format(task=name), context=parent,
         )
         return span, otel_context.attach(trace.set_span_in_context(span))
 
     def task_finished(self, token: Any, event: TaskResult[Any]) -> None:
         _, index, _, outcome, _, error, duration, queue_wait, measurements, batch = event  # one unpack per task
+        if token is not None and outcome is _SUCCESS_OUTCOME and measurements is None and batch is None:
+            # The common traced case, kept short (it runs per task): a success without measurements
+            # or batch. The same records and attributes as the general path below; the attributes
+            # without the SDK's validation pass where it would change nothing (_span_attributes.py).
+            span, context_token = token
+            try:
+                self.succeeded += 1
+                self._ok.record(duration, queue_wait, span.get_span_context())
+                set_task_attributes(span, _INDEX, index, _QUEUE_WAIT, queue_wait, _OUTCOME, _SUCCESS)
+            finally:
+                otel_context.detach(context_token)
+                span.end()
+            return
         span_context = token[0].get_span_context() if token is not None else self._untraced
         etype: str | None = None
         if outcome is _SUCCESS_OUTCOME:  # never an error: counted and recorded at the wave's own keys
