@@ -187,8 +187,11 @@ async def _shared_state(url: str, meter_provider: Any) -> None:
         for _ in range(20):
             await limit.acquire()
             await breaker.call(world_ok)
+        # shannon.shared.available reports open states only: a collection while this one is open
+        await asyncio.to_thread(meter_provider.force_flush, 10_000)
     async with RedisState("redis://127.0.0.1:1/0", meter_provider=meter_provider, timeout_s=0.1) as down:
         await SharedRateLimit(down, f"down-{RUN}", rate=1000).acquire()  # fails open: counted as an error
+        await asyncio.to_thread(meter_provider.force_flush, 10_000)
 
 
 async def world_ok() -> str:
