@@ -192,7 +192,8 @@ def test_a_future_cancelled_on_the_cluster_by_someone_else_fails_its_task(cluste
 
     async def body(client: Client) -> tuple[Any, int]:
         backend = DaskBackend(client)
-        run = asyncio.ensure_future(Wave("cancelled-elsewhere").run(backend.map(tasks.slow, [30.0, 30.0])))
+        wave: Wave[Any] = Wave("cancelled-elsewhere")
+        run = asyncio.ensure_future(wave.run(backend.map(tasks.slow, [30.0, 30.0])))
         while len(client.futures) < 2:  # noqa: ASYNC110 - waiting for the submission
             await asyncio.sleep(0.01)
         await client.cancel([Future(key, client) for key in list(client.futures)])
