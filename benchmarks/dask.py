@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import statistics
 import sys
 import time
@@ -68,6 +69,7 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
     tracer_provider.add_span_processor(BatchSpanProcessor(_Discard()))  # type: ignore[arg-type]
     meter_provider = MeterProvider(metric_readers=[bridged(InMemoryMetricReader())])
     n = args.tasks
+    load_start = os.getloadavg()[0]
     async with LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, asynchronous=True, dashboard_address="127.0.0.1:0",
         host="127.0.0.1", silence_logs=40,
@@ -93,17 +95,21 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
             await variant(200)
         times: dict[str, list[float]] = {k: [] for k in variants}
         cpu: dict[str, list[float]] = {k: [] for k in variants}
+        cpu_client: dict[str, list[float]] = {k: [] for k in variants}
         settled: dict[str, list[float]] = {k: [] for k in variants}
         for rep in range(args.repetitions):
             order = list(variants) if rep % 2 == 0 else list(reversed(variants))
             for name in order:
                 await _settle(client)
-                cpu_start = time.process_time() + sum((await client.run(time.process_time)).values())
+                workers_start = sum((await client.run(time.process_time)).values())
+                client_start = time.process_time()
                 start = time.perf_counter()
                 values = await variants[name]()
                 times[name].append(time.perf_counter() - start)
-                cpu_end = time.process_time() + sum((await client.run(time.process_time)).values())
-                cpu[name].append(cpu_end - cpu_start)
+                client_end = time.process_time()
+                workers_end = sum((await client.run(time.process_time)).values())
+                cpu[name].append(client_end - client_start + workers_end - workers_start)
+                cpu_client[name].append(client_end - client_start)
                 assert values == list(range(n)), f"{name} returned wrong results"
                 # Until the cluster has forgotten the variant's tasks too: plain releases its 2,000
                 # futures after its gather returns (outside the times above), the backend as each
@@ -114,6 +120,7 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
     tracer_provider.shutdown()
     medians = {k: statistics.median(v) for k, v in times.items()}
     cpu_medians = {k: statistics.median(v) for k, v in cpu.items()}
+    client_medians = {k: statistics.median(v) for k, v in cpu_client.items()}
     settled_medians = {k: statistics.median(v) for k, v in settled.items()}
     return {
         "suite": "dask",
@@ -125,10 +132,14 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
         # CPU of the client process (it hosts the scheduler) and the workers: steadier than wall
         # time on a shared machine, and on a saturated one what the wall time follows.
         "cpu_us_per_task": {k: round(v * 1e6 / n) for k, v in cpu_medians.items()},
+        # the client process's share of it (the rest is the workers')
+        "client_cpu_us_per_task": {k: round(v * 1e6 / n) for k, v in client_medians.items()},
         "cpu_ratios": {k: round(cpu_medians[k] / cpu_medians["plain"], 3) for k in ("traced", "no_sdk")},
         # Timed to the settled cluster (every variant's released tasks forgotten by the scheduler).
         "ratios_to_settled": {k: round(settled_medians[k] / settled_medians["plain"], 3) for k in ("traced", "no_sdk")},
         "target": {"traced": 1.10},
+        # 1-minute load average at the start and the end: the machine's other work, which the wall ratios follow
+        "load_average": [round(load_start, 2), round(os.getloadavg()[0], 2)],
     }
 
 
@@ -145,7 +156,7 @@ def main(argv: list[str]) -> int:
         ratio = seconds / result["median_s"]["plain"]
         print(
             f"{name:<8} {seconds * 1000:9.1f} ms  {ratio:5.2f}x plain  {result['tasks_per_s'][name]:9.1f} tasks/s"
-            f"  cpu {result['cpu_us_per_task'][name]:6d} us/task",
+            f"  cpu {result['cpu_us_per_task'][name]:6d} us/task (client {result['client_cpu_us_per_task'][name]:5d})",
         )
     print(json.dumps(result))
     return 0

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import _dask_tasks as tasks
 import dask
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client, Future, LocalCluster
 
 from shannon_otel import Outcome, Retry, Wave
 from shannon_otel.dask import DaskBackend, UnshippableTaskError
@@ -181,6 +181,29 @@ def test_a_task_timeout_cancels_the_future(cluster: LocalCluster) -> None:
 
     result, left = on_cluster(cluster, body)
     assert [r.outcome for r in result.results] == [Outcome.TIMEOUT]
+    assert left == 0
+
+
+def test_a_future_cancelled_on_the_cluster_by_someone_else_fails_its_task(cluster: LocalCluster) -> None:
+    """The backend waits on the future's own state (not ``distributed.wait``): a cancellation made
+    elsewhere (another ``client.cancel``) wakes the task, which fails with the error plain Dask's
+    ``gather`` raises for it (its result is gone: never a silent loss, never a hang)."""
+    from distributed.client import FutureCancelledError
+
+    async def body(client: Client) -> tuple[Any, int]:
+        backend = DaskBackend(client)
+        wave: Wave[Any] = Wave("cancelled-elsewhere")
+        run = asyncio.ensure_future(wave.run(backend.map(tasks.slow, [30.0, 30.0])))
+        while len(client.futures) < 2:  # noqa: ASYNC110 - waiting for the submission
+            await asyncio.sleep(0.01)
+        await client.cancel([Future(key, client) for key in list(client.futures)])
+        async with asyncio.timeout(10):  # the tasks sleep 30 s on the workers: only the cancellation ends them
+            result = await run
+        return result, await wait_until_empty(client)
+
+    result, left = on_cluster(cluster, body)
+    assert [r.outcome for r in result.results] == [Outcome.FAILURE] * 2
+    assert all(isinstance(r.error, FutureCancelledError) for r in result.results)
     assert left == 0
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -95,7 +94,7 @@ class DaskBackend:
         self.client = client
         self._results = Gatherer(client, float(gather_window_s))
         self._cancels: set[asyncio.Future[Any]] = set()
-        self._queue: list[tuple[Callable[..., Any], Payload, str, asyncio.Future[Future[Any]]]] = []
+        self._queue: list[tuple[Callable[..., Any], str, Payload, asyncio.Future[Future[Any]]]] = []
 
     def remote(self, fn: Callable[..., Any], *, name: str | None = None) -> RemoteFunction[Any]:
         """``fn`` as an async callable that runs on the cluster; ``name`` names its spans (default: qualname)."""
@@ -138,7 +137,7 @@ class DaskBackend:
         carrier: dict[str, str] = {}
         propagate.inject(carrier)  # the span current now: the task span, or the attempt under a policy
         waiter: asyncio.Future[Future[Any]] = asyncio.get_running_loop().create_future()
-        self._queue.append((entry, Payload(fn, name, carrier, args, kwargs), f"{name}-{uuid.uuid4().hex}", waiter))
+        self._queue.append((entry, name, Payload(fn, name, carrier, args, kwargs), waiter))
         if len(self._queue) == 1:
             # Everything submitted during this turn of the loop goes in one message (client.map):
             # the scheduler's cost is per message far more than per task.
@@ -155,22 +154,24 @@ class DaskBackend:
             raise
 
     def _flush(self) -> None:
-        """Submit the queued tasks, one ``client.map`` per entry function."""
+        """Submit the queued tasks, one ``client.map`` per entry function and task name.
+
+        Dask names the keys ``{name}-{uuid of the map}-{i}`` (``pure=False``): one UUID per map,
+        not one per task.
+        """
         queue, self._queue = self._queue, []
-        groups: dict[Callable[..., Any], list[tuple[Payload, str, asyncio.Future[Future[Any]]]]] = {}
-        for entry, payload, key, waiter in queue:
-            groups.setdefault(entry, []).append((payload, key, waiter))
-        for entry, group in groups.items():
+        groups: dict[tuple[Callable[..., Any], str], list[tuple[Payload, asyncio.Future[Future[Any]]]]] = {}
+        for entry, name, payload, waiter in queue:
+            groups.setdefault((entry, name), []).append((payload, waiter))
+        for (entry, name), group in groups.items():
             try:
-                futures = self.client.map(
-                    entry, [p for p, _, _ in group], key=[k for _, k, _ in group], pure=False, retries=0,
-                )
+                futures = self.client.map(entry, [p for p, _ in group], key=name, pure=False, retries=0)
             except Exception as exc:
-                for _, _, waiter in group:
+                for _, waiter in group:
                     if not waiter.done():
                         waiter.set_exception(exc)
                 continue
-            for (_, _, waiter), future in zip(group, futures, strict=True):
+            for (_, waiter), future in zip(group, futures, strict=True):
                 if waiter.done():  # its task was cancelled before the flush: drop it on the cluster too
                     self._cancel(future)
                 else:
