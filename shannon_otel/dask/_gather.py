@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from distributed import wait
@@ -45,7 +44,7 @@ class Gatherer:
         """
         self._running += 1
         try:
-            await _settled(future)  # finished, without fetching the result yet
+            await wait(future)  # finished, without fetching the result yet
         finally:
             self._running -= 1
         if future.status != "finished":  # an error (or cancelled): raised from the client's state
@@ -118,21 +117,3 @@ class Gatherer:
                 if not waiter.done():
                     waiter.set_exception(exc)
             raise
-
-
-def _settled(future: Future[Any]) -> Awaitable[Any]:
-    """Wait until ``future`` is no longer pending (finished, erred, cancelled or lost), fetching nothing.
-
-    ``distributed.wait(future)`` ends up awaiting the event of the future's ``FutureState``, which
-    the client sets when the scheduler reports the key done; the wrapper around it (the sync
-    machinery, ``futures_of``, an ``All`` of one, the result sets) costs ~20 us per call, once per
-    task. So that event is awaited directly (~0.2 us) when this version of distributed has it, and
-    through ``wait`` otherwise. A lost key clears the event; the caller awaits the future then, as
-    ``wait`` would have it.
-    """
-    get_event = getattr(getattr(future, "_state", None), "_get_event", None)
-    if get_event is None:  # pragma: no cover - another distributed: the public, slower path
-        waiting: Awaitable[Any] = wait(future)
-        return waiting
-    event: asyncio.Event = get_event()
-    return event.wait()
