@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from .._version import __version__
+from ._pipe import discard
 
 __all__ = ["main"]
 
@@ -217,6 +218,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.otlp_protocol = _protocol(args.env_protocol)
         except argparse.ArgumentTypeError as exc:
             parser.error(f"OTEL_EXPORTER_OTLP_PROTOCOL: {exc}")
+    try:
+        code = _dispatch(args)
+        sys.stdout.flush()  # here, not at interpreter exit, where a closed pipe is an "Exception ignored"
+    except BrokenPipeError:  # `shannon-otel dashboards | head`: the reader has what it wanted
+        discard(sys.stdout)
+        return 0
+    return code
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from ._demo import run
 
@@ -227,8 +238,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check(args)
     from ._assets import run as assets
 
-    try:
-        return assets(args)
-    except BrokenPipeError:  # `shannon-otel dashboards | head`
-        sys.stderr.close()
-        return 0
+    return assets(args)

@@ -75,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
     """Print or write; OSError (unwritable path) becomes exit 1 with a message."""
     try:
         return _dashboards(args) if args.command == "dashboards" else _rules(args)
+    except BrokenPipeError:  # stdout's reader left (`| head`), not a file that could not be written
+        raise
     except OSError as exc:
         print(f"shannon-otel {args.command}: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 1

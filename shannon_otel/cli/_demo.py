@@ -11,12 +11,12 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from .._events import Hook
 from ..reporting._recorder import RunRecorder
-from ._display import make_display
+from ._display import PlainDisplay, make_display
 from ._exporting import Exporting, setup
 from ._prometheus import MetricsServer, PrometheusReader
 from ._secrets import safe_url
@@ -102,10 +102,13 @@ def run(args: argparse.Namespace) -> int:
     with exporting.problems:
         try:
             with display:
-                asyncio.run(run_waves(config, hooks, exporting.providers, keep_going=keep_going))
+                outputs: list[Out | PlainDisplay] = [out, display] if isinstance(display, PlainDisplay) else [out]
+                asyncio.run(_while_read(run_waves(config, hooks, exporting.providers, keep_going=keep_going), outputs))
         except KeyboardInterrupt:
             out.line("interrupted: summarising what ran")
             code = EXIT_INTERRUPTED
+        except asyncio.CancelledError:  # stdout's reader left (demo | head): stopped; what ran is still flushed
+            pass
         finally:
             lines.__exit__(None, None, None)
         try:
@@ -125,6 +128,20 @@ def run(args: argparse.Namespace) -> int:
     if code == EXIT_OK and exporting.problems.count:
         code = EXIT_EXPORT
     return code
+
+
+async def _while_read(work: Coroutine[Any, Any, int], outputs: Sequence[Out | PlainDisplay]) -> None:
+    """Await ``work``; cancelled (CancelledError out of ``asyncio.run``) once a write to ``outputs`` finds
+    stdout's reader gone (``demo | head``), so nobody waits for waves whose output nobody reads."""
+    main = asyncio.current_task()
+    assert main is not None
+    for output in outputs:
+        output.on_gone = main.cancel
+    try:
+        await work
+    finally:
+        for output in outputs:
+            output.on_gone = None
 
 
 def _leave_now(exporting: Exporting, server: MetricsServer | None) -> int:

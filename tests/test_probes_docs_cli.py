@@ -1,0 +1,49 @@
+"""Round-3 probes: the README and docs/ followed literally by a first-time user, and the command's edges."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _command(*args: str, **options: object) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["PYTHONPATH"] = str(ROOT)
+    return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
+        [sys.executable, "-m", "shannon_otel", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env, **options,
+    )
+
+
+def test_demo_piped_into_head_stops_when_the_reader_leaves_without_a_traceback() -> None:
+    """`shannon-otel demo | head -1`: it used to log every hook's BrokenPipeError with its traceback, run all
+    its waves (a --duration run for its whole duration) for nobody, and die in the summary with a traceback."""
+    proc = _command("demo", "--duration", "600", "--tasks", "6", "--concurrency", "3")
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        proc.stdout.close()  # what `head -1` does after its line
+        _, err = proc.communicate(timeout=120)  # a guard against running the 600 s for nobody, not a timing
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert first.startswith("[") and "wave plan: started" in first
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert "failed in" not in err, "no hook failure for a closed stdout"
+    assert proc.returncode == 0, err
+
+
+def test_dashboards_and_rules_into_a_closed_pipe_exit_0_without_an_error() -> None:
+    """`shannon-otel dashboards | head -c 10`: it used to say "cannot write None: Broken pipe" and exit 1
+    (the BrokenPipeError is an OSError, taken for a file that could not be written)."""
+    for command in ("dashboards", "rules"):
+        proc = _command(command)
+        assert proc.stdout is not None
+        proc.stdout.close()  # the reader is gone before the first write
+        _, err = proc.communicate(timeout=120)
+        assert err == "", err
+        assert proc.returncode == 0
