@@ -47,3 +47,16 @@ def test_dashboards_and_rules_into_a_closed_pipe_exit_0_without_an_error() -> No
         _, err = proc.communicate(timeout=120)
         assert err == "", err
         assert proc.returncode == 0
+
+
+def test_a_bad_rules_value_is_a_usage_error_naming_the_flag_the_user_typed() -> None:
+    """docs/cli.md: exit 2 prints the subcommand's usage and the reason. `rules --slo-target 1` printed
+    neither: only "slo_target must be in (0, 1)", the Python parameter, not the flag."""
+    for bad, flag in ((("--slo-target", "1"), "--slo-target"), (("--stall-after", "soon"), "--stall-after"),
+                      (("--stall-after-wave", "train=soon"), "--stall-after-wave"),
+                      (("--stall-after-wave", "train"), "--stall-after-wave")):
+        proc = _command("rules", *bad)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 2
+        assert err.startswith("usage: shannon-otel rules"), err
+        assert f"shannon-otel rules: error: argument {flag}: " in err, err
