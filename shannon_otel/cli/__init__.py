@@ -20,7 +20,8 @@ __all__ = ["main"]
 EPILOG = """\
 exit codes:
   0    success
-  1    error: `check` found a target unreachable, a port could not be bound, or an unexpected failure
+  1    error: `check` found a target unreachable, a port could not be bound, a file could not be written,
+       or an unexpected failure
   2    usage error: unknown subcommand, bad flag or flag value
   3    `demo` finished and printed its full summary, but exporting telemetry failed
   130  interrupted (Ctrl-C); `demo` still prints the summary of what ran
@@ -170,8 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     rules = sub.add_parser("rules", help="print or write the bundled Prometheus alert rules",
                            description="Prints the Prometheus alert rule file (YAML), or writes it to --out FILE.")
     rules.add_argument("--out", metavar="FILE", help="write the rules to FILE instead of stdout")
-    rules.add_argument("--jaeger-url", type=_link, help="link alerts to this Jaeger UI (e.g. http://127.0.0.1:16686)")
-    rules.add_argument("--runbook-url", type=_link, help="base URL of the runbook linked from each alert")
+    rules.add_argument("--jaeger-url", type=_link, metavar="URL",
+                       help="link alerts to this Jaeger UI (e.g. http://127.0.0.1:16686)")
+    rules.add_argument("--runbook-url", type=_link, metavar="URL",
+                       help="base URL of the runbook linked from each alert")
     rules.add_argument("--slo-target", type=float, metavar="RATIO",
                        help="task success objective of the error budget alerts, in (0, 1) (default 0.99)")
     rules.add_argument("--stall-after", metavar="DURATION",
@@ -187,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--otlp-endpoint", type=endpoint_url, default=None, metavar="URL",
                        help="default: $OTEL_EXPORTER_OTLP_ENDPOINT, else http://127.0.0.1:4317")
-    check.add_argument("--otlp-protocol", type=_protocol, default=None, metavar="{grpc,http/protobuf}")
+    check.add_argument("--otlp-protocol", type=_protocol, default=None, metavar="{grpc,http/protobuf}",
+                       help="OTLP transport (default: $OTEL_EXPORTER_OTLP_PROTOCOL, else grpc)")
     check.add_argument("--prometheus", type=endpoint_url, default=None, metavar="URL",
                        help="Prometheus base URL (default http://127.0.0.1:9090)")
     skip = check.add_mutually_exclusive_group()  # skipping both would check nothing and still exit 0
