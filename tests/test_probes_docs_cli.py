@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -60,3 +62,17 @@ def test_a_bad_rules_value_is_a_usage_error_naming_the_flag_the_user_typed() -> 
         assert proc.returncode == 2
         assert err.startswith("usage: shannon-otel rules"), err
         assert f"shannon-otel rules: error: argument {flag}: " in err, err
+
+
+def test_a_task_count_the_demo_cannot_hold_is_refused_naming_the_range(capsys: pytest.CaptureFixture[str]) -> None:
+    """`demo --tasks 100000000000000000000` (a typo away from 100) sat building its task list, printing
+    nothing, until memory ran out; the slowest wave's trace is held in memory for the summary too."""
+    from shannon_otel.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["demo", "--tasks", "10000"]).tasks == 10_000
+    for bad in ("10001", "100000000000000000000"):
+        with pytest.raises(SystemExit) as exc:
+            parser.parse_args(["demo", "--tasks", bad])
+        assert exc.value.code == 2
+        assert f"argument --tasks: must be in 1..10,000, got {bad}" in capsys.readouterr().err
