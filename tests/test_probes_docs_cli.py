@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +78,25 @@ def test_a_task_count_the_demo_cannot_hold_is_refused_naming_the_range(capsys: p
             parser.parse_args(["demo", "--tasks", bad])
         assert exc.value.code == 2
         assert f"argument --tasks: must be in 1..10,000, got {bad}" in capsys.readouterr().err
+
+
+def test_ctrl_c_while_check_waits_on_a_silent_endpoint_exits_130_without_a_traceback() -> None:
+    """docs/cli.md: 130 is Ctrl-C. `check` against an endpoint that accepts and never answers, interrupted,
+    died of the KeyboardInterrupt with its traceback (exit status -SIGINT)."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        proc = _command("check", "--skip-otlp", "--prometheus", url, "--timeout", "600",
+                        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        try:
+            connection, _ = silent.accept()  # the check is connected and waits for an answer
+            with connection:
+                proc.send_signal(signal.SIGINT)
+                _, err = proc.communicate(timeout=120)
+        finally:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert err.strip() == "shannon-otel check: interrupted"

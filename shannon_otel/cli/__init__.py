@@ -241,6 +241,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `shannon-otel dashboards | head`: the reader has what it wanted
         discard(sys.stdout)
         return 0
+    except KeyboardInterrupt:  # Ctrl-C where no subcommand handles it (`check` waiting on a silent endpoint)
+        print(f"shannon-otel {args.command}: interrupted", file=sys.stderr)
+        return 130
     return code
 
 
