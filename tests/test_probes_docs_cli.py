@@ -100,3 +100,16 @@ def test_ctrl_c_while_check_waits_on_a_silent_endpoint_exits_130_without_a_trace
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert err.strip() == "shannon-otel check: interrupted"
+
+
+def test_blank_standard_variables_count_as_unset_as_configure_reads_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OTEL_SERVICE_NAME=" " made `demo` fail with "argument --service-name: expected a non-empty name" (a flag
+    the user never typed), and a blank OTEL_EXPORTER_OTLP_ENDPOINT was "not a URL"; the specification (and
+    configure(), docs/reliability.md) takes a blank variable as unset."""
+    from shannon_otel.cli import build_parser
+
+    for name in ("OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        monkeypatch.setenv(name, "  ")
+    args = build_parser().parse_args(["demo"])
+    assert args.service_name == "shannon-otel-demo"
+    assert args.env_endpoint is None and args.env_protocol is None

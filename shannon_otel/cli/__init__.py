@@ -128,6 +128,12 @@ def _protocol(text: str) -> str:
     return value
 
 
+def _env(name: str) -> str | None:
+    """A standard variable's value; blank counts as unset (the specification's rule, as configure() reads it)."""
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="shannon-otel", description="OpenTelemetry for asyncio waves: a demo, bundled dashboards and "
@@ -136,8 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    env_endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None
-    env_protocol = os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or None
+    env_endpoint = _env("OTEL_EXPORTER_OTLP_ENDPOINT")
+    env_protocol = _env("OTEL_EXPORTER_OTLP_PROTOCOL")
 
     demo = sub.add_parser(
         "demo", help="run a simulated agent workload and summarise its telemetry (no server needed)",
@@ -167,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--prometheus-port", type=_port, default=None, metavar="PORT",
                       help="serve metrics for scraping at http://127.0.0.1:PORT/metrics (0: any free port)")
     demo.add_argument("--service-name", metavar="NAME", type=_name,
-                      default=os.environ.get("OTEL_SERVICE_NAME") or "shannon-otel-demo",
+                      default=_env("OTEL_SERVICE_NAME") or "shannon-otel-demo",
                       help="service.name of the telemetry (default shannon-otel-demo)")
     demo.add_argument("--plain", action="store_true", help="plain line output even on a terminal")
     demo.add_argument("--verbose", "-v", action="store_true",
