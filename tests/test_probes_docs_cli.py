@@ -113,3 +113,30 @@ def test_blank_standard_variables_count_as_unset_as_configure_reads_them(monkeyp
     args = build_parser().parse_args(["demo"])
     assert args.service_name == "shannon-otel-demo"
     assert args.env_endpoint is None and args.env_protocol is None
+
+
+def test_seconds_configure_refuses_are_usage_errors_naming_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    """`demo --export-timeout 5000` / `--metric-interval 1e300` passed the CLI's "> 0" check and died in
+    configure() with a ValueError traceback about export_timeout_s / metric_interval_s."""
+    from shannon_otel.cli import build_parser
+
+    parser = build_parser()
+    for argv, message in ((["demo", "--export-timeout", "5000"], "argument --export-timeout: must be a number "
+                           "of seconds in (0, 3600], got 5000"),
+                          (["demo", "--metric-interval", "1e300"], "argument --metric-interval: must be a number "
+                           "of seconds in (0, 86400], got 1e300"),
+                          (["check", "--timeout", "1e300"], "argument --timeout: must be a number of seconds in "
+                           "(0, 3600], got 1e300")):
+        with pytest.raises(SystemExit) as exc:
+            parser.parse_args(argv)
+        assert exc.value.code == 2
+        assert message in capsys.readouterr().err
+
+
+def test_the_largest_export_timeout_the_demo_takes_ends_without_a_traceback() -> None:
+    """`demo --export-timeout 3600` ran, summarised, then asked Telemetry.shutdown() for twice that (its
+    flush limit) and died of the ValueError (shutdown takes at most 3600 s)."""
+    proc = _command("demo", "--waves", "1", "--tasks", "2", "--export-timeout", "3600")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "== Telemetry ==" in out

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 from .._version import __version__
@@ -61,6 +61,17 @@ def _seconds(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text}")
     return value
+
+
+def _seconds_upto(limit: float) -> Callable[[str], float]:
+    """Seconds in (0, ``limit``]: what configure() takes for an export timeout (3600) or metric interval (86400),
+    refused here as a usage error naming the flag, not by configure() with a traceback."""
+    def parse(text: str) -> float:
+        value = _seconds(text)
+        if value > limit:
+            raise argparse.ArgumentTypeError(f"must be a number of seconds in (0, {limit:g}], got {text}")
+        return value
+    return parse
 
 
 def _name(text: str) -> str:
@@ -166,9 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "(default: $OTEL_EXPORTER_OTLP_ENDPOINT, else nothing leaves the process)")
     demo.add_argument("--otlp-protocol", type=_protocol, default=None, metavar="{grpc,http/protobuf}",
                       help="OTLP transport (default: $OTEL_EXPORTER_OTLP_PROTOCOL, else grpc)")
-    demo.add_argument("--export-timeout", type=_seconds, default=3.0, metavar="SECONDS",
+    demo.add_argument("--export-timeout", type=_seconds_upto(3600), default=3.0, metavar="SECONDS",
                       help="timeout of one OTLP export (default 3)")
-    demo.add_argument("--metric-interval", type=_seconds, default=None, metavar="SECONDS",
+    demo.add_argument("--metric-interval", type=_seconds_upto(86400), default=None, metavar="SECONDS",
                       help="OTLP metric export interval (default: $OTEL_METRIC_EXPORT_INTERVAL, else 10)")
     demo.add_argument("--prometheus-port", type=_port, default=None, metavar="PORT",
                       help="serve metrics for scraping at http://127.0.0.1:PORT/metrics (0: any free port)")
@@ -216,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     skip = check.add_mutually_exclusive_group()  # skipping both would check nothing and still exit 0
     skip.add_argument("--skip-otlp", action="store_true", help="only check Prometheus")
     skip.add_argument("--skip-prometheus", action="store_true", help="only check the OTLP endpoint")
-    check.add_argument("--timeout", type=_seconds, default=3.0, metavar="SECONDS",
+    check.add_argument("--timeout", type=_seconds_upto(3600), default=3.0, metavar="SECONDS",
                        help="per target, all its requests and retries included (default 3)")
     check.set_defaults(env_endpoint=env_endpoint, env_protocol=env_protocol, subparser=check)
     return parser

@@ -27,6 +27,7 @@ from ._workload import WorkloadConfig, run_waves
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_EXPORT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 _EXIT_RESERVE_S = 0.75  # measured: the telemetry section and interpreter exit take ~0.1-0.4 s after the flush
+_MAX_FLUSH_S = 3600.0  # what Telemetry.shutdown() accepts: --export-timeout may be up to 3600 s, twice that is not
 
 
 def _anomaly_hook() -> Hook | None:
@@ -116,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
             series = exporting.metrics.series() if exporting.metrics is not None else None
             # What the user is told the flush may take: an export timeout for the traces and one for the
             # metrics. The wait keeps a little of it for printing the rest and the process' own exit.
-            limit_s = 2 * args.export_timeout
+            limit_s = min(2 * args.export_timeout, _MAX_FLUSH_S)
             if exporting.endpoint is not None:
                 out.line(f"flushing telemetry to {safe_url(exporting.endpoint)} (at most {limit_s:g} s)...")
             exporting.close(max(limit_s / 2, limit_s - _EXIT_RESERVE_S))
