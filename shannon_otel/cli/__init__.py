@@ -9,17 +9,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 from .._version import __version__
+from ._pipe import discard
 
 __all__ = ["main"]
 
 EPILOG = """\
 exit codes:
   0    success
-  1    error: `check` found a target unreachable, a port could not be bound, or an unexpected failure
+  1    error: `check` found a target unreachable, a port could not be bound, a file could not be written,
+       or an unexpected failure
   2    usage error: unknown subcommand, bad flag or flag value
   3    `demo` finished and printed its full summary, but exporting telemetry failed
   130  interrupted (Ctrl-C); `demo` still prints the summary of what ran
@@ -39,6 +41,18 @@ def _positive_int(text: str) -> int:
     return value
 
 
+# A wave's trace is held in memory for the summary's waterfall (~9 spans of ~2.8 KB per task): 10,000 tasks
+# is ~250 MB. The task list is built before the wave starts: --tasks 10**20 sat building it, printing nothing.
+_MAX_TASKS = 10_000
+
+
+def _task_count(text: str) -> int:
+    value = _positive_int(text)
+    if value > _MAX_TASKS:
+        raise argparse.ArgumentTypeError(f"must be in 1..{_MAX_TASKS:,}, got {value}")
+    return value
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -47,6 +61,17 @@ def _seconds(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text}")
     return value
+
+
+def _seconds_upto(limit: float) -> Callable[[str], float]:
+    """Seconds in (0, ``limit``]: what configure() takes for an export timeout (3600) or metric interval (86400),
+    refused here as a usage error naming the flag, not by configure() with a traceback."""
+    def parse(text: str) -> float:
+        value = _seconds(text)
+        if value > limit:
+            raise argparse.ArgumentTypeError(f"must be a number of seconds in (0, {limit:g}], got {text}")
+        return value
+    return parse
 
 
 def _name(text: str) -> str:
@@ -114,6 +139,12 @@ def _protocol(text: str) -> str:
     return value
 
 
+def _env(name: str) -> str | None:
+    """A standard variable's value; blank counts as unset (the specification's rule, as configure() reads it)."""
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="shannon-otel", description="OpenTelemetry for asyncio waves: a demo, bundled dashboards and "
@@ -122,8 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    env_endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None
-    env_protocol = os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or None
+    env_endpoint = _env("OTEL_EXPORTER_OTLP_ENDPOINT")
+    env_protocol = _env("OTEL_EXPORTER_OTLP_PROTOCOL")
 
     demo = sub.add_parser(
         "demo", help="run a simulated agent workload and summarise its telemetry (no server needed)",
@@ -134,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument("--waves", type=_positive_int, metavar="N", default=8, help="waves per cycle (default 8)")
-    demo.add_argument("--tasks", type=_positive_int, metavar="N", default=48, help="tasks per wave (default 48)")
+    demo.add_argument("--tasks", type=_task_count, metavar="N", default=48,
+                      help=f"tasks per wave, at most {_MAX_TASKS:,} (default 48)")
     demo.add_argument("--concurrency", type=_positive_int, metavar="N", default=6,
                       help="max concurrent tasks per wave (default 6)")
     demo.add_argument("--seed", type=int, metavar="N", default=7, help="seed of the simulated workload (default 7)")
@@ -145,14 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
                       "(default: $OTEL_EXPORTER_OTLP_ENDPOINT, else nothing leaves the process)")
     demo.add_argument("--otlp-protocol", type=_protocol, default=None, metavar="{grpc,http/protobuf}",
                       help="OTLP transport (default: $OTEL_EXPORTER_OTLP_PROTOCOL, else grpc)")
-    demo.add_argument("--export-timeout", type=_seconds, default=3.0, metavar="SECONDS",
+    demo.add_argument("--export-timeout", type=_seconds_upto(3600), default=3.0, metavar="SECONDS",
                       help="timeout of one OTLP export (default 3)")
-    demo.add_argument("--metric-interval", type=_seconds, default=None, metavar="SECONDS",
+    demo.add_argument("--metric-interval", type=_seconds_upto(86400), default=None, metavar="SECONDS",
                       help="OTLP metric export interval (default: $OTEL_METRIC_EXPORT_INTERVAL, else 10)")
     demo.add_argument("--prometheus-port", type=_port, default=None, metavar="PORT",
                       help="serve metrics for scraping at http://127.0.0.1:PORT/metrics (0: any free port)")
     demo.add_argument("--service-name", metavar="NAME", type=_name,
-                      default=os.environ.get("OTEL_SERVICE_NAME") or "shannon-otel-demo",
+                      default=_env("OTEL_SERVICE_NAME") or "shannon-otel-demo",
                       help="service.name of the telemetry (default shannon-otel-demo)")
     demo.add_argument("--plain", action="store_true", help="plain line output even on a terminal")
     demo.add_argument("--verbose", "-v", action="store_true",
@@ -169,8 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     rules = sub.add_parser("rules", help="print or write the bundled Prometheus alert rules",
                            description="Prints the Prometheus alert rule file (YAML), or writes it to --out FILE.")
     rules.add_argument("--out", metavar="FILE", help="write the rules to FILE instead of stdout")
-    rules.add_argument("--jaeger-url", type=_link, help="link alerts to this Jaeger UI (e.g. http://127.0.0.1:16686)")
-    rules.add_argument("--runbook-url", type=_link, help="base URL of the runbook linked from each alert")
+    rules.add_argument("--jaeger-url", type=_link, metavar="URL",
+                       help="link alerts to this Jaeger UI (e.g. http://127.0.0.1:16686)")
+    rules.add_argument("--runbook-url", type=_link, metavar="URL",
+                       help="base URL of the runbook linked from each alert")
     rules.add_argument("--slo-target", type=float, metavar="RATIO",
                        help="task success objective of the error budget alerts, in (0, 1) (default 0.99)")
     rules.add_argument("--stall-after", metavar="DURATION",
@@ -186,13 +220,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--otlp-endpoint", type=endpoint_url, default=None, metavar="URL",
                        help="default: $OTEL_EXPORTER_OTLP_ENDPOINT, else http://127.0.0.1:4317")
-    check.add_argument("--otlp-protocol", type=_protocol, default=None, metavar="{grpc,http/protobuf}")
+    check.add_argument("--otlp-protocol", type=_protocol, default=None, metavar="{grpc,http/protobuf}",
+                       help="OTLP transport (default: $OTEL_EXPORTER_OTLP_PROTOCOL, else grpc)")
     check.add_argument("--prometheus", type=endpoint_url, default=None, metavar="URL",
                        help="Prometheus base URL (default http://127.0.0.1:9090)")
     skip = check.add_mutually_exclusive_group()  # skipping both would check nothing and still exit 0
     skip.add_argument("--skip-otlp", action="store_true", help="only check Prometheus")
     skip.add_argument("--skip-prometheus", action="store_true", help="only check the OTLP endpoint")
-    check.add_argument("--timeout", type=_seconds, default=3.0, metavar="SECONDS",
+    check.add_argument("--timeout", type=_seconds_upto(3600), default=3.0, metavar="SECONDS",
                        help="per target, all its requests and retries included (default 3)")
     check.set_defaults(env_endpoint=env_endpoint, env_protocol=env_protocol, subparser=check)
     return parser
@@ -217,6 +252,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.otlp_protocol = _protocol(args.env_protocol)
         except argparse.ArgumentTypeError as exc:
             parser.error(f"OTEL_EXPORTER_OTLP_PROTOCOL: {exc}")
+    try:
+        code = _dispatch(args)
+        sys.stdout.flush()  # here, not at interpreter exit, where a closed pipe is an "Exception ignored"
+    except BrokenPipeError:  # `shannon-otel dashboards | head`: the reader has what it wanted
+        discard(sys.stdout)
+        return 0
+    except KeyboardInterrupt:  # Ctrl-C where no subcommand handles it (`check` waiting on a silent endpoint)
+        print(f"shannon-otel {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from ._demo import run
 
@@ -227,8 +275,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check(args)
     from ._assets import run as assets
 
-    try:
-        return assets(args)
-    except BrokenPipeError:  # `shannon-otel dashboards | head`
-        sys.stderr.close()
-        return 0
+    return assets(args)

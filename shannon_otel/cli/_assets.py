@@ -50,6 +50,10 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
+# alert_rules() names its parameters; the user typed the flags (stall_after_wave before its prefix stall_after)
+_FLAGS = (("slo_target", "--slo-target"), ("stall_after_wave", "--stall-after-wave"), ("stall_after", "--stall-after"))
+
+
 def _rules(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {
         k: v for k, v in (("jaeger_url", args.jaeger_url), ("runbook_url", args.runbook_url),
@@ -57,13 +61,12 @@ def _rules(args: argparse.Namespace) -> int:
     }
     per_wave = dict(item.partition("=")[::2] for item in args.stall_after_wave)
     if any(not wave for wave in per_wave) or any("=" not in item for item in args.stall_after_wave):
-        print("shannon-otel rules: --stall-after-wave takes WAVE=DURATION, e.g. train=40m", file=sys.stderr)
-        return 2
+        args.subparser.error("argument --stall-after-wave: expected WAVE=DURATION, e.g. train=40m")
     try:
         text = assets.alert_rules_yaml(**options, stall_after_wave=per_wave)
-    except ValueError as exc:
-        print(f"shannon-otel rules: {exc}", file=sys.stderr)
-        return 2
+    except ValueError as exc:  # a usage error like any bad flag value: the usage, then the flag named
+        flag = next((f for p, f in _FLAGS if str(exc).startswith(p)), None)
+        args.subparser.error(f"argument {flag}: {exc}" if flag else str(exc))
     if args.out is None:
         sys.stdout.write(text)
         return 0
@@ -75,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
     """Print or write; OSError (unwritable path) becomes exit 1 with a message."""
     try:
         return _dashboards(args) if args.command == "dashboards" else _rules(args)
+    except BrokenPipeError:  # stdout's reader left (`| head`), not a file that could not be written
+        raise
     except OSError as exc:
         print(f"shannon-otel {args.command}: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 1

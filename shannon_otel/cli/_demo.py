@@ -11,12 +11,12 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from .._events import Hook
 from ..reporting._recorder import RunRecorder
-from ._display import make_display
+from ._display import PlainDisplay, make_display
 from ._exporting import Exporting, setup
 from ._prometheus import MetricsServer, PrometheusReader
 from ._secrets import safe_url
@@ -27,6 +27,7 @@ from ._workload import WorkloadConfig, run_waves
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_EXPORT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 _EXIT_RESERVE_S = 0.75  # measured: the telemetry section and interpreter exit take ~0.1-0.4 s after the flush
+_MAX_FLUSH_S = 3600.0  # what Telemetry.shutdown() accepts: --export-timeout may be up to 3600 s, twice that is not
 
 
 def _anomaly_hook() -> Hook | None:
@@ -102,10 +103,13 @@ def run(args: argparse.Namespace) -> int:
     with exporting.problems:
         try:
             with display:
-                asyncio.run(run_waves(config, hooks, exporting.providers, keep_going=keep_going))
+                outputs: list[Out | PlainDisplay] = [out, display] if isinstance(display, PlainDisplay) else [out]
+                asyncio.run(_while_read(run_waves(config, hooks, exporting.providers, keep_going=keep_going), outputs))
         except KeyboardInterrupt:
             out.line("interrupted: summarising what ran")
             code = EXIT_INTERRUPTED
+        except asyncio.CancelledError:  # stdout's reader left (demo | head): stopped; what ran is still flushed
+            pass
         finally:
             lines.__exit__(None, None, None)
         try:
@@ -113,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
             series = exporting.metrics.series() if exporting.metrics is not None else None
             # What the user is told the flush may take: an export timeout for the traces and one for the
             # metrics. The wait keeps a little of it for printing the rest and the process' own exit.
-            limit_s = 2 * args.export_timeout
+            limit_s = min(2 * args.export_timeout, _MAX_FLUSH_S)
             if exporting.endpoint is not None:
                 out.line(f"flushing telemetry to {safe_url(exporting.endpoint)} (at most {limit_s:g} s)...")
             exporting.close(max(limit_s / 2, limit_s - _EXIT_RESERVE_S))
@@ -125,6 +129,20 @@ def run(args: argparse.Namespace) -> int:
     if code == EXIT_OK and exporting.problems.count:
         code = EXIT_EXPORT
     return code
+
+
+async def _while_read(work: Coroutine[Any, Any, int], outputs: Sequence[Out | PlainDisplay]) -> None:
+    """Await ``work``; cancelled (CancelledError out of ``asyncio.run``) once a write to ``outputs`` finds
+    stdout's reader gone (``demo | head``), so nobody waits for waves whose output nobody reads."""
+    main = asyncio.current_task()
+    assert main is not None
+    for output in outputs:
+        output.on_gone = main.cancel
+    try:
+        await work
+    finally:
+        for output in outputs:
+            output.on_gone = None
 
 
 def _leave_now(exporting: Exporting, server: MetricsServer | None) -> int:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
 from .._events import BreakerTransition, Hook, WaveObserver, WaveStarted
 from ..reporting._counters import WaveLive
 from ..reporting._recorder import RunRecorder
+from ._pipe import discard, write_line
 
 if TYPE_CHECKING:
     from ..executor._report import WaveReport
@@ -34,15 +36,21 @@ class PlainDisplay(Hook):
         self._recorder = recorder
         self._out = out or sys.stdout
         self._started = time.monotonic()
+        self.on_gone: Callable[[], object] | None = None  # called when a write finds the reader gone
 
     def __enter__(self) -> PlainDisplay:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._out.flush()
+        try:
+            self._out.flush()
+        except BrokenPipeError:
+            discard(self._out)
 
     def _print(self, text: str) -> None:
-        print(f"[{time.monotonic() - self._started:6.2f}s] {text}", file=self._out, flush=True)
+        line = f"[{time.monotonic() - self._started:6.2f}s] {text}"
+        if not write_line(self._out, line, flush=True) and self.on_gone is not None:
+            self.on_gone()
 
     def wave_started(self, event: WaveStarted) -> WaveObserver | None:
         # The recorder, called just before, made this wave's live counters (hooks start in order).

@@ -13,7 +13,7 @@ import shutil
 import sys
 import textwrap
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import IO, Any
 
 from .._events import Anomaly
@@ -21,6 +21,7 @@ from .._telemetry import TASK_COST_ATTR, TASK_INPUT_TOKENS, TASK_OUTPUT_TOKENS, 
 from ..reporting._advice import Recommendation
 from ..reporting._recorder import RunRecorder
 from ..reporting._run import RunReport
+from ._pipe import write_line
 from ._secrets import scrub
 from ._waterfall import Row
 
@@ -46,13 +47,18 @@ class Out:
         elif width is None and self.stream.isatty():
             width = shutil.get_terminal_size().columns
         self.width = width
+        self.on_gone: Callable[[], object] | None = None  # called when a write finds the reader gone
+
+    def _print(self, text: str) -> None:
+        if not write_line(self.stream, text) and self.on_gone is not None:
+            self.on_gone()
 
     def heading(self, text: str) -> None:
         if self.console is not None:
             self.console.print()
             self.console.rule(f"[bold]{text}", align="left")
         else:
-            print(f"\n== {text} ==", file=self.stream)
+            self._print(f"\n== {text} ==")
 
     def line(self, text: str, style: str | None = None) -> None:
         """``text`` word-wrapped to ``width``: a number keeps its unit and a trace id stays whole.
@@ -68,7 +74,7 @@ class Out:
                 self.console.print(Text(part, style=style if style and style != "trace" else ""), soft_wrap=True)
         else:
             for part in lines:
-                print(part, file=self.stream)
+                self._print(part)
 
     def table(
         self, headers: Sequence[str], rows: Sequence[Sequence[str]], *, footer: Sequence[str] | None = None,
@@ -107,13 +113,13 @@ class Out:
             return (" " * _GAP).join(cells)
 
         rule = (" " * _GAP).join("-" * w for w in widths)
-        print(fmt(headers), file=self.stream)
-        print(rule, file=self.stream)
+        self._print(fmt(headers))
+        self._print(rule)
         for row in rows:
-            print(fmt(row), file=self.stream)
+            self._print(fmt(row))
         if footer is not None:
-            print(rule, file=self.stream)
-            print(fmt(footer), file=self.stream)
+            self._print(rule)
+            self._print(fmt(footer))
 
 
 _UNIT = re.compile(r"(\d) (ms|s|us|min|h|x)\b")

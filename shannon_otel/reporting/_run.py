@@ -134,7 +134,7 @@ def _storm(op: OperationStats, th: AdviceThresholds) -> Recommendation | None:
     return Recommendation(
         "retry_storm", op.operation,
         f"operation {op.operation!r}: {op.rejected_retries} of {op.retries} retries were scheduled against an open "
-        f"circuit ({op.rejected} calls rejected, {op.calls} calls, {op.attempts} attempts). Retrying an open "
+        f"circuit ({op.rejected} tries rejected unrun, {op.calls} calls, {op.attempts} attempts). Retrying an open "
         f"breaker only burns attempts and delays the fallback: take CircuitOpenError out of Retry(on=...) "
         f"(it is not retried by default), use Retry(wait_retry_after=True) to wait for the breaker's reset, "
         f"or put the breaker outside the retry.",
