@@ -1,0 +1,52 @@
+"""Adversarial probes of what the library shows: the counts, outcomes, durations and links of waves and
+policies compared with what really ran (executions counted by the test itself), on the virtual-time loop
+with the real SDK in memory. Each test failed before its fix."""
+
+from __future__ import annotations
+
+import asyncio
+
+from shannon_otel import Outcome, ResourcePool, Wave, task
+from shannon_otel.testing import InMemoryTelemetry, run_virtual
+
+
+def test_tasks_fail_fast_cancels_while_they_wait_for_a_pool_are_cancelled_not_failed() -> None:
+    # Fail-fast cancels the tasks queued on the pool; the failed task's release then drops their
+    # cancelled waiters, and each waiter's own clean-up raised ValueError ("not in deque"): tasks that
+    # never ran were reported as failures with an error the user's code never raised.
+    tel = InMemoryTelemetry()
+    pool = ResourcePool("db", 1)
+    ran: list[int] = []
+
+    async def bad() -> int:
+        ran.append(0)
+        await asyncio.sleep(0.1)
+        raise ValueError("boom")
+
+    def ok(i: int) -> object:
+        async def work() -> int:
+            ran.append(i)
+            return i
+        return task(work, pool=pool)
+
+    async def main() -> None:
+        wave = Wave("ff", fail_fast=True, **tel.providers)
+        res = await wave.run([task(bad, pool=pool), *(ok(i) for i in range(1, 5))])
+        assert ran == [0]
+        assert [r.outcome for r in res.results] == [Outcome.FAILURE] + [Outcome.CANCELLATION] * 4
+        assert [type(r.error).__name__ for r in res.errors] == ["ValueError"]
+        assert res.report.counts[Outcome.FAILURE] == 1
+        assert res.report.errors_by_type == {"ValueError": 1}
+        # the pool's credit came back: a later wave runs through it
+        again = await Wave("again", **tel.providers).run([ok(9)])
+        assert again.results[0].outcome is Outcome.SUCCESS
+
+    run_virtual(main())
+    wave = tel.span("wave ff")
+    assert wave.attributes is not None
+    assert wave.attributes["shannon.wave.tasks.failure"] == 1
+    assert wave.attributes["shannon.wave.tasks.cancellation"] == 4
+    assert {
+        p.attributes["shannon.task.outcome"]: p.value for p in tel.points("shannon.task.outcomes")
+        if p.attributes["shannon.wave.name"] == "ff"
+    } == {"failure": 1, "cancellation": 4}
