@@ -50,3 +50,30 @@ def test_tasks_fail_fast_cancels_while_they_wait_for_a_pool_are_cancelled_not_fa
         p.attributes["shannon.task.outcome"]: p.value for p in tel.points("shannon.task.outcomes")
         if p.attributes["shannon.wave.name"] == "ff"
     } == {"failure": 1, "cancellation": 4}
+
+
+def test_a_batched_waves_efficiency_counts_the_slots_a_batch_can_use_not_max_concurrency() -> None:
+    # A batch never runs more than batch_size tasks at once, but the report divided the busy time by
+    # max_concurrency (or the wave's size) slots: 100 even tasks in batches of 10, every slot busy all
+    # the time, showed 10% efficiency and the advice blamed "a rate limit or a resource pool".
+    tel = InMemoryTelemetry()
+
+    async def work() -> None:
+        await asyncio.sleep(0.1)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for name, concurrency in (("capped", 100), ("unbounded", None)):
+            wave = Wave(name, max_concurrency=concurrency, batch_size=10, clock=loop.time, **tel.providers)
+            report = (await wave.run([work for _ in range(100)])).report
+            assert report.concurrency == 10
+            assert abs(report.duration_s - 1.0) < 1e-9
+            assert abs(report.parallel_efficiency - 1.0) < 1e-9
+            assert report.recommendations == []
+
+    run_virtual(main())
+    for name in ("capped", "unbounded"):
+        assert abs(tel.point("shannon.wave.parallel_efficiency", shannon_wave_name=name).value - 1.0) < 1e-9
+        attributes = tel.span(f"wave {name}").attributes
+        assert attributes is not None
+        assert abs(attributes["shannon.wave.parallel_efficiency"] - 1.0) < 1e-9

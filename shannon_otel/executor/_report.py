@@ -44,7 +44,8 @@ class WaveReport:
     out, or the wave itself raised (e.g. its lazy input did); ``success`` otherwise.
 
     ``parallel_efficiency`` is busy task time / (wall time x concurrency actually available):
-    1.0 means every slot was busy for the whole wave.
+    1.0 means every slot was busy for the whole wave. ``concurrency`` is that number of slots:
+    ``max_concurrency``, at most the wave's size and ``batch_size`` (a batch runs no more at once).
 
     ``telemetry_dropped`` is the number of spans (any reason: queue full, export failed, shutdown)
     that the ``configure()`` which built the wave's tracer provider counted as dropped while the

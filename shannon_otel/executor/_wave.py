@@ -241,6 +241,8 @@ class Wave(Generic[T]):
         concurrency = self.max_concurrency or size or 1
         if size is not None:
             concurrency = max(1, min(concurrency, size))
+        if self.batch_size is not None:  # no more than a batch ever runs at once: the slots really available
+            concurrency = min(concurrency, self.batch_size)
         started = clock()
         # once per wave, never per task: the spans configure()'s guards count as dropped meanwhile
         drops = drops_for(self.tracer_provider)
