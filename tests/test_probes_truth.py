@@ -77,3 +77,51 @@ def test_a_batched_waves_efficiency_counts_the_slots_a_batch_can_use_not_max_con
         attributes = tel.span(f"wave {name}").attributes
         assert attributes is not None
         assert abs(attributes["shannon.wave.parallel_efficiency"] - 1.0) < 1e-9
+
+
+def test_the_reports_latency_counts_every_task_that_ran_and_none_that_did_not() -> None:
+    # The report guessed "started" from the duration: a task that ran and was cancelled within one
+    # clock reading (fail-fast at the same instant, a task that cancelled itself at once) had a span and
+    # a duration point but was left out of the report's latency and queue wait; one that failed before
+    # it started (its limiter raised) was put in, with a duration it never had.
+    tel = InMemoryTelemetry()
+    ran: list[int] = []
+
+    class BrokenLimit:
+        async def acquire(self) -> None:
+            raise ConnectionError("limiter down")
+
+    def work(i: int, *, fail: bool = False, cancel_self: bool = False) -> object:
+        async def run() -> int:
+            ran.append(i)
+            if cancel_self:
+                raise asyncio.CancelledError
+            await asyncio.sleep(0 if fail else 1.0)
+            if fail:
+                raise ValueError("boom")
+            return i
+        return run
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        providers = {"clock": loop.time, **tel.providers}
+        # task 0 fails at t=0; fail-fast cancels tasks 1 and 2, which started at t=0 too
+        ff = await Wave("ff", max_concurrency=3, fail_fast=True, **providers).run(
+            [work(0, fail=True), work(1), work(2)],
+        )
+        assert ff.report.counts[Outcome.CANCELLATION] == 2
+        assert ff.report.latency.count == ff.report.queue_wait.count == 3
+        selfish = await Wave("self", **providers).run([work(3, cancel_self=True), work(4)])
+        assert selfish.report.latency.count == 2
+        down = await Wave("down", rate_limit=BrokenLimit(), **providers).run([work(5), work(6)])
+        assert [r.outcome for r in down.results] == [Outcome.FAILURE, Outcome.FAILURE]
+        assert down.report.latency.count == down.report.queue_wait.count == 0
+
+    run_virtual(main())
+    assert ran == [0, 1, 2, 3, 4]
+    for wave, executed in (("ff", 3), ("self", 2), ("down", 0)):
+        spans = [s for s in tel.spans() if s.parent is not None and s.name.startswith("task ")
+                 and tel.span(f"wave {wave}").context.span_id == s.parent.span_id]
+        assert len(spans) == executed
+        points = [p for p in tel.points("shannon.task.duration") if p.attributes["shannon.wave.name"] == wave]
+        assert sum(p.count for p in points) == executed

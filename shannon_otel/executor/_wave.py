@@ -348,7 +348,7 @@ class Wave(Generic[T]):
         for index, item in items:
             close_unstarted(item)
             name = (item.name or self.name) if type(item) is TaskSpec else self.name
-            run.report.add(Outcome.CANCELLATION, 0.0, 0.0, None, None)
+            run.report.add(Outcome.CANCELLATION, 0.0, 0.0, None, None, False)
             run.pending -= 1
             run.done += 1
             result: TaskResult[Any] = TaskResult(self.name, index, name, Outcome.CANCELLATION)
