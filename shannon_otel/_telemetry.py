@@ -285,7 +285,8 @@ RETRY_DELAY_DURATION: Final = MetricSpec(
 )
 CALLS: Final = MetricSpec(
     "shannon.calls", "counter", "{call}",
-    "Calls through a protected operation or breaker, by outcome (success, failure, rejected, ignored).",
+    "Calls through a protected operation or breaker, by outcome (success, failure, rejected, ignored, "
+    "cancellation).",
     (OPERATION, CALL_OUTCOME, ERROR_TYPE),
 )
 BREAKER_STATE_METRIC: Final = MetricSpec(
@@ -301,7 +302,8 @@ TIMEOUTS: Final = MetricSpec(
     "shannon.timeouts", "counter", "{timeout}", "Operations cut off by a timeout policy.", (OPERATION,),
 )
 FALLBACKS: Final = MetricSpec(
-    "shannon.fallbacks", "counter", "{fallback}", "Fallbacks served after the primary failed.",
+    "shannon.fallbacks", "counter", "{fallback}",
+    "Fallbacks run after the primary failed, by the primary's error type (one that failed too is counted).",
     (OPERATION, ERROR_TYPE),
 )
 DEGRADATIONS: Final = MetricSpec(

@@ -5,8 +5,9 @@ with the real SDK in memory. Each test failed before its fix."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
-from shannon_otel import Outcome, ResourcePool, Wave, task
+from shannon_otel import Fallback, FallbackError, Outcome, ResourcePool, Retry, Wave, task
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
 
@@ -125,3 +126,44 @@ def test_the_reports_latency_counts_every_task_that_ran_and_none_that_did_not() 
         assert len(spans) == executed
         points = [p for p in tel.points("shannon.task.duration") if p.attributes["shannon.wave.name"] == wave]
         assert sum(p.count for p in points) == executed
+
+
+def test_the_call_and_fallback_counters_mean_what_their_descriptions_say() -> None:
+    # shannon.fallbacks counts every fallback run (the fallback span's, the log's and the run report's
+    # count), also one that failed, but its description (docs table, dashboard) said "served";
+    # shannon.calls counts cancelled calls as "cancellation", which its description did not list.
+    tel = InMemoryTelemetry()
+
+    async def primary() -> int:
+        raise ValueError("down")
+
+    async def served(error: Exception) -> int:
+        return 0
+
+    async def broken(error: Exception) -> int:
+        raise KeyError("also down")
+
+    async def hang() -> int:
+        await asyncio.sleep(10)
+        return 1
+
+    async def main() -> None:
+        assert await Fallback(served, name="fb", **tel.providers).call(primary) == 0
+        with contextlib.suppress(FallbackError):
+            await Fallback(broken, name="fb", **tel.providers).call(primary)
+        call = asyncio.ensure_future(Retry(name="op", **tel.providers).call(hang))
+        await asyncio.sleep(1)
+        call.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await call
+
+    run_virtual(main())
+    metrics = tel.metrics()
+    fallbacks = metrics["shannon.fallbacks"]
+    assert sum(p.value for p in fallbacks.data.data_points) == 2 == len(tel.spans("fallback fb"))
+    assert "served" not in fallbacks.description
+    calls = metrics["shannon.calls"]
+    outcomes = {p.attributes["shannon.call.outcome"] for p in calls.data.data_points}
+    assert outcomes == {"success", "failure", "cancellation"}
+    listed = calls.description.partition("(")[2]
+    assert all(outcome in listed for outcome in outcomes), calls.description
