@@ -255,7 +255,8 @@ TASKS_ACTIVE: Final = MetricSpec(
 )
 TASKS_PENDING: Final = MetricSpec(
     "shannon.task.pending", "updowncounter", "{task}",
-    "Tasks of running waves not started yet (waiting for a slot or not yet dispatched).", (WAVE_NAME,),
+    "Tasks of running waves not started yet (waiting for a slot or not yet dispatched); of sized inputs "
+    "only: a lazy input's tasks waiting for a pool or rate limit are in neither this nor active.", (WAVE_NAME,),
 )
 WAVE_DURATION: Final = MetricSpec(
     "shannon.wave.duration", "histogram", "s", "Wall time of one wave.", (WAVE_NAME, TASK_OUTCOME),

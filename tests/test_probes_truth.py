@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterator
+
+import pytest
 
 from shannon_otel import Fallback, FallbackError, Outcome, ResourcePool, Retry, Wave, task
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
@@ -167,3 +170,31 @@ def test_the_call_and_fallback_counters_mean_what_their_descriptions_say() -> No
     assert outcomes == {"success", "failure", "cancellation"}
     listed = calls.description.partition("(")[2]
     assert all(outcome in listed for outcome in outcomes), calls.description
+
+
+@pytest.mark.xfail(strict=True, reason="a lazy input's tasks waiting for a pool are counted nowhere until they start")
+def test_a_lazy_streams_tasks_waiting_for_a_pool_are_pending() -> None:
+    # Known limit (shannon.task.pending's description, docs/runbook.md ShannonWaveStalled): the OTel hook
+    # hears of a task when it starts, and a lazy input has no size to subtract from, so tasks pulled and
+    # waiting for a pool show as neither active nor pending: a stall on a leaked pool slot is invisible.
+    tel = InMemoryTelemetry()
+    pool = ResourcePool("leaky", 1)
+    seen: dict[str, float] = {}
+
+    async def work() -> None:
+        await asyncio.sleep(1.0)
+
+    def lazy() -> Iterator[object]:
+        for _ in range(4):
+            yield task(work, pool=pool)
+
+    async def main() -> None:
+        async with Wave("lz", max_concurrency=4, **tel.providers).stream(lazy()) as stream:
+            await asyncio.sleep(0.5)  # one task runs, three wait for the pool
+            for name in ("shannon.task.active", "shannon.task.pending"):
+                seen[name] = tel.point(name, shannon_wave_name="lz").value
+            async for _ in stream:
+                pass
+
+    run_virtual(main())
+    assert seen == {"shannon.task.active": 1, "shannon.task.pending": 3}
