@@ -172,6 +172,49 @@ def test_the_call_and_fallback_counters_mean_what_their_descriptions_say() -> No
     assert all(outcome in listed for outcome in outcomes), calls.description
 
 
+
+def test_a_cancelled_wave_whose_tasks_failed_has_an_error_status() -> None:
+    # The contract: the wave span is ERROR "if any task failed or timed out". A wave cancelled after
+    # two of its tasks failed kept an UNSET status (its outcome, cancellation, took precedence), so a
+    # search for failed waves missed it while its failed task spans were ERROR.
+    from opentelemetry.trace import StatusCode
+
+    tel = InMemoryTelemetry()
+
+    async def fails() -> None:
+        raise ValueError("boom")
+
+    async def hangs() -> None:
+        await asyncio.sleep(10)
+
+    async def main() -> None:
+        run = asyncio.ensure_future(Wave("cw", **tel.providers).run([fails, fails, hangs]))
+        await asyncio.sleep(1)
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+
+    run_virtual(main())
+    wave = tel.span("wave cw")
+    assert wave.attributes is not None
+    assert wave.attributes["shannon.task.outcome"] == "cancellation"
+    assert wave.attributes["shannon.wave.tasks.failure"] == 2
+    assert wave.status.status_code is StatusCode.ERROR
+    assert wave.status.description == "2 of 3 tasks failed"
+    # a cancelled wave without failures stays UNSET: cancellation is an outcome, never an error
+    quiet = InMemoryTelemetry()
+
+    async def cancelled_clean() -> None:
+        run = asyncio.ensure_future(Wave("cc", **quiet.providers).run([hangs]))
+        await asyncio.sleep(1)
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+
+    run_virtual(cancelled_clean())
+    assert quiet.span("wave cc").status.status_code is StatusCode.UNSET
+
+
 @pytest.mark.xfail(strict=True, reason="a lazy input's tasks waiting for a pool are counted nowhere until they start")
 def test_a_lazy_streams_tasks_waiting_for_a_pool_are_pending() -> None:
     # Known limit (shannon.task.pending's description, docs/runbook.md ShannonWaveStalled): the OTel hook
