@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -27,14 +28,14 @@ def test_tasks_fail_fast_cancels_while_they_wait_for_a_pool_are_cancelled_not_fa
         await asyncio.sleep(0.1)
         raise ValueError("boom")
 
-    def ok(i: int) -> object:
+    def ok(i: int) -> Any:
         async def work() -> int:
             ran.append(i)
             return i
         return task(work, pool=pool)
 
     async def main() -> None:
-        wave = Wave("ff", fail_fast=True, **tel.providers)
+        wave = Wave[Any]("ff", fail_fast=True, **tel.providers)
         res = await wave.run([task(bad, pool=pool), *(ok(i) for i in range(1, 5))])
         assert ran == [0]
         assert [r.outcome for r in res.results] == [Outcome.FAILURE] + [Outcome.CANCELLATION] * 4
@@ -42,7 +43,7 @@ def test_tasks_fail_fast_cancels_while_they_wait_for_a_pool_are_cancelled_not_fa
         assert res.report.counts[Outcome.FAILURE] == 1
         assert res.report.errors_by_type == {"ValueError": 1}
         # the pool's credit came back: a later wave runs through it
-        again = await Wave("again", **tel.providers).run([ok(9)])
+        again = await Wave[Any]("again", **tel.providers).run([ok(9)])
         assert again.results[0].outcome is Outcome.SUCCESS
 
     run_virtual(main())
@@ -68,7 +69,7 @@ def test_a_batched_waves_efficiency_counts_the_slots_a_batch_can_use_not_max_con
     async def main() -> None:
         loop = asyncio.get_running_loop()
         for name, concurrency in (("capped", 100), ("unbounded", None)):
-            wave = Wave(name, max_concurrency=concurrency, batch_size=10, clock=loop.time, **tel.providers)
+            wave = Wave[None](name, max_concurrency=concurrency, batch_size=10, clock=loop.time, **tel.providers)
             report = (await wave.run([work for _ in range(100)])).report
             assert report.concurrency == 10
             assert abs(report.duration_s - 1.0) < 1e-9
@@ -80,7 +81,8 @@ def test_a_batched_waves_efficiency_counts_the_slots_a_batch_can_use_not_max_con
         assert abs(tel.point("shannon.wave.parallel_efficiency", shannon_wave_name=name).value - 1.0) < 1e-9
         attributes = tel.span(f"wave {name}").attributes
         assert attributes is not None
-        assert abs(attributes["shannon.wave.parallel_efficiency"] - 1.0) < 1e-9
+        efficiency: Any = attributes["shannon.wave.parallel_efficiency"]
+        assert abs(efficiency - 1.0) < 1e-9
 
 
 def test_the_reports_latency_counts_every_task_that_ran_and_none_that_did_not() -> None:
@@ -95,7 +97,7 @@ def test_the_reports_latency_counts_every_task_that_ran_and_none_that_did_not() 
         async def acquire(self) -> None:
             raise ConnectionError("limiter down")
 
-    def work(i: int, *, fail: bool = False, cancel_self: bool = False) -> object:
+    def work(i: int, *, fail: bool = False, cancel_self: bool = False) -> Any:
         async def run() -> int:
             ran.append(i)
             if cancel_self:
@@ -110,14 +112,14 @@ def test_the_reports_latency_counts_every_task_that_ran_and_none_that_did_not() 
         loop = asyncio.get_running_loop()
         providers = {"clock": loop.time, **tel.providers}
         # task 0 fails at t=0; fail-fast cancels tasks 1 and 2, which started at t=0 too
-        ff = await Wave("ff", max_concurrency=3, fail_fast=True, **providers).run(
+        ff = await Wave[Any]("ff", max_concurrency=3, fail_fast=True, **providers).run(
             [work(0, fail=True), work(1), work(2)],
         )
         assert ff.report.counts[Outcome.CANCELLATION] == 2
         assert ff.report.latency.count == ff.report.queue_wait.count == 3
-        selfish = await Wave("self", **providers).run([work(3, cancel_self=True), work(4)])
+        selfish = await Wave[Any]("self", **providers).run([work(3, cancel_self=True), work(4)])
         assert selfish.report.latency.count == 2
-        down = await Wave("down", rate_limit=BrokenLimit(), **providers).run([work(5), work(6)])
+        down = await Wave[Any]("down", rate_limit=BrokenLimit(), **providers).run([work(5), work(6)])
         assert [r.outcome for r in down.results] == [Outcome.FAILURE, Outcome.FAILURE]
         assert down.report.latency.count == down.report.queue_wait.count == 0
 
@@ -161,7 +163,7 @@ def test_the_call_and_fallback_counters_mean_what_their_descriptions_say() -> No
             await call
 
     run_virtual(main())
-    metrics = tel.metrics()
+    metrics: dict[str, Any] = dict(tel.metrics())
     fallbacks = metrics["shannon.fallbacks"]
     assert sum(p.value for p in fallbacks.data.data_points) == 2 == len(tel.spans("fallback fb"))
     assert "served" not in fallbacks.description
@@ -188,7 +190,7 @@ def test_a_cancelled_wave_whose_tasks_failed_has_an_error_status() -> None:
         await asyncio.sleep(10)
 
     async def main() -> None:
-        run = asyncio.ensure_future(Wave("cw", **tel.providers).run([fails, fails, hangs]))
+        run = asyncio.ensure_future(Wave[Any]("cw", **tel.providers).run([fails, fails, hangs]))
         await asyncio.sleep(1)
         run.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -205,7 +207,7 @@ def test_a_cancelled_wave_whose_tasks_failed_has_an_error_status() -> None:
     quiet = InMemoryTelemetry()
 
     async def cancelled_clean() -> None:
-        run = asyncio.ensure_future(Wave("cc", **quiet.providers).run([hangs]))
+        run = asyncio.ensure_future(Wave[Any]("cc", **quiet.providers).run([hangs]))
         await asyncio.sleep(1)
         run.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -227,12 +229,12 @@ def test_a_lazy_streams_tasks_waiting_for_a_pool_are_pending() -> None:
     async def work() -> None:
         await asyncio.sleep(1.0)
 
-    def lazy() -> Iterator[object]:
+    def lazy() -> Iterator[Any]:
         for _ in range(4):
             yield task(work, pool=pool)
 
     async def main() -> None:
-        async with Wave("lz", max_concurrency=4, **tel.providers).stream(lazy()) as stream:
+        async with Wave[Any]("lz", max_concurrency=4, **tel.providers).stream(lazy()) as stream:
             await asyncio.sleep(0.5)  # one task runs, three wait for the pool
             for name in ("shannon.task.active", "shannon.task.pending"):
                 seen[name] = tel.point(name, shannon_wave_name="lz").value
