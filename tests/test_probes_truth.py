@@ -217,6 +217,43 @@ def test_a_cancelled_wave_whose_tasks_failed_has_an_error_status() -> None:
     assert quiet.span("wave cc").status.status_code is StatusCode.UNSET
 
 
+
+def test_the_flapping_advice_measures_each_probe_from_the_opening_before_it() -> None:
+    # The advice paired the n-th opening with the n-th probe: an opening ended by reset() (no probe)
+    # shifted every pair, and a breaker probing 30 s after each opening was reported "re-opened by a
+    # failed probe after ~95 s open".
+    from shannon_otel import CircuitBreaker, CircuitOpenError, RunRecorder
+    from shannon_otel.testing import FakeClock
+
+    clock = FakeClock(0.0)
+    recorder = RunRecorder()
+    breaker = CircuitBreaker("dep", failure_threshold=1, reset_timeout=30, clock=clock, hooks=[recorder],
+                             instrument=False)
+
+    async def fails() -> None:
+        raise KeyError("down")
+
+    async def call() -> None:
+        with contextlib.suppress(KeyError, CircuitOpenError):
+            await breaker.call(fails)
+
+    async def main() -> None:
+        await call()  # t=0: opens
+        clock.advance(1)
+        breaker.reset()  # an operator closes it: no probe
+        clock.advance(99)
+        await call()  # t=100: opens
+        for _ in range(2):  # t=130, t=160: the probe fails, it re-opens
+            clock.advance(30)
+            await call()
+
+    run_virtual(main())
+    (advice,) = [r for r in recorder.report().recommendations() if r.kind == "breaker_flapping"]
+    assert advice.evidence["reopens"] == 2
+    assert advice.evidence["reset_timeout_s"] == 30.0
+    assert "after ~30.0 s open" in advice.message
+
+
 @pytest.mark.xfail(strict=True, reason="a lazy input's tasks waiting for a pool are counted nowhere until they start")
 def test_a_lazy_streams_tasks_waiting_for_a_pool_are_pending() -> None:
     # Known limit (shannon.task.pending's description, docs/runbook.md ShannonWaveStalled): the OTel hook

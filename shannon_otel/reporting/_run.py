@@ -109,8 +109,13 @@ def _flapping(transitions: Sequence[BreakerTransition], th: AdviceThresholds) ->
         if reopens < th.flapping_reopens:
             continue
         opened = [t.time for t in events if t.to_state is BreakerState.OPEN]
-        probed = [t.time for t in events if t.to_state is BreakerState.HALF_OPEN]
-        waits = [p - o for o, p in zip(opened, probed, strict=False) if p >= o]
+        # each probe against the opening just before it: an opening that ended otherwise (reset()) has none
+        waits, last_open = [], None
+        for t in events:
+            if t.to_state is BreakerState.OPEN:
+                last_open = t.time
+            elif t.to_state is BreakerState.HALF_OPEN and last_open is not None and t.time >= last_open:
+                waits.append(t.time - last_open)
         reset = statistics.median(waits) if waits else math.nan
         # Each outage separately: spanning first open to last close would merge outages minutes apart.
         outages = _outages(events)
