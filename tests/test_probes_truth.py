@@ -254,6 +254,39 @@ def test_the_flapping_advice_measures_each_probe_from_the_opening_before_it() ->
     assert "after ~30.0 s open" in advice.message
 
 
+
+def test_a_call_whose_task_timed_out_and_was_cancelled_by_fail_fast_at_once_agrees_with_its_task() -> None:
+    # Task 0 times out at t=1, and fail-fast cancels task 1 in the same loop turn in which task 1's own
+    # timeout fired: the task is a cancellation (asyncio.timeout sees a second cancel request), but its
+    # call and attempt said "timeout" / failure TimeoutError, since the deadline had expired.
+    tel = InMemoryTelemetry()
+
+    async def fails_late() -> None:
+        await asyncio.sleep(1.0)
+        raise ValueError("boom")
+
+    async def hangs() -> None:
+        await asyncio.sleep(5.0)
+
+    async def main() -> None:
+        policy = Retry(attempts=1, name="op", **tel.providers)
+        wave = Wave[None]("tie", max_concurrency=2, task_timeout=1.0, fail_fast=True, policy=policy,
+                          **tel.providers)
+        result = await wave.run([fails_late, hangs])
+        assert [r.outcome for r in result.results] == [Outcome.TIMEOUT, Outcome.CANCELLATION]
+
+    run_virtual(main())
+    by_task = {}
+    for task_span in tel.spans("task tie"):
+        (op,) = [s for s in tel.children(task_span) if s.name == "op"]
+        (attempt,) = tel.children(op)
+        assert task_span.attributes is not None and op.attributes is not None and attempt.attributes is not None
+        by_task[task_span.attributes["shannon.task.outcome"]] = (
+            op.attributes["shannon.call.outcome"], attempt.attributes["shannon.attempt.outcome"],
+        )
+    assert by_task == {"timeout": ("failure", "timeout"), "cancellation": ("cancellation", "cancellation")}
+
+
 @pytest.mark.xfail(strict=True, reason="a lazy input's tasks waiting for a pool are counted nowhere until they start")
 def test_a_lazy_streams_tasks_waiting_for_a_pool_are_pending() -> None:
     # Known limit (shannon.task.pending's description, docs/runbook.md ShannonWaveStalled): the OTel hook
