@@ -287,6 +287,28 @@ def test_a_call_whose_task_timed_out_and_was_cancelled_by_fail_fast_at_once_agre
     assert by_task == {"timeout": ("failure", "timeout"), "cancellation": ("cancellation", "cancellation")}
 
 
+
+def test_queue_wait_advice_blames_max_concurrency_only_when_it_held_tasks_back() -> None:
+    # 20 tasks, a slot each, held back by a rate limit of 2/s: the advice said they "waited for a slot"
+    # and to "raise max_concurrency (now 20)", which cannot shorten any wait.
+    async def work() -> None:
+        await asyncio.sleep(0.01)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        limited = await Wave[None]("rl", rate_limit=2.0, max_concurrency=None, clock=loop.time,
+                                   instrument=False).run([work] * 20)
+        (advice,) = limited.report.recommendations
+        assert advice.kind == "queue_wait"
+        assert "max_concurrency" not in advice.message
+        assert "rate limit" in advice.message
+        slotted = await Wave[None]("one", max_concurrency=1, clock=loop.time, instrument=False).run([work] * 20)
+        (advice,) = [r for r in slotted.report.recommendations if r.kind == "queue_wait"]
+        assert "Raise max_concurrency (now 1)" in advice.message
+
+    run_virtual(main())
+
+
 @pytest.mark.xfail(strict=True, reason="a lazy input's tasks waiting for a pool are counted nowhere until they start")
 def test_a_lazy_streams_tasks_waiting_for_a_pool_are_pending() -> None:
     # Known limit (shannon.task.pending's description, docs/runbook.md ShannonWaveStalled): the OTel hook
