@@ -48,5 +48,11 @@ POLICY_TIMEOUTS: ContextVar[tuple[asyncio.Timeout, ...]] = ContextVar("shannon_o
 
 def timed_out() -> bool:
     """Whether a cancellation of the running code is a timeout: the wave task's own timeout, or that of
-    a ``Timeout`` policy around it, has fired. O(enclosing Timeout policies)."""
-    return task_timed_out() or any(scope.expired() for scope in POLICY_TIMEOUTS.get())
+    a ``Timeout`` policy around it, has fired, and nothing else cancelled the task too (each expired scope
+    cancelled it once; a request more, say fail-fast or a cancelled wave at the same moment, makes it a
+    cancellation, as ``asyncio.timeout`` and the wave task then see it). O(enclosing Timeout policies)."""
+    expired = task_timed_out() + sum(scope.expired() for scope in POLICY_TIMEOUTS.get())
+    if not expired:
+        return False
+    task = asyncio.current_task()
+    return task is None or task.cancelling() <= expired

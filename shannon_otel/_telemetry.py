@@ -255,7 +255,8 @@ TASKS_ACTIVE: Final = MetricSpec(
 )
 TASKS_PENDING: Final = MetricSpec(
     "shannon.task.pending", "updowncounter", "{task}",
-    "Tasks of running waves not started yet (waiting for a slot or not yet dispatched).", (WAVE_NAME,),
+    "Tasks of running waves not started yet (waiting for a slot or not yet dispatched); of sized inputs "
+    "only: a lazy input's tasks waiting for a pool or rate limit are in neither this nor active.", (WAVE_NAME,),
 )
 WAVE_DURATION: Final = MetricSpec(
     "shannon.wave.duration", "histogram", "s", "Wall time of one wave.", (WAVE_NAME, TASK_OUTCOME),
@@ -285,7 +286,8 @@ RETRY_DELAY_DURATION: Final = MetricSpec(
 )
 CALLS: Final = MetricSpec(
     "shannon.calls", "counter", "{call}",
-    "Calls through a protected operation or breaker, by outcome (success, failure, rejected, ignored).",
+    "Calls through a protected operation or breaker, by outcome (success, failure, rejected, ignored, "
+    "cancellation).",
     (OPERATION, CALL_OUTCOME, ERROR_TYPE),
 )
 BREAKER_STATE_METRIC: Final = MetricSpec(
@@ -301,7 +303,8 @@ TIMEOUTS: Final = MetricSpec(
     "shannon.timeouts", "counter", "{timeout}", "Operations cut off by a timeout policy.", (OPERATION,),
 )
 FALLBACKS: Final = MetricSpec(
-    "shannon.fallbacks", "counter", "{fallback}", "Fallbacks served after the primary failed.",
+    "shannon.fallbacks", "counter", "{fallback}",
+    "Fallbacks run after the primary failed, by the primary's error type (one that failed too is counted).",
     (OPERATION, ERROR_TYPE),
 )
 DEGRADATIONS: Final = MetricSpec(

@@ -379,8 +379,9 @@ class _WaveTelemetry(WaveObserver):
                 **{tel.WAVE_TASKS_PREFIX + o.value: n for o, n in report.counts.items()},
                 tel.WAVE_EFFICIENCY_ATTR: report.parallel_efficiency,
             })
-            if report.outcome is Outcome.FAILURE:
-                # No task failed, yet the wave did: it raised (its lazy input did, or a task a BaseException).
+            if report.failed or report.outcome is Outcome.FAILURE:
+                # A cancelled wave whose tasks failed before it was cancelled is ERROR too (its outcome
+                # stays `cancellation`). No task failed, yet the wave did: it raised (its lazy input did).
                 reason = f"{report.failed} of {report.total} tasks failed" if report.failed else "the wave raised"
                 span.set_status(Status(StatusCode.ERROR, reason))
         finally:

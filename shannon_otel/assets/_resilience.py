@@ -131,8 +131,8 @@ def _policies() -> list[p.Json]:
         p.timeseries("Timeouts by operation", "Operations cut off by a timeout policy, in each rate "
                      "interval.", "short",
                      [p.target(_events_per_op(t.TIMEOUTS), f"{{{{{OP}}}}}")], bars=True, width=8, link=True),
-        p.timeseries("Fallbacks by operation", "Fallback results served after the primary failed, in each "
-                     "rate interval, by operation and error type.", "short",
+        p.timeseries("Fallbacks by operation", "Fallbacks run after the primary failed (one that failed too "
+                     "included), in each rate interval, by operation and error type.", "short",
                      [p.target(_events_per_op(t.FALLBACKS, by_=(t.ERROR_TYPE,)),
                                f"{{{{{OP}}}}} {{{{{q.label(t.ERROR_TYPE)}}}}}")], bars=True, width=8, link=True),
         p.timeseries("Degradations", "Degraded results served in each rate interval, by operation, mode and "

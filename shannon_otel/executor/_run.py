@@ -223,7 +223,7 @@ class WaveRun:
         self.done += 1
         slot.ended = True
         measurements = slot.measurements
-        self.report.add(outcome, duration, queue_wait, error, measurements)
+        self.report.add(outcome, duration, queue_wait, error, measurements, start is not None)
         if outcome in _FAILED:
             self.failed += 1
         result = TaskResult(

@@ -35,7 +35,7 @@ class Credits:
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.release()  # handed a credit just as it was cancelled: pass it on
-            else:
+            elif waiter in self._waiters:  # a release may have dropped it already, as a done waiter
                 self._waiters.remove(waiter)
             raise
 

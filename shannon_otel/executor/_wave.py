@@ -241,6 +241,8 @@ class Wave(Generic[T]):
         concurrency = self.max_concurrency or size or 1
         if size is not None:
             concurrency = max(1, min(concurrency, size))
+        if self.batch_size is not None:  # no more than a batch ever runs at once: the slots really available
+            concurrency = min(concurrency, self.batch_size)
         started = clock()
         # once per wave, never per task: the spans configure()'s guards count as dropped meanwhile
         drops = drops_for(self.tracer_provider)
@@ -346,7 +348,7 @@ class Wave(Generic[T]):
         for index, item in items:
             close_unstarted(item)
             name = (item.name or self.name) if type(item) is TaskSpec else self.name
-            run.report.add(Outcome.CANCELLATION, 0.0, 0.0, None, None)
+            run.report.add(Outcome.CANCELLATION, 0.0, 0.0, None, None, False)
             run.pending -= 1
             run.done += 1
             result: TaskResult[Any] = TaskResult(self.name, index, name, Outcome.CANCELLATION)

@@ -125,6 +125,14 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms" if seconds < 10 else f"{seconds:.1f} s"
 
 
+def _raise(report: WaveFacts) -> str:
+    """What to raise against a queue wait: with a slot for every task, max_concurrency held none back."""
+    if report.concurrency >= report.total:
+        return (f"Every task had a concurrency slot ({report.concurrency}), so a resource pool or the rate "
+                f"limit held them back: raise that")
+    return f"Raise max_concurrency (now {report.concurrency}), the resource pool size or the rate limit"
+
+
 def advise_wave(
     report: WaveFacts, thresholds: AdviceThresholds = DEFAULT_THRESHOLDS, *, label: str | None = None,
 ) -> list[Recommendation]:
@@ -146,9 +154,9 @@ def advise_wave(
         if ratio >= thresholds.queue_wait_ratio:
             out.append(Recommendation(
                 "queue_wait", wave,
-                f"wave {wave!r}: tasks waited {ms(wait.mean)} on average for a slot (p95 {ms(wait.p95)}) "
-                f"but ran only {ms(run.mean)} ({ratio:.1f}x): queue wait dominates. Raise max_concurrency "
-                f"(now {report.concurrency}) or the resource pool size, if the dependency can take the load.",
+                f"wave {wave!r}: tasks waited {ms(wait.mean)} on average to start (p95 {ms(wait.p95)}) "
+                f"but ran only {ms(run.mean)} ({ratio:.1f}x): queue wait dominates. {_raise(report)}, if the "
+                f"dependency can take the load.",
                 {"queue_wait_mean_s": wait.mean, "task_mean_s": run.mean, "ratio": ratio,
                  "concurrency": float(report.concurrency)},
             ))

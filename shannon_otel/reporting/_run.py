@@ -34,7 +34,7 @@ class OperationStats:
     attempts: int = 0
     retries: int = 0
     rejected_retries: int = 0  # retries scheduled after a breaker rejected the attempt
-    rejected: int = 0
+    rejected: int = 0  # tries a breaker refused: one call is refused again at each retry
     failed: int = 0
     degraded: int = 0
     fallbacks: int = 0
@@ -109,8 +109,13 @@ def _flapping(transitions: Sequence[BreakerTransition], th: AdviceThresholds) ->
         if reopens < th.flapping_reopens:
             continue
         opened = [t.time for t in events if t.to_state is BreakerState.OPEN]
-        probed = [t.time for t in events if t.to_state is BreakerState.HALF_OPEN]
-        waits = [p - o for o, p in zip(opened, probed, strict=False) if p >= o]
+        # each probe against the opening just before it: an opening that ended otherwise (reset()) has none
+        waits, last_open = [], None
+        for t in events:
+            if t.to_state is BreakerState.OPEN:
+                last_open = t.time
+            elif t.to_state is BreakerState.HALF_OPEN and last_open is not None and t.time >= last_open:
+                waits.append(t.time - last_open)
         reset = statistics.median(waits) if waits else math.nan
         # Each outage separately: spanning first open to last close would merge outages minutes apart.
         outages = _outages(events)
@@ -134,7 +139,7 @@ def _storm(op: OperationStats, th: AdviceThresholds) -> Recommendation | None:
     return Recommendation(
         "retry_storm", op.operation,
         f"operation {op.operation!r}: {op.rejected_retries} of {op.retries} retries were scheduled against an open "
-        f"circuit ({op.rejected} tries rejected unrun, {op.calls} calls, {op.attempts} attempts). Retrying an open "
+        f"circuit ({op.rejected} tries rejected in {op.calls} calls, {op.attempts} attempts run). Retrying an open "
         f"breaker only burns attempts and delays the fallback: take CircuitOpenError out of Retry(on=...) "
         f"(it is not retried by default), use Retry(wait_retry_after=True) to wait for the breaker's reset, "
         f"or put the breaker outside the retry.",
