@@ -344,8 +344,10 @@ def test_a_shared_rate_limit_holds_across_processes(server: RedisServer, prefix:
     starts = sum(queue.get(timeout=60) for _ in workers)
     for w in workers:
         w.join(30)
-    # 4 processes share 40/s: about 80 starts in 2 s (never the 320 four local limiters would allow)
-    assert rate * seconds * 0.8 <= starts <= rate * seconds + 4, starts
+    # 4 processes share 40/s: about 80 starts in 2 s, never more (the 320 four local limiters would allow).
+    # The upper bound is the property; the lower one only shows the limit lets work through: on a loaded
+    # machine the processes get less of the 2 s (36 starts seen at load ~7), so it is not a timing check.
+    assert rate * seconds * 0.25 <= starts <= rate * seconds + 4, starts
 
 
 def test_a_shared_pool_bounds_holders_across_processes(server: RedisServer, prefix: str) -> None:
