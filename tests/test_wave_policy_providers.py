@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 import pytest
 
-from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError, Pipeline, Retry, Wave
+from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError, Degrade, Pipeline, Retry, Served, Wave
 from shannon_otel.testing import InMemoryTelemetry
 
 
@@ -105,3 +106,13 @@ def test_a_policy_in_a_wave_without_providers_is_the_object_itself() -> None:
     assert Wave("w", policy=own, **tel.providers).task_policy is own
     unobserved = Retry(attempts=2, instrument=False)
     assert Wave("w", policy=unobserved, **tel.providers).task_policy is unobserved
+
+
+def test_a_degrade_in_a_wave_serves_as_it_would_and_reports_to_the_waves_providers() -> None:
+    tel = InMemoryTelemetry()
+    wave: Wave[Any] = Wave("w", policy=Degrade(default=0, on=ConnectionError, name="recs"), **tel.providers)
+    result = asyncio.run(wave.run([_flaky(1), _flaky(0)]))
+    served = cast("list[Served[int]]", result.values())  # the ints the Degrade served
+    assert [(s.value, s.degraded, s.reason) for s in served] == [(0, True, "failure"), (1, False, None)]
+    assert len(tel.spans("recs")) == 2
+    assert tel.point("shannon.degradations", shannon_operation="recs").value == 1
