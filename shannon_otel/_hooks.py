@@ -4,7 +4,7 @@ default logging hook), then the user's."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ._validate import is_async
 
@@ -14,6 +14,9 @@ if TYPE_CHECKING:
 
     from ._events import Hook
     from ._otel import OTelHook
+
+T = TypeVar("T")
+
 
 def otel_hook(tracer_provider: TracerProvider | None, meter_provider: MeterProvider | None) -> OTelHook:
     """The shared OTel hook of a provider pair (``None`` = the global provider).
@@ -57,6 +60,21 @@ def resolve_hooks(
     if instrument:
         resolved = (with_default_logs(otel_hook(tracer_provider, meter_provider), extra), *extra)
     return tuple(_for_scope(hook, resolved) for hook in resolved)
+
+
+def in_scope(policy: T, tracer_provider: TracerProvider | None, meter_provider: MeterProvider | None) -> T:
+    """``policy`` as run by an entry point (a wave) with these providers; called once, at its construction.
+
+    A recovery policy given no provider of its own reports its calls to the entry point's providers:
+    its ``_reporting_to`` returns the same object bound to them (never a copy, so a breaker keeps one
+    state). Any other object with ``call(fn)`` is returned as it is. Here, a neutral module, so that
+    the executor need not import the recovery package.
+    """
+    reporting_to = getattr(policy, "_reporting_to", None)
+    if reporting_to is None:
+        return policy
+    scoped: T = reporting_to(tracer_provider, meter_provider)
+    return scoped
 
 
 def check_hooks(hooks: object) -> tuple[Hook, ...]:

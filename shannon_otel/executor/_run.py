@@ -154,10 +154,10 @@ class WaveRun:
             if self.observers:
                 tokens = []  # filled in place: a BaseException from task_started still finishes the others
                 self._started(tokens, index, name, queue_wait)
-            if wave.policy is not None:
+            if wave.task_policy is not None:
                 if not callable(work):
                     raise TypeError("a Wave with a policy needs zero-argument callables, not coroutine objects")
-                call = wave.policy.call(work)
+                call = wave.task_policy.call(work)
             else:
                 call = work() if callable(work) else work
             if wave.task_timeout is not None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from .. import _clock
 from .._events import Hook, TaskResult, WaveObserver, WaveStarted
-from .._hooks import check_hooks, resolve_hooks
+from .._hooks import check_hooks, in_scope, resolve_hooks
 from .._isolation import Unentered, enter, hook_failed, leave, refused
 from .._otel._providers import drops_for
 from .._telemetry import Outcome
@@ -81,7 +81,11 @@ class Wave(Generic[T]):
             for the previous).
         fail_fast: on the first failure or timeout, cancel the running tasks and start no more.
         policy: a per-task recovery policy (``Retry``, ``Pipeline``...); tasks must then be factories.
-            The policy is shared by every task: a ``CircuitBreaker`` in it sees all of them. A
+            The policy is shared by every task: a ``CircuitBreaker`` in it sees all of them.
+            A policy given no ``tracer_provider`` / ``meter_provider`` of its own reports its calls
+            (operation and attempt spans, retry metrics) to this wave's providers; one given its own
+            keeps them. The same object is run, never a copy: a breaker shared with other waves or
+            direct calls keeps one state (its transitions and state gauge stay on its own providers). A
             ``Degrade(last_good=True)`` in it is refused (TypeError) unless it has ``key=``, as it
             would serve one task's last good value to another.
         pools: resource pools that tasks name by string (deprecated: pass the pool itself,
@@ -113,6 +117,8 @@ class Wave(Generic[T]):
     timeout: float | None = field(default=None, kw_only=True, repr=False, compare=False)  # deprecated alias
     pool_map: Mapping[str, ResourcePool] = field(init=False, repr=False, compare=False)
     resolved_hooks: tuple[Hook, ...] = field(init=False, repr=False, compare=False)
+    # What each task calls: ``policy``, or that same object reporting to this wave's providers
+    task_policy: TaskPolicy | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -162,6 +168,8 @@ class Wave(Generic[T]):
             self, "resolved_hooks",
             resolve_hooks(self.hooks, self.tracer_provider, self.meter_provider, instrument=self.instrument),
         )
+        # the policy's calls join this wave's trace and metrics unless it was given providers of its own
+        object.__setattr__(self, "task_policy", in_scope(self.policy, self.tracer_provider, self.meter_provider))
 
     async def run(self, tasks: Iterable[TaskLike[T]], *, raise_errors: bool = False) -> WaveResult[T]:
         """Run every task; return results in input order with the report.

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from .. import _clock
 from .._events import BreakerRegistered, BreakerTransition, CallRejected, CallStarted
-from .._hooks import resolve_hooks
+from .._hooks import check_hooks, resolve_hooks
 from .._isolation import hook_failed
 from .._telemetry import BreakerState
 from .._validate import check_sync_callable
@@ -27,7 +27,7 @@ from ._breaker_config import _COUNT_DEPRECATED, BreakerConfig
 from ._call import _Call, first_failed, notify, observed, start_call
 from ._circuit_open import CircuitOpenError
 from ._decorated import DecoratedCall, not_a_factory
-from ._policy import Policy, next_step
+from ._policy import Policy, Scoped, next_step, scoped
 from ._types import END, Chain, Clock, Factory
 from ._window import FAILED, SLOW, CountWindow, TimeWindow
 
@@ -66,6 +66,7 @@ class CircuitBreaker(Policy):
         "_hooks",
         "_link",
         "_opened_at",
+        "_options",
         "_probes_left",
         "_started",
         "_state",
@@ -116,7 +117,9 @@ class CircuitBreaker(Policy):
         self._probes_left = 0
         self._successes = 0
         self._forced = False
-        self._hooks = resolve_hooks(hooks, tracer_provider, meter_provider, instrument=instrument)
+        checked = check_hooks(hooks)  # a one-shot iterable is read once, for both uses
+        self._hooks = resolve_hooks(checked, tracer_provider, meter_provider, instrument=instrument)
+        self._options = (checked, tracer_provider, meter_provider, instrument)
         self._started = CallStarted(name, "breaker")
         self._link: BreakerLink | None = None
         if shared is not None:
@@ -138,6 +141,15 @@ class CircuitBreaker(Policy):
 
     def __repr__(self) -> str:
         return f"CircuitBreaker({self.name!r}, state={self._state.value!r}, config={self.config!r})"
+
+    def _reporting_to(
+        self, tracer_provider: TracerProvider | None, meter_provider: MeterProvider | None,
+    ) -> Policy | Scoped:
+        # Its calls report to the wave's providers; its transitions and state stay on its own hooks
+        # (one breaker, one state series, whoever calls it).
+        hooks, own_tracer, own_meter, instrument = self._options
+        return scoped(self, END, hooks, (own_tracer, own_meter), (tracer_provider, meter_provider),
+                      instrument=instrument)
 
     @property
     def state(self) -> BreakerState:

@@ -33,7 +33,7 @@ from .._hooks import check_hooks, resolve_hooks
 from .._validate import check_sync_callable
 from ._call import _Call, first_failed, observed, start_call
 from ._decorated import DecoratedCall, not_a_factory
-from ._policy import Policy
+from ._policy import Policy, Scoped, scoped
 from ._types import Chain, Clock, Factory
 
 if TYPE_CHECKING:
@@ -118,6 +118,13 @@ class Pipeline(Policy):
 
     def _named(self, name: str) -> Policy:
         return self if self.name is not None else Pipeline(*self._chain, name=name, **self._options)
+
+    def _reporting_to(
+        self, tracer_provider: TracerProvider | None, meter_provider: MeterProvider | None,
+    ) -> Policy | Scoped:
+        o = self._options
+        return scoped(self, self._chain, o["hooks"], (o["tracer_provider"], o["meter_provider"]),
+                      (tracer_provider, meter_provider), instrument=o["instrument"])
 
     def _unused_in_pipeline(self) -> tuple[str, ...]:
         # A nested pipeline is flattened into the outer one: its own settings would go unused too.

@@ -88,6 +88,16 @@ class Policy:
         """This policy reporting under operation ``name`` (used by the decorator when unnamed)."""
         return self
 
+    def _reporting_to(
+        self, tracer_provider: TracerProvider | None, meter_provider: MeterProvider | None,
+    ) -> Policy | Scoped:
+        """This policy as run by an entry point with these providers (a :class:`~shannon_otel.Wave`).
+
+        Called once, when the wave is built. A policy given no provider of its own reports its calls
+        to the wave's (:class:`Scoped`); one given providers keeps them, and is returned as it is.
+        """
+        return self
+
     def _unused_in_pipeline(self) -> tuple[str, ...]:
         """The settings of this policy a :class:`Pipeline` would not use (it refuses them)."""
         return ()
@@ -165,6 +175,12 @@ class Instrumented(Policy):
     def _named(self, name: str) -> Policy:
         return self if self.name is not None else replace(self, name=name)
 
+    def _reporting_to(
+        self, tracer_provider: TracerProvider | None, meter_provider: MeterProvider | None,
+    ) -> Policy | Scoped:
+        return scoped(self, END, self.hooks, (self.tracer_provider, self.meter_provider),
+                      (tracer_provider, meter_provider), instrument=self.instrument)
+
     def _unused_in_pipeline(self) -> tuple[str, ...]:
         unused = {
             "name": self.name is not None, "hooks": bool(self.hooks),
@@ -172,3 +188,51 @@ class Instrumented(Policy):
             "meter_provider": self.meter_provider is not None,
         }
         return tuple(k for k, v in unused.items() if v)
+
+
+def scoped(
+    policy: Policy, chain: Chain, hooks: Iterable[Hook] | None,
+    own: tuple[TracerProvider | None, MeterProvider | None],
+    scope: tuple[TracerProvider | None, MeterProvider | None], *, instrument: bool,
+) -> Policy | Scoped:
+    """``policy`` reporting to the providers of ``scope`` where its ``own`` are ``None``.
+
+    ``policy`` itself when that changes nothing (its own providers, or ``instrument=False``).
+    """
+    tracer_provider = own[0] if own[0] is not None else scope[0]
+    meter_provider = own[1] if own[1] is not None else scope[1]
+    if not instrument or (tracer_provider is own[0] and meter_provider is own[1]):
+        return policy
+    return Scoped(policy, chain, resolve_hooks(hooks, tracer_provider, meter_provider))
+
+
+class Scoped:
+    """A policy object run with the hooks of an enclosing scope's providers (a wave's).
+
+    Not a copy: every call runs the same policy object (``policy.run``), so a breaker's state, a
+    degradation's last good values stay one; only the hooks its calls report to differ. The
+    executor calls :meth:`call` with each task's factory, as it would ``policy.call``.
+    """
+
+    __slots__ = ("_chain", "_hooks", "policy")
+
+    def __init__(self, policy: Policy, chain: Chain, hooks: tuple[Hook, ...]) -> None:
+        self.policy = policy
+        self._chain = chain  # what policy.run gets: END, or a pipeline's own chain
+        self._hooks = hooks
+
+    async def call(self, fn: Factory[T], /) -> T:
+        """``policy.call(fn)`` reporting to this scope's hooks; raises what the policy lets through."""
+        policy, hooks = self.policy, self._hooks
+        if not callable(fn):
+            raise not_a_factory(fn)
+        if hooks:
+            try:
+                first = hooks[0].call_started(policy._started)
+            except Exception as exc:
+                first = first_failed(hooks, exc)
+            if first is not None or len(hooks) > 1:
+                call = start_call(hooks, policy._started, policy.clock, first)
+                if call is not None:
+                    return await observed(policy, self._chain, 0, fn, call)
+        return await policy.run(self._chain, 0, fn, None)
