@@ -120,27 +120,13 @@ class Telemetry:
             return True
         budget = self.shutdown_timeout_s if timeout_s is None else timeout_s
         check_number("timeout_s", budget, low=0, high=_MAX_TIMEOUT_S)
-        self._shut = True
-        # configure() registered this for interpreter exit: once shut, the handle (and its providers)
-        # need not live until then (a process that configures repeatedly would keep every one).
-        atexit.unregister(self.shutdown)
-        # The default logging hook's held-back repeats ("rejected 9,874 calls ...") are written while
-        # the logs signal's handler is still there to export them.
-        _Default.flush()
-        if self._log_handler is not None:
-            logging.getLogger(LOGGER_ROOT).removeHandler(self._log_handler)
-        # All at once, against one deadline: a stuck trace export must not starve the metrics.
-        jobs: dict[str, Callable[[], object]] = {
-            "span shutdown": self.tracer_provider.shutdown,
-            "metric shutdown": lambda: self.meter_provider.shutdown(timeout_millis=budget * 1000),
-        }
-        if self.logger_provider is not None:
-            jobs["log shutdown"] = self.logger_provider.shutdown
         try:
-            results = in_parallel(jobs, budget)
+            self._shut = True
+            results = self._stop(budget)
         except BaseException:
-            # A second Ctrl-C (or another BaseException) while waiting: leaving now is what was asked,
-            # but what is still unsent must be counted, not lost silently; then it goes on up.
+            # A second Ctrl-C (or another BaseException) anywhere from here on: leaving now is what was
+            # asked, but what is still unsent must be counted, not lost silently (every later call is a
+            # no-op, so nobody else would); then it goes on up.
             self._give_up("was interrupted")
             raise
         finished = all(done for done, _ in results)
@@ -149,6 +135,25 @@ class Telemetry:
         else:
             self._report("finished")
         return finished
+
+    def _stop(self, budget: float) -> list[tuple[bool, object]]:
+        """Write what the logging hook holds back, then stop every provider at once against one deadline
+        (a stuck trace export must not starve the metrics): ``(finished, result)`` per provider."""
+        # configure() registered this for interpreter exit: once shut, the handle (and its providers)
+        # need not live until then (a process that configures repeatedly would keep every one).
+        atexit.unregister(self.shutdown)
+        # The default logging hook's held-back repeats ("rejected 9,874 calls ...") are written while
+        # the logs signal's handler is still there to export them.
+        _Default.flush()
+        if self._log_handler is not None:
+            logging.getLogger(LOGGER_ROOT).removeHandler(self._log_handler)
+        jobs: dict[str, Callable[[], object]] = {
+            "span shutdown": self.tracer_provider.shutdown,
+            "metric shutdown": lambda: self.meter_provider.shutdown(timeout_millis=budget * 1000),
+        }
+        if self.logger_provider is not None:
+            jobs["log shutdown"] = self.logger_provider.shutdown
+        return in_parallel(jobs, budget)
 
     def _give_up(self, why: str) -> None:
         """Count everything accepted and not yet delivered as dropped (``shutdown``), and say so."""

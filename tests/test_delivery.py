@@ -320,6 +320,29 @@ def test_an_interrupted_shutdown_counts_what_it_gives_up_and_re_raises(monkeypat
     gate.open.set()
 
 
+@pytest.mark.parametrize("where", ["_Default.flush", "atexit.unregister"])
+def test_an_interrupt_landing_before_shutdowns_wait_still_counts_what_is_given_up(
+    monkeypatch: pytest.MonkeyPatch, where: str,
+) -> None:
+    # Before: a Ctrl-C landing after shutdown() marked the handle shut but before its wait began (while
+    # the logging hook's held-back repeats were written) went up with nothing counted, and every later
+    # shutdown() was a no-op: the CLI's "interrupted again" line said 0 spans dropped (seen in CI).
+    gate = Gate()
+    handle = configure("interrupted-early", exporter="none", span_exporters=[gate], set_global=False)
+    _spans(handle, 20)
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(f"shannon_otel._telemetry_handle.{where}", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        handle.shutdown()
+    monkeypatch.undo()
+    assert handle.dropped["traces"] == 20
+    assert handle.shutdown() is True
+    gate.open.set()
+
+
 def test_a_shut_down_handle_is_not_kept_alive_until_interpreter_exit() -> None:
     # Before: the exit handler configure() registers held every handle (and its providers) for the life
     # of the process, shut down or not: configuring repeatedly (tests, notebooks, reloads) leaked them.
