@@ -168,9 +168,9 @@ def test_force_flush_shares_one_deadline_between_traces_and_metrics(monkeypatch:
 
     monkeypatch.setattr(handle.tracer_provider, "force_flush", slow_traces)
     monkeypatch.setattr(handle.meter_provider, "force_flush", quick_metrics)
-    assert handle.force_flush(0.5)
-    assert seen[0] == 500
-    assert 0 < seen[1] <= 310
+    assert handle.force_flush(5.0)  # a budget no scheduling delay on a loaded machine eats
+    assert seen[0] == 5000
+    assert 0 < seen[1] <= 4810  # what the traces' 0.2 s left of the one deadline
     handle.shutdown()
 
 
