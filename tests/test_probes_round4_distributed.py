@@ -1,0 +1,83 @@
+"""Round-4 adversarial probes of the distributed parts: the shared state in a real redis-server, and the
+Dask backend on a real LocalCluster. Each test is the regression test of a bug found by the probes."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import _redis_procs as procs
+import pytest
+import redis
+from _redis_server import RedisServer
+
+from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
+from shannon_otel.redis import RedisState
+
+SPAWN = multiprocessing.get_context("spawn")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    srv = RedisServer(tmp_path)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"r4{uuid.uuid4().hex[:10]}"
+
+
+async def _ok() -> int:
+    return 1
+
+
+async def wait_for(predicate: Any, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+def test_a_process_dying_during_its_half_open_probe_does_not_hold_the_breaker_half_open(
+    server: RedisServer, prefix: str,
+) -> None:
+    """Bug: the shared half-open quota was taken by a probe whose process died; no outcome ever came,
+    so every process was rejected (HALF_OPEN, no probe left) until the key expired a day later. Now a
+    half-open period without an outcome for a reset timeout starts a new one."""
+    dying = SPAWN.Process(target=procs.die_during_probe, args=(server.url, prefix, "api", 0.3))
+    dying.start()
+    dying.join(60)
+    assert dying.exitcode == 0
+    raw = redis.Redis.from_url(server.url, decode_responses=True)
+    state = raw.hgetall(f"{prefix}:{{breaker:api}}:state")
+    raw.close()
+    assert state["state"] == "half_open" and state["probes_left"] == "0"  # its probe died with it
+
+    async def main() -> tuple[int, BreakerState]:
+        async with RedisState(server.url, prefix=prefix, poll_interval_s=0.1) as shared:
+            breaker = CircuitBreaker("api", shared=shared, failure_threshold=1, reset_timeout=0.3,
+                                     instrument=False)
+            await wait_for(lambda: breaker.state is BreakerState.HALF_OPEN)  # the shared state, polled
+            rejected = 0
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    assert await breaker.call(_ok) == 1
+                except CircuitOpenError:
+                    rejected += 1
+                    await asyncio.sleep(0.05)
+                    continue
+                await wait_for(lambda: breaker.state is BreakerState.CLOSED)  # the probe's success, shared
+                return rejected, breaker.state
+            raise AssertionError(f"still rejected after {rejected} tries: the dead process's probe holds the quota")
+
+    _, final = asyncio.run(main())
+    assert final is BreakerState.CLOSED
