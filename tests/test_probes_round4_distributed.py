@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,7 +19,7 @@ import redis
 from _redis_server import RedisServer
 
 from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
-from shannon_otel.redis import RedisState
+from shannon_otel.redis import RedisState, SharedPool
 
 SPAWN = multiprocessing.get_context("spawn")
 
@@ -81,3 +83,43 @@ def test_a_process_dying_during_its_half_open_probe_does_not_hold_the_breaker_ha
 
     _, final = asyncio.run(main())
     assert final is BreakerState.CLOSED
+
+
+def test_a_pool_acquire_that_timed_out_on_a_paused_redis_leaves_no_lease_behind(server: RedisServer, prefix: str) -> None:
+    """Bug: acquires sent to a paused (SIGSTOP) Redis timed out, the process went on with local slots,
+    and Redis ran the acquires when it resumed: leases nobody held or released filled the pool for
+    lease_s (300 s), so every later acquire in every process waited (a wave hung). Now such leases are
+    released once Redis answers again."""
+    assert server.proc is not None
+    pid = server.proc.pid
+
+    async def main() -> int:
+        async with RedisState(server.url, prefix=prefix, timeout_s=0.2, poll_interval_s=0.2) as shared:
+            pool = SharedPool(shared, "db", limit=2)
+
+            async def hold() -> None:
+                await pool.acquire()
+                await asyncio.sleep(0.01)
+                pool.release()
+
+            await asyncio.gather(*(hold() for _ in range(4)))  # connections open, as in a running service
+            await wait_for(lambda: not shared._pending)
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                await asyncio.gather(hold(), hold())  # time out: local slots (on_unavailable="local")
+                assert not shared.available
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            await wait_for(lambda: shared.available)
+            await asyncio.wait_for(hold(), 10)  # a later acquire is never held up by leases nobody holds
+            raw = redis.Redis.from_url(server.url)
+            try:
+                key = f"{prefix}:{{pool:db}}:holders"
+                deadline = time.monotonic() + 10
+                while (held := int(raw.zcard(key))) and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                return held
+            finally:
+                raw.close()
+
+    assert asyncio.run(main()) == 0

@@ -97,6 +97,7 @@ class SharedPool(ResourcePool):
                         "POOL_ACQUIRE", self._key, [self.limit, holder, int(self.lease_s * 1000)],
                     )
                 except SharedStateUnavailableError:
+                    self.shared._lost_leases.append((self._key, self.name, holder))  # it may run later
                     if self.shared.on_unavailable == "reject":
                         raise
                     self._held.append(None)

@@ -98,6 +98,10 @@ class RedisState:
         self._pool_events: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._pending: set[asyncio.Task[Any]] = set()
+        # Pool leases whose acquire failed (timed out): Redis may still run it later (a paused or slow
+        # server runs what was already sent), leaving a lease nobody releases for lease_s. Released on the
+        # next poll with Redis available (after anything sent before the outage has run).
+        self._lost_leases: list[tuple[list[str], str, str]] = []
         self._outage_logged = False
         self._closing = False
         self._instruments(meter_provider)
@@ -236,6 +240,13 @@ class RedisState:
                 continue
 
     async def _poll(self) -> None:
+        lost, self._lost_leases = self._lost_leases, []
+        for i, (key, name, holder) in enumerate(lost):
+            try:
+                await self._script("POOL_RELEASE", key, [self.pool_channel, name, holder])
+            except SharedStateUnavailableError:
+                self._lost_leases.extend(lost[i:])  # down again: the next poll tries again
+                raise
         for link in list(self._links.values()):
             await link.poll()
         for event in self._pool_events.values():
