@@ -4,6 +4,7 @@ Dask backend on a real LocalCluster. Each test is the regression test of a bug f
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import os
 import signal
@@ -16,7 +17,7 @@ from typing import Any
 import _redis_procs as procs
 import pytest
 import redis
-from _redis_server import RedisServer
+from _redis_server import RedisServer, free_port
 
 from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
 from shannon_otel.redis import RedisState, SharedPool
@@ -123,3 +124,30 @@ def test_a_pool_acquire_that_timed_out_on_a_paused_redis_leaves_no_lease_behind(
                 raw.close()
 
     assert asyncio.run(main()) == 0
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("redis://127.0.0.1:6379/abc", "url's path must be /<database number>"),  # redis-py used db 0 silently
+    ("redis://127.0.0.1:6379/db0", "url's path must be /<database number>"),
+    ("redis://127.0.0.1:notaport/0", "url is not a valid Redis URL"),  # redis-py's bare ValueError named no parameter
+    ("redis://:s3cret@127.0.0.1:6379/0?socket_timeout=abc", "url is not a valid Redis URL"),
+])
+def test_url_typos_are_refused_naming_the_url_without_its_password(url: str, shown: str) -> None:
+    with pytest.raises(ValueError, match="url") as caught:
+        RedisState(url)
+    assert shown in str(caught.value)
+    assert "s3cret" not in str(caught.value)
+
+
+def test_a_password_given_in_the_url_query_is_never_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """Bug: ``redis://host/0?password=...`` (redis-py reads it) was logged as is in the outage warning."""
+    url = f"redis://127.0.0.1:{free_port()}/0?password=s3cret&db=0"
+
+    async def main() -> None:
+        async with RedisState(url, timeout_s=0.1, poll_interval_s=0.1) as shared:
+            assert not shared.available
+
+    with caplog.at_level(logging.DEBUG, logger="shannon_otel"):
+        asyncio.run(main())
+    assert "unavailable" in caplog.text
+    assert "s3cret" not in caplog.text

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from .._events._error import error_type
 from .._telemetry import ERROR_TYPE, SHARED_OPERATION
@@ -62,7 +64,10 @@ class RedisState:
         meter_provider: MeterProvider | None = None,
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"url must be a redis://, rediss:// or unix:// URL, got {url!r}")
+            raise ValueError(f"url must be a redis://, rediss:// or unix:// URL, got {_redacted(str(url))!r}")
+        if not url.startswith("unix://") and not re.fullmatch(r"/?\d*", urlsplit(url).path):
+            # redis-py ignores a database it cannot read as a number and uses 0: a typo would share db 0
+            raise ValueError(f"url's path must be /<database number>, got {_redacted(url)!r}")
         if not isinstance(prefix, str) or not prefix or any(c in prefix for c in " {}|"):
             raise ValueError(f"prefix must be a non-empty string without spaces, braces or '|', got {prefix!r}")
         _check_seconds("timeout_s", timeout_s, high=60)
@@ -86,10 +91,13 @@ class RedisState:
         self.breaker_channel = f"{prefix}:breakers"
         self.pool_channel = f"{prefix}:pools"
         self.available = False
-        self._redis = aioredis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False,
-            decode_responses=True,
-        )
+        try:
+            self._redis = aioredis.from_url(
+                url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False,
+                decode_responses=True,
+            )
+        except ValueError as exc:  # redis-py's message names neither the parameter nor the URL
+            raise ValueError(f"url is not a valid Redis URL ({exc}): {_redacted(url)!r}") from None
         self._scripts = {
             name: self._redis.register_script(getattr(_scripts, name))
             for name in ("FLUSH", "ACQUIRE", "PROBE", "TRANSITION", "RATE", "POOL_ACQUIRE", "POOL_RELEASE")
@@ -292,8 +300,9 @@ def _check_seconds(name: str, value: object, *, high: float) -> None:
 
 
 def _redacted(url: str) -> str:
-    """The URL without its password (never logged)."""
-    if "@" not in url:
+    """The URL without its password, in the user part or the query (never logged)."""
+    url = re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", url)
+    if "@" not in url or "://" not in url:
         return url
     scheme, rest = url.split("://", 1)
     return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
