@@ -86,7 +86,9 @@ def test_a_process_dying_during_its_half_open_probe_does_not_hold_the_breaker_ha
     assert final is BreakerState.CLOSED
 
 
-def test_a_pool_acquire_that_timed_out_on_a_paused_redis_leaves_no_lease_behind(server: RedisServer, prefix: str) -> None:
+def test_a_pool_acquire_that_timed_out_on_a_paused_redis_leaves_no_lease_behind(
+    server: RedisServer, prefix: str,
+) -> None:
     """Bug: acquires sent to a paused (SIGSTOP) Redis timed out, the process went on with local slots,
     and Redis ran the acquires when it resumed: leases nobody held or released filled the pool for
     lease_s (300 s), so every later acquire in every process waited (a wave hung). Now such leases are
@@ -117,7 +119,7 @@ def test_a_pool_acquire_that_timed_out_on_a_paused_redis_leaves_no_lease_behind(
             try:
                 key = f"{prefix}:{{pool:db}}:holders"
                 deadline = time.monotonic() + 10
-                while (held := int(raw.zcard(key))) and time.monotonic() < deadline:
+                while (held := int(raw.zcard(key))) and time.monotonic() < deadline:  # noqa: ASYNC110 - Redis
                     await asyncio.sleep(0.05)
                 return held
             finally:
