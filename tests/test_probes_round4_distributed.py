@@ -4,25 +4,37 @@ Dask backend on a real LocalCluster. Each test is the regression test of a bug f
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import multiprocessing
 import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import _dask_tasks as tasks
 import _redis_procs as procs
+import dask
 import pytest
 import redis
 from _redis_server import RedisServer, free_port
+from distributed import Client, LocalCluster
 
 from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
+from shannon_otel.dask import DaskBackend, UnshippableTaskError
 from shannon_otel.redis import RedisState, SharedPool
 
+T = TypeVar("T")
 SPAWN = multiprocessing.get_context("spawn")
+
+pytestmark = [
+    # Dask's own shutdown of worker processes may warn; it is not our code under test.
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+    pytest.mark.filterwarnings("ignore:.*Restarting worker.*"),
+]
 
 
 @pytest.fixture
@@ -153,3 +165,43 @@ def test_a_password_given_in_the_url_query_is_never_logged(caplog: pytest.LogCap
         asyncio.run(main())
     assert "unavailable" in caplog.text
     assert "s3cret" not in caplog.text
+
+
+# ---------------------------------------------------------------------------------------------- Dask
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), LocalCluster(  # type: ignore[no-untyped-call]
+        n_workers=2, threads_per_worker=2, processes=True, dashboard_address="127.0.0.1:0",
+        host="127.0.0.1", silence_logs=40,
+    ) as lc:
+        yield lc
+
+
+def on_cluster(cluster: LocalCluster, body: Callable[[Client], Awaitable[T]]) -> T:
+    async def main() -> T:
+        async with Client(cluster.scheduler_address, asynchronous=True) as client:  # type: ignore[no-untyped-call]
+            return await asyncio.wait_for(body(client), 120)
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("where", ["positional", "keyword"])
+def test_a_coroutine_given_as_an_argument_is_refused_by_name_and_closed(cluster: LocalCluster, where: str) -> None:
+    """Bug: a coroutine argument was refused but left unclosed (Python warned 'never awaited' later, an
+    error under -W error); as a keyword argument it was reported as merely unpicklable."""
+
+    async def body(client: Client) -> tuple[str, str]:
+        backend = DaskBackend(client)
+        coro = tasks.async_double(1)
+        args: tuple[Any, ...] = (coro,) if where == "positional" else (1,)
+        kwargs: dict[str, Any] = {} if where == "positional" else {"extra": coro}
+        with pytest.raises(UnshippableTaskError) as caught:
+            backend.task(tasks.square, *args, **kwargs)
+        return str(caught.value), inspect.getcoroutinestate(coro)
+
+    message, state = on_cluster(cluster, body)
+    assert "is a coroutine object" in message
+    assert ("argument 0" if where == "positional" else "keyword argument 'extra'") in message
+    assert state == inspect.CORO_CLOSED
