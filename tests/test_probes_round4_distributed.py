@@ -205,3 +205,30 @@ def test_a_coroutine_given_as_an_argument_is_refused_by_name_and_closed(cluster:
     assert "is a coroutine object" in message
     assert ("argument 0" if where == "positional" else "keyword argument 'extra'") in message
     assert state == inspect.CORO_CLOSED
+
+
+@pytest.mark.parametrize("made", ["before_start", "after_start"])
+def test_a_breaker_made_while_others_have_it_open_knows_before_the_next_poll(
+    server: RedisServer, prefix: str, made: str,
+) -> None:
+    """Bug: a breaker made in a process (a new replica, a Dask task) while the others had it open started
+    CLOSED and let calls through until the first poll (``poll_interval_s``, 1 s by default; here an hour):
+    the notification it missed was sent before it existed. Now its state is read when it is made."""
+    assert procs.fail_calls_sync(server.url, prefix, "api", 1, 1) == "open"
+
+    async def main() -> BreakerState:
+        shared = RedisState(server.url, prefix=prefix, poll_interval_s=3600)
+        breaker = None
+        if made == "before_start":
+            breaker = CircuitBreaker("api", shared=shared, failure_threshold=1, reset_timeout=60, instrument=False)
+        async with shared:
+            if breaker is None:
+                breaker = CircuitBreaker("api", shared=shared, failure_threshold=1, reset_timeout=60,
+                                         instrument=False)
+            b = breaker
+            await wait_for(lambda: b.state is not BreakerState.CLOSED)
+            with pytest.raises(CircuitOpenError):
+                await b.call(_ok)
+            return b.state
+
+    assert asyncio.run(main()) is BreakerState.OPEN

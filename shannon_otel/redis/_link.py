@@ -14,6 +14,7 @@ The breaker keeps running its own state machine; the link keeps it in step with 
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from .._telemetry import BreakerState
@@ -162,9 +163,19 @@ class BreakerLink:
 
     def registered(self) -> None:
         """The breaker is set up and known to its hooks: an outage already under way applies to it
-        too (the store told only the links bound when the outage began)."""
+        too (the store told only the links bound when the outage began). Otherwise, with the store
+        started, the shared state is read now (one round trip, in the background): a breaker made
+        while the others have it open must not wait for the next poll (``poll_interval_s``) to know."""
         if self.store._in_outage():
             self.unavailable()
+            return
+        if not self.store._tasks:
+            return  # not started: start() reads every bound breaker's state
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # made outside the loop: the next poll reads it
+        self.store._background(self.poll())
 
     def apply(self, state: str, epoch: int, opened_ms: int, now_ms: int | None, reason: str) -> None:
         """Move the local breaker to the shared state of ``epoch`` (ignored when not newer)."""

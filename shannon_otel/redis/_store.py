@@ -138,6 +138,7 @@ class RedisState:
             raise RuntimeError("RedisState is already started")
         with contextlib.suppress(SharedStateUnavailableError):
             await self._run("ping", lambda: self._redis.ping())
+            await self._poll()  # breakers made before start: the shared state now, not at the first poll
         self._tasks = [
             asyncio.create_task(self._flush_loop(), name="shannon-redis-flush"),
             asyncio.create_task(self._subscribe_loop(), name="shannon-redis-subscribe"),
