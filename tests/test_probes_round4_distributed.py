@@ -26,6 +26,7 @@ from distributed import Client, LocalCluster
 from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
 from shannon_otel.dask import DaskBackend, UnshippableTaskError
 from shannon_otel.redis import RedisState, SharedPool
+from shannon_otel.testing import InMemoryTelemetry
 
 T = TypeVar("T")
 SPAWN = multiprocessing.get_context("spawn")
@@ -232,3 +233,31 @@ def test_a_breaker_made_while_others_have_it_open_knows_before_the_next_poll(
             return b.state
 
     assert asyncio.run(main()) is BreakerState.OPEN
+
+
+def test_closing_with_redis_paused_waits_for_one_timeout_not_one_per_breaker(server: RedisServer, prefix: str) -> None:
+    """Bug: the flush sent each breaker's counts in turn, each waiting ``timeout_s`` on a paused Redis:
+    closing a state with 40 breakers took 10 s (and the flusher stalled as long). Now the flush stops at
+    the first failure: one timeout, whatever the number of breakers."""
+    assert server.proc is not None
+    pid = server.proc.pid
+    otel = InMemoryTelemetry()
+
+    async def main() -> None:
+        shared = RedisState(server.url, prefix=prefix, timeout_s=0.1, flush_interval_s=60,
+                            meter_provider=otel.meter_provider)
+        async with shared:
+            breakers = [CircuitBreaker(f"b{i}", shared=shared, instrument=False) for i in range(10)]
+            await wait_for(lambda: not shared._pending)  # their initial reads done
+            for breaker in breakers:
+                assert await breaker.call(_ok) == 1  # counts waiting for the next flush
+            os.kill(pid, signal.SIGSTOP)
+        os.kill(pid, signal.SIGCONT)
+
+    try:
+        asyncio.run(main())
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    points: Any = otel.metrics()["shannon.shared.errors"].data.data_points
+    flush_errors = sum(p.value for p in points if p.attributes["shannon.shared.operation"] == "flush")
+    assert flush_errors == 1

@@ -231,6 +231,8 @@ class RedisState:
     # ------------------------------------------------------------------ background
     async def _flush_all(self) -> None:
         for link in list(self._links.values()):
+            if not self.available:  # down (maybe at the last flush): each other link would wait timeout_s too
+                return
             await link.flush()
 
     async def _flush_loop(self) -> None:
