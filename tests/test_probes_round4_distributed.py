@@ -25,7 +25,7 @@ from distributed import Client, LocalCluster
 
 from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
 from shannon_otel.dask import DaskBackend, UnshippableTaskError
-from shannon_otel.redis import RedisState, SharedPool
+from shannon_otel.redis import RedisState, SharedPool, SharedRateLimit
 from shannon_otel.testing import InMemoryTelemetry
 
 T = TypeVar("T")
@@ -261,3 +261,42 @@ def test_closing_with_redis_paused_waits_for_one_timeout_not_one_per_breaker(ser
     points: Any = otel.metrics()["shannon.shared.errors"].data.data_points
     flush_errors = sum(p.value for p in points if p.attributes["shannon.shared.operation"] == "flush")
     assert flush_errors == 1
+
+
+def test_during_a_known_outage_rate_limits_and_pools_do_not_wait_on_redis_per_start(
+    server: RedisServer, prefix: str,
+) -> None:
+    """Bug: with Redis paused (or a host that drops packets), every start asked Redis again and waited
+    ``timeout_s`` before the documented local fallback: a rate limit of 1000/s gave 4 starts/s per caller.
+    Now, as the breaker already did, a known outage goes straight to ``on_unavailable`` until the store's
+    ping finds Redis back."""
+    assert server.proc is not None
+    pid = server.proc.pid
+    otel = InMemoryTelemetry()
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, timeout_s=0.1, poll_interval_s=3600,
+                              meter_provider=otel.meter_provider) as shared:
+            limit = SharedRateLimit(shared, "api", rate=1000, burst=100)
+            pool = SharedPool(shared, "db", limit=5)
+            await limit.acquire()
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                for _ in range(10):
+                    await limit.acquire()
+                    await pool.acquire()
+                    pool.release()
+                assert not shared.available
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            await wait_for(lambda: shared.available)  # the flusher's ping ends the outage
+            await limit.acquire()
+
+    try:
+        asyncio.run(main())
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    points: Any = otel.metrics()["shannon.shared.errors"].data.data_points
+    by_operation = {p.attributes["shannon.shared.operation"]: p.value for p in points}
+    assert by_operation.get("rate", 0) <= 1, by_operation  # the start that found the outage, if any
+    assert by_operation.get("pool_acquire", 0) <= 1, by_operation
