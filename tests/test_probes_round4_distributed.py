@@ -300,3 +300,17 @@ def test_during_a_known_outage_rate_limits_and_pools_do_not_wait_on_redis_per_st
     by_operation = {p.attributes["shannon.shared.operation"]: p.value for p in points}
     assert by_operation.get("rate", 0) <= 1, by_operation  # the start that found the outage, if any
     assert by_operation.get("pool_acquire", 0) <= 1, by_operation
+
+
+def test_a_closed_state_entered_again_is_refused_instead_of_sharing_nothing(server: RedisServer, prefix: str) -> None:
+    """Bug: a RedisState entered again after closing (one object, two ``asyncio.run``) started background
+    tasks that ended at once: no counts sent, no notification received, and nothing said so."""
+    shared = RedisState(server.url, prefix=prefix)
+
+    async def use() -> None:
+        async with shared:
+            assert shared.available
+
+    asyncio.run(use())
+    with pytest.raises(RuntimeError, match="was closed; make a new RedisState"):
+        asyncio.run(use())

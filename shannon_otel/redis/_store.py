@@ -136,6 +136,8 @@ class RedisState:
         """Connect (a Redis that is down is not an error: the fault policy applies until it is back)."""
         if self._tasks:
             raise RuntimeError("RedisState is already started")
+        if self._closing:  # its background tasks would stop at once: nothing shared, silently
+            raise RuntimeError("this RedisState was closed; make a new RedisState (one per event loop)")
         with contextlib.suppress(SharedStateUnavailableError):
             await self._run("ping", lambda: self._redis.ping())
             await self._poll()  # breakers made before start: the shared state now, not at the first poll
