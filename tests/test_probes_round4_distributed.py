@@ -4,16 +4,18 @@ Dask backend on a real LocalCluster. Each test is the regression test of a bug f
 from __future__ import annotations
 
 import asyncio
+import http.server
 import inspect
 import logging
 import multiprocessing
 import os
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import _dask_tasks as tasks
 import _redis_procs as procs
@@ -23,8 +25,8 @@ import redis
 from _redis_server import RedisServer, free_port
 from distributed import Client, LocalCluster
 
-from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
-from shannon_otel.dask import DaskBackend, UnshippableTaskError
+from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError, Wave, WaveResult
+from shannon_otel.dask import DaskBackend, UnshippableTaskError, WorkerTelemetry
 from shannon_otel.redis import RedisState, SharedPool, SharedRateLimit
 from shannon_otel.testing import InMemoryTelemetry
 
@@ -314,3 +316,52 @@ def test_a_closed_state_entered_again_is_refused_instead_of_sharing_nothing(serv
     asyncio.run(use())
     with pytest.raises(RuntimeError, match="was closed; make a new RedisState"):
         asyncio.run(use())
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    """An OTLP/HTTP endpoint that keeps every request body (span names are plain UTF-8 in protobuf)."""
+
+    bodies: ClassVar[list[bytes]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path == "/v1/traces":
+            self.bodies.append(body)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_worker_telemetry_registered_again_keeps_the_workers_exporting() -> None:
+    """Bug: registering WorkerTelemetry again (each run of the app does, as documented) tore down the
+    previous plugin, which shut the worker's providers down, and the new one could not configure
+    (OTel sets global providers once per process): every later span of that worker was lost, silently."""
+    _Receiver.bodies = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+
+    async def one_run(address: str, label: str) -> list[Any]:
+        async with Client(address, asynchronous=True) as client:  # type: ignore[no-untyped-call]
+            await client.register_plugin(WorkerTelemetry("probe-worker", exporter="otlp_http", endpoint=endpoint))
+            work = DaskBackend(client).map(tasks.square, [1, 2], name=label)
+            result: WaveResult[Any] = await Wave("w", max_concurrency=2).run(work)
+            await client.unregister_worker_plugin(WorkerTelemetry.name)  # flushes the worker
+            return result.values()
+
+    try:
+        with LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0", host="127.0.0.1",
+            silence_logs=40,
+        ) as lc:
+            assert asyncio.run(asyncio.wait_for(one_run(lc.scheduler_address, "firstrun"), 60)) == [1, 4]
+            assert asyncio.run(asyncio.wait_for(one_run(lc.scheduler_address, "secondrun"), 60)) == [1, 4]
+    finally:
+        server.shutdown()
+        server.server_close()
+    exported = b"".join(_Receiver.bodies)
+    assert b"remote firstrun" in exported
+    assert b"remote secondrun" in exported
