@@ -365,3 +365,44 @@ def test_worker_telemetry_registered_again_keeps_the_workers_exporting() -> None
     exported = b"".join(_Receiver.bodies)
     assert b"remote firstrun" in exported
     assert b"remote secondrun" in exported
+
+
+def test_fail_open_a_breaker_half_open_by_the_shared_state_probes_on_its_own_when_redis_goes(
+    server: RedisServer, prefix: str,
+) -> None:
+    """Bug: a process that learnt HALF_OPEN from the others (its local copy admits no probe: Redis does)
+    rejected every call for the whole outage when Redis went away, although ``on_unavailable="local"``
+    promises its own state machine, with its own probes."""
+
+    async def main() -> tuple[int, BreakerState]:
+        async with RedisState(server.url, prefix=prefix, timeout_s=0.1) as first, \
+                RedisState(server.url, prefix=prefix, timeout_s=0.1) as second:
+            mine = CircuitBreaker("api", shared=first, failure_threshold=1, reset_timeout=0.3, instrument=False)
+            theirs = CircuitBreaker("api", shared=second, failure_threshold=1, reset_timeout=0.3, instrument=False)
+            with pytest.raises(ConnectionError):
+                await mine.call(procs._boom)
+            await wait_for(lambda: theirs.state is BreakerState.OPEN)
+            await asyncio.sleep(0.4)  # the reset timeout, on the server's clock
+            release = asyncio.Event()
+
+            async def held_probe() -> int:
+                await release.wait()
+                return 1
+
+            probe = asyncio.ensure_future(mine.call(held_probe))  # the shared period's only probe
+            await wait_for(lambda: theirs.state is BreakerState.HALF_OPEN)
+            server.stop()
+            admitted = 0
+            deadline = time.monotonic() + 10
+            while not admitted and time.monotonic() < deadline:
+                try:
+                    admitted += await theirs.call(_ok)
+                except CircuitOpenError:
+                    await asyncio.sleep(0.05)
+            release.set()
+            assert await probe == 1
+            return admitted, theirs.state
+
+    admitted, state = asyncio.run(main())
+    assert admitted == 1
+    assert state is BreakerState.CLOSED  # its own probe succeeded

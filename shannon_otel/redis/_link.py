@@ -156,10 +156,16 @@ class BreakerLink:
         self.breaker._transition(_CLOSED, "shared_state_expired")
 
     def unavailable(self) -> None:
-        """Redis just became unreachable: with ``on_unavailable="reject"`` the breaker rejects everything."""
+        """Redis just became unreachable: with ``on_unavailable="reject"`` the breaker rejects everything;
+        with ``"local"`` its local state machine takes over, with probes of its own when HALF_OPEN (Redis
+        admitted the shared period's probes: the local copy has none, and would reject every call until
+        Redis is back)."""
         b = self.breaker
-        if self.store.on_unavailable == "reject" and b._state is not _OPEN:
-            b._transition(_OPEN, "shared_state_unavailable")
+        if self.store.on_unavailable == "reject":
+            if b._state is not _OPEN:
+                b._transition(_OPEN, "shared_state_unavailable")
+        elif b._state is _HALF_OPEN and b._probes_left == 0:
+            b._probes_left = b.config.half_open_probes
 
     def registered(self) -> None:
         """The breaker is set up and known to its hooks: an outage already under way applies to it
