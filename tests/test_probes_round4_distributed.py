@@ -406,3 +406,22 @@ def test_fail_open_a_breaker_half_open_by_the_shared_state_probes_on_its_own_whe
     admitted, state = asyncio.run(main())
     assert admitted == 1
     assert state is BreakerState.CLOSED  # its own probe succeeded
+
+
+def test_available_turns_false_when_redis_dies_under_a_state_with_no_breaker(server: RedisServer, prefix: str) -> None:
+    """Bug: a RedisState used only by rate limits or pools sent nothing while they were idle, so
+    ``available`` and the ``shannon.shared.available`` gauge said 1 for as long as Redis stayed dead.
+    Now the poll pings when no breaker state is read."""
+    otel = InMemoryTelemetry()
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, timeout_s=0.1, poll_interval_s=0.1,
+                              meter_provider=otel.meter_provider) as shared:
+            await SharedRateLimit(shared, "api", rate=10).acquire()
+            assert shared.available
+            server.stop()
+            await wait_for(lambda: not shared.available)
+            points: Any = otel.metrics()["shannon.shared.available"].data.data_points
+            assert [p.value for p in points] == [0]
+
+    asyncio.run(main())

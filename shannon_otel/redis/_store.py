@@ -249,6 +249,8 @@ class RedisState:
                 if time.monotonic() >= next_poll:
                     next_poll = time.monotonic() + self.poll_interval_s
                     await self._poll()
+                    if not self._links:  # no breaker state was read: `available` (and its gauge) kept true
+                        await self._run("ping", lambda: self._redis.ping())
             except SharedStateUnavailableError:
                 continue
 
