@@ -9,6 +9,7 @@ import inspect
 import logging
 import multiprocessing
 import os
+import random
 import signal
 import threading
 import time
@@ -425,3 +426,39 @@ def test_available_turns_false_when_redis_dies_under_a_state_with_no_breaker(ser
             assert [p.value for p in points] == [0]
 
     asyncio.run(main())
+
+
+def test_a_pool_acquire_cancelled_mid_call_is_cancelled_and_leaves_no_lease(server: RedisServer, prefix: str) -> None:
+    """Bug: redis-py now and then returns the answer of a call whose task was cancelled meanwhile (the
+    CancelledError is lost inside it). A cancelled pool acquire then went on (granted: a lease nobody
+    releases; full: waiting for a slot forever, a hang), and a granted lease of a cancelled acquire stayed
+    for lease_s. Now a cancelled call always raises CancelledError and its lease, if any, is released."""
+    rng = random.Random(4)
+
+    async def main() -> tuple[int, int]:
+        returned_after_cancel = 0
+        async with RedisState(server.url, prefix=prefix, poll_interval_s=0.1) as shared:
+            pool = SharedPool(shared, "db", limit=3)
+            for _ in range(300):
+                acquiring = asyncio.ensure_future(pool.acquire())
+                await asyncio.sleep(rng.random() * 0.002)  # lands before, during or after the script
+                requested = acquiring.cancel()
+                try:
+                    await asyncio.wait_for(asyncio.shield(acquiring), 5)  # never waits for a slot forever
+                except asyncio.CancelledError:
+                    continue
+                pool.release()
+                returned_after_cancel += requested
+            raw = redis.Redis.from_url(server.url)
+            try:
+                key = f"{prefix}:{{pool:db}}:holders"
+                deadline = time.monotonic() + 10
+                while (held := int(raw.zcard(key))) and time.monotonic() < deadline:  # noqa: ASYNC110 - Redis
+                    await asyncio.sleep(0.05)
+            finally:
+                raw.close()
+        return returned_after_cancel, held
+
+    returned_after_cancel, held = asyncio.run(main())
+    assert returned_after_cancel == 0  # a cancelled acquire raised CancelledError, every time
+    assert held == 0

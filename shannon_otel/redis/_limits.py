@@ -6,6 +6,7 @@ import asyncio
 import math
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from ..executor._limits import RateLimiter, ResourcePool
 from ._store import RedisState, SharedStateUnavailableError
@@ -100,6 +101,10 @@ class SharedPool(ResourcePool):
                     granted = await self.shared._script(
                         "POOL_ACQUIRE", self._key, [self.limit, holder, int(self.lease_s * 1000)],
                     )
+                except asyncio.CancelledError:  # granted or not, maybe later: its lease must not stay
+                    self.shared._lost_leases.append((self._key, self.name, holder))
+                    self.shared._background(self._release_script(holder))
+                    raise
                 except SharedStateUnavailableError as exc:
                     if exc.__cause__ is not None:  # the script was sent: it may still run later
                         self.shared._lost_leases.append((self._key, self.name, holder))
@@ -119,9 +124,10 @@ class SharedPool(ResourcePool):
         holder = self._held.pop() if self._held else None
         super().release()
         if holder is not None:
-            self.shared._background(
-                self.shared._script("POOL_RELEASE", self._key, [self.shared.pool_channel, self.name, holder]),
-            )
+            self.shared._background(self._release_script(holder))
+
+    def _release_script(self, holder: str) -> Awaitable[Any]:
+        return self.shared._script("POOL_RELEASE", self._key, [self.shared.pool_channel, self.name, holder])
 
 
 def _outage_check(shared: RedisState) -> None:
