@@ -70,7 +70,7 @@ def test_a_process_dying_during_its_half_open_probe_does_not_hold_the_breaker_ha
 ) -> None:
     """Bug: the shared half-open quota was taken by a probe whose process died; no outcome ever came,
     so every process was rejected (HALF_OPEN, no probe left) until the key expired a day later. Now a
-    half-open period without an outcome for a reset timeout starts a new one."""
+    half-open period without an outcome for ``probe_lease_s`` starts a new one."""
     dying = SPAWN.Process(target=procs.die_during_probe, args=(server.url, prefix, "api", 0.3))
     dying.start()
     dying.join(60)
@@ -81,7 +81,7 @@ def test_a_process_dying_during_its_half_open_probe_does_not_hold_the_breaker_ha
     assert state["state"] == "half_open" and state["probes_left"] == "0"  # its probe died with it
 
     async def main() -> tuple[int, BreakerState]:
-        async with RedisState(server.url, prefix=prefix, poll_interval_s=0.1) as shared:
+        async with RedisState(server.url, prefix=prefix, poll_interval_s=0.1, probe_lease_s=0.5) as shared:
             breaker = CircuitBreaker("api", shared=shared, failure_threshold=1, reset_timeout=0.3,
                                      instrument=False)
             await wait_for(lambda: breaker.state is BreakerState.HALF_OPEN)  # the shared state, polled

@@ -78,7 +78,9 @@ class BreakerLink:
             b._reject(call, None)
         try:
             verdict, epoch, remaining_ms, now_ms, opened_ms = await self.store._script(
-                "ACQUIRE", self.keys[:1], self._args(int(b.config.reset_timeout * 1000), b.config.half_open_probes),
+                "ACQUIRE", self.keys[:1], self._args(
+                    int(b.config.reset_timeout * 1000), b.config.half_open_probes, int(self.store.probe_lease_s * 1000),
+                ),
             )
         except SharedStateUnavailableError:
             if self.store.on_unavailable == "reject":

@@ -76,10 +76,10 @@ touch()
 return {state, epoch, opened, now}
 """
 
-# KEYS: state. ARGV: ttl, channel, name, reset_timeout_ms, half_open_probes.
+# KEYS: state. ARGV: ttl, channel, name, reset_timeout_ms, half_open_probes, probe_lease_ms.
 # Returns {verdict, epoch, remaining_ms, now}: verdict 'closed' (admit, CLOSED), 'probe' (admitted as a
 # half-open probe of that epoch) or 'rejected' (remaining_ms until the reset timeout, -1 unknown).
-# A half-open period whose probes are all taken and whose outcome has not come within the reset timeout
+# A half-open period whose probes are all taken and whose outcome has not come within probe_lease_ms
 # lost them (their process died, or the answer to their admission or their outcome never arrived): the
 # next admission starts a new half-open period (new epoch, fresh quota; late outcomes of the old one are
 # stale). Without this the breaker stayed half-open with no probe left, rejecting everyone, until its key expired.
@@ -100,7 +100,7 @@ if left > 0 then
   return {'probe', epoch, 0, now, opened}
 end
 local since = tonumber(redis.call('HGET', KEYS[1], 'half_open_at') or '0')
-if now - since >= reset_ms then
+if now - since >= tonumber(ARGV[6]) then
   set_state('half_open', 'reset_timeout', {'probes_left', probes - 1, 'successes', 0, 'half_open_at', now})
   return {'probe', epoch, 0, now, opened}
 end

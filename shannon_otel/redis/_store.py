@@ -45,6 +45,9 @@ class RedisState:
             shared window) and how quickly a tripped breaker's counts reach the others.
         poll_interval_s: state is re-read this often in case a notification was missed (the fallback path).
         key_ttl_s: keys expire after this long without use (abandoned breakers and limits clean up).
+        probe_lease_s: a half-open period whose probes are all taken and none of whose outcomes has
+            arrived within this long lost them (their process died, or Redis lost the outcome): the next
+            admission starts a new period. Keep it above your slowest probe call.
         on_unavailable: ``"local"`` (fail open: each process goes on with its own local state) or
             ``"reject"`` (fail closed: breakers reject calls, rate limits and pools raise
             :class:`SharedStateUnavailableError`) while Redis cannot be reached. Both recover by themselves.
@@ -60,6 +63,7 @@ class RedisState:
         flush_interval_s: float = 0.05,
         poll_interval_s: float = 1.0,
         key_ttl_s: int = 86_400,
+        probe_lease_s: float = 60.0,
         on_unavailable: OnUnavailable = "local",
         meter_provider: MeterProvider | None = None,
     ) -> None:
@@ -73,6 +77,7 @@ class RedisState:
         _check_seconds("timeout_s", timeout_s, high=60)
         _check_seconds("flush_interval_s", flush_interval_s, high=60)
         _check_seconds("poll_interval_s", poll_interval_s, high=3600)
+        _check_seconds("probe_lease_s", probe_lease_s, high=86_400)
         if isinstance(key_ttl_s, bool) or not isinstance(key_ttl_s, int) or not 1 <= key_ttl_s <= 365 * 86_400:
             raise ValueError(f"key_ttl_s must be an int in [1, 31536000] seconds, got {key_ttl_s!r}")
         if meter_provider is not None and not callable(getattr(meter_provider, "get_meter", None)):
@@ -87,6 +92,7 @@ class RedisState:
         self.flush_interval_s = float(flush_interval_s)
         self.poll_interval_s = float(poll_interval_s)
         self.key_ttl_s = key_ttl_s
+        self.probe_lease_s = float(probe_lease_s)
         self.on_unavailable: OnUnavailable = on_unavailable
         self.breaker_channel = f"{prefix}:breakers"
         self.pool_channel = f"{prefix}:pools"
