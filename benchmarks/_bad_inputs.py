@@ -150,6 +150,7 @@ BAD_FOR: dict[tuple[str, str], list[Any]] = {
     ("RedisState", "prefix"): ["", "a b", "{x}", 5],
     ("RedisState", "flush_interval_s"): POS_FINITE,
     ("RedisState", "poll_interval_s"): POS_FINITE,
+    ("RedisState", "probe_lease_s"): POS_FINITE,
     ("RedisState", "key_ttl_s"): [0, -5, 1.5, True, "60"],
     ("RedisState", "on_unavailable"): ["maybe", 5],
     ("SharedPool", "shared"): ["redis://127.0.0.1:6379/0", None],

@@ -106,3 +106,26 @@ def pool_users(url: str, prefix: str, name: str, limit: int, tasks: int, queue: 
         return peak
 
     queue.put(asyncio.run(main()))
+
+
+def die_during_probe(url: str, prefix: str, name: str, reset_timeout: float) -> None:
+    """Open the shared breaker, wait out its reset timeout, take the half-open probe and die during it
+    (a process killed mid-call: its probe's outcome never reaches Redis)."""
+    import os
+
+    async def main() -> None:
+        async with RedisState(url, prefix=prefix) as shared:
+            breaker = CircuitBreaker(name, shared=shared, failure_threshold=1, reset_timeout=reset_timeout,
+                                     instrument=False)
+            try:
+                await breaker.call(_boom)
+            except ConnectionError:
+                pass
+            await asyncio.sleep(reset_timeout + 0.1)
+
+            async def die() -> None:
+                os._exit(0)
+
+            await breaker.call(die)
+
+    asyncio.run(main())

@@ -71,7 +71,8 @@ class DaskBackend:
     whose worker died, up to ``distributed.scheduler.allowed-failures`` times (default 3) before it
     raises ``KilledWorker``; set it to 0 on the scheduler to let the policy alone decide (see docs).
     Cancelling a task (wave cancelled, fail-fast, per-task timeout) cancels its future on the
-    cluster; a function already running in a worker thread finishes there, its result dropped.
+    cluster; a function already running (sync in a worker thread, or ``async def`` on the worker's
+    loop) is not interrupted: it finishes there, its result dropped.
 
     Results are fetched many per gather (a gather costs the cluster far more than the results it
     carries): while the cluster is busy with at least as many of this backend's tasks as it has

@@ -18,6 +18,11 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("shannon_otel.dask")
 SERVICE_INSTANCE_ID = "service.instance.id"  # OTel resource semantic conventions
+# The telemetry a WorkerTelemetry configured in this worker process, while it runs. OTel sets the
+# global providers once per process, so a plugin registered again (each client run registers it: the
+# documented pattern) takes this one over instead of failing to configure after the previous plugin's
+# teardown shut it down (the worker then exported nothing, silently). Shut down when the worker closes.
+_PROCESS: list[Telemetry] = []
 
 
 class WorkerTelemetry(WorkerPlugin):
@@ -28,7 +33,10 @@ class WorkerTelemetry(WorkerPlugin):
     (``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_TRACES_EXPORTER``...). Each worker gets its own
     ``service.instance.id`` (a UUID), so replicas never overwrite each other's metric series.
     A worker whose process already has global providers (a LocalCluster of threads, or the app
-    configured them) keeps them: the plugin only logs that it left them alone.
+    configured them) keeps them: the plugin only logs that it left them alone. Registered again (by
+    another client, or another run of the app), the plugin keeps the worker's telemetry as the first
+    registration configured it (OTel sets global providers once per process); unregistering it
+    flushes, closing the worker flushes and shuts the providers down.
     """
 
     name = "shannon-otel-telemetry"
@@ -58,18 +66,25 @@ class WorkerTelemetry(WorkerPlugin):
             "metric_interval_s": metric_interval_s,
         }
         self.resource_attributes = dict(resource_attributes or {})
-        self._telemetry: Telemetry | None = None
 
     def setup(self, worker: Worker) -> None:
         from .._config import configure
 
+        if _PROCESS:  # configured by an earlier registration in this process: it goes on exporting
+            _log.info("worker %s keeps the telemetry a WorkerTelemetry configured first", worker.address)
+            return
         attributes = {SERVICE_INSTANCE_ID: str(uuid.uuid4()), **self.resource_attributes}
         try:
-            self._telemetry = configure(self.service_name, resource_attributes=attributes, **self.options)
+            _PROCESS.append(configure(self.service_name, resource_attributes=attributes, **self.options))
         except RuntimeError:  # global providers already set in this process: keep them
             _log.info("worker %s already has global OTel providers; WorkerTelemetry left them alone", worker.address)
 
     def teardown(self, worker: Worker) -> None:
-        if self._telemetry is not None:
-            self._telemetry.shutdown()
-            self._telemetry = None
+        from distributed.core import Status
+
+        if not _PROCESS:
+            return
+        if worker.status in (Status.closing, Status.closed, Status.failed):
+            _PROCESS.pop().shutdown()
+        else:  # unregistered or replaced: the providers stay global in this process, so they stay alive
+            _PROCESS[0].force_flush()

@@ -52,11 +52,19 @@ def check_function(fn: Any) -> None:
 def check_arguments(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
     """Every argument must pickle (it is sent to the worker)."""
     for i, arg in enumerate(args):
-        if inspect.iscoroutine(arg):
-            raise UnshippableTaskError(f"argument {i} is a coroutine object, which cannot be sent to a worker")
-        _check_pickles(f"argument {i}", arg)
+        _check_argument(f"argument {i}", arg)
     for key, value in kwargs.items():
-        _check_pickles(f"keyword argument {key!r}", value)
+        _check_argument(f"keyword argument {key!r}", value)
+
+
+def _check_argument(what: str, value: Any) -> None:
+    if inspect.iscoroutine(value):
+        value.close()  # never awaited: closed, as fn's, so Python does not warn about it later
+        raise UnshippableTaskError(
+            f"{what} is a coroutine object, which cannot be sent to a worker; pass the async function and "
+            "its arguments as a task of their own",
+        )
+    _check_pickles(what, value)
 
 
 _ALWAYS_PICKLES = frozenset({int, float, complex, str, bytes, bool, type(None)})

@@ -6,6 +6,7 @@ import asyncio
 import math
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from ..executor._limits import RateLimiter, ResourcePool
 from ._store import RedisState, SharedStateUnavailableError
@@ -46,6 +47,9 @@ class SharedRateLimit:
     async def acquire(self) -> None:
         """Wait until this start is within the shared rate (the slot is reserved before the wait)."""
         try:
+            # During a known outage Redis is not asked (each start would wait timeout_s): the store's
+            # flusher pings it and marks it available again.
+            _outage_check(self.shared)
             wait_ms = float(await self.shared._script("RATE", self._key, self._args))
         except SharedStateUnavailableError:
             if self.shared.on_unavailable == "reject":
@@ -93,10 +97,17 @@ class SharedPool(ResourcePool):
             while True:
                 event.clear()
                 try:
+                    _outage_check(self.shared)  # a known outage: not asked (each acquire would wait timeout_s)
                     granted = await self.shared._script(
                         "POOL_ACQUIRE", self._key, [self.limit, holder, int(self.lease_s * 1000)],
                     )
-                except SharedStateUnavailableError:
+                except asyncio.CancelledError:  # granted or not, maybe later: its lease must not stay
+                    self.shared._lost_leases.append((self._key, self.name, holder))
+                    self.shared._background(self._release_script(holder))
+                    raise
+                except SharedStateUnavailableError as exc:
+                    if exc.__cause__ is not None:  # the script was sent: it may still run later
+                        self.shared._lost_leases.append((self._key, self.name, holder))
                     if self.shared.on_unavailable == "reject":
                         raise
                     self._held.append(None)
@@ -113,6 +124,12 @@ class SharedPool(ResourcePool):
         holder = self._held.pop() if self._held else None
         super().release()
         if holder is not None:
-            self.shared._background(
-                self.shared._script("POOL_RELEASE", self._key, [self.shared.pool_channel, self.name, holder]),
-            )
+            self.shared._background(self._release_script(holder))
+
+    def _release_script(self, holder: str) -> Awaitable[Any]:
+        return self.shared._script("POOL_RELEASE", self._key, [self.shared.pool_channel, self.name, holder])
+
+
+def _outage_check(shared: RedisState) -> None:
+    if shared._in_outage():
+        raise SharedStateUnavailableError(f"Redis unavailable (outage under way) at {shared.prefix!r}")

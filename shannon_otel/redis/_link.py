@@ -14,6 +14,7 @@ The breaker keeps running its own state machine; the link keeps it in step with 
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from .._telemetry import BreakerState
@@ -77,7 +78,9 @@ class BreakerLink:
             b._reject(call, None)
         try:
             verdict, epoch, remaining_ms, now_ms, opened_ms = await self.store._script(
-                "ACQUIRE", self.keys[:1], self._args(int(b.config.reset_timeout * 1000), b.config.half_open_probes),
+                "ACQUIRE", self.keys[:1], self._args(
+                    int(b.config.reset_timeout * 1000), b.config.half_open_probes, int(self.store.probe_lease_s * 1000),
+                ),
             )
         except SharedStateUnavailableError:
             if self.store.on_unavailable == "reject":
@@ -155,16 +158,32 @@ class BreakerLink:
         self.breaker._transition(_CLOSED, "shared_state_expired")
 
     def unavailable(self) -> None:
-        """Redis just became unreachable: with ``on_unavailable="reject"`` the breaker rejects everything."""
+        """Redis just became unreachable: with ``on_unavailable="reject"`` the breaker rejects everything;
+        with ``"local"`` its local state machine takes over, with probes of its own when HALF_OPEN (Redis
+        admitted the shared period's probes: the local copy has none, and would reject every call until
+        Redis is back)."""
         b = self.breaker
-        if self.store.on_unavailable == "reject" and b._state is not _OPEN:
-            b._transition(_OPEN, "shared_state_unavailable")
+        if self.store.on_unavailable == "reject":
+            if b._state is not _OPEN:
+                b._transition(_OPEN, "shared_state_unavailable")
+        elif b._state is _HALF_OPEN and b._probes_left == 0:
+            b._probes_left = b.config.half_open_probes
 
     def registered(self) -> None:
         """The breaker is set up and known to its hooks: an outage already under way applies to it
-        too (the store told only the links bound when the outage began)."""
+        too (the store told only the links bound when the outage began). Otherwise, with the store
+        started, the shared state is read now (one round trip, in the background): a breaker made
+        while the others have it open must not wait for the next poll (``poll_interval_s``) to know."""
         if self.store._in_outage():
             self.unavailable()
+            return
+        if not self.store._tasks:
+            return  # not started: start() reads every bound breaker's state
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # made outside the loop: the next poll reads it
+        self.store._background(self.poll())
 
     def apply(self, state: str, epoch: int, opened_ms: int, now_ms: int | None, reason: str) -> None:
         """Move the local breaker to the shared state of ``epoch`` (ignored when not newer)."""

@@ -76,22 +76,32 @@ touch()
 return {state, epoch, opened, now}
 """
 
-# KEYS: state. ARGV: ttl, channel, name, reset_timeout_ms, half_open_probes.
+# KEYS: state. ARGV: ttl, channel, name, reset_timeout_ms, half_open_probes, probe_lease_ms.
 # Returns {verdict, epoch, remaining_ms, now}: verdict 'closed' (admit, CLOSED), 'probe' (admitted as a
 # half-open probe of that epoch) or 'rejected' (remaining_ms until the reset timeout, -1 unknown).
+# A half-open period whose probes are all taken and whose outcome has not come within probe_lease_ms
+# lost them (their process died, or the answer to their admission or their outcome never arrived): the
+# next admission starts a new half-open period (new epoch, fresh quota; late outcomes of the old one are
+# stale). Without this the breaker stayed half-open with no probe left, rejecting everyone, until its key expired.
 ACQUIRE: Final = _PRELUDE + """
 touch()
 if state == 'closed' then return {'closed', epoch, 0, now, opened} end
+local reset_ms, probes = tonumber(ARGV[4]), tonumber(ARGV[5])
 if state == 'open' then
   if st[4] == '1' then return {'rejected', epoch, -1, now, opened} end
-  local remaining = opened + tonumber(ARGV[4]) - now
+  local remaining = opened + reset_ms - now
   if remaining > 0 then return {'rejected', epoch, remaining, now, opened} end
-  set_state('half_open', 'reset_timeout', {'probes_left', tonumber(ARGV[5]) - 1, 'successes', 0})
+  set_state('half_open', 'reset_timeout', {'probes_left', probes - 1, 'successes', 0, 'half_open_at', now})
   return {'probe', epoch, 0, now, opened}
 end
 local left = tonumber(st[5] or '0')
 if left > 0 then
   redis.call('HINCRBY', KEYS[1], 'probes_left', -1)
+  return {'probe', epoch, 0, now, opened}
+end
+local since = tonumber(redis.call('HGET', KEYS[1], 'half_open_at') or '0')
+if now - since >= tonumber(ARGV[6]) then
+  set_state('half_open', 'reset_timeout', {'probes_left', probes - 1, 'successes', 0, 'half_open_at', now})
   return {'probe', epoch, 0, now, opened}
 end
 return {'rejected', epoch, -1, now, opened}

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from .._events._error import error_type
 from .._telemetry import ERROR_TYPE, SHARED_OPERATION
@@ -43,6 +45,9 @@ class RedisState:
             shared window) and how quickly a tripped breaker's counts reach the others.
         poll_interval_s: state is re-read this often in case a notification was missed (the fallback path).
         key_ttl_s: keys expire after this long without use (abandoned breakers and limits clean up).
+        probe_lease_s: a half-open period whose probes are all taken and none of whose outcomes has
+            arrived within this long lost them (their process died, or Redis lost the outcome): the next
+            admission starts a new period. Keep it above your slowest probe call.
         on_unavailable: ``"local"`` (fail open: each process goes on with its own local state) or
             ``"reject"`` (fail closed: breakers reject calls, rate limits and pools raise
             :class:`SharedStateUnavailableError`) while Redis cannot be reached. Both recover by themselves.
@@ -58,16 +63,21 @@ class RedisState:
         flush_interval_s: float = 0.05,
         poll_interval_s: float = 1.0,
         key_ttl_s: int = 86_400,
+        probe_lease_s: float = 60.0,
         on_unavailable: OnUnavailable = "local",
         meter_provider: MeterProvider | None = None,
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"url must be a redis://, rediss:// or unix:// URL, got {url!r}")
+            raise ValueError(f"url must be a redis://, rediss:// or unix:// URL, got {_redacted(str(url))!r}")
+        if not url.startswith("unix://") and not re.fullmatch(r"/?\d*", urlsplit(url).path):
+            # redis-py ignores a database it cannot read as a number and uses 0: a typo would share db 0
+            raise ValueError(f"url's path must be /<database number>, got {_redacted(url)!r}")
         if not isinstance(prefix, str) or not prefix or any(c in prefix for c in " {}|"):
             raise ValueError(f"prefix must be a non-empty string without spaces, braces or '|', got {prefix!r}")
         _check_seconds("timeout_s", timeout_s, high=60)
         _check_seconds("flush_interval_s", flush_interval_s, high=60)
         _check_seconds("poll_interval_s", poll_interval_s, high=3600)
+        _check_seconds("probe_lease_s", probe_lease_s, high=86_400)
         if isinstance(key_ttl_s, bool) or not isinstance(key_ttl_s, int) or not 1 <= key_ttl_s <= 365 * 86_400:
             raise ValueError(f"key_ttl_s must be an int in [1, 31536000] seconds, got {key_ttl_s!r}")
         if meter_provider is not None and not callable(getattr(meter_provider, "get_meter", None)):
@@ -82,14 +92,18 @@ class RedisState:
         self.flush_interval_s = float(flush_interval_s)
         self.poll_interval_s = float(poll_interval_s)
         self.key_ttl_s = key_ttl_s
+        self.probe_lease_s = float(probe_lease_s)
         self.on_unavailable: OnUnavailable = on_unavailable
         self.breaker_channel = f"{prefix}:breakers"
         self.pool_channel = f"{prefix}:pools"
         self.available = False
-        self._redis = aioredis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False,
-            decode_responses=True,
-        )
+        try:
+            self._redis = aioredis.from_url(
+                url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False,
+                decode_responses=True,
+            )
+        except ValueError as exc:  # redis-py's message names neither the parameter nor the URL
+            raise ValueError(f"url is not a valid Redis URL ({exc}): {_redacted(url)!r}") from None
         self._scripts = {
             name: self._redis.register_script(getattr(_scripts, name))
             for name in ("FLUSH", "ACQUIRE", "PROBE", "TRANSITION", "RATE", "POOL_ACQUIRE", "POOL_RELEASE")
@@ -98,6 +112,10 @@ class RedisState:
         self._pool_events: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._pending: set[asyncio.Task[Any]] = set()
+        # Pool leases whose acquire failed (timed out): Redis may still run it later (a paused or slow
+        # server runs what was already sent), leaving a lease nobody releases for lease_s. Released on the
+        # next poll with Redis available (after anything sent before the outage has run).
+        self._lost_leases: list[tuple[list[str], str, str]] = []
         self._outage_logged = False
         self._closing = False
         self._instruments(meter_provider)
@@ -124,8 +142,11 @@ class RedisState:
         """Connect (a Redis that is down is not an error: the fault policy applies until it is back)."""
         if self._tasks:
             raise RuntimeError("RedisState is already started")
+        if self._closing:  # its background tasks would stop at once: nothing shared, silently
+            raise RuntimeError("this RedisState was closed; make a new RedisState (one per event loop)")
         with contextlib.suppress(SharedStateUnavailableError):
             await self._run("ping", lambda: self._redis.ping())
+            await self._poll()  # breakers made before start: the shared state now, not at the first poll
         self._tasks = [
             asyncio.create_task(self._flush_loop(), name="shannon-redis-flush"),
             asyncio.create_task(self._subscribe_loop(), name="shannon-redis-subscribe"),
@@ -156,7 +177,10 @@ class RedisState:
     # ------------------------------------------------------------------ calling Redis
     async def _run(self, operation: str, command: Callable[[], Awaitable[T]]) -> T:
         """Run one command within ``timeout_s``; any failure marks Redis unavailable and raises
-        :class:`SharedStateUnavailableError` (a success marks it available again)."""
+        :class:`SharedStateUnavailableError` (a success marks it available again). A cancelled caller
+        gets CancelledError, even when the client library returned an answer (see below)."""
+        task = asyncio.current_task()
+        cancelling = task.cancelling() if task is not None else 0
         start = time.perf_counter()
         try:
             async with asyncio.timeout(self.timeout_s):
@@ -168,6 +192,11 @@ class RedisState:
         self._duration.record(time.perf_counter() - start, {SHARED_OPERATION: operation})
         if not self.available:
             self._up()
+        if task is not None and task.cancelling() > cancelling:
+            # redis-py now and then returns the answer of a call whose task was cancelled meanwhile (the
+            # CancelledError is lost inside it, ~5 % of cancels landing mid-call): the cancellation wins,
+            # or a cancelled pool acquire went on waiting for a slot, forever.
+            raise asyncio.CancelledError
         return result
 
     def _script(self, name: str, keys: list[str], args: list[Any]) -> Awaitable[Any]:
@@ -218,6 +247,8 @@ class RedisState:
     # ------------------------------------------------------------------ background
     async def _flush_all(self) -> None:
         for link in list(self._links.values()):
+            if not self.available:  # down (maybe at the last flush): each other link would wait timeout_s too
+                return
             await link.flush()
 
     async def _flush_loop(self) -> None:
@@ -232,10 +263,19 @@ class RedisState:
                 if time.monotonic() >= next_poll:
                     next_poll = time.monotonic() + self.poll_interval_s
                     await self._poll()
+                    if not self._links:  # no breaker state was read: `available` (and its gauge) kept true
+                        await self._run("ping", lambda: self._redis.ping())
             except SharedStateUnavailableError:
                 continue
 
     async def _poll(self) -> None:
+        lost, self._lost_leases = self._lost_leases, []
+        for i, (key, name, holder) in enumerate(lost):
+            try:
+                await self._script("POOL_RELEASE", key, [self.pool_channel, name, holder])
+            except SharedStateUnavailableError:
+                self._lost_leases.extend(lost[i:])  # down again: the next poll tries again
+                raise
         for link in list(self._links.values()):
             await link.poll()
         for event in self._pool_events.values():
@@ -281,8 +321,9 @@ def _check_seconds(name: str, value: object, *, high: float) -> None:
 
 
 def _redacted(url: str) -> str:
-    """The URL without its password (never logged)."""
-    if "@" not in url:
+    """The URL without its password, in the user part or the query (never logged)."""
+    url = re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", url)
+    if "@" not in url or "://" not in url:
         return url
     scheme, rest = url.split("://", 1)
     return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
