@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import urllib.parse
 from typing import Literal
 
 from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter, LogRecordExporter
@@ -62,6 +63,8 @@ def _endpoint(kind: str, exporter: str, explicit: str | None) -> str | None:
     http = exporter == "otlp_http"
     path = f"/v1/{kind.lower()}"
     if explicit is not None:
+        if http:
+            _check_http_url("endpoint", explicit)
         return f"{explicit.rstrip('/')}{path}" if http else explicit
     signal_var, base_var = f"OTEL_EXPORTER_OTLP_{kind}_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"
     found = _first_env(signal_var, base_var)
@@ -71,7 +74,20 @@ def _endpoint(kind: str, exporter: str, explicit: str | None) -> str | None:
         found = (base_var, _DEFAULT_ENDPOINTS[exporter])  # set but blank: the default, not ""
     name, value = found
     check_endpoint(name, value)
+    if http:
+        _check_http_url(name, value)
     return f"{value.rstrip('/')}{path}" if http and name == base_var else value
+
+
+def _check_http_url(name: str, value: str) -> None:
+    """The OTLP/HTTP exporter posts to a URL: a gRPC-style ``host:port`` (or ``unix:``) target, which
+    ``check_endpoint`` accepts for gRPC, made every export fail ("No connection adapters were found
+    for 'localhost:4318/v1/traces'") and the telemetry was dropped, counted but never delivered."""
+    if urllib.parse.urlsplit(value).scheme not in ("http", "https"):
+        raise ValueError(
+            f"{name} must be an http:// or https:// URL for the OTLP/HTTP exporter (protocol http/protobuf), "
+            f"such as 'http://127.0.0.1:4318'; got {value!r}",
+        )
 
 
 def _timeout_s(kind: str, explicit: float | None) -> float | None:

@@ -6,7 +6,7 @@ import functools
 import inspect
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 
@@ -18,25 +18,25 @@ def check_number(name: str, value: object, *, low: float, high: float | None = N
     kinds: tuple[type, ...] = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds):
         kind = "an int" if integer else "a number"
-        raise TypeError(f"{name} must be {kind}{' or None' if allow_none else ''}, got {_shown(value)}")
+        raise TypeError(f"{name} must be {kind}{' or None' if allow_none else ''}, got {shown(value)}")
     # Compared as given: Python compares ints and floats exactly, whatever the int's size (float(10**400)
     # raises OverflowError, which escaped here instead of an error naming the parameter).
     v = cast("float", value)
     left = "(" if low_open else "["
     right = f"{high}]" if high is not None else "inf)"
     if v != v or (v <= low if low_open else v < low) or (high is not None and v > high):
-        raise ValueError(f"{name} must be in {left}{low}, {right}, got {_shown(value)}")
+        raise ValueError(f"{name} must be in {left}{low}, {right}, got {shown(value)}")
     if not integer and isinstance(value, int):
         try:  # a float parameter is computed with as a float: an int beyond the float range cannot be
             float(value)
         except OverflowError:
             raise ValueError(
                 f"{name} must be in {left}{low}, {right} and within the float range (seconds, rates), "
-                f"got {_shown(value)}"
+                f"got {shown(value)}"
             ) from None
 
 
-def _shown(value: object) -> str:
+def shown(value: object) -> str:
     """``repr(value)``, except for an int too long to print usefully (or at all: str() of an int over
     4,300 digits raises ValueError)."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
@@ -61,6 +61,16 @@ def check_exceptions(name: str, value: object, *, handled: bool = False) -> tupl
                 f"(cancellation, KeyboardInterrupt and the like always propagate), got {value!r}"
             )
     return types
+
+
+def check_iterable(name: str, value: object, what: str = "an iterable") -> Iterable[Any]:
+    """TypeError naming ``name`` unless ``value`` is an iterable other than a str/bytes. A 0-d
+    numpy array claims to be iterable (it has ``__iter__``) but raises "iteration over a 0-d array"
+    when iterated, an error naming nothing: it is refused here. ``value`` is not iterated (a
+    generator given as lazy input stays unconsumed)."""
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable) or getattr(value, "ndim", None) == 0:
+        raise TypeError(f"{name} must be {what}, got {value!r}")
+    return value
 
 
 def check_bool(name: str, value: object) -> None:
