@@ -361,6 +361,10 @@ async def _one() -> int:
     return 1
 
 
+async def _on_error(error: BaseException) -> int:  # a fallback is called with the error
+    return 1
+
+
 def _configure(kw: dict[str, Any]) -> Any:
     tel = so.configure(**{"service_name": "bad-input-test", "exporter": "none", "set_global": False, **kw})
     tel.shutdown()
@@ -377,7 +381,7 @@ async def _tx_step(kw: dict[str, Any], work: Work) -> Any:
 
 _REQUIRED: dict[str, Any] = {
     "CircuitBreaker": {"name": "b", "instrument": False}, "Timeout": {"seconds": 1.0},
-    "Fallback": {"fallback": _one}, "Degrade": {"default": 0}, "Hedge": {"delay": 0.1}, "Saga": {"name": "s"},
+    "Fallback": {"fallback": _on_error}, "Degrade": {"default": 0}, "Hedge": {"delay": 0.1}, "Saga": {"name": "s"},
     "Wave": {"name": "w"},
     "ResourcePool": {"name": "p", "limit": 1}, "TaskSpec": {"work": _one}, "Step": {"name": "s", "action": _one},
     "MetricsServer": {"reader": so.PrometheusReader(), "port": 0}, "TailSampler": {"processor": _SpanProcessor()},

@@ -175,7 +175,8 @@ def configure(
     _check_sequence("metric_readers", metric_readers, MetricReader)
     _check_sequence("span_exporters", span_exporters, SpanExporter)
     # Called in the export path without await: an async redact dropped every message, its coroutines never awaited.
-    check_sync_callable("redact", redact, "a callable (type_name, message) -> str | None", allow_none=True)
+    check_sync_callable("redact", redact, "a callable (type_name, message) -> str | None", allow_none=True,
+                        takes=2)
     interval_s = _metric_interval_s(metric_interval_s)
     _check_arguments(export_timeout_s, shutdown_timeout_s, max_queue_size, max_export_batch_size)
     queue_size = max_queue_size or env_int("OTEL_BSP_MAX_QUEUE_SIZE") or DEFAULT_MAX_QUEUE_SIZE

@@ -98,15 +98,39 @@ def is_async(value: object) -> bool:
     return inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call)
 
 
-def check_sync_callable(name: str, value: object, what: str, *, allow_none: bool = False) -> None:
+def check_sync_callable(name: str, value: object, what: str, *, allow_none: bool = False,
+                        takes: int | None = None) -> None:
     """TypeError naming ``name`` unless ``value`` is a callable that is not async (it is called without
-    ``await``, so an ``async def`` would hand back a coroutine nobody awaits); ``what`` says what it is."""
+    ``await``, so an ``async def`` would hand back a coroutine nobody awaits); ``what`` says what it is.
+    ``takes``: the number of positional arguments the library calls it with (see :func:`check_arity`)."""
     if value is None and allow_none:
         return
     if not callable(value):
         raise TypeError(f"{name} must be {what}{' or None' if allow_none else ''}, got {value!r}")
     if is_async(value):
         raise TypeError(f"{name} must be {what}, a plain function called without await, got the async {value!r}")
+    if takes is not None:
+        check_arity(name, value, takes, what)
+
+
+def check_arity(name: str, value: object, takes: int, what: str) -> None:
+    """TypeError naming ``name`` unless ``value`` can be called with ``takes`` positional arguments,
+    as the library calls it. Checked once, where the callable is given: a wrong one (``clock=lambda t: ...``,
+    ``on=lambda: True``) otherwise raised Python's bare "takes 0 positional arguments but 1 was given"
+    at its first use, deep in a wave or a retry, in place of the user's own result or error. A callable
+    whose signature cannot be read (some builtins) is accepted as it is."""
+    try:
+        signature = inspect.signature(cast("Any", value))
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(*range(takes))
+    except TypeError as exc:
+        plural = "" if takes == 1 else "s"
+        raise TypeError(
+            f"{name} must be {what}: it is called with {takes} positional argument{plural}, "
+            f"which {value!r} cannot take ({exc})",
+        ) from None
 
 
 def sync_result(name: str, value: Any) -> Any:

@@ -99,8 +99,8 @@ class AnomalyHook(Hook):
             raise TypeError(f"meter_provider must be an OpenTelemetry MeterProvider or None, got {meter_provider!r}")
         # Both are called without await: an async def would hand back a coroutine nobody awaits (the
         # callback never ran; the clock's coroutine broke every tick, each failure only logged).
-        check_sync_callable("on_anomaly", on_anomaly, "a callable taking an Anomaly", allow_none=True)
-        check_sync_callable("clock", clock, "a callable returning seconds")
+        check_sync_callable("on_anomaly", on_anomaly, "a callable taking an Anomaly", allow_none=True, takes=1)
+        check_sync_callable("clock", clock, "a callable returning seconds", takes=0)
         check_bool("enabled", enabled)
         allowed = f"{LATENCY}, {ERROR_RATE}, {THROUGHPUT}, {RETRY_RATE}"
         try:

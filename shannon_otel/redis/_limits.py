@@ -7,6 +7,7 @@ import math
 import uuid
 from collections.abc import Awaitable, Callable
 
+from .._validate import check_arity
 from ..executor._limits import RateLimiter, ResourcePool
 from ._store import RedisState, SharedStateUnavailableError
 
@@ -37,6 +38,7 @@ class SharedRateLimit:
             raise ValueError(f"burst must be an int in [1, 1000000], got {burst!r}")
         if not callable(sleep):
             raise TypeError(f"sleep must be an async callable taking seconds, got {sleep!r}")
+        check_arity("sleep", sleep, 1, "an async callable taking seconds")
         self.shared, self.name, self.rate, self.burst, self.sleep = shared, name, float(rate), burst, sleep
         interval_ms = 1000.0 / rate
         self._key = [shared._key("rate", name, "tat")]
