@@ -191,7 +191,8 @@ def configure(
     if service_name:
         attributes[SERVICE_NAME] = service_name
     resource = Resource.create(attributes)  # merges OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME
-    if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+    named = str(resource.attributes.get(SERVICE_NAME, ""))
+    if named.startswith("unknown_service") or not named.strip():  # OTEL_SERVICE_NAME="  ": blank is unset
         resource = resource.merge(Resource({SERVICE_NAME: "shannon-otel"}))
     if SERVICE_INSTANCE_ID not in resource.attributes:
         # SDKs before 1.43 set none: replicas of one service would then write the same series
