@@ -29,6 +29,7 @@ from ._delivery import (
     CountedMetricExporter,
     CountedSpanProcessor,
     DropCounter,
+    env_batch_setting,
     env_int,
 )
 from ._exporters import _EXPORTERS, _log_exporter, _logs_wanted, _metric_exporter, _metric_interval_s, _span_exporter
@@ -180,7 +181,7 @@ def configure(
     interval_s = _metric_interval_s(metric_interval_s)
     _check_arguments(export_timeout_s, shutdown_timeout_s, max_queue_size, max_export_batch_size)
     queue_size = max_queue_size or env_int("OTEL_BSP_MAX_QUEUE_SIZE") or DEFAULT_MAX_QUEUE_SIZE
-    batch_size = max_export_batch_size or env_int("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") or min(512, queue_size)
+    batch_size = max_export_batch_size or env_batch_setting("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, queue_size)
     if batch_size > queue_size:
         raise ValueError(f"max_export_batch_size must be <= max_queue_size ({queue_size}), got {batch_size}")
     trace_names, metric_names = _choose("TRACES", exporter), _choose("METRICS", exporter)

@@ -338,7 +338,9 @@ def otel_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     for name in ("OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_LOGS_EXPORTER", "OTEL_EXPORTER_OTLP_PROTOCOL",
                  "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_SERVICE_NAME",
                  "OTEL_RESOURCE_ATTRIBUTES", "OTEL_METRIC_EXPORT_INTERVAL", "OTEL_BSP_MAX_QUEUE_SIZE",
-                 "OTEL_SDK_DISABLED", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"):
+                 "OTEL_SDK_DISABLED", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "OTEL_BSP_SCHEDULE_DELAY",
+                 "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "OTEL_BLRP_SCHEDULE_DELAY", "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE",
+                 "OTEL_BLRP_MAX_QUEUE_SIZE"):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -517,3 +519,54 @@ def test_the_detector_is_usable_after_a_series_key_whose_hash_raises() -> None:
     for t in range(3):
         detector.update("s", 1.0, float(t))  # no half-made state left behind by the failed update
     assert detector.last_score(_EvilHash.__name__) is None
+
+
+# --- Bug 5: batch-processor variables out of range made configure() raise the SDK's bare ValueError -------
+
+def _batch_settings(tel: so.Telemetry) -> dict[str, Any]:
+    spans = tel._processors[0]._inner._batch_processor  # the SDK's own BatchProcessor, as it was built
+    logs = tel._log_processors[0]._inner._batch_processor
+    return {"bsp_delay": spans._schedule_delay_millis, "bsp_batch": spans._max_export_batch_size,
+            "blrp_delay": logs._schedule_delay_millis, "blrp_batch": logs._max_export_batch_size}
+
+
+_BATCH_DEFAULTS = {"bsp_delay": 5000, "bsp_batch": 512, "blrp_delay": 1000, "blrp_batch": 512}
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("OTEL_BSP_SCHEDULE_DELAY", "-1"), ("OTEL_BSP_SCHEDULE_DELAY", "0"), ("OTEL_BSP_SCHEDULE_DELAY", "5s"),
+    ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "999999"), ("OTEL_BLRP_SCHEDULE_DELAY", "0"),
+    ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "5000"), ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "-3"),
+])
+def test_a_batch_processor_variable_out_of_range_is_ignored_with_a_warning_naming_it(
+    otel_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, variable: str, value: str,
+) -> None:
+    """The environment-variable specification (opentelemetry-specification#2963): a numeric value that
+    cannot be parsed or is out of range SHOULD be warned about and treated as not set. Before, the SDK
+    processors raised "schedule_delay_millis must be positive." (or "max_export_batch_size must be less
+    than or equal to max_queue_size.") out of configure(), naming no variable."""
+    for name in ("OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER"):
+        otel_env.setenv(name, "none")
+    otel_env.setenv("OTEL_LOGS_EXPORTER", "console")
+    otel_env.setenv(variable, value)
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        tel = so.configure(set_global=False, span_exporters=[InMemorySpanExporter()], shutdown_timeout_s=1.0)
+    try:
+        assert _batch_settings(tel) == _BATCH_DEFAULTS
+        assert any(variable in r.getMessage() and "ignored" in r.getMessage() for r in caplog.records)
+    finally:
+        tel.shutdown()
+
+
+def test_batch_processor_variables_in_range_are_used(otel_env: pytest.MonkeyPatch) -> None:
+    for name in ("OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER"):
+        otel_env.setenv(name, "none")
+    otel_env.setenv("OTEL_LOGS_EXPORTER", "console")
+    for name, value in [("OTEL_BSP_SCHEDULE_DELAY", "250"), ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "64"),
+                        ("OTEL_BLRP_SCHEDULE_DELAY", "300"), ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "32")]:
+        otel_env.setenv(name, value)
+    tel = so.configure(set_global=False, span_exporters=[InMemorySpanExporter()], shutdown_timeout_s=1.0)
+    try:
+        assert _batch_settings(tel) == {"bsp_delay": 250, "bsp_batch": 64, "blrp_delay": 300, "blrp_batch": 32}
+    finally:
+        tel.shutdown()
