@@ -465,7 +465,7 @@ def run_case(target: str, param: str, value: Any) -> Outcome:
 
 def _run_case(target: str, param: str, value: Any) -> Outcome:
     work = Work()
-    shown = repr(value) if not callable(value) else getattr(value, "__name__", repr(value))
+    shown = _repr(value) if not callable(value) else getattr(value, "__name__", _repr(value))
     try:
         made = _caller(target, param, value, work)()
         if inspect.isawaitable(made) or _is_async_iter(made):
@@ -496,6 +496,14 @@ def _run_case(target: str, param: str, value: Any) -> Outcome:
                 return Outcome(target, param, shown, "clear", f"{type(exc).__name__} from {cause}")
         return Outcome(target, param, shown, "obscure", f"{type(exc).__name__}: {exc}")
     return Outcome(target, param, shown, "silent", "accepted")
+
+
+def _repr(value: object) -> str:
+    """``repr(value)``; a short stand-in for an int too long for it (repr raises over 4,300 digits)."""
+    try:
+        return repr(value)
+    except ValueError:
+        return f"<int of {value.bit_length()} bits>" if isinstance(value, int) else "<unrepresentable>"
 
 
 def _is_async_iter(x: object) -> bool:

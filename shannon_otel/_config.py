@@ -49,6 +49,7 @@ from ._validate import (
     check_name,
     check_number,
     check_sync_callable,
+    shown,
 )
 from ._version import __version__
 
@@ -183,7 +184,7 @@ def configure(
     queue_size = max_queue_size or env_int("OTEL_BSP_MAX_QUEUE_SIZE") or DEFAULT_MAX_QUEUE_SIZE
     batch_size = max_export_batch_size or env_batch_setting("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, queue_size)
     if batch_size > queue_size:
-        raise ValueError(f"max_export_batch_size must be <= max_queue_size ({queue_size}), got {batch_size}")
+        raise ValueError(f"max_export_batch_size must be <= max_queue_size ({queue_size}), got {shown(batch_size)}")
     trace_names, metric_names = _choose("TRACES", exporter), _choose("METRICS", exporter)
     log_names = _logs_wanted(logs, exporter)
     if set_global:

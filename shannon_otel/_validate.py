@@ -23,7 +23,7 @@ def check_number(name: str, value: object, *, low: float, high: float | None = N
     # raises OverflowError, which escaped here instead of an error naming the parameter).
     v = cast("float", value)
     left = "(" if low_open else "["
-    right = f"{high}]" if high is not None else "inf)"
+    right = f"{shown(high)}]" if high is not None else "inf)"  # a bound may be another huge parameter
     if v != v or (v <= low if low_open else v < low) or (high is not None and v > high):
         raise ValueError(f"{name} must be in {left}{low}, {right}, got {shown(value)}")
     if not integer and isinstance(value, int):

@@ -17,6 +17,7 @@ import functools
 import logging
 import math
 import random
+import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -95,6 +96,7 @@ def _sync0() -> int:
 # name -> a factory (a fresh generator / coroutine object per case)
 MATRIX: dict[str, Callable[[], Any]] = {
     "nan": lambda: math.nan, "-inf": lambda: -math.inf, "-0.0": lambda: -0.0, "huge": lambda: 10**400,
+    "huger-than-repr": lambda: 10**5000,  # repr() of it raises ValueError (over 4,300 digits): messages must not
     "np.nan": lambda: np.float64("nan"), "np.int64": lambda: np.int64(3), "np.0d-float": lambda: np.array(2.0),
     "np.0d-int": lambda: np.array(3), "Decimal-nan": lambda: Decimal("NaN"), "Fraction": lambda: Fraction(1, 2),
     "None": lambda: None, "empty-tuple": tuple, "EvilEq": _EvilEq, "EvilHash": _EvilHash, "EvilBool": _EvilBool,
@@ -116,6 +118,12 @@ _USER_ERROR = {"EvilEq", "EvilHash", "EvilBool"}
 # Hostname resolution is the OS's answer (like a port in use): MetricsServer(host="no-such-host")
 # raises socket.gaierror, an OSError from binding, not bad input the library could judge.
 _ENVIRONMENT = {("MetricsServer", "host")}
+
+
+def _numeric(target: str, param: str) -> bool:
+    """A number parameter: the hand-made table declares NaN (or a number range) bad for it."""
+    declared = table.bad_values(target, param) or []
+    return any(isinstance(v, float) and v != v for v in declared) or declared in (table.POS_INT,)
 
 
 def _cases() -> list[tuple[str, str, str]]:
@@ -146,6 +154,15 @@ def test_every_parameter_refuses_exotic_values_by_name_or_accepts_them(
             made.close()
     if outcome.kind == "obscure" and value in _USER_ERROR and "_BoomError" in outcome.detail:
         return  # the user's own __eq__/__hash__/__bool__ raised, propagated unchanged
+    if outcome.kind == "obscure" and value == "huger-than-repr" and not _numeric(target, param):
+        # Known open (reported): ~110 messages format the value with !r, and repr() of an int over
+        # 4,300 digits raises "Exceeds the limit (4300 digits)": still a ValueError at the call, before
+        # any work, but not naming the parameter. Numeric parameters (check_number, the detector's
+        # fields, record*) print such ints by size and must name the parameter: _NUMBERS_NAMED.
+        # (Transaction.step: the saga's error, raised from that ValueError inside its `async with`)
+        assert "Exceeds the limit (4300 digits)" in outcome.detail or (
+            target == "Transaction.step" and outcome.detail.startswith("SagaError")), outcome.detail
+        return
     assert outcome.kind in ("clear", "silent"), f"{target}({param}={value}): {outcome.kind}: {outcome.detail}"
 
 
@@ -162,6 +179,7 @@ def test_silent_acceptance_is_what_the_contract_allows() -> None:
         "nan": "AnomalyDetector.update: ignored and counted (documented)",
         "np.nan": "as nan", "-inf": "AnomalyDetector.update value (ignored) and FakeClock.sleep (returns at once)",
         "huge": "counts compare exactly (attempts, window, limit, max_keys...): 10**400 means unbounded",
+        "huger-than-repr": "as huge (10**5000)",
         "None": "the parameter's documented default",
         "empty-tuple": "no hooks/pools/policies/signals, or on=(): handles nothing, like `except ():`",
         "generator": "lazy input: tasks/items may be any iterable, consumed as the wave runs",
@@ -652,3 +670,31 @@ def test_the_stall_exclusion_matches_exactly_the_waves_named() -> None:
     pattern = regex.compile(bytes(quoted, "utf-8").decode("unicode_escape").encode("latin-1").decode("utf-8"))
     assert all(pattern.fullmatch(name) for name in _ODD_WAVES)
     assert not any(pattern.fullmatch(near) for near in ("axb", "x", "y", "a", "ab", "sp  ace"))
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda: so.record("m", 10**5000), r"^record\(\): value must be finite, got an int of \d+ bits"),
+    (lambda: so.record_cost(10**5000), r"^record_cost\(\): amount must be finite and >= 0, got an int of \d+ bits"),
+    (lambda: so.record_tokens(input=10**5000), r"^record_tokens\(\): input must be finite"),
+], ids=["record", "record_cost", "record_tokens"])
+def test_an_int_too_long_to_print_is_refused_by_the_record_functions_naming_the_parameter(
+    call: Callable[[], None], message: str,
+) -> None:
+    """Before: repr() of the value, formatting the error, raised "Exceeds the limit (4300 digits)"."""
+    async def work() -> None:
+        call()
+
+    result = sot.run_virtual(loose.Wave("w", instrument=False).run([work]))
+    error = result.results[0].error
+    assert isinstance(error, ValueError)
+    assert re.search(message, str(error)), error
+
+
+def test_a_second_shutdown_refuses_a_nan_budget_like_the_first(otel_env: pytest.MonkeyPatch) -> None:
+    """Before: the idempotent early return came first, so ``shutdown(timeout_s=nan)`` on a handle
+    already shut down returned True, while the same call on a fresh handle raised ValueError."""
+    tel = so.configure(exporter="none", set_global=False)
+    assert tel.shutdown() is True
+    with pytest.raises(ValueError, match=r"^timeout_s must be in \[0, 3600"):
+        tel.shutdown(timeout_s=math.nan)
+    assert tel.shutdown() is True  # still idempotent

@@ -144,11 +144,11 @@ class DetectorConfig:
         try:
             valid = 0.0 <= score <= 1.0  # False for NaN
         except TypeError:
-            raise TypeError(f"score must be a number in [0, 1], got {score!r}") from None
+            raise TypeError(f"score must be a number in [0, 1], got {shown(score)}") from None
         except ArithmeticError:  # Decimal("NaN") refuses to be compared (InvalidOperation): a NaN
             valid = False
         if not valid or isinstance(score, bool):
-            raise ValueError(f"score must be a number in [0, 1], got {score!r}")
+            raise ValueError(f"score must be a number in [0, 1], got {shown(score)}")
         if score >= self.critical:
             return Severity.CRITICAL
         if score >= self.warning:
