@@ -376,7 +376,8 @@ class AnomalyDetector:
 
     def _update_many(self, series: Sequence[str], values: npt.ArrayLike, times: npt.ArrayLike) -> F64:
         """:meth:`update_many` under the lock."""
-        if isinstance(series, (str, bytes)) or not isinstance(series, (Sequence, np.ndarray)) or np.ndim(series) == 0:
+        if (isinstance(series, (str, bytes)) or not isinstance(series, (Sequence, np.ndarray))
+                or getattr(series, "ndim", None) == 0):  # a 0-d array has no len(): "len() of unsized object"
             raise TypeError(f"series must be a sequence of series names (non-empty str), got {series!r}")
         vals = _floats("values", values)
         ts = _floats("times", times)
