@@ -32,7 +32,15 @@ from ._delivery import (
     env_batch_setting,
     env_int,
 )
-from ._exporters import _EXPORTERS, _log_exporter, _logs_wanted, _metric_exporter, _metric_interval_s, _span_exporter
+from ._exporters import (
+    _EXPORTERS,
+    _check_http_url,
+    _log_exporter,
+    _logs_wanted,
+    _metric_exporter,
+    _metric_interval_s,
+    _span_exporter,
+)
 from ._exporters import ExporterName as ExporterName
 from ._exporters import _choose as _choose
 from ._metrics_bridge import BridgedExporter, MetricsBridge, histograms_cumulative
@@ -83,6 +91,8 @@ def check_setup(
     if isinstance(exporter, str):
         _choose("TRACES", exporter)  # raises ValueError naming exporter for an unknown name
     check_endpoint("endpoint", endpoint)
+    if isinstance(endpoint, str) and isinstance(exporter, str) and "otlp_http" in exporter.replace(" ", "").split(","):
+        _check_http_url("endpoint", endpoint)  # also on a Dask client: every worker's setup would refuse it
     check_attributes("resource_attributes", resource_attributes)
 
 

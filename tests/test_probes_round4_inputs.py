@@ -721,3 +721,14 @@ def test_a_fake_clock_sleeping_forever_waits_until_cancelled_and_keeps_its_time(
 
     assert sot.run_virtual(main()) == (1, 1002.0, True)
     assert sorted(clock.sleeps) == [2.0, math.inf, math.inf]  # the hedge timer and the cancelled sleep
+
+
+def test_a_worker_plugin_refuses_on_the_client_an_http_endpoint_without_a_scheme() -> None:
+    """Before: accepted on the client; every worker's configure() then refused it (or, before that
+    check, dropped every export)."""
+    import shannon_otel.dask as sod
+
+    with pytest.raises(ValueError, match=r"^endpoint must be an http:// or https:// URL"):
+        sod.WorkerTelemetry("crawler", exporter="otlp_http", endpoint="localhost:4318")
+    sod.WorkerTelemetry("crawler", exporter="otlp_grpc", endpoint="localhost:4317")  # a gRPC target as before
+    sod.WorkerTelemetry("crawler", exporter="console,otlp_http", endpoint="https://collector:4318")
