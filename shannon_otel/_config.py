@@ -35,6 +35,7 @@ from ._delivery import (
 from ._exporters import (
     _EXPORTERS,
     _check_http_url,
+    _exemplar_filter,
     _log_exporter,
     _logs_wanted,
     _metric_exporter,
@@ -246,7 +247,8 @@ def configure(
             export_interval_millis=interval_s * 1000,
             export_timeout_millis=None if export_timeout_s is None else export_timeout_s * 1000,
         ))
-    meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False,
+                                   exemplar_filter=_exemplar_filter())
     instrument(meter_provider.get_meter(tel.SCOPE_NAME, __version__), tel.TELEMETRY_DROPPED, [drops.observe])
     if bridged:
         register_bridge(meter_provider, bridge)

@@ -10,6 +10,12 @@ import urllib.parse
 from typing import Literal
 
 from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter, LogRecordExporter
+from opentelemetry.sdk.metrics import (
+    AlwaysOffExemplarFilter,
+    AlwaysOnExemplarFilter,
+    ExemplarFilter,
+    TraceBasedExemplarFilter,
+)
 from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricExporter
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
@@ -182,6 +188,27 @@ def _logs_wanted(logs: bool | None, exporter: str | None) -> tuple[str, ...] | N
         return None
     names = _choose("LOGS", exporter)
     return names or None
+
+
+def _exemplar_filter() -> ExemplarFilter | None:
+    """The MeterProvider's exemplar filter from ``OTEL_METRICS_EXEMPLAR_FILTER``, or None to let the SDK
+    read it. A value it does not know (or knows only in another case, ``ALWAYS_ON``) made the SDK raise
+    "Unknown exemplar filter 'x'." out of ``configure()``; the specification asks for a warning and the
+    default (``trace_based``) for an unrecognised value, and for enum values read case-insensitively."""
+    raw = os.environ.get("OTEL_METRICS_EXEMPLAR_FILTER")
+    if raw is None or raw in _EXEMPLAR_FILTERS:
+        return None
+    name = raw.strip().lower()
+    if name not in _EXEMPLAR_FILTERS:
+        _log.warning("OTEL_METRICS_EXEMPLAR_FILTER=%r is not one of %s; ignored, trace_based used",
+                     raw, ", ".join(_EXEMPLAR_FILTERS))
+        name = "trace_based"
+    return _EXEMPLAR_FILTERS[name]()
+
+
+_EXEMPLAR_FILTERS: dict[str, type[ExemplarFilter]] = {
+    "trace_based": TraceBasedExemplarFilter, "always_on": AlwaysOnExemplarFilter, "always_off": AlwaysOffExemplarFilter,
+}
 
 
 def _metric_interval_s(explicit: float | None) -> float:

@@ -359,7 +359,7 @@ def otel_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
                  "OTEL_RESOURCE_ATTRIBUTES", "OTEL_METRIC_EXPORT_INTERVAL", "OTEL_BSP_MAX_QUEUE_SIZE",
                  "OTEL_SDK_DISABLED", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "OTEL_BSP_SCHEDULE_DELAY",
                  "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "OTEL_BLRP_SCHEDULE_DELAY", "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE",
-                 "OTEL_BLRP_MAX_QUEUE_SIZE"):
+                 "OTEL_BLRP_MAX_QUEUE_SIZE", "OTEL_METRICS_EXEMPLAR_FILTER"):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -732,3 +732,21 @@ def test_a_worker_plugin_refuses_on_the_client_an_http_endpoint_without_a_scheme
         sod.WorkerTelemetry("crawler", exporter="otlp_http", endpoint="localhost:4318")
     sod.WorkerTelemetry("crawler", exporter="otlp_grpc", endpoint="localhost:4317")  # a gRPC target as before
     sod.WorkerTelemetry("crawler", exporter="console,otlp_http", endpoint="https://collector:4318")
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("bogus", "TraceBasedExemplarFilter"), ("ALWAYS_ON", "AlwaysOnExemplarFilter"),
+    (" always_off ", "AlwaysOffExemplarFilter"), ("always_on", "AlwaysOnExemplarFilter"),
+])
+def test_an_unknown_exemplar_filter_variable_falls_back_to_the_default_with_a_warning(
+    otel_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, value: str, expected: str,
+) -> None:
+    """Before: the SDK's MeterProvider raised "Unknown exemplar filter 'bogus'." out of configure()
+    (and for "ALWAYS_ON": the specification reads enum values case-insensitively)."""
+    otel_env.setenv("OTEL_METRICS_EXEMPLAR_FILTER", value)
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        tel = so.configure(exporter="none", set_global=False)
+    tel.shutdown()
+    assert type(tel.meter_provider._sdk_config.exemplar_filter).__name__ == expected
+    warned = any("OTEL_METRICS_EXEMPLAR_FILTER" in r.getMessage() for r in caplog.records)
+    assert warned == (value == "bogus")
