@@ -362,6 +362,10 @@ async def _one() -> int:
     return 1
 
 
+async def _on_error(error: BaseException) -> int:  # a fallback is called with the error
+    return 1
+
+
 def _configure(kw: dict[str, Any]) -> Any:
     tel = so.configure(**{"service_name": "bad-input-test", "exporter": "none", "set_global": False, **kw})
     tel.shutdown()
@@ -378,7 +382,7 @@ async def _tx_step(kw: dict[str, Any], work: Work) -> Any:
 
 _REQUIRED: dict[str, Any] = {
     "CircuitBreaker": {"name": "b", "instrument": False}, "Timeout": {"seconds": 1.0},
-    "Fallback": {"fallback": _one}, "Degrade": {"default": 0}, "Hedge": {"delay": 0.1}, "Saga": {"name": "s"},
+    "Fallback": {"fallback": _on_error}, "Degrade": {"default": 0}, "Hedge": {"delay": 0.1}, "Saga": {"name": "s"},
     "Wave": {"name": "w"},
     "ResourcePool": {"name": "p", "limit": 1}, "TaskSpec": {"work": _one}, "Step": {"name": "s", "action": _one},
     "MetricsServer": {"reader": so.PrometheusReader(), "port": 0}, "TailSampler": {"processor": _SpanProcessor()},
@@ -462,7 +466,7 @@ def run_case(target: str, param: str, value: Any) -> Outcome:
 
 def _run_case(target: str, param: str, value: Any) -> Outcome:
     work = Work()
-    shown = repr(value) if not callable(value) else getattr(value, "__name__", repr(value))
+    shown = _repr(value) if not callable(value) else getattr(value, "__name__", _repr(value))
     try:
         made = _caller(target, param, value, work)()
         if inspect.isawaitable(made) or _is_async_iter(made):
@@ -493,6 +497,14 @@ def _run_case(target: str, param: str, value: Any) -> Outcome:
                 return Outcome(target, param, shown, "clear", f"{type(exc).__name__} from {cause}")
         return Outcome(target, param, shown, "obscure", f"{type(exc).__name__}: {exc}")
     return Outcome(target, param, shown, "silent", "accepted")
+
+
+def _repr(value: object) -> str:
+    """``repr(value)``; a short stand-in for an int too long for it (repr raises over 4,300 digits)."""
+    try:
+        return repr(value)
+    except ValueError:
+        return f"<int of {value.bit_length()} bits>" if isinstance(value, int) else "<unrepresentable>"
 
 
 def _is_async_iter(x: object) -> bool:

@@ -29,9 +29,19 @@ from ._delivery import (
     CountedMetricExporter,
     CountedSpanProcessor,
     DropCounter,
+    env_batch_setting,
     env_int,
 )
-from ._exporters import _EXPORTERS, _log_exporter, _logs_wanted, _metric_exporter, _metric_interval_s, _span_exporter
+from ._exporters import (
+    _EXPORTERS,
+    _check_http_url,
+    _exemplar_filter,
+    _log_exporter,
+    _logs_wanted,
+    _metric_exporter,
+    _metric_interval_s,
+    _span_exporter,
+)
 from ._exporters import ExporterName as ExporterName
 from ._exporters import _choose as _choose
 from ._metrics_bridge import BridgedExporter, MetricsBridge, histograms_cumulative
@@ -48,6 +58,7 @@ from ._validate import (
     check_name,
     check_number,
     check_sync_callable,
+    shown,
 )
 from ._version import __version__
 
@@ -81,6 +92,8 @@ def check_setup(
     if isinstance(exporter, str):
         _choose("TRACES", exporter)  # raises ValueError naming exporter for an unknown name
     check_endpoint("endpoint", endpoint)
+    if isinstance(endpoint, str) and isinstance(exporter, str) and "otlp_http" in exporter.replace(" ", "").split(","):
+        _check_http_url("endpoint", endpoint)  # also on a Dask client: every worker's setup would refuse it
     check_attributes("resource_attributes", resource_attributes)
 
 
@@ -175,13 +188,14 @@ def configure(
     _check_sequence("metric_readers", metric_readers, MetricReader)
     _check_sequence("span_exporters", span_exporters, SpanExporter)
     # Called in the export path without await: an async redact dropped every message, its coroutines never awaited.
-    check_sync_callable("redact", redact, "a callable (type_name, message) -> str | None", allow_none=True)
+    check_sync_callable("redact", redact, "a callable (type_name, message) -> str | None", allow_none=True,
+                        takes=2)
     interval_s = _metric_interval_s(metric_interval_s)
     _check_arguments(export_timeout_s, shutdown_timeout_s, max_queue_size, max_export_batch_size)
     queue_size = max_queue_size or env_int("OTEL_BSP_MAX_QUEUE_SIZE") or DEFAULT_MAX_QUEUE_SIZE
-    batch_size = max_export_batch_size or env_int("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") or min(512, queue_size)
+    batch_size = max_export_batch_size or env_batch_setting("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, queue_size)
     if batch_size > queue_size:
-        raise ValueError(f"max_export_batch_size must be <= max_queue_size ({queue_size}), got {batch_size}")
+        raise ValueError(f"max_export_batch_size must be <= max_queue_size ({queue_size}), got {shown(batch_size)}")
     trace_names, metric_names = _choose("TRACES", exporter), _choose("METRICS", exporter)
     log_names = _logs_wanted(logs, exporter)
     if set_global:
@@ -190,7 +204,8 @@ def configure(
     if service_name:
         attributes[SERVICE_NAME] = service_name
     resource = Resource.create(attributes)  # merges OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME
-    if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+    named = str(resource.attributes.get(SERVICE_NAME, ""))
+    if named.startswith("unknown_service") or not named.strip():  # OTEL_SERVICE_NAME="  ": blank is unset
         resource = resource.merge(Resource({SERVICE_NAME: "shannon-otel"}))
     if SERVICE_INSTANCE_ID not in resource.attributes:
         # SDKs before 1.43 set none: replicas of one service would then write the same series
@@ -232,7 +247,8 @@ def configure(
             export_interval_millis=interval_s * 1000,
             export_timeout_millis=None if export_timeout_s is None else export_timeout_s * 1000,
         ))
-    meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False,
+                                   exemplar_filter=_exemplar_filter())
     instrument(meter_provider.get_meter(tel.SCOPE_NAME, __version__), tel.TELEMETRY_DROPPED, [drops.observe])
     if bridged:
         register_bridge(meter_provider, bridge)

@@ -128,9 +128,10 @@ class CountedSpanProcessor(SpanProcessor):
     ) -> None:
         self.exporter = CountedSpanExporter(exporter, drops)
         self.max_queue_size = max_queue_size
-        # schedule delay and export timeout stay None: the SDK reads OTEL_BSP_* itself
+        # the export timeout stays None: the SDK reads OTEL_BSP_EXPORT_TIMEOUT itself
         self._inner = BatchSpanProcessor(
             self.exporter, max_queue_size=max_queue_size, max_export_batch_size=max_export_batch_size,
+            schedule_delay_millis=env_batch_setting("OTEL_BSP_SCHEDULE_DELAY", 5000),
         )
         self._drops = drops
         self._ended = 0
@@ -237,6 +238,8 @@ class CountedLogRecordProcessor(LogRecordProcessor):
         self.max_queue_size = env_int("OTEL_BLRP_MAX_QUEUE_SIZE") or 2048
         self._inner = BatchLogRecordProcessor(
             self.exporter, max_queue_size=self.max_queue_size,
+            schedule_delay_millis=env_batch_setting("OTEL_BLRP_SCHEDULE_DELAY", 1000),
+            max_export_batch_size=env_batch_setting("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", 512, self.max_queue_size),
             export_timeout_millis=None if export_timeout_s is None else export_timeout_s * 1000,
         )
         self._drops = drops
@@ -310,6 +313,22 @@ def in_parallel(jobs: dict[str, Callable[[], T]], timeout_s: float) -> list[tupl
         finished = done.wait(max(0.0, deadline - time.monotonic()))
         results.append((finished, outcome[0] if finished and outcome else None))
     return results
+
+
+def env_batch_setting(name: str, default: int, at_most: int | None = None) -> int:
+    """A batch processor's ``OTEL_BSP_*``/``OTEL_BLRP_*`` integer, resolved here rather than by the SDK:
+    a value that is not a positive integer (or above ``at_most``, the queue a batch must fit in) is
+    ignored with a logged warning and ``default`` (capped at ``at_most``) used, as the
+    environment-variable specification asks. The SDK processors raised a bare "schedule_delay_millis
+    must be positive." / "max_export_batch_size must be less than or equal to max_queue_size." from
+    ``configure()`` instead, naming no variable."""
+    value = env_int(name)
+    if value is not None and at_most is not None and value > at_most:
+        _log.warning("%s=%d is above the queue size (%d); ignored", name, value, at_most)
+        value = None
+    if value is None:
+        return default if at_most is None else min(default, at_most)
+    return value
 
 
 def env_int(name: str) -> int | None:

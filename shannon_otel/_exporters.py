@@ -6,9 +6,16 @@ from __future__ import annotations
 import logging
 import math
 import os
+import urllib.parse
 from typing import Literal
 
 from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter, LogRecordExporter
+from opentelemetry.sdk.metrics import (
+    AlwaysOffExemplarFilter,
+    AlwaysOnExemplarFilter,
+    ExemplarFilter,
+    TraceBasedExemplarFilter,
+)
 from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricExporter
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
@@ -62,6 +69,8 @@ def _endpoint(kind: str, exporter: str, explicit: str | None) -> str | None:
     http = exporter == "otlp_http"
     path = f"/v1/{kind.lower()}"
     if explicit is not None:
+        if http:
+            _check_http_url("endpoint", explicit)
         return f"{explicit.rstrip('/')}{path}" if http else explicit
     signal_var, base_var = f"OTEL_EXPORTER_OTLP_{kind}_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"
     found = _first_env(signal_var, base_var)
@@ -71,7 +80,20 @@ def _endpoint(kind: str, exporter: str, explicit: str | None) -> str | None:
         found = (base_var, _DEFAULT_ENDPOINTS[exporter])  # set but blank: the default, not ""
     name, value = found
     check_endpoint(name, value)
+    if http:
+        _check_http_url(name, value)
     return f"{value.rstrip('/')}{path}" if http and name == base_var else value
+
+
+def _check_http_url(name: str, value: str) -> None:
+    """The OTLP/HTTP exporter posts to a URL: a gRPC-style ``host:port`` (or ``unix:``) target, which
+    ``check_endpoint`` accepts for gRPC, made every export fail ("No connection adapters were found
+    for 'localhost:4318/v1/traces'") and the telemetry was dropped, counted but never delivered."""
+    if urllib.parse.urlsplit(value).scheme not in ("http", "https"):
+        raise ValueError(
+            f"{name} must be an http:// or https:// URL for the OTLP/HTTP exporter (protocol http/protobuf), "
+            f"such as 'http://127.0.0.1:4318'; got {value!r}",
+        )
 
 
 def _timeout_s(kind: str, explicit: float | None) -> float | None:
@@ -166,6 +188,27 @@ def _logs_wanted(logs: bool | None, exporter: str | None) -> tuple[str, ...] | N
         return None
     names = _choose("LOGS", exporter)
     return names or None
+
+
+def _exemplar_filter() -> ExemplarFilter | None:
+    """The MeterProvider's exemplar filter from ``OTEL_METRICS_EXEMPLAR_FILTER``, or None to let the SDK
+    read it. A value it does not know (or knows only in another case, ``ALWAYS_ON``) made the SDK raise
+    "Unknown exemplar filter 'x'." out of ``configure()``; the specification asks for a warning and the
+    default (``trace_based``) for an unrecognised value, and for enum values read case-insensitively."""
+    raw = os.environ.get("OTEL_METRICS_EXEMPLAR_FILTER")
+    if raw is None or raw in _EXEMPLAR_FILTERS:
+        return None
+    name = raw.strip().lower()
+    if name not in _EXEMPLAR_FILTERS:
+        _log.warning("OTEL_METRICS_EXEMPLAR_FILTER=%r is not one of %s; ignored, trace_based used",
+                     raw, ", ".join(_EXEMPLAR_FILTERS))
+        name = "trace_based"
+    return _EXEMPLAR_FILTERS[name]()
+
+
+_EXEMPLAR_FILTERS: dict[str, type[ExemplarFilter]] = {
+    "trace_based": TraceBasedExemplarFilter, "always_on": AlwaysOnExemplarFilter, "always_off": AlwaysOffExemplarFilter,
+}
 
 
 def _metric_interval_s(explicit: float | None) -> float:

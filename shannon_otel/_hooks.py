@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, TypeVar
 
-from ._validate import is_async
+from ._validate import check_iterable, is_async
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -83,9 +83,7 @@ def check_hooks(hooks: object) -> tuple[Hook, ...]:
 
     if hooks is None:
         return ()
-    if isinstance(hooks, str | bytes) or not isinstance(hooks, Iterable):
-        raise TypeError(f"hooks must be an iterable of Hook objects, got {hooks!r}")
-    out = tuple(hooks)
+    out = tuple(check_iterable("hooks", hooks, "an iterable of Hook objects"))
     for h in out:
         if not isinstance(h, Hook):
             raise TypeError(f"hooks must hold Hook objects (subclass shannon_otel.Hook), got {h!r}")

@@ -116,10 +116,10 @@ class Telemetry:
         (reason ``shutdown``), a warning is logged, and the stuck export is left
         to a daemon thread. Idempotent: a second call returns True at once.
         """
+        budget = self.shutdown_timeout_s if timeout_s is None else timeout_s
+        check_number("timeout_s", budget, low=0, high=_MAX_TIMEOUT_S)  # a second call's NaN is refused too
         if self._shut:
             return True
-        budget = self.shutdown_timeout_s if timeout_s is None else timeout_s
-        check_number("timeout_s", budget, low=0, high=_MAX_TIMEOUT_S)
         try:
             self._shut = True
             results = self._stop(budget)

@@ -6,7 +6,7 @@ import functools
 import inspect
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 
@@ -18,25 +18,25 @@ def check_number(name: str, value: object, *, low: float, high: float | None = N
     kinds: tuple[type, ...] = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds):
         kind = "an int" if integer else "a number"
-        raise TypeError(f"{name} must be {kind}{' or None' if allow_none else ''}, got {_shown(value)}")
+        raise TypeError(f"{name} must be {kind}{' or None' if allow_none else ''}, got {shown(value)}")
     # Compared as given: Python compares ints and floats exactly, whatever the int's size (float(10**400)
     # raises OverflowError, which escaped here instead of an error naming the parameter).
     v = cast("float", value)
     left = "(" if low_open else "["
-    right = f"{high}]" if high is not None else "inf)"
+    right = f"{shown(high)}]" if high is not None else "inf)"  # a bound may be another huge parameter
     if v != v or (v <= low if low_open else v < low) or (high is not None and v > high):
-        raise ValueError(f"{name} must be in {left}{low}, {right}, got {_shown(value)}")
+        raise ValueError(f"{name} must be in {left}{low}, {right}, got {shown(value)}")
     if not integer and isinstance(value, int):
         try:  # a float parameter is computed with as a float: an int beyond the float range cannot be
             float(value)
         except OverflowError:
             raise ValueError(
                 f"{name} must be in {left}{low}, {right} and within the float range (seconds, rates), "
-                f"got {_shown(value)}"
+                f"got {shown(value)}"
             ) from None
 
 
-def _shown(value: object) -> str:
+def shown(value: object) -> str:
     """``repr(value)``, except for an int too long to print usefully (or at all: str() of an int over
     4,300 digits raises ValueError)."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
@@ -61,6 +61,16 @@ def check_exceptions(name: str, value: object, *, handled: bool = False) -> tupl
                 f"(cancellation, KeyboardInterrupt and the like always propagate), got {value!r}"
             )
     return types
+
+
+def check_iterable(name: str, value: object, what: str = "an iterable") -> Iterable[Any]:
+    """TypeError naming ``name`` unless ``value`` is an iterable other than a str/bytes. A 0-d
+    numpy array claims to be iterable (it has ``__iter__``) but raises "iteration over a 0-d array"
+    when iterated, an error naming nothing: it is refused here. ``value`` is not iterated (a
+    generator given as lazy input stays unconsumed)."""
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable) or getattr(value, "ndim", None) == 0:
+        raise TypeError(f"{name} must be {what}, got {value!r}")
+    return value
 
 
 def check_bool(name: str, value: object) -> None:
@@ -88,15 +98,39 @@ def is_async(value: object) -> bool:
     return inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call)
 
 
-def check_sync_callable(name: str, value: object, what: str, *, allow_none: bool = False) -> None:
+def check_sync_callable(name: str, value: object, what: str, *, allow_none: bool = False,
+                        takes: int | None = None) -> None:
     """TypeError naming ``name`` unless ``value`` is a callable that is not async (it is called without
-    ``await``, so an ``async def`` would hand back a coroutine nobody awaits); ``what`` says what it is."""
+    ``await``, so an ``async def`` would hand back a coroutine nobody awaits); ``what`` says what it is.
+    ``takes``: the number of positional arguments the library calls it with (see :func:`check_arity`)."""
     if value is None and allow_none:
         return
     if not callable(value):
         raise TypeError(f"{name} must be {what}{' or None' if allow_none else ''}, got {value!r}")
     if is_async(value):
         raise TypeError(f"{name} must be {what}, a plain function called without await, got the async {value!r}")
+    if takes is not None:
+        check_arity(name, value, takes, what)
+
+
+def check_arity(name: str, value: object, takes: int, what: str) -> None:
+    """TypeError naming ``name`` unless ``value`` can be called with ``takes`` positional arguments,
+    as the library calls it. Checked once, where the callable is given: a wrong one (``clock=lambda t: ...``,
+    ``on=lambda: True``) otherwise raised Python's bare "takes 0 positional arguments but 1 was given"
+    at its first use, deep in a wave or a retry, in place of the user's own result or error. A callable
+    whose signature cannot be read (some builtins) is accepted as it is."""
+    try:
+        signature = inspect.signature(cast("Any", value))
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(*range(takes))
+    except TypeError as exc:
+        plural = "" if takes == 1 else "s"
+        raise TypeError(
+            f"{name} must be {what}: it is called with {takes} positional argument{plural}, "
+            f"which {value!r} cannot take ({exc})",
+        ) from None
 
 
 def sync_result(name: str, value: Any) -> Any:

@@ -192,8 +192,14 @@ class FakeClock:
         self.now += seconds
 
     async def sleep(self, seconds: float) -> None:
-        check_number("seconds", seconds, low=-math.inf)  # negative sleeps zero, as asyncio.sleep does
+        """Advance the clock by ``seconds`` (negative: zero, as ``asyncio.sleep``) and yield once.
+        ``inf`` sleeps until cancelled, as ``asyncio.sleep(inf)`` does, leaving the clock as it is (it
+        moved the clock to inf, and every later duration read on it was inf - inf = NaN: a
+        ``Hedge(delay=inf)``, which never hedges, broke the clock of the whole test)."""
+        check_number("seconds", seconds, low=-math.inf)
         self.sleeps.append(seconds)
+        if seconds == math.inf:
+            await asyncio.get_running_loop().create_future()  # never set: only cancellation ends it
         self.now += max(0.0, seconds)
         await asyncio.sleep(0)
 

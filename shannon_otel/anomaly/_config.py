@@ -6,6 +6,18 @@ import math
 from dataclasses import dataclass, fields
 
 from .._telemetry import Severity
+from .._validate import shown
+
+
+def _float_sized(value: float) -> bool:
+    """Whether ``value`` (an int or a float) is within the float range the detector computes in
+    (``float(10**400)`` raises OverflowError, which escaped instead of an error naming the field)."""
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
+
 
 _RANGES: dict[str, tuple[float, float, bool]] = {  # name: (low, high, low bound exclusive)
     "window": (3, 100_000, False),
@@ -113,11 +125,12 @@ class DetectorConfig:
             else:
                 ok = (
                     isinstance(value, (int, float)) and not isinstance(value, bool)
-                    and not math.isnan(value) and (lo < value if open_low else lo <= value) and value <= hi
+                    and value == value and (lo < value if open_low else lo <= value) and value <= hi
+                    and _float_sized(value)
                 )
                 want = f"a number in {'(' if open_low else '['}{lo}, {hi}]"
             if not ok:
-                raise ValueError(f"DetectorConfig.{f.name} must be {want}, got {value!r}")
+                raise ValueError(f"DetectorConfig.{f.name} must be {want}, got {shown(value)}")
         if self.critical < self.warning:
             raise ValueError(
                 f"DetectorConfig.critical must be >= warning ({self.warning}), got {self.critical!r}"
@@ -131,9 +144,11 @@ class DetectorConfig:
         try:
             valid = 0.0 <= score <= 1.0  # False for NaN
         except TypeError:
-            raise TypeError(f"score must be a number in [0, 1], got {score!r}") from None
+            raise TypeError(f"score must be a number in [0, 1], got {shown(score)}") from None
+        except ArithmeticError:  # Decimal("NaN") refuses to be compared (InvalidOperation): a NaN
+            valid = False
         if not valid or isinstance(score, bool):
-            raise ValueError(f"score must be a number in [0, 1], got {score!r}")
+            raise ValueError(f"score must be a number in [0, 1], got {shown(score)}")
         if score >= self.critical:
             return Severity.CRITICAL
         if score >= self.warning:

@@ -32,6 +32,7 @@ from typing import SupportsIndex
 import numpy as np
 import numpy.typing as npt
 
+from .._validate import shown
 from ._config import DetectorConfig
 from ._engine_numba import ENGINES, Kernel, load, score_compiled
 from ._engine_numpy import score_block
@@ -91,7 +92,7 @@ class AnomalyDetector:
         except TypeError:
             count = -1
         if not 1 <= count <= 1024:
-            raise ValueError(f"threads must be an int in [1, 1024], got {threads!r}")
+            raise ValueError(f"threads must be an int in [1, 1024], got {shown(threads)}")
         if count > 1 and engine == "numpy":
             raise ValueError(f"threads must be 1 with engine='numpy' (it runs on the caller's thread), got {count}")
         # "auto" imports numba (~0.4 s) at the first block, not here: the anomaly hook only
@@ -230,7 +231,7 @@ class AnomalyDetector:
                     self._slots.move_to_end(series)
                 return None  # checked before allocating: a new series must not evict a tracked one for it
             if not timely:  # before a new series takes a slot (it could evict a tracked one)
-                raise ValueError(f"time must be a finite number of seconds, got {time!r}")
+                raise ValueError(f"time must be a finite number of seconds, got {shown(time)}")
             self._last_key = None  # the LRU order changes
             if slot is None:
                 slot = self._slot(series)
@@ -375,7 +376,8 @@ class AnomalyDetector:
 
     def _update_many(self, series: Sequence[str], values: npt.ArrayLike, times: npt.ArrayLike) -> F64:
         """:meth:`update_many` under the lock."""
-        if isinstance(series, (str, bytes)) or not isinstance(series, (Sequence, np.ndarray)):
+        if (isinstance(series, (str, bytes)) or not isinstance(series, (Sequence, np.ndarray))
+                or getattr(series, "ndim", None) == 0):  # a 0-d array has no len(): "len() of unsized object"
             raise TypeError(f"series must be a sequence of series names (non-empty str), got {series!r}")
         vals = _floats("values", values)
         ts = _floats("times", times)
@@ -479,9 +481,9 @@ def _update_error(series: object, value: object, time: object) -> Exception:
         try:
             isfinite(x)  # type: ignore[arg-type]
         except TypeError:
-            return TypeError(f"{name} must be a real number (float), got {x!r}")
+            return TypeError(f"{name} must be a real number (float), got {shown(x)}")
         except OverflowError:
-            return ValueError(f"{name} must be a real number within the range of a float, got {x!r}")
+            return ValueError(f"{name} must be a real number within the range of a float, got {shown(x)}")
     return TypeError(f"bad arguments: series={series!r}, value={value!r}, time={time!r}")  # pragma: no cover
 
 

@@ -43,8 +43,8 @@ from opentelemetry import trace
 from .. import _clock
 from .._events import Anomaly, CallObserver, CallStarted, Hook, WaveObserver, WaveStarted
 from .._isolation import hook_failed
-from .._validate import check_bool, check_number, check_sync_callable
-from ._config import HOOK_DEFAULTS, DetectorConfig
+from .._validate import check_bool, check_number, check_sync_callable, shown
+from ._config import HOOK_DEFAULTS, DetectorConfig, _float_sized
 from ._detector import AnomalyDetector
 from ._scoped import _publish, _Scoped
 from ._signals import ERROR_RATE, LATENCY, RETRY_RATE, THROUGHPUT
@@ -90,8 +90,8 @@ class AnomalyHook(Hook):
     ) -> None:
         if isinstance(tick_s, bool) or not isinstance(tick_s, (int, float)):  # True would be a 1 s tick
             raise TypeError(f"tick_s must be a number of seconds in (0, inf), got {tick_s!r}")
-        if not 0.0 < tick_s < math.inf:
-            raise ValueError(f"tick_s must be a number in (0, inf), got {tick_s!r}")
+        if not 0.0 < tick_s < math.inf or not _float_sized(tick_s):  # 10**400: no float holds it
+            raise ValueError(f"tick_s must be a number in (0, inf), got {shown(tick_s)}")
         check_number("min_tick_tasks", min_tick_tasks, low=1, integer=True)
         if config is not None and not isinstance(config, DetectorConfig):
             raise TypeError(f"config must be a DetectorConfig or None, got {config!r}")
@@ -99,8 +99,8 @@ class AnomalyHook(Hook):
             raise TypeError(f"meter_provider must be an OpenTelemetry MeterProvider or None, got {meter_provider!r}")
         # Both are called without await: an async def would hand back a coroutine nobody awaits (the
         # callback never ran; the clock's coroutine broke every tick, each failure only logged).
-        check_sync_callable("on_anomaly", on_anomaly, "a callable taking an Anomaly", allow_none=True)
-        check_sync_callable("clock", clock, "a callable returning seconds")
+        check_sync_callable("on_anomaly", on_anomaly, "a callable taking an Anomaly", allow_none=True, takes=1)
+        check_sync_callable("clock", clock, "a callable returning seconds", takes=0)
         check_bool("enabled", enabled)
         allowed = f"{LATENCY}, {ERROR_RATE}, {THROUGHPUT}, {RETRY_RATE}"
         try:

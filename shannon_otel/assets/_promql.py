@@ -33,12 +33,18 @@ def series(spec: MetricSpec, suffix: str = "") -> str:
     return spec.prometheus + suffix
 
 
+def string(text: str) -> str:
+    """``text`` escaped for a double-quoted PromQL string (a label value with a quote or a backslash,
+    a wave named ``a"b``, made the whole rule file invalid: Prometheus refuses to load it)."""
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def eq(attribute: str, value: str) -> str:
-    return f'{label(attribute)}="{value}"'
+    return f'{label(attribute)}="{string(value)}"'
 
 
 def ne(attribute: str, value: str) -> str:
-    return f'{label(attribute)}!="{value}"'
+    return f'{label(attribute)}!="{string(value)}"'
 
 
 def match(attribute: str, pattern: str) -> str:

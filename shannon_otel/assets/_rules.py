@@ -225,7 +225,7 @@ def _wave_stalled(jaeger: str, runbook: str, default: str, per_wave: dict[str, s
 
 
 def _alternation(per_wave: dict[str, str]) -> str:
-    return "|".join(re.escape(name).replace("\\", "\\\\") for name in sorted(per_wave))
+    return "|".join(q.string(re.escape(name)) for name in sorted(per_wave))
 
 
 # ----------------------------------------------------------------------------- resilience alerts

@@ -62,6 +62,10 @@ def _rules(args: argparse.Namespace) -> int:
     per_wave = dict(item.partition("=")[::2] for item in args.stall_after_wave)
     if any(not wave for wave in per_wave) or any("=" not in item for item in args.stall_after_wave):
         args.subparser.error("argument --stall-after-wave: expected WAVE=DURATION, e.g. train=40m")
+    if len(per_wave) < len(args.stall_after_wave):  # the later one silently replaced the earlier
+        waves = [item.partition("=")[0] for item in args.stall_after_wave]
+        twice = next(w for w in waves if waves.count(w) > 1)
+        args.subparser.error(f"argument --stall-after-wave: wave {twice!r} is given more than once")
     try:
         text = assets.alert_rules_yaml(**options, stall_after_wave=per_wave)
     except ValueError as exc:  # a usage error like any bad flag value: the usage, then the flag named

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from opentelemetry import propagate
 
-from .._validate import check_number
+from .._validate import check_iterable, check_number
 from ..executor import TaskSpec, task
 from ._gather import Gatherer
 from ._remote import Payload, run_async, run_sync
@@ -200,8 +200,7 @@ def _check_open(client: Client) -> None:
 
 
 def _check_items(items: object) -> None:
-    if isinstance(items, str | bytes) or not isinstance(items, Iterable):
-        raise TypeError(f"items must be an iterable, got {items!r}")
+    check_iterable("items", items)
 
 
 async def _never() -> None:  # pragma: no cover - only its spec is built, to check a pool

@@ -17,6 +17,7 @@ from .._telemetry import TASK_COST_ATTR as COST
 from .._telemetry import TASK_INPUT_TOKENS as INPUT_TOKENS
 from .._telemetry import TASK_OUTPUT_TOKENS as OUTPUT_TOKENS
 from .._telemetry import TASK_SPAN_ATTRIBUTES
+from .._validate import shown
 from ._limits import ResourcePool
 
 T = TypeVar("T")
@@ -119,7 +120,9 @@ def _check_amount(caller: str, parameter: str, value: object, *, integer: bool, 
     except OverflowError:  # an int beyond any float (10**400)
         number = math.inf
     if not math.isfinite(number):
-        raise ValueError(f"{caller}(): {parameter} must be finite{' and >= 0' if non_negative else ''}, got {value!r}")
+        # shown(): repr() of an int over 4,300 digits raises its own ValueError, naming nothing
+        raise ValueError(f"{caller}(): {parameter} must be finite{' and >= 0' if non_negative else ''}, "
+                         f"got {shown(value)}")
     if non_negative and number < 0:
         raise ValueError(f"{caller}(): {parameter} must be >= 0, got {value!r}")
     return number

@@ -19,7 +19,15 @@ from .._hooks import check_hooks, in_scope, resolve_hooks
 from .._isolation import Unentered, enter, hook_failed, leave, refused
 from .._otel._providers import drops_for
 from .._telemetry import Outcome
-from .._validate import check_bool, check_number, check_sync_callable, not_callable, sync_result
+from .._validate import (
+    check_arity,
+    check_bool,
+    check_iterable,
+    check_number,
+    check_sync_callable,
+    not_callable,
+    sync_result,
+)
 from ._limits import ResourcePool, pools_by_name
 from ._report import WaveReport
 from ._result import WaveResult
@@ -152,12 +160,13 @@ class Wave(Generic[T]):
                     "the tasks their arguments as functools.partial(fn, *args) factories (or Wave.map)"
                 )
         check_bool("fail_fast", self.fail_fast)
-        check_sync_callable("on_progress", self.on_progress, "a callable taking a Progress", allow_none=True)
-        check_sync_callable("clock", self.clock, "a callable returning seconds")
+        check_sync_callable("on_progress", self.on_progress, "a callable taking a Progress", allow_none=True,
+                            takes=1)
+        check_sync_callable("clock", self.clock, "a callable returning seconds", takes=0)
         if not callable(self.sleep):
             raise TypeError(f"sleep must be an async callable taking seconds, got {self.sleep!r}")
-        if isinstance(self.pools, str) or not isinstance(self.pools, Iterable):
-            raise TypeError(f"pools must be an iterable of ResourcePool, got {self.pools!r}")
+        check_arity("sleep", self.sleep, 1, "an async callable taking seconds")
+        check_iterable("pools", self.pools, "an iterable of ResourcePool")
         object.__setattr__(self, "pools", tuple(self.pools))
         for p in self.pools:
             if not isinstance(p, ResourcePool):
@@ -370,8 +379,7 @@ class Wave(Generic[T]):
 
 
 def _check_iterable(name: str, value: object) -> None:
-    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
-        raise TypeError(f"{name} must be an iterable, got {value!r}")
+    check_iterable(name, value)
 
 
 def _check_fn(fn: object) -> None:

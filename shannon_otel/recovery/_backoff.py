@@ -60,7 +60,7 @@ def uniform_source(source: RandomSource | None) -> Callable[[], float]:
     if isinstance(source, _random.Random):
         return source.random
     if callable(source):
-        check_sync_callable("random", source, "a random.Random or a callable returning [0, 1)")
+        check_sync_callable("random", source, "a random.Random or a callable returning [0, 1)", takes=0)
         return source
     raise TypeError(f"random must be a random.Random or a callable returning [0, 1), got {source!r}")
 

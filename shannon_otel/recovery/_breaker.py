@@ -101,7 +101,7 @@ class CircuitBreaker(Policy):
         if config is not None and not isinstance(config, BreakerConfig):
             raise TypeError(f"config must be a BreakerConfig or None, got {config!r}")
         self.config = config if config is not None else BreakerConfig(**settings)  # type: ignore[arg-type]
-        check_sync_callable("clock", clock, "a callable returning seconds")
+        check_sync_callable("clock", clock, "a callable returning seconds", takes=0)
         self.name = name
         self.clock = clock
         c = self.config

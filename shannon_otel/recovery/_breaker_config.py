@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 
-from .._validate import check_exceptions, check_number
+from .._validate import check_exceptions, check_number, shown
 
 _COUNT_DEPRECATED = (
     "BreakerConfig(count=...) / CircuitBreaker(count=...) is deprecated: use on= (which chooses exceptions "
@@ -74,14 +74,14 @@ class BreakerConfig:
                 and (self.failure_rate is not None or self.slow_call_s is not None)):
             # A count window never holds more than `window` calls: the rates could never be evaluated.
             raise ValueError(
-                f"min_calls ({self.min_calls}) must be <= window ({self.window}) when failure_rate or "
+                f"min_calls ({shown(self.min_calls)}) must be <= window ({self.window}) when failure_rate or "
                 "slow_call_s is set with a count window: the window never holds min_calls calls, so the "
                 f"breaker could never open on a rate; pass min_calls=<= {self.window} or a larger window"
             )
         if self.window_s is None and self.failure_threshold is not None and self.failure_threshold > self.window:
             # A count window never holds more than `window` failures: the threshold could never be reached.
             raise ValueError(
-                f"failure_threshold ({self.failure_threshold}) must be <= window ({self.window}) with a count "
+                f"failure_threshold ({shown(self.failure_threshold)}) must be <= window ({self.window}) with a count "
                 "window: the window never holds more failures than calls, so the breaker could never open on "
                 f"the threshold; pass failure_threshold=<= {self.window} or a larger window"
             )

@@ -33,7 +33,7 @@ class BreakerRegistry:
         instrument: bool = True,
     ) -> None:
         self._breakers: dict[str, CircuitBreaker] = {}
-        check_sync_callable("clock", clock, "a callable returning seconds")
+        check_sync_callable("clock", clock, "a callable returning seconds", takes=0)
         resolve_hooks(hooks, tracer_provider, meter_provider, instrument=False)  # validates them, now
         if not isinstance(instrument, bool):
             raise TypeError(f"instrument must be a bool, got {instrument!r}")

@@ -11,6 +11,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, cast
 from .._events import Degraded
 from .._validate import (
     awaitable_from,
+    check_arity,
     check_bool,
     check_exceptions,
     check_name,
@@ -107,12 +108,15 @@ class Degrade(Instrumented):
         check_number("max_age", self.max_age, low=0, low_open=True, allow_none=True)
         if self.max_age is not None and not self.last_good:
             raise ValueError("max_age applies to last_good=True only")
-        check_sync_callable("key", self.key, "a callable (args, kwargs) -> hashable", allow_none=True)
+        check_sync_callable("key", self.key, "a callable (args, kwargs) -> hashable", allow_none=True,
+                            takes=2)
         if self.key is not None and not self.last_good:
             raise ValueError("key applies to last_good=True only")
         check_number("max_keys", self.max_keys, low=1, integer=True)
         if self.cheaper is not None and not callable(self.cheaper):
             raise TypeError(f"cheaper must be an async callable with no arguments, got {self.cheaper!r}")
+        if self.cheaper is not None:
+            check_arity("cheaper", self.cheaper, 0, "an async callable with no arguments")
         object.__setattr__(self, "_on", check_exceptions("on", self.on, handled=True))
         object.__setattr__(self, "_state", _State())
         self._setup("degrade")

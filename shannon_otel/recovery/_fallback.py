@@ -11,7 +11,7 @@ from .._deadline import timed_out
 from .._events import FallbackStarted
 from .._isolation import finish, start
 from .._telemetry import Outcome
-from .._validate import awaitable_from, check_exceptions
+from .._validate import awaitable_from, check_arity, check_exceptions
 from ._call import _Call
 from ._circuit_open import CircuitOpenError
 from ._policy import Instrumented, next_step
@@ -56,6 +56,7 @@ class Fallback(Instrumented):
     def __post_init__(self) -> None:
         if not callable(self.fallback):
             raise TypeError(f"fallback must be an async callable taking the error, got {self.fallback!r}")
+        check_arity("fallback", self.fallback, 1, "an async callable taking the error")
         object.__setattr__(self, "_on", check_exceptions("on", self.on, handled=True))
         self._setup("fallback")
 

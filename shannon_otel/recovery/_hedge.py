@@ -7,7 +7,7 @@ import contextvars
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .._validate import awaitable_from, check_number
+from .._validate import awaitable_from, check_arity, check_number
 from ._call import _HEDGED, _Call
 from ._policy import Instrumented, next_step
 from ._types import Chain, Factory, Sleep
@@ -36,6 +36,7 @@ class Hedge(Instrumented):
         check_number("attempts", self.attempts, low=1, integer=True)
         if not callable(self.sleep):
             raise TypeError(f"sleep must be an async callable taking seconds, got {self.sleep!r}")
+        check_arity("sleep", self.sleep, 1, "an async callable taking seconds")
         self._setup("hedge")
 
     async def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> T:

@@ -71,7 +71,7 @@ class Pipeline(Policy):
                 )
         if name is not None and (not isinstance(name, str) or not name):
             raise TypeError(f"name must be a non-empty str or None, got {name!r}")
-        check_sync_callable("clock", clock, "a callable returning seconds")
+        check_sync_callable("clock", clock, "a callable returning seconds", takes=0)
         # A nested pipeline is flattened: it is the same as listing its policies in its place.
         chain: list[Policy] = []
         for p in policies:

@@ -165,7 +165,7 @@ class Instrumented(Policy):
         """Validate the common fields and resolve the hooks; called once from ``__post_init__``."""
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
             raise TypeError(f"name must be a non-empty str or None, got {self.name!r}")
-        check_sync_callable("clock", self.clock, "a callable returning seconds")
+        check_sync_callable("clock", self.clock, "a callable returning seconds", takes=0)
         hooks = check_hooks(self.hooks)
         object.__setattr__(self, "hooks", hooks)
         resolved = resolve_hooks(hooks, self.tracer_provider, self.meter_provider, instrument=self.instrument)

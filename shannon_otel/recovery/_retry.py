@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar
 
 from .._events import RetryScheduled
-from .._validate import awaitable_from, check_exceptions, check_number, check_sync_callable, sync_result
+from .._validate import awaitable_from, check_arity, check_exceptions, check_number, check_sync_callable, sync_result
 from ._backoff import TESTING, Jitter, RandomSource, delay, parse_jitter, uniform_source
 from ._call import _Call, first_failed, notify, observed, start_call
 from ._circuit_open import CircuitOpenError
@@ -99,7 +99,7 @@ class Retry(Instrumented):
             object.__setattr__(self, "_predicate", None)
             asked = any(issubclass(t, CircuitOpenError) for t in types)
         elif callable(self.on):
-            check_sync_callable("on", self.on, "exception types or a predicate (error) -> bool")
+            check_sync_callable("on", self.on, "exception types or a predicate (error) -> bool", takes=1)
             object.__setattr__(self, "_types", (Exception,))
             object.__setattr__(self, "_predicate", self.on)
             asked = True  # the predicate sees the CircuitOpenError and decides
@@ -109,9 +109,10 @@ class Retry(Instrumented):
             raise TypeError(f"wait_retry_after must be a bool, got {self.wait_retry_after!r}")
         object.__setattr__(self, "_open", asked or self.wait_retry_after)
         check_sync_callable("next_delay", self.next_delay, "a callable (error, attempt) -> seconds | None",
-                            allow_none=True)
+                            allow_none=True, takes=2)
         if not callable(self.sleep):
             raise TypeError(f"sleep must be an async callable taking seconds, got {self.sleep!r}")
+        check_arity("sleep", self.sleep, 1, "an async callable taking seconds")
         object.__setattr__(self, "_rand", uniform_source(self.random))
         self._setup("retry")
 

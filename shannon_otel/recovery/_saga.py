@@ -60,7 +60,7 @@ class Saga:
                      allow_none=True)
         if self.compensation_timeout_s == float("inf"):
             raise ValueError("compensation_timeout_s must be finite (None for no bound), got inf")
-        check_sync_callable("clock", self.clock, "a callable returning seconds")
+        check_sync_callable("clock", self.clock, "a callable returning seconds", takes=0)
         if not isinstance(self.instrument, bool):
             raise TypeError(f"instrument must be a bool, got {self.instrument!r}")
         hooks = check_hooks(self.hooks)

@@ -10,7 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .._telemetry import Outcome
-from .._validate import not_callable
+from .._validate import check_arity, not_callable
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +30,11 @@ def _check_step(name: object, action: object, compensate: object) -> None:
         raise TypeError(f"name must be a non-empty str, got {name!r}")
     if not callable(action):
         raise not_callable("action", action, "an async callable taking no arguments")
+    check_arity("action", action, 0, "an async callable taking no arguments")
     if compensate is not None and not callable(compensate):
         raise not_callable("compensate", compensate, "an async callable taking the step's result, or None")
+    if compensate is not None:
+        check_arity("compensate", compensate, 1, "an async callable taking the step's result, or None")
 
 
 async def _awaited(name: str, made: object) -> Any:

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .._validate import check_arity, shown
 from ..executor._limits import RateLimiter, ResourcePool
 from ._store import RedisState, SharedStateUnavailableError
 
@@ -33,11 +34,12 @@ class SharedRateLimit:
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty string, got {name!r}")
         if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1e6:
-            raise ValueError(f"rate must be a number of starts per second in (0, 1e6], got {rate!r}")
+            raise ValueError(f"rate must be a number of starts per second in (0, 1e6], got {shown(rate)}")
         if isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= 1_000_000:
-            raise ValueError(f"burst must be an int in [1, 1000000], got {burst!r}")
+            raise ValueError(f"burst must be an int in [1, 1000000], got {shown(burst)}")
         if not callable(sleep):
             raise TypeError(f"sleep must be an async callable taking seconds, got {sleep!r}")
+        check_arity("sleep", sleep, 1, "an async callable taking seconds")
         self.shared, self.name, self.rate, self.burst, self.sleep = shared, name, float(rate), burst, sleep
         interval_ms = 1000.0 / rate
         self._key = [shared._key("rate", name, "tat")]
@@ -83,7 +85,7 @@ class SharedPool(ResourcePool):
         if not isinstance(shared, RedisState):
             raise TypeError(f"shared must be a RedisState, got {shared!r}")
         if isinstance(lease_s, bool) or not isinstance(lease_s, int | float) or not 1 <= lease_s <= 86_400:
-            raise ValueError(f"lease_s must be a number of seconds in [1, 86400], got {lease_s!r}")
+            raise ValueError(f"lease_s must be a number of seconds in [1, 86400], got {shown(lease_s)}")
         self.shared = shared
         self.lease_s = float(lease_s)
         self._key = [shared._key("pool", name, "holders")]

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from .._events._error import error_type
 from .._telemetry import ERROR_TYPE, SHARED_OPERATION
+from .._validate import shown
 from . import _scripts
 
 if TYPE_CHECKING:
@@ -317,7 +318,7 @@ class RedisState:
 
 def _check_seconds(name: str, value: object, *, high: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= high:
-        raise ValueError(f"{name} must be a number of seconds in (0, {high:g}], got {value!r}")
+        raise ValueError(f"{name} must be a number of seconds in (0, {high:g}], got {shown(value)}")
 
 
 def _redacted(url: str) -> str:
