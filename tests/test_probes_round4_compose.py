@@ -59,6 +59,12 @@ settings.register_profile(
 PROFILE = "round4-hunt" if os.environ.get("SHANNON_HYPOTHESIS") == "hunt" else "round4-ci"
 
 
+def examples(ci: int) -> settings:
+    """The profile's settings; in CI ``ci`` examples (a few seconds), hunting as many as asked."""
+    profile = settings.get_profile(PROFILE)
+    return settings(profile, max_examples=ci) if PROFILE == "round4-ci" else profile
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _quiet_logs() -> Iterator[None]:
     """The logging hook writes a record per retry, timeout, fallback...: thousands per run, not what is tested."""
@@ -810,7 +816,7 @@ def check_telemetry(case: Case, run: Run, tel: InMemoryTelemetry, spans: OpenSpa
             assert got == expected, (name, state, got, breaker.state)
 
 
-@settings(settings.get_profile(PROFILE))
+@examples(40)
 @given(case=cases)
 def test_random_policy_stacks_agree_with_the_reference_model_and_their_own_telemetry(case: Case) -> None:
     with warnings.catch_warnings(record=True) as caught:
@@ -1097,7 +1103,7 @@ def check_wave_telemetry(case: WaveCase, out: WaveRunResult, tel: InMemoryTeleme
         assert attrs(wave).get("shannon.task.outcome") in ("cancellation", "failure"), attrs(wave)
 
 
-@settings(settings.get_profile(PROFILE))
+@examples(25)
 @given(case=wave_cases)
 def test_random_policy_stacks_in_random_waves_keep_results_spans_and_metrics_consistent(case: WaveCase) -> None:
     with warnings.catch_warnings(record=True) as caught:
@@ -1160,7 +1166,7 @@ def compensation_of(behaviour: str, log: list[str], name: str) -> Callable[[Any]
     return compensate
 
 
-@settings(settings.get_profile(PROFILE))
+@examples(25)
 @given(case=saga_cases)
 def test_sagas_of_protected_steps_roll_back_exactly_what_completed_and_say_so(case: SagaCase) -> None:
     from shannon_otel import Saga, SagaError
@@ -1250,3 +1256,24 @@ def test_sagas_of_protected_steps_roll_back_exactly_what_completed_and_say_so(ca
         assert saga_span[0].status.status_code.name == "ERROR"
     steps = [s for s in finished if s.name.startswith("step ")]
     assert len(steps) >= len(completed)
+
+
+# --------------------------------------------------------------------------- regressions found by the probes
+def test_a_shared_rate_limit_whose_acquire_is_sync_fails_the_tasks_naming_it() -> None:
+    """``Wave(rate_limit=threading.Semaphore(2))`` is accepted (it has an ``acquire``), and its acquire returns
+    True: every task failed with Python's "object bool can't be used in 'await' expression", naming nothing."""
+    import threading
+
+    from shannon_otel import Wave
+
+    async def work() -> int:
+        return 1
+
+    async def main() -> Any:
+        return await Wave("w", rate_limit=threading.Semaphore(2), instrument=False).run([work, work])
+
+    result = run_virtual(main())
+    for r in result.results:
+        assert r.outcome.value == "failure"
+        assert isinstance(r.error, TypeError)
+        assert "rate_limit.acquire" in str(r.error), str(r.error)
