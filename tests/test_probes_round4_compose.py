@@ -1270,7 +1270,9 @@ def test_a_shared_rate_limit_whose_acquire_is_sync_fails_the_tasks_naming_it() -
         return 1
 
     async def main() -> Any:
-        return await Wave("w", rate_limit=threading.Semaphore(2), instrument=False).run([work, work])
+        limit: Any = threading.Semaphore(2)  # what the annotation refuses, and a user may pass all the same
+        wave: Wave[int] = Wave("w", rate_limit=limit, instrument=False)
+        return await wave.run([work, work])
 
     result = run_virtual(main())
     for r in result.results:
