@@ -655,11 +655,9 @@ async def _drive(case: Case, call_one: Callable[[Script], Awaitable[Any]], run: 
         helper = asyncio.create_task(after_iterations(case.cancel_iter))
     try:
         await task
-    except asyncio.CancelledError:
+    except asyncio.CancelledError:  # the cancel below, or the user's own CancelledError: the user's outcome
         run.cancelled_caller = True
-        if not requested:  # the user's own CancelledError ended the caller: it still is the user's outcome
-            pass
-    except Interrupt:
+    except Interrupt:  # the user's BaseException ends the caller, as it would without the policies
         pass
     if case.cancel_iter is not None:
         await helper
