@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import inspect
 import logging
 import math
 import os
@@ -46,6 +47,7 @@ from shannon_otel.recovery import (
     Served,
     Timeout,
 )
+from shannon_otel.recovery._decorated import NotAwaitableError
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
 settings.register_profile(
@@ -321,7 +323,8 @@ class RefBreaker:
     def result(self, gen: int, error: BaseException | None) -> None:
         if gen != self.gen:
             return
-        counted = error is not None and isinstance(error, Exception) and isinstance(error, self.on)
+        counted = (error is not None and isinstance(error, Exception) and isinstance(error, self.on)
+                   and not isinstance(error, RefRefusedError))
         if error is None:
             if self.state == "closed":
                 self.window.append(False)
@@ -346,10 +349,17 @@ def reason_of(error: BaseException) -> str:
     return "failure"
 
 
+class RefRefusedError(TypeError):
+    """The model's error for a sync function where an async one belongs: no policy acts on it."""
+
+
 async def ref_run(chain: list[Spec], i: int, fn: Callable[[], Any], refs: dict[str, RefBreaker],
                   stats: RefStats) -> Any:
     if i == len(chain):
-        return await fn()
+        made = fn()
+        if not inspect.isawaitable(made):
+            raise RefRefusedError(made)
+        return await made
     spec, o = chain[i], chain[i].opts
 
     def inner() -> Any:
@@ -365,6 +375,8 @@ async def ref_run(chain: list[Spec], i: int, fn: Callable[[], Any], refs: dict[s
             try:
                 return await inner()
             except Exception as exc:
+                if isinstance(exc, RefRefusedError):
+                    raise
                 if isinstance(exc, CircuitOpenError) and not open_ok:
                     raise
                 if not (isinstance(exc, CircuitOpenError) and wait_retry_after) and not isinstance(exc, types):
@@ -406,7 +418,7 @@ async def ref_run(chain: list[Spec], i: int, fn: Callable[[], Any], refs: dict[s
         try:
             return await inner()
         except Exception as exc:
-            if not isinstance(exc, HANDLE_ON[on_name]):
+            if not isinstance(exc, HANDLE_ON[on_name]) or isinstance(exc, RefRefusedError):
                 raise
             primary = exc
         stats.fallbacks += 1
@@ -423,7 +435,7 @@ async def ref_run(chain: list[Spec], i: int, fn: Callable[[], Any], refs: dict[s
     try:
         value = await inner()
     except Exception as exc:
-        if not isinstance(exc, DEGRADE_ON[on_name]):
+        if not isinstance(exc, DEGRADE_ON[on_name]) or isinstance(exc, RefRefusedError):
             raise
         reason = reason_of(exc)
         if mode.startswith("cheaper"):
@@ -450,6 +462,8 @@ async def ref_hedge(delay: float, attempts: int, inner: Callable[[], Any]) -> An
         try:
             return True, await inner()
         except Exception as exc:
+            if isinstance(exc, RefRefusedError):
+                raise
             return False, exc
 
     running: set[asyncio.Task[tuple[bool, Any]]] = {asyncio.create_task(attempt())}
@@ -570,6 +584,8 @@ def canon_error(error: BaseException) -> Any:
         return ("CircuitOpenError", error.breaker, error.state, after)
     if isinstance(error, asyncio.CancelledError):
         return "cancelled"
+    if isinstance(error, NotAwaitableError | RefRefusedError):  # a sync function refused: no policy acted on it
+        return "refused"
     if isinstance(error, TypeError):  # the message of a sync function's value differs, the error does not
         return "TypeError"
     return (type(error).__name__, error.args)
@@ -1279,23 +1295,59 @@ def test_a_shared_rate_limit_whose_acquire_is_sync_fails_the_tasks_naming_it() -
         assert "rate_limit.acquire" in str(r.error), str(r.error)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known, not fixed: a sync operation is only found out when its value is awaited, inside the attempt; telling "
-    "it apart there costs an isawaitable check on the policies' hot paths (retry 0.5 us, breaker 0.3 us budgets)"))
-def test_a_sync_operation_is_refused_naming_fn_not_run_again_counted_or_fallen_back_on() -> None:
-    """A sync function given to a policy (``Retry().call(op)``, ``@Retry()`` on a plain ``def``) runs, its
-    value is lost to Python's "object int can't be used in 'await' expression", and that TypeError is then
-    treated as the operation's failure: a retry runs the function again (its side effects three times), a
-    breaker counts it and opens, a fallback serves its result for a programming error."""
-    runs: list[int] = []
-
+def _sync_op(runs: list[int]) -> Callable[[], Any]:
     def op() -> int:
         runs.append(1)
         return 42
+    return op
+
+
+async def _served(error: Exception) -> str:
+    return "served"
+
+
+SYNC_CASES: dict[str, Callable[[InMemoryTelemetry], Policy]] = {
+    "retry": lambda tel: Retry(attempts=3, initial=0.0, instrument=False),
+    "retry-observed": lambda tel: Retry(attempts=3, initial=0.0, **tel.providers),
+    "breaker": lambda tel: CircuitBreaker("sync-op", failure_threshold=1, instrument=False),
+    "breaker-observed": lambda tel: CircuitBreaker("sync-op", failure_threshold=1, **tel.providers),
+    "fallback": lambda tel: Fallback(_served, instrument=False),
+    "degrade": lambda tel: Degrade(default="served", on=Exception, instrument=False),
+    "hedge": lambda tel: Hedge(0.1, attempts=3, instrument=False),
+    "pipeline": lambda tel: Pipeline(Fallback(_served), Retry(attempts=3, initial=0.0),
+                                     CircuitBreaker("sync-op", failure_threshold=1), Hedge(0.1, attempts=3),
+                                     instrument=False),
+    "pipeline-observed": lambda tel: Pipeline(
+        Degrade(default="served", on=Exception), Retry(attempts=3, initial=0.0),
+        CircuitBreaker("sync-op", failure_threshold=1), Timeout(1.0), name="op", **tel.providers),
+}
+
+
+@pytest.mark.parametrize("case", list(SYNC_CASES))
+def test_a_sync_operation_is_refused_naming_fn_not_run_again_counted_or_fallen_back_on(case: str) -> None:
+    """A sync function given to a policy (``Retry().call(op)``, ``@Retry()`` on a plain ``def``) ran, its value
+    was lost to Python's "object int can't be used in 'await' expression", and that TypeError was then
+    treated as the operation's failure: a retry or a hedge ran the function again (its side effects three
+    times), a breaker counted it and opened, a fallback or degradation served a result for a programming
+    error. Now it is refused as a TypeError naming fn, raised through every policy, after one run."""
+    tel = InMemoryTelemetry()
+    runs: list[int] = []
+    policy = SYNC_CASES[case](tel)
 
     async def main() -> None:
-        with pytest.raises(TypeError, match=r"^fn "):
-            await Retry(attempts=3, initial=0.0, instrument=False).call(op)  # type: ignore[arg-type]
+        for _ in range(2):  # the second call: a breaker that counted the first would reject it
+            with pytest.raises(TypeError, match=r"^fn must return an awaitable.* it returned int 42"):
+                await policy.call(_sync_op(runs))
+        decorated = policy(_sync_op(runs))
+        with pytest.raises(TypeError, match=r"^fn must return an awaitable"):
+            await decorated()
 
     run_virtual(main())
-    assert runs == [1]
+    assert runs == [1, 1, 1]
+    for p in getattr(policy, "policies", (policy,)):
+        if isinstance(p, CircuitBreaker):
+            assert p.state.value == "closed"
+    ops = [s for s in tel.spans() if s.name in ("op", "retry", "sync-op")]
+    for op in ops:  # an observed call says what it was: a failure with error.type TypeError, not retried
+        assert attrs(op)["shannon.call.outcome"] == "failure"
+        assert attrs(op)["shannon.attempt"] == 1
