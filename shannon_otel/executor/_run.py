@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .._events import Hook, TaskResult, WaveObserver
 from .._isolation import hook_failed
 from .._telemetry import Outcome
-from .._validate import sync_result
+from .._validate import awaitable_from, sync_result
 from ._isolate import run_in
 from ._limits import RateLimiter, ResourcePool
 from ._report import ReportBuilder
@@ -138,7 +138,9 @@ class WaveRun:
         CURRENT_TASK.set(slot)
         try:
             if self.limiter is not None:
-                await self.limiter.acquire()
+                # a shared limiter's acquire() that is sync (threading.Semaphore's returns True): named, not
+                # Python's "object bool can't be used in 'await' expression"
+                await awaitable_from("rate_limit.acquire", self.limiter.acquire())
             if wanted is not None:
                 if isinstance(wanted, str):  # a deprecated pool name
                     named = wave.pool_map.get(wanted)

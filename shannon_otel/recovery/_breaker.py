@@ -12,6 +12,7 @@ HALF_OPEN period.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import warnings
 from collections.abc import Awaitable, Callable, Iterable
@@ -26,7 +27,7 @@ from .._validate import check_sync_callable
 from ._breaker_config import _COUNT_DEPRECATED, BreakerConfig
 from ._call import _Call, first_failed, notify, observed, start_call
 from ._circuit_open import CircuitOpenError
-from ._decorated import DecoratedCall, not_a_factory
+from ._decorated import DecoratedCall, NotAwaitableError, not_a_factory, not_awaitable
 from ._policy import Policy, Scoped, next_step, scoped
 from ._types import END, Chain, Clock, Factory
 from ._window import FAILED, SLOW, CountWindow, TimeWindow
@@ -178,12 +179,17 @@ class CircuitBreaker(Policy):
             else:
                 gen = self._admit(None) if self._link is None else await self._link.admit(None)
             started = self.clock() if self._timed else 0.0
+        made: object = self  # what fn() returned, once it has returned
         try:
-            result = await fn()  # type: ignore[call-arg]
+            made = fn()  # type: ignore[call-arg]
+            result = await made
         except BaseException as exc:
             if not callable(fn):  # checked on the error path only: the success path is budgeted
                 self._uncounted(gen)  # it never ran: not a result of the service
                 raise not_a_factory(fn) from None
+            if made is not self and not inspect.isawaitable(made):
+                self._uncounted(gen)  # a programming error, not a result of the service
+                raise not_awaitable(made) from None
             self._failed(gen, started, exc)
             raise
         if not self._clean:  # else: CLOSED, untimed, window full of successes: nothing changes
@@ -201,7 +207,8 @@ class CircuitBreaker(Policy):
         try:
             result = await next_step(chain, i, fn, call)
         except BaseException as exc:
-            if call is not None and not self._counted(exc) and not isinstance(exc, asyncio.CancelledError):
+            if (call is not None and not self._counted(exc) and not isinstance(exc, asyncio.CancelledError)
+                    and type(exc) is not NotAwaitableError):
                 call.ignored = exc
             self._failed(gen, started, exc)
             raise
@@ -232,7 +239,7 @@ class CircuitBreaker(Policy):
     def _counted(self, error: BaseException) -> bool:
         return (
             isinstance(error, Exception) and isinstance(error, self._failures_count)
-            and not isinstance(error, self.config.ignore)
+            and not isinstance(error, self.config.ignore) and type(error) is not NotAwaitableError
         )
 
     # ----------------------------------------------------------------- recording

@@ -11,6 +11,7 @@ managers are entered around the call / the attempt and always exited.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -20,7 +21,7 @@ from .._isolation import Unentered, enter, finish, hook_failed, leave, refused, 
 from .._isolation import notify as _notify
 from .._telemetry import CallOutcome, Outcome
 from ._circuit_open import CircuitOpenError
-from ._decorated import not_a_factory
+from ._decorated import not_a_factory, not_awaitable
 
 if TYPE_CHECKING:
     from .._events import Hook
@@ -109,7 +110,10 @@ async def _attempt(fn: Factory[T], call: _Call) -> T:
         start(call.observers, call.owners, call.hooks, tokens,
               "hedge_started" if _HEDGED.get() is call else "attempt_started", n)
         begin = call.clock()
-        return await fn()
+        made = fn()
+        if not inspect.isawaitable(made):
+            raise not_awaitable(made)
+        return await made
     except asyncio.CancelledError:
         # Delivered by an expiring Timeout policy (of this call or around it), or by the per-task timeout
         # of the wave running it, it is that timeout. Only the recorded outcome says so: it is re-raised.

@@ -29,6 +29,31 @@ def not_a_factory(fn: object) -> TypeError:
     return not_callable("fn", fn, "a callable returning an awaitable (the policy calls it for each attempt)")
 
 
+class NotAwaitableError(TypeError):
+    """What ``fn`` returned cannot be awaited (a sync function where an async one belongs).
+
+    A programming error, found when the attempt awaits ``fn()``: raised as it is through every policy,
+    never retried, counted by a breaker, hedged again or answered by a fallback or degradation (each of
+    those would run the sync function again, or hide it behind a result). A TypeError to the caller.
+    """
+
+
+def not_awaitable(made: object) -> NotAwaitableError:
+    """The error of an attempt whose ``fn()`` returned ``made``, which is not awaitable."""
+    return NotAwaitableError(
+        f"fn must return an awaitable (the policy awaits each call of it: a sync function where an async one "
+        f"belongs?), it returned {type(made).__name__} {_short(made)}"
+    )
+
+
+def _short(value: object) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        return "(unprintable)"
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
 def takes_parameters(func: Callable[..., Any]) -> bool:
     """Whether ``func`` accepts any argument (True when its signature cannot be read)."""
     try:

@@ -21,7 +21,7 @@ from .._validate import (
 )
 from ._call import _Call, first_failed, notify, observed, start_call
 from ._circuit_open import CircuitOpenError
-from ._decorated import DecoratedCall, not_a_factory, takes_parameters
+from ._decorated import DecoratedCall, NotAwaitableError, not_a_factory, takes_parameters
 from ._fallback import reason_of
 from ._policy import Instrumented, Policy, next_step
 from ._types import END, Chain, Factory
@@ -187,7 +187,7 @@ class Degrade(Instrumented):
         try:
             value = await next_step(chain, i, fn, call)
         except Exception as exc:
-            if not isinstance(exc, self._on):
+            if not isinstance(exc, self._on) or type(exc) is NotAwaitableError:
                 raise
             served = await self._serve(reason_of(exc), exc, call, key)
             if served is None:

@@ -14,6 +14,7 @@ from .._telemetry import Outcome
 from .._validate import awaitable_from, check_arity, check_exceptions
 from ._call import _Call
 from ._circuit_open import CircuitOpenError
+from ._decorated import NotAwaitableError
 from ._policy import Instrumented, next_step
 from ._types import Chain, Factory
 
@@ -64,7 +65,7 @@ class Fallback(Instrumented):
         try:
             return await next_step(chain, i, fn, call)
         except Exception as exc:
-            if not isinstance(exc, self._on):
+            if not isinstance(exc, self._on) or type(exc) is NotAwaitableError:
                 raise
             primary = exc
         tokens: list[Any] = []

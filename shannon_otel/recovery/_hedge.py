@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from .._validate import awaitable_from, check_arity, check_number
 from ._call import _HEDGED, _Call
+from ._decorated import NotAwaitableError
 from ._policy import Instrumented, next_step
 from ._types import Chain, Factory, Sleep
 
@@ -102,6 +103,8 @@ async def _attempt(chain: Chain, i: int, fn: Factory[Any], call: _Call | None) -
     try:
         return True, await next_step(chain, i, fn, call)
     except Exception as exc:
+        if type(exc) is NotAwaitableError:  # raised through the hedge: another attempt would run it again
+            raise
         return False, exc
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import types
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -19,7 +20,7 @@ from .._events import CallStarted
 from .._hooks import check_hooks, resolve_hooks
 from .._validate import check_sync_callable, not_callable
 from ._call import _attempt, _Call, first_failed, observed, start_call
-from ._decorated import DecoratedCall, not_a_factory
+from ._decorated import DecoratedCall, not_a_factory, not_awaitable
 from ._types import END, Chain, Clock, Factory
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 P = ParamSpec("P")
+_Coroutine = types.CoroutineType
 
 
 def next_step(chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> Awaitable[T]:
@@ -37,7 +39,10 @@ def next_step(chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> Await
     if i < len(chain):
         return chain[i].run(chain, i + 1, fn, call)
     if call is None:
-        return fn()
+        made = fn()
+        if type(made) is not _Coroutine and not inspect.isawaitable(made):  # a coroutine: one check
+            raise not_awaitable(made)
+        return made
     return _attempt(fn, call)
 
 

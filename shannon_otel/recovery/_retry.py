@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 import warnings
 from collections.abc import Awaitable, Callable
@@ -14,7 +15,7 @@ from .._validate import awaitable_from, check_arity, check_exceptions, check_num
 from ._backoff import TESTING, Jitter, RandomSource, delay, parse_jitter, uniform_source
 from ._call import _Call, first_failed, notify, observed, start_call
 from ._circuit_open import CircuitOpenError
-from ._decorated import DecoratedCall, not_a_factory
+from ._decorated import DecoratedCall, NotAwaitableError, not_a_factory, not_awaitable
 from ._policy import Instrumented, next_step
 from ._types import END, Chain, Factory, Sleep
 
@@ -131,11 +132,15 @@ class Retry(Instrumented):
                 if call is not None:
                     return await observed(self, END, 0, fn, call)
         start = self.clock() if self.budget_s is not None else 0.0
+        made: object = self  # what fn() returned, once it has returned
         try:
-            return await fn()  # type: ignore[call-arg]
+            made = fn()  # type: ignore[call-arg]
+            return await made
         except Exception as exc:
             if not callable(fn):  # checked on the error path only: the success path is budgeted
                 raise not_a_factory(fn) from None
+            if made is not self and not inspect.isawaitable(made):
+                raise not_awaitable(made) from None
             if not self._retryable(exc):
                 raise
             error = exc
@@ -152,6 +157,8 @@ class Retry(Instrumented):
         return await self._resume(chain, i, fn, call, error, start)
 
     def _retryable(self, error: Exception) -> bool:
+        if type(error) is NotAwaitableError:  # a programming error: running the sync function again changes nothing
+            return False
         if isinstance(error, CircuitOpenError):
             if not self._open:
                 return False
