@@ -15,8 +15,6 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from distributed import wait
-
 if TYPE_CHECKING:
     from distributed import Client, Future
 
@@ -44,7 +42,11 @@ class Gatherer:
         """
         self._running += 1
         try:
-            await wait(future)  # finished, without fetching the result yet
+            # Finished (or failed, or cancelled), without fetching the result yet. In an asynchronous
+            # client `Future.exception()` is a coroutine that awaits the future's state and returns
+            # its error or None: ~4.5 us of client CPU against ~22 us for `distributed.wait([future])`
+            # (which wraps the same await in a task, a tornado WaitIterator and done / not-done sets).
+            await future.exception()
         finally:
             self._running -= 1
         if future.status != "finished":  # an error (or cancelled): raised from the client's state
