@@ -323,9 +323,7 @@ class BoundPair:
         # The default exemplar filter on both: the common traced case, decided here without calls.
         self._trace_based = a._trace_based and b._trace_based
 
-    def record(self, x: float, y: float, span: SpanContext | None = None, now: int | None = None) -> None:
-        """``now``: the moment of both measurements (``time.time_ns()``), when the caller has read it
-        already (the OTel hook ends the task span at that same moment); read here when needed if not."""
+    def record(self, x: float, y: float, span: SpanContext | None = None) -> None:
         if not (0.0 <= x < _INF and 0.0 <= y < _INF):
             self._first.record(x, span)
             self._second.record(y, span)
@@ -336,13 +334,11 @@ class BoundPair:
         y_exemplar: _Exemplar | None = None
         if span is not None and self._trace_based:
             if span.trace_flags & 1:  # sampled
-                if now is None:
-                    now = time.time_ns()
+                now = time.time_ns()
                 x_exemplar = (x, now, span, self._a_full)
                 y_exemplar = (y, now, span, self._b_full)
         elif span is not None or self._stamp:
-            if now is None:
-                now = time.time_ns()
+            now = time.time_ns()
             x_exemplar = self._a.exemplar(x, span, self._a_full, now)
             y_exemplar = self._b.exemplar(y, span, self._b_full, now)
         with self._lock:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterable
-from time import time_ns as _time_ns
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -84,10 +83,7 @@ class _TwoRecords:
     def __init__(self, first: Any, second: Any) -> None:
         self._first, self._second = first, second
 
-    def record(
-        self, first_value: float, second_value: float, span: SpanContext | None = None, now: int | None = None,
-    ) -> None:
-        # ``now`` is not passed on: plain SDK records take their exemplars' time themselves.
+    def record(self, first_value: float, second_value: float, span: SpanContext | None = None) -> None:
         self._first.record(first_value, span)
         self._second.record(second_value, span)
 
@@ -303,16 +299,14 @@ class _WaveTelemetry(WaveObserver):
             # or batch. The same records and attributes as the general path below, in one public
             # set_attributes call (the SDK validates each: most of what a traced task costs above a bare
             # span; writing them past the SDK's checks was measured and not taken, docs/benchmarks.md).
-            # One clock read is the moment the task ended: its exemplars' time and its span's end time.
             span, context_token = token
-            now = _time_ns()
             try:
                 self.succeeded += 1
-                self._ok.record(duration, queue_wait, span.get_span_context(), now)
+                self._ok.record(duration, queue_wait, span.get_span_context())
                 span.set_attributes({_INDEX: index, _QUEUE_WAIT: queue_wait, _OUTCOME: _SUCCESS})
             finally:
                 otel_context.detach(context_token)
-                span.end(end_time=now)
+                span.end()
             return
         span_context = token[0].get_span_context() if token is not None else self._untraced
         etype: str | None = None
