@@ -16,7 +16,8 @@ Scenarios (interleaved, >= 5 repetitions, medians of per-repetition ratios to ga
                        gather, written in this file from reading the peer's source: not the peer itself.
                        The real peer rows stay null when it is not installed
   floor_span_only      the Wave with a bare hook that only starts, attaches, detaches and ends one SDK span
-                       per task: the cost of the SDK span itself, the floor under "traced"
+                       per task: the cost of the SDK span itself, the floor under "traced" (run right
+                       before or after "traced", alternately, so that their ratio sees one moment's load)
   gather_plus_span     asyncio.gather over coroutines that each open ``start_as_current_span``
 The Wave runs with max_concurrency=100 (workers, not one asyncio task per input).
 Memory: tracemalloc peak of the streaming mode for N and 10 x N lazy inputs (should not grow).
@@ -360,6 +361,19 @@ async def _stream_peak(n: int) -> int:
     return peak
 
 
+def _paired_order(names: list[str], first: str, second: str, rep: int) -> list[str]:
+    """``names`` with ``second`` run right after ``first``, the two swapped on odd repetitions.
+
+    Their ratio (``traced_over_floor``) has a target: run back to back, both see the same moment of
+    a shared machine's load (other scenarios ran between them, up to ~2 s of drift), and neither
+    always runs first (what the one before leaves behind, e.g. the OTLP runs' threads and heap).
+    """
+    order = [name for name in names if name != second]
+    at = order.index(first)
+    order[at:at + 1] = [first, second] if rep % 2 == 0 else [second, first]
+    return order
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks executor")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (< 90 s)")
@@ -427,8 +441,8 @@ def main(argv: list[str]) -> int:
         for name in scenarios:  # warm-up
             timed(name)
         times: dict[str, list[float]] = {k: [] for k in scenarios}
-        for _ in range(repeat):
-            for name in scenarios:
+        for rep in range(repeat):
+            for name in _paired_order(list(scenarios), "traced", "floor_span_only", rep):
                 times[name].append(timed(name))
         for _, close in otlp.values():
             close()
