@@ -107,7 +107,6 @@ BAD: dict[str, list[Any]] = {
     "threads": POS_INT, "series": ["", 5, None], "values": ["x", [NAN]], "times": ["x", [NAN]],
     "buckets": POS_INT, "period_s": POS_NUM, "steps": POS_INT, "noise_floor": NONNEG_NUM,
     "sharpness": POS_NUM, "average": POS_INT, "level": [-1, 2.5, "0"], "history_rate": RATIO, "range_rate": RATIO,
-    "gap": [1.0, 0.5, NAN, _NOT_A_NUMBER],
     "min_history": POS_INT, "spatial_tolerance": NONNEG_NUM, "max_series": POS_INT, "warning": RATIO,
     "critical": RATIO, "score": [NAN, _NOT_A_NUMBER], "on_anomaly": SYNC_CALLABLE, "tick_s": POS_NUM,
     "min_tick_tasks": POS_INT, "signals": [5, ["nonsense"]],

@@ -164,27 +164,6 @@ def test_a_single_spike_does_not_blind_the_series_for_good(spike: float) -> None
         assert np.nanmax(deaf[at : at + 20]) < cfg.warning
 
 
-def test_a_step_across_missing_samples_is_no_jump() -> None:
-    # an hourly daily cycle with 12 hours missing: the value after the gap is usual for its hour, but it is
-    # 20 units from the last value before the gap, a step the step channel scored 0.70 (a detection) on every
-    # path; a step spanning more than DetectorConfig.gap x the shortest interval no longer counts
-    hour = 3600.0
-    ts = (np.arange(1440) + 3) * hour
-    ts[1000:] += 12 * hour  # from the trough (18:00) to the next morning's rise (07:00)
-    xs = 10.0 * np.sin(2 * np.pi * ts / 86_400.0) + np.random.default_rng(1).normal(0.0, 0.1, 1440)
-    cfg = DetectorConfig()
-    assert cfg.gap == 1.5
-    for scores in _paths(cfg, xs, ts):
-        assert np.nanmax(scores[300:]) < cfg.warning
-    for scores in _paths(replace(cfg, gap=math.inf), xs, ts):  # every step counts: the gap is a jump
-        assert scores[1000] >= cfg.warning
-        assert np.nanmax(scores[300:1000]) < cfg.warning
-    shifted = xs.copy()
-    shifted[1000:] += 25.0  # a real change across the gap is still found (seasonal z, range)
-    for scores in _paths(cfg, shifted, ts):
-        assert scores[1000] >= cfg.warning
-
-
 def test_a_value_beyond_the_range_directly_after_a_detection_is_demoted() -> None:
     # one event (two new extremes in a row) reports once: the range rule's detections count as detections
     xs = noise(2000)
@@ -351,8 +330,6 @@ def test_bad_block_input_is_rejected_clearly(engine: str) -> None:
         ({"refractory": 0}, r"DetectorConfig.refractory must be an int in \[1, 1000000000\], got 0"),
         ({"range_rate": -0.1}, r"DetectorConfig.range_rate must be a number in \[0.0, 0.5\], got -0.1"),
         ({"range_rate": 0.6}, r"DetectorConfig.range_rate must be a number in \[0.0, 0.5\], got 0.6"),
-        ({"gap": 1.0}, r"DetectorConfig.gap must be a number in \(1.0, inf\], got 1.0"),
-        ({"gap": float("nan")}, r"DetectorConfig.gap must be a number in \(1.0, inf\], got nan"),
         ({"warning": 0.9, "critical": 0.8}, r"DetectorConfig.critical must be >= warning \(0.9\)"),
     ],
 )

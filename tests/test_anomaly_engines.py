@@ -3,7 +3,6 @@ its threads, its exp, and the choice of engine."""
 
 from __future__ import annotations
 
-import math
 import sys
 
 import numpy as np
@@ -126,31 +125,6 @@ def test_engines_agree_across_configs_and_unsorted_times(cfg: DetectorConfig) ->
     assert np.array_equal(np.isnan(fast), np.isnan(one))
     assert np.nanmax(np.abs(fast - slow)) < 1e-9
     assert np.nanmax(np.abs(fast - one)) < 1e-6
-
-
-@pytest.mark.parametrize("gap", [1.5, 1.01, math.inf])
-def test_engines_agree_on_irregular_times_in_any_blocks(gap: float) -> None:
-    # missing samples (DetectorConfig.gap), repeated and backward times; whole blocks, uneven chunks whose
-    # edges fall on gaps, and one sample per call (the numpy engine's tick path)
-    rng = np.random.default_rng(4)
-    names = [f"s{i}" for i in range(6)]
-    block = dirty_block(6, 600, seed=4)
-    ts = np.cumsum(rng.choice([60.0, 60.0, 60.0, 61.0, 120.0, 600.0, 0.0], 600))
-    ts[[100, 300]] = ts[[99, 299]] - 30.0  # backward
-    cfg = DetectorConfig(gap=gap, buckets=1, steps=20)
-    one = scalar(AnomalyDetector(cfg), names, block, ts)
-    for engine in ("numba", "numpy"):
-        whole = AnomalyDetector(cfg, engine=engine).update_many(names, block, ts)
-        det = AnomalyDetector(cfg, engine=engine)
-        edges = [0, 1, 2, 57, 58, 200, 333, 334, 600]
-        parts = np.concatenate([det.update_many(names, block[:, a:b], ts[a:b])
-                                for a, b in zip(edges, edges[1:], strict=False)], axis=1)
-        tick = AnomalyDetector(cfg, engine=engine)
-        ticks = np.concatenate([tick.update_many(names, block[:, j : j + 1], ts[j : j + 1]) for j in range(600)],
-                               axis=1)
-        for got in (whole, parts, ticks):
-            assert np.array_equal(np.isnan(got), np.isnan(one))
-            assert np.nanmax(np.abs(got - one)) < 1e-6
 
 
 @pytest.mark.parametrize("scale", [1e-170, 1e150])

@@ -20,7 +20,6 @@ _RANGES: dict[str, tuple[float, float, bool]] = {  # name: (low, high, low bound
     "level_clip": (0.0, 100.0, True),
     "history_rate": (0.0, 0.5, True),
     "range_rate": (0.0, 0.5, False),
-    "gap": (1.0, math.inf, True),
     "min_history": (1, 10**9, False),
     "refractory": (1, 10**9, False),
     "spatial_tolerance": (0.0, math.inf, False),
@@ -56,12 +55,6 @@ class DetectorConfig:
       series, 10x its old value for flat ones); a series' usual range (within 10x its recent one) floors it
       as before. 0: the range of all values (never forgotten). The range rule (``spatial_tolerance``) keeps
       the range of all values seen.
-    * ``gap``: a step from a value taken more than this many times the shortest interval between the
-      series' samples seen so far (``time`` differences) before the one it comes to, spans missing samples:
-      its z-score does not count (the step still enters the step window). Several missing samples' worth of
-      change is not one step's; irregular series (traffic sensors, a market closed for hours) would otherwise
-      flag their gaps. The seasonal z-score and the range rule still see the value. ``math.inf``: every step
-      counts (before).
     * ``sharpness``: the raw surprise of a z-score is (1 - exp(-z^2 / 8)) ** sharpness: above 1,
       small deviations count for less against large ones in the recent mean.
     * ``average``: samples in the recent mean of raw surprise.
@@ -108,8 +101,7 @@ class DetectorConfig:
     max_series: int = 1000
     warning: float = 0.5
     critical: float = 0.8
-    range_rate: float = 0.002  # last ones: the fields before them keep their positions
-    gap: float = 1.5
+    range_rate: float = 0.002  # last: the fields before it keep their positions
 
     def __post_init__(self) -> None:
         for f in fields(self):

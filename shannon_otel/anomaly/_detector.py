@@ -6,8 +6,7 @@ numba in ``_engine_numba`` when installed, else vectorized over series and time 
 1. z = |x - mean| / max(std, noise_floor x range) (the range of all values, capped at RANGE_SPAN x a
    forgetting range: ``DetectorConfig.range_rate``) against the last ``window`` values of the
    same seasonal bucket (time of day by default), and the same z-score of the step
-   x - previous x against the last ``steps`` steps (unless the step spans missing samples:
-   ``DetectorConfig.gap``); the larger of the two counts;
+   x - previous x against the last ``steps`` steps; the larger of the two counts;
 2. raw surprise r = (1 - exp(-z^2 / 8)) ** sharpness in [0, 1), averaged over the last ``average`` samples;
 3. that average is compared with the series' own long-run (exponentially weighted) mean and
    spread of it; p = Gaussian tail probability, score = -log10(p) / 10 in [0, 1];
@@ -122,9 +121,6 @@ class AnomalyDetector:
         self._crit: F64 = np.full(cap, -np.inf)  # ... and of its last critical one (or value beyond the range)
         self._last: F64 = np.full(cap, np.nan)
         self._prev: F64 = np.zeros(cap)  # the previous value (minus offset): 0 before the first
-        # the time of the previous value (NaN before the first) and the shortest interval between two (gap)
-        self._tprev: F64 = np.full(cap, np.nan)
-        self._dtmin: F64 = np.full(cap, np.inf)
         self._lm: F64 = np.zeros(cap)  # long-run mean and variance of the values (level window)
         self._lv: F64 = np.zeros(cap)
         self._vn = ints(self._n)
@@ -134,7 +130,6 @@ class AnomalyDetector:
         )
         self._vlm, self._vlv, self._vcrit = floats(self._lm), floats(self._lv), floats(self._crit)
         self._vfmin, self._vfmax = floats(self._fmin), floats(self._fmax)
-        self._vtprev, self._vdtmin = floats(self._tprev), floats(self._dtmin)
         # One update at a time: two threads feeding one detector put two series in one slot, silently
         # (measured: 4 threads, max_series 50 -> 52 series, shared slots). Uncontended: ~0.1 us a call.
         self._lock = threading.Lock()
@@ -202,7 +197,6 @@ class AnomalyDetector:
         self._offset[slot] = self._m[slot] = self._v[slot] = self._prev[slot] = 0.0
         self._min[slot], self._max[slot], self._last[slot] = np.inf, -np.inf, np.nan
         self._fmin[slot], self._fmax[slot] = np.inf, -np.inf
-        self._tprev[slot], self._dtmin[slot] = np.nan, np.inf
         self._hit[slot] = self._crit[slot] = -np.inf
 
     # ------------------------------------------------------------------ scalar path
@@ -255,8 +249,7 @@ class AnomalyDetector:
             hi = x if x > pmax else pmax
             self._vmin[slot], self._vmax[slot] = lo, hi
             buckets = cfg.buckets
-            t = float(time)
-            row = slot * buckets + (min(int(t % cfg.period_s / cfg.period_s * buckets), buckets - 1)
+            row = slot * buckets + (min(int(float(time) % cfg.period_s / cfg.period_s * buckets), buckets - 1)
                                     if buckets > 1 else 0)
             season = self._season
             rate = cfg.range_rate
@@ -276,15 +269,9 @@ class AnomalyDetector:
             season.push(row, x)
             step = x - self._vprev[slot]  # 0 for the first value (x = 0 = prev)
             self._vprev[slot] = x
-            dt = t - self._vtprev[slot]  # NaN for the first value: no gap
-            self._vtprev[slot] = t
-            dtmin = self._vdtmin[slot]
-            if not dt > cfg.gap * dtmin:  # a step spanning missing samples (DetectorConfig.gap) does not count
-                if dt < dtmin and dt > 0.0:  # (rarely true: tested first)
-                    self._vdtmin[slot] = dt
-                zs = _deviation(step, *self._steps.stats(slot), floor)
-                if zs > z:
-                    z = zs
+            zs = _deviation(step, *self._steps.stats(slot), floor)
+            if zs > z:
+                z = zs
             self._steps.push(slot, step)
             width = self._avg.width
             r = -expm1(-(z * z) / SURPRISE_SCALE)

@@ -95,7 +95,6 @@ def score_compiled(det: AnomalyDetector, kernel: Kernel, slots: I64, vals: F64, 
         cfg.buckets, cfg.noise_floor, cfg.sharpness, cfg.history_rate, cfg.min_history, cfg.spatial_tolerance,
         cfg.refractory,
         SCORE_TABLE, SCORE_DIFF, STEP, ZMAX, det._z_red, det._z_crit, det._fmin, det._fmax, cfg.range_rate,
-        det._tprev, det._dtmin, cfg.gap, np.require(ts, np.float64, ("C_CONTIGUOUS", "ALIGNED")),
     )
     rows, cols = vals.shape
     chunks = min(det._threads, kernel.max_threads, rows) if vals.size >= PARALLEL_MIN else 1
@@ -220,7 +219,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
     lm_: Any, lv_: Any, lbuf: Any, lhead: Any, lcount: Any, ls1: Any, ls2: Any, level: int, sides: int, clip: float,
     buckets: int, noise_floor: float, sharpness: float, rate: float, min_history: int, tolerance: float,
     refractory: int, table: Any, diff: Any, step: float, zmax: float, z_red: float, z_crit: float,
-    fmn_: Any, fmx_: Any, range_rate: float, tprev_: Any, dtmin_: Any, gap: float, times: Any,
+    fmn_: Any, fmx_: Any, range_rate: float,
 ) -> int:
     """Score ``raw[i, j]`` of series slot ``slots[i]`` in bucket ``col_bucket[j]`` into ``out``
     for the rows ``lo <= i < hi``.
@@ -251,7 +250,6 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
         fmin, fmax = fmn_[s], fmx_[s]  # the forgetting range (range_rate > 0)
         r_keep = 1.0 - range_rate
         d_cnt, d_h, d1, d2 = dcount[s], dhead[s], ds1[s], ds2[s]
-        tprev, dtmin = tprev_[s], dtmin_[s]  # DetectorConfig.gap
 
         # pass 1, sequential: range, seasonal window before each value, push it (Rings.push);
         # the current ring row's head, count and sums stay in locals until the bucket changes
@@ -318,13 +316,6 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
             d = x - prev  # the step from the previous value; 0 for the first (x = 0 = prev)
             prev = x
             steps[k], dsums[k], dsquares[k], dcounts[k] = d, d1, d2, d_cnt
-            t = times[cols[k]]
-            dt = t - tprev  # NaN for the first value: no gap
-            tprev = t
-            if dt > gap * dtmin:  # the step spans missing samples: a count of 0 makes its z-score 0 (pass 2)
-                dcounts[k] = 0.0
-            elif 0.0 < dt < dtmin:
-                dtmin = dt
             old = 0.0
             if d_cnt == dwidth:
                 old = dbuf[s, d_h]
@@ -340,7 +331,6 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
                 d_h = 0 if d_h == dwidth else d_h
                 d1, d2 = _resum_c(dbuf, s)
         prev_[s] = prev
-        tprev_[s], dtmin_[s] = tprev, dtmin
         fmn_[s], fmx_[s] = fmin, fmax
         dcount[s], dhead[s], ds1[s], ds2[s] = d_cnt, d_h, d1, d2
 

@@ -82,9 +82,8 @@ def _seasonal_z(det: AnomalyDetector, slots: I64, contiguous: bool, x: F64, ts: 
             z[:, cols] = zc
 
 
-def _step_z(det: AnomalyDetector, at: Rows, x: F64, ts: F64, floor: F64, z: F64) -> None:
-    """z[:, j] = max(z[:, j], the z-score of the step x[:, j] - x[:, j - 1] against the steps before it),
-    unless the step spans missing samples (``DetectorConfig.gap``)."""
+def _step_z(det: AnomalyDetector, at: Rows, x: F64, floor: F64, z: F64) -> None:
+    """z[:, j] = max(z[:, j], the z-score of the step x[:, j] - x[:, j - 1] against the steps before it)."""
     tmp = det._scratch
     steps = tmp("steps", *x.shape)
     np.subtract(x[:, 0], det._prev[at], out=steps[:, 0])  # 0 for a new series: x = 0 = prev
@@ -92,36 +91,7 @@ def _step_z(det: AnomalyDetector, at: Rows, x: F64, ts: F64, floor: F64, z: F64)
     det._prev[at] = x[:, -1]
     zs = tmp("zs", *x.shape)
     _window_z(det._steps, at, steps, floor, tmp, zs)
-    span = _gaps(det, at, ts)
-    if span is not None:
-        zs[span] = 0.0
     np.maximum(z, zs, out=z)
-
-
-def _gaps(det: AnomalyDetector, at: Rows, ts: F64) -> npt.NDArray[np.bool_] | None:
-    """Where the step to each sample spans missing samples: its time from the previous sample is more than
-    ``gap`` x the shortest positive interval of its series before it (``None``: nowhere); advances the
-    series' previous time and shortest interval. A gap is longer than that interval (gap > 1), so the
-    interval is the running minimum of every positive one, gap or not, as the scalar path keeps it."""
-    gap = det.config.gap
-    dtmin0 = det._dtmin[at]
-    dt0 = ts[0] - det._tprev[at]  # NaN for a new series: no gap
-    det._tprev[at] = ts[-1]
-    dtmin1 = np.where(dt0 > 0.0, np.minimum(dtmin0, dt0), dtmin0)  # after the block's first sample
-    first = dt0 > gap * dtmin0
-    if ts.shape[0] == 1:
-        det._dtmin[at] = dtmin1
-        return first[:, None] if first.any() else None
-    diffs = ts[1:] - ts[:-1]
-    running = np.minimum.accumulate(np.where(diffs > 0.0, diffs, np.inf))  # within the block, inclusive
-    det._dtmin[at] = np.minimum(dtmin1, running[-1])
-    before = np.empty((dtmin1.shape[0], diffs.shape[0]))  # the shortest interval before each later sample
-    before[:, 0] = dtmin1
-    np.minimum(dtmin1[:, None], running[None, :-1], out=before[:, 1:])
-    later = diffs > gap * before
-    if not (first.any() or later.any()):
-        return None
-    return np.concatenate((first[:, None], later), axis=1)
 
 
 def _window_z(ring: Rings, rows: Rows, xs: F64, fl: F64, tmp: Scratch, zc: F64) -> None:
@@ -194,7 +164,7 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
         floor = np.minimum(span, floor, out=span)
     z = tmp("z", s_len, t_len)
     _seasonal_z(det, slots, contiguous, x, ts, floor, z)
-    _step_z(det, at, x, ts, floor, z)
+    _step_z(det, at, x, floor, z)
     r = np.multiply(z, z, out=z)  # raw surprise 1 - exp(-z^2 / 8), as sc.surprise
     np.multiply(r, -1.0 / sc.SURPRISE_SCALE, out=r)
     np.expm1(r, out=r)
@@ -410,11 +380,7 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     step = x - det._prev[at]
     det._prev[at] = x
     s1, s2, cnt = det._steps.push_many(at, step)
-    zs = _tick_z(step, s1, s2, cnt, floor, det._steps.width)
-    span = _gaps(det, at, ts)
-    if span is not None:  # the step spans missing samples (DetectorConfig.gap): its z-score does not count
-        zs[span[:, 0]] = 0.0
-    np.maximum(z, zs, out=z)
+    np.maximum(z, _tick_z(step, s1, s2, cnt, floor, det._steps.width), out=z)
     avg = det._avg
     r = sc.surprise(z)
     _sharpen(r, cfg.sharpness)
