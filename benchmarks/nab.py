@@ -27,6 +27,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -194,7 +195,7 @@ def _detections(f: ns.LabelledFile, scores: ns.F64, theta: float) -> dict[int, i
     return {int(i): next((w for w, (lo, hi) in enumerate(f.windows) if lo <= i <= hi), None) for i in rows}
 
 
-def explain(corpus: Corpus, base: Mapping[str, ns.F64], other: Mapping[str, ns.F64]) -> dict[str, object]:
+def explain(corpus: Corpus, base: Mapping[str, ns.F64], other: Mapping[str, ns.F64]) -> dict[str, dict[str, Any]]:
     """Where ``other``'s standard score differs from ``base``'s, per real category as a corpus of its own.
 
     Every file whose raw score moves (each run at its own optimized threshold), with the detections it adds
@@ -203,10 +204,10 @@ def explain(corpus: Corpus, base: Mapping[str, ns.F64], other: Mapping[str, ns.F
     file or one window, or detections right after the probation (a young statistic firing there), is no
     mechanism (docs/benchmarks.md, NAB passes).
     """
-    out: dict[str, object] = {}
+    out: dict[str, dict[str, Any]] = {}
     for cat in [c for c in REAL if any(category(k) == c for k in corpus.keys)]:
         b, o = (corpus.score(s, (cat,), "standard")["standard"] for s in (base, other))
-        files: dict[str, dict[str, object]] = {}
+        files: dict[str, dict[str, Any]] = {}
         for key in (k for k in corpus.keys if category(k) == cat):
             f = corpus.files[key]
             raw_b = ns.score_at([f], base, "standard", b["threshold"])
@@ -217,7 +218,7 @@ def explain(corpus: Corpus, base: Mapping[str, ns.F64], other: Mapping[str, ns.F
             files[key] = {"raw": [round(raw_b, 3), round(raw_o, 3)],
                           "added": [[i, det_o[i]] for i in sorted(set(det_o) - set(det_b))],
                           "dropped": [[i, det_b[i]] for i in sorted(set(det_b) - set(det_o))]}
-        moves = [abs(float(v["raw"][1]) - float(v["raw"][0])) for v in files.values()]  # type: ignore[index]
+        moves = [abs(v["raw"][1] - v["raw"][0]) for v in files.values()]
         out[cat] = {"standard": [round(b["score"], 2), round(o["score"], 2)],
                     "threshold": [b["threshold"], o["threshold"]], "files": files,
                     "largest_file_share": round(max(moves) / sum(moves), 2) if moves else None}
@@ -305,10 +306,9 @@ def main(argv: list[str]) -> int:
             other, _ = corpus.detect(candidate_configs()[args.explain], args.engine)
             why = explain(corpus, scores, other)
             for cat, part in why.items():
-                print(f"  explain {args.explain}, {cat}: standard {part['standard'][0]:.2f} -> "  # type: ignore[index]
-                      f"{part['standard'][1]:.2f}, largest file share {part['largest_file_share']}",  # type: ignore[index]
-                      file=sys.stderr)
-                for key, moved in part["files"].items():  # type: ignore[index]
+                print(f"  explain {args.explain}, {cat}: standard {part['standard'][0]:.2f} -> "
+                      f"{part['standard'][1]:.2f}, largest file share {part['largest_file_share']}", file=sys.stderr)
+                for key, moved in part["files"].items():
                     print(f"    {key}: raw {moved['raw'][0]:+.3f} -> {moved['raw'][1]:+.3f}  added {moved['added']}"
                           f"  dropped {moved['dropped']}", file=sys.stderr)
             result["explain"] = {args.explain: why}
