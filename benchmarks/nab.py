@@ -1,5 +1,5 @@
-"""NAB benchmark: ``python -m benchmarks nab [--quick] [--categories A,B] [--cv] [--data-dir DIR] [--labels FILE]
-[--out DIR]``.
+"""NAB benchmark: ``python -m benchmarks nab [--quick] [--categories A,B] [--cv] [--explain CANDIDATE]
+[--data-dir DIR] [--labels FILE] [--out DIR]``.
 
 Runs :class:`shannon_otel.anomaly.AnomalyDetector` (default config, one instance per file, one
 causal pass) over every NAB-layout data file, optionally writes NAB-format results, and scores
@@ -12,7 +12,9 @@ for any corpus). ``--categories`` restricts the run, and the headline score, to 
 one, the candidate configuration (:data:`CANDIDATES`) with the best standard score on the other
 real categories (scored together) is chosen, then scored on the held-out one; the mean of the
 held-out scores predicts what a configuration chosen this way scores on real data it was not
-chosen on. Last line: one JSON object.
+chosen on. ``--explain CANDIDATE`` shows what a candidate's difference from the default is made of:
+per real category, the files whose score moves and the detections it adds and drops. Last line: one
+JSON object.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -186,6 +189,42 @@ def cross_validate(corpus: Corpus, candidates: Mapping[str, DetectorConfig], eng
             "fixed_" + first + "_mean": round(fixed, 2), "mean_gain_over_default": gain, "candidates": table}
 
 
+def _detections(f: ns.LabelledFile, scores: ns.F64, theta: float) -> dict[int, int | None]:
+    """Rows after the probation scoring ``theta`` or more, each with the window it falls in (``None``: none)."""
+    rows = np.flatnonzero(scores[f.probation :] >= theta) + f.probation
+    return {int(i): next((w for w, (lo, hi) in enumerate(f.windows) if lo <= i <= hi), None) for i in rows}
+
+
+def explain(corpus: Corpus, base: Mapping[str, ns.F64], other: Mapping[str, ns.F64]) -> dict[str, dict[str, Any]]:
+    """Where ``other``'s standard score differs from ``base``'s, per real category as a corpus of its own.
+
+    Every file whose raw score moves (each run at its own optimized threshold), with the detections it adds
+    and drops (row, and window or ``None`` for a false positive), and the share of the category's movement
+    carried by its largest file. What a gain is made of decides whether it can hold on unseen series: one
+    file or one window, or detections right after the probation (a young statistic firing there), is no
+    mechanism (docs/benchmarks.md, NAB passes).
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for cat in [c for c in REAL if any(category(k) == c for k in corpus.keys)]:
+        b, o = (corpus.score(s, (cat,), "standard")["standard"] for s in (base, other))
+        files: dict[str, dict[str, Any]] = {}
+        for key in (k for k in corpus.keys if category(k) == cat):
+            f = corpus.files[key]
+            raw_b = ns.score_at([f], base, "standard", b["threshold"])
+            raw_o = ns.score_at([f], other, "standard", o["threshold"])
+            if abs(raw_o - raw_b) < 1e-9:
+                continue
+            det_b, det_o = _detections(f, base[key], b["threshold"]), _detections(f, other[key], o["threshold"])
+            files[key] = {"raw": [round(raw_b, 3), round(raw_o, 3)],
+                          "added": [[i, det_o[i]] for i in sorted(set(det_o) - set(det_b))],
+                          "dropped": [[i, det_b[i]] for i in sorted(set(det_b) - set(det_o))]}
+        moves = [abs(v["raw"][1] - v["raw"][0]) for v in files.values()]
+        out[cat] = {"standard": [round(b["score"], 2), round(o["score"], 2)],
+                    "threshold": [b["threshold"], o["threshold"]], "files": files,
+                    "largest_file_share": round(max(moves) / sum(moves), 2) if moves else None}
+    return out
+
+
 def write_result(path: Path, stamps: list[str], values: ns.F64, score: ns.F64, f: ns.LabelledFile) -> None:
     label = np.zeros(len(stamps), dtype=np.int64)
     for lo, hi in f.windows:
@@ -209,6 +248,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--categories", help="comma-separated categories scored as a corpus of their own")
     parser.add_argument("--cv", action="store_true",
                         help="leave-one-category-out cross-validation over the real categories (CANDIDATES)")
+    parser.add_argument("--explain", metavar="CANDIDATE", choices=list(CANDIDATES)[1:],
+                        help="per real category, the files and detections where CANDIDATE differs from the default")
     parser.add_argument("--data-dir", type=Path, help="NAB-layout data folder (default: ../shared/nab/data)")
     parser.add_argument("--labels", type=Path, help="combined_windows.json for --data-dir")
     parser.add_argument("--out", type=Path, help="keep NAB-format results in DIR/<category>/<file>.csv")
@@ -261,6 +302,16 @@ def main(argv: list[str]) -> int:
                   f" (each its own corpus): {cv['fixed_default_mean']:.2f}", file=sys.stderr)
             print(f"  mean gain over the default per real category: {cv['mean_gain_over_default']}", file=sys.stderr)
             result["cv"] = cv
+        if args.explain:
+            other, _ = corpus.detect(candidate_configs()[args.explain], args.engine)
+            why = explain(corpus, scores, other)
+            for cat, part in why.items():
+                print(f"  explain {args.explain}, {cat}: standard {part['standard'][0]:.2f} -> "
+                      f"{part['standard'][1]:.2f}, largest file share {part['largest_file_share']}", file=sys.stderr)
+                for key, moved in part["files"].items():
+                    print(f"    {key}: raw {moved['raw'][0]:+.3f} -> {moved['raw'][1]:+.3f}  added {moved['added']}"
+                          f"  dropped {moved['dropped']}", file=sys.stderr)
+            result["explain"] = {args.explain: why}
     else:
         result["scores"] = None
     result["points_per_s"] = round(rows / spent) if spent > 0 else None

@@ -128,3 +128,33 @@ def test_categories_score_as_their_own_corpus_and_cv_scores_held_out_categories(
         assert fold["chosen"] == max(train, key=lambda n: train[n])  # chosen on the other category only
         assert fold["held_out"] == round(nab.per_category(corpus, runs[fold["chosen"]])[held], 2)
     assert cv["mean"] == round(sum(f["held_out"] for f in folds.values()) / 2, 2)
+
+
+@needs_nab
+def test_explain_lists_every_file_that_moves_and_what_its_detections_became() -> None:
+    from benchmarks import nab
+    from shannon_otel.anomaly import DetectorConfig
+
+    keys = [k for k in nab.data_files(DEFAULT_ROOT / "data") if nab.category(k) in ("realAdExchange", "realKnownCause")]
+    corpus = nab.Corpus(DEFAULT_ROOT / "data", keys, ns.load_windows(DEFAULT_ROOT / "labels" / "combined_windows.json"))
+    base = corpus.detect(DetectorConfig(), "numba")[0]
+    other = corpus.detect(DetectorConfig(window=60, sharpness=1.0), "numba")[0]
+    same = nab.explain(corpus, base, base)
+    assert {cat: part["files"] for cat, part in same.items()} == {"realAdExchange": {}, "realKnownCause": {}}
+    why = nab.explain(corpus, base, other)
+    for cat, part in why.items():
+        b, o = (corpus.score(s, (cat,), "standard")["standard"] for s in (base, other))
+        assert part["standard"] == [round(b["score"], 2), round(o["score"], 2)]
+        files = part["files"]
+        assert files, cat  # these two configurations differ on every category
+        # the files listed carry the whole movement of the category's raw score
+        assert sum(v["raw"][1] - v["raw"][0] for v in files.values()) == pytest.approx(o["raw"] - b["raw"], abs=0.01)
+        for key, moved in files.items():
+            f = corpus.files[key]
+            for (row, window), scores, theta in ((r, other, o["threshold"]) for r in moved["added"]):
+                assert row >= f.probation and scores[key][row] >= theta and base[key][row] < b["threshold"]
+                assert window is None or f.windows[window][0] <= row <= f.windows[window][1]
+            for row, _ in moved["dropped"]:
+                assert base[key][row] >= b["threshold"] and other[key][row] < o["threshold"]
+        shares = [abs(v["raw"][1] - v["raw"][0]) for v in files.values()]
+        assert part["largest_file_share"] == round(max(shares) / sum(shares), 2)
