@@ -516,17 +516,21 @@ def test_dask_refuses_a_wrapped_closure_and_generator_functions_before_submittin
     """``partial(closure)`` passed the closure check (the worker's copy of its state never came back), and a
     (async) generator function ran on a worker and then failed to send back its generator (``Could not
     serialize object of type generator``), its side effects done."""
+    import psutil  # type: ignore[import-untyped]  # comes with distributed; no stubs installed
     from distributed import Client, LocalCluster
 
     from shannon_otel.dask import DaskBackend, UnshippableTaskError
 
     async def main() -> None:
         async with (
-            # threads in this process (inproc://, no port): the refusal comes before anything reaches it
-            LocalCluster(n_workers=1, processes=False, dashboard_address=None, silence_logs=40,  # type: ignore[no-untyped-call]
-                         asynchronous=True) as cluster,
+            # threads in this process (inproc://): the refusal comes before anything reaches it. Their HTTP
+            # servers still listen: on 127.0.0.1 only (dashboard_address=None meant 0.0.0.0:8787 and :: )
+            LocalCluster(n_workers=1, processes=False, dashboard_address="127.0.0.1:0",  # type: ignore[no-untyped-call]
+                         worker_dashboard_address="127.0.0.1:0", silence_logs=40, asynchronous=True) as cluster,
             Client(cluster, asynchronous=True) as client,  # type: ignore[no-untyped-call]
         ):
+            listening = {c.laddr.ip for c in psutil.Process().net_connections() if c.status == psutil.CONN_LISTEN}
+            assert listening <= {"127.0.0.1"}, listening
             backend = DaskBackend(client)
             with pytest.raises(UnshippableTaskError, match=re.escape(match)):
                 backend.map(fn, [1])
