@@ -58,6 +58,19 @@ async def _ok() -> int:
     return 1
 
 
+async def _leases_left(server: RedisServer, prefix: str, pool: str) -> int:
+    """The leases still held in Redis for ``pool`` once they stop going away (at most 10 s)."""
+    raw = redis.Redis.from_url(server.url)
+    try:
+        key = f"{prefix}:{{pool:{pool}}}:holders"
+        deadline = time.monotonic() + 10
+        while (held := int(raw.zcard(key))) and time.monotonic() < deadline:  # noqa: ASYNC110 - Redis
+            await asyncio.sleep(0.05)
+        return held
+    finally:
+        raw.close()
+
+
 async def wait_for(predicate: Any, timeout_s: float = 10.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
@@ -131,15 +144,7 @@ def test_a_pool_acquire_that_timed_out_on_a_paused_redis_leaves_no_lease_behind(
                 os.kill(pid, signal.SIGCONT)
             await wait_for(lambda: shared.available)
             await asyncio.wait_for(hold(), 10)  # a later acquire is never held up by leases nobody holds
-            raw = redis.Redis.from_url(server.url)
-            try:
-                key = f"{prefix}:{{pool:db}}:holders"
-                deadline = time.monotonic() + 10
-                while (held := int(raw.zcard(key))) and time.monotonic() < deadline:  # noqa: ASYNC110 - Redis
-                    await asyncio.sleep(0.05)
-                return held
-            finally:
-                raw.close()
+            return await _leases_left(server, prefix, "db")
 
     assert asyncio.run(main()) == 0
 
@@ -449,14 +454,7 @@ def test_a_pool_acquire_cancelled_mid_call_is_cancelled_and_leaves_no_lease(serv
                     continue
                 pool.release()
                 returned_after_cancel += requested
-            raw = redis.Redis.from_url(server.url)
-            try:
-                key = f"{prefix}:{{pool:db}}:holders"
-                deadline = time.monotonic() + 10
-                while (held := int(raw.zcard(key))) and time.monotonic() < deadline:  # noqa: ASYNC110 - Redis
-                    await asyncio.sleep(0.05)
-            finally:
-                raw.close()
+            held = await _leases_left(server, prefix, "db")
         return returned_after_cancel, held
 
     returned_after_cancel, held = asyncio.run(main())
