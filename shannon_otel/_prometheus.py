@@ -17,6 +17,7 @@ import base64
 import json
 import math
 import re
+import socket
 import threading
 from collections.abc import Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -242,6 +243,19 @@ class PrometheusReader(MetricReader):
         pass
 
 
+class _Server(ThreadingHTTPServer):
+    """An HTTP server in the host's address family: IPv4 when the host has an IPv4 address (so
+    ``localhost`` stays 127.0.0.1, what scrapers are pointed at), IPv6 for ``::1`` and IPv6-only
+    names, which the IPv4-only ``ThreadingHTTPServer`` could not even resolve."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        families = [info[0] for info in socket.getaddrinfo(*address, type=socket.SOCK_STREAM)]
+        self.address_family = socket.AF_INET if socket.AF_INET in families else families[0]
+        super().__init__(address, handler)
+
+
 class MetricsServer:
     """``GET /metrics`` of ``reader`` on ``host``:``port`` (0 picks a free port) in a daemon thread.
 
@@ -271,10 +285,12 @@ class MetricsServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
+        try:
+            self._server = _Server((host, port), Handler)
+        except OSError as exc:  # name the address, as open() names its file: "Address already in use" said not which
+            raise OSError(exc.errno, exc.strerror or str(exc), f"{host}:{port}") from exc
         self.port = int(self._server.server_address[1])
-        self.url = f"http://{host}:{self.port}/metrics"
+        self.url = f"http://{f'[{host}]' if ':' in host else host}:{self.port}/metrics"
         self._thread = threading.Thread(target=self._server.serve_forever, name="shannon-otel-metrics", daemon=True)
         self._thread.start()
 

@@ -4,9 +4,12 @@ exemplars that point at real spans, content negotiation over HTTP."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
+import socket
 import urllib.request
 
+import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
@@ -70,3 +73,36 @@ def test_the_server_negotiates_openmetrics_and_falls_back_to_text() -> None:
             assert "# TYPE shannon_task_outcomes_total counter" in body
     finally:
         server.close()
+
+
+def test_the_server_listens_on_an_ipv6_loopback_and_keeps_localhost_on_ipv4() -> None:
+    # ThreadingHTTPServer alone is IPv4: host="::1" failed with "Address family for hostname not supported".
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:  # a container with IPv6 off has no ::1 to listen on, whoever asks
+        pytest.skip("this machine has no IPv6 loopback")
+    reader, _, _ = _run_wave()
+    v6 = MetricsServer(reader, port=0, host="::1")
+    local = MetricsServer(reader, port=0, host="localhost")
+    try:
+        assert v6.url == f"http://[::1]:{v6.port}/metrics"
+        with urllib.request.urlopen(v6.url, timeout=10) as response:
+            assert "shannon_task_outcomes_total" in response.read().decode()
+        # A name with an IPv4 address keeps it (scrapers are pointed at 127.0.0.1), as before.
+        with urllib.request.urlopen(f"http://127.0.0.1:{local.port}/metrics", timeout=10) as response:
+            assert response.status == 200
+    finally:
+        v6.close()
+        local.close()
+
+
+def test_a_port_in_use_is_refused_naming_the_address() -> None:
+    reader = PrometheusReader()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match=f"Address already in use: '127.0.0.1:{port}'") as raised:
+            MetricsServer(reader, port=port)
+    assert raised.value.errno == errno.EADDRINUSE and raised.value.strerror == "Address already in use"
