@@ -165,6 +165,23 @@ def test_bad_input() -> None:
         Saga("")
 
 
+@pytest.mark.parametrize("container", [list, tuple])
+def test_steps_given_as_one_list_are_refused_with_the_call_to_write(container: type) -> None:
+    # run([a, b]) said "steps must be Step objects, got [Step(...), Step(...)] at position 0": the steps
+    # themselves were right, the call was not.
+    ran: list[str] = []
+
+    async def act() -> str:
+        ran.append("a")
+        return "a"
+
+    steps = container([Step("a", act), Step("b", act)])
+    with pytest.raises(TypeError, match=r"separate arguments: run\(\*steps\), got one " + container.__name__):
+        run(Saga("order").run(steps))
+    assert ran == []
+    assert run(Saga("order").run(*steps)).values == ("a", "a")
+
+
 def test_a_wave_task_timeout_inside_a_saga_step_is_recorded_as_a_timeout() -> None:
     """The wave's per-task timeout cancels the step: the step and the saga say timeout, and it rolls back."""
     from shannon_otel import Wave
