@@ -44,6 +44,14 @@ def shown(value: object) -> str:
     return repr(value)
 
 
+def check_spread(call: str, what: str, args: tuple[object, ...]) -> None:
+    """Refuse ``call([a, b])`` where ``call(a, b)`` is meant (as ``asyncio.gather`` does): the one
+    sequence would otherwise be reported as a wrong item, printed whole, when the items are right."""
+    if len(args) == 1 and isinstance(args[0], (list, tuple)):
+        kind = type(args[0]).__name__
+        raise TypeError(f"{call}() takes the {what} as separate arguments: {call}(*{what}), got one {kind}")
+
+
 def check_exceptions(name: str, value: object, *, handled: bool = False) -> tuple[type[BaseException], ...]:
     """Normalise an exception type or tuple of types, rejecting anything else.
 

@@ -101,6 +101,9 @@ def test_public_names_exported() -> None:
     (lambda: recovery.Fallback(42), "fallback must be an async callable"),  # type: ignore[arg-type]
     (lambda: recovery.Pipeline(), "at least one policy"),
     (lambda: recovery.Pipeline(object()), "Pipeline takes policies"),  # type: ignore[arg-type]
+    # One list of right policies used to be reported as a wrong policy, printed whole.
+    (lambda: recovery.Pipeline([recovery.Timeout(1)]), "takes the policies as separate arguments"),  # type: ignore[arg-type]
+    (lambda: recovery.resilient((recovery.Timeout(1),)), "as separate arguments"),  # type: ignore[arg-type]
 ])
 def test_bad_input_is_rejected_at_construction(factory: Any, message: str) -> None:
     with pytest.raises((ValueError, TypeError), match=message.replace("(", r"\(").replace("[", r"\[")):

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from .. import _clock
 from .._events import CallStarted
 from .._hooks import check_hooks, resolve_hooks
-from .._validate import check_sync_callable
+from .._validate import check_spread, check_sync_callable, shown
 from ._call import _Call, first_failed, observed, start_call
 from ._decorated import DecoratedCall, not_a_factory
 from ._policy import Policy, Scoped, scoped
@@ -58,9 +58,10 @@ class Pipeline(Policy):
     ) -> None:
         if not policies:
             raise ValueError("Pipeline needs at least one policy")
+        check_spread("Pipeline", "policies", policies)
         for p in policies:
             if not isinstance(p, Policy):
-                raise TypeError(f"Pipeline takes policies (Retry, CircuitBreaker, Timeout, ...), got {p!r}")
+                raise TypeError(f"Pipeline takes policies (Retry, CircuitBreaker, Timeout, ...), got {shown(p)}")
             unused = p._unused_in_pipeline()
             if unused:
                 given = ", ".join(f"{u}=" for u in unused)

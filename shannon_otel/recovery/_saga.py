@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from .. import _clock
 from .._hooks import check_hooks, resolve_hooks
-from .._validate import check_number, check_sync_callable, shown
+from .._validate import check_number, check_spread, check_sync_callable, shown
 from ._saga_types import SagaResult, Step
 from ._transaction import Transaction
 from ._types import Clock
@@ -73,9 +73,7 @@ class Saga:
 
     async def run(self, *steps: Step) -> SagaResult:
         """Run ``steps`` in order as one transaction; raises :class:`SagaError` after a rollback."""
-        if len(steps) == 1 and isinstance(steps[0], (list, tuple)):  # run([a, b]): like asyncio.gather, spread them
-            kind = type(steps[0]).__name__
-            raise TypeError(f"run() takes the steps as separate arguments: run(*steps), got one {kind}")
+        check_spread("run", "steps", steps)
         for k, s in enumerate(steps):
             if not isinstance(s, Step):
                 raise TypeError(f"steps must be Step objects, got {shown(s)} at position {k}")
