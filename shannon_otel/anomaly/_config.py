@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
+import numpy as np
+
 from .._telemetry import Severity
 from .._validate import shown
 
@@ -139,15 +141,23 @@ class DetectorConfig:
     def severity(self, score: float) -> Severity | None:
         """The severity band of a score, or ``None`` below ``warning``.
 
-        Raises ``TypeError`` unless ``score`` is a real number, ``ValueError`` outside [0, 1] (NaN included).
+        Raises ``TypeError`` unless ``score`` is a real number, ``ValueError`` outside [0, 1] (NaN included) or
+        for a bool.
         """
         try:
             valid = 0.0 <= score <= 1.0  # False for NaN
         except TypeError:
             raise TypeError(f"score must be a number in [0, 1], got {shown(score)}") from None
+        except ValueError:  # numpy: "the truth value of an array with more than one element is ambiguous"
+            if not isinstance(score, np.ndarray):
+                raise
+            raise TypeError(f"score must be a number in [0, 1], got {shown(score)}") from None
         except ArithmeticError:  # Decimal("NaN") refuses to be compared (InvalidOperation): a NaN
             valid = False
-        if not valid or isinstance(score, bool):
+        # numpy compares its complex numbers and one-item arrays where Python refuses to: no scores either
+        if isinstance(score, np.complexfloating) or (isinstance(score, np.ndarray) and score.ndim):
+            raise TypeError(f"score must be a number in [0, 1], got {shown(score)}")
+        if not valid or isinstance(score, (bool, np.bool_)):
             raise ValueError(f"score must be a number in [0, 1], got {shown(score)}")
         if score >= self.critical:
             return Severity.CRITICAL
