@@ -92,7 +92,9 @@ class DetectorConfig:
     * ``spatial_tolerance``: a value beyond the range seen so far by more than this fraction
       of it (plus 1e-9 of the range's larger end, in magnitude: rounding is not a new value) scores 1.0
       (demoted as ``refractory`` says); ``math.inf`` turns this off.
-    * ``max_series``: series tracked at once; the least recently updated one is evicted.
+    * ``max_series``: series tracked at once; the least recently updated one is evicted. Their state is
+      reserved when the detector is built, about 8 x (buckets x window + steps + average + level) bytes a
+      series (6.6 kB with the defaults: 10^5 series take ~0.7 GB once fed, 10^7 a MemoryError).
     * ``warning`` / ``critical``: score thresholds of the two :class:`Severity` bands.
 
     Raises ``ValueError`` naming the parameter and its allowed range.
