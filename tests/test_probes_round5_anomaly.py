@@ -226,7 +226,8 @@ def test_every_path_and_chunking_agrees_on_odd_series(config: DetectorConfig, ti
     names, block = _odd_block(n)
     ts = {"sorted": np.arange(n) * STEP, "shuffled": np.random.default_rng(4).permutation(n) * 97.0,
           "epoch-quarter-seconds": 1.7e9 + np.arange(n) * 0.25, "all-equal": np.zeros(n)}[times]
-    one = scalar(AnomalyDetector(config), names, block, ts)
+    streamed = AnomalyDetector(config)
+    one = scalar(streamed, names, block, ts)
     assert ((one[~np.isnan(one)] >= 0.0) & (one[~np.isnan(one)] <= 1.0)).all()
     for engine in ("numpy", "numba"):
         paths: dict[str, np.ndarray] = {
@@ -238,6 +239,7 @@ def test_every_path_and_chunking_agrees_on_odd_series(config: DetectorConfig, ti
             det = AnomalyDetector(config, engine=engine)
             paths[f"chunks of {k}"] = np.concatenate([det.update_many(names, block[:, j : j + k], ts[j : j + k])
                                                       for j in range(0, n, k)], axis=1)
+            assert det.stats == streamed.stats and det.series() == streamed.series()  # NaN/inf counted alike
         for path, got in paths.items():
             assert np.array_equal(np.isnan(got), np.isnan(one)), (engine, path)
             assert np.nanmax(np.abs(got - one)) < 1e-6, (engine, path)
