@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
+import numpy as np
+
 from .._telemetry import Severity
 from .._validate import shown
 
@@ -90,7 +92,9 @@ class DetectorConfig:
     * ``spatial_tolerance``: a value beyond the range seen so far by more than this fraction
       of it (plus 1e-9 of the range's larger end, in magnitude: rounding is not a new value) scores 1.0
       (demoted as ``refractory`` says); ``math.inf`` turns this off.
-    * ``max_series``: series tracked at once; the least recently updated one is evicted.
+    * ``max_series``: series tracked at once; the least recently updated one is evicted. Their state is
+      reserved when the detector is built, about 8 x (buckets x window + steps + average + level) bytes a
+      series (6.6 kB with the defaults: 10^5 series take ~0.7 GB once fed, 10^7 a MemoryError).
     * ``warning`` / ``critical``: score thresholds of the two :class:`Severity` bands.
 
     Raises ``ValueError`` naming the parameter and its allowed range.
@@ -139,15 +143,23 @@ class DetectorConfig:
     def severity(self, score: float) -> Severity | None:
         """The severity band of a score, or ``None`` below ``warning``.
 
-        Raises ``TypeError`` unless ``score`` is a real number, ``ValueError`` outside [0, 1] (NaN included).
+        Raises ``TypeError`` unless ``score`` is a real number, ``ValueError`` outside [0, 1] (NaN included) or
+        for a bool.
         """
         try:
             valid = 0.0 <= score <= 1.0  # False for NaN
         except TypeError:
             raise TypeError(f"score must be a number in [0, 1], got {shown(score)}") from None
+        except ValueError:  # numpy: "the truth value of an array with more than one element is ambiguous"
+            if not isinstance(score, np.ndarray):
+                raise
+            raise TypeError(f"score must be a number in [0, 1], got {shown(score)}") from None
         except ArithmeticError:  # Decimal("NaN") refuses to be compared (InvalidOperation): a NaN
             valid = False
-        if not valid or isinstance(score, bool):
+        # numpy compares its complex numbers and one-item arrays where Python refuses to: no scores either
+        if isinstance(score, np.complexfloating) or (isinstance(score, np.ndarray) and score.ndim):
+            raise TypeError(f"score must be a number in [0, 1], got {shown(score)}")
+        if not valid or isinstance(score, (bool, np.bool_)):
             raise ValueError(f"score must be a number in [0, 1], got {shown(score)}")
         if score >= self.critical:
             return Severity.CRITICAL

@@ -381,6 +381,8 @@ class AnomalyDetector:
             raise TypeError(f"series must be a sequence of series names (non-empty str), got {series!r}")
         vals = _floats("values", values)
         ts = _floats("times", times)
+        if ts.ndim != 1:  # (the shape message below would blame the values)
+            raise ValueError(f"times must be 1-D, got shape {ts.shape}")
         if vals.ndim != 2 or vals.shape[0] != len(series) or ts.shape != (vals.shape[1],):
             raise ValueError(
                 f"values must have shape (len(series), len(times)) = ({len(series)}, {ts.size}),"
@@ -489,31 +491,80 @@ def _update_error(series: object, value: object, time: object) -> Exception:
 
 def _floats(name: str, values: npt.ArrayLike) -> F64:
     """``values`` as a float64 array; TypeError naming ``name`` when they are not real numbers (as
-    :meth:`AnomalyDetector.update` refuses them: numpy would parse ``"1.5"`` and make ``None`` NaN),
-    ValueError for a number beyond any float."""
-    if np.iscomplexobj(values):  # asarray would drop the imaginary part with only a warning
-        raise TypeError(f"{name} must be an array of real numbers, got complex values {values!r}")
+    :meth:`AnomalyDetector.update` refuses them: numpy would parse ``"1.5"``, make ``None`` NaN and drop an
+    imaginary part with only a warning), ValueError for a ragged nesting or a number beyond any float.
+    A message shows the first refused item, never all of them: a list of a million datetimes made a 37 MB
+    message, and an int over 4,300 digits made repr() raise in place of the message."""
     try:
         raw = np.asarray(values)
-        if raw.dtype.kind not in "biuf" and not (raw.dtype.kind == "O" and all(map(_real, raw.flat))):
-            raise TypeError
+    except ValueError as exc:  # a ragged nesting: "setting an array element with a sequence"
+        raise ValueError(f"{name} must be a rectangular array of real numbers, got {_brief(values)}") from exc
+    kind = raw.dtype.kind
+    if kind == "c":
+        raise TypeError(f"{name} must be an array of real numbers, got complex values ({_brief(values)})")
+    if kind == "O":
+        refused = next((at for at, x in enumerate(raw.flat) if not _real(x)), None)
+        if refused is not None:
+            raise TypeError(f"{name} must be an array of real numbers, got {_item(values, raw, refused)}")
+    elif kind not in "biuf":  # strings, bytes, datetimes...
+        what = _brief(values) if isinstance(values, np.ndarray) else f"{_brief(values)} (an array of {raw.dtype})"
+        hint = ": convert them to seconds as floats first" if kind in "Mm" else ""
+        raise TypeError(f"{name} must be an array of real numbers, got {what}{hint}")
+    try:
         out: F64 = raw.astype(np.float64, copy=False)
-    except OverflowError:
-        raise ValueError(f"{name} must be real numbers within the range of a float, got {values!r}") from None
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be an array of real numbers, got {values!r}") from exc
+    except OverflowError:  # an int beyond any float
+        at = next((at for at, x in enumerate(raw.flat) if _overflows(x)), 0)
+        raise ValueError(
+            f"{name} must be real numbers within the range of a float, got {_item(values, raw, at)}") from None
+    except (TypeError, ValueError) as exc:  # an object whose __float__ fails
+        raise TypeError(f"{name} must be an array of real numbers, got {_brief(values)}") from exc
     return out
 
 
+def _overflows(x: object) -> bool:
+    try:
+        float(x)  # type: ignore[arg-type]
+    except OverflowError:
+        return True
+    except (TypeError, ValueError):
+        return False
+    return False
+
+
+def _item(values: object, raw: npt.NDArray[np.generic], at: int) -> str:
+    """Flat item ``at`` of ``raw`` (``values`` as an array) and where it is, for an error message."""
+    if raw.size == 0:
+        return _brief(values)
+    text = shown(raw.flat[at])
+    text = text if len(text) <= 80 else f"{text[:77]}..."
+    if raw.ndim == 0:
+        return text
+    where = ", ".join(str(int(i)) for i in np.unravel_index(at, raw.shape))
+    return f"{text} at index {where} of {_brief(values)}"
+
+
+def _brief(values: object) -> str:
+    """What ``values`` is in a few words (type, dtype and shape, or length), for an error message."""
+    if isinstance(values, np.ndarray):
+        return f"an array of dtype {values.dtype} and shape {values.shape}"
+    try:
+        return f"a {type(values).__name__} of length {len(values)}"  # type: ignore[arg-type]
+    except TypeError:
+        return f"a {type(values).__name__}"
+
+
 def _real(x: object) -> bool:
-    """A number :meth:`AnomalyDetector.update` takes (``math.isfinite`` accepts it), not a str or None."""
+    """A number :meth:`AnomalyDetector.update` takes (``math.isfinite`` accepts it), not a str, None or
+    complex (numpy's complex scalars convert to float with only a warning, dropping the imaginary part)."""
+    if isinstance(x, (str, bytes, complex, np.complexfloating)):
+        return False
     try:
         isfinite(x)  # type: ignore[arg-type]
     except TypeError:
         return False
     except OverflowError:  # an int beyond any float: refused by astype, as update refuses it
         return True
-    return not isinstance(x, (str, bytes))
+    return True
 
 
 def _distinct(series: Sequence[str]) -> None:

@@ -10,6 +10,8 @@ Signals, each its own series per wave name (or operation name for retries), one 
 * ``throughput``: tasks finished per second while a run of the wave was active;
 * ``retry_rate``: mean retries (attempts - 1) per protected call.
 
+A cancelled task or call counts in none of them, nor towards ``min_tick_tasks``: it finished no work.
+
 Tick state lives on the hook, one per wave name (and per operation): consecutive and concurrent
 runs of the same wave share it, so waves shorter than a tick are scored too. A tick closes when
 ``tick_s`` has passed (time with no run of that wave active does not count) and at least

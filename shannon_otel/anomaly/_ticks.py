@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace
 
 from .._events import CallObserver, WaveObserver
-from .._telemetry import Outcome
+from .._telemetry import CallOutcome, Outcome
 from ._signals import ERROR_RATE, LATENCY, RETRY_RATE, THROUGHPUT
 
 if TYPE_CHECKING:
@@ -58,6 +58,8 @@ class _WaveFeed(WaveObserver):
         self._hook, self._wave, self._tick, self._sinks = hook, wave, tick, sinks
 
     def task_finished(self, token: Any, event: TaskResult[Any]) -> None:
+        if event.outcome is Outcome.CANCELLATION:  # no finished work: its duration is no latency, nor it a
+            return  # completion (a run cancelled early read as a critical fall of latency and rise of throughput)
         tick, hook = self._tick, self._hook
         now = hook._ticker()
         if now < tick.start:  # the clock went back: the tick's length is unknown, so it is dropped and
@@ -116,6 +118,8 @@ class _CallFeed(CallObserver):
         self._hook, self._operation, self._op, self._sinks = hook, operation, op, sinks
 
     def call_finished(self, event: CallFinished) -> None:
+        if event.outcome is CallOutcome.CANCELLATION:  # not a finished call (as a cancelled task, above)
+            return
         op, hook = self._op, self._hook
         now = hook._ticker()
         if now < op.end - hook.tick_s:  # the clock went back: the tick is dropped (see _WaveFeed)

@@ -1,0 +1,323 @@
+"""Round 5 of adversarial user testing: the anomaly detection path as a numpy user and a wave user meet it.
+
+Input shapes and dtypes (int8 ... uint64, float16/32, bool, object, lists, views, read-only arrays, numpy
+scalars, datetimes), every engine and chunking on odd series (constant runs then a step, 0 / huge, denormals,
+values near the float limits, leading NaNs), and the anomaly hook fed by waves whose tasks fail, time out or are
+cancelled. The bugs it found have their own tests (each failed before its fix); the rest pin what was checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import random
+from typing import Any
+
+import numpy as np
+import pytest
+
+from shannon_otel import Anomaly, AnomalyDetector, AnomalyHook, DetectorConfig, Hook, Wave
+from shannon_otel._events import CallFinished, CallStarted, TaskFinished, WaveStarted
+from shannon_otel._telemetry import CallOutcome, Outcome, Severity
+from shannon_otel.anomaly import ERROR_RATE, LATENCY, RETRY_RATE, THROUGHPUT
+from shannon_otel.testing import FakeClock, run_virtual
+
+QUICK = DetectorConfig(min_history=5)
+STEP = 60.0
+
+
+def scalar(det: AnomalyDetector, names: list[str], block: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """``block`` fed one ``update`` at a time, column by column (NaN where it returns None)."""
+    out = np.full(block.shape, np.nan)
+    for j, t in enumerate(ts.tolist()):
+        for i, name in enumerate(names):
+            got = det.update(name, float(block[i, j]), t)
+            if got is not None:
+                out[i, j] = got
+    return out
+
+
+# ---------------------------------------------------------------------- bug: block-path error messages
+def test_a_refused_block_names_the_first_bad_item_not_the_whole_input() -> None:
+    """The message held repr() of the whole input: 37 MB for a list of a million datetimes."""
+    det: Any = AnomalyDetector()  # untyped: this passes what the annotations forbid on purpose
+    when = [dt.datetime(2026, 1, 1)] * 100_000
+    with pytest.raises(TypeError) as info:
+        det.update_series("s", [1.0] * len(when), when)
+    assert str(info.value) == ("times must be an array of real numbers, got datetime.datetime(2026, 1, 1, 0, 0) "
+                               "at index 0 of a list of length 100000")
+    with pytest.raises(TypeError, match=r"^values must be an array of real numbers, got None at index 1, 2 of a list"):
+        det.update_many(["a", "b"], [[1.0, 2.0, 3.0], [1.0, 2.0, None]], [0.0, 1.0, 2.0])
+    # numpy's datetimes and strings: refused by dtype, with what to do for datetimes
+    stamps = np.datetime64("2026-01-01T00:00:00") + np.arange(100_000) * np.timedelta64(1, "m")
+    with pytest.raises(TypeError) as info:
+        det.update_series("s", np.ones(len(stamps)), stamps)
+    assert str(info.value) == ("times must be an array of real numbers, got an array of dtype datetime64[s] and "
+                               "shape (100000,): convert them to seconds as floats first")
+    with pytest.raises(TypeError, match=r"^values must be an array of real numbers, got a list of length 3 \(an array"):
+        det.update_series("s", ["1", "2", "3"], [0.0, 1.0, 2.0])
+    assert det.stats.series == 0
+
+
+def test_an_int_beyond_any_float_in_a_block_is_refused_naming_the_parameter() -> None:
+    """repr() of a list holding an int over 4,300 digits raised "Exceeds the limit (4300 digits) for integer
+    string conversion" in place of the message, a ValueError that named no parameter."""
+    det = AnomalyDetector()
+    with pytest.raises(ValueError, match=r"^values must be real numbers within the range of a float, got an int of "
+                                         r"16610 bits at index 1 of a list of length 2$"):
+        det.update_series("s", [1, 10**5000], [0.0, 1.0])
+    with pytest.raises(ValueError, match=r"^times must be real numbers within the range of a float, got an int of "
+                                         r"16610 bits at index 0 of a list of length 1$"):
+        det.update_many(["s"], [[1.0]], [10**5000])
+    assert det.stats.series == 0
+
+
+def test_a_ragged_block_is_refused_naming_the_parameter() -> None:
+    """numpy's bare "setting an array element with a sequence..." came out, naming nothing."""
+    det = AnomalyDetector()
+    with pytest.raises(ValueError, match=r"^values must be a rectangular array of real numbers, got a list of len"):
+        det.update_many(["a", "b"], [[1.0, 2.0], [1.0]], [0.0, 1.0])
+    with pytest.raises(ValueError, match=r"^times must be a rectangular array"):
+        det.update_series("s", [1.0, 2.0], [[0.0, 1.0], [2.0]])
+    assert det.stats.series == 0
+
+
+def test_two_dimensional_times_are_blamed_not_the_values() -> None:
+    """The message said "values must have shape ... = (1, 300), got (1, 300)": the values were right."""
+    det = AnomalyDetector()
+    with pytest.raises(ValueError, match=r"^times must be 1-D, got shape \(1, 3\)$"):
+        det.update_series("s", [1.0, 2.0, 3.0], [[0.0, 1.0, 2.0]])
+    with pytest.raises(ValueError, match=r"^times must be 1-D, got shape \(\)$"):
+        det.update_many(["s"], [[1.0]], 0.0)
+    assert det.stats.series == 0
+
+
+@pytest.mark.parametrize("number", [np.complex128(1 + 2j), np.complex64(3 + 0j)], ids=["complex128", "complex64"])
+def test_numpy_complex_items_of_an_object_array_are_refused_like_python_complex(number: Any) -> None:
+    """They were scored by their real part with only a ComplexWarning (an error under this suite's filters);
+    a Python complex in the same place was refused (TypeError), as update() refuses one."""
+    det = AnomalyDetector()
+    values = np.array([1.0, number, 2.0], dtype=object)
+    refused = r"^values must be an array of real numbers, got np\.complex\d+\(.*\) at index 1 "
+    with pytest.raises(TypeError, match=refused):
+        det.update_series("s", values, [0.0, 1.0, 2.0])
+    with pytest.raises(TypeError, match=r"^times must be an array of real numbers, got np\.complex"):
+        det.update_series("s", [1.0, 2.0], np.array([0.0, number], dtype=object))
+    assert det.stats.series == 0
+
+
+# NOT FIXED (reported): numpy's own complex scalars convert to float with a ComplexWarning, dropping the
+# imaginary part, inside math.isfinite on update()'s hot path; refusing them there costs every call a type
+# check (~15 ns of ~5 us), and that path has no headroom to spare. The block paths refuse them (above).
+@pytest.mark.xfail(strict=True, raises=np.exceptions.ComplexWarning,
+                   reason="update() takes numpy complex scalars by their real part, with numpy's ComplexWarning")
+def test_update_refuses_a_numpy_complex_scalar_like_a_python_complex() -> None:
+    det = AnomalyDetector()
+    with pytest.raises(TypeError, match="value must be a real number"):
+        det.update("s", 1 + 2j, 0.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="value must be a real number"):
+        det.update("s", np.complex128(1 + 2j), 0.0)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------- bug: severity() of numpy values
+@pytest.mark.parametrize(
+    ("score", "error"),
+    [
+        (np.True_, ValueError),  # a Python True was refused already
+        (np.array([0.9]), TypeError),  # was critical: one score in an array is no number
+        (np.array([0.9, 0.1]), TypeError),  # was numpy's "truth value of an array ... is ambiguous"
+        (np.complex128(0.9), TypeError),  # was critical: numpy orders complex numbers; 0.9 + 0j refused
+    ],
+    ids=["np.bool_", "one-item-array", "array", "np.complex128"],
+)
+def test_severity_refuses_numpy_values_that_are_no_score(score: Any, error: type[Exception]) -> None:
+    with pytest.raises(error, match=r"^score must be a number in \[0, 1\], got "):
+        DetectorConfig().severity(score)
+
+
+def test_severity_takes_numpy_real_scores() -> None:
+    config: Any = DetectorConfig()
+    assert config.severity(np.float32(0.9)) is Severity.CRITICAL
+    assert config.severity(np.array(0.6)) is Severity.WARNING  # a 0-d array goes through float() elsewhere too
+    assert config.severity(np.int8(1)) is Severity.CRITICAL
+    assert config.severity(np.float64(0.1)) is None
+
+
+# ---------------------------------------------------------------------- checked: dtypes, views, the caller's arrays
+def _noise(n: int = 300, seed: int = 0) -> np.ndarray:
+    xs = np.random.default_rng(seed).normal(10.0, 1.0, n)
+    xs[200] = 40.0
+    return xs
+
+
+@pytest.mark.parametrize("engine", ["numpy", "numba"])
+def test_equivalent_inputs_give_the_same_scores_and_the_callers_arrays_are_left_alone(engine: str) -> None:
+    xs, ts = _noise(), np.arange(300) * STEP
+
+    def run(values: Any, times: Any = ts) -> np.ndarray:
+        return AnomalyDetector(QUICK, engine=engine).update_series("s", values, times)
+
+    expected = run(xs)
+    wide = np.repeat(xs, 2)
+    frozen = xs.copy()
+    frozen.flags.writeable = False
+    for same in (wide[::2], frozen, xs.tolist(), xs.astype(object), xs.astype(np.longdouble)):
+        assert np.array_equal(run(same), expected, equal_nan=True)
+    assert np.array_equal(run(xs, ts.astype(np.int64)), expected, equal_nan=True)  # int seconds
+    assert np.array_equal(run(xs, ts[::-1]), run(xs, ts[::-1].copy()), equal_nan=True)  # backwards times too
+    # a float32 series is its float64 values: the same scores as those, and close to the unrounded ones
+    single = xs.astype(np.float32)
+    assert np.array_equal(run(single), run(single.astype(np.float64)), equal_nan=True)
+    assert np.nanmax(np.abs(run(single) - expected)) < 1e-5
+    counts = np.round(xs * 10).astype(np.int64)
+    for dtype in (np.int8, np.int16, np.uint8, np.uint64):
+        info = np.iinfo(dtype)
+        cast = np.clip(counts, info.min, info.max).astype(dtype)
+        assert np.array_equal(run(cast), run(cast.astype(np.float64)), equal_nan=True), dtype
+    # the caller's arrays, also those with NaN rows and values beyond the clamp, come back untouched
+    block = np.stack([xs, xs.copy(), np.full(300, np.nan)])
+    block[1, [5, 6]] = [1e308, -1e308]
+    times = np.random.default_rng(1).permutation(300) * STEP
+    block0, times0 = block.copy(), times.copy()
+    AnomalyDetector(QUICK, engine=engine).update_many(["a", "b", "c"], block, times)
+    det = AnomalyDetector(QUICK, engine=engine)
+    for j in range(300):
+        det.update_many(["a", "b", "c"], block[:, j : j + 1], times[j : j + 1])
+    assert np.array_equal(block, block0, equal_nan=True) and np.array_equal(times, times0)
+
+
+def test_empty_and_one_sample_blocks() -> None:
+    det = AnomalyDetector(QUICK)
+    assert det.update_series("s", [], []).shape == (0,)
+    assert det.update_many([], np.zeros((0, 4)), np.arange(4.0)).shape == (0, 4)
+    assert det.stats.series == 0  # no sample: no series
+    one = det.update_series("s", [1.0], [0.0])
+    assert one.shape == (1,) and np.isnan(one[0])  # warming up
+    with pytest.raises(ValueError, match=r"^values must be 1-D, got shape \(\)$"):
+        det.update_series("s", np.float64(1.0), np.float64(0.0))
+
+
+# ---------------------------------------------------------------------- checked: engines on odd series
+def _odd_block(n: int) -> tuple[list[str], np.ndarray]:
+    rng = np.random.default_rng(3)
+    rows = {
+        "constant-then-step": np.r_[np.full(n - 100, 5.0), np.full(100, 6.0)],
+        "zero-and-huge": np.resize([0.0, 1e300], n),
+        "denormals": np.resize([1e-310, 2e-310, 0.0], n),
+        "denormal-noise": rng.normal(0.0, 1.0, n) * 1e-310,
+        "near-the-limits": np.resize([1e308, -1e308, 1.7e308, -1.7e308], n),
+        "the-limit-then-noise": np.r_[[1.79e308], rng.normal(0.0, 1.0, n - 1)],
+        "leading-nan": np.r_[np.full(n // 2, np.nan), rng.normal(10.0, 1.0, n - n // 2)],
+        "leading-inf": np.r_[np.full(50, np.inf), np.full(50, -np.inf), rng.normal(10.0, 1.0, n - 100)],
+        "signed-zeros": np.resize([0.0, -0.0], n),
+        "quarters-on-1e15": 1e15 + np.arange(n) * 0.25,
+        "step-beyond-the-clamp": np.r_[rng.normal(0.0, 1.0, n // 2), rng.normal(0.0, 1.0, n - n // 2) + 1e250],
+    }
+    return list(rows), np.stack(list(rows.values()))
+
+
+@pytest.mark.parametrize("config", [QUICK, DetectorConfig(min_history=5, noise_floor=0.0, range_rate=0.0),
+                                    DetectorConfig(buckets=1, min_history=5, level=6, level_sides=1, average=20)],
+                         ids=["default", "no-floor", "level-window"])
+@pytest.mark.parametrize("times", ["sorted", "shuffled", "epoch-quarter-seconds", "all-equal"])
+def test_every_path_and_chunking_agrees_on_odd_series(config: DetectorConfig, times: str) -> None:
+    n = 400
+    names, block = _odd_block(n)
+    ts = {"sorted": np.arange(n) * STEP, "shuffled": np.random.default_rng(4).permutation(n) * 97.0,
+          "epoch-quarter-seconds": 1.7e9 + np.arange(n) * 0.25, "all-equal": np.zeros(n)}[times]
+    streamed = AnomalyDetector(config)
+    one = scalar(streamed, names, block, ts)
+    assert ((one[~np.isnan(one)] >= 0.0) & (one[~np.isnan(one)] <= 1.0)).all()
+    for engine in ("numpy", "numba"):
+        paths: dict[str, np.ndarray] = {
+            "block": AnomalyDetector(config, engine=engine).update_many(names, block, ts),
+            "series": np.stack([AnomalyDetector(config, engine=engine).update_series(name, block[i], ts)
+                                for i, name in enumerate(names)]),
+        }
+        for k in (1, 7, 150):
+            det = AnomalyDetector(config, engine=engine)
+            paths[f"chunks of {k}"] = np.concatenate([det.update_many(names, block[:, j : j + k], ts[j : j + k])
+                                                      for j in range(0, n, k)], axis=1)
+            assert det.stats == streamed.stats and det.series() == streamed.series()  # NaN/inf counted alike
+        for path, got in paths.items():
+            assert np.array_equal(np.isnan(got), np.isnan(one)), (engine, path)
+            assert np.nanmax(np.abs(got - one)) < 1e-6, (engine, path)
+    assert one[0, n - 100] == 1.0  # the step out of a constant run is beyond the range seen
+
+
+# ---------------------------------------------------------------------- bug: cancelled tasks and calls in the hook
+EVERY_TICK = DetectorConfig(buckets=1, min_history=1, warning=1e-9, critical=1e-9)  # each scored tick is an event
+
+
+def test_a_cancelled_task_counts_in_no_signal_of_its_tick() -> None:
+    """A cancelled task's duration (cut short by the cancellation) went into the tick's mean latency, the task
+    into its throughput and the denominator of its error rate."""
+    clock, seen = FakeClock(1_000_000.0), list[Anomaly]()
+    hook = AnomalyHook(EVERY_TICK, on_anomaly=seen.append, tick_s=1.0, clock=clock, min_tick_tasks=8)
+    obs = hook.wave_started(WaveStarted("w", None, None, clock()))
+    assert obs is not None
+    for i in range(16):  # one tick: 8 tasks of 0.1 s (one failed) and 8 cancelled after 1 ms
+        clock.advance(1 / 16)
+        cancelled = i % 2 == 0
+        outcome = Outcome.CANCELLATION if cancelled else Outcome.FAILURE if i == 1 else Outcome.SUCCESS
+        obs.task_finished(None, TaskFinished(wave="w", index=i, name="t", outcome=outcome,
+                                             duration_s=0.001 if cancelled else 0.1))
+    assert {a.signal: a.value for a in seen} == {LATENCY: pytest.approx(0.1), ERROR_RATE: 1 / 8, THROUGHPUT: 8.0}
+
+
+def test_a_cancelled_call_counts_in_no_retry_rate() -> None:
+    clock, seen = FakeClock(1_000_000.0), list[Anomaly]()
+    hook = AnomalyHook(EVERY_TICK, on_anomaly=seen.append, tick_s=1.0, clock=clock, min_tick_tasks=8)
+    for i in range(16):
+        obs = hook.call_started(CallStarted("fetch", "retry"))
+        assert obs is not None
+        clock.advance(1 / 16)
+        cancelled = i % 2 == 0  # the last call (a finished one) closes the tick
+        obs.call_finished(CallFinished("fetch", CallOutcome.CANCELLATION if cancelled else CallOutcome.SUCCESS,
+                                       1 if cancelled else 3, 0.01))
+    assert [(a.signal, a.value) for a in seen] == [(RETRY_RATE, 2.0)]  # 2 retries per finished call, not 1
+
+
+class _Listener(Hook):
+    def __init__(self) -> None:
+        self.events: list[Anomaly] = []
+
+    def anomaly(self, event: Anomaly) -> None:
+        self.events.append(event)
+
+
+def test_runs_cancelled_by_their_caller_read_as_no_faster_and_no_busier_service() -> None:
+    """A wave whose caller cancels it 50 ms in, 30 runs in a row: with the cancelled tasks counted, those ticks
+    read as latency halved (0.055 s) and throughput doubled (70.8 tasks/s, a critical anomaly) of a service that
+    did not change. Now they are no samples: latency is of finished tasks only. (The tick holding the time those
+    runs were active finished few tasks in it, and reads a critical fall of throughput: that one is true.)"""
+    listener, rng = _Listener(), random.Random(5)
+
+    async def work(i: int, seconds: float) -> int:
+        await asyncio.sleep(seconds)
+        return i
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        hook = AnomalyHook(tick_s=1.0, clock=loop.time)
+        for run in range(200):
+            wave: Wave[int] = Wave("w", max_concurrency=4, hooks=[hook, listener], clock=loop.time, instrument=False)
+            started = asyncio.ensure_future(wave.run([functools.partial(work, i, rng.lognormvariate(-2.3, 0.3))
+                                                      for i in range(16)]))
+            cancelled = 150 <= run < 180
+            if cancelled:  # the caller gives up 50 ms in: the four running tasks are cancelled
+                await asyncio.sleep(0.05)
+                started.cancel()
+            try:
+                await started
+            except asyncio.CancelledError:
+                assert cancelled
+
+    run_virtual(main())
+    latency = [e for e in listener.events if e.signal == LATENCY]
+    assert len(latency) > 40  # scored well past the warm-up
+    assert [e for e in latency if e.severity is not None] == []
+    assert min(e.value for e in latency) > 0.08  # the finished tasks' mean (~0.1 s), never ~0.05
+    healthy_max = max(e.value for e in listener.events if e.signal == THROUGHPUT and e.time < 60.0)
+    assert [e for e in listener.events if e.signal == THROUGHPUT and e.severity and e.value > healthy_max] == []
