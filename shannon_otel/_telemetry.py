@@ -101,6 +101,9 @@ class CallOutcome(_Named):
 
 
 class BreakerState(_Named):
+    """A circuit breaker's state (``shannon.breaker.state``): closed lets calls through, open rejects them,
+    half_open lets probes through."""
+
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"

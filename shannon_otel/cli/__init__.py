@@ -180,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--export-timeout", type=_seconds_upto(3600), default=3.0, metavar="SECONDS",
                       help="timeout of one OTLP export (default 3)")
     demo.add_argument("--metric-interval", type=_seconds_upto(86400), default=None, metavar="SECONDS",
-                      help="OTLP metric export interval (default: $OTEL_METRIC_EXPORT_INTERVAL, else 10)")
+                      help="OTLP metric export interval (default: $OTEL_METRIC_EXPORT_INTERVAL, which is in "
+                      "milliseconds, else 10 s)")
     demo.add_argument("--prometheus-port", type=_port, default=None, metavar="PORT",
                       help="serve metrics for scraping at http://127.0.0.1:PORT/metrics (0: any free port)")
     demo.add_argument("--service-name", metavar="NAME", type=_name,
