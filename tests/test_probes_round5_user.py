@@ -167,3 +167,15 @@ def test_every_public_class_has_its_own_docstring() -> None:
             and not (vars(obj).get("__doc__") or "").strip()]
     assert bare == []
 
+
+
+def test_a_bad_prometheus_url_is_shown_an_example_of_prometheus_not_of_otlp(capsys: pytest.CaptureFixture[str]) -> None:
+    """`check --prometheus notaurl` answered "expected a URL like http://127.0.0.1:4317", the OTLP port: a
+    user copying it would point the Prometheus check at the collector's OTLP receiver."""
+    from shannon_otel.cli import build_parser
+
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["check", "--prometheus", "notaurl"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --prometheus: expected a URL like http://127.0.0.1:9090 " in err, err

@@ -114,9 +114,10 @@ def _port(text: str) -> int:
     return value
 
 
-def endpoint_url(text: str) -> str:
+def endpoint_url(text: str, example: str = "http://127.0.0.1:4317") -> str:
     """``http(s)://host[:port][/path]``, or a bare ``host:port`` (gets ``http://``). ArgumentTypeError
-    otherwise: a bare word such as ``notaurl`` is a typo far more often than a host on port 80."""
+    otherwise, showing ``example``: a bare word such as ``notaurl`` is a typo far more often than a host on
+    port 80."""
     bare = "://" not in text
     url = f"http://{text}" if bare else text
     try:
@@ -126,10 +127,15 @@ def endpoint_url(text: str) -> str:
         parts, port = urlsplit(""), None
     if parts.scheme not in ("http", "https") or not parts.hostname or (bare and port is None):
         raise argparse.ArgumentTypeError(
-            f"expected a URL like http://127.0.0.1:4317 (scheme http or https, a host, an optional port; "
+            f"expected a URL like {example} (scheme http or https, a host, an optional port; "
             f"without a scheme, host:port), got {text!r}"
         )
     return url.rstrip("/")
+
+
+def _prometheus_url(text: str) -> str:
+    """``check --prometheus``: as :func:`endpoint_url`, its error showing Prometheus' port, not OTLP's."""
+    return endpoint_url(text, "http://127.0.0.1:9090")
 
 
 def _protocol(text: str) -> str:
@@ -223,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="default: $OTEL_EXPORTER_OTLP_ENDPOINT, else http://127.0.0.1:4317")
     check.add_argument("--otlp-protocol", type=_protocol, default=None, metavar="{grpc,http/protobuf}",
                        help="OTLP transport (default: $OTEL_EXPORTER_OTLP_PROTOCOL, else grpc)")
-    check.add_argument("--prometheus", type=endpoint_url, default=None, metavar="URL",
+    check.add_argument("--prometheus", type=_prometheus_url, default=None, metavar="URL",
                        help="Prometheus base URL (default http://127.0.0.1:9090)")
     skip = check.add_mutually_exclusive_group()  # skipping both would check nothing and still exit 0
     skip.add_argument("--skip-otlp", action="store_true", help="only check Prometheus")
