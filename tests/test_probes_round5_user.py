@@ -179,3 +179,20 @@ def test_a_bad_prometheus_url_is_shown_an_example_of_prometheus_not_of_otlp(caps
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "argument --prometheus: expected a URL like http://127.0.0.1:9090 " in err, err
+
+
+def test_the_readmes_no_server_recipe_prints_the_quick_starts_spans(tmp_path: Path) -> None:
+    """A first run of the quick start without a collector printed only export errors and a shutdown warning
+    after 3 s, and the README said nothing of it; the recipe it now gives shows the spans, with no error."""
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    recipe = re.search(r"`((?:OTEL_\w+=\w+ )+)python3 app\.py`", readme)
+    assert recipe is not None
+    script = tmp_path / "app.py"
+    script.write_text(_section_block("README.md", "## Quick start"), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update(dict(pair.split("=") for pair in recipe.group(1).split()), PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert '"name": "wave ask-all"' in done.stdout and done.stdout.count('"name": "task ask-all"') == 3
+    assert done.stderr == ""
