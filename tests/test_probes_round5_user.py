@@ -196,3 +196,36 @@ def test_the_readmes_no_server_recipe_prints_the_quick_starts_spans(tmp_path: Pa
     assert done.returncode == 0, done.stderr
     assert '"name": "wave ask-all"' in done.stdout and done.stdout.count('"name": "task ask-all"') == 3
     assert done.stderr == ""
+
+
+def test_the_wave_spans_error_description_tells_timeouts_from_failures() -> None:
+    """Jaeger showed a wave whose tasks were 2 failed and 1 timed out as "3 of 7 tasks failed", next to its
+    own shannon.wave.tasks.failure=2 / .timeout=1 attributes."""
+    import asyncio
+
+    from shannon_otel import Wave
+    from shannon_otel.testing import InMemoryTelemetry, run_virtual
+
+    tel = InMemoryTelemetry()
+
+    async def ok() -> None:
+        return None
+
+    async def bad() -> None:
+        raise ValueError("boom")
+
+    async def slow() -> None:
+        await asyncio.sleep(10)
+
+    async def main() -> None:
+        for name, tasks in (("mixed", [ok, bad, bad, slow]), ("failed", [ok, bad]), ("slow", [ok, slow, slow])):
+            await Wave[None](name, task_timeout=1, **tel.providers).run(tasks)
+
+    run_virtual(main())
+    described = {}
+    for name in ("mixed", "failed", "slow"):
+        span = tel.span(f"wave {name}")
+        assert span.attributes is not None
+        described[name] = span.status.description
+    assert described == {"mixed": "2 of 4 tasks failed, 1 timed out", "failed": "1 of 2 tasks failed",
+                         "slow": "2 of 3 tasks timed out"}
