@@ -229,3 +229,31 @@ def test_the_wave_spans_error_description_tells_timeouts_from_failures() -> None
         described[name] = span.status.description
     assert described == {"mixed": "2 of 4 tasks failed, 1 timed out", "failed": "1 of 2 tasks failed",
                          "slow": "2 of 3 tasks timed out"}
+
+
+def test_the_scope_the_docs_name_is_the_one_every_span_and_metric_has() -> None:
+    """docs/architecture.md put the task histograms in "the `shannon-otel` scope"; every instrument and span
+    of the library is in `shannon_otel` (`otel_scope_name="shannon_otel"` on every Prometheus series)."""
+    import asyncio
+
+    from shannon_otel import Retry, Wave
+    from shannon_otel._telemetry import SCOPE_NAME
+    from shannon_otel.testing import InMemoryTelemetry, run_virtual
+
+    tel = InMemoryTelemetry()
+
+    async def ok() -> int:
+        await asyncio.sleep(0)
+        return 1
+
+    async def main() -> None:
+        await Wave[int]("w", policy=Retry(), **tel.providers).run([ok])
+
+    run_virtual(main())
+    assert {s.instrumentation_scope.name for s in tel.spans() if s.instrumentation_scope} == {SCOPE_NAME}
+    data = tel.metric_reader.get_metrics_data()
+    assert data is not None
+    assert {sm.scope.name for rm in data.resource_metrics for sm in rm.scope_metrics} == {SCOPE_NAME}
+    text = " ".join((ROOT / "docs" / "architecture.md").read_text(encoding="utf-8").split())
+    named = set(re.findall(r"`([\w-]+)` (?:instrumentation )?scope\b", text))
+    assert named == {SCOPE_NAME}, named
