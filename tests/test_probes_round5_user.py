@@ -257,3 +257,23 @@ def test_the_scope_the_docs_name_is_the_one_every_span_and_metric_has() -> None:
     text = " ".join((ROOT / "docs" / "architecture.md").read_text(encoding="utf-8").split())
     named = set(re.findall(r"`([\w-]+)` (?:instrumentation )?scope\b", text))
     assert named == {SCOPE_NAME}, named
+
+
+def test_the_readme_says_the_stack_scrapes_the_demo_only_if_it_does(tmp_path: Path) -> None:
+    """README: after `scripts/stack start`, `demo --prometheus-port 9464  # or let Prometheus scrape the
+    demo`; the stack's Prometheus scrapes the collector only, so a user saw no demo series at all."""
+    env = {**os.environ, "SHANNON_STACK_DIR": str(tmp_path)}
+    config = subprocess.run([str(ROOT / "scripts" / "stack"), "prometheus-config"], env=env, capture_output=True,
+                            text=True, timeout=120, check=True).stdout
+    config = "\n".join(line.split("#", 1)[0] for line in config.splitlines())  # its commented-out jobs scrape nothing
+    lines = [line for line in (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+             if line.startswith("shannon-otel demo") and "--prometheus-port" in line]
+    assert lines
+    for line in lines:
+        port = re.search(r"--prometheus-port (\d+)", line)
+        assert port is not None
+        if re.search(r"#.*\bPrometheus scrape", line):  # a promise that the stack scrapes it
+            assert f":{port.group(1)}" in config, line
+        else:
+            assert "The stack's Prometheus scrapes the collector only" in (ROOT / "README.md").read_text(
+                encoding="utf-8")
