@@ -277,3 +277,41 @@ def test_the_readme_says_the_stack_scrapes_the_demo_only_if_it_does(tmp_path: Pa
         else:
             assert "The stack's Prometheus scrapes the collector only" in (ROOT / "README.md").read_text(
                 encoding="utf-8")
+
+
+def test_a_task_of_millions_of_tokens_lands_in_a_finite_bucket_as_the_genai_advice_has_it() -> None:
+    """TOKEN_BUCKETS claimed the GenAI conventions' advice but stopped at 4194304 of its 14 boundaries: a
+    task summing 5M tokens (an agent's many long-context calls) fell in +Inf, and every quantile above it
+    read 4194304."""
+    from shannon_otel import Wave, record_tokens
+    from shannon_otel._telemetry import TOKEN_BUCKETS
+    from shannon_otel.testing import InMemoryTelemetry, run_virtual
+
+    assert tuple(float(4**k) for k in range(14)) == TOKEN_BUCKETS  # 1, 4, 16, ... 67108864
+
+    async def agent() -> None:
+        record_tokens(input=5_000_000, output=20_000_000)
+
+    async def main(tel: InMemoryTelemetry) -> None:
+        await Wave[None]("agents", **tel.providers).run([agent])
+
+    for bridged in (True, False):
+        tel = InMemoryTelemetry(bridged=bridged)
+        run_virtual(main(tel))
+        for token_type, bound in (("input", 16777216.0), ("output", 67108864.0)):
+            point = tel.point("shannon.task.tokens", shannon_token_type=token_type)
+            assert point.bucket_counts[-1] == 0, (bridged, token_type)  # nothing overflowed
+            assert point.bucket_counts[list(point.explicit_bounds).index(bound)] == 1
+
+
+def test_the_docs_metric_table_writes_bucket_boundaries_as_the_contract_has_them() -> None:
+    """The generated table wrote 4194304 as "4.1943e+06" (`:g`), i.e. 4194300: another boundary."""
+    from shannon_otel._telemetry import METRICS
+
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    for spec in METRICS:
+        if spec.buckets:
+            row = next(line for line in text.splitlines() if line.startswith(f"| `{spec.name}` |"))
+            written = re.search(r"Buckets: ([^|]*)\.", row)
+            assert written is not None
+            assert tuple(float(b) for b in written.group(1).split(", ")) == spec.buckets, spec.name
