@@ -315,3 +315,24 @@ def test_the_docs_metric_table_writes_bucket_boundaries_as_the_contract_has_them
             written = re.search(r"Buckets: ([^|]*)\.", row)
             assert written is not None
             assert tuple(float(b) for b in written.group(1).split(", ")) == spec.buckets, spec.name
+
+
+def test_every_flag_whose_default_comes_from_a_variable_says_so_in_its_help(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--service-name NAME ... (default shannon-otel-demo)` while OTEL_SERVICE_NAME=checkout made it
+    `checkout`: the help named a default the command did not use."""
+    from shannon_otel.cli import build_parser, main
+
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "checkout")
+    assert build_parser().parse_args(["demo"]).service_name == "checkout"
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    text = text[text.index("options:"):]
+    for flag, variable in (("--service-name", "OTEL_SERVICE_NAME"), ("--otlp-endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+                           ("--otlp-protocol", "OTEL_EXPORTER_OTLP_PROTOCOL"),
+                           ("--metric-interval", "OTEL_METRIC_EXPORT_INTERVAL")):
+        help_text = text[text.index(f"{flag} "):]
+        help_text = help_text[:help_text.index(" --", 3)]
+        assert f"(default: ${variable}" in help_text, (flag, help_text)

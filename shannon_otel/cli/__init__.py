@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="serve metrics for scraping at http://127.0.0.1:PORT/metrics (0: any free port)")
     demo.add_argument("--service-name", metavar="NAME", type=_name,
                       default=_env("OTEL_SERVICE_NAME") or "shannon-otel-demo",
-                      help="service.name of the telemetry (default shannon-otel-demo)")
+                      help="service.name of the telemetry (default: $OTEL_SERVICE_NAME, else shannon-otel-demo)")
     demo.add_argument("--plain", action="store_true", help="plain line output even on a terminal")
     demo.add_argument("--verbose", "-v", action="store_true",
                       help="also print the library's log records: retries, breaker changes, fallbacks, ...")
