@@ -336,3 +336,18 @@ def test_every_flag_whose_default_comes_from_a_variable_says_so_in_its_help(
         help_text = text[text.index(f"{flag} "):]
         help_text = help_text[:help_text.index(" --", 3)]
         assert f"(default: ${variable}" in help_text, (flag, help_text)
+
+
+def test_the_import_steps_match_what_grafanas_import_of_the_models_asks() -> None:
+    """docs/stack.md said to "choose that Prometheus datasource" when importing; the models declare no
+    `__inputs`, so Grafana's import asks nothing: the datasource is each dashboard's *Prometheus* variable."""
+    import json
+
+    steps = " ".join((ROOT / "docs" / "stack.md").read_text(encoding="utf-8").split())
+    for path in sorted((ROOT / "dashboards").glob("*.json")):
+        model = json.loads(path.read_text(encoding="utf-8"))
+        variable = model["templating"]["list"][0]
+        assert (variable["type"], variable["query"], variable["label"]) == ("datasource", "prometheus", "Prometheus")
+        if "__inputs" not in model:
+            assert "choose that Prometheus datasource" not in steps
+            assert "the import asks for nothing" in steps
