@@ -351,3 +351,22 @@ def test_the_import_steps_match_what_grafanas_import_of_the_models_asks() -> Non
         if "__inputs" not in model:
             assert "choose that Prometheus datasource" not in steps
             assert "the import asks for nothing" in steps
+
+
+def test_check_over_otlp_http_defaults_to_the_http_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`check --otlp-protocol http/protobuf` without an endpoint posted to http://127.0.0.1:4317, the gRPC
+    port, and failed against a healthy collector; the specification's OTLP/HTTP default is port 4318."""
+    from shannon_otel.cli import _check, main
+
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_PROTOCOL", raising=False)
+    checked: list[tuple[str, str]] = []
+
+    def check_otlp(endpoint: str, protocol: str, timeout_s: float) -> tuple[bool, str]:
+        checked.append((protocol, endpoint))
+        return True, "accepted"
+
+    monkeypatch.setattr(_check, "check_otlp", check_otlp)
+    assert main(["check", "--skip-prometheus", "--otlp-protocol", "http/protobuf"]) == 0
+    assert main(["check", "--skip-prometheus"]) == 0
+    assert checked == [("http", "http://127.0.0.1:4318"), ("grpc", "http://127.0.0.1:4317")]

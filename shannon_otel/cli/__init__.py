@@ -226,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
         "target answered, 1 otherwise.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     check.add_argument("--otlp-endpoint", type=endpoint_url, default=None, metavar="URL",
-                       help="default: $OTEL_EXPORTER_OTLP_ENDPOINT, else http://127.0.0.1:4317")
+                       help="default: $OTEL_EXPORTER_OTLP_ENDPOINT, else http://127.0.0.1:4317 (grpc) or "
+                       "http://127.0.0.1:4318 (http/protobuf)")
     check.add_argument("--otlp-protocol", type=_protocol, default=None, metavar="{grpc,http/protobuf}",
                        help="OTLP transport (default: $OTEL_EXPORTER_OTLP_PROTOCOL, else grpc)")
     check.add_argument("--prometheus", type=_prometheus_url, default=None, metavar="URL",
