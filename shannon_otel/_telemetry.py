@@ -101,6 +101,9 @@ class CallOutcome(_Named):
 
 
 class BreakerState(_Named):
+    """A circuit breaker's state (``shannon.breaker.state``): closed lets calls through, open rejects them,
+    half_open lets probes through."""
+
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
@@ -150,7 +153,7 @@ LOGGER_DEGRADE: Final = "shannon_otel.degrade"
 LOGGER_SAGA: Final = "shannon_otel.saga"
 LOGGER_ANOMALY: Final = "shannon_otel.anomaly"
 LOGGER_HOOKS: Final = "shannon_otel"  # hook errors (the executor's guarded hook calls)
-LOG_EVENT_NAME: Final = "event.name"  # OTel semantic conventions
+LOG_EVENT_NAME: Final = "event.name"  # a `logging` extra; semconv now deprecates the attribute (docs/logging.md)
 LOG_EVENT_REJECTED: Final = "shannon.call.rejected"
 LOG_EVENT_OPENED: Final = "shannon.breaker.opened"
 LOG_EVENT_HALF_OPENED: Final = "shannon.breaker.half_opened"
@@ -175,9 +178,11 @@ DURATION_BUCKETS_S: Final = (
 )
 WAVE_DURATION_BUCKETS_S: Final = (0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 ATTEMPT_BUCKETS: Final = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0)
-# The GenAI semantic conventions' bucket advice for token counts.
+# The GenAI semantic conventions' bucket advice for token counts (gen_ai.client.token.usage), all 14 of it:
+# a task sums many model calls, so one past 4194304 tokens is no rarity (its quantiles read 4194304 without these).
 TOKEN_BUCKETS: Final = (
-    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0,
+    67108864.0,
 )
 
 # The OTLP -> Prometheus unit translation of the collector's exporter (UCUM units to Prometheus base-unit

@@ -162,7 +162,7 @@ def test_every_default_endpoint_and_bind_address_is_loopback() -> None:
     from shannon_otel.cli import _check
 
     assert inspect.signature(so.MetricsServer).parameters["host"].default == "127.0.0.1"
-    assert _check.DEFAULT_OTLP.startswith("http://127.0.0.1:")
+    assert all(url.startswith("http://127.0.0.1:") for url in _check.DEFAULT_OTLP.values())
     assert _check.DEFAULT_PROMETHEUS.startswith("http://127.0.0.1:")
     # No wildcard bind address anywhere in the package (string constants only, comments aside).
     root = Path(so.__file__).parent

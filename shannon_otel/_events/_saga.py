@@ -32,6 +32,8 @@ class SagaFinished:
 
 
 class SagaObserver:
+    """Per-saga observer. Override what you need; every method is a no-op here."""
+
     __slots__ = ()
 
     def step_started(self, step: str) -> Any:

@@ -382,7 +382,18 @@ class _WaveTelemetry(WaveObserver):
             if report.failed or report.outcome is Outcome.FAILURE:
                 # A cancelled wave whose tasks failed before it was cancelled is ERROR too (its outcome
                 # stays `cancellation`). No task failed, yet the wave did: it raised (its lazy input did).
-                reason = f"{report.failed} of {report.total} tasks failed" if report.failed else "the wave raised"
-                span.set_status(Status(StatusCode.ERROR, reason))
+                span.set_status(Status(StatusCode.ERROR, _failed_reason(report)))
         finally:
             span.end()
+
+
+def _failed_reason(report: WaveReport) -> str:
+    """The wave span's ERROR description, as its ``shannon.wave.tasks.*`` counts say it: "2 of 7 tasks failed,
+    1 timed out" (a timeout is not called a failure there, nor in the report's counts)."""
+    failed, timed_out = report.counts.get(Outcome.FAILURE, 0), report.counts.get(Outcome.TIMEOUT, 0)
+    if not failed and not timed_out:
+        return "the wave raised"
+    parts = [f"{failed} of {report.total} tasks failed"] if failed else []
+    if timed_out:
+        parts.append(f"{timed_out} timed out" if failed else f"{timed_out} of {report.total} tasks timed out")
+    return ", ".join(parts)

@@ -28,7 +28,8 @@ STALL_AFTER = "15m"
 # (long window, short window, burn-rate factor, severity): the SRE workbook's multiwindow pairs for a
 # 30-day budget: 2% of it spent in 1h pages, 5% in 6h opens a ticket.
 BURN_WINDOWS = (("1h", "5m", 14.4, "critical"), ("6h", "30m", 6.0, "warning"))
-_DURATION = re.compile(r"^[1-9][0-9]*[smhd]$")
+# Prometheus' duration syntax (units largest first, each at most once: 1h30m, 1w, 90s); > 0 checked apart.
+_DURATION = re.compile(r"^(?:[0-9]+y)?(?:[0-9]+w)?(?:[0-9]+d)?(?:[0-9]+h)?(?:[0-9]+m)?(?:[0-9]+s)?(?:[0-9]+ms)?$")
 
 Rule = dict[str, Any]
 
@@ -287,8 +288,8 @@ def _check(slo_target: float, stall_after: str, per_wave: dict[str, str]) -> Non
     if not 0 < slo_target < 1:
         raise ValueError(f"slo_target must be in (0, 1), got {slo_target!r}")
     for what, value in (("stall_after", stall_after), *((f"stall_after_wave[{k!r}]", v) for k, v in per_wave.items())):
-        if not _DURATION.match(value):
-            raise ValueError(f"{what} must be a Prometheus duration like 15m or 2h, got {value!r}")
+        if not (value and _DURATION.match(value) and re.search("[1-9]", value)):
+            raise ValueError(f"{what} must be a Prometheus duration > 0 such as 15m, 2h or 1h30m, got {value!r}")
 
 
 def alert_rules(*, jaeger_url: str = JAEGER_URL, runbook_url: str = RUNBOOK_URL, slo_target: float = SLO_TARGET,

@@ -114,9 +114,10 @@ def _port(text: str) -> int:
     return value
 
 
-def endpoint_url(text: str) -> str:
+def endpoint_url(text: str, example: str = "http://127.0.0.1:4317") -> str:
     """``http(s)://host[:port][/path]``, or a bare ``host:port`` (gets ``http://``). ArgumentTypeError
-    otherwise: a bare word such as ``notaurl`` is a typo far more often than a host on port 80."""
+    otherwise, showing ``example``: a bare word such as ``notaurl`` is a typo far more often than a host on
+    port 80."""
     bare = "://" not in text
     url = f"http://{text}" if bare else text
     try:
@@ -126,10 +127,15 @@ def endpoint_url(text: str) -> str:
         parts, port = urlsplit(""), None
     if parts.scheme not in ("http", "https") or not parts.hostname or (bare and port is None):
         raise argparse.ArgumentTypeError(
-            f"expected a URL like http://127.0.0.1:4317 (scheme http or https, a host, an optional port; "
+            f"expected a URL like {example} (scheme http or https, a host, an optional port; "
             f"without a scheme, host:port), got {text!r}"
         )
     return url.rstrip("/")
+
+
+def _prometheus_url(text: str) -> str:
+    """``check --prometheus``: as :func:`endpoint_url`, its error showing Prometheus' port, not OTLP's."""
+    return endpoint_url(text, "http://127.0.0.1:9090")
 
 
 def _protocol(text: str) -> str:
@@ -180,12 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--export-timeout", type=_seconds_upto(3600), default=3.0, metavar="SECONDS",
                       help="timeout of one OTLP export (default 3)")
     demo.add_argument("--metric-interval", type=_seconds_upto(86400), default=None, metavar="SECONDS",
-                      help="OTLP metric export interval (default: $OTEL_METRIC_EXPORT_INTERVAL, else 10)")
+                      help="OTLP metric export interval (default: $OTEL_METRIC_EXPORT_INTERVAL, which is in "
+                      "milliseconds, else 10 s)")
     demo.add_argument("--prometheus-port", type=_port, default=None, metavar="PORT",
                       help="serve metrics for scraping at http://127.0.0.1:PORT/metrics (0: any free port)")
     demo.add_argument("--service-name", metavar="NAME", type=_name,
                       default=_env("OTEL_SERVICE_NAME") or "shannon-otel-demo",
-                      help="service.name of the telemetry (default shannon-otel-demo)")
+                      help="service.name of the telemetry (default: $OTEL_SERVICE_NAME, else shannon-otel-demo)")
     demo.add_argument("--plain", action="store_true", help="plain line output even on a terminal")
     demo.add_argument("--verbose", "-v", action="store_true",
                       help="also print the library's log records: retries, breaker changes, fallbacks, ...")
@@ -219,10 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
         "target answered, 1 otherwise.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     check.add_argument("--otlp-endpoint", type=endpoint_url, default=None, metavar="URL",
-                       help="default: $OTEL_EXPORTER_OTLP_ENDPOINT, else http://127.0.0.1:4317")
+                       help="default: $OTEL_EXPORTER_OTLP_ENDPOINT, else http://127.0.0.1:4317 (grpc) or "
+                       "http://127.0.0.1:4318 (http/protobuf)")
     check.add_argument("--otlp-protocol", type=_protocol, default=None, metavar="{grpc,http/protobuf}",
                        help="OTLP transport (default: $OTEL_EXPORTER_OTLP_PROTOCOL, else grpc)")
-    check.add_argument("--prometheus", type=endpoint_url, default=None, metavar="URL",
+    check.add_argument("--prometheus", type=_prometheus_url, default=None, metavar="URL",
                        help="Prometheus base URL (default http://127.0.0.1:9090)")
     skip = check.add_mutually_exclusive_group()  # skipping both would check nothing and still exit 0
     skip.add_argument("--skip-otlp", action="store_true", help="only check Prometheus")

@@ -26,8 +26,8 @@ def _dashboards(args: argparse.Namespace) -> int:
         wanted = [f for f in models if args.name in (f, f.removesuffix(".json"), _short(f))]
         if not wanted:
             names = ", ".join(_short(f) for f in models)
-            print(f"shannon-otel dashboards: no dashboard {args.name!r}; choose one of: {names}", file=sys.stderr)
-            return 2
+            # a usage error like any bad argument: the usage, then the argument named (exit 2)
+            args.subparser.error(f"argument name: no dashboard {args.name!r}; choose one of: {names}")
         models = {wanted[0]: models[wanted[0]]}
     if args.out is None:
         document = next(iter(models.values())) if args.name is not None else models
@@ -37,8 +37,9 @@ def _dashboards(args: argparse.Namespace) -> int:
     written = []
     for name, model in models.items():
         written.append(_write(root / name, json.dumps(model, indent=2) + "\n"))
-    if args.name is None:
-        written += [_write(root / "provisioning" / rel, text) for rel, text in assets.provisioning_files().items()]
+    # With one dashboard too: --help and docs/cli.md promise DIR/provisioning/ (the Jaeger datasource the
+    # trace links open, the provider that loads DIR), and a dashboard alone links to no datasource.
+    written += [_write(root / "provisioning" / rel, text) for rel, text in assets.provisioning_files().items()]
     for path in written:
         print(path)
     return 0

@@ -22,7 +22,9 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from ._secrets import safe_url, scrub
 
-DEFAULT_OTLP = "http://127.0.0.1:4317"
+# The specification's default OTLP endpoint per protocol: a collector serves gRPC on 4317 and HTTP on 4318, so
+# `--otlp-protocol http/protobuf` alone checked the gRPC port over HTTP and failed against a healthy collector.
+DEFAULT_OTLP = {"grpc": "http://127.0.0.1:4317", "http": "http://127.0.0.1:4318"}
 DEFAULT_PROMETHEUS = "http://127.0.0.1:9090"
 
 
@@ -158,8 +160,8 @@ def safe_text(text: str, url: str) -> str:
 def run(args: argparse.Namespace) -> int:
     results: list[bool] = []
     if not args.skip_otlp:
-        endpoint = args.otlp_endpoint or DEFAULT_OTLP
         protocol = args.otlp_protocol or "grpc"
+        endpoint = args.otlp_endpoint or DEFAULT_OTLP[protocol]
         ok, text = check_otlp(endpoint, protocol, args.timeout)
         print(scrub(f"{'ok  ' if ok else 'FAIL'} OTLP {protocol} {safe_url(endpoint)}: {safe_text(text, endpoint)}"))
         results.append(ok)
