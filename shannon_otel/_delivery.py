@@ -34,6 +34,8 @@ from ._telemetry import DropReason
 
 T = TypeVar("T")
 _log = logging.getLogger("shannon_otel")
+# What a backend said about an export (a partial success): the CLI reports these with the SDK exporters' own.
+_export_log = logging.getLogger("shannon_otel.export")
 
 # Eight times the SDK's 2,048: waves of tens of thousands of tasks fit while a healthy exporter catches
 # up. Memory bound: a finished task span costs ~2.8 KB (measured with tracemalloc, docs/reliability.md),
@@ -66,16 +68,62 @@ class DropCounter:
             yield Observation(n, {tel.TELEMETRY_SIGNAL: signal, tel.TELEMETRY_DROP_REASON: reason.value})
 
 
+class Rejections:
+    """Items a backend rejected in answers that were still successes (OTLP ``partial_success``).
+
+    The SDK's OTLP exporters report such an export as a success and never read the answer: a
+    collector refusing every span (a quota, a bad attribute) left ``Telemetry.dropped`` at 0. The
+    exporters ``configure()`` builds add the count of each answer here (from the thread running the
+    export); the :class:`_Counted` wrapper around that exporter takes it when the export returns and
+    counts it as dropped (``rejected``). The first rejection is logged as a warning, later ones only
+    counted (a backend rejecting every export must not flood the log, nor feed the logs signal).
+    """
+
+    def __init__(self, items: str) -> None:
+        self._items = items  # "spans", "metric points", "log records": for the warning
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._warned = False
+
+    def add(self, rejected: int, message: str) -> None:
+        if rejected <= 0:
+            return
+        with self._lock:
+            self._pending += rejected
+            first, self._warned = not self._warned, True
+        if first:
+            _export_log.warning(
+                "the OTLP backend rejected %d %s of an export (partial success: %s); counted as dropped "
+                "(Telemetry.dropped, shannon.telemetry.dropped reason rejected), later rejections only counted",
+                rejected, self._items, message or "no message")
+
+    def take(self) -> int:
+        """The items rejected since the last call (0 if none)."""
+        with self._lock:
+            taken, self._pending = self._pending, 0
+        return taken
+
+
+def rejections_of(exporter: object) -> Rejections | None:
+    """The :class:`Rejections` of one of ``configure()``'s OTLP exporters; None for any other exporter."""
+    found = getattr(exporter, "rejections", None)
+    return found if isinstance(found, Rejections) else None
+
+
 class _Counted:
     """Counts the items handed to ``inner``, those settled (its export returned) and those it failed
-    to deliver (result or exception), as drops of ``signal``. Once ``abandon()``-ed (the shutdown budget
-    ran out and the caller counted every unsettled item), later failures are not counted twice."""
+    to deliver (result or exception), as drops of ``signal``; with ``rejections``, also those the
+    backend rejected in a successful answer. Once ``abandon()``-ed (the shutdown budget ran out and the
+    caller counted every unsettled item), later failures are not counted twice."""
 
-    def __init__(self, inner: Any, drops: DropCounter, signal: str, success: object) -> None:
+    def __init__(
+        self, inner: Any, drops: DropCounter, signal: str, success: object, rejections: Rejections | None = None,
+    ) -> None:
         self.inner = inner
         self._drops = drops
         self._signal = signal
         self._success = success
+        self._rejections = rejections
         # one writer each: the processor's export, serialised by the SDK's export lock
         self.handed = 0
         self.settled = 0
@@ -90,8 +138,12 @@ class _Counted:
         try:
             result = self.inner.export(batch)
         finally:
-            if result is not self._success and not self._abandoned:
-                self._drops.add(self._signal, DropReason.EXPORT_FAILED, len(batch))
+            rejected = self._rejections.take() if self._rejections is not None else 0
+            if not self._abandoned:
+                if result is not self._success:
+                    self._drops.add(self._signal, DropReason.EXPORT_FAILED, len(batch))
+                else:
+                    self._drops.add(self._signal, DropReason.REJECTED, min(rejected, len(batch)))
             self.settled += len(batch)
         return result
 
@@ -99,8 +151,8 @@ class _Counted:
 class CountedSpanExporter(_Counted, SpanExporter):
     """:class:`_Counted` for spans."""
 
-    def __init__(self, inner: SpanExporter, drops: DropCounter) -> None:
-        super().__init__(inner, drops, "traces", SpanExportResult.SUCCESS)
+    def __init__(self, inner: SpanExporter, drops: DropCounter, rejections: Rejections | None = None) -> None:
+        super().__init__(inner, drops, "traces", SpanExportResult.SUCCESS, rejections)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         result: SpanExportResult = self._export(spans)
@@ -124,9 +176,9 @@ class CountedSpanProcessor(SpanProcessor):
 
     def __init__(
         self, exporter: SpanExporter, drops: DropCounter, *, max_queue_size: int,
-        max_export_batch_size: int | None = None,
+        max_export_batch_size: int | None = None, rejections: Rejections | None = None,
     ) -> None:
-        self.exporter = CountedSpanExporter(exporter, drops)
+        self.exporter = CountedSpanExporter(exporter, drops, rejections)
         self.max_queue_size = max_queue_size
         # the export timeout stays None: the SDK reads OTEL_BSP_EXPORT_TIMEOUT itself
         self._inner = BatchSpanProcessor(
@@ -177,6 +229,7 @@ class CountedMetricExporter(MetricExporter):
     """
 
     def __init__(self, inner: MetricExporter, drops: DropCounter) -> None:
+        self._rejections = rejections_of(inner)
         # MetricExporter keeps its preferences privately; PeriodicExportingMetricReader reads them so.
         super().__init__(
             preferred_temporality=getattr(inner, "_preferred_temporality", None),
@@ -195,8 +248,12 @@ class CountedMetricExporter(MetricExporter):
             result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
         finally:
             self._in_flight = 0
-            if result is not MetricExportResult.SUCCESS and not self._abandoned:
-                self._drops.add("metrics", DropReason.EXPORT_FAILED, points)
+            rejected = self._rejections.take() if self._rejections is not None else 0
+            if not self._abandoned:
+                if result is not MetricExportResult.SUCCESS:
+                    self._drops.add("metrics", DropReason.EXPORT_FAILED, points)
+                else:
+                    self._drops.add("metrics", DropReason.REJECTED, min(rejected, points))
         return result
 
     def abandon(self) -> int:
@@ -215,7 +272,7 @@ class CountedLogRecordExporter(_Counted, LogRecordExporter):
     """:class:`_Counted` for log records."""
 
     def __init__(self, inner: LogRecordExporter, drops: DropCounter) -> None:
-        super().__init__(inner, drops, "logs", LogRecordExportResult.SUCCESS)
+        super().__init__(inner, drops, "logs", LogRecordExportResult.SUCCESS, rejections_of(inner))
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         result: LogRecordExportResult = self._export(batch)
