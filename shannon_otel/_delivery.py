@@ -6,7 +6,8 @@ backend. Here, with public SDK interfaces only:
 
 - :class:`CountedSpanProcessor` wraps a BatchSpanProcessor and refuses (and counts) a span itself
   before the SDK's queue could overflow, so the SDK never drops one uncounted;
-- :class:`CountedSpanExporter` / :class:`CountedMetricExporter` count what an exporter failed to deliver;
+- :class:`CountedSpanExporter` / :class:`CountedMetricExporter` count what an exporter failed to deliver,
+  and (:class:`Rejections`) what the backend rejected in an answer that was still a success;
 - :func:`bounded` runs a blocking shutdown or flush in a daemon thread and waits at most a budget:
   the caller gets control back on time whatever the backend does (the thread may finish later or
   be abandoned at process exit, taking what it held with it: counted as dropped by the caller).
