@@ -31,6 +31,7 @@ from typing import Any
 
 import grpc  # type: ignore[import-untyped]  # no stubs shipped with grpcio
 import pytest
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_pb
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_pb
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as metrics_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
@@ -75,8 +76,10 @@ class HttpSink:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                signal, items = "logs", 0
-                if self.path.endswith("/v1/traces"):
+                signal, items = "other", 0
+                if self.path.endswith("/v1/logs"):
+                    signal, items = "logs", _records_in(logs_pb.ExportLogsServiceRequest.FromString(body))
+                elif self.path.endswith("/v1/traces"):
                     signal, items = "traces", _spans_in(trace_pb.ExportTraceServiceRequest.FromString(body))
                 elif self.path.endswith("/v1/metrics"):
                     signal, items = "metrics", _points_in(metrics_pb.ExportMetricsServiceRequest.FromString(body))
@@ -104,6 +107,10 @@ def _spans_in(request: trace_pb.ExportTraceServiceRequest) -> int:
     return sum(len(scope.spans) for rs in request.resource_spans for scope in rs.scope_spans)
 
 
+def _records_in(request: logs_pb.ExportLogsServiceRequest) -> int:
+    return sum(len(scope.log_records) for rl in request.resource_logs for scope in rl.scope_logs)
+
+
 def _points_in(request: metrics_pb.ExportMetricsServiceRequest) -> int:
     points = 0
     for rm in request.resource_metrics:
@@ -128,12 +135,12 @@ def answer(status: int, body: bytes = b"", headers: tuple[tuple[str, str], ...] 
 
 
 class Rejecting:
-    """An HTTP answer: 200 with a partial success rejecting up to ``spans`` spans and ``points`` metric
-    points of each request; ``rejected`` holds what it said it rejected, by signal."""
+    """An HTTP answer: 200 with a partial success rejecting up to ``spans`` spans, ``points`` metric
+    points and ``records`` log records of each request; ``rejected`` holds what it rejected, by signal."""
 
-    def __init__(self, spans: int, points: int) -> None:
-        self.limit = {"traces": spans, "metrics": points}
-        self.rejected = {"traces": 0, "metrics": 0}
+    def __init__(self, spans: int, points: int, records: int = 0) -> None:
+        self.limit = {"traces": spans, "metrics": points, "logs": records}
+        self.rejected = {"traces": 0, "metrics": 0, "logs": 0}
         self._lock = threading.Lock()
 
     def __call__(self, handler: BaseHTTPRequestHandler, signal: str, items: int) -> None:
@@ -150,6 +157,10 @@ class Rejecting:
         if signal == "traces":
             return bytes(trace_pb.ExportTraceServiceResponse(
                 partial_success=trace_pb.ExportTracePartialSuccess(rejected_spans=rejected, error_message="span quota"),
+            ).SerializeToString())
+        if signal == "logs":
+            return bytes(logs_pb.ExportLogsServiceResponse(
+                partial_success=logs_pb.ExportLogsPartialSuccess(rejected_log_records=rejected, error_message="no"),
             ).SerializeToString())
         return bytes(metrics_pb.ExportMetricsServiceResponse(
             partial_success=metrics_pb.ExportMetricsPartialSuccess(
@@ -307,6 +318,23 @@ def test_spans_and_points_an_http_collector_rejects_in_a_partial_success_are_cou
     finally:
         _shutdown(handle)
         sink.close()
+
+
+def test_log_records_an_http_collector_rejects_in_a_partial_success_are_counted() -> None:
+    rejecting = Rejecting(spans=0, points=0, records=1_000_000)
+    sink = HttpSink(rejecting)
+    handle = configure("round5-partial-logs", exporter="otlp_http", endpoint=sink.endpoint, set_global=False,
+                       logs=True, metric_interval_s=3600.0)
+    try:
+        for i in range(5):
+            logging.getLogger("shannon_otel.round5").warning("record %d", i)
+        assert handle.force_flush(GUARD_S)
+    finally:
+        assert _shutdown(handle)  # everything emitted was exported (the handler goes first): nothing in flight
+        sink.close()
+    # the five records, and the library's own warning about the first rejection (also a shannon_otel record)
+    assert rejecting.rejected["logs"] >= 5
+    assert handle.dropped["logs"] == rejecting.rejected["logs"]
 
 
 def test_spans_a_grpc_collector_rejects_in_a_partial_success_are_counted() -> None:
