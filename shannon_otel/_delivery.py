@@ -70,38 +70,58 @@ class DropCounter:
 
 
 class Rejections:
-    """Items a backend rejected in answers that were still successes (OTLP ``partial_success``).
+    """What a backend's answers said was not taken, though the SDK's OTLP exporters count them delivered.
 
-    The SDK's OTLP exporters report such an export as a success and never read the answer: a
-    collector refusing every span (a quota, a bad attribute) left ``Telemetry.dropped`` at 0. The
-    exporters ``configure()`` builds add the count of each answer here (from the thread running the
+    Two answers: items rejected in a success (OTLP ``partial_success``: a quota, a bad attribute),
+    which the exporters never read; and, over HTTP, a redirect (3xx), which the exporter does not
+    follow but counts as a success: nothing reached the backend. Either way ``Telemetry.dropped``
+    said 0. The exporters ``configure()`` builds note each answer here (on the thread running the
     export); the :class:`_Counted` wrapper around that exporter takes it when the export returns and
-    counts it as dropped (``rejected``). The first rejection is logged as a warning, later ones only
-    counted (a backend rejecting every export must not flood the log, nor feed the logs signal).
+    counts the items as dropped (``rejected``; a redirect, the whole export as ``export_failed``).
+    The first of each is logged as a warning, later ones only counted (a backend answering every
+    export so must not flood the log, nor feed the logs signal).
     """
 
     def __init__(self, items: str) -> None:
-        self._items = items  # "spans", "metric points", "log records": for the warning
+        self._items = items  # "spans", "metric points", "log records": for the warnings
         self._lock = threading.Lock()
         self._pending = 0
-        self._warned = False
+        self._undelivered = False
+        self._warned: set[str] = set()
 
     def add(self, rejected: int, message: str) -> None:
+        """Note ``rejected`` items of the export running on this exporter (an answer's partial success)."""
         if rejected <= 0:
             return
         with self._lock:
             self._pending += rejected
-            first, self._warned = not self._warned, True
-        if first:
+        if self._first("rejected"):
             _export_log.warning(
                 "the OTLP backend rejected %d %s of an export (partial success: %s); counted as dropped "
                 "(Telemetry.dropped, shannon.telemetry.dropped reason rejected), later rejections only counted",
                 rejected, self._items, message or "no message")
 
-    def take(self) -> int:
-        """The items rejected since the last call (0 if none)."""
+    def not_delivered(self, status: int, location: str) -> None:
+        """Note that the export running on this exporter reached nothing: answered with a redirect."""
         with self._lock:
-            taken, self._pending = self._pending, 0
+            self._undelivered = True
+        if self._first("redirect"):
+            _export_log.warning(
+                "the OTLP endpoint answered %d (redirect to %s), which the OTLP/HTTP exporter does not follow: "
+                "the %s were not delivered (counted as dropped, reason export_failed); give the final URL as the "
+                "endpoint", status, location or "no location", self._items)
+
+    def _first(self, kind: str) -> bool:
+        with self._lock:
+            first = kind not in self._warned
+            self._warned.add(kind)
+        return first
+
+    def take(self) -> tuple[int, bool]:
+        """(items rejected, whether the export was not delivered at all) since the last call."""
+        with self._lock:
+            taken = (self._pending, self._undelivered)
+            self._pending, self._undelivered = 0, False
         return taken
 
 
@@ -139,9 +159,9 @@ class _Counted:
         try:
             result = self.inner.export(batch)
         finally:
-            rejected = self._rejections.take() if self._rejections is not None else 0
+            rejected, undelivered = self._rejections.take() if self._rejections is not None else (0, False)
             if not self._abandoned:
-                if result is not self._success:
+                if result is not self._success or undelivered:
                     self._drops.add(self._signal, DropReason.EXPORT_FAILED, len(batch))
                 else:
                     self._drops.add(self._signal, DropReason.REJECTED, min(rejected, len(batch)))
@@ -249,9 +269,9 @@ class CountedMetricExporter(MetricExporter):
             result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
         finally:
             self._in_flight = 0
-            rejected = self._rejections.take() if self._rejections is not None else 0
+            rejected, undelivered = self._rejections.take() if self._rejections is not None else (0, False)
             if not self._abandoned:
-                if result is not MetricExportResult.SUCCESS:
+                if result is not MetricExportResult.SUCCESS or undelivered:
                     self._drops.add("metrics", DropReason.EXPORT_FAILED, points)
                 else:
                     self._drops.add("metrics", DropReason.REJECTED, min(rejected, points))

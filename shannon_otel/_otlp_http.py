@@ -1,9 +1,11 @@
-"""``configure()``'s OTLP/HTTP exporters: the SDK's, reading each answer's partial success.
+"""``configure()``'s OTLP/HTTP exporters: the SDK's, reading each answer's partial success and redirects.
 
-The SDK's exporters treat any 2xx answer as delivered and never read its body, where a collector
-says how many items it rejected (``partial_success``). A response hook on the ``requests`` session
-the SDK accepts (``session=``) reads it into the exporter's :class:`Rejections`, which the counted
-wrapper around the exporter turns into drops. Imported only when an OTLP/HTTP exporter is built.
+The SDK's exporters treat any 2xx or 3xx answer as delivered: they never read the body, where a
+collector says how many items it rejected (``partial_success``), and never follow a redirect (an
+``http://`` endpoint behind a proxy that moves it to ``https://``: nothing arrives). A response hook on
+the ``requests`` session the SDK accepts (``session=``) notes both in the exporter's
+:class:`Rejections`, which the counted wrapper around the exporter turns into drops. Imported only
+when an OTLP/HTTP exporter is built.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ def _session(kind: str, answer: Any, field: str, rejections: Rejections) -> requ
         return None
 
     def on_response(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        if 300 <= response.status_code < 400:  # the SDK's success range includes 3xx, never followed
+            rejections.not_delivered(response.status_code, response.headers.get("Location", ""))
+            return
         kind_of_body = response.headers.get("Content-Type", "")
         if not 200 <= response.status_code < 300 or not response.content or (
             kind_of_body and "protobuf" not in kind_of_body

@@ -8,6 +8,8 @@ never a timing assertion), and every span not delivered is counted in ``Telemetr
 Bugs pinned:
 - an OTLP partial success (the backend took the request but rejected items of it) was counted as
   delivered: the SDK's exporters never read the answer, ``dropped`` said 0 and the demo "ok";
+- an HTTP redirect (301/302/307/308) was counted as delivered, silently: the SDK's HTTP exporter never
+  follows one and treats every answer below 400 as a success;
 - a multiprocessing child (``Process``, ``ProcessPoolExecutor`` workers) leaves by ``os._exit``
   without running ``atexit``: the spans of its waves were lost, never exported nor counted.
 """
@@ -412,6 +414,44 @@ def test_an_error_status_never_loses_a_result_and_every_span_is_counted(status: 
         assert _run_wave(handle) == [i * 2 for i in range(N_TASKS)]
         _shutdown(handle)  # retrying 429/503 outlives the budget: given up and counted, not waited for
         assert handle.dropped["traces"] == N_SPANS  # failed (export_failed) or given up (shutdown), never lost
+    finally:
+        sink.close()
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_the_exporter_does_not_follow_is_counted_not_delivered(
+    status: int, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Before: dropped == {"traces": 0, "metrics": 0} and not a log line: the SDK's HTTP exporter counts any
+    # answer below 400 as delivered and never follows a redirect (an http:// endpoint an ingress moves to
+    # https://), so everything was lost silently.
+    sink = HttpSink(answer(status, headers=(("Location", "https://127.0.0.1:1/v1/traces"),)))
+    handle = configure("round5-redirect", exporter="otlp_http", endpoint=sink.endpoint, set_global=False,
+                       metric_interval_s=3600.0)
+    try:
+        with caplog.at_level(logging.WARNING, "shannon_otel"):
+            assert _run_wave(handle) == [i * 2 for i in range(N_TASKS)]
+            assert handle.force_flush(GUARD_S)
+        assert sink.spans == N_SPANS  # sent to the redirecting server, which kept nothing
+        assert handle.dropped["traces"] == N_SPANS
+        assert handle.dropped["metrics"] > 0
+        assert f"answered {status} (redirect to https://127.0.0.1:1/v1/traces)" in caplog.text
+    finally:
+        _shutdown(handle)
+        sink.close()
+
+
+@pytest.mark.parametrize("status", [200, 202, 204])
+def test_any_success_status_without_a_body_counts_nothing(status: int) -> None:
+    sink = HttpSink(answer(status))
+    handle = configure("round5-2xx", exporter="otlp_http", endpoint=sink.endpoint, set_global=False,
+                       metric_interval_s=3600.0)
+    try:
+        _run_wave(handle)
+        assert handle.force_flush(GUARD_S)
+        assert sink.spans == N_SPANS
+        assert _shutdown(handle)
+        assert handle.dropped == {"traces": 0, "metrics": 0, "logs": 0}
     finally:
         sink.close()
 
