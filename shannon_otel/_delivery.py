@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -44,11 +45,33 @@ _export_log = logging.getLogger("shannon_otel.export")
 DEFAULT_MAX_QUEUE_SIZE = 16_384
 
 
+def in_forked_child(method: Callable[[], None]) -> None:
+    """Call the bound ``method`` in the child process after every ``fork()`` while its object lives.
+
+    A forked child inherits the parent's counts and locks, but not its threads nor (the SDK clears it)
+    its span queue: what the parent had queued or in flight is the parent's to deliver or count, and a
+    lock some exporter thread held at that instant would stay held in the child forever. The object is
+    held weakly: ``os.register_at_fork`` registrations cannot be removed.
+    """
+    ref = weakref.WeakMethod(method)
+
+    def after_in_child() -> None:
+        if (bound := ref()) is not None:
+            bound()
+
+    os.register_at_fork(after_in_child=after_in_child)
+
+
 class DropCounter:
     """Dropped spans/metric points by (signal, reason). Written from exporter threads and the
     event loop, read by the ``shannon.telemetry.dropped`` callback and :attr:`Telemetry.dropped`."""
 
     def __init__(self) -> None:
+        self._forked()
+        in_forked_child(self._forked)
+
+    def _forked(self) -> None:
+        """A new process counts its own drops from 0 (its parent's are its parent's to report)."""
         self._lock = threading.Lock()
         self._counts: dict[tuple[str, DropReason], int] = {}
 
@@ -84,10 +107,14 @@ class Rejections:
 
     def __init__(self, items: str) -> None:
         self._items = items  # "spans", "metric points", "log records": for the warnings
+        self._warned: set[str] = set()
+        self._forked()
+        in_forked_child(self._forked)
+
+    def _forked(self) -> None:
         self._lock = threading.Lock()
         self._pending = 0
         self._undelivered = False
-        self._warned: set[str] = set()
 
     def add(self, rejected: int, message: str) -> None:
         """Note ``rejected`` items of the export running on this exporter (an answer's partial success)."""
@@ -145,10 +172,14 @@ class _Counted:
         self._signal = signal
         self._success = success
         self._rejections = rejections
+        self._abandoned = False
+        self.forked()
+
+    def forked(self) -> None:
+        """Nothing handed or settled yet: a new process (the processor calls this in a forked child)."""
         # one writer each: the processor's export, serialised by the SDK's export lock
         self.handed = 0
         self.settled = 0
-        self._abandoned = False
 
     def abandon(self) -> None:
         self._abandoned = True
@@ -209,6 +240,12 @@ class CountedSpanProcessor(SpanProcessor):
         self._drops = drops
         self._ended = 0
         self._closed = False
+        in_forked_child(self._forked)
+
+    def _forked(self) -> None:
+        """In a forked child: the SDK emptied the queue, so the spans counted in it (the parent's) go."""
+        self._ended = 0
+        self.exporter.forked()
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         self._inner.on_start(span, parent_context)
@@ -260,6 +297,10 @@ class CountedMetricExporter(MetricExporter):
         self._drops = drops
         self._in_flight = 0  # points of the export running now (one at a time: the reader's export lock)
         self._abandoned = False
+        in_forked_child(self._forked)
+
+    def _forked(self) -> None:
+        self._in_flight = 0  # the parent's export; the child's reader starts its own
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         points = _points(metrics_data)
@@ -323,6 +364,12 @@ class CountedLogRecordProcessor(LogRecordProcessor):
         self._drops = drops
         self._emitted = 0
         self._closed = False
+        in_forked_child(self._forked)
+
+    def _forked(self) -> None:
+        """In a forked child: the SDK emptied the queue, so the records counted in it (the parent's) go."""
+        self._emitted = 0
+        self.exporter.forked()
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
         if self._closed:

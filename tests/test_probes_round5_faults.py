@@ -11,7 +11,10 @@ Bugs pinned:
 - an HTTP redirect (301/302/307/308) was counted as delivered, silently: the SDK's HTTP exporter never
   follows one and treats every answer below 400 as a success;
 - a multiprocessing child (``Process``, ``ProcessPoolExecutor`` workers) leaves by ``os._exit``
-  without running ``atexit``: the spans of its waves were lost, never exported nor counted.
+  without running ``atexit``: the spans of its waves were lost, never exported nor counted;
+- a forked child inherited the parent's count of queued spans (a queue the SDK empties in the child)
+  and its drop counts and locks: it refused its own spans as ``queue_full`` with an empty queue,
+  reported the parent's drops again, and hung if the fork landed while a drop was being counted.
 """
 
 from __future__ import annotations
@@ -586,6 +589,107 @@ def test_the_spans_of_waves_run_in_multiprocessing_children_are_exported(tmp_pat
         assert sink.spans == 20 + waves  # every child's 20 task spans and its wave spans reached the collector
     finally:
         sink.close()
+
+
+_STALLED = '''
+import asyncio, json, multiprocessing, sys
+from shannon_otel import Wave, configure
+
+telemetry = configure("parent", exporter="otlp_http", endpoint=sys.argv[1], set_global=False,
+                      metric_interval_s=3600.0, max_queue_size=16, max_export_batch_size=4)
+
+async def work(i):
+    return i
+
+def wave(name, n):
+    run = Wave(name, tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    return asyncio.run(run.map(work, range(n))).values()
+
+def child(queue):
+    wave("child", 10)
+    finished = telemetry.shutdown()
+    queue.put({"dropped": telemetry.dropped, "finished": finished})
+
+if __name__ == "__main__":
+    wave("parent", 40)  # 41 spans, the first export stalled: the queue (16) fills, the rest is refused
+    parent_dropped = telemetry.dropped["traces"]
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    process = context.Process(target=child, args=(queue,))
+    process.start()
+    print(json.dumps({"parent": parent_dropped, "child": queue.get(timeout=60)}), flush=True)
+    process.join(60)
+'''
+
+
+def test_a_child_forked_while_the_parents_export_is_stalled_exports_its_own_spans(tmp_path: Path) -> None:
+    # Before: the child inherited the parent's count of queued spans (16, the queue the SDK empties in the
+    # child) and refused 7+ of its own 11 spans as queue_full, with an empty queue; its dropped also
+    # carried the parent's drops, reported a second time at its exit.
+    release = threading.Event()
+    stalled: list[bool] = []
+
+    def stall_the_first_export(handler: BaseHTTPRequestHandler, signal: str, items: int) -> None:
+        if signal == "traces" and not stalled:
+            stalled.append(True)
+            release.wait(GUARD_S)  # the parent's collector hangs on its first export
+        answer(200)(handler, signal, items)
+
+    sink = HttpSink(stall_the_first_export)
+    script = tmp_path / "stalled.py"
+    script.write_text(_STALLED)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "_OTEL_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    try:
+        done = subprocess.run([sys.executable, str(script), sink.endpoint], capture_output=True, text=True, env=env,
+                              timeout=GUARD_S, check=False)
+    finally:
+        release.set()
+        sink.close()
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.splitlines()[-1])
+    assert seen["parent"] >= 41 - 16 - 4  # the parent's own refusals, counted (in the parent only)
+    assert seen["child"] == {"dropped": {"traces": 0, "metrics": 0, "logs": 0}, "finished": True}
+
+
+_LOCKED = '''
+import json, os, sys, time
+from shannon_otel import configure
+
+telemetry = configure("parent", exporter="none", set_global=False)
+telemetry._drops._lock.acquire()  # an exporter thread counting a drop at the instant of the fork
+pid = os.fork()
+if pid == 0:
+    telemetry.dropped  # takes the drop counter's lock
+    telemetry.shutdown()
+    os._exit(0)
+deadline = time.monotonic() + 20
+while time.monotonic() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        print(json.dumps({"hung": False, "status": status}), flush=True)
+        break
+    time.sleep(0.05)
+else:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    print(json.dumps({"hung": True}), flush=True)
+telemetry._drops._lock.release()
+'''
+
+
+def test_a_child_forked_while_a_drop_is_being_counted_does_not_deadlock(tmp_path: Path) -> None:
+    # Before: the child inherited the drop counter's lock held (by a thread that does not exist in the
+    # child) and hung forever at its first count or its exit's shutdown. (The lock is taken directly
+    # here: a fork landing inside an exporter thread's count is otherwise a matter of luck.)
+    script = tmp_path / "locked.py"
+    script.write_text(_LOCKED)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "_OTEL_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=GUARD_S,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == {"hung": False, "status": 0}
 
 
 _EXIT = '''
