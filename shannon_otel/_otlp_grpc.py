@@ -29,8 +29,12 @@ class _Answers:
 
     def Export(self, *args: Any, **kwargs: Any) -> Any:  # noqa: N802  # the gRPC method's name
         answer = self._stub.Export(*args, **kwargs)
-        partial = answer.partial_success
-        self._rejections.add(int(getattr(partial, self._field)), str(partial.error_message))
+        try:
+            partial = answer.partial_success
+            rejected, message = int(getattr(partial, self._field)), str(partial.error_message)
+        except Exception:  # raised here it would fail an export the backend took
+            return answer
+        self._rejections.add(rejected, message)
         return answer
 
 
