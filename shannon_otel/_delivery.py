@@ -36,7 +36,8 @@ from ._telemetry import DropReason
 
 T = TypeVar("T")
 _log = logging.getLogger("shannon_otel")
-# What a backend said about an export (a partial success): the CLI reports these with the SDK exporters' own.
+# What a backend's answer said about an export (a partial success, a redirect): the CLI reports these with
+# the SDK exporters' own.
 _export_log = logging.getLogger("shannon_otel.export")
 
 # Eight times the SDK's 2,048: waves of tens of thousands of tasks fit while a healthy exporter catches
@@ -67,11 +68,11 @@ class DropCounter:
     event loop, read by the ``shannon.telemetry.dropped`` callback and :attr:`Telemetry.dropped`."""
 
     def __init__(self) -> None:
-        self._forked()
-        in_forked_child(self._forked)
+        self._start()
+        in_forked_child(self._start)
 
-    def _forked(self) -> None:
-        """A new process counts its own drops from 0 (its parent's are its parent's to report)."""
+    def _start(self) -> None:
+        """No drops yet; also in a forked child, which counts its own (its parent's are its parent's to report)."""
         self._lock = threading.Lock()
         self._counts: dict[tuple[str, DropReason], int] = {}
 
@@ -108,10 +109,11 @@ class Rejections:
     def __init__(self, items: str) -> None:
         self._items = items  # "spans", "metric points", "log records": for the warnings
         self._warned: set[str] = set()
-        self._forked()
-        in_forked_child(self._forked)
+        self._start()
+        in_forked_child(self._start)
 
-    def _forked(self) -> None:
+    def _start(self) -> None:
+        """Nothing noted yet; also in a forked child (a new lock: the parent's may be held there)."""
         self._lock = threading.Lock()
         self._pending = 0
         self._undelivered = False
@@ -173,10 +175,10 @@ class _Counted:
         self._success = success
         self._rejections = rejections
         self._abandoned = False
-        self.forked()
+        self.start()
 
-    def forked(self) -> None:
-        """Nothing handed or settled yet: a new process (the processor calls this in a forked child)."""
+    def start(self) -> None:
+        """Nothing handed or settled yet; also in a forked child (its processor calls this there)."""
         # one writer each: the processor's export, serialised by the SDK's export lock
         self.handed = 0
         self.settled = 0
@@ -245,7 +247,7 @@ class CountedSpanProcessor(SpanProcessor):
     def _forked(self) -> None:
         """In a forked child: the SDK emptied the queue, so the spans counted in it (the parent's) go."""
         self._ended = 0
-        self.exporter.forked()
+        self.exporter.start()
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         self._inner.on_start(span, parent_context)
@@ -369,7 +371,7 @@ class CountedLogRecordProcessor(LogRecordProcessor):
     def _forked(self) -> None:
         """In a forked child: the SDK emptied the queue, so the records counted in it (the parent's) go."""
         self._emitted = 0
-        self.exporter.forked()
+        self.exporter.start()
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
         if self._closed:

@@ -25,7 +25,7 @@ from ._delivery import Rejections
 
 
 def _session(kind: str, answer: Any, field: str, rejections: Rejections) -> requests.Session | None:
-    """A session whose every answer's ``partial_success.<field>`` is added to ``rejections``; None when
+    """A session noting in ``rejections`` every answer's ``partial_success.<field>`` and every redirect; None when
     the user named a session provider (``_OTEL_PYTHON_EXPORTER_OTLP_HTTP_<kind>_CREDENTIAL_PROVIDER``,
     which the SDK loads only without a session of ours): theirs is used, partial successes uncounted."""
     if os.environ.get(f"_OTEL_PYTHON_EXPORTER_OTLP_HTTP_{kind}_CREDENTIAL_PROVIDER", "").strip():
