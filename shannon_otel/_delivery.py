@@ -126,7 +126,7 @@ class Rejections:
             self._pending += rejected
         if self._first("rejected"):
             _export_log.warning(
-                "the OTLP backend rejected %d %s of an export (partial success: %s); counted as dropped "
+                "the OTLP backend rejected %d of an export's %s (partial success: %s); counted as dropped "
                 "(Telemetry.dropped, shannon.telemetry.dropped reason rejected), later rejections only counted",
                 rejected, self._items, message or "no message")
 
@@ -137,8 +137,8 @@ class Rejections:
         if self._first("redirect"):
             _export_log.warning(
                 "the OTLP endpoint answered %d (redirect to %s), which the OTLP/HTTP exporter does not follow: "
-                "the %s were not delivered (counted as dropped, reason export_failed); give the final URL as the "
-                "endpoint", status, location or "no location", self._items)
+                "give the final URL as the endpoint; the %s were not delivered (counted as dropped, reason "
+                "export_failed)", status, location or "no location", self._items)
 
     def _first(self, kind: str) -> bool:
         with self._lock:

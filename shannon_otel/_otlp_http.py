@@ -24,11 +24,14 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from ._delivery import Rejections
 
 
-def _session(kind: str, answer: Any, field: str, rejections: Rejections) -> requests.Session | None:
-    """A session noting in ``rejections`` every answer's ``partial_success.<field>`` and every redirect; None when
-    the user named a session provider (``_OTEL_PYTHON_EXPORTER_OTLP_HTTP_<kind>_CREDENTIAL_PROVIDER``,
-    which the SDK loads only without a session of ours): theirs is used, partial successes uncounted."""
-    if os.environ.get(f"_OTEL_PYTHON_EXPORTER_OTLP_HTTP_{kind}_CREDENTIAL_PROVIDER", "").strip():
+def _session(
+    kind: str, answer: Any, field: str, rejections: Rejections, session: requests.Session | None = None,
+) -> requests.Session | None:
+    """``session`` (else a new one) noting in ``rejections`` every answer's ``partial_success.<field>`` and
+    every redirect; None when, without ``session``, the user named a session provider
+    (``_OTEL_PYTHON_EXPORTER_OTLP_HTTP_<kind>_CREDENTIAL_PROVIDER``, which the SDK loads only without a
+    session of ours): theirs is used, partial successes and redirects uncounted."""
+    if session is None and os.environ.get(f"_OTEL_PYTHON_EXPORTER_OTLP_HTTP_{kind}_CREDENTIAL_PROVIDER", "").strip():
         return None
 
     def on_response(response: requests.Response, *args: Any, **kwargs: Any) -> None:
@@ -46,18 +49,19 @@ def _session(kind: str, answer: Any, field: str, rejections: Rejections) -> requ
             return  # not an OTLP answer (a DecodeError): nothing to read, delivered as the SDK says
         rejections.add(int(getattr(partial, field)), str(partial.error_message))
 
-    session = requests.Session()
+    session = session if session is not None else requests.Session()
     session.hooks["response"].append(on_response)
     return session
 
 
 class HttpSpans(OTLPSpanExporter):
-    """The SDK's OTLP/HTTP span exporter; ``rejections`` holds the spans the backend rejected."""
+    """The SDK's OTLP/HTTP span exporter; ``rejections`` holds the spans the backend rejected
+    (``session``: the requests session to send with, the reading added to it)."""
 
-    def __init__(self, endpoint: str | None, timeout: float | None) -> None:
+    def __init__(self, endpoint: str | None, timeout: float | None, session: requests.Session | None = None) -> None:
         self.rejections = Rejections("spans")
-        super().__init__(endpoint=endpoint, timeout=timeout,
-                         session=_session("TRACES", ExportTraceServiceResponse, "rejected_spans", self.rejections))
+        super().__init__(endpoint=endpoint, timeout=timeout, session=_session(
+            "TRACES", ExportTraceServiceResponse, "rejected_spans", self.rejections, session))
 
 
 class HttpMetrics(OTLPMetricExporter):

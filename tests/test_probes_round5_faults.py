@@ -10,6 +10,7 @@ Bugs pinned:
   delivered: the SDK's exporters never read the answer, ``dropped`` said 0 and the demo "ok";
 - an HTTP redirect (301/302/307/308) was counted as delivered, silently: the SDK's HTTP exporter never
   follows one and treats every answer below 400 as a success;
+- ``shannon-otel check`` said "ok ... accepted a test span" for both;
 - a multiprocessing child (``Process``, ``ProcessPoolExecutor`` workers) leaves by ``os._exit``
   without running ``atexit``: the spans of its waves were lost, never exported nor counted;
 - a forked child inherited the parent's count of queued spans (a queue the SDK empties in the child)
@@ -46,6 +47,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from shannon_otel import Telemetry, Wave, configure
 from shannon_otel import _telemetry as tel
 from shannon_otel._delivery import bounded
+from shannon_otel.cli._check import check_otlp
 from shannon_otel.cli._exporting import setup
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -319,7 +321,7 @@ def test_spans_and_points_an_http_collector_rejects_in_a_partial_success_are_cou
         by_reason = _dropped_points(reader)
         assert by_reason[("traces", "rejected")] == rejecting.rejected["traces"]
         assert by_reason[("metrics", "rejected")] == rejecting.rejected["metrics"]
-        assert "rejected 3 spans of an export (partial success: span quota)" in caplog.text
+        assert "rejected 3 of an export's spans (partial success: span quota)" in caplog.text
     finally:
         _shutdown(handle)
         sink.close()
@@ -398,6 +400,37 @@ def test_the_demo_reports_a_partial_success_as_an_export_problem(capsys: pytest.
         assert run.telemetry.dropped["traces"] == N_SPANS
     finally:
         sink.close()
+
+
+@pytest.mark.parametrize("case", ["redirect", "partial success over http", "partial success over grpc",
+                                  "accepted over http", "accepted over grpc"])
+def test_the_check_command_fails_an_endpoint_that_kept_nothing(case: str) -> None:
+    # Before: "ok   OTLP ...: accepted a test span" (exit 0) for a redirecting endpoint and for a collector
+    # rejecting the span in a partial success.
+    grpc_answer: Behave = lambda context, signal, items: None  # noqa: E731
+    http_answer = answer(200)
+    if case == "redirect":
+        http_answer = answer(308, headers=(("Location", "https://127.0.0.1:1/v1/traces"),))
+    elif case == "partial success over http":
+        http_answer = answer(200, Rejecting.partial("traces", 1))
+    elif case == "partial success over grpc":
+        def grpc_answer(context: grpc.ServicerContext, signal: str, items: int) -> Any:
+            return trace_pb.ExportTraceServiceResponse(
+                partial_success=trace_pb.ExportTracePartialSuccess(rejected_spans=items, error_message="span quota"))
+    sink: HttpSink | GrpcSink = GrpcSink(grpc_answer) if case.endswith("grpc") else HttpSink(http_answer)
+    try:
+        ok, text = check_otlp(sink.endpoint, "grpc" if case.endswith("grpc") else "http", 10.0)
+    finally:
+        sink.close()
+    if case.startswith("accepted"):
+        assert ok and text.startswith("accepted a test span")
+    elif case == "redirect":
+        assert not ok
+        assert "answered 308 (redirect to https://127.0.0.1:1/v1/traces)" in text
+        assert "give the final URL as the endpoint" in text
+    else:
+        assert not ok
+        assert text.endswith("rejected 1 of an export's spans (partial success: span quota)")
 
 
 # --- error statuses and broken transports ---------------------------------------------------------
