@@ -344,13 +344,17 @@ def test_log_records_an_http_collector_rejects_in_a_partial_success_are_counted(
     assert handle.dropped["logs"] == rejecting.rejected["logs"]
 
 
-def test_spans_a_grpc_collector_rejects_in_a_partial_success_are_counted() -> None:
-    # Before: dropped["traces"] == 0: the SDK's gRPC exporter discards Export's answer.
+def test_spans_and_points_a_grpc_collector_rejects_in_a_partial_success_are_counted() -> None:
+    # Before: dropped == {"traces": 0, "metrics": 0}: the SDK's gRPC exporters discard Export's answer.
+    points: list[int] = []
+
     def reject_all(context: grpc.ServicerContext, signal: str, items: int) -> Any:
         if signal == "traces":
             return trace_pb.ExportTraceServiceResponse(
                 partial_success=trace_pb.ExportTracePartialSuccess(rejected_spans=items, error_message="no"))
-        return None
+        points.append(items)
+        return metrics_pb.ExportMetricsServiceResponse(
+            partial_success=metrics_pb.ExportMetricsPartialSuccess(rejected_data_points=items, error_message="no"))
 
     sink = GrpcSink(reject_all)
     handle = configure("round5-partial-grpc", exporter="otlp_grpc", endpoint=sink.endpoint, set_global=False,
@@ -359,7 +363,8 @@ def test_spans_a_grpc_collector_rejects_in_a_partial_success_are_counted() -> No
         assert _run_wave(handle) == [i * 2 for i in range(N_TASKS)]
         assert handle.force_flush(GUARD_S)
         assert sink.spans == N_SPANS
-        assert handle.dropped["traces"] == N_SPANS
+        assert sum(points) > 0
+        assert handle.dropped == {"traces": N_SPANS, "metrics": sum(points), "logs": 0}
     finally:
         _shutdown(handle)
         sink.close()
