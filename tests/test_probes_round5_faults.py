@@ -301,15 +301,18 @@ def _dropped_points(reader: InMemoryMetricReader) -> dict[tuple[str, str], int]:
 # --- partial success ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("redacted", [False, True])
 def test_spans_and_points_an_http_collector_rejects_in_a_partial_success_are_counted(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, redacted: bool,
 ) -> None:
     # Before: dropped == {"traces": 0, "metrics": 0}: the SDK's HTTP exporters count any 200 as delivered.
+    # (With redact=, the span exporter is wrapped: its rejections are still read.)
     rejecting = Rejecting(spans=3, points=1)
     sink = HttpSink(rejecting)
     reader = InMemoryMetricReader()
     handle = configure("round5-partial", exporter="otlp_http", endpoint=sink.endpoint, set_global=False,
-                       metric_readers=[reader], metric_interval_s=3600.0)
+                       metric_readers=[reader], metric_interval_s=3600.0,
+                       redact=(lambda type_name, message: None) if redacted else None)
     try:
         with caplog.at_level(logging.WARNING, "shannon_otel"):
             assert _run_wave(handle) == [i * 2 for i in range(N_TASKS)]
