@@ -54,6 +54,8 @@ def in_forked_child(method: Callable[[], None]) -> None:
     lock some exporter thread held at that instant would stay held in the child forever. The object is
     held weakly: ``os.register_at_fork`` registrations cannot be removed.
     """
+    if not hasattr(os, "register_at_fork"):  # Windows: no fork
+        return
     ref = weakref.WeakMethod(method)
 
     def after_in_child() -> None:
