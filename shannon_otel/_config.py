@@ -6,7 +6,6 @@ What it uses lives beside it: the exporters it builds in ``_exporters``, the han
 
 from __future__ import annotations
 
-import atexit
 import logging
 import uuid
 import warnings
@@ -31,6 +30,7 @@ from ._delivery import (
     DropCounter,
     env_batch_setting,
     env_int,
+    rejections_of,
 )
 from ._exporters import (
     _EXPORTERS,
@@ -49,7 +49,7 @@ from ._otel._instruments import instrument
 from ._otel._providers import globals_set, register_bridge, register_drops
 from ._redact import Redact, RedactingSpanExporter, redacting_handler
 from ._telemetry import SCOPE_NAME as LOGGER_ROOT  # the logging hook's loggers are its children
-from ._telemetry_handle import _MAX_TIMEOUT_S, DEFAULT_SHUTDOWN_TIMEOUT_S
+from ._telemetry_handle import _MAX_TIMEOUT_S, DEFAULT_SHUTDOWN_TIMEOUT_S, shut_at_exit
 from ._telemetry_handle import Telemetry as Telemetry
 from ._validate import (
     check_attributes,
@@ -217,11 +217,10 @@ def configure(
     tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     exporters = [e for name in trace_names if (e := _span_exporter(name, endpoint, export_timeout_s))]
     processors = [
-        CountedSpanProcessor(each, drops, max_queue_size=queue_size, max_export_batch_size=batch_size)
-        for each in (*exporters, *span_exporters)
-    ] if redact is None else [
-        CountedSpanProcessor(RedactingSpanExporter(each, redact), drops, max_queue_size=queue_size,
-                             max_export_batch_size=batch_size)
+        CountedSpanProcessor(
+            each if redact is None else RedactingSpanExporter(each, redact), drops, max_queue_size=queue_size,
+            max_export_batch_size=batch_size, rejections=rejections_of(each),
+        )
         for each in (*exporters, *span_exporters)
     ]
     for processor in processors:
@@ -272,5 +271,5 @@ def configure(
         tracer_provider, meter_provider, logger_provider, handler, shutdown_timeout_s=shutdown_timeout_s,
         drops=drops, span_processors=processors, log_processors=log_processors, metric_exporters=counted_metrics,
     )
-    atexit.register(handle.shutdown)
+    shut_at_exit(handle)
     return handle

@@ -6,7 +6,8 @@ backend. Here, with public SDK interfaces only:
 
 - :class:`CountedSpanProcessor` wraps a BatchSpanProcessor and refuses (and counts) a span itself
   before the SDK's queue could overflow, so the SDK never drops one uncounted;
-- :class:`CountedSpanExporter` / :class:`CountedMetricExporter` count what an exporter failed to deliver;
+- :class:`CountedSpanExporter` / :class:`CountedMetricExporter` count what an exporter failed to deliver,
+  and (:class:`Rejections`) what the backend rejected in an answer that was still a success;
 - :func:`bounded` runs a blocking shutdown or flush in a daemon thread and waits at most a budget:
   the caller gets control back on time whatever the backend does (the thread may finish later or
   be abandoned at process exit, taking what it held with it: counted as dropped by the caller).
@@ -18,6 +19,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -34,6 +36,9 @@ from ._telemetry import DropReason
 
 T = TypeVar("T")
 _log = logging.getLogger("shannon_otel")
+# What a backend's answer said about an export (a partial success, a redirect): the CLI reports these with
+# the SDK exporters' own.
+_export_log = logging.getLogger("shannon_otel.export")
 
 # Eight times the SDK's 2,048: waves of tens of thousands of tasks fit while a healthy exporter catches
 # up. Memory bound: a finished task span costs ~2.8 KB (measured with tracemalloc, docs/reliability.md),
@@ -41,11 +46,35 @@ _log = logging.getLogger("shannon_otel")
 DEFAULT_MAX_QUEUE_SIZE = 16_384
 
 
+def in_forked_child(method: Callable[[], None]) -> None:
+    """Call the bound ``method`` in the child process after every ``fork()`` while its object lives.
+
+    A forked child inherits the parent's counts and locks, but not its threads nor (the SDK clears it)
+    its span queue: what the parent had queued or in flight is the parent's to deliver or count, and a
+    lock some exporter thread held at that instant would stay held in the child forever. The object is
+    held weakly: ``os.register_at_fork`` registrations cannot be removed.
+    """
+    if not hasattr(os, "register_at_fork"):  # Windows: no fork
+        return
+    ref = weakref.WeakMethod(method)
+
+    def after_in_child() -> None:
+        if (bound := ref()) is not None:
+            bound()
+
+    os.register_at_fork(after_in_child=after_in_child)
+
+
 class DropCounter:
     """Dropped spans/metric points by (signal, reason). Written from exporter threads and the
     event loop, read by the ``shannon.telemetry.dropped`` callback and :attr:`Telemetry.dropped`."""
 
     def __init__(self) -> None:
+        self._start()
+        in_forked_child(self._start)
+
+    def _start(self) -> None:
+        """No drops yet; also in a forked child, which counts its own (its parent's are its parent's to report)."""
         self._lock = threading.Lock()
         self._counts: dict[tuple[str, DropReason], int] = {}
 
@@ -66,20 +95,95 @@ class DropCounter:
             yield Observation(n, {tel.TELEMETRY_SIGNAL: signal, tel.TELEMETRY_DROP_REASON: reason.value})
 
 
+class Rejections:
+    """What a backend's answers said was not taken, though the SDK's OTLP exporters count them delivered.
+
+    Two answers: items rejected in a success (OTLP ``partial_success``: a quota, a bad attribute),
+    which the exporters never read; and, over HTTP, a redirect (3xx), which the exporter does not
+    follow but counts as a success: nothing reached the backend. Either way ``Telemetry.dropped``
+    said 0. The exporters ``configure()`` builds note each answer here (on the thread running the
+    export); the :class:`_Counted` wrapper around that exporter takes it when the export returns and
+    counts the items as dropped (``rejected``; a redirect, the whole export as ``export_failed``).
+    The first of each is logged as a warning, later ones only counted (a backend answering every
+    export so must not flood the log, nor feed the logs signal).
+    """
+
+    def __init__(self, items: str) -> None:
+        self._items = items  # "spans", "metric points", "log records": for the warnings
+        self._warned: set[str] = set()
+        self._start()
+        in_forked_child(self._start)
+
+    def _start(self) -> None:
+        """Nothing noted yet; also in a forked child (a new lock: the parent's may be held there)."""
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._undelivered = False
+
+    def add(self, rejected: int, message: str) -> None:
+        """Note ``rejected`` items of the export running on this exporter (an answer's partial success)."""
+        if rejected <= 0:
+            return
+        with self._lock:
+            self._pending += rejected
+        if self._first("rejected"):
+            _export_log.warning(
+                "the OTLP backend rejected %d of an export's %s (partial success: %s); counted as dropped "
+                "(Telemetry.dropped, shannon.telemetry.dropped reason rejected), later rejections only counted",
+                rejected, self._items, message or "no message")
+
+    def not_delivered(self, status: int, location: str) -> None:
+        """Note that the export running on this exporter reached nothing: answered with a redirect."""
+        with self._lock:
+            self._undelivered = True
+        if self._first("redirect"):
+            _export_log.warning(
+                "the OTLP endpoint answered %d (redirect to %s), which the OTLP/HTTP exporter does not follow: "
+                "give the final URL as the endpoint; the %s were not delivered (counted as dropped, reason "
+                "export_failed)", status, location or "no location", self._items)
+
+    def _first(self, kind: str) -> bool:
+        with self._lock:
+            first = kind not in self._warned
+            self._warned.add(kind)
+        return first
+
+    def take(self) -> tuple[int, bool]:
+        """(items rejected, whether the export was not delivered at all) since the last call."""
+        with self._lock:
+            taken = (self._pending, self._undelivered)
+            self._pending, self._undelivered = 0, False
+        return taken
+
+
+def rejections_of(exporter: object) -> Rejections | None:
+    """The :class:`Rejections` of one of ``configure()``'s OTLP exporters; None for any other exporter."""
+    found = getattr(exporter, "rejections", None)
+    return found if isinstance(found, Rejections) else None
+
+
 class _Counted:
     """Counts the items handed to ``inner``, those settled (its export returned) and those it failed
-    to deliver (result or exception), as drops of ``signal``. Once ``abandon()``-ed (the shutdown budget
-    ran out and the caller counted every unsettled item), later failures are not counted twice."""
+    to deliver (result or exception), as drops of ``signal``; with ``rejections``, also those the
+    backend rejected in a successful answer. Once ``abandon()``-ed (the shutdown budget ran out and the
+    caller counted every unsettled item), later failures are not counted twice."""
 
-    def __init__(self, inner: Any, drops: DropCounter, signal: str, success: object) -> None:
+    def __init__(
+        self, inner: Any, drops: DropCounter, signal: str, success: object, rejections: Rejections | None = None,
+    ) -> None:
         self.inner = inner
         self._drops = drops
         self._signal = signal
         self._success = success
+        self._rejections = rejections
+        self._abandoned = False
+        self.start()
+
+    def start(self) -> None:
+        """Nothing handed or settled yet; also in a forked child (its processor calls this there)."""
         # one writer each: the processor's export, serialised by the SDK's export lock
         self.handed = 0
         self.settled = 0
-        self._abandoned = False
 
     def abandon(self) -> None:
         self._abandoned = True
@@ -90,8 +194,12 @@ class _Counted:
         try:
             result = self.inner.export(batch)
         finally:
-            if result is not self._success and not self._abandoned:
-                self._drops.add(self._signal, DropReason.EXPORT_FAILED, len(batch))
+            rejected, undelivered = self._rejections.take() if self._rejections is not None else (0, False)
+            if not self._abandoned:
+                if result is not self._success or undelivered:
+                    self._drops.add(self._signal, DropReason.EXPORT_FAILED, len(batch))
+                else:
+                    self._drops.add(self._signal, DropReason.REJECTED, min(rejected, len(batch)))
             self.settled += len(batch)
         return result
 
@@ -99,8 +207,8 @@ class _Counted:
 class CountedSpanExporter(_Counted, SpanExporter):
     """:class:`_Counted` for spans."""
 
-    def __init__(self, inner: SpanExporter, drops: DropCounter) -> None:
-        super().__init__(inner, drops, "traces", SpanExportResult.SUCCESS)
+    def __init__(self, inner: SpanExporter, drops: DropCounter, rejections: Rejections | None = None) -> None:
+        super().__init__(inner, drops, "traces", SpanExportResult.SUCCESS, rejections)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         result: SpanExportResult = self._export(spans)
@@ -124,9 +232,9 @@ class CountedSpanProcessor(SpanProcessor):
 
     def __init__(
         self, exporter: SpanExporter, drops: DropCounter, *, max_queue_size: int,
-        max_export_batch_size: int | None = None,
+        max_export_batch_size: int | None = None, rejections: Rejections | None = None,
     ) -> None:
-        self.exporter = CountedSpanExporter(exporter, drops)
+        self.exporter = CountedSpanExporter(exporter, drops, rejections)
         self.max_queue_size = max_queue_size
         # the export timeout stays None: the SDK reads OTEL_BSP_EXPORT_TIMEOUT itself
         self._inner = BatchSpanProcessor(
@@ -136,6 +244,12 @@ class CountedSpanProcessor(SpanProcessor):
         self._drops = drops
         self._ended = 0
         self._closed = False
+        in_forked_child(self._forked)
+
+    def _forked(self) -> None:
+        """In a forked child: the SDK emptied the queue, so the spans counted in it (the parent's) go."""
+        self._ended = 0
+        self.exporter.start()
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         self._inner.on_start(span, parent_context)
@@ -177,6 +291,7 @@ class CountedMetricExporter(MetricExporter):
     """
 
     def __init__(self, inner: MetricExporter, drops: DropCounter) -> None:
+        self._rejections = rejections_of(inner)
         # MetricExporter keeps its preferences privately; PeriodicExportingMetricReader reads them so.
         super().__init__(
             preferred_temporality=getattr(inner, "_preferred_temporality", None),
@@ -186,6 +301,10 @@ class CountedMetricExporter(MetricExporter):
         self._drops = drops
         self._in_flight = 0  # points of the export running now (one at a time: the reader's export lock)
         self._abandoned = False
+        in_forked_child(self._forked)
+
+    def _forked(self) -> None:
+        self._in_flight = 0  # the parent's export; the child's reader starts its own
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         points = _points(metrics_data)
@@ -195,8 +314,12 @@ class CountedMetricExporter(MetricExporter):
             result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
         finally:
             self._in_flight = 0
-            if result is not MetricExportResult.SUCCESS and not self._abandoned:
-                self._drops.add("metrics", DropReason.EXPORT_FAILED, points)
+            rejected, undelivered = self._rejections.take() if self._rejections is not None else (0, False)
+            if not self._abandoned:
+                if result is not MetricExportResult.SUCCESS or undelivered:
+                    self._drops.add("metrics", DropReason.EXPORT_FAILED, points)
+                else:
+                    self._drops.add("metrics", DropReason.REJECTED, min(rejected, points))
         return result
 
     def abandon(self) -> int:
@@ -215,7 +338,7 @@ class CountedLogRecordExporter(_Counted, LogRecordExporter):
     """:class:`_Counted` for log records."""
 
     def __init__(self, inner: LogRecordExporter, drops: DropCounter) -> None:
-        super().__init__(inner, drops, "logs", LogRecordExportResult.SUCCESS)
+        super().__init__(inner, drops, "logs", LogRecordExportResult.SUCCESS, rejections_of(inner))
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         result: LogRecordExportResult = self._export(batch)
@@ -245,6 +368,12 @@ class CountedLogRecordProcessor(LogRecordProcessor):
         self._drops = drops
         self._emitted = 0
         self._closed = False
+        in_forked_child(self._forked)
+
+    def _forked(self) -> None:
+        """In a forked child: the SDK emptied the queue, so the records counted in it (the parent's) go."""
+        self._emitted = 0
+        self.exporter.start()
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
         if self._closed:

@@ -145,10 +145,10 @@ def _span_exporter(name: str, endpoint: str | None, timeout_s: float | None) -> 
     if name == "console":
         return ConsoleSpanExporter()
     if name == "otlp_http":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
+        from ._otlp_http import HttpSpans
 
         return HttpSpans(endpoint=_endpoint("TRACES", name, endpoint), timeout=_timeout_s("TRACES", timeout_s))
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
+    from ._otlp_grpc import GrpcSpans
 
     return GrpcSpans(endpoint=_endpoint("TRACES", name, endpoint), timeout=_timeout_s("TRACES", timeout_s))
 
@@ -159,10 +159,10 @@ def _metric_exporter(name: str, endpoint: str | None, timeout_s: float | None) -
     if name == "console":
         return ConsoleMetricExporter()
     if name == "otlp_http":
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetrics
+        from ._otlp_http import HttpMetrics
 
         return HttpMetrics(endpoint=_endpoint("METRICS", name, endpoint), timeout=_timeout_s("METRICS", timeout_s))
-    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetrics
+    from ._otlp_grpc import GrpcMetrics
 
     return GrpcMetrics(endpoint=_endpoint("METRICS", name, endpoint), timeout=_timeout_s("METRICS", timeout_s))
 
@@ -173,10 +173,10 @@ def _log_exporter(name: str, endpoint: str | None, timeout_s: float | None) -> L
     if name == "console":
         return ConsoleLogRecordExporter()
     if name == "otlp_http":
-        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogs
+        from ._otlp_http import HttpLogs
 
         return HttpLogs(endpoint=_endpoint("LOGS", name, endpoint), timeout=_timeout_s("LOGS", timeout_s))
-    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogs
+    from ._otlp_grpc import GrpcLogs
 
     return GrpcLogs(endpoint=_endpoint("LOGS", name, endpoint), timeout=_timeout_s("LOGS", timeout_s))
 

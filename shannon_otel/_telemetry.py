@@ -115,6 +115,7 @@ class DropReason(_Named):
     QUEUE_FULL = "queue_full"  # the span queue was full: the exporter is slower than the work
     EXPORT_FAILED = "export_failed"  # the exporter gave up (backend down, refused, timed out)
     SHUTDOWN = "shutdown"  # ended after shutdown, or still queued when the shutdown budget ran out
+    REJECTED = "rejected"  # the backend answered success but rejected these items (OTLP partial success)
 
 
 class Severity(StrEnum):

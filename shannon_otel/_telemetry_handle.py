@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
+from typing import Any
 
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk.metrics import MeterProvider
@@ -57,6 +58,7 @@ class Telemetry:
         self._log_processors = tuple(log_processors)
         self._metric_exporters = tuple(metric_exporters)
         self._shut = False
+        self._finalizer: Any = None  # a multiprocessing finalizer, in a multiprocessing child only
         self._flush_lock = threading.Lock()
         self._flushing: threading.Event | None = None  # set when the latest force_flush's thread is done
 
@@ -142,6 +144,8 @@ class Telemetry:
         # configure() registered this for interpreter exit: once shut, the handle (and its providers)
         # need not live until then (a process that configures repeatedly would keep every one).
         atexit.unregister(self.shutdown)
+        if self._finalizer is not None:
+            self._finalizer.cancel()
         # The default logging hook's held-back repeats ("rejected 9,874 calls ...") are written while
         # the logs signal's handler is still there to export them.
         _Default.flush()
@@ -178,3 +182,32 @@ class Telemetry:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None,
     ) -> None:
         self.shutdown()
+
+
+def shut_at_exit(handle: Telemetry) -> None:
+    """Shut ``handle`` down (its budget) when the process leaves: at interpreter exit, and when a
+    multiprocessing child ends.
+
+    A multiprocessing child (a ``Process``, a ``Pool`` or ``ProcessPoolExecutor`` worker) leaves by
+    ``os._exit`` after its multiprocessing finalizers, never running ``atexit``: the spans its waves
+    ended were lost without a count. So a handle configured in such a child, or inherited by one
+    forked after ``configure()``, is also shut down by a finalizer there. (A worker ended by
+    ``terminate()``, as a ``Pool`` used as a context manager ends its workers, is killed: nothing runs.)
+    Called once by ``configure()``; ``shutdown()`` unregisters both.
+    """
+    import multiprocessing
+    import multiprocessing.util
+
+    atexit.register(handle.shutdown)
+    if multiprocessing.parent_process() is not None:
+        _finalize_in_child(handle)
+    # Runs in a child forked by multiprocessing after it cleared the finalizers it inherited; holds the
+    # handle weakly (a shut-down handle is not kept alive by it).
+    multiprocessing.util.register_after_fork(handle, _finalize_in_child)
+
+
+def _finalize_in_child(handle: Telemetry) -> None:
+    import multiprocessing.util
+
+    if not handle._shut:
+        handle._finalizer = multiprocessing.util.Finalize(handle, handle.shutdown, exitpriority=0)

@@ -65,9 +65,10 @@ def test_a_malformed_otlp_timeout_variable_is_ignored_with_a_warning(
         # the gRPC exporter raised a bare "could not convert string to float" for "abc"
         configure(exporter=exporter, set_global=False).shutdown(1.0)  # type: ignore[arg-type]
     assert f"OTEL_EXPORTER_OTLP_TIMEOUT={value!r} is not a number of seconds" in caplog.text
-    kind = "grpc" if exporter == "otlp_grpc" else "http"
-    monkeypatch.setattr(f"opentelemetry.exporter.otlp.proto.{kind}.trace_exporter.OTLPSpanExporter", _Built)
-    monkeypatch.setattr(f"opentelemetry.exporter.otlp.proto.{kind}.metric_exporter.OTLPMetricExporter", _Built)
+    kind, prefix = ("grpc", "Grpc") if exporter == "otlp_grpc" else ("http", "Http")
+    # configure()'s OTLP exporters (the SDK's, reading partial successes) are built from these
+    monkeypatch.setattr(f"shannon_otel._otlp_{kind}.{prefix}Spans", _Built)
+    monkeypatch.setattr(f"shannon_otel._otlp_{kind}.{prefix}Metrics", _Built)
     spans = _span_exporter(exporter, None, None)
     assert isinstance(spans, _Built)
     assert spans.timeout == 10.0  # the SDK default, not the bad value

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics.export import (
@@ -27,7 +28,7 @@ from opentelemetry.sdk.metrics.export import (
     NumberDataPoint,
 )
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter, SpanExportResult
 
 from benchmarks._backends import BlackHole, OtlpSink, down_endpoint
 from shannon_otel import _config, configure
@@ -167,8 +168,9 @@ def test_per_signal_protocol_and_endpoint_and_several_exporters_are_honoured(mon
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf")
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{sink.endpoint}/custom/traces")
         handle = configure("env", set_global=False)
-        kinds = [type(p.exporter.inner).__name__ for p in handle._processors]
-        assert kinds == ["OTLPSpanExporter", "ConsoleSpanExporter"]  # both, not only the first
+        kinds = [type(p.exporter.inner) for p in handle._processors]
+        assert len(kinds) == 2  # both, not only the first
+        assert issubclass(kinds[0], HttpSpanExporter) and issubclass(kinds[1], ConsoleSpanExporter)
         quiet = Gate()
         quiet.open.set()
         handle._processors[1].exporter.inner = quiet  # keep the test output clean

@@ -14,13 +14,17 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SpanExportResult
 
 from ._secrets import safe_url, scrub
+
+if TYPE_CHECKING:
+    from .._otlp_grpc import GrpcSpans
+    from .._otlp_http import HttpSpans
 
 # The specification's default OTLP endpoint per protocol: a collector serves gRPC on 4317 and HTTP on 4318, so
 # `--otlp-protocol http/protobuf` alone checked the gRPC port over HTTP and failed against a healthy collector.
@@ -81,12 +85,14 @@ def _recording_session() -> Any:
     return Recording()
 
 
-def _exporter(endpoint: str, protocol: str, timeout_s: float, session: Any) -> SpanExporter:
+def _exporter(endpoint: str, protocol: str, timeout_s: float, session: Any) -> HttpSpans | GrpcSpans:
+    # configure()'s exporters: they also read a partial success and (HTTP) a redirect, both of which the
+    # SDK's count as delivered ("ok" was printed for a backend that kept nothing)
     if protocol == "http":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
+        from .._otlp_http import HttpSpans
 
         return HttpSpans(endpoint=f"{endpoint}/v1/traces", timeout=timeout_s, session=session)
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
+    from .._otlp_grpc import GrpcSpans
 
     return GrpcSpans(endpoint=endpoint, timeout=timeout_s)
 
@@ -103,19 +109,25 @@ def check_otlp(endpoint: str, protocol: str, timeout_s: float) -> tuple[bool, st
     assert isinstance(span, ReadableSpan)
     session = _recording_session() if protocol == "http" else None
     exporter = _exporter(endpoint, protocol, timeout_s, session)
-    logger = logging.getLogger("opentelemetry")
-    captured, propagate = _Captured(), logger.propagate
-    logger.addHandler(captured)
-    logger.propagate = False
+    loggers = [logging.getLogger("opentelemetry"), logging.getLogger("shannon_otel.export")]
+    captured, propagate = _Captured(), [logger.propagate for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(captured)
+        logger.propagate = False
     started = time.monotonic()
     try:
         result = exporter.export([span])
     finally:
         exporter.shutdown()
-        logger.removeHandler(captured)
-        logger.propagate = propagate
+        for logger, was in zip(loggers, propagate, strict=True):
+            logger.removeHandler(captured)
+            logger.propagate = was
         provider.shutdown()
     took = (time.monotonic() - started) * 1000
+    rejected, undelivered = exporter.rejections.take()
+    if rejected or undelivered:  # the exporter's warning says which (a partial success, a redirect)
+        why = (captured.reason() or "the backend rejected the test span").split("; ", 1)[0]
+        return False, f"not accepted after {took:.0f} ms: {why}"
     if result is SpanExportResult.SUCCESS:
         return True, f"accepted a test span in {took:.0f} ms (service shannon-otel-check)"
     why = (session.error if session is not None else None) or captured.reason() or "the exporter reported a failure"

@@ -104,6 +104,7 @@ _EXPORT_LOGGERS = (
     "opentelemetry.sdk._shared_internal",  # the batch span / log processors
     "opentelemetry.sdk.trace.export",
     "opentelemetry.sdk.metrics._internal.export",  # the periodic metric reader
+    "shannon_otel.export",  # a backend that took an export but rejected items of it (partial success)
 )
 
 

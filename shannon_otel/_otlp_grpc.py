@@ -1,0 +1,80 @@
+"""``configure()``'s OTLP/gRPC exporters: the SDK's, reading each answer's partial success.
+
+The SDK's exporters return success once ``Export`` answers and drop the answer, where a collector
+says how many items it rejected (``partial_success``). Here the stub the exporter calls is wrapped so
+that count reaches the exporter's :class:`Rejections` (the counted wrapper around the exporter turns
+it into drops). The SDK builds its stub in ``_initialize_channel_and_stub`` (again after an
+UNAVAILABLE); should a release rename it, rejections simply go uncounted, as before.
+Imported only when an OTLP/gRPC exporter is built.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+from ._delivery import Rejections
+
+
+class _Answers:
+    """The exporter's stub: ``Export`` as the SDK calls it, each answer's rejected count noted."""
+
+    def __init__(self, stub: Any, field: str, rejections: Rejections) -> None:
+        self._stub = stub
+        self._field = field
+        self._rejections = rejections
+
+    def Export(self, *args: Any, **kwargs: Any) -> Any:  # noqa: N802  # the gRPC method's name
+        answer = self._stub.Export(*args, **kwargs)
+        try:
+            partial = answer.partial_success
+            rejected, message = int(getattr(partial, self._field)), str(partial.error_message)
+        except Exception:  # raised here it would fail an export the backend took
+            return answer
+        self._rejections.add(rejected, message)
+        return answer
+
+
+class _ReadsAnswers:
+    """Mixin over an SDK gRPC exporter: wraps the stub each time the SDK (re)builds it."""
+
+    rejections: Rejections
+    _field: str
+    _client: Any
+
+    def _initialize_channel_and_stub(self) -> None:
+        super()._initialize_channel_and_stub()  # type: ignore[misc]  # the SDK's, untyped
+        self._client = _Answers(self._client, self._field, self.rejections)
+
+
+class GrpcSpans(_ReadsAnswers, OTLPSpanExporter):
+    """The SDK's OTLP/gRPC span exporter; ``rejections`` holds the spans the backend rejected."""
+
+    _field = "rejected_spans"
+
+    def __init__(self, endpoint: str | None, timeout: float | None) -> None:
+        self.rejections = Rejections("spans")
+        super().__init__(endpoint=endpoint, timeout=timeout)
+
+
+class GrpcMetrics(_ReadsAnswers, OTLPMetricExporter):
+    """The SDK's OTLP/gRPC metric exporter; ``rejections`` holds the data points the backend rejected."""
+
+    _field = "rejected_data_points"
+
+    def __init__(self, endpoint: str | None, timeout: float | None) -> None:
+        self.rejections = Rejections("metric points")
+        super().__init__(endpoint=endpoint, timeout=timeout)
+
+
+class GrpcLogs(_ReadsAnswers, OTLPLogExporter):
+    """The SDK's OTLP/gRPC log exporter; ``rejections`` holds the log records the backend rejected."""
+
+    _field = "rejected_log_records"
+
+    def __init__(self, endpoint: str | None, timeout: float | None) -> None:
+        self.rejections = Rejections("log records")
+        super().__init__(endpoint=endpoint, timeout=timeout)
