@@ -59,6 +59,10 @@ class WaveRun:
         self.batch: int | None = None
         self.dispatch_time = 0.0
         self.workers: list[asyncio.Task[None]] = []
+        # The task awaiting the batch, and its cancellation requests when the batch began: more of them
+        # mean the wave itself is being cancelled (its TaskGroup cancels that task too when it aborts).
+        self._parent: asyncio.Task[Any] | None = None
+        self._parent_cancels = 0
         self._room = 0  # workers a lazy input may still start (run_batch), and where they start
         self._lazy: tuple[asyncio.TaskGroup, Iterator[Item], contextvars.Context] | None = None
         limit = wave.rate_limit
@@ -72,11 +76,16 @@ class WaveRun:
     async def run_batch(self, items: Iterator[Item], workers: int, context: contextvars.Context) -> None:
         """Run ``items`` on ``workers`` workers; returns when all are done or the run stopped."""
         self.dispatch_time = self.wave.clock()
+        self._parent = parent = asyncio.current_task()
+        self._parent_cancels = parent.cancelling() if parent is not None else 0
         async with asyncio.TaskGroup() as group:
             if self.sized or self.gate is None:
-                self.workers = [
-                    group.create_task(self._worker(items, context), context=context.copy()) for _ in range(workers)
-                ]
+                # Listed as each is created: under an eager task factory a worker runs its first task inside
+                # create_task, and a failure there must find (and fail-fast cancel) the workers made before it.
+                self.workers = started = []
+                for _ in range(workers):
+                    started.append(  # noqa: PERF401  # appended one by one, as each is made: see above
+                        group.create_task(self._worker(items, context), context=context.copy()))
             else:
                 # A lazy input of unknown length: one worker, and one more each time a worker takes an
                 # item, up to `workers`. A huge max_concurrency then costs what the input needs, not
@@ -102,8 +111,8 @@ class WaveRun:
                 await run_in(copy(), self._run_one(index, item))
                 if self.stopped:  # fail-fast: the inputs left are drained by the wave
                     return
-                if worker.cancelling():  # the task swallowed our cancellation: stop all the same
-                    raise asyncio.CancelledError
+                if worker.cancelling() and await self._cancelled(worker):
+                    raise asyncio.CancelledError  # the task swallowed our cancellation: stop all the same
             return
         clock = self.wave.clock
         while not self.stopped:
@@ -116,7 +125,7 @@ class WaveRun:
                 self._add_worker()
             # A streamed input is pulled only when there is room: its queue wait starts now.
             await run_in(copy(), self._run_one(entry[0], entry[1], clock()))
-            if worker.cancelling():
+            if worker.cancelling() and await self._cancelled(worker):
                 raise asyncio.CancelledError
 
     async def _run_one(self, index: int, item: Any, ready: float | None = None) -> None:
@@ -137,6 +146,8 @@ class WaveRun:
         slot = TaskSlot()
         CURRENT_TASK.set(slot)
         try:
+            if self.stopped:  # taken by a worker that an eager task factory started after a fail-fast stop
+                raise asyncio.CancelledError
             if self.limiter is not None:
                 # a shared limiter's acquire() that is sync (threading.Semaphore's returns True): named, not
                 # Python's "object bool can't be used in 'await' expression"
@@ -172,8 +183,13 @@ class WaveRun:
             outcome = Outcome.CANCELLATION
             current = asyncio.current_task()
             if current is not None and current.cancelling():
-                self._finish(index, item, name, outcome, start, queue_wait, None, slot, tokens, pool, call)
-                raise
+                if self._ours():
+                    self._finish(index, item, name, outcome, start, queue_wait, None, slot, tokens, pool, call)
+                    raise
+                # asyncio.current_task() in a task is its worker: `current_task().cancel()` asked the worker.
+                # As under gather, that cancels this task alone, not the tasks the worker runs after it.
+                while current.uncancel():
+                    pass
             # The task cancelled itself (or awaited something cancelled): its own outcome, not ours.
         except TimeoutError as exc:
             outcome, error = Outcome.TIMEOUT, exc
@@ -186,6 +202,29 @@ class WaveRun:
             self._finish(index, item, name, Outcome.FAILURE, start, queue_wait, exc, slot, tokens, pool, call)
             raise
         self._finish(index, item, name, outcome, start, queue_wait, error, slot, tokens, pool, call, value)
+
+    def _ours(self) -> bool:
+        """Whether a cancellation of the running worker is the wave's (fail-fast, or the wave cancelled or
+        aborting: its TaskGroup then cancels the task awaiting it too), not the task's own."""
+        parent = self._parent
+        return self.stopped or parent is None or parent.cancelling() > self._parent_cancels
+
+    async def _cancelled(self, worker: asyncio.Task[None]) -> bool:
+        """After a task returned with ``worker``'s cancellation requested: True when it is the wave's (the
+        task swallowed it; the worker stops all the same). Else the task asked it of itself
+        (``asyncio.current_task().cancel()``) and returned: that request is taken off (delivered here if
+        it is still pending, so it cannot cancel the next task) and the worker goes on; returns False."""
+        if self._ours():
+            return True
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            pass
+        if self._ours():  # the wave was cancelled meanwhile: what was caught just above may be that
+            return True
+        while worker.uncancel():
+            pass
+        return False
 
     def _started(self, tokens: list[Any], index: int, name: str, queue_wait: float) -> None:
         observers = self.observers

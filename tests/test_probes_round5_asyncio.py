@@ -1,0 +1,259 @@
+"""Round-5 probes: asyncio semantics a user relies on, through the public API only.
+
+Eager task factories (Python 3.12+, ``loop.set_task_factory(asyncio.eager_task_factory)``) run a task's
+first step inside ``create_task``; a wave must still fail fast there. A wave task runs on a worker task
+shared with the tasks after it, so ``asyncio.current_task().cancel()`` from a task is that task's own
+cancellation, never the end of the tasks that follow it on the same worker.
+
+Everything runs on the virtual-time loop (no wall time) with events as the only scheduling points; the
+checks needing 3.12+ are skipped on 3.11 and run on the 3.12/3.13 CI runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import pytest
+from _open_spans import OpenSpans
+
+from shannon_otel import Outcome, Retry, Wave
+from shannon_otel.testing import InMemoryTelemetry, run_virtual
+
+needs_eager = pytest.mark.skipif(sys.version_info < (3, 12), reason="asyncio.eager_task_factory is Python 3.12+")
+
+
+def telemetry() -> tuple[InMemoryTelemetry, OpenSpans]:
+    otel = InMemoryTelemetry()
+    spans = OpenSpans()
+    otel.tracer_provider.add_span_processor(spans)
+    return otel, spans
+
+
+def virtual(main: Callable[[], Coroutine[Any, Any, Any]], *, eager: bool = False) -> Any:
+    """Run ``main()`` on the virtual-time loop (with the eager task factory if asked); a hang fails as a
+    TimeoutError after 60 virtual seconds instead of hanging the suite."""
+
+    async def run() -> Any:
+        if eager:
+            # getattr: mypy checks against 3.11, which has no eager_task_factory (the tests using it skip there)
+            asyncio.get_running_loop().set_task_factory(getattr(asyncio, "eager_task_factory"))  # noqa: B009
+        async with asyncio.timeout(60):
+            return await main()
+
+    return run_virtual(run())
+
+
+def outcomes(results: Any) -> list[str]:
+    return [r.outcome.value for r in results]
+
+
+def others() -> set[asyncio.Task[Any]]:
+    current = asyncio.current_task()
+    return {task for task in asyncio.all_tasks() if task is not current}
+
+
+# ---------------------------------------------------------------------------------------- eager tasks
+@needs_eager
+def test_fail_fast_under_the_eager_task_factory_cancels_the_running_task_and_starts_no_more() -> None:
+    """Task 0 waits, task 1 fails at once: task 0 is cancelled and no task after 1 starts, as on the default
+    factory. Eagerly, task 1 failed while the worker list was still being built: task 0 ran to its end
+    (the release set by task 2) and tasks 2 and 3 started after the failure."""
+    otel, spans = telemetry()
+    started: list[int] = []
+    cancelled: list[int] = []
+    release = asyncio.Event()
+
+    async def work(i: int) -> int:
+        started.append(i)
+        if i == 0:
+            try:
+                await release.wait()
+            except asyncio.CancelledError:
+                cancelled.append(i)
+                raise
+        elif i == 1:
+            raise ValueError("fails at once")
+        else:
+            release.set()
+        return i
+
+    async def main() -> Any:
+        result = await Wave[Any]("ff", max_concurrency=3, fail_fast=True, **otel.providers).map(work, range(5))
+        assert not others()
+        return result
+
+    result = virtual(main, eager=True)
+    assert outcomes(result.results) == ["cancellation", "failure", "cancellation", "cancellation", "cancellation"]
+    assert started == [0, 1]
+    assert cancelled == [0]
+    assert spans.open == {}
+    task_spans = {s.attributes["shannon.task.index"]: s.attributes["shannon.task.outcome"]
+                  for s in otel.spans("task ff") if s.attributes is not None}
+    assert task_spans == {0: "cancellation", 1: "failure"}  # the tasks that never started have no span
+    otel.shutdown()
+
+
+@needs_eager
+def test_fail_fast_under_the_eager_task_factory_starts_nothing_after_a_failure_in_a_batch() -> None:
+    started: list[int] = []
+
+    async def work(i: int) -> int:
+        started.append(i)
+        if i == 2:
+            raise ValueError("fails at once")
+        return i
+
+    async def main() -> Any:
+        wave = Wave[Any]("b", max_concurrency=2, batch_size=2, fail_fast=True, instrument=False)
+        return await wave.map(work, range(6))
+
+    result = virtual(main, eager=True)
+    assert outcomes(result.results) == ["success", "success", "failure"] + ["cancellation"] * 3
+    assert started == [0, 1, 2]
+
+
+@needs_eager
+def test_a_streamed_lazy_input_under_the_eager_task_factory_starts_nothing_after_a_failure() -> None:
+    """Each eager worker takes an input and adds the next worker before running it: the third input failed
+    before the first two ran. They are delivered as cancelled, never started."""
+    started: list[int] = []
+
+    async def work(i: int) -> int:
+        started.append(i)
+        if i == 2:
+            raise ValueError("fails at once")
+        return i
+
+    async def main() -> list[tuple[int, str]]:
+        got = []
+        wave = Wave[Any]("s", max_concurrency=3, fail_fast=True, instrument=False)
+        async with wave.stream_map(work, iter(range(6))) as s:
+            got.extend([(r.index, r.outcome.value) async for r in s])
+        assert not others()
+        return got
+
+    got = virtual(main, eager=True)
+    assert started == [2]
+    assert sorted(got) == [(0, "cancellation"), (1, "cancellation"), (2, "failure")]
+
+
+# ---------------------------------------------------------------------------------------- self-cancellation
+def _self_cancelling(awaits: bool) -> Callable[[int], Awaitable[int]]:
+    async def work(i: int) -> int:
+        await asyncio.sleep(0)
+        if i == 0:
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+            if awaits:
+                await asyncio.sleep(0)  # the cancellation is delivered here
+        return i
+
+    return work
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_a_task_cancelling_itself_is_cancelled_alone_whatever_the_concurrency(concurrency: int) -> None:
+    """As under ``gather``: the task that called ``asyncio.current_task().cancel()`` ends cancelled, the others
+    run and the wave returns. With one worker, every task after it used to end cancelled, never started."""
+    otel, spans = telemetry()
+
+    async def main() -> Any:
+        wave = Wave[Any]("self", max_concurrency=concurrency, **otel.providers)
+        result = await wave.map(_self_cancelling(awaits=True), range(4))
+        current = asyncio.current_task()
+        assert current is not None and current.cancelling() == 0
+        assert not others()
+        return result
+
+    result = virtual(main)
+    assert outcomes(result.results) == ["cancellation", "success", "success", "success"]
+    assert [r.value for r in result.results] == [None, 1, 2, 3]
+    assert result.report.outcome is Outcome.SUCCESS  # the wave itself was not cancelled
+    assert spans.open == {}
+    assert sorted(str(s.attributes and s.attributes["shannon.task.outcome"]) for s in otel.spans("task self")
+                  ) == ["cancellation", "success", "success", "success"]
+    otel.shutdown()
+
+
+def test_a_task_cancelling_itself_and_returning_without_awaiting_keeps_its_value_and_ends_alone() -> None:
+    """The cancellation is still pending on the worker when the task returns: the task's value is delivered,
+    and the request does not cancel the next task (it used to end the worker and every task after it)."""
+
+    async def main() -> Any:
+        wave = Wave[Any]("self", max_concurrency=1, instrument=False)
+        return await wave.map(_self_cancelling(awaits=False), range(3))
+
+    result = virtual(main)
+    assert outcomes(result.results) == ["success"] * 3
+    assert [r.value for r in result.results] == [0, 1, 2]
+
+
+def test_a_task_cancelling_itself_under_a_retry_is_not_retried_and_ends_alone() -> None:
+    calls: list[int] = []
+
+    async def work(i: int) -> int:
+        calls.append(i)
+        return await _self_cancelling(awaits=True)(i)
+
+    async def main() -> Any:
+        wave = Wave[Any]("self", max_concurrency=1, policy=Retry(attempts=3, initial=0), instrument=False)
+        return await wave.map(work, range(3))
+
+    result = virtual(main)
+    assert outcomes(result.results) == ["cancellation", "success", "success"]
+    assert calls == [0, 1, 2]  # a cancellation is never retried
+
+
+def test_a_streamed_task_cancelling_itself_is_cancelled_alone() -> None:
+    async def main() -> list[tuple[int, str]]:
+        got = []
+        wave = Wave[Any]("self", max_concurrency=1, instrument=False)
+        async with wave.stream_map(_self_cancelling(awaits=True), iter(range(3))) as s:
+            got.extend([(r.index, r.outcome.value) async for r in s])
+        return got
+
+    assert virtual(main) == [(0, "cancellation"), (1, "success"), (2, "success")]
+
+
+def test_fail_fast_and_a_cancelled_caller_still_cancel_a_task_that_swallows_the_cancellation() -> None:
+    """The wave's own cancellations are still told from a task's own: a task swallowing fail-fast's
+    cancellation keeps its worker stopping, and cancelling the caller cancels the wave."""
+    started: list[int] = []
+    blocked = asyncio.Event()
+
+    async def swallow(i: int) -> str:
+        started.append(i)
+        if i == 1:
+            raise ValueError("fail fast")
+        if i == 0:
+            try:
+                blocked.set()
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                return "swallowed"
+        return "ran"
+
+    async def fail_fast() -> Any:
+        return await Wave[Any]("ff", max_concurrency=2, fail_fast=True, instrument=False).map(swallow, [0, 1, 2, 3])
+
+    result = virtual(fail_fast)
+    assert outcomes(result.results) == ["success", "failure", "cancellation", "cancellation"]
+    assert started == [0, 1]
+
+    async def cancelled_caller() -> None:
+        wave = Wave[Any]("c", max_concurrency=1, instrument=False)
+        runner = asyncio.create_task(wave.map(swallow, [0, 2, 3]))
+        await blocked.wait()
+        runner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await runner
+        assert not others()
+
+    started.clear()
+    blocked.clear()
+    virtual(cancelled_caller)
+    assert started == [0]
