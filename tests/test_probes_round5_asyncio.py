@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from _open_spans import OpenSpans
 
-from shannon_otel import Outcome, Retry, Wave
+from shannon_otel import Outcome, Retry, Wave, WaveStream
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
 needs_eager = pytest.mark.skipif(sys.version_info < (3, 12), reason="asyncio.eager_task_factory is Python 3.12+")
@@ -33,15 +33,19 @@ def telemetry() -> tuple[InMemoryTelemetry, OpenSpans]:
 
 
 def virtual(main: Callable[[], Coroutine[Any, Any, Any]], *, eager: bool = False) -> Any:
-    """Run ``main()`` on the virtual-time loop (with the eager task factory if asked); a hang fails as a
-    TimeoutError after 60 virtual seconds instead of hanging the suite."""
+    """Run ``main()`` on the virtual-time loop (with the eager task factory if asked). A hang stops the loop
+    after 60 virtual seconds (RuntimeError: event loop stopped), failing the test instead of the suite."""
 
     async def run() -> Any:
+        loop = asyncio.get_running_loop()
         if eager:
             # getattr: mypy checks against 3.11, which has no eager_task_factory (the tests using it skip there)
-            asyncio.get_running_loop().set_task_factory(getattr(asyncio, "eager_task_factory"))  # noqa: B009
-        async with asyncio.timeout(60):
+            loop.set_task_factory(getattr(asyncio, "eager_task_factory"))  # noqa: B009
+        watchdog = loop.call_later(60, loop.stop)
+        try:
             return await main()
+        finally:
+            watchdog.cancel()
 
     return run_virtual(run())
 
@@ -257,3 +261,66 @@ def test_fail_fast_and_a_cancelled_caller_still_cancel_a_task_that_swallows_the_
     blocked.clear()
     virtual(cancelled_caller)
     assert started == [0]
+
+
+# ---------------------------------------------------------------------------------------- BaseException, eagerly
+class Abort(BaseException):
+    """A custom BaseException: it propagates from the wave in a BaseExceptionGroup (docs/reliability.md)."""
+
+
+def _aborting(started: list[int]) -> Callable[[int], Awaitable[int]]:
+    async def work(i: int) -> int:
+        started.append(i)
+        if i == 0:
+            await asyncio.Event().wait()  # running when task 1 aborts the wave: cancelled
+        if i == 1:
+            raise Abort("at once")
+        return i
+
+    return work
+
+
+@needs_eager
+def test_a_base_exception_in_an_eager_first_step_propagates_alone_and_starts_no_more() -> None:
+    """The group it aborted refused the next worker: its RuntimeError ("TaskGroup is shutting down") joined
+    the user's exception in the group, and that worker's coroutine was never awaited."""
+    otel, spans = telemetry()
+    started: list[int] = []
+
+    async def main() -> None:
+        wave = Wave[Any]("abort", max_concurrency=3, **otel.providers)
+        with pytest.raises(BaseExceptionGroup) as caught:
+            await wave.map(_aborting(started), range(5))
+        assert [type(e) for e in caught.value.exceptions] == [Abort]
+        assert not others()
+
+    virtual(main, eager=True)
+    assert started == [0, 1]
+    assert spans.open == {}
+    assert sorted(str(s.attributes and s.attributes["shannon.task.outcome"]) for s in otel.spans("task abort")
+                  ) == ["cancellation", "failure"]
+    otel.shutdown()
+
+
+@needs_eager
+def test_a_base_exception_in_an_eager_streamed_worker_ends_the_stream_instead_of_hanging_it() -> None:
+    """Each lazy worker starts the next inside its own eager first step: the group aborted while the first
+    worker was still being created, so it joined the group after the abort, was never cancelled, and the
+    wave waited for it forever (not even a timeout around the stream ended the wait)."""
+    otel, spans = telemetry()
+    started: list[int] = []
+
+    async def main() -> None:
+        wave = Wave[Any]("abort", max_concurrency=3, **otel.providers)
+        stream: WaveStream[Any]
+        with pytest.raises(BaseExceptionGroup) as caught:  # noqa: PT012  # raised from the block's exit
+            async with wave.stream_map(_aborting(started), iter(range(5))) as stream:
+                async for _ in stream:
+                    pass
+        assert [type(e) for e in caught.value.exceptions] == [Abort]
+        assert not others()
+
+    virtual(main, eager=True)
+    assert 0 not in started  # taken as the wave aborted: never started
+    assert spans.open == {}
+    otel.shutdown()

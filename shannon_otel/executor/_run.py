@@ -79,18 +79,16 @@ class WaveRun:
         self._parent = parent = asyncio.current_task()
         self._parent_cancels = parent.cancelling() if parent is not None else 0
         async with asyncio.TaskGroup() as group:
+            self.workers = []
             if self.sized or self.gate is None:
-                # Listed as each is created: under an eager task factory a worker runs its first task inside
-                # create_task, and a failure there must find (and fail-fast cancel) the workers made before it.
-                self.workers = started = []
                 for _ in range(workers):
-                    started.append(  # noqa: PERF401  # appended one by one, as each is made: see above
-                        group.create_task(self._worker(items, context), context=context.copy()))
+                    self._spawn(group, items, context)
+                    if self.stopped:  # a worker failed (or failed fast) in its eager first step: no more
+                        break
             else:
                 # A lazy input of unknown length: one worker, and one more each time a worker takes an
                 # item, up to `workers`. A huge max_concurrency then costs what the input needs, not
                 # that many idle tasks created up front (10**6 took ~24 s to stream three items).
-                self.workers = []
                 self._room, self._lazy = workers, (group, items, context)
                 self._add_worker()
 
@@ -98,7 +96,17 @@ class WaveRun:
         assert self._lazy is not None
         group, items, context = self._lazy
         self._room -= 1
-        self.workers.append(group.create_task(self._worker(items, context), context=context.copy()))
+        self._spawn(group, items, context)
+
+    def _spawn(self, group: asyncio.TaskGroup, items: Iterator[Item], context: contextvars.Context) -> None:
+        """Start a worker. Under an eager task factory (3.12+) it runs its first task inside ``create_task``,
+        so it is listed at once after (a later worker's failure or fail-fast stop must find it), and it is
+        cancelled if the run stopped meanwhile: its TaskGroup may have aborted before it joined, and would
+        then never cancel it (the wave would wait for it forever)."""
+        worker = group.create_task(self._worker(items, context), context=context.copy())
+        self.workers.append(worker)
+        if self.stopped and not worker.done():
+            worker.cancel()
 
     async def _worker(self, items: Iterator[Item], context: contextvars.Context) -> None:
         """Run tasks one after another, each in a fresh copy of the wave's ``context``."""
@@ -106,27 +114,36 @@ class WaveRun:
         gate = self.gate
         worker = asyncio.current_task()
         assert worker is not None
-        if gate is None:
-            for index, item in items:
-                await run_in(copy(), self._run_one(index, item))
-                if self.stopped:  # fail-fast: the inputs left are drained by the wave
-                    return
-                if worker.cancelling() and await self._cancelled(worker):
-                    raise asyncio.CancelledError  # the task swallowed our cancellation: stop all the same
-            return
-        clock = self.wave.clock
-        while not self.stopped:
-            await gate.acquire()  # room for one more result at the consumer
-            entry = None if self.stopped else next(items, None)
-            if entry is None:
-                gate.release()
+        try:
+            if gate is None:
+                for index, item in items:
+                    await run_in(copy(), self._run_one(index, item))
+                    if self.stopped:  # fail-fast: the inputs left are drained by the wave
+                        return
+                    if worker.cancelling() and await self._cancelled(worker):
+                        raise asyncio.CancelledError  # the task swallowed our cancellation: stop all the same
                 return
-            if self._room > 0:  # a lazy input (see run_batch): room for a worker more
-                self._add_worker()
-            # A streamed input is pulled only when there is room: its queue wait starts now.
-            await run_in(copy(), self._run_one(entry[0], entry[1], clock()))
-            if worker.cancelling() and await self._cancelled(worker):
-                raise asyncio.CancelledError
+            clock = self.wave.clock
+            while not self.stopped:
+                await gate.acquire()  # room for one more result at the consumer
+                entry = None if self.stopped else next(items, None)
+                if entry is None:
+                    gate.release()
+                    return
+                if self._room > 0:  # a lazy input (see run_batch): room for a worker more
+                    self._add_worker()
+                # A streamed input is pulled only when there is room: its queue wait starts now.
+                await run_in(copy(), self._run_one(entry[0], entry[1], clock()))
+                if worker.cancelling() and await self._cancelled(worker):
+                    raise asyncio.CancelledError
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            # A task's KeyboardInterrupt & co (or a hook's): the TaskGroup aborts and cancels the other
+            # workers. Stopped first, so they see that cancellation as the wave's (see _ours), and no task
+            # starts after it (under an eager task factory one could, in a worker started after this one).
+            self.stopped = True
+            raise
 
     async def _run_one(self, index: int, item: Any, ready: float | None = None) -> None:
         """One task, start to finish; runs inside the task's own context (see ``_worker``)."""
@@ -146,7 +163,7 @@ class WaveRun:
         slot = TaskSlot()
         CURRENT_TASK.set(slot)
         try:
-            if self.stopped:  # taken by a worker that an eager task factory started after a fail-fast stop
+            if self.stopped:  # taken as the run stopped, by a worker an eager task factory ran meanwhile
                 raise asyncio.CancelledError
             if self.limiter is not None:
                 # a shared limiter's acquire() that is sync (threading.Semaphore's returns True): named, not
@@ -204,8 +221,8 @@ class WaveRun:
         self._finish(index, item, name, outcome, start, queue_wait, error, slot, tokens, pool, call, value)
 
     def _ours(self) -> bool:
-        """Whether a cancellation of the running worker is the wave's (fail-fast, or the wave cancelled or
-        aborting: its TaskGroup then cancels the task awaiting it too), not the task's own."""
+        """Whether a cancellation of the running worker is the wave's (stopped: fail-fast or a worker's
+        failure; or the wave cancelled: its TaskGroup then cancels the task awaiting it too), not the task's."""
         parent = self._parent
         return self.stopped or parent is None or parent.cancelling() > self._parent_cancels
 
