@@ -12,6 +12,8 @@ checks needing 3.12+ are skipped on 3.11 and run on the 3.12/3.13 CI runs.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import importlib.util
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -19,7 +21,7 @@ from typing import Any
 import pytest
 from _open_spans import OpenSpans
 
-from shannon_otel import Outcome, Retry, Wave, WaveStream
+from shannon_otel import CircuitBreaker, Hedge, Outcome, Pipeline, Retry, Wave, WaveStream
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
 needs_eager = pytest.mark.skipif(sys.version_info < (3, 12), reason="asyncio.eager_task_factory is Python 3.12+")
@@ -57,6 +59,92 @@ def outcomes(results: Any) -> list[str]:
 def others() -> set[asyncio.Task[Any]]:
     current = asyncio.current_task()
     return {task for task in asyncio.all_tasks() if task is not current}
+
+
+# ---------------------------------------------------------------------------------------- other event loops
+USER = contextvars.ContextVar("user", default="unset")
+LOOPS = [
+    pytest.param("default", id="default"),
+    pytest.param("eager", id="eager", marks=needs_eager),
+    pytest.param("uvloop", id="uvloop", marks=pytest.mark.skipif(
+        importlib.util.find_spec("uvloop") is None, reason="uvloop is not installed (the test extra has it)")),
+    # uvloop 0.23 on 3.13 passes eager_start= to the task factory, which asyncio's eager one refuses:
+    # that loop cannot run with it at all (not even its own shutdown), whatever the code
+    pytest.param("uvloop-eager", id="uvloop-eager", marks=pytest.mark.skipif(
+        importlib.util.find_spec("uvloop") is None or sys.version_info[:2] != (3, 12),
+        reason="uvloop with the eager task factory runs on Python 3.12 only")),
+]
+
+
+def run_on(loop: str, main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    if loop in ("default", "eager"):
+        return virtual(main, eager=loop == "eager")
+    import uvloop
+
+    async def run() -> Any:
+        if loop == "uvloop-eager":
+            asyncio.get_running_loop().set_task_factory(getattr(asyncio, "eager_task_factory"))  # noqa: B009
+        return await main()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(run())
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_waves_and_policies_keep_their_contract_on_other_loops_and_task_factories(loop: str) -> None:
+    """Results in input order, each task in its own context (the caller's values seen, its own kept from the
+    others and the caller), the span tree (task under wave, operation under task, attempts under operation),
+    no task left and no span open, on the eager task factory and on uvloop as on asyncio's default loop."""
+    otel, spans = telemetry()
+    breaker = CircuitBreaker("round5", failure_threshold=50, window=100)
+    seen: list[tuple[int, str]] = []
+    flaky: set[int] = set()
+
+    async def work(i: int) -> tuple[int, str]:
+        seen.append((i, USER.get()))
+        if i % 3 == 0 and i not in flaky:  # fails at once on its first attempt: retried
+            flaky.add(i)
+            raise ValueError(i)
+        USER.set(f"task {i}")  # after the failure: a retry runs in the same task context, and would see it
+        if i % 2:
+            await asyncio.sleep(0)
+        return i, USER.get()
+
+    hedged = asyncio.Event()
+
+    async def slow_then_fast() -> str:
+        if not hedged.is_set():
+            hedged.set()
+            await asyncio.Event().wait()  # the first attempt never ends: the hedge wins, it is cancelled
+        return "hedge"
+
+    async def main() -> tuple[Any, str]:
+        USER.set("caller")
+        pipeline = Pipeline(Retry(attempts=2, initial=0, maximum=0), breaker)
+        wave = Wave[Any]("loops", max_concurrency=3, policy=pipeline, **otel.providers)
+        result = await wave.map(work, range(8))
+        won = await Hedge(delay=0, attempts=2, **otel.providers).call(slow_then_fast)
+        assert USER.get() == "caller"
+        assert not others()
+        return result, won
+
+    result, won = run_on(loop, main)
+    assert [r.value for r in result.results] == [(i, f"task {i}") for i in range(8)]
+    assert sorted(seen) == sorted([(i, "caller") for i in range(8)] + [(i, "caller") for i in (0, 3, 6)])
+    assert won == "hedge"
+    assert spans.open == {}
+    by_id = {s.context.span_id: s for s in otel.spans() if s.context is not None}
+
+    def parent(name: str) -> set[str | None]:
+        return {by_id[s.parent.span_id].name if s.parent is not None else None for s in otel.spans(name)}
+
+    assert parent("wave loops") == {None}
+    assert parent("task loops") == {"wave loops"} and len(otel.spans("task loops")) == 8
+    assert parent("pipeline") == {"task loops"}
+    assert {s.name for s in otel.spans() if s.parent is not None and by_id[s.parent.span_id].name == "pipeline"
+            } == {"attempt 1", "attempt 2"}
+    assert parent("hedge") == {None} and parent("attempt 1") >= {"hedge", "pipeline"}
+    otel.shutdown()
 
 
 # ---------------------------------------------------------------------------------------- eager tasks
