@@ -59,6 +59,10 @@ class WaveRun:
         self.batch: int | None = None
         self.dispatch_time = 0.0
         self.workers: list[asyncio.Task[None]] = []
+        # The task awaiting the batch, and its cancellation requests when the batch began: more of them
+        # mean the wave itself is being cancelled (its TaskGroup cancels that task too when it aborts).
+        self._parent: asyncio.Task[Any] | None = None
+        self._parent_cancels = 0
         self._room = 0  # workers a lazy input may still start (run_batch), and where they start
         self._lazy: tuple[asyncio.TaskGroup, Iterator[Item], contextvars.Context] | None = None
         limit = wave.rate_limit
@@ -72,16 +76,19 @@ class WaveRun:
     async def run_batch(self, items: Iterator[Item], workers: int, context: contextvars.Context) -> None:
         """Run ``items`` on ``workers`` workers; returns when all are done or the run stopped."""
         self.dispatch_time = self.wave.clock()
+        self._parent = parent = asyncio.current_task()
+        self._parent_cancels = parent.cancelling() if parent is not None else 0
         async with asyncio.TaskGroup() as group:
+            self.workers = []
             if self.sized or self.gate is None:
-                self.workers = [
-                    group.create_task(self._worker(items, context), context=context.copy()) for _ in range(workers)
-                ]
+                for _ in range(workers):
+                    self._spawn(group, items, context)
+                    if self.stopped:  # a worker failed (or failed fast) in its eager first step: no more
+                        break
             else:
                 # A lazy input of unknown length: one worker, and one more each time a worker takes an
                 # item, up to `workers`. A huge max_concurrency then costs what the input needs, not
                 # that many idle tasks created up front (10**6 took ~24 s to stream three items).
-                self.workers = []
                 self._room, self._lazy = workers, (group, items, context)
                 self._add_worker()
 
@@ -89,7 +96,17 @@ class WaveRun:
         assert self._lazy is not None
         group, items, context = self._lazy
         self._room -= 1
-        self.workers.append(group.create_task(self._worker(items, context), context=context.copy()))
+        self._spawn(group, items, context)
+
+    def _spawn(self, group: asyncio.TaskGroup, items: Iterator[Item], context: contextvars.Context) -> None:
+        """Start a worker. Under an eager task factory (3.12+) it runs its first task inside ``create_task``,
+        so it is listed at once after (a later worker's failure or fail-fast stop must find it), and it is
+        cancelled if the run stopped meanwhile: its TaskGroup may have aborted before it joined, and would
+        then never cancel it (the wave would wait for it forever)."""
+        worker = group.create_task(self._worker(items, context), context=context.copy())
+        self.workers.append(worker)
+        if self.stopped and not worker.done():
+            worker.cancel()
 
     async def _worker(self, items: Iterator[Item], context: contextvars.Context) -> None:
         """Run tasks one after another, each in a fresh copy of the wave's ``context``."""
@@ -97,27 +114,36 @@ class WaveRun:
         gate = self.gate
         worker = asyncio.current_task()
         assert worker is not None
-        if gate is None:
-            for index, item in items:
-                await run_in(copy(), self._run_one(index, item))
-                if self.stopped:  # fail-fast: the inputs left are drained by the wave
-                    return
-                if worker.cancelling():  # the task swallowed our cancellation: stop all the same
-                    raise asyncio.CancelledError
-            return
-        clock = self.wave.clock
-        while not self.stopped:
-            await gate.acquire()  # room for one more result at the consumer
-            entry = None if self.stopped else next(items, None)
-            if entry is None:
-                gate.release()
+        try:
+            if gate is None:
+                for index, item in items:
+                    await run_in(copy(), self._run_one(index, item))
+                    if self.stopped:  # fail-fast: the inputs left are drained by the wave
+                        return
+                    if worker.cancelling() and await self._cancelled(worker):
+                        raise asyncio.CancelledError  # the task swallowed our cancellation: stop all the same
                 return
-            if self._room > 0:  # a lazy input (see run_batch): room for a worker more
-                self._add_worker()
-            # A streamed input is pulled only when there is room: its queue wait starts now.
-            await run_in(copy(), self._run_one(entry[0], entry[1], clock()))
-            if worker.cancelling():
-                raise asyncio.CancelledError
+            clock = self.wave.clock
+            while not self.stopped:
+                await gate.acquire()  # room for one more result at the consumer
+                entry = None if self.stopped else next(items, None)
+                if entry is None:
+                    gate.release()
+                    return
+                if self._room > 0:  # a lazy input (see run_batch): room for a worker more
+                    self._add_worker()
+                # A streamed input is pulled only when there is room: its queue wait starts now.
+                await run_in(copy(), self._run_one(entry[0], entry[1], clock()))
+                if worker.cancelling() and await self._cancelled(worker):
+                    raise asyncio.CancelledError
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            # A task's KeyboardInterrupt & co (or a hook's): the TaskGroup aborts and cancels the other
+            # workers. Stopped first, so they see that cancellation as the wave's (see _ours), and no task
+            # starts after it (under an eager task factory one could, in a worker started after this one).
+            self.stopped = True
+            raise
 
     async def _run_one(self, index: int, item: Any, ready: float | None = None) -> None:
         """One task, start to finish; runs inside the task's own context (see ``_worker``)."""
@@ -137,6 +163,8 @@ class WaveRun:
         slot = TaskSlot()
         CURRENT_TASK.set(slot)
         try:
+            if self.stopped:  # taken as the run stopped, by a worker an eager task factory ran meanwhile
+                raise asyncio.CancelledError
             if self.limiter is not None:
                 # a shared limiter's acquire() that is sync (threading.Semaphore's returns True): named, not
                 # Python's "object bool can't be used in 'await' expression"
@@ -172,8 +200,13 @@ class WaveRun:
             outcome = Outcome.CANCELLATION
             current = asyncio.current_task()
             if current is not None and current.cancelling():
-                self._finish(index, item, name, outcome, start, queue_wait, None, slot, tokens, pool, call)
-                raise
+                if self._ours():
+                    self._finish(index, item, name, outcome, start, queue_wait, None, slot, tokens, pool, call)
+                    raise
+                # asyncio.current_task() in a task is its worker: `current_task().cancel()` asked the worker.
+                # As under gather, that cancels this task alone, not the tasks the worker runs after it.
+                while current.uncancel():
+                    pass
             # The task cancelled itself (or awaited something cancelled): its own outcome, not ours.
         except TimeoutError as exc:
             outcome, error = Outcome.TIMEOUT, exc
@@ -186,6 +219,29 @@ class WaveRun:
             self._finish(index, item, name, Outcome.FAILURE, start, queue_wait, exc, slot, tokens, pool, call)
             raise
         self._finish(index, item, name, outcome, start, queue_wait, error, slot, tokens, pool, call, value)
+
+    def _ours(self) -> bool:
+        """Whether a cancellation of the running worker is the wave's (stopped: fail-fast or a worker's
+        failure; or the wave cancelled: its TaskGroup then cancels the task awaiting it too), not the task's."""
+        parent = self._parent
+        return self.stopped or parent is None or parent.cancelling() > self._parent_cancels
+
+    async def _cancelled(self, worker: asyncio.Task[None]) -> bool:
+        """After a task returned with ``worker``'s cancellation requested: True when it is the wave's (the
+        task swallowed it; the worker stops all the same). Else the task asked it of itself
+        (``asyncio.current_task().cancel()``) and returned: that request is taken off (delivered here if
+        it is still pending, so it cannot cancel the next task) and the worker goes on; returns False."""
+        if self._ours():
+            return True
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            pass
+        if self._ours():  # the wave was cancelled meanwhile: what was caught just above may be that
+            return True
+        while worker.uncancel():
+            pass
+        return False
 
     def _started(self, tokens: list[Any], index: int, name: str, queue_wait: float) -> None:
         observers = self.observers
