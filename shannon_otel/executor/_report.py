@@ -13,7 +13,14 @@ from ..reporting._advice import Recommendation, advise_wave
 
 @dataclass(frozen=True, slots=True)
 class Summary:
-    """Distribution of one per-task quantity (seconds, tokens, ...)."""
+    """Distribution of one per-task quantity (seconds, tokens, ...).
+
+    ``count``, ``total``, ``mean`` and ``max`` are exact. ``p50``/``p95``/``p99`` are nearest-rank
+    quantiles (the value of rank ``ceil(q * count)`` in sorted order: ``p50`` of two values is the
+    smaller one), read from bounded-memory log bins: within 1% of that value, never below the smallest
+    value seen nor above ``max`` (so ``p50 <= p95 <= p99 <= max``; exact when all values are equal).
+    Every field but ``count`` and ``total`` is NaN when ``count`` is 0.
+    """
 
     count: int
     total: float
@@ -41,9 +48,16 @@ class WaveReport:
     ``outcome``: ``cancellation`` when the wave was cancelled; ``failure`` when a task failed or timed
     out, or the wave itself raised (e.g. its lazy input did); ``success`` otherwise.
 
-    ``parallel_efficiency`` is busy task time / (wall time x concurrency actually available):
-    1.0 means every slot was busy for the whole wave. ``concurrency`` is that number of slots:
-    ``max_concurrency``, at most the wave's size and ``batch_size`` (a batch runs no more at once).
+    ``counts`` holds every task exactly once, by outcome; a task that ended without starting (left over
+    by fail-fast or a cancelled wave, or failed waiting for a pool or the rate limit) is counted there
+    and in ``errors_by_type`` only. ``latency`` and ``queue_wait`` summarise the tasks that started,
+    whatever their outcome (failures, timeouts and cancellations included).
+
+    ``parallel_efficiency`` is busy task time (the sum of ``latency``) / (wall time x concurrency
+    actually available): 1.0 means every slot was busy for the whole wave; 0.0 when the wave took
+    no measurable wall time (nothing to measure; no advice is given on it). ``concurrency`` is that
+    number of slots: ``max_concurrency``, at most the number of the wave's tasks (a lazy input's,
+    once it is known) and ``batch_size`` (a batch runs no more at once).
 
     ``telemetry_dropped`` is the number of spans (any reason: queue full, export failed, shutdown)
     that the ``configure()`` which built the wave's tracer provider counted as dropped while the
@@ -125,6 +139,10 @@ class ReportBuilder:
             outcome = Outcome.FAILURE
         else:
             outcome = Outcome.SUCCESS
+        # A lazy input's size is known only now: no more of its slots could be busy than it had tasks,
+        # as a sized input's are capped at its size before it starts (3 tasks of one iterator under
+        # max_concurrency=100 read 3% efficient where the same 3 in a list read 100%).
+        concurrency = max(1, min(concurrency, sum(self.counts.values())))
         capacity = duration_s * concurrency
         return WaveReport(
             wave=wave, outcome=outcome, duration_s=duration_s, concurrency=concurrency,

@@ -161,9 +161,12 @@ def advise_wave(
                  "concurrency": float(report.concurrency)},
             ))
     busy_tasks = report.total >= thresholds.min_efficiency_tasks * report.concurrency
-    if busy_tasks and run.count and report.parallel_efficiency < thresholds.low_efficiency:
+    # A wave that took no measurable wall time (a fake clock) has no efficiency to judge: its 0.0 says so.
+    measured = report.duration_s > 0
+    if busy_tasks and measured and run.count and report.parallel_efficiency < thresholds.low_efficiency:
         eff = report.parallel_efficiency
-        tail = run.p99 / run.p50 if run.p50 > 0 else math.inf
+        # tasks that all took no time have an even latency (p99 = p50 = 0), not an infinite tail
+        tail = run.p99 / run.p50 if run.p50 > 0 else math.inf if run.p99 > 0 else 1.0
         if tail >= thresholds.straggler_ratio:
             why = (f"p99 latency {ms(run.p99)} is {tail:.1f}x the p50 {ms(run.p50)}: stragglers hold the wave "
                    f"open while slots idle. Set a per-task timeout, hedge the slow call, or start the next "

@@ -1,0 +1,258 @@
+"""Round-5 probes of what a wave reports, checked as a user would: the report, the advice, the progress
+callback and the telemetry against reference computations over what the tasks really did, on the
+virtual-time loop (exact durations) with the real SDK in memory. The named tests failed before their fix;
+the property test pins the rest of the contract (docs/architecture.md, ``WaveReport``, ``Summary``)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+from collections.abc import Iterator
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from shannon_otel import Outcome, Progress, Wave, WaveReport, advise_wave, record_cost, record_tokens
+from shannon_otel.testing import InMemoryTelemetry, run_virtual
+
+
+def _efficiency(tel: InMemoryTelemetry, wave: str) -> tuple[float, Any]:
+    attributes = tel.span(f"wave {wave}").attributes
+    assert attributes is not None
+    gauge = tel.point("shannon.wave.parallel_efficiency", shannon_wave_name=wave).value
+    return gauge, attributes["shannon.wave.parallel_efficiency"]
+
+
+def test_a_lazy_inputs_efficiency_counts_the_slots_its_tasks_could_use() -> None:
+    # A sized input's slots are capped at its size; a lazy one's were not: the same three 1 s tasks
+    # under max_concurrency=100 read 100% efficient from a list and 3% from an iterator (report,
+    # gauge and wave span), enough for a dashboard to flag a wave that kept every usable slot busy.
+    tel = InMemoryTelemetry()
+
+    async def work(i: int) -> int:
+        await asyncio.sleep(1.0)
+        return i
+
+    async def main() -> list[WaveReport]:
+        clock = asyncio.get_running_loop().time
+        reports = []
+        for name, items in (("listed", lambda: range(3)), ("lazy", lambda: iter(range(3)))):
+            wave = Wave[int](name, max_concurrency=100, clock=clock, **tel.providers)
+            async with wave.stream_map(work, items()) as results:
+                assert sorted([r.index async for r in results]) == [0, 1, 2]
+            assert results.report is not None
+            reports.append(results.report)
+        return reports
+
+    for report in run_virtual(main()):
+        assert report.concurrency == 3
+        assert report.duration_s == 1.0
+        assert report.parallel_efficiency == 1.0
+        assert _efficiency(tel, report.wave) == (1.0, 1.0)
+
+
+def test_tasks_that_took_no_time_are_not_blamed_on_stragglers() -> None:
+    # A rate limit spaced instant tasks out: p50 = p99 = 0, an even latency. The advice divided p99 by
+    # p50, called 0/0 an infinite tail ("p99 latency 0.0 ms is infx the p50 0.0 ms: stragglers hold
+    # the wave open") and told to set a timeout or hedge, instead of pointing at the rate limit.
+    async def instant() -> None:
+        return None
+
+    async def main() -> WaveReport:
+        clock = asyncio.get_running_loop().time
+        wave = Wave[None]("limited", max_concurrency=2, rate_limit=10, clock=clock, instrument=False)
+        return (await wave.run([instant] * 20)).report
+
+    report = run_virtual(main())
+    assert report.latency.p50 == report.latency.p99 == 0.0
+    assert math.isclose(report.duration_s, 1.9)
+    assert report.parallel_efficiency == 0.0
+    [advice] = [r for r in report.recommendations if r.kind == "low_efficiency"]
+    assert "latency is even" in advice.message
+    assert "rate limit" in advice.message
+    assert "straggler" not in advice.message
+    assert "inf" not in advice.message
+    assert advice.evidence["parallel_efficiency"] == report.parallel_efficiency
+
+
+def test_a_wave_that_took_no_wall_time_is_not_judged_inefficient() -> None:
+    # On a fake clock a wave of instant tasks takes 0 s: its efficiency (0/0) is reported as 0.0, and
+    # the advice took that for a measurement: "parallel efficiency 0% (40 tasks, 4 slots, 0.0 ms wall
+    # time); ... stragglers hold the wave open".
+    tel = InMemoryTelemetry()
+
+    async def instant() -> int:
+        return 1
+
+    async def main() -> list[WaveReport]:
+        clock = asyncio.get_running_loop().time
+        reports = []
+        for name, work in (("instant", instant), ("failing", _fail_at_once)):
+            wave = Wave[Any](name, max_concurrency=4, clock=clock, **tel.providers)
+            reports.append((await wave.run([work] * 40)).report)
+        return reports
+
+    for report in run_virtual(main()):
+        assert report.duration_s == 0.0
+        assert report.latency.count == 40
+        assert report.parallel_efficiency == 0.0
+        assert _efficiency(tel, report.wave) == (0.0, 0.0)  # finite everywhere, never NaN
+        assert report.recommendations == []
+        assert advise_wave(report) == []
+
+
+async def _fail_at_once() -> None:
+    raise ValueError("no")
+
+
+# ---------------------------------------------------------------- the contract, on random waves
+_KINDS = ("ok", "fail", "slow", "self_cancel")
+_TASK = st.tuples(st.sampled_from(_KINDS), st.sampled_from([0.0, 0.125, 0.25, 0.5, 1.0, 2.0]), st.integers(0, 3))
+
+
+def _nearest_rank(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(q * len(ordered))) - 1]
+
+
+def _outcome_points(tel: InMemoryTelemetry) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for point in tel.points("shannon.task.outcomes"):
+        outcome = point.attributes["shannon.task.outcome"]
+        counts[outcome] = counts.get(outcome, 0) + point.value
+    return {k: v for k, v in counts.items() if v}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    tasks=st.lists(_TASK, max_size=30),
+    concurrency=st.sampled_from([None, 1, 2, 3, 7, 100]),
+    batch_size=st.sampled_from([None, 1, 3, 5]),
+    fail_fast=st.booleans(),
+    task_timeout=st.sampled_from([None, 1.5]),
+    lazy=st.booleans(),
+)
+def test_random_waves_report_what_their_tasks_did(
+    tasks: list[tuple[str, float, int]], concurrency: int | None, batch_size: int | None, fail_fast: bool,
+    task_timeout: float | None, lazy: bool,
+) -> None:
+    if lazy and concurrency is None:
+        concurrency = 5  # a lazy input needs max_concurrency
+    tel = InMemoryTelemetry()
+    progress: list[Progress] = []
+    started: dict[int, float] = {}
+
+    def make(index: int, kind: str, seconds: float, tokens: int) -> Any:
+        async def work() -> int:
+            started[index] = asyncio.get_running_loop().time()
+            if tokens:  # recorded before the task's outcome is known: a failure keeps what it spent
+                record_tokens(input=tokens, output=2 * tokens)
+                record_cost(tokens / 4)
+            await asyncio.sleep(seconds * (3 if kind == "slow" else 1))
+            if kind == "fail":
+                raise ValueError("boom")
+            if kind == "self_cancel":
+                raise asyncio.CancelledError
+            return index
+        return work
+
+    async def main() -> tuple[list[Any], WaveReport]:
+        wave = Wave[int](
+            "w", max_concurrency=concurrency, batch_size=batch_size, fail_fast=fail_fast, task_timeout=task_timeout,
+            on_progress=progress.append, progress_interval=0.1, clock=asyncio.get_running_loop().time,
+            **tel.providers,
+        )
+        works = [make(i, *t) for i, t in enumerate(tasks)]
+        if not lazy:
+            result = await wave.run(works)
+            return list(result.results), result.report
+
+        def feed() -> Iterator[Any]:
+            yield from works
+
+        async with wave.stream(feed()) as stream:
+            results = [r async for r in stream]
+        assert stream.report is not None
+        return results, stream.report
+
+    results, report = run_virtual(main())
+    size = len(tasks)
+    if lazy and fail_fast:  # a lazy input is never drained (it may be endless): what was pulled is the wave
+        size = len(results)
+        assert {r.index for r in results} == set(range(size))
+    # every task exactly once, by outcome, in the report, the wave span and the outcome counter
+    by_outcome: dict[Outcome, int] = {}
+    for r in results:
+        by_outcome[r.outcome] = by_outcome.get(r.outcome, 0) + 1
+    assert report.total == size == len(results) == len({r.index for r in results})
+    assert {o: n for o, n in report.counts.items() if n} == by_outcome
+    attributes = tel.span("wave w").attributes
+    assert attributes is not None
+    assert {o.value: attributes[f"shannon.wave.tasks.{o.value}"] for o in Outcome} == {
+        o.value: report.counts.get(o, 0) for o in Outcome
+    }
+    assert _outcome_points(tel) == {o.value: n for o, n in by_outcome.items()}
+    assert report.failed == by_outcome.get(Outcome.FAILURE, 0) + by_outcome.get(Outcome.TIMEOUT, 0)
+    errors: dict[str, int] = {}
+    for r in results:
+        if r.error is not None:
+            errors[type(r.error).__name__] = errors.get(type(r.error).__name__, 0) + 1
+    assert report.errors_by_type == errors
+    # latency and queue wait: every task that started, whatever its outcome; nearest-rank within 1%
+    ran = [r for r in results if r.index in started]
+    durations, waits = [r.duration_s for r in ran], [r.queue_wait_s for r in ran]
+    assert report.latency.count == report.queue_wait.count == len(ran)
+    assert sum(p.count for p in tel.points("shannon.task.duration")) == len(ran)
+    assert len([s for s in tel.spans() if s.name.startswith("task ")]) == len(ran)
+    for summary, values in ((report.latency, durations), (report.queue_wait, waits)):
+        if not values:
+            assert math.isnan(summary.p50) and math.isnan(summary.max)
+            continue
+        assert summary.max == max(values)
+        assert math.isclose(summary.total, sum(values), abs_tol=1e-9)
+        assert summary.p50 <= summary.p95 <= summary.p99 <= summary.max
+        for q, got in ((0.5, summary.p50), (0.95, summary.p95), (0.99, summary.p99)):
+            assert abs(got - _nearest_rank(values, q)) <= 0.01 * _nearest_rank(values, q)
+    # efficiency: busy time / (wall x the slots the wave could use), the same in the gauge and the span
+    slots = max(1, min(concurrency or size, size, batch_size or size))
+    assert report.concurrency == slots
+    capacity = report.duration_s * slots
+    assert sum(durations) <= capacity + 1e-9
+    expected = sum(durations) / capacity if capacity > 0 else 0.0
+    assert math.isclose(report.parallel_efficiency, expected, abs_tol=1e-12)
+    assert 0.0 <= report.parallel_efficiency <= 1.0
+    assert _efficiency(tel, "w") == (report.parallel_efficiency, report.parallel_efficiency)
+    # tokens and cost: what the tasks that ran recorded, failures, timeouts and cancellations included
+    spent = sum(tasks[i][2] for i in started)
+    if spent:
+        tokens_in = report.measurements["shannon.task.tokens.input"]
+        assert tokens_in.total == spent == sum(r.measurements["shannon.task.tokens.input"] for r in ran
+                                                if r.measurements)
+        assert report.measurements["shannon.task.tokens.output"].total == 2 * spent
+        assert report.measurements["shannon.task.cost"].total == spent / 4
+        assert [p.value for p in tel.points("shannon.task.cost")] == [spent / 4]
+        assert {p.attributes["shannon.token.type"]: p.sum for p in tel.points("shannon.task.tokens")} == {
+            "input": spent, "output": 2 * spent,
+        }
+    else:
+        assert report.measurements == {}
+    # progress: non-decreasing, consistent at every call, the last one the report's
+    for before, after in itertools.pairwise(progress):
+        assert after.done >= before.done and after.failed >= before.failed
+    for p in progress:
+        if lazy:
+            assert p.pending is None
+        else:
+            assert p.pending is not None and p.pending + p.active + p.done == size
+    assert progress[-1].done == size and progress[-1].active == 0 and progress[-1].failed == report.failed
+    # advice cites the report's own numbers
+    for advice in report.recommendations:
+        if advice.kind == "low_efficiency":
+            assert advice.evidence["parallel_efficiency"] == report.parallel_efficiency
+            assert (advice.evidence["p50_s"], advice.evidence["p99_s"]) == (report.latency.p50, report.latency.p99)
+        else:
+            assert advice.kind == "queue_wait"
+            assert advice.evidence["queue_wait_mean_s"] == report.queue_wait.mean
+            assert advice.evidence["task_mean_s"] == report.latency.mean
