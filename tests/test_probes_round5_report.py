@@ -103,6 +103,33 @@ def test_a_wave_that_took_no_wall_time_is_not_judged_inefficient() -> None:
         assert advise_wave(report) == []
 
 
+def test_queue_wait_advice_on_a_batched_wave_cites_no_max_concurrency_it_does_not_have() -> None:
+    # A batched wave's report counts batch_size slots (a batch runs no more at once) and its queue waits
+    # from each batch's start. Rate-limited, with max_concurrency=100 (or None) and batches of 10, the
+    # advice said "Raise max_concurrency (now 10)": neither the setting nor a limit that held any task
+    # back (each had a slot in its batch); the rate limit did.
+    async def work() -> None:
+        await asyncio.sleep(0.01)
+
+    async def main() -> list[WaveReport]:
+        clock = asyncio.get_running_loop().time
+        return [
+            (await Wave[None]("b", max_concurrency=limit, batch_size=batch, rate_limit=20, clock=clock,
+                              instrument=False).run([work] * 100)).report
+            for limit, batch in ((100, 10), (None, 10), (3, 10), (5, None))
+        ]
+
+    for report in run_virtual(main()):
+        [advice] = [r for r in report.recommendations if r.kind == "queue_wait"]
+        if report.batch_size is not None and report.concurrency == 10:
+            assert "max_concurrency" not in advice.message
+            assert "Every task had a concurrency slot (10 per batch)" in advice.message
+            assert "rate limit" in advice.message
+        else:  # max_concurrency did hold tasks back: 3 slots for batches of 10, 5 slots for 100 tasks
+            assert f"Raise max_concurrency (now {report.concurrency})" in advice.message
+        assert advice.evidence["concurrency"] == report.concurrency
+
+
 async def _fail_at_once() -> None:
     raise ValueError("no")
 
@@ -204,7 +231,13 @@ def test_random_waves_report_what_their_tasks_did(
     ran = [r for r in results if r.index in started]
     durations, waits = [r.duration_s for r in ran], [r.queue_wait_s for r in ran]
     assert report.latency.count == report.queue_wait.count == len(ran)
-    assert sum(p.count for p in tel.points("shannon.task.duration")) == len(ran)
+    for metric, values in (("shannon.task.duration", durations), ("shannon.task.queue_wait.duration", waits)):
+        points = tel.points(metric)
+        assert sum(p.count for p in points) == len(values)
+        assert math.isclose(sum(p.sum for p in points), sum(values), abs_tol=1e-9)
+    [wave_duration] = tel.points("shannon.wave.duration")
+    assert (wave_duration.count, wave_duration.sum) == (1, report.duration_s)
+    assert wave_duration.attributes["shannon.task.outcome"] == report.outcome.value
     assert len([s for s in tel.spans() if s.name.startswith("task ")]) == len(ran)
     for summary, values in ((report.latency, durations), (report.queue_wait, waits)):
         if not values:
@@ -218,6 +251,7 @@ def test_random_waves_report_what_their_tasks_did(
     # efficiency: busy time / (wall x the slots the wave could use), the same in the gauge and the span
     slots = max(1, min(concurrency or size, size, batch_size or size))
     assert report.concurrency == slots
+    assert report.batch_size == batch_size
     capacity = report.duration_s * slots
     assert sum(durations) <= capacity + 1e-9
     expected = sum(durations) / capacity if capacity > 0 else 0.0

@@ -57,7 +57,8 @@ class WaveReport:
     actually available): 1.0 means every slot was busy for the whole wave; 0.0 when the wave took
     no measurable wall time (nothing to measure; no advice is given on it). ``concurrency`` is that
     number of slots: ``max_concurrency``, at most the number of the wave's tasks (a lazy input's,
-    once it is known) and ``batch_size`` (a batch runs no more at once).
+    once it is known) and ``batch_size`` (the wave's, ``None`` unless batched: a batch runs no more
+    at once, and its tasks' queue waits count from the batch's start).
 
     ``telemetry_dropped`` is the number of spans (any reason: queue full, export failed, shutdown)
     that the ``configure()`` which built the wave's tracer provider counted as dropped while the
@@ -79,6 +80,7 @@ class WaveReport:
     parallel_efficiency: float
     measurements: Mapping[str, Summary] = field(default_factory=dict)
     telemetry_dropped: int = 0
+    batch_size: int | None = None
 
     @property
     def total(self) -> int:
@@ -130,7 +132,7 @@ class ReportBuilder:
 
     def build(
         self, wave: str, duration_s: float, concurrency: int, cancelled: bool, telemetry_dropped: int = 0,
-        errored: bool = False,
+        errored: bool = False, batch_size: int | None = None,
     ) -> WaveReport:
         """The report of the run; ``errored``: the wave itself raised (not a task), a failure."""
         if cancelled:
@@ -150,5 +152,5 @@ class ReportBuilder:
             latency=Summary.of(self._latency), queue_wait=Summary.of(self._queue),
             parallel_efficiency=min(1.0, self.busy_s / capacity) if capacity > 0 else 0.0,
             measurements={k: Summary.of(v) for k, v in self._measurements.items()},
-            telemetry_dropped=telemetry_dropped,
+            telemetry_dropped=telemetry_dropped, batch_size=batch_size,
         )

@@ -332,7 +332,9 @@ class Wave(Generic[T]):
             if size is not None:  # never drain a lazy input: it may be endless
                 escaped = self._drain(run, itertools.chain(chunk, items))
             dropped = drops.total("traces") - dropped_before if drops is not None else 0
-            report = run.report.build(self.name, clock() - started, concurrency, cancelled, dropped, errored)
+            report = run.report.build(
+                self.name, clock() - started, concurrency, cancelled, dropped, errored, self.batch_size,
+            )
             if on_report is not None:
                 on_report(report)
             for k in range(len(observers) - 1, -1, -1):

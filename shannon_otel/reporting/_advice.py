@@ -126,10 +126,14 @@ def ms(seconds: float) -> str:
 
 
 def _raise(report: WaveFacts) -> str:
-    """What to raise against a queue wait: with a slot for every task, max_concurrency held none back."""
-    if report.concurrency >= report.total:
-        return (f"Every task had a concurrency slot ({report.concurrency}), so a resource pool or the rate "
-                f"limit held them back: raise that")
+    """What to raise against a queue wait: with a slot for every task (of its batch: a batch's queue
+    waits count from its start), max_concurrency held none back."""
+    batch = getattr(report, "batch_size", None)  # a WaveFacts of a caller's own may not have it
+    wanted = report.total if batch is None else min(report.total, batch)
+    if report.concurrency >= wanted:
+        where = "" if batch is None else " per batch"
+        return (f"Every task had a concurrency slot ({report.concurrency}{where}), so a resource pool or the "
+                f"rate limit held them back: raise that")
     return f"Raise max_concurrency (now {report.concurrency}), the resource pool size or the rate limit"
 
 
