@@ -53,6 +53,59 @@ def test_a_lazy_inputs_efficiency_counts_the_slots_its_tasks_could_use() -> None
         assert _efficiency(tel, report.wave) == (1.0, 1.0)
 
 
+def test_a_streams_efficiency_counts_the_slots_its_buffer_leaves() -> None:
+    # stream(buffer=2) runs at most two tasks at once whatever max_concurrency says: twenty 1 s tasks
+    # kept both slots busy for 10 s, yet the report divided by max_concurrency=10 slots (20%) and the
+    # advice blamed "a rate limit, a resource pool smaller than max_concurrency".
+    tel = InMemoryTelemetry()
+
+    async def work(i: int) -> int:
+        await asyncio.sleep(1.0)
+        return i
+
+    async def main() -> WaveReport:
+        wave = Wave[int]("buffered", max_concurrency=10, clock=asyncio.get_running_loop().time, **tel.providers)
+        async with wave.stream_map(work, range(20), buffer=2) as results:
+            assert sorted([r.index async for r in results]) == list(range(20))
+        assert results.report is not None
+        return results.report
+
+    report = run_virtual(main())
+    assert (report.concurrency, report.duration_s, report.parallel_efficiency) == (2, 10.0, 1.0)
+    assert report.recommendations == []
+    assert _efficiency(tel, "buffered") == (1.0, 1.0)
+
+
+def test_queue_wait_advice_on_a_stream_does_not_blame_max_concurrency() -> None:
+    # A streamed task's queue wait starts when a worker with room pulls it: it holds pool and rate-limit
+    # waits only, never a wait for a slot. Rate-limited streams were told "Raise max_concurrency (now 4)"
+    # (more workers only queue longer on the limiter), and with buffer=2 "(now 2)", the buffer's number.
+    async def work(i: int) -> int:
+        await asyncio.sleep(0.01)
+        return i
+
+    async def main() -> list[WaveReport]:
+        wave = Wave[int]("s", max_concurrency=4, rate_limit=20, clock=asyncio.get_running_loop().time,
+                         instrument=False)
+        reports = []
+        for buffer in (None, 2):
+            async with wave.stream_map(work, range(40), buffer=buffer) as results:
+                assert len([r async for r in results]) == 40
+            assert results.report is not None
+            reports.append(results.report)
+        reports.append((await wave.map(work, range(40))).report)  # run(): its waits include the slot's
+        return reports
+
+    streamed, buffered, ran = run_virtual(main())
+    assert (streamed.buffer, buffered.buffer, ran.buffer) == (8, 2, None)
+    for report in (streamed, buffered):
+        [advice] = [r for r in report.recommendations if r.kind == "queue_wait"]
+        assert "max_concurrency" not in advice.message
+        assert "rate limit held the tasks back" in advice.message
+    [advice] = [r for r in ran.recommendations if r.kind == "queue_wait"]
+    assert "Raise max_concurrency (now 4)" in advice.message
+
+
 def test_tasks_that_took_no_time_are_not_blamed_on_stragglers() -> None:
     # A rate limit spaced instant tasks out: p50 = p99 = 0, an even latency. The advice divided p99 by
     # p50, called 0/0 an infinite tail ("p99 latency 0.0 ms is infx the p50 0.0 ms: stragglers hold
@@ -160,10 +213,11 @@ def _outcome_points(tel: InMemoryTelemetry) -> dict[str, int]:
     fail_fast=st.booleans(),
     task_timeout=st.sampled_from([None, 1.5]),
     lazy=st.booleans(),
+    buffer=st.sampled_from([None, 1, 2]),
 )
 def test_random_waves_report_what_their_tasks_did(
     tasks: list[tuple[str, float, int]], concurrency: int | None, batch_size: int | None, fail_fast: bool,
-    task_timeout: float | None, lazy: bool,
+    task_timeout: float | None, lazy: bool, buffer: int | None,
 ) -> None:
     if lazy and concurrency is None:
         concurrency = 5  # a lazy input needs max_concurrency
@@ -199,7 +253,7 @@ def test_random_waves_report_what_their_tasks_did(
         def feed() -> Iterator[Any]:
             yield from works
 
-        async with wave.stream(feed()) as stream:
+        async with wave.stream(feed(), buffer=buffer) as stream:
             results = [r async for r in stream]
         assert stream.report is not None
         return results, stream.report
@@ -249,9 +303,10 @@ def test_random_waves_report_what_their_tasks_did(
         for q, got in ((0.5, summary.p50), (0.95, summary.p95), (0.99, summary.p99)):
             assert abs(got - _nearest_rank(values, q)) <= 0.01 * _nearest_rank(values, q)
     # efficiency: busy time / (wall x the slots the wave could use), the same in the gauge and the span
-    slots = max(1, min(concurrency or size, size, batch_size or size))
+    slots = max(1, min(concurrency or size, size, batch_size or size, (buffer if lazy else None) or size))
     assert report.concurrency == slots
     assert report.batch_size == batch_size
+    assert report.buffer == ((buffer or 2 * (concurrency or 1)) if lazy else None)
     capacity = report.duration_s * slots
     assert sum(durations) <= capacity + 1e-9
     expected = sum(durations) / capacity if capacity > 0 else 0.0

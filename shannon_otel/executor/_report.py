@@ -17,8 +17,9 @@ class Summary:
 
     ``count``, ``total``, ``mean`` and ``max`` are exact. ``p50``/``p95``/``p99`` are nearest-rank
     quantiles (the value of rank ``ceil(q * count)`` in sorted order: ``p50`` of two values is the
-    smaller one), read from bounded-memory log bins: within 1% of that value, never below the smallest
-    value seen nor above ``max`` (so ``p50 <= p95 <= p99 <= max``; exact when all values are equal).
+    smaller one), read from bounded-memory log bins: within 1% of that value for magnitudes from 1e-9
+    to 1e15 (smaller ones read as 0), never below the smallest value seen nor above ``max`` (so
+    ``p50 <= p95 <= p99 <= max``; exact when all values are equal).
     Every field but ``count`` and ``total`` is NaN when ``count`` is 0.
     """
 
@@ -57,8 +58,10 @@ class WaveReport:
     actually available): 1.0 means every slot was busy for the whole wave; 0.0 when the wave took
     no measurable wall time (nothing to measure; no advice is given on it). ``concurrency`` is that
     number of slots: ``max_concurrency``, at most the number of the wave's tasks (a lazy input's,
-    once it is known) and ``batch_size`` (the wave's, ``None`` unless batched: a batch runs no more
-    at once, and its tasks' queue waits count from the batch's start).
+    once it is known), ``batch_size`` (the wave's, ``None`` unless batched: a batch runs no more
+    at once, and its tasks' queue waits count from the batch's start) and ``buffer`` (a stream's,
+    ``None`` for ``run``/``map``: no more tasks run than results it may hold, and a streamed task's
+    queue wait counts from when a worker with room pulled it, so it holds pool and rate-limit waits only).
 
     ``telemetry_dropped`` is the number of spans (any reason: queue full, export failed, shutdown)
     that the ``configure()`` which built the wave's tracer provider counted as dropped while the
@@ -81,6 +84,7 @@ class WaveReport:
     measurements: Mapping[str, Summary] = field(default_factory=dict)
     telemetry_dropped: int = 0
     batch_size: int | None = None
+    buffer: int | None = None
 
     @property
     def total(self) -> int:
@@ -132,7 +136,7 @@ class ReportBuilder:
 
     def build(
         self, wave: str, duration_s: float, concurrency: int, cancelled: bool, telemetry_dropped: int = 0,
-        errored: bool = False, batch_size: int | None = None,
+        errored: bool = False, batch_size: int | None = None, buffer: int | None = None,
     ) -> WaveReport:
         """The report of the run; ``errored``: the wave itself raised (not a task), a failure."""
         if cancelled:
@@ -152,5 +156,5 @@ class ReportBuilder:
             latency=Summary.of(self._latency), queue_wait=Summary.of(self._queue),
             parallel_efficiency=min(1.0, self.busy_s / capacity) if capacity > 0 else 0.0,
             measurements={k: Summary.of(v) for k, v in self._measurements.items()},
-            telemetry_dropped=telemetry_dropped, batch_size=batch_size,
+            telemetry_dropped=telemetry_dropped, batch_size=batch_size, buffer=buffer,
         )

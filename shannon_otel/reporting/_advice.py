@@ -127,8 +127,13 @@ def ms(seconds: float) -> str:
 
 def _raise(report: WaveFacts) -> str:
     """What to raise against a queue wait: with a slot for every task (of its batch: a batch's queue
-    waits count from its start), max_concurrency held none back."""
-    batch = getattr(report, "batch_size", None)  # a WaveFacts of a caller's own may not have it
+    waits count from its start), max_concurrency held none back; nor in a stream, whose queue waits
+    start when a worker with room pulls the task."""
+    # a WaveFacts of a caller's own may have neither
+    batch, buffer = getattr(report, "batch_size", None), getattr(report, "buffer", None)
+    if buffer is not None:
+        return ("A stream's queue wait starts when a slot is free, so a resource pool or the rate limit held "
+                "the tasks back: raise that")
     wanted = report.total if batch is None else min(report.total, batch)
     if report.concurrency >= wanted:
         where = "" if batch is None else " per batch"
