@@ -14,7 +14,16 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shannon_otel import Outcome, Progress, Wave, WaveReport, advise_wave, record_cost, record_tokens
+from shannon_otel import (
+    AdviceThresholds,
+    Outcome,
+    Progress,
+    Wave,
+    WaveReport,
+    advise_wave,
+    record_cost,
+    record_tokens,
+)
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
 
@@ -181,6 +190,34 @@ def test_queue_wait_advice_on_a_batched_wave_cites_no_max_concurrency_it_does_no
         else:  # max_concurrency did hold tasks back: 3 slots for batches of 10, 5 slots for 100 tasks
             assert f"Raise max_concurrency (now {report.concurrency})" in advice.message
         assert advice.evidence["concurrency"] == report.concurrency
+
+
+def test_slots_idle_for_less_than_a_millisecond_are_not_judged_inefficient() -> None:
+    # The queue-wait advice ignores waits under min_queue_wait_s (1 ms); the efficiency advice had no
+    # such floor: on a real clock four instant tasks on two slots read 2% efficient over 0.2 ms (the
+    # executor's own scheduling) and were told to "look for a rate limit, a resource pool ...". The same
+    # wave scaled up x100, with slots idle for milliseconds, is still advised.
+    async def main() -> list[WaveReport]:
+        clock = asyncio.get_running_loop().time
+        reports = []
+        for scale in (1e-5, 1e-3):
+            async def work(seconds: float = scale) -> None:
+                await asyncio.sleep(seconds)
+
+            wave = Wave[None]("tiny", max_concurrency=2, rate_limit=0.1 / scale, clock=clock, instrument=False)
+            reports.append((await wave.run([work] * 4)).report)
+        return reports
+
+    tiny, scaled = run_virtual(main())
+    assert math.isclose(tiny.parallel_efficiency, scaled.parallel_efficiency)  # the same shape
+    assert scaled.parallel_efficiency < 0.5
+    assert tiny.duration_s < 0.001 <= scaled.duration_s
+    assert tiny.recommendations == []
+    # the floor, nothing else, silences it
+    assert "low_efficiency" in [r.kind for r in advise_wave(tiny, AdviceThresholds(min_idle_s=0))]
+    [advice] = [r for r in scaled.recommendations if r.kind == "low_efficiency"]
+    idle = (1 - scaled.parallel_efficiency) * scaled.duration_s
+    assert advice.evidence["idle_s"] == idle >= 0.001
 
 
 async def _fail_at_once() -> None:

@@ -99,11 +99,12 @@ class AdviceThresholds:
     anomaly_ratio: float = 3.0  # one wave's mean latency of an operation vs its typical mean
     anomaly_min_delta_s: float = 0.002  # ...and at least this much slower in absolute terms
     anomaly_min_waves: int = 3  # other waves with samples needed to know what is typical
+    min_idle_s: float = 0.001  # low efficiency: each slot must have sat idle this long (the rest is overhead)
 
     def __post_init__(self) -> None:
         for name in ("queue_wait_ratio", "straggler_ratio", "anomaly_ratio"):
             check_number(name, getattr(self, name), low=0, low_open=True)
-        for name in ("min_queue_wait_s", "anomaly_min_delta_s"):
+        for name in ("min_queue_wait_s", "anomaly_min_delta_s", "min_idle_s"):
             check_number(name, getattr(self, name), low=0)
         for name in ("low_efficiency", "storm_retry_share"):
             check_number(name, getattr(self, name), low=0, high=1)
@@ -171,7 +172,10 @@ def advise_wave(
             ))
     busy_tasks = report.total >= thresholds.min_efficiency_tasks * report.concurrency
     # A wave that took no measurable wall time (a fake clock) has no efficiency to judge: its 0.0 says so.
-    measured = report.duration_s > 0
+    # Nor does a wave whose slots idled less than min_idle_s each: the executor's own scheduling, on a
+    # real clock (4 instant tasks on 2 slots read 2% efficient over 0.2 ms, "look for a rate limit").
+    idle = (1.0 - report.parallel_efficiency) * report.duration_s  # per slot
+    measured = report.duration_s > 0 and idle >= thresholds.min_idle_s
     if busy_tasks and measured and run.count and report.parallel_efficiency < thresholds.low_efficiency:
         eff = report.parallel_efficiency
         # tasks that all took no time have an even latency (p99 = p50 = 0), not an infinite tail
@@ -187,6 +191,7 @@ def advise_wave(
             "low_efficiency", wave,
             f"wave {wave!r}: parallel efficiency {eff:.0%} ({report.total} tasks, {report.concurrency} "
             f"slots, {ms(report.duration_s)} wall time); {why}",
-            {"parallel_efficiency": eff, "p50_s": run.p50, "p99_s": run.p99, "concurrency": float(report.concurrency)},
+            {"parallel_efficiency": eff, "p50_s": run.p50, "p99_s": run.p99, "concurrency": float(report.concurrency),
+             "idle_s": idle},
         ))
     return out
