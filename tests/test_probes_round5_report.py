@@ -11,6 +11,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -222,6 +223,34 @@ def test_slots_idle_for_less_than_a_millisecond_are_not_judged_inefficient() -> 
 
 async def _fail_at_once() -> None:
     raise ValueError("no")
+
+
+@pytest.mark.parametrize("seconds", [
+    [0.5],
+    [1.0, 2.0],  # nearest rank: p50 is (within 1%) the smaller, p95 and p99 the larger
+    [3.0, 1.0, 2.0],
+    [0.25] * 7 + [4.0],  # ties: p50 and p95 the tie, p99 the straggler
+    [0.01 * (k % 37 + 1) for k in range(100)],
+])
+def test_percentiles_are_nearest_rank_over_every_task_that_ran(seconds: list[float]) -> None:
+    async def work(s: float) -> None:
+        await asyncio.sleep(s)
+        if s == max(seconds) and len(seconds) > 1:
+            raise ValueError("a failure counts in latency too")
+
+    async def main() -> WaveReport:
+        wave = Wave[None]("pct", max_concurrency=3, clock=asyncio.get_running_loop().time, instrument=False)
+        return (await wave.map(work, seconds)).report
+
+    latency = run_virtual(main()).latency
+    assert latency.count == len(seconds) and math.isclose(latency.max, max(seconds))
+    assert math.isclose(latency.total, sum(seconds)) and math.isclose(latency.mean, sum(seconds) / len(seconds))
+    for q, got in ((0.5, latency.p50), (0.95, latency.p95), (0.99, latency.p99)):
+        expected = _nearest_rank(seconds, q)
+        assert abs(got - expected) <= 0.01 * expected, (q, got, expected)
+    assert latency.p50 <= latency.p95 <= latency.p99 <= latency.max
+    if len(set(seconds)) == 1:
+        assert latency.p50 == latency.p99 == seconds[0]  # exact when all are equal
 
 
 # ---------------------------------------------------------------- the contract, on random waves
