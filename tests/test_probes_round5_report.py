@@ -19,6 +19,8 @@ from shannon_otel import (
     AdviceThresholds,
     Outcome,
     Progress,
+    Retry,
+    RunRecorder,
     Wave,
     WaveReport,
     advise_wave,
@@ -219,6 +221,36 @@ def test_slots_idle_for_less_than_a_millisecond_are_not_judged_inefficient() -> 
     [advice] = [r for r in scaled.recommendations if r.kind == "low_efficiency"]
     idle = (1 - scaled.parallel_efficiency) * scaled.duration_s
     assert advice.evidence["idle_s"] == idle >= 0.001
+
+
+def test_slow_calls_outside_any_wave_are_not_named_as_a_wave() -> None:
+    # The recorder filed an operation's calls made outside any wave under the wave label "-", and the
+    # latency advice read it as a wave: "mean latency 200.0 ms in wave '-' ... Only this wave is
+    # affected" (and a wave named "-" would have shared its numbers).
+    recorder = RunRecorder()
+
+    async def fast() -> None:
+        await asyncio.sleep(0.005)
+
+    async def slow() -> None:
+        await asyncio.sleep(0.2)
+
+    async def main() -> None:
+        clock = asyncio.get_running_loop().time
+        db = Retry(attempts=1, name="db", hooks=[recorder], clock=clock)
+        for name in ("a", "b", "c", "-"):
+            await Wave[None](name, policy=db, hooks=[recorder], clock=clock, instrument=False).run([fast] * 5)
+        for _ in range(3):
+            await db.call(slow)
+
+    run_virtual(main())
+    stats = recorder.report().operations["db"]
+    assert {w: n for w, (n, _) in stats.latency_by_wave.items()} == {"a": 5, "b": 5, "c": 5, "-": 5, "": 3}
+    [advice] = recorder.report().recommendations()
+    assert advice.kind == "latency_anomaly"
+    assert "200.0 ms outside any wave vs 5.0 ms typical" in advice.message
+    assert "wave '-'" not in advice.message and "this wave" not in advice.message
+    assert advice.evidence["latency_s"] == stats.latency_by_wave[""][1]
 
 
 async def _fail_at_once() -> None:
