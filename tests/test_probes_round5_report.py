@@ -6,6 +6,7 @@ the property test pins the rest of the contract (docs/architecture.md, ``WaveRep
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import math
 from collections.abc import Iterator
@@ -379,6 +380,14 @@ def test_random_waves_report_what_their_tasks_did(
         if r.error is not None:
             errors[type(r.error).__name__] = errors.get(type(r.error).__name__, 0) + 1
     assert report.errors_by_type == errors
+    by_error: dict[str, int] = {}
+    for point in tel.points("shannon.task.outcomes"):
+        error = point.attributes.get("error.type")
+        if error is not None and point.value:
+            by_error[error] = by_error.get(error, 0) + point.value
+    assert by_error == errors
+    for live in ("shannon.task.active", "shannon.task.pending"):  # nothing left running or waiting
+        assert sum(p.value for p in tel.points(live)) == 0
     # latency and queue wait: every task that started, whatever its outcome; nearest-rank within 1%
     ran = [r for r in results if r.index in started]
     durations, waits = [r.duration_s for r in ran], [r.queue_wait_s for r in ran]
@@ -443,3 +452,84 @@ def test_random_waves_report_what_their_tasks_did(
             assert advice.kind == "queue_wait"
             assert advice.evidence["queue_wait_mean_s"] == report.queue_wait.mean
             assert advice.evidence["task_mean_s"] == report.latency.mean
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seconds=st.lists(st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.0]), max_size=20),
+    concurrency=st.sampled_from([1, 2, 3, 100]),
+    batch_size=st.sampled_from([None, 2, 4]),
+    cancel_at=st.sampled_from([0.0, 0.1, 0.3, 0.6, 1.1, 2.6, 10.0]),
+    mode=st.sampled_from(["run", "stream", "lazy", "abandon"]),
+    keep=st.integers(0, 5),
+    fail_first=st.booleans(),
+)
+def test_cancelled_and_abandoned_waves_report_every_task_once(
+    seconds: list[float], concurrency: int, batch_size: int | None, cancel_at: float, mode: str, keep: int,
+    fail_first: bool,
+) -> None:
+    # The caller cancels the wave at cancel_at (or the consumer leaves a stream after `keep` results):
+    # run() returns no report then, so the RunRecorder's copy is checked against the telemetry.
+    tel = InMemoryTelemetry()
+    recorder = RunRecorder()
+    progress: list[Progress] = []
+    started: set[int] = set()
+
+    def make(index: int, pause: float) -> Any:
+        async def work() -> int:
+            started.add(index)
+            record_tokens(input=1)
+            await asyncio.sleep(pause)
+            if fail_first and index == 0:
+                raise ValueError("boom")
+            return index
+        return work
+
+    async def consume(wave: Wave[int]) -> None:
+        works = [make(i, s) for i, s in enumerate(seconds)]
+        if mode == "run":
+            await wave.run(works)
+            return
+        taken = 0
+        async with wave.stream(works if mode == "stream" else iter(works)) as results:
+            async for _ in results:
+                taken += 1
+                if mode == "abandon" and taken >= keep:
+                    break
+
+    async def main() -> None:
+        wave = Wave[int](
+            "w", max_concurrency=concurrency, batch_size=batch_size, fail_fast=fail_first, hooks=[recorder],
+            on_progress=progress.append, progress_interval=0.2, clock=asyncio.get_running_loop().time,
+            **tel.providers,
+        )
+        consumer = asyncio.ensure_future(consume(wave))
+        await asyncio.sleep(cancel_at)
+        consumer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer
+
+    run_virtual(main())
+    [report] = recorder.report().waves
+    if mode in ("run", "stream"):  # a sized input is drained: every task is reported
+        assert report.total == len(seconds)
+    attributes = tel.span("wave w").attributes
+    assert attributes is not None
+    assert {o.value: attributes[f"shannon.wave.tasks.{o.value}"] for o in Outcome} == {
+        o.value: report.counts.get(o, 0) for o in Outcome
+    }
+    assert _outcome_points(tel) == {o.value: n for o, n in report.counts.items() if n}
+    assert report.latency.count == len(started) == sum(p.count for p in tel.points("shannon.task.duration"))
+    assert len([s for s in tel.spans() if s.name.startswith("task ")]) == len(started)
+    if started:
+        assert report.measurements["shannon.task.tokens.input"].total == len(started)
+    assert 0.0 <= report.parallel_efficiency <= 1.0
+    assert _efficiency(tel, "w") == (report.parallel_efficiency, report.parallel_efficiency)
+    assert report.concurrency <= max(1, report.total)
+    for before, after in itertools.pairwise(progress):
+        assert after.done >= before.done
+    last = progress[-1]
+    assert (last.done, last.active, last.failed) == (report.total, 0, report.failed)
+    live = recorder.waves[0]
+    assert (live.done, live.active, live.failed) == (report.total, 0, report.failed)
+    assert {o: recorder.totals[o.value] for o in Outcome} == {o: report.counts.get(o, 0) for o in Outcome}
