@@ -260,7 +260,7 @@ async def _fail_at_once() -> None:
 
 @pytest.mark.parametrize("seconds", [
     [0.5],
-    [1.0, 2.0],  # nearest rank: p50 is (within 1%) the smaller, p95 and p99 the larger
+    [1.0, 2.0],  # nearest rank: p50 is the smaller, p95 and p99 the larger
     [3.0, 1.0, 2.0],
     [0.25] * 7 + [4.0],  # ties: p50 and p95 the tie, p99 the straggler
     [0.01 * (k % 37 + 1) for k in range(100)],
@@ -282,8 +282,11 @@ def test_percentiles_are_nearest_rank_over_every_task_that_ran(seconds: list[flo
         expected = _nearest_rank(seconds, q)
         assert abs(got - expected) <= 0.01 * expected, (q, got, expected)
     assert latency.p50 <= latency.p95 <= latency.p99 <= latency.max
-    if len(set(seconds)) == 1:
-        assert latency.p50 == latency.p99 == seconds[0]  # exact when all are equal
+    # The first and last ranks are exact, not within 1%: p99 of up to 100 values is the max itself (a
+    # 10-task wave showed p99 0.995 s beside max 1.0 s), p50 of one or two values the smallest (1.0002).
+    assert latency.p99 == latency.max
+    if len(seconds) <= 2 or len(set(seconds)) == 1:
+        assert latency.p50 == min(r for r in seconds)
 
 
 # ---------------------------------------------------------------- the contract, on random waves
@@ -406,7 +409,7 @@ def test_random_waves_report_what_their_tasks_did(
             continue
         assert summary.max == max(values)
         assert math.isclose(summary.total, sum(values), abs_tol=1e-9)
-        assert summary.p50 <= summary.p95 <= summary.p99 <= summary.max
+        assert summary.p50 <= summary.p95 <= summary.p99 == summary.max  # p99 of <= 100 values: the max
         for q, got in ((0.5, summary.p50), (0.95, summary.p95), (0.99, summary.p99)):
             assert abs(got - _nearest_rank(values, q)) <= 0.01 * _nearest_rank(values, q)
     # efficiency: busy time / (wall x the slots the wave could use), the same in the gauge and the span
