@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import math
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from shannon_otel import (
     Progress,
     Retry,
     RunRecorder,
+    Summary,
     Wave,
     WaveReport,
     advise_wave,
@@ -139,8 +141,16 @@ def test_tasks_that_took_no_time_are_not_blamed_on_stragglers() -> None:
     assert "latency is even" in advice.message
     assert "rate limit" in advice.message
     assert "straggler" not in advice.message
-    assert "inf" not in advice.message
     assert advice.evidence["parallel_efficiency"] == report.parallel_efficiency
+    # no advice quotes an infinite ratio ("ran only 0.0 ms (infx)"): it says nothing a user can act on
+    assert [r.kind for r in report.recommendations] == ["queue_wait", "low_efficiency"]
+    assert all("inf" not in r.message for r in report.recommendations)
+    assert report.recommendations[0].evidence["ratio"] == math.inf  # the evidence keeps the number
+    # a p50 of 0 under a p99 that is not: stragglers, "far above" it rather than "infx" it
+    instant_and_slow = Summary(24, 2.0, 2.0 / 24, 0.0, 1.0, 1.0, 1.0)
+    no_wait = Summary(24, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    [tail] = advise_wave(dataclasses.replace(report, latency=instant_and_slow, queue_wait=no_wait))
+    assert "p99 latency 1000.0 ms is far above the p50 0.0 ms: stragglers" in tail.message
 
 
 def test_a_wave_that_took_no_wall_time_is_not_judged_inefficient() -> None:

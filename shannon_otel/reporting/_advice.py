@@ -126,6 +126,11 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms" if seconds < 10 else f"{seconds:.1f} s"
 
 
+def _times(ratio: float) -> str:
+    """`` (3.0x)``, or nothing for tasks that took no measurable time (an infinite ratio says nothing)."""
+    return f" ({ratio:.1f}x)" if math.isfinite(ratio) else ""
+
+
 def _raise(report: WaveFacts) -> str:
     """What to raise against a queue wait: with a slot for every task (of its batch: a batch's queue
     waits count from its start), max_concurrency held none back; nor in a stream, whose queue waits
@@ -165,7 +170,7 @@ def advise_wave(
             out.append(Recommendation(
                 "queue_wait", wave,
                 f"wave {wave!r}: tasks waited {ms(wait.mean)} on average to start (p95 {ms(wait.p95)}) "
-                f"but ran only {ms(run.mean)} ({ratio:.1f}x): queue wait dominates. {_raise(report)}, if the "
+                f"but ran only {ms(run.mean)}{_times(ratio)}: queue wait dominates. {_raise(report)}, if the "
                 f"dependency can take the load.",
                 {"queue_wait_mean_s": wait.mean, "task_mean_s": run.mean, "ratio": ratio,
                  "concurrency": float(report.concurrency)},
@@ -181,7 +186,8 @@ def advise_wave(
         # tasks that all took no time have an even latency (p99 = p50 = 0), not an infinite tail
         tail = run.p99 / run.p50 if run.p50 > 0 else math.inf if run.p99 > 0 else 1.0
         if tail >= thresholds.straggler_ratio:
-            why = (f"p99 latency {ms(run.p99)} is {tail:.1f}x the p50 {ms(run.p50)}: stragglers hold the wave "
+            how = f"{tail:.1f}x" if math.isfinite(tail) else "far above"  # a p50 of 0 has no multiple
+            why = (f"p99 latency {ms(run.p99)} is {how} the p50 {ms(run.p50)}: stragglers hold the wave "
                    f"open while slots idle. Set a per-task timeout, hedge the slow call, or start the next "
                    f"work without waiting for the whole wave (stream()).")
         else:
