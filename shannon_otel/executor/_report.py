@@ -52,8 +52,10 @@ class WaveReport:
 
     ``counts`` holds every task exactly once, by outcome; a task that ended without starting (left over
     by fail-fast or a cancelled wave, or failed waiting for a pool or the rate limit) is counted there
-    and in ``errors_by_type`` only. ``latency`` and ``queue_wait`` summarise the tasks that started,
-    whatever their outcome (failures, timeouts and cancellations included).
+    (its error, if any, in ``errors_by_type``) but has no duration: ``latency`` and ``queue_wait``
+    summarise the tasks that started, whatever their outcome (failures, timeouts, cancellations).
+    A lazy input is never drained: a wave cut short (fail-fast, cancelled, a stream left early)
+    counts the tasks it took from it.
 
     ``parallel_efficiency`` is busy task time (the sum of ``latency``) / (wall time x concurrency
     actually available): 1.0 means every slot was busy for the whole wave; 0.0 when the wave took
