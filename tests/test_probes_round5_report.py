@@ -121,6 +121,35 @@ def test_queue_wait_advice_on_a_stream_does_not_blame_max_concurrency() -> None:
     assert "Raise max_concurrency (now 4)" in advice.message
 
 
+def test_efficiency_advice_on_a_stream_points_at_its_consumer_not_at_stream() -> None:
+    # A stream's workers wait for room in its buffer while its consumer is slow: the advice said "look
+    # for a rate limit, a resource pool ..." with neither in the wave, and told a stream with stragglers
+    # to "start the next work without waiting for the whole wave (stream())".
+    async def work(i: int) -> int:
+        await asyncio.sleep(10.0 if i == 99 else 0.1)  # the last of 40 is a straggler
+        return i
+
+    async def main() -> list[WaveReport]:
+        wave = Wave[int]("s", max_concurrency=4, clock=asyncio.get_running_loop().time, instrument=False)
+        reports = []
+        for items, pause in ((range(40), 1.0), ([*range(39), 99], 0.0)):  # a slow consumer; a straggler
+            async with wave.stream_map(work, items) as results:
+                async for _ in results:
+                    await asyncio.sleep(pause)
+            assert results.report is not None
+            reports.append(results.report)
+        return reports
+
+    slow_consumer, stragglers = run_virtual(main())
+    [even] = slow_consumer.recommendations
+    assert even.kind == "low_efficiency" and slow_consumer.queue_wait.max == 0.0  # no pool, no rate limit
+    assert "its buffer (8 results) has room, so look first at a consumer slower than the tasks" in even.message
+    [tail] = stragglers.recommendations
+    assert tail.kind == "low_efficiency" and "stragglers hold the wave open" in tail.message
+    assert "stream()" not in tail.message
+    assert tail.message.endswith("Set a per-task timeout or hedge the slow call.")
+
+
 def test_tasks_that_took_no_time_are_not_blamed_on_stragglers() -> None:
     # A rate limit spaced instant tasks out: p50 = p99 = 0, an even latency. The advice divided p99 by
     # p50, called 0/0 an infinite tail ("p99 latency 0.0 ms is infx the p50 0.0 ms: stragglers hold

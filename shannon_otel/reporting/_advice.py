@@ -185,11 +185,18 @@ def advise_wave(
         eff = report.parallel_efficiency
         # tasks that all took no time have an even latency (p99 = p50 = 0), not an infinite tail
         tail = run.p99 / run.p50 if run.p50 > 0 else math.inf if run.p99 > 0 else 1.0
+        buffer = getattr(report, "buffer", None)  # a stream's (a WaveFacts of a caller's own may not have it)
         if tail >= thresholds.straggler_ratio:
             how = f"{tail:.1f}x" if math.isfinite(tail) else "far above"  # a p50 of 0 has no multiple
+            then = (" or start the next work without waiting for the whole wave (stream())" if buffer is None
+                    else "")  # a stream already does
             why = (f"p99 latency {ms(run.p99)} is {how} the p50 {ms(run.p50)}: stragglers hold the wave "
-                   f"open while slots idle. Set a per-task timeout, hedge the slow call, or start the next "
-                   f"work without waiting for the whole wave (stream()).")
+                   f"open while slots idle. Set a per-task timeout{',' if then else ' or'} hedge the slow "
+                   f"call{then}.")
+        elif buffer is not None:  # a stream's workers also wait for room its consumer makes
+            why = (f"latency is even, so slots sat idle between tasks: a stream runs only while its buffer "
+                   f"({buffer} results) has room, so look first at a consumer slower than the tasks, then at "
+                   f"a rate limit or a resource pool smaller than max_concurrency.")
         else:
             why = ("latency is even, so slots sat idle between tasks: look for a rate limit, a resource pool "
                    "smaller than max_concurrency, or tasks awaiting something outside the wave.")
