@@ -87,7 +87,7 @@ BAD: dict[str, list[Any]] = {
     "queue_wait_ratio": POS_SECONDS, "min_queue_wait_s": NONNEG_SECONDS, "low_efficiency": RATIO,
     "min_efficiency_tasks": POS_INT, "straggler_ratio": POS_SECONDS, "flapping_reopens": POS_INT,
     "storm_rejected_retries": POS_INT, "storm_retry_share": RATIO, "anomaly_ratio": POS_SECONDS,
-    "anomaly_min_delta_s": NONNEG_SECONDS, "anomaly_min_waves": POS_INT,
+    "anomaly_min_delta_s": NONNEG_SECONDS, "anomaly_min_waves": POS_INT, "min_idle_s": NONNEG_SECONDS,
     # set-up
     "service_name": [5, ""], "exporter": ["carrier-pigeon", 5], "endpoint": ["not a url", 5, ""],
     "resource_attributes": [5, {"k": object()}], "metric_interval_s": POS_FINITE,

@@ -24,8 +24,9 @@ class LogHistogram:
     """Count, sum, min, max and approximate quantiles of finite values.
 
     ``add`` is O(1); memory is fixed (~2,800 bins, allocated on first use; as many again for negative
-    values, when one comes). Quantiles are the geometric centre of the bin holding the rank, clamped to
-    the observed min/max, so their relative error is below 1% for magnitudes from 1e-9 to 1e15;
+    values, when one comes). Quantiles (nearest rank) are the geometric centre of the bin holding the
+    rank, clamped to the observed min/max, so their relative error is below 1% for magnitudes from 1e-9
+    to 1e15, and exact for the first and last ranks (the min and max themselves);
     magnitudes below 1e-9 share one bin with zero (reported as 0, clamped). A non-finite value (NaN,
     +-inf) is never added, only counted in ``rejected``: it would poison the sum and the bins, and
     ``add`` must never raise into the code that reports a task.
@@ -78,6 +79,10 @@ class LogHistogram:
         if self.count == 0:
             return math.nan
         rank = max(1, math.ceil(q * self.count))
+        if rank == self.count:  # the largest value (p99 of fewer than 101 values): known exactly
+            return self.max
+        if rank == 1:
+            return self.min
         seen = 0
         negative = self._negative
         if negative is not None:  # the most negative first; only the bins between min and max hold any

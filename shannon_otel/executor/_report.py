@@ -13,7 +13,16 @@ from ..reporting._advice import Recommendation, advise_wave
 
 @dataclass(frozen=True, slots=True)
 class Summary:
-    """Distribution of one per-task quantity (seconds, tokens, ...)."""
+    """Distribution of one per-task quantity (seconds, tokens, ...).
+
+    ``count``, ``total``, ``mean`` and ``max`` are exact. ``p50``/``p95``/``p99`` are nearest-rank
+    quantiles (the value of rank ``ceil(q * count)`` in sorted order), read from bounded-memory log
+    bins: within 1% of that value for magnitudes from 1e-9 to 1e15 (smaller ones read as 0), never
+    below the smallest value seen nor above ``max`` (so ``p50 <= p95 <= p99 <= max``), and exact for
+    the first and last ranks (``p99`` of up to 100 values is ``max``, ``p50`` of two the smaller one)
+    and when all values are equal.
+    Every field but ``count`` and ``total`` is NaN when ``count`` is 0.
+    """
 
     count: int
     total: float
@@ -41,9 +50,21 @@ class WaveReport:
     ``outcome``: ``cancellation`` when the wave was cancelled; ``failure`` when a task failed or timed
     out, or the wave itself raised (e.g. its lazy input did); ``success`` otherwise.
 
-    ``parallel_efficiency`` is busy task time / (wall time x concurrency actually available):
-    1.0 means every slot was busy for the whole wave. ``concurrency`` is that number of slots:
-    ``max_concurrency``, at most the wave's size and ``batch_size`` (a batch runs no more at once).
+    ``counts`` holds every task exactly once, by outcome; a task that ended without starting (left over
+    by fail-fast or a cancelled wave, or failed waiting for a pool or the rate limit) is counted there
+    (its error, if any, in ``errors_by_type``) but has no duration: ``latency`` and ``queue_wait``
+    summarise the tasks that started, whatever their outcome (failures, timeouts, cancellations).
+    A lazy input is never drained: a wave cut short (fail-fast, cancelled, a stream left early)
+    counts the tasks it took from it.
+
+    ``parallel_efficiency`` is busy task time (the sum of ``latency``) / (wall time x concurrency
+    actually available): 1.0 means every slot was busy for the whole wave; 0.0 when the wave took
+    no measurable wall time (nothing to measure; no advice is given on it). ``concurrency`` is that
+    number of slots: ``max_concurrency``, at most the number of the wave's tasks (a lazy input's,
+    once it is known), ``batch_size`` (the wave's, ``None`` unless batched: a batch runs no more
+    at once, and its tasks' queue waits count from the batch's start) and ``buffer`` (a stream's,
+    ``None`` for ``run``/``map``: no more tasks run than results it may hold, and a streamed task's
+    queue wait counts from when a worker with room pulled it, so it holds pool and rate-limit waits only).
 
     ``telemetry_dropped`` is the number of spans (any reason: queue full, export failed, shutdown)
     that the ``configure()`` which built the wave's tracer provider counted as dropped while the
@@ -65,6 +86,8 @@ class WaveReport:
     parallel_efficiency: float
     measurements: Mapping[str, Summary] = field(default_factory=dict)
     telemetry_dropped: int = 0
+    batch_size: int | None = None
+    buffer: int | None = None
 
     @property
     def total(self) -> int:
@@ -116,7 +139,7 @@ class ReportBuilder:
 
     def build(
         self, wave: str, duration_s: float, concurrency: int, cancelled: bool, telemetry_dropped: int = 0,
-        errored: bool = False,
+        errored: bool = False, batch_size: int | None = None, buffer: int | None = None,
     ) -> WaveReport:
         """The report of the run; ``errored``: the wave itself raised (not a task), a failure."""
         if cancelled:
@@ -125,6 +148,10 @@ class ReportBuilder:
             outcome = Outcome.FAILURE
         else:
             outcome = Outcome.SUCCESS
+        # A lazy input's size is known only now: no more of its slots could be busy than it had tasks,
+        # as a sized input's are capped at its size before it starts (3 tasks of one iterator under
+        # max_concurrency=100 read 3% efficient where the same 3 in a list read 100%).
+        concurrency = max(1, min(concurrency, sum(self.counts.values())))
         capacity = duration_s * concurrency
         return WaveReport(
             wave=wave, outcome=outcome, duration_s=duration_s, concurrency=concurrency,
@@ -132,5 +159,5 @@ class ReportBuilder:
             latency=Summary.of(self._latency), queue_wait=Summary.of(self._queue),
             parallel_efficiency=min(1.0, self.busy_s / capacity) if capacity > 0 else 0.0,
             measurements={k: Summary.of(v) for k, v in self._measurements.items()},
-            telemetry_dropped=telemetry_dropped,
+            telemetry_dropped=telemetry_dropped, batch_size=batch_size, buffer=buffer,
         )

@@ -260,6 +260,9 @@ class Wave(Generic[T]):
             concurrency = max(1, min(concurrency, size))
         if self.batch_size is not None:  # no more than a batch ever runs at once: the slots really available
             concurrency = min(concurrency, self.batch_size)
+        # the report's slots: a stream's buffer also caps them (no more tasks run than results it may hold)
+        buffer = None if gate is None else gate.free
+        slots = concurrency if buffer is None else min(concurrency, buffer)
         started = clock()
         # once per wave, never per task: the spans configure()'s guards count as dropped meanwhile
         drops = drops_for(self.tracer_provider)
@@ -332,7 +335,9 @@ class Wave(Generic[T]):
             if size is not None:  # never drain a lazy input: it may be endless
                 escaped = self._drain(run, itertools.chain(chunk, items))
             dropped = drops.total("traces") - dropped_before if drops is not None else 0
-            report = run.report.build(self.name, clock() - started, concurrency, cancelled, dropped, errored)
+            report = run.report.build(
+                self.name, clock() - started, slots, cancelled, dropped, errored, self.batch_size, buffer,
+            )
             if on_report is not None:
                 on_report(report)
             for k in range(len(observers) - 1, -1, -1):

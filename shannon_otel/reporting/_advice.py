@@ -99,11 +99,12 @@ class AdviceThresholds:
     anomaly_ratio: float = 3.0  # one wave's mean latency of an operation vs its typical mean
     anomaly_min_delta_s: float = 0.002  # ...and at least this much slower in absolute terms
     anomaly_min_waves: int = 3  # other waves with samples needed to know what is typical
+    min_idle_s: float = 0.001  # low efficiency: each slot must have sat idle this long (the rest is overhead)
 
     def __post_init__(self) -> None:
         for name in ("queue_wait_ratio", "straggler_ratio", "anomaly_ratio"):
             check_number(name, getattr(self, name), low=0, low_open=True)
-        for name in ("min_queue_wait_s", "anomaly_min_delta_s"):
+        for name in ("min_queue_wait_s", "anomaly_min_delta_s", "min_idle_s"):
             check_number(name, getattr(self, name), low=0)
         for name in ("low_efficiency", "storm_retry_share"):
             check_number(name, getattr(self, name), low=0, high=1)
@@ -125,11 +126,25 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms" if seconds < 10 else f"{seconds:.1f} s"
 
 
+def _times(ratio: float) -> str:
+    """`` (3.0x)``, or nothing for tasks that took no measurable time (an infinite ratio says nothing)."""
+    return f" ({ratio:.1f}x)" if math.isfinite(ratio) else ""
+
+
 def _raise(report: WaveFacts) -> str:
-    """What to raise against a queue wait: with a slot for every task, max_concurrency held none back."""
-    if report.concurrency >= report.total:
-        return (f"Every task had a concurrency slot ({report.concurrency}), so a resource pool or the rate "
-                f"limit held them back: raise that")
+    """What to raise against a queue wait: with a slot for every task (of its batch: a batch's queue
+    waits count from its start), max_concurrency held none back; nor in a stream, whose queue waits
+    start when a worker with room pulls the task."""
+    # a WaveFacts of a caller's own may have neither
+    batch, buffer = getattr(report, "batch_size", None), getattr(report, "buffer", None)
+    if buffer is not None:
+        return ("A stream's queue wait starts when a slot is free, so a resource pool or the rate limit held "
+                "the tasks back: raise that")
+    wanted = report.total if batch is None else min(report.total, batch)
+    if report.concurrency >= wanted:
+        where = "" if batch is None else " per batch"
+        return (f"Every task had a concurrency slot ({report.concurrency}{where}), so a resource pool or the "
+                f"rate limit held them back: raise that")
     return f"Raise max_concurrency (now {report.concurrency}), the resource pool size or the rate limit"
 
 
@@ -155,19 +170,33 @@ def advise_wave(
             out.append(Recommendation(
                 "queue_wait", wave,
                 f"wave {wave!r}: tasks waited {ms(wait.mean)} on average to start (p95 {ms(wait.p95)}) "
-                f"but ran only {ms(run.mean)} ({ratio:.1f}x): queue wait dominates. {_raise(report)}, if the "
+                f"but ran only {ms(run.mean)}{_times(ratio)}: queue wait dominates. {_raise(report)}, if the "
                 f"dependency can take the load.",
                 {"queue_wait_mean_s": wait.mean, "task_mean_s": run.mean, "ratio": ratio,
                  "concurrency": float(report.concurrency)},
             ))
     busy_tasks = report.total >= thresholds.min_efficiency_tasks * report.concurrency
-    if busy_tasks and run.count and report.parallel_efficiency < thresholds.low_efficiency:
+    # A wave that took no measurable wall time (a fake clock) has no efficiency to judge: its 0.0 says so.
+    # Nor does a wave whose slots idled less than min_idle_s each: the executor's own scheduling, on a
+    # real clock (4 instant tasks on 2 slots read 2% efficient over 0.2 ms, "look for a rate limit").
+    idle = (1.0 - report.parallel_efficiency) * report.duration_s  # per slot
+    measured = report.duration_s > 0 and idle >= thresholds.min_idle_s
+    if busy_tasks and measured and run.count and report.parallel_efficiency < thresholds.low_efficiency:
         eff = report.parallel_efficiency
-        tail = run.p99 / run.p50 if run.p50 > 0 else math.inf
+        # tasks that all took no time have an even latency (p99 = p50 = 0), not an infinite tail
+        tail = run.p99 / run.p50 if run.p50 > 0 else math.inf if run.p99 > 0 else 1.0
+        buffer = getattr(report, "buffer", None)  # a stream's (a WaveFacts of a caller's own may not have it)
         if tail >= thresholds.straggler_ratio:
-            why = (f"p99 latency {ms(run.p99)} is {tail:.1f}x the p50 {ms(run.p50)}: stragglers hold the wave "
-                   f"open while slots idle. Set a per-task timeout, hedge the slow call, or start the next "
-                   f"work without waiting for the whole wave (stream()).")
+            how = f"{tail:.1f}x" if math.isfinite(tail) else "far above"  # a p50 of 0 has no multiple
+            then = (" or start the next work without waiting for the whole wave (stream())" if buffer is None
+                    else "")  # a stream already does
+            why = (f"p99 latency {ms(run.p99)} is {how} the p50 {ms(run.p50)}: stragglers hold the wave "
+                   f"open while slots idle. Set a per-task timeout{',' if then else ' or'} hedge the slow "
+                   f"call{then}.")
+        elif buffer is not None:  # a stream's workers also wait for room its consumer makes
+            why = (f"latency is even, so slots sat idle between tasks: a stream runs only while its buffer "
+                   f"({buffer} results) has room, so look first at a consumer slower than the tasks, then at "
+                   f"a rate limit or a resource pool smaller than max_concurrency.")
         else:
             why = ("latency is even, so slots sat idle between tasks: look for a rate limit, a resource pool "
                    "smaller than max_concurrency, or tasks awaiting something outside the wave.")
@@ -175,6 +204,7 @@ def advise_wave(
             "low_efficiency", wave,
             f"wave {wave!r}: parallel efficiency {eff:.0%} ({report.total} tasks, {report.concurrency} "
             f"slots, {ms(report.duration_s)} wall time); {why}",
-            {"parallel_efficiency": eff, "p50_s": run.p50, "p99_s": run.p99, "concurrency": float(report.concurrency)},
+            {"parallel_efficiency": eff, "p50_s": run.p50, "p99_s": run.p99, "concurrency": float(report.concurrency),
+             "idle_s": idle},
         ))
     return out

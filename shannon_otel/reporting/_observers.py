@@ -9,6 +9,7 @@ from opentelemetry import trace
 from .._events import CallObserver, SagaObserver, WaveObserver
 from .._telemetry import CallOutcome, Outcome
 from ..recovery import CircuitOpenError
+from ._run import OUTSIDE_WAVES
 
 if TYPE_CHECKING:
     from .._events import (
@@ -97,7 +98,7 @@ class _CallObs(CallObserver):
         op.attempts += event.attempts
         if event.outcome is CallOutcome.FAILURE:
             op.failed += 1
-        label = self._wave.label if self._wave is not None else "-"
+        label = self._wave.label if self._wave is not None else OUTSIDE_WAVES
         stats = op.latency.get(label)
         if stats is None:
             stats = op.latency[label] = [0, 0.0, -1.0]

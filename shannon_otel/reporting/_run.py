@@ -19,14 +19,21 @@ if TYPE_CHECKING:
     from .._events import Anomaly, BreakerTransition
     from ..executor._report import WaveReport
 
-__all__ = ["OperationStats", "RunReport"]
+__all__ = ["OUTSIDE_WAVES", "OperationStats", "RunReport"]
+
+OUTSIDE_WAVES = ""  # the latency_by_wave key of calls made outside any wave
+
+
+def _where(label: str) -> str:
+    return "outside any wave" if label == OUTSIDE_WAVES else f"in wave {label!r}"
 
 @dataclass(frozen=True, slots=True)
 class OperationStats:
     """What a run saw of one protected operation (a policy or pipeline name).
 
     ``latency_by_wave`` maps a wave name to (calls, mean seconds) of the operation's calls in it;
-    ``trace_by_wave`` to the trace id (hex) of its slowest call there.
+    ``trace_by_wave`` to the trace id (hex) of its slowest call there. Calls made outside any wave
+    are under ``""`` (:data:`OUTSIDE_WAVES`, never a wave's name: a wave's name is non-empty).
     """
 
     operation: str
@@ -162,14 +169,16 @@ def _anomaly(op: OperationStats, th: AdviceThresholds) -> Recommendation | None:
     where = f" (slowest call in trace {trace})" if trace else ""
     slow = [w for w, v in waves.items() if v - typical >= th.anomaly_min_delta_s and v >= th.anomaly_ratio * typical]
     if len(slow) == 1:
-        scope = "Only this wave is affected: check what changed in that dependency then"
+        scope = (f"Only {'these calls are' if worst == OUTSIDE_WAVES else 'this wave is'} affected: check what "
+                 f"changed in that dependency then")
     else:
-        names = ", ".join(map(repr, slow[:3])) + (", ..." if len(slow) > 3 else "")
+        shown = (repr(w) if w != OUTSIDE_WAVES else "outside any wave" for w in slow[:3])
+        names = ", ".join(shown) + (", ..." if len(slow) > 3 else "")
         scope = (f"The slowdown recurs in {len(slow)} of {len(waves)} waves ({names}): not a one-off, so check "
                  f"the dependency's capacity and what those waves have in common")
     return Recommendation(
         "latency_anomaly", op.operation,
-        f"operation {op.operation!r}: mean latency {ms(value)} in wave {worst!r} vs {ms(typical)} typical "
+        f"operation {op.operation!r}: mean latency {ms(value)} {_where(worst)} vs {ms(typical)} typical "
         f"({ratio:.1f}x){where}. {scope}; a Timeout or Degrade on it would bound the damage.",
         {"latency_s": value, "typical_s": typical, "ratio": ratio, "waves": float(len(slow))},
     )
