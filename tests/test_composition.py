@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -153,6 +154,18 @@ def real_op(scenario: str) -> Callable[[], Any]:
 
 
 PAIRS = [(a, b) for a in KINDS for b in KINDS if a != b]
+# Orders whose outer policy can never act, by the types each policy handles (``build``): the inner one
+# serves a result for every error the outer one retries or counts. The breaker counts every Exception,
+# and the degrade serves only three types, so the breaker outside the degrade still counts the others.
+NEVER_ACTS = {("retry", "fallback"): "retry", ("retry", "degrade"): "retry", ("breaker", "fallback"): "open"}
+
+
+@pytest.mark.parametrize(("outer", "inner"), sorted(NEVER_ACTS))
+def test_the_orders_that_warn_are_those_whose_outer_policy_the_model_never_runs(outer: str, inner: str) -> None:
+    for scenario in ("failure", "timeout"):  # the failures: served inside, never seen outside
+        want = expected(outer, inner, scenario)
+        assert want.kind == "ok" and len(want.starts) == 1
+        assert expected_failures(outer, inner, scenario) == 0
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -160,7 +173,13 @@ PAIRS = [(a, b) for a in KINDS for b in KINDS if a != b]
 def test_pair(outer: str, inner: str, scenario: str) -> None:
     tel = InMemoryTelemetry()
     policies = (build(outer, tel), build(inner, tel))
-    pipeline = Pipeline(*policies, name="op", **tel.providers)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipeline = Pipeline(*policies, name="op", **tel.providers)
+    # The construction warns exactly for the orders whose outer policy can never act (see below).
+    assert [str(w.message).split(":")[0] for w in caught] == (
+        [f"{type(policies[0]).__name__} (policy 1 of the pipeline) will never {NEVER_ACTS[outer, inner]}"]
+        if (outer, inner) in NEVER_ACTS else [])
     op = real_op(scenario)
 
     async def main() -> tuple[str, Any, float]:
@@ -217,3 +236,62 @@ def expected_failures(outer: str, inner: str, scenario: str) -> int:
 
 def test_the_matrix_covers_every_ordered_pair() -> None:
     assert len(PAIRS) == 30 and len(set(PAIRS)) == 30
+
+
+# ------------------------------------------------------------------ the order warning, case by case
+def _order_warnings(build_it: Callable[[], object]) -> list[warnings.WarningMessage]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        build_it()
+    return [w for w in caught if "will never" in str(w.message)]
+
+
+def test_a_retry_outside_a_fallback_warns_at_the_users_line_naming_the_order_meant() -> None:
+    for build_it in (lambda: Pipeline(Retry(), Fallback(_fallback)),
+                     lambda: resilient_of(Retry(), Hedge(0.1), Fallback(_fallback)),
+                     lambda: Pipeline(Pipeline(Retry()), Fallback(_fallback))):  # nested: flattened, then read
+        (caught,) = _order_warnings(build_it)
+        assert caught.category is UserWarning and caught.filename == __file__
+        message = str(caught.message)
+        assert message.startswith("Retry (policy 1 of the pipeline) will never retry: the Fallback inside it")
+        assert "resilient(Fallback(...), Retry(...))" in message
+
+
+def resilient_of(*policies: Policy) -> object:
+    from shannon_otel import resilient
+
+    return resilient(*policies)
+
+
+@pytest.mark.parametrize("build_it", [
+    lambda: Pipeline(Fallback(_fallback), Retry()),  # the usual order
+    lambda: Pipeline(Retry(), Timeout(1), Fallback(_fallback)),  # the retry still sees the Timeout's errors
+    lambda: Pipeline(Retry(), Fallback(_fallback, on=ValueError)),  # serves only some of what is retried
+    lambda: Pipeline(Retry(on=lambda exc: True), Fallback(_fallback)),  # a predicate cannot be read
+    lambda: Pipeline(Retry(), Degrade(last_good=True, on=Exception)),  # no default: may raise the error again
+    lambda: Pipeline(CircuitBreaker("order-b", slow_call_s=1.0), Fallback(_fallback)),  # slow successes count
+], ids=["usual", "timeout-between", "narrow", "predicate", "no-default", "slow-calls"])
+def test_orders_where_the_outer_policy_can_still_act_do_not_warn(build_it: Callable[[], object]) -> None:
+    assert _order_warnings(build_it) == []
+
+
+def test_a_breaker_between_them_is_the_policy_named() -> None:
+    # The retry would see the breaker's rejections, but the breaker outside the fallback never opens.
+    (caught,) = _order_warnings(lambda: Pipeline(Retry(), CircuitBreaker("order-a"), Fallback(_fallback)))
+    assert str(caught.message).startswith(
+        "CircuitBreaker (policy 2 of the pipeline) will never open: the Fallback inside it (policy 3)")
+
+
+def test_a_warned_order_still_runs_as_written() -> None:
+    # The warning is advice: Retry(Fallback(fn)) serves the fallback at the first failure, as composed.
+    calls = []
+
+    async def failing() -> str:
+        calls.append(1)
+        raise ConnectionError("down")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipeline = Pipeline(Retry(attempts=3, initial=0.0), Fallback(_fallback), instrument=False)
+    assert run_virtual(pipeline.call(failing)) == "fallback"
+    assert calls == [1]

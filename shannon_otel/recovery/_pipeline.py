@@ -12,6 +12,8 @@ the outcome of everything listed after it. The usual order is::
   retry it counts one result per call;
 - a hedge whose attempts all failed raises the last attempt's error, which outer policies match;
 - the attempt (and its span) is the innermost call of ``fn``; a hedge inside a retry hedges each attempt.
+- an order whose outer retry or breaker can never act (a fallback inside it serves every error it
+  handles) warns at construction (``_order.py``) and runs as written.
 
 The pipeline is one observed operation: one span named after it, one child span per attempt;
 the inner policies report to the pipeline's hooks. So it refuses, at construction (TypeError), an
@@ -33,6 +35,7 @@ from .._hooks import check_hooks, resolve_hooks
 from .._validate import check_spread, check_sync_callable, shown
 from ._call import _Call, first_failed, observed, start_call
 from ._decorated import DecoratedCall, not_a_factory
+from ._order import warn_dead_policies
 from ._policy import Policy, Scoped, scoped
 from ._types import Chain, Clock, Factory
 
@@ -78,6 +81,7 @@ class Pipeline(Policy):
         for p in policies:
             chain.extend(p._chain if isinstance(p, Pipeline) else (p,))
         self._chain: Chain = tuple(chain)
+        warn_dead_policies(self._chain)
         self.name = name
         self.clock = clock
         hooks = check_hooks(hooks)
