@@ -52,6 +52,16 @@ def check_spread(call: str, what: str, args: tuple[object, ...]) -> None:
         raise TypeError(f"{call}() takes the {what} as separate arguments: {call}(*{what}), got one {kind}")
 
 
+def brief(value: object) -> str:
+    """``repr(value)`` cut to 80 characters, for a message about a value the user's code made (which may be
+    large, or fail to print)."""
+    try:
+        text = shown(value)
+    except Exception:
+        return "(unprintable)"
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
 def check_exceptions(name: str, value: object, *, handled: bool = False) -> tuple[type[BaseException], ...]:
     """Normalise an exception type or tuple of types, rejecting anything else.
 
@@ -178,7 +188,8 @@ def awaitable_from(name: str, made: object) -> Any:
         return made
     if inspect.iscoroutine(made):  # pragma: no cover - isawaitable covers it
         return made
-    raise TypeError(f"{name} must be an async callable (it must return an awaitable), it returned {made!r}")
+    raise TypeError(f"{name} must be an async callable (it must return an awaitable), it returned "
+                    f"{type(made).__name__} {brief(made)}")
 
 
 _ENDPOINT_HOST_PORT = re.compile(r"^[A-Za-z0-9._\-]+:\d{1,5}$|^\[[0-9A-Fa-f:]+\]:\d{1,5}$")

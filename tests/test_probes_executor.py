@@ -119,6 +119,23 @@ def test_a_sync_sleep_given_to_a_rate_limited_wave_fails_its_tasks_with_an_error
         assert str(r.error).startswith("sleep must be an async callable")
 
 
+def test_a_sync_function_given_to_map_or_run_fails_its_tasks_with_an_error_naming_it() -> None:
+    """Each task failed with Python's "object int can't be used in 'await' expression", naming nothing."""
+    def double(x: int) -> int:
+        return 2 * x
+
+    wave: Wave[int] = Wave("sync-by-mistake", instrument=False)
+    mapped = run_virtual(wave.map(double, [1, 10**5000]))  # type: ignore[arg-type]
+    ran = run_virtual(wave.run([lambda: "done"]))  # type: ignore[list-item,return-value]
+    errors = [r.error for r in (*mapped.results, *ran.results)]
+    assert all(type(e) is TypeError for e in errors)
+    assert [str(e) for e in errors] == [
+        "a wave task's callable (the fn of Wave.map, or a factory given to Wave.run) must be an async callable "
+        f"(it must return an awaitable), it returned {what}"
+        for what in ("int 2", "int an int of 16611 bits", "str 'done'")
+    ]
+
+
 class _RaisingObserver(RaisingOn, WaveObserver):
     pass
 

@@ -12,6 +12,7 @@ import asyncio
 import contextvars
 import logging
 from collections.abc import Callable, Iterator
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from .._events import Hook, TaskResult, WaveObserver
@@ -32,6 +33,8 @@ _log = logging.getLogger("shannon_otel")
 _BROKEN = object()  # the token of an observer whose task_started raised
 _FAILED = (Outcome.FAILURE, Outcome.TIMEOUT)
 
+
+_TASK_CALLABLE = "a wave task's callable (the fn of Wave.map, or a factory given to Wave.run)"
 
 class WaveRun:
     """Mutable state of one execution of a :class:`Wave` policy. Event-loop only."""
@@ -190,6 +193,8 @@ class WaveRun:
                 call = wave.task_policy.call(work)
             else:
                 call = work() if callable(work) else work
+                if type(call) is not CoroutineType:  # a sync fn given to map/run: named, not "can't be used in 'await'"
+                    call = awaitable_from(_TASK_CALLABLE, call)
             if wave.task_timeout is not None:
                 async with asyncio.timeout(wave.task_timeout) as scope:
                     slot.timeout = scope  # lets policies inside tell this timeout from a cancellation

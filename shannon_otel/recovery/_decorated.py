@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from .._validate import not_callable
+from .._validate import brief, not_callable
 
 
 class DecoratedCall(functools.partial):  # type: ignore[type-arg]
@@ -42,16 +42,8 @@ def not_awaitable(made: object) -> NotAwaitableError:
     """The error of an attempt whose ``fn()`` returned ``made``, which is not awaitable."""
     return NotAwaitableError(
         f"fn must return an awaitable (the policy awaits each call of it: a sync function where an async one "
-        f"belongs?), it returned {type(made).__name__} {_short(made)}"
+        f"belongs?), it returned {type(made).__name__} {brief(made)}"
     )
-
-
-def _short(value: object) -> str:
-    try:
-        text = repr(value)
-    except Exception:
-        return "(unprintable)"
-    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 def takes_parameters(func: Callable[..., Any]) -> bool:
