@@ -4,6 +4,8 @@ callers racing for the probe slots, a probe failing while another runs, a cancel
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from typing import Any
 
 import pytest
@@ -128,3 +130,58 @@ def test_a_cancelled_probe_gives_its_slot_back() -> None:
     run_virtual(main())
     outcomes = {p.attributes["shannon.call.outcome"]: p.value for p in tel.points("shannon.calls")}
     assert outcomes == {"failure": 1, "rejected": 1, "cancellation": 1, "success": 1}
+
+
+class _MeetingClock:
+    """A breaker clock at a fixed time whose first reading in each thread, once armed, waits (up to 2 s)
+    until two threads read it: both are then inside the breaker's admission at the same moment."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.armed = False
+        self._met = threading.Barrier(2, timeout=2.0)
+        self._waited: set[int] = set()
+
+    def __call__(self) -> float:
+        me = threading.get_ident()
+        if self.armed and me not in self._waited:
+            self._waited.add(me)
+            with contextlib.suppress(threading.BrokenBarrierError):  # the other holds the admission lock
+                self._met.wait()
+        return self.now
+
+
+def test_two_threads_calling_an_open_breaker_as_it_turns_half_open_are_not_both_its_one_probe() -> None:
+    # Event loops in two threads share one breaker. Both read the clock past the reset timeout; both moved it
+    # to HALF_OPEN (each resetting the probe quota) and both were admitted: two probes where one is allowed.
+    clock = _MeetingClock()
+    breaker = CircuitBreaker("threads", failure_threshold=1, reset_timeout=5.0, clock=clock, instrument=False)
+    with pytest.raises(ConnectionError):
+        asyncio.run(breaker.call(down))
+    assert breaker.state.value == "open"
+    admitted: list[int] = []
+    rejected: list[int] = []
+    decided = threading.Event()  # the second caller is admitted or rejected: the probe may end
+
+    async def probe() -> str:
+        admitted.append(threading.get_ident())
+        if len(admitted) == 2:
+            decided.set()
+        await asyncio.to_thread(decided.wait, 10)  # never ends before the other caller's admission
+        return "ok"
+
+    def caller() -> None:
+        try:
+            asyncio.run(breaker.call(probe))
+        except CircuitOpenError:
+            rejected.append(threading.get_ident())
+            decided.set()
+
+    clock.now, clock.armed = 100.0, True
+    threads = [threading.Thread(target=caller) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert (len(admitted), len(rejected)) == (1, 1)
+    assert breaker.state.value == "closed"
