@@ -1,0 +1,101 @@
+"""Round-5 probes of what users put in their own test suites (``shannon_otel.testing``) and of the
+``LoggingHook``, each a bug found by using them as a user would; every test fails without its fix."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from shannon_otel import LoggingHook
+from shannon_otel._events import Anomaly
+from shannon_otel._telemetry import Severity
+from shannon_otel.testing import InMemoryTelemetry, run_virtual
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def anomaly_records() -> Iterator[list[logging.LogRecord]]:
+    logger = logging.getLogger("shannon_otel.anomaly")
+    handler, level = _Records(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield handler.records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+# --------------------------------------------------------------------------- run_virtual
+def test_run_virtual_inside_a_running_loop_says_so_and_awaits_nothing_half_way() -> None:
+    # asyncio.Runner raised "Runner.run() cannot be called from a running event loop", then, closing,
+    # "Cannot run the event loop while another loop is running" hid it, and the coroutine given was left
+    # never awaited (a RuntimeWarning: an error under filterwarnings=error, blamed on some later test).
+    async def inner() -> int:
+        return 1
+
+    async def outer() -> str:
+        coro = inner()
+        with pytest.raises(RuntimeError, match=r"run_virtual\(\) cannot be called from a running event loop"):
+            run_virtual(coro)
+        assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED  # closed, so never reported as never awaited
+        return "outer goes on"
+
+    assert run_virtual(outer()) == "outer goes on"
+    assert run_virtual(inner()) == 1  # and a later call works
+
+
+# --------------------------------------------------------------------------- InMemoryTelemetry
+def test_points_of_a_metric_two_meters_record_are_all_there() -> None:
+    # metrics() is a dict by name: a counter of the same name in two meters (the user's and a library's)
+    # kept the points of one of them, so points()/point() said the other's were never recorded.
+    tel = InMemoryTelemetry()
+    tel.meter_provider.get_meter("mine").create_counter("requests").add(2, {"side": "mine"})
+    tel.meter_provider.get_meter("theirs").create_counter("requests").add(3, {"side": "theirs"})
+    assert sorted(p.value for p in tel.points("requests")) == [2, 3]
+    assert tel.point("requests", side="mine").value == 2
+    assert tel.point("requests", side="theirs").value == 3
+    tel.shutdown()
+
+
+def test_point_of_a_metric_never_recorded_names_the_ones_that_were() -> None:
+    # A misspelt metric name read "expected one point of ... found 0", as if the attributes were wrong.
+    tel = InMemoryTelemetry()
+    tel.meter_provider.get_meter("mine").create_counter("requests").add(1)
+    with pytest.raises(AssertionError, match=r"no metric 'request' was recorded; recorded: \['requests'\]"):
+        tel.point("request")
+    tel.shutdown()
+
+
+# --------------------------------------------------------------------------- LoggingHook levels
+def test_levels_refuse_a_bool() -> None:
+    # True is an int: it was taken as level 1, records named "Level True".
+    with pytest.raises(TypeError, match=r"levels\['shannon.retry.scheduled'\] must be a logging level"):
+        LoggingHook(levels={"shannon.retry.scheduled": True})
+
+
+def test_a_critical_anomaly_is_never_logged_below_its_custom_level(
+    anomaly_records: list[logging.LogRecord],
+) -> None:
+    # "One step up" for severity critical was min(level + 10, CRITICAL): at a custom level 60 a critical
+    # anomaly went down to 50, below the warnings of the same series.
+    hook = LoggingHook(levels={"shannon.anomaly": 60})
+    hook.anomaly(Anomaly("a", "latency", 0.6, Severity.WARNING, 1.0, None, None, 0.0))
+    hook.anomaly(Anomaly("b", "latency", 0.9, Severity.CRITICAL, 9.0, None, None, 0.0))
+    assert [r.levelno for r in anomaly_records] == [60, 60]
+    anomaly_records.clear()
+    hook = LoggingHook()  # the default: WARNING, and ERROR for critical
+    hook.anomaly(Anomaly("a", "latency", 0.6, Severity.WARNING, 1.0, None, None, 0.0))
+    hook.anomaly(Anomaly("b", "latency", 0.9, Severity.CRITICAL, 9.0, None, None, 0.0))
+    assert [r.levelno for r in anomaly_records] == [logging.WARNING, logging.ERROR]
