@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 
-from shannon_otel import LoggingHook
+from shannon_otel import LoggingHook, Retry
 from shannon_otel._events import Anomaly
 from shannon_otel._telemetry import Severity
-from shannon_otel.testing import InMemoryTelemetry, run_virtual
+from shannon_otel.testing import FakeClock, InMemoryTelemetry, run_virtual
 
 
 class _Records(logging.Handler):
@@ -99,3 +99,55 @@ def test_a_critical_anomaly_is_never_logged_below_its_custom_level(
     hook.anomaly(Anomaly("a", "latency", 0.6, Severity.WARNING, 1.0, None, None, 0.0))
     hook.anomaly(Anomaly("b", "latency", 0.9, Severity.CRITICAL, 9.0, None, None, 0.0))
     assert [r.levelno for r in anomaly_records] == [logging.WARNING, logging.ERROR]
+
+
+# --------------------------------------------------------------------------- LoggingHook flood control
+def _retried(logger_records: list[logging.LogRecord]) -> list[tuple[str, float | None]]:
+    return [(r.getMessage(), getattr(r, "shannon.log.interval", None)) for r in logger_records]
+
+
+def test_a_clock_stepped_back_neither_silences_the_limiter_nor_reports_negative_seconds() -> None:
+    # With a wall clock (clock=time.time) stepped back an hour, every later occurrence fell inside the
+    # window (now - start < 0 < interval) and was held back until the clock caught up, an hour later;
+    # a flush or an eviction meanwhile reported "in the last -3600 s".
+    logger = logging.getLogger("shannon_otel.retry")
+    handler, level = _Records(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    clock = FakeClock()
+    hook = LoggingHook(clock=clock, interval_s=10)
+    retry = Retry(name="op", attempts=2, initial=0, jitter="none", clock=clock, sleep=clock.sleep, hooks=[hook],
+                  instrument=False)
+
+    async def storm(n: int) -> None:
+        for _ in range(n):
+            await retry.call(_flaky())
+
+    try:
+        run_virtual(storm(3))  # the first written, two held back
+        clock.now -= 3600.0
+        run_virtual(storm(1))  # the clock went back: written now, with the two it stands for
+        run_virtual(storm(2))  # a new window: held back
+        clock.now -= 3600.0
+        hook.flush()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert _retried(handler.records) == [
+        ("retrying op in 0.00 s (attempt 2/2): ConnectionError", None),
+        ("retried op 3 times in the last 0 s (last: attempt 2/2 in 0.00 s: ConnectionError)", 0.0),
+        ("retried op 2 times in the last 0 s (last: attempt 2/2 in 0.00 s: ConnectionError)", 0.0),
+    ]
+
+
+def _flaky() -> Callable[[], Awaitable[str]]:
+    failed = False
+
+    async def call() -> str:
+        nonlocal failed
+        if not failed:
+            failed = True
+            raise ConnectionError("refused")
+        return "ok"
+
+    return call

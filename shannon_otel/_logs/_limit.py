@@ -54,15 +54,18 @@ class Limiter(Generic[R]):
                     oldest = next(iter(self._windows))
                     gone = self._windows.pop(oldest)
                     if gone.count:
-                        evicted.append((gone.last, gone.count, now - gone.start))
+                        evicted.append((gone.last, gone.count, max(now - gone.start, 0.0)))
                 self._windows[key] = _Window(now, item)
                 return 1, 0.0, evicted
             elapsed = now - window.start
-            if elapsed < self._interval:
+            if 0.0 <= elapsed < self._interval:
                 window.count += 1
                 window.last = item
                 return 0, elapsed, evicted
+            # Past the window, or the clock went back (a wall clock stepped back): the window would
+            # otherwise hold every occurrence back until the clock caught up with its start.
             n = window.count + 1
+            elapsed = max(elapsed, 0.0)
             # Re-inserted so that eviction takes the key that has been quiet longest.
             del self._windows[key]
             self._windows[key] = _Window(now, item)
@@ -75,7 +78,7 @@ class Limiter(Generic[R]):
         with self._lock:
             for window in self._windows.values():
                 if window.count and (which is None or which(window.last)):
-                    out.append((window.last, window.count, now - window.start))
+                    out.append((window.last, window.count, max(now - window.start, 0.0)))
                     window.count = 0
                     window.start = now
         return out
