@@ -151,3 +151,42 @@ def _flaky() -> Callable[[], Awaitable[str]]:
         return "ok"
 
     return call
+
+
+def test_past_max_keys_the_key_evicted_is_the_quietest_not_the_busiest() -> None:
+    # Keys were ordered by when their window opened: an operation retried every 0.1 s was evicted by
+    # operations seen once ("the one quiet the longest is evicted first", docs/logging.md), so it wrote
+    # a summary and then a fresh record at every eviction: three records in 1.6 s, not one per 10 s.
+    logger = logging.getLogger("shannon_otel.retry")
+    handler, level = _Records(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    clock = FakeClock()
+    hook = LoggingHook(clock=clock, interval_s=10, max_keys=2)
+
+    def retry(name: str) -> Retry:
+        return Retry(name=name, attempts=2, initial=0, jitter="none", clock=clock, sleep=clock.sleep,
+                     hooks=[hook], instrument=False)
+
+    hot = retry("hot")
+
+    async def main() -> None:
+        await hot.call(_flaky())
+        for i in range(3):
+            for _ in range(5):
+                clock.advance(0.1)
+                await hot.call(_flaky())
+            await retry(f"cold{i}").call(_flaky())
+
+    try:
+        run_virtual(main())
+        written = [r.getMessage() for r in handler.records]
+        hook.flush()  # the hot key's 15 held-back retries are still told, once
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert written == [
+        f"retrying {name} in 0.00 s (attempt 2/2): ConnectionError" for name in ("hot", "cold0", "cold1", "cold2")
+    ]
+    assert [r.getMessage() for r in handler.records[len(written):]] == [
+        "retried hot 15 times in the last 2 s (last: attempt 2/2 in 0.00 s: ConnectionError)"]
