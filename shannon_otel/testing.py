@@ -299,7 +299,8 @@ def run_virtual(coro: Coroutine[Any, Any, T]) -> T:
     else:
         # asyncio.Runner raised its own error here and then, closing, "Cannot run the event loop while
         # another loop is running", hiding it; the coroutine was left never awaited (a RuntimeWarning).
-        coro.close()
+        if asyncio.iscoroutine(coro):  # anything else is refused by asyncio.Runner as it always was
+            coro.close()
         raise RuntimeError("run_virtual() cannot be called from a running event loop; await the coroutine")
     with asyncio.Runner(loop_factory=VirtualTimeLoop) as runner:
         return runner.run(coro)
