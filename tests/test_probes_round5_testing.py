@@ -12,7 +12,7 @@ import pytest
 from shannon_otel import LoggingHook, Retry
 from shannon_otel._events import Anomaly
 from shannon_otel._telemetry import Severity
-from shannon_otel.testing import FakeClock, InMemoryTelemetry, run_virtual
+from shannon_otel.testing import FakeClock, InMemoryTelemetry, is_testing, run_virtual, set_testing
 
 
 class _Records(logging.Handler):
@@ -190,3 +190,32 @@ def test_past_max_keys_the_key_evicted_is_the_quietest_not_the_busiest() -> None
     ]
     assert [r.getMessage() for r in handler.records[len(written):]] == [
         "retried hot 15 times in the last 2 s (last: attempt 2/2 in 0.00 s: ConnectionError)"]
+
+
+# --------------------------------------------------------------------------- set_testing
+def test_set_testing_attempts_is_the_maximum_the_retry_records_tell() -> None:
+    # Under set_testing(True, attempts=2) a Retry(attempts=5) makes 2 attempts, but its records (and
+    # RetryScheduled.max_attempts) said "attempt 2/5" with shannon.retry.max_attempts = 5.
+    logger = logging.getLogger("shannon_otel.retry")
+    handler, level = _Records(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    calls = 0
+
+    async def failing() -> None:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError("refused")
+
+    retry = Retry(name="op", attempts=5, initial=3, jitter="none", hooks=[LoggingHook()], instrument=False)
+    try:
+        with set_testing(True, attempts=2), pytest.raises(ConnectionError):
+            run_virtual(retry.call(failing))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert calls == 2
+    (record,) = handler.records
+    assert record.getMessage() == "retrying op in 0.00 s (attempt 2/2): ConnectionError"
+    assert getattr(record, "shannon.retry.max_attempts") == 2
+    assert not is_testing()
