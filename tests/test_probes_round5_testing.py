@@ -6,11 +6,13 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterator
+from typing import cast
 
 import pytest
 
 from shannon_otel import LoggingHook, Retry
 from shannon_otel._events import Anomaly
+from shannon_otel._redact import redacting_handler
 from shannon_otel._telemetry import Severity
 from shannon_otel.testing import FakeClock, InMemoryTelemetry, is_testing, run_virtual, set_testing
 
@@ -219,3 +221,36 @@ def test_set_testing_attempts_is_the_maximum_the_retry_records_tell() -> None:
     assert record.getMessage() == "retrying op in 0.00 s (attempt 2/2): ConnectionError"
     assert getattr(record, "shannon.retry.max_attempts") == 2
     assert not is_testing()
+
+
+# --------------------------------------------------------------------------- redaction of log records
+@pytest.mark.parametrize(("redact", "operation", "message", "expected"), [
+    (lambda kind, message: "<hidden>", "db-primary", "db",
+     "retrying db-primary in 0.00 s (attempt 2/2): ValueError: <hidden>"),
+    (lambda kind, message: None, "db: primary", "primary",
+     "retrying db: primary in 0.00 s (attempt 2/2): ValueError"),
+])
+def test_redaction_rewrites_the_exception_message_not_an_operation_name_holding_it(
+    redact: Callable[[str, str], str | None], operation: str, message: str, expected: str,
+) -> None:
+    # The message was replaced wherever it occurred in the text: "retrying <hidden>-primary ...",
+    # "retrying db in ...": the record named an operation that does not exist.
+    handler = redacting_handler(_Records, redact)
+    logger = logging.getLogger("shannon_otel.retry")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+
+    async def failing() -> None:
+        raise ValueError(message)
+
+    retry = Retry(name=operation, attempts=2, initial=0, hooks=[LoggingHook(exception_messages=True)],
+                  instrument=False)
+    try:
+        with pytest.raises(ValueError, match=message):
+            run_virtual(retry.call(failing))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    (record,) = cast("_Records", handler).records
+    assert record.getMessage() == expected
