@@ -231,11 +231,11 @@ class _JumpingSelector:
             # the clock follow the real time waited, so a timer due meanwhile fires, one due later does not.
             started = time.monotonic()
             events = self._selector.select(timeout)
-            self._loop.advance(timeout if not events else min(time.monotonic() - started, timeout))
+            self._loop._now += timeout if not events else min(time.monotonic() - started, timeout)
             return events
         events = self._selector.select(0)
         if not events and timeout > 0:
-            self._loop.advance(timeout)
+            self._loop._now += timeout
         return events
 
     def __getattr__(self, name: str) -> Any:
@@ -286,6 +286,11 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         return self._now
 
     def advance(self, seconds: float) -> None:
+        """Move the loop's clock forward by ``seconds`` (finite, >= 0; ValueError otherwise: it stands
+        for a monotonic clock, and a NaN time made every timer due at once)."""
+        check_number("seconds", seconds, low=0)
+        if seconds == math.inf:
+            raise ValueError(f"seconds must be in [0, inf), got {seconds!r}")
         self._now += seconds
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterator
@@ -14,7 +15,14 @@ from shannon_otel import LoggingHook, Retry
 from shannon_otel._events import Anomaly
 from shannon_otel._redact import redacting_handler
 from shannon_otel._telemetry import Severity
-from shannon_otel.testing import FakeClock, InMemoryTelemetry, is_testing, run_virtual, set_testing
+from shannon_otel.testing import (
+    FakeClock,
+    InMemoryTelemetry,
+    VirtualTimeLoop,
+    is_testing,
+    run_virtual,
+    set_testing,
+)
 
 
 class _Records(logging.Handler):
@@ -254,3 +262,20 @@ def test_redaction_rewrites_the_exception_message_not_an_operation_name_holding_
         logger.setLevel(level)
     (record,) = cast("_Records", handler).records
     assert record.getMessage() == expected
+
+
+# --------------------------------------------------------------------------- VirtualTimeLoop
+@pytest.mark.parametrize("seconds", [-5.0, float("nan"), float("inf")])
+def test_the_virtual_loop_refuses_to_move_its_clock_back_or_to_nan(seconds: float) -> None:
+    # VirtualTimeLoop.advance took anything: -5 moved a monotonic clock back, NaN made every later
+    # sleep return at once with loop.time() NaN.
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualTimeLoop)
+        with pytest.raises(ValueError, match=r"seconds must be in \[0, inf\)"):
+            loop.advance(seconds)
+        loop.advance(2.5)
+        await asyncio.sleep(1)
+        return loop.time()
+
+    assert run_virtual(main()) == 3.5
