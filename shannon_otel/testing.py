@@ -123,7 +123,8 @@ class InMemoryTelemetry:
 
     # ------------------------------------------------------------------ metrics
     def metrics(self) -> dict[str, Metric]:
-        """Collect now; every metric by name (all scopes)."""
+        """Collect now; every metric by name (all scopes; of two scopes' metrics of one name, the last:
+        :meth:`points` keeps every scope's points)."""
         data = self.metric_reader.get_metrics_data()
         found: dict[str, Metric] = {}
         if data is None:
