@@ -136,13 +136,20 @@ class _Redactor:
         copy = logging.makeLogRecord(record.__dict__)
         text = record.getMessage()
         if isinstance(given, str):  # LoggingHook(exception_messages=True): the field and the text's ": message"
-            kept = self._message(str(record.__dict__.get("error.type", "")), given)
+            type_name = str(record.__dict__.get("error.type", ""))
+            kept = self._message(type_name, given)
             if kept is None:
                 del copy.__dict__[_MESSAGE]
-                text = text.replace(f": {given}", "")
             else:
                 copy.__dict__[_MESSAGE] = kept
-                text = text.replace(given, kept)
+            # Only the cause the hook wrote ("Type: message", the last one): replacing the message
+            # everywhere rewrote an operation name holding it ("retrying <hidden>-primary"). A text
+            # without that cause (a record of the user's own) has the message replaced everywhere.
+            head, found, tail = text.rpartition(f"{type_name}: {given}") if type_name else ("", "", "")
+            if found:
+                text = head + (type_name if kept is None else f"{type_name}: {kept}") + tail
+            else:
+                text = text.replace(f": {given}", "") if kept is None else text.replace(given, kept)
         if record.exc_info and record.exc_info[0] is not None:
             kind = record.exc_info[0]
             copy.exc_info, copy.exc_text = None, None  # the handler would format it unredacted

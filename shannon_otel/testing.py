@@ -123,7 +123,8 @@ class InMemoryTelemetry:
 
     # ------------------------------------------------------------------ metrics
     def metrics(self) -> dict[str, Metric]:
-        """Collect now; every metric by name (all scopes)."""
+        """Collect now; every metric by name (all scopes; of two scopes' metrics of one name, the last:
+        :meth:`points` keeps every scope's points)."""
         data = self.metric_reader.get_metrics_data()
         found: dict[str, Metric] = {}
         if data is None:
@@ -135,19 +136,30 @@ class InMemoryTelemetry:
         return found
 
     def points(self, name: str) -> Sequence[Any]:
-        metric = self.metrics().get(name)
-        return list(metric.data.data_points) if metric is not None else []
+        """Collect now; the data points of every metric called ``name``, of every scope (``[]`` if none)."""
+        data = self.metric_reader.get_metrics_data()
+        if data is None:
+            return []
+        # Every scope's: a metric of the same name in two meters (yours and ours, say) keeps all its points.
+        return [
+            point
+            for resource_metrics in data.resource_metrics
+            for scope in resource_metrics.scope_metrics
+            for metric in scope.metrics if metric.name == name
+            for point in metric.data.data_points
+        ]
 
     def point(self, name: str, **attributes: Any) -> Any:
         """The one data point of metric ``name`` whose attributes include ``attributes``.
 
-        Keyword names use ``_`` for ``.`` (``shannon_wave_name="w"``); AssertionError if not exactly one.
+        Keyword names use ``_`` for ``.`` (``shannon_wave_name="w"``); AssertionError if not exactly one
+        (naming the metrics recorded, when none is called ``name``).
         """
         wanted = {k.replace("_", "."): v for k, v in attributes.items()}
-        found = [
-            p for p in self.points(name)
-            if all(_attr(p.attributes, k) == v for k, v in wanted.items())
-        ]
+        points = self.points(name)
+        if not points:
+            raise AssertionError(f"no metric {name!r} was recorded; recorded: {sorted(self.metrics())}")
+        found = [p for p in points if all(_attr(p.attributes, k) == v for k, v in wanted.items())]
         assert len(found) == 1, f"expected one point of {name} with {wanted}, found {len(found)}"
         return found[0]
 
@@ -220,11 +232,11 @@ class _JumpingSelector:
             # the clock follow the real time waited, so a timer due meanwhile fires, one due later does not.
             started = time.monotonic()
             events = self._selector.select(timeout)
-            self._loop.advance(timeout if not events else min(time.monotonic() - started, timeout))
+            self._loop._now += timeout if not events else min(time.monotonic() - started, timeout)
             return events
         events = self._selector.select(0)
         if not events and timeout > 0:
-            self._loop.advance(timeout)
+            self._loop._now += timeout
         return events
 
     def __getattr__(self, name: str) -> Any:
@@ -237,7 +249,9 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     ``loop.time()`` starts at 0 and jumps to the next timer whenever nothing is ready, so
     ``asyncio.sleep``, ``asyncio.timeout`` and ``call_later`` follow their deadlines exactly and
     instantly, however slow or loaded the machine is. I/O still works (it is polled without waiting
-    while timers are pending); with no timer pending the loop waits for I/O as usual. Work in executor
+    while timers are pending); with no timer pending the loop waits for I/O as usual. So a timer beats
+    real I/O that takes real time: a socket whose peer answers in 50 ms, or a subprocess, under a 5 s
+    timeout times out at once (do such I/O in a thread, or test it on a real loop). Work in executor
     threads (``asyncio.to_thread``, ``run_in_executor``, name resolution) takes real time: while any
     runs, the clock follows the real time waited, so a 50 ms thread under a 5 s timeout finishes. Pass
     ``clock=asyncio.get_running_loop().time`` to a Wave or policy to put it on the same time.
@@ -273,10 +287,26 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         return self._now
 
     def advance(self, seconds: float) -> None:
+        """Move the loop's clock forward by ``seconds`` (finite, >= 0; ValueError otherwise: it stands
+        for a monotonic clock, and a NaN time made every timer due at once)."""
+        check_number("seconds", seconds, low=0)
+        if seconds == math.inf:
+            raise ValueError(f"seconds must be in [0, inf), got {seconds!r}")
         self._now += seconds
 
 
 def run_virtual(coro: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run`` on a :class:`VirtualTimeLoop`."""
+    """``asyncio.run`` on a :class:`VirtualTimeLoop`. Raises RuntimeError when called from a running
+    event loop (a nested call: ``await`` the coroutine instead)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        # asyncio.Runner raised its own error here and then, closing, "Cannot run the event loop while
+        # another loop is running", hiding it; the coroutine was left never awaited (a RuntimeWarning).
+        if asyncio.iscoroutine(coro):  # anything else is refused by asyncio.Runner as it always was
+            coro.close()
+        raise RuntimeError("run_virtual() cannot be called from a running event loop; await the coroutine")
     with asyncio.Runner(loop_factory=VirtualTimeLoop) as runner:
         return runner.run(coro)

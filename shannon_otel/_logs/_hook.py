@@ -80,7 +80,8 @@ class LoggingHook(Hook):
         for name, level in (levels or {}).items():
             if name not in DEFAULT_LEVELS:
                 raise ValueError(f"levels: unknown event {name!r}; known: {', '.join(sorted(DEFAULT_LEVELS))}")
-            if level is not None and not isinstance(level, int):
+            # bool is an int: True was logged at level 1, "Level True"
+            if level is not None and (isinstance(level, bool) or not isinstance(level, int)):
                 raise TypeError(f"levels[{name!r}] must be a logging level (int) or None, got {level!r}")
             merged[name] = level
         self._levels = merged
@@ -138,8 +139,8 @@ class LoggingHook(Hook):
         level = self._levels[event_name]
         if level is None:
             return
-        if up:
-            level = min(level + 10, logging.CRITICAL)
+        if up:  # never down: a custom level above CRITICAL stays where it is
+            level = max(level, min(level + 10, logging.CRITICAL))
         logger = self._loggers.get(logger_name)
         if logger is None:
             logger = self._loggers[logger_name] = logging.getLogger(logger_name)

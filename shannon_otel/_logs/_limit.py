@@ -3,7 +3,7 @@
 The first occurrence of a key is let through at once and opens the key's window; later ones inside
 the window are only counted. The first occurrence after the window has passed is let through with
 the count it stands for (the caller turns it into a summary) and opens the next window. Memory is
-bounded: past ``max_keys`` the oldest key is evicted and its pending count handed back for a
+bounded: past ``max_keys`` the key quiet the longest is evicted and its pending count handed back for a
 summary, so no occurrence goes unreported. O(1) per occurrence; thread-safe (anomaly callbacks
 may come from another thread than the event loop's).
 """
@@ -11,6 +11,7 @@ may come from another thread than the event loop's).
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -36,7 +37,8 @@ class Limiter(Generic[R]):
         self._max = max_keys
         self._clock = clock
         self._lock = threading.Lock()
-        self._windows: dict[Hashable, _Window[R]] = {}
+        # Ordered by last occurrence, quietest first: the key evicted is the one quiet the longest.
+        self._windows: OrderedDict[Hashable, _Window[R]] = OrderedDict()
 
     def admit(self, key: Hashable, item: R) -> tuple[int, float, list[tuple[R, int, float]]]:
         """One occurrence of ``key``: ``(n, seconds, evicted)``.
@@ -54,18 +56,23 @@ class Limiter(Generic[R]):
                     oldest = next(iter(self._windows))
                     gone = self._windows.pop(oldest)
                     if gone.count:
-                        evicted.append((gone.last, gone.count, now - gone.start))
+                        evicted.append((gone.last, gone.count, max(now - gone.start, 0.0)))
                 self._windows[key] = _Window(now, item)
                 return 1, 0.0, evicted
             elapsed = now - window.start
-            if elapsed < self._interval:
+            if 0.0 <= elapsed < self._interval:
                 window.count += 1
                 window.last = item
+                # Kept by its window start, a key hit every 0.1 s was evicted as "the quietest" by keys
+                # seen once, and wrote a summary and a record per eviction instead of one per interval.
+                self._windows.move_to_end(key)
                 return 0, elapsed, evicted
+            # Past the window, or the clock went back (a wall clock stepped back): the window would
+            # otherwise hold every occurrence back until the clock caught up with its start.
             n = window.count + 1
-            # Re-inserted so that eviction takes the key that has been quiet longest.
-            del self._windows[key]
+            elapsed = max(elapsed, 0.0)
             self._windows[key] = _Window(now, item)
+            self._windows.move_to_end(key)
             return n, elapsed, evicted
 
     def drain(self, which: Callable[[R], bool] | None = None) -> list[tuple[R, int, float]]:
@@ -75,7 +82,7 @@ class Limiter(Generic[R]):
         with self._lock:
             for window in self._windows.values():
                 if window.count and (which is None or which(window.last)):
-                    out.append((window.last, window.count, now - window.start))
+                    out.append((window.last, window.count, max(now - window.start, 0.0)))
                     window.count = 0
                     window.start = now
         return out

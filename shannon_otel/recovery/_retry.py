@@ -192,8 +192,8 @@ class Retry(Instrumented):
     ) -> float | None:
         """The delay before the next attempt, or ``None`` to give up and re-raise ``error``."""
         testing = TESTING.on
-        if attempt >= (self.attempts if not testing or TESTING.attempts is None
-                       else min(self.attempts, TESTING.attempts)):
+        limit = self.attempts if not testing or TESTING.attempts is None else min(self.attempts, TESTING.attempts)
+        if attempt >= limit:
             return None
         wait = sync_result("next_delay", self.next_delay(error, attempt)) if self.next_delay is not None else None
         if wait is None and self.wait_retry_after and isinstance(error, CircuitOpenError):
@@ -213,7 +213,7 @@ class Retry(Instrumented):
         if self.budget_s is not None and self.clock() - start + wait > self.budget_s:
             return None
         if call is not None:
-            notify(call, "retry_scheduled", RetryScheduled(call.operation, attempt, wait, error, self.attempts))
+            notify(call, "retry_scheduled", RetryScheduled(call.operation, attempt, wait, error, limit))
         return wait
 
 
