@@ -1,0 +1,145 @@
+"""Round-5 adversarial probes of the distributed parts, used as a user would: callables and arguments
+shipped to a real Dask LocalCluster of worker processes, and the shared state in a real redis-server.
+Each test is the regression test of a bug found by the probes."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import tracemalloc
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+import _dask_tasks as tasks
+import dask
+import numpy as np
+import pytest
+from distributed import Client, LocalCluster
+
+from shannon_otel import Outcome, Wave
+from shannon_otel.dask import DaskBackend
+
+T = TypeVar("T")
+
+pytestmark = [
+    # Dask's own shutdown of worker processes may warn; it is not our code under test.
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+    pytest.mark.filterwarnings("ignore:.*Restarting worker.*"),
+]
+
+
+# ---------------------------------------------------------------------------------------------- Dask
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), LocalCluster(  # type: ignore[no-untyped-call]
+        n_workers=1, threads_per_worker=2, processes=True, dashboard_address="127.0.0.1:0",
+        host="127.0.0.1", silence_logs=40,
+    ) as lc:
+        yield lc
+
+
+def on_cluster(cluster: LocalCluster, body: Callable[[Client], Awaitable[T]]) -> T:
+    async def main() -> T:
+        async with Client(cluster.scheduler_address, asynchronous=True) as client:  # type: ignore[no-untyped-call]
+            return await asyncio.wait_for(body(client), 120)
+
+    return asyncio.run(main())
+
+
+class AsyncAdder:
+    """A callable object whose ``__call__`` is ``async def`` (``inspect.iscoroutinefunction`` says False)."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    async def __call__(self, x: int) -> int:
+        await asyncio.sleep(0)
+        return x + self.k
+
+
+def sync_wrapper_of_async(x: int) -> Any:
+    """What a careless decorator makes: a plain function returning a coroutine."""
+    return tasks.async_double(x)
+
+
+def describe(a: Any, *, b: Any = None) -> tuple[str, Any, str, Any]:
+    return type(a).__name__, a, type(b).__name__, b
+
+
+@pytest.mark.parametrize("make", [lambda: AsyncAdder(5), lambda: functools.partial(AsyncAdder(5))])
+def test_a_callable_object_with_an_async_call_is_awaited_on_the_worker(
+    cluster: LocalCluster, make: Callable[[], Any],
+) -> None:
+    """Bug: an object whose ``__call__`` is ``async def`` went to the worker's plain-function entry: the
+    worker called it in a thread and failed to send back the coroutine it got (``Could not serialize
+    object of type coroutine``; Python warned that it was never awaited). Now it is awaited, as an async def."""
+
+    async def body(client: Client) -> list[Any]:
+        result = await Wave("w", max_concurrency=2).run(DaskBackend(client).map(make(), [1, 2]))
+        return result.values()
+
+    assert on_cluster(cluster, body) == [6, 7]
+
+
+def test_a_plain_function_returning_a_coroutine_fails_its_task_with_a_clear_error(cluster: LocalCluster) -> None:
+    """Bug: the coroutine returned by a sync wrapper was left un-awaited on the worker and the task failed
+    with Dask's 'Could not serialize object of type coroutine'. Now the task fails with a TypeError saying
+    what to ship instead (and the coroutine is closed)."""
+
+    async def body(client: Client) -> BaseException | None:
+        result = await Wave("w").run(DaskBackend(client).map(sync_wrapper_of_async, [1]))
+        assert result.results[0].outcome is Outcome.FAILURE
+        return result.results[0].error
+
+    error = on_cluster(cluster, body)
+    assert type(error) is TypeError
+    assert "returned a coroutine from a plain call" in str(error)
+
+
+def test_a_dask_future_given_as_an_argument_arrives_as_its_value(cluster: LocalCluster) -> None:
+    """Bug: a Future given as an argument (the pattern Dask's own 'large graph' warning recommends:
+    scatter the data, pass the future) reached the function as the Future object, not its value as with
+    ``client.submit(fn, future)``: the payload hid it from Dask. Now positional and keyword futures are
+    replaced by their values on the worker, for map, task and remote alike."""
+
+    async def body(client: Client) -> list[Any]:
+        backend = DaskBackend(client)
+        [data] = await client.scatter([[1, 2, 3]])
+        computed = client.submit(tasks.square, 7, pure=False)
+        work = [
+            *backend.map(describe, [data, 4]),
+            backend.task(describe, 5, b=computed),
+            backend.task(describe, None, b=None),
+        ]
+        result = await Wave("w", max_concurrency=4).run(work)
+        direct = await backend.remote(describe)(computed, b=data)
+        return [*result.values(), direct]
+
+    assert on_cluster(cluster, body) == [
+        ("list", [1, 2, 3], "NoneType", None),
+        ("int", 4, "NoneType", None),
+        ("int", 5, "int", 49),
+        ("NoneType", None, "NoneType", None),  # a None argument stays None
+        ("int", 49, "list", [1, 2, 3]),
+    ]
+
+
+def test_checking_that_a_large_array_pickles_does_not_copy_it(cluster: LocalCluster) -> None:
+    """Bug: the client-side check pickled every argument to bytes: a 64 MB array argument made a 64 MB copy
+    (peak memory doubled before Dask even sent it). Now large buffers are checked out of band, uncopied."""
+    array = np.ones(8_000_000)  # 64 MB
+
+    async def body(client: Client) -> int:
+        backend = DaskBackend(client)
+        tracemalloc.start()
+        try:
+            backend.map(tasks.square, [array])
+            backend.task(tasks.square, x=array)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    peak = on_cluster(cluster, body)
+    assert peak < array.nbytes // 4, f"checking arguments allocated {peak / 1e6:.0f} MB for a 64 MB array"
