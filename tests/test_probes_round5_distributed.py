@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from distributed import Client, LocalCluster
 
-from shannon_otel import Outcome, Wave
+from shannon_otel import Outcome, Wave, WaveResult
 from shannon_otel.dask import DaskBackend
 
 T = TypeVar("T")
@@ -77,7 +77,7 @@ def test_a_callable_object_with_an_async_call_is_awaited_on_the_worker(
     object of type coroutine``; Python warned that it was never awaited). Now it is awaited, as an async def."""
 
     async def body(client: Client) -> list[Any]:
-        result = await Wave("w", max_concurrency=2).run(DaskBackend(client).map(make(), [1, 2]))
+        result: WaveResult[Any] = await Wave("w", max_concurrency=2).run(DaskBackend(client).map(make(), [1, 2]))
         return result.values()
 
     assert on_cluster(cluster, body) == [6, 7]
@@ -89,7 +89,7 @@ def test_a_plain_function_returning_a_coroutine_fails_its_task_with_a_clear_erro
     what to ship instead (and the coroutine is closed)."""
 
     async def body(client: Client) -> BaseException | None:
-        result = await Wave("w").run(DaskBackend(client).map(sync_wrapper_of_async, [1]))
+        result: WaveResult[Any] = await Wave("w").run(DaskBackend(client).map(sync_wrapper_of_async, [1]))
         assert result.results[0].outcome is Outcome.FAILURE
         return result.results[0].error
 
@@ -106,14 +106,14 @@ def test_a_dask_future_given_as_an_argument_arrives_as_its_value(cluster: LocalC
 
     async def body(client: Client) -> list[Any]:
         backend = DaskBackend(client)
-        [data] = await client.scatter([[1, 2, 3]])
+        [data] = await client.scatter([[1, 2, 3]])  # type: ignore[no-untyped-call]
         computed = client.submit(tasks.square, 7, pure=False)
         work = [
             *backend.map(describe, [data, 4]),
             backend.task(describe, 5, b=computed),
             backend.task(describe, None, b=None),
         ]
-        result = await Wave("w", max_concurrency=4).run(work)
+        result: WaveResult[Any] = await Wave("w", max_concurrency=4).run(work)
         direct = await backend.remote(describe)(computed, b=data)
         return [*result.values(), direct]
 
