@@ -6,18 +6,26 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 import tracemalloc
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import _dask_tasks as tasks
+import _redis_procs as procs
 import dask
 import numpy as np
 import pytest
+import redis
+from _redis_server import RedisServer
 from distributed import Client, LocalCluster
 
-from shannon_otel import Outcome, Wave, WaveResult
+from shannon_otel import BreakerState, CircuitBreaker, Outcome, Wave, WaveResult
 from shannon_otel.dask import DaskBackend
+from shannon_otel.redis import RedisState, SharedPool, SharedRateLimit
+from shannon_otel.testing import InMemoryTelemetry
 
 T = TypeVar("T")
 
@@ -143,3 +151,99 @@ def test_checking_that_a_large_array_pickles_does_not_copy_it(cluster: LocalClus
 
     peak = on_cluster(cluster, body)
     assert peak < array.nbytes // 4, f"checking arguments allocated {peak / 1e6:.0f} MB for a 64 MB array"
+
+
+# ---------------------------------------------------------------------------------------------- Redis
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    srv = RedisServer(tmp_path)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"r5{uuid.uuid4().hex[:10]}"
+
+
+async def wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+async def _trip(breaker: CircuitBreaker) -> None:
+    with pytest.raises(ConnectionError):
+        await breaker.call(procs._boom)
+
+
+@pytest.mark.parametrize("lost_by", ["flushall", "restart"])
+def test_a_breaker_opened_after_redis_lost_its_state_is_open_in_every_process(
+    server: RedisServer, prefix: str, lost_by: str,
+) -> None:
+    """Bug: epochs started again from 0 once Redis lost the state (FLUSHALL, a restart of a Redis without
+    persistence, keys expired), and a process applies only newer epochs: one that had seen epoch 4 ignored
+    the breaker opened anew at epoch 1 (notification and poll alike) and kept calling the failing
+    dependency until the new epochs passed the old ones. Now a state created afresh starts its epochs
+    from the server's clock (ms), past every epoch of the lost one."""
+
+    async def main() -> BreakerState:
+        async with RedisState(server.url, prefix=prefix, timeout_s=0.2, poll_interval_s=0.2) as first, \
+                RedisState(server.url, prefix=prefix, timeout_s=0.2, poll_interval_s=0.2) as second:
+            mine = CircuitBreaker("api", shared=first, failure_threshold=1, reset_timeout=60, instrument=False)
+            theirs = CircuitBreaker("api", shared=second, failure_threshold=1, reset_timeout=60, instrument=False)
+            for _ in range(2):  # a few transitions: epoch 4, seen by both
+                await _trip(theirs)
+                await wait_for(lambda: mine.state is BreakerState.OPEN)
+                theirs.reset()
+                await wait_for(lambda: mine.state is BreakerState.CLOSED)
+            if lost_by == "flushall":
+                raw = redis.Redis.from_url(server.url)
+                raw.flushall()
+                raw.close()
+            else:
+                server.stop()
+                await wait_for(lambda: not first.available and not second.available)
+                server.start()
+                await wait_for(lambda: first.available and second.available)
+            await asyncio.sleep(0.5)  # a few polls of the empty state
+            await _trip(theirs)  # opened again, in the new state
+            await wait_for(lambda: mine.state is BreakerState.OPEN)
+            return mine.state
+
+    assert asyncio.run(main()) is BreakerState.OPEN
+
+
+def test_more_concurrent_calls_than_the_connection_pool_holds_are_not_an_outage(
+    server: RedisServer, prefix: str,
+) -> None:
+    """Bug: redis-py's asyncio pool holds 100 connections and raises MaxConnectionsError at once for the
+    101st concurrent command: a wave of 300 concurrent tasks on a SharedRateLimit or SharedPool (or 300
+    breakers made in a loop) made RedisState declare Redis down, log an outage and apply
+    ``on_unavailable`` (with "reject": every task failed, every breaker opened). Now a command waits for
+    a free connection, within ``timeout_s``."""
+    otel = InMemoryTelemetry()
+
+    async def main() -> bool:
+        async with RedisState(server.url, prefix=prefix, timeout_s=5, on_unavailable="reject",
+                              meter_provider=otel.meter_provider) as shared:
+            limit = SharedRateLimit(shared, "api", rate=1e6, burst=1_000_000)
+            pool = SharedPool(shared, "db", limit=1000)
+
+            async def one() -> None:
+                await limit.acquire()
+                await pool.acquire()
+                pool.release()
+
+            await asyncio.gather(*(one() for _ in range(300)))
+            breakers = [CircuitBreaker(f"b{i}", shared=shared, instrument=False) for i in range(300)]
+            await wait_for(lambda: not shared._pending)  # their first reads of the shared state
+            assert all(b.state is BreakerState.CLOSED for b in breakers)
+            return shared.available
+
+    assert asyncio.run(main())
+    assert "shannon.shared.errors" not in otel.metrics()

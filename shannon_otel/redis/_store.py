@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 OnUnavailable = Literal["local", "reject"]
 _log = logging.getLogger("shannon_otel.redis")
+_MAX_CONNECTIONS = 100  # per RedisState (redis-py's default); more concurrent commands wait for one
 
 
 class SharedStateUnavailableError(ConnectionError):
@@ -99,10 +100,14 @@ class RedisState:
         self.pool_channel = f"{prefix}:pools"
         self.available = False
         try:
-            self._redis = aioredis.from_url(
-                url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False,
-                decode_responses=True,
+            # A blocking pool: a command waits for a free connection (within timeout_s, as every call).
+            # redis-py's default pool raised MaxConnectionsError at once for the 101st concurrent command,
+            # and a wave of 300 tasks on a shared rate limit was taken for a Redis outage.
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url, max_connections=_MAX_CONNECTIONS, timeout=None, socket_timeout=timeout_s,
+                socket_connect_timeout=timeout_s, retry_on_timeout=False, decode_responses=True,
             )
+            self._redis = aioredis.Redis.from_pool(pool)
         except ValueError as exc:  # redis-py's message names neither the parameter nor the URL
             raise ValueError(f"url is not a valid Redis URL ({exc}): {_redacted(url)!r}") from None
         self._scripts = {
