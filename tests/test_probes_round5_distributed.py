@@ -247,3 +247,37 @@ def test_more_concurrent_calls_than_the_connection_pool_holds_are_not_an_outage(
 
     assert asyncio.run(main())
     assert "shannon.shared.errors" not in otel.metrics()
+
+
+def test_one_poll_of_many_breakers_is_one_round_trip_and_still_sees_each_state(
+    server: RedisServer, prefix: str,
+) -> None:
+    """Bug: the poll read each breaker's state in a round trip of its own: 2,000 breakers (one per host
+    or tenant) took ~0.7 s per poll, once a second by default, and the flusher (which sends the counts
+    every ``flush_interval_s``) stalled meanwhile. Now the poll reads up to 500 breakers per round trip
+    (counted by ``shannon.shared.duration`` for operation ``poll``)."""
+    otel = InMemoryTelemetry()
+
+    def polls() -> int:
+        points: Any = otel.metrics()["shannon.shared.duration"].data.data_points
+        return sum(p.count for p in points if p.attributes["shannon.shared.operation"] == "poll")
+
+    async def main() -> tuple[int, list[BreakerState]]:
+        async with RedisState(server.url, prefix=prefix, timeout_s=5, poll_interval_s=3600,
+                              meter_provider=otel.meter_provider) as shared:
+            breakers = [CircuitBreaker(f"b{i}", shared=shared, failure_threshold=1, reset_timeout=60,
+                                       instrument=False) for i in range(600)]
+            await wait_for(lambda: not shared._pending)  # their first reads
+            raw = redis.Redis.from_url(server.url)
+            now_ms = int(raw.time()[0]) * 1000
+            for i in (7, 599):  # opened elsewhere, the message lost: only the poll can tell
+                raw.hset(shared._key("breaker", f"b{i}", "state"),
+                         mapping={"state": "open", "epoch": now_ms, "opened_at": now_ms, "reason": "failure_threshold"})
+            raw.close()
+            before = polls()
+            await shared._poll()
+            return polls() - before, [breakers[i].state for i in (0, 7, 599)]
+
+    round_trips, states = asyncio.run(main())
+    assert states == [BreakerState.CLOSED, BreakerState.OPEN, BreakerState.OPEN]
+    assert round_trips == 2  # 600 breakers: two batches of at most 500

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 OnUnavailable = Literal["local", "reject"]
 _log = logging.getLogger("shannon_otel.redis")
+_POLL_BATCH = 500  # breakers read per round trip by the poll
 _MAX_CONNECTIONS = 100  # per RedisState (redis-py's default); more concurrent commands wait for one
 
 
@@ -282,10 +283,27 @@ class RedisState:
             except SharedStateUnavailableError:
                 self._lost_leases.extend(lost[i:])  # down again: the next poll tries again
                 raise
-        for link in list(self._links.values()):
-            await link.poll()
+        links = list(self._links.values())
+        for start in range(0, len(links), _POLL_BATCH):
+            await self._poll_links(links[start:start + _POLL_BATCH])
         for event in self._pool_events.values():
             event.set()  # waiters of shared pools try again (a missed release notification)
+
+    async def _poll_links(self, links: list[BreakerLink]) -> None:
+        """Read the state of ``links`` in one round trip (one per breaker made a poll of 2,000
+        breakers take ~0.7 s, and the flusher stalled as long)."""
+
+        async def read() -> list[Any]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.time()
+                for link in links:
+                    pipe.hmget(link.keys[0], "state", "epoch", "opened_at", "reason")
+                return list(await pipe.execute())
+
+        (seconds, micros), *states = await self._run("poll", read)
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        for link, fields in zip(links, states, strict=True):
+            link.polled(now_ms, fields)
 
     async def _subscribe_loop(self) -> None:
         while not self._closing:
