@@ -14,6 +14,7 @@ import inspect
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
+from distributed import Future
 from opentelemetry import context, propagate, trace
 
 from .._otel._providers import tracing_enabled
@@ -68,8 +69,6 @@ class Payload:
         self, fn: Callable[..., Any], name: str, carrier: Mapping[str, str], args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> None:
-        from distributed import Future
-
         self.fn = fn
         self.name = name
         self.carrier = carrier
