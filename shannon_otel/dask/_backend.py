@@ -9,7 +9,6 @@ submits a new future. Only the user's function and its arguments travel.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -20,7 +19,7 @@ from .._validate import check_iterable, check_number
 from ..executor import TaskSpec, task
 from ._gather import Gatherer
 from ._remote import Payload, run_async, run_sync
-from ._shipping import check_arguments, check_function, qualified_name
+from ._shipping import check_arguments, check_function, is_async_callable, qualified_name
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -42,7 +41,7 @@ class RemoteFunction(Generic[T]):
         self._backend = backend
         self.fn = fn
         self.name = name
-        self._entry = run_async if inspect.iscoroutinefunction(fn) else run_sync
+        self._entry = run_async if is_async_callable(fn) else run_sync
 
     def __call__(self, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, T]:
         check_arguments(args, kwargs)
@@ -165,8 +164,11 @@ class DaskBackend:
         for entry, name, payload, waiter in queue:
             groups.setdefault((entry, name), []).append((payload, waiter))
         for (entry, name), group in groups.items():
+            payloads = [p for p, _ in group]
+            # Futures given as arguments go beside the payloads, where Dask sees them (and sends their values)
+            deps = [[p.deps for p in payloads]] if any(p.deps for p in payloads) else []
             try:
-                futures = self.client.map(entry, [p for p, _ in group], key=name, pure=False, retries=0)
+                futures = self.client.map(entry, payloads, *deps, key=name, pure=False, retries=0)
             except Exception as exc:
                 for _, waiter in group:
                     if not waiter.done():

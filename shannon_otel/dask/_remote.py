@@ -10,9 +10,11 @@ the worker (no :class:`WorkerTelemetry`) the span is a no-op, and the context st
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
+from distributed import Future
 from opentelemetry import context, propagate, trace
 
 from .._otel._providers import tracing_enabled
@@ -53,9 +55,15 @@ def _worker_address() -> str | None:
 
 class Payload:
     """One task as it travels to the worker: opaque to Dask, which never looks inside its arguments
-    (a tuple argument starting with a callable would otherwise be read as a task of its graph)."""
+    (a tuple argument starting with a callable would otherwise be read as a task of its graph).
 
-    __slots__ = ("args", "carrier", "fn", "kwargs", "name")
+    A Dask ``Future`` given as an argument (positional or keyword, not nested) is taken out into
+    ``deps`` ({position or keyword: future}), which the backend hands Dask beside the payload: Dask
+    replaces it by the future's value on the worker, as ``client.submit(fn, future)`` does (inside
+    the opaque payload the function got the Future itself).
+    """
+
+    __slots__ = ("args", "carrier", "deps", "fn", "kwargs", "name")
 
     def __init__(
         self, fn: Callable[..., Any], name: str, carrier: Mapping[str, str], args: tuple[Any, ...],
@@ -64,23 +72,44 @@ class Payload:
         self.fn = fn
         self.name = name
         self.carrier = carrier
+        self.deps: dict[int | str, Any] = {i: a for i, a in enumerate(args) if isinstance(a, Future)}
+        self.deps.update((k, v) for k, v in kwargs.items() if isinstance(v, Future))
+        if self.deps:
+            args = tuple(None if i in self.deps else a for i, a in enumerate(args))
+            kwargs = {k: None if k in self.deps else v for k, v in kwargs.items()}
         self.args = args
         self.kwargs = kwargs
 
-    def __getstate__(self) -> tuple[Any, ...]:
+    def call(self, values: Mapping[int | str, Any] | None) -> Any:
+        """``fn`` called with the arguments, the futures' ``values`` (resolved by Dask) put back."""
+        args, kwargs = self.args, self.kwargs
+        if values:
+            args = tuple(values.get(i, a) for i, a in enumerate(args))
+            kwargs = {k: values.get(k, v) for k, v in kwargs.items()}
+        return self.fn(*args, **kwargs)
+
+    def __getstate__(self) -> tuple[Any, ...]:  # deps travel beside the payload, resolved by Dask
         return self.fn, self.name, self.carrier, self.args, self.kwargs
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         self.fn, self.name, self.carrier, self.args, self.kwargs = state
+        self.deps = {}
 
 
-def run_sync(payload: Payload) -> Any:
+def run_sync(payload: Payload, values: Mapping[int | str, Any] | None = None) -> Any:
     """Worker-side entry of a plain function (run in a worker thread)."""
     with _remote_span(payload.name, payload.carrier):
-        return payload.fn(*payload.args, **payload.kwargs)
+        result = payload.call(values)
+        if inspect.iscoroutine(result):  # a sync wrapper of an async function: nothing here can await it
+            result.close()  # never awaited: closed, so Python does not warn about it on the worker
+            raise TypeError(
+                f"fn {payload.name!r} returned a coroutine from a plain call; ship the async function itself "
+                "(an async def, or an object whose __call__ is async def) so that the worker awaits it",
+            )
+        return result
 
 
-async def run_async(payload: Payload) -> Any:
+async def run_async(payload: Payload, values: Mapping[int | str, Any] | None = None) -> Any:
     """Worker-side entry of an ``async def`` function (run on the worker's event loop)."""
     with _remote_span(payload.name, payload.carrier):
-        return await payload.fn(*payload.args, **payload.kwargs)
+        return await payload.call(values)

@@ -145,12 +145,16 @@ class BreakerLink:
                 pipe.hmget(self.keys[0], "state", "epoch", "opened_at", "reason")
                 return list(await pipe.execute())
 
-        (seconds, micros), (state, epoch, opened, reason) = await store._run("poll", read)
+        (seconds, micros), fields = await store._run("poll", read)
+        self.polled(int(seconds) * 1000 + int(micros) // 1000, fields)
+
+    def polled(self, now_ms: int, fields: list[Any]) -> None:
+        """Apply the shared state read by a poll: ``fields`` = HMGET state, epoch, opened_at, reason."""
+        state, epoch, opened, reason = fields
         if state is None:  # never written, or expired: CLOSED with an empty window
             if self.breaker._state is not _CLOSED and not self.breaker._forced:
                 self.tripped_back_to_closed()
             return
-        now_ms = int(seconds) * 1000 + int(micros) // 1000
         self.apply(state, int(epoch), int(opened or 0), now_ms, reason or "")
 
     def tripped_back_to_closed(self) -> None:

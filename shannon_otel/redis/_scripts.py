@@ -3,7 +3,8 @@
 Times are the server's (``TIME``, milliseconds), so processes with skewed clocks agree. Every
 state change bumps ``epoch`` and is published on the store's channel as
 ``name|state|epoch|opened_at_ms|now_ms|reason``; a process applies a message only when its
-epoch is newer than the one it holds. Keys of one breaker share a hash tag (``{breaker:NAME}``),
+epoch is newer than the one it holds (a state created afresh counts its epochs from the server's
+clock in ms, so a state Redis lost never hides the new one). Keys of one breaker share a hash tag (``{breaker:NAME}``),
 so they live in one slot of a Redis Cluster.
 """
 
@@ -16,7 +17,10 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local st = redis.call('HMGET', KEYS[1], 'state', 'epoch', 'opened_at', 'forced', 'probes_left', 'successes')
 local state = st[1] or 'closed'
-local epoch = tonumber(st[2] or '0')
+-- A state created afresh (first use, or Redis lost it: FLUSHALL, a restart without persistence, expiry)
+-- counts its epochs from the server's clock, past every epoch of a lost state that processes still hold
+-- (they apply only newer epochs: counting from 0 again, they ignored the new state).
+local epoch = tonumber(st[2] or now)
 local opened = tonumber(st[3] or '0')
 local ttl = tonumber(ARGV[1])
 local channel = ARGV[2]
