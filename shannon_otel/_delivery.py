@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 import time
 import weakref
@@ -413,9 +414,15 @@ def bounded(name: str, fn: Callable[[], T], timeout_s: float) -> tuple[bool, T |
     return finished, result
 
 
-def in_parallel(jobs: dict[str, Callable[[], T]], timeout_s: float) -> list[tuple[bool, T | None]]:
-    """:func:`bounded` for several jobs at once, all against one deadline, results in ``jobs`` order."""
+def in_parallel(
+    jobs: dict[str, Callable[[], T]], timeout_s: float, spares: Spares | None = None,
+) -> list[tuple[bool, T | None]]:
+    """:func:`bounded` for several jobs at once, all against one deadline, results in ``jobs`` order.
+
+    ``spares``: threads started earlier to run the jobs on (see :class:`Spares`); new threads otherwise.
+    """
     deadline = time.monotonic() + max(0.0, timeout_s)
+    ready = spares.take() if spares is not None else []
     slots: list[list[T | None]] = []
     events: list[threading.Event] = []
     for name, fn in jobs.items():
@@ -434,14 +441,54 @@ def in_parallel(jobs: dict[str, Callable[[], T]], timeout_s: float) -> list[tupl
             finally:
                 done.set()
 
-        threading.Thread(target=target, name=f"shannon-otel {name}", daemon=True).start()
+        if ready:
+            ready.pop().put(target)
+        else:
+            try:
+                threading.Thread(target=target, name=f"shannon-otel {name}", daemon=True).start()
+            except RuntimeError:  # the interpreter is finalizing (Python 3.12 refuses threads then): here, unbounded
+                target()
         slots.append(outcome)
         events.append(done)
+    for unused in ready:
+        unused.put(None)
     results: list[tuple[bool, T | None]] = []
     for outcome, done in zip(slots, events, strict=True):
         finished = done.wait(max(0.0, deadline - time.monotonic()))
         results.append((finished, outcome[0] if finished and outcome else None))
     return results
+
+
+class Spares:
+    """Daemon threads started ahead of need, each waiting to run one job of :func:`in_parallel`.
+
+    An exit handler shuts telemetry down while the interpreter finalizes, and Python 3.12 refuses to start
+    a thread then ("can't create new thread at interpreter shutdown"; 3.11 and 3.13 allow it): the bounded
+    shutdown of a ``configure()`` handle failed at exit and delivered nothing. So ``configure()`` starts
+    these at once, and the exit shutdown runs on them. Used once; in a forked child (where they do not
+    exist) new threads are started instead.
+    """
+
+    def __init__(self, n: int) -> None:
+        self._pid = os.getpid()
+        self._queues: list[queue.SimpleQueue[Callable[[], None] | None]] = []
+        for _ in range(n):
+            jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+            threading.Thread(target=_serve_one, args=(jobs,), name="shannon-otel spare", daemon=True).start()
+            self._queues.append(jobs)
+
+    def take(self) -> list[queue.SimpleQueue[Callable[[], None] | None]]:
+        """The waiting threads' job queues, once, in the process that started them ([] otherwise)."""
+        taken, self._queues = self._queues, []
+        if os.getpid() != self._pid:
+            return []
+        return taken
+
+
+def _serve_one(jobs: queue.SimpleQueue[Callable[[], None] | None]) -> None:
+    job = jobs.get()
+    if job is not None:
+        job()
 
 
 def env_batch_setting(name: str, default: int, at_most: int | None = None) -> int:

@@ -19,6 +19,7 @@ from ._delivery import (
     CountedMetricExporter,
     CountedSpanProcessor,
     DropCounter,
+    Spares,
     bounded,
     in_parallel,
 )
@@ -59,6 +60,7 @@ class Telemetry:
         self._metric_exporters = tuple(metric_exporters)
         self._shut = False
         self._finalizer: Any = None  # a multiprocessing finalizer, in a multiprocessing child only
+        self._spares: Spares | None = None  # threads for an exit shutdown, started by shut_at_exit
         self._flush_lock = threading.Lock()
         self._flushing: threading.Event | None = None  # set when the latest force_flush's thread is done
 
@@ -157,7 +159,7 @@ class Telemetry:
         }
         if self.logger_provider is not None:
             jobs["log shutdown"] = self.logger_provider.shutdown
-        return in_parallel(jobs, budget)
+        return in_parallel(jobs, budget, self._spares)
 
     def _give_up(self, why: str) -> None:
         """Count everything accepted and not yet delivered as dropped (``shutdown``), and say so."""
@@ -198,6 +200,7 @@ def shut_at_exit(handle: Telemetry) -> None:
     import multiprocessing
     import multiprocessing.util
 
+    handle._spares = Spares(3)  # one per provider: an exit handler may not start threads (Python 3.12)
     atexit.register(handle.shutdown)
     if multiprocessing.parent_process() is not None:
         _finalize_in_child(handle)
