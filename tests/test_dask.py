@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import _dask_tasks as tasks
-import dask
 import pytest
+from _dask_cluster import local_cluster, on_cluster
 from distributed import Client, Future, LocalCluster
 
 from shannon_otel import Outcome, Retry, Wave
@@ -31,19 +31,9 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
     """Two worker processes; the scheduler never re-runs a task whose worker died (our Retry decides)."""
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), LocalCluster(
-        n_workers=2, threads_per_worker=2, processes=True, dashboard_address="127.0.0.1:0",
-        host="127.0.0.1", silence_logs=40,
-    ) as lc:
+    with local_cluster(2) as lc:
         yield lc
 
-
-def on_cluster(cluster: LocalCluster, body: Callable[[Client], Awaitable[T]]) -> T:
-    async def main() -> T:
-        async with Client(cluster.scheduler_address, asynchronous=True) as client:
-            return await body(client)
-
-    return asyncio.run(main())
 
 
 async def scheduler_tasks(client: Client) -> int:

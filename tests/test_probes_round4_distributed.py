@@ -14,15 +14,15 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import _dask_tasks as tasks
 import _redis_procs as procs
-import dask
 import pytest
 import redis
+from _dask_cluster import local_cluster, on_cluster
 from _redis_server import RedisServer, free_port
 from distributed import Client, LocalCluster
 
@@ -181,19 +181,9 @@ def test_a_password_given_in_the_url_query_is_never_logged(caplog: pytest.LogCap
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), LocalCluster(  # type: ignore[no-untyped-call]
-        n_workers=2, threads_per_worker=2, processes=True, dashboard_address="127.0.0.1:0",
-        host="127.0.0.1", silence_logs=40,
-    ) as lc:
+    with local_cluster(2) as lc:
         yield lc
 
-
-def on_cluster(cluster: LocalCluster, body: Callable[[Client], Awaitable[T]]) -> T:
-    async def main() -> T:
-        async with Client(cluster.scheduler_address, asynchronous=True) as client:  # type: ignore[no-untyped-call]
-            return await asyncio.wait_for(body(client), 120)
-
-    return asyncio.run(main())
 
 
 @pytest.mark.parametrize("where", ["positional", "keyword"])

@@ -9,16 +9,16 @@ import functools
 import time
 import tracemalloc
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import _dask_tasks as tasks
 import _redis_procs as procs
-import dask
 import numpy as np
 import pytest
 import redis
+from _dask_cluster import local_cluster, on_cluster
 from _redis_server import RedisServer
 from distributed import Client, LocalCluster
 
@@ -41,19 +41,9 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), LocalCluster(  # type: ignore[no-untyped-call]
-        n_workers=1, threads_per_worker=2, processes=True, dashboard_address="127.0.0.1:0",
-        host="127.0.0.1", silence_logs=40,
-    ) as lc:
+    with local_cluster(1) as lc:
         yield lc
 
-
-def on_cluster(cluster: LocalCluster, body: Callable[[Client], Awaitable[T]]) -> T:
-    async def main() -> T:
-        async with Client(cluster.scheduler_address, asynchronous=True) as client:  # type: ignore[no-untyped-call]
-            return await asyncio.wait_for(body(client), 120)
-
-    return asyncio.run(main())
 
 
 class AsyncAdder:
