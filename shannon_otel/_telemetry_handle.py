@@ -146,6 +146,7 @@ class Telemetry:
         # configure() registered this for interpreter exit: once shut, the handle (and its providers)
         # need not live until then (a process that configures repeatedly would keep every one).
         atexit.unregister(self.shutdown)
+        _UNSHUT.discard(self)
         if self._finalizer is not None:
             self._finalizer.cancel()
         # The default logging hook's held-back repeats ("rejected 9,874 calls ...") are written while
@@ -186,6 +187,12 @@ class Telemetry:
         self.shutdown()
 
 
+# configure()'s handles not shut down yet. atexit's registration holds each too, but Python 3.13's
+# multiprocessing clears atexit in a forked child before it runs the after-fork hooks: a handle nothing else
+# held was gone by then, its child finalizer never registered, and the child's spans were lost uncounted.
+_UNSHUT: set[Telemetry] = set()
+
+
 def shut_at_exit(handle: Telemetry) -> None:
     """Shut ``handle`` down (its budget) when the process leaves: at interpreter exit, and when a
     multiprocessing child ends.
@@ -201,6 +208,7 @@ def shut_at_exit(handle: Telemetry) -> None:
     import multiprocessing.util
 
     handle._spares = Spares(3)  # one per provider: an exit handler may not start threads (Python 3.12)
+    _UNSHUT.add(handle)  # held until shut down, also where atexit's hold is cleared (a forked child, 3.13)
     atexit.register(handle.shutdown)
     if multiprocessing.parent_process() is not None:
         _finalize_in_child(handle)
