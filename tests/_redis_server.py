@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -55,3 +57,14 @@ class RedisServer:
             self.proc.kill()
             self.proc.wait(10)
         self.proc = None
+
+
+@contextlib.contextmanager
+def running_server(workdir: Path) -> Iterator[RedisServer]:
+    """A started server in ``workdir``, killed when the block ends (the tests' fixtures)."""
+    srv = RedisServer(workdir)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()

@@ -23,7 +23,7 @@ import _redis_procs as procs
 import pytest
 import redis
 from _dask_cluster import local_cluster, on_cluster
-from _redis_server import RedisServer, free_port
+from _redis_server import RedisServer, free_port, running_server
 from distributed import Client, LocalCluster
 
 from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError, Wave, WaveResult
@@ -43,10 +43,8 @@ pytestmark = [
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[RedisServer]:
-    srv = RedisServer(tmp_path)
-    srv.start()
-    yield srv
-    srv.stop()
+    with running_server(tmp_path) as srv:
+        yield srv
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from test_anomaly_engines import scalar
 
 from shannon_otel import Anomaly, AnomalyDetector, AnomalyHook, DetectorConfig, Hook, Wave
 from shannon_otel._events import CallFinished, CallStarted, TaskFinished, WaveStarted
@@ -25,17 +26,6 @@ from shannon_otel.testing import FakeClock, run_virtual
 
 QUICK = DetectorConfig(min_history=5)
 STEP = 60.0
-
-
-def scalar(det: AnomalyDetector, names: list[str], block: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    """``block`` fed one ``update`` at a time, column by column (NaN where it returns None)."""
-    out = np.full(block.shape, np.nan)
-    for j, t in enumerate(ts.tolist()):
-        for i, name in enumerate(names):
-            got = det.update(name, float(block[i, j]), t)
-            if got is not None:
-                out[i, j] = got
-    return out
 
 
 # ---------------------------------------------------------------------- bug: block-path error messages

@@ -188,15 +188,21 @@ def test_fail_fast_under_the_eager_task_factory_cancels_the_running_task_and_sta
     otel.shutdown()
 
 
-@needs_eager
-def test_fail_fast_under_the_eager_task_factory_starts_nothing_after_a_failure_in_a_batch() -> None:
-    started: list[int] = []
-
+def _failing_at_two(started: list[int]) -> Callable[[int], Awaitable[int]]:
+    """A task function noting each start in ``started``; input 2 fails at once, before any await."""
     async def work(i: int) -> int:
         started.append(i)
         if i == 2:
             raise ValueError("fails at once")
         return i
+
+    return work
+
+
+@needs_eager
+def test_fail_fast_under_the_eager_task_factory_starts_nothing_after_a_failure_in_a_batch() -> None:
+    started: list[int] = []
+    work = _failing_at_two(started)
 
     async def main() -> Any:
         wave = Wave[Any]("b", max_concurrency=2, batch_size=2, fail_fast=True, instrument=False)
@@ -212,12 +218,7 @@ def test_a_streamed_lazy_input_under_the_eager_task_factory_starts_nothing_after
     """Each eager worker takes an input and adds the next worker before running it: the third input failed
     before the first two ran. They are delivered as cancelled, never started."""
     started: list[int] = []
-
-    async def work(i: int) -> int:
-        started.append(i)
-        if i == 2:
-            raise ValueError("fails at once")
-        return i
+    work = _failing_at_two(started)
 
     async def main() -> list[tuple[int, str]]:
         got = []

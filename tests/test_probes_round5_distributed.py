@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import redis
 from _dask_cluster import local_cluster, on_cluster
-from _redis_server import RedisServer
+from _redis_server import RedisServer, running_server
 from distributed import Client, LocalCluster
 
 from shannon_otel import BreakerState, CircuitBreaker, Outcome, Wave, WaveResult
@@ -148,10 +148,8 @@ def test_checking_that_a_large_array_pickles_does_not_copy_it(cluster: LocalClus
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[RedisServer]:
-    srv = RedisServer(tmp_path)
-    srv.start()
-    yield srv
-    srv.stop()
+    with running_server(tmp_path) as srv:
+        yield srv
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from typing import Any
 import _redis_procs as procs
 import pytest
 import redis
-from _redis_server import RedisServer
+from _redis_server import RedisServer, running_server
 
 from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
 from shannon_otel.redis import RedisState, SharedPool, SharedRateLimit, SharedStateUnavailableError
@@ -25,19 +25,15 @@ SPAWN = multiprocessing.get_context("spawn")
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    srv = RedisServer(tmp_path_factory.mktemp("redis"))
-    srv.start()
-    yield srv
-    srv.stop()
+    with running_server(tmp_path_factory.mktemp("redis")) as srv:
+        yield srv
 
 
 @pytest.fixture
 def own_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A server of this test's own, which the test may kill and restart."""
-    srv = RedisServer(tmp_path)
-    srv.start()
-    yield srv
-    srv.stop()
+    with running_server(tmp_path) as srv:
+        yield srv
 
 
 @pytest.fixture
