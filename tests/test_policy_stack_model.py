@@ -1,4 +1,4 @@
-"""Round-4 probes, property-based: random stacks of the recovery policies (any order, the "wrong" way round
+"""Property-based: random stacks of the recovery policies (any order, the "wrong" way round
 too), random user functions, random hooks and random cancellation points, on the virtual-time loop with the
 real OTel SDK.
 
@@ -9,7 +9,7 @@ span left open, every span's outcome and status consistent, metric counts equal 
 with the model (attempts made, breaker transitions, fallbacks, degradations, timeouts).
 
 CI runs a moderate number of examples with ``derandomize=True`` (deterministic); hunting locally:
-``SHANNON_HYPOTHESIS=hunt python3 -m pytest tests/test_probes_round4_compose.py``.
+``SHANNON_HYPOTHESIS=hunt python3 -m pytest tests/test_policy_stack_model.py``.
 """
 
 from __future__ import annotations
