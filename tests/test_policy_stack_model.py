@@ -29,6 +29,7 @@ from typing import Any, cast
 
 import pytest
 from _open_spans import OpenSpans
+from _span_attrs import attrs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -51,20 +52,20 @@ from shannon_otel.recovery._decorated import NotAwaitableError
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
 settings.register_profile(
-    "round4-ci", max_examples=60, derandomize=True, deadline=None, database=None,
+    "policy-stacks-ci", max_examples=60, derandomize=True, deadline=None, database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.register_profile(
-    "round4-hunt", max_examples=int(os.environ.get("SHANNON_EXAMPLES", "3000")), deadline=None, database=None,
+    "policy-stacks-hunt", max_examples=int(os.environ.get("SHANNON_EXAMPLES", "3000")), deadline=None, database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-PROFILE = "round4-hunt" if os.environ.get("SHANNON_HYPOTHESIS") == "hunt" else "round4-ci"
+PROFILE = "policy-stacks-hunt" if os.environ.get("SHANNON_HYPOTHESIS") == "hunt" else "policy-stacks-ci"
 
 
 def examples(ci: int) -> settings:
     """The profile's settings; in CI ``ci`` examples (a few seconds), hunting as many as asked."""
     profile = settings.get_profile(PROFILE)
-    return settings(profile, max_examples=ci) if PROFILE == "round4-ci" else profile
+    return settings(profile, max_examples=ci) if PROFILE == "policy-stacks-ci" else profile
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -743,11 +744,6 @@ def run_reference(case: Case) -> tuple[Run, RefStats, dict[str, RefBreaker]]:
 
     run_virtual(main())
     return run, stats, refs
-
-
-def attrs(span: Any) -> dict[str, Any]:
-    """A finished span's attributes (never None)."""
-    return dict(span.attributes or {})
 
 
 def _sum(tel: InMemoryTelemetry, name: str, **wanted: Any) -> float:

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import _dask_tasks as tasks
 import _redis_procs as procs
@@ -31,7 +31,6 @@ from shannon_otel.dask import DaskBackend, UnshippableTaskError, WorkerTelemetry
 from shannon_otel.redis import RedisState, SharedPool, SharedRateLimit
 from shannon_otel.testing import InMemoryTelemetry
 
-T = TypeVar("T")
 SPAWN = multiprocessing.get_context("spawn")
 
 pytestmark = [

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _user_calls import _one
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import shannon_otel as so
@@ -64,17 +65,6 @@ class _EvilBool:
 
     def __repr__(self) -> str:
         return "EvilBool()"
-
-
-class _EvilIter:
-    def __len__(self) -> int:
-        raise _BoomError("len")
-
-    def __iter__(self) -> Iterator[Any]:
-        raise _BoomError("iter")
-
-    def __repr__(self) -> str:
-        return "EvilIter()"
 
 
 def _gen() -> Iterator[int]:
@@ -215,10 +205,6 @@ def test_silent_acceptance_is_what_the_contract_allows() -> None:
 
 async def _fail() -> int:
     raise ValueError("the user's error")
-
-
-async def _one() -> int:
-    return 1
 
 
 WRONG_ARITY: list[tuple[str, Callable[[], object]]] = [

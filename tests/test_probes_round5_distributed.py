@@ -11,7 +11,7 @@ import tracemalloc
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import _dask_tasks as tasks
 import _redis_procs as procs
@@ -26,8 +26,6 @@ from shannon_otel import BreakerState, CircuitBreaker, Outcome, Wave, WaveResult
 from shannon_otel.dask import DaskBackend
 from shannon_otel.redis import RedisState, SharedPool, SharedRateLimit
 from shannon_otel.testing import InMemoryTelemetry
-
-T = TypeVar("T")
 
 pytestmark = [
     # Dask's own shutdown of worker processes may warn; it is not our code under test.

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from _user_calls import _ok
 from _virtual_time import run_virtual
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -111,10 +112,6 @@ def _tail(ratio: float) -> tuple[TracerProvider, InMemorySpanExporter, TailSampl
     provider = TracerProvider()
     provider.add_span_processor(sampler)
     return provider, exporter, sampler
-
-
-async def _ok() -> int:
-    return 1
 
 
 async def _bad() -> int:
