@@ -569,35 +569,3 @@ def test_a_shutdown_that_lost_telemetry_says_so_once_with_every_signal(
                         "0 log records (Telemetry.dropped, metric shannon.telemetry.dropped)"]
     else:
         assert said == []
-
-
-@pytest.mark.parametrize(("url", "message"), [
-    ("http://jaeger:16686/base path", "percent-encode them"),
-    ("http://jaeger/{{ .x }}", "percent-encode them"),
-    ('http://jaeger/"x', "percent-encode them"),
-    ("http://jaeger:16686/#top", "without a #fragment"),
-])
-def test_rules_refuse_a_link_the_alert_templates_cannot_hold(
-    url: str, message: str, capsys: pytest.CaptureFixture[str],
-) -> None:
-    """They were written as given: a space or a quote made a link that opens nothing, ``{{ .x }}`` a Go
-    template that fails when the alert fires, a fragment ``...#top/search?...``."""
-    from shannon_otel.cli import main
-
-    with pytest.raises(SystemExit) as exc:
-        main(["rules", "--jaeger-url", url])
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
-    assert "argument --jaeger-url: " in err
-    assert message in err
-
-
-def test_rules_link_to_a_jaeger_url_given_with_a_trailing_slash_without_a_double_slash() -> None:
-    """``--jaeger-url http://jaeger:16686/`` linked to ``http://jaeger:16686//search?...``."""
-    from shannon_otel.assets._rules import alert_rules
-
-    rules = alert_rules(jaeger_url="http://jaeger:16686/")
-    urls = [rule["annotations"]["traces_url"] for group in rules["groups"] for rule in group["rules"]
-            if "traces_url" in rule.get("annotations", {})]
-    assert urls
-    assert all(u.startswith("http://jaeger:16686/search?service=") for u in urls)
