@@ -505,17 +505,6 @@ def test_a_wave_and_a_policy_are_reusable_after_a_run() -> None:
         assert [r.value for r in result.results] == [1]
 
 
-def test_set_testing_scopes_nest_and_restore() -> None:
-    from shannon_otel.testing import is_testing
-
-    assert not is_testing()
-    with sot.set_testing(True):
-        with sot.set_testing(False):
-            assert not is_testing()
-        assert is_testing()
-    assert not is_testing()
-
-
 def test_the_detector_is_usable_after_a_series_key_whose_hash_raises() -> None:
     detector = so.AnomalyDetector()
     with pytest.raises(_BoomError):
@@ -604,29 +593,6 @@ def test_a_second_shutdown_refuses_a_nan_budget_like_the_first(otel_env: pytest.
     with pytest.raises(ValueError, match=r"^timeout_s must be in \[0, 3600"):
         tel.shutdown(timeout_s=math.nan)
     assert tel.shutdown() is True  # still idempotent
-
-
-def test_a_fake_clock_sleeping_forever_waits_until_cancelled_and_keeps_its_time() -> None:
-    """Before: ``FakeClock.sleep(inf)`` moved the clock to inf (``advance(inf)`` is refused for that
-    reason): a ``Hedge(delay=inf)`` (it never hedges) left the test's clock at inf, and every later
-    duration read on it was NaN. Now it sleeps until cancelled, as ``asyncio.sleep(inf)`` does."""
-    clock = sot.FakeClock()
-
-    async def slow() -> int:
-        await clock.sleep(2.0)
-        return 1
-
-    async def main() -> tuple[int, float, bool]:
-        value = await so.Hedge(delay=math.inf, sleep=clock.sleep, clock=clock, instrument=False).call(slow)
-        forever = asyncio.ensure_future(clock.sleep(math.inf))
-        await asyncio.sleep(0)
-        forever.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await forever
-        return value, clock(), forever.cancelled()
-
-    assert sot.run_virtual(main()) == (1, 1002.0, True)
-    assert sorted(clock.sleeps) == [2.0, math.inf, math.inf]  # the hedge timer and the cancelled sleep
 
 
 def test_a_worker_plugin_refuses_on_the_client_an_http_endpoint_without_a_scheme() -> None:
