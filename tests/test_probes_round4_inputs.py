@@ -567,17 +567,6 @@ def test_a_second_shutdown_refuses_a_nan_budget_like_the_first(otel_env: pytest.
     assert tel.shutdown() is True  # still idempotent
 
 
-def test_a_worker_plugin_refuses_on_the_client_an_http_endpoint_without_a_scheme() -> None:
-    """Before: accepted on the client; every worker's configure() then refused it (or, before that
-    check, dropped every export)."""
-    import shannon_otel.dask as sod
-
-    with pytest.raises(ValueError, match=r"^endpoint must be an http:// or https:// URL"):
-        sod.WorkerTelemetry("crawler", exporter="otlp_http", endpoint="localhost:4318")
-    sod.WorkerTelemetry("crawler", exporter="otlp_grpc", endpoint="localhost:4317")  # a gRPC target as before
-    sod.WorkerTelemetry("crawler", exporter="console,otlp_http", endpoint="https://collector:4318")
-
-
 @pytest.mark.parametrize(("value", "expected"), [
     ("bogus", "TraceBasedExemplarFilter"), ("ALWAYS_ON", "AlwaysOnExemplarFilter"),
     (" always_off ", "AlwaysOffExemplarFilter"), ("always_on", "AlwaysOnExemplarFilter"),

@@ -1,21 +1,15 @@
-"""Adversarial probes, second round, of the telemetry and backends a user sees: the Prometheus endpoint
-fed by a user's own instruments (compared with the collector's exporter on the same points), the anomaly
-hook under a stepping clock, the detector's block inputs and threads, delivery (flushes against a silent
-backend, held-back log repeats), the metrics bridge, shared-state telemetry, worker set-up.
-Each test failed before its fix (or is a strict xfail naming a known limit)."""
+"""What DaskBackend and WorkerTelemetry refuse on the client, before anything is shipped to a worker: wrapped
+closures and generator functions, and the export settings configure() refuses."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import re
-import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
-
-from shannon_otel import _telemetry as tel
 
 
 @pytest.mark.parametrize("timeout", [7200, 1e9, True])
@@ -27,43 +21,6 @@ def test_worker_telemetry_refuses_on_the_client_an_export_timeout_configure_refu
     with pytest.raises((TypeError, ValueError), match="export_timeout_s"):
         WorkerTelemetry("svc", exporter="none", export_timeout_s=timeout)
     WorkerTelemetry("svc", exporter="none", export_timeout_s=3600)  # configure's upper bound still passes
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def test_every_redis_state_of_a_provider_reports_its_availability_and_a_closed_one_stops() -> None:
-    """Each RedisState made its own ``shannon.shared.available`` gauge; the SDK keeps the first gauge of a
-    name on a meter, so a second state (another prefix, another event loop) was never reported, and the
-    first was reported (and kept alive) after its close. ``error.type`` of a failed call was the bare class
-    name (``ConnectionError`` for redis' own), not the qualified one every other metric uses."""
-    from shannon_otel.redis import RedisState, SharedRateLimit
-    from shannon_otel.testing import InMemoryTelemetry
-
-    otel = InMemoryTelemetry()
-    url = f"redis://127.0.0.1:{_free_port()}/0"  # nobody listens: down from the start (not an error)
-
-    def available() -> dict[str, float]:
-        points: Any = otel.metrics()[tel.SHARED_AVAILABLE.name].data.data_points
-        return {p.attributes[tel.SHARED_PREFIX]: p.value for p in points}
-
-    async def main() -> None:
-        first = RedisState(url, prefix="first", timeout_s=0.2, meter_provider=otel.meter_provider)
-        async with RedisState(url, prefix="second", timeout_s=0.2, meter_provider=otel.meter_provider) as second:
-            async with first:
-                await SharedRateLimit(first, "r", rate=100).acquire()  # a failed call (local fallback)
-                assert available() == {"first": 0, "second": 0}
-            assert available() == {"second": 0}
-            assert second.available is False
-
-    asyncio.run(main())
-    errors: Any = otel.metrics()[tel.SHARED_ERRORS.name].data.data_points
-    assert {p.attributes[tel.ERROR_TYPE] for p in errors} <= {"redis.exceptions.ConnectionError", "TimeoutError"}
-    assert errors
-    otel.shutdown()
 
 
 def _make_closure() -> Callable[[int], int]:
@@ -116,3 +73,14 @@ def test_dask_refuses_a_wrapped_closure_and_generator_functions_before_submittin
                 backend.task(fn, 1)
 
     asyncio.run(main())
+
+
+def test_a_worker_plugin_refuses_on_the_client_an_http_endpoint_without_a_scheme() -> None:
+    """Before: accepted on the client; every worker's configure() then refused it (or, before that
+    check, dropped every export)."""
+    import shannon_otel.dask as sod
+
+    with pytest.raises(ValueError, match=r"^endpoint must be an http:// or https:// URL"):
+        sod.WorkerTelemetry("crawler", exporter="otlp_http", endpoint="localhost:4318")
+    sod.WorkerTelemetry("crawler", exporter="otlp_grpc", endpoint="localhost:4317")  # a gRPC target as before
+    sod.WorkerTelemetry("crawler", exporter="console,otlp_http", endpoint="https://collector:4318")
