@@ -9,13 +9,15 @@ and metrics".
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import pytest
 from opentelemetry.trace import StatusCode
 
 from shannon_otel import BreakerConfig, CircuitBreaker, Pipeline, Retry
-from shannon_otel.assets import alert_rules
+from shannon_otel.assets import alert_rules, dashboards
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
 
@@ -79,3 +81,28 @@ def test_every_alert_about_one_wave_operation_or_breaker_links_to_its_traces_onl
             assert not missing, (rule["alert"], missing, url)
             linked += bool(subjects)
     assert linked >= 6
+
+
+def _link_variables(panel: dict[str, Any]) -> set[str]:
+    links = panel.get("fieldConfig", {}).get("defaults", {}).get("links", [])
+    return set(re.findall(r"\$\{([^}]+)\}", json.dumps(links)))
+
+
+def test_a_table_panels_trace_link_reads_the_service_from_its_row() -> None:
+    # A table-format Prometheus query gives Grafana one column per label and a Value column without labels,
+    # so `${__field.labels.service}` is empty in every cell: the tables' links ("Slowest waves", "Most
+    # retried operations", "Anomaly events by series") searched Jaeger for no service. A row's own
+    # `${__data.fields["service"]}` names it; time series fields keep their labels.
+    tables = series = 0
+    for model in dashboards().values():
+        for panel in model["panels"]:
+            used = _link_variables(panel)
+            if not used:
+                continue
+            table = any(target["format"] == "table" for target in panel["targets"])
+            assert used == ({'__data.fields[\\"service\\"]'} if table else {"__field.labels.service"}), (
+                panel["title"], used)
+            tables += table
+            series += not table
+    assert tables >= 3
+    assert series >= 20
