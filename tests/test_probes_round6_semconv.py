@@ -16,7 +16,18 @@ from typing import Any
 import pytest
 from opentelemetry.trace import StatusCode
 
-from shannon_otel import BreakerConfig, CircuitBreaker, Pipeline, Retry
+from shannon_otel import (
+    BreakerConfig,
+    CircuitBreaker,
+    Fallback,
+    FallbackError,
+    Pipeline,
+    Retry,
+    Saga,
+    SagaError,
+    Step,
+    Wave,
+)
 from shannon_otel.assets import alert_rules, dashboards
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
@@ -106,3 +117,53 @@ def test_a_table_panels_trace_link_reads_the_service_from_its_row() -> None:
             series += not table
     assert tables >= 3
     assert series >= 20
+
+
+class DownError(Exception):
+    """A dependency's failure, with a message worth reading."""
+
+
+def test_every_failed_span_says_why_in_its_status_description() -> None:
+    # Semantic conventions: a failed operation's span SHOULD get a status description, e.g. the exception
+    # message. Task spans had "<error.type>: <message>"; attempt, operation, fallback, saga step and
+    # compensation spans were ERROR with no description (Jaeger showed the message only inside the
+    # exception event). A status description is never set without ERROR (the span status rules).
+    tel = InMemoryTelemetry()
+
+    async def down() -> None:
+        raise DownError("db down")
+
+    async def undo(_: object) -> None:
+        raise ValueError("undo failed")
+
+    async def ok() -> int:
+        return 1
+
+    async def silent() -> None:
+        raise KeyError
+
+    async def main() -> None:
+        with pytest.raises(FallbackError):
+            await Fallback(lambda error: down(), **tel.providers).call(down)
+        with pytest.raises(KeyError):
+            await Retry(attempts=1, **tel.providers).call(silent)
+        with pytest.raises(SagaError):
+            await Saga("order", **tel.providers).run(Step("reserve", ok, undo), Step("charge", down))
+        await Wave[None]("w", **tel.providers).run([down])
+
+    run_virtual(main())
+    expected = {f"{__name__}.DownError: db down", "ValueError: undo failed", "KeyError",
+                "shannon_otel.FallbackError: the primary and the fallback both failed (2 sub-exceptions)"}
+    seen: dict[str, set[str]] = {}
+    for span in tel.spans():
+        status = span.status
+        if status.status_code is not StatusCode.ERROR:
+            assert status.description is None, (span.name, status)
+            continue
+        assert status.description, span.name
+        seen.setdefault(span.name, set()).add(status.description)
+    described = {d for ds in seen.values() for d in ds}
+    for name in ("attempt 1", "fallback", "fallback fallback", "retry", "step charge", "compensate reserve",
+                 "task w"):
+        assert seen.get(name, set()) & expected, (name, seen.get(name))
+    assert expected <= described, described
