@@ -60,3 +60,39 @@ def test_the_logging_hook_keeps_no_users_exception_or_its_frames_alive(caplog: p
     summaries = [r for r in caplog.records if getattr(r, "shannon.log.repeats", None)]
     assert [(getattr(r, "shannon.operation"), getattr(r, "shannon.log.repeats"), getattr(r, "error.type"))
             for r in summaries] == [("held", 2, f"{__name__}._Boom")]
+
+
+def _wave_names_past_the_limit(bridged: bool, waves: int) -> list[Any]:
+    from shannon_otel import Wave
+    from shannon_otel.testing import InMemoryTelemetry
+
+    tel = InMemoryTelemetry(bridged=bridged)
+
+    async def work() -> int:
+        return 1
+
+    async def main() -> None:
+        for i in range(waves):  # a wave name per request: the mistake docs/architecture.md warns about
+            await Wave(f"fetch /item/{i}", max_concurrency=None, **tel.providers).run([work])
+
+    asyncio.run(main())
+    points = sorted(tel.points("shannon.task.duration"), key=lambda p: sorted(p.attributes.items(), key=str))
+    tel.shutdown()
+    return points
+
+
+def test_the_bridge_folds_wave_names_past_the_sdks_default_limit_into_the_overflow_point() -> None:
+    """The SDK limits a stream no View or reader limits to 2000 attribute sets and folds the rest into
+    the ``otel.metric.overflow`` point; the bridge behind configure() (and testing.InMemoryTelemetry)
+    applied no limit at all: 2,200 wave names gave 2,200 task-duration points (the SDK: 2,001), each
+    kept for the life of the process -- ~5.5 KB per name with the SDK's own growth, unbounded."""
+    from shannon_otel._metrics_bridge import OVERFLOW_ATTRIBUTES, SDK_DEFAULT_LIMIT
+
+    if SDK_DEFAULT_LIMIT is None:
+        pytest.skip("this SDK has no cardinality limits")
+    waves = SDK_DEFAULT_LIMIT + 50
+    sdk, ours = _wave_names_past_the_limit(False, waves), _wave_names_past_the_limit(True, waves)
+    assert len(ours) == len(sdk) == SDK_DEFAULT_LIMIT + 1
+    overflow = [p for p in ours if dict(p.attributes) == OVERFLOW_ATTRIBUTES]
+    assert [p.count for p in overflow] == [p.count for p in sdk if dict(p.attributes) == OVERFLOW_ATTRIBUTES] == [50]
+    assert sum(p.count for p in ours) == waves  # nothing lost: every task is in some point
