@@ -17,7 +17,7 @@ from shannon_otel import LoggingHook, Retry
 from shannon_otel.testing import FakeClock
 
 
-class _Boom(Exception):
+class _BoomError(Exception):
     pass
 
 
@@ -39,7 +39,7 @@ def test_the_logging_hook_keeps_no_users_exception_or_its_frames_alive(caplog: p
 
     async def failing() -> None:
         payload = _Payload()
-        error = _Boom("x")
+        error = _BoomError("x")
         alive.extend((weakref.ref(payload), weakref.ref(error)))
         raise error
 
@@ -47,7 +47,7 @@ def test_the_logging_hook_keeps_no_users_exception_or_its_frames_alive(caplog: p
         once = Retry(name="once", attempts=2, initial=0, maximum=0, sleep=_no_sleep, hooks=[hook], instrument=False)
         held = Retry(name="held", attempts=4, initial=0, maximum=0, sleep=_no_sleep, hooks=[hook], instrument=False)
         for policy in (once, held):  # one retry let through; three of one key, two held back
-            with pytest.raises(_Boom):
+            with pytest.raises(_BoomError):
                 await policy.call(failing)
 
     with caplog.at_level(logging.INFO, logger="shannon_otel"):
@@ -59,7 +59,7 @@ def test_the_logging_hook_keeps_no_users_exception_or_its_frames_alive(caplog: p
     hook.flush()
     summaries = [r for r in caplog.records if getattr(r, "shannon.log.repeats", None)]
     assert [(getattr(r, "shannon.operation"), getattr(r, "shannon.log.repeats"), getattr(r, "error.type"))
-            for r in summaries] == [("held", 2, f"{__name__}._Boom")]
+            for r in summaries] == [("held", 2, f"{__name__}._BoomError")]
 
 
 def _wave_names_past_the_limit(bridged: bool, waves: int) -> list[Any]:
@@ -96,3 +96,33 @@ def test_the_bridge_folds_wave_names_past_the_sdks_default_limit_into_the_overfl
     overflow = [p for p in ours if dict(p.attributes) == OVERFLOW_ATTRIBUTES]
     assert [p.count for p in overflow] == [p.count for p in sdk if dict(p.attributes) == OVERFLOW_ATTRIBUTES] == [50]
     assert sum(p.count for p in ours) == waves  # nothing lost: every task is in some point
+
+
+def test_the_run_recorder_forgets_the_names_of_waves_it_no_longer_keeps() -> None:
+    """RunRecorder promises bounded memory however long the run (the newest ``max_waves`` waves, totals
+    for the rest), but kept a run count per wave name for good: a wave name made per request (~105 bytes
+    each) piled up forever. A name is now forgotten once none of the kept waves has it."""
+    import sys
+
+    from shannon_otel import RunRecorder, Wave
+
+    recorder = RunRecorder(max_waves=3)
+    names = [f"fetch /item/{i}" for i in range(40)]
+    before = [sys.getrefcount(n) for n in names]
+
+    async def work() -> int:
+        return 1
+
+    async def main() -> None:
+        for name in names:
+            await Wave(name, hooks=[recorder], instrument=False).run([work])
+        for _ in range(2):  # a name that repeats keeps its numbering while a wave of it is kept
+            await Wave("steady", hooks=[recorder], instrument=False).run([work])
+
+    asyncio.run(main())
+    gc.collect()
+    after = [sys.getrefcount(n) for n in names]
+    assert after[:-1] == before[:-1]  # nothing holds the names of the waves dropped
+    report = recorder.report()
+    assert tuple(report.labels) == (names[-1], "steady", "steady#2")
+    assert recorder.totals["waves"] == 42
