@@ -73,7 +73,7 @@ def _wave_names_past_the_limit(bridged: bool, waves: int) -> list[Any]:
 
     async def main() -> None:
         for i in range(waves):  # a wave name per request: the mistake docs/architecture.md warns about
-            await Wave(f"fetch /item/{i}", max_concurrency=None, **tel.providers).run([work])
+            await Wave[int](f"fetch /item/{i}", max_concurrency=None, **tel.providers).run([work])
 
     asyncio.run(main())
     points = sorted(tel.points("shannon.task.duration"), key=lambda p: sorted(p.attributes.items(), key=str))
@@ -115,9 +115,9 @@ def test_the_run_recorder_forgets_the_names_of_waves_it_no_longer_keeps() -> Non
 
     async def main() -> None:
         for name in names:
-            await Wave(name, hooks=[recorder], instrument=False).run([work])
+            await Wave[int](name, hooks=[recorder], instrument=False).run([work])
         for _ in range(2):  # a name that repeats keeps its numbering while a wave of it is kept
-            await Wave("steady", hooks=[recorder], instrument=False).run([work])
+            await Wave[int]("steady", hooks=[recorder], instrument=False).run([work])
 
     asyncio.run(main())
     gc.collect()
