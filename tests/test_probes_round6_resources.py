@@ -126,3 +126,45 @@ def test_the_run_recorder_forgets_the_names_of_waves_it_no_longer_keeps() -> Non
     report = recorder.report()
     assert tuple(report.labels) == (names[-1], "steady", "steady#2")
     assert recorder.totals["waves"] == 42
+
+
+def test_the_wave_counters_keep_no_state_for_wave_names_past_the_sdks_limit() -> None:
+    """The observable instruments' live state (task outcomes, cost, the active/pending gauges) kept an
+    entry per wave name and outcome for good, ~350 B per name: bounded nowhere, although the SDK exports
+    only the first 2,000 attribute sets of each and folds the rest into the overflow point. Past the
+    SDK's limit new names now go straight to that point: the exported data is what it was, and the names
+    of later waves are not held by anything once they ran."""
+    import sys
+
+    from shannon_otel import Wave, record_cost
+    from shannon_otel._metrics_bridge import OVERFLOW_ATTRIBUTES, SDK_DEFAULT_LIMIT
+    from shannon_otel.testing import InMemoryTelemetry
+
+    if SDK_DEFAULT_LIMIT is None:
+        pytest.skip("this SDK has no cardinality limits")
+    tel = InMemoryTelemetry(sampled=False)  # no spans, no exemplars: nothing else keeps a name
+    extra = 20
+    names = [f"fetch /item/{i}" for i in range(SDK_DEFAULT_LIMIT + extra)]
+
+    async def work() -> int:
+        record_cost(0.5)
+        return 1
+
+    async def failing() -> int:
+        raise _BoomError
+
+    async def main() -> None:
+        for name in names:
+            await Wave[int](name, max_concurrency=None, **tel.providers).run([work, failing])
+
+    before = [sys.getrefcount(n) for n in names[-extra:]]
+    asyncio.run(main())
+    gc.collect()
+    assert [sys.getrefcount(n) for n in names[-extra:]] == before
+    outcomes = tel.points("shannon.task.outcomes")
+    assert len(outcomes) == SDK_DEFAULT_LIMIT + 1
+    overflow = [p.value for p in outcomes if dict(p.attributes) == OVERFLOW_ATTRIBUTES]
+    assert overflow == [2 * len(names) - SDK_DEFAULT_LIMIT]  # the first 2,000 sets are 1,000 names' two
+    assert sum(p.value for p in outcomes) == 2 * len(names)
+    assert sum(p.value for p in tel.points("shannon.task.cost")) == 0.5 * len(names)
+    tel.shutdown()
