@@ -16,7 +16,9 @@ methods ``_set_collect_callback`` / ``_receive_metrics`` (every custom reader im
 ``MeterProvider._all_metric_readers`` (the readers registered on some provider: a wrapped reader is
 registered there too, so it cannot be taken by a second provider); ``View._match`` and its ``_name`` /
 ``_description`` / ``_attribute_keys`` / ``_aggregation`` / ``_aggregation_cardinality_limit`` /
-``_exemplar_reservoir_factory``; ``ExplicitBucketHistogramAggregation._boundaries`` / ``_record_min_max``.
+``_exemplar_reservoir_factory``; ``ExplicitBucketHistogramAggregation._boundaries`` / ``_record_min_max``;
+``_view_instrument_match._DEFAULT_CARDINALITY_LIMIT`` (the limit of a stream nothing limits; absent before
+SDKs had cardinality limits).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any, cast
 from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricReader, MetricsData
 from opentelemetry.sdk.metrics.view import DefaultAggregation, DropAggregation, ExplicitBucketHistogramAggregation
 
-from ._metrics_bridge import EXEMPLARS_SUPPORTED, MetricsBridge, ReaderStore, StreamPlan
+from ._metrics_bridge import EXEMPLARS_SUPPORTED, SDK_DEFAULT_LIMIT, MetricsBridge, ReaderStore, StreamPlan
 from ._telemetry import MetricSpec
 
 __all__ = ["BridgedReader", "bridged", "discover", "plan_stream"]
@@ -169,6 +171,8 @@ def plan_stream(spec: MetricSpec, instrument: Any, views: Any, reader: MetricRea
     if limit is None:
         limits = getattr(reader, "_instrument_class_cardinality_limit", None)
         limit = limits.get(type(instrument)) if limits is not None else None
+    if limit is None:  # what the SDK applies then
+        limit = SDK_DEFAULT_LIMIT
     return StreamPlan(
         name=(view._name if view is not None else None) or spec.name,
         description=(view._description if view is not None else None) or spec.description,

@@ -52,6 +52,13 @@ from ._version import __version__
 Exemplar: Any = getattr(importlib.import_module("opentelemetry.sdk.metrics"), "Exemplar", None)
 
 EXEMPLARS_SUPPORTED = Exemplar is not None
+# The limit the SDK applies to a stream no View or reader limits (2000 from the SDKs with cardinality
+# limits; older ones have none). Without it the bridge kept a point per wave name forever where the SDK
+# folds the 2001st on into the overflow point: unbounded memory and exports with per-request wave names.
+SDK_DEFAULT_LIMIT: int | None = getattr(
+    importlib.import_module("opentelemetry.sdk.metrics._internal._view_instrument_match"),
+    "_DEFAULT_CARDINALITY_LIMIT", None,
+)
 OVERFLOW_ATTRIBUTES = {"otel.metric.overflow": True}  # the SDK's overflow point (spec: cardinality limits)
 _OVERFLOW: tuple[Any, ...] = ("__overflow__",)
 _INF = math.inf
@@ -64,7 +71,8 @@ class StreamPlan:
     """What the SDK would export for one histogram instrument on one reader (see :func:`plan_stream`).
 
     ``keep`` masks the instrument's attribute keys a View keeps (None: all); ``exemplars`` is
-    ``"trace_based"``, ``"always_on"`` or ``"off"``; ``limit`` the cardinality limit (None: none).
+    ``"trace_based"``, ``"always_on"`` or ``"off"``; ``limit`` the cardinality limit (None: none,
+    as in SDKs without cardinality limits).
     """
 
     name: str
@@ -73,7 +81,7 @@ class StreamPlan:
     bounds: tuple[float, ...]
     keep: tuple[bool, ...] | None = None
     record_min_max: bool = True
-    limit: int | None = None
+    limit: int | None = SDK_DEFAULT_LIMIT
     exemplars: str = "trace_based"
 
 

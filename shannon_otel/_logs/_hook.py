@@ -87,7 +87,9 @@ class LoggingHook(Hook):
         self._levels = merged
         self._messages = exception_messages
         self._enabled = enabled
-        self._limiter: Limiter[_Item] = Limiter(interval_s, max_keys, clock)
+        # A held-back occurrence is kept as its record (strings), not its event: the event's error holds
+        # the failed call's traceback, every frame and local of it, alive until the summary.
+        self._limiter: Limiter[_Item] = Limiter(interval_s, max_keys, clock, keep=self._detached)
         self._loggers: dict[str, logging.Logger] = {}
         self._call: CallObserver = _CallLog(self)
         self._saga: SagaObserver = _SagaLog(self)
@@ -135,7 +137,8 @@ class LoggingHook(Hook):
     ) -> None:
         """Log ``build(event)`` at ``event_name``'s level (one step ``up`` if asked) unless the level
         is off or the flood limiter holds the occurrence back. ``subject`` (with the logger and event
-        name) keys the limiter; ``None``: never held back. The record is built only when written."""
+        name) keys the limiter; ``None``: never held back. The record is built only when written, or when
+        an occurrence with an error is held back (kept as its record, see :meth:`_detached`)."""
         level = self._levels[event_name]
         if level is None:
             return
@@ -156,6 +159,18 @@ class LoggingHook(Hook):
         if n:
             self._write(item, n, seconds)
 
+    def _detached(self, item: _Item) -> _Item:
+        """``item`` with its event replaced by the record it makes (what the limiter keeps), when the
+        event carries an error; one without (a rejection: the flood the limiter is for) costs nothing."""
+        build, event, level, logger = item
+        if getattr(event, "error", None) is None:
+            return item
+        try:
+            record = build(event, self._messages)
+        except Exception:
+            return item  # _write counts the failure when it builds the record again
+        return (_built, _Kept(record, getattr(event, "breaker", None)), level, logger)
+
     def _write(self, item: _Item, n: int, seconds: float) -> None:
         build, event, level, logger = item
         try:
@@ -171,6 +186,20 @@ class LoggingHook(Hook):
             # A handler that raises (logging's own handlers report their errors themselves) must not
             # reach the user's call; logging about it could fail the same way, so it is only counted.
             self.errors += 1
+
+
+class _Kept:
+    """A held-back occurrence: its record, and the breaker it names (which a transition drains)."""
+
+    __slots__ = ("breaker", "record")
+
+    def __init__(self, record: Record, breaker: str | None) -> None:
+        self.record = record
+        self.breaker = breaker
+
+
+def _built(kept: _Kept, messages: bool) -> Record:
+    return kept.record
 
 
 class _CallLog(CallObserver):

@@ -6,6 +6,11 @@ the count it stands for (the caller turns it into a summary) and opens the next 
 bounded: past ``max_keys`` the key quiet the longest is evicted and its pending count handed back for a
 summary, so no occurrence goes unreported. O(1) per occurrence; thread-safe (anomaly callbacks
 may come from another thread than the event loop's).
+
+A window keeps only what a summary needs: nothing for an occurrence let through, and ``keep(item)`` of
+the latest one held back. The items are events carrying the user's exception, whose traceback holds
+every frame of the failed call and their locals: kept as they are, the newest of each of up to
+``max_keys`` keys stayed alive for as long as the process ran.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 R = TypeVar("R")
 
@@ -21,19 +26,22 @@ R = TypeVar("R")
 class _Window(Generic[R]):
     __slots__ = ("count", "last", "start")
 
-    def __init__(self, start: float, last: R) -> None:
+    def __init__(self, start: float) -> None:
         self.start = start
         self.count = 0  # occurrences held back since the window opened
-        self.last = last  # the latest one held back (what a summary describes)
+        self.last: R | None = None  # keep() of the latest one held back (what a summary describes)
 
 
 class Limiter(Generic[R]):
     """Decides which occurrences become records; ``R`` is what the caller keeps per key (its record)."""
 
-    __slots__ = ("_clock", "_interval", "_lock", "_max", "_windows")
+    __slots__ = ("_clock", "_interval", "_keep", "_lock", "_max", "_windows")
 
-    def __init__(self, interval_s: float, max_keys: int, clock: Callable[[], float]) -> None:
+    def __init__(self, interval_s: float, max_keys: int, clock: Callable[[], float],
+                 keep: Callable[[R], R] | None = None) -> None:
+        """``keep``: what a held-back item is kept as until its summary (default: the item itself)."""
         self._interval = interval_s
+        self._keep = keep
         self._max = max_keys
         self._clock = clock
         self._lock = threading.Lock()
@@ -56,13 +64,13 @@ class Limiter(Generic[R]):
                     oldest = next(iter(self._windows))
                     gone = self._windows.pop(oldest)
                     if gone.count:
-                        evicted.append((gone.last, gone.count, max(now - gone.start, 0.0)))
-                self._windows[key] = _Window(now, item)
+                        evicted.append((cast("R", gone.last), gone.count, max(now - gone.start, 0.0)))
+                self._windows[key] = _Window(now)
                 return 1, 0.0, evicted
             elapsed = now - window.start
             if 0.0 <= elapsed < self._interval:
                 window.count += 1
-                window.last = item
+                window.last = item if self._keep is None else self._keep(item)
                 # Kept by its window start, a key hit every 0.1 s was evicted as "the quietest" by keys
                 # seen once, and wrote a summary and a record per eviction instead of one per interval.
                 self._windows.move_to_end(key)
@@ -71,7 +79,7 @@ class Limiter(Generic[R]):
             # otherwise hold every occurrence back until the clock caught up with its start.
             n = window.count + 1
             elapsed = max(elapsed, 0.0)
-            self._windows[key] = _Window(now, item)
+            self._windows[key] = _Window(now)
             self._windows.move_to_end(key)
             return n, elapsed, evicted
 
@@ -81,8 +89,10 @@ class Limiter(Generic[R]):
         out: list[tuple[R, int, float]] = []
         with self._lock:
             for window in self._windows.values():
-                if window.count and (which is None or which(window.last)):
-                    out.append((window.last, window.count, max(now - window.start, 0.0)))
+                last = window.last
+                if window.count and (which is None or which(cast("R", last))):
+                    out.append((cast("R", last), window.count, max(now - window.start, 0.0)))
                     window.count = 0
                     window.start = now
+                    window.last = None
         return out

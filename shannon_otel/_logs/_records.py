@@ -61,7 +61,8 @@ class Record(NamedTuple):
     in the last ``S`` seconds (see :func:`summary_text`).
 
     Built only when a record is written (each builder takes the event and whether exception messages
-    are wanted): an occurrence the flood limiter holds back costs no formatting.
+    are wanted), or when the flood limiter holds back an occurrence with an error, which it keeps as its
+    record rather than the error and its traceback (a rejection, an error-free flood, costs no building).
     """
 
     logger: str

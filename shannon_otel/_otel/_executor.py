@@ -10,6 +10,7 @@ observable instruments: a task bumps integers on its wave's observer, which a co
 from __future__ import annotations
 
 import math
+import sys
 import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,16 @@ _TOKEN_TYPES = ((tel.TASK_INPUT_TOKENS, "input"), (tel.TASK_OUTPUT_TOKENS, "outp
 _INDEX, _QUEUE_WAIT, _OUTCOME = tel.TASK_INDEX, tel.TASK_QUEUE_WAIT, tel.TASK_OUTCOME
 _SUCCESS_OUTCOME = Outcome.SUCCESS
 _SUCCESS: str = Outcome.SUCCESS.value
+# The wave name of the overflow point (no wave has an empty name) and its attributes (the SDK's).
+_OVER = ""
+_OVER_KEY: tuple[str, str, str | None] = (_OVER, _OVER, None)
+_OVERFLOW_ATTRIBUTES = {"otel.metric.overflow": True}
+
+
+def _sdk_limit() -> int | None:
+    """The SDK's default cardinality limit (None before SDKs had one, or with no SDK loaded: nothing records)."""
+    module = sys.modules.get("opentelemetry.sdk.metrics._internal._view_instrument_match")
+    return getattr(module, "_DEFAULT_CARDINALITY_LIMIT", None)
 
 
 class _SdkHistogram:
@@ -124,6 +135,17 @@ class ExecutorMeters:
         instrument(meter, tel.TASKS_ACTIVE, [self._observe_active])
         instrument(meter, tel.TASKS_PENDING, [self._observe_pending])
 
+    # Bounded like the SDK's own streams: the state of the first ``limit`` (the SDK's default, 2000)
+    # attribute sets of a table is kept, later ones are folded into the overflow point at once -- what
+    # the SDK would export of them anyway, and without it a wave name per request kept its counts here
+    # for good (~350 B each). Called on the event loop, for a key not in its table yet.
+    def admit(self, table: dict[Any, Any], key: Any, overflow: Any) -> Any:
+        """``key``, or ``overflow`` when ``table`` already holds the limit's worth of keys."""
+        if key in table:
+            return key
+        limit = _sdk_limit()
+        return overflow if limit is not None and len(table) >= limit else key
+
     def _observe_outcomes(self, options: CallbackOptions) -> Iterable[Observation]:
         keys = tel.TASK_OUTCOMES.attributes
         with self.lock:
@@ -133,27 +155,28 @@ class ExecutorMeters:
                 if succeeded:
                     totals[wave.success_key] = totals.get(wave.success_key, 0) + succeeded
         for key, n in totals.items():
-            yield Observation(n, {k: v for k, v in zip(keys, key, strict=True) if v is not None})
+            yield Observation(n, _OVERFLOW_ATTRIBUTES if key[0] == _OVER else
+                              {k: v for k, v in zip(keys, key, strict=True) if v is not None})
 
     def _observe_cost(self, options: CallbackOptions) -> Iterable[Observation]:
         for wave, total in list(self.cost.items()):
-            yield Observation(total, {tel.WAVE_NAME: wave})
+            yield Observation(total, _OVERFLOW_ATTRIBUTES if wave == _OVER else {tel.WAVE_NAME: wave})
 
     def _observe_active(self, options: CallbackOptions) -> Iterable[Observation]:
         with self.lock:
             totals = dict.fromkeys(self.waves, 0)
             for wave in self.running:
-                totals[wave.wave] += wave.active()
+                totals[wave.name_key] += wave.active()
         for name, n in totals.items():
-            yield Observation(n, {tel.WAVE_NAME: name})
+            yield Observation(n, _OVERFLOW_ATTRIBUTES if name == _OVER else {tel.WAVE_NAME: name})
 
     def _observe_pending(self, options: CallbackOptions) -> Iterable[Observation]:
         with self.lock:
             totals = dict.fromkeys(self.waves, 0)
             for wave in self.running:
-                totals[wave.wave] += wave.pending()
+                totals[wave.name_key] += wave.pending()
         for name, n in totals.items():
-            yield Observation(n, {tel.WAVE_NAME: name})
+            yield Observation(n, _OVERFLOW_ATTRIBUTES if name == _OVER else {tel.WAVE_NAME: name})
 
 
 class ExecutorTelemetry(Recording):
@@ -213,6 +236,7 @@ class _WaveTelemetry(WaveObserver):
         "_untraced",
         "_wave_context",
         "_wave_key",
+        "name_key",
         "owner",
         "record_tasks",
         "started",
@@ -256,7 +280,8 @@ class _WaveTelemetry(WaveObserver):
         self.started = self.succeeded = self.unsuccessful = self._skipped = 0
         meters = owner.meters
         with meters.lock:
-            meters.waves.setdefault(wave, None)
+            self.name_key = meters.admit(meters.waves, wave, _OVER)  # its name in the gauges' table
+            meters.waves.setdefault(self.name_key, None)
             meters.running[self] = None
 
     def active(self) -> int:
@@ -318,7 +343,11 @@ class _WaveTelemetry(WaveObserver):
             etype = error_type(error) if error is not None else None
             key = (self.wave, outcome._value_, etype)  # `_value_`: the plain str, without the enum descriptor
             outcomes = self.owner.outcomes
-            outcomes[key] = outcomes.get(key, 0) + 1
+            counted, n = key, outcomes.get(key)
+            if n is None:  # a new attribute set (the histograms below bound theirs themselves)
+                counted = self.owner.meters.admit(outcomes, key, _OVER_KEY)
+                n = outcomes.get(counted, 0)
+            outcomes[counted] = n + 1
             self._durations.record(key, duration, span_context)
             self._queue_waits.record(self._wave_key, queue_wait, span_context)
         if measurements:
@@ -348,6 +377,7 @@ class _WaveTelemetry(WaveObserver):
         self._skipped += 1
         key = (self.wave, event.outcome.value, error_type(event.error) if event.error is not None else None)
         outcomes = self.owner.outcomes
+        key = self.owner.meters.admit(outcomes, key, _OVER_KEY)
         outcomes[key] = outcomes.get(key, 0) + 1
 
     def _measure(self, measurements: Any, span_context: SpanContext | None) -> None:
@@ -358,7 +388,9 @@ class _WaveTelemetry(WaveObserver):
         cost = measurements.get(tel.TASK_COST_ATTR)
         # A NaN cost would make the observable counter's total NaN (and the series vanish) until restart.
         if cost is not None and -math.inf < cost < math.inf:
-            self.owner.cost[self.wave] = self.owner.cost.get(self.wave, 0.0) + cost
+            costs = self.owner.cost
+            name = self.owner.meters.admit(costs, self.wave, _OVER)
+            costs[name] = costs.get(name, 0.0) + cost
 
     def wave_finished(self, report: WaveReport) -> None:
         owner, wave = self.owner, self.wave
@@ -366,7 +398,8 @@ class _WaveTelemetry(WaveObserver):
         with meters.lock:  # from now on the finished waves' totals hold this wave's successes
             meters.running.pop(self, None)
             if self.succeeded:
-                meters.outcomes[self.success_key] = meters.outcomes.get(self.success_key, 0) + self.succeeded
+                key = meters.admit(meters.outcomes, self.success_key, _OVER_KEY)
+                meters.outcomes[key] = meters.outcomes.get(key, 0) + self.succeeded
         attrs = {tel.WAVE_NAME: wave, tel.TASK_OUTCOME: report.outcome.value}
         owner.wave_durations.record(report.duration_s, attrs)
         owner.efficiency.set(report.parallel_efficiency, {tel.WAVE_NAME: wave})

@@ -25,6 +25,7 @@ class WaveLive:
     degraded: int = 0
     report: WaveReport | None = None
     trace_id: str | None = None
+    name: str = ""  # the wave's name (``label`` without the ``#n``)
 
 
 @dataclass(slots=True)

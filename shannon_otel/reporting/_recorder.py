@@ -45,7 +45,9 @@ class RunRecorder(Hook):
 
     Memory stays bounded however long the run: per-wave detail is kept for the newest ``max_waves``
     waves (a running wave is never dropped: the oldest finished ones go first), running totals for
-    all of them.
+    all of them. A wave's label is its name, ``name#n`` for the n-th run of a name; the count of a
+    name none of the kept waves has is forgotten (a name made per request would pile up), so its
+    next run is labelled ``name`` again.
     """
 
     def __init__(self, *, max_waves: int = 500) -> None:
@@ -63,13 +65,19 @@ class RunRecorder(Hook):
         self._anomalies: deque[tuple[str | None, Anomaly]] = deque(maxlen=_KEEP)  # (wave label, event)
         self._lock = threading.Lock()
         self._ops: dict[str, _Op] = {}
-        self._names: dict[str, int] = {}
+        # name -> [runs seen, runs among ``waves``]: a name none of the kept waves has is forgotten (its
+        # numbering starts again), so wave names made per request do not pile up here for good.
+        self._names: dict[str, list[int]] = {}
 
     # ------------------------------------------------------------------ hook
     def wave_started(self, event: WaveStarted) -> WaveObserver | None:
-        seen = self._names[event.wave] = self._names.get(event.wave, 0) + 1
-        label = event.wave if seen == 1 else f"{event.wave}#{seen}"
-        live = WaveLive(label, event.size or 0, trace_id=current_trace_id())
+        runs = self._names.get(event.wave)
+        if runs is None:
+            runs = self._names[event.wave] = [0, 0]
+        runs[0] += 1
+        runs[1] += 1
+        label = event.wave if runs[0] == 1 else f"{event.wave}#{runs[0]}"
+        live = WaveLive(label, event.size or 0, trace_id=current_trace_id(), name=event.wave)
         self.waves.append(live)
         _WAVE.set(live)  # runs in the context the wave's tasks inherit
         return _WaveObs(self, live)
@@ -115,7 +123,12 @@ class RunRecorder(Hook):
                 i += 1
             if i == len(waves):
                 return  # every wave left is running: each is needed for its live counters
-            gone = waves.pop(i).label
+            live = waves.pop(i)
+            gone = live.label
+            runs = self._names[live.name]
+            runs[1] -= 1
+            if not runs[1]:
+                del self._names[live.name]
             for op in self._ops.values():
                 op.latency.pop(gone, None)
                 op.slowest.pop(gone, None)

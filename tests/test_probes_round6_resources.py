@@ -1,0 +1,170 @@
+"""Round-6 probes: resources over long runs (a service up for days). Memory must plateau, the user's
+objects must be collectable once the user drops them, and what the library keeps per name must be
+bounded as the SDK bounds it. Each test failed before its fix; all are counted (weakrefs, points,
+dict sizes), none timed."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import weakref
+from typing import Any
+
+import pytest
+
+from shannon_otel import LoggingHook, Retry
+from shannon_otel.testing import FakeClock
+
+
+class _BoomError(Exception):
+    pass
+
+
+class _Payload:
+    """Stands for a large local (a response body, a frame of data) of the user's failing call."""
+
+
+async def _no_sleep(seconds: float) -> None:
+    return None
+
+
+def test_the_logging_hook_keeps_no_users_exception_or_its_frames_alive(caplog: pytest.LogCaptureFixture) -> None:
+    """The flood limiter kept, per (logger, operation, event), the last event it saw -- the one it let
+    through as well as the one it held back -- and the event's error holds its traceback: every frame of
+    the failed call and their locals stayed alive for as long as the hook lived (up to ``max_keys`` of
+    them; the default logging hook lives as long as the OTel hook of its providers)."""
+    hook = LoggingHook(clock=FakeClock())
+    alive: list[weakref.ref[Any]] = []
+
+    async def failing() -> None:
+        payload = _Payload()
+        error = _BoomError("x")
+        alive.extend((weakref.ref(payload), weakref.ref(error)))
+        raise error
+
+    async def main() -> None:
+        once = Retry(name="once", attempts=2, initial=0, maximum=0, sleep=_no_sleep, hooks=[hook], instrument=False)
+        held = Retry(name="held", attempts=4, initial=0, maximum=0, sleep=_no_sleep, hooks=[hook], instrument=False)
+        for policy in (once, held):  # one retry let through; three of one key, two held back
+            with pytest.raises(_BoomError):
+                await policy.call(failing)
+
+    with caplog.at_level(logging.INFO, logger="shannon_otel"):
+        asyncio.run(main())
+    gc.collect()
+    assert len(alive) == (2 + 4) * 2  # two and four attempts, a payload and an error each
+    assert [r() for r in alive] == [None] * len(alive)
+    # and the held-back repeats are still summarised, with what the record said
+    hook.flush()
+    summaries = [r for r in caplog.records if getattr(r, "shannon.log.repeats", None)]
+    assert [(getattr(r, "shannon.operation"), getattr(r, "shannon.log.repeats"), getattr(r, "error.type"))
+            for r in summaries] == [("held", 2, f"{__name__}._BoomError")]
+
+
+def _wave_names_past_the_limit(bridged: bool, waves: int) -> list[Any]:
+    from shannon_otel import Wave
+    from shannon_otel.testing import InMemoryTelemetry
+
+    tel = InMemoryTelemetry(bridged=bridged)
+
+    async def work() -> int:
+        return 1
+
+    async def main() -> None:
+        for i in range(waves):  # a wave name per request: the mistake docs/architecture.md warns about
+            await Wave[int](f"fetch /item/{i}", max_concurrency=None, **tel.providers).run([work])
+
+    asyncio.run(main())
+    points = sorted(tel.points("shannon.task.duration"), key=lambda p: sorted(p.attributes.items(), key=str))
+    tel.shutdown()
+    return points
+
+
+def test_the_bridge_folds_wave_names_past_the_sdks_default_limit_into_the_overflow_point() -> None:
+    """The SDK limits a stream no View or reader limits to 2000 attribute sets and folds the rest into
+    the ``otel.metric.overflow`` point; the bridge behind configure() (and testing.InMemoryTelemetry)
+    applied no limit at all: 2,200 wave names gave 2,200 task-duration points (the SDK: 2,001), each
+    kept for the life of the process -- ~5.5 KB per name with the SDK's own growth, unbounded."""
+    from shannon_otel._metrics_bridge import OVERFLOW_ATTRIBUTES, SDK_DEFAULT_LIMIT
+
+    if SDK_DEFAULT_LIMIT is None:
+        pytest.skip("this SDK has no cardinality limits")
+    waves = SDK_DEFAULT_LIMIT + 50
+    sdk, ours = _wave_names_past_the_limit(False, waves), _wave_names_past_the_limit(True, waves)
+    assert len(ours) == len(sdk) == SDK_DEFAULT_LIMIT + 1
+    overflow = [p for p in ours if dict(p.attributes) == OVERFLOW_ATTRIBUTES]
+    assert [p.count for p in overflow] == [p.count for p in sdk if dict(p.attributes) == OVERFLOW_ATTRIBUTES] == [50]
+    assert sum(p.count for p in ours) == waves  # nothing lost: every task is in some point
+
+
+def test_the_run_recorder_forgets_the_names_of_waves_it_no_longer_keeps() -> None:
+    """RunRecorder promises bounded memory however long the run (the newest ``max_waves`` waves, totals
+    for the rest), but kept a run count per wave name for good: a wave name made per request (~105 bytes
+    each) piled up forever. A name is now forgotten once none of the kept waves has it."""
+    import sys
+
+    from shannon_otel import RunRecorder, Wave
+
+    recorder = RunRecorder(max_waves=3)
+    names = [f"fetch /item/{i}" for i in range(40)]
+    before = [sys.getrefcount(n) for n in names]
+
+    async def work() -> int:
+        return 1
+
+    async def main() -> None:
+        for name in names:
+            await Wave[int](name, hooks=[recorder], instrument=False).run([work])
+        for _ in range(2):  # a name that repeats keeps its numbering while a wave of it is kept
+            await Wave[int]("steady", hooks=[recorder], instrument=False).run([work])
+
+    asyncio.run(main())
+    gc.collect()
+    after = [sys.getrefcount(n) for n in names]
+    assert after[:-1] == before[:-1]  # nothing holds the names of the waves dropped
+    report = recorder.report()
+    assert tuple(report.labels) == (names[-1], "steady", "steady#2")
+    assert recorder.totals["waves"] == 42
+
+
+def test_the_wave_counters_keep_no_state_for_wave_names_past_the_sdks_limit() -> None:
+    """The observable instruments' live state (task outcomes, cost, the active/pending gauges) kept an
+    entry per wave name and outcome for good, ~350 B per name: bounded nowhere, although the SDK exports
+    only the first 2,000 attribute sets of each and folds the rest into the overflow point. Past the
+    SDK's limit new names now go straight to that point: the exported data is what it was, and the names
+    of later waves are not held by anything once they ran."""
+    import sys
+
+    from shannon_otel import Wave, record_cost
+    from shannon_otel._metrics_bridge import OVERFLOW_ATTRIBUTES, SDK_DEFAULT_LIMIT
+    from shannon_otel.testing import InMemoryTelemetry
+
+    if SDK_DEFAULT_LIMIT is None:
+        pytest.skip("this SDK has no cardinality limits")
+    tel = InMemoryTelemetry(sampled=False)  # no spans, no exemplars: nothing else keeps a name
+    extra = 20
+    names = [f"fetch /item/{i}" for i in range(SDK_DEFAULT_LIMIT + extra)]
+
+    async def work() -> int:
+        record_cost(0.5)
+        return 1
+
+    async def failing() -> int:
+        raise _BoomError
+
+    async def main() -> None:
+        for name in names:
+            await Wave[int](name, max_concurrency=None, **tel.providers).run([work, failing])
+
+    before = [sys.getrefcount(n) for n in names[-extra:]]
+    asyncio.run(main())
+    gc.collect()
+    assert [sys.getrefcount(n) for n in names[-extra:]] == before
+    outcomes = tel.points("shannon.task.outcomes")
+    assert len(outcomes) == SDK_DEFAULT_LIMIT + 1
+    overflow = [p.value for p in outcomes if dict(p.attributes) == OVERFLOW_ATTRIBUTES]
+    assert overflow == [2 * len(names) - SDK_DEFAULT_LIMIT]  # the first 2,000 sets are 1,000 names' two
+    assert sum(p.value for p in outcomes) == 2 * len(names)
+    assert sum(p.value for p in tel.points("shannon.task.cost")) == 0.5 * len(names)
+    tel.shutdown()
