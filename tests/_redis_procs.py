@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any
 
-from shannon_otel import CircuitBreaker, CircuitOpenError
+from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
 from shannon_otel.redis import RedisState, SharedPool, SharedRateLimit
 
 
@@ -37,9 +37,15 @@ def probe_storm(url: str, prefix: str, name: str, callers: int, start_at: float,
 
     async def main() -> int:
         admitted = 0
-        async with RedisState(url, prefix=prefix, poll_interval_s=0.2) as shared:
+        # timeout_s: a loaded machine (the 150 calls at once) must not time out into local probes
+        async with RedisState(url, prefix=prefix, poll_interval_s=0.2, timeout_s=2) as shared:
             breaker = CircuitBreaker(name, shared=shared, failure_threshold=1, reset_timeout=0.5,
                                      half_open_probes=2, success_threshold=2, instrument=False)
+            # The shared state (OPEN) is read in the background when the breaker is made: a loaded machine
+            # may start this process after start_at, and calls made before that answer see it CLOSED.
+            deadline = time.monotonic() + 10
+            while breaker.state is BreakerState.CLOSED and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
             await asyncio.sleep(max(0.0, start_at - time.time()))
 
             async def probe() -> None:
