@@ -21,7 +21,7 @@ from _dask_cluster import local_cluster, on_cluster
 from _redis_server import RedisServer, running_server
 from distributed import Client, LocalCluster
 
-from shannon_otel import CircuitBreaker, Retry, Wave
+from shannon_otel import BreakerState, CircuitBreaker, Retry, Wave
 from shannon_otel.dask import DaskBackend
 from shannon_otel.redis import RedisState, SharedRateLimit
 
@@ -141,6 +141,43 @@ def test_a_redis_that_answers_but_refuses_writes_is_one_outage_not_a_flapping_on
                     assert [level for level, _ in records] == ["WARNING", "INFO"], records
         finally:
             await admin.aclose()
+
+    asyncio.run(main())
+
+
+async def _boom() -> None:
+    raise ConnectionError("down")
+
+
+def test_a_breaker_opened_in_one_database_stays_closed_in_another(server: RedisServer, prefix: str) -> None:
+    """Bug: Redis pub/sub ignores the database, and the channels were named by the prefix alone: two
+    environments on one Redis kept apart by database number (``redis://host/0`` and ``/3``, both with
+    the default prefix) shared their notifications, so a breaker opened in one opened the breaker of
+    that name in the other (whose own state in Redis stayed CLOSED, until its poll closed it again).
+    Now the channels of a database other than 0 carry its number."""
+
+    async def main() -> None:
+        db3 = server.url.removesuffix("/0") + "/3"
+        async with (
+            asyncio.timeout(20),
+            RedisState(server.url, prefix=prefix) as opener,
+            RedisState(server.url, prefix=prefix) as same_db,
+            RedisState(db3, prefix=prefix, poll_interval_s=60) as other_db,  # its poll would hide the bug
+            RedisState(f"unix://{server.workdir}/none.sock?db=3", prefix=prefix) as unix_db3,
+        ):
+            made = [CircuitBreaker("api", shared=s, failure_threshold=1, reset_timeout=60, instrument=False)
+                    for s in (opener, same_db, other_db)]
+            with pytest.raises(ConnectionError):
+                await made[0].call(_boom)
+            await _wait_for(lambda: made[1].state is BreakerState.OPEN)  # the notification went out
+            await asyncio.sleep(0.3)
+            assert made[2].state is BreakerState.CLOSED
+            assert await made[2].call(_ok) == 1
+            # the database is read from the URL as redis-py reads it (the path, or ?db= of a unix socket)
+            channels = (other_db.breaker_channel, other_db.pool_channel)
+            assert channels == (f"{prefix}:breakers:db3", f"{prefix}:pools:db3")
+            assert unix_db3.breaker_channel == other_db.breaker_channel
+            assert (opener.breaker_channel, opener.pool_channel) == (f"{prefix}:breakers", f"{prefix}:pools")
 
     asyncio.run(main())
 

@@ -99,8 +99,6 @@ class RedisState:
         self.key_ttl_s = key_ttl_s
         self.probe_lease_s = float(probe_lease_s)
         self.on_unavailable: OnUnavailable = on_unavailable
-        self.breaker_channel = f"{prefix}:breakers"
-        self.pool_channel = f"{prefix}:pools"
         self.available = False
         try:
             # A blocking pool: a command waits for a free connection (within timeout_s, as every call).
@@ -113,6 +111,13 @@ class RedisState:
             self._redis = aioredis.Redis.from_pool(pool)
         except ValueError as exc:  # redis-py's message names neither the parameter nor the URL
             raise ValueError(f"url is not a valid Redis URL ({exc}): {_redacted(url)!r}") from None
+        # Pub/sub ignores the database: without the number in the channel, a breaker opened in database 0
+        # opened the breaker of that name and prefix in every other database too (until their poll closed
+        # it again). Database 0 keeps the plain names (the ones processes of earlier versions use).
+        db = int(pool.connection_kwargs.get("db") or 0)
+        suffix = f":db{db}" if db else ""
+        self.breaker_channel = f"{prefix}:breakers{suffix}"
+        self.pool_channel = f"{prefix}:pools{suffix}"
         self._scripts = {
             name: self._redis.register_script(getattr(_scripts, name))
             for name in ("FLUSH", "ACQUIRE", "PROBE", "TRANSITION", "RATE", "POOL_ACQUIRE", "POOL_RELEASE", "ALIVE")
