@@ -23,7 +23,7 @@ from distributed import Client, LocalCluster
 
 from shannon_otel import BreakerState, CircuitBreaker, Retry, Wave
 from shannon_otel.dask import DaskBackend
-from shannon_otel.redis import RedisState, SharedRateLimit
+from shannon_otel.redis import RedisState, SharedPool, SharedRateLimit
 
 pytestmark = [
     # Dask's own shutdown of worker processes may warn; it is not our code under test.
@@ -178,6 +178,42 @@ def test_a_breaker_opened_in_one_database_stays_closed_in_another(server: RedisS
             assert channels == (f"{prefix}:breakers:db3", f"{prefix}:pools:db3")
             assert unix_db3.breaker_channel == other_db.breaker_channel
             assert (opener.breaker_channel, opener.pool_channel) == (f"{prefix}:breakers", f"{prefix}:pools")
+
+    asyncio.run(main())
+
+
+def test_slots_released_while_redis_restarts_with_its_state_are_not_held_for_the_lease(
+    server: RedisServer, prefix: str,
+) -> None:
+    """Bug: a release that could not reach Redis (restarting with persistence, a network cut: Redis keeps
+    its state) was dropped, so its lease held the slot for every process until ``lease_s`` (300 s by
+    default) ran out: a pool whose holders all released during a restart of a few seconds admitted nobody
+    for five minutes. Now such a release is sent again once Redis is back, as a timed-out acquire's is."""
+
+    async def main() -> None:
+        admin = aioredis.from_url(server.url)
+        try:
+            async with asyncio.timeout(30), RedisState(server.url, prefix=prefix, poll_interval_s=0.2) as shared:
+                pool = SharedPool(shared, "db", 2)
+                await pool.acquire()
+                await pool.acquire()
+                await admin.save()  # the snapshot the restarted server loads: both leases held
+                server.stop()
+                pool.release()  # the first finds Redis down (an outage begins)
+                await _wait_for(lambda: not shared._pending)
+                pool.release()  # the second, during the known outage: not sent
+                server.start()
+                await _wait_for(lambda: shared.available)
+                async with asyncio.timeout(5):  # without the fix: held for lease_s (300 s)
+                    await pool.acquire()
+                    await pool.acquire()
+                pool.release()
+                pool.release()
+                await _wait_for(lambda: not shared._pending)
+            key = f"{prefix}:{{pool:db}}:holders"
+            assert await admin.zcard(key) == 0
+        finally:
+            await admin.aclose()
 
     asyncio.run(main())
 
