@@ -65,15 +65,17 @@ def probe_storm(url: str, prefix: str, name: str, callers: int, start_at: float,
     queue.put(asyncio.run(main()))
 
 
-def rate_limited_starts(url: str, prefix: str, name: str, rate: float, seconds: float, start_at: float,
+def rate_limited_starts(url: str, prefix: str, name: str, rate: float, seconds: float, ready: Any,
                         queue: Any) -> None:
-    """Acquire a shared rate limit in a loop for ``seconds``; put how many starts this process got."""
+    """Acquire a shared rate limit in a loop for ``seconds``, from when every process passed the
+    ``ready`` barrier (a start time fixed in advance passed before a loaded machine started them all);
+    put how many starts this process got."""
 
     async def main() -> int:
         async with RedisState(url, prefix=prefix) as shared:
             limit = SharedRateLimit(shared, name, rate=rate)
-            await asyncio.sleep(max(0.0, start_at - time.time()))
-            end = start_at + seconds
+            await asyncio.to_thread(ready.wait, 60)
+            end = time.time() + seconds
             starts = 0
             while True:
                 await limit.acquire()
