@@ -70,3 +70,8 @@ def returns_lock(_: int) -> object:
     import threading
 
     return threading.Lock()
+
+
+def exits(code: int) -> int:
+    """Raise SystemExit on the worker (takes the worker process down with it)."""
+    raise SystemExit(code)

@@ -21,9 +21,10 @@ from _dask_cluster import local_cluster, on_cluster
 from _redis_server import RedisServer, running_server
 from distributed import Client, LocalCluster
 
-from shannon_otel import BreakerState, CircuitBreaker, Retry, Wave
+from shannon_otel import BreakerState, CircuitBreaker, Progress, Retry, Wave, WaveResult
 from shannon_otel.dask import DaskBackend
 from shannon_otel.redis import RedisState, SharedPool, SharedRateLimit
+from shannon_otel.testing import InMemoryTelemetry
 
 pytestmark = [
     # Dask's own shutdown of worker processes may warn; it is not our code under test.
@@ -134,7 +135,7 @@ def test_a_redis_that_answers_but_refuses_writes_is_one_outage_not_a_flapping_on
                         assert not any(seen[first_down:]), seen
                         await heal(admin)
                         await _wait_for(lambda: shared.available)
-                    records = [(r.levelname, r.getMessage()) for r in caplog.records]
+                    records = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "shannon_otel.redis"]
                     warnings = [m for level, m in records if level == "WARNING"]
                     assert len(warnings) == 1, records
                     assert said in warnings[0].lower(), warnings
@@ -281,3 +282,44 @@ def test_failed_tasks_leave_no_futures_on_the_client_or_tasks_on_the_scheduler(
         on_cluster(cluster, body)
     finally:
         logging.getLogger("distributed.protocol").setLevel(logging.NOTSET)
+
+
+# What the probes found correct, kept as tests (docs/dask.md "Other faults" states them).
+
+
+def test_the_client_closed_by_another_task_mid_wave_ends_every_task_with_a_clear_error(cluster: LocalCluster) -> None:
+    async def main() -> None:
+        otel = InMemoryTelemetry()
+        client = await Client(cluster.scheduler_address, asynchronous=True)  # type: ignore[no-untyped-call]
+        try:
+            backend = DaskBackend(client)
+            closing: list[asyncio.Task[None]] = []
+
+            def close_after_four(progress: Progress) -> None:  # from the wave's loop: another task closes
+                if progress.done >= 4 and not closing:
+                    closing.append(asyncio.ensure_future(client.close()))
+
+            wave: Wave[Any] = Wave("closing", max_concurrency=4, on_progress=close_after_four, progress_interval=0.001,
+                                   **otel.providers)
+            async with asyncio.timeout(60):
+                result = await wave.run(backend.map(tasks.nap, [0.2] * 16))
+                await asyncio.gather(*closing)
+        finally:
+            await client.close()
+        done = [r for r in result.results if r.error is None]
+        assert done and all(r.value == 0.2 for r in done)  # the results that came back are kept
+        failed = {type(r.error).__name__ for r in result.results if r.error is not None}
+        assert failed and failed <= {"FutureCancelledError", "RuntimeError"}, failed
+        assert all("client is clos" in str(r.error) for r in result.results if type(r.error) is RuntimeError)
+        assert len(otel.spans("task nap")) == 16 and len(otel.spans("wave closing")) == 1  # every span ended
+
+    asyncio.run(main())
+
+
+def test_system_exit_on_a_worker_is_a_killed_worker_failure(tmp_path: Path) -> None:
+    async def body(client: Client) -> None:
+        result: WaveResult[Any] = await Wave("exits", task_timeout=60).run(DaskBackend(client).map(tasks.exits, [3]))
+        assert result.results[0].error_type == "distributed.scheduler.KilledWorker"
+
+    with local_cluster(1) as lc:
+        on_cluster(lc, body)
