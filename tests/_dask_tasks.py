@@ -63,3 +63,15 @@ def nap(seconds: float) -> float:
     """Sleep in the worker thread (releases the GIL, unlike a busy loop)."""
     time.sleep(seconds)
     return seconds
+
+
+def returns_lock(_: int) -> object:
+    """Runs fine, but its result cannot be sent back to the client (a lock does not pickle)."""
+    import threading
+
+    return threading.Lock()
+
+
+def exits(code: int) -> int:
+    """Raise SystemExit on the worker (takes the worker process down with it)."""
+    raise SystemExit(code)

@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any
 
-from shannon_otel import CircuitBreaker, CircuitOpenError
+from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
 from shannon_otel.redis import RedisState, SharedPool, SharedRateLimit
 
 
@@ -37,9 +37,15 @@ def probe_storm(url: str, prefix: str, name: str, callers: int, start_at: float,
 
     async def main() -> int:
         admitted = 0
-        async with RedisState(url, prefix=prefix, poll_interval_s=0.2) as shared:
+        # timeout_s: a loaded machine (the 150 calls at once) must not time out into local probes
+        async with RedisState(url, prefix=prefix, poll_interval_s=0.2, timeout_s=2) as shared:
             breaker = CircuitBreaker(name, shared=shared, failure_threshold=1, reset_timeout=0.5,
                                      half_open_probes=2, success_threshold=2, instrument=False)
+            # The shared state (OPEN) is read in the background when the breaker is made: a loaded machine
+            # may start this process after start_at, and calls made before that answer see it CLOSED.
+            deadline = time.monotonic() + 10
+            while breaker.state is BreakerState.CLOSED and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
             await asyncio.sleep(max(0.0, start_at - time.time()))
 
             async def probe() -> None:
@@ -59,15 +65,17 @@ def probe_storm(url: str, prefix: str, name: str, callers: int, start_at: float,
     queue.put(asyncio.run(main()))
 
 
-def rate_limited_starts(url: str, prefix: str, name: str, rate: float, seconds: float, start_at: float,
+def rate_limited_starts(url: str, prefix: str, name: str, rate: float, seconds: float, ready: Any,
                         queue: Any) -> None:
-    """Acquire a shared rate limit in a loop for ``seconds``; put how many starts this process got."""
+    """Acquire a shared rate limit in a loop for ``seconds``, from when every process passed the
+    ``ready`` barrier (a start time fixed in advance passed before a loaded machine started them all);
+    put how many starts this process got."""
 
     async def main() -> int:
         async with RedisState(url, prefix=prefix) as shared:
             limit = SharedRateLimit(shared, name, rate=rate)
-            await asyncio.sleep(max(0.0, start_at - time.time()))
-            end = start_at + seconds
+            await asyncio.to_thread(ready.wait, 60)
+            end = time.time() + seconds
             starts = 0
             while True:
                 await limit.acquire()

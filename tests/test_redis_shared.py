@@ -333,9 +333,9 @@ def test_redis_down_at_start_and_a_silent_redis_never_hang(prefix: str) -> None:
 def test_a_shared_rate_limit_holds_across_processes(server: RedisServer, prefix: str) -> None:
     queue = SPAWN.Queue()
     rate, seconds = 40.0, 2.0
-    start_at = time.time() + 3.0
+    ready = SPAWN.Barrier(4)
     workers = [SPAWN.Process(target=procs.rate_limited_starts,
-                             args=(server.url, prefix, "api", rate, seconds, start_at, queue)) for _ in range(4)]
+                             args=(server.url, prefix, "api", rate, seconds, ready, queue)) for _ in range(4)]
     for w in workers:
         w.start()
     starts = sum(queue.get(timeout=60) for _ in workers)

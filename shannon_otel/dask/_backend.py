@@ -152,6 +152,11 @@ class DaskBackend:
             if future is not None:
                 self._cancel(future)
             raise
+        except BaseException:
+            # The error goes to the caller with this frame in its traceback: the frame must not hold the
+            # Future (nor the waiter holding it), or Dask, which keeps that error, never releases the key.
+            del future, waiter
+            raise
 
     def _flush(self) -> None:
         """Submit the queued tasks, one ``client.map`` per entry function and task name.

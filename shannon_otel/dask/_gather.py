@@ -12,6 +12,7 @@ for that result to start its next task, is never slowed down by the window.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -50,10 +51,16 @@ class Gatherer:
         finally:
             self._running -= 1
         if future.status != "finished":  # an error (or cancelled): raised from the client's state
-            return await future
+            try:
+                await future
+            except BaseException as exc:
+                error = _released(exc)
+            del future  # this frame is in the error's traceback too
+            raise error
         waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((future, waiter))
         self._schedule()
+        del future  # in the traceback of an error the waiter gets (see _released)
         return await waiter
 
     def _schedule(self) -> None:
@@ -109,7 +116,7 @@ class Gatherer:
                 except asyncio.CancelledError:
                     raise
                 except BaseException as exc:
-                    waiter.set_exception(exc)
+                    waiter.set_exception(_released(exc))
         except asyncio.CancelledError:  # the loop is closing: nobody may wait forever
             for _, waiter in batch:
                 waiter.cancel()
@@ -119,3 +126,22 @@ class Gatherer:
                 if not waiter.done():
                     waiter.set_exception(exc)
             raise
+
+
+def _released(error: BaseException) -> BaseException:
+    """``error`` as Dask raised it from a Future, without the frames it was raised through (cleared, and
+    left out of its traceback): they hold the Future. Dask raises the very error it keeps for the key on
+    the client, so with the Future in that error's traceback the Future never died, and the client kept
+    the key (and the scheduler the erred task, its error and traceback) for as long as the client lived:
+    every failed task of every wave, piling up. The worker's part of the traceback is kept.
+    """
+    tb = error.__traceback__
+    if tb is None:  # pragma: no cover - a raised error has a traceback
+        return error
+    rest = tb.tb_next  # tb: the frame that caught it (still running); rest: Dask's (finished), the worker's
+    frame_tb = rest
+    while frame_tb is not None:
+        with contextlib.suppress(RuntimeError, AttributeError):  # still running / a rebuilt remote frame
+            frame_tb.tb_frame.clear()
+        frame_tb = frame_tb.tb_next
+    return error.with_traceback(rest)

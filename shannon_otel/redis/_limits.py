@@ -126,7 +126,19 @@ class SharedPool(ResourcePool):
         holder = self._held.pop() if self._held else None
         super().release()
         if holder is not None:
-            self.shared._background(self._release_script(holder))
+            self.shared._background(self._release(holder))
+
+    async def _release(self, holder: str) -> None:
+        lost = (self._key, self.name, holder)
+        if self.shared._in_outage():  # not sent (it would wait timeout_s): released once Redis is back
+            self.shared._lost_leases.append(lost)
+            return
+        try:
+            await self._release_script(holder)
+        except SharedStateUnavailableError:
+            # A Redis that keeps its state (restarted with persistence, a network cut) would hold the lease
+            # for lease_s (300 s by default), the slot taken from every process: released once it is back.
+            self.shared._lost_leases.append(lost)
 
     def _release_script(self, holder: str) -> Awaitable[Any]:
         return self.shared._script("POOL_RELEASE", self._key, [self.shared.pool_channel, self.name, holder])

@@ -183,3 +183,13 @@ local removed = redis.call('ZREM', KEYS[1], ARGV[3])
 redis.call('PUBLISH', ARGV[1], ARGV[2])
 return removed
 """
+
+# KEYS: a key of the store's own (never left behind). The store's check that Redis is back after an
+# outage: a write, refused as the scripts' writes are (OOM with noeviction, a READONLY replica, an ACL user
+# without EVAL): a PING answered while every script failed ended each such outage at once, to begin again
+# at the next script (the outage logged twice a second, shannon.shared.available flapping).
+ALIVE: Final = """
+redis.call('SET', KEYS[1], '1', 'PX', 1000)
+redis.call('DEL', KEYS[1])
+return 1
+"""

@@ -11,7 +11,9 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from .._events._error import error_type
+from redis.exceptions import ResponseError
+
+from .._events._error import error_message, error_type
 from .._telemetry import ERROR_TYPE, SHARED_OPERATION
 from .._validate import shown
 from . import _scripts
@@ -97,8 +99,6 @@ class RedisState:
         self.key_ttl_s = key_ttl_s
         self.probe_lease_s = float(probe_lease_s)
         self.on_unavailable: OnUnavailable = on_unavailable
-        self.breaker_channel = f"{prefix}:breakers"
-        self.pool_channel = f"{prefix}:pools"
         self.available = False
         try:
             # A blocking pool: a command waits for a free connection (within timeout_s, as every call).
@@ -111,10 +111,18 @@ class RedisState:
             self._redis = aioredis.Redis.from_pool(pool)
         except ValueError as exc:  # redis-py's message names neither the parameter nor the URL
             raise ValueError(f"url is not a valid Redis URL ({exc}): {_redacted(url)!r}") from None
+        # Pub/sub ignores the database: without the number in the channel, a breaker opened in database 0
+        # opened the breaker of that name and prefix in every other database too (until their poll closed
+        # it again). Database 0 keeps the plain names (the ones processes of earlier versions use).
+        db = int(pool.connection_kwargs.get("db") or 0)
+        suffix = f":db{db}" if db else ""
+        self.breaker_channel = f"{prefix}:breakers{suffix}"
+        self.pool_channel = f"{prefix}:pools{suffix}"
         self._scripts = {
             name: self._redis.register_script(getattr(_scripts, name))
-            for name in ("FLUSH", "ACQUIRE", "PROBE", "TRANSITION", "RATE", "POOL_ACQUIRE", "POOL_RELEASE")
+            for name in ("FLUSH", "ACQUIRE", "PROBE", "TRANSITION", "RATE", "POOL_ACQUIRE", "POOL_RELEASE", "ALIVE")
         }
+        self._alive_key = f"{prefix}:{{alive}}"
         self._links: dict[str, BreakerLink] = {}
         self._pool_events: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -124,6 +132,7 @@ class RedisState:
         # next poll with Redis available (after anything sent before the outage has run).
         self._lost_leases: list[tuple[list[str], str, str]] = []
         self._outage_logged = False
+        self._refused = False  # the outage is a server refusing writes (it answers: only a write ends it)
         self._closing = False
         self._instruments(meter_provider)
 
@@ -152,7 +161,7 @@ class RedisState:
         if self._closing:  # its background tasks would stop at once: nothing shared, silently
             raise RuntimeError("this RedisState was closed; make a new RedisState (one per event loop)")
         with contextlib.suppress(SharedStateUnavailableError):
-            await self._run("ping", lambda: self._redis.ping())
+            await self._check()
             await self._poll()  # breakers made before start: the shared state now, not at the first poll
         self._tasks = [
             asyncio.create_task(self._flush_loop(), name="shannon-redis-flush"),
@@ -195,16 +204,26 @@ class RedisState:
         except (Exception, TimeoutError) as exc:  # redis errors, OSError, timeouts
             self._errors.add(1, {SHARED_OPERATION: operation, ERROR_TYPE: error_type(exc)})
             self._down(exc)
-            raise SharedStateUnavailableError(f"Redis unavailable during {operation}: {exc!r}") from exc
+            raise SharedStateUnavailableError(f"Redis unavailable during {operation}: {_described(exc)}") from exc
         self._duration.record(time.perf_counter() - start, {SHARED_OPERATION: operation})
-        if not self.available:
-            self._up()
+        if not self.available and not self._refused:
+            self._up()  # Redis answers again (a refusal ends only with a write: see _check)
         if task is not None and task.cancelling() > cancelling:
             # redis-py now and then returns the answer of a call whose task was cancelled meanwhile (the
             # CancelledError is lost inside it, ~5 % of cancels landing mid-call): the cancellation wins,
             # or a cancelled pool acquire went on waiting for a slot, forever.
             raise asyncio.CancelledError
         return result
+
+    async def _check(self) -> None:
+        """Find Redis available (and say so) when it runs a script that writes: a server that answers but
+        refuses writes (OOM with noeviction, a READONLY replica, an ACL user without EVAL) is not back, so
+        such an outage ends only here (any other command that succeeds ends one of a server that did not
+        answer, see _run)."""
+        keys = [self._alive_key]
+        await self._run("ping", lambda: self._scripts["ALIVE"](keys=keys, args=[]))
+        if not self.available:
+            self._up()
 
     def _script(self, name: str, keys: list[str], args: list[Any]) -> Awaitable[Any]:
         return self._run(name.lower(), lambda: self._scripts[name](keys=keys, args=args))
@@ -224,8 +243,10 @@ class RedisState:
         was = self.available
         self.available = False
         if was or not self._outage_logged:
+            self._refused = isinstance(exc, ResponseError)
+        if was or not self._outage_logged:
             self._outage_logged = True
-            _log.warning("Redis at %s unavailable (%r); %s", _redacted(self.url), exc,
+            _log.warning("Redis at %s unavailable (%s); %s", _redacted(self.url), _described(exc),
                          "local state takes over" if self.on_unavailable == "local" else "rejecting calls")
             for link in self._links.values():
                 link.unavailable()
@@ -264,14 +285,14 @@ class RedisState:
             await asyncio.sleep(self.flush_interval_s if self.available else min(1.0, self.poll_interval_s))
             try:
                 if not self.available:
-                    await self._run("ping", lambda: self._redis.ping())
+                    await self._check()
                     await self._poll()  # recovered: take the shared state again
                 await self._flush_all()
                 if time.monotonic() >= next_poll:
                     next_poll = time.monotonic() + self.poll_interval_s
                     await self._poll()
                     if not self._links:  # no breaker state was read: `available` (and its gauge) kept true
-                        await self._run("ping", lambda: self._redis.ping())
+                        await self._check()
             except SharedStateUnavailableError:
                 continue
 
@@ -342,6 +363,13 @@ class RedisState:
 def _check_seconds(name: str, value: object, *, high: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= high:
         raise ValueError(f"{name} must be a number of seconds in (0, {high:g}], got {shown(value)}")
+
+
+def _described(exc: BaseException) -> str:
+    """The error's class and the server's message (redis-py's repr, e.g. ``server:OutOfMemoryError``,
+    leaves out the message that says what is wrong: "OOM command not allowed...", "NOPERM...")."""
+    kind, message = str(error_type(exc)), error_message(exc)
+    return f"{kind}: {message}" if message else kind
 
 
 def _redacted(url: str) -> str:

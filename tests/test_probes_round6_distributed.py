@@ -1,0 +1,325 @@
+"""Round-6 adversarial probes of the distributed parts, used as a user would: a real redis-server that
+refuses writes, and a real Dask LocalCluster of worker processes. Each test is the regression test of a
+bug found by the probes."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import _dask_tasks as tasks
+import pytest
+import redis.asyncio as aioredis
+from _dask_cluster import local_cluster, on_cluster
+from _redis_server import RedisServer, running_server
+from distributed import Client, LocalCluster
+
+from shannon_otel import BreakerState, CircuitBreaker, Progress, Retry, Wave, WaveResult
+from shannon_otel.dask import DaskBackend
+from shannon_otel.redis import RedisState, SharedPool, SharedRateLimit
+from shannon_otel.testing import InMemoryTelemetry
+
+pytestmark = [
+    # Dask's own shutdown of worker processes may warn; it is not our code under test.
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+    pytest.mark.filterwarnings("ignore:.*Restarting worker.*"),
+]
+
+
+# ---------------------------------------------------------------------------------------------- Redis
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    with running_server(tmp_path) as srv:
+        yield srv
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"r6{uuid.uuid4().hex[:10]}"
+
+
+async def _ok() -> int:
+    return 1
+
+
+async def _wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+Admin = aioredis.Redis
+
+
+async def _command(admin: Admin, *args: str) -> Any:
+    return await admin.execute_command(*args)  # type: ignore[no-untyped-call]
+# How each refusal is provoked and healed, and what the server says: (url of the state, refuse, heal).
+Refusal = tuple[str, Callable[[Admin], Awaitable[Any]], Callable[[Admin], Awaitable[Any]], str]
+
+
+async def _refusal(kind: str, server: RedisServer, replica: RedisServer, admin: Admin) -> Refusal:
+    if kind == "oom":  # maxmemory below what is used, noeviction: every write refused with OOM
+        async def refuse(a: Admin) -> None:
+            await a.config_set("maxmemory-policy", "noeviction")
+            await a.config_set("maxmemory", "1")
+
+        async def heal(a: Admin) -> None:
+            await a.config_set("maxmemory", "0")
+
+        return server.url, refuse, heal, "maxmemory"
+    if kind == "noperm":  # an ACL user that may PING and read, but not run scripts
+        await _command(admin, "ACL", "SETUSER", "app", "on", ">pw", "~*", "&*", "+@all")
+        url = f"redis://app:pw@127.0.0.1:{server.port}/0"
+
+        async def refuse(a: Admin) -> None:
+            await _command(a, "ACL", "SETUSER", "app", "-eval", "-evalsha")
+
+        async def heal(a: Admin) -> None:
+            await _command(a, "ACL", "SETUSER", "app", "+eval", "+evalsha")
+
+        return url, refuse, heal, "no permissions"
+    # a replica (the primary failed over, the URL still points at the old one): READONLY
+    async def demote(_: Admin) -> None:
+        await _command(admin, "REPLICAOF", "127.0.0.1", str(replica.port))
+
+    async def promote(_: Admin) -> None:
+        await _command(admin, "REPLICAOF", "NO", "ONE")
+
+    return server.url, demote, promote, "read only replica"
+
+
+@pytest.mark.parametrize("kind", ["oom", "noperm", "readonly"])
+def test_a_redis_that_answers_but_refuses_writes_is_one_outage_not_a_flapping_one(
+    server: RedisServer, tmp_path: Path, prefix: str, kind: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Bug: while Redis answered PING but refused every script (OOM with noeviction, a READONLY replica
+    after a failover, an ACL user without EVAL), the flusher's PING ended the outage each time it ran
+    (every second) and the next script began another: the outage warning logged twice a second,
+    ``shannon.shared.available`` flapping 1/0, and each flap cost a refused round trip. The warning also
+    said only ``server:OutOfMemoryError`` (redis-py's repr), not the server's message saying what is wrong.
+    Now Redis is back only when a script that writes succeeds: one warning (with the server's message) per
+    outage, ``available`` false throughout, and true again once the server accepts writes."""
+    (tmp_path / "replica").mkdir()
+
+    async def main() -> None:
+        admin = aioredis.from_url(server.url)
+        try:
+            with running_server(tmp_path / "replica") as replica:
+                url, refuse, heal, said = await _refusal(kind, server, replica, admin)
+                async with asyncio.timeout(30), RedisState(url, prefix=prefix, poll_interval_s=0.1) as shared:
+                    breaker = CircuitBreaker("api", shared=shared, failure_threshold=50, instrument=False)
+                    limit = SharedRateLimit(shared, "api", rate=1000)
+                    assert shared.available
+                    caplog.clear()
+                    await refuse(admin)
+                    with caplog.at_level(logging.INFO, logger="shannon_otel.redis"):
+                        results: list[int] = []
+                        seen: list[bool] = []
+                        for _ in range(30):  # 1.5 s: ~15 checks by the flusher, a start and a call each 50 ms
+                            await limit.acquire()
+                            results.append(await breaker.call(_ok))
+                            seen.append(shared.available)
+                            await asyncio.sleep(0.05)
+                        assert results == [1] * 30  # fail-open: the user's calls go on meanwhile
+                        first_down = seen.index(False)
+                        assert not any(seen[first_down:]), seen
+                        await heal(admin)
+                        await _wait_for(lambda: shared.available)
+                    records = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "shannon_otel.redis"]
+                    warnings = [m for level, m in records if level == "WARNING"]
+                    assert len(warnings) == 1, records
+                    assert said in warnings[0].lower(), warnings
+                    assert [level for level, _ in records] == ["WARNING", "INFO"], records
+        finally:
+            await admin.aclose()
+
+    asyncio.run(main())
+
+
+async def _boom() -> None:
+    raise ConnectionError("down")
+
+
+def test_a_breaker_opened_in_one_database_stays_closed_in_another(server: RedisServer, prefix: str) -> None:
+    """Bug: Redis pub/sub ignores the database, and the channels were named by the prefix alone: two
+    environments on one Redis kept apart by database number (``redis://host/0`` and ``/3``, both with
+    the default prefix) shared their notifications, so a breaker opened in one opened the breaker of
+    that name in the other (whose own state in Redis stayed CLOSED, until its poll closed it again).
+    Now the channels of a database other than 0 carry its number."""
+
+    async def main() -> None:
+        db3 = server.url.removesuffix("/0") + "/3"
+        async with (
+            asyncio.timeout(20),
+            RedisState(server.url, prefix=prefix) as opener,
+            RedisState(server.url, prefix=prefix) as same_db,
+            RedisState(db3, prefix=prefix, poll_interval_s=60) as other_db,  # its poll would hide the bug
+            RedisState(f"unix://{server.workdir}/none.sock?db=3", prefix=prefix) as unix_db3,
+        ):
+            made = [CircuitBreaker("api", shared=s, failure_threshold=1, reset_timeout=60, instrument=False)
+                    for s in (opener, same_db, other_db)]
+            with pytest.raises(ConnectionError):
+                await made[0].call(_boom)
+            await _wait_for(lambda: made[1].state is BreakerState.OPEN)  # the notification went out
+            await asyncio.sleep(0.3)
+            assert made[2].state is BreakerState.CLOSED
+            assert await made[2].call(_ok) == 1
+            # the database is read from the URL as redis-py reads it (the path, or ?db= of a unix socket)
+            channels = (other_db.breaker_channel, other_db.pool_channel)
+            assert channels == (f"{prefix}:breakers:db3", f"{prefix}:pools:db3")
+            assert unix_db3.breaker_channel == other_db.breaker_channel
+            assert (opener.breaker_channel, opener.pool_channel) == (f"{prefix}:breakers", f"{prefix}:pools")
+
+    asyncio.run(main())
+
+
+def test_slots_released_while_redis_restarts_with_its_state_are_not_held_for_the_lease(
+    server: RedisServer, prefix: str,
+) -> None:
+    """Bug: a release that could not reach Redis (restarting with persistence, a network cut: Redis keeps
+    its state) was dropped, so its lease held the slot for every process until ``lease_s`` (300 s by
+    default) ran out: a pool whose holders all released during a restart of a few seconds admitted nobody
+    for five minutes. Now such a release is sent again once Redis is back, as a timed-out acquire's is."""
+
+    async def main() -> None:
+        admin = aioredis.from_url(server.url)
+        try:
+            async with asyncio.timeout(30), RedisState(server.url, prefix=prefix, poll_interval_s=0.2) as shared:
+                pool = SharedPool(shared, "db", 2)
+                await pool.acquire()
+                await pool.acquire()
+                await admin.save()  # the snapshot the restarted server loads: both leases held
+                server.stop()
+                pool.release()  # the first finds Redis down (an outage begins)
+                await _wait_for(lambda: not shared._pending)
+                pool.release()  # the second, during the known outage: not sent
+                server.start()
+                await _wait_for(lambda: shared.available)
+                async with asyncio.timeout(5):  # without the fix: held for lease_s (300 s)
+                    await pool.acquire()
+                    await pool.acquire()
+                pool.release()
+                pool.release()
+                await _wait_for(lambda: not shared._pending)
+            key = f"{prefix}:{{pool:db}}:holders"
+            assert await admin.zcard(key) == 0
+        finally:
+            await admin.aclose()
+
+    asyncio.run(main())
+
+
+# ---------------------------------------------------------------------------------------------- Dask
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    with local_cluster(1) as lc:
+        yield lc
+
+
+async def _keys_on_scheduler(client: Client) -> list[str]:
+    def keys(dask_scheduler: Any) -> list[str]:
+        return [str(k) for k in dask_scheduler.tasks]
+
+    return list(await client.run_on_scheduler(keys))  # type: ignore[no-untyped-call]
+
+
+async def _released(client: Client) -> tuple[int, list[str]]:
+    """The futures the client still holds and the tasks the scheduler still keeps, once they stop going
+    away (at most 10 s: Dask releases a key with a message to the scheduler). Garbage is collected first:
+    only what something still refers to counts (a reference cycle would go at the next collection)."""
+    deadline = time.monotonic() + 10
+    while gc.collect() >= 0 and (client.futures or await _keys_on_scheduler(client)):
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    return len(client.futures), await _keys_on_scheduler(client)
+
+
+@pytest.mark.parametrize("fn", [tasks.fails, tasks.returns_lock], ids=["raises", "result-does-not-pickle"])
+def test_failed_tasks_leave_no_futures_on_the_client_or_tasks_on_the_scheduler(
+    cluster: LocalCluster, fn: Callable[[int], Any],
+) -> None:
+    """Bug: every failed task of every wave stayed on the client (``client.futures``) and on the scheduler
+    (an erred task, with its error and traceback) for as long as the client lived. Dask raises the error it
+    keeps for the key, and the frames that error went through (Dask's own, the backend's) held the Future:
+    the Future never died, so the key was never released, not even after a garbage collection. A result that
+    could not be sent back failed its task with an error whose traceback held the Future too (for as long as
+    the user kept the wave's results). Now the errors travel without those frames; the worker's traceback
+    is kept."""
+
+    # Dask logs the failed serialization with its traceback (frames holding the futures), and pytest keeps
+    # the records of the test: not the library's reference to count.
+    logging.getLogger("distributed.protocol").setLevel(logging.CRITICAL + 1)
+
+    async def body(client: Client) -> None:
+        backend = DaskBackend(client)
+        wave: Wave[Any] = Wave("failing", policy=Retry(attempts=2, initial=0, on=ValueError))
+        result = await wave.run(backend.map(fn, range(8)))
+        errors = [r.error for r in result.results]  # the user keeps them: they must not hold the cluster
+        assert all(e is not None for e in errors)
+        if fn is tasks.fails:
+            assert [str(e) for e in errors] == [f"bad {i}" for i in range(8)]
+            assert all(type(e) is ValueError for e in errors)
+            shown = "".join(traceback.format_exception(errors[3]))
+            assert 'raise ValueError(f"bad {x}")' in shown, shown  # the worker's frames are still shown
+        else:
+            assert all(type(e) is TypeError and "serialize" in str(e) for e in errors), errors
+        assert await _released(client) == (0, [])
+
+    try:
+        on_cluster(cluster, body)
+    finally:
+        logging.getLogger("distributed.protocol").setLevel(logging.NOTSET)
+
+
+# What the probes found correct, kept as tests (docs/dask.md "Other faults" states them).
+
+
+def test_the_client_closed_by_another_task_mid_wave_ends_every_task_with_a_clear_error(cluster: LocalCluster) -> None:
+    async def main() -> None:
+        otel = InMemoryTelemetry()
+        client = await Client(cluster.scheduler_address, asynchronous=True)  # type: ignore[no-untyped-call]
+        try:
+            backend = DaskBackend(client)
+            closing: list[asyncio.Task[None]] = []
+
+            def close_after_four(progress: Progress) -> None:  # from the wave's loop: another task closes
+                if progress.done >= 4 and not closing:
+                    closing.append(asyncio.ensure_future(client.close()))
+
+            wave: Wave[Any] = Wave("closing", max_concurrency=4, on_progress=close_after_four, progress_interval=0.001,
+                                   **otel.providers)
+            async with asyncio.timeout(60):
+                result = await wave.run(backend.map(tasks.nap, [0.2] * 16))
+                await asyncio.gather(*closing)
+        finally:
+            await client.close()
+        done = [r for r in result.results if r.error is None]
+        assert done and all(r.value == 0.2 for r in done)  # the results that came back are kept
+        failed = {type(r.error).__name__ for r in result.results if r.error is not None}
+        assert failed and failed <= {"FutureCancelledError", "RuntimeError"}, failed
+        assert all("client is clos" in str(r.error) for r in result.results if type(r.error) is RuntimeError)
+        assert len(otel.spans("task nap")) == 16 and len(otel.spans("wave closing")) == 1  # every span ended
+
+    asyncio.run(main())
+
+
+def test_system_exit_on_a_worker_is_a_killed_worker_failure(tmp_path: Path) -> None:
+    async def body(client: Client) -> None:
+        result: WaveResult[Any] = await Wave("exits", task_timeout=60).run(DaskBackend(client).map(tasks.exits, [3]))
+        assert result.results[0].error_type == "distributed.scheduler.KilledWorker"
+
+    with local_cluster(1) as lc:
+        on_cluster(lc, body)
