@@ -1,4 +1,4 @@
-"""Round-6 probes: resources over long runs (a service up for days). Memory must plateau, the user's
+"""Resources over long runs (a service up for days). Memory must plateau, the user's
 objects must be collectable once the user drops them, and what the library keeps per name must be
 bounded as the SDK bounds it. Each test failed before its fix; all are counted (weakrefs, points,
 dict sizes), none timed."""

@@ -1,4 +1,4 @@
-"""Round-6 adversarial probes of the distributed parts, used as a user would: a real redis-server that
+"""Faults of the distributed parts, used as a user would: a real redis-server that
 refuses writes, and a real Dask LocalCluster of worker processes. Each test is the regression test of a
 bug found by the probes."""
 
