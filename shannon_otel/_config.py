@@ -47,6 +47,7 @@ from ._exporters import _choose as _choose
 from ._metrics_bridge import BridgedExporter, MetricsBridge, histograms_cumulative
 from ._otel._instruments import instrument
 from ._otel._providers import globals_set, register_bridge, register_drops
+from ._otlp_env import warn_odd_variables
 from ._redact import Redact, RedactingSpanExporter, redacting_handler
 from ._telemetry import SCOPE_NAME as LOGGER_ROOT  # the logging hook's loggers are its children
 from ._telemetry_handle import _MAX_TIMEOUT_S, DEFAULT_SHUTDOWN_TIMEOUT_S, shut_at_exit
@@ -62,10 +63,20 @@ from ._validate import (
 )
 from ._version import __version__
 
+_MAX_QUEUE_SIZE = 10_000_000  # spans: ~28 GB at ~2.8 KB a finished span (docs/reliability.md)
+
 
 def _check_globals_unset(logs: bool) -> None:
     """The OTel API sets the global providers once; a second attempt would be ignored (only logged)."""
     if globals_set() or (logs and not isinstance(otel_logs.get_logger_provider(), ProxyLoggerProvider)):
+        from ._autoconfig import Configurator
+
+        if Configurator._configured is not None:  # the README's app, run as its zero-code section says
+            raise RuntimeError(
+                "the global OTel providers were already set by opentelemetry-instrument "
+                "(OTEL_PYTHON_CONFIGURATOR=shannon_otel, from the OTEL_* variables): under it, leave configure() "
+                "out of the program (or call configure(..., set_global=False) for providers of its own)",
+            )
         raise RuntimeError(
             "the global OTel providers are already set (OTel allows that once per process); "
             "call configure(..., set_global=False) and pass tracer_provider=/meter_provider= instead",
@@ -111,7 +122,7 @@ def _check_arguments(
 ) -> None:
     check_number("export_timeout_s", export_timeout_s, low=0, low_open=True, high=_MAX_TIMEOUT_S, allow_none=True)
     check_number("shutdown_timeout_s", shutdown_timeout_s, low=0, low_open=True, high=_MAX_TIMEOUT_S)
-    check_number("max_queue_size", max_queue_size, low=1, high=10_000_000, integer=True, allow_none=True)
+    check_number("max_queue_size", max_queue_size, low=1, high=_MAX_QUEUE_SIZE, integer=True, allow_none=True)
     check_number("max_export_batch_size", max_export_batch_size, low=1, integer=True, allow_none=True)
 
 
@@ -192,12 +203,15 @@ def configure(
                         takes=2)
     interval_s = _metric_interval_s(metric_interval_s)
     _check_arguments(export_timeout_s, shutdown_timeout_s, max_queue_size, max_export_batch_size)
-    queue_size = max_queue_size or env_int("OTEL_BSP_MAX_QUEUE_SIZE") or DEFAULT_MAX_QUEUE_SIZE
+    # the variable bounded as the argument is (it was taken at any size: 10**11 spans held in memory)
+    queue_size = max_queue_size or env_int("OTEL_BSP_MAX_QUEUE_SIZE", _MAX_QUEUE_SIZE) or DEFAULT_MAX_QUEUE_SIZE
     batch_size = max_export_batch_size or env_batch_setting("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, queue_size)
     if batch_size > queue_size:
         raise ValueError(f"max_export_batch_size must be <= max_queue_size ({queue_size}), got {shown(batch_size)}")
     trace_names, metric_names = _choose("TRACES", exporter), _choose("METRICS", exporter)
     log_names = _logs_wanted(logs, exporter)
+    signals = (("TRACES", trace_names), ("METRICS", metric_names), ("LOGS", log_names or ()))
+    warn_odd_variables(tuple(kind for kind, names in signals if any(n.startswith("otlp") for n in names)))
     if set_global:
         _check_globals_unset(log_names is not None)
     attributes: dict[str, str] = dict(resource_attributes or {})

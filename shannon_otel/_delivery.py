@@ -507,9 +507,9 @@ def env_batch_setting(name: str, default: int, at_most: int | None = None) -> in
     return value
 
 
-def env_int(name: str) -> int | None:
-    """A positive integer environment variable, or None when unset; an unparsable value is
-    ignored with a logged warning (what the OTel specification asks of SDKs)."""
+def env_int(name: str, at_most: int | None = None) -> int | None:
+    """A positive integer environment variable, or None when unset; an unparsable value (or one above
+    ``at_most``) is ignored with a logged warning (what the OTel specification asks of SDKs)."""
     raw = os.environ.get(name)
     if raw is None or not raw.strip():
         return None
@@ -519,5 +519,8 @@ def env_int(name: str) -> int | None:
         value = 0
     if value <= 0:
         _log.warning("%s=%r is not a positive integer; ignored", name, raw)
+        return None
+    if at_most is not None and value > at_most:
+        _log.warning("%s=%r is above %d; ignored", name, raw, at_most)
         return None
     return value

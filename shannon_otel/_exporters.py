@@ -120,10 +120,16 @@ def _timeout_s(kind: str, explicit: float | None) -> float | None:
 
 
 def _choose(kind: str, explicit: str | None) -> tuple[str, ...]:
-    """The exporters of one signal (``kind`` is ``TRACES`` or ``METRICS``): ``explicit``, else the
-    comma-separated ``OTEL_<kind>_EXPORTER`` (several allowed, as the specification says), with
-    ``otlp`` resolved by ``OTEL_EXPORTER_OTLP_<kind>_PROTOCOL`` then ``OTEL_EXPORTER_OTLP_PROTOCOL``."""
-    raw = explicit if explicit is not None else os.environ.get(f"OTEL_{kind}_EXPORTER", "otlp")
+    """The exporters of one signal (``kind`` is ``TRACES``, ``METRICS`` or ``LOGS``): ``explicit``, else the
+    comma-separated ``OTEL_<kind>_EXPORTER`` (several allowed, as the specification says; names matched as
+    the SDK's configurator matches them, exactly, but ``none`` in any case), with ``otlp`` resolved by
+    ``OTEL_EXPORTER_OTLP_<kind>_PROTOCOL`` then ``OTEL_EXPORTER_OTLP_PROTOCOL``. An unknown name is a
+    ValueError naming where it came from: ``exporter``, or the variable (which the user set, not ``exporter``)."""
+    variable = f"OTEL_{kind}_EXPORTER"
+    source = "exporter" if explicit is not None else variable
+    raw = explicit if explicit is not None else os.environ.get(variable, "otlp")
+    if explicit is None and raw.strip().lower() == "none":  # the SDK's configurator: OTEL_LOGS_EXPORTER=NONE is off
+        return ()
     names = [n.strip() for n in raw.split(",") if n.strip()]
     if not names and explicit is not None:  # a blank variable means unset; a blank argument is a mistake
         raise ValueError(f"exporter must be one of {', '.join(_EXPORTERS)} (comma-separated); got {explicit!r}")
@@ -133,10 +139,17 @@ def _choose(kind: str, explicit: str | None) -> tuple[str, ...]:
         if name == "otlp":
             name = "otlp_http" if _protocol(kind) == "http/protobuf" else "otlp_grpc"
         if name not in _EXPORTERS:
-            raise ValueError(f"exporter must be one of {', '.join(_EXPORTERS)}; got {name!r}")
+            raise ValueError(f"{source} must be one of {', '.join(_EXPORTERS)} (comma-separated); got {name!r}"
+                             f"{_PROMETHEUS_HINT if name == 'prometheus' and kind == 'METRICS' else ''}")
         if name != "none" and name not in chosen:
             chosen.append(name)
     return tuple(chosen)
+
+
+# The SDK's own configurator loads a `prometheus` exporter from opentelemetry-exporter-prometheus; here the
+# scrape endpoint is the library's own, with the same series names as the collector's.
+_PROMETHEUS_HINT = (" (for a Prometheus scrape endpoint pass configure(metric_readers=[PrometheusReader()]) and "
+                    "serve it with MetricsServer, docs/stack.md)")
 
 
 def _span_exporter(name: str, endpoint: str | None, timeout_s: float | None) -> SpanExporter | None:
@@ -184,7 +197,7 @@ def _log_exporter(name: str, endpoint: str | None, timeout_s: float | None) -> L
 def _logs_wanted(logs: bool | None, exporter: str | None) -> tuple[str, ...] | None:
     """The log exporters' names when the logs signal is on: asked by ``logs=True`` or by a set
     ``OTEL_LOGS_EXPORTER`` other than ``none``; ``None`` when off."""
-    if logs is False or (logs is None and os.environ.get("OTEL_LOGS_EXPORTER", "").strip() in ("", "none")):
+    if logs is False or (logs is None and os.environ.get("OTEL_LOGS_EXPORTER", "").strip().lower() in ("", "none")):
         return None
     names = _choose("LOGS", exporter)
     return names or None

@@ -1,0 +1,219 @@
+"""Round-6 probes: configuration as users write it, through the standard ``OTEL_*`` variables.
+
+Each test sets variables the way a deployment does and checks what ``configure()`` (and the CLI, and the
+zero-code configurator) then does against real local collectors (tests/test_probes_round5_faults.py's
+sinks). Bugs pinned:
+
+- ``OTEL_EXPORTER_OTLP[_<signal>]_COMPRESSION=none`` (the specification's value), a blank one, ``deflate``:
+  the SDK's gRPC exporters raised ``InvalidCompressionValueException`` out of ``configure()``,
+  ``shannon-otel check``/``demo`` (a traceback) and the zero-code set-up (no telemetry at all); an unknown
+  value over HTTP was a warning that named no variable;
+- an unknown name in ``OTEL_TRACES_EXPORTER``/``OTEL_METRICS_EXPORTER``/``OTEL_LOGS_EXPORTER`` was refused as
+  "exporter must be one of ...", naming an argument the user never passed; ``NONE``, which the SDK's
+  configurator reads as ``none``, was refused; ``prometheus`` got no hint;
+- ``OTEL_SDK_DISABLED=1``, ``OTEL_EXPORTER_OTLP_INSECURE=yes`` were read as false without a word, a
+  certificate variable naming a missing file likewise (the specification asks for a warning);
+- ``OTEL_BSP_MAX_QUEUE_SIZE`` was taken at any size, where ``max_queue_size=`` is bounded;
+- an app calling ``configure()`` run under ``opentelemetry-instrument`` with this configurator failed with
+  advice (``set_global=False``, pass providers) that does not say why or what to do there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_probes_round5_faults import N_SPANS, GrpcSink, _run_wave, _shutdown
+
+from shannon_otel import configure
+from shannon_otel._delivery import DEFAULT_MAX_QUEUE_SIZE, CountedSpanProcessor
+from shannon_otel.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(("OTEL_", "_OTEL_")):
+            monkeypatch.delenv(name)
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+# --- compression ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("variable", ["OTEL_EXPORTER_OTLP_COMPRESSION", "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION"])
+@pytest.mark.parametrize("value", ["none", "NONE", "", "gzip", "GZip", "deflate"])
+def test_every_compression_the_specification_names_delivers_over_grpc(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str,
+) -> None:
+    """Before: ``none``, blank and ``deflate`` raised InvalidCompressionValueException from configure()."""
+    monkeypatch.setenv(variable, value)
+    sink = GrpcSink(lambda context, signal, items: None)
+    try:
+        handle = configure(exporter="otlp_grpc", endpoint=sink.endpoint, set_global=False, export_timeout_s=10)
+        assert _run_wave(handle) == [i * 2 for i in range(10)]
+        assert _shutdown(handle)
+        assert sink.spans == N_SPANS
+        assert handle.dropped["traces"] == 0
+    finally:
+        sink.close()
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_an_unknown_compression_is_ignored_with_a_warning_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, protocol: str,
+) -> None:
+    """Before: gRPC raised from configure(); HTTP warned "Unsupported compression type: brotli", no variable."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "brotli")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    with caplog.at_level(logging.WARNING):
+        handle = configure(set_global=False, shutdown_timeout_s=0.5, export_timeout_s=0.5)
+    handle.shutdown()
+    assert [w for w in _warnings(caplog) if "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION='brotli'" in w]
+
+
+def test_the_check_command_honours_a_compression_of_none(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Before: ``shannon-otel check`` ended in a traceback (InvalidCompressionValueException)."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "none")
+    sink = GrpcSink(lambda context, signal, items: None)
+    try:
+        code = main(["check", "--skip-prometheus", "--otlp-endpoint", sink.endpoint, "--timeout", "10"])
+    finally:
+        sink.close()
+    assert code == 0, capsys.readouterr()
+    assert sink.spans == 1
+
+
+# --- exporter names -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("OTEL_TRACES_EXPORTER", "zipkin"), ("OTEL_METRICS_EXPORTER", "otlp,prometheus"), ("OTEL_LOGS_EXPORTER", "bogus"),
+])
+def test_an_unknown_exporter_in_a_variable_is_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str,
+) -> None:
+    """Before: "exporter must be one of ..." though no ``exporter`` argument was given."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=f"^{variable} must be one of") as raised:
+        configure(set_global=False)
+    if "prometheus" in value:
+        assert "PrometheusReader" in str(raised.value) and "MetricsServer" in str(raised.value)
+
+
+def test_an_unknown_exporter_argument_is_still_refused_naming_the_argument() -> None:
+    with pytest.raises(ValueError, match=r"^exporter must be one of"):
+        configure(exporter="zipkin", set_global=False)  # type: ignore[arg-type]
+
+
+def test_an_exporter_variable_of_none_in_any_case_is_none_as_in_the_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK's configurator reads ``NONE`` as ``none``. Before: a ValueError (and the logs signal, which
+    ``none`` keeps off, was on the way to an error for ``NONE``)."""
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "None")
+    monkeypatch.setenv("OTEL_LOGS_EXPORTER", "NONE")
+    handle = configure(set_global=False, shutdown_timeout_s=0.5)
+    handle.shutdown()
+    processors = handle.tracer_provider._active_span_processor._span_processors
+    assert [type(p.exporter.inner).__name__ for p in processors if isinstance(p, CountedSpanProcessor)] == [
+        "ConsoleSpanExporter"]
+    assert handle.logger_provider is None
+    assert handle._metric_exporters == ()
+
+
+def test_other_exporter_names_are_matched_exactly_as_in_the_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "OTLP")
+    with pytest.raises(ValueError, match=r"^OTEL_TRACES_EXPORTER must be one of .*; got 'OTLP'"):
+        configure(set_global=False)
+
+
+# --- booleans and files read silently as something else ---------------------------------------------
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("OTEL_SDK_DISABLED", "1"), ("OTEL_SDK_DISABLED", "yes"), ("OTEL_EXPORTER_OTLP_INSECURE", "on"),
+    ("OTEL_EXPORTER_OTLP_TRACES_INSECURE", "1"),
+])
+def test_a_boolean_variable_read_as_false_is_warned_about(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, variable: str, value: str,
+) -> None:
+    """The specification: only ``true`` is true, and any other value than ``false`` or blank SHOULD be
+    warned about. Before: ``OTEL_SDK_DISABLED=1`` left the SDK on without a word."""
+    monkeypatch.setenv(variable, value)
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        handle = configure(exporter="otlp_grpc", set_global=False, shutdown_timeout_s=0.5)
+    handle.shutdown()
+    assert [w for w in _warnings(caplog) if f"{variable}={value!r}" in w and "read as false" in w]
+
+
+@pytest.mark.parametrize("value", ["true", "TRUE", "false", ""])
+def test_a_boolean_variable_with_a_proper_value_is_not_warned_about(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, value: str,
+) -> None:
+    monkeypatch.setenv("OTEL_SDK_DISABLED", value)
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        configure(exporter="none", set_global=False).shutdown()
+    assert not [w for w in _warnings(caplog) if "OTEL_SDK_DISABLED" in w]
+
+
+def test_a_certificate_variable_naming_a_missing_file_is_warned_about(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path,
+) -> None:
+    missing = str(tmp_path / "ca.pem")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", missing)
+    (tmp_path / "client.pem").write_text("x")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", str(tmp_path / "client.pem"))  # exists
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        configure(exporter="otlp_http", endpoint="https://127.0.0.1:1", set_global=False,
+                  shutdown_timeout_s=0.5).shutdown()
+    named = [w for w in _warnings(caplog) if "CERTIFICATE" in w]
+    assert len(named) == 1  # once, though traces and metrics both read it
+    assert named[0].startswith(f"OTEL_EXPORTER_OTLP_CERTIFICATE={missing!r}: no such file")
+
+
+# --- sizes ----------------------------------------------------------------------------------------
+
+def test_a_span_queue_size_variable_beyond_the_arguments_bound_is_ignored_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``max_queue_size=10**11`` is a ValueError; the variable was taken as it was."""
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", str(10**11))
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        handle = configure(exporter="console", set_global=False)
+    handle.shutdown()
+    processor = handle.tracer_provider._active_span_processor._span_processors[0]
+    assert isinstance(processor, CountedSpanProcessor)
+    assert processor.max_queue_size == DEFAULT_MAX_QUEUE_SIZE
+    assert [w for w in _warnings(caplog) if w.startswith("OTEL_BSP_MAX_QUEUE_SIZE=") and "ignored" in w]
+
+
+# --- zero-code --------------------------------------------------------------------------------------
+
+def test_configure_under_the_zero_code_configurator_says_why_it_cannot_set_the_globals() -> None:
+    """The README's app run as its zero-code line says (opentelemetry-instrument calls the configurator
+    first): the error names opentelemetry-instrument and what to do, not only "already set"."""
+    script = """
+from shannon_otel import configure
+from shannon_otel._autoconfig import Configurator
+
+Configurator().configure(auto_instrumentation_version="0")
+try:
+    configure("my-service")
+except RuntimeError as exc:
+    print(exc)
+"""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}, "PYTHONPATH": str(ROOT),
+           "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=False,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "opentelemetry-instrument" in out.stdout and "leave configure() out" in out.stdout
