@@ -229,7 +229,12 @@ def configure(
     drops = DropCounter()
     # shutdown_on_exit=False: the SDK's own exit handlers wait unbounded; Telemetry registers a bounded one.
     tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    logger_provider = None if log_names is None else LoggerProvider(resource=resource, shutdown_on_exit=False)
+    # Every exporter is built (its endpoint variable checked) before any processor or reader starts a thread:
+    # a malformed OTEL_EXPORTER_OTLP_METRICS_ENDPOINT used to leave a span processor's thread running per call.
     exporters = [e for name in trace_names if (e := _span_exporter(name, endpoint, export_timeout_s))]
+    metric_exporters = [m for name in metric_names if (m := _metric_exporter(name, endpoint, export_timeout_s))]
+    log_exporters = [x for name in log_names or () if (x := _log_exporter(name, endpoint, export_timeout_s))]
     processors = [
         CountedSpanProcessor(
             each if redact is None else RedactingSpanExporter(each, redact), drops, max_queue_size=queue_size,
@@ -243,7 +248,6 @@ def configure(
 
     bridge = MetricsBridge(resource)
     readers = list(metric_readers)
-    metric_exporters = [m for name in metric_names if (m := _metric_exporter(name, endpoint, export_timeout_s))]
     # The bridge may serve only if every reader of the provider merges it (``attach_bridge``).
     bridged = all(hasattr(r, "attach_bridge") for r in readers) and all(
         histograms_cumulative(e) for e in metric_exporters
@@ -265,12 +269,10 @@ def configure(
     instrument(meter_provider.get_meter(tel.SCOPE_NAME, __version__), tel.TELEMETRY_DROPPED, [drops.observe])
     if bridged:
         register_bridge(meter_provider, bridge)
-    logger_provider: LoggerProvider | None = None
     handler: logging.Handler | None = None
     log_processors: list[CountedLogRecordProcessor] = []
-    if log_names is not None:
-        logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
-        for log_exporter in [x for name in log_names if (x := _log_exporter(name, endpoint, export_timeout_s))]:
+    if logger_provider is not None:
+        for log_exporter in log_exporters:
             log_processor = CountedLogRecordProcessor(log_exporter, drops, export_timeout_s=export_timeout_s)
             logger_provider.add_log_record_processor(log_processor)
             log_processors.append(log_processor)

@@ -24,6 +24,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -217,3 +218,24 @@ except RuntimeError as exc:
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert "opentelemetry-instrument" in out.stdout and "leave configure() out" in out.stdout
+
+
+# --- a refused configure() leaves nothing running ---------------------------------------------------------
+
+@pytest.mark.parametrize("variables", [
+    {"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "notaurl"},
+    {"OTEL_LOGS_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": "notaurl"},
+    {"OTEL_LOGS_EXPORTER": "otlp", "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT": "abc"},
+])
+def test_a_configure_refused_for_a_later_signals_variable_starts_no_thread(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str],
+) -> None:
+    """Before: the span processor (and, for logs, the metric reader) was started before the metric/log
+    endpoint variable was checked: every refused call left its threads running (a program retrying
+    configure() on a config reload gained two threads a try)."""
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    before = set(threading.enumerate())
+    with pytest.raises(ValueError, match=f"^{next(reversed(variables))} must be"):
+        configure(set_global=False)
+    assert [t.name for t in threading.enumerate() if t not in before] == []
