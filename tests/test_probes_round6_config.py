@@ -213,7 +213,7 @@ except RuntimeError as exc:
     print(exc)
 """
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}, "PYTHONPATH": str(ROOT),
-           "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}
+           "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none", "OTEL_PYTHON_CONFIGURATOR": "shannon_otel"}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=False,
                          timeout=60)
     assert out.returncode == 0, out.stderr
@@ -239,3 +239,44 @@ def test_a_configure_refused_for_a_later_signals_variable_starts_no_thread(
     with pytest.raises(ValueError, match=f"^{next(reversed(variables))} must be"):
         configure(set_global=False)
     assert [t.name for t in threading.enumerate() if t not in before] == []
+
+
+_OTHER_CONFIGURATOR = """
+class Other:
+    def configure(self, **kwargs):
+        print("other configurator ran with", sorted(kwargs))
+"""
+
+_RUN_OURS_FIRST = """
+from opentelemetry import trace
+from shannon_otel._autoconfig import Configurator
+
+Configurator().configure(auto_instrumentation_version="0")  # first in entry-point order, as installed here
+print("shannon_otel configured:", Configurator._configured is not None)
+"""
+
+
+@pytest.mark.parametrize("chosen", [None, "shannon_otel"])
+def test_the_configurator_hands_over_to_another_installed_one_unless_named(tmp_path: Path, chosen: str | None) -> None:
+    """opentelemetry-instrument runs the first configurator installed when OTEL_PYTHON_CONFIGURATOR is unset.
+    Before: installing shannon-otel next to opentelemetry-distro (whose configurator came second) replaced the
+    distro's set-up with this one, silently (the app's root-logger records were no longer exported)."""
+    (tmp_path / "other_configurator.py").write_text(_OTHER_CONFIGURATOR)
+    info = tmp_path / "other_configurator-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: other-configurator\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[opentelemetry_configurator]\nother = other_configurator:Other\n")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)]),
+           "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}
+    if chosen is not None:
+        env["OTEL_PYTHON_CONFIGURATOR"] = chosen
+    out = subprocess.run([sys.executable, "-c", _RUN_OURS_FIRST], capture_output=True, text=True, env=env,
+                         check=False, timeout=60)
+    assert out.returncode == 0, out.stderr
+    if chosen is None:
+        assert "other configurator ran with ['auto_instrumentation_version']" in out.stdout
+        assert "shannon_otel configured: False" in out.stdout
+    else:
+        assert "other configurator ran" not in out.stdout
+        assert "shannon_otel configured: True" in out.stdout
