@@ -25,6 +25,7 @@ import os
 import subprocess
 import sys
 import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -280,3 +281,60 @@ def test_the_configurator_hands_over_to_another_installed_one_unless_named(tmp_p
     else:
         assert "other configurator ran" not in out.stdout
         assert "shannon_otel configured: True" in out.stdout
+
+
+# --- shannon-otel check against a server of another protocol ------------------------------------------------
+
+class _Html(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # http.server's name
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.end_headers()
+        self.wfile.write(b"<html>not prometheus</html>")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_check_of_prometheus_at_a_grpc_port_fails_with_a_line_not_a_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Before: http.client.BadStatusLine (not an OSError) escaped check_prometheus: a traceback."""
+    sink = GrpcSink(lambda context, signal, items: None)
+    try:
+        code = main(["check", "--skip-otlp", "--prometheus", sink.endpoint, "--timeout", "10"])
+    finally:
+        sink.close()
+    out = capsys.readouterr().out
+    assert code == 1
+    assert f"FAIL Prometheus {sink.endpoint}: answered in another protocol than HTTP/1.1" in out
+
+
+def test_check_of_prometheus_at_a_web_page_says_it_is_not_prometheus(capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: "unreachable: Expecting value: line 1 column 1 (char 0)" for a server that answered."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Html)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        code = main(["check", "--skip-otlp", "--prometheus", url, "--timeout", "10"])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == 1
+    assert "answered, but not with Prometheus' JSON query API" in capsys.readouterr().out
+
+
+def test_check_of_otlp_http_at_a_grpc_port_names_the_protocol_not_its_bytes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Before: "BadStatusLine: " followed by the HTTP/2 frame's raw bytes, printed on the terminal."""
+    sink = GrpcSink(lambda context, signal, items: None)
+    try:
+        code = main(["check", "--skip-prometheus", "--otlp-protocol", "http/protobuf", "--otlp-endpoint",
+                     sink.endpoint, "--timeout", "10"])
+    finally:
+        sink.close()
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "answered in another protocol than HTTP/1.1 (a gRPC port?" in out
+    assert all(c.isprintable() for c in out.rstrip("\n"))
