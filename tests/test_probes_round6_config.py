@@ -338,3 +338,17 @@ def test_check_of_otlp_http_at_a_grpc_port_names_the_protocol_not_its_bytes(
     assert code == 1
     assert "answered in another protocol than HTTP/1.1 (a gRPC port?" in out
     assert all(c.isprintable() for c in out.rstrip("\n"))
+
+
+@pytest.mark.parametrize("headers", ["Bearer%20s3cr3t-token", "x-team=a,Bearer s3cr3t-token"])
+def test_the_cli_never_prints_a_malformed_header_variables_token(headers: str) -> None:
+    """docs/reliability.md: the CLI never prints header values. Before: the SDK's "Header format invalid! ...:
+    Bearer s3cr3t-token" (a pair without "=", the token pasted without its key) reached stderr as it was."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}, "PYTHONPATH": str(ROOT),
+           "OTEL_EXPORTER_OTLP_HEADERS": headers}
+    out = subprocess.run(
+        [sys.executable, "-m", "shannon_otel", "check", "--skip-prometheus", "--otlp-endpoint", "http://127.0.0.1:1",
+         "--timeout", "0.5"], capture_output=True, text=True, env=env, check=False, timeout=60)
+    assert out.returncode == 1
+    assert "Header format invalid" in out.stderr  # the SDK's warning is still shown, its quote masked
+    assert "s3cr3t" not in out.stdout + out.stderr
