@@ -6,12 +6,17 @@ variable included: ``configure()``, ``opentelemetry-instrument`` with this confi
 ``shannon-otel check``/``demo`` all failed with a traceback. Its HTTP exporters warn "Unsupported
 compression type" without naming the variable. Both now get the value resolved here.
 Booleans and certificate files the SDK would read silently as something else: a warning naming the variable.
+Headers: the SDK's parser logs a malformed entry of ``OTEL_EXPORTER_OTLP[_<signal>]_HEADERS`` whole, and the
+usual malformed entry is a token pasted without its name (``Bearer <token>``): its text is masked.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 _log = logging.getLogger("shannon_otel")
 COMPRESSIONS = ("gzip", "deflate", "none")
@@ -59,3 +64,37 @@ def warn_odd_variables(kinds: tuple[str, ...]) -> None:
                                      "not verify as meant", name, path)
                     checked.add(name)
                     break
+
+
+class _HeaderTextMasked(logging.Filter):
+    """Replaces the entry the SDK's header parser quotes ("Header format invalid! ...: <entry>")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args and "Header format invalid" in str(record.msg):
+            record.args = ("(the entry of OTEL_EXPORTER_OTLP*_HEADERS is not shown: it may hold a credential; "
+                           "each entry is name=value, comma-separated)",)
+        return True
+
+
+_MASK = _HeaderTextMasked()
+_masking = 0
+_masking_lock = threading.Lock()
+
+
+@contextmanager
+def header_text_masked() -> Iterator[None]:
+    """While an OTLP exporter is built (it parses the header variables then): the parser's warnings quote no
+    header text. Nested and concurrent uses share one filter on the parser's logger."""
+    global _masking
+    logger = logging.getLogger("opentelemetry.util.re")
+    with _masking_lock:
+        _masking += 1
+        if _masking == 1:
+            logger.addFilter(_MASK)
+    try:
+        yield
+    finally:
+        with _masking_lock:
+            _masking -= 1
+            if _masking == 0:
+                logger.removeFilter(_MASK)

@@ -18,7 +18,7 @@ from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExp
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
 from ._delivery import Rejections
-from ._otlp_env import compression
+from ._otlp_env import compression, header_text_masked
 
 # gRPC itself also speaks deflate (the SDK's exporters refuse to configure it from the variable)
 _COMPRESSION = {
@@ -64,7 +64,8 @@ class GrpcSpans(_ReadsAnswers, OTLPSpanExporter):
 
     def __init__(self, endpoint: str | None, timeout: float | None) -> None:
         self.rejections = Rejections("spans")
-        super().__init__(endpoint=endpoint, timeout=timeout, compression=_COMPRESSION[compression("TRACES")])
+        with header_text_masked():
+            super().__init__(endpoint=endpoint, timeout=timeout, compression=_COMPRESSION[compression("TRACES")])
 
 
 class GrpcMetrics(_ReadsAnswers, OTLPMetricExporter):
@@ -74,7 +75,8 @@ class GrpcMetrics(_ReadsAnswers, OTLPMetricExporter):
 
     def __init__(self, endpoint: str | None, timeout: float | None) -> None:
         self.rejections = Rejections("metric points")
-        super().__init__(endpoint=endpoint, timeout=timeout, compression=_COMPRESSION[compression("METRICS")])
+        with header_text_masked():
+            super().__init__(endpoint=endpoint, timeout=timeout, compression=_COMPRESSION[compression("METRICS")])
 
 
 class GrpcLogs(_ReadsAnswers, OTLPLogExporter):
@@ -84,4 +86,5 @@ class GrpcLogs(_ReadsAnswers, OTLPLogExporter):
 
     def __init__(self, endpoint: str | None, timeout: float | None) -> None:
         self.rejections = Rejections("log records")
-        super().__init__(endpoint=endpoint, timeout=timeout, compression=_COMPRESSION[compression("LOGS")])
+        with header_text_masked():
+            super().__init__(endpoint=endpoint, timeout=timeout, compression=_COMPRESSION[compression("LOGS")])

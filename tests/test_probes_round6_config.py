@@ -352,3 +352,20 @@ def test_the_cli_never_prints_a_malformed_header_variables_token(headers: str) -
     assert out.returncode == 1
     assert "Header format invalid" in out.stderr  # the SDK's warning is still shown, its quote masked
     assert "s3cr3t" not in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+@pytest.mark.parametrize("variable", ["OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"])
+def test_configure_logs_no_malformed_header_text(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, protocol: str, variable: str,
+) -> None:
+    """Before: the SDK's parser logged "Header format invalid! ...: Bearer s3cr3t-token" into the app's logs
+    (shipped, often, to a log backend) when configure() built the OTLP exporters."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
+    monkeypatch.setenv(variable, "x-team=a,Bearer s3cr3t-token")
+    with caplog.at_level(logging.WARNING):
+        handle = configure(set_global=False, shutdown_timeout_s=0.5, export_timeout_s=0.5)
+    handle.shutdown()
+    assert [m for m in _warnings(caplog) if "Header format invalid" in m and "not shown" in m]
+    assert "s3cr3t" not in caplog.text
+    assert logging.getLogger("opentelemetry.util.re").filters == []  # the mask is lifted once the exporters exist
