@@ -122,7 +122,8 @@ def _timeout_s(kind: str, explicit: float | None) -> float | None:
 def _choose(kind: str, explicit: str | None) -> tuple[str, ...]:
     """The exporters of one signal (``kind`` is ``TRACES``, ``METRICS`` or ``LOGS``): ``explicit``, else the
     comma-separated ``OTEL_<kind>_EXPORTER`` (several allowed, as the specification says; names matched as
-    the SDK's configurator matches them, exactly, but ``none`` in any case), with ``otlp`` resolved by
+    the SDK's configurator matches them, exactly, but ``none`` in any case; its ``otlp_proto_grpc`` and
+    ``otlp_proto_http`` too), with ``otlp`` resolved by
     ``OTEL_EXPORTER_OTLP_<kind>_PROTOCOL`` then ``OTEL_EXPORTER_OTLP_PROTOCOL``. An unknown name is a
     ValueError naming where it came from: ``exporter``, or the variable (which the user set, not ``exporter``)."""
     variable = f"OTEL_{kind}_EXPORTER"
@@ -136,6 +137,8 @@ def _choose(kind: str, explicit: str | None) -> tuple[str, ...]:
     names = names or ["otlp"]
     chosen: list[str] = []
     for name in names:
+        if explicit is None:
+            name = _SDK_NAMES.get(name, name)
         if name == "otlp":
             name = "otlp_http" if _protocol(kind) == "http/protobuf" else "otlp_grpc"
         if name not in _EXPORTERS:
@@ -145,6 +148,10 @@ def _choose(kind: str, explicit: str | None) -> tuple[str, ...]:
             chosen.append(name)
     return tuple(chosen)
 
+
+# The names the SDK's configurator also takes (entry points of opentelemetry-exporter-otlp, used in its docs):
+# OTEL_TRACES_EXPORTER=otlp_proto_http left a zero-code program here with no telemetry at all (a ValueError).
+_SDK_NAMES = {"otlp_proto_grpc": "otlp_grpc", "otlp_proto_http": "otlp_http"}
 
 # The SDK's own configurator loads a `prometheus` exporter from opentelemetry-exporter-prometheus; here the
 # scrape endpoint is the library's own, with the same series names as the collector's.

@@ -133,6 +133,20 @@ def test_an_exporter_variable_of_none_in_any_case_is_none_as_in_the_sdk(monkeypa
     assert handle._metric_exporters == ()
 
 
+@pytest.mark.parametrize(("value", "built"), [("otlp_proto_http", "HttpSpans"), ("otlp_proto_grpc", "GrpcSpans")])
+def test_the_sdks_own_otlp_exporter_names_are_taken_from_the_variable(
+    monkeypatch: pytest.MonkeyPatch, value: str, built: str,
+) -> None:
+    """The SDK's configurator takes them (opentelemetry-exporter-otlp's entry points). Before: a ValueError, so a
+    zero-code program configured by this configurator had no telemetry at all."""
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", value)
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+    handle = configure(set_global=False, shutdown_timeout_s=0.5)
+    handle.shutdown()
+    processors = handle.tracer_provider._active_span_processor._span_processors
+    assert [type(p.exporter.inner).__name__ for p in processors if isinstance(p, CountedSpanProcessor)] == [built]
+
+
 def test_other_exporter_names_are_matched_exactly_as_in_the_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "OTLP")
     with pytest.raises(ValueError, match=r"^OTEL_TRACES_EXPORTER must be one of .*; got 'OTLP'"):
