@@ -7,6 +7,7 @@ What it uses lives beside it: the exporters it builds in ``_exporters``, the han
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 import warnings
 from collections.abc import Mapping, Sequence
@@ -63,6 +64,7 @@ from ._validate import (
 )
 from ._version import __version__
 
+_SETTING_GLOBALS = threading.Lock()
 _MAX_QUEUE_SIZE = 10_000_000  # spans: ~28 GB at ~2.8 KB a finished span (docs/reliability.md)
 
 
@@ -278,14 +280,22 @@ def configure(
             log_processors.append(log_processor)
         handler = _log_handler(logger_provider, redact)
         logging.getLogger(LOGGER_ROOT).addHandler(handler)
-    if set_global:
-        trace.set_tracer_provider(tracer_provider)
-        metrics.set_meter_provider(meter_provider)
-        if logger_provider is not None:
-            otel_logs.set_logger_provider(logger_provider)
     handle = Telemetry(
         tracer_provider, meter_provider, logger_provider, handler, shutdown_timeout_s=shutdown_timeout_s,
         drops=drops, span_processors=processors, log_processors=log_processors, metric_exporters=counted_metrics,
     )
+    if set_global:
+        with _SETTING_GLOBALS:
+            try:
+                # Again, under the lock: two configure() racing in two threads both passed the first check,
+                # both returned, and the globals were one's tracer provider and, maybe, the other's meter provider.
+                _check_globals_unset(logger_provider is not None)
+            except RuntimeError:
+                handle.shutdown()  # its threads and its handler on the shannon_otel logger go (nothing was sent)
+                raise
+            trace.set_tracer_provider(tracer_provider)
+            metrics.set_meter_provider(meter_provider)
+            if logger_provider is not None:
+                otel_logs.set_logger_provider(logger_provider)
     shut_at_exit(handle)
     return handle

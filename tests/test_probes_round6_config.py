@@ -385,3 +385,46 @@ def test_configure_logs_no_malformed_header_text(
     # the mask is lifted once the exporters exist (the CLI's own scrubbing filter may be there: main() adds it)
     filters = logging.getLogger("opentelemetry.util.re").filters
     assert [f for f in filters if type(f).__name__ == "_HeaderTextMasked"] == []
+
+
+_RACE = """
+import threading
+from opentelemetry import metrics, trace
+import shannon_otel._config as config
+
+real = config.MetricsBridge
+meet = threading.Barrier(2, timeout=30)
+
+def bridge(*args, **kwargs):
+    meet.wait()  # both calls are past configure()'s first check of the globals, building their providers
+    return real(*args, **kwargs)
+
+config.MetricsBridge = bridge
+results = []
+
+def configure_globals():
+    try:
+        results.append(config.configure(exporter="none"))
+    except RuntimeError as exc:
+        results.append(exc)
+
+threads = [threading.Thread(target=configure_globals) for _ in range(2)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join(60)
+handles = [r for r in results if isinstance(r, config.Telemetry)]
+print("handles", len(handles), "refused", sum(isinstance(r, RuntimeError) for r in results))
+print("global", [h.tracer_provider is trace.get_tracer_provider() and h.meter_provider is metrics.get_meter_provider()
+                 for h in handles])
+"""
+
+
+def test_two_configure_calls_racing_for_the_globals_give_one_handle_and_one_error() -> None:
+    """Before: both passed the check of the globals, both returned a handle; only one's providers were global
+    (the other's telemetry went nowhere the program looked, and OTel logged only "Overriding ... not allowed")."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", _RACE], capture_output=True, text=True, env=env, check=False,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["handles 1 refused 1", "global [True]"], out.stdout + out.stderr
