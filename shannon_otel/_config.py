@@ -39,6 +39,7 @@ from ._exporters import (
     _exemplar_filter,
     _log_exporter,
     _logs_wanted,
+    _metric_export_timeout_ms,
     _metric_exporter,
     _metric_interval_s,
     _span_exporter,
@@ -158,7 +159,8 @@ def configure(
     unset; not a URL: ValueError naming the variable). ``export_timeout_s`` (one export attempt with its
     retries, in (0, 3600]) overrides ``OTEL_EXPORTER_OTLP[_<signal>]_TIMEOUT`` /
     ``OTEL_METRIC_EXPORT_TIMEOUT``; with None those are used (a timeout variable that is not a number
-    in (0, 3600] is ignored with a logged warning, 10 s used). ``metric_interval_s`` (in (0, 86400])
+    in (0, 3600] is ignored with a logged warning, 10 s used; ``OTEL_METRIC_EXPORT_TIMEOUT`` is in
+    milliseconds, 30 s used). ``metric_interval_s`` (in (0, 86400])
     overrides ``OTEL_METRIC_EXPORT_INTERVAL`` (integer milliseconds; an unparsable value, or one above a
     day, is ignored with a logged warning); the default is 10 s. docs/reliability.md lists them all.
 
@@ -250,6 +252,7 @@ def configure(
 
     bridge = MetricsBridge(resource)
     readers = list(metric_readers)
+    metric_timeout_ms = _metric_export_timeout_ms() if metric_exporters and export_timeout_s is None else None
     # The bridge may serve only if every reader of the provider merges it (``attach_bridge``).
     bridged = all(hasattr(r, "attach_bridge") for r in readers) and all(
         histograms_cumulative(e) for e in metric_exporters
@@ -264,7 +267,7 @@ def configure(
         readers.append(PeriodicExportingMetricReader(
             BridgedExporter(counted, bridge) if bridged else counted,
             export_interval_millis=interval_s * 1000,
-            export_timeout_millis=None if export_timeout_s is None else export_timeout_s * 1000,
+            export_timeout_millis=metric_timeout_ms if export_timeout_s is None else export_timeout_s * 1000,
         ))
     meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False,
                                    exemplar_filter=_exemplar_filter())

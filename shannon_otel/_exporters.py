@@ -241,3 +241,26 @@ def _metric_interval_s(explicit: float | None) -> float:
         _log.warning("OTEL_METRIC_EXPORT_INTERVAL=%d ms is above %g s; ignored", millis, _MAX_METRIC_INTERVAL_S)
         millis = None
     return millis / 1000 if millis is not None else DEFAULT_METRIC_INTERVAL_S
+
+
+_SDK_METRIC_EXPORT_TIMEOUT_MS = 30_000.0  # the periodic reader's default
+
+
+def _metric_export_timeout_ms() -> float | None:
+    """``OTEL_METRIC_EXPORT_TIMEOUT`` (milliseconds) for the periodic reader, or None when unset (the reader's
+    default). A value that is not a number of milliseconds in (0, 3,600,000] is ignored with a warning naming it
+    and 30,000 used: the SDK's reader took 0 or a negative value, every collection then timed out before it
+    began ("Metric collection timed out" each interval), and no metric point was ever exported nor counted."""
+    found = _first_env("OTEL_METRIC_EXPORT_TIMEOUT")
+    if found is None:
+        return None
+    name, raw = found
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= _MAX_TIMEOUT_S * 1000:  # False for NaN
+        _log.warning("%s=%r is not a number of milliseconds in (0, %d]; ignored, %d ms used",
+                     name, raw, _MAX_TIMEOUT_S * 1000, _SDK_METRIC_EXPORT_TIMEOUT_MS)
+        return _SDK_METRIC_EXPORT_TIMEOUT_MS
+    return value

@@ -428,3 +428,26 @@ def test_two_configure_calls_racing_for_the_globals_give_one_handle_and_one_erro
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["handles 1 refused 1", "global [True]"], out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "abc"])
+def test_a_metric_export_timeout_variable_out_of_range_is_ignored_and_metrics_are_exported_while_running(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, value: str,
+) -> None:
+    """Before: the SDK's reader took 0 or a negative OTEL_METRIC_EXPORT_TIMEOUT; every periodic collection timed
+    out before it began ("Metric collection timed out"), so a running service exported no metric point at all
+    (only its exit's collection did), and nothing counted it."""
+    monkeypatch.setenv("OTEL_METRIC_EXPORT_TIMEOUT", value)
+    exported = threading.Event()
+    sink = GrpcSink(lambda context, signal, items: exported.set() if signal == "metrics" and items else None)
+    try:
+        with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+            handle = configure(exporter="otlp_grpc", endpoint=sink.endpoint, set_global=False, metric_interval_s=0.05)
+        handle.meter_provider.get_meter("round6").create_counter("round6.calls").add(1)
+        try:
+            assert exported.wait(30), "no periodic metric export reached the collector"  # a hang guard
+        finally:
+            _shutdown(handle)
+    finally:
+        sink.close()
+    assert [w for w in _warnings(caplog) if w.startswith(f"OTEL_METRIC_EXPORT_TIMEOUT={value!r}") and "ignored" in w]
