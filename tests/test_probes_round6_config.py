@@ -451,3 +451,26 @@ def test_a_metric_export_timeout_variable_out_of_range_is_ignored_and_metrics_ar
     finally:
         sink.close()
     assert [w for w in _warnings(caplog) if w.startswith(f"OTEL_METRIC_EXPORT_TIMEOUT={value!r}") and "ignored" in w]
+
+
+def test_a_schedule_delay_variable_beyond_a_day_is_ignored_and_spans_are_exported_while_running(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Before: OTEL_BSP_SCHEDULE_DELAY=10**13 (ms) was passed on; the SDK's worker thread died at its first wait
+    (OverflowError: timestamp out of range), so spans were exported only by a flush or the exit (the queue
+    filling up, then dropping, meanwhile)."""
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", str(10**13))
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1")  # a live worker exports each span at once
+    exported = threading.Event()
+    sink = GrpcSink(lambda context, signal, items: exported.set() if signal == "traces" and items else None)
+    try:
+        with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+            handle = configure(exporter="otlp_grpc", endpoint=sink.endpoint, set_global=False, metric_interval_s=3600)
+        handle.tracer_provider.get_tracer("round6").start_span("one").end()
+        try:
+            assert exported.wait(30), "the span processor exported nothing while running"  # a hang guard
+        finally:
+            _shutdown(handle)
+    finally:
+        sink.close()
+    assert [w for w in _warnings(caplog) if w.startswith("OTEL_BSP_SCHEDULE_DELAY=") and "ignored" in w]
