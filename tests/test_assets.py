@@ -181,7 +181,7 @@ def test_every_label_a_panel_link_uses_survives_the_panel_aggregation() -> None:
     linked = 0
     for name, panel in panels():
         links = panel["fieldConfig"]["defaults"].get("links", [])  # type: ignore[index]
-        used = set(re.findall(r"\$\{__field\.labels\.(\w+)\}", json.dumps(links)))
+        used = set(re.findall(r'\$\{__(?:field\.labels\.|data\.fields\[\\"(?=\w+\\"\]))(\w+)', json.dumps(links)))
         for link in links:
             # Through the provisioned Jaeger datasource: no Jaeger URL to type in.
             assert link["internal"]["datasourceUid"] == "jaeger", (name, panel["title"])

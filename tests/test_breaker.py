@@ -24,6 +24,7 @@ from shannon_otel.recovery import (
     Retry,
 )
 from shannon_otel.recovery._window import CountWindow, TimeWindow
+from shannon_otel.testing import run_virtual
 
 CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 
@@ -497,3 +498,28 @@ def test_a_rate_on_a_count_window_smaller_than_min_calls_is_refused() -> None:
     CircuitBreaker("api", failure_threshold=None, failure_rate=0.5, window=5, min_calls=5, instrument=False)
     CircuitBreaker("api", failure_threshold=2, window=3, instrument=False)  # no rate: min_calls unused
     CircuitBreaker("api", failure_threshold=None, failure_rate=0.5, window_s=5.0, instrument=False)
+
+
+# ------------------------------------------------------------------ breaker rates
+def test_a_fast_call_completing_min_calls_opens_a_breaker_on_its_slow_call_rate() -> None:
+    """slow, slow, fast, fast with ``min_calls=4, slow_call_rate=0.5``: the fourth call made the window
+    2/4 slow, but a fast success re-evaluated the rates only when the window held failures: it stayed
+    closed (and with the next fast call the rate fell below the threshold for good)."""
+    async def main() -> list[BreakerState]:
+        clock = asyncio.get_running_loop().time
+        breaker = CircuitBreaker("slow-rate", failure_threshold=None, slow_call_s=1.0, slow_call_rate=0.5,
+                                 min_calls=4, window=10, clock=clock, instrument=False)
+
+        async def slow() -> None:
+            await asyncio.sleep(1.5)
+
+        async def fast() -> None:
+            return None
+
+        states = []
+        for call in (slow, slow, fast, fast):
+            await breaker.call(call)
+            states.append(breaker.state)
+        return states
+
+    assert run_virtual(main()) == [BreakerState.CLOSED] * 3 + [BreakerState.OPEN]

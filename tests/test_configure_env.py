@@ -9,10 +9,16 @@ and a huge ``OTEL_METRIC_EXPORT_INTERVAL`` killed the metric reader's thread.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
+from typing import Any
 
 import pytest
+from _user_calls import _one
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+import shannon_otel as so
 from shannon_otel import configure
 from shannon_otel._exporters import _choose, _metric_exporter, _metric_interval_s, _span_exporter
 
@@ -149,3 +155,216 @@ def test_endpoint_variables_the_exporters_accept_stay_accepted(monkeypatch: pyte
     # the gRPC exporter dials unix:///path itself: validating the variable must not break that set-up
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", endpoint)
     configure(exporter="otlp_grpc", set_global=False).shutdown(1.0)
+
+
+loose: Any = so  # the public API, untyped: these tests pass what the annotations forbid on purpose
+
+
+@pytest.fixture
+def otel_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ("OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_LOGS_EXPORTER", "OTEL_EXPORTER_OTLP_PROTOCOL",
+                 "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_SERVICE_NAME",
+                 "OTEL_RESOURCE_ATTRIBUTES", "OTEL_METRIC_EXPORT_INTERVAL", "OTEL_BSP_MAX_QUEUE_SIZE",
+                 "OTEL_SDK_DISABLED", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "OTEL_BSP_SCHEDULE_DELAY",
+                 "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "OTEL_BLRP_SCHEDULE_DELAY", "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE",
+                 "OTEL_BLRP_MAX_QUEUE_SIZE", "OTEL_METRICS_EXEMPLAR_FILTER"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize("endpoint", ["localhost:4318", "127.0.0.1:4318", "unix:///run/otel.sock"])
+def test_an_http_endpoint_without_a_scheme_is_refused_naming_the_parameter(
+    otel_env: pytest.MonkeyPatch, endpoint: str,
+) -> None:
+    """Before: accepted ("host:port" is a gRPC target), then every export logged "No connection adapters
+    were found for 'localhost:4318/v1/traces'" and the telemetry was counted as dropped."""
+    with pytest.raises(ValueError, match=r"^endpoint must be an http:// or https:// URL for the OTLP/HTTP exporter"):
+        so.configure(exporter="otlp_http", endpoint=endpoint, set_global=False)
+
+
+@pytest.mark.parametrize("variable", ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"])
+def test_an_http_endpoint_variable_without_a_scheme_is_refused_naming_the_variable(
+    otel_env: pytest.MonkeyPatch, variable: str,
+) -> None:
+    otel_env.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+    otel_env.setenv(variable, "localhost:4318")
+    with pytest.raises(ValueError, match=f"^{variable} must be an http:// or https:// URL"):
+        so.configure(exporter="otlp", set_global=False)
+
+
+def test_a_grpc_target_without_a_scheme_is_still_accepted(otel_env: pytest.MonkeyPatch) -> None:
+    """The gRPC exporter takes host:port (TLS unless OTEL_EXPORTER_OTLP_INSECURE, as the spec says)."""
+    tel = so.configure(exporter="otlp_grpc", endpoint="localhost:4317", set_global=False, shutdown_timeout_s=0.5)
+    tel.shutdown(timeout_s=0.5)
+    tel = so.configure(exporter="otlp_http", endpoint="http://localhost:4318/", set_global=False,
+                       shutdown_timeout_s=0.5)
+    tel.shutdown(timeout_s=0.5)
+
+
+def _configure_and_run(exporter: InMemorySpanExporter) -> so.Telemetry:
+    tel = so.configure(exporter="none", set_global=False, span_exporters=[exporter], shutdown_timeout_s=1.0)
+
+    async def main() -> None:
+        await loose.Wave("w", tracer_provider=tel.tracer_provider, meter_provider=tel.meter_provider).run([_one])
+
+    asyncio.run(main())
+    tel.shutdown()
+    return tel
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("OTEL_METRIC_EXPORT_INTERVAL", "-1"), ("OTEL_METRIC_EXPORT_INTERVAL", "1.5"),
+    ("OTEL_BSP_MAX_QUEUE_SIZE", "0"), ("OTEL_BSP_MAX_QUEUE_SIZE", "lots"),
+])
+def test_a_numeric_variable_out_of_range_is_ignored_with_a_warning_naming_it(
+    otel_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, variable: str, value: str,
+) -> None:
+    """The environment-variable specification: a value the SDK cannot parse or out of range SHOULD
+    be warned about and treated as not set."""
+    otel_env.setenv(variable, value)
+    spans = InMemorySpanExporter()
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        _configure_and_run(spans)
+    assert any(variable in r.getMessage() and "ignored" in r.getMessage() for r in caplog.records)
+    assert [s.name for s in spans.get_finished_spans()]  # the defaults were used: the spans were delivered
+
+
+@pytest.mark.parametrize("value", ["", "   "])
+def test_a_blank_service_name_variable_counts_as_unset(otel_env: pytest.MonkeyPatch, value: str) -> None:
+    otel_env.setenv("OTEL_SERVICE_NAME", value)
+    tel = so.configure(exporter="none", set_global=False)
+    tel.shutdown()
+    assert tel.tracer_provider.resource.attributes["service.name"] == "shannon-otel"
+
+
+@pytest.mark.parametrize("value", ["novalue", "=b,a=1", "a=%zz", "service.name="])
+def test_malformed_resource_attributes_keep_the_valid_pairs_and_a_service_name(
+    otel_env: pytest.MonkeyPatch, value: str,
+) -> None:
+    otel_env.setenv("OTEL_RESOURCE_ATTRIBUTES", value)
+    tel = so.configure(exporter="none", set_global=False)
+    tel.shutdown()
+    attributes = tel.tracer_provider.resource.attributes
+    assert attributes["service.name"] == "shannon-otel"
+    assert "" not in attributes
+    if value == "=b,a=1":
+        assert attributes["a"] == "1"
+
+
+def test_sdk_disabled_gives_working_no_op_telemetry(otel_env: pytest.MonkeyPatch) -> None:
+    """OTEL_SDK_DISABLED=true: the SDK providers hand out no-op tracers; the wave still runs and
+    returns its results, and nothing is exported (never an error)."""
+    otel_env.setenv("OTEL_SDK_DISABLED", "true")
+    spans = InMemorySpanExporter()
+    tel = _configure_and_run(spans)
+    assert spans.get_finished_spans() == ()
+    assert sum(tel.dropped.values()) == 0
+
+
+@pytest.mark.parametrize("arg", ["2", "-1", "nan", "abc"])
+def test_a_sampler_ratio_out_of_range_falls_back_to_the_sdk_default(otel_env: pytest.MonkeyPatch, arg: str) -> None:
+    """OTEL_TRACES_SAMPLER_ARG outside [0, 1]: the SDK warns and uses 1.0 (every span kept)."""
+    otel_env.setenv("OTEL_TRACES_SAMPLER", "traceidratio")
+    otel_env.setenv("OTEL_TRACES_SAMPLER_ARG", arg)
+    spans = InMemorySpanExporter()
+    _configure_and_run(spans)
+    assert "wave w" in {s.name for s in spans.get_finished_spans()}
+
+
+def test_configure_twice_without_globals_gives_two_independent_handles(otel_env: pytest.MonkeyPatch) -> None:
+    first = so.configure(exporter="none", set_global=False)
+    second = so.configure(exporter="none", set_global=False)
+    assert first.tracer_provider is not second.tracer_provider
+    assert first.shutdown() is not None
+    assert first.shutdown() == first.shutdown()  # shutting down again is a no-op, never an error
+    second.shutdown()
+
+
+def test_a_wave_span_after_its_telemetry_was_shut_down_is_dropped_not_raised(otel_env: pytest.MonkeyPatch) -> None:
+    spans = InMemorySpanExporter()
+    tel = so.configure(exporter="none", set_global=False, span_exporters=[spans], shutdown_timeout_s=1.0)
+    tel.shutdown()
+
+    async def main() -> Any:
+        return await loose.Wave("w", tracer_provider=tel.tracer_provider, meter_provider=tel.meter_provider).run([_one])
+
+    result = asyncio.run(main())
+    assert [r.value for r in result.results] == [1]  # the user's result is untouched
+    assert spans.get_finished_spans() == ()
+
+
+def _batch_settings(tel: so.Telemetry) -> dict[str, Any]:
+    spans = tel._processors[0]._inner._batch_processor  # the SDK's own BatchProcessor, as it was built
+    logs = tel._log_processors[0]._inner._batch_processor
+    return {"bsp_delay": spans._schedule_delay_millis, "bsp_batch": spans._max_export_batch_size,
+            "blrp_delay": logs._schedule_delay_millis, "blrp_batch": logs._max_export_batch_size}
+
+
+_BATCH_DEFAULTS = {"bsp_delay": 5000, "bsp_batch": 512, "blrp_delay": 1000, "blrp_batch": 512}
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("OTEL_BSP_SCHEDULE_DELAY", "-1"), ("OTEL_BSP_SCHEDULE_DELAY", "0"), ("OTEL_BSP_SCHEDULE_DELAY", "5s"),
+    ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "999999"), ("OTEL_BLRP_SCHEDULE_DELAY", "0"),
+    ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "5000"), ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "-3"),
+])
+def test_a_batch_processor_variable_out_of_range_is_ignored_with_a_warning_naming_it(
+    otel_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, variable: str, value: str,
+) -> None:
+    """The environment-variable specification (opentelemetry-specification#2963): a numeric value that
+    cannot be parsed or is out of range SHOULD be warned about and treated as not set. Before, the SDK
+    processors raised "schedule_delay_millis must be positive." (or "max_export_batch_size must be less
+    than or equal to max_queue_size.") out of configure(), naming no variable."""
+    for name in ("OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER"):
+        otel_env.setenv(name, "none")
+    otel_env.setenv("OTEL_LOGS_EXPORTER", "console")
+    otel_env.setenv(variable, value)
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        tel = so.configure(set_global=False, span_exporters=[InMemorySpanExporter()], shutdown_timeout_s=1.0)
+    try:
+        assert _batch_settings(tel) == _BATCH_DEFAULTS
+        assert any(variable in r.getMessage() and "ignored" in r.getMessage() for r in caplog.records)
+    finally:
+        tel.shutdown()
+
+
+def test_batch_processor_variables_in_range_are_used(otel_env: pytest.MonkeyPatch) -> None:
+    for name in ("OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER"):
+        otel_env.setenv(name, "none")
+    otel_env.setenv("OTEL_LOGS_EXPORTER", "console")
+    for name, value in [("OTEL_BSP_SCHEDULE_DELAY", "250"), ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "64"),
+                        ("OTEL_BLRP_SCHEDULE_DELAY", "300"), ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "32")]:
+        otel_env.setenv(name, value)
+    tel = so.configure(set_global=False, span_exporters=[InMemorySpanExporter()], shutdown_timeout_s=1.0)
+    try:
+        assert _batch_settings(tel) == {"bsp_delay": 250, "bsp_batch": 64, "blrp_delay": 300, "blrp_batch": 32}
+    finally:
+        tel.shutdown()
+
+
+def test_a_second_shutdown_refuses_a_nan_budget_like_the_first(otel_env: pytest.MonkeyPatch) -> None:
+    """Before: the idempotent early return came first, so ``shutdown(timeout_s=nan)`` on a handle
+    already shut down returned True, while the same call on a fresh handle raised ValueError."""
+    tel = so.configure(exporter="none", set_global=False)
+    assert tel.shutdown() is True
+    with pytest.raises(ValueError, match=r"^timeout_s must be in \[0, 3600"):
+        tel.shutdown(timeout_s=math.nan)
+    assert tel.shutdown() is True  # still idempotent
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("bogus", "TraceBasedExemplarFilter"), ("ALWAYS_ON", "AlwaysOnExemplarFilter"),
+    (" always_off ", "AlwaysOffExemplarFilter"), ("always_on", "AlwaysOnExemplarFilter"),
+])
+def test_an_unknown_exemplar_filter_variable_falls_back_to_the_default_with_a_warning(
+    otel_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, value: str, expected: str,
+) -> None:
+    """Before: the SDK's MeterProvider raised "Unknown exemplar filter 'bogus'." out of configure()
+    (and for "ALWAYS_ON": the specification reads enum values case-insensitively)."""
+    otel_env.setenv("OTEL_METRICS_EXEMPLAR_FILTER", value)
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        tel = so.configure(exporter="none", set_global=False)
+    tel.shutdown()
+    assert type(tel.meter_provider._sdk_config.exemplar_filter).__name__ == expected
+    warned = any("OTEL_METRICS_EXEMPLAR_FILTER" in r.getMessage() for r in caplog.records)
+    assert warned == (value == "bogus")

@@ -4,6 +4,7 @@ trace context across processes, cancellation and bad input."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -377,3 +378,23 @@ def test_only_exact_builtin_types_skip_the_pickle_check() -> None:
     check_arguments((1, 2.5, "s", b"b", None, True, 1j), {"k": 3})  # checked without pickling
     with pytest.raises(UnshippableTaskError, match=r"argument 0 .*cannot be pickled"):
         check_arguments((_LockedInt(1),), {})
+
+
+@pytest.mark.parametrize("where", ["positional", "keyword"])
+def test_a_coroutine_given_as_an_argument_is_refused_by_name_and_closed(cluster: LocalCluster, where: str) -> None:
+    """Bug: a coroutine argument was refused but left unclosed (Python warned 'never awaited' later, an
+    error under -W error); as a keyword argument it was reported as merely unpicklable."""
+
+    async def body(client: Client) -> tuple[str, str]:
+        backend = DaskBackend(client)
+        coro = tasks.async_double(1)
+        args: tuple[Any, ...] = (coro,) if where == "positional" else (1,)
+        kwargs: dict[str, Any] = {} if where == "positional" else {"extra": coro}
+        with pytest.raises(UnshippableTaskError) as caught:
+            backend.task(tasks.square, *args, **kwargs)
+        return str(caught.value), inspect.getcoroutinestate(coro)
+
+    message, state = on_cluster(cluster, body)
+    assert "is a coroutine object" in message
+    assert ("argument 0" if where == "positional" else "keyword argument 'extra'") in message
+    assert state == inspect.CORO_CLOSED

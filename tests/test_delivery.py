@@ -29,6 +29,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from benchmarks._backends import BlackHole, OtlpSink, down_endpoint
 from shannon_otel import _config, configure
@@ -390,3 +391,66 @@ def test_an_exit_shutdown_where_no_thread_may_start_still_runs_bounded_on_thread
     assert handle.shutdown(0.2) is False  # bounded: the stuck export is given up at the budget, not awaited
     assert handle.dropped["traces"] == 5
     gate.open.set()
+
+
+class _StuckExporter(SpanExporter):
+    """A span exporter whose export blocks until released: a collector that accepts and never answers."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.release.wait(60)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self.release.set()
+
+
+def test_repeated_flushes_against_a_silent_backend_leave_one_thread_behind_not_one_per_call() -> None:
+    """Each force_flush(timeout) left its thread blocked behind the previous one (the SDK's flush exports
+    on the calling thread, one at a time): 30 flushes of 0.2 s against a black hole left 30 threads."""
+    stuck = _StuckExporter()
+    before = set(threading.enumerate())  # another test's flush may still be running
+    handle = configure("svc", exporter="none", span_exporters=[stuck], set_global=False, shutdown_timeout_s=0.1)
+    try:
+        with handle.tracer_provider.get_tracer("t").start_as_current_span("s"):
+            pass
+        results = [handle.force_flush(0.01) for _ in range(5)]
+        flushing = [t for t in set(threading.enumerate()) - before if t.name == "shannon-otel flush"]
+        assert results == [False] * 5
+        assert len(flushing) == 1
+    finally:
+        stuck.release.set()
+        handle.shutdown()
+
+
+class _RefusingExporter(SpanExporter):
+    """A backend that answers at once and refuses everything (connection refused, a 4xx)."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("refusing", [True, False])
+def test_a_shutdown_that_lost_telemetry_says_so_once_with_every_signal(
+    refusing: bool, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Against a backend that refuses at once, shutdown finished in time and shannon-otel said nothing: the
+    spans lost were only in ``Telemetry.dropped`` and the SDK's per-attempt lines (which users silence); and
+    the warning of a shutdown past its budget counted the spans only, not the metric points and log records."""
+    exporter: SpanExporter = _RefusingExporter() if refusing else InMemorySpanExporter()
+    handle = configure("svc", exporter="none", span_exporters=[exporter], set_global=False)
+    with handle.tracer_provider.get_tracer("t").start_as_current_span("s"):
+        pass
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        assert handle.shutdown()
+    said = [r.getMessage() for r in caplog.records if r.name == "shannon_otel"]
+    if refusing:
+        assert said == ["telemetry shutdown finished; not delivered over the run: 1 spans, 0 metric points, "
+                        "0 log records (Telemetry.dropped, metric shannon.telemetry.dropped)"]
+    else:
+        assert said == []

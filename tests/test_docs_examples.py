@@ -46,7 +46,7 @@ SKIP = {
     ("docs/shared-state.md", "from shannon_otel import CircuitBreaker, Retry, Wave, task"):
         "needs a Redis server and the user's fetches (tests/test_redis_shared.py runs a real redis-server)",
     ("docs/stack.md", "import os"):
-        "binds the fixed port 9464 and sets global providers (tests/test_probes_round5_user.py runs it in a "
+        "binds the fixed port 9464 and sets global providers (tests/test_docs_truth.py runs it in a "
         "subprocess on a free port)",
 }
 

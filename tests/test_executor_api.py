@@ -4,13 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Mapping
+import functools
+import gc
+import itertools
+import sys
+import warnings
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, cast
 
 import pytest
+from _open_spans import HookInterruptError, OpenSpans, RaisingOn
+from opentelemetry.trace import StatusCode
 
-from shannon_otel import Outcome, ResourcePool, Retry, TaskSpec, Wave, task
-from shannon_otel.testing import run_virtual
+from shannon_otel import (
+    Hook,
+    Outcome,
+    ResourcePool,
+    Retry,
+    TaskResult,
+    TaskSpec,
+    Wave,
+    WaveObserver,
+    WaveReport,
+    WaveStarted,
+    record,
+    task,
+)
+from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
 
 async def double(x: int) -> int:
@@ -134,3 +154,264 @@ def test_report_counts_print_as_plain_strings_and_still_match_the_enum() -> None
     assert repr(report.counts) == "{'success': 1, 'failure': 0, 'timeout': 0, 'cancellation': 0}"
     assert report.counts[Outcome.SUCCESS] == cast("Mapping[str, int]", report.counts)["success"] == 1
     assert f"{report.outcome}" == "success"
+
+
+async def _work(i: int) -> int:
+    await asyncio.sleep(0.001)
+    return i
+
+
+def test_a_stream_left_before_it_ran_still_ends_the_wave_closes_its_coroutines_and_iterates_no_more() -> None:
+    """``async with wave.stream(coros): pass`` cancelled the runner before it started: no report, no
+    wave span, ten "coroutine was never awaited" warnings, and iterating afterwards hung forever."""
+    otel = InMemoryTelemetry()
+
+    async def main() -> tuple[WaveReport | None, list[TaskResult[int]]]:
+        wave: Wave[int] = Wave("left", max_concurrency=2, **otel.providers)
+        stream = wave.stream([_work(i) for i in range(10)])
+        async with stream:
+            pass
+        after = [r async for r in stream]  # hung forever: nothing would ever be queued again
+        return stream.report, after
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report, after = run_virtual(asyncio.wait_for(main(), 5))
+        gc.collect()
+    assert after == []
+    assert report is not None
+    assert report.counts[Outcome.CANCELLATION] == 10
+    assert (otel.span("wave left").attributes or {})["shannon.task.outcome"] == "cancellation"
+    assert [str(w.message) for w in caught if "never awaited" in str(w.message)] == []
+
+
+def test_a_finished_stream_iterated_again_after_its_block_stops_instead_of_hanging() -> None:
+    async def main() -> tuple[list[int], list[TaskResult[int]]]:
+        wave: Wave[int] = Wave("again", max_concurrency=2, instrument=False)
+        stream = wave.stream_map(_work, range(3))
+        async with stream as results:
+            first = sorted([r.value async for r in results if r.value is not None])
+        return first, [r async for r in stream]
+
+    assert run_virtual(asyncio.wait_for(main(), 5)) == ([0, 1, 2], [])
+
+
+def test_entering_a_stream_a_second_time_is_refused_instead_of_serving_stale_results_then_hanging() -> None:
+    """The second run shared the first one's queue (its unconsumed results and end marker) and credits
+    (held by those results): it yielded stale results, then waited forever for credits."""
+
+    async def main() -> None:
+        wave: Wave[int] = Wave("twice", max_concurrency=1, instrument=False)
+        stream = wave.stream_map(_work, range(5), buffer=2)
+        async with stream as results:
+            async for _ in results:
+                break
+        with pytest.raises(RuntimeError, match="runs once"):
+            async with stream:
+                raise AssertionError("entered twice")
+
+    run_virtual(asyncio.wait_for(main(), 5))
+
+
+def test_a_wave_whose_lazy_input_raises_is_reported_as_a_failure_not_a_success() -> None:
+    """The input iterator's error ends the wave (it propagates), yet the report and the wave span said
+    ``success`` (no task had failed: the one running was cancelled)."""
+    otel = InMemoryTelemetry()
+    reports: list[WaveReport] = []
+
+    class BrokenInputError(Exception):
+        pass
+
+    def tasks() -> Iterator[Callable[[], Awaitable[int]]]:
+        yield functools.partial(_work, 1)
+        raise BrokenInputError("the input broke")
+
+    async def main() -> None:
+        wave: Wave[int] = Wave("broken-input", max_concurrency=2, **otel.providers)
+        stream = wave.stream(tasks())
+        async def consume() -> None:
+            async with stream as results:
+                async for _ in results:
+                    pass
+
+        with pytest.raises(ExceptionGroup) as caught:  # the workers' TaskGroup carries the input's error
+            await consume()
+        assert caught.group_contains(BrokenInputError)
+        assert stream.report is not None
+        reports.append(stream.report)
+
+    run_virtual(main())
+    assert reports[0].outcome is Outcome.FAILURE
+    span = otel.span("wave broken-input")
+    assert (span.attributes or {})["shannon.task.outcome"] == "failure"
+    assert span.status.status_code is StatusCode.ERROR
+
+
+def test_a_sync_sleep_given_to_a_rate_limited_wave_fails_its_tasks_with_an_error_naming_sleep() -> None:
+    """The waiting tasks failed with Python's "object NoneType can't be used in 'await' expression"."""
+    wave: Wave[int] = Wave("rated", rate_limit=10, sleep=lambda s: None, instrument=False)  # type: ignore[arg-type,return-value]
+    result = run_virtual(wave.map(_work, range(3)))
+    assert result.results[0].ok  # the first start needs no wait
+    for r in result.results[1:]:
+        assert isinstance(r.error, TypeError)
+        assert str(r.error).startswith("sleep must be an async callable")
+
+
+def test_a_sync_function_given_to_map_or_run_fails_its_tasks_with_an_error_naming_it() -> None:
+    """Each task failed with Python's "object int can't be used in 'await' expression", naming nothing."""
+    def double(x: int) -> int:
+        return 2 * x
+
+    wave: Wave[int] = Wave("sync-by-mistake", instrument=False)
+    mapped = run_virtual(wave.map(double, [1, 10**5000]))  # type: ignore[arg-type]
+    ran = run_virtual(wave.run([lambda: "done"]))  # type: ignore[list-item,return-value]
+    errors = [r.error for r in (*mapped.results, *ran.results)]
+    assert all(type(e) is TypeError for e in errors)
+    assert [str(e) for e in errors] == [
+        "a wave task's callable (the fn of Wave.map, or a factory given to Wave.run) must be an async callable "
+        f"(it must return an awaitable), it returned {what}"
+        for what in ("int 2", "int an int of 16611 bits", "str 'done'")
+    ]
+
+
+class _RaisingObserver(RaisingOn, WaveObserver):
+    pass
+
+
+class RaisingWaveHook(Hook):
+    def __init__(self, method: str) -> None:
+        self.method = method
+
+    def wave_started(self, event: WaveStarted) -> WaveObserver:
+        return _RaisingObserver(self.method)
+
+
+@pytest.mark.parametrize("method", ["task_started", "task_finished", "task_skipped", "wave_finished"])
+def test_a_wave_hook_raising_a_base_exception_propagates_it_after_every_span_is_ended(method: str) -> None:
+    """The OTel hook's task span (task_started, task_finished) or wave span (task_skipped, wave_finished)
+    was left open: the loop finishing the observers stopped at the first one that raised."""
+    otel, spans = InMemoryTelemetry(), OpenSpans()
+    otel.tracer_provider.add_span_processor(spans)
+
+    async def boom() -> int:
+        await asyncio.sleep(0.001)
+        raise ValueError("boom")
+
+    async def main() -> None:
+        wave: Wave[int] = Wave("w", max_concurrency=1, fail_fast=True, hooks=(RaisingWaveHook(method),),
+                               **otel.providers)
+        with pytest.raises(BaseException) as caught:  # noqa: PT011 - alone or in the TaskGroup's group
+            await wave.run([boom, functools.partial(_work, 1), functools.partial(_work, 2)])
+        error = caught.value
+        assert isinstance(error, HookInterruptError) or (
+            isinstance(error, BaseExceptionGroup) and error.subgroup(HookInterruptError) is not None
+        ), repr(error)
+
+    run_virtual(main())
+    assert spans.open == {}
+
+
+def test_a_hook_raising_cancelled_error_from_task_finished_still_gets_every_task_its_result() -> None:
+    """The result was never delivered: Wave.run failed with its own ``AssertionError`` ("every input
+    gets a result") instead of returning the tasks' results."""
+
+    class CancellingObserver(WaveObserver):
+        def task_finished(self, token: Any, event: TaskResult[Any]) -> None:
+            raise asyncio.CancelledError
+
+    class CancellingHook(Hook):
+        def wave_started(self, event: WaveStarted) -> WaveObserver:
+            return CancellingObserver()
+
+    wave: Wave[int] = Wave("w", max_concurrency=1, hooks=(CancellingHook(),), instrument=False)
+    result = run_virtual(wave.map(_work, range(3)))
+    assert [r.value for r in result.results][:1] == [0]  # the task the hook interrupted kept its value
+    assert all(r.outcome in (Outcome.SUCCESS, Outcome.CANCELLATION) for r in result.results)
+
+
+def test_a_huge_max_concurrency_on_a_lazy_stream_starts_workers_as_the_input_needs_them() -> None:
+    """Every one of max_concurrency workers was created up front: 10**6 took ~24 s and ~GBs to stream
+    three items, and 10**9 never finished (a sized input is capped at its length; a lazy one was not)."""
+    seen: list[int] = []
+
+    async def work(i: int) -> int:
+        seen.append(len(asyncio.all_tasks()))
+        await asyncio.sleep(0.001)
+        return i
+
+    async def main() -> list[int]:
+        wave: Wave[int] = Wave("huge", max_concurrency=10_000, instrument=False)
+        async with wave.stream_map(work, (i for i in range(3))) as results:
+            return sorted([r.value async for r in results if r.value is not None])
+
+    assert run_virtual(main()) == [0, 1, 2]
+    assert max(seen) <= 6  # the main task, the stream's runner, a worker per item and one spare
+
+
+@pytest.mark.parametrize("name", [
+    "shannon.task.outcome", "shannon.task.index", "shannon.task.queue_wait", "shannon.wave.batch", "error.type",
+    "shannon.task.tokens.input", "shannon.task.tokens.output", "shannon.task.cost",
+])
+def test_record_refuses_a_name_the_library_itself_sets_on_the_task_span(name: str) -> None:
+    """record("shannon.task.outcome", 1.0) overwrote the task span's outcome (a failed task read 1.0)
+    and record("shannon.task.index", 99) its index; token and cost names bypassed the checks of
+    record_tokens / record_cost (a negative token count reached the tokens histogram)."""
+    errors: list[BaseException | None] = []
+
+    async def task() -> None:
+        record(name, 1.0)
+
+    wave: Wave[None] = Wave("w", instrument=False)
+    result = run_virtual(wave.run([task]))
+    errors.append(result.results[0].error)
+    assert isinstance(errors[0], ValueError)
+    assert str(errors[0]).startswith(f"record(): name {name!r} is set by shannon-otel")
+
+
+def test_a_batched_stream_of_a_lazy_input_pulls_items_as_it_runs_them_not_a_whole_batch_ahead() -> None:
+    """Each batch was materialised as a tuple first: a stream holding O(concurrency) results pulled
+    batch_size items up front (an endless input with batch_size=10**12 never started a task)."""
+    pulled: list[int] = []
+
+    def endless() -> Iterator[int]:
+        for i in itertools.count():
+            pulled.append(i)
+            yield i
+
+    async def main() -> list[int]:
+        wave: Wave[int] = Wave("batched", max_concurrency=2, batch_size=100_000, instrument=False)
+        got: list[int] = []
+        async with wave.stream_map(_work, endless()) as results:
+            async for r in results:
+                assert r.value is not None
+                got.append(r.value)
+                if len(got) == 4:
+                    break
+        return got
+
+    assert len(run_virtual(main())) == 4
+    assert len(pulled) <= 10  # what ran, what the buffer (2 x concurrency) holds, one spare
+
+
+def test_two_consumers_of_one_stream_share_its_results_and_both_stop() -> None:
+    """The end marker reached one consumer only: the other waited for the next result forever."""
+
+    async def main() -> list[int]:
+        wave: Wave[int] = Wave("shared", max_concurrency=2, instrument=False)
+        async with wave.stream_map(_work, range(10)) as results:
+
+            async def consume() -> list[int]:
+                return [r.value async for r in results if r.value is not None]
+
+            first, second = await asyncio.wait_for(asyncio.gather(consume(), consume()), 5)
+        return sorted(first + second)
+
+    assert run_virtual(main()) == list(range(10))
+
+
+def test_a_batch_size_beyond_sys_maxsize_is_refused_at_construction() -> None:
+    """``Wave(batch_size=2**63)`` was accepted, then every run failed with itertools' "Stop argument for
+    islice() must be None or an integer: 0 <= x <= sys.maxsize"."""
+    with pytest.raises(ValueError, match=rf"^batch_size must be in \[1, {sys.maxsize}\], got {2**63}"):
+        Wave("w", batch_size=2**63)
+    assert Wave("w", batch_size=sys.maxsize).batch_size == sys.maxsize

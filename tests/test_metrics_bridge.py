@@ -10,9 +10,11 @@ bridge reads without a public API (see ``shannon_otel/_bridge.py``).
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any, cast
 
 import pytest
+from _user_calls import _ok
 from opentelemetry.sdk.metrics import Histogram, MeterProvider
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
@@ -22,6 +24,7 @@ from opentelemetry.sdk.metrics.export import (
     MetricsData,
     PeriodicExportingMetricReader,
 )
+from opentelemetry.sdk.metrics.export import Histogram as HistogramData
 from opentelemetry.sdk.metrics.view import (
     DropAggregation,
     ExplicitBucketHistogramAggregation,
@@ -29,6 +32,8 @@ from opentelemetry.sdk.metrics.view import (
     View,
 )
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from shannon_otel import Wave, bridged, record_tokens
 from shannon_otel import _telemetry as tel
@@ -291,3 +296,165 @@ def test_a_bound_recorder_follows_the_points_a_delta_collection_replaces() -> No
         metric = durations.to_metric(None, 0)
         counts.append(sorted(cast("Any", p).count for p in metric.data.data_points) if metric else [])
     assert counts == [[1, 1]] * 3
+
+
+async def _nap(_: int) -> None:
+    await asyncio.sleep(0)
+
+
+class _Backwards:
+    """A clock each reading of which is a second earlier than the last (a wall clock stepped back, at worst)."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        self.now -= 1.0
+        return self.now
+
+
+def _histogram_points(reader: InMemoryMetricReader) -> dict[str, list[tuple[int, float]]]:
+    data = reader.get_metrics_data()
+    return {m.name: sorted((p.count, p.sum) for p in m.data.data_points) for rm in data.resource_metrics
+            for s in rm.scope_metrics for m in s.metrics if isinstance(m.data, HistogramData)} if data else {}
+
+
+def test_the_bridge_drops_negative_durations_as_the_sdk_does() -> None:
+    """A wave timed on a clock that went back measured negative durations: the SDK's histograms drop them,
+    the bridge recorded them (a point of sum -25 s, five "fast" tasks in the first bucket)."""
+    got: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    for label, wrap in (("sdk", lambda r: r), ("bridged", bridged)):
+        reader = InMemoryMetricReader()
+        provider = MeterProvider(metric_readers=[wrap(reader)])
+        try:
+            wave: Wave[None] = Wave("w", meter_provider=provider, clock=_Backwards())
+            asyncio.run(wave.map(_nap, range(5)))
+            got[label] = _histogram_points(reader)
+        finally:
+            provider.shutdown()
+    assert got["bridged"] == got["sdk"]
+
+
+def _task_points(reader: InMemoryMetricReader, name: str) -> list[Any]:
+    data = reader.get_metrics_data()
+    return [p for rm in data.resource_metrics for s in rm.scope_metrics for m in s.metrics if m.name == name
+            for p in m.data.data_points] if data else []
+
+
+@pytest.mark.skipif(not EXEMPLARS_SUPPORTED, reason="this SDK has no exemplar reservoirs")
+def test_a_views_own_exemplar_reservoir_is_honoured_by_the_bridge() -> None:
+    # A View's exemplar_reservoir_factory was ignored: the bridge kept one exemplar per bucket where
+    # the user's reservoir keeps one per point.
+    from opentelemetry.sdk.metrics import AlwaysOnExemplarFilter, SimpleFixedSizeExemplarReservoir
+
+    def one_exemplar(aggregation: Any) -> Any:
+        return lambda **kwargs: SimpleFixedSizeExemplarReservoir(size=1)
+
+    reader = InMemoryMetricReader()
+    view = View(instrument_name=tel.TASK_DURATION.name, exemplar_reservoir_factory=one_exemplar)
+    provider = MeterProvider(metric_readers=[bridged(reader)], exemplar_filter=AlwaysOnExemplarFilter(), views=[view])
+    _run_workload(provider, TracerProvider())
+    points = _task_points(reader, tel.TASK_DURATION.name)
+    assert points and all(len(p.exemplars) == 1 for p in points)
+    bridge = bridge_for(provider)
+    assert bridge is not None and bridge.sink(tel.TASK_DURATION) is None  # left to the SDK
+    assert bridge.sink(tel.TASK_QUEUE_WAIT_DURATION) is not None
+
+
+@pytest.mark.parametrize("order", ["bridged-then-bridged", "plain-then-bridged", "bridged-then-plain", "twice-in-one"])
+def test_a_reader_registered_already_is_refused_like_the_sdk_does(order: str) -> None:
+    # bridged(reader) for a reader some provider had already let the second provider take it over
+    # silently: the first provider's reader then collected nothing at all.
+    reader = InMemoryMetricReader()
+    if order == "twice-in-one":
+        readers = [bridged(reader), bridged(reader)]
+    else:
+        first, second = order.split("-then-")
+        MeterProvider(metric_readers=[bridged(reader) if first == "bridged" else reader])
+        readers = [bridged(reader) if second == "bridged" else reader]
+    with pytest.raises(Exception, match="registered already"):
+        MeterProvider(metric_readers=readers)
+
+
+def test_a_removed_bridged_reader_collects_like_a_removed_plain_one() -> None:
+    # MeterProvider.remove_metric_reader(bridged(r)) left r calling a None callback: TypeError on collect.
+    reader = InMemoryMetricReader()
+    wrapper = bridged(reader)
+    provider = MeterProvider(metric_readers=[wrapper])
+    _run_workload(provider, TracerProvider(), waves=1)
+    provider.remove_metric_reader(wrapper)
+    assert reader.get_metrics_data() is None  # the SDK's "not registered" answer, not a TypeError
+    again = MeterProvider(metric_readers=[reader])  # unregistered: usable again, as with the SDK
+    _run_workload(again, TracerProvider(), waves=1)
+    assert _task_points(reader, tel.TASK_DURATION.name)
+
+
+# NOT FIXED (reported): the fix lies in _metrics_bridge.py / _otel/ (edited concurrently by another helper) and
+# is not small: once the bridge serves a provider, a reader added later with MeterProvider.add_metric_reader
+# (SDK >= 1.28) gets no task histograms at all, bridged or not: the hook records into the stores found at the
+# first wave (discover() reads MeterProvider._metric_readers, which add_metric_reader does not even update).
+@pytest.mark.xfail(strict=True, reason="a reader added after the bridge was discovered misses the task histograms")
+@pytest.mark.parametrize("wrap", [True, False], ids=["bridged", "plain"])
+def test_a_reader_added_after_the_first_wave_gets_the_task_histograms(wrap: bool) -> None:
+    if not hasattr(MeterProvider, "add_metric_reader"):
+        pytest.skip("this SDK cannot add readers to a built provider")
+    first = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[bridged(first)])
+    _run_workload(provider, TracerProvider(), waves=1)
+    added = InMemoryMetricReader()
+    provider.add_metric_reader(bridged(added) if wrap else added)
+    _run_workload(provider, TracerProvider(), waves=1)
+    assert sum(p.count for p in _task_points(added, tel.TASK_DURATION.name)) == 25
+
+
+class _SameIds(IdGenerator):
+    """The same ids in every run, so exemplar ids compare across the bridged and the plain run."""
+
+    def __init__(self) -> None:
+        self._random = random.Random(1)
+
+    def generate_span_id(self) -> int:
+        return self._random.getrandbits(64) or 1
+
+    def generate_trace_id(self) -> int:
+        return self._random.getrandbits(128) or 1
+
+
+@pytest.mark.skipif(not EXEMPLARS_SUPPORTED, reason="this SDK has no exemplar filter")
+def test_always_on_exemplars_of_sampled_off_waves_carry_the_same_ids_as_plain_sdk_calls() -> None:
+    # With no task span (the wave sampled off) the bridge wrote always_on exemplars without ids, where the SDK
+    # takes the current span's (the wave span's) trace and span id.
+    from opentelemetry.sdk.metrics import AlwaysOnExemplarFilter
+
+    found = []
+    for wrap in (True, False):
+        reader = InMemoryMetricReader()
+        provider = MeterProvider(metric_readers=[bridged(reader) if wrap else reader],
+                                 exemplar_filter=AlwaysOnExemplarFilter())
+        _run_workload(provider, TracerProvider(sampler=ALWAYS_OFF, id_generator=_SameIds()), waves=1)
+        found.append(sorted((tuple(sorted(p.attributes.items())), e.value, e.trace_id, e.span_id)
+                            for p in _task_points(reader, tel.TASK_DURATION.name) for e in p.exemplars))
+    assert found[0] == found[1]
+    assert found[0] and all(trace_id is not None for _, _, trace_id, _ in found[0])
+
+
+# A wave with tracing off (a no-op TracerProvider) but metrics on, run inside a sampled span of the user's:
+# plain SDK calls give each point an exemplar of that span (trace_based filter, the default); the bridge got
+# no span context from the hook and gave none.
+def test_a_wave_without_tracing_inside_a_sampled_user_span_gets_the_same_exemplars_as_plain_sdk_calls() -> None:
+    from opentelemetry.trace import NoOpTracerProvider
+
+    users_own = TracerProvider().get_tracer("app")
+    counts = []
+    for wrap in (True, False):
+        reader = InMemoryMetricReader()
+        provider = MeterProvider(metric_readers=[bridged(reader) if wrap else reader])
+
+        async def main(provider: MeterProvider = provider) -> None:
+            with users_own.start_as_current_span("request"):
+                await Wave[int]("w", tracer_provider=NoOpTracerProvider(), meter_provider=provider).run([_ok(), _ok()])
+
+        asyncio.run(main())
+        counts.append([len(p.exemplars) for p in _task_points(reader, tel.TASK_DURATION.name)])
+    assert counts[1] == [1]  # the SDK's exemplar, linking the user's span
+    assert counts[0] == counts[1]

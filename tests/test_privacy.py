@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import inspect
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _user_calls import _ok
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import shannon_otel as so
+from shannon_otel import Hook, LoggingHook, Retry, Wave
 from shannon_otel._redact import drop_messages
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
@@ -171,3 +175,96 @@ def test_every_default_endpoint_and_bind_address_is_loopback() -> None:
         if isinstance(node, ast.Constant) and node.value in ("0.0.0.0", "::")
     ]
     assert wildcard == []
+
+
+def _stacktraces_with(redact: Any, error: Callable[[], BaseException]) -> list[str]:
+    from shannon_otel import configure
+
+    memory = InMemorySpanExporter()
+    handle = configure("probe", exporter="none", span_exporters=[memory], set_global=False, redact=redact)
+    try:
+        async def fail() -> None:
+            raise error()
+
+        async def main() -> None:
+            wave: Wave[None] = Wave("w", tracer_provider=handle.tracer_provider, meter_provider=handle.meter_provider)
+            with contextlib.suppress(BaseExceptionGroup), \
+                    handle.tracer_provider.get_tracer("user").start_as_current_span("user"):
+                await wave.run([fail], raise_errors=True)  # a WaveError (an ExceptionGroup) through the user span
+
+        run_virtual(main())
+        handle.force_flush(5.0)
+    finally:
+        handle.shutdown()
+    return [str(e.attributes["exception.stacktrace"]) for s in memory.get_finished_spans() for e in s.events
+            if e.name == "exception" and e.attributes]
+
+
+def _noted() -> BaseException:
+    error = ValueError("login failed")
+    error.add_note("password=hunter2")
+    return error
+
+
+@pytest.mark.parametrize("error", [
+    lambda: ValueError("login failed\npassword=hunter2"),
+    lambda: ValueError("login failed\n  password=hunter2"),
+    _noted,
+], ids=["multi-line", "indented-line", "note"])
+def test_redaction_covers_every_line_of_a_message_and_exception_groups(error: Callable[[], BaseException]) -> None:
+    # exception.stacktrace was redacted line by line: the second line of a message, a note, and every
+    # sub-exception of an exception group (WaveError, the "  | ValueError: ..." lines) went out as they were.
+    traces = _stacktraces_with(drop_messages, error)
+    assert len(traces) == 2 and any("| ValueError" in t for t in traces)  # the task span's and the user span's
+    assert all("hunter2" not in t and "File " in t for t in traces)
+    masked = _stacktraces_with(lambda type_name, message: message.replace("hunter2", "***"), error)
+    assert all("hunter2" not in t and "password=***" in t and "login failed" in t for t in masked)
+
+
+_SECRET = "hunter" + "2"  # built, so that no traceback's source line holds it
+
+
+class _FailingHook(Hook):
+    def wave_started(self, event: Any) -> None:
+        raise RuntimeError(f"db password={_SECRET} rejected")
+
+
+def test_redact_applies_to_the_log_records_configure_exports(monkeypatch: pytest.MonkeyPatch) -> None:
+    # configure(redact=...) redacted spans only: with the logs signal on, the record of a failing hook (its
+    # traceback: exception.message, exception.stacktrace) and LoggingHook(exception_messages=True) records
+    # went to the log exporter with the messages redact was set to hide.
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+
+    from shannon_otel import configure
+
+    memory = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
+    monkeypatch.setattr("shannon_otel._config._log_exporter", lambda *a: memory)
+    monkeypatch.setattr("shannon_otel._config._span_exporter", lambda *a: None)
+    monkeypatch.setattr("shannon_otel._config._metric_exporter", lambda *a: None)
+    handle = configure("probe", exporter="console", logs=True, set_global=False, redact=drop_messages)
+    try:
+        async def flaky() -> None:
+            raise ConnectionError(f"token={_SECRET} refused")
+
+        async def main() -> None:
+            wave: Wave[int] = Wave("w", tracer_provider=handle.tracer_provider, meter_provider=handle.meter_provider,
+                                   hooks=(_FailingHook(),))
+            await wave.run([_ok()])
+            retry = Retry(attempts=2, initial=0.0, name="search", tracer_provider=handle.tracer_provider,
+                          meter_provider=handle.meter_provider, hooks=[LoggingHook(exception_messages=True)])
+            with contextlib.suppress(ConnectionError):
+                await retry.call(flaky)
+
+        run_virtual(main())
+        assert handle.force_flush(5.0)
+    finally:
+        handle.shutdown()
+    records = [r.log_record for r in memory.get_finished_logs()]
+    hook_failure = [r for r in records if "failed in wave_started" in str(r.body)]
+    retried = [r for r in records if str(r.body).startswith("retrying search")]
+    assert hook_failure and retried
+    for record in records:
+        assert "hunter2" not in str(record.body) and "hunter2" not in str(dict(record.attributes or {}))
+    attributes = dict(hook_failure[0].attributes or {})
+    assert attributes["exception.type"] == "RuntimeError" and "wave_started" in str(attributes["exception.stacktrace"])
+    assert str(retried[0].body).endswith(": ConnectionError")  # the type stays, the message is gone

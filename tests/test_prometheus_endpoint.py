@@ -8,13 +8,21 @@ import errno
 import functools
 import socket
 import urllib.request
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
+from prometheus_client.parser import text_string_to_metric_families as text_families
+from test_cli_prometheus import promtool_check_metrics
 
 from shannon_otel import MetricsServer, PrometheusReader, Wave, configure
 from shannon_otel import _telemetry as tel
+from shannon_otel._prometheus import series_name
 from shannon_otel.assets import referenced_metrics
 
 
@@ -106,3 +114,126 @@ def test_a_port_in_use_is_refused_naming_the_address() -> None:
         with pytest.raises(OSError, match=f"Address already in use: '127.0.0.1:{port}'") as raised:
             MetricsServer(reader, port=port)
     assert raised.value.errno == errno.EADDRINUSE and raised.value.strerror == "Address already in use"
+
+
+def _scrape(record: Any, *, openmetrics: bool = False) -> str:
+    reader = PrometheusReader()
+    provider = MeterProvider(metric_readers=[reader], resource=Resource.create({"service.name": "svc"}))
+    try:
+        record(provider.get_meter("user"))
+        return reader.scrape(openmetrics=openmetrics)
+    finally:
+        provider.shutdown()
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_an_attribute_named_like_a_reserved_label_never_makes_the_scrape_invalid(openmetrics: bool) -> None:
+    """A user attribute ``__name__`` became the label ``__name__``: Prometheus (and promtool) refuse the
+    whole scrape ("label name is reserved"), so one attribute cost every series of the target."""
+    text = _scrape(lambda meter: meter.create_counter("my.requests", unit="{request}").add(
+        1, {"__name__": "evil", "__meta": "x", "ok": "y"}), openmetrics=openmetrics)
+    (line,) = [line for line in text.splitlines() if line.startswith("my_requests_total{")]
+    # prefixed "key" (the collector v0.139 drops the whole metric with an error: "not a valid label name")
+    assert 'key__meta="x",key__name__="evil",ok="y",job="svc"' in line
+    if openmetrics:
+        families = {f.name: f for f in text_string_to_metric_families(text)}  # type: ignore[no-untyped-call]
+        assert families["my_requests"].samples[0].labels["key__name__"] == "evil"
+    else:
+        assert promtool_check_metrics(text) == ""
+
+
+def test_label_values_are_written_as_the_collector_writes_them() -> None:
+    """Booleans were ``True``, sequences Python reprs (``('a', 1, True)``), 2.0 ``2.0``: a dashboard
+    filtering ``{flag="true"}`` matched the collector's series but never this endpoint's."""
+    text = _scrape(lambda meter: meter.create_counter("my.requests", unit="{request}").add(
+        1, {"flag": True, "off": False, "tags": ("a", 1, True, 2.5), "ratio": 2.0, "half": 0.5, "n": 3}))
+    (line,) = [line for line in text.splitlines() if line.startswith("my_requests_total{")]
+    assert line.startswith(
+        'my_requests_total{flag="true",half="0.5",n="3",off="false",ratio="2",tags="[\\"a\\",1,true,2.5]",')
+    assert promtool_check_metrics(text) == ""
+    # whatever else the SDK lets through still renders (bytes in base64 as the collector writes them)
+    text = _scrape(lambda meter: meter.create_counter("my.requests", unit="{request}").add(
+        1, {"raw": b"x", "nested": {"a": 1}, "odd": (b"a", float("nan")), "nan": float("nan")}))
+    (line,) = [line for line in text.splitlines() if line.startswith("my_requests_total{")]
+    assert line.startswith('my_requests_total{nan="NaN",nested="{\\"a\\":1}",odd="[\\"YQ==\\",\\"nan\\"]",raw="eA==",')
+
+
+def test_labels_are_the_collectors_for_a_leading_digit_and_every_series_names_its_scope() -> None:
+    """Compared with the collector's exporter (v0.139, run on the same points): a key starting with a digit
+    became ``_1digit`` (the collector: ``key_1digit``), and the ``otel_scope_name`` / ``otel_scope_version``
+    / ``otel_scope_schema_url`` labels it adds to every series were missing, so one metric name made by two
+    scopes (two libraries' ``http.requests``) was the same series twice, and Prometheus kept one of them."""
+
+    reader = PrometheusReader()
+    provider = MeterProvider(metric_readers=[reader], resource=Resource.create({"service.name": "svc"}))
+    try:
+        provider.get_meter("lib.a", "1.0").create_counter("my.requests", unit="{request}").add(1, {"1digit": "v"})
+        provider.get_meter("lib.b").create_counter("my.requests", unit="{request}").add(2, {"1digit": "v"})
+        text = reader.scrape(openmetrics=True)
+    finally:
+        provider.shutdown()
+    (family,) = [f for f in text_string_to_metric_families(text)  # type: ignore[no-untyped-call]
+                 if f.name == "my_requests"]
+    got = {(s.labels["otel_scope_name"], s.labels["otel_scope_version"], s.labels["key_1digit"], s.value)
+           for s in family.samples}
+    assert got == {("lib.a", "1.0", "v", 1.0), ("lib.b", "", "v", 2.0)}
+
+
+@pytest.mark.parametrize(("unit", "kind", "name"), [
+    ("ms", "histogram", "my_latency_milliseconds"),
+    ("By", "counter", "my_latency_bytes_total"),
+    ("By/s", "gauge", "my_latency_bytes_per_second"),
+    ("1/s", "gauge", "my_latency_per_second"),
+    ("{request}/s", "counter", "my_latency_per_second_total"),
+    ("%", "gauge", "my_latency_percent"),
+    ("Cel", "gauge", "my_latency_celsius"),
+])
+def test_a_user_metric_gets_the_unit_suffix_the_collector_gives_it(unit: str, kind: str, name: str) -> None:
+    """The unit was appended as written (``my_latency_ms``, ``..._By_s`` once sanitized): the endpoint
+    promises the collector's names, and the collector writes ``milliseconds``, ``bytes_per_second``."""
+
+    def record(meter: Any) -> None:
+        if kind == "histogram":
+            meter.create_histogram("my.latency", unit=unit).record(1.0)
+        elif kind == "counter":
+            meter.create_counter("my.latency", unit=unit).add(1)
+        else:
+            meter.create_gauge("my.latency", unit=unit).set(1.0)
+
+    text = _scrape(record)
+    assert f"# TYPE {name} {kind}\n" in text
+
+
+@pytest.mark.parametrize(("name", "unit", "kind", "series"), [
+    ("my.total", "", "counter", "my_total"),
+    ("http.requests_total", "", "counter", "http_requests_total"),
+    ("req.total.count", "", "counter", "req_count_total"),
+    ("a..b__c", "", "counter", "a_b_c_total"),
+    ("ratio.of.cpu", "1", "gauge", "of_cpu_ratio"),
+    ("bytes.per.second", "By/s", "gauge", "bytes_per_second"),
+    ("mem.seconds.used", "s", "gauge", "mem_seconds_used"),
+])
+def test_a_user_metric_name_gets_the_collectors_total_ratio_and_unit_rules(
+    name: str, unit: str, kind: str, series: str,
+) -> None:
+    """``http.requests_total`` became ``http_requests_total_total`` (the collector: ``http_requests_total``),
+    ``a..b__c`` ``a__b__c_total``; each expectation is what the collector's exporter (v0.139) wrote."""
+    assert series_name(name, unit, kind) == series
+
+
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text() | st.binary(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=2),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(attributes=st.dictionaries(st.text(max_size=12), _VALUES, max_size=6))
+def test_any_attributes_the_sdk_passes_render_a_valid_exposition(attributes: dict[str, Any]) -> None:
+    """Whatever a user's own instrument records, every scrape renders and parses (both formats)."""
+    for openmetrics in (False, True):
+        text = _scrape(lambda meter: meter.create_counter("my.requests").add(1, attributes), openmetrics=openmetrics)
+        parse = text_string_to_metric_families if openmetrics else text_families
+        families = list(parse(text))  # raises on an invalid exposition
+        assert any(f.name.startswith("my_requests") for f in families)

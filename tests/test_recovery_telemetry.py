@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import sys
 import types
+import warnings
 from typing import Any
 
 import pytest
+from opentelemetry.trace import StatusCode
 from test_recovery_support import FakeClock, Telemetry, run
 
+from shannon_otel import CircuitBreaker, Fallback, Saga, Step, Timeout, Wave
 from shannon_otel._otel import _providers as otel_providers
 from shannon_otel._otel import _recovery as otel_recovery
 from shannon_otel._otel._recovery import RecoveryTelemetry
 from shannon_otel._telemetry import BreakerState
 from shannon_otel.recovery import BreakerRegistry, CircuitOpenError, Hedge, Pipeline, Retry
+from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
 
 def test_global_providers_are_watched_until_set_then_resolved_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -100,3 +107,135 @@ def test_a_retried_hedge_reports_attempts_and_hedges_in_one_trace() -> None:
     assert tel.points("shannon.retry.attempts") == [
         ({"shannon.operation": "lookup", "shannon.call.outcome": "success"}, (1, 3))]
 
+
+# ------------------------------------------------------------------ a hedge inside a nested call
+def test_a_call_made_inside_a_hedged_attempt_reports_its_own_attempts_as_attempts() -> None:
+    """The hedge marked its attempts' context "hedged" with a flag every call inside inherited: an
+    instrumented call the operation made itself (a database behind a hedged API) named its own first
+    attempt ``hedge 1``."""
+    tel = InMemoryTelemetry()
+    database = Retry(attempts=2, initial=0, name="db", **tel.providers)
+
+    async def query() -> str:
+        await asyncio.sleep(1.0)
+        return "row"
+
+    async def fetch() -> str:
+        return await database.call(query)
+
+    hedge = Hedge(0.5, attempts=2, name="api", **tel.providers)
+    assert run_virtual(hedge.call(fetch)) == "row"
+    api = tel.span("api")
+    assert sorted(s.name for s in tel.children(api)) == ["attempt 1", "hedge 2"]
+    calls = tel.spans("db")
+    assert len(calls) == 2
+    for db in calls:  # each call of the database, hedged or not, is one plain attempt
+        assert [s.name for s in tel.children(db)] == ["attempt 1"]
+
+
+# ------------------------------------------------------------------ a fallback cut off by a timeout
+@pytest.mark.parametrize("cut_by", ["policy", "wave"])
+def test_a_fallback_cut_off_by_a_timeout_is_recorded_as_a_timeout_like_an_attempt(cut_by: str) -> None:
+    """``Pipeline(Timeout(1), Fallback(slow))``: the attempt the Timeout cut off read ``timeout`` (ERROR),
+    the fallback it cut off read ``cancellation`` with status UNSET, as if someone had cancelled the call;
+    cut off by the wave's task timeout it read ``timeout`` but still UNSET."""
+    tel = InMemoryTelemetry()
+
+    async def failing() -> str:
+        await asyncio.sleep(0.5)
+        raise ConnectionError("down")
+
+    async def slow_fallback(error: Exception) -> str:
+        await asyncio.sleep(5.0)
+        return "fallback"
+
+    fallback = Fallback(slow_fallback)
+    if cut_by == "policy":
+        pipeline = Pipeline(Timeout(1.0), fallback, name="op", **tel.providers)
+        with pytest.raises(TimeoutError):
+            run_virtual(pipeline.call(failing))
+    else:
+        wave: Wave[str] = Wave("w", task_timeout=1.0, policy=Pipeline(fallback, name="op", **tel.providers),
+                               **tel.providers)
+        assert run_virtual(wave.run([failing])).results[0].outcome.value == "timeout"
+    span = tel.span("fallback op")
+    assert (span.attributes or {})["shannon.attempt.outcome"] == "timeout"
+    assert (span.attributes or {})["error.type"] == "ConnectionError"  # the primary's, as documented
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description == "timeout"
+
+
+# ------------------------------------------------------------------ work cut off by an enclosing Timeout policy
+def test_a_saga_cut_off_by_a_timeout_policy_around_it_records_a_timeout() -> None:
+    """A saga inside ``Timeout(1).call(...)`` recorded its cut step and itself as ``cancellation`` (UNSET),
+    while the attempt around it read ``timeout``: only the wave task's timeout was told from a cancellation."""
+    tel = InMemoryTelemetry()
+    saga = Saga("order", **tel.providers)
+
+    async def reserve() -> int:
+        return 1
+
+    async def release(value: int) -> None:
+        return None
+
+    async def pay() -> int:
+        await asyncio.sleep(5.0)
+        return 2
+
+    async def body() -> Any:
+        return await saga.run(Step("reserve", reserve, compensate=release), Step("pay", pay))
+
+    with pytest.raises(TimeoutError):
+        run_virtual(Timeout(1.0, name="op", **tel.providers).call(body))
+    for name, key in (("step pay", "shannon.saga.outcome"), ("saga order", "shannon.saga.outcome")):
+        span = tel.span(name)
+        assert (span.attributes or {})[key] == "timeout", name
+        assert span.status.status_code is StatusCode.ERROR, name
+    assert (tel.span("compensate reserve").attributes or {})["shannon.compensation.outcome"] == "success"
+
+
+def test_a_call_cut_off_by_a_timeout_policy_around_it_records_a_timeout_like_a_wave_timeout() -> None:
+    """``Timeout(1).call(api)`` where ``api`` makes an instrumented call of its own: that call and its attempt
+    read ``cancellation``; cut off the same way by the wave's task timeout they read failure/timeout. Now
+    both read the timeout (the cancellation still propagates, uncounted and never retried)."""
+    tel = InMemoryTelemetry()
+    database = Retry(attempts=3, initial=0, name="db", **tel.providers)
+    breaker = CircuitBreaker("db-breaker", failure_threshold=1, **tel.providers)
+
+    async def query() -> int:
+        await asyncio.sleep(5.0)
+        return 1
+
+    async def api() -> int:
+        return await database.call(breaker.call, query)
+
+    with pytest.raises(TimeoutError):
+        run_virtual(Timeout(1.0, name="api", **tel.providers).call(api))
+    db = tel.span("db")
+    assert (db.attributes or {})["shannon.call.outcome"] == "failure"
+    assert (db.attributes or {})["error.type"] == "TimeoutError"
+    assert [(s.attributes or {})["shannon.attempt.outcome"] for s in tel.children(db)] == ["timeout"]  # not retried
+    assert breaker.state is BreakerState.CLOSED  # a cancellation, uncounted
+
+
+def test_a_timeout_call_abandoned_with_its_loop_is_collected_without_an_error() -> None:
+    """Guard of the Timeout policy's published scope: a call left pending when its loop is closed is closed
+    by the garbage collector outside its task's context, where resetting the scope raised ValueError."""
+    async def slow() -> None:
+        await asyncio.sleep(10.0)
+
+    found: list[str] = []
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: found.append(repr(unraisable.exc_value))
+    try:
+        loop = asyncio.new_event_loop()
+        task = loop.create_task(Timeout(5.0, instrument=False).call(slow))
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Task was destroyed but it is pending" is logged, not raised
+            del task
+            gc.collect()
+    finally:
+        sys.unraisablehook = previous
+    assert not [f for f in found if "ValueError" in f], found

@@ -17,6 +17,7 @@ import redis
 from _redis_server import RedisServer, running_server
 
 from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
+from shannon_otel import _telemetry as tel
 from shannon_otel.redis import RedisState, SharedPool, SharedRateLimit, SharedStateUnavailableError
 from shannon_otel.testing import InMemoryTelemetry
 
@@ -406,3 +407,38 @@ def test_bad_limits_are_refused(server: RedisServer) -> None:
         CircuitBreaker("y", shared="redis://x")  # type: ignore[arg-type]
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_every_redis_state_of_a_provider_reports_its_availability_and_a_closed_one_stops() -> None:
+    """Each RedisState made its own ``shannon.shared.available`` gauge; the SDK keeps the first gauge of a
+    name on a meter, so a second state (another prefix, another event loop) was never reported, and the
+    first was reported (and kept alive) after its close. ``error.type`` of a failed call was the bare class
+    name (``ConnectionError`` for redis' own), not the qualified one every other metric uses."""
+    from shannon_otel.redis import RedisState, SharedRateLimit
+    from shannon_otel.testing import InMemoryTelemetry
+
+    otel = InMemoryTelemetry()
+    url = f"redis://127.0.0.1:{_free_port()}/0"  # nobody listens: down from the start (not an error)
+
+    def available() -> dict[str, float]:
+        points: Any = otel.metrics()[tel.SHARED_AVAILABLE.name].data.data_points
+        return {p.attributes[tel.SHARED_PREFIX]: p.value for p in points}
+
+    async def main() -> None:
+        first = RedisState(url, prefix="first", timeout_s=0.2, meter_provider=otel.meter_provider)
+        async with RedisState(url, prefix="second", timeout_s=0.2, meter_provider=otel.meter_provider) as second:
+            async with first:
+                await SharedRateLimit(first, "r", rate=100).acquire()  # a failed call (local fallback)
+                assert available() == {"first": 0, "second": 0}
+            assert available() == {"second": 0}
+            assert second.available is False
+
+    asyncio.run(main())
+    errors: Any = otel.metrics()[tel.SHARED_ERRORS.name].data.data_points
+    assert {p.attributes[tel.ERROR_TYPE] for p in errors} <= {"redis.exceptions.ConnectionError", "TimeoutError"}
+    assert errors
+    otel.shutdown()

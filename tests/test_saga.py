@@ -13,7 +13,7 @@ from test_recovery_support import Telemetry, run
 
 from shannon_otel._telemetry import Outcome
 from shannon_otel.recovery import Saga, SagaError, Step
-from shannon_otel.testing import run_virtual
+from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
 
 class Ledger:
@@ -342,3 +342,95 @@ def test_misuse_is_refused_before_any_work() -> None:
     assert ran == [1]
     with pytest.raises(ValueError, match="compensation_timeout_s"):
         Saga("s", compensation_timeout_s=0)
+
+
+# ------------------------------------------------------------------ saga steps running concurrently
+@pytest.mark.parametrize("stubborn", [False, True])
+def test_a_gathered_step_still_running_when_its_sibling_fails_never_stays_in_effect(stubborn: bool) -> None:
+    """``gather(tx.step(a), tx.step(b))`` with b failing first: the rollback ran at once while a went on,
+    a completed after the saga had ended and stayed in effect, never compensated, and the result said
+    it was rolled back. Now the step still running is cancelled and waited for: if it completes all the
+    same (it swallows the cancellation), it is compensated like any completed step."""
+    tel = InMemoryTelemetry()
+    written: list[str] = []
+    undone: list[str] = []
+
+    async def write() -> str:
+        try:
+            await asyncio.sleep(1.0)
+        except asyncio.CancelledError:
+            if not stubborn:
+                raise
+            await asyncio.sleep(0.2)  # finishes its write anyway
+        written.append("a")
+        return "a"
+
+    async def undo(value: str) -> None:
+        undone.append(value)
+
+    async def fail() -> None:
+        await asyncio.sleep(0.5)
+        raise ValueError("b failed")
+
+    async def main() -> Any:
+        saga = Saga("gathered", **tel.providers)
+        with pytest.raises(SagaError) as caught:
+            async with saga.begin() as tx:
+                await asyncio.gather(tx.step("a", write, compensate=undo), tx.step("b", fail))
+        await asyncio.sleep(2.0)  # long after: nothing completes late
+        return caught.value.result
+
+    result = run_virtual(main())
+    assert undone == written  # whatever was written was undone
+    assert result.completed == result.compensated == (("a",) if stubborn else ())
+    assert undone == (["a"] if stubborn else [])
+    assert result.rolled_back
+    saga_span = tel.span("saga gathered")
+    assert {s.name for s in tel.children(saga_span)} == {"step a", "step b"} | (
+        {"compensate a"} if stubborn else set())
+
+
+def test_a_step_never_awaited_inside_the_block_ends_before_the_saga_does() -> None:
+    written: list[str] = []
+
+    async def slow() -> str:
+        await asyncio.sleep(1.0)
+        written.append("late")
+        return "late"
+
+    async def main() -> tuple[Any, asyncio.Task[Any]]:
+        async with Saga("unawaited", instrument=False).begin() as tx:
+            pending = asyncio.create_task(tx.step("late", slow))
+            await asyncio.sleep(0)
+        await asyncio.sleep(2.0)
+        return tx.result, pending
+
+    result, pending = run_virtual(main())
+    assert pending.cancelled()  # cancelled when the block ended, not left to complete after the saga
+    assert result.completed == () and written == []
+
+
+def test_every_step_of_a_repeated_name_left_in_effect_is_reported() -> None:
+    """Three ``tx.step("reserve", ...)`` in a loop whose compensations all failed: ``failed_compensations``
+    was keyed by name, so ``uncompensated`` said one step was left in effect, not three."""
+    async def reserve() -> str:
+        return "seat"
+
+    async def release(value: str) -> None:
+        raise ConnectionError("release failed")
+
+    async def pay() -> None:
+        raise ValueError("card declined")
+
+    async def main() -> None:
+        async with Saga("order", instrument=False).begin() as tx:
+            for _ in range(3):
+                await tx.step("reserve", reserve, compensate=release)
+            await tx.step("pay", pay)
+
+    with pytest.raises(SagaError) as caught:
+        run_virtual(main())
+    result = caught.value.result
+    assert result.completed == ("reserve", "reserve", "reserve")
+    assert sorted(result.uncompensated) == ["reserve", "reserve#2", "reserve#3"]
+    assert all(isinstance(e, ConnectionError) for e in result.failed_compensations.values())

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import random
+from typing import Any
 
 import pytest
+from _user_calls import _ok
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags, set_span_in_context
 
 from shannon_otel import TailSampler, Wave
 from shannon_otel import _telemetry as tel
+from shannon_otel.testing import FakeClock
 
 
 class _SeededIds(IdGenerator):
@@ -136,3 +140,125 @@ def test_bad_settings_are_rejected() -> None:
         TailSampler(SimpleSpanProcessor(InMemorySpanExporter()), healthy_ratio=1.5)
     with pytest.raises(ValueError, match="max_buffered_spans"):
         TailSampler(SimpleSpanProcessor(InMemorySpanExporter()), max_buffered_spans=0)
+
+
+def _tail(ratio: float) -> tuple[TracerProvider, InMemorySpanExporter, TailSampler]:
+    exporter = InMemorySpanExporter()
+    sampler = TailSampler(SimpleSpanProcessor(exporter), healthy_ratio=ratio)
+    provider = TracerProvider()
+    provider.add_span_processor(sampler)
+    return provider, exporter, sampler
+
+
+async def _bad() -> int:
+    raise ValueError("boom")
+
+
+def test_a_failing_request_is_kept_when_a_healthy_one_of_the_same_upstream_trace_was_dropped() -> None:
+    # Two requests of one upstream trace served here (each a local root under a remote parent): the first,
+    # healthy, decided the whole trace id "dropped", and the second's failing wave was dropped with it.
+    provider, exporter, sampler = _tail(0.0)
+    tracer = provider.get_tracer("server")
+    upstream = SpanContext(trace_id=0xABC, span_id=0x123, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+
+    async def request(fail: bool) -> None:
+        with tracer.start_as_current_span("GET /quote", context=set_span_in_context(NonRecordingSpan(upstream))):
+            await Wave[int]("quote", tracer_provider=provider).run([_ok(), _bad() if fail else _ok()])
+
+    async def main() -> None:
+        await request(False)
+        await request(True)
+
+    asyncio.run(main())
+    spans = exporter.get_finished_spans()
+    assert sorted(s.name for s in spans) == ["GET /quote", "task quote", "task quote", "wave quote"]
+    assert any(s.attributes and s.attributes.get(tel.TASK_OUTCOME) == "failure" for s in spans)
+    assert (sampler.kept_traces, sampler.dropped_traces, sampler.buffered_spans) == (1, 1, 0)
+
+
+def test_a_wave_under_another_providers_span_is_decided_when_it_ends() -> None:
+    # The wave span's parent, a span of the user's own TracerProvider, never reaches this processor: the
+    # wave's trace waited for that "local root" forever, buffered (nothing exported, even at ratio 1).
+    provider, exporter, sampler = _tail(1.0)
+    users_own = TracerProvider().get_tracer("app")
+
+    async def main() -> None:
+        for _ in range(3):
+            with users_own.start_as_current_span("request"):
+                await Wave[int]("w", tracer_provider=provider).run([_ok(), _bad()])
+
+    asyncio.run(main())
+    assert len(exporter.get_finished_spans()) == 9
+    assert (sampler.kept_traces, sampler.buffered_spans) == (3, 0)
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.3, 1.0])
+def test_no_kept_span_misses_its_local_parent_in_random_span_trees(ratio: float) -> None:
+    # Random trees: remote-parented requests sharing trace ids, children started under open or ended spans
+    # (after their part's decision too), spans ending late, failures anywhere, tiny and large buffers (decisions
+    # remembered: past max_decisions a late span may be decided anew, as documented).
+    # (An intermediate per-part sampler forwarded fire-and-forget children of dropped parts.)
+    for seed in range(60):
+        rng = random.Random(seed)
+        exporter = InMemorySpanExporter()
+        sampler = TailSampler(SimpleSpanProcessor(exporter), healthy_ratio=ratio,
+                              max_buffered_spans=rng.choice([3, 50]), max_decisions=1000)
+        provider = TracerProvider()
+        provider.add_span_processor(sampler)
+        tracer = provider.get_tracer("fuzz")
+        running: list[Any] = []
+        ended: list[Any] = []
+        for _ in range(60):
+            draw = rng.random()
+            if draw < 0.15 or not (running or ended):
+                upstream = SpanContext(trace_id=rng.choice([1, 2, 3]) << 70 | 0xFFFF, span_id=rng.getrandbits(64) or 1,
+                                       is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+                parent = set_span_in_context(NonRecordingSpan(upstream)) if rng.random() < 0.5 else None
+                running.append(tracer.start_span("root", context=parent))
+            elif draw < 0.6:
+                parent_span = rng.choice(running + ended[-5:])
+                running.append(tracer.start_span("child", context=set_span_in_context(parent_span)))
+            elif running:
+                span = running.pop(rng.randrange(len(running)))
+                if rng.random() < 0.1:
+                    span.set_status(Status(StatusCode.ERROR))
+                span.end()
+                ended.append(span)
+        for span in running:
+            span.end()
+        provider.shutdown()
+        spans = exporter.get_finished_spans()
+        ids = {s.context.span_id for s in spans if s.context is not None}
+        orphans = [s for s in spans if s.parent is not None and not s.parent.is_remote and s.parent.span_id not in ids]
+        assert not orphans, f"seed {seed}: a kept span lost its parent"
+        assert sampler.buffered_spans == 0
+
+
+# NOT FIXED (reported, a design choice in anomaly/_ticks.py, edited concurrently): a latency tick spans several
+# runs of a wave; its Anomaly (on_anomaly, the run report, the log record's fields) names the slowest task's
+# trace, but the shannon.anomaly span event goes on the span current when the tick closed, in a later run's
+# trace. With a TailSampler, the slowest task's trace is healthy and decided (dropped) before the tick closes,
+# so the trace id the Anomaly names was never exported.
+@pytest.mark.xfail(strict=True, reason="a latency anomaly names a trace the tail sampler dropped")
+def test_a_latency_anomaly_names_a_trace_the_tail_sampler_kept() -> None:
+    from shannon_otel import AnomalyHook
+
+    provider, exporter, _ = _tail(0.0)
+    clock = FakeClock()
+    found: list[Any] = []
+    hook = AnomalyHook(tick_s=1.0, min_tick_tasks=8, clock=clock, on_anomaly=found.append)
+
+    async def job(slow: bool) -> None:
+        clock.advance(2.5 if slow else 0.25)
+
+    async def main() -> None:
+        for run in range(200):  # 3 tasks a run, ticks of >= 8 tasks: every tick spans three runs
+            wave: Wave[None] = Wave("checkout", max_concurrency=1, clock=clock, tracer_provider=provider,
+                                    hooks=(hook,))
+            await wave.run([job(run >= 180 and i == 0) for i in range(3)])
+
+    asyncio.run(main())
+    exported = {format(s.context.trace_id, "032x") for s in exporter.get_finished_spans() if s.context is not None}
+    latency = [a for a in found if a.signal == "latency"]
+    assert latency
+    assert all(a.trace_id in exported for a in latency)

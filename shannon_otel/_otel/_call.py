@@ -129,7 +129,9 @@ class _CallTelemetry(_Current, CallObserver):
         outcome = event.outcome.value
         if self.span is not None:
             self.span.set_attribute(t.ATTEMPT, event.attempts)
-            error = event.error if event.outcome in (CallOutcome.FAILURE, CallOutcome.REJECTED) else None
+            # An error the breaker ignores (outcome `ignored`) still ends the call: ERROR and its error.type,
+            # as on the attempt span and the `shannon.calls` point. Only a cancellation is no error.
+            error = event.error if event.outcome is not CallOutcome.CANCELLATION else None
             _end(self.span, outcome, error, t.CALL_OUTCOME)
         if self._tel.metrics_on:
             attributes = {t.OPERATION: self._op, t.CALL_OUTCOME: outcome}

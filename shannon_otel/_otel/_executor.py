@@ -20,11 +20,11 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Status, StatusCode
 
 from .. import _telemetry as tel
-from .._events import TaskResult, WaveObserver, WaveStarted, error_message, error_type
+from .._events import TaskResult, WaveObserver, WaveStarted, error_type
 from .._telemetry import Outcome
 from ._instruments import histogram, instrument
 from ._providers import Recording, bridge_for
-from ._scope import record_error
+from ._scope import failed, record_error
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Histogram, Meter, MeterProvider
@@ -336,8 +336,8 @@ class _WaveTelemetry(WaveObserver):
         try:
             span.set_attributes(attributes)
             if error is not None:
-                description = "timeout" if outcome is Outcome.TIMEOUT else f"{etype}: {error_message(error)}"
-                span.set_status(Status(StatusCode.ERROR, description))
+                span.set_status(Status(StatusCode.ERROR, "timeout") if outcome is Outcome.TIMEOUT
+                                else failed(etype or "", error))
                 record_error(span, error)
         finally:
             otel_context.detach(context_token)

@@ -60,11 +60,22 @@ def _end(span: Span, outcome: str, error: BaseException | None, outcome_key: str
             if error is not None:
                 record_error(span, error)
         elif error is not None and outcome != Outcome.CANCELLATION:
-            span.set_attribute(t.ERROR_TYPE, _error_type(error))
-            span.set_status(_ERROR)
+            error_type = _error_type(error)
+            span.set_attribute(t.ERROR_TYPE, error_type)
+            span.set_status(failed(error_type, error))
             record_error(span, error)
     finally:
         span.end()
+
+
+def failed(error_type: str, error: BaseException) -> Status:
+    """The ERROR status of a span ``error`` ended: described ``"<error.type>: <message>"`` (the semantic
+    conventions' status description, e.g. an exception message; the type alone for an empty message),
+    so Jaeger shows why on the span itself; ``configure(redact=...)`` rewrites the message on export."""
+    from .._events import error_message
+
+    message = error_message(error)
+    return Status(StatusCode.ERROR, f"{error_type}: {message}" if message else error_type)
 
 
 def record_error(span: Span, error: BaseException) -> None:

@@ -6,7 +6,6 @@ the panels and lays them out. Every panel carries a unit and a description.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from . import _promql as q
@@ -18,16 +17,25 @@ DATASOURCE: Json = {"type": "prometheus", "uid": "${datasource}"}
 
 # Trace links open the provisioned Jaeger datasource (uid "jaeger") in Grafana's Explore, so no URL
 # has to be typed in; the service comes from the series' ``service`` label (see ``_promql.with_service``).
-_SERVICE = "${__field.labels." + q.SERVICE + "}"
-TRACES_LINK: Json = {
-    "title": f"Traces of {_SERVICE} in Jaeger",
-    "url": "",
-    "internal": {
-        "datasourceUid": JAEGER_UID,
-        "datasourceName": "Jaeger",
-        "query": {"queryType": "search", "service": _SERVICE},
-    },
-}
+# A time series field carries its series' labels (``__field.labels``); a table-format query turns each
+# label into a column of its own, so a table cell finds it in its row (``__data.fields``): there
+# ``__field.labels.service`` is empty and the link searched Jaeger for no service.
+_SERIES_SERVICE = "${__field.labels." + q.SERVICE + "}"
+_ROW_SERVICE = '${__data.fields["' + q.SERVICE + '"]}'
+
+
+def traces_link(*, table: bool = False) -> Json:
+    """The Jaeger search link of a panel's values: the service of the series, or of the table row."""
+    service = _ROW_SERVICE if table else _SERIES_SERVICE
+    return {
+        "title": f"Traces of {service} in Jaeger",
+        "url": "",
+        "internal": {
+            "datasourceUid": JAEGER_UID,
+            "datasourceName": "Jaeger",
+            "query": {"queryType": "search", "service": service},
+        },
+    }
 
 
 def target(expr: str, legend: str = "__auto", *, exemplar: bool = False, instant: bool = False,
@@ -55,7 +63,7 @@ def _panel(kind: str, title: str, description: str, unit: str, targets: list[Jso
         # get no link (tests/test_assets.py checks every linked query keeps it).
         for t in targets:
             t["expr"] = q.with_service(t["expr"])
-        field_defaults["links"] = [json.loads(json.dumps(TRACES_LINK))]
+        field_defaults["links"] = [traces_link(table=any(t["format"] == "table" for t in targets))]
     return {
         "type": kind,
         "title": title,

@@ -12,10 +12,8 @@ detector only warns, after it has kept reporting for a while.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
-from urllib.parse import quote
 
 from shannon_otel import _telemetry as t
 
@@ -37,11 +35,6 @@ Rule = dict[str, Any]
 _SERVICE = '{{ $labels.job | reReplaceAll "^.*/" "" | urlquery }}'
 
 
-def _tags(attributes: dict[str, str]) -> str:
-    """Jaeger's ``tags`` search parameter (JSON, URL-encoded) for fixed attribute values."""
-    return "&tags=" + quote(json.dumps(attributes, separators=(",", ":")), safe="")
-
-
 def _label_tags(attributes: dict[str, str]) -> str:
     """Jaeger's ``tags`` parameter (a Go template) matching span attributes to alert labels' values.
 
@@ -51,6 +44,17 @@ def _label_tags(attributes: dict[str, str]) -> str:
     fields = ",".join(f'\\"{a}\\":%q' for a in attributes)
     labels = " ".join(f"$labels.{label}" for label in attributes.values())
     return f'&tags={{{{ printf "{{{fields}}}" {labels} | urlquery }}}}'
+
+
+def _failed_wave(label: str) -> str:
+    """Jaeger's ``tags`` parameter matching the wave span of a failed run of the wave in ``label``.
+
+    The wave span carries both its name and its outcome (``failure`` when a task failed or timed out),
+    so the search finds the runs of that wave the task error alerts count, not every failing wave of the
+    service.
+    """
+    fields = f'\\"{t.WAVE_NAME}\\":%q,\\"{t.TASK_OUTCOME}\\":\\"{t.Outcome.FAILURE.value}\\"'
+    return f'&tags={{{{ printf "{{{fields}}}" $labels.{label} | urlquery }}}}'
 
 
 def _wave_span(label: str) -> str:
@@ -170,7 +174,7 @@ def _error_rate(jaeger: str, runbook: str, min_tasks: int) -> Rule:
         f"{{{{ $value | humanizePercentage }}}} of the tasks of wave {{{{ $labels.{wave} }}}} of job "
         f"{{{{ $labels.job }}}} failed or timed out over the last 10 minutes (cancellations not counted; "
         f"waves finishing fewer than {min_tasks} tasks in 10 minutes are left to the error budget alerts).",
-        jaeger=jaeger, runbook=runbook, traces=_tags({t.TASK_OUTCOME: t.Outcome.FAILURE.value}),
+        jaeger=jaeger, runbook=runbook, traces=_failed_wave(wave),
     )
 
 
@@ -188,7 +192,7 @@ def _burn_rate(jaeger: str, runbook: str, slo_target: float, long: str, short: s
         f"of its tasks failed or timed out over the last {long} (and still over {short}), against a "
         f"{slo_target:.4g} success objective: at this rate the 30-day error budget lasts "
         f"{30 / factor:.3g} days.",
-        jaeger=jaeger, runbook=runbook, traces=_tags({t.TASK_OUTCOME: t.Outcome.FAILURE.value}),
+        jaeger=jaeger, runbook=runbook, traces=_failed_wave(wave),
     )
 
 

@@ -1,28 +1,28 @@
-"""Round-5 probes of what users put in their own test suites (``shannon_otel.testing``) and of the
-``LoggingHook``, each a bug found by using them as a user would; every test fails without its fix."""
+"""The LoggingHook as users configure it: its levels, the flood limiter (held-back repeats written as one
+summary, at shutdown and at interpreter exit; keys evicted; clocks stepped back) and what redaction rewrites."""
 
 from __future__ import annotations
 
 import asyncio
-import inspect
+import contextlib
 import logging
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import cast
 
 import pytest
 
-from shannon_otel import LoggingHook, Retry
+from shannon_otel import CircuitBreaker, CircuitOpenError, LoggingHook, Retry, configure
+from shannon_otel import _telemetry as tel
 from shannon_otel._events import Anomaly
 from shannon_otel._redact import redacting_handler
 from shannon_otel._telemetry import Severity
-from shannon_otel.testing import (
-    FakeClock,
-    InMemoryTelemetry,
-    VirtualTimeLoop,
-    is_testing,
-    run_virtual,
-    set_testing,
-)
+from shannon_otel.testing import FakeClock, is_testing, run_virtual, set_testing
 
 
 class _Records(logging.Handler):
@@ -45,47 +45,6 @@ def anomaly_records() -> Iterator[list[logging.LogRecord]]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
-
-
-# --------------------------------------------------------------------------- run_virtual
-def test_run_virtual_inside_a_running_loop_says_so_and_awaits_nothing_half_way() -> None:
-    # asyncio.Runner raised "Runner.run() cannot be called from a running event loop", then, closing,
-    # "Cannot run the event loop while another loop is running" hid it, and the coroutine given was left
-    # never awaited (a RuntimeWarning: an error under filterwarnings=error, blamed on some later test).
-    async def inner() -> int:
-        return 1
-
-    async def outer() -> str:
-        coro = inner()
-        with pytest.raises(RuntimeError, match=r"run_virtual\(\) cannot be called from a running event loop"):
-            run_virtual(coro)
-        assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED  # closed, so never reported as never awaited
-        return "outer goes on"
-
-    assert run_virtual(outer()) == "outer goes on"
-    assert run_virtual(inner()) == 1  # and a later call works
-
-
-# --------------------------------------------------------------------------- InMemoryTelemetry
-def test_points_of_a_metric_two_meters_record_are_all_there() -> None:
-    # metrics() is a dict by name: a counter of the same name in two meters (the user's and a library's)
-    # kept the points of one of them, so points()/point() said the other's were never recorded.
-    tel = InMemoryTelemetry()
-    tel.meter_provider.get_meter("mine").create_counter("requests").add(2, {"side": "mine"})
-    tel.meter_provider.get_meter("theirs").create_counter("requests").add(3, {"side": "theirs"})
-    assert sorted(p.value for p in tel.points("requests")) == [2, 3]
-    assert tel.point("requests", side="mine").value == 2
-    assert tel.point("requests", side="theirs").value == 3
-    tel.shutdown()
-
-
-def test_point_of_a_metric_never_recorded_names_the_ones_that_were() -> None:
-    # A misspelt metric name read "expected one point of ... found 0", as if the attributes were wrong.
-    tel = InMemoryTelemetry()
-    tel.meter_provider.get_meter("mine").create_counter("requests").add(1)
-    with pytest.raises(AssertionError, match=r"no metric 'request' was recorded; recorded: \['requests'\]"):
-        tel.point("request")
-    tel.shutdown()
 
 
 # --------------------------------------------------------------------------- LoggingHook levels
@@ -264,18 +223,81 @@ def test_redaction_rewrites_the_exception_message_not_an_operation_name_holding_
     assert record.getMessage() == expected
 
 
-# --------------------------------------------------------------------------- VirtualTimeLoop
-@pytest.mark.parametrize("seconds", [-5.0, float("nan"), float("inf")])
-def test_the_virtual_loop_refuses_to_move_its_clock_back_or_to_nan(seconds: float) -> None:
-    # VirtualTimeLoop.advance took anything: -5 moved a monotonic clock back, NaN made every later
-    # sleep return at once with loop.time() NaN.
-    async def main() -> float:
-        loop = asyncio.get_running_loop()
-        assert isinstance(loop, VirtualTimeLoop)
-        with pytest.raises(ValueError, match=r"seconds must be in \[0, inf\)"):
-            loop.advance(seconds)
-        loop.advance(2.5)
-        await asyncio.sleep(1)
-        return loop.time()
+@pytest.mark.parametrize(("operation", "message"), [("GET /users/{id}", "plain"), ("quotes", "bad json {'a': 1}")])
+def test_a_summary_of_repeats_is_written_whatever_braces_names_and_messages_hold(
+        operation: str, message: str, caplog: pytest.LogCaptureFixture) -> None:
+    # The summary was built with str.format over text holding the operation name and (opted in) the
+    # exception message: a route template or a dict in a message raised inside the hook, and the summary
+    # of every held-back retry was lost (only counted in hook.errors).
+    hook = LoggingHook(exception_messages=True)
+    retry = Retry(attempts=5, initial=0.0, name=operation, hooks=[hook])
 
-    assert run_virtual(main()) == 3.5
+    async def fail() -> None:
+        raise ValueError(message)
+
+    async def main() -> None:
+        for _ in range(3):
+            with contextlib.suppress(ValueError):
+                await retry.call(fail)
+
+    caplog.set_level(logging.WARNING, logger="shannon_otel")
+    with set_testing(True):
+        run_virtual(main())
+    hook.flush()
+    texts = [r.getMessage() for r in caplog.records if r.name == "shannon_otel.retry"]
+    assert hook.errors == 0
+    assert len(texts) == 2 and texts[1].startswith(f"retried {operation} 11 times in the last 0 s")
+    assert texts[1].endswith(f"ValueError: {message})")
+    assert caplog.records[-1].__dict__["shannon.log.repeats"] == 11
+
+
+async def _down() -> None:
+    raise ConnectionError("down")
+
+
+async def _reject_many(breaker: CircuitBreaker, calls: int) -> None:
+    for _ in range(calls):
+        with contextlib.suppress(ConnectionError, CircuitOpenError):
+            await breaker.call(_down)
+
+
+def test_shutdown_writes_the_repeats_the_default_logging_hook_held_back(caplog: pytest.LogCaptureFixture) -> None:
+    """A breaker rejecting 99 calls within the flood window logged the first rejection only; the other 98
+    waited for a summary nobody asked for (the default hook is the library's: the user cannot flush() it),
+    so the logs (and the logs signal configure() exports) never told them."""
+    name = f"probe-{uuid.uuid4().hex[:8]}"
+    handle = configure("svc", exporter="none", set_global=False)
+    breaker = CircuitBreaker(name, failure_threshold=1, reset_timeout=60, tracer_provider=handle.tracer_provider,
+                             meter_provider=handle.meter_provider)
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        asyncio.run(_reject_many(breaker, 100))
+        handle.shutdown()
+    rejected = [r for r in caplog.records if getattr(r, tel.BREAKER_NAME, None) == name
+                and r.__dict__.get("event.name") == tel.LOG_EVENT_REJECTED]
+    assert [r.__dict__.get(tel.LOG_REPEATS, 1) for r in rejected] == [1, 98]
+
+
+def test_the_default_logging_hook_writes_its_held_back_repeats_at_interpreter_exit(tmp_path: Path) -> None:
+    """Without configure() (the user's own providers and logging set-up) the 98 were never logged."""
+    script = tmp_path / "app.py"
+    script.write_text(textwrap.dedent("""
+        import asyncio, logging
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from shannon_otel import CircuitBreaker
+        trace.set_tracer_provider(TracerProvider())
+        logging.basicConfig(level=logging.WARNING, format="%(message)s")
+        async def down(): raise ConnectionError("down")
+        async def main():
+            breaker = CircuitBreaker("api", failure_threshold=1, reset_timeout=60)
+            for _ in range(100):
+                try:
+                    await breaker.call(down)
+                except Exception:
+                    pass
+        asyncio.run(main())
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=True,
+                         cwd=Path(__file__).resolve().parent.parent, env={**os.environ, "PYTHONPATH": "."})
+    assert "rejected a call to api" in out.stderr
+    assert "rejected 98 calls to api" in out.stderr

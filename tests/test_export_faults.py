@@ -1,4 +1,4 @@
-"""Round-5 probes: telemetry delivery against a misbehaving backend and across process life cycles.
+"""Telemetry delivery against a misbehaving backend and across process life cycles.
 
 Every backend here is a real server on 127.0.0.1 (OTLP/HTTP with ``http.server``, OTLP/gRPC with
 grpc's server API, raw sockets for resets and trickles), started and closed by the test. Each test

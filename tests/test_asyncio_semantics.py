@@ -1,4 +1,4 @@
-"""Round-5 probes: asyncio semantics a user relies on, through the public API only.
+"""Asyncio semantics a user relies on, through the public API only.
 
 Eager task factories (Python 3.12+, ``loop.set_task_factory(asyncio.eager_task_factory)``) run a task's
 first step inside ``create_task``; a wave must still fail fast there. A wave task runs on a worker task

@@ -1,4 +1,4 @@
-"""Round-5 probes of what a wave reports, checked as a user would: the report, the advice, the progress
+"""What a wave reports, checked as a user would: the report, the advice, the progress
 callback and the telemetry against reference computations over what the tasks really did, on the
 virtual-time loop (exact durations) with the real SDK in memory. The named tests failed before their fix;
 the property test pins the rest of the contract (docs/architecture.md, ``WaveReport``, ``Summary``)."""

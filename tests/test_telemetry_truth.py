@@ -1,4 +1,4 @@
-"""Adversarial probes of what the library shows: the counts, outcomes, durations and links of waves and
+"""What the library shows: the counts, outcomes, durations and links of waves and
 policies compared with what really ran (executions counted by the test itself), on the virtual-time loop
 with the real SDK in memory. Each test failed before its fix."""
 

@@ -1,0 +1,148 @@
+"""The anomaly hook fed by real waves at its edges: a wall clock stepped forward or back, and tasks, calls and
+runs cancelled by their caller (cancellation is no signal: no faster, no busier, no retrying service)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import random
+
+import pytest
+
+from shannon_otel import AnomalyHook, DetectorConfig, Hook, Wave, _clock
+from shannon_otel._events import CallFinished, CallStarted, TaskFinished, WaveStarted
+from shannon_otel._telemetry import CallOutcome, Outcome
+from shannon_otel.anomaly import ERROR_RATE, LATENCY, RETRY_RATE, THROUGHPUT, Anomaly
+from shannon_otel.testing import FakeClock, run_virtual
+
+
+class _Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _feed(hook: AnomalyHook, ticks: int, *, step: float, clocks: tuple[_Clock, ...], jump: float) -> None:
+    """One run of ``2 * ticks`` one-second ticks of 16 tasks of ~0.1 s (a steady 16 tasks/s), every clock
+    advancing; after ``ticks`` ticks the first clock steps by ``jump`` seconds (mid-run: between runs the
+    idle time is not part of a tick anyway)."""
+    observer = hook.wave_started(WaveStarted("w", None, None, 0.0))
+    assert observer is not None
+    for i in range(16 * 2 * ticks):
+        if i == 16 * ticks:
+            clocks[0].now += jump
+        for clock in clocks:
+            clock.now += step
+        observer.task_finished(None, TaskFinished(wave="w", index=i, name="t", outcome=Outcome.SUCCESS,
+                                                  duration_s=0.1 + 0.01 * ((i * 7) % 5)))
+    observer.wave_finished(None)  # type: ignore[arg-type]  # the hook reads no report
+
+
+def test_a_wall_clock_stepped_forward_raises_no_false_throughput_anomaly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the default (wall) clock, an NTP step or a resumed VM stretched the open tick over the step:
+    16 tasks "in" an hour read as a throughput fall, a critical anomaly on a healthy wave."""
+    wall, mono = _Clock(1_700_000_000.0), _Clock(100.0)
+    monkeypatch.setattr(_clock, "wall", wall)
+    monkeypatch.setattr(_clock, "monotonic", mono)
+    seen: list[Anomaly] = []
+    hook = AnomalyHook(on_anomaly=seen.append, tick_s=1.0, clock=_clock.wall, signals=[THROUGHPUT])
+    _feed(hook, 50, step=1 / 16, clocks=(wall, mono), jump=3600.0)  # the system clock steps; not the monotonic
+    assert seen == []
+    assert hook.detector.last_score(f"{THROUGHPUT}\x00w") is not None  # the ticks were scored
+    assert hook.detector.stats.series == 1
+
+
+def test_a_clock_stepped_back_keeps_the_hook_scoring() -> None:
+    """Stepped back an hour mid-run, the open tick waited for its old end: the hook scored nothing for an hour."""
+    clock, seen, scored = _Clock(1_000_000.0), list[Anomaly](), list[float]()
+    hook = AnomalyHook(on_anomaly=seen.append, tick_s=1.0, clock=clock, signals=[LATENCY, THROUGHPUT])
+    update = hook.detector.update
+
+    def spy(series: str, value: float, time: float) -> float | None:
+        scored.append(time)
+        return update(series, value, time)
+
+    hook.detector.update = spy  # type: ignore[method-assign]
+    _feed(hook, 50, step=1 / 16, clocks=(clock,), jump=-3600.0)
+    after_step = [t for t in scored if t < 1_000_000.0]
+    assert len(after_step) >= 2 * 48  # about one sample per signal and second after the step too
+    assert seen == []  # and the tick restarted at the step reads the same 16 tasks/s, not one task more
+
+
+# ---------------------------------------------------------------------- bug: cancelled tasks and calls in the hook
+EVERY_TICK = DetectorConfig(buckets=1, min_history=1, warning=1e-9, critical=1e-9)  # each scored tick is an event
+
+
+def test_a_cancelled_task_counts_in_no_signal_of_its_tick() -> None:
+    """A cancelled task's duration (cut short by the cancellation) went into the tick's mean latency, the task
+    into its throughput and the denominator of its error rate."""
+    clock, seen = FakeClock(1_000_000.0), list[Anomaly]()
+    hook = AnomalyHook(EVERY_TICK, on_anomaly=seen.append, tick_s=1.0, clock=clock, min_tick_tasks=8)
+    obs = hook.wave_started(WaveStarted("w", None, None, clock()))
+    assert obs is not None
+    for i in range(16):  # one tick: 8 tasks of 0.1 s (one failed) and 8 cancelled after 1 ms
+        clock.advance(1 / 16)
+        cancelled = i % 2 == 0
+        outcome = Outcome.CANCELLATION if cancelled else Outcome.FAILURE if i == 1 else Outcome.SUCCESS
+        obs.task_finished(None, TaskFinished(wave="w", index=i, name="t", outcome=outcome,
+                                             duration_s=0.001 if cancelled else 0.1))
+    assert {a.signal: a.value for a in seen} == {LATENCY: pytest.approx(0.1), ERROR_RATE: 1 / 8, THROUGHPUT: 8.0}
+
+
+def test_a_cancelled_call_counts_in_no_retry_rate() -> None:
+    clock, seen = FakeClock(1_000_000.0), list[Anomaly]()
+    hook = AnomalyHook(EVERY_TICK, on_anomaly=seen.append, tick_s=1.0, clock=clock, min_tick_tasks=8)
+    for i in range(16):
+        obs = hook.call_started(CallStarted("fetch", "retry"))
+        assert obs is not None
+        clock.advance(1 / 16)
+        cancelled = i % 2 == 0  # the last call (a finished one) closes the tick
+        obs.call_finished(CallFinished("fetch", CallOutcome.CANCELLATION if cancelled else CallOutcome.SUCCESS,
+                                       1 if cancelled else 3, 0.01))
+    assert [(a.signal, a.value) for a in seen] == [(RETRY_RATE, 2.0)]  # 2 retries per finished call, not 1
+
+
+class _Listener(Hook):
+    def __init__(self) -> None:
+        self.events: list[Anomaly] = []
+
+    def anomaly(self, event: Anomaly) -> None:
+        self.events.append(event)
+
+
+def test_runs_cancelled_by_their_caller_read_as_no_faster_and_no_busier_service() -> None:
+    """A wave whose caller cancels it 50 ms in, 30 runs in a row: with the cancelled tasks counted, those ticks
+    read as latency halved (0.055 s) and throughput doubled (70.8 tasks/s, a critical anomaly) of a service that
+    did not change. Now they are no samples: latency is of finished tasks only. (The tick holding the time those
+    runs were active finished few tasks in it, and reads a critical fall of throughput: that one is true.)"""
+    listener, rng = _Listener(), random.Random(5)
+
+    async def work(i: int, seconds: float) -> int:
+        await asyncio.sleep(seconds)
+        return i
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        hook = AnomalyHook(tick_s=1.0, clock=loop.time)
+        for run in range(200):
+            wave: Wave[int] = Wave("w", max_concurrency=4, hooks=[hook, listener], clock=loop.time, instrument=False)
+            started = asyncio.ensure_future(wave.run([functools.partial(work, i, rng.lognormvariate(-2.3, 0.3))
+                                                      for i in range(16)]))
+            cancelled = 150 <= run < 180
+            if cancelled:  # the caller gives up 50 ms in: the four running tasks are cancelled
+                await asyncio.sleep(0.05)
+                started.cancel()
+            try:
+                await started
+            except asyncio.CancelledError:
+                assert cancelled
+
+    run_virtual(main())
+    latency = [e for e in listener.events if e.signal == LATENCY]
+    assert len(latency) > 40  # scored well past the warm-up
+    assert [e for e in latency if e.severity is not None] == []
+    assert min(e.value for e in latency) > 0.08  # the finished tasks' mean (~0.1 s), never ~0.05
+    healthy_max = max(e.value for e in listener.events if e.signal == THROUGHPUT and e.time < 60.0)
+    assert [e for e in listener.events if e.signal == THROUGHPUT and e.severity and e.value > healthy_max] == []

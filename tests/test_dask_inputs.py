@@ -1,0 +1,86 @@
+"""What DaskBackend and WorkerTelemetry refuse on the client, before anything is shipped to a worker: wrapped
+closures and generator functions, and the export settings configure() refuses."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import re
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+
+
+@pytest.mark.parametrize("timeout", [7200, 1e9, True])
+def test_worker_telemetry_refuses_on_the_client_an_export_timeout_configure_refuses(timeout: Any) -> None:
+    """``WorkerTelemetry(export_timeout_s=7200)`` (or True) was built, then configure() raised in every
+    worker's setup: the error showed up in the workers' logs, not at the line that made the plugin."""
+    from shannon_otel.dask import WorkerTelemetry
+
+    with pytest.raises((TypeError, ValueError), match="export_timeout_s"):
+        WorkerTelemetry("svc", exporter="none", export_timeout_s=timeout)
+    WorkerTelemetry("svc", exporter="none", export_timeout_s=3600)  # configure's upper bound still passes
+
+
+def _make_closure() -> Callable[[int], int]:
+    seen: list[int] = []
+
+    def count(x: int) -> int:
+        seen.append(x)
+        return len(seen)
+
+    return count
+
+
+async def _agen(x: int) -> AsyncIterator[int]:
+    yield x
+
+
+def _gen(x: int) -> Iterator[int]:
+    yield x
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # Dask's own shutdown, not the code under test
+@pytest.mark.parametrize(("fn", "match"), [
+    (functools.partial(_make_closure(), 1), "'_make_closure.<locals>.count' is a closure over local state"),
+    (_agen, "'_agen' is a generator function"),
+    (_gen, "'_gen' is a generator function"),
+])
+def test_dask_refuses_a_wrapped_closure_and_generator_functions_before_submitting(fn: Any, match: str) -> None:
+    """``partial(closure)`` passed the closure check (the worker's copy of its state never came back), and a
+    (async) generator function ran on a worker and then failed to send back its generator (``Could not
+    serialize object of type generator``), its side effects done."""
+    import psutil  # type: ignore[import-untyped]  # comes with distributed; no stubs installed
+    from distributed import Client, LocalCluster
+
+    from shannon_otel.dask import DaskBackend, UnshippableTaskError
+
+    async def main() -> None:
+        async with (
+            # threads in this process (inproc://): the refusal comes before anything reaches it. Their HTTP
+            # servers still listen: on 127.0.0.1 only (dashboard_address=None meant 0.0.0.0:8787 and :: )
+            LocalCluster(n_workers=1, processes=False, dashboard_address="127.0.0.1:0",  # type: ignore[no-untyped-call]
+                         worker_dashboard_address="127.0.0.1:0", silence_logs=40, asynchronous=True) as cluster,
+            Client(cluster, asynchronous=True) as client,  # type: ignore[no-untyped-call]
+        ):
+            listening = {c.laddr.ip for c in psutil.Process().net_connections() if c.status == psutil.CONN_LISTEN}
+            assert listening <= {"127.0.0.1"}, listening
+            backend = DaskBackend(client)
+            with pytest.raises(UnshippableTaskError, match=re.escape(match)):
+                backend.map(fn, [1])
+            with pytest.raises(UnshippableTaskError, match=re.escape(match)):
+                backend.task(fn, 1)
+
+    asyncio.run(main())
+
+
+def test_a_worker_plugin_refuses_on_the_client_an_http_endpoint_without_a_scheme() -> None:
+    """Before: accepted on the client; every worker's configure() then refused it (or, before that
+    check, dropped every export)."""
+    import shannon_otel.dask as sod
+
+    with pytest.raises(ValueError, match=r"^endpoint must be an http:// or https:// URL"):
+        sod.WorkerTelemetry("crawler", exporter="otlp_http", endpoint="localhost:4318")
+    sod.WorkerTelemetry("crawler", exporter="otlp_grpc", endpoint="localhost:4317")  # a gRPC target as before
+    sod.WorkerTelemetry("crawler", exporter="console,otlp_http", endpoint="https://collector:4318")

@@ -1,0 +1,180 @@
+"""What a user ships to Dask workers on a real LocalCluster: callable objects with an async ``__call__``,
+functions returning coroutines, futures and large arrays as arguments, and WorkerTelemetry registered again."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import http.server
+import threading
+import tracemalloc
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
+
+import _dask_tasks as tasks
+import numpy as np
+import pytest
+from _dask_cluster import local_cluster, on_cluster
+from distributed import Client, LocalCluster
+
+from shannon_otel import Outcome, Wave, WaveResult
+from shannon_otel.dask import DaskBackend, WorkerTelemetry
+
+pytestmark = [
+    # Dask's own shutdown of worker processes may warn; it is not our code under test.
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+    pytest.mark.filterwarnings("ignore:.*Restarting worker.*"),
+]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    with local_cluster(1) as lc:
+        yield lc
+
+
+
+class AsyncAdder:
+    """A callable object whose ``__call__`` is ``async def`` (``inspect.iscoroutinefunction`` says False)."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    async def __call__(self, x: int) -> int:
+        await asyncio.sleep(0)
+        return x + self.k
+
+
+def sync_wrapper_of_async(x: int) -> Any:
+    """What a careless decorator makes: a plain function returning a coroutine."""
+    return tasks.async_double(x)
+
+
+def describe(a: Any, *, b: Any = None) -> tuple[str, Any, str, Any]:
+    return type(a).__name__, a, type(b).__name__, b
+
+
+@pytest.mark.parametrize("make", [lambda: AsyncAdder(5), lambda: functools.partial(AsyncAdder(5))])
+def test_a_callable_object_with_an_async_call_is_awaited_on_the_worker(
+    cluster: LocalCluster, make: Callable[[], Any],
+) -> None:
+    """Bug: an object whose ``__call__`` is ``async def`` went to the worker's plain-function entry: the
+    worker called it in a thread and failed to send back the coroutine it got (``Could not serialize
+    object of type coroutine``; Python warned that it was never awaited). Now it is awaited, as an async def."""
+
+    async def body(client: Client) -> list[Any]:
+        result: WaveResult[Any] = await Wave("w", max_concurrency=2).run(DaskBackend(client).map(make(), [1, 2]))
+        return result.values()
+
+    assert on_cluster(cluster, body) == [6, 7]
+
+
+def test_a_plain_function_returning_a_coroutine_fails_its_task_with_a_clear_error(cluster: LocalCluster) -> None:
+    """Bug: the coroutine returned by a sync wrapper was left un-awaited on the worker and the task failed
+    with Dask's 'Could not serialize object of type coroutine'. Now the task fails with a TypeError saying
+    what to ship instead (and the coroutine is closed)."""
+
+    async def body(client: Client) -> BaseException | None:
+        result: WaveResult[Any] = await Wave("w").run(DaskBackend(client).map(sync_wrapper_of_async, [1]))
+        assert result.results[0].outcome is Outcome.FAILURE
+        return result.results[0].error
+
+    error = on_cluster(cluster, body)
+    assert type(error) is TypeError
+    assert "returned a coroutine from a plain call" in str(error)
+
+
+def test_a_dask_future_given_as_an_argument_arrives_as_its_value(cluster: LocalCluster) -> None:
+    """Bug: a Future given as an argument (the pattern Dask's own 'large graph' warning recommends:
+    scatter the data, pass the future) reached the function as the Future object, not its value as with
+    ``client.submit(fn, future)``: the payload hid it from Dask. Now positional and keyword futures are
+    replaced by their values on the worker, for map, task and remote alike."""
+
+    async def body(client: Client) -> list[Any]:
+        backend = DaskBackend(client)
+        [data] = await client.scatter([[1, 2, 3]])  # type: ignore[no-untyped-call]
+        computed = client.submit(tasks.square, 7, pure=False)
+        work = [
+            *backend.map(describe, [data, 4]),
+            backend.task(describe, 5, b=computed),
+            backend.task(describe, None, b=None),
+        ]
+        result: WaveResult[Any] = await Wave("w", max_concurrency=4).run(work)
+        direct = await backend.remote(describe)(computed, b=data)
+        return [*result.values(), direct]
+
+    assert on_cluster(cluster, body) == [
+        ("list", [1, 2, 3], "NoneType", None),
+        ("int", 4, "NoneType", None),
+        ("int", 5, "int", 49),
+        ("NoneType", None, "NoneType", None),  # a None argument stays None
+        ("int", 49, "list", [1, 2, 3]),
+    ]
+
+
+def test_checking_that_a_large_array_pickles_does_not_copy_it(cluster: LocalCluster) -> None:
+    """Bug: the client-side check pickled every argument to bytes: a 64 MB array argument made a 64 MB copy
+    (peak memory doubled before Dask even sent it). Now large buffers are checked out of band, uncopied."""
+    array = np.ones(8_000_000)  # 64 MB
+
+    async def body(client: Client) -> int:
+        backend = DaskBackend(client)
+        tracemalloc.start()
+        try:
+            backend.map(tasks.square, [array])
+            backend.task(tasks.square, x=array)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    peak = on_cluster(cluster, body)
+    assert peak < array.nbytes // 4, f"checking arguments allocated {peak / 1e6:.0f} MB for a 64 MB array"
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    """An OTLP/HTTP endpoint that keeps every request body (span names are plain UTF-8 in protobuf)."""
+
+    bodies: ClassVar[list[bytes]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path == "/v1/traces":
+            self.bodies.append(body)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_worker_telemetry_registered_again_keeps_the_workers_exporting() -> None:
+    """Bug: registering WorkerTelemetry again (each run of the app does, as documented) tore down the
+    previous plugin, which shut the worker's providers down, and the new one could not configure
+    (OTel sets global providers once per process): every later span of that worker was lost, silently."""
+    _Receiver.bodies = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+
+    async def one_run(address: str, label: str) -> list[Any]:
+        async with Client(address, asynchronous=True) as client:  # type: ignore[no-untyped-call]
+            await client.register_plugin(WorkerTelemetry("probe-worker", exporter="otlp_http", endpoint=endpoint))
+            work = DaskBackend(client).map(tasks.square, [1, 2], name=label)
+            result: WaveResult[Any] = await Wave("w", max_concurrency=2).run(work)
+            await client.unregister_worker_plugin(WorkerTelemetry.name)  # flushes the worker
+            return result.values()
+
+    try:
+        with LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0", host="127.0.0.1",
+            silence_logs=40,
+        ) as lc:
+            assert asyncio.run(asyncio.wait_for(one_run(lc.scheduler_address, "firstrun"), 60)) == [1, 4]
+            assert asyncio.run(asyncio.wait_for(one_run(lc.scheduler_address, "secondrun"), 60)) == [1, 4]
+    finally:
+        server.shutdown()
+        server.server_close()
+    exported = b"".join(_Receiver.bodies)
+    assert b"remote firstrun" in exported
+    assert b"remote secondrun" in exported

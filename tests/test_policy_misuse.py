@@ -1,0 +1,479 @@
+"""A policy (or a wave) given the wrong kind of thing: a coroutine where a factory or a function belongs, an
+async callable where a sync one belongs and the reverse, observers with async methods. Each is refused by
+name where it is given or at the call, the coroutine is closed, and nothing runs twice or is counted."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from _span_attrs import attrs
+
+from shannon_otel import (
+    BreakerState,
+    CallObserver,
+    CallStarted,
+    CircuitBreaker,
+    Degrade,
+    Fallback,
+    Hedge,
+    Hook,
+    Pipeline,
+    Policy,
+    Progress,
+    Retry,
+    Saga,
+    SagaError,
+    SagaObserver,
+    SagaStarted,
+    Step,
+    Timeout,
+    Wave,
+    WaveObserver,
+    WaveStarted,
+)
+from shannon_otel.testing import InMemoryTelemetry, run_virtual
+
+
+async def _async_predicate(error: BaseException) -> bool:
+    return False
+
+
+async def _async_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return args[0]
+
+
+async def _async_clock() -> float:
+    return 0.0
+
+
+async def _async_progress(progress: Any) -> None:
+    return None
+
+
+class _AsyncHook(Hook):
+    async def call_started(self, event: CallStarted) -> None:  # type: ignore[override]
+        return None
+
+
+@pytest.mark.parametrize(("param", "build"), [
+    ("on", lambda: Retry(on=_async_predicate)),  # type: ignore[arg-type]
+    ("key", lambda: Degrade(last_good=True, key=_async_key)),  # type: ignore[arg-type]
+    ("clock", lambda: Retry(clock=_async_clock)),  # type: ignore[arg-type]
+    ("clock", lambda: CircuitBreaker("async-clock", clock=_async_clock)),  # type: ignore[arg-type]
+    ("clock", lambda: Pipeline(Retry(), clock=_async_clock)),  # type: ignore[arg-type]
+    ("clock", lambda: Saga("s", clock=_async_clock)),  # type: ignore[arg-type]
+    ("clock", lambda: Wave("w", clock=_async_clock)),  # type: ignore[arg-type]
+    ("random", lambda: Retry(random=_async_clock)),  # type: ignore[arg-type]
+    ("on_progress", lambda: Wave("w", on_progress=_async_progress)),  # type: ignore[arg-type]
+    ("hooks", lambda: Retry(hooks=[_AsyncHook()])),
+])
+def test_an_async_function_where_a_sync_callable_belongs_is_refused_naming_the_parameter(
+    param: str, build: Callable[[], object],
+) -> None:
+    """They were accepted, and their coroutines never awaited: Retry(on=async predicate) retried every
+    error (a coroutine is truthy), Degrade(key=async) never served a last good value (each call a new
+    key), on_progress and async hook methods silently did nothing, an async clock or random source
+    failed later with Python's "unsupported operand type(s)"."""
+    with pytest.raises(TypeError, match=f"^{param} "):
+        build()
+
+
+def test_a_predicate_or_key_returning_an_awaitable_is_refused_at_the_call_naming_it() -> None:
+    """A lambda returning a coroutine cannot be told from a sync callable before it is called."""
+    attempts: list[int] = []
+
+    async def fail() -> None:
+        attempts.append(1)
+        raise ValueError("fails")
+
+    async def get(uid: int) -> int:
+        return uid
+
+    async def main() -> None:
+        with pytest.raises(TypeError, match=r"^on ") as caught:
+            await Retry(on=lambda e: _async_predicate(e), initial=0, instrument=False).call(fail)  # type: ignore[arg-type,return-value]
+        assert isinstance(caught.value.__context__, ValueError)
+        assert attempts == [1]  # refused at the first failure, not retried as "truthy"
+        degrade = Degrade(last_good=True, key=lambda a, k: _async_key(a, k), instrument=False)  # type: ignore[arg-type,return-value]
+        with pytest.raises(TypeError, match=r"^key "):
+            await degrade.call(get, 1)
+
+    run_virtual(main())
+
+
+@pytest.mark.parametrize("policy", [Retry, Degrade])
+def test_a_keyword_only_policy_used_as_a_bare_decorator_says_to_call_it(policy: Callable[..., object]) -> None:
+    """``@retry`` without parentheses raised Python's "Retry.__init__() takes 1 positional argument
+    but 2 were given", which names neither the mistake nor the fix."""
+
+    async def fetch() -> int:
+        return 1
+
+    with pytest.raises(TypeError, match=rf"keyword arguments only.*@{policy.__name__}\(\)"):
+        policy(fetch)
+
+
+async def _agen() -> Any:
+    yield 1
+
+
+@pytest.mark.parametrize("func", [5, _agen])
+def test_decorating_what_cannot_be_awaited_is_refused_at_decoration_naming_func(func: Any) -> None:
+    """A non-callable or an async generator function was decorated silently; every call then failed
+    with Python's "object ... can't be used in 'await' expression"."""
+    with pytest.raises(TypeError, match=r"^func "):
+        Retry()(func)
+
+
+@contextlib.contextmanager
+def unawaited_coroutines() -> Iterator[list[str]]:
+    """Collects the "coroutine ... was never awaited" warnings raised while the block runs (and at the
+    garbage collection after it): Python reports them as unraisable, so pytest's filter misses some."""
+    found: list[str] = []
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        found.append(str(unraisable.exc_value))
+
+    sys.unraisablehook = hook
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield found
+            gc.collect()
+        found.extend(str(w.message) for w in caught if "never awaited" in str(w.message))
+    finally:
+        sys.unraisablehook = previous
+
+
+# ------------------------------------------------------------------ sync callables returning coroutines
+async def _seconds(*args: Any) -> float:
+    return 0.0
+
+
+async def _fails() -> None:
+    raise ValueError("down")
+
+
+@pytest.mark.parametrize("param", ["next_delay", "random"])
+def test_a_retry_callable_returning_a_coroutine_is_refused_by_name_and_closed(param: str) -> None:
+    """``next_delay`` / ``random`` given as lambdas returning coroutines: the coroutine was never awaited
+    (RuntimeWarning), and ``random``'s error was Python's "'<=' not supported between ... 'coroutine'"."""
+    options: dict[str, Any] = {param: (lambda *args: _seconds())}
+    retry = Retry(initial=0.1, instrument=False, **options)
+    with unawaited_coroutines() as unawaited, pytest.raises(TypeError, match=f"^{param} must be a plain"):
+        run_virtual(retry.call(_fails))
+    assert unawaited == []
+
+
+def test_on_progress_returning_a_coroutine_is_logged_by_name_not_left_unawaited(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``on_progress=lambda p: show(p)`` with an async ``show``: silently never shown, only a RuntimeWarning."""
+    shown: list[Progress] = []
+
+    async def show(progress: Progress) -> None:
+        shown.append(progress)
+
+    async def ok() -> int:
+        return 1
+
+    wave: Wave[int] = Wave("w", on_progress=lambda p: show(p), instrument=False)  # type: ignore[arg-type]
+    with unawaited_coroutines() as unawaited:
+        result = run_virtual(wave.run([ok, ok]))
+    assert [r.value for r in result.results] == [1, 1]
+    assert unawaited == []
+    errors = [r for r in caplog.records if r.message == "on_progress failed"]
+    assert errors and all("on_progress must be a plain" in str(r.exc_info[1]) for r in errors)  # type: ignore[index]
+
+
+# ------------------------------------------------------------------ a coroutine where a factory belongs
+async def _fetch() -> str:
+    return "data"
+
+
+async def _fallback(error: Exception) -> str:
+    return "fallback"
+
+
+POLICIES: dict[str, Callable[[dict[str, Any]], Policy]] = {
+    "retry": lambda t: Retry(initial=0.1, **t),
+    "breaker": lambda t: CircuitBreaker("coroutine-given", failure_threshold=1, **t),
+    "timeout": lambda t: Timeout(1.0, **t),
+    "hedge": lambda t: Hedge(0.1, **t),
+    "fallback": lambda t: Fallback(_fallback, **t),
+    "degrade": lambda t: Degrade(default="degraded", on=Exception, **t),
+    "pipeline": lambda t: Pipeline(Fallback(_fallback), Retry(initial=0.1), **t),
+}
+
+
+@pytest.mark.parametrize("traced", [False, True])
+@pytest.mark.parametrize("kind", sorted(POLICIES))
+def test_a_coroutine_given_instead_of_a_factory_is_refused_before_any_policy_acts_on_it(
+    kind: str, traced: bool,
+) -> None:
+    """``policy.call(fetch())`` (the coroutine, not the function): a Retry retried Python's "'coroutine'
+    object is not callable" with backoff, a Fallback served its fallback for it, a breaker counted it as a
+    failure of the service, and the coroutine was never awaited."""
+    tel = InMemoryTelemetry()
+    policy = POLICIES[kind](tel.providers if traced else {"instrument": False})
+    with unawaited_coroutines() as unawaited:
+        for _ in range(2):  # a breaker that had counted the first would reject the second
+            with pytest.raises(TypeError, match=r"^fn must be a callable .* got the coroutine object"):
+                run_virtual(policy.call(_fetch()))  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"^fn must be a callable .* got the coroutine object"):
+            run_virtual(policy.call(_fetch(), 1))  # type: ignore[arg-type]
+    assert unawaited == []
+    if isinstance(policy, CircuitBreaker):
+        assert policy.state is BreakerState.CLOSED
+    assert not [s for s in tel.spans() if s.name.startswith(("attempt", "hedge", "fallback"))]
+    for span in tel.spans():  # the call, when traced, failed with that TypeError, having made no attempt
+        assert (span.attributes or {})["error.type"] == "TypeError"
+
+
+def test_a_half_open_breaker_given_a_coroutine_keeps_its_probe_slot() -> None:
+    async def main() -> None:
+        clock = asyncio.get_running_loop().time
+        breaker = CircuitBreaker("probe-slot", failure_threshold=1, reset_timeout=1.0, clock=clock, instrument=False)
+        with contextlib.suppress(ValueError):
+            await breaker.call(_fails)
+        await asyncio.sleep(1.0)
+        with pytest.raises(TypeError, match=r"^fn must be"):
+            await breaker.call(_fetch())  # type: ignore[arg-type]
+        assert breaker.state is BreakerState.HALF_OPEN
+        assert await breaker.call(_fetch) == "data"  # the one probe slot was given back
+        assert breaker.state is BreakerState.CLOSED  # type: ignore[comparison-overlap]
+
+    run_virtual(main())
+
+
+@pytest.mark.parametrize("use", ["decorator", "step", "saga.run", "wave.map"])
+def test_a_coroutine_given_where_a_function_belongs_is_refused_by_name_and_closed(use: str) -> None:
+    async def main() -> None:
+        if use == "decorator":
+            Retry()(_fetch())  # type: ignore[arg-type]
+        elif use == "step":
+            Step("s", _fetch())  # type: ignore[arg-type]
+        elif use == "saga.run":
+            async with Saga("s", instrument=False).begin() as tx:
+                await tx.step("s", _fetch())  # type: ignore[arg-type]
+        else:
+            await Wave("w", instrument=False).map(_fetch(), [1])  # type: ignore[arg-type]
+
+    with unawaited_coroutines() as unawaited, pytest.raises((TypeError, SagaError)) as caught:
+        run_virtual(main())
+    error = caught.value.__cause__ if use == "saga.run" else caught.value
+    assert isinstance(error, TypeError)
+    assert "got the coroutine object" in str(error)
+    assert unawaited == []
+
+
+# ------------------------------------------------------------------ hooks asked once; async observers
+class _Counting(Hook):
+    """Counts the calls it is asked about, watching none of them."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def call_started(self, event: CallStarted) -> None:
+        self.asked += 1
+
+
+class _Watching(Hook):
+    def call_started(self, event: CallStarted) -> CallObserver:
+        return CallObserver()
+
+
+@pytest.mark.parametrize("kind", sorted(POLICIES))
+def test_the_first_hook_is_asked_once_per_call_even_when_it_watches_nothing(kind: str) -> None:
+    """The inline prologue asked ``hooks[0]`` and, when it answered None while another hook followed,
+    ``start_call`` asked it again: a first hook counting calls counted each one twice."""
+    counting = _Counting()
+    policy = POLICIES[kind]({"hooks": [counting, _Watching()], "instrument": False})
+    run_virtual(policy.call(_fetch))
+    assert counting.asked == 1
+
+
+class _AsyncObserver(CallObserver, WaveObserver, SagaObserver):
+    """An observer whose methods were written async: called without await, they never ran."""
+
+    def __init__(self, seen: list[str]) -> None:
+        self.seen = seen
+
+    async def call_finished(self, event: Any) -> None:  # type: ignore[override]
+        self.seen.append("call_finished")
+
+    async def task_finished(self, token: Any, event: Any) -> None:  # type: ignore[override]
+        self.seen.append("task_finished")
+
+    async def step_finished(self, token: Any, *args: Any) -> None:  # type: ignore[override]
+        self.seen.append("step_finished")
+
+
+class _AsyncObserving(Hook):
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def call_started(self, event: CallStarted) -> _AsyncObserver:
+        return _AsyncObserver(self.seen)
+
+    def wave_started(self, event: WaveStarted) -> _AsyncObserver:
+        return _AsyncObserver(self.seen)
+
+    def saga_started(self, event: SagaStarted) -> _AsyncObserver:
+        return _AsyncObserver(self.seen)
+
+
+class _AsyncScope(CallObserver, WaveObserver, SagaObserver):
+    """A scope observer whose ``__enter__`` was written async."""
+
+    async def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *args: object) -> None:
+        return None
+
+
+class _AsyncScopeObserving(_AsyncObserving):
+    def call_started(self, event: CallStarted) -> Any:
+        return _AsyncScope()
+
+    def wave_started(self, event: WaveStarted) -> Any:
+        return _AsyncScope()
+
+    def saga_started(self, event: SagaStarted) -> Any:
+        return _AsyncScope()
+
+
+@pytest.mark.parametrize("scope", [False, True])
+@pytest.mark.parametrize("entry", ["call", "wave", "saga"])
+def test_an_observer_with_async_methods_is_a_recorded_hook_failure_not_a_silent_no_op(
+    entry: str, scope: bool, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``check_hooks`` refused async hook methods, but an observer the hook returned was never checked:
+    its async methods made coroutines nobody awaited (a RuntimeWarning), so the hook silently saw nothing."""
+    hook = _AsyncScopeObserving() if scope else _AsyncObserving()
+    tel = InMemoryTelemetry()
+    options: dict[str, Any] = {"hooks": [hook], **tel.providers}
+
+    async def main() -> Any:
+        if entry == "call":
+            return await Retry(**options).call(_fetch)
+        if entry == "wave":
+            wave: Wave[str] = Wave("w", **options)
+            return (await wave.run([_fetch])).results[0].value
+        async with Saga("s", **options).begin() as tx:
+            return await tx.step("fetch", _fetch)
+
+    with unawaited_coroutines() as unawaited:
+        assert run_virtual(main()) == "data"
+    assert unawaited == []
+    method = {"call": "call_started", "wave": "wave_started", "saga": "saga_started"}[entry]
+    assert hook.hook_errors == {method: 1}
+    assert ("_AsyncScope.__enter__" if scope else "_AsyncObserver") in caplog.text and "is async" in caplog.text
+    point = tel.point("shannon.hook.errors", shannon_hook_method=method)
+    assert point.value == 1 and point.attributes["error.type"] == "TypeError"
+
+
+def test_the_coroutines_an_input_yielded_before_it_raised_are_closed() -> None:
+    """``wave.run(gen())`` where ``gen`` yields coroutines and then raises: ``list(tasks)`` dropped the
+    coroutines it had taken, each warning that it was never awaited."""
+    async def fetch(i: int) -> int:
+        return i
+
+    def tasks() -> Iterator[Any]:
+        yield fetch(1)
+        yield fetch(2)
+        raise ValueError("input broke")
+
+    with unawaited_coroutines() as unawaited, pytest.raises(ValueError, match="input broke"):
+        run_virtual(Wave("w", instrument=False).run(tasks()))
+    assert unawaited == []
+
+
+# --------------------------------------------------------------------------- sync callables where async ones belong
+def test_a_shared_rate_limit_whose_acquire_is_sync_fails_the_tasks_naming_it() -> None:
+    """``Wave(rate_limit=threading.Semaphore(2))`` is accepted (it has an ``acquire``), and its acquire returns
+    True: every task failed with Python's "object bool can't be used in 'await' expression", naming nothing."""
+    import threading
+
+    from shannon_otel import Wave
+
+    async def work() -> int:
+        return 1
+
+    async def main() -> Any:
+        limit: Any = threading.Semaphore(2)  # what the annotation refuses, and a user may pass all the same
+        wave: Wave[int] = Wave("w", rate_limit=limit, instrument=False)
+        return await wave.run([work, work])
+
+    result = run_virtual(main())
+    for r in result.results:
+        assert r.outcome.value == "failure"
+        assert isinstance(r.error, TypeError)
+        assert "rate_limit.acquire" in str(r.error), str(r.error)
+
+
+def _sync_op(runs: list[int]) -> Callable[[], Any]:
+    def op() -> int:
+        runs.append(1)
+        return 42
+    return op
+
+
+async def _served(error: Exception) -> str:
+    return "served"
+
+
+SYNC_CASES: dict[str, Callable[[InMemoryTelemetry], Policy]] = {
+    "retry": lambda tel: Retry(attempts=3, initial=0.0, instrument=False),
+    "retry-observed": lambda tel: Retry(attempts=3, initial=0.0, **tel.providers),
+    "breaker": lambda tel: CircuitBreaker("sync-op", failure_threshold=1, instrument=False),
+    "breaker-observed": lambda tel: CircuitBreaker("sync-op", failure_threshold=1, **tel.providers),
+    "fallback": lambda tel: Fallback(_served, instrument=False),
+    "degrade": lambda tel: Degrade(default="served", on=Exception, instrument=False),
+    "hedge": lambda tel: Hedge(0.1, attempts=3, instrument=False),
+    "pipeline": lambda tel: Pipeline(Fallback(_served), Retry(attempts=3, initial=0.0),
+                                     CircuitBreaker("sync-op", failure_threshold=1), Hedge(0.1, attempts=3),
+                                     instrument=False),
+    "pipeline-observed": lambda tel: Pipeline(
+        Degrade(default="served", on=Exception), Retry(attempts=3, initial=0.0),
+        CircuitBreaker("sync-op", failure_threshold=1), Timeout(1.0), name="op", **tel.providers),
+}
+
+
+@pytest.mark.parametrize("case", list(SYNC_CASES))
+def test_a_sync_operation_is_refused_naming_fn_not_run_again_counted_or_fallen_back_on(case: str) -> None:
+    """A sync function given to a policy (``Retry().call(op)``, ``@Retry()`` on a plain ``def``) ran, its value
+    was lost to Python's "object int can't be used in 'await' expression", and that TypeError was then
+    treated as the operation's failure: a retry or a hedge ran the function again (its side effects three
+    times), a breaker counted it and opened, a fallback or degradation served a result for a programming
+    error. Now it is refused as a TypeError naming fn, raised through every policy, after one run."""
+    tel = InMemoryTelemetry()
+    runs: list[int] = []
+    policy = SYNC_CASES[case](tel)
+
+    async def main() -> None:
+        for _ in range(2):  # the second call: a breaker that counted the first would reject it
+            with pytest.raises(TypeError, match=r"^fn must return an awaitable.* it returned int 42"):
+                await policy.call(_sync_op(runs))
+        decorated = policy(_sync_op(runs))
+        with pytest.raises(TypeError, match=r"^fn must return an awaitable"):
+            await decorated()
+
+    run_virtual(main())
+    assert runs == [1, 1, 1]
+    for p in getattr(policy, "policies", (policy,)):
+        if isinstance(p, CircuitBreaker):
+            assert p.state.value == "closed"
+    ops = [s for s in tel.spans() if s.name in ("op", "retry", "sync-op")]
+    for op in ops:  # an observed call says what it was: a failure with error.type TypeError, not retried
+        assert attrs(op)["shannon.call.outcome"] == "failure"
+        assert attrs(op)["shannon.attempt"] == 1

@@ -1,0 +1,137 @@
+"""What users put in their own test suites (``shannon_otel.testing``): the virtual-time loop, the fake clock,
+the in-memory telemetry's metric points, and set_testing scopes."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+import time
+
+import pytest
+
+import shannon_otel as so
+import shannon_otel.testing as sot
+from shannon_otel import Wave
+from shannon_otel.testing import FakeClock, InMemoryTelemetry, VirtualTimeLoop, run_virtual
+
+
+# --------------------------------------------------------------------------- run_virtual
+def test_run_virtual_inside_a_running_loop_says_so_and_awaits_nothing_half_way() -> None:
+    # asyncio.Runner raised "Runner.run() cannot be called from a running event loop", then, closing,
+    # "Cannot run the event loop while another loop is running" hid it, and the coroutine given was left
+    # never awaited (a RuntimeWarning: an error under filterwarnings=error, blamed on some later test).
+    async def inner() -> int:
+        return 1
+
+    async def outer() -> str:
+        coro = inner()
+        with pytest.raises(RuntimeError, match=r"run_virtual\(\) cannot be called from a running event loop"):
+            run_virtual(coro)
+        assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED  # closed, so never reported as never awaited
+        return "outer goes on"
+
+    assert run_virtual(outer()) == "outer goes on"
+    assert run_virtual(inner()) == 1  # and a later call works
+
+
+# --------------------------------------------------------------------------- InMemoryTelemetry
+def test_points_of_a_metric_two_meters_record_are_all_there() -> None:
+    # metrics() is a dict by name: a counter of the same name in two meters (the user's and a library's)
+    # kept the points of one of them, so points()/point() said the other's were never recorded.
+    tel = InMemoryTelemetry()
+    tel.meter_provider.get_meter("mine").create_counter("requests").add(2, {"side": "mine"})
+    tel.meter_provider.get_meter("theirs").create_counter("requests").add(3, {"side": "theirs"})
+    assert sorted(p.value for p in tel.points("requests")) == [2, 3]
+    assert tel.point("requests", side="mine").value == 2
+    assert tel.point("requests", side="theirs").value == 3
+    tel.shutdown()
+
+
+def test_point_of_a_metric_never_recorded_names_the_ones_that_were() -> None:
+    # A misspelt metric name read "expected one point of ... found 0", as if the attributes were wrong.
+    tel = InMemoryTelemetry()
+    tel.meter_provider.get_meter("mine").create_counter("requests").add(1)
+    with pytest.raises(AssertionError, match=r"no metric 'request' was recorded; recorded: \['requests'\]"):
+        tel.point("request")
+    tel.shutdown()
+
+
+# --------------------------------------------------------------------------- VirtualTimeLoop
+@pytest.mark.parametrize("seconds", [-5.0, float("nan"), float("inf")])
+def test_the_virtual_loop_refuses_to_move_its_clock_back_or_to_nan(seconds: float) -> None:
+    # VirtualTimeLoop.advance took anything: -5 moved a monotonic clock back, NaN made every later
+    # sleep return at once with loop.time() NaN.
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualTimeLoop)
+        with pytest.raises(ValueError, match=r"seconds must be in \[0, inf\)"):
+            loop.advance(seconds)
+        loop.advance(2.5)
+        await asyncio.sleep(1)
+        return loop.time()
+
+    assert run_virtual(main()) == 3.5
+
+
+def test_run_virtual_lets_executor_threads_finish_before_a_later_timer() -> None:
+    # VirtualTimeLoop jumped to the next timer whenever no I/O was ready, also while a thread worked: a 20 ms
+    # asyncio.to_thread call under a 5 s timeout (a wave's task_timeout) always "timed out" under run_virtual.
+    def work() -> str:
+        time.sleep(0.02)
+        return "done"
+
+    async def main() -> tuple[str, dict[str, int]]:
+        loop = asyncio.get_running_loop()
+        done = await asyncio.wait_for(asyncio.to_thread(work), timeout=5)
+        wave: Wave[None] = Wave("threads", task_timeout=5, clock=loop.time)
+        result = await wave.map(lambda _: asyncio.to_thread(time.sleep, 0.02), range(2))
+        return done, {str(k): v for k, v in result.report.counts.items()}
+
+    done, counts = run_virtual(main())
+    assert done == "done" and counts["success"] == 2 and counts["timeout"] == 0
+
+
+def test_a_fake_clock_refuses_infinite_time() -> None:
+    # FakeClock(math.inf) and advance(math.inf) were accepted although the error names [0, inf): every
+    # duration measured on the clock afterwards was inf - inf = NaN.
+    with pytest.raises(ValueError, match=r"start must be a finite number"):
+        FakeClock(math.inf)
+    clock = FakeClock()
+    with pytest.raises(ValueError, match=r"seconds must be in \[0, inf\)"):
+        clock.advance(math.inf)
+    assert clock() == 1000.0
+
+
+def test_set_testing_scopes_nest_and_restore() -> None:
+    from shannon_otel.testing import is_testing
+
+    assert not is_testing()
+    with sot.set_testing(True):
+        with sot.set_testing(False):
+            assert not is_testing()
+        assert is_testing()
+    assert not is_testing()
+
+
+def test_a_fake_clock_sleeping_forever_waits_until_cancelled_and_keeps_its_time() -> None:
+    """Before: ``FakeClock.sleep(inf)`` moved the clock to inf (``advance(inf)`` is refused for that
+    reason): a ``Hedge(delay=inf)`` (it never hedges) left the test's clock at inf, and every later
+    duration read on it was NaN. Now it sleeps until cancelled, as ``asyncio.sleep(inf)`` does."""
+    clock = sot.FakeClock()
+
+    async def slow() -> int:
+        await clock.sleep(2.0)
+        return 1
+
+    async def main() -> tuple[int, float, bool]:
+        value = await so.Hedge(delay=math.inf, sleep=clock.sleep, clock=clock, instrument=False).call(slow)
+        forever = asyncio.ensure_future(clock.sleep(math.inf))
+        await asyncio.sleep(0)
+        forever.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await forever
+        return value, clock(), forever.cancelled()
+
+    assert sot.run_virtual(main()) == (1, 1002.0, True)
+    assert sorted(clock.sleeps) == [2.0, math.inf, math.inf]  # the hedge timer and the cancelled sleep
