@@ -1,7 +1,7 @@
 """Round-6 probes: configuration as users write it, through the standard ``OTEL_*`` variables.
 
 Each test sets variables the way a deployment does and checks what ``configure()`` (and the CLI, and the
-zero-code configurator) then does against real local collectors (tests/test_probes_round5_faults.py's
+zero-code configurator) then does against real local collectors (tests/test_export_faults.py's
 sinks). Bugs pinned:
 
 - ``OTEL_EXPORTER_OTLP[_<signal>]_COMPRESSION=none`` (the specification's value), a blank one, ``deflate``:
@@ -29,7 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from test_probes_round5_faults import N_SPANS, GrpcSink, _run_wave, _shutdown
+from test_export_faults import N_SPANS, GrpcSink, _run_wave, _shutdown
 
 from shannon_otel import configure
 from shannon_otel._delivery import DEFAULT_MAX_QUEUE_SIZE, CountedSpanProcessor
