@@ -16,8 +16,10 @@ from opentelemetry import _logs as otel_logs
 from opentelemetry import metrics, trace
 from opentelemetry._logs._internal import ProxyLoggerProvider  # the unset global has no public name
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk.metrics import Histogram as HistogramInstrument
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.view import DefaultAggregation, ExplicitBucketHistogramAggregation
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
@@ -84,6 +86,16 @@ def _check_globals_unset(logs: bool) -> None:
             "the global OTel providers are already set (OTel allows that once per process); "
             "call configure(..., set_global=False) and pass tracer_provider=/meter_provider= instead",
         )
+
+
+def _histograms_explicit(exporter: MetricExporter) -> bool:
+    """Whether the exporter takes explicit-bucket histograms, what the bridge's store holds: with
+    ``OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION=base2_exponential_bucket_histogram`` the task
+    histograms stayed explicit-bucket while every other histogram (the wave's, the user's) became exponential;
+    without the bridge the SDK records them as asked."""
+    preferred = getattr(exporter, "_preferred_aggregation", None) or {}  # kept privately, read so by the SDK
+    chosen = preferred.get(HistogramInstrument)
+    return chosen is None or isinstance(chosen, DefaultAggregation | ExplicitBucketHistogramAggregation)
 
 
 def _log_handler(provider: LoggerProvider, redact: Redact | None) -> logging.Handler:
@@ -255,7 +267,7 @@ def configure(
     metric_timeout_ms = _metric_export_timeout_ms() if metric_exporters and export_timeout_s is None else None
     # The bridge may serve only if every reader of the provider merges it (``attach_bridge``).
     bridged = all(hasattr(r, "attach_bridge") for r in readers) and all(
-        histograms_cumulative(e) for e in metric_exporters
+        histograms_cumulative(e) and _histograms_explicit(e) for e in metric_exporters
     )
     if bridged:
         for reader in readers:

@@ -25,10 +25,15 @@ import os
 import subprocess
 import sys
 import threading
+from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
+import grpc  # type: ignore[import-untyped]  # no stubs shipped with grpcio
 import pytest
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_pb
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as metrics_grpc
 from test_export_faults import N_SPANS, GrpcSink, _run_wave, _shutdown
 
 from shannon_otel import configure
@@ -474,3 +479,43 @@ def test_a_schedule_delay_variable_beyond_a_day_is_ignored_and_spans_are_exporte
     finally:
         sink.close()
     assert [w for w in _warnings(caplog) if w.startswith("OTEL_BSP_SCHEDULE_DELAY=") and "ignored" in w]
+
+
+class _MetricKinds(metrics_grpc.MetricsServiceServicer):
+    """An OTLP/gRPC metrics endpoint keeping each metric's data kind and point count."""
+
+    def __init__(self) -> None:
+        self.kinds: dict[str, tuple[str, int]] = {}
+
+    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802  # the gRPC method's name
+        for rm in request.resource_metrics:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    kind = metric.WhichOneof("data")
+                    counted = sum(p.count for p in getattr(metric, kind).data_points) if "histogram" in kind else 0
+                    self.kinds[metric.name] = (kind, counted)
+        return metrics_pb.ExportMetricsServiceResponse()
+
+
+def test_the_task_histograms_follow_an_exponential_default_histogram_aggregation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before: the in-process bridge kept shannon.task.duration and its queue wait explicit-bucket while the wave's
+    and the user's histograms became exponential, as OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION
+    asked: one service, two histogram kinds. The bridge now stands aside for such an exporter."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION", "base2_exponential_bucket_histogram")
+    servicer = _MetricKinds()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    metrics_grpc.add_MetricsServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        handle = configure(exporter="otlp_grpc", endpoint=f"http://127.0.0.1:{port}", set_global=False,
+                           metric_interval_s=3600)
+        assert _run_wave(handle) == [i * 2 for i in range(10)]
+        _shutdown(handle)  # its collection is the one export
+    finally:
+        server.stop(None).wait(60)
+    for name in ("shannon.task.duration", "shannon.task.queue_wait.duration", "shannon.wave.duration"):
+        assert servicer.kinds[name][0] == "exponential_histogram", (name, servicer.kinds)
+    assert servicer.kinds["shannon.task.duration"][1] == 10
