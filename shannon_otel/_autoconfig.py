@@ -9,16 +9,24 @@ reads the same standard variables (``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIB
 metrics bridge. The logs signal is set up as ``configure()`` sets it up: when ``OTEL_LOGS_EXPORTER``
 is ``otlp`` or ``console`` (the handler goes on the ``shannon_otel`` logger only). Duck-typed like the
 SDK's ``_BaseConfigurator`` (whose module is private): one instance per process, ``configure(**kwargs)``.
+
+Without ``OTEL_PYTHON_CONFIGURATOR``, ``opentelemetry-instrument`` runs the first configurator installed,
+in an order nobody chose: installing shannon-otel next to opentelemetry-distro made this one replace the
+distro's (its root-logger log export, ``OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED``, silently gone).
+So unless it is named, this configurator hands over to another one installed, and runs only when alone.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from importlib.metadata import entry_points
 from typing import Any
 
 __all__ = ["Configurator"]
 
 _logger = logging.getLogger(__name__)
+_NAME = "shannon_otel"  # the entry point's name in pyproject.toml
 
 
 class Configurator:
@@ -27,10 +35,19 @@ class Configurator:
     _configured: Any = None
 
     def configure(self, **kwargs: Any) -> None:
-        """Called by ``opentelemetry-instrument`` with ``auto_instrumentation_version=`` (ignored)."""
+        """Called by ``opentelemetry-instrument`` with ``auto_instrumentation_version=`` (passed on to the
+        configurator this one hands over to, else ignored)."""
         from ._config import configure
         from ._otel._providers import globals_set
 
+        if os.environ.get("OTEL_PYTHON_CONFIGURATOR") is None:  # opentelemetry-instrument's test too
+            others = [e for e in entry_points(group="opentelemetry_configurator") if e.name != _NAME]
+            if others:
+                _logger.info("shannon_otel configurator: OTEL_PYTHON_CONFIGURATOR is not set, so the installed "
+                             "configurator %r runs (set OTEL_PYTHON_CONFIGURATOR=%s for this one)", others[0].name,
+                             _NAME)
+                others[0].load()().configure(**kwargs)
+                return
         if Configurator._configured is not None or globals_set():
             _logger.warning("shannon_otel configurator: global OTel providers already set; left as they are")
             return

@@ -7,6 +7,7 @@ What it uses lives beside it: the exporters it builds in ``_exporters``, the han
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 import warnings
 from collections.abc import Mapping, Sequence
@@ -15,8 +16,10 @@ from opentelemetry import _logs as otel_logs
 from opentelemetry import metrics, trace
 from opentelemetry._logs._internal import ProxyLoggerProvider  # the unset global has no public name
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk.metrics import Histogram as HistogramInstrument
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.view import DefaultAggregation, ExplicitBucketHistogramAggregation
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
@@ -38,6 +41,7 @@ from ._exporters import (
     _exemplar_filter,
     _log_exporter,
     _logs_wanted,
+    _metric_export_timeout_ms,
     _metric_exporter,
     _metric_interval_s,
     _span_exporter,
@@ -47,6 +51,7 @@ from ._exporters import _choose as _choose
 from ._metrics_bridge import BridgedExporter, MetricsBridge, histograms_cumulative
 from ._otel._instruments import instrument
 from ._otel._providers import globals_set, register_bridge, register_drops
+from ._otlp_env import warn_odd_variables
 from ._redact import Redact, RedactingSpanExporter, redacting_handler
 from ._telemetry import SCOPE_NAME as LOGGER_ROOT  # the logging hook's loggers are its children
 from ._telemetry_handle import _MAX_TIMEOUT_S, DEFAULT_SHUTDOWN_TIMEOUT_S, shut_at_exit
@@ -62,14 +67,35 @@ from ._validate import (
 )
 from ._version import __version__
 
+_SETTING_GLOBALS = threading.Lock()
+_MAX_QUEUE_SIZE = 10_000_000  # spans: ~28 GB at ~2.8 KB a finished span (docs/reliability.md)
+
 
 def _check_globals_unset(logs: bool) -> None:
     """The OTel API sets the global providers once; a second attempt would be ignored (only logged)."""
     if globals_set() or (logs and not isinstance(otel_logs.get_logger_provider(), ProxyLoggerProvider)):
+        from ._autoconfig import Configurator
+
+        if Configurator._configured is not None:  # the README's app, run as its zero-code section says
+            raise RuntimeError(
+                "the global OTel providers were already set by opentelemetry-instrument "
+                "(OTEL_PYTHON_CONFIGURATOR=shannon_otel, from the OTEL_* variables): under it, leave configure() "
+                "out of the program (or call configure(..., set_global=False) for providers of its own)",
+            )
         raise RuntimeError(
             "the global OTel providers are already set (OTel allows that once per process); "
             "call configure(..., set_global=False) and pass tracer_provider=/meter_provider= instead",
         )
+
+
+def _histograms_explicit(exporter: MetricExporter) -> bool:
+    """Whether the exporter takes explicit-bucket histograms, what the bridge's store holds: with
+    ``OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION=base2_exponential_bucket_histogram`` the task
+    histograms stayed explicit-bucket while every other histogram (the wave's, the user's) became exponential;
+    without the bridge the SDK records them as asked."""
+    preferred = getattr(exporter, "_preferred_aggregation", None) or {}  # kept privately, read so by the SDK
+    chosen = preferred.get(HistogramInstrument)
+    return chosen is None or isinstance(chosen, DefaultAggregation | ExplicitBucketHistogramAggregation)
 
 
 def _log_handler(provider: LoggerProvider, redact: Redact | None) -> logging.Handler:
@@ -111,7 +137,7 @@ def _check_arguments(
 ) -> None:
     check_number("export_timeout_s", export_timeout_s, low=0, low_open=True, high=_MAX_TIMEOUT_S, allow_none=True)
     check_number("shutdown_timeout_s", shutdown_timeout_s, low=0, low_open=True, high=_MAX_TIMEOUT_S)
-    check_number("max_queue_size", max_queue_size, low=1, high=10_000_000, integer=True, allow_none=True)
+    check_number("max_queue_size", max_queue_size, low=1, high=_MAX_QUEUE_SIZE, integer=True, allow_none=True)
     check_number("max_export_batch_size", max_export_batch_size, low=1, integer=True, allow_none=True)
 
 
@@ -145,7 +171,8 @@ def configure(
     unset; not a URL: ValueError naming the variable). ``export_timeout_s`` (one export attempt with its
     retries, in (0, 3600]) overrides ``OTEL_EXPORTER_OTLP[_<signal>]_TIMEOUT`` /
     ``OTEL_METRIC_EXPORT_TIMEOUT``; with None those are used (a timeout variable that is not a number
-    in (0, 3600] is ignored with a logged warning, 10 s used). ``metric_interval_s`` (in (0, 86400])
+    in (0, 3600] is ignored with a logged warning, 10 s used; ``OTEL_METRIC_EXPORT_TIMEOUT`` is in
+    milliseconds, 30 s used). ``metric_interval_s`` (in (0, 86400])
     overrides ``OTEL_METRIC_EXPORT_INTERVAL`` (integer milliseconds; an unparsable value, or one above a
     day, is ignored with a logged warning); the default is 10 s. docs/reliability.md lists them all.
 
@@ -192,12 +219,15 @@ def configure(
                         takes=2)
     interval_s = _metric_interval_s(metric_interval_s)
     _check_arguments(export_timeout_s, shutdown_timeout_s, max_queue_size, max_export_batch_size)
-    queue_size = max_queue_size or env_int("OTEL_BSP_MAX_QUEUE_SIZE") or DEFAULT_MAX_QUEUE_SIZE
+    # the variable bounded as the argument is (it was taken at any size: 10**11 spans held in memory)
+    queue_size = max_queue_size or env_int("OTEL_BSP_MAX_QUEUE_SIZE", _MAX_QUEUE_SIZE) or DEFAULT_MAX_QUEUE_SIZE
     batch_size = max_export_batch_size or env_batch_setting("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, queue_size)
     if batch_size > queue_size:
         raise ValueError(f"max_export_batch_size must be <= max_queue_size ({queue_size}), got {shown(batch_size)}")
     trace_names, metric_names = _choose("TRACES", exporter), _choose("METRICS", exporter)
     log_names = _logs_wanted(logs, exporter)
+    signals = (("TRACES", trace_names), ("METRICS", metric_names), ("LOGS", log_names or ()))
+    warn_odd_variables(tuple(kind for kind, names in signals if any(n.startswith("otlp") for n in names)))
     if set_global:
         _check_globals_unset(log_names is not None)
     attributes: dict[str, str] = dict(resource_attributes or {})
@@ -215,7 +245,12 @@ def configure(
     drops = DropCounter()
     # shutdown_on_exit=False: the SDK's own exit handlers wait unbounded; Telemetry registers a bounded one.
     tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    logger_provider = None if log_names is None else LoggerProvider(resource=resource, shutdown_on_exit=False)
+    # Every exporter is built (its endpoint variable checked) before any processor or reader starts a thread:
+    # a malformed OTEL_EXPORTER_OTLP_METRICS_ENDPOINT used to leave a span processor's thread running per call.
     exporters = [e for name in trace_names if (e := _span_exporter(name, endpoint, export_timeout_s))]
+    metric_exporters = [m for name in metric_names if (m := _metric_exporter(name, endpoint, export_timeout_s))]
+    log_exporters = [x for name in log_names or () if (x := _log_exporter(name, endpoint, export_timeout_s))]
     processors = [
         CountedSpanProcessor(
             each if redact is None else RedactingSpanExporter(each, redact), drops, max_queue_size=queue_size,
@@ -229,10 +264,10 @@ def configure(
 
     bridge = MetricsBridge(resource)
     readers = list(metric_readers)
-    metric_exporters = [m for name in metric_names if (m := _metric_exporter(name, endpoint, export_timeout_s))]
+    metric_timeout_ms = _metric_export_timeout_ms() if metric_exporters and export_timeout_s is None else None
     # The bridge may serve only if every reader of the provider merges it (``attach_bridge``).
     bridged = all(hasattr(r, "attach_bridge") for r in readers) and all(
-        histograms_cumulative(e) for e in metric_exporters
+        histograms_cumulative(e) and _histograms_explicit(e) for e in metric_exporters
     )
     if bridged:
         for reader in readers:
@@ -244,32 +279,38 @@ def configure(
         readers.append(PeriodicExportingMetricReader(
             BridgedExporter(counted, bridge) if bridged else counted,
             export_interval_millis=interval_s * 1000,
-            export_timeout_millis=None if export_timeout_s is None else export_timeout_s * 1000,
+            export_timeout_millis=metric_timeout_ms if export_timeout_s is None else export_timeout_s * 1000,
         ))
     meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False,
                                    exemplar_filter=_exemplar_filter())
     instrument(meter_provider.get_meter(tel.SCOPE_NAME, __version__), tel.TELEMETRY_DROPPED, [drops.observe])
     if bridged:
         register_bridge(meter_provider, bridge)
-    logger_provider: LoggerProvider | None = None
     handler: logging.Handler | None = None
     log_processors: list[CountedLogRecordProcessor] = []
-    if log_names is not None:
-        logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
-        for log_exporter in [x for name in log_names if (x := _log_exporter(name, endpoint, export_timeout_s))]:
+    if logger_provider is not None:
+        for log_exporter in log_exporters:
             log_processor = CountedLogRecordProcessor(log_exporter, drops, export_timeout_s=export_timeout_s)
             logger_provider.add_log_record_processor(log_processor)
             log_processors.append(log_processor)
         handler = _log_handler(logger_provider, redact)
         logging.getLogger(LOGGER_ROOT).addHandler(handler)
-    if set_global:
-        trace.set_tracer_provider(tracer_provider)
-        metrics.set_meter_provider(meter_provider)
-        if logger_provider is not None:
-            otel_logs.set_logger_provider(logger_provider)
     handle = Telemetry(
         tracer_provider, meter_provider, logger_provider, handler, shutdown_timeout_s=shutdown_timeout_s,
         drops=drops, span_processors=processors, log_processors=log_processors, metric_exporters=counted_metrics,
     )
+    if set_global:
+        with _SETTING_GLOBALS:
+            try:
+                # Again, under the lock: two configure() racing in two threads both passed the first check,
+                # both returned, and the globals were one's tracer provider and, maybe, the other's meter provider.
+                _check_globals_unset(logger_provider is not None)
+            except RuntimeError:
+                handle.shutdown()  # its threads and its handler on the shannon_otel logger go (nothing was sent)
+                raise
+            trace.set_tracer_provider(tracer_provider)
+            metrics.set_meter_provider(meter_provider)
+            if logger_provider is not None:
+                otel_logs.set_logger_provider(logger_provider)
     shut_at_exit(handle)
     return handle

@@ -45,6 +45,10 @@ _export_log = logging.getLogger("shannon_otel.export")
 # up. Memory bound: a finished task span costs ~2.8 KB (measured with tracemalloc, docs/reliability.md),
 # so a full queue holds ~45 MB.
 DEFAULT_MAX_QUEUE_SIZE = 16_384
+# A batch processor's schedule delay (ms) at most a day, as the metric interval: beyond threading.TIMEOUT_MAX
+# (~292 years) the SDK's worker thread died at its first wait (OverflowError) and exported nothing until a
+# flush or the exit, its queue filling and then dropping.
+MAX_DELAY_MS = 86_400_000
 
 
 def in_forked_child(method: Callable[[], None]) -> None:
@@ -240,7 +244,7 @@ class CountedSpanProcessor(SpanProcessor):
         # the export timeout stays None: the SDK reads OTEL_BSP_EXPORT_TIMEOUT itself
         self._inner = BatchSpanProcessor(
             self.exporter, max_queue_size=max_queue_size, max_export_batch_size=max_export_batch_size,
-            schedule_delay_millis=env_batch_setting("OTEL_BSP_SCHEDULE_DELAY", 5000),
+            schedule_delay_millis=env_int("OTEL_BSP_SCHEDULE_DELAY", MAX_DELAY_MS) or 5000,
         )
         self._drops = drops
         self._ended = 0
@@ -362,7 +366,7 @@ class CountedLogRecordProcessor(LogRecordProcessor):
         self.max_queue_size = env_int("OTEL_BLRP_MAX_QUEUE_SIZE") or 2048
         self._inner = BatchLogRecordProcessor(
             self.exporter, max_queue_size=self.max_queue_size,
-            schedule_delay_millis=env_batch_setting("OTEL_BLRP_SCHEDULE_DELAY", 1000),
+            schedule_delay_millis=env_int("OTEL_BLRP_SCHEDULE_DELAY", MAX_DELAY_MS) or 1000,
             max_export_batch_size=env_batch_setting("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", 512, self.max_queue_size),
             export_timeout_millis=None if export_timeout_s is None else export_timeout_s * 1000,
         )
@@ -507,9 +511,9 @@ def env_batch_setting(name: str, default: int, at_most: int | None = None) -> in
     return value
 
 
-def env_int(name: str) -> int | None:
-    """A positive integer environment variable, or None when unset; an unparsable value is
-    ignored with a logged warning (what the OTel specification asks of SDKs)."""
+def env_int(name: str, at_most: int | None = None) -> int | None:
+    """A positive integer environment variable, or None when unset; an unparsable value (or one above
+    ``at_most``) is ignored with a logged warning (what the OTel specification asks of SDKs)."""
     raw = os.environ.get(name)
     if raw is None or not raw.strip():
         return None
@@ -519,5 +523,8 @@ def env_int(name: str) -> int | None:
         value = 0
     if value <= 0:
         _log.warning("%s=%r is not a positive integer; ignored", name, raw)
+        return None
+    if at_most is not None and value > at_most:
+        _log.warning("%s=%r is above %d; ignored", name, raw, at_most)
         return None
     return value

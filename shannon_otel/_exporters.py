@@ -120,23 +120,43 @@ def _timeout_s(kind: str, explicit: float | None) -> float | None:
 
 
 def _choose(kind: str, explicit: str | None) -> tuple[str, ...]:
-    """The exporters of one signal (``kind`` is ``TRACES`` or ``METRICS``): ``explicit``, else the
-    comma-separated ``OTEL_<kind>_EXPORTER`` (several allowed, as the specification says), with
-    ``otlp`` resolved by ``OTEL_EXPORTER_OTLP_<kind>_PROTOCOL`` then ``OTEL_EXPORTER_OTLP_PROTOCOL``."""
-    raw = explicit if explicit is not None else os.environ.get(f"OTEL_{kind}_EXPORTER", "otlp")
+    """The exporters of one signal (``kind`` is ``TRACES``, ``METRICS`` or ``LOGS``): ``explicit``, else the
+    comma-separated ``OTEL_<kind>_EXPORTER`` (several allowed, as the specification says; names matched as
+    the SDK's configurator matches them, exactly, but ``none`` in any case; its ``otlp_proto_grpc`` and
+    ``otlp_proto_http`` too), with ``otlp`` resolved by
+    ``OTEL_EXPORTER_OTLP_<kind>_PROTOCOL`` then ``OTEL_EXPORTER_OTLP_PROTOCOL``. An unknown name is a
+    ValueError naming where it came from: ``exporter``, or the variable (which the user set, not ``exporter``)."""
+    variable = f"OTEL_{kind}_EXPORTER"
+    source = "exporter" if explicit is not None else variable
+    raw = explicit if explicit is not None else os.environ.get(variable, "otlp")
+    if explicit is None and raw.strip().lower() == "none":  # the SDK's configurator: OTEL_LOGS_EXPORTER=NONE is off
+        return ()
     names = [n.strip() for n in raw.split(",") if n.strip()]
     if not names and explicit is not None:  # a blank variable means unset; a blank argument is a mistake
         raise ValueError(f"exporter must be one of {', '.join(_EXPORTERS)} (comma-separated); got {explicit!r}")
     names = names or ["otlp"]
     chosen: list[str] = []
     for name in names:
+        if explicit is None:
+            name = _SDK_NAMES.get(name, name)
         if name == "otlp":
             name = "otlp_http" if _protocol(kind) == "http/protobuf" else "otlp_grpc"
         if name not in _EXPORTERS:
-            raise ValueError(f"exporter must be one of {', '.join(_EXPORTERS)}; got {name!r}")
+            raise ValueError(f"{source} must be one of {', '.join(_EXPORTERS)} (comma-separated); got {name!r}"
+                             f"{_PROMETHEUS_HINT if name == 'prometheus' and kind == 'METRICS' else ''}")
         if name != "none" and name not in chosen:
             chosen.append(name)
     return tuple(chosen)
+
+
+# The names the SDK's configurator also takes (entry points of opentelemetry-exporter-otlp, used in its docs):
+# OTEL_TRACES_EXPORTER=otlp_proto_http left a zero-code program here with no telemetry at all (a ValueError).
+_SDK_NAMES = {"otlp_proto_grpc": "otlp_grpc", "otlp_proto_http": "otlp_http"}
+
+# The SDK's own configurator loads a `prometheus` exporter from opentelemetry-exporter-prometheus; here the
+# scrape endpoint is the library's own, with the same series names as the collector's.
+_PROMETHEUS_HINT = (" (for a Prometheus scrape endpoint pass configure(metric_readers=[PrometheusReader()]) and "
+                    "serve it with MetricsServer, docs/stack.md)")
 
 
 def _span_exporter(name: str, endpoint: str | None, timeout_s: float | None) -> SpanExporter | None:
@@ -184,7 +204,7 @@ def _log_exporter(name: str, endpoint: str | None, timeout_s: float | None) -> L
 def _logs_wanted(logs: bool | None, exporter: str | None) -> tuple[str, ...] | None:
     """The log exporters' names when the logs signal is on: asked by ``logs=True`` or by a set
     ``OTEL_LOGS_EXPORTER`` other than ``none``; ``None`` when off."""
-    if logs is False or (logs is None and os.environ.get("OTEL_LOGS_EXPORTER", "").strip() in ("", "none")):
+    if logs is False or (logs is None and os.environ.get("OTEL_LOGS_EXPORTER", "").strip().lower() in ("", "none")):
         return None
     names = _choose("LOGS", exporter)
     return names or None
@@ -221,3 +241,26 @@ def _metric_interval_s(explicit: float | None) -> float:
         _log.warning("OTEL_METRIC_EXPORT_INTERVAL=%d ms is above %g s; ignored", millis, _MAX_METRIC_INTERVAL_S)
         millis = None
     return millis / 1000 if millis is not None else DEFAULT_METRIC_INTERVAL_S
+
+
+_SDK_METRIC_EXPORT_TIMEOUT_MS = 30_000.0  # the periodic reader's default
+
+
+def _metric_export_timeout_ms() -> float | None:
+    """``OTEL_METRIC_EXPORT_TIMEOUT`` (milliseconds) for the periodic reader, or None when unset (the reader's
+    default). A value that is not a number of milliseconds in (0, 3,600,000] is ignored with a warning naming it
+    and 30,000 used: the SDK's reader took 0 or a negative value, every collection then timed out before it
+    began ("Metric collection timed out" each interval), and no metric point was ever exported nor counted."""
+    found = _first_env("OTEL_METRIC_EXPORT_TIMEOUT")
+    if found is None:
+        return None
+    name, raw = found
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= _MAX_TIMEOUT_S * 1000:  # False for NaN
+        _log.warning("%s=%r is not a number of milliseconds in (0, %d]; ignored, %d ms used",
+                     name, raw, _MAX_TIMEOUT_S * 1000, _SDK_METRIC_EXPORT_TIMEOUT_MS)
+        return _SDK_METRIC_EXPORT_TIMEOUT_MS
+    return value

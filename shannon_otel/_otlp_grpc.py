@@ -12,11 +12,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import grpc  # type: ignore[import-untyped]  # no stubs shipped with grpcio
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
 from ._delivery import Rejections
+from ._otlp_env import compression, header_text_masked
+
+# gRPC itself also speaks deflate (the SDK's exporters refuse to configure it from the variable)
+_COMPRESSION = {
+    "gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate, "none": grpc.Compression.NoCompression,
+}
 
 
 class _Answers:
@@ -57,7 +64,8 @@ class GrpcSpans(_ReadsAnswers, OTLPSpanExporter):
 
     def __init__(self, endpoint: str | None, timeout: float | None) -> None:
         self.rejections = Rejections("spans")
-        super().__init__(endpoint=endpoint, timeout=timeout)
+        with header_text_masked():
+            super().__init__(endpoint=endpoint, timeout=timeout, compression=_COMPRESSION[compression("TRACES")])
 
 
 class GrpcMetrics(_ReadsAnswers, OTLPMetricExporter):
@@ -67,7 +75,8 @@ class GrpcMetrics(_ReadsAnswers, OTLPMetricExporter):
 
     def __init__(self, endpoint: str | None, timeout: float | None) -> None:
         self.rejections = Rejections("metric points")
-        super().__init__(endpoint=endpoint, timeout=timeout)
+        with header_text_masked():
+            super().__init__(endpoint=endpoint, timeout=timeout, compression=_COMPRESSION[compression("METRICS")])
 
 
 class GrpcLogs(_ReadsAnswers, OTLPLogExporter):
@@ -77,4 +86,5 @@ class GrpcLogs(_ReadsAnswers, OTLPLogExporter):
 
     def __init__(self, endpoint: str | None, timeout: float | None) -> None:
         self.rejections = Rejections("log records")
-        super().__init__(endpoint=endpoint, timeout=timeout)
+        with header_text_masked():
+            super().__init__(endpoint=endpoint, timeout=timeout, compression=_COMPRESSION[compression("LOGS")])

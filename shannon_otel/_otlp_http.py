@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 import requests
+from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -22,6 +23,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from ._delivery import Rejections
+from ._otlp_env import compression, header_text_masked
 
 
 def _session(
@@ -60,8 +62,10 @@ class HttpSpans(OTLPSpanExporter):
 
     def __init__(self, endpoint: str | None, timeout: float | None, session: requests.Session | None = None) -> None:
         self.rejections = Rejections("spans")
-        super().__init__(endpoint=endpoint, timeout=timeout, session=_session(
-            "TRACES", ExportTraceServiceResponse, "rejected_spans", self.rejections, session))
+        with header_text_masked():
+            super().__init__(
+                endpoint=endpoint, timeout=timeout, compression=Compression(compression("TRACES")), session=_session(
+                "TRACES", ExportTraceServiceResponse, "rejected_spans", self.rejections, session))
 
 
 class HttpMetrics(OTLPMetricExporter):
@@ -69,8 +73,10 @@ class HttpMetrics(OTLPMetricExporter):
 
     def __init__(self, endpoint: str | None, timeout: float | None) -> None:
         self.rejections = Rejections("metric points")
-        super().__init__(endpoint=endpoint, timeout=timeout, session=_session(
-            "METRICS", ExportMetricsServiceResponse, "rejected_data_points", self.rejections))
+        with header_text_masked():
+            super().__init__(
+                endpoint=endpoint, timeout=timeout, compression=Compression(compression("METRICS")), session=_session(
+                "METRICS", ExportMetricsServiceResponse, "rejected_data_points", self.rejections))
 
 
 class HttpLogs(OTLPLogExporter):
@@ -78,5 +84,7 @@ class HttpLogs(OTLPLogExporter):
 
     def __init__(self, endpoint: str | None, timeout: float | None) -> None:
         self.rejections = Rejections("log records")
-        super().__init__(endpoint=endpoint, timeout=timeout, session=_session(
-            "LOGS", ExportLogsServiceResponse, "rejected_log_records", self.rejections))
+        with header_text_masked():
+            super().__init__(
+                endpoint=endpoint, timeout=timeout, compression=Compression(compression("LOGS")), session=_session(
+                "LOGS", ExportLogsServiceResponse, "rejected_log_records", self.rejections))

@@ -44,6 +44,7 @@ asyncio.run(Wave("w").run([ok()]))
 print("ok")
 """
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OTEL_SERVICE_NAME": "zero-code",
+           "OTEL_PYTHON_CONFIGURATOR": "shannon_otel",  # as the README says: another configurator may be installed
            "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=False)
     assert out.returncode == 0, out.stderr

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from .._version import __version__
 from ._pipe import discard
+from ._secrets import scrub_logs
 
 __all__ = ["main"]
 
@@ -246,6 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Usage errors exit through argparse (``SystemExit(2)``) with a message on stderr.
     """
+    scrub_logs()
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # reported by the subcommand's parser, so the usage shown is the subcommand's

@@ -8,6 +8,7 @@ are captured, not printed: the check's line says what went wrong.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import logging
 import time
@@ -77,6 +78,9 @@ def _recording_session() -> Any:
                 if self.error is None:
                     cause = _root_cause(exc)
                     self.error = f"{type(cause).__name__}: {cause}"
+                    if isinstance(cause, http.client.BadStatusLine):  # its text is the other protocol's bytes
+                        self.error = ("BadStatusLine: the endpoint answered in another protocol than HTTP/1.1 "
+                                      "(a gRPC port? OTLP/HTTP is usually on 4318, or use --otlp-protocol grpc)")
                 raise
             if response.status_code >= 400 and self.error is None:
                 self.error = f"HTTP {response.status_code} from {response.url}: {response.reason}"
@@ -151,6 +155,10 @@ def check_prometheus(url: str, timeout_s: float) -> tuple[bool, str]:
         ours = _get_json(f"{url}/api/v1/query?{query}", left)
     except urllib.error.HTTPError as exc:
         return False, f"HTTP {exc.code} from {exc.url}: is this Prometheus?"
+    except json.JSONDecodeError:  # before ValueError, its base: the server answered, not with the query API's JSON
+        return False, "answered, but not with Prometheus' JSON query API: is this Prometheus?"
+    except http.client.HTTPException as exc:  # not an OSError: a gRPC port answering HTTP/1.1 ended in a traceback
+        return False, f"answered in another protocol than HTTP/1.1 ({type(exc).__name__}): is this Prometheus?"
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         return False, f"unreachable: {reason}"

@@ -7,6 +7,7 @@ endpoint, or an exporter's error, goes through :func:`scrub` first.
 
 from __future__ import annotations
 
+import logging
 import os
 import urllib.parse
 
@@ -22,8 +23,8 @@ def _secrets() -> list[str]:
     for name in HEADER_VARIABLES:
         for pair in os.environ.get(name, "").split(","):
             _, sep, value = pair.partition("=")
-            value = value.strip()
-            if sep and value:
+            value = value.strip() if sep else pair.strip()  # no "=": a malformed pair, often a bare token
+            if value:
                 found.extend({value, urllib.parse.unquote(value)})
     return sorted((s for s in found if len(s) >= 3), key=len, reverse=True)  # longest first: no partial leak
 
@@ -46,3 +47,27 @@ def scrub(text: str) -> str:
     for secret in _secrets():
         text = text.replace(secret, MASK)
     return text
+
+
+class _Scrubbed(logging.Filter):
+    """Passes every record, its message scrubbed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = scrub(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+# The SDK's header parser logs a malformed OTLP header variable's whole text, a token more often than not
+# ("Header format invalid! ...: Bearer <token>"), printed on stderr by the CLI where nothing else handles it.
+_QUOTING_LOGGERS = ("opentelemetry.util.re",)
+
+
+def scrub_logs() -> None:
+    """Scrub the records of the SDK loggers that quote header text (once per process; main() calls it)."""
+    for name in _QUOTING_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _Scrubbed) for f in logger.filters):
+            logger.addFilter(_Scrubbed())

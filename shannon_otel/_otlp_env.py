@@ -1,0 +1,100 @@
+"""The OTLP exporters' own ``OTEL_EXPORTER_OTLP_*`` variables resolved or checked here before the SDK reads them.
+
+Compression: the SDK's gRPC exporters accept only ``gzip`` and raise ``InvalidCompressionValueException``
+out of their constructor for anything else, ``none`` (the specification's other value) and a blank
+variable included: ``configure()``, ``opentelemetry-instrument`` with this configurator and
+``shannon-otel check``/``demo`` all failed with a traceback. Its HTTP exporters warn "Unsupported
+compression type" without naming the variable. Both now get the value resolved here.
+Booleans and certificate files the SDK would read silently as something else: a warning naming the variable.
+Headers: the SDK's parser logs a malformed entry of ``OTEL_EXPORTER_OTLP[_<signal>]_HEADERS`` whole, and the
+usual malformed entry is a token pasted without its name (``Bearer <token>``): its text is masked.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_log = logging.getLogger("shannon_otel")
+COMPRESSIONS = ("gzip", "deflate", "none")
+
+
+def compression(kind: str) -> str:
+    """``OTEL_EXPORTER_OTLP_<kind>_COMPRESSION``, else ``OTEL_EXPORTER_OTLP_COMPRESSION``, read
+    case-insensitively (the specification's rule for enum values): ``gzip``, ``deflate`` or ``none``.
+    Unset or blank: ``none``. Any other value is ignored with a warning naming the variable and
+    ``none`` is used, as the specification asks and the SDK's HTTP exporters do."""
+    for name in (f"OTEL_EXPORTER_OTLP_{kind}_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"):
+        value = os.environ.get(name, "").strip().lower()
+        if not value:
+            continue
+        if value not in COMPRESSIONS:
+            _log.warning("%s=%r is not one of %s; ignored, no compression used",
+                         name, os.environ[name], ", ".join(COMPRESSIONS))
+            return "none"
+        return value
+    return "none"
+
+
+def warn_odd_variables(kinds: tuple[str, ...]) -> None:
+    """Log a warning naming each variable the SDK would read silently as something the user did not mean.
+
+    Booleans (``OTEL_SDK_DISABLED``, ``OTEL_EXPORTER_OTLP[_<kind>]_INSECURE``): the specification makes
+    only ``true`` (any case) true and asks for a warning when a value other than ``false`` or blank is
+    read as false; the SDK warns about none, so ``OTEL_SDK_DISABLED=1`` left the SDK on without a word.
+    Files (``OTEL_EXPORTER_OTLP[_<kind>]_CERTIFICATE``, ``..._CLIENT_CERTIFICATE``, ``..._CLIENT_KEY``) of the
+    OTLP exporters of ``kinds`` (``TRACES``, ``METRICS``, ``LOGS``) that do not exist: the gRPC exporter logs a
+    traceback naming only the file and falls back to the system's CAs, the HTTP one fails every export."""
+    insecure = (f"OTEL_EXPORTER_OTLP_{kind}_INSECURE" for kind in kinds)
+    for name in ("OTEL_SDK_DISABLED", "OTEL_EXPORTER_OTLP_INSECURE", *insecure):
+        value = os.environ.get(name, "").strip().lower()
+        if value not in ("", "true", "false"):
+            _log.warning("%s=%r is not true or false; read as false (only 'true' is true)", name, os.environ[name])
+    checked: set[str] = set()
+    for kind in kinds:
+        for what in ("CERTIFICATE", "CLIENT_CERTIFICATE", "CLIENT_KEY"):
+            for name in (f"OTEL_EXPORTER_OTLP_{kind}_{what}", f"OTEL_EXPORTER_OTLP_{what}"):
+                path = os.environ.get(name, "").strip()
+                if path:  # the exporters read the signal's variable first
+                    if name not in checked and not os.path.isfile(path):
+                        _log.warning("%s=%r: no such file; TLS connections of the OTLP exporter will fail or "
+                                     "not verify as meant", name, path)
+                    checked.add(name)
+                    break
+
+
+class _HeaderTextMasked(logging.Filter):
+    """Replaces the entry the SDK's header parser quotes ("Header format invalid! ...: <entry>")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args and "Header format invalid" in str(record.msg):
+            record.args = ("(the entry of OTEL_EXPORTER_OTLP*_HEADERS is not shown: it may hold a credential; "
+                           "each entry is name=value, comma-separated)",)
+        return True
+
+
+_MASK = _HeaderTextMasked()
+_masking = 0
+_masking_lock = threading.Lock()
+
+
+@contextmanager
+def header_text_masked() -> Iterator[None]:
+    """While an OTLP exporter is built (it parses the header variables then): the parser's warnings quote no
+    header text. Nested and concurrent uses share one filter on the parser's logger."""
+    global _masking
+    logger = logging.getLogger("opentelemetry.util.re")
+    with _masking_lock:
+        _masking += 1
+        if _masking == 1:
+            logger.addFilter(_MASK)
+    try:
+        yield
+    finally:
+        with _masking_lock:
+            _masking -= 1
+            if _masking == 0:
+                logger.removeFilter(_MASK)

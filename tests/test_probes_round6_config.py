@@ -1,0 +1,521 @@
+"""Round-6 probes: configuration as users write it, through the standard ``OTEL_*`` variables.
+
+Each test sets variables the way a deployment does and checks what ``configure()`` (and the CLI, and the
+zero-code configurator) then does against real local collectors (tests/test_export_faults.py's
+sinks). Bugs pinned:
+
+- ``OTEL_EXPORTER_OTLP[_<signal>]_COMPRESSION=none`` (the specification's value), a blank one, ``deflate``:
+  the SDK's gRPC exporters raised ``InvalidCompressionValueException`` out of ``configure()``,
+  ``shannon-otel check``/``demo`` (a traceback) and the zero-code set-up (no telemetry at all); an unknown
+  value over HTTP was a warning that named no variable;
+- an unknown name in ``OTEL_TRACES_EXPORTER``/``OTEL_METRICS_EXPORTER``/``OTEL_LOGS_EXPORTER`` was refused as
+  "exporter must be one of ...", naming an argument the user never passed; ``NONE``, which the SDK's
+  configurator reads as ``none``, was refused; ``prometheus`` got no hint;
+- ``OTEL_SDK_DISABLED=1``, ``OTEL_EXPORTER_OTLP_INSECURE=yes`` were read as false without a word, a
+  certificate variable naming a missing file likewise (the specification asks for a warning);
+- ``OTEL_BSP_MAX_QUEUE_SIZE`` was taken at any size, where ``max_queue_size=`` is bounded;
+- an app calling ``configure()`` run under ``opentelemetry-instrument`` with this configurator failed with
+  advice (``set_global=False``, pass providers) that does not say why or what to do there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+from concurrent import futures
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import grpc  # type: ignore[import-untyped]  # no stubs shipped with grpcio
+import pytest
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_pb
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as metrics_grpc
+from test_export_faults import N_SPANS, GrpcSink, _run_wave, _shutdown
+
+from shannon_otel import configure
+from shannon_otel._delivery import DEFAULT_MAX_QUEUE_SIZE, CountedSpanProcessor
+from shannon_otel.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(("OTEL_", "_OTEL_")):
+            monkeypatch.delenv(name)
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+# --- compression ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("variable", ["OTEL_EXPORTER_OTLP_COMPRESSION", "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION"])
+@pytest.mark.parametrize("value", ["none", "NONE", "", "gzip", "GZip", "deflate"])
+def test_every_compression_the_specification_names_delivers_over_grpc(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str,
+) -> None:
+    """Before: ``none``, blank and ``deflate`` raised InvalidCompressionValueException from configure()."""
+    monkeypatch.setenv(variable, value)
+    sink = GrpcSink(lambda context, signal, items: None)
+    try:
+        handle = configure(exporter="otlp_grpc", endpoint=sink.endpoint, set_global=False, export_timeout_s=10)
+        assert _run_wave(handle) == [i * 2 for i in range(10)]
+        assert _shutdown(handle)
+        assert sink.spans == N_SPANS
+        assert handle.dropped["traces"] == 0
+    finally:
+        sink.close()
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_an_unknown_compression_is_ignored_with_a_warning_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, protocol: str,
+) -> None:
+    """Before: gRPC raised from configure(); HTTP warned "Unsupported compression type: brotli", no variable."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "brotli")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    with caplog.at_level(logging.WARNING):
+        handle = configure(set_global=False, shutdown_timeout_s=0.5, export_timeout_s=0.5)
+    handle.shutdown()
+    assert [w for w in _warnings(caplog) if "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION='brotli'" in w]
+
+
+def test_the_check_command_honours_a_compression_of_none(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Before: ``shannon-otel check`` ended in a traceback (InvalidCompressionValueException)."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "none")
+    sink = GrpcSink(lambda context, signal, items: None)
+    try:
+        code = main(["check", "--skip-prometheus", "--otlp-endpoint", sink.endpoint, "--timeout", "10"])
+    finally:
+        sink.close()
+    assert code == 0, capsys.readouterr()
+    assert sink.spans == 1
+
+
+# --- exporter names -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("OTEL_TRACES_EXPORTER", "zipkin"), ("OTEL_METRICS_EXPORTER", "otlp,prometheus"), ("OTEL_LOGS_EXPORTER", "bogus"),
+])
+def test_an_unknown_exporter_in_a_variable_is_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str,
+) -> None:
+    """Before: "exporter must be one of ..." though no ``exporter`` argument was given."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=f"^{variable} must be one of") as raised:
+        configure(set_global=False)
+    if "prometheus" in value:
+        assert "PrometheusReader" in str(raised.value) and "MetricsServer" in str(raised.value)
+
+
+def test_an_unknown_exporter_argument_is_still_refused_naming_the_argument() -> None:
+    with pytest.raises(ValueError, match=r"^exporter must be one of"):
+        configure(exporter="zipkin", set_global=False)  # type: ignore[arg-type]
+
+
+def test_an_exporter_variable_of_none_in_any_case_is_none_as_in_the_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK's configurator reads ``NONE`` as ``none``. Before: a ValueError (and the logs signal, which
+    ``none`` keeps off, was on the way to an error for ``NONE``)."""
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "None")
+    monkeypatch.setenv("OTEL_LOGS_EXPORTER", "NONE")
+    handle = configure(set_global=False, shutdown_timeout_s=0.5)
+    handle.shutdown()
+    processors = handle.tracer_provider._active_span_processor._span_processors
+    assert [type(p.exporter.inner).__name__ for p in processors if isinstance(p, CountedSpanProcessor)] == [
+        "ConsoleSpanExporter"]
+    assert handle.logger_provider is None
+    assert handle._metric_exporters == ()
+
+
+@pytest.mark.parametrize(("value", "built"), [("otlp_proto_http", "HttpSpans"), ("otlp_proto_grpc", "GrpcSpans")])
+def test_the_sdks_own_otlp_exporter_names_are_taken_from_the_variable(
+    monkeypatch: pytest.MonkeyPatch, value: str, built: str,
+) -> None:
+    """The SDK's configurator takes them (opentelemetry-exporter-otlp's entry points). Before: a ValueError, so a
+    zero-code program configured by this configurator had no telemetry at all."""
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", value)
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+    handle = configure(set_global=False, shutdown_timeout_s=0.5)
+    handle.shutdown()
+    processors = handle.tracer_provider._active_span_processor._span_processors
+    assert [type(p.exporter.inner).__name__ for p in processors if isinstance(p, CountedSpanProcessor)] == [built]
+
+
+def test_other_exporter_names_are_matched_exactly_as_in_the_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "OTLP")
+    with pytest.raises(ValueError, match=r"^OTEL_TRACES_EXPORTER must be one of .*; got 'OTLP'"):
+        configure(set_global=False)
+
+
+# --- booleans and files read silently as something else ---------------------------------------------
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("OTEL_SDK_DISABLED", "1"), ("OTEL_SDK_DISABLED", "yes"), ("OTEL_EXPORTER_OTLP_INSECURE", "on"),
+    ("OTEL_EXPORTER_OTLP_TRACES_INSECURE", "1"),
+])
+def test_a_boolean_variable_read_as_false_is_warned_about(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, variable: str, value: str,
+) -> None:
+    """The specification: only ``true`` is true, and any other value than ``false`` or blank SHOULD be
+    warned about. Before: ``OTEL_SDK_DISABLED=1`` left the SDK on without a word."""
+    monkeypatch.setenv(variable, value)
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        handle = configure(exporter="otlp_grpc", set_global=False, shutdown_timeout_s=0.5)
+    handle.shutdown()
+    assert [w for w in _warnings(caplog) if f"{variable}={value!r}" in w and "read as false" in w]
+
+
+@pytest.mark.parametrize("value", ["true", "TRUE", "false", ""])
+def test_a_boolean_variable_with_a_proper_value_is_not_warned_about(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, value: str,
+) -> None:
+    monkeypatch.setenv("OTEL_SDK_DISABLED", value)
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        configure(exporter="none", set_global=False).shutdown()
+    assert not [w for w in _warnings(caplog) if "OTEL_SDK_DISABLED" in w]
+
+
+def test_a_certificate_variable_naming_a_missing_file_is_warned_about(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path,
+) -> None:
+    missing = str(tmp_path / "ca.pem")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", missing)
+    (tmp_path / "client.pem").write_text("x")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", str(tmp_path / "client.pem"))  # exists
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        configure(exporter="otlp_http", endpoint="https://127.0.0.1:1", set_global=False,
+                  shutdown_timeout_s=0.5).shutdown()
+    named = [w for w in _warnings(caplog) if "CERTIFICATE" in w]
+    assert len(named) == 1  # once, though traces and metrics both read it
+    assert named[0].startswith(f"OTEL_EXPORTER_OTLP_CERTIFICATE={missing!r}: no such file")
+
+
+# --- sizes ----------------------------------------------------------------------------------------
+
+def test_a_span_queue_size_variable_beyond_the_arguments_bound_is_ignored_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``max_queue_size=10**11`` is a ValueError; the variable was taken as it was."""
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", str(10**11))
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        handle = configure(exporter="console", set_global=False)
+    handle.shutdown()
+    processor = handle.tracer_provider._active_span_processor._span_processors[0]
+    assert isinstance(processor, CountedSpanProcessor)
+    assert processor.max_queue_size == DEFAULT_MAX_QUEUE_SIZE
+    assert [w for w in _warnings(caplog) if w.startswith("OTEL_BSP_MAX_QUEUE_SIZE=") and "ignored" in w]
+
+
+# --- zero-code --------------------------------------------------------------------------------------
+
+def test_configure_under_the_zero_code_configurator_says_why_it_cannot_set_the_globals() -> None:
+    """The README's app run as its zero-code line says (opentelemetry-instrument calls the configurator
+    first): the error names opentelemetry-instrument and what to do, not only "already set"."""
+    script = """
+from shannon_otel import configure
+from shannon_otel._autoconfig import Configurator
+
+Configurator().configure(auto_instrumentation_version="0")
+try:
+    configure("my-service")
+except RuntimeError as exc:
+    print(exc)
+"""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}, "PYTHONPATH": str(ROOT),
+           "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none", "OTEL_PYTHON_CONFIGURATOR": "shannon_otel"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=False,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "opentelemetry-instrument" in out.stdout and "leave configure() out" in out.stdout
+
+
+# --- a refused configure() leaves nothing running ---------------------------------------------------------
+
+@pytest.mark.parametrize("variables", [
+    {"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "notaurl"},
+    {"OTEL_LOGS_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": "notaurl"},
+    {"OTEL_LOGS_EXPORTER": "otlp", "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT": "abc"},
+])
+def test_a_configure_refused_for_a_later_signals_variable_starts_no_thread(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str],
+) -> None:
+    """Before: the span processor (and, for logs, the metric reader) was started before the metric/log
+    endpoint variable was checked: every refused call left its threads running (a program retrying
+    configure() on a config reload gained two threads a try)."""
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    before = set(threading.enumerate())
+    with pytest.raises(ValueError, match=f"^{next(reversed(variables))} must be"):
+        configure(set_global=False)
+    assert [t.name for t in threading.enumerate() if t not in before] == []
+
+
+_OTHER_CONFIGURATOR = """
+class Other:
+    def configure(self, **kwargs):
+        print("other configurator ran with", sorted(kwargs))
+"""
+
+_RUN_OURS_FIRST = """
+from opentelemetry import trace
+from shannon_otel._autoconfig import Configurator
+
+Configurator().configure(auto_instrumentation_version="0")  # first in entry-point order, as installed here
+print("shannon_otel configured:", Configurator._configured is not None)
+"""
+
+
+@pytest.mark.parametrize("chosen", [None, "shannon_otel"])
+def test_the_configurator_hands_over_to_another_installed_one_unless_named(tmp_path: Path, chosen: str | None) -> None:
+    """opentelemetry-instrument runs the first configurator installed when OTEL_PYTHON_CONFIGURATOR is unset.
+    Before: installing shannon-otel next to opentelemetry-distro (whose configurator came second) replaced the
+    distro's set-up with this one, silently (the app's root-logger records were no longer exported)."""
+    (tmp_path / "other_configurator.py").write_text(_OTHER_CONFIGURATOR)
+    info = tmp_path / "other_configurator-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: other-configurator\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[opentelemetry_configurator]\nother = other_configurator:Other\n")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)]),
+           "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}
+    if chosen is not None:
+        env["OTEL_PYTHON_CONFIGURATOR"] = chosen
+    out = subprocess.run([sys.executable, "-c", _RUN_OURS_FIRST], capture_output=True, text=True, env=env,
+                         check=False, timeout=60)
+    assert out.returncode == 0, out.stderr
+    if chosen is None:
+        assert "other configurator ran with ['auto_instrumentation_version']" in out.stdout
+        assert "shannon_otel configured: False" in out.stdout
+    else:
+        assert "other configurator ran" not in out.stdout
+        assert "shannon_otel configured: True" in out.stdout
+
+
+# --- shannon-otel check against a server of another protocol ------------------------------------------------
+
+class _Html(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # http.server's name
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.end_headers()
+        self.wfile.write(b"<html>not prometheus</html>")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_check_of_prometheus_at_a_grpc_port_fails_with_a_line_not_a_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Before: http.client.BadStatusLine (not an OSError) escaped check_prometheus: a traceback."""
+    sink = GrpcSink(lambda context, signal, items: None)
+    try:
+        code = main(["check", "--skip-otlp", "--prometheus", sink.endpoint, "--timeout", "10"])
+    finally:
+        sink.close()
+    out = capsys.readouterr().out
+    assert code == 1
+    assert f"FAIL Prometheus {sink.endpoint}: answered in another protocol than HTTP/1.1" in out
+
+
+def test_check_of_prometheus_at_a_web_page_says_it_is_not_prometheus(capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: "unreachable: Expecting value: line 1 column 1 (char 0)" for a server that answered."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Html)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        code = main(["check", "--skip-otlp", "--prometheus", url, "--timeout", "10"])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == 1
+    assert "answered, but not with Prometheus' JSON query API" in capsys.readouterr().out
+
+
+def test_check_of_otlp_http_at_a_grpc_port_names_the_protocol_not_its_bytes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Before: "BadStatusLine: " followed by the HTTP/2 frame's raw bytes, printed on the terminal."""
+    sink = GrpcSink(lambda context, signal, items: None)
+    try:
+        code = main(["check", "--skip-prometheus", "--otlp-protocol", "http/protobuf", "--otlp-endpoint",
+                     sink.endpoint, "--timeout", "10"])
+    finally:
+        sink.close()
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "answered in another protocol than HTTP/1.1 (a gRPC port?" in out
+    assert all(c.isprintable() for c in out.rstrip("\n"))
+
+
+@pytest.mark.parametrize("headers", ["Bearer%20s3cr3t-token", "x-team=a,Bearer s3cr3t-token"])
+def test_the_cli_never_prints_a_malformed_header_variables_token(headers: str) -> None:
+    """docs/reliability.md: the CLI never prints header values. Before: the SDK's "Header format invalid! ...:
+    Bearer s3cr3t-token" (a pair without "=", the token pasted without its key) reached stderr as it was."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}, "PYTHONPATH": str(ROOT),
+           "OTEL_EXPORTER_OTLP_HEADERS": headers}
+    out = subprocess.run(
+        [sys.executable, "-m", "shannon_otel", "check", "--skip-prometheus", "--otlp-endpoint", "http://127.0.0.1:1",
+         "--timeout", "0.5"], capture_output=True, text=True, env=env, check=False, timeout=60)
+    assert out.returncode == 1
+    assert "Header format invalid" in out.stderr  # the SDK's warning is still shown, its quote masked
+    assert "s3cr3t" not in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+@pytest.mark.parametrize("variable", ["OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"])
+def test_configure_logs_no_malformed_header_text(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, protocol: str, variable: str,
+) -> None:
+    """Before: the SDK's parser logged "Header format invalid! ...: Bearer s3cr3t-token" into the app's logs
+    (shipped, often, to a log backend) when configure() built the OTLP exporters."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
+    monkeypatch.setenv(variable, "x-team=a,Bearer s3cr3t-token")
+    with caplog.at_level(logging.WARNING):
+        handle = configure(set_global=False, shutdown_timeout_s=0.5, export_timeout_s=0.5)
+    handle.shutdown()
+    assert [m for m in _warnings(caplog) if "Header format invalid" in m]  # still said, its quote masked
+    assert "s3cr3t" not in caplog.text
+    # the mask is lifted once the exporters exist (the CLI's own scrubbing filter may be there: main() adds it)
+    filters = logging.getLogger("opentelemetry.util.re").filters
+    assert [f for f in filters if type(f).__name__ == "_HeaderTextMasked"] == []
+
+
+_RACE = """
+import threading
+from opentelemetry import metrics, trace
+import shannon_otel._config as config
+
+real = config.MetricsBridge
+meet = threading.Barrier(2, timeout=30)
+
+def bridge(*args, **kwargs):
+    meet.wait()  # both calls are past configure()'s first check of the globals, building their providers
+    return real(*args, **kwargs)
+
+config.MetricsBridge = bridge
+results = []
+
+def configure_globals():
+    try:
+        results.append(config.configure(exporter="none"))
+    except RuntimeError as exc:
+        results.append(exc)
+
+threads = [threading.Thread(target=configure_globals) for _ in range(2)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join(60)
+handles = [r for r in results if isinstance(r, config.Telemetry)]
+print("handles", len(handles), "refused", sum(isinstance(r, RuntimeError) for r in results))
+print("global", [h.tracer_provider is trace.get_tracer_provider() and h.meter_provider is metrics.get_meter_provider()
+                 for h in handles])
+"""
+
+
+def test_two_configure_calls_racing_for_the_globals_give_one_handle_and_one_error() -> None:
+    """Before: both passed the check of the globals, both returned a handle; only one's providers were global
+    (the other's telemetry went nowhere the program looked, and OTel logged only "Overriding ... not allowed")."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", _RACE], capture_output=True, text=True, env=env, check=False,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["handles 1 refused 1", "global [True]"], out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "abc"])
+def test_a_metric_export_timeout_variable_out_of_range_is_ignored_and_metrics_are_exported_while_running(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, value: str,
+) -> None:
+    """Before: the SDK's reader took 0 or a negative OTEL_METRIC_EXPORT_TIMEOUT; every periodic collection timed
+    out before it began ("Metric collection timed out"), so a running service exported no metric point at all
+    (only its exit's collection did), and nothing counted it."""
+    monkeypatch.setenv("OTEL_METRIC_EXPORT_TIMEOUT", value)
+    exported = threading.Event()
+    sink = GrpcSink(lambda context, signal, items: exported.set() if signal == "metrics" and items else None)
+    try:
+        with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+            handle = configure(exporter="otlp_grpc", endpoint=sink.endpoint, set_global=False, metric_interval_s=0.05)
+        handle.meter_provider.get_meter("round6").create_counter("round6.calls").add(1)
+        try:
+            assert exported.wait(30), "no periodic metric export reached the collector"  # a hang guard
+        finally:
+            _shutdown(handle)
+    finally:
+        sink.close()
+    assert [w for w in _warnings(caplog) if w.startswith(f"OTEL_METRIC_EXPORT_TIMEOUT={value!r}") and "ignored" in w]
+
+
+def test_a_schedule_delay_variable_beyond_a_day_is_ignored_and_spans_are_exported_while_running(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Before: OTEL_BSP_SCHEDULE_DELAY=10**13 (ms) was passed on; the SDK's worker thread died at its first wait
+    (OverflowError: timestamp out of range), so spans were exported only by a flush or the exit (the queue
+    filling up, then dropping, meanwhile)."""
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", str(10**13))
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1")  # a live worker exports each span at once
+    exported = threading.Event()
+    sink = GrpcSink(lambda context, signal, items: exported.set() if signal == "traces" and items else None)
+    try:
+        with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+            handle = configure(exporter="otlp_grpc", endpoint=sink.endpoint, set_global=False, metric_interval_s=3600)
+        handle.tracer_provider.get_tracer("round6").start_span("one").end()
+        try:
+            assert exported.wait(30), "the span processor exported nothing while running"  # a hang guard
+        finally:
+            _shutdown(handle)
+    finally:
+        sink.close()
+    assert [w for w in _warnings(caplog) if w.startswith("OTEL_BSP_SCHEDULE_DELAY=") and "ignored" in w]
+
+
+class _MetricKinds(metrics_grpc.MetricsServiceServicer):
+    """An OTLP/gRPC metrics endpoint keeping each metric's data kind and point count."""
+
+    def __init__(self) -> None:
+        self.kinds: dict[str, tuple[str, int]] = {}
+
+    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802  # the gRPC method's name
+        for rm in request.resource_metrics:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    kind = metric.WhichOneof("data")
+                    counted = sum(p.count for p in getattr(metric, kind).data_points) if "histogram" in kind else 0
+                    self.kinds[metric.name] = (kind, counted)
+        return metrics_pb.ExportMetricsServiceResponse()
+
+
+def test_the_task_histograms_follow_an_exponential_default_histogram_aggregation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before: the in-process bridge kept shannon.task.duration and its queue wait explicit-bucket while the wave's
+    and the user's histograms became exponential, as OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION
+    asked: one service, two histogram kinds. The bridge now stands aside for such an exporter."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION", "base2_exponential_bucket_histogram")
+    servicer = _MetricKinds()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    metrics_grpc.add_MetricsServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        handle = configure(exporter="otlp_grpc", endpoint=f"http://127.0.0.1:{port}", set_global=False,
+                           metric_interval_s=3600)
+        assert _run_wave(handle) == [i * 2 for i in range(10)]
+        _shutdown(handle)  # its collection is the one export
+    finally:
+        server.stop(None).wait(60)
+    for name in ("shannon.task.duration", "shannon.task.queue_wait.duration", "shannon.wave.duration"):
+        assert servicer.kinds[name][0] == "exponential_histogram", (name, servicer.kinds)
+    assert servicer.kinds["shannon.task.duration"][1] == 10
