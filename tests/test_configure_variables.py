@@ -1,4 +1,4 @@
-"""Round-6 probes: configuration as users write it, through the standard ``OTEL_*`` variables.
+"""Configuration as users write it, through the standard ``OTEL_*`` variables.
 
 Each test sets variables the way a deployment does and checks what ``configure()`` (and the CLI, and the
 zero-code configurator) then does against real local collectors (tests/test_export_faults.py's
