@@ -13,7 +13,8 @@ virtual instant. Every program runs on a fresh virtual-time loop in five telemet
 * ``noop``: the OTel API's no-op providers (what a user without the SDK has);
 * ``sdk``: the real SDK, metrics through plain SDK calls (``InMemoryTelemetry(bridged=False)``);
 * ``raising``: the real SDK with the in-process bridge, plus a user hook raising in every method
-  (every observer method and the scopes' ``__enter__`` / ``__exit__`` too);
+  (every observer method and the scopes' ``__enter__`` / ``__exit__`` too) and a ``RunRecorder``, whose
+  report must agree with the results and spans;
 * ``bridged``: a MeterProvider the user built with ``bridged(InMemoryMetricReader())``.
 
 Asserted: what the user got back (values, exception types and arguments, order, wave reports, saga results,
@@ -73,6 +74,7 @@ from shannon_otel import (
     CircuitBreaker,
     Hook,
     Pipeline,
+    RunRecorder,
     Saga,
     SagaError,
     SagaObserver,
@@ -249,6 +251,7 @@ class Wiring:
         self.reader: InMemoryMetricReader | None = None
         self.exporter: InMemorySpanExporter | None = None
         self.hooks: list[Hook] = []
+        self.recorder = RunRecorder()  # listening in the raising mode only
         self.kwargs: dict[str, Any] = {}
         if mode == "off":
             self.kwargs = {"instrument": False}
@@ -261,7 +264,8 @@ class Wiring:
             self.exporter = self.tel.span_exporter
             self.kwargs = dict(self.tel.providers)
             if mode == "raising":
-                self.hooks = [RaisingEverywhere(hook_starts)]
+                self.recorder = RunRecorder()
+                self.hooks = [self.recorder, RaisingEverywhere(hook_starts)]
         else:
             self.exporter = InMemorySpanExporter()
             tracer_provider = TracerProvider()
@@ -593,8 +597,23 @@ def check_program(program: Program) -> None:
     shapes = {mode: check_telemetry(program, *runs[mode]) for mode in SDK_MODES}
     assert shapes["raising"] == shapes["sdk"]
     assert shapes["bridged"] == shapes["sdk"]
-    hook = runs["raising"][1].hooks[0]
-    assert hook.hook_errors or not runs["raising"][1].spans()  # it was called, and raised, and nothing showed
+    seen, wiring, _ = runs["raising"]
+    assert wiring.hooks[1].hook_errors or not wiring.spans()  # it was called, and raised, and nothing showed
+    check_recorder(seen, wiring)
+
+
+def check_recorder(seen: Seen, wiring: Wiring) -> None:
+    """The RunRecorder beside the raising hook heard what the user saw and the spans show."""
+    report = wiring.recorder.report()
+    heard = [dict(w.counts) for w in report.waves]
+    if seen.caller != "returned":  # the wave the caller left (cancelled, or a task's BaseException) has no report
+        heard = heard[: len(seen.reports)]
+    assert heard == [dict(r.counts) for r in seen.reports]
+    spans = wiring.spans()
+    ops = [s for s in spans if s.name in OPS]
+    assert sum(o.calls for o in report.operations.values()) == len(ops), (report.operations, len(ops))
+    transitions = sum(p.value for p in wiring.points("shannon.breaker.transitions"))
+    assert len(report.transitions) == transitions
 
 
 @examples(20)
