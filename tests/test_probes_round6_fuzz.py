@@ -404,6 +404,8 @@ async def _run_stage(stage: Stage, k: int, wiring: Wiring, breakers: dict[str, C
             else:
                 outcomes.append(("ret", canon_val(value)))
                 seen.calls.append(("ret", value))
+            # after a value or an error alike, no span stays current: the caller's context is what it was
+            assert not otel_trace.get_current_span().get_span_context().is_valid, wiring.mode
         return outcomes
     if stage.kind == "saga":
         policy = _stage_policy(stage, wiring, breakers, standalone=True)
@@ -474,6 +476,8 @@ def run_program(program: Program, mode: str) -> tuple[Seen, Wiring, dict[str, Ci
     async def one(k: int, stage: Stage) -> None:
         try:
             seen.stages[k] = await _run_stage(stage, k, wiring, breakers, seen)
+            # no span stays current after the work: the caller's context is what it was
+            assert not otel_trace.get_current_span().get_span_context().is_valid, (wiring.mode, k)
         except asyncio.CancelledError:  # the caller's, or the stage's own (a function cancelled its task)
             seen.stages[k] = "cancelled"
             raise
