@@ -585,8 +585,9 @@ def check_telemetry(program: Program, seen: Seen, wiring: Wiring, breakers: dict
     for w in waves:
         a = attrs(w)
         failed = a.get("shannon.wave.tasks.failure", 0) + a.get("shannon.wave.tasks.timeout", 0)
-        if failed:
-            assert w.status.status_code.name == "ERROR", (wiring.mode, a)
+        # ERROR when a task failed or timed out, or the wave itself failed (a task's BaseException)
+        raised = a.get("shannon.task.outcome") in ("failure", "timeout")
+        assert (w.status.status_code.name == "ERROR") == bool(failed or raised), (wiring.mode, a)
     # protected calls: one shannon.calls point per operation span, by outcome
     ops = [s for s in spans if s.name in OPS]
     by_outcome = Counter(attrs(s)["shannon.call.outcome"] for s in ops)
