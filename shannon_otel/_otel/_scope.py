@@ -10,6 +10,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from .. import _telemetry as t
+from .._events import error_message
 from .._telemetry import Outcome
 
 if TYPE_CHECKING:
@@ -72,8 +73,6 @@ def failed(error_type: str, error: BaseException) -> Status:
     """The ERROR status of a span ``error`` ended: described ``"<error.type>: <message>"`` (the semantic
     conventions' status description, e.g. an exception message; the type alone for an empty message),
     so Jaeger shows why on the span itself; ``configure(redact=...)`` rewrites the message on export."""
-    from .._events import error_message
-
     message = error_message(error)
     return Status(StatusCode.ERROR, f"{error_type}: {message}" if message else error_type)
 
