@@ -128,3 +128,28 @@ def test_the_sdist_holds_every_tracked_file_but_ci_and_git_ones_and_no_byte_code
     expected = {n for n in tracked if not n.startswith((".ci/", ".git"))}
     assert expected - names == set()
     assert {n for n in names if "__pycache__" in n or n.endswith(".pyc") or n.startswith("benchmarks/out")} == set()
+
+
+def test_the_lowest_constraints_pin_every_runtime_floor_pyproject_states() -> None:
+    """scripts/test runs the unit suite on constraints/lowest.txt: it must be exactly pyproject's floors."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    runtime = [*project["dependencies"], *(r for extra in ("cli", "fast", "dask", "redis")
+                                           for r in project["optional-dependencies"][extra])]
+    floors = {}
+    for text in runtime:
+        req = Requirement(text)
+        (spec,) = req.specifier  # one `>=floor` each: a cap or a second bound would need its own pin here
+        assert spec.operator == ">=", text
+        floors[canonicalize_name(req.name)] = Version(spec.version)
+    pins = {}
+    for line in (ROOT / "constraints" / "lowest.txt").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = Version(version)
+    assert pins == floors
