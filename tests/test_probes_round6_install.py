@@ -153,3 +153,38 @@ def test_the_lowest_constraints_pin_every_runtime_floor_pyproject_states() -> No
             name, version = line.split("==")
             pins[canonicalize_name(name)] = Version(version)
     assert pins == floors
+
+
+# Imported by the package but installed by a declared requirement that always requires it.
+_VIA = {"cloudpickle": "distributed"}  # shannon_otel.dask: distributed's own serializer, a requirement of distributed
+
+
+def test_every_third_party_module_the_package_imports_is_a_declared_requirement() -> None:
+    """requests was imported (OTLP/HTTP session hooks) but only arrived through the OTLP exporter, which
+    stopped requiring it in 1.45.0: configure() with OTLP/HTTP failed with ModuleNotFoundError."""
+    import ast
+    import tomllib
+    from importlib.metadata import packages_distributions
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = {canonicalize_name(Requirement(r).name) for r in [
+        *project["dependencies"], *(r for extra in ("cli", "fast", "dask", "redis")
+                                    for r in project["optional-dependencies"][extra])]}
+    imported = set()
+    for path in (ROOT / "shannon_otel").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"shannon_otel"}
+    providers = packages_distributions()
+    undeclared = {
+        module for module in third_party
+        if not {canonicalize_name(d) for d in providers.get(module, [module])} & declared
+        and _VIA.get(module) not in declared
+    }
+    assert undeclared == set()
