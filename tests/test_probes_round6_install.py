@@ -2,7 +2,7 @@
 
 The wheel is built from a copy of the sources with byte code planted in it (what a worked-in checkout
 has), without network (``--no-build-isolation``: the test extra brings setuptools >= 77), installed
-into a fresh venv that sees this interpreter's dependencies, and run from a directory outside the
+into a fresh venv that sees this interpreter's dependencies (a .pth), and run from a directory outside the
 repository: the ``shannon-otel`` command, ``python -m shannon_otel``, the generated dashboards and
 rules, and the ``opentelemetry_configurator`` entry point ``opentelemetry-instrument`` loads.
 """
@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import site
 import subprocess
 import sys
+import sysconfig
 import tarfile
 import zipfile
 from pathlib import Path
@@ -59,11 +61,18 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A venv with the wheel installed (not editable); its dependencies come from this interpreter."""
+    """A venv with the wheel installed (not editable); its dependencies come from this interpreter's
+    site-packages, listed in a .pth after the venv's own (not --system-site-packages: when this
+    interpreter is itself a venv, as in scripts/test, that would be the base Python's, without them)."""
     root = tmp_path_factory.mktemp("venv")
-    _run([sys.executable, "-m", "venv", "--system-site-packages", str(root)], cwd=root)
+    _run([sys.executable, "-m", "venv", str(root)], cwd=root)
+    purelib = _run([str(root / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                   cwd=root).stdout.strip()
+    ours = dict.fromkeys([*site.getsitepackages(), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
     _run([str(root / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--no-index",
           "--disable-pip-version-check", "-q", str(wheel)], cwd=root)
+    # after the install: pip must not find this interpreter's shannon_otel (editable or not) and skip it
+    (Path(purelib) / "zz_test_dependencies.pth").write_text("".join(f"{p}\n" for p in ours), encoding="utf-8")
     return root
 
 
