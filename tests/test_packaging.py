@@ -1,4 +1,4 @@
-"""Round-6 probe: the package as a user installs it, from the built wheel and sdist, not from this tree.
+"""The package as a user installs it, from the built wheel and sdist, not from this tree.
 
 The wheel is built from a copy of the sources with byte code planted in it (what a worked-in checkout
 has), without network (``--no-build-isolation``: the test extra brings setuptools >= 77), installed
