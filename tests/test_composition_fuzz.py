@@ -42,6 +42,7 @@ from typing import Any
 
 import pytest
 from _open_spans import OpenSpans
+from _span_attrs import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 from opentelemetry import metrics as otel_metrics
@@ -58,7 +59,6 @@ from test_policy_stack_model import (
     Script,
     Spec,
     acts,
-    attrs,
     build,
     canon_error,
     canon_value,

@@ -165,7 +165,12 @@ def test_the_lowest_constraints_pin_every_runtime_floor_pyproject_states() -> No
 
 
 # Imported by the package but installed by a declared requirement that always requires it.
-_VIA = {"cloudpickle": "distributed"}  # shannon_otel.dask: distributed's own serializer, a requirement of distributed
+_VIA = {
+    "cloudpickle": "distributed",  # shannon_otel.dask: distributed's own serializer, a requirement of distributed
+    # _otlp_grpc.py (status codes of a gRPC answer): grpcio, which opentelemetry-exporter-otlp requires through
+    # its -proto-grpc exporter
+    "grpc": "opentelemetry-exporter-otlp",
+}
 
 
 def test_every_third_party_module_the_package_imports_is_a_declared_requirement() -> None:
