@@ -462,6 +462,10 @@ def main(argv: list[str]) -> int:
         t / f for t, f in zip(times["traced"], times["floor_span_only"], strict=True)), 3)
     traced_over_peer_model = round(statistics.median(
         t / p for t, p in zip(times["traced"], times["peer_model_traced_metrics"], strict=True)), 3)
+    # the real peer, when installed (pip install -e '.[bench-peers]'): the equal-information comparison
+    traced_over_peer = round(statistics.median(
+        t / p for t, p in zip(times["traced"], times["peer_asyncio_instr_traced_metrics"], strict=True)), 3
+    ) if "peer_asyncio_instr_traced_metrics" in times else None
     us = {k: round(statistics.median(v) / n * 1e6, 3) for k, v in times.items()}
     small, large = n, n * 10
     peaks = {str(small): asyncio.run(_stream_peak(small)), str(large): asyncio.run(_stream_peak(large))}
@@ -487,6 +491,9 @@ def main(argv: list[str]) -> int:
     print(f"traced / floor_span_only: {traced_over_floor:.3f}x (target <= 1.25)")
     print(f"traced / peer_model_traced_metrics: {traced_over_peer_model:.3f}x (a model of the peer, not the peer; "
           "below 1: traced is cheaper)")
+    if traced_over_peer is not None:
+        print(f"traced / peer_asyncio_instr_traced_metrics: {traced_over_peer:.3f}x (the peer itself, traced and its "
+              "meter on; target: below 1)")
     for name, row in export.items():
         print(f"export {name}: {row['exported_spans_per_s']} spans/s sent, {row['produced_spans_per_s']} spans/s "
               f"produced, {row['dropped_spans']} dropped (default queue of 2048)")
@@ -503,6 +510,7 @@ def main(argv: list[str]) -> int:
         "suite": "executor", "tasks": n, "repeat": repeat, "clock": args.clock, "max_concurrency": 100,
         "ratios": ratios_out,
         "traced_over_floor": traced_over_floor, "traced_over_peer_model": traced_over_peer_model,
+        "traced_over_peer": traced_over_peer,
         "us_per_task": us, "export": export, "tail_sampling": tail,
         "import_ms": import_ms, "notes": notes, "stream_peak_bytes": peaks,
         "stream_memory_ratio_10x_tasks": round(peaks[str(large)] / peaks[str(small)], 3),
