@@ -104,7 +104,15 @@ def _timeout_s(kind: str, explicit: float | None) -> float | None:
     ``inf`` and retry forever). None: the exporter reads the variables itself (none set)."""
     if explicit is not None:
         return explicit
-    found = _first_env(f"OTEL_EXPORTER_OTLP_{kind}_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
+    return _bounded_env((f"OTEL_EXPORTER_OTLP_{kind}_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"), _MAX_TIMEOUT_S,
+                        _SDK_DEFAULT_TIMEOUT_S, "%s=%r is not a number of seconds in (0, %g]; ignored, %g s used")
+
+
+def _bounded_env(names: tuple[str, ...], high: float, default: float, warning: str) -> float | None:
+    """The first of ``names`` set, as a number in (0, ``high``], or None when none is set; anything else is
+    ignored with ``warning`` (formatted with the variable, its value, ``high`` and ``default``) and ``default``
+    returned."""
+    found = _first_env(*names)
     if found is None:
         return None
     name, raw = found
@@ -112,10 +120,9 @@ def _timeout_s(kind: str, explicit: float | None) -> float | None:
         value = float(raw)
     except ValueError:
         value = math.nan
-    if not 0 < value <= _MAX_TIMEOUT_S:  # False for NaN
-        _log.warning("%s=%r is not a number of seconds in (0, %g]; ignored, %g s used",
-                     name, raw, _MAX_TIMEOUT_S, _SDK_DEFAULT_TIMEOUT_S)
-        return _SDK_DEFAULT_TIMEOUT_S
+    if not 0 < value <= high:  # False for NaN
+        _log.warning(warning, name, raw, high, default)
+        return default
     return value
 
 
@@ -251,16 +258,5 @@ def _metric_export_timeout_ms() -> float | None:
     default). A value that is not a number of milliseconds in (0, 3,600,000] is ignored with a warning naming it
     and 30,000 used: the SDK's reader took 0 or a negative value, every collection then timed out before it
     began ("Metric collection timed out" each interval), and no metric point was ever exported nor counted."""
-    found = _first_env("OTEL_METRIC_EXPORT_TIMEOUT")
-    if found is None:
-        return None
-    name, raw = found
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not 0 < value <= _MAX_TIMEOUT_S * 1000:  # False for NaN
-        _log.warning("%s=%r is not a number of milliseconds in (0, %d]; ignored, %d ms used",
-                     name, raw, _MAX_TIMEOUT_S * 1000, _SDK_METRIC_EXPORT_TIMEOUT_MS)
-        return _SDK_METRIC_EXPORT_TIMEOUT_MS
-    return value
+    return _bounded_env(("OTEL_METRIC_EXPORT_TIMEOUT",), _MAX_TIMEOUT_S * 1000, _SDK_METRIC_EXPORT_TIMEOUT_MS,
+                        "%s=%r is not a number of milliseconds in (0, %d]; ignored, %d ms used")
