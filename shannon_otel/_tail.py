@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanContext, StatusCode
 
 from . import _telemetry as tel
+from ._fork import in_forked_child, release_held
 from ._validate import check_number
 
 __all__ = ["TailSampler"]
@@ -97,6 +98,7 @@ class TailSampler(SpanProcessor):
         self._trace_kept: OrderedDict[int, bool] = OrderedDict()  # by trace id: every part kept
         self._buffered = 0
         self._lock = threading.Lock()
+        in_forked_child(self._forked)  # held by a span ending on another thread at a fork: the child's would hang
         self.kept_traces = 0
         self.dropped_traces = 0
         self.overflow_traces = 0
@@ -121,6 +123,9 @@ class TailSampler(SpanProcessor):
         if kept is None:
             return context.span_id
         return _FOLLOW_KEEP if kept else _FOLLOW_DROP
+
+    def _forked(self) -> None:
+        release_held(self._lock)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         context = span.context

@@ -18,7 +18,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Timeout(Instrumented):
-    """Cut the operation off after ``seconds`` (> 0, finite) and raise the builtin ``TimeoutError``.
+    """Cut the operation off after ``seconds`` (> 0, finite) and raise the builtin ``TimeoutError``
+    (its message names the operation and the limit: ``"operation 'slow-api' timed out after 0.25 s (Timeout policy)"``).
 
     Where it sits in a :class:`Pipeline` decides what it bounds: outside a :class:`Retry` it is the
     budget of the whole call (backoff sleeps included), inside it bounds each attempt.
@@ -41,12 +42,22 @@ class Timeout(Instrumented):
         try:
             async with scope:
                 return await next_step(chain, i, fn, call)
-        except TimeoutError:
-            if call is not None and scope.expired():
-                notify(call, "timed_out", TimedOut(call.operation, self.seconds))
+        except TimeoutError as exc:
+            if scope.expired():
+                if not exc.args and isinstance(exc.__cause__, asyncio.CancelledError):
+                    # The scope's own bare TimeoutError (an error the operation raised keeps its message):
+                    # the user's traceback and the span's status say what timed out and after how long.
+                    exc.args = (self._message(call),)
+                if call is not None:
+                    notify(call, "timed_out", TimedOut(call.operation, self.seconds))
             raise
         finally:
             try:
                 POLICY_TIMEOUTS.reset(token)
             except ValueError:  # closed from another context (an abandoned coroutine, collected): none to restore
                 pass
+
+    def _message(self, call: _Call | None) -> str:
+        operation = call.operation if call is not None else self.name
+        what = f"operation {operation!r} timed out" if operation else "timed out"
+        return f"{what} after {self.seconds} s (Timeout policy)"
