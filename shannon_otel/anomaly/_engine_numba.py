@@ -374,7 +374,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
 
             up = a - (m_prev if m_prev > MEAN_FLOOR else MEAN_FLOOR)
             zl = (up if up > 0.0 else 0.0) / (sd if sd > STD_FLOOR else STD_FLOOR)
-            if level > 0:  # the level window: DetectorConfig.level, as AnomalyDetector._level_z
+            if level > 0:  # the level window: DetectorConfig.level, as AnomalyDetector.update
                 x = values[k]
                 e = 0.0
                 if n > 1:
