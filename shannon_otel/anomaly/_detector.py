@@ -34,7 +34,7 @@ import numpy.typing as npt
 
 from .._validate import shown
 from ._config import DetectorConfig
-from ._engine_numba import ENGINES, Kernel, load, score_compiled
+from ._engine_numba import ENGINES, Kernel, Workers, load, score_compiled
 from ._engine_numpy import score_block
 from ._ring import CANCEL, Rings, Scratch, floats, ints, readd
 from ._scoring import (
@@ -75,11 +75,10 @@ class AnomalyDetector:
         loop (the ``fast`` extra, several times faster), ``"numpy"`` vectorized passes, ``"auto"``
         numba when installed. Scores agree across engines to ~1e-9. ``threads`` (numba engine
         only; ignored when ``"auto"`` finds no numba) splits large blocks (>= 32,768 samples) of
-        several series across that many of numba's threads, at most its pool size; the default 1
-        keeps every call on the caller's thread. Blocks of all detectors with ``threads > 1`` take
-        turns on numba's one pool. With numba's OpenMP threading layer (the default where GNU
-        OpenMP is installed) a process must not fork after such a block: set
-        ``NUMBA_THREADING_LAYER=workqueue`` or ``tbb`` in programs that fork workers.
+        several series across that many threads, at most numba's thread count (``NUMBA_NUM_THREADS``,
+        the CPUs by default): the caller's and ``threads - 1`` of the detector's own, started at its
+        first such block, idle (asleep) between blocks and ended with the detector; the default 1
+        keeps every call on the caller's thread.
 
         Raises ``ValueError`` for another engine or a ``threads`` outside [1, 1024] (or above 1
         with ``engine="numpy"``), ``ImportError`` for ``"numba"`` without numba.
@@ -150,6 +149,7 @@ class AnomalyDetector:
         self._level_scratch = Scratch()  # those of its level window
         self._last_key: tuple[str, ...] | None = None  # series of the last block, if still the most recent
         self._last_slots: I64 = np.zeros(0, dtype=np.int64)
+        self._workers = Workers()  # the threads of split blocks (threads > 1), started at the first one
 
     # ------------------------------------------------------------------ series registry
     @property

@@ -3,8 +3,9 @@
 ``score_rows`` runs the scalar algorithm of ``AnomalyDetector.update`` over each series' samples
 (O(1) running window sums, re-added exactly once per lap, as ``Rings.push``) on the same
 state arrays the other paths use, so calls on any path may follow one another. It scores with
-the interpolation table of the numpy block path. ``score_chunks`` splits the series of a block
-across numba's threads; ``score_compiled`` (plain Python) calls either for the detector. Without
+the interpolation table of the numpy block path. ``score_compiled`` (plain Python) calls it for the
+detector, for a large block with ``threads > 1`` on runs of rows that the caller's thread and the
+detector's ``Workers`` take in turn (the kernel releases the GIL; series share no state). Without
 numba installed ``load()`` returns ``None`` and the detector keeps its numpy block path; scores
 agree across paths to ~1e-9.
 
@@ -13,9 +14,11 @@ Compiled on first use (a few seconds) and cached on disk by numba, so later proc
 
 from __future__ import annotations
 
+import itertools
 import math
-import threading
+import os
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -46,14 +49,41 @@ I64 = npt.NDArray[np.int64]
 ENGINES = ("auto", "numpy", "numba")
 WORK_ROWS = 12  # score_rows' scratch rows per sample (see _surprises)
 PARALLEL_MIN = 32_768  # samples in a block before threads > 1 splits it: below, waking threads costs more
-_PARALLEL = threading.Lock()  # numba's workqueue pool must not be entered by two threads at once
+# A split block is cut into this many runs of rows per thread, taken in turn: a thread slowed by another
+# process (2 cores shared) takes fewer. Each run costs one kernel call (~15 us for its ~60 arguments).
+RUNS_PER_THREAD = 4
 _loaded: list[Kernel] = []
 
 
 class Kernel(NamedTuple):
     serial: Callable[..., int]  # score_rows
-    parallel: Callable[..., int]  # score_chunks
-    max_threads: int  # numba's thread pool size
+    max_threads: int  # numba's thread count (NUMBA_NUM_THREADS: the CPUs by default), the cap on threads
+
+
+class Workers:
+    """The extra threads of one detector's split blocks (``threads > 1``), started at its first such block.
+
+    Not numba's parallel pool: its OpenMP threads spin-wait between and after blocks, so on a machine whose
+    cores are shared two threads ran 3x slower than one (measured: 6M against 17M samples/s, load 4 on 2
+    cores), and a process must not fork after using them. These threads sleep when idle, end with the
+    detector (the pool's own weak reference), and a forked child starts its own (it inherits none).
+    """
+
+    __slots__ = ("_count", "_pid", "_pool")
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        self._pid = self._count = 0
+
+    def submit(self, count: int, fn: Callable[[], int]) -> list[Future[int]]:
+        """``fn`` on ``count`` threads of the pool; ``[]`` when no thread can start (the caller does it all)."""
+        if self._pool is None or self._pid != os.getpid() or self._count < count:
+            self._pool = ThreadPoolExecutor(count, thread_name_prefix="shannon-otel-detector")
+            self._pid, self._count = os.getpid(), count
+        try:
+            return [self._pool.submit(fn) for _ in range(count)]
+        except RuntimeError:  # "can't start new thread", or the interpreter is shutting down
+            return []
 
 
 def load() -> Kernel | None:
@@ -64,15 +94,13 @@ def load() -> Kernel | None:
         except ImportError:
             return None
         # the kernels must call the compiled helpers: numba reads these globals when compiling
-        global _resum_c, _surprises_c, _one_minus_exp_neg_c, _score_rows_c, _prange, _z_c
+        global _resum_c, _surprises_c, _one_minus_exp_neg_c, _z_c
         # "contract": a * b + c may fuse into one multiply-add (rounding differs in the last bit)
         jit = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
         _resum_c, _one_minus_exp_neg_c, _z_c = jit(_resum), jit(one_minus_exp_neg), jit(_z)
-        _surprises_c, _score_rows_c = jit(_surprises), jit(score_rows)
-        _prange = numba.prange
-        parallel = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"},
-                              parallel=True)(score_chunks)
-        _loaded.append(Kernel(_score_rows_c, parallel, numba.get_num_threads()))
+        _surprises_c = jit(_surprises)
+        # NUMBA_NUM_THREADS, not get_num_threads(): that would start numba's thread pool, which is not used
+        _loaded.append(Kernel(jit(score_rows), numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     return _loaded[0]
 
 
@@ -97,14 +125,27 @@ def score_compiled(det: AnomalyDetector, kernel: Kernel, slots: I64, vals: F64, 
         SCORE_TABLE, SCORE_DIFF, STEP, ZMAX, det._z_red, det._z_crit, det._fmin, det._fmax, cfg.range_rate,
     )
     rows, cols = vals.shape
-    chunks = min(det._threads, kernel.max_threads, rows) if vals.size >= PARALLEL_MIN else 1
-    if chunks == 1:
+    threads = min(det._threads, kernel.max_threads, rows) if vals.size >= PARALLEL_MIN else 1
+    if threads == 1:
         det._ignored += kernel.serial(0, rows, slots, vals, col_bucket, out, np.empty((WORK_ROWS, cols)),
                                       np.empty(cols, dtype=np.int64), *state)
-    else:
-        with _PARALLEL:
-            det._ignored += kernel.parallel(chunks, slots, vals, col_bucket, out, np.empty((chunks, WORK_ROWS, cols)),
-                                            np.empty((chunks, cols), dtype=np.int64), *state)
+        return out
+    per = -(-rows // min(rows, RUNS_PER_THREAD * threads))  # rows per run
+    taken = itertools.count()  # the next run: next() is atomic
+
+    def runs_until_none_left() -> int:
+        work, where = np.empty((WORK_ROWS, cols)), np.empty(cols, dtype=np.int64)
+        ignored = 0
+        while (lo := next(taken) * per) < rows:
+            ignored += kernel.serial(lo, min(rows, lo + per), slots, vals, col_bucket, out, work, where, *state)
+        return ignored
+
+    helpers = det._workers.submit(threads - 1, runs_until_none_left)
+    try:
+        ignored = runs_until_none_left()
+    finally:  # the helpers write the state: never return (or raise) before they are done
+        wait(helpers)
+    det._ignored += ignored + sum(helper.result() for helper in helpers)
     return out
 
 
@@ -207,7 +248,6 @@ _resum_c = _resum  # the helpers are replaced by their compiled forms in load():
 _surprises_c = _surprises  # globals when compiling
 _one_minus_exp_neg_c = one_minus_exp_neg
 _z_c = _z
-_prange = range
 
 
 def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
@@ -426,21 +466,4 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
             for q in range(lwidth):
                 l_s2 += lbuf[s, q] * lbuf[s, q]
             lm_[s], lv_[s], lhead[s], lcount[s], ls1[s], ls2[s] = lm, lv, l_head, l_count, l_s1, l_s2
-    return ignored
-
-
-_score_rows_c = score_rows
-
-
-def score_chunks(chunks: int, slots: Any, raw: Any, col_bucket: Any, out: Any, work: Any, cols: Any,
-                 *state_and_settings: Any) -> int:
-    """:func:`score_rows` over ``chunks`` equal runs of rows at once, one per thread (series are
-    independent: no two rows share state). ``work`` and ``cols`` have one leading entry per chunk."""
-    rows = raw.shape[0]
-    per = (rows + chunks - 1) // chunks
-    ignored = 0
-    for c in _prange(chunks):
-        lo = c * per
-        hi = min(rows, lo + per)
-        ignored += _score_rows_c(lo, hi, slots, raw, col_bucket, out, work[c], cols[c], *state_and_settings)
     return ignored
