@@ -178,6 +178,7 @@ def _resum(buf: Any, row: int) -> tuple[float, float]:
     return (a0 + a1) + (a2 + a3), (q0 + q1) + (q2 + q3)
 
 
+_U = np.uint64  # an index known >= 0: numba emits no wraparound for unsigned ones
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 split so that n * _LN2_HI is exact for n < 2**21
 _LN2_LO = 1.90821492927058770002e-10
 _U_MAX = 40.0  # exp(-40) < 2**-57: 1 - exp(-u) rounds to 1.0 from here on
@@ -285,6 +286,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
     dwidth = dbuf.shape[1]
     for i in range(lo, hi):
         s = slots[i]
+        iu, su = _U(i), _U(s)  # unsigned indices: no negative-index wraparound code per access
         n0 = n_[s]
         offset, pmin, pmax, prev = offset_[s], mn_[s], mx_[s], prev_[s]
         fmin, fmax = fmn_[s], fmx_[s]  # the forgetting range (range_rate > 0)
@@ -298,7 +300,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
         cnt = h = 0
         w1 = w2 = 0.0
         for j in range(raw.shape[1]):
-            value = raw[i, j]
+            value = raw[iu, j]
             if not math.isfinite(value):
                 out[i, j] = math.nan
                 ignored += 1
@@ -308,7 +310,8 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
             x = value - offset
             if not -X_LIMIT <= x <= X_LIMIT:  # as the scalar path
                 x = X_LIMIT if x > 0.0 else -X_LIMIT
-            lows[kk], highs[kk] = pmin, pmax  # the range before x
+            ku = _U(kk)
+            lows[ku], highs[ku] = pmin, pmax  # the range before x
             if x < pmin:
                 pmin = x
             if x > pmax:
@@ -319,23 +322,23 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
                     scount[row], shead[row], ss1[row], ss2[row] = cnt, h, w1, w2
                 row = here
                 cnt, h, w1, w2 = scount[row], shead[row], ss1[row], ss2[row]
-            xs[kk], sums[kk], squares[kk], counts[kk] = x, w1, w2, cnt
-            cols[kk] = j
+            xs[ku], sums[ku], squares[ku], counts[ku] = x, w1, w2, cnt
+            cols[ku] = j
             old = 0.0
             if cnt == width:
-                old = sbuf[row, h]
+                old = sbuf[_U(row), _U(h)]
                 w1 += x - old
                 w2 += x * x - old * old
             else:
                 cnt += 1
                 w1 += x
                 w2 += x * x
-            sbuf[row, h] = x
+            sbuf[_U(row), _U(h)] = x
             h += 1
             if h == width or old * old > CANCEL * w2:  # once per lap, or the eviction cancelled the sums
                 h = 0 if h == width else h
                 w1, w2 = _resum_c(sbuf, row)
-            floors[kk] = noise_floor * (pmax - pmin)  # the z-scores' and the level window's (pass 1b caps it)
+            floors[ku] = noise_floor * (pmax - pmin)  # the z-scores' and the level window's (pass 1b caps it)
             kk += 1
         if row >= 0:
             scount[row], shead[row], ss1[row], ss2[row] = cnt, h, w1, w2
@@ -358,14 +361,14 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
             steps[k], dsums[k], dsquares[k], dcounts[k] = d, d1, d2, d_cnt
             old = 0.0
             if d_cnt == dwidth:
-                old = dbuf[s, d_h]
+                old = dbuf[su, _U(d_h)]
                 d1 += d - old
                 d2 += d * d - old * old
             else:
                 d_cnt += 1
                 d1 += d
                 d2 += d * d
-            dbuf[s, d_h] = d
+            dbuf[su, _U(d_h)] = d
             d_h += 1
             if d_h == dwidth or old * old > CANCEL * d2:
                 d_h = 0 if d_h == dwidth else d_h
@@ -387,11 +390,11 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
         for k in range(kk):
             r = xs[k]
             if a_count == avg_width:
-                a_s1 += r - abuf[s, a_head]
+                a_s1 += r - abuf[su, _U(a_head)]
             else:
                 a_count += 1
                 a_s1 += r
-            abuf[s, a_head] = r
+            abuf[su, _U(a_head)] = r
             a_head += 1
             if a_head == avg_width:  # the re-add, in place: a call would cost more than this short window
                 a_head = 0
@@ -425,11 +428,11 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
                         e = (x - lm) / lsd
                         e = clip if e > clip else -clip if e < -clip else e
                 if l_count == lwidth:
-                    l_s1 += e - lbuf[s, l_head]
+                    l_s1 += e - lbuf[su, _U(l_head)]
                 else:
                     l_count += 1
                     l_s1 += e
-                lbuf[s, l_head] = e
+                lbuf[su, _U(l_head)] = e
                 l_head += 1
                 if l_head == lwidth:  # re-added once per lap, as Rings.push
                     l_head = 0
@@ -443,7 +446,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
                 zl = zl if zl > zv else zv
             pos = (zl if zl < zmax else zmax) * inv_step
             t = int(pos)
-            score = table[t] + (pos - t) * diff[t]  # _scoring.score_z
+            score = table[_U(t)] + (pos - t) * diff[_U(t)]  # _scoring.score_z
             beyond = highs[k] > 0.0  # the value was beyond the range before it
             score = 1.0 if beyond else score
             if ((zl > z_red) | beyond) & (n >= min_history):  # a detection (rare; warm-up samples are none):
@@ -452,9 +455,9 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
                 hit_n = n
                 crit_n = n if (zl > z_crit) | beyond else crit_n
             if n < min_history:
-                out[i, cols[k]] = math.nan
+                out[iu, _U(cols[k])] = math.nan
             else:
-                out[i, cols[k]] = score
+                out[iu, _U(cols[k])] = score
                 last = score
         a_s2 = 0.0  # the ring's sum of squares, which scoring never reads: re-added once per row
         for q in range(avg_width):
