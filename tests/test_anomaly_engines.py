@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import multiprocessing
 import sys
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NoReturn
 
 import numpy as np
 import pytest
@@ -106,6 +107,23 @@ def _threaded(threads: int) -> AnomalyDetector:
     det = AnomalyDetector(engine="numba", threads=threads)
     det._kernel = kernel._replace(max_threads=threads)
     return det
+
+
+def test_a_threaded_block_is_scored_on_the_callers_thread_when_no_helper_can_start(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A helper thread that cannot start ("can't start new thread", or an interpreter shutting down) leaves
+    every run of rows to the caller: the same scores, no error, nothing left waiting."""
+    rows, cols = 64, PARALLEL_MIN // 64 + 10
+    names = [f"s{i}" for i in range(rows)]
+    block = dirty_block(rows, cols)
+    ts = np.arange(cols) * STEP
+    expected = AnomalyDetector(engine="numba").update_many(names, block, ts)
+
+    def refuse(*args: object, **kwargs: object) -> NoReturn:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(ThreadPoolExecutor, "submit", refuse)
+    assert np.array_equal(_threaded(2).update_many(names, block, ts), expected, equal_nan=True)
 
 
 def _score_in_child(det: AnomalyDetector, names: list[str], block: np.ndarray, ts: np.ndarray, send: Any) -> None:
