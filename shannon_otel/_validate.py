@@ -36,6 +36,22 @@ def check_number(name: str, value: object, *, low: float, high: float | None = N
             ) from None
 
 
+def builtin_numbers(obj: object, *names: str) -> None:
+    """Store the named number fields of the frozen ``obj`` (checked already) as builtin ``float``/``int``.
+
+    A float subclass passes :func:`check_number` (``numpy.float64`` is one) but computes otherwise: its
+    overflow is a numpy ``RuntimeWarning`` and ``inf`` where a float raises ``OverflowError`` (a long
+    retry's backoff, ``1 / rate`` of a subnormal rate), warnings raised from inside a call, and numpy
+    scalars handed on in events. Converted once, at construction, every call computes as with a float.
+    """
+    for name in names:
+        value = getattr(obj, name)
+        if type(value) is not float and isinstance(value, float):
+            object.__setattr__(obj, name, float(value))
+        elif type(value) is not int and isinstance(value, int) and not isinstance(value, bool):
+            object.__setattr__(obj, name, int(value))
+
+
 def shown(value: object) -> str:
     """``repr(value)``, except for an int too long to print usefully (or at all: str() of an int over
     4,300 digits raises ValueError)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from .._validate import awaitable_from
@@ -72,7 +73,10 @@ class RateLimiter:
         self._interval = 1.0 / rate
         # burst 1 is no tolerance at all: 0 * inf (a rate so small that 1/rate overflows) would be NaN,
         # and every wait compared with NaN is no wait: no limit at all
-        self._tau = (burst - 1) * self._interval if burst > 1 else 0.0
+        try:  # a burst beyond the float range (10**400, a valid count) is no limit: inf, not OverflowError at run
+            self._tau = (burst - 1) * self._interval if burst > 1 else 0.0
+        except OverflowError:
+            self._tau = math.inf
         self._clock = clock
         self._sleep = sleep
         self._tat = clock()

@@ -182,6 +182,8 @@ class WaveRun:
                 pool = wanted
             start = wave.clock()
             queue_wait = start - (self.dispatch_time if ready is None else ready)
+            if queue_wait < 0.0:  # an injected clock that went back (see _wave)
+                queue_wait = 0.0
             self.pending -= 1
             self.active += 1
             if self.observers:
@@ -279,6 +281,8 @@ class WaveRun:
             close_unstarted(item)
         if start is not None:
             duration = self.wave.clock() - start
+            if duration < 0.0:  # an injected clock that went back: never a negative duration (see _wave)
+                duration = 0.0
             self.active -= 1
         else:
             duration = 0.0

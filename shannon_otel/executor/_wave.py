@@ -20,6 +20,7 @@ from .._isolation import Unentered, enter, hook_failed, leave, refused
 from .._otel._providers import drops_for
 from .._telemetry import Outcome
 from .._validate import (
+    builtin_numbers,
     check_arity,
     check_bool,
     check_iterable,
@@ -150,6 +151,8 @@ class Wave(Generic[T]):
         check_number("batch_size", self.batch_size, low=1, high=sys.maxsize, integer=True, allow_none=True)
         check_number("burst", self.burst, low=1, integer=True)
         check_number("progress_interval", self.progress_interval, low=0, low_open=True)
+        builtin_numbers(self, "max_concurrency", "task_timeout", "batch_size", "burst", "progress_interval",
+                        *(() if callable(getattr(self.rate_limit, "acquire", None)) else ("rate_limit",)))
         if self.policy is not None and not callable(getattr(self.policy, "call", None)):
             raise TypeError(f"policy must have a call(fn) method, got {type(self.policy).__name__}")
         for inner in getattr(self.policy, "policies", (self.policy,)):
@@ -336,8 +339,10 @@ class Wave(Generic[T]):
             if size is not None:  # never drain a lazy input: it may be endless
                 escaped = self._drain(run, itertools.chain(chunk, items))
             dropped = drops.total("traces") - dropped_before if drops is not None else 0
+            # max: a clock that went back (an injected one; the default is monotonic) made negative durations,
+            # in the report and to the hooks, which the SDK's histograms dropped (only the wave's with a warning)
             report = run.report.build(
-                self.name, clock() - started, slots, cancelled, dropped, errored, self.batch_size, buffer,
+                self.name, max(0.0, clock() - started), slots, cancelled, dropped, errored, self.batch_size, buffer,
             )
             if on_report is not None:
                 on_report(report)

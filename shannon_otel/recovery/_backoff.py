@@ -73,8 +73,8 @@ def delay(jitter: Jitter, attempt: int, previous: float, initial: float, maximum
         return initial + (high - initial) * _unit(rand)
     try:
         base = min(maximum, initial * multiplier ** (attempt - 1))
-    except OverflowError:
-        base = maximum
+    except OverflowError:  # multiplier ** n beyond the float range (attempt 1025 at 2.0): 0 x it is still 0
+        base = maximum if initial else 0.0
     if jitter is Jitter.FULL:
         return base * _unit(rand)
     if jitter is Jitter.EQUAL:

@@ -229,7 +229,10 @@ class CircuitBreaker(Policy):
         """Admit a call outside CLOSED (returns the generation) or raise :class:`CircuitOpenError`."""
         with self._admitting:
             if self._state is _OPEN:
-                remaining = self.config.reset_timeout - (self.clock() - self._opened_at)
+                now = self.clock()
+                if now < self._opened_at:  # the clock went back (a stepped wall clock): wait reset_timeout from
+                    self._opened_at = now  # here, not the step too (a day back kept it open for a day)
+                remaining = self.config.reset_timeout - (now - self._opened_at)
                 if self._forced or remaining > 0:
                     self._reject(call, None if self._forced else remaining)
                 self._transition(_HALF_OPEN, "reset_timeout")

@@ -123,7 +123,8 @@ async def _attempt(fn: Factory[T], call: _Call) -> T:
         outcome, error = Outcome.FAILURE, exc
         raise
     finally:
-        event = AttemptFinished(call.operation, n, outcome, call.clock() - begin, error)
+        # max: an injected clock that went back never makes a negative duration
+        event = AttemptFinished(call.operation, n, outcome, max(0.0, call.clock() - begin), error)
         finish(call.observers, call.owners, call.hooks, tokens, "attempt_finished", event)
 
 
@@ -161,7 +162,7 @@ async def observed(policy: Policy, chain: Chain, i: int, fn: Factory[T], call: _
         error = exc
         raise
     finally:
-        event = CallFinished(call.operation, outcome, call.attempts, call.clock() - begin, error)
+        event = CallFinished(call.operation, outcome, call.attempts, max(0.0, call.clock() - begin), error)
         escaped: BaseException | None = None  # an observer's KeyboardInterrupt & co: after the others end
         for k in range(len(observers) - 1, -1, -1):
             try:

@@ -11,7 +11,15 @@ from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar
 
 from .._events import RetryScheduled
-from .._validate import awaitable_from, check_arity, check_exceptions, check_number, check_sync_callable, sync_result
+from .._validate import (
+    awaitable_from,
+    builtin_numbers,
+    check_arity,
+    check_exceptions,
+    check_number,
+    check_sync_callable,
+    sync_result,
+)
 from ._backoff import TESTING, Jitter, RandomSource, delay, parse_jitter, uniform_source
 from ._call import _Call, first_failed, notify, observed, start_call
 from ._circuit_open import CircuitOpenError
@@ -93,6 +101,7 @@ class Retry(Instrumented):
                 raise ValueError(f"{name} must be finite (seconds; maximum caps every backoff wait), got inf")
         if self.maximum < self.initial:
             raise ValueError(f"maximum must be >= initial ({self.initial}), got {self.maximum!r}")
+        builtin_numbers(self, "attempts", "budget_s", "initial", "maximum", "multiplier")
         object.__setattr__(self, "jitter", parse_jitter(self.jitter))
         if isinstance(self.on, type | tuple):
             types = check_exceptions("on", self.on, handled=True)

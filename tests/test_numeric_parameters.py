@@ -1,0 +1,116 @@
+"""Numbers as users pass them to the policies and the executor: numpy scalars, int subclasses, counts
+beyond the float range, long retries. Each works exactly as the equivalent builtin float/int, or is refused
+at construction naming the parameter; nothing numeric goes wrong later, inside a call."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import warnings
+from typing import Any
+
+import numpy as np
+import pytest
+
+import shannon_otel as so
+from shannon_otel.testing import run_virtual
+
+
+async def _fail() -> None:
+    raise ValueError("down")
+
+
+async def _one() -> int:
+    return 1
+
+
+def _delays(**settings: Any) -> list[float]:
+    """The waits of a retry that fails every attempt, as its sleep was asked for them."""
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    retry = so.Retry(jitter="none", sleep=sleep, instrument=False, **settings)
+    with pytest.raises(ValueError, match="down"):
+        run_virtual(retry.call(_fail))
+    return waits
+
+
+def test_a_retry_without_initial_delay_never_waits_however_many_attempts() -> None:
+    """``initial=0`` waited ``maximum`` from attempt 1025 on: ``2.0 ** 1024`` overflows, and the overflow
+    was taken for "the backoff reached its cap" although 0 x anything is 0."""
+    waits = _delays(attempts=1100, initial=0.0, maximum=10.0)
+    assert len(waits) == 1099 and set(waits) == {0.0}
+
+
+def test_a_long_retry_still_reaches_its_cap_past_the_float_range() -> None:
+    waits = _delays(attempts=1100, initial=0.001, maximum=10.0)
+    assert waits[0] == 0.001 and waits[-1] == 10.0 and max(waits) == 10.0
+
+
+def test_numpy_float64_backoff_settings_compute_as_floats_without_numpy_warnings() -> None:
+    """``np.float64`` is a float subclass, so it was accepted, and kept: past attempt 1025 its power
+    overflowed with numpy's RuntimeWarning (an error under ``-W error``, raised from the retry in place of
+    the user's error), and the waits and the events carried numpy scalars."""
+    expected = _delays(attempts=1100, initial=0.001, maximum=10.0, multiplier=2.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        waits = _delays(attempts=1100, initial=np.float64(0.001), maximum=np.float64(10.0),
+                        multiplier=np.float64(2.0))
+    assert waits == expected
+    assert {type(w) for w in waits} == {float}
+
+
+def test_a_numpy_rate_limit_too_small_to_invert_limits_without_a_numpy_warning() -> None:
+    """``rate_limit=np.float64(1e-320)``: ``1 / rate`` raised numpy's overflow RuntimeWarning in the run."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        wave: so.Wave[int] = so.Wave("w", rate_limit=np.float64(1e-320), instrument=False)
+        result = run_virtual(wave.run([_one]))
+    assert result.results[0].value == 1
+
+
+class _Count(enum.IntEnum):
+    THREE = 3
+
+
+@pytest.mark.parametrize(("build", "fields"), [
+    (lambda: so.Retry(attempts=_Count.THREE, initial=np.float64(0.5), maximum=np.float64(2.0),
+                      multiplier=np.float64(3.0), budget_s=np.float64(9.0)),
+     {"attempts": 3, "initial": 0.5, "maximum": 2.0, "multiplier": 3.0, "budget_s": 9.0}),
+    (lambda: so.Hedge(np.float64(0.25), attempts=_Count.THREE), {"delay": 0.25, "attempts": 3}),
+    (lambda: so.Timeout(np.float64(1.5)), {"seconds": 1.5}),
+    (lambda: so.BreakerConfig(failure_rate=np.float64(0.5), reset_timeout=np.float64(5.0), window=_Count.THREE,
+                              min_calls=_Count.THREE, failure_threshold=None),
+     {"failure_rate": 0.5, "reset_timeout": 5.0, "window": 3, "min_calls": 3}),
+    (lambda: so.Degrade(last_good=True, max_age=np.float64(60.0), max_keys=_Count.THREE),
+     {"max_age": 60.0, "max_keys": 3}),
+    (lambda: so.Saga("s", compensation_timeout_s=np.float64(2.0)), {"compensation_timeout_s": 2.0}),
+    (lambda: so.Wave("w", rate_limit=np.float64(5.0), task_timeout=np.float64(1.0), burst=_Count.THREE,
+                     max_concurrency=_Count.THREE, progress_interval=np.float64(0.5)),
+     {"rate_limit": 5.0, "task_timeout": 1.0, "burst": 3, "max_concurrency": 3, "progress_interval": 0.5}),
+], ids=["Retry", "Hedge", "Timeout", "BreakerConfig", "Degrade", "Saga", "Wave"])
+def test_number_subclasses_are_kept_as_the_builtin_numbers_they_equal(build: Any, fields: dict[str, Any]) -> None:
+    built = build()
+    for name, value in fields.items():
+        kept = getattr(built, name)
+        assert kept == value and type(kept) is type(value), (name, kept)
+
+
+def test_a_burst_beyond_the_float_range_is_no_limit_rather_than_an_overflow_at_run() -> None:
+    """``burst=10**400`` (a valid count: counts compare exactly) raised OverflowError "int too large to
+    convert to float" from the rate limiter when the wave ran."""
+    started: list[float] = []
+
+    async def work() -> None:
+        started.append(asyncio.get_running_loop().time())
+
+    async def main() -> None:
+        wave: so.Wave[None] = so.Wave("w", rate_limit=1.0, burst=10**400, clock=asyncio.get_running_loop().time,
+                                      instrument=False)
+        result = await wave.run([work] * 5)
+        assert [r.outcome for r in result.results] == [so.Outcome.SUCCESS] * 5
+
+    run_virtual(main())
+    assert started == [0.0] * 5  # a burst that large lets every task start at once
