@@ -114,3 +114,42 @@ def test_a_burst_beyond_the_float_range_is_no_limit_rather_than_an_overflow_at_r
 
     run_virtual(main())
     assert started == [0.0] * 5  # a burst that large lets every task start at once
+
+
+def test_a_retry_limit_beyond_int64_is_reported_as_no_limit_so_its_log_records_encode(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``attempts=10**400`` (valid: unbounded) was handed on as ``RetryScheduled.max_attempts`` and the
+    ``shannon.retry.max_attempts`` field of every retry's log record, which OTLP cannot encode (int64):
+    the exporter logged a traceback per record and lost the field. The event says None (no limit)."""
+    scheduled: list[so.RetryScheduled] = []
+
+    class Calls(so.CallObserver):
+        def retry_scheduled(self, event: so.RetryScheduled) -> None:
+            scheduled.append(event)
+
+    class Hook(so.Hook):
+        def call_started(self, event: so.CallStarted) -> so.CallObserver:
+            return Calls()
+
+    async def sleep(seconds: float) -> None:
+        return None
+
+    for attempts, expected in ((2**63 - 1, 2**63 - 1), (2**63, None), (10**400, None)):
+        scheduled.clear()
+        caplog.clear()
+        calls: list[int] = []
+
+        async def twice(calls: list[int] = calls) -> int:
+            calls.append(1)
+            if len(calls) < 2:
+                raise ValueError("once")
+            return 1
+
+        retry = so.Retry(attempts=attempts, sleep=sleep, hooks=[Hook(), so.LoggingHook()], instrument=False)
+        with caplog.at_level("INFO", logger="shannon_otel"):
+            assert run_virtual(retry.call(twice)) == 1
+        assert [e.max_attempts for e in scheduled] == [expected]
+        (record,) = [r for r in caplog.records if r.name == "shannon_otel.retry"]
+        fields = {k: v for k, v in vars(record).items() if k.startswith("shannon.")}
+        assert fields and all(-(2**63) <= v < 2**63 for v in fields.values() if isinstance(v, int)), fields

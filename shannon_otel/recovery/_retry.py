@@ -31,6 +31,7 @@ T = TypeVar("T")
 P = ParamSpec("P")
 RetryOn = type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
 DelayHook = Callable[[BaseException, int], float | None]
+_INT64_MAX = 2**63 - 1  # the largest int an OTLP attribute holds
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -222,7 +223,10 @@ class Retry(Instrumented):
         if self.budget_s is not None and self.clock() - start + wait > self.budget_s:
             return None
         if call is not None:
-            notify(call, "retry_scheduled", RetryScheduled(call.operation, attempt, wait, error, limit))
+            # A limit no int64 holds (attempts=10**400: unbounded) is None, as the event says of no limit:
+            # OTLP failed to encode it on every retry's log record (a traceback each, the field lost).
+            shown_limit = limit if limit <= _INT64_MAX else None
+            notify(call, "retry_scheduled", RetryScheduled(call.operation, attempt, wait, error, shown_limit))
         return wait
 
 
