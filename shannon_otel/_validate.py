@@ -52,6 +52,16 @@ def builtin_numbers(obj: object, *names: str) -> None:
             object.__setattr__(obj, name, int(value))
 
 
+INT64_MAX = 2**63 - 1  # the largest int an OTLP attribute holds
+
+
+def int64_or_none(value: int | None) -> int | None:
+    """``value``, a count for an event and its telemetry, or None (what events say of no limit) when no int64
+    holds it: ``10**400`` is a valid count (unbounded), which OTLP cannot encode (the attribute lost, with a
+    traceback logged per span or log record)."""
+    return value if value is None or value <= INT64_MAX else None
+
+
 def shown(value: object) -> str:
     """``repr(value)``, except for an int too long to print usefully (or at all: str() of an int over
     4,300 digits raises ValueError)."""

@@ -153,3 +153,22 @@ def test_a_retry_limit_beyond_int64_is_reported_as_no_limit_so_its_log_records_e
         (record,) = [r for r in caplog.records if r.name == "shannon_otel.retry"]
         fields = {k: v for k, v in vars(record).items() if k.startswith("shannon.")}
         assert fields and all(-(2**63) <= v < 2**63 for v in fields.values() if isinstance(v, int)), fields
+
+
+@pytest.mark.parametrize(("limit", "reported"), [(2**63 - 1, 2**63 - 1), (2**63, None), (10**400, None)])
+def test_a_wave_concurrency_beyond_int64_is_reported_as_unbounded(limit: int, reported: int | None) -> None:
+    """``max_concurrency=10**400`` (valid: unbounded) became the wave span's ``shannon.wave.concurrency``,
+    which OTLP cannot encode (the attribute lost, a traceback logged by the exporter)."""
+    from shannon_otel.testing import InMemoryTelemetry
+
+    seen: list[int | None] = []
+
+    class Hook(so.Hook):
+        def wave_started(self, event: so.WaveStarted) -> None:
+            seen.append(event.concurrency)
+
+    tel = InMemoryTelemetry()
+    wave: so.Wave[int] = so.Wave("w", max_concurrency=limit, hooks=[Hook()], **tel.providers)
+    assert [r.value for r in run_virtual(wave.run([_one] * 2)).results] == [1, 1]
+    assert seen == [reported]
+    assert (tel.span("wave w").attributes or {}).get("shannon.wave.concurrency") == reported

@@ -26,6 +26,7 @@ from .._validate import (
     check_iterable,
     check_number,
     check_sync_callable,
+    int64_or_none,
     not_callable,
     sync_result,
 )
@@ -277,7 +278,8 @@ class Wave(Generic[T]):
         entered: list[Any] = []
         interrupted: BaseException | None = None  # a hook's KeyboardInterrupt & co: the wave ends at once
         if hooks:
-            event = WaveStarted(self.name, size, self.max_concurrency, started)
+            # max_concurrency=10**400 (unbounded) made a wave span attribute OTLP cannot encode
+            event = WaveStarted(self.name, size, int64_or_none(self.max_concurrency), started)
             for hook in hooks:  # isolated: a hook that raises misses this wave, the wave goes on
                 try:
                     observer = context.run(hook.wave_started, event)

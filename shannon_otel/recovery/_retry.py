@@ -18,6 +18,7 @@ from .._validate import (
     check_exceptions,
     check_number,
     check_sync_callable,
+    int64_or_none,
     sync_result,
 )
 from ._backoff import TESTING, Jitter, RandomSource, delay, parse_jitter, uniform_source
@@ -31,7 +32,6 @@ T = TypeVar("T")
 P = ParamSpec("P")
 RetryOn = type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
 DelayHook = Callable[[BaseException, int], float | None]
-_INT64_MAX = 2**63 - 1  # the largest int an OTLP attribute holds
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -223,10 +223,9 @@ class Retry(Instrumented):
         if self.budget_s is not None and self.clock() - start + wait > self.budget_s:
             return None
         if call is not None:
-            # A limit no int64 holds (attempts=10**400: unbounded) is None, as the event says of no limit:
-            # OTLP failed to encode it on every retry's log record (a traceback each, the field lost).
-            shown_limit = limit if limit <= _INT64_MAX else None
-            notify(call, "retry_scheduled", RetryScheduled(call.operation, attempt, wait, error, shown_limit))
+            # attempts=10**400 (unbounded) made every retry's log record a field OTLP cannot encode
+            event = RetryScheduled(call.operation, attempt, wait, error, int64_or_none(limit))
+            notify(call, "retry_scheduled", event)
         return wait
 
 
