@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import numbers
 import re
 import urllib.parse
 from collections.abc import Iterable, Mapping
@@ -18,7 +19,10 @@ def check_number(name: str, value: object, *, low: float, high: float | None = N
     kinds: tuple[type, ...] = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds):
         kind = "an int" if integer else "a number"
-        raise TypeError(f"{name} must be {kind}{' or None' if allow_none else ''}, got {shown(value)}")
+        raise TypeError(
+            f"{name} must be {kind}{' or None' if allow_none else ''}{other_number(value, integer=integer)}, "
+            f"got {shown(value)}"
+        )
     # Compared as given: Python compares ints and floats exactly, whatever the int's size (float(10**400)
     # raises OverflowError, which escaped here instead of an error naming the parameter).
     v = cast("float", value)
@@ -60,6 +64,20 @@ def int64_or_none(value: int | None) -> int | None:
     holds it: ``10**400`` is a valid count (unbounded), which OTLP cannot encode (the attribute lost, with a
     traceback logged per span or log record)."""
     return value if value is None or value <= INT64_MAX else None
+
+
+def other_number(value: object, *, integer: bool = False) -> str:
+    """What to say of a number of another type given where a builtin int/float is meant (numpy scalars,
+    ``Decimal``, ``Fraction``): "must be a number, got np.float32(0.5)" read as a contradiction. Empty for
+    anything else."""
+    if isinstance(value, bool | int | float) or not isinstance(value, numbers.Number):
+        return ""
+    kind = f"{type(value).__module__}.{type(value).__qualname__}"
+    if integer and not isinstance(value, numbers.Integral):
+        return f" (a Python int; {kind} is not one)"
+    if integer:
+        return f" (a Python int; {kind} is not one: pass int(value))"
+    return f" (a Python int or float; {kind} is not one: pass float(value))"
 
 
 def shown(value: object) -> str:

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import re
 import warnings
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -172,3 +175,42 @@ def test_a_wave_concurrency_beyond_int64_is_reported_as_unbounded(limit: int, re
     assert [r.value for r in run_virtual(wave.run([_one] * 2)).results] == [1, 1]
     assert seen == [reported]
     assert (tel.span("wave w").attributes or {}).get("shannon.wave.concurrency") == reported
+
+
+@pytest.mark.parametrize(("value", "hint"), [
+    (np.float32(0.5), r"\(a Python int or float; numpy.float32 is not one: pass float\(value\)\)"),
+    (np.int64(3), r"\(a Python int or float; numpy.int64 is not one: pass float\(value\)\)"),
+    (Decimal("0.5"), r"\(a Python int or float; decimal.Decimal is not one: pass float\(value\)\)"),
+    (Fraction(1, 2), r"\(a Python int or float; fractions.Fraction is not one: pass float\(value\)\)"),
+], ids=["np.float32", "np.int64", "Decimal", "Fraction"])
+def test_a_number_of_another_type_is_refused_saying_which_type_is_meant(value: Any, hint: str) -> None:
+    """"initial must be a number, got np.float32(0.5)" read as a contradiction (and DetectorConfig said
+    "must be a number in (0.0, 1.0], got np.float32(0.5)", of a value in that range)."""
+    with pytest.raises(TypeError, match=rf"^initial must be a number {hint}, got "):
+        so.Retry(initial=value)
+    with pytest.raises(ValueError, match=rf"^DetectorConfig.warning must be a number in \(0.0, 1.0\] {hint}, got "):
+        so.DetectorConfig(warning=value)
+
+    async def work() -> None:
+        so.record_cost(value)
+
+    wave: so.Wave[None] = so.Wave("w", instrument=False)
+    error = run_virtual(wave.run([work])).results[0].error
+    assert isinstance(error, TypeError)
+    assert re.match(rf"^record_cost\(\): amount must be a finite number {hint}", str(error)), error
+
+
+def test_an_integer_of_another_type_is_refused_saying_to_pass_int() -> None:
+    with pytest.raises(TypeError, match=r"^attempts must be an int \(a Python int; numpy.int64 is not one: pass "
+                                        r"int\(value\)\), got np.int64\(3\)"):
+        so.Retry(attempts=np.int64(3))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^attempts must be an int \(a Python int; numpy.float32 is not one\), got"):
+        so.Retry(attempts=np.float32(3.0))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^DetectorConfig.window must be an int in \[3, 100000\] \(a Python int; "
+                                         r"numpy.int64 is not one: pass int\(value\)\)"):
+        so.DetectorConfig(window=np.int64(30))  # type: ignore[arg-type]
+
+
+def test_a_detector_config_keeps_numpy_settings_as_builtin_numbers() -> None:
+    config = so.DetectorConfig(warning=np.float64(0.6), window=_Count.THREE)
+    assert type(config.warning) is float and type(config.window) is int and (config.warning, config.window) == (0.6, 3)
