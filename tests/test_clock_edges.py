@@ -7,6 +7,7 @@ not the step as well."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
@@ -159,3 +160,45 @@ def test_a_last_good_value_on_a_clock_going_back_is_served_with_no_negative_age(
         assert served.degraded and served.mode == "last_good" and served.age_s == 0.0
 
     run_virtual(main())
+
+
+def test_a_rate_limited_wave_whose_clock_steps_back_keeps_its_pace() -> None:
+    """Stepped back by a day after the first start, the next task waited a day and a second: the
+    limiter's schedule stayed on the old time."""
+    started: list[float] = []
+    offset = [0.0]
+
+    def stepped() -> float:
+        return asyncio.get_running_loop().time() - offset[0]
+
+    async def work() -> None:
+        started.append(asyncio.get_running_loop().time())
+        offset[0] = 86_400.0  # the clock goes back a day, once
+
+    async def main() -> None:
+        wave: so.Wave[None] = so.Wave("w", rate_limit=1.0, max_concurrency=1, clock=stepped, instrument=False)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(3600.0):
+                await wave.run([work] * 3)
+
+    run_virtual(main())
+    assert started == [0.0, 1.0, 2.0]
+
+
+def test_progress_goes_on_being_reported_after_the_clock_steps_back() -> None:
+    """Stepped back by a day, on_progress was not called again until the clock had caught up (a day),
+    only once at the end."""
+    reported: list[int] = []
+    offset = [0.0]
+
+    def stepped() -> float:
+        return asyncio.get_running_loop().time() - offset[0]
+
+    async def work() -> None:
+        await asyncio.sleep(2.0)
+        offset[0] = 86_400.0
+
+    wave: so.Wave[None] = so.Wave("w", max_concurrency=1, clock=stepped, progress_interval=1.0,
+                                  on_progress=lambda p: reported.append(p.done), instrument=False)
+    run_virtual(wave.run([work] * 4))
+    assert reported[:3] == [1, 2, 3] and reported[-1] == 4, reported

@@ -65,7 +65,7 @@ def pools_by_name(pools: Iterable[ResourcePool]) -> Mapping[str, ResourcePool]:
 class RateLimiter:
     """Start at most ``rate`` tasks per second with bursts of ``burst`` (GCRA). Per-run state."""
 
-    __slots__ = ("_clock", "_interval", "_sleep", "_tat", "_tau")
+    __slots__ = ("_clock", "_interval", "_last", "_sleep", "_tat", "_tau")
 
     def __init__(
         self, rate: float, burst: int, clock: Callable[[], float], sleep: Callable[[float], Awaitable[None]],
@@ -79,10 +79,13 @@ class RateLimiter:
             self._tau = math.inf
         self._clock = clock
         self._sleep = sleep
-        self._tat = clock()
+        self._tat = self._last = clock()
 
     async def acquire(self) -> None:
         now = self._clock()
+        if now < self._last:  # the clock went back (an injected wall clock stepped): the schedule goes back with
+            self._tat -= self._last - now  # it, or the next start waited the step too (a day back: a day)
+        self._last = now
         tat = max(self._tat, now)
         self._tat = tat + self._interval
         wait = tat - self._tau - now

@@ -357,8 +357,10 @@ class WaveRun:
 
     def _progress(self) -> None:
         now = self.wave.clock()
-        if now >= self._next_progress:
-            self._next_progress = now + self.wave.progress_interval
+        interval = self.wave.progress_interval
+        # or before the last report: the clock went back (an injected one), which stopped reports for the step
+        if now >= self._next_progress or now + interval < self._next_progress:
+            self._next_progress = now + interval
             callback = self.wave.on_progress
             assert callback is not None
             try:  # a lambda returning a coroutine: refused (and closed), never left unawaited
