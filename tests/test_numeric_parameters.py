@@ -214,3 +214,59 @@ def test_an_integer_of_another_type_is_refused_saying_to_pass_int() -> None:
 def test_a_detector_config_keeps_numpy_settings_as_builtin_numbers() -> None:
     config = so.DetectorConfig(warning=np.float64(0.6), window=_Count.THREE)
     assert type(config.warning) is float and type(config.window) is int and (config.warning, config.window) == (0.6, 3)
+
+
+def _waits_with(**settings: Any) -> tuple[list[Any], list[Any]]:
+    """What a two-attempt retry slept and reported (RetryScheduled.delay_s) with these settings."""
+    slept: list[Any] = []
+    reported: list[Any] = []
+
+    class Calls(so.CallObserver):
+        def retry_scheduled(self, event: so.RetryScheduled) -> None:
+            reported.append(event.delay_s)
+
+    class Hook(so.Hook):
+        def call_started(self, event: so.CallStarted) -> so.CallObserver:
+            return Calls()
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    retry = so.Retry(attempts=2, sleep=sleep, hooks=[Hook()], instrument=False, **settings)
+    with pytest.raises(ValueError, match="down"):
+        run_virtual(retry.call(_fail))
+    return slept, reported
+
+
+@pytest.mark.parametrize("returned", [np.float64(2.0), np.float32(2.0), np.int64(2), Fraction(2)],
+                         ids=["np.float64", "np.float32", "np.int64", "Fraction"])
+def test_a_next_delay_of_any_real_number_is_slept_and_reported_as_a_float(returned: Any) -> None:
+    """np.int64 and Fraction were refused ("must return seconds (a number)"), np.float32/64 slept and
+    reported as numpy scalars."""
+    slept, reported = _waits_with(next_delay=lambda error, attempt: returned)
+    assert slept == reported == [2.0]
+    assert type(slept[0]) is float and type(reported[0]) is float
+
+
+def test_a_next_delay_beyond_the_float_range_is_capped_at_maximum() -> None:
+    slept, _ = _waits_with(next_delay=lambda error, attempt: 10**400, maximum=7.0)
+    assert slept == [7.0]
+
+
+@pytest.mark.parametrize("returned", [Decimal("2"), "2", True], ids=["Decimal", "str", "bool"])
+def test_a_next_delay_of_no_real_number_is_refused_naming_it(returned: Any) -> None:
+    with pytest.raises(TypeError, match=r"^next_delay must return seconds \(a real number\) or None"):
+        _waits_with(next_delay=lambda error, attempt: returned)
+
+
+@pytest.mark.parametrize("returned", ["0.5", None, True], ids=["str", "None", "bool"])
+def test_a_random_source_returning_no_number_is_refused_naming_it(returned: Any) -> None:
+    """A str or None raised Python's bare "'<=' not supported between instances of 'float' and 'str'" in
+    place of the user's error."""
+    with pytest.raises(TypeError, match=r"^random \(the jitter source\) must return a number in \[0, 1\]"):
+        _waits_with(random=lambda: returned)
+
+
+def test_a_numpy_random_source_is_slept_and_reported_as_floats() -> None:
+    slept, reported = _waits_with(random=lambda: np.float32(0.5), initial=1.0)
+    assert slept == reported == [0.5] and type(slept[0]) is float and type(reported[0]) is float

@@ -5,20 +5,23 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+import numbers
 import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar, cast
 
 from .._events import RetryScheduled
 from .._validate import (
     awaitable_from,
+    brief,
     builtin_numbers,
     check_arity,
     check_exceptions,
     check_number,
     check_sync_callable,
     int64_or_none,
+    other_number,
     sync_result,
 )
 from ._backoff import TESTING, Jitter, RandomSource, delay, parse_jitter, uniform_source
@@ -54,7 +57,7 @@ class Retry(Instrumented):
     ``next_delay(error, attempt)`` may return the delay before the next attempt (e.g. from a
     Retry-After value) or ``None`` to use the backoff; its delay is capped at ``maximum`` (so an
     ``inf`` or huge Retry-After never sleeps forever) and counts against ``budget_s`` like any
-    other; NaN, a negative number or a non-number raises ``ValueError``/``TypeError`` naming
+    other (any real number, numpy's too, is slept as a float); NaN, a negative number or a non-number raises ``ValueError``/``TypeError`` naming
     ``next_delay`` (chained to the attempt's error) instead of retrying. ``sleep`` and ``random`` (a
     ``random.Random`` or a callable returning ``[0, 1)``) are injectable for deterministic tests.
 
@@ -212,12 +215,16 @@ class Retry(Instrumented):
             wait = delay(self.jitter, attempt, previous, self.initial, self.maximum,  # type: ignore[arg-type]
                          self.multiplier, self._rand)
         else:
-            if isinstance(wait, bool) or not isinstance(wait, int | float):
-                raise TypeError(f"next_delay must return seconds (a number) or None, got {wait!r}") from error
-            if not wait >= 0:
-                raise ValueError(f"next_delay must return seconds >= 0 or None, got {wait!r}") from error
-            if wait > self.maximum:  # an inf/huge Retry-After: cap it, never sleep forever
-                wait = self.maximum
+            # any real number (a numpy one, a Fraction), slept and reported as a float
+            if isinstance(wait, bool) or not isinstance(wait, numbers.Real):
+                raise TypeError(
+                    f"next_delay must return seconds (a real number) or None{other_number(wait)}, got {brief(wait)}",
+                ) from error
+            seconds = cast("float", wait)
+            if not seconds >= 0:
+                raise ValueError(f"next_delay must return seconds >= 0 or None, got {brief(wait)}") from error
+            # an inf/huge Retry-After (10**400 too: no float holds it) is capped, never slept forever
+            wait = self.maximum if seconds > self.maximum else float(seconds)
         if testing:
             wait = 0.0
         if self.budget_s is not None and self.clock() - start + wait > self.budget_s:
