@@ -57,8 +57,9 @@ class Retry(Instrumented):
     ``next_delay(error, attempt)`` may return the delay before the next attempt (e.g. from a
     Retry-After value) or ``None`` to use the backoff; its delay is capped at ``maximum`` (so an
     ``inf`` or huge Retry-After never sleeps forever) and counts against ``budget_s`` like any
-    other (any real number, numpy's too, is slept as a float); NaN, a negative number or a non-number raises ``ValueError``/``TypeError`` naming
-    ``next_delay`` (chained to the attempt's error) instead of retrying. ``sleep`` and ``random`` (a
+    other (any real number, numpy's too, is slept as a float); NaN, a negative number or a non-number
+    raises ``ValueError``/``TypeError`` naming ``next_delay`` (chained to the attempt's error) instead of
+    retrying. ``sleep`` and ``random`` (a
     ``random.Random`` or a callable returning ``[0, 1)``) are injectable for deterministic tests.
 
     Every call keeps its own attempt counter and previous delay: concurrent calls share nothing.
