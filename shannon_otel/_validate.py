@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import numbers
 import re
 import urllib.parse
@@ -78,6 +79,18 @@ def other_number(value: object, *, integer: bool = False) -> str:
     if integer:
         return f" (a Python int; {kind} is not one: pass int(value))"
     return f" (a Python int or float; {kind} is not one: pass float(value))"
+
+
+def check_reading(name: str, value: object) -> None:
+    """TypeError/ValueError naming ``name`` (a clock) unless ``value``, one of its readings, is finite seconds.
+
+    Checked where a run or a retry first reads the clock, before any work: ``clock=datetime.now`` (a slip
+    for ``time.time``) raised "'>' not supported between 'datetime.timedelta' and 'int'" from inside the
+    wave once its first task had run, the result lost; a NaN reading made every duration NaN."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must return seconds (a real number){other_number(value)}, got {brief(value)}")
+    if not -math.inf < cast("float", value) < math.inf:
+        raise ValueError(f"{name} must return finite seconds, got {brief(value)}")
 
 
 def shown(value: object) -> str:

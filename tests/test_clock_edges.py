@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import math
 from typing import Any
 
 import pytest
@@ -202,3 +204,49 @@ def test_progress_goes_on_being_reported_after_the_clock_steps_back() -> None:
                                   on_progress=lambda p: reported.append(p.done), instrument=False)
     run_virtual(wave.run([work] * 4))
     assert reported[:3] == [1, 2, 3] and reported[-1] == 4, reported
+
+
+_BAD_READINGS = [
+    (datetime.datetime.now, TypeError, r"^clock must return seconds \(a real number\), got datetime\.datetime\("),
+    (lambda: "1.0", TypeError, r"^clock must return seconds \(a real number\), got '1\.0'"),
+    (lambda: math.nan, ValueError, r"^clock must return finite seconds, got nan"),
+]
+_IDS = ["datetime.now", "str", "nan"]
+
+
+@pytest.mark.parametrize(("clock", "error", "message"), _BAD_READINGS, ids=_IDS)
+def test_a_wave_refuses_a_clock_not_reading_seconds_before_any_task_runs(
+    clock: Any, error: type[Exception], message: str,
+) -> None:
+    """``clock=datetime.now`` (a slip for ``time.time``) ran the first task, then raised "'>' not supported
+    between instances of 'datetime.timedelta' and 'int'" from the wave: its result was lost. A NaN clock
+    reported NaN durations."""
+    ran: list[int] = []
+
+    async def work() -> None:
+        ran.append(1)
+
+    wave: so.Wave[None] = so.Wave("w", clock=clock, instrument=False)
+    with pytest.raises(error, match=message):
+        run_virtual(wave.run([work]))
+    with pytest.raises(error, match=message):
+        run_virtual(wave.map(lambda x: work(), [1]))
+    assert ran == []
+
+
+@pytest.mark.parametrize(("clock", "error", "message"), _BAD_READINGS, ids=_IDS)
+def test_a_policy_refuses_a_clock_not_reading_seconds_naming_it(
+    clock: Any, error: type[Exception], message: str,
+) -> None:
+    """A watched call (hooks listening) failed with Python's operator TypeError when an attempt ended,
+    in place of the user's result; a retry with a budget when it scheduled the next attempt; a breaker
+    with a time window (a NaN clock: "cannot convert float NaN to integer") at its first call."""
+    tel = InMemoryTelemetry()
+    with pytest.raises(error, match=message):
+        run_virtual(so.Retry(clock=clock, **tel.providers).call(_one))
+    with pytest.raises(error, match=message) as raised:
+        run_virtual(so.Retry(clock=clock, budget_s=5.0, initial=0.0, instrument=False).call(_fail))
+    assert isinstance(raised.value.__cause__, ValueError)  # the attempt's error, chained
+    with pytest.raises(error, match=message):
+        so.CircuitBreaker("clocked", clock=clock, window_s=10.0, **tel.providers)
+    assert tel.spans() == []

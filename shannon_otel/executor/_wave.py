@@ -25,6 +25,7 @@ from .._validate import (
     check_bool,
     check_iterable,
     check_number,
+    check_reading,
     check_sync_callable,
     int64_or_none,
     not_callable,
@@ -193,6 +194,7 @@ class Wave(Generic[T]):
         """
         check_bool("raise_errors", raise_errors)
         _check_iterable("tasks", tasks)
+        check_reading("clock", self.clock())  # before the tasks are taken: a bad clock costs no results
         items: list[TaskLike[T]] = []
         try:
             items.extend(tasks)  # appends as it iterates: what an input that raises had yielded is kept
@@ -269,6 +271,7 @@ class Wave(Generic[T]):
         buffer = None if gate is None else gate.free
         slots = concurrency if buffer is None else min(concurrency, buffer)
         started = clock()
+        check_reading("clock", started)  # a stream's (run() checked before taking its tasks)
         # once per wave, never per task: the spans configure()'s guards count as dropped meanwhile
         drops = drops_for(self.tracer_provider)
         dropped_before = drops.total("traces") if drops is not None else 0

@@ -27,7 +27,7 @@ from .._events import BreakerRegistered, BreakerTransition, CallRejected, CallSt
 from .._hooks import check_hooks, resolve_hooks
 from .._isolation import hook_failed
 from .._telemetry import BreakerState
-from .._validate import check_sync_callable
+from .._validate import check_reading, check_sync_callable
 from ._breaker_config import _COUNT_DEPRECATED, BreakerConfig
 from ._call import _Call, first_failed, notify, observed, start_call
 from ._circuit_open import CircuitOpenError
@@ -140,7 +140,9 @@ class CircuitBreaker(Policy):
                 raise TypeError(f"shared must be a shannon_otel.redis.RedisState or None, got {shared!r}")
             self._link = BreakerLink(shared, self)
         if self._hooks:
-            registered = BreakerRegistered(name, _CLOSED, clock())
+            now = clock()
+            check_reading("clock", now)  # read here anyway: a NaN or datetime one failed at the first call
+            registered = BreakerRegistered(name, _CLOSED, now)
             for hook in self._hooks:
                 try:
                     hook.breaker_registered(registered)

@@ -20,6 +20,7 @@ from .._events import AttemptFinished, CallFinished, CallObserver, CallStarted
 from .._isolation import Unentered, enter, finish, hook_failed, leave, refused, start
 from .._isolation import notify as _notify
 from .._telemetry import CallOutcome, Outcome
+from .._validate import check_reading
 from ._circuit_open import CircuitOpenError
 from ._decorated import not_a_factory, not_awaitable
 
@@ -139,6 +140,9 @@ async def observed(policy: Policy, chain: Chain, i: int, fn: Factory[T], call: _
     outcome = CallOutcome.SUCCESS
     error: BaseException | None = None
     begin = call.clock()
+    # before anything starts (only where hooks watch: the plain path reads no clock): a datetime or NaN
+    # reading failed each attempt's and the call's duration, in place of the user's result or error
+    check_reading("clock", begin)
     try:
         for observer, owner in zip(observers, owners, strict=True):
             entered.append(enter(observer, owner, "call_started", hooks))

@@ -19,6 +19,7 @@ from .._validate import (
     check_arity,
     check_exceptions,
     check_number,
+    check_reading,
     check_sync_callable,
     int64_or_none,
     other_number,
@@ -228,8 +229,15 @@ class Retry(Instrumented):
             wait = self.maximum if seconds > self.maximum else float(seconds)
         if testing:
             wait = 0.0
-        if self.budget_s is not None and self.clock() - start + wait > self.budget_s:
-            return None
+        if self.budget_s is not None:
+            now = self.clock()
+            try:
+                check_reading("clock", now)
+                check_reading("clock", start)
+            except (TypeError, ValueError) as exc:  # was Python's "'>' not supported" in place of the error
+                raise exc from error
+            if now - start + wait > self.budget_s:
+                return None
         if call is not None:
             # attempts=10**400 (unbounded) made every retry's log record a field OTLP cannot encode
             event = RetryScheduled(call.operation, attempt, wait, error, int64_or_none(limit))
