@@ -206,6 +206,9 @@ def test_an_integer_of_another_type_is_refused_saying_to_pass_int() -> None:
         so.Retry(attempts=np.int64(3))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"^attempts must be an int \(a Python int; numpy.float32 is not one\), got"):
         so.Retry(attempts=np.float32(3.0))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^ResourcePool limit must be an int >= 1 \(a Python int; numpy.int64 is not "
+                                        r"one: pass int\(value\)\), got np.int64\(2\)"):
+        so.ResourcePool("p", np.int64(2))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"^DetectorConfig.window must be an int in \[3, 100000\] \(a Python int; "
                                          r"numpy.int64 is not one: pass int\(value\)\)"):
         so.DetectorConfig(window=np.int64(30))  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ import asyncio
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
-from .._validate import awaitable_from
+from .._validate import awaitable_from, other_number
 from ._semaphore import Credits
 
 
@@ -24,7 +24,7 @@ class ResourcePool:
         if not isinstance(name, str) or not name:
             raise ValueError(f"ResourcePool name must be a non-empty string, got {name!r}")
         if isinstance(limit, bool) or not isinstance(limit, int):
-            raise TypeError(f"ResourcePool limit must be an int >= 1, got {limit!r}")
+            raise TypeError(f"ResourcePool limit must be an int >= 1{other_number(limit, integer=True)}, got {limit!r}")
         if limit < 1:
             raise ValueError(f"ResourcePool limit must be an int >= 1, got {limit!r}")
         self.name = name
