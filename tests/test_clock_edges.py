@@ -250,3 +250,29 @@ def test_a_policy_refuses_a_clock_not_reading_seconds_naming_it(
     with pytest.raises(error, match=message):
         so.CircuitBreaker("clocked", clock=clock, window_s=10.0, **tel.providers)
     assert tel.spans() == []
+
+
+@pytest.mark.parametrize(("back_s", "state"), [(0.0, so.BreakerState.CLOSED), (5.0, so.BreakerState.OPEN),
+                                               (86_400.0, so.BreakerState.CLOSED)])
+def test_a_time_window_drops_its_calls_when_the_clock_steps_back_a_whole_window(
+    back_s: float, state: so.BreakerState,
+) -> None:
+    """Stepped back a day, the 10 s window kept its three failures "from the future" for that day: one more
+    failure a minute later (on the new time) opened the breaker at 4 failures of 4 calls, which on a clock
+    going on forward had left the window long before. A step back shorter than the window keeps its calls."""
+    clock = FakeClock(1000.0)
+    breaker = so.CircuitBreaker("stepped-window", failure_threshold=None, failure_rate=0.5, min_calls=4,
+                                window_s=10.0, clock=clock, instrument=False)
+
+    async def main() -> None:
+        for _ in range(3):
+            with contextlib.suppress(ValueError):
+                await breaker.call(_fail)
+        clock.now -= back_s
+        if back_s != 5.0:
+            clock.advance(60.0)
+        with contextlib.suppress(ValueError):
+            await breaker.call(_fail)
+
+    run_virtual(main())
+    assert breaker.state is state
