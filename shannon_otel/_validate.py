@@ -74,6 +74,8 @@ def other_number(value: object, *, integer: bool = False) -> str:
     if isinstance(value, bool | int | float) or not isinstance(value, numbers.Number):
         return ""
     kind = f"{type(value).__module__}.{type(value).__qualname__}"
+    if isinstance(value, numbers.Complex) and not isinstance(value, numbers.Real):  # float() refuses it
+        return f" (a real Python {'int' if integer else 'int or float'}; {kind} is not one)"
     if integer and not isinstance(value, numbers.Integral):
         return f" (a Python int; {kind} is not one)"
     if integer:

@@ -273,3 +273,11 @@ def test_a_random_source_returning_no_number_is_refused_naming_it(returned: Any)
 def test_a_numpy_random_source_is_slept_and_reported_as_floats() -> None:
     slept, reported = _waits_with(random=lambda: np.float32(0.5), initial=1.0)
     assert slept == reported == [0.5] and type(slept[0]) is float and type(reported[0]) is float
+
+
+@pytest.mark.parametrize("value", [1j, np.complex128(1.0)], ids=["complex", "np.complex128"])
+def test_a_complex_number_is_refused_without_advice_that_cannot_work(value: Any) -> None:
+    """``float(1j)`` raises TypeError: "pass float(value)" would send the user from one error to another."""
+    with pytest.raises(TypeError, match=r"^initial must be a number \(a real Python int or float; \S+ is not one\), "
+                                        r"got "):
+        so.Retry(initial=value)
