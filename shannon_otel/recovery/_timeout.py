@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from .._deadline import POLICY_TIMEOUTS
 from .._events import TimedOut
-from .._validate import check_number
+from .._validate import builtin_numbers, check_number
 from ._call import _Call, notify
 from ._policy import Instrumented, next_step
 from ._types import Chain, Factory
@@ -32,6 +32,7 @@ class Timeout(Instrumented):
         check_number("seconds", self.seconds, low=0, low_open=True)
         if self.seconds == float("inf"):
             raise ValueError("seconds must be finite (leave the Timeout out for no deadline), got inf")
+        builtin_numbers(self, "seconds")
         self._setup("timeout")
 
     async def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> T:
