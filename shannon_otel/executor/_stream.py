@@ -49,7 +49,13 @@ class WaveStream(Generic[T]):
 
         async def run() -> WaveReport:
             self._started = True
-            return await self._wave._execute(self._tasks, size, queue.put_nowait, self._gate, on_report)
+            try:
+                return await self._wave._execute(self._tasks, size, queue.put_nowait, self._gate, on_report)
+            finally:
+                if self.report is None:
+                    # The wave failed before it had a report (a clock that raises at its first reading):
+                    # the end is queued all the same, else the consumer would wait for it forever.
+                    queue.put_nowait(None)
 
         self._runner = asyncio.create_task(run())
         return self
