@@ -189,7 +189,9 @@ class WaveRun:
                 self._started(tokens, index, name, queue_wait)
             if wave.task_policy is not None:
                 if not callable(work):
-                    raise TypeError("a Wave with a policy needs zero-argument callables, not coroutine objects")
+                    raise TypeError(
+                        "a Wave with a policy needs zero-argument callables, not coroutine objects or futures"
+                    )
                 call = wave.task_policy.call(work)
             else:
                 call = work() if callable(work) else work
@@ -364,8 +366,24 @@ class WaveRun:
 
 
 def close_unstarted(item: Any) -> None:
-    """Close a coroutine that will never run, so Python does not warn that it was never awaited."""
+    """Close a coroutine that will never run, so Python does not warn that it was never awaited; cancel a
+    future (an ``asyncio.Task`` given as a task runs by itself): reported as cancelled, it must not go on
+    running unawaited, its error never retrieved."""
     work = item.work if type(item) is TaskSpec else item
     close = getattr(work, "close", None)
     if close is not None and asyncio.iscoroutine(work):
         close()
+    elif isinstance(work, asyncio.Future):
+        work.cancel()
+
+
+def settled(item: Any) -> tuple[Outcome, Any, BaseException | None] | None:
+    """The outcome of a future given as a task that ended by itself before the wave awaited it (fail-fast
+    or cancellation stopped the wave first): its real result, not a cancellation. None for any other task."""
+    work = item.work if type(item) is TaskSpec else item
+    if not isinstance(work, asyncio.Future) or not work.done() or work.cancelled():
+        return None
+    error = work.exception()
+    if error is None:
+        return Outcome.SUCCESS, work.result(), None
+    return (Outcome.TIMEOUT if isinstance(error, TimeoutError) else Outcome.FAILURE), None, error

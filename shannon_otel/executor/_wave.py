@@ -31,7 +31,7 @@ from .._validate import (
 from ._limits import ResourcePool, pools_by_name
 from ._report import WaveReport
 from ._result import WaveResult
-from ._run import Item, WaveRun, close_unstarted
+from ._run import Item, WaveRun, close_unstarted, settled
 from ._semaphore import Credits
 from ._stream import WaveStream
 from ._task import TaskSpec
@@ -369,12 +369,15 @@ class Wave(Generic[T]):
         """
         escaped: BaseException | None = None
         for index, item in items:
+            outcome, value, error = settled(item) or (Outcome.CANCELLATION, None, None)
             close_unstarted(item)
             name = (item.name or self.name) if type(item) is TaskSpec else self.name
-            run.report.add(Outcome.CANCELLATION, 0.0, 0.0, None, None, False)
+            run.report.add(outcome, 0.0, 0.0, error, None, False)
             run.pending -= 1
             run.done += 1
-            result: TaskResult[Any] = TaskResult(self.name, index, name, Outcome.CANCELLATION)
+            if outcome is not Outcome.SUCCESS and outcome is not Outcome.CANCELLATION:
+                run.failed += 1
+            result: TaskResult[Any] = TaskResult(self.name, index, name, outcome, value, error)
             if run.observers:
                 try:
                     run.skipped(result)

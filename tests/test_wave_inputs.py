@@ -1,0 +1,92 @@
+"""What a wave is given as tasks, beyond coroutines and factories: an ``asyncio.Task`` (or any future).
+
+A future runs by itself, whether or not the wave awaits it. When the wave stops before awaiting one
+(fail-fast, the caller cancelled), reporting it as cancelled must be true: a pending one is cancelled,
+not left running unawaited (its error never retrieved); one that already ended keeps its real outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from _open_spans import OpenSpans
+
+from shannon_otel import Outcome, Retry, Wave
+from shannon_otel.testing import InMemoryTelemetry, run_virtual
+
+
+async def _after(seconds: float, value: int, *, fail: bool = False) -> int:
+    await asyncio.sleep(seconds)
+    if fail:
+        raise ValueError(value)
+    return value
+
+
+def test_futures_a_fail_fast_wave_never_awaited_are_cancelled_not_left_running() -> None:
+    """They were reported ``cancellation`` yet ran to the end in the background (one failed: "Task
+    exception was never retrieved")."""
+    finished: list[int] = []
+
+    async def tracked(seconds: float, value: int, *, fail: bool = False) -> int:
+        result = await _after(seconds, value, fail=fail)
+        finished.append(value)
+        return result
+
+    async def main() -> tuple[list[Outcome], list[bool]]:
+        futures = [
+            asyncio.ensure_future(_after(1, 0, fail=True)),
+            asyncio.ensure_future(tracked(2, 1)),
+            asyncio.ensure_future(tracked(3, 2, fail=True)),
+        ]
+        wave: Wave[int] = Wave("ff-futures", max_concurrency=1, fail_fast=True, instrument=False)
+        result = await wave.run(futures)  # type: ignore[arg-type]  # untyped, accepted at run time
+        await asyncio.sleep(10)  # virtual: time enough for any of them left running to end
+        return [r.outcome for r in result.results], [f.cancelled() for f in futures]
+
+    outcomes, cancelled = run_virtual(main())
+    assert outcomes == [Outcome.FAILURE, Outcome.CANCELLATION, Outcome.CANCELLATION]
+    assert cancelled == [False, True, True]
+    assert finished == []
+
+
+def test_futures_that_ended_before_a_fail_fast_wave_reached_them_keep_their_real_outcome() -> None:
+    """They were reported ``cancellation`` (no value, no error) though one had returned and one had failed."""
+    otel = InMemoryTelemetry()
+    spans = OpenSpans()
+    otel.tracer_provider.add_span_processor(spans)
+
+    async def main() -> Any:
+        futures = [
+            asyncio.ensure_future(_after(5, 0, fail=True)),
+            asyncio.ensure_future(_after(1, 1)),
+            asyncio.ensure_future(_after(1, 2, fail=True)),
+            asyncio.ensure_future(_after(9, 3)),
+        ]
+        wave: Wave[int] = Wave("ended-futures", max_concurrency=1, fail_fast=True, **otel.providers)
+        return await wave.run(futures)  # type: ignore[arg-type]  # untyped, accepted at run time
+
+    result = run_virtual(main())
+    assert [(r.outcome, r.value, type(r.error)) for r in result.results] == [
+        (Outcome.FAILURE, None, ValueError), (Outcome.SUCCESS, 1, type(None)), (Outcome.FAILURE, None, ValueError),
+        (Outcome.CANCELLATION, None, type(None)),
+    ]
+    assert result.report.counts[Outcome.FAILURE] == 2 and result.report.errors_by_type == {"ValueError": 2}
+    assert spans.open == {}
+    otel.shutdown()
+
+
+def test_a_future_given_to_a_wave_with_a_policy_is_refused_by_name_and_cancelled() -> None:
+    """A policy needs a factory to call again; the future it cannot run was left running unawaited."""
+
+    async def main() -> tuple[Any, bool]:
+        future = asyncio.ensure_future(_after(1, 0))
+        wave: Wave[int] = Wave("policy-future", policy=Retry(instrument=False), instrument=False)
+        result = await wave.run([future])  # type: ignore[list-item]  # untyped, accepted at run time
+        await asyncio.sleep(0)
+        return result.results[0], future.cancelled()
+
+    first, cancelled = run_virtual(main())
+    assert first.outcome is Outcome.FAILURE and isinstance(first.error, TypeError)
+    assert "futures" in str(first.error)
+    assert cancelled
