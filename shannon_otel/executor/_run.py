@@ -279,8 +279,12 @@ class WaveRun:
             pool.release()
         if call is None:
             close_unstarted(item)
+        broken: Exception | None = None
         if start is not None:
-            duration = self.wave.clock() - start
+            try:
+                duration = self.wave.clock() - start
+            except Exception as exc:  # a clock that raises: the task's span is ended, its result delivered, first
+                duration, broken = 0.0, exc
             self.active -= 1
         else:
             duration = 0.0
@@ -308,6 +312,8 @@ class WaveRun:
                 self.skipped(result)
         finally:  # a hook's BaseException propagates, but the result is the user's: delivered all the same
             self.deliver(result)
+        if broken is not None:
+            raise broken
         if self.wave.on_progress is not None:
             self._progress()
         if outcome in _FAILED and self.wave.fail_fast and not self.stopped:

@@ -103,7 +103,8 @@ class Wave(Generic[T]):
             ``BaseException`` such as ``KeyboardInterrupt`` is not caught: it stops the wave, as a hook's does).
         hooks: extra hooks (callbacks, the anomaly detector); the OTel hook is added unless
             ``instrument=False``. ``tracer_provider`` / ``meter_provider`` default to the globals.
-        clock, sleep: injectable time sources (tests use a fake clock).
+        clock, sleep: injectable time sources (tests use a fake clock). An error the clock raises fails the
+            task reading it, or propagates from the wave once every span is ended (never swallowed).
     """
 
     name: str
@@ -336,8 +337,12 @@ class Wave(Generic[T]):
             if size is not None:  # never drain a lazy input: it may be endless
                 escaped = self._drain(run, itertools.chain(chunk, items))
             dropped = drops.total("traces") - dropped_before if drops is not None else 0
+            try:
+                duration = clock() - started
+            except Exception as exc:  # a clock that raises: raised once every hook has seen the wave end
+                duration, escaped, errored = 0.0, exc, True
             report = run.report.build(
-                self.name, clock() - started, slots, cancelled, dropped, errored, self.batch_size, buffer,
+                self.name, duration, slots, cancelled, dropped, errored, self.batch_size, buffer,
             )
             if on_report is not None:
                 on_report(report)
