@@ -82,7 +82,9 @@ class Wave(Generic[T]):
             ``timeout=`` is its deprecated alias (DeprecationWarning; removed in the next release).
         rate_limit: task starts per second (> 0), or ``None``; ``burst`` starts may happen at once.
             Or an object with ``async acquire()`` held across runs and processes (e.g.
-            ``shannon_otel.redis.SharedRateLimit``), awaited before each task starts.
+            ``shannon_otel.redis.SharedRateLimit``), awaited before each task starts and never released: an
+            object with a ``release()`` too (a semaphore, a ``ResourcePool``) is a concurrency limit and is
+            refused (TypeError; it would hang the wave once its permits ran out).
             A number holds per run: two concurrent runs of one Wave may each start ``rate_limit``/s
             (share a ``ResourcePool`` to bound concurrency across runs).
         batch_size: run the input as consecutive batches of this size (1 to ``sys.maxsize``; each waits
@@ -147,6 +149,15 @@ class Wave(Generic[T]):
         check_number("task_timeout", self.task_timeout, low=0, low_open=True, allow_none=True)
         if not callable(getattr(self.rate_limit, "acquire", None)):  # else a shared limiter object
             check_number("rate_limit", self.rate_limit, low=0, low_open=True, allow_none=True)
+        elif callable(getattr(self.rate_limit, "release", None)):
+            # A semaphore or a pool: the wave acquires before each start and never releases (a rate limiter's
+            # acquire admits a start for good), so the wave would hang once its permits ran out.
+            raise TypeError(
+                f"rate_limit must be starts per second or a rate limiter whose acquire() alone admits a start "
+                f"(e.g. shannon_otel.redis.SharedRateLimit), got {type(self.rate_limit).__name__}, which has "
+                "release(): a concurrency limit, whose permits the wave would never give back (it would hang "
+                "once they ran out). Bound concurrency with max_concurrency= or task(fn, pool=ResourcePool(...))"
+            )
         # <= sys.maxsize: batches are cut with itertools.islice, which refuses a larger size at run time
         check_number("batch_size", self.batch_size, low=1, high=sys.maxsize, integer=True, allow_none=True)
         check_number("burst", self.burst, low=1, integer=True)
