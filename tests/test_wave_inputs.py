@@ -90,3 +90,18 @@ def test_a_future_given_to_a_wave_with_a_policy_is_refused_by_name_and_cancelled
     assert first.outcome is Outcome.FAILURE and isinstance(first.error, TypeError)
     assert "futures" in str(first.error)
     assert cancelled
+
+
+def test_an_item_that_is_neither_a_task_nor_awaitable_fails_saying_what_a_task_may_be() -> None:
+    """It said "a wave task's callable ... must be an async callable ..., it returned int 42": nothing had
+    been called, the item itself was 42."""
+
+    async def main() -> Any:
+        return await Wave[Any]("not-tasks", instrument=False).run([42, None])  # type: ignore[list-item]
+
+    result = run_virtual(main())
+    for r, shown in zip(result.results, ("int 42", "NoneType None"), strict=True):
+        assert r.outcome is Outcome.FAILURE and isinstance(r.error, TypeError)
+        message = str(r.error)
+        assert message.startswith("a wave task must be a coroutine, a zero-argument async callable"), message
+        assert message.endswith(shown) and "returned" not in message, message

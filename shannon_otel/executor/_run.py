@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import logging
 from collections.abc import Callable, Iterator
 from types import CoroutineType
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .._events import Hook, TaskResult, WaveObserver
 from .._isolation import hook_failed
 from .._telemetry import Outcome
-from .._validate import awaitable_from, sync_result
+from .._validate import awaitable_from, brief, sync_result
 from ._isolate import run_in
 from ._limits import RateLimiter, ResourcePool
 from ._report import ReportBuilder
@@ -196,7 +197,7 @@ class WaveRun:
             else:
                 call = work() if callable(work) else work
                 if type(call) is not CoroutineType:  # a sync fn given to map/run: named, not "can't be used in 'await'"
-                    call = awaitable_from(_TASK_CALLABLE, call)
+                    call = awaitable_from(_TASK_CALLABLE, call) if call is not work else _awaitable_task(work)
             if wave.task_timeout is not None:
                 async with asyncio.timeout(wave.task_timeout) as scope:
                     slot.timeout = scope  # lets policies inside tell this timeout from a cancellation
@@ -369,6 +370,17 @@ class WaveRun:
                 sync_result("on_progress", callback(self.progress()))
             except Exception:  # a broken display must not cost the wave its results
                 _log.exception("on_progress failed")
+
+
+def _awaitable_task(work: Any) -> Any:
+    """A task given as itself (not made by a callable): an awaitable (a future, an object with ``__await__``),
+    or a TypeError saying what a task may be (not that a callable "returned" it: nothing was called)."""
+    if inspect.isawaitable(work):
+        return work
+    raise TypeError(
+        "a wave task must be a coroutine, a zero-argument async callable (a factory) or task(...), got "
+        f"{type(work).__name__} {brief(work)}"
+    )
 
 
 def close_unstarted(item: Any) -> None:
