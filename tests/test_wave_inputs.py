@@ -8,8 +8,10 @@ not left running unawaited (its error never retrieved); one that already ended k
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
+import pytest
 from _open_spans import OpenSpans
 
 from shannon_otel import Outcome, Retry, Wave
@@ -105,3 +107,31 @@ def test_an_item_that_is_neither_a_task_nor_awaitable_fails_saying_what_a_task_m
         message = str(r.error)
         assert message.startswith("a wave task must be a coroutine, a zero-argument async callable"), message
         assert message.endswith(shown) and "returned" not in message, message
+
+
+def test_an_async_iterable_given_as_input_is_refused_saying_it_is_async_and_what_to_do() -> None:
+    """It said "items must be an iterable, got <async_generator ...>", which an async generator's author
+    reads as wrong: it is an (async) iterable."""
+
+    async def numbers() -> AsyncGenerator[int, None]:
+        yield 1
+
+    async def double(x: int) -> int:
+        return 2 * x
+
+    wave: Wave[int] = Wave("async-input", instrument=False)
+    calls: list[Callable[[], object]] = [
+        lambda: wave.stream_map(double, numbers()),  # type: ignore[arg-type]  # what the annotation refuses
+        lambda: wave.stream(numbers()),  # type: ignore[arg-type]
+    ]
+    for call in calls:
+        with pytest.raises(TypeError, match=r"^(items|tasks) must be an iterable, got an async iterable .*collect it"):
+            call()
+
+    async def main() -> None:
+        source = numbers()
+        with pytest.raises(TypeError, match=r"^items must be an iterable, got an async iterable"):
+            await wave.map(double, source)  # type: ignore[arg-type]
+        await source.aclose()
+
+    run_virtual(main())

@@ -404,6 +404,12 @@ class Wave(Generic[T]):
 
 
 def _check_iterable(name: str, value: object) -> None:
+    if hasattr(value, "__aiter__") and not hasattr(value, "__iter__"):
+        # an async generator "is an iterable" to its author: say why it is not one here, and what to do
+        raise TypeError(
+            f"{name} must be an iterable, got an async iterable ({type(value).__name__}): a wave pulls its "
+            "input with next(); collect it first ([x async for x in ...]) or pass a sync iterator"
+        )
     check_iterable(name, value)
 
 
