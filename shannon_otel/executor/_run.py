@@ -391,8 +391,8 @@ def close_unstarted(item: Any) -> None:
     close = getattr(work, "close", None)
     if close is not None and asyncio.iscoroutine(work):
         close()
-    elif isinstance(work, asyncio.Future):
-        work.cancel()
+    elif isinstance(work, asyncio.Future) and work.get_loop() is asyncio.get_running_loop():
+        work.cancel()  # (one of another loop's is not ours to touch from this thread: awaiting it would fail)
 
 
 def settled(item: Any) -> tuple[Outcome, Any, BaseException | None] | None:
