@@ -400,17 +400,20 @@ def test_the_coroutines_an_input_yielded_before_it_raised_are_closed() -> None:
 
 # --------------------------------------------------------------------------- sync callables where async ones belong
 def test_a_shared_rate_limit_whose_acquire_is_sync_fails_the_tasks_naming_it() -> None:
-    """``Wave(rate_limit=threading.Semaphore(2))`` is accepted (it has an ``acquire``), and its acquire returns
-    True: every task failed with Python's "object bool can't be used in 'await' expression", naming nothing."""
-    import threading
-
+    """A limiter whose ``acquire`` is sync (it returns True, as ``threading.Semaphore``'s does; a semaphore itself
+    is refused when the wave is built, see tests/test_wave_limits.py): every task failed with Python's "object
+    bool can't be used in 'await' expression", naming nothing."""
     from shannon_otel import Wave
+
+    class SyncLimiter:
+        def acquire(self) -> bool:
+            return True
 
     async def work() -> int:
         return 1
 
     async def main() -> Any:
-        limit: Any = threading.Semaphore(2)  # what the annotation refuses, and a user may pass all the same
+        limit: Any = SyncLimiter()  # what the annotation refuses, and a user may pass all the same
         wave: Wave[int] = Wave("w", rate_limit=limit, instrument=False)
         return await wave.run([work, work])
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import logging
 from collections.abc import Callable, Iterator
 from types import CoroutineType
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .._events import Hook, TaskResult, WaveObserver
 from .._isolation import hook_failed
 from .._telemetry import Outcome
-from .._validate import awaitable_from, sync_result
+from .._validate import awaitable_from, brief, sync_result
 from ._isolate import run_in
 from ._limits import RateLimiter, ResourcePool
 from ._report import ReportBuilder
@@ -191,12 +192,14 @@ class WaveRun:
                 self._started(tokens, index, name, queue_wait)
             if wave.task_policy is not None:
                 if not callable(work):
-                    raise TypeError("a Wave with a policy needs zero-argument callables, not coroutine objects")
+                    raise TypeError(
+                        "a Wave with a policy needs zero-argument callables, not coroutine objects or futures"
+                    )
                 call = wave.task_policy.call(work)
             else:
                 call = work() if callable(work) else work
                 if type(call) is not CoroutineType:  # a sync fn given to map/run: named, not "can't be used in 'await'"
-                    call = awaitable_from(_TASK_CALLABLE, call)
+                    call = awaitable_from(_TASK_CALLABLE, call) if call is not work else _awaitable_task(work)
             if wave.task_timeout is not None:
                 async with asyncio.timeout(wave.task_timeout) as scope:
                     slot.timeout = scope  # lets policies inside tell this timeout from a cancellation
@@ -279,8 +282,12 @@ class WaveRun:
             pool.release()
         if call is None:
             close_unstarted(item)
+        broken: Exception | None = None
         if start is not None:
-            duration = self.wave.clock() - start
+            try:
+                duration = self.wave.clock() - start
+            except Exception as exc:  # a clock that raises: the task's span is ended, its result delivered, first
+                duration, broken = 0.0, exc
             if duration < 0.0:  # an injected clock that went back: never a negative duration (see _wave)
                 duration = 0.0
             self.active -= 1
@@ -310,6 +317,8 @@ class WaveRun:
                 self.skipped(result)
         finally:  # a hook's BaseException propagates, but the result is the user's: delivered all the same
             self.deliver(result)
+        if broken is not None:
+            raise broken
         if self.wave.on_progress is not None:
             self._progress()
         if outcome in _FAILED and self.wave.fail_fast and not self.stopped:
@@ -369,9 +378,36 @@ class WaveRun:
                 _log.exception("on_progress failed")
 
 
+def _awaitable_task(work: Any) -> Any:
+    """A task given as itself (not made by a callable): an awaitable (a future, an object with ``__await__``),
+    or a TypeError saying what a task may be (not that a callable "returned" it: nothing was called)."""
+    if inspect.isawaitable(work):
+        return work
+    raise TypeError(
+        "a wave task must be a coroutine, a zero-argument async callable (a factory) or task(...), got "
+        f"{type(work).__name__} {brief(work)}"
+    )
+
+
 def close_unstarted(item: Any) -> None:
-    """Close a coroutine that will never run, so Python does not warn that it was never awaited."""
+    """Close a coroutine that will never run, so Python does not warn that it was never awaited; cancel a
+    future (an ``asyncio.Task`` given as a task runs by itself): reported as cancelled, it must not go on
+    running unawaited, its error never retrieved."""
     work = item.work if type(item) is TaskSpec else item
     close = getattr(work, "close", None)
     if close is not None and asyncio.iscoroutine(work):
         close()
+    elif isinstance(work, asyncio.Future) and work.get_loop() is asyncio.get_running_loop():
+        work.cancel()  # (one of another loop's is not ours to touch from this thread: awaiting it would fail)
+
+
+def settled(item: Any) -> tuple[Outcome, Any, BaseException | None] | None:
+    """The outcome of a future given as a task that ended by itself before the wave awaited it (fail-fast
+    or cancellation stopped the wave first): its real result, not a cancellation. None for any other task."""
+    work = item.work if type(item) is TaskSpec else item
+    if not isinstance(work, asyncio.Future) or not work.done() or work.cancelled():
+        return None
+    error = work.exception()
+    if error is None:
+        return Outcome.SUCCESS, work.result(), None
+    return (Outcome.TIMEOUT if isinstance(error, TimeoutError) else Outcome.FAILURE), None, error

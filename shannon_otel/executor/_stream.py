@@ -47,9 +47,21 @@ class WaveStream(Generic[T]):
             self.report = report
             queue.put_nowait(None)
 
+        def deliver(result: TaskResult[T]) -> None:
+            # Once the block is over nothing can read the queue: the results of the tasks drained when the
+            # consumer left early (a sized input's every task not started) would only hold memory, O(input).
+            if not self._closed:
+                queue.put_nowait(result)
+
         async def run() -> WaveReport:
             self._started = True
-            return await self._wave._execute(self._tasks, size, queue.put_nowait, self._gate, on_report)
+            try:
+                return await self._wave._execute(self._tasks, size, deliver, self._gate, on_report)
+            finally:
+                if self.report is None:
+                    # The wave failed before it had a report (a clock that raises at its first reading):
+                    # the end is queued all the same, else the consumer would wait for it forever.
+                    queue.put_nowait(None)
 
         self._runner = asyncio.create_task(run())
         return self
@@ -66,7 +78,14 @@ class WaveStream(Generic[T]):
         if item is None:
             self._queue.put_nowait(None)  # the end, for every consumer of this stream (not just this one)
             assert self._runner is not None
-            await self._runner  # surfaces an internal error, if any
+            try:
+                await self._runner  # surfaces an internal error, if any
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if not self._closed or (current is not None and current.cancelling()):
+                    raise
+                # The block's exit cancelled the runner (its consumer left early): for a consumer in another
+                # task the stream has ended, it was not cancelled itself.
             raise StopAsyncIteration
         self._gate.release()
         return item

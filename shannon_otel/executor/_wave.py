@@ -34,7 +34,7 @@ from .._validate import (
 from ._limits import ResourcePool, pools_by_name
 from ._report import WaveReport
 from ._result import WaveResult
-from ._run import Item, WaveRun, close_unstarted
+from ._run import Item, WaveRun, close_unstarted, settled
 from ._semaphore import Credits
 from ._stream import WaveStream
 from ._task import TaskSpec
@@ -85,7 +85,9 @@ class Wave(Generic[T]):
             ``timeout=`` is its deprecated alias (DeprecationWarning; removed in the next release).
         rate_limit: task starts per second (> 0), or ``None``; ``burst`` starts may happen at once.
             Or an object with ``async acquire()`` held across runs and processes (e.g.
-            ``shannon_otel.redis.SharedRateLimit``), awaited before each task starts.
+            ``shannon_otel.redis.SharedRateLimit``), awaited before each task starts and never released: an
+            object with a ``release()`` too (a semaphore, a ``ResourcePool``) is a concurrency limit and is
+            refused (TypeError; it would hang the wave once its permits ran out).
             A number holds per run: two concurrent runs of one Wave may each start ``rate_limit``/s
             (share a ``ResourcePool`` to bound concurrency across runs).
         batch_size: run the input as consecutive batches of this size (1 to ``sys.maxsize``; each waits
@@ -106,7 +108,8 @@ class Wave(Generic[T]):
             ``BaseException`` such as ``KeyboardInterrupt`` is not caught: it stops the wave, as a hook's does).
         hooks: extra hooks (callbacks, the anomaly detector); the OTel hook is added unless
             ``instrument=False``. ``tracer_provider`` / ``meter_provider`` default to the globals.
-        clock, sleep: injectable time sources (tests use a fake clock).
+        clock, sleep: injectable time sources (tests use a fake clock). An error the clock raises fails the
+            task reading it, or propagates from the wave once every span is ended (never swallowed).
     """
 
     name: str
@@ -149,6 +152,15 @@ class Wave(Generic[T]):
         check_number("task_timeout", self.task_timeout, low=0, low_open=True, allow_none=True)
         if not callable(getattr(self.rate_limit, "acquire", None)):  # else a shared limiter object
             check_number("rate_limit", self.rate_limit, low=0, low_open=True, allow_none=True)
+        elif callable(getattr(self.rate_limit, "release", None)):
+            # A semaphore or a pool: the wave acquires before each start and never releases (a rate limiter's
+            # acquire admits a start for good), so the wave would hang once its permits ran out.
+            raise TypeError(
+                f"rate_limit must be starts per second or a rate limiter whose acquire() alone admits a start "
+                f"(e.g. shannon_otel.redis.SharedRateLimit), got {type(self.rate_limit).__name__}, which has "
+                "release(): a concurrency limit, whose permits the wave would never give back (it would hang "
+                "once they ran out). Bound concurrency with max_concurrency= or task(fn, pool=ResourcePool(...))"
+            )
         # <= sys.maxsize: batches are cut with itertools.islice, which refuses a larger size at run time
         check_number("batch_size", self.batch_size, low=1, high=sys.maxsize, integer=True, allow_none=True)
         check_number("burst", self.burst, low=1, integer=True)
@@ -344,10 +356,14 @@ class Wave(Generic[T]):
             if size is not None:  # never drain a lazy input: it may be endless
                 escaped = self._drain(run, itertools.chain(chunk, items))
             dropped = drops.total("traces") - dropped_before if drops is not None else 0
-            # max: a clock that went back (an injected one; the default is monotonic) made negative durations,
-            # in the report and to the hooks, which the SDK's histograms dropped (only the wave's with a warning)
+            try:
+                # max: a clock that went back (an injected one; the default is monotonic) made negative durations,
+                # in the report and to the hooks, which the SDK's histograms dropped (only the wave's with a warning)
+                duration = max(0.0, clock() - started)
+            except Exception as exc:  # a clock that raises: raised once every hook has seen the wave end
+                duration, escaped, errored = 0.0, exc, True
             report = run.report.build(
-                self.name, max(0.0, clock() - started), slots, cancelled, dropped, errored, self.batch_size, buffer,
+                self.name, duration, slots, cancelled, dropped, errored, self.batch_size, buffer,
             )
             if on_report is not None:
                 on_report(report)
@@ -379,12 +395,15 @@ class Wave(Generic[T]):
         """
         escaped: BaseException | None = None
         for index, item in items:
+            outcome, value, error = settled(item) or (Outcome.CANCELLATION, None, None)
             close_unstarted(item)
             name = (item.name or self.name) if type(item) is TaskSpec else self.name
-            run.report.add(Outcome.CANCELLATION, 0.0, 0.0, None, None, False)
+            run.report.add(outcome, 0.0, 0.0, error, None, False)
             run.pending -= 1
             run.done += 1
-            result: TaskResult[Any] = TaskResult(self.name, index, name, Outcome.CANCELLATION)
+            if outcome is not Outcome.SUCCESS and outcome is not Outcome.CANCELLATION:
+                run.failed += 1
+            result: TaskResult[Any] = TaskResult(self.name, index, name, outcome, value, error)
             if run.observers:
                 try:
                     run.skipped(result)
@@ -395,6 +414,12 @@ class Wave(Generic[T]):
 
 
 def _check_iterable(name: str, value: object) -> None:
+    if hasattr(value, "__aiter__") and not hasattr(value, "__iter__"):
+        # an async generator "is an iterable" to its author: say why it is not one here, and what to do
+        raise TypeError(
+            f"{name} must be an iterable, got an async iterable ({type(value).__name__}): a wave pulls its "
+            "input with next(); collect it first ([x async for x in ...]) or pass a sync iterator"
+        )
     check_iterable(name, value)
 
 

@@ -1,0 +1,137 @@
+"""What a wave is given as tasks, beyond coroutines and factories: an ``asyncio.Task`` (or any future).
+
+A future runs by itself, whether or not the wave awaits it. When the wave stops before awaiting one
+(fail-fast, the caller cancelled), reporting it as cancelled must be true: a pending one is cancelled,
+not left running unawaited (its error never retrieved); one that already ended keeps its real outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
+
+import pytest
+from _open_spans import OpenSpans
+
+from shannon_otel import Outcome, Retry, Wave
+from shannon_otel.testing import InMemoryTelemetry, run_virtual
+
+
+async def _after(seconds: float, value: int, *, fail: bool = False) -> int:
+    await asyncio.sleep(seconds)
+    if fail:
+        raise ValueError(value)
+    return value
+
+
+def test_futures_a_fail_fast_wave_never_awaited_are_cancelled_not_left_running() -> None:
+    """They were reported ``cancellation`` yet ran to the end in the background (one failed: "Task
+    exception was never retrieved")."""
+    finished: list[int] = []
+
+    async def tracked(seconds: float, value: int, *, fail: bool = False) -> int:
+        result = await _after(seconds, value, fail=fail)
+        finished.append(value)
+        return result
+
+    async def main() -> tuple[list[Outcome], list[bool]]:
+        futures = [
+            asyncio.ensure_future(_after(1, 0, fail=True)),
+            asyncio.ensure_future(tracked(2, 1)),
+            asyncio.ensure_future(tracked(3, 2, fail=True)),
+        ]
+        wave: Wave[int] = Wave("ff-futures", max_concurrency=1, fail_fast=True, instrument=False)
+        result = await wave.run(futures)  # type: ignore[arg-type]  # untyped, accepted at run time
+        await asyncio.sleep(10)  # virtual: time enough for any of them left running to end
+        return [r.outcome for r in result.results], [f.cancelled() for f in futures]
+
+    outcomes, cancelled = run_virtual(main())
+    assert outcomes == [Outcome.FAILURE, Outcome.CANCELLATION, Outcome.CANCELLATION]
+    assert cancelled == [False, True, True]
+    assert finished == []
+
+
+def test_futures_that_ended_before_a_fail_fast_wave_reached_them_keep_their_real_outcome() -> None:
+    """They were reported ``cancellation`` (no value, no error) though one had returned and one had failed."""
+    otel = InMemoryTelemetry()
+    spans = OpenSpans()
+    otel.tracer_provider.add_span_processor(spans)
+
+    async def main() -> Any:
+        futures = [
+            asyncio.ensure_future(_after(5, 0, fail=True)),
+            asyncio.ensure_future(_after(1, 1)),
+            asyncio.ensure_future(_after(1, 2, fail=True)),
+            asyncio.ensure_future(_after(9, 3)),
+        ]
+        wave: Wave[int] = Wave("ended-futures", max_concurrency=1, fail_fast=True, **otel.providers)
+        return await wave.run(futures)  # type: ignore[arg-type]  # untyped, accepted at run time
+
+    result = run_virtual(main())
+    assert [(r.outcome, r.value, type(r.error)) for r in result.results] == [
+        (Outcome.FAILURE, None, ValueError), (Outcome.SUCCESS, 1, type(None)), (Outcome.FAILURE, None, ValueError),
+        (Outcome.CANCELLATION, None, type(None)),
+    ]
+    assert result.report.counts[Outcome.FAILURE] == 2 and result.report.errors_by_type == {"ValueError": 2}
+    assert spans.open == {}
+    otel.shutdown()
+
+
+def test_a_future_given_to_a_wave_with_a_policy_is_refused_by_name_and_cancelled() -> None:
+    """A policy needs a factory to call again; the future it cannot run was left running unawaited."""
+
+    async def main() -> tuple[Any, bool]:
+        future = asyncio.ensure_future(_after(1, 0))
+        wave: Wave[int] = Wave("policy-future", policy=Retry(instrument=False), instrument=False)
+        result = await wave.run([future])  # type: ignore[list-item]  # untyped, accepted at run time
+        await asyncio.sleep(0)
+        return result.results[0], future.cancelled()
+
+    first, cancelled = run_virtual(main())
+    assert first.outcome is Outcome.FAILURE and isinstance(first.error, TypeError)
+    assert "futures" in str(first.error)
+    assert cancelled
+
+
+def test_an_item_that_is_neither_a_task_nor_awaitable_fails_saying_what_a_task_may_be() -> None:
+    """It said "a wave task's callable ... must be an async callable ..., it returned int 42": nothing had
+    been called, the item itself was 42."""
+
+    async def main() -> Any:
+        return await Wave[Any]("not-tasks", instrument=False).run([42, None])  # type: ignore[list-item]
+
+    result = run_virtual(main())
+    for r, shown in zip(result.results, ("int 42", "NoneType None"), strict=True):
+        assert r.outcome is Outcome.FAILURE and isinstance(r.error, TypeError)
+        message = str(r.error)
+        assert message.startswith("a wave task must be a coroutine, a zero-argument async callable"), message
+        assert message.endswith(shown) and "returned" not in message, message
+
+
+def test_an_async_iterable_given_as_input_is_refused_saying_it_is_async_and_what_to_do() -> None:
+    """It said "items must be an iterable, got <async_generator ...>", which an async generator's author
+    reads as wrong: it is an (async) iterable."""
+
+    async def numbers() -> AsyncGenerator[int, None]:
+        yield 1
+
+    async def double(x: int) -> int:
+        return 2 * x
+
+    wave: Wave[int] = Wave("async-input", instrument=False)
+    calls: list[Callable[[], object]] = [
+        lambda: wave.stream_map(double, numbers()),  # type: ignore[arg-type]  # what the annotation refuses
+        lambda: wave.stream(numbers()),  # type: ignore[arg-type]
+    ]
+    for call in calls:
+        with pytest.raises(TypeError, match=r"^(items|tasks) must be an iterable, got an async iterable .*collect it"):
+            call()
+
+    async def main() -> None:
+        source = numbers()
+        with pytest.raises(TypeError, match=r"^items must be an iterable, got an async iterable"):
+            await wave.map(double, source)  # type: ignore[arg-type]
+        await source.aclose()
+
+    run_virtual(main())
