@@ -75,3 +75,10 @@ def returns_lock(_: int) -> object:
 def exits(code: int) -> int:
     """Raise SystemExit on the worker (takes the worker process down with it)."""
     raise SystemExit(code)
+
+
+def square_unless_flagged(x: int, flag: str) -> int:
+    """``x * x``, or ValueError while the file ``flag`` exists (a dependency that went down)."""
+    if Path(flag).exists():
+        raise ValueError(f"down for {x}")
+    return x * x
