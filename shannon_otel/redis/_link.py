@@ -197,6 +197,12 @@ class BreakerLink:
         target = _STATES[state]
         newer = epoch > self.epoch
         self.epoch = epoch
+        if target is _OPEN and reason:
+            # Forced open by another process (force_open() there): held here too, until a reset. Without it
+            # this copy, past its reset timeout, asked Redis at every call (each one rejected there), and
+            # with Redis down (fail-open) its own state machine probed a breaker the operator had forced.
+            # Only notifications and polls carry the reason; the scripts' answers ("") leave it as it is.
+            b._forced = reason == "forced_open"
         if not newer and b._state is target:
             return
         if target is _CLOSED:
