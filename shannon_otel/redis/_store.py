@@ -251,6 +251,10 @@ class RedisState:
                          "local state takes over" if self.on_unavailable == "local" else "rejecting calls")
             for link in self._links.values():
                 link.unavailable()
+            for event in self._pool_events.values():
+                # Waiters of a full shared pool apply on_unavailable now: nothing else wakes them during the
+                # outage (the poll that sets these events needs Redis), so they waited for its whole length.
+                event.set()
 
     def _in_outage(self) -> bool:
         """Redis was found unavailable and has not answered since."""
