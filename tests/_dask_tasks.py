@@ -82,3 +82,25 @@ def square_unless_flagged(x: int, flag: str) -> int:
     if Path(flag).exists():
         raise ValueError(f"down for {x}")
     return x * x
+
+
+def freeze_soon(marker: str) -> int:
+    """Return, then freeze this worker process (SIGSTOP) 20 ms later, as a hung worker (paused, swapping, cut
+    off) would be: its result is on the worker and cannot be fetched. Writes the pid to ``marker`` so the test
+    resumes it (SIGCONT)."""
+    import signal
+    import threading
+
+    Path(marker).write_text(str(os.getpid()))
+
+    def stop() -> None:
+        time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+    threading.Thread(target=stop, daemon=True).start()
+    return os.getpid()
+
+
+def pid_after(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
