@@ -54,3 +54,30 @@ def test_a_waiter_of_a_full_pool_applies_on_unavailable_when_redis_goes(
             holder.release()
 
     asyncio.run(main())
+
+
+def test_a_waiter_of_a_full_pool_whose_state_is_closed_gets_a_clear_error(server: RedisServer) -> None:
+    """Bug: closing a RedisState (its ``async with`` left while a wave still ran in the background) left the
+    waiters of its full pools waiting forever: only a release notification or the poll wakes them, and both
+    stop with the state. Now closing wakes them and they raise RuntimeError, as a new acquire then does."""
+    prefix = f"w{uuid.uuid4().hex[:10]}"
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix) as holder_state:
+            waiter_state = RedisState(server.url, prefix=prefix)
+            await waiter_state.start()
+            holder, pool = SharedPool(holder_state, "db", 1), SharedPool(waiter_state, "db", 1)
+            await holder.acquire()
+            waiting = asyncio.ensure_future(pool.acquire())
+            await asyncio.sleep(0.2)
+            assert not waiting.done()
+            await waiter_state.close()
+            async with asyncio.timeout(10):
+                with pytest.raises(RuntimeError, match="RedisState of shared pool 'db' is closed"):
+                    await waiting
+                with pytest.raises(RuntimeError, match="is closed"):
+                    await pool.acquire()
+            assert pool.in_use == 0  # the local slot taken for the waiter was given back
+            holder.release()
+
+    asyncio.run(main())

@@ -174,6 +174,8 @@ class RedisState:
         ``shannon.shared.available`` stops reporting this state."""
         self._closing = True
         self._telemetry.forget(self)
+        for event in self._pool_events.values():
+            event.set()  # waiters of full pools: nothing would wake them any more (they raise, see SharedPool)
         if self._pending:  # state pushes already under way (a trip, a probe result) finish first, bounded
             await asyncio.wait(list(self._pending), timeout=max(1.0, 4 * self.timeout_s))
         with contextlib.suppress(Exception):
