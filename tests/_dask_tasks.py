@@ -104,3 +104,24 @@ def freeze_soon(marker: str) -> int:
 def pid_after(seconds: float) -> int:
     time.sleep(seconds)
     return os.getpid()
+
+
+def slow_the_first_time(marker: str) -> str:
+    """Sleep 5 s the first time (per marker file), answer at once afterwards: a hedge's second attempt wins."""
+    path = Path(marker)
+    if not path.exists():
+        path.write_text("1")
+        time.sleep(5)
+        return "slow"
+    return "fast"
+
+
+def append_line(path: str, line: str) -> str:
+    with Path(path).open("a") as f:
+        f.write(f"{line}\n")
+    return line
+
+
+def undo_line(path: str, line: str) -> None:
+    """The compensation of ``append_line``: gets the step's result (the line it wrote)."""
+    append_line(path, f"undo {line}")
