@@ -13,7 +13,7 @@ import pytest
 from _dask_cluster import local_cluster, on_cluster
 from distributed import Client
 
-from shannon_otel import Outcome, Wave
+from shannon_otel import Outcome, Wave, WaveResult
 from shannon_otel.dask import DaskBackend
 
 pytestmark = [
@@ -37,7 +37,7 @@ def test_a_hung_worker_holds_back_only_its_own_results(tmp_path: Path) -> None:
         backend = DaskBackend(client, gather_window_s=1.0)
         work = [backend.task(tasks.freeze_soon, str(marker))] + [backend.task(tasks.pid_after, 0.2) for _ in range(12)]
         try:
-            result = await Wave("hung", max_concurrency=8, task_timeout=8).run(work)
+            result: WaveResult[Any] = await Wave("hung", max_concurrency=8, task_timeout=8).run(work)
         finally:
             _resume(marker)
         return list(result.results)
