@@ -75,3 +75,53 @@ def returns_lock(_: int) -> object:
 def exits(code: int) -> int:
     """Raise SystemExit on the worker (takes the worker process down with it)."""
     raise SystemExit(code)
+
+
+def square_unless_flagged(x: int, flag: str) -> int:
+    """``x * x``, or ValueError while the file ``flag`` exists (a dependency that went down)."""
+    if Path(flag).exists():
+        raise ValueError(f"down for {x}")
+    return x * x
+
+
+def freeze_soon(marker: str) -> int:
+    """Return, then freeze this worker process (SIGSTOP) 20 ms later, as a hung worker (paused, swapping, cut
+    off) would be: its result is on the worker and cannot be fetched. Writes the pid to ``marker`` so the test
+    resumes it (SIGCONT)."""
+    import signal
+    import threading
+
+    Path(marker).write_text(str(os.getpid()))
+
+    def stop() -> None:
+        time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+    threading.Thread(target=stop, daemon=True).start()
+    return os.getpid()
+
+
+def pid_after(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def slow_the_first_time(marker: str) -> str:
+    """Sleep 5 s the first time (per marker file), answer at once afterwards: a hedge's second attempt wins."""
+    path = Path(marker)
+    if not path.exists():
+        path.write_text("1")
+        time.sleep(5)
+        return "slow"
+    return "fast"
+
+
+def append_line(path: str, line: str) -> str:
+    with Path(path).open("a") as f:
+        f.write(f"{line}\n")
+    return line
+
+
+def undo_line(path: str, line: str) -> None:
+    """The compensation of ``append_line``: gets the step's result (the line it wrote)."""
+    append_line(path, f"undo {line}")

@@ -9,6 +9,7 @@ submits a new future. Only the user's function and its arguments travel.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -33,28 +34,69 @@ class RemoteFunction(Generic[T]):
 
     Usable wherever an async function is: ``await remote(x)``, ``Wave.map(remote, items)``, inside
     a policy. Arguments are checked (they must pickle) when called, before anything is submitted.
+    Two remote functions of one backend, ``fn`` and name are equal (and hash alike), as ``fn`` is
+    to itself: a policy keeping state per function (``Degrade(last_good=True)``) keeps it across
+    waves that each call ``backend.map(fn, ...)``.
     """
 
-    __slots__ = ("_backend", "_entry", "fn", "name")
+    __slots__ = ("_backend", "_entry", "_identity", "_submission", "fn", "name")
 
     def __init__(self, backend: DaskBackend, fn: Callable[..., Any], name: str) -> None:
         self._backend = backend
         self.fn = fn
         self.name = name
         self._entry = run_async if is_async_callable(fn) else run_sync
+        try:
+            hash(fn)
+            self._identity: tuple[Any, ...] = (backend, fn, name)
+        except TypeError:  # an unhashable callable object: equal to itself only
+            self._identity = (self,)
+        self._submission = _Submission(self)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, T]:
         check_arguments(args, kwargs)
         return self._backend._submit(self._entry, self.fn, self.name, args, kwargs)
 
     def bind(self, *args: Any, **kwargs: Any) -> Callable[[], Awaitable[T]]:
-        """A zero-argument factory of one call (what a wave and a retry need), arguments checked now."""
+        """A zero-argument factory of one call (what a wave and a retry need), arguments checked now.
+
+        A ``functools.partial`` holding the arguments, as ``Wave.map`` builds: a policy that keys
+        state by the call's arguments (``Degrade(last_good=True, key=...)``) reads them there.
+        """
         check_arguments(args, kwargs)
-        submit, entry, fn, name = self._backend._submit, self._entry, self.fn, self.name
-        return lambda: submit(entry, fn, name, args, kwargs)
+        return functools.partial(self._submission, *args, **kwargs)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RemoteFunction) and self._identity == other._identity
+
+    def __hash__(self) -> int:
+        return hash(self._identity) if self._identity[0] is not self else id(self)
 
     def __repr__(self) -> str:
         return f"RemoteFunction({self.name!r})"
+
+
+class _Submission:
+    """What a bound factory calls: submits without checking the arguments again (``bind`` did).
+    Equal to another when their remote functions are (a policy's per-function state, above)."""
+
+    __slots__ = ("remote",)
+
+    def __init__(self, remote: RemoteFunction[Any]) -> None:
+        self.remote = remote
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
+        r = self.remote
+        return r._backend._submit(r._entry, r.fn, r.name, args, kwargs)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Submission) and self.remote == other.remote
+
+    def __hash__(self) -> int:
+        return hash(self.remote) ^ 1
+
+    def __repr__(self) -> str:
+        return f"RemoteFunction({self.remote.name!r})"
 
 
 class DaskBackend:

@@ -7,6 +7,12 @@ as many of our tasks as it has threads (a result fetched later leaves no thread 
 finishing within the window share one gather. Once fewer of our tasks are running than the
 cluster has threads, a result is fetched at once: a wave with a low concurrency limit, waiting
 for that result to start its next task, is never slowed down by the window.
+
+A gather still in flight after ``STALL_S`` (a worker holding one of its results is hung: paused, swapping,
+cut off; Dask's gather waits for it until the scheduler drops that worker, minutes later) no longer holds
+the others back: later results start gathers of their own, and the results of its batch are fetched one
+by one (the first answer wins), so only the hung worker's results wait for it. Before, every result of
+the backend queued behind that one gather, and tasks that had finished on healthy workers timed out.
 """
 
 from __future__ import annotations
@@ -21,19 +27,23 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("shannon_otel.dask")
 _Fetch = tuple["Future[Any]", "asyncio.Future[Any]"]
+STALL_S = 1.0  # a gather in flight this long is taken as stuck on a hung worker (see above)
 
 
 class Gatherer:
     """Owned by one :class:`DaskBackend`; every method runs on the client's event loop."""
 
-    __slots__ = ("_client", "_gathering", "_pending", "_running", "_timer", "window_s")
+    __slots__ = ("_batch", "_client", "_fetches", "_gathering", "_pending", "_running", "_stall", "_timer", "window_s")
 
     def __init__(self, client: Client, window_s: float) -> None:
         self._client = client
         self.window_s = window_s
         self._running = 0  # our futures awaited and not finished yet
         self._pending: list[_Fetch] = []  # finished, result not fetched yet
-        self._gathering: asyncio.Future[None] | None = None  # the one gather in flight
+        self._gathering: asyncio.Future[None] | None = None  # the one gather in flight (not stalled)
+        self._batch: list[_Fetch] = []  # its results
+        self._stall: asyncio.TimerHandle | None = None  # when it is taken as stalled
+        self._fetches: set[asyncio.Future[None]] = set()  # results of stalled gathers, fetched one by one
         self._timer: asyncio.TimerHandle | None = None  # the next gather, waiting for more results
 
     async def result(self, future: Future[Any]) -> Any:
@@ -83,11 +93,33 @@ class Gatherer:
         self._pending = []
         if not batch:
             return
-        self._gathering = asyncio.ensure_future(self._gather(batch))
-        self._gathering.add_done_callback(self._gathered)
+        self._gathering = gathering = asyncio.ensure_future(self._gather(batch))
+        self._batch = batch
+        self._stall = asyncio.get_running_loop().call_later(STALL_S, self._stalled)
+        gathering.add_done_callback(self._gathered)
+
+    def _stalled(self) -> None:
+        """The gather in flight took ``STALL_S``: the next may start, and its results are fetched one by one."""
+        self._stall = None
+        batch, self._batch, self._gathering = self._batch, [], None
+        if len(batch) > 1:  # a result of its own has nothing else to wait for
+            fetch = asyncio.ensure_future(_one_by_one(batch))
+            self._fetches.add(fetch)
+            fetch.add_done_callback(self._fetches.discard)
+        self._schedule()
 
     def _gathered(self, done: asyncio.Future[None]) -> None:
+        if done is not self._gathering:  # a stalled gather ended: its results that came are delivered
+            if done.cancelled():
+                return
+            if done.exception() is not None:  # pragma: no cover - already set on its tasks
+                _log.error("fetching results failed", exc_info=done.exception())
+            return
         self._gathering = None
+        self._batch = []
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
         if done.cancelled():  # the loop is closing: nobody may wait forever
             batch, self._pending = self._pending, []
             for _, waiter in batch:
@@ -126,6 +158,31 @@ class Gatherer:
                 if not waiter.done():
                     waiter.set_exception(exc)
             raise
+
+
+async def _one_by_one(batch: list[_Fetch]) -> None:
+    """Fetch the results of a stalled gather's batch one after the other, each for at most ``STALL_S``.
+
+    One after the other: Dask merges the gathers asked for at once into one (``Client._gather``), which
+    would wait for the hung worker again. A result not fetched in time (the hung worker's) is left to the
+    stalled gather, which delivers it if that worker comes back (or Dask recomputes it elsewhere).
+    """
+    for future, waiter in batch:
+        if waiter.done():  # delivered by the stalled gather meanwhile, or its task was cancelled
+            continue
+        try:
+            async with asyncio.timeout(STALL_S) as scope:
+                value = await future
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            if scope.expired():
+                continue
+            if not waiter.done():
+                waiter.set_exception(_released(exc))
+            continue
+        if not waiter.done():
+            waiter.set_result(value)
 
 
 def _released(error: BaseException) -> BaseException:

@@ -97,6 +97,8 @@ class SharedPool(ResourcePool):
         event = self.shared._pool_event(self.name)
         try:
             while True:
+                if self.shared._closing:  # no release or poll would ever wake a waiter: it would wait forever
+                    raise RuntimeError(f"the RedisState of shared pool {self.name!r} is closed; make a new one")
                 event.clear()
                 try:
                     _outage_check(self.shared)  # a known outage: not asked (each acquire would wait timeout_s)

@@ -15,6 +15,7 @@ The breaker keeps running its own state machine; the link keeps it in step with 
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import TYPE_CHECKING, Any
 
 from .._telemetry import BreakerState
@@ -29,11 +30,12 @@ _STATES = {s.value: s for s in BreakerState}
 _CLOSED, _OPEN, _HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 # A process rejected while HALF_OPEN's quota is taken asks Redis again after this long, not per call.
 _HALF_OPEN_RECHECK_S = 0.05
+_MAX_TTL_S = 365 * 86_400  # key_ttl_s's own bound
 
 
 class BreakerLink:
     __slots__ = (
-        "breaker", "calls", "epoch", "failures", "keys", "name", "recheck_at", "slow", "store", "window",
+        "breaker", "calls", "epoch", "failures", "keys", "name", "recheck_at", "slow", "store", "ttl_s", "window",
     )
 
     def __init__(self, store: RedisState, breaker: CircuitBreaker) -> None:
@@ -56,10 +58,15 @@ class BreakerLink:
             c.min_calls,
             -1 if c.slow_call_s is None else c.slow_call_rate,
         ]
+        # The keys live at least as long as the state needs them: an OPEN breaker is rejected locally, with no
+        # write, for its whole reset timeout; with key_ttl_s shorter, its state expired meanwhile and the next
+        # poll closed it everywhere (shared_state_expired), long before its reset timeout.
+        needed = min(c.reset_timeout, _MAX_TTL_S)
+        self.ttl_s = max(store.key_ttl_s, math.ceil(needed) + 1)
         store._bind(self)
 
     def _args(self, *args: Any) -> list[Any]:
-        return [self.store.key_ttl_s, self.store.breaker_channel, self.name, *args]
+        return [self.ttl_s, self.store.breaker_channel, self.name, *args]
 
     # ------------------------------------------------------------------ from the breaker
     async def admit(self, call: _Call | None) -> int:
@@ -199,6 +206,12 @@ class BreakerLink:
         target = _STATES[state]
         newer = epoch > self.epoch
         self.epoch = epoch
+        if target is _OPEN and reason:
+            # Forced open by another process (force_open() there): held here too, until a reset. Without it
+            # this copy, past its reset timeout, asked Redis at every call (each one rejected there), and
+            # with Redis down (fail-open) its own state machine probed a breaker the operator had forced.
+            # Only notifications and polls carry the reason; the scripts' answers ("") leave it as it is.
+            b._forced = reason == "forced_open"
         if not newer and b._state is target:
             return
         if target is _CLOSED:

@@ -150,13 +150,17 @@ return {state, epoch, opened, now}
 
 # KEYS: bucket. ARGV: interval_ms (1000/rate), tau_ms ((burst-1)*interval), ttl_ms.
 # GCRA: returns the wait in ms before this admission may proceed (0: now); the slot is reserved either way.
+# The theoretical arrival time is stored with every digit of the double ('%.17g'): Lua's tostring keeps 14
+# significant digits, 0.1 ms of a time in ms since 1970, and an interval under 0.05 ms (a rate over 20,000/s)
+# was rounded away at every admission: the bucket never filled, and nothing was limited.
 RATE: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local interval, tau = tonumber(ARGV[1]), tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
-redis.call('SET', KEYS[1], tostring(tat + interval), 'PX', math.ceil(tat + interval - now + tonumber(ARGV[3])))
+redis.call('SET', KEYS[1], string.format('%.17g', tat + interval), 'PX',
+  math.ceil(tat + interval - now + tonumber(ARGV[3])))
 local wait = tat - tau - now
 if wait < 0 then wait = 0 end
 return tostring(wait)

@@ -49,7 +49,8 @@ class RedisState:
         flush_interval_s: how often outcome counts of CLOSED breakers are sent (the staleness bound of the
             shared window) and how quickly a tripped breaker's counts reach the others.
         poll_interval_s: state is re-read this often in case a notification was missed (the fallback path).
-        key_ttl_s: keys expire after this long without use (abandoned breakers and limits clean up).
+        key_ttl_s: keys expire after this long without use (abandoned breakers and limits clean up); a
+            breaker's keys live at least its ``reset_timeout`` + 1 s.
         probe_lease_s: a half-open period whose probes are all taken and none of whose outcomes has
             arrived within this long lost them (their process died, or Redis lost the outcome): the next
             admission starts a new period. Keep it above your slowest probe call.
@@ -173,6 +174,8 @@ class RedisState:
         ``shannon.shared.available`` stops reporting this state."""
         self._closing = True
         self._telemetry.forget(self)
+        for event in self._pool_events.values():
+            event.set()  # waiters of full pools: nothing would wake them any more (they raise, see SharedPool)
         if self._pending:  # state pushes already under way (a trip, a probe result) finish first, bounded
             await asyncio.wait(list(self._pending), timeout=max(1.0, 4 * self.timeout_s))
         with contextlib.suppress(Exception):
@@ -250,6 +253,10 @@ class RedisState:
                          "local state takes over" if self.on_unavailable == "local" else "rejecting calls")
             for link in self._links.values():
                 link.unavailable()
+            for event in self._pool_events.values():
+                # Waiters of a full shared pool apply on_unavailable now: nothing else wakes them during the
+                # outage (the poll that sets these events needs Redis), so they waited for its whole length.
+                event.set()
 
     def _in_outage(self) -> bool:
         """Redis was found unavailable and has not answered since."""

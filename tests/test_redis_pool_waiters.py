@@ -1,0 +1,83 @@
+"""Waiters of a full shared pool when the real redis-server behind it goes away."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+import pytest
+from _redis_server import RedisServer, running_server
+
+from shannon_otel import CircuitBreaker
+from shannon_otel.redis import RedisState, SharedPool, SharedStateUnavailableError
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    with running_server(tmp_path) as srv:
+        yield srv
+
+
+@pytest.mark.parametrize("on_unavailable", ["local", "reject"])
+def test_a_waiter_of_a_full_pool_applies_on_unavailable_when_redis_goes(
+    server: RedisServer, on_unavailable: Literal["local", "reject"],
+) -> None:
+    """Bug: a task waiting for a slot of a full shared pool waited for the whole Redis outage (a hang, up to
+    the task's own timeout if it had one) instead of applying ``on_unavailable``: it is woken by a published
+    release or by the poll, and the poll (which reads the breakers bound to the state) needs Redis. Now the
+    outage's start wakes the waiters: ``"local"`` gives a local slot, ``"reject"`` raises."""
+    prefix = f"w{uuid.uuid4().hex[:10]}"
+
+    async def main() -> None:
+        def state() -> RedisState:
+            return RedisState(server.url, prefix=prefix, timeout_s=0.2, poll_interval_s=0.2,
+                              on_unavailable=on_unavailable)
+
+        async with state() as holder_state, state() as waiter_state:
+            CircuitBreaker("api", shared=waiter_state, instrument=False)  # its poll needs Redis
+            holder, pool = SharedPool(holder_state, "db", 1), SharedPool(waiter_state, "db", 1)
+            await holder.acquire()
+            waiting = asyncio.ensure_future(pool.acquire())
+            await asyncio.sleep(0.3)
+            assert not waiting.done()  # full: it waits for the holder
+            server.stop()
+            async with asyncio.timeout(10):  # the outage is found at the next poll (0.2 s + timeout_s)
+                if on_unavailable == "local":
+                    await waiting  # a local slot: this process alone bounded by limit
+                    pool.release()
+                else:
+                    with pytest.raises(SharedStateUnavailableError):
+                        await waiting
+            holder.release()
+
+    asyncio.run(main())
+
+
+def test_a_waiter_of_a_full_pool_whose_state_is_closed_gets_a_clear_error(server: RedisServer) -> None:
+    """Bug: closing a RedisState (its ``async with`` left while a wave still ran in the background) left the
+    waiters of its full pools waiting forever: only a release notification or the poll wakes them, and both
+    stop with the state. Now closing wakes them and they raise RuntimeError, as a new acquire then does."""
+    prefix = f"w{uuid.uuid4().hex[:10]}"
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix) as holder_state:
+            waiter_state = RedisState(server.url, prefix=prefix)
+            await waiter_state.start()
+            holder, pool = SharedPool(holder_state, "db", 1), SharedPool(waiter_state, "db", 1)
+            await holder.acquire()
+            waiting = asyncio.ensure_future(pool.acquire())
+            await asyncio.sleep(0.2)
+            assert not waiting.done()
+            await waiter_state.close()
+            async with asyncio.timeout(10):
+                with pytest.raises(RuntimeError, match="RedisState of shared pool 'db' is closed"):
+                    await waiting
+                with pytest.raises(RuntimeError, match="is closed"):
+                    await pool.acquire()
+            assert pool.in_use == 0  # the local slot taken for the waiter was given back
+            holder.release()
+
+    asyncio.run(main())

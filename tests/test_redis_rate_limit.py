@@ -1,0 +1,47 @@
+"""The shared rate limit's GCRA step, run by a real redis-server: its bucket at every allowed rate."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from _redis_server import RedisServer, running_server
+
+from shannon_otel.redis import RedisState, SharedRateLimit, _scripts
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with running_server(tmp_path_factory.mktemp("redis")) as srv:
+        yield srv
+
+
+@pytest.mark.parametrize("rate", [1_000, 25_000, 100_000])
+def test_every_admission_reserves_its_interval_at_high_rates(server: RedisServer, rate: int, tmp_path: Path) -> None:
+    """Bug: the bucket's theoretical arrival time (ms since 1970) was stored with Lua's ``tostring``, which keeps
+    14 significant digits (0.1 ms): an interval under 0.05 ms (rates over 20,000/s, allowed up to 1e6) was
+    rounded away at each admission, so the bucket never filled and a shared limit of 25,000/s let 2,000 starts
+    through in 19 ms without a wait. GCRA reserves ``1/rate`` per admission whatever the clock does, so after
+    ``n`` admissions the bucket is at least ``n`` intervals past the server's time before the first: checked
+    with the limiter's own key and arguments, ``n`` admissions in one transaction (faster than the interval)."""
+    limit = SharedRateLimit(RedisState(server.url, prefix=f"q{uuid.uuid4().hex[:10]}"), "api", rate=rate)
+    key, args = limit._key, limit._args
+    client = redis.Redis(port=server.port, decode_responses=True)
+    try:
+        script = client.register_script(_scripts.RATE)
+        n = 2_000
+        with client.pipeline(transaction=True) as pipe:
+            pipe.time()
+            for _ in range(n):
+                script(keys=key, args=args, client=pipe)
+            (seconds, micros), *waits = pipe.execute()
+        before_ms = seconds * 1000 + micros / 1000
+        interval_ms = 1000 / rate
+        reserved_ms = float(str(client.get(key[0]))) - before_ms
+        assert reserved_ms >= n * interval_ms * (1 - 1e-9), (reserved_ms, n * interval_ms)
+        assert all(float(w) >= 0 for w in waits) and float(waits[0]) == 0.0  # the first starts at once
+    finally:
+        client.close()
