@@ -6,13 +6,16 @@ It holds each trace's ended spans until their local root ends (the wave span, or
 around the wave: the topmost span started through this processor), then forwards that part of the
 trace whole or none of it (two requests of one upstream trace served here are two parts): a trace is kept when any span
 has an error status, a task outcome ``failure`` / ``timeout`` or a ``shannon.anomaly`` event, and
-otherwise when its trace id falls under ``healthy_ratio`` (the same rule as the SDK's
-``TraceIdRatioBased`` and the collector's ``probabilistic`` policy, so processes agree).
+otherwise when its trace id falls under ``healthy_ratio`` (the SDK's ``TraceIdRatioBased`` rule on the
+low 64 bits, so processes and head samplers of the same ratio agree; the collector's ``probabilistic``
+policy hashes the trace id instead, so it keeps other healthy traces: both at 10% keep about 1%).
 
 Memory is bounded by ``max_buffered_spans``: past it, the oldest undecided trace is decided at once
 on what it has so far (counted in ``overflow_traces``). Spans ending after their part's decision
 (late children) or starting under a span of a decided part follow that decision while it is
-remembered (``max_decisions``).
+remembered (``max_decisions``); one whose local root ended and was forgotten since follows its trace's
+remembered decision, else is decided on its own, never held. After ``shutdown()`` nothing is held either:
+each span ending then is decided at once.
 For several processes, sample in the collector instead: ``collector-config/otelcol-tail-sampling.yaml``.
 """
 
@@ -96,6 +99,7 @@ class TailSampler(SpanProcessor):
         self._decided: OrderedDict[int, bool] = OrderedDict()  # decided parts by local root
         self._trace_kept: OrderedDict[int, bool] = OrderedDict()  # by trace id: every part kept
         self._buffered = 0
+        self._closed = False  # shut down: nothing is buffered any more (no later decision would come)
         self._lock = threading.Lock()
         self.kept_traces = 0
         self.dropped_traces = 0
@@ -115,8 +119,13 @@ class TailSampler(SpanProcessor):
         if root is not None:
             return root
         # A parent this processor never saw start (another TracerProvider's span) roots its own part;
-        # one forgotten since its trace was decided: the span's subtree is forwarded only if every part
-        # of its trace was kept (never a kept span whose parent was dropped).
+        # one forgotten since its trace was decided: see _forgotten.
+        return self._forgotten(context)
+
+    def _forgotten(self, context: SpanContext) -> int:
+        """Under the lock: the local root of a span whose parent's part is no longer known. Its subtree is
+        forwarded only if every part of its trace was kept (never a kept span whose parent was dropped);
+        its trace forgotten too, it roots a part of its own."""
         kept = self._trace_kept.get(context.trace_id)
         if kept is None:
             return context.span_id
@@ -139,6 +148,12 @@ class TailSampler(SpanProcessor):
             root = self._root_of.get(span_id)
             if root is None:  # started before this processor was added
                 root = self._root(context, span.parent)
+            elif root != span_id and root not in self._traces and root not in self._decided and (
+                root not in self._root_of
+            ):
+                # Its local root ended, was decided and is forgotten since (max_decisions): it never ends again,
+                # so buffered under it this span (a background task outliving many requests) waited forever.
+                root = self._forgotten(context)
             if root < 0:  # _FOLLOW_KEEP / _FOLLOW_DROP
                 self._root_of.pop(span_id, None)
                 self._remember(span_id, root)
@@ -156,7 +171,7 @@ class TailSampler(SpanProcessor):
                 entry.spans.append(span)
                 entry.keep = entry.keep or troubled(span)
                 self._buffered += 1
-                if root == span_id:
+                if root == span_id or self._closed:  # shut down: decided at once, never held
                     forward.extend(self._decide(root))
                 while self._buffered > self._max_spans and self._traces:
                     self.overflow_traces += 1
@@ -201,7 +216,12 @@ class TailSampler(SpanProcessor):
             return forward
 
     def shutdown(self) -> None:
-        """Decides every buffered trace on what it has, forwards, and shuts ``processor`` down."""
+        """Decides every buffered trace on what it has, forwards, and shuts ``processor`` down. A span
+        ending later is decided at once (its part's decision, else on itself) and, kept, handed to
+        ``processor``, whose own rule for spans after its shutdown applies (the SDK's log and drop them;
+        ``configure()``'s count them as dropped); none is held back."""
+        with self._lock:
+            self._closed = True
         for span in self._decide_all():
             self._next.on_end(span)
         self._next.shutdown()
