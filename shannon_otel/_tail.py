@@ -21,6 +21,7 @@ For several processes, sample in the collector instead: ``collector-config/otelc
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -33,6 +34,8 @@ from . import _telemetry as tel
 from ._validate import check_number
 
 __all__ = ["TailSampler"]
+
+_log = logging.getLogger("shannon_otel")
 
 _TROUBLE = frozenset({tel.Outcome.FAILURE.value, tel.Outcome.TIMEOUT.value})
 _TRACE_ID_LIMIT = (1 << 64) - 1  # the low 64 bits of the trace id, as TraceIdRatioBased reads them
@@ -141,9 +144,13 @@ class TailSampler(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         context = span.context
         if context is None or not context.trace_flags.sampled:
+            # Recorded, not sampled (a RECORD_ONLY sampler): nothing to decide; the processor behind saw its
+            # start and sees its end (the SDK's exporting processors skip it, a user's span-metrics one counts it).
+            self._next.on_end(span)
             return
         trace_id, span_id = context.trace_id, context.span_id
         forward: list[ReadableSpan] = []
+        first_overflow = False
         with self._lock:
             root = self._root_of.get(span_id)
             if root is None:  # started before this processor was added
@@ -174,8 +181,17 @@ class TailSampler(SpanProcessor):
                 if root == span_id or self._closed:  # shut down: decided at once, never held
                     forward.extend(self._decide(root))
                 while self._buffered > self._max_spans and self._traces:
+                    first_overflow = first_overflow or not self.overflow_traces
                     self.overflow_traces += 1
                     forward.extend(self._decide(next(iter(self._traces))))
+        if first_overflow:
+            # Once: later spans of such a part follow its early decision, so a failure after it is exported only
+            # if the part was kept; nothing else would tell the user (overflow_traces is read by few).
+            _log.warning(
+                "TailSampler: more than max_buffered_spans=%d ended spans waited for their local root to end; the "
+                "oldest part of a trace was decided on what it had and its later spans follow that decision (a "
+                "failure after it is kept only if the part was). A span open around many waves makes one part of "
+                "them all. Counted in TailSampler.overflow_traces; this warning is not repeated", self._max_spans)
         for each in forward:
             self._next.on_end(each)
 

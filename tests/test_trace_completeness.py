@@ -5,15 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import random
 import threading
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision, ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_ON,
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
 from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags, set_span_in_context
 
 from shannon_otel import TailSampler, Wave
@@ -159,6 +168,54 @@ def test_a_parent_based_head_sampler_upstream_is_respected() -> None:
     assert sampler.stats() == {"kept_traces": 0, "dropped_traces": 0, "overflow_traces": 0, "buffered_spans": 0}
     asyncio.run(request(TraceFlags.SAMPLED))
     assert _names(exporter.get_finished_spans()) == ["GET /", "task w", "wave w"]
+
+
+class _RecordOnly(Sampler):
+    """Records every span without sampling it (spans for in-process processors only, never exported)."""
+
+    def should_sample(self, *args: object, **kwargs: object) -> SamplingResult:
+        return SamplingResult(Decision.RECORD_ONLY)
+
+    def get_description(self) -> str:
+        return "record only"
+
+
+class _Seen(SpanProcessor):
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.ended: list[str] = []
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        self.started.append(span.name)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.ended.append(span.name)
+
+
+def test_recorded_spans_that_are_not_sampled_pass_through_to_the_processor_behind() -> None:
+    # Before: the processor behind saw every such span start and none end (a span-metrics processor behind the
+    # sampler counted nothing); exporting processors skip them themselves, so nothing more is exported.
+    seen = _Seen()
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=_RecordOnly())
+    provider.add_span_processor(TailSampler(seen, healthy_ratio=1.0))
+    provider.add_span_processor(TailSampler(SimpleSpanProcessor(exporter), healthy_ratio=1.0))
+    tracer = provider.get_tracer("app")
+    with tracer.start_as_current_span("request"):
+        tracer.start_span("step").end()
+    assert seen.started == ["request", "step"] and seen.ended == ["step", "request"]
+    assert exporter.get_finished_spans() == ()
+
+
+def test_the_first_buffer_overflow_is_said_once(caplog: pytest.LogCaptureFixture) -> None:
+    provider, _, sampler = _tail(0.0, max_buffered_spans=3)
+    tracer = provider.get_tracer("app")
+    with caplog.at_level(logging.WARNING, "shannon_otel"), tracer.start_as_current_span("job"):
+        for i in range(20):
+            tracer.start_span(f"step {i}").end()
+    assert sampler.overflow_traces >= 1
+    (record,) = caplog.records
+    assert "max_buffered_spans=3" in record.getMessage() and "overflow_traces" in record.getMessage()
 
 
 def test_a_root_that_never_ends_is_decided_at_the_buffer_bound_and_what_is_kept_is_whole() -> None:
