@@ -87,6 +87,7 @@ class TailSampler(SpanProcessor):
         check_number("max_buffered_spans", max_buffered_spans, low=1, integer=True)
         check_number("max_decisions", max_decisions, low=1, integer=True)
         self._next = processor
+        self._next_on_ending = getattr(processor, "_on_ending", None)
         self.healthy_ratio = healthy_ratio
         self._bound = round(healthy_ratio * (_TRACE_ID_LIMIT + 1))
         self._max_spans = max_buffered_spans
@@ -140,6 +141,12 @@ class TailSampler(SpanProcessor):
             with self._lock:
                 self._root_of[context.span_id] = self._root(context, span.parent)
         self._next.on_start(span, parent_context=parent_context)
+
+    def _on_ending(self, span: Span) -> None:
+        # The SDK's OnEnding hook (private in the SDK yet), called on the span still writable just before on_end:
+        # passed on, or a processor behind this one never got it.
+        if self._next_on_ending is not None:
+            self._next_on_ending(span)
 
     def on_end(self, span: ReadableSpan) -> None:
         context = span.context

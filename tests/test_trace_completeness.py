@@ -183,10 +183,14 @@ class _RecordOnly(Sampler):
 class _Seen(SpanProcessor):
     def __init__(self) -> None:
         self.started: list[str] = []
+        self.ending: list[str] = []
         self.ended: list[str] = []
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         self.started.append(span.name)
+
+    def _on_ending(self, span: Span) -> None:
+        self.ending.append(span.name)
 
     def on_end(self, span: ReadableSpan) -> None:
         self.ended.append(span.name)
@@ -207,6 +211,19 @@ def test_recorded_spans_that_are_not_sampled_pass_through_to_the_processor_behin
     assert exporter.get_finished_spans() == ()
 
 
+def test_the_processor_behind_sees_every_span_ending_as_the_sdk_calls_it() -> None:
+    # The SDK calls a processor's (private) _on_ending on the span still writable, before on_end: the sampler
+    # kept it from the processor behind it.
+    seen = _Seen()
+    provider = TracerProvider()
+    provider.add_span_processor(TailSampler(seen, healthy_ratio=0.0))
+    tracer = provider.get_tracer("app")
+    with tracer.start_as_current_span("request"):
+        tracer.start_span("step").end()
+    assert seen.ending == ["step", "request"]
+    assert seen.ended == []  # healthy, ratio 0: dropped
+
+
 def test_the_first_buffer_overflow_is_said_once(caplog: pytest.LogCaptureFixture) -> None:
     provider, _, sampler = _tail(0.0, max_buffered_spans=3)
     tracer = provider.get_tracer("app")
@@ -216,6 +233,35 @@ def test_the_first_buffer_overflow_is_said_once(caplog: pytest.LogCaptureFixture
     assert sampler.overflow_traces >= 1
     (record,) = caplog.records
     assert "max_buffered_spans=3" in record.getMessage() and "overflow_traces" in record.getMessage()
+
+
+def test_traces_of_many_threads_at_once_are_kept_whole_and_every_failing_one_kept() -> None:
+    provider, exporter, sampler = _tail(0.2)
+    tracer = provider.get_tracer("app")
+    failing: set[int] = set()
+    lock = threading.Lock()
+
+    def requests(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(150):
+            with tracer.start_as_current_span("request") as request:
+                for _ in range(rng.randint(1, 3)):
+                    with tracer.start_as_current_span("call"), tracer.start_as_current_span("query") as query:
+                        if rng.random() < 0.05:
+                            query.set_status(Status(StatusCode.ERROR))
+                            with lock:
+                                failing.add(request.get_span_context().trace_id)
+
+    threads = [threading.Thread(target=requests, args=(seed,)) for seed in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    spans = exporter.get_finished_spans()
+    kept = {s.context.trace_id for s in spans if s.context is not None}
+    assert failing and failing <= kept and not _orphans(spans)
+    assert sampler.kept_traces == len(kept) and sampler.kept_traces + sampler.dropped_traces == 900
+    assert (sampler.buffered_spans, sampler.overflow_traces) == (0, 0)
 
 
 def test_a_root_that_never_ends_is_decided_at_the_buffer_bound_and_what_is_kept_is_whole() -> None:
