@@ -14,7 +14,8 @@ Memory is bounded by ``max_buffered_spans``: past it, the oldest undecided trace
 on what it has so far (counted in ``overflow_traces``). Spans ending after their part's decision
 (late children) or starting under a span of a decided part follow that decision while it is
 remembered (``max_decisions``); one whose local root ended and was forgotten since follows its trace's
-remembered decision, else is decided on its own, never held. After ``shutdown()`` nothing is held either:
+remembered decision, else is decided on its own, never held. A span under a parent never seen here (another
+TracerProvider's) roots a part of its own. After ``shutdown()`` nothing is held either:
 each span ending then is decided at once.
 For several processes, sample in the collector instead: ``collector-config/otelcol-tail-sampling.yaml``.
 """
@@ -96,12 +97,15 @@ class TailSampler(SpanProcessor):
         # until its part of the trace is decided (or, started late, until it ends): a part is decided
         # when its root ends, so a request's part never waits for another part of the same trace.
         self._root_of: dict[int, int] = {}
-        # ... and after that, for the newest ``max_decisions`` decided spans: a span started under one of
-        # them (a fire-and-forget task) follows its part's decision.
-        self._ended_root: OrderedDict[int, int] = OrderedDict()
+        # ... and after that, for the newest ``max_decisions`` decided spans (with their trace id): a span
+        # started under one of them (a fire-and-forget task) follows its part's decision.
+        self._ended_root: OrderedDict[int, tuple[int, int]] = OrderedDict()
         self._traces: OrderedDict[int, _Trace] = OrderedDict()  # undecided parts by local root, oldest first
         self._decided: OrderedDict[int, bool] = OrderedDict()  # decided parts by local root
         self._trace_kept: OrderedDict[int, bool] = OrderedDict()  # by trace id: every part kept
+        # Trace ids of which an ended span was forgotten (past max_decisions): only there can an unknown parent be
+        # a forgotten one; elsewhere it is a span this processor never saw (another TracerProvider's).
+        self._forgot_spans_of: OrderedDict[int, None] = OrderedDict()
         self._buffered = 0
         self._closed = False  # shut down: nothing is buffered any more (no later decision would come)
         self._lock = threading.Lock()
@@ -118,20 +122,23 @@ class TailSampler(SpanProcessor):
         if parent is None or parent.is_remote:
             return context.span_id
         root = self._root_of.get(parent.span_id)
-        if root is None:
-            root = self._ended_root.get(parent.span_id)
         if root is not None:
             return root
+        ended = self._ended_root.get(parent.span_id)
+        if ended is not None:
+            return ended[0]
         # A parent this processor never saw start (another TracerProvider's span) roots its own part;
         # one forgotten since its trace was decided: see _forgotten.
         return self._forgotten(context)
 
     def _forgotten(self, context: SpanContext) -> int:
-        """Under the lock: the local root of a span whose parent's part is no longer known. Its subtree is
-        forwarded only if every part of its trace was kept (never a kept span whose parent was dropped);
-        its trace forgotten too, it roots a part of its own."""
+        """Under the lock: the local root of a span whose parent's part is not known (now). Its subtree is
+        forwarded whole when every part of its trace was kept; when one was dropped and a span of the trace
+        was forgotten since, not at all (the parent may be that span: never a kept span whose parent was
+        dropped); otherwise it roots a part of its own (a parent never seen here: another TracerProvider's
+        span around a second wave of a request whose first, healthy, was dropped; its failure is kept)."""
         kept = self._trace_kept.get(context.trace_id)
-        if kept is None:
+        if kept is None or (not kept and context.trace_id not in self._forgot_spans_of):
             return context.span_id
         return _FOLLOW_KEEP if kept else _FOLLOW_DROP
 
@@ -170,12 +177,12 @@ class TailSampler(SpanProcessor):
                 root = self._forgotten(context)
             if root < 0:  # _FOLLOW_KEEP / _FOLLOW_DROP
                 self._root_of.pop(span_id, None)
-                self._remember(span_id, root)
+                self._remember(span_id, root, trace_id)
                 if root == _FOLLOW_KEEP:
                     forward.append(span)
             elif root not in self._traces and root in self._decided:
                 self._root_of.pop(span_id, None)
-                self._remember(span_id, root)
+                self._remember(span_id, root, trace_id)
                 if self._decided[root]:
                     forward.append(span)
             else:
@@ -202,12 +209,16 @@ class TailSampler(SpanProcessor):
         for each in forward:
             self._next.on_end(each)
 
-    def _remember(self, span_id: int, root: int) -> None:
+    def _remember(self, span_id: int, root: int, trace_id: int) -> None:
         """Under the lock: ``span_id`` ended in the decided part under ``root`` (bounded, oldest forgotten)."""
         ended_root = self._ended_root
-        ended_root[span_id] = root
+        ended_root[span_id] = (root, trace_id)
         if len(ended_root) > self._max_decisions:
-            ended_root.popitem(last=False)
+            _, (_, forgotten_trace) = ended_root.popitem(last=False)
+            forgot = self._forgot_spans_of
+            forgot[forgotten_trace] = None
+            if len(forgot) > self._max_decisions:
+                forgot.popitem(last=False)
 
     def _decide(self, root: int) -> list[ReadableSpan]:
         """Under the lock: settle the part of a trace under ``root``; the spans to forward (none when dropped)."""
@@ -216,7 +227,7 @@ class TailSampler(SpanProcessor):
         for span in entry.spans:
             if span.context is not None:
                 self._root_of.pop(span.context.span_id, None)
-                self._remember(span.context.span_id, root)
+                self._remember(span.context.span_id, root, entry.trace_id)
         trace_id = entry.trace_id
         keep = entry.keep or (trace_id & _TRACE_ID_LIMIT) < self._bound
         self._decided[root] = keep

@@ -281,6 +281,46 @@ def test_a_root_that_never_ends_is_decided_at_the_buffer_bound_and_what_is_kept_
     assert len(spans) == 71 and not _orphans(spans)
 
 
+def test_a_failing_wave_after_a_dropped_healthy_one_under_a_span_of_another_provider_is_kept() -> None:
+    # The request span is the user's own TracerProvider's (never seen here), and each wave under it a part of its
+    # own. Before: the second wave's parent, unknown here, was taken for a span forgotten since its trace was
+    # decided; the first wave had been dropped (healthy, ratio 0), so the failing second one was dropped whole.
+    provider, exporter, sampler = _tail(0.0)
+    users_own = TracerProvider().get_tracer("app")
+
+    async def ok() -> int:
+        return 1
+
+    async def bad() -> int:
+        raise ValueError("boom")
+
+    async def main() -> None:
+        with users_own.start_as_current_span("request"):
+            await Wave[int]("first", tracer_provider=provider).run([ok()])
+            await Wave[int]("second", tracer_provider=provider).run([ok(), bad()])
+
+    asyncio.run(main())
+    assert _names(exporter.get_finished_spans()) == ["task second", "task second", "wave second"]
+    assert (sampler.kept_traces, sampler.dropped_traces, sampler.buffered_spans) == (1, 1, 0)
+
+
+def test_a_failing_span_under_a_forgotten_span_of_a_dropped_part_is_not_kept_without_its_parent() -> None:
+    # The parent ended in a dropped part and was forgotten since (max_decisions): keeping its failing child would
+    # export a span whose parent was never exported.
+    provider, exporter, sampler = _tail(0.0, max_decisions=3)
+    tracer = provider.get_tracer("app")
+    request = tracer.start_span("request")
+    steps = [tracer.start_span(f"step {i}", context=set_span_in_context(request)) for i in range(4)]
+    for step in steps:
+        step.end()
+    request.end()  # dropped; "step 0" is forgotten (three ended spans remembered)
+    late = tracer.start_span("late", context=set_span_in_context(steps[0]))
+    late.set_status(Status(StatusCode.ERROR))
+    late.end()
+    assert exporter.get_finished_spans() == ()
+    assert sampler.buffered_spans == 0
+
+
 def test_a_span_outliving_its_roots_forgotten_decision_is_not_held_forever() -> None:
     # A background span started under a request and ending after max_decisions later decisions: its local root's
     # decision was forgotten, the root never ends again, and the span sat in the buffer until an overflow or the
