@@ -66,6 +66,9 @@ class _Trace:
 # The "local root" of a span started under a parent forgotten since its trace was decided: its subtree is
 # decided at once, forwarded only if every part of the trace was kept (span ids are never negative).
 _FOLLOW_KEEP, _FOLLOW_DROP = -1, -2
+# What is remembered of a trace: every part kept; a part dropped; a part dropped and an ended span of the trace
+# forgotten since (only then may a parent unknown here be a forgotten span rather than one never seen).
+_KEPT, _DROPPED, _DROPPED_FORGOTTEN = 1, 0, -1
 
 
 class TailSampler(SpanProcessor):
@@ -102,10 +105,7 @@ class TailSampler(SpanProcessor):
         self._ended_root: OrderedDict[int, tuple[int, int]] = OrderedDict()
         self._traces: OrderedDict[int, _Trace] = OrderedDict()  # undecided parts by local root, oldest first
         self._decided: OrderedDict[int, bool] = OrderedDict()  # decided parts by local root
-        self._trace_kept: OrderedDict[int, bool] = OrderedDict()  # by trace id: every part kept
-        # Trace ids of which an ended span was forgotten (past max_decisions): only there can an unknown parent be
-        # a forgotten one; elsewhere it is a span this processor never saw (another TracerProvider's).
-        self._forgot_spans_of: OrderedDict[int, None] = OrderedDict()
+        self._trace_kept: OrderedDict[int, int] = OrderedDict()  # by trace id: _KEPT, _DROPPED, _DROPPED_FORGOTTEN
         self._buffered = 0
         self._closed = False  # shut down: nothing is buffered any more (no later decision would come)
         self._lock = threading.Lock()
@@ -138,9 +138,9 @@ class TailSampler(SpanProcessor):
         dropped); otherwise it roots a part of its own (a parent never seen here: another TracerProvider's
         span around a second wave of a request whose first, healthy, was dropped; its failure is kept)."""
         kept = self._trace_kept.get(context.trace_id)
-        if kept is None or (not kept and context.trace_id not in self._forgot_spans_of):
+        if kept is None or kept == _DROPPED:
             return context.span_id
-        return _FOLLOW_KEEP if kept else _FOLLOW_DROP
+        return _FOLLOW_KEEP if kept == _KEPT else _FOLLOW_DROP
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         context = span.context
@@ -177,12 +177,12 @@ class TailSampler(SpanProcessor):
                 root = self._forgotten(context)
             if root < 0:  # _FOLLOW_KEEP / _FOLLOW_DROP
                 self._root_of.pop(span_id, None)
-                self._remember(span_id, root, trace_id)
+                self._remember(span_id, (root, trace_id))
                 if root == _FOLLOW_KEEP:
                     forward.append(span)
             elif root not in self._traces and root in self._decided:
                 self._root_of.pop(span_id, None)
-                self._remember(span_id, root, trace_id)
+                self._remember(span_id, (root, trace_id))
                 if self._decided[root]:
                     forward.append(span)
             else:
@@ -209,33 +209,34 @@ class TailSampler(SpanProcessor):
         for each in forward:
             self._next.on_end(each)
 
-    def _remember(self, span_id: int, root: int, trace_id: int) -> None:
-        """Under the lock: ``span_id`` ended in the decided part under ``root`` (bounded, oldest forgotten)."""
+    def _remember(self, span_id: int, part: tuple[int, int]) -> None:
+        """Under the lock: ``span_id`` ended in the decided ``part`` (local root, trace id); bounded, oldest
+        forgotten (and its trace, if a part of it was dropped, marked: see _forgotten)."""
         ended_root = self._ended_root
-        ended_root[span_id] = (root, trace_id)
+        ended_root[span_id] = part
         if len(ended_root) > self._max_decisions:
-            _, (_, forgotten_trace) = ended_root.popitem(last=False)
-            forgot = self._forgot_spans_of
-            forgot[forgotten_trace] = None
-            if len(forgot) > self._max_decisions:
-                forgot.popitem(last=False)
+            _, (_, trace_id) = ended_root.popitem(last=False)
+            if self._trace_kept.get(trace_id) == _DROPPED:
+                self._trace_kept[trace_id] = _DROPPED_FORGOTTEN
 
     def _decide(self, root: int) -> list[ReadableSpan]:
         """Under the lock: settle the part of a trace under ``root``; the spans to forward (none when dropped)."""
         entry = self._traces.pop(root)
         self._buffered -= len(entry.spans)
-        for span in entry.spans:
-            if span.context is not None:
-                self._root_of.pop(span.context.span_id, None)
-                self._remember(span.context.span_id, root, entry.trace_id)
         trace_id = entry.trace_id
         keep = entry.keep or (trace_id & _TRACE_ID_LIMIT) < self._bound
         self._decided[root] = keep
-        self._trace_kept[trace_id] = keep and self._trace_kept.get(trace_id, True)
+        before = self._trace_kept.get(trace_id, _KEPT)
+        self._trace_kept[trace_id] = before if before != _KEPT else _KEPT if keep else _DROPPED
         if len(self._decided) > self._max_decisions:
             self._decided.popitem(last=False)
         if len(self._trace_kept) > self._max_decisions:
             self._trace_kept.popitem(last=False)
+        part = (root, trace_id)  # one for all its spans: memory per part, not per span
+        for span in entry.spans:  # remembered after the trace's state is set: one may be forgotten here already
+            if span.context is not None:
+                self._root_of.pop(span.context.span_id, None)
+                self._remember(span.context.span_id, part)
         if keep:
             self.kept_traces += 1
             return entry.spans
