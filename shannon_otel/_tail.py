@@ -32,6 +32,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanContext, StatusCode
 
 from . import _telemetry as tel
+from ._delivery import in_forked_child
 from ._validate import check_number
 
 __all__ = ["TailSampler"]
@@ -99,15 +100,26 @@ class TailSampler(SpanProcessor):
         # Each span's local root (the span id of its topmost ancestor started here), from its start
         # until its part of the trace is decided (or, started late, until it ends): a part is decided
         # when its root ends, so a request's part never waits for another part of the same trace.
-        self._root_of: dict[int, int] = {}
+        self._root_of: dict[int, int]
         # ... and after that, for the newest ``max_decisions`` decided spans (with their trace id): a span
         # started under one of them (a fire-and-forget task) follows its part's decision.
         self._ended_root: OrderedDict[int, tuple[int, int]] = OrderedDict()
-        self._traces: OrderedDict[int, _Trace] = OrderedDict()  # undecided parts by local root, oldest first
+        self._traces: OrderedDict[int, _Trace]  # undecided parts by local root, oldest first
         self._decided: OrderedDict[int, bool] = OrderedDict()  # decided parts by local root
         self._trace_kept: OrderedDict[int, int] = OrderedDict()  # by trace id: _KEPT, _DROPPED, _DROPPED_FORGOTTEN
-        self._buffered = 0
         self._closed = False  # shut down: nothing is buffered any more (no later decision would come)
+        self._start()
+        in_forked_child(self._start)
+
+    def _start(self) -> None:
+        """Nothing open, buffered or counted yet; also in a forked child. The parent's open spans and undecided
+        parts are the parent's to decide and export: inherited, the child exported them a second time (at its
+        shutdown or an overflow) and held its own spans under the parent's open root; and a lock a parent's thread
+        held at the fork stayed held in the child forever. Decisions made are kept: a child's span under a
+        decided span follows it."""
+        self._root_of = {}
+        self._traces = OrderedDict()
+        self._buffered = 0
         self._lock = threading.Lock()
         self.kept_traces = 0
         self.dropped_traces = 0
