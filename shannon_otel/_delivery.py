@@ -20,7 +20,6 @@ import os
 import queue
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -33,6 +32,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from . import _telemetry as tel
+from ._fork import in_forked_child
 from ._telemetry import DropReason
 
 T = TypeVar("T")
@@ -49,25 +49,6 @@ DEFAULT_MAX_QUEUE_SIZE = 16_384
 # (~292 years) the SDK's worker thread died at its first wait (OverflowError) and exported nothing until a
 # flush or the exit, its queue filling and then dropping.
 MAX_DELAY_MS = 86_400_000
-
-
-def in_forked_child(method: Callable[[], None]) -> None:
-    """Call the bound ``method`` in the child process after every ``fork()`` while its object lives.
-
-    A forked child inherits the parent's counts and locks, but not its threads nor (the SDK clears it)
-    its span queue: what the parent had queued or in flight is the parent's to deliver or count, and a
-    lock some exporter thread held at that instant would stay held in the child forever. The object is
-    held weakly: ``os.register_at_fork`` registrations cannot be removed.
-    """
-    if not hasattr(os, "register_at_fork"):  # Windows: no fork
-        return
-    ref = weakref.WeakMethod(method)
-
-    def after_in_child() -> None:
-        if (bound := ref()) is not None:
-            bound()
-
-    os.register_at_fork(after_in_child=after_in_child)
 
 
 class DropCounter:

@@ -45,6 +45,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, get_current_span
 
+from ._fork import in_forked_child, release_held
 from ._telemetry import SCOPE_NAME, MetricSpec
 from ._version import __version__
 
@@ -416,7 +417,12 @@ class ReaderStore:
         self._reset_exemplars = reset_exemplars
         self._plan = plan
         self._lock = threading.Lock()  # shared by this store's aggregates (see BoundPair)
+        # Held by a reader's collection; a child forked meanwhile would wait on it at its first task.
+        in_forked_child(self._forked)
         self.aggregates: dict[str, HistogramAggregate | None] = {}
+
+    def _forked(self) -> None:
+        release_held(self._lock)
 
     def aggregate(self, spec: MetricSpec, instrument: Any) -> HistogramAggregate | None:
         if spec.name not in self.aggregates:
@@ -466,6 +472,10 @@ class MetricsBridge:
         self._shared = self.add_store(ReaderStore(self, reset_exemplars=False)) if shared_store else None
         self._sinks: dict[str, HistogramAggregate | _FanOut | None] = {}
         self._lock = threading.Lock()
+        in_forked_child(self._forked)
+
+    def _forked(self) -> None:
+        release_held(self._lock)
 
     def add_store(self, store: ReaderStore) -> ReaderStore:
         self._stores.append(store)

@@ -32,6 +32,7 @@ from opentelemetry.sdk.metrics.export import (
     Sum,
 )
 
+from ._fork import in_forked_child, release_held
 from ._metrics_bridge import MetricsBridge
 from ._telemetry import METRICS, MetricSpec
 from ._validate import check_name, check_number
@@ -221,6 +222,10 @@ class PrometheusReader(MetricReader):
         self._bridge: MetricsBridge | None = None
         self._latest: MetricsData | None = None
         self._lock = threading.Lock()
+        in_forked_child(self._forked)  # held by a scrape on another thread at a fork: the child's would hang
+
+    def _forked(self) -> None:
+        release_held(self._lock)
 
     def attach_bridge(self, bridge: MetricsBridge) -> None:
         """Called by ``configure()``: merge the in-process task histograms into every scrape."""

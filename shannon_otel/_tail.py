@@ -32,7 +32,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanContext, StatusCode
 
 from . import _telemetry as tel
-from ._delivery import in_forked_child
+from ._fork import in_forked_child
 from ._validate import check_number
 
 __all__ = ["TailSampler"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
+import numbers
 import re
 import urllib.parse
 from collections.abc import Iterable, Mapping
@@ -18,7 +20,10 @@ def check_number(name: str, value: object, *, low: float, high: float | None = N
     kinds: tuple[type, ...] = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds):
         kind = "an int" if integer else "a number"
-        raise TypeError(f"{name} must be {kind}{' or None' if allow_none else ''}, got {shown(value)}")
+        raise TypeError(
+            f"{name} must be {kind}{' or None' if allow_none else ''}{other_number(value, integer=integer)}, "
+            f"got {shown(value)}"
+        )
     # Compared as given: Python compares ints and floats exactly, whatever the int's size (float(10**400)
     # raises OverflowError, which escaped here instead of an error naming the parameter).
     v = cast("float", value)
@@ -34,6 +39,60 @@ def check_number(name: str, value: object, *, low: float, high: float | None = N
                 f"{name} must be in {left}{low}, {right} and within the float range (seconds, rates), "
                 f"got {shown(value)}"
             ) from None
+
+
+def builtin_numbers(obj: object, *names: str) -> None:
+    """Store the named number fields of the frozen ``obj`` (checked already) as builtin ``float``/``int``.
+
+    A float subclass passes :func:`check_number` (``numpy.float64`` is one) but computes otherwise: its
+    overflow is a numpy ``RuntimeWarning`` and ``inf`` where a float raises ``OverflowError`` (a long
+    retry's backoff, ``1 / rate`` of a subnormal rate), warnings raised from inside a call, and numpy
+    scalars handed on in events. Converted once, at construction, every call computes as with a float.
+    """
+    for name in names:
+        value = getattr(obj, name)
+        if type(value) is not float and isinstance(value, float):
+            object.__setattr__(obj, name, float(value))
+        elif type(value) is not int and isinstance(value, int) and not isinstance(value, bool):
+            object.__setattr__(obj, name, int(value))
+
+
+INT64_MAX = 2**63 - 1  # the largest int an OTLP attribute holds
+
+
+def int64_or_none(value: int | None) -> int | None:
+    """``value``, a count for an event and its telemetry, or None (what events say of no limit) when no int64
+    holds it: ``10**400`` is a valid count (unbounded), which OTLP cannot encode (the attribute lost, with a
+    traceback logged per span or log record)."""
+    return value if value is None or value <= INT64_MAX else None
+
+
+def other_number(value: object, *, integer: bool = False) -> str:
+    """What to say of a number of another type given where a builtin int/float is meant (numpy scalars,
+    ``Decimal``, ``Fraction``): "must be a number, got np.float32(0.5)" read as a contradiction. Empty for
+    anything else."""
+    if isinstance(value, bool | int | float) or not isinstance(value, numbers.Number):
+        return ""
+    kind = f"{type(value).__module__}.{type(value).__qualname__}"
+    if isinstance(value, numbers.Complex) and not isinstance(value, numbers.Real):  # float() refuses it
+        return f" (a real Python {'int' if integer else 'int or float'}; {kind} is not one)"
+    if integer and not isinstance(value, numbers.Integral):
+        return f" (a Python int; {kind} is not one)"
+    if integer:
+        return f" (a Python int; {kind} is not one: pass int(value))"
+    return f" (a Python int or float; {kind} is not one: pass float(value))"
+
+
+def check_reading(name: str, value: object) -> None:
+    """TypeError/ValueError naming ``name`` (a clock) unless ``value``, one of its readings, is finite seconds.
+
+    Checked where a run or a retry first reads the clock, before any work: ``clock=datetime.now`` (a slip
+    for ``time.time``) raised "'>' not supported between 'datetime.timedelta' and 'int'" from inside the
+    wave once its first task had run, the result lost; a NaN reading made every duration NaN."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must return seconds (a real number){other_number(value)}, got {brief(value)}")
+    if not -math.inf < cast("float", value) < math.inf:
+        raise ValueError(f"{name} must return finite seconds, got {brief(value)}")
 
 
 def shown(value: object) -> str:

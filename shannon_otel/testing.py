@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import selectors
+import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Executor
@@ -37,7 +38,14 @@ Ts = TypeVarTuple("Ts")
 
 
 class _TestingScope:
-    """What :func:`set_testing` returns: used as a context manager, it restores the previous setting."""
+    """What :func:`set_testing` returns: used as a context manager, it restores the previous setting.
+
+    Scopes may overlap without nesting (two concurrent tests, in tasks or threads, each in its own
+    ``with``): the active ones form a stack, and one that exits while a later one is still active
+    changes nothing now and hands its previous setting on to that later one, which restores it when it
+    exits. So the setting is always that of the latest active scope, and the one from before them all
+    once every scope has exited, in whatever order.
+    """
 
     __slots__ = ("_previous",)
 
@@ -45,12 +53,25 @@ class _TestingScope:
         self._previous = previous
 
     def __enter__(self) -> None:
-        return None
+        with _SCOPES_LOCK:
+            _SCOPES.append(self)
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None,
     ) -> None:
-        TESTING.on, TESTING.attempts = self._previous
+        with _SCOPES_LOCK:
+            at = next((k for k in range(len(_SCOPES) - 1, -1, -1) if _SCOPES[k] is self), None)
+            if at is not None:
+                del _SCOPES[at]
+                if at < len(_SCOPES):  # a later scope is still active: it will restore what this one would
+                    _SCOPES[at]._previous = self._previous
+                    return
+            TESTING.on, TESTING.attempts = self._previous
+
+
+# The set_testing() scopes entered and not yet exited, oldest first.
+_SCOPES: list[_TestingScope] = []
+_SCOPES_LOCK = threading.Lock()
 
 
 def set_testing(on: bool, *, attempts: int | None = None) -> _TestingScope:
@@ -59,14 +80,17 @@ def set_testing(on: bool, *, attempts: int | None = None) -> _TestingScope:
     While on, every :class:`~shannon_otel.Retry` retries at once (delay 0, reported as 0) and, when
     ``attempts`` (>= 1) is given, makes at most that many attempts. It applies process-wide from this
     call on; use the return value as a context manager (``with set_testing(True): ...``) to restore
-    the previous setting on exit, or call ``set_testing(False)``. Successful first attempts never
+    the previous setting on exit (also when such scopes overlap without nesting, as two concurrent tests
+    do: the latest active one wins, and all exited restore what was before them), or call
+    ``set_testing(False)``. Successful first attempts never
     consult it. Raises TypeError/ValueError for a non-bool ``on`` or ``attempts`` below 1.
     """
     if not isinstance(on, bool):
         raise TypeError(f"on must be a bool, got {on!r}")
     check_number("attempts", attempts, low=1, integer=True, allow_none=True)
-    previous = (TESTING.on, TESTING.attempts)
-    TESTING.on, TESTING.attempts = on, attempts if on else None
+    with _SCOPES_LOCK:
+        previous = (TESTING.on, TESTING.attempts)
+        TESTING.on, TESTING.attempts = on, attempts if on else None
     return _TestingScope(previous)
 
 

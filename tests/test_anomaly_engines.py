@@ -3,7 +3,10 @@ its threads, its exp, and the choice of engine."""
 
 from __future__ import annotations
 
+import multiprocessing
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NoReturn
 
 import numpy as np
 import pytest
@@ -94,6 +97,61 @@ def test_threads_split_a_large_block_and_give_the_same_scores() -> None:
     follow = block[:, :10] + 1.0  # a small block after a large one: the serial kernel on the same state
     assert np.array_equal(threaded.update_many(names, follow, ts[:10] + cols * STEP),
                           serial.update_many(names, follow, ts[:10] + cols * STEP), equal_nan=True)
+
+
+
+def _threaded(threads: int) -> AnomalyDetector:
+    """A numba detector splitting large blocks across ``threads`` threads, even on a 1-CPU machine."""
+    kernel = _kernel.load()
+    assert kernel is not None
+    det = AnomalyDetector(engine="numba", threads=threads)
+    det._kernel = kernel._replace(max_threads=threads)
+    return det
+
+
+def test_a_threaded_block_is_scored_on_the_callers_thread_when_no_helper_can_start(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A helper thread that cannot start ("can't start new thread", or an interpreter shutting down) leaves
+    every run of rows to the caller: the same scores, no error, nothing left waiting."""
+    rows, cols = 64, PARALLEL_MIN // 64 + 10
+    names = [f"s{i}" for i in range(rows)]
+    block = dirty_block(rows, cols)
+    ts = np.arange(cols) * STEP
+    expected = AnomalyDetector(engine="numba").update_many(names, block, ts)
+
+    def refuse(*args: object, **kwargs: object) -> NoReturn:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(ThreadPoolExecutor, "submit", refuse)
+    assert np.array_equal(_threaded(2).update_many(names, block, ts), expected, equal_nan=True)
+
+
+def _score_in_child(det: AnomalyDetector, names: list[str], block: np.ndarray, ts: np.ndarray, send: Any) -> None:
+    send.send(det.update_many(names, block, ts))
+
+
+def test_a_child_forked_after_a_threaded_block_scores_its_own_threaded_blocks() -> None:
+    """The split block's threads are the detector's own: a forked child (which inherits none of them) starts
+    its own and gets the parent's scores. On numba's OpenMP pool a child hung in its first split block."""
+    rows, cols = 64, PARALLEL_MIN // 64 + 10
+    names = [f"s{i}" for i in range(rows)]
+    block = dirty_block(rows, cols)
+    ts = np.arange(cols) * STEP
+    det = _threaded(2)
+    det.update_many(names, block, ts)
+    later = ts + cols * STEP
+    receive, send = multiprocessing.get_context("fork").Pipe(duplex=False)
+    child = multiprocessing.get_context("fork").Process(target=_score_in_child,
+                                                         args=(det, names, block + 1.0, later, send))
+    child.start()
+    try:
+        assert receive.poll(60.0), "the child's threaded block never finished"
+        got = receive.recv()
+    finally:
+        child.join(10.0)
+        if child.is_alive():
+            child.kill()
+    assert np.array_equal(got, det.update_many(names, block + 1.0, later), equal_nan=True)
 
 
 @pytest.mark.parametrize(

@@ -442,3 +442,26 @@ def test_every_redis_state_of_a_provider_reports_its_availability_and_a_closed_o
     assert {p.attributes[tel.ERROR_TYPE] for p in errors} <= {"redis.exceptions.ConnectionError", "TimeoutError"}
     assert errors
     otel.shutdown()
+
+
+def test_a_shared_open_breaker_whose_clock_steps_back_waits_its_reset_timeout_not_the_step(
+    server: RedisServer, prefix: str,
+) -> None:
+    """Stepped back by 3 days after opening, the shared breaker's local check said retry after 3 days and 30 s
+    (the local breaker was fixed for this; its shared link computed the wait the old way)."""
+    now = [1000.0]
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix) as shared:
+            breaker = CircuitBreaker(
+                "stepped", shared=shared, failure_threshold=1, reset_timeout=30, clock=lambda: now[0], instrument=False,
+            )
+            with pytest.raises(ConnectionError):
+                await breaker.call(_boom)
+            await wait_for(lambda: breaker.state is BreakerState.OPEN)
+            now[0] -= 3 * 86_400.0
+            with pytest.raises(CircuitOpenError) as rejected:
+                await breaker.call(_ok)
+            assert rejected.value.retry_after_s == 30.0
+
+    asyncio.run(main())

@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._events import CallObserver, Hook, SagaObserver
@@ -56,20 +57,27 @@ class _Default:
 
     hook: LoggingHook | None = None
     _at_exit = False
+    _lock = threading.Lock()
 
     @classmethod
     def get(cls) -> LoggingHook | None:
         """The default hook, or ``None`` when ``SHANNON_OTEL_LOGS`` turns logging off."""
         if os.environ.get(ENV, "on").strip().lower() in _OFF:
             return None
-        if cls.hook is None:
-            cls.hook = LoggingHook()
-            # Repeats held back by its flood limiter are summarised before the process leaves (the user
-            # has no handle on this hook to call flush(); configure()'s shutdown flushes it too).
-            if not cls._at_exit:
-                cls._at_exit = True
-                atexit.register(cls.flush)
-        return cls.hook
+        hook = cls.hook
+        if hook is None:
+            # Entry points are built on any thread: two building the first one at once must share one
+            # hook (one flood limiter; the one whose pending summaries the exit flush writes).
+            with cls._lock:
+                hook = cls.hook
+                if hook is None:
+                    hook = cls.hook = LoggingHook()
+                    # Repeats held back by its flood limiter are summarised before the process leaves (the
+                    # user has no handle on this hook to call flush(); configure()'s shutdown flushes it too).
+                    if not cls._at_exit:
+                        cls._at_exit = True
+                        atexit.register(cls.flush)
+        return hook
 
     @classmethod
     def flush(cls) -> None:

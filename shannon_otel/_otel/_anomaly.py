@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from opentelemetry import metrics, trace
 
 from .. import _telemetry as tm
+from .._fork import in_forked_child, release_held
 from .._version import __version__
 from ._instruments import instrument
 
@@ -31,7 +32,7 @@ MAX_SERIES = 1000  # series the score gauge reports per provider (the detector's
 class AnomalyTelemetry:
     """The score gauge (latest score per series) and the anomaly events counter of one provider."""
 
-    __slots__ = ("_lock", "_scores", "events", "max_series")
+    __slots__ = ("__weakref__", "_lock", "_scores", "events", "max_series")
 
     def __init__(self, meter_provider: metrics.MeterProvider | None) -> None:
         meter = metrics.get_meter(tm.SCOPE_NAME, __version__, meter_provider)
@@ -39,8 +40,12 @@ class AnomalyTelemetry:
         self.max_series = MAX_SERIES
         # The gauge callback runs on the metric reader's thread; events arrive on the event loop.
         self._lock = threading.Lock()
+        in_forked_child(self._forked)  # a child forked during a collection would wait on it for good
         instrument(meter, tm.ANOMALY_SCORE, [self._observe])
         self.events: metrics.Counter = instrument(meter, tm.ANOMALY_EVENTS)
+
+    def _forked(self) -> None:
+        release_held(self._lock)
 
     def anomaly(self, event: Anomaly, tracing: bool, metering: bool) -> None:
         """Record one scored sample; an anomaly (``severity`` set) is also counted and becomes a span

@@ -22,6 +22,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from .. import _telemetry as tel
 from .._events import TaskResult, WaveObserver, WaveStarted, error_type
+from .._fork import in_forked_child, release_held
 from .._telemetry import Outcome
 from ._instruments import histogram, instrument
 from ._providers import Recording, bridge_for
@@ -126,6 +127,7 @@ class ExecutorMeters:
         # adds those of the running waves to the totals of the finished ones, under ``lock``, which a
         # wave also holds to fold its success count into ``outcomes`` when it ends.
         self.lock = threading.Lock()
+        in_forked_child(self._forked)  # a child forked during a collection would wait on it for good
         self.outcomes: dict[tuple[str, str, str | None], int] = {}  # folded; other outcomes go here at once
         self.cost: dict[str, float] = {}
         self.waves: dict[str, None] = {}  # every wave name seen: its gauges report 0 once it is idle
@@ -134,6 +136,9 @@ class ExecutorMeters:
         instrument(meter, tel.TASK_COST, [self._observe_cost])
         instrument(meter, tel.TASKS_ACTIVE, [self._observe_active])
         instrument(meter, tel.TASKS_PENDING, [self._observe_pending])
+
+    def _forked(self) -> None:
+        release_held(self.lock)
 
     # Bounded like the SDK's own streams: the state of the first ``limit`` (the SDK's default, 2000)
     # attribute sets of a table is kept, later ones are folded into the overflow point at once -- what

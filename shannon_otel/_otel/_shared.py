@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from opentelemetry import metrics
 
 from .. import _telemetry as tm
+from .._fork import in_forked_child, release_held
 from .._version import __version__
 from ._instruments import instrument
 
@@ -32,7 +33,7 @@ class SharedState(Protocol):
 class SharedTelemetry:
     """``shannon.shared.errors``, ``shannon.shared.duration`` and ``shannon.shared.available`` of one provider."""
 
-    __slots__ = ("_lock", "_states", "available", "duration", "errors")
+    __slots__ = ("__weakref__", "_lock", "_states", "available", "duration", "errors")
 
     def __init__(self, meter_provider: metrics.MeterProvider | None) -> None:
         meter = metrics.get_meter(tm.SCOPE_NAME, __version__, meter_provider)
@@ -40,8 +41,12 @@ class SharedTelemetry:
         self.duration: metrics.Histogram = instrument(meter, tm.SHARED_DURATION)
         # The gauge callback runs on the metric reader's thread; states come and go on event loops.
         self._lock = threading.Lock()
+        in_forked_child(self._forked)  # a child forked during a collection would wait on it for good
         self._states: weakref.WeakSet[Any] = weakref.WeakSet()
         self.available = instrument(meter, tm.SHARED_AVAILABLE, [self._observe])
+
+    def _forked(self) -> None:
+        release_held(self._lock)
 
     def watch(self, state: SharedState) -> None:
         """Report ``state`` on the gauge until :meth:`forget` (or until it is garbage)."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from .._telemetry import Severity
-from .._validate import shown
+from .._validate import builtin_numbers, other_number, shown
 
 
 def _float_sized(value: float) -> bool:
@@ -133,8 +133,10 @@ class DetectorConfig:
                     and _float_sized(value)
                 )
                 want = f"a number in {'(' if open_low else '['}{lo}, {hi}]"
-            if not ok:
-                raise ValueError(f"DetectorConfig.{f.name} must be {want}, got {shown(value)}")
+            if not ok:  # a numpy scalar, Decimal or Fraction is said to be one: "got np.float32(0.5)" read as in range
+                hint = other_number(value, integer=f.name in _INTS)
+                raise ValueError(f"DetectorConfig.{f.name} must be {want}{hint}, got {shown(value)}")
+        builtin_numbers(self, *(f.name for f in fields(self)))  # np.float64 computes as a float from here on
         if self.critical < self.warning:
             raise ValueError(
                 f"DetectorConfig.critical must be >= warning ({self.warning}), got {self.critical!r}"

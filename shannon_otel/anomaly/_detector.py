@@ -26,7 +26,7 @@ import threading
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from math import expm1, isfinite, sqrt
+from math import erfc, expm1, isfinite, log10, sqrt
 from typing import SupportsIndex
 
 import numpy as np
@@ -34,13 +34,14 @@ import numpy.typing as npt
 
 from .._validate import shown
 from ._config import DetectorConfig
-from ._engine_numba import ENGINES, Kernel, load, score_compiled
+from ._engine_numba import ENGINES, Kernel, Workers, load, score_compiled
 from ._engine_numpy import score_block
-from ._ring import Rings, Scratch, floats, ints
+from ._ring import CANCEL, Rings, Scratch, floats, ints, readd
 from ._scoring import (
     DEMOTED_SCORE,
     MEAN_FLOOR,
     ORDINARY_SCORE,
+    P_FLOOR,
     RANGE_RESOLUTION,
     RANGE_SPAN,
     SEASON_MIN,
@@ -48,12 +49,12 @@ from ._scoring import (
     SURPRISE_SCALE,
     X_LIMIT,
     red_z,
-    score1,
-    tail1,
 )
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+_SQRT2 = math.sqrt(2.0)  # score1(tail1(z)), written out in update(): the same operations, so the same bits
+_SCORE_DIV = -math.log10(P_FLOOR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +75,10 @@ class AnomalyDetector:
         loop (the ``fast`` extra, several times faster), ``"numpy"`` vectorized passes, ``"auto"``
         numba when installed. Scores agree across engines to ~1e-9. ``threads`` (numba engine
         only; ignored when ``"auto"`` finds no numba) splits large blocks (>= 32,768 samples) of
-        several series across that many of numba's threads, at most its pool size; the default 1
-        keeps every call on the caller's thread. Blocks of all detectors with ``threads > 1`` take
-        turns on numba's one pool. With numba's OpenMP threading layer (the default where GNU
-        OpenMP is installed) a process must not fork after such a block: set
-        ``NUMBA_THREADING_LAYER=workqueue`` or ``tbb`` in programs that fork workers.
+        several series across that many threads, at most numba's thread count (``NUMBA_NUM_THREADS``,
+        the CPUs by default): the caller's and ``threads - 1`` of the detector's own, started at its
+        first such block, idle (asleep) between blocks and ended with the detector; the default 1
+        keeps every call on the caller's thread.
 
         Raises ``ValueError`` for another engine or a ``threads`` outside [1, 1024] (or above 1
         with ``engine="numpy"``), ``ImportError`` for ``"numba"`` without numba.
@@ -131,6 +131,14 @@ class AnomalyDetector:
         )
         self._vlm, self._vlv, self._vcrit = floats(self._lm), floats(self._lv), floats(self._crit)
         self._vfmin, self._vfmax = floats(self._fmin), floats(self._fmax)
+        # what update() reads on every call, in one unpacking each (attribute loads add up at ~4 us a call)
+        self._scalar_cfg = (cfg.buckets, cfg.period_s, cfg.range_rate, cfg.noise_floor, cfg.sharpness,
+                            cfg.history_rate, cfg.spatial_tolerance, cfg.min_history, cfg.refractory, cfg.level,
+                            cfg.level_clip, cfg.level_sides == 1)
+        self._season_views = self._season.views()
+        self._steps_views = self._steps.views()
+        self._avg_views = self._avg.views()
+        self._level_views = self._level.views()
         # One update at a time: two threads feeding one detector put two series in one slot, silently
         # (measured: 4 threads, max_series 50 -> 52 series, shared slots). Uncontended: ~0.1 us a call.
         self._lock = threading.Lock()
@@ -141,6 +149,7 @@ class AnomalyDetector:
         self._level_scratch = Scratch()  # those of its level window
         self._last_key: tuple[str, ...] | None = None  # series of the last block, if still the most recent
         self._last_slots: I64 = np.zeros(0, dtype=np.int64)
+        self._workers = Workers()  # the threads of split blocks (threads > 1), started at the first one
 
     # ------------------------------------------------------------------ series registry
     @property
@@ -215,9 +224,14 @@ class AnomalyDetector:
         str (checked when the series is new) or a ``value`` / ``time`` that is not a real number,
         ``ValueError`` for a non-finite ``time`` (with a finite ``value``); O(1).
         """
-        with self._lock:  # the body inline: a call more would cost ~0.15 us of the ~5 us
+        # One body, no calls but for the rare re-add of a window: each call (a ring push, a z-score)
+        # cost ~0.1-0.2 us of the ~4 us. The ring pushes are Rings.push written out on its memoryviews.
+        with self._lock:
             try:  # free unless raised: the hot path pays no check of its own for the types
                 slot = self._slots.get(series)
+                if (type(value) is not float or type(time) is not float) and (
+                        isinstance(value, _COMPLEX) or isinstance(time, _COMPLEX)):
+                    raise TypeError  # isfinite() would take numpy's by their real part, with a ComplexWarning
                 finite = isfinite(value)
                 timely = isfinite(time)
             except (TypeError, OverflowError):
@@ -237,23 +251,28 @@ class AnomalyDetector:
                 slot = self._slot(series)
             else:
                 self._slots.move_to_end(series)
-            cfg = self.config
+            (buckets, period, rate, noise_floor, sharpness, history_rate, tolerance, min_history, refractory,
+             level, clip, one_sided) = self._scalar_cfg
             n = self._vn[slot] + 1
             self._vn[slot] = n
+            x = float(value)  # float(): a numpy float32 would compute in float32
             if n == 1:
-                self._voff[slot] = value
-            x = float(value) - self._voff[slot]  # float(): a numpy float32 would compute in float32
+                off = x
+                self._voff[slot] = x
+            else:
+                off = self._voff[slot]
+            x -= off
             if not -X_LIMIT <= x <= X_LIMIT:  # rare; inf for 1e308 - -1e308
                 x = X_LIMIT if x > 0.0 else -X_LIMIT
-            pmin, pmax = self._vmin[slot], self._vmax[slot]
+            vmin, vmax = self._vmin, self._vmax
+            pmin, pmax = vmin[slot], vmax[slot]
             lo = x if x < pmin else pmin
             hi = x if x > pmax else pmax
-            self._vmin[slot], self._vmax[slot] = lo, hi
-            buckets = cfg.buckets
-            row = slot * buckets + (min(int(float(time) % cfg.period_s / cfg.period_s * buckets), buckets - 1)
-                                    if buckets > 1 else 0)
-            season = self._season
-            rate = cfg.range_rate
+            vmin[slot], vmax[slot] = lo, hi
+            row = slot * buckets
+            if buckets > 1:
+                bucket = int(float(time) % period / period * buckets)
+                row += bucket if bucket < buckets else buckets - 1
             if rate:  # the floor's range forgets: an envelope decaying toward the values
                 keep = 1.0 - rate
                 flo = keep * self._vfmin[slot] + rate * x
@@ -261,25 +280,107 @@ class AnomalyDetector:
                 flo = x if x < flo else flo
                 fhi = x if x > fhi else fhi
                 self._vfmin[slot], self._vfmax[slot] = flo, fhi
-                floor = cfg.noise_floor * (hi - lo)
-                span = cfg.noise_floor * (RANGE_SPAN * (fhi - flo))  # min(floor, span): as both engines
+                floor = noise_floor * (hi - lo)
+                span = noise_floor * (RANGE_SPAN * (fhi - flo))  # min(floor, span): as both engines
                 floor = span if span < floor else floor
             else:
-                floor = cfg.noise_floor * (hi - lo)
-            z = _deviation(x, *season.stats(row), floor)
-            season.push(row, x)
-            step = x - self._vprev[slot]  # 0 for the first value (x = 0 = prev)
+                floor = noise_floor * (hi - lo)
+
+            # the seasonal window: z-score of x against it (_deviation), then x pushed (Rings.push)
+            buf, head_, count_, s1_, s2_, width = self._season_views
+            cnt, s1, s2 = count_[row], s1_[row], s2_[row]
+            z = 0.0
+            if cnt >= SEASON_MIN:
+                mean = s1 / cnt
+                var = s2 / cnt - mean * mean
+                scale = floor
+                if var > scale * scale:
+                    scale = sqrt(var)
+                if scale > 0.0:
+                    z = abs(x - mean) / scale
+            head = head_[row]
+            at = row * width + head
+            lost = False
+            if cnt == width:
+                old = buf[at]
+                s1 += x - old
+                squared = old * old
+                s2 += x * x - squared
+                lost = squared > CANCEL * s2
+            else:
+                count_[row] = cnt + 1
+                s1 += x
+                s2 += x * x
+            buf[at] = x
+            head += 1
+            if head == width or lost:
+                head = 0 if head == width else head
+                s1, s2 = readd(self._season.buf, row)
+            head_[row], s1_[row], s2_[row] = head, s1, s2
+
+            # the step from the previous value (0 for the first: x = 0 = prev), alike in its window
+            step = x - self._vprev[slot]
             self._vprev[slot] = x
-            zs = _deviation(step, *self._steps.stats(slot), floor)
-            if zs > z:
-                z = zs
-            self._steps.push(slot, step)
-            width = self._avg.width
+            buf, head_, count_, s1_, s2_, width = self._steps_views
+            cnt, s1, s2 = count_[slot], s1_[slot], s2_[slot]
+            if cnt >= SEASON_MIN:
+                mean = s1 / cnt
+                var = s2 / cnt - mean * mean
+                scale = floor
+                if var > scale * scale:
+                    scale = sqrt(var)
+                if scale > 0.0:
+                    zs = abs(step - mean) / scale
+                    if zs > z:
+                        z = zs
+            head = head_[slot]
+            at = slot * width + head
+            lost = False
+            if cnt == width:
+                old = buf[at]
+                s1 += step - old
+                squared = old * old
+                s2 += step * step - squared
+                lost = squared > CANCEL * s2
+            else:
+                count_[slot] = cnt + 1
+                s1 += step
+                s2 += step * step
+            buf[at] = step
+            head += 1
+            if head == width or lost:
+                head = 0 if head == width else head
+                s1, s2 = readd(self._steps.buf, slot)
+            head_[slot], s1_[slot], s2_[slot] = head, s1, s2
+
+            # raw surprise, averaged over the last `average` values (its ring, alike)
             r = -expm1(-(z * z) / SURPRISE_SCALE)
-            if cfg.sharpness != 1.0:
-                r = r * r if cfg.sharpness == 2.0 else r**cfg.sharpness
-            a = self._avg.push(slot, r) / (n if n < width else width)
-            alpha = cfg.history_rate
+            if sharpness != 1.0:
+                r = r * r if sharpness == 2.0 else r**sharpness
+            buf, head_, count_, s1_, s2_, width = self._avg_views
+            cnt, s1, s2 = count_[slot], s1_[slot], s2_[slot]
+            head = head_[slot]
+            at = slot * width + head
+            lost = False
+            if cnt == width:
+                old = buf[at]
+                s1 += r - old
+                squared = old * old
+                s2 += r * r - squared
+                lost = squared > CANCEL * s2
+            else:
+                count_[slot] = cnt + 1
+                s1 += r
+                s2 += r * r
+            buf[at] = r
+            head += 1
+            if head == width or lost:
+                head = 0 if head == width else head
+                s1, s2 = readd(self._avg.buf, slot)
+            head_[slot], s1_[slot], s2_[slot] = head, s1, s2
+            a = s1 / (n if n < width else width)
+
+            alpha = history_rate
             if alpha * n < 1.0:
                 alpha = 1.0 / n
             if n == 1:
@@ -287,63 +388,85 @@ class AnomalyDetector:
                 self._vm[slot] = a
                 v = 0.0
             else:
-                m, v = self._vm[slot], self._vv[slot]
+                vm, vv = self._vm, self._vv
+                m, v = vm[slot], vv[slot]
                 d = a - m
-                self._vm[slot] = m + alpha * d
-                self._vv[slot] = (1.0 - alpha) * (v + alpha * d * d)
+                vm[slot] = m + alpha * d
+                vv[slot] = (1.0 - alpha) * (v + alpha * d * d)
             zl = a - (m if m > MEAN_FLOOR else MEAN_FLOOR)
             if zl > 0.0:
                 sd = sqrt(v)
                 zl /= sd if sd > STD_FLOOR else STD_FLOOR
-            if cfg.level:
-                zv = self._level_z(slot, x, n, alpha, floor)
+            if level:  # the level z-score: the window's sum of clipped level deviations, per sqrt(its count)
+                vlm, vlv = self._vlm, self._vlv
+                lm, lv = vlm[slot], vlv[slot]
+                e = 0.0
+                if n > 1:
+                    scale = sqrt(lv)
+                    if scale < floor:
+                        scale = floor
+                    if scale > 0.0:
+                        e = (x - lm) / scale
+                        e = clip if e > clip else -clip if e < -clip else e
+                if n == 1:
+                    vlm[slot], vlv[slot] = x, 0.0
+                else:
+                    d = x - lm
+                    vlm[slot] = lm + alpha * d
+                    vlv[slot] = (1.0 - alpha) * (lv + alpha * d * d)
+                buf, head_, count_, s1_, s2_, width = self._level_views
+                cnt, s1, s2 = count_[slot], s1_[slot], s2_[slot]
+                head = head_[slot]
+                at = slot * width + head
+                lost = False
+                if cnt == width:
+                    old = buf[at]
+                    s1 += e - old
+                    squared = old * old
+                    s2 += e * e - squared
+                    lost = squared > CANCEL * s2
+                else:
+                    count_[slot] = cnt + 1
+                    s1 += e
+                    s2 += e * e
+                buf[at] = e
+                head += 1
+                if head == width or lost:
+                    head = 0 if head == width else head
+                    s1, s2 = readd(self._level.buf, slot)
+                head_[slot], s1_[slot], s2_[slot] = head, s1, s2
+                if one_sided:  # only a rise is evidence
+                    zv = (s1 if s1 > 0.0 else 0.0) / sqrt(n if n < width else width)
+                else:
+                    zv = abs(s1) / sqrt(n if n < width else width)
                 if zv > zl:
                     zl = zv
             hit = zl > self._z_red
             strong = zl > self._z_crit
-            score = ORDINARY_SCORE if zl <= 0.0 else score1(tail1(zl))
+            if zl <= 0.0:
+                score = ORDINARY_SCORE
+            else:  # score1(tail1(zl)), written out
+                score = -log10(0.5 * erfc(zl / _SQRT2) + P_FLOOR) / _SCORE_DIV
+                if score > 1.0:
+                    score = 1.0
             if pmax >= pmin:  # not the first value
                 # the values are offset by the series' first one: rounding is relative to the values themselves
-                tol = cfg.spatial_tolerance * (pmax - pmin) + RANGE_RESOLUTION * (
-                    abs(self._voff[slot]) + max(abs(pmax), abs(pmin)))
+                big = -pmin if -pmin > pmax else pmax  # max(|pmax|, |pmin|), given pmin <= pmax
+                tol = tolerance * (pmax - pmin) + RANGE_RESOLUTION * (abs(off) + big)
                 if x > pmax + tol or x < pmin - tol:
                     score = 1.0
                     hit = strong = True
-            if hit and n >= cfg.min_history:  # (a warm-up sample, not reported, is no detection)
+            if hit and n >= min_history:  # (a warm-up sample, not reported, is no detection)
                 # demoted directly after a detection, or within refractory samples after a critical one
-                if n - self._vhit[slot] <= 1 or n - self._vcrit[slot] <= cfg.refractory:
+                if n - self._vhit[slot] <= 1 or n - self._vcrit[slot] <= refractory:
                     score = DEMOTED_SCORE
                 self._vhit[slot] = n
                 if strong:
                     self._vcrit[slot] = n
-            if n < cfg.min_history:
+            if n < min_history:
                 return None
             self._vlast[slot] = score
             return score
-
-    def _level_z(self, slot: int, x: float, n: int, alpha: float, floor: float) -> float:
-        """The level z-score of value x (n-th of its series), and the level state advanced past it."""
-        lm, lv = self._vlm[slot], self._vlv[slot]
-        e = 0.0
-        if n > 1:
-            scale = sqrt(lv)
-            if scale < floor:
-                scale = floor
-            if scale > 0.0:
-                e = (x - lm) / scale
-                clip = self.config.level_clip
-                e = clip if e > clip else -clip if e < -clip else e
-        total = self._level.push(slot, e)
-        if n == 1:
-            self._vlm[slot], self._vlv[slot] = x, 0.0
-        else:
-            d = x - lm
-            self._vlm[slot] = lm + alpha * d
-            self._vlv[slot] = (1.0 - alpha) * (lv + alpha * d * d)
-        width = self._level.width
-        if self.config.level_sides == 1:  # only a rise is evidence
-            return (total if total > 0.0 else 0.0) / sqrt(n if n < width else width)
-        return abs(total) / sqrt(n if n < width else width)
 
     # ------------------------------------------------------------------ block path
     def update_series(self, series: str, values: npt.ArrayLike, times: npt.ArrayLike) -> F64:
@@ -473,6 +596,10 @@ def _check_series(series: object) -> None:
         raise TypeError(f"series must be a non-empty str, got {series!r}")
 
 
+# A Python complex, or numpy's (np.complex64 is no subclass of complex): update() refuses both.
+_COMPLEX = (complex, np.complexfloating)
+
+
 def _update_error(series: object, value: object, time: object) -> Exception:
     """The error of an :meth:`AnomalyDetector.update` whose arguments Python itself refused."""
     try:
@@ -480,6 +607,8 @@ def _update_error(series: object, value: object, time: object) -> Exception:
     except TypeError:
         return TypeError(f"series must be a non-empty str, got {series!r}")
     for name, x in (("value", value), ("time", time)):
+        if isinstance(x, _COMPLEX):
+            return TypeError(f"{name} must be a real number (float), got {shown(x)}")
         try:
             isfinite(x)  # type: ignore[arg-type]
         except TypeError:

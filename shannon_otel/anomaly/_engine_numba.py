@@ -3,8 +3,9 @@
 ``score_rows`` runs the scalar algorithm of ``AnomalyDetector.update`` over each series' samples
 (O(1) running window sums, re-added exactly once per lap, as ``Rings.push``) on the same
 state arrays the other paths use, so calls on any path may follow one another. It scores with
-the interpolation table of the numpy block path. ``score_chunks`` splits the series of a block
-across numba's threads; ``score_compiled`` (plain Python) calls either for the detector. Without
+the interpolation table of the numpy block path. ``score_compiled`` (plain Python) calls it for the
+detector, for a large block with ``threads > 1`` on runs of rows that the caller's thread and the
+detector's ``Workers`` take in turn (the kernel releases the GIL; series share no state). Without
 numba installed ``load()`` returns ``None`` and the detector keeps its numpy block path; scores
 agree across paths to ~1e-9.
 
@@ -13,9 +14,11 @@ Compiled on first use (a few seconds) and cached on disk by numba, so later proc
 
 from __future__ import annotations
 
+import itertools
 import math
-import threading
+import os
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -46,14 +49,41 @@ I64 = npt.NDArray[np.int64]
 ENGINES = ("auto", "numpy", "numba")
 WORK_ROWS = 12  # score_rows' scratch rows per sample (see _surprises)
 PARALLEL_MIN = 32_768  # samples in a block before threads > 1 splits it: below, waking threads costs more
-_PARALLEL = threading.Lock()  # numba's workqueue pool must not be entered by two threads at once
+# A split block is cut into this many runs of rows per thread, taken in turn: a thread slowed by another
+# process (2 cores shared) takes fewer. Each run costs one kernel call (~15 us for its ~60 arguments).
+RUNS_PER_THREAD = 4
 _loaded: list[Kernel] = []
 
 
 class Kernel(NamedTuple):
     serial: Callable[..., int]  # score_rows
-    parallel: Callable[..., int]  # score_chunks
-    max_threads: int  # numba's thread pool size
+    max_threads: int  # numba's thread count (NUMBA_NUM_THREADS: the CPUs by default), the cap on threads
+
+
+class Workers:
+    """The extra threads of one detector's split blocks (``threads > 1``), started at its first such block.
+
+    Not numba's parallel pool: its OpenMP threads spin-wait between and after blocks, so on a machine whose
+    cores are shared two threads ran 3x slower than one (measured: 6M against 17M samples/s, load 4 on 2
+    cores), and a process must not fork after using them. These threads sleep when idle, end with the
+    detector (the pool's own weak reference), and a forked child starts its own (it inherits none).
+    """
+
+    __slots__ = ("_count", "_pid", "_pool")
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        self._pid = self._count = 0
+
+    def submit(self, count: int, fn: Callable[[], int]) -> list[Future[int]]:
+        """``fn`` on ``count`` threads of the pool; ``[]`` when no thread can start (the caller does it all)."""
+        if self._pool is None or self._pid != os.getpid() or self._count < count:
+            self._pool = ThreadPoolExecutor(count, thread_name_prefix="shannon-otel-detector")
+            self._pid, self._count = os.getpid(), count
+        try:
+            return [self._pool.submit(fn) for _ in range(count)]
+        except RuntimeError:  # "can't start new thread", or the interpreter is shutting down
+            return []
 
 
 def load() -> Kernel | None:
@@ -64,15 +94,13 @@ def load() -> Kernel | None:
         except ImportError:
             return None
         # the kernels must call the compiled helpers: numba reads these globals when compiling
-        global _resum_c, _surprises_c, _one_minus_exp_neg_c, _score_rows_c, _prange, _z_c
+        global _resum_c, _surprises_c, _one_minus_exp_neg_c, _z_c
         # "contract": a * b + c may fuse into one multiply-add (rounding differs in the last bit)
         jit = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
         _resum_c, _one_minus_exp_neg_c, _z_c = jit(_resum), jit(one_minus_exp_neg), jit(_z)
-        _surprises_c, _score_rows_c = jit(_surprises), jit(score_rows)
-        _prange = numba.prange
-        parallel = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"},
-                              parallel=True)(score_chunks)
-        _loaded.append(Kernel(_score_rows_c, parallel, numba.get_num_threads()))
+        _surprises_c = jit(_surprises)
+        # NUMBA_NUM_THREADS, not get_num_threads(): that would start numba's thread pool, which is not used
+        _loaded.append(Kernel(jit(score_rows), numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     return _loaded[0]
 
 
@@ -97,14 +125,27 @@ def score_compiled(det: AnomalyDetector, kernel: Kernel, slots: I64, vals: F64, 
         SCORE_TABLE, SCORE_DIFF, STEP, ZMAX, det._z_red, det._z_crit, det._fmin, det._fmax, cfg.range_rate,
     )
     rows, cols = vals.shape
-    chunks = min(det._threads, kernel.max_threads, rows) if vals.size >= PARALLEL_MIN else 1
-    if chunks == 1:
+    threads = min(det._threads, kernel.max_threads, rows) if vals.size >= PARALLEL_MIN else 1
+    if threads == 1:
         det._ignored += kernel.serial(0, rows, slots, vals, col_bucket, out, np.empty((WORK_ROWS, cols)),
                                       np.empty(cols, dtype=np.int64), *state)
-    else:
-        with _PARALLEL:
-            det._ignored += kernel.parallel(chunks, slots, vals, col_bucket, out, np.empty((chunks, WORK_ROWS, cols)),
-                                            np.empty((chunks, cols), dtype=np.int64), *state)
+        return out
+    per = -(-rows // min(rows, RUNS_PER_THREAD * threads))  # rows per run
+    taken = itertools.count()  # the next run: next() is atomic
+
+    def runs_until_none_left() -> int:
+        work, where = np.empty((WORK_ROWS, cols)), np.empty(cols, dtype=np.int64)
+        ignored = 0
+        while (lo := next(taken) * per) < rows:
+            ignored += kernel.serial(lo, min(rows, lo + per), slots, vals, col_bucket, out, work, where, *state)
+        return ignored
+
+    helpers = det._workers.submit(threads - 1, runs_until_none_left)
+    try:
+        ignored = runs_until_none_left()
+    finally:  # the helpers write the state: never return (or raise) before they are done
+        wait(helpers)
+    det._ignored += ignored + sum(helper.result() for helper in helpers)
     return out
 
 
@@ -137,6 +178,7 @@ def _resum(buf: Any, row: int) -> tuple[float, float]:
     return (a0 + a1) + (a2 + a3), (q0 + q1) + (q2 + q3)
 
 
+_U = np.uint64  # an index known >= 0: numba emits no wraparound for unsigned ones
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 split so that n * _LN2_HI is exact for n < 2**21
 _LN2_LO = 1.90821492927058770002e-10
 _U_MAX = 40.0  # exp(-40) < 2**-57: 1 - exp(-u) rounds to 1.0 from here on
@@ -207,7 +249,6 @@ _resum_c = _resum  # the helpers are replaced by their compiled forms in load():
 _surprises_c = _surprises  # globals when compiling
 _one_minus_exp_neg_c = one_minus_exp_neg
 _z_c = _z
-_prange = range
 
 
 def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
@@ -245,6 +286,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
     dwidth = dbuf.shape[1]
     for i in range(lo, hi):
         s = slots[i]
+        iu, su = _U(i), _U(s)  # unsigned indices: no negative-index wraparound code per access
         n0 = n_[s]
         offset, pmin, pmax, prev = offset_[s], mn_[s], mx_[s], prev_[s]
         fmin, fmax = fmn_[s], fmx_[s]  # the forgetting range (range_rate > 0)
@@ -258,7 +300,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
         cnt = h = 0
         w1 = w2 = 0.0
         for j in range(raw.shape[1]):
-            value = raw[i, j]
+            value = raw[iu, j]
             if not math.isfinite(value):
                 out[i, j] = math.nan
                 ignored += 1
@@ -268,7 +310,8 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
             x = value - offset
             if not -X_LIMIT <= x <= X_LIMIT:  # as the scalar path
                 x = X_LIMIT if x > 0.0 else -X_LIMIT
-            lows[kk], highs[kk] = pmin, pmax  # the range before x
+            ku = _U(kk)
+            lows[ku], highs[ku] = pmin, pmax  # the range before x
             if x < pmin:
                 pmin = x
             if x > pmax:
@@ -279,23 +322,23 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
                     scount[row], shead[row], ss1[row], ss2[row] = cnt, h, w1, w2
                 row = here
                 cnt, h, w1, w2 = scount[row], shead[row], ss1[row], ss2[row]
-            xs[kk], sums[kk], squares[kk], counts[kk] = x, w1, w2, cnt
-            cols[kk] = j
+            xs[ku], sums[ku], squares[ku], counts[ku] = x, w1, w2, cnt
+            cols[ku] = j
             old = 0.0
             if cnt == width:
-                old = sbuf[row, h]
+                old = sbuf[_U(row), _U(h)]
                 w1 += x - old
                 w2 += x * x - old * old
             else:
                 cnt += 1
                 w1 += x
                 w2 += x * x
-            sbuf[row, h] = x
+            sbuf[_U(row), _U(h)] = x
             h += 1
             if h == width or old * old > CANCEL * w2:  # once per lap, or the eviction cancelled the sums
                 h = 0 if h == width else h
                 w1, w2 = _resum_c(sbuf, row)
-            floors[kk] = noise_floor * (pmax - pmin)  # the z-scores' and the level window's (pass 1b caps it)
+            floors[ku] = noise_floor * (pmax - pmin)  # the z-scores' and the level window's (pass 1b caps it)
             kk += 1
         if row >= 0:
             scount[row], shead[row], ss1[row], ss2[row] = cnt, h, w1, w2
@@ -318,14 +361,14 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
             steps[k], dsums[k], dsquares[k], dcounts[k] = d, d1, d2, d_cnt
             old = 0.0
             if d_cnt == dwidth:
-                old = dbuf[s, d_h]
+                old = dbuf[su, _U(d_h)]
                 d1 += d - old
                 d2 += d * d - old * old
             else:
                 d_cnt += 1
                 d1 += d
                 d2 += d * d
-            dbuf[s, d_h] = d
+            dbuf[su, _U(d_h)] = d
             d_h += 1
             if d_h == dwidth or old * old > CANCEL * d2:
                 d_h = 0 if d_h == dwidth else d_h
@@ -347,11 +390,11 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
         for k in range(kk):
             r = xs[k]
             if a_count == avg_width:
-                a_s1 += r - abuf[s, a_head]
+                a_s1 += r - abuf[su, _U(a_head)]
             else:
                 a_count += 1
                 a_s1 += r
-            abuf[s, a_head] = r
+            abuf[su, _U(a_head)] = r
             a_head += 1
             if a_head == avg_width:  # the re-add, in place: a call would cost more than this short window
                 a_head = 0
@@ -374,7 +417,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
 
             up = a - (m_prev if m_prev > MEAN_FLOOR else MEAN_FLOOR)
             zl = (up if up > 0.0 else 0.0) / (sd if sd > STD_FLOOR else STD_FLOOR)
-            if level > 0:  # the level window: DetectorConfig.level, as AnomalyDetector._level_z
+            if level > 0:  # the level window: DetectorConfig.level, as AnomalyDetector.update
                 x = values[k]
                 e = 0.0
                 if n > 1:
@@ -385,11 +428,11 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
                         e = (x - lm) / lsd
                         e = clip if e > clip else -clip if e < -clip else e
                 if l_count == lwidth:
-                    l_s1 += e - lbuf[s, l_head]
+                    l_s1 += e - lbuf[su, _U(l_head)]
                 else:
                     l_count += 1
                     l_s1 += e
-                lbuf[s, l_head] = e
+                lbuf[su, _U(l_head)] = e
                 l_head += 1
                 if l_head == lwidth:  # re-added once per lap, as Rings.push
                     l_head = 0
@@ -403,7 +446,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
                 zl = zl if zl > zv else zv
             pos = (zl if zl < zmax else zmax) * inv_step
             t = int(pos)
-            score = table[t] + (pos - t) * diff[t]  # _scoring.score_z
+            score = table[_U(t)] + (pos - t) * diff[_U(t)]  # _scoring.score_z
             beyond = highs[k] > 0.0  # the value was beyond the range before it
             score = 1.0 if beyond else score
             if ((zl > z_red) | beyond) & (n >= min_history):  # a detection (rare; warm-up samples are none):
@@ -412,9 +455,9 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
                 hit_n = n
                 crit_n = n if (zl > z_crit) | beyond else crit_n
             if n < min_history:
-                out[i, cols[k]] = math.nan
+                out[iu, _U(cols[k])] = math.nan
             else:
-                out[i, cols[k]] = score
+                out[iu, _U(cols[k])] = score
                 last = score
         a_s2 = 0.0  # the ring's sum of squares, which scoring never reads: re-added once per row
         for q in range(avg_width):
@@ -426,21 +469,4 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
             for q in range(lwidth):
                 l_s2 += lbuf[s, q] * lbuf[s, q]
             lm_[s], lv_[s], lhead[s], lcount[s], ls1[s], ls2[s] = lm, lv, l_head, l_count, l_s1, l_s2
-    return ignored
-
-
-_score_rows_c = score_rows
-
-
-def score_chunks(chunks: int, slots: Any, raw: Any, col_bucket: Any, out: Any, work: Any, cols: Any,
-                 *state_and_settings: Any) -> int:
-    """:func:`score_rows` over ``chunks`` equal runs of rows at once, one per thread (series are
-    independent: no two rows share state). ``work`` and ``cols`` have one leading entry per chunk."""
-    rows = raw.shape[0]
-    per = (rows + chunks - 1) // chunks
-    ignored = 0
-    for c in _prange(chunks):
-        lo = c * per
-        hi = min(rows, lo + per)
-        ignored += _score_rows_c(lo, hi, slots, raw, col_bucket, out, work[c], cols[c], *state_and_settings)
     return ignored

@@ -121,11 +121,14 @@ class Rings:
         if head == width or lost:
             head = 0 if head == width else head
             # Once per lap (and after a cancelling eviction), re-add exactly so rounding never accumulates.
-            window = self.buf[row]
-            self._s1[row] = float(window.sum())
-            self._s2[row] = float(np.dot(window, window))
+            self._s1[row], self._s2[row] = readd(self.buf, row)
         self._head[row] = head
         return self._s1[row]
+
+    def views(self) -> tuple[Floats, Ints, Ints, Floats, Floats, int]:
+        """The scalar views (buf flat, head, count, s1, s2) and the width, for a caller that writes
+        :meth:`stats` and :meth:`push` out inline (``AnomalyDetector.update``)."""
+        return self._buf, self._head, self._count, self._s1, self._s2, self.width
 
     # ------------------------------------------------------------------ block path
     def push_many(self, rows: I64 | slice, values: F64) -> tuple[F64, F64, I64]:
@@ -230,6 +233,16 @@ class Rings:
         self.s1[rows] = tail.sum(axis=1)
         self.s2[rows] = np.einsum("ij,ij->i", tail, tail)
         return s1, s2, cnt
+
+
+def readd(buf: F64, row: int) -> tuple[float, float]:
+    """The exact sum and sum of squares of ``buf[row]`` (the scalar path's re-add once per lap)."""
+    window = buf[row]
+    return float(_add_reduce(window)), float(_dot(window, window))  # = window.sum(), one call less
+
+
+_add_reduce = np.add.reduce
+_dot = np.dot
 
 
 def _resum_lost(seq: F64, ends: F64, s1: F64, s2: F64, width: int, shift: int) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
-from .._validate import awaitable_from
+from .._validate import awaitable_from, other_number
 from ._semaphore import Credits
 
 
@@ -23,7 +24,7 @@ class ResourcePool:
         if not isinstance(name, str) or not name:
             raise ValueError(f"ResourcePool name must be a non-empty string, got {name!r}")
         if isinstance(limit, bool) or not isinstance(limit, int):
-            raise TypeError(f"ResourcePool limit must be an int >= 1, got {limit!r}")
+            raise TypeError(f"ResourcePool limit must be an int >= 1{other_number(limit, integer=True)}, got {limit!r}")
         if limit < 1:
             raise ValueError(f"ResourcePool limit must be an int >= 1, got {limit!r}")
         self.name = name
@@ -64,7 +65,7 @@ def pools_by_name(pools: Iterable[ResourcePool]) -> Mapping[str, ResourcePool]:
 class RateLimiter:
     """Start at most ``rate`` tasks per second with bursts of ``burst`` (GCRA). Per-run state."""
 
-    __slots__ = ("_clock", "_interval", "_sleep", "_tat", "_tau")
+    __slots__ = ("_clock", "_interval", "_last", "_sleep", "_tat", "_tau")
 
     def __init__(
         self, rate: float, burst: int, clock: Callable[[], float], sleep: Callable[[float], Awaitable[None]],
@@ -72,13 +73,19 @@ class RateLimiter:
         self._interval = 1.0 / rate
         # burst 1 is no tolerance at all: 0 * inf (a rate so small that 1/rate overflows) would be NaN,
         # and every wait compared with NaN is no wait: no limit at all
-        self._tau = (burst - 1) * self._interval if burst > 1 else 0.0
+        try:  # a burst beyond the float range (10**400, a valid count) is no limit: inf, not OverflowError at run
+            self._tau = (burst - 1) * self._interval if burst > 1 else 0.0
+        except OverflowError:
+            self._tau = math.inf
         self._clock = clock
         self._sleep = sleep
-        self._tat = clock()
+        self._tat = self._last = clock()
 
     async def acquire(self) -> None:
         now = self._clock()
+        if now < self._last:  # the clock went back (an injected wall clock stepped): the schedule goes back with
+            self._tat -= self._last - now  # it, or the next start waited the step too (a day back: a day)
+        self._last = now
         tat = max(self._tat, now)
         self._tat = tat + self._interval
         wait = tat - self._tau - now

@@ -182,6 +182,8 @@ class WaveRun:
                 pool = wanted
             start = wave.clock()
             queue_wait = start - (self.dispatch_time if ready is None else ready)
+            if queue_wait < 0.0:  # an injected clock that went back (see _wave)
+                queue_wait = 0.0
             self.pending -= 1
             self.active += 1
             if self.observers:
@@ -279,6 +281,8 @@ class WaveRun:
             close_unstarted(item)
         if start is not None:
             duration = self.wave.clock() - start
+            if duration < 0.0:  # an injected clock that went back: never a negative duration (see _wave)
+                duration = 0.0
             self.active -= 1
         else:
             duration = 0.0
@@ -353,8 +357,10 @@ class WaveRun:
 
     def _progress(self) -> None:
         now = self.wave.clock()
-        if now >= self._next_progress:
-            self._next_progress = now + self.wave.progress_interval
+        interval = self.wave.progress_interval
+        # or before the last report: the clock went back (an injected one), which stopped reports for the step
+        if now >= self._next_progress or now + interval < self._next_progress:
+            self._next_progress = now + interval
             callback = self.wave.on_progress
             assert callback is not None
             try:  # a lambda returning a coroutine: refused (and closed), never left unawaited

@@ -17,7 +17,7 @@ from .._telemetry import TASK_COST_ATTR as COST
 from .._telemetry import TASK_INPUT_TOKENS as INPUT_TOKENS
 from .._telemetry import TASK_OUTPUT_TOKENS as OUTPUT_TOKENS
 from .._telemetry import TASK_SPAN_ATTRIBUTES
-from .._validate import shown
+from .._validate import other_number, shown
 from ._limits import ResourcePool
 
 T = TypeVar("T")
@@ -114,7 +114,7 @@ def _check_amount(caller: str, parameter: str, value: object, *, integer: bool, 
     kinds: tuple[type, ...] = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds):
         kind = "an int" if integer else "a finite number"
-        raise TypeError(f"{caller}(): {parameter} must be {kind}, got {value!r}")
+        raise TypeError(f"{caller}(): {parameter} must be {kind}{other_number(value, integer=integer)}, got {value!r}")
     try:
         number = float(value)  # type: ignore[arg-type]  # an int or float, checked just above
     except OverflowError:  # an int beyond any float (10**400)

@@ -20,11 +20,14 @@ from .._isolation import Unentered, enter, hook_failed, leave, refused
 from .._otel._providers import drops_for
 from .._telemetry import Outcome
 from .._validate import (
+    builtin_numbers,
     check_arity,
     check_bool,
     check_iterable,
     check_number,
+    check_reading,
     check_sync_callable,
+    int64_or_none,
     not_callable,
     sync_result,
 )
@@ -150,6 +153,8 @@ class Wave(Generic[T]):
         check_number("batch_size", self.batch_size, low=1, high=sys.maxsize, integer=True, allow_none=True)
         check_number("burst", self.burst, low=1, integer=True)
         check_number("progress_interval", self.progress_interval, low=0, low_open=True)
+        builtin_numbers(self, "max_concurrency", "task_timeout", "batch_size", "burst", "progress_interval",
+                        *(() if callable(getattr(self.rate_limit, "acquire", None)) else ("rate_limit",)))
         if self.policy is not None and not callable(getattr(self.policy, "call", None)):
             raise TypeError(f"policy must have a call(fn) method, got {type(self.policy).__name__}")
         for inner in getattr(self.policy, "policies", (self.policy,)):
@@ -189,6 +194,7 @@ class Wave(Generic[T]):
         """
         check_bool("raise_errors", raise_errors)
         _check_iterable("tasks", tasks)
+        check_reading("clock", self.clock())  # before the tasks are taken: a bad clock costs no results
         items: list[TaskLike[T]] = []
         try:
             items.extend(tasks)  # appends as it iterates: what an input that raises had yielded is kept
@@ -265,6 +271,7 @@ class Wave(Generic[T]):
         buffer = None if gate is None else gate.free
         slots = concurrency if buffer is None else min(concurrency, buffer)
         started = clock()
+        check_reading("clock", started)  # a stream's (run() checked before taking its tasks)
         # once per wave, never per task: the spans configure()'s guards count as dropped meanwhile
         drops = drops_for(self.tracer_provider)
         dropped_before = drops.total("traces") if drops is not None else 0
@@ -274,7 +281,8 @@ class Wave(Generic[T]):
         entered: list[Any] = []
         interrupted: BaseException | None = None  # a hook's KeyboardInterrupt & co: the wave ends at once
         if hooks:
-            event = WaveStarted(self.name, size, self.max_concurrency, started)
+            # max_concurrency=10**400 (unbounded) made a wave span attribute OTLP cannot encode
+            event = WaveStarted(self.name, size, int64_or_none(self.max_concurrency), started)
             for hook in hooks:  # isolated: a hook that raises misses this wave, the wave goes on
                 try:
                     observer = context.run(hook.wave_started, event)
@@ -336,8 +344,10 @@ class Wave(Generic[T]):
             if size is not None:  # never drain a lazy input: it may be endless
                 escaped = self._drain(run, itertools.chain(chunk, items))
             dropped = drops.total("traces") - dropped_before if drops is not None else 0
+            # max: a clock that went back (an injected one; the default is monotonic) made negative durations,
+            # in the report and to the hooks, which the SDK's histograms dropped (only the wave's with a warning)
             report = run.report.build(
-                self.name, clock() - started, slots, cancelled, dropped, errored, self.batch_size, buffer,
+                self.name, max(0.0, clock() - started), slots, cancelled, dropped, errored, self.batch_size, buffer,
             )
             if on_report is not None:
                 on_report(report)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numbers
 import random as _random
 from collections.abc import Callable
 from enum import StrEnum
+from typing import cast
 
-from .._validate import check_sync_callable, sync_result
+from .._validate import brief, check_sync_callable, sync_result
 
 RandomSource = _random.Random | Callable[[], float]
 
@@ -73,8 +75,8 @@ def delay(jitter: Jitter, attempt: int, previous: float, initial: float, maximum
         return initial + (high - initial) * _unit(rand)
     try:
         base = min(maximum, initial * multiplier ** (attempt - 1))
-    except OverflowError:
-        base = maximum
+    except OverflowError:  # multiplier ** n beyond the float range (attempt 1025 at 2.0): 0 x it is still 0
+        base = maximum if initial else 0.0
     if jitter is Jitter.FULL:
         return base * _unit(rand)
     if jitter is Jitter.EQUAL:
@@ -83,7 +85,12 @@ def delay(jitter: Jitter, attempt: int, previous: float, initial: float, maximum
 
 
 def _unit(rand: Callable[[], float]) -> float:
-    value: float = sync_result("random", rand())  # a lambda returning a coroutine: named and closed, not compared
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"the jitter random source must return values in [0, 1], got {value!r}")
-    return value
+    value: object = sync_result("random", rand())  # a lambda returning a coroutine: named and closed, not compared
+    # a str or None raised Python's bare "'<=' not supported" in place of the user's error; a numpy
+    # float32 was slept and reported as one
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"random (the jitter source) must return a number in [0, 1], got {brief(value)}")
+    unit = cast("float", value)
+    if not 0.0 <= unit <= 1.0:
+        raise ValueError(f"random (the jitter source) must return values in [0, 1], got {brief(value)}")
+    return float(unit)

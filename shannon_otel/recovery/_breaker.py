@@ -27,7 +27,7 @@ from .._events import BreakerRegistered, BreakerTransition, CallRejected, CallSt
 from .._hooks import check_hooks, resolve_hooks
 from .._isolation import hook_failed
 from .._telemetry import BreakerState
-from .._validate import check_sync_callable
+from .._validate import check_reading, check_sync_callable
 from ._breaker_config import _COUNT_DEPRECATED, BreakerConfig
 from ._call import _Call, first_failed, notify, observed, start_call
 from ._circuit_open import CircuitOpenError
@@ -140,7 +140,9 @@ class CircuitBreaker(Policy):
                 raise TypeError(f"shared must be a shannon_otel.redis.RedisState or None, got {shared!r}")
             self._link = BreakerLink(shared, self)
         if self._hooks:
-            registered = BreakerRegistered(name, _CLOSED, clock())
+            now = clock()
+            check_reading("clock", now)  # read here anyway: a NaN or datetime one failed at the first call
+            registered = BreakerRegistered(name, _CLOSED, now)
             for hook in self._hooks:
                 try:
                     hook.breaker_registered(registered)
@@ -229,7 +231,10 @@ class CircuitBreaker(Policy):
         """Admit a call outside CLOSED (returns the generation) or raise :class:`CircuitOpenError`."""
         with self._admitting:
             if self._state is _OPEN:
-                remaining = self.config.reset_timeout - (self.clock() - self._opened_at)
+                now = self.clock()
+                if now < self._opened_at:  # the clock went back (a stepped wall clock): wait reset_timeout from
+                    self._opened_at = now  # here, not the step too (a day back kept it open for a day)
+                remaining = self.config.reset_timeout - (now - self._opened_at)
                 if self._forced or remaining > 0:
                     self._reject(call, None if self._forced else remaining)
                 self._transition(_HALF_OPEN, "reset_timeout")

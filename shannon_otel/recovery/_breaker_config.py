@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 
-from .._validate import check_exceptions, check_number, shown
+from .._validate import builtin_numbers, check_exceptions, check_number, shown
 
 _COUNT_DEPRECATED = (
     "BreakerConfig(count=...) / CircuitBreaker(count=...) is deprecated: use on= (which chooses exceptions "
@@ -70,6 +70,8 @@ class BreakerConfig:
         check_number("success_threshold", self.success_threshold, low=1, high=self.half_open_probes,
                      integer=True)
         check_number("reset_timeout", self.reset_timeout, low=0)
+        builtin_numbers(self, "failure_threshold", "failure_rate", "window", "window_s", "min_calls", "slow_call_s",
+                        "slow_call_rate", "half_open_probes", "success_threshold", "reset_timeout")
         if (self.window_s is None and self.min_calls > self.window
                 and (self.failure_rate is not None or self.slow_call_s is not None)):
             # A count window never holds more than `window` calls: the rates could never be evaluated.

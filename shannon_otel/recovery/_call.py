@@ -20,6 +20,7 @@ from .._events import AttemptFinished, CallFinished, CallObserver, CallStarted
 from .._isolation import Unentered, enter, finish, hook_failed, leave, refused, start
 from .._isolation import notify as _notify
 from .._telemetry import CallOutcome, Outcome
+from .._validate import check_reading
 from ._circuit_open import CircuitOpenError
 from ._decorated import not_a_factory, not_awaitable
 
@@ -123,7 +124,8 @@ async def _attempt(fn: Factory[T], call: _Call) -> T:
         outcome, error = Outcome.FAILURE, exc
         raise
     finally:
-        event = AttemptFinished(call.operation, n, outcome, call.clock() - begin, error)
+        # max: an injected clock that went back never makes a negative duration
+        event = AttemptFinished(call.operation, n, outcome, max(0.0, call.clock() - begin), error)
         finish(call.observers, call.owners, call.hooks, tokens, "attempt_finished", event)
 
 
@@ -138,6 +140,9 @@ async def observed(policy: Policy, chain: Chain, i: int, fn: Factory[T], call: _
     outcome = CallOutcome.SUCCESS
     error: BaseException | None = None
     begin = call.clock()
+    # before anything starts (only where hooks watch: the plain path reads no clock): a datetime or NaN
+    # reading failed each attempt's and the call's duration, in place of the user's result or error
+    check_reading("clock", begin)
     try:
         for observer, owner in zip(observers, owners, strict=True):
             entered.append(enter(observer, owner, "call_started", hooks))
@@ -161,7 +166,7 @@ async def observed(policy: Policy, chain: Chain, i: int, fn: Factory[T], call: _
         error = exc
         raise
     finally:
-        event = CallFinished(call.operation, outcome, call.attempts, call.clock() - begin, error)
+        event = CallFinished(call.operation, outcome, call.attempts, max(0.0, call.clock() - begin), error)
         escaped: BaseException | None = None  # an observer's KeyboardInterrupt & co: after the others end
         for k in range(len(observers) - 1, -1, -1):
             try:

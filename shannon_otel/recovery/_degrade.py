@@ -11,6 +11,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, cast
 from .._events import Degraded
 from .._validate import (
     awaitable_from,
+    builtin_numbers,
     check_arity,
     check_bool,
     check_exceptions,
@@ -113,6 +114,7 @@ class Degrade(Instrumented):
         if self.key is not None and not self.last_good:
             raise ValueError("key applies to last_good=True only")
         check_number("max_keys", self.max_keys, low=1, integer=True)
+        builtin_numbers(self, "max_age", "max_keys")
         if self.cheaper is not None and not callable(self.cheaper):
             raise TypeError(f"cheaper must be an async callable with no arguments, got {self.cheaper!r}")
         if self.cheaper is not None:
@@ -236,7 +238,7 @@ class Degrade(Instrumented):
             if good is not None:
                 goods.move_to_end(key)  # serving it is a use: least recently used goes first
                 value, at = good
-                age = self.clock() - at
+                age = max(0.0, self.clock() - at)  # an injected clock that went back: no negative age
                 if self.max_age is None or age <= self.max_age:
                     return self._mark(Served(value, True, "last_good", reason, age, error), call)
         if self.cheaper is not None:

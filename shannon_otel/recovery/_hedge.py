@@ -7,7 +7,7 @@ import contextvars
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .._validate import awaitable_from, check_arity, check_number
+from .._validate import awaitable_from, builtin_numbers, check_arity, check_number
 from ._call import _HEDGED, _Call
 from ._decorated import NotAwaitableError
 from ._policy import Instrumented, next_step
@@ -35,6 +35,7 @@ class Hedge(Instrumented):
     def __post_init__(self) -> None:
         check_number("delay", self.delay, low=0)
         check_number("attempts", self.attempts, low=1, integer=True)
+        builtin_numbers(self, "delay", "attempts")
         if not callable(self.sleep):
             raise TypeError(f"sleep must be an async callable taking seconds, got {self.sleep!r}")
         check_arity("sleep", self.sleep, 1, "an async callable taking seconds")

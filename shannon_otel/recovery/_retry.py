@@ -5,13 +5,26 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+import numbers
 import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar, cast
 
 from .._events import RetryScheduled
-from .._validate import awaitable_from, check_arity, check_exceptions, check_number, check_sync_callable, sync_result
+from .._validate import (
+    awaitable_from,
+    brief,
+    builtin_numbers,
+    check_arity,
+    check_exceptions,
+    check_number,
+    check_reading,
+    check_sync_callable,
+    int64_or_none,
+    other_number,
+    sync_result,
+)
 from ._backoff import TESTING, Jitter, RandomSource, delay, parse_jitter, uniform_source
 from ._call import _Call, first_failed, notify, observed, start_call
 from ._circuit_open import CircuitOpenError
@@ -45,8 +58,9 @@ class Retry(Instrumented):
     ``next_delay(error, attempt)`` may return the delay before the next attempt (e.g. from a
     Retry-After value) or ``None`` to use the backoff; its delay is capped at ``maximum`` (so an
     ``inf`` or huge Retry-After never sleeps forever) and counts against ``budget_s`` like any
-    other; NaN, a negative number or a non-number raises ``ValueError``/``TypeError`` naming
-    ``next_delay`` (chained to the attempt's error) instead of retrying. ``sleep`` and ``random`` (a
+    other (any real number, numpy's too, is slept as a float); NaN, a negative number or a non-number
+    raises ``ValueError``/``TypeError`` naming ``next_delay`` (chained to the attempt's error) instead of
+    retrying. ``sleep`` and ``random`` (a
     ``random.Random`` or a callable returning ``[0, 1)``) are injectable for deterministic tests.
 
     Every call keeps its own attempt counter and previous delay: concurrent calls share nothing.
@@ -93,6 +107,7 @@ class Retry(Instrumented):
                 raise ValueError(f"{name} must be finite (seconds; maximum caps every backoff wait), got inf")
         if self.maximum < self.initial:
             raise ValueError(f"maximum must be >= initial ({self.initial}), got {self.maximum!r}")
+        builtin_numbers(self, "attempts", "budget_s", "initial", "maximum", "multiplier")
         object.__setattr__(self, "jitter", parse_jitter(self.jitter))
         if isinstance(self.on, type | tuple):
             types = check_exceptions("on", self.on, handled=True)
@@ -202,18 +217,31 @@ class Retry(Instrumented):
             wait = delay(self.jitter, attempt, previous, self.initial, self.maximum,  # type: ignore[arg-type]
                          self.multiplier, self._rand)
         else:
-            if isinstance(wait, bool) or not isinstance(wait, int | float):
-                raise TypeError(f"next_delay must return seconds (a number) or None, got {wait!r}") from error
-            if not wait >= 0:
-                raise ValueError(f"next_delay must return seconds >= 0 or None, got {wait!r}") from error
-            if wait > self.maximum:  # an inf/huge Retry-After: cap it, never sleep forever
-                wait = self.maximum
+            # any real number (a numpy one, a Fraction), slept and reported as a float
+            if isinstance(wait, bool) or not isinstance(wait, numbers.Real):
+                raise TypeError(
+                    f"next_delay must return seconds (a real number) or None{other_number(wait)}, got {brief(wait)}",
+                ) from error
+            seconds = cast("float", wait)
+            if not seconds >= 0:
+                raise ValueError(f"next_delay must return seconds >= 0 or None, got {brief(wait)}") from error
+            # an inf/huge Retry-After (10**400 too: no float holds it) is capped, never slept forever
+            wait = self.maximum if seconds > self.maximum else float(seconds)
         if testing:
             wait = 0.0
-        if self.budget_s is not None and self.clock() - start + wait > self.budget_s:
-            return None
+        if self.budget_s is not None:
+            now = self.clock()
+            try:
+                check_reading("clock", now)
+                check_reading("clock", start)
+            except (TypeError, ValueError) as exc:  # was Python's "'>' not supported" in place of the error
+                raise exc from error
+            if now - start + wait > self.budget_s:
+                return None
         if call is not None:
-            notify(call, "retry_scheduled", RetryScheduled(call.operation, attempt, wait, error, limit))
+            # attempts=10**400 (unbounded) made every retry's log record a field OTLP cannot encode
+            event = RetryScheduled(call.operation, attempt, wait, error, int64_or_none(limit))
+            notify(call, "retry_scheduled", event)
         return wait
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from .. import _clock
 from .._hooks import check_hooks, resolve_hooks
-from .._validate import check_number, check_spread, check_sync_callable, shown
+from .._validate import builtin_numbers, check_number, check_spread, check_sync_callable, shown
 from ._saga_types import SagaResult, Step
 from ._transaction import Transaction
 from ._types import Clock
@@ -60,6 +60,7 @@ class Saga:
                      allow_none=True)
         if self.compensation_timeout_s == float("inf"):
             raise ValueError("compensation_timeout_s must be finite (None for no bound), got inf")
+        builtin_numbers(self, "compensation_timeout_s")
         check_sync_callable("clock", self.clock, "a callable returning seconds", takes=0)
         if not isinstance(self.instrument, bool):
             raise TypeError(f"instrument must be a bool, got {self.instrument!r}")

@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from .._deadline import POLICY_TIMEOUTS
 from .._events import TimedOut
-from .._validate import check_number
+from .._validate import builtin_numbers, check_number
 from ._call import _Call, notify
 from ._policy import Instrumented, next_step
 from ._types import Chain, Factory
@@ -18,7 +18,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Timeout(Instrumented):
-    """Cut the operation off after ``seconds`` (> 0, finite) and raise the builtin ``TimeoutError``.
+    """Cut the operation off after ``seconds`` (> 0, finite) and raise the builtin ``TimeoutError``
+    (its message names the operation and the limit: ``"operation 'slow-api' timed out after 0.25 s (Timeout policy)"``).
 
     Where it sits in a :class:`Pipeline` decides what it bounds: outside a :class:`Retry` it is the
     budget of the whole call (backoff sleeps included), inside it bounds each attempt.
@@ -31,6 +32,7 @@ class Timeout(Instrumented):
         check_number("seconds", self.seconds, low=0, low_open=True)
         if self.seconds == float("inf"):
             raise ValueError("seconds must be finite (leave the Timeout out for no deadline), got inf")
+        builtin_numbers(self, "seconds")
         self._setup("timeout")
 
     async def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> T:
@@ -41,12 +43,22 @@ class Timeout(Instrumented):
         try:
             async with scope:
                 return await next_step(chain, i, fn, call)
-        except TimeoutError:
-            if call is not None and scope.expired():
-                notify(call, "timed_out", TimedOut(call.operation, self.seconds))
+        except TimeoutError as exc:
+            if scope.expired():
+                if not exc.args and isinstance(exc.__cause__, asyncio.CancelledError):
+                    # The scope's own bare TimeoutError (an error the operation raised keeps its message):
+                    # the user's traceback and the span's status say what timed out and after how long.
+                    exc.args = (self._message(call),)
+                if call is not None:
+                    notify(call, "timed_out", TimedOut(call.operation, self.seconds))
             raise
         finally:
             try:
                 POLICY_TIMEOUTS.reset(token)
             except ValueError:  # closed from another context (an abandoned coroutine, collected): none to restore
                 pass
+
+    def _message(self, call: _Call | None) -> str:
+        operation = call.operation if call is not None else self.name
+        what = f"operation {operation!r} timed out" if operation else "timed out"
+        return f"{what} after {self.seconds} s (Timeout policy)"

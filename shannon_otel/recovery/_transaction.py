@@ -214,7 +214,7 @@ class Transaction:
                            else Outcome.TIMEOUT if isinstance(error, TimeoutError) else Outcome.FAILURE)
                 if not isinstance(error, Exception | asyncio.CancelledError):  # KeyboardInterrupt & co:
                     escaped = escaped or error  # this compensation failed; propagated after the rollback
-            event = CompensationFinished(saga, name, outcome, clock() - begin, error)
+            event = CompensationFinished(saga, name, outcome, max(0.0, clock() - begin), error)
             try:
                 finish(observers, owners, hooks, tokens, "compensation_finished", event)
             except BaseException as exc:

@@ -85,6 +85,9 @@ class TimeWindow:
             self._head = index
             return
         if index <= head:
+            if index <= head - self.buckets:  # the clock went back a whole window or more (a stepped wall
+                self.reset()  # clock): the calls kept are "from the future", which counted for the step (a day)
+                self._head = index
             return
         for k in range(head + 1, min(index, head + self.buckets) + 1):
             b = k % self.buckets

@@ -12,6 +12,8 @@ from ..recovery import CircuitOpenError
 from ._run import OUTSIDE_WAVES
 
 if TYPE_CHECKING:
+    from threading import Lock
+
     from .._events import (
         CallFinished,
         CallRejected,
@@ -33,11 +35,14 @@ def current_trace_id() -> str | None:
 
 
 class _WaveObs(WaveObserver):
-    __slots__ = ("_live", "_recorder")
+    """One wave's observer: its live counters are its loop's alone; what waves share takes ``lock``."""
 
-    def __init__(self, recorder: RunRecorder, live: WaveLive) -> None:
+    __slots__ = ("_live", "_lock", "_recorder")
+
+    def __init__(self, recorder: RunRecorder, live: WaveLive, lock: Lock) -> None:
         self._recorder = recorder
         self._live = live
+        self._lock = lock
 
     def task_started(self, index: int, name: str, queue_wait_s: float) -> Any:
         self._live.active += 1
@@ -47,7 +52,8 @@ class _WaveObs(WaveObserver):
         live = self._live
         live.active -= 1
         live.done += 1
-        self._recorder.latency.add(event.duration_s)
+        with self._lock:
+            self._recorder.latency.add(event.duration_s)
         if event.outcome is Outcome.FAILURE or event.outcome is Outcome.TIMEOUT:
             live.failed += 1
 
@@ -60,67 +66,80 @@ class _WaveObs(WaveObserver):
             live.failed += 1
 
     def wave_finished(self, report: WaveReport) -> None:
-        self._live.report = report
-        self._recorder._finished(self._live)
+        with self._lock:
+            self._live.report = report
+            self._recorder._finished(self._live)
 
 
 class _CallObs(CallObserver):
-    __slots__ = ("_op", "_wave")
+    """One call's observer; its operation's counters are shared by the calls of every thread: ``lock``."""
 
-    def __init__(self, op: _Op, wave: WaveLive | None) -> None:
+    __slots__ = ("_lock", "_op", "_wave")
+
+    def __init__(self, op: _Op, wave: WaveLive | None, lock: Lock) -> None:
         self._op = op
         self._wave = wave
+        self._lock = lock
 
     def retry_scheduled(self, event: RetryScheduled) -> None:
-        self._op.retries += 1
-        if isinstance(event.error, CircuitOpenError):
-            self._op.rejected_retries += 1
-        if self._wave is not None:
-            self._wave.retries += 1
+        with self._lock:
+            self._op.retries += 1
+            if isinstance(event.error, CircuitOpenError):
+                self._op.rejected_retries += 1
+            if self._wave is not None:
+                self._wave.retries += 1
 
     def rejected(self, event: CallRejected) -> None:
-        self._op.rejected += 1
-        if self._wave is not None:
-            self._wave.rejected += 1
+        with self._lock:
+            self._op.rejected += 1
+            if self._wave is not None:
+                self._wave.rejected += 1
 
     def degraded(self, event: Degraded) -> None:
-        self._op.degraded += 1
-        if self._wave is not None:
-            self._wave.degraded += 1
+        with self._lock:
+            self._op.degraded += 1
+            if self._wave is not None:
+                self._wave.degraded += 1
 
     def fallback_started(self, event: FallbackStarted) -> Any:
-        self._op.fallbacks += 1
+        with self._lock:
+            self._op.fallbacks += 1
         return None
 
     def call_finished(self, event: CallFinished) -> None:
         op = self._op
-        op.calls += 1
-        op.attempts += event.attempts
-        if event.outcome is CallOutcome.FAILURE:
-            op.failed += 1
         label = self._wave.label if self._wave is not None else OUTSIDE_WAVES
-        stats = op.latency.get(label)
-        if stats is None:
-            stats = op.latency[label] = [0, 0.0, -1.0]
-        stats[0] += 1
-        stats[1] += event.duration_s
-        if event.duration_s > stats[2]:
-            stats[2] = event.duration_s
-            trace_id = current_trace_id()
-            if trace_id is not None:
-                op.slowest[label] = trace_id
+        with self._lock:
+            op.calls += 1
+            op.attempts += event.attempts
+            if event.outcome is CallOutcome.FAILURE:
+                op.failed += 1
+            stats = op.latency.get(label)
+            if stats is None:
+                stats = op.latency[label] = [0, 0.0, -1.0]
+            stats[0] += 1
+            stats[1] += event.duration_s
+            if event.duration_s > stats[2]:
+                stats[2] = event.duration_s
+                trace_id = current_trace_id()  # a context variable read: nothing that blocks
+                if trace_id is not None:
+                    op.slowest[label] = trace_id
 
 
 class _SagaObs(SagaObserver):
-    __slots__ = ("_recorder",)
+    __slots__ = ("_lock", "_recorder")
 
-    def __init__(self, recorder: RunRecorder) -> None:
+    def __init__(self, recorder: RunRecorder, lock: Lock) -> None:
         self._recorder = recorder
+        self._lock = lock
 
     def compensation_finished(self, token: Any, event: CompensationFinished) -> None:
-        self._recorder.compensations += 1
+        with self._lock:
+            self._recorder.compensations += 1
 
     def saga_finished(self, event: SagaFinished) -> None:
         if event.outcome is not Outcome.SUCCESS:
-            self._recorder.rolled_back += 1
-            self._recorder.rollbacks.append((event.saga, event.compensated_steps, current_trace_id()))
+            trace_id = current_trace_id()
+            with self._lock:
+                self._recorder.rolled_back += 1
+                self._recorder.rollbacks.append((event.saga, event.compensated_steps, trace_id))

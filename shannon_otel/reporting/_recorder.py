@@ -1,9 +1,13 @@
 """RunRecorder: a hook that keeps live counters for the display and builds the :class:`RunReport`.
 
-Every method runs on the event loop thread (hooks are called there). Anomalies arrive as
-:class:`~shannon_otel._events.Anomaly` events from the anomaly hook of the same entry point. The
-display reads the counters between refreshes; plain ints and dicts are enough for that (a torn read
-shows a count one refresh late, never a wrong total); the anomaly list is read under a lock.
+Hooks are called on the thread of the event loop running the work, and one recorder may hear from
+several: event loops in several threads sharing a breaker, a policy or the recorder itself. Every
+update of what several waves or calls share (the operations, wave names, totals, latency, breakers,
+sagas, anomalies) takes the recorder's lock, so no count is lost; a wave's own live counters are
+updated only by its loop. Anomalies arrive as :class:`~shannon_otel._events.Anomaly` events from the
+anomaly hook of the same entry point. The display reads the counters between refreshes; plain ints
+and dicts are enough for that (a torn read shows a count one refresh late, never a wrong total);
+:meth:`RunRecorder.report` reads under the lock.
 """
 
 from __future__ import annotations
@@ -71,34 +75,42 @@ class RunRecorder(Hook):
 
     # ------------------------------------------------------------------ hook
     def wave_started(self, event: WaveStarted) -> WaveObserver | None:
-        runs = self._names.get(event.wave)
-        if runs is None:
-            runs = self._names[event.wave] = [0, 0]
-        runs[0] += 1
-        runs[1] += 1
-        label = event.wave if runs[0] == 1 else f"{event.wave}#{runs[0]}"
-        live = WaveLive(label, event.size or 0, trace_id=current_trace_id(), name=event.wave)
-        self.waves.append(live)
+        trace_id = current_trace_id()
+        with self._lock:
+            runs = self._names.get(event.wave)
+            if runs is None:
+                runs = self._names[event.wave] = [0, 0]
+            runs[0] += 1
+            runs[1] += 1
+            label = event.wave if runs[0] == 1 else f"{event.wave}#{runs[0]}"
+            live = WaveLive(label, event.size or 0, trace_id=trace_id, name=event.wave)
+            self.waves.append(live)
         _WAVE.set(live)  # runs in the context the wave's tasks inherit
-        return _WaveObs(self, live)
+        return _WaveObs(self, live, self._lock)
 
     def call_started(self, event: CallStarted) -> CallObserver | None:
         op = self._ops.get(event.operation)
         if op is None:
-            op = self._ops[event.operation] = _Op()
-        return _CallObs(op, _WAVE.get())
+            with self._lock:
+                op = self._ops.get(event.operation)
+                if op is None:
+                    op = self._ops[event.operation] = _Op()
+        return _CallObs(op, _WAVE.get(), self._lock)
 
     def saga_started(self, event: SagaStarted) -> SagaObserver | None:
-        return _SagaObs(self)
+        return _SagaObs(self, self._lock)
 
     def breaker_registered(self, event: BreakerRegistered) -> None:
-        self.breakers.setdefault(event.breaker, event.state)
+        with self._lock:
+            self.breakers.setdefault(event.breaker, event.state)
 
     def breaker_transition(self, event: BreakerTransition) -> None:
-        self.breakers[event.breaker] = event.to_state
-        self.transitions.append(event)
+        with self._lock:
+            self.breakers[event.breaker] = event.to_state
+            self.transitions.append(event)
 
     def _finished(self, live: WaveLive) -> None:
+        """Fold a finished wave into the totals; called with the lock held."""
         report = live.report
         assert report is not None
         totals = self.totals
@@ -151,24 +163,27 @@ class RunRecorder(Hook):
     # ------------------------------------------------------------------ totals
     @property
     def retries(self) -> int:
-        return sum(op.retries for op in self._ops.values())
+        with self._lock:
+            return sum(op.retries for op in self._ops.values())
 
     def report(self) -> RunReport:
         """The run so far as a :class:`RunReport` (call it when the run is over for final numbers)."""
-        operations = {
-            name: OperationStats(
-                name, op.calls, op.attempts, op.retries, op.rejected_retries, op.rejected, op.failed,
-                op.degraded, op.fallbacks,
-                {w: (int(s[0]), s[1] / s[0]) for w, s in op.latency.items() if s[0]},
-                dict(op.slowest),
-            )
-            for name, op in self._ops.items()
-        }
-        done = [w for w in self.waves if w.report is not None]
         with self._lock:
+            operations = {
+                name: OperationStats(
+                    name, op.calls, op.attempts, op.retries, op.rejected_retries, op.rejected, op.failed,
+                    op.degraded, op.fallbacks,
+                    {w: (int(s[0]), s[1] / s[0]) for w, s in op.latency.items() if s[0]},
+                    dict(op.slowest),
+                )
+                for name, op in self._ops.items()
+            }
+            done = [w for w in self.waves if w.report is not None]
             found = list(self._anomalies)
+            transitions = tuple(self.transitions)
+            compensations, rolled_back = self.compensations, self.rolled_back
         return RunReport(
             tuple(w.report for w in done if w.report is not None), tuple(w.label for w in done), operations,
-            tuple(self.transitions), self.compensations, self.rolled_back,
+            transitions, compensations, rolled_back,
             tuple(event for _, event in found), tuple(wave for wave, _ in found),
         )

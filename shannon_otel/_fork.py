@@ -1,0 +1,42 @@
+"""What a forked child must redo: callbacks run in the child after every ``fork()``.
+
+A forked child inherits the parent's locks as they were at that instant, but only the thread that
+forked. A lock another thread held then (a metric reader collecting, an exporter counting) stays held
+in the child forever, and the child's next wave or collection waits on it for good. Imports nothing
+of the SDK, so the OTel hook's modules can use it (``import shannon_otel`` stays light).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections.abc import Callable
+
+
+def in_forked_child(method: Callable[[], None]) -> None:
+    """Call the bound ``method`` in the child process after every ``fork()`` while its object lives.
+
+    The object is held weakly: ``os.register_at_fork`` registrations cannot be removed.
+    """
+    if not hasattr(os, "register_at_fork"):  # Windows: no fork
+        return
+    ref = weakref.WeakMethod(method)
+
+    def after_in_child() -> None:
+        if (bound := ref()) is not None:
+            bound()
+
+    os.register_at_fork(after_in_child=after_in_child)
+
+
+def release_held(lock: threading.Lock) -> None:
+    """In a forked child: free ``lock`` if a thread of the parent held it at the fork.
+
+    That thread does not exist in the child, and the child's only thread never holds one of these
+    locks at a fork (nothing run under them forks), so a held lock is a dead thread's. A plain
+    ``threading.Lock`` may be released by any thread; the object stays the same, so whatever shares
+    it (a bound recorder) keeps working.
+    """
+    if lock.locked():
+        lock.release()

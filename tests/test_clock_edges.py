@@ -1,0 +1,278 @@
+"""Injected clocks that go back, stand still or jump: what the policies and the executor report stays true.
+
+The default clocks are monotonic; a user's own (a wall clock, a test's) may step back. A duration, a queue
+wait or an age is then never negative (the SDK's histograms dropped negative values: task durations
+silently, the wave's with a warning), and a breaker opened before the step waits its ``reset_timeout``,
+not the step as well."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import math
+from typing import Any
+
+import pytest
+
+import shannon_otel as so
+from shannon_otel.testing import FakeClock, InMemoryTelemetry, run_virtual
+
+
+class _Backwards:
+    """A clock that goes back ``step`` seconds at every read."""
+
+    def __init__(self, step: float = 1.0) -> None:
+        self.now = 1000.0
+        self.step = step
+
+    def __call__(self) -> float:
+        self.now -= self.step
+        return self.now
+
+
+async def _one() -> int:
+    return 1
+
+
+async def _fail() -> None:
+    raise ValueError("down")
+
+
+def test_a_wave_on_a_clock_going_back_reports_no_negative_time_and_keeps_its_histogram_points() -> None:
+    tel = InMemoryTelemetry()
+    wave: so.Wave[int] = so.Wave("w", clock=_Backwards(), **tel.providers)
+    result = run_virtual(wave.run([_one] * 3))
+    assert [r.value for r in result.results] == [1, 1, 1]
+    assert all(r.duration_s == 0.0 and r.queue_wait_s == 0.0 for r in result.results)
+    assert result.report.duration_s == 0.0 and result.report.latency.total == 0.0
+    for metric, count in (("shannon.task.duration", 3), ("shannon.task.queue_wait.duration", 3),
+                          ("shannon.wave.duration", 1)):
+        (point,) = tel.points(metric)
+        assert (point.count, point.sum) == (count, 0.0), metric
+
+
+def test_a_wave_on_a_clock_standing_still_reports_zero_durations() -> None:
+    tel = InMemoryTelemetry()
+    wave: so.Wave[int] = so.Wave("w", clock=lambda: 5.0, **tel.providers)
+    result = run_virtual(wave.run([_one] * 2))
+    assert [r.duration_s for r in result.results] == [0.0, 0.0]
+    (point,) = tel.points("shannon.task.duration")
+    assert point.count == 2
+
+
+@pytest.mark.parametrize("back_s", [60.0, 3 * 86_400.0])
+def test_an_open_breaker_whose_clock_steps_back_waits_its_reset_timeout_not_the_step(back_s: float) -> None:
+    """Stepped back by 3 days after opening, the breaker stayed open for 3 days and 30 s (its
+    ``retry_after_s`` said 259,230 s for a 30 s ``reset_timeout``)."""
+    clock = FakeClock(1000.0)
+    breaker = so.CircuitBreaker("stepped", failure_threshold=1, reset_timeout=30.0, clock=clock, instrument=False)
+
+    async def main() -> None:
+        with contextlib.suppress(ValueError):
+            await breaker.call(_fail)
+        clock.now -= back_s
+        with pytest.raises(so.CircuitOpenError) as rejected:
+            await breaker.call(_one)
+        assert rejected.value.retry_after_s == 30.0
+        clock.advance(30.0)
+        assert await breaker.call(_one) == 1
+        assert breaker.state is so.BreakerState.CLOSED
+
+    run_virtual(main())
+
+
+def test_an_open_breaker_after_a_long_idle_gap_half_opens_at_its_first_call() -> None:
+    clock = FakeClock(1000.0)
+    breaker = so.CircuitBreaker("idle", failure_threshold=1, reset_timeout=30.0, clock=clock, instrument=False)
+
+    async def main() -> None:
+        with contextlib.suppress(ValueError):
+            await breaker.call(_fail)
+        clock.advance(3600.0)
+        assert await breaker.call(_one) == 1
+        assert breaker.state is so.BreakerState.CLOSED
+
+    run_virtual(main())
+
+
+class _Events(so.Hook):
+    """Collects the events of calls and sagas."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        hook = self
+
+        class Calls(so.CallObserver):
+            def attempt_finished(self, token: Any, event: so.AttemptFinished) -> None:
+                hook.events.append(event)
+
+            def call_finished(self, event: so.CallFinished) -> None:
+                hook.events.append(event)
+
+            def degraded(self, event: so.Degraded) -> None:
+                hook.events.append(event)
+
+        class Sagas(so.SagaObserver):
+            def compensation_finished(self, token: Any, event: so.CompensationFinished) -> None:
+                hook.events.append(event)
+
+        self._calls, self._sagas = Calls(), Sagas()
+
+    def call_started(self, event: so.CallStarted) -> so.CallObserver:
+        return self._calls
+
+    def saga_started(self, event: so.SagaStarted) -> so.SagaObserver:
+        return self._sagas
+
+
+def test_policy_events_on_a_clock_going_back_carry_no_negative_duration() -> None:
+    """AttemptFinished, CallFinished and CompensationFinished had durations of -1 s and less."""
+    hook = _Events()
+    retry = so.Retry(attempts=2, initial=0.0, clock=_Backwards(), hooks=[hook], instrument=False)
+    with pytest.raises(ValueError, match="down"):
+        run_virtual(retry.call(_fail))
+
+    async def undo(value: int) -> None:
+        return None
+
+    saga = so.Saga("s", clock=_Backwards(), hooks=[hook], instrument=False)
+    with pytest.raises(so.SagaError):
+        run_virtual(saga.run(so.Step("a", _one, compensate=undo), so.Step("b", _fail)))
+    durations = {type(e).__name__: e.duration_s for e in hook.events}
+    assert set(durations) == {"AttemptFinished", "CallFinished", "CompensationFinished"}
+    assert all(d == 0.0 for d in durations.values()), durations
+
+
+def test_a_last_good_value_on_a_clock_going_back_is_served_with_no_negative_age() -> None:
+    clock = _Backwards(step=10.0)
+    degrade = so.Degrade(last_good=True, max_age=5.0, on=ValueError, clock=clock, instrument=False)
+
+    calls: list[int] = []
+
+    async def flaky() -> int:
+        calls.append(1)
+        if len(calls) > 1:
+            raise ValueError("down")
+        return 1
+
+    async def main() -> None:
+        assert (await degrade.call(flaky)).value == 1
+        served = await degrade.call(flaky)
+        assert served.degraded and served.mode == "last_good" and served.age_s == 0.0
+
+    run_virtual(main())
+
+
+def test_a_rate_limited_wave_whose_clock_steps_back_keeps_its_pace() -> None:
+    """Stepped back by a day after the first start, the next task waited a day and a second: the
+    limiter's schedule stayed on the old time."""
+    started: list[float] = []
+    offset = [0.0]
+
+    def stepped() -> float:
+        return asyncio.get_running_loop().time() - offset[0]
+
+    async def work() -> None:
+        started.append(asyncio.get_running_loop().time())
+        offset[0] = 86_400.0  # the clock goes back a day, once
+
+    async def main() -> None:
+        wave: so.Wave[None] = so.Wave("w", rate_limit=1.0, max_concurrency=1, clock=stepped, instrument=False)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(3600.0):
+                await wave.run([work] * 3)
+
+    run_virtual(main())
+    assert started == [0.0, 1.0, 2.0]
+
+
+def test_progress_goes_on_being_reported_after_the_clock_steps_back() -> None:
+    """Stepped back by a day, on_progress was not called again until the clock had caught up (a day),
+    only once at the end."""
+    reported: list[int] = []
+    offset = [0.0]
+
+    def stepped() -> float:
+        return asyncio.get_running_loop().time() - offset[0]
+
+    async def work() -> None:
+        await asyncio.sleep(2.0)
+        offset[0] = 86_400.0
+
+    wave: so.Wave[None] = so.Wave("w", max_concurrency=1, clock=stepped, progress_interval=1.0,
+                                  on_progress=lambda p: reported.append(p.done), instrument=False)
+    run_virtual(wave.run([work] * 4))
+    assert reported[:3] == [1, 2, 3] and reported[-1] == 4, reported
+
+
+_BAD_READINGS = [
+    (datetime.datetime.now, TypeError, r"^clock must return seconds \(a real number\), got datetime\.datetime\("),
+    (lambda: "1.0", TypeError, r"^clock must return seconds \(a real number\), got '1\.0'"),
+    (lambda: math.nan, ValueError, r"^clock must return finite seconds, got nan"),
+]
+_IDS = ["datetime.now", "str", "nan"]
+
+
+@pytest.mark.parametrize(("clock", "error", "message"), _BAD_READINGS, ids=_IDS)
+def test_a_wave_refuses_a_clock_not_reading_seconds_before_any_task_runs(
+    clock: Any, error: type[Exception], message: str,
+) -> None:
+    """``clock=datetime.now`` (a slip for ``time.time``) ran the first task, then raised "'>' not supported
+    between instances of 'datetime.timedelta' and 'int'" from the wave: its result was lost. A NaN clock
+    reported NaN durations."""
+    ran: list[int] = []
+
+    async def work() -> None:
+        ran.append(1)
+
+    wave: so.Wave[None] = so.Wave("w", clock=clock, instrument=False)
+    with pytest.raises(error, match=message):
+        run_virtual(wave.run([work]))
+    with pytest.raises(error, match=message):
+        run_virtual(wave.map(lambda x: work(), [1]))
+    assert ran == []
+
+
+@pytest.mark.parametrize(("clock", "error", "message"), _BAD_READINGS, ids=_IDS)
+def test_a_policy_refuses_a_clock_not_reading_seconds_naming_it(
+    clock: Any, error: type[Exception], message: str,
+) -> None:
+    """A watched call (hooks listening) failed with Python's operator TypeError when an attempt ended,
+    in place of the user's result; a retry with a budget when it scheduled the next attempt; a breaker
+    with a time window (a NaN clock: "cannot convert float NaN to integer") at its first call."""
+    tel = InMemoryTelemetry()
+    with pytest.raises(error, match=message):
+        run_virtual(so.Retry(clock=clock, **tel.providers).call(_one))
+    with pytest.raises(error, match=message) as raised:
+        run_virtual(so.Retry(clock=clock, budget_s=5.0, initial=0.0, instrument=False).call(_fail))
+    assert isinstance(raised.value.__cause__, ValueError)  # the attempt's error, chained
+    with pytest.raises(error, match=message):
+        so.CircuitBreaker("clocked", clock=clock, window_s=10.0, **tel.providers)
+    assert tel.spans() == []
+
+
+@pytest.mark.parametrize(("back_s", "state"), [(0.0, so.BreakerState.CLOSED), (5.0, so.BreakerState.OPEN),
+                                               (86_400.0, so.BreakerState.CLOSED)])
+def test_a_time_window_drops_its_calls_when_the_clock_steps_back_a_whole_window(
+    back_s: float, state: so.BreakerState,
+) -> None:
+    """Stepped back a day, the 10 s window kept its three failures "from the future" for that day: one more
+    failure a minute later (on the new time) opened the breaker at 4 failures of 4 calls, which on a clock
+    going on forward had left the window long before. A step back shorter than the window keeps its calls."""
+    clock = FakeClock(1000.0)
+    breaker = so.CircuitBreaker("stepped-window", failure_threshold=None, failure_rate=0.5, min_calls=4,
+                                window_s=10.0, clock=clock, instrument=False)
+
+    async def main() -> None:
+        for _ in range(3):
+            with contextlib.suppress(ValueError):
+                await breaker.call(_fail)
+        clock.now -= back_s
+        if back_s != 5.0:
+            clock.advance(60.0)
+        with contextlib.suppress(ValueError):
+            await breaker.call(_fail)
+
+    run_virtual(main())
+    assert breaker.state is state

@@ -1,0 +1,98 @@
+"""A process forked while another thread holds one of shannon-otel's locks (a metric reader collecting,
+a scrape, a span ending) does not hang: the child frees the dead thread's lock, and its next wave,
+collection, scrape or span goes on.
+
+The lock is taken directly in the parent, as the reader's thread would hold it at that instant: a fork
+landing inside a collection is otherwise a matter of luck. The SDK's own locks are free here (they are
+its to handle; the SDK restarts its reader and processor threads in the child).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+GUARD_S = 120
+
+_SCRIPT = '''
+import asyncio, json, os, sys, time
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from shannon_otel import PrometheusReader, TailSampler, Wave
+from shannon_otel._otel._providers import provider_state
+from shannon_otel.testing import InMemoryTelemetry
+
+which = sys.argv[1]
+tel = InMemoryTelemetry()
+state = provider_state(tel.meter_provider)
+
+async def task():
+    return 1
+
+wave = Wave(name="w", **tel.providers)
+asyncio.run(wave.run([task] * 3))  # the executor's instruments and the bridge's store exist now
+
+def run_wave():
+    assert asyncio.run(wave.run([task] * 3)).values() == [1, 1, 1]
+
+if which == "executor":  # the executor's live counters, read by the reader's callbacks
+    lock, child = state._executor.lock, run_wave
+elif which == "bridge":  # the bridge's store, merged into each export, recorded into per task
+    lock, child = state.bridge._shared._lock, run_wave
+elif which == "anomaly":  # the anomaly score gauge's callback
+    lock = state.anomaly_telemetry(tel.meter_provider)._lock
+    child = tel.metrics
+elif which == "shared":  # the shared-state availability gauge's callback
+    lock = state.shared_telemetry(tel.meter_provider)._lock
+    child = tel.metrics
+elif which == "scrape":
+    reader = PrometheusReader()
+    MeterProvider(metric_readers=[reader]).get_meter("m").create_counter("c").add(1)
+    lock, child = reader._lock, reader.scrape
+elif which == "tail":
+    sampler = TailSampler(SimpleSpanProcessor(InMemorySpanExporter()), healthy_ratio=1.0)
+    provider = TracerProvider()
+    provider.add_span_processor(sampler)
+    def child():
+        with provider.get_tracer("t").start_as_current_span("s"):
+            pass
+    lock = sampler._lock
+lock.acquire()  # another thread's collection, scrape or span end, at the instant of the fork
+pid = os.fork()
+if pid == 0:
+    child()
+    os._exit(0)
+deadline = time.monotonic() + 20
+while time.monotonic() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        print(json.dumps({"hung": False, "status": status}), flush=True)
+        break
+    time.sleep(0.02)
+else:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    print(json.dumps({"hung": True}), flush=True)
+lock.release()
+'''
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+@pytest.mark.parametrize("which", ["executor", "bridge", "anomaly", "shared", "scrape", "tail"])
+def test_a_child_forked_while_a_lock_is_held_does_not_hang(tmp_path: Path, which: str) -> None:
+    script = tmp_path / "forked.py"
+    script.write_text(_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "_OTEL_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run([sys.executable, str(script), which], capture_output=True, text=True, env=env,
+                          timeout=GUARD_S, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == {"hung": False, "status": 0}, done.stderr

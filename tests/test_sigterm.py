@@ -1,0 +1,67 @@
+"""A process ended by SIGTERM (``docker stop``, ``kill``, Kubernetes) and the spans it still had queued.
+
+Python's default for SIGTERM is to die at once: no exit handler runs, so the batch processor's queue is
+lost. shannon-otel installs no signal handler (the program's choice: servers such as uvicorn and gunicorn
+install their own); the handler docs/reliability.md and the README give turns the signal into a normal
+exit, whose exit handler shuts the telemetry down and exports the queue. A real process, a real OTLP/HTTP
+collector stand-in on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_export_faults import GUARD_S, HttpSink, answer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_SCRIPT = '''
+import asyncio, signal, sys, time
+from shannon_otel import Wave, configure
+
+if sys.argv[2] == "handler":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the documented handler
+
+configure("sigterm", exporter="otlp_http", endpoint=sys.argv[1], metric_interval_s=3600.0)
+
+async def work(i):
+    return i
+
+print(asyncio.run(Wave("w").map(work, range(10))).values(), flush=True)  # 11 spans, queued
+time.sleep(120)  # still running (a server) when the signal comes
+'''
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or os.name != "posix", reason="POSIX signals")
+@pytest.mark.parametrize("handler", [True, False], ids=["with-handler", "default"])
+def test_sigterm_exports_the_queued_spans_only_with_the_documented_handler(tmp_path: Path, handler: bool) -> None:
+    sink = HttpSink(answer(200))
+    script = tmp_path / "server.py"
+    script.write_text(_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "_OTEL_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    env["OTEL_BSP_SCHEDULE_DELAY"] = "600000"  # nothing leaves before the signal but by the exit handler
+    with subprocess.Popen([sys.executable, str(script), sink.endpoint, "handler" if handler else "none"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as process:
+        try:
+            assert process.stdout is not None and process.stderr is not None
+            assert process.stdout.readline().strip() == str(list(range(10)))  # the wave ran; its spans are queued
+            process.send_signal(signal.SIGTERM)
+            process.wait(GUARD_S)
+            stderr = process.stderr.read()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            sink.close()
+    if handler:
+        assert process.returncode == 143, stderr
+        assert sink.spans == 11  # the wave span and its 10 task spans, exported by the exit handler
+    else:
+        assert process.returncode == -signal.SIGTERM
+        assert sink.spans == 0  # died at once: the queue went with it, uncounted

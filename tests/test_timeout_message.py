@@ -1,0 +1,69 @@
+"""The TimeoutError a Timeout policy raises says what timed out and after how long.
+
+Its type is the builtin ``TimeoutError`` (what users catch); its message reaches the user's traceback
+and the operation span's status description. An error the operation raises itself is left untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from opentelemetry.trace import StatusCode
+
+from shannon_otel.recovery import Pipeline, Retry, Timeout
+from shannon_otel.testing import InMemoryTelemetry, run_virtual
+
+
+async def hang() -> None:
+    await asyncio.Event().wait()
+
+
+def test_the_message_names_the_operation_and_the_limit_on_the_error_and_the_span() -> None:
+    tel = InMemoryTelemetry()
+    with pytest.raises(TimeoutError) as caught:
+        run_virtual(Timeout(0.25, name="slow-api", **tel.providers).call(hang))
+    assert type(caught.value) is TimeoutError
+    assert str(caught.value) == "operation 'slow-api' timed out after 0.25 s (Timeout policy)"
+    assert isinstance(caught.value.__cause__, asyncio.CancelledError)  # the chain asyncio.timeout makes
+    span = tel.span("slow-api")
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description == "TimeoutError: operation 'slow-api' timed out after 0.25 s (Timeout policy)"
+    [event] = [e for e in span.events if e.name == "exception"]
+    assert (event.attributes or {})["exception.message"] == str(caught.value)
+    tel.shutdown()
+
+
+def test_an_unobserved_timeout_says_the_limit_too() -> None:
+    with pytest.raises(TimeoutError, match=r"^timed out after 2\.0 s \(Timeout policy\)$"):
+        run_virtual(Timeout(2.0, instrument=False).call(hang))
+    with pytest.raises(TimeoutError, match=r"^operation 'db' timed out after 2 s \(Timeout policy\)$"):
+        run_virtual(Timeout(2, name="db", instrument=False).call(hang))
+
+
+def test_in_a_pipeline_the_operation_is_the_pipeline() -> None:
+    tel = InMemoryTelemetry()
+    pipeline = Pipeline(Timeout(1.5), Retry(attempts=3, initial=0.0, maximum=0.0), name="fetch", **tel.providers)
+    with pytest.raises(TimeoutError, match=r"^operation 'fetch' timed out after 1\.5 s \(Timeout policy\)$"):
+        run_virtual(pipeline.call(hang))
+    assert tel.span("fetch").status.description == (
+        "TimeoutError: operation 'fetch' timed out after 1.5 s (Timeout policy)")
+    tel.shutdown()
+
+
+def test_an_inner_timeout_keeps_its_own_message_through_an_outer_one() -> None:
+    inner = Timeout(1.0, name="inner", instrument=False)
+    outer = Timeout(5.0, name="outer", instrument=False)
+    with pytest.raises(TimeoutError, match=r"^operation 'inner' timed out after 1\.0 s"):
+        run_virtual(outer.call(lambda: inner.call(hang)))
+
+
+def test_a_timeout_error_the_operation_raises_is_left_as_it_is() -> None:
+    own = TimeoutError()
+
+    async def raises() -> None:
+        raise own
+
+    with pytest.raises(TimeoutError) as caught:
+        run_virtual(Timeout(1.0, name="x", instrument=False).call(raises))
+    assert caught.value is own and caught.value.args == ()
