@@ -151,8 +151,9 @@ def rejections_of(exporter: object) -> Rejections | None:
 class _Counted:
     """Counts the items handed to ``inner``, those settled (its export returned) and those it failed
     to deliver (result or exception), as drops of ``signal``; with ``rejections``, also those the
-    backend rejected in a successful answer. Once ``abandon()``-ed (the shutdown budget ran out and the
-    caller counted every unsettled item), later failures are not counted twice."""
+    backend rejected in a successful answer. Once ``abandon()``-ed (the shutdown budget ran out, or the
+    SDK's processor stopped waiting, and the caller counted every unsettled item), later failures are
+    not counted twice."""
 
     def __init__(
         self, inner: Any, drops: DropCounter, signal: str, success: object, rejections: Rejections | None = None,
@@ -170,9 +171,20 @@ class _Counted:
         # one writer each: the processor's export, serialised by the SDK's export lock
         self.handed = 0
         self.settled = 0
+        self._abandoning = threading.Lock()  # also new in a forked child: the parent's may be held there
 
-    def abandon(self) -> None:
-        self._abandoned = True
+    @property
+    def abandoned(self) -> bool:
+        return self._abandoned
+
+    def abandon(self, accepted: int) -> int:
+        """Give up on the items not settled of the ``accepted`` ones: how many, for the caller to count; 0 from
+        the second call on (the budget's end and the SDK processor's own give-up may both come, in two threads)."""
+        with self._abandoning:
+            if self._abandoned:
+                return 0
+            self._abandoned = True
+        return max(0, accepted - self.settled)
 
     def _export(self, batch: Sequence[Any]) -> Any:
         self.handed += len(batch)
@@ -255,13 +267,20 @@ class CountedSpanProcessor(SpanProcessor):
 
     def abandon(self) -> int:
         """The spans accepted but not settled (queued, or in an export still running), now
-        given up on: the caller counts them; a late failure of that export is not counted again."""
-        self.exporter.abandon()
-        return max(0, self._ended - self.exporter.settled)
+        given up on: the caller counts them (0 when given up on before); a late failure of that export
+        is not counted again."""
+        return self.exporter.abandon(self._ended)
+
+    @property
+    def gave_up(self) -> bool:
+        """Whether spans it accepted were given up on (counted as dropped, reason ``shutdown``)."""
+        return self.exporter.abandoned
 
     def shutdown(self) -> None:
+        """Stop; blocks while the SDK's processor exports what is queued, 30 s at most (its own bound)."""
         self._closed = True
         self._inner.shutdown()  # type: ignore[no-untyped-call]  # untyped in the SDK
+        _count_left_behind(self._drops, "traces", self.exporter, self._ended)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return self._inner.force_flush(timeout_millis)
@@ -372,15 +391,30 @@ class CountedLogRecordProcessor(LogRecordProcessor):
         self._inner.on_emit(log_record)
 
     def abandon(self) -> int:
-        self.exporter.abandon()
-        return max(0, self._emitted - self.exporter.settled)
+        return self.exporter.abandon(self._emitted)
+
+    @property
+    def gave_up(self) -> bool:
+        return self.exporter.abandoned
 
     def shutdown(self) -> None:
         self._closed = True
         self._inner.shutdown()  # type: ignore[no-untyped-call]  # untyped in the SDK
+        _count_left_behind(self._drops, "logs", self.exporter, self._emitted)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return self._inner.force_flush(timeout_millis)
+
+
+def _count_left_behind(drops: DropCounter, signal: str, exporter: _Counted, accepted: int) -> None:
+    """After the SDK batch processor's shutdown returned: what it accepted and never settled is lost, counted.
+
+    Its shutdown waits at most 30 s for its worker whatever the caller's budget, then returns and exports nothing
+    more (an export still running finishes alone): with ``shutdown_timeout_s`` above 30 s and a stalled backend,
+    ``Telemetry.shutdown()`` returned True, the queue's spans lost and none counted. A shutdown that finished
+    leaves nothing unsettled and counts nothing."""
+    if accepted > exporter.settled:
+        drops.add(signal, DropReason.SHUTDOWN, exporter.abandon(accepted))
 
 
 def _points(data: MetricsData) -> int:

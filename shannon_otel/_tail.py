@@ -6,18 +6,23 @@ It holds each trace's ended spans until their local root ends (the wave span, or
 around the wave: the topmost span started through this processor), then forwards that part of the
 trace whole or none of it (two requests of one upstream trace served here are two parts): a trace is kept when any span
 has an error status, a task outcome ``failure`` / ``timeout`` or a ``shannon.anomaly`` event, and
-otherwise when its trace id falls under ``healthy_ratio`` (the same rule as the SDK's
-``TraceIdRatioBased`` and the collector's ``probabilistic`` policy, so processes agree).
+otherwise when its trace id falls under ``healthy_ratio`` (the SDK's ``TraceIdRatioBased`` rule on the
+low 64 bits, so processes and head samplers of the same ratio agree; the collector's ``probabilistic``
+policy hashes the trace id instead, so it keeps other healthy traces: both at 10% keep about 1%).
 
 Memory is bounded by ``max_buffered_spans``: past it, the oldest undecided trace is decided at once
 on what it has so far (counted in ``overflow_traces``). Spans ending after their part's decision
 (late children) or starting under a span of a decided part follow that decision while it is
-remembered (``max_decisions``).
+remembered (``max_decisions``); one whose local root ended and was forgotten since follows its trace's
+remembered decision, else is decided on its own, never held. A span under a parent never seen here (another
+TracerProvider's) roots a part of its own. After ``shutdown()`` nothing is held either:
+each span ending then is decided at once.
 For several processes, sample in the collector instead: ``collector-config/otelcol-tail-sampling.yaml``.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -27,10 +32,12 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanContext, StatusCode
 
 from . import _telemetry as tel
-from ._fork import in_forked_child, release_held
+from ._fork import in_forked_child
 from ._validate import check_number
 
 __all__ = ["TailSampler"]
+
+_log = logging.getLogger("shannon_otel")
 
 _TROUBLE = frozenset({tel.Outcome.FAILURE.value, tel.Outcome.TIMEOUT.value})
 _TRACE_ID_LIMIT = (1 << 64) - 1  # the low 64 bits of the trace id, as TraceIdRatioBased reads them
@@ -60,6 +67,9 @@ class _Trace:
 # The "local root" of a span started under a parent forgotten since its trace was decided: its subtree is
 # decided at once, forwarded only if every part of the trace was kept (span ids are never negative).
 _FOLLOW_KEEP, _FOLLOW_DROP = -1, -2
+# What is remembered of a trace: every part kept; a part dropped; a part dropped and an ended span of the trace
+# forgotten since (only then may a parent unknown here be a forgotten span rather than one never seen).
+_KEPT, _DROPPED, _DROPPED_FORGOTTEN = 1, 0, -1
 
 
 class TailSampler(SpanProcessor):
@@ -82,6 +92,7 @@ class TailSampler(SpanProcessor):
         check_number("max_buffered_spans", max_buffered_spans, low=1, integer=True)
         check_number("max_decisions", max_decisions, low=1, integer=True)
         self._next = processor
+        self._next_on_ending = getattr(processor, "_on_ending", None)
         self.healthy_ratio = healthy_ratio
         self._bound = round(healthy_ratio * (_TRACE_ID_LIMIT + 1))
         self._max_spans = max_buffered_spans
@@ -89,16 +100,27 @@ class TailSampler(SpanProcessor):
         # Each span's local root (the span id of its topmost ancestor started here), from its start
         # until its part of the trace is decided (or, started late, until it ends): a part is decided
         # when its root ends, so a request's part never waits for another part of the same trace.
-        self._root_of: dict[int, int] = {}
-        # ... and after that, for the newest ``max_decisions`` decided spans: a span started under one of
-        # them (a fire-and-forget task) follows its part's decision.
-        self._ended_root: OrderedDict[int, int] = OrderedDict()
-        self._traces: OrderedDict[int, _Trace] = OrderedDict()  # undecided parts by local root, oldest first
+        self._root_of: dict[int, int]
+        # ... and after that, for the newest ``max_decisions`` decided spans (with their trace id): a span
+        # started under one of them (a fire-and-forget task) follows its part's decision.
+        self._ended_root: OrderedDict[int, tuple[int, int]] = OrderedDict()
+        self._traces: OrderedDict[int, _Trace]  # undecided parts by local root, oldest first
         self._decided: OrderedDict[int, bool] = OrderedDict()  # decided parts by local root
-        self._trace_kept: OrderedDict[int, bool] = OrderedDict()  # by trace id: every part kept
+        self._trace_kept: OrderedDict[int, int] = OrderedDict()  # by trace id: _KEPT, _DROPPED, _DROPPED_FORGOTTEN
+        self._closed = False  # shut down: nothing is buffered any more (no later decision would come)
+        self._start()
+        in_forked_child(self._start)
+
+    def _start(self) -> None:
+        """Nothing open, buffered or counted yet; also in a forked child. The parent's open spans and undecided
+        parts are the parent's to decide and export: inherited, the child exported them a second time (at its
+        shutdown or an overflow) and held its own spans under the parent's open root; and a lock a parent's thread
+        held at the fork stayed held in the child forever. Decisions made are kept: a child's span under a
+        decided span follows it."""
+        self._root_of = {}
+        self._traces = OrderedDict()
         self._buffered = 0
         self._lock = threading.Lock()
-        in_forked_child(self._forked)  # held by a span ending on another thread at a fork: the child's would hang
         self.kept_traces = 0
         self.dropped_traces = 0
         self.overflow_traces = 0
@@ -112,20 +134,25 @@ class TailSampler(SpanProcessor):
         if parent is None or parent.is_remote:
             return context.span_id
         root = self._root_of.get(parent.span_id)
-        if root is None:
-            root = self._ended_root.get(parent.span_id)
         if root is not None:
             return root
+        ended = self._ended_root.get(parent.span_id)
+        if ended is not None:
+            return ended[0]
         # A parent this processor never saw start (another TracerProvider's span) roots its own part;
-        # one forgotten since its trace was decided: the span's subtree is forwarded only if every part
-        # of its trace was kept (never a kept span whose parent was dropped).
-        kept = self._trace_kept.get(context.trace_id)
-        if kept is None:
-            return context.span_id
-        return _FOLLOW_KEEP if kept else _FOLLOW_DROP
+        # one forgotten since its trace was decided: see _forgotten.
+        return self._forgotten(context)
 
-    def _forked(self) -> None:
-        release_held(self._lock)
+    def _forgotten(self, context: SpanContext) -> int:
+        """Under the lock: the local root of a span whose parent's part is not known (now). Its subtree is
+        forwarded whole when every part of its trace was kept; when one was dropped and a span of the trace
+        was forgotten since, not at all (the parent may be that span: never a kept span whose parent was
+        dropped); otherwise it roots a part of its own (a parent never seen here: another TracerProvider's
+        span around a second wave of a request whose first, healthy, was dropped; its failure is kept)."""
+        kept = self._trace_kept.get(context.trace_id)
+        if kept is None or kept == _DROPPED:
+            return context.span_id
+        return _FOLLOW_KEEP if kept == _KEPT else _FOLLOW_DROP
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         context = span.context
@@ -134,24 +161,40 @@ class TailSampler(SpanProcessor):
                 self._root_of[context.span_id] = self._root(context, span.parent)
         self._next.on_start(span, parent_context=parent_context)
 
+    def _on_ending(self, span: Span) -> None:
+        # The SDK's OnEnding hook (private in the SDK yet), called on the span still writable just before on_end:
+        # passed on, or a processor behind this one never got it.
+        if self._next_on_ending is not None:
+            self._next_on_ending(span)
+
     def on_end(self, span: ReadableSpan) -> None:
         context = span.context
         if context is None or not context.trace_flags.sampled:
+            # Recorded, not sampled (a RECORD_ONLY sampler): nothing to decide; the processor behind saw its
+            # start and sees its end (the SDK's exporting processors skip it, a user's span-metrics one counts it).
+            self._next.on_end(span)
             return
         trace_id, span_id = context.trace_id, context.span_id
         forward: list[ReadableSpan] = []
+        first_overflow = False
         with self._lock:
             root = self._root_of.get(span_id)
             if root is None:  # started before this processor was added
                 root = self._root(context, span.parent)
+            elif root != span_id and root not in self._traces and root not in self._decided and (
+                root not in self._root_of
+            ):
+                # Its local root ended, was decided and is forgotten since (max_decisions): it never ends again,
+                # so buffered under it this span (a background task outliving many requests) waited forever.
+                root = self._forgotten(context)
             if root < 0:  # _FOLLOW_KEEP / _FOLLOW_DROP
                 self._root_of.pop(span_id, None)
-                self._remember(span_id, root)
+                self._remember(span_id, (root, trace_id))
                 if root == _FOLLOW_KEEP:
                     forward.append(span)
             elif root not in self._traces and root in self._decided:
                 self._root_of.pop(span_id, None)
-                self._remember(span_id, root)
+                self._remember(span_id, (root, trace_id))
                 if self._decided[root]:
                     forward.append(span)
             else:
@@ -161,37 +204,51 @@ class TailSampler(SpanProcessor):
                 entry.spans.append(span)
                 entry.keep = entry.keep or troubled(span)
                 self._buffered += 1
-                if root == span_id:
+                if root == span_id or self._closed:  # shut down: decided at once, never held
                     forward.extend(self._decide(root))
                 while self._buffered > self._max_spans and self._traces:
+                    first_overflow = first_overflow or not self.overflow_traces
                     self.overflow_traces += 1
                     forward.extend(self._decide(next(iter(self._traces))))
+        if first_overflow:
+            # Once: later spans of such a part follow its early decision, so a failure after it is exported only
+            # if the part was kept; nothing else would tell the user (overflow_traces is read by few).
+            _log.warning(
+                "TailSampler: more than max_buffered_spans=%d ended spans waited for their local root to end; the "
+                "oldest part of a trace was decided on what it had and its later spans follow that decision (a "
+                "failure after it is kept only if the part was). A span open around many waves makes one part of "
+                "them all. Counted in TailSampler.overflow_traces; this warning is not repeated", self._max_spans)
         for each in forward:
             self._next.on_end(each)
 
-    def _remember(self, span_id: int, root: int) -> None:
-        """Under the lock: ``span_id`` ended in the decided part under ``root`` (bounded, oldest forgotten)."""
+    def _remember(self, span_id: int, part: tuple[int, int]) -> None:
+        """Under the lock: ``span_id`` ended in the decided ``part`` (local root, trace id); bounded, oldest
+        forgotten (and its trace, if a part of it was dropped, marked: see _forgotten)."""
         ended_root = self._ended_root
-        ended_root[span_id] = root
+        ended_root[span_id] = part
         if len(ended_root) > self._max_decisions:
-            ended_root.popitem(last=False)
+            _, (_, trace_id) = ended_root.popitem(last=False)
+            if self._trace_kept.get(trace_id) == _DROPPED:
+                self._trace_kept[trace_id] = _DROPPED_FORGOTTEN
 
     def _decide(self, root: int) -> list[ReadableSpan]:
         """Under the lock: settle the part of a trace under ``root``; the spans to forward (none when dropped)."""
         entry = self._traces.pop(root)
         self._buffered -= len(entry.spans)
-        for span in entry.spans:
-            if span.context is not None:
-                self._root_of.pop(span.context.span_id, None)
-                self._remember(span.context.span_id, root)
         trace_id = entry.trace_id
         keep = entry.keep or (trace_id & _TRACE_ID_LIMIT) < self._bound
         self._decided[root] = keep
-        self._trace_kept[trace_id] = keep and self._trace_kept.get(trace_id, True)
+        before = self._trace_kept.get(trace_id, _KEPT)
+        self._trace_kept[trace_id] = before if before != _KEPT else _KEPT if keep else _DROPPED
         if len(self._decided) > self._max_decisions:
             self._decided.popitem(last=False)
         if len(self._trace_kept) > self._max_decisions:
             self._trace_kept.popitem(last=False)
+        part = (root, trace_id)  # one for all its spans: memory per part, not per span
+        for span in entry.spans:  # remembered after the trace's state is set: one may be forgotten here already
+            if span.context is not None:
+                self._root_of.pop(span.context.span_id, None)
+                self._remember(span.context.span_id, part)
         if keep:
             self.kept_traces += 1
             return entry.spans
@@ -206,7 +263,12 @@ class TailSampler(SpanProcessor):
             return forward
 
     def shutdown(self) -> None:
-        """Decides every buffered trace on what it has, forwards, and shuts ``processor`` down."""
+        """Decides every buffered trace on what it has, forwards, and shuts ``processor`` down. A span
+        ending later is decided at once (its part's decision, else on itself) and, kept, handed to
+        ``processor``, whose own rule for spans after its shutdown applies (the SDK's log and drop them;
+        ``configure()``'s count them as dropped); none is held back."""
+        with self._lock:
+            self._closed = True
         for span in self._decide_all():
             self._next.on_end(span)
         self._next.shutdown()

@@ -136,6 +136,12 @@ class Telemetry:
         finished = all(done for done, _ in results)
         if not finished:
             self._give_up(f"did not finish within {budget:.1f} s (backend down or not answering)")
+        elif any(p.gave_up for p in self._processors) or any(p.gave_up for p in self._log_processors):
+            # in time, but an SDK batch processor stopped waiting for its export first (30 s at most) and left its
+            # queue behind, counted as dropped by our processor: not everything was exported
+            finished = False
+            self._report("gave up on an export still running after 30 s (the SDK's batch processors wait no longer)",
+                         always=True)
         else:
             self._report("finished")
         return finished

@@ -1,0 +1,183 @@
+"""TailSampler's life cycle as a user drives it: flush, shutdown (twice, by the provider, with work still
+running), spans ending after it, two samplers on one provider, memory over many traces."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import tracemalloc
+
+import pytest
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Status, StatusCode, set_span_in_context
+
+from shannon_otel import TailSampler, Wave
+
+
+class Recording(SpanProcessor):
+    """The processor behind the sampler: what it was handed, before and after its shutdown."""
+
+    def __init__(self) -> None:
+        self.ended: list[str] = []
+        self.after_shutdown: list[str] = []
+        self.shutdowns = 0
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        return None
+
+    def on_end(self, span: ReadableSpan) -> None:
+        (self.after_shutdown if self.shutdowns else self.ended).append(span.name)
+
+    def shutdown(self) -> None:
+        self.shutdowns += 1
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+def test_spans_ending_after_shutdown_are_handed_on_at_once_not_held() -> None:
+    # Before: a span ending under a root still open at shutdown was buffered in the sampler (up to
+    # max_buffered_spans of them), and neither exported nor seen (counted) by the processor behind it.
+    behind = Recording()
+    sampler = TailSampler(behind, healthy_ratio=1.0)
+    provider = TracerProvider()
+    provider.add_span_processor(sampler)
+    tracer = provider.get_tracer("app")
+    job = tracer.start_span("job")
+    provider.shutdown()
+    for i in range(5):
+        tracer.start_span(f"late {i}", context=set_span_in_context(job)).end()
+    assert sampler.buffered_spans == 0
+    assert behind.after_shutdown == [f"late {i}" for i in range(5)]  # its rule for them applies
+    job.end()
+    assert behind.after_shutdown[-1] == "job" and sampler.buffered_spans == 0
+
+
+def test_a_dropped_part_stays_dropped_after_shutdown() -> None:
+    behind = Recording()
+    sampler = TailSampler(behind, healthy_ratio=0.0)
+    provider = TracerProvider()
+    provider.add_span_processor(sampler)
+    tracer = provider.get_tracer("app")
+    job = tracer.start_span("job")
+    tracer.start_span("before", context=set_span_in_context(job)).end()
+    provider.shutdown()  # decides the part on what it has: healthy, dropped
+    tracer.start_span("after", context=set_span_in_context(job)).end()
+    job.end()
+    assert behind.ended == [] and behind.after_shutdown == []
+    assert (sampler.dropped_traces, sampler.buffered_spans) == (1, 0)
+
+
+def test_shutting_down_twice_shuts_the_processor_down_and_raises_nothing() -> None:
+    exporter = InMemorySpanExporter()
+    sampler = TailSampler(BatchSpanProcessor(exporter), healthy_ratio=1.0)
+    provider = TracerProvider()
+    provider.add_span_processor(sampler)
+    with provider.get_tracer("app").start_as_current_span("request"):
+        pass
+    provider.shutdown()
+    provider.shutdown()
+    sampler.shutdown()
+    assert [s.name for s in exporter.get_finished_spans()] == ["request"]
+
+
+@pytest.mark.parametrize("behind", ["simple", "batch"])
+def test_force_flush_delivers_every_decided_trace(behind: str) -> None:
+    exporter = InMemorySpanExporter()
+    processor = SimpleSpanProcessor(exporter) if behind == "simple" else BatchSpanProcessor(
+        exporter, schedule_delay_millis=3_600_000)
+    sampler = TailSampler(processor, healthy_ratio=0.0)
+    provider = TracerProvider()
+    provider.add_span_processor(sampler)
+
+    async def job(i: int) -> int:
+        if i % 4 == 0:
+            raise ValueError("boom")
+        return i
+
+    async def main() -> None:
+        for _ in range(10):
+            await Wave[int]("w", tracer_provider=provider).map(job, range(8))
+
+    asyncio.run(main())
+    assert provider.force_flush(10_000)
+    # 10 kept waves (each has failures): the wave span and its 8 tasks each, exported by the flush
+    assert len(exporter.get_finished_spans()) == 90
+    assert (sampler.kept_traces, sampler.buffered_spans) == (10, 0)
+    provider.shutdown()
+
+
+def test_two_samplers_on_one_provider_decide_alone_and_deliver_whole_traces() -> None:
+    errors, everything = InMemorySpanExporter(), InMemorySpanExporter()
+    only_errors = TailSampler(SimpleSpanProcessor(errors), healthy_ratio=0.0)
+    all_kept = TailSampler(SimpleSpanProcessor(everything), healthy_ratio=1.0)
+    provider = TracerProvider()
+    provider.add_span_processor(only_errors)
+    provider.add_span_processor(all_kept)
+    tracer = provider.get_tracer("app")
+    for i in range(6):
+        with tracer.start_as_current_span(f"request {i}"), tracer.start_as_current_span("step") as step:
+            if i % 3 == 0:
+                step.set_status(Status(StatusCode.ERROR))
+    assert sorted(s.name for s in errors.get_finished_spans()) == ["request 0", "request 3", "step", "step"]
+    assert len(everything.get_finished_spans()) == 12
+    assert (only_errors.kept_traces, only_errors.dropped_traces, all_kept.kept_traces) == (2, 4, 6)
+
+
+def test_a_provider_shut_down_while_a_wave_runs_leaves_nothing_held(caplog: pytest.LogCaptureFixture) -> None:
+    behind = Recording()
+    sampler = TailSampler(behind, healthy_ratio=1.0)
+    provider = TracerProvider()
+    provider.add_span_processor(sampler)
+    started = asyncio.Event()
+
+    async def job(i: int) -> int:
+        if i == 0:
+            started.set()
+        await asyncio.sleep(0)
+        return i
+
+    async def main() -> list[int | None]:
+        wave: Wave[int] = Wave("w", max_concurrency=1, tracer_provider=provider)
+        run = asyncio.create_task(wave.map(job, range(5)))
+        await started.wait()
+        provider.shutdown()  # the user's own shutdown, mid-wave
+        return list((await run).values())
+
+    with caplog.at_level(logging.ERROR):
+        assert asyncio.run(main()) == [0, 1, 2, 3, 4]  # the user's results are untouched
+    assert sampler.buffered_spans == 0
+    assert len(behind.ended) + len(behind.after_shutdown) == 6  # every span handed on, none held
+    assert not caplog.records
+
+
+def test_many_short_dropped_traces_keep_memory_bounded() -> None:
+    # Ratio 0, nothing troubled: every trace is decided and dropped; what is remembered of decisions is capped by
+    # max_decisions, so memory after 4,000 traces and after 14,000 is the same (counted allocations, no timing).
+    sampler = TailSampler(SimpleSpanProcessor(InMemorySpanExporter()), healthy_ratio=0.0, max_decisions=500)
+    provider = TracerProvider()
+    provider.add_span_processor(sampler)
+    tracer = provider.get_tracer("app")
+
+    def traces(n: int) -> None:
+        for _ in range(n):
+            with tracer.start_as_current_span("request"):
+                tracer.start_span("step").end()
+
+    traces(1_000)  # warm caches of the SDK and the interpreter
+    tracemalloc.start()
+    try:
+        traces(3_000)
+        gc.collect()
+        after_five, _ = tracemalloc.get_traced_memory()
+        traces(10_000)
+        gc.collect()
+        after_all, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert after_all - after_five < 16_384  # bytes: no per-trace state past the cap (a leak: >= 10,000 x ~100 B)
+    assert sampler.stats() == {"kept_traces": 0, "dropped_traces": 14_000, "overflow_traces": 0, "buffered_spans": 0}
