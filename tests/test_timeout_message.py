@@ -67,3 +67,25 @@ def test_a_timeout_error_the_operation_raises_is_left_as_it_is() -> None:
     with pytest.raises(TimeoutError) as caught:
         run_virtual(Timeout(1.0, name="x", instrument=False).call(raises))
     assert caught.value is own and caught.value.args == ()
+
+
+async def own_timeout() -> None:
+    raise TimeoutError("the server said 504")
+
+
+def test_a_wave_task_timeout_names_the_task_the_wave_and_the_limit() -> None:
+    """The wave's ``task_timeout`` raised asyncio's bare ``TimeoutError()``: the task's error, the user's
+    traceback and the task span's exception event said nothing of what timed out."""
+    from shannon_otel import Wave, task
+
+    tel = InMemoryTelemetry()
+    wave: Wave[None] = Wave("crawl", task_timeout=0.5, **tel.providers)
+    result = run_virtual(wave.run([task(hang, name="fetch"), task(own_timeout, name="mine")]))
+    hung, mine = (r.error for r in result.results)
+    assert type(hung) is TimeoutError
+    assert str(hung) == "task 'fetch' of wave 'crawl' timed out after 0.5 s (task_timeout)"
+    assert str(mine) == "the server said 504"  # a TimeoutError the task raised itself is untouched
+    span = tel.span("task fetch")
+    [event] = [e for e in span.events if e.name == "exception"]
+    assert (event.attributes or {})["exception.message"] == str(hung)  # the task span's status says "timeout"
+    tel.shutdown()

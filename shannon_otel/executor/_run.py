@@ -220,6 +220,11 @@ class WaveRun:
             # The task cancelled itself (or awaited something cancelled): its own outcome, not ours.
         except TimeoutError as exc:
             outcome, error = Outcome.TIMEOUT, exc
+            if not exc.args and slot.timeout is not None and slot.timeout.expired():
+                # The wave's own bare TimeoutError (one the task raised keeps its message): the result, the
+                # user's traceback and the task span's exception event say which task timed out, after how long.
+                limit = wave.task_timeout
+                exc.args = (f"task {name!r} of wave {wave.name!r} timed out after {limit} s (task_timeout)",)
         except Exception as exc:
             outcome, error = Outcome.FAILURE, exc
         except BaseException as exc:
