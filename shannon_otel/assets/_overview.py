@@ -29,9 +29,10 @@ def _summary() -> list[p.Json]:
         p.row("Summary (selected time range)"),
         p.stat("Tasks finished", "Tasks that reached an outcome in the selected time range.", "short",
                finished),
+        # "> 0": a range in which no task finished shows no value, not 0 / 0 = NaN.
         p.stat("Task error ratio", "Share of finished tasks that failed or timed out (cancellations are "
                "not errors) in the selected time range.", "percentunit",
-               f"({_over_range(t.TASK_OUTCOMES, ERRORS)} or vector(0))\n/\n{finished}"),
+               f"({_over_range(t.TASK_OUTCOMES, ERRORS)} or vector(0))\n/\n({finished} > 0)"),
         p.stat("Tokens", "Tokens the tasks recorded (all token types) in the selected time range.",
                "short", _over_range(t.TASK_TOKENS, suffix="_sum")),
         p.stat("Task cost", "Cost the tasks recorded in the selected time range.", "currencyUSD",

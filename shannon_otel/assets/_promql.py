@@ -97,11 +97,12 @@ def quantile(
 
 
 def mean(spec: MetricSpec, *matchers: str, by_: Iterable[str] = (), window: str = "$__rate_interval") -> str:
-    """Mean observation of histogram ``spec``: rate of ``_sum`` over rate of ``_count``."""
+    """Mean observation of histogram ``spec``: rate of ``_sum`` over rate of ``_count``; no value (not
+    0 / 0 = NaN) for a window without observations."""
     grouping = tuple(by_)
     total = sum_by(grouping, rate(sel(spec, *matchers, suffix="_sum"), window))
     count = sum_by(grouping, rate(sel(spec, *matchers, suffix="_count"), window))
-    return f"{total}\n/\n{count}"
+    return f"{total}\n/\n({count} > 0)"
 
 
 def with_service(expr: str) -> str:

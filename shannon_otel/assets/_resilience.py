@@ -62,7 +62,8 @@ def _calls() -> list[p.Json]:
                      width=8),
         p.timeseries("Call failure ratio by operation", "Failed calls / calls that ran (rejections "
                      "excluded), per operation.", "percentunit",
-                     [p.target(f"{failed}\n/\n{decided}", f"{{{{{OP}}}}}")], min_=0, max_=1, width=8,
+                     [p.target(f"({failed}\nor\n{decided} * 0)\n/\n({decided} > 0)", f"{{{{{OP}}}}}")],
+                     min_=0, max_=1, width=8,
                      link=True),
         p.timeseries("Rejected calls by operation", "Calls an open circuit breaker rejected without "
                      "running them, in each rate interval.", "short",
@@ -99,7 +100,7 @@ def per_call_over_range() -> str:
     """Retries per call of each operation over the dashboard's time range."""
     retries = _events_per_op(t.RETRY_DELAY_DURATION, suffix="_count", window="$__range")
     calls = _events_per_op(t.RETRY_ATTEMPTS, suffix="_count", window="$__range")
-    return f"{retries}\n/\n{calls}"
+    return f"{retries}\n/\n({calls} > 0)"
 
 
 def _breakers() -> list[p.Json]:
@@ -113,8 +114,12 @@ def _breakers() -> list[p.Json]:
                          "half-open (probing), open (calls rejected).", breaker_state_expr(),
                          f"{{{{{name}}}}}", [(str(state), color) for state, color in BREAKER_STATES],
                          width=16, link=True),
-        p.stat("Open breakers", "Circuit breakers open now (half-open ones are probing and not counted).",
-               "short", f"sum({open_}) or vector(0)", width=8, height=8),
+        # One per breaker row of the state timeline: summed per instance, a breaker open in two replicas
+        # (or in a restarted process and, until its series expire, the process before) counted twice.
+        p.stat("Open breakers", "Circuit breakers (per job and name, as the state timeline shows them) open "
+               "now in any instance (half-open ones are probing and not counted).",
+               "short", f"count(max by ({q.by(q.JOB, t.BREAKER_NAME)}) ({open_}) > 0) or vector(0)", width=8,
+               height=8),
         p.timeseries("Breaker transitions", "Circuit breaker state changes in each rate interval, by breaker and "
                      "new state.", "short",
                      [p.target(q.sum_by((q.JOB, t.BREAKER_NAME, t.BREAKER_TO), transitions),
