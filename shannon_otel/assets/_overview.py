@@ -149,7 +149,9 @@ def _pipeline() -> list[p.Json]:
                       p.target("sum by (receiver) (rate(otelcol_receiver_accepted_metric_points_total"
                                "[$__rate_interval]))", "metric points accepted {{receiver}}"),
                       p.target("sum by (receiver) (rate(otelcol_receiver_refused_spans_total[$__rate_interval]))",
-                               "spans refused {{receiver}}")]),
+                               "spans refused {{receiver}}"),
+                      p.target("sum by (receiver) (rate(otelcol_receiver_refused_metric_points_total"
+                               "[$__rate_interval]))", "metric points refused {{receiver}}")]),
         p.timeseries("Collector: export queue", "Batches waiting in each exporter's queue, and its capacity: a "
                      "queue staying full loses data.", "short",
                      [p.target("max by (exporter) (otelcol_exporter_queue_size)", "queued {{exporter}}"),

@@ -255,20 +255,29 @@ def _retry_storm(jaeger: str, runbook: str, min_retries: int) -> Rule:
 
 
 # ----------------------------------------------------------------------------- the pipeline itself
+# The collector's per-signal counters (``otelcol_<component>_<what>_<signal>_total``) of receivers and exporters.
+COLLECTOR_SIGNALS = ("spans", "metric_points", "log_records")
+
+
+def per_signal(metric: str, component: str, window: str = "5m") -> str:
+    """``metric`` (``{signal}`` in it) summed by collector job and ``component`` over every signal.
+
+    A plain ``or`` of the per-signal rates lost signals: a rate drops the metric name, so the rates of one
+    receiver's spans and metric points have the same labels and ``or`` kept the first (an ``otlp``
+    receiver refusing only metric points, or an exporter of two pipelines failing only one, never
+    fired). Each rate is tagged with its signal first.
+    """
+    rates = [
+        f'label_replace(rate({metric.format(signal=signal)}[{window}]), "signal", "{signal}", "", "")'
+        for signal in COLLECTOR_SIGNALS
+    ]
+    return f"sum by (job, {component}) (\n  " + "\n  or\n  ".join(rates) + "\n)"
+
+
 def _collector_alerts(jaeger: str, runbook: str) -> list[Rule]:
     """The collector's own telemetry (job ``otel-collector-self`` in collector-config/prometheus.yml)."""
-    failed = (
-        "sum by (job, exporter) (\n"
-        "  rate(otelcol_exporter_send_failed_spans_total[5m])\n"
-        "  or rate(otelcol_exporter_send_failed_metric_points_total[5m])\n"
-        ")"
-    )
-    refused = (
-        "sum by (job, receiver) (\n"
-        "  rate(otelcol_receiver_refused_spans_total[5m])\n"
-        "  or rate(otelcol_receiver_refused_metric_points_total[5m])\n"
-        ")"
-    )
+    failed = per_signal("otelcol_exporter_send_failed_{signal}_total", "exporter")
+    refused = per_signal("otelcol_receiver_refused_{signal}_total", "receiver")
     return [
         _alert("ShannonCollectorDown", 'up{job=~"otel-collector.*"} == 0', "5m", "critical",
                "Prometheus cannot scrape the OpenTelemetry Collector.",
@@ -277,13 +286,14 @@ def _collector_alerts(jaeger: str, runbook: str) -> list[Rule]:
                jaeger=jaeger, runbook=runbook, traces=None),
         _alert("ShannonCollectorExportFailing", f"{failed} > 0", "10m", "warning",
                "The OpenTelemetry Collector fails to export telemetry.",
-               "Exporter {{ $labels.exporter }} of {{ $labels.job }} fails {{ $value | humanize }} spans or "
-               "points per second: traces or metrics are being lost.",
+               "Exporter {{ $labels.exporter }} of {{ $labels.job }} fails {{ $value | humanize }} spans, "
+               "metric points or log records per second: telemetry is being lost.",
                jaeger=jaeger, runbook=runbook, traces=None),
         _alert("ShannonCollectorRefusingData", f"{refused} > 0", "10m", "warning",
                "The OpenTelemetry Collector refuses incoming telemetry.",
-               "Receiver {{ $labels.receiver }} of {{ $labels.job }} refuses {{ $value | humanize }} spans or "
-               "points per second (memory_limiter back-pressure): the SDKs retry, then drop.",
+               "Receiver {{ $labels.receiver }} of {{ $labels.job }} refuses {{ $value | humanize }} spans, "
+               "metric points or log records per second (memory_limiter back-pressure): the SDKs retry, then "
+               "drop.",
                jaeger=jaeger, runbook=runbook, traces=None),
     ]
 
