@@ -161,12 +161,12 @@ def recording_rules() -> list[Rule]:
 
 # ----------------------------------------------------------------------------- task alerts
 def _error_rate(jaeger: str, runbook: str, min_tasks: int) -> Rule:
-    errors = q.sel(t.TASK_OUTCOMES, ERRORS)
+    # Counts (q.events), not rate(): a counter series appears with its first export, which rate() cannot
+    # see; a batch process exporting once or twice (a wave of a few minutes) had both rates 0, or its
+    # failure series' first failures missing, and never fired however many of its tasks failed.
+    errors = q.sum_by(WAVE, q.events(q.sel(t.TASK_OUTCOMES, ERRORS), "10m"))
     finished = q.sum_by(WAVE, q.events(q.sel(t.TASK_OUTCOMES), "10m"))
-    expr = (
-        f"{q.sum_by(WAVE, q.rate(errors, '10m'))}\n/\n{q.sum_by(WAVE, q.rate(q.sel(t.TASK_OUTCOMES), '10m'))}\n"
-        f"> 0.1\nand on ({q.by(*WAVE)})\n{finished} >= {min_tasks}"
-    )
+    expr = f"{errors}\n/\n{finished}\n> 0.1\nand on ({q.by(*WAVE)})\n{finished} >= {min_tasks}"
     wave = q.label(t.WAVE_NAME)
     return _alert(
         "ShannonTaskErrorRateHigh", expr, "5m", "warning",
