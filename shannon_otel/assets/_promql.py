@@ -73,14 +73,21 @@ def increase(selector: str, window: str = "$__rate_interval") -> str:
     return f"increase({selector}[{window}])"
 
 
-def events(selector: str, window: str = "$__rate_interval") -> str:
-    """Per series, how much counter ``selector`` grew in the trailing ``window``, first samples included.
+def events(selector: str, window: str = "$__rate_interval", step: str = "$__interval") -> str:
+    """Per series, how much counter ``selector`` grew in the trailing ``window``: the sum, every ``step``,
+    of its growth since the step before, or of its whole value where it had none a step before.
 
-    ``increase()`` starts from a series' first sample, so a counter series that appears with its first
-    event (the SDK creates it on the first ``add``) would show no growth: a single fallback, breaker
-    transition or anomaly would be invisible. A series absent ``window`` ago counts its whole value.
+    A counter series appears with its first event (the SDK creates it on the first ``add``) and starts
+    from 0 again when its process restarts. ``increase()`` cannot see the value a series appears with (a
+    single fallback, breaker transition or anomaly would be invisible); counting the whole value of a
+    series absent ``window`` ago instead (the expression before) forgot everything before a restart of
+    a process that kept its ``service.instance.id`` (a pod name: the same series) within the window.
+    Here a new series counts whole, a drop (a restart) counts the new value, and the steps between
+    telescope to the growth, with no extrapolation. ``step`` should be at least the scrape interval
+    (a finer one only repeats samples); a reset is seen when the value drops between two steps.
     """
-    return f"({selector} unless {selector} offset {window}) or {increase(selector, window)}"
+    growth = f"({selector} - {selector} offset {step}) >= 0"
+    return f"sum_over_time(\n(({growth}) or {selector} * 1)[{window}:{step}]\n)"
 
 
 def sum_by(attributes: Iterable[str], expr: str) -> str:

@@ -4,7 +4,6 @@ alerts evaluate on them: a name that is not emitted would leave a panel empty an
 from __future__ import annotations
 
 import asyncio
-import functools
 import re
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -71,8 +70,12 @@ def test_the_collector_alerts_evaluate_to_zero_on_a_healthy_collector(
             continue
         measured = re.sub(r"\s*> 0$", "", expr)
         assert measured != expr, name
-        series = wait_until(functools.partial(prometheus.query, measured), timeout=60, what=f"{name}'s series")
-        assert all(float(s["value"][1]) == 0 for s in series), (name, series)
         component = "exporter" if "Export" in name else "receiver"
-        assert {s["metric"][component] for s in series} >= ({"otlp/jaeger", "prometheus", "debug"}
-                                                            if component == "exporter" else {"otlp"})
+        expected = {"otlp/jaeger", "prometheus", "debug"} if component == "exporter" else {"otlp"}
+
+        def measured_series(m: str = measured, c: str = component, e: set[str] = expected) -> list[dict[str, Any]]:
+            found = prometheus.query(m)
+            return found if {s["metric"][c] for s in found} >= e else []
+
+        series = wait_until(measured_series, timeout=60, what=f"{name}'s series for {sorted(expected)}")
+        assert all(float(s["value"][1]) == 0 for s in series), (name, series)

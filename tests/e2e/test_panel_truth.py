@@ -58,7 +58,12 @@ SAGA_RUNS, SAGA_COMPENSATED_STEPS = 3, 2
 TIMEOUTS, FALLBACKS, DEGRADATIONS, HEDGED = 4, 5, 2, 3
 TOKENS_IN, TOKENS_OUT, COST = 100, 10, 0.25
 TASKS = N_OK + N_FAIL + N_TIMEOUT
-PHASES, PROCESSES = 2, 2
+PHASES = 2
+# Processes of the service: two instances (PROCESSES) run everything; between them the first restarts
+# keeping its service.instance.id (the same series, counters reset) and runs only the waves: a counter
+# whose value after a restart is what it was before (a breaker's one transition) shows no reset, which no
+# query can tell from no change.
+PROCESSES, WAVE_RUNS = 2, 3
 WATCHED_ROUNDS = 60  # past the detector's warm-up (HOOK_DEFAULTS.min_history ticks)
 
 
@@ -66,8 +71,9 @@ class BoomError(Exception):
     """A failing task or call."""
 
 
-async def workload(providers: dict[str, Any], between: Callable[[], None]) -> None:
-    """Two phases of the same policies, ``between`` (a flush and a wait for scrapes) run between them."""
+async def workload(providers: dict[str, Any], between: Callable[[], None], *, policies: bool = True) -> None:
+    """Two phases of the same waves and (``policies``) policies, ``between`` (a flush and a wait for
+    scrapes) run between them."""
     clock = asyncio.get_running_loop().time
     options: dict[str, Any] = dict(providers, clock=clock)
     kinds = ["ok"] * N_OK + ["fail"] * N_FAIL + ["timeout"] * N_TIMEOUT
@@ -88,6 +94,8 @@ async def workload(providers: dict[str, Any], between: Callable[[], None]) -> No
         await wave.run([functools.partial(_task, k) for k in kinds])
         for _ in range(WATCHED_ROUNDS):
             await watched.run([_tick, _tick])
+        if not policies:
+            continue
         for _ in range(RETRIED_CALLS):
             await retry.call(_fails_once())
         for _ in range(BREAKER_FAILURES + BREAKER_REJECTED):  # opens in the first phase, stays open
@@ -155,7 +163,7 @@ async def _spare(error: Exception) -> str:
     return "spare"
 
 
-def run_process(endpoint: str, service: str = SERVICE, wait_s: float = 3.0) -> None:
+def run_process(endpoint: str, service: str = SERVICE, wait_s: float = 3.0, *, policies: bool = True) -> None:
     """One process of the service: its own providers, resource and service.instance.id."""
     with configure(service, exporter="otlp_grpc", endpoint=endpoint, metric_interval_s=0.5,
                    set_global=False) as telemetry:
@@ -165,7 +173,7 @@ def run_process(endpoint: str, service: str = SERVICE, wait_s: float = 3.0) -> N
             telemetry.meter_provider.force_flush(10_000)
             time.sleep(wait_s)
 
-        run_virtual(workload(providers, between))
+        run_virtual(workload(providers, between, policies=policies))
         assert telemetry.force_flush(10)
 
 
@@ -183,13 +191,19 @@ def _instances(prometheus: Prometheus, finished: int) -> int:
 
 @pytest.fixture(scope="module")
 def runs(collector: Collector, prometheus: Prometheus) -> Runs:
-    """The workload in this process, then in a second process (a restart: a new service.instance.id
-    of the same service.name), both scraped."""
+    """The workload in this process, its waves again with the same service.instance.id (a restart of the
+    same instance), then everything in a second process (a new instance of the same service.name)."""
     wait_until(prometheus.targets_up, what="Prometheus scraping the collector")
     started = time.time()
     wait_s = 3.0 * prometheus.scrape_interval
     run_process(collector.otlp_grpc_endpoint, SERVICE, wait_s)
     wait_until(lambda: _instances(prometheus, PHASES * TASKS) == 1, what="the first process scraped")
+    time.sleep(wait_s)
+    # This Python process again: the SDK's service.instance.id is per process, so the same series.
+    run_process(collector.otlp_grpc_endpoint, SERVICE, wait_s, policies=False)
+    reset = f'resets({tel.TASK_OUTCOMES.prometheus}{{job="{SERVICE}", shannon_task_outcome="success"}}[1m]) > 0'
+    wait_until(lambda: prometheus.query(reset) and _instances(prometheus, PHASES * TASKS) == 1,
+               what="the restart keeping its instance scraped")
     time.sleep(wait_s)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(Path(__file__).parent)])}
     code = f"import test_panel_truth as t; t.run_process({collector.otlp_grpc_endpoint!r}, {SERVICE!r}, {wait_s})"
@@ -212,7 +226,8 @@ def _panel(title: str) -> list[str]:
 def show(prometheus: Prometheus, title: str, at: float, window: str, target: int = 0) -> Values:
     """Panel ``title``'s ``target`` at ``at`` for this service, ``$__range`` and ``$__rate_interval``
     both ``window``; labels added for the trace link (``service``) left out."""
-    chosen = {"job": SERVICE, "wave": "truth", "__range": window, "__rate_interval": window}
+    # $__interval: Grafana's is at least the datasource's scrape interval (1 s in this stack)
+    chosen = {"job": SERVICE, "wave": "truth", "__range": window, "__rate_interval": window, "__interval": "1s"}
     expr = concrete_query(_panel(title)[target], chosen)
     return {
         frozenset((k, v) for k, v in s["metric"].items() if k != "service"): float(s["value"][1])
@@ -232,14 +247,14 @@ def _whole(runs: Runs) -> str:
 
 # ---------------------------------------------------------------- totals over the dashboard's range
 def test_range_stats_count_every_task_of_both_processes(prometheus: Prometheus, runs: Runs) -> None:
-    window, ok = _whole(runs), PROCESSES * PHASES * N_OK
-    assert show(prometheus, "Tasks finished", runs.at, window) == {frozenset(): PROCESSES * PHASES * TASKS}
+    window, ok = _whole(runs), WAVE_RUNS * PHASES * N_OK
+    assert show(prometheus, "Tasks finished", runs.at, window) == {frozenset(): WAVE_RUNS * PHASES * TASKS}
     assert one(show(prometheus, "Task error ratio", runs.at, window)) == pytest.approx((N_FAIL + N_TIMEOUT) / TASKS)
     assert one(show(prometheus, "Tokens", runs.at, window)) == ok * (TOKENS_IN + TOKENS_OUT)
     assert one(show(prometheus, "Task cost", runs.at, window)) == pytest.approx(ok * COST)
     errors = show(prometheus, "Task errors by type", runs.at, window)
-    assert one(errors, error_type="TimeoutError") == PROCESSES * PHASES * N_TIMEOUT
-    assert one(errors, error_type=f"{__name__}.BoomError") == PROCESSES * PHASES * N_FAIL
+    assert one(errors, error_type="TimeoutError") == WAVE_RUNS * PHASES * N_TIMEOUT
+    assert one(errors, error_type=f"{__name__}.BoomError") == WAVE_RUNS * PHASES * N_FAIL
 
 
 def test_policy_event_panels_count_every_event_of_both_processes(prometheus: Prometheus, runs: Runs) -> None:
@@ -287,7 +302,8 @@ def test_rate_panels_see_every_task_after_a_series_first_export(prometheus: Prom
     workload are the same, so they are exact."""
     window = _whole(runs)
     seconds = float(window[:-1])
-    visible = PROCESSES * (PHASES - 1)
+    # every phase but the first of each instance (the restart's first is a reset, which rate() sees)
+    visible = WAVE_RUNS * PHASES - PROCESSES
     throughput = one(show(prometheus, "Task throughput by wave", runs.at, window)) * seconds
     assert visible * TASKS <= throughput <= 1.25 * visible * TASKS
     outcomes = show(prometheus, "Task outcomes", runs.at, window)
