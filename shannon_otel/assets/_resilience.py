@@ -157,10 +157,12 @@ def _policies() -> list[p.Json]:
                      [p.target(q.sum_by((t.HOOK_NAME, t.HOOK_METHOD), q.events(q.sel(t.HOOK_ERRORS, JOB))),
                                f"{{{{{q.label(t.HOOK_NAME)}}}}} {{{{{q.label(t.HOOK_METHOD)}}}}}")],
                      bars=True, width=24),
+        # min, not max: one instance cut off from Redis (the others reaching it) applies the fault policy.
         p.timeseries("Shared state (Redis) available", "1 while the shared breakers, rate limits and pools "
-                     "reach Redis; 0 while the fault policy (local state, or rejection) applies.", "short",
-                     [p.target(f"max by ({q.label(t.SHARED_PREFIX)}) ({q.sel(t.SHARED_AVAILABLE, JOB)})",
-                               f"{{{{{q.label(t.SHARED_PREFIX)}}}}}")], width=8),
+                     "of every instance reach Redis; 0 while the fault policy (local state, or rejection) "
+                     "applies in any instance.", "short",
+                     [p.target(f"min by ({q.by(q.JOB, t.SHARED_PREFIX)}) ({q.sel(t.SHARED_AVAILABLE, JOB)})",
+                               f"{{{{{q.label(t.SHARED_PREFIX)}}}}} ({{{{job}}}})")], width=8),
         p.timeseries("Shared state errors", "Redis calls that failed or timed out, by operation; each one "
                      "fell back to the configured fault policy.", "short",
                      [p.target(q.sum_by((t.SHARED_OPERATION,), q.events(q.sel(t.SHARED_ERRORS, JOB))),
