@@ -97,3 +97,17 @@ def test_the_error_ratio_of_a_range_without_finished_tasks_has_no_value(tmp_path
     series = {base + '"success"}': "5x30", base + '"failure", error_type="E"}': "1x30"}
     evaluate(tmp_path, series, panel("Task error ratio"), [], at="30m")
     evaluate(tmp_path, series, panel("Tasks finished"), [{"labels": "{}", "value": 0}], at="30m")
+
+
+def test_a_wave_without_tasks_in_the_range_is_no_row_of_the_slowest_waves(tmp_path: Path) -> None:
+    """Before: its p99 was NaN (0 / 0), a row of the table."""
+    bucket = f'shannon_task_duration_seconds_bucket{{{A}, shannon_task_outcome="success", shannon_wave_name='
+    series = {
+        bucket + '"busy", le="0.5"}': "0+2x30", bucket + '"busy", le="+Inf"}': "0+2x30",
+        bucket + '"idle", le="0.5"}': "7x30", bucket + '"idle", le="+Inf"}': "7x30",
+    }
+    expr = panel("Slowest waves (p99 task duration)")
+    p99 = 0.49500000000000005  # 0.99 x 0.5 in floating point
+    evaluate(tmp_path, series, expr, [
+        {"labels": '{job="svc", service="svc", shannon_wave_name="busy"}', "value": p99},
+    ], at="30m")

@@ -76,7 +76,8 @@ def _throughput() -> list[p.Json]:
                   q.sum_by(("le",), q.increase(q.sel(t.TASK_DURATION, JOB, WAVE, suffix="_bucket")))),
         p.table("Slowest waves (p99 task duration)", "The ten waves with the highest p99 task duration in "
                 "the selected time range.", "s",
-                f"topk(10, {_p99_over_range(t.TASK_DURATION)})", link=True),
+                # ">= 0" drops the NaN of a wave without tasks in the range (topk kept it as a row)
+                f"topk(10, {_p99_over_range(t.TASK_DURATION)} >= 0)", link=True),
         _latency(t.TASK_QUEUE_WAIT_DURATION, "Task queue wait percentiles by wave",
                  "Time tasks of each wave waited for a concurrency slot, resource pool or rate limit before "
                  "starting.",
