@@ -354,9 +354,10 @@ def test_every_dashboard_query_parses_and_returns_data(prometheus: Prometheus, r
         query = concrete_query(expr, {"__interval": f"{prometheus.scrape_interval}s"})
         prometheus.check_expr(query)
         if not any(series.get("values") for series in prometheus.query_range(query, start, end, step=1)):
-            # A ratio's "> 0" guard (no value rather than 0 / 0 = NaN) empties it where nothing grew in the
-            # window (this run's counters appear with most of their values); its operands must have data.
-            unguarded = query.replace(") > 0)", "))")
+            # A ratio's "> 0" guard, a percentile table's ">= 0" (no value rather than 0 / 0 = NaN) empty it
+            # where nothing grew in the window (this run's series appear with most of their values); the
+            # query without its guard must have data.
+            unguarded = query.replace(") > 0)", "))").replace(" >= 0)", ")")
             if unguarded == query or not prometheus.query_range(unguarded, start, end, step=1):
                 empty.append(f"{dashboard} / {title}: {query}")
     assert not empty, "queries without data:\n" + "\n".join(empty)
