@@ -61,11 +61,11 @@ def _throughput() -> list[p.Json]:
     return [
         p.row("Throughput and latency"),
         p.timeseries("Task throughput by wave", "Tasks finished per second, any outcome.", "ops",
-                     [p.target(q.sum_by((q.JOB, t.WAVE_NAME), q.rate(outcomes)), f"{{{{{wave}}}}}")],
+                     [p.target(q.per_second(q.sum_by((q.JOB, t.WAVE_NAME), q.events(outcomes))), f"{{{{{wave}}}}}")],
                      link=True),
         p.timeseries("Task outcomes", "Tasks finished per second by outcome. Cancellation is its own "
                      "outcome, never an error.", "ops",
-                     [p.target(q.sum_by((t.TASK_OUTCOME,), q.rate(outcomes)),
+                     [p.target(q.per_second(q.sum_by((t.TASK_OUTCOME,), q.events(outcomes))),
                                f"{{{{{q.label(t.TASK_OUTCOME)}}}}}")],
                      stack=True, colors=OUTCOME_COLORS),
         _latency(t.TASK_DURATION, "Task duration percentiles by wave",
@@ -128,15 +128,16 @@ def _tokens() -> list[p.Json]:
         p.row("Token usage and cost"),
         p.timeseries("Token usage rate", "Tokens per second the tasks recorded, by token type (shannon.task.tokens).",
                      "short",
-                     [p.target(q.sum_by((t.TOKEN_TYPE,),
-                                        q.rate(q.sel(t.TASK_TOKENS, JOB, WAVE, suffix="_sum"))),
+                     [p.target(q.per_second(q.sum_by((t.TOKEN_TYPE,),
+                                                     q.events(q.sel(t.TASK_TOKENS, JOB, WAVE, suffix="_sum")))),
                                f"{{{{{token_type}}}}}")], width=8),
         p.timeseries("Tokens per task (p50, p99)", "Tokens one task used, by token type.", "short",
                      [p.target(q.quantile(pct, t.TASK_TOKENS, JOB, WAVE, by_=(t.TOKEN_TYPE,)),
                                f"p{round(pct * 100)} {{{{{token_type}}}}}") for pct in (0.5, 0.99)], width=8),
         p.timeseries("Cost per hour", "Cost the tasks record, as USD per hour at the current rate.",
                      "currencyUSD",
-                     [p.target(f"{q.sum_by((q.JOB, t.WAVE_NAME), q.rate(q.sel(t.TASK_COST, JOB, WAVE)))} * 3600",
+                     [p.target(q.per_second(q.sum_by((q.JOB, t.WAVE_NAME), q.events(q.sel(t.TASK_COST, JOB, WAVE))))
+                               + " * 3600",
                                f"{{{{{wave}}}}}")], width=8, link=True),
     ]
 

@@ -95,20 +95,33 @@ def sum_by(attributes: Iterable[str], expr: str) -> str:
     return f"sum by ({grouping}) ({expr})" if grouping else f"sum({expr})"
 
 
+def grown(selector: str, window: str) -> str:
+    """How much counter ``selector`` grew over ``window``: :func:`events` over a dashboard's window
+    (``$__rate_interval``, ``$__range``: the values a series appears with count, which ``rate()``
+    cannot see, and a batch process that exported once would show nothing), ``rate()`` over a rule's
+    literal window (the recording rules are rates by name)."""
+    return events(selector, window) if window.startswith("$") else rate(selector, window)
+
+
+def per_second(counted: str) -> str:
+    """``counted`` (growth in ``$__rate_interval``, see :func:`events`) per second."""
+    return f"{counted}\n/ ($__rate_interval_ms / 1000)"
+
+
 def quantile(
     q: float, spec: MetricSpec, *matchers: str, by_: Iterable[str] = (), window: str = "$__rate_interval",
 ) -> str:
-    """``histogram_quantile`` over the classic ``_bucket`` series of ``spec``."""
-    bucket = rate(sel(spec, *matchers, suffix="_bucket"), window)
+    """``histogram_quantile`` over the classic ``_bucket`` series of ``spec`` (counted by :func:`grown`)."""
+    bucket = grown(sel(spec, *matchers, suffix="_bucket"), window)
     return f"histogram_quantile({q}, {sum_by(('le', *by_), bucket)})"
 
 
 def mean(spec: MetricSpec, *matchers: str, by_: Iterable[str] = (), window: str = "$__rate_interval") -> str:
-    """Mean observation of histogram ``spec``: rate of ``_sum`` over rate of ``_count``; no value (not
-    0 / 0 = NaN) for a window without observations."""
+    """Mean observation of histogram ``spec``: growth of ``_sum`` over growth of ``_count``; no value
+    (not 0 / 0 = NaN) for a window without observations."""
     grouping = tuple(by_)
-    total = sum_by(grouping, rate(sel(spec, *matchers, suffix="_sum"), window))
-    count = sum_by(grouping, rate(sel(spec, *matchers, suffix="_count"), window))
+    total = sum_by(grouping, grown(sel(spec, *matchers, suffix="_sum"), window))
+    count = sum_by(grouping, grown(sel(spec, *matchers, suffix="_count"), window))
     return f"{total}\n/\n({count} > 0)"
 
 
@@ -137,6 +150,11 @@ GRAFANA_DEFAULTS: Mapping[str, str] = {
     "__interval": "15s",
     "__range": "1h",
 }
+
+
+def _milliseconds(duration: str) -> int:
+    units = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000, "y": 31_536_000_000}
+    return sum(int(n) * units[unit] for n, unit in re.findall(r"(\d+)(ms|[smhdwy])", duration))
 
 
 def metric_names(expr: str) -> set[str]:
@@ -182,6 +200,8 @@ def concrete(expr: str, values: Mapping[str, str] | None = None) -> str:
     unless ``values`` names it.
     """
     chosen = {**GRAFANA_DEFAULTS, **(values or {})}
+    for name in ("__rate_interval", "__interval", "__range"):  # Grafana's _ms forms of the same values
+        chosen.setdefault(f"{name}_ms", str(_milliseconds(chosen[name])))
 
     def replace(m: re.Match[str]) -> str:
         return chosen.get(m.group(1) or m.group(2), ".+")

@@ -26,7 +26,7 @@ BREAKER_STATES = (
 
 
 def _per_op(spec: t.MetricSpec, *matchers: str, suffix: str = "", by_: tuple[str, ...] = ()) -> str:
-    return q.sum_by((q.JOB, t.OPERATION, *by_), q.rate(q.sel(spec, JOB, OPERATION, *matchers, suffix=suffix)))
+    return q.sum_by((q.JOB, t.OPERATION, *by_), q.events(q.sel(spec, JOB, OPERATION, *matchers, suffix=suffix)))
 
 
 def _events_per_op(spec: t.MetricSpec, *matchers: str, suffix: str = "", by_: tuple[str, ...] = (),
@@ -57,7 +57,7 @@ def _calls() -> list[p.Json]:
         p.row("Calls"),
         p.timeseries("Calls by outcome", "Calls through protected operations per second, by outcome as the "
                      "breaker counts it (success, failure, rejected, ignored).", "ops",
-                     [p.target(q.sum_by((t.CALL_OUTCOME,), q.rate(calls)),
+                     [p.target(q.per_second(q.sum_by((t.CALL_OUTCOME,), q.events(calls))),
                                f"{{{{{q.label(t.CALL_OUTCOME)}}}}}")], stack=True, colors=CALL_COLORS,
                      width=8),
         p.timeseries("Call failure ratio by operation", "Failed calls / calls that ran (rejections "
