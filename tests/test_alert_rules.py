@@ -19,7 +19,8 @@ def test_the_runbook_says_when_the_anomaly_alert_resolves_as_the_rule_does() -> 
     """The runbook said the anomaly alert "resolves 5 minutes after the last event" in one place and 15 in
     another; the rule counts events over 15 minutes with `for: 0m`, so it resolves 15 minutes after."""
     rule = next(r for g in alert_rules()["groups"] for r in g["rules"] if r.get("alert") == "ShannonAnomalyDetected")
-    windows = set(re.findall(r"\[(\d+)m\]", rule["expr"]))
+    # the event count's subquery: its range is one step short of the window (q.events)
+    windows = {str((int(span) + int(step)) // 60) for span, step in re.findall(r"\[(\d+)s:(\d+)s\]", rule["expr"])}
     assert windows == {"15"} and rule["for"] == "0m"
     for doc in ("docs/runbook.md", "docs/architecture.md"):
         text = " ".join((ROOT / doc).read_text(encoding="utf-8").split())
@@ -31,9 +32,12 @@ def test_the_runbook_says_when_the_anomaly_alert_resolves_as_the_rule_does() -> 
 def test_a_stall_window_may_be_any_prometheus_duration(window: str) -> None:
     """`rules --stall-after 1h30m` was refused as "not a Prometheus duration like 15m or 2h"; Prometheus
     takes it (and 1w), and the rule only puts it in `offset` and `[...]`."""
+    from shannon_otel.assets._rules import events
+
     rules = alert_rules(stall_after=window, stall_after_wave={"train": window})
     stalled = next(r for g in rules["groups"] for r in g["rules"] if r.get("alert") == "ShannonWaveStalled")
-    assert f"offset {window}" in stalled["expr"] and f"[{window}]" in stalled["expr"]
+    assert f"offset {window}" in stalled["expr"]
+    assert "[" + events("x", window).split("[")[1].split("]")[0] + "]" in stalled["expr"]
 
 
 @pytest.mark.parametrize("window", ["0m", "0s0m", "", "15", "soon", "15m1h"])

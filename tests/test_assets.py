@@ -103,7 +103,8 @@ def test_latency_panels_show_exemplars_and_use_the_rate_interval() -> None:
             if "histogram_quantile" in expr and over_time:
                 assert target["exemplar"] is True, panel["title"]
             for window in re.findall(r"\[([^\]]+)\]", expr):
-                assert window in {"$__rate_interval", "$__range"}, (panel["title"], expr)
+                # a range, or an event count's subquery (q.events) in steps of the panel's interval
+                assert window.removesuffix(":$__interval") in {"$__rate_interval", "$__range"}, (panel["title"], expr)
 
 
 def test_queries_only_use_defined_variables() -> None:
@@ -111,7 +112,9 @@ def test_queries_only_use_defined_variables() -> None:
         defined = {v["name"] for v in model["templating"]["list"]}
         for dashboard, title, expr in panel_queries():
             if dashboard == name:
-                used = set(re.findall(r"\$([A-Za-z_]\w*)", expr)) - {"__rate_interval", "__range", "__interval"}
+                used = set(re.findall(r"\$([A-Za-z_]\w*)", expr)) - {
+                    "__rate_interval", "__range", "__interval", "__rate_interval_ms",
+                }
                 assert used <= defined, (title, used - defined)
 
 

@@ -46,8 +46,9 @@ def anomalies() -> p.Json:
                f"sum({q.events(critical, '$__range')}) or vector(0)"),
         p.stat("Highest score", "Highest anomaly score of any watched series in the selected time range "
                "(0 = normal, 1 = most anomalous).", "none", f"max(max_over_time({score}[$__range]))"),
-        p.stat("Watched series", "Series (signal x wave/operation) the detector scores now.", "short",
-               f"count({score})"),
+        # Counted per job, not per instance: a restarted process' series linger until they expire.
+        p.stat("Watched series", "Series (signal x wave/operation) the detector scores now, per job.", "short",
+               f"count(max by ({q.by(*per_series)}) ({score}))"),
         p.timeseries("Anomaly score by series", "Latest detector score of each watched series, in [0, 1]. "
                      "A score at or above the detector's warning/critical thresholds (dashed lines: the "
                      "defaults) is reported as an anomaly event and as a span event on the offending task "

@@ -29,9 +29,10 @@ def _summary() -> list[p.Json]:
         p.row("Summary (selected time range)"),
         p.stat("Tasks finished", "Tasks that reached an outcome in the selected time range.", "short",
                finished),
+        # "> 0": a range in which no task finished shows no value, not 0 / 0 = NaN.
         p.stat("Task error ratio", "Share of finished tasks that failed or timed out (cancellations are "
                "not errors) in the selected time range.", "percentunit",
-               f"({_over_range(t.TASK_OUTCOMES, ERRORS)} or vector(0))\n/\n{finished}"),
+               f"({_over_range(t.TASK_OUTCOMES, ERRORS)} or vector(0))\n/\n({finished} > 0)"),
         p.stat("Tokens", "Tokens the tasks recorded (all token types) in the selected time range.",
                "short", _over_range(t.TASK_TOKENS, suffix="_sum")),
         p.stat("Task cost", "Cost the tasks recorded in the selected time range.", "currencyUSD",
@@ -60,11 +61,11 @@ def _throughput() -> list[p.Json]:
     return [
         p.row("Throughput and latency"),
         p.timeseries("Task throughput by wave", "Tasks finished per second, any outcome.", "ops",
-                     [p.target(q.sum_by((q.JOB, t.WAVE_NAME), q.rate(outcomes)), f"{{{{{wave}}}}}")],
+                     [p.target(q.per_second(q.sum_by((q.JOB, t.WAVE_NAME), q.events(outcomes))), f"{{{{{wave}}}}}")],
                      link=True),
         p.timeseries("Task outcomes", "Tasks finished per second by outcome. Cancellation is its own "
                      "outcome, never an error.", "ops",
-                     [p.target(q.sum_by((t.TASK_OUTCOME,), q.rate(outcomes)),
+                     [p.target(q.per_second(q.sum_by((t.TASK_OUTCOME,), q.events(outcomes))),
                                f"{{{{{q.label(t.TASK_OUTCOME)}}}}}")],
                      stack=True, colors=OUTCOME_COLORS),
         _latency(t.TASK_DURATION, "Task duration percentiles by wave",
@@ -72,10 +73,13 @@ def _throughput() -> list[p.Json]:
                  "link to the task's trace in Jaeger.", (0.5, 0.9, 0.99)),
         p.heatmap("Task duration heatmap", "How many tasks finished in each duration bucket per rate "
                   "interval, all selected waves. Exemplar dots link to a task's trace in Jaeger.", "s",
-                  q.sum_by(("le",), q.increase(q.sel(t.TASK_DURATION, JOB, WAVE, suffix="_bucket")))),
+                  # q.events, not increase(): a bucket series appears with its first export, which increase()
+                  # cannot see (a batch process exporting once was missing from the heatmap)
+                  q.sum_by(("le",), q.events(q.sel(t.TASK_DURATION, JOB, WAVE, suffix="_bucket")))),
         p.table("Slowest waves (p99 task duration)", "The ten waves with the highest p99 task duration in "
                 "the selected time range.", "s",
-                f"topk(10, {_p99_over_range(t.TASK_DURATION)})", link=True),
+                # ">= 0" drops the NaN of a wave without tasks in the range (topk kept it as a row)
+                f"topk(10, {_p99_over_range(t.TASK_DURATION)} >= 0)", link=True),
         _latency(t.TASK_QUEUE_WAIT_DURATION, "Task queue wait percentiles by wave",
                  "Time tasks of each wave waited for a concurrency slot, resource pool or rate limit before "
                  "starting.",
@@ -124,15 +128,16 @@ def _tokens() -> list[p.Json]:
         p.row("Token usage and cost"),
         p.timeseries("Token usage rate", "Tokens per second the tasks recorded, by token type (shannon.task.tokens).",
                      "short",
-                     [p.target(q.sum_by((t.TOKEN_TYPE,),
-                                        q.rate(q.sel(t.TASK_TOKENS, JOB, WAVE, suffix="_sum"))),
+                     [p.target(q.per_second(q.sum_by((t.TOKEN_TYPE,),
+                                                     q.events(q.sel(t.TASK_TOKENS, JOB, WAVE, suffix="_sum")))),
                                f"{{{{{token_type}}}}}")], width=8),
         p.timeseries("Tokens per task (p50, p99)", "Tokens one task used, by token type.", "short",
                      [p.target(q.quantile(pct, t.TASK_TOKENS, JOB, WAVE, by_=(t.TOKEN_TYPE,)),
                                f"p{round(pct * 100)} {{{{{token_type}}}}}") for pct in (0.5, 0.99)], width=8),
         p.timeseries("Cost per hour", "Cost the tasks record, as USD per hour at the current rate.",
                      "currencyUSD",
-                     [p.target(f"{q.sum_by((q.JOB, t.WAVE_NAME), q.rate(q.sel(t.TASK_COST, JOB, WAVE)))} * 3600",
+                     [p.target(q.per_second(q.sum_by((q.JOB, t.WAVE_NAME), q.events(q.sel(t.TASK_COST, JOB, WAVE))))
+                               + " * 3600",
                                f"{{{{{wave}}}}}")], width=8, link=True),
     ]
 
@@ -148,7 +153,9 @@ def _pipeline() -> list[p.Json]:
                       p.target("sum by (receiver) (rate(otelcol_receiver_accepted_metric_points_total"
                                "[$__rate_interval]))", "metric points accepted {{receiver}}"),
                       p.target("sum by (receiver) (rate(otelcol_receiver_refused_spans_total[$__rate_interval]))",
-                               "spans refused {{receiver}}")]),
+                               "spans refused {{receiver}}"),
+                      p.target("sum by (receiver) (rate(otelcol_receiver_refused_metric_points_total"
+                               "[$__rate_interval]))", "metric points refused {{receiver}}")]),
         p.timeseries("Collector: export queue", "Batches waiting in each exporter's queue, and its capacity: a "
                      "queue staying full loses data.", "short",
                      [p.target("max by (exporter) (otelcol_exporter_queue_size)", "queued {{exporter}}"),

@@ -73,14 +73,21 @@ def increase(selector: str, window: str = "$__rate_interval") -> str:
     return f"increase({selector}[{window}])"
 
 
-def events(selector: str, window: str = "$__rate_interval") -> str:
-    """Per series, how much counter ``selector`` grew in the trailing ``window``, first samples included.
+def events(selector: str, window: str = "$__rate_interval", step: str = "$__interval") -> str:
+    """Per series, how much counter ``selector`` grew in the trailing ``window``: the sum, every ``step``,
+    of its growth since the step before, or of its whole value where it had none a step before.
 
-    ``increase()`` starts from a series' first sample, so a counter series that appears with its first
-    event (the SDK creates it on the first ``add``) would show no growth: a single fallback, breaker
-    transition or anomaly would be invisible. A series absent ``window`` ago counts its whole value.
+    A counter series appears with its first event (the SDK creates it on the first ``add``) and starts
+    from 0 again when its process restarts. ``increase()`` cannot see the value a series appears with (a
+    single fallback, breaker transition or anomaly would be invisible); counting the whole value of a
+    series absent ``window`` ago instead (the expression before) forgot everything before a restart of
+    a process that kept its ``service.instance.id`` (a pod name: the same series) within the window.
+    Here a new series counts whole, a drop (a restart) counts the new value, and the steps between
+    telescope to the growth, with no extrapolation. ``step`` should be at least the scrape interval
+    (a finer one only repeats samples); a reset is seen when the value drops between two steps.
     """
-    return f"({selector} unless {selector} offset {window}) or {increase(selector, window)}"
+    growth = f"({selector} - {selector} offset {step}) >= 0"
+    return f"sum_over_time(\n(({growth}) or {selector} * 1)[{window}:{step}]\n)"
 
 
 def sum_by(attributes: Iterable[str], expr: str) -> str:
@@ -88,20 +95,34 @@ def sum_by(attributes: Iterable[str], expr: str) -> str:
     return f"sum by ({grouping}) ({expr})" if grouping else f"sum({expr})"
 
 
+def grown(selector: str, window: str) -> str:
+    """How much counter ``selector`` grew over ``window``: :func:`events` over a dashboard's window
+    (``$__rate_interval``, ``$__range``: the values a series appears with count, which ``rate()``
+    cannot see, and a batch process that exported once would show nothing), ``rate()`` over a rule's
+    literal window (the recording rules are rates by name)."""
+    return events(selector, window) if window.startswith("$") else rate(selector, window)
+
+
+def per_second(counted: str) -> str:
+    """``counted`` (growth in ``$__rate_interval``, see :func:`events`) per second."""
+    return f"{counted}\n/ ($__rate_interval_ms / 1000)"
+
+
 def quantile(
     q: float, spec: MetricSpec, *matchers: str, by_: Iterable[str] = (), window: str = "$__rate_interval",
 ) -> str:
-    """``histogram_quantile`` over the classic ``_bucket`` series of ``spec``."""
-    bucket = rate(sel(spec, *matchers, suffix="_bucket"), window)
+    """``histogram_quantile`` over the classic ``_bucket`` series of ``spec`` (counted by :func:`grown`)."""
+    bucket = grown(sel(spec, *matchers, suffix="_bucket"), window)
     return f"histogram_quantile({q}, {sum_by(('le', *by_), bucket)})"
 
 
 def mean(spec: MetricSpec, *matchers: str, by_: Iterable[str] = (), window: str = "$__rate_interval") -> str:
-    """Mean observation of histogram ``spec``: rate of ``_sum`` over rate of ``_count``."""
+    """Mean observation of histogram ``spec``: growth of ``_sum`` over growth of ``_count``; no value
+    (not 0 / 0 = NaN) for a window without observations."""
     grouping = tuple(by_)
-    total = sum_by(grouping, rate(sel(spec, *matchers, suffix="_sum"), window))
-    count = sum_by(grouping, rate(sel(spec, *matchers, suffix="_count"), window))
-    return f"{total}\n/\n{count}"
+    total = sum_by(grouping, grown(sel(spec, *matchers, suffix="_sum"), window))
+    count = sum_by(grouping, grown(sel(spec, *matchers, suffix="_count"), window))
+    return f"{total}\n/\n({count} > 0)"
 
 
 def with_service(expr: str) -> str:
@@ -129,6 +150,11 @@ GRAFANA_DEFAULTS: Mapping[str, str] = {
     "__interval": "15s",
     "__range": "1h",
 }
+
+
+def _milliseconds(duration: str) -> int:
+    units = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000, "y": 31_536_000_000}
+    return sum(int(n) * units[unit] for n, unit in re.findall(r"(\d+)(ms|[smhdwy])", duration))
 
 
 def metric_names(expr: str) -> set[str]:
@@ -174,6 +200,8 @@ def concrete(expr: str, values: Mapping[str, str] | None = None) -> str:
     unless ``values`` names it.
     """
     chosen = {**GRAFANA_DEFAULTS, **(values or {})}
+    for name in ("__rate_interval", "__interval", "__range"):  # Grafana's _ms forms of the same values
+        chosen.setdefault(f"{name}_ms", str(_milliseconds(chosen[name])))
 
     def replace(m: re.Match[str]) -> str:
         return chosen.get(m.group(1) or m.group(2), ".+")

@@ -26,7 +26,7 @@ BREAKER_STATES = (
 
 
 def _per_op(spec: t.MetricSpec, *matchers: str, suffix: str = "", by_: tuple[str, ...] = ()) -> str:
-    return q.sum_by((q.JOB, t.OPERATION, *by_), q.rate(q.sel(spec, JOB, OPERATION, *matchers, suffix=suffix)))
+    return q.sum_by((q.JOB, t.OPERATION, *by_), q.events(q.sel(spec, JOB, OPERATION, *matchers, suffix=suffix)))
 
 
 def _events_per_op(spec: t.MetricSpec, *matchers: str, suffix: str = "", by_: tuple[str, ...] = (),
@@ -57,12 +57,13 @@ def _calls() -> list[p.Json]:
         p.row("Calls"),
         p.timeseries("Calls by outcome", "Calls through protected operations per second, by outcome as the "
                      "breaker counts it (success, failure, rejected, ignored).", "ops",
-                     [p.target(q.sum_by((t.CALL_OUTCOME,), q.rate(calls)),
+                     [p.target(q.per_second(q.sum_by((t.CALL_OUTCOME,), q.events(calls))),
                                f"{{{{{q.label(t.CALL_OUTCOME)}}}}}")], stack=True, colors=CALL_COLORS,
                      width=8),
         p.timeseries("Call failure ratio by operation", "Failed calls / calls that ran (rejections "
                      "excluded), per operation.", "percentunit",
-                     [p.target(f"{failed}\n/\n{decided}", f"{{{{{OP}}}}}")], min_=0, max_=1, width=8,
+                     [p.target(f"({failed}\nor\n{decided} * 0)\n/\n({decided} > 0)", f"{{{{{OP}}}}}")],
+                     min_=0, max_=1, width=8,
                      link=True),
         p.timeseries("Rejected calls by operation", "Calls an open circuit breaker rejected without "
                      "running them, in each rate interval.", "short",
@@ -99,7 +100,7 @@ def per_call_over_range() -> str:
     """Retries per call of each operation over the dashboard's time range."""
     retries = _events_per_op(t.RETRY_DELAY_DURATION, suffix="_count", window="$__range")
     calls = _events_per_op(t.RETRY_ATTEMPTS, suffix="_count", window="$__range")
-    return f"{retries}\n/\n{calls}"
+    return f"{retries}\n/\n({calls} > 0)"
 
 
 def _breakers() -> list[p.Json]:
@@ -113,8 +114,12 @@ def _breakers() -> list[p.Json]:
                          "half-open (probing), open (calls rejected).", breaker_state_expr(),
                          f"{{{{{name}}}}}", [(str(state), color) for state, color in BREAKER_STATES],
                          width=16, link=True),
-        p.stat("Open breakers", "Circuit breakers open now (half-open ones are probing and not counted).",
-               "short", f"sum({open_}) or vector(0)", width=8, height=8),
+        # One per breaker row of the state timeline: summed per instance, a breaker open in two replicas
+        # (or in a restarted process and, until its series expire, the process before) counted twice.
+        p.stat("Open breakers", "Circuit breakers (per job and name, as the state timeline shows them) open "
+               "now in any instance (half-open ones are probing and not counted).",
+               "short", f"count(max by ({q.by(q.JOB, t.BREAKER_NAME)}) ({open_}) > 0) or vector(0)", width=8,
+               height=8),
         p.timeseries("Breaker transitions", "Circuit breaker state changes in each rate interval, by breaker and "
                      "new state.", "short",
                      [p.target(q.sum_by((q.JOB, t.BREAKER_NAME, t.BREAKER_TO), transitions),
@@ -152,10 +157,12 @@ def _policies() -> list[p.Json]:
                      [p.target(q.sum_by((t.HOOK_NAME, t.HOOK_METHOD), q.events(q.sel(t.HOOK_ERRORS, JOB))),
                                f"{{{{{q.label(t.HOOK_NAME)}}}}} {{{{{q.label(t.HOOK_METHOD)}}}}}")],
                      bars=True, width=24),
+        # min, not max: one instance cut off from Redis (the others reaching it) applies the fault policy.
         p.timeseries("Shared state (Redis) available", "1 while the shared breakers, rate limits and pools "
-                     "reach Redis; 0 while the fault policy (local state, or rejection) applies.", "short",
-                     [p.target(f"max by ({q.label(t.SHARED_PREFIX)}) ({q.sel(t.SHARED_AVAILABLE, JOB)})",
-                               f"{{{{{q.label(t.SHARED_PREFIX)}}}}}")], width=8),
+                     "of every instance reach Redis; 0 while the fault policy (local state, or rejection) "
+                     "applies in any instance.", "short",
+                     [p.target(f"min by ({q.by(q.JOB, t.SHARED_PREFIX)}) ({q.sel(t.SHARED_AVAILABLE, JOB)})",
+                               f"{{{{{q.label(t.SHARED_PREFIX)}}}}} ({{{{job}}}})")], width=8),
         p.timeseries("Shared state errors", "Redis calls that failed or timed out, by operation; each one "
                      "fell back to the configured fault policy.", "short",
                      [p.target(q.sum_by((t.SHARED_OPERATION,), q.events(q.sel(t.SHARED_ERRORS, JOB))),

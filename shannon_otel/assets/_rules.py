@@ -30,6 +30,9 @@ BURN_WINDOWS = (("1h", "5m", 14.4, "critical"), ("6h", "30m", 6.0, "warning"))
 _DURATION = re.compile(r"^(?:[0-9]+y)?(?:[0-9]+w)?(?:[0-9]+d)?(?:[0-9]+h)?(?:[0-9]+m)?(?:[0-9]+s)?(?:[0-9]+ms)?$")
 
 Rule = dict[str, Any]
+# The step of the rules' event counts (q.events): the default scrape interval of collector-config/prometheus.yml;
+# a long window (a stall window of hours) is counted in 120 steps.
+EVENT_STEP_S = 15
 
 # Jaeger's service is service.name; ``job`` is "namespace/name" when service.namespace is set.
 _SERVICE = '{{ $labels.job | reReplaceAll "^.*/" "" | urlquery }}'
@@ -87,7 +90,7 @@ def _anomaly(jaeger: str, runbook: str) -> Rule:
     # false-event rate (docs/runbook.md: <= 0.05 per series-day) is what keeps this rule quiet.
     # q.events, not increase(): the counter series appears with the first anomaly, whose increment
     # increase() cannot see.
-    expr = f"sum by ({grouping}) (\n  {q.events(q.sel(t.ANOMALY_EVENTS), '15m')}\n) > 0"
+    expr = f"sum by ({grouping}) (\n  {events(q.sel(t.ANOMALY_EVENTS), '15m')}\n) > 0"
     series, signal = q.label(t.ANOMALY_SERIES), q.label(t.ANOMALY_SIGNAL)
     return _alert(
         "ShannonAnomalyDetected", expr, "0m", "warning",
@@ -161,12 +164,12 @@ def recording_rules() -> list[Rule]:
 
 # ----------------------------------------------------------------------------- task alerts
 def _error_rate(jaeger: str, runbook: str, min_tasks: int) -> Rule:
-    errors = q.sel(t.TASK_OUTCOMES, ERRORS)
-    finished = q.sum_by(WAVE, q.events(q.sel(t.TASK_OUTCOMES), "10m"))
-    expr = (
-        f"{q.sum_by(WAVE, q.rate(errors, '10m'))}\n/\n{q.sum_by(WAVE, q.rate(q.sel(t.TASK_OUTCOMES), '10m'))}\n"
-        f"> 0.1\nand on ({q.by(*WAVE)})\n{finished} >= {min_tasks}"
-    )
+    # Counts (q.events), not rate(): a counter series appears with its first export, which rate() cannot
+    # see; a batch process exporting once or twice (a wave of a few minutes) had both rates 0, or its
+    # failure series' first failures missing, and never fired however many of its tasks failed.
+    errors = q.sum_by(WAVE, events(q.sel(t.TASK_OUTCOMES, ERRORS), "10m"))
+    finished = q.sum_by(WAVE, events(q.sel(t.TASK_OUTCOMES), "10m"))
+    expr = f"{errors}\n/\n{finished}\n> 0.1\nand on ({q.by(*WAVE)})\n{finished} >= {min_tasks}"
     wave = q.label(t.WAVE_NAME)
     return _alert(
         "ShannonTaskErrorRateHigh", expr, "5m", "warning",
@@ -213,7 +216,7 @@ def _wave_stalled(jaeger: str, runbook: str, default: str, per_wave: dict[str, s
     grouping = q.by(*WAVE)
 
     def stalled(window: str, *matchers: str) -> str:
-        finished = q.sum_by(WAVE, q.events(q.sel(t.TASK_OUTCOMES, *matchers), window))
+        finished = q.sum_by(WAVE, events(q.sel(t.TASK_OUTCOMES, *matchers), window))
         return f"(\n{_in_flight(window, *matchers)}\n)\nunless on ({grouping})\n{finished} > 0"
 
     parts = [stalled(default, *([f'{q.label(t.WAVE_NAME)}!~"{_alternation(per_wave)}"'] if per_wave else []))]
@@ -229,6 +232,20 @@ def _wave_stalled(jaeger: str, runbook: str, default: str, per_wave: dict[str, s
     )
 
 
+def events(selector: str, window: str) -> str:
+    """:func:`q.events` over ``window`` in the rules' steps: its subquery range is one step short, as a
+    range includes its left end (the step at ``window`` ago would add the growth of the step before)."""
+    window_s = max(_seconds(window), 2)
+    step_s = min(max(EVENT_STEP_S, -(-window_s // 120)), window_s // 2)
+    return q.events(selector, f"{window_s - step_s}s", f"{step_s}s")
+
+
+def _seconds(duration: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+    # ms parts (a stall window of 1h30m500ms) round down: the windows that matter are minutes and more
+    return sum(int(n) * units[unit] for n, unit in re.findall(r"(\d+)(ms|[smhdwy])", duration) if unit != "ms")
+
+
 def _alternation(per_wave: dict[str, str]) -> str:
     return "|".join(q.string(re.escape(name)) for name in sorted(per_wave))
 
@@ -239,8 +256,8 @@ def _retry_storm(jaeger: str, runbook: str, min_retries: int) -> Rule:
     # extra load retries put on the dependency, whatever the call rate (0.3 calls/s of an LLM
     # operation failing every attempt counts as much as 100/s). Retry(attempts=2) failing every
     # time makes 1 retry per call; healthy jitter stays far below 0.5.
-    retries = q.sum_by(OPERATION, q.events(q.sel(t.RETRY_DELAY_DURATION, suffix="_count"), "15m"))
-    calls = q.sum_by(OPERATION, q.events(q.sel(t.RETRY_ATTEMPTS, suffix="_count"), "15m"))
+    retries = q.sum_by(OPERATION, events(q.sel(t.RETRY_DELAY_DURATION, suffix="_count"), "15m"))
+    calls = q.sum_by(OPERATION, events(q.sel(t.RETRY_ATTEMPTS, suffix="_count"), "15m"))
     op = q.label(t.OPERATION)
     return _alert(
         "ShannonRetryStorm",
@@ -255,20 +272,29 @@ def _retry_storm(jaeger: str, runbook: str, min_retries: int) -> Rule:
 
 
 # ----------------------------------------------------------------------------- the pipeline itself
+# The collector's per-signal counters (``otelcol_<component>_<what>_<signal>_total``) of receivers and exporters.
+COLLECTOR_SIGNALS = ("spans", "metric_points", "log_records")
+
+
+def per_signal(metric: str, component: str, window: str = "5m") -> str:
+    """``metric`` (``{signal}`` in it) summed by collector job and ``component`` over every signal.
+
+    A plain ``or`` of the per-signal rates lost signals: a rate drops the metric name, so the rates of one
+    receiver's spans and metric points have the same labels and ``or`` kept the first (an ``otlp``
+    receiver refusing only metric points, or an exporter of two pipelines failing only one, never
+    fired). Each rate is tagged with its signal first.
+    """
+    rates = [
+        f'label_replace(rate({metric.format(signal=signal)}[{window}]), "signal", "{signal}", "", "")'
+        for signal in COLLECTOR_SIGNALS
+    ]
+    return f"sum by (job, {component}) (\n  " + "\n  or\n  ".join(rates) + "\n)"
+
+
 def _collector_alerts(jaeger: str, runbook: str) -> list[Rule]:
     """The collector's own telemetry (job ``otel-collector-self`` in collector-config/prometheus.yml)."""
-    failed = (
-        "sum by (job, exporter) (\n"
-        "  rate(otelcol_exporter_send_failed_spans_total[5m])\n"
-        "  or rate(otelcol_exporter_send_failed_metric_points_total[5m])\n"
-        ")"
-    )
-    refused = (
-        "sum by (job, receiver) (\n"
-        "  rate(otelcol_receiver_refused_spans_total[5m])\n"
-        "  or rate(otelcol_receiver_refused_metric_points_total[5m])\n"
-        ")"
-    )
+    failed = per_signal("otelcol_exporter_send_failed_{signal}_total", "exporter")
+    refused = per_signal("otelcol_receiver_refused_{signal}_total", "receiver")
     return [
         _alert("ShannonCollectorDown", 'up{job=~"otel-collector.*"} == 0', "5m", "critical",
                "Prometheus cannot scrape the OpenTelemetry Collector.",
@@ -277,13 +303,14 @@ def _collector_alerts(jaeger: str, runbook: str) -> list[Rule]:
                jaeger=jaeger, runbook=runbook, traces=None),
         _alert("ShannonCollectorExportFailing", f"{failed} > 0", "10m", "warning",
                "The OpenTelemetry Collector fails to export telemetry.",
-               "Exporter {{ $labels.exporter }} of {{ $labels.job }} fails {{ $value | humanize }} spans or "
-               "points per second: traces or metrics are being lost.",
+               "Exporter {{ $labels.exporter }} of {{ $labels.job }} fails {{ $value | humanize }} spans, "
+               "metric points or log records per second: telemetry is being lost.",
                jaeger=jaeger, runbook=runbook, traces=None),
         _alert("ShannonCollectorRefusingData", f"{refused} > 0", "10m", "warning",
                "The OpenTelemetry Collector refuses incoming telemetry.",
-               "Receiver {{ $labels.receiver }} of {{ $labels.job }} refuses {{ $value | humanize }} spans or "
-               "points per second (memory_limiter back-pressure): the SDKs retry, then drop.",
+               "Receiver {{ $labels.receiver }} of {{ $labels.job }} refuses {{ $value | humanize }} spans, "
+               "metric points or log records per second (memory_limiter back-pressure): the SDKs retry, then "
+               "drop.",
                jaeger=jaeger, runbook=runbook, traces=None),
     ]
 

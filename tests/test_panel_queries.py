@@ -1,0 +1,113 @@
+"""Panel queries evaluated by promtool on series of known values (`promql_expr_test`): what a reader sees
+when several instances of a service report, when a process restarts under its instance, when nothing
+happened. (tests/e2e/test_panel_truth.py checks the same panels on real workloads in real Prometheus.)"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from shannon_otel.assets import concrete_query, dashboards
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+# Grafana's variables for a 10-minute range on series scraped every minute.
+VARIABLES = {"__range": "10m", "__rate_interval": "4m", "__interval": "1m"}
+A, B = 'job="svc", instance="a"', 'job="svc", instance="b"'
+
+
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:  # as tests/test_rules_promtool.py: CI installs it, a missing one fails
+        pytest.fail("promtool is not installed: run `scripts/stack install` (Debian's prometheus package)")
+    return path
+
+
+def panel(title: str, target: int = 0) -> str:
+    found = [p["targets"][target]["expr"] for m in dashboards().values() for p in m["panels"] if p["title"] == title]
+    assert len(found) == 1, title
+    return concrete_query(found[0], VARIABLES)
+
+
+def evaluate(tmp_path: Path, series: dict[str, str], expr: str, expected: list[dict[str, Any]],
+             at: str = "10m") -> None:
+    """promtool's check that ``expr`` at ``at`` over ``series`` (selector -> values) is ``expected``."""
+    (tmp_path / "none.yml").write_text('{"groups": []}', encoding="utf-8")
+    test = {
+        "rule_files": ["none.yml"], "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [{"series": s, "values": v} for s, v in series.items()],
+            "promql_expr_test": [{"expr": expr, "eval_time": at, "exp_samples": expected}],
+        }],
+    }
+    (tmp_path / "test.yml").write_text(json.dumps(test), encoding="utf-8")
+    proc = subprocess.run([promtool(), "test", "rules", str(tmp_path / "test.yml")], capture_output=True,
+                          text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_shared_state_shows_unavailable_while_any_instance_is_cut_off(tmp_path: Path) -> None:
+    """Before: max over the instances, 1 while one of two applied its fault policy."""
+    series = {
+        f'shannon_shared_available_ratio{{{A}, shannon_shared_prefix="shannon"}}': "1x10",
+        f'shannon_shared_available_ratio{{{B}, shannon_shared_prefix="shannon"}}': "1x5 0x5",
+    }
+    evaluate(tmp_path, series, panel("Shared state (Redis) available"),
+             [{"labels": '{job="svc", shannon_shared_prefix="shannon"}', "value": 0}])
+
+
+def test_one_breaker_open_in_two_instances_is_one_open_breaker(tmp_path: Path) -> None:
+    series = {
+        f'shannon_breaker_state{{{i}, shannon_breaker_name="db", shannon_breaker_state="{state}"}}': value
+        for i in (A, B) for state, value in (("open", "1x10"), ("closed", "0x10"), ("half_open", "0x10"))
+    }
+    evaluate(tmp_path, series, concrete_query(panel("Open breakers"), {"breaker": ".+"}),
+             [{"labels": "{}", "value": 1}])
+
+
+def test_a_series_watched_by_two_instances_is_one_watched_series(tmp_path: Path) -> None:
+    series = {
+        f'shannon_anomaly_score_ratio{{{i}, shannon_anomaly_series="w", shannon_anomaly_signal="latency"}}': "0.1x10"
+        for i in (A, B)
+    }
+    evaluate(tmp_path, series, concrete_query(panel("Watched series"), {"signal": ".+"}),
+             [{"labels": "{}", "value": 1}])
+
+
+def test_tasks_before_and_after_a_restart_under_the_same_instance_all_count(tmp_path: Path) -> None:
+    """12 tasks (3 failed) from 2m, the process restarted at 5m under its instance: 4 more (1 failed)."""
+    base = f'shannon_task_outcomes_total{{{A}, shannon_wave_name="w", shannon_task_outcome='
+    series = {
+        base + '"success"}': "_ _ 9 9 9 3 3 3 3 3 3",
+        base + '"failure", error_type="E"}': "_ _ 3 3 3 1 1 1 1 1 1",
+    }
+    evaluate(tmp_path, series, panel("Tasks finished"), [{"labels": "{}", "value": 16}])
+    evaluate(tmp_path, series, panel("Task error ratio"), [{"labels": "{}", "value": 0.25}])
+
+
+def test_the_error_ratio_of_a_range_without_finished_tasks_has_no_value(tmp_path: Path) -> None:
+    """Before: 0 / 0, shown as NaN."""
+    base = f'shannon_task_outcomes_total{{{A}, shannon_wave_name="w", shannon_task_outcome='
+    series = {base + '"success"}': "5x30", base + '"failure", error_type="E"}': "1x30"}
+    evaluate(tmp_path, series, panel("Task error ratio"), [], at="30m")
+    evaluate(tmp_path, series, panel("Tasks finished"), [{"labels": "{}", "value": 0}], at="30m")
+
+
+def test_a_wave_without_tasks_in_the_range_is_no_row_of_the_slowest_waves(tmp_path: Path) -> None:
+    """Before: its p99 was NaN (0 / 0), a row of the table."""
+    bucket = f'shannon_task_duration_seconds_bucket{{{A}, shannon_task_outcome="success", shannon_wave_name='
+    series = {
+        bucket + '"busy", le="0.5"}': "0+2x30", bucket + '"busy", le="+Inf"}': "0+2x30",
+        bucket + '"idle", le="0.5"}': "7x30", bucket + '"idle", le="+Inf"}': "7x30",
+    }
+    expr = panel("Slowest waves (p99 task duration)")
+    p99 = 0.49500000000000005  # 0.99 x 0.5 in floating point
+    evaluate(tmp_path, series, expr, [
+        {"labels": '{job="svc", service="svc", shannon_wave_name="busy"}', "value": p99},
+    ], at="30m")
