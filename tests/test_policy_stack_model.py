@@ -21,6 +21,7 @@ import inspect
 import logging
 import math
 import os
+import re
 import warnings
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -589,7 +590,13 @@ def canon_error(error: BaseException) -> Any:
         return "refused"
     if isinstance(error, TypeError):  # the message of a sync function's value differs, the error does not
         return "TypeError"
+    if type(error) is TimeoutError and (not error.args or _EXPIRED.search(str(error))):
+        # a scope that expired: the model's asyncio.timeout raises it bare, the library names what timed out
+        return ("TimeoutError", "expired")
     return (type(error).__name__, error.args)
+
+
+_EXPIRED = re.compile(r"timed out after \S+ s \((Timeout policy|task_timeout)\)$")
 
 
 def canon(outcome: tuple[str, Any]) -> Any:
