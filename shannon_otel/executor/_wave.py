@@ -36,7 +36,7 @@ from ._report import WaveReport
 from ._result import WaveResult
 from ._run import Item, WaveRun, close_unstarted, settled
 from ._semaphore import Credits
-from ._stream import WaveStream
+from ._stream import Mapped, WaveStream
 from ._task import TaskSpec
 
 if TYPE_CHECKING:
@@ -251,11 +251,9 @@ class Wave(Generic[T]):
         """
         _check_fn(fn)
         _check_iterable("items", items)
-        tasks: Iterable[Callable[[], Awaitable[T]]]
-        if isinstance(items, Sized):
-            tasks = [functools.partial(fn, item) for item in items]
-        else:
-            tasks = (functools.partial(fn, item) for item in items)
+        tasks: Iterable[Callable[[], Awaitable[T]]] = (
+            Mapped(fn, items) if isinstance(items, Sized) else (functools.partial(fn, item) for item in items)
+        )
         return self.stream(tasks, buffer=buffer)
 
     def stream(self, tasks: Iterable[TaskLike[T]], *, buffer: int | None = None) -> WaveStream[T]:
