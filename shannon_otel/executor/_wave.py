@@ -8,6 +8,7 @@ import functools
 import itertools
 import logging
 import sys
+import types
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field
@@ -48,6 +49,10 @@ A = TypeVar("A")
 
 # Unstarted tasks a drain settles between two yields to the loop (~4 ms of work each; see Wave._drain).
 _DRAIN_CHUNK = 1024
+# Tasks that are factories: a drain has nothing to close or settle in them (checked by exact type, O(1)).
+_PLAIN: frozenset[type] = frozenset(
+    {functools.partial, types.FunctionType, types.MethodType, types.BuiltinFunctionType},
+)
 
 TaskLike = Callable[[], Awaitable[T]] | Coroutine[Any, Any, T] | TaskSpec[T]
 
@@ -412,9 +417,12 @@ class Wave(Generic[T]):
                     except asyncio.CancelledError as exc:
                         interrupted = exc
             budget -= 1
-            outcome, value, error = settled(item) or (Outcome.CANCELLATION, None, None)
-            close_unstarted(item)
-            name = (item.name or self.name) if type(item) is TaskSpec else self.name
+            if type(item) in _PLAIN:  # a function or partial (what map() makes): nothing to close or settle
+                outcome, value, error, name = Outcome.CANCELLATION, None, None, self.name
+            else:
+                outcome, value, error = settled(item) or (Outcome.CANCELLATION, None, None)
+                close_unstarted(item)
+                name = (item.name or self.name) if type(item) is TaskSpec else self.name
             run.report.add(outcome, 0.0, 0.0, error, None, False)
             run.pending -= 1
             run.done += 1
