@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from _redis_server import RedisServer, running_server
 
 from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
@@ -81,3 +82,61 @@ def test_a_breaker_forced_open_elsewhere_rejects_here_without_asking_redis_even_
             assert here.state is BreakerState.OPEN
 
     asyncio.run(main())
+
+
+def test_a_forced_state_outlives_key_ttl_so_a_process_started_later_sees_it_open(server: RedisServer) -> None:
+    """Bug: ``force_open()`` wrote the forced state once, with the key's TTL (``key_ttl_s``, default a day),
+    and nothing while forced: once it expired, the processes already running stayed forced, but one started
+    later read no state and saw the breaker CLOSED. A forced state's key now has no TTL until a reset."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    raw = redis.Redis(port=server.port, decode_responses=True)
+    state_key = f"{prefix}:{{breaker:api}}:state"
+
+    async def later() -> BreakerState:
+        async with RedisState(server.url, prefix=prefix, key_ttl_s=1) as fresh:
+            breaker = CircuitBreaker("api", shared=fresh, failure_threshold=1, reset_timeout=0.0, instrument=False)
+            await _wait_for(lambda: breaker.state is not BreakerState.CLOSED, timeout_s=2.0)
+            return breaker.state
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, key_ttl_s=1, poll_interval_s=0.1) as shared:
+            forcing = CircuitBreaker("api", shared=shared, failure_threshold=1, reset_timeout=0.0, instrument=False)
+            forcing.force_open()
+            await _wait_for(lambda: raw.hget(state_key, "forced") == "1")
+            assert raw.ttl(state_key) == -1  # no expiry while forced
+            await asyncio.sleep(1.5)  # past key_ttl_s (a real redis-server's clock)
+            assert raw.hget(state_key, "reason") == "forced_open"
+            assert await asyncio.to_thread(asyncio.run, later()) is BreakerState.OPEN
+            forcing.reset()
+            await _wait_for(lambda: raw.hget(state_key, "forced") == "0")
+            assert 0 < raw.ttl(state_key) <= 1  # a reset state expires again
+
+    try:
+        asyncio.run(main())
+    finally:
+        raw.close()
+
+
+def test_a_forced_state_redis_lost_is_written_again_by_a_process_holding_it_forced(server: RedisServer) -> None:
+    """A forced state lost anyway (FLUSHALL, a restart without persistence, a key written with a TTL by an
+    earlier version) is written again by the next poll of a process that holds the breaker forced: else
+    a process started then saw CLOSED what every running one held open."""
+    prefix = f"l{uuid.uuid4().hex[:10]}"
+    raw = redis.Redis(port=server.port, decode_responses=True)
+    state_key = f"{prefix}:{{breaker:api}}:state"
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, poll_interval_s=0.1) as shared:
+            forcing = CircuitBreaker("api", shared=shared, failure_threshold=1, reset_timeout=30, instrument=False)
+            forcing.force_open()
+            await _wait_for(lambda: raw.hget(state_key, "forced") == "1")
+            raw.delete(state_key)
+            await _wait_for(lambda: raw.hget(state_key, "forced") == "1")  # the poll wrote it again
+            assert raw.hget(state_key, "state") == "open"
+            assert raw.ttl(state_key) == -1
+            assert forcing.state is BreakerState.OPEN
+
+    try:
+        asyncio.run(main())
+    finally:
+        raw.close()

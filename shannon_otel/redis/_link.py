@@ -161,7 +161,12 @@ class BreakerLink:
         """Apply the shared state read by a poll: ``fields`` = HMGET state, epoch, opened_at, reason."""
         state, epoch, opened, reason = fields
         if state is None:  # never written, or expired: CLOSED with an empty window
-            if self.breaker._state is not _CLOSED and not self.breaker._forced:
+            if self.breaker._forced:
+                # Forced here, lost there (FLUSHALL, a restart without persistence, a key written with a TTL
+                # before forced keys stopped expiring): written again, else a process started now saw CLOSED
+                # what this one holds open until a reset.
+                self.forced()
+            elif self.breaker._state is not _CLOSED:
                 self.tripped_back_to_closed()
             return
         self.apply(state, int(epoch), int(opened or 0), now_ms, reason or "")

@@ -25,17 +25,28 @@ local opened = tonumber(st[3] or '0')
 local ttl = tonumber(ARGV[1])
 local channel = ARGV[2]
 local name = ARGV[3]
+local forced = st[4] == '1'
+-- A forced state never expires (until a reset): it is written once and then held with no write, so
+-- with a TTL a process started a day later read no state, and saw CLOSED what every other one held open.
+local function keep()
+  if forced then redis.call('PERSIST', KEYS[1]) else redis.call('EXPIRE', KEYS[1], ttl) end
+end
 local function set_state(to, reason, extra)
   epoch = epoch + 1
   state = to
   if to == 'open' then opened = now end
   redis.call('HSET', KEYS[1], 'state', to, 'epoch', epoch, 'opened_at', opened, 'reason', reason)
-  if extra then redis.call('HSET', KEYS[1], unpack(extra)) end
-  redis.call('EXPIRE', KEYS[1], ttl)  -- a key created here gets its TTL too
+  if extra then
+    redis.call('HSET', KEYS[1], unpack(extra))
+    for i = 1, #extra, 2 do
+      if extra[i] == 'forced' then forced = extra[i + 1] == '1' end
+    end
+  end
+  keep()  -- a key created here gets its TTL too
   redis.call('PUBLISH', channel, name .. '|' .. to .. '|' .. epoch .. '|' .. opened .. '|' .. now .. '|' .. reason)
 end
 local function touch()
-  redis.call('EXPIRE', KEYS[1], ttl)
+  keep()
   if KEYS[2] then redis.call('EXPIRE', KEYS[2], ttl) end
 end
 """

@@ -50,7 +50,8 @@ class RedisState:
             shared window) and how quickly a tripped breaker's counts reach the others.
         poll_interval_s: state is re-read this often in case a notification was missed (the fallback path).
         key_ttl_s: keys expire after this long without use (abandoned breakers and limits clean up); a
-            breaker's keys live at least its ``reset_timeout`` + 1 s.
+            breaker's keys live at least its ``reset_timeout`` + 1 s, and a forced-open breaker's state
+            (``force_open()``) until its reset.
         probe_lease_s: a half-open period whose probes are all taken and none of whose outcomes has
             arrived within this long lost them (their process died, or Redis lost the outcome): the next
             admission starts a new period. Keep it above your slowest probe call.

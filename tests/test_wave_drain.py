@@ -1,0 +1,205 @@
+"""A wave that stops early over a huge sized input (a stream left after a few results, fail-fast) still
+settles every task it never started, without freezing the loop while it does.
+
+The drain used to count the rest in one synchronous step: ~3.7 s for a million items, during which no
+other task on the loop ran. Each test records, at every pull from the input, how often a ticker task
+on the same loop had run: pulls made in one step all see the same count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any, overload
+
+import pytest
+
+from shannon_otel import Hook, Outcome, TaskResult, Wave, WaveObserver, WaveStarted
+from shannon_otel.testing import run_virtual
+
+N = 20_000  # several drain chunks; small enough for a quick test
+
+
+async def _work(i: int) -> int:
+    await asyncio.sleep(0)
+    if i == 0:
+        raise ValueError("the first task fails")
+    return i
+
+
+class _Ticks:
+    """A task on the loop counting its own steps; ``at`` holds the count seen at each pull."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.at: list[int] = []
+
+    async def run(self) -> None:
+        while True:
+            self.count += 1
+            await asyncio.sleep(0)
+
+
+class _Inputs(Sequence[Callable[[], Awaitable[int]]]):
+    """A sized input recording the ticker's count at each pull."""
+
+    def __init__(self, ticks: _Ticks) -> None:
+        self._ticks = ticks
+
+    def __len__(self) -> int:
+        return N
+
+    @overload
+    def __getitem__(self, i: int) -> Callable[[], Awaitable[int]]: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[Callable[[], Awaitable[int]]]: ...
+    def __getitem__(self, i: Any) -> Any:
+        if not isinstance(i, int):
+            raise TypeError("no slices")
+        if not 0 <= i < N:
+            raise IndexError(i)
+        self._ticks.at.append(self._ticks.count)
+        return functools.partial(_work, i)
+
+    def __iter__(self) -> Iterator[Callable[[], Awaitable[int]]]:
+        return (self[i] for i in range(N))
+
+
+def _loop_ran_during_the_drain(ticks: _Ticks) -> bool:
+    return len(set(ticks.at[100:])) > 1  # the pulls of tasks never started (past the few that ran)
+
+
+def test_leaving_a_stream_over_a_huge_sized_input_early_lets_the_loop_run_while_the_rest_is_settled() -> None:
+    ticks = _Ticks()
+    seen: list[int] = []
+
+    async def main() -> Any:
+        ticker = asyncio.create_task(ticks.run())
+        wave: Wave[int] = Wave("drain-stream", max_concurrency=2, instrument=False)
+        async with wave.stream(_Inputs(ticks)) as results:
+            async for result in results:
+                if result.outcome is Outcome.SUCCESS:
+                    seen.append(result.index)
+                if len(seen) == 3:
+                    break
+        ticker.cancel()
+        return results.report
+
+    report = run_virtual(main())
+    assert len(ticks.at) == N  # every task pulled: each is counted
+    assert sum(report.counts.values()) == N
+    assert report.counts[Outcome.FAILURE] == 1
+    assert report.counts[Outcome.CANCELLATION] > N - 20  # all but the few that ran (the buffer's worth)
+    assert _loop_ran_during_the_drain(ticks)
+
+
+class _SkipTicks(Hook):
+    """Records the ticker's count at each task the wave settles without starting it."""
+
+    def __init__(self, ticks: _Ticks) -> None:
+        self.ticks = ticks
+
+    def wave_started(self, event: WaveStarted) -> WaveObserver:
+        ticks = self.ticks
+
+        class Observer(WaveObserver):
+            def task_skipped(self, event: TaskResult[Any]) -> None:
+                ticks.at.append(ticks.count)
+
+        return Observer()
+
+
+def test_a_fail_fast_run_over_a_huge_input_lets_the_loop_run_while_the_rest_is_settled() -> None:
+    """``run`` takes its whole input before it starts: the observer's ``task_skipped`` marks the drain."""
+    ticks = _Ticks()
+
+    async def main() -> Any:
+        ticker = asyncio.create_task(ticks.run())
+        wave: Wave[int] = Wave(
+            "drain-run", max_concurrency=2, fail_fast=True, instrument=False, hooks=[_SkipTicks(ticks)],
+        )
+        result = await wave.run([functools.partial(_work, i) for i in range(N)])
+        ticker.cancel()
+        return result
+
+    result = run_virtual(main())
+    report = result.report
+    assert len(result.results) == N
+    assert report.counts[Outcome.FAILURE] == 1
+    assert report.counts[Outcome.CANCELLATION] >= len(ticks.at) > N - 10  # (a running one is cancelled)
+    assert [r.outcome for r in result.results[-3:]] == [Outcome.CANCELLATION] * 3
+    assert len(set(ticks.at)) > 1
+
+
+def test_unstarted_coroutines_of_a_huge_input_are_all_closed_even_if_cancelled_during_the_drain() -> None:
+    """A cancellation arriving while the drain yields ends the yielding, not the drain: every coroutine is
+    closed (never "never awaited") and counted, then the cancellation is raised."""
+    coros: list[Any] = []
+
+    class Coros(Sequence[Any]):
+        def __len__(self) -> int:
+            return N
+
+        def __getitem__(self, i: Any) -> Any:
+            if not isinstance(i, int) or not 0 <= i < N:
+                raise IndexError(i)
+            if i == N // 2:  # mid-drain: cancels the wave's own task (the stream's runner)
+                asyncio.current_task().cancel()  # type: ignore[union-attr]
+            coros.append(_work(i))
+            return coros[-1]
+
+    async def main() -> Any:
+        wave: Wave[int] = Wave("drain-cancel", max_concurrency=2, fail_fast=True, instrument=False)
+        stream = wave.stream(Coros())
+
+        async def consume() -> None:
+            async with stream as results:
+                async for _ in results:
+                    pass
+
+        with pytest.raises(asyncio.CancelledError):
+            await consume()
+        return stream.report
+
+    report = run_virtual(main())
+    assert len(coros) == N
+    assert all(c.cr_frame is None for c in coros)  # ran to its end, or closed
+    assert report.outcome is Outcome.CANCELLATION
+    assert report.counts[Outcome.FAILURE] == 1
+    assert sum(report.counts.values()) == N
+
+
+def test_stream_map_over_a_sized_input_takes_each_item_only_as_the_wave_runs_it() -> None:
+    """Bug: ``stream_map`` built a partial of every item of a sized input at the call: a million items
+    blocked the loop ~0.9 s before the wave began. They are now made as the wave takes them (it still
+    knows the input's size), so the wave's start costs nothing and the drain yields as it goes."""
+    ticks = _Ticks()
+    pulled: list[int] = []
+
+    class Items(Sequence[int]):
+        def __len__(self) -> int:
+            return N
+
+        def __getitem__(self, i: Any) -> Any:
+            if not isinstance(i, int) or not 0 <= i < N:
+                raise IndexError(i)
+            pulled.append(i)
+            ticks.at.append(ticks.count)
+            return i
+
+    async def main() -> Any:
+        ticker = asyncio.create_task(ticks.run())
+        wave: Wave[int] = Wave("drain-map", max_concurrency=2, instrument=False)
+        stream = wave.stream_map(_work, Items())
+        assert pulled == []  # nothing taken before the wave runs
+        async with stream as results:
+            async for result in results:
+                if result.index >= 3:
+                    break
+        ticker.cancel()
+        return results.report
+
+    report = run_virtual(main())
+    assert sum(report.counts.values()) == N
+    assert _loop_ran_during_the_drain(ticks)
