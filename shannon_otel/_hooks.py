@@ -78,12 +78,15 @@ def in_scope(policy: T, tracer_provider: TracerProvider | None, meter_provider: 
 
 
 def check_hooks(hooks: object) -> tuple[Hook, ...]:
-    """``hooks`` as a tuple of :class:`Hook`; TypeError naming ``hooks`` for anything else."""
+    """``hooks`` as a tuple of :class:`Hook`; TypeError naming ``hooks`` for anything else, ValueError
+    for one hook given twice (it would see every event twice: an anomaly hook counting each task
+    twice, a logging hook writing each line twice)."""
     from ._events import Hook
 
     if hooks is None:
         return ()
     out = tuple(check_iterable("hooks", hooks, "an iterable of Hook objects"))
+    seen: set[int] = set()
     for h in out:
         if not isinstance(h, Hook):
             raise TypeError(f"hooks must hold Hook objects (subclass shannon_otel.Hook), got {h!r}")
@@ -93,6 +96,9 @@ def check_hooks(hooks: object) -> tuple[Hook, ...]:
                     f"hooks must hold Hook objects whose methods are plain functions (called without await): "
                     f"{type(h).__qualname__}.{method} is async"
                 )
+        if id(h) in seen:
+            raise ValueError(f"hooks must hold each hook once, got {h!r} twice (it would see every event twice)")
+        seen.add(id(h))
     return out
 
 
