@@ -110,11 +110,19 @@ _PROTOCOL = (
 
 
 def _for_scope(hook: Hook, resolved: tuple[Hook, ...]) -> Hook:
-    """``hook.for_scope(resolved)``, isolated: a hook that raises there is used as it is."""
-    try:
-        return hook.for_scope(resolved)
-    except Exception as exc:
-        from ._isolation import hook_failed
+    """``hook.for_scope(resolved)``, isolated: a hook that raises there, or returns no :class:`Hook`, is used
+    as it is (its failure recorded once, as its own: the object returned has no counts to keep)."""
+    from ._events import Hook
+    from ._isolation import hook_failed
 
+    try:
+        scoped = hook.for_scope(resolved)
+    except Exception as exc:
         hook_failed(hook, "for_scope", exc, resolved)
         return hook
+    if not isinstance(scoped, Hook):  # None (a missing return) failed at every call, logged each time
+        hook_failed(hook, "for_scope", TypeError(
+            f"{type(hook).__qualname__}.for_scope must return a Hook (itself, or a view of it), got {scoped!r}",
+        ), resolved)
+        return hook
+    return scoped
