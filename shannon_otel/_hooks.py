@@ -90,8 +90,9 @@ def check_hooks(hooks: object) -> tuple[Hook, ...]:
     for h in out:
         if not isinstance(h, Hook):
             raise TypeError(f"hooks must hold Hook objects (subclass shannon_otel.Hook), got {h!r}")
+        own = getattr(h, "__dict__", {})  # a method set on the instance (hook.wave_started = fn) is called too
         for method in _PROTOCOL:
-            if is_async(getattr(type(h), method, None)):
+            if is_async(getattr(type(h), method, None)) or is_async(own.get(method)):
                 raise TypeError(
                     f"hooks must hold Hook objects whose methods are plain functions (called without await): "
                     f"{type(h).__qualname__}.{method} is async"
