@@ -78,21 +78,28 @@ def in_scope(policy: T, tracer_provider: TracerProvider | None, meter_provider: 
 
 
 def check_hooks(hooks: object) -> tuple[Hook, ...]:
-    """``hooks`` as a tuple of :class:`Hook`; TypeError naming ``hooks`` for anything else."""
+    """``hooks`` as a tuple of :class:`Hook`; TypeError naming ``hooks`` for anything else, ValueError
+    for one hook given twice (it would see every event twice: an anomaly hook counting each task
+    twice, a logging hook writing each line twice)."""
     from ._events import Hook
 
     if hooks is None:
         return ()
     out = tuple(check_iterable("hooks", hooks, "an iterable of Hook objects"))
+    seen: set[int] = set()
     for h in out:
         if not isinstance(h, Hook):
             raise TypeError(f"hooks must hold Hook objects (subclass shannon_otel.Hook), got {h!r}")
+        own = getattr(h, "__dict__", {})  # a method set on the instance (hook.wave_started = fn) is called too
         for method in _PROTOCOL:
-            if is_async(getattr(type(h), method, None)):
+            if is_async(getattr(type(h), method, None)) or is_async(own.get(method)):
                 raise TypeError(
                     f"hooks must hold Hook objects whose methods are plain functions (called without await): "
                     f"{type(h).__qualname__}.{method} is async"
                 )
+        if id(h) in seen:
+            raise ValueError(f"hooks must hold each hook once, got {h!r} twice (it would see every event twice)")
+        seen.add(id(h))
     return out
 
 
@@ -104,11 +111,19 @@ _PROTOCOL = (
 
 
 def _for_scope(hook: Hook, resolved: tuple[Hook, ...]) -> Hook:
-    """``hook.for_scope(resolved)``, isolated: a hook that raises there is used as it is."""
-    try:
-        return hook.for_scope(resolved)
-    except Exception as exc:
-        from ._isolation import hook_failed
+    """``hook.for_scope(resolved)``, isolated: a hook that raises there, or returns no :class:`Hook`, is used
+    as it is (its failure recorded once, as its own: the object returned has no counts to keep)."""
+    from ._events import Hook
+    from ._isolation import hook_failed
 
+    try:
+        scoped = hook.for_scope(resolved)
+    except Exception as exc:
         hook_failed(hook, "for_scope", exc, resolved)
         return hook
+    if not isinstance(scoped, Hook):  # None (a missing return) failed at every call, logged each time
+        hook_failed(hook, "for_scope", TypeError(
+            f"{type(hook).__qualname__}.for_scope must return a Hook (itself, or a view of it), got {scoped!r}",
+        ), resolved)
+        return hook
+    return scoped

@@ -5,7 +5,7 @@ the window are only counted. The first occurrence after the window has passed is
 the count it stands for (the caller turns it into a summary) and opens the next window. Memory is
 bounded: past ``max_keys`` the key quiet the longest is evicted and its pending count handed back for a
 summary, so no occurrence goes unreported. O(1) per occurrence; thread-safe (anomaly callbacks
-may come from another thread than the event loop's).
+may come from another thread than the event loop's), and a forked child frees its lock.
 
 A window keeps only what a summary needs: nothing for an occurrence let through, and ``keep(item)`` of
 the latest one held back. The items are events carrying the user's exception, whose traceback holds
@@ -19,6 +19,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar, cast
+
+from .._fork import in_forked_child, release_held
 
 R = TypeVar("R")
 
@@ -35,7 +37,7 @@ class _Window(Generic[R]):
 class Limiter(Generic[R]):
     """Decides which occurrences become records; ``R`` is what the caller keeps per key (its record)."""
 
-    __slots__ = ("_clock", "_interval", "_keep", "_lock", "_max", "_windows")
+    __slots__ = ("__weakref__", "_clock", "_interval", "_keep", "_lock", "_max", "_windows")
 
     def __init__(self, interval_s: float, max_keys: int, clock: Callable[[], float],
                  keep: Callable[[R], R] | None = None) -> None:
@@ -45,8 +47,14 @@ class Limiter(Generic[R]):
         self._max = max_keys
         self._clock = clock
         self._lock = threading.Lock()
+        # the default logging hook's is process-wide: a child forked while another thread's wave logged
+        # would wait on it for good at its first logged event
+        in_forked_child(self._forked)
         # Ordered by last occurrence, quietest first: the key evicted is the one quiet the longest.
         self._windows: OrderedDict[Hashable, _Window[R]] = OrderedDict()
+
+    def _forked(self) -> None:
+        release_held(self._lock)
 
     def admit(self, key: Hashable, item: R) -> tuple[int, float, list[tuple[R, int, float]]]:
         """One occurrence of ``key``: ``(n, seconds, evicted)``.

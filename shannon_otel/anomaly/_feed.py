@@ -36,6 +36,7 @@ becomes part of that history and stops being flagged.
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
@@ -44,6 +45,7 @@ from opentelemetry import trace
 
 from .. import _clock
 from .._events import Anomaly, CallObserver, CallStarted, Hook, WaveObserver, WaveStarted
+from .._fork import in_forked_child, release_held
 from .._isolation import hook_failed
 from .._validate import check_bool, check_number, check_sync_callable, shown
 from ._config import HOOK_DEFAULTS, DetectorConfig, _float_sized
@@ -72,11 +74,12 @@ class AnomalyHook(Hook):
     default, ticks are timed on the monotonic clock, so a step of the system clock changes no tick) and the
     detector config make the hook deterministic under test. Raises ``ValueError`` / ``TypeError``
     naming the argument (a bad type, a number out of range, an unknown signal); never raises into the executor: a
-    failing ``on_anomaly`` callback or hook is logged and ignored. Call it from one event loop.
+    failing ``on_anomaly`` callback or hook is logged and ignored. Thread-safe: waves in several threads (each
+    its own event loop) may share it; their runs of one wave name share its ticks.
     """
 
-    __slots__ = ("_clock", "_detector", "_keys", "_on_anomaly", "_ops", "_ticker", "_waves", "enabled",
-                 "min_tick_tasks", "signals", "tick_s")
+    __slots__ = ("__weakref__", "_clock", "_detector", "_keys", "_lock", "_on_anomaly", "_ops", "_ticker", "_waves",
+                 "enabled", "min_tick_tasks", "signals", "tick_s")
 
     def __init__(
         self,
@@ -127,10 +130,21 @@ class AnomalyHook(Hook):
         self._keys: dict[str, tuple[str, str]] = {}  # detector key -> (series, signal)
         self._waves: dict[str, _WaveTick] = {}
         self._ops: dict[str, _OpTick] = {}
+        # The tick state is shared by every run of a wave name (and call of an operation), and the hook
+        # may be shared by waves running in several threads, each its own loop: updates take turns (a
+        # tick closed by one thread while another counted into it divided by zero). Never held while
+        # scoring (the detector has its own lock; a callback may run more work).
+        self._lock = threading.Lock()
+        in_forked_child(self._forked)  # a child forked while another thread held it would wait on it for good
         if meter_provider is not None:
             warnings.warn("AnomalyHook(meter_provider=...) is deprecated and ignored: the anomaly telemetry goes "
                           "to the providers of the wave or policy whose hooks= hold the hook", DeprecationWarning,
                           stacklevel=2)
+
+    def _forked(self) -> None:
+        """In a forked child: free the locks a thread of the parent held at the fork (see ``_fork``)."""
+        release_held(self._lock)
+        release_held(self._detector._lock)
 
     @property
     def detector(self) -> AnomalyDetector:
@@ -150,37 +164,41 @@ class AnomalyHook(Hook):
     def _wave_started(self, event: WaveStarted, sinks: tuple[Hook, ...]) -> WaveObserver | None:
         if not self.enabled:
             return None
-        now = self._ticker()
-        tick = self._waves.get(event.wave)
-        if tick is None:
-            if len(self._waves) >= 2 * self._detector.config.max_series:
-                self._forget()
-            tick = self._waves[event.wave] = _WaveTick(now, self.tick_s)
-        tick.resume(now)
+        with self._lock:
+            now = self._ticker()
+            tick = self._waves.get(event.wave)
+            if tick is None:
+                if len(self._waves) >= 2 * self._detector.config.max_series:
+                    self._forget()
+                tick = self._waves[event.wave] = _WaveTick(now, self.tick_s)
+            tick.resume(now)
         return _WaveFeed(self, event.wave, tick, sinks)
 
     def _call_started(self, event: CallStarted, sinks: tuple[Hook, ...]) -> CallObserver | None:
         if not self.enabled or RETRY_RATE not in self.signals:
             return None
-        op = self._ops.get(event.operation)
-        if op is None:
-            if len(self._ops) >= 2 * self._detector.config.max_series:
-                self._forget()
-            op = self._ops[event.operation] = _OpTick(self._ticker() + self.tick_s)
+        with self._lock:
+            op = self._ops.get(event.operation)
+            if op is None:
+                if len(self._ops) >= 2 * self._detector.config.max_series:
+                    self._forget()
+                op = self._ops[event.operation] = _OpTick(self._ticker() + self.tick_s)
         return _CallFeed(self, event.operation, op, sinks)
 
     # ------------------------------------------------------------------ scoring
     def _key(self, series: str, signal: str) -> str:
         key = f"{signal}\x00{series}"
         if key not in self._keys:
-            if len(self._keys) >= 2 * self._detector.config.max_series:  # forget evicted series
-                tracked = set(self._detector.series())
-                self._keys = {k: v for k, v in self._keys.items() if k in tracked}
-            self._keys[key] = (series, signal)
+            with self._lock:
+                if len(self._keys) >= 2 * self._detector.config.max_series:  # forget evicted series
+                    tracked = set(self._detector.series())
+                    self._keys = {k: v for k, v in self._keys.items() if k in tracked}
+                self._keys[key] = (series, signal)
         return key
 
     def _forget(self) -> None:
-        """Drop the tick state of names the detector no longer tracks (cardinality bound)."""
+        """Drop the tick state of names the detector no longer tracks (cardinality bound); called
+        holding ``_lock``."""
         tracked = set(self._detector.series())
         self._ops = {k: v for k, v in self._ops.items() if f"{RETRY_RATE}\x00{k}" in tracked}
         self._waves = {k: v for k, v in self._waves.items()

@@ -61,41 +61,47 @@ class _WaveFeed(WaveObserver):
         if event.outcome is Outcome.CANCELLATION:  # no finished work: its duration is no latency, nor it a
             return  # completion (a run cancelled early read as a critical fall of latency and rise of throughput)
         tick, hook = self._tick, self._hook
-        now = hook._ticker()
-        if now < tick.start:  # the clock went back: the tick's length is unknown, so it is dropped and
-            tick.close(now, hook.tick_s)  # the next starts now, as if this task closed it (waiting for its
-            return  # old end would score nothing until then)
-        tick.finished += 1
-        if event.outcome in _FAILED:
-            tick.failed += 1
         duration = event.duration_s
-        tick.latency_sum += duration if duration < tick.cap else tick.cap
-        if tick.slowest_span is None or duration > tick.slowest:
-            tick.slowest, tick.slowest_span = duration, trace.get_current_span()
-        if now >= tick.end and tick.finished >= hook.min_tick_tasks:
-            self._flush(now)
+        span = trace.get_current_span()
+        with hook._lock:  # the tick is shared by every run of the wave name, threads included
+            now = hook._ticker()
+            if now < tick.start:  # the clock went back: the tick's length is unknown, so it is dropped and
+                tick.close(now, hook.tick_s)  # the next starts now, as if this task closed it (waiting for
+                return  # its old end would score nothing until then)
+            tick.finished += 1
+            if event.outcome in _FAILED:
+                tick.failed += 1
+            tick.latency_sum += duration if duration < tick.cap else tick.cap
+            if tick.slowest_span is None or duration > tick.slowest:
+                tick.slowest, tick.slowest_span = duration, span
+            if now < tick.end or tick.finished < hook.min_tick_tasks:
+                return
+            n, elapsed, slowest = tick.finished, now - tick.start, tick.slowest_span
+            failed, mean = tick.failed, tick.latency_sum / n
+            if mean > 0.0:
+                tick.cap = CAP * mean
+            tick.close(now, hook.tick_s)  # before scoring: a callback may run more tasks of this wave
+        # scored outside the lock: the detector has its own, and a callback may run this wave again
+        self._flush(now, n, elapsed, failed, mean, slowest)
 
     def wave_finished(self, report: WaveReport) -> None:
         tick = self._tick
-        tick.active -= 1
-        if not tick.active:
-            tick.idle_since = self._hook._ticker()
+        with self._hook._lock:
+            tick.active -= 1
+            if not tick.active:
+                tick.idle_since = self._hook._ticker()
 
-    def _flush(self, now: float) -> None:
-        hook, wave, tick = self._hook, self._wave, self._tick
-        n, elapsed, slowest = tick.finished, now - tick.start, tick.slowest_span
-        failed, latency_sum = tick.failed, tick.latency_sum
-        tick.close(now, hook.tick_s)  # before scoring: a callback may run more tasks of this wave
+    def _flush(self, now: float, n: int, elapsed: float, failed: int, mean: float,
+               slowest: trace.Span | None) -> None:
+        """Score a closed tick (taken under the hook's lock by ``task_finished``)."""
+        hook, wave = self._hook, self._wave
         if LATENCY in hook.signals:
             # One sample per tick, the mean task latency: single task durations are too noisy to alert on
             # (a new maximum turns up every few hundred tasks of pure noise); a tick's mean is not, once each
             # task counts for at most CAP x the previous tick's mean (winsorized, O(1)): one slow task (a GC
             # pause, a cold cache) otherwise moves a mean of a hundred like a slowdown of all of them. A real
-            # slowdown moves every task, and a larger one raises the cap by CAP a tick. The slowest task's
-            # span stays the event's cause.
-            mean = latency_sum / n
-            if mean > 0.0:
-                tick.cap = CAP * mean
+            # slowdown moves every task, and a larger one raises the cap by CAP a tick (set in
+            # task_finished). The slowest task's span stays the event's cause.
             hook._score(wave, LATENCY, mean, now, slowest, self._sinks)
         if ERROR_RATE in hook.signals:
             hook._score(wave, ERROR_RATE, failed / n, now, None, self._sinks)
@@ -121,15 +127,17 @@ class _CallFeed(CallObserver):
         if event.outcome is CallOutcome.CANCELLATION:  # not a finished call (as a cancelled task, above)
             return
         op, hook = self._op, self._hook
-        now = hook._ticker()
-        if now < op.end - hook.tick_s:  # the clock went back: the tick is dropped (see _WaveFeed)
-            op.calls = op.retries = 0
-            op.end = now + hook.tick_s
-            return
-        op.calls += 1
-        op.retries += max(event.attempts - 1, 0)
-        if now >= op.end and op.calls >= hook.min_tick_tasks:
+        with hook._lock:  # shared by every call of the operation, threads included (see _WaveFeed)
+            now = hook._ticker()
+            if now < op.end - hook.tick_s:  # the clock went back: the tick is dropped (see _WaveFeed)
+                op.calls = op.retries = 0
+                op.end = now + hook.tick_s
+                return
+            op.calls += 1
+            op.retries += max(event.attempts - 1, 0)
+            if now < op.end or op.calls < hook.min_tick_tasks:
+                return
             rate = op.retries / op.calls
             op.calls = op.retries = 0
             op.end = now + hook.tick_s
-            hook._score(self._operation, RETRY_RATE, rate, now, None, self._sinks)
+        hook._score(self._operation, RETRY_RATE, rate, now, None, self._sinks)

@@ -4,11 +4,34 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, NoReturn, TypeVar
 
 from .._events import error_type
 from .._stats import LogHistogram
 from .._telemetry import Outcome
 from ..reporting._advice import Recommendation, advise_wave
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class ReadOnlyDict(dict[K, V]):
+    """A dict that refuses changes (TypeError): the mappings of a report and of a task's result.
+
+    The same object goes to every hook (``wave_finished``, ``task_finished``) and then to the user: a hook
+    that cleared ``report.counts`` emptied the user's report. Still a dict (``==``, JSON, ``asdict``);
+    it pickles and copies as a plain dict.
+    """
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("a wave's report and task results are read-only (a copy: dict(mapping))")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _refuse
+
+    def __reduce__(self) -> tuple[type[dict[K, V]], tuple[dict[K, V]]]:
+        return dict, (dict(self),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +73,7 @@ class WaveReport:
     ``outcome``: ``cancellation`` when the wave was cancelled; ``failure`` when a task failed or timed
     out, or the wave itself raised (e.g. its lazy input did); ``success`` otherwise.
 
+    Its mappings are read-only dicts (the same report goes to every hook, then to the user).
     ``counts`` holds every task exactly once, by outcome; a task that ended without starting (left over
     by fail-fast or a cancelled wave, or failed waiting for a pool or the rate limit) is counted there
     (its error, if any, in ``errors_by_type``) but has no duration: ``latency`` and ``queue_wait``
@@ -155,9 +179,9 @@ class ReportBuilder:
         capacity = duration_s * concurrency
         return WaveReport(
             wave=wave, outcome=outcome, duration_s=duration_s, concurrency=concurrency,
-            counts=dict(self.counts), errors_by_type=dict(self._errors),
+            counts=ReadOnlyDict(self.counts), errors_by_type=ReadOnlyDict(self._errors),
             latency=Summary.of(self._latency), queue_wait=Summary.of(self._queue),
             parallel_efficiency=min(1.0, self.busy_s / capacity) if capacity > 0 else 0.0,
-            measurements={k: Summary.of(v) for k, v in self._measurements.items()},
+            measurements=ReadOnlyDict({k: Summary.of(v) for k, v in self._measurements.items()}),
             telemetry_dropped=telemetry_dropped, batch_size=batch_size, buffer=buffer,
         )

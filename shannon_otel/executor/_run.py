@@ -22,7 +22,7 @@ from .._telemetry import Outcome
 from .._validate import awaitable_from, brief, sync_result
 from ._isolate import run_in
 from ._limits import RateLimiter, ResourcePool
-from ._report import ReportBuilder
+from ._report import ReadOnlyDict, ReportBuilder
 from ._semaphore import Credits
 from ._task import CURRENT_TASK, TaskSlot, TaskSpec
 
@@ -302,6 +302,8 @@ class WaveRun:
         self.done += 1
         slot.ended = True
         measurements = slot.measurements
+        if measurements is not None:  # handed to every hook, then to the user: read-only (see ReadOnlyDict)
+            measurements = ReadOnlyDict(measurements)
         self.report.add(outcome, duration, queue_wait, error, measurements, start is not None)
         if outcome in _FAILED:
             self.failed += 1
