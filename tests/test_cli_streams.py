@@ -6,6 +6,7 @@ a traceback, never exit 0 having printed nothing; a closed pipe (``| head``) sta
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,9 +19,11 @@ FULL = "/dev/full"  # every write fails with ENOSPC, as on a full disk
 needs_dev_full = pytest.mark.skipif(not os.path.exists(FULL), reason="no /dev/full on this system")
 
 
-def _run(*args: str, stdout: str | None = FULL, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def _run(
+    *args: str, stdout: str | None = FULL, timeout: float = 120, env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """The command with stdout on ``stdout`` (None: closed before it starts, as the shell's ``>&-``)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PYTHONUNBUFFERED"))}, **(env or {})}
     env["PYTHONPATH"] = str(ROOT)
     command = [sys.executable, "-m", "shannon_otel", *args]
     if stdout is None:
@@ -82,3 +85,17 @@ def test_a_usage_error_onto_a_full_disk_is_still_a_usage_error() -> None:
     proc = _run("demo", "--wavs", "2", stdout=os.devnull if not os.path.exists(FULL) else FULL)
     assert "unrecognized arguments: --wavs 2" in proc.stderr
     assert proc.returncode == 2
+
+
+@needs_dev_full
+@pytest.mark.parametrize("unbuffered", [False, True])
+def test_check_onto_a_full_disk_says_so_and_exits_1(unbuffered: bool) -> None:
+    """`check > /dev/full` exited with its own code (0 for a healthy stack) having printed nothing: its
+    lines were lost at the interpreter's last flush. Unbuffered (PYTHONUNBUFFERED), the print raised."""
+    with socket.socket() as sock:  # a port nobody listens on: the check fails fast
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {"PYTHONUNBUFFERED": "1"} if unbuffered else {}
+    proc = _run("check", "--skip-prometheus", "--otlp-endpoint", f"127.0.0.1:{port}", "--timeout", "0.5", env=env)
+    assert proc.stderr.strip() == "shannon-otel check: cannot write to stdout: No space left on device"
+    assert proc.returncode == 1

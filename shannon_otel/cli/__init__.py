@@ -294,16 +294,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         code = _dispatch(args)
-        sys.stdout.flush()  # here, not at interpreter exit, where a closed pipe is an "Exception ignored"
     except BrokenPipeError:  # `shannon-otel dashboards | head`: the reader has what it wanted
         discard(sys.stdout)
         return 0
     except KeyboardInterrupt:  # Ctrl-C where no subcommand handles it (`check` waiting on a silent endpoint)
         print(f"shannon-otel {args.command}: interrupted", file=sys.stderr)
         return 130
-    except OSError as exc:  # the last flush: `> /dev/full`
+    try:
+        sys.stdout.flush()  # here, not at interpreter exit, where a closed pipe is an "Exception ignored"
+    except BrokenPipeError:
+        discard(sys.stdout)
+        return code
+    except OSError as exc:  # `check > /dev/full`: its lines were buffered until now
         lost(sys.stdout, exc)
-        code = 1
     error = lost(sys.stdout)
     if error is not None:  # a full disk, an I/O error: the output asked for is incomplete (a closed pipe is not)
         print(f"shannon-otel {args.command}: cannot write to stdout: {error.strerror or error}", file=sys.stderr)

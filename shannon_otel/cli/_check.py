@@ -11,6 +11,7 @@ import argparse
 import http.client
 import json
 import logging
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -21,6 +22,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExportResult
 
+from ._pipe import write_line
 from ._secrets import safe_url, scrub
 
 if TYPE_CHECKING:
@@ -183,11 +185,12 @@ def run(args: argparse.Namespace) -> int:
         protocol = args.otlp_protocol or "grpc"
         endpoint = args.otlp_endpoint or DEFAULT_OTLP[protocol]
         ok, text = check_otlp(endpoint, protocol, args.timeout)
-        print(scrub(f"{'ok  ' if ok else 'FAIL'} OTLP {protocol} {safe_url(endpoint)}: {safe_text(text, endpoint)}"))
+        line = f"{'ok  ' if ok else 'FAIL'} OTLP {protocol} {safe_url(endpoint)}: {safe_text(text, endpoint)}"
+        write_line(sys.stdout, scrub(line))
         results.append(ok)
     if not args.skip_prometheus:
         url = args.prometheus or DEFAULT_PROMETHEUS
         ok, text = check_prometheus(url, args.timeout)
-        print(scrub(f"{'ok  ' if ok else 'FAIL'} Prometheus {safe_url(url)}: {safe_text(text, url)}"))
+        write_line(sys.stdout, scrub(f"{'ok  ' if ok else 'FAIL'} Prometheus {safe_url(url)}: {safe_text(text, url)}"))
         results.append(ok)
     return 0 if all(results) else 1
