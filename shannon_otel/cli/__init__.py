@@ -82,6 +82,14 @@ def _name(text: str) -> str:
     return text
 
 
+def _out_path(text: str) -> str:
+    """``--out``: a path, never blank. ``--out "$DIR"`` with DIR unset wrote every file into the working
+    directory (an empty path is ``.``), or failed with "cannot write .: Is a directory"."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a path, got {text!r}")
+    return text
+
+
 def _link(text: str) -> str:
     """An http(s) URL with a host: the alert annotations link to it."""
     try:
@@ -222,12 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Prints the Grafana dashboards as JSON ({file name: model}, or one model "
                           "with NAME), or writes them with their provisioning files under --out DIR.")
     dash.add_argument("name", nargs="?", help="one dashboard: overview, resilience or anomalies")
-    dash.add_argument("--out", metavar="DIR", help="write DIR/<dashboard>.json and DIR/provisioning/...")
+    dash.add_argument("--out", metavar="DIR", type=_out_path,
+                      help="write DIR/<dashboard>.json and DIR/provisioning/...")
     dash.set_defaults(subparser=dash)
 
     rules = sub.add_parser("rules", help="print or write the bundled Prometheus alert rules",
                            description="Prints the Prometheus alert rule file (YAML), or writes it to --out FILE.")
-    rules.add_argument("--out", metavar="FILE", help="write the rules to FILE instead of stdout")
+    rules.add_argument("--out", metavar="FILE", type=_out_path, help="write the rules to FILE instead of stdout")
     rules.add_argument("--jaeger-url", type=_link, metavar="URL",
                        help="link alerts to this Jaeger UI (e.g. http://127.0.0.1:16686)")
     rules.add_argument("--runbook-url", type=_link, metavar="URL",
