@@ -113,7 +113,9 @@ def _run(args: argparse.Namespace) -> int:
     out = Out(console)
     if server is not None:
         out.line(f"serving Prometheus metrics on {server.url}")
-    if exporting.endpoint is not None:
+    if exporting.disabled:  # said first: the summary will have no trace and no metrics, and nothing is sent
+        out.line("OTEL_SDK_DISABLED=true: the OpenTelemetry SDK records no telemetry in this run, and exports none")
+    elif exporting.endpoint is not None:
         out.line(f"exporting traces and metrics over OTLP to {safe_url(exporting.endpoint)} "
                  f"as service {args.service_name!r}")
     recorder = RunRecorder()
@@ -222,7 +224,9 @@ def _telemetry_section(
         out.line(f"metrics: {metrics} instruments, {points} series, {where}")
     problems = exporting.problems
     if exporting.endpoint is not None:
-        if problems.count:
+        if exporting.disabled:  # "ok" would claim a delivery that never happened
+            out.line(f"OTLP export to {safe_url(exporting.endpoint)}: nothing sent (OTEL_SDK_DISABLED=true)")
+        elif problems.count:
             out.line(f"OTLP export to {safe_url(exporting.endpoint)}: FAILED ({problems.count} errors and retries "
                      f"logged; first: {problems.first})", "red")
         else:
