@@ -1,5 +1,5 @@
-"""`demo` under ``OTEL_SDK_DISABLED=true``: the SDK records and exports nothing, and the demo says so
-instead of claiming a delivery."""
+"""The command under ``OTEL_SDK_DISABLED=true``: the SDK records and exports nothing; `demo` says so instead
+of claiming a delivery, and `check` still checks the endpoint it was asked about."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from shannon_otel.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,3 +35,18 @@ def test_with_the_sdk_disabled_the_demo_never_claims_an_export() -> None:
     assert f"OTLP export to {endpoint}: ok" not in proc.stdout
     assert f"OTLP export to {endpoint}: nothing sent (OTEL_SDK_DISABLED=true)" in lines
     assert proc.returncode == 0, proc.stderr
+
+
+def test_with_the_sdk_disabled_check_still_checks_the_endpoint(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The SDK's TracerProvider hands out a no-op tracer when disabled: `check` died on an AssertionError
+    traceback instead of trying the endpoint the user asked about."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    code = main(["check", "--skip-prometheus", "--otlp-endpoint", f"127.0.0.1:{port}", "--timeout", "0.5"])
+    out = capsys.readouterr().out
+    assert out.startswith(f"FAIL OTLP grpc http://127.0.0.1:{port}: ") and "Connection refused" in out, out
+    assert code == 1
