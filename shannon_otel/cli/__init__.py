@@ -10,10 +10,11 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 from .._version import __version__
-from ._pipe import discard
+from ._pipe import discard, lost, reset
 from ._secrets import scrub_logs
 
 __all__ = ["main"]
@@ -21,8 +22,8 @@ __all__ = ["main"]
 EPILOG = """\
 exit codes:
   0    success
-  1    error: `check` found a target unreachable, a port could not be bound, a file could not be written,
-       or an unexpected failure
+  1    error: `check` found a target unreachable, a port could not be bound, a file or stdout could not be
+       written (a full disk, a closed stdout), or an unexpected failure
   2    usage error: unknown subcommand, bad flag or flag value
   3    `demo` finished and printed its full summary, but exporting telemetry failed
   130  interrupted (Ctrl-C); `demo` still prints the summary of what ran
@@ -78,6 +79,14 @@ def _seconds_upto(limit: float) -> Callable[[str], float]:
 def _name(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError(f"expected a non-empty name, got {text!r}")
+    return text
+
+
+def _out_path(text: str) -> str:
+    """``--out``: a path, never blank. ``--out "$DIR"`` with DIR unset wrote every file into the working
+    directory (an empty path is ``.``), or failed with "cannot write .: Is a directory"."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a path, got {text!r}")
     return text
 
 
@@ -152,8 +161,26 @@ def _env(name: str) -> str | None:
     return value or None
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, except that --help and --version into a full disk (`--help > /dev/full`) are an
+    error: argparse swallows every OSError of its writes, and such a command exited 0 having printed nothing."""
+
+    def _print_message(self, message: str, file: Any = None) -> None:  # typeshed: SupportsWrite[str] | None
+        if not message:
+            return
+        stream = file or sys.stderr
+        try:
+            stream.write(message)
+            stream.flush()
+        except BrokenPipeError:  # `--help | head -1`: the reader has what it wanted
+            discard(stream)
+        except (AttributeError, OSError) as exc:  # AttributeError: the stream is None (closed at start)
+            if stream is sys.stdout and isinstance(exc, OSError):
+                lost(stream, exc)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="shannon-otel", description="OpenTelemetry for asyncio waves: a demo, bundled dashboards and "
         "alert rules, and a connectivity check.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -203,12 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Prints the Grafana dashboards as JSON ({file name: model}, or one model "
                           "with NAME), or writes them with their provisioning files under --out DIR.")
     dash.add_argument("name", nargs="?", help="one dashboard: overview, resilience or anomalies")
-    dash.add_argument("--out", metavar="DIR", help="write DIR/<dashboard>.json and DIR/provisioning/...")
+    dash.add_argument("--out", metavar="DIR", type=_out_path,
+                      help="write DIR/<dashboard>.json and DIR/provisioning/...")
     dash.set_defaults(subparser=dash)
 
     rules = sub.add_parser("rules", help="print or write the bundled Prometheus alert rules",
                            description="Prints the Prometheus alert rule file (YAML), or writes it to --out FILE.")
-    rules.add_argument("--out", metavar="FILE", help="write the rules to FILE instead of stdout")
+    rules.add_argument("--out", metavar="FILE", type=_out_path, help="write the rules to FILE instead of stdout")
     rules.add_argument("--jaeger-url", type=_link, metavar="URL",
                        help="link alerts to this Jaeger UI (e.g. http://127.0.0.1:16686)")
     rules.add_argument("--runbook-url", type=_link, metavar="URL",
@@ -248,8 +276,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     Usage errors exit through argparse (``SystemExit(2)``) with a message on stderr.
     """
     scrub_logs()
+    reset()
     parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
+    try:
+        args, unknown = parser.parse_known_args(argv)
+    except SystemExit as done:  # --help, --version (exit 0), or a usage error (exit 2, on stderr)
+        error = lost(sys.stdout)
+        if done.code == 0 and error is not None:
+            print(f"shannon-otel: cannot write to stdout: {error.strerror or error}", file=sys.stderr)
+            return 1
+        raise
     if unknown:  # reported by the subcommand's parser, so the usage shown is the subcommand's
         args.subparser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if getattr(args, "otlp_endpoint", None) is None and getattr(args, "env_endpoint", None):
@@ -262,15 +298,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.otlp_protocol = _protocol(args.env_protocol)
         except argparse.ArgumentTypeError as exc:
             parser.error(f"OTEL_EXPORTER_OTLP_PROTOCOL: {exc}")
+    if sys.stdout is None:  # started with stdout closed (`shannon-otel demo >&-`): every print would fail
+        print(f"shannon-otel {args.command}: cannot write to stdout: it is closed", file=sys.stderr)
+        return 1
     try:
         code = _dispatch(args)
-        sys.stdout.flush()  # here, not at interpreter exit, where a closed pipe is an "Exception ignored"
     except BrokenPipeError:  # `shannon-otel dashboards | head`: the reader has what it wanted
         discard(sys.stdout)
         return 0
     except KeyboardInterrupt:  # Ctrl-C where no subcommand handles it (`check` waiting on a silent endpoint)
         print(f"shannon-otel {args.command}: interrupted", file=sys.stderr)
         return 130
+    try:
+        sys.stdout.flush()  # here, not at interpreter exit, where a closed pipe is an "Exception ignored"
+    except BrokenPipeError:
+        discard(sys.stdout)
+        return code
+    except OSError as exc:  # `check > /dev/full`: its lines were buffered until now
+        lost(sys.stdout, exc)
+    error = lost(sys.stdout)
+    if error is not None:  # a full disk, an I/O error: the output asked for is incomplete (a closed pipe is not)
+        print(f"shannon-otel {args.command}: cannot write to stdout: {error.strerror or error}", file=sys.stderr)
+        return code if code == 130 else 1
     return code
 
 

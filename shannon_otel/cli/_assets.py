@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import assets
+from ._pipe import lost
 
 
 def _short(file_name: str) -> str:
@@ -47,7 +48,12 @@ def _dashboards(args: argparse.Namespace) -> int:
 
 def _write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:  # a full disk fails in write(), whose error names no file: name it
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
     return path
 
 
@@ -86,5 +92,8 @@ def run(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # stdout's reader left (`| head`), not a file that could not be written
         raise
     except OSError as exc:
+        if exc.filename is None:  # stdout (`> /dev/full`): main() says so; a file's error names it (_write)
+            lost(sys.stdout, exc)
+            return 1
         print(f"shannon-otel {args.command}: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 1

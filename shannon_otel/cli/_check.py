@@ -11,6 +11,7 @@ import argparse
 import http.client
 import json
 import logging
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -18,9 +19,13 @@ import urllib.request
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, TraceFlags
 
+from ._pipe import write_line
 from ._secrets import safe_url, scrub
 
 if TYPE_CHECKING:
@@ -101,16 +106,26 @@ def _exporter(endpoint: str, protocol: str, timeout_s: float, session: Any) -> H
     return GrpcSpans(endpoint=endpoint, timeout=timeout_s)
 
 
+def _test_span() -> ReadableSpan:
+    """The span sent: made directly, not by a TracerProvider, which under ``OTEL_SDK_DISABLED=true`` hands
+    out a no-op tracer (the check died on an AssertionError: checking the endpoint is what was asked)."""
+    ids = RandomIdGenerator()
+    now = time.time_ns()
+    context = SpanContext(ids.generate_trace_id(), ids.generate_span_id(), is_remote=False,
+                          trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    return ReadableSpan(
+        "shannon-otel check", context, resource=Resource.create({"service.name": "shannon-otel-check"}),
+        instrumentation_scope=InstrumentationScope("shannon_otel.cli"), start_time=now, end_time=now,
+    )
+
+
 def check_otlp(endpoint: str, protocol: str, timeout_s: float) -> tuple[bool, str]:
     """Export one span named ``shannon-otel check`` (service ``shannon-otel-check``).
 
     The failure reason is the underlying error (OTLP/HTTP: the first failed request's exception or
     status; gRPC: the exporter's first error line), never its closing "giving up" line.
     """
-    provider = TracerProvider(resource=Resource.create({"service.name": "shannon-otel-check"}))
-    span = provider.get_tracer("shannon_otel.cli").start_span("shannon-otel check")
-    span.end()
-    assert isinstance(span, ReadableSpan)
+    span = _test_span()
     session = _recording_session() if protocol == "http" else None
     exporter = _exporter(endpoint, protocol, timeout_s, session)
     loggers = [logging.getLogger("opentelemetry"), logging.getLogger("shannon_otel.export")]
@@ -126,7 +141,6 @@ def check_otlp(endpoint: str, protocol: str, timeout_s: float) -> tuple[bool, st
         for logger, was in zip(loggers, propagate, strict=True):
             logger.removeHandler(captured)
             logger.propagate = was
-        provider.shutdown()
     took = (time.monotonic() - started) * 1000
     rejected, undelivered = exporter.rejections.take()
     if rejected or undelivered:  # the exporter's warning says which (a partial success, a redirect)
@@ -183,11 +197,12 @@ def run(args: argparse.Namespace) -> int:
         protocol = args.otlp_protocol or "grpc"
         endpoint = args.otlp_endpoint or DEFAULT_OTLP[protocol]
         ok, text = check_otlp(endpoint, protocol, args.timeout)
-        print(scrub(f"{'ok  ' if ok else 'FAIL'} OTLP {protocol} {safe_url(endpoint)}: {safe_text(text, endpoint)}"))
+        line = f"{'ok  ' if ok else 'FAIL'} OTLP {protocol} {safe_url(endpoint)}: {safe_text(text, endpoint)}"
+        write_line(sys.stdout, scrub(line))
         results.append(ok)
     if not args.skip_prometheus:
         url = args.prometheus or DEFAULT_PROMETHEUS
         ok, text = check_prometheus(url, args.timeout)
-        print(scrub(f"{'ok  ' if ok else 'FAIL'} Prometheus {safe_url(url)}: {safe_text(text, url)}"))
+        write_line(sys.stdout, scrub(f"{'ok  ' if ok else 'FAIL'} Prometheus {safe_url(url)}: {safe_text(text, url)}"))
         results.append(ok)
     return 0 if all(results) else 1

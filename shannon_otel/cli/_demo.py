@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from .._events import Hook
@@ -58,8 +60,39 @@ def _console(plain: bool) -> Any | None:
     return None if console.is_dumb_terminal else console
 
 
+def _encodes(stream: Any, text: str) -> bool:
+    """Whether ``stream``'s encoding can write ``text`` (LANG=C, PYTHONIOENCODING=ascii: it cannot write
+    the waterfall's block character, nor a service name such as 'dé')."""
+    try:
+        text.encode(getattr(stream, "encoding", None) or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+@contextmanager
+def _replacing_unencodable(stream: Any) -> Iterator[None]:
+    """While the demo writes: a character stdout's encoding cannot write shows as '?' instead of ending the
+    demo with a UnicodeEncodeError traceback (what it shows is for a person to read; rules and dashboards,
+    files to load, are ASCII-escaped by their formats)."""
+    errors = getattr(stream, "errors", None)
+    if not isinstance(stream, io.TextIOWrapper) or errors != "strict" or _encodes(stream, "\u2588\xe9\u2014"):
+        yield
+        return
+    stream.reconfigure(errors="replace")
+    try:
+        yield
+    finally:
+        stream.reconfigure(errors=errors)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the demo command; returns the exit code (see ``docs/cli.md``)."""
+    with _replacing_unencodable(sys.stdout):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     config = WorkloadConfig(waves=args.waves, tasks=args.tasks, seed=args.seed, concurrency=args.concurrency)
     readers: list[PrometheusReader] = []
     server: MetricsServer | None = None
@@ -80,7 +113,9 @@ def run(args: argparse.Namespace) -> int:
     out = Out(console)
     if server is not None:
         out.line(f"serving Prometheus metrics on {server.url}")
-    if exporting.endpoint is not None:
+    if exporting.disabled:  # said first: the summary will have no trace and no metrics, and nothing is sent
+        out.line("OTEL_SDK_DISABLED=true: the OpenTelemetry SDK records no telemetry in this run, and exports none")
+    elif exporting.endpoint is not None:
         out.line(f"exporting traces and metrics over OTLP to {safe_url(exporting.endpoint)} "
                  f"as service {args.service_name!r}")
     recorder = RunRecorder()
@@ -113,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
         finally:
             lines.__exit__(None, None, None)
         try:
-            _summarise(out, recorder, exporting, detector is not None, fill="#" if console is None else "\u2588")
+            block = console is not None and _encodes(sys.stdout, "\u2588")  # a terminal that can show it
+            _summarise(out, recorder, exporting, detector is not None, fill="\u2588" if block else "#")
             series = exporting.metrics.series() if exporting.metrics is not None else None
             # What the user is told the flush may take: an export timeout for the traces and one for the
             # metrics. The wait keeps a little of it for printing the rest and the process' own exit.
@@ -188,7 +224,9 @@ def _telemetry_section(
         out.line(f"metrics: {metrics} instruments, {points} series, {where}")
     problems = exporting.problems
     if exporting.endpoint is not None:
-        if problems.count:
+        if exporting.disabled:  # "ok" would claim a delivery that never happened
+            out.line(f"OTLP export to {safe_url(exporting.endpoint)}: nothing sent (OTEL_SDK_DISABLED=true)")
+        elif problems.count:
             out.line(f"OTLP export to {safe_url(exporting.endpoint)}: FAILED ({problems.count} errors and retries "
                      f"logged; first: {problems.first})", "red")
         else:

@@ -9,6 +9,7 @@ reported once on stderr, the rest are only counted (an unreachable collector mus
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import threading
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry.sdk.environment_variables import OTEL_SDK_DISABLED
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
@@ -166,6 +168,12 @@ class Exporting:
     metrics: MemoryMetrics | None
     endpoint: str | None
     problems: ExportProblems
+
+    @property
+    def disabled(self) -> bool:
+        """``OTEL_SDK_DISABLED=true``: the SDK's providers record nothing (no-op tracers and meters), so
+        nothing is exported either, whatever the endpoint. The SDK's own rule, read as it reads it."""
+        return os.environ.get(OTEL_SDK_DISABLED, "").strip().lower() == "true"
 
     @property
     def providers(self) -> dict[str, Any]:
