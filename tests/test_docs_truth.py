@@ -90,6 +90,40 @@ def test_every_default_the_api_page_states_is_the_codes() -> None:
     assert checked >= 20
 
 
+def _signature_spans() -> list[tuple[str, str, str]]:
+    """(file, public name, argument list) of every signature written in docs/api.md's table and in README.md:
+    `task(work, name=None, pool=None)`, `Wave(name, max_concurrency=, ...)` (an empty `x=` marks a README span
+    as a signature, not a call with the user's values such as `task(fetch, pool=db)`)."""
+    public = {*shannon_otel.__all__, *shannon_otel.testing.__all__}
+    found = []
+    for name, row in _api_rows().items():
+        for fragment in re.findall(r"`([^`]*)`", row):
+            if fragment.startswith(f"{name}(") and fragment.endswith(")"):
+                found.append(("docs/api.md", name, fragment[len(name) + 1:-1]))
+    readme = re.sub(r"^ *```.*?^ *```", "", (ROOT / "README.md").read_text(encoding="utf-8"), flags=re.S | re.M)
+    for span in re.findall(r"`([^`]+)`", " ".join(readme.split())):  # fenced blocks out: they pair no backticks
+        call = re.fullmatch(r"(\w+)\((.*)\)", span)
+        if call and call.group(1) in public and re.search(r"\w=(,|$)", call.group(2)):
+            found.append(("README.md", call.group(1), call.group(2)))
+    return found
+
+
+def test_every_parameter_a_documented_signature_names_exists() -> None:
+    """docs/api.md and the README wrote `task(fn, name=, pool=)`: the parameter is `work`, and `task(fn=...)`
+    raised TypeError. The defaults test above reads only `name=value` pairs; this reads every name."""
+    wrong = []
+    spans = _signature_spans()
+    for file, name, arguments in spans:
+        obj = getattr(shannon_otel, name, None) or getattr(shannon_otel.testing, name)
+        parameters = inspect.signature(obj).parameters
+        for argument in re.split(r",\s*(?![^()\[\]{}]*[)\]}])", arguments):
+            param = re.match(r"\s*(\w+)\s*(?:=|$)", argument)
+            if param and param.group(1) not in parameters:
+                wrong.append(f"{file}: {name}({param.group(1)}) is not a parameter of {name}{inspect.signature(obj)}")
+    assert wrong == []
+    assert {"README.md", "docs/api.md"} <= {file for file, _, _ in spans} and len(spans) >= 15
+
+
 def test_every_public_class_has_its_own_docstring() -> None:
     """`help(shannon_otel.BreakerState)` showed its base's "A StrEnum that prints as its value ('success',
     not <Outcome.SUCCESS...>)"; `SagaObserver` had no docstring at all."""
