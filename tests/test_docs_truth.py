@@ -95,11 +95,10 @@ def _signature_spans() -> list[tuple[str, str, str]]:
     `task(work, name=None, pool=None)`, `Wave(name, max_concurrency=, ...)` (an empty `x=` marks a README span
     as a signature, not a call with the user's values such as `task(fetch, pool=db)`)."""
     public = {*shannon_otel.__all__, *shannon_otel.testing.__all__}
-    found = []
+    found: list[tuple[str, str, str]] = []
     for name, row in _api_rows().items():
-        for fragment in re.findall(r"`([^`]*)`", row):
-            if fragment.startswith(f"{name}(") and fragment.endswith(")"):
-                found.append(("docs/api.md", name, fragment[len(name) + 1:-1]))
+        found.extend(("docs/api.md", name, fragment[len(name) + 1:-1]) for fragment in re.findall(r"`([^`]*)`", row)
+                     if fragment.startswith(f"{name}(") and fragment.endswith(")"))
     readme = re.sub(r"^ *```.*?^ *```", "", (ROOT / "README.md").read_text(encoding="utf-8"), flags=re.S | re.M)
     for span in re.findall(r"`([^`]+)`", " ".join(readme.split())):  # fenced blocks out: they pair no backticks
         call = re.fullmatch(r"(\w+)\((.*)\)", span)
