@@ -280,3 +280,22 @@ def test_the_import_steps_match_what_grafanas_import_of_the_models_asks() -> Non
         if "__inputs" not in model:
             assert "choose that Prometheus datasource" not in steps
             assert "the import asks for nothing" in steps
+
+
+def test_the_readmes_dependency_list_is_pyprojects() -> None:
+    """The README's "Core:" named four packages; pyproject requires five (`requests`, added for the
+    OTLP/HTTP exporter's session hook, was missing). Each extra it describes adds the package it names."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+
+    def names(requirements: list[str]) -> set[str]:
+        return {re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0] for r in requirements}
+
+    text = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    section = text[text.index("## Dependencies"):text.index("## Development")]
+    core = section[section.index("Core:"):section.index("Optional extras")]
+    assert set(re.findall(r"`([\w-]+)`", core)) == names(project["dependencies"])
+    described = dict(re.findall(r"`(\w+)` adds (?:the )?`([\w-]+)`", section))
+    assert described == {extra: next(iter(names(project["optional-dependencies"][extra]))) for extra in described}
+    assert set(described) == {"cli", "fast", "dask", "redis"}
