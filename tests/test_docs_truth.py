@@ -299,3 +299,27 @@ def test_the_readmes_dependency_list_is_pyprojects() -> None:
     described = dict(re.findall(r"`(\w+)` adds (?:the )?`([\w-]+)`", section))
     assert described == {extra: next(iter(names(project["optional-dependencies"][extra]))) for extra in described}
     assert set(described) == {"cli", "fast", "dask", "redis"}
+
+
+def test_a_retry_whose_wait_a_task_timeout_cuts_is_counted_and_never_tried_as_cli_md_says() -> None:
+    """docs/cli.md and the demo's legend: `calls + retries = attempts + rejected`, but for a retry whose
+    backoff wait a task timeout cuts short (a full-suite run of the demo on a loaded machine showed
+    144 + 5 != 148 + 0; the page stated the identity without the exception)."""
+    from shannon_otel import Retry, RunRecorder, Wave
+    from shannon_otel.testing import InMemoryTelemetry, run_virtual
+
+    tel = InMemoryTelemetry()
+    recorder = RunRecorder()
+
+    async def down() -> None:
+        raise ConnectionError("down")
+
+    async def main() -> None:
+        retry = Retry(attempts=3, initial=1.0, jitter="none", name="op", hooks=[recorder], **tel.providers)
+        await Wave[None]("w", task_timeout=0.5, policy=retry, hooks=[recorder], **tel.providers).run([down])
+
+    run_virtual(main())
+    op = recorder.report().operations["op"]
+    assert (op.calls, op.retries, op.attempts, op.rejected) == (1, 1, 1, 0)  # 1 + 1 = 1 + 0 + the cut retry
+    assert "a task timeout (the demo's waves have `task_timeout=2`)" in " ".join(
+        (ROOT / "docs" / "cli.md").read_text(encoding="utf-8").split())
