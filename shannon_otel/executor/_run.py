@@ -69,6 +69,7 @@ class WaveRun:
         self._parent_cancels = 0
         self._room = 0  # workers a lazy input may still start (run_batch), and where they start
         self._lazy: tuple[asyncio.TaskGroup, Iterator[Item], contextvars.Context] | None = None
+        self._owed = -1  # workers asked for while one is being started (see _add_worker); -1: none starting
         limit = wave.rate_limit
         self.limiter: Any = (
             None if limit is None
@@ -97,10 +98,23 @@ class WaveRun:
                 self._add_worker()
 
     def _add_worker(self) -> None:
+        """Start one more worker for a lazy input. Under an eager task factory the new worker's first step,
+        which takes an item and asks for the next worker, runs inside ``create_task``: that request is counted
+        and served by the loop here once ``create_task`` returns, not started from inside it, else each
+        worker nested the next one's start in its own (max_concurrency=400 overflowed the stack)."""
         assert self._lazy is not None
         group, items, context = self._lazy
         self._room -= 1
-        self._spawn(group, items, context)
+        if self._owed >= 0:  # asked from inside the eager first step of a worker being started below
+            self._owed += 1
+            return
+        self._owed = 1
+        try:
+            while self._owed and not self.stopped:
+                self._owed -= 1
+                self._spawn(group, items, context)
+        finally:
+            self._owed = -1
 
     def _spawn(self, group: asyncio.TaskGroup, items: Iterator[Item], context: contextvars.Context) -> None:
         """Start a worker. Under an eager task factory (3.12+) it runs its first task inside ``create_task``,
