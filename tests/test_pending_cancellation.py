@@ -5,8 +5,9 @@ Python 3.13 ``Task.uncancel()`` brings the count of cancellation requests back t
 cancellation itself pending until the task next suspends (gh-116720): a task that ends right after a
 ``cancel()`` of its worker was taken back (the wave's own take-back of a task's self-cancellation, or a
 ``TaskGroup`` inside the task whose child failed inside an eager ``create_task``) left it to the worker's
-next task, which ended cancelled without having done anything. Under ``gather`` only the task that caused it
-is touched. The worker now delivers it to itself before the next task.
+next task, which ended cancelled without having done anything; or, streamed, to the worker's own wait for
+room, which ended the worker: the rest of a lazy input was never run and its results were missing. Under
+``gather`` only the task that caused it is touched. The worker now delivers it to itself before going on.
 
 Runs on the virtual-time loop; the checks fail without the fix on 3.11 and 3.12 (3.13's asyncio clears the
 pending cancellation in ``uncancel()`` itself); the eager one is skipped on 3.11.
@@ -96,3 +97,25 @@ def test_a_task_group_failing_eagerly_inside_a_task_leaves_the_next_task_alone()
         return i
 
     assert run_wave(work, eager=True) == [("failure", None), ("success", 1), ("success", 2)]
+
+
+def test_a_streamed_task_cancelling_itself_before_any_await_leaves_the_next_inputs_to_run() -> None:
+    """Streamed with no room for a second result, the pending cancellation hit the worker itself as it waited
+    for the consumer to take task 0's: the worker ended, the lazy input's next items were never taken, and
+    the stream ended without their results (no error, nothing reported cancelled: they were just missing)."""
+
+    async def work(i: int) -> int:
+        if i == 0:
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+            raise asyncio.CancelledError
+        await asyncio.sleep(0)
+        return i
+
+    async def main() -> list[tuple[int, str, Any]]:
+        wave = Wave[int]("pending", max_concurrency=1, instrument=False)
+        async with wave.stream_map(work, iter(range(3)), buffer=1) as results:
+            return [(r.index, r.outcome.value, r.value) async for r in results]
+
+    assert sorted(on_loop(main)) == [(0, "cancellation", None), (1, "success", 1), (2, "success", 2)]
