@@ -30,9 +30,11 @@ BURN_ALERTS = (
     ("critical", "2m", (("1h", "5m", 14.4), ("6h", "30m", 6.0))),
     ("warning", "15m", (("1d", "2h", 3.0), ("3d", "6h", 1.0))),
 )
-# Every window is a sum of consecutive counts over this one (recorded directly from the counters): they tile
-# a window exactly when the rule evaluation interval divides it (15s, 30s, 1m: not 2m).
+# Windows up to TILED_AFTER are counted from the counters (a 2h count in 60 s steps); a longer one is the sum of
+# consecutive BASE_WINDOW counts, which tile it exactly when the rule evaluation interval divides BASE_WINDOW
+# (15s, 30s, 1m: not 2m), and lags the counters by up to BASE_WINDOW (the samples are at its multiples).
 BASE_WINDOW = "5m"
+TILED_AFTER = "2h"
 # Prometheus' duration syntax (units largest first, each at most once: 1h30m, 1w, 90s); > 0 checked apart.
 _DURATION = re.compile(r"^(?:[0-9]+y)?(?:[0-9]+w)?(?:[0-9]+d)?(?:[0-9]+h)?(?:[0-9]+m)?(?:[0-9]+s)?(?:[0-9]+ms)?$")
 
@@ -141,16 +143,17 @@ def _task_counts(windows: tuple[str, ...]) -> list[Rule]:
 
     Counts (:func:`events`), not ``rate()``: a counter series appears with its first export, which
     ``rate()`` cannot see, so a batch process exporting once or twice (every run a new
-    ``service.instance.id``, a new series) had no rate at all, however many of its tasks failed. The base
-    window is counted from the counters; a longer one sums the base counts a base window apart, which
-    tile it: a 3-day window costs 864 samples of one series per wave, not a subquery over every counter.
+    ``service.instance.id``, a new series) had no rate at all, however many of its tasks failed. Windows
+    up to :data:`TILED_AFTER` (the page's 1h, the short windows) are counted from the counters, with no lag;
+    a longer one sums the base counts a base window apart, which tile it: a 3-day window costs 864 samples
+    of one series per wave, not a subquery over every counter.
     """
     rules: list[Rule] = []
     base = {what: recorded(WAVE, f"shannon_task_{what}", f"increase{BASE_WINDOW}") for what in ("outcomes", "errors")}
     for window in windows:
         tasks = recorded(WAVE, "shannon_task_outcomes", f"increase{window}")
         errors = recorded(WAVE, "shannon_task_errors", f"increase{window}")
-        if window == BASE_WINDOW:
+        if _seconds(window) <= _seconds(TILED_AFTER):
             counted = [q.sum_by(WAVE, events(q.sel(t.TASK_OUTCOMES), window)),
                        q.sum_by(WAVE, events(q.sel(t.TASK_OUTCOMES, ERRORS), window))]
         else:
@@ -170,7 +173,8 @@ def _tiled(base: str, window: str) -> str:
 
     The samples are at multiples of the base window and each is the count up to its evaluation, so
     consecutive ones cover consecutive base windows when the evaluation interval divides the base window.
-    The count lags up to one base window behind the counters (the alerts' short window is the base one).
+    The count lags up to one base window behind the counters: only windows longer than :data:`TILED_AFTER`
+    (6h, 1d, 3d) are tiled, and their pairs' short windows are counted directly.
     """
     return f"sum_over_time({base}[{_just_under(window)}:{BASE_WINDOW}])"
 
