@@ -111,3 +111,28 @@ def test_rules_link_to_a_jaeger_url_given_with_a_trailing_slash_without_a_double
     assert urls
     assert all(u.startswith("http://jaeger:16686/search?service=") for u in urls)
 
+
+
+def test_the_runbook_table_of_burn_rate_windows_is_the_rules() -> None:
+    """docs/runbook.md's table gives each burn-rate pair, its factor and its alert's severity and `for:`."""
+    from shannon_otel.assets._rules import BURN_ALERTS
+
+    text = (ROOT / "docs" / "runbook.md").read_text(encoding="utf-8")
+    section = text.split("\n## ShannonTaskErrorBudgetBurn\n")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    documented = []
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        severity = re.search(r"`(\w+)`", cells[0])
+        windows = re.search(r"(\w+) and (\w+)$", cells[1])
+        factor = re.match(r"([\d.]+) x budget", cells[2])
+        assert windows and factor, row
+        documented.append((severity.group(1) if severity else documented[-1][0], cells[4] or documented[-1][1],
+                           windows.group(1), windows.group(2), float(factor.group(1))))
+    rules = {(r["labels"]["severity"], r["for"], r["expr"]) for g in alert_rules()["groups"] for r in g["rules"]
+             if r.get("alert") == "ShannonTaskErrorBudgetBurn"}
+    assert documented == [(severity, for_, long, short, factor)
+                          for severity, for_, pairs in BURN_ALERTS for long, short, factor in pairs]
+    for severity, for_, long, short, factor in documented:
+        assert any(s == severity and f == for_ and f"ratio_increase{long} > {factor / 100:.6g}\n" in e
+                   and f"ratio_increase{short} > {factor / 100:.6g}\n" in e for s, f, e in rules), (severity, long)

@@ -169,3 +169,23 @@ def test_a_rule_window_counts_every_step_of_it_whatever_the_evaluation_time(tmp_
     proc = subprocess.run([promtool(), "test", "rules", str(tmp_path / "test.yml")], capture_output=True,
                           text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_bundled_prometheus_config_checks_clean_and_evaluates_in_steps_that_tile_the_counts() -> None:
+    # `promtool check config` also checks the rule files it loads (rules/*.yml, relative to the file).
+    config = ROOT / "collector-config" / "prometheus.yml"
+    proc = subprocess.run([promtool(), "check", "config", str(config)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS: 1 rule files found" in proc.stdout
+    assert f"SUCCESS: {len(_all_rules())} rules found" in proc.stdout
+    # The long burn-rate windows sum 5-minute counts 5 minutes apart: exact only when the evaluation
+    # interval divides 5 minutes (docs/runbook.md#shannontaskerrorbudgetburn).
+    from shannon_otel.assets._rules import BASE_WINDOW, _seconds
+
+    interval = re.search(r"(?m)^  evaluation_interval: (\S+)$", config.read_text(encoding="utf-8"))
+    assert interval is not None
+    assert _seconds(BASE_WINDOW) % _seconds(interval.group(1)) == 0, interval.group(1)
+    stack = (ROOT / "scripts" / "stack").read_text(encoding="utf-8")
+    default = re.search(r'eval_interval=env\("SHANNON_STACK_EVAL_INTERVAL"\) or "(\w+)"', stack)
+    assert default is not None
+    assert _seconds(BASE_WINDOW) % _seconds(default.group(1)) == 0
