@@ -120,15 +120,15 @@ def test_the_runbook_table_of_burn_rate_windows_is_the_rules() -> None:
     text = (ROOT / "docs" / "runbook.md").read_text(encoding="utf-8")
     section = text.split("\n## ShannonTaskErrorBudgetBurn\n")[1].split("\n## ")[0]
     rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line][1:]
-    documented = []
+    documented: list[tuple[str, str, str, str, float]] = []
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
-        severity = re.search(r"`(\w+)`", cells[0])
+        named = re.search(r"`(\w+)`", cells[0])
         windows = re.search(r"(\w+) and (\w+)$", cells[1])
-        factor = re.match(r"([\d.]+) x budget", cells[2])
-        assert windows and factor, row
-        documented.append((severity.group(1) if severity else documented[-1][0], cells[4] or documented[-1][1],
-                           windows.group(1), windows.group(2), float(factor.group(1))))
+        times = re.match(r"([\d.]+) x budget", cells[2])
+        assert windows and times, row
+        documented.append((named.group(1) if named else documented[-1][0], cells[4] or documented[-1][1],
+                           windows.group(1), windows.group(2), float(times.group(1))))
     rules = {(r["labels"]["severity"], r["for"], r["expr"]) for g in alert_rules()["groups"] for r in g["rules"]
              if r.get("alert") == "ShannonTaskErrorBudgetBurn"}
     assert documented == [(severity, for_, long, short, factor)
