@@ -5,9 +5,10 @@ CamelCase alert names prefixed ``Shannon``, a ``severity`` label, a ``summary`` 
 (lower-cased, GitHub's anchor) and a ``traces_url`` opening the matching traces in Jaeger. Recording
 rules are named ``level:metric:operations`` (labels kept : series : what was done to it).
 
-Thresholds fit real workloads: every ratio has a minimum-count guard (a wave finishing one task in
-five minutes says nothing), the stall window can be set per wave, and the unsupervised anomaly
-detector only warns, after it has kept reporting for a while.
+Thresholds fit real workloads: every ratio alert but the error-budget burn has a minimum-count guard (a
+wave finishing one task in five minutes says nothing; the budget judges low traffic by its objective), the
+stall window can be set per wave, and the unsupervised anomaly detector only warns. Counters are counted
+(:func:`events`), not ``rate()``d: a series' first value and each life of a restarted process count.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ RUNBOOK_URL = "https://github.com/shannon-otel/shannon-otel/blob/main/docs/runbo
 JAEGER_URL = "http://localhost:16686"  # docker-compose.yaml's Jaeger UI; scripts/stack: --jaeger-url
 SLO_TARGET = 0.99  # share of finished tasks that succeed (cancellations excluded from neither side)
 STALL_AFTER = "15m"
-# (long window, short window, burn-rate factor): the SRE workbook's multiwindow, multi-burn-rate pairs for a
-# 30-day budget (chapter 5, "Alerting on SLOs", recommendation 6): 2% of it spent in 1h or 5% in 6h pages,
-# 10% in 1d or 10% in 3d opens a ticket. Each alert fires when either of its pairs burns.
+# (severity, for, pairs of (long window, short window, burn-rate factor)): the SRE workbook's multiwindow,
+# multi-burn-rate alerts for a 30-day budget (chapter 5, "Alerting on SLOs", its sixth and recommended
+# approach): 2% of it spent in 1h or 5% in 6h pages, 10% in 1d or in 3d opens a ticket. An alert fires when
+# either of its pairs burns.
 BURN_ALERTS = (
     ("critical", "2m", (("1h", "5m", 14.4), ("6h", "30m", 6.0))),
     ("warning", "15m", (("1d", "2h", 3.0), ("3d", "6h", 1.0))),
