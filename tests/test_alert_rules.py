@@ -19,9 +19,11 @@ def test_the_runbook_says_when_the_anomaly_alert_resolves_as_the_rule_does() -> 
     """The runbook said the anomaly alert "resolves 5 minutes after the last event" in one place and 15 in
     another; the rule counts events over 15 minutes with `for: 0m`, so it resolves 15 minutes after."""
     rule = next(r for g in alert_rules()["groups"] for r in g["rules"] if r.get("alert") == "ShannonAnomalyDetected")
-    # the event count's subquery: its range is one step short of the window (q.events)
-    windows = {str((int(span) + int(step)) // 60) for span, step in re.findall(r"\[(\d+)s:(\d+)s\]", rule["expr"])}
-    assert windows == {"15"} and rule["for"] == "0m"
+    # the event count's subquery: its range is 1 ms short of the window (_rules.events)
+    from shannon_otel.assets._rules import _just_under
+
+    assert set(re.findall(r"\[(\w+):\d+s\]", rule["expr"])) == {_just_under("15m")} and rule["for"] == "0m"
+    windows = {"15"}
     for doc in ("docs/runbook.md", "docs/architecture.md"):
         text = " ".join((ROOT / doc).read_text(encoding="utf-8").split())
         said = re.findall(r"resolves (\d+) minutes after the last", text)
@@ -108,3 +110,29 @@ def test_rules_link_to_a_jaeger_url_given_with_a_trailing_slash_without_a_double
             if "traces_url" in rule.get("annotations", {})]
     assert urls
     assert all(u.startswith("http://jaeger:16686/search?service=") for u in urls)
+
+
+
+def test_the_runbook_table_of_burn_rate_windows_is_the_rules() -> None:
+    """docs/runbook.md's table gives each burn-rate pair, its factor and its alert's severity and `for:`."""
+    from shannon_otel.assets._rules import BURN_ALERTS
+
+    text = (ROOT / "docs" / "runbook.md").read_text(encoding="utf-8")
+    section = text.split("\n## ShannonTaskErrorBudgetBurn\n")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    documented: list[tuple[str, str, str, str, float]] = []
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        named = re.search(r"`(\w+)`", cells[0])
+        windows = re.search(r"(\w+) and (\w+)$", cells[1])
+        times = re.match(r"([\d.]+) x budget", cells[2])
+        assert windows and times, row
+        documented.append((named.group(1) if named else documented[-1][0], cells[4] or documented[-1][1],
+                           windows.group(1), windows.group(2), float(times.group(1))))
+    rules = {(r["labels"]["severity"], r["for"], r["expr"]) for g in alert_rules()["groups"] for r in g["rules"]
+             if r.get("alert") == "ShannonTaskErrorBudgetBurn"}
+    assert documented == [(severity, for_, long, short, factor)
+                          for severity, for_, pairs in BURN_ALERTS for long, short, factor in pairs]
+    for severity, for_, long, short, factor in documented:
+        assert any(s == severity and f == for_ and f"ratio_increase{long} > {factor / 100:.6g}\n" in e
+                   and f"ratio_increase{short} > {factor / 100:.6g}\n" in e for s, f, e in rules), (severity, long)

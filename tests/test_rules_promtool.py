@@ -14,6 +14,9 @@ from shannon_otel.assets import RULES_FILE, alert_rules
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / RULES_FILE
 RULE_TESTS = RULES.parent / "tests" / "shannon-alerts.test.yml"
+# Every promtool unit test file of the rules (the slow-burn pairs need days of series: a file of their own,
+# evaluated every 5 minutes).
+RULE_TEST_FILES = sorted(RULE_TESTS.parent.glob("*.test.yml"))
 RUNBOOK = ROOT / "docs" / "runbook.md"
 
 
@@ -40,22 +43,25 @@ def test_promtool_check_rules_is_clean() -> None:
     assert f"SUCCESS: {len(_all_rules())} rules found" in proc.stdout
 
 
-def test_promtool_unit_tests_pass() -> None:
-    proc = subprocess.run([promtool(), "test", "rules", str(RULE_TESTS)], capture_output=True, text=True,
+@pytest.mark.parametrize("path", RULE_TEST_FILES, ids=lambda p: p.name)
+def test_promtool_unit_tests_pass(path: Path) -> None:
+    assert RULE_TESTS in RULE_TEST_FILES
+    proc = subprocess.run([promtool(), "test", "rules", str(path)], capture_output=True, text=True,
                           check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "SUCCESS" in proc.stdout
 
 
 def test_every_alert_has_firing_and_quiet_unit_tests() -> None:
-    cases = re.findall(r"alertname: (\w+)\n\s+exp_alerts:(.*)", RULE_TESTS.read_text(encoding="utf-8"))
+    text = "".join(path.read_text(encoding="utf-8") for path in RULE_TEST_FILES)
+    cases = re.findall(r"alertname: (\w+)\n\s+exp_alerts:(.*)", text)
     firing = {name for name, rest in cases if rest.strip() != "[]"}
     quiet = {name for name, rest in cases if rest.strip() == "[]"}
     names = {str(rule["alert"]) for rule in _rules()}
     assert names <= firing
     assert names <= quiet
     severities = {str(rule["labels"]["severity"]) for rule in _rules()}  # type: ignore[index]
-    tested = set(re.findall(r"severity: (\w+)", RULE_TESTS.read_text(encoding="utf-8")))
+    tested = set(re.findall(r"severity: (\w+)", text))
     assert severities <= tested
 
 
@@ -132,3 +138,54 @@ def test_rule_parameters_are_checked() -> None:
     fast = next(r for g in alert_rules(slo_target=0.999)["groups"] for r in g["rules"]
                 if r.get("alert") == "ShannonTaskErrorBudgetBurn")
     assert "> 0.0144\n" in fast["expr"]
+
+
+_COUNT_AT = """
+rule_files: []
+evaluation_interval: 15s
+tests:
+  - interval: 15s
+    input_series:
+      - series: 'shannon_task_outcomes_total{job="demo", shannon_wave_name="w"}'
+        values: '0+1x80'
+    promql_expr_test:
+%s
+"""
+
+
+def test_a_rule_window_counts_every_step_of_it_whatever_the_evaluation_time(tmp_path: Path) -> None:
+    # One task every 15 s: any 10-minute window holds 40. Prometheus evaluates a rule group at an offset
+    # within its interval, off the 15 s steps of the count; the subquery range of window less one step
+    # then held 39 steps there (a 10-minute count covered 9m45s), and 40 only on a multiple of 15 s.
+    from shannon_otel.assets._rules import events
+
+    expr = f"sum({events('shannon_task_outcomes_total', '10m')})".replace("\n", " ")
+    cases = "\n".join(
+        f"      - expr: '{expr}'\n        eval_time: {at}\n        exp_samples:\n          - labels: '{{}}'\n"
+        f"            value: 40"
+        for at in ("10m", "10m1s", "10m7s", "10m14s", "15m")
+    )
+    (tmp_path / "test.yml").write_text(_COUNT_AT % cases, encoding="utf-8")
+    proc = subprocess.run([promtool(), "test", "rules", str(tmp_path / "test.yml")], capture_output=True,
+                          text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_bundled_prometheus_config_checks_clean_and_evaluates_in_steps_that_tile_the_counts() -> None:
+    # `promtool check config` also checks the rule files it loads (rules/*.yml, relative to the file).
+    config = ROOT / "collector-config" / "prometheus.yml"
+    proc = subprocess.run([promtool(), "check", "config", str(config)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS: 1 rule files found" in proc.stdout
+    assert f"SUCCESS: {len(_all_rules())} rules found" in proc.stdout
+    # The long burn-rate windows sum 5-minute counts 5 minutes apart: exact only when the evaluation
+    # interval divides 5 minutes (docs/runbook.md#shannontaskerrorbudgetburn).
+    from shannon_otel.assets._rules import BASE_WINDOW, _seconds
+
+    interval = re.search(r"(?m)^  evaluation_interval: (\S+)$", config.read_text(encoding="utf-8"))
+    assert interval is not None
+    assert _seconds(BASE_WINDOW) % _seconds(interval.group(1)) == 0, interval.group(1)
+    stack = (ROOT / "scripts" / "stack").read_text(encoding="utf-8")
+    default = re.search(r'eval_interval=env\("SHANNON_STACK_EVAL_INTERVAL"\) or "(\w+)"', stack)
+    assert default is not None
+    assert _seconds(BASE_WINDOW) % _seconds(default.group(1)) == 0

@@ -98,8 +98,9 @@ def sum_by(attributes: Iterable[str], expr: str) -> str:
 def grown(selector: str, window: str) -> str:
     """How much counter ``selector`` grew over ``window``: :func:`events` over a dashboard's window
     (``$__rate_interval``, ``$__range``: the values a series appears with count, which ``rate()``
-    cannot see, and a batch process that exported once would show nothing), ``rate()`` over a rule's
-    literal window (the recording rules are rates by name)."""
+    cannot see, and a batch process that exported once would show nothing), ``rate()`` over a literal
+    window (a step-less query of the user's own; the bundled rules count with ``_rules.events``, which
+    knows their step)."""
     return events(selector, window) if window.startswith("$") else rate(selector, window)
 
 

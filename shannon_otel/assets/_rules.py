@@ -5,9 +5,10 @@ CamelCase alert names prefixed ``Shannon``, a ``severity`` label, a ``summary`` 
 (lower-cased, GitHub's anchor) and a ``traces_url`` opening the matching traces in Jaeger. Recording
 rules are named ``level:metric:operations`` (labels kept : series : what was done to it).
 
-Thresholds fit real workloads: every ratio has a minimum-count guard (a wave finishing one task in
-five minutes says nothing), the stall window can be set per wave, and the unsupervised anomaly
-detector only warns, after it has kept reporting for a while.
+Thresholds fit real workloads: every ratio alert but the error-budget burn has a minimum-count guard (a
+wave finishing one task in five minutes says nothing; the budget judges low traffic by its objective), the
+stall window can be set per wave, and the unsupervised anomaly detector only warns. Counters are counted
+(:func:`events`), not ``rate()``d: a series' first value and each life of a restarted process count.
 """
 
 from __future__ import annotations
@@ -23,9 +24,19 @@ RUNBOOK_URL = "https://github.com/shannon-otel/shannon-otel/blob/main/docs/runbo
 JAEGER_URL = "http://localhost:16686"  # docker-compose.yaml's Jaeger UI; scripts/stack: --jaeger-url
 SLO_TARGET = 0.99  # share of finished tasks that succeed (cancellations excluded from neither side)
 STALL_AFTER = "15m"
-# (long window, short window, burn-rate factor, severity): the SRE workbook's multiwindow pairs for a
-# 30-day budget: 2% of it spent in 1h pages, 5% in 6h opens a ticket.
-BURN_WINDOWS = (("1h", "5m", 14.4, "critical"), ("6h", "30m", 6.0, "warning"))
+# (severity, for, pairs of (long window, short window, burn-rate factor)): the SRE workbook's multiwindow,
+# multi-burn-rate alerts for a 30-day budget (chapter 5, "Alerting on SLOs", its sixth and recommended
+# approach): 2% of it spent in 1h or 5% in 6h pages, 10% in 1d or in 3d opens a ticket. An alert fires when
+# either of its pairs burns.
+BURN_ALERTS = (
+    ("critical", "2m", (("1h", "5m", 14.4), ("6h", "30m", 6.0))),
+    ("warning", "15m", (("1d", "2h", 3.0), ("3d", "6h", 1.0))),
+)
+# Windows up to TILED_AFTER are counted from the counters (a 2h count in 60 s steps); a longer one is the sum of
+# consecutive BASE_WINDOW counts, which tile it exactly when the rule evaluation interval divides BASE_WINDOW
+# (15s, 30s, 1m: not 2m), and lags the counters by up to BASE_WINDOW (the samples are at its multiples).
+BASE_WINDOW = "5m"
+TILED_AFTER = "2h"
 # Prometheus' duration syntax (units largest first, each at most once: 1h30m, 1w, 90s); > 0 checked apart.
 _DURATION = re.compile(r"^(?:[0-9]+y)?(?:[0-9]+w)?(?:[0-9]+d)?(?:[0-9]+h)?(?:[0-9]+m)?(?:[0-9]+s)?(?:[0-9]+ms)?$")
 
@@ -129,35 +140,67 @@ def recorded(level: tuple[str, ...], metric: str, operations: str) -> str:
     return f"{'_'.join(q.label(a) for a in level)}:{metric}:{operations}"
 
 
-def _task_rates(windows: tuple[str, ...]) -> list[Rule]:
-    """Per wave: finished tasks and errors per second, and the error ratio, over each window."""
+def _task_counts(windows: tuple[str, ...]) -> list[Rule]:
+    """Per wave: finished tasks and errors over each window, and the error ratio.
+
+    Counts (:func:`events`), not ``rate()``: a counter series appears with its first export, which
+    ``rate()`` cannot see, so a batch process exporting once or twice (every run a new
+    ``service.instance.id``, a new series) had no rate at all, however many of its tasks failed. Windows
+    up to :data:`TILED_AFTER` (the page's 1h, the short windows) are counted from the counters, with no lag;
+    a longer one sums the base counts a base window apart, which tile it: a 3-day window costs 864 samples
+    of one series per wave, not a subquery over every counter.
+    """
     rules: list[Rule] = []
+    base = {what: recorded(WAVE, f"shannon_task_{what}", f"increase{BASE_WINDOW}") for what in ("outcomes", "errors")}
     for window in windows:
-        tasks = recorded(WAVE, "shannon_task_outcomes", f"rate{window}")
-        errors = recorded(WAVE, "shannon_task_errors", f"rate{window}")
+        tasks = recorded(WAVE, "shannon_task_outcomes", f"increase{window}")
+        errors = recorded(WAVE, "shannon_task_errors", f"increase{window}")
+        if _seconds(window) <= _seconds(TILED_AFTER):
+            counted = [q.sum_by(WAVE, events(q.sel(t.TASK_OUTCOMES), window)),
+                       q.sum_by(WAVE, events(q.sel(t.TASK_OUTCOMES, ERRORS), window))]
+        else:
+            counted = [_tiled(base["outcomes"], window), _tiled(base["errors"], window)]
         rules += [
-            {"record": tasks, "expr": q.sum_by(WAVE, q.rate(q.sel(t.TASK_OUTCOMES), window))},
-            {"record": errors, "expr": q.sum_by(WAVE, q.rate(q.sel(t.TASK_OUTCOMES, ERRORS), window))},
-            {"record": recorded(WAVE, "shannon_task_error", f"ratio_rate{window}"),
-             "expr": f"({errors} or {tasks} * 0)\n/\n{tasks}"},
+            {"record": tasks, "expr": counted[0]},
+            {"record": errors, "expr": counted[1]},
+            # no value, not 0 / 0 = NaN, for a wave that finished nothing in the window
+            {"record": recorded(WAVE, "shannon_task_error", f"ratio_increase{window}"),
+             "expr": f"({errors} or {tasks} * 0)\n/\n({tasks} > 0)"},
         ]
     return rules
 
 
+def _tiled(base: str, window: str) -> str:
+    """The sum of recorded base-window counts ``base`` over ``window``: one sample every base window.
+
+    The samples are at multiples of the base window and each is the count up to its evaluation, so
+    consecutive ones cover consecutive base windows when the evaluation interval divides the base window.
+    The count lags up to one base window behind the counters: only windows longer than :data:`TILED_AFTER`
+    (6h, 1d, 3d) are tiled, and their pairs' short windows are counted directly.
+    """
+    return f"sum_over_time({base}[{_just_under(window)}:{BASE_WINDOW}])"
+
+
 def recording_rules() -> list[Rule]:
-    """Task rates and error ratios per wave, call and retry rates per operation, duration percentiles."""
-    windows = tuple(dict.fromkeys(w for pair in BURN_WINDOWS for w in pair[:2]))
-    rules = _task_rates(windows)
+    """Task counts and error ratios per wave, call and retry rates per operation, duration percentiles."""
+    windows = tuple(sorted({w for _, _, pairs in BURN_ALERTS for pair in pairs for w in pair[:2]} | {BASE_WINDOW},
+                           key=_seconds))
+    rules = _task_counts(windows)
+    seconds = _seconds(BASE_WINDOW)
     rules += [
-        {"record": recorded(OPERATION, "shannon_calls", "rate5m"),
-         "expr": q.sum_by(OPERATION, q.rate(q.sel(t.CALLS), "5m"))},
-        {"record": recorded(OPERATION, "shannon_retries", "rate5m"),
-         "expr": q.sum_by(OPERATION, q.rate(q.sel(t.RETRY_DELAY_DURATION, suffix="_count"), "5m"))},
+        # per second over the window: growth (:func:`events`, which sees a new series' first value) / seconds
+        {"record": recorded(OPERATION, "shannon_calls", f"rate{BASE_WINDOW}"),
+         "expr": f"{q.sum_by(OPERATION, events(q.sel(t.CALLS), BASE_WINDOW))}\n/ {seconds}"},
+        {"record": recorded(OPERATION, "shannon_retries", f"rate{BASE_WINDOW}"),
+         "expr": f"{q.sum_by(OPERATION, events(q.sel(t.RETRY_DELAY_DURATION, suffix='_count'), BASE_WINDOW))}"
+                 f"\n/ {seconds}"},
     ]
+    buckets = q.sum_by(("le", *WAVE), events(q.sel(t.TASK_DURATION, suffix="_bucket"), BASE_WINDOW))
     for pct in (0.5, 0.99):
         rules.append({
-            "record": recorded(WAVE, "shannon_task_duration_seconds", f"p{round(pct * 100)}_rate5m"),
-            "expr": q.quantile(pct, t.TASK_DURATION, by_=WAVE, window="5m"),
+            "record": recorded(WAVE, "shannon_task_duration_seconds", f"p{round(pct * 100)}_increase{BASE_WINDOW}"),
+            # no value, not NaN, for a wave that finished nothing in the window
+            "expr": f"histogram_quantile({pct}, {buckets}) >= 0",
         })
     return rules
 
@@ -181,20 +224,26 @@ def _error_rate(jaeger: str, runbook: str, min_tasks: int) -> Rule:
     )
 
 
-def _burn_rate(jaeger: str, runbook: str, slo_target: float, long: str, short: str, factor: float,
-               severity: str) -> Rule:
+def _burn_rate(jaeger: str, runbook: str, slo_target: float, severity: str, for_: str,
+               pairs: tuple[tuple[str, str, float], ...]) -> Rule:
+    """The SRE workbook's multiwindow, multi-burn-rate alert: any pair of (long, short) windows whose error
+    ratios both exceed ``factor`` times the error budget."""
     budget = 1 - slo_target
-    threshold = f"{factor * budget:.6g}"
-    ratio = [recorded(WAVE, "shannon_task_error", f"ratio_rate{w}") for w in (long, short)]
+    parts = []
+    for long, short, factor in pairs:
+        threshold = f"{factor * budget:.6g}"
+        ratio = [recorded(WAVE, "shannon_task_error", f"ratio_increase{w}") for w in (long, short)]
+        parts.append(f"(\n  {ratio[0]} > {threshold}\n  and\n  {ratio[1]} > {threshold}\n)")
     wave = q.label(t.WAVE_NAME)
+    spent = " or ".join(f"{100 * factor * _seconds(long) / (30 * 86400):.3g}% of it in {long}"
+                        for long, _, factor in pairs)
+    burns = " or ".join(f"{factor:g}x the budget over {long} and {short}" for long, short, factor in pairs)
     return _alert(
-        "ShannonTaskErrorBudgetBurn", f"{ratio[0]} > {threshold}\nand\n{ratio[1]} > {threshold}", "2m",
-        severity,
-        f"A wave spends its task error budget {factor:g} times too fast.",
+        "ShannonTaskErrorBudgetBurn", "\nor\n".join(parts), for_, severity,
+        f"A wave spends its 30-day task error budget too fast: {spent}.",
         f"Wave {{{{ $labels.{wave} }}}} of job {{{{ $labels.job }}}}: {{{{ $value | humanizePercentage }}}} "
-        f"of its tasks failed or timed out over the last {long} (and still over {short}), against a "
-        f"{slo_target:.4g} success objective: at this rate the 30-day error budget lasts "
-        f"{30 / factor:.3g} days.",
+        f"of its tasks failed or timed out over the long window that fired, against a {slo_target:.4g} "
+        f"success objective ({burns}).",
         jaeger=jaeger, runbook=runbook, traces=_failed_wave(wave),
     )
 
@@ -233,17 +282,30 @@ def _wave_stalled(jaeger: str, runbook: str, default: str, per_wave: dict[str, s
 
 
 def events(selector: str, window: str) -> str:
-    """:func:`q.events` over ``window`` in the rules' steps: its subquery range is one step short, as a
-    range includes its left end (the step at ``window`` ago would add the growth of the step before)."""
+    """:func:`q.events` over ``window`` in the rules' steps. The subquery range is ``window`` less 1 ms:
+    its steps are multiples of the step, and a range of ``window`` holds one step more than it should
+    when the evaluation falls on a multiple (it includes its left end), while ``window`` less a step (the
+    range before) held one step less otherwise, as real Prometheus evaluates rule groups at an offset: a
+    10-minute count covered 9m45s. Window less 1 ms holds window / step steps at any evaluation time."""
     window_s = max(_seconds(window), 2)
     step_s = min(max(EVENT_STEP_S, -(-window_s // 120)), window_s // 2)
-    return q.events(selector, f"{window_s - step_s}s", f"{step_s}s")
+    return q.events(selector, _just_under(f"{window_s}s"), f"{step_s}s")
 
 
 def _seconds(duration: str) -> int:
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
     # ms parts (a stall window of 1h30m500ms) round down: the windows that matter are minutes and more
     return sum(int(n) * units[unit] for n, unit in re.findall(r"(\d+)(ms|[smhdwy])", duration) if unit != "ms")
+
+
+def _just_under(duration: str) -> str:
+    """``duration`` less 1 ms, in Prometheus' syntax (``10m`` -> ``9m59s999ms``)."""
+    ms, out = _seconds(duration) * 1000 - 1, ""
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
+        if ms >= size:
+            out += f"{ms // size}{unit}"
+            ms %= size
+    return out
 
 
 def _alternation(per_wave: dict[str, str]) -> str:
@@ -343,7 +405,7 @@ def alert_rules(*, jaeger_url: str = JAEGER_URL, runbook_url: str = RUNBOOK_URL,
             {"name": "shannon-otel-recording", "rules": recording_rules()},
             {"name": "shannon-otel-tasks", "rules": [
                 _error_rate(j, r, min_tasks), _wave_stalled(j, r, stall_after, per_wave),
-                *(_burn_rate(j, r, slo_target, *pair) for pair in BURN_WINDOWS),
+                *(_burn_rate(j, r, slo_target, *alert) for alert in BURN_ALERTS),
             ]},
             {"name": "shannon-otel-resilience", "rules": [_retry_storm(j, r, min_retries), _breaker(j, r)]},
             {"name": "shannon-otel-anomalies", "rules": [_anomaly(j, r)]},

@@ -9,6 +9,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from _prometheus import alerts_of
 from _stack import get_json, wait_until
 from test_panel_truth import run_process
 
@@ -22,15 +23,23 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.e2e
 SERVICE = f"links-{uuid.uuid4().hex[:8]}"
-FIRING = ("ShannonTaskErrorRateHigh", "ShannonRetryStorm", "ShannonCircuitBreakerOpenTooLong")
+FIRING = ("ShannonTaskErrorRateHigh", "ShannonTaskErrorBudgetBurn", "ShannonRetryStorm",
+          "ShannonCircuitBreakerOpenTooLong", "ShannonWaveStalled")
+# A stall needs a wave stuck for its whole window: its rule gets an expression true for every wave that ran
+# (same labels), so Prometheus renders its real annotations, link included.
+_NOW = {"ShannonWaveStalled": "sum by (job, shannon_wave_name) ({outcomes}) > 0"}
 
 
 @pytest.fixture(scope="module")
 def firing(collector: Collector, jaeger: Jaeger, prometheus: Prometheus) -> Iterator[dict[str, dict[str, Any]]]:
-    """Alert name -> the firing alert of SERVICE, from a rule file of the three alerts with `for: 0m`."""
+    """Alert name -> a firing alert of SERVICE, from a rule file of the FIRING alerts with `for: 0m` (the
+    burn-rate alerts read the recording rules of the stack's own rule file)."""
     rules = alert_rules(jaeger_url=jaeger.query_url)
     chosen = [dict(r, **{"for": "0m"}) for g in rules["groups"] for r in g["rules"] if r.get("alert") in FIRING]
-    assert len(chosen) == len(FIRING)
+    for rule in chosen:
+        if rule["alert"] in _NOW:
+            rule["expr"] = _NOW[rule["alert"]].format(outcomes=tel.TASK_OUTCOMES.prometheus)
+    assert {r["alert"] for r in chosen} == set(FIRING)
     path = prometheus.rules_dir / "zz-links-now.yml"
     path.write_text(json.dumps({"groups": [{"name": "links-now", "rules": chosen}]}), encoding="utf-8")
     try:
@@ -38,8 +47,7 @@ def firing(collector: Collector, jaeger: Jaeger, prometheus: Prometheus) -> Iter
         run_process(collector.otlp_grpc_endpoint, SERVICE, 3.0 * prometheus.scrape_interval)
 
         def alerts() -> dict[str, dict[str, Any]]:
-            found = {a["labels"]["alertname"]: a for a in prometheus.alerts()
-                     if a["labels"].get("job") == SERVICE and a["state"] == "firing"}
+            found = {a["labels"]["alertname"]: a for a in alerts_of(prometheus, SERVICE, state="firing")}
             return found if set(found) >= set(FIRING) else {}
 
         yield wait_until(alerts, timeout=60, what=f"{FIRING} firing for {SERVICE}")
@@ -65,11 +73,21 @@ def _tags(span: dict[str, Any]) -> dict[str, Any]:
     return {t["key"]: t["value"] for t in span["tags"]}
 
 
-def test_the_error_rate_link_opens_the_failed_runs_of_the_wave(jaeger: Jaeger, firing: dict[str, Any]) -> None:
-    traces = _linked(jaeger, firing["ShannonTaskErrorRateHigh"])
+@pytest.mark.parametrize("name", ["ShannonTaskErrorRateHigh", "ShannonTaskErrorBudgetBurn"])
+def test_the_task_error_links_open_the_failed_runs_of_the_wave(
+    jaeger: Jaeger, firing: dict[str, Any], name: str,
+) -> None:
+    traces = _linked(jaeger, firing[name])
     waves = [s for s in _spans(traces) if s["operationName"] == tel.SPAN_WAVE.format(wave="truth")]
     assert waves and len(waves) == len(traces), "one run of wave truth per trace"
     assert all(_tags(s)[tel.TASK_OUTCOME] == "failure" for s in waves)
+
+
+def test_the_stall_link_opens_the_runs_of_the_wave(jaeger: Jaeger, firing: dict[str, Any]) -> None:
+    alert = firing["ShannonWaveStalled"]
+    wave = alert["labels"][tel.WAVE_NAME.replace(".", "_")]
+    traces = _linked(jaeger, alert)  # operation=wave+<name>: Jaeger reads the '+' of urlquery as a space
+    assert all(any(s["operationName"] == tel.SPAN_WAVE.format(wave=wave) for s in t["spans"]) for t in traces)
 
 
 def test_the_retry_storm_link_opens_the_retried_operation(jaeger: Jaeger, firing: dict[str, Any]) -> None:

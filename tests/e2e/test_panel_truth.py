@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from _prometheus import Values, dashboard_query, one, panel_exprs, values_at
 from _stack import REPO, wait_until
 
 from shannon_otel import (
@@ -41,7 +42,6 @@ from shannon_otel import (
 )
 from shannon_otel import _telemetry as tel
 from shannon_otel.anomaly import LATENCY
-from shannon_otel.assets import concrete_query, dashboards
 from shannon_otel.testing import run_virtual
 
 if TYPE_CHECKING:
@@ -213,32 +213,11 @@ def runs(collector: Collector, prometheus: Prometheus) -> Runs:
     return Runs(started, time.time())
 
 
-Values = dict[frozenset[tuple[str, str]], float]
-
-
-def _panel(title: str) -> list[str]:
-    found = [[t["expr"] for t in p["targets"]] for m in dashboards().values() for p in m["panels"]
-             if p["title"] == title]
-    assert len(found) == 1, title
-    return found[0]
-
-
 def show(prometheus: Prometheus, title: str, at: float, window: str, target: int = 0) -> Values:
     """Panel ``title``'s ``target`` at ``at`` for this service, ``$__range`` and ``$__rate_interval``
     both ``window``; labels added for the trace link (``service``) left out."""
-    # $__interval: Grafana's is at least the datasource's scrape interval (1 s in this stack)
-    chosen = {"job": SERVICE, "wave": "truth", "__range": window, "__rate_interval": window, "__interval": "1s"}
-    expr = concrete_query(_panel(title)[target], chosen)
-    return {
-        frozenset((k, v) for k, v in s["metric"].items() if k != "service"): float(s["value"][1])
-        for s in prometheus.query(expr, at=at)
-    }
-
-
-def one(values: Values, **labels: str) -> float:
-    matching = [v for k, v in values.items() if set(labels.items()) <= k]
-    assert len(matching) == 1, (labels, values)
-    return matching[0]
+    chosen = {"job": SERVICE, "wave": "truth", "__range": window, "__rate_interval": window}
+    return values_at(prometheus, dashboard_query(prometheus, panel_exprs(title)[target], chosen), at, drop=("service",))
 
 
 def _whole(runs: Runs) -> str:
@@ -291,7 +270,7 @@ def test_breaker_panels_show_one_breaker_open_whatever_the_instances(prometheus:
     window = _whole(runs)
     state = show(prometheus, "Breaker state", runs.at, window)
     assert state == {frozenset({"job": SERVICE, "shannon_breaker_name": "truth.breaker"}.items()): 2.0}
-    expr = concrete_query(_panel("Open breakers")[0], {"job": SERVICE, "breaker": "truth[.]breaker"})
+    expr = dashboard_query(prometheus, panel_exprs("Open breakers")[0], {"job": SERVICE, "breaker": "truth[.]breaker"})
     assert [float(s["value"][1]) for s in prometheus.query(expr, at=runs.at)] == [1.0]
 
 

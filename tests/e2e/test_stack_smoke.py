@@ -60,7 +60,7 @@ def jaeger_validate(jaeger_bin: Path, config: Path) -> subprocess.CompletedProce
 # ----------------------------------------------------------------------------- configs
 
 
-@pytest.mark.parametrize("name", ["otelcol.yaml", "jaeger.yaml"])
+@pytest.mark.parametrize("name", ["otelcol.yaml", "otelcol-tail-sampling.yaml", "jaeger.yaml"])
 def test_config_validates_with_the_jaeger_binary(stack_env: StackEnv, name: str) -> None:
     proc = jaeger_validate(stack_env.jaeger_bin, CONFIG_DIR / name)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,0 +1,54 @@
+"""Asking the stack's real Prometheus what the bundled dashboards and alert rules show, as Grafana and
+Alertmanager would: one place for the e2e tests (test_panel_truth, test_workload_e2e, test_alert_links)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from shannon_otel.assets import concrete_query, dashboards
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from _stack import Prometheus
+
+#: A query's result: each series' labels (as a frozenset of pairs) -> its value.
+Values = dict[frozenset[tuple[str, str]], float]
+
+
+def panel_exprs(title: str) -> list[str]:
+    """The queries (targets, in order) of the one panel of the bundled dashboards titled ``title``."""
+    found = [[t["expr"] for t in p["targets"]] for m in dashboards().values() for p in m["panels"]
+             if p["title"] == title]
+    assert len(found) == 1, title
+    return found[0]
+
+
+def dashboard_query(prometheus: Prometheus, expr: str, values: Mapping[str, str] | None = None) -> str:
+    """``expr`` with its Grafana variables replaced as Grafana would on this stack: ``$__interval`` is at
+    least the datasource's scrape interval (the stack's), ``values`` names the others
+    (:func:`shannon_otel.assets.concrete_query`: every other variable is its "All" value)."""
+    return concrete_query(expr, {"__interval": f"{prometheus.scrape_interval:g}s", **(values or {})})
+
+
+def values_at(prometheus: Prometheus, expr: str, at: float | None = None, *, drop: tuple[str, ...] = ()) -> Values:
+    """The instant result of ``expr`` at ``at``: labels (less ``drop``) -> value."""
+    return {
+        frozenset((k, v) for k, v in s["metric"].items() if k not in drop): float(s["value"][1])
+        for s in prometheus.query(expr, at=at)
+    }
+
+
+def one(values: Values, **labels: str) -> float:
+    """The value of the one series of ``values`` carrying ``labels``."""
+    matching = [v for k, v in values.items() if set(labels.items()) <= k]
+    assert len(matching) == 1, (labels, values)
+    return matching[0]
+
+
+def alerts_of(prometheus: Prometheus, job: str, *, name: str | None = None,
+              state: str | None = None) -> list[dict[str, Any]]:
+    """Prometheus' active alerts of ``job`` (alert ``name`` only, in ``state`` only, when given)."""
+    return [a for a in prometheus.alerts()
+            if a["labels"].get("job") == job and name in (None, a["labels"].get("alertname"))
+            and state in (None, a["state"])]
