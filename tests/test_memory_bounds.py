@@ -168,3 +168,45 @@ def test_the_wave_counters_keep_no_state_for_wave_names_past_the_sdks_limit() ->
     assert sum(p.value for p in outcomes) == 2 * len(names)
     assert sum(p.value for p in tel.points("shannon.task.cost")) == 0.5 * len(names)
     tel.shutdown()
+
+
+@pytest.mark.parametrize("instrumented", [False, True], ids=["no-sdk", "sdk"])
+def test_a_kept_task_error_keeps_none_of_its_waves_results_alive(instrumented: bool) -> None:
+    """A failed task's error holds its traceback, whose first frame is the executor's, where it was caught;
+    a frame keeps its locals once it has returned, and that one's held the wave's run, so every result of
+    the wave (through the run's ``deliver``) and the task's span lived as long as the user kept the error:
+    a service keeping the last errors it saw for a status page held every one of their waves' results.
+    Under ``asyncio.gather`` the error holds its own task's frames only; so it does here now."""
+    from shannon_otel import Wave
+    from shannon_otel.testing import InMemoryTelemetry
+
+    tel = InMemoryTelemetry() if instrumented else None
+    providers: dict[str, Any] = tel.providers if tel is not None else {"instrument": False}
+    results: list[weakref.ref[Any]] = []
+
+    async def work() -> _Payload:
+        payload = _Payload()
+        results.append(weakref.ref(payload))
+        return payload
+
+    async def failing() -> _Payload:
+        raise _BoomError("x")
+
+    async def main() -> list[BaseException]:
+        kept: list[BaseException] = []
+        wave = Wave[_Payload]("w", max_concurrency=4, task_timeout=60.0, **providers)
+        for _ in range(3):
+            result = await wave.run([work, work, failing, work, work])
+            kept.extend(r.error for r in result.results if r.error is not None)
+            async with wave.stream([work, failing, work]) as stream:
+                kept.extend([r.error async for r in stream if r.error is not None])
+        return kept
+
+    kept = asyncio.run(main())
+    gc.collect()
+    assert [type(e) for e in kept] == [_BoomError] * 6
+    assert len(results) == 3 * (4 + 2)
+    assert [r() for r in results] == [None] * len(results)
+    if tel is not None:
+        assert len(tel.spans("task w")) == 3 * (5 + 3)  # the spans were made: the test ran instrumented
+        tel.shutdown()

@@ -234,6 +234,12 @@ class WaveRun:
             self._finish(index, item, name, Outcome.FAILURE, start, queue_wait, exc, slot, tokens, pool, call)
             raise
         self._finish(index, item, name, outcome, start, queue_wait, error, slot, tokens, pool, call, value)
+        if error is not None:
+            # The error's traceback holds this frame, and a returned frame keeps its locals: the run (through
+            # `deliver`, every result of the wave) and the task's spans lived as long as the user kept the error
+            # (a list of the errors seen held every one of their waves' results). concurrent.futures drops its
+            # `self` for the same reason.
+            del self, tokens
 
     def _ours(self) -> bool:
         """Whether a cancellation of the running worker is the wave's (stopped: fail-fast or a worker's
