@@ -363,6 +363,29 @@ class WaveRun:
         if escaped is not None:
             raise escaped
 
+    def skipped_many(self, first: TaskResult[Any], count: int) -> None:
+        """Tell the observers about ``count`` tasks like ``first`` that never started: ``tasks_skipped`` once
+        to an observer that overrides it, else ``task_skipped`` per task, each isolated as that method."""
+        escaped: BaseException | None = None
+        for obs, owner in zip(self.reversed_observers, self.reversed_owners, strict=True):
+            if type(obs).tasks_skipped is WaveObserver.tasks_skipped:
+                for k in range(count):
+                    try:
+                        obs.task_skipped(first._replace(index=first.index + k))
+                    except Exception as exc:
+                        hook_failed(owner, "task_skipped", exc, self.wave.resolved_hooks)
+                    except BaseException as exc:
+                        escaped = escaped or exc
+                continue
+            try:
+                obs.tasks_skipped(first, count)
+            except Exception as exc:
+                hook_failed(owner, "tasks_skipped", exc, self.wave.resolved_hooks)
+            except BaseException as exc:
+                escaped = escaped or exc
+        if escaped is not None:
+            raise escaped
+
     def stop(self) -> None:
         """Start no more tasks and cancel the running ones (fail-fast)."""
         self.stopped = True
