@@ -86,14 +86,18 @@ def _probe_method(base: type[Any], name: str) -> Callable[..., Any]:
             probe.raised += 1
             raise HookBugError(name)
         if name in OBSERVERS and base is Hook:
-            return PROBE_OBSERVERS[name](probe)
+            bulk = name == "wave_started" and probe.target == "tasks_skipped"
+            return (BULK_PROBE if bulk else PROBE_OBSERVERS[name])(probe)
         return original(self, *args)
 
     return method
 
 
 def _probe_class(base: type[Any]) -> type[Any]:
-    namespace: dict[str, Any] = {name: _probe_method(base, name) for name in protocol_methods(base)}
+    # WaveObserver.tasks_skipped (a run of unstarted tasks) is left out: an observer that does not override it
+    # gets task_skipped once per task from the executor, which is probed so; BULK_PROBE overrides it.
+    namespace: dict[str, Any] = {name: _probe_method(base, name) for name in protocol_methods(base)
+                                 if name != "tasks_skipped"}
     if base is not Hook:
         def init(self: Any, probe: Probe) -> None:
             self._probe = probe
@@ -103,6 +107,9 @@ def _probe_class(base: type[Any]) -> type[Any]:
 
 
 PROBE_OBSERVERS = {name: _probe_class(cls) for name, cls in OBSERVERS.items()}
+# the wave observer of a probe raising in tasks_skipped: one overriding it (the others never call it)
+BULK_PROBE = type("ProbeBulkObserver", (PROBE_OBSERVERS["wave_started"],),
+                  {"tasks_skipped": _probe_method(WaveObserver, "tasks_skipped")})
 
 
 class Probe(_probe_class(Hook)):  # type: ignore[misc]
@@ -509,6 +516,9 @@ def test_every_protocol_method_is_reached_by_some_entry_point() -> None:
         probe = Probe(None)
         Run(scenario, (probe, Tripwire()))
         reached.update(probe.calls)
+        bulk = Probe("tasks_skipped")  # the only probe overriding it (see BULK_PROBE)
+        Run(scenario, (bulk, Tripwire()))
+        reached["tasks_skipped"] += bulk.calls["tasks_skipped"]
     assert [m for m in METHODS if not reached[m]] == []
 
 

@@ -168,3 +168,77 @@ def test_the_wave_counters_keep_no_state_for_wave_names_past_the_sdks_limit() ->
     assert sum(p.value for p in outcomes) == 2 * len(names)
     assert sum(p.value for p in tel.points("shannon.task.cost")) == 0.5 * len(names)
     tel.shutdown()
+
+
+@pytest.mark.parametrize("instrumented", [False, True], ids=["no-sdk", "sdk"])
+def test_a_kept_task_error_keeps_none_of_its_waves_results_alive(instrumented: bool) -> None:
+    """A failed task's error holds its traceback, whose first frame is the executor's, where it was caught;
+    a frame keeps its locals once it has returned, and that one's held the wave's run, so every result of
+    the wave (through the run's ``deliver``) and the task's span lived as long as the user kept the error:
+    a service keeping the last errors it saw for a status page held every one of their waves' results.
+    Under ``asyncio.gather`` the error holds its own task's frames only; so it does here now."""
+    from shannon_otel import Wave
+    from shannon_otel.testing import InMemoryTelemetry
+
+    tel = InMemoryTelemetry() if instrumented else None
+    providers: dict[str, Any] = tel.providers if tel is not None else {"instrument": False}
+    results: list[weakref.ref[Any]] = []
+
+    async def work() -> _Payload:
+        payload = _Payload()
+        results.append(weakref.ref(payload))
+        return payload
+
+    async def failing() -> _Payload:
+        raise _BoomError("x")
+
+    async def main() -> list[BaseException]:
+        kept: list[BaseException] = []
+        wave = Wave[_Payload]("w", max_concurrency=4, task_timeout=60.0, **providers)
+        for _ in range(3):
+            result = await wave.run([work, work, failing, work, work])
+            kept.extend(r.error for r in result.results if r.error is not None)
+            async with wave.stream([work, failing, work]) as stream:
+                kept.extend([r.error async for r in stream if r.error is not None])
+        return kept
+
+    kept = asyncio.run(main())
+    gc.collect()
+    assert [type(e) for e in kept] == [_BoomError] * 6
+    assert len(results) == 3 * (4 + 2)
+    assert [r() for r in results] == [None] * len(results)
+    if tel is not None:
+        assert len(tel.spans("task w")) == 3 * (5 + 3)  # the spans were made: the test ran instrumented
+        tel.shutdown()
+
+
+def test_the_tail_sampler_forgets_spans_collected_without_ever_ending() -> None:
+    """TailSampler noted each sampled span's local root at its start and forgot it only at its end or its
+    part's decision: a span its user abandoned (started, never ended, collected) stayed noted for good,
+    ~88 B each (100,000 held 8.6 MB), where the SDK's own processors keep nothing of a span not ended. The
+    abandoned ones are now forgotten by a sweep once the open spans have doubled (at least 4,096)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from shannon_otel import TailSampler
+
+    exporter = InMemorySpanExporter()
+    sampler = TailSampler(SimpleSpanProcessor(exporter), healthy_ratio=1.0)
+    provider = TracerProvider()
+    provider.add_span_processor(sampler)
+    tracer = provider.get_tracer(__name__)
+    job = tracer.start_span("job")  # a long-running span, open throughout: kept in mind
+    abandoned = 5 * 4096
+    for _ in range(abandoned):
+        tracer.start_span("abandoned", context=trace.set_span_in_context(job))  # never ended, dropped at once
+    gc.collect()
+    for _ in range(4100):  # spans that do end, after the abandoned ones were collected: they trigger the sweeps
+        tracer.start_span("done", context=trace.set_span_in_context(job)).end()
+    assert len(sampler._root_of) <= 2 * 4096  # was 1 + 20,480: every abandoned span
+    assert sampler.abandoned_spans >= abandoned - 4096
+    job.end()  # the open span was not forgotten: its part is decided at its end, whole
+    assert sorted({s.name for s in exporter.get_finished_spans()}) == ["done", "job"]
+    assert len(exporter.get_finished_spans()) == 4101
+    provider.shutdown()

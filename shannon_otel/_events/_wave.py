@@ -70,5 +70,13 @@ class WaveObserver:
         """A task that ended without starting: cancelled or failed while waiting (pool, rate limit),
         or never run (fail-fast, cancelled wave). No ``task_started`` came before it."""
 
+    def tasks_skipped(self, first: TaskResult[Any], count: int) -> None:
+        """``count`` tasks that never started, of consecutive indexes from ``first.index``, each like ``first``
+        (same outcome and name, no value or error): the rest of a wave that stopped early, settled in bulk
+        (a stream left early over a million items). Here: :meth:`task_skipped` once per task; an observer that
+        only counts overrides it with O(1) work."""
+        for k in range(count):
+            self.task_skipped(first._replace(index=first.index + k))
+
     def wave_finished(self, report: WaveReport) -> None:
         """Called once when the wave ends, whatever its outcome."""

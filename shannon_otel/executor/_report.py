@@ -161,6 +161,10 @@ class ReportBuilder:
                     hist = self._measurements[name] = LogHistogram()
                 hist.add(value)
 
+    def add_unstarted(self, outcome: Outcome, count: int) -> None:
+        """Count ``count`` tasks that ended without starting and without an error (as ``add(..., ran=False)``)."""
+        self.counts[outcome] += count
+
     def build(
         self, wave: str, duration_s: float, concurrency: int, cancelled: bool, telemetry_dropped: int = 0,
         errored: bool = False, batch_size: int | None = None, buffer: int | None = None,

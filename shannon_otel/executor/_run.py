@@ -255,6 +255,12 @@ class WaveRun:
             self._finish(index, item, name, Outcome.FAILURE, start, queue_wait, exc, slot, tokens, pool, call)
             raise
         self._finish(index, item, name, outcome, start, queue_wait, error, slot, tokens, pool, call, value)
+        if error is not None:
+            # The error's traceback holds this frame, and a returned frame keeps its locals: the run (through
+            # `deliver`, every result of the wave) and the task's spans lived as long as the user kept the error
+            # (a list of the errors seen held every one of their waves' results). concurrent.futures drops its
+            # `self` for the same reason.
+            del self, tokens
 
     def _ours(self) -> bool:
         """Whether a cancellation of the running worker is the wave's (stopped: fail-fast or a worker's
@@ -375,6 +381,29 @@ class WaveRun:
                 obs.task_skipped(result)
             except Exception as exc:
                 hook_failed(owner, "task_skipped", exc, self.wave.resolved_hooks)
+            except BaseException as exc:
+                escaped = escaped or exc
+        if escaped is not None:
+            raise escaped
+
+    def skipped_many(self, first: TaskResult[Any], count: int) -> None:
+        """Tell the observers about ``count`` tasks like ``first`` that never started: ``tasks_skipped`` once
+        to an observer that overrides it, else ``task_skipped`` per task, each isolated as that method."""
+        escaped: BaseException | None = None
+        for obs, owner in zip(self.reversed_observers, self.reversed_owners, strict=True):
+            if type(obs).tasks_skipped is WaveObserver.tasks_skipped:
+                for k in range(count):
+                    try:
+                        obs.task_skipped(first._replace(index=first.index + k))
+                    except Exception as exc:
+                        hook_failed(owner, "task_skipped", exc, self.wave.resolved_hooks)
+                    except BaseException as exc:
+                        escaped = escaped or exc
+                continue
+            try:
+                obs.tasks_skipped(first, count)
+            except Exception as exc:
+                hook_failed(owner, "tasks_skipped", exc, self.wave.resolved_hooks)
             except BaseException as exc:
                 escaped = escaped or exc
         if escaped is not None:

@@ -77,10 +77,13 @@ class WaveStream(Generic[T]):
             if not self._closed:
                 queue.put_nowait(result)
 
+        def wanted() -> bool:  # whether the results of tasks never started are read (see deliver)
+            return not self._closed
+
         async def run() -> WaveReport:
             self._started = True
             try:
-                return await self._wave._execute(self._tasks, size, deliver, self._gate, on_report)
+                return await self._wave._execute(self._tasks, size, deliver, self._gate, on_report, wanted)
             finally:
                 if self.report is None:
                     # The wave failed before it had a report (a clock that raises at its first reading):

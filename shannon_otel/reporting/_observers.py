@@ -65,6 +65,12 @@ class _WaveObs(WaveObserver):
         if event.outcome is Outcome.FAILURE or event.outcome is Outcome.TIMEOUT:
             live.failed += 1
 
+    def tasks_skipped(self, first: TaskResult[Any], count: int) -> None:
+        live = self._live
+        live.done += count
+        if first.outcome is Outcome.FAILURE or first.outcome is Outcome.TIMEOUT:
+            live.failed += count
+
     def wave_finished(self, report: WaveReport) -> None:
         with self._lock:
             self._live.report = report
