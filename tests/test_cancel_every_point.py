@@ -7,8 +7,9 @@ suspended, including the instants where two things happen at once (a timeout fir
 a compensation starting). For each k the promises hold:
 
 - a cancellation that was delivered reaches the caller as ``CancelledError`` (never a result, never
-  another error), and the caller's ``cancelling()`` counts exactly the requests made (a policy that takes
-  its own timeout's cancellation back never takes the caller's; nothing is left counted);
+  another error) with the message of its ``cancel(msg)``, and the caller's ``cancelling()`` counts exactly
+  the requests made (a policy that takes its own timeout's cancellation back never takes the caller's;
+  nothing is left counted);
 - a cancellation that arrived after the end changes nothing: the same outcome as the uncancelled run;
 - no span started and never ended, no task left running;
 - a protected call is counted once (``shannon.calls``) as a cancellation; a wave counts each task once
@@ -59,6 +60,10 @@ class Probe:
     tel: InMemoryTelemetry
     state: dict[str, Any] = field(default_factory=dict)  # what the workload keeps for its own check
     requests: int = 0  # cancellation requests that found the caller running
+    # Another request (a timeout's) was being delivered already: what the caller awaited was cancelled, its
+    # wake-up queued. asyncio raises that CancelledError, and the caller's cancel(msg) joins it, counted
+    # but without its message: nothing the library could keep.
+    joined: bool = False
     outcome: tuple[str, Any] = ("none", None)  # ("result", value) | ("error", exc) | ("cancelled", args)
     cancelling: int | None = None  # the caller's cancelling() as its work ended
     steps: int = 0
@@ -86,6 +91,8 @@ def _probe(make: Callable[[Probe], Work], k: int | None, *, twice: bool) -> Prob
         begin = loop.steps
 
         def cancel() -> None:
+            waiter = getattr(task, "_fut_waiter", None)  # asyncio's own: no public way to ask
+            probe.joined = waiter is not None and waiter.cancelled()
             probe.requests += task.cancel("probe")
             if twice:  # a second request before the first is delivered
                 probe.requests += task.cancel("probe")
@@ -144,6 +151,8 @@ def every_point(
         if probe.requests:
             if probe.outcome[0] != "cancelled" and not also(probe.outcome):
                 found.append(f"cancellation not raised: {probe.outcome}")
+            elif probe.outcome[0] == "cancelled" and not probe.joined and probe.outcome[1] != ("probe",):
+                found.append(f"the caller's cancel message lost: {probe.outcome[1]}")
         elif not _same(probe.outcome, base.outcome):
             found.append(f"a cancellation after the end changed the outcome: {probe.outcome} vs {base.outcome}")
         if probe.cancelling is not None and probe.cancelling != probe.requests:
@@ -466,3 +475,58 @@ def test_a_wave_a_task_stopped_with_a_base_exception_at_every_cancellation_point
         return outcome[0] == "error" and isinstance(error, BaseExceptionGroup) and error.subgroup(Stop) is not None
 
     assert every_point(make, also=stopped) == []
+
+
+# ------------------------------------------------------------------------------- the caller's own cancellation
+def test_a_stream_consumer_cancelled_gets_its_own_cancellation_not_the_runners() -> None:
+    """Leaving the block by the consumer's cancellation, the stream's exit cancelled its runner and re-raised
+    the runner's CancelledError in place of the consumer's: its cancel(msg) message (and traceback) lost."""
+
+    async def main() -> tuple[Any, ...]:
+        wave = so.Wave[int]("w", max_concurrency=2, instrument=False)
+
+        async def consume() -> None:
+            async with wave.stream([_wave_task(i, False) for i in range(4)]) as results:
+                async for _ in results:
+                    pass
+
+        task = asyncio.ensure_future(consume())
+        await asyncio.sleep(0.15)  # the first result consumed, waiting for the next
+        task.cancel("shutting down")
+        with pytest.raises(asyncio.CancelledError) as caught:
+            await task
+        return caught.value.args
+
+    assert run_virtual(main()) == ("shutting down",)
+
+
+def test_a_timeout_firing_during_the_rollback_of_a_cancelled_saga_does_not_replace_the_callers_cancellation() -> None:
+    """The caller cancelled during the rollback, then the Timeout around the saga fired before it ended: the
+    latest cancellation caught was raised, the timeout's bare one, and the caller's message was lost."""
+    undone: list[str] = []
+
+    async def main() -> tuple[Any, ...]:
+        saga = so.Saga("s", instrument=False)
+
+        async def act() -> str:
+            return "a"
+
+        async def undo(value: str) -> None:
+            await asyncio.sleep(0.2)
+            undone.append(value)
+
+        async def body() -> None:
+            async with saga.begin() as tx:
+                await tx.step("a", act, compensate=undo)
+                await asyncio.sleep(0.1)
+                raise ValueError("failed: roll back")
+
+        task = asyncio.ensure_future(so.Timeout(0.2, instrument=False).call(body))
+        await asyncio.sleep(0.15)  # the rollback runs (0.1 to 0.3); the timeout fires at 0.2
+        task.cancel("shutting down")
+        with pytest.raises(asyncio.CancelledError) as caught:
+            await task
+        return caught.value.args
+
+    assert run_virtual(main()) == ("shutting down",)
+    assert undone == ["a"]

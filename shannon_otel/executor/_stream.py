@@ -132,4 +132,8 @@ class WaveStream(Generic[T]):
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
+                if isinstance(exc_info[1], asyncio.CancelledError):
+                    # The block is left by the caller's own cancellation: that one propagates, unchanged
+                    # (its message, its traceback), not the runner's that our cancel() made.
+                    return
                 raise
