@@ -11,7 +11,7 @@ a compensation starting). For each k the promises hold:
   the requests made (a policy that takes its own timeout's cancellation back never takes the caller's;
   nothing is left counted);
 - a cancellation that arrived after the end changes nothing: the same outcome as the uncancelled run;
-- no span started and never ended, no task left running;
+- no span started and never ended, no task left running (not even for a moment after the caller's end);
 - a protected call is counted once (``shannon.calls``) as a cancellation; a wave counts each task once
   and its live gauges return to 0, its pool slots are given back; a breaker is never stuck half-open; a
   saga rolls back every completed step, newest first, or reports it as not compensated.
@@ -69,6 +69,7 @@ class Probe:
     steps: int = 0
     open: dict[int, str] = field(default_factory=dict)
     orphans: list[asyncio.Task[Any]] = field(default_factory=list)
+    running: list[str] = field(default_factory=list)  # tasks still running as the caller's work ended
 
 
 def _probe(make: Callable[[Probe], Work], k: int | None, *, twice: bool) -> Probe:
@@ -106,6 +107,8 @@ def _probe(make: Callable[[Probe], Work], k: int | None, *, twice: bool) -> Prob
         except BaseException as exc:  # recorded, compared by the checks
             probe.outcome = ("error", exc)
         probe.steps = loop.steps - begin
+        probe.running = sorted(t.get_coro().__qualname__ for t in asyncio.all_tasks()  # type: ignore[union-attr]
+                               if t is not asyncio.current_task() and not t.done())
         loop.at = None
         for _ in range(3):
             await asyncio.sleep(0)
@@ -159,6 +162,8 @@ def every_point(
             found.append(f"cancelling() {probe.cancelling} after {probe.requests} requests")
         if probe.open:
             found.append(f"spans never ended: {sorted(probe.open.values())}")
+        if probe.running:
+            found.append(f"tasks still running as the caller's work ended: {probe.running}")
         if probe.orphans:
             found.append(f"tasks left running: {probe.orphans}")
         if check is not None:
@@ -279,7 +284,7 @@ def _wave_checks(probe: Probe) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("form", ["run", "map", "stream"])
+@pytest.mark.parametrize("form", ["run", "map", "stream", "stream left early", "stream left at once"])
 @pytest.mark.parametrize("fail", [False, True], ids=["ok", "failing"])
 @pytest.mark.parametrize("config", list(WAVES))
 def test_a_wave_cancelled_at_every_point(config: str, fail: bool, form: str) -> None:
@@ -300,8 +305,15 @@ def test_a_wave_cancelled_at_every_point(config: str, fail: bool, form: str) -> 
             return lambda: wave.map(mapped, range(N))
 
         async def streamed() -> list[int | None]:
+            values: list[int | None] = []
             async with wave.stream(tasks) as results:
-                return [r.value async for r in results]
+                if form == "stream left at once":
+                    return values
+                async for result in results:
+                    values.append(result.value)
+                    if form == "stream left early":
+                        break
+            return values
         return streamed
 
     assert every_point(make, _wave_checks) == []
