@@ -36,6 +36,10 @@ _BROKEN = object()  # the token of an observer whose task_started raised
 _FAILED = (Outcome.FAILURE, Outcome.TIMEOUT)
 
 
+# Before 3.13 a TaskGroup took back its cancellation of the task awaiting it only when made before its
+# exit began (CPython gh-116720, fixed in 3.13): see WaveRun.run_batch.
+_GROUP_KEEPS_ITS_CANCEL = sys.version_info < (3, 13)
+
 _TASK_CALLABLE = "a wave task's callable (the fn of Wave.map, or a factory given to Wave.run)"
 # Before 3.13 Task.uncancel() leaves a cancellation still to be delivered pending once the count is back
 # to 0 (gh-116720): a task ending at once after cancel() + uncancel() left it to the worker's next task.
@@ -87,19 +91,34 @@ class WaveRun:
         self.dispatch_time = self.wave.clock()
         self._parent = parent = asyncio.current_task()
         self._parent_cancels = parent.cancelling() if parent is not None else 0
-        async with asyncio.TaskGroup() as group:
-            self.workers = []
-            if self.sized or self.gate is None:
-                for _ in range(workers):
-                    self._spawn(group, items, context)
-                    if self.stopped:  # a worker failed (or failed fast) in its eager first step: no more
-                        break
-            else:
-                # A lazy input of unknown length: one worker, and one more each time a worker takes an
-                # item, up to `workers`. A huge max_concurrency then costs what the input needs, not
-                # that many idle tasks created up front (10**6 took ~24 s to stream three items).
-                self._room, self._lazy = workers, (group, items, context)
-                self._add_worker()
+        group = asyncio.TaskGroup()
+        flagged = True  # whether the group had cancelled the caller when its block ended (see below)
+        try:
+            async with group:
+                self.workers = []
+                if self.sized or self.gate is None:
+                    for _ in range(workers):
+                        self._spawn(group, items, context)
+                        if self.stopped:  # a worker failed (or failed fast) in its eager first step: no more
+                            break
+                else:
+                    # A lazy input of unknown length: one worker, and one more each time a worker takes an
+                    # item, up to `workers`. A huge max_concurrency then costs what the input needs, not
+                    # that many idle tasks created up front (10**6 took ~24 s to stream three items).
+                    self._room, self._lazy = workers, (group, items, context)
+                    self._add_worker()
+                if _GROUP_KEEPS_ITS_CANCEL:
+                    flagged = group._parent_cancel_requested  # type: ignore[attr-defined]
+        except BaseException:
+            # A worker raised (a task's KeyboardInterrupt & co, a hook's, a clock's error) while the caller
+            # waited in the group's exit: the group cancelled the caller to abort, and before Python 3.13
+            # (CPython gh-116720) took that request back only if made before its exit began. Left, the
+            # caller's cancelling() stayed 1 after the wave raised: its later timeouts (a Timeout policy
+            # around a saga) were then told apart from cancellations wrongly. Ours to take back, once.
+            if (_GROUP_KEEPS_ITS_CANCEL and not flagged and parent is not None
+                    and group._parent_cancel_requested):  # type: ignore[attr-defined]
+                parent.uncancel()
+            raise
 
     def _add_worker(self) -> None:
         """Start one more worker for a lazy input. Under an eager task factory the new worker's first step,

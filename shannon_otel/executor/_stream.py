@@ -122,17 +122,31 @@ class WaveStream(Generic[T]):
         if runner is None or self._closed:
             return
         self._closed = True
-        try:
-            if not self._started:
-                # Cancelled before its first step, the runner would never run the wave's own clean-up:
-                # no report, no wave span, the input's coroutines never closed. Its first step was
-                # scheduled at __aenter__, before this task's next one: one yield lets it begin.
+        # The caller's cancellation while the wave ends: raised once it has ended, itself (`await runner`
+        # raised the runner's CancelledError in its place, without the caller's cancel(msg) message).
+        interrupted: asyncio.CancelledError | None = None
+        if not self._started:
+            # Cancelled before its first step, the runner would never run the wave's own clean-up:
+            # no report, no wave span, the input's coroutines never closed. Its first step was
+            # scheduled at __aenter__, before this task's next one: one yield lets it begin.
+            try:
                 await asyncio.sleep(0)
-        finally:
-            runner.cancel()
-        try:
-            await runner
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise
+            except asyncio.CancelledError as exc:  # the wave is still ended, and waited for, first
+                interrupted = exc
+        runner.cancel()
+        while not runner.done():
+            try:
+                await asyncio.wait((runner,))
+            except asyncio.CancelledError as exc:
+                interrupted = interrupted or exc
+                runner.cancel()  # passed on, as awaiting the runner did
+        error = None if runner.cancelled() else runner.exception()
+        if error is not None:
+            raise error  # the wave's own failure (a task's KeyboardInterrupt & co, an internal error)
+        if isinstance(exc_info[1], asyncio.CancelledError):
+            return  # the block is left by the caller's own cancellation: that one propagates, unchanged
+        if interrupted is not None:
+            raise interrupted
+        current = asyncio.current_task()
+        if runner.cancelled() and current is not None and current.cancelling():
+            runner.result()  # raises the runner's CancelledError: the caller is being cancelled

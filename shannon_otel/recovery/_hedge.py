@@ -86,7 +86,26 @@ class Hedge(Instrumented):
             for task in leftovers:
                 task.cancel()
             if leftovers:
-                await asyncio.gather(*leftovers, return_exceptions=True)
+                await _ended(leftovers)
+
+
+async def _ended(tasks: list[asyncio.Task[Any]]) -> None:
+    """Wait until every (cancelled) task has ended. A cancellation of the caller meanwhile cancels them
+    again and is raised after, itself: awaited by ``gather``, the caller got the attempt's own
+    CancelledError instead, without the message of its ``cancel(msg)``."""
+    cancelled: asyncio.CancelledError | None = None
+    while pending := [task for task in tasks if not task.done()]:
+        try:
+            await asyncio.wait(pending)
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+            for task in pending:
+                task.cancel()
+    for task in tasks:  # retrieved, as gather(return_exceptions=True) did: no "never retrieved" warning
+        if not task.cancelled():
+            task.exception()
+    if cancelled is not None:
+        raise cancelled
 
 
 def _last_error(errors: list[Exception]) -> Exception:

@@ -22,6 +22,18 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+def _kept(
+    first: asyncio.CancelledError | None, then: asyncio.CancelledError | None,
+) -> asyncio.CancelledError | None:
+    """Of two cancellations caught while the steps settle and the rollback runs, the one raised after it:
+    the first, unless only the later one carries a message. A timeout's is bare; the caller's
+    ``cancel(msg)`` that came before or after it must reach the caller with its message (the latest
+    caught was raised: a Timeout firing during the rollback replaced the caller's cancellation)."""
+    if first is None or (then is not None and not first.args and then.args):
+        return then
+    return first
+
+
 class Transaction:
     """One run of a :class:`Saga`; use it as ``async with``.
 
@@ -139,7 +151,7 @@ class Transaction:
                 raise interrupted
             return False
         compensated, failed, cancelled, escaped = await self._compensate()
-        cancelled = cancelled or interrupted
+        cancelled = _kept(interrupted, cancelled)
         if isinstance(exc, asyncio.CancelledError):  # a timeout (the wave's, a Timeout's) or a cancellation
             outcome = Outcome.TIMEOUT if timed_out() else Outcome.CANCELLATION
         else:
@@ -150,8 +162,9 @@ class Transaction:
         self._finish(result)
         if escaped is not None:  # an observer's KeyboardInterrupt & co, held back until the saga ended
             raise escaped
-        if cancelled is not None and not isinstance(exc, asyncio.CancelledError):
-            raise cancelled
+        if cancelled is not None and _kept(exc if isinstance(exc, asyncio.CancelledError) else None,
+                                           cancelled) is cancelled:
+            raise cancelled  # the block ended otherwise, or by a timeout's bare cancellation
         if isinstance(exc, Exception):
             raise SagaError(result) from exc
         return False  # cancellation (and other BaseExceptions) propagate unchanged
@@ -171,7 +184,7 @@ class Transaction:
             try:
                 await asyncio.wait(pending)
             except asyncio.CancelledError as exc:
-                cancelled = exc
+                cancelled = _kept(cancelled, exc)
         return cancelled
 
     async def _compensate(
@@ -205,7 +218,7 @@ class Transaction:
             except BaseException as exc:
                 escaped = escaped or exc
             error, interrupted = await self._shielded(compensate, value)
-            cancelled = interrupted or cancelled
+            cancelled = _kept(cancelled, interrupted)
             if error is None:
                 compensated.append(name)
             else:
@@ -249,7 +262,7 @@ class Transaction:
                 # awaiting coroutines too, even when caught: the rollback would stop here).
                 await asyncio.wait((task,))
             except asyncio.CancelledError as exc:
-                cancelled = exc  # the caller was: let the compensation finish, re-raise after
+                cancelled = _kept(cancelled, exc)  # the caller was: let the compensation finish, re-raise after
         try:
             task.result()
         except BaseException as exc:  # CancelledError: it was cancelled itself; KeyboardInterrupt & co:
