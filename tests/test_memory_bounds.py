@@ -176,7 +176,10 @@ def test_a_kept_task_error_keeps_none_of_its_waves_results_alive(instrumented: b
     a frame keeps its locals once it has returned, and that one's held the wave's run, so every result of
     the wave (through the run's ``deliver``) and the task's span lived as long as the user kept the error:
     a service keeping the last errors it saw for a status page held every one of their waves' results.
-    Under ``asyncio.gather`` the error holds its own task's frames only; so it does here now."""
+    Under ``asyncio.gather`` the error holds its own task's frames only; so it does here now. From Python
+    3.12 a finished frame also keeps its callers' frames (``f_back``): the worker's, whose locals hold the
+    run until the end: so the run lets go of its results when the wave ends (failed on 3.12 and 3.13 with
+    the executor frame's locals dropped alone)."""
     from shannon_otel import Wave
     from shannon_otel.testing import InMemoryTelemetry
 

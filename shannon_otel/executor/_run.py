@@ -45,6 +45,10 @@ _TASK_CALLABLE = "a wave task's callable (the fn of Wave.map, or a factory given
 # to 0 (gh-116720): a task ending at once after cancel() + uncancel() left it to the worker's next task.
 _STALE_CANCEL = sys.version_info < (3, 13)
 
+def _delivered_nowhere(result: TaskResult[Any]) -> None:
+    """``deliver`` of a run that has ended (see ``WaveRun.release``): no result comes after the end."""
+
+
 class WaveRun:
     """Mutable state of one execution of a :class:`Wave` policy. Event-loop only."""
 
@@ -85,6 +89,16 @@ class WaveRun:
             else RateLimiter(limit, wave.burst, wave.clock, wave.sleep)
         )
         self._next_progress = 0.0
+
+    def release(self) -> None:
+        """The wave has ended: let go of what reaches its results and spans. A task error the user keeps holds
+        its traceback, so the executor's frames, and from Python 3.12 their callers' frames too (``f_back``),
+        whose locals hold this run: its ``deliver`` reached every result of the wave."""
+        self.deliver = _delivered_nowhere
+        self.observers = ()
+        self.workers = []
+        self._lazy = None
+        self._parent = None
 
     async def run_batch(self, items: Iterator[Item], workers: int, context: contextvars.Context) -> None:
         """Run ``items`` on ``workers`` workers; returns when all are done or the run stopped."""

@@ -406,6 +406,7 @@ class Wave(Generic[T]):
                     sync_result("on_progress", self.on_progress(run.progress()))
                 except Exception:  # never let a progress display replace the wave's own outcome
                     logging.getLogger("shannon_otel").exception("on_progress failed")
+            run.release()
             if escaped is not None:
                 raise escaped
         return report
