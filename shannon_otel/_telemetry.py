@@ -166,11 +166,10 @@ LOG_EVENT_COMPENSATION_FAILED: Final = "shannon.saga.compensation_failed"
 LOG_REPEATS: Final = "shannon.log.repeats"  # occurrences one summarised record stands for
 LOG_INTERVAL: Final = "shannon.log.interval"  # seconds the summarised record covers
 EXCEPTION_MESSAGE: Final = "exception.message"  # OTel semantic conventions; opt-in only
-# The rest of the OTel `exception` span event (written by the SDK's record_exception; by the OTel hook
-# itself only for an error whose __str__ raises, which record_exception cannot render)
+# The rest of the OTel `exception` span event, which the OTel hook writes itself (_otel/_exception.py): once
+# per exception, without `exception.escaped` (deprecated by the semantic conventions)
 EXCEPTION_TYPE: Final = "exception.type"
 EXCEPTION_STACKTRACE: Final = "exception.stacktrace"
-EXCEPTION_ESCAPED: Final = "exception.escaped"
 
 # --------------------------------------------------------------------------- metrics
 # Seconds-unit histograms need explicit boundaries: the SDK defaults are millisecond-scale.
