@@ -277,8 +277,11 @@ TASK_TOKENS: Final = MetricSpec(
     "Tokens one task recorded (all its model calls), by token type (input, output).",
     (WAVE_NAME, TOKEN_TYPE), TOKEN_BUCKETS,
 )
+# "USD" is no UCUM unit (UCUM has no currencies): a UCUM annotation, as the semantic conventions write a
+# non-unit ({request}, {token}). The Prometheus translation drops annotations: shannon_task_cost_total, not
+# shannon_task_cost_USD_total (an upper-case unit word that breaks Prometheus' snake_case naming).
 TASK_COST: Final = MetricSpec(
-    "shannon.task.cost", "counter", "USD", "Cost the tasks recorded, summed.", (WAVE_NAME,),
+    "shannon.task.cost", "counter", "{USD}", "Cost the tasks recorded, in US dollars, summed.", (WAVE_NAME,),
 )
 
 RETRY_ATTEMPTS: Final = MetricSpec(
