@@ -5,6 +5,9 @@ the status description, without a second copy of the stack trace. No deprecated 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
+import weakref
 from typing import Any
 
 import pytest
@@ -128,3 +131,53 @@ def test_an_operation_under_a_task_of_another_tracer_provider_is_recorded_once()
     task_span = waves.span("task w")
     assert _exceptions(task_span) == []
     assert task_span.status.status_code is StatusCode.ERROR
+
+
+class _TrackedError(Exception):
+    """A user's exception class: weakly referenceable, so a test can see whether anything still holds it."""
+
+
+def test_a_users_span_above_an_operation_holds_none_of_its_exceptions() -> None:
+    """The note goes only on spans of ours: a user's span (a request or worker-loop span that may live as
+    long as the process) above a failing operation would otherwise keep every exception, frames and all."""
+    otel = InMemoryTelemetry()
+    retry = Retry(attempts=1, initial=0, name="op", **otel.providers)
+    refs: list[weakref.ref[_TrackedError]] = []
+
+    async def fails() -> None:
+        error = _TrackedError("tracked")
+        refs.append(weakref.ref(error))
+        raise error
+
+    async def main() -> None:
+        with otel.tracer_provider.get_tracer("user").start_as_current_span("worker loop"):
+            for _ in range(3):
+                with contextlib.suppress(_TrackedError):
+                    await retry.call(fails)
+            gc.collect()
+            assert [r for r in refs if r() is not None] == []  # while the user's span is still open
+
+    run_virtual(main())
+    assert len(otel.spans("op")) == 3
+
+
+def test_a_long_task_catching_many_errors_holds_only_the_latest_few() -> None:
+    otel = InMemoryTelemetry()
+    retry = Retry(attempts=1, initial=0, name="op", **otel.providers)
+    refs: list[weakref.ref[_TrackedError]] = []
+    alive: list[int] = []
+
+    async def fails() -> None:
+        error = _TrackedError("tracked")
+        refs.append(weakref.ref(error))
+        raise error
+
+    async def task() -> None:
+        for _ in range(50):
+            with contextlib.suppress(_TrackedError):
+                await retry.call(fails)
+        gc.collect()
+        alive.append(len([r for r in refs if r() is not None]))  # while the task span is still open
+
+    run_virtual(Wave[None]("w", **otel.providers).run([task]))
+    assert 0 < alive[0] <= 8

@@ -8,12 +8,14 @@ with status ERROR, ``error.type`` and the status description (semantic conventio
 a second copy of its stack trace.
 
 So a span that records an exception, or passes on one recorded beneath it, notes it on its *parent* span
-object (when its caller knows that parent and it is recording); a span ending with an exception noted on it
-writes no event. The note follows the spans' real parents, so the same exception object ending two sibling
-spans (one future awaited by two tasks) is recorded on both, and a span of the user's between two of ours
-breaks the chain (the outer one records it again: a duplicate, never a loss). The notes live in a weak
-dictionary keyed by the parent span: an exception is kept no longer than the span it ended under (builtin
-exceptions cannot be weakly referenced, spans can). It is module state on purpose: the spans of one chain
+object (when its caller knows that parent, it is recording and it is one of ours: the ``shannon_otel``
+scope); a span ending with an exception noted on it writes no event. The note follows the spans' real
+parents, so the same exception object ending two sibling spans (one future awaited by two tasks) is recorded
+on both, and a span of the user's between two of ours breaks the chain (the outer one records it again: a
+duplicate, never a loss). The notes live in a weak dictionary keyed by the parent span, the last
+``_KEPT`` per span: an exception is held no longer than the span it ended under, and a long task that
+catches many errors holds a few (builtin exceptions cannot be weakly referenced, spans can; a user's span,
+which could live as long as the process, gets none). It is module state on purpose: the spans of one chain
 come from different hooks and providers (a policy's operation span under a wave's task span).
 
 The event has ``exception.type``, ``exception.message`` and ``exception.stacktrace``, no
@@ -26,17 +28,20 @@ from __future__ import annotations
 
 import traceback
 import weakref
+from collections import deque
 from typing import TYPE_CHECKING
 
 from .. import _telemetry as t
 from .._events import error_message, error_type
+from .._telemetry import SCOPE_NAME
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
 _EVENT = "exception"
-# span -> the exceptions recorded on (or passed on by) its child spans of ours
-_beneath: weakref.WeakKeyDictionary[Span, list[BaseException]] = weakref.WeakKeyDictionary()
+_KEPT = 8  # a span ends with the error its child just passed on: the latest few notes are the ones read
+# span of ours -> the latest exceptions recorded on (or passed on by) its child spans of ours
+_beneath: weakref.WeakKeyDictionary[Span, deque[BaseException]] = weakref.WeakKeyDictionary()
 
 
 def record_error(span: Span, error: BaseException, parent: Span | None = None) -> None:
@@ -50,16 +55,20 @@ def record_error(span: Span, error: BaseException, parent: Span | None = None) -
     if not span.is_recording():
         return
     try:
-        below = _beneath.get(span)
+        below = _beneath.pop(span, None)  # read once: the span ends now
     except TypeError:  # a span type that cannot be weakly referenced
         below = None
     if below is None or not any(e is error for e in below):
         _add_event(span, error)
-    if parent is not None and parent.is_recording():
-        try:
-            _beneath.setdefault(parent, []).append(error)
-        except TypeError:
-            pass
+    if parent is None or not parent.is_recording():
+        return
+    scope = getattr(parent, "instrumentation_scope", None)  # the SDK's span has one; the API's does not
+    if scope is None or scope.name != SCOPE_NAME:
+        return
+    try:
+        _beneath.setdefault(parent, deque(maxlen=_KEPT)).append(error)
+    except TypeError:  # a span type that cannot be weakly referenced
+        pass
 
 
 def _add_event(span: Span, error: BaseException) -> None:
