@@ -14,7 +14,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
-from shannon_otel import Retry, Saga, SagaError, Step, Wave
+from shannon_otel import Hedge, Retry, Saga, SagaError, Step, Wave
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
 
@@ -181,3 +181,34 @@ def test_a_long_task_catching_many_errors_holds_only_the_latest_few() -> None:
 
     run_virtual(Wave[None]("w", **otel.providers).run([task]))
     assert 0 < alive[0] <= 8
+
+
+def test_nested_policies_and_hedges_record_each_exception_once() -> None:
+    """An inner operation inside an outer one's attempt, and two failed hedges: one event per raise."""
+    otel = InMemoryTelemetry()
+    outer = Retry(attempts=1, initial=0, name="outer", **otel.providers)
+    inner = Retry(attempts=1, initial=0, name="inner", **otel.providers)
+    hedged = Hedge(0.1, name="hedged", **otel.providers)
+
+    async def slow_boom() -> None:
+        await asyncio.sleep(0.2)
+        raise ValueError("boom")
+
+    async def nested() -> None:
+        await outer.call(lambda: inner.call(_boom))
+
+    async def hedging() -> None:
+        await hedged.call(slow_boom)
+
+    run_virtual(Wave[None]("w", **otel.providers).run([nested, hedging]))
+    inner_attempt, outer_attempt = (
+        next(s for s in otel.spans("attempt 1") if (s.attributes or {})["shannon.operation"] == op)
+        for op in ("inner", "outer")
+    )
+    assert len(_exceptions(inner_attempt)) == 1
+    assert len(_exceptions(otel.span("hedge 2"))) == 1
+    hedge_first = next(s for s in otel.spans("attempt 1") if (s.attributes or {})["shannon.operation"] == "hedged")
+    assert len(_exceptions(hedge_first)) == 1
+    for span in [outer_attempt, otel.span("inner"), otel.span("outer"), otel.span("hedged"), *otel.spans("task w")]:
+        assert _exceptions(span) == [], span.name
+        assert span.status.status_code is StatusCode.ERROR, span.name
