@@ -5,12 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import dask
+import pytest
 from distributed import Client, LocalCluster
 
 T = TypeVar("T")
+
+# Dask's own shutdown of worker processes may warn; it is not our code under test. (A test module's ``pytestmark``.)
+DASK_WARNINGS = [
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+    pytest.mark.filterwarnings("ignore:.*Restarting worker.*"),
+]
 
 
 @contextlib.contextmanager
@@ -31,3 +38,13 @@ def on_cluster(cluster: LocalCluster, body: Callable[[Client], Awaitable[T]]) ->
             return await asyncio.wait_for(body(client), 120)
 
     return asyncio.run(main())
+
+
+def module_cluster(n_workers: int) -> Any:
+    """A module-scoped ``cluster`` fixture of ``n_workers`` worker processes (``cluster = module_cluster(1)``)."""
+    @pytest.fixture(scope="module")
+    def cluster() -> Iterator[LocalCluster]:
+        with local_cluster(n_workers) as lc:
+            yield lc
+
+    return cluster

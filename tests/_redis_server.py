@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,12 @@ def running_server(workdir: Path) -> Iterator[RedisServer]:
         yield srv
     finally:
         srv.stop()
+
+
+async def wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    """Poll ``predicate`` every 10 ms until it holds; fail after ``timeout_s`` (a state that reaches a process
+    through Redis, as a notification or a poll, arrives after a while, never at a known instant)."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)

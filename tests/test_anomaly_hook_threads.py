@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import os
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _forked import fork_while_locked
 
 from shannon_otel import Wave
 from shannon_otel.anomaly import AnomalyDetector, AnomalyHook, DetectorConfig
@@ -124,34 +123,15 @@ async def task():
 wave = Wave(name="w", hooks=[hook], instrument=False)
 asyncio.run(wave.run([task] * 3))
 lock = hook._lock if sys.argv[1] == "hook" else hook.detector._lock
-lock.acquire()  # another thread's wave counting a task, at the instant of the fork
-pid = os.fork()
-if pid == 0:
-    assert asyncio.run(wave.run([task] * 3)).values() == [1, 1, 1]
-    os._exit(0 if hook.hook_errors == {} else 3)
-deadline = time.monotonic() + 20
-while time.monotonic() < deadline:
-    done, status = os.waitpid(pid, os.WNOHANG)
-    if done:
-        print(json.dumps({"hung": False, "status": status}), flush=True)
-        break
-    time.sleep(0.02)
-else:
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    print(json.dumps({"hung": True}), flush=True)
-lock.release()
+'''
+
+_FORKED_CHILD = '''
+assert asyncio.run(wave.run([task] * 3)).values() == [1, 1, 1]
+os._exit(0 if hook.hook_errors == {} else 3)
 '''
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
 @pytest.mark.parametrize("which", ["hook", "detector"])
 def test_a_child_forked_while_another_thread_feeds_the_hook_does_not_hang(tmp_path: Path, which: str) -> None:
-    script = tmp_path / "forked.py"
-    script.write_text(_FORKED)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "_OTEL_"))}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
-    done = subprocess.run([sys.executable, str(script), which], capture_output=True, text=True, env=env,
-                          timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.splitlines()[-1]) == {"hung": False, "status": 0}, done.stderr
+    assert fork_while_locked(tmp_path, _FORKED, _FORKED_CHILD, which) == {"hung": False, "status": 0}

@@ -215,8 +215,9 @@ def test_fail_fast_under_the_eager_task_factory_starts_nothing_after_a_failure_i
 
 @needs_eager
 def test_a_streamed_lazy_input_under_the_eager_task_factory_starts_nothing_after_a_failure() -> None:
-    """Each eager worker takes an input and adds the next worker before running it: the third input failed
-    before the first two ran. They are delivered as cancelled, never started."""
+    """Each eager worker takes an input and runs it; the next worker it asks for starts once its first step
+    is over (started from inside it, the starts nested one in another: see test_eager_tasks). Inputs 0 and 1
+    end at once, input 2 fails: nothing after it is taken or started."""
     started: list[int] = []
     work = _failing_at_two(started)
 
@@ -229,8 +230,8 @@ def test_a_streamed_lazy_input_under_the_eager_task_factory_starts_nothing_after
         return got
 
     got = virtual(main, eager=True)
-    assert started == [2]
-    assert sorted(got) == [(0, "cancellation"), (1, "cancellation"), (2, "failure")]
+    assert started == [0, 1, 2]
+    assert sorted(got) == [(0, "success"), (1, "success"), (2, "failure")]
 
 
 # ---------------------------------------------------------------------------------------- self-cancellation
@@ -393,9 +394,11 @@ def test_a_base_exception_in_an_eager_first_step_propagates_alone_and_starts_no_
 
 @needs_eager
 def test_a_base_exception_in_an_eager_streamed_worker_ends_the_stream_instead_of_hanging_it() -> None:
-    """Each lazy worker starts the next inside its own eager first step: the group aborted while the first
-    worker was still being created, so it joined the group after the abort, was never cancelled, and the
-    wave waited for it forever (not even a timeout around the stream ended the wait)."""
+    """A lazy input's workers are started one after another, eagerly: when they were started each inside the
+    previous one's first step, the group aborted while the first worker was still being created, so it
+    joined the group after the abort, was never cancelled, and the wave waited for it forever (not even a
+    timeout around the stream ended the wait). Now the second worker starts once the first waits in task 0;
+    task 1 aborts the wave, task 0 is cancelled and no worker is started after the abort."""
     otel, spans = telemetry()
     started: list[int] = []
 
@@ -410,6 +413,6 @@ def test_a_base_exception_in_an_eager_streamed_worker_ends_the_stream_instead_of
         assert not others()
 
     virtual(main, eager=True)
-    assert 0 not in started  # taken as the wave aborted: never started
+    assert started == [0, 1]
     assert spans.open == {}
     otel.shutdown()

@@ -80,6 +80,15 @@ def test_a_closed_stdout_is_an_error_in_one_line(args: tuple[str, ...]) -> None:
     assert proc.returncode == 1
 
 
+@pytest.mark.parametrize("args", [("--help",), ("demo", "--help"), ("--version",)])
+def test_help_and_version_into_a_closed_stdout_exit_1(args: tuple[str, ...]) -> None:
+    """docs/cli.md: exit 1 when stdout is closed (`>&-`), `--help` and `--version` too. They exited 0, the
+    help or version written on stderr instead: argparse hands the closed stdout (None) on, read as stderr."""
+    proc = _run(*args, stdout=None)
+    assert proc.stderr.strip() == "shannon-otel: cannot write to stdout: it is closed"
+    assert proc.returncode == 1
+
+
 def test_a_usage_error_onto_a_full_disk_is_still_a_usage_error() -> None:
     """The usage goes to stderr: a full stdout changes nothing (exit 2, the reason named)."""
     proc = _run("demo", "--wavs", "2", stdout=os.devnull if not os.path.exists(FULL) else FULL)

@@ -79,10 +79,17 @@ def test_the_waterfall_is_one_line_per_span(summary: tuple[int, str]) -> None:
 
 
 def test_the_resilience_counts_add_up_as_the_legend_says(summary: tuple[int, str]) -> None:
+    """The identity held only when no task timed out: a task timeout (2 s in the demo, reached on a loaded
+    machine) cutting a call in its backoff wait leaves a retry counted and never tried (144 + 5 != 148 + 0
+    in a full-suite run); the legend says so, and the shortfall is at most one per timed-out task."""
     _, text = summary
-    assert "calls + retries = attempts + rejected" in " ".join(text.split())
+    assert "calls + retries = attempts + rejected (but for a retry whose wait a task timeout or Ctrl-C cut short" in (
+        " ".join(text.split()))
+    total = re.search(r"^all\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s", text, re.MULTILINE)  # tasks ok failed timeout
+    assert total is not None
+    timed_out = int(total.group(4))
     rows = re.findall(r"^(llm\.chat|search-api|vector-db\.query)((?:\s+\d+){7})$", text, re.MULTILINE)
     assert len(rows) == 3
     for _, numbers in rows:
         calls, retries, attempts, rejected = (int(n) for n in numbers.split()[:4])
-        assert calls + retries == attempts + rejected
+        assert attempts + rejected <= calls + retries <= attempts + rejected + timed_out

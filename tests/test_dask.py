@@ -7,13 +7,13 @@ import asyncio
 import inspect
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import _dask_tasks as tasks
 import pytest
-from _dask_cluster import local_cluster, on_cluster
+from _dask_cluster import DASK_WARNINGS, module_cluster, on_cluster
 from distributed import Client, Future, LocalCluster
 
 from shannon_otel import Outcome, Retry, Wave
@@ -22,18 +22,10 @@ from shannon_otel.testing import InMemoryTelemetry
 
 T = TypeVar("T")
 
-pytestmark = [
-    # Dask's own shutdown of worker processes may warn; it is not our code under test.
-    pytest.mark.filterwarnings("ignore::ResourceWarning"),
-    pytest.mark.filterwarnings("ignore:.*Restarting worker.*"),
-]
+pytestmark = DASK_WARNINGS
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[LocalCluster]:
-    """Two worker processes; the scheduler never re-runs a task whose worker died (our Retry decides)."""
-    with local_cluster(2) as lc:
-        yield lc
+cluster = module_cluster(2)
 
 
 

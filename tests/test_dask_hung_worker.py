@@ -9,17 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import _dask_tasks as tasks
-import pytest
-from _dask_cluster import local_cluster, on_cluster
+from _dask_cluster import DASK_WARNINGS, local_cluster, on_cluster
 from distributed import Client
 
 from shannon_otel import Outcome, Wave, WaveResult
 from shannon_otel.dask import DaskBackend
 
-pytestmark = [
-    pytest.mark.filterwarnings("ignore::ResourceWarning"),
-    pytest.mark.filterwarnings("ignore:.*Restarting worker.*"),
-]
+pytestmark = DASK_WARNINGS
 
 
 def test_a_hung_worker_holds_back_only_its_own_results(tmp_path: Path) -> None:

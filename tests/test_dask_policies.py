@@ -6,29 +6,22 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import _dask_tasks as tasks
 import pytest
-from _dask_cluster import local_cluster, on_cluster
+from _dask_cluster import DASK_WARNINGS, module_cluster, on_cluster
 from distributed import Client, LocalCluster
 
 from shannon_otel import Degrade, Fallback, Hedge, Saga, SagaError, Served, Step, Timeout, Wave, WaveResult
 from shannon_otel.dask import DaskBackend
 from shannon_otel.testing import InMemoryTelemetry
 
-pytestmark = [
-    pytest.mark.filterwarnings("ignore::ResourceWarning"),
-    pytest.mark.filterwarnings("ignore:.*Restarting worker.*"),
-]
+pytestmark = DASK_WARNINGS
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[LocalCluster]:
-    with local_cluster(1) as lc:
-        yield lc
+cluster = module_cluster(1)
 
 
 def test_degrade_serves_the_last_good_value_per_argument_across_waves_of_backend_tasks(

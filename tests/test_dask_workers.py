@@ -8,29 +8,22 @@ import functools
 import http.server
 import threading
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import _dask_tasks as tasks
 import numpy as np
 import pytest
-from _dask_cluster import local_cluster, on_cluster
+from _dask_cluster import DASK_WARNINGS, module_cluster, on_cluster
 from distributed import Client, LocalCluster
 
 from shannon_otel import Outcome, Wave, WaveResult
 from shannon_otel.dask import DaskBackend, WorkerTelemetry
 
-pytestmark = [
-    # Dask's own shutdown of worker processes may warn; it is not our code under test.
-    pytest.mark.filterwarnings("ignore::ResourceWarning"),
-    pytest.mark.filterwarnings("ignore:.*Restarting worker.*"),
-]
+pytestmark = DASK_WARNINGS
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[LocalCluster]:
-    with local_cluster(1) as lc:
-        yield lc
+cluster = module_cluster(1)
 
 
 

@@ -17,8 +17,8 @@ from typing import Any
 import _dask_tasks as tasks
 import pytest
 import redis.asyncio as aioredis
-from _dask_cluster import local_cluster, on_cluster
-from _redis_server import RedisServer, running_server
+from _dask_cluster import DASK_WARNINGS, local_cluster, module_cluster, on_cluster
+from _redis_server import RedisServer, running_server, wait_for
 from distributed import Client, LocalCluster
 
 from shannon_otel import BreakerState, CircuitBreaker, Progress, Retry, Wave, WaveResult
@@ -26,11 +26,7 @@ from shannon_otel.dask import DaskBackend
 from shannon_otel.redis import RedisState, SharedPool, SharedRateLimit
 from shannon_otel.testing import InMemoryTelemetry
 
-pytestmark = [
-    # Dask's own shutdown of worker processes may warn; it is not our code under test.
-    pytest.mark.filterwarnings("ignore::ResourceWarning"),
-    pytest.mark.filterwarnings("ignore:.*Restarting worker.*"),
-]
+pytestmark = DASK_WARNINGS
 
 
 # ---------------------------------------------------------------------------------------------- Redis
@@ -49,13 +45,6 @@ def prefix() -> str:
 
 async def _ok() -> int:
     return 1
-
-
-async def _wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 Admin = aioredis.Redis
@@ -134,7 +123,7 @@ def test_a_redis_that_answers_but_refuses_writes_is_one_outage_not_a_flapping_on
                         first_down = seen.index(False)
                         assert not any(seen[first_down:]), seen
                         await heal(admin)
-                        await _wait_for(lambda: shared.available)
+                        await wait_for(lambda: shared.available)
                     records = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "shannon_otel.redis"]
                     warnings = [m for level, m in records if level == "WARNING"]
                     assert len(warnings) == 1, records
@@ -170,7 +159,7 @@ def test_a_breaker_opened_in_one_database_stays_closed_in_another(server: RedisS
                     for s in (opener, same_db, other_db)]
             with pytest.raises(ConnectionError):
                 await made[0].call(_boom)
-            await _wait_for(lambda: made[1].state is BreakerState.OPEN)  # the notification went out
+            await wait_for(lambda: made[1].state is BreakerState.OPEN)  # the notification went out
             await asyncio.sleep(0.3)
             assert made[2].state is BreakerState.CLOSED
             assert await made[2].call(_ok) == 1
@@ -201,16 +190,16 @@ def test_slots_released_while_redis_restarts_with_its_state_are_not_held_for_the
                 await admin.save()  # the snapshot the restarted server loads: both leases held
                 server.stop()
                 pool.release()  # the first finds Redis down (an outage begins)
-                await _wait_for(lambda: not shared._pending)
+                await wait_for(lambda: not shared._pending)
                 pool.release()  # the second, during the known outage: not sent
                 server.start()
-                await _wait_for(lambda: shared.available)
+                await wait_for(lambda: shared.available)
                 async with asyncio.timeout(5):  # without the fix: held for lease_s (300 s)
                     await pool.acquire()
                     await pool.acquire()
                 pool.release()
                 pool.release()
-                await _wait_for(lambda: not shared._pending)
+                await wait_for(lambda: not shared._pending)
             after = aioredis.from_url(server.url)  # admin's connection died with the server (redis-py 5 does not
             try:  # reconnect a client's connection by itself; 6+ retries on one)
                 assert await after.zcard(f"{prefix}:{{pool:db}}:holders") == 0
@@ -225,10 +214,7 @@ def test_slots_released_while_redis_restarts_with_its_state_are_not_held_for_the
 # ---------------------------------------------------------------------------------------------- Dask
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[LocalCluster]:
-    with local_cluster(1) as lc:
-        yield lc
+cluster = module_cluster(1)
 
 
 async def _keys_on_scheduler(client: Client) -> list[str]:

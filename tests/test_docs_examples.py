@@ -2,20 +2,25 @@
 
 Each block is listed below by its file and first line. A block listed as runnable is executed (wrapped
 in an ``async def`` when it awaits at top level, after a prelude that supplies the names the prose
-leaves to the reader, such as ``tasks``); one not run still parses and imports every
-``shannon_otel`` name it uses. A block that is in no list fails the test, so a new example is either
-run or given a reason.
+leaves to the reader, such as ``tasks``); a block that needs a server (SERVER) is run by its own test here
+against a real one started on 127.0.0.1 (a redis-server, a Dask ``LocalCluster``); one not run still parses
+and imports every ``shannon_otel`` name it uses. A block that is in no list fails the test, so a new example
+is either run or given a reason.
 """
 
 from __future__ import annotations
 
 import ast
 import importlib
+import os
 import re
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from _redis_server import running_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,14 +45,16 @@ RUN = {
 SKIP = {
     ("README.md", "import asyncio"):
         "the quick start runs as a script, as written, in tests/test_readme.py",
-    ("docs/dask.md", "from distributed import Client"):
-        "needs a Dask scheduler at tcp://scheduler:8786 and the user's myapp.crawl (tests/test_dask.py runs "
-        "DaskBackend on a LocalCluster)",
-    ("docs/shared-state.md", "from shannon_otel import CircuitBreaker, Retry, Wave, task"):
-        "needs a Redis server and the user's fetches (tests/test_redis_shared.py runs a real redis-server)",
     ("docs/stack.md", "import os"):
         "binds the fixed port 9464 and sets global providers (tests/test_docs_truth.py runs it in a "
         "subprocess on a free port)",
+}
+
+# (file, first line) -> the test of this module that runs it against a real server
+SERVER = {
+    ("docs/dask.md", "from distributed import Client"): "test_the_dask_example_runs_on_a_local_cluster",
+    ("docs/shared-state.md", "from shannon_otel import CircuitBreaker, Retry, Wave, task"):
+        "test_the_shared_state_example_runs_against_a_real_redis_server",
 }
 
 
@@ -64,8 +71,10 @@ def blocks() -> list[tuple[str, str, str]]:
 
 def test_every_python_block_is_run_or_skipped_for_a_reason() -> None:
     keys = {(f, first) for f, first, _ in blocks()}
-    assert keys - RUN.keys() - SKIP.keys() == set(), "a new example: list it in RUN (with a prelude) or SKIP"
-    assert (RUN.keys() | SKIP.keys()) - keys == set(), "an example listed here is no longer in the docs"
+    listed = RUN.keys() | SKIP.keys() | SERVER.keys()
+    assert keys - listed == set(), "a new example: list it in RUN (with a prelude), SERVER (with its test) or SKIP"
+    assert listed - keys == set(), "an example listed here is no longer in the docs"
+    assert all(callable(globals().get(test)) for test in SERVER.values()), "SERVER names a test of this module"
 
 
 def _top_level_await(code: str) -> bool:
@@ -78,6 +87,8 @@ def _top_level_await(code: str) -> bool:
 
 @pytest.mark.parametrize(("file", "first", "code"), blocks(), ids=lambda v: v if "\n" not in v else "")
 def test_the_example_runs_or_compiles(file: str, first: str, code: str) -> None:
+    if (file, first) in SERVER:
+        return  # run by its own test, named in SERVER
     if (file, first) in SKIP:
         tree = ast.parse(code)
         for node in ast.walk(tree):  # the shannon_otel names it imports exist
@@ -91,3 +102,75 @@ def test_the_example_runs_or_compiles(file: str, first: str, code: str) -> None:
     if _top_level_await(code):
         code = "async def _example() -> None:\n" + textwrap.indent(code, "    ") + "\nasyncio.run(_example())\n"
     exec(compile(prelude + code, f"{file}: {first}", "exec"), {"__name__": "__example__"})
+
+
+def _block(file: str, first: str) -> str:
+    return next(code for f, line, code in blocks() if (f, line) == (file, first))
+
+
+def _after(code: str, start: str, added: str) -> str:
+    """``code`` with the line ``added`` after the one line starting (indented) with ``start``, at its indent."""
+    lines = code.splitlines()
+    [index] = [i for i, line in enumerate(lines) if line.lstrip().startswith(start)]
+    indent = lines[index][:len(lines[index]) - len(lines[index].lstrip())]
+    return "\n".join([*lines[:index + 1], indent + added, *lines[index + 1:]]) + "\n"
+
+
+def test_the_shared_state_example_runs_against_a_real_redis_server(tmp_path: Path) -> None:
+    """docs/shared-state.md as written, its URL pointed at a real redis-server on a free 127.0.0.1 port and
+    ``fetches`` (the user's) given: a shared breaker as the wave's policy, a shared rate limit, a shared pool."""
+    code = _block("docs/shared-state.md", "from shannon_otel import CircuitBreaker, Retry, Wave, task")
+    code = _after(code, "result = await wave.run(", "print(result.values(), result.report.counts)")
+    prelude = textwrap.dedent("""
+        import asyncio
+
+        async def fetch(i: int) -> int:
+            await asyncio.sleep(0)
+            return i
+
+        fetches = [lambda i=i: fetch(i) for i in range(12)]
+    """)
+    with running_server(tmp_path) as srv:
+        assert "redis://127.0.0.1:6379/0" in code
+        script = tmp_path / "shared.py"
+        script.write_text(prelude + code.replace("redis://127.0.0.1:6379/0", srv.url) + "\nasyncio.run(main())\n",
+                          encoding="utf-8")
+        done = subprocess.run([sys.executable, "-W", "error", str(script)], cwd=tmp_path, capture_output=True,
+                              text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        f"{list(range(12))} {{'success': 12, 'failure': 0, 'timeout': 0, 'cancellation': 0}}")
+
+
+def test_the_dask_example_runs_on_a_local_cluster(tmp_path: Path) -> None:
+    """docs/dask.md as written (``configure()``, the worker plugin, ``backend.map`` and the commented
+    ``backend.remote`` form), its scheduler address pointed at a two-process ``LocalCluster`` on 127.0.0.1
+    and ``myapp.crawl.fetch`` a module of the user's, importable on the workers."""
+    code = _block("docs/dask.md", "from distributed import Client")
+    code = _after(code, "result = await wave.run(", "print(result.values(), result.report.counts)")
+    code = code.replace("# or: await wave.map(backend.remote(fetch), urls)",
+                        "print((await wave.map(backend.remote(fetch), urls)).values())")
+    assert '"tcp://scheduler:8786"' in code
+    code = code.replace('"tcp://scheduler:8786"', "SCHEDULER")
+    (tmp_path / "myapp").mkdir()
+    (tmp_path / "myapp" / "__init__.py").write_text("", encoding="utf-8")
+    (tmp_path / "myapp" / "crawl.py").write_text("def fetch(url: str) -> int:\n    return len(url)\n",
+                                                 encoding="utf-8")
+    script = tmp_path / "crawl_app.py"
+    script.write_text(code + textwrap.dedent("""
+        import asyncio
+        from _dask_cluster import local_cluster
+
+        if __name__ == "__main__":
+            with local_cluster(2) as cluster:
+                SCHEDULER = cluster.scheduler_address
+                asyncio.run(main(["http://a", "http://bb", "http://ccc"]))
+    """), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update(PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT), str(ROOT / "tests")]),
+               OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none")  # configure() in client and workers
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, env=env,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "[8, 9, 10] {'success': 3, 'failure': 0, 'timeout': 0, 'cancellation': 0}", "[8, 9, 10]"]

@@ -90,6 +90,39 @@ def test_every_default_the_api_page_states_is_the_codes() -> None:
     assert checked >= 20
 
 
+def _signature_spans() -> list[tuple[str, str, str]]:
+    """(file, public name, argument list) of every signature written in docs/api.md's table and in README.md:
+    `task(work, name=None, pool=None)`, `Wave(name, max_concurrency=, ...)` (an empty `x=` marks a README span
+    as a signature, not a call with the user's values such as `task(fetch, pool=db)`)."""
+    public = {*shannon_otel.__all__, *shannon_otel.testing.__all__}
+    found: list[tuple[str, str, str]] = []
+    for name, row in _api_rows().items():
+        found.extend(("docs/api.md", name, fragment[len(name) + 1:-1]) for fragment in re.findall(r"`([^`]*)`", row)
+                     if fragment.startswith(f"{name}(") and fragment.endswith(")"))
+    readme = re.sub(r"^ *```.*?^ *```", "", (ROOT / "README.md").read_text(encoding="utf-8"), flags=re.S | re.M)
+    for span in re.findall(r"`([^`]+)`", " ".join(readme.split())):  # fenced blocks out: they pair no backticks
+        call = re.fullmatch(r"(\w+)\((.*)\)", span)
+        if call and call.group(1) in public and re.search(r"\w=(,|$)", call.group(2)):
+            found.append(("README.md", call.group(1), call.group(2)))
+    return found
+
+
+def test_every_parameter_a_documented_signature_names_exists() -> None:
+    """docs/api.md and the README wrote `task(fn, name=, pool=)`: the parameter is `work`, and `task(fn=...)`
+    raised TypeError. The defaults test above reads only `name=value` pairs; this reads every name."""
+    wrong = []
+    spans = _signature_spans()
+    for file, name, arguments in spans:
+        obj = getattr(shannon_otel, name, None) or getattr(shannon_otel.testing, name)
+        parameters = inspect.signature(obj).parameters
+        for argument in re.split(r",\s*(?![^()\[\]{}]*[)\]}])", arguments):
+            param = re.match(r"\s*(\w+)\s*(?:=|$)", argument)
+            if param and param.group(1) not in parameters:
+                wrong.append(f"{file}: {name}({param.group(1)}) is not a parameter of {name}{inspect.signature(obj)}")
+    assert wrong == []
+    assert {"README.md", "docs/api.md"} <= {file for file, _, _ in spans} and len(spans) >= 15
+
+
 def test_every_public_class_has_its_own_docstring() -> None:
     """`help(shannon_otel.BreakerState)` showed its base's "A StrEnum that prints as its value ('success',
     not <Outcome.SUCCESS...>)"; `SagaObserver` had no docstring at all."""
@@ -247,3 +280,46 @@ def test_the_import_steps_match_what_grafanas_import_of_the_models_asks() -> Non
         if "__inputs" not in model:
             assert "choose that Prometheus datasource" not in steps
             assert "the import asks for nothing" in steps
+
+
+def test_the_readmes_dependency_list_is_pyprojects() -> None:
+    """The README's "Core:" named four packages; pyproject requires five (`requests`, added for the
+    OTLP/HTTP exporter's session hook, was missing). Each extra it describes adds the package it names."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+
+    def names(requirements: list[str]) -> set[str]:
+        return {re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0] for r in requirements}
+
+    text = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    section = text[text.index("## Dependencies"):text.index("## Development")]
+    core = section[section.index("Core:"):section.index("Optional extras")]
+    assert set(re.findall(r"`([\w-]+)`", core)) == names(project["dependencies"])
+    described = dict(re.findall(r"`(\w+)` adds (?:the )?`([\w-]+)`", section))
+    assert described == {extra: next(iter(names(project["optional-dependencies"][extra]))) for extra in described}
+    assert set(described) == {"cli", "fast", "dask", "redis"}
+
+
+def test_a_retry_whose_wait_a_task_timeout_cuts_is_counted_and_never_tried_as_cli_md_says() -> None:
+    """docs/cli.md and the demo's legend: `calls + retries = attempts + rejected`, but for a retry whose
+    backoff wait a task timeout cuts short (a full-suite run of the demo on a loaded machine showed
+    144 + 5 != 148 + 0; the page stated the identity without the exception)."""
+    from shannon_otel import Retry, RunRecorder, Wave
+    from shannon_otel.testing import InMemoryTelemetry, run_virtual
+
+    tel = InMemoryTelemetry()
+    recorder = RunRecorder()
+
+    async def down() -> None:
+        raise ConnectionError("down")
+
+    async def main() -> None:
+        retry = Retry(attempts=3, initial=1.0, jitter="none", name="op", hooks=[recorder], **tel.providers)
+        await Wave[None]("w", task_timeout=0.5, policy=retry, hooks=[recorder], **tel.providers).run([down])
+
+    run_virtual(main())
+    op = recorder.report().operations["op"]
+    assert (op.calls, op.retries, op.attempts, op.rejected) == (1, 1, 1, 0)  # 1 + 1 = 1 + 0 + the cut retry
+    assert "a task timeout (the demo's waves have `task_timeout=2`)" in " ".join(
+        (ROOT / "docs" / "cli.md").read_text(encoding="utf-8").split())

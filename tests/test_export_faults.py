@@ -37,6 +37,7 @@ from typing import Any
 
 import grpc  # type: ignore[import-untyped]  # no stubs shipped with grpcio
 import pytest
+from _forked import fork_while_locked
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_pb
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_pb
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as metrics_grpc
@@ -702,28 +703,15 @@ def test_a_child_forked_while_the_parents_export_is_stalled_exports_its_own_span
 
 
 _LOCKED = '''
-import json, os, sys, time
 from shannon_otel import configure
 
 telemetry = configure("parent", exporter="none", set_global=False)
-telemetry._drops._lock.acquire()  # an exporter thread counting a drop at the instant of the fork
-pid = os.fork()
-if pid == 0:
-    telemetry.dropped  # takes the drop counter's lock
-    telemetry.shutdown()
-    os._exit(0)
-deadline = time.monotonic() + 20
-while time.monotonic() < deadline:
-    done, status = os.waitpid(pid, os.WNOHANG)
-    if done:
-        print(json.dumps({"hung": False, "status": status}), flush=True)
-        break
-    time.sleep(0.05)
-else:
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    print(json.dumps({"hung": True}), flush=True)
-telemetry._drops._lock.release()
+lock = telemetry._drops._lock  # an exporter thread counting a drop at the instant of the fork
+'''
+
+_LOCKED_CHILD = '''
+telemetry.dropped  # takes the drop counter's lock
+telemetry.shutdown()
 '''
 
 
@@ -731,14 +719,7 @@ def test_a_child_forked_while_a_drop_is_being_counted_does_not_deadlock(tmp_path
     # Before: the child inherited the drop counter's lock held (by a thread that does not exist in the
     # child) and hung forever at its first count or its exit's shutdown. (The lock is taken directly
     # here: a fork landing inside an exporter thread's count is otherwise a matter of luck.)
-    script = tmp_path / "locked.py"
-    script.write_text(_LOCKED)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "_OTEL_"))}
-    env["PYTHONPATH"] = str(ROOT)
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=GUARD_S,
-                          check=False)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.splitlines()[-1]) == {"hung": False, "status": 0}
+    assert fork_while_locked(tmp_path, _LOCKED, _LOCKED_CHILD, timeout_s=GUARD_S) == {"hung": False, "status": 0}
 
 
 _EXIT = '''

@@ -9,16 +9,11 @@ its to handle; the SDK restarts its reader and processor threads in the child).
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-GUARD_S = 120
+from _forked import fork_while_locked
 
 _SCRIPT = '''
 import asyncio, json, os, sys, time
@@ -65,34 +60,14 @@ elif which == "tail":
         with provider.get_tracer("t").start_as_current_span("s"):
             pass
     lock = sampler._lock
-lock.acquire()  # another thread's collection, scrape or span end, at the instant of the fork
-pid = os.fork()
-if pid == 0:
-    child()
-    os._exit(0)
-deadline = time.monotonic() + 20
-while time.monotonic() < deadline:
-    done, status = os.waitpid(pid, os.WNOHANG)
-    if done:
-        print(json.dumps({"hung": False, "status": status}), flush=True)
-        break
-    time.sleep(0.02)
-else:
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    print(json.dumps({"hung": True}), flush=True)
-lock.release()
+'''
+
+_SCRIPT_CHILD = '''
+child()
 '''
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
 @pytest.mark.parametrize("which", ["executor", "bridge", "anomaly", "shared", "scrape", "tail"])
 def test_a_child_forked_while_a_lock_is_held_does_not_hang(tmp_path: Path, which: str) -> None:
-    script = tmp_path / "forked.py"
-    script.write_text(_SCRIPT)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "_OTEL_"))}
-    env["PYTHONPATH"] = str(ROOT)
-    done = subprocess.run([sys.executable, str(script), which], capture_output=True, text=True, env=env,
-                          timeout=GUARD_S, check=False)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.splitlines()[-1]) == {"hung": False, "status": 0}, done.stderr
+    assert fork_while_locked(tmp_path, _SCRIPT, _SCRIPT_CHILD, which) == {"hung": False, "status": 0}

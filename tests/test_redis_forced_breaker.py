@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
-from _redis_server import RedisServer, running_server
+from _redis_server import RedisServer, running_server, wait_for
 
 from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
 from shannon_otel import _telemetry as tel
@@ -26,13 +25,6 @@ def server(tmp_path: Path) -> Iterator[RedisServer]:
 
 async def _ok() -> int:
     return 1
-
-
-async def _wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 def _acquires(otel: InMemoryTelemetry) -> int:
@@ -60,7 +52,7 @@ def test_a_breaker_forced_open_elsewhere_rejects_here_without_asking_redis_even_
             here = CircuitBreaker("api", shared=replica, failure_threshold=1, reset_timeout=30, clock=clock,
                                   instrument=False)
             forcing.force_open()
-            await _wait_for(lambda: here.state is BreakerState.OPEN)
+            await wait_for(lambda: here.state is BreakerState.OPEN)
             clock.advance(31)  # past the reset timeout here: only the force holds it open
             for _ in range(20):
                 with pytest.raises(CircuitOpenError):
@@ -68,14 +60,14 @@ def test_a_breaker_forced_open_elsewhere_rejects_here_without_asking_redis_even_
             assert _acquires(otel) == 0  # rejected here, as the forcing process rejects, no round trip
 
             forcing.reset()  # the force ends everywhere with a reset
-            await _wait_for(lambda: here.state is BreakerState.CLOSED)
+            await wait_for(lambda: here.state is BreakerState.CLOSED)
             assert await here.call(_ok) == 1
 
             forcing.force_open()
-            await _wait_for(lambda: here.state is BreakerState.OPEN)
+            await wait_for(lambda: here.state is BreakerState.OPEN)
             clock.advance(31)
             server.stop()
-            await _wait_for(lambda: not replica.available)  # fail-open: the local state machine takes over
+            await wait_for(lambda: not replica.available)  # fail-open: the local state machine takes over
             for _ in range(5):
                 with pytest.raises(CircuitOpenError):
                     await here.call(_ok)
@@ -95,20 +87,20 @@ def test_a_forced_state_outlives_key_ttl_so_a_process_started_later_sees_it_open
     async def later() -> BreakerState:
         async with RedisState(server.url, prefix=prefix, key_ttl_s=1) as fresh:
             breaker = CircuitBreaker("api", shared=fresh, failure_threshold=1, reset_timeout=0.0, instrument=False)
-            await _wait_for(lambda: breaker.state is not BreakerState.CLOSED, timeout_s=2.0)
+            await wait_for(lambda: breaker.state is not BreakerState.CLOSED, timeout_s=2.0)
             return breaker.state
 
     async def main() -> None:
         async with RedisState(server.url, prefix=prefix, key_ttl_s=1, poll_interval_s=0.1) as shared:
             forcing = CircuitBreaker("api", shared=shared, failure_threshold=1, reset_timeout=0.0, instrument=False)
             forcing.force_open()
-            await _wait_for(lambda: raw.hget(state_key, "forced") == "1")
+            await wait_for(lambda: raw.hget(state_key, "forced") == "1")
             assert raw.ttl(state_key) == -1  # no expiry while forced
             await asyncio.sleep(1.5)  # past key_ttl_s (a real redis-server's clock)
             assert raw.hget(state_key, "reason") == "forced_open"
             assert await asyncio.to_thread(asyncio.run, later()) is BreakerState.OPEN
             forcing.reset()
-            await _wait_for(lambda: raw.hget(state_key, "forced") == "0")
+            await wait_for(lambda: raw.hget(state_key, "forced") == "0")
             assert 0 < raw.ttl(state_key) <= 1  # a reset state expires again
 
     try:
@@ -129,9 +121,9 @@ def test_a_forced_state_redis_lost_is_written_again_by_a_process_holding_it_forc
         async with RedisState(server.url, prefix=prefix, poll_interval_s=0.1) as shared:
             forcing = CircuitBreaker("api", shared=shared, failure_threshold=1, reset_timeout=30, instrument=False)
             forcing.force_open()
-            await _wait_for(lambda: raw.hget(state_key, "forced") == "1")
+            await wait_for(lambda: raw.hget(state_key, "forced") == "1")
             raw.delete(state_key)
-            await _wait_for(lambda: raw.hget(state_key, "forced") == "1")  # the poll wrote it again
+            await wait_for(lambda: raw.hget(state_key, "forced") == "1")  # the poll wrote it again
             assert raw.hget(state_key, "state") == "open"
             assert raw.ttl(state_key) == -1
             assert forcing.state is BreakerState.OPEN

@@ -168,13 +168,15 @@ class _Parser(argparse.ArgumentParser):
     def _print_message(self, message: str, file: Any = None) -> None:  # typeshed: SupportsWrite[str] | None
         if not message:
             return
-        stream = file or sys.stderr
+        if file is None:  # argparse passes sys.stdout, None when started with it closed (`--help >&-`): main says so
+            return
+        stream = file
         try:
             stream.write(message)
             stream.flush()
         except BrokenPipeError:  # `--help | head -1`: the reader has what it wanted
             discard(stream)
-        except (AttributeError, OSError) as exc:  # AttributeError: the stream is None (closed at start)
+        except (AttributeError, OSError) as exc:  # AttributeError: an object without write()
             if stream is sys.stdout and isinstance(exc, OSError):
                 lost(stream, exc)
 
@@ -282,8 +284,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args, unknown = parser.parse_known_args(argv)
     except SystemExit as done:  # --help, --version (exit 0), or a usage error (exit 2, on stderr)
         error = lost(sys.stdout)
-        if done.code == 0 and error is not None:
-            print(f"shannon-otel: cannot write to stdout: {error.strerror or error}", file=sys.stderr)
+        if done.code == 0 and (error is not None or sys.stdout is None):
+            reason = "it is closed" if error is None else error.strerror or error
+            print(f"shannon-otel: cannot write to stdout: {reason}", file=sys.stderr)
             return 1
         raise
     if unknown:  # reported by the subcommand's parser, so the usage shown is the subcommand's

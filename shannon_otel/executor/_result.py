@@ -54,7 +54,7 @@ class WaveResult(Generic[T]):
             if note not in getattr(r.error, "__notes__", ()):
                 r.error.add_note(note)
             errors.append(r.error)
-        by_type = ", ".join(f"{k}: {v}" for k, v in sorted(self.report.errors_by_type.items()))
+        by_type = ", ".join(f"{k} x{v}" for k, v in sorted(self.report.errors_by_type.items()))  # "ValueError x2"
         raise WaveError(
             f"wave {self.report.wave!r}: {len(failed)} of {len(self.results)} tasks failed ({by_type})",
             errors, self,

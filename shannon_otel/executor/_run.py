@@ -12,6 +12,7 @@ import asyncio
 import contextvars
 import inspect
 import logging
+import sys
 from collections.abc import Callable, Iterator
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,9 @@ _FAILED = (Outcome.FAILURE, Outcome.TIMEOUT)
 
 
 _TASK_CALLABLE = "a wave task's callable (the fn of Wave.map, or a factory given to Wave.run)"
+# Before 3.13 Task.uncancel() leaves a cancellation still to be delivered pending once the count is back
+# to 0 (gh-116720): a task ending at once after cancel() + uncancel() left it to the worker's next task.
+_STALE_CANCEL = sys.version_info < (3, 13)
 
 class WaveRun:
     """Mutable state of one execution of a :class:`Wave` policy. Event-loop only."""
@@ -69,6 +73,7 @@ class WaveRun:
         self._parent_cancels = 0
         self._room = 0  # workers a lazy input may still start (run_batch), and where they start
         self._lazy: tuple[asyncio.TaskGroup, Iterator[Item], contextvars.Context] | None = None
+        self._owed = -1  # workers asked for while one is being started (see _add_worker); -1: none starting
         limit = wave.rate_limit
         self.limiter: Any = (
             None if limit is None
@@ -97,10 +102,23 @@ class WaveRun:
                 self._add_worker()
 
     def _add_worker(self) -> None:
+        """Start one more worker for a lazy input. Under an eager task factory the new worker's first step,
+        which takes an item and asks for the next worker, runs inside ``create_task``: that request is counted
+        and served by the loop here once ``create_task`` returns, not started from inside it, else each
+        worker nested the next one's start in its own (max_concurrency=400 overflowed the stack)."""
         assert self._lazy is not None
         group, items, context = self._lazy
         self._room -= 1
-        self._spawn(group, items, context)
+        if self._owed >= 0:  # asked from inside the eager first step of a worker being started below
+            self._owed += 1
+            return
+        self._owed = 1
+        try:
+            while self._owed and not self.stopped:
+                self._owed -= 1
+                self._spawn(group, items, context)
+        finally:
+            self._owed = -1
 
     def _spawn(self, group: asyncio.TaskGroup, items: Iterator[Item], context: contextvars.Context) -> None:
         """Start a worker. Under an eager task factory (3.12+) it runs its first task inside ``create_task``,
@@ -118,13 +136,16 @@ class WaveRun:
         gate = self.gate
         worker = asyncio.current_task()
         assert worker is not None
+        # A cancellation still pending with none requested (see _STALE_CANCEL): delivered to the worker, as
+        # one the task asked of itself, not to the next task. Checked on the attribute only where it exists.
+        stale = _STALE_CANCEL and hasattr(worker, "_must_cancel")
         try:
             if gate is None:
                 for index, item in items:
                     await run_in(copy(), self._run_one(index, item))
                     if self.stopped:  # fail-fast: the inputs left are drained by the wave
                         return
-                    if worker.cancelling() and await self._cancelled(worker):
+                    if (worker.cancelling() or (stale and worker._must_cancel)) and await self._cancelled(worker):  # type: ignore[attr-defined]
                         raise asyncio.CancelledError  # the task swallowed our cancellation: stop all the same
                 return
             clock = self.wave.clock
@@ -138,7 +159,7 @@ class WaveRun:
                     self._add_worker()
                 # A streamed input is pulled only when there is room: its queue wait starts now.
                 await run_in(copy(), self._run_one(entry[0], entry[1], clock()))
-                if worker.cancelling() and await self._cancelled(worker):
+                if (worker.cancelling() or (stale and worker._must_cancel)) and await self._cancelled(worker):  # type: ignore[attr-defined]
                     raise asyncio.CancelledError
         except asyncio.CancelledError:
             raise
@@ -242,10 +263,12 @@ class WaveRun:
         return self.stopped or parent is None or parent.cancelling() > self._parent_cancels
 
     async def _cancelled(self, worker: asyncio.Task[None]) -> bool:
-        """After a task returned with ``worker``'s cancellation requested: True when it is the wave's (the
-        task swallowed it; the worker stops all the same). Else the task asked it of itself
-        (``asyncio.current_task().cancel()``) and returned: that request is taken off (delivered here if
-        it is still pending, so it cannot cancel the next task) and the worker goes on; returns False."""
+        """After a task ended with ``worker``'s cancellation requested (or, before 3.13, one still pending
+        that was taken back: see ``_STALE_CANCEL``): True when it is the wave's (the task swallowed it; the
+        worker stops all the same). Else the task asked it of itself (``asyncio.current_task().cancel()``, or a
+        TaskGroup inside it cancelled the worker and took it back) and ended: that request is taken off
+        (delivered here if it is still pending, so it cannot cancel the next task) and the worker goes on;
+        returns False."""
         if self._ours():
             return True
         try:

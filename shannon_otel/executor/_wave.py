@@ -86,6 +86,12 @@ class Progress:
 class Wave(Generic[T]):
     """An immutable wave policy; each :meth:`run` / :meth:`stream` creates fresh per-run state.
 
+    Each task runs in its own copy of the caller's context (context variables, baggage, the current span:
+    what one task sets never reaches another), on one of ``max_concurrency`` worker asyncio tasks that run
+    tasks one after another: ``asyncio.current_task()`` in a task is its worker, so what is keyed by it or
+    hung on it (``add_done_callback``, a session scoped by ``current_task``) outlives the task, into the
+    next tasks of that worker. Its ``cancel()`` cancels the task calling it alone.
+
     Args:
         name: the wave's name (span name ``wave <name>``, the ``shannon.wave.name`` attribute).
         max_concurrency: tasks running at once (> 0); ``None`` runs every task at once (sized input only).
