@@ -166,11 +166,10 @@ LOG_EVENT_COMPENSATION_FAILED: Final = "shannon.saga.compensation_failed"
 LOG_REPEATS: Final = "shannon.log.repeats"  # occurrences one summarised record stands for
 LOG_INTERVAL: Final = "shannon.log.interval"  # seconds the summarised record covers
 EXCEPTION_MESSAGE: Final = "exception.message"  # OTel semantic conventions; opt-in only
-# The rest of the OTel `exception` span event (written by the SDK's record_exception; by the OTel hook
-# itself only for an error whose __str__ raises, which record_exception cannot render)
+# The rest of the OTel `exception` span event, which the OTel hook writes itself (_otel/_exception.py): once
+# per exception, without `exception.escaped` (deprecated by the semantic conventions)
 EXCEPTION_TYPE: Final = "exception.type"
 EXCEPTION_STACKTRACE: Final = "exception.stacktrace"
-EXCEPTION_ESCAPED: Final = "exception.escaped"
 
 # --------------------------------------------------------------------------- metrics
 # Seconds-unit histograms need explicit boundaries: the SDK defaults are millisecond-scale.
@@ -278,8 +277,11 @@ TASK_TOKENS: Final = MetricSpec(
     "Tokens one task recorded (all its model calls), by token type (input, output).",
     (WAVE_NAME, TOKEN_TYPE), TOKEN_BUCKETS,
 )
+# "USD" is no UCUM unit (UCUM has no currencies): a UCUM annotation, as the semantic conventions write a
+# non-unit ({request}, {token}). The Prometheus translation drops annotations: shannon_task_cost_total, not
+# shannon_task_cost_USD_total (an upper-case unit word that breaks Prometheus' snake_case naming).
 TASK_COST: Final = MetricSpec(
-    "shannon.task.cost", "counter", "USD", "Cost the tasks recorded, summed.", (WAVE_NAME,),
+    "shannon.task.cost", "counter", "{USD}", "Cost the tasks recorded, in US dollars, summed.", (WAVE_NAME,),
 )
 
 RETRY_ATTEMPTS: Final = MetricSpec(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,18 @@ def test_prometheus_names_follow_the_otlp_translation() -> None:
     assert tel.WAVE_EFFICIENCY.prometheus == "shannon_wave_parallel_efficiency_ratio"
     assert tel.BREAKER_STATE_METRIC.prometheus == "shannon_breaker_state"
     assert tel.TASK_TOKENS.prometheus == "shannon_task_tokens"
+    assert tel.TASK_COST.prometheus == "shannon_task_cost_total"
+
+
+def test_units_are_ucum_or_annotations_and_prometheus_names_are_lowercase_snake_case() -> None:
+    """The semantic conventions' instrument units: UCUM case-sensitive units, `1`, or a `{annotation}` for
+    what UCUM has no unit for. `shannon.task.cost` had unit "USD" (no UCUM unit: UCUM has no currencies),
+    which the OTLP -> Prometheus translation kept as a word: `shannon_task_cost_USD_total`, upper case in a
+    Prometheus name (its naming guidance: snake_case)."""
+    ucum = {"s", "1"}  # the UCUM units the contract uses; add one here only if UCUM defines it
+    for spec in tel.METRICS:
+        assert spec.unit in ucum or re.fullmatch(r"\{[a-zA-Z_]+\}", spec.unit), (spec.name, spec.unit)
+        assert re.fullmatch(r"[a-z][a-z0-9_]*", spec.prometheus), spec.prometheus
 
 
 @pytest.mark.parametrize("bridged", [True, False], ids=["bridged", "sdk"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from .. import _telemetry as t
@@ -29,7 +30,7 @@ class _CallTelemetry(_Current, CallObserver):
     """Per-call state: the operation span (current while the policy has this observer entered) and
     pending breaker attributes."""
 
-    __slots__ = ("_breaker", "_op", "_tel")
+    __slots__ = ("_breaker", "_op", "_parent", "_tel")
 
     def __init__(self, tel: RecoveryTelemetry, operation: str, tracing: bool) -> None:
         super().__init__(
@@ -40,6 +41,8 @@ class _CallTelemetry(_Current, CallObserver):
         self._tel = tel
         self._op = operation
         self._breaker: dict[str, str] | None = None
+        # The span the operation span starts under (a task or step span...), told of an error recorded here
+        self._parent = trace.get_current_span() if tracing else None
 
     def attempt_started(self, attempt: int) -> Any:
         if self.span is None:
@@ -59,7 +62,7 @@ class _CallTelemetry(_Current, CallObserver):
 
     def attempt_finished(self, token: Any, event: AttemptFinished) -> None:
         if token is not None:
-            _end(token.span, event.outcome.value, event.error, t.ATTEMPT_OUTCOME)
+            _end(token.span, event.outcome.value, event.error, t.ATTEMPT_OUTCOME, self.span)
 
     def breaker_admitted(self, breaker: str, state: BreakerState) -> None:
         self._breaker = {t.BREAKER_NAME: breaker, t.BREAKER_STATE: state.value}
@@ -104,7 +107,7 @@ class _CallTelemetry(_Current, CallObserver):
             return
         span = token.span
         if error is not None:
-            _end(span, outcome.value, error, t.ATTEMPT_OUTCOME)
+            _end(span, outcome.value, error, t.ATTEMPT_OUTCOME, self.span)
             return
         try:  # the error.type of the primary stays on the span
             span.set_attribute(t.ATTEMPT_OUTCOME, outcome.value)
@@ -132,7 +135,7 @@ class _CallTelemetry(_Current, CallObserver):
             # An error the breaker ignores (outcome `ignored`) still ends the call: ERROR and its error.type,
             # as on the attempt span and the `shannon.calls` point. Only a cancellation is no error.
             error = event.error if event.outcome is not CallOutcome.CANCELLATION else None
-            _end(self.span, outcome, error, t.CALL_OUTCOME)
+            _end(self.span, outcome, error, t.CALL_OUTCOME, self._parent)
         if self._tel.metrics_on:
             attributes = {t.OPERATION: self._op, t.CALL_OUTCOME: outcome}
             self._tel.attempts.record(event.attempts, attributes)

@@ -24,9 +24,10 @@ from .. import _telemetry as tel
 from .._events import TaskResult, WaveObserver, WaveStarted, error_type
 from .._fork import in_forked_child, release_held
 from .._telemetry import Outcome
+from ._exception import record_error
 from ._instruments import histogram, instrument
 from ._providers import Recording, bridge_for
-from ._scope import failed, record_error
+from ._scope import failed
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Histogram, Meter, MeterProvider

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import traceback
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -12,6 +11,7 @@ from opentelemetry.trace import Status, StatusCode
 from .. import _telemetry as t
 from .._events import error_message
 from .._telemetry import Outcome
+from ._exception import record_error
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -50,7 +50,11 @@ def _start(tel: RecoveryTelemetry, name: str, attributes: dict[str, Any]) -> _Cu
     return _Current(tel.tracer.start_span(name, kind=_INTERNAL, attributes=attributes))
 
 
-def _end(span: Span, outcome: str, error: BaseException | None, outcome_key: str) -> None:
+def _end(
+    span: Span, outcome: str, error: BaseException | None, outcome_key: str, parent: Span | None = None,
+) -> None:
+    """End ``span`` with ``outcome``; a failure or timeout sets ERROR and ``error.type`` and records ``error``
+    (once: see ``_exception.py``; ``parent`` is the span it then ends under, when known)."""
     try:
         span.set_attribute(outcome_key, outcome)
         if outcome == Outcome.TIMEOUT:
@@ -59,12 +63,12 @@ def _end(span: Span, outcome: str, error: BaseException | None, outcome_key: str
             span.set_attribute(t.ERROR_TYPE, _error_type(error) if error is not None else TimeoutError.__name__)
             span.set_status(_TIMEOUT)
             if error is not None:
-                record_error(span, error)
+                record_error(span, error, parent)
         elif error is not None and outcome != Outcome.CANCELLATION:
             error_type = _error_type(error)
             span.set_attribute(t.ERROR_TYPE, error_type)
             span.set_status(failed(error_type, error))
-            record_error(span, error)
+            record_error(span, error, parent)
     finally:
         span.end()
 
@@ -75,23 +79,6 @@ def failed(error_type: str, error: BaseException) -> Status:
     so Jaeger shows why on the span itself; ``configure(redact=...)`` rewrites the message on export."""
     message = error_message(error)
     return Status(StatusCode.ERROR, f"{error_type}: {message}" if message else error_type)
-
-
-def record_error(span: Span, error: BaseException) -> None:
-    """``span.record_exception(error)``, also for an error whose ``__str__`` raises (the SDK calls it).
-
-    Such an error still gets its ``exception`` event, with its type and stack trace and a placeholder
-    message, rather than none (and a span that reads as if nothing had failed).
-    """
-    try:
-        span.record_exception(error)
-    except Exception:
-        from .._events import error_message
-
-        span.add_event("exception", {
-            t.EXCEPTION_TYPE: _error_type(error), t.EXCEPTION_MESSAGE: error_message(error),
-            t.EXCEPTION_STACKTRACE: "".join(traceback.format_exception(error)), t.EXCEPTION_ESCAPED: "False",
-        })
 
 
 def _error_type(error: BaseException) -> str:

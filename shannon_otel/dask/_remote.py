@@ -5,10 +5,18 @@ span, or the attempt span under a policy) into a plain dict that travels with th
 extracted and a ``remote {task}`` span is made current around the user's function, so the spans
 the function opens on the worker nest under it, in the same trace. Without a tracer provider on
 the worker (no :class:`WorkerTelemetry`) the span is a no-op, and the context still propagates.
+
+The span is a CONSUMER span: the OTel specification's SpanKind for "the initial consumer of an asynchronous
+request" (the client submits and gets a future back; the scheduler queues the task), as Ray's remote
+functions and the Celery instrumentation's worker spans are; not INTERNAL, which the specification keeps
+for operations "as opposed to an operation with remote parents or children". It ends as a local task
+span does: a failure is ERROR with ``error.type``, the status description and one ``exception`` event;
+a cancellation is no error (UNSET).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping
@@ -17,8 +25,11 @@ from typing import Any, TypeVar
 from distributed import Future
 from opentelemetry import context, propagate, trace
 
+from .._events import error_type
+from .._otel._exception import record_error
 from .._otel._providers import tracing_enabled
-from .._telemetry import DASK_WORKER, SCOPE_NAME, SPAN_REMOTE, TASK_NAME
+from .._otel._scope import failed
+from .._telemetry import DASK_WORKER, ERROR_TYPE, SCOPE_NAME, SPAN_REMOTE, TASK_NAME
 from .._version import __version__
 
 T = TypeVar("T")
@@ -38,10 +49,30 @@ def _remote_span(name: str, carrier: Mapping[str, str]) -> Iterator[None]:
         if worker is not None:
             attributes[DASK_WORKER] = worker
         tracer = trace.get_tracer(SCOPE_NAME, __version__)
-        with tracer.start_as_current_span(SPAN_REMOTE.format(task=name), attributes=attributes):
-            yield
+        # The SDK's own handling would record a cancellation as an error, without error.type
+        with tracer.start_as_current_span(SPAN_REMOTE.format(task=name), kind=trace.SpanKind.CONSUMER,
+                                          attributes=attributes, record_exception=False,
+                                          set_status_on_exception=False) as span:
+            try:
+                yield
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
+                _failed(span, exc)
+                raise
     finally:
         context.detach(token)
+
+
+def _failed(span: trace.Span, error: BaseException) -> None:
+    """Mark the remote span failed by ``error``, as the OTel hook marks a failed task span; never raises."""
+    try:
+        etype = error_type(error) or type(error).__name__
+        span.set_attribute(ERROR_TYPE, etype)
+        span.set_status(failed(etype, error))
+        record_error(span, error)
+    except Exception:  # a broken telemetry pipeline must not replace the task's own error
+        pass
 
 
 def _worker_address() -> str | None:

@@ -170,7 +170,7 @@ def record_tokens(input: int = 0, output: int = 0) -> None:
 
 
 def record_cost(amount: float) -> None:
-    """Record the running task's cost in US dollars -- summed into ``shannon.task.cost`` (unit ``USD``; the
+    """Record the running task's cost in US dollars -- summed into ``shannon.task.cost`` (unit ``{USD}``; the
     dashboards show it as $).
 
     ``amount`` is a finite number >= 0 (TypeError/ValueError otherwise, before anything is recorded).

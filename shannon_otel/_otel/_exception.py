@@ -1,0 +1,83 @@
+"""The ``exception`` span event: written once per exception, on the innermost span of ours it ended.
+
+The OpenTelemetry specification records an exception "as an Event on the span during which it occurred if
+and only if it remains unhandled when the span ends" (trace/exceptions.md), and the OTEP on recording errors
+(4333) makes it explicit: "It is NOT RECOMMENDED to record the same error as it propagates through the call
+stack". The spans it then ends on the way out (operation, task, step...) report it as every failed span does,
+with status ERROR, ``error.type`` and the status description (semantic conventions, "Recording errors"), not
+a second copy of its stack trace.
+
+So a span that records an exception, or passes on one recorded beneath it, notes it on its *parent* span
+object (when its caller knows that parent, it is recording and it is one of ours: the ``shannon_otel``
+scope); a span ending with an exception noted on it writes no event. The note follows the spans' real
+parents, so the same exception object ending two sibling spans (one future awaited by two tasks) is recorded
+on both, and a span of the user's between two of ours breaks the chain (the outer one records it again: a
+duplicate, never a loss). The notes live in a weak dictionary keyed by the parent span, the last
+``_KEPT`` per span: an exception is held no longer than the span it ended under, and a long task that
+catches many errors holds a few (builtin exceptions cannot be weakly referenced, spans can; a user's span,
+which could live as long as the process, gets none). It is module state on purpose: the spans of one chain
+come from different hooks and providers (a policy's operation span under a wave's task span).
+
+The event has ``exception.type``, ``exception.message`` and ``exception.stacktrace``, no
+``exception.escaped``: the semantic conventions deprecate it ("It's no longer recommended to record
+exceptions that are handled and do not escape the scope of a span"), and the SDK's ``record_exception``
+wrote it as the string ``"False"`` for a boolean attribute, although every exception recorded here escaped.
+"""
+
+from __future__ import annotations
+
+import traceback
+import weakref
+from collections import deque
+from typing import TYPE_CHECKING
+
+from .. import _telemetry as t
+from .._events import error_message, error_type
+from .._telemetry import SCOPE_NAME
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+_EVENT = "exception"
+_KEPT = 8  # a span ends with the error its child just passed on: the latest few notes are the ones read
+# span of ours -> the latest exceptions recorded on (or passed on by) its child spans of ours
+_beneath: weakref.WeakKeyDictionary[Span, deque[BaseException]] = weakref.WeakKeyDictionary()
+
+
+def record_error(span: Span, error: BaseException, parent: Span | None = None) -> None:
+    """Write ``error``'s ``exception`` event on ``span`` unless a child span of ours already has it, and
+    note it on ``parent`` (``span``'s parent, when the caller knows it), so that one writes none.
+
+    Called by the OTel hook (and the Dask worker's remote span) as ``span`` ends because of ``error``;
+    the caller sets the status and ``error.type`` itself. Never raises: an error whose ``__str__`` raises
+    gets a placeholder message.
+    """
+    if not span.is_recording():
+        return
+    try:
+        below = _beneath.pop(span, None)  # read once: the span ends now
+    except TypeError:  # a span type that cannot be weakly referenced
+        below = None
+    if below is None or not any(e is error for e in below):
+        _add_event(span, error)
+    if parent is None or not parent.is_recording():
+        return
+    scope = getattr(parent, "instrumentation_scope", None)  # the SDK's span has one; the API's does not
+    if scope is None or scope.name != SCOPE_NAME:
+        return
+    try:
+        _beneath.setdefault(parent, deque(maxlen=_KEPT)).append(error)
+    except TypeError:  # a span type that cannot be weakly referenced
+        pass
+
+
+def _add_event(span: Span, error: BaseException) -> None:
+    try:
+        stacktrace = "".join(traceback.format_exception(error))
+    except Exception:  # a traceback that cannot be rendered: the type and message still say what failed
+        stacktrace = f"{error_type(error)}: {error_message(error)}"
+    span.add_event(_EVENT, {
+        t.EXCEPTION_TYPE: error_type(error) or type(error).__name__,
+        t.EXCEPTION_MESSAGE: error_message(error),
+        t.EXCEPTION_STACKTRACE: stacktrace,
+    })
