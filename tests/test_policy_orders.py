@@ -11,6 +11,7 @@ operation span. And stacks built the wrong way with the wrong objects are refuse
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import os
@@ -25,6 +26,7 @@ from _span_attrs import attrs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry import trace
+from opentelemetry.metrics import NoOpMeterProvider
 
 from shannon_otel import Wave
 from shannon_otel.recovery import (
@@ -108,6 +110,41 @@ def test_a_policy_class_given_to_a_wave_is_refused_naming_policy(cls: type) -> N
     with pytest.raises(TypeError, match=rf"^policy must be a policy object, got the class {cls.__name__}: "
                                         rf"create one, policy={cls.__name__}\(\.\.\.\)$"):
         Wave("w", policy=cls)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- the error a Timeout in a stack raises
+async def hang() -> None:
+    await asyncio.Event().wait()
+
+
+TELEMETRY: dict[str, Callable[[], dict[str, Any]]] = {
+    "off": lambda: {"instrument": False},
+    "no SDK": lambda: {"tracer_provider": trace.NoOpTracerProvider(), "meter_provider": NoOpMeterProvider()},
+    "SDK": lambda: dict(InMemoryTelemetry().providers),
+}
+STACKS: dict[str, tuple[Callable[[dict[str, Any]], Callable[[], Any]], str]] = {
+    "named pipeline": (lambda kw: functools.partial(
+        Pipeline(Timeout(1.5), Retry(attempts=2, initial=0.0), name="fetch", **kw).call, hang),
+        "operation 'fetch' timed out after 1.5 s (Timeout policy)"),
+    "decorated": (lambda kw: resilient(Retry(attempts=2, initial=0.0), Timeout(1.5), **kw)(hang),
+                  "operation 'hang' timed out after 1.5 s (Timeout policy)"),
+    "unnamed pipeline": (lambda kw: functools.partial(Pipeline(Timeout(1.5), Retry(), **kw).call, hang),
+                         "timed out after 1.5 s (Timeout policy)"),
+    "lone timeout": (lambda kw: functools.partial(Timeout(1.5, **kw).call, hang),
+                     "timed out after 1.5 s (Timeout policy)"),
+}
+
+
+@pytest.mark.parametrize("stack", list(STACKS))
+@pytest.mark.parametrize("mode", list(TELEMETRY))
+def test_a_timeout_in_a_stack_raises_the_same_message_with_or_without_telemetry(stack: str, mode: str) -> None:
+    """The message named the operation only when a hook observed the call: ``Pipeline(Timeout(1.5), Retry(),
+    name="fetch")`` raised "operation 'fetch' timed out..." with the SDK and "timed out after..." without
+    it (an unnamed one "operation 'pipeline' ..." against "timed out ..."): telemetry changed the user's error."""
+    make, expected = STACKS[stack]
+    with pytest.raises(TimeoutError) as caught:
+        run_virtual(make(TELEMETRY[mode]())())
+    assert str(caught.value) == expected
 
 
 # --------------------------------------------------------------------------- the user's function

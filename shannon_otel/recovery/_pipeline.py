@@ -27,6 +27,7 @@ reports its transitions to its own hooks and providers, inside a pipeline too.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from .. import _clock
@@ -37,6 +38,7 @@ from ._call import _Call, first_failed, observed, start_call
 from ._decorated import DecoratedCall, not_a_factory
 from ._order import warn_dead_policies
 from ._policy import Policy, Scoped, scoped
+from ._timeout import Timeout
 from ._types import Chain, Clock, Factory
 
 if TYPE_CHECKING:
@@ -52,7 +54,7 @@ P = ParamSpec("P")
 class Pipeline(Policy):
     """Policies stacked outermost first; usable per task by the executor (``call(fn)``) and as a decorator."""
 
-    __slots__ = ("_chain", "_hooks", "_options", "_started", "clock", "name")
+    __slots__ = ("_chain", "_given", "_hooks", "_options", "_started", "clock", "name")
 
     def __init__(
         self, *policies: Policy, name: str | None = None, clock: Clock = _clock.monotonic,
@@ -79,9 +81,14 @@ class Pipeline(Policy):
         # A nested pipeline is flattened: it is the same as listing its policies in its place.
         chain: list[Policy] = []
         for p in policies:
-            chain.extend(p._chain if isinstance(p, Pipeline) else (p,))
-        self._chain: Chain = tuple(chain)
-        warn_dead_policies(self._chain)
+            chain.extend(p._given if isinstance(p, Pipeline) else (p,))
+        self._given: Chain = tuple(chain)  # as the user listed them
+        warn_dead_policies(self._given)
+        # What runs: each Timeout named after the pipeline, so its TimeoutError names the operation whether or
+        # not a hook observes the call (it did only when one did: telemetry changed the user's error). A
+        # Timeout holds no state, so running a named copy changes nothing else; built once, here.
+        self._chain: Chain = self._given if name is None else tuple(
+            replace(p, name=name) if isinstance(p, Timeout) else p for p in chain)
         self.name = name
         self.clock = clock
         hooks = check_hooks(hooks)
@@ -94,10 +101,10 @@ class Pipeline(Policy):
 
     @property
     def policies(self) -> Chain:
-        return self._chain
+        return self._given
 
     def __repr__(self) -> str:
-        return f"Pipeline({', '.join(map(repr, self._chain))}, name={self.name!r})"
+        return f"Pipeline({', '.join(map(repr, self._given))}, name={self.name!r})"
 
     async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         if args or kwargs:
@@ -122,7 +129,7 @@ class Pipeline(Policy):
         return chain[0].run(chain, 1, fn, call)
 
     def _named(self, name: str) -> Policy:
-        return self if self.name is not None else Pipeline(*self._chain, name=name, **self._options)
+        return self if self.name is not None else Pipeline(*self._given, name=name, **self._options)
 
     def _reporting_to(
         self, tracer_provider: TracerProvider | None, meter_provider: MeterProvider | None,
@@ -143,7 +150,7 @@ class Pipeline(Policy):
 
     def _keyed_by_arguments(self, func: Callable[..., Any]) -> bool:
         keyed = False
-        for p in self._chain:  # every policy checks: a keyed one must not hide an unkeyed one after it
+        for p in self._given:  # every policy checks: a keyed one must not hide an unkeyed one after it
             keyed = p._keyed_by_arguments(func) or keyed
         return keyed
 
