@@ -112,6 +112,43 @@ def test_a_policy_class_given_to_a_wave_is_refused_naming_policy(cls: type) -> N
         Wave("w", policy=cls)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("stack", [
+    lambda b: Pipeline(b, Retry(attempts=2, initial=0.0), b),
+    lambda b: Pipeline(b, Pipeline(Retry(attempts=2, initial=0.0), b)),  # nested pipelines are flattened
+    lambda b: resilient(Timeout(5), b, Hedge(0.1), b),
+])
+def test_one_breaker_listed_twice_in_a_stack_is_refused_naming_policies(stack: Callable[[Any], Policy]) -> None:
+    """Listed twice it never closed again once open: half-open, the outer place admitted the one probe, the
+    inner place rejected it, and the outer place counted that rejection as the probe's failure (reopened),
+    every reset timeout, however healthy the service; in the meantime it counted each call twice."""
+    breaker = CircuitBreaker("orders-twice", failure_threshold=1, reset_timeout=1.0, instrument=False)
+    with pytest.raises(TypeError, match=r"^policies: CircuitBreaker 'orders-twice' is listed twice \(policies \d and "
+                                        r"\d of the pipeline\).*never closes again\. List it once"):
+        stack(breaker)
+
+
+def test_one_breaker_in_a_stack_closes_again_once_the_service_is_healthy() -> None:
+    """The order that was meant (listed once): after the reset timeout the probe goes through and closes it."""
+    breaker = CircuitBreaker("orders-once", failure_threshold=1, reset_timeout=1.0, clock=vclock, instrument=False)
+    pipeline = Pipeline(breaker, Retry(attempts=2, initial=0.0, instrument=False), instrument=False)
+    healthy = False
+
+    async def service() -> str:
+        if not healthy:
+            raise ValueError("down")
+        return "up"
+
+    async def main() -> list[str]:
+        nonlocal healthy
+        with pytest.raises(ValueError, match="down"):
+            await pipeline.call(service)
+        healthy = True
+        await asyncio.sleep(1.5)
+        return [await pipeline.call(service), breaker.state.value]
+
+    assert run_virtual(main()) == ["up", "closed"]
+
+
 # --------------------------------------------------------------------------- the error a Timeout in a stack raises
 async def hang() -> None:
     await asyncio.Event().wait()

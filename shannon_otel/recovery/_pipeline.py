@@ -34,6 +34,7 @@ from .. import _clock
 from .._events import CallStarted
 from .._hooks import check_hooks, resolve_hooks
 from .._validate import check_spread, check_sync_callable, shown
+from ._breaker import CircuitBreaker
 from ._call import _Call, first_failed, observed, start_call
 from ._decorated import DecoratedCall, not_a_factory
 from ._order import warn_dead_policies
@@ -83,6 +84,7 @@ class Pipeline(Policy):
         for p in policies:
             chain.extend(p._given if isinstance(p, Pipeline) else (p,))
         self._given: Chain = tuple(chain)  # as the user listed them
+        _refuse_a_breaker_twice(self._given)
         warn_dead_policies(self._given)
         # What runs: each Timeout named after the pipeline, so its TimeoutError names the operation whether or
         # not a hook observes the call (it did only when one did: telemetry changed the user's error). A
@@ -153,6 +155,26 @@ class Pipeline(Policy):
         for p in self._given:  # every policy checks: a keyed one must not hide an unkeyed one after it
             keyed = p._keyed_by_arguments(func) or keyed
         return keyed
+
+
+def _refuse_a_breaker_twice(chain: Chain) -> None:
+    """TypeError naming ``policies`` for one breaker object listed twice (nested pipelines flattened).
+
+    It would record each call twice in one window, and once open it never closed again: half-open, the outer
+    place admits the one probe, the inner place rejects it (no probe left), and the outer place counts that
+    rejection as the probe's failure, so it opens again, every reset timeout, however healthy the service.
+    """
+    where: dict[int, int] = {}
+    for k, p in enumerate(chain, 1):
+        if isinstance(p, CircuitBreaker):
+            first = where.setdefault(id(p), k)
+            if first != k:
+                raise TypeError(
+                    f"policies: CircuitBreaker {p.name!r} is listed twice (policies {first} and {k} of the "
+                    "pipeline): half-open, its inner place rejects the probe its outer place admitted, and it "
+                    "never closes again. List it once: outside the Retry to count one result per call, inside "
+                    "it to count every attempt"
+                )
 
 
 def resilient(*policies: Policy, **options: Any) -> Pipeline:
