@@ -211,7 +211,7 @@ class Script:
         self.script = script
         self.calls = 0
         self.spans: list[int] = []
-        self.produced: list[Any] = []
+        self.produced: dict[int, Any] = {}  # by call number: completion order may differ when calls overlap
 
     def __call__(self) -> Any:
         n = self.calls
@@ -226,10 +226,10 @@ class Script:
             await asyncio.get_running_loop().create_future()
         if act.kind in ("raise", "base"):
             error = ERRORS[act.error](n) if act.kind == "raise" else Interrupt(n)
-            self.produced.append(error)
+            self.produced[n] = error
             raise error
         value = object()
-        self.produced.append(value)
+        self.produced[n] = value
         return value
 
 
@@ -297,6 +297,8 @@ def build(chain: list[Spec], tel: InMemoryTelemetry) -> Pipeline:
                 breakers[o[0]] = CircuitBreaker(o[0], failure_threshold=o[1], reset_timeout=o[2], clock=vclock,
                                                 **tel.providers)
             policies.append(breakers[o[0]])
+    # one breaker listed twice is refused (see above): kept once
+    policies = [p for k, p in enumerate(policies) if not isinstance(p, CircuitBreaker) or p not in policies[:k]]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the orders that warn (_order.py) run as written
         return Pipeline(*policies, name="op", clock=vclock, **tel.providers)
@@ -328,7 +330,7 @@ def identity(what: Any, script: Script, everyone: list[Script]) -> Any:
     index), the fallback's or default's object, or an error the library made (by type)."""
     if isinstance(what, Served):
         if what.mode == "last_good":  # one per Degrade object: another call's value, the very object
-            assert any(what.value is p for s in everyone for p in s.produced), what
+            assert any(what.value is p for s in everyone for p in s.produced.values()), what
             return ("served", "last_good", identity(what.error, script, everyone))
         return ("served", identity(what.value, script, everyone), what.degraded,
                 None if what.error is None else identity(what.error, script, everyone))
@@ -336,7 +338,7 @@ def identity(what: Any, script: Script, everyone: list[Script]) -> Any:
         return ("FallbackError", identity(what.primary, script, everyone), identity(what.fallback, script, everyone))
     if what is FALLBACK or what is DEFAULT:
         return "fallback" if what is FALLBACK else "default"
-    for k, produced in enumerate(script.produced):
+    for k, produced in script.produced.items():
         if what is produced:
             return ("own", k)
     assert isinstance(what, CircuitOpenError | TimeoutError | asyncio.CancelledError), (
