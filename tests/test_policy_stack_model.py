@@ -214,9 +214,12 @@ policy_specs = st.one_of(retry_specs, breaker_specs, timeout_specs, fallback_spe
 
 def untied(chain: list[Spec]) -> list[Spec]:
     """Two hedges (or timeouts) of one delay in a stack would fire at the same virtual instant, where which
-    goes first is the event loop's choice, not a policy's: each one further in gets a few ms more."""
+    goes first is the event loop's choice, not a policy's: each one further in gets a few ms more. A breaker
+    drawn twice is kept once: a pipeline refuses one breaker listed twice (test_policy_orders.py)."""
+    once = [s for k, s in enumerate(chain)
+            if s.kind != "breaker" or all(t.kind != "breaker" or t.opts[0] != s.opts[0] for t in chain[:k])]
     return [Spec(s.kind, (s.opts[0] + 0.011 * k, *s.opts[1:])) if s.kind in ("hedge", "timeout") else s
-            for k, s in enumerate(chain)]
+            for k, s in enumerate(once)]
 
 
 chains = st.lists(policy_specs, min_size=1, max_size=4).map(untied)

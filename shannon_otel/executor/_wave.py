@@ -184,6 +184,11 @@ class Wave(Generic[T]):
                         *(() if callable(getattr(self.rate_limit, "acquire", None)) else ("rate_limit",)))
         if self.policy is not None and not callable(getattr(self.policy, "call", None)):
             raise TypeError(f"policy must have a call(fn) method, got {type(self.policy).__name__}")
+        if isinstance(self.policy, type):  # its call is a function too: each task failed on a missing argument
+            raise TypeError(
+                f"policy must be a policy object, got the class {self.policy.__name__}: create one, "
+                f"policy={self.policy.__name__}(...)"
+            )
         for inner in getattr(self.policy, "policies", (self.policy,)):
             # Every task is a zero-argument factory: one unkeyed last good value would be served across tasks.
             if getattr(inner, "last_good", False) is True and getattr(inner, "key", None) is None:

@@ -27,16 +27,19 @@ reports its transitions to its own hooks and providers, inside a pipeline too.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from .. import _clock
 from .._events import CallStarted
 from .._hooks import check_hooks, resolve_hooks
 from .._validate import check_spread, check_sync_callable, shown
+from ._breaker import CircuitBreaker
 from ._call import _Call, first_failed, observed, start_call
 from ._decorated import DecoratedCall, not_a_factory
 from ._order import warn_dead_policies
 from ._policy import Policy, Scoped, scoped
+from ._timeout import Timeout
 from ._types import Chain, Clock, Factory
 
 if TYPE_CHECKING:
@@ -52,7 +55,7 @@ P = ParamSpec("P")
 class Pipeline(Policy):
     """Policies stacked outermost first; usable per task by the executor (``call(fn)``) and as a decorator."""
 
-    __slots__ = ("_chain", "_hooks", "_options", "_started", "clock", "name")
+    __slots__ = ("_chain", "_given", "_hooks", "_options", "_started", "clock", "name")
 
     def __init__(
         self, *policies: Policy, name: str | None = None, clock: Clock = _clock.monotonic,
@@ -79,9 +82,15 @@ class Pipeline(Policy):
         # A nested pipeline is flattened: it is the same as listing its policies in its place.
         chain: list[Policy] = []
         for p in policies:
-            chain.extend(p._chain if isinstance(p, Pipeline) else (p,))
-        self._chain: Chain = tuple(chain)
-        warn_dead_policies(self._chain)
+            chain.extend(p._given if isinstance(p, Pipeline) else (p,))
+        self._given: Chain = tuple(chain)  # as the user listed them
+        _refuse_a_breaker_twice(self._given)
+        warn_dead_policies(self._given)
+        # What runs: each Timeout named after the pipeline, so its TimeoutError names the operation whether or
+        # not a hook observes the call (it did only when one did: telemetry changed the user's error). A
+        # Timeout holds no state, so running a named copy changes nothing else; built once, here.
+        self._chain: Chain = self._given if name is None else tuple(
+            replace(p, name=name) if isinstance(p, Timeout) else p for p in chain)
         self.name = name
         self.clock = clock
         hooks = check_hooks(hooks)
@@ -94,10 +103,10 @@ class Pipeline(Policy):
 
     @property
     def policies(self) -> Chain:
-        return self._chain
+        return self._given
 
     def __repr__(self) -> str:
-        return f"Pipeline({', '.join(map(repr, self._chain))}, name={self.name!r})"
+        return f"Pipeline({', '.join(map(repr, self._given))}, name={self.name!r})"
 
     async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         if args or kwargs:
@@ -122,7 +131,7 @@ class Pipeline(Policy):
         return chain[0].run(chain, 1, fn, call)
 
     def _named(self, name: str) -> Policy:
-        return self if self.name is not None else Pipeline(*self._chain, name=name, **self._options)
+        return self if self.name is not None else Pipeline(*self._given, name=name, **self._options)
 
     def _reporting_to(
         self, tracer_provider: TracerProvider | None, meter_provider: MeterProvider | None,
@@ -143,9 +152,29 @@ class Pipeline(Policy):
 
     def _keyed_by_arguments(self, func: Callable[..., Any]) -> bool:
         keyed = False
-        for p in self._chain:  # every policy checks: a keyed one must not hide an unkeyed one after it
+        for p in self._given:  # every policy checks: a keyed one must not hide an unkeyed one after it
             keyed = p._keyed_by_arguments(func) or keyed
         return keyed
+
+
+def _refuse_a_breaker_twice(chain: Chain) -> None:
+    """TypeError naming ``policies`` for one breaker object listed twice (nested pipelines flattened).
+
+    It would record each call twice in one window, and once open it never closed again: half-open, the outer
+    place admits the one probe, the inner place rejects it (no probe left), and the outer place counts that
+    rejection as the probe's failure, so it opens again, every reset timeout, however healthy the service.
+    """
+    where: dict[int, int] = {}
+    for k, p in enumerate(chain, 1):
+        if isinstance(p, CircuitBreaker):
+            first = where.setdefault(id(p), k)
+            if first != k:
+                raise TypeError(
+                    f"policies: CircuitBreaker {p.name!r} is listed twice (policies {first} and {k} of the "
+                    "pipeline): half-open, its inner place rejects the probe its outer place admitted, and it "
+                    "never closes again. List it once: outside the Retry to count one result per call, inside "
+                    "it to count every attempt"
+                )
 
 
 def resilient(*policies: Policy, **options: Any) -> Pipeline:

@@ -117,12 +117,21 @@ class Policy:
     def __call__(self, func: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
         """Decorate an async function: each call of it runs through this policy.
 
-        Raises TypeError now when a policy inside keeps per-call state that must not be shared across
-        arguments (``Degrade(last_good=True)`` without ``key=``) and ``func`` takes parameters.
+        Raises TypeError now when ``func`` is not callable or is itself a policy (``Retry()(Timeout(1))``
+        does not stack them: :class:`Pipeline` does), or when a policy inside keeps per-call state that must
+        not be shared across arguments (``Degrade(last_good=True)`` without ``key=``) and ``func`` takes
+        parameters.
         """
         what = "an async function (a policy awaits each call of it)"
         if not callable(func):
             raise not_callable("func", func, what)
+        if isinstance(func, Policy | Scoped):
+            # Callable (this very method), so it was taken: each call then ran func() with no function, a
+            # TypeError that an outer Retry retried, a Fallback served, a breaker counted.
+            raise TypeError(
+                f"func must be {what}, got a {type(func).__name__} policy: a policy is not an operation. Stack "
+                f"policies with Pipeline(outer, inner) or @resilient(outer, inner), or decorate the function with each"
+            )
         if inspect.isasyncgenfunction(func):
             raise TypeError(f"func must be {what}, got {func!r}")
         policy = self._named(getattr(func, "__qualname__", "operation"))

@@ -19,7 +19,9 @@ T = TypeVar("T")
 @dataclass(frozen=True, slots=True)
 class Timeout(Instrumented):
     """Cut the operation off after ``seconds`` (> 0, finite) and raise the builtin ``TimeoutError``
-    (its message names the operation and the limit: ``"operation 'slow-api' timed out after 0.25 s (Timeout policy)"``).
+    (its message names the operation and the limit: ``"operation 'slow-api' timed out after 0.25 s (Timeout policy)"``;
+    the operation is its name, the decorated function's or, in a :class:`Pipeline`, the pipeline's, whether or
+    not telemetry is on; unnamed, ``"timed out after 0.25 s (Timeout policy)"``).
 
     Where it sits in a :class:`Pipeline` decides what it bounds: outside a :class:`Retry` it is the
     budget of the whole call (backoff sleeps included), inside it bounds each attempt.
@@ -48,7 +50,7 @@ class Timeout(Instrumented):
                 if not exc.args and isinstance(exc.__cause__, asyncio.CancelledError):
                     # The scope's own bare TimeoutError (an error the operation raised keeps its message):
                     # the user's traceback and the span's status say what timed out and after how long.
-                    exc.args = (self._message(call),)
+                    exc.args = (self._message(),)
                 if call is not None:
                     notify(call, "timed_out", TimedOut(call.operation, self.seconds))
             raise
@@ -58,7 +60,8 @@ class Timeout(Instrumented):
             except ValueError:  # closed from another context (an abandoned coroutine, collected): none to restore
                 pass
 
-    def _message(self, call: _Call | None) -> str:
-        operation = call.operation if call is not None else self.name
-        what = f"operation {operation!r} timed out" if operation else "timed out"
+    def _message(self) -> str:
+        # Its own name (the decorated function's, the pipeline's: see Pipeline), never the observed call's
+        # operation: that one exists only when a hook watches, and defaults to "timeout" / "pipeline".
+        what = f"operation {self.name!r} timed out" if self.name else "timed out"
         return f"{what} after {self.seconds} s (Timeout policy)"
