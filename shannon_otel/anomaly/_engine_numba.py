@@ -40,6 +40,7 @@ from ._scoring import (
     X_LIMIT,
     ZMAX,
 )
+from ._weekly import week_columns
 
 if TYPE_CHECKING:
     from ._detector import AnomalyDetector
@@ -112,7 +113,7 @@ def score_compiled(det: AnomalyDetector, kernel: Kernel, slots: I64, vals: F64, 
     # one compiled specialization serves every call: C order, writeable (a copy otherwise)
     vals = np.require(vals, np.float64, ("C_CONTIGUOUS", "ALIGNED", "WRITEABLE"))
     out: F64 = np.empty(vals.shape)
-    season, avg, steps, level = det._season, det._avg, det._steps, det._level
+    season, avg, steps, level, week = det._season, det._avg, det._steps, det._level, det._week
     state = (
         det._n, det._offset, det._min, det._max, det._m, det._v, det._hit, det._crit, det._last, det._prev,
         season.buf, season.head, season.count, season.s1, season.s2,
@@ -123,6 +124,8 @@ def score_compiled(det: AnomalyDetector, kernel: Kernel, slots: I64, vals: F64, 
         cfg.buckets, cfg.noise_floor, cfg.sharpness, cfg.history_rate, cfg.min_history, cfg.spatial_tolerance,
         cfg.refractory,
         SCORE_TABLE, SCORE_DIFF, STEP, ZMAX, det._z_red, det._z_crit, det._fmin, det._fmax, cfg.range_rate,
+        det._wrho, *_week_columns(det, ts), week.buf, week.head, week.count, week.s1, week.s2, det._wmeans,
+        det._wids, det._wstate,
     )
     rows, cols = vals.shape
     threads = min(det._threads, kernel.max_threads, rows) if vals.size >= PARALLEL_MIN else 1
@@ -147,6 +150,16 @@ def score_compiled(det: AnomalyDetector, kernel: Kernel, slots: I64, vals: F64, 
         wait(helpers)
     det._ignored += ignored + sum(helper.result() for helper in helpers)
     return out
+
+
+_NO_WEEK = (np.zeros(1, dtype=np.int64), np.zeros(1))  # the weekly columns while it is off (never read)
+
+
+def _week_columns(det: AnomalyDetector, ts: F64) -> tuple[I64, F64]:
+    """Each time's time-of-week bucket and slot number (``_weekly.week_columns``), with the weekly profile on."""
+    if det._wrho <= 0.0:
+        return _NO_WEEK
+    return week_columns(ts, det._wspan, det._wperiod, det._wmeans.shape[1])
 
 
 def _resum(buf: Any, row: int) -> tuple[float, float]:
@@ -261,11 +274,15 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
     buckets: int, noise_floor: float, sharpness: float, rate: float, min_history: int, tolerance: float,
     refractory: int, table: Any, diff: Any, step: float, zmax: float, z_red: float, z_crit: float,
     fmn_: Any, fmx_: Any, range_rate: float,
+    rho: float, col_week: Any, col_slot: Any, wbuf: Any, whead: Any, wcount: Any, ws1: Any, ws2: Any,
+    wmeans: Any, wids: Any, wstate: Any,
 ) -> int:
     """Score ``raw[i, j]`` of series slot ``slots[i]`` in bucket ``col_bucket[j]`` into ``out``
     for the rows ``lo <= i < hi``.
 
-    ``work`` is a (6, raw.shape[1]) float64 and ``cols`` a raw.shape[1] int64 scratch array.
+    ``work`` is a (WORK_ROWS, raw.shape[1]) float64 and ``cols`` a raw.shape[1] int64 scratch array.
+    ``rho`` > 0 turns the weekly profile on (``DetectorConfig.weekly_rho``; ``col_week`` / ``col_slot``: each
+    column's time-of-week bucket and slot number, the w* arrays its state, see ``_weekly``).
     Non-finite values score NaN and change nothing; returns how many there were.
 
     Each row is scored in passes over its samples: the two sequential ones (ring pushes; the
@@ -376,6 +393,66 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
         prev_[s] = prev
         fmn_[s], fmx_[s] = fmin, fmax
         dcount[s], dhead[s], ds1[s], ds2[s] = d_cnt, d_h, d1, d2
+
+        # pass 1c, sequential, only with the weekly profile (_weekly: AnomalyDetector._weekly_z written out):
+        # the weekly test, the time-of-week window before each value, pushed; where the test holds and the
+        # weekly z-score is the smaller, the seasonal window's stats (work[1:4]) become the weekly window's
+        if rho > 0.0:
+            wwidth = wbuf.shape[1]
+            wlen = wmeans.shape[1]
+            wday = wlen // 7
+            cur, ssum, scnt_ = wstate[s, 0], wstate[s, 1], wstate[s, 2]
+            sd, cd, sw, cw = wstate[s, 3], wstate[s, 4], wstate[s, 5], wstate[s, 6]
+            for k in range(kk):
+                j = cols[k]
+                x = xs[k]
+                q = col_slot[j]
+                if q > cur:  # a new slot: the open one's mean against those one day and one week before
+                    if scnt_ > 0.0:
+                        mean = ssum / scnt_
+                        back = cur - wday
+                        at = int(back % wlen)
+                        if wids[s, at] == back:
+                            dm = mean - wmeans[s, at]
+                            sd += dm * dm
+                            cd += 1.0
+                        back = cur - wlen
+                        at = int(back % wlen)
+                        if wids[s, at] == back:
+                            dm = mean - wmeans[s, at]
+                            sw += dm * dm
+                            cw += 1.0
+                        at = int(cur % wlen)
+                        wmeans[s, at], wids[s, at] = mean, cur
+                    cur, ssum, scnt_ = q, 0.0, 0.0
+                ssum += x
+                scnt_ += 1.0
+                on = (cw >= 2.0 * wlen) and (sw / (cw if cw > 1.0 else 1.0) < rho * sd / (cd if cd > 1.0 else 1.0))
+                wrow = s * wlen + col_week[j]
+                c_w, w_h, v1, v2 = wcount[wrow], whead[wrow], ws1[wrow], ws2[wrow]
+                if on and c_w >= SEASON_MIN:
+                    fl = floors[k]
+                    zd = _z_c(x, sums[k], squares[k], counts[k], fl)
+                    zw = _z_c(x, v1, v2, float(c_w), fl)
+                    if zw < zd:
+                        sums[k], squares[k], counts[k] = v1, v2, c_w
+                old = 0.0
+                if c_w == wwidth:
+                    old = wbuf[_U(wrow), _U(w_h)]
+                    v1 += x - old
+                    v2 += x * x - old * old
+                else:
+                    c_w += 1
+                    v1 += x
+                    v2 += x * x
+                wbuf[_U(wrow), _U(w_h)] = x
+                w_h += 1
+                if w_h == wwidth or old * old > CANCEL * v2:
+                    w_h = 0 if w_h == wwidth else w_h
+                    v1, v2 = _resum_c(wbuf, wrow)
+                wcount[wrow], whead[wrow], ws1[wrow], ws2[wrow] = c_w, w_h, v1, v2
+            wstate[s, 0], wstate[s, 1], wstate[s, 2] = cur, ssum, scnt_
+            wstate[s, 3], wstate[s, 4], wstate[s, 5], wstate[s, 6] = sd, cd, sw, cw
 
         # pass 2, independent samples: seasonal z-score, then raw surprise
         _surprises_c(work, kk, noise_floor, tolerance, sharpness, abs(offset))

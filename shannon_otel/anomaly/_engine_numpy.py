@@ -18,6 +18,7 @@ import numpy.typing as npt
 from . import _scoring as sc
 from ._ring import Rings, Scratch
 from ._scoring import DEMOTED_SCORE, MEAN_FLOOR, RANGE_RESOLUTION, RANGE_SPAN, SEASON_MIN, STD_FLOOR, X_LIMIT
+from ._weekly import weekly_tick
 
 if TYPE_CHECKING:
     from ._config import DetectorConfig
@@ -132,6 +133,9 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     s_len, t_len = raw.shape
     if t_len == 1:
         return _score_tick(det, slots, raw, ts)
+    if det._wrho > 0.0:  # the weekly test is sequential in time: column by column (DetectorConfig.weekly_rho)
+        return np.concatenate([_score_tick(det, slots, raw[:, j : j + 1], ts[j : j + 1]) for j in range(t_len)],
+                              axis=1)
     at = _at(slots)
     contiguous = isinstance(at, slice)
     n0 = det._n[at]
@@ -377,6 +381,8 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
         g = min(int(ts[0] % cfg.period_s / cfg.period_s * cfg.buckets), cfg.buckets - 1)
     s1, s2, cnt = det._season.push_many(_rows(slots, cfg.buckets, g, isinstance(at, slice)), x)
     z = _tick_z(x, s1, s2, cnt, floor, det._season.width)
+    if det._wrho > 0.0:
+        weekly_tick(det, slots, at, x, float(ts[0]), floor, z)
     step = x - det._prev[at]
     det._prev[at] = x
     s1, s2, cnt = det._steps.push_many(at, step)
