@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import types
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -54,11 +55,13 @@ PARALLEL_MIN = 32_768  # samples in a block before threads > 1 splits it: below,
 # process (2 cores shared) takes fewer. Each run costs one kernel call (~15 us for its ~60 arguments).
 RUNS_PER_THREAD = 4
 _loaded: list[Kernel] = []
+_WEEKLY = False  # score_rows' weekly pass: False here (Kernel.serial), True in Kernel.weekly's copy of the globals
 
 
 class Kernel(NamedTuple):
     serial: Callable[..., int]  # score_rows
     max_threads: int  # numba's thread count (NUMBA_NUM_THREADS: the CPUs by default), the cap on threads
+    weekly: Callable[..., int]  # score_rows with the weekly profile's pass (DetectorConfig.weekly_rho)
 
 
 class Workers:
@@ -101,7 +104,11 @@ def load() -> Kernel | None:
         _resum_c, _one_minus_exp_neg_c, _z_c = jit(_resum), jit(one_minus_exp_neg), jit(_z)
         _surprises_c = jit(_surprises)
         # NUMBA_NUM_THREADS, not get_num_threads(): that would start numba's thread pool, which is not used
-        _loaded.append(Kernel(jit(score_rows), numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
+        # the weekly kernel: the same code read with _WEEKLY true (a copy of this module's globals, taken after the
+        # compiled helpers were set above); numba's cache keeps both (their signatures differ)
+        weekly = types.FunctionType(score_rows.__code__, {**globals(), "_WEEKLY": True}, "score_rows_weekly")
+        _loaded.append(Kernel(jit(score_rows), numba.config.NUMBA_NUM_THREADS,  # type: ignore[attr-defined]
+                              jit(weekly)))
     return _loaded[0]
 
 
@@ -113,8 +120,8 @@ def score_compiled(det: AnomalyDetector, kernel: Kernel, slots: I64, vals: F64, 
     # one compiled specialization serves every call: C order, writeable (a copy otherwise)
     vals = np.require(vals, np.float64, ("C_CONTIGUOUS", "ALIGNED", "WRITEABLE"))
     out: F64 = np.empty(vals.shape)
-    season, avg, steps, level, week = det._season, det._avg, det._steps, det._level, det._week
-    state = (
+    season, avg, steps, level = det._season, det._avg, det._steps, det._level
+    state: tuple[Any, ...] = (
         det._n, det._offset, det._min, det._max, det._m, det._v, det._hit, det._crit, det._last, det._prev,
         season.buf, season.head, season.count, season.s1, season.s2,
         steps.buf, steps.head, steps.count, steps.s1, steps.s2,
@@ -124,14 +131,18 @@ def score_compiled(det: AnomalyDetector, kernel: Kernel, slots: I64, vals: F64, 
         cfg.buckets, cfg.noise_floor, cfg.sharpness, cfg.history_rate, cfg.min_history, cfg.spatial_tolerance,
         cfg.refractory,
         SCORE_TABLE, SCORE_DIFF, STEP, ZMAX, det._z_red, det._z_crit, det._fmin, det._fmax, cfg.range_rate,
-        det._wrho, *_week_columns(det, ts), week.buf, week.head, week.count, week.s1, week.s2, det._wmeans,
-        det._wids, det._wstate,
     )
+    run = kernel.serial
+    if det._wrho > 0.0:
+        week = det._week
+        state = (*state, det._wrho, *week_columns(ts, det._wspan, det._wperiod, det._wmeans.shape[1]), week.buf,
+                 week.head, week.count, week.s1, week.s2, det._wmeans, det._wids, det._wstate)
+        run = kernel.weekly
     rows, cols = vals.shape
     threads = min(det._threads, kernel.max_threads, rows) if vals.size >= PARALLEL_MIN else 1
     if threads == 1:
-        det._ignored += kernel.serial(0, rows, slots, vals, col_bucket, out, np.empty((WORK_ROWS, cols)),
-                                      np.empty(cols, dtype=np.int64), *state)
+        det._ignored += run(0, rows, slots, vals, col_bucket, out, np.empty((WORK_ROWS, cols)),
+                            np.empty(cols, dtype=np.int64), *state)
         return out
     per = -(-rows // min(rows, RUNS_PER_THREAD * threads))  # rows per run
     taken = itertools.count()  # the next run: next() is atomic
@@ -140,7 +151,7 @@ def score_compiled(det: AnomalyDetector, kernel: Kernel, slots: I64, vals: F64, 
         work, where = np.empty((WORK_ROWS, cols)), np.empty(cols, dtype=np.int64)
         ignored = 0
         while (lo := next(taken) * per) < rows:
-            ignored += kernel.serial(lo, min(rows, lo + per), slots, vals, col_bucket, out, work, where, *state)
+            ignored += run(lo, min(rows, lo + per), slots, vals, col_bucket, out, work, where, *state)
         return ignored
 
     helpers = det._workers.submit(threads - 1, runs_until_none_left)
@@ -150,16 +161,6 @@ def score_compiled(det: AnomalyDetector, kernel: Kernel, slots: I64, vals: F64, 
         wait(helpers)
     det._ignored += ignored + sum(helper.result() for helper in helpers)
     return out
-
-
-_NO_WEEK = (np.zeros(1, dtype=np.int64), np.zeros(1))  # the weekly columns while it is off (never read)
-
-
-def _week_columns(det: AnomalyDetector, ts: F64) -> tuple[I64, F64]:
-    """Each time's time-of-week bucket and slot number (``_weekly.week_columns``), with the weekly profile on."""
-    if det._wrho <= 0.0:
-        return _NO_WEEK
-    return week_columns(ts, det._wspan, det._wperiod, det._wmeans.shape[1])
 
 
 def _resum(buf: Any, row: int) -> tuple[float, float]:
@@ -273,16 +274,16 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
     lm_: Any, lv_: Any, lbuf: Any, lhead: Any, lcount: Any, ls1: Any, ls2: Any, level: int, sides: int, clip: float,
     buckets: int, noise_floor: float, sharpness: float, rate: float, min_history: int, tolerance: float,
     refractory: int, table: Any, diff: Any, step: float, zmax: float, z_red: float, z_crit: float,
-    fmn_: Any, fmx_: Any, range_rate: float,
-    rho: float, col_week: Any, col_slot: Any, wbuf: Any, whead: Any, wcount: Any, ws1: Any, ws2: Any,
-    wmeans: Any, wids: Any, wstate: Any,
+    fmn_: Any, fmx_: Any, range_rate: float, *week: Any,
 ) -> int:
     """Score ``raw[i, j]`` of series slot ``slots[i]`` in bucket ``col_bucket[j]`` into ``out``
     for the rows ``lo <= i < hi``.
 
     ``work`` is a (WORK_ROWS, raw.shape[1]) float64 and ``cols`` a raw.shape[1] int64 scratch array.
-    ``rho`` > 0 turns the weekly profile on (``DetectorConfig.weekly_rho``; ``col_week`` / ``col_slot``: each
-    column's time-of-week bucket and slot number, the w* arrays its state, see ``_weekly``).
+    ``week``: nothing, or in ``Kernel.weekly`` (this function compiled with ``_WEEKLY`` true) the weekly
+    profile's ``weekly_rho``, each column's time-of-week bucket and slot number and the profile's state arrays
+    (``DetectorConfig.weekly_rho``, ``_weekly``). Two compiled functions, not a flag: off, the kernel takes
+    no argument more (each costs the call ~0.25 us) and holds no code more.
     Non-finite values score NaN and change nothing; returns how many there were.
 
     Each row is scored in passes over its samples: the two sequential ones (ring pushes; the
@@ -397,7 +398,8 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
         # pass 1c, sequential, only with the weekly profile (_weekly: AnomalyDetector._weekly_z written out):
         # the weekly test, the time-of-week window before each value, pushed; where the test holds and the
         # weekly z-score is the smaller, the seasonal window's stats (work[1:4]) become the weekly window's
-        if rho > 0.0:
+        if _WEEKLY:  # a constant: numba compiles this pass only into Kernel.weekly
+            rho, col_week, col_slot, wbuf, whead, wcount, ws1, ws2, wmeans, wids, wstate = week
             wwidth = wbuf.shape[1]
             wlen = wmeans.shape[1]
             wday = wlen // 7
