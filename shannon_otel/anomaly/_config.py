@@ -108,8 +108,9 @@ class DetectorConfig:
       in (0, 1]: smaller asks for a stronger weekly cycle. On NAB's three real categories 0.9 scores 70.29
       (69.75 off), but it loses on a held-out category when made the default (docs/benchmarks.md, ninth pass).
       It costs 7x the seasonal state (~8 x 7 x ``buckets`` x (``window`` + 4) bytes more a series: 40 kB with
-      the defaults) and a second ring push and z-score per sample. The numpy engine scores a block column by
-      column in this mode (the numba engine and :meth:`AnomalyDetector.update` keep their speed).
+      the defaults) and a second ring push and z-score per sample: one-sample calls ~30% slower, the numpy engine's
+      blocks 3-4x slower (the test is sequential in time: its pass runs sample by sample), the numba engine's
+      barely.
 
     Raises ``ValueError`` naming the parameter and its allowed range.
     """

@@ -18,7 +18,7 @@ import numpy.typing as npt
 from . import _scoring as sc
 from ._ring import Rings, Scratch
 from ._scoring import DEMOTED_SCORE, MEAN_FLOOR, RANGE_RESOLUTION, RANGE_SPAN, SEASON_MIN, STD_FLOOR, X_LIMIT
-from ._weekly import weekly_tick
+from ._weekly import weekly_block, weekly_tick
 
 if TYPE_CHECKING:
     from ._config import DetectorConfig
@@ -133,9 +133,6 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     s_len, t_len = raw.shape
     if t_len == 1:
         return _score_tick(det, slots, raw, ts)
-    if det._wrho > 0.0:  # the weekly test is sequential in time: column by column (DetectorConfig.weekly_rho)
-        return np.concatenate([_score_tick(det, slots, raw[:, j : j + 1], ts[j : j + 1]) for j in range(t_len)],
-                              axis=1)
     at = _at(slots)
     contiguous = isinstance(at, slice)
     n0 = det._n[at]
@@ -168,6 +165,8 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
         floor = np.minimum(span, floor, out=span)
     z = tmp("z", s_len, t_len)
     _seasonal_z(det, slots, contiguous, x, ts, floor, z)
+    if det._wrho > 0.0:
+        weekly_block(det, slots, x, ts, floor, z)
     _step_z(det, at, x, floor, z)
     r = np.multiply(z, z, out=z)  # raw surprise 1 - exp(-z^2 / 8), as sc.surprise
     np.multiply(r, -1.0 / sc.SURPRISE_SCALE, out=r)

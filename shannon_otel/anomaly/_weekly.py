@@ -1,9 +1,9 @@
 """The weekly profile (``DetectorConfig.weekly_rho``, opt-in): a time-of-week seasonal window beside the daily
 one, used once a causal per-series test finds a weekly cycle.
 
-Every path computes the same thing: ``AnomalyDetector._weekly_z`` (one sample), :func:`weekly_tick` (one
-sample of many series, the numpy engine's; it scores a longer block column by column in this mode) and the
-numba kernel's pass 1c (``_engine_numba.score_rows``). The test: the values of each bucket-long slot of time
+Every path computes the same thing: ``AnomalyDetector._weekly_z`` (one sample; the numpy engine's block path
+calls it sample by sample, :func:`weekly_block`), :func:`weekly_tick` (one sample of many series, vectorized) and
+the numba kernel's pass 1c (``_engine_numba.score_rows``). The test: the values of each bucket-long slot of time
 (``period_s / buckets``, an hour by default) are averaged as they arrive; when a slot closes, its mean's squared
 difference from the mean of the slot one day (``buckets`` slots) and one week (7 x ``buckets``) before it is
 added to that lag's sum, if that slot had values. The profile counts once there are at least two weeks of
@@ -93,3 +93,17 @@ def weekly_tick(det: AnomalyDetector, slots: I64, rows: I64 | slice, x: F64, t: 
         scale = np.maximum(np.sqrt(np.maximum(s2 / safe - mean_w * mean_w, 0.0)), floor)
         zw = np.where(scale > 0.0, np.abs(x - mean_w) / np.where(scale > 0.0, scale, 1.0), 0.0)
         np.copyto(z, np.minimum(z, zw), where=use)
+
+
+def weekly_block(det: AnomalyDetector, slots: I64, x: F64, ts: F64, floor: F64, z: F64) -> None:
+    """:func:`weekly_tick` for a block (``x[i, j]`` of series slot ``slots[i]`` at ``ts[j]``; ``floor`` one
+    column or one per sample): the test is sequential in time, so each sample goes through the scalar path's
+    ``_weekly_z`` (on Python floats: ~2 us a sample, about the numpy engine's own speed for one series)."""
+    weekly_z = det._weekly_z
+    times = ts.tolist()
+    for i, slot in enumerate(slots.tolist()):
+        floors = floor[i].tolist()
+        if len(floors) == 1:
+            floors *= len(times)
+        z[i] = [weekly_z(slot, xi, t, zi, fl)
+                for xi, t, zi, fl in zip(x[i].tolist(), times, z[i].tolist(), floors, strict=True)]
