@@ -52,7 +52,7 @@ from ._scoring import (
     X_LIMIT,
     red_z,
 )
-from ._weekly import WEEK_COLUMNS, WEEK_COUNT, WEEK_DAY, WEEK_SLOT, WEEK_SUM, WEEK_WEEK
+from ._weekly import MIN_WEEKS, WEEK_COLUMNS, WEEK_COUNT, WEEK_DAY, WEEK_SLOT, WEEK_SUM, WEEK_WEEK
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -142,9 +142,9 @@ class AnomalyDetector:
         self._steps_views = self._steps.views()
         self._avg_views = self._avg.views()
         self._level_views = self._level.views()
+        self._init_weekly(cfg)
         # One update at a time: two threads feeding one detector put two series in one slot, silently
         # (measured: 4 threads, max_series 50 -> 52 series, shared slots). Uncontended: ~0.1 us a call.
-        self._init_weekly(cfg)
         self._lock = threading.Lock()
         self._slots: OrderedDict[str, int] = OrderedDict()
         self._ignored = 0
@@ -528,7 +528,7 @@ class AnomalyDetector:
         st[base + WEEK_COUNT] += 1.0
         pairs = st[base + WEEK_WEEK + 1]
         days = st[base + WEEK_DAY + 1]
-        on = pairs >= 2.0 * width and (st[base + WEEK_WEEK] / (pairs if pairs > 1.0 else 1.0)
+        on = pairs >= MIN_WEEKS * width and (st[base + WEEK_WEEK] / (pairs if pairs > 1.0 else 1.0)
                                         < self._wrho * st[base + WEEK_DAY] / (days if days > 1.0 else 1.0))
         bucket = int(time % self._wperiod / self._wperiod * width)
         row = slot * width + (bucket if bucket < width else width - 1)

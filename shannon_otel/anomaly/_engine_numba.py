@@ -41,7 +41,7 @@ from ._scoring import (
     X_LIMIT,
     ZMAX,
 )
-from ._weekly import week_columns
+from ._weekly import MIN_WEEKS, week_columns
 
 if TYPE_CHECKING:
     from ._detector import AnomalyDetector
@@ -429,7 +429,8 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
                     cur, ssum, scnt_ = q, 0.0, 0.0
                 ssum += x
                 scnt_ += 1.0
-                on = (cw >= 2.0 * wlen) and (sw / (cw if cw > 1.0 else 1.0) < rho * sd / (cd if cd > 1.0 else 1.0))
+                on = (cw >= MIN_WEEKS * wlen) and (
+                    sw / (cw if cw > 1.0 else 1.0) < rho * sd / (cd if cd > 1.0 else 1.0))
                 wrow = s * wlen + col_week[j]
                 c_w, w_h, v1, v2 = wcount[wrow], whead[wrow], ws1[wrow], ws2[wrow]
                 if on and c_w >= SEASON_MIN:
