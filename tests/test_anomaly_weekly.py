@@ -11,6 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shannon_otel.anomaly import AnomalyDetector, DetectorConfig
+from shannon_otel.anomaly import _engine_numba as _kernel
+from shannon_otel.anomaly._engine_numba import PARALLEL_MIN
 
 HOUR = 3600.0
 WEEKS = 10
@@ -180,3 +182,19 @@ def test_the_profile_is_off_by_default_and_accepts_its_whole_range() -> None:
     assert DetectorConfig().weekly_rho is None
     assert DetectorConfig(weekly_rho=1).weekly_rho == 1
     assert DetectorConfig(weekly_rho=np.float64(0.5)).weekly_rho.__class__ is float
+
+
+def test_threads_split_a_large_weekly_block_and_give_the_same_scores() -> None:
+    kernel = _kernel.load()
+    assert kernel is not None
+    rows = 8
+    block = np.stack([hourly("weekday/weekend" if i % 2 else "daily", i, weeks=25)[0] for i in range(rows)])
+    ts = hourly("daily", 0, weeks=25)[1]
+    assert block.size >= PARALLEL_MIN
+    names = [f"s{i}" for i in range(rows)]
+    expected = AnomalyDetector(WEEKLY, engine="numba").update_many(names, block, ts)
+    threaded = AnomalyDetector(WEEKLY, engine="numba", threads=2)
+    threaded._kernel = kernel._replace(max_threads=2)  # split even on a 1-CPU machine
+    assert np.array_equal(threaded.update_many(names, block, ts), expected, equal_nan=True)
+    assert not np.array_equal(expected, AnomalyDetector(OFF, engine="numba").update_many(names, block, ts),
+                              equal_nan=True)
