@@ -144,6 +144,7 @@ BAD_FOR: dict[tuple[str, str], list[Any]] = {
     ("DetectorConfig", "level_sides"): [0, 3, 1.5, "1"],
     ("DetectorConfig", "level_clip"): [0, -1.0, NAN, INF, "2"],
     ("DetectorConfig", "refractory"): [0, -1, 1.5, True, "3"],
+    ("DetectorConfig", "weekly_rho"): [0, -0.5, 1.5, NAN, INF, True, "0.9"],  # None: off (accepted)
     # shannon_otel.redis (its RedisState is built but never connected: every check runs before that)
     ("CircuitBreaker", "shared"): ["redis://127.0.0.1:6379/0", 5],
     ("RedisState", "url"): ["http://127.0.0.1:6379", "", 5],

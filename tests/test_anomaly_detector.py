@@ -330,6 +330,7 @@ def test_bad_block_input_is_rejected_clearly(engine: str) -> None:
         ({"refractory": 0}, r"DetectorConfig.refractory must be an int in \[1, 1000000000\], got 0"),
         ({"range_rate": -0.1}, r"DetectorConfig.range_rate must be a number in \[0.0, 0.5\], got -0.1"),
         ({"range_rate": 0.6}, r"DetectorConfig.range_rate must be a number in \[0.0, 0.5\], got 0.6"),
+        ({"weekly_rho": 0.0}, r"DetectorConfig.weekly_rho must be a number in \(0.0, 1.0\] or None, got 0.0"),
         ({"warning": 0.9, "critical": 0.8}, r"DetectorConfig.critical must be >= warning \(0.9\)"),
     ],
 )

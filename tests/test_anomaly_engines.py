@@ -168,9 +168,12 @@ def test_a_child_forked_after_a_threaded_block_scores_its_own_threaded_blocks() 
         DetectorConfig(range_rate=0.0),
         DetectorConfig(range_rate=0.01),
         DetectorConfig(buckets=1, level=6, steps=3, range_rate=0.5, noise_floor=0.5),
+        DetectorConfig(weekly_rho=0.9),
+        DetectorConfig(weekly_rho=1.0, buckets=1, period_s=600.0, window=3, min_history=1),
     ],
     ids=["one-bucket", "shortest-windows", "no-floors", "many-buckets", "level-window", "shortest-level",
-         "rise-only-level", "refractory", "all-time-range", "forgetting-range", "fastest-forgetting-range"],
+         "rise-only-level", "refractory", "all-time-range", "forgetting-range", "fastest-forgetting-range",
+         "weekly", "weekly-in-ten-minute-days"],
 )
 def test_engines_agree_across_configs_and_unsorted_times(cfg: DetectorConfig) -> None:
     names = [f"s{i}" for i in range(6)]

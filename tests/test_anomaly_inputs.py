@@ -329,7 +329,7 @@ def test_threads_feeding_one_detector_never_share_a_slot() -> None:
 
 
 _DETECTOR_FLOATS = ["period_s", "noise_floor", "sharpness", "level_clip", "history_rate", "spatial_tolerance",
-                    "warning", "critical", "range_rate"]
+                    "warning", "critical", "range_rate", "weekly_rho"]
 
 
 @pytest.mark.parametrize("field", _DETECTOR_FLOATS)

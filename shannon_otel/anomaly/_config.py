@@ -40,6 +40,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {  # name: (low, high, low bound
     "max_series": (1, 10**7, False),
     "warning": (0.0, 1.0, True),
     "critical": (0.0, 1.0, True),
+    "weekly_rho": (0.0, 1.0, True),  # or None (off)
 }
 _INTS = frozenset({"window", "buckets", "steps", "average", "level", "level_sides", "min_history", "refractory",
                    "max_series"})
@@ -94,8 +95,22 @@ class DetectorConfig:
       (demoted as ``refractory`` says); ``math.inf`` turns this off.
     * ``max_series``: series tracked at once; the least recently updated one is evicted. Their state is
       reserved when the detector is built, about 8 x (buckets x window + steps + average + level) bytes a
-      series (6.6 kB with the defaults: 10^5 series take ~0.7 GB once fed, 10^7 a MemoryError).
+      series (6.6 kB with the defaults: 10^5 series take ~0.7 GB once fed, 10^7 a MemoryError; ~40 kB more
+      with ``weekly_rho``).
     * ``warning`` / ``critical``: score thresholds of the two :class:`Severity` bands.
+    * ``weekly_rho`` (opt-in, ``None`` = off, the default): a time-of-week profile beside the daily one
+      (7 x ``buckets`` buckets of ``window`` values over 7 x ``period_s``); once a series shows a weekly
+      cycle, its seasonal z-score is the smaller of the two (a value unusual for the hour of the day but usual
+      for the hour of the week, a quiet weekend hour say, is not surprising). The test is causal and per
+      series: over the means of the bucket-long slots seen so far (``period_s / buckets`` each), the mean
+      squared difference between slots one week apart must be below ``weekly_rho`` x the one between slots one
+      day apart, with at least two weeks of week-apart pairs (so never before the series' third week). A number
+      in (0, 1]: smaller asks for a stronger weekly cycle. On NAB's three real categories 0.9 scores 70.29
+      (69.75 off), but it loses on a held-out category when made the default (docs/benchmarks.md, ninth pass).
+      It costs 7x the seasonal state (~8 x 7 x ``buckets`` x (``window`` + 4) bytes more a series: 40 kB with
+      the defaults) and a second ring push and z-score per sample: one-sample calls ~30% slower, the numpy engine's
+      blocks 3-4x slower (the test is sequential in time: its pass runs sample by sample), the numba engine's
+      barely.
 
     Raises ``ValueError`` naming the parameter and its allowed range.
     """
@@ -118,10 +133,14 @@ class DetectorConfig:
     warning: float = 0.5
     critical: float = 0.8
     range_rate: float = 0.002  # last: the fields before it keep their positions
+    weekly_rho: float | None = None  # after range_rate, for the same reason
+
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
+            if value is None and f.name == "weekly_rho":  # off
+                continue
             lo, hi, open_low = _RANGES[f.name]
             if f.name in _INTS:
                 ok = isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
@@ -133,6 +152,8 @@ class DetectorConfig:
                     and _float_sized(value)
                 )
                 want = f"a number in {'(' if open_low else '['}{lo}, {hi}]"
+                if f.name == "weekly_rho":
+                    want += " or None"
             if not ok:  # a numpy scalar, Decimal or Fraction is said to be one: "got np.float32(0.5)" read as in range
                 hint = other_number(value, integer=f.name in _INTS)
                 raise ValueError(f"DetectorConfig.{f.name} must be {want}{hint}, got {shown(value)}")

@@ -5,7 +5,9 @@ numba in ``_engine_numba`` when installed, else vectorized over series and time 
 
 1. z = |x - mean| / max(std, noise_floor x range) (the range of all values, capped at RANGE_SPAN x a
    forgetting range: ``DetectorConfig.range_rate``) against the last ``window`` values of the
-   same seasonal bucket (time of day by default), and the same z-score of the step
+   same seasonal bucket (time of day by default; with ``DetectorConfig.weekly_rho``, the smaller of that and
+   the z-score against the same time-of-week bucket once the series' weekly test holds: ``_weekly``),
+   and the same z-score of the step
    x - previous x against the last ``steps`` steps; the larger of the two counts;
 2. raw surprise r = (1 - exp(-z^2 / 8)) ** sharpness in [0, 1), averaged over the last ``average`` samples;
 3. that average is compared with the series' own long-run (exponentially weighted) mean and
@@ -50,6 +52,7 @@ from ._scoring import (
     X_LIMIT,
     red_z,
 )
+from ._weekly import MIN_WEEKS, WEEK_COLUMNS, WEEK_COUNT, WEEK_DAY, WEEK_SLOT, WEEK_SUM, WEEK_WEEK
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -134,11 +137,12 @@ class AnomalyDetector:
         # what update() reads on every call, in one unpacking each (attribute loads add up at ~4 us a call)
         self._scalar_cfg = (cfg.buckets, cfg.period_s, cfg.range_rate, cfg.noise_floor, cfg.sharpness,
                             cfg.history_rate, cfg.spatial_tolerance, cfg.min_history, cfg.refractory, cfg.level,
-                            cfg.level_clip, cfg.level_sides == 1)
+                            cfg.level_clip, cfg.level_sides == 1, cfg.weekly_rho is not None)
         self._season_views = self._season.views()
         self._steps_views = self._steps.views()
         self._avg_views = self._avg.views()
         self._level_views = self._level.views()
+        self._init_weekly(cfg)
         # One update at a time: two threads feeding one detector put two series in one slot, silently
         # (measured: 4 threads, max_series 50 -> 52 series, shared slots). Uncontended: ~0.1 us a call.
         self._lock = threading.Lock()
@@ -150,6 +154,27 @@ class AnomalyDetector:
         self._last_key: tuple[str, ...] | None = None  # series of the last block, if still the most recent
         self._last_slots: I64 = np.zeros(0, dtype=np.int64)
         self._workers = Workers()  # the threads of split blocks (threads > 1), started at the first one
+
+    def _init_weekly(self, cfg: DetectorConfig) -> None:
+        """The weekly profile's state (``DetectorConfig.weekly_rho``): placeholders of one row when it is off.
+
+        Per series: a ring per time-of-week bucket (7 x ``buckets`` of them, ``window`` wide); the means of
+        the last 7 x ``buckets`` bucket-long slots, with the slot number each holds (NaN: none) at slot
+        number mod 7 x ``buckets``; and ``_wstate``'s columns (WEEK_* in ``_weekly``): the open slot's number,
+        sum and count, the sum and count of squared differences of slot means one day apart, one week apart.
+        """
+        on = cfg.weekly_rho is not None
+        cap, width = (cfg.max_series, 7 * cfg.buckets) if on else (1, 1)
+        self._wrho = float(cfg.weekly_rho) if cfg.weekly_rho is not None else -1.0  # -1: off (the kernel's flag)
+        self._wspan = cfg.period_s / cfg.buckets  # a slot: one daily bucket long
+        self._wperiod = 7.0 * cfg.period_s
+        self._week = Rings(cap * width, cfg.window if on else 1)
+        self._wmeans: F64 = np.zeros((cap, width))
+        self._wids: F64 = np.full((cap, width), np.nan)
+        self._wstate: F64 = np.zeros((cap, WEEK_COLUMNS))
+        self._wstate[:, WEEK_SLOT] = -np.inf
+        self._vwmeans, self._vwids, self._vwstate = floats(self._wmeans), floats(self._wids), floats(self._wstate)
+        self._week_views = self._week.views()
 
     # ------------------------------------------------------------------ series registry
     @property
@@ -208,6 +233,11 @@ class AnomalyDetector:
         self._min[slot], self._max[slot], self._last[slot] = np.inf, -np.inf, np.nan
         self._fmin[slot], self._fmax[slot] = np.inf, -np.inf
         self._hit[slot] = self._crit[slot] = -np.inf
+        if self._wrho > 0.0:
+            width = 7 * b
+            self._week.clear(slice(slot * width, (slot + 1) * width))
+            self._wmeans[slot], self._wids[slot], self._wstate[slot] = 0.0, np.nan, 0.0
+            self._wstate[slot, WEEK_SLOT] = -np.inf
 
     # ------------------------------------------------------------------ scalar path
     def update(self, series: str, value: float, time: float) -> float | None:
@@ -252,7 +282,7 @@ class AnomalyDetector:
             else:
                 self._slots.move_to_end(series)
             (buckets, period, rate, noise_floor, sharpness, history_rate, tolerance, min_history, refractory,
-             level, clip, one_sided) = self._scalar_cfg
+             level, clip, one_sided, weekly) = self._scalar_cfg
             n = self._vn[slot] + 1
             self._vn[slot] = n
             x = float(value)  # float(): a numpy float32 would compute in float32
@@ -317,6 +347,8 @@ class AnomalyDetector:
                 head = 0 if head == width else head
                 s1, s2 = readd(self._season.buf, row)
             head_[row], s1_[row], s2_[row] = head, s1, s2
+            if weekly:  # DetectorConfig.weekly_rho
+                z = self._weekly_z(slot, x, float(time), z, floor)
 
             # the step from the previous value (0 for the first: x = 0 = prev), alike in its window
             step = x - self._vprev[slot]
@@ -467,6 +499,70 @@ class AnomalyDetector:
                 return None
             self._vlast[slot] = score
             return score
+
+    def _weekly_z(self, slot: int, x: float, time: float, z: float, floor: float) -> float:
+        """The seasonal z-score ``z`` of ``x``, or its weekly one when smaller and the series' weekly test
+        holds (``DetectorConfig.weekly_rho``); advances the weekly state. The scalar form of
+        ``_weekly.weekly_tick`` and of the numba kernel's pass 1c: the same operations in the same order."""
+        width = self._wmeans.shape[1]
+        base = slot * WEEK_COLUMNS
+        st, means, ids = self._vwstate, self._vwmeans, self._vwids
+        q = float(math.floor(time / self._wspan))
+        cur = st[base + WEEK_SLOT]
+        if q > cur:  # a new slot: the open one's mean against those one day and one week before it
+            count = st[base + WEEK_COUNT]
+            if count > 0.0:
+                mean = st[base + WEEK_SUM] / count
+                row = slot * width
+                for lag, col in ((width // 7, WEEK_DAY), (width, WEEK_WEEK)):
+                    back = cur - lag
+                    at = row + int(back % width)
+                    if ids[at] == back:
+                        dm = mean - means[at]
+                        st[base + col] += dm * dm
+                        st[base + col + 1] += 1.0
+                at = row + int(cur % width)
+                means[at], ids[at] = mean, cur
+            st[base + WEEK_SLOT], st[base + WEEK_SUM], st[base + WEEK_COUNT] = q, 0.0, 0.0
+        st[base + WEEK_SUM] += x
+        st[base + WEEK_COUNT] += 1.0
+        pairs = st[base + WEEK_WEEK + 1]
+        days = st[base + WEEK_DAY + 1]
+        on = pairs >= MIN_WEEKS * width and (st[base + WEEK_WEEK] / (pairs if pairs > 1.0 else 1.0)
+                                        < self._wrho * st[base + WEEK_DAY] / (days if days > 1.0 else 1.0))
+        bucket = int(time % self._wperiod / self._wperiod * width)
+        row = slot * width + (bucket if bucket < width else width - 1)
+        buf, head_, count_, s1_, s2_, ring = self._week_views  # Rings.push written out, as in update()
+        cnt, s1, s2 = count_[row], s1_[row], s2_[row]
+        if on and cnt >= SEASON_MIN:
+            mean = s1 / cnt
+            var = s2 / cnt - mean * mean
+            scale = floor
+            if var > scale * scale:
+                scale = sqrt(var)
+            zw = abs(x - mean) / scale if scale > 0.0 else 0.0
+            if zw < z:
+                z = zw
+        head = head_[row]
+        at = row * ring + head
+        lost = False
+        if cnt == ring:
+            old = buf[at]
+            s1 += x - old
+            squared = old * old
+            s2 += x * x - squared
+            lost = squared > CANCEL * s2
+        else:
+            count_[row] = cnt + 1
+            s1 += x
+            s2 += x * x
+        buf[at] = x
+        head += 1
+        if head == ring or lost:
+            head = 0 if head == ring else head
+            s1, s2 = readd(self._week.buf, row)
+        head_[row], s1_[row], s2_[row] = head, s1, s2
+        return z
 
     # ------------------------------------------------------------------ block path
     def update_series(self, series: str, values: npt.ArrayLike, times: npt.ArrayLike) -> F64:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import types
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -40,6 +41,7 @@ from ._scoring import (
     X_LIMIT,
     ZMAX,
 )
+from ._weekly import MIN_WEEKS, week_columns
 
 if TYPE_CHECKING:
     from ._detector import AnomalyDetector
@@ -53,11 +55,13 @@ PARALLEL_MIN = 32_768  # samples in a block before threads > 1 splits it: below,
 # process (2 cores shared) takes fewer. Each run costs one kernel call (~15 us for its ~60 arguments).
 RUNS_PER_THREAD = 4
 _loaded: list[Kernel] = []
+_WEEKLY = False  # score_rows' weekly pass: False here (Kernel.serial), True in Kernel.weekly's copy of the globals
 
 
 class Kernel(NamedTuple):
     serial: Callable[..., int]  # score_rows
     max_threads: int  # numba's thread count (NUMBA_NUM_THREADS: the CPUs by default), the cap on threads
+    weekly: Callable[..., int]  # score_rows with the weekly profile's pass (DetectorConfig.weekly_rho)
 
 
 class Workers:
@@ -100,7 +104,11 @@ def load() -> Kernel | None:
         _resum_c, _one_minus_exp_neg_c, _z_c = jit(_resum), jit(one_minus_exp_neg), jit(_z)
         _surprises_c = jit(_surprises)
         # NUMBA_NUM_THREADS, not get_num_threads(): that would start numba's thread pool, which is not used
-        _loaded.append(Kernel(jit(score_rows), numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
+        # the weekly kernel: the same code read with _WEEKLY true (a copy of this module's globals, taken after the
+        # compiled helpers were set above); numba's cache keeps both (their signatures differ)
+        weekly = types.FunctionType(score_rows.__code__, {**globals(), "_WEEKLY": True}, "score_rows_weekly")
+        _loaded.append(Kernel(jit(score_rows), numba.config.NUMBA_NUM_THREADS,  # type: ignore[attr-defined]
+                              jit(weekly)))
     return _loaded[0]
 
 
@@ -113,7 +121,7 @@ def score_compiled(det: AnomalyDetector, kernel: Kernel, slots: I64, vals: F64, 
     vals = np.require(vals, np.float64, ("C_CONTIGUOUS", "ALIGNED", "WRITEABLE"))
     out: F64 = np.empty(vals.shape)
     season, avg, steps, level = det._season, det._avg, det._steps, det._level
-    state = (
+    state: tuple[Any, ...] = (
         det._n, det._offset, det._min, det._max, det._m, det._v, det._hit, det._crit, det._last, det._prev,
         season.buf, season.head, season.count, season.s1, season.s2,
         steps.buf, steps.head, steps.count, steps.s1, steps.s2,
@@ -124,11 +132,17 @@ def score_compiled(det: AnomalyDetector, kernel: Kernel, slots: I64, vals: F64, 
         cfg.refractory,
         SCORE_TABLE, SCORE_DIFF, STEP, ZMAX, det._z_red, det._z_crit, det._fmin, det._fmax, cfg.range_rate,
     )
+    run = kernel.serial
+    if det._wrho > 0.0:
+        week = det._week
+        state = (*state, det._wrho, *week_columns(ts, det._wspan, det._wperiod, det._wmeans.shape[1]), week.buf,
+                 week.head, week.count, week.s1, week.s2, det._wmeans, det._wids, det._wstate)
+        run = kernel.weekly
     rows, cols = vals.shape
     threads = min(det._threads, kernel.max_threads, rows) if vals.size >= PARALLEL_MIN else 1
     if threads == 1:
-        det._ignored += kernel.serial(0, rows, slots, vals, col_bucket, out, np.empty((WORK_ROWS, cols)),
-                                      np.empty(cols, dtype=np.int64), *state)
+        det._ignored += run(0, rows, slots, vals, col_bucket, out, np.empty((WORK_ROWS, cols)),
+                            np.empty(cols, dtype=np.int64), *state)
         return out
     per = -(-rows // min(rows, RUNS_PER_THREAD * threads))  # rows per run
     taken = itertools.count()  # the next run: next() is atomic
@@ -137,7 +151,7 @@ def score_compiled(det: AnomalyDetector, kernel: Kernel, slots: I64, vals: F64, 
         work, where = np.empty((WORK_ROWS, cols)), np.empty(cols, dtype=np.int64)
         ignored = 0
         while (lo := next(taken) * per) < rows:
-            ignored += kernel.serial(lo, min(rows, lo + per), slots, vals, col_bucket, out, work, where, *state)
+            ignored += run(lo, min(rows, lo + per), slots, vals, col_bucket, out, work, where, *state)
         return ignored
 
     helpers = det._workers.submit(threads - 1, runs_until_none_left)
@@ -260,12 +274,16 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
     lm_: Any, lv_: Any, lbuf: Any, lhead: Any, lcount: Any, ls1: Any, ls2: Any, level: int, sides: int, clip: float,
     buckets: int, noise_floor: float, sharpness: float, rate: float, min_history: int, tolerance: float,
     refractory: int, table: Any, diff: Any, step: float, zmax: float, z_red: float, z_crit: float,
-    fmn_: Any, fmx_: Any, range_rate: float,
+    fmn_: Any, fmx_: Any, range_rate: float, *week: Any,
 ) -> int:
     """Score ``raw[i, j]`` of series slot ``slots[i]`` in bucket ``col_bucket[j]`` into ``out``
     for the rows ``lo <= i < hi``.
 
-    ``work`` is a (6, raw.shape[1]) float64 and ``cols`` a raw.shape[1] int64 scratch array.
+    ``work`` is a (WORK_ROWS, raw.shape[1]) float64 and ``cols`` a raw.shape[1] int64 scratch array.
+    ``week``: nothing, or in ``Kernel.weekly`` (this function compiled with ``_WEEKLY`` true) the weekly
+    profile's ``weekly_rho``, each column's time-of-week bucket and slot number and the profile's state arrays
+    (``DetectorConfig.weekly_rho``, ``_weekly``). Two compiled functions, not a flag: off, the kernel takes
+    no argument more (each costs the call ~0.25 us) and holds no code more.
     Non-finite values score NaN and change nothing; returns how many there were.
 
     Each row is scored in passes over its samples: the two sequential ones (ring pushes; the
@@ -376,6 +394,68 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
         prev_[s] = prev
         fmn_[s], fmx_[s] = fmin, fmax
         dcount[s], dhead[s], ds1[s], ds2[s] = d_cnt, d_h, d1, d2
+
+        # pass 1c, sequential, only with the weekly profile (_weekly: AnomalyDetector._weekly_z written out):
+        # the weekly test, the time-of-week window before each value, pushed; where the test holds and the
+        # weekly z-score is the smaller, the seasonal window's stats (work[1:4]) become the weekly window's
+        if _WEEKLY:  # a constant: numba compiles this pass only into Kernel.weekly
+            rho, col_week, col_slot, wbuf, whead, wcount, ws1, ws2, wmeans, wids, wstate = week
+            wwidth = wbuf.shape[1]
+            wlen = wmeans.shape[1]
+            wday = wlen // 7
+            cur, ssum, scnt_ = wstate[s, 0], wstate[s, 1], wstate[s, 2]
+            sd, cd, sw, cw = wstate[s, 3], wstate[s, 4], wstate[s, 5], wstate[s, 6]
+            for k in range(kk):
+                j = cols[k]
+                x = xs[k]
+                q = col_slot[j]
+                if q > cur:  # a new slot: the open one's mean against those one day and one week before
+                    if scnt_ > 0.0:
+                        mean = ssum / scnt_
+                        back = cur - wday
+                        at = int(back % wlen)
+                        if wids[s, at] == back:
+                            dm = mean - wmeans[s, at]
+                            sd += dm * dm
+                            cd += 1.0
+                        back = cur - wlen
+                        at = int(back % wlen)
+                        if wids[s, at] == back:
+                            dm = mean - wmeans[s, at]
+                            sw += dm * dm
+                            cw += 1.0
+                        at = int(cur % wlen)
+                        wmeans[s, at], wids[s, at] = mean, cur
+                    cur, ssum, scnt_ = q, 0.0, 0.0
+                ssum += x
+                scnt_ += 1.0
+                on = (cw >= MIN_WEEKS * wlen) and (
+                    sw / (cw if cw > 1.0 else 1.0) < rho * sd / (cd if cd > 1.0 else 1.0))
+                wrow = s * wlen + col_week[j]
+                c_w, w_h, v1, v2 = wcount[wrow], whead[wrow], ws1[wrow], ws2[wrow]
+                if on and c_w >= SEASON_MIN:
+                    fl = floors[k]
+                    zd = _z_c(x, sums[k], squares[k], counts[k], fl)
+                    zw = _z_c(x, v1, v2, float(c_w), fl)
+                    if zw < zd:
+                        sums[k], squares[k], counts[k] = v1, v2, c_w
+                old = 0.0
+                if c_w == wwidth:
+                    old = wbuf[_U(wrow), _U(w_h)]
+                    v1 += x - old
+                    v2 += x * x - old * old
+                else:
+                    c_w += 1
+                    v1 += x
+                    v2 += x * x
+                wbuf[_U(wrow), _U(w_h)] = x
+                w_h += 1
+                if w_h == wwidth or old * old > CANCEL * v2:
+                    w_h = 0 if w_h == wwidth else w_h
+                    v1, v2 = _resum_c(wbuf, wrow)
+                wcount[wrow], whead[wrow], ws1[wrow], ws2[wrow] = c_w, w_h, v1, v2
+            wstate[s, 0], wstate[s, 1], wstate[s, 2] = cur, ssum, scnt_
+            wstate[s, 3], wstate[s, 4], wstate[s, 5], wstate[s, 6] = sd, cd, sw, cw
 
         # pass 2, independent samples: seasonal z-score, then raw surprise
         _surprises_c(work, kk, noise_floor, tolerance, sharpness, abs(offset))

@@ -18,6 +18,7 @@ import numpy.typing as npt
 from . import _scoring as sc
 from ._ring import Rings, Scratch
 from ._scoring import DEMOTED_SCORE, MEAN_FLOOR, RANGE_RESOLUTION, RANGE_SPAN, SEASON_MIN, STD_FLOOR, X_LIMIT
+from ._weekly import weekly_block, weekly_tick
 
 if TYPE_CHECKING:
     from ._config import DetectorConfig
@@ -164,6 +165,8 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
         floor = np.minimum(span, floor, out=span)
     z = tmp("z", s_len, t_len)
     _seasonal_z(det, slots, contiguous, x, ts, floor, z)
+    if det._wrho > 0.0:
+        weekly_block(det, slots, x, ts, floor, z)
     _step_z(det, at, x, floor, z)
     r = np.multiply(z, z, out=z)  # raw surprise 1 - exp(-z^2 / 8), as sc.surprise
     np.multiply(r, -1.0 / sc.SURPRISE_SCALE, out=r)
@@ -377,6 +380,8 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
         g = min(int(ts[0] % cfg.period_s / cfg.period_s * cfg.buckets), cfg.buckets - 1)
     s1, s2, cnt = det._season.push_many(_rows(slots, cfg.buckets, g, isinstance(at, slice)), x)
     z = _tick_z(x, s1, s2, cnt, floor, det._season.width)
+    if det._wrho > 0.0:
+        weekly_tick(det, slots, at, x, float(ts[0]), floor, z)
     step = x - det._prev[at]
     det._prev[at] = x
     s1, s2, cnt = det._steps.push_many(at, step)
