@@ -174,7 +174,6 @@ class AnomalyDetector:
         self._wstate: F64 = np.zeros((cap, WEEK_COLUMNS))
         self._wstate[:, WEEK_SLOT] = -np.inf
         self._vwmeans, self._vwids, self._vwstate = floats(self._wmeans), floats(self._wids), floats(self._wstate)
-        self._week_views = self._week.views()
 
     # ------------------------------------------------------------------ series registry
     @property
@@ -532,8 +531,7 @@ class AnomalyDetector:
                                         < self._wrho * st[base + WEEK_DAY] / (days if days > 1.0 else 1.0))
         bucket = int(time % self._wperiod / self._wperiod * width)
         row = slot * width + (bucket if bucket < width else width - 1)
-        buf, head_, count_, s1_, s2_, ring = self._week_views  # Rings.push written out, as in update()
-        cnt, s1, s2 = count_[row], s1_[row], s2_[row]
+        cnt, s1, s2 = self._week.stats(row)
         if on and cnt >= SEASON_MIN:
             mean = s1 / cnt
             var = s2 / cnt - mean * mean
@@ -543,25 +541,7 @@ class AnomalyDetector:
             zw = abs(x - mean) / scale if scale > 0.0 else 0.0
             if zw < z:
                 z = zw
-        head = head_[row]
-        at = row * ring + head
-        lost = False
-        if cnt == ring:
-            old = buf[at]
-            s1 += x - old
-            squared = old * old
-            s2 += x * x - squared
-            lost = squared > CANCEL * s2
-        else:
-            count_[row] = cnt + 1
-            s1 += x
-            s2 += x * x
-        buf[at] = x
-        head += 1
-        if head == ring or lost:
-            head = 0 if head == ring else head
-            s1, s2 = readd(self._week.buf, row)
-        head_[row], s1_[row], s2_[row] = head, s1, s2
+        self._week.push(row, x)  # an opt-in path: the ring's own push, not written out as update()'s are
         return z
 
     # ------------------------------------------------------------------ block path
