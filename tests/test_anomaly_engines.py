@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 import pytest
+from _anomaly_paths import scalar
 
 from shannon_otel.anomaly import AnomalyDetector, DetectorConfig
 from shannon_otel.anomaly import _engine_numba as _kernel
@@ -26,16 +27,6 @@ def dirty_block(rows: int, cols: int, seed: int = 5) -> np.ndarray:
     block[3, [5, 17]] = [np.nan, -np.inf]
     block[4, :] = 7.0  # constant
     return block
-
-
-def scalar(det: AnomalyDetector, names: list[str], block: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    out = np.full(block.shape, np.nan)
-    for j, t in enumerate(ts.tolist()):
-        for i, name in enumerate(names):
-            got = det.update(name, float(block[i, j]), t)
-            if got is not None:
-                out[i, j] = got
-    return out
 
 
 def test_numba_scores_equal_the_scalar_and_numpy_paths() -> None:

@@ -7,6 +7,7 @@ import itertools
 
 import numpy as np
 import pytest
+from _anomaly_paths import scalar
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -34,16 +35,6 @@ def hourly(kind: str, seed: int, weeks: int = WEEKS) -> tuple[np.ndarray, np.nda
         "random walk": np.cumsum(noise),
     }[kind]
     return values, ts
-
-
-def scalar(det: AnomalyDetector, names: list[str], block: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    out = np.full(block.shape, np.nan)
-    for j, t in enumerate(ts.tolist()):
-        for i, name in enumerate(names):
-            got = det.update(name, float(block[i, j]), t)
-            if got is not None:
-                out[i, j] = got
-    return out
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -20,9 +20,10 @@ from typing import Any
 
 import pytest
 from _open_spans import OpenSpans
+from _virtual_time import watched
 
 from shannon_otel import CircuitBreaker, Hedge, Outcome, Pipeline, Retry, Wave, WaveStream
-from shannon_otel.testing import InMemoryTelemetry, run_virtual
+from shannon_otel.testing import InMemoryTelemetry
 
 needs_eager = pytest.mark.skipif(sys.version_info < (3, 12), reason="asyncio.eager_task_factory is Python 3.12+")
 
@@ -34,22 +35,6 @@ def telemetry() -> tuple[InMemoryTelemetry, OpenSpans]:
     return otel, spans
 
 
-def virtual(main: Callable[[], Coroutine[Any, Any, Any]], *, eager: bool = False) -> Any:
-    """Run ``main()`` on the virtual-time loop (with the eager task factory if asked). A hang stops the loop
-    after 60 virtual seconds (RuntimeError: event loop stopped), failing the test instead of the suite."""
-
-    async def run() -> Any:
-        loop = asyncio.get_running_loop()
-        if eager:
-            # getattr: mypy checks against 3.11, which has no eager_task_factory (the tests using it skip there)
-            loop.set_task_factory(getattr(asyncio, "eager_task_factory"))  # noqa: B009
-        watchdog = loop.call_later(60, loop.stop)
-        try:
-            return await main()
-        finally:
-            watchdog.cancel()
-
-    return run_virtual(run())
 
 
 def outcomes(results: Any) -> list[str]:
@@ -78,7 +63,7 @@ LOOPS = [
 
 def run_on(loop: str, main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     if loop in ("default", "eager"):
-        return virtual(main, eager=loop == "eager")
+        return watched(main, eager=loop == "eager")
     import uvloop
 
     async def run() -> Any:
@@ -177,7 +162,7 @@ def test_fail_fast_under_the_eager_task_factory_cancels_the_running_task_and_sta
         assert not others()
         return result
 
-    result = virtual(main, eager=True)
+    result = watched(main, eager=True)
     assert outcomes(result.results) == ["cancellation", "failure", "cancellation", "cancellation", "cancellation"]
     assert started == [0, 1]
     assert cancelled == [0]
@@ -208,7 +193,7 @@ def test_fail_fast_under_the_eager_task_factory_starts_nothing_after_a_failure_i
         wave = Wave[Any]("b", max_concurrency=2, batch_size=2, fail_fast=True, instrument=False)
         return await wave.map(work, range(6))
 
-    result = virtual(main, eager=True)
+    result = watched(main, eager=True)
     assert outcomes(result.results) == ["success", "success", "failure"] + ["cancellation"] * 3
     assert started == [0, 1, 2]
 
@@ -229,7 +214,7 @@ def test_a_streamed_lazy_input_under_the_eager_task_factory_starts_nothing_after
         assert not others()
         return got
 
-    got = virtual(main, eager=True)
+    got = watched(main, eager=True)
     assert started == [0, 1, 2]
     assert sorted(got) == [(0, "success"), (1, "success"), (2, "failure")]
 
@@ -263,7 +248,7 @@ def test_a_task_cancelling_itself_is_cancelled_alone_whatever_the_concurrency(co
         assert not others()
         return result
 
-    result = virtual(main)
+    result = watched(main)
     assert outcomes(result.results) == ["cancellation", "success", "success", "success"]
     assert [r.value for r in result.results] == [None, 1, 2, 3]
     assert result.report.outcome is Outcome.SUCCESS  # the wave itself was not cancelled
@@ -281,7 +266,7 @@ def test_a_task_cancelling_itself_and_returning_without_awaiting_keeps_its_value
         wave = Wave[Any]("self", max_concurrency=1, instrument=False)
         return await wave.map(_self_cancelling(awaits=False), range(3))
 
-    result = virtual(main)
+    result = watched(main)
     assert outcomes(result.results) == ["success"] * 3
     assert [r.value for r in result.results] == [0, 1, 2]
 
@@ -297,7 +282,7 @@ def test_a_task_cancelling_itself_under_a_retry_is_not_retried_and_ends_alone() 
         wave = Wave[Any]("self", max_concurrency=1, policy=Retry(attempts=3, initial=0), instrument=False)
         return await wave.map(work, range(3))
 
-    result = virtual(main)
+    result = watched(main)
     assert outcomes(result.results) == ["cancellation", "success", "success"]
     assert calls == [0, 1, 2]  # a cancellation is never retried
 
@@ -310,7 +295,7 @@ def test_a_streamed_task_cancelling_itself_is_cancelled_alone() -> None:
             got.extend([(r.index, r.outcome.value) async for r in s])
         return got
 
-    assert virtual(main) == [(0, "cancellation"), (1, "success"), (2, "success")]
+    assert watched(main) == [(0, "cancellation"), (1, "success"), (2, "success")]
 
 
 def test_fail_fast_and_a_cancelled_caller_still_cancel_a_task_that_swallows_the_cancellation() -> None:
@@ -334,7 +319,7 @@ def test_fail_fast_and_a_cancelled_caller_still_cancel_a_task_that_swallows_the_
     async def fail_fast() -> Any:
         return await Wave[Any]("ff", max_concurrency=2, fail_fast=True, instrument=False).map(swallow, [0, 1, 2, 3])
 
-    result = virtual(fail_fast)
+    result = watched(fail_fast)
     assert outcomes(result.results) == ["success", "failure", "cancellation", "cancellation"]
     assert started == [0, 1]
 
@@ -349,7 +334,7 @@ def test_fail_fast_and_a_cancelled_caller_still_cancel_a_task_that_swallows_the_
 
     started.clear()
     blocked.clear()
-    virtual(cancelled_caller)
+    watched(cancelled_caller)
     assert started == [0]
 
 
@@ -384,7 +369,7 @@ def test_a_base_exception_in_an_eager_first_step_propagates_alone_and_starts_no_
         assert [type(e) for e in caught.value.exceptions] == [Abort]
         assert not others()
 
-    virtual(main, eager=True)
+    watched(main, eager=True)
     assert started == [0, 1]
     assert spans.open == {}
     assert sorted(str(s.attributes and s.attributes["shannon.task.outcome"]) for s in otel.spans("task abort")
@@ -412,7 +397,7 @@ def test_a_base_exception_in_an_eager_streamed_worker_ends_the_stream_instead_of
         assert [type(e) for e in caught.value.exceptions] == [Abort]
         assert not others()
 
-    virtual(main, eager=True)
+    watched(main, eager=True)
     assert started == [0, 1]
     assert spans.open == {}
     otel.shutdown()

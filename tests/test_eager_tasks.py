@@ -9,33 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
 from _open_spans import OpenSpans
+from _virtual_time import watched
 
 from shannon_otel import Wave
-from shannon_otel.testing import InMemoryTelemetry, run_virtual
+from shannon_otel.testing import InMemoryTelemetry
 
 pytestmark = pytest.mark.skipif(sys.version_info < (3, 12), reason="asyncio.eager_task_factory is Python 3.12+")
 
 
-def eagerly(main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-    """``main()`` on the virtual-time loop with asyncio's eager task factory; a hang stops the loop after
-    60 virtual seconds (RuntimeError: event loop stopped), failing the test instead of the suite."""
-
-    async def run() -> Any:
-        loop = asyncio.get_running_loop()
-        # getattr: mypy checks against 3.11, which has no eager_task_factory (this module skips there)
-        loop.set_task_factory(getattr(asyncio, "eager_task_factory"))  # noqa: B009
-        watchdog = loop.call_later(60, loop.stop)
-        try:
-            return await main()
-        finally:
-            watchdog.cancel()
-
-    return run_virtual(run())
 
 
 def test_a_lazy_input_streamed_at_a_concurrency_beyond_the_recursion_limit_runs_every_task() -> None:
@@ -64,7 +49,7 @@ def test_a_lazy_input_streamed_at_a_concurrency_beyond_the_recursion_limit_runs_
         async with wave.stream_map(work, iter(range(2 * concurrency))) as results:
             return [result async for result in results]
 
-    results = eagerly(main)
+    results = watched(main, eager=True)
     assert sorted(r.value for r in results) == list(range(2 * concurrency))
     assert {r.outcome.value for r in results} == {"success"}
     assert most == concurrency  # every worker started: the starts were deferred, never dropped

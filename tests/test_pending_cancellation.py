@@ -22,27 +22,10 @@ from typing import Any
 
 import pytest
 from _open_spans import OpenSpans
+from _virtual_time import watched
 
 from shannon_otel import Wave
-from shannon_otel.testing import InMemoryTelemetry, run_virtual
-
-
-def on_loop(main: Callable[[], Coroutine[Any, Any, Any]], *, eager: bool = False) -> Any:
-    """``main()`` on the virtual-time loop (with asyncio's eager task factory if asked); a hang stops the
-    loop after 60 virtual seconds (RuntimeError: event loop stopped), failing the test instead of the suite."""
-
-    async def run() -> Any:
-        loop = asyncio.get_running_loop()
-        if eager:
-            # getattr: mypy checks against 3.11, which has no eager_task_factory (that test skips there)
-            loop.set_task_factory(getattr(asyncio, "eager_task_factory"))  # noqa: B009
-        watchdog = loop.call_later(60, loop.stop)
-        try:
-            return await main()
-        finally:
-            watchdog.cancel()
-
-    return run_virtual(run())
+from shannon_otel.testing import InMemoryTelemetry
 
 
 def run_wave(work: Callable[[int], Coroutine[Any, Any, int]], *, eager: bool = False) -> list[tuple[str, Any]]:
@@ -54,7 +37,7 @@ def run_wave(work: Callable[[int], Coroutine[Any, Any, int]], *, eager: bool = F
     async def main() -> Any:
         return await Wave[int]("pending", max_concurrency=1, **otel.providers).map(work, range(3))
 
-    result = on_loop(main, eager=eager)
+    result = watched(main, eager=eager)
     assert spans.open == {}
     outcomes = [(r.outcome.value, r.value) for r in result.results]
     assert [s.attributes and s.attributes["shannon.task.outcome"] for s in otel.spans("task pending")] == [
@@ -118,4 +101,4 @@ def test_a_streamed_task_cancelling_itself_before_any_await_leaves_the_next_inpu
         async with wave.stream_map(work, iter(range(3)), buffer=1) as results:
             return [(r.index, r.outcome.value, r.value) async for r in results]
 
-    assert sorted(on_loop(main)) == [(0, "cancellation", None), (1, "success", 1), (2, "success", 2)]
+    assert sorted(watched(main)) == [(0, "cancellation", None), (1, "success", 1), (2, "success", 2)]
