@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_anomaly_engines import scalar
+from _anomaly_paths import scalar
 
 import shannon_otel as so
 from shannon_otel import AnomalyDetector, DetectorConfig
