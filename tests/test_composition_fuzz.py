@@ -32,16 +32,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
-import logging
 import warnings
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
 from _open_spans import OpenSpans
+from _quiet import quiet_logs  # noqa: F401  (autouse: the shannon_otel logger silenced here)
 from _span_attrs import attrs
 from hypothesis import given
 from hypothesis import strategies as st
@@ -94,16 +92,6 @@ from shannon_otel.testing import InMemoryTelemetry, run_virtual
 MODES = ("off", "noop", "sdk", "raising", "bridged")
 SDK_MODES = ("sdk", "raising", "bridged")
 OPS = ("op", "b1", "b2")  # an operation's span: a pipeline or lone policy named "op", a lone breaker by its name
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _quiet_logs() -> Iterator[None]:
-    """The logging hook and the hook-failure log write a record per retry, timeout, hook error...: not tested here."""
-    logger = logging.getLogger("shannon_otel")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL + 1)
-    yield
-    logger.setLevel(level)
 
 
 # --------------------------------------------------------------------------- a hook raising everywhere

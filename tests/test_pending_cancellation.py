@@ -47,20 +47,23 @@ def run_wave(work: Callable[[int], Coroutine[Any, Any, int]], *, eager: bool = F
     return outcomes
 
 
+async def _first_cancels_itself(i: int) -> int:
+    """Task 0 cancels its worker (``current_task()``) and raises CancelledError before any await; the others
+    await once and return their index."""
+    if i == 0:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        raise asyncio.CancelledError
+    await asyncio.sleep(0)
+    return i
+
+
 def test_a_task_cancelling_itself_and_ending_before_any_await_leaves_the_next_task_alone() -> None:
     """Task 0 cancels its worker and raises CancelledError at once: its own cancellation. Task 1 ran
     ``await asyncio.sleep(0)`` and got the cancellation left pending (before 3.13)."""
 
-    async def work(i: int) -> int:
-        if i == 0:
-            task = asyncio.current_task()
-            assert task is not None
-            task.cancel()
-            raise asyncio.CancelledError
-        await asyncio.sleep(0)
-        return i
-
-    assert run_wave(work) == [("cancellation", None), ("success", 1), ("success", 2)]
+    assert run_wave(_first_cancels_itself) == [("cancellation", None), ("success", 1), ("success", 2)]
 
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="asyncio.eager_task_factory is Python 3.12+")
@@ -87,18 +90,9 @@ def test_a_streamed_task_cancelling_itself_before_any_await_leaves_the_next_inpu
     for the consumer to take task 0's: the worker ended, the lazy input's next items were never taken, and
     the stream ended without their results (no error, nothing reported cancelled: they were just missing)."""
 
-    async def work(i: int) -> int:
-        if i == 0:
-            task = asyncio.current_task()
-            assert task is not None
-            task.cancel()
-            raise asyncio.CancelledError
-        await asyncio.sleep(0)
-        return i
-
     async def main() -> list[tuple[int, str, Any]]:
         wave = Wave[int]("pending", max_concurrency=1, instrument=False)
-        async with wave.stream_map(work, iter(range(3)), buffer=1) as results:
+        async with wave.stream_map(_first_cancels_itself, iter(range(3)), buffer=1) as results:
             return [(r.index, r.outcome.value, r.value) async for r in results]
 
     assert sorted(watched(main)) == [(0, "cancellation", None), (1, "success", 1), (2, "success", 2)]

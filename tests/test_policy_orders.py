@@ -13,15 +13,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
-import logging
 import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from _open_spans import OpenSpans
+from _quiet import quiet_logs  # noqa: F401  (autouse: the shannon_otel logger silenced here)
 from _span_attrs import attrs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -50,15 +50,6 @@ PROBES = settings(
     max_examples=int(os.environ.get("SHANNON_EXAMPLES", "2000")) if HUNT else 20, derandomize=not HUNT,
     deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _quiet_logs() -> Iterator[None]:
-    logger = logging.getLogger("shannon_otel")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL + 1)
-    yield
-    logger.setLevel(level)
 
 
 def vclock() -> float:

@@ -18,18 +18,17 @@ import asyncio
 import functools
 import gc
 import inspect
-import logging
 import math
 import os
 import re
 import warnings
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-import pytest
 from _open_spans import OpenSpans
+from _quiet import quiet_logs  # noqa: F401  (autouse: the shannon_otel logger silenced here)
 from _span_attrs import attrs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -67,16 +66,6 @@ def examples(ci: int) -> settings:
     """The profile's settings; in CI ``ci`` examples (a few seconds), hunting as many as asked."""
     profile = settings.get_profile(PROFILE)
     return settings(profile, max_examples=ci) if PROFILE == "policy-stacks-ci" else profile
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _quiet_logs() -> Iterator[None]:
-    """The logging hook writes a record per retry, timeout, fallback...: thousands per run, not what is tested."""
-    logger = logging.getLogger("shannon_otel")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL + 1)
-    yield
-    logger.setLevel(level)
 
 
 def vclock() -> float:
