@@ -1,5 +1,6 @@
 """The detector's opt-in weekly profile (``DetectorConfig.weekly_rho``): when its causal test switches it on,
-and that every path (scalar ``update``, numpy and numba blocks, one-sample ticks) computes the same scores."""
+and that every path (scalar ``update``, numpy and numba blocks, one-sample ticks) computes the same scores; and
+that every path puts a sample at a bucket's first second in that bucket, daily and weekly."""
 
 from __future__ import annotations
 
@@ -189,3 +190,43 @@ def test_threads_split_a_large_weekly_block_and_give_the_same_scores() -> None:
     assert np.array_equal(threaded.update_many(names, block, ts), expected, equal_nan=True)
     assert not np.array_equal(expected, AnomalyDetector(OFF, engine="numba").update_many(names, block, ts),
                               equal_nan=True)
+
+
+def _week_row_filled(det: AnomalyDetector) -> list[int]:
+    """The time-of-week ring rows holding a value (one series: rows 0 .. 7 x buckets - 1)."""
+    return np.flatnonzero(det._week.count).tolist()
+
+
+@pytest.mark.parametrize("path", ["update", "numpy block", "numba block", "numpy tick"])
+def test_a_sample_at_an_hours_first_second_lands_in_that_hours_weekly_bucket(path: str) -> None:
+    # The time-of-week bucket was int(t % week / week x 168): for 3.6% of whole hours that rounds just below
+    # the hour's number, so the hour's first sample joined the previous hour's weekly window on every path.
+    # It is the slot's number mod 168 now, exact for whole seconds.
+    week = 7 * 86_400.0
+    hour = next(k for k in range(1, 10_000) if int(k * HOUR % week / week * 168) != k % 168)
+    t = np.array([hour * HOUR])
+    det = AnomalyDetector(WEEKLY, engine="numba" if path == "numba block" else "numpy")
+    if path == "update":
+        det.update("a", 1.0, float(t[0]))
+    elif path == "numpy tick":
+        det.update_many(["a", "b"], np.ones((2, 1)), t)
+    else:
+        det.update_series("a", np.ones(1), t)
+    assert _week_row_filled(det)[0] == hour % 168
+
+
+@pytest.mark.parametrize("path", ["update", "numpy block", "numba block", "numpy tick"])
+def test_a_sample_at_a_buckets_first_second_lands_in_that_daily_bucket(path: str) -> None:
+    # The daily bucket had the same arithmetic: with 45 buckets (1,920 s each) two of them began a second late.
+    day, buckets = 86_400.0, 45
+    j = next(k for k in range(buckets) if int(k * 1920.0 % day / day * buckets) != k)
+    cfg = DetectorConfig(buckets=buckets, max_series=2)
+    t = np.array([j * 1920.0 + 3 * day])
+    det = AnomalyDetector(cfg, engine="numba" if path == "numba block" else "numpy")
+    if path == "update":
+        det.update("a", 1.0, float(t[0]))
+    elif path == "numpy tick":
+        det.update_many(["a", "b"], np.ones((2, 1)), t)
+    else:
+        det.update_series("a", np.ones(1), t)
+    assert np.flatnonzero(det._season.count)[0] == j

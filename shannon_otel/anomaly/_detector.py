@@ -135,7 +135,7 @@ class AnomalyDetector:
         self._vlm, self._vlv, self._vcrit = floats(self._lm), floats(self._lv), floats(self._crit)
         self._vfmin, self._vfmax = floats(self._fmin), floats(self._fmax)
         # what update() reads on every call, in one unpacking each (attribute loads add up at ~4 us a call)
-        self._scalar_cfg = (cfg.buckets, cfg.period_s, cfg.range_rate, cfg.noise_floor, cfg.sharpness,
+        self._scalar_cfg = (cfg.buckets, cfg.period_s / cfg.buckets, cfg.range_rate, cfg.noise_floor, cfg.sharpness,
                             cfg.history_rate, cfg.spatial_tolerance, cfg.min_history, cfg.refractory, cfg.level,
                             cfg.level_clip, cfg.level_sides == 1, cfg.weekly_rho is not None)
         self._season_views = self._season.views()
@@ -167,13 +167,14 @@ class AnomalyDetector:
         cap, width = (cfg.max_series, 7 * cfg.buckets) if on else (1, 1)
         self._wrho = float(cfg.weekly_rho) if cfg.weekly_rho is not None else -1.0  # -1: off (the kernel's flag)
         self._wspan = cfg.period_s / cfg.buckets  # a slot: one daily bucket long
-        self._wperiod = 7.0 * cfg.period_s
         self._week = Rings(cap * width, cfg.window if on else 1)
         self._wmeans: F64 = np.zeros((cap, width))
         self._wids: F64 = np.full((cap, width), np.nan)
         self._wstate: F64 = np.zeros((cap, WEEK_COLUMNS))
         self._wstate[:, WEEK_SLOT] = -np.inf
-        self._vwmeans, self._vwids, self._vwstate = floats(self._wmeans), floats(self._wids), floats(self._wstate)
+        self._week_cfg = (width, self._wspan, self._wrho, floats(self._wstate), floats(self._wmeans),
+                          floats(self._wids))
+        self._week_views = self._week.views()
 
     # ------------------------------------------------------------------ series registry
     @property
@@ -280,7 +281,7 @@ class AnomalyDetector:
                 slot = self._slot(series)
             else:
                 self._slots.move_to_end(series)
-            (buckets, period, rate, noise_floor, sharpness, history_rate, tolerance, min_history, refractory,
+            (buckets, span, rate, noise_floor, sharpness, history_rate, tolerance, min_history, refractory,
              level, clip, one_sided, weekly) = self._scalar_cfg
             n = self._vn[slot] + 1
             self._vn[slot] = n
@@ -300,8 +301,7 @@ class AnomalyDetector:
             vmin[slot], vmax[slot] = lo, hi
             row = slot * buckets
             if buckets > 1:
-                bucket = int(float(time) % period / period * buckets)
-                row += bucket if bucket < buckets else buckets - 1
+                row += int(math.floor(float(time) / span) % buckets)  # column_buckets' arithmetic
             if rate:  # the floor's range forgets: an envelope decaying toward the values
                 keep = 1.0 - rate
                 flo = keep * self._vfmin[slot] + rate * x
@@ -502,11 +502,11 @@ class AnomalyDetector:
     def _weekly_z(self, slot: int, x: float, time: float, z: float, floor: float) -> float:
         """The seasonal z-score ``z`` of ``x``, or its weekly one when smaller and the series' weekly test
         holds (``DetectorConfig.weekly_rho``); advances the weekly state. The scalar form of
-        ``_weekly.weekly_tick`` and of the numba kernel's pass 1c: the same operations in the same order."""
-        width = self._wmeans.shape[1]
+        ``_weekly.weekly_tick`` and of the numba kernel's pass 1c: the same operations in the same order
+        (the ring's stats and push written out, as ``update`` writes out its own)."""
+        width, span, rho, st, means, ids = self._week_cfg
         base = slot * WEEK_COLUMNS
-        st, means, ids = self._vwstate, self._vwmeans, self._vwids
-        q = float(math.floor(time / self._wspan))
+        q = float(math.floor(time / span))
         cur = st[base + WEEK_SLOT]
         if q > cur:  # a new slot: the open one's mean against those one day and one week before it
             count = st[base + WEEK_COUNT]
@@ -525,23 +525,41 @@ class AnomalyDetector:
             st[base + WEEK_SLOT], st[base + WEEK_SUM], st[base + WEEK_COUNT] = q, 0.0, 0.0
         st[base + WEEK_SUM] += x
         st[base + WEEK_COUNT] += 1.0
+        row = slot * width + int(q % width)  # the time-of-week bucket: the slot's number mod 7 x buckets
+        buf, head_, count_, s1_, s2_, wide = self._week_views
+        cnt, s1, s2 = count_[row], s1_[row], s2_[row]
         pairs = st[base + WEEK_WEEK + 1]
-        days = st[base + WEEK_DAY + 1]
-        on = pairs >= MIN_WEEKS * width and (st[base + WEEK_WEEK] / (pairs if pairs > 1.0 else 1.0)
-                                        < self._wrho * st[base + WEEK_DAY] / (days if days > 1.0 else 1.0))
-        bucket = int(time % self._wperiod / self._wperiod * width)
-        row = slot * width + (bucket if bucket < width else width - 1)
-        cnt, s1, s2 = self._week.stats(row)
-        if on and cnt >= SEASON_MIN:
-            mean = s1 / cnt
-            var = s2 / cnt - mean * mean
-            scale = floor
-            if var > scale * scale:
-                scale = sqrt(var)
-            zw = abs(x - mean) / scale if scale > 0.0 else 0.0
-            if zw < z:
-                z = zw
-        self._week.push(row, x)  # an opt-in path: the ring's own push, not written out as update()'s are
+        if pairs >= MIN_WEEKS * width and cnt >= SEASON_MIN:
+            days = st[base + WEEK_DAY + 1]
+            if st[base + WEEK_WEEK] / (pairs if pairs > 1.0 else 1.0) < rho * st[base + WEEK_DAY] / (
+                    days if days > 1.0 else 1.0):
+                mean = s1 / cnt
+                var = s2 / cnt - mean * mean
+                scale = floor
+                if var > scale * scale:
+                    scale = sqrt(var)
+                zw = abs(x - mean) / scale if scale > 0.0 else 0.0
+                if zw < z:
+                    z = zw
+        head = head_[row]
+        at = row * wide + head
+        lost = False
+        if cnt == wide:
+            old = buf[at]
+            s1 += x - old
+            squared = old * old
+            s2 += x * x - squared
+            lost = squared > CANCEL * s2
+        else:
+            count_[row] = cnt + 1
+            s1 += x
+            s2 += x * x
+        buf[at] = x
+        head += 1
+        if head == wide or lost:
+            head = 0 if head == wide else head
+            s1, s2 = readd(self._week.buf, row)
+        head_[row], s1_[row], s2_[row] = head, s1, s2
         return z
 
     # ------------------------------------------------------------------ block path

@@ -41,7 +41,7 @@ from ._scoring import (
     X_LIMIT,
     ZMAX,
 )
-from ._weekly import MIN_WEEKS, week_columns
+from ._weekly import MIN_WEEKS
 
 if TYPE_CHECKING:
     from ._detector import AnomalyDetector
@@ -135,7 +135,7 @@ def score_compiled(det: AnomalyDetector, kernel: Kernel, slots: I64, vals: F64, 
     run = kernel.serial
     if det._wrho > 0.0:
         week = det._week
-        state = (*state, det._wrho, *week_columns(ts, det._wspan, det._wperiod, det._wmeans.shape[1]), week.buf,
+        state = (*state, det._wrho, np.floor(ts / det._wspan), week.buf,
                  week.head, week.count, week.s1, week.s2, det._wmeans, det._wids, det._wstate)
         run = kernel.weekly
     rows, cols = vals.shape
@@ -281,7 +281,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
 
     ``work`` is a (WORK_ROWS, raw.shape[1]) float64 and ``cols`` a raw.shape[1] int64 scratch array.
     ``week``: nothing, or in ``Kernel.weekly`` (this function compiled with ``_WEEKLY`` true) the weekly
-    profile's ``weekly_rho``, each column's time-of-week bucket and slot number and the profile's state arrays
+    profile's ``weekly_rho``, each column's slot number and the profile's state arrays
     (``DetectorConfig.weekly_rho``, ``_weekly``). Two compiled functions, not a flag: off, the kernel takes
     no argument more (each costs the call ~0.25 us) and holds no code more.
     Non-finite values score NaN and change nothing; returns how many there were.
@@ -399,12 +399,15 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
         # the weekly test, the time-of-week window before each value, pushed; where the test holds and the
         # weekly z-score is the smaller, the seasonal window's stats (work[1:4]) become the weekly window's
         if _WEEKLY:  # a constant: numba compiles this pass only into Kernel.weekly
-            rho, col_week, col_slot, wbuf, whead, wcount, ws1, ws2, wmeans, wids, wstate = week
+            rho, col_slot, wbuf, whead, wcount, ws1, ws2, wmeans, wids, wstate = week
             wwidth = wbuf.shape[1]
             wlen = wmeans.shape[1]
             wday = wlen // 7
             cur, ssum, scnt_ = wstate[s, 0], wstate[s, 1], wstate[s, 2]
             sd, cd, sw, cw = wstate[s, 3], wstate[s, 4], wstate[s, 5], wstate[s, 6]
+            on = (cw >= MIN_WEEKS * wlen) and (sw / (cw if cw > 1.0 else 1.0) < rho * sd / (cd if cd > 1.0 else 1.0))
+            wrow, qrow = -1, np.nan  # the time-of-week row whose stats are in registers, and its slot
+            c_w, w_h, v1, v2 = 0, 0, 0.0, 0.0
             for k in range(kk):
                 j = cols[k]
                 x = xs[k]
@@ -426,13 +429,17 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
                             cw += 1.0
                         at = int(cur % wlen)
                         wmeans[s, at], wids[s, at] = mean, cur
+                        on = (cw >= MIN_WEEKS * wlen) and (
+                            sw / (cw if cw > 1.0 else 1.0) < rho * sd / (cd if cd > 1.0 else 1.0))
                     cur, ssum, scnt_ = q, 0.0, 0.0
                 ssum += x
                 scnt_ += 1.0
-                on = (cw >= MIN_WEEKS * wlen) and (
-                    sw / (cw if cw > 1.0 else 1.0) < rho * sd / (cd if cd > 1.0 else 1.0))
-                wrow = s * wlen + col_week[j]
-                c_w, w_h, v1, v2 = wcount[wrow], whead[wrow], ws1[wrow], ws2[wrow]
+                if q != qrow:  # the slot's time-of-week row (its number mod 7 x buckets), its stats loaded
+                    qrow = q
+                    if wrow >= 0:
+                        wcount[wrow], whead[wrow], ws1[wrow], ws2[wrow] = c_w, w_h, v1, v2
+                    wrow = s * wlen + int(q % wlen)
+                    c_w, w_h, v1, v2 = wcount[wrow], whead[wrow], ws1[wrow], ws2[wrow]
                 if on and c_w >= SEASON_MIN:
                     fl = floors[k]
                     zd = _z_c(x, sums[k], squares[k], counts[k], fl)
@@ -453,6 +460,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
                 if w_h == wwidth or old * old > CANCEL * v2:
                     w_h = 0 if w_h == wwidth else w_h
                     v1, v2 = _resum_c(wbuf, wrow)
+            if wrow >= 0:
                 wcount[wrow], whead[wrow], ws1[wrow], ws2[wrow] = c_w, w_h, v1, v2
             wstate[s, 0], wstate[s, 1], wstate[s, 2] = cur, ssum, scnt_
             wstate[s, 3], wstate[s, 4], wstate[s, 5], wstate[s, 6] = sd, cd, sw, cw

@@ -10,6 +10,7 @@ live in per-detector scratch buffers, reused from call to call instead of reallo
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -45,10 +46,13 @@ def _rows(slots: I64, stride: int, offset: int, contiguous: bool) -> Rows:
 
 
 def column_buckets(ts: F64, cfg: DetectorConfig) -> I64:
-    """The seasonal bucket of each time: the scalar path's arithmetic, vectorized (both engines use it)."""
+    """The seasonal bucket of each time: the number of its bucket-long slot (``period_s / buckets`` each) mod
+    ``buckets``, exact for whole seconds when the slot is (``time % period / period x buckets`` put the first
+    second of 2 of a 45-bucket day's buckets into the bucket before); the scalar path's arithmetic, vectorized
+    (both engines use it)."""
     if cfg.buckets == 1:
         return np.zeros(len(ts), dtype=np.int64)
-    out: I64 = np.minimum((ts % cfg.period_s / cfg.period_s * cfg.buckets).astype(np.int64), cfg.buckets - 1)
+    out: I64 = np.mod(np.floor(ts / (cfg.period_s / cfg.buckets)), cfg.buckets).astype(np.int64)
     return out
 
 
@@ -377,7 +381,7 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
 
     g = 0
     if cfg.buckets > 1:  # as _groups, on the one time
-        g = min(int(ts[0] % cfg.period_s / cfg.period_s * cfg.buckets), cfg.buckets - 1)
+        g = int(math.floor(ts[0] / (cfg.period_s / cfg.buckets)) % cfg.buckets)
     s1, s2, cnt = det._season.push_many(_rows(slots, cfg.buckets, g, isinstance(at, slice)), x)
     z = _tick_z(x, s1, s2, cnt, floor, det._season.width)
     if det._wrho > 0.0:

@@ -9,7 +9,9 @@ difference from the mean of the slot one day (``buckets`` slots) and one week (7
 added to that lag's sum, if that slot had values. The profile counts once there are at least two weeks of
 week-apart pairs and their mean squared difference is below ``weekly_rho`` x the day-apart one; then a
 sample's seasonal z-score is the smaller of its daily and its weekly one. O(1) per sample: slot means are kept
-at slot number mod 7 x ``buckets`` with the slot number they belong to, so a gap needs no filling.
+at slot number mod 7 x ``buckets`` with the slot number they belong to, so a gap needs no filling; a sample's
+time-of-week bucket is its slot's number mod 7 x ``buckets`` too (exact for whole seconds, so no engine rounds a
+sample at a bucket's first second into the one before).
 """
 
 from __future__ import annotations
@@ -35,14 +37,6 @@ WEEK_DAY = 3  # sum of squared differences of slot means one day apart, then (WE
 WEEK_WEEK = 5  # ... one week apart, then (WEEK_WEEK + 1) their count
 WEEK_COLUMNS = 7
 MIN_WEEKS = 2.0  # weeks of week-apart pairs before the profile may count (so never before the third week)
-
-
-def week_columns(ts: F64, span: float, period: float, width: int) -> tuple[I64, F64]:
-    """The time-of-week bucket (of ``width``) and the slot number of each time: the scalar path's arithmetic,
-    vectorized (``span``: a slot's length, ``period``: a week)."""
-    bucket: I64 = np.minimum((ts % period / period * width).astype(np.int64), width - 1)
-    slot: F64 = np.floor(ts / span)
-    return bucket, slot
 
 
 def weekly_tick(det: AnomalyDetector, slots: I64, rows: I64 | slice, x: F64, t: float, floor: F64,
@@ -79,8 +73,7 @@ def weekly_tick(det: AnomalyDetector, slots: I64, rows: I64 | slice, x: F64, t: 
     on = (pairs >= MIN_WEEKS * width) & (
         st[:, WEEK_WEEK] / np.maximum(pairs, 1.0) < det._wrho * st[:, WEEK_DAY] / np.maximum(days, 1.0))
     det._wstate[rows] = st
-    bucket = int(t % det._wperiod / det._wperiod * width)
-    bucket = bucket if bucket < width else width - 1
+    bucket = int(q % width)  # the time-of-week bucket: the slot's number mod 7 x buckets
     ring = det._week
     wrows: I64 | slice = slots * width + bucket
     if isinstance(rows, slice):
