@@ -323,3 +323,16 @@ def test_a_retry_whose_wait_a_task_timeout_cuts_is_counted_and_never_tried_as_cl
     assert (op.calls, op.retries, op.attempts, op.rejected) == (1, 1, 1, 0)  # 1 + 1 = 1 + 0 + the cut retry
     assert "a task timeout (the demo's waves have `task_timeout=2`)" in " ".join(
         (ROOT / "docs" / "cli.md").read_text(encoding="utf-8").split())
+
+
+def test_the_bad_input_figures_reliability_md_gives_are_the_tables() -> None:
+    """docs/reliability.md gave "747 cases over 290 public parameters" after `DetectorConfig.weekly_rho`'s cases
+    made the table 754 over 291: the figure it says `benchmarks._bad_inputs.totals()` counts."""
+    from benchmarks import _bad_inputs as table
+
+    text = " ".join((ROOT / "docs" / "reliability.md").read_text(encoding="utf-8").split())
+    said = re.search(r"\*\*([\d,]+) cases over ([\d,]+) public parameters \([^)]*\), ([\d,]+) clear\*\*", text)
+    assert said is not None
+    cases, parameters, clear = (int(figure.replace(",", "")) for figure in said.groups())
+    # every case is clear: tests/test_bad_inputs.py fails on any that is not
+    assert (cases, parameters, clear) == (len(table.cases()), len(table.discover()), len(table.cases()))
