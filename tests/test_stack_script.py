@@ -193,3 +193,15 @@ def test_validate_checks_every_collector_and_jaeger_config_of_the_repository(
     configs = {path.name for path in (REPO / "collector-config").glob("*.yaml")} - {"docker-compose.yaml"}
     assert validated == configs
     assert "otelcol-tail-sampling.yaml" in configs
+
+
+def test_the_app_job_a_user_uncomments_scrapes_this_host_under_the_script(
+    stack: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """docs/stack.md "Without a collector": serve the app's metrics for the commented-out `shannon-app` job of
+    prometheus.yml. Uncommented, the script's Prometheus scraped `host.docker.internal:9464`, a name only
+    Docker gives the host: the target was down while the app served its metrics on 127.0.0.1:9464."""
+    monkeypatch.setenv("SHANNON_STACK_DIR", str(tmp_path / "state"))
+    config = stack.prometheus_config(stack.Settings.from_env())
+    job = config[config.index("# - job_name: shannon-app"):]
+    assert re.findall(r"targets: \[(.*)\]", job) == ['"127.0.0.1:9464"']
