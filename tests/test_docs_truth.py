@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import shannon_otel.testing
 
@@ -342,7 +343,7 @@ def test_the_bad_input_figures_reliability_md_gives_are_the_tables() -> None:
 def _table(heading: str) -> list[list[str]]:
     """The cells of each body row of the first table after ``heading`` in docs/architecture.md."""
     text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
-    rows = []
+    rows: list[list[str]] = []
     for line in text[text.index(f"\n{heading}\n"):].splitlines()[2:]:
         if rows and not line.startswith("|"):
             break
@@ -472,3 +473,30 @@ def test_every_span_and_span_event_the_tables_list_has_exactly_the_attributes_th
     for cells in _table("### Recovery span events"):
         name = cells[0].strip("`")
         assert events.get(name) == _keys(cells[-1]), name
+
+
+def test_every_keyword_a_call_in_the_docs_passes_is_a_parameter() -> None:
+    """The signatures test above reads docs/api.md and the README's signatures; the prose of every page calls
+    the API too (`TailSampler(processor, *, healthy_ratio=0.1, ...)`, `RedisState(probe_lease_s=60)`,
+    `DaskBackend(client, gather_window_s=0.05)`): each keyword one passes is a parameter of what it calls
+    (a `CircuitBreaker`'s settings are `BreakerConfig`'s)."""
+    import importlib
+
+    public: dict[str, Any] = {}
+    for module in ("shannon_otel", "shannon_otel.testing", "shannon_otel.dask", "shannon_otel.redis"):
+        loaded = importlib.import_module(module)
+        public.update({name: getattr(loaded, name) for name in loaded.__all__ if callable(getattr(loaded, name))})
+    wrong, checked = [], 0
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = " ".join(path.read_text(encoding="utf-8").split())
+        for name, arguments in re.findall(r"\b(\w+)\(((?:[^()]|\([^()]*\))*)\)", text):
+            if name not in public:
+                continue
+            target = shannon_otel.BreakerConfig if name == "CircuitBreaker" else public[name]
+            parameters = inspect.signature(target).parameters
+            for keyword in re.findall(r"(?:^|,)\s*(\w+)\s*=(?!=)", re.sub(r"\([^()]*\)", "()", arguments)):
+                checked += 1
+                if keyword not in parameters and keyword not in inspect.signature(public[name]).parameters:
+                    wrong.append(f"{path.name}: {name}({arguments}) has no parameter {keyword}")
+    assert wrong == []
+    assert checked > 100
