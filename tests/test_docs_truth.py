@@ -511,3 +511,28 @@ def test_every_name_of_the_optional_packages_is_on_its_page() -> None:
         text = (ROOT / "docs" / page).read_text(encoding="utf-8")
         missing = [name for name in importlib.import_module(module).__all__ if f"`{name}" not in text]
         assert missing == [], (page, missing)
+
+
+def test_every_panel_the_docs_point_to_is_a_panel_of_that_dashboard() -> None:
+    """docs/runbook.md sent the reader of an alert to *Fallbacks*, *Task duration percentiles* and *Task queue
+    wait percentiles*; the dashboards' panels are "... by operation" / "... by wave": no panel of those names."""
+    from shannon_otel.assets import dashboards
+
+    titles: dict[str, set[str]] = {}
+    for model in dashboards().values():
+        panels = list(model["panels"])
+        while panels:
+            panel = panels.pop()
+            titles.setdefault(model["title"].rsplit("/ ", 1)[-1], set()).add(panel.get("title", ""))
+            panels.extend(panel.get("panels", []))
+    wrong, checked = [], 0
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = " ".join(path.read_text(encoding="utf-8").split())
+        # "Grafana **Resilience**: *Breaker state* (state timeline) and *Breaker transitions* show ..."
+        for dashboard, sentence in re.findall(r"Grafana \*\*(\w+)\*\*:(.*?)(?= - |\*\*|$)", text):
+            for panel in re.findall(r"(?<![*\w])\*([A-Z][^*]+)\*(?![*\w])", sentence):
+                checked += 1
+                if panel not in titles[dashboard]:
+                    wrong.append(f"{path.name}: {dashboard} has no panel {panel!r}")
+    assert wrong == []
+    assert checked >= 10
