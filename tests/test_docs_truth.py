@@ -536,3 +536,24 @@ def test_every_panel_the_docs_point_to_is_a_panel_of_that_dashboard() -> None:
                     wrong.append(f"{path.name}: {dashboard} has no panel {panel!r}")
     assert wrong == []
     assert checked >= 10
+
+
+def test_every_repository_path_the_docs_name_exists() -> None:
+    """Each `collector-config/...`, `dashboards/...`, `scripts/...`, `tests/...` (with its `::test`),
+    `benchmarks/...`, `shannon_otel/...`, `constraints/...` or `docs/...` path README.md and docs/*.md name is in
+    the repository (a glob matches something). docs/benchmarks.md is left out: a log of runs, it names files of
+    branches that were measured and not merged."""
+    tops = ("collector-config", "dashboards", "scripts", "tests", "benchmarks", "shannon_otel", "constraints", "docs")
+    missing, checked = [], 0
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        if path.name == "benchmarks.md":
+            continue
+        for named in re.findall(rf"`((?:{'|'.join(tops)})/[^`\s]*)`", path.read_text(encoding="utf-8")):
+            file, _, test = named.partition("::")
+            checked += 1
+            if not any(ROOT.glob(file.rstrip("/"))):
+                missing.append(f"{path.name}: {named}")
+            elif test and f"def {test}(" not in (ROOT / file).read_text(encoding="utf-8"):
+                missing.append(f"{path.name}: {named} (no such test)")
+    assert missing == []
+    assert checked > 50
