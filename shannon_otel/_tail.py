@@ -84,7 +84,8 @@ class TailSampler(SpanProcessor):
     spans remembered. Raises ValueError for a ratio outside [0, 1] or a cap below 1 (TypeError for a
     ``processor`` that is not a SpanProcessor).
     ``kept_traces``, ``dropped_traces`` and ``overflow_traces`` count decisions so far (one per local
-    part of a trace: two requests of one upstream trace served here are decided one by one).
+    part of a trace: two requests of one upstream trace served here are decided one by one),
+    ``abandoned_spans`` the spans collected without ever ending; ``stats()`` returns them all.
     """
 
     def __init__(self, processor: SpanProcessor, *, healthy_ratio: float = 0.1,
@@ -305,5 +306,7 @@ class TailSampler(SpanProcessor):
         return f"TailSampler(healthy_ratio={self.healthy_ratio}, buffered_spans={self._buffered})"
 
     def stats(self) -> dict[str, Any]:
+        """The counters so far and the spans held undecided now, in one dict."""
         return {"kept_traces": self.kept_traces, "dropped_traces": self.dropped_traces,
-                "overflow_traces": self.overflow_traces, "buffered_spans": self._buffered}
+                "overflow_traces": self.overflow_traces, "abandoned_spans": self.abandoned_spans,
+                "buffered_spans": self._buffered}

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import shannon_otel.testing
 
@@ -323,3 +324,236 @@ def test_a_retry_whose_wait_a_task_timeout_cuts_is_counted_and_never_tried_as_cl
     assert (op.calls, op.retries, op.attempts, op.rejected) == (1, 1, 1, 0)  # 1 + 1 = 1 + 0 + the cut retry
     assert "a task timeout (the demo's waves have `task_timeout=2`)" in " ".join(
         (ROOT / "docs" / "cli.md").read_text(encoding="utf-8").split())
+
+
+def test_the_bad_input_figures_reliability_md_gives_are_the_tables() -> None:
+    """docs/reliability.md gave "747 cases over 290 public parameters" after `DetectorConfig.weekly_rho`'s cases
+    made the table 754 over 291: the figure it says `benchmarks._bad_inputs.totals()` counts."""
+    from benchmarks import _bad_inputs as table
+
+    text = " ".join((ROOT / "docs" / "reliability.md").read_text(encoding="utf-8").split())
+    said = re.search(r"\*\*([\d,]+) cases over ([\d,]+) public parameters \([^)]*\), ([\d,]+) clear\*\*", text)
+    assert said is not None
+    cases, parameters, clear = (int(figure.replace(",", "")) for figure in said.groups())
+    # every case is clear: tests/test_bad_inputs.py fails on any that is not
+    assert (cases, parameters, clear) == (len(table.cases()), len(table.discover()), len(table.cases()))
+
+
+# --------------------------------------------------------------------------- the span tables, emitted
+def _table(heading: str) -> list[list[str]]:
+    """The cells of each body row of the first table after ``heading`` in docs/architecture.md."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    rows: list[list[str]] = []
+    for line in text[text.index(f"\n{heading}\n"):].splitlines()[2:]:
+        if rows and not line.startswith("|"):
+            break
+        if line.startswith("|") and not line.startswith("|---"):
+            rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    return rows[1:]  # the header row out
+
+
+def _keys(cell: str) -> set[str]:
+    """The attribute keys a cell names (`shannon.wave.tasks.{outcome}` stands for one key per outcome)."""
+    keys = set()
+    for key in re.findall(r"`([a-z_]+(?:\.[a-z_{}]+)+)`", cell):
+        outcomes = ("success", "failure", "timeout", "cancellation") if "{outcome}" in key else ("",)
+        keys |= {key.replace("{outcome}", outcome) for outcome in outcomes}
+    return keys
+
+
+def test_every_span_and_span_event_the_tables_list_has_exactly_the_attributes_they_name() -> None:
+    """docs/architecture.md's Spans, Recovery spans and Recovery span events tables against the spans a
+    workload of every policy, a wave with batches, timeouts and measurements, a wave with a retry policy and
+    a saga with a failed compensation really exports: each span and event name the tables list has every
+    attribute its row names on some span of that name, and none its row leaves out."""
+    import asyncio
+    import contextlib
+
+    from opentelemetry.trace import SpanKind
+
+    from shannon_otel import (
+        CircuitBreaker,
+        Degrade,
+        Fallback,
+        Hedge,
+        Pipeline,
+        Retry,
+        Saga,
+        SagaError,
+        Timeout,
+        Wave,
+        record,
+        record_cost,
+        record_tokens,
+    )
+    from shannon_otel.testing import InMemoryTelemetry, run_virtual
+
+    tel = InMemoryTelemetry()
+    providers = tel.providers
+
+    async def work(i: int) -> int:
+        record_tokens(input=10, output=5)
+        record_cost(0.01)
+        record("pages", 3)  # a user-named measurement: not a contract key
+        await asyncio.sleep(0.01)
+        if i == 3:
+            raise ValueError("boom")
+        if i == 4:
+            await asyncio.sleep(100)
+        return i
+
+    async def fails() -> None:
+        raise KeyError("down")
+
+    async def slow() -> int:
+        await asyncio.sleep(0.3)
+        return 1
+
+    async def slow_failure() -> None:
+        await asyncio.sleep(0.1)
+        raise ValueError("slow failure")
+
+    async def served(error: Exception) -> int:
+        return 0
+
+    async def undo(*_: object) -> None:
+        return None
+
+    async def broken_undo(*_: object) -> None:
+        raise RuntimeError("undo failed")
+
+    async def failing_step(*_: object) -> None:
+        raise ValueError("step failed")
+
+    async def main() -> None:
+        await Wave[int]("w", max_concurrency=2, task_timeout=1, batch_size=3, **providers).map(work, range(8))
+        await Wave[None]("rw", policy=Retry(attempts=2, initial=0.01), **providers).run([fails])
+        breaker = CircuitBreaker("b", failure_threshold=1, reset_timeout=100, **providers)
+        guarded = Pipeline(Fallback(served), Retry(attempts=2, initial=0.01), breaker, name="op", **providers)
+        await guarded.call(fails)
+        await guarded.call(fails)  # rejected by the open breaker, served by the fallback
+        await Pipeline(Degrade(default=0), Timeout(0.1), name="deg", **providers).call(slow)
+        await Hedge(0.1, name="hedged", **providers).call(slow)
+        hedged = Pipeline(Hedge(0.05), CircuitBreaker("hb", failure_threshold=10), name="hedged", **providers)
+        with contextlib.suppress(ValueError):
+            await hedged.call(slow_failure)
+        with contextlib.suppress(SagaError):
+            async with Saga("s", **providers).begin() as tx:
+                await tx.step("a", undo, compensate=undo)
+                await tx.step("b", undo, compensate=broken_undo)
+                await tx.step("c", failing_step, compensate=undo)
+
+    run_virtual(main())
+    operations = {"op", "deg", "hedged", "retry"}
+    rows = {cells[0]: cells for cells in [*_table("### Spans"), *_table("### Recovery spans")]}
+    emitted: dict[str, set[str]] = {}
+    operation = next(t for t in rows if t.startswith("`{operation}`"))  # any name: told apart by the workload's
+    patterns = {t: re.sub(r"\\\{\w+\\\}", ".+", re.escape(t[1:t.index("`", 1)])) for t in rows if t != operation}
+    for span in tel.spans():
+        template = operation if span.name in operations else next(
+            (t for t, pattern in patterns.items() if re.fullmatch(pattern, span.name)), None)
+        assert template is not None, f"span {span.name!r} is in no table"
+        emitted.setdefault(template, set()).update(k for k in span.attributes or {} if "." in k)
+        kind = rows[template][1] if rows[template][1] in SpanKind.__members__ else "INTERNAL"  # no kind column
+        assert span.kind == SpanKind[kind], span.name
+    wrong = {}
+    for template, keys in emitted.items():
+        cells = rows[template]
+        documented = _keys(cells[-2])
+        if cells[-2].startswith("as an attempt"):
+            documented |= _keys(next(c for t, c in rows.items() if t.startswith("`attempt"))[-2])
+        if keys != documented:
+            wrong[template] = {"emitted only": keys - documented, "documented only": documented - keys}
+    assert wrong == {}
+    assert len(emitted) == len(rows) - 1  # every row but the remote span (a Dask worker's)
+    events: dict[str, set[str]] = {}
+    for span in tel.spans():
+        for event in span.events:
+            events.setdefault(event.name, set()).update(event.attributes or {})
+    for cells in _table("### Recovery span events"):
+        name = cells[0].strip("`")
+        assert events.get(name) == _keys(cells[-1]), name
+
+
+def test_every_keyword_a_call_in_the_docs_passes_is_a_parameter() -> None:
+    """The signatures test above reads docs/api.md and the README's signatures; the prose of every page calls
+    the API too (`TailSampler(processor, *, healthy_ratio=0.1, ...)`, `RedisState(probe_lease_s=60)`,
+    `DaskBackend(client, gather_window_s=0.05)`): each keyword one passes is a parameter of what it calls
+    (a `CircuitBreaker`'s settings are `BreakerConfig`'s)."""
+    import importlib
+
+    public: dict[str, Any] = {}
+    for module in ("shannon_otel", "shannon_otel.testing", "shannon_otel.dask", "shannon_otel.redis"):
+        loaded = importlib.import_module(module)
+        public.update({name: getattr(loaded, name) for name in loaded.__all__ if callable(getattr(loaded, name))})
+    wrong, checked = [], 0
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = " ".join(path.read_text(encoding="utf-8").split())
+        for name, arguments in re.findall(r"\b(\w+)\(((?:[^()]|\([^()]*\))*)\)", text):
+            if name not in public:
+                continue
+            target = shannon_otel.BreakerConfig if name == "CircuitBreaker" else public[name]
+            parameters = inspect.signature(target).parameters
+            for keyword in re.findall(r"(?:^|,)\s*(\w+)\s*=(?!=)", re.sub(r"\([^()]*\)", "()", arguments)):
+                checked += 1
+                if keyword not in parameters and keyword not in inspect.signature(public[name]).parameters:
+                    wrong.append(f"{path.name}: {name}({arguments}) has no parameter {keyword}")
+    assert wrong == []
+    assert checked > 100
+
+
+def test_every_name_of_the_optional_packages_is_on_its_page() -> None:
+    """`shannon_otel.dask` exports `RemoteFunction` (what `backend.remote(fn)` returns); docs/dask.md named it
+    nowhere, as api.md once missed thirty names of the main package."""
+    import importlib
+
+    for module, page in (("shannon_otel.dask", "dask.md"), ("shannon_otel.redis", "shared-state.md")):
+        text = (ROOT / "docs" / page).read_text(encoding="utf-8")
+        missing = [name for name in importlib.import_module(module).__all__ if f"`{name}" not in text]
+        assert missing == [], (page, missing)
+
+
+def test_every_panel_the_docs_point_to_is_a_panel_of_that_dashboard() -> None:
+    """docs/runbook.md sent the reader of an alert to *Fallbacks*, *Task duration percentiles* and *Task queue
+    wait percentiles*; the dashboards' panels are "... by operation" / "... by wave": no panel of those names."""
+    from shannon_otel.assets import dashboards
+
+    titles: dict[str, set[str]] = {}
+    for model in dashboards().values():
+        panels = list(model["panels"])
+        while panels:
+            panel = panels.pop()
+            titles.setdefault(model["title"].rsplit("/ ", 1)[-1], set()).add(panel.get("title", ""))
+            panels.extend(panel.get("panels", []))
+    wrong, checked = [], 0
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = " ".join(path.read_text(encoding="utf-8").split())
+        # "Grafana **Resilience**: *Breaker state* (state timeline) and *Breaker transitions* show ..."
+        for dashboard, sentence in re.findall(r"Grafana \*\*(\w+)\*\*:(.*?)(?= - |\*\*|$)", text):
+            for panel in re.findall(r"(?<![*\w])\*([A-Z][^*]+)\*(?![*\w])", sentence):
+                checked += 1
+                if panel not in titles[dashboard]:
+                    wrong.append(f"{path.name}: {dashboard} has no panel {panel!r}")
+    assert wrong == []
+    assert checked >= 10
+
+
+def test_every_repository_path_the_docs_name_exists() -> None:
+    """Each `collector-config/...`, `dashboards/...`, `scripts/...`, `tests/...` (with its `::test`),
+    `benchmarks/...`, `shannon_otel/...`, `constraints/...` or `docs/...` path README.md and docs/*.md name is in
+    the repository (a glob matches something). docs/benchmarks.md is left out: a log of runs, it names files of
+    branches that were measured and not merged."""
+    tops = ("collector-config", "dashboards", "scripts", "tests", "benchmarks", "shannon_otel", "constraints", "docs")
+    missing, checked = [], 0
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        if path.name == "benchmarks.md":
+            continue
+        for named in re.findall(rf"`((?:{'|'.join(tops)})/[^`\s]*)`", path.read_text(encoding="utf-8")):
+            file, _, test = named.partition("::")
+            checked += 1
+            if not any(ROOT.glob(file.rstrip("/"))):
+                missing.append(f"{path.name}: {named}")
+            elif test and f"def {test}(" not in (ROOT / file).read_text(encoding="utf-8"):
+                missing.append(f"{path.name}: {named} (no such test)")
+    assert missing == []
+    assert checked > 50

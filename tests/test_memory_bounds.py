@@ -241,6 +241,7 @@ def test_the_tail_sampler_forgets_spans_collected_without_ever_ending() -> None:
         tracer.start_span("done", context=trace.set_span_in_context(job)).end()
     assert len(sampler._root_of) <= 2 * 4096  # was 1 + 20,480: every abandoned span
     assert sampler.abandoned_spans >= abandoned - 4096
+    assert sampler.stats()["abandoned_spans"] == sampler.abandoned_spans  # what stats() reports too
     job.end()  # the open span was not forgotten: its part is decided at its end, whole
     assert sorted({s.name for s in exporter.get_finished_spans()}) == ["done", "job"]
     assert len(exporter.get_finished_spans()) == 4101

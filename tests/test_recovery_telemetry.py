@@ -108,6 +108,31 @@ def test_a_retried_hedge_reports_attempts_and_hedges_in_one_trace() -> None:
         ({"shannon.operation": "lookup", "shannon.call.outcome": "success"}, (1, 3))]
 
 
+@pytest.mark.parametrize("order", ["hedge outside the breaker", "breaker outside the hedge"])
+def test_a_hedged_attempt_names_the_breaker_that_admitted_it_as_an_attempt_does(order: str) -> None:
+    """docs/architecture.md: a `hedge {attempt}` span has the attributes of an attempt span, plus
+    `shannon.hedge.attempt`; `attempt 1` named the breaker that admitted it and its state, `hedge 2` (the same
+    breaker's admission, in either order) named neither."""
+    tel = InMemoryTelemetry()
+
+    async def slow_failure() -> None:
+        await asyncio.sleep(0.1)
+        raise ConnectionError("down")
+
+    breaker = CircuitBreaker("api", failure_threshold=10)
+    policies = (Hedge(0.05), breaker) if order.startswith("hedge") else (breaker, Hedge(0.05))
+
+    async def main() -> None:
+        with pytest.raises(ConnectionError):
+            await Pipeline(*policies, name="lookup", **tel.providers).call(slow_failure)
+
+    run_virtual(main())
+    for name in ("attempt 1", "hedge 2"):
+        attributes = tel.span(name).attributes
+        assert attributes is not None
+        assert (attributes.get("shannon.breaker.name"), attributes.get("shannon.breaker.state")) == ("api", "closed")
+
+
 # ------------------------------------------------------------------ a hedge inside a nested call
 def test_a_call_made_inside_a_hedged_attempt_reports_its_own_attempts_as_attempts() -> None:
     """The hedge marked its attempts' context "hedged" with a flag every call inside inherited: an

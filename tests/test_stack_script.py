@@ -174,3 +174,34 @@ def test_a_rules_dir_of_the_user_s_own_is_loaded_as_it_is(
     assert sorted(p.name for p in own.iterdir()) == ["mine.yml"]
     assert not (tmp_path / "state" / "rules").exists()
     assert rule_files(stack.prometheus_config(cfg)) == str(own / "*.yml")
+
+
+def test_validate_checks_every_collector_and_jaeger_config_of_the_repository(
+    stack: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`scripts/stack validate` ("checks the configs", docs/stack.md) ran `jaeger validate` on otelcol.yaml and
+    jaeger.yaml only: an edit that broke collector-config/otelcol-tail-sampling.yaml was reported as valid."""
+    log = tmp_path / "validated.log"
+    fake_tool(tmp_path, "jaeger", f'echo "$3" >> {log}\n')  # jaeger validate --config FILE
+    fake_tool(tmp_path, "promtool", "exit 0\n")
+    monkeypatch.setenv("SHANNON_STACK_DIR", str(tmp_path / "state"))
+    monkeypatch.setattr(stack, "ensure_jaeger", lambda cfg: tmp_path / "jaeger")
+    monkeypatch.setattr(stack, "ensure_prometheus", lambda: (tmp_path / "prometheus", tmp_path / "promtool"))
+    monkeypatch.setattr(stack, "write_rules", lambda cfg: None)
+    stack.cmd_validate(stack.Settings.from_env(), [])
+    validated = {Path(line).name for line in log.read_text().splitlines()}
+    configs = {path.name for path in (REPO / "collector-config").glob("*.yaml")} - {"docker-compose.yaml"}
+    assert validated == configs
+    assert "otelcol-tail-sampling.yaml" in configs
+
+
+def test_the_app_job_a_user_uncomments_scrapes_this_host_under_the_script(
+    stack: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """docs/stack.md "Without a collector": serve the app's metrics for the commented-out `shannon-app` job of
+    prometheus.yml. Uncommented, the script's Prometheus scraped `host.docker.internal:9464`, a name only
+    Docker gives the host: the target was down while the app served its metrics on 127.0.0.1:9464."""
+    monkeypatch.setenv("SHANNON_STACK_DIR", str(tmp_path / "state"))
+    config = stack.prometheus_config(stack.Settings.from_env())
+    job = config[config.index("# - job_name: shannon-app"):]
+    assert re.findall(r"targets: \[(.*)\]", job) == ['"127.0.0.1:9464"']

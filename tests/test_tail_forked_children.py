@@ -72,4 +72,4 @@ def test_a_forked_child_exports_its_own_spans_once_and_never_the_parents(tmp_pat
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout.splitlines()[-1])
     assert seen == {"names": ["child step"], "stats": {
-        "kept_traces": 1, "dropped_traces": 0, "overflow_traces": 0, "buffered_spans": 0}}
+        "kept_traces": 1, "dropped_traces": 0, "overflow_traces": 0, "abandoned_spans": 0, "buffered_spans": 0}}

@@ -180,4 +180,5 @@ def test_many_short_dropped_traces_keep_memory_bounded() -> None:
     finally:
         tracemalloc.stop()
     assert after_all - after_five < 16_384  # bytes: no per-trace state past the cap (a leak: >= 10,000 x ~100 B)
-    assert sampler.stats() == {"kept_traces": 0, "dropped_traces": 14_000, "overflow_traces": 0, "buffered_spans": 0}
+    assert sampler.stats() == {"kept_traces": 0, "dropped_traces": 14_000, "overflow_traces": 0, "abandoned_spans": 0,
+                               "buffered_spans": 0}

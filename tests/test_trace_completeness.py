@@ -165,7 +165,8 @@ def test_a_parent_based_head_sampler_upstream_is_respected() -> None:
 
     asyncio.run(request(TraceFlags.DEFAULT))
     assert exporter.get_finished_spans() == ()
-    assert sampler.stats() == {"kept_traces": 0, "dropped_traces": 0, "overflow_traces": 0, "buffered_spans": 0}
+    assert sampler.stats() == {"kept_traces": 0, "dropped_traces": 0, "overflow_traces": 0, "abandoned_spans": 0,
+                               "buffered_spans": 0}
     asyncio.run(request(TraceFlags.SAMPLED))
     assert _names(exporter.get_finished_spans()) == ["GET /", "task w", "wave w"]
 

@@ -58,6 +58,8 @@ class _CallTelemetry(_Current, CallObserver):
         if self.span is None:
             return None
         attributes: dict[str, Any] = {t.OPERATION: self._op, t.ATTEMPT: attempt, t.HEDGE_ATTEMPT: attempt}
+        if self._breaker is not None:  # a hedge is an attempt: the breaker that admitted it, as on one
+            attributes.update(self._breaker)
         return _start(self._tel, t.SPAN_HEDGE.format(attempt=attempt), attributes)
 
     def attempt_finished(self, token: Any, event: AttemptFinished) -> None:
