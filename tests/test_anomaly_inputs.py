@@ -354,3 +354,27 @@ def test_a_decimal_nan_score_is_a_value_error_like_a_float_nan() -> None:
         with pytest.raises(ValueError, match=r"^score must be a number in"):
             config.severity(nan)
     assert config.severity(Decimal("0.9")) is not None  # type: ignore[arg-type]  # a real Decimal in range is scored
+
+
+# ---------------------------------------------------------------------- bug: times over a tiny bucket length
+@pytest.mark.parametrize("period_s, time", [(5e-324, 1.0), (1e-300, 1.7e9), (1e-9, 1e300), (1e-9, -1e300)],
+                         ids=["bucket-length-underflows", "tiny-period", "huge-time", "huge-negative-time"])
+@pytest.mark.parametrize("weekly_rho", [None, 0.9])
+def test_a_time_whose_slot_number_is_beyond_any_float_is_scored_by_every_path(
+        period_s: float, time: float, weekly_rho: float | None) -> None:
+    """A finite time over a valid ``period_s``: update() raised ZeroDivisionError (5e-324 / 24 buckets is a
+    bucket of 0 s) or OverflowError ("cannot convert float infinity to integer": time / bucket length beyond
+    any float), so did the numpy engine, and numba put the sample in whatever bucket int(inf) gave. Such a time
+    is in the last slot of its sign on every path."""
+    config = DetectorConfig(period_s=period_s, min_history=3, weekly_rho=weekly_rho)
+    values = np.array([[1.0, 2.0, 1.0, 2.0, 1.0, 9.0]])
+    ts = time + np.arange(values.shape[1], dtype=float)
+    one = scalar(AnomalyDetector(config), ["s"], values, ts)
+    assert np.isnan(one[0, :2]).all() and ((one[0, 2:] >= 0.0) & (one[0, 2:] <= 1.0)).all()
+    for engine in ("numpy", "numba"):
+        block = AnomalyDetector(config, engine=engine)
+        np.testing.assert_allclose(block.update_many(["s"], values, ts), one, atol=1e-9)
+        ticks = AnomalyDetector(config, engine=engine)  # one sample a call: the numpy engine's tick path
+        got = np.concatenate([ticks.update_many(["s"], values[:, j : j + 1], ts[j : j + 1])
+                              for j in range(values.shape[1])], axis=1)
+        np.testing.assert_allclose(got, one, atol=1e-9)

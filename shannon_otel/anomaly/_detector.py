@@ -47,10 +47,12 @@ from ._scoring import (
     RANGE_RESOLUTION,
     RANGE_SPAN,
     SEASON_MIN,
+    SLOT_LIMIT,
     STD_FLOOR,
     SURPRISE_SCALE,
     X_LIMIT,
     red_z,
+    slot_length,
 )
 from ._weekly import MIN_WEEKS, WEEK_COLUMNS, WEEK_COUNT, WEEK_DAY, WEEK_SLOT, WEEK_SUM, WEEK_WEEK
 
@@ -135,9 +137,9 @@ class AnomalyDetector:
         self._vlm, self._vlv, self._vcrit = floats(self._lm), floats(self._lv), floats(self._crit)
         self._vfmin, self._vfmax = floats(self._fmin), floats(self._fmax)
         # what update() reads on every call, in one unpacking each (attribute loads add up at ~4 us a call)
-        self._scalar_cfg = (cfg.buckets, cfg.period_s / cfg.buckets, cfg.range_rate, cfg.noise_floor, cfg.sharpness,
-                            cfg.history_rate, cfg.spatial_tolerance, cfg.min_history, cfg.refractory, cfg.level,
-                            cfg.level_clip, cfg.level_sides == 1, cfg.weekly_rho is not None)
+        self._scalar_cfg = (cfg.buckets, slot_length(cfg.period_s, cfg.buckets), cfg.range_rate, cfg.noise_floor,
+                            cfg.sharpness, cfg.history_rate, cfg.spatial_tolerance, cfg.min_history, cfg.refractory,
+                            cfg.level, cfg.level_clip, cfg.level_sides == 1, cfg.weekly_rho is not None)
         self._season_views = self._season.views()
         self._steps_views = self._steps.views()
         self._avg_views = self._avg.views()
@@ -166,7 +168,7 @@ class AnomalyDetector:
         on = cfg.weekly_rho is not None
         cap, width = (cfg.max_series, 7 * cfg.buckets) if on else (1, 1)
         self._wrho = float(cfg.weekly_rho) if cfg.weekly_rho is not None else -1.0  # -1: off (the kernel's flag)
-        self._wspan = cfg.period_s / cfg.buckets  # a slot: one daily bucket long
+        self._wspan = slot_length(cfg.period_s, cfg.buckets)  # a slot: one daily bucket long
         self._week = Rings(cap * width, cfg.window if on else 1)
         self._wmeans: F64 = np.zeros((cap, width))
         self._wids: F64 = np.full((cap, width), np.nan)
@@ -300,8 +302,11 @@ class AnomalyDetector:
             hi = x if x > pmax else pmax
             vmin[slot], vmax[slot] = lo, hi
             row = slot * buckets
-            if buckets > 1:
-                row += int(math.floor(float(time) / span) % buckets)  # column_buckets' arithmetic
+            if buckets > 1:  # column_buckets' arithmetic (slot_numbers, mod buckets)
+                q = float(time) / span
+                if not -SLOT_LIMIT <= q <= SLOT_LIMIT:
+                    q = SLOT_LIMIT if q > 0.0 else -SLOT_LIMIT
+                row += int(math.floor(q) % buckets)
             if rate:  # the floor's range forgets: an envelope decaying toward the values
                 keep = 1.0 - rate
                 flo = keep * self._vfmin[slot] + rate * x
@@ -506,7 +511,8 @@ class AnomalyDetector:
         (the ring's stats and push written out, as ``update`` writes out its own)."""
         width, span, rho, st, means, ids = self._week_cfg
         base = slot * WEEK_COLUMNS
-        q = float(math.floor(time / span))
+        q = time / span  # slot_numbers' arithmetic
+        q = float(math.floor(q if -SLOT_LIMIT <= q <= SLOT_LIMIT else SLOT_LIMIT if q > 0.0 else -SLOT_LIMIT))
         cur = st[base + WEEK_SLOT]
         if q > cur:  # a new slot: the open one's mean against those one day and one week before it
             count = st[base + WEEK_COUNT]

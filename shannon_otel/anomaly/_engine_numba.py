@@ -40,6 +40,7 @@ from ._scoring import (
     SURPRISE_SCALE,
     X_LIMIT,
     ZMAX,
+    slot_numbers,
 )
 from ._weekly import MIN_WEEKS
 
@@ -135,7 +136,7 @@ def score_compiled(det: AnomalyDetector, kernel: Kernel, slots: I64, vals: F64, 
     run = kernel.serial
     if det._wrho > 0.0:
         week = det._week
-        state = (*state, det._wrho, np.floor(ts / det._wspan), week.buf,
+        state = (*state, det._wrho, slot_numbers(ts, det._wspan), week.buf,
                  week.head, week.count, week.s1, week.s2, det._wmeans, det._wids, det._wstate)
         run = kernel.weekly
     rows, cols = vals.shape

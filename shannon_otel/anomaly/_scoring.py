@@ -10,6 +10,7 @@ p <= 1e-10 or a value outside everything seen so far.
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +37,25 @@ RANGE_SPAN = 10.0
 # no value beyond a zero-width range; far below any real change (1 in 10^9).
 RANGE_RESOLUTION = 1e-9
 _LOG_P_FLOOR = math.log10(P_FLOOR)
+# The largest slot number of a time (see slot_numbers): a finite time over a tiny slot length (period_s 1e-300, or
+# a time of 1e300 over 1e-9 s slots) is a number beyond any float, which no path can put in a bucket.
+SLOT_LIMIT = sys.float_info.max
+
+
+def slot_length(period_s: float, buckets: int) -> float:
+    """The length of one seasonal bucket's slot of time, ``period_s / buckets``, but never 0 (a period of 5e-324 s
+    over 24 buckets is): every time is divided by it."""
+    return max(period_s / buckets, math.ulp(0.0))
+
+
+def slot_numbers(ts: F64, span: float) -> F64:
+    """The number of the ``span``-long slot of each time, ``floor(t / span)``, held within +-SLOT_LIMIT (a time
+    whose slot number is beyond any float is in the last slot of its sign); the one-sample paths write out the
+    same operations."""
+    with np.errstate(over="ignore"):
+        q: F64 = np.divide(ts, span)
+    np.clip(q, -SLOT_LIMIT, SLOT_LIMIT, out=q)
+    return np.floor(q, out=q)
 
 
 def surprise(z: F64) -> F64:
