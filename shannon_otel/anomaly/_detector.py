@@ -15,7 +15,8 @@ numba in ``_engine_numba`` when installed, else vectorized over series and time 
    with ``level`` > 0, the level z-score (see ``DetectorConfig.level``) counts when larger;
 4. a value outside the range seen so far (by ``spatial_tolerance``) scores 1; a detection (score >=
    ``warning``, or such a value) directly after a detection, or within ``refractory`` samples after a
-   critical one (score >= ``critical``, or such a value), is demoted to p = 1e-3, so one event reports once.
+   critical one (score >= ``critical``, or such a value), is demoted to p = 1e-3 (or just below ``warning``
+   when that is lower), so one event reports once.
 
 Thread-safe: updates take turns on a lock (the anomaly hook feeds it from its event loop).
 """
@@ -40,7 +41,6 @@ from ._engine_numba import ENGINES, Kernel, Workers, load, score_compiled
 from ._engine_numpy import score_block
 from ._ring import CANCEL, Rings, Scratch, floats, ints, readd
 from ._scoring import (
-    DEMOTED_SCORE,
     MEAN_FLOOR,
     ORDINARY_SCORE,
     P_FLOOR,
@@ -51,6 +51,7 @@ from ._scoring import (
     STD_FLOOR,
     SURPRISE_SCALE,
     X_LIMIT,
+    demoted_score,
     red_z,
     slot_length,
 )
@@ -106,9 +107,9 @@ class AnomalyDetector:
         if engine == "numba" and self._kernel is None:
             raise ImportError("engine='numba' needs numba: pip install 'shannon-otel[fast]'")
         self._threads = count
-        self._z_red = red_z(config.warning if config is not None else DetectorConfig().warning)
-        self._z_crit = red_z(config.critical if config is not None else DetectorConfig().critical)
         cfg = self.config = config if config is not None else DetectorConfig()
+        self._z_red, self._z_crit = red_z(cfg.warning), red_z(cfg.critical)
+        self._demoted = demoted_score(cfg.warning)
         cap = cfg.max_series
         self._season = Rings(cap * cfg.buckets, cfg.window)
         self._avg = Rings(cap, cfg.average)
@@ -495,7 +496,7 @@ class AnomalyDetector:
             if hit and n >= min_history:  # (a warm-up sample, not reported, is no detection)
                 # demoted directly after a detection, or within refractory samples after a critical one
                 if n - self._vhit[slot] <= 1 or n - self._vcrit[slot] <= refractory:
-                    score = DEMOTED_SCORE
+                    score = self._demoted
                 self._vhit[slot] = n
                 if strong:
                     self._vcrit[slot] = n

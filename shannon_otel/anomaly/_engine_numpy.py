@@ -18,7 +18,6 @@ import numpy.typing as npt
 from . import _scoring as sc
 from ._ring import Rings, Scratch
 from ._scoring import (
-    DEMOTED_SCORE,
     MEAN_FLOOR,
     RANGE_RESOLUTION,
     RANGE_SPAN,
@@ -303,7 +302,7 @@ def _refractory(det: AnomalyDetector, at: Rows, n0: I64, hit: npt.NDArray[np.boo
     prev[:, 0], prev[:, 1:] = crit0, crit[:, :-1]
     demote |= n - prev <= refractory
     demote &= hit
-    np.copyto(score, DEMOTED_SCORE, where=demote)
+    np.copyto(score, det._demoted, where=demote)
     return last[:, -1].copy(), crit[:, -1].copy()
 
 
@@ -456,7 +455,7 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
             hit &= n >= cfg.min_history  # a warm-up sample (not reported) is no detection
         strong &= hit
         hit0, crit0 = det._hit[at], det._crit[at]
-        np.copyto(score, DEMOTED_SCORE, where=hit & ((n - hit0 <= 1) | (n - crit0 <= cfg.refractory)))
+        np.copyto(score, det._demoted, where=hit & ((n - hit0 <= 1) | (n - crit0 <= cfg.refractory)))
         det._hit[at], det._crit[at] = np.where(hit, n, hit0), np.where(strong, n, crit0)
     if warm:
         score[n < cfg.min_history] = np.nan

@@ -87,9 +87,12 @@ Z_RED = 4.264890793922825  # Q(Z_RED) = RED_P
 
 def red_z(warning: float) -> float:
     """The likelihood z-score that scores ``warning`` (``score1(tail1(z))``): a detection above it
-    starts an event, and one directly after it is demoted (``inf`` when no z-score reaches it)."""
+    starts an event, and one directly after it is demoted (``inf`` when no z-score reaches it, and when every
+    one does: a ``warning`` at most ORDINARY_SCORE, the least score, reports every sample, and no likelihood
+    tells a detection to demote the next from an ordinary sample; the bisection gave ~1e-59 there, and whether
+    a sample was a detection hung on the rounding of a z-score of 0, which differs between the engines)."""
     target = 10.0 ** (-10.0 * warning) - P_FLOOR
-    if target <= 0.0:
+    if target <= 0.0 or target >= 0.5:  # tail1(0) = 0.5
         return math.inf
     lo, hi = 0.0, 40.0
     for _ in range(200):  # bisection: tail1 is decreasing in z
@@ -146,3 +149,10 @@ def linear_scan(coef: F64 | float, u: F64, y0: F64, chunk: int = 256, out: F64 |
 
 DEMOTED_SCORE = score1(DEMOTED_P)
 ORDINARY_SCORE = score1(0.5)  # no more surprise than usual
+
+
+def demoted_score(warning: float) -> float:
+    """The score of a demoted detection: DEMOTED_SCORE, or just below ``warning`` when that is lower, so a demoted
+    detection is no anomaly (at ``warning=0.2`` each repeat of one event scored 0.3, a warning again); never below
+    ORDINARY_SCORE, the least score (a ``warning`` at most that reports every sample)."""
+    return max(ORDINARY_SCORE, min(DEMOTED_SCORE, math.nextafter(warning, 0.0)))
