@@ -357,7 +357,7 @@ def test_a_decimal_nan_score_is_a_value_error_like_a_float_nan() -> None:
 
 
 # ---------------------------------------------------------------------- bug: times over a tiny bucket length
-@pytest.mark.parametrize("period_s, time", [(5e-324, 1.0), (1e-300, 1.7e9), (1e-9, 1e300), (1e-9, -1e300)],
+@pytest.mark.parametrize(("period_s", "time"), [(5e-324, 1.0), (1e-300, 1.7e9), (1e-9, 1e300), (1e-9, -1e300)],
                          ids=["bucket-length-underflows", "tiny-period", "huge-time", "huge-negative-time"])
 @pytest.mark.parametrize("weekly_rho", [None, 0.9])
 def test_a_time_whose_slot_number_is_beyond_any_float_is_scored_by_every_path(
