@@ -378,3 +378,21 @@ def test_a_time_whose_slot_number_is_beyond_any_float_is_scored_by_every_path(
         got = np.concatenate([ticks.update_many(["s"], values[:, j : j + 1], ts[j : j + 1])
                               for j in range(values.shape[1])], axis=1)
         np.testing.assert_allclose(got, one, atol=1e-9)
+
+
+def test_a_signaling_nan_is_refused_naming_the_parameter_on_every_path() -> None:
+    """``Decimal("sNaN")`` (which float() refuses) escaped every path as ValueError "cannot convert signaling NaN
+    to float", naming no parameter; it is now refused as no real number, as update() refuses a str, and nothing
+    changes."""
+    det = AnomalyDetector(QUICK)
+    snan = Decimal("sNaN")
+    with pytest.raises(TypeError, match=r"^value must be a real number \(float\), got Decimal\('sNaN'\)$"):
+        det.update("s", snan, 0.0)
+    with pytest.raises(TypeError, match=r"^time must be a real number \(float\), got Decimal\('sNaN'\)$"):
+        det.update("s", 1.0, snan)
+    refused = r"must be an array of real numbers, got Decimal\('sNaN'\) at index"
+    with pytest.raises(TypeError, match=rf"^values {refused} 0, 1"):
+        det.update_many(["s"], [[1.0, snan]], [0.0, 1.0])
+    with pytest.raises(TypeError, match=rf"^times {refused} 1"):
+        det.update_series("s", [1.0, 2.0], [0.0, snan])
+    assert (det.stats.series, det.stats.ignored, det.series()) == (0, 0, [])

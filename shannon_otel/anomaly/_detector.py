@@ -254,7 +254,8 @@ class AnomalyDetector:
         ``spatial_tolerance``), and the statistics stay finite; every path clamps alike. Thread-safe
         (calls take turns).
         Raises, before changing any state, ``TypeError`` for a ``series`` that is not a non-empty
-        str (checked when the series is new) or a ``value`` / ``time`` that is not a real number,
+        str (checked when the series is new) or a ``value`` / ``time`` that is not a real number (nor is a
+        signaling NaN, ``Decimal("sNaN")``, which ``float()`` refuses),
         ``ValueError`` for a non-finite ``time`` (with a finite ``value``); O(1).
         """
         # One body, no calls but for the rare re-add of a window: each call (a ring push, a z-score)
@@ -267,7 +268,7 @@ class AnomalyDetector:
                     raise TypeError  # isfinite() would take numpy's by their real part, with a ComplexWarning
                 finite = isfinite(value)
                 timely = isfinite(time)
-            except (TypeError, OverflowError):
+            except (TypeError, OverflowError, ValueError):  # ValueError: Decimal("sNaN") refuses float()
                 raise _update_error(series, value, time) from None
             if slot is None:  # a new series (or a bad name): the dict lookup above missed anyway
                 _check_series(series)
@@ -712,7 +713,7 @@ def _update_error(series: object, value: object, time: object) -> Exception:
             return TypeError(f"{name} must be a real number (float), got {shown(x)}")
         try:
             isfinite(x)  # type: ignore[arg-type]
-        except TypeError:
+        except (TypeError, ValueError):  # ValueError: a signaling NaN (Decimal("sNaN")), which float() refuses
             return TypeError(f"{name} must be a real number (float), got {shown(x)}")
         except OverflowError:
             return ValueError(f"{name} must be a real number within the range of a float, got {shown(x)}")
@@ -790,7 +791,7 @@ def _real(x: object) -> bool:
         return False
     try:
         isfinite(x)  # type: ignore[arg-type]
-    except TypeError:
+    except (TypeError, ValueError):  # ValueError: a signaling NaN (Decimal("sNaN")), which float() refuses
         return False
     except OverflowError:  # an int beyond any float: refused by astype, as update refuses it
         return True
