@@ -396,3 +396,23 @@ def test_a_signaling_nan_is_refused_naming_the_parameter_on_every_path() -> None
     with pytest.raises(TypeError, match=rf"^times {refused} 1"):
         det.update_series("s", [1.0, 2.0], [0.0, snan])
     assert (det.stats.series, det.stats.ignored, det.series()) == (0, 0, [])
+
+
+@pytest.mark.parametrize("engine", ["numpy", "numba"])
+def test_the_masked_items_of_a_masked_array_are_missing_samples(engine: str) -> None:
+    """np.asarray() of a masked array keeps the data under its mask: a masked (missing) 1e6 was scored, 1.0, and
+    became part of the series' range and windows. Masked items now count as NaN (ignored and counted), as
+    update() takes ``np.ma.masked``; a masked time is refused like a NaN one."""
+    rng = np.random.default_rng(5)
+    block = rng.normal(10.0, 1.0, (2, 60))
+    mask = np.zeros(block.shape, dtype=bool)
+    mask[0, 30] = mask[1, 40:45] = True
+    hidden = np.where(mask, 1e6, block)
+    ts = np.arange(60) * STEP
+    want = AnomalyDetector(QUICK, engine=engine)
+    expected = want.update_many(["a", "b"], np.where(mask, np.nan, block), ts)
+    got = AnomalyDetector(QUICK, engine=engine)
+    np.testing.assert_array_equal(got.update_many(["a", "b"], np.ma.masked_array(hidden, mask=mask), ts), expected)
+    assert got.stats == want.stats and got.stats.ignored == 6
+    with pytest.raises(ValueError, match=r"^times must be finite numbers of seconds$"):
+        got.update_series("a", [1.0, 2.0], np.ma.masked_array([1e6, 1e6 + STEP], mask=[False, True]))

@@ -590,10 +590,11 @@ class AnomalyDetector:
         Vectorized over series and time; equivalent to calling :meth:`update` column by
         column. ``series`` must be distinct and at most ``config.max_series`` (more could not
         all be tracked at once). Returns scores shaped like ``values`` (NaN for warm-up and
-        NaN/inf inputs). Raises, before changing any state, ``TypeError`` unless ``series`` is a
-        sequence of non-empty str (names new to the detector are checked) and ``values`` / ``times``
-        are arrays of real numbers (strings and None refused, as :meth:`update` refuses them), ``ValueError``
-        on mismatched shapes, numbers beyond any float, non-finite times or too many series.
+        NaN/inf inputs; the masked items of a numpy masked array count as NaN). Raises, before changing any
+        state, ``TypeError`` unless ``series`` is a sequence of non-empty str (names new to the detector are
+        checked) and ``values`` / ``times`` are arrays of real numbers (strings and None refused, as
+        :meth:`update` refuses them), ``ValueError`` on mismatched shapes, numbers beyond any float, non-finite
+        times or too many series.
         Thread-safe (calls take turns).
         """
         with self._lock:
@@ -749,6 +750,8 @@ def _floats(name: str, values: npt.ArrayLike) -> F64:
             f"{name} must be real numbers within the range of a float, got {_item(values, raw, at)}") from None
     except (TypeError, ValueError) as exc:  # an object whose __float__ fails
         raise TypeError(f"{name} must be an array of real numbers, got {_brief(values)}") from exc
+    if isinstance(values, np.ma.MaskedArray) and np.ma.is_masked(values):  # np.asarray() keeps what is masked
+        out = np.where(np.ma.getmaskarray(values), np.nan, out)  # missing: NaN, as update() takes np.ma.masked
     return out
 
 
