@@ -385,7 +385,7 @@ def test_a_signaling_nan_is_refused_naming_the_parameter_on_every_path() -> None
     to float", naming no parameter; it is now refused as no real number, as update() refuses a str, and nothing
     changes."""
     det = AnomalyDetector(QUICK)
-    snan = Decimal("sNaN")
+    snan: Any = Decimal("sNaN")
     with pytest.raises(TypeError, match=r"^value must be a real number \(float\), got Decimal\('sNaN'\)$"):
         det.update("s", snan, 0.0)
     with pytest.raises(TypeError, match=r"^time must be a real number \(float\), got Decimal\('sNaN'\)$"):
