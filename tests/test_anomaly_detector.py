@@ -231,6 +231,32 @@ def test_a_detection_at_a_stricter_warning_level_reports_once_before_demotion() 
     assert not np.any(red[1:] & red[:-1])
 
 
+@pytest.mark.parametrize("warning", [0.2, 0.25])
+def test_a_demoted_detection_is_no_anomaly_at_a_warning_level_below_its_old_score(warning: float) -> None:
+    """Demoted detections scored 0.3 whatever the config: at ``warning=0.2`` each repeat of one event (ten new
+    extremes in a row) was a warning again. A demoted detection now scores below ``warning``."""
+    xs = noise(400)
+    xs[300:310] = 30.0 + np.arange(10.0)
+    cfg = DetectorConfig(buckets=1, min_history=20, warning=warning, critical=0.9, refractory=3)
+    for scores in _paths(cfg, xs, times(400)):
+        flagged = [i for i, score in enumerate(scores) if not np.isnan(score) and cfg.severity(score) is not None]
+        assert 300 in flagged  # the event reports
+        assert not set(flagged) & set(range(301, 313))  # once
+
+
+def test_a_warning_level_below_every_score_reports_every_sample_alike_on_every_path() -> None:
+    """At a ``warning`` below the least score (~0.03) every sample is an anomaly; a sample was a detection
+    (demoting the next to 0.3) when its likelihood z-score was above ~1e-59, that is when rounding left it above 0,
+    which the engines' rounding decided differently (scores 0.27 apart). Now every sample reports, with its own
+    score but for repeats of values beyond the range, and the paths agree."""
+    values = np.random.default_rng(0).choice([1.0, -1.0, 0.0], 60)
+    cfg = DetectorConfig(level=1, min_history=1, warning=1e-9, critical=1e-9)  # a level window of one sample
+    one, *blocks = _paths(cfg, values, np.zeros(60))
+    assert all(cfg.severity(score) is not None for score in one)
+    for got in blocks:
+        np.testing.assert_allclose(got, one, atol=1e-6)
+
+
 @ENGINE
 def test_the_level_window_catches_a_moderate_sustained_shift_the_z_scores_miss(engine: str) -> None:
     # +2 sd for good: each sample alone is unremarkable, their sum over the level window is not

@@ -6,14 +6,19 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
+from collections.abc import Callable
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
 
+import numpy as np
 import pytest
 
 from shannon_otel import AnomalyHook, DetectorConfig, Hook, Wave, _clock
 from shannon_otel._events import CallFinished, CallStarted, TaskFinished, WaveStarted
-from shannon_otel._telemetry import CallOutcome, Outcome
+from shannon_otel._telemetry import ANOMALY_VALUE, EVENT_ANOMALY, CallOutcome, Outcome
 from shannon_otel.anomaly import ERROR_RATE, LATENCY, RETRY_RATE, THROUGHPUT, Anomaly
-from shannon_otel.testing import FakeClock, run_virtual
+from shannon_otel.testing import FakeClock, InMemoryTelemetry, run_virtual
 
 
 class _Clock:
@@ -146,3 +151,40 @@ def test_runs_cancelled_by_their_caller_read_as_no_faster_and_no_busier_service(
     assert min(e.value for e in latency) > 0.08  # the finished tasks' mean (~0.1 s), never ~0.05
     healthy_max = max(e.value for e in listener.events if e.signal == THROUGHPUT and e.time < 60.0)
     assert [e for e in listener.events if e.signal == THROUGHPUT and e.severity and e.value > healthy_max] == []
+
+
+# ---------------------------------------------------------------------- bug: a clock of other real numbers
+@pytest.mark.parametrize("reading", [Fraction, np.float32], ids=["Fraction", "float32"])
+def test_a_clock_of_other_real_numbers_gives_float_anomalies_and_attributes(reading: Callable[[float], Any]) -> None:
+    """A hook clock returning Fractions (or numpy float32) made the throughput and ``Anomaly.time`` Fractions:
+    the ``shannon.anomaly`` span event's value was an invalid OTel attribute, exported as the string "8"."""
+    otel, clock, seen = InMemoryTelemetry(), FakeClock(), list[Anomaly]()
+    hook = AnomalyHook(EVERY_TICK, on_anomaly=seen.append, tick_s=1.0, min_tick_tasks=2, signals=[THROUGHPUT],
+                       clock=lambda: reading(clock()))
+
+    async def work() -> None:
+        clock.advance(0.125)
+        await asyncio.sleep(0)
+
+    async def main() -> None:
+        wave: Wave[None] = Wave("w", max_concurrency=1, hooks=(hook,), clock=clock, **otel.providers)
+        await wave.run([work] * 16)
+
+    asyncio.run(main())
+    assert [(type(a.value), type(a.time)) for a in seen] == [(float, float)] * 2
+    values = [(event.attributes or {})[ANOMALY_VALUE] for span in otel.spans() for event in span.events
+              if event.name == EVENT_ANOMALY]
+    assert values == [8.0, 8.0] and all(type(value) is float for value in values)
+
+
+def test_a_clock_of_no_real_number_fails_the_hook_naming_the_clock(caplog: pytest.LogCaptureFixture) -> None:
+    """A Decimal clock failed the hook on "unsupported operand type(s) for +: 'decimal.Decimal' and 'float'"."""
+    hook = AnomalyHook(EVERY_TICK, tick_s=1.0, clock=lambda: Decimal("1000.0"))  # type: ignore[arg-type,return-value]
+
+    async def work() -> None:
+        await asyncio.sleep(0)
+
+    wave: Wave[None] = Wave("w", hooks=(hook,), instrument=False)
+    result = asyncio.run(wave.run([work] * 2))
+    assert result.values() == [None, None]  # the hook's failure costs the wave nothing
+    assert "clock must return seconds (a real number)" in caplog.text

@@ -354,3 +354,65 @@ def test_a_decimal_nan_score_is_a_value_error_like_a_float_nan() -> None:
         with pytest.raises(ValueError, match=r"^score must be a number in"):
             config.severity(nan)
     assert config.severity(Decimal("0.9")) is not None  # type: ignore[arg-type]  # a real Decimal in range is scored
+
+
+# ---------------------------------------------------------------------- bug: times over a tiny bucket length
+@pytest.mark.parametrize(("period_s", "time"), [(5e-324, 1.0), (1e-300, 1.7e9), (1e-9, 1e300), (1e-9, -1e300)],
+                         ids=["bucket-length-underflows", "tiny-period", "huge-time", "huge-negative-time"])
+@pytest.mark.parametrize("weekly_rho", [None, 0.9])
+def test_a_time_whose_slot_number_is_beyond_any_float_is_scored_by_every_path(
+        period_s: float, time: float, weekly_rho: float | None) -> None:
+    """A finite time over a valid ``period_s``: update() raised ZeroDivisionError (5e-324 / 24 buckets is a
+    bucket of 0 s) or OverflowError ("cannot convert float infinity to integer": time / bucket length beyond
+    any float), so did the numpy engine, and numba put the sample in whatever bucket int(inf) gave. Such a time
+    is in the last slot of its sign on every path."""
+    config = DetectorConfig(period_s=period_s, min_history=3, weekly_rho=weekly_rho)
+    values = np.array([[1.0, 2.0, 1.0, 2.0, 1.0, 9.0]])
+    ts = time + np.arange(values.shape[1], dtype=float)
+    one = scalar(AnomalyDetector(config), ["s"], values, ts)
+    assert np.isnan(one[0, :2]).all() and ((one[0, 2:] >= 0.0) & (one[0, 2:] <= 1.0)).all()
+    for engine in ("numpy", "numba"):
+        block = AnomalyDetector(config, engine=engine)
+        np.testing.assert_allclose(block.update_many(["s"], values, ts), one, atol=1e-9)
+        ticks = AnomalyDetector(config, engine=engine)  # one sample a call: the numpy engine's tick path
+        got = np.concatenate([ticks.update_many(["s"], values[:, j : j + 1], ts[j : j + 1])
+                              for j in range(values.shape[1])], axis=1)
+        np.testing.assert_allclose(got, one, atol=1e-9)
+
+
+def test_a_signaling_nan_is_refused_naming_the_parameter_on_every_path() -> None:
+    """``Decimal("sNaN")`` (which float() refuses) escaped every path as ValueError "cannot convert signaling NaN
+    to float", naming no parameter; it is now refused as no real number, as update() refuses a str, and nothing
+    changes."""
+    det = AnomalyDetector(QUICK)
+    snan: Any = Decimal("sNaN")
+    with pytest.raises(TypeError, match=r"^value must be a real number \(float\), got Decimal\('sNaN'\)$"):
+        det.update("s", snan, 0.0)
+    with pytest.raises(TypeError, match=r"^time must be a real number \(float\), got Decimal\('sNaN'\)$"):
+        det.update("s", 1.0, snan)
+    refused = r"must be an array of real numbers, got Decimal\('sNaN'\) at index"
+    with pytest.raises(TypeError, match=rf"^values {refused} 0, 1"):
+        det.update_many(["s"], [[1.0, snan]], [0.0, 1.0])
+    with pytest.raises(TypeError, match=rf"^times {refused} 1"):
+        det.update_series("s", [1.0, 2.0], [0.0, snan])
+    assert (det.stats.series, det.stats.ignored, det.series()) == (0, 0, [])
+
+
+@pytest.mark.parametrize("engine", ["numpy", "numba"])
+def test_the_masked_items_of_a_masked_array_are_missing_samples(engine: str) -> None:
+    """np.asarray() of a masked array keeps the data under its mask: a masked (missing) 1e6 was scored, 1.0, and
+    became part of the series' range and windows. Masked items now count as NaN (ignored and counted), as
+    update() takes ``np.ma.masked``; a masked time is refused like a NaN one."""
+    rng = np.random.default_rng(5)
+    block = rng.normal(10.0, 1.0, (2, 60))
+    mask = np.zeros(block.shape, dtype=bool)
+    mask[0, 30] = mask[1, 40:45] = True
+    hidden = np.where(mask, 1e6, block)
+    ts = np.arange(60) * STEP
+    want = AnomalyDetector(QUICK, engine=engine)
+    expected = want.update_many(["a", "b"], np.where(mask, np.nan, block), ts)
+    got = AnomalyDetector(QUICK, engine=engine)
+    np.testing.assert_array_equal(got.update_many(["a", "b"], np.ma.masked_array(hidden, mask=mask), ts), expected)
+    assert got.stats == want.stats and got.stats.ignored == 6
+    with pytest.raises(ValueError, match=r"^times must be finite numbers of seconds$"):
+        got.update_series("a", [1.0, 2.0], np.ma.masked_array([1e6, 1e6 + STEP], mask=[False, True]))

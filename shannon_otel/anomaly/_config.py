@@ -88,9 +88,11 @@ class DetectorConfig:
       (exponential; 0.003 remembers roughly the last 300-1000 samples).
     * ``min_history``: samples a series needs before it is scored (warm-up).
     * ``refractory``: a detection (a score from ``warning`` up, or a value beyond the range) is demoted
-      (scores ~0.3) directly after a detection of its series and within this many samples after a critical
-      one (from ``critical`` up, or a value beyond the range), so one event reports once; a warning never
-      mutes a later critical detection, nor does a warm-up sample any. 1: only directly after one.
+      (scores ~0.3, or just below ``warning`` when that is lower: never an anomaly) directly after a detection of
+      its series and within this many samples after a critical one (from ``critical`` up, or a value beyond the
+      range), so one event reports once; a warning never mutes a later critical detection, nor does a warm-up
+      sample any. 1: only directly after one. (A ``warning`` at most ~0.03, the least score, reports every
+      sample: only values beyond the range count as detections then, demoted to that least score.)
     * ``spatial_tolerance``: a value beyond the range seen so far by more than this fraction
       of it (plus 1e-9 of the range's larger end, in magnitude: rounding is not a new value) scores 1.0
       (demoted as ``refractory`` says); ``math.inf`` turns this off.

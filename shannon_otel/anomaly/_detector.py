@@ -15,7 +15,8 @@ numba in ``_engine_numba`` when installed, else vectorized over series and time 
    with ``level`` > 0, the level z-score (see ``DetectorConfig.level``) counts when larger;
 4. a value outside the range seen so far (by ``spatial_tolerance``) scores 1; a detection (score >=
    ``warning``, or such a value) directly after a detection, or within ``refractory`` samples after a
-   critical one (score >= ``critical``, or such a value), is demoted to p = 1e-3, so one event reports once.
+   critical one (score >= ``critical``, or such a value), is demoted to p = 1e-3 (or just below ``warning``
+   when that is lower), so one event reports once.
 
 Thread-safe: updates take turns on a lock (the anomaly hook feeds it from its event loop).
 """
@@ -40,17 +41,19 @@ from ._engine_numba import ENGINES, Kernel, Workers, load, score_compiled
 from ._engine_numpy import score_block
 from ._ring import CANCEL, Rings, Scratch, floats, ints, readd
 from ._scoring import (
-    DEMOTED_SCORE,
     MEAN_FLOOR,
     ORDINARY_SCORE,
     P_FLOOR,
     RANGE_RESOLUTION,
     RANGE_SPAN,
     SEASON_MIN,
+    SLOT_LIMIT,
     STD_FLOOR,
     SURPRISE_SCALE,
     X_LIMIT,
+    demoted_score,
     red_z,
+    slot_length,
 )
 from ._weekly import MIN_WEEKS, WEEK_COLUMNS, WEEK_COUNT, WEEK_DAY, WEEK_SLOT, WEEK_SUM, WEEK_WEEK
 
@@ -104,9 +107,9 @@ class AnomalyDetector:
         if engine == "numba" and self._kernel is None:
             raise ImportError("engine='numba' needs numba: pip install 'shannon-otel[fast]'")
         self._threads = count
-        self._z_red = red_z(config.warning if config is not None else DetectorConfig().warning)
-        self._z_crit = red_z(config.critical if config is not None else DetectorConfig().critical)
         cfg = self.config = config if config is not None else DetectorConfig()
+        self._z_red, self._z_crit = red_z(cfg.warning), red_z(cfg.critical)
+        self._demoted = demoted_score(cfg.warning)
         cap = cfg.max_series
         self._season = Rings(cap * cfg.buckets, cfg.window)
         self._avg = Rings(cap, cfg.average)
@@ -135,9 +138,9 @@ class AnomalyDetector:
         self._vlm, self._vlv, self._vcrit = floats(self._lm), floats(self._lv), floats(self._crit)
         self._vfmin, self._vfmax = floats(self._fmin), floats(self._fmax)
         # what update() reads on every call, in one unpacking each (attribute loads add up at ~4 us a call)
-        self._scalar_cfg = (cfg.buckets, cfg.period_s / cfg.buckets, cfg.range_rate, cfg.noise_floor, cfg.sharpness,
-                            cfg.history_rate, cfg.spatial_tolerance, cfg.min_history, cfg.refractory, cfg.level,
-                            cfg.level_clip, cfg.level_sides == 1, cfg.weekly_rho is not None)
+        self._scalar_cfg = (cfg.buckets, slot_length(cfg.period_s, cfg.buckets), cfg.range_rate, cfg.noise_floor,
+                            cfg.sharpness, cfg.history_rate, cfg.spatial_tolerance, cfg.min_history, cfg.refractory,
+                            cfg.level, cfg.level_clip, cfg.level_sides == 1, cfg.weekly_rho is not None)
         self._season_views = self._season.views()
         self._steps_views = self._steps.views()
         self._avg_views = self._avg.views()
@@ -166,7 +169,7 @@ class AnomalyDetector:
         on = cfg.weekly_rho is not None
         cap, width = (cfg.max_series, 7 * cfg.buckets) if on else (1, 1)
         self._wrho = float(cfg.weekly_rho) if cfg.weekly_rho is not None else -1.0  # -1: off (the kernel's flag)
-        self._wspan = cfg.period_s / cfg.buckets  # a slot: one daily bucket long
+        self._wspan = slot_length(cfg.period_s, cfg.buckets)  # a slot: one daily bucket long
         self._week = Rings(cap * width, cfg.window if on else 1)
         self._wmeans: F64 = np.zeros((cap, width))
         self._wids: F64 = np.full((cap, width), np.nan)
@@ -251,7 +254,8 @@ class AnomalyDetector:
         ``spatial_tolerance``), and the statistics stay finite; every path clamps alike. Thread-safe
         (calls take turns).
         Raises, before changing any state, ``TypeError`` for a ``series`` that is not a non-empty
-        str (checked when the series is new) or a ``value`` / ``time`` that is not a real number,
+        str (checked when the series is new) or a ``value`` / ``time`` that is not a real number (nor is a
+        signaling NaN, ``Decimal("sNaN")``, which ``float()`` refuses),
         ``ValueError`` for a non-finite ``time`` (with a finite ``value``); O(1).
         """
         # One body, no calls but for the rare re-add of a window: each call (a ring push, a z-score)
@@ -264,7 +268,7 @@ class AnomalyDetector:
                     raise TypeError  # isfinite() would take numpy's by their real part, with a ComplexWarning
                 finite = isfinite(value)
                 timely = isfinite(time)
-            except (TypeError, OverflowError):
+            except (TypeError, OverflowError, ValueError):  # ValueError: Decimal("sNaN") refuses float()
                 raise _update_error(series, value, time) from None
             if slot is None:  # a new series (or a bad name): the dict lookup above missed anyway
                 _check_series(series)
@@ -300,8 +304,11 @@ class AnomalyDetector:
             hi = x if x > pmax else pmax
             vmin[slot], vmax[slot] = lo, hi
             row = slot * buckets
-            if buckets > 1:
-                row += int(math.floor(float(time) / span) % buckets)  # column_buckets' arithmetic
+            if buckets > 1:  # column_buckets' arithmetic (slot_numbers, mod buckets)
+                q = float(time) / span
+                if not -SLOT_LIMIT <= q <= SLOT_LIMIT:
+                    q = SLOT_LIMIT if q > 0.0 else -SLOT_LIMIT
+                row += int(math.floor(q) % buckets)
             if rate:  # the floor's range forgets: an envelope decaying toward the values
                 keep = 1.0 - rate
                 flo = keep * self._vfmin[slot] + rate * x
@@ -490,7 +497,7 @@ class AnomalyDetector:
             if hit and n >= min_history:  # (a warm-up sample, not reported, is no detection)
                 # demoted directly after a detection, or within refractory samples after a critical one
                 if n - self._vhit[slot] <= 1 or n - self._vcrit[slot] <= refractory:
-                    score = DEMOTED_SCORE
+                    score = self._demoted
                 self._vhit[slot] = n
                 if strong:
                     self._vcrit[slot] = n
@@ -506,7 +513,8 @@ class AnomalyDetector:
         (the ring's stats and push written out, as ``update`` writes out its own)."""
         width, span, rho, st, means, ids = self._week_cfg
         base = slot * WEEK_COLUMNS
-        q = float(math.floor(time / span))
+        q = time / span  # slot_numbers' arithmetic
+        q = float(math.floor(q if -SLOT_LIMIT <= q <= SLOT_LIMIT else SLOT_LIMIT if q > 0.0 else -SLOT_LIMIT))
         cur = st[base + WEEK_SLOT]
         if q > cur:  # a new slot: the open one's mean against those one day and one week before it
             count = st[base + WEEK_COUNT]
@@ -582,10 +590,11 @@ class AnomalyDetector:
         Vectorized over series and time; equivalent to calling :meth:`update` column by
         column. ``series`` must be distinct and at most ``config.max_series`` (more could not
         all be tracked at once). Returns scores shaped like ``values`` (NaN for warm-up and
-        NaN/inf inputs). Raises, before changing any state, ``TypeError`` unless ``series`` is a
-        sequence of non-empty str (names new to the detector are checked) and ``values`` / ``times``
-        are arrays of real numbers (strings and None refused, as :meth:`update` refuses them), ``ValueError``
-        on mismatched shapes, numbers beyond any float, non-finite times or too many series.
+        NaN/inf inputs; the masked items of a numpy masked array count as NaN). Raises, before changing any
+        state, ``TypeError`` unless ``series`` is a sequence of non-empty str (names new to the detector are
+        checked) and ``values`` / ``times`` are arrays of real numbers (strings and None refused, as
+        :meth:`update` refuses them), ``ValueError`` on mismatched shapes, numbers beyond any float, non-finite
+        times or too many series.
         Thread-safe (calls take turns).
         """
         with self._lock:
@@ -705,7 +714,7 @@ def _update_error(series: object, value: object, time: object) -> Exception:
             return TypeError(f"{name} must be a real number (float), got {shown(x)}")
         try:
             isfinite(x)  # type: ignore[arg-type]
-        except TypeError:
+        except (TypeError, ValueError):  # ValueError: a signaling NaN (Decimal("sNaN")), which float() refuses
             return TypeError(f"{name} must be a real number (float), got {shown(x)}")
         except OverflowError:
             return ValueError(f"{name} must be a real number within the range of a float, got {shown(x)}")
@@ -741,6 +750,8 @@ def _floats(name: str, values: npt.ArrayLike) -> F64:
             f"{name} must be real numbers within the range of a float, got {_item(values, raw, at)}") from None
     except (TypeError, ValueError) as exc:  # an object whose __float__ fails
         raise TypeError(f"{name} must be an array of real numbers, got {_brief(values)}") from exc
+    if isinstance(values, np.ma.MaskedArray) and np.ma.is_masked(values):  # np.asarray() keeps what is masked
+        out = np.where(np.ma.getmaskarray(values), np.nan, out)  # missing: NaN, as update() takes np.ma.masked
     return out
 
 
@@ -783,7 +794,7 @@ def _real(x: object) -> bool:
         return False
     try:
         isfinite(x)  # type: ignore[arg-type]
-    except TypeError:
+    except (TypeError, ValueError):  # ValueError: a signaling NaN (Decimal("sNaN")), which float() refuses
         return False
     except OverflowError:  # an int beyond any float: refused by astype, as update refuses it
         return True

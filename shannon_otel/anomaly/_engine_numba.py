@@ -28,7 +28,6 @@ import numpy.typing as npt
 from ._engine_numpy import column_buckets
 from ._ring import CANCEL
 from ._scoring import (
-    DEMOTED_SCORE,
     MEAN_FLOOR,
     RANGE_RESOLUTION,
     RANGE_SPAN,
@@ -40,6 +39,7 @@ from ._scoring import (
     SURPRISE_SCALE,
     X_LIMIT,
     ZMAX,
+    slot_numbers,
 )
 from ._weekly import MIN_WEEKS
 
@@ -129,13 +129,13 @@ def score_compiled(det: AnomalyDetector, kernel: Kernel, slots: I64, vals: F64, 
         det._lm, det._lv, level.buf, level.head, level.count, level.s1, level.s2, cfg.level,
         cfg.level_sides, cfg.level_clip,
         cfg.buckets, cfg.noise_floor, cfg.sharpness, cfg.history_rate, cfg.min_history, cfg.spatial_tolerance,
-        cfg.refractory,
-        SCORE_TABLE, SCORE_DIFF, STEP, ZMAX, det._z_red, det._z_crit, det._fmin, det._fmax, cfg.range_rate,
+        cfg.refractory, SCORE_TABLE, SCORE_DIFF, STEP, ZMAX, det._z_red, det._z_crit, det._demoted, det._fmin,
+        det._fmax, cfg.range_rate,
     )
     run = kernel.serial
     if det._wrho > 0.0:
         week = det._week
-        state = (*state, det._wrho, np.floor(ts / det._wspan), week.buf,
+        state = (*state, det._wrho, slot_numbers(ts, det._wspan), week.buf,
                  week.head, week.count, week.s1, week.s2, det._wmeans, det._wids, det._wstate)
         run = kernel.weekly
     rows, cols = vals.shape
@@ -274,7 +274,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
     lm_: Any, lv_: Any, lbuf: Any, lhead: Any, lcount: Any, ls1: Any, ls2: Any, level: int, sides: int, clip: float,
     buckets: int, noise_floor: float, sharpness: float, rate: float, min_history: int, tolerance: float,
     refractory: int, table: Any, diff: Any, step: float, zmax: float, z_red: float, z_crit: float,
-    fmn_: Any, fmx_: Any, range_rate: float, *week: Any,
+    demoted: float, fmn_: Any, fmx_: Any, range_rate: float, *week: Any,
 ) -> int:
     """Score ``raw[i, j]`` of series slot ``slots[i]`` in bucket ``col_bucket[j]`` into ``out``
     for the rows ``lo <= i < hi``.
@@ -539,7 +539,7 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
             score = 1.0 if beyond else score
             if ((zl > z_red) | beyond) & (n >= min_history):  # a detection (rare; warm-up samples are none):
                 # demoted directly after a detection or within refractory samples after a critical one
-                score = DEMOTED_SCORE if (n - hit_n <= 1.0) | (n - crit_n <= refr) else score
+                score = demoted if (n - hit_n <= 1.0) | (n - crit_n <= refr) else score
                 hit_n = n
                 crit_n = n if (zl > z_crit) | beyond else crit_n
             if n < min_history:

@@ -10,7 +10,6 @@ live in per-detector scratch buffers, reused from call to call instead of reallo
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,7 +17,16 @@ import numpy.typing as npt
 
 from . import _scoring as sc
 from ._ring import Rings, Scratch
-from ._scoring import DEMOTED_SCORE, MEAN_FLOOR, RANGE_RESOLUTION, RANGE_SPAN, SEASON_MIN, STD_FLOOR, X_LIMIT
+from ._scoring import (
+    MEAN_FLOOR,
+    RANGE_RESOLUTION,
+    RANGE_SPAN,
+    SEASON_MIN,
+    STD_FLOOR,
+    X_LIMIT,
+    slot_length,
+    slot_numbers,
+)
 from ._weekly import weekly_block, weekly_tick
 
 if TYPE_CHECKING:
@@ -52,7 +60,7 @@ def column_buckets(ts: F64, cfg: DetectorConfig) -> I64:
     (both engines use it)."""
     if cfg.buckets == 1:
         return np.zeros(len(ts), dtype=np.int64)
-    out: I64 = np.mod(np.floor(ts / (cfg.period_s / cfg.buckets)), cfg.buckets).astype(np.int64)
+    out: I64 = np.mod(slot_numbers(ts, slot_length(cfg.period_s, cfg.buckets)), cfg.buckets).astype(np.int64)
     return out
 
 
@@ -294,7 +302,7 @@ def _refractory(det: AnomalyDetector, at: Rows, n0: I64, hit: npt.NDArray[np.boo
     prev[:, 0], prev[:, 1:] = crit0, crit[:, :-1]
     demote |= n - prev <= refractory
     demote &= hit
-    np.copyto(score, DEMOTED_SCORE, where=demote)
+    np.copyto(score, det._demoted, where=demote)
     return last[:, -1].copy(), crit[:, -1].copy()
 
 
@@ -381,7 +389,7 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
 
     g = 0
     if cfg.buckets > 1:  # as _groups, on the one time
-        g = int(math.floor(ts[0] / (cfg.period_s / cfg.buckets)) % cfg.buckets)
+        g = int(column_buckets(ts[:1], cfg)[0])
     s1, s2, cnt = det._season.push_many(_rows(slots, cfg.buckets, g, isinstance(at, slice)), x)
     z = _tick_z(x, s1, s2, cnt, floor, det._season.width)
     if det._wrho > 0.0:
@@ -447,7 +455,7 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
             hit &= n >= cfg.min_history  # a warm-up sample (not reported) is no detection
         strong &= hit
         hit0, crit0 = det._hit[at], det._crit[at]
-        np.copyto(score, DEMOTED_SCORE, where=hit & ((n - hit0 <= 1) | (n - crit0 <= cfg.refractory)))
+        np.copyto(score, det._demoted, where=hit & ((n - hit0 <= 1) | (n - crit0 <= cfg.refractory)))
         det._hit[at], det._crit[at] = np.where(hit, n, hit0), np.where(strong, n, crit0)
     if warm:
         score[n < cfg.min_history] = np.nan

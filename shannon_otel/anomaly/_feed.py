@@ -47,7 +47,7 @@ from .. import _clock
 from .._events import Anomaly, CallObserver, CallStarted, Hook, WaveObserver, WaveStarted
 from .._fork import in_forked_child, release_held
 from .._isolation import hook_failed
-from .._validate import check_bool, check_number, check_sync_callable, shown
+from .._validate import check_bool, check_number, check_reading, check_sync_callable, shown
 from ._config import HOOK_DEFAULTS, DetectorConfig, _float_sized
 from ._detector import AnomalyDetector
 from ._scoped import _publish, _Scoped
@@ -58,6 +58,17 @@ if TYPE_CHECKING:
     from opentelemetry import metrics
 
 _WAVE_SIGNALS = (LATENCY, ERROR_RATE, THROUGHPUT)
+
+
+def _seconds(clock: Callable[[], float]) -> Callable[[], float]:
+    """``clock`` read as float seconds, each reading checked (``check_reading``): a Fraction or numpy float32
+    reading made the throughput and ``Anomaly.time`` of that type (an invalid OTel attribute, exported as a
+    string), a Decimal one failed the hook at every wave's start on "unsupported operand type(s) for +"."""
+    def read() -> float:
+        now = clock()
+        check_reading("clock", now)
+        return float(now)
+    return read
 
 
 class AnomalyHook(Hook):
@@ -71,7 +82,8 @@ class AnomalyHook(Hook):
     ``min_tick_tasks`` tasks (calls, for ``retry_rate``) finished in it: a mean over a handful
     of tasks is as noisy as a single task duration. ``clock`` (seconds; only differences matter
     unless ``config`` has a seasonal profile, which :data:`HOOK_DEFAULTS` has not; with the wall clock, the
-    default, ticks are timed on the monotonic clock, so a step of the system clock changes no tick) and the
+    default, ticks are timed on the monotonic clock, so a step of the system clock changes no tick; its readings are
+    taken as float seconds, and one that is no finite real number fails the hook, logged) and the
     detector config make the hook deterministic under test. Raises ``ValueError`` / ``TypeError``
     naming the argument (a bad type, a number out of range, an unknown signal); never raises into the executor: a
     failing ``on_anomaly`` callback or hook is logged and ignored. Thread-safe: waves in several threads (each
@@ -119,11 +131,12 @@ class AnomalyHook(Hook):
             raise ValueError(f"unknown signals {sorted(unknown, key=repr)}; allowed: {allowed}")
         self._detector = AnomalyDetector(config if config is not None else HOOK_DEFAULTS)
         self._on_anomaly = on_anomaly
-        self._clock = clock  # stamps the samples (the detector's time, Anomaly.time)
+        # stamps the samples (the detector's time, Anomaly.time); a user's clock as checked float seconds
+        self._clock = clock if clock is _clock.wall else _seconds(clock)
         # times the ticks: with the default wall clock, the monotonic one, so a step of the system clock
         # (NTP, a resumed VM) neither stretches a tick over the step (a false throughput fall) nor, stepped
         # back, keeps every tick open until the wall clock catches up (no sample at all meanwhile)
-        self._ticker = _clock.monotonic if clock is _clock.wall else clock
+        self._ticker = _clock.monotonic if clock is _clock.wall else self._clock
         self.tick_s = float(tick_s)
         self.min_tick_tasks = min_tick_tasks
         self.enabled = enabled
@@ -209,6 +222,7 @@ class AnomalyHook(Hook):
         # The detector watches every signal in its harmful direction, rising: latency, error and retry
         # rates as they are, throughput negated (a fall is harmful, a burst of work is not). Its other
         # channels are symmetric, so this changes nothing unless the config counts one side only.
+        value = float(value)  # a tick's mean of Fraction durations (a wave's clock) is an Anomaly's float value
         fed = -value if signal == THROUGHPUT else value
         if self._ticker is not self._clock:  # ``now`` is the ticker's: stamp the sample with the clock
             now = self._clock()

@@ -10,6 +10,7 @@ p <= 1e-10 or a value outside everything seen so far.
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +37,25 @@ RANGE_SPAN = 10.0
 # no value beyond a zero-width range; far below any real change (1 in 10^9).
 RANGE_RESOLUTION = 1e-9
 _LOG_P_FLOOR = math.log10(P_FLOOR)
+# The largest slot number of a time (see slot_numbers): a finite time over a tiny slot length (period_s 1e-300, or
+# a time of 1e300 over 1e-9 s slots) is a number beyond any float, which no path can put in a bucket.
+SLOT_LIMIT = sys.float_info.max
+
+
+def slot_length(period_s: float, buckets: int) -> float:
+    """The length of one seasonal bucket's slot of time, ``period_s / buckets``, but never 0 (a period of 5e-324 s
+    over 24 buckets is): every time is divided by it."""
+    return max(period_s / buckets, math.ulp(0.0))
+
+
+def slot_numbers(ts: F64, span: float) -> F64:
+    """The number of the ``span``-long slot of each time, ``floor(t / span)``, held within +-SLOT_LIMIT (a time
+    whose slot number is beyond any float is in the last slot of its sign); the one-sample paths write out the
+    same operations."""
+    with np.errstate(over="ignore"):
+        q: F64 = np.divide(ts, span)
+    np.clip(q, -SLOT_LIMIT, SLOT_LIMIT, out=q)
+    return np.floor(q, out=q)
 
 
 def surprise(z: F64) -> F64:
@@ -67,9 +87,12 @@ Z_RED = 4.264890793922825  # Q(Z_RED) = RED_P
 
 def red_z(warning: float) -> float:
     """The likelihood z-score that scores ``warning`` (``score1(tail1(z))``): a detection above it
-    starts an event, and one directly after it is demoted (``inf`` when no z-score reaches it)."""
+    starts an event, and one directly after it is demoted (``inf`` when no z-score reaches it, and when every
+    one does: a ``warning`` at most ORDINARY_SCORE, the least score, reports every sample, and no likelihood
+    tells a detection to demote the next from an ordinary sample; the bisection gave ~1e-59 there, and whether
+    a sample was a detection hung on the rounding of a z-score of 0, which differs between the engines)."""
     target = 10.0 ** (-10.0 * warning) - P_FLOOR
-    if target <= 0.0:
+    if target <= 0.0 or target >= 0.5:  # tail1(0) = 0.5
         return math.inf
     lo, hi = 0.0, 40.0
     for _ in range(200):  # bisection: tail1 is decreasing in z
@@ -126,3 +149,10 @@ def linear_scan(coef: F64 | float, u: F64, y0: F64, chunk: int = 256, out: F64 |
 
 DEMOTED_SCORE = score1(DEMOTED_P)
 ORDINARY_SCORE = score1(0.5)  # no more surprise than usual
+
+
+def demoted_score(warning: float) -> float:
+    """The score of a demoted detection: DEMOTED_SCORE, or just below ``warning`` when that is lower, so a demoted
+    detection is no anomaly (at ``warning=0.2`` each repeat of one event scored 0.3, a warning again); never below
+    ORDINARY_SCORE, the least score (a ``warning`` at most that reports every sample)."""
+    return max(ORDINARY_SCORE, min(DEMOTED_SCORE, math.nextafter(warning, 0.0)))

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from ._scoring import SEASON_MIN
+from ._scoring import SEASON_MIN, slot_numbers
 
 if TYPE_CHECKING:
     from ._detector import AnomalyDetector
@@ -45,7 +45,7 @@ def weekly_tick(det: AnomalyDetector, slots: I64, rows: I64 | slice, x: F64, t: 
     rows, ``slots`` the same as an index array) lowered in place to the weekly z-score where the series' test
     holds and that is smaller; advances the weekly state."""
     width = det._wmeans.shape[1]
-    q = float(np.floor(t / det._wspan))
+    q = float(slot_numbers(np.array([t]), det._wspan)[0])
     st = det._wstate[rows]  # a view for a slice (written in place), a copy otherwise (written back below)
     adv = q > st[:, WEEK_SLOT]
     if adv.any():
