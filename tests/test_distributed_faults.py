@@ -23,7 +23,7 @@ from distributed import Client, LocalCluster
 
 from shannon_otel import BreakerState, CircuitBreaker, Progress, Retry, Wave, WaveResult
 from shannon_otel.dask import DaskBackend
-from shannon_otel.redis import RedisState, SharedPool, SharedRateLimit
+from shannon_otel.redis import RedisState, SharedPool, SharedRateLimit, SharedStateUnavailableError
 from shannon_otel.testing import InMemoryTelemetry
 
 pytestmark = DASK_WARNINGS
@@ -137,6 +137,66 @@ def test_a_redis_that_answers_but_refuses_writes_is_one_outage_not_a_flapping_on
 
 async def _boom() -> None:
     raise ConnectionError("down")
+
+
+@pytest.mark.parametrize("written", ["another_type", "values_no_script_wrote"])
+def test_a_key_holding_what_no_script_wrote_fails_its_own_object_not_every_one(
+    server: RedisServer, prefix: str, written: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Bug: a key of the prefix holding what the scripts cannot use (an operator's ``SET`` on a breaker's key, a
+    hash edited by hand, another program on the prefix) was an outage of all of Redis. Another type
+    (``WRONGTYPE``) made every breaker reject (fail-closed) and every limit and pool raise, and flapped twice a
+    second as the write check succeeded; a state hash with values no script wrote made entering the
+    ``RedisState`` raise ``ValueError`` (and, written later, stopped its flusher for every breaker). Now only the
+    object of that key applies ``on_unavailable``, with one warning naming the key; the others share as before."""
+    breaker_key, rate_key, pool_key = (f"{prefix}:{{{kind}:api}}:{part}" for kind, part in
+                                       (("breaker", "state"), ("rate", "tat"), ("pool", "holders")))
+
+    async def main() -> None:
+        admin = aioredis.from_url(server.url)
+        try:
+            if written == "another_type":
+                await admin.set(breaker_key, "an operator's note")
+                await admin.rpush(rate_key, "x")
+            else:
+                await admin.hset(breaker_key, mapping={"state": "tripped", "epoch": "x"})
+                await admin.set(rate_key, "soon")
+            await admin.set(pool_key, "x")
+            shared = RedisState(server.url, prefix=prefix, poll_interval_s=0.05, on_unavailable="reject")
+            api = CircuitBreaker("api", shared=shared, failure_threshold=3, instrument=False)
+            other = CircuitBreaker("other", shared=shared, failure_threshold=3, instrument=False)
+            limit, other_limit = SharedRateLimit(shared, "api", rate=1000), SharedRateLimit(shared, "other", rate=1000)
+            pool, other_pool = SharedPool(shared, "api", 2), SharedPool(shared, "other", 2)
+            with caplog.at_level(logging.INFO, logger="shannon_otel.redis"):
+                async with asyncio.timeout(30), shared:
+                    for _ in range(10):  # 0.5 s: ~10 polls and checks by the flusher
+                        assert shared.available
+                        assert await api.call(_ok) == 1  # CLOSED: counted here, sent by the flusher
+                        assert await other.call(_ok) == 1
+                        await other_limit.acquire()
+                        await other_pool.acquire()
+                        other_pool.release()
+                        await asyncio.sleep(0.05)
+                    async with asyncio.timeout(5):  # the flusher goes on sending the other breaker's counts
+                        while not await admin.exists(f"{prefix}:{{breaker:other}}:window"):  # noqa: ASYNC110
+                            await asyncio.sleep(0.01)
+                    with pytest.raises(SharedStateUnavailableError, match=rate_key.replace("{", r"\{")):
+                        await limit.acquire()
+                    with pytest.raises(SharedStateUnavailableError, match=pool_key.replace("{", r"\{")):
+                        await pool.acquire()
+                    for _ in range(3):
+                        with pytest.raises(ConnectionError):
+                            await other.call(_boom)
+                    assert other.state is BreakerState.OPEN
+                    while await admin.hget(f"{prefix}:{{breaker:other}}:state", "state") != b"open":  # noqa: ASYNC110 (sent behind)
+                        await asyncio.sleep(0.01)
+                    assert shared.available
+            warnings = sorted(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+            assert [w.split("'")[1] for w in warnings] == sorted([breaker_key, pool_key, rate_key]), warnings
+        finally:
+            await admin.aclose()
+
+    asyncio.run(main())
 
 
 def test_a_breaker_opened_in_one_database_stays_closed_in_another(server: RedisServer, prefix: str) -> None:

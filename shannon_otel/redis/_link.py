@@ -146,16 +146,7 @@ class BreakerLink:
 
     async def poll(self) -> None:
         """Read the shared state (missed notifications, recovery after an outage)."""
-        store = self.store
-
-        async def read() -> list[Any]:
-            async with store._redis.pipeline(transaction=False) as pipe:
-                pipe.time()
-                pipe.hmget(self.keys[0], "state", "epoch", "opened_at", "reason")
-                return list(await pipe.execute())
-
-        (seconds, micros), fields = await store._run("poll", read)
-        self.polled(int(seconds) * 1000 + int(micros) // 1000, fields)
+        await self.store._poll_links([self])
 
     def polled(self, now_ms: int, fields: list[Any]) -> None:
         """Apply the shared state read by a poll: ``fields`` = HMGET state, epoch, opened_at, reason."""

@@ -16,6 +16,12 @@ _PRELUDE: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local st = redis.call('HMGET', KEYS[1], 'state', 'epoch', 'opened_at', 'forced', 'probes_left', 'successes')
+-- A hash no script wrote (an operator's, another program's on the prefix) is refused, never half read:
+-- its answer cut short at the first nil, it failed in the process (the flusher stopped for every breaker).
+if (st[1] and st[1] ~= 'closed' and st[1] ~= 'open' and st[1] ~= 'half_open')
+    or (st[2] and not tonumber(st[2])) or (st[3] and not tonumber(st[3])) then
+  error('the breaker state holds values no script wrote')
+end
 local state = st[1] or 'closed'
 -- A state created afresh (first use, or Redis lost it: FLUSHALL, a restart without persistence, expiry)
 -- counts its epochs from the server's clock, past every epoch of a lost state that processes still hold

@@ -134,6 +134,7 @@ class RedisState:
         # next poll with Redis available (after anything sent before the outage has run).
         self._lost_leases: list[tuple[list[str], str, str]] = []
         self._outage_logged = False
+        self._bad_keys: set[str] = set()  # keys found unusable (warned once each)
         self._refused = False  # the outage is a server refusing writes (it answers: only a write ends it)
         self._closing = False
         self._instruments(meter_provider)
@@ -195,9 +196,10 @@ class RedisState:
                 await self._redis.aclose()
 
     # ------------------------------------------------------------------ calling Redis
-    async def _run(self, operation: str, command: Callable[[], Awaitable[T]]) -> T:
-        """Run one command within ``timeout_s``; any failure marks Redis unavailable and raises
-        :class:`SharedStateUnavailableError` (a success marks it available again). A cancelled caller
+    async def _run(self, operation: str, command: Callable[[], Awaitable[T]], keys: list[str] | None = None) -> T:
+        """Run one command (on ``keys``) within ``timeout_s``; any failure raises
+        :class:`SharedStateUnavailableError` and marks Redis unavailable, except a key that holds what the
+        scripts cannot use (see _unusable_key). A success marks it available again. A cancelled caller
         gets CancelledError, even when the client library returned an answer (see below)."""
         task = asyncio.current_task()
         cancelling = task.cancelling() if task is not None else 0
@@ -207,8 +209,14 @@ class RedisState:
                 result = await command()
         except (Exception, TimeoutError) as exc:  # redis errors, OSError, timeouts
             self._errors.add(1, {SHARED_OPERATION: operation, ERROR_TYPE: error_type(exc)})
+            if keys and _unusable_key(exc):
+                self._bad_key(keys[0], operation, exc)
+                raise SharedStateUnavailableError(
+                    f"Redis key {keys[0]!r} is unusable during {operation}: {_described(exc)}") from exc
             self._down(exc)
             raise SharedStateUnavailableError(f"Redis unavailable during {operation}: {_described(exc)}") from exc
+        if self._bad_keys and keys:
+            self._bad_keys.difference_update(keys)  # mended (deleted, expired): warned again if it breaks again
         self._duration.record(time.perf_counter() - start, {SHARED_OPERATION: operation})
         if not self.available and not self._refused:
             self._up()  # Redis answers again (a refusal ends only with a write: see _check)
@@ -230,7 +238,18 @@ class RedisState:
             self._up()
 
     def _script(self, name: str, keys: list[str], args: list[Any]) -> Awaitable[Any]:
-        return self._run(name.lower(), lambda: self._scripts[name](keys=keys, args=args))
+        return self._run(name.lower(), lambda: self._scripts[name](keys=keys, args=args), keys)
+
+    def _bad_key(self, key: str, operation: str, exc: BaseException) -> None:
+        """One key holds what the scripts cannot use (another type, a value that is no number): an
+        operator's write, another program on the prefix. Only the breaker, limit or pool of that key applies
+        ``on_unavailable``; Redis is not down for the others (a store-wide outage made every breaker reject,
+        fail-closed, and flapped twice a second, as the write check succeeded). Warned once per key."""
+        if key not in self._bad_keys:
+            self._bad_keys.add(key)
+            _log.warning("Redis key %r holds a value shannon-otel cannot use (%s during %s); %s for its breaker, "
+                         "limit or pool until it is deleted", key, _described(exc), operation,
+                         "local state takes over" if self.on_unavailable == "local" else "rejecting calls")
 
     def _background(self, operation: Awaitable[Any]) -> None:
         """Run ``operation`` without waiting for it (state pushes); its failure is already counted."""
@@ -310,6 +329,8 @@ class RedisState:
             try:
                 await self._script("POOL_RELEASE", key, [self.pool_channel, name, holder])
             except SharedStateUnavailableError:
+                if self.available:
+                    continue  # an unusable key (_bad_key): it holds no lease, and would stop every poll
                 self._lost_leases.extend(lost[i:])  # down again: the next poll tries again
                 raise
         links = list(self._links.values())
@@ -327,12 +348,19 @@ class RedisState:
                 pipe.time()
                 for link in links:
                     pipe.hmget(link.keys[0], "state", "epoch", "opened_at", "reason")
-                return list(await pipe.execute())
+                # One breaker's unusable key is that breaker's (an error in its place), not every breaker's.
+                return list(await pipe.execute(raise_on_error=False))
 
         (seconds, micros), *states = await self._run("poll", read)
         now_ms = int(seconds) * 1000 + int(micros) // 1000
         for link, fields in zip(links, states, strict=True):
-            link.polled(now_ms, fields)
+            try:
+                if isinstance(fields, Exception):
+                    raise fields
+                link.polled(now_ms, fields)
+            except (ResponseError, ValueError, KeyError) as exc:  # another type; a state or epoch no script wrote
+                self._errors.add(1, {SHARED_OPERATION: "poll", ERROR_TYPE: error_type(exc)})
+                self._bad_key(link.keys[0], "poll", exc)
 
     async def _subscribe_loop(self) -> None:
         while not self._closing:
@@ -371,6 +399,13 @@ class RedisState:
 def _check_seconds(name: str, value: object, *, high: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= high:
         raise ValueError(f"{name} must be a number of seconds in (0, {high:g}], got {shown(value)}")
+
+
+def _unusable_key(exc: BaseException) -> bool:
+    """The server refused a command for what one key holds (``WRONGTYPE``, or a script that could not read
+    a value: Lua's ``user_script:<line>: attempt to ...``), not for its own state (OOM, READONLY, NOPERM)."""
+    message = str(exc)
+    return type(exc) is ResponseError and (message.startswith("WRONGTYPE") or "user_script:" in message)
 
 
 def _described(exc: BaseException) -> str:
