@@ -348,8 +348,13 @@ class RedisState:
                 pipe.time()
                 for link in links:
                     pipe.hmget(link.keys[0], "state", "epoch", "opened_at", "reason")
-                # One breaker's unusable key is that breaker's (an error in its place), not every breaker's.
-                return list(await pipe.execute(raise_on_error=False))
+                # One breaker's unusable key is that breaker's (an error in its place), not every breaker's;
+                # any other error is the server's (an outage, as a command's).
+                results = list(await pipe.execute(raise_on_error=False))
+            for result in results:
+                if isinstance(result, Exception) and not _unusable_key(result):
+                    raise result
+            return results
 
         (seconds, micros), *states = await self._run("poll", read)
         now_ms = int(seconds) * 1000 + int(micros) // 1000
