@@ -210,9 +210,9 @@ class RedisState:
         except (Exception, TimeoutError) as exc:  # redis errors, OSError, timeouts
             self._errors.add(1, {SHARED_OPERATION: operation, ERROR_TYPE: error_type(exc)})
             if keys and _unusable_key(exc):
-                self._bad_key(keys[0], operation, exc)
+                self._bad_key(keys, operation, exc)
                 raise SharedStateUnavailableError(
-                    f"Redis key {keys[0]!r} is unusable during {operation}: {_described(exc)}") from exc
+                    f"Redis key {_named(keys)} is unusable during {operation}: {_described(exc)}") from exc
             self._down(exc)
             raise SharedStateUnavailableError(f"Redis unavailable during {operation}: {_described(exc)}") from exc
         if self._bad_keys and keys:
@@ -240,15 +240,15 @@ class RedisState:
     def _script(self, name: str, keys: list[str], args: list[Any]) -> Awaitable[Any]:
         return self._run(name.lower(), lambda: self._scripts[name](keys=keys, args=args), keys)
 
-    def _bad_key(self, key: str, operation: str, exc: BaseException) -> None:
+    def _bad_key(self, keys: list[str], operation: str, exc: BaseException) -> None:
         """One key holds what the scripts cannot use (another type, a value that is no number): an
         operator's write, another program on the prefix. Only the breaker, limit or pool of that key applies
         ``on_unavailable``; Redis is not down for the others (a store-wide outage made every breaker reject,
         fail-closed, and flapped twice a second, as the write check succeeded). Warned once per key."""
-        if key not in self._bad_keys:
-            self._bad_keys.add(key)
-            _log.warning("Redis key %r holds a value shannon-otel cannot use (%s during %s); %s for its breaker, "
-                         "limit or pool until it is deleted", key, _described(exc), operation,
+        if keys[0] not in self._bad_keys:
+            self._bad_keys.add(keys[0])
+            _log.warning("Redis key %s holds a value shannon-otel cannot use (%s during %s); %s for its breaker, "
+                         "limit or pool until it is deleted", _named(keys), _described(exc), operation,
                          "local state takes over" if self.on_unavailable == "local" else "rejecting calls")
 
     def _background(self, operation: Awaitable[Any]) -> None:
@@ -365,7 +365,7 @@ class RedisState:
                 link.polled(now_ms, fields)
             except (ResponseError, ValueError, KeyError) as exc:  # another type; a state or epoch no script wrote
                 self._errors.add(1, {SHARED_OPERATION: "poll", ERROR_TYPE: error_type(exc)})
-                self._bad_key(link.keys[0], "poll", exc)
+                self._bad_key(link.keys[:1], "poll", exc)
 
     async def _subscribe_loop(self) -> None:
         while not self._closing:
@@ -411,6 +411,11 @@ def _unusable_key(exc: BaseException) -> bool:
     a value: Lua's ``user_script:<line>: attempt to ...``), not for its own state (OOM, READONLY, NOPERM)."""
     message = str(exc)
     return type(exc) is ResponseError and (message.startswith("WRONGTYPE") or "user_script:" in message)
+
+
+def _named(keys: list[str]) -> str:
+    """The keys a script was given (a breaker's state and window: either may be the one at fault)."""
+    return " or ".join(repr(key) for key in keys)
 
 
 def _described(exc: BaseException) -> str:
