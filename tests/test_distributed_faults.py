@@ -139,6 +139,46 @@ async def _boom() -> None:
     raise ConnectionError("down")
 
 
+def test_an_acl_user_without_the_channels_is_one_outage_until_it_gets_them(
+    server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Bug: an ACL user that may run scripts but not publish on the store's channels (Redis 7 gives a new
+    user no channels: ``ACL SETUSER app on >pw ~* +@all``) had every transition and every pool release refused
+    ("can't publish to the channel"), while the write check, which published nothing, said Redis was back:
+    ``available`` true at start, then an outage beginning at every refusal and ending at every check (a
+    released slot's retry refused again at each poll), a warning each time. Now the check publishes on both
+    channels: one outage from the start, with the server's message, until the user gets the channels."""
+
+    async def main() -> None:
+        admin = aioredis.from_url(server.url)
+        try:
+            await _command(admin, "ACL", "SETUSER", "app", "on", ">pw", "~*", "+@all")  # no channels
+            url = f"redis://app:pw@127.0.0.1:{server.port}/0"
+            with caplog.at_level(logging.INFO, logger="shannon_otel.redis"):
+                async with asyncio.timeout(30), RedisState(url, prefix=prefix, poll_interval_s=0.1) as shared:
+                    breaker = CircuitBreaker("api", shared=shared, failure_threshold=2, instrument=False)
+                    pool = SharedPool(shared, "db", 2)
+                    seen = [shared.available]
+                    for _ in range(2):
+                        with pytest.raises(ConnectionError):
+                            await breaker.call(_boom)
+                    for _ in range(10):  # 1 s: ~10 polls, and a check each second
+                        await pool.acquire()
+                        pool.release()
+                        await asyncio.sleep(0.1)
+                        seen.append(shared.available)
+                    assert not any(seen), seen
+                    await _command(admin, "ACL", "SETUSER", "app", "allchannels")
+                    await wait_for(lambda: shared.available)
+            records = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "shannon_otel.redis"]
+            assert [level for level, _ in records] == ["WARNING", "INFO"], records
+            assert "can't publish" in records[0][1], records
+        finally:
+            await admin.aclose()
+
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize("written", ["another_type", "values_no_script_wrote"])
 def test_a_key_holding_what_no_script_wrote_fails_its_own_object_not_every_one(
     server: RedisServer, prefix: str, written: str, caplog: pytest.LogCaptureFixture,

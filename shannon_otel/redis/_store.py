@@ -229,11 +229,11 @@ class RedisState:
 
     async def _check(self) -> None:
         """Find Redis available (and say so) when it runs a script that writes: a server that answers but
-        refuses writes (OOM with noeviction, a READONLY replica, an ACL user without EVAL) is not back, so
-        such an outage ends only here (any other command that succeeds ends one of a server that did not
-        answer, see _run)."""
-        keys = [self._alive_key]
-        await self._run("ping", lambda: self._scripts["ALIVE"](keys=keys, args=[]))
+        refuses writes (OOM with noeviction, a READONLY replica, an ACL user without EVAL or without the
+        channels) is not back, so such an outage ends only here (any other command that succeeds ends one of
+        a server that did not answer, see _run)."""
+        keys, channels = [self._alive_key], [self.breaker_channel, self.pool_channel]
+        await self._run("ping", lambda: self._scripts["ALIVE"](keys=keys, args=channels))
         if not self.available:
             self._up()
 
@@ -390,6 +390,8 @@ class RedisState:
                 await asyncio.sleep(min(1.0, self.poll_interval_s))
 
     def _dispatch(self, channel: str, data: str) -> None:
+        if not data:  # the write check's (_check)
+            return
         if channel == self.pool_channel:
             event = self._pool_events.get(data)
             if event is not None:
@@ -407,10 +409,11 @@ def _check_seconds(name: str, value: object, *, high: float) -> None:
 
 
 def _unusable_key(exc: BaseException) -> bool:
-    """The server refused a command for what one key holds (``WRONGTYPE``, or a script that could not read
-    a value: Lua's ``user_script:<line>: attempt to ...``), not for its own state (OOM, READONLY, NOPERM)."""
-    message = str(exc)
-    return type(exc) is ResponseError and (message.startswith("WRONGTYPE") or "user_script:" in message)
+    """The server refused a command for what one key holds (``WRONGTYPE``, a hash field that is no integer, or
+    a script that could not read a value: a Lua error, ``user_script:<line>: ...``), not for its own state or
+    the user's rights (OOM, READONLY, NOPERM, a channel the ACL user may not publish to: all of them arrive
+    from inside a script too, as ``<message> script: <sha>, on @user_script:<line>.``)."""
+    return type(exc) is ResponseError and str(exc).startswith(("WRONGTYPE", "hash value is not", "user_script:"))
 
 
 def _named(keys: list[str]) -> str:
