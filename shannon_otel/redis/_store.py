@@ -363,11 +363,14 @@ class RedisState:
                 if isinstance(fields, Exception):
                     raise fields
                 link.polled(now_ms, fields)
+                if self._bad_keys:
+                    self._bad_keys.discard(link.keys[0])  # mended: warned again if it breaks again
             except (ResponseError, ValueError, KeyError) as exc:  # another type; a state or epoch no script wrote
                 self._errors.add(1, {SHARED_OPERATION: "poll", ERROR_TYPE: error_type(exc)})
                 self._bad_key(link.keys[:1], "poll", exc)
 
     async def _subscribe_loop(self) -> None:
+        refused = False
         while not self._closing:
             pubsub = self._redis.pubsub()
             try:
@@ -384,6 +387,13 @@ class RedisState:
                     await asyncio.shield(pubsub.aclose())
                 raise
             except Exception as exc:  # connection lost: the poll keeps state current meanwhile
+                if isinstance(exc, ResponseError) and not refused:
+                    # Refused, not lost (an ACL user without SUBSCRIBE): said once, as an outage is; at debug
+                    # level only, breakers opened elsewhere came here at the poll, silently, not in ms.
+                    refused = True
+                    _log.warning("Redis at %s refuses the subscription to %s (%s); changes made by other "
+                                 "processes arrive only with the poll, every %g s", _redacted(self.url),
+                                 self.breaker_channel, _described(exc), self.poll_interval_s)
                 _log.debug("Redis subscription lost (%r); resubscribing", exc)
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
