@@ -211,6 +211,40 @@ def test_a_refused_subscription_is_said_once_and_the_poll_still_brings_other_pro
     asyncio.run(main())
 
 
+def test_a_breaker_tripped_while_a_read_of_its_state_is_in_flight_stays_open(
+    server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Bug: a breaker whose own window tripped while a read of the shared state was in flight (the poll of a
+    breaker just made, the periodic poll, a flush's answer) took that older answer as the shared state and
+    closed again, until the answer to its own trip reopened it: for that round trip calls were admitted, and
+    its hooks showed open -> closed -> open. ``CLIENT PAUSE WRITE`` makes the round trip long here: reads are
+    answered, scripts wait. Now an answer of the epoch already held does not undo a change not yet sent."""
+
+    async def main() -> None:
+        admin = aioredis.from_url(server.url)
+        try:
+            async with asyncio.timeout(30), RedisState(server.url, prefix=prefix, timeout_s=5) as shared:
+                await _command(admin, "CLIENT", "PAUSE", "500", "WRITE")  # reads answered, scripts held
+                with caplog.at_level(logging.INFO, logger="shannon_otel.breaker"):
+                    breaker = CircuitBreaker("api", shared=shared, failure_threshold=2, reset_timeout=60)
+                    for _ in range(2):  # tripped before its first read of the shared state is answered
+                        with pytest.raises(ConnectionError):
+                            await breaker.call(_boom)
+                    seen = set()
+                    while await admin.hget(f"{prefix}:{{breaker:api}}:state", "state") != b"open":
+                        seen.add(breaker.state)
+                        await asyncio.sleep(0.01)
+                    await asyncio.sleep(0.1)
+                    seen.add(breaker.state)
+            assert seen == {BreakerState.OPEN}
+            transitions = [r.getMessage() for r in caplog.records if r.name == "shannon_otel.breaker"]
+            assert transitions == ["circuit breaker api is open (was closed): failure_threshold"], transitions
+        finally:
+            await admin.aclose()
+
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize("written", ["another_type", "values_no_script_wrote"])
 def test_a_key_holding_what_no_script_wrote_fails_its_own_object_not_every_one(
     server: RedisServer, prefix: str, written: str, caplog: pytest.LogCaptureFixture,

@@ -387,7 +387,7 @@ class RedisState:
                     await asyncio.shield(pubsub.aclose())
                 raise
             except Exception as exc:  # connection lost: the poll keeps state current meanwhile
-                if isinstance(exc, ResponseError) and self.available and not refused:  # in an outage, its warning says why
+                if isinstance(exc, ResponseError) and self.available and not refused:  # an outage: said
                     # Refused, not lost (an ACL user without SUBSCRIBE): said once, as an outage is; at debug
                     # level only, breakers opened elsewhere came here at the poll, silently, not in ms.
                     refused = True
