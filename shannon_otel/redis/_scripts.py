@@ -210,13 +210,12 @@ return removed
 # outage: a write, refused as the scripts' writes are (OOM with noeviction, a READONLY replica, an ACL user
 # without EVAL): a PING answered while every script failed ended each such outage at once, to begin again
 # at the next script (the outage logged twice a second, shannon.shared.available flapping).
-# ARGV: the store's two channels. An empty message on each (ignored by every subscriber): an ACL user
-# without the channels (Redis 7 gives a new user none) had its every transition and pool release refused
-# while this check, which published nothing, said Redis was back (the outage flapped at each poll).
+# ARGV: the store's channels (none when Redis is known available). An empty message on each (ignored by every
+# subscriber): an ACL user without the channels (Redis 7 gives a new user none) had its every transition and
+# pool release refused while this check, which published nothing, said Redis was back (the outage flapped).
 ALIVE: Final = """
 redis.call('SET', KEYS[1], '1', 'PX', 1000)
 redis.call('DEL', KEYS[1])
-redis.call('PUBLISH', ARGV[1], '')
-redis.call('PUBLISH', ARGV[2], '')
+for i = 1, #ARGV do redis.call('PUBLISH', ARGV[i], '') end
 return 1
 """

@@ -232,7 +232,10 @@ class RedisState:
         refuses writes (OOM with noeviction, a READONLY replica, an ACL user without EVAL or without the
         channels) is not back, so such an outage ends only here (any other command that succeeds ends one of
         a server that did not answer, see _run)."""
-        keys, channels = [self._alive_key], [self.breaker_channel, self.pool_channel]
+        # Publishing costs every subscriber a message: only when Redis is not known to be available (at start,
+        # during an outage), not at the idle poll's check.
+        keys = [self._alive_key]
+        channels = [] if self.available else [self.breaker_channel, self.pool_channel]
         await self._run("ping", lambda: self._scripts["ALIVE"](keys=keys, args=channels))
         if not self.available:
             self._up()
