@@ -390,9 +390,10 @@ class RedisState:
                     await asyncio.shield(pubsub.aclose())
                 raise
             except Exception as exc:  # connection lost: the poll keeps state current meanwhile
-                if isinstance(exc, ResponseError) and self.available and not refused:  # an outage: said
-                    # Refused, not lost (an ACL user without SUBSCRIBE): said once, as an outage is; at debug
-                    # level only, breakers opened elsewhere came here at the poll, silently, not in ms.
+                if isinstance(exc, ResponseError) and self.available and not refused:
+                    # Refused, not lost (an ACL user without SUBSCRIBE): said once, as an outage is (whose own
+                    # warning says why); at debug level only, breakers opened elsewhere came here at the poll,
+                    # silently, not in ms.
                     refused = True
                     _log.warning("Redis at %s refuses the subscription to %s (%s); changes made by other "
                                  "processes arrive only with the poll, every %g s", _redacted(self.url),
