@@ -76,6 +76,9 @@ class RedisState:
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"url must be a redis://, rediss:// or unix:// URL, got {_redacted(str(url))!r}")
+        if url.startswith("unix://") and not urlsplit(url).path.startswith("/"):
+            # unix://redis.sock: redis-py connects to "" (an outage saying only "Error 22 connecting to .")
+            raise ValueError(f"url's socket path must be absolute (unix:///path/to/redis.sock), got {_redacted(url)!r}")
         if not url.startswith("unix://") and not re.fullmatch(r"/?\d*", urlsplit(url).path):
             # redis-py ignores a database it cannot read as a number and uses 0: a typo would share db 0
             raise ValueError(f"url's path must be /<database number>, got {_redacted(url)!r}")
