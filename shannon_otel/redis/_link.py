@@ -130,14 +130,19 @@ class BreakerLink:
         self._push("TRANSITION", "reset", "reset")
 
     def _push(self, script: str, *args: Any) -> None:
-        self.sending += 1
-        self.store._background(self._send(script, *args))
+        try:
+            asyncio.get_running_loop()
+            counted = True
+        except RuntimeError:  # force_open() before the loop runs: its task may never run; nothing reads meanwhile
+            counted = False
+        self.sending += counted
+        self.store._background(self._send(script, counted, *args))
 
-    async def _send(self, script: str, *args: Any) -> None:
+    async def _send(self, script: str, counted: bool, *args: Any) -> None:
         try:
             state, epoch, opened_ms, now_ms = await self.store._script(script, self.keys, self._args(*args))
         finally:
-            self.sending -= 1
+            self.sending -= counted
         self.apply(str(state), int(epoch), int(opened_ms), int(now_ms), "")
 
     # ------------------------------------------------------------------ from the store
