@@ -23,7 +23,7 @@ from distributed import Client, LocalCluster
 
 from shannon_otel import BreakerState, CircuitBreaker, Progress, Retry, Wave, WaveResult
 from shannon_otel.dask import DaskBackend
-from shannon_otel.redis import RedisState, SharedPool, SharedRateLimit
+from shannon_otel.redis import RedisState, SharedPool, SharedRateLimit, SharedStateUnavailableError
 from shannon_otel.testing import InMemoryTelemetry
 
 pytestmark = DASK_WARNINGS
@@ -137,6 +137,172 @@ def test_a_redis_that_answers_but_refuses_writes_is_one_outage_not_a_flapping_on
 
 async def _boom() -> None:
     raise ConnectionError("down")
+
+
+def test_an_acl_user_without_the_channels_is_one_outage_until_it_gets_them(
+    server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Bug: an ACL user that may run scripts but not publish on the store's channels (Redis 7 gives a new
+    user no channels: ``ACL SETUSER app on >pw ~* +@all``) had every transition and every pool release refused
+    ("can't publish to the channel"), while the write check, which published nothing, said Redis was back:
+    ``available`` true at start, then an outage beginning at every refusal and ending at every check (a
+    released slot's retry refused again at each poll), a warning each time. Now the check publishes on both
+    channels: one outage from the start, with the server's message, until the user gets the channels."""
+
+    async def main() -> None:
+        admin = aioredis.from_url(server.url)
+        try:
+            await _command(admin, "ACL", "SETUSER", "app", "on", ">pw", "~*", "+@all")  # no channels
+            url = f"redis://app:pw@127.0.0.1:{server.port}/0"
+            with caplog.at_level(logging.INFO, logger="shannon_otel.redis"):
+                async with asyncio.timeout(30), RedisState(url, prefix=prefix, poll_interval_s=0.1) as shared:
+                    breaker = CircuitBreaker("api", shared=shared, failure_threshold=2, instrument=False)
+                    pool = SharedPool(shared, "db", 2)
+                    seen = [shared.available]
+                    for _ in range(2):
+                        with pytest.raises(ConnectionError):
+                            await breaker.call(_boom)
+                    for _ in range(10):  # 1 s: ~10 polls, and a check each second
+                        await pool.acquire()
+                        pool.release()
+                        await asyncio.sleep(0.1)
+                        seen.append(shared.available)
+                    assert not any(seen), seen
+                    await _command(admin, "ACL", "SETUSER", "app", "allchannels")
+                    await wait_for(lambda: shared.available)
+            records = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "shannon_otel.redis"]
+            assert [level for level, _ in records] == ["WARNING", "INFO"], records
+            assert "can't publish" in records[0][1], records
+        finally:
+            await admin.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_refused_subscription_is_said_once_and_the_poll_still_brings_other_processes_changes(
+    server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Bug: an ACL user without SUBSCRIBE had its subscription refused every second, logged at debug level only:
+    a breaker opened by another process came to this one at the poll instead of within milliseconds (the
+    documented bound), and nothing said so. Now one warning says it (Redis stays available: it works)."""
+
+    async def main() -> None:
+        admin = aioredis.from_url(server.url)
+        try:
+            await _command(admin, "ACL", "SETUSER", "app", "on", ">pw", "~*", "&*", "+@all", "-subscribe")
+            url = f"redis://app:pw@127.0.0.1:{server.port}/0"
+            with caplog.at_level(logging.INFO, logger="shannon_otel.redis"):
+                async with asyncio.timeout(30), RedisState(url, prefix=prefix, poll_interval_s=0.1) as here, \
+                        RedisState(server.url, prefix=prefix) as there:
+                    mine = CircuitBreaker("api", shared=here, failure_threshold=1, reset_timeout=60, instrument=False)
+                    theirs = CircuitBreaker("api", shared=there, failure_threshold=1, reset_timeout=60,
+                                            instrument=False)
+                    with pytest.raises(ConnectionError):
+                        await theirs.call(_boom)
+                    await wait_for(lambda: mine.state is BreakerState.OPEN)
+                    await asyncio.sleep(1.1)  # a few refused subscriptions more
+                    assert here.available
+            warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+            assert len(warnings) == 1, warnings
+            assert "refuses the subscription" in warnings[0] and "subscribe" in warnings[0].split("(")[-1], warnings
+        finally:
+            await admin.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_breaker_tripped_while_a_read_of_its_state_is_in_flight_stays_open(
+    server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Bug: a breaker whose own window tripped while a read of the shared state was in flight (the poll of a
+    breaker just made, the periodic poll, a flush's answer) took that older answer as the shared state and
+    closed again, until the answer to its own trip reopened it: for that round trip calls were admitted, and
+    its hooks showed open -> closed -> open. ``CLIENT PAUSE WRITE`` makes the round trip long here: reads are
+    answered, scripts wait. Now an answer of the epoch already held does not undo a change not yet sent."""
+
+    async def main() -> None:
+        admin = aioredis.from_url(server.url)
+        try:
+            async with asyncio.timeout(30), RedisState(server.url, prefix=prefix, timeout_s=5) as shared:
+                await _command(admin, "CLIENT", "PAUSE", "500", "WRITE")  # reads answered, scripts held
+                with caplog.at_level(logging.INFO, logger="shannon_otel.breaker"):
+                    breaker = CircuitBreaker("api", shared=shared, failure_threshold=2, reset_timeout=60)
+                    for _ in range(2):  # tripped before its first read of the shared state is answered
+                        with pytest.raises(ConnectionError):
+                            await breaker.call(_boom)
+                    seen = set()
+                    while await admin.hget(f"{prefix}:{{breaker:api}}:state", "state") != b"open":
+                        seen.add(breaker.state)
+                        await asyncio.sleep(0.01)
+                    await asyncio.sleep(0.1)
+                    seen.add(breaker.state)
+            assert seen == {BreakerState.OPEN}
+            transitions = [r.getMessage() for r in caplog.records if r.name == "shannon_otel.breaker"]
+            assert transitions == ["circuit breaker api is open (was closed): failure_threshold"], transitions
+        finally:
+            await admin.aclose()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("written", ["another_type", "values_no_script_wrote"])
+def test_a_key_holding_what_no_script_wrote_fails_its_own_object_not_every_one(
+    server: RedisServer, prefix: str, written: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Bug: a key of the prefix holding what the scripts cannot use (an operator's ``SET`` on a breaker's key, a
+    hash edited by hand, another program on the prefix) was an outage of all of Redis. Another type
+    (``WRONGTYPE``) made every breaker reject (fail-closed) and every limit and pool raise, and flapped twice a
+    second as the write check succeeded; a state hash with values no script wrote made entering the
+    ``RedisState`` raise ``ValueError`` (and, written later, stopped its flusher for every breaker). Now only the
+    object of that key applies ``on_unavailable``, with one warning naming the key; the others share as before."""
+    breaker_key, rate_key, pool_key = (f"{prefix}:{{{kind}:api}}:{part}" for kind, part in
+                                       (("breaker", "state"), ("rate", "tat"), ("pool", "holders")))
+
+    async def main() -> None:
+        admin = aioredis.from_url(server.url)
+        try:
+            if written == "another_type":
+                await admin.set(breaker_key, "an operator's note")
+                await admin.rpush(rate_key, "x")
+            else:
+                await admin.hset(breaker_key, mapping={"state": "tripped", "epoch": "x"})
+                await admin.set(rate_key, "soon")
+            await admin.set(pool_key, "x")
+            shared = RedisState(server.url, prefix=prefix, poll_interval_s=0.05, on_unavailable="reject")
+            api = CircuitBreaker("api", shared=shared, failure_threshold=3, instrument=False)
+            other = CircuitBreaker("other", shared=shared, failure_threshold=3, instrument=False)
+            limit, other_limit = SharedRateLimit(shared, "api", rate=1000), SharedRateLimit(shared, "other", rate=1000)
+            pool, other_pool = SharedPool(shared, "api", 2), SharedPool(shared, "other", 2)
+            with caplog.at_level(logging.INFO, logger="shannon_otel.redis"):
+                async with asyncio.timeout(30), shared:
+                    for _ in range(10):  # 0.5 s: ~10 polls and checks by the flusher
+                        assert shared.available
+                        assert await api.call(_ok) == 1  # CLOSED: counted here, sent by the flusher
+                        assert await other.call(_ok) == 1
+                        await other_limit.acquire()
+                        await other_pool.acquire()
+                        other_pool.release()
+                        await asyncio.sleep(0.05)
+                    async with asyncio.timeout(5):  # the flusher goes on sending the other breaker's counts
+                        while not await admin.exists(f"{prefix}:{{breaker:other}}:window"):  # noqa: ASYNC110
+                            await asyncio.sleep(0.01)
+                    with pytest.raises(SharedStateUnavailableError, match=rate_key.replace("{", r"\{")):
+                        await limit.acquire()
+                    with pytest.raises(SharedStateUnavailableError, match=pool_key.replace("{", r"\{")):
+                        await pool.acquire()
+                    for _ in range(3):
+                        with pytest.raises(ConnectionError):
+                            await other.call(_boom)
+                    assert other.state is BreakerState.OPEN
+                    while await admin.hget(f"{prefix}:{{breaker:other}}:state", "state") != b"open":  # noqa: ASYNC110 (sent behind)
+                        await asyncio.sleep(0.01)
+                    assert shared.available
+            warnings = sorted(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+            assert [w.split("'")[1] for w in warnings] == sorted([breaker_key, pool_key, rate_key]), warnings
+        finally:
+            await admin.aclose()
+
+    asyncio.run(main())
 
 
 def test_a_breaker_opened_in_one_database_stays_closed_in_another(server: RedisServer, prefix: str) -> None:

@@ -147,6 +147,9 @@ def test_a_pool_acquire_that_timed_out_on_a_paused_redis_leaves_no_lease_behind(
     ("redis://127.0.0.1:6379/db0", "url's path must be /<database number>"),
     ("redis://127.0.0.1:notaport/0", "url is not a valid Redis URL"),  # redis-py's bare ValueError named no parameter
     ("redis://:s3cret@127.0.0.1:6379/0?socket_timeout=abc", "url is not a valid Redis URL"),
+    # redis-py connected to "": an outage, logged as "Error 22 connecting to . Invalid argument."
+    ("unix://redis.sock?password=s3cret", "url's socket path must be absolute"),
+    ("unix://", "url's socket path must be absolute"),
 ])
 def test_url_typos_are_refused_naming_the_url_without_its_password(url: str, shown: str) -> None:
     with pytest.raises(ValueError, match="url") as caught:

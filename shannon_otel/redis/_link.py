@@ -35,7 +35,8 @@ _MAX_TTL_S = 365 * 86_400  # key_ttl_s's own bound
 
 class BreakerLink:
     __slots__ = (
-        "breaker", "calls", "epoch", "failures", "keys", "name", "recheck_at", "slow", "store", "ttl_s", "window",
+        "breaker", "calls", "epoch", "failures", "keys", "name", "recheck_at", "sending", "slow", "store", "ttl_s",
+        "window",
     )
 
     def __init__(self, store: RedisState, breaker: CircuitBreaker) -> None:
@@ -47,6 +48,9 @@ class BreakerLink:
         self.epoch = 0
         self.calls = self.failures = self.slow = 0  # counted locally, not yet sent
         self.recheck_at = 0.0
+        # Changes made here (a trip, a probe's outcome, force_open, reset) not answered by Redis yet: until
+        # then a poll, a flush or a message of the epoch already held is older than the local state.
+        self.sending = 0
         # The shared window is time-based: 10 slices over window_s (default: 10 s when the breaker counts
         # calls): "the last N calls" of many processes has no order without a round trip per call.
         window_s = c.window_s if c.window_s is not None else 10.0
@@ -112,21 +116,33 @@ class BreakerLink:
     def probe_done(self, outcome: str) -> None:
         """A half-open probe ended: ``success``, ``slow``, ``failure`` or ``giveback`` (cancelled/ignored)."""
         if self.store.available:
-            self.store._background(self._send("PROBE", outcome, self.epoch, self.breaker.config.success_threshold))
+            self._push("PROBE", outcome, self.epoch, self.breaker.config.success_threshold)
 
     def tripped(self, reason: str) -> None:
         """This process's own window opened the breaker: open it for everyone."""
-        self.store._background(self._send("TRANSITION", "trip", reason))
+        self._push("TRANSITION", "trip", reason)
 
     def forced(self) -> None:
-        self.store._background(self._send("TRANSITION", "force", "forced_open"))
+        self._push("TRANSITION", "force", "forced_open")
 
     def reset(self) -> None:
         self.calls = self.failures = self.slow = 0
-        self.store._background(self._send("TRANSITION", "reset", "reset"))
+        self._push("TRANSITION", "reset", "reset")
 
-    async def _send(self, script: str, *args: Any) -> None:
-        state, epoch, opened_ms, now_ms = await self.store._script(script, self.keys, self._args(*args))
+    def _push(self, script: str, *args: Any) -> None:
+        try:
+            asyncio.get_running_loop()
+            counted = True
+        except RuntimeError:  # force_open() before the loop runs: its task may never run; nothing reads meanwhile
+            counted = False
+        self.sending += counted
+        self.store._background(self._send(script, counted, *args))
+
+    async def _send(self, script: str, counted: bool, *args: Any) -> None:
+        try:
+            state, epoch, opened_ms, now_ms = await self.store._script(script, self.keys, self._args(*args))
+        finally:
+            self.sending -= counted
         self.apply(str(state), int(epoch), int(opened_ms), int(now_ms), "")
 
     # ------------------------------------------------------------------ from the store
@@ -146,16 +162,7 @@ class BreakerLink:
 
     async def poll(self) -> None:
         """Read the shared state (missed notifications, recovery after an outage)."""
-        store = self.store
-
-        async def read() -> list[Any]:
-            async with store._redis.pipeline(transaction=False) as pipe:
-                pipe.time()
-                pipe.hmget(self.keys[0], "state", "epoch", "opened_at", "reason")
-                return list(await pipe.execute())
-
-        (seconds, micros), fields = await store._run("poll", read)
-        self.polled(int(seconds) * 1000 + int(micros) // 1000, fields)
+        await self.store._poll_links([self])
 
     def polled(self, now_ms: int, fields: list[Any]) -> None:
         """Apply the shared state read by a poll: ``fields`` = HMGET state, epoch, opened_at, reason."""
@@ -166,7 +173,7 @@ class BreakerLink:
                 # before forced keys stopped expiring): written again, else a process started now saw CLOSED
                 # what this one holds open until a reset.
                 self.forced()
-            elif self.breaker._state is not _CLOSED:
+            elif self.breaker._state is not _CLOSED and not self.sending:  # not a state made here, not sent yet
                 self.tripped_back_to_closed()
             return
         self.apply(state, int(epoch), int(opened or 0), now_ms, reason or "")
@@ -210,6 +217,11 @@ class BreakerLink:
         b = self.breaker
         target = _STATES[state]
         newer = epoch > self.epoch
+        if not newer and self.sending:
+            # Read before this process's own change reached Redis (a poll or a flush in flight when the
+            # breaker tripped here): applied, it closed a breaker that had just opened, for one round trip
+            # (calls admitted, and the hooks shown open -> closed -> open).
+            return
         self.epoch = epoch
         if target is _OPEN and reason:
             # Forced open by another process (force_open() there): held here too, until a reset. Without it

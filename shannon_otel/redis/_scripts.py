@@ -16,6 +16,13 @@ _PRELUDE: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local st = redis.call('HMGET', KEYS[1], 'state', 'epoch', 'opened_at', 'forced', 'probes_left', 'successes')
+-- A hash no script wrote (an operator's, another program's on the prefix) is refused, never half read:
+-- its answer cut short at the first nil, it failed in the process (the flusher stopped for every breaker).
+if (st[1] and st[1] ~= 'closed' and st[1] ~= 'open' and st[1] ~= 'half_open')
+    or (st[2] and not tonumber(st[2])) or (st[3] and not tonumber(st[3]))
+    or (st[5] and not tonumber(st[5])) or (st[6] and not tonumber(st[6])) then
+  error('the breaker state holds values no script wrote')
+end
 local state = st[1] or 'closed'
 -- A state created afresh (first use, or Redis lost it: FLUSHALL, a restart without persistence, expiry)
 -- counts its epochs from the server's clock, past every epoch of a lost state that processes still hold
@@ -203,8 +210,12 @@ return removed
 # outage: a write, refused as the scripts' writes are (OOM with noeviction, a READONLY replica, an ACL user
 # without EVAL): a PING answered while every script failed ended each such outage at once, to begin again
 # at the next script (the outage logged twice a second, shannon.shared.available flapping).
+# ARGV: the store's channels (none when Redis is known available). An empty message on each (ignored by every
+# subscriber): an ACL user without the channels (Redis 7 gives a new user none) had its every transition and
+# pool release refused while this check, which published nothing, said Redis was back (the outage flapped).
 ALIVE: Final = """
 redis.call('SET', KEYS[1], '1', 'PX', 1000)
 redis.call('DEL', KEYS[1])
+for i = 1, #ARGV do redis.call('PUBLISH', ARGV[i], '') end
 return 1
 """

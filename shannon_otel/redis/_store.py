@@ -76,6 +76,9 @@ class RedisState:
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"url must be a redis://, rediss:// or unix:// URL, got {_redacted(str(url))!r}")
+        if url.startswith("unix://") and not urlsplit(url).path.startswith("/"):
+            # unix://redis.sock: redis-py connects to "" (an outage saying only "Error 22 connecting to .")
+            raise ValueError(f"url's socket path must be absolute (unix:///path/to/redis.sock), got {_redacted(url)!r}")
         if not url.startswith("unix://") and not re.fullmatch(r"/?\d*", urlsplit(url).path):
             # redis-py ignores a database it cannot read as a number and uses 0: a typo would share db 0
             raise ValueError(f"url's path must be /<database number>, got {_redacted(url)!r}")
@@ -134,6 +137,7 @@ class RedisState:
         # next poll with Redis available (after anything sent before the outage has run).
         self._lost_leases: list[tuple[list[str], str, str]] = []
         self._outage_logged = False
+        self._bad_keys: set[str] = set()  # keys found unusable (warned once each)
         self._refused = False  # the outage is a server refusing writes (it answers: only a write ends it)
         self._closing = False
         self._instruments(meter_provider)
@@ -195,9 +199,10 @@ class RedisState:
                 await self._redis.aclose()
 
     # ------------------------------------------------------------------ calling Redis
-    async def _run(self, operation: str, command: Callable[[], Awaitable[T]]) -> T:
-        """Run one command within ``timeout_s``; any failure marks Redis unavailable and raises
-        :class:`SharedStateUnavailableError` (a success marks it available again). A cancelled caller
+    async def _run(self, operation: str, command: Callable[[], Awaitable[T]], keys: list[str] | None = None) -> T:
+        """Run one command (on ``keys``) within ``timeout_s``; any failure raises
+        :class:`SharedStateUnavailableError` and marks Redis unavailable, except a key that holds what the
+        scripts cannot use (see _unusable_key). A success marks it available again. A cancelled caller
         gets CancelledError, even when the client library returned an answer (see below)."""
         task = asyncio.current_task()
         cancelling = task.cancelling() if task is not None else 0
@@ -207,8 +212,14 @@ class RedisState:
                 result = await command()
         except (Exception, TimeoutError) as exc:  # redis errors, OSError, timeouts
             self._errors.add(1, {SHARED_OPERATION: operation, ERROR_TYPE: error_type(exc)})
+            if keys and _unusable_key(exc):
+                self._bad_key(keys, operation, exc)
+                raise SharedStateUnavailableError(
+                    f"Redis key {_named(keys)} is unusable during {operation}: {_described(exc)}") from exc
             self._down(exc)
             raise SharedStateUnavailableError(f"Redis unavailable during {operation}: {_described(exc)}") from exc
+        if self._bad_keys and keys:
+            self._bad_keys.difference_update(keys)  # mended (deleted, expired): warned again if it breaks again
         self._duration.record(time.perf_counter() - start, {SHARED_OPERATION: operation})
         if not self.available and not self._refused:
             self._up()  # Redis answers again (a refusal ends only with a write: see _check)
@@ -221,16 +232,30 @@ class RedisState:
 
     async def _check(self) -> None:
         """Find Redis available (and say so) when it runs a script that writes: a server that answers but
-        refuses writes (OOM with noeviction, a READONLY replica, an ACL user without EVAL) is not back, so
-        such an outage ends only here (any other command that succeeds ends one of a server that did not
-        answer, see _run)."""
+        refuses writes (OOM with noeviction, a READONLY replica, an ACL user without EVAL or without the
+        channels) is not back, so such an outage ends only here (any other command that succeeds ends one of
+        a server that did not answer, see _run)."""
+        # Publishing costs every subscriber a message: only when Redis is not known to be available (at start,
+        # during an outage), not at the idle poll's check.
         keys = [self._alive_key]
-        await self._run("ping", lambda: self._scripts["ALIVE"](keys=keys, args=[]))
+        channels = [] if self.available else [self.breaker_channel, self.pool_channel]
+        await self._run("ping", lambda: self._scripts["ALIVE"](keys=keys, args=channels))
         if not self.available:
             self._up()
 
     def _script(self, name: str, keys: list[str], args: list[Any]) -> Awaitable[Any]:
-        return self._run(name.lower(), lambda: self._scripts[name](keys=keys, args=args))
+        return self._run(name.lower(), lambda: self._scripts[name](keys=keys, args=args), keys)
+
+    def _bad_key(self, keys: list[str], operation: str, exc: BaseException) -> None:
+        """One key holds what the scripts cannot use (another type, a value that is no number): an
+        operator's write, another program on the prefix. Only the breaker, limit or pool of that key applies
+        ``on_unavailable``; Redis is not down for the others (a store-wide outage made every breaker reject,
+        fail-closed, and flapped twice a second, as the write check succeeded). Warned once per key."""
+        if keys[0] not in self._bad_keys:
+            self._bad_keys.add(keys[0])
+            _log.warning("Redis key %s holds a value shannon-otel cannot use (%s during %s); %s for its breaker, "
+                         "limit or pool until it is deleted", _named(keys), _described(exc), operation,
+                         "local state takes over" if self.on_unavailable == "local" else "rejecting calls")
 
     def _background(self, operation: Awaitable[Any]) -> None:
         """Run ``operation`` without waiting for it (state pushes); its failure is already counted."""
@@ -310,6 +335,8 @@ class RedisState:
             try:
                 await self._script("POOL_RELEASE", key, [self.pool_channel, name, holder])
             except SharedStateUnavailableError:
+                if self.available:
+                    continue  # an unusable key (_bad_key): it holds no lease, and would stop every poll
                 self._lost_leases.extend(lost[i:])  # down again: the next poll tries again
                 raise
         links = list(self._links.values())
@@ -327,14 +354,29 @@ class RedisState:
                 pipe.time()
                 for link in links:
                     pipe.hmget(link.keys[0], "state", "epoch", "opened_at", "reason")
-                return list(await pipe.execute())
+                # One breaker's unusable key is that breaker's (an error in its place), not every breaker's;
+                # any other error is the server's (an outage, as a command's).
+                results = list(await pipe.execute(raise_on_error=False))
+            for result in results:
+                if isinstance(result, Exception) and not _unusable_key(result):
+                    raise result
+            return results
 
         (seconds, micros), *states = await self._run("poll", read)
         now_ms = int(seconds) * 1000 + int(micros) // 1000
         for link, fields in zip(links, states, strict=True):
-            link.polled(now_ms, fields)
+            try:
+                if isinstance(fields, Exception):
+                    raise fields
+                link.polled(now_ms, fields)
+                if self._bad_keys:
+                    self._bad_keys.discard(link.keys[0])  # mended: warned again if it breaks again
+            except (ResponseError, ValueError, KeyError) as exc:  # another type; a state or epoch no script wrote
+                self._errors.add(1, {SHARED_OPERATION: "poll", ERROR_TYPE: error_type(exc)})
+                self._bad_key(link.keys[:1], "poll", exc)
 
     async def _subscribe_loop(self) -> None:
+        refused = False
         while not self._closing:
             pubsub = self._redis.pubsub()
             try:
@@ -351,12 +393,22 @@ class RedisState:
                     await asyncio.shield(pubsub.aclose())
                 raise
             except Exception as exc:  # connection lost: the poll keeps state current meanwhile
+                if isinstance(exc, ResponseError) and self.available and not refused:
+                    # Refused, not lost (an ACL user without SUBSCRIBE): said once, as an outage is (whose own
+                    # warning says why); at debug level only, breakers opened elsewhere came here at the poll,
+                    # silently, not in ms.
+                    refused = True
+                    _log.warning("Redis at %s refuses the subscription to %s (%s); changes made by other "
+                                 "processes arrive only with the poll, every %g s", _redacted(self.url),
+                                 self.breaker_channel, _described(exc), self.poll_interval_s)
                 _log.debug("Redis subscription lost (%r); resubscribing", exc)
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
                 await asyncio.sleep(min(1.0, self.poll_interval_s))
 
     def _dispatch(self, channel: str, data: str) -> None:
+        if not data:  # the write check's (_check)
+            return
         if channel == self.pool_channel:
             event = self._pool_events.get(data)
             if event is not None:
@@ -371,6 +423,19 @@ class RedisState:
 def _check_seconds(name: str, value: object, *, high: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= high:
         raise ValueError(f"{name} must be a number of seconds in (0, {high:g}], got {shown(value)}")
+
+
+def _unusable_key(exc: BaseException) -> bool:
+    """The server refused a command for what one key holds (``WRONGTYPE``, a hash field that is no integer, or
+    a script that could not read a value: a Lua error, ``user_script:<line>: ...``), not for its own state or
+    the user's rights (OOM, READONLY, NOPERM, a channel the ACL user may not publish to: all of them arrive
+    from inside a script too, as ``<message> script: <sha>, on @user_script:<line>.``)."""
+    return type(exc) is ResponseError and str(exc).startswith(("WRONGTYPE", "hash value is not", "user_script:"))
+
+
+def _named(keys: list[str]) -> str:
+    """The keys a script was given (a breaker's state and window: either may be the one at fault)."""
+    return " or ".join(repr(key) for key in keys)
 
 
 def _described(exc: BaseException) -> str:
