@@ -132,6 +132,48 @@ def test_decorating_what_cannot_be_awaited_is_refused_at_decoration_naming_func(
         Retry()(func)
 
 
+async def _doubled(x: int) -> int:
+    return 2 * x
+
+
+@pytest.mark.parametrize("kind", [staticmethod, classmethod])
+def test_a_policy_above_staticmethod_or_classmethod_is_refused_saying_to_put_it_below(kind: type) -> None:
+    """``@Fallback(...)`` above ``@staticmethod`` was accepted: the wrapper is a plain function, so an
+    instance bound it and ``obj.f(5)`` called ``f(obj, 5)``. That TypeError was the operation's failure:
+    the fallback served its value for every call, a retry retried it, a breaker counted it."""
+    served: list[Exception] = []
+
+    async def fallback(error: Exception) -> str:
+        served.append(error)
+        return "served"
+
+    with pytest.raises(TypeError, match=rf"^func .*got a {kind.__name__}: put the policy below @{kind.__name__}"):
+        Fallback(fallback, instrument=False)(kind(_doubled))
+    assert served == []
+
+
+def test_a_policy_below_staticmethod_and_classmethod_decorates_them() -> None:
+    retry = Retry(attempts=2, initial=0.0, instrument=False)
+
+    class Service:
+        @staticmethod
+        @retry
+        async def doubled(x: int) -> int:
+            return 2 * x
+
+        @classmethod
+        @retry
+        async def named(cls, x: int) -> tuple[str, int]:
+            return cls.__name__, x
+
+    async def main() -> None:
+        assert await Service().doubled(5) == 10
+        assert await Service.named(1) == ("Service", 1)
+        assert await Service().named(2) == ("Service", 2)
+
+    run_virtual(main())
+
+
 @contextlib.contextmanager
 def unawaited_coroutines() -> Iterator[list[str]]:
     """Collects the "coroutine ... was never awaited" warnings raised while the block runs (and at the

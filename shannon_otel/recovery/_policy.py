@@ -117,12 +117,22 @@ class Policy:
     def __call__(self, func: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
         """Decorate an async function: each call of it runs through this policy.
 
-        Raises TypeError now when ``func`` is not callable or is itself a policy (``Retry()(Timeout(1))``
+        Raises TypeError now when ``func`` is not callable, is a ``staticmethod`` / ``classmethod`` object
+        (put the policy below that decorator), or is itself a policy (``Retry()(Timeout(1))``
         does not stack them: :class:`Pipeline` does), or when a policy inside keeps per-call state that must
         not be shared across arguments (``Degrade(last_good=True)`` without ``key=``) and ``func`` takes
         parameters.
         """
         what = "an async function (a policy awaits each call of it)"
+        if isinstance(func, staticmethod | classmethod):
+            # A staticmethod is callable: wrapped, it became a plain function, which an instance binds, so
+            # obj.f(x) called f(obj, x); that TypeError was the operation's failure, retried, counted by a
+            # breaker, answered by a fallback. (A classmethod is not callable: its error said nothing of order.)
+            kind = type(func).__name__
+            raise TypeError(
+                f"func must be {what}, got a {kind}: put the policy below @{kind} (decorate the function, "
+                f"then make it a {kind})"
+            )
         if not callable(func):
             raise not_callable("func", func, what)
         if isinstance(func, Policy | Scoped):
