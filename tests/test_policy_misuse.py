@@ -522,3 +522,59 @@ def test_a_sync_operation_is_refused_naming_fn_not_run_again_counted_or_fallen_b
     for op in ops:  # an observed call says what it was: a failure with error.type TypeError, not retried
         assert attrs(op)["shannon.call.outcome"] == "failure"
         assert attrs(op)["shannon.attempt"] == 1
+
+
+# ------------------------------------------------------------------ one coroutine returned for every attempt
+REUSED_CASES: dict[str, Callable[[InMemoryTelemetry, list[Exception]], Any]] = {
+    "retry": lambda tel, served: Retry(attempts=3, initial=0.0, instrument=False),
+    "retry-observed": lambda tel, served: Retry(attempts=3, initial=0.0, **tel.providers),
+    "hedge": lambda tel, served: Hedge(0.1, attempts=3, instrument=False),
+    "pipeline": lambda tel, served: Pipeline(
+        Fallback(lambda error: _recorded(served, error)), Retry(attempts=3, initial=0.0),
+        CircuitBreaker("reused", failure_threshold=2), instrument=False),
+    "pipeline-observed": lambda tel, served: Pipeline(
+        Degrade(default="served", on=Exception), Hedge(0.1, attempts=2), name="op", **tel.providers),
+}
+
+
+async def _recorded(served: list[Exception], error: Exception) -> str:
+    served.append(error)
+    return "served"
+
+
+@pytest.mark.parametrize("case", list(REUSED_CASES))
+def test_a_factory_returning_one_coroutine_for_every_attempt_is_refused_naming_fn(case: str) -> None:
+    """``policy.call(lambda: coro)``: the retry awaited the coroutine its first attempt had finished, and the
+    caller got "RuntimeError: cannot reuse already awaited coroutine" in place of the operation's own error,
+    after retrying that RuntimeError (a breaker counted it, a fallback served a value for it); a hedge's later
+    attempts failed at once on the running coroutine. Now the second call of ``fn`` is refused as a TypeError
+    naming fn, raised through every policy (the hedge's first attempt cancelled)."""
+    tel = InMemoryTelemetry()
+    served: list[Exception] = []
+    policy = REUSED_CASES[case](tel, served)
+    runs: list[int] = []
+
+    async def op() -> None:
+        runs.append(1)
+        await asyncio.sleep(1.0)  # still running when a hedge starts its next attempt
+        raise ValueError("down")
+
+    async def main() -> None:
+        coro = op()
+        with pytest.raises(TypeError, match=r"^fn must return a new awaitable .* already awaited"):
+            await policy.call(lambda: coro)
+
+    with unawaited_coroutines() as unawaited:
+        run_virtual(main())
+    assert unawaited == []
+    assert runs == [1]
+    assert served == []
+    for p in getattr(policy, "policies", (policy,)):
+        if isinstance(p, CircuitBreaker):
+            assert p.state is BreakerState.CLOSED
+    ops = [s for s in tel.spans() if s.name in ("op", "retry")]
+    assert len(ops) == case.endswith("observed")
+    for span in ops:  # a failure with the refusal's error.type, not retried again
+        assert attrs(span)["shannon.call.outcome"] == "failure"
+        assert attrs(span)["error.type"].endswith("NotAwaitableError")
+        assert attrs(span)["shannon.attempt"] == 2

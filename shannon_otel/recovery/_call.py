@@ -22,7 +22,7 @@ from .._isolation import notify as _notify
 from .._telemetry import CallOutcome, Outcome
 from .._validate import check_reading
 from ._circuit_open import CircuitOpenError
-from ._decorated import not_a_factory, not_awaitable
+from ._decorated import not_a_factory, not_awaitable, spent
 
 if TYPE_CHECKING:
     from .._events import Hook
@@ -114,6 +114,8 @@ async def _attempt(fn: Factory[T], call: _Call) -> T:
         made = fn()
         if not inspect.isawaitable(made):
             raise not_awaitable(made)
+        if inspect.iscoroutine(made) and (made.cr_frame is None or made.cr_await is not None):
+            raise spent(made)  # an attempt ran it already
         return await made
     except asyncio.CancelledError:
         # Delivered by an expiring Timeout policy (of this call or around it), or by the per-task timeout

@@ -46,6 +46,18 @@ def not_awaitable(made: object) -> NotAwaitableError:
     )
 
 
+def spent(made: Any) -> NotAwaitableError:
+    """The error of an attempt whose ``fn()`` returned ``made``, a coroutine already awaited (or being awaited):
+    one coroutine returned again (``lambda: coro``) cannot run a second attempt. The policies check it where
+    they call ``fn`` again (``made.cr_frame is None or made.cr_await is not None``: what CPython refuses to
+    await); awaited, it raised a RuntimeError the retry retried in place of the operation's own error."""
+    return NotAwaitableError(
+        f"fn must return a new awaitable each time it is called (a retry or a hedge calls it again), it returned "
+        f"a coroutine already awaited, {brief(made)}: pass the async function (or a lambda calling it), not a "
+        f"lambda returning one coroutine"
+    )
+
+
 def takes_parameters(func: Callable[..., Any]) -> bool:
     """Whether ``func`` accepts any argument (True when its signature cannot be read)."""
     try:
