@@ -466,6 +466,29 @@ def test_a_shared_rate_limit_whose_acquire_is_sync_fails_the_tasks_naming_it() -
         assert "rate_limit.acquire" in str(r.error), str(r.error)
 
 
+def test_a_policy_object_whose_call_is_sync_fails_the_tasks_naming_it() -> None:
+    """A ``policy=`` of the user's own (the TaskPolicy protocol) whose ``call`` is sync: every task failed with
+    Python's "object int can't be used in 'await' expression", naming nothing."""
+
+    class SyncPolicy:
+        def call(self, fn: Callable[[], Any]) -> int:
+            return 42
+
+    async def work() -> int:
+        return 1
+
+    async def main() -> Any:
+        policy: Any = SyncPolicy()  # what the annotation refuses, and a user may pass all the same
+        wave: Wave[int] = Wave("w", policy=policy, instrument=False)
+        return await wave.run([work, work])
+
+    result = run_virtual(main())
+    for r in result.results:
+        assert r.outcome.value == "failure"
+        assert isinstance(r.error, TypeError)
+        assert str(r.error).startswith("policy.call must be an async callable"), str(r.error)
+
+
 def _sync_op(runs: list[int]) -> Callable[[], Any]:
     def op() -> int:
         runs.append(1)
