@@ -147,7 +147,7 @@ class Policy:
             )
         if inspect.isasyncgenfunction(func):
             raise TypeError(f"func must be {what}, got {func!r}")
-        policy = self._named(getattr(func, "__qualname__", "operation"))
+        policy = self._named(operation_name(func))
         factory = DecoratedCall if policy._keyed_by_arguments(func) else functools.partial
 
         @functools.wraps(func)
@@ -155,6 +155,17 @@ class Policy:
             return await policy.call(factory(func, *args, **kwargs))
 
         return wrapper
+
+
+def operation_name(func: object) -> str:
+    """The operation a decorated ``func`` reports as (and a ``Timeout`` names): its qualified name, a partial's
+    function's, a callable object's class's. Read as ``getattr(func, "__qualname__", "operation")``, every
+    partial and callable object was one operation "operation": one span name and metric series for them all,
+    "operation 'operation' timed out after 1 s"."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    name = getattr(func, "__qualname__", None) or type(func).__qualname__
+    return name if isinstance(name, str) else "operation"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
