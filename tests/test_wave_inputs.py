@@ -105,9 +105,10 @@ def test_a_future_or_awaitable_a_wave_runs_can_be_named_and_pooled_with_task() -
 
     async def main() -> Any:
         pool = ResourcePool("api", 1)
-        items = [task(asyncio.ensure_future(_after(1, 1)), name="fetch", pool=pool), task(Ready(), name="ready")]
+        future: Any = asyncio.ensure_future(_after(1, 1))  # untyped, accepted at run time (as by wave.run)
+        ready: Any = Ready()
         wave: Wave[int] = Wave("named-futures", **otel.providers)
-        return await wave.run(items)  # type: ignore[arg-type]  # untyped, accepted at run time
+        return await wave.run([task(future, name="fetch", pool=pool), task(ready, name="ready")])
 
     result = run_virtual(main())
     assert [(r.outcome, r.value, r.name) for r in result.results] == [
