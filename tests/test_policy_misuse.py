@@ -124,6 +124,20 @@ async def _agen() -> Any:
     yield 1
 
 
+def test_a_bare_resilient_decorator_or_a_policy_class_in_a_pipeline_says_what_to_pass() -> None:
+    """``@resilient`` without the policies (or ``resilient(Retry)``) said only "Pipeline takes policies ...,
+    got <function fetch>", a class the user never named."""
+    from shannon_otel import resilient
+
+    async def fetch() -> int:
+        return 1
+
+    with pytest.raises(TypeError, match=r"got <function .*fetch.*>: as a decorator, give it the policies first"):
+        resilient(fetch)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"got <class .*Retry'>: create one, Retry\(\.\.\.\)$"):
+        Pipeline(Timeout(1), Retry)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("func", [5, _agen])
 def test_decorating_what_cannot_be_awaited_is_refused_at_decoration_naming_func(func: Any) -> None:
     """A non-callable or an async generator function was decorated silently; every call then failed

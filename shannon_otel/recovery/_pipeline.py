@@ -67,7 +67,8 @@ class Pipeline(Policy):
         check_spread("Pipeline", "policies", policies)
         for p in policies:
             if not isinstance(p, Policy):
-                raise TypeError(f"Pipeline takes policies (Retry, CircuitBreaker, Timeout, ...), got {shown(p)}")
+                raise TypeError(
+                    f"Pipeline takes policies (Retry, CircuitBreaker, Timeout, ...), got {shown(p)}{_hint(p)}")
             unused = p._unused_in_pipeline()
             if unused:
                 given = ", ".join(f"{u}=" for u in unused)
@@ -155,6 +156,17 @@ class Pipeline(Policy):
         for p in self._given:  # every policy checks: a keyed one must not hide an unkeyed one after it
             keyed = p._keyed_by_arguments(func) or keyed
         return keyed
+
+
+def _hint(given: object) -> str:
+    """What to say of ``given``, passed to ``Pipeline`` / ``resilient`` where a policy belongs: a policy class
+    (``resilient(Retry)``), or the function a bare ``@resilient`` decorates."""
+    if isinstance(given, type) and issubclass(given, Policy):
+        return f": create one, {given.__name__}(...)"
+    if callable(given):
+        return (": as a decorator, give it the policies first, @resilient(Retry(), ...), "
+                "then it decorates the function")
+    return ""
 
 
 def _refuse_a_breaker_twice(chain: Chain) -> None:
