@@ -615,3 +615,45 @@ def test_a_factory_returning_one_coroutine_for_every_attempt_is_refused_naming_f
         assert attrs(span)["shannon.call.outcome"] == "failure"
         assert attrs(span)["error.type"].endswith("NotAwaitableError")
         assert attrs(span)["shannon.attempt"] == 2
+
+
+@pytest.mark.parametrize("observed", [False, True])
+@pytest.mark.parametrize("kind", ["retry", "breaker", "pipeline", "timeout"])
+def test_a_coroutine_awaited_before_the_first_attempt_is_refused_alike_with_or_without_telemetry(
+    kind: str, observed: bool,
+) -> None:
+    """The check before an attempt refused a spent coroutine only where a policy awaits through it (a pipeline,
+    an observed call): a breaker alone, unobserved, counted the RuntimeError of its await as the service's failure
+    and a retry retried it, so telemetry changed the error and the breaker's state. The operation's own
+    RuntimeError is still its result, counted and retried."""
+    tel = InMemoryTelemetry()
+    options: dict[str, Any] = tel.providers if observed else {"instrument": False}
+    breaker = CircuitBreaker(f"spent-{kind}-{observed}", failure_threshold=1)
+    policy: Any = {
+        "retry": lambda: Retry(attempts=2, initial=0.0, **options),
+        "breaker": lambda: CircuitBreaker(breaker.name, failure_threshold=1, **options),
+        "pipeline": lambda: Pipeline(breaker, **options),
+        "timeout": lambda: Timeout(1.0, **options),
+    }[kind]()
+    runs: list[int] = []
+
+    async def op() -> int:
+        runs.append(1)
+        return 1
+
+    async def own_error() -> None:
+        raise RuntimeError("the operation's own")
+
+    async def main() -> None:
+        coro = op()
+        await coro
+        with pytest.raises(TypeError, match=r"^fn must return a new awaitable .* already awaited"):
+            await policy.call(lambda: coro)
+        with pytest.raises(RuntimeError, match="the operation's own"):
+            await policy.call(own_error)
+
+    run_virtual(main())
+    assert runs == [1]
+    for p in getattr(policy, "policies", (policy,)):
+        if isinstance(p, CircuitBreaker):  # opened by the operation's own error alone (threshold 1)
+            assert p.state is BreakerState.OPEN

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -56,6 +57,15 @@ def spent(made: Any) -> NotAwaitableError:
         f"a coroutine already awaited, {brief(made)}: pass the async function (or a lambda calling it), not a "
         f"lambda returning one coroutine"
     )
+
+
+def spent_at_await(made: object, error: BaseException) -> bool:
+    """Whether awaiting ``made`` raised ``error`` before running it: a coroutine already awaited (or being awaited)
+    is refused at once with a RuntimeError raised in the awaiting frame itself, no frame of the coroutine in its
+    traceback. The error-path twin of the check ``next_step`` makes before awaiting, for the inline first attempt
+    of ``Retry.call`` and ``CircuitBreaker.call``, whose success path is budgeted."""
+    tb = error.__traceback__
+    return type(made) is types.CoroutineType and type(error) is RuntimeError and tb is not None and tb.tb_next is None
 
 
 def takes_parameters(func: Callable[..., Any]) -> bool:
