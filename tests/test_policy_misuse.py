@@ -629,12 +629,13 @@ def test_a_coroutine_awaited_before_the_first_attempt_is_refused_alike_with_or_w
     tel = InMemoryTelemetry()
     options: dict[str, Any] = tel.providers if observed else {"instrument": False}
     breaker = CircuitBreaker(f"spent-{kind}-{observed}", failure_threshold=1)
-    policy: Any = {
+    builders: dict[str, Callable[[], Any]] = {
         "retry": lambda: Retry(attempts=2, initial=0.0, **options),
         "breaker": lambda: CircuitBreaker(breaker.name, failure_threshold=1, **options),
         "pipeline": lambda: Pipeline(breaker, **options),
         "timeout": lambda: Timeout(1.0, **options),
-    }[kind]()
+    }
+    policy = builders[kind]()
     runs: list[int] = []
 
     async def op() -> int:
