@@ -658,3 +658,64 @@ def test_a_coroutine_awaited_before_the_first_attempt_is_refused_alike_with_or_w
     for p in getattr(policy, "policies", (policy,)):
         if isinstance(p, CircuitBreaker):  # opened by the operation's own error alone (threshold 1)
             assert p.state is BreakerState.OPEN
+
+
+# ------------------------------------------------------------------ a call whose arguments do not fit the function
+WRONG_CALL_CASES: dict[str, Callable[[InMemoryTelemetry, list[Exception]], Any]] = {
+    "retry": lambda tel, served: Retry(attempts=3, initial=0.0, instrument=False),
+    "retry-observed": lambda tel, served: Retry(attempts=3, initial=0.0, **tel.providers),
+    "breaker": lambda tel, served: CircuitBreaker("wrong-call", failure_threshold=1, instrument=False),
+    "fallback": lambda tel, served: Fallback(lambda error: _recorded(served, error), instrument=False),
+    "degrade-observed": lambda tel, served: Degrade(default="served", on=Exception, **tel.providers),
+    "hedge": lambda tel, served: Hedge(0.1, attempts=3, instrument=False),
+    "pipeline": lambda tel, served: Pipeline(
+        Fallback(lambda error: _recorded(served, error)), Retry(attempts=3, initial=0.0),
+        CircuitBreaker("wrong-call-p", failure_threshold=1), instrument=False),
+}
+
+
+@pytest.mark.parametrize("case", list(WRONG_CALL_CASES))
+def test_a_decorated_function_called_with_the_wrong_arguments_raises_that_typeerror_through_every_policy(
+    case: str,
+) -> None:
+    """``@Fallback(...) async def get(uid)`` called as ``get()``: the TypeError Python raises at such a call was the
+    attempt's failure, so the fallback served its value for the caller's bug (every call, silently), a retry
+    retried it, a breaker counted it and opened. Now it is raised as a TypeError naming fn (its cause Python's own),
+    before any policy acts; a TypeError raised inside the function is still the operation's failure."""
+    tel = InMemoryTelemetry()
+    served: list[Exception] = []
+    policy = WRONG_CALL_CASES[case](tel, served)
+    runs: list[int] = []
+
+    async def get(uid: int) -> int:
+        runs.append(uid)
+        return uid
+
+    async def broken(uid: int) -> int:
+        runs.append(uid)
+        raise TypeError("the operation's own")
+
+    async def main() -> None:
+        decorated: Any = policy(get)
+        for call in (decorated, lambda: policy.call(get, 1, 2)):
+            wrong = r"^fn could not be called with the call's arguments \(.*get\(\)"
+            with pytest.raises(TypeError, match=wrong) as caught:
+                await call()
+            assert isinstance(caught.value.__cause__, TypeError)
+        assert runs == []
+        assert served == []
+        for p in getattr(policy, "policies", (policy,)):
+            if isinstance(p, CircuitBreaker):
+                assert p.state is BreakerState.CLOSED
+        with contextlib.suppress(TypeError):  # the function's own TypeError: its failure, which the policy acts on
+            await policy(broken)(7)
+        assert runs and set(runs) == {7}
+        assert len(runs) == (3 if case in ("retry", "retry-observed", "hedge") else 1)  # retried, hedged
+
+    run_virtual(main())
+    ops = [s for s in tel.spans() if s.name.endswith(("get", "retry", "degrade"))]  # decorated, then call()
+    assert len(ops) == 2 * case.endswith("observed")
+    for span in ops:  # a failure with the refusal's error.type, after one attempt
+        assert attrs(span)["shannon.call.outcome"] == "failure"
+        assert attrs(span)["error.type"].endswith("NotAwaitableError")
+        assert attrs(span)["shannon.attempt"] == 1

@@ -22,7 +22,7 @@ from .._isolation import notify as _notify
 from .._telemetry import CallOutcome, Outcome
 from .._validate import check_reading
 from ._circuit_open import CircuitOpenError
-from ._decorated import not_a_factory, not_awaitable, spent
+from ._decorated import not_a_factory, not_awaitable, not_entered, spent, wrong_call
 
 if TYPE_CHECKING:
     from .._events import Hook
@@ -111,7 +111,12 @@ async def _attempt(fn: Factory[T], call: _Call) -> T:
         start(call.observers, call.owners, call.hooks, tokens,
               "hedge_started" if _HEDGED.get() is call else "attempt_started", n)
         begin = call.clock()
-        made = fn()
+        try:
+            made = fn()
+        except TypeError as exc:
+            if not_entered(exc):
+                raise wrong_call(exc) from exc
+            raise
         if not inspect.isawaitable(made):
             raise not_awaitable(made)
         if inspect.iscoroutine(made) and (made.cr_frame is None or made.cr_await is not None):

@@ -28,7 +28,16 @@ from .._validate import (
 from ._backoff import TESTING, Jitter, RandomSource, delay, parse_jitter, uniform_source
 from ._call import _Call, first_failed, notify, observed, start_call
 from ._circuit_open import CircuitOpenError
-from ._decorated import DecoratedCall, NotAwaitableError, not_a_factory, not_awaitable, spent, spent_at_await
+from ._decorated import (
+    DecoratedCall,
+    NotAwaitableError,
+    not_a_factory,
+    not_awaitable,
+    not_entered,
+    spent,
+    spent_at_await,
+    wrong_call,
+)
 from ._policy import Instrumented, next_step
 from ._types import END, Chain, Factory, Sleep
 
@@ -156,6 +165,8 @@ class Retry(Instrumented):
                 raise not_a_factory(fn) from None
             if made is not self and not inspect.isawaitable(made):
                 raise not_awaitable(made) from None
+            if made is self and type(exc) is TypeError and not_entered(exc):  # fn() itself: its arguments
+                raise wrong_call(exc) from exc
             if spent_at_await(made, exc):
                 raise spent(made) from None
             if not self._retryable(exc):
