@@ -37,8 +37,6 @@ from ._decorated import (
     not_a_factory,
     not_awaitable,
     not_entered,
-    spent,
-    spent_at_await,
     wrong_call,
 )
 from ._policy import Policy, Scoped, next_step, scoped
@@ -213,9 +211,6 @@ class CircuitBreaker(Policy):
             if made is self and type(exc) is TypeError and not_entered(exc):  # fn() itself: its arguments
                 self._uncounted(gen)
                 raise wrong_call(exc) from exc
-            if spent_at_await(made, exc):
-                self._uncounted(gen)
-                raise spent(made) from None
             self._failed(gen, started, exc)
             raise
         if not self._clean:  # else: CLOSED, untimed, window full of successes: nothing changes

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import types
 from collections.abc import Callable
 from typing import Any
 
@@ -68,23 +67,14 @@ def wrong_call(error: TypeError) -> NotAwaitableError:
 
 def spent(made: Any) -> NotAwaitableError:
     """The error of an attempt whose ``fn()`` returned ``made``, a coroutine already awaited (or being awaited):
-    one coroutine returned again (``lambda: coro``) cannot run a second attempt. The policies check it where
-    they call ``fn`` again (``made.cr_frame is None or made.cr_await is not None``: what CPython refuses to
-    await); awaited, it raised a RuntimeError the retry retried in place of the operation's own error."""
+    one coroutine returned again (``lambda: coro``) cannot run a second attempt. Checked where an attempt calls
+    ``fn`` again (``made.cr_frame is None or made.cr_await is not None``: what CPython refuses to await);
+    awaited, it raised a RuntimeError the retry retried in place of the operation's own error."""
     return NotAwaitableError(
         f"fn must return a new awaitable each time it is called (a retry or a hedge calls it again), it returned "
         f"a coroutine already awaited, {brief(made)}: pass the async function (or a lambda calling it), not a "
         f"lambda returning one coroutine"
     )
-
-
-def spent_at_await(made: object, error: BaseException) -> bool:
-    """Whether awaiting ``made`` raised ``error`` before running it: a coroutine already awaited (or being awaited)
-    is refused at once with a RuntimeError raised in the awaiting frame itself, no frame of the coroutine in its
-    traceback. The error-path twin of the check ``next_step`` makes before awaiting, for the inline first attempt
-    of ``Retry.call`` and ``CircuitBreaker.call``, whose success path is budgeted."""
-    tb = error.__traceback__
-    return type(made) is types.CoroutineType and type(error) is RuntimeError and tb is not None and tb.tb_next is None
 
 
 def takes_parameters(func: Callable[..., Any]) -> bool:

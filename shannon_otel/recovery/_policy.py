@@ -20,7 +20,7 @@ from .._events import CallStarted
 from .._hooks import check_hooks, resolve_hooks
 from .._validate import check_sync_callable, not_callable
 from ._call import _attempt, _Call, first_failed, observed, start_call
-from ._decorated import DecoratedCall, not_a_factory, not_awaitable, not_entered, spent, wrong_call
+from ._decorated import DecoratedCall, not_a_factory, not_awaitable, not_entered, wrong_call
 from ._types import END, Chain, Clock, Factory
 
 if TYPE_CHECKING:
@@ -45,10 +45,7 @@ def next_step(chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> Await
             if not_entered(exc):
                 raise wrong_call(exc) from exc
             raise
-        if type(made) is _Coroutine:
-            if made.cr_frame is None or made.cr_await is not None:  # an attempt ran it already
-                raise spent(made)
-        elif not inspect.isawaitable(made):
+        if type(made) is not _Coroutine and not inspect.isawaitable(made):  # a coroutine: one check
             raise not_awaitable(made)
         return made
     return _attempt(fn, call)
