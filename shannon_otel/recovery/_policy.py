@@ -175,11 +175,12 @@ class Instrumented(Policy):
     """Fields every policy has: the operation name, the clock, and where its telemetry goes.
 
     ``name`` names the operation (the span name); the decorator fills it with the function's
-    qualified name (a partial's function's, a callable object's class's) when left ``None``. ``hooks`` are called in addition to the OTel hook for
-    ``tracer_provider`` / ``meter_provider`` (the globals when ``None``); ``instrument=False``
-    leaves the OTel hook out. A :class:`Pipeline` is one observed operation: it refuses (TypeError)
-    a policy given ``name``, ``hooks`` or a provider, which belong on the pipeline itself (its
-    ``instrument`` decides too; a policy's ``instrument=False`` asks for nothing, so it is allowed).
+    qualified name (a partial's function's, a callable object's class's) when left ``None``.
+    ``hooks`` are called in addition to the OTel hook for ``tracer_provider`` / ``meter_provider``
+    (the globals when ``None``); ``instrument=False`` leaves the OTel hook out. A :class:`Pipeline`
+    is one observed operation: it refuses (TypeError) a policy given ``name``, ``hooks`` or a
+    provider, which belong on the pipeline itself (its ``instrument`` decides too; a policy's
+    ``instrument=False`` asks for nothing, so it is allowed).
     """
 
     name: str | None = None
