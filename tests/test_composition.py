@@ -295,3 +295,25 @@ def test_a_warned_order_still_runs_as_written() -> None:
         pipeline = Pipeline(Retry(attempts=3, initial=0.0), Fallback(_fallback), instrument=False)
     assert run_virtual(pipeline.call(failing)) == "fallback"
     assert calls == [1]
+
+
+def test_decorating_with_a_warned_pipeline_does_not_warn_again() -> None:
+    """The decorator named the pipeline by building it again, which checked the order again: a second warning, at
+    the decorator's line, raised as an error under ``-W error`` where the user had let the first one pass."""
+
+    async def failing() -> str:
+        raise ConnectionError("down")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipeline = Pipeline(Retry(attempts=3, initial=0.0), Fallback(_fallback), Timeout(1.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        decorated = pipeline(failing)
+    assert run_virtual(decorated()) == "fallback"
+    with pytest.raises(TimeoutError, match=r"^operation '.*slow' timed out after 0.5 s"):
+        run_virtual(Pipeline(Timeout(0.5), instrument=False)(_slow)())
+
+
+async def _slow() -> None:
+    await asyncio.sleep(1.0)

@@ -204,6 +204,8 @@ async def _fail() -> int:
 WRONG_ARITY: list[tuple[str, Callable[[], object]]] = [
     ("clock", lambda: loose.Wave("w", clock=lambda t: 0.0)),
     ("sleep", lambda: loose.Wave("w", sleep=lambda: _one())),
+    ("fn", lambda: loose.Wave("w").stream_map(lambda: _one(), [1])),
+    ("fn", lambda: loose.Wave("w").stream_map(lambda item, extra: _one(), [1])),
     ("on_progress", lambda: loose.Wave("w", on_progress=lambda: None)),
     ("clock", lambda: loose.Retry(clock=lambda t: 0.0)),
     ("on", lambda: loose.Retry(on=lambda: True)),
@@ -247,6 +249,17 @@ def test_a_wrong_arity_on_predicate_no_longer_replaces_the_users_error_at_the_ca
         sot.run_virtual(retry.call(_fail))
 
 
+def test_wave_map_of_a_function_of_the_wrong_arity_is_refused_before_a_task_runs_or_a_breaker_counts() -> None:
+    """``wave.map(fetch_all, items)`` of a function taking no item: every task failed with Python's bare "takes 0
+    positional arguments but 1 was given", which the wave's policy took for the operation's failure: retried, and
+    counted by a shared breaker until it opened for every other caller (each result then a CircuitOpenError)."""
+    breaker = so.CircuitBreaker("map-arity", failure_threshold=2, instrument=False)
+    wave = loose.Wave("w", policy=so.Pipeline(so.Retry(attempts=3, initial=0.0), breaker), instrument=False)
+    with pytest.raises(TypeError, match=r"^fn must be an async callable taking one item: it is called with 1 "):
+        sot.run_virtual(wave.map(lambda: _one(), [1, 2, 3]))
+    assert breaker.state is so.BreakerState.CLOSED
+
+
 async def _sleep_with_default(seconds: float, result: object = None) -> None:
     return None
 
@@ -282,7 +295,7 @@ def test_a_callable_without_a_readable_signature_is_accepted_as_it_is() -> None:
     ("hooks", lambda v: so.Wave("w", hooks=v)),
     ("pools", lambda v: so.Wave("w", pools=v)),
     ("tasks", lambda v: sot.run_virtual(so.Wave("w", instrument=False).run(v))),
-    ("items", lambda v: sot.run_virtual(loose.Wave("w", instrument=False).map(_one, v))),
+    ("items", lambda v: sot.run_virtual(loose.Wave("w", instrument=False).map(lambda x: _one(), v))),
     ("items", lambda v: table._dask_backend().map(_sync0, v)),
 ])
 def test_a_zero_dimensional_array_given_as_a_collection_is_refused_naming_the_parameter(

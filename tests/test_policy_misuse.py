@@ -124,12 +124,68 @@ async def _agen() -> Any:
     yield 1
 
 
+def test_a_bare_resilient_decorator_or_a_policy_class_in_a_pipeline_says_what_to_pass() -> None:
+    """``@resilient`` without the policies (or ``resilient(Retry)``) said only "Pipeline takes policies ...,
+    got <function fetch>", a class the user never named."""
+    from shannon_otel import resilient
+
+    async def fetch() -> int:
+        return 1
+
+    with pytest.raises(TypeError, match=r"got <function .*fetch.*>: as a decorator, give it the policies first"):
+        resilient(fetch)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"got <class .*Retry'>: create one, Retry\(\.\.\.\)$"):
+        Pipeline(Timeout(1), Retry)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("func", [5, _agen])
 def test_decorating_what_cannot_be_awaited_is_refused_at_decoration_naming_func(func: Any) -> None:
     """A non-callable or an async generator function was decorated silently; every call then failed
     with Python's "object ... can't be used in 'await' expression"."""
     with pytest.raises(TypeError, match=r"^func "):
         Retry()(func)
+
+
+async def _doubled(x: int) -> int:
+    return 2 * x
+
+
+@pytest.mark.parametrize("kind", [staticmethod, classmethod])
+def test_a_policy_above_staticmethod_or_classmethod_is_refused_saying_to_put_it_below(kind: type) -> None:
+    """``@Fallback(...)`` above ``@staticmethod`` was accepted: the wrapper is a plain function, so an
+    instance bound it and ``obj.f(5)`` called ``f(obj, 5)``. That TypeError was the operation's failure:
+    the fallback served its value for every call, a retry retried it, a breaker counted it."""
+    served: list[Exception] = []
+
+    async def fallback(error: Exception) -> str:
+        served.append(error)
+        return "served"
+
+    with pytest.raises(TypeError, match=rf"^func .*got a {kind.__name__}: put the policy below @{kind.__name__}"):
+        Fallback(fallback, instrument=False)(kind(_doubled))
+    assert served == []
+
+
+def test_a_policy_below_staticmethod_and_classmethod_decorates_them() -> None:
+    retry = Retry(attempts=2, initial=0.0, instrument=False)
+
+    class Service:
+        @staticmethod
+        @retry
+        async def doubled(x: int) -> int:
+            return 2 * x
+
+        @classmethod
+        @retry
+        async def named(cls, x: int) -> tuple[str, int]:
+            return cls.__name__, x
+
+    async def main() -> None:
+        assert await Service().doubled(5) == 10
+        assert await Service.named(1) == ("Service", 1)
+        assert await Service().named(2) == ("Service", 2)
+
+    run_virtual(main())
 
 
 @contextlib.contextmanager
@@ -424,6 +480,29 @@ def test_a_shared_rate_limit_whose_acquire_is_sync_fails_the_tasks_naming_it() -
         assert "rate_limit.acquire" in str(r.error), str(r.error)
 
 
+def test_a_policy_object_whose_call_is_sync_fails_the_tasks_naming_it() -> None:
+    """A ``policy=`` of the user's own (the TaskPolicy protocol) whose ``call`` is sync: every task failed with
+    Python's "object int can't be used in 'await' expression", naming nothing."""
+
+    class SyncPolicy:
+        def call(self, fn: Callable[[], Any]) -> int:
+            return 42
+
+    async def work() -> int:
+        return 1
+
+    async def main() -> Any:
+        policy: Any = SyncPolicy()  # what the annotation refuses, and a user may pass all the same
+        wave: Wave[int] = Wave("w", policy=policy, instrument=False)
+        return await wave.run([work, work])
+
+    result = run_virtual(main())
+    for r in result.results:
+        assert r.outcome.value == "failure"
+        assert isinstance(r.error, TypeError)
+        assert str(r.error).startswith("policy.call must be an async callable"), str(r.error)
+
+
 def _sync_op(runs: list[int]) -> Callable[[], Any]:
     def op() -> int:
         runs.append(1)
@@ -480,3 +559,158 @@ def test_a_sync_operation_is_refused_naming_fn_not_run_again_counted_or_fallen_b
     for op in ops:  # an observed call says what it was: a failure with error.type TypeError, not retried
         assert attrs(op)["shannon.call.outcome"] == "failure"
         assert attrs(op)["shannon.attempt"] == 1
+
+
+# ------------------------------------------------------------------ one coroutine returned for every attempt
+REUSED_CASES: dict[str, Callable[[InMemoryTelemetry, list[Exception]], Any]] = {
+    "retry": lambda tel, served: Retry(attempts=3, initial=0.0, instrument=False),
+    "retry-observed": lambda tel, served: Retry(attempts=3, initial=0.0, **tel.providers),
+    "hedge": lambda tel, served: Hedge(0.1, attempts=3, instrument=False),
+    "pipeline": lambda tel, served: Pipeline(
+        Fallback(lambda error: _recorded(served, error)), Retry(attempts=3, initial=0.0),
+        CircuitBreaker("reused", failure_threshold=2), instrument=False),
+    "pipeline-observed": lambda tel, served: Pipeline(
+        Degrade(default="served", on=Exception), Hedge(0.1, attempts=2), name="op", **tel.providers),
+}
+
+
+async def _recorded(served: list[Exception], error: Exception) -> str:
+    served.append(error)
+    return "served"
+
+
+@pytest.mark.parametrize("case", list(REUSED_CASES))
+def test_a_factory_returning_one_coroutine_for_every_attempt_is_refused_naming_fn(case: str) -> None:
+    """``policy.call(lambda: coro)``: the retry awaited the coroutine its first attempt had finished, and the
+    caller got "RuntimeError: cannot reuse already awaited coroutine" in place of the operation's own error,
+    after retrying that RuntimeError (a breaker counted it, a fallback served a value for it); a hedge's later
+    attempts failed at once on the running coroutine. Now the second call of ``fn`` is refused as a TypeError
+    naming fn, raised through every policy (the hedge's first attempt cancelled)."""
+    tel = InMemoryTelemetry()
+    served: list[Exception] = []
+    policy = REUSED_CASES[case](tel, served)
+    runs: list[int] = []
+
+    async def op() -> None:
+        runs.append(1)
+        await asyncio.sleep(1.0)  # still running when a hedge starts its next attempt
+        raise ValueError("down")
+
+    async def main() -> None:
+        coro = op()
+        with pytest.raises(TypeError, match=r"^fn must return a new awaitable .* already awaited"):
+            await policy.call(lambda: coro)
+
+    with unawaited_coroutines() as unawaited:
+        run_virtual(main())
+    assert unawaited == []
+    assert runs == [1]
+    assert served == []
+    for p in getattr(policy, "policies", (policy,)):
+        if isinstance(p, CircuitBreaker):
+            assert p.state is BreakerState.CLOSED
+    ops = [s for s in tel.spans() if s.name in ("op", "retry")]
+    assert len(ops) == case.endswith("observed")
+    for span in ops:  # a failure with the refusal's error.type, not retried again
+        assert attrs(span)["shannon.call.outcome"] == "failure"
+        assert attrs(span)["error.type"].endswith("NotAwaitableError")
+        assert attrs(span)["shannon.attempt"] == 2
+
+
+@pytest.mark.parametrize("kind", ["retry", "breaker", "pipeline", "hedge", "timeout"])
+def test_a_coroutine_awaited_before_the_first_attempt_ends_alike_with_or_without_telemetry(kind: str) -> None:
+    """The first attempt awaits what ``fn()`` returned as it is (``await`` raises "cannot reuse already awaited
+    coroutine", which the policies act on as on any error); a re-run refuses it. Where that check sat on the
+    observed path only, telemetry changed the error and a breaker's state."""
+
+    def outcome(observed: bool) -> tuple[str, list[str]]:
+        tel = InMemoryTelemetry()
+        options: dict[str, Any] = tel.providers if observed else {"instrument": False}
+        breaker = CircuitBreaker(f"spent-{kind}-{observed}", failure_threshold=1)
+        builders: dict[str, Callable[[], Any]] = {
+            "retry": lambda: Retry(attempts=2, initial=0.0, **options),
+            "breaker": lambda: CircuitBreaker(breaker.name, failure_threshold=1, **options),
+            "pipeline": lambda: Pipeline(Retry(attempts=2, initial=0.0), breaker, **options),
+            "hedge": lambda: Hedge(0.1, attempts=2, **options),
+            "timeout": lambda: Timeout(1.0, **options),
+        }
+        policy = builders[kind]()
+
+        async def op() -> int:
+            return 1
+
+        async def main() -> str:
+            coro = op()
+            await coro
+            try:
+                await policy.call(lambda: coro)
+            except Exception as exc:
+                return f"{type(exc).__name__}, already awaited: {'already awaited' in str(exc)}"
+            return "returned"
+
+        error = run_virtual(main())
+        states = [p.state.value for p in getattr(policy, "policies", (policy,)) if isinstance(p, CircuitBreaker)]
+        return error, states
+
+    assert outcome(observed=False) == outcome(observed=True)
+
+
+# ------------------------------------------------------------------ a call whose arguments do not fit the function
+WRONG_CALL_CASES: dict[str, Callable[[InMemoryTelemetry, list[Exception]], Any]] = {
+    "retry": lambda tel, served: Retry(attempts=3, initial=0.0, instrument=False),
+    "retry-observed": lambda tel, served: Retry(attempts=3, initial=0.0, **tel.providers),
+    "breaker": lambda tel, served: CircuitBreaker("wrong-call", failure_threshold=1, instrument=False),
+    "fallback": lambda tel, served: Fallback(lambda error: _recorded(served, error), instrument=False),
+    "degrade-observed": lambda tel, served: Degrade(default="served", on=Exception, **tel.providers),
+    "hedge": lambda tel, served: Hedge(0.1, attempts=3, instrument=False),
+    "pipeline": lambda tel, served: Pipeline(
+        Fallback(lambda error: _recorded(served, error)), Retry(attempts=3, initial=0.0),
+        CircuitBreaker("wrong-call-p", failure_threshold=1), instrument=False),
+}
+
+
+@pytest.mark.parametrize("case", list(WRONG_CALL_CASES))
+def test_a_decorated_function_called_with_the_wrong_arguments_raises_that_typeerror_through_every_policy(
+    case: str,
+) -> None:
+    """``@Fallback(...) async def get(uid)`` called as ``get()``: the TypeError Python raises at such a call was the
+    attempt's failure, so the fallback served its value for the caller's bug (every call, silently), a retry
+    retried it, a breaker counted it and opened. Now it is raised as a TypeError naming fn (its cause Python's own),
+    before any policy acts; a TypeError raised inside the function is still the operation's failure."""
+    tel = InMemoryTelemetry()
+    served: list[Exception] = []
+    policy = WRONG_CALL_CASES[case](tel, served)
+    runs: list[int] = []
+
+    async def get(uid: int) -> int:
+        runs.append(uid)
+        return uid
+
+    async def broken(uid: int) -> int:
+        runs.append(uid)
+        raise TypeError("the operation's own")
+
+    async def main() -> None:
+        decorated: Any = policy(get)
+        for call in (decorated, lambda: policy.call(get, 1, 2)):
+            wrong = r"^fn could not be called with the call's arguments \(.*get\(\)"
+            with pytest.raises(TypeError, match=wrong) as caught:
+                await call()
+            assert isinstance(caught.value.__cause__, TypeError)
+        assert runs == []
+        assert served == []
+        for p in getattr(policy, "policies", (policy,)):
+            if isinstance(p, CircuitBreaker):
+                assert p.state is BreakerState.CLOSED
+        with contextlib.suppress(TypeError):  # the function's own TypeError: its failure, which the policy acts on
+            await policy(broken)(7)
+        assert runs and set(runs) == {7}
+        assert len(runs) == (3 if case in ("retry", "retry-observed", "hedge") else 1)  # retried, hedged
+
+    run_virtual(main())
+    ops = [s for s in tel.spans() if s.name.endswith(("get", "retry", "degrade"))]  # decorated, then call()
+    assert len(ops) == 2 * case.endswith("observed")
+    for span in ops:  # a failure with the refusal's error.type, after one attempt
+        assert attrs(span)["shannon.call.outcome"] == "failure"
+        assert attrs(span)["error.type"].endswith("NotAwaitableError")
+        assert attrs(span)["shannon.attempt"] == 1

@@ -276,6 +276,33 @@ def test_decorator_names_the_operation_and_user_spans_nest_under_the_attempt() -
     assert query.parent is not None and query.parent.span_id == attempt.context.span_id
 
 
+def test_a_decorated_partial_or_callable_object_is_named_after_its_function_or_class() -> None:
+    """Each was the operation "operation": partials of two functions, or two callable objects, decorated,
+    shared one span name and metric series, and a Timeout said "operation 'operation' timed out"."""
+    import functools
+
+    from shannon_otel import Timeout
+    from shannon_otel.testing import run_virtual
+
+    tel = Telemetry()
+
+    async def load_user(user_id: int) -> int:
+        return user_id
+
+    async def slow() -> None:
+        await asyncio.sleep(1.0)
+
+    async def main() -> None:
+        assert await retry(attempts=1, **tel.kw)(functools.partial(load_user, 7))() == 7
+        assert await retry(attempts=1, **tel.kw)(Flaky(0))() == "ok"
+        with pytest.raises(TimeoutError, match=r"^operation '.*slow' timed out after 0.5 s"):
+            await Timeout(0.5, instrument=False)(functools.partial(slow))()
+
+    run_virtual(main())
+    names = [s.name for s in tel.spans() if not s.name.startswith("attempt")]
+    assert names == [load_user.__qualname__, "Flaky"]
+
+
 def test_user_hooks_see_retry_events() -> None:
     seen: list[RetryScheduled] = []
 

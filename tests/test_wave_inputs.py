@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from _open_spans import OpenSpans
 
-from shannon_otel import Outcome, Retry, Wave
+from shannon_otel import Outcome, ResourcePool, Retry, Wave, task
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
 
@@ -92,6 +92,30 @@ def test_a_future_given_to_a_wave_with_a_policy_is_refused_by_name_and_cancelled
     assert first.outcome is Outcome.FAILURE and isinstance(first.error, TypeError)
     assert "futures" in str(first.error)
     assert cancelled
+
+
+def test_a_future_or_awaitable_a_wave_runs_can_be_named_and_pooled_with_task() -> None:
+    """``wave.run([future])`` runs an ``asyncio.Task``, yet ``task(future, name=...)`` refused it ("work must be a
+    coroutine or a zero-argument callable"): a task the wave runs could not be named or given a pool."""
+    otel = InMemoryTelemetry()
+
+    class Ready:
+        def __await__(self) -> Any:
+            return _after(1, 2).__await__()
+
+    async def main() -> Any:
+        pool = ResourcePool("api", 1)
+        future: Any = asyncio.ensure_future(_after(1, 1))  # untyped, accepted at run time (as by wave.run)
+        ready: Any = Ready()
+        wave: Wave[int] = Wave("named-futures", **otel.providers)
+        return await wave.run([task(future, name="fetch", pool=pool), task(ready, name="ready")])
+
+    result = run_virtual(main())
+    assert [(r.outcome, r.value, r.name) for r in result.results] == [
+        (Outcome.SUCCESS, 1, "fetch"), (Outcome.SUCCESS, 2, "ready")]
+    assert sorted(s.name for s in otel.spans() if s.name.startswith("task ")) == ["task fetch", "task ready"]
+    with pytest.raises(TypeError, match=r"^work must be a coroutine, a zero-argument async callable or another"):
+        task(42)  # type: ignore[arg-type]
 
 
 def test_an_item_that_is_neither_a_task_nor_awaitable_fails_saying_what_a_task_may_be() -> None:

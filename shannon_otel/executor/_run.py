@@ -250,6 +250,8 @@ class WaveRun:
                         "a Wave with a policy needs zero-argument callables, not coroutine objects or futures"
                     )
                 call = wave.task_policy.call(work)
+                if type(call) is not CoroutineType:  # a policy object of the user's with a sync call(): named
+                    call = awaitable_from("policy.call", call)
             else:
                 call = work() if callable(work) else work
                 if type(call) is not CoroutineType:  # a sync fn given to map/run: named, not "can't be used in 'await'"

@@ -29,7 +29,8 @@ _log = logging.getLogger("shannon_otel")
 # __setattr__ calls super() with the class as it was before slots rebuilt it)
 @dataclass(frozen=True)
 class TaskSpec(Generic[T]):
-    """A task with options: a coroutine, or a zero-argument factory (needed for retries).
+    """A task with options: a coroutine, a zero-argument factory (needed for retries), or any other
+    awaitable a wave runs as a task (an ``asyncio.Task`` or future, an object with ``__await__``).
 
     ``pool`` is the :class:`ResourcePool` the task runs in; a pool's name (a string the wave
     looks up in its ``pools=``) is deprecated and warns.
@@ -40,8 +41,12 @@ class TaskSpec(Generic[T]):
     pool: ResourcePool | str | None = None
 
     def __post_init__(self) -> None:
-        if not (inspect.iscoroutine(self.work) or callable(self.work)):
-            raise TypeError(f"work must be a coroutine or a zero-argument callable, got {type(self.work)!r}")
+        # what a wave runs given as itself: task() only names it (an asyncio.Task was refused, though the wave runs one)
+        if not (callable(self.work) or inspect.isawaitable(self.work)):
+            raise TypeError(
+                f"work must be a coroutine, a zero-argument async callable or another awaitable (an asyncio.Task), "
+                f"got {type(self.work)!r}"
+            )
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
             raise TypeError(f"name must be a non-empty str or None, got {self.name!r}")
         if isinstance(self.pool, str):

@@ -501,5 +501,8 @@ def _check_iterable(name: str, value: object) -> None:
 
 
 def _check_fn(fn: object) -> None:
+    # Its arity too, once per map: fn() of no parameter failed every task with Python's bare TypeError, which a
+    # policy then took for the operation's failure (retried it, a shared breaker counted it and opened).
     if not callable(fn):
         raise not_callable("fn", fn, "an async callable taking one item")
+    check_arity("fn", fn, 1, "an async callable taking one item")

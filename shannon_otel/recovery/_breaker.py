@@ -31,7 +31,14 @@ from .._validate import check_reading, check_sync_callable
 from ._breaker_config import _COUNT_DEPRECATED, BreakerConfig
 from ._call import _Call, first_failed, notify, observed, start_call
 from ._circuit_open import CircuitOpenError
-from ._decorated import DecoratedCall, NotAwaitableError, not_a_factory, not_awaitable
+from ._decorated import (
+    DecoratedCall,
+    NotAwaitableError,
+    not_a_factory,
+    not_awaitable,
+    not_entered,
+    wrong_call,
+)
 from ._policy import Policy, Scoped, next_step, scoped
 from ._types import END, Chain, Clock, Factory
 from ._window import FAILED, SLOW, CountWindow, TimeWindow
@@ -201,6 +208,9 @@ class CircuitBreaker(Policy):
             if made is not self and not inspect.isawaitable(made):
                 self._uncounted(gen)  # a programming error, not a result of the service
                 raise not_awaitable(made) from None
+            if made is self and type(exc) is TypeError and not_entered(exc):  # fn() itself: its arguments
+                self._uncounted(gen)
+                raise wrong_call(exc) from exc
             self._failed(gen, started, exc)
             raise
         if not self._clean:  # else: CLOSED, untimed, window full of successes: nothing changes

@@ -22,7 +22,7 @@ from .._isolation import notify as _notify
 from .._telemetry import CallOutcome, Outcome
 from .._validate import check_reading
 from ._circuit_open import CircuitOpenError
-from ._decorated import not_a_factory, not_awaitable
+from ._decorated import not_a_factory, not_awaitable, not_entered, spent, wrong_call
 
 if TYPE_CHECKING:
     from .._events import Hook
@@ -85,6 +85,26 @@ def start_call(
     return _Call(observers, owners, hooks, event.operation, clock) if observers else None
 
 
+def rerun(call: _Call | None, operation: str) -> _Call:
+    """What the re-runs of a call (a retry's next attempts, a hedge's later ones) pass down the chain: ``call``, or for
+    an unobserved call a call state observed by nobody (no observer, no clock read), made once per retried call.
+
+    So each re-run takes :func:`_attempt`, which refuses ``fn`` returning the coroutine an earlier attempt ran (or
+    still runs): the check reads ``cr_frame``, which makes a frame object (~0.08 us), too dear for the first
+    attempt of the unobserved path, which returns ``fn()`` as it is. Every policy treats a call observed by nobody
+    as the unobserved one: its events reach no observer.
+    """
+    if call is not None:
+        return call
+    again = _Call([], [], (), operation, _no_clock)
+    again.attempts = 1  # the first attempt ran unobserved
+    return again
+
+
+def _no_clock() -> float:
+    return 0.0
+
+
 def first_failed(hooks: tuple[Hook, ...], error: Exception) -> CallObserver | None:
     """Record that ``hooks[0].call_started`` raised ``error`` in a policy's inline prologue; returns None.
 
@@ -111,9 +131,16 @@ async def _attempt(fn: Factory[T], call: _Call) -> T:
         start(call.observers, call.owners, call.hooks, tokens,
               "hedge_started" if _HEDGED.get() is call else "attempt_started", n)
         begin = call.clock()
-        made = fn()
+        try:
+            made = fn()
+        except TypeError as exc:
+            if not_entered(exc):
+                raise wrong_call(exc) from exc
+            raise
         if not inspect.isawaitable(made):
             raise not_awaitable(made)
+        if n > 1 and inspect.iscoroutine(made) and (made.cr_frame is None or made.cr_await is not None):
+            raise spent(made)  # fn called again returned the coroutine an earlier attempt ran (or still runs)
         return await made
     except asyncio.CancelledError:
         # Delivered by an expiring Timeout policy (of this call or around it), or by the per-task timeout

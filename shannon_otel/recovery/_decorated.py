@@ -30,11 +30,12 @@ def not_a_factory(fn: object) -> TypeError:
 
 
 class NotAwaitableError(TypeError):
-    """What ``fn`` returned cannot be awaited (a sync function where an async one belongs).
+    """What ``fn`` returned cannot be awaited (a sync function where an async one belongs, a coroutine already
+    awaited), or ``fn`` could not be called at all (the call's arguments do not fit the function).
 
-    A programming error, found when the attempt awaits ``fn()``: raised as it is through every policy,
-    never retried, counted by a breaker, hedged again or answered by a fallback or degradation (each of
-    those would run the sync function again, or hide it behind a result). A TypeError to the caller.
+    A programming error, found where an attempt calls ``fn`` and awaits what it returned: raised as it is through
+    every policy, never retried, counted by a breaker, hedged again or answered by a fallback or degradation (each
+    of those would run the sync function again, or hide the mistake behind a result). A TypeError to the caller.
     """
 
 
@@ -43,6 +44,36 @@ def not_awaitable(made: object) -> NotAwaitableError:
     return NotAwaitableError(
         f"fn must return an awaitable (the policy awaits each call of it: a sync function where an async one "
         f"belongs?), it returned {type(made).__name__} {brief(made)}"
+    )
+
+
+def not_entered(error: BaseException) -> bool:
+    """Whether ``error``, a TypeError raised by calling ``fn`` for an attempt, came from the call itself, no frame of
+    ``fn`` entered: its arguments did not bind (``@Retry() async def get(uid)`` called as ``get()``). Its traceback
+    then ends in the policy's frame that made the call; a TypeError raised inside ``fn`` has ``fn``'s frame too."""
+    tb = error.__traceback__
+    return tb is not None and tb.tb_next is None
+
+
+def wrong_call(error: TypeError) -> NotAwaitableError:
+    """The error of an attempt whose call of ``fn`` failed to bind its arguments (see :func:`not_entered`). Raised
+    as that TypeError was the operation's failure: retried, counted by a breaker, served by a fallback, where
+    Python raises it to the caller of the function."""
+    return NotAwaitableError(
+        f"fn could not be called with the call's arguments ({error}): a programming error, which no policy "
+        f"retries, counts or serves"
+    )
+
+
+def spent(made: Any) -> NotAwaitableError:
+    """The error of an attempt whose ``fn()`` returned ``made``, a coroutine already awaited (or being awaited):
+    one coroutine returned again (``lambda: coro``) cannot run a second attempt. Checked where an attempt calls
+    ``fn`` again (``made.cr_frame is None or made.cr_await is not None``: what CPython refuses to await);
+    awaited, it raised a RuntimeError the retry retried in place of the operation's own error."""
+    return NotAwaitableError(
+        f"fn must return a new awaitable each time it is called (a retry or a hedge calls it again), it returned "
+        f"a coroutine already awaited, {brief(made)}: pass the async function (or a lambda calling it), not a "
+        f"lambda returning one coroutine"
     )
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .._validate import awaitable_from, builtin_numbers, check_arity, check_number
-from ._call import _HEDGED, _Call
+from ._call import _HEDGED, _Call, rerun
 from ._decorated import NotAwaitableError
 from ._policy import Instrumented, next_step
 from ._types import Chain, Factory, Sleep
@@ -46,12 +46,18 @@ class Hedge(Instrumented):
         errors: list[Exception] = []
         timer: asyncio.Task[Any] | None = None
 
+        again: _Call | None = None  # what the later attempts pass down (see rerun)
+
         def launch() -> None:
+            nonlocal again
             context = contextvars.copy_context()
-            if call is not None and (pending or errors):
-                context.run(_HEDGED.set, call)
+            attempt_call = call
+            if pending or errors:
+                attempt_call = again = again or rerun(call, self._started.operation)
+                if call is not None:
+                    context.run(_HEDGED.set, call)
             # The attempt is started inside the task: one cancelled before it runs leaves no coroutine unawaited.
-            pending.add(asyncio.create_task(_attempt(chain, i, fn, call), context=context))
+            pending.add(asyncio.create_task(_attempt(chain, i, fn, attempt_call), context=context))
 
         launched = 1
         launch()

@@ -26,6 +26,7 @@ reports its transitions to its own hooks and providers, inside a pipeline too.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -67,7 +68,8 @@ class Pipeline(Policy):
         check_spread("Pipeline", "policies", policies)
         for p in policies:
             if not isinstance(p, Policy):
-                raise TypeError(f"Pipeline takes policies (Retry, CircuitBreaker, Timeout, ...), got {shown(p)}")
+                raise TypeError(
+                    f"Pipeline takes policies (Retry, CircuitBreaker, Timeout, ...), got {shown(p)}{_hint(p)}")
             unused = p._unused_in_pipeline()
             if unused:
                 given = ", ".join(f"{u}=" for u in unused)
@@ -89,8 +91,7 @@ class Pipeline(Policy):
         # What runs: each Timeout named after the pipeline, so its TimeoutError names the operation whether or
         # not a hook observes the call (it did only when one did: telemetry changed the user's error). A
         # Timeout holds no state, so running a named copy changes nothing else; built once, here.
-        self._chain: Chain = self._given if name is None else tuple(
-            replace(p, name=name) if isinstance(p, Timeout) else p for p in chain)
+        self._chain: Chain = _timeouts_named(self._given, name)
         self.name = name
         self.clock = clock
         hooks = check_hooks(hooks)
@@ -131,7 +132,15 @@ class Pipeline(Policy):
         return chain[0].run(chain, 1, fn, call)
 
     def _named(self, name: str) -> Policy:
-        return self if self.name is not None else Pipeline(*self._given, name=name, **self._options)
+        if self.name is not None:
+            return self
+        # A copy, not Pipeline(...) again: that checked the order again, and an order that warns warned twice, the
+        # second time at the decorator's line (raised under -W error where the user had let the first one pass).
+        named = copy.copy(self)
+        named.name = name
+        named._chain = _timeouts_named(self._given, name)
+        named._started = CallStarted(name, "pipeline")
+        return named
 
     def _reporting_to(
         self, tracer_provider: TracerProvider | None, meter_provider: MeterProvider | None,
@@ -155,6 +164,24 @@ class Pipeline(Policy):
         for p in self._given:  # every policy checks: a keyed one must not hide an unkeyed one after it
             keyed = p._keyed_by_arguments(func) or keyed
         return keyed
+
+
+def _timeouts_named(chain: Chain, name: str | None) -> Chain:
+    """``chain`` as a pipeline named ``name`` runs it: each Timeout named after the pipeline (see ``__init__``)."""
+    if name is None:
+        return chain
+    return tuple(replace(p, name=name) if isinstance(p, Timeout) else p for p in chain)
+
+
+def _hint(given: object) -> str:
+    """What to say of ``given``, passed to ``Pipeline`` / ``resilient`` where a policy belongs: a policy class
+    (``resilient(Retry)``), or the function a bare ``@resilient`` decorates."""
+    if isinstance(given, type) and issubclass(given, Policy):
+        return f": create one, {given.__name__}(...)"
+    if callable(given):
+        return (": as a decorator, give it the policies first, @resilient(Retry(), ...), "
+                "then it decorates the function")
+    return ""
 
 
 def _refuse_a_breaker_twice(chain: Chain) -> None:

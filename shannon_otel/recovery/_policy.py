@@ -20,7 +20,7 @@ from .._events import CallStarted
 from .._hooks import check_hooks, resolve_hooks
 from .._validate import check_sync_callable, not_callable
 from ._call import _attempt, _Call, first_failed, observed, start_call
-from ._decorated import DecoratedCall, not_a_factory, not_awaitable
+from ._decorated import DecoratedCall, not_a_factory, not_awaitable, not_entered, wrong_call
 from ._types import END, Chain, Clock, Factory
 
 if TYPE_CHECKING:
@@ -39,7 +39,12 @@ def next_step(chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> Await
     if i < len(chain):
         return chain[i].run(chain, i + 1, fn, call)
     if call is None:
-        made = fn()
+        try:
+            made = fn()
+        except TypeError as exc:
+            if not_entered(exc):
+                raise wrong_call(exc) from exc
+            raise
         if type(made) is not _Coroutine and not inspect.isawaitable(made):  # a coroutine: one check
             raise not_awaitable(made)
         return made
@@ -117,12 +122,22 @@ class Policy:
     def __call__(self, func: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
         """Decorate an async function: each call of it runs through this policy.
 
-        Raises TypeError now when ``func`` is not callable or is itself a policy (``Retry()(Timeout(1))``
+        Raises TypeError now when ``func`` is not callable, is a ``staticmethod`` / ``classmethod`` object
+        (put the policy below that decorator), or is itself a policy (``Retry()(Timeout(1))``
         does not stack them: :class:`Pipeline` does), or when a policy inside keeps per-call state that must
         not be shared across arguments (``Degrade(last_good=True)`` without ``key=``) and ``func`` takes
         parameters.
         """
         what = "an async function (a policy awaits each call of it)"
+        if isinstance(func, staticmethod | classmethod):
+            # A staticmethod is callable: wrapped, it became a plain function, which an instance binds, so
+            # obj.f(x) called f(obj, x); that TypeError was the operation's failure, retried, counted by a
+            # breaker, answered by a fallback. (A classmethod is not callable: its error said nothing of order.)
+            kind = type(func).__name__
+            raise TypeError(
+                f"func must be {what}, got a {kind}: put the policy below @{kind} (decorate the function, "
+                f"then make it a {kind})"
+            )
         if not callable(func):
             raise not_callable("func", func, what)
         if isinstance(func, Policy | Scoped):
@@ -134,7 +149,7 @@ class Policy:
             )
         if inspect.isasyncgenfunction(func):
             raise TypeError(f"func must be {what}, got {func!r}")
-        policy = self._named(getattr(func, "__qualname__", "operation"))
+        policy = self._named(operation_name(func))
         factory = DecoratedCall if policy._keyed_by_arguments(func) else functools.partial
 
         @functools.wraps(func)
@@ -144,16 +159,28 @@ class Policy:
         return wrapper
 
 
+def operation_name(func: object) -> str:
+    """The operation a decorated ``func`` reports as (and a ``Timeout`` names): its qualified name, a partial's
+    function's, a callable object's class's. Read as ``getattr(func, "__qualname__", "operation")``, every
+    partial and callable object was one operation "operation": one span name and metric series for them all,
+    "operation 'operation' timed out after 1 s"."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    name = getattr(func, "__qualname__", None) or type(func).__qualname__
+    return name if isinstance(name, str) else "operation"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Instrumented(Policy):
     """Fields every policy has: the operation name, the clock, and where its telemetry goes.
 
     ``name`` names the operation (the span name); the decorator fills it with the function's
-    qualified name when left ``None``. ``hooks`` are called in addition to the OTel hook for
-    ``tracer_provider`` / ``meter_provider`` (the globals when ``None``); ``instrument=False``
-    leaves the OTel hook out. A :class:`Pipeline` is one observed operation: it refuses (TypeError)
-    a policy given ``name``, ``hooks`` or a provider, which belong on the pipeline itself (its
-    ``instrument`` decides too; a policy's ``instrument=False`` asks for nothing, so it is allowed).
+    qualified name (a partial's function's, a callable object's class's) when left ``None``.
+    ``hooks`` are called in addition to the OTel hook for ``tracer_provider`` / ``meter_provider``
+    (the globals when ``None``); ``instrument=False`` leaves the OTel hook out. A :class:`Pipeline`
+    is one observed operation: it refuses (TypeError) a policy given ``name``, ``hooks`` or a
+    provider, which belong on the pipeline itself (its ``instrument`` decides too; a policy's
+    ``instrument=False`` asks for nothing, so it is allowed).
     """
 
     name: str | None = None

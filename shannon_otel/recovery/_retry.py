@@ -26,9 +26,16 @@ from .._validate import (
     sync_result,
 )
 from ._backoff import TESTING, Jitter, RandomSource, delay, parse_jitter, uniform_source
-from ._call import _Call, first_failed, notify, observed, start_call
+from ._call import _Call, first_failed, notify, observed, rerun, start_call
 from ._circuit_open import CircuitOpenError
-from ._decorated import DecoratedCall, NotAwaitableError, not_a_factory, not_awaitable
+from ._decorated import (
+    DecoratedCall,
+    NotAwaitableError,
+    not_a_factory,
+    not_awaitable,
+    not_entered,
+    wrong_call,
+)
 from ._policy import Instrumented, next_step
 from ._types import END, Chain, Factory, Sleep
 
@@ -156,6 +163,8 @@ class Retry(Instrumented):
                 raise not_a_factory(fn) from None
             if made is not self and not inspect.isawaitable(made):
                 raise not_awaitable(made) from None
+            if made is self and type(exc) is TypeError and not_entered(exc):  # fn() itself: its arguments
+                raise wrong_call(exc) from exc
             if not self._retryable(exc):
                 raise
             error = exc
@@ -188,6 +197,7 @@ class Retry(Instrumented):
     ) -> T:
         attempt = 1
         previous = self.initial
+        again = rerun(call, self._started.operation)
         while True:
             wait = self._schedule(error, attempt, previous, start, call)
             if wait is None:
@@ -196,7 +206,7 @@ class Retry(Instrumented):
             attempt += 1
             previous = wait
             try:
-                return await next_step(chain, i, fn, call)
+                return await next_step(chain, i, fn, again)
             except Exception as exc:
                 if not self._retryable(exc):
                     raise
