@@ -436,6 +436,17 @@ def test_check_never_prints_header_values_or_url_credentials() -> None:
         assert secret not in out, out
 
 
+def test_check_over_grpc_never_prints_the_urls_password(capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: "FAIL OTLP grpc http://alice:***@127.0.0.1:9: ... Failed to export traces to alice:PASSW0RD-xyz@...":
+    # the gRPC exporter's error names its target, the URL without its scheme, password and all.
+    code = main(["check", "--otlp-endpoint", "http://alice:PASSW0RD-xyz@127.0.0.1:9", "--skip-prometheus",
+                 "--timeout", "2"])
+    out = capsys.readouterr()
+    assert code == 1
+    assert out.out.startswith("FAIL OTLP grpc http://alice:***@127.0.0.1:9: export failed"), out.out
+    assert "PASSW0RD-xyz" not in out.out + out.err
+
+
 def test_scrub_and_safe_url(monkeypatch: pytest.MonkeyPatch) -> None:
     from shannon_otel.cli._secrets import safe_url, scrub
 

@@ -198,11 +198,12 @@ def run(args: argparse.Namespace) -> int:
         endpoint = args.otlp_endpoint or DEFAULT_OTLP[protocol]
         ok, text = check_otlp(endpoint, protocol, args.timeout)
         line = f"{'ok  ' if ok else 'FAIL'} OTLP {protocol} {safe_url(endpoint)}: {safe_text(text, endpoint)}"
-        write_line(sys.stdout, scrub(line))
+        write_line(sys.stdout, scrub(line, endpoint))
         results.append(ok)
     if not args.skip_prometheus:
         url = args.prometheus or DEFAULT_PROMETHEUS
         ok, text = check_prometheus(url, args.timeout)
-        write_line(sys.stdout, scrub(f"{'ok  ' if ok else 'FAIL'} Prometheus {safe_url(url)}: {safe_text(text, url)}"))
+        write_line(sys.stdout, scrub(f"{'ok  ' if ok else 'FAIL'} Prometheus {safe_url(url)}: {safe_text(text, url)}",
+                                     url))
         results.append(ok)
     return 0 if all(results) else 1
