@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -199,6 +200,19 @@ def test_a_certificate_variable_naming_a_missing_file_is_warned_about(
     named = [w for w in _warnings(caplog) if "CERTIFICATE" in w]
     assert len(named) == 1  # once, though traces and metrics both read it
     assert named[0].startswith(f"OTEL_EXPORTER_OTLP_CERTIFICATE={missing!r}: no such file")
+
+
+@pytest.mark.parametrize("variable", ["OTEL_EXPORTER_OTLP_CERTIFICATE", "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE"])
+def test_a_certificate_variable_naming_a_directory_is_refused_naming_it_over_grpc(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path, variable: str,
+) -> None:
+    # Before: IsADirectoryError out of configure() (the SDK's gRPC exporter reads the file when built and
+    # catches a missing file only), naming neither the variable nor the exporter; the warning said "no such file".
+    monkeypatch.setenv(variable, str(tmp_path))
+    named = re.escape(f"{variable}={str(tmp_path)!r}: the OTLP/gRPC exporter cannot read it")
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"), pytest.raises(ValueError, match=f"^{named}"):
+        configure(exporter="otlp_grpc", endpoint="https://127.0.0.1:1", set_global=False, shutdown_timeout_s=0.5)
+    assert [w for w in _warnings(caplog) if w.startswith(f"{variable}={str(tmp_path)!r}: a directory, not a file")]
 
 
 # --- sizes ----------------------------------------------------------------------------------------
