@@ -215,6 +215,26 @@ def test_a_certificate_variable_naming_a_directory_is_refused_naming_it_over_grp
     assert [w for w in _warnings(caplog) if w.startswith(f"{variable}={str(tmp_path)!r}: a directory, not a file")]
 
 
+@pytest.mark.parametrize("file", ["a directory", "missing"])
+def test_the_check_command_says_what_the_grpc_exporter_made_of_a_certificate_variable(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path, file: str,
+) -> None:
+    # Before: a directory ended `check` in a traceback (IsADirectoryError); a missing file printed the SDK's
+    # traceback before the FAIL line, which did not mention it.
+    path = str(tmp_path if file == "a directory" else tmp_path / "ca.pem")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", path)
+    with caplog.at_level(logging.WARNING):
+        code = main(["check", "--skip-prometheus", "--otlp-endpoint", "https://127.0.0.1:1", "--timeout", "1"])
+    out = capsys.readouterr().out
+    assert code == 1
+    if file == "a directory":
+        assert f"not checked: OTEL_EXPORTER_OTLP_CERTIFICATE={path!r}: the OTLP/gRPC exporter cannot read it" in out
+    else:
+        assert f"(building the exporter: Failed to read file: {path}." in out, out
+    assert not [r for r in caplog.records if r.name.startswith("opentelemetry")], "captured, not logged on"
+
+
 # --- sizes ----------------------------------------------------------------------------------------
 
 def test_a_span_queue_size_variable_beyond_the_arguments_bound_is_ignored_with_a_warning(

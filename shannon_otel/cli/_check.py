@@ -43,13 +43,20 @@ class _Captured(logging.Handler):
         super().__init__(logging.WARNING)
         self.records: list[logging.LogRecord] = []
 
+        self.built = 0  # the records logged while the exporter was built, before its export
+
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
 
     def reason(self) -> str | None:
-        """The first error the exporter logged, else its first warning: later lines only say it gave up."""
-        first = sorted(self.records, key=lambda r: r.levelno < logging.ERROR)
-        return first[0].getMessage().splitlines()[0] if first else None
+        """The first error the export logged, else its first warning (later lines only say it gave up), and the
+        first record of building the exporter (a certificate file it could not read)."""
+        first = sorted(self.records[self.built:], key=lambda r: r.levelno < logging.ERROR)
+        found = first[0].getMessage().splitlines()[0] if first else None
+        if self.built:
+            building = self.records[0].getMessage().splitlines()[0]
+            found = f"{found} (building the exporter: {building})" if found else building
+        return found
 
 
 def _root_cause(exc: BaseException) -> BaseException:
@@ -127,7 +134,6 @@ def check_otlp(endpoint: str, protocol: str, timeout_s: float) -> tuple[bool, st
     """
     span = _test_span()
     session = _recording_session() if protocol == "http" else None
-    exporter = _exporter(endpoint, protocol, timeout_s, session)
     loggers = [logging.getLogger("opentelemetry"), logging.getLogger("shannon_otel.export")]
     captured, propagate = _Captured(), [logger.propagate for logger in loggers]
     for logger in loggers:
@@ -135,9 +141,17 @@ def check_otlp(endpoint: str, protocol: str, timeout_s: float) -> tuple[bool, st
         logger.propagate = False
     started = time.monotonic()
     try:
-        result = exporter.export([span])
+        # built while its records are captured: the gRPC exporter logs a traceback for a missing certificate file
+        try:
+            exporter = _exporter(endpoint, protocol, timeout_s, session)
+        except ValueError as exc:  # a variable the exporter cannot use (a certificate directory), named
+            return False, f"not checked: {exc}"
+        captured.built = len(captured.records)
+        try:
+            result = exporter.export([span])
+        finally:
+            exporter.shutdown()
     finally:
-        exporter.shutdown()
         for logger, was in zip(loggers, propagate, strict=True):
             logger.removeHandler(captured)
             logger.propagate = was
