@@ -201,6 +201,21 @@ def test_a_grpc_target_without_a_scheme_is_still_accepted(otel_env: pytest.Monke
     tel.shutdown(timeout_s=0.5)
 
 
+@pytest.mark.parametrize("where", ["endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"])
+def test_a_grpc_endpoint_with_credentials_is_refused_naming_it_without_the_password(
+    otel_env: pytest.MonkeyPatch, where: str,
+) -> None:
+    # Before: accepted; the gRPC exporter dialled "alice:PASSW0RD-xyz@127.0.0.1:1" as a host, every export failed
+    # ("Misformatted domain name") and each of the SDK's warnings quoted the password.
+    url = "https://alice:PASSW0RD-xyz@127.0.0.1:1"
+    if where != "endpoint":
+        otel_env.setenv(where, url)
+    with pytest.raises(ValueError, match=f"^{where} of the OTLP/gRPC exporter cannot carry credentials") as refused:
+        so.configure(exporter="otlp_grpc", endpoint=url if where == "endpoint" else None, set_global=False)
+    assert "give 'https://127.0.0.1:1'" in str(refused.value)
+    assert "PASSW0RD-xyz" not in str(refused.value)
+
+
 def _configure_and_run(exporter: InMemorySpanExporter) -> so.Telemetry:
     tel = so.configure(exporter="none", set_global=False, span_exporters=[exporter], shutdown_timeout_s=1.0)
 
