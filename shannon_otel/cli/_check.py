@@ -49,14 +49,14 @@ class _Captured(logging.Handler):
         self.records.append(record)
 
     def reason(self) -> str | None:
-        """The first error the export logged, else its first warning (later lines only say it gave up), and the
-        first record of building the exporter (a certificate file it could not read)."""
+        """The first error the export logged, else its first warning: later lines only say it gave up."""
         first = sorted(self.records[self.built:], key=lambda r: r.levelno < logging.ERROR)
-        found = first[0].getMessage().splitlines()[0] if first else None
-        if self.built:
-            building = self.records[0].getMessage().splitlines()[0]
-            found = f"{found} (building the exporter: {building})" if found else building
-        return found
+        return first[0].getMessage().splitlines()[0] if first else None
+
+    def building(self) -> list[str]:
+        """What building the exporter logged (a malformed header variable, a certificate file it could not
+        read), one line each: the gRPC exporter logs a missing file with its traceback."""
+        return [record.getMessage().splitlines()[0] for record in self.records[:self.built]]
 
 
 def _root_cause(exc: BaseException) -> BaseException:
@@ -146,7 +146,8 @@ def check_otlp(endpoint: str, protocol: str, timeout_s: float) -> tuple[bool, st
             exporter = _exporter(endpoint, protocol, timeout_s, session)
         except ValueError as exc:  # a variable the exporter cannot use (a certificate directory), named
             return False, f"not checked: {exc}"
-        captured.built = len(captured.records)
+        finally:
+            captured.built = len(captured.records)
         try:
             result = exporter.export([span])
         finally:
@@ -155,6 +156,8 @@ def check_otlp(endpoint: str, protocol: str, timeout_s: float) -> tuple[bool, st
         for logger, was in zip(loggers, propagate, strict=True):
             logger.removeHandler(captured)
             logger.propagate = was
+        for line in captured.building():
+            print(scrub(line), file=sys.stderr)
     took = (time.monotonic() - started) * 1000
     rejected, undelivered = exporter.rejections.take()
     if rejected or undelivered:  # the exporter's warning says which (a partial success, a redirect)
