@@ -70,7 +70,7 @@ def _endpoint(kind: str, exporter: str, explicit: str | None) -> str | None:
     path = f"/v1/{kind.lower()}"
     if explicit is not None:
         _check_target("endpoint", explicit, http)
-        return f"{explicit.rstrip('/')}{path}" if http else explicit
+        return _signal_url("endpoint", explicit, path) if http else explicit
     signal_var, base_var = f"OTEL_EXPORTER_OTLP_{kind}_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"
     found = _first_env(signal_var, base_var)
     if found is None:
@@ -80,7 +80,25 @@ def _endpoint(kind: str, exporter: str, explicit: str | None) -> str | None:
     name, value = found
     check_endpoint(name, value)
     _check_target(name, value, http)
-    return f"{value.rstrip('/')}{path}" if http and name == base_var else value
+    return _signal_url(name, value, path) if http and name == base_var else value
+
+
+def _signal_url(name: str, base: str, path: str) -> str:
+    """The OTLP/HTTP URL of one signal: ``path`` (``/v1/traces``...) appended to ``base``. A base that already
+    ends in a signal's path (the URL the SDK's own exporter takes, pasted here) is a ValueError naming it: traces
+    went to ``/v1/traces/v1/traces`` and metrics to ``/v1/traces/v1/metrics``, every export answered 404."""
+    trimmed = base.rstrip("/")
+    given = urllib.parse.urlsplit(trimmed).path
+    if given.endswith(_SIGNAL_PATHS):
+        raise ValueError(
+            f"{name} is the collector's base URL, to which the OTLP/HTTP exporter appends /v1/traces, /v1/metrics and "
+            f"/v1/logs; got one whose path is {given!r}: leave the signal's path out (or set "
+            "OTEL_EXPORTER_OTLP_<signal>_ENDPOINT, used as it is)",
+        )
+    return f"{trimmed}{path}"
+
+
+_SIGNAL_PATHS = ("/v1/traces", "/v1/metrics", "/v1/logs")
 
 
 def _check_http_url(name: str, value: str) -> None:

@@ -216,6 +216,26 @@ def test_a_grpc_endpoint_with_credentials_is_refused_naming_it_without_the_passw
     assert "PASSW0RD-xyz" not in str(refused.value)
 
 
+@pytest.mark.parametrize(("where", "url"), [
+    ("endpoint", "http://127.0.0.1:1/v1/traces"), ("endpoint", "http://127.0.0.1:1/otlp/v1/metrics/"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1/v1/traces"),
+])
+def test_an_http_base_url_ending_in_a_signals_path_is_refused_naming_it(
+    otel_env: pytest.MonkeyPatch, where: str, url: str,
+) -> None:
+    # Before: accepted; traces were posted to /v1/traces/v1/traces and metrics to /v1/traces/v1/metrics (404).
+    otel_env.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+    if where != "endpoint":
+        otel_env.setenv(where, url)
+    with pytest.raises(ValueError, match=f"^{where} is the collector's base URL, to which the OTLP/HTTP exporter"):
+        so.configure(exporter="otlp", endpoint=url if where == "endpoint" else None, set_global=False)
+
+
+def test_a_signals_own_endpoint_variable_is_still_used_as_it_is(otel_env: pytest.MonkeyPatch) -> None:
+    otel_env.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:1/v1/traces")
+    assert _span_exporter("otlp_http", None, None)._endpoint == "http://127.0.0.1:1/v1/traces"  # type: ignore[union-attr]
+
+
 def _configure_and_run(exporter: InMemorySpanExporter) -> so.Telemetry:
     tel = so.configure(exporter="none", set_global=False, span_exporters=[exporter], shutdown_timeout_s=1.0)
 
