@@ -92,8 +92,7 @@ def _signal_url(name: str, base: str, path: str) -> str:
     if given.endswith(_SIGNAL_PATHS):
         raise ValueError(
             f"{name} is the collector's base URL, to which the OTLP/HTTP exporter appends /v1/traces, /v1/metrics and "
-            f"/v1/logs; got one whose path is {given!r}: leave the signal's path out (or set "
-            "OTEL_EXPORTER_OTLP_<signal>_ENDPOINT, used as it is)",
+            f"/v1/logs; got one whose path is {given!r}: leave the signal's path out",
         )
     return f"{trimmed}{path}"
 

@@ -231,6 +231,16 @@ def test_an_http_base_url_ending_in_a_signals_path_is_refused_naming_it(
         so.configure(exporter="otlp", endpoint=url if where == "endpoint" else None, set_global=False)
 
 
+def test_the_check_command_refuses_such_a_base_url_as_configure_does(capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: "FAIL ... export failed after 3 ms: HTTP 404 from http://.../v1/traces/v1/traces" from a healthy collector
+    from shannon_otel.cli import main
+
+    code = main(["check", "--skip-prometheus", "--otlp-protocol", "http/protobuf", "--otlp-endpoint",
+                 "http://127.0.0.1:1/v1/traces", "--timeout", "1"])
+    assert code == 1
+    assert "not checked: --otlp-endpoint is the collector's base URL" in capsys.readouterr().out
+
+
 def test_a_signals_own_endpoint_variable_is_still_used_as_it_is(otel_env: pytest.MonkeyPatch) -> None:
     otel_env.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:1/v1/traces")
     assert _span_exporter("otlp_http", None, None)._endpoint == "http://127.0.0.1:1/v1/traces"  # type: ignore[union-attr]

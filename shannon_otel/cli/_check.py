@@ -105,9 +105,12 @@ def _exporter(endpoint: str, protocol: str, timeout_s: float, session: Any) -> H
     # configure()'s exporters: they also read a partial success and (HTTP) a redirect, both of which the
     # SDK's count as delivered ("ok" was printed for a backend that kept nothing)
     if protocol == "http":
+        from .._exporters import _signal_url
         from .._otlp_http import HttpSpans
 
-        return HttpSpans(endpoint=f"{endpoint}/v1/traces", timeout=timeout_s, session=session)
+        # as configure() reads a base URL: one ending in /v1/traces is refused, not posted to /v1/traces/v1/traces
+        return HttpSpans(endpoint=_signal_url("--otlp-endpoint", endpoint, "/v1/traces"), timeout=timeout_s,
+                         session=session)
     from .._otlp_grpc import GrpcSpans
 
     return GrpcSpans(endpoint=endpoint, timeout=timeout_s)
