@@ -217,23 +217,25 @@ def test_a_certificate_variable_naming_a_directory_is_refused_naming_it_over_grp
 
 @pytest.mark.parametrize("file", ["a directory", "missing"])
 def test_the_check_command_says_what_the_grpc_exporter_made_of_a_certificate_variable(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str],
     tmp_path: Path, file: str,
 ) -> None:
     # Before: a directory ended `check` in a traceback (IsADirectoryError); a missing file printed the SDK's
     # traceback (logged while the exporter was built, before the capture of the export's records began).
+    # In a process of its own: the SDK's filter drops an exporter error repeating the last one's template.
     path = str(tmp_path if file == "a directory" else tmp_path / "ca.pem")
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", path)
-    with caplog.at_level(logging.WARNING):
-        code = main(["check", "--skip-prometheus", "--otlp-endpoint", "https://127.0.0.1:1", "--timeout", "1"])
-    out = capsys.readouterr()
-    assert code == 1
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}, "PYTHONPATH": str(ROOT),
+           "OTEL_EXPORTER_OTLP_CERTIFICATE": path}
+    out = subprocess.run(
+        [sys.executable, "-m", "shannon_otel", "check", "--skip-prometheus", "--otlp-endpoint", "https://127.0.0.1:1",
+         "--timeout", "1"], capture_output=True, text=True, env=env, check=False, timeout=60)
+    assert out.returncode == 1
     if file == "a directory":
-        assert f"not checked: OTEL_EXPORTER_OTLP_CERTIFICATE={path!r}: the OTLP/gRPC exporter cannot read it" in out.out
+        refused = f"not checked: OTEL_EXPORTER_OTLP_CERTIFICATE={path!r}: the OTLP/gRPC exporter cannot read it"
+        assert refused in out.stdout
+        assert out.stderr == ""
     else:
-        assert out.out.startswith("FAIL OTLP grpc https://127.0.0.1:1: export failed")
-        assert out.err.startswith(f"Failed to read file: {path}.") and len(out.err.splitlines()) == 1, out.err
-    assert not [r for r in caplog.records if r.name.startswith("opentelemetry")], "captured, not logged on"
+        assert out.stdout.startswith("FAIL OTLP grpc https://127.0.0.1:1: export failed")
+        assert out.stderr == f"Failed to read file: {path}. Please check if the file exists and is accessible.\n"
 
 
 # --- sizes ----------------------------------------------------------------------------------------

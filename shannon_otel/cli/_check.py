@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.resources import Resource
@@ -25,6 +26,7 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, TraceFlags
 
+from .._delivery import bounded
 from ._pipe import write_line
 from ._secrets import safe_url, scrub
 
@@ -211,18 +213,31 @@ def safe_text(text: str, url: str) -> str:
     return text.replace(url, safe_url(url)) if url != safe_url(url) else text
 
 
+_GRACE_S = 0.5  # beyond --timeout, for a check that gives up on time to say why itself
+
+
+def _within(check: Callable[[float], tuple[bool, str]], timeout_s: float) -> tuple[bool, str]:
+    """``check(timeout_s)``, waited for ``timeout_s`` (and a little grace) at most. The HTTP clients time each
+    read, not the whole answer: a server answering a byte at a time kept ``check --timeout 2`` for a minute.
+    A check still running is left to its daemon thread."""
+    finished, result = bounded("check", lambda: check(timeout_s), timeout_s + _GRACE_S)
+    if not finished or result is None:
+        return False, f"no complete answer within {timeout_s:g} s (the server answers too slowly, or not at all)"
+    return result
+
+
 def run(args: argparse.Namespace) -> int:
     results: list[bool] = []
     if not args.skip_otlp:
         protocol = args.otlp_protocol or "grpc"
         endpoint = args.otlp_endpoint or DEFAULT_OTLP[protocol]
-        ok, text = check_otlp(endpoint, protocol, args.timeout)
+        ok, text = _within(lambda timeout_s: check_otlp(endpoint, protocol, timeout_s), args.timeout)
         line = f"{'ok  ' if ok else 'FAIL'} OTLP {protocol} {safe_url(endpoint)}: {safe_text(text, endpoint)}"
         write_line(sys.stdout, scrub(line, endpoint))
         results.append(ok)
     if not args.skip_prometheus:
         url = args.prometheus or DEFAULT_PROMETHEUS
-        ok, text = check_prometheus(url, args.timeout)
+        ok, text = _within(lambda timeout_s: check_prometheus(url, timeout_s), args.timeout)
         write_line(sys.stdout, scrub(f"{'ok  ' if ok else 'FAIL'} Prometheus {safe_url(url)}: {safe_text(text, url)}",
                                      url))
         results.append(ok)
