@@ -24,7 +24,7 @@ exit codes:
   0    success
   1    error: `check` found a target unreachable, a port could not be bound, a file or stdout could not be
        written (a full disk, a closed stdout), or an unexpected failure
-  2    usage error: unknown subcommand, bad flag or flag value
+  2    usage error: unknown subcommand, bad flag or flag value, or an OTEL_* variable refused (named)
   3    `demo` finished and printed its full summary, but exporting telemetry failed
   130  interrupted (Ctrl-C); `demo` still prints the summary of what ran
 
