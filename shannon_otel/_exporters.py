@@ -84,17 +84,18 @@ def _endpoint(kind: str, exporter: str, explicit: str | None) -> str | None:
 
 
 def _signal_url(name: str, base: str, path: str) -> str:
-    """The OTLP/HTTP URL of one signal: ``path`` (``/v1/traces``...) appended to ``base``. A base that already
+    """The OTLP/HTTP URL of one signal: ``path`` (``/v1/traces``...) appended to ``base``'s path. A base that already
     ends in a signal's path (the URL the SDK's own exporter takes, pasted here) is a ValueError naming it: traces
     went to ``/v1/traces/v1/traces`` and metrics to ``/v1/traces/v1/metrics``, every export answered 404."""
-    trimmed = base.rstrip("/")
-    given = urllib.parse.urlsplit(trimmed).path
+    parts = urllib.parse.urlsplit(base)
+    given = parts.path.rstrip("/")
     if given.endswith(_SIGNAL_PATHS):
         raise ValueError(
             f"{name} is the collector's base URL, to which the OTLP/HTTP exporter appends /v1/traces, /v1/metrics and "
             f"/v1/logs; got one whose path is {given!r}: leave the signal's path out",
         )
-    return f"{trimmed}{path}"
+    # the path goes before a query (http://gw:4318?tenant=a: it was appended to the query, posting to /)
+    return parts._replace(path=f"{given}{path}").geturl()
 
 
 _SIGNAL_PATHS = ("/v1/traces", "/v1/metrics", "/v1/logs")

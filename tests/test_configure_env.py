@@ -241,6 +241,19 @@ def test_the_check_command_refuses_such_a_base_url_as_configure_does(capsys: pyt
     assert "not checked: --otlp-endpoint is the collector's base URL" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("where", ["argument", "variable"])
+def test_the_signals_path_goes_before_a_query_of_the_base_url(otel_env: pytest.MonkeyPatch, where: str) -> None:
+    # Before: "http://gw:4318/?tenant=a/v1/traces": every signal posted to / (the path pasted into the query).
+    base = "http://127.0.0.1:1/otlp/?tenant=a"
+    if where == "variable":
+        otel_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", base)
+    explicit = base if where == "argument" else None
+    assert _span_exporter("otlp_http", explicit, None)._endpoint == (  # type: ignore[union-attr]
+        "http://127.0.0.1:1/otlp/v1/traces?tenant=a")
+    assert _metric_exporter("otlp_http", explicit, None)._endpoint == (  # type: ignore[union-attr]
+        "http://127.0.0.1:1/otlp/v1/metrics?tenant=a")
+
+
 def test_a_signals_own_endpoint_variable_is_still_used_as_it_is(otel_env: pytest.MonkeyPatch) -> None:
     otel_env.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:1/v1/traces")
     assert _span_exporter("otlp_http", None, None)._endpoint == "http://127.0.0.1:1/v1/traces"  # type: ignore[union-attr]
