@@ -114,7 +114,9 @@ def test_endpoint_variables_keep_the_sdk_meaning(monkeypatch: pytest.MonkeyPatch
     assert _span_exporter("otlp_http", "http://arg:1", None)._endpoint == "http://arg:1/v1/traces"  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("endpoint", ["http://[::1", "http://127.0.0.1:99999", "127.0.0.1:70000"])
+@pytest.mark.parametrize("endpoint", [
+    "http://[::1", "http://127.0.0.1:99999", "127.0.0.1:70000", "http://127.0.0.1:0", "127.0.0.1:0",
+])
 def test_an_endpoint_argument_with_a_bad_host_or_port_is_refused_naming_it(endpoint: str) -> None:
     with pytest.raises(ValueError, match="endpoint must be a URL"):
         configure(exporter="otlp_grpc", endpoint=endpoint, set_global=False)
