@@ -191,8 +191,8 @@ def configure(
     any other reader makes the task metrics fall back to plain SDK calls. Raises ValueError/TypeError
     naming the parameter for an unknown exporter or an out-of-range number.
 
-    Without a ``service.instance.id`` from the user, the environment or the SDK the resource gets a
-    random one, so replicas never share series.
+    Without a ``service.instance.id`` (or with a blank one) from the user, the environment or the SDK
+    the resource gets a random one, so replicas never share series.
 
     The logs signal is set up when ``logs=True`` or, with ``logs=None``, when ``OTEL_LOGS_EXPORTER``
     is set (``otlp``, ``console``; ``none`` or unset: off): a LoggerProvider with a batching
@@ -237,9 +237,10 @@ def configure(
     named = str(resource.attributes.get(SERVICE_NAME, ""))
     if named.startswith("unknown_service") or not named.strip():  # OTEL_SERVICE_NAME="  ": blank is unset
         resource = resource.merge(Resource({SERVICE_NAME: "shannon-otel"}))
-    if SERVICE_INSTANCE_ID not in resource.attributes:
+    if not str(resource.attributes.get(SERVICE_INSTANCE_ID, "")).strip():
         # SDKs before 1.43 set none: replicas of one service would then write the same series
-        # (job/instance alike) and each scrape would flip between their values.
+        # (job/instance alike) and each scrape would flip between their values. A blank one is none
+        # (``service.instance.id=$(POD_NAME)`` with the variable unset gave every replica "").
         resource = resource.merge(Resource({SERVICE_INSTANCE_ID: str(uuid.uuid4())}))
 
     drops = DropCounter()

@@ -69,9 +69,8 @@ def _endpoint(kind: str, exporter: str, explicit: str | None) -> str | None:
     http = exporter == "otlp_http"
     path = f"/v1/{kind.lower()}"
     if explicit is not None:
-        if http:
-            _check_http_url("endpoint", explicit)
-        return f"{explicit.rstrip('/')}{path}" if http else explicit
+        _check_target("endpoint", explicit, http)
+        return _signal_url("endpoint", explicit, path) if http else explicit
     signal_var, base_var = f"OTEL_EXPORTER_OTLP_{kind}_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"
     found = _first_env(signal_var, base_var)
     if found is None:
@@ -80,9 +79,26 @@ def _endpoint(kind: str, exporter: str, explicit: str | None) -> str | None:
         found = (base_var, _DEFAULT_ENDPOINTS[exporter])  # set but blank: the default, not ""
     name, value = found
     check_endpoint(name, value)
-    if http:
-        _check_http_url(name, value)
-    return f"{value.rstrip('/')}{path}" if http and name == base_var else value
+    _check_target(name, value, http)
+    return _signal_url(name, value, path) if http and name == base_var else value
+
+
+def _signal_url(name: str, base: str, path: str) -> str:
+    """The OTLP/HTTP URL of one signal: ``path`` (``/v1/traces``...) appended to ``base``'s path. A base that already
+    ends in a signal's path (the URL the SDK's own exporter takes, pasted here) is a ValueError naming it: traces
+    went to ``/v1/traces/v1/traces`` and metrics to ``/v1/traces/v1/metrics``, every export answered 404."""
+    parts = urllib.parse.urlsplit(base)
+    given = parts.path.rstrip("/")
+    if given.endswith(_SIGNAL_PATHS):
+        raise ValueError(
+            f"{name} is the collector's base URL, to which the OTLP/HTTP exporter appends /v1/traces, /v1/metrics and "
+            f"/v1/logs; got one whose path is {given!r}: leave the signal's path out",
+        )
+    # the path goes before a query (http://gw:4318?tenant=a: it was appended to the query, posting to /)
+    return parts._replace(path=f"{given}{path}").geturl()
+
+
+_SIGNAL_PATHS = ("/v1/traces", "/v1/metrics", "/v1/logs")
 
 
 def _check_http_url(name: str, value: str) -> None:
@@ -93,6 +109,22 @@ def _check_http_url(name: str, value: str) -> None:
         raise ValueError(
             f"{name} must be an http:// or https:// URL for the OTLP/HTTP exporter (protocol http/protobuf), "
             f"such as 'http://127.0.0.1:4318'; got {value!r}",
+        )
+
+
+def _check_target(name: str, value: str, http: bool) -> None:
+    """An endpoint the exporter can reach: a URL for OTLP/HTTP; for OTLP/gRPC, no ``user:password@``, which the
+    gRPC exporter dialled as part of the host: every export failed ("Misformatted domain name") and the SDK's
+    log lines quoted the password at each attempt."""
+    if http:
+        _check_http_url(name, value)
+        return
+    parts = urllib.parse.urlsplit(value)  # check_endpoint has refused what it cannot read
+    if "@" in parts.netloc:
+        bare = parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
+        raise ValueError(
+            f"{name} of the OTLP/gRPC exporter cannot carry credentials (user:password@), which gRPC never sends: "
+            f"give {bare!r} and the credentials as a header (OTEL_EXPORTER_OTLP_HEADERS)",
         )
 
 

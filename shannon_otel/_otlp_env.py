@@ -60,8 +60,9 @@ def warn_odd_variables(kinds: tuple[str, ...]) -> None:
                 path = os.environ.get(name, "").strip()
                 if path:  # the exporters read the signal's variable first
                     if name not in checked and not os.path.isfile(path):
-                        _log.warning("%s=%r: no such file; TLS connections of the OTLP exporter will fail or "
-                                     "not verify as meant", name, path)
+                        _log.warning("%s=%r: %s; TLS connections of the OTLP exporter will fail or not verify as "
+                                     "meant", name, path, "a directory, not a file" if os.path.isdir(path)
+                                     else "no such file")
                     checked.add(name)
                     break
 

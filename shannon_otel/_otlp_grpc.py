@@ -10,6 +10,9 @@ Imported only when an OTLP/gRPC exporter is built.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import grpc  # type: ignore[import-untyped]  # no stubs shipped with grpcio
@@ -24,6 +27,24 @@ from ._otlp_env import compression, header_text_masked
 _COMPRESSION = {
     "gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate, "none": grpc.Compression.NoCompression,
 }
+
+
+@contextmanager
+def _files_named(kind: str) -> Iterator[None]:
+    """While a gRPC exporter is built: it reads the files of the certificate variables then, and the SDK lets
+    every OSError but a missing file out (``OTEL_EXPORTER_OTLP_CERTIFICATE=/etc/ssl/certs``, a directory: an
+    IsADirectoryError out of ``configure()`` naming neither the variable nor the exporter). A ValueError naming
+    the variable instead."""
+    try:
+        yield
+    except OSError as exc:
+        names = [name for what in ("CERTIFICATE", "CLIENT_KEY", "CLIENT_CERTIFICATE")
+                 for name in (f"OTEL_EXPORTER_OTLP_{kind}_{what}", f"OTEL_EXPORTER_OTLP_{what}")
+                 if exc.filename is not None and os.environ.get(name) == exc.filename]
+        if not names:
+            raise
+        raise ValueError(f"{names[0]}={exc.filename!r}: the OTLP/gRPC exporter cannot read it ({exc.strerror}); "
+                         "it must name a PEM file") from exc
 
 
 class _Answers:
@@ -64,7 +85,7 @@ class GrpcSpans(_ReadsAnswers, OTLPSpanExporter):
 
     def __init__(self, endpoint: str | None, timeout: float | None) -> None:
         self.rejections = Rejections("spans")
-        with header_text_masked():
+        with header_text_masked(), _files_named("TRACES"):
             super().__init__(endpoint=endpoint, timeout=timeout, compression=_COMPRESSION[compression("TRACES")])
 
 
@@ -75,7 +96,7 @@ class GrpcMetrics(_ReadsAnswers, OTLPMetricExporter):
 
     def __init__(self, endpoint: str | None, timeout: float | None) -> None:
         self.rejections = Rejections("metric points")
-        with header_text_masked():
+        with header_text_masked(), _files_named("METRICS"):
             super().__init__(endpoint=endpoint, timeout=timeout, compression=_COMPRESSION[compression("METRICS")])
 
 
@@ -86,5 +107,5 @@ class GrpcLogs(_ReadsAnswers, OTLPLogExporter):
 
     def __init__(self, endpoint: str | None, timeout: float | None) -> None:
         self.rejections = Rejections("log records")
-        with header_text_masked():
+        with header_text_masked(), _files_named("LOGS"):
             super().__init__(endpoint=endpoint, timeout=timeout, compression=_COMPRESSION[compression("LOGS")])

@@ -273,10 +273,11 @@ def check_endpoint(name: str, value: object) -> None:
     # gRPC target names the SDK exporter passes to grpc as they are: unix:///run/otel.sock, dns:///host:4317
     target = not url and value.startswith(("unix:", "dns:")) and len(value.split(":", 1)[1].strip("/")) > 0
     well_formed = url or host_port or target
-    if not well_formed or not 0 <= (port or 0) <= 65535:
+    # port 0 is nobody's: the OTLP/HTTP exporter dialled port 80 for it, the gRPC one port 0
+    if not well_formed or (port is not None and not 1 <= port <= 65535):
         raise ValueError(
             f"{name} must be a URL such as 'http://127.0.0.1:4317' (for gRPC also host:port or unix:///path; "
-            f"port in 0-65535), got {value!r}",
+            f"port in 1-65535), got {value!r}",
         )
 
 

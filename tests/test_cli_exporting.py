@@ -88,3 +88,20 @@ def test_close_returns_true_when_the_flush_finishes() -> None:
                 service_name="exporting-test")
     assert run.close(30) is True
     assert run.problems.count == 0
+
+
+def test_the_endpoints_password_is_never_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: "telemetry export to http://alice:PASSW0RD-xyz@127.0.0.1:9 failed: ..." on stderr, and an exporter
+    # message quoting the target (as the gRPC exporter's did, user:password@host:port) there and in the summary.
+    run = setup(endpoint="http://alice:PASSW0RD-xyz@127.0.0.1:9", protocol="http", readers=(), export_timeout_s=1.0,
+                metric_interval_s=60.0, service_name="exporting-test")
+    try:
+        with run.problems:
+            logging.getLogger("opentelemetry.exporter.otlp.proto.http.trace_exporter").warning(
+                "Failed to export to %s: refused", "alice:PASSW0RD-xyz@127.0.0.1:9")
+    finally:
+        run.telemetry.shutdown()
+    err = capsys.readouterr().err
+    assert "telemetry export to http://alice:***@127.0.0.1:9 failed: Failed to export to alice:***@127.0.0.1:9" in err
+    assert run.problems.first is not None and "alice:***@127.0.0.1:9" in run.problems.first
+    assert "PASSW0RD-xyz" not in err + run.problems.first

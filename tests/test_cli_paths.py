@@ -35,3 +35,16 @@ def test_out_paths_with_spaces_and_non_ascii_are_written_as_given(
     assert (where / "shannon-otel-overview.json").is_file()
     assert (where / "r\u00e8gles.yml").read_text(encoding="utf-8").startswith("# Generated")
     assert str(where / "r\u00e8gles.yml") in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["dashboards", "rules"])
+def test_an_out_path_under_a_file_says_the_file_is_not_a_directory(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Before: "cannot write .../notes.txt: File exists", read as a refusal to overwrite it.
+    (tmp_path / "notes.txt").write_text("mine")
+    out = tmp_path / "notes.txt" / "rules.yml" if command == "rules" else tmp_path / "notes.txt"  # dashboards: DIR
+    assert main([command, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"shannon-otel {command}: cannot write {tmp_path / 'notes.txt'}: a file, not a directory\n"
+    assert (tmp_path / "notes.txt").read_text() == "mine"

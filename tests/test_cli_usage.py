@@ -81,6 +81,24 @@ def test_a_task_count_the_demo_cannot_hold_is_refused_naming_the_range(capsys: p
         assert f"argument --tasks: must be in 1..10,000, got {bad}" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("variable", "value"), [
+    ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "-1"), ("OTEL_EXPORTER_OTLP_CERTIFICATE", str(ROOT)),
+])
+def test_a_variable_configure_refuses_is_a_demo_usage_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variable: str, value: str,
+) -> None:
+    # Before: a 30-line traceback out of configure() and exit 1, the variable named only on its last line.
+    from shannon_otel.cli import main
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--waves", "1", "--tasks", "1", "--otlp-endpoint", "https://127.0.0.1:1"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert err.startswith("usage: shannon-otel demo") and f"shannon-otel demo: error: {variable}" in err, err
+    assert "Traceback" not in err
+
+
 def test_ctrl_c_while_check_waits_on_a_silent_endpoint_exits_130_without_a_traceback() -> None:
     """docs/cli.md: 130 is Ctrl-C. `check` against an endpoint that accepts and never answers, interrupted,
     died of the KeyboardInterrupt with its traceback (exit status -SIGINT)."""

@@ -248,3 +248,20 @@ def test_every_configure_has_a_service_instance_id_even_where_the_sdk_sets_none(
     chosen = configure("replica", exporter="none", set_global=False)
     assert chosen.tracer_provider.resource.attributes["service.instance.id"] == "pod-7"
     chosen.shutdown()
+
+
+@pytest.mark.parametrize("given", ["variable", "argument"])
+def test_a_blank_service_instance_id_is_replaced_like_a_missing_one(
+    monkeypatch: pytest.MonkeyPatch, given: str,
+) -> None:
+    # Before: "" was kept (service.instance.id=$(POD_NAME) with the variable unset): every replica wrote one series.
+    monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES", raising=False)
+    if given == "variable":
+        monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.instance.id=")
+    blank = {"service.instance.id": " "} if given == "argument" else None
+    handles = [configure("replica", exporter="none", set_global=False, resource_attributes=blank) for _ in range(2)]
+    ids = [str(h.tracer_provider.resource.attributes["service.instance.id"]) for h in handles]
+    for handle in handles:
+        handle.shutdown()
+    assert all(i.strip() for i in ids)
+    assert ids[0] != ids[1]

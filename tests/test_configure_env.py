@@ -114,7 +114,9 @@ def test_endpoint_variables_keep_the_sdk_meaning(monkeypatch: pytest.MonkeyPatch
     assert _span_exporter("otlp_http", "http://arg:1", None)._endpoint == "http://arg:1/v1/traces"  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("endpoint", ["http://[::1", "http://127.0.0.1:99999", "127.0.0.1:70000"])
+@pytest.mark.parametrize("endpoint", [
+    "http://[::1", "http://127.0.0.1:99999", "127.0.0.1:70000", "http://127.0.0.1:0", "127.0.0.1:0",
+])
 def test_an_endpoint_argument_with_a_bad_host_or_port_is_refused_naming_it(endpoint: str) -> None:
     with pytest.raises(ValueError, match="endpoint must be a URL"):
         configure(exporter="otlp_grpc", endpoint=endpoint, set_global=False)
@@ -199,6 +201,64 @@ def test_a_grpc_target_without_a_scheme_is_still_accepted(otel_env: pytest.Monke
     tel = so.configure(exporter="otlp_http", endpoint="http://localhost:4318/", set_global=False,
                        shutdown_timeout_s=0.5)
     tel.shutdown(timeout_s=0.5)
+
+
+@pytest.mark.parametrize("where", ["endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"])
+def test_a_grpc_endpoint_with_credentials_is_refused_naming_it_without_the_password(
+    otel_env: pytest.MonkeyPatch, where: str,
+) -> None:
+    # Before: accepted; the gRPC exporter dialled "alice:PASSW0RD-xyz@127.0.0.1:1" as a host, every export failed
+    # ("Misformatted domain name") and each of the SDK's warnings quoted the password.
+    url = "https://alice:PASSW0RD-xyz@127.0.0.1:1"
+    if where != "endpoint":
+        otel_env.setenv(where, url)
+    with pytest.raises(ValueError, match=f"^{where} of the OTLP/gRPC exporter cannot carry credentials") as refused:
+        so.configure(exporter="otlp_grpc", endpoint=url if where == "endpoint" else None, set_global=False)
+    assert "give 'https://127.0.0.1:1'" in str(refused.value)
+    assert "PASSW0RD-xyz" not in str(refused.value)
+
+
+@pytest.mark.parametrize(("where", "url"), [
+    ("endpoint", "http://127.0.0.1:1/v1/traces"), ("endpoint", "http://127.0.0.1:1/otlp/v1/metrics/"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1/v1/traces"),
+])
+def test_an_http_base_url_ending_in_a_signals_path_is_refused_naming_it(
+    otel_env: pytest.MonkeyPatch, where: str, url: str,
+) -> None:
+    # Before: accepted; traces were posted to /v1/traces/v1/traces and metrics to /v1/traces/v1/metrics (404).
+    otel_env.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+    if where != "endpoint":
+        otel_env.setenv(where, url)
+    with pytest.raises(ValueError, match=f"^{where} is the collector's base URL, to which the OTLP/HTTP exporter"):
+        so.configure(exporter="otlp", endpoint=url if where == "endpoint" else None, set_global=False)
+
+
+def test_the_check_command_refuses_such_a_base_url_as_configure_does(capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: "FAIL ... export failed after 3 ms: HTTP 404 from http://.../v1/traces/v1/traces" from a healthy collector
+    from shannon_otel.cli import main
+
+    code = main(["check", "--skip-prometheus", "--otlp-protocol", "http/protobuf", "--otlp-endpoint",
+                 "http://127.0.0.1:1/v1/traces", "--timeout", "1"])
+    assert code == 1
+    assert "not checked: --otlp-endpoint is the collector's base URL" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("where", ["argument", "variable"])
+def test_the_signals_path_goes_before_a_query_of_the_base_url(otel_env: pytest.MonkeyPatch, where: str) -> None:
+    # Before: "http://gw:4318/?tenant=a/v1/traces": every signal posted to / (the path pasted into the query).
+    base = "http://127.0.0.1:1/otlp/?tenant=a"
+    if where == "variable":
+        otel_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", base)
+    explicit = base if where == "argument" else None
+    assert _span_exporter("otlp_http", explicit, None)._endpoint == (  # type: ignore[union-attr]
+        "http://127.0.0.1:1/otlp/v1/traces?tenant=a")
+    assert _metric_exporter("otlp_http", explicit, None)._endpoint == (  # type: ignore[union-attr]
+        "http://127.0.0.1:1/otlp/v1/metrics?tenant=a")
+
+
+def test_a_signals_own_endpoint_variable_is_still_used_as_it_is(otel_env: pytest.MonkeyPatch) -> None:
+    otel_env.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:1/v1/traces")
+    assert _span_exporter("otlp_http", None, None)._endpoint == "http://127.0.0.1:1/v1/traces"  # type: ignore[union-attr]
 
 
 def _configure_and_run(exporter: InMemorySpanExporter) -> so.Telemetry:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -199,6 +200,42 @@ def test_a_certificate_variable_naming_a_missing_file_is_warned_about(
     named = [w for w in _warnings(caplog) if "CERTIFICATE" in w]
     assert len(named) == 1  # once, though traces and metrics both read it
     assert named[0].startswith(f"OTEL_EXPORTER_OTLP_CERTIFICATE={missing!r}: no such file")
+
+
+@pytest.mark.parametrize("variable", ["OTEL_EXPORTER_OTLP_CERTIFICATE", "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE"])
+def test_a_certificate_variable_naming_a_directory_is_refused_naming_it_over_grpc(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path, variable: str,
+) -> None:
+    # Before: IsADirectoryError out of configure() (the SDK's gRPC exporter reads the file when built and
+    # catches a missing file only), naming neither the variable nor the exporter; the warning said "no such file".
+    monkeypatch.setenv(variable, str(tmp_path))
+    named = re.escape(f"{variable}={str(tmp_path)!r}: the OTLP/gRPC exporter cannot read it")
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"), pytest.raises(ValueError, match=f"^{named}"):
+        configure(exporter="otlp_grpc", endpoint="https://127.0.0.1:1", set_global=False, shutdown_timeout_s=0.5)
+    assert [w for w in _warnings(caplog) if w.startswith(f"{variable}={str(tmp_path)!r}: a directory, not a file")]
+
+
+@pytest.mark.parametrize("file", ["a directory", "missing"])
+def test_the_check_command_says_what_the_grpc_exporter_made_of_a_certificate_variable(
+    tmp_path: Path, file: str,
+) -> None:
+    # Before: a directory ended `check` in a traceback (IsADirectoryError); a missing file printed the SDK's
+    # traceback (logged while the exporter was built, before the capture of the export's records began).
+    # In a process of its own: the SDK's filter drops an exporter error repeating the last one's template.
+    path = str(tmp_path if file == "a directory" else tmp_path / "ca.pem")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}, "PYTHONPATH": str(ROOT),
+           "OTEL_EXPORTER_OTLP_CERTIFICATE": path}
+    out = subprocess.run(
+        [sys.executable, "-m", "shannon_otel", "check", "--skip-prometheus", "--otlp-endpoint", "https://127.0.0.1:1",
+         "--timeout", "1"], capture_output=True, text=True, env=env, check=False, timeout=60)
+    assert out.returncode == 1
+    if file == "a directory":
+        refused = f"not checked: OTEL_EXPORTER_OTLP_CERTIFICATE={path!r}: the OTLP/gRPC exporter cannot read it"
+        assert refused in out.stdout
+        assert out.stderr == ""
+    else:
+        assert out.stdout.startswith("FAIL OTLP grpc https://127.0.0.1:1: export failed")
+        assert out.stderr == f"Failed to read file: {path}. Please check if the file exists and is accessible.\n"
 
 
 # --- sizes ----------------------------------------------------------------------------------------

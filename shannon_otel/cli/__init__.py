@@ -24,7 +24,7 @@ exit codes:
   0    success
   1    error: `check` found a target unreachable, a port could not be bound, a file or stdout could not be
        written (a full disk, a closed stdout), or an unexpected failure
-  2    usage error: unknown subcommand, bad flag or flag value
+  2    usage error: unknown subcommand, bad flag or flag value, or an OTEL_* variable refused (named)
   3    `demo` finished and printed its full summary, but exporting telemetry failed
   130  interrupted (Ctrl-C); `demo` still prints the summary of what ran
 
@@ -135,7 +135,7 @@ def endpoint_url(text: str, example: str = "http://127.0.0.1:4317") -> str:
         port = parts.port
     except ValueError:  # that, or a port that is not a number, or out of 0..65535
         parts, port = urlsplit(""), None
-    if parts.scheme not in ("http", "https") or not parts.hostname or (bare and port is None):
+    if parts.scheme not in ("http", "https") or not parts.hostname or (bare and port is None) or port == 0:
         raise argparse.ArgumentTypeError(
             f"expected a URL like {example} (scheme http or https, a host, an optional port; "
             f"without a scheme, host:port), got {text!r}"

@@ -7,6 +7,7 @@ gets exactly the files the repository ships, without cloning it.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from pathlib import Path
@@ -47,7 +48,10 @@ def _dashboards(args: argparse.Namespace) -> int:
 
 
 def _write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:  # a file where a directory must be: "File exists" read as "will not overwrite"
+        raise NotADirectoryError(errno.ENOTDIR, "a file, not a directory", exc.filename) from exc
     try:
         path.write_text(text, encoding="utf-8")
     except OSError as exc:  # a full disk fails in write(), whose error names no file: name it

@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.resources import Resource
@@ -25,6 +26,7 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, TraceFlags
 
+from .._delivery import bounded
 from ._pipe import write_line
 from ._secrets import safe_url, scrub
 
@@ -43,13 +45,20 @@ class _Captured(logging.Handler):
         super().__init__(logging.WARNING)
         self.records: list[logging.LogRecord] = []
 
+        self.built = 0  # the records logged while the exporter was built, before its export
+
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
 
     def reason(self) -> str | None:
-        """The first error the exporter logged, else its first warning: later lines only say it gave up."""
-        first = sorted(self.records, key=lambda r: r.levelno < logging.ERROR)
+        """The first error the export logged, else its first warning: later lines only say it gave up."""
+        first = sorted(self.records[self.built:], key=lambda r: r.levelno < logging.ERROR)
         return first[0].getMessage().splitlines()[0] if first else None
+
+    def building(self) -> list[str]:
+        """What building the exporter logged (a malformed header variable, a certificate file it could not
+        read), one line each: the gRPC exporter logs a missing file with its traceback."""
+        return [record.getMessage().splitlines()[0] for record in self.records[:self.built]]
 
 
 def _root_cause(exc: BaseException) -> BaseException:
@@ -98,9 +107,12 @@ def _exporter(endpoint: str, protocol: str, timeout_s: float, session: Any) -> H
     # configure()'s exporters: they also read a partial success and (HTTP) a redirect, both of which the
     # SDK's count as delivered ("ok" was printed for a backend that kept nothing)
     if protocol == "http":
+        from .._exporters import _signal_url
         from .._otlp_http import HttpSpans
 
-        return HttpSpans(endpoint=f"{endpoint}/v1/traces", timeout=timeout_s, session=session)
+        # as configure() reads a base URL: one ending in /v1/traces is refused, not posted to /v1/traces/v1/traces
+        return HttpSpans(endpoint=_signal_url("--otlp-endpoint", endpoint, "/v1/traces"), timeout=timeout_s,
+                         session=session)
     from .._otlp_grpc import GrpcSpans
 
     return GrpcSpans(endpoint=endpoint, timeout=timeout_s)
@@ -127,7 +139,6 @@ def check_otlp(endpoint: str, protocol: str, timeout_s: float) -> tuple[bool, st
     """
     span = _test_span()
     session = _recording_session() if protocol == "http" else None
-    exporter = _exporter(endpoint, protocol, timeout_s, session)
     loggers = [logging.getLogger("opentelemetry"), logging.getLogger("shannon_otel.export")]
     captured, propagate = _Captured(), [logger.propagate for logger in loggers]
     for logger in loggers:
@@ -135,12 +146,23 @@ def check_otlp(endpoint: str, protocol: str, timeout_s: float) -> tuple[bool, st
         logger.propagate = False
     started = time.monotonic()
     try:
-        result = exporter.export([span])
+        # built while its records are captured: the gRPC exporter logs a traceback for a missing certificate file
+        try:
+            exporter = _exporter(endpoint, protocol, timeout_s, session)
+        except ValueError as exc:  # a variable the exporter cannot use (a certificate directory), named
+            return False, f"not checked: {exc}"
+        finally:
+            captured.built = len(captured.records)
+        try:
+            result = exporter.export([span])
+        finally:
+            exporter.shutdown()
     finally:
-        exporter.shutdown()
         for logger, was in zip(loggers, propagate, strict=True):
             logger.removeHandler(captured)
             logger.propagate = was
+        for line in captured.building():
+            print(scrub(line), file=sys.stderr)
     took = (time.monotonic() - started) * 1000
     rejected, undelivered = exporter.rejections.take()
     if rejected or undelivered:  # the exporter's warning says which (a partial success, a redirect)
@@ -191,18 +213,32 @@ def safe_text(text: str, url: str) -> str:
     return text.replace(url, safe_url(url)) if url != safe_url(url) else text
 
 
+_GRACE_S = 0.5  # beyond --timeout, for a check that gives up on time to say why itself
+
+
+def _within(check: Callable[[float], tuple[bool, str]], timeout_s: float) -> tuple[bool, str]:
+    """``check(timeout_s)``, waited for ``timeout_s`` (and a little grace) at most. The HTTP clients time each
+    read, not the whole answer: a server answering a byte at a time kept ``check --timeout 2`` for a minute.
+    A check still running is left to its daemon thread."""
+    finished, result = bounded("check", lambda: check(timeout_s), timeout_s + _GRACE_S)
+    if not finished or result is None:
+        return False, f"no complete answer within {timeout_s:g} s (the server answers too slowly, or not at all)"
+    return result
+
+
 def run(args: argparse.Namespace) -> int:
     results: list[bool] = []
     if not args.skip_otlp:
         protocol = args.otlp_protocol or "grpc"
         endpoint = args.otlp_endpoint or DEFAULT_OTLP[protocol]
-        ok, text = check_otlp(endpoint, protocol, args.timeout)
+        ok, text = _within(lambda timeout_s: check_otlp(endpoint, protocol, timeout_s), args.timeout)
         line = f"{'ok  ' if ok else 'FAIL'} OTLP {protocol} {safe_url(endpoint)}: {safe_text(text, endpoint)}"
-        write_line(sys.stdout, scrub(line))
+        write_line(sys.stdout, scrub(line, endpoint))
         results.append(ok)
     if not args.skip_prometheus:
         url = args.prometheus or DEFAULT_PROMETHEUS
-        ok, text = check_prometheus(url, args.timeout)
-        write_line(sys.stdout, scrub(f"{'ok  ' if ok else 'FAIL'} Prometheus {safe_url(url)}: {safe_text(text, url)}"))
+        ok, text = _within(lambda timeout_s: check_prometheus(url, timeout_s), args.timeout)
+        write_line(sys.stdout, scrub(f"{'ok  ' if ok else 'FAIL'} Prometheus {safe_url(url)}: {safe_text(text, url)}",
+                                     url))
         results.append(ok)
     return 0 if all(results) else 1

@@ -21,7 +21,7 @@ from ..reporting._recorder import RunRecorder
 from ._display import PlainDisplay, make_display
 from ._exporting import Exporting, setup
 from ._prometheus import MetricsServer, PrometheusReader
-from ._secrets import safe_url
+from ._secrets import safe_url, scrub
 from ._summary import Out, advice_section, anomalies_section, resilience_section, waterfall_section, waves_section
 from ._verbose import log_lines
 from ._waterfall import waterfall
@@ -104,11 +104,17 @@ def _run(args: argparse.Namespace) -> int:
             print(f"shannon-otel demo: cannot serve metrics on 127.0.0.1:{args.prometheus_port}: {exc.strerror or exc}",
                   file=sys.stderr)
             return EXIT_ERROR
-    exporting = setup(
-        endpoint=args.otlp_endpoint, protocol=args.otlp_protocol, readers=readers,
-        export_timeout_s=args.export_timeout, metric_interval_s=args.metric_interval,
-        service_name=args.service_name,
-    )
+    try:
+        exporting = setup(
+            endpoint=args.otlp_endpoint, protocol=args.otlp_protocol, readers=readers,
+            export_timeout_s=args.export_timeout, metric_interval_s=args.metric_interval,
+            service_name=args.service_name,
+        )
+    except ValueError as exc:  # configure() (or the SDK) refusing an OTEL_* variable, naming it: was a traceback
+        if server is not None:
+            server.close()
+        parser: argparse.ArgumentParser = args.subparser
+        parser.error(scrub(str(exc), args.otlp_endpoint or ""))
     console = _console(args.plain)
     out = Out(console)
     if server is not None:

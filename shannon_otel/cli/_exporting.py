@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 
 from .._config import Telemetry, configure
 from .._metrics_bridge import BridgedInMemoryReader
+from ._secrets import safe_url, scrub
 
 _MAX_TRACES = 64
 
@@ -120,6 +121,7 @@ class ExportProblems(logging.Handler):
     def __init__(self, target: str | None) -> None:
         super().__init__(logging.WARNING)
         self.target = target
+        self._shown = safe_url(target) if target is not None else "the in-process SDK"  # never its password
         self.count = 0
         self.first: str | None = None
         self.metrics_refused = 0
@@ -131,11 +133,13 @@ class ExportProblems(logging.Handler):
             message = _short(record.getMessage().splitlines()[0])
         except Exception:  # a malformed record must not break the exporter thread
             message = str(record.msg)
+        # the gRPC exporter quotes its target, the endpoint's password included ("user:password@host:port")
+        message = scrub(message, self.target) if self.target is not None else message
         if _REFUSED_METRICS.search(message):
             self.metrics_refused += 1
             if self.metrics_refused == 1:
                 print(
-                    f"shannon-otel: {self.target} does not accept OTLP metrics ({message}); traces are still "
+                    f"shannon-otel: {self._shown} does not accept OTLP metrics ({message}); traces are still "
                     "exported. Jaeger takes traces only: point --otlp-endpoint at the OpenTelemetry Collector "
                     "for metrics.", file=sys.stderr, flush=True,
                 )
@@ -144,7 +148,7 @@ class ExportProblems(logging.Handler):
         if self.first is None:
             self.first = message
             print(
-                f"shannon-otel: telemetry export to {self.target or 'the in-process SDK'} failed: {message}\n"
+                f"shannon-otel: telemetry export to {self._shown} failed: {message}\n"
                 "shannon-otel: the demo goes on; further export errors are counted in the summary.",
                 file=sys.stderr, flush=True,
             )

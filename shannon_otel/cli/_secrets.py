@@ -17,9 +17,16 @@ HEADER_VARIABLES = tuple(
 MASK = "***"
 
 
-def _secrets() -> list[str]:
-    """Every header value (raw and URL-decoded) and URL password the environment holds."""
+def _secrets(urls: tuple[str, ...] = ()) -> list[str]:
+    """Every header value the environment holds and the password of each of ``urls`` (raw and URL-decoded)."""
     found: list[str] = []
+    for url in urls:
+        try:
+            password = urllib.parse.urlsplit(url).password
+        except ValueError:
+            password = None
+        if password:
+            found.extend({password, urllib.parse.unquote(password)})
     for name in HEADER_VARIABLES:
         for pair in os.environ.get(name, "").split(","):
             _, sep, value = pair.partition("=")
@@ -42,9 +49,11 @@ def safe_url(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, MASK if parts.query else "", ""))
 
 
-def scrub(text: str) -> str:
-    """``text`` with every OTLP header value from the environment replaced by ``***``."""
-    for secret in _secrets():
+def scrub(text: str, *urls: str) -> str:
+    """``text`` with every OTLP header value from the environment, and the password of each of ``urls``,
+    replaced by ``***``. An exporter's error may quote the endpoint's password where no URL shows: the
+    gRPC exporter names its target ``user:password@host:port``, scheme dropped."""
+    for secret in _secrets(urls):
         text = text.replace(secret, MASK)
     return text
 
