@@ -252,6 +252,9 @@ def awaitable_from(name: str, made: object) -> Any:
 
 
 _ENDPOINT_HOST_PORT = re.compile(r"^[A-Za-z0-9._\-]+:\d{1,5}$|^\[[0-9A-Fa-f:]+\]:\d{1,5}$")
+# the password of a URL's userinfo, with or without a scheme (the gRPC exporter takes user:password@host:port)
+_USERINFO_PASSWORD = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.\-]*://)?[^/@:]*):[^/@]*@")
+_MASKED = r"\1:***@"
 
 
 def check_endpoint(name: str, value: object) -> None:
@@ -277,7 +280,7 @@ def check_endpoint(name: str, value: object) -> None:
     if not well_formed or (port is not None and not 1 <= port <= 65535):
         raise ValueError(
             f"{name} must be a URL such as 'http://127.0.0.1:4317' (for gRPC also host:port or unix:///path; "
-            f"port in 1-65535), got {value!r}",
+            f"port in 1-65535), got {_USERINFO_PASSWORD.sub(_MASKED, value)!r}",
         )
 
 

@@ -268,3 +268,18 @@ def test_redact_applies_to_the_log_records_configure_exports(monkeypatch: pytest
     attributes = dict(hook_failure[0].attributes or {})
     assert attributes["exception.type"] == "RuntimeError" and "wave_started" in str(attributes["exception.stacktrace"])
     assert str(retried[0].body).endswith(": ConnectionError")  # the type stays, the message is gone
+
+
+@pytest.mark.parametrize("endpoint", ["http://user:s3cr3t@collector:99999", "user:s3cr3t@collector:0",
+                                      "https://user:s3cr3t@collector:70000/v1", "ftp://user:s3cr3t@collector"])
+def test_a_refused_endpoint_is_quoted_without_its_password(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # configure() refused a malformed endpoint quoting it whole: the password in its userinfo went to the
+    # traceback, the terminal and any log collecting it
+    with pytest.raises(ValueError, match=r"endpoint must be a URL") as refused:
+        so.configure(endpoint=endpoint)
+    assert "s3cr3t" not in str(refused.value)
+    assert "user:***@collector" in str(refused.value)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)  # the variable is checked alike
+    with pytest.raises(ValueError, match=r"OTEL_EXPORTER_OTLP_ENDPOINT") as refused:
+        so.configure()
+    assert "s3cr3t" not in str(refused.value)
