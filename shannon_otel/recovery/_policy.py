@@ -63,7 +63,9 @@ class Policy:
     if TYPE_CHECKING:
         _hooks: tuple[Hook, ...]
         _started: CallStarted
-        clock: Clock
+
+        @property
+        def clock(self) -> Clock: ...  # read-only: a frozen field, or a property
 
     def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> Awaitable[T]:
         raise NotImplementedError
