@@ -92,3 +92,21 @@ def test_decorated_and_called_policies_keep_the_functions_signature(tmp_path: Pa
             await Retry().call(op, "x")  # type: ignore[arg-type]
     """)
     assert "Success: no issues found" in out, out
+
+
+def test_hooks_none_is_accepted_by_the_hints_of_every_entry_point_that_accepts_it_at_run_time(tmp_path: Path) -> None:
+    """`Wave("w", hooks=None)` ran (no extra hooks, as for every policy) but `mypy --strict` refused it: the
+    Wave's hint alone said `Iterable[Hook]`."""
+    source = """
+        from shannon_otel import BreakerRegistry, CircuitBreaker, Pipeline, Retry, Saga, Timeout, Wave
+
+        entry_points = [
+            Wave("w", hooks=None), Retry(hooks=None), Timeout(1.0, hooks=None), CircuitBreaker("b", hooks=None),
+            Pipeline(Retry(), hooks=None), Saga("s", hooks=None), BreakerRegistry(hooks=None),
+        ]
+    """
+    namespace: dict[str, object] = {}
+    exec(textwrap.dedent(source), namespace)  # the run time accepts each
+    assert len(namespace["entry_points"]) == 7  # type: ignore[arg-type]
+    out = mypy_strict(tmp_path, source)
+    assert "Success: no issues found" in out, out

@@ -148,7 +148,7 @@ class Wave(Generic[T]):
     pools: Iterable[ResourcePool] = ()
     on_progress: Callable[[Progress], None] | None = None
     progress_interval: float = 0.25
-    hooks: Iterable[Hook] = ()
+    hooks: Iterable[Hook] | None = ()
     tracer_provider: TracerProvider | None = None
     meter_provider: MeterProvider | None = None
     instrument: bool = True
