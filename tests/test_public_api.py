@@ -177,3 +177,35 @@ def test_what_a_policy_pool_or_detector_was_built_with_cannot_be_reassigned() ->
     (span,) = otel.spans("payments")
     assert span.attributes is not None and span.attributes["shannon.breaker.name"] == "payments"
     assert breaker.config is config and pipeline.name is None and (pool.limit, pool.in_use) == (2, 0)
+
+
+async def _double(error: Exception) -> int:
+    return 2
+
+
+def test_waves_policies_and_sagas_pickle_and_copy_as_their_arguments_rebuilt() -> None:
+    """pickle.dumps(Retry()) and copy.deepcopy(Wave("w")) raised "cannot pickle '_thread.lock' object",
+    naming nothing: the OTel hook each had resolved holds locks. Shipping a policy to another process,
+    or deep-copying a settings object holding one, failed."""
+    import asyncio
+    import copy
+    import pickle
+
+    built = [
+        shannon_otel.Retry(attempts=2, initial=0), shannon_otel.Timeout(1.5, name="t"), shannon_otel.Hedge(0.2),
+        shannon_otel.Fallback(_double), shannon_otel.Degrade(default=1), shannon_otel.Saga("s"),
+        shannon_otel.Wave("w", max_concurrency=3, policy=shannon_otel.Retry()),
+    ]
+    for obj in built:
+        for again in (pickle.loads(pickle.dumps(obj)), copy.deepcopy(obj), copy.copy(obj)):
+            assert type(again) is type(obj) and again == obj and again is not obj, obj
+    retry = pickle.loads(pickle.dumps(built[0]))
+    calls: list[int] = []
+
+    async def flaky() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError
+        return "ok"
+
+    assert asyncio.run(retry.call(flaky)) == "ok" and len(calls) == 2

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 
 from .. import _clock
 from .._events import Hook, TaskResult, WaveObserver, WaveStarted
-from .._hooks import check_hooks, in_scope, resolve_hooks
+from .._hooks import check_hooks, in_scope, rebuilt, resolve_hooks
 from .._isolation import Unentered, enter, hook_failed, leave, refused
 from .._otel._providers import drops_for
 from .._telemetry import Outcome
@@ -159,6 +159,9 @@ class Wave(Generic[T]):
     resolved_hooks: tuple[Hook, ...] = field(init=False, repr=False, compare=False)
     # What each task calls: ``policy``, or that same object reporting to this wave's providers
     task_policy: TaskPolicy | None = field(init=False, repr=False, compare=False)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled and copied from its arguments (see rebuilt)
+        return rebuilt(self)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
