@@ -110,3 +110,17 @@ def test_hooks_none_is_accepted_by_the_hints_of_every_entry_point_that_accepts_i
     assert len(namespace["entry_points"]) == 7  # type: ignore[arg-type]
     out = mypy_strict(tmp_path, source)
     assert "Success: no issues found" in out, out
+
+
+def test_configure_accepts_in_its_hints_the_comma_separated_exporters_it_runs(tmp_path: Path) -> None:
+    """`configure(exporter="otlp_http,console")` ran with both exporters (its TypeError says "comma-separated"),
+    but `mypy --strict` refused it: the hint was the Literal of single names."""
+    source = """
+        from shannon_otel import configure
+
+        telemetry = configure("svc", exporter="console,none", set_global=False, shutdown_timeout_s=0.5)
+        telemetry.shutdown()
+    """
+    exec(textwrap.dedent(source), {})  # the run time accepts it
+    out = mypy_strict(tmp_path, source)
+    assert "Success: no issues found" in out, out
