@@ -103,8 +103,8 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
         host="127.0.0.1", silence_logs=40,
     ) as cluster, Client(cluster, asynchronous=True) as client:
         backend = DaskBackend(client)
-        plain_wave: Wave[int] = Wave("bench-no-sdk", max_concurrency=None, instrument=False)
-        traced_wave: Wave[int] = Wave("bench-traced", max_concurrency=None, tracer_provider=tracer_provider,
+        plain_wave = Wave("bench-no-sdk", max_concurrency=None, instrument=False)
+        traced_wave = Wave("bench-traced", max_concurrency=None, tracer_provider=tracer_provider,
                            meter_provider=meter_provider)
 
         async def plain(n: int = n) -> list[int]:

@@ -144,7 +144,7 @@ def _check_arguments(
 def configure(
     service_name: str | None = None,
     *,
-    exporter: ExporterName | None = None,
+    exporter: ExporterName | str | None = None,  # or several, comma-separated: "otlp,console"
     endpoint: str | None = None,
     resource_attributes: Mapping[str, str] | None = None,
     metric_interval_s: float | None = None,

@@ -4,7 +4,8 @@ default logging hook), then the user's."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, TypeVar
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._validate import check_iterable, is_async
 
@@ -127,3 +128,19 @@ def _for_scope(hook: Hook, resolved: tuple[Hook, ...]) -> Hook:
         ), resolved)
         return hook
     return scoped
+
+
+def rebuilt(obj: Any) -> tuple[Any, ...]:
+    """``__reduce__`` of an immutable dataclass that resolves hooks (a wave, a policy, a saga): rebuilt from its
+    arguments, so a pickle or a copy resolves its hooks again where it is made.
+
+    The resolved OTel hook holds locks: pickling or deep-copying one raised "cannot pickle '_thread.lock'
+    object", naming neither the object nor why. What the arguments themselves cannot give (a provider, a
+    lambda) is still refused by pickle. State a policy keeps (``Degrade``'s last good results)
+    starts empty in the copy.
+    """
+    return (_build, (type(obj), {f.name: getattr(obj, f.name) for f in fields(obj) if f.init}))
+
+
+def _build(cls: type[T], arguments: dict[str, Any]) -> T:
+    return cls(**arguments)

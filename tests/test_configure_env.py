@@ -69,7 +69,7 @@ def test_a_malformed_otlp_timeout_variable_is_ignored_with_a_warning(
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", value)
     with caplog.at_level(logging.WARNING, "shannon_otel"):
         # the gRPC exporter raised a bare "could not convert string to float" for "abc"
-        configure(exporter=exporter, set_global=False).shutdown(1.0)  # type: ignore[arg-type]
+        configure(exporter=exporter, set_global=False).shutdown(1.0)
     assert f"OTEL_EXPORTER_OTLP_TIMEOUT={value!r} is not a number of seconds" in caplog.text
     kind, prefix = ("grpc", "Grpc") if exporter == "otlp_grpc" else ("http", "Http")
     # configure()'s OTLP exporters (the SDK's, reading partial successes) are built from these

@@ -121,7 +121,7 @@ def test_an_unknown_exporter_in_a_variable_is_refused_naming_the_variable(
 
 def test_an_unknown_exporter_argument_is_still_refused_naming_the_argument() -> None:
     with pytest.raises(ValueError, match=r"^exporter must be one of"):
-        configure(exporter="zipkin", set_global=False)  # type: ignore[arg-type]
+        configure(exporter="zipkin", set_global=False)
 
 
 def test_an_exporter_variable_of_none_in_any_case_is_none_as_in_the_sdk(monkeypatch: pytest.MonkeyPatch) -> None:

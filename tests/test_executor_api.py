@@ -263,8 +263,8 @@ def test_a_sync_function_given_to_map_or_run_fails_its_tasks_with_an_error_namin
         return 2 * x
 
     wave: Wave[int] = Wave("sync-by-mistake", instrument=False)
-    mapped = run_virtual(wave.map(double, [1, 10**5000]))  # type: ignore[arg-type]
-    ran = run_virtual(wave.run([lambda: "done"]))  # type: ignore[list-item,return-value]
+    mapped = run_virtual(wave.map(double, [1, 10**5000]))  # type: ignore[arg-type,var-annotated]
+    ran = run_virtual(wave.run([lambda: "done"]))  # type: ignore[arg-type,var-annotated]
     errors = [r.error for r in (*mapped.results, *ran.results)]
     assert all(type(e) is TypeError for e in errors)
     assert [str(e) for e in errors] == [

@@ -567,7 +567,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
 ], indirect=True)
 def test_a_broken_transport_never_loses_a_result_and_every_span_is_counted(backend: tuple[str, str]) -> None:
     exporter, endpoint = backend
-    handle = configure("round5-transport", exporter=exporter, endpoint=endpoint,  # type: ignore[arg-type]
+    handle = configure("round5-transport", exporter=exporter, endpoint=endpoint,
                        set_global=False, shutdown_timeout_s=0.5, export_timeout_s=30.0, metric_interval_s=3600.0)
     assert _run_wave(handle) == [i * 2 for i in range(N_TASKS)]
     _shutdown(handle)  # given up within the budget (or failed at once): either way every span is counted

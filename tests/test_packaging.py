@@ -170,6 +170,9 @@ _VIA = {
     # _otlp_grpc.py (status codes of a gRPC answer): grpcio, which opentelemetry-exporter-otlp requires through
     # its -proto-grpc exporter
     "grpc": "opentelemetry-exporter-otlp",
+    # executor/_wave.py, under TYPE_CHECKING only (a TypeVar default for Python 3.11/3.12): never imported at run
+    # time; opentelemetry-api requires it
+    "typing_extensions": "opentelemetry-api",
 }
 
 

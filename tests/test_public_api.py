@@ -142,3 +142,70 @@ def test_the_wave_offers_map_and_names_its_per_task_timeout_apart() -> None:
     assert "task_timeout" in fields
     assert callable(shannon_otel.Wave.map)
     assert callable(shannon_otel.Wave.stream_map)
+
+
+def test_what_a_policy_pool_or_detector_was_built_with_cannot_be_reassigned() -> None:
+    """`pipeline.name = "checkout"` or `breaker.name = ...` was accepted and half applied: repr and
+    `shannon.breaker.name` showed the new name while the operation span, the state gauge and the Timeout
+    messages kept the old one; a new pool limit showed a wrong `in_use` and held only in a later event loop."""
+    import asyncio
+
+    import pytest
+
+    from shannon_otel.testing import InMemoryTelemetry
+
+    otel = InMemoryTelemetry()
+    breaker = shannon_otel.CircuitBreaker("payments", **otel.providers)
+    config = breaker.config
+    pipeline = shannon_otel.Pipeline(shannon_otel.Retry(), shannon_otel.Timeout(1.0))
+    pool = shannon_otel.ResourcePool("db", 2)
+    detector = shannon_otel.AnomalyDetector()
+    for obj, attr, value in [
+        (breaker, "name", "renamed"), (breaker, "config", shannon_otel.BreakerConfig(failure_threshold=1)),
+        (breaker, "clock", lambda: 0.0), (pipeline, "name", "checkout"), (pipeline, "clock", lambda: 0.0),
+        (pool, "name", "other"), (pool, "limit", 5), (detector, "config", shannon_otel.DetectorConfig(window=5)),
+    ]:
+        before = getattr(obj, attr)
+        with pytest.raises(AttributeError):
+            setattr(obj, attr, value)
+        assert getattr(obj, attr) is before, (type(obj).__name__, attr)
+
+    async def ok() -> int:
+        return 1
+
+    assert asyncio.run(breaker.call(ok)) == 1
+    (span,) = otel.spans("payments")
+    assert span.attributes is not None and span.attributes["shannon.breaker.name"] == "payments"
+    assert breaker.config is config and pipeline.name is None and (pool.limit, pool.in_use) == (2, 0)
+
+
+async def _double(error: Exception) -> int:
+    return 2
+
+
+def test_waves_policies_and_sagas_pickle_and_copy_as_their_arguments_rebuilt() -> None:
+    """pickle.dumps(Retry()) and copy.deepcopy(Wave("w")) raised "cannot pickle '_thread.lock' object",
+    naming nothing: the OTel hook each had resolved holds locks. Shipping a policy to another process,
+    or deep-copying a settings object holding one, failed."""
+    import asyncio
+    import copy
+    import pickle
+
+    built = [
+        shannon_otel.Retry(attempts=2, initial=0), shannon_otel.Timeout(1.5, name="t"), shannon_otel.Hedge(0.2),
+        shannon_otel.Fallback(_double), shannon_otel.Degrade(default=1), shannon_otel.Saga("s"),
+        shannon_otel.Wave("w", max_concurrency=3, policy=shannon_otel.Retry()),
+    ]
+    for obj in built:
+        for again in (pickle.loads(pickle.dumps(obj)), copy.deepcopy(obj), copy.copy(obj)):
+            assert type(again) is type(obj) and again == obj and again is not obj, obj
+    retry = pickle.loads(pickle.dumps(built[0]))
+    calls: list[int] = []
+
+    async def flaky() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError
+        return "ok"
+
+    assert asyncio.run(retry.call(flaky)) == "ok" and len(calls) == 2

@@ -42,7 +42,7 @@ def test_futures_a_fail_fast_wave_never_awaited_are_cancelled_not_left_running()
             asyncio.ensure_future(tracked(3, 2, fail=True)),
         ]
         wave: Wave[int] = Wave("ff-futures", max_concurrency=1, fail_fast=True, instrument=False)
-        result = await wave.run(futures)  # type: ignore[arg-type]  # untyped, accepted at run time
+        result = await wave.run(futures)  # type: ignore[arg-type,var-annotated]  # untyped, accepted at run time
         await asyncio.sleep(10)  # virtual: time enough for any of them left running to end
         return [r.outcome for r in result.results], [f.cancelled() for f in futures]
 
@@ -84,7 +84,7 @@ def test_a_future_given_to_a_wave_with_a_policy_is_refused_by_name_and_cancelled
     async def main() -> tuple[Any, bool]:
         future = asyncio.ensure_future(_after(1, 0))
         wave: Wave[int] = Wave("policy-future", policy=Retry(instrument=False), instrument=False)
-        result = await wave.run([future])  # type: ignore[list-item]  # untyped, accepted at run time
+        result = await wave.run([future])  # type: ignore[arg-type,var-annotated]  # untyped, accepted at run time
         await asyncio.sleep(0)
         return result.results[0], future.cancelled()
 
@@ -146,7 +146,7 @@ def test_an_async_iterable_given_as_input_is_refused_saying_it_is_async_and_what
     wave: Wave[int] = Wave("async-input", instrument=False)
     calls: list[Callable[[], object]] = [
         lambda: wave.stream_map(double, numbers()),  # type: ignore[arg-type]  # what the annotation refuses
-        lambda: wave.stream(numbers()),  # type: ignore[arg-type]
+        lambda: wave.stream(numbers()),  # type: ignore[call-overload]
     ]
     for call in calls:
         with pytest.raises(TypeError, match=r"^(items|tasks) must be an iterable, got an async iterable .*collect it"):

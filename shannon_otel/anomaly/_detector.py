@@ -107,7 +107,7 @@ class AnomalyDetector:
         if engine == "numba" and self._kernel is None:
             raise ImportError("engine='numba' needs numba: pip install 'shannon-otel[fast]'")
         self._threads = count
-        cfg = self.config = config if config is not None else DetectorConfig()
+        cfg = self._config = config if config is not None else DetectorConfig()
         self._z_red, self._z_crit = red_z(cfg.warning), red_z(cfg.critical)
         self._demoted = demoted_score(cfg.warning)
         cap = cfg.max_series
@@ -181,6 +181,11 @@ class AnomalyDetector:
 
     # ------------------------------------------------------------------ series registry
     @property
+    def config(self) -> DetectorConfig:
+        """How it scores (read-only: the config sized every ring when the detector was built)."""
+        return self._config
+
+    @property
     def engine(self) -> str:
         """The engine scoring blocks: ``"numba"`` or ``"numpy"``."""
         return "numpy" if self._compiled_kernel() is None else "numba"
@@ -215,7 +220,7 @@ class AnomalyDetector:
         if slot is not None:
             self._slots.move_to_end(series)
             return slot
-        if len(self._slots) < self.config.max_series:
+        if len(self._slots) < self._config.max_series:
             slot = len(self._slots)
         else:
             _, slot = self._slots.popitem(last=False)
@@ -225,7 +230,7 @@ class AnomalyDetector:
         return slot
 
     def _reset(self, slot: int) -> None:
-        b = self.config.buckets
+        b = self._config.buckets
         self._season.clear(slice(slot * b, (slot + 1) * b))
         self._avg.clear(slice(slot, slot + 1))
         self._steps.clear(slice(slot, slot + 1))
@@ -616,9 +621,9 @@ class AnomalyDetector:
             )
         if not np.isfinite(ts).all():
             raise ValueError("times must be finite numbers of seconds")
-        if len(series) > self.config.max_series:  # they would evict each other within the block
+        if len(series) > self._config.max_series:  # they would evict each other within the block
             raise ValueError(f"{len(series)} series in one update_many call, more than max_series "
-                             f"({self.config.max_series})")
+                             f"({self._config.max_series})")
         if vals.size == 0:
             for name in series:
                 _check_series(name)

@@ -18,7 +18,7 @@ class ResourcePool:
     loop that first waits on it; a pool idle in one loop may be reused by a later loop.
     """
 
-    __slots__ = ("_credits", "_loop", "limit", "name")
+    __slots__ = ("_credits", "_limit", "_loop", "_name")
 
     def __init__(self, name: str, limit: int) -> None:
         if not isinstance(name, str) or not name:
@@ -27,10 +27,20 @@ class ResourcePool:
             raise TypeError(f"ResourcePool limit must be an int >= 1{other_number(limit, integer=True)}, got {limit!r}")
         if limit < 1:
             raise ValueError(f"ResourcePool limit must be an int >= 1, got {limit!r}")
-        self.name = name
-        self.limit = limit
+        self._name = name
+        self._limit = limit
         self._credits = Credits(limit)
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    # Read-only: the limit sized the credits (a new limit reached them only in a later event loop), and
+    # waves look pools up by name.
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def limit(self) -> int:
+        return self._limit
 
     @property
     def in_use(self) -> int:

@@ -49,7 +49,7 @@ class WaveStream(Generic[T]):
     RuntimeError (call ``wave.stream(...)`` again), and iterating it after its block yields nothing.
     """
 
-    def __init__(self, wave: Wave[T], tasks: Iterable[Any], buffer: int) -> None:
+    def __init__(self, wave: Wave[Any], tasks: Iterable[Any], buffer: int) -> None:
         self._wave = wave
         self._tasks = tasks
         self._queue: asyncio.Queue[TaskResult[T] | None] = asyncio.Queue()

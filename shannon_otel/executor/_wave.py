@@ -12,11 +12,11 @@ import types
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 
 from .. import _clock
 from .._events import Hook, TaskResult, WaveObserver, WaveStarted
-from .._hooks import check_hooks, in_scope, resolve_hooks
+from .._hooks import check_hooks, in_scope, rebuilt, resolve_hooks
 from .._isolation import Unentered, enter, hook_failed, leave, refused
 from .._otel._providers import drops_for
 from .._telemetry import Outcome
@@ -44,8 +44,14 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
 
-T = TypeVar("T")
+if TYPE_CHECKING:  # a default (PEP 696) lets `Wave("w")` need no annotation: typing's TypeVar takes one from 3.13
+    from typing_extensions import TypeVar as _DefaultedTypeVar
+
+    T = _DefaultedTypeVar("T", default=Any)
+else:
+    T = TypeVar("T")
 A = TypeVar("A")
+R = TypeVar("R")
 
 # Unstarted tasks a drain settles between two yields to the loop (~4 ms of work each; see Wave._drain).
 _DRAIN_CHUNK = 1024
@@ -54,7 +60,7 @@ _PLAIN: frozenset[type] = frozenset(
     {functools.partial, types.FunctionType, types.MethodType, types.BuiltinFunctionType},
 )
 
-TaskLike = Callable[[], Awaitable[T]] | Coroutine[Any, Any, T] | TaskSpec[T]
+TaskLike = Callable[[], Awaitable[R]] | Coroutine[Any, Any, R] | TaskSpec[R]
 
 
 class SharedLimit(Protocol):
@@ -91,6 +97,10 @@ class Wave(Generic[T]):
     tasks one after another: ``asyncio.current_task()`` in a task is its worker, so what is keyed by it or
     hung on it (``add_done_callback``, a session scoped by ``current_task``) outlives the task, into the
     next tasks of that worker. Its ``cancel()`` cancels the task calling it alone.
+
+    Each run's result type comes from its tasks (``await Wave("w").map(fetch, urls)`` is a
+    ``WaveResult[str]`` when ``fetch`` returns ``str``); the class's type parameter is optional and
+    constrains nothing (``Wave[str]`` is still accepted, in annotations and when called).
 
     Args:
         name: the wave's name (span name ``wave <name>``, the ``shannon.wave.name`` attribute).
@@ -138,7 +148,7 @@ class Wave(Generic[T]):
     pools: Iterable[ResourcePool] = ()
     on_progress: Callable[[Progress], None] | None = None
     progress_interval: float = 0.25
-    hooks: Iterable[Hook] = ()
+    hooks: Iterable[Hook] | None = ()
     tracer_provider: TracerProvider | None = None
     meter_provider: MeterProvider | None = None
     instrument: bool = True
@@ -149,6 +159,9 @@ class Wave(Generic[T]):
     resolved_hooks: tuple[Hook, ...] = field(init=False, repr=False, compare=False)
     # What each task calls: ``policy``, or that same object reporting to this wave's providers
     task_policy: TaskPolicy | None = field(init=False, repr=False, compare=False)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled and copied from its arguments (see rebuilt)
+        return rebuilt(self)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -218,7 +231,13 @@ class Wave(Generic[T]):
         # the policy's calls join this wave's trace and metrics unless it was given providers of its own
         object.__setattr__(self, "task_policy", in_scope(self.policy, self.tracer_provider, self.meter_provider))
 
-    async def run(self, tasks: Iterable[TaskLike[T]], *, raise_errors: bool = False) -> WaveResult[T]:
+    # The result type comes from the tasks; a list mixing coroutines, factories and task() specs, whose element
+    # type mypy cannot solve for R, falls back to the wave's own parameter (Any unless given).
+    @overload
+    async def run(self, tasks: Iterable[TaskLike[R]], *, raise_errors: bool = False) -> WaveResult[R]: ...
+    @overload
+    async def run(self, tasks: Iterable[TaskLike[T]], *, raise_errors: bool = False) -> WaveResult[T]: ...
+    async def run(self, tasks: Iterable[TaskLike[Any]], *, raise_errors: bool = False) -> WaveResult[Any]:
         """Run every task; return results in input order with the report.
 
         Task failures never raise here unless ``raise_errors`` (then :class:`WaveError`, which keeps
@@ -227,14 +246,14 @@ class Wave(Generic[T]):
         check_bool("raise_errors", raise_errors)
         _check_iterable("tasks", tasks)
         check_reading("clock", self.clock())  # before the tasks are taken: a bad clock costs no results
-        items: list[TaskLike[T]] = []
+        items: list[TaskLike[Any]] = []
         try:
             items.extend(tasks)  # appends as it iterates: what an input that raises had yielded is kept
         except BaseException:
             for item in items:  # never run: closed, so Python does not warn that they were never awaited
                 close_unstarted(item)
             raise
-        results: list[TaskResult[T] | None] = [None] * len(items)
+        results: list[TaskResult[Any] | None] = [None] * len(items)
 
         def deliver(result: TaskResult[Any]) -> None:
             results[result.index] = result
@@ -247,8 +266,8 @@ class Wave(Generic[T]):
         return result
 
     async def map(
-        self, fn: Callable[[A], Awaitable[T]], items: Iterable[A], *, raise_errors: bool = False,
-    ) -> WaveResult[T]:
+        self, fn: Callable[[A], Awaitable[R]], items: Iterable[A], *, raise_errors: bool = False,
+    ) -> WaveResult[R]:
         """``await wave.map(fetch, urls)``: run ``fn(item)`` for every item, as :meth:`run` does.
 
         Each task is a factory (``functools.partial(fn, item)``), so a ``policy`` can retry it.
@@ -259,20 +278,24 @@ class Wave(Generic[T]):
         return await self.run([functools.partial(fn, item) for item in items], raise_errors=raise_errors)
 
     def stream_map(
-        self, fn: Callable[[A], Awaitable[T]], items: Iterable[A], *, buffer: int | None = None,
-    ) -> WaveStream[T]:
+        self, fn: Callable[[A], Awaitable[R]], items: Iterable[A], *, buffer: int | None = None,
+    ) -> WaveStream[R]:
         """``async with wave.stream_map(fetch, urls) as results``: :meth:`stream` over ``fn(item)``.
 
         A lazy ``items`` stays lazy (each item is taken when a worker has room for it).
         """
         _check_fn(fn)
         _check_iterable("items", items)
-        tasks: Iterable[Callable[[], Awaitable[T]]] = (
+        tasks: Iterable[Callable[[], Awaitable[R]]] = (
             Mapped(fn, items) if isinstance(items, Sized) else (functools.partial(fn, item) for item in items)
         )
         return self.stream(tasks, buffer=buffer)
 
-    def stream(self, tasks: Iterable[TaskLike[T]], *, buffer: int | None = None) -> WaveStream[T]:
+    @overload
+    def stream(self, tasks: Iterable[TaskLike[R]], *, buffer: int | None = None) -> WaveStream[R]: ...
+    @overload
+    def stream(self, tasks: Iterable[TaskLike[T]], *, buffer: int | None = None) -> WaveStream[T]: ...
+    def stream(self, tasks: Iterable[TaskLike[Any]], *, buffer: int | None = None) -> WaveStream[Any]:
         """Results in completion order, holding O(concurrency) of them: ``async with wave.stream(it) as s``.
 
         ``tasks`` may be a lazy (even endless) iterator; ``max_concurrency`` must then be set.

@@ -73,11 +73,14 @@ class CircuitBreaker(Policy):
     __slots__ = (
         "_admitting",
         "_clean",
+        "_clock",
+        "_config",
         "_failures_count",
         "_forced",
         "_gen",
         "_hooks",
         "_link",
+        "_name",
         "_opened_at",
         "_options",
         "_probes_left",
@@ -86,9 +89,6 @@ class CircuitBreaker(Policy):
         "_successes",
         "_timed",
         "_window",
-        "clock",
-        "config",
-        "name",
     )
 
     def __init__(
@@ -113,11 +113,11 @@ class CircuitBreaker(Policy):
             settings["on"] = settings.pop("count")
         if config is not None and not isinstance(config, BreakerConfig):
             raise TypeError(f"config must be a BreakerConfig or None, got {config!r}")
-        self.config = config if config is not None else BreakerConfig(**settings)  # type: ignore[arg-type]
+        self._config = config if config is not None else BreakerConfig(**settings)  # type: ignore[arg-type]
         check_sync_callable("clock", clock, "a callable returning seconds", takes=0)
-        self.name = name
-        self.clock = clock
-        c = self.config
+        self._name = name
+        self._clock = clock
+        c = self._config
         self._window: CountWindow | TimeWindow = (
             CountWindow(c.window) if c.window_s is None else TimeWindow(c.window_s)
         )
@@ -159,7 +159,7 @@ class CircuitBreaker(Policy):
             self._link.registered()  # after the hooks know it: a fail-closed outage may open it now
 
     def __repr__(self) -> str:
-        return f"CircuitBreaker({self.name!r}, state={self._state.value!r}, config={self.config!r})"
+        return f"CircuitBreaker({self._name!r}, state={self._state.value!r}, config={self._config!r})"
 
     def _reporting_to(
         self, tracer_provider: TracerProvider | None, meter_provider: MeterProvider | None,
@@ -169,6 +169,20 @@ class CircuitBreaker(Policy):
         hooks, own_tracer, own_meter, instrument = self._options
         return scoped(self, END, hooks, (own_tracer, own_meter), (tracer_provider, meter_provider),
                       instrument=instrument)
+
+    # Read-only: the name labels the breaker's spans, metric series and registry entry, and the config sized its
+    # window, all fixed when it was built; a reassignment took effect in some of them only.
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def config(self) -> BreakerConfig:
+        return self._config
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
 
     @property
     def state(self) -> BreakerState:
@@ -186,7 +200,7 @@ class CircuitBreaker(Policy):
             except Exception as exc:
                 first = first_failed(hooks, exc)
             if first is not None or len(hooks) > 1:
-                call = start_call(hooks, self._started, self.clock, first)
+                call = start_call(hooks, self._started, self._clock, first)
                 if call is not None:
                     return await observed(self, END, 0, fn, call)
         if self._clean:  # CLOSED, untimed, window full of successes: one check instead of two
@@ -196,7 +210,7 @@ class CircuitBreaker(Policy):
                 gen = self._gen
             else:
                 gen = self._admit(None) if self._link is None else await self._link.admit(None)
-            started = self.clock() if self._timed else 0.0
+            started = self._clock() if self._timed else 0.0
         made: object = self  # what fn() returned, once it has returned
         try:
             made = fn()  # type: ignore[call-arg]
@@ -223,8 +237,8 @@ class CircuitBreaker(Policy):
         else:
             gen = self._admit(call) if self._link is None else await self._link.admit(call)
         if call is not None:
-            notify(call, "breaker_admitted", self.name, self._state)
-        started = self.clock() if self._timed else 0.0
+            notify(call, "breaker_admitted", self._name, self._state)
+        started = self._clock() if self._timed else 0.0
         try:
             result = await next_step(chain, i, fn, call)
         except BaseException as exc:
@@ -241,10 +255,10 @@ class CircuitBreaker(Policy):
         """Admit a call outside CLOSED (returns the generation) or raise :class:`CircuitOpenError`."""
         with self._admitting:
             if self._state is _OPEN:
-                now = self.clock()
+                now = self._clock()
                 if now < self._opened_at:  # the clock went back (a stepped wall clock): wait reset_timeout from
                     self._opened_at = now  # here, not the step too (a day back kept it open for a day)
-                remaining = self.config.reset_timeout - (now - self._opened_at)
+                remaining = self._config.reset_timeout - (now - self._opened_at)
                 if self._forced or remaining > 0:
                     self._reject(call, None if self._forced else remaining)
                 self._transition(_HALF_OPEN, "reset_timeout")
@@ -257,22 +271,22 @@ class CircuitBreaker(Policy):
     def _reject(self, call: _Call | None, retry_after: float | None) -> None:
         state = self._state
         if call is not None:
-            event = CallRejected(call.operation, self.name, state)
+            event = CallRejected(call.operation, self._name, state)
             notify(call, "rejected", event)
-        raise CircuitOpenError(self.name, state.value, retry_after)
+        raise CircuitOpenError(self._name, state.value, retry_after)
 
     def _counted(self, error: BaseException) -> bool:
         return (
             isinstance(error, Exception) and isinstance(error, self._failures_count)
-            and not isinstance(error, self.config.ignore) and type(error) is not NotAwaitableError
+            and not isinstance(error, self._config.ignore) and type(error) is not NotAwaitableError
         )
 
     # ----------------------------------------------------------------- recording
     def _succeeded(self, gen: int, started: float) -> None:
         if gen != self._gen:
             return
-        now = self.clock() if self._timed else 0.0
-        slow = self.config.slow_call_s is not None and now - started >= self.config.slow_call_s
+        now = self._clock() if self._timed else 0.0
+        slow = self._config.slow_call_s is not None and now - started >= self._config.slow_call_s
         link = self._link
         if self._state is _CLOSED:
             self._window.record(SLOW if slow else 0, now)
@@ -292,7 +306,7 @@ class CircuitBreaker(Policy):
                 self._transition(_OPEN, "slow_calls")
                 return
             self._successes += 1
-            if self._successes >= self.config.success_threshold:
+            if self._successes >= self._config.success_threshold:
                 self._transition(_CLOSED, "probe_success")
 
     def _failed(self, gen: int, started: float, error: BaseException) -> None:
@@ -309,8 +323,8 @@ class CircuitBreaker(Policy):
         elif self._state is _HALF_OPEN:
             self._transition(_OPEN, "probe_failure")
         elif self._state is _CLOSED:
-            now = self.clock() if self._timed else 0.0
-            slow = self.config.slow_call_s is not None and now - started >= self.config.slow_call_s
+            now = self._clock() if self._timed else 0.0
+            slow = self._config.slow_call_s is not None and now - started >= self._config.slow_call_s
             if link is not None:
                 link.calls += 1
                 link.failures += 1
@@ -338,7 +352,7 @@ class CircuitBreaker(Policy):
         )
 
     def _evaluate(self) -> None:
-        c, w = self.config, self._window
+        c, w = self._config, self._window
         reason = None
         if c.failure_threshold is not None and w.failures >= c.failure_threshold:
             reason = "failure_threshold"
@@ -374,13 +388,13 @@ class CircuitBreaker(Policy):
 
     def _transition(self, to: BreakerState, reason: str) -> None:
         before = self._state
-        now = self.clock()
+        now = self._clock()
         self._state = to
         self._gen += 1
         if to is _OPEN:
             self._opened_at = now
         elif to is _HALF_OPEN:
-            self._probes_left = self.config.half_open_probes
+            self._probes_left = self._config.half_open_probes
             self._successes = 0
         self._window.reset()
         self._clean = False
@@ -390,7 +404,7 @@ class CircuitBreaker(Policy):
 
     def _emit(self, before: BreakerState, to: BreakerState, reason: str, now: float) -> None:
         if self._hooks:
-            event = BreakerTransition(self.name, before, to, reason, now)
+            event = BreakerTransition(self._name, before, to, reason, now)
             for hook in self._hooks:
                 try:
                     hook.breaker_transition(event)

@@ -56,7 +56,7 @@ P = ParamSpec("P")
 class Pipeline(Policy):
     """Policies stacked outermost first; usable per task by the executor (``call(fn)``) and as a decorator."""
 
-    __slots__ = ("_chain", "_given", "_hooks", "_options", "_started", "clock", "name")
+    __slots__ = ("_chain", "_clock", "_given", "_hooks", "_name", "_options", "_started")
 
     def __init__(
         self, *policies: Policy, name: str | None = None, clock: Clock = _clock.monotonic,
@@ -92,8 +92,8 @@ class Pipeline(Policy):
         # not a hook observes the call (it did only when one did: telemetry changed the user's error). A
         # Timeout holds no state, so running a named copy changes nothing else; built once, here.
         self._chain: Chain = _timeouts_named(self._given, name)
-        self.name = name
-        self.clock = clock
+        self._name = name
+        self._clock = clock
         hooks = check_hooks(hooks)
         self._options: dict[str, Any] = {
             "clock": clock, "hooks": hooks, "tracer_provider": tracer_provider,
@@ -105,6 +105,15 @@ class Pipeline(Policy):
     @property
     def policies(self) -> Chain:
         return self._given
+
+    # Read-only, as every policy is: the name is built into the call's events and its Timeouts' messages.
+    @property
+    def name(self) -> str | None:
+        return self._name
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
 
     def __repr__(self) -> str:
         return f"Pipeline({', '.join(map(repr, self._given))}, name={self.name!r})"
@@ -122,7 +131,7 @@ class Pipeline(Policy):
             except Exception as exc:
                 first = first_failed(hooks, exc)
             if first is not None or len(hooks) > 1:
-                call = start_call(hooks, self._started, self.clock, first)
+                call = start_call(hooks, self._started, self._clock, first)
                 if call is not None:
                     return await observed(self, chain, 0, fn, call)
         return await chain[0].run(chain, 1, fn, None)
@@ -137,7 +146,7 @@ class Pipeline(Policy):
         # A copy, not Pipeline(...) again: that checked the order again, and an order that warns warned twice, the
         # second time at the decorator's line (raised under -W error where the user had let the first one pass).
         named = copy.copy(self)
-        named.name = name
+        named._name = name
         named._chain = _timeouts_named(self._given, name)
         named._started = CallStarted(name, "pipeline")
         return named

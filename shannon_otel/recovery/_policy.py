@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from .. import _clock
 from .._events import CallStarted
-from .._hooks import check_hooks, resolve_hooks
+from .._hooks import check_hooks, rebuilt, resolve_hooks
 from .._validate import check_sync_callable, not_callable
 from ._call import _attempt, _Call, first_failed, observed, start_call
 from ._decorated import DecoratedCall, not_a_factory, not_awaitable, not_entered, wrong_call
@@ -63,7 +63,9 @@ class Policy:
     if TYPE_CHECKING:
         _hooks: tuple[Hook, ...]
         _started: CallStarted
-        clock: Clock
+
+        @property
+        def clock(self) -> Clock: ...  # read-only: a frozen field, or a property
 
     def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> Awaitable[T]:
         raise NotImplementedError
@@ -201,6 +203,9 @@ class Instrumented(Policy):
                 f"or @{name}(...) on the async function"
             )
         return object.__new__(cls)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled and copied from its arguments (see rebuilt)
+        return rebuilt(self)
 
     def _setup(self, kind: str) -> None:
         """Validate the common fields and resolve the hooks; called once from ``__post_init__``."""

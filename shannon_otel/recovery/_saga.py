@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import _clock
-from .._hooks import check_hooks, resolve_hooks
+from .._hooks import check_hooks, rebuilt, resolve_hooks
 from .._validate import builtin_numbers, check_number, check_spread, check_sync_callable, shown
 from ._saga_types import SagaResult, Step
 from ._transaction import Transaction
@@ -52,6 +52,9 @@ class Saga:
     meter_provider: MeterProvider | None = field(default=None, repr=False, compare=False, kw_only=True)
     instrument: bool = field(default=True, repr=False, kw_only=True)
     _hooks: tuple[Hook, ...] = field(init=False, repr=False, compare=False)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled and copied from its arguments (see rebuilt)
+        return rebuilt(self)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:

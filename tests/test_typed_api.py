@@ -1,0 +1,126 @@
+"""The public API as a typed user meets it: documented patterns checked by ``mypy --strict``.
+
+Each snippet is a user's program; ``assert_type`` pins what mypy infers, and an expected error is written as
+``# type: ignore[code]``, which strict mode reports as unused when the error goes away.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("mypy")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def mypy_strict(tmp_path: Path, source: str) -> str:
+    program = tmp_path / "user_program.py"
+    program.write_text(textwrap.dedent(source), encoding="utf-8")
+    (tmp_path / "mypy.ini").write_text("[mypy]\n", encoding="utf-8")  # not the project's configuration
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--config-file", "mypy.ini", "--cache-dir", os.devnull,
+         "--follow-imports=silent", program.name],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300,
+    )
+    return done.stdout + done.stderr
+
+
+def test_an_unannotated_wave_type_checks_and_its_results_take_the_tasks_type(tmp_path: Path) -> None:
+    """The README's `wave = Wave("ask-all", ...)` failed `mypy --strict` ("Need type annotation for 'wave'"),
+    and an annotated wave's results were `Any` unless the user repeated the task's type on the wave."""
+    out = mypy_strict(tmp_path, """
+        from collections.abc import Awaitable, Callable
+        from typing import Any, assert_type
+        from shannon_otel import Retry, TaskResult, Wave, WaveResult, task
+
+        async def ask(prompt: str) -> int:
+            return len(prompt)
+
+        async def main() -> None:
+            wave = Wave("ask-all", max_concurrency=20, policy=Retry(attempts=3))
+            result = await wave.map(ask, ["a", "b"])
+            assert_type(result, WaveResult[int])
+            assert_type(result.values(), list[int | None])
+            assert_type(await wave.run([ask("a"), ask("b")]), WaveResult[int])
+            factories: list[Callable[[], Awaitable[int]]] = [lambda: ask("c")]
+            assert_type(await wave.run(factories), WaveResult[int])
+            assert_type(await wave.run([task(lambda: ask("d"), name="d")]), WaveResult[int])
+            async with wave.stream_map(ask, ["e"]) as finished:
+                async for one in finished:
+                    assert_type(one, TaskResult[int])
+            await wave.map(ask, [1])  # type: ignore[arg-type]
+            # a list mixing kinds of task has no element type to solve for: the wave's parameter, Any unless given
+            assert_type(await wave.run([ask("f"), lambda: ask("g"), task(ask("h"), name="h")]), WaveResult[Any])
+            typed: Wave[int] = Wave[int]("still-accepted")
+            assert_type(await typed.run([ask("f"), lambda: ask("g"), task(ask("h"), name="h")]), WaveResult[int])
+    """)
+    assert "Success: no issues found" in out, out
+
+
+def test_decorated_and_called_policies_keep_the_functions_signature(tmp_path: Path) -> None:
+    out = mypy_strict(tmp_path, """
+        from typing import assert_type
+        from shannon_otel import CircuitBreaker, Pipeline, Retry, Timeout, resilient
+
+        @Retry(attempts=3)
+        async def fetch(url: str, *, tries: int = 1) -> bytes:
+            return url.encode()
+
+        @resilient(Retry(), Timeout(1.0), name="op")
+        async def op(n: int) -> list[int]:
+            return [n]
+
+        class Client:
+            @CircuitBreaker("api")
+            async def get(self, key: str) -> str:
+                return key
+
+        async def main() -> None:
+            assert_type(await fetch("u", tries=2), bytes)
+            assert_type(await op(1), list[int])
+            assert_type(await Client().get("k"), str)
+            assert_type(await Pipeline(Retry(), Timeout(2.0)).call(fetch, "u"), bytes)
+            await fetch(1)  # type: ignore[arg-type]
+            await fetch("u", tries="2")  # type: ignore[arg-type]
+            await Client().get(1)  # type: ignore[arg-type]
+            await Retry().call(op, "x")  # type: ignore[arg-type]
+    """)
+    assert "Success: no issues found" in out, out
+
+
+def test_hooks_none_is_accepted_by_the_hints_of_every_entry_point_that_accepts_it_at_run_time(tmp_path: Path) -> None:
+    """`Wave("w", hooks=None)` ran (no extra hooks, as for every policy) but `mypy --strict` refused it: the
+    Wave's hint alone said `Iterable[Hook]`."""
+    source = """
+        from shannon_otel import BreakerRegistry, CircuitBreaker, Pipeline, Retry, Saga, Timeout, Wave
+
+        entry_points = [
+            Wave("w", hooks=None), Retry(hooks=None), Timeout(1.0, hooks=None), CircuitBreaker("b", hooks=None),
+            Pipeline(Retry(), hooks=None), Saga("s", hooks=None), BreakerRegistry(hooks=None),
+        ]
+    """
+    namespace: dict[str, object] = {}
+    exec(textwrap.dedent(source), namespace)  # the run time accepts each
+    assert len(namespace["entry_points"]) == 7  # type: ignore[arg-type]
+    out = mypy_strict(tmp_path, source)
+    assert "Success: no issues found" in out, out
+
+
+def test_configure_accepts_in_its_hints_the_comma_separated_exporters_it_runs(tmp_path: Path) -> None:
+    """`configure(exporter="otlp_http,console")` ran with both exporters (its TypeError says "comma-separated"),
+    but `mypy --strict` refused it: the hint was the Literal of single names."""
+    source = """
+        from shannon_otel import configure
+
+        telemetry = configure("svc", exporter="console,none", set_global=False, shutdown_timeout_s=0.5)
+        telemetry.shutdown()
+    """
+    exec(textwrap.dedent(source), {})  # the run time accepts it
+    out = mypy_strict(tmp_path, source)
+    assert "Success: no issues found" in out, out
