@@ -137,7 +137,8 @@ class InMemoryTelemetry:
     def span(self, name: str) -> ReadableSpan:
         """The one finished span called ``name`` (AssertionError if there are none or several)."""
         found = self.spans(name)
-        assert len(found) == 1, f"expected one span {name!r}, found {len(found)}: {[s.name for s in self.spans()]}"
+        if len(found) != 1:  # raised, not asserted: under python -O an assert vanished and the first of two was taken
+            raise AssertionError(f"expected one span {name!r}, found {len(found)}: {[s.name for s in self.spans()]}")
         return found[0]
 
     def children(self, parent: ReadableSpan) -> list[ReadableSpan]:
@@ -177,14 +178,19 @@ class InMemoryTelemetry:
         """The one data point of metric ``name`` whose attributes include ``attributes``.
 
         Keyword names use ``_`` for ``.`` (``shannon_wave_name="w"``); AssertionError if not exactly one
-        (naming the metrics recorded, when none is called ``name``).
+        (listing the attributes of every point of ``name``, or naming the metrics recorded when none is
+        called ``name``).
         """
         wanted = {k.replace("_", "."): v for k, v in attributes.items()}
         points = self.points(name)
         if not points:
             raise AssertionError(f"no metric {name!r} was recorded; recorded: {sorted(self.metrics())}")
         found = [p for p in points if all(_attr(p.attributes, k) == v for k, v in wanted.items())]
-        assert len(found) == 1, f"expected one point of {name} with {wanted}, found {len(found)}"
+        if len(found) != 1:  # say what was recorded: the count alone left the user guessing which attribute was off
+            seen = [dict(p.attributes or {}) for p in points]
+            raise AssertionError(
+                f"expected one point of {name} with {wanted}, found {len(found)}; its points' attributes: {seen}"
+            )
         return found[0]
 
     def shutdown(self) -> None:

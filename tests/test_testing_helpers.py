@@ -6,7 +6,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+import os
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -55,6 +60,51 @@ def test_point_of_a_metric_never_recorded_names_the_ones_that_were() -> None:
     with pytest.raises(AssertionError, match=r"no metric 'request' was recorded; recorded: \['requests'\]"):
         tel.point("request")
     tel.shutdown()
+
+
+def test_point_not_found_by_its_attributes_lists_the_attributes_recorded() -> None:
+    # A wrong attribute value read "expected one point of requests with {'route': '/c'}, found 0": the user
+    # could not see what was recorded instead (a typo, another value, an extra label).
+    tel = InMemoryTelemetry()
+    counter = tel.meter_provider.get_meter("mine").create_counter("requests")
+    counter.add(1, {"route": "/a"})
+    counter.add(1, {"route": "/b", "code": 500})
+    with pytest.raises(AssertionError, match=r"found 0; its points' attributes: .*'/a'.*'/b'"):
+        tel.point("requests", route="/c")
+    with pytest.raises(AssertionError, match=r"found 2; its points' attributes: .*'route': '/a'.*'code': 500"):
+        tel.point("requests")
+    tel.shutdown()
+
+
+def test_span_and_point_refuse_several_matches_under_python_optimise() -> None:
+    # Both checked with assert, which python -O (or PYTHONOPTIMIZE, as some CI images set) strips: span("s")
+    # silently returned the first of two spans and point() the first of two points, so a test that should
+    # fail passed.
+    script = textwrap.dedent("""
+        from shannon_otel.testing import InMemoryTelemetry
+        tel = InMemoryTelemetry()
+        tracer = tel.tracer_provider.get_tracer("mine")
+        for _ in range(2):
+            with tracer.start_as_current_span("s"):
+                pass
+        counter = tel.meter_provider.get_meter("mine").create_counter("requests")
+        counter.add(1, {"route": "/a"})
+        counter.add(1, {"route": "/b"})
+        for check in (lambda: tel.span("s"), lambda: tel.point("requests")):
+            try:
+                check()
+            except AssertionError as error:
+                print("refused:", error)
+            else:
+                print("accepted")
+    """)
+    root = str(Path(__file__).resolve().parents[1])  # this checkout's package, not an installed one
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-O", "-c", script], capture_output=True, text=True, env=env, check=False)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "refused: expected one span 's', found 2: ['s', 's']"
+    assert lines[1].startswith("refused: expected one point of requests with {}, found 2")
 
 
 # --------------------------------------------------------------------------- VirtualTimeLoop
