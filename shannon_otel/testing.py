@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import selectors
 import threading
 import time
@@ -18,6 +19,7 @@ from concurrent.futures import Executor
 from types import TracebackType
 from typing import Any, TypeVar, TypeVarTuple
 
+from opentelemetry.sdk.environment_variables import OTEL_SDK_DISABLED
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import Metric
 from opentelemetry.sdk.resources import Resource
@@ -104,6 +106,8 @@ class InMemoryTelemetry:
 
     ``bridged=False`` leaves out the in-process histogram bridge, so the OTel hook uses plain SDK
     calls, as it does with a MeterProvider the user built. ``sampled=False`` samples every trace out.
+    Under ``OTEL_SDK_DISABLED=true`` the SDK's providers record nothing; the assertion helpers' errors
+    then say so.
     """
 
     def __init__(
@@ -112,6 +116,8 @@ class InMemoryTelemetry:
         check_bool("bridged", bridged)
         check_bool("sampled", sampled)
         check_name("service_name", service_name)
+        # The SDK's own rule, read when its providers are built (as they read it): disabled, they record nothing.
+        self._disabled = os.environ.get(OTEL_SDK_DISABLED, "").strip().lower() == "true"
         resource = Resource.create({"service.name": service_name})
         sampler: Sampler = ALWAYS_ON if sampled else ALWAYS_OFF
         self.span_exporter = InMemorySpanExporter()
@@ -138,7 +144,9 @@ class InMemoryTelemetry:
         """The one finished span called ``name`` (AssertionError if there are none or several)."""
         found = self.spans(name)
         if len(found) != 1:  # raised, not asserted: under python -O an assert vanished and the first of two was taken
-            raise AssertionError(f"expected one span {name!r}, found {len(found)}: {[s.name for s in self.spans()]}")
+            raise AssertionError(
+                f"expected one span {name!r}, found {len(found)}: {[s.name for s in self.spans()]}{self._why_none()}"
+            )
         return found[0]
 
     def children(self, parent: ReadableSpan) -> list[ReadableSpan]:
@@ -184,7 +192,9 @@ class InMemoryTelemetry:
         wanted = {k.replace("_", "."): v for k, v in attributes.items()}
         points = self.points(name)
         if not points:
-            raise AssertionError(f"no metric {name!r} was recorded; recorded: {sorted(self.metrics())}")
+            raise AssertionError(
+                f"no metric {name!r} was recorded; recorded: {sorted(self.metrics())}{self._why_none()}"
+            )
         found = [p for p in points if all(_attr(p.attributes, k) == v for k, v in wanted.items())]
         if len(found) != 1:  # say what was recorded: the count alone left the user guessing which attribute was off
             seen = [dict(p.attributes or {}) for p in points]
@@ -192,6 +202,13 @@ class InMemoryTelemetry:
                 f"expected one point of {name} with {wanted}, found {len(found)}; its points' attributes: {seen}"
             )
         return found[0]
+
+    def _why_none(self) -> str:
+        """Why nothing was recorded, when the environment turned the SDK off (else ``""``): the empty lists
+        alone read as if the code under test never made a span or metric."""
+        if not self._disabled:
+            return ""
+        return " (OTEL_SDK_DISABLED=true: the OpenTelemetry SDK records nothing; unset it for these tests)"
 
     def shutdown(self) -> None:
         self.tracer_provider.shutdown()

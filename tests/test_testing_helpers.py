@@ -107,6 +107,30 @@ def test_span_and_point_refuse_several_matches_under_python_optimise() -> None:
     assert lines[1].startswith("refused: expected one point of requests with {}, found 2")
 
 
+def test_telemetry_under_otel_sdk_disabled_says_why_nothing_was_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With OTEL_SDK_DISABLED=true (set in CI to keep an application's telemetry off) the SDK providers record
+    # nothing: a user's test read "expected one span 'x', found 0: []" and "no metric ... recorded: []", as
+    # if the code under test had never made them.
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    tel = InMemoryTelemetry()
+
+    async def ok() -> int:
+        return 1
+
+    assert asyncio.run(so.Retry(name="x", **tel.providers).call(ok)) == 1
+    why = r"\(OTEL_SDK_DISABLED=true: the OpenTelemetry SDK records nothing; unset it for these tests\)"
+    with pytest.raises(AssertionError, match=r"expected one span 'x', found 0: \[\] " + why):
+        tel.span("x")
+    with pytest.raises(AssertionError, match=r"no metric 'shannon.calls' was recorded; recorded: \[\] " + why):
+        tel.point("shannon.calls")
+    tel.shutdown()
+    monkeypatch.delenv("OTEL_SDK_DISABLED")
+    enabled = InMemoryTelemetry()  # and, the SDK on, the errors say nothing of it
+    with pytest.raises(AssertionError, match=r"found 0: \[\]$"):
+        enabled.span("x")
+    enabled.shutdown()
+
+
 # --------------------------------------------------------------------------- VirtualTimeLoop
 @pytest.mark.parametrize("seconds", [-5.0, float("nan"), float("inf")])
 def test_the_virtual_loop_refuses_to_move_its_clock_back_or_to_nan(seconds: float) -> None:
