@@ -28,6 +28,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler
 
+from ._fork import release_held
 from ._metrics_bridge import BridgedInMemoryReader, MetricsBridge
 from ._otel._providers import register_bridge
 from ._validate import check_bool, check_name, check_number
@@ -74,6 +75,14 @@ class _TestingScope:
 # The set_testing() scopes entered and not yet exited, oldest first.
 _SCOPES: list[_TestingScope] = []
 _SCOPES_LOCK = threading.Lock()
+
+
+def _forked() -> None:
+    release_held(_SCOPES_LOCK)  # a fork while another thread set or left a scope: the child's set_testing hung
+
+
+if hasattr(os, "register_at_fork"):  # Windows: no fork
+    os.register_at_fork(after_in_child=_forked)
 
 
 def set_testing(on: bool, *, attempts: int | None = None) -> _TestingScope:
