@@ -243,9 +243,9 @@ class FakeClock:
     """
 
     def __init__(self, start: float = 1000.0) -> None:
-        check_number("start", start, low=-math.inf)
-        if not math.isfinite(start):
+        if isinstance(start, float) and not math.isfinite(start):  # NaN too, which check_number calls [-inf, inf)
             raise ValueError(f"start must be a finite number, got {start!r}")
+        check_number("start", start, low=-math.inf)
         self.now = start
         self.sleeps: list[float] = []
 
@@ -264,6 +264,8 @@ class FakeClock:
         ``inf`` sleeps until cancelled, as ``asyncio.sleep(inf)`` does, leaving the clock as it is (it
         moved the clock to inf, and every later duration read on it was inf - inf = NaN: a
         ``Hedge(delay=inf)``, which never hedges, broke the clock of the whole test)."""
+        if isinstance(seconds, float) and seconds != seconds:  # check_number's "[-inf, inf)" hid that inf is fine
+            raise ValueError(f"seconds must be in [-inf, inf] (inf: until cancelled), got {seconds!r}")
         check_number("seconds", seconds, low=-math.inf)
         self.sleeps.append(seconds)
         if seconds == math.inf:

@@ -177,6 +177,17 @@ def test_a_fake_clock_refuses_infinite_time() -> None:
     assert clock() == 1000.0
 
 
+def test_a_fake_clock_refusing_nan_names_the_range_it_takes() -> None:
+    # NaN read "start must be in [-inf, inf)" although -inf is refused too, and a sleep of NaN "seconds must be
+    # in [-inf, inf)" although sleep(inf) is taken (it sleeps until cancelled).
+    with pytest.raises(ValueError, match=r"^start must be a finite number, got nan$"):
+        FakeClock(math.nan)
+    clock = FakeClock()
+    with pytest.raises(ValueError, match=r"^seconds must be in \[-inf, inf\] \(inf: until cancelled\), got nan$"):
+        asyncio.run(clock.sleep(math.nan))
+    assert (clock(), clock.sleeps) == (1000.0, [])
+
+
 def test_set_testing_scopes_nest_and_restore() -> None:
     from shannon_otel.testing import is_testing
 
