@@ -127,6 +127,7 @@ class InMemoryTelemetry:
         check_name("service_name", service_name)
         # The SDK's own rule, read when its providers are built (as they read it): disabled, they record nothing.
         self._disabled = os.environ.get(OTEL_SDK_DISABLED, "").strip().lower() == "true"
+        self._shut = False
         resource = Resource.create({"service.name": service_name})
         sampler: Sampler = ALWAYS_ON if sampled else ALWAYS_OFF
         self.span_exporter = InMemorySpanExporter()
@@ -220,6 +221,11 @@ class InMemoryTelemetry:
         return " (OTEL_SDK_DISABLED=true: the OpenTelemetry SDK records nothing; unset it for these tests)"
 
     def shutdown(self) -> None:
+        """Shut both providers down; once (a fixture's teardown after the test's own call changes nothing: the
+        SDK's MeterProvider logged the warning "shutdown can only be called once")."""
+        if self._shut:
+            return
+        self._shut = True
         self.tracer_provider.shutdown()
         self.meter_provider.shutdown()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import math
 import os
 import subprocess
@@ -129,6 +130,18 @@ def test_telemetry_under_otel_sdk_disabled_says_why_nothing_was_recorded(monkeyp
     with pytest.raises(AssertionError, match=r"found 0: \[\]$"):
         enabled.span("x")
     enabled.shutdown()
+
+
+def test_telemetry_shut_down_twice_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    # A test's own tel.shutdown() and then its fixture's teardown: the SDK's MeterProvider logged the warning
+    # "shutdown can only be called once" (a failure for suites asserting that nothing was logged).
+    tel = InMemoryTelemetry()
+    tel.meter_provider.get_meter("mine").create_counter("requests").add(1)
+    tel.shutdown()
+    with caplog.at_level(logging.DEBUG):
+        tel.shutdown()
+    assert caplog.records == []
+    assert tel.point("requests").value == 1  # what was recorded stays readable
 
 
 # --------------------------------------------------------------------------- VirtualTimeLoop
