@@ -350,6 +350,18 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def time(self) -> float:
         return self._now
 
+    # asyncio runs the timers due before ``time() + _clock_resolution`` (1 ns). Real time moves on, virtual
+    # time stands at the deadline it jumped to: past ~1e7 s, where a float's step exceeds 2 ns, time() + 1 ns
+    # rounded back to time(), the timer due exactly then never ran, and the loop spun for good
+    # (``asyncio.sleep(3e7)``, a simulated quarter of ticks). One step of the clock's float is the least.
+    @property
+    def _clock_resolution(self) -> float:
+        return max(self._resolution, math.ulp(self._now))
+
+    @_clock_resolution.setter
+    def _clock_resolution(self, seconds: float) -> None:  # set by asyncio's BaseEventLoop.__init__
+        self._resolution = seconds
+
     def advance(self, seconds: float) -> None:
         """Move the loop's clock forward by ``seconds`` (finite, >= 0; ValueError otherwise: it stands
         for a monotonic clock, and a NaN time made every timer due at once)."""
