@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import selectors
 import threading
 import time
@@ -18,6 +19,7 @@ from concurrent.futures import Executor
 from types import TracebackType
 from typing import Any, TypeVar, TypeVarTuple
 
+from opentelemetry.sdk.environment_variables import OTEL_SDK_DISABLED
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import Metric
 from opentelemetry.sdk.resources import Resource
@@ -26,6 +28,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler
 
+from ._fork import release_held
 from ._metrics_bridge import BridgedInMemoryReader, MetricsBridge
 from ._otel._providers import register_bridge
 from ._validate import check_bool, check_name, check_number
@@ -74,6 +77,14 @@ _SCOPES: list[_TestingScope] = []
 _SCOPES_LOCK = threading.Lock()
 
 
+def _forked() -> None:
+    release_held(_SCOPES_LOCK)  # a fork while another thread set or left a scope: the child's set_testing hung
+
+
+if hasattr(os, "register_at_fork"):  # Windows: no fork
+    os.register_at_fork(after_in_child=_forked)
+
+
 def set_testing(on: bool, *, attempts: int | None = None) -> _TestingScope:
     """Turn backoff waits off (``on=True``) for your own test suite, as stamina's ``set_testing`` does.
 
@@ -104,6 +115,8 @@ class InMemoryTelemetry:
 
     ``bridged=False`` leaves out the in-process histogram bridge, so the OTel hook uses plain SDK
     calls, as it does with a MeterProvider the user built. ``sampled=False`` samples every trace out.
+    Under ``OTEL_SDK_DISABLED=true`` the SDK's providers record nothing; the assertion helpers' errors
+    then say so.
     """
 
     def __init__(
@@ -112,6 +125,9 @@ class InMemoryTelemetry:
         check_bool("bridged", bridged)
         check_bool("sampled", sampled)
         check_name("service_name", service_name)
+        # The SDK's own rule, read when its providers are built (as they read it): disabled, they record nothing.
+        self._disabled = os.environ.get(OTEL_SDK_DISABLED, "").strip().lower() == "true"
+        self._shut = False
         resource = Resource.create({"service.name": service_name})
         sampler: Sampler = ALWAYS_ON if sampled else ALWAYS_OFF
         self.span_exporter = InMemorySpanExporter()
@@ -137,7 +153,10 @@ class InMemoryTelemetry:
     def span(self, name: str) -> ReadableSpan:
         """The one finished span called ``name`` (AssertionError if there are none or several)."""
         found = self.spans(name)
-        assert len(found) == 1, f"expected one span {name!r}, found {len(found)}: {[s.name for s in self.spans()]}"
+        if len(found) != 1:  # raised, not asserted: under python -O an assert vanished and the first of two was taken
+            raise AssertionError(
+                f"expected one span {name!r}, found {len(found)}: {[s.name for s in self.spans()]}{self._why_none()}"
+            )
         return found[0]
 
     def children(self, parent: ReadableSpan) -> list[ReadableSpan]:
@@ -177,17 +196,36 @@ class InMemoryTelemetry:
         """The one data point of metric ``name`` whose attributes include ``attributes``.
 
         Keyword names use ``_`` for ``.`` (``shannon_wave_name="w"``); AssertionError if not exactly one
-        (naming the metrics recorded, when none is called ``name``).
+        (listing the attributes of every point of ``name``, or naming the metrics recorded when none is
+        called ``name``).
         """
         wanted = {k.replace("_", "."): v for k, v in attributes.items()}
         points = self.points(name)
         if not points:
-            raise AssertionError(f"no metric {name!r} was recorded; recorded: {sorted(self.metrics())}")
+            raise AssertionError(
+                f"no metric {name!r} was recorded; recorded: {sorted(self.metrics())}{self._why_none()}"
+            )
         found = [p for p in points if all(_attr(p.attributes, k) == v for k, v in wanted.items())]
-        assert len(found) == 1, f"expected one point of {name} with {wanted}, found {len(found)}"
+        if len(found) != 1:  # say what was recorded: the count alone left the user guessing which attribute was off
+            seen = [dict(p.attributes or {}) for p in points]
+            raise AssertionError(
+                f"expected one point of {name} with {wanted}, found {len(found)}; its points' attributes: {seen}"
+            )
         return found[0]
 
+    def _why_none(self) -> str:
+        """Why nothing was recorded, when the environment turned the SDK off (else ``""``): the empty lists
+        alone read as if the code under test never made a span or metric."""
+        if not self._disabled:
+            return ""
+        return " (OTEL_SDK_DISABLED=true: the OpenTelemetry SDK records nothing; unset it for these tests)"
+
     def shutdown(self) -> None:
+        """Shut both providers down; once (a fixture's teardown after the test's own call changes nothing: the
+        SDK's MeterProvider logged the warning "shutdown can only be called once")."""
+        if self._shut:
+            return
+        self._shut = True
         self.tracer_provider.shutdown()
         self.meter_provider.shutdown()
 
@@ -211,9 +249,9 @@ class FakeClock:
     """
 
     def __init__(self, start: float = 1000.0) -> None:
-        check_number("start", start, low=-math.inf)
-        if not math.isfinite(start):
+        if isinstance(start, float) and not math.isfinite(start):  # NaN too, which check_number calls [-inf, inf)
             raise ValueError(f"start must be a finite number, got {start!r}")
+        check_number("start", start, low=-math.inf)
         self.now = start
         self.sleeps: list[float] = []
 
@@ -232,6 +270,8 @@ class FakeClock:
         ``inf`` sleeps until cancelled, as ``asyncio.sleep(inf)`` does, leaving the clock as it is (it
         moved the clock to inf, and every later duration read on it was inf - inf = NaN: a
         ``Hedge(delay=inf)``, which never hedges, broke the clock of the whole test)."""
+        if isinstance(seconds, float) and seconds != seconds:  # check_number's "[-inf, inf)" hid that inf is fine
+            raise ValueError(f"seconds must be in [-inf, inf] (inf: until cancelled), got {seconds!r}")
         check_number("seconds", seconds, low=-math.inf)
         self.sleeps.append(seconds)
         if seconds == math.inf:
@@ -309,6 +349,18 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return self._now
+
+    # asyncio runs the timers due before ``time() + _clock_resolution`` (1 ns). Real time moves on, virtual
+    # time stands at the deadline it jumped to: past ~1e7 s, where a float's step exceeds 2 ns, time() + 1 ns
+    # rounded back to time(), the timer due exactly then never ran, and the loop spun for good
+    # (``asyncio.sleep(3e7)``, a simulated quarter of ticks). One step of the clock's float is the least.
+    @property
+    def _clock_resolution(self) -> float:
+        return max(self._resolution, math.ulp(self._now))
+
+    @_clock_resolution.setter
+    def _clock_resolution(self, seconds: float) -> None:  # set by asyncio's BaseEventLoop.__init__
+        self._resolution = seconds
 
     def advance(self, seconds: float) -> None:
         """Move the loop's clock forward by ``seconds`` (finite, >= 0; ValueError otherwise: it stands

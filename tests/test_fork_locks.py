@@ -60,6 +60,17 @@ elif which == "tail":
         with provider.get_tracer("t").start_as_current_span("s"):
             pass
     lock = sampler._lock
+elif which == "set_testing":  # another thread entering or leaving a set_testing() scope
+    import shannon_otel.testing as sot
+    lock = sot._SCOPES_LOCK
+    def child():
+        with sot.set_testing(True):
+            pass
+elif which == "recorder":  # a RunRecorder fed by another thread's event loop
+    from shannon_otel import RunRecorder
+    recorder = RunRecorder()
+    wave = Wave(name="w", hooks=[recorder], **tel.providers)
+    lock, child = recorder._lock, run_wave
 '''
 
 _SCRIPT_CHILD = '''
@@ -68,6 +79,8 @@ child()
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
-@pytest.mark.parametrize("which", ["executor", "bridge", "anomaly", "shared", "scrape", "tail"])
+@pytest.mark.parametrize(
+    "which", ["executor", "bridge", "anomaly", "shared", "scrape", "tail", "set_testing", "recorder"],
+)
 def test_a_child_forked_while_a_lock_is_held_does_not_hang(tmp_path: Path, which: str) -> None:
     assert fork_while_locked(tmp_path, _SCRIPT, _SCRIPT_CHILD, which) == {"hung": False, "status": 0}

@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import math
+import os
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -57,6 +63,87 @@ def test_point_of_a_metric_never_recorded_names_the_ones_that_were() -> None:
     tel.shutdown()
 
 
+def test_point_not_found_by_its_attributes_lists_the_attributes_recorded() -> None:
+    # A wrong attribute value read "expected one point of requests with {'route': '/c'}, found 0": the user
+    # could not see what was recorded instead (a typo, another value, an extra label).
+    tel = InMemoryTelemetry()
+    counter = tel.meter_provider.get_meter("mine").create_counter("requests")
+    counter.add(1, {"route": "/a"})
+    counter.add(1, {"route": "/b", "code": 500})
+    with pytest.raises(AssertionError, match=r"found 0; its points' attributes: .*'/a'.*'/b'"):
+        tel.point("requests", route="/c")
+    with pytest.raises(AssertionError, match=r"found 2; its points' attributes: .*'route': '/a'.*'code': 500"):
+        tel.point("requests")
+    tel.shutdown()
+
+
+def test_span_and_point_refuse_several_matches_under_python_optimise() -> None:
+    # Both checked with assert, which python -O (or PYTHONOPTIMIZE, as some CI images set) strips: span("s")
+    # silently returned the first of two spans and point() the first of two points, so a test that should
+    # fail passed.
+    script = textwrap.dedent("""
+        from shannon_otel.testing import InMemoryTelemetry
+        tel = InMemoryTelemetry()
+        tracer = tel.tracer_provider.get_tracer("mine")
+        for _ in range(2):
+            with tracer.start_as_current_span("s"):
+                pass
+        counter = tel.meter_provider.get_meter("mine").create_counter("requests")
+        counter.add(1, {"route": "/a"})
+        counter.add(1, {"route": "/b"})
+        for check in (lambda: tel.span("s"), lambda: tel.point("requests")):
+            try:
+                check()
+            except AssertionError as error:
+                print("refused:", error)
+            else:
+                print("accepted")
+    """)
+    root = str(Path(__file__).resolve().parents[1])  # this checkout's package, not an installed one
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-O", "-c", script], capture_output=True, text=True, env=env, check=False)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "refused: expected one span 's', found 2: ['s', 's']"
+    assert lines[1].startswith("refused: expected one point of requests with {}, found 2")
+
+
+def test_telemetry_under_otel_sdk_disabled_says_why_nothing_was_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With OTEL_SDK_DISABLED=true (set in CI to keep an application's telemetry off) the SDK providers record
+    # nothing: a user's test read "expected one span 'x', found 0: []" and "no metric ... recorded: []", as
+    # if the code under test had never made them.
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    tel = InMemoryTelemetry()
+
+    async def ok() -> int:
+        return 1
+
+    assert asyncio.run(so.Retry(name="x", **tel.providers).call(ok)) == 1
+    why = r"\(OTEL_SDK_DISABLED=true: the OpenTelemetry SDK records nothing; unset it for these tests\)"
+    with pytest.raises(AssertionError, match=r"expected one span 'x', found 0: \[\] " + why):
+        tel.span("x")
+    with pytest.raises(AssertionError, match=r"no metric 'shannon.calls' was recorded; recorded: \[\] " + why):
+        tel.point("shannon.calls")
+    tel.shutdown()
+    monkeypatch.delenv("OTEL_SDK_DISABLED")
+    enabled = InMemoryTelemetry()  # and, the SDK on, the errors say nothing of it
+    with pytest.raises(AssertionError, match=r"found 0: \[\]$"):
+        enabled.span("x")
+    enabled.shutdown()
+
+
+def test_telemetry_shut_down_twice_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    # A test's own tel.shutdown() and then its fixture's teardown: the SDK's MeterProvider logged the warning
+    # "shutdown can only be called once" (a failure for suites asserting that nothing was logged).
+    tel = InMemoryTelemetry()
+    tel.meter_provider.get_meter("mine").create_counter("requests").add(1)
+    tel.shutdown()
+    with caplog.at_level(logging.DEBUG):
+        tel.shutdown()
+    assert caplog.records == []
+    assert tel.point("requests").value == 1  # what was recorded stays readable
+
+
 # --------------------------------------------------------------------------- VirtualTimeLoop
 @pytest.mark.parametrize("seconds", [-5.0, float("nan"), float("inf")])
 def test_the_virtual_loop_refuses_to_move_its_clock_back_or_to_nan(seconds: float) -> None:
@@ -101,6 +188,17 @@ def test_a_fake_clock_refuses_infinite_time() -> None:
     with pytest.raises(ValueError, match=r"seconds must be in \[0, inf\)"):
         clock.advance(math.inf)
     assert clock() == 1000.0
+
+
+def test_a_fake_clock_refusing_nan_names_the_range_it_takes() -> None:
+    # NaN read "start must be in [-inf, inf)" although -inf is refused too, and a sleep of NaN "seconds must be
+    # in [-inf, inf)" although sleep(inf) is taken (it sleeps until cancelled).
+    with pytest.raises(ValueError, match=r"^start must be a finite number, got nan$"):
+        FakeClock(math.nan)
+    clock = FakeClock()
+    with pytest.raises(ValueError, match=r"^seconds must be in \[-inf, inf\] \(inf: until cancelled\), got nan$"):
+        asyncio.run(clock.sleep(math.nan))
+    assert (clock(), clock.sleeps) == (1000.0, [])
 
 
 def test_set_testing_scopes_nest_and_restore() -> None:

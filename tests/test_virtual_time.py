@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from shannon_otel.testing import run_virtual
+from shannon_otel.testing import VirtualTimeLoop, run_virtual
 
 
 def test_sleeps_and_timeouts_follow_their_deadlines_instantly() -> None:
@@ -30,3 +30,29 @@ def test_sleeps_and_timeouts_follow_their_deadlines_instantly() -> None:
     assert order == ["short", "mid", "long"]
     assert virtual == pytest.approx(3610.0)
     assert time.perf_counter() - wall < 60.0  # an hour of virtual time, not of wall time
+
+
+@pytest.mark.parametrize("at", [3e7, 1e9])
+def test_a_timer_due_exactly_now_runs_however_late_the_virtual_clock(at: float) -> None:
+    # asyncio runs the timers due before time() + 1 ns. Past ~1e7 virtual seconds time() + 1 ns rounded back
+    # to time(): a timer due exactly at the virtual now (where every jump lands) never ran, and the loop spun
+    # for good (run_virtual(asyncio.sleep(3e7)) never returned). Checked a loop iteration at a time first, so
+    # that the bug fails this test instead of hanging it.
+    loop = VirtualTimeLoop()
+    try:
+        fired: list[float] = []
+        loop.advance(at)
+        loop.call_at(at, lambda: fired.append(loop.time()))
+        for _ in range(3):  # each: one iteration of the loop
+            loop.call_soon(loop.stop)
+            loop.run_forever()
+        assert fired == [at]
+    finally:
+        loop.close()
+
+    async def main() -> float:
+        await asyncio.sleep(at)
+        await asyncio.wait_for(asyncio.sleep(5), 10)
+        return asyncio.get_running_loop().time()
+
+    assert run_virtual(main()) == at + 5

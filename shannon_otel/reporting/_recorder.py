@@ -28,6 +28,7 @@ from .._events import (
     WaveObserver,
     WaveStarted,
 )
+from .._fork import in_forked_child, release_held
 from .._stats import LogHistogram
 from .._telemetry import (
     TASK_COST_ATTR,
@@ -68,10 +69,14 @@ class RunRecorder(Hook):
         self.rollbacks: deque[tuple[str, tuple[str, ...], str | None]] = deque(maxlen=_KEEP)  # the newest
         self._anomalies: deque[tuple[str | None, Anomaly]] = deque(maxlen=_KEEP)  # (wave label, event)
         self._lock = threading.Lock()
+        in_forked_child(self._forked)  # a child forked while another thread held it would wait on it for good
         self._ops: dict[str, _Op] = {}
         # name -> [runs seen, runs among ``waves``]: a name none of the kept waves has is forgotten (its
         # numbering starts again), so wave names made per request do not pile up here for good.
         self._names: dict[str, list[int]] = {}
+
+    def _forked(self) -> None:
+        release_held(self._lock)
 
     # ------------------------------------------------------------------ hook
     def wave_started(self, event: WaveStarted) -> WaveObserver | None:
