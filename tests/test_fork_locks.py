@@ -71,6 +71,12 @@ elif which == "recorder":  # a RunRecorder fed by another thread's event loop
     recorder = RunRecorder()
     wave = Wave(name="w", hooks=[recorder], **tel.providers)
     lock, child = recorder._lock, run_wave
+elif which == "default_logs":  # another thread building the process's first default logging hook
+    from shannon_otel._logs._joined import _Default
+    _Default.reset()
+    lock = _Default._lock
+    def child():  # a new wave asks for the default hook
+        assert asyncio.run(Wave(name="w2", **tel.providers).run([task])).values() == [1]
 '''
 
 _SCRIPT_CHILD = '''
@@ -80,7 +86,7 @@ child()
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
 @pytest.mark.parametrize(
-    "which", ["executor", "bridge", "anomaly", "shared", "scrape", "tail", "set_testing", "recorder"],
+    "which", ["executor", "bridge", "anomaly", "shared", "scrape", "tail", "set_testing", "recorder", "default_logs"],
 )
 def test_a_child_forked_while_a_lock_is_held_does_not_hang(tmp_path: Path, which: str) -> None:
     assert fork_while_locked(tmp_path, _SCRIPT, _SCRIPT_CHILD, which) == {"hung": False, "status": 0}

@@ -19,6 +19,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._events import CallObserver, Hook, SagaObserver
+from .._fork import release_held
 from .._isolation import is_scope
 from ._hook import LoggingHook
 
@@ -92,6 +93,14 @@ class _Default:
     @classmethod
     def reset(cls) -> None:
         cls.hook = None
+
+    @classmethod
+    def _forked(cls) -> None:
+        release_held(cls._lock)  # a fork while another thread built the first default hook: the child's hung
+
+
+if hasattr(os, "register_at_fork"):  # Windows: no fork
+    os.register_at_fork(after_in_child=_Default._forked)
 
 
 def with_default_logs(otel: Hook, extra: tuple[Hook, ...]) -> Hook:
