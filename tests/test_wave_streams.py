@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from shannon_otel import Outcome, TaskResult, Wave
-from shannon_otel.testing import run_virtual
+from shannon_otel import Outcome, Progress, TaskResult, Wave, WaveReport
+from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
 
 async def _double(x: int) -> int:
@@ -97,3 +97,49 @@ def test_a_consumer_in_another_task_ends_when_the_block_is_left_early_it_is_not_
 
     assert run_virtual(main()) == "ended"
     assert got == [0, 1]
+
+
+@pytest.mark.parametrize("leave", [True, False])
+@pytest.mark.parametrize(("change", "length"), [("extend", 30), ("cut", 10)])
+def test_a_list_the_consumer_changes_as_it_streams_is_counted_as_it_now_is(
+    change: str, length: int, leave: bool,
+) -> None:
+    """A list iterator yields what the list holds as it is iterated, so a consumer that extends the list it
+    streams (a crawler queueing the links it found) runs the tasks it added. Left early, the rest was
+    counted at the list's length at the start: the added items' tasks went uncounted, the cancellation count
+    (report and ``shannon.task.outcomes``, a counter) could go negative, and the items of a cut list were
+    counted as cancelled tasks that never existed. ``Progress.pending`` went negative once more tasks than that
+    length had started, and a cut list's last progress still counted its vanished items as pending."""
+    otel = InMemoryTelemetry()
+    progress: list[Progress] = []
+    items = list(range(20))
+
+    async def main() -> WaveReport | None:
+        wave = Wave[int]("changed", max_concurrency=2, on_progress=progress.append, progress_interval=1e-9,
+                         **otel.providers)
+        stream = wave.stream_map(_double, items)
+        async with stream as results:
+            seen = 0
+            async for _ in results:
+                seen += 1
+                if seen == 2:
+                    if change == "extend":
+                        items.extend(range(20, 30))
+                    else:
+                        del items[10:]
+                if seen == 5 and leave:
+                    break
+        return stream.report
+
+    report = run_virtual(main())
+    assert report is not None and len(items) == length
+    assert report.total == length, report.counts  # every task the list yields, exactly once
+    if leave:
+        cancelled = report.counts[Outcome.CANCELLATION]
+        assert cancelled == length - report.counts[Outcome.SUCCESS] > 0
+        point = otel.point("shannon.task.outcomes", shannon_task_outcome="cancellation")
+        assert point.value == cancelled
+    else:
+        assert report.counts[Outcome.SUCCESS] == length
+    assert all(p.pending is None or p.pending >= 0 for p in progress)
+    assert progress[-1].pending == 0 and progress[-1].done == length

@@ -74,7 +74,7 @@ class Progress:
     """Live counters of a wave, handed to ``on_progress``."""
 
     wave: str
-    pending: int | None  # None for a lazy input of unknown length
+    pending: int | None  # None for an input of unknown length (lazy, or a list grown past its length as it streams)
     active: int
     done: int
     failed: int
@@ -376,10 +376,15 @@ class Wave(Generic[T]):
             escaped: BaseException | None = None
             if size is not None:  # never drain a lazy input: it may be endless
                 if type(tasks) is Mapped and wanted is not None and not wanted():
-                    # stream_map's rest is all plain factories whose results nobody reads: counted, not made
-                    escaped = self._skip(run, size - run.pending, run.pending)
+                    # stream_map's rest is all plain factories whose results nobody reads: counted, not made.
+                    # Counted at the input's length now, not at the start: a list the consumer extended or cut
+                    # as it streamed yields what it holds now (the length at the start counted the rest of a
+                    # grown list short, even negative, and a cut list's vanished items as cancelled tasks).
+                    taken = size - run.pending  # every task taken has ended (started or not): none pending
+                    escaped = self._skip(run, taken, max(0, len(tasks) - taken))
                 else:
                     escaped = await self._drain(run, itertools.chain(chunk, items), wanted is None or wanted())
+                run.pending = 0  # every task of the input has ended (run, drained or counted): none is left
                 if isinstance(escaped, asyncio.CancelledError):  # cancelled while draining: so is the wave
                     cancelled = True
             dropped = drops.total("traces") - dropped_before if drops is not None else 0
