@@ -143,3 +143,25 @@ def test_a_list_the_consumer_changes_as_it_streams_is_counted_as_it_now_is(
         assert report.counts[Outcome.SUCCESS] == length
     assert all(p.pending is None or p.pending >= 0 for p in progress)
     assert progress[-1].pending == 0 and progress[-1].done == length
+
+
+@pytest.mark.parametrize("max_concurrency", [None, 10_000])
+def test_a_stream_starts_no_more_workers_than_its_buffer_lets_run(max_concurrency: int | None) -> None:
+    """No more tasks run at once than results the buffer may hold, yet a worker was started per slot of
+    ``max_concurrency`` (per task under ``None``), each waiting for a credit: ``buffer=4`` over 200_000 items
+    started 200_000 workers, and cancelling them when the consumer left took minutes."""
+    tasks_seen: list[int] = []
+
+    async def main() -> WaveReport | None:
+        wave = Wave[int]("buffered", max_concurrency=max_concurrency, instrument=False)
+        stream = wave.stream_map(_double, range(10_000), buffer=4)
+        async with stream as results:
+            async for r in results:
+                tasks_seen.append(len(asyncio.all_tasks()))
+                if r.index == 20:
+                    break
+        return stream.report
+
+    report = run_virtual(main())
+    assert report is not None and report.concurrency == 4
+    assert max(tasks_seen) <= 4 + 2, max(tasks_seen)  # the workers, the stream's runner, this test's task

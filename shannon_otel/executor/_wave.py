@@ -300,9 +300,12 @@ class Wave(Generic[T]):
             concurrency = max(1, min(concurrency, size))
         if self.batch_size is not None:  # no more than a batch ever runs at once: the slots really available
             concurrency = min(concurrency, self.batch_size)
-        # the report's slots: a stream's buffer also caps them (no more tasks run than results it may hold)
+        # A stream's buffer also caps the slots (no more tasks run than results it may hold), and so the workers:
+        # one more would only wait for a credit (max_concurrency=None over range(200_000) with buffer=4 started
+        # 200_000 workers, and cancelling them all took minutes when the consumer left).
         buffer = None if gate is None else gate.free
-        slots = concurrency if buffer is None else min(concurrency, buffer)
+        if buffer is not None:
+            concurrency = min(concurrency, buffer)
         started = clock()
         check_reading("clock", started)  # a stream's (run() checked before taking its tasks)
         # once per wave, never per task: the spans configure()'s guards count as dropped meanwhile
@@ -395,7 +398,7 @@ class Wave(Generic[T]):
             except Exception as exc:  # a clock that raises: raised once every hook has seen the wave end
                 duration, escaped, errored = 0.0, exc, True
             report = run.report.build(
-                self.name, duration, slots, cancelled, dropped, errored, self.batch_size, buffer,
+                self.name, duration, concurrency, cancelled, dropped, errored, self.batch_size, buffer,
             )
             if on_report is not None:
                 on_report(report)
