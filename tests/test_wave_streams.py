@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -165,3 +166,33 @@ def test_a_stream_starts_no_more_workers_than_its_buffer_lets_run(max_concurrenc
     report = run_virtual(main())
     assert report is not None and report.concurrency == 4
     assert max(tasks_seen) <= 4 + 2, max(tasks_seen)  # the workers, the stream's runner, this test's task
+
+
+def test_a_stream_left_early_over_an_input_whose_length_can_no_longer_be_read_counts_it_at_its_first() -> None:
+    """The rest of a stream left early is counted at the input's length then (see above); an input whose
+    ``len()`` now raises is counted at the length it had at the start, and the wave still ends."""
+    otel = InMemoryTelemetry()
+
+    class Closing:
+        def __init__(self) -> None:
+            self.read = 0
+
+        def __len__(self) -> int:
+            self.read += 1
+            if self.read > 1:
+                raise RuntimeError("closed")
+            return 50
+
+        def __iter__(self) -> Iterator[int]:
+            return iter(range(50))
+
+    async def main() -> WaveReport | None:
+        stream = Wave[int]("closing", max_concurrency=2, **otel.providers).stream_map(_double, Closing())
+        async with stream as results:
+            async for _ in results:
+                break
+        return stream.report
+
+    report = run_virtual(main())
+    assert report is not None and report.total == 50
+    assert otel.span("wave closing").attributes is not None

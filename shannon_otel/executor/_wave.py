@@ -384,7 +384,11 @@ class Wave(Generic[T]):
                     # as it streamed yields what it holds now (the length at the start counted the rest of a
                     # grown list short, even negative, and a cut list's vanished items as cancelled tasks).
                     taken = size - run.pending  # every task taken has ended (started or not): none pending
-                    escaped = self._skip(run, taken, max(0, len(tasks) - taken))
+                    try:
+                        now = len(tasks)
+                    except Exception:  # an input whose length can no longer be read: the one it had at the start
+                        now = size
+                    escaped = self._skip(run, taken, max(0, now - taken))
                 else:
                     escaped = await self._drain(run, itertools.chain(chunk, items), wanted is None or wanted())
                 run.pending = 0  # every task of the input has ended (run, drained or counted): none is left
