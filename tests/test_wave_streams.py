@@ -7,6 +7,7 @@ must still queue that end, or the consumer waits forever (nothing else wakes it)
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 from collections.abc import Iterator
 from typing import Any
@@ -196,3 +197,36 @@ def test_a_stream_left_early_over_an_input_whose_length_can_no_longer_be_read_co
     report = run_virtual(main())
     assert report is not None and report.total == 50
     assert otel.span("wave closing").attributes is not None
+
+
+@pytest.mark.parametrize("mapped", [True, False])
+def test_the_rest_of_a_fail_fast_stream_is_queued_as_the_consumer_makes_room(mapped: bool) -> None:
+    """A consumer still reading after a fail-fast stop gets a cancelled result for each task never started;
+    they were all queued at once, so a consumer awaiting anything between two results held the whole rest
+    of the input (100_000 inputs: 16 MiB of results) where a stream holds O(buffer) of them."""
+    held: list[int] = []
+
+    async def fails_first(x: int) -> int:
+        await asyncio.sleep(0)
+        if x == 0:
+            raise ValueError("the first task fails")
+        return x
+
+    async def main() -> WaveReport | None:
+        wave = Wave[int]("fail-fast-rest", max_concurrency=2, fail_fast=True, instrument=False)
+        n = 5_000
+        stream = (wave.stream_map(fails_first, range(n)) if mapped
+                  else wave.stream([functools.partial(fails_first, i) for i in range(n)]))
+        seen = 0
+        async with stream as results:
+            async for _ in results:
+                seen += 1
+                if seen == n // 2:
+                    held.append(_held("fail-fast-rest"))
+                await asyncio.sleep(0)  # the consumer awaits between two results
+        assert seen == n
+        return stream.report
+
+    report = run_virtual(main())
+    assert report is not None and report.counts[Outcome.CANCELLATION] >= 4_990
+    assert held[0] <= 8, held  # at most what the buffer holds (2 x 2), and the one the consumer has

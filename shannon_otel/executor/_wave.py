@@ -436,18 +436,43 @@ class Wave(Generic[T]):
         for seconds. A cancellation meanwhile ends the yielding, never the drain (its tasks must still
         be closed and counted): it is returned, as is the first ``BaseException`` an observer raised.
         Consecutive plain factories (nothing to close or settle) are counted in runs (``_skip``), each run
-        told to the observers at once; their results are made only when ``wanted``.
+        told to the observers at once; their results are made only when ``wanted``. A stream's results are
+        queued as its consumer makes room for them, as its started tasks' are: all queued at once, the rest of
+        a fail-fast stream was held whole (a million results) by a consumer that awaited anything between two.
         """
         escaped: BaseException | None = None
         interrupted: asyncio.CancelledError | None = None
+        gate = run.gate if wanted else None
         budget = _DRAIN_CHUNK
         first = plain = 0  # a run of plain factories not counted yet: its first index, its length
+
+        async def room() -> bool:
+            """Wait for room for one more result at the stream's consumer; False once it has left (the runner
+            is cancelled as its block ends: then no result is read any more)."""
+            nonlocal interrupted
+            if gate is not None and interrupted is None:
+                try:
+                    await gate.acquire()
+                except asyncio.CancelledError as exc:
+                    interrupted = exc
+            return gate is None or interrupted is None
+
+        async def flush() -> None:
+            nonlocal escaped, plain
+            escaped = self._skip(run, first, plain) or escaped
+            if wanted:
+                deliver, name, cancelled = run.deliver, self.name, Outcome.CANCELLATION
+                for index in range(first, first + plain):
+                    if gate is not None and not await room():
+                        break
+                    deliver(TaskResult(name, index, name, cancelled))
+            plain = 0
+
         for index, item in items:
             if not budget:
                 budget = _DRAIN_CHUNK
                 if plain:
-                    escaped = self._skip(run, first, plain, wanted) or escaped
-                    plain = 0
+                    await flush()
                 if interrupted is None:
                     try:
                         await asyncio.sleep(0)
@@ -460,8 +485,7 @@ class Wave(Generic[T]):
                 plain += 1
                 continue
             if plain:
-                escaped = self._skip(run, first, plain, wanted) or escaped
-                plain = 0
+                await flush()
             outcome, value, error = settled(item) or (Outcome.CANCELLATION, None, None)
             close_unstarted(item)
             name = (item.name or self.name) if type(item) is TaskSpec else self.name
@@ -476,15 +500,16 @@ class Wave(Generic[T]):
                     run.skipped(result)
                 except BaseException as exc:
                     escaped = escaped or exc
-            run.deliver(result)
+            if gate is None or await room():
+                run.deliver(result)
         if plain:
-            escaped = self._skip(run, first, plain, wanted) or escaped
+            await flush()
         return escaped or interrupted
 
-    def _skip(self, run: WaveRun, first: int, count: int, wanted: bool = False) -> BaseException | None:
+    def _skip(self, run: WaveRun, first: int, count: int) -> BaseException | None:
         """``count`` plain tasks from index ``first`` never started: counted as cancelled in O(1), told to the
         observers in one ``tasks_skipped`` (one ``task_skipped`` per task cost ~3 us each: seconds for a stream
-        left early over a million items); a result is made per task only when ``wanted``. Returns the first
+        left early over a million items); their results are the caller's to make, if wanted. Returns the first
         ``BaseException`` an observer raised."""
         run.report.add_unstarted(Outcome.CANCELLATION, count)
         run.pending -= count
@@ -495,10 +520,6 @@ class Wave(Generic[T]):
                 run.skipped_many(TaskResult(self.name, first, self.name, Outcome.CANCELLATION), count)
             except BaseException as exc:
                 escaped = exc
-        if wanted:
-            deliver, name, cancelled = run.deliver, self.name, Outcome.CANCELLATION
-            for index in range(first, first + count):
-                deliver(TaskResult(name, index, name, cancelled))
         return escaped
 
 
