@@ -7,13 +7,15 @@ must still queue that end, or the consumer waits forever (nothing else wakes it)
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from shannon_otel import Outcome, TaskResult, Wave
-from shannon_otel.testing import run_virtual
+from shannon_otel import Outcome, Progress, TaskResult, Wave, WaveReport
+from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
 
 async def _double(x: int) -> int:
@@ -97,3 +99,134 @@ def test_a_consumer_in_another_task_ends_when_the_block_is_left_early_it_is_not_
 
     assert run_virtual(main()) == "ended"
     assert got == [0, 1]
+
+
+@pytest.mark.parametrize("leave", [True, False])
+@pytest.mark.parametrize(("change", "length"), [("extend", 30), ("cut", 10)])
+def test_a_list_the_consumer_changes_as_it_streams_is_counted_as_it_now_is(
+    change: str, length: int, leave: bool,
+) -> None:
+    """A list iterator yields what the list holds as it is iterated, so a consumer that extends the list it
+    streams (a crawler queueing the links it found) runs the tasks it added. Left early, the rest was
+    counted at the list's length at the start: the added items' tasks went uncounted, the cancellation count
+    (report and ``shannon.task.outcomes``, a counter) could go negative, and the items of a cut list were
+    counted as cancelled tasks that never existed. ``Progress.pending`` went negative once more tasks than that
+    length had started, and a cut list's last progress still counted its vanished items as pending."""
+    otel = InMemoryTelemetry()
+    progress: list[Progress] = []
+    items = list(range(20))
+
+    async def main() -> WaveReport | None:
+        wave = Wave[int]("changed", max_concurrency=2, on_progress=progress.append, progress_interval=1e-9,
+                         **otel.providers)
+        stream = wave.stream_map(_double, items)
+        async with stream as results:
+            seen = 0
+            async for _ in results:
+                seen += 1
+                if seen == 2:
+                    if change == "extend":
+                        items.extend(range(20, 30))
+                    else:
+                        del items[10:]
+                if seen == 5 and leave:
+                    break
+        return stream.report
+
+    report = run_virtual(main())
+    assert report is not None and len(items) == length
+    assert report.total == length, report.counts  # every task the list yields, exactly once
+    if leave:
+        cancelled = report.counts[Outcome.CANCELLATION]
+        assert cancelled == length - report.counts[Outcome.SUCCESS] > 0
+        point = otel.point("shannon.task.outcomes", shannon_task_outcome="cancellation")
+        assert point.value == cancelled
+    else:
+        assert report.counts[Outcome.SUCCESS] == length
+    assert all(p.pending is None or p.pending >= 0 for p in progress)
+    assert progress[-1].pending == 0 and progress[-1].done == length
+
+
+@pytest.mark.parametrize("max_concurrency", [None, 10_000])
+def test_a_stream_starts_no_more_workers_than_its_buffer_lets_run(max_concurrency: int | None) -> None:
+    """No more tasks run at once than results the buffer may hold, yet a worker was started per slot of
+    ``max_concurrency`` (per task under ``None``), each waiting for a credit: ``buffer=4`` over 200_000 items
+    started 200_000 workers, and cancelling them when the consumer left took minutes."""
+    tasks_seen: list[int] = []
+
+    async def main() -> WaveReport | None:
+        wave = Wave[int]("buffered", max_concurrency=max_concurrency, instrument=False)
+        stream = wave.stream_map(_double, range(10_000), buffer=4)
+        async with stream as results:
+            async for r in results:
+                tasks_seen.append(len(asyncio.all_tasks()))
+                if r.index == 20:
+                    break
+        return stream.report
+
+    report = run_virtual(main())
+    assert report is not None and report.concurrency == 4
+    assert max(tasks_seen) <= 4 + 2, max(tasks_seen)  # the workers, the stream's runner, this test's task
+
+
+def test_a_stream_left_early_over_an_input_whose_length_can_no_longer_be_read_counts_it_at_its_first() -> None:
+    """The rest of a stream left early is counted at the input's length then (see above); an input whose
+    ``len()`` now raises is counted at the length it had at the start, and the wave still ends."""
+    otel = InMemoryTelemetry()
+
+    class Closing:
+        def __init__(self) -> None:
+            self.read = 0
+
+        def __len__(self) -> int:
+            self.read += 1
+            if self.read > 1:
+                raise RuntimeError("closed")
+            return 50
+
+        def __iter__(self) -> Iterator[int]:
+            return iter(range(50))
+
+    async def main() -> WaveReport | None:
+        stream = Wave[int]("closing", max_concurrency=2, **otel.providers).stream_map(_double, Closing())
+        async with stream as results:
+            async for _ in results:
+                break
+        return stream.report
+
+    report = run_virtual(main())
+    assert report is not None and report.total == 50
+    assert otel.span("wave closing").attributes is not None
+
+
+@pytest.mark.parametrize("mapped", [True, False])
+def test_the_rest_of_a_fail_fast_stream_is_queued_as_the_consumer_makes_room(mapped: bool) -> None:
+    """A consumer still reading after a fail-fast stop gets a cancelled result for each task never started;
+    they were all queued at once, so a consumer awaiting anything between two results held the whole rest
+    of the input (100_000 inputs: 16 MiB of results) where a stream holds O(buffer) of them."""
+    held: list[int] = []
+
+    async def fails_first(x: int) -> int:
+        await asyncio.sleep(0)
+        if x == 0:
+            raise ValueError("the first task fails")
+        return x
+
+    async def main() -> WaveReport | None:
+        wave = Wave[int]("fail-fast-rest", max_concurrency=2, fail_fast=True, instrument=False)
+        n = 5_000
+        stream = (wave.stream_map(fails_first, range(n)) if mapped
+                  else wave.stream([functools.partial(fails_first, i) for i in range(n)]))
+        seen = 0
+        async with stream as results:
+            async for _ in results:
+                seen += 1
+                if seen == n // 2:
+                    held.append(_held("fail-fast-rest"))
+                await asyncio.sleep(0)  # the consumer awaits between two results
+        assert seen == n
+        return stream.report
+
+    report = run_virtual(main())
+    assert report is not None and report.counts[Outcome.CANCELLATION] >= 4_990
+    assert held[0] <= 8, held  # at most what the buffer holds (2 x 2), and the one the consumer has

@@ -455,7 +455,9 @@ class WaveRun:
     def progress(self) -> Progress:
         from ._wave import Progress
 
-        pending = self.pending if self.sized else None
+        # negative: a sized input (a list the consumer extends as it streams) gave more tasks than its length
+        # at the start, so how many are left is unknown, as a lazy input's
+        pending = self.pending if self.sized and self.pending >= 0 else None
         return Progress(self.wave.name, pending, self.active, self.done, self.failed)
 
     def _progress(self) -> None:

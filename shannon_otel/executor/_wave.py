@@ -80,7 +80,7 @@ class Progress:
     """Live counters of a wave, handed to ``on_progress``."""
 
     wave: str
-    pending: int | None  # None for a lazy input of unknown length
+    pending: int | None  # None for an input of unknown length (lazy, or a list grown past its length as it streams)
     active: int
     done: int
     failed: int
@@ -323,9 +323,12 @@ class Wave(Generic[T]):
             concurrency = max(1, min(concurrency, size))
         if self.batch_size is not None:  # no more than a batch ever runs at once: the slots really available
             concurrency = min(concurrency, self.batch_size)
-        # the report's slots: a stream's buffer also caps them (no more tasks run than results it may hold)
+        # A stream's buffer also caps the slots (no more tasks run than results it may hold), and so the workers:
+        # one more would only wait for a credit (max_concurrency=None over range(200_000) with buffer=4 started
+        # 200_000 workers, and cancelling them all took minutes when the consumer left).
         buffer = None if gate is None else gate.free
-        slots = concurrency if buffer is None else min(concurrency, buffer)
+        if buffer is not None:
+            concurrency = min(concurrency, buffer)
         started = clock()
         check_reading("clock", started)  # a stream's (run() checked before taking its tasks)
         # once per wave, never per task: the spans configure()'s guards count as dropped meanwhile
@@ -399,10 +402,19 @@ class Wave(Generic[T]):
             escaped: BaseException | None = None
             if size is not None:  # never drain a lazy input: it may be endless
                 if type(tasks) is Mapped and wanted is not None and not wanted():
-                    # stream_map's rest is all plain factories whose results nobody reads: counted, not made
-                    escaped = self._skip(run, size - run.pending, run.pending)
+                    # stream_map's rest is all plain factories whose results nobody reads: counted, not made.
+                    # Counted at the input's length now, not at the start: a list the consumer extended or cut
+                    # as it streamed yields what it holds now (the length at the start counted the rest of a
+                    # grown list short, even negative, and a cut list's vanished items as cancelled tasks).
+                    taken = size - run.pending  # every task taken has ended (started or not): none pending
+                    try:
+                        now = len(tasks)
+                    except Exception:  # an input whose length can no longer be read: the one it had at the start
+                        now = size
+                    escaped = self._skip(run, taken, max(0, now - taken))
                 else:
                     escaped = await self._drain(run, itertools.chain(chunk, items), wanted is None or wanted())
+                run.pending = 0  # every task of the input has ended (run, drained or counted): none is left
                 if isinstance(escaped, asyncio.CancelledError):  # cancelled while draining: so is the wave
                     cancelled = True
             dropped = drops.total("traces") - dropped_before if drops is not None else 0
@@ -413,7 +425,7 @@ class Wave(Generic[T]):
             except Exception as exc:  # a clock that raises: raised once every hook has seen the wave end
                 duration, escaped, errored = 0.0, exc, True
             report = run.report.build(
-                self.name, duration, slots, cancelled, dropped, errored, self.batch_size, buffer,
+                self.name, duration, concurrency, cancelled, dropped, errored, self.batch_size, buffer,
             )
             if on_report is not None:
                 on_report(report)
@@ -447,18 +459,43 @@ class Wave(Generic[T]):
         for seconds. A cancellation meanwhile ends the yielding, never the drain (its tasks must still
         be closed and counted): it is returned, as is the first ``BaseException`` an observer raised.
         Consecutive plain factories (nothing to close or settle) are counted in runs (``_skip``), each run
-        told to the observers at once; their results are made only when ``wanted``.
+        told to the observers at once; their results are made only when ``wanted``. A stream's results are
+        queued as its consumer makes room for them, as its started tasks' are: all queued at once, the rest of
+        a fail-fast stream was held whole (a million results) by a consumer that awaited anything between two.
         """
         escaped: BaseException | None = None
         interrupted: asyncio.CancelledError | None = None
+        gate = run.gate if wanted else None
         budget = _DRAIN_CHUNK
         first = plain = 0  # a run of plain factories not counted yet: its first index, its length
+
+        async def room() -> bool:
+            """Wait for room for one more result at the stream's consumer; False once it has left (the runner
+            is cancelled as its block ends: then no result is read any more)."""
+            nonlocal interrupted
+            if gate is not None and interrupted is None:
+                try:
+                    await gate.acquire()
+                except asyncio.CancelledError as exc:
+                    interrupted = exc
+            return gate is None or interrupted is None
+
+        async def flush() -> None:
+            nonlocal escaped, plain
+            escaped = self._skip(run, first, plain) or escaped
+            if wanted:
+                deliver, name, cancelled = run.deliver, self.name, Outcome.CANCELLATION
+                for index in range(first, first + plain):
+                    if gate is not None and not await room():
+                        break
+                    deliver(TaskResult(name, index, name, cancelled))
+            plain = 0
+
         for index, item in items:
             if not budget:
                 budget = _DRAIN_CHUNK
                 if plain:
-                    escaped = self._skip(run, first, plain, wanted) or escaped
-                    plain = 0
+                    await flush()
                 if interrupted is None:
                     try:
                         await asyncio.sleep(0)
@@ -471,8 +508,7 @@ class Wave(Generic[T]):
                 plain += 1
                 continue
             if plain:
-                escaped = self._skip(run, first, plain, wanted) or escaped
-                plain = 0
+                await flush()
             outcome, value, error = settled(item) or (Outcome.CANCELLATION, None, None)
             close_unstarted(item)
             name = (item.name or self.name) if type(item) is TaskSpec else self.name
@@ -487,15 +523,16 @@ class Wave(Generic[T]):
                     run.skipped(result)
                 except BaseException as exc:
                     escaped = escaped or exc
-            run.deliver(result)
+            if gate is None or await room():
+                run.deliver(result)
         if plain:
-            escaped = self._skip(run, first, plain, wanted) or escaped
+            await flush()
         return escaped or interrupted
 
-    def _skip(self, run: WaveRun, first: int, count: int, wanted: bool = False) -> BaseException | None:
+    def _skip(self, run: WaveRun, first: int, count: int) -> BaseException | None:
         """``count`` plain tasks from index ``first`` never started: counted as cancelled in O(1), told to the
         observers in one ``tasks_skipped`` (one ``task_skipped`` per task cost ~3 us each: seconds for a stream
-        left early over a million items); a result is made per task only when ``wanted``. Returns the first
+        left early over a million items); their results are the caller's to make, if wanted. Returns the first
         ``BaseException`` an observer raised."""
         run.report.add_unstarted(Outcome.CANCELLATION, count)
         run.pending -= count
@@ -506,10 +543,6 @@ class Wave(Generic[T]):
                 run.skipped_many(TaskResult(self.name, first, self.name, Outcome.CANCELLATION), count)
             except BaseException as exc:
                 escaped = exc
-        if wanted:
-            deliver, name, cancelled = run.deliver, self.name, Outcome.CANCELLATION
-            for index in range(first, first + count):
-                deliver(TaskResult(name, index, name, cancelled))
         return escaped
 
 
