@@ -95,12 +95,22 @@ def _other(value: object) -> object:
     return base64.b64encode(value).decode() if isinstance(value, bytes | bytearray) else str(value)
 
 
+def _utf8(text: str) -> str:
+    """``text`` with each lone surrogate (a name or message decoded with ``surrogateescape``) as U+FFFD:
+    the page is sent as UTF-8, which cannot encode one, so a single such value failed every scrape."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
 def _escape(value: object) -> str:
-    return str(value).replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    return _utf8(str(value)).replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
 def _escape_help(text: str) -> str:
-    return text.replace("\\", r"\\").replace("\n", r"\n")
+    return _utf8(text).replace("\\", r"\\").replace("\n", r"\n")
 
 
 def _labels(attributes: Any, extra: tuple[tuple[str, str], ...] = (), reserved: tuple[str, ...] = ()) -> str:
