@@ -1,0 +1,74 @@
+"""Names the telemetry carries must be exportable. A str with a lone surrogate (``os.fsdecode`` of bytes
+that are not UTF-8: a file name from ``os.listdir``, a header decoded with ``surrogateescape``) cannot be
+encoded as UTF-8, which OTLP and Prometheus require: one wave, operation or breaker so named made every
+OTLP export of its provider fail -- each span batch holding it and, its metric series being cumulative,
+every metric export for the rest of the process (counted as dropped, nothing delivered). Such a name is
+now refused where it is given, naming the parameter."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from shannon_otel import (
+    BreakerRegistry,
+    CircuitBreaker,
+    Degrade,
+    Fallback,
+    Pipeline,
+    Retry,
+    Saga,
+    Step,
+    TaskSpec,
+    Timeout,
+    Wave,
+    configure,
+    record,
+)
+
+BAD = os.fsdecode(b"/data/\xff")  # '/data/\udcff'
+
+
+async def _work() -> int:
+    return 1
+
+
+async def _recording() -> int:
+    record(BAD, 1.0)
+    return 1
+
+
+NAMES: list[tuple[str, Callable[[], Any]]] = [
+    ("Wave", lambda: Wave[int](BAD)),
+    ("TaskSpec", lambda: TaskSpec(_work, name=BAD)),
+    ("Retry", lambda: Retry(name=BAD)),
+    ("Timeout", lambda: Timeout(1.0, name=BAD)),
+    ("Fallback", lambda: Fallback(lambda error: _work(), name=BAD)),
+    ("Pipeline", lambda: Pipeline(Retry(), name=BAD)),
+    ("CircuitBreaker", lambda: CircuitBreaker(BAD)),
+    ("BreakerRegistry.get", lambda: BreakerRegistry().get(BAD)),
+    ("Saga", lambda: Saga(BAD)),
+    ("Step", lambda: Step(BAD, _work)),
+    ("Degrade.flag", lambda: Degrade(default=0).flag(BAD)),
+    ("configure(service_name)", lambda: configure(BAD, exporter="none", set_global=False)),
+]
+
+
+@pytest.mark.parametrize(("where", "build"), NAMES, ids=[w for w, _ in NAMES])
+def test_a_name_with_a_lone_surrogate_is_refused_naming_the_parameter(where: str, build: Callable[[], Any]) -> None:
+    with pytest.raises(ValueError, match=r"(name|reason) must be text encodable as UTF-8 .* '\\udcff' at 6"):
+        build()
+
+
+def test_resource_attributes_and_recorded_measurement_names_are_checked_too() -> None:
+    with pytest.raises(ValueError, match=r"resource_attributes\['k'\] must be text encodable as UTF-8"):
+        configure("svc", exporter="none", set_global=False, resource_attributes={"k": BAD})
+    with pytest.raises(ValueError, match=r"resource_attributes key must be text encodable as UTF-8"):
+        configure("svc", exporter="none", set_global=False, resource_attributes={BAD: "v"})
+    result = asyncio.run(Wave[int]("w", instrument=False).run([_recording]))
+    (error,) = [r.error for r in result.results]
+    assert isinstance(error, ValueError) and "record(): name must be text encodable as UTF-8" in str(error)
