@@ -35,7 +35,7 @@ from opentelemetry.sdk.metrics.export import (
 from ._fork import in_forked_child, release_held
 from ._metrics_bridge import MetricsBridge
 from ._telemetry import METRICS, MetricSpec
-from ._validate import check_name, check_number
+from ._validate import check_name, check_number, utf8_text
 
 __all__ = ["PrometheusReader", "MetricsServer", "render", "series_name", "TEXT", "OPENMETRICS"]
 
@@ -95,22 +95,13 @@ def _other(value: object) -> object:
     return base64.b64encode(value).decode() if isinstance(value, bytes | bytearray) else str(value)
 
 
-def _utf8(text: str) -> str:
-    """``text`` with each lone surrogate (a name or message decoded with ``surrogateescape``) as U+FFFD:
-    the page is sent as UTF-8, which cannot encode one, so a single such value failed every scrape."""
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return text
-
-
 def _escape(value: object) -> str:
-    return _utf8(str(value)).replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    # the page is UTF-8: a lone surrogate (a user attribute) failed every scrape
+    return utf8_text(str(value)).replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
 def _escape_help(text: str) -> str:
-    return _utf8(text).replace("\\", r"\\").replace("\n", r"\n")
+    return utf8_text(text).replace("\\", r"\\").replace("\n", r"\n")
 
 
 def _labels(attributes: Any, extra: tuple[tuple[str, str], ...] = (), reserved: tuple[str, ...] = ()) -> str:

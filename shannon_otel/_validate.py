@@ -166,6 +166,16 @@ def check_name(name: str, value: object, *, allow_none: bool = False) -> None:
     check_utf8(name, value)
 
 
+def utf8_text(text: str) -> str:
+    """``text`` with each lone surrogate as U+FFFD, so that it encodes as UTF-8 (OTLP, Prometheus, log
+    files): for text the library writes but cannot refuse, such as an exception's message."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
 def check_utf8(name: str, value: str | None) -> None:
     """ValueError naming ``name`` when ``value`` holds a lone surrogate (what ``os.fsdecode`` or
     ``surrogateescape`` make of bytes that are not UTF-8). Names become span names and attributes,
