@@ -72,3 +72,35 @@ def test_resource_attributes_and_recorded_measurement_names_are_checked_too() ->
     result = asyncio.run(Wave[int]("w", instrument=False).run([_recording]))
     (error,) = [r.error for r in result.results]
     assert isinstance(error, ValueError) and "record(): name must be text encodable as UTF-8" in str(error)
+
+
+def test_an_error_type_with_a_lone_surrogate_is_exported() -> None:
+    """An exception class of a module loaded under a name made from a file name that is not UTF-8
+    (``importlib.util.spec_from_file_location(os.fsdecode(stem), path)``: its classes' ``__module__``) became
+    the ``error.type`` of ``shannon.task.outcomes`` as it was: OTLP could not encode it, so every export of
+    the cumulative series logged a stack trace and sent the failures without their ``error.type``. It is
+    written with U+FFFD."""
+    from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+
+    from shannon_otel.testing import InMemoryTelemetry
+
+    class FeedError(Exception):
+        pass
+
+    FeedError.__module__ = os.fsdecode(b"feed_\xff")
+
+    async def failing() -> int:
+        raise FeedError
+
+    tel = InMemoryTelemetry(sampled=False)
+    result = asyncio.run(Wave[int]("w", **tel.providers).run([failing]))
+    assert type(result.results[0].error) is FeedError  # the user's error is theirs, untouched
+    data = tel.metric_reader.get_metrics_data()
+    assert data is not None
+    request = encode_metrics(data)
+    tel.shutdown()
+    (outcomes,) = [m for rm in request.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+                   if m.name == "shannon.task.outcomes"]
+    (point,) = outcomes.sum.data_points
+    attributes = {kv.key: kv.value.string_value for kv in point.attributes}
+    assert attributes["error.type"] == "feed_\ufffd." + FeedError.__qualname__

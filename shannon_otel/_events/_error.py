@@ -6,12 +6,14 @@ from .._validate import utf8_text
 
 
 def error_type(error: BaseException | None) -> str | None:
-    """The ``error.type`` value for an exception: its fully qualified class name for non-builtins."""
+    """The ``error.type`` value for an exception: its fully qualified class name for non-builtins (a lone
+    surrogate in it, a class made at run time, as U+FFFD: a metric attribute OTLP cannot encode failed every
+    metric export of the process)."""
     if error is None:
         return None
     cls = type(error)
     module = cls.__module__
-    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+    return utf8_text(cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}")
 
 
 def error_message(error: BaseException) -> str:
