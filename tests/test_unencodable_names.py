@@ -104,3 +104,17 @@ def test_an_error_type_with_a_lone_surrogate_is_exported() -> None:
     (point,) = outcomes.sum.data_points
     attributes = {kv.key: kv.value.string_value for kv in point.attributes}
     assert attributes["error.type"] == "feed_\ufffd." + FeedError.__qualname__
+
+
+def test_shared_state_names_are_checked_too() -> None:
+    """A Redis key prefix or a shared limit's name is in every key, which redis-py encodes as UTF-8: with a
+    lone surrogate every Redis call of it failed inside redis-py (UnicodeEncodeError), never reaching Redis."""
+    from shannon_otel import ResourcePool
+    from shannon_otel.redis import RedisState, SharedRateLimit
+
+    with pytest.raises(ValueError, match=r"prefix must be text encodable as UTF-8"):
+        RedisState("redis://127.0.0.1:1", prefix=BAD)
+    with pytest.raises(ValueError, match=r"ResourcePool name must be text encodable as UTF-8"):
+        ResourcePool(BAD, 1)
+    with pytest.raises(ValueError, match=r"^name must be text encodable as UTF-8"):
+        SharedRateLimit(RedisState("redis://127.0.0.1:1"), BAD, rate=1.0)
