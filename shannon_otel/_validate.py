@@ -176,6 +176,14 @@ def utf8_text(text: str) -> str:
     return text
 
 
+def plain(value: str) -> str:
+    """``value`` as a plain str, its characters: a str subclass (a ``class Op(str, Enum)`` member) kept
+    as it is exports its characters as metric attributes ("fetch") while ``format()`` and ``str()`` write
+    it otherwise in span names and log lines ("Op.FETCH"), so an alert's link to the traces of its wave
+    found none."""
+    return value if type(value) is str else str.__str__(value)
+
+
 def check_utf8(name: str, value: str | None) -> None:
     """ValueError naming ``name`` when ``value`` holds a lone surrogate (what ``os.fsdecode`` or
     ``surrogateescape`` make of bytes that are not UTF-8). Names become span names and attributes,

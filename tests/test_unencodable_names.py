@@ -1,9 +1,11 @@
-"""Names the telemetry carries must be exportable. A str with a lone surrogate (``os.fsdecode`` of bytes
-that are not UTF-8: a file name from ``os.listdir``, a header decoded with ``surrogateescape``) cannot be
-encoded as UTF-8, which OTLP and Prometheus require: one wave, operation or breaker so named made every
-OTLP export of its provider fail -- each span batch holding it and, its metric series being cumulative,
-every metric export for the rest of the process (counted as dropped, nothing delivered). Such a name is
-now refused where it is given, naming the parameter."""
+"""Names the telemetry carries: exportable, and written the same everywhere.
+
+A str with a lone surrogate (``os.fsdecode`` of bytes that are not UTF-8: a file name from ``os.listdir``,
+a header decoded with ``surrogateescape``) cannot be encoded as UTF-8, which OTLP and Prometheus require:
+one wave, operation or breaker so named made every OTLP export of its provider fail -- each span batch
+holding it and, its metric series being cumulative, every metric export for the rest of the process
+(counted as dropped, nothing delivered). Such a name is now refused where it is given, naming the
+parameter. A str subclass (an enum member) is kept as a plain str."""
 
 from __future__ import annotations
 
@@ -118,3 +120,44 @@ def test_shared_state_names_are_checked_too() -> None:
         ResourcePool(BAD, 1)
     with pytest.raises(ValueError, match=r"^name must be text encodable as UTF-8"):
         SharedRateLimit(RedisState("redis://127.0.0.1:1"), BAD, rate=1.0)
+
+
+def test_a_name_given_as_a_str_enum_member_is_written_the_same_in_spans_metrics_and_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``class Op(str, Enum)`` members as names: the metric attributes carried their characters ("fetch")
+    but span names and log lines their ``format()``/``str()`` ("wave Op.FETCH", "retrying Op.FETCH"), so
+    the bundled alerts' links to the traces of a wave (``operation=wave <shannon_wave_name>``) found none.
+    Names are now kept as plain str."""
+    import enum
+    import logging
+
+    from shannon_otel.testing import InMemoryTelemetry
+
+    class Op(str, enum.Enum):  # noqa: UP042  # the pre-3.11 idiom, still common: the case at hand
+        FETCH = "fetch"
+
+    tel = InMemoryTelemetry(sampled=True)
+    calls = {"n": 0}
+
+    async def flaky() -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ValueError("once")
+        return 1
+
+    async def task() -> int:
+        await Saga(Op.FETCH, **tel.providers).run(Step(Op.FETCH, _work))
+        await CircuitBreaker(Op.FETCH, **tel.providers).call(_work)
+        return await Retry(name=Op.FETCH, attempts=2, initial=0, maximum=0, **tel.providers).call(flaky)
+
+    with caplog.at_level(logging.INFO, logger="shannon_otel"):
+        asyncio.run(Wave[int](Op.FETCH, **tel.providers).run([task]))
+    names = {s.name for s in tel.spans()}
+    assert {"wave fetch", "task fetch", "saga fetch", "step fetch", "fetch"} <= names
+    assert not [n for n in names if "Op." in n]
+    assert {p.attributes["shannon.wave.name"] for p in tel.points("shannon.task.outcomes")} == {"fetch"}
+    assert [type(p.attributes["shannon.wave.name"]) for p in tel.points("shannon.task.outcomes")] == [str]
+    assert not [r.getMessage() for r in caplog.records if "Op." in r.getMessage()]
+    assert [r for r in caplog.records if "retrying fetch" in r.getMessage()]
+    tel.shutdown()

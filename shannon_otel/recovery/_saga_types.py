@@ -10,7 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .._telemetry import Outcome
-from .._validate import check_arity, check_utf8, not_callable
+from .._validate import check_arity, check_utf8, not_callable, plain
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +23,7 @@ class Step:
 
     def __post_init__(self) -> None:
         _check_step(self.name, self.action, self.compensate)
+        object.__setattr__(self, "name", plain(self.name))
 
 
 def _check_step(name: object, action: object, compensate: object) -> None:
