@@ -35,7 +35,7 @@ from opentelemetry.sdk.metrics.export import (
 from ._fork import in_forked_child, release_held
 from ._metrics_bridge import MetricsBridge
 from ._telemetry import METRICS, MetricSpec
-from ._validate import check_name, check_number
+from ._validate import check_name, check_number, utf8_text
 
 __all__ = ["PrometheusReader", "MetricsServer", "render", "series_name", "TEXT", "OPENMETRICS"]
 
@@ -96,11 +96,12 @@ def _other(value: object) -> object:
 
 
 def _escape(value: object) -> str:
-    return str(value).replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    # the page is UTF-8: a lone surrogate (a user attribute) failed every scrape
+    return utf8_text(str(value)).replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
 def _escape_help(text: str) -> str:
-    return text.replace("\\", r"\\").replace("\n", r"\n")
+    return utf8_text(text).replace("\\", r"\\").replace("\n", r"\n")
 
 
 def _labels(attributes: Any, extra: tuple[tuple[str, str], ...] = (), reserved: tuple[str, ...] = ()) -> str:

@@ -157,11 +157,45 @@ def check_bool(name: str, value: object) -> None:
 
 
 def check_name(name: str, value: object, *, allow_none: bool = False) -> None:
-    """Raise TypeError naming ``name`` unless ``value`` is a non-empty str (or None when allowed)."""
+    """Raise TypeError naming ``name`` unless ``value`` is a non-empty str (or None when allowed),
+    ValueError unless it can be exported (:func:`check_utf8`)."""
     if value is None and allow_none:
         return
     if not isinstance(value, str) or not value:
         raise TypeError(f"{name} must be a non-empty str{' or None' if allow_none else ''}, got {value!r}")
+    check_utf8(name, value)
+
+
+def utf8_text(text: str) -> str:
+    """``text`` with each lone surrogate as U+FFFD, so that it encodes as UTF-8 (OTLP, Prometheus, log
+    files): for text the library writes but cannot refuse, such as an exception's message."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
+def plain(value: str) -> str:
+    """``value`` as a plain str, its characters: a str subclass (a ``class Op(str, Enum)`` member) kept
+    as it is exports its characters as metric attributes ("fetch") while ``format()`` and ``str()`` write
+    it otherwise in span names and log lines ("Op.FETCH"), so an alert's link to the traces of its wave
+    found none."""
+    return value if type(value) is str else str.__str__(value)
+
+
+def check_utf8(name: str, value: str | None) -> None:
+    """ValueError naming ``name`` when ``value`` holds a lone surrogate (what ``os.fsdecode`` or
+    ``surrogateescape`` make of bytes that are not UTF-8). Names become span names and attributes,
+    metric attributes and labels, which OTLP and Prometheus carry as UTF-8: one such name made every
+    export of its provider fail (each span batch holding it, and every metric export for good)."""
+    if value is None:
+        return
+    try:
+        value.encode()
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{name} must be text encodable as UTF-8 (telemetry is exported as UTF-8), got "
+                         f"{value!r} with the lone surrogate {value[exc.start]!r} at {exc.start}") from None
 
 
 def is_async(value: object) -> bool:
@@ -295,3 +329,6 @@ def check_attributes(name: str, value: object) -> None:
             isinstance(v, list | tuple) and all(isinstance(x, str | bool | int | float) for x in v))
         if not isinstance(k, str) or not k or not ok:
             raise TypeError(f"{name} must map non-empty str keys to str/bool/int/float values, got {k!r}: {v!r}")
+        check_utf8(f"{name} key", k)
+        for x in v if isinstance(v, list | tuple) else (v,):
+            check_utf8(f"{name}[{k!r}]", x if isinstance(x, str) else None)

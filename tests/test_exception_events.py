@@ -212,3 +212,32 @@ def test_nested_policies_and_hedges_record_each_exception_once() -> None:
     for span in [outer_attempt, otel.span("inner"), otel.span("outer"), otel.span("hedged"), *otel.spans("task w")]:
         assert _exceptions(span) == [], span.name
         assert span.status.status_code is StatusCode.ERROR, span.name
+
+
+def test_a_message_with_a_lone_surrogate_is_exported_with_its_batch() -> None:
+    """``ValueError(f"cannot read {path}")`` for a path from ``os.listdir`` that is not UTF-8 (a lone
+    surrogate, ``os.fsdecode``) went into the exception event, its stack trace and the status description
+    as it was: OTLP could not encode it, and every span exported in the same batch was lost (counted as
+    dropped). The text is now written with U+FFFD for the surrogate; the user's error is untouched."""
+    import os
+
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    path = os.fsdecode(b"/data/\xff")
+    otel = InMemoryTelemetry()
+    retry = Retry(attempts=1, name="read", **otel.providers)
+
+    async def read() -> None:
+        raise ValueError(f"cannot read {path}")
+
+    async def task() -> None:
+        await retry.call(read)
+
+    result = run_virtual(Wave[None]("w", **otel.providers).run([task]))
+    assert str(result.results[0].error) == f"cannot read {path}"  # the user's own error keeps its text
+    spans = otel.spans()
+    encode_spans(spans).SerializeToString()  # raised UnicodeEncodeError: the whole batch undeliverable
+    (event,) = _exceptions(otel.span("attempt 1"))
+    assert event["exception.message"] == "cannot read /data/\ufffd"
+    assert "ValueError: cannot read /data/\ufffd" in event["exception.stacktrace"]
+    assert otel.span("task w").status.description == "ValueError: cannot read /data/\ufffd"

@@ -246,3 +246,31 @@ def test_the_tail_sampler_forgets_spans_collected_without_ever_ending() -> None:
     assert sorted({s.name for s in exporter.get_finished_spans()}) == ["done", "job"]
     assert len(exporter.get_finished_spans()) == 4101
     provider.shutdown()
+
+
+def test_folding_wave_names_past_the_limit_is_said_once(caplog: pytest.LogCaptureFixture) -> None:
+    """Past the limit every new wave name vanished from the dashboards (its counts went to the overflow
+    point) and nothing said so: neither the SDK nor the library logged a word. The first fold now logs
+    one warning naming the wave and the rule; later ones log nothing more."""
+    from shannon_otel import Wave
+    from shannon_otel._metrics_bridge import SDK_DEFAULT_LIMIT
+    from shannon_otel.testing import InMemoryTelemetry
+
+    if SDK_DEFAULT_LIMIT is None:
+        pytest.skip("this SDK has no cardinality limits")
+    tel = InMemoryTelemetry(sampled=False)
+
+    async def work() -> int:
+        return 1
+
+    async def main() -> None:
+        for i in range(SDK_DEFAULT_LIMIT + 5):
+            await Wave[int](f"fetch /item/{i}", max_concurrency=None, **tel.providers).run([work])
+
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        asyncio.run(main())
+    tel.shutdown()
+    warnings = [r.getMessage() for r in caplog.records if "otel.metric.overflow" in r.getMessage()]
+    assert len(warnings) == 1
+    assert f"limit of {SDK_DEFAULT_LIMIT} attribute sets" in warnings[0]
+    assert f"wave 'fetch /item/{SDK_DEFAULT_LIMIT}' and later new ones" in warnings[0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import functools
+import os
 import socket
 import urllib.request
 from typing import Any
@@ -237,3 +238,34 @@ def test_any_attributes_the_sdk_passes_render_a_valid_exposition(attributes: dic
         parse = text_string_to_metric_families if openmetrics else text_families
         families = list(parse(text))  # raises on an invalid exposition
         assert any(f.name.startswith("my_requests") for f in families)
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_a_label_value_with_a_lone_surrogate_never_fails_the_scrape(openmetrics: bool) -> None:
+    """A user's attribute holding a path decoded with ``surrogateescape`` (``os.fsdecode(b"/data/\\xff")``,
+    what ``os.listdir`` gives for a file name that is not UTF-8) made every scrape fail: the page could not
+    be encoded as UTF-8, the server closed the connection without an answer and the target went down with
+    all its series (the library's own names refuse such text where given). It is written as U+FFFD."""
+    name = os.fsdecode(b"/data/\xff")
+    reader = PrometheusReader()
+    provider = MeterProvider(metric_readers=[reader], resource=Resource.create({"service.name": "svc"}))
+    server = MetricsServer(reader, port=0)
+    try:
+        async def one() -> int:
+            return 1
+
+        asyncio.run(Wave[int]("w", meter_provider=provider).run([one]))
+        provider.get_meter("user", "1\udcff").create_counter("my.requests", description="of \udcff").add(1, {"k": name})
+        request = urllib.request.Request(server.url, headers={
+            "Accept": "application/openmetrics-text" if openmetrics else "text/plain"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            text = response.read().decode()
+    finally:
+        server.close()
+        provider.shutdown()
+    assert 'my_requests_total{k="/data/\ufffd",job="svc",' in text and 'otel_scope_version="1\ufffd"' in text
+    assert "# HELP my_requests_total of \ufffd" in text or "# HELP my_requests of \ufffd" in text
+    parse = text_string_to_metric_families if openmetrics else text_families
+    assert {"shannon_task_outcomes", "my_requests"} <= {f.name for f in parse(text)}
+    if not openmetrics:
+        assert promtool_check_metrics(text) == ""

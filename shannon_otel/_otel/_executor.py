@@ -9,6 +9,7 @@ observable instruments: a task bumps integers on its wave's observer, which a co
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import threading
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 _Sink = Any  # HistogramAggregate, a bridge fan-out, or _SdkHistogram: anything with record(key, value, span)
 _TOKEN_TYPES = ((tel.TASK_INPUT_TOKENS, "input"), (tel.TASK_OUTPUT_TOKENS, "output"))
 # Read per task: module constants, not attribute lookups on every call.
+_log = logging.getLogger("shannon_otel")
 _INDEX, _QUEUE_WAIT, _OUTCOME = tel.TASK_INDEX, tel.TASK_QUEUE_WAIT, tel.TASK_OUTCOME
 _SUCCESS_OUTCOME = Outcome.SUCCESS
 _SUCCESS: str = Outcome.SUCCESS.value
@@ -133,6 +135,7 @@ class ExecutorMeters:
         self.cost: dict[str, float] = {}
         self.waves: dict[str, None] = {}  # every wave name seen: its gauges report 0 once it is idle
         self.running: dict[_WaveTelemetry, None] = {}
+        self.warned = False  # the limit's one warning
         instrument(meter, tel.TASK_OUTCOMES, [self._observe_outcomes])
         instrument(meter, tel.TASK_COST, [self._observe_cost])
         instrument(meter, tel.TASKS_ACTIVE, [self._observe_active])
@@ -146,11 +149,21 @@ class ExecutorMeters:
     # the SDK would export of them anyway, and without it a wave name per request kept its counts here
     # for good (~350 B each). Called on the event loop, for a key not in its table yet.
     def admit(self, table: dict[Any, Any], key: Any, overflow: Any) -> Any:
-        """``key``, or ``overflow`` when ``table`` already holds the limit's worth of keys."""
+        """``key``, or ``overflow`` when ``table`` already holds the limit's worth of keys (the first time,
+        logging one warning: the folded names vanish from every dashboard, and nothing else says why)."""
         if key in table:
             return key
         limit = _sdk_limit()
-        return overflow if limit is not None and len(table) >= limit else key
+        if limit is None or len(table) < limit:
+            return key
+        if not self.warned:
+            self.warned = True
+            wave = key[0] if isinstance(key, tuple) else key
+            _log.warning(
+                "the task metrics of one meter provider reached their limit of %d attribute sets (wave name, "
+                "task outcome, error type): wave %r and later new ones are counted in the otel.metric.overflow "
+                "point, as the SDK exports them; name waves after code paths, not per request", limit, wave)
+        return overflow
 
     def _observe_outcomes(self, options: CallbackOptions) -> Iterable[Observation]:
         keys = tel.TASK_OUTCOMES.attributes

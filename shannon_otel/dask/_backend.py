@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from opentelemetry import propagate
 
-from .._validate import check_iterable, check_number
+from .._validate import check_iterable, check_number, check_utf8
 from ..executor import TaskSpec, task
 from ._gather import Gatherer
 from ._remote import Payload, run_async, run_sync
@@ -143,6 +143,7 @@ class DaskBackend:
         check_function(fn)
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"name must be a non-empty string or None, got {name!r}")
+        check_utf8("name", name)
         return RemoteFunction(self, fn, name or qualified_name(fn))
 
     def task(

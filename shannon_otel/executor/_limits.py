@@ -6,7 +6,7 @@ import asyncio
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
-from .._validate import awaitable_from, other_number
+from .._validate import awaitable_from, check_utf8, other_number
 from ._semaphore import Credits
 
 
@@ -23,6 +23,7 @@ class ResourcePool:
     def __init__(self, name: str, limit: int) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"ResourcePool name must be a non-empty string, got {name!r}")
+        check_utf8("ResourcePool name", name)  # a SharedPool's is in its Redis keys
         if isinstance(limit, bool) or not isinstance(limit, int):
             raise TypeError(f"ResourcePool limit must be an int >= 1{other_number(limit, integer=True)}, got {limit!r}")
         if limit < 1:

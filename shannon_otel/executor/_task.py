@@ -17,7 +17,7 @@ from .._telemetry import TASK_COST_ATTR as COST
 from .._telemetry import TASK_INPUT_TOKENS as INPUT_TOKENS
 from .._telemetry import TASK_OUTPUT_TOKENS as OUTPUT_TOKENS
 from .._telemetry import TASK_SPAN_ATTRIBUTES
-from .._validate import other_number, shown
+from .._validate import check_utf8, other_number, plain, shown
 from ._limits import ResourcePool
 
 T = TypeVar("T")
@@ -49,6 +49,9 @@ class TaskSpec(Generic[T]):
             )
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
             raise TypeError(f"name must be a non-empty str or None, got {self.name!r}")
+        check_utf8("name", self.name)
+        if self.name is not None:
+            object.__setattr__(self, "name", plain(self.name))
         if isinstance(self.pool, str):
             # point at the user's line, whether they called task() or TaskSpec() (frame 1 is __init__)
             via_task = sys._getframe(2).f_code is task.__code__
@@ -153,6 +156,8 @@ def record(name: str, value: float) -> None:
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"record(): name must be a non-empty string, got {name!r}")
+    check_utf8("record(): name", name)
+    name = plain(name)
     if name in _RESERVED:
         raise ValueError(f"record(): name {name!r} is set by shannon-otel itself{_RESERVED[name]}; pick another name")
     number = _check_amount("record", "value", value, integer=False, non_negative=False)

@@ -28,8 +28,10 @@ from .._validate import (
     check_number,
     check_reading,
     check_sync_callable,
+    check_utf8,
     int64_or_none,
     not_callable,
+    plain,
     sync_result,
 )
 from ._limits import ResourcePool, pools_by_name
@@ -166,6 +168,8 @@ class Wave(Generic[T]):
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"name must be a non-empty string, got {self.name!r}")
+        check_utf8("name", self.name)
+        object.__setattr__(self, "name", plain(self.name))
         check_number("max_concurrency", self.max_concurrency, low=0, low_open=True, integer=True, allow_none=True)
         if self.timeout is not None:
             warnings.warn(

@@ -18,6 +18,7 @@ from .._validate import (
     check_name,
     check_number,
     check_sync_callable,
+    plain,
     sync_result,
 )
 from ._call import _Call, first_failed, notify, observed, start_call
@@ -144,7 +145,7 @@ class Degrade(Instrumented):
     def flag(self, reason: str = "anomaly") -> None:
         """Serve degraded results from now on, without calling the operation, until :meth:`clear`."""
         check_name("reason", reason)
-        self._state.flag = reason
+        self._state.flag = plain(reason)
 
     def clear(self) -> None:
         self._state.flag = None

@@ -10,7 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .._telemetry import Outcome
-from .._validate import check_arity, not_callable
+from .._validate import check_arity, check_utf8, not_callable, plain
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,11 +23,13 @@ class Step:
 
     def __post_init__(self) -> None:
         _check_step(self.name, self.action, self.compensate)
+        object.__setattr__(self, "name", plain(self.name))
 
 
 def _check_step(name: object, action: object, compensate: object) -> None:
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a non-empty str, got {name!r}")
+    check_utf8("name", name)
     if not callable(action):
         raise not_callable("action", action, "an async callable taking no arguments")
     check_arity("action", action, 0, "an async callable taking no arguments")

@@ -13,6 +13,7 @@ from .._deadline import timed_out
 from .._events import CompensationFinished, SagaFinished, SagaObserver, SagaStarted
 from .._isolation import Unentered, enter, finish, hook_failed, leave, refused, start
 from .._telemetry import Outcome
+from .._validate import plain
 from ._saga_types import SagaError, SagaResult, _awaited, _check_step
 
 if TYPE_CHECKING:
@@ -108,6 +109,7 @@ class Transaction:
                 "never be compensated)"
             )
         _check_step(name, action, compensate)
+        name = plain(name)
         observers, owners, hooks = self._observers, self._owners, self._saga._hooks
         tokens: list[Any] = []
         outcome, error = Outcome.SUCCESS, None

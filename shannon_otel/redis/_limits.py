@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .._validate import check_arity, shown
+from .._validate import check_arity, check_utf8, shown
 from ..executor._limits import RateLimiter, ResourcePool
 from ._store import RedisState, SharedStateUnavailableError
 
@@ -33,6 +33,7 @@ class SharedRateLimit:
             raise TypeError(f"shared must be a RedisState, got {shared!r}")
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty string, got {name!r}")
+        check_utf8("name", name)
         if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1e6:
             raise ValueError(f"rate must be a number of starts per second in (0, 1e6], got {shown(rate)}")
         if isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= 1_000_000:
