@@ -468,7 +468,9 @@ def test_a_shared_open_breaker_whose_clock_steps_back_waits_its_reset_timeout_no
     asyncio.run(main())
 
 
-def test_a_failure_rate_reached_exactly_in_the_shared_window_opens_the_breaker(server: RedisServer, prefix: str) -> None:
+def test_a_failure_rate_reached_exactly_in_the_shared_window_opens_the_breaker(
+    server: RedisServer, prefix: str,
+) -> None:
     """7 failures in 100 calls at ``failure_rate=0.07`` opens it, as a local breaker does: the script compared
     ``f >= rate * c``, and 0.07 * 100 is 7.000000000000001 in Lua's doubles too, so it stayed closed. Two
     processes' worth of calls (50 each, below ``min_calls`` alone), each flushed when its state is left."""
