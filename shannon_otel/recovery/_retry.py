@@ -62,8 +62,9 @@ class Retry(Instrumented):
     A :class:`CircuitOpenError` (a breaker rejecting the call) is not retried unless asked: list it
     (or a subclass) in ``on``, let the ``on`` predicate accept it, or set ``wait_retry_after=True``,
     which retries it (whatever ``on`` says) after waiting the breaker's ``retry_after_s`` (its
-    remaining reset timeout; the backoff when it has none, half-open or forced open) instead of
-    the backoff. Retrying a rejection at backoff pace is a retry storm against the breaker.
+    remaining reset timeout, capped at ``maximum`` like every wait: a 30 s reset timeout and the default
+    ``maximum=10`` is rejected again after 10 s; the backoff when it has none, half-open or forced
+    open) instead of the backoff. Retrying a rejection at backoff pace is a retry storm against the breaker.
     ``next_delay(error, attempt)`` may return the delay before the next attempt (e.g. from a
     Retry-After value) or ``None`` to use the backoff; its delay is capped at ``maximum`` (so an
     ``inf`` or huge Retry-After never sleeps forever) and counts against ``budget_s`` like any
