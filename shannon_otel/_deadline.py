@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from contextvars import ContextVar
 
-__all__ = ["CURRENT_SCOPE", "POLICY_TIMEOUTS", "TaskScope", "task_timed_out", "timed_out"]
+__all__ = ["CURRENT_SCOPE", "POLICY_TIMEOUTS", "TaskScope", "cancel_requested", "task_timed_out", "timed_out"]
 
 
 class TaskScope:
@@ -56,3 +56,18 @@ def timed_out() -> bool:
         return False
     task = asyncio.current_task()
     return task is None or task.cancelling() <= expired
+
+
+def cancel_requested() -> bool:
+    """Whether the running task is being cancelled: a cancellation was requested of it and not taken back
+    (``Task.cancelling()``; an ``asyncio.timeout`` or a ``Timeout`` policy that expired inside what is running
+    takes its own back when it is left, so a timed-out attempt is not one).
+
+    Asked by a policy about to act on an error (retry, fall back, degrade), on that path only: the error may be
+    what the operation raised in place of the ``CancelledError`` (a ``finally`` or an ``except BaseException``
+    that raised while it was cancelled). Acting on it lost the cancellation: a ``Timeout`` around a retry, a
+    wave's ``task_timeout``, ``task.cancel()`` waited for every retry and backoff (attempts=5: 56 s, not 1 s), a
+    fallback or degradation ran and its result was returned to a caller that had been cancelled.
+    """
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -523,3 +523,31 @@ def test_a_fast_call_completing_min_calls_opens_a_breaker_on_its_slow_call_rate(
         return states
 
     assert run_virtual(main()) == [BreakerState.CLOSED] * 3 + [BreakerState.OPEN]
+
+
+@pytest.mark.parametrize(("rate", "calls", "bad"), [(0.07, 100, 7), (0.14, 50, 7), (0.28, 25, 7)])
+def test_a_failure_or_slow_call_rate_reached_exactly_opens_the_breaker(rate: float, calls: int, bad: int) -> None:
+    """``failures / calls >= failure_rate``, as documented: 7 failures in 100 calls at ``failure_rate=0.07`` is
+    7 %. Compared as ``failures >= rate * calls``, 0.07 * 100 is 7.000000000000001 and the breaker stayed
+    closed (27 such rates and window sizes up to 200 missed their boundary); the slow-call rate the same."""
+    clock = FakeClock()
+
+    async def slow() -> str:
+        clock.now += 2.0
+        return "late"
+
+    async def main(breaker: CircuitBreaker, bad_call: Any) -> None:
+        for _ in range(calls - bad):
+            await call(breaker, ok)
+        for _ in range(bad - 1):
+            await call(breaker, bad_call)
+        assert breaker.state is CLOSED  # one short of the rate
+        await call(breaker, bad_call)
+
+    failing, slowing = Transitions(), Transitions()
+    run(main(CircuitBreaker("rate", failure_threshold=None, failure_rate=rate, window=calls, min_calls=calls,
+                            hooks=[failing], instrument=False), fail))
+    run(main(CircuitBreaker("slow-rate", failure_threshold=None, slow_call_s=1.0, slow_call_rate=rate,
+                            window=calls, min_calls=calls, clock=clock, hooks=[slowing], instrument=False), slow))
+    assert failing.pairs == [("closed", "open", "failure_rate")]
+    assert slowing.pairs == [("closed", "open", "slow_calls")]

@@ -8,9 +8,9 @@ import asyncio
 from typing import Any
 
 import pytest
-from _virtual_time import run_virtual
+from _virtual_time import run_virtual, watched
 
-from shannon_otel.recovery import Fallback, Hedge, Pipeline, Retry, Saga
+from shannon_otel.recovery import Degrade, Fallback, Hedge, Pipeline, Retry, Saga, Timeout
 from shannon_otel.testing import InMemoryTelemetry
 
 
@@ -118,3 +118,84 @@ def test_cancelling_during_compensation_finishes_the_rollback_then_reraises() ->
         "shannon.compensation.outcome") for s in tel.spans() if s.name.startswith("compensate ")}
     assert compensations == {"first": "success", "second": "timeout"}
     assert all(s.end_time is not None for s in tel.spans())
+
+
+async def fail_when_cancelled() -> None:
+    """An operation whose cleanup fails when it is cancelled: its ConnectionError replaces the CancelledError.
+    (It would end by itself after 100 s: hanging, a retry of it ran forever, the runner's own cancellation too.)"""
+    try:
+        await asyncio.sleep(100.0)
+    finally:
+        raise ConnectionError("connection reset while closing")
+
+
+async def served(error: Exception) -> str:
+    return "served"
+
+
+@pytest.mark.parametrize("policy", ["retry", "fallback", "degrade"])
+def test_an_error_raised_in_place_of_a_cancellation_is_not_retried_or_served(policy: str) -> None:
+    """Cut off by a Timeout around it, the operation raised ConnectionError from its ``finally``: the policy took it
+    for a failure, so the retry ran all 5 attempts and their backoff (56 s past a 1 s Timeout, the same under
+    ``task.cancel()`` or a wave's task_timeout), a fallback or degradation served a result to a cancelled caller.
+    Now the error propagates as it would without the policy: a task being cancelled is not retried or served."""
+    tel = InMemoryTelemetry()
+    inner = {"retry": Retry(attempts=5, initial=1.0, jitter="none"), "fallback": Fallback(served),
+             "degrade": Degrade(default="served", on=Exception)}[policy]
+    timed = Pipeline(Timeout(1.0), inner, name="op", **tel.providers)
+    cancelled = Pipeline(inner, name="cancelled", **tel.providers)
+
+    async def main() -> None:
+        with pytest.raises(ConnectionError):
+            await timed.call(fail_when_cancelled)
+        task = asyncio.create_task(cancelled.call(fail_when_cancelled))
+        await asyncio.sleep(1.0)
+        task.cancel()
+        with pytest.raises(ConnectionError):
+            await task
+
+    watched(main)
+    for op in ("op", "cancelled"):
+        span = tel.span(op)
+        assert span.attributes is not None
+        assert span.attributes["shannon.attempt"] == 1
+        assert span.attributes["error.type"] == "ConnectionError"
+        assert "shannon.degrade.mode" not in span.attributes
+        assert [e.name for e in span.events if e.name != "exception"] == []  # no retry scheduled, not degraded
+    assert tel.spans("fallback op") == tel.spans("fallback cancelled") == []
+
+
+def test_an_attempt_cut_off_by_its_own_timeout_is_retried_and_a_hedge_does_not_wait_for_a_losers_retries() -> None:
+    """A Timeout inside the retry takes its cancellation back when it is left: the attempt's error is retried. A hedge's
+    losing attempt, cancelled, raised ConnectionError from its ``finally``: the retry inside it retried it with a 10 s
+    backoff, and the hedge, waiting for its losers to end, returned the winner's result 10 s late."""
+    tel = InMemoryTelemetry()
+    calls = 0
+
+    async def op() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await fail_when_cancelled()
+        await asyncio.sleep(0.5)
+        return f"won by call {calls}"
+
+    per_attempt = Pipeline(Retry(attempts=3, initial=1.0, jitter="none"), Timeout(1.0), name="per-attempt",
+                           **tel.providers)
+    hedged = Pipeline(Hedge(0.1), Retry(attempts=2, initial=10.0, jitter="none"), name="hedged", **tel.providers)
+
+    async def main() -> tuple[str, str, int]:
+        nonlocal calls
+        first = await per_attempt.call(op)
+        calls = 0
+        second = await hedged.call(op)
+        return first, second, calls
+
+    first, second, calls_made = watched(main)
+    assert first == "won by call 2" and second == "won by call 2"
+    assert calls_made == 2  # the loser was not run again
+    hedged_id = tel.span("hedged").context.span_id
+    attempts = sorted(s.name for s in tel.spans() if s.parent is not None and s.parent.span_id == hedged_id)
+    assert attempts == ["attempt 1", "hedge 2"]
+    retried = tel.span("per-attempt").attributes
+    assert retried is not None and retried["shannon.attempt"] == 2

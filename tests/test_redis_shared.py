@@ -466,3 +466,24 @@ def test_a_shared_open_breaker_whose_clock_steps_back_waits_its_reset_timeout_no
             assert rejected.value.retry_after_s == 30.0
 
     asyncio.run(main())
+
+
+def test_a_failure_rate_reached_exactly_in_the_shared_window_opens_the_breaker(
+    server: RedisServer, prefix: str,
+) -> None:
+    """7 failures in 100 calls at ``failure_rate=0.07`` opens it, as a local breaker does: the script compared
+    ``f >= rate * c``, and 0.07 * 100 is 7.000000000000001 in Lua's doubles too, so it stayed closed. Two
+    processes' worth of calls (50 each, below ``min_calls`` alone), each flushed when its state is left."""
+    async def calls(failures: int) -> BreakerState:
+        async with RedisState(server.url, prefix=prefix, flush_interval_s=60, poll_interval_s=60) as shared:
+            breaker = CircuitBreaker("rate", shared=shared, failure_threshold=None, failure_rate=0.07, window=100,
+                                     min_calls=100, reset_timeout=60, instrument=False)
+            for _ in range(50 - failures):
+                await breaker.call(_ok)
+            for _ in range(failures):
+                with pytest.raises(ConnectionError):
+                    await breaker.call(_boom)
+        return breaker.state  # after the flush of leaving, which answers with the shared state
+
+    assert asyncio.run(calls(3)) is BreakerState.CLOSED  # 3 of 50
+    assert asyncio.run(calls(4)) is BreakerState.OPEN  # 7 of 100

@@ -172,6 +172,19 @@ def test_backoff_with_jitter(jitter: Jitter, expected: list[float]) -> None:
     assert got == expected
 
 
+def test_a_backoff_of_int_settings_is_slept_and_reported_as_seconds_in_a_float() -> None:
+    """``Retry(initial=1, multiplier=2, maximum=3, jitter="none")``: the delays were ints, slept as such and put on
+    the span's ``shannon.retry.scheduled`` events as OTLP ints, where every other retry's are doubles."""
+    tel, clock = Telemetry(), FakeClock()
+    policy = Retry(attempts=4, initial=1, multiplier=2, maximum=3, jitter="none", sleep=clock.sleep, name="op",
+                   **tel.kw)
+    run(policy.call(Flaky(3)))
+    delays = [(e.attributes or {})["shannon.retry.delay"] for e in tel.span("op").events
+              if e.name == "shannon.retry.scheduled"]
+    assert delays == [1.0, 2.0, 3.0] == clock.sleeps
+    assert {type(d) for d in delays} == {type(s) for s in clock.sleeps} == {float}
+
+
 def test_decorrelated_jitter_grows_from_the_previous_delay_and_is_capped() -> None:
     assert delay(Jitter.DECORRELATED, 1, 1.0, 1.0, 100.0, 2.0, lambda: 0.5) == 2.0  # in [1, 3]
     assert delay(Jitter.DECORRELATED, 2, 2.0, 1.0, 100.0, 2.0, lambda: 1.0) == 6.0

@@ -81,7 +81,9 @@ def delay(jitter: Jitter, attempt: int, previous: float, initial: float, maximum
         return base * _unit(rand)
     if jitter is Jitter.EQUAL:
         return base / 2.0 + base / 2.0 * _unit(rand)
-    return base
+    # float: with int settings (initial=1, multiplier=2) the delay was an int, slept and reported as one (the span
+    # event's shannon.retry.delay an OTLP int, a double for every other retry)
+    return float(base)
 
 
 def _unit(rand: Callable[[], float]) -> float:

@@ -359,9 +359,12 @@ class CircuitBreaker(Policy):
         if c.failure_threshold is not None and w.failures >= c.failure_threshold:
             reason = "failure_threshold"
         elif w.calls >= c.min_calls:
-            if c.failure_rate is not None and w.failures >= c.failure_rate * w.calls:
+            # Divided, not `failures >= rate * calls`: 0.07 * 100 is 7.000000000000001, so 7 failures in 100
+            # calls never reached failure_rate=0.07 (nor 7 in 50 at 0.14); failures / calls rounds to the
+            # very float the rate was written as whenever the two are equal.
+            if c.failure_rate is not None and w.failures / w.calls >= c.failure_rate:
                 reason = "failure_rate"
-            elif c.slow_call_s is not None and w.slow >= c.slow_call_rate * w.calls:
+            elif c.slow_call_s is not None and w.slow / w.calls >= c.slow_call_rate:
                 reason = "slow_calls"
         if reason is not None:
             self._transition(_OPEN, reason)

@@ -20,7 +20,9 @@ class BreakerConfig:
     Opens (from CLOSED) when, over the rolling window, ``failures >= failure_threshold``, or, once
     the window holds ``min_calls`` calls, ``failures / calls >= failure_rate`` or
     ``slow calls / calls >= slow_call_rate`` (a call is slow when it takes ``>= slow_call_s``).
-    The window is the last ``window`` calls, or the last ``window_s`` seconds (>= 1e-6) when that is set.
+    The window is the last ``window`` calls, or the last ``window_s`` seconds (>= 1e-6) when that is set, kept
+    in 10 slices of ``window_s / 10`` dropped whole: a call leaves it between 0.9 x and 1 x ``window_s`` after it
+    ended (as resilience4j's time-based window drops whole one-second buckets).
     With a count window and a rate set, ``min_calls <= window`` is required (ValueError otherwise:
     the window could never hold ``min_calls`` calls, so the rate could never open the breaker); so is
     ``failure_threshold <= window`` (the window never holds more failures than that).

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Generic, ParamSpec, TypeVar, cast
 
+from .._deadline import cancel_requested
 from .._events import Degraded
 from .._validate import (
     awaitable_from,
@@ -77,7 +78,8 @@ class Degrade(Instrumented):
     older than ``max_age`` seconds), ``await cheaper()`` (when it raises, ``default`` is served if
     declared, else its error propagates), ``default``. With none available the
     original error is re-raised (or, when flagged, the operation is tried normally).
-    Every call returns a :class:`Served`. Cancellation is never degraded.
+    Every call returns a :class:`Served`. Cancellation is never degraded, nor is an error raised in its place
+    while the task is being cancelled (docs/architecture.md).
 
     Last good values are never shared across functions or keys. A decorated function,
     ``call(fn, *args, **kwargs)``, or a ``functools.partial`` factory (what ``Wave.map`` passes)
@@ -190,8 +192,8 @@ class Degrade(Instrumented):
         try:
             value = await next_step(chain, i, fn, call)
         except Exception as exc:
-            if not isinstance(exc, self._on) or type(exc) is NotAwaitableError:
-                raise
+            if not isinstance(exc, self._on) or type(exc) is NotAwaitableError or cancel_requested():
+                raise  # cancel_requested: the error stands in for the caller's cancellation, never degraded
             served = await self._serve(reason_of(exc), exc, call, key)
             if served is None:
                 raise

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .._deadline import timed_out
+from .._deadline import cancel_requested, timed_out
 from .._events import FallbackStarted
 from .._isolation import finish, start
 from .._telemetry import Outcome
@@ -46,7 +46,8 @@ def reason_of(error: BaseException) -> str:
 class Fallback(Instrumented):
     """On an error matching ``on``, return ``await fallback(error)`` instead.
 
-    Cancellation never triggers the fallback. If the fallback raises too, :class:`FallbackError`
+    Cancellation never triggers the fallback, nor does an error raised in its place while the task is being
+    cancelled (docs/architecture.md). If the fallback raises too, :class:`FallbackError`
     (an ``ExceptionGroup`` of the primary and the fallback error) is raised.
     """
 
@@ -65,8 +66,8 @@ class Fallback(Instrumented):
         try:
             return await next_step(chain, i, fn, call)
         except Exception as exc:
-            if not isinstance(exc, self._on) or type(exc) is NotAwaitableError:
-                raise
+            if not isinstance(exc, self._on) or type(exc) is NotAwaitableError or cancel_requested():
+                raise  # cancel_requested: the error stands in for the caller's cancellation, never served
             primary = exc
         tokens: list[Any] = []
         outcome: Outcome = Outcome.SUCCESS

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar, cast
 
+from .._deadline import cancel_requested
 from .._events import RetryScheduled
 from .._validate import (
     awaitable_from,
@@ -56,12 +57,14 @@ class Retry(Instrumented):
     ``initial``/``maximum``/``multiplier``: the backoff ``min(maximum, initial * multiplier**(n-1))``
     after failed attempt ``n``, randomised by ``jitter`` (finite: ``initial`` >= 0, ``maximum`` >=
     ``initial``, ``multiplier`` >= 1). ``on``: exception types to retry, or a
-    predicate; only ``Exception`` subclasses are ever retried (cancellation never is).
+    predicate; only ``Exception`` subclasses are ever retried (cancellation never is, nor an error raised in its
+    place while the task is being cancelled: docs/architecture.md); a returned value is never retried.
     A :class:`CircuitOpenError` (a breaker rejecting the call) is not retried unless asked: list it
     (or a subclass) in ``on``, let the ``on`` predicate accept it, or set ``wait_retry_after=True``,
     which retries it (whatever ``on`` says) after waiting the breaker's ``retry_after_s`` (its
-    remaining reset timeout; the backoff when it has none, half-open or forced open) instead of
-    the backoff. Retrying a rejection at backoff pace is a retry storm against the breaker.
+    remaining reset timeout, capped at ``maximum`` like every wait: a 30 s reset timeout and the default
+    ``maximum=10`` is rejected again after 10 s; the backoff when it has none, half-open or forced
+    open) instead of the backoff. Retrying a rejection at backoff pace is a retry storm against the breaker.
     ``next_delay(error, attempt)`` may return the delay before the next attempt (e.g. from a
     Retry-After value) or ``None`` to use the backoff; its delay is capped at ``maximum`` (so an
     ``inf`` or huge Retry-After never sleeps forever) and counts against ``budget_s`` like any
@@ -187,10 +190,12 @@ class Retry(Instrumented):
             if not self._open:
                 return False
             if self.wait_retry_after:
-                return True
+                return not cancel_requested()
         if not isinstance(error, self._types):
             return False
-        return self._predicate is None or bool(sync_result("on", self._predicate(error)))
+        if self._predicate is not None and not sync_result("on", self._predicate(error)):
+            return False
+        return not cancel_requested()  # the error stands in for a cancellation (see cancel_requested)
 
     async def _resume(
         self, chain: Chain, i: int, fn: Factory[T], call: _Call | None, error: Exception, start: float,

@@ -41,7 +41,9 @@ class Saga:
     """A named kind of compensating transaction; each :meth:`begin` is a fresh, independent run.
 
     ``compensation_timeout_s``: how long each compensation may run (> 0, default 30 s; ``None``: no
-    bound). Compensations are shielded from cancellation, so this is what bounds a rollback.
+    bound). Compensations are shielded from cancellation, so this is what bounds a rollback (cooperatively, as
+    any asyncio timeout: a compensation that catches its ``CancelledError`` and goes on holds the rollback until
+    it ends, and counts as compensated if it then returns).
     """
 
     name: str

@@ -26,6 +26,11 @@ class Timeout(Instrumented):
     Where it sits in a :class:`Pipeline` decides what it bounds: outside a :class:`Retry` it is the
     budget of the whole call (backoff sleeps included), inside it bounds each attempt.
     A cancellation from outside is re-raised unchanged, never turned into a timeout.
+
+    The cut is a cancellation (``asyncio.timeout``), so it is cooperative: an operation that catches the
+    ``CancelledError`` and goes on holds the Timeout until it ends. If it then returns a value, that value is
+    returned (late, and recorded as a success: no result is thrown away); if it raises another error, that
+    error propagates, not ``TimeoutError``. Work the operation shields (``asyncio.shield``) does not hold it.
     """
 
     seconds: float
