@@ -192,6 +192,18 @@ def test_threads_split_a_large_weekly_block_and_give_the_same_scores() -> None:
                               equal_nan=True)
 
 
+def _one_sample(cfg: DetectorConfig, path: str, t: float) -> AnomalyDetector:
+    """A detector fed one sample at time ``t`` by ``path`` (series "a"; "numpy tick": "a" and "b")."""
+    det = AnomalyDetector(cfg, engine="numba" if path == "numba block" else "numpy")
+    if path == "update":
+        det.update("a", 1.0, t)
+    elif path == "numpy tick":
+        det.update_many(["a", "b"], np.ones((2, 1)), np.array([t]))
+    else:
+        det.update_series("a", np.ones(1), np.array([t]))
+    return det
+
+
 def _week_row_filled(det: AnomalyDetector) -> list[int]:
     """The time-of-week ring rows holding a value (one series: rows 0 .. 7 x buckets - 1)."""
     return np.flatnonzero(det._week.count).tolist()
@@ -204,14 +216,7 @@ def test_a_sample_at_an_hours_first_second_lands_in_that_hours_weekly_bucket(pat
     # It is the slot's number mod 168 now, exact for whole seconds.
     week = 7 * 86_400.0
     hour = next(k for k in range(1, 10_000) if int(k * HOUR % week / week * 168) != k % 168)
-    t = np.array([hour * HOUR])
-    det = AnomalyDetector(WEEKLY, engine="numba" if path == "numba block" else "numpy")
-    if path == "update":
-        det.update("a", 1.0, float(t[0]))
-    elif path == "numpy tick":
-        det.update_many(["a", "b"], np.ones((2, 1)), t)
-    else:
-        det.update_series("a", np.ones(1), t)
+    det = _one_sample(WEEKLY, path, hour * HOUR)
     assert _week_row_filled(det)[0] == hour % 168
 
 
@@ -220,13 +225,5 @@ def test_a_sample_at_a_buckets_first_second_lands_in_that_daily_bucket(path: str
     # The daily bucket had the same arithmetic: with 45 buckets (1,920 s each) two of them began a second late.
     day, buckets = 86_400.0, 45
     j = next(k for k in range(buckets) if int(k * 1920.0 % day / day * buckets) != k)
-    cfg = DetectorConfig(buckets=buckets, max_series=2)
-    t = np.array([j * 1920.0 + 3 * day])
-    det = AnomalyDetector(cfg, engine="numba" if path == "numba block" else "numpy")
-    if path == "update":
-        det.update("a", 1.0, float(t[0]))
-    elif path == "numpy tick":
-        det.update_many(["a", "b"], np.ones((2, 1)), t)
-    else:
-        det.update_series("a", np.ones(1), t)
+    det = _one_sample(DetectorConfig(buckets=buckets, max_series=2), path, j * 1920.0 + 3 * day)
     assert np.flatnonzero(det._season.count)[0] == j

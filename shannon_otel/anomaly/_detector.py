@@ -177,7 +177,6 @@ class AnomalyDetector:
         self._wstate[:, WEEK_SLOT] = -np.inf
         self._week_cfg = (width, self._wspan, self._wrho, floats(self._wstate), floats(self._wmeans),
                           floats(self._wids))
-        self._week_views = self._week.views()
 
     # ------------------------------------------------------------------ series registry
     @property
@@ -514,8 +513,8 @@ class AnomalyDetector:
     def _weekly_z(self, slot: int, x: float, time: float, z: float, floor: float) -> float:
         """The seasonal z-score ``z`` of ``x``, or its weekly one when smaller and the series' weekly test
         holds (``DetectorConfig.weekly_rho``); advances the weekly state. The scalar form of
-        ``_weekly.weekly_tick`` and of the numba kernel's pass 1c: the same operations in the same order
-        (the ring's stats and push written out, as ``update`` writes out its own)."""
+        ``_weekly.weekly_tick`` and of the numba kernel's pass 1c: the same operations in the same order (an
+        opt-in path: the ring's own ``stats`` and ``push``, not written out as ``update``'s are)."""
         width, span, rho, st, means, ids = self._week_cfg
         base = slot * WEEK_COLUMNS
         q = time / span  # slot_numbers' arithmetic
@@ -539,8 +538,7 @@ class AnomalyDetector:
         st[base + WEEK_SUM] += x
         st[base + WEEK_COUNT] += 1.0
         row = slot * width + int(q % width)  # the time-of-week bucket: the slot's number mod 7 x buckets
-        buf, head_, count_, s1_, s2_, wide = self._week_views
-        cnt, s1, s2 = count_[row], s1_[row], s2_[row]
+        cnt, s1, s2 = self._week.stats(row)
         pairs = st[base + WEEK_WEEK + 1]
         if pairs >= MIN_WEEKS * width and cnt >= SEASON_MIN:
             days = st[base + WEEK_DAY + 1]
@@ -554,25 +552,7 @@ class AnomalyDetector:
                 zw = abs(x - mean) / scale if scale > 0.0 else 0.0
                 if zw < z:
                     z = zw
-        head = head_[row]
-        at = row * wide + head
-        lost = False
-        if cnt == wide:
-            old = buf[at]
-            s1 += x - old
-            squared = old * old
-            s2 += x * x - squared
-            lost = squared > CANCEL * s2
-        else:
-            count_[row] = cnt + 1
-            s1 += x
-            s2 += x * x
-        buf[at] = x
-        head += 1
-        if head == wide or lost:
-            head = 0 if head == wide else head
-            s1, s2 = readd(self._week.buf, row)
-        head_[row], s1_[row], s2_[row] = head, s1, s2
+        self._week.push(row, x)
         return z
 
     # ------------------------------------------------------------------ block path

@@ -22,7 +22,7 @@ from .._isolation import notify as _notify
 from .._telemetry import CallOutcome, Outcome
 from .._validate import check_reading
 from ._circuit_open import CircuitOpenError
-from ._decorated import not_a_factory, not_awaitable, not_entered, spent, wrong_call
+from ._decorated import not_a_factory, not_awaitable, raise_wrong_call, spent
 
 if TYPE_CHECKING:
     from .._events import Hook
@@ -134,8 +134,7 @@ async def _attempt(fn: Factory[T], call: _Call) -> T:
         try:
             made = fn()
         except TypeError as exc:
-            if not_entered(exc):
-                raise wrong_call(exc) from exc
+            raise_wrong_call(exc)
             raise
         if not inspect.isawaitable(made):
             raise not_awaitable(made)

@@ -55,6 +55,13 @@ def not_entered(error: BaseException) -> bool:
     return tb is not None and tb.tb_next is None
 
 
+def raise_wrong_call(error: TypeError) -> None:
+    """Raise :func:`wrong_call`'s error from ``error`` if it came from calling ``fn`` itself (:func:`not_entered`);
+    return otherwise, for the caller to re-raise ``error`` as the operation's own failure."""
+    if not_entered(error):
+        raise wrong_call(error) from error
+
+
 def wrong_call(error: TypeError) -> NotAwaitableError:
     """The error of an attempt whose call of ``fn`` failed to bind its arguments (see :func:`not_entered`). Raised
     as that TypeError was the operation's failure: retried, counted by a breaker, served by a fallback, where

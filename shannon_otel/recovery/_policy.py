@@ -20,7 +20,7 @@ from .._events import CallStarted
 from .._hooks import check_hooks, rebuilt, resolve_hooks
 from .._validate import check_sync_callable, check_utf8, not_callable, plain
 from ._call import _attempt, _Call, first_failed, observed, start_call
-from ._decorated import DecoratedCall, not_a_factory, not_awaitable, not_entered, wrong_call
+from ._decorated import DecoratedCall, not_a_factory, not_awaitable, raise_wrong_call
 from ._types import END, Chain, Clock, Factory
 
 if TYPE_CHECKING:
@@ -42,8 +42,7 @@ def next_step(chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> Await
         try:
             made = fn()
         except TypeError as exc:
-            if not_entered(exc):
-                raise wrong_call(exc) from exc
+            raise_wrong_call(exc)
             raise
         if type(made) is not _Coroutine and not inspect.isawaitable(made):  # a coroutine: one check
             raise not_awaitable(made)
