@@ -346,6 +346,25 @@ def test_an_int_beyond_the_float_range_is_refused_as_a_tick_naming_tick_s() -> N
     assert so.AnomalyHook(tick_s=10**6).tick_s == 1e6  # a big int the float range holds is still a tick
 
 
+@pytest.mark.parametrize(("name", "value"), [("tick_s", "10"), ("min_tick_tasks", 0), ("signals", {"nope"})])
+def test_the_hook_settings_checked_at_construction_cannot_be_reassigned_unchecked(name: str, value: Any) -> None:
+    """Before: ``hook.tick_s = "10"`` was taken, and every tick afterwards failed inside the hook (only logged)."""
+    hook = so.AnomalyHook()
+    before = getattr(hook, name)
+    with pytest.raises(AttributeError):
+        setattr(hook, name, value)
+    assert getattr(hook, name) == before
+
+
+def test_enabled_may_be_switched_at_run_time_but_only_to_a_bool() -> None:
+    hook = so.AnomalyHook()
+    with pytest.raises(TypeError, match=r"^enabled must be"):
+        hook.enabled = "no"  # type: ignore[assignment]  # a truthy string would have kept it on
+    assert hook.enabled is True
+    hook.enabled = False
+    assert hook.wave_started(so.WaveStarted("w", None, None, 0.0)) is None  # off: zero cost
+
+
 def test_a_decimal_nan_score_is_a_value_error_like_a_float_nan() -> None:
     """Before: decimal.InvalidOperation escaped (a Decimal NaN refuses to be compared)."""
     config = so.DetectorConfig()

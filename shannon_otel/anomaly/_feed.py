@@ -77,7 +77,8 @@ class AnomalyHook(Hook):
     Pass it in ``hooks=`` of waves and policies: each entry point hands its scores, as
     :class:`Anomaly` events, to its other hooks (the OTel hook exports them: gauge, counter, span
     event). ``meter_provider`` is deprecated and ignored: the telemetry goes to the providers of
-    the entry point that scored. ``enabled=False`` makes every ``*_started`` return ``None`` (zero cost). ``signals``
+    the entry point that scored. ``enabled=False`` makes every ``*_started`` return ``None`` (zero cost;
+    ``hook.enabled`` may be switched at run time, the other settings are read-only). ``signals``
     restricts what is watched. A tick closes once ``tick_s`` seconds have passed and at least
     ``min_tick_tasks`` tasks (calls, for ``retry_rate``) finished in it: a mean over a handful
     of tasks is as noisy as a single task duration. ``clock`` (seconds; only differences matter
@@ -90,8 +91,8 @@ class AnomalyHook(Hook):
     its own event loop) may share it; their runs of one wave name share its ticks.
     """
 
-    __slots__ = ("__weakref__", "_clock", "_detector", "_keys", "_lock", "_on_anomaly", "_ops", "_ticker", "_waves",
-                 "enabled", "min_tick_tasks", "signals", "tick_s")
+    __slots__ = ("__weakref__", "_clock", "_detector", "_enabled", "_keys", "_lock", "_min_tick_tasks", "_on_anomaly",
+                 "_ops", "_signals", "_tick_s", "_ticker", "_waves")
 
     def __init__(
         self,
@@ -123,10 +124,10 @@ class AnomalyHook(Hook):
         try:
             if isinstance(signals, str):
                 raise TypeError
-            self.signals = frozenset(signals)
+            self._signals = frozenset(signals)
         except TypeError:
             raise TypeError(f"signals must be an iterable of signal names ({allowed}), got {signals!r}") from None
-        unknown = self.signals - {LATENCY, ERROR_RATE, THROUGHPUT, RETRY_RATE}
+        unknown = self._signals - {LATENCY, ERROR_RATE, THROUGHPUT, RETRY_RATE}
         if unknown:
             raise ValueError(f"unknown signals {sorted(unknown, key=repr)}; allowed: {allowed}")
         self._detector = AnomalyDetector(config if config is not None else HOOK_DEFAULTS)
@@ -137,9 +138,9 @@ class AnomalyHook(Hook):
         # (NTP, a resumed VM) neither stretches a tick over the step (a false throughput fall) nor, stepped
         # back, keeps every tick open until the wall clock catches up (no sample at all meanwhile)
         self._ticker = _clock.monotonic if clock is _clock.wall else self._clock
-        self.tick_s = float(tick_s)
-        self.min_tick_tasks = min_tick_tasks
-        self.enabled = enabled
+        self._tick_s = float(tick_s)
+        self._min_tick_tasks = min_tick_tasks
+        self._enabled = enabled
         self._keys: dict[str, tuple[str, str]] = {}  # detector key -> (series, signal)
         self._waves: dict[str, _WaveTick] = {}
         self._ops: dict[str, _OpTick] = {}
@@ -162,6 +163,29 @@ class AnomalyHook(Hook):
     @property
     def detector(self) -> AnomalyDetector:
         return self._detector
+
+    # Read-only once built, as the constructor checked them: ``hook.tick_s = "10"`` was taken and failed every
+    # tick afterwards, each failure only logged. ``enabled`` may be switched at run time, checked the same way.
+    @property
+    def tick_s(self) -> float:
+        return self._tick_s
+
+    @property
+    def min_tick_tasks(self) -> int:
+        return self._min_tick_tasks
+
+    @property
+    def signals(self) -> frozenset[str]:
+        return self._signals
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        check_bool("enabled", value)
+        self._enabled = value
 
     # ------------------------------------------------------------------ hook protocol
     def for_scope(self, hooks: tuple[Hook, ...]) -> Hook:
