@@ -42,7 +42,7 @@ class OperationStats:
     retries: int = 0
     rejected_retries: int = 0  # retries scheduled after a breaker rejected the attempt
     rejected: int = 0  # tries a breaker refused: one call is refused again at each retry
-    failed: int = 0
+    failed: int = 0  # calls that raised into their caller: call outcome failure, rejected or ignored
     degraded: int = 0
     fallbacks: int = 0
     latency_by_wave: Mapping[str, tuple[int, float]] = field(default_factory=dict)
