@@ -4,9 +4,10 @@ itself), on the virtual-time loop with the real SDK in memory. Each test failed 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import Counter
 
-from shannon_otel import CircuitBreaker, Pipeline, RunRecorder, Wave
+from shannon_otel import CircuitBreaker, Pipeline, Retry, RunRecorder, Wave
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
 
@@ -38,3 +39,26 @@ def test_an_operations_failed_calls_include_rejected_and_ignored_ones() -> None:
     assert (op.calls, op.rejected) == (6, 2)
     assert op.failed == failed_tasks == 6
     tel.shutdown()
+
+
+def test_a_latency_anomaly_against_instant_calls_quotes_no_infinite_ratio() -> None:
+    # Three waves whose calls took no time (virtual time, a cache) and one whose calls took 10 ms: the advice
+    # said "vs 0.0 ms typical (infx)"; the wave advice already leaves an infinite ratio out, as this does now.
+    recorder = RunRecorder()
+
+    async def main() -> None:
+        clock = asyncio.get_running_loop().time
+        policy = Pipeline(Retry(attempts=1), name="op", clock=clock, hooks=[recorder], instrument=False)
+        for delay in (0.0, 0.0, 0.0, 0.01):
+            async def call(i: int, delay: float = delay) -> int:
+                await asyncio.sleep(delay)
+                return i
+
+            await Wave("w", policy=policy, clock=clock, hooks=[recorder], instrument=False).map(call, range(3))
+
+    run_virtual(main())
+    [advice] = recorder.report().recommendations()
+    assert advice.kind == "latency_anomaly"
+    assert advice.evidence["typical_s"] == 0.0 and advice.evidence["ratio"] == math.inf
+    assert "inf" not in advice.message
+    assert "mean latency 10.0 ms in wave 'w#4' vs 0.0 ms typical." in advice.message

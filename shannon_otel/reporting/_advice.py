@@ -20,6 +20,7 @@ from typing import Protocol
 
 __all__ = [
     "DEFAULT_THRESHOLDS", "AdviceThresholds", "Recommendation", "WaveFacts", "advise_wave", "check_thresholds", "ms",
+    "times",
 ]
 
 
@@ -126,7 +127,7 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms" if seconds < 10 else f"{seconds:.1f} s"
 
 
-def _times(ratio: float) -> str:
+def times(ratio: float) -> str:
     """`` (3.0x)``, or nothing for tasks that took no measurable time (an infinite ratio says nothing)."""
     return f" ({ratio:.1f}x)" if math.isfinite(ratio) else ""
 
@@ -170,7 +171,7 @@ def advise_wave(
             out.append(Recommendation(
                 "queue_wait", wave,
                 f"wave {wave!r}: tasks waited {ms(wait.mean)} on average to start (p95 {ms(wait.p95)}) "
-                f"but ran only {ms(run.mean)}{_times(ratio)}: queue wait dominates. {_raise(report)}, if the "
+                f"but ran only {ms(run.mean)}{times(ratio)}: queue wait dominates. {_raise(report)}, if the "
                 f"dependency can take the load.",
                 {"queue_wait_mean_s": wait.mean, "task_mean_s": run.mean, "ratio": ratio,
                  "concurrency": float(report.concurrency)},

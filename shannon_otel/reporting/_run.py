@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from .._telemetry import BreakerState
-from ._advice import DEFAULT_THRESHOLDS, AdviceThresholds, Recommendation, advise_wave, check_thresholds, ms
+from ._advice import DEFAULT_THRESHOLDS, AdviceThresholds, Recommendation, advise_wave, check_thresholds, ms, times
 
 if TYPE_CHECKING:
     from .._events import Anomaly, BreakerTransition
@@ -178,7 +178,7 @@ def _anomaly(op: OperationStats, th: AdviceThresholds) -> Recommendation | None:
                  f"the dependency's capacity and what those waves have in common")
     return Recommendation(
         "latency_anomaly", op.operation,
-        f"operation {op.operation!r}: mean latency {ms(value)} {_where(worst)} vs {ms(typical)} typical "
-        f"({ratio:.1f}x){where}. {scope}; a Timeout or Degrade on it would bound the damage.",
+        f"operation {op.operation!r}: mean latency {ms(value)} {_where(worst)} vs {ms(typical)} typical"
+        f"{times(ratio)}{where}. {scope}; a Timeout or Degrade on it would bound the damage.",
         {"latency_s": value, "typical_s": typical, "ratio": ratio, "waves": float(len(slow))},
     )
