@@ -93,8 +93,8 @@ class AdviceThresholds:
     min_queue_wait_s: float = 0.001  # ...and the mean wait must be at least this long
     low_efficiency: float = 0.5  # parallel efficiency below this is low...
     min_efficiency_tasks: int = 2  # ...for waves with at least this many tasks per slot
-    straggler_ratio: float = 4.0  # p99 / p50 latency above which stragglers explain low efficiency
-    flapping_reopens: int = 2  # failed half-open probes (re-opens) of one breaker
+    straggler_ratio: float = 4.0  # p99 / p50 latency at or above which stragglers explain low efficiency
+    flapping_reopens: int = 2  # failed half-open probes (re-opens) of one breaker at or above which to advise
     storm_rejected_retries: int = 5  # retries scheduled after a breaker rejection...
     storm_retry_share: float = 0.2  # ...making up at least this share of the operation's retries
     anomaly_ratio: float = 3.0  # one wave's mean latency of an operation vs its typical mean
