@@ -7,7 +7,9 @@ import asyncio
 import math
 from collections import Counter
 
-from shannon_otel import CircuitBreaker, Pipeline, Retry, RunRecorder, Wave
+import pytest
+
+from shannon_otel import AdviceThresholds, CircuitBreaker, Pipeline, Retry, RunRecorder, Wave, WaveReport, advise_wave
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
 
@@ -33,7 +35,9 @@ def test_an_operations_failed_calls_include_rejected_and_ignored_ones() -> None:
         return (await wave.map(call, range(6))).report.failed
 
     failed_tasks = run_virtual(main())
-    spans = Counter((s.status.status_code.name, (s.attributes or {}).get("shannon.call.outcome")) for s in tel.spans("op"))
+    spans = Counter(
+        (s.status.status_code.name, (s.attributes or {}).get("shannon.call.outcome")) for s in tel.spans("op")
+    )
     assert spans == {("ERROR", "ignored"): 2, ("ERROR", "failure"): 2, ("ERROR", "rejected"): 2}
     op = recorder.report().operations["op"]
     assert (op.calls, op.rejected) == (6, 2)
@@ -62,3 +66,18 @@ def test_a_latency_anomaly_against_instant_calls_quotes_no_infinite_ratio() -> N
     assert advice.evidence["typical_s"] == 0.0 and advice.evidence["ratio"] == math.inf
     assert "inf" not in advice.message
     assert "mean latency 10.0 ms in wave 'w#4' vs 0.0 ms typical." in advice.message
+
+
+def test_low_efficiency_advice_never_shows_the_efficiency_at_its_threshold() -> None:
+    # Two slots for 1 s, busy 1.992 s: 99.6% efficient, below a low_efficiency of 1.0. The advice said
+    # "parallel efficiency 100%" (rounded to nearest) while saying it was below 100%; it rounds down now.
+    async def main() -> WaveReport:
+        clock = asyncio.get_running_loop().time
+        wave = Wave("w", max_concurrency=2, clock=clock, instrument=False)
+        return (await wave.map(asyncio.sleep, [1.0, 0.992])).report
+
+    report = run_virtual(main())
+    assert report.parallel_efficiency == pytest.approx(0.996)
+    [advice] = advise_wave(report, AdviceThresholds(low_efficiency=1.0, min_efficiency_tasks=1))
+    assert advice.kind == "low_efficiency" and advice.evidence["parallel_efficiency"] == report.parallel_efficiency
+    assert advice.message.startswith("wave 'w': parallel efficiency 99% (2 tasks, 2 slots, 1000.0 ms wall time)")

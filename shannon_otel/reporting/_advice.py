@@ -127,6 +127,12 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms" if seconds < 10 else f"{seconds:.1f} s"
 
 
+def _percent_below(value: float) -> str:
+    """A share that is below a threshold, as a whole percentage rounded down: rounded to nearest, 99.6% efficient
+    read "100%" in advice that it was below 100%. (The round to 6 places first: 0.29 * 100 is 28.999999999999996.)"""
+    return f"{math.floor(round(value * 100, 6))}%"
+
+
 def times(ratio: float) -> str:
     """`` (3.0x)``, or nothing for tasks that took no measurable time (an infinite ratio says nothing)."""
     return f" ({ratio:.1f}x)" if math.isfinite(ratio) else ""
@@ -203,7 +209,7 @@ def advise_wave(
                    "smaller than max_concurrency, or tasks awaiting something outside the wave.")
         out.append(Recommendation(
             "low_efficiency", wave,
-            f"wave {wave!r}: parallel efficiency {eff:.0%} ({report.total} tasks, {report.concurrency} "
+            f"wave {wave!r}: parallel efficiency {_percent_below(eff)} ({report.total} tasks, {report.concurrency} "
             f"slots, {ms(report.duration_s)} wall time); {why}",
             {"parallel_efficiency": eff, "p50_s": run.p50, "p99_s": run.p99, "concurrency": float(report.concurrency),
              "idle_s": idle},
