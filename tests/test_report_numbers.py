@@ -8,8 +8,20 @@ import math
 from collections import Counter
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from shannon_otel import AdviceThresholds, CircuitBreaker, Pipeline, Retry, RunRecorder, Wave, WaveReport, advise_wave
+from shannon_otel import (
+    AdviceThresholds,
+    CircuitBreaker,
+    Pipeline,
+    Retry,
+    RunRecorder,
+    Wave,
+    WaveReport,
+    advise_wave,
+    record_tokens,
+)
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
 
@@ -81,3 +93,69 @@ def test_low_efficiency_advice_never_shows_the_efficiency_at_its_threshold() -> 
     [advice] = advise_wave(report, AdviceThresholds(low_efficiency=1.0, min_efficiency_tasks=1))
     assert advice.kind == "low_efficiency" and advice.evidence["parallel_efficiency"] == report.parallel_efficiency
     assert advice.message.startswith("wave 'w': parallel efficiency 99% (2 tasks, 2 slots, 1000.0 ms wall time)")
+
+
+_CALL = st.tuples(st.sampled_from(["ok", "fail", "ignored"]), st.sampled_from([0.0, 0.5, 1.0, 3.0]))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    waves=st.lists(st.lists(_CALL, max_size=6), min_size=1, max_size=6),
+    max_waves=st.sampled_from([1, 2, 500]),
+    attempts=st.sampled_from([1, 2]),
+)
+def test_a_runs_totals_and_operations_match_what_its_calls_did(
+    waves: list[list[tuple[str, float]]], max_waves: int, attempts: int,
+) -> None:
+    # Several waves through one recorder (some evicted by max_waves), each task one call through a retry and a
+    # breaker: the run's totals, token sums, latency quantiles and the operation's counts against a tally of
+    # what the calls did. The breaker's threshold is never reached, so every try runs.
+    recorder = RunRecorder(max_waves=max_waves)
+    durations: list[float] = []
+    tally = Counter[str]()
+
+    async def main() -> None:
+        clock = asyncio.get_running_loop().time
+        breaker = CircuitBreaker("b", failure_threshold=1000, window=1000, ignore=(KeyError,), clock=clock,
+                                 instrument=False)
+        policy = Pipeline(Retry(attempts=attempts, initial=0.0, maximum=0.0, on=ValueError), breaker, name="op",
+                          clock=clock, hooks=[recorder], instrument=False)
+        for plan in waves:
+            async def call(i: int, plan: list[tuple[str, float]] = plan) -> int:
+                kind, seconds = plan[i]
+                record_tokens(input=7, output=1)
+                await asyncio.sleep(seconds)
+                if kind == "fail":
+                    raise ValueError(i)
+                if kind == "ignored":
+                    raise KeyError(i)
+                return i
+
+            await Wave("w", max_concurrency=2, policy=policy, clock=clock, hooks=[recorder],
+                       instrument=False).map(call, range(len(plan)))
+            for kind, seconds in plan:
+                tries = attempts if kind == "fail" else 1
+                durations.append(seconds * tries)
+                tally["calls"] += 1
+                tally["attempts"] += tries
+                tally["retries"] += tries - 1
+                tally["failed"] += kind != "ok"
+                tally["tokens"] += 8 * tries
+
+    run_virtual(main())
+    totals = recorder.totals
+    assert totals["waves"] == len(waves)
+    assert (totals["success"], totals["failure"]) == (tally["calls"] - tally["failed"], tally["failed"])
+    assert totals["retries"] == recorder.retries == tally["retries"]
+    tokens = recorder.sums.get("shannon.task.tokens.input", 0.0) + recorder.sums.get("shannon.task.tokens.output", 0.0)
+    assert tokens == tally["tokens"]
+    report = recorder.report()
+    assert len(report.waves) == min(len(waves), max_waves) and len(set(report.labels)) == len(report.labels)
+    if tally["calls"]:
+        op = report.operations["op"]
+        assert (op.calls, op.attempts, op.retries, op.failed, op.rejected) == (
+            tally["calls"], tally["attempts"], tally["retries"], tally["failed"], 0)
+        ranked = sorted(durations)
+        for q in (0.5, 0.95, 0.99):
+            want = ranked[max(1, math.ceil(q * len(ranked))) - 1]
+            assert recorder.latency.quantile(q) == pytest.approx(want, rel=0.01, abs=1e-9)
