@@ -14,9 +14,11 @@ from hypothesis import strategies as st
 from shannon_otel import (
     AdviceThresholds,
     CircuitBreaker,
+    Outcome,
     Pipeline,
     Retry,
     RunRecorder,
+    Summary,
     Wave,
     WaveReport,
     advise_wave,
@@ -159,3 +161,11 @@ def test_a_runs_totals_and_operations_match_what_its_calls_did(
         for q in (0.5, 0.95, 0.99):
             want = ranked[max(1, math.ceil(q * len(ranked))) - 1]
             assert recorder.latency.quantile(q) == pytest.approx(want, rel=0.01, abs=1e-9)
+
+
+def test_advice_quotes_a_time_just_under_10_s_in_seconds() -> None:
+    # Milliseconds below 10 s, chosen before rounding: a 9.99996 s wall time read "10000.0 ms".
+    idle = Summary(8, 8 * 0.1, 0.1, 0.1, 0.1, 0.1, 0.1)
+    report = WaveReport("w", Outcome.SUCCESS, 9.99996, 4, {Outcome.SUCCESS: 8}, {}, idle, idle, 0.1)
+    [advice] = advise_wave(report)
+    assert "10.0 s wall time" in advice.message and "10000.0 ms" not in advice.message

@@ -123,8 +123,8 @@ def check_thresholds(thresholds: object) -> None:
 
 
 def ms(seconds: float) -> str:
-    """Seconds as advice quotes them: milliseconds below 10 s."""
-    return f"{seconds * 1000:.1f} ms" if seconds < 10 else f"{seconds:.1f} s"
+    """Seconds as advice quotes them: milliseconds below 10 s (as shown: 9.99996 s is "10.0 s", not "10000.0 ms")."""
+    return f"{seconds * 1000:.1f} ms" if seconds < 9.99995 else f"{seconds:.1f} s"
 
 
 def _percent_below(value: float) -> str:
