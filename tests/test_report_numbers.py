@@ -165,7 +165,8 @@ def test_a_runs_totals_and_operations_match_what_its_calls_did(
 
 def test_advice_quotes_a_time_just_under_10_s_in_seconds() -> None:
     # Milliseconds below 10 s, chosen before rounding: a 9.99996 s wall time read "10000.0 ms".
-    idle = Summary(8, 8 * 0.1, 0.1, 0.1, 0.1, 0.1, 0.1)
-    report = WaveReport("w", Outcome.SUCCESS, 9.99996, 4, {Outcome.SUCCESS: 8}, {}, idle, idle, 0.1)
+    latency, no_wait = Summary(8, 0.8, 0.1, 0.1, 0.1, 0.1, 0.1), Summary(8, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    report = WaveReport("w", Outcome.SUCCESS, 9.99996, 4, {Outcome.SUCCESS: 8}, {}, latency, no_wait, 0.1)
     [advice] = advise_wave(report)
+    assert advice.kind == "low_efficiency"
     assert "10.0 s wall time" in advice.message and "10000.0 ms" not in advice.message
