@@ -38,12 +38,13 @@ class ReadOnlyDict(dict[K, V]):
 class Summary:
     """Distribution of one per-task quantity (seconds, tokens, ...).
 
-    ``count``, ``total``, ``mean`` and ``max`` are exact. ``p50``/``p95``/``p99`` are nearest-rank
-    quantiles (the value of rank ``ceil(q * count)`` in sorted order), read from bounded-memory log
-    bins: within 1% of that value for magnitudes from 1e-9 to 1e15 (smaller ones read as 0), never
-    below the smallest value seen nor above ``max`` (so ``p50 <= p95 <= p99 <= max``), and exact for
-    the first and last ranks (``p99`` of up to 100 values is ``max``, ``p50`` of two the smaller one)
-    and when all values are equal.
+    ``count``, ``total``, ``mean`` and ``max`` are exact (as float sums are: ``total`` and ``mean`` read
+    inf once the values' sum passes the float range, ~1.8e308, which one task's record() refuses).
+    ``p50``/``p95``/``p99`` are nearest-rank quantiles (the value of rank ``ceil(q * count)`` in sorted
+    order), read from bounded-memory log bins: within 1% of that value for magnitudes from 1e-9 to 1e15
+    (smaller ones read as 0), never below the smallest value seen nor above ``max`` (so
+    ``p50 <= p95 <= p99 <= max``), and exact for the first and last ranks (``p99`` of up to 100 values
+    is ``max``, ``p50`` of two the smaller one) and when all values are equal.
     Every field but ``count`` and ``total`` is NaN when ``count`` is 0.
     """
 

@@ -20,6 +20,7 @@ from typing import Protocol
 
 __all__ = [
     "DEFAULT_THRESHOLDS", "AdviceThresholds", "Recommendation", "WaveFacts", "advise_wave", "check_thresholds", "ms",
+    "times",
 ]
 
 
@@ -92,8 +93,8 @@ class AdviceThresholds:
     min_queue_wait_s: float = 0.001  # ...and the mean wait must be at least this long
     low_efficiency: float = 0.5  # parallel efficiency below this is low...
     min_efficiency_tasks: int = 2  # ...for waves with at least this many tasks per slot
-    straggler_ratio: float = 4.0  # p99 / p50 latency above which stragglers explain low efficiency
-    flapping_reopens: int = 2  # failed half-open probes (re-opens) of one breaker
+    straggler_ratio: float = 4.0  # p99 / p50 latency at or above which stragglers explain low efficiency
+    flapping_reopens: int = 2  # failed half-open probes (re-opens) of one breaker at or above which to advise
     storm_rejected_retries: int = 5  # retries scheduled after a breaker rejection...
     storm_retry_share: float = 0.2  # ...making up at least this share of the operation's retries
     anomaly_ratio: float = 3.0  # one wave's mean latency of an operation vs its typical mean
@@ -122,11 +123,17 @@ def check_thresholds(thresholds: object) -> None:
 
 
 def ms(seconds: float) -> str:
-    """Seconds as advice quotes them: milliseconds below 10 s."""
-    return f"{seconds * 1000:.1f} ms" if seconds < 10 else f"{seconds:.1f} s"
+    """Seconds as advice quotes them: milliseconds below 10 s (as shown: 9.99996 s is "10.0 s", not "10000.0 ms")."""
+    return f"{seconds * 1000:.1f} ms" if seconds < 9.99995 else f"{seconds:.1f} s"
 
 
-def _times(ratio: float) -> str:
+def _percent_below(value: float) -> str:
+    """A share that is below a threshold, as a whole percentage rounded down: rounded to nearest, 99.6% efficient
+    read "100%" in advice that it was below 100%. (The round to 6 places first: 0.29 * 100 is 28.999999999999996.)"""
+    return f"{math.floor(round(value * 100, 6))}%"
+
+
+def times(ratio: float) -> str:
     """`` (3.0x)``, or nothing for tasks that took no measurable time (an infinite ratio says nothing)."""
     return f" ({ratio:.1f}x)" if math.isfinite(ratio) else ""
 
@@ -170,7 +177,7 @@ def advise_wave(
             out.append(Recommendation(
                 "queue_wait", wave,
                 f"wave {wave!r}: tasks waited {ms(wait.mean)} on average to start (p95 {ms(wait.p95)}) "
-                f"but ran only {ms(run.mean)}{_times(ratio)}: queue wait dominates. {_raise(report)}, if the "
+                f"but ran only {ms(run.mean)}{times(ratio)}: queue wait dominates. {_raise(report)}, if the "
                 f"dependency can take the load.",
                 {"queue_wait_mean_s": wait.mean, "task_mean_s": run.mean, "ratio": ratio,
                  "concurrency": float(report.concurrency)},
@@ -202,7 +209,7 @@ def advise_wave(
                    "smaller than max_concurrency, or tasks awaiting something outside the wave.")
         out.append(Recommendation(
             "low_efficiency", wave,
-            f"wave {wave!r}: parallel efficiency {eff:.0%} ({report.total} tasks, {report.concurrency} "
+            f"wave {wave!r}: parallel efficiency {_percent_below(eff)} ({report.total} tasks, {report.concurrency} "
             f"slots, {ms(report.duration_s)} wall time); {why}",
             {"parallel_efficiency": eff, "p50_s": run.p50, "p99_s": run.p99, "concurrency": float(report.concurrency),
              "idle_s": idle},

@@ -29,6 +29,11 @@ if TYPE_CHECKING:
     from ._recorder import RunRecorder
 
 
+# The call outcomes whose error reached the caller (the operation spans with status ERROR): a call a breaker
+# rejected, or whose error the breaker ignores, raised into its task as a counted failure does.
+_RAISED = frozenset({CallOutcome.FAILURE, CallOutcome.REJECTED, CallOutcome.IGNORED})
+
+
 def current_trace_id() -> str | None:
     ctx = trace.get_current_span().get_span_context()
     return f"{ctx.trace_id:032x}" if ctx.is_valid else None
@@ -118,7 +123,7 @@ class _CallObs(CallObserver):
         with self._lock:
             op.calls += 1
             op.attempts += event.attempts
-            if event.outcome is CallOutcome.FAILURE:
+            if event.outcome in _RAISED:
                 op.failed += 1
             stats = op.latency.get(label)
             if stats is None:

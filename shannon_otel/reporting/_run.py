@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from .._telemetry import BreakerState
-from ._advice import DEFAULT_THRESHOLDS, AdviceThresholds, Recommendation, advise_wave, check_thresholds, ms
+from ._advice import DEFAULT_THRESHOLDS, AdviceThresholds, Recommendation, advise_wave, check_thresholds, ms, times
 
 if TYPE_CHECKING:
     from .._events import Anomaly, BreakerTransition
@@ -31,7 +31,8 @@ def _where(label: str) -> str:
 class OperationStats:
     """What a run saw of one protected operation (a policy or pipeline name).
 
-    ``latency_by_wave`` maps a wave name to (calls, mean seconds) of the operation's calls in it;
+    ``latency_by_wave`` maps a wave's label (its name, ``name#n`` for the n-th run of a name, as in
+    :attr:`RunReport.labels`) to (calls, mean seconds) of the operation's calls in it;
     ``trace_by_wave`` to the trace id (hex) of its slowest call there. Calls made outside any wave
     are under ``""`` (:data:`OUTSIDE_WAVES`, never a wave's name: a wave's name is non-empty).
     """
@@ -42,7 +43,7 @@ class OperationStats:
     retries: int = 0
     rejected_retries: int = 0  # retries scheduled after a breaker rejected the attempt
     rejected: int = 0  # tries a breaker refused: one call is refused again at each retry
-    failed: int = 0
+    failed: int = 0  # calls that raised into their caller: call outcome failure, rejected or ignored
     degraded: int = 0
     fallbacks: int = 0
     latency_by_wave: Mapping[str, tuple[int, float]] = field(default_factory=dict)
@@ -178,7 +179,7 @@ def _anomaly(op: OperationStats, th: AdviceThresholds) -> Recommendation | None:
                  f"the dependency's capacity and what those waves have in common")
     return Recommendation(
         "latency_anomaly", op.operation,
-        f"operation {op.operation!r}: mean latency {ms(value)} {_where(worst)} vs {ms(typical)} typical "
-        f"({ratio:.1f}x){where}. {scope}; a Timeout or Degrade on it would bound the damage.",
+        f"operation {op.operation!r}: mean latency {ms(value)} {_where(worst)} vs {ms(typical)} typical"
+        f"{times(ratio)}{where}. {scope}; a Timeout or Degrade on it would bound the damage.",
         {"latency_s": value, "typical_s": typical, "ratio": ratio, "waves": float(len(slow))},
     )
