@@ -138,3 +138,15 @@ def test_meter_provider_of_the_detector_is_deprecated() -> None:
     with pytest.warns(DeprecationWarning, match="meter_provider"):
         AnomalyHook(meter_provider=otel.meter_provider)
     otel.shutdown()
+
+
+def test_an_anomaly_names_no_span_of_a_trace_sampled_out() -> None:
+    """Before: ``Anomaly.trace_id`` / ``span_id`` named the culprit span even when its trace was sampled out,
+    so the run summary's "trace ..." and ``on_anomaly`` callbacks linked a trace that was exported nowhere."""
+    otel, clock = InMemoryTelemetry(sampled=False), FakeClock()
+    listener = Listener()
+    detector = AnomalyHook(EVERY_TICK, tick_s=1.0, clock=clock, signals=[LATENCY, ERROR_RATE, THROUGHPUT])
+    _run_wave(clock, (detector, listener), **otel.providers)
+    assert otel.spans() == []
+    assert {e.signal for e in listener.events} == {LATENCY, ERROR_RATE, THROUGHPUT}
+    assert [(e.trace_id, e.span_id) for e in listener.events] == [(None, None)] * 3

@@ -234,7 +234,7 @@ class AnomalyHook(Hook):
         current = trace.get_current_span()
         ctx = (cause if cause is not None else current).get_span_context()
         trace_id = span_id = None
-        if ctx.is_valid:
+        if ctx.is_valid and ctx.trace_flags.sampled:  # a sampled-out span is exported nowhere: no link to it
             trace_id, span_id = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
         event = Anomaly(series, signal, score, severity, value, trace_id, span_id, now)
         if sinks:

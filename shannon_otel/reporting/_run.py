@@ -32,7 +32,8 @@ class OperationStats:
     """What a run saw of one protected operation (a policy or pipeline name).
 
     ``latency_by_wave`` maps a wave name to (calls, mean seconds) of the operation's calls in it;
-    ``trace_by_wave`` to the trace id (hex) of its slowest call there. Calls made outside any wave
+    ``trace_by_wave`` to the trace id (hex) of its slowest call there (none when that call's trace was
+    not sampled). Calls made outside any wave
     are under ``""`` (:data:`OUTSIDE_WAVES`, never a wave's name: a wave's name is non-empty).
     """
 
