@@ -27,7 +27,8 @@ gets the anomalies (severity set). A latency event is delivered with the tick's 
 current if that span is still open (always true when that task closed the tick), otherwise the
 span current at detection; its ids are the slowest task's. Rate anomalies (``error_rate``,
 ``throughput``, ``retry_rate``) have no single culprit: the span current at detection (the task or
-call that closed the tick) is current and gives the ids.
+call that closed the tick) is current and gives the ids. A span whose trace was sampled out gives none
+(it is exported nowhere: ``Anomaly.trace_id`` and ``span_id`` are then None).
 
 The detector scores likelihood against the series' own history: an anomaly that keeps recurring
 becomes part of that history and stops being flagged.
