@@ -227,3 +227,16 @@ def test_links_open_the_provisioned_jaeger_datasource_and_the_docs_state_grafana
     stack = (ROOT / "docs" / "stack.md").read_text(encoding="utf-8")
     assert all(model["schemaVersion"] == 39 for model in dashboards().values())
     assert "`schemaVersion` 39, which Grafana 10.4" in stack
+
+
+def test_the_score_panel_draws_the_severity_thresholds_the_anomaly_hook_reports_at() -> None:
+    """Before: the dashed lines were a bare ``DetectorConfig()``'s (warning 0.5, critical 0.8), while the
+    ``AnomalyHook``, whose scores are the only ones the gauge reports, flags warning from 0.8 and critical
+    from 0.95: a score of 0.6 (no anomaly at all) was drawn in the warning band, 0.85 (a warning) as critical."""
+    from shannon_otel.anomaly import AnomalyHook
+
+    config = AnomalyHook().detector.config
+    (panel,) = [p for name, p in panels() if p["title"] == "Anomaly score by series"]
+    steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]  # type: ignore[index]
+    assert [(s["color"], s["value"]) for s in steps] == [
+        ("green", None), ("orange", config.warning), ("red", config.critical)]

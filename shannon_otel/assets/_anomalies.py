@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shannon_otel import _telemetry as t
-from shannon_otel.anomaly import DetectorConfig
+from shannon_otel.anomaly import HOOK_DEFAULTS
 
 from . import _grafana as g
 from . import _panels as p
@@ -16,8 +16,9 @@ SIGNAL = q.match(t.ANOMALY_SIGNAL, "$signal")
 SERIES, SIGNAL_LABEL = q.label(t.ANOMALY_SERIES), q.label(t.ANOMALY_SIGNAL)
 SEVERITY = q.label(t.ANOMALY_SEVERITY)
 SEVERITY_COLORS = {t.Severity.WARNING.value: "orange", t.Severity.CRITICAL.value: "red"}
-_DEFAULTS = DetectorConfig()
-# The default severity thresholds; a detector configured otherwise keeps its own.
+# The AnomalyHook's default severity thresholds (the hook is what scores the gauge's series; a bare
+# DetectorConfig() has others); a detector configured otherwise keeps its own.
+_DEFAULTS = HOOK_DEFAULTS
 SCORE_THRESHOLDS = {
     _DEFAULTS.warning: SEVERITY_COLORS[t.Severity.WARNING], _DEFAULTS.critical: SEVERITY_COLORS[t.Severity.CRITICAL],
 }
