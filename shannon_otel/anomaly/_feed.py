@@ -25,9 +25,11 @@ the entry point resolves its hooks), so the OTel hook turns it into the score ga
 counter and the ``shannon.anomaly`` span event, and the run recorder records it; ``on_anomaly``
 gets the anomalies (severity set). A latency event is delivered with the tick's slowest task span
 current if that span is still open (always true when that task closed the tick), otherwise the
-span current at detection; its ids are the slowest task's. Rate anomalies (``error_rate``,
-``throughput``, ``retry_rate``) have no single culprit: the span current at detection (the task or
-call that closed the tick) is current and gives the ids. A span whose trace was sampled out gives none
+span current at detection; its ids are the slowest task's. An ``error_rate`` event names the tick's
+last failed or timed-out task and a ``retry_rate`` one its last retried call in the same way (the
+work that closed the tick may have been healthy: a link to it showed no failure or retry); a
+``throughput`` anomaly has no culprit: the span current at detection (the task that closed the
+tick) is current and gives the ids. A span whose trace was sampled out gives none
 (it is exported nowhere: ``Anomaly.trace_id`` and ``span_id`` are then None).
 
 The detector scores likelihood against the series' own history: an anomaly that keeps recurring
