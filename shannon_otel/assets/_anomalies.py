@@ -41,12 +41,13 @@ def anomalies() -> p.Json:
     peak = f"max by ({q.by(*per_series)}) (max_over_time({score}[$__range]))"
     panels = [
         p.stat("Anomalies detected", "Anomaly events in the selected time range, any severity.", "short",
-               f"sum({q.events(events, '$__range')}) or vector(0)"),
+               f"sum({q.events(events, '$__range')}) or vector(0)", thresholds={1: "orange"}),
         p.stat("Critical anomalies", "Anomaly events of critical severity in the selected time range.",
                "short",
-               f"sum({q.events(critical, '$__range')}) or vector(0)"),
+               f"sum({q.events(critical, '$__range')}) or vector(0)", thresholds={1: "red"}),
         p.stat("Highest score", "Highest anomaly score of any watched series in the selected time range "
-               "(0 = normal, 1 = most anomalous).", "none", f"max(max_over_time({score}[$__range]))"),
+               "(0 = normal, 1 = most anomalous; colored at the anomaly hook's default warning and critical "
+               "thresholds).", "none", f"max(max_over_time({score}[$__range]))", thresholds=SCORE_THRESHOLDS),
         # Counted per job, not per instance: a restarted process' series linger until they expire.
         p.stat("Watched series", "Series (signal x wave/operation) the detector scores now, per job.", "short",
                f"count(max by ({q.by(*per_series)}) ({score}))"),
