@@ -246,12 +246,13 @@ def test_every_stat_sets_its_colors_so_grafanas_red_from_80_never_applies() -> N
     """Before: the stats set no thresholds, so Grafana applied its default (green, red from 80) to each: 80 tasks
     finished, $80 of cost or 80 watched series showed red, while a 100% task error ratio (1.0), 50 critical
     anomalies or a critical score of 0.99 stayed green."""
+
     def color(panel: dict[str, object], value: float) -> str:
         steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]  # type: ignore[index]
-        return [s["color"] for s in steps if s["value"] is None or value >= s["value"]][-1]
+        return str([s["color"] for s in steps if s["value"] is None or value >= s["value"]][-1])
 
     stats = {p["title"]: p for _, p in panels() if p["type"] == "stat"}
-    assert stats and all("thresholds" in p["fieldConfig"]["defaults"] for p in stats.values())  # type: ignore[index,operator]
+    assert stats and all("thresholds" in p["fieldConfig"]["defaults"] for p in stats.values())  # type: ignore[index]
     for title in ("Tasks finished", "Tokens", "Task cost", "Watched series"):
         assert color(stats[title], 1e6) == color(stats[title], 0) == "text", title
     ratio = stats["Task error ratio"]
