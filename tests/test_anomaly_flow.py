@@ -138,3 +138,41 @@ def test_meter_provider_of_the_detector_is_deprecated() -> None:
     with pytest.warns(DeprecationWarning, match="meter_provider"):
         AnomalyHook(meter_provider=otel.meter_provider)
     otel.shutdown()
+
+
+def test_an_anomaly_names_no_span_of_a_trace_sampled_out() -> None:
+    """Before: ``Anomaly.trace_id`` / ``span_id`` named the culprit span even when its trace was sampled out,
+    so the run summary's "trace ..." and ``on_anomaly`` callbacks linked a trace that was exported nowhere."""
+    otel, clock = InMemoryTelemetry(sampled=False), FakeClock()
+    listener = Listener()
+    detector = AnomalyHook(EVERY_TICK, tick_s=1.0, clock=clock, signals=[LATENCY, ERROR_RATE, THROUGHPUT])
+    _run_wave(clock, (detector, listener), **otel.providers)
+    assert otel.spans() == []
+    assert {e.signal for e in listener.events} == {LATENCY, ERROR_RATE, THROUGHPUT}
+    assert [(e.trace_id, e.span_id) for e in listener.events] == [(None, None)] * 3
+
+
+def test_a_rate_anomaly_names_a_call_that_was_retried_not_the_one_that_closed_the_tick() -> None:
+    """Before: a ``retry_rate`` anomaly named whatever call closed its tick, often one that was never retried:
+    the trace it linked showed no retry at all (``error_rate``: tests/test_anomaly_feed.py)."""
+    otel, clock = InMemoryTelemetry(), FakeClock()
+    listener = Listener()
+    detector = AnomalyHook(EVERY_TICK, tick_s=1.0, clock=clock, signals=[RETRY_RATE])
+    retry = Retry(attempts=2, initial=0.0, name="op", clock=clock, hooks=(detector, listener), **otel.providers)
+
+    async def main() -> None:
+        for i in range(8):  # one tick: the fourth call is retried, the eighth closes the tick
+            tries = [0]
+
+            async def call(i: int = i, tries: list[int] = tries) -> None:
+                tries[0] += 1
+                clock.advance(0.125)
+                if i == 3 and tries[0] == 1:
+                    raise ConnectionError("flaky")
+
+            await retry.call(call)
+
+    asyncio.run(main())
+    (event,) = listener.events
+    (retried,) = [s for s in otel.spans("op") if any(e.name == tm.EVENT_RETRY_SCHEDULED for e in s.events)]
+    assert retried.context is not None and event.span_id == format(retried.context.span_id, "016x")

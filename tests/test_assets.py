@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from shannon_otel import _telemetry as t
+from shannon_otel.anomaly import AnomalyHook
 from shannon_otel.assets import (
     RULES_FILE,
     _yaml,
@@ -26,6 +27,7 @@ from shannon_otel.assets import (
     write_all,
 )
 from shannon_otel.assets._promql import keeps, metric_names
+from shannon_otel.assets._rules import ERROR_RATIO_HIGH, SLO_TARGET
 
 ROOT = Path(__file__).resolve().parents[1]
 RULE_TESTS = (ROOT / RULES_FILE).parent / "tests" / "shannon-alerts.test.yml"
@@ -227,3 +229,38 @@ def test_links_open_the_provisioned_jaeger_datasource_and_the_docs_state_grafana
     stack = (ROOT / "docs" / "stack.md").read_text(encoding="utf-8")
     assert all(model["schemaVersion"] == 39 for model in dashboards().values())
     assert "`schemaVersion` 39, which Grafana 10.4" in stack
+
+
+def test_the_score_panel_draws_the_severity_thresholds_the_anomaly_hook_reports_at() -> None:
+    """Before: the dashed lines were a bare ``DetectorConfig()``'s (warning 0.5, critical 0.8), while the
+    ``AnomalyHook``, whose scores are the only ones the gauge reports, flags warning from 0.8 and critical
+    from 0.95: a score of 0.6 (no anomaly at all) was drawn in the warning band, 0.85 (a warning) as critical."""
+    config = AnomalyHook().detector.config
+    (panel,) = [p for name, p in panels() if p["title"] == "Anomaly score by series"]
+    steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]  # type: ignore[index]
+    assert [(s["color"], s["value"]) for s in steps] == [
+        ("green", None), ("orange", config.warning), ("red", config.critical)]
+
+
+def test_every_stat_sets_its_colors_so_grafanas_red_from_80_never_applies() -> None:
+    """Before: the stats set no thresholds, so Grafana applied its default (green, red from 80) to each: 80 tasks
+    finished, $80 of cost or 80 watched series showed red, while a 100% task error ratio (1.0), 50 critical
+    anomalies or a critical score of 0.99 stayed green."""
+
+    def color(panel: dict[str, object], value: float) -> str:
+        steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]  # type: ignore[index]
+        return str([s["color"] for s in steps if s["value"] is None or value >= s["value"]][-1])
+
+    stats = {p["title"]: p for _, p in panels() if p["type"] == "stat"}
+    assert stats and all("thresholds" in p["fieldConfig"]["defaults"] for p in stats.values())  # type: ignore[index]
+    for title in ("Tasks finished", "Tokens", "Task cost", "Watched series"):
+        assert color(stats[title], 1e6) == color(stats[title], 0) == "text", title
+    ratio = stats["Task error ratio"]
+    assert (color(ratio, 0.0), color(ratio, 1 - SLO_TARGET), color(ratio, ERROR_RATIO_HIGH), color(ratio, 1.0)) == (
+        "green", "orange", "red", "red")
+    assert (color(stats["Critical anomalies"], 0), color(stats["Critical anomalies"], 1)) == ("green", "red")
+    assert (color(stats["Anomalies detected"], 0), color(stats["Anomalies detected"], 1)) == ("green", "orange")
+    assert (color(stats["Open breakers"], 0), color(stats["Open breakers"], 1)) == ("green", "red")
+    hook = AnomalyHook().detector.config
+    score = stats["Highest score"]
+    assert [color(score, s) for s in (0.5, hook.warning, hook.critical)] == ["green", "orange", "red"]

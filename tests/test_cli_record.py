@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import io
+from typing import Any
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from shannon_otel import Anomaly, BreakerState, Outcome, Wave, task
 from shannon_otel._telemetry import Severity
@@ -191,3 +194,32 @@ def test_tasks_that_never_started_are_done_and_failed_like_the_report_counts_the
                                       Outcome.CANCELLATION: 2}
     assert (ff.done, ff.failed, ff.active) == (4, 1, 0)
     assert recorder.latency.count == 3  # only the tasks that ran have a duration
+
+
+def test_no_trace_is_named_for_what_was_sampled_out() -> None:
+    """Before: the recorder took the current span's trace id whatever its sampling, so a sampled-out wave's
+    ``WaveLive.trace_id`` named a trace exported nowhere; and when the slowest call of an operation ran
+    in a sampled-out trace, ``trace_by_wave`` kept a faster call's trace as "its slowest call"."""
+    otel, clock = InMemoryTelemetry(sampled=False), FakeClock()
+    recorder = RunRecorder()
+    op = Retry(attempts=1, name="op", clock=clock, hooks=(recorder,), instrument=False)
+
+    async def taking(seconds: float) -> None:
+        clock.advance(seconds)
+
+    def under(trace_id: int, sampled: bool) -> Any:
+        flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
+        return trace.use_span(NonRecordingSpan(SpanContext(trace_id, 1, is_remote=True, trace_flags=flags)))
+
+    async def main() -> None:
+        with under(0xA, True):
+            await op.call(taking, 0.1)
+        with under(0xB, False):
+            await op.call(taking, 0.5)  # the slowest, in a trace sampled out
+        wave: Wave[None] = Wave("w", hooks=(recorder,), **otel.providers)
+        await wave.run([lambda: taking(0.0)])
+
+    asyncio.run(main())
+    [live] = recorder.waves
+    assert live.trace_id is None
+    assert dict(recorder.report().operations["op"].trace_by_wave) == {}

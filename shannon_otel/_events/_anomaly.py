@@ -22,8 +22,10 @@ class Anomaly:
     score: float  # detector score in [0, 1] (see DetectorConfig)
     severity: Severity | None  # None below the warning threshold
     value: float  # the sample that scored (e.g. the tick's mean latency)
-    # Hex ids of the tick's slowest task span for latency; of the span current at detection (the
-    # task or call that closed the tick) for the rate signals. None when there was no span.
+    # Hex ids of the tick's slowest task span for latency, of its last failed or timed-out task for
+    # error_rate, of its last retried call for retry_rate; of the span current at detection (the
+    # task that closed the tick) for throughput. None when there was no span, or its
+    # trace was not sampled (exported nowhere: no link to follow).
     trace_id: str | None  # 32 hex digits
     span_id: str | None  # 16 hex digits
     time: float  # the anomaly hook's clock

@@ -66,7 +66,8 @@ class Hook:
         """A hook of the same entry point scored a sample (the anomaly hook: every tick it closes).
 
         Called in the context of the work that closed the tick, with the culprit's span current
-        when it is still open (the tick's slowest task for ``latency``), so a span event lands there.
+        when it is still open (the tick's slowest task for ``latency``, its last failed task for
+        ``error_rate``, its last retried call for ``retry_rate``), so a span event lands there.
         """
 
     def hook_failed(self, event: HookFailed) -> None:

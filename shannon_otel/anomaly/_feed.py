@@ -25,9 +25,12 @@ the entry point resolves its hooks), so the OTel hook turns it into the score ga
 counter and the ``shannon.anomaly`` span event, and the run recorder records it; ``on_anomaly``
 gets the anomalies (severity set). A latency event is delivered with the tick's slowest task span
 current if that span is still open (always true when that task closed the tick), otherwise the
-span current at detection; its ids are the slowest task's. Rate anomalies (``error_rate``,
-``throughput``, ``retry_rate``) have no single culprit: the span current at detection (the task or
-call that closed the tick) is current and gives the ids.
+span current at detection; its ids are the slowest task's. An ``error_rate`` event names the tick's
+last failed or timed-out task and a ``retry_rate`` one its last retried call in the same way (the
+work that closed the tick may have been healthy: a link to it showed no failure or retry); a
+``throughput`` anomaly has no culprit: the span current at detection (the task that closed the
+tick) is current and gives the ids. A span whose trace was sampled out gives none
+(it is exported nowhere: ``Anomaly.trace_id`` and ``span_id`` are then None).
 
 The detector scores likelihood against the series' own history: an anomaly that keeps recurring
 becomes part of that history and stops being flagged.
@@ -258,7 +261,7 @@ class AnomalyHook(Hook):
         current = trace.get_current_span()
         ctx = (cause if cause is not None else current).get_span_context()
         trace_id = span_id = None
-        if ctx.is_valid:
+        if ctx.is_valid and ctx.trace_flags.sampled:  # a sampled-out span is exported nowhere: no link to it
             trace_id, span_id = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
         event = Anomaly(series, signal, score, severity, value, trace_id, span_id, now)
         if sinks:

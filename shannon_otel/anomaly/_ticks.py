@@ -23,9 +23,9 @@ CAP = 5.0  # a task counts in a tick's mean latency for at most CAP x the previo
 
 class _WaveTick:
     """The open tick of one wave name, shared by all its runs: O(1) state (counts, latency sum, the
-    slowest task's span). ``active`` runs; while none is, the tick's clock is paused."""
+    slowest task's span, the last failed task's span). ``active`` runs; while none is, the tick's clock is paused."""
 
-    __slots__ = ("active", "cap", "end", "failed", "finished", "idle_since", "latency_sum", "slowest",
+    __slots__ = ("active", "cap", "end", "failed", "failed_span", "finished", "idle_since", "latency_sum", "slowest",
                  "slowest_span", "start")
 
     def __init__(self, now: float, tick_s: float) -> None:
@@ -33,6 +33,7 @@ class _WaveTick:
         self.active = self.finished = self.failed = 0
         self.latency_sum = self.slowest = 0.0
         self.slowest_span: trace.Span | None = None
+        self.failed_span: trace.Span | None = None  # the error_rate sample's culprit: a task that failed in it
         self.cap = math.inf  # no tick yet: no cap
 
     def resume(self, now: float) -> None:
@@ -46,7 +47,7 @@ class _WaveTick:
         self.start, self.end = now, now + tick_s
         self.finished = self.failed = 0
         self.latency_sum = self.slowest = 0.0
-        self.slowest_span = None
+        self.slowest_span = self.failed_span = None
 
 
 class _WaveFeed(WaveObserver):
@@ -71,18 +72,19 @@ class _WaveFeed(WaveObserver):
             tick.finished += 1
             if event.outcome in _FAILED:
                 tick.failed += 1
+                tick.failed_span = span
             tick.latency_sum += duration if duration < tick.cap else tick.cap
             if tick.slowest_span is None or duration > tick.slowest:
                 tick.slowest, tick.slowest_span = duration, span
             if now < tick.end or tick.finished < hook.min_tick_tasks:
                 return
-            n, elapsed, slowest = tick.finished, now - tick.start, tick.slowest_span
+            n, elapsed, slowest, failed_span = tick.finished, now - tick.start, tick.slowest_span, tick.failed_span
             failed, mean = tick.failed, tick.latency_sum / n
             if mean > 0.0:
                 tick.cap = CAP * mean
             tick.close(now, hook.tick_s)  # before scoring: a callback may run more tasks of this wave
         # scored outside the lock: the detector has its own, and a callback may run this wave again
-        self._flush(now, n, elapsed, failed, mean, slowest)
+        self._flush(now, n, elapsed, failed, mean, slowest, failed_span)
 
     def wave_finished(self, report: WaveReport) -> None:
         tick = self._tick
@@ -92,7 +94,7 @@ class _WaveFeed(WaveObserver):
                 tick.idle_since = self._hook._ticker()
 
     def _flush(self, now: float, n: int, elapsed: float, failed: int, mean: float,
-               slowest: trace.Span | None) -> None:
+               slowest: trace.Span | None, failed_span: trace.Span | None) -> None:
         """Score a closed tick (taken under the hook's lock by ``task_finished``)."""
         hook, wave = self._hook, self._wave
         if LATENCY in hook.signals:
@@ -104,17 +106,19 @@ class _WaveFeed(WaveObserver):
             # task_finished). The slowest task's span stays the event's cause.
             hook._score(wave, LATENCY, mean, now, slowest, self._sinks)
         if ERROR_RATE in hook.signals:
-            hook._score(wave, ERROR_RATE, failed / n, now, None, self._sinks)
+            # The tick's last failed task is its culprit: the task that closed the tick may be a success.
+            hook._score(wave, ERROR_RATE, failed / n, now, failed_span, self._sinks)
         if THROUGHPUT in hook.signals and elapsed > 0.0:
             hook._score(wave, THROUGHPUT, n / elapsed, now, None, self._sinks)
 
 
 class _OpTick:
-    __slots__ = ("calls", "end", "retries")
+    __slots__ = ("calls", "end", "retried_span", "retries")
 
     def __init__(self, end: float) -> None:
         self.calls = self.retries = 0
         self.end = end
+        self.retried_span: trace.Span | None = None  # the retry_rate sample's culprit: a call retried in it
 
 
 class _CallFeed(CallObserver):
@@ -131,13 +135,17 @@ class _CallFeed(CallObserver):
             now = hook._ticker()
             if now < op.end - hook.tick_s:  # the clock went back: the tick is dropped (see _WaveFeed)
                 op.calls = op.retries = 0
+                op.retried_span = None
                 op.end = now + hook.tick_s
                 return
             op.calls += 1
-            op.retries += max(event.attempts - 1, 0)
+            if event.attempts > 1:
+                op.retries += event.attempts - 1
+                op.retried_span = trace.get_current_span()  # the call's span
             if now < op.end or op.calls < hook.min_tick_tasks:
                 return
-            rate = op.retries / op.calls
+            rate, retried = op.retries / op.calls, op.retried_span
             op.calls = op.retries = 0
+            op.retried_span = None
             op.end = now + hook.tick_s
-        hook._score(self._operation, RETRY_RATE, rate, now, None, self._sinks)
+        hook._score(self._operation, RETRY_RATE, rate, now, retried, self._sinks)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shannon_otel import _telemetry as t
-from shannon_otel.anomaly import DetectorConfig
+from shannon_otel.anomaly import HOOK_DEFAULTS
 
 from . import _grafana as g
 from . import _panels as p
@@ -16,8 +16,9 @@ SIGNAL = q.match(t.ANOMALY_SIGNAL, "$signal")
 SERIES, SIGNAL_LABEL = q.label(t.ANOMALY_SERIES), q.label(t.ANOMALY_SIGNAL)
 SEVERITY = q.label(t.ANOMALY_SEVERITY)
 SEVERITY_COLORS = {t.Severity.WARNING.value: "orange", t.Severity.CRITICAL.value: "red"}
-_DEFAULTS = DetectorConfig()
-# The default severity thresholds; a detector configured otherwise keeps its own.
+# The AnomalyHook's default severity thresholds (the hook is what scores the gauge's series; a bare
+# DetectorConfig() has others); a detector configured otherwise keeps its own.
+_DEFAULTS = HOOK_DEFAULTS
 SCORE_THRESHOLDS = {
     _DEFAULTS.warning: SEVERITY_COLORS[t.Severity.WARNING], _DEFAULTS.critical: SEVERITY_COLORS[t.Severity.CRITICAL],
 }
@@ -40,12 +41,13 @@ def anomalies() -> p.Json:
     peak = f"max by ({q.by(*per_series)}) (max_over_time({score}[$__range]))"
     panels = [
         p.stat("Anomalies detected", "Anomaly events in the selected time range, any severity.", "short",
-               f"sum({q.events(events, '$__range')}) or vector(0)"),
+               f"sum({q.events(events, '$__range')}) or vector(0)", thresholds={1: "orange"}),
         p.stat("Critical anomalies", "Anomaly events of critical severity in the selected time range.",
                "short",
-               f"sum({q.events(critical, '$__range')}) or vector(0)"),
+               f"sum({q.events(critical, '$__range')}) or vector(0)", thresholds={1: "red"}),
         p.stat("Highest score", "Highest anomaly score of any watched series in the selected time range "
-               "(0 = normal, 1 = most anomalous).", "none", f"max(max_over_time({score}[$__range]))"),
+               "(0 = normal, 1 = most anomalous; colored at the anomaly hook's default warning and critical "
+               "thresholds).", "none", f"max(max_over_time({score}[$__range]))", thresholds=SCORE_THRESHOLDS),
         # Counted per job, not per instance: a restarted process' series linger until they expire.
         p.stat("Watched series", "Series (signal x wave/operation) the detector scores now, per job.", "short",
                f"count(max by ({q.by(*per_series)}) ({score}))"),

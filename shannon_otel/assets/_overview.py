@@ -7,6 +7,7 @@ from shannon_otel import _telemetry as t
 from . import _grafana as g
 from . import _panels as p
 from . import _promql as q
+from ._rules import ERROR_RATIO_HIGH, SLO_TARGET
 
 UID = "shannon-otel-overview"
 
@@ -31,8 +32,10 @@ def _summary() -> list[p.Json]:
                finished),
         # "> 0": a range in which no task finished shows no value, not 0 / 0 = NaN.
         p.stat("Task error ratio", "Share of finished tasks that failed or timed out (cancellations are "
-               "not errors) in the selected time range.", "percentunit",
-               f"({_over_range(t.TASK_OUTCOMES, ERRORS)} or vector(0))\n/\n({finished} > 0)"),
+               "not errors) in the selected time range: orange above the default success objective's error "
+               "budget (1%), red from ShannonTaskErrorRateHigh's threshold (10%).", "percentunit",
+               f"({_over_range(t.TASK_OUTCOMES, ERRORS)} or vector(0))\n/\n({finished} > 0)",
+               thresholds={round(1 - SLO_TARGET, 6): "orange", ERROR_RATIO_HIGH: "red"}),
         p.stat("Tokens", "Tokens the tasks recorded (all token types) in the selected time range.",
                "short", _over_range(t.TASK_TOKENS, suffix="_sum")),
         p.stat("Task cost", "Cost the tasks recorded in the selected time range.", "currencyUSD",

@@ -117,7 +117,11 @@ def timeseries(title: str, description: str, unit: str, targets: list[Json], *, 
     return panel
 
 
-def stat(title: str, description: str, unit: str, expr: str, *, width: int = 6, height: int = 4) -> Json:
+def stat(title: str, description: str, unit: str, expr: str, *, width: int = 6, height: int = 4,
+         thresholds: dict[float, str] | None = None) -> Json:
+    """A single value; ``thresholds`` (value -> color, from green) color it. Without them it is drawn in the
+    text color: left unset, Grafana applies its default thresholds (red from 80) to every stat, which turned
+    a count of 80 tasks red and left a 100% error ratio green."""
     options: Json = {
         "colorMode": "value",
         "graphMode": "none",
@@ -126,7 +130,9 @@ def stat(title: str, description: str, unit: str, expr: str, *, width: int = 6, 
         "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
         "textMode": "auto",
     }
-    defaults: Json = {"color": {"mode": "thresholds"}}
+    steps: list[Json] = [{"color": "green" if thresholds else "text", "value": None}]
+    steps += [{"color": color, "value": value} for value, color in sorted((thresholds or {}).items())]
+    defaults: Json = {"color": {"mode": "thresholds"}, "thresholds": {"mode": "absolute", "steps": steps}}
     if unit == "currencyUSD":
         defaults["decimals"] = 2
     return _panel("stat", title, description, unit, [target(expr, instant=True)], width=width,

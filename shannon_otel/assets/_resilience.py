@@ -119,7 +119,7 @@ def _breakers() -> list[p.Json]:
         p.stat("Open breakers", "Circuit breakers (per job and name, as the state timeline shows them) open "
                "now in any instance (half-open ones are probing and not counted).",
                "short", f"count(max by ({q.by(q.JOB, t.BREAKER_NAME)}) ({open_}) > 0) or vector(0)", width=8,
-               height=8),
+               height=8, thresholds={1: "red"}),
         p.timeseries("Breaker transitions", "Circuit breaker state changes in each rate interval, by breaker and "
                      "new state.", "short",
                      [p.target(q.sum_by((q.JOB, t.BREAKER_NAME, t.BREAKER_TO), transitions),

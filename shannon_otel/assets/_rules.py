@@ -22,6 +22,7 @@ from . import _promql as q
 
 RUNBOOK_URL = "https://github.com/shannon-otel/shannon-otel/blob/main/docs/runbook.md"
 JAEGER_URL = "http://localhost:16686"  # docker-compose.yaml's Jaeger UI; scripts/stack: --jaeger-url
+ERROR_RATIO_HIGH = 0.1  # ShannonTaskErrorRateHigh's threshold (the overview's error ratio turns red there)
 SLO_TARGET = 0.99  # share of finished tasks that succeed (cancellations excluded from neither side)
 STALL_AFTER = "15m"
 # (severity, for, pairs of (long window, short window, burn-rate factor)): the SRE workbook's multiwindow,
@@ -212,7 +213,7 @@ def _error_rate(jaeger: str, runbook: str, min_tasks: int) -> Rule:
     # failure series' first failures missing, and never fired however many of its tasks failed.
     errors = q.sum_by(WAVE, events(q.sel(t.TASK_OUTCOMES, ERRORS), "10m"))
     finished = q.sum_by(WAVE, events(q.sel(t.TASK_OUTCOMES), "10m"))
-    expr = f"{errors}\n/\n{finished}\n> 0.1\nand on ({q.by(*WAVE)})\n{finished} >= {min_tasks}"
+    expr = f"{errors}\n/\n{finished}\n> {ERROR_RATIO_HIGH}\nand on ({q.by(*WAVE)})\n{finished} >= {min_tasks}"
     wave = q.label(t.WAVE_NAME)
     return _alert(
         "ShannonTaskErrorRateHigh", expr, "5m", "warning",

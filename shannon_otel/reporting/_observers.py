@@ -35,8 +35,9 @@ _RAISED = frozenset({CallOutcome.FAILURE, CallOutcome.REJECTED, CallOutcome.IGNO
 
 
 def current_trace_id() -> str | None:
+    """The current span's trace id (hex), if that trace is sampled: a sampled-out one is exported nowhere."""
     ctx = trace.get_current_span().get_span_context()
-    return f"{ctx.trace_id:032x}" if ctx.is_valid else None
+    return f"{ctx.trace_id:032x}" if ctx.is_valid and ctx.trace_flags.sampled else None
 
 
 class _WaveObs(WaveObserver):
@@ -135,6 +136,8 @@ class _CallObs(CallObserver):
                 trace_id = current_trace_id()  # a context variable read: nothing that blocks
                 if trace_id is not None:
                     op.slowest[label] = trace_id
+                else:  # no exported trace of the slowest call: a faster call's is not its trace
+                    op.slowest.pop(label, None)
 
 
 class _SagaObs(SagaObserver):
