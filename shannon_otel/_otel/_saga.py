@@ -9,7 +9,7 @@ from opentelemetry.trace import Status, StatusCode
 from .. import _telemetry as t
 from .._events import SagaObserver
 from .._telemetry import Outcome
-from ._scope import _ERROR, _INTERNAL, _TIMEOUT, _Current, _end, _start
+from ._scope import _ERROR, _INTERNAL, _TIMEOUT, _Current, _end, _error_type, _start, failed
 
 if TYPE_CHECKING:
     from .._events import CompensationFinished, SagaFinished
@@ -56,12 +56,21 @@ class _SagaTelemetry(_Current, SagaObserver):
             return
         try:
             span.set_attribute(t.SAGA_OUTCOME, event.outcome.value)
-            if event.failed_compensations:
-                span.set_status(Status(StatusCode.ERROR, "compensations failed: "
-                                       + ", ".join(event.failed_compensations)))
-            elif event.outcome is Outcome.TIMEOUT:
-                span.set_status(_TIMEOUT)
+            status: Status | None = None
+            # A failed saga says why, as every failed span does (error.type, description): the error that
+            # failed the transaction (its step span has the event), TimeoutError for a timeout.
+            if event.outcome is Outcome.TIMEOUT:
+                span.set_attribute(t.ERROR_TYPE, TimeoutError.__name__)
+                status = _TIMEOUT
+            elif event.outcome is Outcome.FAILURE and event.error is not None:
+                error_type = _error_type(event.error)
+                span.set_attribute(t.ERROR_TYPE, error_type)
+                status = failed(error_type, event.error)
             elif event.outcome is Outcome.FAILURE:
-                span.set_status(_ERROR)
+                status = _ERROR
+            if event.failed_compensations:  # what is still in effect comes first
+                status = Status(StatusCode.ERROR, "compensations failed: " + ", ".join(event.failed_compensations))
+            if status is not None:
+                span.set_status(status)
         finally:
             span.end()
