@@ -465,3 +465,46 @@ def test_a_failed_saga_span_says_why_as_every_failed_span_does() -> None:
     span = tel.span("saga trip")
     assert span.status.description == "compensations failed: hotel"
     assert span.attributes is not None and span.attributes["error.type"] == "KeyError"
+
+
+def test_an_error_the_saga_block_raises_itself_is_recorded_once_on_the_saga_span() -> None:
+    """An error raised in the block (not in a step) ended the saga span, the innermost span of ours it ended,
+    yet it was an `exception` event nowhere; a step's error keeps its one event on the step span."""
+    tel, ledger = Telemetry(), Ledger()
+
+    async def main() -> None:
+        async with Saga("trip", **tel.kw).begin() as tx:
+            await tx.step("hotel", ledger.action("hotel"), compensate=ledger.undo("hotel"))
+            raise KeyError("no car")
+
+    with pytest.raises(SagaError):
+        run(main())
+    [event] = [e for e in tel.span("saga trip").events if e.name == "exception"]
+    assert event.attributes is not None and event.attributes["exception.type"] == "KeyError"
+
+    tel = Telemetry()
+    with pytest.raises(SagaError):
+        run(Saga("order", **tel.kw).run(Step("ship", ledger.action("ship", fail=True))))
+    assert [e.name for e in tel.span("saga order").events] == []
+    assert [e.name for e in tel.span("step ship").events] == ["exception"]
+
+
+class _Interrupt(BaseException):
+    """Propagates out of the saga unwrapped (as KeyboardInterrupt would), after the rollback."""
+
+
+def test_a_base_exception_ending_the_saga_and_its_task_is_recorded_once() -> None:
+    from shannon_otel import Wave
+
+    otel = InMemoryTelemetry()
+
+    async def task() -> None:
+        async with Saga("s", **otel.providers).begin():
+            raise _Interrupt("stop")
+
+    with pytest.raises(BaseExceptionGroup) as info:  # the wave's task group passes it on, grouped
+        run_virtual(Wave[None]("w", **otel.providers).run([task]))
+    assert isinstance(info.value.exceptions[0], _Interrupt)
+    events = [(s.name, e.name) for s in otel.spans() for e in s.events if e.name == "exception"]
+    assert events == [("saga s", "exception")]
+    assert otel.span("task w").status.status_code is StatusCode.ERROR
