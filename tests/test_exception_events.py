@@ -14,7 +14,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
-from shannon_otel import Hedge, Retry, Saga, SagaError, Step, Wave
+from shannon_otel import Hedge, Retry, Saga, SagaError, Step, Timeout, Wave
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
 
@@ -241,3 +241,51 @@ def test_a_message_with_a_lone_surrogate_is_exported_with_its_batch() -> None:
     assert event["exception.message"] == "cannot read /data/\ufffd"
     assert "ValueError: cannot read /data/\ufffd" in event["exception.stacktrace"]
     assert otel.span("task w").status.description == "ValueError: cannot read /data/\ufffd"
+
+
+async def _forever() -> None:
+    await asyncio.sleep(3600)
+
+
+def test_an_operation_cut_off_by_its_wave_tasks_timeout_records_no_timeout_of_its_own() -> None:
+    """The operation span of a call the wave's task_timeout cut off carried an `exception` event of its own:
+    a TimeoutError with an empty message that was never raised (the call's record of the timeout), its stack
+    trace the library's, beside the real one on the task span; and its description read `TimeoutError`
+    where every span a timeout cut off says `timeout`."""
+    otel = InMemoryTelemetry()
+    retry = Retry(attempts=3, initial=0, name="op", **otel.providers)
+
+    async def task() -> None:
+        await retry.call(_forever)
+
+    run_virtual(Wave[None]("w", task_timeout=1, **otel.providers).run([task]))
+    op = otel.span("op")
+    assert _exceptions(op) == []
+    assert op.status.status_code is StatusCode.ERROR
+    assert op.status.description == "timeout"
+    assert (op.attributes or {})["error.type"] == "TimeoutError"
+    assert (op.attributes or {})["shannon.call.outcome"] == "failure"  # as shannon.calls counts it
+    [event] = _exceptions(otel.span("task w"))  # the TimeoutError the task's timeout raised: recorded once
+    assert "timed out after 1 s (task_timeout)" in event["exception.message"]
+    assert [e for s in otel.spans() for e in _exceptions(s)] == [event]
+
+
+def test_an_operation_cut_off_by_a_timeout_policy_around_it_records_no_timeout_of_its_own() -> None:
+    """As above for a Timeout policy around the call (an enclosing call's): its TimeoutError, raised by the
+    outer operation, is recorded once there; the inner operation says `timeout` without an event."""
+    otel = InMemoryTelemetry()
+    inner = Retry(attempts=3, initial=0, name="inner", **otel.providers)
+    outer = Timeout(1, name="outer", **otel.providers)
+
+    async def main() -> None:
+        with pytest.raises(TimeoutError):
+            await outer.call(lambda: inner.call(_forever))
+
+    run_virtual(main())
+    op = otel.span("inner")
+    assert _exceptions(op) == []
+    assert op.status.description == "timeout"
+    assert (op.attributes or {})["error.type"] == "TimeoutError"
+    [event] = _exceptions(otel.span("outer"))
+    assert "Timeout policy" in event["exception.message"]
+    assert [e for s in otel.spans() for e in _exceptions(s)] == [event]

@@ -216,6 +216,7 @@ def test_a_wave_task_timeout_inside_a_saga_step_is_recorded_as_a_timeout() -> No
     assert span.attributes is not None
     assert span.attributes[tel.SAGA_OUTCOME] == "timeout"
     assert span.status.description == "timeout"
+    assert span.attributes[tel.ERROR_TYPE] == "TimeoutError"  # as on the step span it cut off
 
 
 def _rollback_under_cancel(seed: int) -> tuple[list[str], Any]:
@@ -434,3 +435,76 @@ def test_every_step_of_a_repeated_name_left_in_effect_is_reported() -> None:
     assert result.completed == ("reserve", "reserve", "reserve")
     assert sorted(result.uncompensated) == ["reserve", "reserve#2", "reserve#3"]
     assert all(isinstance(e, ConnectionError) for e in result.failed_compensations.values())
+
+
+def test_a_failed_saga_span_says_why_as_every_failed_span_does() -> None:
+    """The saga span of a failed transaction was ERROR with neither a description nor `error.type` (the
+    semantic conventions' "Recording errors": a failed operation's span SHOULD carry both): a red span in
+    Jaeger with no reason on it. It now carries the error that failed the block (a step's, or the block's own),
+    as the step span does; a failed compensation still heads its description."""
+    tel, ledger = Telemetry(), Ledger()
+    with pytest.raises(SagaError):
+        run(Saga("order", **tel.kw).run(
+            Step("reserve", ledger.action("reserve"), ledger.undo("reserve")),
+            Step("ship", ledger.action("ship", fail=True)),
+        ))
+    span = tel.span("saga order")
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description == "RuntimeError: ship failed"
+    assert span.attributes is not None and span.attributes["error.type"] == "RuntimeError"
+
+    tel = Telemetry()
+
+    async def main() -> None:
+        async with Saga("trip", **tel.kw).begin() as tx:
+            await tx.step("hotel", ledger.action("hotel"), compensate=ledger.undo("hotel", fail=True))
+            raise KeyError("no car")
+
+    with pytest.raises(SagaError):
+        run(main())
+    span = tel.span("saga trip")
+    assert span.status.description == "compensations failed: hotel"
+    assert span.attributes is not None and span.attributes["error.type"] == "KeyError"
+
+
+def test_an_error_the_saga_block_raises_itself_is_recorded_once_on_the_saga_span() -> None:
+    """An error raised in the block (not in a step) ended the saga span, the innermost span of ours it ended,
+    yet it was an `exception` event nowhere; a step's error keeps its one event on the step span."""
+    tel, ledger = Telemetry(), Ledger()
+
+    async def main() -> None:
+        async with Saga("trip", **tel.kw).begin() as tx:
+            await tx.step("hotel", ledger.action("hotel"), compensate=ledger.undo("hotel"))
+            raise KeyError("no car")
+
+    with pytest.raises(SagaError):
+        run(main())
+    [event] = [e for e in tel.span("saga trip").events if e.name == "exception"]
+    assert event.attributes is not None and event.attributes["exception.type"] == "KeyError"
+
+    tel = Telemetry()
+    with pytest.raises(SagaError):
+        run(Saga("order", **tel.kw).run(Step("ship", ledger.action("ship", fail=True))))
+    assert [e.name for e in tel.span("saga order").events] == []
+    assert [e.name for e in tel.span("step ship").events] == ["exception"]
+
+
+class _Interrupt(BaseException):
+    """Propagates out of the saga unwrapped (as KeyboardInterrupt would), after the rollback."""
+
+
+def test_a_base_exception_ending_the_saga_and_its_task_is_recorded_once() -> None:
+    from shannon_otel import Wave
+
+    otel = InMemoryTelemetry()
+
+    async def task() -> None:
+        async with Saga("s", **otel.providers).begin():
+            raise _Interrupt("stop")
+
+    with pytest.raises(BaseExceptionGroup) as info:  # the wave's task group passes it on, grouped
+        run_virtual(Wave[None]("w", **otel.providers).run([task]))
+    assert isinstance(info.value.exceptions[0], _Interrupt)
+    events = [(s.name, e.name) for s in otel.spans() for e in s.events if e.name == "exception"]
+    assert events == [("saga s", "exception")]
+    assert otel.span("task w").status.status_code is StatusCode.ERROR

@@ -73,11 +73,13 @@ def test_every_task_span_carries_its_attributes_in_order_and_nothing_else() -> N
         assert not span.links
         assert span.dropped_attributes == 0
         assert span.attributes is not None
-        expected: list[tuple[str, Any]] = [
+        # measurements first: past the SDK's attribute count limit the oldest go (tests/test_span_limits.py)
+        expected: list[tuple[str, Any]] = (
+            [(tel.TASK_INPUT_TOKENS, 7), (tel.TASK_OUTPUT_TOKENS, 0)] if r.index == 3 else []
+        )
+        expected += [
             (tel.TASK_INDEX, r.index), (tel.TASK_QUEUE_WAIT, r.queue_wait_s), (tel.TASK_OUTCOME, r.outcome.value),
         ]
-        if r.index == 3:
-            expected += [(tel.TASK_INPUT_TOKENS, 7), (tel.TASK_OUTPUT_TOKENS, 0)]
         if r.index == 4:
             expected.append((tel.ERROR_TYPE, "KeyError"))
         assert list(span.attributes.items()) == expected

@@ -49,7 +49,7 @@ from ._call import (
     RetryScheduled,
     TimedOut,
 )
-from ._error import error_message, error_type
+from ._error import cut_off, error_message, error_type, is_cut_off
 from ._hook import Hook, HookFailed
 from ._saga import CompensationFinished, SagaFinished, SagaObserver, SagaStarted
 from ._wave import TaskFinished, TaskResult, WaveObserver, WaveStarted
@@ -58,5 +58,5 @@ __all__ = [
     "Anomaly", "AttemptFinished", "BreakerRegistered", "BreakerTransition", "CallFinished", "CallObserver",
     "CallRejected", "CallStarted", "CompensationFinished", "Degraded", "FallbackStarted", "Hook", "HookFailed",
     "RetryScheduled", "SagaFinished", "SagaObserver", "SagaStarted", "TaskFinished", "TaskResult", "TimedOut",
-    "WaveObserver", "WaveStarted", "error_message", "error_type",
+    "WaveObserver", "WaveStarted", "cut_off", "error_message", "error_type", "is_cut_off",
 ]

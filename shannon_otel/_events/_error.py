@@ -24,3 +24,18 @@ def error_message(error: BaseException) -> str:
         return utf8_text(str(error))
     except Exception:
         return f"<{type(error).__qualname__}: str() failed>"
+
+
+def cut_off(cancelled: BaseException) -> TimeoutError:
+    """What a call's events report when a timeout around it (its wave task's ``task_timeout``, an enclosing
+    ``Timeout`` policy) cancelled it: a ``TimeoutError`` caused by that cancellation, never raised (the
+    cancellation goes on; the scope that expired raises its own TimeoutError, recorded where it is raised)."""
+    error = TimeoutError()
+    error.__cause__ = cancelled
+    return error
+
+
+def is_cut_off(error: BaseException) -> bool:
+    """Whether ``error`` is a :func:`cut_off` record: a TimeoutError that was never raised (every raised
+    exception has a traceback), so no span should record it as an exception of its own."""
+    return type(error) is TimeoutError and error.__traceback__ is None

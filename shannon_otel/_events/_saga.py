@@ -29,6 +29,9 @@ class SagaFinished:
     completed_steps: tuple[str, ...]
     compensated_steps: tuple[str, ...]
     failed_compensations: tuple[str, ...] = field(default_factory=tuple)
+    # What failed the transaction (a step's error or the block's own, a CancelledError when it was cut off or
+    # cancelled): the cause of the SagaError it raises; None on success.
+    error: BaseException | None = None
 
 
 class SagaObserver:

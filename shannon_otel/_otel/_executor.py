@@ -374,11 +374,14 @@ class _WaveTelemetry(WaveObserver):
         if token is None:
             return
         span, context_token = token
-        attributes: dict[str, Any] = {_INDEX: index, _QUEUE_WAIT: queue_wait, _OUTCOME: outcome._value_}
-        if measurements:
-            attributes.update(measurements)
+        # The span's own attributes last: past the SDK's attribute count limit the oldest are dropped, and many
+        # user measurements must not push out the outcome and error.type that searches and the tail sampler read.
+        attributes: dict[str, Any] = dict(measurements) if measurements else {}
+        attributes[_INDEX] = index
+        attributes[_QUEUE_WAIT] = queue_wait
         if batch is not None:
             attributes[tel.WAVE_BATCH] = batch
+        attributes[_OUTCOME] = outcome._value_
         if error is not None:
             attributes[tel.ERROR_TYPE] = etype or ""
         try:
@@ -434,10 +437,10 @@ class _WaveTelemetry(WaveObserver):
         if span is None:
             return
         try:
-            span.set_attributes({
-                tel.TASK_OUTCOME: report.outcome.value,
+            span.set_attributes({  # the outcome last: the one kept longest past a low attribute count limit
                 **{tel.WAVE_TASKS_PREFIX + o.value: n for o, n in report.counts.items()},
                 tel.WAVE_EFFICIENCY_ATTR: report.parallel_efficiency,
+                tel.TASK_OUTCOME: report.outcome.value,
             })
             if report.failed or report.outcome is Outcome.FAILURE:
                 # A cancelled wave whose tasks failed before it was cancelled is ERROR too (its outcome

@@ -9,7 +9,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from .. import _telemetry as t
-from .._events import error_message
+from .._events import error_message, is_cut_off
 from .._telemetry import Outcome
 from ._exception import record_error
 
@@ -57,12 +57,13 @@ def _end(
     (once: see ``_exception.py``; ``parent`` is the span it then ends under, when known)."""
     try:
         span.set_attribute(outcome_key, outcome)
-        if outcome == Outcome.TIMEOUT:
-            # An attempt cut off by a timeout carries no exception of its own (the TimeoutError is
-            # raised by the scope around it), yet it failed: ERROR, described like a timed-out task span.
+        if outcome == Outcome.TIMEOUT or (error is not None and is_cut_off(error)):
+            # A span cut off by a timeout (an attempt, or a call whose outcome counts it a failure) carries no
+            # exception of its own (the TimeoutError is raised, and recorded, by the scope around it), yet it
+            # failed: ERROR, described like a timed-out task span.
             span.set_attribute(t.ERROR_TYPE, _error_type(error) if error is not None else TimeoutError.__name__)
             span.set_status(_TIMEOUT)
-            if error is not None:
+            if error is not None and not is_cut_off(error):
                 record_error(span, error, parent)
         elif error is not None and outcome != Outcome.CANCELLATION:
             error_type = _error_type(error)

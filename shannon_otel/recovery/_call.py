@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._deadline import timed_out
-from .._events import AttemptFinished, CallFinished, CallObserver, CallStarted
+from .._events import AttemptFinished, CallFinished, CallObserver, CallStarted, cut_off
 from .._isolation import Unentered, enter, finish, hook_failed, leave, refused, start
 from .._isolation import notify as _notify
 from .._telemetry import CallOutcome, Outcome
@@ -180,7 +180,7 @@ async def observed(policy: Policy, chain: Chain, i: int, fn: Factory[T], call: _
             # The wave's per-task timeout, or a Timeout policy around this call, cut it off: recorded
             # like the expiry of one of its own Timeout policies (failure, error.type TimeoutError), yet
             # the cancellation goes on unchanged, uncounted by breakers and never retried.
-            outcome, error = CallOutcome.FAILURE, _wave_timeout(exc)
+            outcome, error = CallOutcome.FAILURE, cut_off(exc)
         else:
             outcome = CallOutcome.CANCELLATION
         raise
@@ -208,10 +208,3 @@ async def observed(policy: Policy, chain: Chain, i: int, fn: Factory[T], call: _
                     escaped = escaped or exc
         if escaped is not None:
             raise escaped
-
-
-def _wave_timeout(cancelled: asyncio.CancelledError) -> TimeoutError:
-    """The TimeoutError the wave's timeout scope turns ``cancelled`` into once it leaves the call."""
-    error = TimeoutError()
-    error.__cause__ = cancelled
-    return error

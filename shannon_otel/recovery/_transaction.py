@@ -276,7 +276,7 @@ class Transaction:
         if self._observers:
             event = SagaFinished(
                 result.saga, result.outcome, result.completed, result.compensated,
-                tuple(result.failed_compensations),
+                tuple(result.failed_compensations), result.error,
             )
             observers, owners, hooks = self._observers, self._owners, self._saga._hooks
             escaped: BaseException | None = None  # an observer's KeyboardInterrupt & co: after the others
