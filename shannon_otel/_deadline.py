@@ -50,24 +50,59 @@ def timed_out() -> bool:
     """Whether a cancellation of the running code is a timeout: the wave task's own timeout, or that of
     a ``Timeout`` policy around it, has fired, and nothing else cancelled the task too (each expired scope
     cancelled it once; a request more, say fail-fast or a cancelled wave at the same moment, makes it a
-    cancellation, as ``asyncio.timeout`` and the wave task then see it). O(enclosing Timeout policies)."""
-    expired = task_timed_out() + sum(scope.expired() for scope in POLICY_TIMEOUTS.get())
+    cancellation, as ``asyncio.timeout`` and the wave task then see it). Requests are counted from the count the
+    task had when the outermost expired scope was entered, as ``asyncio.timeout`` counts them (3.11.3+): one left
+    before by a caught TaskGroup failure on 3.11 / 3.12 made every timeout a cancellation (not retried, labelled
+    ``cancellation``). O(enclosing Timeout policies)."""
+    scope = CURRENT_SCOPE.get()
+    expired = [t for t in POLICY_TIMEOUTS.get() if t.expired()]
+    if scope is not None and scope.timeout is not None and scope.timeout.expired():
+        expired.append(scope.timeout)
     if not expired:
         return False
     task = asyncio.current_task()
-    return task is None or task.cancelling() <= expired
+    before = min(getattr(t, "_cancelling", 0) for t in expired)  # private: absent before 3.11.3 (counted from 0)
+    return task is None or task.cancelling() <= before + len(expired)
 
 
-def cancel_requested() -> bool:
-    """Whether the running task is being cancelled: a cancellation was requested of it and not taken back
-    (``Task.cancelling()``; an ``asyncio.timeout`` or a ``Timeout`` policy that expired inside what is running
-    takes its own back when it is left, so a timed-out attempt is not one).
+def cancel_requested(error: BaseException) -> bool:
+    """Whether ``error`` stands in for a cancellation of the running task: a cancellation was requested of it and
+    not taken back (``Task.cancelling()``; an ``asyncio.timeout`` or a ``Timeout`` policy that expired inside what
+    is running takes its own back when it is left, so a timed-out attempt is not one), and ``error`` was raised
+    while a ``CancelledError`` was being handled (its ``__context__`` / ``__cause__`` chain, or an exception group's
+    members, hold one).
 
     Asked by a policy about to act on an error (retry, fall back, degrade), on that path only: the error may be
     what the operation raised in place of the ``CancelledError`` (a ``finally`` or an ``except BaseException``
     that raised while it was cancelled). Acting on it lost the cancellation: a ``Timeout`` around a retry, a
     wave's ``task_timeout``, ``task.cancel()`` waited for every retry and backoff (attempts=5: 56 s, not 1 s), a
     fallback or degradation ran and its result was returned to a caller that had been cancelled.
+
+    The chain is asked too because ``cancelling()`` alone is not enough on Python 3.11 and 3.12: a
+    ``TaskGroup`` whose child failed while the task waited in its ``async with`` leaves the count at 1 after the
+    user caught the group's error (fixed in 3.13), and every later error of that task read as a cancellation:
+    a ``Retry`` made one attempt, a ``Fallback`` served nothing.
     """
     task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
+    return task is not None and task.cancelling() > 0 and _raised_while_cancelled(error)
+
+
+def _raised_while_cancelled(error: BaseException) -> bool:
+    """Whether a ``CancelledError`` is in ``error``'s cause/context chain or its group's members (bounded walk:
+    chains may be long or, through user code, cyclic), short of an expired timeout's ``TimeoutError``: asyncio
+    raised that one from the cancellation it took back, so it found no other request."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [error]
+    while todo and len(seen) < 256:
+        exc = todo.pop()
+        if id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        if isinstance(exc, asyncio.CancelledError):
+            return True
+        if isinstance(exc, TimeoutError) and isinstance(exc.__cause__, asyncio.CancelledError):
+            continue  # an expired timeout's own (asyncio.timeout raises it from its CancelledError): no stand-in
+        if isinstance(exc, BaseExceptionGroup):
+            todo.extend(exc.exceptions)
+        todo.extend(linked for linked in (exc.__cause__, exc.__context__) if linked is not None)
+    return False

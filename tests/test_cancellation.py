@@ -165,6 +165,76 @@ def test_an_error_raised_in_place_of_a_cancellation_is_not_retried_or_served(pol
     assert tel.spans("fallback op") == tel.spans("fallback cancelled") == []
 
 
+async def _catch_a_task_group_failure() -> None:
+    """A TaskGroup whose child fails while the task waits in its ``async with``, the group's error caught: on
+    Python 3.11 and 3.12 the task's ``cancelling()`` stays at 1 afterwards (a CPython bug, fixed in 3.13)."""
+    async def boom() -> None:
+        raise KeyError("k")
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(boom())
+            group.create_task(asyncio.sleep(1.0))
+    except* KeyError:
+        pass
+
+
+@pytest.mark.parametrize("policy", ["retry", "fallback", "degrade"])
+def test_errors_after_a_caught_task_group_failure_are_still_retried_and_served(policy: str) -> None:
+    """Before: the count a caught TaskGroup failure leaves behind on 3.11 / 3.12 read as a cancellation of the
+    task, and every later error of it as raised in its place: the retry made 1 attempt of 3, the fallback and the
+    degradation served nothing (the ValueError reached the caller). Only an error raised while a CancelledError
+    was being handled stands in for one."""
+    tel = InMemoryTelemetry()
+    inner = {"retry": Retry(attempts=3, initial=0.1, jitter="none"), "fallback": Fallback(served),
+             "degrade": Degrade(default="served", on=Exception)}[policy]
+    calls = 0
+
+    async def flaky() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise ValueError("down")
+        return "third time"
+
+    async def main() -> object:
+        await _catch_a_task_group_failure()
+        return await Pipeline(inner, name="op", **tel.providers).call(flaky)
+
+    got = watched(main)
+    if policy == "retry":
+        assert (got, calls) == ("third time", 3)
+    else:
+        assert calls == 1
+        assert (got.value if policy == "degrade" else got) == "served"  # type: ignore[attr-defined]
+    assert all(s.end_time is not None for s in tel.spans())
+
+
+def test_timeouts_after_a_caught_task_group_failure_are_timeouts_and_retried() -> None:
+    """Before: with the count a caught TaskGroup failure leaves behind on 3.11 / 3.12, an attempt cut off by the
+    Timeout inside the retry was labelled ``cancellation`` and not retried (1 attempt of 3), where asyncio's own
+    timeout, counting from its entry, raised TimeoutError as it should."""
+    tel = InMemoryTelemetry()
+    calls = 0
+
+    async def slow_then_quick() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            await asyncio.sleep(10.0)
+        return "third time"
+
+    async def main() -> str:
+        await _catch_a_task_group_failure()
+        policy = Pipeline(Retry(attempts=3, initial=0.1, jitter="none"), Timeout(1.0), name="op", **tel.providers)
+        return await policy.call(slow_then_quick)
+
+    assert (watched(main), calls) == ("third time", 3)
+    attempts = [s for s in tel.spans() if s.name.startswith("attempt")]
+    outcomes = [(s.attributes or {}).get("shannon.attempt.outcome") for s in attempts]
+    assert sorted(outcomes, key=str) == ["success", "timeout", "timeout"]
+
+
 def test_an_attempt_cut_off_by_its_own_timeout_is_retried_and_a_hedge_does_not_wait_for_a_losers_retries() -> None:
     """A Timeout inside the retry takes its cancellation back when it is left: the attempt's error is retried. A hedge's
     losing attempt, cancelled, raised ConnectionError from its ``finally``: the retry inside it retried it with a 10 s

@@ -192,7 +192,7 @@ class Degrade(Instrumented):
         try:
             value = await next_step(chain, i, fn, call)
         except Exception as exc:
-            if not isinstance(exc, self._on) or type(exc) is NotAwaitableError or cancel_requested():
+            if not isinstance(exc, self._on) or type(exc) is NotAwaitableError or cancel_requested(exc):
                 raise  # cancel_requested: the error stands in for the caller's cancellation, never degraded
             served = await self._serve(reason_of(exc), exc, call, key)
             if served is None:

@@ -66,7 +66,7 @@ class Fallback(Instrumented):
         try:
             return await next_step(chain, i, fn, call)
         except Exception as exc:
-            if not isinstance(exc, self._on) or type(exc) is NotAwaitableError or cancel_requested():
+            if not isinstance(exc, self._on) or type(exc) is NotAwaitableError or cancel_requested(exc):
                 raise  # cancel_requested: the error stands in for the caller's cancellation, never served
             primary = exc
         tokens: list[Any] = []

@@ -190,12 +190,12 @@ class Retry(Instrumented):
             if not self._open:
                 return False
             if self.wait_retry_after:
-                return not cancel_requested()
+                return not cancel_requested(error)
         if not isinstance(error, self._types):
             return False
         if self._predicate is not None and not sync_result("on", self._predicate(error)):
             return False
-        return not cancel_requested()  # the error stands in for a cancellation (see cancel_requested)
+        return not cancel_requested(error)  # the error stands in for a cancellation (see cancel_requested)
 
     async def _resume(
         self, chain: Chain, i: int, fn: Factory[T], call: _Call | None, error: Exception, start: float,
