@@ -1,0 +1,146 @@
+"""Re-entrancy: hooks whose methods call the library back (the policy that called them, a wave), and
+policies used from inside themselves."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+from test_recovery_support import FakeClock
+
+from shannon_otel import (
+    BreakerState,
+    BreakerTransition,
+    CircuitBreaker,
+    CircuitOpenError,
+    Hook,
+    LoggingHook,
+)
+
+CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
+
+
+class Seen(Hook):
+    def __init__(self) -> None:
+        self.pairs: list[tuple[str, str]] = []
+
+    def breaker_transition(self, event: BreakerTransition) -> None:
+        self.pairs.append((event.from_state.value, event.to_state.value))
+
+
+class Switch(Hook):
+    """Changes the breaker's state from inside breaker_transition, as an operator's hook might."""
+
+    def __init__(self, when: BreakerState, action: str) -> None:
+        self.when, self.action = when, action
+        self.breaker: CircuitBreaker | None = None
+
+    def breaker_transition(self, event: BreakerTransition) -> None:
+        if event.to_state is self.when:
+            assert self.breaker is not None
+            getattr(self.breaker, self.action)()
+
+
+async def fail() -> None:
+    raise ConnectionError("down")
+
+
+def test_a_breaker_forced_open_by_a_hook_of_its_half_open_transition_admits_no_probe() -> None:
+    # The call that moved the breaker to HALF_OPEN was admitted as its probe after a hook of that
+    # transition had forced it open: the operation ran while the breaker said open.
+    clock = FakeClock()
+    switch = Switch(HALF_OPEN, "force_open")
+    breaker = CircuitBreaker("kill-switch", failure_threshold=1, reset_timeout=10, clock=clock,
+                             hooks=[switch], instrument=False)
+    switch.breaker = breaker
+    ran: list[int] = []
+
+    async def operation() -> str:
+        ran.append(1)
+        return "ran"
+
+    async def main() -> None:
+        with pytest.raises(ConnectionError):
+            await breaker.call(fail)
+        clock.now += 20
+        with pytest.raises(CircuitOpenError):
+            await breaker.call(operation)
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    assert ran == []
+    assert breaker.state is OPEN
+
+
+def test_a_breaker_reset_by_a_hook_of_its_half_open_transition_admits_the_call_closed() -> None:
+    clock = FakeClock()
+    switch = Switch(HALF_OPEN, "reset")
+    breaker = CircuitBreaker("reset-on-probe", failure_threshold=1, reset_timeout=10, clock=clock,
+                             hooks=[switch], instrument=False)
+    switch.breaker = breaker
+
+    async def operation() -> str:
+        return "ran"
+
+    async def main() -> None:
+        with pytest.raises(ConnectionError):
+            await breaker.call(fail)
+        clock.now += 20
+        assert await breaker.call(operation) == "ran"
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    assert breaker.state is CLOSED
+
+
+def test_a_transition_a_hook_makes_reaches_every_hook_after_the_one_that_caused_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A hook resetting the breaker from inside its breaker_transition: the hooks after it were handed
+    # open -> closed before closed -> open, so the log's last line said open while the breaker was closed.
+    switch, seen = Switch(OPEN, "reset"), Seen()
+    breaker = CircuitBreaker("self-healing", failure_threshold=1, hooks=[switch, seen, LoggingHook()],
+                             instrument=False)
+    switch.breaker = breaker
+    with caplog.at_level(logging.INFO, logger="shannon_otel"), pytest.raises(ConnectionError):
+        asyncio.run(asyncio.wait_for(breaker.call(fail), 10))
+    assert breaker.state is CLOSED
+    assert seen.pairs == [("closed", "open"), ("open", "closed")]
+    lines = [r.getMessage() for r in caplog.records if "self-healing is" in r.getMessage()]
+    assert len(lines) == 2 and "is open" in lines[0] and "is closed" in lines[1]
+
+
+def test_hooks_undoing_each_others_transitions_are_stopped_with_a_clear_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Handed in order, transitions a hook makes are queued: two hooks undoing each other must not loop forever.
+    opener, closer, seen = Switch(CLOSED, "force_open"), Switch(OPEN, "reset"), Seen()
+    breaker = CircuitBreaker("ping-pong", failure_threshold=1, hooks=[opener, closer, seen], instrument=False)
+    opener.breaker = closer.breaker = breaker
+
+    async def main() -> Any:
+        try:
+            await breaker.call(fail)
+        except (ConnectionError, CircuitOpenError) as exc:
+            return exc
+        return None
+
+    with caplog.at_level(logging.ERROR, logger="shannon_otel"):
+        assert isinstance(asyncio.run(asyncio.wait_for(main(), 10)), ConnectionError)
+    assert 0 < len(seen.pairs) <= 64
+    assert sum(opener.hook_errors.values()) + sum(closer.hook_errors.values()) == 1
+    assert "changed its state 64 times from inside breaker_transition" in caplog.text
+    assert breaker.state in (OPEN, CLOSED)
+
+
+def test_a_breaker_called_recursively_through_itself_returns_the_users_result() -> None:
+    breaker = CircuitBreaker("recursive", failure_threshold=3, instrument=False)
+
+    async def factorial(n: int) -> int:
+        if n <= 1:
+            return 1
+        return n * await breaker.call(factorial, n - 1)
+
+    assert asyncio.run(asyncio.wait_for(breaker.call(factorial, 8), 10)) == 40320
+    assert breaker.state is CLOSED
+
