@@ -17,6 +17,10 @@ from shannon_otel import (
     CircuitOpenError,
     Hook,
     LoggingHook,
+    ResourcePool,
+    Wave,
+    WaveResult,
+    task,
 )
 
 CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
@@ -144,3 +148,53 @@ def test_a_breaker_called_recursively_through_itself_returns_the_users_result() 
     assert asyncio.run(asyncio.wait_for(breaker.call(factorial, 8), 10)) == 40320
     assert breaker.state is CLOSED
 
+
+
+def test_a_nested_wave_task_naming_the_pool_its_enclosing_task_holds_fails_at_once_not_forever() -> None:
+    # The outer task holds the pool's one permit while it runs the inner wave; the inner task waited for
+    # that permit, and the outer task for the inner wave: a hang.
+    pool = ResourcePool("db", 1)
+
+    async def inner(i: int) -> int:
+        return i
+
+    async def outer(i: int) -> WaveResult[int]:
+        return await Wave("inner", instrument=False).run([task(lambda: inner(i), pool=pool)])
+
+    async def main() -> WaveResult[WaveResult[int]]:
+        return await Wave("outer", instrument=False).run([task(lambda: outer(1), pool=pool)])
+
+    result = asyncio.run(asyncio.wait_for(main(), 10))
+    nested = result.results[0].value
+    assert nested is not None
+    error = nested.results[0].error
+    assert isinstance(error, RuntimeError)
+    assert "ResourcePool 'db' (limit 1) is held entirely by the wave tasks this task runs inside" in str(error)
+    assert pool.in_use == 0
+
+
+def test_a_pool_with_a_permit_to_spare_or_released_by_its_task_still_serves_nested_waves() -> None:
+    pool, spare = ResourcePool("db", 1), ResourcePool("spare", 2)
+    outer_done = asyncio.Event()
+    background: list[asyncio.Task[list[int | None]]] = []
+
+    async def inner(i: int) -> int:
+        return i
+
+    async def later() -> list[int | None]:  # work the task left running: it holds the pool no more
+        await outer_done.wait()
+        return (await Wave("later", instrument=False).run([task(lambda: inner(2), pool=pool)])).values()
+
+    async def outer(i: int) -> list[int | None]:
+        background.append(asyncio.create_task(later()))
+        return (await Wave("inner", instrument=False).run([task(lambda: inner(i), pool=spare)])).values()
+
+    async def main() -> tuple[list[Any], list[int | None]]:
+        first = await Wave("outer", instrument=False).run([task(lambda: outer(1), pool=pool)])
+        nested = await Wave("outer2", instrument=False).run([task(lambda: outer(3), pool=spare)])
+        outer_done.set()
+        return [first.values(), nested.values()], await background[0]
+
+    values, late = asyncio.run(asyncio.wait_for(main(), 10))
+    assert values == [[[1]], [[3]]]
+    assert late == [2]
