@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from shannon_otel import (
     BreakerTransition,
     CircuitBreaker,
     CircuitOpenError,
+    Degrade,
     Hook,
     LoggingHook,
     ResourcePool,
@@ -198,3 +201,56 @@ def test_a_pool_with_a_permit_to_spare_or_released_by_its_task_still_serves_nest
     values, late = asyncio.run(asyncio.wait_for(main(), 10))
     assert values == [[[1]], [[3]]]
     assert late == [2]
+
+
+
+class Switching(OrderedDict[Any, Any]):
+    """Last good values whose next move_to_end first lets another thread's call of the same Degrade run to
+    its end: the thread switch that can come between two steps of a call's update, made deterministic."""
+
+    other: Any = None
+
+    def move_to_end(self, key: Any, last: bool = True) -> None:
+        other, self.other = self.other, None
+        if other is not None:
+            thread = threading.Thread(target=lambda: asyncio.run(other()))
+            thread.start()
+            thread.join(10)
+        super().move_to_end(key, last)
+
+
+def _switching(degrade: Degrade) -> Switching:
+    goods = Switching()
+    degrade._state.goods = goods  # type: ignore[attr-defined]
+    return goods
+
+
+def test_a_degrade_shared_by_event_loops_in_several_threads_never_raises_its_own_key_error() -> None:
+    # Another thread's call stored its value and dropped this call's (max_keys=1) between this call's store
+    # and its move_to_end: KeyError raised into the user's call in place of its result; and the same
+    # between reading a last good value and serving it.
+    outcome = {"fail": False}
+
+    async def fetch(key: str) -> str:
+        if outcome["fail"]:
+            raise TimeoutError
+        return f"fresh {key}"
+
+    degrade = Degrade(last_good=True, key=lambda args, kwargs: args[0], max_keys=1, instrument=False)
+    goods = _switching(degrade)
+
+    async def other_thread() -> None:
+        fails, outcome["fail"] = outcome["fail"], False
+        await degrade.call(fetch, "other")
+        outcome["fail"] = fails
+
+    async def main() -> tuple[Any, Any]:
+        goods.other = other_thread
+        stored = await degrade.call(fetch, "mine")
+        await degrade.call(fetch, "mine")  # stored again, not switched: the last good value to serve
+        goods.other, outcome["fail"] = other_thread, True
+        return stored, await degrade.call(fetch, "mine")
+
+    stored, served = asyncio.run(asyncio.wait_for(main(), 10))
+    assert stored.value == "fresh mine" and not stored.degraded
+    assert served.value == "fresh mine" and served.degraded and served.mode == "last_good"
