@@ -221,7 +221,7 @@ class Switching(OrderedDict[Any, Any]):
 
 def _switching(degrade: Degrade) -> Switching:
     goods = Switching()
-    degrade._state.goods = goods  # type: ignore[attr-defined]
+    degrade._state.goods = goods
     return goods
 
 
