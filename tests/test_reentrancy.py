@@ -254,3 +254,69 @@ def test_a_degrade_shared_by_event_loops_in_several_threads_never_raises_its_own
     stored, served = asyncio.run(asyncio.wait_for(main(), 10))
     assert stored.value == "fresh mine" and not stored.degraded
     assert served.value == "fresh mine" and served.degraded and served.mode == "last_good"
+
+
+@pytest.mark.parametrize("instrument", [False, True])
+def test_a_probe_calling_through_its_own_breaker_is_one_probe_and_closes_it(instrument: bool) -> None:
+    # The probe (half_open_probes=1) called another function protected by the same breaker: that call was
+    # rejected as a second probe, the CircuitOpenError failed the probe and the breaker opened again, at
+    # every probe: it never closed while its service was healthy.
+    clock = FakeClock()
+    seen = Seen()
+    breaker = CircuitBreaker("auth-api", failure_threshold=1, reset_timeout=10, clock=clock, hooks=[seen],
+                             instrument=instrument)
+
+    @breaker
+    async def token() -> str:
+        return "t"
+
+    @breaker
+    async def user() -> str:
+        return "user with " + await token()
+
+    async def main() -> str:
+        with pytest.raises(ConnectionError):
+            await breaker.call(fail)
+        clock.now += 20
+        return await user()
+
+    assert asyncio.run(asyncio.wait_for(main(), 10)) == "user with t"
+    assert breaker.state is CLOSED
+    assert seen.pairs == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
+
+
+def test_a_call_inside_its_breakers_probe_takes_and_gives_back_no_probe_slot() -> None:
+    # Admitted as part of the probe, a nested call that is cancelled must not hand back a slot it never took
+    # (a second probe would then be admitted beside the first).
+    clock = FakeClock()
+    breaker = CircuitBreaker("slots", failure_threshold=1, reset_timeout=10, clock=clock, instrument=False)
+    release = asyncio.Event()
+    entered = asyncio.Event()
+
+    async def cancelled_inner() -> None:
+        raise asyncio.CancelledError
+
+    async def probe() -> str:
+        with pytest.raises(asyncio.CancelledError):
+            await breaker.call(cancelled_inner)
+        entered.set()
+        await release.wait()
+        return "probe"
+
+    async def main() -> tuple[str, Any]:
+        with pytest.raises(ConnectionError):
+            await breaker.call(fail)
+        clock.now += 20
+        first = asyncio.create_task(breaker.call(probe))
+        await entered.wait()
+        try:
+            second: Any = await breaker.call(fail)
+        except (CircuitOpenError, ConnectionError) as exc:
+            second = exc
+        release.set()
+        return await first, second
+
+    first, second = asyncio.run(asyncio.wait_for(main(), 10))
+    assert first == "probe"
+    assert isinstance(second, CircuitOpenError)
+    assert breaker.state is CLOSED

@@ -20,6 +20,7 @@ import logging
 import threading
 import warnings
 from collections.abc import Awaitable, Callable, Iterable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from .. import _clock
@@ -58,6 +59,12 @@ _CLOSED, _OPEN, _HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerStat
 # Transitions the hooks may cause from inside one delivery (see _emit): hooks that undo each other's changes
 # (one resets on open, another forces open on close) are stopped here rather than looping forever.
 _NESTED_TRANSITIONS = 64
+# The breakers whose probe (a call admitted in HALF_OPEN) runs around the current code, innermost last. A call
+# through one of them from inside its own probe (a protected function calling another protected by the same
+# breaker) is part of that probe: rejected as a probe of its own, it failed the probe, and the breaker
+# opened again (with one probe, whenever it was tried: it never closed).
+_UNRECORDED = -1  # the generation of a call admitted inside its breaker's own probe: never a current one
+_PROBING: ContextVar[tuple[CircuitBreaker, ...]] = ContextVar("shannon_otel_breaker_probing", default=())
 
 
 class CircuitBreaker(Policy):
@@ -220,11 +227,14 @@ class CircuitBreaker(Policy):
             else:
                 gen = self._admit(None) if self._link is None else await self._link.admit(None)
             started = self._clock() if self._timed else 0.0
+        probing = _PROBING.set((*_PROBING.get(), self)) if self._state is _HALF_OPEN else None
         made: object = self  # what fn() returned, once it has returned
         try:
             made = fn()  # type: ignore[call-arg]
             result = await made
         except BaseException as exc:
+            if probing is not None:
+                _PROBING.reset(probing)
             if not callable(fn):  # checked on the error path only: the success path is budgeted
                 self._uncounted(gen)  # it never ran: not a result of the service
                 raise not_a_factory(fn) from None
@@ -236,6 +246,8 @@ class CircuitBreaker(Policy):
                 raise wrong_call(exc) from exc
             self._failed(gen, started, exc)
             raise
+        if probing is not None:
+            _PROBING.reset(probing)
         if not self._clean:  # else: CLOSED, untimed, window full of successes: nothing changes
             self._succeeded(gen, started)
         return result
@@ -248,14 +260,19 @@ class CircuitBreaker(Policy):
         if call is not None:
             notify(call, "breaker_admitted", self._name, self._state)
         started = self._clock() if self._timed else 0.0
+        probing = _PROBING.set((*_PROBING.get(), self)) if self._state is _HALF_OPEN else None
         try:
             result = await next_step(chain, i, fn, call)
         except BaseException as exc:
+            if probing is not None:
+                _PROBING.reset(probing)
             if (call is not None and not self._counted(exc) and not isinstance(exc, asyncio.CancelledError)
                     and type(exc) is not NotAwaitableError):
                 call.ignored = exc
             self._failed(gen, started, exc)
             raise
+        if probing is not None:
+            _PROBING.reset(probing)
         if not self._clean:
             self._succeeded(gen, started)
         return result
@@ -278,6 +295,8 @@ class CircuitBreaker(Policy):
             if self._state is _HALF_OPEN and self._probes_left > 0:
                 self._probes_left -= 1
                 return self._gen
+            if self._state is _HALF_OPEN and self in _PROBING.get():  # inside its own probe: part of it, so
+                return _UNRECORDED  # not recorded (the probe's own result is), nor given back as a probe slot
         self._reject(call, None)
         raise AssertionError  # unreachable: _reject raises
 
