@@ -62,9 +62,10 @@ _NESTED_TRANSITIONS = 64
 # The breakers whose probe (a call admitted in HALF_OPEN) runs around the current code, innermost last. A call
 # through one of them from inside its own probe (a protected function calling another protected by the same
 # breaker) is part of that probe: rejected as a probe of its own, it failed the probe, and the breaker
-# opened again (with one probe, whenever it was tried: it never closed).
+# opened again (with one probe, whenever it was tried: it never closed). Each with the generation of its
+# HALF_OPEN period: work the probe left running is no part of a later period's probe.
 _UNRECORDED = -1  # the generation of a call admitted inside its breaker's own probe: never a current one
-_PROBING: ContextVar[tuple[CircuitBreaker, ...]] = ContextVar("shannon_otel_breaker_probing", default=())
+_PROBING: ContextVar[tuple[tuple[CircuitBreaker, int], ...]] = ContextVar("shannon_otel_breaker_probing", default=())
 
 
 class CircuitBreaker(Policy):
@@ -227,7 +228,7 @@ class CircuitBreaker(Policy):
             else:
                 gen = self._admit(None) if self._link is None else await self._link.admit(None)
             started = self._clock() if self._timed else 0.0
-        probing = _PROBING.set((*_PROBING.get(), self)) if self._state is _HALF_OPEN else None
+        probing = _PROBING.set((*_PROBING.get(), (self, gen))) if self._state is _HALF_OPEN else None
         made: object = self  # what fn() returned, once it has returned
         try:
             made = fn()  # type: ignore[call-arg]
@@ -260,7 +261,7 @@ class CircuitBreaker(Policy):
         if call is not None:
             notify(call, "breaker_admitted", self._name, self._state)
         started = self._clock() if self._timed else 0.0
-        probing = _PROBING.set((*_PROBING.get(), self)) if self._state is _HALF_OPEN else None
+        probing = _PROBING.set((*_PROBING.get(), (self, gen))) if self._state is _HALF_OPEN else None
         try:
             result = await next_step(chain, i, fn, call)
         except BaseException as exc:
@@ -295,8 +296,8 @@ class CircuitBreaker(Policy):
             if self._state is _HALF_OPEN and self._probes_left > 0:
                 self._probes_left -= 1
                 return self._gen
-            if self._state is _HALF_OPEN and self in _PROBING.get():  # inside its own probe: part of it, so
-                return _UNRECORDED  # not recorded (the probe's own result is), nor given back as a probe slot
+            if self._state is _HALF_OPEN and (self, self._gen) in _PROBING.get():  # inside its own probe: part of it,
+                return _UNRECORDED  # so not recorded (the probe's own result is), nor given back as a probe slot
         self._reject(call, None)
         raise AssertionError  # unreachable: _reject raises
 
