@@ -22,10 +22,11 @@ class TaskScope:
     so a task costs no ContextVar write; its own slot type extends this one.
     """
 
-    __slots__ = ("timeout",)
+    __slots__ = ("ended", "timeout")
 
     def __init__(self) -> None:
         self.timeout: asyncio.Timeout | None = None
+        self.ended = False  # the task has ended: work it left running (a background task) is no longer in it
 
 
 CURRENT_SCOPE: ContextVar[TaskScope | None] = ContextVar("shannon_otel_current_task", default=None)
@@ -37,13 +38,15 @@ def task_timed_out() -> bool:
     O(1); ``False`` outside a wave task or for a task without a timeout.
     """
     scope = CURRENT_SCOPE.get()
-    return scope is not None and scope.timeout is not None and scope.timeout.expired()
+    return scope is not None and scope.timeout is not None and scope.timeout.expired() and not scope.ended
 
 
 # The scopes of the Timeout policies around the running code, innermost last: each policy adds its own
 # around what it bounds and takes it off after, so only enclosing scopes are ever seen (tasks started
-# inside, such as a hedge's attempts, inherit them like any context).
-POLICY_TIMEOUTS: ContextVar[tuple[asyncio.Timeout, ...]] = ContextVar("shannon_otel_policy_timeouts", default=())
+# inside, such as a hedge's attempts, inherit them like any context). Each in a box the policy empties as it
+# leaves the scope: a task started inside that outlives it (work left running in the background) inherited the
+# expired scope, and its own cancellation, long after, was recorded as that timeout.
+POLICY_TIMEOUTS: ContextVar[tuple[list[asyncio.Timeout], ...]] = ContextVar("shannon_otel_policy_timeouts", default=())
 
 
 def timed_out() -> bool:
@@ -51,7 +54,7 @@ def timed_out() -> bool:
     a ``Timeout`` policy around it, has fired, and nothing else cancelled the task too (each expired scope
     cancelled it once; a request more, say fail-fast or a cancelled wave at the same moment, makes it a
     cancellation, as ``asyncio.timeout`` and the wave task then see it). O(enclosing Timeout policies)."""
-    expired = task_timed_out() + sum(scope.expired() for scope in POLICY_TIMEOUTS.get())
+    expired = task_timed_out() + sum(box[0].expired() for box in POLICY_TIMEOUTS.get() if box)
     if not expired:
         return False
     task = asyncio.current_task()

@@ -15,12 +15,17 @@ from test_recovery_support import FakeClock
 from shannon_otel import (
     BreakerState,
     BreakerTransition,
+    CallFinished,
+    CallObserver,
+    CallStarted,
     CircuitBreaker,
     CircuitOpenError,
     Degrade,
     Hook,
     LoggingHook,
     ResourcePool,
+    Retry,
+    Timeout,
     Wave,
     WaveResult,
     task,
@@ -320,3 +325,65 @@ def test_a_call_inside_its_breakers_probe_takes_and_gives_back_no_probe_slot() -
     assert first == "probe"
     assert isinstance(second, CircuitOpenError)
     assert breaker.state is CLOSED
+
+
+class Outcomes(Hook):
+    """The call outcome of every protected call reporting to it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def call_started(self, event: CallStarted) -> CallObserver:
+        hook = self
+
+        class Observer(CallObserver):
+            def call_finished(self, event: CallFinished) -> None:
+                hook.calls.append((event.operation, event.outcome.value))
+
+        return Observer()
+
+
+def _background_call(outcomes: Outcomes, started: list[asyncio.Task[Any]]) -> None:
+    """Start, in the running task, a protected call left running in the background."""
+    retry = Retry(attempts=1, name="background", hooks=[outcomes], instrument=False)
+    started.append(asyncio.create_task(retry.call(asyncio.Event().wait)))
+
+
+async def _cancel(background: asyncio.Task[Any]) -> None:
+    background.cancel()  # long after: the application shuts down
+    with pytest.raises(asyncio.CancelledError):
+        await background
+
+
+def test_work_left_running_past_an_expired_timeout_policy_is_cancelled_not_timed_out() -> None:
+    # The background call inherited the Timeout's expired scope: its own cancellation, later, was recorded
+    # as that timeout (a failure with error.type TimeoutError, attempt outcome timeout).
+    outcomes, started = Outcomes(), list[asyncio.Task[Any]]()
+
+    async def operation() -> None:
+        _background_call(outcomes, started)
+        await asyncio.Event().wait()
+
+    async def main() -> None:
+        with pytest.raises(TimeoutError):
+            await Timeout(0.001, instrument=False).call(operation)
+        await _cancel(started[0])
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    assert outcomes.calls == [("background", "cancellation")]
+
+
+def test_work_left_running_past_a_timed_out_wave_task_is_cancelled_not_timed_out() -> None:
+    outcomes, started = Outcomes(), list[asyncio.Task[Any]]()
+
+    async def job() -> None:
+        _background_call(outcomes, started)
+        await asyncio.Event().wait()
+
+    async def main() -> None:
+        result = await Wave("w", task_timeout=0.001, instrument=False).run([job])
+        assert isinstance(result.results[0].error, TimeoutError)
+        await _cancel(started[0])
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    assert outcomes.calls == [("background", "cancellation")]
