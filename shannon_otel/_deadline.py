@@ -22,10 +22,11 @@ class TaskScope:
     so a task costs no ContextVar write; its own slot type extends this one.
     """
 
-    __slots__ = ("timeout",)
+    __slots__ = ("ended", "timeout")
 
     def __init__(self) -> None:
         self.timeout: asyncio.Timeout | None = None
+        self.ended = False  # the task has ended: work it left running (a background task) is no longer in it
 
 
 CURRENT_SCOPE: ContextVar[TaskScope | None] = ContextVar("shannon_otel_current_task", default=None)
@@ -37,13 +38,15 @@ def task_timed_out() -> bool:
     O(1); ``False`` outside a wave task or for a task without a timeout.
     """
     scope = CURRENT_SCOPE.get()
-    return scope is not None and scope.timeout is not None and scope.timeout.expired()
+    return scope is not None and scope.timeout is not None and scope.timeout.expired() and not scope.ended
 
 
 # The scopes of the Timeout policies around the running code, innermost last: each policy adds its own
 # around what it bounds and takes it off after, so only enclosing scopes are ever seen (tasks started
-# inside, such as a hedge's attempts, inherit them like any context).
-POLICY_TIMEOUTS: ContextVar[tuple[asyncio.Timeout, ...]] = ContextVar("shannon_otel_policy_timeouts", default=())
+# inside, such as a hedge's attempts, inherit them like any context). Each in a box the policy empties as it
+# leaves the scope: a task started inside that outlives it (work left running in the background) inherited the
+# expired scope, and its own cancellation, long after, was recorded as that timeout.
+POLICY_TIMEOUTS: ContextVar[tuple[list[asyncio.Timeout], ...]] = ContextVar("shannon_otel_policy_timeouts", default=())
 
 
 def timed_out() -> bool:
@@ -55,13 +58,15 @@ def timed_out() -> bool:
     before by a caught TaskGroup failure on 3.11 / 3.12 made every timeout a cancellation (not retried, labelled
     ``cancellation``). O(enclosing Timeout policies)."""
     scope = CURRENT_SCOPE.get()
-    expired = [t for t in POLICY_TIMEOUTS.get() if t.expired()]
-    if scope is not None and scope.timeout is not None and scope.timeout.expired():
+    expired = [box[0] for box in POLICY_TIMEOUTS.get() if box and box[0].expired()]
+    if scope is not None and scope.timeout is not None and scope.timeout.expired() and not scope.ended:
         expired.append(scope.timeout)
     if not expired:
         return False
     task = asyncio.current_task()
-    before = min(getattr(t, "_cancelling", 0) for t in expired)  # private: absent before 3.11.3 (counted from 0)
+    # asyncio.Timeout's own private count (absent before 3.11.3: counted from 0 then, as asyncio did), of the task
+    # that entered it: a task started inside (a hedge's attempt) inherits the scope and counts from 0
+    before = min(getattr(t, "_cancelling", 0) if getattr(t, "_task", None) is task else 0 for t in expired)
     return task is None or task.cancelling() <= before + len(expired)
 
 

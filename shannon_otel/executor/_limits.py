@@ -5,9 +5,14 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextvars import ContextVar
+from typing import TYPE_CHECKING
 
 from .._validate import awaitable_from, check_utf8, other_number
 from ._semaphore import Credits
+
+if TYPE_CHECKING:
+    from ._task import TaskSlot
 
 
 class ResourcePool:
@@ -16,6 +21,12 @@ class ResourcePool:
     A pool is shared state by design (``ResourcePool("db", 2)`` passed to several waves);
     the ``Wave`` policy that references it stays immutable. Its credits belong to the event
     loop that first waits on it; a pool idle in one loop may be reused by a later loop.
+
+    A task of a nested wave (run by a task that holds this pool) that names this pool too waits for a
+    permit while its enclosing task keeps one. When its enclosing tasks hold every permit (a pool of limit
+    1 nested once) it could never start: it fails at once with a RuntimeError naming the pool, instead of
+    hanging. With permits to spare it waits as any task, but the enclosing tasks may come to hold them all
+    and the inner tasks then wait forever: give nested waves a pool of their own.
     """
 
     __slots__ = ("_credits", "_limit", "_loop", "_name")
@@ -60,6 +71,23 @@ class ResourcePool:
 
     def __repr__(self) -> str:
         return f"ResourcePool({self.name!r}, limit={self.limit}, in_use={self.in_use})"
+
+
+# The pools held by the wave tasks around the running code (each with its task's slot: held until the slot
+# has ended), innermost last. Set in a task's own context, so a nested wave's tasks see their enclosing tasks'.
+POOLS_HELD: ContextVar[tuple[tuple[ResourcePool, TaskSlot], ...]] = ContextVar("shannon_otel_pools_held", default=())
+
+
+def check_not_held(pool: ResourcePool) -> None:
+    """Raise RuntimeError when the enclosing wave tasks hold every permit of ``pool``: waiting for one
+    would wait forever (they end only after the task asking has)."""
+    held = POOLS_HELD.get()
+    if held and sum(1 for p, slot in held if p is pool and not slot.ended) >= pool.limit:
+        raise RuntimeError(
+            f"ResourcePool {pool.name!r} (limit {pool.limit}) is held entirely by the wave tasks this task runs "
+            "inside: a task of a nested wave naming it would wait for them, and they for it, forever; give the "
+            "nested wave a pool of its own"
+        )
 
 
 def pools_by_name(pools: Iterable[ResourcePool]) -> Mapping[str, ResourcePool]:

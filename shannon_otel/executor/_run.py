@@ -22,7 +22,7 @@ from .._isolation import hook_failed
 from .._telemetry import Outcome
 from .._validate import awaitable_from, brief, sync_result
 from ._isolate import run_in
-from ._limits import RateLimiter, ResourcePool
+from ._limits import POOLS_HELD, RateLimiter, ResourcePool, check_not_held
 from ._report import ReadOnlyDict, ReportBuilder
 from ._semaphore import Credits
 from ._task import CURRENT_TASK, TaskSlot, TaskSpec
@@ -233,8 +233,10 @@ class WaveRun:
                     if named is None:
                         raise KeyError(f"task names pool {wanted!r}; the wave's pools are {sorted(wave.pool_map)}")
                     wanted = named
+                check_not_held(wanted)
                 await wanted.acquire()
                 pool = wanted
+                POOLS_HELD.set((*POOLS_HELD.get(), (pool, slot)))
             start = wave.clock()
             queue_wait = start - (self.dispatch_time if ready is None else ready)
             if queue_wait < 0.0:  # an injected clock that went back (see _wave)

@@ -20,6 +20,7 @@ import logging
 import threading
 import warnings
 from collections.abc import Awaitable, Callable, Iterable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from .. import _clock
@@ -55,6 +56,16 @@ T = TypeVar("T")
 P = ParamSpec("P")
 _log = logging.getLogger(__name__)
 _CLOSED, _OPEN, _HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
+# Transitions the hooks may cause from inside one delivery (see _emit): hooks that undo each other's changes
+# (one resets on open, another forces open on close) are stopped here rather than looping forever.
+_NESTED_TRANSITIONS = 64
+# The breakers whose probe (a call admitted in HALF_OPEN) runs around the current code, innermost last. A call
+# through one of them from inside its own probe (a protected function calling another protected by the same
+# breaker) is part of that probe: rejected as a probe of its own, it failed the probe, and the breaker
+# opened again (with one probe, whenever it was tried: it never closed). Each with the generation of its
+# HALF_OPEN period: work the probe left running is no part of a later period's probe.
+_UNRECORDED = -1  # the generation of a call admitted inside its breaker's own probe: never a current one
+_PROBING: ContextVar[tuple[tuple[CircuitBreaker, int], ...]] = ContextVar("shannon_otel_breaker_probing", default=())
 
 
 class CircuitBreaker(Policy):
@@ -75,6 +86,7 @@ class CircuitBreaker(Policy):
         "_clean",
         "_clock",
         "_config",
+        "_delivering",
         "_failures_count",
         "_forced",
         "_gen",
@@ -136,6 +148,9 @@ class CircuitBreaker(Policy):
         # move it to HALF_OPEN and both be admitted as its probes (CLOSED, the hot path, takes no lock).
         # Re-entrant: a transition's hooks may call this breaker again on the same thread.
         self._admitting = threading.RLock()
+        # The transitions being handed to the hooks by this thread (see _emit): a thread-local, so a thread
+        # started later (in a forked child too) never finds another's.
+        self._delivering = threading.local()
         checked = check_hooks(hooks)  # a one-shot iterable is read once, for both uses
         self._hooks = resolve_hooks(checked, tracer_provider, meter_provider, instrument=instrument)
         self._options = (checked, tracer_provider, meter_provider, instrument)
@@ -213,11 +228,14 @@ class CircuitBreaker(Policy):
             else:
                 gen = self._admit(None) if self._link is None else await self._link.admit(None)
             started = self._clock() if self._timed else 0.0
+        probing = _PROBING.set((*_PROBING.get(), (self, gen))) if self._state is _HALF_OPEN else None
         made: object = self  # what fn() returned, once it has returned
         try:
             made = fn()  # type: ignore[call-arg]
             result = await made
         except BaseException as exc:
+            if probing is not None:
+                _PROBING.reset(probing)
             if not callable(fn):  # checked on the error path only: the success path is budgeted
                 self._uncounted(gen)  # it never ran: not a result of the service
                 raise not_a_factory(fn) from None
@@ -229,6 +247,8 @@ class CircuitBreaker(Policy):
                 raise wrong_call(exc) from exc
             self._failed(gen, started, exc)
             raise
+        if probing is not None:
+            _PROBING.reset(probing)
         if not self._clean:  # else: CLOSED, untimed, window full of successes: nothing changes
             self._succeeded(gen, started)
         return result
@@ -241,14 +261,19 @@ class CircuitBreaker(Policy):
         if call is not None:
             notify(call, "breaker_admitted", self._name, self._state)
         started = self._clock() if self._timed else 0.0
+        probing = _PROBING.set((*_PROBING.get(), (self, gen))) if self._state is _HALF_OPEN else None
         try:
             result = await next_step(chain, i, fn, call)
         except BaseException as exc:
+            if probing is not None:
+                _PROBING.reset(probing)
             if (call is not None and not self._counted(exc) and not isinstance(exc, asyncio.CancelledError)
                     and type(exc) is not NotAwaitableError):
                 call.ignored = exc
             self._failed(gen, started, exc)
             raise
+        if probing is not None:
+            _PROBING.reset(probing)
         if not self._clean:
             self._succeeded(gen, started)
         return result
@@ -264,9 +289,15 @@ class CircuitBreaker(Policy):
                 if self._forced or remaining > 0:
                     self._reject(call, None if self._forced else remaining)
                 self._transition(_HALF_OPEN, "reset_timeout")
-            if self._probes_left > 0:
+            # what admits is the state now: a hook of that transition may have changed it again (force_open()
+            # let this call through as a probe of a breaker forced open; reset() closes it)
+            if self._state is _CLOSED:
+                return self._gen
+            if self._state is _HALF_OPEN and self._probes_left > 0:
                 self._probes_left -= 1
                 return self._gen
+            if self._state is _HALF_OPEN and (self, self._gen) in _PROBING.get():  # inside its own probe: part of it,
+                return _UNRECORDED  # so not recorded (the probe's own result is), nor given back as a probe slot
         self._reject(call, None)
         raise AssertionError  # unreachable: _reject raises
 
@@ -408,10 +439,30 @@ class CircuitBreaker(Policy):
         self._emit(before, to, reason, now)
 
     def _emit(self, before: BreakerState, to: BreakerState, reason: str, now: float) -> None:
-        if self._hooks:
-            event = BreakerTransition(self._name, before, to, reason, now)
-            for hook in self._hooks:
-                try:
-                    hook.breaker_transition(event)
-                except Exception as exc:  # the state has changed: a hook must not make the call fail
-                    hook_failed(hook, "breaker_transition", exc, self._hooks)
+        if not self._hooks:
+            return
+        event = BreakerTransition(self._name, before, to, reason, now)
+        # A hook may change the state from inside its breaker_transition (reset(), force_open()): that
+        # transition is handed to every hook after this one, never in the middle of it, or the hooks after the
+        # one that changed it saw the two in reverse order (a log's last line said open, the breaker was closed).
+        delivering = self._delivering
+        queue: list[BreakerTransition] | None = getattr(delivering, "queue", None)
+        if queue is not None:
+            if len(queue) >= _NESTED_TRANSITIONS:  # raised into the hook that made it: isolated, counted, logged
+                raise RuntimeError(
+                    f"circuit breaker {self._name!r}: its hooks changed its state {len(queue)} times from inside "
+                    "breaker_transition, each change causing another; stopped (the state is now "
+                    f"{to.value!r}, this transition is not reported)"
+                )
+            queue.append(event)
+            return
+        queue = delivering.queue = [event]
+        try:
+            for event in queue:  # grows while it is read: the transitions the hooks made, in order
+                for hook in self._hooks:
+                    try:
+                        hook.breaker_transition(event)
+                    except Exception as exc:  # the state has changed: a hook must not make the call fail
+                        hook_failed(hook, "breaker_transition", exc, self._hooks)
+        finally:
+            delivering.queue = None

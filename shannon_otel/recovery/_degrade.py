@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
@@ -92,7 +93,8 @@ class Degrade(Instrumented):
     keeps one last good value per Degrade instance; with ``key`` set it raises TypeError instead,
     as there are no arguments to key by. A ``Wave(policy=...)`` refuses ``last_good`` without
     ``key``: its tasks would share that one value. The newest ``max_keys`` keys (least
-    recently used dropped first) each keep their own value; O(1) per call.
+    recently used dropped first) each keep their own value; O(1) per call. Event loops in several
+    threads may share one Degrade (its flag and last good values are one).
     """
 
     default: Any = _MISSING
@@ -201,9 +203,12 @@ class Degrade(Instrumented):
         if self.last_good:
             goods = state.goods
             goods[key] = (value, self.clock())
-            goods.move_to_end(key)
-            if len(goods) > self.max_keys:
-                goods.popitem(last=False)
+            # No lock, yet event loops in several threads may share this Degrade: between two of these steps
+            # another thread may drop the key or empty the dict (its move_to_end raised KeyError into the call).
+            with contextlib.suppress(KeyError):
+                goods.move_to_end(key)
+                if len(goods) > self.max_keys:
+                    goods.popitem(last=False)
         return Served(value)
 
     def _key_of(self, fn: Factory[Any]) -> Hashable:
@@ -239,7 +244,8 @@ class Degrade(Instrumented):
             goods = self._state.goods
             good = goods.get(key)
             if good is not None:
-                goods.move_to_end(key)  # serving it is a use: least recently used goes first
+                with contextlib.suppress(KeyError):  # dropped meanwhile by another thread (see run): served still
+                    goods.move_to_end(key)  # serving it is a use: least recently used goes first
                 value, at = good
                 age = max(0.0, self.clock() - at)  # an injected clock that went back: no negative age
                 if self.max_age is None or age <= self.max_age:

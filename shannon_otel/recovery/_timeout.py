@@ -46,7 +46,8 @@ class Timeout(Instrumented):
         scope = asyncio.timeout(self.seconds)
         # Lets what runs inside (an attempt, a fallback, a saga, a call of its own) tell this timeout's
         # cancellation from an outside one, and record it as a timeout.
-        token = POLICY_TIMEOUTS.set((*POLICY_TIMEOUTS.get(), scope))
+        box = [scope]
+        token = POLICY_TIMEOUTS.set((*POLICY_TIMEOUTS.get(), box))
         try:
             async with scope:
                 return await next_step(chain, i, fn, call)
@@ -60,6 +61,7 @@ class Timeout(Instrumented):
                     notify(call, "timed_out", TimedOut(call.operation, self.seconds))
             raise
         finally:
+            box.clear()  # for the tasks started inside that outlive it (see POLICY_TIMEOUTS)
             try:
                 POLICY_TIMEOUTS.reset(token)
             except ValueError:  # closed from another context (an abandoned coroutine, collected): none to restore
