@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 from contextvars import ContextVar
 
-__all__ = ["CURRENT_SCOPE", "POLICY_TIMEOUTS", "TaskScope", "cancel_requested", "task_timed_out", "timed_out"]
+__all__ = [
+    "CURRENT_SCOPE", "POLICY_TIMEOUTS", "TaskScope", "cancel_base", "cancel_requested", "task_timed_out", "timed_out",
+]
 
 
 class TaskScope:
@@ -68,6 +70,26 @@ def timed_out() -> bool:
     # that entered it: a task started inside (a hedge's attempt) inherits the scope and counts from 0
     before = min(getattr(t, "_cancelling", 0) if getattr(t, "_task", None) is task else 0 for t in expired)
     return task is None or task.cancelling() <= before + len(expired)
+
+
+def cancel_base() -> int:
+    """The running task's cancellation requests already delivered and never taken back (0 outside a task or a
+    running loop), read by a block that must later tell a cancellation of itself from a count it found on entry.
+    O(1).
+
+    Such counts outlive what made them: a ``TaskGroup`` whose child failed leaves its request on the task that
+    awaited it before Python 3.13 (CPython gh-116720), and code that caught a ``CancelledError`` and went on
+    leaves its own. A request not delivered yet (``cancel()`` of a task about to run) lands inside the block: it
+    is the block's.
+    """
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running loop
+        return 0
+    if task is None:
+        return 0
+    count = task.cancelling()
+    return count and count - bool(getattr(task, "_must_cancel", False))
 
 
 def cancel_requested(error: BaseException) -> bool:

@@ -7,6 +7,7 @@ import functools
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sized
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from .._deadline import cancel_base
 from .._events import TaskResult
 from ._semaphore import Credits
 
@@ -57,6 +58,10 @@ class WaveStream(Generic[T]):
         self._runner: asyncio.Task[WaveReport] | None = None
         self._started = False  # the runner has begun the wave (so cancelling it ends the wave properly)
         self._closed = False
+        # The task that entered the block and its cancellation requests then (see cancel_base): a count left
+        # on it before the block is not a cancellation of the block.
+        self._owner: asyncio.Task[Any] | None = None
+        self._base = 0
         self.report: WaveReport | None = None
 
     async def __aenter__(self) -> WaveStream[T]:
@@ -90,8 +95,15 @@ class WaveStream(Generic[T]):
                     # the end is queued all the same, else the consumer would wait for it forever.
                     queue.put_nowait(None)
 
+        self._owner, self._base = asyncio.current_task(), cancel_base()
         self._runner = asyncio.create_task(run())
         return self
+
+    def _being_cancelled(self) -> bool:
+        """Whether the running task has a cancellation request not taken back, made since it entered the block
+        if it is the task that did."""
+        current = asyncio.current_task()
+        return current is not None and current.cancelling() > (self._base if current is self._owner else 0)
 
     def __aiter__(self) -> WaveStream[T]:
         return self
@@ -108,8 +120,7 @@ class WaveStream(Generic[T]):
             try:
                 await self._runner  # surfaces an internal error, if any
             except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if not self._closed or (current is not None and current.cancelling()):
+                if not self._closed or self._being_cancelled():
                     raise
                 # The block's exit cancelled the runner (its consumer left early): for a consumer in another
                 # task the stream has ended, it was not cancelled itself.
@@ -147,6 +158,5 @@ class WaveStream(Generic[T]):
             return  # the block is left by the caller's own cancellation: that one propagates, unchanged
         if interrupted is not None:
             raise interrupted
-        current = asyncio.current_task()
-        if runner.cancelled() and current is not None and current.cancelling():
+        if runner.cancelled() and self._being_cancelled():
             runner.result()  # raises the runner's CancelledError: the caller is being cancelled
