@@ -250,6 +250,35 @@ def test_hedge_starts_the_next_attempt_at_once_after_a_failure_and_raises_the_la
     assert [e.args[0] for e in earlier.exceptions] == [1, 2]
 
 
+def test_a_hedge_awaited_while_handling_an_error_keeps_the_earlier_attempts_errors_reachable() -> None:
+    """Awaited inside an ``except`` block (a fallback path, a cleanup), the raise of the last error set its
+    ``__context__`` to the caller's handled exception, replacing the group of the earlier attempts' errors:
+    they were lost. Now the group stays its context, and the caller's exception becomes the group's."""
+    calls = 0
+
+    async def always_fails() -> None:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError(calls)
+
+    async def main() -> BaseException:
+        try:
+            raise KeyError("handled by the caller")
+        except KeyError:
+            try:
+                await Hedge(0.0, attempts=3, instrument=False).call(always_fails)
+            except ConnectionError as exc:
+                return exc
+        raise AssertionError("the hedge did not fail")
+
+    error = run(main())
+    assert error.args == (3,)
+    earlier = error.__context__
+    assert isinstance(earlier, ExceptionGroup)
+    assert [e.args[0] for e in earlier.exceptions] == [1, 2]
+    assert isinstance(earlier.__context__, KeyError)  # the caller's own exception is still in the chain
+
+
 # ------------------------------------------------------------------------- degradation
 def test_degrade_serves_a_static_default_when_the_breaker_is_open() -> None:
     tel = Telemetry()
