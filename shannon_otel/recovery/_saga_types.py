@@ -11,6 +11,7 @@ from typing import Any
 
 from .._telemetry import Outcome
 from .._validate import check_arity, check_utf8, not_callable, plain
+from ._decorated import NotAwaitableError
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +40,17 @@ def _check_step(name: object, action: object, compensate: object) -> None:
         check_arity("compensate", compensate, 1, "an async callable taking the step's result, or None")
 
 
+def not_async(name: str, made: object) -> NotAwaitableError:
+    """The error of the user callable ``name`` (``action``, ``compensate``) that returned ``made``, not awaitable:
+    a sync function where an async one belongs, which has run. Raised through the saga and every policy as it is
+    (see :class:`NotAwaitableError`): a ``Retry`` around the saga ran a sync action again on each try."""
+    return NotAwaitableError(f"{name} must be an async callable (return an awaitable), it returned {made!r}")
+
+
 async def _awaited(name: str, made: object) -> Any:
     """Await what a user callable returned, refusing a non-awaitable with an error naming ``name``."""
     if not inspect.isawaitable(made):
-        raise TypeError(f"{name} must be an async callable (return an awaitable), it returned {made!r}")
+        raise not_async(name, made)
     return await made
 
 

@@ -5,6 +5,7 @@ observers of the run (see ``_saga`` for the contract)."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Callable
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -14,7 +15,8 @@ from .._events import CompensationFinished, SagaFinished, SagaObserver, SagaStar
 from .._isolation import Unentered, enter, finish, hook_failed, leave, refused, start
 from .._telemetry import Outcome
 from .._validate import plain
-from ._saga_types import SagaError, SagaResult, _awaited, _check_step
+from ._decorated import NotAwaitableError
+from ._saga_types import SagaError, SagaResult, _awaited, _check_step, not_async
 
 if TYPE_CHECKING:
     from .._events import Hook
@@ -118,7 +120,13 @@ class Transaction:
         try:
             if observers:
                 start(observers, owners, hooks, tokens, "step_started", name)
-            value: T = await _awaited("action", action())
+            made = action()
+            if not inspect.isawaitable(made):
+                # A sync action has run all the same: it is a completed step (compensated in the rollback its
+                # error starts), not one the result leaves out while its effect stays.
+                self._done.append((name, made, compensate))
+                raise not_async("action", made)
+            value: T = await made
             # Done before its observers are told: one raising a BaseException must not keep it from the rollback.
             self._done.append((name, value, compensate))
         except asyncio.CancelledError:
@@ -167,6 +175,8 @@ class Transaction:
         if cancelled is not None and _kept(exc if isinstance(exc, asyncio.CancelledError) else None,
                                            cancelled) is cancelled:
             raise cancelled  # the block ended otherwise, or by a timeout's bare cancellation
+        if type(exc) is NotAwaitableError:  # a programming error: raised as it is, as through every policy,
+            return False  # so no Retry around the saga runs a sync action again (tx.result tells the rollback)
         if isinstance(exc, Exception):
             raise SagaError(result) from exc
         return False  # cancellation (and other BaseExceptions) propagate unchanged
