@@ -464,3 +464,32 @@ def test_a_sync_action_runs_once_is_compensated_and_its_type_error_is_raised_as_
     assert ledger == ["charge", "refund receipt"]
     [tx] = transactions
     assert tx.result.completed == tx.result.compensated == ("charge",) and tx.result.values == ("receipt",)
+
+
+def test_a_step_run_again_with_the_coroutine_it_already_awaited_is_refused_naming_the_mistake() -> None:
+    """``Step("reserve", lambda: coro)`` run again (a ``Retry`` around ``saga.run``): the second run awaited the
+    finished coroutine, and the retry ended on "RuntimeError: cannot reuse already awaited coroutine" in a
+    SagaError, in place of the step's own error, after retrying it. Now the re-run is refused with a TypeError
+    naming the action, raised as it is (no retry acts on it), as the policies refuse one coroutine per attempt."""
+    ledger: list[str] = []
+
+    async def reserve() -> str:
+        ledger.append("reserve")
+        return "seat"
+
+    async def release(seat: str) -> None:
+        ledger.append(f"release {seat}")
+
+    async def pay() -> None:
+        raise ValueError("card declined")
+
+    async def main() -> None:
+        once = reserve()
+        steps = (Step("reserve", lambda: once, release), Step("pay", pay))
+        retry = Retry(attempts=3, initial=0.0, jitter="none", instrument=False)
+        await retry.call(Saga("order", instrument=False).run, *steps)
+
+    with pytest.raises(TypeError, match="action must return a new awaitable each time") as caught:
+        run_virtual(main())
+    assert not isinstance(caught.value, SagaError)
+    assert ledger == ["reserve", "release seat"]  # the first run, rolled back; the second refused, run once

@@ -10,7 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .._telemetry import Outcome
-from .._validate import check_arity, check_utf8, not_callable, plain
+from .._validate import brief, check_arity, check_utf8, not_callable, plain
 from ._decorated import NotAwaitableError
 
 
@@ -45,6 +45,17 @@ def not_async(name: str, made: object) -> NotAwaitableError:
     a sync function where an async one belongs, which has run. Raised through the saga and every policy as it is
     (see :class:`NotAwaitableError`): a ``Retry`` around the saga ran a sync action again on each try."""
     return NotAwaitableError(f"{name} must be an async callable (return an awaitable), it returned {made!r}")
+
+
+def reused(made: Any) -> NotAwaitableError:
+    """The error of an action that returned ``made``, a coroutine already awaited (or being awaited): awaited, it
+    raised "cannot reuse already awaited coroutine", the step's failure in place of the error of the run before
+    (a ``Retry`` around the saga, a :class:`Step` run again). Raised as it is, like :func:`not_async`."""
+    return NotAwaitableError(
+        f"action must return a new awaitable each time it is called (a Step runs again in each saga.run), it "
+        f"returned a coroutine already awaited, {brief(made)}: pass the async function (or a lambda calling it), "
+        f"not a lambda returning one coroutine"
+    )
 
 
 async def _awaited(name: str, made: object) -> Any:
