@@ -493,3 +493,28 @@ def test_a_step_run_again_with_the_coroutine_it_already_awaited_is_refused_namin
         run_virtual(main())
     assert not isinstance(caught.value, SagaError)
     assert ledger == ["reserve", "release seat"]  # the first run, rolled back; the second refused, run once
+
+
+def test_a_step_named_like_the_key_of_a_repeated_name_is_still_reported_left_in_effect() -> None:
+    """Steps "a", "a" and "a#2" whose compensations all failed: the second "a" is keyed "a#2", and so was the
+    third step, whose failure overwrote it: ``uncompensated`` listed two steps left in effect, not three."""
+    async def act() -> int:
+        return 1
+
+    async def undo(value: int) -> None:
+        raise ConnectionError("undo failed")
+
+    async def pay() -> None:
+        raise ValueError("card declined")
+
+    async def main() -> None:
+        async with Saga("order", instrument=False).begin() as tx:
+            for name in ("a", "a", "a#2"):
+                await tx.step(name, act, compensate=undo)
+            await tx.step("pay", pay)
+
+    with pytest.raises(SagaError) as caught:
+        run_virtual(main())
+    result = caught.value.result
+    assert len(result.uncompensated) == len(result.completed) == 3
+    assert sorted(result.uncompensated) == ["a", "a#2", "a#2#2"]

@@ -71,7 +71,7 @@ class SagaResult:
 
     ``failed_compensations`` maps each step left in effect to its compensation's error; a step name used
     several times (a step run in a loop) keys the n-th completed step of that name as ``"name#n"`` from
-    the second on, so every one of them is counted.
+    the second on (the next free ``n`` if that key is a step's own name), so every one of them is counted.
     """
 
     saga: str

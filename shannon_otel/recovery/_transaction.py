@@ -215,11 +215,20 @@ class Transaction:
         escaped: BaseException | None = None
         # A name repeated (a step run in a loop) keys its failed compensations apart: the n-th completed
         # step of that name as "name#n" (n >= 2), so failed_compensations and uncompensated count them all.
+        # A key already taken (a step named "a#2" besides two named "a") takes the next free n: one failure
+        # overwrote the other's, and a step left in effect was missing from uncompensated.
         seen: dict[str, int] = {}
-        keys = []
+        keys: list[str] = []
+        taken: set[str] = set()
         for name, _, _ in self._done:
-            seen[name] = seen.get(name, 0) + 1
-            keys.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+            n = seen.get(name, 0) + 1
+            key = name if n == 1 else f"{name}#{n}"
+            while key in taken:
+                n += 1
+                key = f"{name}#{n}"
+            seen[name] = n
+            taken.add(key)
+            keys.append(key)
         for key, (name, value, compensate) in zip(reversed(keys), reversed(self._done), strict=True):
             if compensate is None:
                 continue
