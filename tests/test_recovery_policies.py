@@ -279,6 +279,44 @@ def test_a_hedge_awaited_while_handling_an_error_keeps_the_earlier_attempts_erro
     assert isinstance(earlier.__context__, KeyError)  # the caller's own exception is still in the chain
 
 
+def test_a_retry_awaited_while_handling_an_error_raises_its_last_error_with_its_own_context() -> None:
+    """A Retry giving up inside the caller's ``except`` block re-raised the last error with ``raise error``, which
+    set its ``__context__`` to the caller's exception: the chain the operation raised (the root cause it wrapped,
+    the earlier errors of a hedge inside) was cut off, unlike the same call without the retry."""
+    async def wrapping() -> None:
+        try:
+            raise OSError("root cause")
+        except OSError:
+            raise ValueError("wrapped")  # noqa: B904 (implicit chaining is what is checked)
+
+    calls = 0
+
+    async def always_fails() -> None:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError(calls)
+
+    async def main() -> tuple[BaseException, BaseException]:
+        caught: list[BaseException] = []
+        try:
+            raise KeyError("handled by the caller")
+        except KeyError:
+            for policy, fn in ((Retry(attempts=2, initial=0.0, jitter="none", instrument=False), wrapping),
+                               (Pipeline(Retry(attempts=2, initial=0.0, jitter="none"), Hedge(0.0, attempts=2),
+                                         instrument=False), always_fails)):
+                try:
+                    await policy.call(fn)
+                except (ValueError, ConnectionError) as exc:
+                    caught.append(exc)
+        return caught[0], caught[1]
+
+    wrapped, hedged = run(main())
+    assert isinstance(wrapped.__context__, OSError)
+    assert hedged.args == (4,)
+    assert isinstance(hedged.__context__, ExceptionGroup)  # the last hedge's earlier attempt
+    assert [e.args[0] for e in hedged.__context__.exceptions] == [3]
+
+
 # ------------------------------------------------------------------------- degradation
 def test_degrade_serves_a_static_default_when_the_breaker_is_open() -> None:
     tel = Telemetry()
