@@ -22,7 +22,7 @@ class Hedge(Instrumented):
     previous (or at once when an attempt fails; ``attempts`` >= 1, ``delay`` >= 0). Returns the first
     successful result and cancels the others (waiting for them to finish: cooperatively, as a ``TaskGroup``
     does, so a loser that catches its ``CancelledError`` and goes on holds the result until it ends; its
-    span then ends as it ended). When every attempt fails,
+    span records how it really ended). When every attempt fails,
     raises the error of the attempt that failed last, as Polly's hedging returns the last outcome: an
     outer ``Retry(on=...)``, breaker ``on=`` or ``Fallback(on=...)`` matches it as if there were no
     hedge. The earlier attempts' errors stay reachable: that error's ``__context__`` is an
