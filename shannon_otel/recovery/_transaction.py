@@ -273,8 +273,14 @@ class Transaction:
             if limit is None:
                 await _awaited("compensate", compensate(value))
                 return
-            async with asyncio.timeout(limit):
-                await _awaited("compensate", compensate(value))
+            scope = asyncio.timeout(limit)
+            try:
+                async with scope:
+                    await _awaited("compensate", compensate(value))
+            except TimeoutError as exc:
+                if scope.expired() and not exc.args:  # the scope's bare one: say what timed out, and the limit
+                    exc.args = (f"compensation timed out after {limit} s (Saga compensation_timeout_s)",)
+                raise
 
         task = asyncio.ensure_future(bounded())
         cancelled: asyncio.CancelledError | None = None
