@@ -250,6 +250,73 @@ def test_hedge_starts_the_next_attempt_at_once_after_a_failure_and_raises_the_la
     assert [e.args[0] for e in earlier.exceptions] == [1, 2]
 
 
+def test_a_hedge_awaited_while_handling_an_error_keeps_the_earlier_attempts_errors_reachable() -> None:
+    """Awaited inside an ``except`` block (a fallback path, a cleanup), the raise of the last error set its
+    ``__context__`` to the caller's handled exception, replacing the group of the earlier attempts' errors:
+    they were lost. Now the group stays its context, and the caller's exception becomes the group's."""
+    calls = 0
+
+    async def always_fails() -> None:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError(calls)
+
+    async def main() -> BaseException:
+        try:
+            raise KeyError("handled by the caller")
+        except KeyError:
+            try:
+                await Hedge(0.0, attempts=3, instrument=False).call(always_fails)
+            except ConnectionError as exc:
+                return exc
+        raise AssertionError("the hedge did not fail")
+
+    error = run(main())
+    assert error.args == (3,)
+    earlier = error.__context__
+    assert isinstance(earlier, ExceptionGroup)
+    assert [e.args[0] for e in earlier.exceptions] == [1, 2]
+    assert isinstance(earlier.__context__, KeyError)  # the caller's own exception is still in the chain
+
+
+def test_a_retry_awaited_while_handling_an_error_raises_its_last_error_with_its_own_context() -> None:
+    """A Retry giving up inside the caller's ``except`` block re-raised the last error with ``raise error``, which
+    set its ``__context__`` to the caller's exception: the chain the operation raised (the root cause it wrapped,
+    the earlier errors of a hedge inside) was cut off, unlike the same call without the retry."""
+    async def wrapping() -> None:
+        try:
+            raise OSError("root cause")
+        except OSError:
+            raise ValueError("wrapped")  # noqa: B904 (implicit chaining is what is checked)
+
+    calls = 0
+
+    async def always_fails() -> None:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError(calls)
+
+    async def main() -> tuple[BaseException, BaseException]:
+        caught: list[BaseException] = []
+        try:
+            raise KeyError("handled by the caller")
+        except KeyError:
+            for policy, fn in ((Retry(attempts=2, initial=0.0, jitter="none", instrument=False), wrapping),
+                               (Pipeline(Retry(attempts=2, initial=0.0, jitter="none"), Hedge(0.0, attempts=2),
+                                         instrument=False), always_fails)):
+                try:
+                    await policy.call(fn)
+                except (ValueError, ConnectionError) as exc:
+                    caught.append(exc)
+        return caught[0], caught[1]
+
+    wrapped, hedged = run(main())
+    assert isinstance(wrapped.__context__, OSError)
+    assert hedged.args == (4,)
+    assert isinstance(hedged.__context__, ExceptionGroup)  # the last hedge's earlier attempt
+    assert [e.args[0] for e in hedged.__context__.exceptions] == [3]
+
+
 # ------------------------------------------------------------------------- degradation
 def test_degrade_serves_a_static_default_when_the_breaker_is_open() -> None:
     tel = Telemetry()

@@ -12,7 +12,7 @@ from opentelemetry.trace import StatusCode
 from test_recovery_support import Telemetry, run
 
 from shannon_otel._telemetry import Outcome
-from shannon_otel.recovery import Saga, SagaError, Step
+from shannon_otel.recovery import Retry, Saga, SagaError, Step
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
 
@@ -308,6 +308,8 @@ def test_a_compensation_past_its_timeout_is_reported_uncompensated_loudly(caplog
     result = info.value.result
     assert result.compensated == ("b",) and result.uncompensated == ("a",)
     assert isinstance(result.failed_compensations["a"], TimeoutError)
+    # what timed out and the limit, as a Timeout policy's says (it was a bare TimeoutError())
+    assert str(result.failed_compensations["a"]) == "compensation timed out after 2.0 s (Saga compensation_timeout_s)"
     assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
         "compensation of step a of saga order: timeout: TimeoutError"]
     root = tel.span("saga order")
@@ -334,10 +336,9 @@ def test_misuse_is_refused_before_any_work() -> None:
             await tx.step("b", act)
         with pytest.raises(TypeError, match="steps must be Step objects"):
             await saga.run("not a step")  # type: ignore[arg-type]
-        with pytest.raises(SagaError) as info:  # a sync action: a clear cause, not "can't be awaited"
+        # a sync action: a clear TypeError naming it, not "can't be awaited" (raised as it is: see below)
+        with pytest.raises(TypeError, match="action must be an async callable"):
             await saga.run(Step("x", lambda: 5))  # type: ignore[arg-type,return-value]
-        assert isinstance(info.value.__cause__, TypeError)
-        assert "action must be an async callable" in str(info.value.__cause__)
 
     run_virtual(main())
     assert ran == [1]
@@ -508,3 +509,86 @@ def test_a_base_exception_ending_the_saga_and_its_task_is_recorded_once() -> Non
     events = [(s.name, e.name) for s in otel.spans() for e in s.events if e.name == "exception"]
     assert events == [("saga s", "exception")]
     assert otel.span("task w").status.status_code is StatusCode.ERROR
+def test_a_sync_action_runs_once_is_compensated_and_its_type_error_is_raised_as_it_is() -> None:
+    """A sync ``def`` given as a step's action has run when its result turns out not to be awaitable. The saga
+    left it out of ``completed`` (never compensated, while ``rolled_back`` said all was undone) and raised
+    ``SagaError``, which a ``Retry`` around the saga retried: the card was charged three times, never refunded.
+    Now the step is completed and compensated, and the TypeError goes through the saga and the retry as it does
+    through every policy (``NotAwaitableError``): the action runs once."""
+    ledger: list[str] = []
+
+    def charge() -> str:  # sync by mistake
+        ledger.append("charge")
+        return "receipt"
+
+    async def refund(receipt: str) -> None:
+        ledger.append(f"refund {receipt}")
+
+    transactions: list[Any] = []
+
+    async def order() -> None:
+        async with Saga("order", instrument=False).begin() as tx:
+            transactions.append(tx)
+            await tx.step("charge", charge, compensate=refund)  # type: ignore[arg-type]
+
+    retry = Retry(attempts=3, initial=0.0, jitter="none", instrument=False)
+    with pytest.raises(TypeError, match="action must be an async callable") as caught:
+        run_virtual(retry.call(order))
+    assert not isinstance(caught.value, SagaError)
+    assert ledger == ["charge", "refund receipt"]
+    [tx] = transactions
+    assert tx.result.completed == tx.result.compensated == ("charge",) and tx.result.values == ("receipt",)
+
+
+def test_a_step_run_again_with_the_coroutine_it_already_awaited_is_refused_naming_the_mistake() -> None:
+    """``Step("reserve", lambda: coro)`` run again (a ``Retry`` around ``saga.run``): the second run awaited the
+    finished coroutine, and the retry ended on "RuntimeError: cannot reuse already awaited coroutine" in a
+    SagaError, in place of the step's own error, after retrying it. Now the re-run is refused with a TypeError
+    naming the action, raised as it is (no retry acts on it), as the policies refuse one coroutine per attempt."""
+    ledger: list[str] = []
+
+    async def reserve() -> str:
+        ledger.append("reserve")
+        return "seat"
+
+    async def release(seat: str) -> None:
+        ledger.append(f"release {seat}")
+
+    async def pay() -> None:
+        raise ValueError("card declined")
+
+    async def main() -> None:
+        once = reserve()
+        steps = (Step("reserve", lambda: once, release), Step("pay", pay))
+        retry = Retry(attempts=3, initial=0.0, jitter="none", instrument=False)
+        await retry.call(Saga("order", instrument=False).run, *steps)
+
+    with pytest.raises(TypeError, match="action must return a new awaitable each time") as caught:
+        run_virtual(main())
+    assert not isinstance(caught.value, SagaError)
+    assert ledger == ["reserve", "release seat"]  # the first run, rolled back; the second refused, run once
+
+
+def test_a_step_named_like_the_key_of_a_repeated_name_is_still_reported_left_in_effect() -> None:
+    """Steps "a", "a" and "a#2" whose compensations all failed: the second "a" is keyed "a#2", and so was the
+    third step, whose failure overwrote it: ``uncompensated`` listed two steps left in effect, not three."""
+    async def act() -> int:
+        return 1
+
+    async def undo(value: int) -> None:
+        raise ConnectionError("undo failed")
+
+    async def pay() -> None:
+        raise ValueError("card declined")
+
+    async def main() -> None:
+        async with Saga("order", instrument=False).begin() as tx:
+            for name in ("a", "a", "a#2"):
+                await tx.step(name, act, compensate=undo)
+            await tx.step("pay", pay)
+
+    with pytest.raises(SagaError) as caught:
+        run_virtual(main())
+    result = caught.value.result
+    assert len(result.uncompensated) == len(result.completed) == 3
+    assert sorted(result.uncompensated) == ["a", "a#2", "a#2#2"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from .._validate import awaitable_from, builtin_numbers, check_arity, check_number
 from ._call import _HEDGED, _Call, rerun
@@ -20,12 +20,15 @@ T = TypeVar("T")
 class Hedge(Instrumented):
     """Run up to ``attempts`` concurrent attempts, starting the next one ``delay`` seconds after the
     previous (or at once when an attempt fails; ``attempts`` >= 1, ``delay`` >= 0). Returns the first
-    successful result and cancels the others (waiting for them to finish). When every attempt fails,
+    successful result and cancels the others (waiting for them to finish: cooperatively, as a ``TaskGroup``
+    does, so a loser that catches its ``CancelledError`` and goes on holds the result until it ends; its
+    span records how it really ended). When every attempt fails,
     raises the error of the attempt that failed last, as Polly's hedging returns the last outcome: an
     outer ``Retry(on=...)``, breaker ``on=`` or ``Fallback(on=...)`` matches it as if there were no
     hedge. The earlier attempts' errors stay reachable: that error's ``__context__`` is an
     ``ExceptionGroup`` of them (shown in its traceback; its own previous ``__context__``, if any, moves
-    to the group's). Each attempt runs in its own task; ``fn`` must be safe to call concurrently.
+    to the group's, or the exception the caller is handling when it awaits the hedge in an ``except``
+    block does). Each attempt runs in its own task; ``fn`` must be safe to call concurrently.
     """
 
     delay: float
@@ -86,7 +89,7 @@ class Hedge(Instrumented):
                         timer = None
                     launched += 1
                     launch()
-            raise _last_error(errors)
+            _raise_last(errors)
         finally:
             leftovers = [*pending, *([timer] if timer is not None else [])]
             for task in leftovers:
@@ -114,15 +117,23 @@ async def _ended(tasks: list[asyncio.Task[Any]]) -> None:
         raise cancelled
 
 
-def _last_error(errors: list[Exception]) -> Exception:
-    """The last attempt's error, with the earlier ones as an ``ExceptionGroup`` in its ``__context__``."""
+def _raise_last(errors: list[Exception]) -> NoReturn:
+    """Raise the last attempt's error, with the earlier ones as an ``ExceptionGroup`` in its ``__context__``.
+
+    Raised while the group is being handled: a ``raise`` sets ``__context__`` to the exception the caller
+    is handling, so a hedge awaited inside an ``except`` block replaced the group (set beforehand) with the
+    caller's exception and the earlier errors were lost. That one now becomes the group's ``__context__``.
+    """
     last = errors[-1]
     earlier = [e for e in errors[:-1] if e is not last]
-    if earlier:
-        group = ExceptionGroup("earlier hedged attempts failed", earlier)
-        group.__context__ = last.__context__
-        last.__context__ = group
-    return last
+    if not earlier:
+        raise last
+    group = ExceptionGroup("earlier hedged attempts failed", earlier)
+    group.__context__ = last.__context__  # kept unless the caller is handling an exception (see above)
+    try:
+        raise group
+    except ExceptionGroup:
+        raise last  # noqa: B904 (its own __cause__ stays: only its __context__ becomes the group)
 
 
 async def _attempt(chain: Chain, i: int, fn: Factory[Any], call: _Call | None) -> tuple[bool, Any]:

@@ -206,7 +206,11 @@ class Retry(Instrumented):
         while True:
             wait = self._schedule(error, attempt, previous, start, call)
             if wait is None:
-                raise error
+                context = error.__context__
+                try:
+                    raise error
+                finally:  # a raise sets __context__ to what the caller is handling (awaited in an `except`):
+                    error.__context__ = context  # the error keeps its own (its cause, a hedge's earlier errors)
             await awaitable_from("sleep", self.sleep(wait))
             attempt += 1
             previous = wait

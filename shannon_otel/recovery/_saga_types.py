@@ -10,7 +10,8 @@ from types import MappingProxyType
 from typing import Any
 
 from .._telemetry import Outcome
-from .._validate import check_arity, check_utf8, not_callable, plain
+from .._validate import brief, check_arity, check_utf8, not_callable, plain
+from ._decorated import NotAwaitableError
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +40,28 @@ def _check_step(name: object, action: object, compensate: object) -> None:
         check_arity("compensate", compensate, 1, "an async callable taking the step's result, or None")
 
 
+def not_async(name: str, made: object) -> NotAwaitableError:
+    """The error of the user callable ``name`` (``action``, ``compensate``) that returned ``made``, not awaitable:
+    a sync function where an async one belongs, which has run. Raised through the saga and every policy as it is
+    (see :class:`NotAwaitableError`): a ``Retry`` around the saga ran a sync action again on each try."""
+    return NotAwaitableError(f"{name} must be an async callable (return an awaitable), it returned {made!r}")
+
+
+def reused(made: Any) -> NotAwaitableError:
+    """The error of an action that returned ``made``, a coroutine already awaited (or being awaited): awaited, it
+    raised "cannot reuse already awaited coroutine", the step's failure in place of the error of the run before
+    (a ``Retry`` around the saga, a :class:`Step` run again). Raised as it is, like :func:`not_async`."""
+    return NotAwaitableError(
+        f"action must return a new awaitable each time it is called (a Step runs again in each saga.run), it "
+        f"returned a coroutine already awaited, {brief(made)}: pass the async function (or a lambda calling it), "
+        f"not a lambda returning one coroutine"
+    )
+
+
 async def _awaited(name: str, made: object) -> Any:
     """Await what a user callable returned, refusing a non-awaitable with an error naming ``name``."""
     if not inspect.isawaitable(made):
-        raise TypeError(f"{name} must be an async callable (return an awaitable), it returned {made!r}")
+        raise not_async(name, made)
     return await made
 
 
@@ -52,7 +71,7 @@ class SagaResult:
 
     ``failed_compensations`` maps each step left in effect to its compensation's error; a step name used
     several times (a step run in a loop) keys the n-th completed step of that name as ``"name#n"`` from
-    the second on, so every one of them is counted.
+    the second on (the next free ``n`` if that key is a step's own name), so every one of them is counted.
     """
 
     saga: str

@@ -5,6 +5,7 @@ observers of the run (see ``_saga`` for the contract)."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Callable
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -14,7 +15,8 @@ from .._events import CompensationFinished, SagaFinished, SagaObserver, SagaStar
 from .._isolation import Unentered, enter, finish, hook_failed, leave, refused, start
 from .._telemetry import Outcome
 from .._validate import plain
-from ._saga_types import SagaError, SagaResult, _awaited, _check_step
+from ._decorated import NotAwaitableError
+from ._saga_types import SagaError, SagaResult, _awaited, _check_step, not_async, reused
 
 if TYPE_CHECKING:
     from .._events import Hook
@@ -118,7 +120,15 @@ class Transaction:
         try:
             if observers:
                 start(observers, owners, hooks, tokens, "step_started", name)
-            value: T = await _awaited("action", action())
+            made = action()
+            if not inspect.isawaitable(made):
+                # A sync action has run all the same: it is a completed step (compensated in the rollback its
+                # error starts), not one the result leaves out while its effect stays.
+                self._done.append((name, made, compensate))
+                raise not_async("action", made)
+            if inspect.iscoroutine(made) and (made.cr_frame is None or made.cr_await is not None):
+                raise reused(made)  # what `await` refuses (RuntimeError), named
+            value: T = await made
             # Done before its observers are told: one raising a BaseException must not keep it from the rollback.
             self._done.append((name, value, compensate))
         except asyncio.CancelledError:
@@ -167,6 +177,8 @@ class Transaction:
         if cancelled is not None and _kept(exc if isinstance(exc, asyncio.CancelledError) else None,
                                            cancelled) is cancelled:
             raise cancelled  # the block ended otherwise, or by a timeout's bare cancellation
+        if type(exc) is NotAwaitableError:  # a programming error: raised as it is, as through every policy,
+            return False  # so no Retry around the saga runs a sync action again (tx.result tells the rollback)
         if isinstance(exc, Exception):
             raise SagaError(result) from exc
         return False  # cancellation (and other BaseExceptions) propagate unchanged
@@ -203,11 +215,20 @@ class Transaction:
         escaped: BaseException | None = None
         # A name repeated (a step run in a loop) keys its failed compensations apart: the n-th completed
         # step of that name as "name#n" (n >= 2), so failed_compensations and uncompensated count them all.
+        # A key already taken (a step named "a#2" besides two named "a") takes the next free n: one failure
+        # overwrote the other's, and a step left in effect was missing from uncompensated.
         seen: dict[str, int] = {}
-        keys = []
+        keys: list[str] = []
+        taken: set[str] = set()
         for name, _, _ in self._done:
-            seen[name] = seen.get(name, 0) + 1
-            keys.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+            n = seen.get(name, 0) + 1
+            key = name if n == 1 else f"{name}#{n}"
+            while key in taken:
+                n += 1
+                key = f"{name}#{n}"
+            seen[name] = n
+            taken.add(key)
+            keys.append(key)
         for key, (name, value, compensate) in zip(reversed(keys), reversed(self._done), strict=True):
             if compensate is None:
                 continue
@@ -252,8 +273,14 @@ class Transaction:
             if limit is None:
                 await _awaited("compensate", compensate(value))
                 return
-            async with asyncio.timeout(limit):
-                await _awaited("compensate", compensate(value))
+            scope = asyncio.timeout(limit)
+            try:
+                async with scope:
+                    await _awaited("compensate", compensate(value))
+            except TimeoutError as exc:
+                if scope.expired() and not exc.args:  # the scope's bare one: say what timed out, and the limit
+                    exc.args = (f"compensation timed out after {limit} s (Saga compensation_timeout_s)",)
+                raise
 
         task = asyncio.ensure_future(bounded())
         cancelled: asyncio.CancelledError | None = None
