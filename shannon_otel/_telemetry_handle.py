@@ -146,12 +146,26 @@ class Telemetry:
             self._report("finished")
         return finished
 
+    def _shutdown_at_exit(self) -> None:
+        """:meth:`shutdown` at interpreter exit; when it gave up, the SDK's loggers are silenced from then on.
+
+        The exports it gave up on go on in daemon threads, retrying and logging each failure. A daemon thread
+        is frozen where it stands once the interpreter finalizes: frozen inside a log call, it held the logging
+        handler's lock for good, and the main thread's next log call hung the exit forever (asyncio logging
+        "Task was destroyed but it is pending!" from the garbage collector: 1 exit in ~50 after ``sys.exit()``
+        in a wave task, with the collector down). What they would say is already counted in the one warning.
+        """
+        if not self.shutdown():
+            for name, logger in list(logging.Logger.manager.loggerDict.items()):
+                if name.split(".", 1)[0] == "opentelemetry" and isinstance(logger, logging.Logger):
+                    logger.disabled = True
+
     def _stop(self, budget: float) -> list[tuple[bool, object]]:
         """Write what the logging hook holds back, then stop every provider at once against one deadline
         (a stuck trace export must not starve the metrics): ``(finished, result)`` per provider."""
         # configure() registered this for interpreter exit: once shut, the handle (and its providers)
         # need not live until then (a process that configures repeatedly would keep every one).
-        atexit.unregister(self.shutdown)
+        atexit.unregister(self._shutdown_at_exit)
         _UNSHUT.discard(self)
         if self._finalizer is not None:
             self._finalizer.cancel()
@@ -215,7 +229,7 @@ def shut_at_exit(handle: Telemetry) -> None:
 
     handle._spares = Spares(3)  # one per provider: an exit handler may not start threads (Python 3.12)
     _UNSHUT.add(handle)  # held until shut down, also where atexit's hold is cleared (a forked child, 3.13)
-    atexit.register(handle.shutdown)
+    atexit.register(handle._shutdown_at_exit)
     if multiprocessing.parent_process() is not None:
         _finalize_in_child(handle)
     # Runs in a child forked by multiprocessing after it cleared the finalizers it inherited; holds the
