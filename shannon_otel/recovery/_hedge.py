@@ -25,7 +25,9 @@ class Hedge(Instrumented):
     outer ``Retry(on=...)``, breaker ``on=`` or ``Fallback(on=...)`` matches it as if there were no
     hedge. The earlier attempts' errors stay reachable: that error's ``__context__`` is an
     ``ExceptionGroup`` of them (shown in its traceback; its own previous ``__context__``, if any, moves
-    to the group's). Each attempt runs in its own task; ``fn`` must be safe to call concurrently.
+    to the group's). Each attempt runs in its own task; ``fn`` must be safe to call concurrently. An
+    attempt's ``KeyboardInterrupt`` or ``SystemExit`` cancels the others and is raised in the caller's task,
+    itself, as without the hedge (not out of the event loop, as asyncio does for a task's).
     """
 
     delay: float
@@ -76,6 +78,8 @@ class Hedge(Instrumented):
                         continue
                     pending.discard(task)
                     ok, value = task.result()
+                    if ok is None:  # the attempt's KeyboardInterrupt / SystemExit: raised here, as without a hedge
+                        raise value
                     if ok:
                         return value  # type: ignore[no-any-return]
                     errors.append(value)
@@ -125,13 +129,19 @@ def _last_error(errors: list[Exception]) -> Exception:
     return last
 
 
-async def _attempt(chain: Chain, i: int, fn: Factory[Any], call: _Call | None) -> tuple[bool, Any]:
+async def _attempt(chain: Chain, i: int, fn: Factory[Any], call: _Call | None) -> tuple[bool | None, Any]:
+    """``(True, value)``, ``(False, error)``, or ``(None, KeyboardInterrupt / SystemExit)``: asyncio re-raises
+    those two out of the event loop itself when a task raises them (the loop stopped, the hedge's caller got a
+    CancelledError at shutdown instead of the user's exception), so the attempt hands them to the hedge, which
+    raises them in its caller's task, as an ``await fn()`` without the hedge would."""
     try:
         return True, await next_step(chain, i, fn, call)
     except Exception as exc:
         if type(exc) is NotAwaitableError:  # raised through the hedge: another attempt would run it again
             raise
         return False, exc
+    except (KeyboardInterrupt, SystemExit) as exc:
+        return None, exc
 
 
 async def _settle(awaitable: Any) -> tuple[bool, Any]:
