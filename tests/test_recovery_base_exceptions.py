@@ -332,3 +332,52 @@ def test_a_hedged_attempts_keyboard_interrupt_reaches_the_caller_as_itself(
                       if s.name.startswith(("attempt ", "hedge ")))
     assert outcomes == ["cancellation", "failure"]
     assert (otel.span("op").attributes or {})["shannon.call.outcome"] == "failure"
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
+def test_a_compensations_keyboard_interrupt_is_raised_after_the_rollback_not_out_of_the_event_loop(
+    interrupt: type[BaseException],
+) -> None:
+    """A compensation runs in its own task (so the caller's cancellation cannot cut it short), and asyncio
+    re-raises a task's KeyboardInterrupt / SystemExit out of the event loop itself: the loop stopped in the
+    middle of the rollback, before the caller's handler ran. Now it is that compensation's failure, the rest
+    of the rollback runs, and the very object is raised in the caller's task, the loop still going."""
+    otel, spans = InMemoryTelemetry(), OpenSpans()
+    otel.tracer_provider.add_span_processor(spans)
+    undone: list[str] = []
+    raised: list[BaseException] = []
+
+    async def undo(name: str) -> None:
+        undone.append(name)
+
+    async def undo_badly(name: str) -> None:
+        raised.append(interrupt("in the compensation"))
+        raise raised[-1]
+
+    async def fail() -> None:
+        raise ValueError("step c")
+
+    tx = Saga("s", **otel.providers).begin()
+
+    async def main() -> BaseException | None:
+        try:
+            async with tx:
+                await tx.step("a", functools.partial(_value, "a"), compensate=undo)
+                await tx.step("b", functools.partial(_value, "b"), compensate=undo_badly)
+                await tx.step("c", fail)
+        except BaseException as exc:  # the caller's own handler runs, with the loop still going
+            await asyncio.sleep(0)
+            return exc
+        return None
+
+    try:
+        seen = run_virtual(main())
+    except (KeyboardInterrupt, SystemExit) as exc:  # failing this test, not stopping the session
+        pytest.fail(f"the compensation's {exc!r} stopped the event loop instead of reaching the caller")
+    assert seen is raised[0]
+    assert tx.result is not None
+    assert tx.result.compensated == ("a",)
+    assert tx.result.failed_compensations["b"] is seen
+    assert undone == ["a"]
+    assert spans.open == {}
+    assert (otel.span("compensate b").attributes or {})["shannon.compensation.outcome"] == "failure"
