@@ -339,3 +339,31 @@ def test_a_lone_hedge_in_a_wave_whose_attempt_raises_system_exit_hands_it_to_the
     assert caller_saw == raised
     assert not opened.open
     assert attrs(tel.span("wave w")).get("shannon.wave.tasks.failure") == 1
+
+
+def test_a_hedge_torn_down_before_its_timer_ran_leaves_no_coroutine_unawaited() -> None:
+    """Found by this probe (a task's SystemExit stopped the loop while a hedge waited): the hedge made its
+    timer's ``sleep(delay)`` coroutine before the timer task ran; the loop's shutdown cancelled that task before
+    its first step, and the coroutine was never awaited ("coroutine 'sleep' was never awaited"). It is made
+    inside the task now, as an attempt's call already was."""
+
+    async def slow() -> str:
+        await asyncio.sleep(5)
+        return "late"
+
+    loop = asyncio.new_event_loop()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call = loop.create_task(Hedge(1.0, attempts=2, instrument=False).call(slow))
+            loop.call_soon(loop.stop)
+            loop.run_forever()  # one step of the hedge: its attempt and its timer made, neither run yet
+            tasks = asyncio.all_tasks(loop)
+            for t in tasks:  # what asyncio.run does when the loop stops (a KeyboardInterrupt, a SystemExit)
+                t.cancel()
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            gc.collect()
+    finally:
+        loop.close()
+    assert call.cancelled()
+    assert not [str(w.message) for w in caught if "never awaited" in str(w.message)]

@@ -66,12 +66,13 @@ class Hedge(Instrumented):
         try:
             while pending:
                 if timer is None and launched < self.attempts:
-                    timer = asyncio.create_task(_settle(awaitable_from("sleep", self.sleep(self.delay))))
+                    timer = asyncio.create_task(_delay(self.sleep, self.delay))
                 waiting = pending if timer is None else {*pending, timer}
                 done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                fired = timer is not None and timer in done
-                if fired:
-                    timer = None
+                fired = False
+                if timer is not None and timer in done:
+                    timer.result()  # a sleep that returned no awaitable: its TypeError, naming sleep
+                    fired, timer = True, None
                 failed = False
                 for task in done:
                     if task not in pending:
@@ -142,6 +143,12 @@ async def _attempt(chain: Chain, i: int, fn: Factory[Any], call: _Call | None) -
         return False, exc
     except (KeyboardInterrupt, SystemExit) as exc:
         return None, exc
+
+
+async def _delay(sleep: Sleep, delay: float) -> tuple[bool, Any]:
+    """The wait before the next attempt, its ``sleep(delay)`` made inside the task, as an attempt's call is: a
+    timer cancelled before it ran (the hedge done first) left that coroutine never awaited (a RuntimeWarning)."""
+    return await _settle(awaitable_from("sleep", sleep(delay)))
 
 
 async def _settle(awaitable: Any) -> tuple[bool, Any]:
