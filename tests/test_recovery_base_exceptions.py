@@ -18,6 +18,7 @@ from shannon_otel import (
     CircuitBreaker,
     Degrade,
     Fallback,
+    Hedge,
     Hook,
     LoggingHook,
     Pipeline,
@@ -278,3 +279,105 @@ def test_a_degrade_whose_cheaper_result_fails_serves_its_declared_default() -> N
     served = run_virtual(degrade.call(timed_out))
     assert (served.value, served.degraded, served.mode, served.reason) == ("static", True, "static", "timeout")
     assert isinstance(served.error, TimeoutError)
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
+@pytest.mark.parametrize("which", ["first", "second"])
+def test_a_hedged_attempts_keyboard_interrupt_reaches_the_caller_as_itself(
+    interrupt: type[BaseException], which: str,
+) -> None:
+    """Each hedged attempt runs in its own asyncio task, and asyncio re-raises a task's KeyboardInterrupt /
+    SystemExit out of the event loop itself: the loop stopped, and the hedge's caller, cancelled at shutdown,
+    saw a CancelledError where ``await fn()`` without the hedge raised the user's exception into it (its
+    ``except KeyboardInterrupt`` never ran). Now the hedge cancels the other attempt and raises it, the very
+    object, in the caller; every span ended. (Found by a seeded chaos probe: seed 1, a lone Hedge in a wave.)"""
+    otel = InMemoryTelemetry()
+    opened = OpenSpans()
+    otel.tracer_provider.add_span_processor(opened)
+    raised: list[BaseException] = []
+    other_ended: list[str] = []
+    calls: list[int] = []
+
+    async def fn() -> str:
+        calls.append(len(calls))
+        interrupts = (len(calls) == 1) == (which == "first")
+        try:
+            await asyncio.sleep(1.0 if interrupts else 5.0)  # the first attempt outlives the hedge's 0.5 s delay
+        except asyncio.CancelledError:
+            other_ended.append("cancelled")
+            raise
+        if interrupts:
+            raised.append(interrupt("user"))
+            raise raised[-1]
+        other_ended.append("ok")
+        return "value"
+
+    async def main() -> BaseException | None:
+        try:
+            await Hedge(0.5, attempts=2, name="op", **otel.providers).call(fn)
+        except BaseException as exc:  # the caller's own handler runs, with the loop still going
+            await asyncio.sleep(0)
+            return exc
+        return None
+
+    try:
+        seen = run_virtual(main())
+    except (KeyboardInterrupt, SystemExit) as exc:  # failing this test, not stopping the session
+        pytest.fail(f"the attempt's {exc!r} stopped the event loop instead of reaching the caller")
+    assert len(raised) == 1
+    assert seen is raised[0]
+    assert other_ended == ["cancelled"]
+    assert not opened.open, opened.open
+    outcomes = sorted(str((s.attributes or {})["shannon.attempt.outcome"]) for s in otel.spans()
+                      if s.name.startswith(("attempt ", "hedge ")))
+    assert outcomes == ["cancellation", "failure"]
+    assert (otel.span("op").attributes or {})["shannon.call.outcome"] == "failure"
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
+def test_a_compensations_keyboard_interrupt_is_raised_after_the_rollback_not_out_of_the_event_loop(
+    interrupt: type[BaseException],
+) -> None:
+    """A compensation runs in its own task (so the caller's cancellation cannot cut it short), and asyncio
+    re-raises a task's KeyboardInterrupt / SystemExit out of the event loop itself: the loop stopped in the
+    middle of the rollback, before the caller's handler ran. Now it is that compensation's failure, the rest
+    of the rollback runs, and the very object is raised in the caller's task, the loop still going."""
+    otel, spans = InMemoryTelemetry(), OpenSpans()
+    otel.tracer_provider.add_span_processor(spans)
+    undone: list[str] = []
+    raised: list[BaseException] = []
+
+    async def undo(name: str) -> None:
+        undone.append(name)
+
+    async def undo_badly(name: str) -> None:
+        raised.append(interrupt("in the compensation"))
+        raise raised[-1]
+
+    async def fail() -> None:
+        raise ValueError("step c")
+
+    tx = Saga("s", **otel.providers).begin()
+
+    async def main() -> BaseException | None:
+        try:
+            async with tx:
+                await tx.step("a", functools.partial(_value, "a"), compensate=undo)
+                await tx.step("b", functools.partial(_value, "b"), compensate=undo_badly)
+                await tx.step("c", fail)
+        except BaseException as exc:  # the caller's own handler runs, with the loop still going
+            await asyncio.sleep(0)
+            return exc
+        return None
+
+    try:
+        seen = run_virtual(main())
+    except (KeyboardInterrupt, SystemExit) as exc:  # failing this test, not stopping the session
+        pytest.fail(f"the compensation's {exc!r} stopped the event loop instead of reaching the caller")
+    assert seen is raised[0]
+    assert tx.result is not None
+    assert tx.result.compensated == ("a",)
+    assert tx.result.failed_compensations["b"] is seen
+    assert undone == ["a"]
+    assert spans.open == {}
+    assert (otel.span("compensate b").attributes or {})["shannon.compensation.outcome"] == "failure"

@@ -27,8 +27,14 @@ class Hedge(Instrumented):
     outer ``Retry(on=...)``, breaker ``on=`` or ``Fallback(on=...)`` matches it as if there were no
     hedge. The earlier attempts' errors stay reachable: that error's ``__context__`` is an
     ``ExceptionGroup`` of them (shown in its traceback; its own previous ``__context__``, if any, moves
+<<<<<<< HEAD
     to the group's, or the exception the caller is handling when it awaits the hedge in an ``except``
     block does). Each attempt runs in its own task; ``fn`` must be safe to call concurrently.
+=======
+    to the group's). Each attempt runs in its own task; ``fn`` must be safe to call concurrently. An
+    attempt's ``KeyboardInterrupt`` or ``SystemExit`` cancels the others and is raised in the caller's task,
+    itself, as without the hedge (not out of the event loop, as asyncio does for a task's).
+>>>>>>> s12-chaos
     """
 
     delay: float
@@ -67,18 +73,21 @@ class Hedge(Instrumented):
         try:
             while pending:
                 if timer is None and launched < self.attempts:
-                    timer = asyncio.create_task(_settle(awaitable_from("sleep", self.sleep(self.delay))))
+                    timer = asyncio.create_task(_delay(self.sleep, self.delay))
                 waiting = pending if timer is None else {*pending, timer}
                 done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                fired = timer is not None and timer in done
-                if fired:
-                    timer = None
+                fired = False
+                if timer is not None and timer in done:
+                    timer.result()  # a sleep that returned no awaitable: its TypeError, naming sleep
+                    fired, timer = True, None
                 failed = False
                 for task in done:
                     if task not in pending:
                         continue
                     pending.discard(task)
                     ok, value = task.result()
+                    if ok is None:  # the attempt's KeyboardInterrupt / SystemExit: raised here, as without a hedge
+                        raise value
                     if ok:
                         return value  # type: ignore[no-any-return]
                     errors.append(value)
@@ -136,13 +145,25 @@ def _raise_last(errors: list[Exception]) -> NoReturn:
         raise last  # noqa: B904 (its own __cause__ stays: only its __context__ becomes the group)
 
 
-async def _attempt(chain: Chain, i: int, fn: Factory[Any], call: _Call | None) -> tuple[bool, Any]:
+async def _attempt(chain: Chain, i: int, fn: Factory[Any], call: _Call | None) -> tuple[bool | None, Any]:
+    """``(True, value)``, ``(False, error)``, or ``(None, KeyboardInterrupt / SystemExit)``: asyncio re-raises
+    those two out of the event loop itself when a task raises them (the loop stopped, the hedge's caller got a
+    CancelledError at shutdown instead of the user's exception), so the attempt hands them to the hedge, which
+    raises them in its caller's task, as an ``await fn()`` without the hedge would."""
     try:
         return True, await next_step(chain, i, fn, call)
     except Exception as exc:
         if type(exc) is NotAwaitableError:  # raised through the hedge: another attempt would run it again
             raise
         return False, exc
+    except (KeyboardInterrupt, SystemExit) as exc:
+        return None, exc
+
+
+async def _delay(sleep: Sleep, delay: float) -> tuple[bool, Any]:
+    """The wait before the next attempt, its ``sleep(delay)`` made inside the task, as an attempt's call is: a
+    timer cancelled before it ran (the hedge done first) left that coroutine never awaited (a RuntimeWarning)."""
+    return await _settle(awaitable_from("sleep", sleep(delay)))
 
 
 async def _settle(awaitable: Any) -> tuple[bool, Any]:

@@ -269,18 +269,25 @@ class Transaction:
         """
         limit = self._saga.compensation_timeout_s
 
-        async def bounded() -> None:
-            if limit is None:
-                await _awaited("compensate", compensate(value))
-                return
-            scope = asyncio.timeout(limit)
+        async def bounded() -> BaseException | None:
             try:
-                async with scope:
+                if limit is None:
                     await _awaited("compensate", compensate(value))
-            except TimeoutError as exc:
-                if scope.expired() and not exc.args:  # the scope's bare one: say what timed out, and the limit
-                    exc.args = (f"compensation timed out after {limit} s (Saga compensation_timeout_s)",)
-                raise
+                    return None
+                scope = asyncio.timeout(limit)
+                try:
+                    async with scope:
+                        await _awaited("compensate", compensate(value))
+                except TimeoutError as exc:
+                    if scope.expired() and not exc.args:  # the scope's bare one: say what timed out, and the limit
+                        exc.args = (f"compensation timed out after {limit} s (Saga compensation_timeout_s)",)
+                    raise
+            except (KeyboardInterrupt, SystemExit) as exc:
+                # Raised by a task, asyncio re-raises these out of the event loop itself (the loop stopped
+                # mid-rollback, the caller's handlers never ran): handed back, they are this compensation's
+                # failure, raised after the rollback in the caller's task, as the other BaseExceptions are.
+                return exc
+            return None
 
         task = asyncio.ensure_future(bounded())
         cancelled: asyncio.CancelledError | None = None
@@ -293,10 +300,10 @@ class Transaction:
             except asyncio.CancelledError as exc:
                 cancelled = _kept(cancelled, exc)  # the caller was: let the compensation finish, re-raise after
         try:
-            task.result()
-        except BaseException as exc:  # CancelledError: it was cancelled itself; KeyboardInterrupt & co:
+            interrupted = task.result()
+        except BaseException as exc:  # CancelledError: it was cancelled itself; a custom BaseException:
             return exc, cancelled  # it failed (re-raised after the rollback)
-        return None, cancelled
+        return interrupted, cancelled
 
     def _finish(self, result: SagaResult) -> None:
         self.result = result
