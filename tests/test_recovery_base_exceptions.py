@@ -381,3 +381,46 @@ def test_a_compensations_keyboard_interrupt_is_raised_after_the_rollback_not_out
     assert undone == ["a"]
     assert spans.open == {}
     assert (otel.span("compensate b").attributes or {})["shannon.compensation.outcome"] == "failure"
+
+
+class _Stop(BaseException):
+    """A user's BaseException that is neither KeyboardInterrupt, SystemExit nor CancelledError."""
+
+
+@pytest.mark.parametrize("loser_raises", [_Stop, KeyboardInterrupt])
+def test_a_hedge_losers_base_exception_raised_while_cancelled_is_not_swallowed(
+    loser_raises: type[BaseException],
+) -> None:
+    """A loser (the first attempt, cancelled because the hedged one won) raising a BaseException from its
+    CancelledError handler: the hedge collected it in its wait for the losers and discarded it, returned the
+    winner's value and recorded the call a success, while the loser's span said it failed with that error.
+    BaseExceptions are never swallowed (docs/reliability.md): the caller gets it, the very object, and the
+    operation span agrees."""
+    otel = InMemoryTelemetry()
+    opened = OpenSpans()
+    otel.tracer_provider.add_span_processor(opened)
+    raised: list[BaseException] = []
+
+    async def fn() -> str:
+        if not raised:
+            raised.append(loser_raises("loser"))
+            try:
+                await asyncio.sleep(5.0)  # outlives the hedge's 0.5 s delay: the hedged attempt wins
+            except asyncio.CancelledError:
+                raise raised[0] from None
+        return "won"
+
+    async def main() -> object:
+        try:
+            return await Hedge(0.5, attempts=2, name="op", **otel.providers).call(fn)
+        except BaseException as exc:
+            return exc
+
+    try:
+        seen = run_virtual(main())
+    except (KeyboardInterrupt, SystemExit) as exc:
+        pytest.fail(f"the loser's {exc!r} stopped the event loop instead of reaching the caller")
+    assert seen is raised[0]
+    assert not opened.open, opened.open
+    op = otel.span("op").attributes or {}
+    assert op["shannon.call.outcome"] == "failure"

@@ -27,14 +27,14 @@ class Hedge(Instrumented):
     outer ``Retry(on=...)``, breaker ``on=`` or ``Fallback(on=...)`` matches it as if there were no
     hedge. The earlier attempts' errors stay reachable: that error's ``__context__`` is an
     ``ExceptionGroup`` of them (shown in its traceback; its own previous ``__context__``, if any, moves
-<<<<<<< HEAD
     to the group's, or the exception the caller is handling when it awaits the hedge in an ``except``
-    block does). Each attempt runs in its own task; ``fn`` must be safe to call concurrently.
-=======
-    to the group's). Each attempt runs in its own task; ``fn`` must be safe to call concurrently. An
+    block does). Each attempt runs in its own task; ``fn`` must be safe to call concurrently. An
     attempt's ``KeyboardInterrupt`` or ``SystemExit`` cancels the others and is raised in the caller's task,
-    itself, as without the hedge (not out of the event loop, as asyncio does for a task's).
->>>>>>> s12-chaos
+    itself, as without the hedge (not out of the event loop, as asyncio does for a task's). A
+    ``BaseException`` that is not an ``Exception`` is never swallowed, even when a loser raises it while
+    being cancelled after another attempt won: it is raised in the caller's task once every attempt has
+    ended, in place of the result (a ``KeyboardInterrupt`` / ``SystemExit`` first; several others as a
+    ``BaseExceptionGroup``, as a ``TaskGroup`` raises them).
     """
 
     delay: float
@@ -68,6 +68,7 @@ class Hedge(Instrumented):
             # The attempt is started inside the task: one cancelled before it runs leaves no coroutine unawaited.
             pending.add(asyncio.create_task(_attempt(chain, i, fn, attempt_call), context=context))
 
+        interrupt: BaseException | None = None  # an attempt's KeyboardInterrupt / SystemExit being raised
         launched = 1
         launch()
         try:
@@ -87,6 +88,7 @@ class Hedge(Instrumented):
                     pending.discard(task)
                     ok, value = task.result()
                     if ok is None:  # the attempt's KeyboardInterrupt / SystemExit: raised here, as without a hedge
+                        interrupt = value
                         raise value
                     if ok:
                         return value  # type: ignore[no-any-return]
@@ -104,13 +106,20 @@ class Hedge(Instrumented):
             for task in leftovers:
                 task.cancel()
             if leftovers:
-                await _ended(leftovers)
+                await _ended(leftovers, interrupt)
 
 
-async def _ended(tasks: list[asyncio.Task[Any]]) -> None:
+async def _ended(tasks: list[asyncio.Task[Any]], interrupt: BaseException | None) -> None:
     """Wait until every (cancelled) task has ended. A cancellation of the caller meanwhile cancels them
     again and is raised after, itself: awaited by ``gather``, the caller got the attempt's own
-    CancelledError instead, without the message of its ``cancel(msg)``."""
+    CancelledError instead, without the message of its ``cancel(msg)``.
+
+    A ``BaseException`` that is not an ``Exception`` which a task ended with (a loser raising it while being
+    cancelled, once another attempt won) is raised, as a ``TaskGroup`` does: it was discarded here and the
+    winner's result returned, swallowing it (docs/reliability.md, BaseException). It replaces what the hedge
+    was returning or raising, except ``interrupt``, an attempt's ``KeyboardInterrupt`` / ``SystemExit`` the hedge
+    is raising: that one goes on, as a ``TaskGroup`` raises a ``KeyboardInterrupt`` / ``SystemExit`` over the rest.
+    """
     cancelled: asyncio.CancelledError | None = None
     while pending := [task for task in tasks if not task.done()]:
         try:
@@ -119,11 +128,27 @@ async def _ended(tasks: list[asyncio.Task[Any]]) -> None:
             cancelled = exc
             for task in pending:
                 task.cancel()
+    escaped: list[BaseException] = []
     for task in tasks:  # retrieved, as gather(return_exceptions=True) did: no "never retrieved" warning
-        if not task.cancelled():
-            task.exception()
+        if task.cancelled():
+            continue
+        error = task.exception()
+        if error is None:
+            ok, error = task.result()
+            if ok is not None:  # (None, KeyboardInterrupt / SystemExit): see _attempt
+                continue
+        if not isinstance(error, Exception):
+            escaped.append(error)
+    if escaped and interrupt is None:
+        interrupts = [error for error in escaped if isinstance(error, _INTERRUPTS)]
+        if interrupts or len(escaped) == 1:
+            raise (interrupts or escaped)[0]
+        raise BaseExceptionGroup("hedged attempts raised while cancelled", escaped)
     if cancelled is not None:
         raise cancelled
+
+
+_INTERRUPTS = (KeyboardInterrupt, SystemExit)
 
 
 def _raise_last(errors: list[Exception]) -> NoReturn:
