@@ -18,6 +18,7 @@ from opentelemetry.trace import StatusCode
 
 from shannon_otel import (
     BreakerConfig,
+    CircuitOpenError,
     CircuitBreaker,
     Fallback,
     FallbackError,
@@ -167,3 +168,43 @@ def test_every_failed_span_says_why_in_its_status_description() -> None:
                  "task w"):
         assert seen.get(name, set()) & expected, (name, seen.get(name))
     assert expected <= described, described
+
+
+def test_a_rejected_span_is_an_error_span_with_the_error_type_the_call_records() -> None:
+    # Semantic conventions (Recording errors): a span with ERROR status carries error.type. The breaker's
+    # `rejected {op}` span was ERROR ("circuit breaker db is open") without it, while the operation span and
+    # the shannon.calls point of the same rejected call had error.type shannon_otel.CircuitOpenError.
+    tel = InMemoryTelemetry()
+    breaker = CircuitBreaker("db", failure_threshold=1, **tel.providers)
+
+    async def down() -> None:
+        raise DownError("db down")
+
+    async def served(error: BaseException) -> str:
+        return "cached"
+
+    async def main() -> None:
+        with pytest.raises(DownError):
+            await breaker.call(down)
+        with pytest.raises(CircuitOpenError):
+            await breaker.call(down)
+        assert await Pipeline(Fallback(served), breaker, name="served", **tel.providers).call(down) == "cached"
+
+    run_virtual(main())
+    expected = "shannon_otel.CircuitOpenError"
+    for span in tel.spans():
+        if span.status.status_code is StatusCode.ERROR:
+            assert (span.attributes or {}).get("error.type"), span.name
+    rejected = [s for s in tel.spans() if s.name in ("rejected db", "rejected served")]
+    assert len(rejected) == 2
+    for span in rejected:
+        assert (span.attributes or {}).get("error.type") == expected
+        assert (span.attributes or {}).get("shannon.call.outcome") == "rejected"  # the breaker's decision
+    assert (tel.spans("db")[1].attributes or {}).get("error.type") == expected
+    assert expected in _calls_error_types(tel)
+    # the call a fallback served: its operation span and its shannon.calls point agree (success); the rejected
+    # span under it records the breaker's rejection of that attempt, not the call's outcome (docs/architecture.md)
+    assert (tel.span("served").attributes or {}).get("shannon.call.outcome") == "success"
+    assert [(dict(p.attributes), p.value) for p in tel.points("shannon.calls")
+            if p.attributes["shannon.operation"] == "served"] == [
+        ({"shannon.operation": "served", "shannon.call.outcome": "success"}, 1)]

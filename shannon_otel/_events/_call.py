@@ -42,6 +42,11 @@ class CallRejected:
     operation: str
     breaker: str
     state: BreakerState
+    error: BaseException | None = None  # the CircuitOpenError the breaker raises for it
+
+    @property
+    def error_type(self) -> str | None:
+        return error_type(self.error)
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,6 +76,8 @@ class _CallTelemetry(_Current, CallObserver):
             return
         attributes = {t.OPERATION: event.operation, t.BREAKER_NAME: event.breaker,
                       t.BREAKER_STATE: event.state.value, t.CALL_OUTCOME: CallOutcome.REJECTED.value}
+        if event.error is not None:  # an ERROR span carries error.type (semantic conventions, Recording errors)
+            attributes[t.ERROR_TYPE] = _error_type(event.error)
         self.span.set_attributes({t.BREAKER_NAME: event.breaker, t.BREAKER_STATE: event.state.value})
         span = self._tel.tracer.start_span(t.SPAN_REJECTED.format(operation=event.operation), kind=_INTERNAL,
                                            attributes=attributes)

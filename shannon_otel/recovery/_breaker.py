@@ -303,10 +303,10 @@ class CircuitBreaker(Policy):
 
     def _reject(self, call: _Call | None, retry_after: float | None) -> None:
         state = self._state
+        error = CircuitOpenError(self._name, state.value, retry_after)
         if call is not None:
-            event = CallRejected(call.operation, self._name, state)
-            notify(call, "rejected", event)
-        raise CircuitOpenError(self._name, state.value, retry_after)
+            notify(call, "rejected", CallRejected(call.operation, self._name, state, error))
+        raise error
 
     def _counted(self, error: BaseException) -> bool:
         return (
