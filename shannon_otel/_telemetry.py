@@ -45,7 +45,7 @@ SAGA_NAME: Final = "shannon.saga.name"
 SAGA_STEP: Final = "shannon.saga.step"
 SAGA_OUTCOME: Final = "shannon.saga.outcome"
 COMPENSATION_OUTCOME: Final = "shannon.compensation.outcome"
-HEDGE_ATTEMPT: Final = "shannon.hedge.attempt"
+HEDGE_ATTEMPT: Final = "shannon.hedge.attempt"  # the attempt number of the hedge (`hedge N`) a try belongs to
 RETRY_MAX_ATTEMPTS: Final = "shannon.retry.max_attempts"
 TIMEOUT_LIMIT: Final = "shannon.timeout.limit"  # seconds the Timeout policy allowed
 HOOK_NAME: Final = "shannon.hook.name"  # a failing hook's qualified class name (a small fixed set)
@@ -324,7 +324,9 @@ COMPENSATIONS: Final = MetricSpec(
     (SAGA_NAME, COMPENSATION_OUTCOME),
 )
 HEDGES: Final = MetricSpec(
-    "shannon.hedges", "counter", "{attempt}", "Hedged (extra) attempts started.", (OPERATION,),
+    "shannon.hedges", "counter", "{attempt}",
+    "Hedged (extra) attempts a Hedge launched, counted when each starts (a retry inside one is not another).",
+    (OPERATION,),
 )
 
 HOOK_ERRORS: Final = MetricSpec(

@@ -437,6 +437,9 @@ def test_every_span_and_span_event_the_tables_list_has_exactly_the_attributes_th
         hedged = Pipeline(Hedge(0.05), CircuitBreaker("hb", failure_threshold=10), name="hedged", **providers)
         with contextlib.suppress(ValueError):
             await hedged.call(slow_failure)
+        retried = Pipeline(Hedge(0.05), Retry(attempts=2, initial=0.01), name="hedged", **providers)
+        with contextlib.suppress(ValueError):
+            await retried.call(slow_failure)  # a retry of the hedged attempt: an attempt naming its hedge
         with contextlib.suppress(SagaError):
             async with Saga("s", **providers).begin() as tx:
                 await tx.step("a", undo, compensate=undo)

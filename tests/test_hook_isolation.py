@@ -310,6 +310,9 @@ async def hedge_call(kw: dict[str, Any]) -> Any:
         lambda: h.call(lambda: first_slow.pop(0)()),  # the hedge (attempt 2) wins
         lambda: h.call(lambda: both_fail.pop(0)()),
         lambda: h.call(slow(0.01, 3)),
+        # a retry inside the hedge: the hedged attempt's second try is hedge_retry_started
+        lambda: Pipeline(Hedge(delay=0.05, attempts=2, clock=now), Retry(attempts=3, initial=0.01, clock=now),
+                         clock=now, **kw).call(flaky(4, delay=0.2)),
     )
 
 

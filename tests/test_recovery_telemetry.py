@@ -133,6 +133,36 @@ def test_a_hedged_attempt_names_the_breaker_that_admitted_it_as_an_attempt_does(
         assert (attributes.get("shannon.breaker.name"), attributes.get("shannon.breaker.state")) == ("api", "closed")
 
 
+def test_a_retry_inside_a_hedge_retries_the_hedged_attempt_without_counting_another_hedge() -> None:
+    """``Pipeline(Hedge(0.01, attempts=2), Retry(attempts=3))``, always failing: the Retry inside the hedged
+    attempt retried it, and each of its retries was named ``hedge N`` and counted in ``shannon.hedges`` (spans
+    attempt 1, hedge 2, attempt 3, hedge 4, attempt 5, hedge 6 and 3 hedges, for the one the Hedge launched).
+    A retry of either attempt is an ``attempt N`` span; the retries of the hedged one name it in
+    ``shannon.hedge.attempt``; ``shannon.hedges`` counts the hedge launched: 1 (docs/architecture.md)."""
+    tel = InMemoryTelemetry()
+
+    async def failing() -> None:
+        await asyncio.sleep(0.05)  # outlives the hedge's delay: both attempts run and retry
+        raise ConnectionError("down")
+
+    async def main() -> None:
+        with pytest.raises(ConnectionError):
+            await Pipeline(Hedge(0.01, attempts=2), Retry(attempts=3, initial=0), name="lookup",
+                           **tel.providers).call(failing)
+
+    run_virtual(main())
+    children = tel.children(tel.span("lookup"))
+    named = sorted((s.name, (s.attributes or {}).get("shannon.hedge.attempt")) for s in children)
+    hedge = [n for n, _ in named if n.startswith("hedge ")]
+    assert len(hedge) == 1, named
+    first = int(hedge[0].split()[1])
+    assert [h for n, h in named if n.startswith("attempt ")].count(first) == 2, named  # its two retries
+    assert [h for n, h in named if n.startswith("attempt ")].count(None) == 3, named  # attempt 1 and its retries
+    assert sorted(int(n.split()[1]) for n, _ in named) == [1, 2, 3, 4, 5, 6]
+    assert [(dict(p.attributes), p.value) for p in tel.points("shannon.hedges")] == [
+        ({"shannon.operation": "lookup"}, 1)]
+
+
 # ------------------------------------------------------------------ a hedge inside a nested call
 def test_a_call_made_inside_a_hedged_attempt_reports_its_own_attempts_as_attempts() -> None:
     """The hedge marked its attempts' context "hedged" with a flag every call inside inherited: an

@@ -18,8 +18,8 @@ from opentelemetry.trace import StatusCode
 
 from shannon_otel import (
     BreakerConfig,
-    CircuitOpenError,
     CircuitBreaker,
+    CircuitOpenError,
     Fallback,
     FallbackError,
     Pipeline,
@@ -177,7 +177,7 @@ def test_a_rejected_span_is_an_error_span_with_the_error_type_the_call_records()
     tel = InMemoryTelemetry()
     breaker = CircuitBreaker("db", failure_threshold=1, **tel.providers)
 
-    async def down() -> None:
+    async def down() -> str:
         raise DownError("db down")
 
     async def served(error: BaseException) -> str:

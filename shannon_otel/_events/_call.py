@@ -90,8 +90,8 @@ class FallbackStarted:
 class CallObserver:
     """Per-call observer of a protected operation. Every method is a no-op here.
 
-    Called by the policies in the caller's task, except ``hedge_started`` and the matching
-    ``attempt_finished``, which run in the hedged attempt's own task.
+    Called by the policies in the caller's task, except under a ``Hedge``: each of its attempts (and the
+    retries of a ``Retry`` inside it) starts and finishes in that attempt's own task.
     """
 
     __slots__ = ()
@@ -100,7 +100,13 @@ class CallObserver:
         return None
 
     def hedge_started(self, attempt: int) -> Any:
-        """An extra (hedged) attempt starts; finished through ``attempt_finished``."""
+        """An extra (hedged) attempt a ``Hedge`` launched starts (once per hedge it launches: its first try);
+        finished through ``attempt_finished``."""
+        return self.attempt_started(attempt)
+
+    def hedge_retry_started(self, attempt: int, hedge: int) -> Any:
+        """A later try of the hedged attempt that started as attempt ``hedge`` (a retry of a ``Retry`` inside
+        the ``Hedge``): an attempt of that hedge, not another hedge; finished through ``attempt_finished``."""
         return self.attempt_started(attempt)
 
     def breaker_admitted(self, breaker: str, state: BreakerState) -> None:

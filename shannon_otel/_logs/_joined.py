@@ -201,6 +201,9 @@ class _Both(_Pair, CallObserver):
     def hedge_started(self, attempt: int) -> Any:
         return self._first.hedge_started(attempt)
 
+    def hedge_retry_started(self, attempt: int, hedge: int) -> Any:
+        return self._first.hedge_retry_started(attempt, hedge)
+
     def attempt_finished(self, token: Any, event: AttemptFinished) -> None:
         self._first.attempt_finished(token, event)
 

@@ -62,6 +62,15 @@ class _CallTelemetry(_Current, CallObserver):
             attributes.update(self._breaker)
         return _start(self._tel, t.SPAN_HEDGE.format(attempt=attempt), attributes)
 
+    def hedge_retry_started(self, attempt: int, hedge: int) -> Any:
+        if self.span is None:
+            return None
+        # an attempt span (not counted as a hedge) that names the hedge it retries
+        attributes: dict[str, Any] = {t.OPERATION: self._op, t.ATTEMPT: attempt, t.HEDGE_ATTEMPT: hedge}
+        if self._breaker is not None:
+            attributes.update(self._breaker)
+        return _start(self._tel, t.SPAN_ATTEMPT.format(attempt=attempt), attributes)
+
     def attempt_finished(self, token: Any, event: AttemptFinished) -> None:
         if token is not None:
             _end(token.span, event.outcome.value, event.error, t.ATTEMPT_OUTCOME, self.span)

@@ -4,9 +4,10 @@ The per-call observer lives in ``_call``, the per-saga one in ``_saga``, the spa
 ``_scope``.
 
 Spans: one per protected operation (named after it), a child per attempt (``attempt N``) or hedged
-attempt (``hedge N``), a short error span per rejected call (``rejected OP``), a span per fallback;
-a saga span with a child per step and per compensation. Spans are started by the ``*_started``
-methods and made current structurally: the call observer, the saga observer and the tokens of
+attempt (``hedge N``; a retry inside it is an ``attempt`` naming it in ``shannon.hedge.attempt``), a short
+error span per rejected call (``rejected OP``), a span per fallback; a saga span with a child per step
+and per compensation. Spans are started by the ``*_started`` methods and made current structurally: the
+call observer, the saga observer and the tokens of
 attempts, fallbacks, steps and compensations are :class:`_Current` scopes that the policies enter
 around the work (attach in ``__enter__``, detach in ``__exit__``), so the user's own spans nest under
 the attempt, the operation nests under the caller's span, and no span stays current after the work

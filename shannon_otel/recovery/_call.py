@@ -31,10 +31,24 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-# Set inside the task of a hedged attempt to the call it hedges, so that call's attempt reports itself
-# as a hedge. The call, not a flag: another observed call made inside that attempt (the operation
-# calling a policy of its own) inherits the context, and its attempts are plain attempts.
-_HEDGED: ContextVar[_Call | None] = ContextVar("shannon_otel_hedged", default=None)
+
+class _Branch:
+    """An extra attempt a Hedge launched for ``call``, set in that attempt's task (``_HEDGED``). Its first try
+    reports itself as the hedge (``hedge_started``: counted once in ``shannon.hedges``); a later one, a retry
+    of a ``Retry`` inside the hedge, as a try of that hedge (``hedge_retry_started`` with ``first``, the
+    hedge's attempt number). Before, every try in the task was a hedge: ``Hedge(Retry(attempts=3))``
+    counted three hedges for the one it launched. The call, not a flag: another observed call made
+    inside that attempt (the operation calling a policy of its own) inherits the context, and its
+    attempts are plain attempts."""
+
+    __slots__ = ("call", "first")
+
+    def __init__(self, call: _Call) -> None:
+        self.call = call
+        self.first = 0  # the attempt number of the branch's first try, once it started
+
+
+_HEDGED: ContextVar[_Branch | None] = ContextVar("shannon_otel_hedged", default=None)
 
 
 class _Call:
@@ -128,8 +142,14 @@ async def _attempt(fn: Factory[T], call: _Call) -> T:
     error: BaseException | None = None
     begin = 0.0
     try:
-        start(call.observers, call.owners, call.hooks, tokens,
-              "hedge_started" if _HEDGED.get() is call else "attempt_started", n)
+        branch = _HEDGED.get()
+        if branch is None or branch.call is not call:
+            start(call.observers, call.owners, call.hooks, tokens, "attempt_started", n)
+        elif branch.first:
+            start(call.observers, call.owners, call.hooks, tokens, "hedge_retry_started", n, branch.first)
+        else:
+            branch.first = n
+            start(call.observers, call.owners, call.hooks, tokens, "hedge_started", n)
         begin = call.clock()
         try:
             made = fn()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 from .._validate import awaitable_from, builtin_numbers, check_arity, check_number
-from ._call import _HEDGED, _Call, rerun
+from ._call import _HEDGED, _Branch, _Call, rerun
 from ._decorated import NotAwaitableError
 from ._policy import Instrumented, next_step
 from ._types import Chain, Factory, Sleep
@@ -28,7 +28,10 @@ class Hedge(Instrumented):
     hedge. The earlier attempts' errors stay reachable: that error's ``__context__`` is an
     ``ExceptionGroup`` of them (shown in its traceback; its own previous ``__context__``, if any, moves
     to the group's, or the exception the caller is handling when it awaits the hedge in an ``except``
-    block does). Each attempt runs in its own task; ``fn`` must be safe to call concurrently. An
+    block does). Each attempt runs in its own task; ``fn`` must be safe to call concurrently. A ``Retry``
+    inside the hedge retries each attempt: the retries of a hedged attempt are attempts of that hedge (spans
+    ``attempt N`` naming it in ``shannon.hedge.attempt``), not hedges (``shannon.hedges`` counts the hedged
+    attempts launched). An
     attempt's ``KeyboardInterrupt`` or ``SystemExit`` cancels the others and is raised in the caller's task,
     itself, as without the hedge (not out of the event loop, as asyncio does for a task's). A
     ``BaseException`` that is not an ``Exception`` is never swallowed, even when a loser raises it while
@@ -64,7 +67,7 @@ class Hedge(Instrumented):
             if pending or errors:
                 attempt_call = again = again or rerun(call, self._started.operation)
                 if call is not None:
-                    context.run(_HEDGED.set, call)
+                    context.run(_HEDGED.set, _Branch(call))
             # The attempt is started inside the task: one cancelled before it runs leaves no coroutine unawaited.
             pending.add(asyncio.create_task(_attempt(chain, i, fn, attempt_call), context=context))
 
