@@ -17,8 +17,7 @@ of their start, like nested ``with`` blocks.
 Scopes: a wave, call or saga observer that is a context manager (has ``__enter__`` / ``__exit__``)
 is entered around the whole wave, call or saga, and a token returned by ``attempt_started``,
 ``hedge_started``, ``hedge_retry_started``, ``fallback_started``, ``step_started`` or ``compensation_started``
-that is a
-context manager is entered around that attempt, fallback, step or compensation. The caller enters it
+that is a context manager is entered around that attempt, fallback, step or compensation. The caller enters it
 right after the start method and exits it right after the matching ``*_finished`` (told no
 exception; its return value is ignored). That is how the OTel hook makes its spans current: the
 attach is in ``__enter__`` and the detach in ``__exit__`` of one ``with``-like block the caller
