@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import functools
+import http.client
 import os
 import socket
 import urllib.request
@@ -23,7 +24,7 @@ from test_cli_prometheus import promtool_check_metrics
 
 from shannon_otel import MetricsServer, PrometheusReader, Wave, configure
 from shannon_otel import _telemetry as tel
-from shannon_otel._prometheus import series_name
+from shannon_otel._prometheus import OPENMETRICS, TEXT, series_name
 from shannon_otel.assets import referenced_metrics
 
 
@@ -269,3 +270,67 @@ def test_a_label_value_with_a_lone_surrogate_never_fails_the_scrape(openmetrics:
     assert {"shannon_task_outcomes", "my_requests"} <= {f.name for f in parse(text)}
     if not openmetrics:
         assert promtool_check_metrics(text) == ""
+
+
+def _get(server: MetricsServer, method: str = "GET", accept: str | None = None) -> tuple[int, str, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        connection.request(method, "/metrics", headers={"Accept": accept} if accept is not None else {})
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type") or "", response.read()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(("accept", "openmetrics"), [
+    # Prometheus with scrape_protocols: [PrometheusText0.0.4, OpenMetricsText1.0.0] prefers text: it got OpenMetrics
+    ("text/plain;version=0.0.4;q=0.5,application/openmetrics-text;version=1.0.0;q=0.4", False),
+    ("application/openmetrics-text;q=0,text/plain", False),  # q=0 is "not acceptable": it got OpenMetrics
+    ("Application/OpenMetrics-Text; Version=1.0.0", True),  # media types are case-insensitive: it got text
+    ("application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;"
+     "version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,"
+     "*/*;q=0.2", True),  # what Prometheus 3 sends by default
+    ("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5", True),
+    ("application/openmetrics-text;q=0.5,*/*;q=0.5", True),
+    ("application/openmetrics-text;q=oops,text/plain;q=0.1", False),
+    ("*/*", False),
+    (None, False),
+])
+def test_the_format_follows_the_accept_headers_weights(accept: str | None, openmetrics: bool) -> None:
+    server = MetricsServer(PrometheusReader(), port=0)
+    try:
+        status, content_type, _ = _get(server, accept=accept)
+    finally:
+        server.close()
+    assert status == 200
+    assert content_type == (OPENMETRICS if openmetrics else TEXT)
+
+
+def test_head_answers_with_the_get_headers_and_no_body() -> None:
+    """``curl -I`` (an operator checking the endpoint, a load balancer's health check) got 501."""
+    reader, _, _ = _run_wave()
+    server = MetricsServer(reader, port=0)
+    try:
+        status, content_type, body = _get(server, "HEAD")
+        assert (status, content_type, body) == (200, TEXT, b"")
+        assert _get(server)[0] == 200
+    finally:
+        server.close()
+
+
+def test_close_ends_a_connection_that_never_sent_its_request() -> None:
+    """A client that connects and sends nothing kept its handler thread and the socket open for good,
+    also after close(); other scrapes must not wait on it meanwhile."""
+    reader, _, _ = _run_wave()
+    server = MetricsServer(reader, port=0)
+    stalled = socket.create_connection(("127.0.0.1", server.port))
+    try:
+        # Accepted in order: once this later scrape is answered, the stalled connection is being served.
+        assert _get(server)[0] == 200
+        server.close()
+        server.close()  # a second close does nothing
+        stalled.settimeout(10)
+        assert stalled.recv(1) == b"", "the server ended the stalled connection"
+    finally:
+        stalled.close()
+        server.close()
