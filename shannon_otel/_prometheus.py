@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import math
 import re
 import socket
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,6 +46,7 @@ OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 _SPECS = {spec.name: spec for spec in METRICS}
 _INVALID = re.compile(r"[^a-zA-Z0-9_:]")
 _CLIENT_TIMEOUT_S = 30.0
+_log = logging.getLogger("shannon_otel")
 
 
 def series_name(name: str, unit: str, kind: str) -> str:
@@ -298,6 +301,14 @@ class _Server(ThreadingHTTPServer):
             self._open.discard(request)
         super().shutdown_request(request)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A scraper that left mid-answer (Prometheus' scrape timeout, ``curl`` stopped) is routine:
+        ignored. Anything else goes to the ``shannon_otel`` logger; socketserver printed a traceback
+        on the application's stderr for either."""
+        error = sys.exc_info()[1]
+        if not isinstance(error, ConnectionError | TimeoutError):
+            _log.warning("the metrics endpoint failed to answer %s", client_address, exc_info=error)
+
     def end_connections(self) -> None:
         """Shut down every connection still open (a client that never sent its request, or reads
         slowly): its thread returns and its socket is freed, instead of both living on after close()."""
@@ -317,7 +328,8 @@ class MetricsServer:
     honoured), text 0.0.4 otherwise; ``HEAD`` answers the same headers without the body; any other
     path is 404. Binds 127.0.0.1 unless told otherwise; :attr:`port` is the bound port (the one picked
     for 0) and :attr:`url` the page. Raises OSError naming ``host:port`` from the constructor when the
-    port cannot be bound. A connection idle for 30 s is dropped; :meth:`close` stops listening and
+    port cannot be bound. A connection idle for 30 s is dropped, a scraper leaving mid-answer is no
+    error (other failures go to the ``shannon_otel`` logger); :meth:`close` stops listening and
     ends the connections still open (a second call does nothing).
     """
 

@@ -7,8 +7,11 @@ import asyncio
 import errno
 import functools
 import http.client
+import logging
 import os
 import socket
+import struct
+import threading
 import urllib.request
 from typing import Any
 
@@ -334,3 +337,40 @@ def test_close_ends_a_connection_that_never_sent_its_request() -> None:
     finally:
         stalled.close()
         server.close()
+
+
+class _HeldReader(PrometheusReader):
+    """A reader whose scrape waits for the test: the scraper can leave before the answer is written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = threading.Event()
+        self.answer = threading.Event()
+
+    def scrape(self, *, openmetrics: bool = False) -> str:
+        self.asked.set()
+        assert self.answer.wait(10)
+        return "x 1\n" * 100_000
+
+
+def test_a_scraper_that_leaves_mid_answer_prints_no_traceback(capfd: pytest.CaptureFixture[str],
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """Prometheus giving up at its scrape timeout (or ``curl`` stopped) printed socketserver's traceback
+    (ConnectionResetError) on the application's stderr at every such scrape."""
+    reader = _HeldReader()
+    server = MetricsServer(reader, port=0)
+    before = set(threading.enumerate())
+    try:
+        client = socket.create_connection(("127.0.0.1", server.port))
+        client.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert reader.asked.wait(10)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()  # a reset, as a scraper that timed out
+        reader.answer.set()
+        for thread in set(threading.enumerate()) - before:
+            if "process_request" in thread.name:
+                thread.join(10)
+    finally:
+        server.close()
+    assert "Traceback" not in capfd.readouterr().err
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
