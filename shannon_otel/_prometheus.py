@@ -202,10 +202,19 @@ def render(data: MetricsData | None, *, openmetrics: bool = False) -> str:
                     else:
                         lines.append(f"{prom}{_labels(point.attributes, target)} {_number(point.value)}")
     out: list[str] = []
+    written: set[str] = set()
     for prom, (kind, description, lines) in families.items():
         # Text format 0.0.4 names a counter's family by its sample name, ``_total`` included, as
         # prometheus_client writes it; OpenMetrics names the family without the suffix.
         family = prom.removesuffix("_total") if openmetrics and kind == "counter" else prom
+        names = {family, prom} | ({f"{prom}_{s}" for s in ("bucket", "sum", "count")} if kind == "histogram" else set())
+        if names & written:
+            # Two families claiming one name (OpenMetrics: a counter ``jobs`` and a gauge ``jobs`` of two
+            # scopes; any format: a gauge ``x_count`` beside a histogram ``x``) make the whole page
+            # invalid: Prometheus drops every series of the target. The first is kept, as a client
+            # registry refuses the second; text format keeps both of the first case (``jobs_total``).
+            continue
+        written |= names
         out.append(f"# HELP {family} {_escape(description) if openmetrics else _escape_help(description)}")
         out.append(f"# TYPE {family} {kind}")
         out.extend(lines)

@@ -374,3 +374,27 @@ def test_a_scraper_that_leaves_mid_answer_prints_no_traceback(capfd: pytest.Capt
         server.close()
     assert "Traceback" not in capfd.readouterr().err
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_two_metrics_claiming_one_family_name_never_invalidate_the_page(openmetrics: bool) -> None:
+    """A counter ``jobs`` and a gauge ``jobs`` (two libraries' scopes) were two OpenMetrics families named
+    ``jobs``: the strict parser (and Prometheus, which asks for OpenMetrics) refused the whole page, so
+    every series of the target was lost. Same for a gauge ``lat_count`` beside a histogram ``lat``."""
+    reader = PrometheusReader()
+    provider = MeterProvider(metric_readers=[reader], resource=Resource.create({"service.name": "svc"}))
+    try:
+        provider.get_meter("a").create_counter("jobs").add(1)
+        provider.get_meter("b").create_gauge("jobs").set(3)
+        provider.get_meter("a").create_histogram("lat").record(1)
+        provider.get_meter("b").create_gauge("lat_count").set(7)
+        provider.get_meter("a").create_counter("ok").add(1)
+        text = reader.scrape(openmetrics=openmetrics)
+    finally:
+        provider.shutdown()
+    parse = text_string_to_metric_families if openmetrics else text_families
+    families = {f.name: f.type for f in parse(text)}
+    assert families["ok"] == "counter" and families["lat"] == "histogram"
+    assert families["jobs"] == ("counter" if openmetrics else "gauge")
+    if not openmetrics:  # promtool lints OpenMetrics counters as having no help text: text format only
+        assert promtool_check_metrics(text) == ""
