@@ -17,6 +17,7 @@ import base64
 import json
 import logging
 import math
+import os
 import re
 import socket
 import sys
@@ -377,11 +378,18 @@ class MetricsServer:
             raise OSError(exc.errno, exc.strerror or str(exc), f"{host}:{port}") from exc
         self.port = int(self._server.server_address[1])
         self.url = f"http://{f'[{host}]' if ':' in host else host}:{self.port}/metrics"
+        self._pid = os.getpid()
         self._thread = threading.Thread(target=self._server.serve_forever, name="shannon-otel-metrics", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
-        """Stop listening and end the connections still open; a second call does nothing."""
+        """Stop listening and end the connections still open; a second call does nothing.
+
+        In a forked child it only closes the child's copy of the listening socket: the serving thread
+        is the parent's (waiting for it hung the child for good) and so are the connections."""
+        if os.getpid() != self._pid:
+            self._server.server_close()
+            return
         self._server.shutdown()
         self._server.server_close()
         self._server.end_connections()

@@ -13,9 +13,11 @@ import socket
 import struct
 import threading
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
+from _forked import fork_while_locked
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.sdk.metrics import MeterProvider
@@ -398,3 +400,20 @@ def test_two_metrics_claiming_one_family_name_never_invalidate_the_page(openmetr
     assert families["jobs"] == ("counter" if openmetrics else "gauge")
     if not openmetrics:  # promtool lints OpenMetrics counters as having no help text: text format only
         assert promtool_check_metrics(text) == ""
+
+
+def test_close_in_a_forked_child_returns_and_leaves_the_parent_serving(tmp_path: Path) -> None:
+    """close() in a forked child (a worker cleaning up what it inherited) waited for a serving thread
+    that exists only in the parent: the child hung for good."""
+    result = fork_while_locked(tmp_path, """
+        import threading, urllib.request
+        from shannon_otel import MetricsServer, PrometheusReader
+        server = MetricsServer(PrometheusReader(), port=0)
+        lock = threading.Lock()
+    """, """
+        server.close()
+        server.close()
+        with urllib.request.urlopen(server.url, timeout=10) as response:  # the parent's, still serving
+            assert response.status == 200
+    """)
+    assert result == {"hung": False, "status": 0}
