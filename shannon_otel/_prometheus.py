@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import math
+import os
 import re
 import socket
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,6 +46,8 @@ TEXT = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 _SPECS = {spec.name: spec for spec in METRICS}
 _INVALID = re.compile(r"[^a-zA-Z0-9_:]")
+_CLIENT_TIMEOUT_S = 30.0
+_log = logging.getLogger("shannon_otel")
 
 
 def series_name(name: str, unit: str, kind: str) -> str:
@@ -198,10 +203,19 @@ def render(data: MetricsData | None, *, openmetrics: bool = False) -> str:
                     else:
                         lines.append(f"{prom}{_labels(point.attributes, target)} {_number(point.value)}")
     out: list[str] = []
+    written: set[str] = set()
     for prom, (kind, description, lines) in families.items():
         # Text format 0.0.4 names a counter's family by its sample name, ``_total`` included, as
         # prometheus_client writes it; OpenMetrics names the family without the suffix.
         family = prom.removesuffix("_total") if openmetrics and kind == "counter" else prom
+        names = {family, prom} | ({f"{prom}_{s}" for s in ("bucket", "sum", "count")} if kind == "histogram" else set())
+        if names & written:
+            # Two families claiming one name (OpenMetrics: a counter ``jobs`` and a gauge ``jobs`` of two
+            # scopes; any format: a gauge ``x_count`` beside a histogram ``x``) make the whole page
+            # invalid: Prometheus drops every series of the target. The first is kept, as a client
+            # registry refuses the second; text format keeps both of the first case (``jobs_total``).
+            continue
+        written |= names
         out.append(f"# HELP {family} {_escape(description) if openmetrics else _escape_help(description)}")
         out.append(f"# TYPE {family} {kind}")
         out.extend(lines)
@@ -249,6 +263,30 @@ class PrometheusReader(MetricReader):
         pass
 
 
+def _wants_openmetrics(accept: str) -> bool:
+    """Whether an ``Accept`` header prefers OpenMetrics to text 0.0.4 (RFC 9110 negotiation: media
+    types compared case-insensitively, ``q`` weights honoured, ``q=0`` refuses; on a tie OpenMetrics,
+    which carries exemplars). A header that accepts neither gets text, as Prometheus' own clients do."""
+    openmetrics = text = 0.0
+    for entry in accept.split(","):
+        media, *params = (part.strip().lower() for part in entry.split(";"))
+        weight = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip() == "q":
+                try:
+                    weight = min(max(float(value.strip()), 0.0), 1.0)
+                except ValueError:
+                    weight = 0.0  # a malformed weight: as if not offered
+                if math.isnan(weight):
+                    weight = 0.0
+        if media == "application/openmetrics-text":
+            openmetrics = max(openmetrics, weight)
+        elif media in ("text/plain", "text/*", "*/*"):
+            text = max(text, weight)
+    return openmetrics > 0 and openmetrics >= text
+
+
 class _Server(ThreadingHTTPServer):
     """An HTTP server in the host's address family: IPv4 when the host has an IPv4 address (so
     ``localhost`` stays 127.0.0.1, what scrapers are pointed at), IPv6 for ``::1`` and IPv6-only
@@ -259,15 +297,50 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
         families = [info[0] for info in socket.getaddrinfo(*address, type=socket.SOCK_STREAM)]
         self.address_family = socket.AF_INET if socket.AF_INET in families else families[0]
+        self._open: set[socket.socket] = set()  # connections being served: close() ends them
+        self._open_lock = threading.Lock()
         super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A scraper that left mid-answer (Prometheus' scrape timeout, ``curl`` stopped) is routine:
+        ignored. Anything else goes to the ``shannon_otel`` logger; socketserver printed a traceback
+        on the application's stderr for either."""
+        error = sys.exc_info()[1]
+        if not isinstance(error, ConnectionError | TimeoutError):
+            _log.warning("the metrics endpoint failed to answer %s", client_address, exc_info=error)
+
+    def end_connections(self) -> None:
+        """Shut down every connection still open (a client that never sent its request, or reads
+        slowly): its thread returns and its socket is freed, instead of both living on after close()."""
+        with self._open_lock:
+            connections = list(self._open)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:  # already closed by its own thread
+                pass
 
 
 class MetricsServer:
     """``GET /metrics`` of ``reader`` on ``host``:``port`` (0 picks a free port) in a daemon thread.
 
-    OpenMetrics (with exemplars) when the scraper's ``Accept`` header asks for it, text 0.0.4
-    otherwise. Binds 127.0.0.1 unless told otherwise. Raises OSError from the constructor when the
-    port cannot be bound; :meth:`close` stops it.
+    OpenMetrics (with exemplars) when the scraper's ``Accept`` header prefers it (``q`` weights
+    honoured), text 0.0.4 otherwise; ``HEAD`` answers the same headers without the body; any other
+    path is 404. Binds 127.0.0.1 unless told otherwise; :attr:`port` is the bound port (the one picked
+    for 0) and :attr:`url` the page. Raises OSError naming ``host:port`` from the constructor when the
+    port cannot be bound. A connection idle for 30 s is dropped, a scraper leaving mid-answer is no
+    error (other failures go to the ``shannon_otel`` logger); :meth:`close` stops listening and
+    ends the connections still open (a second call does nothing).
     """
 
     def __init__(self, reader: PrometheusReader, port: int = 9464, host: str = "127.0.0.1") -> None:
@@ -276,17 +349,25 @@ class MetricsServer:
         check_number("port", port, low=0, high=65535, integer=True)
         check_name("host", host)
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
+            # A client that connects and never sends (or stops reading) frees its thread and socket
+            # after this many seconds instead of holding them for good; other scrapes never wait on it.
+            timeout = _CLIENT_TIMEOUT_S
+
+            def do_GET(self, head: bool = False) -> None:
                 if self.path.split("?")[0] not in ("/metrics", "/"):
                     self.send_error(404, "only /metrics is served here")
                     return
-                openmetrics = "application/openmetrics-text" in self.headers.get("Accept", "")
+                openmetrics = _wants_openmetrics(self.headers.get("Accept", ""))
                 body = reader.scrape(openmetrics=openmetrics).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", OPENMETRICS if openmetrics else TEXT)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if not head:
+                    self.wfile.write(body)
+
+            def do_HEAD(self) -> None:  # ``curl -I``: the GET's status and headers, no body (was 501)
+                self.do_GET(head=True)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -297,9 +378,18 @@ class MetricsServer:
             raise OSError(exc.errno, exc.strerror or str(exc), f"{host}:{port}") from exc
         self.port = int(self._server.server_address[1])
         self.url = f"http://{f'[{host}]' if ':' in host else host}:{self.port}/metrics"
+        self._pid = os.getpid()
         self._thread = threading.Thread(target=self._server.serve_forever, name="shannon-otel-metrics", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
+        """Stop listening and end the connections still open; a second call does nothing.
+
+        In a forked child it only closes the child's copy of the listening socket: the serving thread
+        is the parent's (waiting for it hung the child for good) and so are the connections."""
+        if os.getpid() != self._pid:
+            self._server.server_close()
+            return
         self._server.shutdown()
         self._server.server_close()
+        self._server.end_connections()

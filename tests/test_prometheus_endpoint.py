@@ -6,12 +6,18 @@ from __future__ import annotations
 import asyncio
 import errno
 import functools
+import http.client
+import logging
 import os
 import socket
+import struct
+import threading
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
+from _forked import fork_while_locked
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.sdk.metrics import MeterProvider
@@ -23,7 +29,7 @@ from test_cli_prometheus import promtool_check_metrics
 
 from shannon_otel import MetricsServer, PrometheusReader, Wave, configure
 from shannon_otel import _telemetry as tel
-from shannon_otel._prometheus import series_name
+from shannon_otel._prometheus import OPENMETRICS, TEXT, series_name
 from shannon_otel.assets import referenced_metrics
 
 
@@ -269,3 +275,145 @@ def test_a_label_value_with_a_lone_surrogate_never_fails_the_scrape(openmetrics:
     assert {"shannon_task_outcomes", "my_requests"} <= {f.name for f in parse(text)}
     if not openmetrics:
         assert promtool_check_metrics(text) == ""
+
+
+def _get(server: MetricsServer, method: str = "GET", accept: str | None = None) -> tuple[int, str, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        connection.request(method, "/metrics", headers={"Accept": accept} if accept is not None else {})
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type") or "", response.read()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(("accept", "openmetrics"), [
+    # Prometheus with scrape_protocols: [PrometheusText0.0.4, OpenMetricsText1.0.0] prefers text: it got OpenMetrics
+    ("text/plain;version=0.0.4;q=0.5,application/openmetrics-text;version=1.0.0;q=0.4", False),
+    ("application/openmetrics-text;q=0,text/plain", False),  # q=0 is "not acceptable": it got OpenMetrics
+    ("Application/OpenMetrics-Text; Version=1.0.0", True),  # media types are case-insensitive: it got text
+    ("application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;"
+     "version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,"
+     "*/*;q=0.2", True),  # what Prometheus 3 sends by default
+    ("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5", True),
+    ("application/openmetrics-text;q=0.5,*/*;q=0.5", True),
+    ("application/openmetrics-text;q=oops,text/plain;q=0.1", False),
+    ("*/*", False),
+    (None, False),
+])
+def test_the_format_follows_the_accept_headers_weights(accept: str | None, openmetrics: bool) -> None:
+    server = MetricsServer(PrometheusReader(), port=0)
+    try:
+        status, content_type, _ = _get(server, accept=accept)
+    finally:
+        server.close()
+    assert status == 200
+    assert content_type == (OPENMETRICS if openmetrics else TEXT)
+
+
+def test_head_answers_with_the_get_headers_and_no_body() -> None:
+    """``curl -I`` (an operator checking the endpoint, a load balancer's health check) got 501."""
+    reader, _, _ = _run_wave()
+    server = MetricsServer(reader, port=0)
+    try:
+        status, content_type, body = _get(server, "HEAD")
+        assert (status, content_type, body) == (200, TEXT, b"")
+        assert _get(server)[0] == 200
+    finally:
+        server.close()
+
+
+def test_close_ends_a_connection_that_never_sent_its_request() -> None:
+    """A client that connects and sends nothing kept its handler thread and the socket open for good,
+    also after close(); other scrapes must not wait on it meanwhile."""
+    reader, _, _ = _run_wave()
+    server = MetricsServer(reader, port=0)
+    stalled = socket.create_connection(("127.0.0.1", server.port))
+    try:
+        # Accepted in order: once this later scrape is answered, the stalled connection is being served.
+        assert _get(server)[0] == 200
+        server.close()
+        server.close()  # a second close does nothing
+        stalled.settimeout(10)
+        assert stalled.recv(1) == b"", "the server ended the stalled connection"
+    finally:
+        stalled.close()
+        server.close()
+
+
+class _HeldReader(PrometheusReader):
+    """A reader whose scrape waits for the test: the scraper can leave before the answer is written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = threading.Event()
+        self.answer = threading.Event()
+
+    def scrape(self, *, openmetrics: bool = False) -> str:
+        self.asked.set()
+        assert self.answer.wait(10)
+        return "x 1\n" * 100_000
+
+
+def test_a_scraper_that_leaves_mid_answer_prints_no_traceback(capfd: pytest.CaptureFixture[str],
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """Prometheus giving up at its scrape timeout (or ``curl`` stopped) printed socketserver's traceback
+    (ConnectionResetError) on the application's stderr at every such scrape."""
+    reader = _HeldReader()
+    server = MetricsServer(reader, port=0)
+    before = set(threading.enumerate())
+    try:
+        client = socket.create_connection(("127.0.0.1", server.port))
+        client.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert reader.asked.wait(10)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()  # a reset, as a scraper that timed out
+        reader.answer.set()
+        for thread in set(threading.enumerate()) - before:
+            if "process_request" in thread.name:
+                thread.join(10)
+    finally:
+        server.close()
+    assert "Traceback" not in capfd.readouterr().err
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_two_metrics_claiming_one_family_name_never_invalidate_the_page(openmetrics: bool) -> None:
+    """A counter ``jobs`` and a gauge ``jobs`` (two libraries' scopes) were two OpenMetrics families named
+    ``jobs``: the strict parser (and Prometheus, which asks for OpenMetrics) refused the whole page, so
+    every series of the target was lost. Same for a gauge ``lat_count`` beside a histogram ``lat``."""
+    reader = PrometheusReader()
+    provider = MeterProvider(metric_readers=[reader], resource=Resource.create({"service.name": "svc"}))
+    try:
+        provider.get_meter("a").create_counter("jobs").add(1)
+        provider.get_meter("b").create_gauge("jobs").set(3)
+        provider.get_meter("a").create_histogram("lat").record(1)
+        provider.get_meter("b").create_gauge("lat_count").set(7)
+        provider.get_meter("a").create_counter("ok").add(1)
+        text = reader.scrape(openmetrics=openmetrics)
+    finally:
+        provider.shutdown()
+    parse = text_string_to_metric_families if openmetrics else text_families
+    families = {f.name: f.type for f in parse(text)}
+    assert families["ok"] == "counter" and families["lat"] == "histogram"
+    assert families["jobs"] == ("counter" if openmetrics else "gauge")
+    if not openmetrics:  # promtool lints OpenMetrics counters as having no help text: text format only
+        assert promtool_check_metrics(text) == ""
+
+
+def test_close_in_a_forked_child_returns_and_leaves_the_parent_serving(tmp_path: Path) -> None:
+    """close() in a forked child (a worker cleaning up what it inherited) waited for a serving thread
+    that exists only in the parent: the child hung for good."""
+    result = fork_while_locked(tmp_path, """
+        import threading, urllib.request
+        from shannon_otel import MetricsServer, PrometheusReader
+        server = MetricsServer(PrometheusReader(), port=0)
+        lock = threading.Lock()
+    """, """
+        server.close()
+        server.close()
+        with urllib.request.urlopen(server.url, timeout=10) as response:  # the parent's, still serving
+            assert response.status == 200
+    """)
+    assert result == {"hung": False, "status": 0}
