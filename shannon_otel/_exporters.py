@@ -176,8 +176,8 @@ def _choose(kind: str, explicit: str | None) -> tuple[str, ...]:
     names = names or ["otlp"]
     chosen: list[str] = []
     for name in names:
-        if explicit is None:
-            name = _SDK_NAMES.get(name, name)
+        if explicit is None:  # "console,NONE": none in a list is off in any case too, as it is alone
+            name = "none" if name.lower() == "none" else _SDK_NAMES.get(name, name)
         if name == "otlp":
             name = "otlp_http" if _protocol(kind) == "http/protobuf" else "otlp_grpc"
         if name not in _EXPORTERS:

@@ -39,6 +39,7 @@ from test_export_faults import N_SPANS, GrpcSink, _run_wave, _shutdown
 
 from shannon_otel import configure
 from shannon_otel._delivery import DEFAULT_MAX_QUEUE_SIZE, CountedSpanProcessor
+from shannon_otel._exporters import _choose
 from shannon_otel.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,6 +138,13 @@ def test_an_exporter_variable_of_none_in_any_case_is_none_as_in_the_sdk(monkeypa
         "ConsoleSpanExporter"]
     assert handle.logger_provider is None
     assert handle._metric_exporters == ()
+
+
+@pytest.mark.parametrize("value", ["console,NONE", "None, console"])
+def test_none_in_any_case_within_an_exporter_list_is_left_out(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    """Alone, ``NONE`` was off; in a list with another exporter, a ValueError "got 'NONE'" (``none`` was left out)."""
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", value)
+    assert _choose("TRACES", None) == ("console",)
 
 
 @pytest.mark.parametrize(("value", "built"), [("otlp_proto_http", "HttpSpans"), ("otlp_proto_grpc", "GrpcSpans")])
