@@ -225,10 +225,12 @@ def configure(
     interval_s = _metric_interval_s(metric_interval_s)
     _check_arguments(export_timeout_s, shutdown_timeout_s, max_queue_size, max_export_batch_size)
     # the variable bounded as the argument is (it was taken at any size: 10**11 spans held in memory)
-    queue_size = max_queue_size or env_int("OTEL_BSP_MAX_QUEUE_SIZE", _MAX_QUEUE_SIZE) or DEFAULT_MAX_QUEUE_SIZE
+    env_queue = None if max_queue_size else env_int("OTEL_BSP_MAX_QUEUE_SIZE", _MAX_QUEUE_SIZE)
+    queue_size = max_queue_size or env_queue or DEFAULT_MAX_QUEUE_SIZE
     batch_size = max_export_batch_size or env_batch_setting("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, queue_size)
-    if batch_size > queue_size:
-        raise ValueError(f"max_export_batch_size must be <= max_queue_size ({queue_size}), got {shown(batch_size)}")
+    if batch_size > queue_size:  # the queue named where it came from (the variable: the user never passed it)
+        queue_from = "OTEL_BSP_MAX_QUEUE_SIZE" if env_queue else "max_queue_size"
+        raise ValueError(f"max_export_batch_size must be <= {queue_from} ({queue_size}), got {shown(batch_size)}")
     trace_names, metric_names = _choose("TRACES", exporter), _choose("METRICS", exporter)
     log_names = _logs_wanted(logs, exporter)
     signals = (("TRACES", trace_names), ("METRICS", metric_names), ("LOGS", log_names or ()))

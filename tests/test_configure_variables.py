@@ -104,6 +104,13 @@ def test_the_check_command_honours_a_compression_of_none(
     assert sink.spans == 1
 
 
+def test_a_batch_above_the_queue_of_the_variable_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: "max_export_batch_size must be <= max_queue_size (100)", an argument the user never passed."""
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "100")
+    with pytest.raises(ValueError, match=r"^max_export_batch_size must be <= OTEL_BSP_MAX_QUEUE_SIZE \(100\), got 512"):
+        configure(exporter="none", set_global=False, max_export_batch_size=512)
+
+
 # --- exporter names -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("variable", "value"), [
