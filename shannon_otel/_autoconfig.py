@@ -5,7 +5,8 @@
 at start-up instead of the SDK's own configurator: it runs :func:`shannon_otel.configure`, which
 reads the same standard variables (``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``,
 ``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER``, ``OTEL_EXPORTER_OTLP_ENDPOINT`` /
-``_PROTOCOL``, ``OTEL_METRIC_EXPORT_INTERVAL``, ``OTEL_TRACES_SAMPLER``) and wires the in-process
+``_PROTOCOL``, ``OTEL_METRIC_EXPORT_INTERVAL``, ``OTEL_TRACES_SAMPLER``, ``OTEL_PYTHON_ID_GENERATOR``, a sampler
+or id generator of an installed package included) and wires the in-process
 metrics bridge. The logs signal is set up as ``configure()`` sets it up: when ``OTEL_LOGS_EXPORTER``
 is ``otlp`` or ``console`` (the handler goes on the ``shannon_otel`` logger only). Duck-typed like the
 SDK's ``_BaseConfigurator`` (whose module is private): one instance per process, ``configure(**kwargs)``.

@@ -53,6 +53,7 @@ from ._otel._instruments import instrument
 from ._otel._providers import globals_set, register_bridge, register_drops
 from ._otlp_env import warn_odd_variables
 from ._redact import Redact, RedactingSpanExporter, redacting_handler
+from ._sdk_env import id_generator, sampler
 from ._telemetry import SCOPE_NAME as LOGGER_ROOT  # the logging hook's loggers are its children
 from ._telemetry_handle import _MAX_TIMEOUT_S, DEFAULT_SHUTDOWN_TIMEOUT_S, shut_at_exit
 from ._telemetry_handle import Telemetry as Telemetry
@@ -176,6 +177,10 @@ def configure(
     overrides ``OTEL_METRIC_EXPORT_INTERVAL`` (integer milliseconds; an unparsable value, or one above a
     day, is ignored with a logged warning); the default is 10 s. docs/reliability.md lists them all.
 
+    ``OTEL_TRACES_SAMPLER`` (with ``OTEL_TRACES_SAMPLER_ARG``) and ``OTEL_PYTHON_ID_GENERATOR`` are read as the SDK's
+    own configurator reads them, a sampler or id generator of an installed package (entry point) included; an
+    unknown or failing one is ignored with a warning naming the variable.
+
     Spans are batched by the SDK's BatchSpanProcessor (``OTEL_BSP_SCHEDULE_DELAY`` and
     ``OTEL_BSP_EXPORT_TIMEOUT`` honoured as the SDK reads them); ``max_queue_size`` (default
     ``OTEL_BSP_MAX_QUEUE_SIZE``, else 16,384 spans, ~45 MB at most) and ``max_export_batch_size``
@@ -220,10 +225,12 @@ def configure(
     interval_s = _metric_interval_s(metric_interval_s)
     _check_arguments(export_timeout_s, shutdown_timeout_s, max_queue_size, max_export_batch_size)
     # the variable bounded as the argument is (it was taken at any size: 10**11 spans held in memory)
-    queue_size = max_queue_size or env_int("OTEL_BSP_MAX_QUEUE_SIZE", _MAX_QUEUE_SIZE) or DEFAULT_MAX_QUEUE_SIZE
+    env_queue = None if max_queue_size else env_int("OTEL_BSP_MAX_QUEUE_SIZE", _MAX_QUEUE_SIZE)
+    queue_size = max_queue_size or env_queue or DEFAULT_MAX_QUEUE_SIZE
     batch_size = max_export_batch_size or env_batch_setting("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, queue_size)
-    if batch_size > queue_size:
-        raise ValueError(f"max_export_batch_size must be <= max_queue_size ({queue_size}), got {shown(batch_size)}")
+    if batch_size > queue_size:  # the queue named where it came from (the variable: the user never passed it)
+        queue_from = "OTEL_BSP_MAX_QUEUE_SIZE" if env_queue else "max_queue_size"
+        raise ValueError(f"max_export_batch_size must be <= {queue_from} ({queue_size}), got {shown(batch_size)}")
     trace_names, metric_names = _choose("TRACES", exporter), _choose("METRICS", exporter)
     log_names = _logs_wanted(logs, exporter)
     signals = (("TRACES", trace_names), ("METRICS", metric_names), ("LOGS", log_names or ()))
@@ -245,7 +252,8 @@ def configure(
 
     drops = DropCounter()
     # shutdown_on_exit=False: the SDK's own exit handlers wait unbounded; Telemetry registers a bounded one.
-    tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False, sampler=sampler(),
+                                     id_generator=id_generator())
     logger_provider = None if log_names is None else LoggerProvider(resource=resource, shutdown_on_exit=False)
     # Every exporter is built (its endpoint variable checked) before any processor or reader starts a thread:
     # a malformed OTEL_EXPORTER_OTLP_METRICS_ENDPOINT used to leave a span processor's thread running per call.

@@ -176,8 +176,8 @@ def _choose(kind: str, explicit: str | None) -> tuple[str, ...]:
     names = names or ["otlp"]
     chosen: list[str] = []
     for name in names:
-        if explicit is None:
-            name = _SDK_NAMES.get(name, name)
+        if explicit is None:  # "console,NONE": none in a list is off in any case too, as it is alone
+            name = "none" if name.lower() == "none" else _SDK_NAMES.get(name, name)
         if name == "otlp":
             name = "otlp_http" if _protocol(kind) == "http/protobuf" else "otlp_grpc"
         if name not in _EXPORTERS:
@@ -253,11 +253,12 @@ def _exemplar_filter() -> ExemplarFilter | None:
     """The MeterProvider's exemplar filter from ``OTEL_METRICS_EXEMPLAR_FILTER``, or None to let the SDK
     read it. A value it does not know (or knows only in another case, ``ALWAYS_ON``) made the SDK raise
     "Unknown exemplar filter 'x'." out of ``configure()``; the specification asks for a warning and the
-    default (``trace_based``) for an unrecognised value, and for enum values read case-insensitively."""
+    default (``trace_based``) for an unrecognised value, and for enum values read case-insensitively.
+    Blank is unset (the specification's rule): the default, without the warning it used to get."""
     raw = os.environ.get("OTEL_METRICS_EXEMPLAR_FILTER")
     if raw is None or raw in _EXEMPLAR_FILTERS:
         return None
-    name = raw.strip().lower()
+    name = raw.strip().lower() or "trace_based"
     if name not in _EXEMPLAR_FILTERS:
         _log.warning("OTEL_METRICS_EXEMPLAR_FILTER=%r is not one of %s; ignored, trace_based used",
                      raw, ", ".join(_EXEMPLAR_FILTERS))

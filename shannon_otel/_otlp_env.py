@@ -8,6 +8,7 @@ compression type" without naming the variable. Both now get the value resolved h
 Booleans and certificate files the SDK would read silently as something else: a warning naming the variable.
 Headers: the SDK's parser logs a malformed entry of ``OTEL_EXPORTER_OTLP[_<signal>]_HEADERS`` whole, and the
 usual malformed entry is a token pasted without its name (``Bearer <token>``): its text is masked.
+Blank variables: the SDK's gRPC exporters read them as values (see :func:`unread_by_grpc`).
 """
 
 from __future__ import annotations
@@ -99,3 +100,45 @@ def header_text_masked() -> Iterator[None]:
             _masking -= 1
             if _masking == 0:
                 logger.removeFilter(_MASK)
+
+
+_SETTINGS = ("ENDPOINT", "HEADERS", "TIMEOUT", "COMPRESSION", "INSECURE", "CERTIFICATE", "CLIENT_KEY",
+             "CLIENT_CERTIFICATE")
+_hiding = threading.Lock()
+
+
+def _unparsable(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return True
+    return False
+
+
+@contextmanager
+def unread_by_grpc(kind: str) -> Iterator[None]:
+    """While an OTLP/gRPC exporter of ``kind`` is built (the only time it reads the variables): its blank
+    ``OTEL_EXPORTER_OTLP[_<kind>]_*`` variables, and an unparsable ``..._<kind>_TIMEOUT`` (which ``configure()``
+    has ignored with a warning and replaced by the timeout it passes), are out of the environment.
+
+    The specification reads a blank variable as unset, as the SDK's HTTP exporters do; its gRPC ones read a
+    blank ``..._<kind>_INSECURE`` (or ``OTEL_EXPORTER_OTLP_INSECURE``) as false, TLS to a plaintext collector,
+    over ``OTEL_EXPORTER_OTLP_INSECURE=true`` or an ``http://`` endpoint; a blank ``..._<kind>_CERTIFICATE`` as
+    "the system's CAs" over ``OTEL_EXPORTER_OTLP_CERTIFICATE``; and they parse ``..._<kind>_TIMEOUT`` even when
+    given a timeout: a blank or malformed one raised a bare "could not convert string to float" out of
+    ``configure()``. The variables are put back as they were; builds that hide some are serialised."""
+    names = [name for what in _SETTINGS for name in (f"OTEL_EXPORTER_OTLP_{kind}_{what}", f"OTEL_EXPORTER_OTLP_{what}")]
+    hidden = {
+        name: value for name in names if (value := os.environ.get(name)) is not None and (
+            not value.strip() or (name == f"OTEL_EXPORTER_OTLP_{kind}_TIMEOUT" and _unparsable(value)))
+    }
+    if not hidden:
+        yield
+        return
+    with _hiding:
+        for name in hidden:
+            os.environ.pop(name, None)
+        try:
+            yield
+        finally:
+            os.environ.update(hidden)

@@ -21,7 +21,7 @@ from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExp
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
 from ._delivery import Rejections
-from ._otlp_env import compression, header_text_masked
+from ._otlp_env import compression, header_text_masked, unread_by_grpc
 
 # gRPC itself also speaks deflate (the SDK's exporters refuse to configure it from the variable)
 _COMPRESSION = {
@@ -85,7 +85,7 @@ class GrpcSpans(_ReadsAnswers, OTLPSpanExporter):
 
     def __init__(self, endpoint: str | None, timeout: float | None) -> None:
         self.rejections = Rejections("spans")
-        with header_text_masked(), _files_named("TRACES"):
+        with header_text_masked(), _files_named("TRACES"), unread_by_grpc("TRACES"):
             super().__init__(endpoint=endpoint, timeout=timeout, compression=_COMPRESSION[compression("TRACES")])
 
 
@@ -96,7 +96,7 @@ class GrpcMetrics(_ReadsAnswers, OTLPMetricExporter):
 
     def __init__(self, endpoint: str | None, timeout: float | None) -> None:
         self.rejections = Rejections("metric points")
-        with header_text_masked(), _files_named("METRICS"):
+        with header_text_masked(), _files_named("METRICS"), unread_by_grpc("METRICS"):
             super().__init__(endpoint=endpoint, timeout=timeout, compression=_COMPRESSION[compression("METRICS")])
 
 
@@ -107,5 +107,5 @@ class GrpcLogs(_ReadsAnswers, OTLPLogExporter):
 
     def __init__(self, endpoint: str | None, timeout: float | None) -> None:
         self.rejections = Rejections("log records")
-        with header_text_masked(), _files_named("LOGS"):
+        with header_text_masked(), _files_named("LOGS"), unread_by_grpc("LOGS"):
             super().__init__(endpoint=endpoint, timeout=timeout, compression=_COMPRESSION[compression("LOGS")])

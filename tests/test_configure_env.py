@@ -415,6 +415,7 @@ def test_a_second_shutdown_refuses_a_nan_budget_like_the_first(otel_env: pytest.
 @pytest.mark.parametrize(("value", "expected"), [
     ("bogus", "TraceBasedExemplarFilter"), ("ALWAYS_ON", "AlwaysOnExemplarFilter"),
     (" always_off ", "AlwaysOffExemplarFilter"), ("always_on", "AlwaysOnExemplarFilter"),
+    ("", "TraceBasedExemplarFilter"), ("  ", "TraceBasedExemplarFilter"),  # blank is unset: no warning
 ])
 def test_an_unknown_exemplar_filter_variable_falls_back_to_the_default_with_a_warning(
     otel_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, value: str, expected: str,

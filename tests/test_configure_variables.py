@@ -39,6 +39,7 @@ from test_export_faults import N_SPANS, GrpcSink, _run_wave, _shutdown
 
 from shannon_otel import configure
 from shannon_otel._delivery import DEFAULT_MAX_QUEUE_SIZE, CountedSpanProcessor
+from shannon_otel._exporters import _choose
 from shannon_otel.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,6 +104,13 @@ def test_the_check_command_honours_a_compression_of_none(
     assert sink.spans == 1
 
 
+def test_a_batch_above_the_queue_of_the_variable_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: "max_export_batch_size must be <= max_queue_size (100)", an argument the user never passed."""
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "100")
+    with pytest.raises(ValueError, match=r"^max_export_batch_size must be <= OTEL_BSP_MAX_QUEUE_SIZE \(100\), got 512"):
+        configure(exporter="none", set_global=False, max_export_batch_size=512)
+
+
 # --- exporter names -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("variable", "value"), [
@@ -137,6 +145,13 @@ def test_an_exporter_variable_of_none_in_any_case_is_none_as_in_the_sdk(monkeypa
         "ConsoleSpanExporter"]
     assert handle.logger_provider is None
     assert handle._metric_exporters == ()
+
+
+@pytest.mark.parametrize("value", ["console,NONE", "None, console"])
+def test_none_in_any_case_within_an_exporter_list_is_left_out(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    """Alone, ``NONE`` was off; in a list with another exporter, a ValueError "got 'NONE'" (``none`` was left out)."""
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", value)
+    assert _choose("TRACES", None) == ("console",)
 
 
 @pytest.mark.parametrize(("value", "built"), [("otlp_proto_http", "HttpSpans"), ("otlp_proto_grpc", "GrpcSpans")])

@@ -1,0 +1,85 @@
+"""The TracerProvider's ``OTEL_TRACES_SAMPLER`` and ``OTEL_PYTHON_ID_GENERATOR``, resolved as the SDK's own
+configurator (``opentelemetry-instrument``'s default) resolves them.
+
+The TracerProvider reads ``OTEL_TRACES_SAMPLER`` itself but knows only the SDK's six samplers; the SDK's
+configurator also loads one an installed package provides (entry point group ``opentelemetry_traces_sampler``:
+``xray``, ``parentbased_jaeger_remote``...) and the id generator ``OTEL_PYTHON_ID_GENERATOR`` names
+(``opentelemetry_id_generator``: ``xray``). ``configure()`` ignored both, so with
+``OTEL_PYTHON_CONFIGURATOR=shannon_otel`` the same variables gave other traces than without it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from importlib.metadata import entry_points
+
+from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.trace.sampling import DEFAULT_ON, Sampler
+
+_log = logging.getLogger("shannon_otel")
+# what the TracerProvider reads itself (any case), ratio argument included
+_SDK_SAMPLERS = ("always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off",
+                 "parentbased_traceidratio")
+
+
+def sampler() -> Sampler | None:
+    """The sampler ``OTEL_TRACES_SAMPLER`` names, or None for the TracerProvider to read the variable itself (unset,
+    or one of its own samplers). Blank is unset (the specification's rule; the SDK warned "Couldn't recognize
+    sampler ."). A sampler of an installed package is built from its entry point with ``OTEL_TRACES_SAMPLER_ARG``,
+    as the SDK's configurator builds it; an unknown name, or a factory that fails, is ignored with a warning naming
+    the variable, and the default (``parentbased_always_on``) used."""
+    raw = os.environ.get("OTEL_TRACES_SAMPLER")
+    if raw is None or raw.lower() in _SDK_SAMPLERS:
+        return None
+    name = raw.strip()
+    if not name:
+        return DEFAULT_ON
+    if name.lower() in _SDK_SAMPLERS:  # " always_off ": the TracerProvider does not strip it
+        name = name.lower()
+    found = entry_points(group="opentelemetry_traces_sampler", name=name)
+    try:
+        if not found:
+            raise LookupError("no such sampler (entry point group opentelemetry_traces_sampler)")
+        made = next(iter(found)).load()(_sampler_arg(name))
+        if not isinstance(made, Sampler):
+            raise TypeError(f"its factory returned {type(made).__name__}, not a Sampler")
+    except Exception as exc:  # a plugin's bug or a missing package: the default, as the specification asks
+        _log.warning("OTEL_TRACES_SAMPLER=%r: %s; ignored, parentbased_always_on used", raw, exc)
+        return DEFAULT_ON
+    return made
+
+
+def _sampler_arg(name: str) -> float | str | None:
+    arg = os.environ.get("OTEL_TRACES_SAMPLER_ARG")
+    if name not in ("traceidratio", "parentbased_traceidratio"):
+        return arg
+    try:
+        rate = float(arg or "")
+    except ValueError:
+        rate = -1.0
+    if not 0.0 <= rate <= 1.0:
+        _log.warning("OTEL_TRACES_SAMPLER_ARG=%r is not a ratio in [0, 1]; ignored, 1.0 used", arg)
+        return 1.0
+    return rate
+
+
+def id_generator() -> IdGenerator | None:
+    """The id generator ``OTEL_PYTHON_ID_GENERATOR`` names (an entry point of group ``opentelemetry_id_generator``),
+    or None for the SDK's random one (unset, blank, ``random``); an unknown name, or one that fails to load, is
+    ignored with a warning naming the variable."""
+    raw = os.environ.get("OTEL_PYTHON_ID_GENERATOR", "")
+    name = raw.strip()
+    if name in ("", "random"):
+        return None
+    found = entry_points(group="opentelemetry_id_generator", name=name)
+    try:
+        if not found:
+            raise LookupError("no such id generator (entry point group opentelemetry_id_generator)")
+        made = next(iter(found)).load()()
+        if not isinstance(made, IdGenerator):
+            raise TypeError(f"it made a {type(made).__name__}, not an IdGenerator")
+    except Exception as exc:
+        _log.warning("OTEL_PYTHON_ID_GENERATOR=%r: %s; ignored, random ids used", raw, exc)
+        return None
+    return made
