@@ -330,3 +330,43 @@ def test_an_error_a_span_of_ours_survived_is_not_kept_by_the_ended_span() -> Non
     events = [e for s in tel.span_exporter.get_finished_spans() for e in s.events if e.name == "exception"]
     assert len(events) == 3
     tel.shutdown()
+
+
+def test_a_wave_the_run_recorder_drops_costs_its_own_operations_not_every_operation_of_the_run() -> None:
+    """Dropping a wave beyond ``max_waves`` scanned every operation the run had seen for the wave's
+    latency: with operation names made per request (``Retry(name=f"fetch {id}")``), each wave's end cost
+    O(names seen so far) -- 2.7 ms per wave after 40,000 names, quadratic over a long run. Only the
+    operations that called inside the dropped wave are visited now; what the report keeps is unchanged."""
+    from shannon_otel import RunRecorder, Wave
+
+    class _CountedOps(dict[str, Any]):
+        scans = 0
+
+        def values(self) -> Any:
+            _CountedOps.scans += 1
+            return super().values()
+
+    recorder = RunRecorder(max_waves=2)
+    recorder._ops = _CountedOps()  # type: ignore[assignment]
+
+    async def one() -> int:
+        return 1
+
+    async def main() -> None:
+        for i in range(30):
+            policy = Retry(name=f"fetch {i}", attempts=1, hooks=[recorder], instrument=False)
+
+            async def work(policy: Retry = policy) -> int:
+                return await policy.call(one)
+
+            await Wave[int]("w", hooks=[recorder], instrument=False).run([work, work])
+        await Retry(name="outside", attempts=1, hooks=[recorder], instrument=False).call(one)
+
+    asyncio.run(main())
+    assert _CountedOps.scans == 0  # 28 waves were dropped
+    report = recorder.report()
+    assert len(report.operations) == 31
+    assert report.operations["fetch 29"].latency_by_wave.keys() == {"w#30"}  # the kept waves' latency is kept
+    assert report.operations["fetch 27"].latency_by_wave == {}  # a dropped wave's is gone
+    assert report.operations["outside"].calls == 1
+    assert [len(live.ops) for live in recorder.waves] == [1, 1]
