@@ -347,7 +347,7 @@ def test_a_wave_the_run_recorder_drops_costs_its_own_operations_not_every_operat
             return super().values()
 
     recorder = RunRecorder(max_waves=2)
-    recorder._ops = _CountedOps()  # type: ignore[assignment]
+    recorder._ops = _CountedOps()
 
     async def one() -> int:
         return 1

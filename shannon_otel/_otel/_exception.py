@@ -14,8 +14,9 @@ parents, so the same exception object ending two sibling spans (one future await
 on both, and a span of the user's between two of ours breaks the chain (the outer one records it again: a
 duplicate, never a loss). The notes live in a weak dictionary keyed by the parent span, the last
 ``_KEPT`` per span, and every span of ours drops its notes as it ends (``forget``): an exception is held
-no longer than the span it ended under is open, and a long task that catches many errors holds a few (builtin exceptions cannot be weakly referenced, spans can; a user's span,
-which could live as long as the process, gets none). It is module state on purpose: the spans of one chain
+no longer than the span it ended under is open, and a long task that catches many errors holds a few
+(builtin exceptions cannot be weakly referenced, spans can; a user's span, which could live as long as the
+process, gets none). It is module state on purpose: the spans of one chain
 come from different hooks and providers (a policy's operation span under a wave's task span).
 
 The event has ``exception.type``, ``exception.message`` and ``exception.stacktrace``, no
