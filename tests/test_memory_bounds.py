@@ -274,3 +274,99 @@ def test_folding_wave_names_past_the_limit_is_said_once(caplog: pytest.LogCaptur
     assert len(warnings) == 1
     assert f"limit of {SDK_DEFAULT_LIMIT} attribute sets" in warnings[0]
     assert f"wave 'fetch /item/{SDK_DEFAULT_LIMIT}' and later new ones" in warnings[0]
+
+
+def test_an_error_a_span_of_ours_survived_is_not_kept_by_the_ended_span() -> None:
+    """A span recording an exception notes it on its parent span, so the parent does not record it again;
+    the note was dropped only when the parent ended *with* an error. A parent that survived it (a retry
+    that then succeeded, a Degrade serving its default, a task catching a policy's error) kept the error,
+    and through its traceback every frame and local of the failed call, for as long as the ended span
+    lived: in a span exporter's queue, a TailSampler's buffer, or here an in-memory exporter. Each span
+    now drops its notes as it ends."""
+    from shannon_otel import Degrade, Wave
+    from shannon_otel.testing import InMemoryTelemetry
+
+    tel = InMemoryTelemetry()
+    alive: list[weakref.ref[Any]] = []
+
+    async def failing_once(calls: list[int]) -> int:
+        payload = _Payload()
+        alive.append(weakref.ref(payload))
+        calls.append(1)
+        if len(calls) == 1:
+            raise _BoomError("x")
+        return 1
+
+    async def failing() -> int:
+        return await failing_once([])
+
+    async def main() -> None:
+        retry = Retry(name="r", attempts=2, initial=0, maximum=0, sleep=_no_sleep, **tel.providers)
+        degrade = Degrade(name="d", on=(_BoomError,), default=0, **tel.providers)
+        once = Retry(name="once", attempts=1, sleep=_no_sleep, **tel.providers)
+
+        async def recovered() -> int:
+            calls: list[int] = []
+            return await retry.call(lambda: failing_once(calls))
+
+        async def served() -> int:
+            return (await degrade.call(failing)).value
+
+        async def caught() -> int:
+            try:
+                return await once.call(failing)
+            except _BoomError:
+                return 0
+
+        result = await Wave[int]("w", **tel.providers).run([recovered, served, caught])
+        assert result.values() == [1, 0, 0]
+
+    asyncio.run(main())
+    gc.collect()
+    assert len(tel.spans("task w")) == 3  # the ended spans are still held (by the in-memory exporter)
+    assert len(alive) == 4  # two attempts of the retry, one call each for the others
+    assert [r() for r in alive] == [None] * len(alive)
+    # and each error still has its one exception event, where it was raised
+    events = [e for s in tel.span_exporter.get_finished_spans() for e in s.events if e.name == "exception"]
+    assert len(events) == 3
+    tel.shutdown()
+
+
+def test_a_wave_the_run_recorder_drops_costs_its_own_operations_not_every_operation_of_the_run() -> None:
+    """Dropping a wave beyond ``max_waves`` scanned every operation the run had seen for the wave's
+    latency: with operation names made per request (``Retry(name=f"fetch {id}")``), each wave's end cost
+    O(names seen so far) -- 2.7 ms per wave after 40,000 names, quadratic over a long run. Only the
+    operations that called inside the dropped wave are visited now; what the report keeps is unchanged."""
+    from shannon_otel import RunRecorder, Wave
+
+    class _CountedOps(dict[str, Any]):
+        scans = 0
+
+        def values(self) -> Any:
+            _CountedOps.scans += 1
+            return super().values()
+
+    recorder = RunRecorder(max_waves=2)
+    recorder._ops = _CountedOps()
+
+    async def one() -> int:
+        return 1
+
+    async def main() -> None:
+        for i in range(30):
+            policy = Retry(name=f"fetch {i}", attempts=1, hooks=[recorder], instrument=False)
+
+            async def work(policy: Retry = policy) -> int:
+                return await policy.call(one)
+
+            await Wave[int]("w", hooks=[recorder], instrument=False).run([work, work])
+        await Retry(name="outside", attempts=1, hooks=[recorder], instrument=False).call(one)
+
+    asyncio.run(main())
+    assert _CountedOps.scans == 0  # 28 waves were dropped
+    report = recorder.report()
+    assert len(report.operations) == 31
+    assert report.operations["fetch 29"].latency_by_wave.keys() == {"w#30"}  # the kept waves' latency is kept
+    assert report.operations["fetch 27"].latency_by_wave == {}  # a dropped wave's is gone
+    assert report.operations["outside"].calls == 1
+    assert [len(live.ops) for live in recorder.waves] == [1, 1]

@@ -11,6 +11,7 @@ from opentelemetry.trace import Status, StatusCode
 from .. import _telemetry as t
 from .._events import CallObserver
 from .._telemetry import BreakerState, CallOutcome, Outcome
+from ._exception import forget
 from ._scope import _INTERNAL, _TIMEOUT, _Current, _end, _error_type, _start
 
 if TYPE_CHECKING:
@@ -127,6 +128,7 @@ class _CallTelemetry(_Current, CallObserver):
             if outcome is Outcome.TIMEOUT:  # cut off before it served: failed, as a timed-out attempt
                 span.set_status(_TIMEOUT)
         finally:
+            forget(span)
             span.end()
 
     def degraded(self, event: Degraded) -> None:

@@ -13,9 +13,10 @@ scope); a span ending with an exception noted on it writes no event. The note fo
 parents, so the same exception object ending two sibling spans (one future awaited by two tasks) is recorded
 on both, and a span of the user's between two of ours breaks the chain (the outer one records it again: a
 duplicate, never a loss). The notes live in a weak dictionary keyed by the parent span, the last
-``_KEPT`` per span: an exception is held no longer than the span it ended under, and a long task that
-catches many errors holds a few (builtin exceptions cannot be weakly referenced, spans can; a user's span,
-which could live as long as the process, gets none). It is module state on purpose: the spans of one chain
+``_KEPT`` per span, and every span of ours drops its notes as it ends (``forget``): an exception is held
+no longer than the span it ended under is open, and a long task that catches many errors holds a few
+(builtin exceptions cannot be weakly referenced, spans can; a user's span, which could live as long as the
+process, gets none). It is module state on purpose: the spans of one chain
 come from different hooks and providers (a policy's operation span under a wave's task span).
 
 The event has ``exception.type``, ``exception.message`` and ``exception.stacktrace``, no
@@ -70,6 +71,18 @@ def record_error(span: Span, error: BaseException, parent: Span | None = None) -
         _beneath.setdefault(parent, deque(maxlen=_KEPT)).append(error)
     except TypeError:  # a span type that cannot be weakly referenced
         pass
+
+
+def forget(span: Span) -> None:
+    """Drop the notes on ``span`` as it ends without :func:`record_error` (a success, or a failure it does
+    not record): they are read only by that call, and kept they held the user's exceptions, and through
+    their tracebacks every frame and local of the failed calls, for as long as the ended span lived (a
+    span exporter's queue, a tail sampler's buffer, a test's in-memory exporter). Never raises."""
+    if _beneath:  # nothing noted anywhere (no caught failure): no weak reference made per span end
+        try:
+            _beneath.pop(span, None)
+        except TypeError:  # a span type that cannot be weakly referenced
+            pass
 
 
 def _add_event(span: Span, error: BaseException) -> None:

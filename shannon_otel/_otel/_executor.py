@@ -25,7 +25,7 @@ from .. import _telemetry as tel
 from .._events import TaskResult, WaveObserver, WaveStarted, error_type
 from .._fork import in_forked_child, release_held
 from .._telemetry import Outcome
-from ._exception import record_error
+from ._exception import forget, record_error
 from ._instruments import histogram, instrument
 from ._providers import Recording, bridge_for
 from ._scope import failed
@@ -350,6 +350,7 @@ class _WaveTelemetry(WaveObserver):
                 span.set_attributes({_INDEX: index, _QUEUE_WAIT: queue_wait, _OUTCOME: _SUCCESS})
             finally:
                 otel_context.detach(context_token)
+                forget(span)
                 span.end()
             return
         span_context = token[0].get_span_context() if token is not None else self._untraced
@@ -392,6 +393,7 @@ class _WaveTelemetry(WaveObserver):
                 record_error(span, error)
         finally:
             otel_context.detach(context_token)
+            forget(span)
             span.end()
 
     def task_skipped(self, event: TaskResult[Any]) -> None:
@@ -447,6 +449,7 @@ class _WaveTelemetry(WaveObserver):
                 # stays `cancellation`). No task failed, yet the wave did: it raised (its lazy input did).
                 span.set_status(Status(StatusCode.ERROR, _failed_reason(report)))
         finally:
+            forget(span)
             span.end()
 
 

@@ -10,7 +10,7 @@ from opentelemetry.trace import Status, StatusCode
 from .. import _telemetry as t
 from .._events import SagaObserver
 from .._telemetry import Outcome
-from ._exception import record_error
+from ._exception import forget, record_error
 from ._scope import _ERROR, _INTERNAL, _TIMEOUT, _Current, _end, _error_type, _start, failed
 
 if TYPE_CHECKING:
@@ -79,4 +79,5 @@ class _SagaTelemetry(_Current, SagaObserver):
             if status is not None:
                 span.set_status(status)
         finally:
+            forget(span)
             span.end()

@@ -11,7 +11,7 @@ from opentelemetry.trace import Status, StatusCode
 from .. import _telemetry as t
 from .._events import error_message, is_cut_off
 from .._telemetry import Outcome
-from ._exception import record_error
+from ._exception import forget, record_error
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -71,6 +71,7 @@ def _end(
             span.set_status(failed(error_type, error))
             record_error(span, error, parent)
     finally:
+        forget(span)
         span.end()
 
 

@@ -26,7 +26,7 @@ from distributed import Future
 from opentelemetry import context, propagate, trace
 
 from .._events import error_type
-from .._otel._exception import record_error
+from .._otel._exception import forget, record_error
 from .._otel._providers import tracing_enabled
 from .._otel._scope import failed
 from .._telemetry import DASK_WORKER, ERROR_TYPE, SCOPE_NAME, SPAN_REMOTE, TASK_NAME
@@ -60,6 +60,8 @@ def _remote_span(name: str, carrier: Mapping[str, str]) -> Iterator[None]:
             except BaseException as exc:
                 _failed(span, exc)
                 raise
+            finally:
+                forget(span)  # the errors its child spans noted on it: not kept past its end
     finally:
         context.detach(token)
 

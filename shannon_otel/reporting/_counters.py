@@ -26,6 +26,9 @@ class WaveLive:
     report: WaveReport | None = None
     trace_id: str | None = None
     name: str = ""  # the wave's name (``label`` without the ``#n``)
+    # the operations holding latency for ``label``: what its eviction clears, without a scan of every
+    # operation of the run (with operation names made per request, each wave's end cost O(names))
+    ops: list[_Op] = field(default_factory=list, repr=False, compare=False)
 
 
 @dataclass(slots=True)

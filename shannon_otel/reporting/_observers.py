@@ -129,6 +129,8 @@ class _CallObs(CallObserver):
             stats = op.latency.get(label)
             if stats is None:
                 stats = op.latency[label] = [0, 0.0, -1.0]
+                if self._wave is not None:
+                    self._wave.ops.append(op)
             stats[0] += 1
             stats[1] += event.duration_s
             if event.duration_s > stats[2]:

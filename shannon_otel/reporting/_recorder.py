@@ -48,11 +48,13 @@ _WAVE: contextvars.ContextVar[WaveLive | None] = contextvars.ContextVar("shannon
 class RunRecorder(Hook):
     """Pass it in ``hooks=`` of every wave, policy, breaker and saga of a run; then :meth:`report`.
 
-    Memory stays bounded however long the run: per-wave detail is kept for the newest ``max_waves``
-    waves (a running wave is never dropped: the oldest finished ones go first), running totals for
-    all of them. A wave's label is its name, ``name#n`` for the n-th run of a name; the count of a
+    Per-wave detail is kept for the newest ``max_waves`` waves (a running wave is never dropped: the
+    oldest finished ones go first), running totals for all of them, so memory does not grow with the
+    number of waves. A wave's label is its name, ``name#n`` for the n-th run of a name; the count of a
     name none of the kept waves has is forgotten (a name made per request would pile up), so its
-    next run is labelled ``name`` again.
+    next run is labelled ``name`` again. What grows with the *names* used, for the whole run: one
+    entry of totals per operation name (``RunReport.operations``, ~0.6 KB each) and one state per
+    breaker name (``breakers``); keep those names a fixed set (the code path, not a request id).
     """
 
     def __init__(self, *, max_waves: int = 500) -> None:
@@ -146,9 +148,10 @@ class RunRecorder(Hook):
             runs[1] -= 1
             if not runs[1]:
                 del self._names[live.name]
-            for op in self._ops.values():
+            for op in live.ops:
                 op.latency.pop(gone, None)
                 op.slowest.pop(gone, None)
+            live.ops = []
 
     # ------------------------------------------------------------------ anomalies
     def anomaly(self, event: Anomaly) -> None:
