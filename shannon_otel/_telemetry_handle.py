@@ -153,12 +153,25 @@ class Telemetry:
         is frozen where it stands once the interpreter finalizes: frozen inside a log call, it held the logging
         handler's lock for good, and the main thread's next log call hung the exit forever (asyncio logging
         "Task was destroyed but it is pending!" from the garbage collector: 1 exit in ~50 after ``sys.exit()``
-        in a wave task, with the collector down). What they would say is already counted in the one warning.
+        in a wave task, with the collector down; the SDK's exports end their own deadline, and log it, at the
+        very moment this one gives up). What they would say is already counted in the one warning. A log call
+        already under way is let finish first: each handler's lock is taken and given back (0.5 s at most each).
         """
-        if not self.shutdown():
-            for name, logger in list(logging.Logger.manager.loggerDict.items()):
-                if name.split(".", 1)[0] == "opentelemetry" and isinstance(logger, logging.Logger):
+        if self.shutdown():
+            return
+        handlers: set[logging.Handler] = set(logging.getLogger().handlers)
+        if logging.lastResort is not None:
+            handlers.add(logging.lastResort)
+        for name, logger in list(logging.Logger.manager.loggerDict.items()):
+            if isinstance(logger, logging.Logger):
+                handlers.update(logger.handlers)
+                if name.split(".", 1)[0] == "opentelemetry":
                     logger.disabled = True
+        time.sleep(0.01)  # a call already past its logger's check reaches its handler meanwhile
+        for handler in handlers:
+            lock = handler.lock
+            if lock is not None and lock.acquire(timeout=0.5):  # waits for an emit under way to end
+                lock.release()
 
     def _stop(self, budget: float) -> list[tuple[bool, object]]:
         """Write what the logging hook holds back, then stop every provider at once against one deadline
