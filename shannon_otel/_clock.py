@@ -3,11 +3,68 @@
 ``monotonic`` times durations and deadlines (executor, recovery policies); ``wall`` stamps
 events users compare with other systems' times (the anomaly hook's samples). Tests pass their own
 clock (``shannon_otel.testing.FakeClock``) or run on ``shannon_otel.testing.VirtualTimeLoop``.
+
+A clock the user injects is read through :func:`seconds`, built once where it is given (a wave, a policy,
+a saga, a logging hook), so every reading the library computes with is a builtin ``float``.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+
+from ._validate import brief, check_reading
 
 monotonic = time.perf_counter
 wall = time.time
+
+# clocks known to read builtin floats: used as they are, so the default's hot path costs no extra call
+_FLOAT_CLOCKS = (time.perf_counter, time.monotonic, time.time)
+
+
+class Seconds:
+    """An injected clock read as ``float`` seconds: what each wave, policy, saga and logging hook keeps in place
+    of a clock that is not known to read floats (:func:`seconds`).
+
+    A reading of another real type (``numpy.float32``, ``numpy.int64``, ``Fraction``, an int) is checked
+    (:func:`~shannon_otel._validate.check_reading`: TypeError/ValueError naming ``clock``) and converted: such
+    a reading made every duration, report field and event of that type, and the OTel SDK warns of and drops
+    (or exports as a string) an attribute value that is no builtin number. A float reading is returned as it is.
+    Compares equal to, and shows as, the clock it reads, so the object holding it looks as it was given.
+    """
+
+    __slots__ = ("clock",)
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+
+    def __call__(self) -> float:
+        now = self.clock()
+        if type(now) is float:
+            return now
+        check_reading("clock", now)
+        try:
+            return float(now)
+        except OverflowError:  # an int beyond the float range (it compared as finite)
+            raise ValueError(f"clock must return finite seconds within the float range, got {brief(now)}") from None
+
+    def __eq__(self, other: object) -> bool:
+        return bool(self.clock == (other.clock if isinstance(other, Seconds) else other))
+
+    def __hash__(self) -> int:
+        return hash(self.clock)
+
+    def __repr__(self) -> str:
+        return repr(self.clock)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (Seconds, (self.clock,))
+
+
+def seconds(clock: Callable[[], float]) -> Callable[[], float]:
+    """``clock`` read as float seconds: itself when it is known to read floats (the defaults, so their hot
+    path costs nothing more) or is wrapped already, else a :class:`Seconds` reading it. Called once, where a
+    checked clock is stored (``clock`` is a sync callable taking no argument)."""
+    if isinstance(clock, Seconds) or any(clock is c for c in _FLOAT_CLOCKS):
+        return clock
+    return Seconds(clock)

@@ -9,6 +9,7 @@ timeouts take no wall time, so tests of timeouts, backoff and rate limits are ex
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import math
 import os
 import selectors
@@ -349,6 +350,13 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return self._now
+
+    def call_at(self, when: float, callback: Callable[[*Ts], object], *args: *Ts,
+                context: contextvars.Context | None = None) -> asyncio.TimerHandle:
+        # A deadline of another number type (``asyncio.sleep(np.float32(0.1))`` is due at a float32) is kept a
+        # float: compared in float32, ``time() + 1 ns`` rounded back to the deadline the clock jumped to, the
+        # timer never ran, and the loop spun for good.
+        return super().call_at(when if type(when) is float else float(when), callback, *args, context=context)
 
     # asyncio runs the timers due before ``time() + _clock_resolution`` (1 ns). Real time moves on, virtual
     # time stands at the deadline it jumped to: past ~1e7 s, where a float's step exceeds 2 ns, time() + 1 ns

@@ -13,6 +13,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from shannon_otel import Anomaly, BreakerState, Outcome, Wave, task
 from shannon_otel._telemetry import Severity
 from shannon_otel.cli._display import PlainDisplay
+from shannon_otel.cli._summary import Out, resilience_section
 from shannon_otel.recovery import CircuitBreaker, CircuitOpenError, Pipeline, Retry, Saga, SagaError, Step
 from shannon_otel.reporting._recorder import RunRecorder
 from shannon_otel.testing import FakeClock, InMemoryTelemetry
@@ -99,6 +100,42 @@ def test_saga_rollbacks_and_compensations_are_counted() -> None:
     assert recorder.compensations == 2
     assert [(name, steps) for name, steps, _ in recorder.rollbacks] == [("publish", ("b", "a"))]
     assert recorder.report().rollbacks == 1
+
+
+def test_a_saga_whose_compensation_failed_is_not_counted_as_rolled_back() -> None:
+    """``sagas: N rolled back`` counted every failed saga, those whose compensation failed too (their
+    ``SagaResult.rolled_back`` is False: a step is left in effect): a run with no clean rollback read as clean."""
+    recorder = RunRecorder()
+    saga = Saga("publish", hooks=(recorder,), instrument=False)
+
+    async def ok() -> str:
+        return "ok"
+
+    async def fail() -> str:
+        raise RuntimeError("notify failed")
+
+    async def undo(_: object) -> None:
+        pass
+
+    async def cannot_undo(_: object) -> None:
+        raise OSError("cannot undo")
+
+    async def main() -> list[bool]:
+        rolled: list[bool] = []
+        for steps in ((Step("a", ok, undo), Step("b", ok, cannot_undo), Step("c", fail)),
+                      (Step("a", ok, undo), Step("c", fail))):
+            with pytest.raises(SagaError) as raised:
+                await saga.run(*steps)
+            rolled.append(raised.value.result.rolled_back)
+        return rolled
+
+    assert asyncio.run(main()) == [False, True]
+    run = recorder.report()
+    assert (run.rollbacks, run.failed_rollbacks, run.compensations) == (1, 1, 3)
+    stream = io.StringIO()
+    resilience_section(Out(stream=stream), recorder, run)
+    shown = "sagas: 1 rolled back, 1 failed to roll back (a compensation failed), 3 compensations run"
+    assert shown in stream.getvalue()
 
 
 def test_the_plain_display_hears_waves_and_transitions_as_a_hook_after_the_recorder() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -56,3 +57,27 @@ def test_a_timer_due_exactly_now_runs_however_late_the_virtual_clock(at: float) 
         return asyncio.get_running_loop().time()
 
     assert run_virtual(main()) == at + 5
+
+
+def test_a_sleep_of_a_numpy_float32_delay_ends() -> None:
+    """The wait to a timer due at a float32 (``loop.time() + np.float32(0.1)``) made the virtual clock a
+    float32; ``time() + 1 ns`` then rounded back to ``time()``, the timer never ran and the loop spun for good.
+    A watchdog thread stops the loop, so that the bug fails this test instead of hanging it."""
+    np = pytest.importorskip("numpy")
+    loop = VirtualTimeLoop()
+    watchdog = threading.Timer(10.0, lambda: loop.call_soon_threadsafe(loop.stop))
+    try:
+        fired: list[float] = []
+
+        def fire() -> None:
+            fired.append(loop.time())
+            loop.stop()
+
+        loop.advance(1.0)
+        loop.call_later(np.float32(0.1), fire)
+        watchdog.start()
+        loop.run_forever()
+        assert fired == [pytest.approx(1.1)] and type(loop.time()) is float
+    finally:
+        watchdog.cancel()
+        loop.close()

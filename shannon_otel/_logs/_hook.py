@@ -76,6 +76,7 @@ class LoggingHook(Hook):
         if levels is not None and not isinstance(levels, Mapping):
             raise TypeError(f"levels must be a mapping of event name to logging level or None, got {levels!r}")
         check_sync_callable("clock", clock, "a callable returning seconds", takes=0)
+        clock = _clock.seconds(clock)
         merged: dict[str, int | None] = dict(DEFAULT_LEVELS)
         for name, level in (levels or {}).items():
             if name not in DEFAULT_LEVELS:

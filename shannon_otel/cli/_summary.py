@@ -252,7 +252,8 @@ def resilience_section(out: Out, recorder: RunRecorder, run: RunReport) -> None:
         detail = ", ".join(f"{k} x{v}" for k, v in own.items()) or "no transitions"
         out.line(f"breaker {name}: {own.total()} transitions ({detail}); now {state.value}")
     shown = {t: (saga, steps) for saga, steps, t in recorder.rollbacks}
-    out.line(f"sagas: {run.rollbacks} rolled back, {run.compensations} compensations run"
+    failed = f", {run.failed_rollbacks} failed to roll back (a compensation failed)" if run.failed_rollbacks else ""
+    out.line(f"sagas: {run.rollbacks} rolled back{failed}, {run.compensations} compensations run"
              + (" (deliberate failures, see errors above); traces of some:" if shown else ""))
     for trace_id, (saga, steps) in list(shown.items())[:3]:
         out.line(f"  {trace_id or '-'} {saga}: compensated {', '.join(steps) or 'nothing'}", "trace")

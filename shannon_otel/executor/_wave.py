@@ -135,7 +135,9 @@ class Wave(Generic[T]):
             ``BaseException`` such as ``KeyboardInterrupt`` is not caught: it stops the wave, as a hook's does).
         hooks: extra hooks (callbacks, the anomaly detector); the OTel hook is added unless
             ``instrument=False``. ``tracer_provider`` / ``meter_provider`` default to the globals.
-        clock, sleep: injectable time sources (tests use a fake clock). An error the clock raises fails the
+        clock, sleep: injectable time sources (tests use a fake clock). The clock is read as float seconds
+            (a ``numpy.float32`` or ``Fraction`` reading converted, one of no real number type refused naming
+            ``clock``), as every policy, saga and logging hook reads its own. An error the clock raises fails the
             task reading it, or propagates from the wave once every span is ended (never swallowed).
     """
 
@@ -218,6 +220,7 @@ class Wave(Generic[T]):
         check_sync_callable("on_progress", self.on_progress, "a callable taking a Progress", allow_none=True,
                             takes=1)
         check_sync_callable("clock", self.clock, "a callable returning seconds", takes=0)
+        object.__setattr__(self, "clock", _clock.seconds(self.clock))
         if not callable(self.sleep):
             raise TypeError(f"sleep must be an async callable taking seconds, got {self.sleep!r}")
         check_arity("sleep", self.sleep, 1, "an async callable taking seconds")

@@ -130,7 +130,7 @@ class CircuitBreaker(Policy):
         self._config = config if config is not None else BreakerConfig(**settings)  # type: ignore[arg-type]
         check_sync_callable("clock", clock, "a callable returning seconds", takes=0)
         self._name = name
-        self._clock = clock
+        self._clock = _clock.seconds(clock)
         c = self._config
         self._window: CountWindow | TimeWindow = (
             CountWindow(c.window) if c.window_s is None else TimeWindow(c.window_s)
@@ -164,7 +164,7 @@ class CircuitBreaker(Policy):
                 raise TypeError(f"shared must be a shannon_otel.redis.RedisState or None, got {shared!r}")
             self._link = BreakerLink(shared, self)
         if self._hooks:
-            now = clock()
+            now = self._clock()
             check_reading("clock", now)  # read here anyway: a NaN or datetime one failed at the first call
             registered = BreakerRegistered(name, _CLOSED, now)
             for hook in self._hooks:

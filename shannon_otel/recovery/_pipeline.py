@@ -83,6 +83,7 @@ class Pipeline(Policy):
         check_utf8("name", name)
         name = None if name is None else plain(name)
         check_sync_callable("clock", clock, "a callable returning seconds", takes=0)
+        clock = _clock.seconds(clock)
         # A nested pipeline is flattened: it is the same as listing its policies in its place.
         chain: list[Policy] = []
         for p in policies:

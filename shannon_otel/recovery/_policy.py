@@ -214,6 +214,7 @@ class Instrumented(Policy):
         if self.name is not None:
             object.__setattr__(self, "name", plain(self.name))
         check_sync_callable("clock", self.clock, "a callable returning seconds", takes=0)
+        object.__setattr__(self, "clock", _clock.seconds(self.clock))
         hooks = check_hooks(self.hooks)
         object.__setattr__(self, "hooks", hooks)
         resolved = resolve_hooks(hooks, self.tracer_provider, self.meter_provider, instrument=self.instrument)

@@ -71,6 +71,7 @@ class Saga:
             raise ValueError("compensation_timeout_s must be finite (None for no bound), got inf")
         builtin_numbers(self, "compensation_timeout_s")
         check_sync_callable("clock", self.clock, "a callable returning seconds", takes=0)
+        object.__setattr__(self, "clock", _clock.seconds(self.clock))
         if not isinstance(self.instrument, bool):
             raise TypeError(f"instrument must be a bool, got {self.instrument!r}")
         hooks = check_hooks(self.hooks)

@@ -157,5 +157,10 @@ class _SagaObs(SagaObserver):
         if event.outcome is not Outcome.SUCCESS:
             trace_id = current_trace_id()
             with self._lock:
-                self._recorder.rolled_back += 1
+                # rolled back: every compensation succeeded (``SagaResult.rolled_back``); one that failed leaves
+                # its step in effect, counted apart (it was counted as rolled back, the run looking clean)
+                if event.failed_compensations:
+                    self._recorder.failed_rollbacks += 1
+                else:
+                    self._recorder.rolled_back += 1
                 self._recorder.rollbacks.append((event.saga, event.compensated_steps, trace_id))

@@ -67,7 +67,8 @@ class RunRecorder(Hook):
         self.transitions: deque[BreakerTransition] = deque(maxlen=_KEEP)
         self.latency = LogHistogram()  # every started task's duration, all waves
         self.compensations = 0
-        self.rolled_back = 0
+        self.rolled_back = 0  # failed sagas whose every compensation succeeded
+        self.failed_rollbacks = 0  # failed sagas with a compensation that failed (a step left in effect)
         self.rollbacks: deque[tuple[str, tuple[str, ...], str | None]] = deque(maxlen=_KEEP)  # the newest
         self._anomalies: deque[tuple[str | None, Anomaly]] = deque(maxlen=_KEEP)  # (wave label, event)
         self._lock = threading.Lock()
@@ -189,9 +190,9 @@ class RunRecorder(Hook):
             done = [w for w in self.waves if w.report is not None]
             found = list(self._anomalies)
             transitions = tuple(self.transitions)
-            compensations, rolled_back = self.compensations, self.rolled_back
+            compensations, rolled_back, failed_rollbacks = self.compensations, self.rolled_back, self.failed_rollbacks
         return RunReport(
             tuple(w.report for w in done if w.report is not None), tuple(w.label for w in done), operations,
             transitions, compensations, rolled_back,
-            tuple(event for _, event in found), tuple(wave for wave, _ in found),
+            tuple(event for _, event in found), tuple(wave for wave, _ in found), failed_rollbacks,
         )

@@ -64,6 +64,9 @@ class RunReport:
     rollbacks: int = 0
     anomalies: Sequence[Anomaly] = ()  # the anomaly hook's events with a severity, oldest first
     anomaly_waves: Sequence[str | None] = ()  # the wave label each of ``anomalies`` was found in, same order
+    # ``rollbacks``: failed sagas whose every compensation succeeded (``SagaResult.rolled_back``);
+    # ``failed_rollbacks``: failed sagas with a compensation that failed, its step left in effect
+    failed_rollbacks: int = 0
 
     def recommendations(self, thresholds: AdviceThresholds = DEFAULT_THRESHOLDS) -> list[Recommendation]:
         """Wave advice (worst wave per kind), then breaker, retry and latency-anomaly advice."""
