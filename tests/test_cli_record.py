@@ -78,18 +78,21 @@ def test_repeated_wave_names_get_unique_labels_and_anomalies_their_wave() -> Non
     assert report.labels == ("research", "research#2", "research#3")
 
 
+async def ok() -> str:
+    return "ok"
+
+
+async def fail() -> str:
+    raise RuntimeError("notify failed")
+
+
+async def undo(_: object) -> None:
+    pass
+
+
 def test_saga_rollbacks_and_compensations_are_counted() -> None:
     recorder = RunRecorder()
     saga = Saga("publish", hooks=(recorder,), instrument=False)
-
-    async def ok() -> str:
-        return "ok"
-
-    async def fail() -> str:
-        raise RuntimeError("notify failed")
-
-    async def undo(_: object) -> None:
-        pass
 
     async def main() -> None:
         with pytest.raises(SagaError):
@@ -107,15 +110,6 @@ def test_a_saga_whose_compensation_failed_is_not_counted_as_rolled_back() -> Non
     ``SagaResult.rolled_back`` is False: a step is left in effect): a run with no clean rollback read as clean."""
     recorder = RunRecorder()
     saga = Saga("publish", hooks=(recorder,), instrument=False)
-
-    async def ok() -> str:
-        return "ok"
-
-    async def fail() -> str:
-        raise RuntimeError("notify failed")
-
-    async def undo(_: object) -> None:
-        pass
 
     async def cannot_undo(_: object) -> None:
         raise OSError("cannot undo")

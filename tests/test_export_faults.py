@@ -738,19 +738,24 @@ raise RuntimeError("unhandled at top level")
 '''
 
 
-@pytest.mark.parametrize("case", ["unhandled exception", "sys.exit in a task"])
-def test_leaving_the_interpreter_abnormally_still_shuts_telemetry_down_and_counts_it(tmp_path: Path, case: str) -> None:
-    # Correct already; pinned. The exit handler runs, its one warning counts what the dead collector lost,
-    # and the program's own exit status (1 for the exception, 3 for sys.exit(3)) is kept.
+def _run_exit_app(tmp_path: Path, source: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Runs ``source`` as a program given ``args`` and then an OTLP endpoint where nothing listens."""
     with socket.socket() as probe:  # a port with no listener: connection refused
         probe.bind(("127.0.0.1", 0))
         endpoint = f"http://127.0.0.1:{probe.getsockname()[1]}"
     script = tmp_path / "app.py"
-    script.write_text(_EXIT)
+    script.write_text(source)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "_OTEL_"))}
     env["PYTHONPATH"] = str(ROOT)
-    done = subprocess.run([sys.executable, str(script), case, endpoint], capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, str(script), *args, endpoint], capture_output=True, text=True, env=env,
                           timeout=GUARD_S, check=False)
+
+
+@pytest.mark.parametrize("case", ["unhandled exception", "sys.exit in a task"])
+def test_leaving_the_interpreter_abnormally_still_shuts_telemetry_down_and_counts_it(tmp_path: Path, case: str) -> None:
+    # Correct already; pinned. The exit handler runs, its one warning counts what the dead collector lost,
+    # and the program's own exit status (1 for the exception, 3 for sys.exit(3)) is kept.
+    done = _run_exit_app(tmp_path, _EXIT, case)
     assert "telemetry shutdown did not finish within 0.5 s" in done.stderr
     if case == "unhandled exception":
         assert done.returncode == 1
@@ -788,15 +793,7 @@ def test_an_exit_that_gave_up_on_the_collector_silences_the_exports_left_running
     main thread's next log (asyncio's "Task was destroyed but it is pending!", from the garbage collector) hung the
     exit: about 1 exit in 50 after ``sys.exit()`` in a wave task, with the collector down. The SDK's loggers are
     now silenced once the exit gave up (what they would say is counted in the one warning)."""
-    with socket.socket() as probe:  # a port with no listener: connection refused
-        probe.bind(("127.0.0.1", 0))
-        endpoint = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    script = tmp_path / "app.py"
-    script.write_text(_EXIT_QUIET)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "_OTEL_"))}
-    env["PYTHONPATH"] = str(ROOT)
-    done = subprocess.run([sys.executable, str(script), endpoint], capture_output=True, text=True, env=env,
-                          timeout=GUARD_S, check=False)
+    done = _run_exit_app(tmp_path, _EXIT_QUIET)
     assert "telemetry shutdown did not finish within 0.5 s" in done.stderr
     assert done.returncode == 0
     assert done.stdout.splitlines() == ["9", "still logging: []"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -281,6 +282,23 @@ def test_a_degrade_whose_cheaper_result_fails_serves_its_declared_default() -> N
     assert isinstance(served.error, TimeoutError)
 
 
+def _caught(call: Callable[[], Awaitable[object]], who: str) -> object:
+    """What the caller's own ``except BaseException`` handler got from ``call`` (its result if none), with the
+    handler still on a running loop; a KeyboardInterrupt / SystemExit out of the event loop fails the test."""
+
+    async def main() -> object:
+        try:
+            return await call()
+        except BaseException as exc:  # the caller's own handler runs, with the loop still going
+            await asyncio.sleep(0)
+            return exc
+
+    try:
+        return run_virtual(main())
+    except (KeyboardInterrupt, SystemExit) as exc:  # failing this test, not stopping the session
+        pytest.fail(f"{who} {exc!r} stopped the event loop instead of reaching the caller")
+
+
 @pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
 @pytest.mark.parametrize("which", ["first", "second"])
 def test_a_hedged_attempts_keyboard_interrupt_reaches_the_caller_as_itself(
@@ -312,18 +330,7 @@ def test_a_hedged_attempts_keyboard_interrupt_reaches_the_caller_as_itself(
         other_ended.append("ok")
         return "value"
 
-    async def main() -> BaseException | None:
-        try:
-            await Hedge(0.5, attempts=2, name="op", **otel.providers).call(fn)
-        except BaseException as exc:  # the caller's own handler runs, with the loop still going
-            await asyncio.sleep(0)
-            return exc
-        return None
-
-    try:
-        seen = run_virtual(main())
-    except (KeyboardInterrupt, SystemExit) as exc:  # failing this test, not stopping the session
-        pytest.fail(f"the attempt's {exc!r} stopped the event loop instead of reaching the caller")
+    seen = _caught(lambda: Hedge(0.5, attempts=2, name="op", **otel.providers).call(fn), "the attempt's")
     assert len(raised) == 1
     assert seen is raised[0]
     assert other_ended == ["cancelled"]
@@ -359,21 +366,13 @@ def test_a_compensations_keyboard_interrupt_is_raised_after_the_rollback_not_out
 
     tx = Saga("s", **otel.providers).begin()
 
-    async def main() -> BaseException | None:
-        try:
-            async with tx:
-                await tx.step("a", functools.partial(_value, "a"), compensate=undo)
-                await tx.step("b", functools.partial(_value, "b"), compensate=undo_badly)
-                await tx.step("c", fail)
-        except BaseException as exc:  # the caller's own handler runs, with the loop still going
-            await asyncio.sleep(0)
-            return exc
-        return None
+    async def saga() -> None:
+        async with tx:
+            await tx.step("a", functools.partial(_value, "a"), compensate=undo)
+            await tx.step("b", functools.partial(_value, "b"), compensate=undo_badly)
+            await tx.step("c", fail)
 
-    try:
-        seen = run_virtual(main())
-    except (KeyboardInterrupt, SystemExit) as exc:  # failing this test, not stopping the session
-        pytest.fail(f"the compensation's {exc!r} stopped the event loop instead of reaching the caller")
+    seen = _caught(saga, "the compensation's")
     assert seen is raised[0]
     assert tx.result is not None
     assert tx.result.compensated == ("a",)
@@ -410,16 +409,7 @@ def test_a_hedge_losers_base_exception_raised_while_cancelled_is_not_swallowed(
                 raise raised[0] from None
         return "won"
 
-    async def main() -> object:
-        try:
-            return await Hedge(0.5, attempts=2, name="op", **otel.providers).call(fn)
-        except BaseException as exc:
-            return exc
-
-    try:
-        seen = run_virtual(main())
-    except (KeyboardInterrupt, SystemExit) as exc:
-        pytest.fail(f"the loser's {exc!r} stopped the event loop instead of reaching the caller")
+    seen = _caught(lambda: Hedge(0.5, attempts=2, name="op", **otel.providers).call(fn), "the loser's")
     assert seen is raised[0]
     assert not opened.open, opened.open
     op = otel.span("op").attributes or {}
