@@ -172,6 +172,8 @@ class RunRecorder(Hook):
     # ------------------------------------------------------------------ totals
     @property
     def retries(self) -> int:
+        """Every retry heard so far, inside waves or not, finished or not (the report's per-operation sum);
+        ``totals["retries"]`` counts only those of finished waves."""
         with self._lock:
             return sum(op.retries for op in self._ops.values())
 
