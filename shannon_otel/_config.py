@@ -7,10 +7,12 @@ What it uses lives beside it: the exporters it builds in ``_exporters``, the han
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import uuid
 import warnings
 from collections.abc import Mapping, Sequence
+from urllib.parse import unquote
 
 from opentelemetry import _logs as otel_logs
 from opentelemetry import metrics, trace
@@ -142,6 +144,21 @@ def _check_arguments(
     check_number("max_export_batch_size", max_export_batch_size, low=1, integer=True, allow_none=True)
 
 
+def _env_service_name() -> str | None:
+    """The service name the variables give when blanks count as unset: ``OTEL_SERVICE_NAME``, else the
+    ``service.name`` of ``OTEL_RESOURCE_ATTRIBUTES`` (split as the SDK's detector splits it, the last one
+    winning). The SDK lets a blank ``OTEL_SERVICE_NAME`` replace the latter, which named the service
+    ``shannon-otel`` although ``OTEL_RESOURCE_ATTRIBUTES`` named it."""
+    name = os.environ.get("OTEL_SERVICE_NAME", "")
+    if name.strip():
+        return name
+    for item in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, sep, value = item.partition("=")
+        if sep and key.strip() == SERVICE_NAME:
+            name = unquote(value.strip())
+    return name if name.strip() else None
+
+
 def configure(
     service_name: str | None = None,
     *,
@@ -161,8 +178,9 @@ def configure(
 ) -> Telemetry:
     """Build a TracerProvider and a MeterProvider and (by default) make them the global ones.
 
-    ``service_name`` (else ``OTEL_SERVICE_NAME``, else ``shannon-otel``) and ``resource_attributes``
-    (merged over ``OTEL_RESOURCE_ATTRIBUTES``: the given values win) make the resource.
+    ``service_name`` (else ``OTEL_SERVICE_NAME``, else the ``service.name`` of ``OTEL_RESOURCE_ATTRIBUTES``,
+    else ``shannon-otel``; blank is unset) and ``resource_attributes`` (merged over ``OTEL_RESOURCE_ATTRIBUTES``:
+    the given values win) make the resource.
 
     Exporters come from ``exporter`` or, when it is None, the standard variables
     ``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER`` (comma-separated ``otlp``, ``console``,
@@ -243,7 +261,7 @@ def configure(
     resource = Resource.create(attributes)  # merges OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME
     named = str(resource.attributes.get(SERVICE_NAME, ""))
     if named.startswith("unknown_service") or not named.strip():  # OTEL_SERVICE_NAME="  ": blank is unset
-        resource = resource.merge(Resource({SERVICE_NAME: "shannon-otel"}))
+        resource = resource.merge(Resource({SERVICE_NAME: _env_service_name() or "shannon-otel"}))
     if not str(resource.attributes.get(SERVICE_INSTANCE_ID, "")).strip():
         # SDKs before 1.43 set none: replicas of one service would then write the same series
         # (job/instance alike) and each scrape would flip between their values. A blank one is none

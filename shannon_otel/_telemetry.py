@@ -172,11 +172,17 @@ EXCEPTION_TYPE: Final = "exception.type"
 EXCEPTION_STACKTRACE: Final = "exception.stacktrace"
 
 # --------------------------------------------------------------------------- metrics
-# Seconds-unit histograms need explicit boundaries: the SDK defaults are millisecond-scale.
+# Seconds-unit histograms need explicit boundaries: the SDK defaults are millisecond-scale. Up to an hour, as
+# the wave's: a task of an agent or a training step runs for many minutes (docs/runbook.md's 25-minute tasks), and
+# queue waits of a long wave too; past the last boundary every quantile reads that boundary.
 DURATION_BUCKETS_S: Final = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+    600.0, 1800.0, 3600.0,
 )
-WAVE_DURATION_BUCKETS_S: Final = (0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+# A wave of such tasks runs for hours (a 40-minute stall window per wave is the runbook's example)
+WAVE_DURATION_BUCKETS_S: Final = (
+    0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 7200.0, 21600.0, 86400.0,
+)
 ATTEMPT_BUCKETS: Final = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0)
 # The GenAI semantic conventions' bucket advice for token counts (gen_ai.client.token.usage), all 14 of it:
 # a task sums many model calls, so one past 4194304 tokens is no rarity (its quantiles read 4194304 without these).

@@ -297,6 +297,21 @@ def test_a_blank_service_name_variable_counts_as_unset(otel_env: pytest.MonkeyPa
     assert tel.tracer_provider.resource.attributes["service.name"] == "shannon-otel"
 
 
+@pytest.mark.parametrize("value", ["", "   "])
+def test_a_blank_service_name_variable_leaves_the_resource_attributes_service_name(
+    otel_env: pytest.MonkeyPatch, value: str,
+) -> None:
+    """Blank is unset, so OTEL_RESOURCE_ATTRIBUTES' service.name names the service (the resource detector's
+    order). Before: a blank of spaces replaced it in the SDK's detector, and the service became `shannon-otel`:
+    its Jaeger service and Prometheus `job` were not the one the deployment named."""
+    otel_env.setenv("OTEL_SERVICE_NAME", value)
+    otel_env.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.name=check%20out,service.version=2")
+    tel = so.configure(exporter="none", set_global=False)
+    tel.shutdown()
+    assert tel.tracer_provider.resource.attributes["service.name"] == "check out"
+    assert tel.meter_provider._sdk_config.resource.attributes["service.name"] == "check out"
+
+
 @pytest.mark.parametrize("value", ["novalue", "=b,a=1", "a=%zz", "service.name="])
 def test_malformed_resource_attributes_keep_the_valid_pairs_and_a_service_name(
     otel_env: pytest.MonkeyPatch, value: str,

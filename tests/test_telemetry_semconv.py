@@ -208,3 +208,57 @@ def test_a_rejected_span_is_an_error_span_with_the_error_type_the_call_records()
     assert [(dict(p.attributes), p.value) for p in tel.points("shannon.calls")
             if p.attributes["shannon.operation"] == "served"] == [
         ({"shannon.operation": "served", "shannon.call.outcome": "success"}, 1)]
+
+
+_DURATION = re.compile(r"([\d.]+)(ms|s|m|h)")
+_MS = {"ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def test_the_span_metrics_behind_jaegers_monitor_tab_resolve_the_durations_the_library_measures() -> None:
+    # The spanmetrics connector's default buckets end at 15 s: the Monitor tab's P95/P99 latency (histogram_quantile
+    # over traces_span_metrics_duration_milliseconds_bucket) of any span longer than that, a 40 s LLM task or a
+    # 10-minute wave, read 15 s, while shannon.task.duration / shannon.wave.duration resolve up to an hour.
+    from pathlib import Path
+
+    from shannon_otel._telemetry import DURATION_BUCKETS_S, WAVE_DURATION_BUCKETS_S
+
+    config = (Path(__file__).resolve().parents[1] / "collector-config" / "otelcol.yaml").read_text(encoding="utf-8")
+    connector = config.split("\n  spanmetrics:\n", 1)[1].split("\nexporters:", 1)[0]
+    found = re.search(r"\n      explicit:\n        buckets: \[([^\]]*)\]", connector)
+    assert found, "the spanmetrics connector keeps its default buckets (they end at 15 s)"
+    bounds_ms = []
+    for item in found.group(1).split(","):
+        number, unit = _DURATION.fullmatch(item.strip()).groups()  # type: ignore[union-attr]
+        bounds_ms.append(float(number) * _MS[unit])
+    assert bounds_ms == sorted(set(bounds_ms))
+    assert max(bounds_ms) >= max(WAVE_DURATION_BUCKETS_S) * 1e3
+    assert min(bounds_ms) <= min(DURATION_BUCKETS_S) * 1e3
+
+
+@pytest.mark.parametrize(("metric", "tasks"), [
+    ("shannon.task.duration", 2), ("shannon.task.queue_wait.duration", 2), ("shannon.wave.duration", 4),
+])
+def test_a_task_of_many_minutes_lands_in_a_bucket_of_its_own_not_the_overflow(metric: str, tasks: int) -> None:
+    # The duration buckets ended at 300 s (tasks) and 1 h (waves): a 25-minute task (the stall alert's own example
+    # of a legitimately long task, docs/runbook.md), the 25-minute queue wait of the task behind it and a wave of
+    # four of them (100 minutes) fell in the +Inf bucket, and every percentile panel over them (histogram_quantile)
+    # read the last boundary.
+    import asyncio
+
+    tel = InMemoryTelemetry()
+    minutes = 25 * 60
+
+    async def long_task(_: int) -> None:
+        await asyncio.sleep(minutes)
+
+    async def main() -> None:  # the wave timed on the virtual loop's clock: the minutes pass at once
+        wave = Wave("train", max_concurrency=1, clock=asyncio.get_running_loop().time, **tel.providers)
+        await wave.map(long_task, range(tasks))
+
+    run_virtual(main())
+    point = max(tel.points(metric), key=lambda p: p.sum)
+    bounds, counts = list(point.explicit_bounds), list(point.bucket_counts)
+    assert counts[-1] == 0, f"{metric}: the long one is in +Inf, quantiles read {bounds[-1]} s"
+    longest = point.max
+    (bucket,) = [i for i, n in enumerate(counts) if n and bounds[i] >= longest]
+    assert bounds[bucket - 1] < longest <= bounds[bucket]

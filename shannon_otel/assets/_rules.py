@@ -123,7 +123,8 @@ def _breaker(jaeger: str, runbook: str) -> Rule:
         "A circuit breaker has not closed for 5 minutes.",
         f"Circuit breaker {{{{ $labels.{name} }}}} of job {{{{ $labels.job }}}} (instance "
         f"{{{{ $labels.instance }}}}) has been open or half-open for more than 5 minutes: its calls are "
-        f"rejected and its probes keep failing.",
+        f"rejected and its probes keep failing, or no call has come to move it on (a breaker goes half-open "
+        f"only at its first call after reset_timeout).",
         # The operation spans it guards, their attempt and rejection spans and its transition events all
         # carry the breaker's name; their shannon.operation is the policy's name, which may differ.
         jaeger=jaeger, runbook=runbook, traces=_label_tags({t.BREAKER_NAME: name}),
