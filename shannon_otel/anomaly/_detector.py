@@ -30,7 +30,7 @@ from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from math import erfc, expm1, isfinite, log10, sqrt
-from typing import SupportsIndex
+from typing import Any, SupportsIndex
 
 import numpy as np
 import numpy.typing as npt
@@ -72,7 +72,9 @@ class DetectorStats:
 
 class AnomalyDetector:
     """Scores many series online. State is per detector; the config is shared and immutable.
-    Thread-safe: updates from several threads take turns (each call is atomic)."""
+    Thread-safe: updates from several threads take turns (each call is atomic). A pickle or a copy
+    (``copy.copy`` too) is a detector of its own with the state of this one at that moment: fed the same
+    samples, it gives the same scores."""
 
     def __init__(
         self, config: DetectorConfig | None = None, *, engine: str = "auto", threads: SupportsIndex = 1
@@ -107,6 +109,7 @@ class AnomalyDetector:
         if engine == "numba" and self._kernel is None:
             raise ImportError("engine='numba' needs numba: pip install 'shannon-otel[fast]'")
         self._threads = count
+        self._engine_arg = engine  # what a copy asks for (numba must still be there for "numba")
         cfg = self._config = config if config is not None else DetectorConfig()
         self._z_red, self._z_crit = red_z(cfg.warning), red_z(cfg.critical)
         self._demoted = demoted_score(cfg.warning)
@@ -177,6 +180,39 @@ class AnomalyDetector:
         self._wstate[:, WEEK_SLOT] = -np.inf
         self._week_cfg = (width, self._wspan, self._wrho, floats(self._wstate), floats(self._wmeans),
                           floats(self._wids))
+
+    # ------------------------------------------------------------------ copies
+    def __getstate__(self) -> dict[str, Any]:
+        """What a pickle or a copy keeps: the config, the engine asked for, and a snapshot of every series'
+        state (its arrays, the series' slots in LRU order, the counts), taken under the lock.
+
+        The arrays are reached through memoryviews (the scalar path's) and guarded by a lock, which pickle
+        refuses: ``pickle.dumps(detector)``, ``copy.deepcopy`` and ``copy.copy`` raised "cannot pickle
+        memoryview objects", so a detector could not be checkpointed nor copied mid-stream.
+        """
+        with self._lock:
+            arrays = {name: value.copy() for name, value in vars(self).items()
+                      if isinstance(value, np.ndarray) and name != "_last_slots"}
+            rings = {name: (value.buf.copy(), value.head.copy(), value.count.copy(), value.s1.copy(),
+                            value.s2.copy()) for name, value in vars(self).items() if isinstance(value, Rings)}
+            return {"config": self._config, "engine": self._engine_arg, "threads": self._threads,
+                    "arrays": arrays, "rings": rings, "slots": list(self._slots.items()),
+                    "ignored": self._ignored, "evicted": self._evicted}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A detector built afresh from the config, then given the snapshot's state: the copy scores the
+        next samples as the original would, and the two share nothing (the engine is loaded again; raises
+        ``ImportError`` for ``engine="numba"`` where numba is missing, as the constructor does)."""
+        self.__init__(state["config"], engine=state["engine"], threads=state["threads"])  # type: ignore[misc]
+        for name, array in state["arrays"].items():
+            np.copyto(getattr(self, name), array)  # in place: the memoryviews read these buffers
+        for name, (buf, head, count, s1, s2) in state["rings"].items():
+            ring = getattr(self, name)
+            for target, source in ((ring.buf, buf), (ring.head, head), (ring.count, count), (ring.s1, s1),
+                                   (ring.s2, s2)):
+                np.copyto(target, source)
+        self._slots.update(state["slots"])
+        self._ignored, self._evicted = state["ignored"], state["evicted"]
 
     # ------------------------------------------------------------------ series registry
     @property
