@@ -83,7 +83,8 @@ class AnomalyHook(Hook):
     :class:`Anomaly` events, to its other hooks (the OTel hook exports them: gauge, counter, span
     event). ``meter_provider`` is deprecated and ignored: the telemetry goes to the providers of
     the entry point that scored. ``enabled=False`` makes every ``*_started`` return ``None`` (zero cost;
-    ``hook.enabled`` may be switched at run time, the other settings are read-only). ``signals``
+    ``hook.enabled`` may be switched at run time, the other settings are read-only: switched off, the runs and
+    calls under way count in no tick either, and the ticks they had open are dropped). ``signals``
     restricts what is watched. A tick closes once ``tick_s`` seconds have passed and at least
     ``min_tick_tasks`` tasks (calls, for ``retry_rate``) finished in it: a mean over a handful
     of tasks is as noisy as a single task duration. ``clock`` (seconds; only differences matter

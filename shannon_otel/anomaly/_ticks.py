@@ -66,9 +66,14 @@ class _WaveFeed(WaveObserver):
         span = trace.get_current_span()
         with hook._lock:  # the tick is shared by every run of the wave name, threads included
             now = hook._ticker()
-            if now < tick.start:  # the clock went back: the tick's length is unknown, so it is dropped and
-                tick.close(now, hook.tick_s)  # the next starts now, as if this task closed it (waiting for
-                return  # its old end would score nothing until then)
+            # The clock went back: the tick's length is unknown, so it is dropped and the next starts now, as if
+            # this task closed it (waiting for its old end would score nothing until then). The hook switched off
+            # (``enabled``) while this run goes on: its tasks are counted in no tick (a run that never ends, a
+            # stream, scored on), and the tick is dropped alike (counted on after, it read the time off as a fall
+            # of throughput).
+            if now < tick.start or not hook._enabled:
+                tick.close(now, hook.tick_s)
+                return
             tick.finished += 1
             if event.outcome in _FAILED:
                 tick.failed += 1
@@ -147,7 +152,8 @@ class _CallFeed(CallObserver):
         op, hook = self._op, self._hook
         with hook._lock:  # shared by every call of the operation, threads included (see _WaveFeed)
             now = hook._ticker()
-            if now < op.end - hook.tick_s:  # the clock went back: the tick is dropped (see _WaveFeed)
+            if now < op.end - hook.tick_s or not hook._enabled:  # the clock went back, the hook is off: the tick
+                # is dropped (see _WaveFeed)
                 op.calls = op.retries = 0
                 op.retried_span = None
                 op.end = now + hook.tick_s
