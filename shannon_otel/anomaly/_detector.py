@@ -35,7 +35,7 @@ from typing import Any, SupportsIndex
 import numpy as np
 import numpy.typing as npt
 
-from .._validate import shown
+from .._validate import brief, shown
 from ._config import DetectorConfig
 from ._engine_numba import ENGINES, Kernel, Workers, load, score_compiled
 from ._engine_numpy import score_block
@@ -92,9 +92,9 @@ class AnomalyDetector:
         with ``engine="numpy"``), ``ImportError`` for ``"numba"`` without numba.
         """
         if config is not None and not isinstance(config, DetectorConfig):
-            raise TypeError(f"config must be a DetectorConfig or None, got {config!r}")
+            raise TypeError(f"config must be a DetectorConfig or None, got {brief(config)}")
         if engine not in ENGINES:
-            raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, got {engine!r}")
+            raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, got {brief(engine)}")
         try:
             count = -1 if isinstance(threads, bool) else operator.index(threads)
         except TypeError:
@@ -625,7 +625,7 @@ class AnomalyDetector:
         """:meth:`update_many` under the lock."""
         if (isinstance(series, (str, bytes)) or not isinstance(series, (Sequence, np.ndarray))
                 or getattr(series, "ndim", None) == 0):  # a 0-d array has no len(): "len() of unsized object"
-            raise TypeError(f"series must be a sequence of series names (non-empty str), got {series!r}")
+            raise TypeError(f"series must be a sequence of series names (non-empty str), got {brief(series)}")
         vals = _floats("values", values)
         ts = _floats("times", times)
         if ts.ndim != 1:  # (the shape message below would blame the values)
@@ -717,7 +717,7 @@ class AnomalyDetector:
 
 def _check_series(series: object) -> None:
     if not isinstance(series, str) or not series:
-        raise TypeError(f"series must be a non-empty str, got {series!r}")
+        raise TypeError(f"series must be a non-empty str, got {brief(series)}")
 
 
 # A Python complex, or numpy's (np.complex64 is no subclass of complex): update() refuses both.
@@ -729,7 +729,7 @@ def _update_error(series: object, value: object, time: object) -> Exception:
     try:
         hash(series)
     except TypeError:
-        return TypeError(f"series must be a non-empty str, got {series!r}")
+        return TypeError(f"series must be a non-empty str, got {brief(series)}")
     for name, x in (("value", value), ("time", time)):
         if isinstance(x, _COMPLEX):
             return TypeError(f"{name} must be a real number (float), got {shown(x)}")
@@ -739,7 +739,8 @@ def _update_error(series: object, value: object, time: object) -> Exception:
             return TypeError(f"{name} must be a real number (float), got {shown(x)}")
         except OverflowError:
             return ValueError(f"{name} must be a real number within the range of a float, got {shown(x)}")
-    return TypeError(f"bad arguments: series={series!r}, value={value!r}, time={time!r}")  # pragma: no cover
+    return TypeError(  # pragma: no cover
+        f"bad arguments: series={brief(series)}, value={brief(value)}, time={brief(time)}")
 
 
 def _floats(name: str, values: npt.ArrayLike) -> F64:

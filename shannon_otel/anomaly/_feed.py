@@ -52,7 +52,7 @@ from .. import _clock
 from .._events import Anomaly, CallObserver, CallStarted, Hook, WaveObserver, WaveStarted
 from .._fork import in_forked_child, release_held
 from .._isolation import hook_failed
-from .._validate import check_bool, check_number, check_reading, check_sync_callable, shown
+from .._validate import brief, check_bool, check_number, check_reading, check_sync_callable, shown
 from ._config import HOOK_DEFAULTS, DetectorConfig, _float_sized
 from ._detector import AnomalyDetector
 from ._scoped import _publish, _Scoped
@@ -113,14 +113,15 @@ class AnomalyHook(Hook):
         enabled: bool = True,
     ) -> None:
         if isinstance(tick_s, bool) or not isinstance(tick_s, (int, float)):  # True would be a 1 s tick
-            raise TypeError(f"tick_s must be a number of seconds in (0, inf), got {tick_s!r}")
+            raise TypeError(f"tick_s must be a number of seconds in (0, inf), got {brief(tick_s)}")
         if not 0.0 < tick_s < math.inf or not _float_sized(tick_s):  # 10**400: no float holds it
             raise ValueError(f"tick_s must be a number in (0, inf), got {shown(tick_s)}")
         check_number("min_tick_tasks", min_tick_tasks, low=1, integer=True)
         if config is not None and not isinstance(config, DetectorConfig):
-            raise TypeError(f"config must be a DetectorConfig or None, got {config!r}")
+            raise TypeError(f"config must be a DetectorConfig or None, got {brief(config)}")
         if meter_provider is not None and not callable(getattr(meter_provider, "get_meter", None)):
-            raise TypeError(f"meter_provider must be an OpenTelemetry MeterProvider or None, got {meter_provider!r}")
+            raise TypeError(
+                f"meter_provider must be an OpenTelemetry MeterProvider or None, got {brief(meter_provider)}")
         # Both are called without await: an async def would hand back a coroutine nobody awaits (the
         # callback never ran; the clock's coroutine broke every tick, each failure only logged).
         check_sync_callable("on_anomaly", on_anomaly, "a callable taking an Anomaly", allow_none=True, takes=1)
@@ -132,10 +133,10 @@ class AnomalyHook(Hook):
                 raise TypeError
             self._signals = frozenset(signals)
         except TypeError:
-            raise TypeError(f"signals must be an iterable of signal names ({allowed}), got {signals!r}") from None
+            raise TypeError(f"signals must be an iterable of signal names ({allowed}), got {brief(signals)}") from None
         unknown = self._signals - {LATENCY, ERROR_RATE, THROUGHPUT, RETRY_RATE}
         if unknown:
-            raise ValueError(f"unknown signals {sorted(unknown, key=repr)}; allowed: {allowed}")
+            raise ValueError(f"unknown signals {brief(sorted(unknown, key=repr))}; allowed: {allowed}")
         self._detector = AnomalyDetector(config if config is not None else HOOK_DEFAULTS)
         self._on_anomaly = on_anomaly
         # stamps the samples (the detector's time, Anomaly.time); a user's clock as checked float seconds
