@@ -35,6 +35,7 @@ from typing import Any, SupportsIndex
 import numpy as np
 import numpy.typing as npt
 
+from .._fork import in_forked_child, release_held
 from .._validate import brief, shown
 from ._config import DetectorConfig
 from ._engine_numba import ENGINES, Kernel, Workers, load, score_compiled
@@ -152,6 +153,9 @@ class AnomalyDetector:
         # One update at a time: two threads feeding one detector put two series in one slot, silently
         # (measured: 4 threads, max_series 50 -> 52 series, shared slots). Uncontended: ~0.1 us a call.
         self._lock = threading.Lock()
+        # a child forked while another thread fed it would wait on the dead thread's lock for good (the hook
+        # freed it for its own detector; a detector fed by the user's threads hung the child's first update)
+        in_forked_child(self._forked)
         self._slots: OrderedDict[str, int] = OrderedDict()
         self._ignored = 0
         self._evicted = 0
@@ -180,6 +184,10 @@ class AnomalyDetector:
         self._wstate[:, WEEK_SLOT] = -np.inf
         self._week_cfg = (width, self._wspan, self._wrho, floats(self._wstate), floats(self._wmeans),
                           floats(self._wids))
+
+    def _forked(self) -> None:
+        """In a forked child: free the lock a thread of the parent held at the fork (see ``_fork``)."""
+        release_held(self._lock)
 
     # ------------------------------------------------------------------ copies
     def __getstate__(self) -> dict[str, Any]:

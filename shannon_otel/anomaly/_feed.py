@@ -164,8 +164,7 @@ class AnomalyHook(Hook):
 
     def _forked(self) -> None:
         """In a forked child: free the locks a thread of the parent held at the fork (see ``_fork``)."""
-        release_held(self._lock)
-        release_held(self._detector._lock)
+        release_held(self._lock)  # (the detector frees its own)
 
     @property
     def detector(self) -> AnomalyDetector:
