@@ -9,6 +9,7 @@ import datetime as dt
 import math
 import sys
 import threading
+import warnings
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -472,3 +473,34 @@ def test_a_wrong_engine_or_series_sequence_has_a_short_message(bad: Any) -> None
     with pytest.raises((TypeError, ValueError)) as signals:
         so.AnomalyHook(signals=[str(i) for i in range(100_000)] if isinstance(bad, list) else bad)
     assert len(str(signals.value)) < 300
+
+
+# Bug: a Decimal or numpy longdouble beyond any float (Decimal("1e400"), np.longdouble("1e400")) was read as an
+# infinity and skipped as a missing sample (the block path also warned "overflow encountered in cast"), while the
+# same number as an int (10**400) was refused as the docstrings say: "numbers beyond any float" are a ValueError.
+BEYOND = [Decimal("1e400"), Decimal("-1e400"), np.longdouble("1e400"), np.longdouble("-1e400")]
+
+
+@pytest.mark.parametrize("number", BEYOND, ids=["decimal", "-decimal", "longdouble", "-longdouble"])
+def test_a_number_beyond_any_float_of_any_type_is_refused_on_every_path(number: Any) -> None:
+    det = AnomalyDetector(QUICK)
+    with pytest.raises(ValueError, match="value must be a real number within the range of a float"):
+        det.update("a", number, 1.0)
+    array = np.array([1.0, number], dtype=object if isinstance(number, Decimal) else np.longdouble)
+    for engine in ("numpy", "numba"):
+        det = AnomalyDetector(QUICK, engine=engine)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no "overflow encountered in cast" either
+            with pytest.raises(ValueError, match="values must be real numbers within the range of a float"):
+                det.update_series("a", array, [1.0, 2.0])
+        assert (det.stats.series, det.stats.ignored) == (0, 0)  # refused before any state changed
+
+
+@pytest.mark.parametrize("missing", [Decimal("NaN"), Decimal("Infinity"), Decimal("-Infinity"), np.longdouble("nan"),
+                                     np.longdouble("inf"), np.longdouble("-inf")])
+def test_the_nans_and_infinities_of_other_types_are_still_missing_samples(missing: Any) -> None:
+    det = AnomalyDetector(QUICK)
+    assert det.update("a", missing, 1.0) is None
+    array = np.array([missing], dtype=object if isinstance(missing, Decimal) else np.longdouble)
+    assert np.isnan(det.update_series("a", array, [2.0])).all()
+    assert det.stats.ignored == 2

@@ -304,7 +304,8 @@ class AnomalyDetector:
         Raises, before changing any state, ``TypeError`` for a ``series`` that is not a non-empty
         str (checked when the series is new) or a ``value`` / ``time`` that is not a real number (nor is a
         signaling NaN, ``Decimal("sNaN")``, which ``float()`` refuses),
-        ``ValueError`` for a non-finite ``time`` (with a finite ``value``); O(1).
+        ``ValueError`` for a non-finite ``time`` (with a finite ``value``) or a number no float holds (``2**1100``,
+        ``Decimal("1e400")``, a numpy longdouble: not an infinity, so not a missing sample); O(1).
         """
         # One body, no calls but for the rare re-add of a window: each call (a ring push, a z-score)
         # cost ~0.1-0.2 us of the ~4 us. The ring pushes are Rings.push written out on its memoryviews.
@@ -321,6 +322,8 @@ class AnomalyDetector:
             if slot is None:  # a new series (or a bad name): the dict lookup above missed anyway
                 _check_series(series)
             if not finite:
+                if _beyond_float(value):  # not NaN/inf: a Decimal or numpy longdouble no float holds, as 2**1100
+                    raise ValueError(f"value must be a real number within the range of a float, got {brief(value)}")
                 self._ignored += 1
                 if slot is not None:  # a known series is still refreshed, as update_many does
                     self._last_key = None
@@ -773,7 +776,8 @@ def _floats(name: str, values: npt.ArrayLike) -> F64:
         hint = ": convert them to seconds as floats first" if kind in "Mm" else ""
         raise TypeError(f"{name} must be an array of real numbers, got {what}{hint}")
     try:
-        out: F64 = raw.astype(np.float64, copy=False)
+        with np.errstate(over="ignore"):  # a longdouble beyond any float: inf, refused below
+            out: F64 = raw.astype(np.float64, copy=False)
     except OverflowError:  # an int beyond any float
         at = next((at for at, x in enumerate(raw.flat) if _overflows(x)), 0)
         raise ValueError(
@@ -782,7 +786,22 @@ def _floats(name: str, values: npt.ArrayLike) -> F64:
         raise TypeError(f"{name} must be an array of real numbers, got {_brief(values)}") from exc
     if isinstance(values, np.ma.MaskedArray) and np.ma.is_masked(values):  # np.asarray() keeps what is masked
         out = np.where(np.ma.getmaskarray(values), np.nan, out)  # missing: NaN, as update() takes np.ma.masked
+    if kind == "O" or (kind == "f" and raw.dtype.itemsize > 8):  # items a float may not hold: Decimal, longdouble
+        beyond = next((int(at) for at in np.flatnonzero(np.isinf(out)) if _beyond_float(raw.flat[at])), None)
+        if beyond is not None:  # not an infinity: taken as one, it was skipped as missing where update() refuses it
+            raise ValueError(
+                f"{name} must be real numbers within the range of a float, got {_item(values, raw, beyond)}")
     return out
+
+
+def _beyond_float(x: object) -> bool:
+    """Whether ``x``, a number ``math.isfinite`` read as not finite, is finite in its own type (a Decimal, a numpy
+    longdouble) but beyond any float: float() makes it an infinity. NaN, the infinities and numpy's masked
+    constant are not."""
+    try:
+        return bool(x == x) and abs(x) != math.inf  # type: ignore[arg-type]
+    except (TypeError, ValueError, ArithmeticError):
+        return False
 
 
 def _overflows(x: object) -> bool:
