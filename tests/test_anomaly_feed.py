@@ -130,7 +130,8 @@ def test_an_anomaly_found_after_its_task_ended_keeps_that_task_ids(tel: Telemetr
                        clock=clock, signals=[LATENCY])
     obs = scoped(hook, tel).wave_started(WaveStarted("w", None, None, clock()))
     assert obs is not None
-    run_tasks(tel, obs, clock, [*steady(645), 5.0, *steady(10)])
+    with tel.tracer.start_as_current_span("wave"):  # one run: its tasks' spans are of one trace
+        run_tasks(tel, obs, clock, [*steady(645), 5.0, *steady(10)])
     (anomaly,) = seen
     culprit, flusher = tel.span("task 645"), tel.span("task 655")  # the tick's slowest, and its last
     assert anomaly.span_id == format(culprit.context.span_id, "016x")

@@ -188,3 +188,45 @@ def test_a_clock_of_no_real_number_fails_the_hook_naming_the_clock(caplog: pytes
     result = asyncio.run(wave.run([work] * 2))
     assert result.values() == [None, None]  # the hook's failure costs the wave nothing
     assert "clock must return seconds (a real number)" in caplog.text
+
+
+# Bug: ``hook.enabled = False`` only stopped runs started afterwards; a run under way (a stream that never ends, a
+# long wave) went on scoring and reporting anomalies until it ended. Now its tasks and calls count in no tick
+# while the hook is off, and the tick open when it went off is dropped (counted on, it read the time off as a fall
+# of throughput).
+def test_a_hook_switched_off_mid_run_reports_nothing_until_switched_on_again() -> None:
+    clock, seen = FakeClock(1_000.0), list[Anomaly]()
+    hook = AnomalyHook(EVERY_TICK, on_anomaly=seen.append, tick_s=1.0, clock=clock, min_tick_tasks=8)
+
+    async def work(i: int) -> None:
+        clock.advance(0.25)  # 4 tasks a second, 0.25 s each
+        await asyncio.sleep(0)
+        if i == 40:
+            hook.enabled = False  # at t = 10 s (1000 + 41 x 0.25 = 1010.25)
+        elif i == 119:
+            hook.enabled = True  # at t = 30 s
+
+    async def main() -> None:
+        wave: Wave[None] = Wave("w", max_concurrency=1, hooks=(hook,), instrument=False, clock=clock)
+        await wave.run([functools.partial(work, i) for i in range(200)])
+
+    asyncio.run(main())
+    times = sorted({a.time for a in seen})
+    assert times and not [t for t in times if 1_010.25 < t <= 1_030.0]
+    assert [t for t in times if t > 1_030.0]  # on again: scored again
+    assert {(a.signal, a.value) for a in seen} == {(LATENCY, 0.25), (ERROR_RATE, 0.0), (THROUGHPUT, 4.0)}
+
+
+def test_a_hook_switched_off_mid_call_sequence_scores_no_retry_rate_meanwhile() -> None:
+    clock, seen = FakeClock(1_000.0), list[Anomaly]()
+    hook = AnomalyHook(EVERY_TICK, on_anomaly=seen.append, tick_s=1.0, clock=clock, min_tick_tasks=8)
+    observers = []
+    for _ in range(48):  # calls started while the hook is on, finishing while it is off (and after)
+        obs = hook.call_started(CallStarted("fetch", "retry"))
+        assert obs is not None
+        observers.append(obs)
+    for i, obs in enumerate(observers):
+        hook.enabled = not 16 <= i < 32
+        clock.advance(1 / 16)
+        obs.call_finished(CallFinished("fetch", CallOutcome.SUCCESS, 2 if i >= 16 else 1, 0.01))
+    assert [(a.signal, a.value, a.time) for a in seen] == [(RETRY_RATE, 0.0, 1_001.0), (RETRY_RATE, 1.0, 1_003.0)]

@@ -9,6 +9,7 @@ import datetime as dt
 import math
 import sys
 import threading
+import warnings
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -435,3 +436,71 @@ def test_the_masked_items_of_a_masked_array_are_missing_samples(engine: str) -> 
     assert got.stats == want.stats and got.stats.ignored == 6
     with pytest.raises(ValueError, match=r"^times must be finite numbers of seconds$"):
         got.update_series("a", [1.0, 2.0], np.ma.masked_array([1e6, 1e6 + STEP], mask=[False, True]))
+
+
+# Bug: a series name, config, engine or hook argument of the wrong type was printed whole in its error: an int over
+# 4,300 digits made repr() raise ValueError ("Exceeds the limit ... for integer string conversion") in place of the
+# TypeError naming the parameter, and a list of a million items made an 8 MB message.
+HUGE_INT, LONG_LIST = 10**5000, list(range(100_000))
+
+
+@pytest.mark.parametrize("call", [
+    lambda bad: AnomalyDetector().update(bad, 1.0, 1.0),
+    lambda bad: AnomalyDetector().update_series(bad, [1.0], [1.0]),
+    lambda bad: AnomalyDetector().update_many([bad], [[1.0]], [1.0]),
+    lambda bad: AnomalyDetector().last_score(bad),
+    lambda bad: AnomalyDetector(config=bad),
+    lambda bad: so.AnomalyHook(config=bad),
+    lambda bad: so.AnomalyHook(tick_s=[bad]),  # type: ignore[arg-type]  # (a huge int itself: ValueError)
+    lambda bad: so.AnomalyHook(meter_provider=bad),
+], ids=["update", "update_series", "update_many", "last_score", "detector-config", "hook-config", "tick_s",
+        "meter_provider"])
+@pytest.mark.parametrize("bad", [HUGE_INT, LONG_LIST], ids=["huge-int", "long-list"])
+def test_a_wrong_argument_is_a_type_error_with_a_short_message(call: Any, bad: Any) -> None:
+    with pytest.raises(TypeError) as caught:
+        call(bad)
+    assert len(str(caught.value)) < 300
+
+
+@pytest.mark.parametrize("bad", [HUGE_INT, LONG_LIST], ids=["huge-int", "long-list"])
+def test_a_wrong_engine_or_series_sequence_has_a_short_message(bad: Any) -> None:
+    with pytest.raises(ValueError, match="engine must be one of") as caught:
+        AnomalyDetector(engine=bad)
+    assert len(str(caught.value)) < 300
+    with pytest.raises(TypeError, match="series must be a sequence") as refused:
+        AnomalyDetector().update_many({bad} if isinstance(bad, int) else set(bad), [[1.0]], [1.0])  # type: ignore[arg-type]
+    assert len(str(refused.value)) < 300
+    with pytest.raises((TypeError, ValueError)) as signals:
+        so.AnomalyHook(signals=[str(i) for i in range(100_000)] if isinstance(bad, list) else bad)
+    assert len(str(signals.value)) < 300
+
+
+# Bug: a Decimal or numpy longdouble beyond any float (Decimal("1e400"), np.longdouble("1e400")) was read as an
+# infinity and skipped as a missing sample (the block path also warned "overflow encountered in cast"), while the
+# same number as an int (10**400) was refused as the docstrings say: "numbers beyond any float" are a ValueError.
+BEYOND = [Decimal("1e400"), Decimal("-1e400"), np.longdouble("1e400"), np.longdouble("-1e400")]
+
+
+@pytest.mark.parametrize("number", BEYOND, ids=["decimal", "-decimal", "longdouble", "-longdouble"])
+def test_a_number_beyond_any_float_of_any_type_is_refused_on_every_path(number: Any) -> None:
+    det = AnomalyDetector(QUICK)
+    with pytest.raises(ValueError, match="value must be a real number within the range of a float"):
+        det.update("a", number, 1.0)
+    array = np.array([1.0, number], dtype=object if isinstance(number, Decimal) else np.longdouble)
+    for engine in ("numpy", "numba"):
+        det = AnomalyDetector(QUICK, engine=engine)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no "overflow encountered in cast" either
+            with pytest.raises(ValueError, match="values must be real numbers within the range of a float"):
+                det.update_series("a", array, [1.0, 2.0])
+        assert (det.stats.series, det.stats.ignored) == (0, 0)  # refused before any state changed
+
+
+@pytest.mark.parametrize("missing", [Decimal("NaN"), Decimal("Infinity"), Decimal("-Infinity"), np.longdouble("nan"),
+                                     np.longdouble("inf"), np.longdouble("-inf")])
+def test_the_nans_and_infinities_of_other_types_are_still_missing_samples(missing: Any) -> None:
+    det = AnomalyDetector(QUICK)
+    assert det.update("a", missing, 1.0) is None
+    array = np.array([missing], dtype=object if isinstance(missing, Decimal) else np.longdouble)
+    assert np.isnan(det.update_series("a", array, [2.0])).all()
+    assert det.stats.ignored == 2

@@ -71,6 +71,14 @@ elif which == "recorder":  # a RunRecorder fed by another thread's event loop
     recorder = RunRecorder()
     wave = Wave(name="w", hooks=[recorder], **tel.providers)
     lock, child = recorder._lock, run_wave
+elif which == "detector":  # a bare AnomalyDetector fed by another thread (no hook around it)
+    from shannon_otel import AnomalyDetector
+    det = AnomalyDetector()
+    det.update("a", 1.0, 1.0)
+    lock = det._lock
+    def child():
+        assert det.update("a", 2.0, 2.0) is None  # warming up
+        det.update_many(["a"], [[3.0]], [3.0])
 elif which == "default_logs":  # another thread building the process's first default logging hook
     from shannon_otel._logs._joined import _Default
     _Default.reset()
@@ -86,7 +94,8 @@ child()
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
 @pytest.mark.parametrize(
-    "which", ["executor", "bridge", "anomaly", "shared", "scrape", "tail", "set_testing", "recorder", "default_logs"],
+    "which", ["executor", "bridge", "anomaly", "shared", "scrape", "tail", "set_testing", "recorder", "default_logs",
+              "detector"],
 )
 def test_a_child_forked_while_a_lock_is_held_does_not_hang(tmp_path: Path, which: str) -> None:
     assert fork_while_locked(tmp_path, _SCRIPT, _SCRIPT_CHILD, which) == {"hung": False, "status": 0}

@@ -30,12 +30,13 @@ from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from math import erfc, expm1, isfinite, log10, sqrt
-from typing import SupportsIndex
+from typing import Any, SupportsIndex
 
 import numpy as np
 import numpy.typing as npt
 
-from .._validate import shown
+from .._fork import in_forked_child, release_held
+from .._validate import brief, shown
 from ._config import DetectorConfig
 from ._engine_numba import ENGINES, Kernel, Workers, load, score_compiled
 from ._engine_numpy import score_block
@@ -72,7 +73,9 @@ class DetectorStats:
 
 class AnomalyDetector:
     """Scores many series online. State is per detector; the config is shared and immutable.
-    Thread-safe: updates from several threads take turns (each call is atomic)."""
+    Thread-safe: updates from several threads take turns (each call is atomic). A pickle or a copy
+    (``copy.copy`` too) is a detector of its own with the state of this one at that moment: fed the same
+    samples, it gives the same scores."""
 
     def __init__(
         self, config: DetectorConfig | None = None, *, engine: str = "auto", threads: SupportsIndex = 1
@@ -90,9 +93,9 @@ class AnomalyDetector:
         with ``engine="numpy"``), ``ImportError`` for ``"numba"`` without numba.
         """
         if config is not None and not isinstance(config, DetectorConfig):
-            raise TypeError(f"config must be a DetectorConfig or None, got {config!r}")
+            raise TypeError(f"config must be a DetectorConfig or None, got {brief(config)}")
         if engine not in ENGINES:
-            raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, got {engine!r}")
+            raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, got {brief(engine)}")
         try:
             count = -1 if isinstance(threads, bool) else operator.index(threads)
         except TypeError:
@@ -107,6 +110,7 @@ class AnomalyDetector:
         if engine == "numba" and self._kernel is None:
             raise ImportError("engine='numba' needs numba: pip install 'shannon-otel[fast]'")
         self._threads = count
+        self._engine_arg = engine  # what a copy asks for (numba must still be there for "numba")
         cfg = self._config = config if config is not None else DetectorConfig()
         self._z_red, self._z_crit = red_z(cfg.warning), red_z(cfg.critical)
         self._demoted = demoted_score(cfg.warning)
@@ -149,6 +153,9 @@ class AnomalyDetector:
         # One update at a time: two threads feeding one detector put two series in one slot, silently
         # (measured: 4 threads, max_series 50 -> 52 series, shared slots). Uncontended: ~0.1 us a call.
         self._lock = threading.Lock()
+        # a child forked while another thread fed it would wait on the dead thread's lock for good (the hook
+        # freed it for its own detector; a detector fed by the user's threads hung the child's first update)
+        in_forked_child(self._forked)
         self._slots: OrderedDict[str, int] = OrderedDict()
         self._ignored = 0
         self._evicted = 0
@@ -177,6 +184,43 @@ class AnomalyDetector:
         self._wstate[:, WEEK_SLOT] = -np.inf
         self._week_cfg = (width, self._wspan, self._wrho, floats(self._wstate), floats(self._wmeans),
                           floats(self._wids))
+
+    def _forked(self) -> None:
+        """In a forked child: free the lock a thread of the parent held at the fork (see ``_fork``)."""
+        release_held(self._lock)
+
+    # ------------------------------------------------------------------ copies
+    def __getstate__(self) -> dict[str, Any]:
+        """What a pickle or a copy keeps: the config, the engine asked for, and a snapshot of every series'
+        state (its arrays, the series' slots in LRU order, the counts), taken under the lock.
+
+        The arrays are reached through memoryviews (the scalar path's) and guarded by a lock, which pickle
+        refuses: ``pickle.dumps(detector)``, ``copy.deepcopy`` and ``copy.copy`` raised "cannot pickle
+        memoryview objects", so a detector could not be checkpointed nor copied mid-stream.
+        """
+        with self._lock:
+            arrays = {name: value.copy() for name, value in vars(self).items()
+                      if isinstance(value, np.ndarray) and name != "_last_slots"}
+            rings = {name: (value.buf.copy(), value.head.copy(), value.count.copy(), value.s1.copy(),
+                            value.s2.copy()) for name, value in vars(self).items() if isinstance(value, Rings)}
+            return {"config": self._config, "engine": self._engine_arg, "threads": self._threads,
+                    "arrays": arrays, "rings": rings, "slots": list(self._slots.items()),
+                    "ignored": self._ignored, "evicted": self._evicted}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A detector built afresh from the config, then given the snapshot's state: the copy scores the
+        next samples as the original would, and the two share nothing (the engine is loaded again; raises
+        ``ImportError`` for ``engine="numba"`` where numba is missing, as the constructor does)."""
+        self.__init__(state["config"], engine=state["engine"], threads=state["threads"])  # type: ignore[misc]
+        for name, array in state["arrays"].items():
+            np.copyto(getattr(self, name), array)  # in place: the memoryviews read these buffers
+        for name, (buf, head, count, s1, s2) in state["rings"].items():
+            ring = getattr(self, name)
+            for target, source in ((ring.buf, buf), (ring.head, head), (ring.count, count), (ring.s1, s1),
+                                   (ring.s2, s2)):
+                np.copyto(target, source)
+        self._slots.update(state["slots"])
+        self._ignored, self._evicted = state["ignored"], state["evicted"]
 
     # ------------------------------------------------------------------ series registry
     @property
@@ -260,7 +304,8 @@ class AnomalyDetector:
         Raises, before changing any state, ``TypeError`` for a ``series`` that is not a non-empty
         str (checked when the series is new) or a ``value`` / ``time`` that is not a real number (nor is a
         signaling NaN, ``Decimal("sNaN")``, which ``float()`` refuses),
-        ``ValueError`` for a non-finite ``time`` (with a finite ``value``); O(1).
+        ``ValueError`` for a non-finite ``time`` (with a finite ``value``) or a number no float holds (``2**1100``,
+        ``Decimal("1e400")``, a numpy longdouble: not an infinity, so not a missing sample); O(1).
         """
         # One body, no calls but for the rare re-add of a window: each call (a ring push, a z-score)
         # cost ~0.1-0.2 us of the ~4 us. The ring pushes are Rings.push written out on its memoryviews.
@@ -277,6 +322,8 @@ class AnomalyDetector:
             if slot is None:  # a new series (or a bad name): the dict lookup above missed anyway
                 _check_series(series)
             if not finite:
+                if _beyond_float(value):  # not NaN/inf: a Decimal or numpy longdouble no float holds, as 2**1100
+                    raise ValueError(f"value must be a real number within the range of a float, got {brief(value)}")
                 self._ignored += 1
                 if slot is not None:  # a known series is still refreshed, as update_many does
                     self._last_key = None
@@ -589,7 +636,7 @@ class AnomalyDetector:
         """:meth:`update_many` under the lock."""
         if (isinstance(series, (str, bytes)) or not isinstance(series, (Sequence, np.ndarray))
                 or getattr(series, "ndim", None) == 0):  # a 0-d array has no len(): "len() of unsized object"
-            raise TypeError(f"series must be a sequence of series names (non-empty str), got {series!r}")
+            raise TypeError(f"series must be a sequence of series names (non-empty str), got {brief(series)}")
         vals = _floats("values", values)
         ts = _floats("times", times)
         if ts.ndim != 1:  # (the shape message below would blame the values)
@@ -681,7 +728,7 @@ class AnomalyDetector:
 
 def _check_series(series: object) -> None:
     if not isinstance(series, str) or not series:
-        raise TypeError(f"series must be a non-empty str, got {series!r}")
+        raise TypeError(f"series must be a non-empty str, got {brief(series)}")
 
 
 # A Python complex, or numpy's (np.complex64 is no subclass of complex): update() refuses both.
@@ -693,7 +740,7 @@ def _update_error(series: object, value: object, time: object) -> Exception:
     try:
         hash(series)
     except TypeError:
-        return TypeError(f"series must be a non-empty str, got {series!r}")
+        return TypeError(f"series must be a non-empty str, got {brief(series)}")
     for name, x in (("value", value), ("time", time)):
         if isinstance(x, _COMPLEX):
             return TypeError(f"{name} must be a real number (float), got {shown(x)}")
@@ -703,7 +750,8 @@ def _update_error(series: object, value: object, time: object) -> Exception:
             return TypeError(f"{name} must be a real number (float), got {shown(x)}")
         except OverflowError:
             return ValueError(f"{name} must be a real number within the range of a float, got {shown(x)}")
-    return TypeError(f"bad arguments: series={series!r}, value={value!r}, time={time!r}")  # pragma: no cover
+    return TypeError(  # pragma: no cover
+        f"bad arguments: series={brief(series)}, value={brief(value)}, time={brief(time)}")
 
 
 def _floats(name: str, values: npt.ArrayLike) -> F64:
@@ -728,7 +776,8 @@ def _floats(name: str, values: npt.ArrayLike) -> F64:
         hint = ": convert them to seconds as floats first" if kind in "Mm" else ""
         raise TypeError(f"{name} must be an array of real numbers, got {what}{hint}")
     try:
-        out: F64 = raw.astype(np.float64, copy=False)
+        with np.errstate(over="ignore"):  # a longdouble beyond any float: inf, refused below
+            out: F64 = raw.astype(np.float64, copy=False)
     except OverflowError:  # an int beyond any float
         at = next((at for at, x in enumerate(raw.flat) if _overflows(x)), 0)
         raise ValueError(
@@ -737,7 +786,22 @@ def _floats(name: str, values: npt.ArrayLike) -> F64:
         raise TypeError(f"{name} must be an array of real numbers, got {_brief(values)}") from exc
     if isinstance(values, np.ma.MaskedArray) and np.ma.is_masked(values):  # np.asarray() keeps what is masked
         out = np.where(np.ma.getmaskarray(values), np.nan, out)  # missing: NaN, as update() takes np.ma.masked
+    if kind == "O" or (kind == "f" and raw.dtype.itemsize > 8):  # items a float may not hold: Decimal, longdouble
+        beyond = next((int(at) for at in np.flatnonzero(np.isinf(out)) if _beyond_float(raw.flat[at])), None)
+        if beyond is not None:  # not an infinity: taken as one, it was skipped as missing where update() refuses it
+            raise ValueError(
+                f"{name} must be real numbers within the range of a float, got {_item(values, raw, beyond)}")
     return out
+
+
+def _beyond_float(x: object) -> bool:
+    """Whether ``x``, a number ``math.isfinite`` read as not finite, is finite in its own type (a Decimal, a numpy
+    longdouble) but beyond any float: float() makes it an infinity. NaN, the infinities and numpy's masked
+    constant are not."""
+    try:
+        return bool(x == x) and abs(x) != math.inf  # type: ignore[arg-type]
+    except (TypeError, ValueError, ArithmeticError):
+        return False
 
 
 def _overflows(x: object) -> bool:

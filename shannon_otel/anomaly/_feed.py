@@ -25,7 +25,9 @@ the entry point resolves its hooks), so the OTel hook turns it into the score ga
 counter and the ``shannon.anomaly`` span event, and the run recorder records it; ``on_anomaly``
 gets the anomalies (severity set). A latency event is delivered with the tick's slowest task span
 current if that span is still open (always true when that task closed the tick), otherwise the
-span current at detection; its ids are the slowest task's. An ``error_rate`` event names the tick's
+span current at detection; its ids are the slowest task's, unless that task ended in another trace than the
+current span's (an earlier run of the wave: healthy, a tail sampler may have dropped its trace), when they are the
+current span's (``_ticks._exported``). An ``error_rate`` event names the tick's
 last failed or timed-out task and a ``retry_rate`` one its last retried call in the same way (the
 work that closed the tick may have been healthy: a link to it showed no failure or retry); a
 ``throughput`` anomaly has no culprit: the span current at detection (the task that closed the
@@ -50,7 +52,7 @@ from .. import _clock
 from .._events import Anomaly, CallObserver, CallStarted, Hook, WaveObserver, WaveStarted
 from .._fork import in_forked_child, release_held
 from .._isolation import hook_failed
-from .._validate import check_bool, check_number, check_reading, check_sync_callable, shown
+from .._validate import brief, check_bool, check_number, check_reading, check_sync_callable, shown
 from ._config import HOOK_DEFAULTS, DetectorConfig, _float_sized
 from ._detector import AnomalyDetector
 from ._scoped import _publish, _Scoped
@@ -81,7 +83,8 @@ class AnomalyHook(Hook):
     :class:`Anomaly` events, to its other hooks (the OTel hook exports them: gauge, counter, span
     event). ``meter_provider`` is deprecated and ignored: the telemetry goes to the providers of
     the entry point that scored. ``enabled=False`` makes every ``*_started`` return ``None`` (zero cost;
-    ``hook.enabled`` may be switched at run time, the other settings are read-only). ``signals``
+    ``hook.enabled`` may be switched at run time, the other settings are read-only: switched off, the runs and
+    calls under way count in no tick either, and the ticks they had open are dropped). ``signals``
     restricts what is watched. A tick closes once ``tick_s`` seconds have passed and at least
     ``min_tick_tasks`` tasks (calls, for ``retry_rate``) finished in it: a mean over a handful
     of tasks is as noisy as a single task duration. ``clock`` (seconds; only differences matter
@@ -110,14 +113,15 @@ class AnomalyHook(Hook):
         enabled: bool = True,
     ) -> None:
         if isinstance(tick_s, bool) or not isinstance(tick_s, (int, float)):  # True would be a 1 s tick
-            raise TypeError(f"tick_s must be a number of seconds in (0, inf), got {tick_s!r}")
+            raise TypeError(f"tick_s must be a number of seconds in (0, inf), got {brief(tick_s)}")
         if not 0.0 < tick_s < math.inf or not _float_sized(tick_s):  # 10**400: no float holds it
             raise ValueError(f"tick_s must be a number in (0, inf), got {shown(tick_s)}")
         check_number("min_tick_tasks", min_tick_tasks, low=1, integer=True)
         if config is not None and not isinstance(config, DetectorConfig):
-            raise TypeError(f"config must be a DetectorConfig or None, got {config!r}")
+            raise TypeError(f"config must be a DetectorConfig or None, got {brief(config)}")
         if meter_provider is not None and not callable(getattr(meter_provider, "get_meter", None)):
-            raise TypeError(f"meter_provider must be an OpenTelemetry MeterProvider or None, got {meter_provider!r}")
+            raise TypeError(
+                f"meter_provider must be an OpenTelemetry MeterProvider or None, got {brief(meter_provider)}")
         # Both are called without await: an async def would hand back a coroutine nobody awaits (the
         # callback never ran; the clock's coroutine broke every tick, each failure only logged).
         check_sync_callable("on_anomaly", on_anomaly, "a callable taking an Anomaly", allow_none=True, takes=1)
@@ -129,10 +133,10 @@ class AnomalyHook(Hook):
                 raise TypeError
             self._signals = frozenset(signals)
         except TypeError:
-            raise TypeError(f"signals must be an iterable of signal names ({allowed}), got {signals!r}") from None
+            raise TypeError(f"signals must be an iterable of signal names ({allowed}), got {brief(signals)}") from None
         unknown = self._signals - {LATENCY, ERROR_RATE, THROUGHPUT, RETRY_RATE}
         if unknown:
-            raise ValueError(f"unknown signals {sorted(unknown, key=repr)}; allowed: {allowed}")
+            raise ValueError(f"unknown signals {brief(sorted(unknown, key=repr))}; allowed: {allowed}")
         self._detector = AnomalyDetector(config if config is not None else HOOK_DEFAULTS)
         self._on_anomaly = on_anomaly
         # stamps the samples (the detector's time, Anomaly.time); a user's clock as checked float seconds
@@ -160,8 +164,7 @@ class AnomalyHook(Hook):
 
     def _forked(self) -> None:
         """In a forked child: free the locks a thread of the parent held at the fork (see ``_fork``)."""
-        release_held(self._lock)
-        release_held(self._detector._lock)
+        release_held(self._lock)  # (the detector frees its own)
 
     @property
     def detector(self) -> AnomalyDetector:

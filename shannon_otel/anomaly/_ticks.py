@@ -66,9 +66,14 @@ class _WaveFeed(WaveObserver):
         span = trace.get_current_span()
         with hook._lock:  # the tick is shared by every run of the wave name, threads included
             now = hook._ticker()
-            if now < tick.start:  # the clock went back: the tick's length is unknown, so it is dropped and
-                tick.close(now, hook.tick_s)  # the next starts now, as if this task closed it (waiting for
-                return  # its old end would score nothing until then)
+            # The clock went back: the tick's length is unknown, so it is dropped and the next starts now, as if
+            # this task closed it (waiting for its old end would score nothing until then). The hook switched off
+            # (``enabled``) while this run goes on: its tasks are counted in no tick (a run that never ends, a
+            # stream, scored on), and the tick is dropped alike (counted on after, it read the time off as a fall
+            # of throughput).
+            if now < tick.start or not hook._enabled:
+                tick.close(now, hook.tick_s)
+                return
             tick.finished += 1
             if event.outcome in _FAILED:
                 tick.failed += 1
@@ -103,13 +108,27 @@ class _WaveFeed(WaveObserver):
             # task counts for at most CAP x the previous tick's mean (winsorized, O(1)): one slow task (a GC
             # pause, a cold cache) otherwise moves a mean of a hundred like a slowdown of all of them. A real
             # slowdown moves every task, and a larger one raises the cap by CAP a tick (set in
-            # task_finished). The slowest task's span stays the event's cause.
-            hook._score(wave, LATENCY, mean, now, slowest, self._sinks)
+            # task_finished). The slowest task's span stays the event's cause (_exported).
+            hook._score(wave, LATENCY, mean, now, _exported(slowest), self._sinks)
         if ERROR_RATE in hook.signals:
             # The tick's last failed task is its culprit: the task that closed the tick may be a success.
             hook._score(wave, ERROR_RATE, failed / n, now, failed_span, self._sinks)
         if THROUGHPUT in hook.signals and elapsed > 0.0:
             hook._score(wave, THROUGHPUT, n / elapsed, now, None, self._sinks)
+
+
+def _exported(slowest: trace.Span | None) -> trace.Span | None:
+    """The tick's slowest task span as the latency anomaly's cause: while it is open (the event goes on it), or
+    ended in the trace current at detection (which the event goes to); ``None`` (the current span's ids) when it
+    ended in another trace. A tick spans runs of its wave: the slowest task of an earlier run, healthy, ended in a
+    trace decided without the event, which a tail sampler (``TailSampler``, the collector's) keeps only at its
+    healthy ratio, so the ``Anomaly`` named a trace exported nowhere. A failed task's or retried call's trace is
+    kept whatever the ratio (an error in it): those culprits stay named."""
+    if slowest is None or slowest.is_recording():
+        return slowest
+    if slowest.get_span_context().trace_id == trace.get_current_span().get_span_context().trace_id:
+        return slowest
+    return None
 
 
 class _OpTick:
@@ -133,7 +152,8 @@ class _CallFeed(CallObserver):
         op, hook = self._op, self._hook
         with hook._lock:  # shared by every call of the operation, threads included (see _WaveFeed)
             now = hook._ticker()
-            if now < op.end - hook.tick_s:  # the clock went back: the tick is dropped (see _WaveFeed)
+            if now < op.end - hook.tick_s or not hook._enabled:  # the clock went back, the hook is off: the tick
+                # is dropped (see _WaveFeed)
                 op.calls = op.retries = 0
                 op.retried_span = None
                 op.end = now + hook.tick_s
