@@ -70,6 +70,24 @@ def test_a_critical_anomaly_is_never_logged_below_its_custom_level(
     assert [r.levelno for r in anomaly_records] == [logging.WARNING, logging.ERROR]
 
 
+def test_a_critical_anomaly_right_after_a_warning_of_its_series_is_written_at_once(
+    anomaly_records: list[logging.LogRecord],
+) -> None:
+    # The limiter's key was (series, signal): the warning opened a 10 s window and the critical anomaly of the
+    # same series 2 s later was only counted, written as a summary after the window or at exit.
+    clock = FakeClock()
+    hook = LoggingHook(clock=clock, interval_s=10)
+    hook.anomaly(Anomaly("a", "latency", 0.6, Severity.WARNING, 1.0, None, None, 0.0))
+    clock.advance(2.0)
+    hook.anomaly(Anomaly("a", "latency", 0.99, Severity.CRITICAL, 9.0, None, None, 0.0))
+    clock.advance(2.0)
+    hook.anomaly(Anomaly("a", "latency", 0.99, Severity.CRITICAL, 9.5, None, None, 0.0))  # a repeat: held back
+    assert [(r.levelno, r.getMessage()) for r in anomaly_records] == [
+        (logging.WARNING, "warning latency anomaly on a: latency = 1 (score 0.600)"),
+        (logging.ERROR, "critical latency anomaly on a: latency = 9 (score 0.990)"),
+    ]
+
+
 # --------------------------------------------------------------------------- LoggingHook flood control
 def _retried(logger_records: list[logging.LogRecord]) -> list[tuple[str, float | None]]:
     return [(r.getMessage(), getattr(r, "shannon.log.interval", None)) for r in logger_records]

@@ -123,8 +123,10 @@ class LoggingHook(Hook):
         if self._enabled and event.severity is not None:
             from ._anomaly import record
 
-            self.emit(t.LOGGER_ANOMALY, t.EVENT_ANOMALY, (event.series, event.signal), record, event,
-                      up=event.severity is Severity.CRITICAL)
+            # Keyed by severity too: a critical anomaly inside the window a warning of its series opened
+            # was held back (written as a summary only after the window, or at exit).
+            self.emit(t.LOGGER_ANOMALY, t.EVENT_ANOMALY, (event.series, event.signal, event.severity), record,
+                      event, up=event.severity is Severity.CRITICAL)
 
     def flush(self) -> None:
         """Emit the summaries of every repeat held back so far (e.g. before the process exits)."""
