@@ -297,3 +297,25 @@ def test_check_over_otlp_http_defaults_to_the_http_port(monkeypatch: pytest.Monk
     assert main(["check", "--skip-prometheus", "--otlp-protocol", "http/protobuf"]) == 0
     assert main(["check", "--skip-prometheus"]) == 0
     assert checked == [("http", "http://127.0.0.1:4318"), ("grpc", "http://127.0.0.1:4317")]
+
+
+def test_an_infinite_number_of_seconds_is_refused_for_being_infinite_not_for_being_0_or_less(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`demo --duration inf` (or `1e400`) was refused as "must be a number of seconds > 0, got inf", a reason the
+    value does not have; `--export-timeout inf` / `check --timeout 1e400` too, where docs/cli.md and --help give
+    the flag's range (0, 3600]."""
+    from shannon_otel.cli import build_parser
+
+    parser = build_parser()
+    for argv, message in ((["demo", "--duration", "inf"], "argument --duration: must be a finite number of "
+                           "seconds > 0, got inf"),
+                          (["demo", "--duration", "1e400"], "argument --duration: must be a finite number of "
+                           "seconds > 0, got 1e400"),
+                          (["demo", "--export-timeout", "inf"], "argument --export-timeout: must be a number of "
+                           "seconds in (0, 3600], got inf"),
+                          (["check", "--timeout", "1e400"], "argument --timeout: must be a number of seconds in "
+                           "(0, 3600], got 1e400")):
+        with pytest.raises(SystemExit) as exc:
+            parser.parse_args(argv)
+        assert exc.value.code == 2
+        assert message in capsys.readouterr().err
