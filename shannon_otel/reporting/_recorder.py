@@ -166,12 +166,14 @@ class RunRecorder(Hook):
 
     @property
     def anomalies(self) -> list[Anomaly]:
+        """The anomalies heard so far (severity set), oldest first."""
         with self._lock:
             return [event for _, event in self._anomalies]
 
     # ------------------------------------------------------------------ totals
     @property
     def retries(self) -> int:
+        """Retries scheduled so far, every operation."""
         with self._lock:
             return sum(op.retries for op in self._ops.values())
 
