@@ -319,3 +319,19 @@ def test_an_infinite_number_of_seconds_is_refused_for_being_infinite_not_for_bei
             parser.parse_args(argv)
         assert exc.value.code == 2
         assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["demo", "check"])
+def test_an_otel_variable_the_sdk_refuses_as_it_is_imported_is_a_usage_error_naming_it(command: str) -> None:
+    """docs/cli.md: an `OTEL_*` variable refused is a usage error (exit 2) naming it. The OTel SDK checks its span
+    limit variables when `opentelemetry.sdk.trace` is imported, which the subcommand's first import did, outside
+    the guard around `configure()`: `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT=-1 shannon-otel demo` was a ValueError
+    traceback and exit 1."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update(PYTHONPATH=str(ROOT), OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT="-1")
+    done = subprocess.run([sys.executable, "-m", "shannon_otel", command], capture_output=True, text=True, env=env,
+                          timeout=120, check=False)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"shannon-otel {command}: error: OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT must be a non-negative integer" in (
+        done.stderr)

@@ -330,14 +330,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    if args.command == "demo":
-        from ._demo import run
-
-        return run(args)
-    if args.command == "check":
-        from ._check import run as check
-
-        return check(args)
-    from ._assets import run as assets
-
-    return assets(args)
+    run: Callable[[argparse.Namespace], int]
+    try:
+        if args.command == "demo":
+            from ._demo import run
+        elif args.command == "check":
+            from ._check import run
+        else:
+            from ._assets import run
+    except ValueError as exc:  # the OTel SDK refuses some OTEL_* variables as it is imported
+        if not str(exc).startswith("OTEL_"):  # (OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT=-1): a usage error, not a traceback
+            raise
+        args.subparser.error(str(exc))
+    return run(args)
