@@ -21,6 +21,9 @@ _log = logging.getLogger("shannon_otel")
 # what the TracerProvider reads itself (any case), ratio argument included
 _SDK_SAMPLERS = ("always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off",
                  "parentbased_traceidratio")
+# ... but its ratio samplers are built here, their argument checked: the TracerProvider took OTEL_TRACES_SAMPLER_ARG=2
+# warning "Could not convert TRACES_SAMPLER_ARG to float", a reason 2 does not have, and warned when it was unset
+_RATIO_SAMPLERS = ("traceidratio", "parentbased_traceidratio")
 
 
 def sampler() -> Sampler | None:
@@ -30,7 +33,7 @@ def sampler() -> Sampler | None:
     as the SDK's configurator builds it; an unknown name, or a factory that fails, is ignored with a warning naming
     the variable, and the default (``parentbased_always_on``) used."""
     raw = os.environ.get("OTEL_TRACES_SAMPLER")
-    if raw is None or raw.lower() in _SDK_SAMPLERS:
+    if raw is None or (raw.lower() in _SDK_SAMPLERS and raw.lower() not in _RATIO_SAMPLERS):
         return None
     name = raw.strip()
     if not name:
@@ -52,8 +55,10 @@ def sampler() -> Sampler | None:
 
 def _sampler_arg(name: str) -> float | str | None:
     arg = os.environ.get("OTEL_TRACES_SAMPLER_ARG")
-    if name not in ("traceidratio", "parentbased_traceidratio"):
+    if name not in _RATIO_SAMPLERS:
         return arg
+    if arg is None or not arg.strip():  # unset (blank is unset): the specification's default, 1.0
+        return 1.0
     try:
         rate = float(arg or "")
     except ValueError:

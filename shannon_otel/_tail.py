@@ -138,6 +138,7 @@ class TailSampler(SpanProcessor):
 
     @property
     def buffered_spans(self) -> int:
+        """Spans held now, their trace part undecided (at most ``max_buffered_spans``)."""
         return self._buffered
 
     def _root(self, context: SpanContext, parent: SpanContext | None) -> int:

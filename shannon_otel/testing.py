@@ -148,6 +148,7 @@ class InMemoryTelemetry:
 
     # ------------------------------------------------------------------ spans
     def spans(self, name: str | None = None) -> list[ReadableSpan]:
+        """The finished spans (those called ``name``, when given), in the order they ended."""
         spans = list(self.span_exporter.get_finished_spans())
         return [s for s in spans if name is None or s.name == name]
 
@@ -161,6 +162,7 @@ class InMemoryTelemetry:
         return found[0]
 
     def children(self, parent: ReadableSpan) -> list[ReadableSpan]:
+        """The finished spans whose parent is ``parent``."""
         assert parent.context is not None
         span_id = parent.context.span_id
         return [s for s in self.spans() if s.parent is not None and s.parent.span_id == span_id]
@@ -330,6 +332,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def run_in_executor(self, executor: Executor | None, func: Callable[[*Ts], T],
                         *args: *Ts) -> asyncio.Future[T]:
+        """As asyncio's; while the thread works, the virtual clock follows real time."""
         future = super().run_in_executor(executor, func, *args)
         self._threads += 1
         future.add_done_callback(self._thread_done)

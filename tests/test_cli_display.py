@@ -88,3 +88,22 @@ def test_plain_when_not_a_terminal_or_rich_is_missing(monkeypatch: pytest.Monkey
     assert _console(plain=True) is None
     monkeypatch.setitem(sys.modules, "rich.console", None)  # import fails as if rich were not installed
     assert _console(plain=False) is None
+
+
+@pytest.mark.parametrize(("count", "said"), [(1, "FAILED (1 error or retry logged; first: refused)"),
+                                             (3, "FAILED (3 errors and retries logged; first: refused)")])
+def test_the_failed_export_line_counts_one_error_in_the_singular(count: int, said: str) -> None:
+    """A demo whose one export failed once ended with "FAILED (1 errors and retries logged; ...)"."""
+    import io
+    from types import SimpleNamespace
+
+    from shannon_otel.cli._demo import _telemetry_section
+    from shannon_otel.cli._summary import Out
+
+    stream = io.StringIO()
+    exporting = SimpleNamespace(
+        spans=SimpleNamespace(count=0), endpoint="http://127.0.0.1:9", disabled=False,
+        problems=SimpleNamespace(count=count, first="refused", metrics_refused=False),
+    )
+    _telemetry_section(Out(stream=stream), exporting, None, None)  # type: ignore[arg-type]
+    assert f"OTLP export to http://127.0.0.1:9: {said}" in stream.getvalue()

@@ -297,3 +297,41 @@ def test_check_over_otlp_http_defaults_to_the_http_port(monkeypatch: pytest.Monk
     assert main(["check", "--skip-prometheus", "--otlp-protocol", "http/protobuf"]) == 0
     assert main(["check", "--skip-prometheus"]) == 0
     assert checked == [("http", "http://127.0.0.1:4318"), ("grpc", "http://127.0.0.1:4317")]
+
+
+def test_an_infinite_number_of_seconds_is_refused_for_being_infinite_not_for_being_0_or_less(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`demo --duration inf` (or `1e400`) was refused as "must be a number of seconds > 0, got inf", a reason the
+    value does not have; `--export-timeout inf` / `check --timeout 1e400` too, where docs/cli.md and --help give
+    the flag's range (0, 3600]."""
+    from shannon_otel.cli import build_parser
+
+    parser = build_parser()
+    for argv, message in ((["demo", "--duration", "inf"], "argument --duration: must be a finite number of "
+                           "seconds > 0, got inf"),
+                          (["demo", "--duration", "1e400"], "argument --duration: must be a finite number of "
+                           "seconds > 0, got 1e400"),
+                          (["demo", "--export-timeout", "inf"], "argument --export-timeout: must be a number of "
+                           "seconds in (0, 3600], got inf"),
+                          (["check", "--timeout", "1e400"], "argument --timeout: must be a number of seconds in "
+                           "(0, 3600], got 1e400")):
+        with pytest.raises(SystemExit) as exc:
+            parser.parse_args(argv)
+        assert exc.value.code == 2
+        assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["demo", "check"])
+def test_an_otel_variable_the_sdk_refuses_as_it_is_imported_is_a_usage_error_naming_it(command: str) -> None:
+    """docs/cli.md: an `OTEL_*` variable refused is a usage error (exit 2) naming it. The OTel SDK checks its span
+    limit variables when `opentelemetry.sdk.trace` is imported, which the subcommand's first import did, outside
+    the guard around `configure()`: `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT=-1 shannon-otel demo` was a ValueError
+    traceback and exit 1."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update(PYTHONPATH=str(ROOT), OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT="-1")
+    done = subprocess.run([sys.executable, "-m", "shannon_otel", command], capture_output=True, text=True, env=env,
+                          timeout=120, check=False)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"shannon-otel {command}: error: OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT must be a non-negative integer" in (
+        done.stderr)

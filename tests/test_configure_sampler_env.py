@@ -114,3 +114,31 @@ def test_a_ratio_argument_out_of_range_is_ignored_with_a_warning_naming_it(
     with caplog.at_level(logging.WARNING):
         assert _sampler_description() == "TraceIdRatioBased{1.0}"
     assert [r for r in caplog.records if r.getMessage().startswith("OTEL_TRACES_SAMPLER_ARG='2'")]
+
+
+@pytest.mark.parametrize("sampler", ["traceidratio", "parentbased_traceidratio", "TraceIdRatio"])
+def test_the_sdks_own_ratio_samplers_say_why_their_argument_is_ignored_and_take_an_unset_one_as_1(
+    plugin: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, sampler: str,
+) -> None:
+    """docs/reliability.md: a ratio outside [0, 1] is ignored with a warning naming the variable. Only a padded name
+    (" traceidratio") came here; `traceidratio` itself, the usual spelling, went to the TracerProvider, which warned
+    "Could not convert TRACES_SAMPLER_ARG to float" for 2 (a float) and for an unset argument, whose default the
+    specification makes 1.0."""
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", sampler)
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "2")
+    with caplog.at_level(logging.WARNING):
+        assert "TraceIdRatioBased{1.0}" in _sampler_description()
+    said = [r.getMessage() for r in caplog.records]
+    assert [m for m in said if m.startswith("OTEL_TRACES_SAMPLER_ARG='2' is not a ratio in [0, 1]")], said
+    assert not [m for m in said if "Could not convert" in m], said
+    caplog.clear()
+    for unset in (None, " "):
+        if unset is None:
+            monkeypatch.delenv("OTEL_TRACES_SAMPLER_ARG")
+        else:
+            monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", unset)
+        with caplog.at_level(logging.WARNING):
+            assert "TraceIdRatioBased{1.0}" in _sampler_description()
+        assert not [r for r in caplog.records if "SAMPLER" in r.getMessage()]
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.25")
+    assert "TraceIdRatioBased{0.25}" in _sampler_description()

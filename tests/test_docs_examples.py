@@ -174,3 +174,67 @@ def test_the_dask_example_runs_on_a_local_cluster(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         "[8, 9, 10] {'success': 3, 'failure': 0, 'timeout': 0, 'cancellation': 0}", "[8, 9, 10]"]
+
+
+# Inline `Name(...)` calls of public names in the prose that the docs state are refused, with what the error names.
+REFUSED_INLINE = {
+    'CircuitBreaker("api", failure_threshold=None, failure_rate=0.5, window=5)': "min_calls",
+    "Timeout(10**400)": "seconds",
+}
+
+
+def _inline_calls() -> list[tuple[str, str]]:
+    """(file, code) of every inline code span of README.md and docs/*.md (fenced blocks left out) that is an
+    expression calling a public name of ``shannon_otel`` with arguments the reader can run as written: no
+    placeholder (``...``, a name the prose leaves to the reader), no ``await``, and not ``configure()`` (it builds
+    exporters and threads; tests/test_configure*.py run it)."""
+    import shannon_otel
+
+    public = set(shannon_otel.__all__)
+    found = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = re.sub(r"^( *)```.*?^\1```", "", path.read_text(encoding="utf-8"), flags=re.S | re.M)
+        for code in dict.fromkeys(re.findall(r"`([^`\n]+)`", text)):
+            try:
+                tree = ast.parse(code.strip(), mode="eval")
+            except SyntaxError:
+                continue
+            nodes = list(ast.walk(tree))
+            calls = [n for n in nodes if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
+            if (not any(c.func.id in public and (c.args or c.keywords) for c in calls)  # type: ignore[attr-defined]
+                    or any(isinstance(n, (ast.Await, ast.Starred)) for n in nodes)
+                    or any(isinstance(n, ast.Constant) and n.value is Ellipsis for n in nodes)
+                    or any(isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id not in public
+                           and n.id not in ("logging", "Exception", "None", "True", "False")
+                           and n.id not in {a.arg for lam in nodes if isinstance(lam, ast.Lambda)
+                                            for a in lam.args.args} for n in nodes)
+                    or any(c.func.id == "configure" for c in calls)):  # type: ignore[attr-defined]
+                continue
+            found.append((path.relative_to(ROOT).as_posix(), code.strip()))
+    return found
+
+
+def test_every_inline_call_the_prose_shows_builds_as_written_or_is_refused_as_it_says() -> None:
+    """The fenced examples run above; the calls written inline in the prose (`ResourcePool("db", 2)`,
+    `LoggingHook(levels={...})`, `Degrade(last_good=True, key=lambda args, kwargs: args[0])`, ...) were checked
+    for their keyword names only: `Saga(compensation_timeout_s=30.0)`, in docs/architecture.md and
+    docs/reliability.md, is a TypeError as written (`name` is required)."""
+    import logging
+
+    import shannon_otel
+
+    calls = _inline_calls()
+    namespace = {name: getattr(shannon_otel, name) for name in shannon_otel.__all__} | {"logging": logging}
+    wrong = []
+    for file, code in calls:
+        try:
+            eval(compile(code, f"{file}: {code}", "eval"), dict(namespace))
+        except Exception as exc:  # reported below with the call
+            if code not in REFUSED_INLINE or REFUSED_INLINE[code] not in str(exc):
+                wrong.append(f"{file}: {code} -> {type(exc).__name__}: {exc}")
+            continue
+        if code in REFUSED_INLINE:
+            wrong.append(f"{file}: {code} is said to be refused, and builds")
+    assert wrong == []
+    assert set(REFUSED_INLINE) <= {code for _, code in calls}, "a refused call listed here is no longer in the docs"
+    assert len(calls) >= 15

@@ -132,6 +132,34 @@ def test_every_public_class_has_its_own_docstring() -> None:
     assert bare == []
 
 
+def test_no_public_class_has_only_the_signature_dataclass_writes_for_a_docstring() -> None:
+    """Thirteen event types (`CallStarted`, `RetryScheduled`, `SagaFinished`, ...) passed the test above with the
+    docstring `@dataclass` makes up, their signature (`CallStarted(operation: 'str', policy: 'str')`): `help()`
+    never said when a hook is handed one, nor what `attempt`, `max_attempts` or `mode` hold."""
+    made_up = [name for name in shannon_otel.__all__ if inspect.isclass(obj := getattr(shannon_otel, name))
+               and (vars(obj).get("__doc__") or "").startswith(f"{obj.__name__}(")]
+    assert made_up == []
+
+
+def test_every_public_method_and_property_of_a_public_class_has_a_docstring() -> None:
+    """`help(shannon_otel.ResourcePool)` showed `acquire`, `release`, `name`, `limit`, `in_use` with nothing; so
+    did `WaveResult.raise_for_errors`, `Saga.begin`, `Degrade.clear`, `BreakerRegistry.names` and every
+    `CallObserver` / `SagaObserver` method a hook overrides (what `token` is, when each is called). A method
+    inherits its base's docstring, as `help()` shows it."""
+    bare = []
+    for module in (shannon_otel, shannon_otel.testing):
+        for name in module.__all__:
+            cls = getattr(module, name)
+            if not inspect.isclass(cls):
+                continue
+            for attr, value in vars(cls).items():
+                if attr.startswith("_") or not (callable(value) or isinstance(value, (property, classmethod))):
+                    continue
+                if not inspect.getdoc(getattr(cls, attr)):
+                    bare.append(f"{name}.{attr}")
+    assert bare == []
+
+
 def test_the_readmes_no_server_recipe_prints_the_quick_starts_spans(tmp_path: Path) -> None:
     """A first run of the quick start without a collector printed only export errors and a shutdown warning
     after 3 s, and the README said nothing of it; the recipe it now gives shows the spans, with no error."""

@@ -18,6 +18,9 @@ class BreakerRegistered:
 
 @dataclass(frozen=True, slots=True)
 class BreakerTransition:
+    """A breaker changed state (always a real change), why (``failure_threshold``, ``failure_rate``,
+    ``slow_calls``, ``reset_timeout``, ``probe_success``, ...) and when, on the breaker's clock."""
+
     breaker: str
     from_state: BreakerState
     to_state: BreakerState

@@ -11,12 +11,18 @@ from ._error import error_type
 
 @dataclass(frozen=True, slots=True)
 class CallStarted:
+    """A protected call starts: its operation name and the kind of policy that runs it (``retry``,
+    ``breaker``, ``timeout``, ``fallback``, ``hedge``, ``degrade``, ``pipeline``).
+    Handed to :meth:`Hook.call_started`."""
+
     operation: str
     policy: str  # "retry", "pipeline", "breaker", "hedge", "fallback", "timeout", ...
 
 
 @dataclass(frozen=True, slots=True)
 class AttemptFinished:
+    """One attempt of a call ended: its number (1-based), outcome, duration and error (None on success)."""
+
     operation: str
     attempt: int  # 1-based
     outcome: Outcome
@@ -25,11 +31,15 @@ class AttemptFinished:
 
     @property
     def error_type(self) -> str | None:
+        """``error``'s ``error.type`` (its class, qualified for non-builtins); None without one."""
         return error_type(self.error)
 
 
 @dataclass(frozen=True, slots=True)
 class RetryScheduled:
+    """A ``Retry`` will try again: ``attempt`` failed (1-based; the next is ``attempt + 1``), after ``delay_s``
+    seconds; ``max_attempts`` is its limit including the first try (None beyond int64)."""
+
     operation: str
     attempt: int  # the attempt that failed (1-based); the next one is attempt + 1
     delay_s: float
@@ -39,6 +49,9 @@ class RetryScheduled:
 
 @dataclass(frozen=True, slots=True)
 class CallRejected:
+    """A breaker refused a try of the call without running it: the breaker, its state, the
+    ``CircuitOpenError`` it raises."""
+
     operation: str
     breaker: str
     state: BreakerState
@@ -46,11 +59,15 @@ class CallRejected:
 
     @property
     def error_type(self) -> str | None:
+        """``error``'s ``error.type`` (its class, qualified for non-builtins); None without one."""
         return error_type(self.error)
 
 
 @dataclass(frozen=True, slots=True)
 class CallFinished:
+    """A protected call ended: its outcome as a breaker counts it (success, failure, rejected, ignored,
+    cancellation), the attempts it ran, its duration and the error that reached the caller (None on success)."""
+
     operation: str
     outcome: CallOutcome
     attempts: int
@@ -59,11 +76,15 @@ class CallFinished:
 
     @property
     def error_type(self) -> str | None:
+        """``error``'s ``error.type`` (its class, qualified for non-builtins); None without one."""
         return error_type(self.error)
 
 
 @dataclass(frozen=True, slots=True)
 class Degraded:
+    """A ``Degrade`` served a degraded result: ``mode`` (last_good, cheaper or static), ``reason`` (breaker_open,
+    timeout, failure, or the reason given to ``Degrade.flag``) and the error it stood in for (None when flagged)."""
+
     operation: str
     mode: str  # "static", "last_good", "cheaper", "fallback"
     reason: str  # "breaker_open", "timeout", "failure", "anomaly"
@@ -72,18 +93,23 @@ class Degraded:
 
 @dataclass(frozen=True, slots=True)
 class TimedOut:
+    """A ``Timeout`` policy cut the call's work off after ``timeout_s`` seconds."""
+
     operation: str
     timeout_s: float
 
 
 @dataclass(frozen=True, slots=True)
 class FallbackStarted:
+    """A ``Fallback`` runs its fallback: why (failure, timeout, breaker_open) and the primary's error."""
+
     operation: str
     reason: str  # "failure", "timeout", "breaker_open"
     error: BaseException
 
     @property
     def error_type(self) -> str | None:
+        """``error``'s ``error.type`` (its class, qualified for non-builtins); None without one."""
         return error_type(self.error)
 
 
@@ -97,6 +123,8 @@ class CallObserver:
     __slots__ = ()
 
     def attempt_started(self, attempt: int) -> Any:
+        """Attempt ``attempt`` (1-based) runs now; what it returns comes back as ``token`` to
+        :meth:`attempt_finished` (a context manager is entered around the attempt)."""
         return None
 
     def hedge_started(self, attempt: int) -> Any:
@@ -112,19 +140,29 @@ class CallObserver:
     def breaker_admitted(self, breaker: str, state: BreakerState) -> None:
         """A breaker let the next attempt through in ``state`` (closed, or half_open for a probe)."""
 
-    def timed_out(self, event: TimedOut) -> None: ...
+    def timed_out(self, event: TimedOut) -> None:
+        """A ``Timeout`` policy of the call cut the work off after ``event.timeout_s`` seconds."""
 
     def fallback_started(self, event: FallbackStarted) -> Any:
+        """The call's ``Fallback`` runs its fallback (``event.reason``: failure, timeout or breaker_open); the
+        return value comes back as ``token`` to :meth:`fallback_finished` (a context manager is entered around it)."""
         return None
 
-    def fallback_finished(self, token: Any, outcome: Outcome, error: BaseException | None) -> None: ...
+    def fallback_finished(self, token: Any, outcome: Outcome, error: BaseException | None) -> None:
+        """The fallback :meth:`fallback_started` announced ended with ``outcome`` (``error`` unless it
+        succeeded)."""
 
-    def attempt_finished(self, token: Any, event: AttemptFinished) -> None: ...
+    def attempt_finished(self, token: Any, event: AttemptFinished) -> None:
+        """An attempt ended (``event.outcome``, ``event.duration_s``); ``token`` is what its start returned."""
 
-    def retry_scheduled(self, event: RetryScheduled) -> None: ...
+    def retry_scheduled(self, event: RetryScheduled) -> None:
+        """A ``Retry`` waits ``event.delay_s`` seconds after attempt ``event.attempt`` failed, then tries again."""
 
-    def rejected(self, event: CallRejected) -> None: ...
+    def rejected(self, event: CallRejected) -> None:
+        """A breaker refused a try without running it (it raises ``event.error``, a ``CircuitOpenError``)."""
 
-    def degraded(self, event: Degraded) -> None: ...
+    def degraded(self, event: Degraded) -> None:
+        """A ``Degrade`` served a degraded result (``event.mode``, ``event.reason``)."""
 
-    def call_finished(self, event: CallFinished) -> None: ...
+    def call_finished(self, event: CallFinished) -> None:
+        """The call ended: ``event.outcome`` as a breaker counts it, its attempts and duration."""

@@ -25,6 +25,7 @@ class HookFailed:
 
     @property
     def error_type(self) -> str | None:
+        """``error``'s ``error.type`` (its class, qualified for non-builtins); None without one."""
         return error_type(self.error)
 
 
@@ -48,12 +49,22 @@ class Hook:
         return dict(getattr(self, "_hook_errors", None) or {})
 
     def wave_started(self, event: WaveStarted) -> WaveObserver | None:
+        """A wave run starts: return a fresh :class:`WaveObserver` for this run, or ``None`` to skip it.
+
+        An observer that is a context manager is entered around the run (in the context its tasks inherit)."""
         return None
 
     def call_started(self, event: CallStarted) -> CallObserver | None:
+        """A protected call starts (a policy's or pipeline's ``call``): return a fresh :class:`CallObserver`, or
+        ``None``.
+
+        An observer that is a context manager is entered around the call."""
         return None
 
     def saga_started(self, event: SagaStarted) -> SagaObserver | None:
+        """A saga starts: return a fresh :class:`SagaObserver` for it, or ``None``.
+
+        An observer that is a context manager is entered around the saga."""
         return None
 
     def breaker_registered(self, event: BreakerRegistered) -> None:

@@ -17,6 +17,9 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class WaveStarted:
+    """A wave run starts: its name, task count (None for an unsized, streamed input), concurrency limit
+    (None: unbounded) and start time on the wave's clock. Handed to :meth:`Hook.wave_started`."""
+
     wave: str
     size: int | None  # None for an unsized (streamed) input
     concurrency: int | None  # None: unbounded
@@ -44,10 +47,12 @@ class TaskResult(NamedTuple, Generic[T]):
 
     @property
     def ok(self) -> bool:
+        """Whether the task succeeded."""
         return self.outcome is Outcome.SUCCESS
 
     @property
     def error_type(self) -> str | None:
+        """The failure's ``error.type`` (the exception's class, qualified for non-builtins); None without one."""
         return error_type(self.error)
 
 

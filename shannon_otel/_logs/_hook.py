@@ -98,6 +98,7 @@ class LoggingHook(Hook):
 
     @property
     def enabled(self) -> bool:
+        """Whether the hook writes records (read-only: build another hook to change it)."""
         return self._enabled
 
     # ----------------------------------------------------------------- the hook protocol

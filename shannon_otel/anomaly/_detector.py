@@ -240,6 +240,7 @@ class AnomalyDetector:
 
     @property
     def stats(self) -> DetectorStats:
+        """Series tracked, NaN/inf samples ignored, series evicted past ``max_series``."""
         return DetectorStats(len(self._slots), self._ignored, self._evicted)
 
     def series(self) -> list[str]:

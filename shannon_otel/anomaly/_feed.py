@@ -168,24 +168,29 @@ class AnomalyHook(Hook):
 
     @property
     def detector(self) -> AnomalyDetector:
+        """The detector the hook feeds (one per hook)."""
         return self._detector
 
     # Read-only once built, as the constructor checked them: ``hook.tick_s = "10"`` was taken and failed every
     # tick afterwards, each failure only logged. ``enabled`` may be switched at run time, checked the same way.
     @property
     def tick_s(self) -> float:
+        """The least time a tick spans (read-only)."""
         return self._tick_s
 
     @property
     def min_tick_tasks(self) -> int:
+        """The fewest finished tasks (calls, for retry_rate) a tick closes on (read-only)."""
         return self._min_tick_tasks
 
     @property
     def signals(self) -> frozenset[str]:
+        """The signals watched (read-only)."""
         return self._signals
 
     @property
     def enabled(self) -> bool:
+        """Whether the hook watches anything; may be switched at run time (a bool)."""
         return self._enabled
 
     @enabled.setter

@@ -7,6 +7,7 @@ code instead of exiting, so it can be called from tests and other programs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -60,7 +61,9 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seconds (a number), got {text!r}") from None
-    if not value > 0 or value == float("inf"):
+    if value == float("inf"):  # 1e400 too: "must be > 0" would be no reason for a value above 0
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, got {text}")
+    if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text}")
     return value
 
@@ -69,10 +72,10 @@ def _seconds_upto(limit: float) -> Callable[[str], float]:
     """Seconds in (0, ``limit``]: what configure() takes for an export timeout (3600) or metric interval (86400),
     refused here as a usage error naming the flag, not by configure() with a traceback."""
     def parse(text: str) -> float:
-        value = _seconds(text)
-        if value > limit:
-            raise argparse.ArgumentTypeError(f"must be a number of seconds in (0, {limit:g}], got {text}")
-        return value
+        with contextlib.suppress(ValueError):
+            if float(text) > limit:  # inf and 1e400 too: the range, not "must be > 0", is the reason
+                raise argparse.ArgumentTypeError(f"must be a number of seconds in (0, {limit:g}], got {text}")
+        return _seconds(text)
     return parse
 
 
@@ -327,14 +330,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    if args.command == "demo":
-        from ._demo import run
-
-        return run(args)
-    if args.command == "check":
-        from ._check import run as check
-
-        return check(args)
-    from ._assets import run as assets
-
-    return assets(args)
+    run: Callable[[argparse.Namespace], int]
+    try:
+        if args.command == "demo":
+            from ._demo import run
+        elif args.command == "check":
+            from ._check import run
+        else:
+            from ._assets import run
+    except ValueError as exc:  # the OTel SDK refuses some OTEL_* variables as it is imported
+        if not str(exc).startswith("OTEL_"):  # (OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT=-1): a usage error, not a traceback
+            raise
+        args.subparser.error(str(exc))
+    return run(args)

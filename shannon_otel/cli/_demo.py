@@ -233,8 +233,9 @@ def _telemetry_section(
         if exporting.disabled:  # "ok" would claim a delivery that never happened
             out.line(f"OTLP export to {safe_url(exporting.endpoint)}: nothing sent (OTEL_SDK_DISABLED=true)")
         elif problems.count:
-            out.line(f"OTLP export to {safe_url(exporting.endpoint)}: FAILED ({problems.count} errors and retries "
-                     f"logged; first: {problems.first})", "red")
+            logged = "1 error or retry" if problems.count == 1 else f"{problems.count} errors and retries"
+            out.line(f"OTLP export to {safe_url(exporting.endpoint)}: FAILED ({logged} logged; "
+                     f"first: {problems.first})", "red")
         else:
             out.line(f"OTLP export to {safe_url(exporting.endpoint)}: ok" + (
                 " (traces; the endpoint refused metrics)" if problems.metrics_refused else ""))

@@ -48,17 +48,23 @@ class ResourcePool:
     # waves look pools up by name.
     @property
     def name(self) -> str:
+        """The pool's name (read-only)."""
         return self._name
 
     @property
     def limit(self) -> int:
+        """At most this many tasks hold the pool at once (read-only)."""
         return self._limit
 
     @property
     def in_use(self) -> int:
+        """Permits held now."""
         return self.limit - self._credits.free
 
     async def acquire(self) -> None:
+        """Wait for a permit (the executor calls it for a task naming the pool; pair it with :meth:`release`).
+
+        A pool serves one event loop at a time: RuntimeError while another loop holds permits."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             if self.in_use:
@@ -67,6 +73,7 @@ class ResourcePool:
         await self._credits.acquire()
 
     def release(self) -> None:
+        """Give back a permit :meth:`acquire` took."""
         self._credits.release()
 
     def __repr__(self) -> str:

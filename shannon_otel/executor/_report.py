@@ -58,6 +58,7 @@ class Summary:
 
     @classmethod
     def of(cls, hist: LogHistogram) -> Summary:
+        """The summary of a histogram the executor kept (NaN statistics when it is empty)."""
         if hist.count == 0:
             nan = float("nan")
             return cls(0, 0.0, nan, nan, nan, nan, nan)
@@ -116,10 +117,12 @@ class WaveReport:
 
     @property
     def total(self) -> int:
+        """How many tasks the wave counted, every outcome."""
         return sum(self.counts.values())
 
     @property
     def failed(self) -> int:
+        """How many tasks failed or timed out."""
         return self.counts.get(Outcome.FAILURE, 0) + self.counts.get(Outcome.TIMEOUT, 0)
 
     @property

@@ -22,6 +22,7 @@ class WaveError(ExceptionGroup[Exception]):
         return self
 
     def derive(self, excs: list[Exception]) -> WaveError:  # type: ignore[override]
+        """The ``ExceptionGroup`` protocol (``split`` / ``subgroup``): a group of ``excs`` keeping ``result``."""
         return WaveError(self.message, excs, self.result)
 
 
@@ -36,6 +37,7 @@ class WaveResult(Generic[T]):
 
     @property
     def errors(self) -> list[TaskResult[T]]:
+        """The results of the tasks that failed or timed out (an ``error`` set), in input order."""
         return [r for r in self.results if r.error is not None]
 
     def values(self) -> list[T | None]:
@@ -44,6 +46,8 @@ class WaveResult(Generic[T]):
         return [r.value for r in self.results]
 
     def raise_for_errors(self) -> None:
+        """Raise :class:`WaveError` (an ``ExceptionGroup`` of the failed tasks' exceptions, each noted with its
+        task and wave; ``.result`` is this result) if any task failed; return ``None`` otherwise."""
         failed = self.errors
         if not failed:
             return

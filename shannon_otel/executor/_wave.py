@@ -74,7 +74,8 @@ class SharedLimit(Protocol):
 class TaskPolicy(Protocol):
     """What the executor needs of a per-task recovery policy (retry, pipeline, ...)."""
 
-    def call(self, fn: Callable[[], Awaitable[Any]], /) -> Awaitable[Any]: ...
+    def call(self, fn: Callable[[], Awaitable[Any]], /) -> Awaitable[Any]:
+        """Run one task: ``fn`` makes its awaitable, once per try (see :meth:`Policy.call`)."""
 
 
 @dataclass(frozen=True, slots=True)

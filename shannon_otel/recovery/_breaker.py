@@ -191,14 +191,17 @@ class CircuitBreaker(Policy):
     # window, all fixed when it was built; a reassignment took effect in some of them only.
     @property
     def name(self) -> str:
+        """The breaker's name: its metric series and reported state (read-only)."""
         return self._name
 
     @property
     def config(self) -> BreakerConfig:
+        """When it opens and closes (read-only)."""
         return self._config
 
     @property
     def clock(self) -> Clock:
+        """The clock of its windows and reset timeout (read-only)."""
         return self._clock
 
     @property

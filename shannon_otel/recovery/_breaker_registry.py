@@ -88,6 +88,7 @@ class BreakerRegistry:
         return len(self._breakers)
 
     def names(self) -> tuple[str, ...]:
+        """The names of the breakers built so far, in the order they were built."""
         return tuple(self._breakers)
 
     def reset_all(self) -> None:

@@ -152,10 +152,12 @@ class Degrade(Instrumented):
         self._state.flag = plain(reason)
 
     def clear(self) -> None:
+        """Stop serving degraded results at once: calls run the operation again (undoes :meth:`flag`)."""
         self._state.flag = None
 
     @property
     def flagged(self) -> str | None:
+        """The reason given to :meth:`flag` while flagged, else ``None``."""
         return self._state.flag
 
     def __call__(  # type: ignore[override]

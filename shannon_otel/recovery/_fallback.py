@@ -26,10 +26,12 @@ class FallbackError(ExceptionGroup[Exception]):
 
     @property
     def primary(self) -> Exception:
+        """The operation's own error."""
         return self.exceptions[0]
 
     @property
     def fallback(self) -> Exception:
+        """The fallback's error."""
         return self.exceptions[1]
 
 

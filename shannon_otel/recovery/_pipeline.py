@@ -107,15 +107,18 @@ class Pipeline(Policy):
 
     @property
     def policies(self) -> Chain:
+        """The policies as given, outermost first."""
         return self._given
 
     # Read-only, as every policy is: the name is built into the call's events and its Timeouts' messages.
     @property
     def name(self) -> str | None:
+        """The operation name of the pipeline's calls (read-only)."""
         return self._name
 
     @property
     def clock(self) -> Clock:
+        """The clock its durations are read from (read-only)."""
         return self._clock
 
     def __repr__(self) -> str:

@@ -67,6 +67,8 @@ class Policy:
         def clock(self) -> Clock: ...  # read-only: a frozen field, or a property
 
     def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> Awaitable[T]:
+        """This policy's step of a call: policy ``i`` of ``chain`` around the rest (used by :meth:`call` and
+        ``Pipeline``; not an entry point of its own: call :meth:`call`)."""
         raise NotImplementedError
 
     async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:

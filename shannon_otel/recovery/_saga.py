@@ -80,6 +80,8 @@ class Saga:
         object.__setattr__(self, "_hooks", resolved)
 
     def begin(self) -> Transaction:
+        """A transaction for ``async with saga.begin() as tx:``, whose ``await tx.step(name, action, compensate=...)``
+        calls run steps; the block's error (or a step's) rolls the completed steps back, as :meth:`run` does."""
         return Transaction(self)
 
     async def run(self, *steps: Step) -> SagaResult:

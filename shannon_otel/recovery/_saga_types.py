@@ -120,4 +120,5 @@ class SagaError(Exception):
 
     @property
     def compensation_errors(self) -> Mapping[str, BaseException]:
+        """The error of each compensation that failed, by step (those steps were left in effect)."""
         return self.result.failed_compensations

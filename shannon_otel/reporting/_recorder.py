@@ -166,6 +166,7 @@ class RunRecorder(Hook):
 
     @property
     def anomalies(self) -> list[Anomaly]:
+        """The anomalies heard so far (severity set; the newest 1,000), oldest first."""
         with self._lock:
             return [event for _, event in self._anomalies]
 
