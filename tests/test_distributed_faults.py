@@ -21,7 +21,7 @@ from _dask_cluster import DASK_WARNINGS, local_cluster, module_cluster, on_clust
 from _redis_server import RedisServer, running_server, wait_for
 from distributed import Client, LocalCluster
 
-from shannon_otel import BreakerState, CircuitBreaker, Progress, Retry, Wave, WaveResult
+from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError, Progress, Retry, Wave, WaveResult
 from shannon_otel.dask import DaskBackend
 from shannon_otel.redis import RedisState, SharedPool, SharedRateLimit, SharedStateUnavailableError
 from shannon_otel.testing import InMemoryTelemetry
@@ -251,7 +251,7 @@ def test_a_breaker_tripped_while_a_read_of_its_state_is_in_flight_stays_open(
     asyncio.run(main())
 
 
-@pytest.mark.parametrize("written", ["another_type", "values_no_script_wrote"])
+@pytest.mark.parametrize("written", ["another_type", "values_no_script_wrote", "numbers_no_script_writes"])
 def test_a_key_holding_what_no_script_wrote_fails_its_own_object_not_every_one(
     server: RedisServer, prefix: str, written: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -270,9 +270,12 @@ def test_a_key_holding_what_no_script_wrote_fails_its_own_object_not_every_one(
             if written == "another_type":
                 await admin.set(breaker_key, "an operator's note")
                 await admin.rpush(rate_key, "x")
-            else:
+            elif written == "values_no_script_wrote":
                 await admin.hset(breaker_key, mapping={"state": "tripped", "epoch": "x"})
                 await admin.set(rate_key, "soon")
+            else:  # numbers to Lua's tonumber, not integers (the poll's int()), nor times (SET's PX)
+                await admin.hset(breaker_key, mapping={"state": "open", "epoch": "inf", "opened_at": "1e300"})
+                await admin.set(rate_key, "1e300")
             await admin.set(pool_key, "x")
             shared = RedisState(server.url, prefix=prefix, poll_interval_s=0.05, on_unavailable="reject")
             api = CircuitBreaker("api", shared=shared, failure_threshold=3, instrument=False)
@@ -305,6 +308,48 @@ def test_a_key_holding_what_no_script_wrote_fails_its_own_object_not_every_one(
                     assert shared.available
             warnings = sorted(_ours(caplog, "WARNING"))
             assert [w.split("'")[1] for w in warnings] == sorted([breaker_key, pool_key, rate_key]), warnings
+        finally:
+            await admin.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_half_open_breaker_whose_key_goes_bad_probes_locally_instead_of_rejecting_every_call(
+    server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Bug: a shared breaker's state key overwritten with what no script wrote while the breaker was open (an
+    operator's hand edit) failed that breaker alone, as documented, but its local state machine never took
+    over: past the reset timeout the local copy went HALF_OPEN and admitted a probe, whose success was sent to
+    Redis (refused: the key) instead of counted here, and every later call was rejected (no probe left) until
+    the key was deleted: fail-closed under ``on_unavailable="local"``. Now the probe is counted locally and
+    closes the breaker; Redis stays available for the others, with one warning naming the key."""
+    key = f"{prefix}:{{breaker:api}}:state"
+
+    async def main() -> None:
+        admin = aioredis.from_url(server.url)
+        try:
+            shared = RedisState(server.url, prefix=prefix, poll_interval_s=0.05)
+            api = CircuitBreaker("api", shared=shared, failure_threshold=1, reset_timeout=0.2, instrument=False)
+            with caplog.at_level(logging.INFO, logger="shannon_otel.redis"):
+                async with asyncio.timeout(30), shared:
+                    with pytest.raises(ConnectionError):
+                        await api.call(_boom)
+                    assert api.state is BreakerState.OPEN
+                    while await admin.hget(key, "state") != b"open":  # noqa: ASYNC110 (sent behind)
+                        await asyncio.sleep(0.01)
+                    await admin.hset(key, "state", "tripped")  # no state a script writes
+                    results = []
+                    while len(results) < 5:
+                        try:
+                            results.append(await api.call(_ok))
+                        except CircuitOpenError:  # inside the reset timeout (local, or found in Redis)
+                            assert not results, "rejected after a successful probe"
+                            await asyncio.sleep(0.02)
+                    assert results == [1] * 5
+                    assert api.state is BreakerState.CLOSED
+                    assert shared.available
+            warnings = _ours(caplog, "WARNING")
+            assert len(warnings) == 1 and key in warnings[0], warnings
         finally:
             await admin.aclose()
 

@@ -72,11 +72,17 @@ class BreakerLink:
     def _args(self, *args: Any) -> list[Any]:
         return [self.ttl_s, self.store.breaker_channel, self.name, *args]
 
+    def sharing(self) -> bool:
+        """Redis decides for this breaker: it is available, and this breaker's state key is usable (a key
+        holding what no script wrote fails this breaker alone, see ``RedisState._bad_key``: its local state
+        machine takes over, as in an outage, until a poll reads the key again)."""
+        return self.store.available and self.keys[0] not in self.store._bad_keys
+
     # ------------------------------------------------------------------ from the breaker
     async def admit(self, call: _Call | None) -> int:
         """Admit a call outside CLOSED (returns the breaker generation) or raise CircuitOpenError."""
         b = self.breaker
-        if not self.store.available:
+        if not self.sharing():
             if self.store.on_unavailable == "reject":
                 b._reject(call, None)
             return b._admit(call)  # local state takes over
@@ -115,7 +121,7 @@ class BreakerLink:
 
     def probe_done(self, outcome: str) -> None:
         """A half-open probe ended: ``success``, ``slow``, ``failure`` or ``giveback`` (cancelled/ignored)."""
-        if self.store.available:
+        if self.sharing():
             self._push("PROBE", outcome, self.epoch, self.breaker.config.success_threshold)
 
     def tripped(self, reason: str) -> None:

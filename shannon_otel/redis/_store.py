@@ -254,6 +254,11 @@ class RedisState:
         fail-closed, and flapped twice a second, as the write check succeeded). Warned once per key."""
         if keys[0] not in self._bad_keys:
             self._bad_keys.add(keys[0])
+            for link in self._links.values():
+                if link.keys[0] == keys[0] and self.on_unavailable == "local":
+                    # Its shared half-open period's probes were Redis's: local ones now (see BreakerLink.unavailable);
+                    # with none, it rejected every call while HALF_OPEN, fail-closed, until the key was deleted.
+                    link.unavailable()
             _log.warning("Redis key %s holds a value shannon-otel cannot use (%s during %s); %s for its breaker, "
                          "limit or pool until it is deleted", _named(keys), _described(exc), operation,
                          "local state takes over" if self.on_unavailable == "local" else "rejecting calls")
