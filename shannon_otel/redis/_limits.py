@@ -34,8 +34,9 @@ class SharedRateLimit:
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty string, got {name!r}")
         check_utf8("name", name)
-        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1e6:
-            raise ValueError(f"rate must be a number of starts per second in (0, 1e6], got {shown(rate)}")
+        # At least one start in ~32 years: the bucket (burst / rate, up to 1e15 s) stays a TTL Redis can set
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 1e-9 <= rate <= 1e6:
+            raise ValueError(f"rate must be a number of starts per second in [1e-09, 1e6], got {shown(rate)}")
         if isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= 1_000_000:
             raise ValueError(f"burst must be an int in [1, 1000000], got {shown(burst)}")
         if not callable(sleep):
