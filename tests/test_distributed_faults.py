@@ -428,6 +428,56 @@ def test_slots_released_while_redis_restarts_with_its_state_are_not_held_for_the
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("opened", ["tripped", "forced"])
+@pytest.mark.parametrize("before", ["closed_state_saved", "no_state_yet"])
+def test_a_breaker_opened_while_redis_was_away_stays_open_when_redis_comes_back(
+    server: RedisServer, prefix: str, before: str, opened: str,
+) -> None:
+    """Bug: a breaker whose own window tripped while Redis was away (down, restarting with persistence, a network
+    cut) could not tell Redis, and the first poll once Redis was back applied the shared state of before the
+    trip: CLOSED (or no state: closed, ``shared_state_expired``), so the breaker of a dependency that was failing
+    closed long before its reset timeout, and calls went to it again in every process. Now the trip is sent
+    again when Redis is back: the breaker stays open, here and for the others. (A ``force_open()`` while Redis
+    was away and its state kept: the same, the breaker was closed and its force forgotten.)"""
+    key = f"{prefix}:{{breaker:dep}}:state"
+
+    async def main() -> None:
+        admin = aioredis.from_url(server.url)
+        try:
+            async with asyncio.timeout(30), RedisState(server.url, prefix=prefix, poll_interval_s=0.05) as shared:
+                breaker = CircuitBreaker("dep", shared=shared, failure_threshold=2, reset_timeout=60, instrument=False)
+                if before == "closed_state_saved":
+                    breaker.reset()  # writes the shared state: CLOSED
+                    await wait_for(lambda: not shared._pending)
+                    assert await admin.hget(key, "state") == b"closed"
+                await admin.save()  # what the restarted server loads
+                server.stop()
+                if opened == "forced":
+                    breaker.force_open()
+                else:
+                    for _ in range(2):
+                        with pytest.raises(ConnectionError):
+                            await breaker.call(_boom)
+                assert breaker.state is BreakerState.OPEN  # at once, locally; Redis is told in the background
+                await wait_for(lambda: not shared._pending)
+                server.start()
+                after = aioredis.from_url(server.url)
+                try:
+                    await wait_for(lambda: shared.available)
+                    while await after.hget(key, "state") != b"open":  # noqa: ASYNC110 (sent again by the poll)
+                        assert breaker.state is BreakerState.OPEN
+                        await asyncio.sleep(0.01)
+                    for _ in range(5):  # later polls keep it open
+                        await asyncio.sleep(0.05)
+                        assert breaker.state is BreakerState.OPEN
+                finally:
+                    await after.aclose()
+        finally:
+            await admin.aclose()
+
+    asyncio.run(main())
+
+
 # ---------------------------------------------------------------------------------------------- Dask
 
 

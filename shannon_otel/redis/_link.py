@@ -36,7 +36,7 @@ _MAX_TTL_S = 365 * 86_400  # key_ttl_s's own bound
 class BreakerLink:
     __slots__ = (
         "breaker", "calls", "epoch", "failures", "keys", "name", "recheck_at", "sending", "slow", "store", "ttl_s",
-        "window",
+        "unsent", "window",
     )
 
     def __init__(self, store: RedisState, breaker: CircuitBreaker) -> None:
@@ -51,6 +51,11 @@ class BreakerLink:
         # Changes made here (a trip, a probe's outcome, force_open, reset) not answered by Redis yet: until
         # then a poll, a flush or a message of the epoch already held is older than the local state.
         self.sending = 0
+        # The last transition made here (a trip, force_open, reset) that Redis did not take (down, or timed out):
+        # sent again when Redis is back, instead of taking the shared state of before it. A trip made while
+        # Redis was away was undone by the first poll after it came back: the shared CLOSED (or no state) of
+        # before the trip closed a breaker whose dependency was failing, long before its reset timeout.
+        self.unsent: tuple[str, str] | None = None
         # The shared window is time-based: 10 slices over window_s (default: 10 s when the breaker counts
         # calls): "the last N calls" of many processes has no order without a round trip per call.
         window_s = c.window_s if c.window_s is not None else 10.0
@@ -147,8 +152,14 @@ class BreakerLink:
     async def _send(self, script: str, counted: bool, *args: Any) -> None:
         try:
             state, epoch, opened_ms, now_ms = await self.store._script(script, self.keys, self._args(*args))
+        except SharedStateUnavailableError:
+            if script == "TRANSITION":
+                self.unsent = (str(args[0]), str(args[1]))
+            raise
         finally:
             self.sending -= counted
+        if script == "TRANSITION":
+            self.unsent = None  # taken (this one, or a later one, which supersedes it)
         self.apply(str(state), int(epoch), int(opened_ms), int(now_ms), "")
 
     # ------------------------------------------------------------------ from the store
@@ -179,10 +190,25 @@ class BreakerLink:
                 # before forced keys stopped expiring): written again, else a process started now saw CLOSED
                 # what this one holds open until a reset.
                 self.forced()
+            elif self._resend():
+                return
             elif self.breaker._state is not _CLOSED and not self.sending:  # not a state made here, not sent yet
                 self.tripped_back_to_closed()
             return
         self.apply(state, int(epoch), int(opened or 0), now_ms, reason or "")
+
+    def _resend(self) -> bool:
+        """The last transition made here that Redis never took, the breaker still in its state: sent again
+        (True); the shared state read now is older than it."""
+        if self.unsent is None:
+            return False
+        mode, reason = self.unsent
+        if self.breaker._state is not (_CLOSED if mode == "reset" else _OPEN):  # moved on here since (local probes)
+            self.unsent = None
+            return False
+        if not self.sending:
+            self._push("TRANSITION", mode, reason)
+        return True
 
     def tripped_back_to_closed(self) -> None:
         self.epoch = 0
@@ -228,7 +254,11 @@ class BreakerLink:
             # breaker tripped here): applied, it closed a breaker that had just opened, for one round trip
             # (calls admitted, and the hooks shown open -> closed -> open).
             return
+        if not newer and self._resend():
+            return  # the shared state of before this process's last transition (Redis was away when it was sent)
         self.epoch = epoch
+        if newer:
+            self.unsent = None  # a later shared state (another process's, or this trip taken late) decides
         if target is _OPEN and reason:
             # Forced open by another process (force_open() there): held here too, until a reset. Without it
             # this copy, past its reset timeout, asked Redis at every call (each one rejected there), and
