@@ -183,8 +183,9 @@ local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 -- '1e300' went on to SET's PX, which Redis refused as out of range, and that was taken for an outage of all of Redis.
 if not tat or tat ~= tat or tat >= 2 ^ 53 then error('the rate bucket holds a value no script wrote') end
 if tat < now then tat = now end
--- The TTL as an integer: a large Lua number goes to Redis in exponent form, and the TTL of a slow rate with a large
--- burst (rate=1e-9, burst=1e6: 1e18 ms) went as '1.000001000000001e+18', refused as no integer: an outage of all of Redis.
+-- The TTL as an integer: a large Lua number goes to Redis in exponent form, and the TTL of a slow rate with a
+-- large burst (rate=1e-9, burst=1e6: 1e18 ms) went as '1.000001000000001e+18', refused as no integer: an
+-- outage of all of Redis.
 redis.call('SET', KEYS[1], string.format('%.17g', tat + interval), 'PX',
   string.format('%.0f', math.ceil(tat + interval - now + tonumber(ARGV[3]))))
 local wait = tat - tau - now
