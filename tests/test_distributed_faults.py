@@ -314,6 +314,39 @@ def test_a_key_holding_what_no_script_wrote_fails_its_own_object_not_every_one(
     asyncio.run(main())
 
 
+def test_a_breaker_window_key_of_another_type_is_warned_about_once_not_at_every_poll(
+    server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Bug: a breaker's window key holding another type (an operator's ``SET``) failed each flush, and the poll,
+    which reads the state key alone, found that key fine and took the breaker as mended: the next flush warned
+    again, one warning every ``poll_interval_s`` (86,400 a day by default). Now an object is mended when a
+    command on every key that failed succeeds: one warning, and the breaker shares again once the key is gone."""
+    window = f"{prefix}:{{breaker:api}}:window"
+
+    async def main() -> None:
+        admin = aioredis.from_url(server.url)
+        try:
+            await admin.set(window, "an operator's note")
+            shared = RedisState(server.url, prefix=prefix, poll_interval_s=0.05)
+            api = CircuitBreaker("api", shared=shared, failure_threshold=3, instrument=False)
+            with caplog.at_level(logging.INFO, logger="shannon_otel.redis"):
+                async with asyncio.timeout(30), shared:
+                    for _ in range(10):  # 0.5 s: ~10 polls, each followed by a flush of this breaker's counts
+                        assert await api.call(_ok) == 1
+                        await asyncio.sleep(0.05)
+                    assert shared.available
+                    await admin.delete(window)
+                    while await admin.type(window) != b"hash":  # the flusher sends the counts
+                        await api.call(_ok)
+                        await asyncio.sleep(0.01)
+            warnings = _ours(caplog, "WARNING")
+            assert len(warnings) == 1 and window in warnings[0], warnings
+        finally:
+            await admin.aclose()
+
+    asyncio.run(main())
+
+
 def test_a_half_open_breaker_whose_key_goes_bad_probes_locally_instead_of_rejecting_every_call(
     server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture,
 ) -> None:

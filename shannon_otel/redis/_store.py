@@ -138,7 +138,11 @@ class RedisState:
         # next poll with Redis available (after anything sent before the outage has run).
         self._lost_leases: list[tuple[list[str], str, str]] = []
         self._outage_logged = False
-        self._bad_keys: set[str] = set()  # keys found unusable (warned once each)
+        # Objects whose keys were found unusable (warned once each): the first key of the object (a breaker's state,
+        # a bucket, a pool's holders) -> every key of the commands that failed on it. Mended when a command on all
+        # of those keys succeeds: the poll reads a breaker's state alone, and with its window key of another type
+        # took it as mended at each poll, and the next flush warned again (a warning every poll_interval_s).
+        self._bad_keys: dict[str, frozenset[str]] = {}
         self._refused = False  # the outage is a server refusing writes (it answers: only a write ends it)
         self._closing = False
         self._instruments(meter_provider)
@@ -220,7 +224,7 @@ class RedisState:
             self._down(exc)
             raise SharedStateUnavailableError(f"Redis unavailable during {operation}: {_described(exc)}") from exc
         if self._bad_keys and keys:
-            self._bad_keys.difference_update(keys)  # mended (deleted, expired): warned again if it breaks again
+            self._mended(keys)
         self._duration.record(time.perf_counter() - start, {SHARED_OPERATION: operation})
         if not self.available and not self._refused:
             self._up()  # Redis answers again (a refusal ends only with a write: see _check)
@@ -252,8 +256,9 @@ class RedisState:
         operator's write, another program on the prefix. Only the breaker, limit or pool of that key applies
         ``on_unavailable``; Redis is not down for the others (a store-wide outage made every breaker reject,
         fail-closed, and flapped twice a second, as the write check succeeded). Warned once per key."""
-        if keys[0] not in self._bad_keys:
-            self._bad_keys.add(keys[0])
+        known = self._bad_keys.get(keys[0])
+        self._bad_keys[keys[0]] = frozenset(keys) | (known or frozenset())
+        if known is None:
             for link in self._links.values():
                 if link.keys[0] == keys[0] and self.on_unavailable == "local":
                     # Its shared half-open period's probes were Redis's: local ones now (see BreakerLink.unavailable);
@@ -262,6 +267,13 @@ class RedisState:
             _log.warning("Redis key %s holds a value shannon-otel cannot use (%s during %s); %s for its breaker, "
                          "limit or pool until it is deleted", _named(keys), _described(exc), operation,
                          "local state takes over" if self.on_unavailable == "local" else "rejecting calls")
+
+    def _mended(self, keys: list[str]) -> None:
+        """A command on ``keys`` succeeded: their object is usable again if they are all the keys that failed
+        (deleted, expired, rewritten by a script: warned again if it breaks again)."""
+        bad = self._bad_keys.get(keys[0])
+        if bad is not None and bad <= set(keys):
+            del self._bad_keys[keys[0]]
 
     def _background(self, operation: Awaitable[Any]) -> None:
         """Run ``operation`` without waiting for it (state pushes); its failure is already counted."""
@@ -376,7 +388,7 @@ class RedisState:
                     raise fields
                 link.polled(now_ms, fields)
                 if self._bad_keys:
-                    self._bad_keys.discard(link.keys[0])  # mended: warned again if it breaks again
+                    self._mended(link.keys[:1])
             except (ResponseError, ValueError, KeyError) as exc:  # another type; a state or epoch no script wrote
                 self._errors.add(1, {SHARED_OPERATION: "poll", ERROR_TYPE: error_type(exc)})
                 self._bad_key(link.keys[:1], "poll", exc)
