@@ -387,6 +387,8 @@ def test_a_breaker_opened_on_dask_workers_is_open_on_the_client(server: RedisSer
         ({"flush_interval_s": float("nan")}, "flush_interval_s must be"),
         ({"on_unavailable": "maybe"}, "on_unavailable must be"),
         ({"prefix": "a b"}, "prefix must be"),
+        # Bug: accepted, and the subscriber held the one connection: every command timed out, Redis an outage
+        ({"url": "redis://127.0.0.1:6379/0?max_connections=1"}, "url's max_connections must be at least 2"),
     ],
 )
 def test_bad_configuration_is_refused(kwargs: dict[str, Any], match: str) -> None:

@@ -117,6 +117,11 @@ class RedisState:
             self._redis = aioredis.Redis.from_pool(pool)
         except ValueError as exc:  # redis-py's message names neither the parameter nor the URL
             raise ValueError(f"url is not a valid Redis URL ({exc}): {_redacted(url)!r}") from None
+        if pool.max_connections < 2:
+            # ?max_connections=1: the subscriber holds the one connection for good, every command waited for it
+            # until timeout_s, and Redis was an outage from the start (logged as a TimeoutError, nothing else)
+            raise ValueError("url's max_connections must be at least 2 (the subscriber to state changes holds "
+                             f"one connection), got {pool.max_connections}: {_redacted(url)!r}")
         # Pub/sub ignores the database: without the number in the channel, a breaker opened in database 0
         # opened the breaker of that name and prefix in every other database too (until their poll closed
         # it again). Database 0 keeps the plain names (the ones processes of earlier versions use).
