@@ -117,6 +117,12 @@ class RedisState:
             self._redis = aioredis.Redis.from_pool(pool)
         except ValueError as exc:  # redis-py's message names neither the parameter nor the URL
             raise ValueError(f"url is not a valid Redis URL ({exc}): {_redacted(url)!r}") from None
+        try:
+            # Options of the URL's query go to each connection, made at the first command: an unknown one
+            # (`?sockettimeout=1`, a typo) failed every connection, and Redis was an outage for good
+            pool.connection_class(**pool.connection_kwargs)  # made, not connected
+        except TypeError as exc:
+            raise ValueError(f"url has an option redis-py does not take ({exc}): {_redacted(url)!r}") from None
         if pool.max_connections < 2:
             # ?max_connections=1: the subscriber holds the one connection for good, every command waited for it
             # until timeout_s, and Redis was an outage from the start (logged as a TimeoutError, nothing else)
