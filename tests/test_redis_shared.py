@@ -412,6 +412,23 @@ def test_bad_limits_are_refused(server: RedisServer) -> None:
         CircuitBreaker("y", shared="redis://x")  # type: ignore[arg-type]
 
 
+def test_a_closed_state_is_refused_where_it_is_given(server: RedisServer, prefix: str) -> None:
+    """Bug: a breaker or rate limit made on a closed ``RedisState`` was accepted: its flusher and subscriber were
+    gone, so the breaker sent its own trips (over fresh connections) but never saw another process's, silently,
+    and a pool made on one failed only at its first acquire. Now all three refuse it, naming ``shared``."""
+    shared = RedisState(server.url, prefix=prefix)
+
+    async def open_and_close() -> None:
+        async with shared:
+            pass
+
+    asyncio.run(open_and_close())
+    for make in (lambda: CircuitBreaker("api", shared=shared), lambda: SharedRateLimit(shared, "api", rate=1),
+                 lambda: SharedPool(shared, "db", 2)):
+        with pytest.raises(ValueError, match="shared is a closed RedisState; make a new RedisState"):
+            make()
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -31,6 +31,7 @@ class SharedRateLimit:
     ) -> None:
         if not isinstance(shared, RedisState):
             raise TypeError(f"shared must be a RedisState, got {shared!r}")
+        shared._check_open()
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty string, got {name!r}")
         check_utf8("name", name)
@@ -86,6 +87,7 @@ class SharedPool(ResourcePool):
         super().__init__(name, limit)
         if not isinstance(shared, RedisState):
             raise TypeError(f"shared must be a RedisState, got {shared!r}")
+        shared._check_open()
         if isinstance(lease_s, bool) or not isinstance(lease_s, int | float) or not 1 <= lease_s <= 86_400:
             raise ValueError(f"lease_s must be a number of seconds in [1, 86400], got {shown(lease_s)}")
         self.shared = shared

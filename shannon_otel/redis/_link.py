@@ -40,6 +40,7 @@ class BreakerLink:
     )
 
     def __init__(self, store: RedisState, breaker: CircuitBreaker) -> None:
+        store._check_open()
         c = breaker.config
         self.store = store
         self.breaker = breaker

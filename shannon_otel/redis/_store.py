@@ -323,6 +323,13 @@ class RedisState:
         _log.info("Redis at %s available", _redacted(self.url))
 
     # ------------------------------------------------------------------ keys and links
+    def _check_open(self) -> None:
+        """Raise for a closed state given to a breaker, rate limit or pool: its flusher and subscriber are
+        gone, so nothing another process changes would ever arrive (a breaker bound to one shared its own trips,
+        silently, and never saw the others')."""
+        if self._closing:
+            raise ValueError("shared is a closed RedisState; make a new RedisState (one per event loop)")
+
     def _key(self, kind: str, name: str, part: str) -> str:
         return f"{self.prefix}:{{{kind}:{name}}}:{part}"
 
