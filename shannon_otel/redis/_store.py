@@ -166,7 +166,6 @@ class RedisState:
         self._telemetry = provider_state(meter_provider).shared_telemetry(meter_provider)
         self._errors = self._telemetry.errors
         self._duration = self._telemetry.duration
-        self._telemetry.watch(self)
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> RedisState:
@@ -182,6 +181,9 @@ class RedisState:
             raise RuntimeError("RedisState is already started")
         if self._closing:  # its background tasks would stop at once: nothing shared, silently
             raise RuntimeError("this RedisState was closed; make a new RedisState (one per event loop)")
+        # On the availability gauge while open (a state made and not started, 0, hid its prefix's others: see
+        # SharedTelemetry._observe)
+        self._telemetry.watch(self)
         with contextlib.suppress(SharedStateUnavailableError):
             await self._check()
             await self._poll()  # breakers made before start: the shared state now, not at the first poll
