@@ -81,7 +81,7 @@ class BreakerLink:
     def sharing(self) -> bool:
         """Redis decides for this breaker: it is available, and this breaker's state key is usable (a key
         holding what no script wrote fails this breaker alone, see ``RedisState._bad_key``: its local state
-        machine takes over, as in an outage, until a poll reads the key again)."""
+        machine takes over, as in an outage, until its keys are found usable again)."""
         return self.store.available and self.keys[0] not in self.store._bad_keys
 
     # ------------------------------------------------------------------ from the breaker
