@@ -391,6 +391,7 @@ def test_a_breaker_opened_on_dask_workers_is_open_on_the_client(server: RedisSer
         ({"url": "redis://127.0.0.1:6379/0?max_connections=1"}, "url's max_connections must be at least 2"),
         # Bug: accepted, and every connection failed (an unknown keyword argument): Redis an outage for good
         ({"url": "redis://127.0.0.1:6379/0?sockettimeout=1"}, "url has an option redis-py does not take"),
+        ({"url": "redis://127.0.0.1:6379/0?protocol=4"}, "url has an option redis-py does not take"),
     ],
 )
 def test_bad_configuration_is_refused(kwargs: dict[str, Any], match: str) -> None:

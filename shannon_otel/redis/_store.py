@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from .._events._error import error_message, error_type
 from .._telemetry import ERROR_TYPE, SHARED_OPERATION
@@ -121,7 +121,7 @@ class RedisState:
             # Options of the URL's query go to each connection, made at the first command: an unknown one
             # (`?sockettimeout=1`, a typo) failed every connection, and Redis was an outage for good
             pool.connection_class(**pool.connection_kwargs)  # made, not connected
-        except TypeError as exc:
+        except (TypeError, ValueError, RedisError) as exc:  # an unknown option; ?protocol=4, ?ssl_cert_reqs=bogus
             raise ValueError(f"url has an option redis-py does not take ({exc}): {_redacted(url)!r}") from None
         if pool.max_connections < 2:
             # ?max_connections=1: the subscriber holds the one connection for good, every command waited for it
