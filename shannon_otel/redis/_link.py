@@ -144,13 +144,24 @@ class BreakerLink:
     def _push(self, script: str, *args: Any) -> None:
         try:
             asyncio.get_running_loop()
-            counted = True
-        except RuntimeError:  # force_open() before the loop runs: its task may never run; nothing reads meanwhile
-            counted = False
-        self.sending += counted
-        self.store._background(self._send(script, counted, *args))
+        except RuntimeError:
+            # force_open() or reset() before the loop runs (at import): a task made now belonged to a loop that
+            # never ran it (a coroutine never awaited; the state's close waited for it, then said it was "left
+            # behind"), and the shared state read at start undid the transition. Sent by the state's start.
+            if script == "TRANSITION":
+                self.unsent = (str(args[0]), str(args[1]))
+            return
+        self.sending += 1
+        self.store._background(self._send(script, *args))
 
-    async def _send(self, script: str, counted: bool, *args: Any) -> None:
+    async def started(self) -> None:
+        """The state starts (before it reads the shared state): a transition made here before the loop ran is
+        sent now; it is newer than anything this process read."""
+        if self.unsent is not None:
+            self.sending += 1
+            await self._send("TRANSITION", *self.unsent)
+
+    async def _send(self, script: str, *args: Any) -> None:
         try:
             state, epoch, opened_ms, now_ms = await self.store._script(script, self.keys, self._args(*args))
         except SharedStateUnavailableError:
@@ -158,7 +169,7 @@ class BreakerLink:
                 self.unsent = (str(args[0]), str(args[1]))
             raise
         finally:
-            self.sending -= counted
+            self.sending -= 1
         if script == "TRANSITION":
             self.unsent = None  # taken (this one, or a later one, which supersedes it)
         self.apply(str(state), int(epoch), int(opened_ms), int(now_ms), "")

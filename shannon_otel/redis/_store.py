@@ -186,6 +186,11 @@ class RedisState:
         self._telemetry.watch(self)
         with contextlib.suppress(SharedStateUnavailableError):
             await self._check()
+            for link in list(self._links.values()):  # force_open() or reset() made before the loop ran
+                if not self.available:
+                    break
+                with contextlib.suppress(SharedStateUnavailableError):  # an unusable key: that breaker's alone
+                    await link.started()
             await self._poll()  # breakers made before start: the shared state now, not at the first poll
         self._tasks = [
             asyncio.create_task(self._flush_loop(), name="shannon-redis-flush"),
