@@ -21,7 +21,7 @@ from _dask_cluster import DASK_WARNINGS, local_cluster, module_cluster, on_clust
 from _redis_server import RedisServer, running_server, wait_for
 from distributed import Client, LocalCluster
 
-from shannon_otel import BreakerState, CircuitBreaker, Progress, Retry, Wave, WaveResult
+from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError, Progress, Retry, Wave, WaveResult
 from shannon_otel.dask import DaskBackend
 from shannon_otel.redis import RedisState, SharedPool, SharedRateLimit, SharedStateUnavailableError
 from shannon_otel.testing import InMemoryTelemetry
@@ -251,7 +251,7 @@ def test_a_breaker_tripped_while_a_read_of_its_state_is_in_flight_stays_open(
     asyncio.run(main())
 
 
-@pytest.mark.parametrize("written", ["another_type", "values_no_script_wrote"])
+@pytest.mark.parametrize("written", ["another_type", "values_no_script_wrote", "numbers_no_script_writes"])
 def test_a_key_holding_what_no_script_wrote_fails_its_own_object_not_every_one(
     server: RedisServer, prefix: str, written: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -270,9 +270,12 @@ def test_a_key_holding_what_no_script_wrote_fails_its_own_object_not_every_one(
             if written == "another_type":
                 await admin.set(breaker_key, "an operator's note")
                 await admin.rpush(rate_key, "x")
-            else:
+            elif written == "values_no_script_wrote":
                 await admin.hset(breaker_key, mapping={"state": "tripped", "epoch": "x"})
                 await admin.set(rate_key, "soon")
+            else:  # numbers to Lua's tonumber, not integers (the poll's int()), nor times (SET's PX)
+                await admin.hset(breaker_key, mapping={"state": "open", "epoch": "inf", "opened_at": "1e300"})
+                await admin.set(rate_key, "1e300")
             await admin.set(pool_key, "x")
             shared = RedisState(server.url, prefix=prefix, poll_interval_s=0.05, on_unavailable="reject")
             api = CircuitBreaker("api", shared=shared, failure_threshold=3, instrument=False)
@@ -305,6 +308,81 @@ def test_a_key_holding_what_no_script_wrote_fails_its_own_object_not_every_one(
                     assert shared.available
             warnings = sorted(_ours(caplog, "WARNING"))
             assert [w.split("'")[1] for w in warnings] == sorted([breaker_key, pool_key, rate_key]), warnings
+        finally:
+            await admin.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_breaker_window_key_of_another_type_is_warned_about_once_not_at_every_poll(
+    server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Bug: a breaker's window key holding another type (an operator's ``SET``) failed each flush, and the poll,
+    which reads the state key alone, found that key fine and took the breaker as mended: the next flush warned
+    again, one warning every ``poll_interval_s`` (86,400 a day by default). Now an object is mended when a
+    command on every key that failed succeeds: one warning, and the breaker shares again once the key is gone."""
+    window = f"{prefix}:{{breaker:api}}:window"
+
+    async def main() -> None:
+        admin = aioredis.from_url(server.url)
+        try:
+            await admin.set(window, "an operator's note")
+            shared = RedisState(server.url, prefix=prefix, poll_interval_s=0.05)
+            api = CircuitBreaker("api", shared=shared, failure_threshold=3, instrument=False)
+            with caplog.at_level(logging.INFO, logger="shannon_otel.redis"):
+                async with asyncio.timeout(30), shared:
+                    for _ in range(10):  # 0.5 s: ~10 polls, each followed by a flush of this breaker's counts
+                        assert await api.call(_ok) == 1
+                        await asyncio.sleep(0.05)
+                    assert shared.available
+                    await admin.delete(window)
+                    while await admin.type(window) != b"hash":  # the flusher sends the counts
+                        await api.call(_ok)
+                        await asyncio.sleep(0.01)
+            warnings = _ours(caplog, "WARNING")
+            assert len(warnings) == 1 and window in warnings[0], warnings
+        finally:
+            await admin.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_half_open_breaker_whose_key_goes_bad_probes_locally_instead_of_rejecting_every_call(
+    server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Bug: a shared breaker's state key overwritten with what no script wrote while the breaker was open (an
+    operator's hand edit) failed that breaker alone, as documented, but its local state machine never took
+    over: past the reset timeout the local copy went HALF_OPEN and admitted a probe, whose success was sent to
+    Redis (refused: the key) instead of counted here, and every later call was rejected (no probe left) until
+    the key was deleted: fail-closed under ``on_unavailable="local"``. Now the probe is counted locally and
+    closes the breaker; Redis stays available for the others, with one warning naming the key."""
+    key = f"{prefix}:{{breaker:api}}:state"
+
+    async def main() -> None:
+        admin = aioredis.from_url(server.url)
+        try:
+            shared = RedisState(server.url, prefix=prefix, poll_interval_s=0.05)
+            api = CircuitBreaker("api", shared=shared, failure_threshold=1, reset_timeout=0.2, instrument=False)
+            with caplog.at_level(logging.INFO, logger="shannon_otel.redis"):
+                async with asyncio.timeout(30), shared:
+                    with pytest.raises(ConnectionError):
+                        await api.call(_boom)
+                    assert api.state is BreakerState.OPEN
+                    while await admin.hget(key, "state") != b"open":  # noqa: ASYNC110 (sent behind)
+                        await asyncio.sleep(0.01)
+                    await admin.hset(key, "state", "tripped")  # no state a script writes
+                    results: list[int] = []
+                    while len(results) < 5:
+                        try:
+                            results.append(await api.call(_ok))
+                        except CircuitOpenError:  # inside the reset timeout (local, or found in Redis)
+                            assert not results, "rejected after a successful probe"
+                            await asyncio.sleep(0.02)
+                    assert results == [1] * 5
+                    assert api.state.value == "closed"  # (mypy narrowed it to OPEN above)
+                    assert shared.available
+            warnings = _ours(caplog, "WARNING")
+            assert len(warnings) == 1 and key in warnings[0], warnings
         finally:
             await admin.aclose()
 
@@ -377,6 +455,56 @@ def test_slots_released_while_redis_restarts_with_its_state_are_not_held_for_the
                 assert await after.zcard(f"{prefix}:{{pool:db}}:holders") == 0
             finally:
                 await after.aclose()
+        finally:
+            await admin.aclose()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("opened", ["tripped", "forced"])
+@pytest.mark.parametrize("before", ["closed_state_saved", "no_state_yet"])
+def test_a_breaker_opened_while_redis_was_away_stays_open_when_redis_comes_back(
+    server: RedisServer, prefix: str, before: str, opened: str,
+) -> None:
+    """Bug: a breaker whose own window tripped while Redis was away (down, restarting with persistence, a network
+    cut) could not tell Redis, and the first poll once Redis was back applied the shared state of before the
+    trip: CLOSED (or no state: closed, ``shared_state_expired``), so the breaker of a dependency that was failing
+    closed long before its reset timeout, and calls went to it again in every process. Now the trip is sent
+    again when Redis is back: the breaker stays open, here and for the others. (A ``force_open()`` while Redis
+    was away and its state kept: the same, the breaker was closed and its force forgotten.)"""
+    key = f"{prefix}:{{breaker:dep}}:state"
+
+    async def main() -> None:
+        admin = aioredis.from_url(server.url)
+        try:
+            async with asyncio.timeout(30), RedisState(server.url, prefix=prefix, poll_interval_s=0.05) as shared:
+                breaker = CircuitBreaker("dep", shared=shared, failure_threshold=2, reset_timeout=60, instrument=False)
+                if before == "closed_state_saved":
+                    breaker.reset()  # writes the shared state: CLOSED
+                    await wait_for(lambda: not shared._pending)
+                    assert await admin.hget(key, "state") == b"closed"
+                await admin.save()  # what the restarted server loads
+                server.stop()
+                if opened == "forced":
+                    breaker.force_open()
+                else:
+                    for _ in range(2):
+                        with pytest.raises(ConnectionError):
+                            await breaker.call(_boom)
+                assert breaker.state is BreakerState.OPEN  # at once, locally; Redis is told in the background
+                await wait_for(lambda: not shared._pending)
+                server.start()
+                after = aioredis.from_url(server.url)
+                try:
+                    await wait_for(lambda: shared.available)
+                    while await after.hget(key, "state") != b"open":  # sent again by the poll
+                        assert breaker.state is BreakerState.OPEN
+                        await asyncio.sleep(0.01)
+                    for _ in range(5):  # later polls keep it open
+                        await asyncio.sleep(0.05)
+                        assert breaker.state is BreakerState.OPEN
+                finally:
+                    await after.aclose()
         finally:
             await admin.aclose()
 

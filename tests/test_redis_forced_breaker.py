@@ -132,3 +132,48 @@ def test_a_forced_state_redis_lost_is_written_again_by_a_process_holding_it_forc
         asyncio.run(main())
     finally:
         raw.close()
+
+
+@pytest.mark.parametrize("change", ["force_open", "reset"])
+def test_a_change_made_before_the_loop_runs_is_sent_at_start_not_undone_by_the_shared_state(
+    server: RedisServer, change: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Bug: ``force_open()`` (or ``reset()``) of a shared breaker made before the event loop ran (at import, in
+    a setup script) put its message to Redis in a task of a loop that never ran it, so it was never sent (a
+    coroutine never awaited; the state's close waited for it and warned it was "left behind"), and the shared
+    state read at start, being newer than nothing, undid the change: the breaker forced open was CLOSED (or
+    the one reset was OPEN again). Now the change is sent when the state starts, before it reads the state."""
+    prefix = f"f{uuid.uuid4().hex[:10]}"
+    admin = redis.Redis(port=server.port, decode_responses=True)
+    key = f"{prefix}:{{breaker:api}}:state"
+
+    async def before() -> None:  # another process's doing: a shared state the change must win over
+        async with RedisState(server.url, prefix=prefix) as other:
+            breaker = CircuitBreaker("api", shared=other, instrument=False)
+            breaker.reset() if change == "force_open" else breaker.force_open()
+            await wait_for(lambda: not other._pending)
+
+    asyncio.run(before())
+    assert admin.hget(key, "state") == ("closed" if change == "force_open" else "open")
+    shared = RedisState(server.url, prefix=prefix)
+    breaker = CircuitBreaker("api", shared=shared, instrument=False)
+    breaker.force_open() if change == "force_open" else breaker.reset()
+
+    async def main() -> None:
+        async with shared:
+            if change == "force_open":
+                assert breaker.state is BreakerState.OPEN
+                with pytest.raises(CircuitOpenError):
+                    await breaker.call(_ok)
+            else:
+                assert breaker.state is BreakerState.CLOSED
+                assert await breaker.call(_ok) == 1
+
+    try:
+        with caplog.at_level("WARNING", logger="shannon_otel.redis"):
+            asyncio.run(main())
+        assert admin.hget(key, "state") == ("open" if change == "force_open" else "closed")
+        assert admin.hget(key, "forced") == ("1" if change == "force_open" else "0")
+        assert not [r for r in caplog.records if "left behind" in r.getMessage()]
+    finally:
+        admin.close()

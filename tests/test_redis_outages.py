@@ -340,6 +340,39 @@ def test_available_turns_false_when_redis_dies_under_a_state_with_no_breaker(ser
     asyncio.run(main())
 
 
+def test_the_available_gauge_of_a_prefix_is_0_while_any_of_its_open_states_cannot_reach_redis(
+    server: RedisServer, prefix: str,
+) -> None:
+    """Bug: several open ``RedisState`` of one prefix in a process (one per event loop, as documented) each made
+    an observation of the same ``shannon.shared.available`` series, and the SDK kept whichever came last (the
+    order of a set): a state that could not reach Redis was shown as 1, or not, by chance; a state made and
+    not started yet (0) could hide its started siblings too. Now each prefix is one observation, 0 while any of
+    its open states cannot reach Redis, and only open states count."""
+    otel = InMemoryTelemetry()
+
+    def shown() -> list[int]:
+        points: Any = otel.metrics()["shannon.shared.available"].data.data_points
+        return [p.value for p in points]
+
+    async def main() -> None:
+        def state(url: str) -> RedisState:
+            return RedisState(url, prefix=prefix, timeout_s=0.5, meter_provider=otel.meter_provider)
+
+        made_only = state(server.url)  # not started: not on the gauge
+        async with state(server.url) as up:
+            assert shown() == [1]
+            async with state(f"redis://127.0.0.1:{free_port()}/0") as down, state(server.url):
+                assert up.available and not down.available
+                observations = list(up._telemetry._observe(None))  # type: ignore[arg-type]
+                assert [(o.value, dict(o.attributes or {})) for o in observations] == [
+                    (0, {"shannon.shared.prefix": prefix})]
+                assert shown() == [0]
+            assert shown() == [1]
+        del made_only
+
+    asyncio.run(main())
+
+
 def test_a_pool_acquire_cancelled_mid_call_is_cancelled_and_leaves_no_lease(server: RedisServer, prefix: str) -> None:
     """Bug: redis-py now and then returns the answer of a call whose task was cancelled meanwhile (the
     CancelledError is lost inside it). A cancelled pool acquire then went on (granted: a lease nobody

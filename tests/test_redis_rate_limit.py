@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,3 +46,29 @@ def test_every_admission_reserves_its_interval_at_high_rates(server: RedisServer
         assert all(float(w) >= 0 for w in waits) and float(waits[0]) == 0.0  # the first starts at once
     finally:
         client.close()
+
+
+def test_a_slow_rate_with_a_large_burst_keeps_its_bucket_and_redis_available(server: RedisServer) -> None:
+    """Bug: the bucket's TTL (its window, ``burst / rate``, in ms) went to ``SET ... PX`` as a Lua number, which
+    Redis writes in exponent form when large: at ``rate=1e-9, burst=1_000_000`` (both accepted) it was sent as
+    ``1.000001000000001e+18``, which Redis refused as no integer, and that refusal was taken for an outage of all
+    of Redis (every breaker, limit and pool of the state on ``on_unavailable``, at every admission of this
+    limit). Now the TTL is sent as an integer, and a rate so slow that no TTL could hold its bucket is refused."""
+    prefix = f"q{uuid.uuid4().hex[:10]}"
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix) as shared:
+            limit = SharedRateLimit(shared, "slow", rate=1e-9, burst=1_000_000)
+            for _ in range(3):
+                await limit.acquire()  # within the burst: no wait
+                assert shared.available
+        assert limit._local is None  # never fell back to a local limiter
+
+    asyncio.run(main())
+    client = redis.Redis(port=server.port, decode_responses=True)
+    try:
+        assert int(client.pttl(f"{prefix}:{{rate:slow}}:tat")) > 10**17
+    finally:
+        client.close()
+    with pytest.raises(ValueError, match=r"rate must be a number of starts per second in \[1e-09, 1e6\], got 1e-10"):
+        SharedRateLimit(RedisState(server.url), "x", rate=1e-10)

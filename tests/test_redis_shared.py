@@ -387,6 +387,11 @@ def test_a_breaker_opened_on_dask_workers_is_open_on_the_client(server: RedisSer
         ({"flush_interval_s": float("nan")}, "flush_interval_s must be"),
         ({"on_unavailable": "maybe"}, "on_unavailable must be"),
         ({"prefix": "a b"}, "prefix must be"),
+        # Bug: accepted, and the subscriber held the one connection: every command timed out, Redis an outage
+        ({"url": "redis://127.0.0.1:6379/0?max_connections=1"}, "url's max_connections must be at least 2"),
+        # Bug: accepted, and every connection failed (an unknown keyword argument): Redis an outage for good
+        ({"url": "redis://127.0.0.1:6379/0?sockettimeout=1"}, "url has an option redis-py does not take"),
+        ({"url": "redis://127.0.0.1:6379/0?protocol=4"}, "url has an option redis-py does not take"),
     ],
 )
 def test_bad_configuration_is_refused(kwargs: dict[str, Any], match: str) -> None:
@@ -406,6 +411,23 @@ def test_bad_limits_are_refused(server: RedisServer) -> None:
         SharedPool(shared, "p", 2, lease_s=0)
     with pytest.raises(TypeError, match=r"shared must be a shannon_otel\.redis\.RedisState"):
         CircuitBreaker("y", shared="redis://x")  # type: ignore[arg-type]
+
+
+def test_a_closed_state_is_refused_where_it_is_given(server: RedisServer, prefix: str) -> None:
+    """Bug: a breaker or rate limit made on a closed ``RedisState`` was accepted: its flusher and subscriber were
+    gone, so the breaker sent its own trips (over fresh connections) but never saw another process's, silently,
+    and a pool made on one failed only at its first acquire. Now all three refuse it, naming ``shared``."""
+    shared = RedisState(server.url, prefix=prefix)
+
+    async def open_and_close() -> None:
+        async with shared:
+            pass
+
+    asyncio.run(open_and_close())
+    for make in (lambda: CircuitBreaker("api", shared=shared), lambda: SharedRateLimit(shared, "api", rate=1),
+                 lambda: SharedPool(shared, "db", 2)):
+        with pytest.raises(ValueError, match="shared is a closed RedisState; make a new RedisState"):
+            make()
 
 
 def _free_port() -> int:

@@ -60,4 +60,10 @@ class SharedTelemetry:
     def _observe(self, options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
         with self._lock:
             states = list(self._states)
-        return [metrics.Observation(1 if s.available else 0, {tm.SHARED_PREFIX: s.prefix}) for s in states]
+        # One series per prefix: several open states of one prefix (one per event loop) made one observation
+        # each of the same series, and the SDK kept whichever came last (set order): a state that could not
+        # reach Redis was shown as 1, or not, by chance. A prefix is available when all its states are.
+        available: dict[str, int] = {}
+        for s in states:
+            available[s.prefix] = min(available.get(s.prefix, 1), 1 if s.available else 0)
+        return [metrics.Observation(value, {tm.SHARED_PREFIX: prefix}) for prefix, value in available.items()]

@@ -335,7 +335,7 @@ class CircuitBreaker(Policy):
                 self._evaluate()
             self._update_clean()
         elif self._state is _HALF_OPEN:
-            if link is not None and link.store.available:  # the shared quota decides
+            if link is not None and link.sharing():  # the shared quota decides
                 link.probe_done("slow" if slow else "success")
                 return
             if slow:
@@ -352,7 +352,7 @@ class CircuitBreaker(Policy):
             self._uncounted(gen)
             return
         link = self._link
-        shared_probe = link is not None and link.store.available and self._state is _HALF_OPEN
+        shared_probe = link is not None and link.sharing() and self._state is _HALF_OPEN
         if shared_probe:
             link.probe_done("failure")  # type: ignore[union-attr]
             self._transition(_OPEN, "probe_failure")  # at once here; the others follow the notification
@@ -375,7 +375,7 @@ class CircuitBreaker(Policy):
         if gen != self._gen:
             return
         link = self._link
-        if link is not None and link.store.available and self._state is _HALF_OPEN:
+        if link is not None and link.sharing() and self._state is _HALF_OPEN:
             link.probe_done("giveback")
         elif self._state is _HALF_OPEN:
             self._probes_left += 1

@@ -31,11 +31,13 @@ class SharedRateLimit:
     ) -> None:
         if not isinstance(shared, RedisState):
             raise TypeError(f"shared must be a RedisState, got {shared!r}")
+        shared._check_open()
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty string, got {name!r}")
         check_utf8("name", name)
-        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1e6:
-            raise ValueError(f"rate must be a number of starts per second in (0, 1e6], got {shown(rate)}")
+        # At least one start in ~32 years: the bucket (burst / rate, up to 1e15 s) stays a TTL Redis can set
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 1e-9 <= rate <= 1e6:
+            raise ValueError(f"rate must be a number of starts per second in [1e-09, 1e6], got {shown(rate)}")
         if isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= 1_000_000:
             raise ValueError(f"burst must be an int in [1, 1000000], got {shown(burst)}")
         if not callable(sleep):
@@ -85,6 +87,7 @@ class SharedPool(ResourcePool):
         super().__init__(name, limit)
         if not isinstance(shared, RedisState):
             raise TypeError(f"shared must be a RedisState, got {shared!r}")
+        shared._check_open()
         if isinstance(lease_s, bool) or not isinstance(lease_s, int | float) or not 1 <= lease_s <= 86_400:
             raise ValueError(f"lease_s must be a number of seconds in [1, 86400], got {shown(lease_s)}")
         self.shared = shared

@@ -36,10 +36,11 @@ _MAX_TTL_S = 365 * 86_400  # key_ttl_s's own bound
 class BreakerLink:
     __slots__ = (
         "breaker", "calls", "epoch", "failures", "keys", "name", "recheck_at", "sending", "slow", "store", "ttl_s",
-        "window",
+        "unsent", "window",
     )
 
     def __init__(self, store: RedisState, breaker: CircuitBreaker) -> None:
+        store._check_open()
         c = breaker.config
         self.store = store
         self.breaker = breaker
@@ -51,6 +52,11 @@ class BreakerLink:
         # Changes made here (a trip, a probe's outcome, force_open, reset) not answered by Redis yet: until
         # then a poll, a flush or a message of the epoch already held is older than the local state.
         self.sending = 0
+        # The last transition made here (a trip, force_open, reset) that Redis did not take (down, or timed out):
+        # sent again when Redis is back, instead of taking the shared state of before it. A trip made while
+        # Redis was away was undone by the first poll after it came back: the shared CLOSED (or no state) of
+        # before the trip closed a breaker whose dependency was failing, long before its reset timeout.
+        self.unsent: tuple[str, str] | None = None
         # The shared window is time-based: 10 slices over window_s (default: 10 s when the breaker counts
         # calls): "the last N calls" of many processes has no order without a round trip per call.
         window_s = c.window_s if c.window_s is not None else 10.0
@@ -72,11 +78,17 @@ class BreakerLink:
     def _args(self, *args: Any) -> list[Any]:
         return [self.ttl_s, self.store.breaker_channel, self.name, *args]
 
+    def sharing(self) -> bool:
+        """Redis decides for this breaker: it is available, and this breaker's state key is usable (a key
+        holding what no script wrote fails this breaker alone, see ``RedisState._bad_key``: its local state
+        machine takes over, as in an outage, until its keys are found usable again)."""
+        return self.store.available and self.keys[0] not in self.store._bad_keys
+
     # ------------------------------------------------------------------ from the breaker
     async def admit(self, call: _Call | None) -> int:
         """Admit a call outside CLOSED (returns the breaker generation) or raise CircuitOpenError."""
         b = self.breaker
-        if not self.store.available:
+        if not self.sharing():
             if self.store.on_unavailable == "reject":
                 b._reject(call, None)
             return b._admit(call)  # local state takes over
@@ -115,7 +127,7 @@ class BreakerLink:
 
     def probe_done(self, outcome: str) -> None:
         """A half-open probe ended: ``success``, ``slow``, ``failure`` or ``giveback`` (cancelled/ignored)."""
-        if self.store.available:
+        if self.sharing():
             self._push("PROBE", outcome, self.epoch, self.breaker.config.success_threshold)
 
     def tripped(self, reason: str) -> None:
@@ -132,17 +144,34 @@ class BreakerLink:
     def _push(self, script: str, *args: Any) -> None:
         try:
             asyncio.get_running_loop()
-            counted = True
-        except RuntimeError:  # force_open() before the loop runs: its task may never run; nothing reads meanwhile
-            counted = False
-        self.sending += counted
-        self.store._background(self._send(script, counted, *args))
+        except RuntimeError:
+            # force_open() or reset() before the loop runs (at import): a task made now belonged to a loop that
+            # never ran it (a coroutine never awaited; the state's close waited for it, then said it was "left
+            # behind"), and the shared state read at start undid the transition. Sent by the state's start.
+            if script == "TRANSITION":
+                self.unsent = (str(args[0]), str(args[1]))
+            return
+        self.sending += 1
+        self.store._background(self._send(script, *args))
 
-    async def _send(self, script: str, counted: bool, *args: Any) -> None:
+    async def started(self) -> None:
+        """The state starts (before it reads the shared state): a transition made here before the loop ran is
+        sent now; it is newer than anything this process read."""
+        if self.unsent is not None:
+            self.sending += 1
+            await self._send("TRANSITION", *self.unsent)
+
+    async def _send(self, script: str, *args: Any) -> None:
         try:
             state, epoch, opened_ms, now_ms = await self.store._script(script, self.keys, self._args(*args))
+        except SharedStateUnavailableError:
+            if script == "TRANSITION":
+                self.unsent = (str(args[0]), str(args[1]))
+            raise
         finally:
-            self.sending -= counted
+            self.sending -= 1
+        if script == "TRANSITION":
+            self.unsent = None  # taken (this one, or a later one, which supersedes it)
         self.apply(str(state), int(epoch), int(opened_ms), int(now_ms), "")
 
     # ------------------------------------------------------------------ from the store
@@ -173,10 +202,25 @@ class BreakerLink:
                 # before forced keys stopped expiring): written again, else a process started now saw CLOSED
                 # what this one holds open until a reset.
                 self.forced()
+            elif self._resend():
+                return
             elif self.breaker._state is not _CLOSED and not self.sending:  # not a state made here, not sent yet
                 self.tripped_back_to_closed()
             return
         self.apply(state, int(epoch), int(opened or 0), now_ms, reason or "")
+
+    def _resend(self) -> bool:
+        """The last transition made here that Redis never took, the breaker still in its state: sent again
+        (True); the shared state read now is older than it."""
+        if self.unsent is None:
+            return False
+        mode, reason = self.unsent
+        if self.breaker._state is not (_CLOSED if mode == "reset" else _OPEN):  # moved on here since (local probes)
+            self.unsent = None
+            return False
+        if not self.sending:
+            self._push("TRANSITION", mode, reason)
+        return True
 
     def tripped_back_to_closed(self) -> None:
         self.epoch = 0
@@ -222,7 +266,11 @@ class BreakerLink:
             # breaker tripped here): applied, it closed a breaker that had just opened, for one round trip
             # (calls admitted, and the hooks shown open -> closed -> open).
             return
+        if not newer and self._resend():
+            return  # the shared state of before this process's last transition (Redis was away when it was sent)
         self.epoch = epoch
+        if newer:
+            self.unsent = None  # a later shared state (another process's, or this trip taken late) decides
         if target is _OPEN and reason:
             # Forced open by another process (force_open() there): held here too, until a reset. Without it
             # this copy, past its reset timeout, asked Redis at every call (each one rejected there), and

@@ -18,9 +18,11 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local st = redis.call('HMGET', KEYS[1], 'state', 'epoch', 'opened_at', 'forced', 'probes_left', 'successes')
 -- A hash no script wrote (an operator's, another program's on the prefix) is refused, never half read:
 -- its answer cut short at the first nil, it failed in the process (the flusher stopped for every breaker).
+-- Numbers are the integers the scripts write: 'inf', 'nan', '1e300' or '1.5' pass tonumber here but not the
+-- process's int() (the poll), so each poll warned again, while the scripts went on sharing a state they misread.
+local function integer(v) return not v or (string.match(v, '^-?%d+$') ~= nil and #v <= 16) end
 if (st[1] and st[1] ~= 'closed' and st[1] ~= 'open' and st[1] ~= 'half_open')
-    or (st[2] and not tonumber(st[2])) or (st[3] and not tonumber(st[3]))
-    or (st[5] and not tonumber(st[5])) or (st[6] and not tonumber(st[6])) then
+    or not integer(st[2]) or not integer(st[3]) or not integer(st[5]) or not integer(st[6]) then
   error('the breaker state holds values no script wrote')
 end
 local state = st[1] or 'closed'
@@ -177,9 +179,15 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local interval, tau = tonumber(ARGV[1]), tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+-- A value no script wrote is refused here (a Lua error: this bucket's key alone is unusable): 'inf', 'nan' or
+-- '1e300' went on to SET's PX, which Redis refused as out of range, and that was taken for an outage of all of Redis.
+if not tat or tat ~= tat or tat >= 2 ^ 53 then error('the rate bucket holds a value no script wrote') end
 if tat < now then tat = now end
+-- The TTL as an integer: a large Lua number goes to Redis in exponent form, and the TTL of a slow rate with a
+-- large burst (rate=1e-9, burst=1e6: 1e18 ms) went as '1.000001000000001e+18', refused as no integer: an
+-- outage of all of Redis.
 redis.call('SET', KEYS[1], string.format('%.17g', tat + interval), 'PX',
-  math.ceil(tat + interval - now + tonumber(ARGV[3])))
+  string.format('%.0f', math.ceil(tat + interval - now + tonumber(ARGV[3]))))
 local wait = tat - tau - now
 if wait < 0 then wait = 0 end
 return tostring(wait)

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from .._events._error import error_message, error_type
 from .._telemetry import ERROR_TYPE, SHARED_OPERATION
@@ -117,6 +117,17 @@ class RedisState:
             self._redis = aioredis.Redis.from_pool(pool)
         except ValueError as exc:  # redis-py's message names neither the parameter nor the URL
             raise ValueError(f"url is not a valid Redis URL ({exc}): {_redacted(url)!r}") from None
+        try:
+            # Options of the URL's query go to each connection, made at the first command: an unknown one
+            # (`?sockettimeout=1`, a typo) failed every connection, and Redis was an outage for good
+            pool.connection_class(**pool.connection_kwargs)  # made, not connected
+        except (TypeError, ValueError, RedisError) as exc:  # an unknown option; ?protocol=4, ?ssl_cert_reqs=bogus
+            raise ValueError(f"url has an option redis-py does not take ({exc}): {_redacted(url)!r}") from None
+        if pool.max_connections < 2:
+            # ?max_connections=1: the subscriber holds the one connection for good, every command waited for it
+            # until timeout_s, and Redis was an outage from the start (logged as a TimeoutError, nothing else)
+            raise ValueError("url's max_connections must be at least 2 (the subscriber to state changes holds "
+                             f"one connection), got {pool.max_connections}: {_redacted(url)!r}")
         # Pub/sub ignores the database: without the number in the channel, a breaker opened in database 0
         # opened the breaker of that name and prefix in every other database too (until their poll closed
         # it again). Database 0 keeps the plain names (the ones processes of earlier versions use).
@@ -138,7 +149,11 @@ class RedisState:
         # next poll with Redis available (after anything sent before the outage has run).
         self._lost_leases: list[tuple[list[str], str, str]] = []
         self._outage_logged = False
-        self._bad_keys: set[str] = set()  # keys found unusable (warned once each)
+        # Objects whose keys were found unusable (warned once each): the first key of the object (a breaker's state,
+        # a bucket, a pool's holders) -> every key of the commands that failed on it. Mended when a command on all
+        # of those keys succeeds: the poll reads a breaker's state alone, and with its window key of another type
+        # took it as mended at each poll, and the next flush warned again (a warning every poll_interval_s).
+        self._bad_keys: dict[str, frozenset[str]] = {}
         self._refused = False  # the outage is a server refusing writes (it answers: only a write ends it)
         self._closing = False
         self._instruments(meter_provider)
@@ -151,7 +166,6 @@ class RedisState:
         self._telemetry = provider_state(meter_provider).shared_telemetry(meter_provider)
         self._errors = self._telemetry.errors
         self._duration = self._telemetry.duration
-        self._telemetry.watch(self)
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> RedisState:
@@ -167,8 +181,16 @@ class RedisState:
             raise RuntimeError("RedisState is already started")
         if self._closing:  # its background tasks would stop at once: nothing shared, silently
             raise RuntimeError("this RedisState was closed; make a new RedisState (one per event loop)")
+        # On the availability gauge while open (a state made and not started, 0, hid its prefix's others: see
+        # SharedTelemetry._observe)
+        self._telemetry.watch(self)
         with contextlib.suppress(SharedStateUnavailableError):
             await self._check()
+            for link in list(self._links.values()):  # force_open() or reset() made before the loop ran
+                if not self.available:
+                    break
+                with contextlib.suppress(SharedStateUnavailableError):  # an unusable key: that breaker's alone
+                    await link.started()
             await self._poll()  # breakers made before start: the shared state now, not at the first poll
         self._tasks = [
             asyncio.create_task(self._flush_loop(), name="shannon-redis-flush"),
@@ -220,7 +242,7 @@ class RedisState:
             self._down(exc)
             raise SharedStateUnavailableError(f"Redis unavailable during {operation}: {_described(exc)}") from exc
         if self._bad_keys and keys:
-            self._bad_keys.difference_update(keys)  # mended (deleted, expired): warned again if it breaks again
+            self._mended(keys)
         self._duration.record(time.perf_counter() - start, {SHARED_OPERATION: operation})
         if not self.available and not self._refused:
             self._up()  # Redis answers again (a refusal ends only with a write: see _check)
@@ -252,11 +274,24 @@ class RedisState:
         operator's write, another program on the prefix. Only the breaker, limit or pool of that key applies
         ``on_unavailable``; Redis is not down for the others (a store-wide outage made every breaker reject,
         fail-closed, and flapped twice a second, as the write check succeeded). Warned once per key."""
-        if keys[0] not in self._bad_keys:
-            self._bad_keys.add(keys[0])
+        known = self._bad_keys.get(keys[0])
+        self._bad_keys[keys[0]] = frozenset(keys) | (known or frozenset())
+        if known is None:
+            for link in self._links.values():
+                if link.keys[0] == keys[0] and self.on_unavailable == "local":
+                    # Its shared half-open period's probes were Redis's: local ones now (see BreakerLink.unavailable);
+                    # with none, it rejected every call while HALF_OPEN, fail-closed, until the key was deleted.
+                    link.unavailable()
             _log.warning("Redis key %s holds a value shannon-otel cannot use (%s during %s); %s for its breaker, "
                          "limit or pool until it is deleted", _named(keys), _described(exc), operation,
                          "local state takes over" if self.on_unavailable == "local" else "rejecting calls")
+
+    def _mended(self, keys: list[str]) -> None:
+        """A command on ``keys`` succeeded: their object is usable again if they are all the keys that failed
+        (deleted, expired, rewritten by a script: warned again if it breaks again)."""
+        bad = self._bad_keys.get(keys[0])
+        if bad is not None and bad <= set(keys):
+            del self._bad_keys[keys[0]]
 
     def _background(self, operation: Awaitable[Any]) -> None:
         """Run ``operation`` without waiting for it (state pushes); its failure is already counted."""
@@ -295,6 +330,13 @@ class RedisState:
         _log.info("Redis at %s available", _redacted(self.url))
 
     # ------------------------------------------------------------------ keys and links
+    def _check_open(self) -> None:
+        """Raise for a closed state given to a breaker, rate limit or pool: its flusher and subscriber are
+        gone, so nothing another process changes would ever arrive (a breaker bound to one shared its own trips,
+        silently, and never saw the others')."""
+        if self._closing:
+            raise ValueError("shared is a closed RedisState; make a new RedisState (one per event loop)")
+
     def _key(self, kind: str, name: str, part: str) -> str:
         return f"{self.prefix}:{{{kind}:{name}}}:{part}"
 
@@ -371,7 +413,7 @@ class RedisState:
                     raise fields
                 link.polled(now_ms, fields)
                 if self._bad_keys:
-                    self._bad_keys.discard(link.keys[0])  # mended: warned again if it breaks again
+                    self._mended(link.keys[:1])
             except (ResponseError, ValueError, KeyError) as exc:  # another type; a state or epoch no script wrote
                 self._errors.add(1, {SHARED_OPERATION: "poll", ERROR_TYPE: error_type(exc)})
                 self._bad_key(link.keys[:1], "poll", exc)
