@@ -407,8 +407,12 @@ class Wave(Generic[T]):
         finally:
             # A hook's (or on_progress's) BaseException propagates, once the wave has ended for every hook.
             escaped: BaseException | None = None
+            # A stream whose wave was cancelled from outside its block (asyncio.run's shutdown, a "cancel every
+            # task" handler) leaves no result of a task never started to read: its consumer, if any is left,
+            # gets the cancellation itself. Waiting for room at that consumer hung the shutdown for ever.
+            unread = wanted is not None and (cancelled or not wanted())
             if size is not None:  # never drain a lazy input: it may be endless
-                if type(tasks) is Mapped and wanted is not None and not wanted():
+                if type(tasks) is Mapped and unread:
                     # stream_map's rest is all plain factories whose results nobody reads: counted, not made.
                     # Counted at the input's length now, not at the start: a list the consumer extended or cut
                     # as it streamed yields what it holds now (the length at the start counted the rest of a
@@ -420,7 +424,7 @@ class Wave(Generic[T]):
                         now = size
                     escaped = self._skip(run, taken, max(0, now - taken))
                 else:
-                    escaped = await self._drain(run, itertools.chain(chunk, items), wanted is None or wanted())
+                    escaped = await self._drain(run, itertools.chain(chunk, items), not unread)
                 run.pending = 0  # every task of the input has ended (run, drained or counted): none is left
                 if isinstance(escaped, asyncio.CancelledError):  # cancelled while draining: so is the wave
                     cancelled = True
