@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 from .. import _clock
 from .._events import Hook, TaskResult, WaveObserver, WaveStarted
 from .._hooks import check_hooks, in_scope, rebuilt, resolve_hooks
-from .._isolation import Unentered, enter, hook_failed, leave, refused
+from .._isolation import HOOK_ERRORS, Unentered, enter, hook_failed, leave, refused
 from .._otel._providers import drops_for
 from .._telemetry import Outcome
 from .._validate import (
@@ -131,8 +131,9 @@ class Wave(Generic[T]):
         pools: resource pools that tasks name by string (deprecated: pass the pool itself,
             ``task(fn, pool=api_pool)``; such a pool need not be listed here).
         on_progress: called with a :class:`Progress` at most every ``progress_interval`` seconds
-            and once at the end; an ``Exception`` it raises is logged, never propagated (a
-            ``BaseException`` such as ``KeyboardInterrupt`` is not caught: it stops the wave, as a hook's does).
+            and once at the end; an ``Exception`` (or a ``CancelledError``: nothing is cancelled in a sync call) it
+            raises is logged, never propagated (a ``BaseException`` such as ``KeyboardInterrupt`` is not caught: it
+            stops the wave, as a hook's does).
         hooks: extra hooks (callbacks, the anomaly detector); the OTel hook is added unless
             ``instrument=False``. ``tracer_provider`` / ``meter_provider`` default to the globals.
         clock, sleep: injectable time sources (tests use a fake clock). The clock is read as float seconds
@@ -352,7 +353,7 @@ class Wave(Generic[T]):
             for hook in hooks:  # isolated: a hook that raises misses this wave, the wave goes on
                 try:
                     observer = context.run(hook.wave_started, event)
-                except Exception as exc:
+                except HOOK_ERRORS as exc:
                     hook_failed(hook, "wave_started", exc, hooks)
                     continue
                 except BaseException as exc:
@@ -443,7 +444,7 @@ class Wave(Generic[T]):
             for k in range(len(observers) - 1, -1, -1):
                 try:
                     context.run(observers[k].wave_finished, report)
-                except Exception as exc:
+                except HOOK_ERRORS as exc:
                     hook_failed(owners[k], "wave_finished", exc, hooks)
                 except BaseException as exc:
                     escaped = escaped or exc
@@ -455,7 +456,7 @@ class Wave(Generic[T]):
             if self.on_progress is not None:
                 try:
                     sync_result("on_progress", self.on_progress(run.progress()))
-                except Exception:  # never let a progress display replace the wave's own outcome
+                except HOOK_ERRORS:  # never let a progress display replace the wave's own outcome
                     logging.getLogger("shannon_otel").exception("on_progress failed")
             run.release()
             if escaped is not None:
