@@ -522,6 +522,10 @@ class Wave(Generic[T]):
             if plain:
                 await flush()
             outcome, value, error = settled(item) or (Outcome.CANCELLATION, None, None)
+            if error is not None and not isinstance(error, Exception):
+                # a custom BaseException the future ended with: never swallowed, as a started task's (see _run_one).
+                # Kept as a failure, it made values() fail on an assert (an ExceptionGroup cannot hold it).
+                escaped = escaped or error
             close_unstarted(item)
             name = (item.name or self.name) if type(item) is TaskSpec else self.name
             run.report.add(outcome, 0.0, 0.0, error, None, False)
