@@ -630,3 +630,48 @@ def test_an_on_progress_raising_a_stray_cancelled_error_costs_the_wave_no_task()
     assert [r.value for r in result.results] == [0, 1, 2, 3, 4]
     assert result.report.counts[Outcome.SUCCESS] == 5
     assert len(calls) >= 5
+
+
+@pytest.mark.parametrize("mode", ["fail-fast run", "stream left early"])
+def test_an_observer_not_subclassing_wave_observer_misses_only_what_it_lacks(mode: str) -> None:
+    """The rest of a wave that stopped early is told to each observer in bulk when it overrides ``tasks_skipped``;
+    that was looked up on the observer's class outside any guard: one without it (a duck-typed observer) made the
+    wave raise AttributeError in place of its results."""
+
+    class Duck:
+        def task_started(self, index: int, name: str, queue_wait_s: float) -> None:
+            return None
+
+        def task_finished(self, token: Any, event: Any) -> None:
+            pass
+
+        def wave_finished(self, report: Any) -> None:
+            pass
+
+    class DuckHook(Hook):
+        def wave_started(self, event: Any) -> Any:
+            return Duck()
+
+    async def job(i: int) -> int:
+        await asyncio.sleep(0)
+        if i == 0 and mode == "fail-fast run":
+            raise ValueError("the first task fails")
+        return i
+
+    hook = DuckHook()
+    wave: Wave[int] = Wave("duck", max_concurrency=1, fail_fast=True, hooks=[hook], instrument=False)
+
+    async def main() -> list[Outcome]:
+        if mode == "fail-fast run":
+            return [r.outcome for r in (await wave.map(job, range(6))).results]
+        async with wave.stream_map(job, range(6)) as results:
+            first = await anext(results)
+        assert results.report is not None
+        counts = results.report.counts
+        return [first.outcome] + [Outcome.SUCCESS] * (counts[Outcome.SUCCESS] - 1) + [
+            Outcome.CANCELLATION] * counts[Outcome.CANCELLATION]
+
+    outcomes = run_virtual(main())
+    first = Outcome.FAILURE if mode == "fail-fast run" else Outcome.SUCCESS
+    assert outcomes[0] is first and outcomes[-1] is Outcome.CANCELLATION and len(outcomes) == 6
+    assert hook.hook_errors["task_skipped"] >= 1  # it lacks task_skipped too: each call its isolated failure
