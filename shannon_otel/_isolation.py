@@ -90,6 +90,19 @@ def refused(observer: object, hook: Hook, method: str, hooks: Sequence[Hook]) ->
     this scope. ``check_hooks`` refuses such a hook method up front; an observer is only seen here.
     """
     cls = type(observer)
+    if hasattr(cls, "__await__") or isinstance(observer, type):
+        # A plain method returning what an async one would (``lambda event: notify(event)`` of an async
+        # ``notify``), or the observer's class: used as the observer, each of its calls failed on a missing
+        # attribute or argument, far from the cause, and a coroutine was never awaited (never ran).
+        if asyncio.iscoroutine(observer):
+            observer.close()
+        what = (f"the class {observer.__qualname__}" if isinstance(observer, type)
+                else f"an awaitable ({cls.__qualname__})")
+        hook_failed(hook, method, TypeError(
+            f"{method} returned {what}: it must return an observer instance or None (hook methods are called "
+            "without await, so an awaitable would never run)"
+        ), hooks)
+        return True
     bad = _ASYNC_METHOD.get(cls, "")
     if bad == "":
         try:

@@ -176,7 +176,7 @@ def test_a_future_that_ended_with_a_base_exception_before_the_wave_reached_it_pr
         ended: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         ended.set_exception(StopEverythingError("ended by itself"))
         wave: Wave[int] = Wave("ended-base", max_concurrency=1, fail_fast=True, **otel.providers)
-        await wave.run([_after(1, 0, fail=True), ended])  # type: ignore[list-item]  # untyped, accepted at run time
+        await wave.run([_after(1, 0, fail=True), ended])  # type: ignore[arg-type]  # untyped, accepted at run time
 
     with pytest.raises(StopEverythingError, match="ended by itself"):
         run_virtual(main())
