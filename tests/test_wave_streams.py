@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _open_spans import OpenSpans
 
 from shannon_otel import Outcome, Progress, TaskResult, Wave, WaveReport
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
@@ -261,3 +262,31 @@ def test_a_stream_whose_wave_is_cancelled_from_outside_its_block_ends_without_it
     assert report is not None and report.total == n
     assert report.counts[Outcome.CANCELLATION] >= n - 2
     assert otel.span("wave shut-down").end_time is not None
+
+
+def test_a_stream_dropped_without_leaving_its_block_ends_its_wave_and_every_span() -> None:
+    """Entered without ``async with`` (``await stream.__aenter__()``) and dropped: the runner held the stream, so
+    it waited for its consumer for ever with the wave span open, until the collector destroyed the whole cycle
+    mid-wave ("Task was destroyed but it is pending!", "coroutine ignored GeneratorExit"): no span ever ended.
+    Now the stream's collection cancels its wave, as leaving the block does."""
+    otel = InMemoryTelemetry()
+    spans = OpenSpans()
+    otel.tracer_provider.add_span_processor(spans)
+    n = 30
+
+    async def consume_one() -> None:
+        stream = Wave[int]("dropped", max_concurrency=2, **otel.providers).stream_map(_double, range(n), buffer=2)
+        await stream.__aenter__()
+        await stream.__anext__()  # and never leaves: the stream is dropped with this frame
+
+    async def main() -> list[asyncio.Task[Any]]:
+        await consume_one()
+        gc.collect()
+        await asyncio.sleep(1)  # virtual: the cancelled wave ends
+        return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+
+    assert run_virtual(main()) == []
+    assert spans.open == {}
+    attributes = otel.span("wave dropped").attributes or {}
+    counts: list[Any] = [attributes[f"shannon.wave.tasks.{outcome.value}"] for outcome in Outcome]
+    assert sum(counts) == n
