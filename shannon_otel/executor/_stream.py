@@ -70,8 +70,9 @@ class WaveStream(Generic[T]):
     At most ``buffer`` results are in flight or waiting to be consumed: workers pull the next input
     only when the consumer has made room. Leaving the ``async with`` block early cancels the rest;
     ``report`` is set once the wave has ended either way. A stream entered without ``async with`` and
-    dropped unclosed cancels its wave when it is collected, as leaving the block does. A stream runs once: entering it again raises
-    RuntimeError (call ``wave.stream(...)`` again), and iterating it after its block yields nothing.
+    dropped unclosed cancels its wave when it is collected, as leaving the block does. A stream runs once:
+    entering it again raises RuntimeError (call ``wave.stream(...)`` again), and iterating it after its block
+    yields nothing.
     """
 
     def __init__(self, wave: Wave[Any], tasks: Iterable[Any], buffer: int) -> None:
