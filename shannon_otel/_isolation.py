@@ -90,20 +90,7 @@ def refused(observer: object, hook: Hook, method: str, hooks: Sequence[Hook]) ->
     this scope. ``check_hooks`` refuses such a hook method up front; an observer is only seen here.
     """
     cls = type(observer)
-    if hasattr(cls, "__await__") or isinstance(observer, type):
-        # A plain method returning what an async one would (``lambda event: notify(event)`` of an async
-        # ``notify``), or the observer's class: used as the observer, each of its calls failed on a missing
-        # attribute or argument, far from the cause, and a coroutine was never awaited (never ran).
-        if asyncio.iscoroutine(observer):
-            observer.close()
-        what = (f"the class {observer.__qualname__}" if isinstance(observer, type)
-                else f"an awaitable ({cls.__qualname__})")
-        hook_failed(hook, method, TypeError(
-            f"{method} returned {what}: it must return an observer instance or None (hook methods are called "
-            "without await, so an awaitable would never run)"
-        ), hooks)
-        return True
-    bad = _ASYNC_METHOD.get(cls, "")
+    bad = _ASYNC_METHOD.get(cls, "")  # memoised per type: the policies ask it at every call
     if bad == "":
         try:
             bad = _async_method(cls)
@@ -114,17 +101,38 @@ def refused(observer: object, hook: Hook, method: str, hooks: Sequence[Hook]) ->
         _ASYNC_METHOD[cls] = bad
     if bad is None:
         return False
-    error = TypeError(
-        f"{cls.__qualname__}.{bad} is async: observer methods are called without await (a hook must never "
-        "block the caller), so its coroutines would never run; make it a plain method"
-    )
+    if bad in _NOT_AN_OBSERVER:
+        # A plain method returning what an async one would (``lambda event: notify(event)`` of an async
+        # ``notify``), or the observer's class: used as the observer, each of its calls failed on a missing
+        # attribute or argument, far from the cause, and a coroutine was never awaited (never ran).
+        if asyncio.iscoroutine(observer):
+            observer.close()
+        shown = observer if bad == "__class__" else cls
+        what = f"{'the class' if bad == '__class__' else 'an awaitable'} {getattr(shown, '__qualname__', shown)}"
+        error = TypeError(
+            f"{method} returned {what}: it must return an observer instance or None (hook methods are called "
+            "without await, so an awaitable would never run)"
+        )
+    else:
+        error = TypeError(
+            f"{cls.__qualname__}.{bad} is async: observer methods are called without await (a hook must never "
+            "block the caller), so its coroutines would never run; make it a plain method"
+        )
     hook_failed(hook, method, error, hooks)
     return True
+
+
+_NOT_AN_OBSERVER: Final = ("__await__", "__class__")  # what _async_method names for an awaitable, a class
 
 
 def _async_method(cls: type) -> str | None:
     from ._events import CallObserver, SagaObserver, WaveObserver
     from ._validate import is_async
+
+    if hasattr(cls, "__await__"):
+        return "__await__"
+    if issubclass(cls, type):
+        return "__class__"
 
     for protocol in (CallObserver, WaveObserver, SagaObserver):
         for name in vars(protocol):
