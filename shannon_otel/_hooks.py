@@ -115,11 +115,11 @@ def _for_scope(hook: Hook, resolved: tuple[Hook, ...]) -> Hook:
     """``hook.for_scope(resolved)``, isolated: a hook that raises there, or returns no :class:`Hook`, is used
     as it is (its failure recorded once, as its own: the object returned has no counts to keep)."""
     from ._events import Hook
-    from ._isolation import hook_failed
+    from ._isolation import HOOK_ERRORS, hook_failed
 
     try:
         scoped = hook.for_scope(resolved)
-    except Exception as exc:
+    except HOOK_ERRORS as exc:
         hook_failed(hook, "for_scope", exc, resolved)
         return hook
     if not isinstance(scoped, Hook):  # None (a missing return) failed at every call, logged each time

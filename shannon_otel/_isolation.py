@@ -18,6 +18,7 @@ can swallow the user's exception.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -27,16 +28,29 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("shannon_otel")
 BROKEN: Final = object()  # the token of an observer whose start method raised: it misses this scope
+# What a call into a hook is isolated from: its errors, and a CancelledError it raises. A hook is called without
+# await, so no cancellation is ever delivered inside one: its CancelledError is a bug (``future.result()`` of a
+# cancelled future). Let through, it was taken for a cancellation: a wave's worker ended silently (the tasks it
+# would have run never ran, the wave reported success) and a policy's call raised CancelledError, cancelled by nobody.
+HOOK_ERRORS: Final = (Exception, asyncio.CancelledError)
 
 
-def hook_failed(hook: Hook, method: str, error: Exception, hooks: Sequence[Hook] = ()) -> None:
+def hook_failed(hook: Hook, method: str, error: BaseException, hooks: Sequence[Hook] = ()) -> None:
     """Record that ``hook`` (or an observer it returned) raised ``error`` in ``method``.
 
     Counted on ``hook``; logged once per hook and method; reported as a ``HookFailed`` event to the
     other ``hooks`` of the entry point (a hook failing in ``hook_failed`` is recorded, not reported on).
     Never raises an ``Exception``. A view of a hook (``Hook.for_scope``) names it as ``__wrapped__``:
-    the failure is the viewed hook's.
+    the failure is the viewed hook's. A ``CancelledError`` (see ``HOOK_ERRORS``) is recorded as a RuntimeError
+    saying so, caused by it.
     """
+    if not isinstance(error, Exception):
+        stray = RuntimeError(
+            f"{method} raised CancelledError, though hooks are called without await (nothing was cancelled); "
+            "treated as the hook's error"
+        )
+        stray.__cause__ = error
+        error = stray
     hook = getattr(hook, "__wrapped__", hook)
     try:
         counts: dict[str, int] | None = getattr(hook, "_hook_errors", None)
@@ -61,7 +75,7 @@ def hook_failed(hook: Hook, method: str, error: Exception, hooks: Sequence[Hook]
         if getattr(other, "__wrapped__", other) is not hook:
             try:
                 other.hook_failed(event)
-            except Exception as exc:
+            except HOOK_ERRORS as exc:
                 hook_failed(other, "hook_failed", exc)
 
 
@@ -76,7 +90,7 @@ def refused(observer: object, hook: Hook, method: str, hooks: Sequence[Hook]) ->
     this scope. ``check_hooks`` refuses such a hook method up front; an observer is only seen here.
     """
     cls = type(observer)
-    bad = _ASYNC_METHOD.get(cls, "")
+    bad = _ASYNC_METHOD.get(cls, "")  # memoised per type: the policies ask it at every call
     if bad == "":
         try:
             bad = _async_method(cls)
@@ -87,17 +101,38 @@ def refused(observer: object, hook: Hook, method: str, hooks: Sequence[Hook]) ->
         _ASYNC_METHOD[cls] = bad
     if bad is None:
         return False
-    error = TypeError(
-        f"{cls.__qualname__}.{bad} is async: observer methods are called without await (a hook must never "
-        "block the caller), so its coroutines would never run; make it a plain method"
-    )
+    if bad in _NOT_AN_OBSERVER:
+        # A plain method returning what an async one would (``lambda event: notify(event)`` of an async
+        # ``notify``), or the observer's class: used as the observer, each of its calls failed on a missing
+        # attribute or argument, far from the cause, and a coroutine was never awaited (never ran).
+        if asyncio.iscoroutine(observer):
+            observer.close()
+        shown = observer if bad == "__class__" else cls
+        what = f"{'the class' if bad == '__class__' else 'an awaitable'} {getattr(shown, '__qualname__', shown)}"
+        error = TypeError(
+            f"{method} returned {what}: it must return an observer instance or None (hook methods are called "
+            "without await, so an awaitable would never run)"
+        )
+    else:
+        error = TypeError(
+            f"{cls.__qualname__}.{bad} is async: observer methods are called without await (a hook must never "
+            "block the caller), so its coroutines would never run; make it a plain method"
+        )
     hook_failed(hook, method, error, hooks)
     return True
+
+
+_NOT_AN_OBSERVER: Final = ("__await__", "__class__")  # what _async_method names for an awaitable, a class
 
 
 def _async_method(cls: type) -> str | None:
     from ._events import CallObserver, SagaObserver, WaveObserver
     from ._validate import is_async
+
+    if hasattr(cls, "__await__"):
+        return "__await__"
+    if issubclass(cls, type):
+        return "__class__"
 
     for protocol in (CallObserver, WaveObserver, SagaObserver):
         for name in vars(protocol):
@@ -134,7 +169,7 @@ def enter(token: Any, hook: Hook, method: str, hooks: Sequence[Hook]) -> Any:
     if is_scope(token):
         try:
             token.__enter__()
-        except Exception as exc:
+        except HOOK_ERRORS as exc:
             hook_failed(hook, method, exc, hooks)
             return Unentered(token)
     return token
@@ -145,7 +180,7 @@ def leave(token: Any, hook: Hook, method: str, hooks: Sequence[Hook]) -> None:
     if is_scope(token):
         try:
             token.__exit__(None, None, None)
-        except Exception as exc:
+        except HOOK_ERRORS as exc:
             hook_failed(hook, method, exc, hooks)
 
 
@@ -161,7 +196,7 @@ def start(
     for observer, owner in zip(observers, owners, strict=True):
         try:
             token = getattr(observer, method)(*args)
-        except Exception as exc:
+        except HOOK_ERRORS as exc:
             hook_failed(owner, method, exc, hooks)
             tokens.append(BROKEN)
             continue
@@ -186,7 +221,7 @@ def finish(
         entered = type(token) is not Unentered
         try:
             getattr(observers[k], method)(token if entered else token.token, *args)
-        except Exception as exc:
+        except HOOK_ERRORS as exc:
             hook_failed(owner, method, exc, hooks)
         except BaseException as exc:
             escaped = escaped or exc
@@ -206,5 +241,5 @@ def notify(
     for observer, owner in zip(observers, owners, strict=True):
         try:
             getattr(observer, method)(*args)
-        except Exception as exc:
+        except HOOK_ERRORS as exc:
             hook_failed(owner, method, exc, hooks)

@@ -8,11 +8,15 @@ callback never ran and Python warned that the coroutine was never awaited.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import gc
+import warnings
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import pytest
 
-from shannon_otel import Hook, Wave
+from shannon_otel import CallObserver, Hook, SagaObserver, Step, Wave, WaveObserver
 from shannon_otel.recovery import Retry, Saga
 
 
@@ -44,3 +48,57 @@ def test_a_plain_method_set_on_the_instance_is_accepted() -> None:
     hook = Plain()
     hook.wave_started = lambda event: None  # type: ignore[method-assign]
     assert Wave("w", hooks=[hook]).hooks == (hook,)
+
+
+class ReturnsAwaitable(Hook):
+    """Plain methods that return what an async helper returns, or the observer's class (no instance)."""
+
+    def __init__(self, returned: str) -> None:
+        self.returned = returned
+
+    def _observer(self) -> Any:
+        if self.returned == "coroutine":
+            return started(None)
+        if self.returned == "class":
+            return WaveObserver if self.kind == "wave" else (CallObserver if self.kind == "call" else SagaObserver)
+        return asyncio.get_running_loop().create_future()
+
+    def wave_started(self, event: object) -> Any:
+        self.kind = "wave"
+        return self._observer()
+
+    def call_started(self, event: object) -> Any:
+        self.kind = "call"
+        return self._observer()
+
+    def saga_started(self, event: object) -> Any:
+        self.kind = "saga"
+        return self._observer()
+
+
+async def _work(i: int) -> int:
+    await asyncio.sleep(0)
+    return i
+
+
+RUNS: dict[str, Callable[[list[Hook]], Coroutine[Any, Any, object]]] = {
+    "Wave": lambda hooks: Wave("w", hooks=hooks, instrument=False).map(_work, range(3)),
+    "Retry": lambda hooks: Retry(attempts=2, hooks=hooks, instrument=False).call(_work, 7),
+    "Saga": lambda hooks: Saga("order", hooks=hooks, instrument=False).run(Step("a", lambda: _work(1))),
+}
+
+
+@pytest.mark.parametrize("entry", sorted(RUNS))
+@pytest.mark.parametrize("returned", ["coroutine", "future", "class"])
+def test_a_plain_started_method_returning_an_awaitable_or_a_class_is_one_clear_failure(
+    entry: str, returned: str,
+) -> None:
+    """Used as the scope's observer, it failed at every later call (``'coroutine' object has no attribute
+    'task_started'``, a missing argument of the unbound method), counted far from the cause, and a coroutine
+    was never awaited (never ran; Python warned). Now refused at once: one TypeError saying what to return."""
+    hook = ReturnsAwaitable(returned)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "coroutine ... was never awaited" is a RuntimeWarning
+        asyncio.run(RUNS[entry]([hook]))
+        gc.collect()
+    assert sum(hook.hook_errors.values()) == 1, hook.hook_errors

@@ -36,6 +36,7 @@ from shannon_otel import (
     Hedge,
     Hook,
     HookFailed,
+    Outcome,
     Pipeline,
     Retry,
     Saga,
@@ -84,6 +85,10 @@ def _probe_method(base: type[Any], name: str) -> Callable[..., Any]:
         probe.calls[name] += 1
         if name == probe.target:
             probe.raised += 1
+            if probe.stray_cancel:  # a bug raising CancelledError: the result of a future cancelled elsewhere
+                cancelled = asyncio.get_running_loop().create_future()
+                cancelled.cancel()
+                cancelled.result()
             raise HookBugError(name)
         if name in OBSERVERS and base is Hook:
             bulk = name == "wave_started" and probe.target == "tasks_skipped"
@@ -115,9 +120,10 @@ BULK_PROBE = type("ProbeBulkObserver", (PROBE_OBSERVERS["wave_started"],),
 class Probe(_probe_class(Hook)):  # type: ignore[misc]
     """A hook whose every method (its observers' too) is counted; ``target`` raises :class:`HookBugError`."""
 
-    def __init__(self, target: str | None) -> None:
+    def __init__(self, target: str | None, *, stray_cancel: bool = False) -> None:
         self._probe = self
         self.target = target
+        self.stray_cancel = stray_cancel
         self.calls: Counter[str] = Counter()
         self.raised = 0
 
@@ -485,13 +491,17 @@ def probe_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "shannon_otel" and "Probe" in r.getMessage()]
 
 
+@pytest.mark.parametrize("stray_cancel", [False, True], ids=["error", "stray-cancel"])
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("entry", list(ENTRY_POINTS))
 def test_a_hook_raising_in_one_method_changes_nothing_the_user_sees(
-    entry: str, method: str, caplog: pytest.LogCaptureFixture,
+    entry: str, method: str, stray_cancel: bool, caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """``stray_cancel``: the hook raises CancelledError though nothing was cancelled (hooks are called without
+    await). It was taken for a cancellation: a wave worker ended silently (its next tasks never ran, the wave
+    reported success), a policy's call raised CancelledError. It is the hook's error, as any other."""
     expected = baseline(entry)
-    probe = Probe(method)
+    probe = Probe(method, stray_cancel=stray_cancel)
     hooks: tuple[Hook, ...] = (probe, Tripwire()) if method == "hook_failed" else (probe,)
     with caplog.at_level(logging.ERROR, logger="shannon_otel"):
         run = Run(ENTRY_POINTS[entry], hooks)
@@ -506,7 +516,11 @@ def test_a_hook_raising_in_one_method_changes_nothing_the_user_sees(
         assert sum(probe.hook_errors.values()) == probe.raised
         failed_in = sorted(m for r in records for m in probe.hook_errors if f"failed in {m};" in r.getMessage())
         assert failed_in == sorted(probe.hook_errors), [r.getMessage() for r in records]
-        assert all(r.exc_info is not None and r.exc_info[0] is HookBugError for r in records)
+        if stray_cancel:
+            assert all(r.exc_info is not None and r.exc_info[0] is RuntimeError
+                       and type(r.exc_info[1].__cause__) is asyncio.CancelledError for r in records)
+        else:
+            assert all(r.exc_info is not None and r.exc_info[0] is HookBugError for r in records)
     else:
         assert records == []
         assert probe.hook_errors == {}
@@ -592,3 +606,72 @@ def test_the_otel_hook_counts_the_other_hooks_errors() -> None:
         tel.HOOK_NAME: f"{__name__}.Probe", tel.HOOK_METHOD: "retry_scheduled",
         tel.ERROR_TYPE: f"{__name__}.HookBugError",
     }
+
+
+def test_an_on_progress_raising_a_stray_cancelled_error_costs_the_wave_no_task() -> None:
+    """``on_progress`` is called without await, between two tasks of a worker: its CancelledError (nothing was
+    cancelled) ended that worker as if cancelled, and with ``max_concurrency=1`` every later task was reported
+    cancelled, never run, in a wave reported as a success."""
+    calls: list[int] = []
+
+    def progress(p: Any) -> None:
+        calls.append(p.done)
+        cancelled = asyncio.get_running_loop().create_future()
+        cancelled.cancel()
+        cancelled.result()
+
+    async def job(i: int) -> int:
+        await asyncio.sleep(0)
+        return i
+
+    wave: Wave[int] = Wave("progress-cancel", max_concurrency=1, on_progress=progress, progress_interval=1e-9,
+                           instrument=False)
+    result = run_virtual(wave.map(job, range(5)))
+    assert [r.value for r in result.results] == [0, 1, 2, 3, 4]
+    assert result.report.counts[Outcome.SUCCESS] == 5
+    assert len(calls) >= 5
+
+
+@pytest.mark.parametrize("mode", ["fail-fast run", "stream left early"])
+def test_an_observer_not_subclassing_wave_observer_misses_only_what_it_lacks(mode: str) -> None:
+    """The rest of a wave that stopped early is told to each observer in bulk when it overrides ``tasks_skipped``;
+    that was looked up on the observer's class outside any guard: one without it (a duck-typed observer) made the
+    wave raise AttributeError in place of its results."""
+
+    class Duck:
+        def task_started(self, index: int, name: str, queue_wait_s: float) -> None:
+            return None
+
+        def task_finished(self, token: Any, event: Any) -> None:
+            pass
+
+        def wave_finished(self, report: Any) -> None:
+            pass
+
+    class DuckHook(Hook):
+        def wave_started(self, event: Any) -> Any:
+            return Duck()
+
+    async def job(i: int) -> int:
+        await asyncio.sleep(0)
+        if i == 0 and mode == "fail-fast run":
+            raise ValueError("the first task fails")
+        return i
+
+    hook = DuckHook()
+    wave: Wave[int] = Wave("duck", max_concurrency=1, fail_fast=True, hooks=[hook], instrument=False)
+
+    async def main() -> list[Outcome]:
+        if mode == "fail-fast run":
+            return [r.outcome for r in (await wave.map(job, range(6))).results]
+        async with wave.stream_map(job, range(6)) as results:
+            first = await anext(results)
+        assert results.report is not None
+        counts = results.report.counts
+        return [first.outcome] + [Outcome.SUCCESS] * (counts[Outcome.SUCCESS] - 1) + [
+            Outcome.CANCELLATION] * counts[Outcome.CANCELLATION]
+
+    outcomes = run_virtual(main())
+    first = Outcome.FAILURE if mode == "fail-fast run" else Outcome.SUCCESS
+    assert outcomes[0] is first and outcomes[-1] is Outcome.CANCELLATION and len(outcomes) == 6
+    assert hook.hook_errors["task_skipped"] >= 1  # it lacks task_skipped too: each call its isolated failure

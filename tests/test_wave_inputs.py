@@ -159,3 +159,28 @@ def test_an_async_iterable_given_as_input_is_refused_saying_it_is_async_and_what
         await source.aclose()
 
     run_virtual(main())
+
+
+def test_a_future_that_ended_with_a_base_exception_before_the_wave_reached_it_propagates_it() -> None:
+    """As a started task's ``BaseException`` does, once the wave has ended: it was kept in the result as a failure,
+    and ``result.values()`` then failed on a bare AssertionError (an ExceptionGroup cannot hold it)."""
+
+    class StopEverythingError(BaseException):
+        pass
+
+    otel = InMemoryTelemetry()
+    spans = OpenSpans()
+    otel.tracer_provider.add_span_processor(spans)
+
+    async def main() -> None:
+        ended: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        ended.set_exception(StopEverythingError("ended by itself"))
+        wave: Wave[int] = Wave("ended-base", max_concurrency=1, fail_fast=True, **otel.providers)
+        await wave.run([_after(1, 0, fail=True), ended])  # type: ignore[arg-type]  # untyped, accepted at run time
+
+    with pytest.raises(StopEverythingError, match="ended by itself"):
+        run_virtual(main())
+    assert spans.open == {}
+    span = otel.span("wave ended-base")
+    assert (span.attributes or {})["shannon.wave.tasks.failure"] == 2
+    otel.shutdown()

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _open_spans import OpenSpans
 
 from shannon_otel import Outcome, Progress, TaskResult, Wave, WaveReport
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
@@ -230,3 +231,62 @@ def test_the_rest_of_a_fail_fast_stream_is_queued_as_the_consumer_makes_room(map
     report = run_virtual(main())
     assert report is not None and report.counts[Outcome.CANCELLATION] >= 4_990
     assert held[0] <= 8, held  # at most what the buffer holds (2 x 2), and the one the consumer has
+
+
+@pytest.mark.parametrize("mapped", [True, False])
+def test_a_stream_whose_wave_is_cancelled_from_outside_its_block_ends_without_its_consumer(mapped: bool) -> None:
+    """A "cancel every other task" shutdown (asyncio.run's own at exit, or a handler's) cancels the stream's
+    runner while its block is still open: the wave then waited for room at the consumer to queue a result
+    per task never started, which nobody would ever read. The runner never ended (asyncio.run with a
+    stream left open in an async generator never returned) and the wave span stayed open."""
+    otel = InMemoryTelemetry()
+    n = 40
+
+    async def main() -> tuple[bool, WaveReport | None]:
+        wave = Wave[int]("shut-down", max_concurrency=2, **otel.providers)
+        stream = (wave.stream_map(_double, range(n), buffer=1) if mapped
+                  else wave.stream([_double(i) for i in range(n)], buffer=1))
+        async with stream as results:
+            async for _ in results:
+                others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+                for other in others:
+                    other.cancel()
+                # virtual seconds: a wave that never ends shows as not done, at once
+                _, pending = await asyncio.wait(others, timeout=60)
+                ended = not pending
+                break
+        return ended, stream.report
+
+    ended, report = run_virtual(main())
+    assert ended, "the cancelled wave never ended"
+    assert report is not None and report.total == n
+    assert report.counts[Outcome.CANCELLATION] >= n - 2
+    assert otel.span("wave shut-down").end_time is not None
+
+
+def test_a_stream_dropped_without_leaving_its_block_ends_its_wave_and_every_span() -> None:
+    """Entered without ``async with`` (``await stream.__aenter__()``) and dropped: the runner held the stream, so
+    it waited for its consumer for ever with the wave span open, until the collector destroyed the whole cycle
+    mid-wave ("Task was destroyed but it is pending!", "coroutine ignored GeneratorExit"): no span ever ended.
+    Now the stream's collection cancels its wave, as leaving the block does."""
+    otel = InMemoryTelemetry()
+    spans = OpenSpans()
+    otel.tracer_provider.add_span_processor(spans)
+    n = 30
+
+    async def consume_one() -> None:
+        stream = Wave[int]("dropped", max_concurrency=2, **otel.providers).stream_map(_double, range(n), buffer=2)
+        await stream.__aenter__()
+        await stream.__anext__()  # and never leaves: the stream is dropped with this frame
+
+    async def main() -> list[asyncio.Task[Any]]:
+        await consume_one()
+        gc.collect()
+        await asyncio.sleep(1)  # virtual: the cancelled wave ends
+        return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+
+    assert run_virtual(main()) == []
+    assert spans.open == {}
+    attributes = otel.span("wave dropped").attributes or {}
+    counts: list[Any] = [attributes[f"shannon.wave.tasks.{outcome.value}"] for outcome in Outcome]
+    assert sum(counts) == n

@@ -51,7 +51,7 @@ from opentelemetry import trace
 from .. import _clock
 from .._events import Anomaly, CallObserver, CallStarted, Hook, WaveObserver, WaveStarted
 from .._fork import in_forked_child, release_held
-from .._isolation import hook_failed
+from .._isolation import HOOK_ERRORS, hook_failed
 from .._validate import brief, check_bool, check_number, check_reading, check_sync_callable, shown
 from ._config import HOOK_DEFAULTS, DetectorConfig, _float_sized
 from ._detector import AnomalyDetector
@@ -278,5 +278,5 @@ class AnomalyHook(Hook):
         if severity is not None and self._on_anomaly is not None:
             try:
                 self._on_anomaly(event)
-            except Exception as exc:  # isolated like any hook: counted on this hook, logged once
+            except HOOK_ERRORS as exc:  # isolated like any hook: counted on this hook, logged once
                 hook_failed(self, "on_anomaly", exc, sinks)

@@ -8,7 +8,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from .._events import Hook
-from .._isolation import hook_failed
+from .._isolation import HOOK_ERRORS, hook_failed
 
 if TYPE_CHECKING:
     from .._events import Anomaly, CallObserver, CallStarted, WaveObserver, WaveStarted
@@ -23,7 +23,7 @@ def _publish(event: Anomaly, sinks: tuple[Hook, ...], culprit: trace.Span | None
         for sink in sinks:
             try:
                 sink.anomaly(event)
-            except Exception as exc:  # isolated: logged once per hook, counted, the others still get it
+            except HOOK_ERRORS as exc:  # isolated: logged once per hook, counted, the others still get it
                 hook_failed(sink, "anomaly", exc, sinks)
     finally:
         if token is not None:

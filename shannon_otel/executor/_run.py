@@ -18,7 +18,7 @@ from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from .._events import Hook, TaskResult, WaveObserver
-from .._isolation import hook_failed
+from .._isolation import HOOK_ERRORS, hook_failed
 from .._telemetry import Outcome
 from .._validate import awaitable_from, brief, sync_result
 from ._isolate import run_in
@@ -330,14 +330,14 @@ class WaveRun:
             if len(observers) == 1:  # the common case (the OTel hook alone), kept short: it runs per task
                 try:
                     tokens.append(observers[0].task_started(index, name, queue_wait))
-                except Exception as exc:  # that hook misses this task
+                except HOOK_ERRORS as exc:  # that hook misses this task
                     hook_failed(self.owners[0], "task_started", exc, self.wave.resolved_hooks)
                     tokens.append(_BROKEN)
                 return
             for obs, owner in zip(observers, self.owners, strict=True):
                 try:
                     tokens.append(obs.task_started(index, name, queue_wait))
-                except Exception as exc:
+                except HOOK_ERRORS as exc:
                     hook_failed(owner, "task_started", exc, self.wave.resolved_hooks)
                     tokens.append(_BROKEN)
         except BaseException:  # not the hook's error to isolate: it propagates; the started ones are finished
@@ -382,7 +382,7 @@ class WaveRun:
                     if tokens[0] is not _BROKEN:
                         try:
                             self.observers[0].task_finished(tokens[0], result)
-                        except Exception as exc:
+                        except HOOK_ERRORS as exc:
                             hook_failed(self.owners[0], "task_finished", exc, self.wave.resolved_hooks)
                 else:
                     self._finished(tokens, result)
@@ -403,7 +403,7 @@ class WaveRun:
             if token is not _BROKEN:
                 try:
                     obs.task_finished(token, result)
-                except Exception as exc:
+                except HOOK_ERRORS as exc:
                     hook_failed(owner, "task_finished", exc, self.wave.resolved_hooks)
                 except BaseException as exc:
                     escaped = escaped or exc
@@ -416,7 +416,7 @@ class WaveRun:
         for obs, owner in zip(self.reversed_observers, self.reversed_owners, strict=True):
             try:
                 obs.task_skipped(result)
-            except Exception as exc:
+            except HOOK_ERRORS as exc:
                 hook_failed(owner, "task_skipped", exc, self.wave.resolved_hooks)
             except BaseException as exc:
                 escaped = escaped or exc
@@ -428,18 +428,20 @@ class WaveRun:
         to an observer that overrides it, else ``task_skipped`` per task, each isolated as that method."""
         escaped: BaseException | None = None
         for obs, owner in zip(self.reversed_observers, self.reversed_owners, strict=True):
-            if type(obs).tasks_skipped is WaveObserver.tasks_skipped:
+            # getattr: an observer of the user's that does not subclass WaveObserver may lack it (its AttributeError,
+            # outside the guard below, was raised from the wave in place of the results)
+            if getattr(type(obs), "tasks_skipped", WaveObserver.tasks_skipped) is WaveObserver.tasks_skipped:
                 for k in range(count):
                     try:
                         obs.task_skipped(first._replace(index=first.index + k))
-                    except Exception as exc:
+                    except HOOK_ERRORS as exc:
                         hook_failed(owner, "task_skipped", exc, self.wave.resolved_hooks)
                     except BaseException as exc:
                         escaped = escaped or exc
                 continue
             try:
                 obs.tasks_skipped(first, count)
-            except Exception as exc:
+            except HOOK_ERRORS as exc:
                 hook_failed(owner, "tasks_skipped", exc, self.wave.resolved_hooks)
             except BaseException as exc:
                 escaped = escaped or exc
@@ -472,7 +474,7 @@ class WaveRun:
             assert callback is not None
             try:  # a lambda returning a coroutine: refused (and closed), never left unawaited
                 sync_result("on_progress", callback(self.progress()))
-            except Exception:  # a broken display must not cost the wave its results
+            except HOOK_ERRORS:  # a broken display must not cost the wave its results (see HOOK_ERRORS)
                 _log.exception("on_progress failed")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sized
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -41,13 +42,37 @@ class Mapped(Generic[A, T]):
         return map(bind, self._items)
 
 
+class _Shared:
+    """What a stream's runner shares with the stream object: never the stream itself, so a stream its consumer
+    drops without leaving its block (no ``async with``) is collected, and its finalizer ends the wave."""
+
+    __slots__ = ("closed", "report", "started")
+
+    def __init__(self) -> None:
+        self.started = False  # the runner has begun the wave (so cancelling it ends the wave properly)
+        self.closed = False
+        self.report: WaveReport | None = None
+
+
+def _abandoned(loop: asyncio.AbstractEventLoop, runner: asyncio.Task[Any]) -> None:
+    """The stream was collected with its block never left: its wave is cancelled, as leaving the block does (its
+    tasks cancelled, every span ended). Collected maybe in another thread: the cancel is handed to the loop."""
+    if not runner.done():
+        try:
+            loop.call_soon_threadsafe(runner.cancel)
+        except RuntimeError:  # the loop is closed: nothing runs on it any more
+            pass
+
+
 class WaveStream(Generic[T]):
     """Async context manager and iterator over a streamed wave's results (completion order).
 
     At most ``buffer`` results are in flight or waiting to be consumed: workers pull the next input
     only when the consumer has made room. Leaving the ``async with`` block early cancels the rest;
-    ``report`` is set once the wave has ended either way. A stream runs once: entering it again raises
-    RuntimeError (call ``wave.stream(...)`` again), and iterating it after its block yields nothing.
+    ``report`` is set once the wave has ended either way. A stream entered without ``async with`` and
+    dropped unclosed cancels its wave when it is collected, as leaving the block does. A stream runs once:
+    entering it again raises RuntimeError (call ``wave.stream(...)`` again), and iterating it after its block
+    yields nothing.
     """
 
     def __init__(self, wave: Wave[Any], tasks: Iterable[Any], buffer: int) -> None:
@@ -56,47 +81,54 @@ class WaveStream(Generic[T]):
         self._queue: asyncio.Queue[TaskResult[T] | None] = asyncio.Queue()
         self._gate = Credits(buffer)
         self._runner: asyncio.Task[WaveReport] | None = None
-        self._started = False  # the runner has begun the wave (so cancelling it ends the wave properly)
-        self._closed = False
+        self._shared = _Shared()
         # The task that entered the block and its cancellation requests then (see cancel_base): a count left
         # on it before the block is not a cancellation of the block.
         self._owner: asyncio.Task[Any] | None = None
         self._base = 0
-        self.report: WaveReport | None = None
+
+    @property
+    def report(self) -> WaveReport | None:
+        """The wave's report, once it has ended (``None`` before)."""
+        return self._shared.report
 
     async def __aenter__(self) -> WaveStream[T]:
         if self._runner is not None:
             # Its queue and credits still hold the first run's results: a second run would yield stale
             # results, then wait forever for credits the consumer of the first run never gave back.
             raise RuntimeError("a wave stream runs once; call wave.stream(...) again for another run")
-        size = len(self._tasks) if isinstance(self._tasks, Sized) else None
-        queue = self._queue
+        tasks, wave, gate = self._tasks, self._wave, self._gate
+        size = len(tasks) if isinstance(tasks, Sized) else None
+        queue, shared = self._queue, self._shared  # what the runner holds: never `self` (see _Shared)
 
         def on_report(report: WaveReport) -> None:
-            self.report = report
+            shared.report = report
             queue.put_nowait(None)
 
         def deliver(result: TaskResult[T]) -> None:
             # Once the block is over nothing can read the queue: the results of the tasks drained when the
             # consumer left early (a sized input's every task not started) would only hold memory, O(input).
-            if not self._closed:
+            if not shared.closed:
                 queue.put_nowait(result)
 
         def wanted() -> bool:  # whether the results of tasks never started are read (see deliver)
-            return not self._closed
+            return not shared.closed
 
         async def run() -> WaveReport:
-            self._started = True
+            shared.started = True
             try:
-                return await self._wave._execute(self._tasks, size, deliver, self._gate, on_report, wanted)
+                return await wave._execute(tasks, size, deliver, gate, on_report, wanted)
             finally:
-                if self.report is None:
+                if shared.report is None:
                     # The wave failed before it had a report (a clock that raises at its first reading):
                     # the end is queued all the same, else the consumer would wait for it forever.
                     queue.put_nowait(None)
 
         self._owner, self._base = asyncio.current_task(), cancel_base()
-        self._runner = asyncio.create_task(run())
+        self._runner = runner = asyncio.create_task(run())
+        # Dropped with its block never left (entered without `async with`): the runner waited for the consumer for
+        # ever, its wave span never ended, and the collector then destroyed its pending tasks mid-wave.
+        weakref.finalize(self, _abandoned, asyncio.get_running_loop(), runner).atexit = False
         return self
 
     def _being_cancelled(self) -> bool:
@@ -111,7 +143,7 @@ class WaveStream(Generic[T]):
     async def __anext__(self) -> TaskResult[T]:
         if self._runner is None:
             raise RuntimeError("iterate a wave stream inside `async with wave.stream(tasks) as results:`")
-        if self._closed:  # its block is over: nothing more will ever be queued
+        if self._shared.closed:  # its block is over: nothing more will ever be queued
             raise StopAsyncIteration
         item = await self._queue.get()
         if item is None:
@@ -120,7 +152,7 @@ class WaveStream(Generic[T]):
             try:
                 await self._runner  # surfaces an internal error, if any
             except asyncio.CancelledError:
-                if not self._closed or self._being_cancelled():
+                if not self._shared.closed or self._being_cancelled():
                     raise
                 # The block's exit cancelled the runner (its consumer left early): for a consumer in another
                 # task the stream has ended, it was not cancelled itself.
@@ -130,13 +162,13 @@ class WaveStream(Generic[T]):
 
     async def __aexit__(self, *exc_info: object) -> None:
         runner = self._runner
-        if runner is None or self._closed:
+        if runner is None or self._shared.closed:
             return
-        self._closed = True
+        self._shared.closed = True
         # The caller's cancellation while the wave ends: raised once it has ended, itself (`await runner`
         # raised the runner's CancelledError in its place, without the caller's cancel(msg) message).
         interrupted: asyncio.CancelledError | None = None
-        if not self._started:
+        if not self._shared.started:
             # Cancelled before its first step, the runner would never run the wave's own clean-up:
             # no report, no wave span, the input's coroutines never closed. Its first step was
             # scheduled at __aenter__, before this task's next one: one yield lets it begin.

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 from .. import _clock
 from .._events import Hook, TaskResult, WaveObserver, WaveStarted
 from .._hooks import check_hooks, in_scope, rebuilt, resolve_hooks
-from .._isolation import Unentered, enter, hook_failed, leave, refused
+from .._isolation import HOOK_ERRORS, Unentered, enter, hook_failed, leave, refused
 from .._otel._providers import drops_for
 from .._telemetry import Outcome
 from .._validate import (
@@ -132,8 +132,9 @@ class Wave(Generic[T]):
         pools: resource pools that tasks name by string (deprecated: pass the pool itself,
             ``task(fn, pool=api_pool)``; such a pool need not be listed here).
         on_progress: called with a :class:`Progress` at most every ``progress_interval`` seconds
-            and once at the end; an ``Exception`` it raises is logged, never propagated (a
-            ``BaseException`` such as ``KeyboardInterrupt`` is not caught: it stops the wave, as a hook's does).
+            and once at the end; an ``Exception`` (or a ``CancelledError``: nothing is cancelled in a sync call) it
+            raises is logged, never propagated (a ``BaseException`` such as ``KeyboardInterrupt`` is not caught: it
+            stops the wave, as a hook's does).
         hooks: extra hooks (callbacks, the anomaly detector); the OTel hook is added unless
             ``instrument=False``. ``tracer_provider`` / ``meter_provider`` default to the globals.
         clock, sleep: injectable time sources (tests use a fake clock). The clock is read as float seconds
@@ -353,7 +354,7 @@ class Wave(Generic[T]):
             for hook in hooks:  # isolated: a hook that raises misses this wave, the wave goes on
                 try:
                     observer = context.run(hook.wave_started, event)
-                except Exception as exc:
+                except HOOK_ERRORS as exc:
                     hook_failed(hook, "wave_started", exc, hooks)
                     continue
                 except BaseException as exc:
@@ -408,8 +409,12 @@ class Wave(Generic[T]):
         finally:
             # A hook's (or on_progress's) BaseException propagates, once the wave has ended for every hook.
             escaped: BaseException | None = None
+            # A stream whose wave was cancelled from outside its block (asyncio.run's shutdown, a "cancel every
+            # task" handler) leaves no result of a task never started to read: its consumer, if any is left,
+            # gets the cancellation itself. Waiting for room at that consumer hung the shutdown for ever.
+            unread = wanted is not None and (cancelled or not wanted())
             if size is not None:  # never drain a lazy input: it may be endless
-                if type(tasks) is Mapped and wanted is not None and not wanted():
+                if type(tasks) is Mapped and unread:
                     # stream_map's rest is all plain factories whose results nobody reads: counted, not made.
                     # Counted at the input's length now, not at the start: a list the consumer extended or cut
                     # as it streamed yields what it holds now (the length at the start counted the rest of a
@@ -421,7 +426,7 @@ class Wave(Generic[T]):
                         now = size
                     escaped = self._skip(run, taken, max(0, now - taken))
                 else:
-                    escaped = await self._drain(run, itertools.chain(chunk, items), wanted is None or wanted())
+                    escaped = await self._drain(run, itertools.chain(chunk, items), not unread)
                 run.pending = 0  # every task of the input has ended (run, drained or counted): none is left
                 if isinstance(escaped, asyncio.CancelledError):  # cancelled while draining: so is the wave
                     cancelled = True
@@ -440,7 +445,7 @@ class Wave(Generic[T]):
             for k in range(len(observers) - 1, -1, -1):
                 try:
                     context.run(observers[k].wave_finished, report)
-                except Exception as exc:
+                except HOOK_ERRORS as exc:
                     hook_failed(owners[k], "wave_finished", exc, hooks)
                 except BaseException as exc:
                     escaped = escaped or exc
@@ -452,7 +457,7 @@ class Wave(Generic[T]):
             if self.on_progress is not None:
                 try:
                     sync_result("on_progress", self.on_progress(run.progress()))
-                except Exception:  # never let a progress display replace the wave's own outcome
+                except HOOK_ERRORS:  # never let a progress display replace the wave's own outcome
                     logging.getLogger("shannon_otel").exception("on_progress failed")
             run.release()
             if escaped is not None:
@@ -518,6 +523,10 @@ class Wave(Generic[T]):
             if plain:
                 await flush()
             outcome, value, error = settled(item) or (Outcome.CANCELLATION, None, None)
+            if error is not None and not isinstance(error, Exception):
+                # a custom BaseException the future ended with: never swallowed, as a started task's (see _run_one).
+                # Kept as a failure, it made values() fail on an assert (an ExceptionGroup cannot hold it).
+                escaped = escaped or error
             close_unstarted(item)
             name = (item.name or self.name) if type(item) is TaskSpec else self.name
             run.report.add(outcome, 0.0, 0.0, error, None, False)

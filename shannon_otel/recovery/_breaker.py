@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar
 from .. import _clock
 from .._events import BreakerRegistered, BreakerTransition, CallRejected, CallStarted
 from .._hooks import check_hooks, resolve_hooks
-from .._isolation import hook_failed
+from .._isolation import HOOK_ERRORS, hook_failed
 from .._telemetry import BreakerState
 from .._validate import check_reading, check_sync_callable, check_utf8, plain
 from ._breaker_config import _COUNT_DEPRECATED, BreakerConfig
@@ -170,7 +170,7 @@ class CircuitBreaker(Policy):
             for hook in self._hooks:
                 try:
                     hook.breaker_registered(registered)
-                except Exception as exc:  # a hook's bug never costs the user a breaker
+                except HOOK_ERRORS as exc:  # a hook's bug never costs the user a breaker
                     hook_failed(hook, "breaker_registered", exc, self._hooks)
         if self._link is not None:
             self._link.registered()  # after the hooks know it: a fail-closed outage may open it now
@@ -465,7 +465,7 @@ class CircuitBreaker(Policy):
                 for hook in self._hooks:
                     try:
                         hook.breaker_transition(event)
-                    except Exception as exc:  # the state has changed: a hook must not make the call fail
+                    except HOOK_ERRORS as exc:  # the state has changed: a hook must not make the call fail
                         hook_failed(hook, "breaker_transition", exc, self._hooks)
         finally:
             delivering.queue = None

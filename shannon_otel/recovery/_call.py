@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._deadline import timed_out
 from .._events import AttemptFinished, CallFinished, CallObserver, CallStarted, cut_off
-from .._isolation import Unentered, enter, finish, hook_failed, leave, refused, start
+from .._isolation import HOOK_ERRORS, Unentered, enter, finish, hook_failed, leave, refused, start
 from .._isolation import notify as _notify
 from .._telemetry import CallOutcome, Outcome
 from .._validate import check_reading
@@ -86,7 +86,7 @@ def start_call(
     for hook in hooks[1:]:
         try:
             observer = hook.call_started(event)
-        except Exception as exc:
+        except HOOK_ERRORS as exc:
             hook_failed(hook, "call_started", exc, hooks)
             continue
         except BaseException as exc:  # it propagates, the call never runs: the observers made end it
@@ -217,7 +217,7 @@ async def observed(policy: Policy, chain: Chain, i: int, fn: Factory[T], call: _
         for k in range(len(observers) - 1, -1, -1):
             try:
                 observers[k].call_finished(event)
-            except Exception as exc:
+            except HOOK_ERRORS as exc:
                 hook_failed(owners[k], "call_finished", exc, hooks)
             except BaseException as exc:
                 escaped = escaped or exc

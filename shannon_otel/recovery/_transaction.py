@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._deadline import timed_out
 from .._events import CompensationFinished, SagaFinished, SagaObserver, SagaStarted
-from .._isolation import Unentered, enter, finish, hook_failed, leave, refused, start
+from .._isolation import HOOK_ERRORS, Unentered, enter, finish, hook_failed, leave, refused, start
 from .._telemetry import Outcome
 from .._validate import plain
 from ._decorated import NotAwaitableError
@@ -71,7 +71,7 @@ class Transaction:
             for hook in hooks:
                 try:
                     observer = hook.saga_started(event)
-                except Exception as exc:
+                except HOOK_ERRORS as exc:
                     hook_failed(hook, "saga_started", exc, hooks)
                     continue
                 except BaseException:  # it propagates, the saga never runs: the observers made end it
@@ -317,7 +317,7 @@ class Transaction:
             for k in range(len(observers) - 1, -1, -1):
                 try:
                     observers[k].saga_finished(event)
-                except Exception as exc:
+                except HOOK_ERRORS as exc:
                     hook_failed(owners[k], "saga_finished", exc, hooks)
                 except BaseException as exc:
                     escaped = escaped or exc
