@@ -561,6 +561,67 @@ def test_a_sync_operation_is_refused_naming_fn_not_run_again_counted_or_fallen_b
         assert attrs(op)["shannon.attempt"] == 1
 
 
+# ------------------------------------------------------------------ a policy's own async callable given sync
+def _sync_served(error: Exception) -> str:
+    return "served"
+
+
+def _sync_sleep(seconds: float) -> None:
+    return None
+
+
+# Each: the policy whose callable is sync, with policies around it that must not act on that programming error.
+SYNC_CALLABLE_CASES: dict[str, Callable[[InMemoryTelemetry], Policy]] = {
+    "fallback-in-retry": lambda tel: Pipeline(
+        Retry(attempts=3, initial=0.0), Fallback(_sync_served, on=ValueError), name="op", **tel.providers),  # type: ignore[arg-type]
+    "cheaper-in-retry": lambda tel: Pipeline(
+        Retry(attempts=3, initial=0.0), Degrade(cheaper=lambda: "cheap", on=Exception),  # type: ignore[arg-type,return-value]
+        name="op", **tel.providers),
+    "retry-sleep-in-fallback": lambda tel: Pipeline(
+        Fallback(_served), Retry(attempts=3, initial=0.1, sleep=_sync_sleep), name="op",  # type: ignore[arg-type]
+        **tel.providers),
+    "hedge-sleep-in-degrade": lambda tel: Pipeline(
+        Degrade(default="served", on=Exception), Hedge(0.1, attempts=2, sleep=_sync_sleep),  # type: ignore[arg-type]
+        name="op", **tel.providers),
+    "fallback-in-breaker": lambda tel: Pipeline(
+        CircuitBreaker("sync-fallback", failure_threshold=1), Fallback(_sync_served, on=ValueError),  # type: ignore[arg-type]
+        name="op", **tel.providers),
+}
+
+
+@pytest.mark.parametrize("case", list(SYNC_CALLABLE_CASES))
+def test_a_sync_policy_callable_is_refused_through_every_policy_around_it(case: str) -> None:
+    """A sync ``Fallback(fallback)``, ``Degrade(cheaper=)``, ``Retry(sleep=)`` or ``Hedge(sleep=)`` was refused with a
+    plain TypeError naming it, which the policies around it then took for the operation's failure: a ``Retry``
+    retried it (the operation ran three times), a ``Fallback`` or ``Degrade`` served a result for it (the call
+    reported a success, the mistake hidden), a breaker counted it and opened, and a sync fallback's error came
+    wrapped in a ``FallbackError``. Now it is a programming error, as a sync ``fn`` is: raised as it is through
+    every policy, after one run of the operation."""
+    tel = InMemoryTelemetry()
+    runs: list[int] = []
+    policy = SYNC_CALLABLE_CASES[case](tel)
+
+    async def failing() -> None:
+        runs.append(1)
+        await asyncio.sleep(0)
+        raise ValueError("primary")
+
+    async def main() -> None:
+        for _ in range(2):  # the second call: a breaker that counted the first would reject it
+            with pytest.raises(TypeError, match=r"^(fallback|cheaper|sleep) must be an async callable"):
+                await policy.call(failing)
+
+    run_virtual(main())
+    assert runs == [1, 1]
+    for p in policy.policies:  # type: ignore[attr-defined]
+        if isinstance(p, CircuitBreaker):
+            assert p.state.value == "closed"
+    for op in tel.spans("op"):
+        assert attrs(op)["shannon.call.outcome"] == "failure"
+        assert attrs(op)["shannon.attempt"] == 1
+        assert attrs(op)["error.type"].endswith("NotAwaitableError")
+
+
 # ------------------------------------------------------------------ one coroutine returned for every attempt
 REUSED_CASES: dict[str, Callable[[InMemoryTelemetry, list[Exception]], Any]] = {
     "retry": lambda tel, served: Retry(attempts=3, initial=0.0, instrument=False),

@@ -31,7 +31,9 @@ def not_a_factory(fn: object) -> TypeError:
 
 class NotAwaitableError(TypeError):
     """What ``fn`` returned cannot be awaited (a sync function where an async one belongs, a coroutine already
-    awaited), or ``fn`` could not be called at all (the call's arguments do not fit the function).
+    awaited), or ``fn`` could not be called at all (the call's arguments do not fit the function); or a policy's own
+    async callable turned out sync at its first call (``Fallback(fallback)``, ``Degrade(cheaper=)``, ``Retry(sleep=)``,
+    ``Hedge(sleep=)``, a saga's action or compensation).
 
     A programming error, found where an attempt calls ``fn`` and awaits what it returned: raised as it is through
     every policy, never retried, counted by a breaker, hedged again or answered by a fallback or degradation (each

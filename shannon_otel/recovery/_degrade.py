@@ -251,7 +251,7 @@ class Degrade(Instrumented):
                 if self.max_age is None or age <= self.max_age:
                     return self._mark(Served(value, True, "last_good", reason, age, error), call)
         if self.cheaper is not None:
-            made = awaitable_from("cheaper", self.cheaper())  # a sync cheaper is refused here, always
+            made = awaitable_from("cheaper", self.cheaper(), NotAwaitableError)  # a sync cheaper: refused, always
             try:
                 value = await made
             except Exception:  # not available: the next in line, the declared default, is served

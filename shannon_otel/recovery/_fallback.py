@@ -76,9 +76,12 @@ class Fallback(Instrumented):
             if call is not None:
                 event = FallbackStarted(call.operation, reason_of(primary), primary)
                 start(call.observers, call.owners, call.hooks, tokens, "fallback_started", event)
-            result: T = await awaitable_from("fallback", self.fallback(primary))
+            result: T = await awaitable_from("fallback", self.fallback(primary), NotAwaitableError)
         except asyncio.CancelledError:  # cut off by a Timeout policy around it too, not only the wave's timeout
             outcome = Outcome.TIMEOUT if timed_out() else Outcome.CANCELLATION
+            raise
+        except NotAwaitableError as exc:  # a sync fallback: a programming error, raised as it is (see its class)
+            outcome, error = Outcome.FAILURE, exc
             raise
         except Exception as exc:
             outcome, error = Outcome.FAILURE, exc

@@ -191,7 +191,7 @@ async def _attempt(chain: Chain, i: int, fn: Factory[Any], call: _Call | None) -
 async def _delay(sleep: Sleep, delay: float) -> tuple[bool, Any]:
     """The wait before the next attempt, its ``sleep(delay)`` made inside the task, as an attempt's call is: a
     timer cancelled before it ran (the hedge done first) left that coroutine never awaited (a RuntimeWarning)."""
-    return await _settle(awaitable_from("sleep", sleep(delay)))
+    return await _settle(awaitable_from("sleep", sleep(delay), NotAwaitableError))
 
 
 async def _settle(awaitable: Any) -> tuple[bool, Any]:

@@ -211,7 +211,7 @@ class Retry(Instrumented):
                     raise error
                 finally:  # a raise sets __context__ to what the caller is handling (awaited in an `except`):
                     error.__context__ = context  # the error keeps its own (its cause, a hedge's earlier errors)
-            await awaitable_from("sleep", self.sleep(wait))
+            await awaitable_from("sleep", self.sleep(wait), NotAwaitableError)
             attempt += 1
             previous = wait
             try:
