@@ -244,14 +244,15 @@ def check_arity(name: str, value: object, takes: int, what: str) -> None:
         ) from None
 
 
-def sync_result(name: str, value: Any) -> Any:
-    """``value``, what a sync user callable returned; TypeError naming ``name`` if it is an awaitable
-    (e.g. a lambda returning a coroutine, which cannot be told from a sync callable before it is called)."""
+def sync_result(name: str, value: Any, error: type[TypeError] = TypeError) -> Any:
+    """``value``, what a sync user callable returned; ``error`` (a TypeError) naming ``name`` if it is an awaitable
+    (e.g. a lambda returning a coroutine, which cannot be told from a sync callable before it is called). The
+    policies pass their ``NotSyncError``, which no policy retries, counts or serves (a programming error)."""
     if inspect.isawaitable(value):
         close = getattr(value, "close", None)
         if close is not None:
             close()  # never awaited: closed, so Python does not warn about it on top of this error
-        raise TypeError(f"{name} must be a plain (sync) callable; it returned an awaitable, {value!r}")
+        raise error(f"{name} must be a plain (sync) callable; it returned an awaitable, {value!r}")
     return value
 
 

@@ -622,6 +622,57 @@ def test_a_sync_policy_callable_is_refused_through_every_policy_around_it(case: 
         assert attrs(op)["error.type"].endswith("NotAwaitableError")
 
 
+def _a_coroutine(*args: object) -> Any:
+    return asyncio.sleep(0)  # what a lambda calling an async function returns where a plain value is needed
+
+
+# Each: the policy whose sync callable returns an awaitable, with policies around it that must not act on that
+# programming error; and how many times the operation runs per call (key= is read before the operation runs).
+NOT_SYNC_CASES: dict[str, tuple[Callable[[InMemoryTelemetry], Policy], int]] = {
+    "on-in-fallback": (lambda tel: Pipeline(
+        Fallback(_served), Retry(attempts=3, initial=0.0, on=_a_coroutine), name="op", **tel.providers), 1),
+    "next-delay-in-retry": (lambda tel: Pipeline(
+        Retry(attempts=3, initial=0.0), Retry(attempts=2, next_delay=_a_coroutine), name="op", **tel.providers), 1),
+    "random-in-degrade": (lambda tel: Pipeline(
+        Degrade(default="served", on=Exception), Retry(attempts=2, initial=0.1, random=_a_coroutine), name="op",
+        **tel.providers), 1),
+    "key-in-breaker": (lambda tel: Pipeline(
+        CircuitBreaker("not-sync-key", failure_threshold=1), Degrade(last_good=True, key=_a_coroutine), name="op",
+        **tel.providers), 0),
+}
+
+
+@pytest.mark.parametrize("case", list(NOT_SYNC_CASES))
+def test_a_sync_policy_callable_returning_an_awaitable_is_refused_through_every_policy_around_it(case: str) -> None:
+    """``Retry(on=)``, ``next_delay=``, ``random=`` or ``Degrade(key=)`` returning an awaitable (a lambda calling an
+    async function) was refused with a plain TypeError naming it, which the policies around it took for the
+    operation's failure: an outer ``Retry`` retried it, a ``Fallback`` or ``Degrade`` served a result for it (the call
+    reported a success), a breaker counted it and opened. Now it is a programming error, raised as it is."""
+    tel = InMemoryTelemetry()
+    runs: list[int] = []
+    build, per_call = NOT_SYNC_CASES[case]
+    policy = build(tel)
+
+    async def failing(*args: object) -> None:
+        runs.append(1)
+        await asyncio.sleep(0)
+        raise ValueError("primary")
+
+    async def main() -> None:
+        for _ in range(2):  # the second call: a breaker that counted the first would reject it
+            with pytest.raises(TypeError, match=r"^(on|next_delay|random|key) must be a plain \(sync\) callable"):
+                await policy.call(failing, 1)
+
+    run_virtual(main())
+    assert len(runs) == 2 * per_call
+    for p in policy.policies:  # type: ignore[attr-defined]
+        if isinstance(p, CircuitBreaker):
+            assert p.state.value == "closed"
+    for op in tel.spans("op"):
+        assert attrs(op)["shannon.call.outcome"] == "failure"
+        assert attrs(op)["error.type"].endswith("NotSyncError")
+
+
 # ------------------------------------------------------------------ one coroutine returned for every attempt
 REUSED_CASES: dict[str, Callable[[InMemoryTelemetry, list[Exception]], Any]] = {
     "retry": lambda tel, served: Retry(attempts=3, initial=0.0, instrument=False),

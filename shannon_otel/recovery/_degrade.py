@@ -25,7 +25,14 @@ from .._validate import (
 )
 from ._call import _Call, first_failed, notify, observed, start_call
 from ._circuit_open import CircuitOpenError
-from ._decorated import DecoratedCall, NotAwaitableError, not_a_factory, takes_parameters
+from ._decorated import (
+    DecoratedCall,
+    MisuseError,
+    NotAwaitableError,
+    NotSyncError,
+    not_a_factory,
+    takes_parameters,
+)
 from ._fallback import reason_of
 from ._policy import Instrumented, Policy, next_step
 from ._types import END, Chain, Factory
@@ -194,7 +201,7 @@ class Degrade(Instrumented):
         try:
             value = await next_step(chain, i, fn, call)
         except Exception as exc:
-            if not isinstance(exc, self._on) or type(exc) is NotAwaitableError or cancel_requested(exc):
+            if not isinstance(exc, self._on) or isinstance(exc, MisuseError) or cancel_requested(exc):
                 raise  # cancel_requested: the error stands in for the caller's cancellation, never degraded
             served = await self._serve(reason_of(exc), exc, call, key)
             if served is None:
@@ -221,7 +228,7 @@ class Degrade(Instrumented):
                 )
             return _INSTANCE
         if self.key is not None:
-            keyed = (fn.func, sync_result("key", self.key(fn.args, fn.keywords)))
+            keyed = (fn.func, sync_result("key", self.key(fn.args, fn.keywords), NotSyncError))
             try:
                 hash(keyed)
             except TypeError:  # refused now, before the operation runs: not after, losing its result

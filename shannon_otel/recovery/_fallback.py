@@ -14,7 +14,7 @@ from .._telemetry import Outcome
 from .._validate import awaitable_from, check_arity, check_exceptions
 from ._call import _Call
 from ._circuit_open import CircuitOpenError
-from ._decorated import NotAwaitableError
+from ._decorated import MisuseError, NotAwaitableError
 from ._policy import Instrumented, next_step
 from ._types import Chain, Factory
 
@@ -66,7 +66,7 @@ class Fallback(Instrumented):
         try:
             return await next_step(chain, i, fn, call)
         except Exception as exc:
-            if not isinstance(exc, self._on) or type(exc) is NotAwaitableError or cancel_requested(exc):
+            if not isinstance(exc, self._on) or isinstance(exc, MisuseError) or cancel_requested(exc):
                 raise  # cancel_requested: the error stands in for the caller's cancellation, never served
             primary = exc
         tokens: list[Any] = []
@@ -80,7 +80,7 @@ class Fallback(Instrumented):
         except asyncio.CancelledError:  # cut off by a Timeout policy around it too, not only the wave's timeout
             outcome = Outcome.TIMEOUT if timed_out() else Outcome.CANCELLATION
             raise
-        except NotAwaitableError as exc:  # a sync fallback: a programming error, raised as it is (see its class)
+        except MisuseError as exc:  # a sync fallback: a programming error, raised as it is (see its class)
             outcome, error = Outcome.FAILURE, exc
             raise
         except Exception as exc:

@@ -9,7 +9,7 @@ from typing import Any, NoReturn, TypeVar
 
 from .._validate import awaitable_from, builtin_numbers, check_arity, check_number
 from ._call import _HEDGED, _Branch, _Call, rerun
-from ._decorated import NotAwaitableError
+from ._decorated import MisuseError, NotAwaitableError
 from ._policy import Instrumented, next_step
 from ._types import Chain, Factory, Sleep
 
@@ -181,7 +181,7 @@ async def _attempt(chain: Chain, i: int, fn: Factory[Any], call: _Call | None) -
     try:
         return True, await next_step(chain, i, fn, call)
     except Exception as exc:
-        if type(exc) is NotAwaitableError:  # raised through the hedge: another attempt would run it again
+        if isinstance(exc, MisuseError):  # raised through the hedge: another attempt would run it again
             raise
         return False, exc
     except (KeyboardInterrupt, SystemExit) as exc:
