@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import sys
 import warnings
@@ -671,6 +672,39 @@ def test_a_sync_policy_callable_returning_an_awaitable_is_refused_through_every_
     for op in tel.spans("op"):
         assert attrs(op)["shannon.call.outcome"] == "failure"
         assert attrs(op)["error.type"].endswith("NotSyncError")
+
+
+@pytest.mark.parametrize(("degrade", "factory"), [
+    (lambda: Degrade(last_good=True), lambda fn: functools.partial(fn, 7)),  # arguments and no key=
+    (lambda: Degrade(last_good=True, key=lambda args, kwargs: list(args)),  # type: ignore[arg-type,return-value]
+     lambda fn: functools.partial(fn, 7)),
+    (lambda: Degrade(last_good=True, key=lambda args, kwargs: args), lambda fn: lambda: fn(7)),  # nothing to key by
+], ids=["no-key", "unhashable-key", "key-without-arguments"])
+def test_a_degrade_call_that_cannot_be_keyed_is_refused_through_every_policy_around_it(
+    degrade: Callable[[], Degrade], factory: Callable[[Callable[..., Any]], Callable[[], Any]],
+) -> None:
+    """A ``Degrade(last_good=True)`` call it cannot key (arguments without ``key=``, an unhashable key, ``key=`` and
+    no arguments) was refused with a plain TypeError, which a ``Fallback`` around it served a result for: the
+    call reported a success, the operation never ran and the mistake was hidden. Now it is raised as it is."""
+    tel = InMemoryTelemetry()
+    runs: list[int] = []
+    breaker = CircuitBreaker("keyed", failure_threshold=1, instrument=False)
+    policy = Pipeline(Fallback(_served), breaker, degrade(), name="op", **tel.providers)
+
+    async def get(uid: int) -> int:
+        runs.append(uid)
+        return uid
+
+    async def main() -> None:
+        for _ in range(2):  # the second call: a breaker that counted the first would reject it
+            with pytest.raises(TypeError, match=r"Degrade\(last_good=True|key must return a hashable"):
+                await policy.call(factory(get))
+
+    run_virtual(main())
+    assert runs == []
+    assert breaker.state.value == "closed"
+    for op in tel.spans("op"):
+        assert attrs(op)["shannon.call.outcome"] == "failure"
 
 
 # ------------------------------------------------------------------ one coroutine returned for every attempt

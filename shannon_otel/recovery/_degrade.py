@@ -219,10 +219,11 @@ class Degrade(Instrumented):
         return Served(value)
 
     def _key_of(self, fn: Factory[Any]) -> Hashable:
-        """Which last good value a call reads and writes (see the class docstring)."""
+        """Which last good value a call reads and writes (see the class docstring). A call that cannot be keyed is a
+        :class:`MisuseError`, raised through every policy around it (an outer ``Fallback`` served a result for it)."""
         if not isinstance(fn, functools.partial):
             if self.key is not None:
-                raise TypeError(
+                raise MisuseError(
                     "Degrade(last_good=True, key=...) keys last good values by the call's arguments, and "
                     "call(fn) of a zero-argument factory has none: pass them, call(fn, *args, **kwargs)"
                 )
@@ -232,12 +233,12 @@ class Degrade(Instrumented):
             try:
                 hash(keyed)
             except TypeError:  # refused now, before the operation runs: not after, losing its result
-                raise TypeError(
+                raise MisuseError(
                     f"key must return a hashable value (it keys the last good values), got {keyed[1]!r}"
                 ) from None
             return keyed
         if fn.args or fn.keywords:
-            raise TypeError(
+            raise MisuseError(
                 f"Degrade(last_good=True) called with arguments for {getattr(fn.func, '__qualname__', fn.func)!r} "
                 "needs key=: without it one call's last good value would be served to calls with other "
                 "arguments. Pass key=lambda args, kwargs: <what identifies the result>, e.g. args[0]."
