@@ -291,8 +291,8 @@ def test_a_coroutine_given_instead_of_a_factory_is_refused_before_any_policy_act
     if isinstance(policy, CircuitBreaker):
         assert policy.state is BreakerState.CLOSED
     assert not [s for s in tel.spans() if s.name.startswith(("attempt", "hedge", "fallback"))]
-    for span in tel.spans():  # the call, when traced, failed with that TypeError, having made no attempt
-        assert (span.attributes or {})["error.type"] == "TypeError"
+    for span in tel.spans():  # the call, when traced, failed with that TypeError (a MisuseError), no attempt made
+        assert attrs(span)["error.type"].endswith("MisuseError")
 
 
 def test_a_half_open_breaker_given_a_coroutine_keeps_its_probe_slot() -> None:
@@ -705,6 +705,27 @@ def test_a_degrade_call_that_cannot_be_keyed_is_refused_through_every_policy_aro
     assert breaker.state.value == "closed"
     for op in tel.spans("op"):
         assert attrs(op)["shannon.call.outcome"] == "failure"
+
+
+def test_a_coroutine_given_to_a_policy_one_level_down_is_refused_through_the_policies_around_it() -> None:
+    """``call(fetch())`` for ``call(fetch)`` inside a function an outer policy runs: the inner policy refused it with
+    a TypeError naming fn, which the outer ``Retry`` then retried (three times) and an outer ``Fallback`` served
+    a result for, the call reporting a success. Now it is raised as it is through them."""
+    tel = InMemoryTelemetry()
+    tries: list[int] = []
+
+    async def fetch() -> int:
+        return 1
+
+    def slip() -> Any:
+        tries.append(1)
+        return Timeout(1, instrument=False).call(fetch())  # type: ignore[arg-type]
+
+    outer = Pipeline(Fallback(_served), Retry(attempts=3, initial=0.0), name="op", **tel.providers)
+    with pytest.raises(TypeError, match=r"^fn must be a callable returning an awaitable.* got the coroutine object"):
+        run_virtual(outer.call(slip))
+    assert tries == [1]
+    assert attrs(tel.span("op"))["shannon.call.outcome"] == "failure"
 
 
 # ------------------------------------------------------------------ one coroutine returned for every attempt

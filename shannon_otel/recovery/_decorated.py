@@ -23,10 +23,13 @@ class DecoratedCall(functools.partial):  # type: ignore[type-arg]
         return super().__new__(cls, func, *args, **keywords)
 
 
-def not_a_factory(fn: object) -> TypeError:
+def not_a_factory(fn: object) -> MisuseError:
     """The TypeError of a policy's ``call`` given ``fn`` that cannot be called: raised before any policy
-    acts on it (a retry would retry it, a fallback serve its fallback, a breaker count it)."""
-    return not_callable("fn", fn, "a callable returning an awaitable (the policy calls it for each attempt)")
+    acts on it (a retry would retry it, a fallback serve its fallback, a breaker count it), and a
+    :class:`MisuseError`, so the policies around that call let it through too (``call(fetch())`` in a function
+    an outer ``Retry`` runs was retried, under an outer ``Fallback`` served)."""
+    error = not_callable("fn", fn, "a callable returning an awaitable (the policy calls it for each attempt)")
+    return MisuseError(*error.args)
 
 
 class MisuseError(TypeError):
