@@ -48,7 +48,8 @@ class Fallback(Instrumented):
 
     Cancellation never triggers the fallback, nor does an error raised in its place while the task is being
     cancelled (docs/architecture.md). If the fallback raises too, :class:`FallbackError`
-    (an ``ExceptionGroup`` of the primary and the fallback error) is raised.
+    (an ``ExceptionGroup`` of the primary and the fallback error) is raised; a programming error (a sync
+    ``fallback``, the TypeError of a policy refusing how it was called) is raised as it is, as through every policy.
     """
 
     fallback: Callable[[Exception], Awaitable[Any]]
