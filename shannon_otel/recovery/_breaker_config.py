@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 
-from .._validate import builtin_numbers, check_exceptions, check_number, shown
+from .._validate import brief, builtin_numbers, check_exceptions, check_number, shown
 
 _COUNT_DEPRECATED = (
     "BreakerConfig(count=...) / CircuitBreaker(count=...) is deprecated: use on= (which chooses exceptions "
@@ -73,7 +73,7 @@ class BreakerConfig:
         if self.success_threshold > self.half_open_probes:  # said "must be in [1, 1]", naming no half_open_probes
             raise ValueError(
                 f"success_threshold must be in [1, {self.half_open_probes}] (at most half_open_probes, the probes a "
-                f"half-open breaker admits; raise half_open_probes too), got {self.success_threshold!r}"
+                f"half-open breaker admits; raise half_open_probes too), got {brief(self.success_threshold)}"
             )
         check_number("reset_timeout", self.reset_timeout, low=0)
         builtin_numbers(self, "failure_threshold", "failure_rate", "window", "window_s", "min_calls", "slow_call_s",
