@@ -244,14 +244,15 @@ def check_arity(name: str, value: object, takes: int, what: str) -> None:
         ) from None
 
 
-def sync_result(name: str, value: Any) -> Any:
-    """``value``, what a sync user callable returned; TypeError naming ``name`` if it is an awaitable
-    (e.g. a lambda returning a coroutine, which cannot be told from a sync callable before it is called)."""
+def sync_result(name: str, value: Any, error: type[TypeError] = TypeError) -> Any:
+    """``value``, what a sync user callable returned; ``error`` (a TypeError) naming ``name`` if it is an awaitable
+    (e.g. a lambda returning a coroutine, which cannot be told from a sync callable before it is called). The
+    policies pass their ``NotSyncError``, which no policy retries, counts or serves (a programming error)."""
     if inspect.isawaitable(value):
         close = getattr(value, "close", None)
         if close is not None:
             close()  # never awaited: closed, so Python does not warn about it on top of this error
-        raise TypeError(f"{name} must be a plain (sync) callable; it returned an awaitable, {value!r}")
+        raise error(f"{name} must be a plain (sync) callable; it returned an awaitable, {value!r}")
     return value
 
 
@@ -270,18 +271,19 @@ def not_callable(name: str, value: object, what: str) -> TypeError:
     return TypeError(f"{name} must be {what}, got {value!r}")
 
 
-def awaitable_from(name: str, made: object) -> Any:
-    """``made`` (what a user callable returned) if awaitable; TypeError naming ``name`` otherwise.
+def awaitable_from(name: str, made: object, error: type[TypeError] = TypeError) -> Any:
+    """``made`` (what a user callable returned) if awaitable; ``error`` (a TypeError) naming ``name`` otherwise.
 
     Called where a user callable that must be async is first called (a sync one cannot be told
     from a lambda returning a coroutine before that): the error names the parameter instead of
-    Python's "object X can't be used in 'await' expression".
+    Python's "object X can't be used in 'await' expression". The policies pass their ``NotAwaitableError``,
+    which no policy retries, counts or serves (a programming error).
     """
     if inspect.isawaitable(made):
         return made
     if inspect.iscoroutine(made):  # pragma: no cover - isawaitable covers it
         return made
-    raise TypeError(f"{name} must be an async callable (it must return an awaitable), it returned "
+    raise error(f"{name} must be an async callable (it must return an awaitable), it returned "
                     f"{type(made).__name__} {brief(made)}")
 
 

@@ -270,7 +270,10 @@ def resilient_of(*policies: Policy) -> object:
     lambda: Pipeline(Retry(on=lambda exc: True), Fallback(_fallback)),  # a predicate cannot be read
     lambda: Pipeline(Retry(), Degrade(last_good=True, on=Exception)),  # no default: may raise the error again
     lambda: Pipeline(CircuitBreaker("order-b", slow_call_s=1.0), Fallback(_fallback)),  # slow successes count
-], ids=["usual", "timeout-between", "narrow", "predicate", "no-default", "slow-calls"])
+    # wait_retry_after retries the rejections of the breaker inside the fallback, whatever on= says
+    lambda: Pipeline(Retry(on=ValueError, wait_retry_after=True), Fallback(_fallback, on=ValueError),
+                     CircuitBreaker("order-c")),
+], ids=["usual", "timeout-between", "narrow", "predicate", "no-default", "slow-calls", "waits-retry-after"])
 def test_orders_where_the_outer_policy_can_still_act_do_not_warn(build_it: Callable[[], object]) -> None:
     assert _order_warnings(build_it) == []
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import sys
 import warnings
@@ -290,8 +291,8 @@ def test_a_coroutine_given_instead_of_a_factory_is_refused_before_any_policy_act
     if isinstance(policy, CircuitBreaker):
         assert policy.state is BreakerState.CLOSED
     assert not [s for s in tel.spans() if s.name.startswith(("attempt", "hedge", "fallback"))]
-    for span in tel.spans():  # the call, when traced, failed with that TypeError, having made no attempt
-        assert (span.attributes or {})["error.type"] == "TypeError"
+    for span in tel.spans():  # the call, when traced, failed with that TypeError (a MisuseError), no attempt made
+        assert attrs(span)["error.type"].endswith("MisuseError")
 
 
 def test_a_half_open_breaker_given_a_coroutine_keeps_its_probe_slot() -> None:
@@ -559,6 +560,172 @@ def test_a_sync_operation_is_refused_naming_fn_not_run_again_counted_or_fallen_b
     for op in ops:  # an observed call says what it was: a failure with error.type TypeError, not retried
         assert attrs(op)["shannon.call.outcome"] == "failure"
         assert attrs(op)["shannon.attempt"] == 1
+
+
+# ------------------------------------------------------------------ a policy's own async callable given sync
+def _sync_served(error: Exception) -> str:
+    return "served"
+
+
+def _sync_sleep(seconds: float) -> None:
+    return None
+
+
+# Each: the policy whose callable is sync, with policies around it that must not act on that programming error.
+SYNC_CALLABLE_CASES: dict[str, Callable[[InMemoryTelemetry], Policy]] = {
+    "fallback-in-retry": lambda tel: Pipeline(
+        Retry(attempts=3, initial=0.0), Fallback(_sync_served, on=ValueError), name="op", **tel.providers),  # type: ignore[arg-type]
+    "cheaper-in-retry": lambda tel: Pipeline(
+        Retry(attempts=3, initial=0.0), Degrade(cheaper=lambda: "cheap", on=Exception),  # type: ignore[arg-type,return-value]
+        name="op", **tel.providers),
+    "retry-sleep-in-fallback": lambda tel: Pipeline(
+        Fallback(_served), Retry(attempts=3, initial=0.1, sleep=_sync_sleep), name="op",  # type: ignore[arg-type]
+        **tel.providers),
+    "hedge-sleep-in-degrade": lambda tel: Pipeline(
+        Degrade(default="served", on=Exception), Hedge(0.1, attempts=2, sleep=_sync_sleep),  # type: ignore[arg-type]
+        name="op", **tel.providers),
+    "fallback-in-breaker": lambda tel: Pipeline(
+        CircuitBreaker("sync-fallback", failure_threshold=1), Fallback(_sync_served, on=ValueError),  # type: ignore[arg-type]
+        name="op", **tel.providers),
+}
+
+
+@pytest.mark.parametrize("case", list(SYNC_CALLABLE_CASES))
+def test_a_sync_policy_callable_is_refused_through_every_policy_around_it(case: str) -> None:
+    """A sync ``Fallback(fallback)``, ``Degrade(cheaper=)``, ``Retry(sleep=)`` or ``Hedge(sleep=)`` was refused with a
+    plain TypeError naming it, which the policies around it then took for the operation's failure: a ``Retry``
+    retried it (the operation ran three times), a ``Fallback`` or ``Degrade`` served a result for it (the call
+    reported a success, the mistake hidden), a breaker counted it and opened, and a sync fallback's error came
+    wrapped in a ``FallbackError``. Now it is a programming error, as a sync ``fn`` is: raised as it is through
+    every policy, after one run of the operation."""
+    tel = InMemoryTelemetry()
+    runs: list[int] = []
+    policy = SYNC_CALLABLE_CASES[case](tel)
+
+    async def failing() -> None:
+        runs.append(1)
+        await asyncio.sleep(0)
+        raise ValueError("primary")
+
+    async def main() -> None:
+        for _ in range(2):  # the second call: a breaker that counted the first would reject it
+            with pytest.raises(TypeError, match=r"^(fallback|cheaper|sleep) must be an async callable"):
+                await policy.call(failing)
+
+    run_virtual(main())
+    assert runs == [1, 1]
+    for p in policy.policies:  # type: ignore[attr-defined]
+        if isinstance(p, CircuitBreaker):
+            assert p.state.value == "closed"
+    for op in tel.spans("op"):
+        assert attrs(op)["shannon.call.outcome"] == "failure"
+        assert attrs(op)["shannon.attempt"] == 1
+        assert attrs(op)["error.type"].endswith("NotAwaitableError")
+
+
+def _a_coroutine(*args: object) -> Any:
+    return asyncio.sleep(0)  # what a lambda calling an async function returns where a plain value is needed
+
+
+# Each: the policy whose sync callable returns an awaitable, with policies around it that must not act on that
+# programming error; and how many times the operation runs per call (key= is read before the operation runs).
+NOT_SYNC_CASES: dict[str, tuple[Callable[[InMemoryTelemetry], Policy], int]] = {
+    "on-in-fallback": (lambda tel: Pipeline(
+        Fallback(_served), Retry(attempts=3, initial=0.0, on=_a_coroutine), name="op", **tel.providers), 1),
+    "next-delay-in-retry": (lambda tel: Pipeline(
+        Retry(attempts=3, initial=0.0), Retry(attempts=2, next_delay=_a_coroutine), name="op", **tel.providers), 1),
+    "random-in-degrade": (lambda tel: Pipeline(
+        Degrade(default="served", on=Exception), Retry(attempts=2, initial=0.1, random=_a_coroutine), name="op",
+        **tel.providers), 1),
+    "key-in-breaker": (lambda tel: Pipeline(
+        CircuitBreaker("not-sync-key", failure_threshold=1), Degrade(last_good=True, key=_a_coroutine), name="op",
+        **tel.providers), 0),
+}
+
+
+@pytest.mark.parametrize("case", list(NOT_SYNC_CASES))
+def test_a_sync_policy_callable_returning_an_awaitable_is_refused_through_every_policy_around_it(case: str) -> None:
+    """``Retry(on=)``, ``next_delay=``, ``random=`` or ``Degrade(key=)`` returning an awaitable (a lambda calling an
+    async function) was refused with a plain TypeError naming it, which the policies around it took for the
+    operation's failure: an outer ``Retry`` retried it, a ``Fallback`` or ``Degrade`` served a result for it (the call
+    reported a success), a breaker counted it and opened. Now it is a programming error, raised as it is."""
+    tel = InMemoryTelemetry()
+    runs: list[int] = []
+    build, per_call = NOT_SYNC_CASES[case]
+    policy = build(tel)
+
+    async def failing(*args: object) -> None:
+        runs.append(1)
+        await asyncio.sleep(0)
+        raise ValueError("primary")
+
+    async def main() -> None:
+        for _ in range(2):  # the second call: a breaker that counted the first would reject it
+            with pytest.raises(TypeError, match=r"^(on|next_delay|random|key) must be a plain \(sync\) callable"):
+                await policy.call(failing, 1)
+
+    run_virtual(main())
+    assert len(runs) == 2 * per_call
+    for p in policy.policies:  # type: ignore[attr-defined]
+        if isinstance(p, CircuitBreaker):
+            assert p.state.value == "closed"
+    for op in tel.spans("op"):
+        assert attrs(op)["shannon.call.outcome"] == "failure"
+        assert attrs(op)["error.type"].endswith("NotSyncError")
+
+
+@pytest.mark.parametrize(("degrade", "factory"), [
+    (lambda: Degrade(last_good=True), lambda fn: functools.partial(fn, 7)),  # arguments and no key=
+    (lambda: Degrade(last_good=True, key=lambda args, kwargs: list(args)),  # type: ignore[arg-type,return-value]
+     lambda fn: functools.partial(fn, 7)),
+    (lambda: Degrade(last_good=True, key=lambda args, kwargs: args), lambda fn: lambda: fn(7)),  # nothing to key by
+], ids=["no-key", "unhashable-key", "key-without-arguments"])
+def test_a_degrade_call_that_cannot_be_keyed_is_refused_through_every_policy_around_it(
+    degrade: Callable[[], Degrade], factory: Callable[[Callable[..., Any]], Callable[[], Any]],
+) -> None:
+    """A ``Degrade(last_good=True)`` call it cannot key (arguments without ``key=``, an unhashable key, ``key=`` and
+    no arguments) was refused with a plain TypeError, which a ``Fallback`` around it served a result for: the
+    call reported a success, the operation never ran and the mistake was hidden. Now it is raised as it is."""
+    tel = InMemoryTelemetry()
+    runs: list[int] = []
+    breaker = CircuitBreaker("keyed", failure_threshold=1, instrument=False)
+    policy = Pipeline(Fallback(_served), breaker, degrade(), name="op", **tel.providers)
+
+    async def get(uid: int) -> int:
+        runs.append(uid)
+        return uid
+
+    async def main() -> None:
+        for _ in range(2):  # the second call: a breaker that counted the first would reject it
+            with pytest.raises(TypeError, match=r"Degrade\(last_good=True|key must return a hashable"):
+                await policy.call(factory(get))
+
+    run_virtual(main())
+    assert runs == []
+    assert breaker.state.value == "closed"
+    for op in tel.spans("op"):
+        assert attrs(op)["shannon.call.outcome"] == "failure"
+
+
+def test_a_coroutine_given_to_a_policy_one_level_down_is_refused_through_the_policies_around_it() -> None:
+    """``call(fetch())`` for ``call(fetch)`` inside a function an outer policy runs: the inner policy refused it with
+    a TypeError naming fn, which the outer ``Retry`` then retried (three times) and an outer ``Fallback`` served
+    a result for, the call reporting a success. Now it is raised as it is through them."""
+    tel = InMemoryTelemetry()
+    tries: list[int] = []
+
+    async def fetch() -> int:
+        return 1
+
+    def slip() -> Any:
+        tries.append(1)
+        return Timeout(1, instrument=False).call(fetch())  # type: ignore[arg-type]
+
+    outer = Pipeline(Fallback(_served), Retry(attempts=3, initial=0.0), name="op", **tel.providers)
+    with pytest.raises(TypeError, match=r"^fn must be a callable returning an awaitable.* got the coroutine object"):
+        run_virtual(outer.call(slip))
+    assert tries == [1]
+    assert attrs(tel.span("op"))["shannon.call.outcome"] == "failure"
 
 
 # ------------------------------------------------------------------ one coroutine returned for every attempt

@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import cast
 
 from .._validate import brief, check_sync_callable, sync_result
+from ._decorated import NotSyncError
 
 RandomSource = _random.Random | Callable[[], float]
 
@@ -87,7 +88,7 @@ def delay(jitter: Jitter, attempt: int, previous: float, initial: float, maximum
 
 
 def _unit(rand: Callable[[], float]) -> float:
-    value: object = sync_result("random", rand())  # a lambda returning a coroutine: named and closed, not compared
+    value: object = sync_result("random", rand(), NotSyncError)  # a lambda returning a coroutine: named, closed
     # a str or None raised Python's bare "'<=' not supported" in place of the user's error; a numpy
     # float32 was slept and reported as one
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

@@ -34,7 +34,7 @@ from ._call import _Call, first_failed, notify, observed, start_call
 from ._circuit_open import CircuitOpenError
 from ._decorated import (
     DecoratedCall,
-    NotAwaitableError,
+    MisuseError,
     not_a_factory,
     not_awaitable,
     not_entered,
@@ -271,7 +271,7 @@ class CircuitBreaker(Policy):
             if probing is not None:
                 _PROBING.reset(probing)
             if (call is not None and not self._counted(exc) and not isinstance(exc, asyncio.CancelledError)
-                    and type(exc) is not NotAwaitableError):
+                    and not isinstance(exc, MisuseError)):
                 call.ignored = exc
             self._failed(gen, started, exc)
             raise
@@ -314,7 +314,7 @@ class CircuitBreaker(Policy):
     def _counted(self, error: BaseException) -> bool:
         return (
             isinstance(error, Exception) and isinstance(error, self._failures_count)
-            and not isinstance(error, self._config.ignore) and type(error) is not NotAwaitableError
+            and not isinstance(error, self._config.ignore) and not isinstance(error, MisuseError)
         )
 
     # ----------------------------------------------------------------- recording

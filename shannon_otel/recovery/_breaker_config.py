@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 
-from .._validate import builtin_numbers, check_exceptions, check_number, shown
+from .._validate import brief, builtin_numbers, check_exceptions, check_number, shown
 
 _COUNT_DEPRECATED = (
     "BreakerConfig(count=...) / CircuitBreaker(count=...) is deprecated: use on= (which chooses exceptions "
@@ -69,8 +69,12 @@ class BreakerConfig:
         check_number("slow_call_s", self.slow_call_s, low=0, low_open=True, allow_none=True)
         check_number("slow_call_rate", self.slow_call_rate, low=0, high=1, low_open=True)
         check_number("half_open_probes", self.half_open_probes, low=1, integer=True)
-        check_number("success_threshold", self.success_threshold, low=1, high=self.half_open_probes,
-                     integer=True)
+        check_number("success_threshold", self.success_threshold, low=1, integer=True)
+        if self.success_threshold > self.half_open_probes:  # said "must be in [1, 1]", naming no half_open_probes
+            raise ValueError(
+                f"success_threshold must be in [1, {self.half_open_probes}] (at most half_open_probes, the probes a "
+                f"half-open breaker admits; raise half_open_probes too), got {brief(self.success_threshold)}"
+            )
         check_number("reset_timeout", self.reset_timeout, low=0)
         builtin_numbers(self, "failure_threshold", "failure_rate", "window", "window_s", "min_calls", "slow_call_s",
                         "slow_call_rate", "half_open_probes", "success_threshold", "reset_timeout")

@@ -23,20 +23,35 @@ class DecoratedCall(functools.partial):  # type: ignore[type-arg]
         return super().__new__(cls, func, *args, **keywords)
 
 
-def not_a_factory(fn: object) -> TypeError:
+def not_a_factory(fn: object) -> MisuseError:
     """The TypeError of a policy's ``call`` given ``fn`` that cannot be called: raised before any policy
-    acts on it (a retry would retry it, a fallback serve its fallback, a breaker count it)."""
-    return not_callable("fn", fn, "a callable returning an awaitable (the policy calls it for each attempt)")
+    acts on it (a retry would retry it, a fallback serve its fallback, a breaker count it), and a
+    :class:`MisuseError`, so the policies around that call let it through too (``call(fetch())`` in a function
+    an outer ``Retry`` runs was retried, under an outer ``Fallback`` served)."""
+    error = not_callable("fn", fn, "a callable returning an awaitable (the policy calls it for each attempt)")
+    return MisuseError(*error.args)
 
 
-class NotAwaitableError(TypeError):
-    """What ``fn`` returned cannot be awaited (a sync function where an async one belongs, a coroutine already
-    awaited), or ``fn`` could not be called at all (the call's arguments do not fit the function).
+class MisuseError(TypeError):
+    """A user callable of the wrong kind, found only when a call runs it (see the subclasses).
 
-    A programming error, found where an attempt calls ``fn`` and awaits what it returned: raised as it is through
-    every policy, never retried, counted by a breaker, hedged again or answered by a fallback or degradation (each
-    of those would run the sync function again, or hide the mistake behind a result). A TypeError to the caller.
+    A programming error: raised as it is through every policy, never retried, counted by a breaker, hedged again
+    or answered by a fallback or degradation (each of those would run the mistake again, or hide it behind a
+    result). A TypeError to the caller. Policies test ``isinstance(error, MisuseError)``.
     """
+
+
+class NotAwaitableError(MisuseError):
+    """What ``fn`` returned cannot be awaited (a sync function where an async one belongs, a coroutine already
+    awaited), or ``fn`` could not be called at all (the call's arguments do not fit the function); or a policy's own
+    async callable turned out sync at its first call (``Fallback(fallback)``, ``Degrade(cheaper=)``, ``Retry(sleep=)``,
+    ``Hedge(sleep=)``, a saga's action or compensation)."""
+
+
+class NotSyncError(MisuseError):
+    """A callable a policy needs sync returned an awaitable at its first call (a lambda returning a coroutine):
+    ``Retry(on=)`` predicate, ``Retry(next_delay=)``, ``Retry(random=)``, ``Degrade(key=)``. An outer ``Retry``
+    retried its plain TypeError, an outer ``Fallback`` served a result for it."""
 
 
 def not_awaitable(made: object) -> NotAwaitableError:

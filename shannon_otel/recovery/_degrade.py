@@ -25,7 +25,14 @@ from .._validate import (
 )
 from ._call import _Call, first_failed, notify, observed, start_call
 from ._circuit_open import CircuitOpenError
-from ._decorated import DecoratedCall, NotAwaitableError, not_a_factory, takes_parameters
+from ._decorated import (
+    DecoratedCall,
+    MisuseError,
+    NotAwaitableError,
+    NotSyncError,
+    not_a_factory,
+    takes_parameters,
+)
 from ._fallback import reason_of
 from ._policy import Instrumented, Policy, next_step
 from ._types import END, Chain, Factory
@@ -196,7 +203,7 @@ class Degrade(Instrumented):
         try:
             value = await next_step(chain, i, fn, call)
         except Exception as exc:
-            if not isinstance(exc, self._on) or type(exc) is NotAwaitableError or cancel_requested(exc):
+            if not isinstance(exc, self._on) or isinstance(exc, MisuseError) or cancel_requested(exc):
                 raise  # cancel_requested: the error stands in for the caller's cancellation, never degraded
             served = await self._serve(reason_of(exc), exc, call, key)
             if served is None:
@@ -214,25 +221,26 @@ class Degrade(Instrumented):
         return Served(value)
 
     def _key_of(self, fn: Factory[Any]) -> Hashable:
-        """Which last good value a call reads and writes (see the class docstring)."""
+        """Which last good value a call reads and writes (see the class docstring). A call that cannot be keyed is a
+        :class:`MisuseError`, raised through every policy around it (an outer ``Fallback`` served a result for it)."""
         if not isinstance(fn, functools.partial):
             if self.key is not None:
-                raise TypeError(
+                raise MisuseError(
                     "Degrade(last_good=True, key=...) keys last good values by the call's arguments, and "
                     "call(fn) of a zero-argument factory has none: pass them, call(fn, *args, **kwargs)"
                 )
             return _INSTANCE
         if self.key is not None:
-            keyed = (fn.func, sync_result("key", self.key(fn.args, fn.keywords)))
+            keyed = (fn.func, sync_result("key", self.key(fn.args, fn.keywords), NotSyncError))
             try:
                 hash(keyed)
             except TypeError:  # refused now, before the operation runs: not after, losing its result
-                raise TypeError(
+                raise MisuseError(
                     f"key must return a hashable value (it keys the last good values), got {keyed[1]!r}"
                 ) from None
             return keyed
         if fn.args or fn.keywords:
-            raise TypeError(
+            raise MisuseError(
                 f"Degrade(last_good=True) called with arguments for {getattr(fn.func, '__qualname__', fn.func)!r} "
                 "needs key=: without it one call's last good value would be served to calls with other "
                 "arguments. Pass key=lambda args, kwargs: <what identifies the result>, e.g. args[0]."
@@ -253,7 +261,7 @@ class Degrade(Instrumented):
                 if self.max_age is None or age <= self.max_age:
                     return self._mark(Served(value, True, "last_good", reason, age, error), call)
         if self.cheaper is not None:
-            made = awaitable_from("cheaper", self.cheaper())  # a sync cheaper is refused here, always
+            made = awaitable_from("cheaper", self.cheaper(), NotAwaitableError)  # a sync cheaper: refused, always
             try:
                 value = await made
             except Exception:  # not available: the next in line, the declared default, is served

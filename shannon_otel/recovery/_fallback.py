@@ -14,7 +14,7 @@ from .._telemetry import Outcome
 from .._validate import awaitable_from, check_arity, check_exceptions
 from ._call import _Call
 from ._circuit_open import CircuitOpenError
-from ._decorated import NotAwaitableError
+from ._decorated import MisuseError, NotAwaitableError
 from ._policy import Instrumented, next_step
 from ._types import Chain, Factory
 
@@ -50,7 +50,8 @@ class Fallback(Instrumented):
 
     Cancellation never triggers the fallback, nor does an error raised in its place while the task is being
     cancelled (docs/architecture.md). If the fallback raises too, :class:`FallbackError`
-    (an ``ExceptionGroup`` of the primary and the fallback error) is raised.
+    (an ``ExceptionGroup`` of the primary and the fallback error) is raised; a programming error (a sync
+    ``fallback``, the TypeError of a policy refusing how it was called) is raised as it is, as through every policy.
     """
 
     fallback: Callable[[Exception], Awaitable[Any]]
@@ -68,7 +69,7 @@ class Fallback(Instrumented):
         try:
             return await next_step(chain, i, fn, call)
         except Exception as exc:
-            if not isinstance(exc, self._on) or type(exc) is NotAwaitableError or cancel_requested(exc):
+            if not isinstance(exc, self._on) or isinstance(exc, MisuseError) or cancel_requested(exc):
                 raise  # cancel_requested: the error stands in for the caller's cancellation, never served
             primary = exc
         tokens: list[Any] = []
@@ -78,9 +79,12 @@ class Fallback(Instrumented):
             if call is not None:
                 event = FallbackStarted(call.operation, reason_of(primary), primary)
                 start(call.observers, call.owners, call.hooks, tokens, "fallback_started", event)
-            result: T = await awaitable_from("fallback", self.fallback(primary))
+            result: T = await awaitable_from("fallback", self.fallback(primary), NotAwaitableError)
         except asyncio.CancelledError:  # cut off by a Timeout policy around it too, not only the wave's timeout
             outcome = Outcome.TIMEOUT if timed_out() else Outcome.CANCELLATION
+            raise
+        except MisuseError as exc:  # a sync fallback: a programming error, raised as it is (see its class)
+            outcome, error = Outcome.FAILURE, exc
             raise
         except Exception as exc:
             outcome, error = Outcome.FAILURE, exc

@@ -9,7 +9,7 @@ from typing import Any, NoReturn, TypeVar
 
 from .._validate import awaitable_from, builtin_numbers, check_arity, check_number
 from ._call import _HEDGED, _Branch, _Call, rerun
-from ._decorated import NotAwaitableError
+from ._decorated import MisuseError, NotAwaitableError
 from ._policy import Instrumented, next_step
 from ._types import Chain, Factory, Sleep
 
@@ -181,7 +181,7 @@ async def _attempt(chain: Chain, i: int, fn: Factory[Any], call: _Call | None) -
     try:
         return True, await next_step(chain, i, fn, call)
     except Exception as exc:
-        if type(exc) is NotAwaitableError:  # raised through the hedge: another attempt would run it again
+        if isinstance(exc, MisuseError):  # raised through the hedge: another attempt would run it again
             raise
         return False, exc
     except (KeyboardInterrupt, SystemExit) as exc:
@@ -191,7 +191,7 @@ async def _attempt(chain: Chain, i: int, fn: Factory[Any], call: _Call | None) -
 async def _delay(sleep: Sleep, delay: float) -> tuple[bool, Any]:
     """The wait before the next attempt, its ``sleep(delay)`` made inside the task, as an attempt's call is: a
     timer cancelled before it ran (the hedge done first) left that coroutine never awaited (a RuntimeWarning)."""
-    return await _settle(awaitable_from("sleep", sleep(delay)))
+    return await _settle(awaitable_from("sleep", sleep(delay), NotAwaitableError))
 
 
 async def _settle(awaitable: Any) -> tuple[bool, Any]:

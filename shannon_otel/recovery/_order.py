@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Sequence
 
 from ._breaker import CircuitBreaker
+from ._circuit_open import CircuitOpenError
 from ._degrade import _MISSING, Degrade
 from ._fallback import Fallback
 from ._policy import Policy
@@ -59,11 +60,13 @@ def _acts_on(policy: Policy) -> tuple[type[BaseException], ...] | None:
     """The exception types ``policy`` reacts to from inside it (retries, counts), if it has such types."""
     if isinstance(policy, Retry):
         on = policy.on
-        if isinstance(on, type):
-            return (on,)
-        if isinstance(on, tuple):
-            return on
-        return None  # a predicate: what it accepts cannot be read
+        if not isinstance(on, type | tuple):
+            return None  # a predicate: what it accepts cannot be read
+        types = (on,) if isinstance(on, type) else on
+        # wait_retry_after retries a rejection whatever on= says: a breaker inside the fallback still reaches it
+        # (it warned "will never retry" for Retry(on=ValueError, wait_retry_after=True), Fallback(on=ValueError),
+        # breaker, which retried every rejection)
+        return (*types, CircuitOpenError) if policy.wait_retry_after else types
     if isinstance(policy, CircuitBreaker) and policy.config.slow_call_s is None:  # a slow success counts too
         on = policy.config.on
         return on if isinstance(on, tuple) else (on,)

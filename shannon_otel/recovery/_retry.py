@@ -31,7 +31,9 @@ from ._call import _Call, first_failed, notify, observed, rerun, start_call
 from ._circuit_open import CircuitOpenError
 from ._decorated import (
     DecoratedCall,
+    MisuseError,
     NotAwaitableError,
+    NotSyncError,
     not_a_factory,
     not_awaitable,
     not_entered,
@@ -184,7 +186,7 @@ class Retry(Instrumented):
         return await self._resume(chain, i, fn, call, error, start)
 
     def _retryable(self, error: Exception) -> bool:
-        if type(error) is NotAwaitableError:  # a programming error: running the sync function again changes nothing
+        if isinstance(error, MisuseError):  # a programming error: running the sync function again changes nothing
             return False
         if isinstance(error, CircuitOpenError):
             if not self._open:
@@ -193,7 +195,7 @@ class Retry(Instrumented):
                 return not cancel_requested(error)
         if not isinstance(error, self._types):
             return False
-        if self._predicate is not None and not sync_result("on", self._predicate(error)):
+        if self._predicate is not None and not sync_result("on", self._predicate(error), NotSyncError):
             return False
         return not cancel_requested(error)  # the error stands in for a cancellation (see cancel_requested)
 
@@ -211,7 +213,7 @@ class Retry(Instrumented):
                     raise error
                 finally:  # a raise sets __context__ to what the caller is handling (awaited in an `except`):
                     error.__context__ = context  # the error keeps its own (its cause, a hedge's earlier errors)
-            await awaitable_from("sleep", self.sleep(wait))
+            await awaitable_from("sleep", self.sleep(wait), NotAwaitableError)
             attempt += 1
             previous = wait
             try:
@@ -229,7 +231,9 @@ class Retry(Instrumented):
         limit = self.attempts if not testing or TESTING.attempts is None else min(self.attempts, TESTING.attempts)
         if attempt >= limit:
             return None
-        wait = sync_result("next_delay", self.next_delay(error, attempt)) if self.next_delay is not None else None
+        wait = None
+        if self.next_delay is not None:
+            wait = sync_result("next_delay", self.next_delay(error, attempt), NotSyncError)
         if wait is None and self.wait_retry_after and isinstance(error, CircuitOpenError):
             wait = error.retry_after_s  # None (half-open, forced open): the backoff below
         if wait is None:

@@ -15,7 +15,7 @@ from .._events import CompensationFinished, SagaFinished, SagaObserver, SagaStar
 from .._isolation import HOOK_ERRORS, Unentered, enter, finish, hook_failed, leave, refused, start
 from .._telemetry import Outcome
 from .._validate import plain
-from ._decorated import NotAwaitableError
+from ._decorated import MisuseError
 from ._saga_types import SagaError, SagaResult, _awaited, _check_step, not_async, reused
 
 if TYPE_CHECKING:
@@ -177,7 +177,7 @@ class Transaction:
         if cancelled is not None and _kept(exc if isinstance(exc, asyncio.CancelledError) else None,
                                            cancelled) is cancelled:
             raise cancelled  # the block ended otherwise, or by a timeout's bare cancellation
-        if type(exc) is NotAwaitableError:  # a programming error: raised as it is, as through every policy,
+        if isinstance(exc, MisuseError):  # a programming error: raised as it is, as through every policy,
             return False  # so no Retry around the saga runs a sync action again (tx.result tells the rollback)
         if isinstance(exc, Exception):
             raise SagaError(result) from exc
