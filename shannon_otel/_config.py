@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from . import _telemetry as tel
+from ._bridge import _registered
 from ._delivery import (
     DEFAULT_MAX_QUEUE_SIZE,
     CountedLogRecordProcessor,
@@ -134,6 +135,24 @@ def _check_sequence(name: str, value: object, kind: type) -> None:
             raise TypeError(f"{name} must hold {kind.__name__} objects, got {item!r}")
 
 
+def _check_readers_free(readers: Sequence[MetricReader]) -> None:
+    """An SDK MetricReader serves one MeterProvider for good (shutting that provider down does not free it):
+    the SDK refused a reused one with a bare ``Exception`` from ``MeterProvider()``, naming no parameter, after
+    this reader was handed the new configuration's bridge (the first configuration's page lost its task
+    histograms) and the span processors' threads had started. So it is refused here, before anything starts."""
+    seen: list[MetricReader] = []
+    for index, reader in enumerate(readers):
+        inner = getattr(reader, "inner", None)  # a bridged() reader: its wrapped one counts too
+        taken = [each for each in (reader, inner) if isinstance(each, MetricReader)]
+        if any(each in seen or each in _registered() or getattr(each, "_collect", None) is not None for each in taken):
+            raise ValueError(
+                f"metric_readers[{index}] ({type(reader).__name__}) is registered with a MeterProvider already "
+                "(an earlier configure(), or given twice): an SDK MetricReader serves one provider for good, "
+                "even after that one's shutdown; give each configure() a new reader",
+            )
+        seen.extend(taken)
+
+
 def _check_arguments(
     export_timeout_s: float | None, shutdown_timeout_s: float, max_queue_size: int | None,
     max_export_batch_size: int | None,
@@ -212,7 +231,8 @@ def configure(
     Extra ``metric_readers`` and ``span_exporters`` are added as given; a reader with an
     ``attach_bridge(bridge)`` method merges the in-process task histograms itself (see ``_metrics_bridge``),
     any other reader makes the task metrics fall back to plain SDK calls. Raises ValueError/TypeError
-    naming the parameter for an unknown exporter or an out-of-range number.
+    naming the parameter for an unknown exporter, an out-of-range number, or a metric reader registered with
+    a MeterProvider already (an earlier ``configure()``'s, shut down or not: an SDK reader serves one provider).
 
     Without a ``service.instance.id`` (or with a blank one) from the user, the environment or the SDK
     the resource gets a random one, so replicas never share series.
@@ -236,6 +256,7 @@ def configure(
     if logs is not None:
         check_bool("logs", logs)
     _check_sequence("metric_readers", metric_readers, MetricReader)
+    _check_readers_free(metric_readers)
     _check_sequence("span_exporters", span_exporters, SpanExporter)
     # Called in the export path without await: an async redact dropped every message, its coroutines never awaited.
     check_sync_callable("redact", redact, "a callable (type_name, message) -> str | None", allow_none=True,
