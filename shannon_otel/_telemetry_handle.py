@@ -23,6 +23,7 @@ from ._delivery import (
     bounded,
     in_parallel,
 )
+from ._fork import in_forked_child, release_held
 from ._logs._joined import _Default
 from ._telemetry import SCOPE_NAME as LOGGER_ROOT  # the logging hook's loggers are its children
 from ._telemetry import DropReason
@@ -63,6 +64,14 @@ class Telemetry:
         self._spares: Spares | None = None  # threads for an exit shutdown, started by shut_at_exit
         self._flush_lock = threading.Lock()
         self._flushing: threading.Event | None = None  # set when the latest force_flush's thread is done
+        in_forked_child(self._forked)
+
+    def _forked(self) -> None:
+        """In a forked child: a flush the parent had running (stuck on a silent backend) is not the child's.
+        Its thread does not exist here, so its event was never set: every force_flush of the child waited out
+        its budget on it and returned False, flushing nothing, for the child's whole life."""
+        release_held(self._flush_lock)
+        self._flushing = None
 
     @property
     def dropped(self) -> dict[str, int]:

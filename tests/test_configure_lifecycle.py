@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from shannon_otel import PrometheusReader, Wave, bridged, configure
 from shannon_otel import _telemetry as tel
+
+from _forked import ROOT
 
 
 async def _noop() -> int:
@@ -49,3 +56,54 @@ def test_one_reader_given_twice_is_refused_naming_the_second(wrap: bool) -> None
         configure("twice", exporter="none", metric_readers=readers, set_global=False)
     with configure("once", exporter="none", metric_readers=[reader], set_global=False):  # not taken by the refusal
         pass
+
+
+_STUCK_FLUSH_THEN_FORK = '''
+import asyncio, json, os, sys, threading
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from shannon_otel import Wave, configure
+
+gate = threading.Event()
+
+class Gate(SpanExporter):
+    exported = 0
+    def export(self, spans):
+        gate.wait()
+        Gate.exported += len(spans)
+        return SpanExportResult.SUCCESS
+    def shutdown(self):
+        gate.set()
+
+async def job():
+    return 1
+
+handle = configure("fork", exporter="none", span_exporters=[Gate()], set_global=False)
+wave = Wave("w", tracer_provider=handle.tracer_provider, meter_provider=handle.meter_provider)
+asyncio.run(wave.run([job]))
+assert handle.force_flush(0.05) is False  # the backend is silent: this flush's thread is left waiting
+pid = os.fork()
+if pid == 0:
+    gate.set()  # the child's backend answers
+    asyncio.run(wave.run([job]))
+    flushed = handle.force_flush(5.0)
+    print(json.dumps({"flushed": flushed, "exported": Gate.exported}), flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+gate.set()
+handle.shutdown()
+'''
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_a_child_forked_during_a_stuck_flush_flushes_its_own_spans(tmp_path: Path) -> None:
+    # The parent's stuck flush left its "still flushing" event unset in the child, where its thread does not
+    # exist: every force_flush of the child waited its whole budget on it and returned False, exporting nothing.
+    script = tmp_path / "stuck_flush_fork.py"
+    script.write_text(_STUCK_FLUSH_THEN_FORK)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "_OTEL_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    child = json.loads(done.stdout.splitlines()[0])
+    assert child == {"flushed": True, "exported": 2}  # the child's task and wave spans
