@@ -77,7 +77,8 @@ _MAX_QUEUE_SIZE = 10_000_000  # spans: ~28 GB at ~2.8 KB a finished span (docs/r
 
 def _check_globals_unset(logs: bool) -> None:
     """The OTel API sets the global providers once; a second attempt would be ignored (only logged)."""
-    if globals_set() or (logs and not isinstance(otel_logs.get_logger_provider(), ProxyLoggerProvider)):
+    logs_taken = logs and not isinstance(otel_logs.get_logger_provider(), ProxyLoggerProvider)
+    if globals_set() or logs_taken:
         from ._autoconfig import Configurator
 
         if Configurator._configured is not None:  # the README's app, run as its zero-code section says
@@ -85,6 +86,12 @@ def _check_globals_unset(logs: bool) -> None:
                 "the global OTel providers were already set by opentelemetry-instrument "
                 "(OTEL_PYTHON_CONFIGURATOR=shannon_otel, from the OTEL_* variables): under it, leave configure() "
                 "out of the program (or call configure(..., set_global=False) for providers of its own)",
+            )
+        if not globals_set():  # the user's own logging set-up set the LoggerProvider, nothing else
+            raise RuntimeError(
+                "the global OTel LoggerProvider is already set (OTel allows that once per process) and the logs "
+                "signal was asked for (logs=True, or OTEL_LOGS_EXPORTER): call configure(..., logs=False) to leave "
+                "the logs to it, or configure(..., set_global=False)",
             )
         raise RuntimeError(
             "the global OTel providers are already set (OTel allows that once per process); "

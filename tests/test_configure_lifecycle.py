@@ -107,3 +107,20 @@ def test_a_child_forked_during_a_stuck_flush_flushes_its_own_spans(tmp_path: Pat
     assert done.returncode == 0, done.stderr
     child = json.loads(done.stdout.splitlines()[0])
     assert child == {"flushed": True, "exported": 2}  # the child's task and wave spans
+
+
+def test_a_global_logger_provider_of_the_users_own_is_named_with_the_way_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The user's logging set-up set the global LoggerProvider, nothing else, and OTEL_LOGS_EXPORTER asks for logs:
+    # configure() said "the global OTel providers are already set ... pass tracer_provider=/meter_provider=",
+    # about providers nobody had set, and never mentioned logs=False, the one argument that lets it go on.
+    from opentelemetry import _logs as otel_logs
+    from opentelemetry.sdk._logs import LoggerProvider
+
+    monkeypatch.setenv("OTEL_LOGS_EXPORTER", "console")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+    monkeypatch.setattr(otel_logs, "get_logger_provider", LoggerProvider)
+    threads = set(threading.enumerate())
+    with pytest.raises(RuntimeError, match=r"LoggerProvider is already set .*logs=False"):
+        configure("mine")
+    assert set(threading.enumerate()) <= threads
