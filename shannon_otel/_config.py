@@ -87,6 +87,13 @@ def _check_globals_unset(logs: bool) -> None:
                 "(OTEL_PYTHON_CONFIGURATOR=shannon_otel, from the OTEL_* variables): under it, leave configure() "
                 "out of the program (or call configure(..., set_global=False) for providers of its own)",
             )
+        named = [v for v in ("OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER") if os.environ.get(v)]
+        if named:  # asking the API for the global loads the provider the variable names and makes it the global
+            raise RuntimeError(
+                f"{named[0]}={os.environ[named[0]]!r} makes the OTel API set that provider as the global one "
+                "(once per process), so configure() cannot: unset the variable, or call "
+                "configure(..., set_global=False) and pass tracer_provider=/meter_provider=",
+            )
         if not globals_set():  # the user's own logging set-up set the LoggerProvider, nothing else
             raise RuntimeError(
                 "the global OTel LoggerProvider is already set (OTel allows that once per process) and the logs "

@@ -124,3 +124,18 @@ def test_a_global_logger_provider_of_the_users_own_is_named_with_the_way_out(mon
     with pytest.raises(RuntimeError, match=r"LoggerProvider is already set .*logs=False"):
         configure("mine")
     assert set(threading.enumerate()) <= threads
+
+
+def test_a_provider_named_by_otel_python_tracer_provider_is_named_in_the_refusal() -> None:
+    # OTEL_PYTHON_TRACER_PROVIDER makes the API load that provider as the global on the first look: configure()
+    # said "the global OTel providers are already set" although nobody had set one, naming no variable.
+    code = (
+        "from shannon_otel import configure\n"
+        "try:\n    configure('env', exporter='none')\nexcept RuntimeError as e:\n    print(e)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "_OTEL_"))}
+    env.update(PYTHONPATH=str(ROOT), OTEL_PYTHON_TRACER_PROVIDER="sdk_tracer_provider")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("OTEL_PYTHON_TRACER_PROVIDER='sdk_tracer_provider' makes the OTel API"), done.stdout
