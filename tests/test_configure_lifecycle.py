@@ -1,4 +1,4 @@
-"""configure() called again, with what an earlier configuration holds: refused up front, the earlier one intact."""
+"""configure() and its handle over a life: called again (refused up front, naming why), and forked."""
 
 from __future__ import annotations
 
@@ -11,12 +11,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from _forked import ROOT
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from shannon_otel import PrometheusReader, Wave, bridged, configure
 from shannon_otel import _telemetry as tel
-
-from _forked import ROOT
 
 
 async def _noop() -> int:
