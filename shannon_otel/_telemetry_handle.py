@@ -39,7 +39,8 @@ class Telemetry:
 
     Use as a context manager to shut down on exit; an un-shut handle is shut down (same budget) at
     interpreter exit. Export failures never raise here: the SDK logs them, ``dropped`` counts what
-    was not delivered, and the user's work and results are unaffected.
+    was not delivered, and the user's work and results are unaffected. Built by hand, it refuses a provider
+    without ``shutdown()`` (TypeError) or a ``shutdown_timeout_s`` outside (0, 3600] (ValueError), naming it.
     """
 
     def __init__(
@@ -50,6 +51,15 @@ class Telemetry:
         log_processors: Sequence[CountedLogRecordProcessor] = (),
         metric_exporters: Sequence[CountedMetricExporter] = (),
     ) -> None:
+        # Checked here: a provider without shutdown() (None, the API's proxy of an unset global) failed
+        # only in shutdown(), with an AttributeError, after the handle was marked shut and its telemetry counted lost.
+        for name, provider, required in (("tracer_provider", tracer_provider, True),
+                                         ("meter_provider", meter_provider, True),
+                                         ("logger_provider", logger_provider, False)):
+            if (required or provider is not None) and not callable(getattr(provider, "shutdown", None)):
+                raise TypeError(f"{name} must be an SDK provider (with shutdown())"
+                                f"{'' if required else ' or None'}, got {provider!r}")
+        check_number("shutdown_timeout_s", shutdown_timeout_s, low=0, low_open=True, high=_MAX_TIMEOUT_S)
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
         self.logger_provider = logger_provider  # None unless the logs signal was asked for

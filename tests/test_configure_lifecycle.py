@@ -138,3 +138,24 @@ def test_a_provider_named_by_otel_python_tracer_provider_is_named_in_the_refusal
                           check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("OTEL_PYTHON_TRACER_PROVIDER='sdk_tracer_provider' makes the OTel API"), done.stdout
+
+
+def test_a_telemetry_built_by_hand_refuses_what_it_could_not_shut_down_naming_the_parameter() -> None:
+    # Telemetry(tracer_provider, meter_provider) took anything: None, or the API's proxy of an unset global, failed
+    # only in shutdown() with "AttributeError: 'NoneType' object has no attribute 'shutdown'".
+    from opentelemetry import trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from shannon_otel import Telemetry
+
+    with pytest.raises(TypeError, match="tracer_provider must be an SDK provider"):
+        Telemetry(trace.ProxyTracerProvider(), MeterProvider())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="meter_provider must be an SDK provider"):
+        Telemetry(TracerProvider(), None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"logger_provider must be an SDK provider .* or None"):
+        Telemetry(TracerProvider(), MeterProvider(), "logs")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"shutdown_timeout_s must be in \(0, 3600"):
+        Telemetry(TracerProvider(), MeterProvider(), shutdown_timeout_s=0)
+    handle = Telemetry(TracerProvider(), MeterProvider())
+    assert handle.shutdown() is True
