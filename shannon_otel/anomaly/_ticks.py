@@ -119,14 +119,19 @@ class _WaveFeed(WaveObserver):
 
 def _exported(slowest: trace.Span | None) -> trace.Span | None:
     """The tick's slowest task span as the latency anomaly's cause: while it is open (the event goes on it), or
-    ended in the trace current at detection (which the event goes to); ``None`` (the current span's ids) when it
-    ended in another trace. A tick spans runs of its wave: the slowest task of an earlier run, healthy, ended in a
-    trace decided without the event, which a tail sampler (``TailSampler``, the collector's) keeps only at its
-    healthy ratio, so the ``Anomaly`` named a trace exported nowhere. A failed task's or retried call's trace is
-    kept whatever the ratio (an error in it): those culprits stay named."""
+    ended in the run current at detection (a sibling of the current span, under the same open wave span: the
+    event goes into its part of the trace); ``None`` (the current span's ids) when it ended in another run. A tick
+    spans runs of its wave: the slowest task of an earlier run, healthy, ended in a trace (or, for the in-process
+    ``TailSampler``, a part of one: each run under another TracerProvider's span or a remote parent is decided
+    alone, the trace id shared) decided without the event, which a tail sampler keeps only at its healthy ratio, so
+    the ``Anomaly`` named a span exported nowhere. A failed task's or retried call's trace is kept whatever the
+    ratio (an error in it): those culprits stay named."""
     if slowest is None or slowest.is_recording():
         return slowest
-    if slowest.get_span_context().trace_id == trace.get_current_span().get_span_context().trace_id:
+    parent = getattr(slowest, "parent", None)
+    current = getattr(trace.get_current_span(), "parent", None)
+    if parent is not None and current is not None and (parent.trace_id, parent.span_id) == (
+            current.trace_id, current.span_id):
         return slowest
     return None
 
