@@ -265,3 +265,108 @@ def test_a_latency_anomaly_names_a_trace_the_tail_sampler_kept() -> None:
     # ... and the span it names is exported, the one carrying its span event
     carrying = {format(s.context.span_id, "016x") for s in spans if any(e.name == "shannon.anomaly" for e in s.events)}
     assert all(a.span_id in carrying for a in latency if a.severity is not None)
+
+
+# Bug: the check above compared trace ids, but the TailSampler decides each local part of a trace alone: runs of a
+# wave under another TracerProvider's span (or one remote parent) share the trace id, one part each. The slowest
+# task of an earlier run, healthy, was in a part dropped before the tick closed, yet the Anomaly named its span
+# (same trace id); the span event went into the current run's part. (_ticks._exported: the slowest task is named
+# only when it ended in the current run, under the same wave span.)
+def test_a_latency_anomaly_names_a_span_the_tail_sampler_kept_when_runs_share_a_trace() -> None:
+    from shannon_otel import AnomalyHook
+
+    provider, exporter, sampler = _tail(0.0)
+    users_own = TracerProvider().get_tracer("batch")
+    clock = FakeClock()
+    found: list[Any] = []
+    hook = AnomalyHook(tick_s=1.0, min_tick_tasks=8, clock=clock, on_anomaly=found.append)
+
+    async def job(slow: bool) -> None:
+        clock.advance(2.5 if slow else 0.25)
+
+    async def main() -> None:
+        with users_own.start_as_current_span("nightly job"):  # one trace id, each wave run a part of its own
+            for run in range(200):
+                wave: Wave[None] = Wave("checkout", max_concurrency=1, clock=clock, tracer_provider=provider,
+                                        hooks=(hook,))
+                await wave.run([job(run >= 180 and i == 0) for i in range(3)])
+
+    asyncio.run(main())
+    assert sampler.dropped_traces > 0
+    spans = [s for s in exporter.get_finished_spans() if s.context is not None]
+    exported = {format(s.context.span_id, "016x") for s in spans}
+    latency = [a for a in found if a.signal == "latency"]
+    assert latency
+    assert all(a.span_id in exported for a in latency)
+    carrying = {format(s.context.span_id, "016x") for s in spans if any(e.name == "shannon.anomaly" for e in s.events)}
+    assert all(a.span_id in carrying for a in latency)
+
+
+def test_a_latency_anomaly_still_names_the_slowest_task_of_the_run_that_closed_its_tick() -> None:
+    # The slowest task ended earlier in the run current at detection: the same part, kept with the event, so the
+    # Anomaly names that task (not the fast one that closed the tick).
+    from shannon_otel import AnomalyHook
+
+    provider, exporter, _ = _tail(0.0)
+    clock = FakeClock()
+    found: list[Any] = []
+    hook = AnomalyHook(tick_s=1.0, min_tick_tasks=8, clock=clock, on_anomaly=found.append)
+
+    async def job(slow: bool) -> None:
+        clock.advance(5.0 if slow else 0.125)
+
+    async def main() -> None:
+        for run in range(120):  # 8 tasks a run, 1 s ticks: each run is one tick, the slow task first
+            wave: Wave[None] = Wave("checkout", max_concurrency=1, clock=clock, tracer_provider=provider,
+                                    hooks=(hook,))
+            await wave.run([job(run >= 110 and i == 0) for i in range(8)])
+
+    asyncio.run(main())
+    latency = [a for a in found if a.signal == "latency"]
+    assert latency
+    first = {format(s.context.span_id, "016x") for s in exporter.get_finished_spans()
+             if s.context is not None and s.attributes and s.attributes.get(tel.TASK_INDEX) == 0}
+    assert first and all(a.span_id in first for a in latency)  # the slow task, not the one closing the tick
+
+
+# Bug: retry_rate counts a Hedge's extra attempts too (attempts - 1 per call), and its culprit was the last call with
+# more than one attempt. A call whose hedge merely won (no try failed) has no error in its trace: a tail sampler keeps
+# it at the healthy ratio only, yet the Anomaly (on_anomaly, the run report) named that ended call's span, in a trace
+# exported nowhere. (_ticks._CallFeed: the culprit is a call with a failed or refused try; else the current span.)
+def test_a_retry_rate_anomaly_of_hedged_calls_names_a_trace_the_tail_sampler_kept() -> None:
+    from shannon_otel import AnomalyHook, Hedge
+    from shannon_otel.testing import run_virtual
+
+    provider, exporter, sampler = _tail(0.0)
+    clock = FakeClock()
+    found: list[Any] = []
+    hook = AnomalyHook(tick_s=1.0, min_tick_tasks=8, clock=clock, on_anomaly=found.append, signals=("retry_rate",))
+    hedge = Hedge(1.0, attempts=2, name="quote", tracer_provider=provider, hooks=(hook,))
+
+    async def job(slow: bool) -> int:
+        tries = 0
+
+        async def quote() -> int:
+            nonlocal tries
+            tries += 1
+            if slow and tries == 1:
+                await asyncio.Event().wait()  # never answers: the hedge launched after 1 s (virtual) wins
+            return 1
+
+        clock.advance(0.25)
+        return await hedge.call(quote)
+
+    async def main() -> None:
+        for run in range(200):  # 3 calls a run, ticks of >= 8 calls: the hedged call's run ends before its tick
+            wave: Wave[int] = Wave("checkout", max_concurrency=1, tracer_provider=provider)
+            await wave.run([job(run >= 180 and i == 1) for i in range(3)])
+
+    run_virtual(main())
+    assert sampler.dropped_traces > 0
+    spans = [s for s in exporter.get_finished_spans() if s.context is not None]
+    traces = {format(s.context.trace_id, "032x") for s in spans}
+    retry = [a for a in found if a.signal == "retry_rate"]
+    assert retry
+    assert all(a.trace_id in traces for a in retry)
+    carrying = {format(s.context.span_id, "016x") for s in spans if any(e.name == "shannon.anomaly" for e in s.events)}
+    assert all(a.span_id in carrying for a in retry)

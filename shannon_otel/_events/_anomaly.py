@@ -23,7 +23,8 @@ class Anomaly:
     severity: Severity | None  # None below the warning threshold
     value: float  # the sample that scored (e.g. the tick's mean latency)
     # Hex ids of the tick's slowest task span for latency, of its last failed or timed-out task for
-    # error_rate, of its last retried call for retry_rate; of the span current at detection (the
+    # error_rate, of its last call retried after a failed or refused try for retry_rate (a slowest task ended in
+    # another run of the wave, or no such call: the span current at detection); of the span current at detection (the
     # task that closed the tick) for throughput. None when there was no span, or its
     # trace was not sampled (exported nowhere: no link to follow).
     trace_id: str | None  # 32 hex digits

@@ -78,7 +78,8 @@ class Hook:
 
         Called in the context of the work that closed the tick, with the culprit's span current
         when it is still open (the tick's slowest task for ``latency``, its last failed task for
-        ``error_rate``, its last retried call for ``retry_rate``), so a span event lands there.
+        ``error_rate``, its last call retried after a failed or refused try for ``retry_rate``), so a span
+        event lands there.
         """
 
     def hook_failed(self, event: HookFailed) -> None:

@@ -25,10 +25,11 @@ the entry point resolves its hooks), so the OTel hook turns it into the score ga
 counter and the ``shannon.anomaly`` span event, and the run recorder records it; ``on_anomaly``
 gets the anomalies (severity set). A latency event is delivered with the tick's slowest task span
 current if that span is still open (always true when that task closed the tick), otherwise the
-span current at detection; its ids are the slowest task's, unless that task ended in another trace than the
-current span's (an earlier run of the wave: healthy, a tail sampler may have dropped its trace), when they are the
-current span's (``_ticks._exported``). An ``error_rate`` event names the tick's
-last failed or timed-out task and a ``retry_rate`` one its last retried call in the same way (the
+span current at detection; its ids are the slowest task's, unless that task ended in another run of the wave than the
+current span's (healthy: a tail sampler may have dropped its trace, or the ``TailSampler`` its part of a trace id the
+runs share), when they are the current span's (``_ticks._exported``). An ``error_rate`` event names the tick's
+last failed or timed-out task and a ``retry_rate`` one its last call retried after a failed or refused try (not one
+whose extra attempts were a ``Hedge``'s alone: no error in its trace) in the same way (the
 work that closed the tick may have been healthy: a link to it showed no failure or retry); a
 ``throughput`` anomaly has no culprit: the span current at detection (the task that closed the
 tick) is current and gives the ids. A span whose trace was sampled out gives none

@@ -13,7 +13,7 @@ from .._telemetry import CallOutcome, Outcome
 from ._signals import ERROR_RATE, LATENCY, RETRY_RATE, THROUGHPUT
 
 if TYPE_CHECKING:
-    from .._events import CallFinished, Hook, TaskResult
+    from .._events import AttemptFinished, CallFinished, CallRejected, Hook, TaskResult
     from ..executor._report import WaveReport
     from ._feed import AnomalyHook
 
@@ -119,14 +119,19 @@ class _WaveFeed(WaveObserver):
 
 def _exported(slowest: trace.Span | None) -> trace.Span | None:
     """The tick's slowest task span as the latency anomaly's cause: while it is open (the event goes on it), or
-    ended in the trace current at detection (which the event goes to); ``None`` (the current span's ids) when it
-    ended in another trace. A tick spans runs of its wave: the slowest task of an earlier run, healthy, ended in a
-    trace decided without the event, which a tail sampler (``TailSampler``, the collector's) keeps only at its
-    healthy ratio, so the ``Anomaly`` named a trace exported nowhere. A failed task's or retried call's trace is
-    kept whatever the ratio (an error in it): those culprits stay named."""
+    ended in the run current at detection (a sibling of the current span, under the same open wave span: the
+    event goes into its part of the trace); ``None`` (the current span's ids) when it ended in another run. A tick
+    spans runs of its wave: the slowest task of an earlier run, healthy, ended in a trace (or, for the in-process
+    ``TailSampler``, a part of one: each run under another TracerProvider's span or a remote parent is decided
+    alone, the trace id shared) decided without the event, which a tail sampler keeps only at its healthy ratio, so
+    the ``Anomaly`` named a span exported nowhere. A failed task's trace, and that of a call retried after a failed
+    or refused try, is kept whatever the ratio (an error in it): those culprits stay named."""
     if slowest is None or slowest.is_recording():
         return slowest
-    if slowest.get_span_context().trace_id == trace.get_current_span().get_span_context().trace_id:
+    parent = getattr(slowest, "parent", None)
+    current = getattr(trace.get_current_span(), "parent", None)
+    if parent is not None and current is not None and (parent.trace_id, parent.span_id) == (
+            current.trace_id, current.span_id):
         return slowest
     return None
 
@@ -137,14 +142,24 @@ class _OpTick:
     def __init__(self, end: float) -> None:
         self.calls = self.retries = 0
         self.end = end
-        self.retried_span: trace.Span | None = None  # the retry_rate sample's culprit: a call retried in it
+        # the retry_rate sample's culprit: a call retried in it after a failed or refused try (an error in its trace, so
+        # a tail sampler keeps it; a call whose extra attempts were hedges alone has none)
+        self.retried_span: trace.Span | None = None
 
 
 class _CallFeed(CallObserver):
-    __slots__ = ("_hook", "_op", "_operation", "_sinks")
+    __slots__ = ("_failed", "_hook", "_op", "_operation", "_sinks")
 
     def __init__(self, hook: AnomalyHook, operation: str, op: _OpTick, sinks: tuple[Hook, ...]) -> None:
         self._hook, self._operation, self._op, self._sinks = hook, operation, op, sinks
+        self._failed = False  # a try of this call failed, timed out or was refused
+
+    def attempt_finished(self, token: Any, event: AttemptFinished) -> None:
+        if event.outcome in _FAILED:
+            self._failed = True
+
+    def rejected(self, event: CallRejected) -> None:
+        self._failed = True
 
     def call_finished(self, event: CallFinished) -> None:
         if event.outcome is CallOutcome.CANCELLATION:  # not a finished call (as a cancelled task, above)
@@ -161,7 +176,8 @@ class _CallFeed(CallObserver):
             op.calls += 1
             if event.attempts > 1:
                 op.retries += event.attempts - 1
-                op.retried_span = trace.get_current_span()  # the call's span
+                if self._failed:  # a Hedge's extra attempts alone: a healthy trace, dropped by a tail sampler
+                    op.retried_span = trace.get_current_span()  # the call's span
             if now < op.end or op.calls < hook.min_tick_tasks:
                 return
             rate, retried = op.retries / op.calls, op.retried_span

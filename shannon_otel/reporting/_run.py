@@ -34,7 +34,8 @@ class OperationStats:
     ``latency_by_wave`` maps a wave's label (its name, ``name#n`` for the n-th run of a name, as in
     :attr:`RunReport.labels`) to (calls, mean seconds) of the operation's calls in it;
     ``trace_by_wave`` to the trace id (hex) of its slowest call there (none when that call's trace was
-    not sampled). Calls made outside any wave
+    not sampled; a healthy slow call's trace is one a tail sampler keeps only at its healthy ratio, as
+    histogram exemplars: docs/architecture.md#tail-sampling). Calls made outside any wave
     are under ``""`` (:data:`OUTSIDE_WAVES`, never a wave's name: a wave's name is non-empty).
     """
 
