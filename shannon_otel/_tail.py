@@ -5,7 +5,8 @@
 It holds each trace's ended spans until their local root ends (the wave span, or the user's span
 around the wave: the topmost span started through this processor), then forwards that part of the
 trace whole or none of it (two requests of one upstream trace served here are two parts): a trace is kept when any span
-has an error status, a task outcome ``failure`` / ``timeout`` or a ``shannon.anomaly`` event, and
+has an error status, a task outcome ``failure`` / ``timeout``, a ``shannon.anomaly`` or
+``shannon.breaker.transition`` event or is a saga compensation (``shannon.compensation.outcome``), and
 otherwise when its trace id falls under ``healthy_ratio`` (the SDK's ``TraceIdRatioBased`` rule on the
 low 64 bits, so processes and head samplers of the same ratio agree; the collector's ``probabilistic``
 policy hashes the trace id instead, so it keeps other healthy traces: both at 10% keep about 1%).
@@ -42,18 +43,21 @@ __all__ = ["TailSampler"]
 _log = logging.getLogger("shannon_otel")
 
 _TROUBLE = frozenset({tel.Outcome.FAILURE.value, tel.Outcome.TIMEOUT.value})
+_NOTABLE = frozenset({tel.EVENT_ANOMALY, tel.EVENT_BREAKER_TRANSITION})  # span events that keep their trace
 _TRACE_ID_LIMIT = (1 << 64) - 1  # the low 64 bits of the trace id, as TraceIdRatioBased reads them
 _SWEEP_FLOOR = 4096  # open spans before the first sweep for abandoned ones (see TailSampler._sweep)
 
 
 def troubled(span: ReadableSpan) -> bool:
-    """Whether ``span`` makes its trace worth keeping: an error, a failed / timed-out task, an anomaly."""
+    """Whether ``span`` makes its trace worth keeping: an error, a failed / timed-out task, an anomaly, a
+    breaker transition, a compensation (a rollback a cancellation caused has no error, nor does a breaker's
+    successful probe closing it)."""
     if span.status.status_code is StatusCode.ERROR:
         return True
     attributes = span.attributes
-    if attributes and attributes.get(tel.TASK_OUTCOME) in _TROUBLE:
+    if attributes and (attributes.get(tel.TASK_OUTCOME) in _TROUBLE or tel.COMPENSATION_OUTCOME in attributes):
         return True
-    return any(event.name == tel.EVENT_ANOMALY for event in span.events)
+    return any(event.name in _NOTABLE for event in span.events)
 
 
 class _Trace:

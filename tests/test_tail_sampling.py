@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags, set_span_in_context
 
-from shannon_otel import TailSampler, Wave
+from shannon_otel import BreakerConfig, CircuitBreaker, Saga, TailSampler, Wave
 from shannon_otel import _telemetry as tel
 from shannon_otel.testing import FakeClock
 
@@ -370,3 +370,41 @@ def test_a_retry_rate_anomaly_of_hedged_calls_names_a_trace_the_tail_sampler_kep
     assert all(a.trace_id in traces for a in retry)
     carrying = {format(s.context.span_id, "016x") for s in spans if any(e.name == "shannon.anomaly" for e in s.events)}
     assert all(a.span_id in carrying for a in retry)
+
+
+def test_a_breaker_closing_on_a_successful_probe_and_a_rollback_by_cancellation_keep_their_traces() -> None:
+    """Neither has an error: a probe that closes its breaker succeeds, and a saga rolled back because its caller was
+    cancelled ends unset. Both traces were dropped as healthy, taking the transition events and the compensation
+    spans (what the logs and the run report point at) with them."""
+    provider, exporter, sampler = _setup(0.0)
+    clock = FakeClock()
+    breaker = CircuitBreaker("dep", BreakerConfig(failure_threshold=1, reset_timeout=1.0), clock=clock,
+                             tracer_provider=provider)
+
+    async def fails() -> int:
+        raise ValueError("down")
+
+    async def recovering() -> int:
+        return await breaker.call(_ok)  # the probe: open -> half_open -> closed
+
+    async def undo(_: object) -> None:
+        pass
+
+    async def rolled_back() -> None:
+        async with Saga("order", tracer_provider=provider).begin() as tx:
+            await tx.step("reserve", _ok, compensate=undo)
+            raise asyncio.CancelledError  # as the caller's cancellation arrives mid-saga
+
+    async def main() -> None:
+        with pytest.raises(ValueError, match="down"):
+            await breaker.call(fails)  # closed -> open, outside any wave (its own trace, an error: kept)
+        clock.advance(2.0)
+        await Wave[int]("recover", tracer_provider=provider).run([recovering()])
+        await Wave[None]("healthy", tracer_provider=provider).run([_ok()])
+        await Wave[None]("cancelled", tracer_provider=provider).run([rolled_back()])
+
+    asyncio.run(main())
+    kept = {s.name for s in exporter.get_finished_spans()}
+    assert {"wave recover", "wave cancelled", "compensate reserve"} <= kept
+    assert "wave healthy" not in kept
+    assert sampler.kept_traces == 3 and sampler.dropped_traces == 1

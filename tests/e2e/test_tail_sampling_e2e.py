@@ -6,6 +6,7 @@ broken policy does fail at start."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import uuid
@@ -20,7 +21,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from shannon_otel import Wave
+from shannon_otel import BreakerConfig, CircuitBreaker, Saga, Wave
+from shannon_otel.testing import FakeClock
 
 if TYPE_CHECKING:
     from _stack import Jaeger
@@ -90,6 +92,50 @@ def test_a_failing_wave_is_kept_whole_and_healthy_waves_are_dropped(tail_collect
     (kept,) = jaeger.wait_for_traces(service, min_spans=3, timeout=60)
     assert sorted(s["operationName"] for s in kept["spans"]) == ["task failing", "task failing", "wave failing"]
     assert len(jaeger.traces(service)) == 1  # the healthy waves were dropped
+
+
+def test_a_breaker_closing_and_a_rollback_by_cancellation_are_kept(tail_collector: str, jaeger: Jaeger) -> None:
+    """The collector's policies keep what TailSampler keeps: a trace whose only news is a breaker transition (a
+    probe that closed its breaker succeeds) or a compensation (a saga rolled back by a cancellation has no error)."""
+    service = f"tail-{uuid.uuid4().hex[:8]}"
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=tail_collector, insecure=True)))
+    clock = FakeClock()
+    breaker = CircuitBreaker("dep", BreakerConfig(failure_threshold=1, reset_timeout=1.0), clock=clock,
+                             tracer_provider=provider)
+
+    async def ok() -> int:
+        return 1
+
+    async def fails() -> int:
+        raise ValueError("down")
+
+    async def undo(_: object) -> None:
+        pass
+
+    async def rolled_back() -> None:
+        async with Saga("order", tracer_provider=provider).begin() as tx:
+            await tx.step("reserve", ok, compensate=undo)
+            raise asyncio.CancelledError  # as the caller's cancellation arrives mid-saga
+
+    async def main() -> None:
+        await Wave[int]("healthy", tracer_provider=provider).run([ok()])  # sent first: decided no later
+        with contextlib.suppress(ValueError):
+            await breaker.call(fails)  # closed -> open, in a trace of its own (an error: kept)
+        clock.advance(2.0)
+        await Wave[int]("recover", tracer_provider=provider).run([breaker.call(ok)])
+        await Wave[None]("cancelled", tracer_provider=provider).run([rolled_back()])
+
+    asyncio.run(main())
+    provider.shutdown()
+    expected = ["compensate reserve", "wave cancelled", "wave recover"]
+
+    def names() -> list[str]:
+        return sorted(s["operationName"] for trace in jaeger.traces(service) for s in trace["spans"]
+                      if s["operationName"].startswith(("wave ", "compensate ")))
+
+    wait_until(lambda: names() == expected, timeout=60, what="the breaker's and the rollback's traces in Jaeger")
+    assert len(jaeger.traces(service)) == 3  # the healthy wave was dropped
 
 
 def test_a_broken_policy_fails_at_start(stack_env: StackEnv, jaeger: Jaeger, tmp_path: Path) -> None:
