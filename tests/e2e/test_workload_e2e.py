@@ -338,6 +338,31 @@ def test_the_anomaly_panels_count_the_anomaly_events_the_traces_hold(
     assert by_series == expected
 
 
+def test_the_hook_error_and_transition_panels_count_the_transitions_the_traces_hold(
+    jaeger: Jaeger, prometheus: Prometheus, runs: dict[str, Run],
+) -> None:
+    """BrokenHook raises at every transition of breaker "inventory": the "Hook errors" panel over the run,
+    the "Breaker transitions" panel's inventory rows and the transition span events in Jaeger agree."""
+    run = runs["faulty"]
+    traces = jaeger.wait_for_traces(run.service, min_spans=ROUNDS * TASKS, timeout=60, limit=1000)
+    events = [{f["key"]: f["value"] for f in log["fields"]} for t in traces for span in t["spans"]
+              for log in span["logs"]]
+    transitions = [e for e in events if e.get("event") == tel.EVENT_BREAKER_TRANSITION
+                   and e.get(tel.BREAKER_NAME) == "inventory"]
+    assert transitions
+    window = f"{int(time.time() - run.started) + 5}s"
+    chosen = {"job": run.service, "__range": window, "__rate_interval": window}
+
+    def total(title: str, **labels: str) -> float:
+        (expr,) = [t["expr"] for m in dashboards().values() for p in m["panels"] if p["title"] == title
+                   for t in p["targets"]]
+        return sum(float(s["value"][1]) for s in prometheus.query(dashboard_query(prometheus, expr, chosen))
+                   if labels.items() <= s["metric"].items())
+
+    assert total("Breaker transitions", shannon_breaker_name="inventory") == len(transitions)
+    assert total("Hook errors", shannon_hook_method="breaker_transition") == len(transitions)
+
+
 def test_exporting_straight_to_jaeger_gives_the_same_nesting(jaeger: Jaeger) -> None:
     service = f"e2e-direct-{RUN}"
     with configure(service, exporter="otlp_grpc", endpoint=jaeger.otlp_grpc_endpoint, set_global=False) as t:
