@@ -498,6 +498,13 @@ class MetricsBridge:
             self._sinks[spec.name] = sink
         return sink
 
+    def exemplar_sink(self, spec: MetricSpec, instrument: Any = None) -> HistogramAggregate | _FanOut | None:
+        """:meth:`sink` for a histogram the SDK records well enough but for its exemplars (wave durations,
+        retry delays): only ``configure()`` / ``testing``'s shared store keeps each bucket's latest exemplar
+        in every export (the SDK exports one once, and a scrape of the collector after the next export
+        missed it); None (the SDK) for ``bridged()`` readers, which reset exemplars as the SDK does."""
+        return self.sink(spec, instrument) if self._shared is not None else None
+
     def histogram(self, spec: MetricSpec) -> HistogramAggregate:
         """The shared store's aggregate of ``spec`` (``configure()`` / ``testing`` bridges)."""
         assert self._shared is not None

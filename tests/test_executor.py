@@ -16,6 +16,7 @@ from shannon_otel import (
     Outcome,
     Progress,
     ResourcePool,
+    Retry,
     TaskFinished,
     Wave,
     WaveError,
@@ -629,6 +630,36 @@ def test_bridged_latency_histograms_carry_exemplars_linking_to_task_traces(otel:
         assert span.end_time is not None and span.start_time is not None
         assert exemplar.trace_id == span.context.trace_id
         assert exemplar.value == pytest.approx((span.end_time - span.start_time) / 1e9, abs=0.01)
+
+
+def test_wave_and_retry_delay_exemplars_stay_in_every_export(otel: InMemoryTelemetry) -> None:
+    """Regression: the wave duration and retry delay histograms went through plain SDK calls, whose exemplars
+    are exported once; the collector's Prometheus endpoint then showed them only until the next export, so a
+    scrape between two later exports (the bundled stack: exports every 10 s, scrapes every 15 s) missed the
+    dots of the "Wave duration" and "Retry delay percentiles" panels. Like the task histograms, each bucket
+    now keeps its latest exemplar in every export."""
+    tries = [0]
+
+    async def flaky() -> int:
+        tries[0] += 1
+        if tries[0] == 1:
+            raise ValueError("first")
+        return tries[0]
+
+    async def main() -> None:
+        await Wave("ex", **otel.providers).run([sleeper(0, 1)])
+        await Retry(attempts=2, initial=0.001, name="ex.retry", **otel.providers).call(flaky)
+
+    run(main())
+    wave_span = otel.span("wave ex")
+    operation_span = otel.span("ex.retry")
+    for _export in range(2):
+        (wave_exemplar,) = otel.point(tel.WAVE_DURATION.name, shannon_wave_name="ex").exemplars
+        assert (wave_exemplar.trace_id, wave_exemplar.span_id) == (wave_span.context.trace_id,
+                                                                   wave_span.context.span_id)
+        (delay_exemplar,) = otel.point(tel.RETRY_DELAY_DURATION.name, shannon_operation="ex.retry").exemplars
+        assert (delay_exemplar.trace_id, delay_exemplar.span_id) == (operation_span.context.trace_id,
+                                                                     operation_span.context.span_id)
 
 
 def test_policies_and_waves_on_one_meter_share_the_live_counters() -> None:

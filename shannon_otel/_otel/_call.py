@@ -101,7 +101,13 @@ class _CallTelemetry(_Current, CallObserver):
                 attributes[t.ERROR_TYPE] = _error_type(event.error)
             self.span.add_event(t.EVENT_RETRY_SCHEDULED, attributes)
         if self._tel.metrics_on:
-            self._tel.delay.record(event.delay_s, {t.OPERATION: self._op})
+            sink = self._tel.delay_sink()
+            if sink is None:
+                self._tel.delay.record(event.delay_s, {t.OPERATION: self._op})
+            else:  # its exemplar: the operation span (current here), as the SDK would take it
+                span = self.span if self.span is not None else trace.get_current_span()
+                context = span.get_span_context()
+                sink.record((self._op,), event.delay_s, context if context.is_valid else None)
 
     def timed_out(self, event: TimedOut) -> None:
         if self._tel.metrics_on:

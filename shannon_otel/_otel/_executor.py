@@ -225,11 +225,13 @@ class ExecutorTelemetry(Recording):
             (tel.TASK_DURATION, self.durations), (tel.TASK_QUEUE_WAIT_DURATION, self.queue_waits),
             (tel.TASK_TOKENS, self.tokens),
         )
-        sinks = tuple(
+        durations, queue_waits, tokens = (
             (bridge.sink(spec, instrument) if bridge is not None else None) or _SdkHistogram(instrument, spec)
             for spec, instrument in specs
         )
-        return _WaveTelemetry(self, event, tracing, *sinks)
+        waves = bridge.exemplar_sink(tel.WAVE_DURATION, self.wave_durations) if bridge is not None else None
+        return _WaveTelemetry(self, event, tracing, durations, queue_waits, tokens,
+                              waves or _SdkHistogram(self.wave_durations, tel.WAVE_DURATION))
 
 
 class _WaveTelemetry(WaveObserver):
@@ -254,6 +256,7 @@ class _WaveTelemetry(WaveObserver):
         "_tracer",
         "_untraced",
         "_wave_context",
+        "_wave_durations",
         "_wave_key",
         "name_key",
         "owner",
@@ -267,7 +270,7 @@ class _WaveTelemetry(WaveObserver):
 
     def __init__(
         self, owner: ExecutorTelemetry, event: WaveStarted, tracing: bool,
-        durations: _Sink, queue_waits: _Sink, tokens: _Sink,
+        durations: _Sink, queue_waits: _Sink, tokens: _Sink, wave_durations: _Sink,
     ) -> None:
         self.owner = owner
         self.wave = wave = event.wave
@@ -275,6 +278,7 @@ class _WaveTelemetry(WaveObserver):
         self.success_key: tuple[str, str, str | None] = (wave, _SUCCESS, None)
         self._task_span_name = tel.SPAN_TASK.format(task=wave)
         self._durations, self._queue_waits, self._tokens = durations, queue_waits, tokens
+        self._wave_durations = wave_durations
         self._ok = bind_pair(durations, self.success_key, queue_waits, self._wave_key)
         self._span: Span | None = None
         self._attached: object = None
@@ -432,8 +436,8 @@ class _WaveTelemetry(WaveObserver):
             if self.succeeded:
                 key = meters.admit(meters.outcomes, self.success_key, _OVER_KEY)
                 meters.outcomes[key] = meters.outcomes.get(key, 0) + self.succeeded
-        attrs = {tel.WAVE_NAME: wave, tel.TASK_OUTCOME: report.outcome.value}
-        owner.wave_durations.record(report.duration_s, attrs)
+        # Its exemplar: the wave span (or the caller's span when tracing is off), as for the task histograms
+        self._wave_durations.record((wave, report.outcome.value), report.duration_s, self._untraced)
         owner.efficiency.set(report.parallel_efficiency, {tel.WAVE_NAME: wave})
         span = self._span
         if span is None:

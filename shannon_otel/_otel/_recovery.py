@@ -21,15 +21,15 @@ fleet-wide view. A transition caused outside any span is only counted.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 
 from .. import _telemetry as t
 from .._telemetry import BreakerState
 from ._call import _CallTelemetry
 from ._instruments import histogram, instrument
-from ._providers import METRICS_API, TRACE_API, Recording
+from ._providers import METRICS_API, TRACE_API, Recording, bridge_for
 from ._saga import _SagaTelemetry
 
 if TYPE_CHECKING:
@@ -52,6 +52,9 @@ class RecoveryTelemetry(Recording):
         self.tracer = tracer
         self.attempts = histogram(meter, t.RETRY_ATTEMPTS)
         self.delay = histogram(meter, t.RETRY_DELAY_DURATION)
+        # An explicit provider's bridge is found now; the global's at each retry (it may be set later).
+        self._bridge = bridge_for(meter_provider) if meter_provider is not None else None
+        self._global_meter = meter_provider is None
         self.calls = instrument(meter, t.CALLS)
         self.breaker_state = instrument(meter, t.BREAKER_STATE_METRIC)
         self.transitions = instrument(meter, t.BREAKER_TRANSITIONS)
@@ -63,6 +66,14 @@ class RecoveryTelemetry(Recording):
         # breaker name -> the state last reported as 1 on the state UpDownCounter; shared by the OTel
         # hooks of one meter provider (its ProviderState), as the counter's series are
         self._reported: dict[str, BreakerState] = breaker_states
+
+    def delay_sink(self) -> Any:
+        """Where retry delays go when the provider has ``configure()`` / ``testing``'s metrics bridge, None
+        for plain SDK records. The bridge keeps each bucket's latest exemplar in every export, as for the
+        task histograms: the SDK exports an exemplar once, and the collector's Prometheus endpoint shows
+        it only until the next export, which a slower scrape missed (no exemplar dot for a retry)."""
+        bridge = bridge_for(metrics.get_meter_provider()) if self._global_meter else self._bridge
+        return bridge.exemplar_sink(t.RETRY_DELAY_DURATION, self.delay) if bridge is not None else None
 
     def call_started(self, event: CallStarted) -> CallObserver | None:
         # Inlined enabled(): this runs on every protected call.

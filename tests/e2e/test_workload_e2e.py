@@ -307,6 +307,62 @@ def test_the_anomaly_event_is_on_the_offending_task_span(jaeger: Jaeger, runs: d
     assert {rounds[int(span["traceID"], 16)] for span, _ in with_anomaly} <= {*ANOMALY_ROUNDS, max(ANOMALY_ROUNDS) + 1}
 
 
+def test_the_anomaly_panels_count_the_anomaly_events_the_traces_hold(
+    jaeger: Jaeger, prometheus: Prometheus, runs: dict[str, Run],
+) -> None:
+    """The anomaly dashboard's counts over the run are the anomaly events on the spans in Jaeger (each
+    event is both a span event and one shannon.anomaly.events increment), by severity and by series."""
+    run = runs["faulty"]
+    traces = jaeger.wait_for_traces(run.service, min_spans=ROUNDS * TASKS, timeout=60, limit=1000)
+    events = [{f["key"]: f["value"] for f in log["fields"]} for t in traces for span in t["spans"]
+              for log in span["logs"]]
+    events = [e for e in events if e.get("event") == tel.EVENT_ANOMALY]
+    assert events
+    window = {"job": run.service, "__range": f"{int(time.time() - run.started) + 5}s"}
+
+    def panel(title: str) -> list[dict[str, Any]]:
+        (expr,) = [t["expr"] for m in dashboards().values() for p in m["panels"] if p["title"] == title
+                   for t in p["targets"]]
+        return prometheus.query(dashboard_query(prometheus, expr, window))
+
+    assert [float(s["value"][1]) for s in panel("Anomalies detected")] == [len(events)]
+    critical = sum(e.get(tel.ANOMALY_SEVERITY) == "critical" for e in events)
+    assert [float(s["value"][1]) for s in panel("Critical anomalies")] == [critical]
+    series, severity = (key.replace(".", "_") for key in (tel.ANOMALY_SERIES, tel.ANOMALY_SEVERITY))
+    by_series = {(s["metric"][series], s["metric"][severity]): float(s["value"][1])
+                 for s in panel("Anomaly events by series")}
+    expected: dict[tuple[str, str], float] = {}
+    for e in events:
+        key = (e[tel.ANOMALY_SERIES], e[tel.ANOMALY_SEVERITY])
+        expected[key] = expected.get(key, 0) + 1
+    assert by_series == expected
+
+
+def test_the_hook_error_and_transition_panels_count_the_transitions_the_traces_hold(
+    jaeger: Jaeger, prometheus: Prometheus, runs: dict[str, Run],
+) -> None:
+    """BrokenHook raises at every transition of breaker "inventory": the "Hook errors" panel over the run,
+    the "Breaker transitions" panel's inventory rows and the transition span events in Jaeger agree."""
+    run = runs["faulty"]
+    traces = jaeger.wait_for_traces(run.service, min_spans=ROUNDS * TASKS, timeout=60, limit=1000)
+    events = [{f["key"]: f["value"] for f in log["fields"]} for t in traces for span in t["spans"]
+              for log in span["logs"]]
+    transitions = [e for e in events if e.get("event") == tel.EVENT_BREAKER_TRANSITION
+                   and e.get(tel.BREAKER_NAME) == "inventory"]
+    assert transitions
+    window = f"{int(time.time() - run.started) + 5}s"
+    chosen = {"job": run.service, "__range": window, "__rate_interval": window}
+
+    def total(title: str, **labels: str) -> float:
+        (expr,) = [t["expr"] for m in dashboards().values() for p in m["panels"] if p["title"] == title
+                   for t in p["targets"]]
+        return sum(float(s["value"][1]) for s in prometheus.query(dashboard_query(prometheus, expr, chosen))
+                   if labels.items() <= s["metric"].items())
+
+    assert total("Breaker transitions", shannon_breaker_name="inventory") == len(transitions)
+    assert total("Hook errors", shannon_hook_method="breaker_transition") == len(transitions)
+
+
 def test_exporting_straight_to_jaeger_gives_the_same_nesting(jaeger: Jaeger) -> None:
     service = f"e2e-direct-{RUN}"
     with configure(service, exporter="otlp_grpc", endpoint=jaeger.otlp_grpc_endpoint, set_global=False) as t:
