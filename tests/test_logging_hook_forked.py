@@ -103,3 +103,55 @@ def test_a_forked_child_does_not_summarise_the_repeats_its_parent_held_back(tmp_
     result = json.loads(done.stdout.splitlines()[-1])
     assert [m.startswith("retried op 3 times in the last ") for m in result["parent"]] == [True]
     assert result["child"] == ["retrying op in 0.00 s (attempt 2/2): ConnectionError"]
+
+
+_POOL_CHILD = '''
+import asyncio, logging, multiprocessing, sys
+from opentelemetry.sdk.trace import TracerProvider
+from shannon_otel import Retry
+
+out = sys.argv[1]
+handler = logging.FileHandler(out)  # each process appends its records' messages
+handler.setFormatter(logging.Formatter("%(process)d %(message)s"))
+logging.getLogger("shannon_otel").addHandler(handler)
+logging.getLogger("shannon_otel").setLevel(logging.WARNING)
+# an SDK provider: every call is watched, so the default logging hook logs it (built here, in the parent)
+retry = Retry(name="op", attempts=2, initial=0, maximum=0, tracer_provider=TracerProvider())
+calls = [0]
+
+async def flaky():
+    calls[0] += 1
+    if calls[0] % 2:
+        raise ConnectionError("once")
+    return 1
+
+def work():
+    for _ in range(4):  # the first retry is written, three are held back until the process leaves
+        assert asyncio.run(retry.call(flaky)) == 1
+
+if __name__ == "__main__":
+    child = multiprocessing.get_context(sys.argv[2]).Process(target=work)
+    child.start()
+    child.join()
+    assert child.exitcode == 0
+'''
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_a_multiprocessing_child_writes_the_summaries_its_default_hook_held_back(tmp_path: Path, method: str) -> None:
+    # A multiprocessing child started by fork or forkserver leaves by os._exit, never running atexit: the
+    # repeats the default logging hook held back there ("retried op 3 times") were lost without a trace.
+    import subprocess
+    import sys
+
+    script, out = tmp_path / "pool_child.py", tmp_path / "records.txt"
+    script.write_text(_POOL_CHILD)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "_OTEL_", "SHANNON_OTEL_LOGS"))}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run([sys.executable, str(script), str(out), method], capture_output=True, text=True, env=env,
+                          timeout=120, check=False, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    messages = [line.split(" ", 1)[1] for line in out.read_text().splitlines()]
+    assert messages[0] == "retrying op in 0.00 s (attempt 2/2): ConnectionError"
+    assert [m.startswith("retried op 3 times in the last ") for m in messages[1:]] == [True]
