@@ -85,12 +85,6 @@ def _check_globals_unset(logs: bool) -> None:
                 "(OTEL_PYTHON_CONFIGURATOR=shannon_otel, from the OTEL_* variables): under it, leave configure() "
                 "out of the program (or call configure(..., set_global=False) for providers of its own)",
             )
-        if not globals_set():  # only the logger provider: the tracer/meter advice sent the user the wrong way
-            raise RuntimeError(
-                "the global OTel LoggerProvider is already set (OTel allows that once per process) and the logs "
-                "signal was asked for (logs=True, or OTEL_LOGS_EXPORTER set): call configure(..., logs=False) to "
-                "leave the logs to that provider, or configure(..., set_global=False)",
-            )
         raise RuntimeError(
             "the global OTel providers are already set (OTel allows that once per process); "
             "call configure(..., set_global=False) and pass tracer_provider=/meter_provider= instead",

@@ -151,19 +151,6 @@ def test_a_second_global_configure_is_an_error_not_a_silent_no_op(monkeypatch: p
         configure("again", exporter="none")
 
 
-def test_a_global_logger_provider_already_set_is_named_with_the_way_out(monkeypatch: pytest.MonkeyPatch) -> None:
-    # With only the LoggerProvider set (the user's own logs pipeline) and OTEL_LOGS_EXPORTER set, the error said
-    # the tracer/meter providers were set and to pass tracer_provider=/meter_provider=: neither was true or helped.
-    from opentelemetry import _logs as otel_logs
-    from opentelemetry.sdk._logs import LoggerProvider
-
-    theirs = LoggerProvider()
-    monkeypatch.setattr(otel_logs, "get_logger_provider", lambda: theirs)
-    monkeypatch.setenv("OTEL_LOGS_EXPORTER", "console")
-    with pytest.raises(RuntimeError, match=r"global OTel LoggerProvider is already set .*logs=False"):
-        configure("logs-taken", exporter="console")
-
-
 def test_force_flush_shares_one_deadline_between_traces_and_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
     handle = configure("flush", exporter="none", set_global=False)
     seen: list[int] = []
