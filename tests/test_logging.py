@@ -416,6 +416,15 @@ def test_levels_and_the_off_argument(caplog_all: pytest.LogCaptureFixture) -> No
         LoggingHook(max_keys=0)
 
 
+@pytest.mark.parametrize("level", [0, -5])
+def test_a_level_of_notset_or_below_is_refused_naming_the_event(level: int) -> None:
+    # It was taken, and the event never logged (no logger with a level enables 0 or below): "0 = off"
+    # silenced it without a word, where None is the documented switch.
+    with pytest.raises(ValueError, match=r"levels\['shannon.retry.scheduled'\] must be a logging level in \[1, inf\)"):
+        LoggingHook(levels={t.EVENT_RETRY_SCHEDULED: level})
+    assert LoggingHook(levels={t.EVENT_RETRY_SCHEDULED: 1}).enabled  # the lowest real level is fine
+
+
 def test_breaker_transitions_are_logged_without_an_sdk(caplog_all: pytest.LogCaptureFixture) -> None:
     clock = FakeClock()
     breaker = CircuitBreaker("cache", failure_threshold=1, clock=clock)  # global providers: none set

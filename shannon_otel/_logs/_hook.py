@@ -48,7 +48,7 @@ class LoggingHook(Hook):
 
     On by default: every policy and saga gets one unless ``SHANNON_OTEL_LOGS=off`` or
     ``instrument=False``. Passing a ``LoggingHook`` in ``hooks=`` replaces the default for that
-    entry point. ``levels`` overrides the level per event name (``None`` silences an event);
+    entry point. ``levels`` overrides the level per event name (a level >= 1; ``None`` silences an event);
     ``enabled=False`` makes a hook that logs nothing. ``exception_messages=True`` adds the
     exception's message (``exception.message``) to records; off by default: messages can carry
     user data. Repeats of one (logger, subject, event) are summarised: at most one record per
@@ -84,6 +84,11 @@ class LoggingHook(Hook):
             # bool is an int: True was logged at level 1, "Level True"
             if level is not None and (isinstance(level, bool) or not isinstance(level, int)):
                 raise TypeError(f"levels[{name!r}] must be a logging level (int) or None, got {level!r}")
+            # 0 (NOTSET) or below is never enabled on a logger with a level: the event went silent unannounced,
+            # read as "off" where None is the documented way to silence it
+            if level is not None and level < 1:
+                raise ValueError(f"levels[{name!r}] must be a logging level in [1, inf) (e.g. logging.INFO), "
+                                 f"or None to silence the event, got {level!r}")
             merged[name] = level
         self._levels = merged
         self._messages = exception_messages

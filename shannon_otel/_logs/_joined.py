@@ -77,7 +77,7 @@ class _Default:
                     # user has no handle on this hook to call flush(); configure()'s shutdown flushes it too).
                     if not cls._at_exit:
                         cls._at_exit = True
-                        atexit.register(cls.flush)
+                        _flush_at_exit()
         return hook
 
     @classmethod
@@ -101,6 +101,27 @@ class _Default:
 
 if hasattr(os, "register_at_fork"):  # Windows: no fork
     os.register_at_fork(after_in_child=_Default._forked)
+
+
+def _flush_at_exit() -> None:
+    """Flush the default hook when the process leaves: at interpreter exit, and when a multiprocessing child
+    ends. A child started by fork or forkserver (a ``Process``, a ``Pool`` worker) leaves by ``os._exit`` after
+    its multiprocessing finalizers, never running ``atexit``: the repeats its default hook held back were lost."""
+    import multiprocessing
+    import multiprocessing.util
+
+    atexit.register(_Default.flush)
+    if multiprocessing.parent_process() is not None:
+        _finalize_in_child(_Default)
+    # a child forked by multiprocessing clears the finalizers it inherited, then runs these
+    multiprocessing.util.register_after_fork(_Default, _finalize_in_child)
+
+
+def _finalize_in_child(default: type[_Default]) -> None:
+    import multiprocessing.util
+
+    # before a configure() handle's own finalizer (priority 0), whose shutdown removes the logs signal's handler
+    multiprocessing.util.Finalize(None, default.flush, exitpriority=1)
 
 
 def with_default_logs(otel: Hook, extra: tuple[Hook, ...]) -> Hook:

@@ -5,7 +5,9 @@ the window are only counted. The first occurrence after the window has passed is
 the count it stands for (the caller turns it into a summary) and opens the next window. Memory is
 bounded: past ``max_keys`` the key quiet the longest is evicted and its pending count handed back for a
 summary, so no occurrence goes unreported. O(1) per occurrence; thread-safe (anomaly callbacks
-may come from another thread than the event loop's), and a forked child frees its lock.
+may come from another thread than the event loop's). A forked child frees its lock and starts with no
+windows: the counts it inherited are the parent's, which the parent summarises itself (the child told
+them again, at its exit or its next occurrence of the key, so every held-back occurrence was reported twice).
 
 A window keeps only what a summary needs: nothing for an occurrence let through, and ``keep(item)`` of
 the latest one held back. The items are events carrying the user's exception, whose traceback holds
@@ -55,6 +57,7 @@ class Limiter(Generic[R]):
 
     def _forked(self) -> None:
         release_held(self._lock)
+        self._windows = OrderedDict()  # the parent's held-back counts are the parent's to summarise
 
     def admit(self, key: Hashable, item: R) -> tuple[int, float, list[tuple[R, int, float]]]:
         """One occurrence of ``key``: ``(n, seconds, evicted)``.
