@@ -230,6 +230,22 @@ def test_a_resource_pool_released_more_often_than_acquired_refuses_instead_of_ex
     assert run(main()) == [1, 0, 1, 0]
 
 
+def test_a_task_that_releases_its_own_pool_permit_still_ends_its_span_and_delivers_its_result() -> None:
+    # The permit the wave took for the task was given back by the task; the wave's own release then found none
+    # held. It must not raise out of the task's end (the wave failed with an ExceptionGroup, its span left open).
+    otel = InMemoryTelemetry()
+    pool = ResourcePool("db", 1)
+
+    async def gives_back() -> int:
+        pool.release()
+        return 1
+
+    result = run(Wave("own", **otel.providers).run([task(gives_back, pool=pool), task(gives_back, pool=pool)]))
+    assert result.values() == [1, 1]
+    assert pool.in_use == 0
+    assert sorted(s.name for s in otel.spans()) == ["task own", "task own", "wave own"]
+
+
 def test_cached_hooks_do_not_keep_providers_alive() -> None:
     otel = InMemoryTelemetry()
     Wave("w", **otel.providers)
