@@ -59,6 +59,12 @@ class Policy:
 
     __slots__ = ()
 
+    def __init__(self) -> None:
+        if type(self) is Policy:  # it has no run(): each call raised AttributeError '_hooks' (or NotImplementedError)
+            raise TypeError(
+                "Policy is the base of every policy, not one itself: create one, Retry(...), Timeout(...), ..."
+            )
+
     if TYPE_CHECKING:
         _hooks: tuple[Hook, ...]
         _started: CallStarted
