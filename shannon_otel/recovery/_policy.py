@@ -55,6 +55,9 @@ class Policy:
 
     Subclasses have ``_hooks``, ``_started`` (the prebuilt :class:`CallStarted`) and ``clock``, and
     implement :meth:`run`. ``call`` may be awaited from any task; it never shares per-call state.
+
+    Not built itself (TypeError). A class of your own overriding :meth:`call` alone decorates functions and
+    serves as a ``Wave``'s ``policy=``; a :class:`Pipeline` refuses it (TypeError): apply it outside the pipeline.
     """
 
     __slots__ = ()
