@@ -168,6 +168,11 @@ class Policy:
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
             return await policy.call(factory(func, *args, **kwargs))
 
+        if not isinstance(getattr(func, "__qualname__", None), str):
+            # A partial or a callable object has no name for wraps() to copy: the wrapper was
+            # "Policy.__call__.<locals>.wrapper", so a second decorator's operation (and a Dask task) was named that.
+            name = operation_name(func)
+            wrapper.__qualname__, wrapper.__name__ = name, name.rpartition(".")[2]
         return wrapper
 
 
