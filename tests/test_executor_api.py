@@ -121,6 +121,41 @@ def test_a_pool_of_the_wrong_type_is_refused_at_construction() -> None:
         task(one, pool=3)  # type: ignore[arg-type]
 
 
+async def _fetch(url: str, *, retries: int = 0) -> str:
+    return url
+
+
+class _Client:
+    async def get(self, url: str) -> str:
+        return url
+
+    async def ping(self) -> str:
+        return "pong"
+
+
+def _kw_only(*, url: str) -> Awaitable[str]:
+    return _fetch(url)
+
+
+@pytest.mark.parametrize(
+    "work", [_fetch, _Client().get, _Client.ping, _kw_only], ids=["function", "method", "unbound", "kw-only"],
+)
+def test_task_given_a_function_that_needs_arguments_is_refused_naming_work(work: Any) -> None:
+    # task(fetch) for task(lambda: fetch(url)) was accepted, and every run of it failed its task with Python's
+    # bare "missing 1 required positional argument"
+    with pytest.raises(TypeError, match=r"^work must be a zero-argument async callable .* cannot take"):
+        task(work)
+
+
+def test_task_takes_a_function_or_method_whose_parameters_all_have_defaults() -> None:
+    async def defaults(url: str = "u", *args: str, retries: int = 1, **kw: str) -> str:
+        return url
+
+    specs = [task(defaults), task(_Client().ping), task(functools.partial(_fetch, "p")), task(lambda: _fetch("l"))]
+    result = asyncio.run(Wave("w", instrument=False).run(specs))
+    assert result.values() == ["u", "pong", "p", "l"]
+
+
 def test_task_timeout_is_the_per_task_timeout() -> None:
     async def slow() -> None:
         await asyncio.sleep(10)

@@ -203,6 +203,49 @@ def test_a_resource_pool_serves_one_event_loop_after_another() -> None:
         assert result.values() == [1, 2]
 
 
+def test_a_resource_pool_released_more_often_than_acquired_refuses_instead_of_exceeding_its_limit() -> None:
+    # A release without an acquire (or a second release of one) added a permit: in_use went to -1, two tasks then
+    # held a pool of limit 1 at once, and a pool never acquired in this loop said it was "in use by another loop".
+    async def main() -> list[int]:
+        pool = ResourcePool("db", 1)
+        with pytest.raises(ValueError, match=r"ResourcePool 'db' released more times than it was acquired"):
+            pool.release()
+        await pool.acquire()
+        pool.release()
+        with pytest.raises(ValueError, match=r"'db' released more times"):
+            pool.release()
+        held = []
+        await pool.acquire()
+        held.append(pool.in_use)
+        second = asyncio.ensure_future(pool.acquire())
+        await asyncio.sleep(0)
+        held.append(int(second.done()))  # still waiting: the pool's one permit is held
+        pool.release()
+        await second
+        held.append(pool.in_use)
+        pool.release()
+        held.append(pool.in_use)
+        return held
+
+    assert run(main()) == [1, 0, 1, 0]
+
+
+def test_a_task_that_releases_its_own_pool_permit_still_ends_its_span_and_delivers_its_result() -> None:
+    # The permit the wave took for the task was given back by the task; the wave's own release then found none
+    # held. It must not raise out of the task's end (the wave failed with an ExceptionGroup, its span left open).
+    otel = InMemoryTelemetry()
+    pool = ResourcePool("db", 1)
+
+    async def gives_back() -> int:
+        pool.release()
+        return 1
+
+    result = run(Wave("own", **otel.providers).run([task(gives_back, pool=pool), task(gives_back, pool=pool)]))
+    assert result.values() == [1, 1]
+    assert pool.in_use == 0
+    assert sorted(s.name for s in otel.spans()) == ["task own", "task own", "wave own"]
+
+
 def test_cached_hooks_do_not_keep_providers_alive() -> None:
     otel = InMemoryTelemetry()
     Wave("w", **otel.providers)

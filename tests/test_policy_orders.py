@@ -103,6 +103,33 @@ def test_a_policy_class_given_to_a_wave_is_refused_naming_policy(cls: type) -> N
         Wave("w", policy=cls)  # type: ignore[arg-type]
 
 
+def test_the_policy_base_class_itself_is_refused_when_built_naming_the_policies_to_build() -> None:
+    # Policy() was built, and each call of it, as a decorator or a wave's policy=, raised AttributeError '_hooks'
+    with pytest.raises(TypeError, match=r"^Policy is the base of every policy, not one itself: create one"):
+        Policy()
+
+
+def test_a_policy_of_the_users_overriding_call_alone_works_outside_a_pipeline_and_is_refused_inside() -> None:
+    seen: list[str] = []
+
+    class Logged(Policy):
+        __slots__ = ()
+
+        async def call(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            seen.append("call")
+            return await fn(*args, **kwargs)
+
+    async def double(x: int) -> int:
+        return 2 * x
+
+    assert asyncio.run(Logged()(double)(2)) == 4
+    assert asyncio.run(Wave("w", policy=Logged(), instrument=False).map(double, [3])).values() == [6]
+    assert seen == ["call", "call"]
+    # inside a Pipeline every call raised a bare NotImplementedError (the pipeline runs each policy's run() step)
+    with pytest.raises(TypeError, match=r"^Pipeline takes the library's policies .* apply it outside the pipeline"):
+        Pipeline(Retry(), Logged())
+
+
 @pytest.mark.parametrize("stack", [
     lambda b: Pipeline(b, Retry(attempts=2, initial=0.0), b),
     lambda b: Pipeline(b, Pipeline(Retry(attempts=2, initial=0.0), b)),  # nested pipelines are flattened

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
+import os
+import subprocess
 import sys
 import types
 import warnings
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +24,8 @@ from shannon_otel._otel._recovery import RecoveryTelemetry
 from shannon_otel._telemetry import BreakerState
 from shannon_otel.recovery import BreakerRegistry, CircuitOpenError, Hedge, Pipeline, Retry
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_global_providers_are_watched_until_set_then_resolved_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -45,6 +51,52 @@ def test_global_providers_are_watched_until_set_then_resolved_once(monkeypatch: 
     assert tel.call_started(started) is not None  # type: ignore[arg-type]
     assert tel.call_started(started) is not None  # type: ignore[arg-type]
     assert checks == [None]  # resolved once
+
+
+def test_breakers_built_before_configure_get_their_state_series_once_it_has_run() -> None:
+    # Breakers decorating functions at import time, before configure(): their registration found no SDK, so they
+    # had no shannon.breaker.state series until their first transition (one opened meanwhile: none while open).
+    # In a fresh interpreter: the globals can be set once per process.
+    script = """
+import asyncio, json
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from shannon_otel import CircuitBreaker, CircuitOpenError, configure
+
+early = CircuitBreaker(name="early")
+tripped = CircuitBreaker(name="tripped", failure_threshold=1, reset_timeout=3600)
+
+@early
+async def ok() -> int:
+    return 1
+
+@tripped
+async def fail() -> None:
+    raise ConnectionError
+
+async def calls() -> None:
+    await ok()
+    try:
+        await fail()
+    except (ConnectionError, CircuitOpenError):
+        pass
+
+asyncio.run(calls())  # before configure(): tripped opens
+reader = InMemoryMetricReader()
+telemetry = configure(service_name="early", exporter="none", metric_readers=[reader])
+asyncio.run(calls())
+points = [(dict(p.attributes), p.value) for rm in reader.get_metrics_data().resource_metrics
+          for sm in rm.scope_metrics for m in sm.metrics if m.name == "shannon.breaker.state"
+          for p in m.data.data_points]
+print(json.dumps(sorted([a["shannon.breaker.name"], a["shannon.breaker.state"], v] for a, v in points)))
+telemetry.shutdown()
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=False)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [
+        ["early", "closed", 1], ["early", "half_open", 0], ["early", "open", 0],
+        ["tripped", "closed", 0], ["tripped", "half_open", 0], ["tripped", "open", 1],
+    ]
 
 
 def test_breaker_state_series_follow_transitions_across_a_registry() -> None:

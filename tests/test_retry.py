@@ -316,6 +316,32 @@ def test_a_decorated_partial_or_callable_object_is_named_after_its_function_or_c
     assert names == [load_user.__qualname__, "Flaky"]
 
 
+def test_a_decorated_partial_or_callable_object_decorated_again_keeps_its_name() -> None:
+    """The first decorator's wrapper of a partial or callable object was named "Policy.__call__.<locals>.wrapper"
+    (wraps() had no name to copy), so a second decorator's operation span and metric series were named that."""
+    import functools
+
+    from shannon_otel import Timeout
+
+    tel = Telemetry()
+
+    async def load_user(user_id: int) -> int:
+        return user_id
+
+    inner = retry(attempts=1, **tel.kw)(functools.partial(load_user, 7))
+    stacked = Timeout(5, **tel.kw)(inner)
+    flaky = Timeout(5, **tel.kw)(retry(attempts=1, **tel.kw)(Flaky(0)))
+    assert (inner.__qualname__, inner.__name__) == (load_user.__qualname__, "load_user")
+
+    async def main() -> None:
+        assert await stacked() == 7
+        assert await flaky() == "ok"
+
+    asyncio.run(main())
+    names = [s.name for s in tel.spans() if not s.name.startswith("attempt")]
+    assert names == [load_user.__qualname__, load_user.__qualname__, "Flaky", "Flaky"]
+
+
 def test_user_hooks_see_retry_events() -> None:
     seen: list[RetryScheduled] = []
 

@@ -66,6 +66,19 @@ class RecoveryTelemetry(Recording):
         # breaker name -> the state last reported as 1 on the state UpDownCounter; shared by the OTel
         # hooks of one meter provider (its ProviderState), as the counter's series are
         self._reported: dict[str, BreakerState] = breaker_states
+        # breaker name -> its state, for breakers built while the global meter provider was not set yet (a
+        # decorator at import time, before configure()): reported once it is, or they had no state series
+        # until their first transition
+        self._unseen: dict[str, BreakerState] = {}
+
+    def _resolve_globals(self) -> bool:
+        on = super()._resolve_globals()
+        if self.metrics_on and self._unseen:
+            unseen, self._unseen = self._unseen, {}
+            for name, state in unseen.items():
+                if name not in self._reported:
+                    self._first_sight(name, state)
+        return on
 
     def delay_sink(self) -> Any:
         """Where retry delays go when the provider has ``configure()`` / ``testing``'s metrics bridge, None
@@ -96,11 +109,16 @@ class RecoveryTelemetry(Recording):
         self._reported[name] = state
 
     def breaker_registered(self, event: BreakerRegistered) -> None:
-        if self.enabled() and self.metrics_on and event.breaker not in self._reported:
-            self._first_sight(event.breaker, event.state)
+        if self.enabled() and self.metrics_on:
+            if event.breaker not in self._reported:
+                self._first_sight(event.breaker, event.state)
+        elif self._watch_metrics:
+            self._unseen[event.breaker] = event.state
 
     def breaker_transition(self, event: BreakerTransition) -> None:
         if not self.enabled():
+            if event.breaker in self._unseen:
+                self._unseen[event.breaker] = event.to_state
             return
         if self.tracing_on:
             span = trace.get_current_span()
@@ -110,6 +128,8 @@ class RecoveryTelemetry(Recording):
                     t.BREAKER_TO: event.to_state.value, t.BREAKER_REASON: event.reason,
                 })
         if not self.metrics_on:
+            if event.breaker in self._unseen:
+                self._unseen[event.breaker] = event.to_state
             return
         name = event.breaker
         if name not in self._reported:

@@ -73,7 +73,15 @@ class ResourcePool:
         await self._credits.acquire()
 
     def release(self) -> None:
-        """Give back a permit :meth:`acquire` took."""
+        """Give back a permit :meth:`acquire` took (from any task of its event loop).
+
+        Raises ValueError, changing nothing, when no permit is held (a release without an acquire, or
+        a second release of one): the extra permit let more than ``limit`` tasks in at once."""
+        if self._credits.free >= self.limit:
+            raise ValueError(
+                f"ResourcePool {self.name!r} released more times than it was acquired (no permit is held): "
+                "pair each release() with one acquire()"
+            )
         self._credits.release()
 
     def __repr__(self) -> str:

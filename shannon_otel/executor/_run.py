@@ -350,7 +350,10 @@ class WaveRun:
         call: Any, value: Any = None,
     ) -> None:
         if pool is not None:
-            pool.release()
+            try:
+                pool.release()
+            except ValueError:  # the task gave its permit back itself (pool.release() in it): none left to give
+                pass
         if call is None:
             close_unstarted(item)
         broken: Exception | None = None

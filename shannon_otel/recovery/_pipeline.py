@@ -70,6 +70,12 @@ class Pipeline(Policy):
             if not isinstance(p, Policy):
                 raise TypeError(
                     f"Pipeline takes policies (Retry, CircuitBreaker, Timeout, ...), got {shown(p)}{_hint(p)}")
+            if type(p).run is Policy.run:  # a policy of the user's overriding call() alone: a bare NotImplementedError
+                raise TypeError(
+                    f"Pipeline takes the library's policies (Retry, CircuitBreaker, Timeout, ...), got {shown(p)}, "
+                    f"whose class does not implement the step a Pipeline runs: apply it outside the pipeline, "
+                    f"{type(p).__name__}(...)(pipeline(fn)) or a Wave's policy="
+                )
             unused = p._unused_in_pipeline()
             if unused:
                 given = ", ".join(f"{u}=" for u in unused)

@@ -55,9 +55,18 @@ class Policy:
 
     Subclasses have ``_hooks``, ``_started`` (the prebuilt :class:`CallStarted`) and ``clock``, and
     implement :meth:`run`. ``call`` may be awaited from any task; it never shares per-call state.
+
+    Not built itself (TypeError). A class of your own overriding :meth:`call` alone decorates functions and
+    serves as a ``Wave``'s ``policy=``; a :class:`Pipeline` refuses it (TypeError): apply it outside the pipeline.
     """
 
     __slots__ = ()
+
+    def __init__(self) -> None:
+        if type(self) is Policy:  # it has no run(): each call raised AttributeError '_hooks' (or NotImplementedError)
+            raise TypeError(
+                "Policy is the base of every policy, not one itself: create one, Retry(...), Timeout(...), ..."
+            )
 
     if TYPE_CHECKING:
         _hooks: tuple[Hook, ...]
@@ -159,6 +168,11 @@ class Policy:
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
             return await policy.call(factory(func, *args, **kwargs))
 
+        if not isinstance(getattr(func, "__qualname__", None), str):
+            # A partial or a callable object has no name for wraps() to copy: the wrapper was
+            # "Policy.__call__.<locals>.wrapper", so a second decorator's operation (and a Dask task) was named that.
+            name = operation_name(func)
+            wrapper.__qualname__, wrapper.__name__ = name, name.rpartition(".")[2]
         return wrapper
 
 

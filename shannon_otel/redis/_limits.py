@@ -129,8 +129,8 @@ class SharedPool(ResourcePool):
             raise
 
     def release(self) -> None:
+        super().release()  # first: a release with no permit held raises before a holder's lease is dropped
         holder = self._held.pop() if self._held else None
-        super().release()
         if holder is not None:
             self.shared._background(self._release(holder))
 
