@@ -15,9 +15,12 @@ JOB = 'job=~"$job"'
 OPERATION = q.match(t.OPERATION, "$operation")
 BREAKER = q.match(t.BREAKER_NAME, "$breaker")
 OP = q.label(t.OPERATION)
+# One color per outcome, cancellation as on the overview's task outcomes: a series without one got the
+# palette's next color (green, red...), which a reader took for successes or failures.
 CALL_COLORS = {
     t.CallOutcome.SUCCESS.value: "green", t.CallOutcome.FAILURE.value: "red",
-    t.CallOutcome.REJECTED.value: "purple", t.CallOutcome.IGNORED.value: "text",
+    t.CallOutcome.REJECTED.value: "purple", t.CallOutcome.IGNORED.value: "blue",
+    t.CallOutcome.CANCELLATION.value: "text",
 }
 # Value shown by the state timeline for each breaker state, in this order.
 BREAKER_STATES = (
@@ -56,7 +59,7 @@ def _calls() -> list[p.Json]:
     return [
         p.row("Calls"),
         p.timeseries("Calls by outcome", "Calls through protected operations per second, by outcome as the "
-                     "breaker counts it (success, failure, rejected, ignored).", "ops",
+                     "breaker counts it (success, failure, rejected, ignored, cancellation).", "ops",
                      [p.target(q.per_second(q.sum_by((t.CALL_OUTCOME,), q.events(calls))),
                                f"{{{{{q.label(t.CALL_OUTCOME)}}}}}")], stack=True, colors=CALL_COLORS,
                      width=8),
