@@ -115,7 +115,7 @@ def test_queries_only_use_defined_variables() -> None:
         for dashboard, title, expr in panel_queries():
             if dashboard == name:
                 used = set(re.findall(r"\$([A-Za-z_]\w*)", expr)) - {
-                    "__rate_interval", "__range", "__interval", "__rate_interval_ms",
+                    "__rate_interval", "__range", "__interval", "__interval_ms",
                 }
                 assert used <= defined, (title, used - defined)
 

@@ -5,17 +5,18 @@ overrides name what the queries return, and every datasource and link resolves."
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 from typing import Any
 
 from shannon_otel import _telemetry as t
 from shannon_otel.assets import dashboards
-from shannon_otel.assets._provisioning import datasources
 from shannon_otel.assets._promql import label
+from shannon_otel.assets._provisioning import datasources
 
 # The Grafana unit ids the dashboards may use (packages/grafana-data/src/valueFormats/categories.ts).
 GRAFANA_UNITS = {"none", "short", "percent", "percentunit", "s", "ms", "ops", "reqps", "currencyUSD", "bytes"}
 # Label -> every value it takes: a panel coloring some of them by name must color all of them.
-ENUM_LABELS: dict[str, type] = {
+ENUM_LABELS: dict[str, type[StrEnum]] = {
     label(t.TASK_OUTCOME): t.Outcome, label(t.CALL_OUTCOME): t.CallOutcome,
     label(t.ANOMALY_SEVERITY): t.Severity,
 }
@@ -60,7 +61,7 @@ def test_panels_never_overlap_on_the_grid() -> None:
         taken: dict[tuple[int, int], str] = {}
         for panel in model["panels"]:
             grid = panel["gridPos"]
-            assert 0 <= grid["x"] and grid["x"] + grid["w"] <= 24 and grid["h"] > 0, (name, panel["title"])
+            assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24 and grid["h"] > 0, (name, panel["title"])
             for x in range(grid["x"], grid["x"] + grid["w"]):
                 for y in range(grid["y"], grid["y"] + grid["h"]):
                     assert (x, y) not in taken, (name, panel["title"], taken[x, y])

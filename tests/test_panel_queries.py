@@ -111,3 +111,22 @@ def test_a_wave_without_tasks_in_the_range_is_no_row_of_the_slowest_waves(tmp_pa
     evaluate(tmp_path, series, expr, [
         {"labels": '{job="svc", service="svc", shannon_wave_name="busy"}', "value": p99},
     ], at="30m")
+
+
+@pytest.mark.parametrize("variables", [
+    VARIABLES,  # the rate interval a multiple of the step: the closed window held one step more
+    {"__range": "1d", "__rate_interval": "75s", "__interval": "1m"},  # step + scrape: two steps of growth
+    {"__range": "7d", "__rate_interval": "615s", "__interval": "10m"},
+])
+def test_per_second_panels_show_the_real_rate_at_every_interval(tmp_path: Path, variables: dict[str, str]) -> None:
+    """One task per second and $1 per minute: 1 task/s and $60/h, whatever Grafana's intervals.
+    Before: the growth of every subquery step in the window over $__rate_interval, 1.25x to 2x."""
+    labels = f'{A}, shannon_wave_name="w"'
+    series = {
+        f'shannon_task_outcomes_total{{{labels}, shannon_task_outcome="success"}}': "0+60x1500",
+        f'shannon_task_cost_total{{{labels}}}': "0+1x1500",
+    }
+    row = '{job="svc", service="svc", shannon_wave_name="w"}'
+    for title, value in (("Task throughput by wave", 1), ("Cost per hour", 60)):
+        found = [p["targets"][0]["expr"] for m in dashboards().values() for p in m["panels"] if p["title"] == title]
+        evaluate(tmp_path, series, concrete_query(found[0], variables), [{"labels": row, "value": value}], at="24h")

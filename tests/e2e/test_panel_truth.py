@@ -279,7 +279,11 @@ def test_rate_panels_count_every_task_a_batch_process_exported(prometheus: Prome
     """Per-second panels over a rate interval spanning the runs: every task. With rate() the tasks of each
     series' first export were missing (each phase's tasks are all in one export; 4 phases of 6 showed)."""
     window = _whole(runs)
-    seconds = float(window[:-1])
+    # A per-second panel divides by the span of the $__interval steps it sums in the window (at least
+    # the window: a closed window holds one step more), not by the window.
+    step = prometheus.scrape_interval
+    steps = prometheus.query(f"count_over_time(vector(1)[{window}:{step:g}s])", at=runs.at)
+    seconds = float(steps[0]["value"][1]) * step
     everything = WAVE_RUNS * PHASES
     throughput = one(show(prometheus, "Task throughput by wave", runs.at, window)) * seconds
     assert throughput == pytest.approx(everything * TASKS)
