@@ -1,0 +1,54 @@
+"""``Wave(rate_limit=)`` bounds task *starts*: at most ``burst + rate * t`` in any window of ``t`` seconds.
+
+The limiter admitted a task before it waited for its resource pool: tasks admitted while the pool was held
+elsewhere then all started together when it freed (rate 1/s, ten starts within 10 ms). The limiter is now
+the last wait before the start, so what it admits starts at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from shannon_otel import ResourcePool, Wave, task
+from shannon_otel.testing import run_virtual
+
+
+def _worst_window(starts: list[float], rate: float, burst: int) -> int:
+    """The most starts over ``burst + rate * t`` in any window [starts[i], starts[j]]."""
+    starts = sorted(starts)
+    worst = 0
+    for i in range(len(starts)):
+        for j in range(i, len(starts)):
+            worst = max(worst, (j - i + 1) - int(burst + rate * (starts[j] - starts[i]) + 1e-9))
+    return worst
+
+
+def test_tasks_waiting_for_a_pool_held_elsewhere_still_start_at_the_rate() -> None:
+    async def main() -> list[float]:
+        clock = asyncio.get_running_loop().time
+        pool = ResourcePool("api", 5)
+        for _ in range(5):  # held by another wave's tasks for 100 s
+            await pool.acquire()
+
+        async def free_later() -> None:
+            await asyncio.sleep(100)
+            for _ in range(5):
+                pool.release()
+
+        starts: list[float] = []
+
+        async def work() -> None:
+            starts.append(clock())
+            await asyncio.sleep(0.01)
+
+        freeing = asyncio.create_task(free_later())
+        wave = Wave("limited", rate_limit=1, burst=1, clock=clock, instrument=False)
+        result = await wave.run([task(work, pool=pool) for _ in range(10)])
+        await freeing
+        assert result.values() == [None] * 10
+        return starts
+
+    starts = run_virtual(main())
+    assert len(starts) == 10
+    assert _worst_window(starts, 1, 1) <= 0, sorted(starts)
+    assert sorted(starts) == [100.0 + k for k in range(10)]
