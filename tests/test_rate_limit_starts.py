@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from shannon_otel import ResourcePool, Wave, task
 from shannon_otel.testing import run_virtual
 
@@ -52,3 +54,28 @@ def test_tasks_waiting_for_a_pool_held_elsewhere_still_start_at_the_rate() -> No
     assert len(starts) == 10
     assert _worst_window(starts, 1, 1) <= 0, sorted(starts)
     assert sorted(starts) == [100.0 + k for k in range(10)]
+
+
+@pytest.mark.parametrize(("rate", "burst"), [(5e-324, 2), (1e-310, 3), (1e-320, 1)])
+def test_a_rate_whose_interval_overflows_starts_the_burst_and_no_more(rate: float, burst: int) -> None:
+    """1/rate overflowing to inf made the schedule inf after one start and its tolerance inf from a burst of
+    2: inf - inf is NaN, so no start ever waited (every task of a 1e-310/s limit started at once)."""
+
+    async def main() -> list[float]:
+        clock = asyncio.get_running_loop().time
+        starts: list[float] = []
+
+        async def work(i: int) -> int:
+            starts.append(clock())
+            return i
+
+        wave = Wave("tiny", rate_limit=rate, burst=burst, clock=clock, instrument=False)
+        job = asyncio.ensure_future(wave.map(work, range(5)))
+        await asyncio.sleep(10**6)  # a million virtual seconds: the next start is due in ~10**300 years
+        job.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await job
+        return starts
+
+    starts = run_virtual(main())
+    assert starts == [0.0] * burst

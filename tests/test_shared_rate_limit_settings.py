@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("redis")
 
-from shannon_otel.redis import RedisState, SharedRateLimit  # noqa: E402
+from shannon_otel.redis import RedisState, SharedRateLimit
 
 
 def _state() -> RedisState:
