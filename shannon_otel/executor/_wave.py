@@ -199,6 +199,9 @@ class Wave(Generic[T]):
                 "release(): a concurrency limit, whose permits the wave would never give back (it would hang "
                 "once they ran out). Bound concurrency with max_concurrency= or task(fn, pool=ResourcePool(...))"
             )
+        else:  # called with no argument before each start: one that needs one failed every task, at run time
+            limiter: Any = self.rate_limit
+            check_arity("rate_limit.acquire", limiter.acquire, 0, "an async method taking no arguments")
         # <= sys.maxsize: batches are cut with itertools.islice, which refuses a larger size at run time
         check_number("batch_size", self.batch_size, low=1, high=sys.maxsize, integer=True, allow_none=True)
         check_number("burst", self.burst, low=1, integer=True)
