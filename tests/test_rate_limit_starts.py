@@ -8,11 +8,13 @@ the last wait before the start, so what it admits starts at once.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace import SpanProcessor
 
 from shannon_otel import ResourcePool, Wave, task
-from shannon_otel.testing import run_virtual
+from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
 
 def _worst_window(starts: list[float], rate: float, burst: int) -> int:
@@ -79,3 +81,46 @@ def test_a_rate_whose_interval_overflows_starts_the_burst_and_no_more(rate: floa
 
     starts = run_virtual(main())
     assert starts == [0.0] * burst
+
+
+class _OpenSpans(SpanProcessor):
+    """Counts the spans started and not ended."""
+
+    def __init__(self) -> None:
+        self.open = 0
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        self.open += 1
+
+    def on_end(self, span: Any) -> None:
+        self.open -= 1
+
+
+@pytest.mark.parametrize("fail_at", range(1, 8))
+def test_a_clock_that_raises_at_any_read_of_a_rate_limited_wave_leaves_no_span_open(fail_at: int) -> None:
+    """The rate limiter read the clock as the run was set up, after the OTel hook had opened the wave: a clock
+    that raised there left the wave span open and the pending gauge at the wave's size, for good."""
+    telemetry = InMemoryTelemetry()
+    spans = _OpenSpans()
+    telemetry.tracer_provider.add_span_processor(spans)
+    reads = 0
+
+    def clock() -> float:
+        nonlocal reads
+        reads += 1
+        if reads == fail_at:
+            raise OSError("clock broke")
+        return float(reads)
+
+    async def work(i: int) -> int:
+        return i
+
+    wave = Wave("limited", rate_limit=5, clock=clock, **telemetry.providers)
+    try:
+        run_virtual(wave.map(work, range(2)))
+    except (OSError, ExceptionGroup):  # propagated once every span is ended (as tests/test_wave_clocks.py)
+        pass
+    assert spans.open == 0
+    if "shannon.task.pending" in telemetry.metrics():
+        assert [p.value for p in telemetry.points("shannon.task.pending")] == [0]
+        assert [p.value for p in telemetry.points("shannon.task.active")] == [0]

@@ -137,7 +137,10 @@ class RateLimiter:
         self._left: int | None = burst if math.isinf(self._interval) else None
         self._clock = clock
         self._sleep = sleep
-        self._tat = self._last = clock()
+        # No clock read here: the limiter is made as the run begins, after the hooks opened the wave (its span,
+        # its pending tasks), and a clock that raised then left them open for good. The first acquire() reads it
+        # (an error then fails that task); -inf: no start scheduled yet.
+        self._tat = self._last = -math.inf
 
     async def acquire(self) -> None:
         if self._left is not None:
