@@ -47,3 +47,21 @@ def test_a_rate_limiter_with_acquire_alone_still_limits_the_starts() -> None:
     result = run_virtual(Wave[int]("limited", rate_limit=Limiter(), instrument=False).run([work] * 5))
     assert result.values() == [1] * 5
     assert len(acquired) == 5
+
+
+def test_a_rate_limiter_whose_acquire_needs_an_argument_is_refused_when_the_wave_is_built() -> None:
+    """The wave calls ``acquire()`` with no argument before each start: one needing an argument (a token count)
+    was accepted, and every task then failed with Python's bare "missing 1 required positional argument"."""
+
+    class TokenLimiter:
+        async def acquire(self, tokens: int) -> None:
+            pass
+
+    with pytest.raises(TypeError, match=r"rate_limit\.acquire must be an async method taking no arguments.*tokens"):
+        Wave("limited", rate_limit=TokenLimiter(), instrument=False)  # type: ignore[arg-type]
+
+    class Defaulted:
+        async def acquire(self, tokens: int = 1) -> None:
+            pass
+
+    Wave("limited", rate_limit=Defaulted(), instrument=False)  # callable with no argument: accepted

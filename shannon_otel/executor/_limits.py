@@ -119,7 +119,7 @@ def pools_by_name(pools: Iterable[ResourcePool]) -> Mapping[str, ResourcePool]:
 class RateLimiter:
     """Start at most ``rate`` tasks per second with bursts of ``burst`` (GCRA). Per-run state."""
 
-    __slots__ = ("_clock", "_interval", "_last", "_sleep", "_tat", "_tau")
+    __slots__ = ("_clock", "_interval", "_last", "_left", "_sleep", "_tat", "_tau")
 
     def __init__(
         self, rate: float, burst: int, clock: Callable[[], float], sleep: Callable[[float], Awaitable[None]],
@@ -131,11 +131,24 @@ class RateLimiter:
             self._tau = (burst - 1) * self._interval if burst > 1 else 0.0
         except OverflowError:
             self._tau = math.inf
+        # A rate so small that 1/rate overflows (below ~5.6e-309/s): no start after the first ``burst`` ever comes.
+        # Counted, as the schedule cannot hold it: every start after the first made it inf, its tolerance was inf
+        # too from a burst of 2, and inf - inf (NaN) waited for nothing: such a rate limited nothing at all.
+        self._left: int | None = burst if math.isinf(self._interval) else None
         self._clock = clock
         self._sleep = sleep
-        self._tat = self._last = clock()
+        # No clock read here: the limiter is made as the run begins, after the hooks opened the wave (its span,
+        # its pending tasks), and a clock that raised then left them open for good. The first acquire() reads it
+        # (an error then fails that task); -inf: no start scheduled yet.
+        self._tat = self._last = -math.inf
 
     async def acquire(self) -> None:
+        if self._left is not None:
+            if self._left > 0:
+                self._left -= 1
+                return
+            await awaitable_from("sleep", self._sleep(math.inf))  # never admitted: waits until cancelled
+            return
         now = self._clock()
         if now < self._last:  # the clock went back (an injected wall clock stepped): the schedule goes back with
             self._tat -= self._last - now  # it, or the next start waited the step too (a day back: a day)

@@ -223,10 +223,6 @@ class WaveRun:
         try:
             if self.stopped:  # taken as the run stopped, by a worker an eager task factory ran meanwhile
                 raise asyncio.CancelledError
-            if self.limiter is not None:
-                # a shared limiter's acquire() that is sync (threading.Semaphore's returns True): named, not
-                # Python's "object bool can't be used in 'await' expression"
-                await awaitable_from("rate_limit.acquire", self.limiter.acquire())
             if wanted is not None:
                 if isinstance(wanted, str):  # a deprecated pool name
                     named = wave.pool_map.get(wanted)
@@ -237,6 +233,12 @@ class WaveRun:
                 await wanted.acquire()
                 pool = wanted
                 POOLS_HELD.set((*POOLS_HELD.get(), (pool, slot)))
+            if self.limiter is not None:
+                # Last, right before the start: admitted first, tasks then waiting for a pool held elsewhere all
+                # started at once when it freed (a rate limit of 1/s let 10 starts through in 10 ms).
+                # A shared limiter's acquire() that is sync (threading.Semaphore's returns True): named, not
+                # Python's "object bool can't be used in 'await' expression"
+                await awaitable_from("rate_limit.acquire", self.limiter.acquire())
             start = wave.clock()
             queue_wait = start - (self.dispatch_time if ready is None else ready)
             if queue_wait < 0.0:  # an injected clock that went back (see _wave)

@@ -111,7 +111,9 @@ class Wave(Generic[T]):
         task_timeout: per-task timeout in seconds (> 0), or ``None``: a cancel scope around each task
             (retries included), not a retry's budget (``Retry(budget_s=)``) nor the ``Timeout`` policy.
             ``timeout=`` is its deprecated alias (DeprecationWarning; removed in the next release).
-        rate_limit: task starts per second (> 0), or ``None``; ``burst`` starts may happen at once.
+        rate_limit: task starts per second (> 0), or ``None``; ``burst`` starts may happen at once. It is the
+            last wait before a start (a task naming a pool waits for it holding its pool permit), so at most
+            ``burst + rate_limit * t`` tasks start in any ``t`` seconds, however long they waited for a pool.
             Or an object with ``async acquire()`` held across runs and processes (e.g.
             ``shannon_otel.redis.SharedRateLimit``), awaited before each task starts and never released: an
             object with a ``release()`` too (a semaphore, a ``ResourcePool``) is a concurrency limit and is
@@ -197,6 +199,9 @@ class Wave(Generic[T]):
                 "release(): a concurrency limit, whose permits the wave would never give back (it would hang "
                 "once they ran out). Bound concurrency with max_concurrency= or task(fn, pool=ResourcePool(...))"
             )
+        else:  # called with no argument before each start: one that needs one failed every task, at run time
+            limiter: Any = self.rate_limit
+            check_arity("rate_limit.acquire", limiter.acquire, 0, "an async method taking no arguments")
         # <= sys.maxsize: batches are cut with itertools.islice, which refuses a larger size at run time
         check_number("batch_size", self.batch_size, low=1, high=sys.maxsize, integer=True, allow_none=True)
         check_number("burst", self.burst, low=1, integer=True)

@@ -23,7 +23,7 @@ class SharedRateLimit:
     :class:`SharedStateUnavailableError` (the task fails before it starts).
     """
 
-    __slots__ = ("_args", "_key", "_local", "burst", "name", "rate", "shared", "sleep")
+    __slots__ = ("_args", "_burst", "_key", "_local", "_name", "_rate", "_shared", "_sleep")
 
     def __init__(
         self, shared: RedisState, name: str, *, rate: float, burst: int = 1,
@@ -36,18 +36,50 @@ class SharedRateLimit:
             raise ValueError(f"name must be a non-empty string, got {name!r}")
         check_utf8("name", name)
         # At least one start in ~32 years: the bucket (burst / rate, up to 1e15 s) stays a TTL Redis can set
-        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 1e-9 <= rate <= 1e6:
+        # Not a number at all (a str, None, a bool): TypeError, as Wave(rate_limit=) raises; out of range: ValueError
+        if isinstance(rate, bool) or not isinstance(rate, int | float):
+            raise TypeError(f"rate must be a number of starts per second in [1e-09, 1e6], got {shown(rate)}")
+        if not 1e-9 <= rate <= 1e6:
             raise ValueError(f"rate must be a number of starts per second in [1e-09, 1e6], got {shown(rate)}")
-        if isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= 1_000_000:
+        if isinstance(burst, bool) or not isinstance(burst, int):
+            raise TypeError(f"burst must be an int in [1, 1000000], got {shown(burst)}")
+        if not 1 <= burst <= 1_000_000:
             raise ValueError(f"burst must be an int in [1, 1000000], got {shown(burst)}")
         if not callable(sleep):
             raise TypeError(f"sleep must be an async callable taking seconds, got {sleep!r}")
         check_arity("sleep", sleep, 1, "an async callable taking seconds")
-        self.shared, self.name, self.rate, self.burst, self.sleep = shared, name, float(rate), burst, sleep
+        self._shared, self._name, self._rate, self._burst, self._sleep = shared, name, float(rate), burst, sleep
         interval_ms = 1000.0 / rate
         self._key = [shared._key("rate", name, "tat")]
         self._args = [interval_ms, (burst - 1) * interval_ms, math.ceil(interval_ms * burst) + 1000]
         self._local: RateLimiter | None = None
+
+    # Read-only: the Redis script's arguments are computed from them once. Settable, `limit.rate = 100` changed
+    # what the repr showed while every wave sharing the object still started at the old rate.
+    @property
+    def shared(self) -> RedisState:
+        """The Redis state holding the schedule (read-only)."""
+        return self._shared
+
+    @property
+    def name(self) -> str:
+        """The limit's name, shared by every process using it (read-only)."""
+        return self._name
+
+    @property
+    def rate(self) -> float:
+        """Starts per second (read-only: make a new SharedRateLimit for another rate)."""
+        return self._rate
+
+    @property
+    def burst(self) -> int:
+        """Starts that may happen at once (read-only)."""
+        return self._burst
+
+    @property
+    def sleep(self) -> Callable[[float], Awaitable[None]]:
+        """What waits out an admission's delay (read-only)."""
+        return self._sleep
 
     async def acquire(self) -> None:
         """Wait until this start is within the shared rate (the slot is reserved before the wait)."""
