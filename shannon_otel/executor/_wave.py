@@ -182,6 +182,8 @@ class Wave(Generic[T]):
             )
             if self.task_timeout is not None:
                 raise ValueError("pass task_timeout= only; timeout= is its deprecated alias")
+            # checked under the name the caller used: Wave(timeout=0) said "task_timeout must be ..."
+            check_number("timeout", self.timeout, low=0, low_open=True)
             # moved, not kept: dataclasses.replace() on this wave must not warn or conflict again
             object.__setattr__(self, "task_timeout", self.timeout)
             object.__setattr__(self, "timeout", None)
