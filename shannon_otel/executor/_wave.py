@@ -110,6 +110,7 @@ class Wave(Generic[T]):
         max_concurrency: tasks running at once (> 0); ``None`` runs every task at once (sized input only).
         task_timeout: per-task timeout in seconds (> 0), or ``None``: a cancel scope around each task
             (retries included), not a retry's budget (``Retry(budget_s=)``) nor the ``Timeout`` policy.
+            Cooperative like it: blocking sync code in a task (``time.sleep``, CPU work) is not cut.
             ``timeout=`` is its deprecated alias (DeprecationWarning; removed in the next release).
         rate_limit: task starts per second (> 0), or ``None``; ``burst`` starts may happen at once.
             Or an object with ``async acquire()`` held across runs and processes (e.g.
