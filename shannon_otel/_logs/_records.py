@@ -143,7 +143,9 @@ def timed_out(event: TimedOut, messages: bool) -> Record:
     return Record(
         t.LOGGER_TIMEOUT, t.LOG_EVENT_TIMED_OUT, "%s timed out after %s s",
         (event.operation, as_seconds(event.timeout_s)), fields,
-        f"{event.operation} timed out {N} times in the last {S} s (limit {as_seconds(event.timeout_s)} s)",
+        # "last": a pipeline's Timeouts (the total and the per-attempt one) share its name, so one summary
+        # counts both; "(limit 1.00 s)" said each of its N timeouts had that limit
+        f"{event.operation} timed out {N} times in the last {S} s (last: limit {as_seconds(event.timeout_s)} s)",
     )
 
 
