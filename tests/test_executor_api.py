@@ -180,6 +180,16 @@ def test_timeout_is_a_deprecated_alias_of_task_timeout() -> None:
         Wave("both", timeout=1, task_timeout=2, instrument=False)
 
 
+@pytest.mark.parametrize(("value", "error"), [(0, ValueError), (-1, ValueError), (float("nan"), ValueError),
+                                              (True, TypeError), ("1", TypeError)])
+def test_a_bad_deprecated_timeout_is_refused_naming_timeout_the_parameter_given(value: object,
+                                                                              error: type[Exception]) -> None:
+    # Wave(timeout=0) was refused as "task_timeout must be in (0, inf), got 0": a parameter the caller never
+    # passed (Retry(timeout=0) names timeout, the one given).
+    with pytest.raises(error, match=r"^timeout must be"), pytest.warns(DeprecationWarning, match="timeout"):
+        Wave("old", timeout=value, instrument=False)  # type: ignore[arg-type]
+
+
 def test_report_counts_print_as_plain_strings_and_still_match_the_enum() -> None:
     async def one() -> int:
         return 1

@@ -204,6 +204,31 @@ def test_a_timeout_is_an_error_record(caplog_all: pytest.LogCaptureFixture, otel
     assert [(tr, sp) for _, tr, sp in otel_logs.ids()] == [ids_of(tel.span("slow-api"))]
 
 
+def test_a_limit_or_delay_under_5_ms_is_logged_as_it_is_not_as_zero(caplog_all: pytest.LogCaptureFixture) -> None:
+    # "%.2f" logged a Timeout(0.001) as "timed out after 0.00 s" (a limit no Timeout can have) and a 1 ms
+    # backoff as "retrying in 0.00 s". The fields always had the exact numbers; the messages now say them too.
+    tel = Telemetry()
+    timeout = Timeout(0.001, name="cache", **tel.kw)
+    retry = Retry(attempts=2, initial=0.002, maximum=0.002, jitter="none", name="db", **tel.kw)
+
+    async def hang() -> None:
+        await asyncio.sleep(10)
+
+    async def fail() -> None:
+        raise ConnectionError
+
+    async def main() -> None:
+        with pytest.raises(TimeoutError):
+            await timeout.call(hang)
+        with pytest.raises(ConnectionError):
+            await retry.call(fail)
+
+    run_virtual(main())
+    assert [r.getMessage() for r in ours(caplog_all)] == [
+        "cache timed out after 0.001 s", "retrying db in 0.002 s (attempt 2/2): ConnectionError",
+    ]
+
+
 def test_a_fallback_and_a_degradation_are_warnings(
     caplog_all: pytest.LogCaptureFixture, otel_logs: OTelLogs,
 ) -> None:

@@ -17,7 +17,7 @@ from typing import cast
 
 import pytest
 
-from shannon_otel import CircuitBreaker, CircuitOpenError, LoggingHook, Retry, configure
+from shannon_otel import CircuitBreaker, CircuitOpenError, LoggingHook, Pipeline, Retry, Timeout, configure
 from shannon_otel import _telemetry as tel
 from shannon_otel._events import Anomaly
 from shannon_otel._redact import redacting_handler
@@ -124,6 +124,38 @@ def test_a_clock_stepped_back_neither_silences_the_limiter_nor_reports_negative_
         ("retrying op in 0.00 s (attempt 2/2): ConnectionError", None),
         ("retried op 3 times in the last 0 s (last: attempt 2/2 in 0.00 s: ConnectionError)", 0.0),
         ("retried op 2 times in the last 0 s (last: attempt 2/2 in 0.00 s: ConnectionError)", 0.0),
+    ]
+
+
+def test_a_timeout_summary_gives_the_limit_of_the_last_timeout_not_of_all() -> None:
+    # A pipeline's total and per-attempt Timeouts are both named after it, so one summary counts both: it said
+    # "(limit 1.00 s)" for two timeouts of which one had a 0.5 s limit.
+    logger = logging.getLogger("shannon_otel.timeout")
+    handler, level = _Records(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    clock = FakeClock()
+    hook = LoggingHook(clock=clock, interval_s=10)
+    pipeline = Pipeline(Timeout(1), Retry(attempts=2, initial=0, jitter="none"), Timeout(0.5), name="op",
+                        hooks=[hook], instrument=False)
+
+    async def hang() -> None:
+        await asyncio.sleep(10)
+
+    async def main() -> None:
+        for _ in range(2):
+            with pytest.raises(TimeoutError):  # attempt 1 cut at 0.5 s, attempt 2 by the total at 1 s
+                await pipeline.call(hang)
+
+    try:
+        run_virtual(main())
+        clock.now += 60.0
+        hook.flush()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert [r.getMessage() for r in handler.records] == [
+        "op timed out after 0.50 s", "op timed out 3 times in the last 60 s (last: limit 1.00 s)",
     ]
 
 

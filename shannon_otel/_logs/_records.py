@@ -8,6 +8,7 @@ of the spans (``_telemetry``); exception messages only when the hook was asked f
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import _telemetry as t
@@ -49,6 +50,22 @@ TRANSITION_EVENTS = {
 # Where a summary's count and seconds go: markers no name or message holds, replaced (not str.format:
 # an operation "GET /users/{id}" or a message "bad json {'a': 1}" would make the summary raise and be lost).
 N, S = "\x00n\x00", "\x00s\x00"
+
+
+def as_seconds(value: float) -> str:
+    """Seconds as a message shows them: two decimals (``0.25``), except where two decimals would say another
+    number. A ``Timeout(0.001)`` logged "timed out after 0.00 s" (an ERROR record naming a limit of zero, which no
+    Timeout can have) and a 1 ms backoff "retrying in 0.00 s": under 5 ms, two significant digits, still written
+    out (``0.001``, ``0.000045``: no exponent for a reader or a pattern matching digits and a point to trip on).
+    From a million seconds (a ``maximum=1e300`` backoff printed 300 digits), three significant digits. The
+    record's fields keep the exact number."""
+    size = abs(value)
+    if value == 0 or 0.005 <= size < 1e6:
+        return f"{value:.2f}"
+    if size >= 1e6:
+        return f"{value:.3g}"
+    shown = f"{value:.{min(12, 1 - math.floor(math.log10(size)))}f}".rstrip("0")
+    return shown if not shown.endswith(".") else f"{value:.2g}"  # under a picosecond: an exponent after all
 
 
 def summary_text(summary: str, n: int, seconds: float) -> str:
@@ -95,9 +112,10 @@ def retry_scheduled(event: RetryScheduled, messages: bool) -> Record:
     of = f"/{event.max_attempts}" if event.max_attempts is not None else ""
     return Record(
         t.LOGGER_RETRY, t.EVENT_RETRY_SCHEDULED,
-        "retrying %s in %.2f s (attempt %d%s)%s", (event.operation, event.delay_s, event.attempt + 1, of, cause),
+        "retrying %s in %s s (attempt %d%s)%s",
+        (event.operation, as_seconds(event.delay_s), event.attempt + 1, of, cause),
         fields, f"retried {event.operation} {N} times in the last {S} s (last: attempt "
-        f"{event.attempt + 1}{of} in {event.delay_s:.2f} s{cause})",
+        f"{event.attempt + 1}{of} in {as_seconds(event.delay_s)} s{cause})",
     )
 
 
@@ -123,9 +141,11 @@ def transition(event: BreakerTransition, messages: bool) -> Record:
 def timed_out(event: TimedOut, messages: bool) -> Record:
     fields = {t.OPERATION: event.operation, t.TIMEOUT_LIMIT: event.timeout_s}
     return Record(
-        t.LOGGER_TIMEOUT, t.LOG_EVENT_TIMED_OUT, "%s timed out after %.2f s",
-        (event.operation, event.timeout_s), fields,
-        f"{event.operation} timed out {N} times in the last {S} s (limit {event.timeout_s:.2f} s)",
+        t.LOGGER_TIMEOUT, t.LOG_EVENT_TIMED_OUT, "%s timed out after %s s",
+        (event.operation, as_seconds(event.timeout_s)), fields,
+        # "last": a pipeline's Timeouts (the total and the per-attempt one) share its name, so one summary
+        # counts both; "(limit 1.00 s)" said each of its N timeouts had that limit
+        f"{event.operation} timed out {N} times in the last {S} s (last: limit {as_seconds(event.timeout_s)} s)",
     )
 
 

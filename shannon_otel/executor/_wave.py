@@ -110,6 +110,7 @@ class Wave(Generic[T]):
         max_concurrency: tasks running at once (> 0); ``None`` runs every task at once (sized input only).
         task_timeout: per-task timeout in seconds (> 0), or ``None``: a cancel scope around each task
             (retries included), not a retry's budget (``Retry(budget_s=)``) nor the ``Timeout`` policy.
+            Cooperative like it: blocking sync code in a task (``time.sleep``, CPU work) is not cut.
             ``timeout=`` is its deprecated alias (DeprecationWarning; removed in the next release).
         rate_limit: task starts per second (> 0), or ``None``; ``burst`` starts may happen at once. It is the
             last wait before a start (a task naming a pool waits for it holding its pool permit), so at most
@@ -184,6 +185,8 @@ class Wave(Generic[T]):
             )
             if self.task_timeout is not None:
                 raise ValueError("pass task_timeout= only; timeout= is its deprecated alias")
+            # checked under the name the caller used: Wave(timeout=0) said "task_timeout must be ..."
+            check_number("timeout", self.timeout, low=0, low_open=True)
             # moved, not kept: dataclasses.replace() on this wave must not warn or conflict again
             object.__setattr__(self, "task_timeout", self.timeout)
             object.__setattr__(self, "timeout", None)

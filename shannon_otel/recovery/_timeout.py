@@ -31,6 +31,10 @@ class Timeout(Instrumented):
     ``CancelledError`` and goes on holds the Timeout until it ends. If it then returns a value, that value is
     returned (late, and recorded as a success: no result is thrown away); if it raises another error, that
     error propagates, not ``TimeoutError``. Work the operation shields (``asyncio.shield``) does not hold it.
+    Nor can it cut synchronous work: a blocking call (``time.sleep``, CPU-bound code, a sync client) holds the
+    event loop, so the deadline is noticed at a later ``await`` at the earliest, and an operation that returns
+    before one waits returns its value (late, a success). Run such work in ``asyncio.to_thread``: the Timeout
+    then stops waiting for it on time (the thread itself runs to its end).
     """
 
     seconds: float
