@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from types import CoroutineType
@@ -201,6 +202,47 @@ def test_a_resource_pool_serves_one_event_loop_after_another() -> None:
     for _ in range(2):
         result = run(wave.run([task(value(1), pool=pool), task(value(2), pool=pool)]))
         assert result.values() == [1, 2]
+
+
+def test_two_event_loops_in_threads_never_hold_one_pool_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Event loops in two threads took one idle pool at the same time: each found it idle, then each made the
+    # pool its own; both tasks ran in a pool of limit 1 (and one loop's release could wake the other loop's
+    # waiter from the wrong thread). Here the second thread takes the pool while the first is between finding
+    # it idle and making it its own: one of them must get the documented RuntimeError.
+    from shannon_otel.executor import _limits
+    from shannon_otel.executor._semaphore import Credits
+
+    switching, other_done = threading.Event(), threading.Event()
+
+    def credits(limit: int) -> Any:
+        if threading.current_thread() is not threading.main_thread() and not switching.is_set():
+            switching.set()  # the first loop has found the pool idle and is making it its own
+            other_done.wait(2.0)  # with the fix the other loop waits for this one: nothing to wait for here
+        return Credits(limit)
+
+    monkeypatch.setattr(_limits, "Credits", credits)
+    pool = ResourcePool("db", 1)
+    outcomes: dict[str, str] = {}
+
+    def take(who: str) -> None:
+        try:
+            run(pool.acquire())
+            outcomes[who] = "held"
+        except RuntimeError as exc:
+            outcomes[who] = str(exc)
+        finally:
+            if who == "second":
+                other_done.set()
+
+    first = threading.Thread(target=take, args=("first",))
+    first.start()
+    assert switching.wait(10.0)
+    second = threading.Thread(target=take, args=("second",))
+    second.start()
+    first.join(10.0)
+    second.join(10.0)
+    assert sorted(outcomes.values()) == ["ResourcePool 'db' is in use by another event loop", "held"]
+    assert pool.in_use == 1
 
 
 def test_a_resource_pool_released_more_often_than_acquired_refuses_instead_of_exceeding_its_limit() -> None:
