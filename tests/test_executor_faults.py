@@ -245,6 +245,21 @@ def test_two_event_loops_in_threads_never_hold_one_pool_at_once(monkeypatch: pyt
     assert pool.in_use == 1
 
 
+def test_a_pool_held_in_a_closed_loop_says_so() -> None:
+    # A loop closed while its tasks held a pool (a test framework's loop teardown that cancels nothing) keeps
+    # their permits until the tasks are collected. The next loop was told the pool "is in use by another event
+    # loop", with no loop of the user's running.
+    pool = ResourcePool("db", 1)
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(pool.acquire())  # held, as by a task left running when the loop closed
+    loop.close()
+    with pytest.raises(RuntimeError, match=r"'db': 1 permit\(s\) held in an event loop closed while its tasks"):
+        run(pool.acquire())
+    pool.release()
+    run(pool.acquire())  # given back: the next loop takes the pool
+    assert pool.in_use == 1
+
+
 def test_a_resource_pool_released_more_often_than_acquired_refuses_instead_of_exceeding_its_limit() -> None:
     # A release without an acquire (or a second release of one) added a permit: in_use went to -1, two tasks then
     # held a pool of limit 1 at once, and a pool never acquired in this loop said it was "in use by another loop".

@@ -75,11 +75,18 @@ class ResourcePool:
     async def acquire(self) -> None:
         """Wait for a permit (the executor calls it for a task naming the pool; pair it with :meth:`release`).
 
-        A pool serves one event loop at a time: RuntimeError while another loop holds permits."""
+        A pool serves one event loop at a time: RuntimeError while another loop holds permits (one closed while
+        its tasks held them too, until they are collected: the error says so)."""
         loop = asyncio.get_running_loop()
         with _OWNING:
             if loop is not self._loop:
                 if self.in_use:
+                    if self._loop is not None and self._loop.is_closed():  # said "another event loop": which?
+                        raise RuntimeError(
+                            f"ResourcePool {self.name!r}: {self.in_use} permit(s) held in an event loop closed while "
+                            "its tasks held them: they come back only as those tasks are collected (or release() "
+                            "is called); cancel a loop's tasks before closing it (asyncio.run does)"
+                        )
                     raise RuntimeError(f"ResourcePool {self.name!r} is in use by another event loop")
                 self._credits, self._loop = Credits(self.limit), loop
             credits = self._credits
