@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import threading
 from typing import Any
 
 import pytest
 from _virtual_time import run_virtual
 
+from shannon_otel import BreakerTransition, Hook
 from shannon_otel.recovery import CircuitBreaker, CircuitOpenError
 from shannon_otel.testing import InMemoryTelemetry
 
@@ -185,3 +187,63 @@ def test_two_threads_calling_an_open_breaker_as_it_turns_half_open_are_not_both_
         t.join(30)
     assert (len(admitted), len(rejected)) == (1, 1)
     assert breaker.state.value == "closed"
+
+
+def _called_from(name: str) -> bool:
+    frame = sys._getframe(2)
+    for _ in range(4):
+        if frame is None:
+            return False
+        if frame.f_code.co_name == name:
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
+def test_two_threads_whose_failures_each_open_a_closed_breaker_open_it_once() -> None:
+    # Event loops in two threads share one breaker; results are recorded without a lock. The second thread's
+    # failure found the breaker closed, then the first thread's failure opened it, then the second opened it
+    # again: an 'open -> open' transition (its hooks and metrics counted two openings, its state series went
+    # wrong). A transition decided on a state another thread has changed since is dropped.
+    tel = InMemoryTelemetry()
+    failing, opened = threading.Event(), threading.Event()
+    second = threading.current_thread()
+
+    def clock() -> float:
+        # the breaker recording the second thread's failure, having seen it CLOSED (the clock is called through a
+        # checking wrapper: the caller a few frames up)
+        if threading.current_thread() is second and failing.is_set() and _called_from("_failed"):
+            assert opened.wait(10)  # without the fix: the first thread's opening has happened, this one goes on
+        return 0.0
+
+    class Seen(Hook):
+        def __init__(self) -> None:
+            self.transitions: list[tuple[str, str]] = []
+
+        def breaker_transition(self, event: BreakerTransition) -> None:
+            self.transitions.append((event.from_state.value, event.to_state.value))
+            opened.set()
+
+    seen = Seen()
+    breaker = CircuitBreaker("threads", failure_threshold=1, slow_call_s=100.0, clock=clock, hooks=[seen],
+                             **tel.providers)
+
+    async def fails() -> None:
+        if threading.current_thread() is second:
+            failing.set()
+        raise ConnectionError
+
+    def first() -> None:
+        assert failing.wait(10)  # the second thread's call has failed, its result not yet recorded
+        with pytest.raises(ConnectionError):
+            asyncio.run(breaker.call(fails))
+
+    other = threading.Thread(target=first)
+    other.start()
+    with pytest.raises(ConnectionError):
+        asyncio.run(breaker.call(fails))
+    other.join(10)
+    assert seen.transitions == [("closed", "open")]
+    assert transitions(tel) == {("closed", "open"): 1}
+    states = {p.attributes["shannon.breaker.state"]: p.value for p in tel.points("shannon.breaker.state")}
+    assert states == {"closed": 0, "open": 1, "half_open": 0}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from types import CoroutineType
@@ -201,6 +202,64 @@ def test_a_resource_pool_serves_one_event_loop_after_another() -> None:
     for _ in range(2):
         result = run(wave.run([task(value(1), pool=pool), task(value(2), pool=pool)]))
         assert result.values() == [1, 2]
+
+
+def test_two_event_loops_in_threads_never_hold_one_pool_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Event loops in two threads took one idle pool at the same time: each found it idle, then each made the
+    # pool its own; both tasks ran in a pool of limit 1 (and one loop's release could wake the other loop's
+    # waiter from the wrong thread). Here the second thread takes the pool while the first is between finding
+    # it idle and making it its own: one of them must get the documented RuntimeError.
+    from shannon_otel.executor import _limits
+    from shannon_otel.executor._semaphore import Credits
+
+    switching, other_done = threading.Event(), threading.Event()
+
+    def credits(limit: int) -> Any:
+        if threading.current_thread() is not threading.main_thread() and not switching.is_set():
+            switching.set()  # the first loop has found the pool idle and is making it its own
+            other_done.wait(2.0)  # with the fix the other loop waits for this one: nothing to wait for here
+        return Credits(limit)
+
+    monkeypatch.setattr(_limits, "Credits", credits)
+    pool = ResourcePool("db", 1)
+    outcomes: dict[str, str] = {}
+
+    def take(who: str) -> None:
+        try:
+            run(pool.acquire())
+            outcomes[who] = "held"
+        except RuntimeError as exc:
+            outcomes[who] = str(exc)
+        finally:
+            if who == "second":
+                other_done.set()
+
+    first = threading.Thread(target=take, args=("first",))
+    first.start()
+    assert switching.wait(10.0)
+    second = threading.Thread(target=take, args=("second",))
+    second.start()
+    first.join(10.0)
+    second.join(10.0)
+    refused, held = sorted(outcomes.values())
+    assert held == "held"
+    assert refused.startswith("ResourcePool 'db'")  # in use by another loop, or held in a closed one (it has ended)
+    assert pool.in_use == 1
+
+
+def test_a_pool_held_in_a_closed_loop_says_so() -> None:
+    # A loop closed while its tasks held a pool (a test framework's loop teardown that cancels nothing) keeps
+    # their permits until the tasks are collected. The next loop was told the pool "is in use by another event
+    # loop", with no loop of the user's running.
+    pool = ResourcePool("db", 1)
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(pool.acquire())  # held, as by a task left running when the loop closed
+    loop.close()
+    with pytest.raises(RuntimeError, match=r"'db': 1 permit\(s\) held in an event loop closed while its tasks"):
+        run(pool.acquire())
+    pool.release()
+    run(pool.acquire())  # given back: the next loop takes the pool
+    assert pool.in_use == 1
 
 
 def test_a_resource_pool_released_more_often_than_acquired_refuses_instead_of_exceeding_its_limit() -> None:

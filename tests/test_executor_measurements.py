@@ -215,3 +215,33 @@ def test_non_finite_measurements_that_bypass_record_never_poison_the_metrics(bri
     assert otel.point(tel.TASK_TOKENS.name, shannon_token_type="input").sum == 5
     assert result.report.measurements["x"].count == 0
     otel.shutdown()
+
+
+def test_threads_of_one_task_recording_at_once_lose_no_amount() -> None:
+    # A task gathering asyncio.to_thread calls that each record (a sync client's token counts): two threads
+    # read a sum, each added its amount and wrote it back; one amount was lost (30,199 of 40,000 tokens under
+    # an 8-thread stress). Here both threads read the sum at once unless recording takes turns.
+    import threading
+
+    from shannon_otel.executor._task import CURRENT_TASK
+
+    meet = threading.Barrier(2, timeout=1.0)  # with the fix the other thread waits outside: the meeting fails
+
+    class Meeting(dict[str, float]):
+        def get(self, key: str, default: Any = None) -> Any:
+            value = super().get(key, default)
+            try:
+                meet.wait()  # without the fix: both threads have read the sum, neither has written it
+            except threading.BrokenBarrierError:
+                pass
+            return value
+
+    async def work() -> float:
+        slot = CURRENT_TASK.get()
+        assert slot is not None
+        slot.measurements = Meeting()
+        await asyncio.gather(*(asyncio.to_thread(record, "calls", 1) for _ in range(2)))
+        return 0.0
+
+    result = asyncio.run(Wave("threads", instrument=False).run([work]))
+    assert result.results[0].measurements == {"calls": 2.0}

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
+from .._fork import release_held
 from .._validate import awaitable_from, check_utf8, other_number
 from ._semaphore import Credits
 
 if TYPE_CHECKING:
     from ._task import TaskSlot
+
+# Which event loop a pool serves is decided under this lock: event loops in several threads may share a pool.
+# Without it two loops could each find the pool idle and take it (more than `limit` tasks in at once, and one
+# loop's release could wake the other loop's waiter from the wrong thread: a hang). Held for a few steps, never
+# across an await; one lock for every pool keeps a pool picklable.
+_OWNING = threading.Lock()
+if hasattr(os, "register_at_fork"):  # a child forked while another thread held it would wait on it for good
+    os.register_at_fork(after_in_child=lambda: release_held(_OWNING))
 
 
 class ResourcePool:
@@ -64,13 +75,26 @@ class ResourcePool:
     async def acquire(self) -> None:
         """Wait for a permit (the executor calls it for a task naming the pool; pair it with :meth:`release`).
 
-        A pool serves one event loop at a time: RuntimeError while another loop holds permits."""
+        A pool serves one event loop at a time: RuntimeError while another loop holds permits (one closed while
+        its tasks held them too, until they are collected: the error says so)."""
         loop = asyncio.get_running_loop()
-        if loop is not self._loop:
-            if self.in_use:
-                raise RuntimeError(f"ResourcePool {self.name!r} is in use by another event loop")
-            self._credits, self._loop = Credits(self.limit), loop
-        await self._credits.acquire()
+        with _OWNING:
+            if loop is not self._loop:
+                if self.in_use:
+                    if self._loop is not None and self._loop.is_closed():  # said "another event loop": which?
+                        raise RuntimeError(
+                            f"ResourcePool {self.name!r}: {self.in_use} permit(s) held in an event loop closed while "
+                            "its tasks held them: they come back only as those tasks are collected (or release() "
+                            "is called); cancel a loop's tasks before closing it (asyncio.run does)"
+                        )
+                    raise RuntimeError(f"ResourcePool {self.name!r} is in use by another event loop")
+                self._credits, self._loop = Credits(self.limit), loop
+            credits = self._credits
+            if credits.take():  # taken under the lock: another loop sees it in use from now on
+                return
+        # None free: in use, so no other loop takes the pool over before this waiter is queued (it is queued
+        # before this thread runs anything else, and only this loop's tasks give permits back)
+        await credits.acquire()
 
     def release(self) -> None:
         """Give back a permit :meth:`acquire` took (from any task of its event loop).

@@ -25,7 +25,7 @@ from ._isolate import run_in
 from ._limits import POOLS_HELD, RateLimiter, ResourcePool, check_not_held
 from ._report import ReadOnlyDict, ReportBuilder
 from ._semaphore import Credits
-from ._task import CURRENT_TASK, TaskSlot, TaskSpec
+from ._task import CURRENT_TASK, TaskSlot, TaskSpec, end_measurements
 
 if TYPE_CHECKING:
     from ._wave import Progress, Wave
@@ -371,8 +371,7 @@ class WaveRun:
             duration = 0.0
             self.pending -= 1
         self.done += 1
-        slot.ended = True
-        measurements = slot.measurements
+        measurements = end_measurements(slot)
         if measurements is not None:  # handed to every hook, then to the user: read-only (see ReadOnlyDict)
             measurements = ReadOnlyDict(measurements)
         self.report.add(outcome, duration, queue_wait, error, measurements, start is not None)

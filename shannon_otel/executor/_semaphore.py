@@ -25,9 +25,15 @@ class Credits:
     def free(self) -> int:
         return self._free
 
-    async def acquire(self) -> None:
+    def take(self) -> bool:
+        """Take a credit if one is free and nobody waits for one (never waits): whether one was taken."""
         if self._free > 0 and not self._waiters:
             self._free -= 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        if self.take():
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)

@@ -9,7 +9,9 @@ without locks: under any concurrency exactly ``half_open_probes`` calls are admi
 HALF_OPEN period. Event loops in several threads may share one breaker (it keeps one state): admission
 outside CLOSED holds a lock, so two threads calling when the reset timeout ends are not both admitted
 as the one probe (they were: once in 3,000 forced races of four threads). Recording results takes no
-lock (four threads x 20,000 calls kept the count window consistent, measured).
+lock (four threads x 20,000 calls kept the count window consistent, measured); a transition takes it,
+with its delivery to the hooks, and is dropped when another thread changed the state since the result
+that decided it: each transition happens once, and hooks see them in the order they happened.
 """
 
 from __future__ import annotations
@@ -332,18 +334,18 @@ class CircuitBreaker(Policy):
             window = self._window
             # a success can complete min_calls: the failure or the slow-call rate may now trip
             if slow or window.failures or window.slow:
-                self._evaluate()
+                self._evaluate(gen)
             self._update_clean()
         elif self._state is _HALF_OPEN:
             if link is not None and link.sharing():  # the shared quota decides
                 link.probe_done("slow" if slow else "success")
                 return
             if slow:
-                self._transition(_OPEN, "slow_calls")
+                self._transition(_OPEN, "slow_calls", gen)
                 return
             self._successes += 1
             if self._successes >= self._config.success_threshold:
-                self._transition(_CLOSED, "probe_success")
+                self._transition(_CLOSED, "probe_success", gen)
 
     def _failed(self, gen: int, started: float, error: BaseException) -> None:
         if gen != self._gen:
@@ -357,7 +359,7 @@ class CircuitBreaker(Policy):
             link.probe_done("failure")  # type: ignore[union-attr]
             self._transition(_OPEN, "probe_failure")  # at once here; the others follow the notification
         elif self._state is _HALF_OPEN:
-            self._transition(_OPEN, "probe_failure")
+            self._transition(_OPEN, "probe_failure", gen)
         elif self._state is _CLOSED:
             now = self._clock() if self._timed else 0.0
             slow = self._config.slow_call_s is not None and now - started >= self._config.slow_call_s
@@ -366,7 +368,7 @@ class CircuitBreaker(Policy):
                 link.failures += 1
                 link.slow += slow
             self._window.record(FAILED | (SLOW if slow else 0), now)
-            self._evaluate()
+            self._evaluate(gen)
             self._update_clean()
 
     def _uncounted(self, gen: int) -> None:
@@ -387,7 +389,7 @@ class CircuitBreaker(Policy):
             and self._link is None  # a shared breaker counts every call for the shared window
         )
 
-    def _evaluate(self) -> None:
+    def _evaluate(self, gen: int) -> None:
         c, w = self._config, self._window
         reason = None
         if c.failure_threshold is not None and w.failures >= c.failure_threshold:
@@ -400,10 +402,8 @@ class CircuitBreaker(Policy):
                 reason = "failure_rate"
             elif c.slow_call_s is not None and w.slow / w.calls >= c.slow_call_rate:
                 reason = "slow_calls"
-        if reason is not None:
-            self._transition(_OPEN, reason)
-            if self._link is not None:
-                self._link.tripped(reason)
+        if reason is not None and self._transition(_OPEN, reason, gen) and self._link is not None:
+            self._link.tripped(reason)
 
     # ----------------------------------------------------------------- transitions
     def force_open(self) -> None:
@@ -425,21 +425,31 @@ class CircuitBreaker(Policy):
         if self._link is not None:
             self._link.reset()
 
-    def _transition(self, to: BreakerState, reason: str) -> None:
-        before = self._state
-        now = self._clock()
-        self._state = to
-        self._gen += 1
-        if to is _OPEN:
-            self._opened_at = now
-        elif to is _HALF_OPEN:
-            self._probes_left = self._config.half_open_probes
-            self._successes = 0
-        self._window.reset()
-        self._clean = False
-        if self._link is not None:  # counts of the closed period that just ended are not sent later
-            self._link.calls = self._link.failures = self._link.slow = 0
-        self._emit(before, to, reason, now)
+    def _transition(self, to: BreakerState, reason: str, gen: int | None = None) -> bool:
+        """Change the state and hand the transition to the hooks; whether it changed. ``gen``: the generation a
+        call's result decided it in, the change is dropped if another thread changed the state since."""
+        # Under the lock, hooks included: event loops in several threads sharing the breaker record results
+        # without it, and two of them could each decide on one state (both a closed window's failures: the
+        # breaker opened twice, the second 'open -> open'), and deliver their transitions to the hooks in
+        # another order than they happened (the OTel state series ended at closed -1, half_open 2).
+        with self._admitting:
+            if gen is not None and gen != self._gen:
+                return False
+            before = self._state
+            now = self._clock()
+            self._state = to
+            self._gen += 1
+            if to is _OPEN:
+                self._opened_at = now
+            elif to is _HALF_OPEN:
+                self._probes_left = self._config.half_open_probes
+                self._successes = 0
+            self._window.reset()
+            self._clean = False
+            if self._link is not None:  # counts of the closed period that just ended are not sent later
+                self._link.calls = self._link.failures = self._link.slow = 0
+            self._emit(before, to, reason, now)
+            return True
 
     def _emit(self, before: BreakerState, to: BreakerState, reason: str, now: float) -> None:
         if not self._hooks:
