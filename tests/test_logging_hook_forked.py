@@ -44,6 +44,32 @@ def test_a_child_forked_while_the_logging_hook_logs_does_not_hang(tmp_path: Path
     assert forked == {"hung": False, "status": 0}
 
 
+_FLAKY = '''
+calls = [0]
+
+async def flaky():
+    calls[0] += 1
+    if calls[0] % 2:
+        raise ConnectionError("once")
+    return 1
+'''
+
+
+def _run(tmp_path: Path, text: str, *args: str) -> str:
+    """Runs `text` as a script in a fresh interpreter (no OTel variables), checks it succeeded, returns its output."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "script.py"
+    script.write_text(text)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "_OTEL_", "SHANNON_OTEL_LOGS"))}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=env, timeout=120,
+                          check=False, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 _INHERITED = '''
 import asyncio, json, logging, os, sys
 from shannon_otel import LoggingHook
@@ -58,14 +84,7 @@ logger.addHandler(Keep())
 logger.setLevel(logging.DEBUG)
 hook = LoggingHook()  # the monotonic clock: the 10 s window stays open for the whole script
 retry = Retry(name="op", attempts=2, initial=0, maximum=0, hooks=[hook], instrument=False)
-calls = [0]
-
-async def flaky():
-    calls[0] += 1
-    if calls[0] % 2:
-        raise ConnectionError("once")
-    return 1
-
+''' + _FLAKY + '''
 for _ in range(4):  # the first retry is written, the next three held back in the window
     assert asyncio.run(retry.call(flaky)) == 1
 read, write = os.pipe()
@@ -90,17 +109,8 @@ def test_a_forked_child_does_not_summarise_the_repeats_its_parent_held_back(tmp_
     # The child inherited the parent's flood windows: its flush (or exit) wrote "retried op 3 times" too, so
     # the parent's three held-back retries were reported twice, once by a process where they never happened.
     import json
-    import subprocess
-    import sys
 
-    script = tmp_path / "inherited.py"
-    script.write_text(_INHERITED)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "_OTEL_", "SHANNON_OTEL_LOGS"))}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120,
-                          check=False)
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout.splitlines()[-1])
+    result = json.loads(_run(tmp_path, _INHERITED).splitlines()[-1])
     assert [m.startswith("retried op 3 times in the last ") for m in result["parent"]] == [True]
     assert result["child"] == ["retrying op in 0.00 s (attempt 2/2): ConnectionError"]
 
@@ -117,14 +127,7 @@ logging.getLogger("shannon_otel").addHandler(handler)
 logging.getLogger("shannon_otel").setLevel(logging.WARNING)
 # an SDK provider: every call is watched, so the default logging hook logs it (built here, in the parent)
 retry = Retry(name="op", attempts=2, initial=0, maximum=0, tracer_provider=TracerProvider())
-calls = [0]
-
-async def flaky():
-    calls[0] += 1
-    if calls[0] % 2:
-        raise ConnectionError("once")
-    return 1
-
+''' + _FLAKY + '''
 def work():
     for _ in range(4):  # the first retry is written, three are held back until the process leaves
         assert asyncio.run(retry.call(flaky)) == 1
@@ -142,16 +145,8 @@ if __name__ == "__main__":
 def test_a_multiprocessing_child_writes_the_summaries_its_default_hook_held_back(tmp_path: Path, method: str) -> None:
     # A multiprocessing child started by fork or forkserver leaves by os._exit, never running atexit: the
     # repeats the default logging hook held back there ("retried op 3 times") were lost without a trace.
-    import subprocess
-    import sys
-
-    script, out = tmp_path / "pool_child.py", tmp_path / "records.txt"
-    script.write_text(_POOL_CHILD)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "_OTEL_", "SHANNON_OTEL_LOGS"))}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
-    done = subprocess.run([sys.executable, str(script), str(out), method], capture_output=True, text=True, env=env,
-                          timeout=120, check=False, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    out = tmp_path / "records.txt"
+    _run(tmp_path, _POOL_CHILD, str(out), method)
     messages = [line.split(" ", 1)[1] for line in out.read_text().splitlines()]
     assert messages[0] == "retrying op in 0.00 s (attempt 2/2): ConnectionError"
     assert [m.startswith("retried op 3 times in the last ") for m in messages[1:]] == [True]

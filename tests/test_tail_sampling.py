@@ -234,37 +234,56 @@ def test_no_kept_span_misses_its_local_parent_in_random_span_trees(ratio: float)
         assert sampler.buffered_spans == 0
 
 
+def _latency_anomalies(runs: int, tasks: int, slow_from: int, slow_s: float, fast_s: float,
+                       parent: Any = None) -> tuple[list[Any], list[Any], Any]:
+    """Runs of a wave (one task at a time) through a TailSampler keeping no healthy trace: task 0 of every run from
+    `slow_from` on takes `slow_s`, the others `fast_s` (fake clock, 1 s ticks of >= 8 tasks), under `parent` (a
+    span-starting callable) when given. Returns the latency Anomalies, the exported spans and the sampler."""
+    from shannon_otel import AnomalyHook
+
+    provider, exporter, sampler = _tail(0.0)
+    clock = FakeClock()
+    found: list[Any] = []
+    hook = AnomalyHook(tick_s=1.0, min_tick_tasks=8, clock=clock, on_anomaly=found.append)
+
+    async def job(slow: bool) -> None:
+        clock.advance(slow_s if slow else fast_s)
+
+    async def waves() -> None:
+        for run in range(runs):
+            wave: Wave[None] = Wave("checkout", max_concurrency=1, clock=clock, tracer_provider=provider,
+                                    hooks=(hook,))
+            await wave.run([job(run >= slow_from and i == 0) for i in range(tasks)])
+
+    async def main() -> None:
+        if parent is None:
+            await waves()
+        else:
+            with parent():
+                await waves()
+
+    asyncio.run(main())
+    latency = [a for a in found if a.signal == "latency"]
+    assert latency
+    return latency, [s for s in exporter.get_finished_spans() if s.context is not None], sampler
+
+
+def _carrying_the_event(spans: list[Any]) -> set[str]:
+    return {format(s.context.span_id, "016x") for s in spans if any(e.name == "shannon.anomaly" for e in s.events)}
+
+
 # Bug: a latency tick spans several runs of a wave; its Anomaly (on_anomaly, the run report) named the slowest
 # task's trace, but the shannon.anomaly span event goes on the span current when the tick closed, in a later
 # run's trace. With a TailSampler, the slowest task's trace is healthy and decided (dropped) before the tick
 # closes, so the trace id the Anomaly named was never exported. (anomaly/_ticks.py _exported: a slowest task
 # ended in another trace gives way to the span current at detection.)
 def test_a_latency_anomaly_names_a_trace_the_tail_sampler_kept() -> None:
-    from shannon_otel import AnomalyHook
-
-    provider, exporter, _ = _tail(0.0)
-    clock = FakeClock()
-    found: list[Any] = []
-    hook = AnomalyHook(tick_s=1.0, min_tick_tasks=8, clock=clock, on_anomaly=found.append)
-
-    async def job(slow: bool) -> None:
-        clock.advance(2.5 if slow else 0.25)
-
-    async def main() -> None:
-        for run in range(200):  # 3 tasks a run, ticks of >= 8 tasks: every tick spans three runs
-            wave: Wave[None] = Wave("checkout", max_concurrency=1, clock=clock, tracer_provider=provider,
-                                    hooks=(hook,))
-            await wave.run([job(run >= 180 and i == 0) for i in range(3)])
-
-    asyncio.run(main())
-    spans = [s for s in exporter.get_finished_spans() if s.context is not None]
+    # 3 tasks a run, ticks of >= 8 tasks: every tick spans three runs
+    latency, spans, _ = _latency_anomalies(200, 3, slow_from=180, slow_s=2.5, fast_s=0.25)
     exported = {format(s.context.trace_id, "032x") for s in spans}
-    latency = [a for a in found if a.signal == "latency"]
-    assert latency
     assert all(a.trace_id in exported for a in latency)
     # ... and the span it names is exported, the one carrying its span event
-    carrying = {format(s.context.span_id, "016x") for s in spans if any(e.name == "shannon.anomaly" for e in s.events)}
-    assert all(a.span_id in carrying for a in latency if a.severity is not None)
+    assert all(a.span_id in _carrying_the_event(spans) for a in latency if a.severity is not None)
 
 
 # Bug: the check above compared trace ids, but the TailSampler decides each local part of a trace alone: runs of a
@@ -273,59 +292,23 @@ def test_a_latency_anomaly_names_a_trace_the_tail_sampler_kept() -> None:
 # (same trace id); the span event went into the current run's part. (_ticks._exported: the slowest task is named
 # only when it ended in the current run, under the same wave span.)
 def test_a_latency_anomaly_names_a_span_the_tail_sampler_kept_when_runs_share_a_trace() -> None:
-    from shannon_otel import AnomalyHook
-
-    provider, exporter, sampler = _tail(0.0)
     users_own = TracerProvider().get_tracer("batch")
-    clock = FakeClock()
-    found: list[Any] = []
-    hook = AnomalyHook(tick_s=1.0, min_tick_tasks=8, clock=clock, on_anomaly=found.append)
-
-    async def job(slow: bool) -> None:
-        clock.advance(2.5 if slow else 0.25)
-
-    async def main() -> None:
-        with users_own.start_as_current_span("nightly job"):  # one trace id, each wave run a part of its own
-            for run in range(200):
-                wave: Wave[None] = Wave("checkout", max_concurrency=1, clock=clock, tracer_provider=provider,
-                                        hooks=(hook,))
-                await wave.run([job(run >= 180 and i == 0) for i in range(3)])
-
-    asyncio.run(main())
+    # one trace id, each wave run a part of its own
+    latency, spans, sampler = _latency_anomalies(200, 3, slow_from=180, slow_s=2.5, fast_s=0.25,
+                                                 parent=lambda: users_own.start_as_current_span("nightly job"))
     assert sampler.dropped_traces > 0
-    spans = [s for s in exporter.get_finished_spans() if s.context is not None]
     exported = {format(s.context.span_id, "016x") for s in spans}
-    latency = [a for a in found if a.signal == "latency"]
-    assert latency
     assert all(a.span_id in exported for a in latency)
-    carrying = {format(s.context.span_id, "016x") for s in spans if any(e.name == "shannon.anomaly" for e in s.events)}
-    assert all(a.span_id in carrying for a in latency)
+    assert all(a.span_id in _carrying_the_event(spans) for a in latency)
 
 
 def test_a_latency_anomaly_still_names_the_slowest_task_of_the_run_that_closed_its_tick() -> None:
     # The slowest task ended earlier in the run current at detection: the same part, kept with the event, so the
-    # Anomaly names that task (not the fast one that closed the tick).
-    from shannon_otel import AnomalyHook
-
-    provider, exporter, _ = _tail(0.0)
-    clock = FakeClock()
-    found: list[Any] = []
-    hook = AnomalyHook(tick_s=1.0, min_tick_tasks=8, clock=clock, on_anomaly=found.append)
-
-    async def job(slow: bool) -> None:
-        clock.advance(5.0 if slow else 0.125)
-
-    async def main() -> None:
-        for run in range(120):  # 8 tasks a run, 1 s ticks: each run is one tick, the slow task first
-            wave: Wave[None] = Wave("checkout", max_concurrency=1, clock=clock, tracer_provider=provider,
-                                    hooks=(hook,))
-            await wave.run([job(run >= 110 and i == 0) for i in range(8)])
-
-    asyncio.run(main())
-    latency = [a for a in found if a.signal == "latency"]
-    assert latency
-    first = {format(s.context.span_id, "016x") for s in exporter.get_finished_spans()
-             if s.context is not None and s.attributes and s.attributes.get(tel.TASK_INDEX) == 0}
+    # Anomaly names that task (not the fast one that closed the tick). 8 tasks a run, 1 s ticks: each run is one
+    # tick, the slow task first.
+    latency, spans, _ = _latency_anomalies(120, 8, slow_from=110, slow_s=5.0, fast_s=0.125)
+    first = {format(s.context.span_id, "016x") for s in spans
+             if s.attributes and s.attributes.get(tel.TASK_INDEX) == 0}
     assert first and all(a.span_id in first for a in latency)  # the slow task, not the one closing the tick
 
 
