@@ -234,7 +234,7 @@ def test_errors_that_take_no_note_are_raised_in_the_wave_error_as_they_are() -> 
         result.values()
     assert caught.value.result is result
     assert caught.value.exceptions[0] is frozen and caught.value.exceptions[1] is tupled
-    assert not hasattr(frozen, "__notes__") and tupled.__notes__ == ("mine",)
+    assert not hasattr(frozen, "__notes__") and getattr(tupled, "__notes__", None) == ("mine",)
     with pytest.raises(WaveError) as raised:
         run(wave.map(fails, [frozen], raise_errors=True))
     assert raised.value.exceptions[0] is frozen
