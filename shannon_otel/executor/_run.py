@@ -45,6 +45,7 @@ _TASK_CALLABLE = "a wave task's callable (the fn of Wave.map, or a factory given
 # to 0 (gh-116720): a task ending at once after cancel() + uncancel() left it to the worker's next task.
 _STALE_CANCEL = sys.version_info < (3, 13)
 
+
 class Interrupted(BaseException):
     """A task's ``KeyboardInterrupt`` / ``SystemExit`` carried out of a task of ours (a worker, a stream's runner).
 
