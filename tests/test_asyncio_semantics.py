@@ -401,3 +401,46 @@ def test_a_base_exception_in_an_eager_streamed_worker_ends_the_stream_instead_of
     assert started == [0, 1]
     assert spans.open == {}
     otel.shutdown()
+
+
+# ------------------------------------------------------------------------- context variables through policies
+def _policies(providers: dict[str, Any]) -> dict[str, Any]:
+    from shannon_otel import Degrade, Fallback, Timeout
+
+    async def served(error: Exception) -> str:
+        return "served"
+
+    return {
+        "Retry": Retry(attempts=2, **providers), "CircuitBreaker": CircuitBreaker("ctx", **providers),
+        "Timeout": Timeout(5, **providers), "Fallback": Fallback(served, **providers),
+        "Degrade": Degrade(default="d", **providers), "Hedge": Hedge(1.0, attempts=1, **providers),
+        "Pipeline": Pipeline(Retry(attempts=2), Timeout(5), **providers),
+    }
+
+
+@pytest.mark.parametrize("form", ["call", "decorated"])
+@pytest.mark.parametrize("observed", [False, True])
+@pytest.mark.parametrize("kind", ["Retry", "CircuitBreaker", "Timeout", "Fallback", "Degrade", "Hedge", "Pipeline"])
+def test_a_context_variable_set_inside_a_policy_is_the_callers_as_after_a_plain_await(
+    kind: str, observed: bool, form: str,
+) -> None:
+    """``await fn()`` runs ``fn`` in the caller's task: a context variable it sets is the caller's after. Every
+    policy but ``Hedge`` runs ``fn`` there too, with or without telemetry; a hedged attempt runs in a task of its
+    own (documented), so its value stays there. The caller's value is seen inside in every case."""
+    otel = InMemoryTelemetry()
+    policy = _policies(otel.providers if observed else {"instrument": False})[kind]
+    seen: list[str] = []
+
+    async def fn() -> str:
+        seen.append(USER.get())
+        USER.set("inner")
+        return "value"
+
+    async def main() -> str:
+        USER.set("caller")
+        await (policy.call(fn) if form == "call" else policy(fn)())
+        return USER.get()
+
+    assert watched(main) == ("caller" if kind == "Hedge" else "inner")
+    assert seen == ["caller"]
+    otel.shutdown()

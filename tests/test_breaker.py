@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 from typing import Any
 
@@ -122,6 +123,39 @@ def test_half_open_probe_success_closes_and_failure_reopens() -> None:
     assert [p[1:] for p in hook.pairs] == [
         ("open", "failure_threshold"), ("half_open", "reset_timeout"), ("closed", "probe_success"),
         ("open", "failure_threshold"), ("half_open", "reset_timeout"), ("open", "probe_failure")]
+
+
+class _Suspend:
+    def __await__(self) -> Any:
+        yield  # suspends the coroutine stepping it once (no event loop needed)
+
+
+@pytest.mark.parametrize("through", ["call", "pipeline"])
+def test_a_probe_abandoned_and_closed_in_another_context_gives_its_slot_back(through: str) -> None:
+    # A half-open probe marks its context (_PROBING) and resets the mark as it ends. A probe coroutine abandoned
+    # while suspended is closed by the garbage collector in whatever context is current then: the reset raised
+    # ValueError ("created in a different Context") before the probe's end was recorded, so its slot was never
+    # given back and the breaker rejected every call from then on, half-open for good.
+    clock = FakeClock()
+    breaker = CircuitBreaker("svc", failure_threshold=1, reset_timeout=10, clock=clock, instrument=False)
+    policy = breaker if through == "call" else Pipeline(breaker, instrument=False)
+    run(call(breaker, fail))
+    clock.now += 10
+
+    async def suspended() -> None:
+        await _Suspend()
+
+    probe = policy.call(suspended)
+    contextvars.copy_context().run(probe.send, None)  # admitted as the probe (as in a task of its own), suspended
+    assert breaker.state is HALF_OPEN
+    closed_with: list[BaseException] = []
+    try:
+        contextvars.Context().run(probe.close)  # collected: closed elsewhere
+    except ValueError as exc:
+        closed_with.append(exc)
+    assert run(call(breaker, ok)) == "ok"  # the next probe is admitted (it was rejected: CircuitOpenError)
+    assert breaker.state is CLOSED
+    assert closed_with == []
 
 
 def test_failure_rate_over_a_count_window_needs_min_calls() -> None:

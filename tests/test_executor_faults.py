@@ -6,6 +6,7 @@ Each test here pins a bug found in review; see the test names.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import threading
 import weakref
@@ -15,7 +16,18 @@ from typing import Any, TypeVar, cast
 
 import pytest
 
-from shannon_otel import Hook, Outcome, Progress, ResourcePool, TaskResult, Wave, WaveObserver, WaveStarted, task
+from shannon_otel import (
+    Hook,
+    Outcome,
+    Progress,
+    ResourcePool,
+    TaskResult,
+    Wave,
+    WaveError,
+    WaveObserver,
+    WaveStarted,
+    task,
+)
 from shannon_otel import _telemetry as tel
 from shannon_otel.testing import FakeClock, InMemoryTelemetry
 
@@ -194,6 +206,38 @@ def test_raise_for_errors_notes_each_error_once() -> None:
             result.values()
     assert result.results[0].error is not None
     assert result.results[0].error.__notes__ == ["in task 0 (notes) of wave 'notes'"]
+
+
+@dataclasses.dataclass(frozen=True)
+class _FrozenError(Exception):
+    code: int
+
+
+class _TupleNotesError(Exception):
+    pass
+
+
+def test_errors_that_take_no_note_are_raised_in_the_wave_error_as_they_are() -> None:
+    # A frozen dataclass exception refuses the note raise_for_errors adds (its __setattr__ raises
+    # FrozenInstanceError), and add_note refuses __notes__ that are not a list: values() and raise_errors=True
+    # raised that error in place of the WaveError, and every result of the wave was lost with it.
+    frozen = _FrozenError(3)
+    tupled = _TupleNotesError("x")
+    tupled.__notes__ = ("mine",)  # type: ignore[assignment]
+
+    async def fails(error: Exception) -> None:
+        raise error
+
+    wave: Wave[None] = Wave("frozen", instrument=False)
+    result = run(wave.map(fails, [frozen, tupled]))
+    with pytest.raises(WaveError) as caught:
+        result.values()
+    assert caught.value.result is result
+    assert caught.value.exceptions[0] is frozen and caught.value.exceptions[1] is tupled
+    assert not hasattr(frozen, "__notes__") and getattr(tupled, "__notes__", None) == ("mine",)
+    with pytest.raises(WaveError) as raised:
+        run(wave.map(fails, [frozen], raise_errors=True))
+    assert raised.value.exceptions[0] is frozen
 
 
 def test_a_resource_pool_serves_one_event_loop_after_another() -> None:

@@ -129,6 +129,12 @@ class Abort(BaseException):
 
 
 def _wave_with_base_exception(raised: BaseException, otel: InMemoryTelemetry) -> Callable[[], Any]:
+    wave: Wave[str] = Wave("interrupted", max_concurrency=2, **otel.providers)
+    tasks = _tasks_with_base_exception(raised)
+    return lambda: wave.run(tasks)
+
+
+def _tasks_with_base_exception(raised: BaseException) -> list[Callable[[], Any]]:
     started = asyncio.Event()
 
     async def slow() -> str:
@@ -143,8 +149,7 @@ def _wave_with_base_exception(raised: BaseException, otel: InMemoryTelemetry) ->
         await started.wait()
         raise raised
 
-    wave: Wave[str] = Wave("interrupted", max_concurrency=2, **otel.providers)
-    return lambda: wave.run([slow, boom, quick, quick])
+    return [slow, boom, quick, quick]
 
 
 def _assert_failed_and_closed(otel: InMemoryTelemetry, error_type: str) -> None:
@@ -185,6 +190,44 @@ def test_keyboard_interrupt_and_system_exit_propagate_as_themselves(raised: Base
     with pytest.raises(type(raised)):
         asyncio.run(main())
     _assert_failed_and_closed(otel, type(raised).__qualname__)
+    otel.shutdown()
+
+
+@pytest.mark.parametrize("entry", ["run", "stream"])
+@pytest.mark.parametrize("kind", [KeyboardInterrupt, SystemExit])
+def test_a_tasks_keyboard_interrupt_reaches_the_callers_handler_with_the_loop_still_going(
+    kind: type[BaseException], entry: str,
+) -> None:
+    # A wave task runs in a worker Task (a stream's wave in a runner Task too), and asyncio re-raises a Task's
+    # KeyboardInterrupt / SystemExit out of the event loop itself: the caller's `except KeyboardInterrupt` got it,
+    # but the loop stopped under its handler (asyncio.run raised it though the caller handled it), where
+    # `await fn()` without the wave reached the handler alone. The very object now reaches the caller only.
+    otel = InMemoryTelemetry()
+    raised = kind("user")
+    handled: list[str] = []
+
+    async def main() -> BaseException | None:
+        wave: Wave[str] = Wave("interrupted", max_concurrency=2, **otel.providers)
+        try:
+            if entry == "run":
+                await wave.run(_tasks_with_base_exception(raised))
+            else:
+                async with wave.stream(_tasks_with_base_exception(raised)) as results:
+                    async for _ in results:
+                        pass
+        except kind as exc:
+            await asyncio.sleep(0)  # the handler goes on, on a running loop
+            handled.append("done")
+            return exc
+        return None
+
+    try:
+        seen = asyncio.run(main())
+    except (KeyboardInterrupt, SystemExit) as exc:  # failing this test, not stopping the session
+        pytest.fail(f"the task's {exc!r} stopped the event loop instead of reaching the caller alone")
+    assert seen is raised and handled == ["done"]
+    assert seen.__context__ is None  # nothing of ours chained to it
+    _assert_failed_and_closed(otel, kind.__qualname__)
     otel.shutdown()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -392,3 +393,37 @@ def test_policy_is_immutable() -> None:
     policy = Retry(attempts=3, instrument=False)
     with pytest.raises(AttributeError):
         policy.attempts = 5  # type: ignore[misc]
+
+
+@dataclasses.dataclass(frozen=True)
+class _FrozenError(Exception):
+    code: int
+
+
+@pytest.mark.parametrize("observed", [False, True])
+def test_a_frozen_dataclass_error_that_spends_the_attempts_is_raised_itself(observed: bool) -> None:
+    # Retry restores the error's own __context__ after raising it (a raise inside the caller's `except` sets it):
+    # assigned as an attribute, a frozen dataclass exception's __setattr__ refused it, and the caller got
+    # FrozenInstanceError in place of the error, which no outer Retry(on=...), breaker or Fallback recognised.
+    errors: list[_FrozenError] = []
+
+    async def fails() -> None:
+        errors.append(_FrozenError(len(errors)))
+        raise errors[-1]
+
+    clock = FakeClock()
+    kw = Telemetry().kw if observed else {"instrument": False}
+    policy = Retry(attempts=2, on=_FrozenError, clock=clock, sleep=clock.sleep, **kw)
+
+    async def handling() -> None:
+        try:
+            raise KeyError("the caller's")
+        except KeyError:
+            await policy.call(fails)
+
+    with pytest.raises(_FrozenError) as caught:
+        run(policy.call(fails))
+    assert caught.value is errors[1] and caught.value.__context__ is None
+    with pytest.raises(_FrozenError) as caught:
+        run(handling())
+    assert caught.value is errors[3] and isinstance(caught.value.__context__, KeyError)

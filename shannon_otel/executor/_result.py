@@ -47,7 +47,8 @@ class WaveResult(Generic[T]):
 
     def raise_for_errors(self) -> None:
         """Raise :class:`WaveError` (an ``ExceptionGroup`` of the failed tasks' exceptions, each noted with its
-        task and wave; ``.result`` is this result) if any task failed; return ``None`` otherwise."""
+        task and wave, unless it takes no note: a frozen dataclass exception; ``.result`` is this result) if any
+        task failed; return ``None`` otherwise."""
         failed = self.errors
         if not failed:
             return
@@ -55,8 +56,14 @@ class WaveResult(Generic[T]):
         for r in failed:
             assert isinstance(r.error, Exception)
             note = f"in task {r.index} ({r.name}) of wave {self.report.wave!r}"
-            if note not in getattr(r.error, "__notes__", ()):
-                r.error.add_note(note)
+            try:
+                if note not in getattr(r.error, "__notes__", ()):
+                    r.error.add_note(note)
+            except Exception:
+                # An exception that takes no note (a frozen dataclass's, whose __setattr__ refuses __notes__; one
+                # whose __notes__ is not a list) goes into the group without it: the note failed the call, which
+                # raised that error in place of the WaveError, and every result of the wave was lost with it.
+                pass
             errors.append(r.error)
         by_type = ", ".join(f"{k} x{v}" for k, v in sorted(self.report.errors_by_type.items()))  # "ValueError x2"
         raise WaveError(

@@ -45,6 +45,32 @@ _TASK_CALLABLE = "a wave task's callable (the fn of Wave.map, or a factory given
 # to 0 (gh-116720): a task ending at once after cancel() + uncancel() left it to the worker's next task.
 _STALE_CANCEL = sys.version_info < (3, 13)
 
+
+class Interrupted(BaseException):
+    """A task's ``KeyboardInterrupt`` / ``SystemExit`` carried out of a task of ours (a worker, a stream's runner).
+
+    asyncio re-raises those two out of the event loop itself when a Task raises them: the loop stopped, and the
+    caller's ``except KeyboardInterrupt`` around the wave, which got it too, could not finish (``asyncio.run``
+    raised it although the caller handled it), where ``await fn()`` without the wave reached the handler alone.
+    Carried in this (a plain ``BaseException``, which a Task keeps as its outcome), it is raised as itself, the
+    very object, in the caller's task (:func:`carried`), as the Hedge and the Saga do with their tasks'."""
+
+    def __init__(self, interrupt: BaseException) -> None:
+        super().__init__()
+        self.interrupt = interrupt
+
+
+def carried(error: BaseException) -> BaseException | None:
+    """The interrupt ``error`` carries (an :class:`Interrupted`, or a group of a TaskGroup holding one), or None."""
+    if isinstance(error, Interrupted):
+        return error.interrupt
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            if isinstance(inner, Interrupted):
+                return inner.interrupt
+    return None
+
+
 def _delivered_nowhere(result: TaskResult[Any]) -> None:
     """``deliver`` of a run that has ended (see ``WaveRun.release``): no result comes after the end."""
 
@@ -107,6 +133,7 @@ class WaveRun:
         self._parent_cancels = parent.cancelling() if parent is not None else 0
         group = asyncio.TaskGroup()
         flagged = True  # whether the group had cancelled the caller when its block ended (see below)
+        interrupt: BaseException | None = None
         try:
             async with group:
                 self.workers = []
@@ -123,7 +150,7 @@ class WaveRun:
                     self._add_worker()
                 if _GROUP_KEEPS_ITS_CANCEL:
                     flagged = group._parent_cancel_requested  # type: ignore[attr-defined]
-        except BaseException:
+        except BaseException as exc:
             # A worker raised (a task's KeyboardInterrupt & co, a hook's, a clock's error) while the caller
             # waited in the group's exit: the group cancelled the caller to abort, and before Python 3.13
             # (CPython gh-116720) took that request back only if made before its exit began. Left, the
@@ -132,7 +159,11 @@ class WaveRun:
             if (_GROUP_KEEPS_ITS_CANCEL and not flagged and parent is not None
                     and group._parent_cancel_requested):  # type: ignore[attr-defined]
                 parent.uncancel()
-            raise
+            interrupt = carried(exc)
+            if interrupt is None:
+                raise
+        if interrupt is not None:
+            raise interrupt  # outside the handler: its __context__ stays its own (see Interrupted)
 
     def _add_worker(self) -> None:
         """Start one more worker for a lazy input. Under an eager task factory the new worker's first step,
@@ -196,11 +227,13 @@ class WaveRun:
                     raise asyncio.CancelledError
         except asyncio.CancelledError:
             raise
-        except BaseException:
+        except BaseException as exc:
             # A task's KeyboardInterrupt & co (or a hook's): the TaskGroup aborts and cancels the other
             # workers. Stopped first, so they see that cancellation as the wave's (see _ours), and no task
             # starts after it (under an eager task factory one could, in a worker started after this one).
             self.stopped = True
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise Interrupted(exc) from None  # raised in the caller's task (run_batch), not out of the loop
             raise
 
     async def _run_one(self, index: int, item: Any, ready: float | None = None) -> None:

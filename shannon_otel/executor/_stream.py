@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .._deadline import cancel_base
 from .._events import TaskResult
+from ._run import Interrupted, carried
 from ._semaphore import Credits
 
 if TYPE_CHECKING:
@@ -118,6 +119,8 @@ class WaveStream(Generic[T]):
             shared.started = True
             try:
                 return await wave._execute(tasks, size, deliver, gate, on_report, wanted)
+            except (KeyboardInterrupt, SystemExit) as exc:  # raised in the consumer's task, not out of the loop
+                raise Interrupted(exc) from None
             finally:
                 if shared.report is None:
                     # The wave failed before it had a report (a clock that raises at its first reading):
@@ -149,6 +152,7 @@ class WaveStream(Generic[T]):
         if item is None:
             self._queue.put_nowait(None)  # the end, for every consumer of this stream (not just this one)
             assert self._runner is not None
+            interrupt = None
             try:
                 await self._runner  # surfaces an internal error, if any
             except asyncio.CancelledError:
@@ -156,6 +160,10 @@ class WaveStream(Generic[T]):
                     raise
                 # The block's exit cancelled the runner (its consumer left early): for a consumer in another
                 # task the stream has ended, it was not cancelled itself.
+            except Interrupted as exc:
+                interrupt = exc.interrupt
+            if interrupt is not None:
+                raise interrupt  # outside the handler: its __context__ stays its own
             raise StopAsyncIteration
         self._gate.release()
         return item
@@ -185,7 +193,7 @@ class WaveStream(Generic[T]):
                 runner.cancel()  # passed on, as awaiting the runner did
         error = None if runner.cancelled() else runner.exception()
         if error is not None:
-            raise error  # the wave's own failure (a task's KeyboardInterrupt & co, an internal error)
+            raise carried(error) or error  # the wave's own failure (a task's KeyboardInterrupt & co, an internal error)
         if isinstance(exc_info[1], asyncio.CancelledError):
             return  # the block is left by the caller's own cancellation: that one propagates, unchanged
         if interrupted is not None:

@@ -28,7 +28,9 @@ class Hedge(Instrumented):
     hedge. The earlier attempts' errors stay reachable: that error's ``__context__`` is an
     ``ExceptionGroup`` of them (shown in its traceback; its own previous ``__context__``, if any, moves
     to the group's, or the exception the caller is handling when it awaits the hedge in an ``except``
-    block does). Each attempt runs in its own task; ``fn`` must be safe to call concurrently. A ``Retry``
+    block does). Each attempt runs in its own task (even with ``attempts=1``), in a copy of the caller's
+    context: a context variable it sets stays in that task, where the other policies, running ``fn`` in the
+    caller's task, leave it set for the caller; ``fn`` must be safe to call concurrently. A ``Retry``
     inside the hedge retries each attempt: the retries of a hedged attempt are attempts of that hedge (spans
     ``attempt N`` naming it in ``shannon.hedge.attempt``), not hedges (``shannon.hedges`` counts the hedged
     attempts launched). An

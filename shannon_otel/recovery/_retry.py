@@ -212,7 +212,10 @@ class Retry(Instrumented):
                 try:
                     raise error
                 finally:  # a raise sets __context__ to what the caller is handling (awaited in an `except`):
-                    error.__context__ = context  # the error keeps its own (its cause, a hedge's earlier errors)
+                    # the error keeps its own (its cause, a hedge's earlier errors). Set past the class's
+                    # __setattr__, as the raise sets it: a frozen dataclass exception's refuses it (its
+                    # FrozenInstanceError replaced the user's error, and no outer policy recognised that).
+                    object.__setattr__(error, "__context__", context)
             await awaitable_from("sleep", self.sleep(wait), NotAwaitableError)
             attempt += 1
             previous = wait
