@@ -279,6 +279,37 @@ def test_a_hedge_awaited_while_handling_an_error_keeps_the_earlier_attempts_erro
     assert isinstance(earlier.__context__, KeyError)  # the caller's own exception is still in the chain
 
 
+def test_a_hedge_raises_its_sleeps_error_instead_of_starting_the_next_attempt_at_once() -> None:
+    """An injected ``sleep`` that raised was taken for the delay having passed: its error was dropped and the next
+    attempt started at once (a second request to the service, the error seen nowhere). Now the hedge raises it, as a
+    ``Retry`` raises its sleep's, and ends the attempt in flight with its span."""
+    tel = Telemetry()
+    started: list[int] = []
+
+    async def broken_sleep(seconds: float) -> None:
+        await asyncio.sleep(0)
+        raise RuntimeError("sleep broke")
+
+    async def slow() -> str:
+        started.append(len(started) + 1)
+        if len(started) == 1:
+            await hang()
+        return "hedged"
+
+    async def main() -> set[asyncio.Task[Any]]:
+        with pytest.raises(RuntimeError, match="sleep broke"):
+            await Hedge(10.0, attempts=2, sleep=broken_sleep, name="search", **tel.kw).call(slow)
+        return asyncio.all_tasks() - {asyncio.current_task()}  # type: ignore[operator]
+
+    assert run(main()) == set()
+    assert started == [1]  # no hedged attempt started
+    assert tel.points("shannon.hedges") == []
+    first = tel.span("attempt 1")
+    assert first.attributes is not None and first.attributes["shannon.attempt.outcome"] == "cancellation"
+    op = tel.span("search")
+    assert op.attributes is not None and op.attributes["error.type"] == "RuntimeError"
+
+
 def test_a_retry_awaited_while_handling_an_error_raises_its_last_error_with_its_own_context() -> None:
     """A Retry giving up inside the caller's ``except`` block re-raised the last error with ``raise error``, which
     set its ``__context__`` to the caller's exception: the chain the operation raised (the root cause it wrapped,
