@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, cast
 
 import pytest
@@ -299,7 +300,7 @@ def test_a_hedge_raises_its_sleeps_error_instead_of_starting_the_next_attempt_at
     async def main() -> set[asyncio.Task[Any]]:
         with pytest.raises(RuntimeError, match="sleep broke"):
             await Hedge(10.0, attempts=2, sleep=broken_sleep, name="search", **tel.kw).call(slow)
-        return asyncio.all_tasks() - {asyncio.current_task()}  # type: ignore[operator]
+        return asyncio.all_tasks() - {asyncio.current_task()}
 
     assert run(main()) == set()
     assert started == [1]  # no hedged attempt started
@@ -436,6 +437,49 @@ def test_decorated_last_good_needs_a_key_when_the_function_takes_parameters() ->
         return "v1"
 
     assert run(Degrade(last_good=True, instrument=False)(current_config)()).value == "v1"
+
+
+def test_last_good_values_of_an_unhashable_callable_object_are_kept_and_served() -> None:
+    """A callable object whose class defines ``__eq__`` alone (a ``@dataclass`` with an async ``__call__``) cannot be
+    hashed. As the function part of a last good value's key it made ``hash`` raise: decorated (no parameters, no
+    ``key``), after the operation had run, its result lost for "unhashable type"; called with arguments and ``key=``,
+    the call was refused saying ``key`` had returned an unhashable value (it had returned 1). Now such an object is
+    keyed by identity: each instance keeps its own last good values."""
+
+    @dataclass
+    class Ping:
+        url: str
+        down: bool = False
+        runs: int = 0
+
+        async def __call__(self) -> str:
+            self.runs += 1
+            if self.down:
+                raise ConnectionError("down")
+            return f"{self.url}()"
+
+    @dataclass
+    class Fetch(Ping):
+        async def __call__(self, uid: int) -> str:  # type: ignore[override]
+            return f"{await super().__call__()}{uid}"
+
+    ping, fetch, other = Ping("a"), Fetch("b"), Fetch("b")
+    decorated = Degrade(last_good=True, on=ConnectionError, instrument=False)(ping)
+    keyed = Degrade(last_good=True, key=lambda args, kwargs: args[0], on=ConnectionError, instrument=False)
+
+    async def main() -> None:
+        assert await decorated() == Served("a()")
+        assert await keyed.call(fetch, 1) == Served("b()1")
+        ping.down = fetch.down = other.down = True
+        served = await decorated()
+        assert (served.value, served.mode) == ("a()", "last_good")
+        served = await keyed.call(fetch, 1)
+        assert (served.value, served.mode) == ("b()1", "last_good")
+        with pytest.raises(ConnectionError):  # an equal object is another function: nothing of fetch's is served
+            await keyed.call(other, 1)
+
+    run(main())
+    assert (ping.runs, fetch.runs, other.runs) == (2, 2, 1)
 
 
 def test_decorated_last_good_values_are_kept_per_key_in_a_bounded_lru() -> None:

@@ -65,7 +65,8 @@ class _State:
     """What a Degrade and its decorated copies share: the flag and the last good values.
 
     ``goods`` maps a key — ``(function, key(args, kwargs))`` (or the function alone without
-    ``key``) for a partial factory (the decorator's, ``call(fn, *args)``'s, ``Wave.map``'s),
+    ``key``; an unhashable function by identity, see :class:`_Same`) for a partial factory (the
+    decorator's, ``call(fn, *args)``'s, ``Wave.map``'s),
     ``_INSTANCE`` for any other factory — to (value, clock time), least recently used first;
     bounded by ``max_keys``.
     """
@@ -230,8 +231,9 @@ class Degrade(Instrumented):
                     "call(fn) of a zero-argument factory has none: pass them, call(fn, *args, **kwargs)"
                 )
             return _INSTANCE
+        func = _function(fn.func)
         if self.key is not None:
-            keyed = (fn.func, sync_result("key", self.key(fn.args, fn.keywords), NotSyncError))
+            keyed = (func, sync_result("key", self.key(fn.args, fn.keywords), NotSyncError))
             try:
                 hash(keyed)
             except TypeError:  # refused now, before the operation runs: not after, losing its result
@@ -245,7 +247,7 @@ class Degrade(Instrumented):
                 "needs key=: without it one call's last good value would be served to calls with other "
                 "arguments. Pass key=lambda args, kwargs: <what identifies the result>, e.g. args[0]."
             )
-        return fn.func
+        return func
 
     async def _serve(
         self, reason: str, error: Exception | None, call: _Call | None, key: Hashable,
@@ -277,3 +279,31 @@ class Degrade(Instrumented):
         if call is not None:
             notify(call, "degraded", Degraded(call.operation, served.mode or "", served.reason or "", served.error))
         return served
+
+
+class _Same:
+    """An unhashable function (a callable object whose class defines ``__eq__`` alone: a ``@dataclass`` with an async
+    ``__call__``) as the function part of a last good value's key: the object itself, by identity. Keyed as it is,
+    ``hash`` raised after the operation had run (its result lost, a TypeError "unhashable type" in its place) or,
+    with ``key=``, the call was refused as if ``key`` had returned the unhashable value. Held by the key, the object
+    stays alive while its value is kept, so its id is never another's."""
+
+    __slots__ = ("func",)
+
+    def __init__(self, func: object) -> None:
+        self.func = func
+
+    def __hash__(self) -> int:
+        return id(self.func)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is _Same and other.func is self.func
+
+
+def _function(func: Any) -> Hashable:
+    """``func`` as the function part of a last good value's key (see :class:`_Same`)."""
+    try:
+        hash(func)
+    except TypeError:
+        return _Same(func)
+    return cast("Hashable", func)
