@@ -410,6 +410,34 @@ def test_a_flag_serves_the_cheaper_function_without_calling_the_operation() -> N
     assert run(degrade.call(expensive)).value == "full"
 
 
+def test_a_flag_with_a_failing_cheaper_and_no_default_calls_the_operation() -> None:
+    """Flagged (an anomaly detector's doing), with the cheaper function down and no default, nothing is left to
+    serve: the operation runs, as with none available. The cheaper's error was raised instead: calls that the
+    operation, never run, would have served failed while the flag was set."""
+    tel = Telemetry()
+    calls = 0
+
+    async def expensive() -> str:
+        nonlocal calls
+        calls += 1
+        return "full"
+
+    async def cheaper() -> str:
+        raise ConnectionError("cache down")
+
+    degrade = Degrade(cheaper=cheaper, name="summary", **tel.kw)
+    degrade.flag("anomaly")
+    assert run(degrade.call(expensive)) == Served("full")
+    assert calls == 1
+    op = tel.span("summary")
+    assert op.attributes is not None and op.attributes["shannon.call.outcome"] == "success"
+    assert tel.points("shannon.degradations") == []
+    with_default = Degrade(cheaper=cheaper, default="static", instrument=False)
+    with_default.flag("anomaly")
+    served = run(with_default.call(expensive))
+    assert (served.value, served.mode, calls) == ("static", "static", 1)  # the default is still served
+
+
 def test_the_decorated_function_shares_the_flag() -> None:
     degrade = Degrade(default="static", instrument=False)
 

@@ -85,8 +85,8 @@ class Degrade(Instrumented):
 
     The degraded result is the first available of: the last good value if ``last_good`` (and no
     older than ``max_age`` seconds), ``await cheaper()`` (when it raises, ``default`` is served if
-    declared, else its error propagates), ``default``. With none available the
-    original error is re-raised (or, when flagged, the operation is tried normally).
+    declared, else its error propagates; while flagged, the operation is tried instead), ``default``.
+    With none available the original error is re-raised (or, when flagged, the operation is tried normally).
     Every call returns a :class:`Served`. Cancellation is never degraded, nor is an error raised in its place
     while the task is being cancelled (docs/architecture.md).
 
@@ -266,8 +266,10 @@ class Degrade(Instrumented):
             made = awaitable_from("cheaper", self.cheaper(), NotAwaitableError)  # a sync cheaper: refused, always
             try:
                 value = await made
-            except Exception:  # not available: the next in line, the declared default, is served
-                if self.default is _MISSING:
+            except Exception as exc:  # not available: the next in line, the declared default, is served
+                if self.default is _MISSING and (error is not None or cancel_requested(exc)):
+                    # Flagged (no error), nothing is left to serve: the operation is tried, as with none available.
+                    # Raising the cheaper's error failed calls that the operation, never run, would have served.
                     raise
             else:
                 return self._mark(Served(value, True, "cheaper", reason, None, error), call)
