@@ -412,8 +412,9 @@ def test_a_flag_serves_the_cheaper_function_without_calling_the_operation() -> N
 
 def test_a_flag_with_a_failing_cheaper_and_no_default_calls_the_operation() -> None:
     """Flagged (an anomaly detector's doing), with the cheaper function down and no default, nothing is left to
-    serve: the operation runs, as with none available. The cheaper's error was raised instead: calls that the
-    operation, never run, would have served failed while the flag was set."""
+    serve: the operation runs, as with none available (its error raised if it fails too, the cheaper not called a
+    second time). The cheaper's error was raised instead: calls that the operation, never run, would have served
+    failed while the flag was set."""
     tel = Telemetry()
     calls = 0
 
@@ -436,6 +437,22 @@ def test_a_flag_with_a_failing_cheaper_and_no_default_calls_the_operation() -> N
     with_default.flag("anomaly")
     served = run(with_default.call(expensive))
     assert (served.value, served.mode, calls) == ("static", "static", 1)  # the default is still served
+
+    cheaper_runs = 0
+
+    async def counted() -> str:
+        nonlocal cheaper_runs
+        cheaper_runs += 1
+        raise ConnectionError("cache down")
+
+    async def down() -> str:
+        raise TimeoutError("down too")
+
+    both = Degrade(cheaper=counted, instrument=False)
+    both.flag("anomaly")
+    with pytest.raises(TimeoutError, match="down too"):  # the operation's error; the cheaper is not called again
+        run(both.call(down))
+    assert cheaper_runs == 1
 
 
 def test_the_decorated_function_shares_the_flag() -> None:

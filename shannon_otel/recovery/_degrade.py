@@ -85,7 +85,8 @@ class Degrade(Instrumented):
 
     The degraded result is the first available of: the last good value if ``last_good`` (and no
     older than ``max_age`` seconds), ``await cheaper()`` (when it raises, ``default`` is served if
-    declared, else its error propagates; while flagged, the operation is tried instead), ``default``.
+    declared, else its error propagates; while flagged, the operation is tried instead, and its error, if
+    any, raised), ``default``.
     With none available the original error is re-raised (or, when flagged, the operation is tried normally).
     Every call returns a :class:`Served`. Cancellation is never degraded, nor is an error raised in its place
     while the task is being cancelled (docs/architecture.md).
@@ -197,16 +198,18 @@ class Degrade(Instrumented):
     async def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> Served[T]:  # type: ignore[override]
         state = self._state
         key = self._key_of(fn) if self.last_good else _INSTANCE
+        cheaper = True  # flagged with nothing served, the cheaper (if any) failed: not called again on a failure
         if state.flag is not None:
             served = await self._serve(state.flag, None, call, key)
             if served is not None:
                 return served
+            cheaper = False
         try:
             value = await next_step(chain, i, fn, call)
         except Exception as exc:
             if not isinstance(exc, self._on) or isinstance(exc, MisuseError) or cancel_requested(exc):
                 raise  # cancel_requested: the error stands in for the caller's cancellation, never degraded
-            served = await self._serve(reason_of(exc), exc, call, key)
+            served = await self._serve(reason_of(exc), exc, call, key, cheaper=cheaper)
             if served is None:
                 raise
             return served
@@ -250,7 +253,7 @@ class Degrade(Instrumented):
         return func
 
     async def _serve(
-        self, reason: str, error: Exception | None, call: _Call | None, key: Hashable,
+        self, reason: str, error: Exception | None, call: _Call | None, key: Hashable, *, cheaper: bool = True,
     ) -> Served[Any] | None:
         if self.last_good:
             goods = self._state.goods
@@ -262,7 +265,7 @@ class Degrade(Instrumented):
                 age = max(0.0, self.clock() - at)  # an injected clock that went back: no negative age
                 if self.max_age is None or age <= self.max_age:
                     return self._mark(Served(value, True, "last_good", reason, age, error), call)
-        if self.cheaper is not None:
+        if self.cheaper is not None and cheaper:
             made = awaitable_from("cheaper", self.cheaper(), NotAwaitableError)  # a sync cheaper: refused, always
             try:
                 value = await made
