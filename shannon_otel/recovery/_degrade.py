@@ -91,15 +91,18 @@ class Degrade(Instrumented):
     Every call returns a :class:`Served`. Cancellation is never degraded, nor is an error raised in its place
     while the task is being cancelled (docs/architecture.md).
 
-    Last good values are never shared across functions or keys. A decorated function,
+    Last good values are never shared across functions or keys, but for ``call(fn)`` without arguments (below).
+    A decorated function,
     ``call(fn, *args, **kwargs)``, or a ``functools.partial`` factory (what ``Wave.map`` passes)
     keeps its own last good value per function (one Degrade may
     decorate several) and, with ``key``, per ``key(args, kwargs)``. ``key`` is a callable
     ``(args, kwargs) -> hashable`` (e.g. ``lambda args, kwargs: args[0]`` for ``get_user(uid)``);
     it is required when the function takes parameters — TypeError at decoration time, or at the
     call for ``call(fn, *args)`` — since the value of one call (one user's record) would be served
-    to calls with other arguments. ``call(fn)`` of any other zero-argument factory (a lambda)
-    keeps one last good value per Degrade instance; with ``key`` set it raises TypeError instead,
+    to calls with other arguments. ``call(fn)`` of any other zero-argument factory (a lambda, or a
+    function called without arguments: ``call(get_config)`` and ``call(get_flags)`` of one Degrade share
+    it, one served for the other) keeps one last good value per Degrade instance; with ``key`` set it
+    raises TypeError instead,
     as there are no arguments to key by. A ``Wave(policy=...)`` refuses ``last_good`` without
     ``key``: its tasks would share that one value. The newest ``max_keys`` keys (least
     recently used dropped first) each keep their own value; O(1) per call. Event loops in several
