@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, cast
 
 import pytest
@@ -279,6 +280,37 @@ def test_a_hedge_awaited_while_handling_an_error_keeps_the_earlier_attempts_erro
     assert isinstance(earlier.__context__, KeyError)  # the caller's own exception is still in the chain
 
 
+def test_a_hedge_raises_its_sleeps_error_instead_of_starting_the_next_attempt_at_once() -> None:
+    """An injected ``sleep`` that raised was taken for the delay having passed: its error was dropped and the next
+    attempt started at once (a second request to the service, the error seen nowhere). Now the hedge raises it, as a
+    ``Retry`` raises its sleep's, and ends the attempt in flight with its span."""
+    tel = Telemetry()
+    started: list[int] = []
+
+    async def broken_sleep(seconds: float) -> None:
+        await asyncio.sleep(0)
+        raise RuntimeError("sleep broke")
+
+    async def slow() -> str:
+        started.append(len(started) + 1)
+        if len(started) == 1:
+            await hang()
+        return "hedged"
+
+    async def main() -> set[asyncio.Task[Any]]:
+        with pytest.raises(RuntimeError, match="sleep broke"):
+            await Hedge(10.0, attempts=2, sleep=broken_sleep, name="search", **tel.kw).call(slow)
+        return asyncio.all_tasks() - {asyncio.current_task()}
+
+    assert run(main()) == set()
+    assert started == [1]  # no hedged attempt started
+    assert tel.points("shannon.hedges") == []
+    first = tel.span("attempt 1")
+    assert first.attributes is not None and first.attributes["shannon.attempt.outcome"] == "cancellation"
+    op = tel.span("search")
+    assert op.attributes is not None and op.attributes["error.type"] == "RuntimeError"
+
+
 def test_a_retry_awaited_while_handling_an_error_raises_its_last_error_with_its_own_context() -> None:
     """A Retry giving up inside the caller's ``except`` block re-raised the last error with ``raise error``, which
     set its ``__context__`` to the caller's exception: the chain the operation raised (the root cause it wrapped,
@@ -378,6 +410,51 @@ def test_a_flag_serves_the_cheaper_function_without_calling_the_operation() -> N
     assert run(degrade.call(expensive)).value == "full"
 
 
+def test_a_flag_with_a_failing_cheaper_and_no_default_calls_the_operation() -> None:
+    """Flagged (an anomaly detector's doing), with the cheaper function down and no default, nothing is left to
+    serve: the operation runs, as with none available (its error raised if it fails too, the cheaper not called a
+    second time). The cheaper's error was raised instead: calls that the operation, never run, would have served
+    failed while the flag was set."""
+    tel = Telemetry()
+    calls = 0
+
+    async def expensive() -> str:
+        nonlocal calls
+        calls += 1
+        return "full"
+
+    async def cheaper() -> str:
+        raise ConnectionError("cache down")
+
+    degrade = Degrade(cheaper=cheaper, name="summary", **tel.kw)
+    degrade.flag("anomaly")
+    assert run(degrade.call(expensive)) == Served("full")
+    assert calls == 1
+    op = tel.span("summary")
+    assert op.attributes is not None and op.attributes["shannon.call.outcome"] == "success"
+    assert tel.points("shannon.degradations") == []
+    with_default = Degrade(cheaper=cheaper, default="static", instrument=False)
+    with_default.flag("anomaly")
+    served = run(with_default.call(expensive))
+    assert (served.value, served.mode, calls) == ("static", "static", 1)  # the default is still served
+
+    cheaper_runs = 0
+
+    async def counted() -> str:
+        nonlocal cheaper_runs
+        cheaper_runs += 1
+        raise ConnectionError("cache down")
+
+    async def down() -> str:
+        raise TimeoutError("down too")
+
+    both = Degrade(cheaper=counted, instrument=False)
+    both.flag("anomaly")
+    with pytest.raises(TimeoutError, match="down too"):  # the operation's error; the cheaper is not called again
+        run(both.call(down))
+    assert cheaper_runs == 1
+
+
 def test_the_decorated_function_shares_the_flag() -> None:
     degrade = Degrade(default="static", instrument=False)
 
@@ -405,6 +482,49 @@ def test_decorated_last_good_needs_a_key_when_the_function_takes_parameters() ->
         return "v1"
 
     assert run(Degrade(last_good=True, instrument=False)(current_config)()).value == "v1"
+
+
+def test_last_good_values_of_an_unhashable_callable_object_are_kept_and_served() -> None:
+    """A callable object whose class defines ``__eq__`` alone (a ``@dataclass`` with an async ``__call__``) cannot be
+    hashed. As the function part of a last good value's key it made ``hash`` raise: decorated (no parameters, no
+    ``key``), after the operation had run, its result lost for "unhashable type"; called with arguments and ``key=``,
+    the call was refused saying ``key`` had returned an unhashable value (it had returned 1). Now such an object is
+    keyed by identity: each instance keeps its own last good values."""
+
+    @dataclass
+    class Ping:
+        url: str
+        down: bool = False
+        runs: int = 0
+
+        async def __call__(self) -> str:
+            self.runs += 1
+            if self.down:
+                raise ConnectionError("down")
+            return f"{self.url}()"
+
+    @dataclass
+    class Fetch(Ping):
+        async def __call__(self, uid: int) -> str:  # type: ignore[override]
+            return f"{await super().__call__()}{uid}"
+
+    ping, fetch, other = Ping("a"), Fetch("b"), Fetch("b")
+    decorated = Degrade(last_good=True, on=ConnectionError, instrument=False)(ping)
+    keyed = Degrade(last_good=True, key=lambda args, kwargs: args[0], on=ConnectionError, instrument=False)
+
+    async def main() -> None:
+        assert await decorated() == Served("a()")
+        assert await keyed.call(fetch, 1) == Served("b()1")
+        ping.down = fetch.down = other.down = True
+        served = await decorated()
+        assert (served.value, served.mode) == ("a()", "last_good")
+        served = await keyed.call(fetch, 1)
+        assert (served.value, served.mode) == ("b()1", "last_good")
+        with pytest.raises(ConnectionError):  # an equal object is another function: nothing of fetch's is served
+            await keyed.call(other, 1)
+
+    run(main())
+    assert (ping.runs, fetch.runs, other.runs) == (2, 2, 1)
 
 
 def test_decorated_last_good_values_are_kept_per_key_in_a_bounded_lru() -> None:

@@ -65,7 +65,8 @@ class _State:
     """What a Degrade and its decorated copies share: the flag and the last good values.
 
     ``goods`` maps a key — ``(function, key(args, kwargs))`` (or the function alone without
-    ``key``) for a partial factory (the decorator's, ``call(fn, *args)``'s, ``Wave.map``'s),
+    ``key``; an unhashable function by identity, see :class:`_Same`) for a partial factory (the
+    decorator's, ``call(fn, *args)``'s, ``Wave.map``'s),
     ``_INSTANCE`` for any other factory — to (value, clock time), least recently used first;
     bounded by ``max_keys``.
     """
@@ -84,20 +85,24 @@ class Degrade(Instrumented):
 
     The degraded result is the first available of: the last good value if ``last_good`` (and no
     older than ``max_age`` seconds), ``await cheaper()`` (when it raises, ``default`` is served if
-    declared, else its error propagates), ``default``. With none available the
-    original error is re-raised (or, when flagged, the operation is tried normally).
+    declared, else its error propagates; while flagged, the operation is tried instead, and its error, if
+    any, raised), ``default``.
+    With none available the original error is re-raised (or, when flagged, the operation is tried normally).
     Every call returns a :class:`Served`. Cancellation is never degraded, nor is an error raised in its place
     while the task is being cancelled (docs/architecture.md).
 
-    Last good values are never shared across functions or keys. A decorated function,
+    Last good values are never shared across functions or keys, but for ``call(fn)`` without arguments (below).
+    A decorated function,
     ``call(fn, *args, **kwargs)``, or a ``functools.partial`` factory (what ``Wave.map`` passes)
     keeps its own last good value per function (one Degrade may
     decorate several) and, with ``key``, per ``key(args, kwargs)``. ``key`` is a callable
     ``(args, kwargs) -> hashable`` (e.g. ``lambda args, kwargs: args[0]`` for ``get_user(uid)``);
     it is required when the function takes parameters — TypeError at decoration time, or at the
     call for ``call(fn, *args)`` — since the value of one call (one user's record) would be served
-    to calls with other arguments. ``call(fn)`` of any other zero-argument factory (a lambda)
-    keeps one last good value per Degrade instance; with ``key`` set it raises TypeError instead,
+    to calls with other arguments. ``call(fn)`` of any other zero-argument factory (a lambda, or a
+    function called without arguments: ``call(get_config)`` and ``call(get_flags)`` of one Degrade share
+    it, one served for the other) keeps one last good value per Degrade instance; with ``key`` set it
+    raises TypeError instead,
     as there are no arguments to key by. A ``Wave(policy=...)`` refuses ``last_good`` without
     ``key``: its tasks would share that one value. The newest ``max_keys`` keys (least
     recently used dropped first) each keep their own value; O(1) per call. Event loops in several
@@ -196,16 +201,18 @@ class Degrade(Instrumented):
     async def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> Served[T]:  # type: ignore[override]
         state = self._state
         key = self._key_of(fn) if self.last_good else _INSTANCE
+        cheaper = True  # flagged with nothing served, the cheaper (if any) failed: not called again on a failure
         if state.flag is not None:
             served = await self._serve(state.flag, None, call, key)
             if served is not None:
                 return served
+            cheaper = False
         try:
             value = await next_step(chain, i, fn, call)
         except Exception as exc:
             if not isinstance(exc, self._on) or isinstance(exc, MisuseError) or cancel_requested(exc):
                 raise  # cancel_requested: the error stands in for the caller's cancellation, never degraded
-            served = await self._serve(reason_of(exc), exc, call, key)
+            served = await self._serve(reason_of(exc), exc, call, key, cheaper=cheaper)
             if served is None:
                 raise
             return served
@@ -230,8 +237,9 @@ class Degrade(Instrumented):
                     "call(fn) of a zero-argument factory has none: pass them, call(fn, *args, **kwargs)"
                 )
             return _INSTANCE
+        func = _function(fn.func)
         if self.key is not None:
-            keyed = (fn.func, sync_result("key", self.key(fn.args, fn.keywords), NotSyncError))
+            keyed = (func, sync_result("key", self.key(fn.args, fn.keywords), NotSyncError))
             try:
                 hash(keyed)
             except TypeError:  # refused now, before the operation runs: not after, losing its result
@@ -245,10 +253,10 @@ class Degrade(Instrumented):
                 "needs key=: without it one call's last good value would be served to calls with other "
                 "arguments. Pass key=lambda args, kwargs: <what identifies the result>, e.g. args[0]."
             )
-        return fn.func
+        return func
 
     async def _serve(
-        self, reason: str, error: Exception | None, call: _Call | None, key: Hashable,
+        self, reason: str, error: Exception | None, call: _Call | None, key: Hashable, *, cheaper: bool = True,
     ) -> Served[Any] | None:
         if self.last_good:
             goods = self._state.goods
@@ -260,12 +268,14 @@ class Degrade(Instrumented):
                 age = max(0.0, self.clock() - at)  # an injected clock that went back: no negative age
                 if self.max_age is None or age <= self.max_age:
                     return self._mark(Served(value, True, "last_good", reason, age, error), call)
-        if self.cheaper is not None:
+        if self.cheaper is not None and cheaper:
             made = awaitable_from("cheaper", self.cheaper(), NotAwaitableError)  # a sync cheaper: refused, always
             try:
                 value = await made
-            except Exception:  # not available: the next in line, the declared default, is served
-                if self.default is _MISSING:
+            except Exception as exc:  # not available: the next in line, the declared default, is served
+                if self.default is _MISSING and (error is not None or cancel_requested(exc)):
+                    # Flagged (no error), nothing is left to serve: the operation is tried, as with none available.
+                    # Raising the cheaper's error failed calls that the operation, never run, would have served.
                     raise
             else:
                 return self._mark(Served(value, True, "cheaper", reason, None, error), call)
@@ -277,3 +287,31 @@ class Degrade(Instrumented):
         if call is not None:
             notify(call, "degraded", Degraded(call.operation, served.mode or "", served.reason or "", served.error))
         return served
+
+
+class _Same:
+    """An unhashable function (a callable object whose class defines ``__eq__`` alone: a ``@dataclass`` with an async
+    ``__call__``) as the function part of a last good value's key: the object itself, by identity. Keyed as it is,
+    ``hash`` raised after the operation had run (its result lost, a TypeError "unhashable type" in its place) or,
+    with ``key=``, the call was refused as if ``key`` had returned the unhashable value. Held by the key, the object
+    stays alive while its value is kept, so its id is never another's."""
+
+    __slots__ = ("func",)
+
+    def __init__(self, func: object) -> None:
+        self.func = func
+
+    def __hash__(self) -> int:
+        return id(self.func)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is _Same and other.func is self.func
+
+
+def _function(func: Any) -> Hashable:
+    """``func`` as the function part of a last good value's key (see :class:`_Same`)."""
+    try:
+        hash(func)
+    except TypeError:
+        return _Same(func)
+    return cast("Hashable", func)

@@ -19,7 +19,8 @@ T = TypeVar("T")
 @dataclass(frozen=True, slots=True)
 class Hedge(Instrumented):
     """Run up to ``attempts`` concurrent attempts, starting the next one ``delay`` seconds after the
-    previous (or at once when an attempt fails; ``attempts`` >= 1, ``delay`` >= 0). Returns the first
+    previous (or at once when an attempt fails; ``attempts`` >= 1, ``delay`` >= 0; an error of ``sleep(delay)`` is
+    raised, the attempts in flight cancelled, as a ``Retry`` raises its sleep's). Returns the first
     successful result and cancels the others (waiting for them to finish: cooperatively, as a ``TaskGroup``
     does, so a loser that catches its ``CancelledError`` and goes on holds the result until it ends; its
     span records how it really ended). When every attempt fails,
@@ -82,10 +83,6 @@ class Hedge(Instrumented):
                     timer = asyncio.create_task(_delay(self.sleep, self.delay))
                 waiting = pending if timer is None else {*pending, timer}
                 done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                fired = False
-                if timer is not None and timer in done:
-                    timer.result()  # a sleep that returned no awaitable: its TypeError, naming sleep
-                    fired, timer = True, None
                 failed = False
                 for task in done:
                     if task not in pending:
@@ -99,6 +96,10 @@ class Hedge(Instrumented):
                         return value  # type: ignore[no-any-return]
                     errors.append(value)
                     failed = True
+                fired = False
+                if timer is not None and timer in done:  # after the attempts: one that won meanwhile is returned
+                    timer.result()  # the sleep's error (a sync sleep's TypeError, naming sleep), as a Retry raises it
+                    fired, timer = True, None
                 if launched < self.attempts and (fired or failed):
                     if timer is not None:
                         timer.cancel()
@@ -190,15 +191,11 @@ async def _attempt(chain: Chain, i: int, fn: Factory[Any], call: _Call | None) -
         return None, exc
 
 
-async def _delay(sleep: Sleep, delay: float) -> tuple[bool, Any]:
+async def _delay(sleep: Sleep, delay: float) -> tuple[bool, None]:
     """The wait before the next attempt, its ``sleep(delay)`` made inside the task, as an attempt's call is: a
-    timer cancelled before it ran (the hedge done first) left that coroutine never awaited (a RuntimeWarning)."""
-    return await _settle(awaitable_from("sleep", sleep(delay), NotAwaitableError))
+    timer cancelled before it ran (the hedge done first) left that coroutine never awaited (a RuntimeWarning).
 
-
-async def _settle(awaitable: Any) -> tuple[bool, Any]:
-    """Turn the attempt's outcome into a value so that a failed attempt is not a task error."""
-    try:
-        return True, await awaitable
-    except Exception as exc:
-        return False, exc
+    The sleep's error is the task's, raised by the hedge (as a ``Retry`` raises its sleep's): turned into a value, it
+    was dropped and taken for the delay having passed, so the next attempt started at once, the error seen nowhere."""
+    await awaitable_from("sleep", sleep(delay), NotAwaitableError)
+    return True, None  # what _ended reads of a task that ended
