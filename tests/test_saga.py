@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import math
 import random
 from typing import Any
 
 import pytest
+from _open_spans import OpenSpans
 from opentelemetry.trace import StatusCode
 from test_recovery_support import Telemetry, run
 
@@ -592,3 +595,77 @@ def test_a_step_named_like_the_key_of_a_repeated_name_is_still_reported_left_in_
     result = caught.value.result
     assert len(result.uncompensated) == len(result.completed) == 3
     assert sorted(result.uncompensated) == ["a", "a#2", "a#2#2"]
+
+
+# ------------------------------------------------------------------ the saga's clock
+class _ClockBrokeError(Exception):
+    pass
+
+
+def test_a_clock_breaking_during_the_rollback_still_compensates_every_step_and_ends_every_span() -> None:
+    """The clock (it times the compensations) was read unguarded in the rollback: a clock raising there
+    stopped it, so the card-declined order kept its reservation and payment hold (neither compensation ran,
+    neither reported) and the saga span was never ended. Now the rollback runs to its end, every span is
+    ended, ``tx.result`` says what was compensated, and then the clock's error propagates (as a wave's)."""
+    tel = InMemoryTelemetry()
+    spans = OpenSpans()
+    tel.tracer_provider.add_span_processor(spans)
+    armed: list[bool] = []
+
+    def clock() -> float:
+        if armed:
+            raise _ClockBrokeError("the clock broke")
+        return 0.0
+
+    undone: list[str] = []
+
+    async def reserve() -> str:
+        return "seat"
+
+    async def hold() -> str:
+        return "hold"
+
+    async def undo(value: str) -> None:
+        undone.append(value)
+
+    async def declined() -> None:
+        armed.append(True)
+        raise ValueError("card declined")
+
+    saga = Saga("order", clock=clock, **tel.providers)
+    tx = saga.begin()
+
+    async def main() -> None:
+        async with tx:
+            await tx.step("reserve", reserve, compensate=undo)
+            await tx.step("hold", hold, compensate=undo)
+            await tx.step("pay", declined)
+
+    with pytest.raises(_ClockBrokeError) as caught:
+        run_virtual(main())
+    assert isinstance(caught.value.__context__, ValueError)  # raised while the step's error was handled
+    assert undone == ["hold", "seat"]
+    assert tx.result is not None and tx.result.compensated == ("hold", "reserve") and tx.result.rolled_back
+    assert spans.open == {}
+    assert tel.span("saga order").attributes["shannon.saga.outcome"] == "failure"  # type: ignore[index]
+    assert [(dict(p.attributes), p.value) for p in tel.points("shannon.compensations")] == [
+        ({"shannon.saga.name": "order", "shannon.compensation.outcome": "success"}, 2)]
+    tel.shutdown()
+
+
+def test_a_clock_not_reading_seconds_is_refused_before_any_step_runs() -> None:
+    """``Saga(clock=datetime.now)`` (a slip for ``time.time``) was read only in a rollback: every saga that
+    succeeded ran as if it were right, and the first that failed raised TypeError from the middle of its
+    rollback, its steps left in effect. The clock is read as the saga begins, as a wave reads its own."""
+    ran: list[int] = []
+
+    async def act() -> int:
+        ran.append(1)
+        return 1
+
+    saga = Saga("order", clock=datetime.datetime.now, instrument=False)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^clock must return seconds \(a real number\), got datetime"):
+        run_virtual(saga.run(Step("a", act)))
+    with pytest.raises(ValueError, match=r"^clock must return finite seconds, got nan"):
+        run_virtual(Saga("order", clock=lambda: math.nan, instrument=False).run(Step("a", act)))
+    assert ran == []

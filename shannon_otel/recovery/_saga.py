@@ -46,6 +46,10 @@ class Saga:
     bound). Compensations are shielded from cancellation, so this is what bounds a rollback (cooperatively, as
     any asyncio timeout: a compensation that catches its ``CancelledError`` and goes on holds the rollback until
     it ends, and counts as compensated if it then returns).
+
+    ``clock``: times the compensations; read as each run begins (TypeError/ValueError naming it unless
+    it reads finite seconds, before any step runs). One that raises during a rollback does not stop it:
+    its error propagates once the rollback has ended (unless a cancellation or another BaseException does).
     """
 
     name: str

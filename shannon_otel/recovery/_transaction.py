@@ -14,7 +14,7 @@ from .._deadline import timed_out
 from .._events import CompensationFinished, SagaFinished, SagaObserver, SagaStarted
 from .._isolation import HOOK_ERRORS, Unentered, enter, finish, hook_failed, leave, refused, start
 from .._telemetry import Outcome
-from .._validate import plain
+from .._validate import check_reading, plain
 from ._decorated import MisuseError
 from ._saga_types import SagaError, SagaResult, _awaited, _check_step, not_async, reused
 
@@ -64,6 +64,8 @@ class Transaction:
     async def __aenter__(self) -> Transaction:
         if self._open is not None:
             raise RuntimeError("a Transaction is entered once: call saga.begin() for a new one")
+        # Before any step runs: a clock not reading seconds (``clock=datetime.now``) raised only in the rollback.
+        check_reading("clock", self._saga.clock())
         self._open = True
         hooks = self._saga._hooks
         if hooks:
@@ -162,7 +164,7 @@ class Transaction:
             if interrupted is not None:
                 raise interrupted
             return False
-        compensated, failed, cancelled, escaped = await self._compensate()
+        compensated, failed, cancelled, escaped, broken = await self._compensate()
         cancelled = _kept(interrupted, cancelled)
         if isinstance(exc, asyncio.CancelledError):  # a timeout (the wave's, a Timeout's) or a cancellation
             outcome = Outcome.TIMEOUT if timed_out() else Outcome.CANCELLATION
@@ -177,6 +179,8 @@ class Transaction:
         if cancelled is not None and _kept(exc if isinstance(exc, asyncio.CancelledError) else None,
                                            cancelled) is cancelled:
             raise cancelled  # the block ended otherwise, or by a timeout's bare cancellation
+        if broken is not None and isinstance(exc, Exception):  # the clock's error, once the rollback has ended
+            raise broken
         if isinstance(exc, MisuseError):  # a programming error: raised as it is, as through every policy,
             return False  # so no Retry around the saga runs a sync action again (tx.result tells the rollback)
         if isinstance(exc, Exception):
@@ -203,16 +207,22 @@ class Transaction:
 
     async def _compensate(
         self,
-    ) -> tuple[tuple[str, ...], dict[str, BaseException], asyncio.CancelledError | None, BaseException | None]:
+    ) -> tuple[
+        tuple[str, ...], dict[str, BaseException], asyncio.CancelledError | None, BaseException | None,
+        Exception | None,
+    ]:
         """Run the rollback; returns what was compensated, what failed, the caller's cancellation that
-        arrived meanwhile, and the first ``BaseException`` (not a cancellation) an observer or a
-        compensation raised (each re-raised after)."""
+        arrived meanwhile, the first ``BaseException`` (not a cancellation) an observer or a
+        compensation raised, and the first error of the clock (each re-raised after). The clock only
+        times the compensations: read unguarded, its error stopped the rollback, the remaining steps
+        left in effect unreported and the saga span never ended."""
         compensated: list[str] = []
         failed: dict[str, BaseException] = {}
         cancelled: asyncio.CancelledError | None = None
         saga, clock, observers = self._saga.name, self._saga.clock, self._observers
         owners, hooks = self._owners, self._saga._hooks
         escaped: BaseException | None = None
+        broken: Exception | None = None
         # A name repeated (a step run in a loop) keys its failed compensations apart: the n-th completed
         # step of that name as "name#n" (n >= 2), so failed_compensations and uncompensated count them all.
         # A key already taken (a step named "a#2" besides two named "a") takes the next free n: one failure
@@ -233,13 +243,16 @@ class Transaction:
             if compensate is None:
                 continue
             tokens: list[Any] = []
-            begin = clock()
             outcome: Outcome = Outcome.SUCCESS
             error: BaseException | None = None
             try:
                 start(observers, owners, hooks, tokens, "compensation_started", name)
             except BaseException as exc:
                 escaped = escaped or exc
+            try:
+                begin: float | None = clock()
+            except Exception as exc:
+                broken, begin = broken or exc, None
             error, interrupted = await self._shielded(compensate, value)
             cancelled = _kept(cancelled, interrupted)
             if error is None:
@@ -250,12 +263,16 @@ class Transaction:
                            else Outcome.TIMEOUT if isinstance(error, TimeoutError) else Outcome.FAILURE)
                 if not isinstance(error, Exception | asyncio.CancelledError):  # KeyboardInterrupt & co:
                     escaped = escaped or error  # this compensation failed; propagated after the rollback
-            event = CompensationFinished(saga, name, outcome, max(0.0, clock() - begin), error)
+            try:
+                duration = 0.0 if begin is None else max(0.0, clock() - begin)
+            except Exception as exc:
+                broken, duration = broken or exc, 0.0
+            event = CompensationFinished(saga, name, outcome, duration, error)
             try:
                 finish(observers, owners, hooks, tokens, "compensation_finished", event)
             except BaseException as exc:
                 escaped = escaped or exc
-        return tuple(compensated), failed, cancelled, escaped
+        return tuple(compensated), failed, cancelled, escaped, broken
 
     async def _shielded(
         self, compensate: Callable[[Any], Awaitable[Any]], value: Any,
