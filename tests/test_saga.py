@@ -669,3 +669,40 @@ def test_a_clock_not_reading_seconds_is_refused_before_any_step_runs() -> None:
     with pytest.raises(ValueError, match=r"^clock must return finite seconds, got nan"):
         run_virtual(Saga("order", clock=lambda: math.nan, instrument=False).run(Step("a", act)))
     assert ran == []
+
+
+def test_a_sync_compensation_is_raised_as_it_is_and_no_retry_runs_the_saga_again() -> None:
+    """A sync ``def`` given as a compensation was recorded as that compensation's failure inside a ``SagaError``,
+    which a ``Retry`` around the saga retried (the card charged and the refund misrun three times) and a
+    ``Fallback`` answered with a result: the TypeError the docs promise never reached the caller. Now it is raised
+    as it is once the rollback has ended (``NotAwaitableError``, as a sync action's), so no policy acts on it; its
+    step stays listed as left in effect (nothing tells what the sync function undid)."""
+    ledger: list[str] = []
+
+    async def charge() -> str:
+        ledger.append("charge")
+        return "receipt"
+
+    def refund(receipt: str) -> None:  # sync by mistake
+        ledger.append(f"refund {receipt}")
+
+    async def ship() -> None:
+        raise ConnectionError("carrier down")
+
+    transactions: list[Any] = []
+
+    async def order() -> None:
+        async with Saga("order", instrument=False).begin() as tx:
+            transactions.append(tx)
+            await tx.step("charge", charge, compensate=refund)  # type: ignore[arg-type]
+            await tx.step("ship", ship)
+
+    retry = Retry(attempts=3, initial=0.0, jitter="none", instrument=False)
+    with pytest.raises(TypeError, match=r"^compensate must be an async callable") as caught:
+        run_virtual(retry.call(order))
+    assert not isinstance(caught.value, SagaError)
+    assert isinstance(caught.value.__context__, ConnectionError)  # the step's error it was raised after
+    assert ledger == ["charge", "refund receipt"]
+    [tx] = transactions
+    assert tx.result.completed == ("charge",) and tx.result.uncompensated == ("charge",)
+    assert tx.result.failed_compensations["charge"] is caught.value

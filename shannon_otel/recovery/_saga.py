@@ -6,7 +6,8 @@ of the completed steps run newest first; each failing compensation is recorded a
 run. Then an error is raised as :class:`SagaError` (``__cause__`` = the step's error, ``.result``
 says what was rolled back) and a cancellation is re-raised unchanged (``tx.result`` is still set). A sync
 function given as an action has run when its value is found not awaitable: its step is completed (and
-compensated), and its ``TypeError`` is raised as it is, as through every policy, not as a ``SagaError``.
+compensated), and its ``TypeError`` is raised as it is, as through every policy, not as a ``SagaError``; so
+is a sync compensation's, once the rollback has ended (its step is left listed in effect: nothing tells what it undid).
 
 Compensations are shielded from cancellation: each runs in its own task, bounded by the saga's
 ``compensation_timeout_s``, and a cancellation arriving meanwhile waits for it (then for the rest of

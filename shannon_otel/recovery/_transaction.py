@@ -179,7 +179,7 @@ class Transaction:
         if cancelled is not None and _kept(exc if isinstance(exc, asyncio.CancelledError) else None,
                                            cancelled) is cancelled:
             raise cancelled  # the block ended otherwise, or by a timeout's bare cancellation
-        if broken is not None and isinstance(exc, Exception):  # the clock's error, once the rollback has ended
+        if broken is not None and isinstance(exc, Exception):  # the clock's error or a misuse, after the rollback
             raise broken
         if isinstance(exc, MisuseError):  # a programming error: raised as it is, as through every policy,
             return False  # so no Retry around the saga runs a sync action again (tx.result tells the rollback)
@@ -213,9 +213,12 @@ class Transaction:
     ]:
         """Run the rollback; returns what was compensated, what failed, the caller's cancellation that
         arrived meanwhile, the first ``BaseException`` (not a cancellation) an observer or a
-        compensation raised, and the first error of the clock (each re-raised after). The clock only
-        times the compensations: read unguarded, its error stopped the rollback, the remaining steps
-        left in effect unreported and the saga span never ended."""
+        compensation raised, and the first error to raise in place of the ``SagaError``: the clock's, or
+        a compensation's ``MisuseError`` (a sync ``compensate``: raised as it is, as through every policy,
+        so no ``Retry`` around the saga runs the mistake again; its step stays listed as left in effect, as
+        nothing tells what a sync function undid). The clock only times the compensations: read unguarded,
+        its error stopped the rollback, the remaining steps left in effect unreported and the saga span never
+        ended."""
         compensated: list[str] = []
         failed: dict[str, BaseException] = {}
         cancelled: asyncio.CancelledError | None = None
@@ -263,6 +266,8 @@ class Transaction:
                            else Outcome.TIMEOUT if isinstance(error, TimeoutError) else Outcome.FAILURE)
                 if not isinstance(error, Exception | asyncio.CancelledError):  # KeyboardInterrupt & co:
                     escaped = escaped or error  # this compensation failed; propagated after the rollback
+                elif isinstance(error, MisuseError):
+                    broken = broken or error
             try:
                 duration = 0.0 if begin is None else max(0.0, clock() - begin)
             except Exception as exc:
