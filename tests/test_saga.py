@@ -706,3 +706,31 @@ def test_a_sync_compensation_is_raised_as_it_is_and_no_retry_runs_the_saga_again
     [tx] = transactions
     assert tx.result.completed == ("charge",) and tx.result.uncompensated == ("charge",)
     assert tx.result.failed_compensations["charge"] is caught.value
+
+
+def test_a_compensation_returning_the_coroutine_it_already_awaited_is_refused_naming_the_mistake() -> None:
+    """``Step("reserve", reserve, lambda seat: release_coro)`` run twice (each run failing): the second rollback
+    awaited the finished coroutine, and "RuntimeError: cannot reuse already awaited coroutine" was recorded as the
+    compensation's failure inside a SagaError, which a ``Retry`` would retry. Now it is refused naming
+    ``compensate`` (as the action's is) and raised as it is after the rollback; its step is listed left in effect
+    (it never ran this time)."""
+    released: list[str] = []
+
+    async def reserve() -> str:
+        return "seat"
+
+    async def release() -> None:
+        released.append("seat")
+
+    async def pay() -> None:
+        raise ValueError("card declined")
+
+    once = release()
+    step = Step("reserve", reserve, lambda seat: once)
+    saga = Saga("order", instrument=False)
+    with pytest.raises(SagaError):
+        run_virtual(saga.run(step, Step("pay", pay)))
+    with pytest.raises(TypeError, match=r"^compensate must return a new awaitable each time it is called") as caught:
+        run_virtual(saga.run(step, Step("pay", pay)))
+    assert not isinstance(caught.value, SagaError)
+    assert released == ["seat"]

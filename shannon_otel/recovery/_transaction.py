@@ -16,7 +16,7 @@ from .._isolation import HOOK_ERRORS, Unentered, enter, finish, hook_failed, lea
 from .._telemetry import Outcome
 from .._validate import check_reading, plain
 from ._decorated import MisuseError
-from ._saga_types import SagaError, SagaResult, _awaited, _check_step, not_async, reused
+from ._saga_types import SagaError, SagaResult, _awaited, _check_step, is_reused, not_async, reused
 
 if TYPE_CHECKING:
     from .._events import Hook
@@ -128,8 +128,8 @@ class Transaction:
                 # error starts), not one the result leaves out while its effect stays.
                 self._done.append((name, made, compensate))
                 raise not_async("action", made)
-            if inspect.iscoroutine(made) and (made.cr_frame is None or made.cr_await is not None):
-                raise reused(made)  # what `await` refuses (RuntimeError), named
+            if is_reused(made):
+                raise reused("action", made)  # what `await` refuses (RuntimeError), named
             value: T = await made
             # Done before its observers are told: one raising a BaseException must not keep it from the rollback.
             self._done.append((name, value, compensate))
