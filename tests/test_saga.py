@@ -734,3 +734,37 @@ def test_a_compensation_returning_the_coroutine_it_already_awaited_is_refused_na
         run_virtual(saga.run(step, Step("pay", pay)))
     assert not isinstance(caught.value, SagaError)
     assert released == ["seat"]
+
+
+@pytest.mark.parametrize("bad", ["action arity", "action not callable", "compensate arity", "name"])
+def test_a_step_refused_for_its_arguments_inside_the_block_is_raised_as_it_is(bad: str) -> None:
+    """``tx.step("ship", lambda order: ...)`` (an argument of the wrong kind) was refused with a plain TypeError
+    inside the block, which the saga raised as a SagaError: a ``Retry`` around the saga retried it, charging the
+    card (and refunding it) on each try for a call that could never work. It is now a ``MisuseError`` (a
+    TypeError naming the argument), raised as it is after the rollback, as through every policy."""
+    ledger: list[str] = []
+
+    async def charge() -> str:
+        ledger.append("charge")
+        return "receipt"
+
+    async def refund(receipt: str) -> None:
+        ledger.append(f"refund {receipt}")
+
+    async def ship() -> None:
+        pass
+
+    name: Any = None if bad == "name" else "ship"
+    action: Any = {"action arity": lambda order: ship(), "action not callable": "ship()"}.get(bad, ship)
+    compensate: Any = (lambda: None) if bad == "compensate arity" else None
+
+    async def order() -> None:
+        async with Saga("order", instrument=False).begin() as tx:
+            await tx.step("charge", charge, compensate=refund)
+            await tx.step(name, action, compensate=compensate)
+
+    retry = Retry(attempts=3, initial=0.0, jitter="none", instrument=False)
+    with pytest.raises(TypeError, match=r"^(name|action|compensate) must be") as caught:
+        run_virtual(retry.call(order))
+    assert not isinstance(caught.value, SagaError)
+    assert ledger == ["charge", "refund receipt"]

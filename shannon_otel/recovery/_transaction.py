@@ -105,14 +105,20 @@ class Transaction:
     ) -> T:
         """Run one step; on success its compensation (given the result) is registered for a rollback.
 
-        Only inside ``async with`` (RuntimeError otherwise: the step could never be compensated).
+        Only inside ``async with`` (RuntimeError otherwise: the step could never be compensated). Arguments of the
+        wrong kind raise a TypeError naming them (a ``MisuseError``: the saga raises it as it is after the rollback).
         """
         if not self._open:
             raise RuntimeError(
                 "tx.step() runs only inside `async with saga.begin() as tx:` (outside it the step could "
                 "never be compensated)"
             )
-        _check_step(name, action, compensate)
+        try:
+            _check_step(name, action, compensate)
+        except TypeError as exc:
+            # A programming error: a MisuseError, raised as it is after the rollback (as through every policy). A
+            # plain TypeError became a SagaError, which a Retry around the saga retried, running every step again.
+            raise MisuseError(*exc.args) from None
         name = plain(name)
         observers, owners, hooks = self._observers, self._owners, self._saga._hooks
         tokens: list[Any] = []
