@@ -90,7 +90,8 @@ class Saga:
         return Transaction(self)
 
     async def run(self, *steps: Step) -> SagaResult:
-        """Run ``steps`` in order as one transaction; raises :class:`SagaError` after a rollback."""
+        """Run ``steps`` in order as one transaction; raises :class:`SagaError` after a rollback (a sync or
+        reused action or compensation: its ``TypeError`` as it is, after the rollback)."""
         check_spread("run", "steps", steps)
         for k, s in enumerate(steps):
             if not isinstance(s, Step):
