@@ -768,3 +768,37 @@ def test_a_step_refused_for_its_arguments_inside_the_block_is_raised_as_it_is(ba
         run_virtual(retry.call(order))
     assert not isinstance(caught.value, SagaError)
     assert ledger == ["charge", "refund receipt"]
+
+
+def test_a_compensation_raising_its_own_timeout_error_is_a_failure_not_the_sagas_timeout() -> None:
+    """A compensation whose own I/O timed out (``socket.timeout`` is ``TimeoutError``; so are a ``wait_for`` inside
+    it and aiohttp's timeouts) was reported with outcome ``timeout`` in the compensations metric, the ERROR log and
+    the span, whose status read only "timeout" (its message hidden), as if ``compensation_timeout_s`` (30 s here)
+    had run out when it failed at once: an operator would raise the limit. Only the saga's own limit running out
+    is a ``timeout``; an error of the compensation's own is a ``failure``, as through every policy."""
+    tel = InMemoryTelemetry()
+
+    async def reserve() -> str:
+        return "seat"
+
+    async def release(value: str) -> None:
+        raise TimeoutError("connect to db:5432 timed out")
+
+    async def hang(value: str) -> None:
+        await asyncio.sleep(3600)
+
+    async def pay() -> None:
+        raise ValueError("card declined")
+
+    saga = Saga("order", compensation_timeout_s=30.0, **tel.providers)
+    with pytest.raises(SagaError) as caught:
+        run_virtual(saga.run(Step("reserve", reserve, release), Step("hold", reserve, hang), Step("pay", pay)))
+    assert caught.value.result.uncompensated == ("hold", "reserve")
+    own = tel.span("compensate reserve")
+    assert own.attributes is not None and own.attributes["shannon.compensation.outcome"] == "failure"
+    assert own.status.description == "TimeoutError: connect to db:5432 timed out"
+    limit = tel.span("compensate hold")
+    assert limit.attributes is not None and limit.attributes["shannon.compensation.outcome"] == "timeout"
+    assert tel.point("shannon.compensations", shannon_compensation_outcome="failure").value == 1
+    assert tel.point("shannon.compensations", shannon_compensation_outcome="timeout").value == 1
+    tel.shutdown()

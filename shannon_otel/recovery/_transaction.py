@@ -262,14 +262,17 @@ class Transaction:
                 begin: float | None = clock()
             except Exception as exc:
                 broken, begin = broken or exc, None
-            error, interrupted = await self._shielded(compensate, value)
+            error, interrupted, expired = await self._shielded(compensate, value)
             cancelled = _kept(cancelled, interrupted)
             if error is None:
                 compensated.append(name)
             else:
                 failed[key] = error
+                # timeout: compensation_timeout_s ran out. A TimeoutError of the compensation's own (socket.timeout,
+                # a wait_for inside it) is a failure, as through every policy: it read "timeout" in the
+                # metric, the log and the span, whose status hid its message, as if the saga's limit were too short.
                 outcome = (Outcome.CANCELLATION if isinstance(error, asyncio.CancelledError)
-                           else Outcome.TIMEOUT if isinstance(error, TimeoutError) else Outcome.FAILURE)
+                           else Outcome.TIMEOUT if expired else Outcome.FAILURE)
                 if not isinstance(error, Exception | asyncio.CancelledError):  # KeyboardInterrupt & co:
                     escaped = escaped or error  # this compensation failed; propagated after the rollback
                 elif isinstance(error, MisuseError):
@@ -287,15 +290,16 @@ class Transaction:
 
     async def _shielded(
         self, compensate: Callable[[Any], Awaitable[Any]], value: Any,
-    ) -> tuple[BaseException | None, asyncio.CancelledError | None]:
+    ) -> tuple[BaseException | None, asyncio.CancelledError | None, bool]:
         """Run one compensation to its end, whatever cancels the caller meanwhile.
 
-        Returns the compensation's error (``None``: it succeeded; ``TimeoutError``: it ran past
-        ``compensation_timeout_s``; ``CancelledError``: it was cancelled itself; any other exception,
-        ``BaseException`` included, it raised) and the caller's
-        cancellation that arrived while it ran (re-raised by the caller after the rollback).
+        Returns the compensation's error (``None``: it succeeded; ``CancelledError``: it was cancelled itself;
+        any other exception, ``BaseException`` included, it raised), the caller's cancellation that arrived
+        while it ran (re-raised by the caller after the rollback), and whether the error is the
+        ``TimeoutError`` of ``compensation_timeout_s`` running out.
         """
         limit = self._saga.compensation_timeout_s
+        expired: list[bool] = []
 
         async def bounded() -> BaseException | None:
             try:
@@ -307,8 +311,10 @@ class Transaction:
                     async with scope:
                         await _awaited("compensate", compensate(value))
                 except TimeoutError as exc:
-                    if scope.expired() and not exc.args:  # the scope's bare one: say what timed out, and the limit
-                        exc.args = (f"compensation timed out after {limit} s (Saga compensation_timeout_s)",)
+                    if scope.expired():  # the scope's
+                        expired.append(True)
+                        if not exc.args:  # bare: say what timed out, and the limit
+                            exc.args = (f"compensation timed out after {limit} s (Saga compensation_timeout_s)",)
                     raise
             except (KeyboardInterrupt, SystemExit) as exc:
                 # Raised by a task, asyncio re-raises these out of the event loop itself (the loop stopped
@@ -330,8 +336,8 @@ class Transaction:
         try:
             interrupted = task.result()
         except BaseException as exc:  # CancelledError: it was cancelled itself; a custom BaseException:
-            return exc, cancelled  # it failed (re-raised after the rollback)
-        return interrupted, cancelled
+            return exc, cancelled, bool(expired)  # it failed (re-raised after the rollback)
+        return interrupted, cancelled, False
 
     def _finish(self, result: SagaResult) -> None:
         self.result = result
