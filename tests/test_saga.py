@@ -802,3 +802,45 @@ def test_a_compensation_raising_its_own_timeout_error_is_a_failure_not_the_sagas
     assert tel.point("shannon.compensations", shannon_compensation_outcome="failure").value == 1
     assert tel.point("shannon.compensations", shannon_compensation_outcome="timeout").value == 1
     tel.shutdown()
+
+
+@pytest.mark.parametrize("raises", ["base exception", "sync compensate"])
+def test_a_compensation_error_propagating_past_the_saga_is_recorded_once(raises: str) -> None:
+    """A compensation's error that the saga raises after its rollback (a ``BaseException``, a misused ``compensate``'s
+    TypeError) was recorded twice: on the compensation span, then again on the task span it ended (the saga span,
+    ending with its step's error, never passed it on), two copies of one stack trace. Each span still says it
+    failed; the ``exception`` event is written once, where the error occurred."""
+    from shannon_otel import Wave
+
+    otel = InMemoryTelemetry()
+
+    async def reserve() -> str:
+        return "seat"
+
+    async def interrupted(value: str) -> None:
+        raise _Interrupt("stop")
+
+    def sync(value: str) -> None:
+        pass
+
+    async def pay() -> None:
+        raise ValueError("card declined")
+
+    undo: Any = interrupted if raises == "base exception" else sync
+
+    async def task() -> None:
+        await Saga("s", **otel.providers).run(Step("reserve", reserve, undo), Step("pay", pay))
+
+    wave = Wave[None]("w", **otel.providers)
+    if raises == "base exception":
+        with pytest.raises(BaseExceptionGroup):  # the wave's task group passes it on, grouped
+            run_virtual(wave.run([task]))
+    else:
+        [result] = run_virtual(wave.run([task])).results
+        assert isinstance(result.error, TypeError)
+    events = [(s.name, (e.attributes or {})["exception.type"]) for s in otel.spans() for e in s.events]
+    kind = f"{_Interrupt.__module__}._Interrupt" if raises == "base exception" else (
+        "shannon_otel.recovery._decorated.NotAwaitableError")
+    assert sorted(events) == [("compensate reserve", kind), ("step pay", "ValueError")]
+    assert otel.span("task w").status.status_code is StatusCode.ERROR
+    otel.shutdown()
