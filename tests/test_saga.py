@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import math
 import random
 from typing import Any
 
 import pytest
+from _open_spans import OpenSpans
 from opentelemetry.trace import StatusCode
 from test_recovery_support import Telemetry, run
 
@@ -592,3 +595,252 @@ def test_a_step_named_like_the_key_of_a_repeated_name_is_still_reported_left_in_
     result = caught.value.result
     assert len(result.uncompensated) == len(result.completed) == 3
     assert sorted(result.uncompensated) == ["a", "a#2", "a#2#2"]
+
+
+# ------------------------------------------------------------------ the saga's clock
+class _ClockBrokeError(Exception):
+    pass
+
+
+def test_a_clock_breaking_during_the_rollback_still_compensates_every_step_and_ends_every_span() -> None:
+    """The clock (it times the compensations) was read unguarded in the rollback: a clock raising there
+    stopped it, so the card-declined order kept its reservation and payment hold (neither compensation ran,
+    neither reported) and the saga span was never ended. Now the rollback runs to its end, every span is
+    ended, ``tx.result`` says what was compensated, and then the clock's error propagates (as a wave's)."""
+    tel = InMemoryTelemetry()
+    spans = OpenSpans()
+    tel.tracer_provider.add_span_processor(spans)
+    armed: list[bool] = []
+
+    def clock() -> float:
+        if armed:
+            raise _ClockBrokeError("the clock broke")
+        return 0.0
+
+    undone: list[str] = []
+
+    async def reserve() -> str:
+        return "seat"
+
+    async def hold() -> str:
+        return "hold"
+
+    async def undo(value: str) -> None:
+        undone.append(value)
+
+    async def declined() -> None:
+        armed.append(True)
+        raise ValueError("card declined")
+
+    saga = Saga("order", clock=clock, **tel.providers)
+    tx = saga.begin()
+
+    async def main() -> None:
+        async with tx:
+            await tx.step("reserve", reserve, compensate=undo)
+            await tx.step("hold", hold, compensate=undo)
+            await tx.step("pay", declined)
+
+    with pytest.raises(_ClockBrokeError) as caught:
+        run_virtual(main())
+    assert isinstance(caught.value.__context__, ValueError)  # raised while the step's error was handled
+    assert undone == ["hold", "seat"]
+    assert tx.result is not None and tx.result.compensated == ("hold", "reserve") and tx.result.rolled_back
+    assert spans.open == {}
+    assert tel.span("saga order").attributes["shannon.saga.outcome"] == "failure"  # type: ignore[index]
+    assert [(dict(p.attributes), p.value) for p in tel.points("shannon.compensations")] == [
+        ({"shannon.saga.name": "order", "shannon.compensation.outcome": "success"}, 2)]
+    tel.shutdown()
+
+
+def test_a_clock_not_reading_seconds_is_refused_before_any_step_runs() -> None:
+    """``Saga(clock=datetime.now)`` (a slip for ``time.time``) was read only in a rollback: every saga that
+    succeeded ran as if it were right, and the first that failed raised TypeError from the middle of its
+    rollback, its steps left in effect. The clock is read as the saga begins, as a wave reads its own."""
+    ran: list[int] = []
+
+    async def act() -> int:
+        ran.append(1)
+        return 1
+
+    saga = Saga("order", clock=datetime.datetime.now, instrument=False)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^clock must return seconds \(a real number\), got datetime"):
+        run_virtual(saga.run(Step("a", act)))
+    with pytest.raises(ValueError, match=r"^clock must return finite seconds, got nan"):
+        run_virtual(Saga("order", clock=lambda: math.nan, instrument=False).run(Step("a", act)))
+    assert ran == []
+
+
+def test_a_sync_compensation_is_raised_as_it_is_and_no_retry_runs_the_saga_again() -> None:
+    """A sync ``def`` given as a compensation was recorded as that compensation's failure inside a ``SagaError``,
+    which a ``Retry`` around the saga retried (the card charged and the refund misrun three times) and a
+    ``Fallback`` answered with a result: the TypeError the docs promise never reached the caller. Now it is raised
+    as it is once the rollback has ended (``NotAwaitableError``, as a sync action's), so no policy acts on it; its
+    step stays listed as left in effect (nothing tells what the sync function undid)."""
+    ledger: list[str] = []
+
+    async def charge() -> str:
+        ledger.append("charge")
+        return "receipt"
+
+    def refund(receipt: str) -> None:  # sync by mistake
+        ledger.append(f"refund {receipt}")
+
+    async def ship() -> None:
+        raise ConnectionError("carrier down")
+
+    transactions: list[Any] = []
+
+    async def order() -> None:
+        async with Saga("order", instrument=False).begin() as tx:
+            transactions.append(tx)
+            await tx.step("charge", charge, compensate=refund)  # type: ignore[arg-type]
+            await tx.step("ship", ship)
+
+    retry = Retry(attempts=3, initial=0.0, jitter="none", instrument=False)
+    with pytest.raises(TypeError, match=r"^compensate must be an async callable") as caught:
+        run_virtual(retry.call(order))
+    assert not isinstance(caught.value, SagaError)
+    assert isinstance(caught.value.__context__, ConnectionError)  # the step's error it was raised after
+    assert ledger == ["charge", "refund receipt"]
+    [tx] = transactions
+    assert tx.result.completed == ("charge",) and tx.result.uncompensated == ("charge",)
+    assert tx.result.failed_compensations["charge"] is caught.value
+
+
+def test_a_compensation_returning_the_coroutine_it_already_awaited_is_refused_naming_the_mistake() -> None:
+    """``Step("reserve", reserve, lambda seat: release_coro)`` run twice (each run failing): the second rollback
+    awaited the finished coroutine, and "RuntimeError: cannot reuse already awaited coroutine" was recorded as the
+    compensation's failure inside a SagaError, which a ``Retry`` would retry. Now it is refused naming
+    ``compensate`` (as the action's is) and raised as it is after the rollback; its step is listed left in effect
+    (it never ran this time)."""
+    released: list[str] = []
+
+    async def reserve() -> str:
+        return "seat"
+
+    async def release() -> None:
+        released.append("seat")
+
+    async def pay() -> None:
+        raise ValueError("card declined")
+
+    once = release()
+    step = Step("reserve", reserve, lambda seat: once)
+    saga = Saga("order", instrument=False)
+    with pytest.raises(SagaError):
+        run_virtual(saga.run(step, Step("pay", pay)))
+    with pytest.raises(TypeError, match=r"^compensate must return a new awaitable each time it is called") as caught:
+        run_virtual(saga.run(step, Step("pay", pay)))
+    assert not isinstance(caught.value, SagaError)
+    assert released == ["seat"]
+
+
+@pytest.mark.parametrize("bad", ["action arity", "action not callable", "compensate arity", "name"])
+def test_a_step_refused_for_its_arguments_inside_the_block_is_raised_as_it_is(bad: str) -> None:
+    """``tx.step("ship", lambda order: ...)`` (an argument of the wrong kind) was refused with a plain TypeError
+    inside the block, which the saga raised as a SagaError: a ``Retry`` around the saga retried it, charging the
+    card (and refunding it) on each try for a call that could never work. It is now a ``MisuseError`` (a
+    TypeError naming the argument), raised as it is after the rollback, as through every policy."""
+    ledger: list[str] = []
+
+    async def charge() -> str:
+        ledger.append("charge")
+        return "receipt"
+
+    async def refund(receipt: str) -> None:
+        ledger.append(f"refund {receipt}")
+
+    async def ship() -> None:
+        pass
+
+    name: Any = None if bad == "name" else "ship"
+    action: Any = {"action arity": lambda order: ship(), "action not callable": "ship()"}.get(bad, ship)
+    compensate: Any = (lambda: None) if bad == "compensate arity" else None
+
+    async def order() -> None:
+        async with Saga("order", instrument=False).begin() as tx:
+            await tx.step("charge", charge, compensate=refund)
+            await tx.step(name, action, compensate=compensate)
+
+    retry = Retry(attempts=3, initial=0.0, jitter="none", instrument=False)
+    with pytest.raises(TypeError, match=r"^(name|action|compensate) must be") as caught:
+        run_virtual(retry.call(order))
+    assert not isinstance(caught.value, SagaError)
+    assert ledger == ["charge", "refund receipt"]
+
+
+def test_a_compensation_raising_its_own_timeout_error_is_a_failure_not_the_sagas_timeout() -> None:
+    """A compensation whose own I/O timed out (``socket.timeout`` is ``TimeoutError``; so are a ``wait_for`` inside
+    it and aiohttp's timeouts) was reported with outcome ``timeout`` in the compensations metric, the ERROR log and
+    the span, whose status read only "timeout" (its message hidden), as if ``compensation_timeout_s`` (30 s here)
+    had run out when it failed at once: an operator would raise the limit. Only the saga's own limit running out
+    is a ``timeout``; an error of the compensation's own is a ``failure``, as through every policy."""
+    tel = InMemoryTelemetry()
+
+    async def reserve() -> str:
+        return "seat"
+
+    async def release(value: str) -> None:
+        raise TimeoutError("connect to db:5432 timed out")
+
+    async def hang(value: str) -> None:
+        await asyncio.sleep(3600)
+
+    async def pay() -> None:
+        raise ValueError("card declined")
+
+    saga = Saga("order", compensation_timeout_s=30.0, **tel.providers)
+    with pytest.raises(SagaError) as caught:
+        run_virtual(saga.run(Step("reserve", reserve, release), Step("hold", reserve, hang), Step("pay", pay)))
+    assert caught.value.result.uncompensated == ("hold", "reserve")
+    own = tel.span("compensate reserve")
+    assert own.attributes is not None and own.attributes["shannon.compensation.outcome"] == "failure"
+    assert own.status.description == "TimeoutError: connect to db:5432 timed out"
+    limit = tel.span("compensate hold")
+    assert limit.attributes is not None and limit.attributes["shannon.compensation.outcome"] == "timeout"
+    assert tel.point("shannon.compensations", shannon_compensation_outcome="failure").value == 1
+    assert tel.point("shannon.compensations", shannon_compensation_outcome="timeout").value == 1
+    tel.shutdown()
+
+
+@pytest.mark.parametrize("raises", ["base exception", "sync compensate"])
+def test_a_compensation_error_propagating_past_the_saga_is_recorded_once(raises: str) -> None:
+    """A compensation's error that the saga raises after its rollback (a ``BaseException``, a misused ``compensate``'s
+    TypeError) was recorded twice: on the compensation span, then again on the task span it ended (the saga span,
+    ending with its step's error, never passed it on), two copies of one stack trace. Each span still says it
+    failed; the ``exception`` event is written once, where the error occurred."""
+    from shannon_otel import Wave
+
+    otel = InMemoryTelemetry()
+
+    async def reserve() -> str:
+        return "seat"
+
+    async def interrupted(value: str) -> None:
+        raise _Interrupt("stop")
+
+    def sync(value: str) -> None:
+        pass
+
+    async def pay() -> None:
+        raise ValueError("card declined")
+
+    undo: Any = interrupted if raises == "base exception" else sync
+
+    async def task() -> None:
+        await Saga("s", **otel.providers).run(Step("reserve", reserve, undo), Step("pay", pay))
+
+    wave = Wave[None]("w", **otel.providers)
+    if raises == "base exception":
+        with pytest.raises(BaseExceptionGroup):  # the wave's task group passes it on, grouped
+            run_virtual(wave.run([task]))
+    else:
+        [result] = run_virtual(wave.run([task])).results
+        assert isinstance(result.error, TypeError)
+    events = [(s.name, (e.attributes or {})["exception.type"]) for s in otel.spans() for e in s.events]
+    kind = f"{_Interrupt.__module__}._Interrupt" if raises == "base exception" else (
+        "shannon_otel.recovery._decorated.NotAwaitableError")
+    assert sorted(events) == [("compensate reserve", kind), ("step pay", "ValueError")]
+    assert otel.span("task w").status.status_code is StatusCode.ERROR
+    otel.shutdown()

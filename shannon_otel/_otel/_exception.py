@@ -73,6 +73,25 @@ def record_error(span: Span, error: BaseException, parent: Span | None = None) -
         pass
 
 
+def pass_on(span: Span, parent: Span | None) -> None:
+    """Note on ``parent`` every exception recorded beneath ``span`` so far, as ``span`` ends: for a span whose
+    children's errors may propagate past it unwrapped though it does not end with them (a saga's compensation
+    raising ``KeyboardInterrupt``, or a ``TypeError`` raised as it is, after the saga ended with its step's error:
+    the task span around it wrote the compensation span's event again). Call it before :func:`record_error` /
+    :func:`forget` read the notes. Never raises."""
+    if not _beneath or parent is None or not parent.is_recording():
+        return
+    scope = getattr(parent, "instrumentation_scope", None)
+    if scope is None or scope.name != SCOPE_NAME:
+        return
+    try:
+        below = _beneath.get(span)
+        if below:
+            _beneath.setdefault(parent, deque(maxlen=_KEPT)).extend(below)
+    except TypeError:  # a span type that cannot be weakly referenced
+        pass
+
+
 def forget(span: Span) -> None:
     """Drop the notes on ``span`` as it ends without :func:`record_error` (a success, or a failure it does
     not record): they are read only by that call, and kept they held the user's exceptions, and through

@@ -10,7 +10,7 @@ from opentelemetry.trace import Status, StatusCode
 from .. import _telemetry as t
 from .._events import SagaObserver
 from .._telemetry import Outcome
-from ._exception import forget, record_error
+from ._exception import forget, pass_on, record_error
 from ._scope import _ERROR, _INTERNAL, _TIMEOUT, _Current, _end, _error_type, _start, failed
 
 if TYPE_CHECKING:
@@ -49,8 +49,8 @@ class _SagaTelemetry(_Current, SagaObserver):
                       {t.SAGA_NAME: self._saga, t.SAGA_STEP: step})
 
     def compensation_finished(self, token: Any, event: CompensationFinished) -> None:
-        if token is not None:
-            _end(token.span, event.outcome.value, event.error, t.COMPENSATION_OUTCOME)
+        if token is not None:  # the saga span is told of the error recorded here, and passes it on as it ends
+            _end(token.span, event.outcome.value, event.error, t.COMPENSATION_OUTCOME, self.span)
         if self._tel.metrics_on:
             self._tel.compensations.add(1, {t.SAGA_NAME: self._saga, t.COMPENSATION_OUTCOME: event.outcome.value})
 
@@ -59,6 +59,9 @@ class _SagaTelemetry(_Current, SagaObserver):
         if span is None:
             return
         try:
+            # A compensation's error may propagate past the saga unwrapped (a KeyboardInterrupt, a misused
+            # compensate's TypeError) though the saga ends with its step's: the spans it then ends write no copy.
+            pass_on(span, self._parent)
             span.set_attribute(t.SAGA_OUTCOME, event.outcome.value)
             status: Status | None = None
             # A failed saga says why, as every failed span does (error.type, description): the error that

@@ -6,7 +6,8 @@ of the completed steps run newest first; each failing compensation is recorded a
 run. Then an error is raised as :class:`SagaError` (``__cause__`` = the step's error, ``.result``
 says what was rolled back) and a cancellation is re-raised unchanged (``tx.result`` is still set). A sync
 function given as an action has run when its value is found not awaitable: its step is completed (and
-compensated), and its ``TypeError`` is raised as it is, as through every policy, not as a ``SagaError``.
+compensated), and its ``TypeError`` is raised as it is, as through every policy, not as a ``SagaError``; so
+is a sync compensation's, once the rollback has ended (its step is left listed in effect: nothing tells what it undid).
 
 Compensations are shielded from cancellation: each runs in its own task, bounded by the saga's
 ``compensation_timeout_s``, and a cancellation arriving meanwhile waits for it (then for the rest of
@@ -46,6 +47,10 @@ class Saga:
     bound). Compensations are shielded from cancellation, so this is what bounds a rollback (cooperatively, as
     any asyncio timeout: a compensation that catches its ``CancelledError`` and goes on holds the rollback until
     it ends, and counts as compensated if it then returns).
+
+    ``clock``: times the compensations; read as each run begins (TypeError/ValueError naming it unless
+    it reads finite seconds, before any step runs). One that raises during a rollback does not stop it:
+    its error propagates once the rollback has ended (unless a cancellation or another BaseException does).
     """
 
     name: str
@@ -85,7 +90,8 @@ class Saga:
         return Transaction(self)
 
     async def run(self, *steps: Step) -> SagaResult:
-        """Run ``steps`` in order as one transaction; raises :class:`SagaError` after a rollback."""
+        """Run ``steps`` in order as one transaction; raises :class:`SagaError` after a rollback (a sync or
+        reused action or compensation: its ``TypeError`` as it is, after the rollback)."""
         check_spread("run", "steps", steps)
         for k, s in enumerate(steps):
             if not isinstance(s, Step):

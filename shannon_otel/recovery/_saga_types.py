@@ -47,21 +47,30 @@ def not_async(name: str, made: object) -> NotAwaitableError:
     return NotAwaitableError(f"{name} must be an async callable (return an awaitable), it returned {made!r}")
 
 
-def reused(made: Any) -> NotAwaitableError:
-    """The error of an action that returned ``made``, a coroutine already awaited (or being awaited): awaited, it
-    raised "cannot reuse already awaited coroutine", the step's failure in place of the error of the run before
-    (a ``Retry`` around the saga, a :class:`Step` run again). Raised as it is, like :func:`not_async`."""
+def is_reused(made: object) -> bool:
+    """Whether ``made`` is a coroutine already awaited (or being awaited), which ``await`` refuses."""
+    return inspect.iscoroutine(made) and (made.cr_frame is None or made.cr_await is not None)
+
+
+def reused(name: str, made: Any) -> NotAwaitableError:
+    """The error of the user callable ``name`` (``action``, ``compensate``) that returned ``made``, a coroutine
+    already awaited (or being awaited): awaited, it raised "cannot reuse already awaited coroutine", the step's
+    failure in place of the error of the run before (a ``Retry`` around the saga, a :class:`Step` run again), or
+    a compensation's that never ran. Raised as it is, like :func:`not_async`."""
     return NotAwaitableError(
-        f"action must return a new awaitable each time it is called (a Step runs again in each saga.run), it "
+        f"{name} must return a new awaitable each time it is called (a Step runs again in each saga.run), it "
         f"returned a coroutine already awaited, {brief(made)}: pass the async function (or a lambda calling it), "
         f"not a lambda returning one coroutine"
     )
 
 
 async def _awaited(name: str, made: object) -> Any:
-    """Await what a user callable returned, refusing a non-awaitable with an error naming ``name``."""
+    """Await what a user callable returned, refusing a non-awaitable or a coroutine already awaited with an
+    error naming ``name``."""
     if not inspect.isawaitable(made):
         raise not_async(name, made)
+    if is_reused(made):
+        raise reused(name, made)
     return await made
 
 

@@ -14,9 +14,9 @@ from .._deadline import timed_out
 from .._events import CompensationFinished, SagaFinished, SagaObserver, SagaStarted
 from .._isolation import HOOK_ERRORS, Unentered, enter, finish, hook_failed, leave, refused, start
 from .._telemetry import Outcome
-from .._validate import plain
+from .._validate import check_reading, plain
 from ._decorated import MisuseError
-from ._saga_types import SagaError, SagaResult, _awaited, _check_step, not_async, reused
+from ._saga_types import SagaError, SagaResult, _awaited, _check_step, is_reused, not_async, reused
 
 if TYPE_CHECKING:
     from .._events import Hook
@@ -64,6 +64,8 @@ class Transaction:
     async def __aenter__(self) -> Transaction:
         if self._open is not None:
             raise RuntimeError("a Transaction is entered once: call saga.begin() for a new one")
+        # Before any step runs: a clock not reading seconds (``clock=datetime.now``) raised only in the rollback.
+        check_reading("clock", self._saga.clock())
         self._open = True
         hooks = self._saga._hooks
         if hooks:
@@ -103,14 +105,20 @@ class Transaction:
     ) -> T:
         """Run one step; on success its compensation (given the result) is registered for a rollback.
 
-        Only inside ``async with`` (RuntimeError otherwise: the step could never be compensated).
+        Only inside ``async with`` (RuntimeError otherwise: the step could never be compensated). Arguments of the
+        wrong kind raise a TypeError naming them (a ``MisuseError``: the saga raises it as it is after the rollback).
         """
         if not self._open:
             raise RuntimeError(
                 "tx.step() runs only inside `async with saga.begin() as tx:` (outside it the step could "
                 "never be compensated)"
             )
-        _check_step(name, action, compensate)
+        try:
+            _check_step(name, action, compensate)
+        except TypeError as exc:
+            # A programming error: a MisuseError, raised as it is after the rollback (as through every policy). A
+            # plain TypeError became a SagaError, which a Retry around the saga retried, running every step again.
+            raise MisuseError(*exc.args) from None
         name = plain(name)
         observers, owners, hooks = self._observers, self._owners, self._saga._hooks
         tokens: list[Any] = []
@@ -126,8 +134,8 @@ class Transaction:
                 # error starts), not one the result leaves out while its effect stays.
                 self._done.append((name, made, compensate))
                 raise not_async("action", made)
-            if inspect.iscoroutine(made) and (made.cr_frame is None or made.cr_await is not None):
-                raise reused(made)  # what `await` refuses (RuntimeError), named
+            if is_reused(made):
+                raise reused("action", made)  # what `await` refuses (RuntimeError), named
             value: T = await made
             # Done before its observers are told: one raising a BaseException must not keep it from the rollback.
             self._done.append((name, value, compensate))
@@ -162,7 +170,7 @@ class Transaction:
             if interrupted is not None:
                 raise interrupted
             return False
-        compensated, failed, cancelled, escaped = await self._compensate()
+        compensated, failed, cancelled, escaped, broken = await self._compensate()
         cancelled = _kept(interrupted, cancelled)
         if isinstance(exc, asyncio.CancelledError):  # a timeout (the wave's, a Timeout's) or a cancellation
             outcome = Outcome.TIMEOUT if timed_out() else Outcome.CANCELLATION
@@ -177,6 +185,8 @@ class Transaction:
         if cancelled is not None and _kept(exc if isinstance(exc, asyncio.CancelledError) else None,
                                            cancelled) is cancelled:
             raise cancelled  # the block ended otherwise, or by a timeout's bare cancellation
+        if broken is not None and isinstance(exc, Exception):  # the clock's error or a misuse, after the rollback
+            raise broken
         if isinstance(exc, MisuseError):  # a programming error: raised as it is, as through every policy,
             return False  # so no Retry around the saga runs a sync action again (tx.result tells the rollback)
         if isinstance(exc, Exception):
@@ -203,16 +213,25 @@ class Transaction:
 
     async def _compensate(
         self,
-    ) -> tuple[tuple[str, ...], dict[str, BaseException], asyncio.CancelledError | None, BaseException | None]:
+    ) -> tuple[
+        tuple[str, ...], dict[str, BaseException], asyncio.CancelledError | None, BaseException | None,
+        Exception | None,
+    ]:
         """Run the rollback; returns what was compensated, what failed, the caller's cancellation that
-        arrived meanwhile, and the first ``BaseException`` (not a cancellation) an observer or a
-        compensation raised (each re-raised after)."""
+        arrived meanwhile, the first ``BaseException`` (not a cancellation) an observer or a
+        compensation raised, and the first error to raise in place of the ``SagaError``: the clock's, or
+        a compensation's ``MisuseError`` (a sync ``compensate``: raised as it is, as through every policy,
+        so no ``Retry`` around the saga runs the mistake again; its step stays listed as left in effect, as
+        nothing tells what a sync function undid). The clock only times the compensations: read unguarded,
+        its error stopped the rollback, the remaining steps left in effect unreported and the saga span never
+        ended."""
         compensated: list[str] = []
         failed: dict[str, BaseException] = {}
         cancelled: asyncio.CancelledError | None = None
         saga, clock, observers = self._saga.name, self._saga.clock, self._observers
         owners, hooks = self._owners, self._saga._hooks
         escaped: BaseException | None = None
+        broken: Exception | None = None
         # A name repeated (a step run in a loop) keys its failed compensations apart: the n-th completed
         # step of that name as "name#n" (n >= 2), so failed_compensations and uncompensated count them all.
         # A key already taken (a step named "a#2" besides two named "a") takes the next free n: one failure
@@ -233,41 +252,54 @@ class Transaction:
             if compensate is None:
                 continue
             tokens: list[Any] = []
-            begin = clock()
             outcome: Outcome = Outcome.SUCCESS
             error: BaseException | None = None
             try:
                 start(observers, owners, hooks, tokens, "compensation_started", name)
             except BaseException as exc:
                 escaped = escaped or exc
-            error, interrupted = await self._shielded(compensate, value)
+            try:
+                begin: float | None = clock()
+            except Exception as exc:
+                broken, begin = broken or exc, None
+            error, interrupted, expired = await self._shielded(compensate, value)
             cancelled = _kept(cancelled, interrupted)
             if error is None:
                 compensated.append(name)
             else:
                 failed[key] = error
+                # timeout: compensation_timeout_s ran out. A TimeoutError of the compensation's own (socket.timeout,
+                # a wait_for inside it) is a failure, as through every policy: it read "timeout" in the
+                # metric, the log and the span, whose status hid its message, as if the saga's limit were too short.
                 outcome = (Outcome.CANCELLATION if isinstance(error, asyncio.CancelledError)
-                           else Outcome.TIMEOUT if isinstance(error, TimeoutError) else Outcome.FAILURE)
+                           else Outcome.TIMEOUT if expired else Outcome.FAILURE)
                 if not isinstance(error, Exception | asyncio.CancelledError):  # KeyboardInterrupt & co:
                     escaped = escaped or error  # this compensation failed; propagated after the rollback
-            event = CompensationFinished(saga, name, outcome, max(0.0, clock() - begin), error)
+                elif isinstance(error, MisuseError):
+                    broken = broken or error
+            try:
+                duration = 0.0 if begin is None else max(0.0, clock() - begin)
+            except Exception as exc:
+                broken, duration = broken or exc, 0.0
+            event = CompensationFinished(saga, name, outcome, duration, error)
             try:
                 finish(observers, owners, hooks, tokens, "compensation_finished", event)
             except BaseException as exc:
                 escaped = escaped or exc
-        return tuple(compensated), failed, cancelled, escaped
+        return tuple(compensated), failed, cancelled, escaped, broken
 
     async def _shielded(
         self, compensate: Callable[[Any], Awaitable[Any]], value: Any,
-    ) -> tuple[BaseException | None, asyncio.CancelledError | None]:
+    ) -> tuple[BaseException | None, asyncio.CancelledError | None, bool]:
         """Run one compensation to its end, whatever cancels the caller meanwhile.
 
-        Returns the compensation's error (``None``: it succeeded; ``TimeoutError``: it ran past
-        ``compensation_timeout_s``; ``CancelledError``: it was cancelled itself; any other exception,
-        ``BaseException`` included, it raised) and the caller's
-        cancellation that arrived while it ran (re-raised by the caller after the rollback).
+        Returns the compensation's error (``None``: it succeeded; ``CancelledError``: it was cancelled itself;
+        any other exception, ``BaseException`` included, it raised), the caller's cancellation that arrived
+        while it ran (re-raised by the caller after the rollback), and whether the error is the
+        ``TimeoutError`` of ``compensation_timeout_s`` running out.
         """
         limit = self._saga.compensation_timeout_s
+        expired: list[bool] = []
 
         async def bounded() -> BaseException | None:
             try:
@@ -279,8 +311,10 @@ class Transaction:
                     async with scope:
                         await _awaited("compensate", compensate(value))
                 except TimeoutError as exc:
-                    if scope.expired() and not exc.args:  # the scope's bare one: say what timed out, and the limit
-                        exc.args = (f"compensation timed out after {limit} s (Saga compensation_timeout_s)",)
+                    if scope.expired():  # the scope's
+                        expired.append(True)
+                        if not exc.args:  # bare: say what timed out, and the limit
+                            exc.args = (f"compensation timed out after {limit} s (Saga compensation_timeout_s)",)
                     raise
             except (KeyboardInterrupt, SystemExit) as exc:
                 # Raised by a task, asyncio re-raises these out of the event loop itself (the loop stopped
@@ -302,8 +336,8 @@ class Transaction:
         try:
             interrupted = task.result()
         except BaseException as exc:  # CancelledError: it was cancelled itself; a custom BaseException:
-            return exc, cancelled  # it failed (re-raised after the rollback)
-        return interrupted, cancelled
+            return exc, cancelled, bool(expired)  # it failed (re-raised after the rollback)
+        return interrupted, cancelled, False
 
     def _finish(self, result: SagaResult) -> None:
         self.result = result
