@@ -552,3 +552,51 @@ def test_a_failure_or_slow_call_rate_reached_exactly_opens_the_breaker(rate: flo
                             window=calls, min_calls=calls, clock=clock, hooks=[slowing], instrument=False), slow))
     assert failing.pairs == [("closed", "open", "failure_rate")]
     assert slowing.pairs == [("closed", "open", "slow_calls")]
+
+
+@pytest.mark.parametrize("instrumented", [False, True])
+def test_a_probe_abandoned_with_its_loop_gives_its_slot_back_when_collected(instrumented: bool) -> None:
+    """A probe call left pending when its loop was closed (or its task dropped while it waited) is closed by the
+    garbage collector, outside its task's context: resetting the breaker's record of the probe there raised
+    ValueError before the probe's slot was given back, so the breaker stayed HALF_OPEN and rejected every later
+    call, in every later loop, for good ("circuit breaker 'b' is half_open; call rejected")."""
+    import gc
+    import sys
+    import warnings
+
+    clock = FakeClock()
+    tel = Telemetry()
+    providers: dict[str, Any] = tel.kw if instrumented else {"instrument": False}
+    breaker = CircuitBreaker("abandoned-probe", failure_threshold=1, window=1, min_calls=1, reset_timeout=1.0,
+                             clock=clock, **providers)
+
+    async def fail() -> None:
+        raise ValueError("down")
+
+    async def hang() -> None:
+        await asyncio.sleep(3600)
+
+    async def ok() -> str:
+        return "ok"
+
+    with pytest.raises(ValueError, match="down"):
+        run(breaker.call(fail))
+    clock.now += 1.0  # reset_timeout passed: the next call is the probe
+    found: list[str] = []
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: found.append(repr(unraisable.exc_value))
+    try:
+        loop = asyncio.new_event_loop()
+        probe = loop.create_task(breaker.call(hang))
+        loop.run_until_complete(asyncio.sleep(0))
+        assert breaker.state.value == "half_open"  # (by value: mypy would narrow the state past the next check)
+        loop.close()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Task was destroyed but it is pending" is logged, not raised
+            del probe
+            gc.collect()
+    finally:
+        sys.unraisablehook = previous
+    assert run(breaker.call(ok)) == "ok"  # the slot came back: a new probe is admitted, and closes the breaker
+    assert breaker.state is BreakerState.CLOSED
+    assert not [f for f in found if "ValueError" in f], found
