@@ -140,3 +140,54 @@ def test_cancelling_while_the_rate_limiter_sleeps(streamed: bool) -> None:
     if streamed:
         assert sorted(r.index for r in received) == [0, 1, 2]
     assert len(otel.spans("task limited")) == 3  # tasks cancelled in the limiter never started a span
+
+
+@pytest.mark.parametrize("how", ["loop closed", "task dropped"])
+def test_a_wave_abandoned_pending_ends_every_task_span_when_collected(
+    how: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A wave left pending (its loop closed with its task still waiting, or its task dropped while it waited on a
+    future nobody holds) is closed by the garbage collector, the wave's coroutine before its workers': the wave
+    ended, its run let go of its observers, and each worker closed after it met none to end its task's span with
+    (an IndexError, logged as the OTel hook's failure): the task spans stayed open for good."""
+    import gc
+    import logging
+    import warnings
+
+    otel = InMemoryTelemetry()
+    spans = OpenSpans()
+    otel.tracer_provider.add_span_processor(spans)
+
+    async def work(i: int) -> None:
+        await asyncio.Event().wait()  # never set: the wave waits for good
+
+    with warnings.catch_warnings(), caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        warnings.simplefilter("ignore")  # "Task was destroyed but it is pending" is logged, not raised
+        if how == "loop closed":
+            loop = asyncio.new_event_loop()
+            wave = loop.create_task(Wave[None]("abandoned", **otel.providers).map(work, range(3)))
+            for _ in range(3):  # the wave and then its workers run up to their waits
+                loop.run_until_complete(asyncio.sleep(0))
+            workers = asyncio.all_tasks(loop) - {wave}
+            assert len(workers) == 3
+            loop.close()
+            # What the collector does with them, in the order it took here (any order must end every span)
+            wave.get_coro().close()
+            for worker in workers:
+                worker.get_coro().close()
+            del wave, workers
+            gc.collect()
+        else:
+            async def drop() -> None:
+                asyncio.ensure_future(Wave[None]("abandoned", **otel.providers).map(work, range(3)))  # noqa: RUF006 (dropped on purpose)
+                for _ in range(3):  # the wave and then its workers run up to their waits; then nothing holds them
+                    await asyncio.sleep(0)
+                gc.collect()  # collected with the loop running, not cancelled by asyncio.run's shutdown
+                assert spans.open == 0
+
+            asyncio.run(drop())
+    assert spans.started == 4  # the wave and its three tasks
+    assert spans.open == 0
+    assert sorted(s.name for s in otel.spans()) == ["task abandoned"] * 3 + ["wave abandoned"]
+    assert not [r for r in caplog.records if "failed in task_finished" in r.getMessage()]
+    otel.shutdown()
