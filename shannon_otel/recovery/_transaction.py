@@ -289,6 +289,14 @@ class Transaction:
                 return exc
             return None
 
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            # The saga was abandoned pending and its loop closed: the collector closes it where nothing async can
+            # run. This compensation fails, said so, and the saga still ends (its spans, its result); before,
+            # ensure_future() made its task on a new event loop that never ran, and the saga's span never ended.
+            return RuntimeError("compensation not run: the saga was closed with no running event loop (abandoned "
+                                "pending, its loop closed)"), None
         task = asyncio.ensure_future(bounded())
         cancelled: asyncio.CancelledError | None = None
         while not task.done():
