@@ -154,7 +154,10 @@ class Transaction:
             self._leave()
 
     async def _exit(self, exc: BaseException | None) -> bool:
-        interrupted = await self._settle() if self._running else None
+        # GeneratorExit: the saga's coroutine is being closed (collected pending: its task dropped, its loop closed),
+        # where it may not await. Its rollback cannot run; it still ends, saying so (see _compensate).
+        closing = isinstance(exc, GeneratorExit)
+        interrupted = await self._settle() if self._running and not closing else None
         completed = tuple(name for name, _, _ in self._done)
         values = tuple(value for _, value, _ in self._done)
         if exc is None:
@@ -162,7 +165,7 @@ class Transaction:
             if interrupted is not None:
                 raise interrupted
             return False
-        compensated, failed, cancelled, escaped = await self._compensate()
+        compensated, failed, cancelled, escaped = await self._compensate(closing)
         cancelled = _kept(interrupted, cancelled)
         if isinstance(exc, asyncio.CancelledError):  # a timeout (the wave's, a Timeout's) or a cancellation
             outcome = Outcome.TIMEOUT if timed_out() else Outcome.CANCELLATION
@@ -202,11 +205,13 @@ class Transaction:
         return cancelled
 
     async def _compensate(
-        self,
+        self, closing: bool = False,
     ) -> tuple[tuple[str, ...], dict[str, BaseException], asyncio.CancelledError | None, BaseException | None]:
         """Run the rollback; returns what was compensated, what failed, the caller's cancellation that
         arrived meanwhile, and the first ``BaseException`` (not a cancellation) an observer or a
-        compensation raised (each re-raised after)."""
+        compensation raised (each re-raised after). ``closing``: the saga's coroutine is being closed, so no
+        compensation can run (awaiting there raised "coroutine ignored GeneratorExit" out of the collector and
+        left the saga's spans open): each fails with a RuntimeError saying so, and is recorded as any failure."""
         compensated: list[str] = []
         failed: dict[str, BaseException] = {}
         cancelled: asyncio.CancelledError | None = None
@@ -240,7 +245,12 @@ class Transaction:
                 start(observers, owners, hooks, tokens, "compensation_started", name)
             except BaseException as exc:
                 escaped = escaped or exc
-            error, interrupted = await self._shielded(compensate, value)
+            if closing:
+                error, interrupted = RuntimeError(
+                    "compensation not run: the saga was closed (GeneratorExit) before its rollback, where nothing can "
+                    "be awaited (collected while pending: its task dropped or its event loop closed)"), None
+            else:
+                error, interrupted = await self._shielded(compensate, value)
             cancelled = _kept(cancelled, interrupted)
             if error is None:
                 compensated.append(name)
@@ -289,14 +299,6 @@ class Transaction:
                 return exc
             return None
 
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            # The saga was abandoned pending and its loop closed: the collector closes it where nothing async can
-            # run. This compensation fails, said so, and the saga still ends (its spans, its result); before,
-            # ensure_future() made its task on a new event loop that never ran, and the saga's span never ended.
-            return RuntimeError("compensation not run: the saga was closed with no running event loop (abandoned "
-                                "pending, its loop closed)"), None
         task = asyncio.ensure_future(bounded())
         cancelled: asyncio.CancelledError | None = None
         while not task.done():
