@@ -37,6 +37,14 @@ def _kept(
     return first
 
 
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 class Transaction:
     """One run of a :class:`Saga`; use it as ``async with``.
 
@@ -154,9 +162,10 @@ class Transaction:
             self._leave()
 
     async def _exit(self, exc: BaseException | None) -> bool:
-        # GeneratorExit: the saga's coroutine is being closed (collected pending: its task dropped, its loop closed),
-        # where it may not await. Its rollback cannot run; it still ends, saying so (see _compensate).
-        closing = isinstance(exc, GeneratorExit)
+        # No running loop: the saga was abandoned pending with its loop closed, and the garbage collector closes it
+        # (GeneratorExit) where nothing async can run. Its rollback cannot run; it still ends, saying so (see
+        # _compensate). (With a loop running, an async generator's aclose() may await: the rollback runs as ever.)
+        closing = not _loop_running()
         interrupted = await self._settle() if self._running and not closing else None
         completed = tuple(name for name, _, _ in self._done)
         values = tuple(value for _, value, _ in self._done)
@@ -210,8 +219,9 @@ class Transaction:
         """Run the rollback; returns what was compensated, what failed, the caller's cancellation that
         arrived meanwhile, and the first ``BaseException`` (not a cancellation) an observer or a
         compensation raised (each re-raised after). ``closing``: the saga's coroutine is being closed, so no
-        compensation can run (awaiting there raised "coroutine ignored GeneratorExit" out of the collector and
-        left the saga's spans open): each fails with a RuntimeError saying so, and is recorded as any failure."""
+        compensation can run (ensure_future() put it on a new event loop that never ran, and asyncio.wait() raised
+        "no running event loop" out of the collector, leaving the saga's spans open): each fails with a RuntimeError
+        saying so, and is recorded as any failure."""
         compensated: list[str] = []
         failed: dict[str, BaseException] = {}
         cancelled: asyncio.CancelledError | None = None
@@ -247,8 +257,8 @@ class Transaction:
                 escaped = escaped or exc
             if closing:
                 error, interrupted = RuntimeError(
-                    "compensation not run: the saga was closed (GeneratorExit) before its rollback, where nothing can "
-                    "be awaited (collected while pending: its task dropped or its event loop closed)"), None
+                    "compensation not run: the saga was closed with no running event loop (abandoned pending, its "
+                    "loop closed)"), None
             else:
                 error, interrupted = await self._shielded(compensate, value)
             cancelled = _kept(cancelled, interrupted)
