@@ -5,6 +5,7 @@ running and no span open, and keep the results of the tasks that completed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import pytest
@@ -190,4 +191,42 @@ def test_a_wave_abandoned_pending_ends_every_task_span_when_collected(
     assert spans.open == 0
     assert sorted(s.name for s in otel.spans()) == ["task abandoned"] * 3 + ["wave abandoned"]
     assert not [r for r in caplog.records if "failed in task_finished" in r.getMessage()]
+    otel.shutdown()
+
+
+def test_a_stream_abandoned_with_its_loop_ends_its_wave_span_when_collected() -> None:
+    """A streamed wave left pending when its loop was closed is closed by the garbage collector. Closing its wave
+    before its consumer, the results of the tasks never started (and the end) were queued for that consumer, and
+    waking it raised "Event loop is closed" out of the wave's end: its span stayed open for good."""
+    import gc
+    import warnings
+
+    otel = InMemoryTelemetry()
+    spans = OpenSpans()
+    otel.tracer_provider.add_span_processor(spans)
+
+    async def work(i: int) -> None:
+        await asyncio.Event().wait()  # never set
+
+    async def consume() -> None:
+        async with Wave[None]("abandoned", max_concurrency=2, **otel.providers).stream_map(work, range(4)) as results:
+            async for _ in results:
+                pass
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Task was destroyed but it is pending" is logged, not raised
+        loop = asyncio.new_event_loop()
+        consumer = loop.create_task(consume())
+        for _ in range(3):  # the consumer, the wave and its workers run up to their waits
+            loop.run_until_complete(asyncio.sleep(0))
+        made = sorted(asyncio.all_tasks(loop) - {consumer}, key=lambda t: int(t.get_name().rsplit("-", 1)[1]))
+        assert len(made) == 3  # the stream's wave, then its two workers
+        loop.close()
+        for task in [*made, consumer]:  # what the collector does with them, in the order they were made
+            with contextlib.suppress(RuntimeError):  # the consumer's own cancel of its closed loop's wave
+                task.get_coro().close()
+        del consumer, made, task
+        gc.collect()
+    assert spans.started == 3  # the wave and the two tasks started
+    assert spans.open == 0
     otel.shutdown()
