@@ -22,7 +22,7 @@ import logging
 import threading
 import warnings
 from collections.abc import Awaitable, Callable, Iterable
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from .. import _clock
@@ -68,16 +68,6 @@ _NESTED_TRANSITIONS = 64
 # HALF_OPEN period: work the probe left running is no part of a later period's probe.
 _UNRECORDED = -1  # the generation of a call admitted inside its breaker's own probe: never a current one
 _PROBING: ContextVar[tuple[tuple[CircuitBreaker, int], ...]] = ContextVar("shannon_otel_breaker_probing", default=())
-
-
-def _leave_probe(token: Token[tuple[tuple[CircuitBreaker, int], ...]]) -> None:
-    """Take the probe off ``_PROBING``. A call abandoned pending (its loop closed, its task dropped) is closed by
-    the garbage collector outside its own context, where the reset raises ValueError: there is nothing to restore
-    then, and raising it skipped the probe's result, so its slot never came back (HALF_OPEN for good)."""
-    try:
-        _PROBING.reset(token)
-    except ValueError:
-        pass
 
 
 class CircuitBreaker(Policy):
@@ -250,7 +240,7 @@ class CircuitBreaker(Policy):
             result = await made
         except BaseException as exc:
             if probing is not None:
-                _leave_probe(probing)
+                _PROBING.reset(probing)
             if not callable(fn):  # checked on the error path only: the success path is budgeted
                 self._uncounted(gen)  # it never ran: not a result of the service
                 raise not_a_factory(fn) from None
@@ -263,7 +253,7 @@ class CircuitBreaker(Policy):
             self._failed(gen, started, exc)
             raise
         if probing is not None:
-            _leave_probe(probing)
+            _PROBING.reset(probing)
         if not self._clean:  # else: CLOSED, untimed, window full of successes: nothing changes
             self._succeeded(gen, started)
         return result
@@ -281,14 +271,14 @@ class CircuitBreaker(Policy):
             result = await next_step(chain, i, fn, call)
         except BaseException as exc:
             if probing is not None:
-                _leave_probe(probing)
+                _PROBING.reset(probing)
             if (call is not None and not self._counted(exc) and not isinstance(exc, asyncio.CancelledError)
                     and not isinstance(exc, MisuseError)):
                 call.ignored = exc
             self._failed(gen, started, exc)
             raise
         if probing is not None:
-            _leave_probe(probing)
+            _PROBING.reset(probing)
         if not self._clean:
             self._succeeded(gen, started)
         return result
