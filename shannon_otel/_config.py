@@ -116,14 +116,35 @@ def _histograms_explicit(exporter: MetricExporter) -> bool:
     return chosen is None or isinstance(chosen, DefaultAggregation | ExplicitBucketHistogramAggregation)
 
 
+class _LogHandler(LoggingHandler):
+    """The SDK's handler, flushing nothing once closed (``Telemetry.shutdown`` closes it after shutting its
+    provider down).
+
+    At interpreter exit ``logging.shutdown()`` flushes every handler still alive, taken off its logger or
+    not, and the SDK's ``flush()`` starts a thread to flush the provider. Python 3.12.0 / 3.12.1 refuse to start
+    one then: every program that kept its ``configure(logs=True)`` handle ended with "Exception ignored in atexit
+    callback ... can't create new thread at interpreter shutdown", for a provider already shut down.
+    """
+
+    _shut = False
+
+    def close(self) -> None:
+        self._shut = True
+        super().close()
+
+    def flush(self) -> None:
+        if not self._shut:
+            super().flush()
+
+
 def _log_handler(provider: LoggerProvider, redact: Redact | None) -> logging.Handler:
     with warnings.catch_warnings():
         # The SDK's handler is deprecated in favour of opentelemetry-instrumentation-logging's (same
         # behaviour); this one ships with the SDK we already depend on, so no new dependency.
         warnings.simplefilter("ignore", DeprecationWarning)
         if redact is not None:  # log records carry exception messages too (a failing hook's traceback)
-            return redacting_handler(LoggingHandler, redact, logger_provider=provider)
-        return LoggingHandler(logger_provider=provider)
+            return redacting_handler(_LogHandler, redact, logger_provider=provider)
+        return _LogHandler(logger_provider=provider)
 
 
 def check_setup(

@@ -206,6 +206,7 @@ class Telemetry:
         _Default.flush()
         if self._log_handler is not None:
             logging.getLogger(LOGGER_ROOT).removeHandler(self._log_handler)
+            self._log_handler.close()  # its provider is shut down below: nothing left for it to flush (at exit)
         jobs: dict[str, Callable[[], object]] = {
             "span shutdown": self.tracer_provider.shutdown,
             "metric shutdown": lambda: self.meter_provider.shutdown(timeout_millis=budget * 1000),

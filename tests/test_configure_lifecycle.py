@@ -166,3 +166,43 @@ def test_a_telemetry_built_by_hand_refuses_what_it_could_not_shut_down_naming_th
         Telemetry(TracerProvider(), MeterProvider(), shutdown_timeout_s=0)
     handle = Telemetry(TracerProvider(), MeterProvider())
     assert handle.shutdown() is True
+
+
+_EXIT_WITH_LOGS = '''
+import atexit, logging, sys, threading
+
+def refuse_threads():  # what Python 3.12.0 / 3.12.1 do while the interpreter finalizes (gh-113964)
+    def refused(self):
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+    threading.Thread.start = refused
+
+# Runs after configure()'s own exit handler (registered later, run first) and before logging's (registered
+# at `import logging`, above, run last): the order of Python 3.12.0 / 3.12.1's thread refusal at exit.
+atexit.register(refuse_threads)
+
+from shannon_otel import configure
+
+handle = configure("exit-logs", exporter="console", logs=True)  # console: stdout, no server
+assert handle.logger_provider is not None
+logging.getLogger("shannon_otel").warning("a record for the logs signal")
+if sys.argv[1] == "shutdown":
+    handle.shutdown()
+# "kept": the handle stays referenced to the end, shut down by configure()'s exit handler
+'''
+
+
+@pytest.mark.parametrize("shut", ["shutdown", "kept"])
+def test_a_process_that_keeps_its_logs_handle_exits_without_an_ignored_exception(tmp_path: Path, shut: str) -> None:
+    # At exit, logging.shutdown() flushes every handler still alive, removed from its logger or not, and the
+    # SDK's LoggingHandler.flush() starts a thread to flush its (already shut down) provider. Python 3.12.0 and
+    # 3.12.1 refuse to start one then: every program that kept its configure(logs=True) handle (a module global)
+    # ended with "Exception ignored in atexit callback ... can't create new thread at interpreter shutdown".
+    script = tmp_path / "exit_with_logs.py"
+    script.write_text(_EXIT_WITH_LOGS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "_OTEL_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run([sys.executable, str(script), shut], capture_output=True, text=True, env=env, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert "Exception ignored" not in done.stderr, done.stderr
+    assert "can't create new thread" not in done.stderr, done.stderr

@@ -5,6 +5,7 @@ running and no span open, and keep the results of the tasks that completed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import pytest
@@ -140,3 +141,92 @@ def test_cancelling_while_the_rate_limiter_sleeps(streamed: bool) -> None:
     if streamed:
         assert sorted(r.index for r in received) == [0, 1, 2]
     assert len(otel.spans("task limited")) == 3  # tasks cancelled in the limiter never started a span
+
+
+@pytest.mark.parametrize("how", ["loop closed", "task dropped"])
+def test_a_wave_abandoned_pending_ends_every_task_span_when_collected(
+    how: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A wave left pending (its loop closed with its task still waiting, or its task dropped while it waited on a
+    future nobody holds) is closed by the garbage collector, the wave's coroutine before its workers': the wave
+    ended, its run let go of its observers, and each worker closed after it met none to end its task's span with
+    (an IndexError, logged as the OTel hook's failure): the task spans stayed open for good."""
+    import gc
+    import logging
+    import warnings
+
+    otel = InMemoryTelemetry()
+    spans = OpenSpans()
+    otel.tracer_provider.add_span_processor(spans)
+
+    async def work(i: int) -> None:
+        await asyncio.Event().wait()  # never set: the wave waits for good
+
+    with warnings.catch_warnings(), caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        warnings.simplefilter("ignore")  # "Task was destroyed but it is pending" is logged, not raised
+        if how == "loop closed":
+            loop = asyncio.new_event_loop()
+            wave = loop.create_task(Wave[None]("abandoned", **otel.providers).map(work, range(3)))
+            for _ in range(3):  # the wave and then its workers run up to their waits
+                loop.run_until_complete(asyncio.sleep(0))
+            workers = asyncio.all_tasks(loop) - {wave}
+            assert len(workers) == 3
+            loop.close()
+            # What the collector does with them, in the order it took here (any order must end every span)
+            wave.get_coro().close()
+            for worker in workers:
+                worker.get_coro().close()
+            del wave, workers
+            gc.collect()
+        else:
+            async def drop() -> None:
+                asyncio.ensure_future(Wave[None]("abandoned", **otel.providers).map(work, range(3)))  # noqa: RUF006 (dropped on purpose)
+                for _ in range(3):  # the wave and then its workers run up to their waits; then nothing holds them
+                    await asyncio.sleep(0)
+                gc.collect()  # collected with the loop running, not cancelled by asyncio.run's shutdown
+                assert spans.open == 0
+
+            asyncio.run(drop())
+    assert spans.started == 4  # the wave and its three tasks
+    assert spans.open == 0
+    assert sorted(s.name for s in otel.spans()) == ["task abandoned"] * 3 + ["wave abandoned"]
+    assert not [r for r in caplog.records if "failed in task_finished" in r.getMessage()]
+    otel.shutdown()
+
+
+def test_a_stream_abandoned_with_its_loop_ends_its_wave_span_when_collected() -> None:
+    """A streamed wave left pending when its loop was closed is closed by the garbage collector. Closing its wave
+    before its consumer, the results of the tasks never started (and the end) were queued for that consumer, and
+    waking it raised "Event loop is closed" out of the wave's end: its span stayed open for good."""
+    import gc
+    import warnings
+
+    otel = InMemoryTelemetry()
+    spans = OpenSpans()
+    otel.tracer_provider.add_span_processor(spans)
+
+    async def work(i: int) -> None:
+        await asyncio.Event().wait()  # never set
+
+    async def consume() -> None:
+        async with Wave[None]("abandoned", max_concurrency=2, **otel.providers).stream_map(work, range(4)) as results:
+            async for _ in results:
+                pass
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Task was destroyed but it is pending" is logged, not raised
+        loop = asyncio.new_event_loop()
+        consumer = loop.create_task(consume())
+        for _ in range(3):  # the consumer, the wave and its workers run up to their waits
+            loop.run_until_complete(asyncio.sleep(0))
+        made = sorted(asyncio.all_tasks(loop) - {consumer}, key=lambda t: int(t.get_name().rsplit("-", 1)[1]))
+        assert len(made) == 3  # the stream's wave, then its two workers
+        loop.close()
+        for task in [*made, consumer]:  # what the collector does with them, in the order they were made
+            with contextlib.suppress(RuntimeError):  # the consumer's own cancel of its closed loop's wave
+                task.get_coro().close()
+        del consumer, made, task
+        gc.collect()
+    assert spans.started == 3  # the wave and the two tasks started
+    assert spans.open == 0
+    otel.shutdown()

@@ -346,3 +346,27 @@ def test_a_timeout_call_abandoned_with_its_loop_is_collected_without_an_error() 
     finally:
         sys.unraisablehook = previous
     assert not [f for f in found if "ValueError" in f], found
+
+
+def test_a_hedge_call_abandoned_with_its_loop_is_collected_without_an_error() -> None:
+    """As the Timeout's above: a hedge left pending when its loop is closed is closed by the garbage collector,
+    where cancelling its attempts raised "Event loop is closed" (an "Exception ignored" traceback)."""
+    async def slow() -> None:
+        await asyncio.sleep(10.0)
+
+    found: list[str] = []
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: found.append(repr(unraisable.exc_value))
+    try:
+        loop = asyncio.new_event_loop()
+        task = loop.create_task(Hedge(delay=0.0, attempts=3, instrument=False).call(slow))
+        for _ in range(3):  # the hedge launches its attempts
+            loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Task was destroyed but it is pending" is logged, not raised
+            del task
+            gc.collect()
+    finally:
+        sys.unraisablehook = previous
+    assert found == []

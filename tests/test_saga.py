@@ -844,3 +844,50 @@ def test_a_compensation_error_propagating_past_the_saga_is_recorded_once(raises:
     assert sorted(events) == [("compensate reserve", kind), ("step pay", "ValueError")]
     assert otel.span("task w").status.status_code is StatusCode.ERROR
     otel.shutdown()
+
+
+def test_a_saga_abandoned_with_its_loop_ends_its_spans_and_says_its_rollback_did_not_run() -> None:
+    """A saga left pending when its loop was closed is closed by the garbage collector, where nothing async can
+    run: its rollback began all the same, ensure_future() put the compensation on a new event loop that never
+    ran, and asyncio.wait() raised "no running event loop" out of the collector: the saga's and the
+    compensation's spans never ended, so the trace showed nothing of a rollback that never ran."""
+    import gc
+    import sys
+    import warnings
+
+    tel = InMemoryTelemetry()
+    undone: list[int] = []
+
+    async def reserve() -> int:
+        return 1
+
+    async def release(value: int) -> None:
+        undone.append(value)
+
+    async def hang() -> None:
+        await asyncio.sleep(3600)
+
+    found: list[str] = []
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: found.append(repr(unraisable.exc_value))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Task was destroyed but it is pending" is logged, not raised
+            loop = asyncio.new_event_loop()
+            saga = Saga("abandoned", **tel.providers)
+            task = loop.create_task(saga.run(Step("reserve", reserve, release), Step("pay", hang)))
+            loop.run_until_complete(asyncio.sleep(0))
+            loop.close()
+            task.get_coro().close()  # what the collector does with it
+            del task
+            gc.collect()
+    finally:
+        sys.unraisablehook = previous
+    assert found == []
+    assert undone == []  # nothing async runs without a loop: the rollback could not run...
+    compensation = tel.span("compensate reserve")  # ...and the trace says so
+    assert compensation.status.status_code is StatusCode.ERROR
+    assert "compensation not run: the saga was closed with no running event loop" in str(
+        compensation.status.description)
+    assert (tel.span("saga abandoned").attributes or {})["shannon.saga.outcome"] == "failure"
+    tel.shutdown()

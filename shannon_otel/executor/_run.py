@@ -418,7 +418,10 @@ class WaveRun:
                 if len(tokens) == 1:
                     if tokens[0] is not _BROKEN:
                         try:
-                            self.observers[0].task_finished(tokens[0], result)
+                            # reversed_observers, as _finished: `observers` is emptied when the wave ends (release),
+                            # and a task it left running (an abandoned wave's, closed by the collector after it)
+                            # still ends its span
+                            self.reversed_observers[0].task_finished(tokens[0], result)
                         except HOOK_ERRORS as exc:
                             hook_failed(self.owners[0], "task_finished", exc, self.wave.resolved_hooks)
                 else:

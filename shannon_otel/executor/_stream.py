@@ -101,16 +101,26 @@ class WaveStream(Generic[T]):
         tasks, wave, gate = self._tasks, self._wave, self._gate
         size = len(tasks) if isinstance(tasks, Sized) else None
         queue, shared = self._queue, self._shared  # what the runner holds: never `self` (see _Shared)
+        loop = asyncio.get_running_loop()
+
+        def put(item: TaskResult[T] | None) -> None:
+            try:
+                queue.put_nowait(item)
+            except RuntimeError:
+                if not loop.is_closed():
+                    raise
+                # The stream was abandoned pending with its loop closed and the collector is closing its wave: no
+                # consumer can wake. Raised, "Event loop is closed" stopped the wave's end: its span stayed open.
 
         def on_report(report: WaveReport) -> None:
             shared.report = report
-            queue.put_nowait(None)
+            put(None)
 
         def deliver(result: TaskResult[T]) -> None:
             # Once the block is over nothing can read the queue: the results of the tasks drained when the
             # consumer left early (a sized input's every task not started) would only hold memory, O(input).
             if not shared.closed:
-                queue.put_nowait(result)
+                put(result)
 
         def wanted() -> bool:  # whether the results of tasks never started are read (see deliver)
             return not shared.closed
@@ -125,13 +135,13 @@ class WaveStream(Generic[T]):
                 if shared.report is None:
                     # The wave failed before it had a report (a clock that raises at its first reading):
                     # the end is queued all the same, else the consumer would wait for it forever.
-                    queue.put_nowait(None)
+                    put(None)
 
         self._owner, self._base = asyncio.current_task(), cancel_base()
         self._runner = runner = asyncio.create_task(run())
         # Dropped with its block never left (entered without `async with`): the runner waited for the consumer for
         # ever, its wave span never ended, and the collector then destroyed its pending tasks mid-wave.
-        weakref.finalize(self, _abandoned, asyncio.get_running_loop(), runner).atexit = False
+        weakref.finalize(self, _abandoned, loop, runner).atexit = False
         return self
 
     def _being_cancelled(self) -> bool:

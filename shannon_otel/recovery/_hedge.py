@@ -109,9 +109,11 @@ class Hedge(Instrumented):
             _raise_last(errors)
         finally:
             leftovers = [*pending, *([timer] if timer is not None else [])]
-            for task in leftovers:
-                task.cancel()
-            if leftovers:
+            # Their loop closed: the hedge was abandoned pending with it and the collector is closing it; nothing
+            # runs there to cancel or wait for (cancel() raised "Event loop is closed" out of the collector)
+            if leftovers and not leftovers[0].get_loop().is_closed():
+                for task in leftovers:
+                    task.cancel()
                 await _ended(leftovers, interrupt)
 
 

@@ -37,6 +37,14 @@ def _kept(
     return first
 
 
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 class Transaction:
     """One run of a :class:`Saga`; use it as ``async with``.
 
@@ -162,7 +170,11 @@ class Transaction:
             self._leave()
 
     async def _exit(self, exc: BaseException | None) -> bool:
-        interrupted = await self._settle() if self._running else None
+        # No running loop: the saga was abandoned pending with its loop closed, and the garbage collector closes it
+        # (GeneratorExit) where nothing async can run. Its rollback cannot run; it still ends, saying so (see
+        # _compensate). (With a loop running, an async generator's aclose() may await: the rollback runs as ever.)
+        closing = not _loop_running()
+        interrupted = await self._settle() if self._running and not closing else None
         completed = tuple(name for name, _, _ in self._done)
         values = tuple(value for _, value, _ in self._done)
         if exc is None:
@@ -170,7 +182,7 @@ class Transaction:
             if interrupted is not None:
                 raise interrupted
             return False
-        compensated, failed, cancelled, escaped, broken = await self._compensate()
+        compensated, failed, cancelled, escaped, broken = await self._compensate(closing)
         cancelled = _kept(interrupted, cancelled)
         if isinstance(exc, asyncio.CancelledError):  # a timeout (the wave's, a Timeout's) or a cancellation
             outcome = Outcome.TIMEOUT if timed_out() else Outcome.CANCELLATION
@@ -212,7 +224,7 @@ class Transaction:
         return cancelled
 
     async def _compensate(
-        self,
+        self, closing: bool = False,
     ) -> tuple[
         tuple[str, ...], dict[str, BaseException], asyncio.CancelledError | None, BaseException | None,
         Exception | None,
@@ -224,7 +236,10 @@ class Transaction:
         so no ``Retry`` around the saga runs the mistake again; its step stays listed as left in effect, as
         nothing tells what a sync function undid). The clock only times the compensations: read unguarded,
         its error stopped the rollback, the remaining steps left in effect unreported and the saga span never
-        ended."""
+        ended. ``closing``: the saga's coroutine is being closed, so no compensation can run (ensure_future()
+        put it on a new event loop that never ran, and asyncio.wait() raised "no running event loop" out of the
+        collector, leaving the saga's spans open): each fails with a RuntimeError saying so, and is recorded as
+        any failure."""
         compensated: list[str] = []
         failed: dict[str, BaseException] = {}
         cancelled: asyncio.CancelledError | None = None
@@ -262,7 +277,12 @@ class Transaction:
                 begin: float | None = clock()
             except Exception as exc:
                 broken, begin = broken or exc, None
-            error, interrupted, expired = await self._shielded(compensate, value)
+            if closing:
+                error, interrupted, expired = RuntimeError(
+                    "compensation not run: the saga was closed with no running event loop (abandoned pending, its "
+                    "loop closed)"), None, False
+            else:
+                error, interrupted, expired = await self._shielded(compensate, value)
             cancelled = _kept(cancelled, interrupted)
             if error is None:
                 compensated.append(name)
