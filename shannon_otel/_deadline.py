@@ -114,6 +114,14 @@ def cancel_requested(error: BaseException) -> bool:
     return task is not None and task.cancelling() > 0 and _raised_while_cancelled(error)
 
 
+def scope_timeout(error: BaseException) -> bool:
+    """Whether ``error`` is an ``asyncio.timeout`` scope's own ``TimeoutError``: exactly that class, bare, raised
+    from the cancellation the scope took back. Only that one may be given a message saying what timed out; a
+    ``TimeoutError`` subclass or one with arguments is the user's own, raised as it is (a frozen one refused the
+    message, and the caller got a ``FrozenInstanceError``)."""
+    return type(error) is TimeoutError and not error.args and isinstance(error.__cause__, asyncio.CancelledError)
+
+
 def _raised_while_cancelled(error: BaseException) -> bool:
     """Whether a ``CancelledError`` is in ``error``'s cause/context chain or its group's members (bounded walk:
     chains may be long or, through user code, cyclic), short of an expired timeout's ``TimeoutError``: asyncio

@@ -7,6 +7,7 @@ and the operation span's status description. An error the operation raises itsel
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 from opentelemetry.trace import StatusCode
@@ -89,3 +90,50 @@ def test_a_wave_task_timeout_names_the_task_the_wave_and_the_limit() -> None:
     [event] = [e for e in span.events if e.name == "exception"]
     assert (event.attributes or {})["exception.message"] == str(hung)  # the task span's status says "timeout"
     tel.shutdown()
+
+
+@dataclasses.dataclass(frozen=True)
+class _FrozenTimeout(TimeoutError):
+    """A user's own timeout type: a frozen dataclass refuses any attribute set, ``args`` included."""
+
+
+async def _converts_its_cancellation() -> None:
+    # User code turning the cut into its own (bare) timeout type, raised from the cancellation
+    try:
+        await hang()
+    except asyncio.CancelledError as cancel:
+        raise _FrozenTimeout() from cancel
+
+
+@pytest.mark.parametrize("scope", ["Timeout", "task_timeout", "compensation_timeout_s"])
+def test_a_users_own_timeout_error_raised_from_the_cut_is_not_rewritten(scope: str) -> None:
+    """Bug: a bare ``TimeoutError`` raised from the scope's cancellation was given the scope's message whatever its
+    class: the user's own subclass was rewritten (its ``args`` replaced), and a frozen one refused it, so the caller
+    got a ``FrozenInstanceError`` in place of their error. Only the scope's own (exactly ``TimeoutError``) is."""
+    from shannon_otel import Wave, task
+    from shannon_otel.recovery import Saga, SagaError, Step
+
+    if scope == "Timeout":
+        with pytest.raises(_FrozenTimeout) as caught:
+            run_virtual(Timeout(1.0, name="x", instrument=False).call(_converts_its_cancellation))
+        error: BaseException = caught.value
+    elif scope == "task_timeout":
+        wave: Wave[None] = Wave("crawl", task_timeout=0.5, instrument=False)
+        [result] = run_virtual(wave.run([task(_converts_its_cancellation, name="fetch")])).results
+        assert result.error is not None
+        error = result.error
+    else:
+        async def reserve() -> int:
+            return 1
+
+        async def undo(value: int) -> None:
+            await _converts_its_cancellation()
+
+        async def fail() -> None:
+            raise ValueError("pay")
+
+        saga = Saga("order", compensation_timeout_s=0.5, instrument=False)
+        with pytest.raises(SagaError) as failed:
+            run_virtual(saga.run(Step("reserve", reserve, undo), Step("pay", fail)))
+        error = failed.value.result.failed_compensations["reserve"]
+    assert type(error) is _FrozenTimeout and error.args == ()

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
+from .._deadline import scope_timeout
 from .._events import Hook, TaskResult, WaveObserver
 from .._isolation import HOOK_ERRORS, hook_failed
 from .._telemetry import Outcome
@@ -313,7 +314,7 @@ class WaveRun:
             # The task cancelled itself (or awaited something cancelled): its own outcome, not ours.
         except TimeoutError as exc:
             outcome, error = Outcome.TIMEOUT, exc
-            if not exc.args and slot.timeout is not None and slot.timeout.expired():
+            if scope_timeout(exc) and slot.timeout is not None and slot.timeout.expired():
                 # The wave's own bare TimeoutError (one the task raised keeps its message): the result, the
                 # user's traceback and the task span's exception event say which task timed out, after how long.
                 limit = wave.task_timeout

@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import TypeVar
 
-from .._deadline import POLICY_TIMEOUTS
+from .._deadline import POLICY_TIMEOUTS, scope_timeout
 from .._events import TimedOut
 from .._validate import builtin_numbers, check_number
 from ._call import _Call, notify
@@ -57,7 +57,7 @@ class Timeout(Instrumented):
                 return await next_step(chain, i, fn, call)
         except TimeoutError as exc:
             if scope.expired():
-                if not exc.args and isinstance(exc.__cause__, asyncio.CancelledError):
+                if scope_timeout(exc):
                     # The scope's own bare TimeoutError (an error the operation raised keeps its message):
                     # the user's traceback and the span's status say what timed out and after how long.
                     exc.args = (self._message(),)

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._deadline import timed_out
+from .._deadline import scope_timeout, timed_out
 from .._events import CompensationFinished, SagaFinished, SagaObserver, SagaStarted
 from .._isolation import HOOK_ERRORS, Unentered, enter, finish, hook_failed, leave, refused, start
 from .._telemetry import Outcome
@@ -333,7 +333,7 @@ class Transaction:
                 except TimeoutError as exc:
                     if scope.expired():  # the scope's
                         expired.append(True)
-                        if not exc.args:  # bare: say what timed out, and the limit
+                        if scope_timeout(exc):  # its own, bare: say what timed out, and the limit
                             exc.args = (f"compensation timed out after {limit} s (Saga compensation_timeout_s)",)
                     raise
             except (KeyboardInterrupt, SystemExit) as exc:
