@@ -93,7 +93,7 @@ def test_a_wave_task_timeout_names_the_task_the_wave_and_the_limit() -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class _FrozenTimeout(TimeoutError):
+class _FrozenTimeoutError(TimeoutError):
     """A user's own timeout type: a frozen dataclass refuses any attribute set, ``args`` included."""
 
 
@@ -102,7 +102,7 @@ async def _converts_its_cancellation() -> None:
     try:
         await hang()
     except asyncio.CancelledError as cancel:
-        raise _FrozenTimeout() from cancel
+        raise _FrozenTimeoutError() from cancel
 
 
 @pytest.mark.parametrize("scope", ["Timeout", "task_timeout", "compensation_timeout_s"])
@@ -114,7 +114,7 @@ def test_a_users_own_timeout_error_raised_from_the_cut_is_not_rewritten(scope: s
     from shannon_otel.recovery import Saga, SagaError, Step
 
     if scope == "Timeout":
-        with pytest.raises(_FrozenTimeout) as caught:
+        with pytest.raises(_FrozenTimeoutError) as caught:
             run_virtual(Timeout(1.0, name="x", instrument=False).call(_converts_its_cancellation))
         error: BaseException = caught.value
     elif scope == "task_timeout":
@@ -136,4 +136,4 @@ def test_a_users_own_timeout_error_raised_from_the_cut_is_not_rewritten(scope: s
         with pytest.raises(SagaError) as failed:
             run_virtual(saga.run(Step("reserve", reserve, undo), Step("pay", fail)))
         error = failed.value.result.failed_compensations["reserve"]
-    assert type(error) is _FrozenTimeout and error.args == ()
+    assert type(error) is _FrozenTimeoutError and error.args == ()
