@@ -105,3 +105,23 @@ def test_the_endpoints_password_is_never_printed(capsys: pytest.CaptureFixture[s
     assert "telemetry export to http://alice:***@127.0.0.1:9 failed: Failed to export to alice:***@127.0.0.1:9" in err
     assert run.problems.first is not None and "alice:***@127.0.0.1:9" in run.problems.first
     assert "PASSW0RD-xyz" not in err + run.problems.first
+
+
+@pytest.mark.parametrize(("protocol", "expected"), [(None, "Grpc"), ("grpc", "Grpc"), ("http", "Http")])
+def test_both_signals_use_the_demos_protocol_whatever_the_per_signal_variables_say(
+    monkeypatch: pytest.MonkeyPatch, protocol: str | None, expected: str,
+) -> None:
+    # The demo announces one protocol (--otlp-protocol, else $OTEL_EXPORTER_OTLP_PROTOCOL, else grpc) for its one
+    # endpoint; a per-signal variable set for another program sent the traces over HTTP to the gRPC port.
+    other = "grpc" if expected == "Http" else "http/protobuf"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", other)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", other)
+    run = setup(endpoint="http://127.0.0.1:9", protocol=protocol, readers=(), export_timeout_s=1.0,
+                metric_interval_s=3600.0, service_name="t")
+    try:
+        spans = [p.exporter.inner for p in run.telemetry._processors]
+        metrics = [m.inner for m in run.telemetry._metric_exporters]
+        assert [type(e).__name__ for e in spans] == [f"{expected}Spans"]
+        assert [type(e).__name__ for e in metrics] == [f"{expected}Metrics"]
+    finally:
+        run.telemetry.shutdown(timeout_s=0.1)
