@@ -125,3 +125,15 @@ def test_both_signals_use_the_demos_protocol_whatever_the_per_signal_variables_s
         assert [type(e).__name__ for e in metrics] == [f"{expected}Metrics"]
     finally:
         run.telemetry.shutdown(timeout_s=0.1)
+
+
+def test_an_embedded_demo_is_not_bounded_by_the_export_timeout(capsys: pytest.CaptureFixture[str]) -> None:
+    # Without --otlp-endpoint nothing is exported, yet the flush of the in-memory readers was given
+    # --export-timeout: a tiny one gave up on them, exited 3 and said "telemetry export to the in-process SDK failed".
+    from shannon_otel.cli import main
+
+    code = main(["demo", "--waves", "1", "--tasks", "2", "--export-timeout", "1e-9", "--plain"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "failed" not in captured.err
+    assert "spans recorded: " in captured.out
