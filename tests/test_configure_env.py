@@ -243,6 +243,32 @@ def test_the_check_command_refuses_such_a_base_url_as_configure_does(capsys: pyt
     assert "not checked: --otlp-endpoint is the collector's base URL" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("source", ["--otlp-endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT"])
+@pytest.mark.parametrize(("protocol", "url", "reason"), [
+    ("http/protobuf", "http://127.0.0.1:1/v1/traces", "is the collector's base URL"),
+    ("grpc", "http://user:pw@127.0.0.1:1", "of the OTLP/gRPC exporter cannot carry credentials"),
+])
+def test_the_commands_name_the_flag_or_variable_the_endpoint_came_from(
+    otel_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], source: str, protocol: str, url: str,
+    reason: str,
+) -> None:
+    # Before: the demo's usage error named configure()'s parameter ("error: endpoint is the collector's base URL"),
+    # which a command-line user never set, and check named --otlp-endpoint for a URL from the variable.
+    from shannon_otel.cli import main
+
+    flags = ["--otlp-endpoint", url] if source == "--otlp-endpoint" else []
+    if not flags:
+        otel_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", url)
+    with pytest.raises(SystemExit) as exited:
+        main(["demo", "--waves", "1", "--tasks", "1", "--otlp-protocol", protocol, *flags])
+    assert exited.value.code == 2
+    assert f"shannon-otel demo: error: {source} {reason}" in capsys.readouterr().err
+    if protocol == "http/protobuf":
+        code = main(["check", "--skip-prometheus", "--otlp-protocol", protocol, "--timeout", "1", *flags])
+        assert code == 1
+        assert f"not checked: {source} {reason}" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("where", ["argument", "variable"])
 def test_the_signals_path_goes_before_a_query_of_the_base_url(otel_env: pytest.MonkeyPatch, where: str) -> None:
     # Before: "http://gw:4318/?tenant=a/v1/traces": every signal posted to / (the path pasted into the query).

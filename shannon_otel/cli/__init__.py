@@ -298,7 +298,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
     if unknown:  # reported by the subcommand's parser, so the usage shown is the subcommand's
         args.subparser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.endpoint_source = "--otlp-endpoint"  # what an error about the endpoint names: what the user set
     if getattr(args, "otlp_endpoint", None) is None and getattr(args, "env_endpoint", None):
+        args.endpoint_source = "OTEL_EXPORTER_OTLP_ENDPOINT"
         try:
             args.otlp_endpoint = endpoint_url(args.env_endpoint)
         except argparse.ArgumentTypeError as exc:

@@ -115,7 +115,10 @@ def _run(args: argparse.Namespace) -> int:
         if server is not None:
             server.close()
         parser: argparse.ArgumentParser = args.subparser
-        parser.error(scrub(str(exc), args.otlp_endpoint or ""))
+        reason = str(exc)
+        if reason.startswith("endpoint "):  # configure()'s parameter, which the user never saw: name what they set
+            reason = args.endpoint_source + reason[len("endpoint"):]
+        parser.error(scrub(reason, args.otlp_endpoint or ""))
     console = _console(args.plain)
     out = Out(console)
     if server is not None:
