@@ -115,8 +115,11 @@ def _exporter(
         # as configure() reads a base URL: one ending in /v1/traces is refused, not posted to /v1/traces/v1/traces
         return HttpSpans(endpoint=_signal_url(source, endpoint, "/v1/traces"), timeout=timeout_s,
                          session=session)
+    from .._exporters import _check_target
     from .._otlp_grpc import GrpcSpans
 
+    # as configure() refuses it: gRPC dialled user:password@ as part of the host ("Misformatted domain name")
+    _check_target(source, endpoint, http=False)
     return GrpcSpans(endpoint=endpoint, timeout=timeout_s)
 
 
