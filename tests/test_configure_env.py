@@ -429,6 +429,30 @@ def test_a_batch_processor_variable_out_of_range_is_ignored_with_a_warning_namin
         tel.shutdown()
 
 
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "1.5"])
+def test_a_batch_export_timeout_variable_out_of_range_is_ignored_with_a_warning_naming_it(
+    otel_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, value: str,
+) -> None:
+    """Before: the SDK logged "Unable to parse value for OTEL_BSP_EXPORT_TIMEOUT as integer" with a traceback
+    (ValueError: invalid literal for int()) for "abc", and took 0 or a negative value without a word."""
+    for name in ("OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER"):
+        otel_env.setenv(name, "none")
+    otel_env.setenv("OTEL_LOGS_EXPORTER", "console")
+    for variable in ("OTEL_BSP_EXPORT_TIMEOUT", "OTEL_BLRP_EXPORT_TIMEOUT"):
+        otel_env.setenv(variable, value)
+    with caplog.at_level(logging.WARNING):
+        tel = so.configure(set_global=False, span_exporters=[InMemorySpanExporter()], shutdown_timeout_s=1.0)
+    try:
+        assert tel._processors[0]._inner._batch_processor._export_timeout_millis == 30_000
+        assert tel._log_processors[0]._inner._batch_processor._export_timeout_millis == 30_000
+        for variable in ("OTEL_BSP_EXPORT_TIMEOUT", "OTEL_BLRP_EXPORT_TIMEOUT"):
+            assert [r.getMessage() for r in caplog.records if variable in r.getMessage()] == [
+                f"{variable}={value!r} is not a positive integer; ignored"]
+        assert not [r for r in caplog.records if r.exc_info]  # no traceback in the log
+    finally:
+        tel.shutdown()
+
+
 def test_batch_processor_variables_in_range_are_used(otel_env: pytest.MonkeyPatch) -> None:
     for name in ("OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER"):
         otel_env.setenv(name, "none")
