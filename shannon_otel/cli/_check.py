@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import importlib
 import json
 import logging
 import sys
@@ -237,6 +238,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.skip_otlp:
         protocol = args.otlp_protocol or "grpc"
         endpoint = args.otlp_endpoint or DEFAULT_OTLP[protocol]
+        # Imported before --timeout starts: loading grpc takes ~0.3 s, over 1 s on a busy machine, and
+        # `check --timeout 1` then gave up before dialling, blaming the server ("answers too slowly, or not at all").
+        importlib.import_module(f"shannon_otel._otlp_{'http' if protocol == 'http' else 'grpc'}")
         source = args.endpoint_source if args.otlp_endpoint else "--otlp-endpoint"
         ok, text = _within(lambda timeout_s: check_otlp(endpoint, protocol, timeout_s, source), args.timeout)
         line = f"{'ok  ' if ok else 'FAIL'} OTLP {protocol} {safe_url(endpoint)}: {safe_text(text, endpoint)}"
