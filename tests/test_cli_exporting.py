@@ -105,3 +105,35 @@ def test_the_endpoints_password_is_never_printed(capsys: pytest.CaptureFixture[s
     assert "telemetry export to http://alice:***@127.0.0.1:9 failed: Failed to export to alice:***@127.0.0.1:9" in err
     assert run.problems.first is not None and "alice:***@127.0.0.1:9" in run.problems.first
     assert "PASSW0RD-xyz" not in err + run.problems.first
+
+
+@pytest.mark.parametrize(("protocol", "expected"), [(None, "Grpc"), ("grpc", "Grpc"), ("http", "Http")])
+def test_both_signals_use_the_demos_protocol_whatever_the_per_signal_variables_say(
+    monkeypatch: pytest.MonkeyPatch, protocol: str | None, expected: str,
+) -> None:
+    # The demo announces one protocol (--otlp-protocol, else $OTEL_EXPORTER_OTLP_PROTOCOL, else grpc) for its one
+    # endpoint; a per-signal variable set for another program sent the traces over HTTP to the gRPC port.
+    other = "grpc" if expected == "Http" else "http/protobuf"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", other)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", other)
+    run = setup(endpoint="http://127.0.0.1:9", protocol=protocol, readers=(), export_timeout_s=1.0,
+                metric_interval_s=3600.0, service_name="t")
+    try:
+        spans = [p.exporter.inner for p in run.telemetry._processors]
+        metrics = [m.inner for m in run.telemetry._metric_exporters]
+        assert [type(e).__name__ for e in spans] == [f"{expected}Spans"]
+        assert [type(e).__name__ for e in metrics] == [f"{expected}Metrics"]
+    finally:
+        run.telemetry.shutdown(timeout_s=0.1)
+
+
+def test_an_embedded_demo_is_not_bounded_by_the_export_timeout(capsys: pytest.CaptureFixture[str]) -> None:
+    # Without --otlp-endpoint nothing is exported, yet the flush of the in-memory readers was given
+    # --export-timeout: a tiny one gave up on them, exited 3 and said "telemetry export to the in-process SDK failed".
+    from shannon_otel.cli import main
+
+    code = main(["demo", "--waves", "1", "--tasks", "2", "--export-timeout", "1e-9", "--plain"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "failed" not in captured.err
+    assert "spans recorded: " in captured.out

@@ -289,7 +289,7 @@ def test_check_over_otlp_http_defaults_to_the_http_port(monkeypatch: pytest.Monk
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_PROTOCOL", raising=False)
     checked: list[tuple[str, str]] = []
 
-    def check_otlp(endpoint: str, protocol: str, timeout_s: float) -> tuple[bool, str]:
+    def check_otlp(endpoint: str, protocol: str, timeout_s: float, source: str) -> tuple[bool, str]:
         checked.append((protocol, endpoint))
         return True, "accepted"
 

@@ -243,6 +243,32 @@ def test_the_check_command_refuses_such_a_base_url_as_configure_does(capsys: pyt
     assert "not checked: --otlp-endpoint is the collector's base URL" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("source", ["--otlp-endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT"])
+@pytest.mark.parametrize(("protocol", "url", "reason"), [
+    ("http/protobuf", "http://127.0.0.1:1/v1/traces", "is the collector's base URL"),
+    ("grpc", "http://user:pw@127.0.0.1:1", "of the OTLP/gRPC exporter cannot carry credentials"),
+])
+def test_the_commands_name_the_flag_or_variable_the_endpoint_came_from(
+    otel_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], source: str, protocol: str, url: str,
+    reason: str,
+) -> None:
+    # Before: the demo's usage error named configure()'s parameter ("error: endpoint is the collector's base URL"),
+    # which a command-line user never set, and check named --otlp-endpoint for a URL from the variable.
+    from shannon_otel.cli import main
+
+    flags = ["--otlp-endpoint", url] if source == "--otlp-endpoint" else []
+    if not flags:
+        otel_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", url)
+    with pytest.raises(SystemExit) as exited:
+        main(["demo", "--waves", "1", "--tasks", "1", "--otlp-protocol", protocol, *flags])
+    assert exited.value.code == 2
+    assert f"shannon-otel demo: error: {source} {reason}" in capsys.readouterr().err
+    # check refuses them too (before: gRPC dialled "user:pw@127.0.0.1:1", failing on "Misformatted domain name")
+    code = main(["check", "--skip-prometheus", "--otlp-protocol", protocol, "--timeout", "1", *flags])
+    assert code == 1
+    assert f"not checked: {source} {reason}" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("where", ["argument", "variable"])
 def test_the_signals_path_goes_before_a_query_of_the_base_url(otel_env: pytest.MonkeyPatch, where: str) -> None:
     # Before: "http://gw:4318/?tenant=a/v1/traces": every signal posted to / (the path pasted into the query).
@@ -399,6 +425,30 @@ def test_a_batch_processor_variable_out_of_range_is_ignored_with_a_warning_namin
     try:
         assert _batch_settings(tel) == _BATCH_DEFAULTS
         assert any(variable in r.getMessage() and "ignored" in r.getMessage() for r in caplog.records)
+    finally:
+        tel.shutdown()
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "1.5"])
+def test_a_batch_export_timeout_variable_out_of_range_is_ignored_with_a_warning_naming_it(
+    otel_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, value: str,
+) -> None:
+    """Before: the SDK logged "Unable to parse value for OTEL_BSP_EXPORT_TIMEOUT as integer" with a traceback
+    (ValueError: invalid literal for int()) for "abc", and took 0 or a negative value without a word."""
+    for name in ("OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER"):
+        otel_env.setenv(name, "none")
+    otel_env.setenv("OTEL_LOGS_EXPORTER", "console")
+    for variable in ("OTEL_BSP_EXPORT_TIMEOUT", "OTEL_BLRP_EXPORT_TIMEOUT"):
+        otel_env.setenv(variable, value)
+    with caplog.at_level(logging.WARNING):
+        tel = so.configure(set_global=False, span_exporters=[InMemorySpanExporter()], shutdown_timeout_s=1.0)
+    try:
+        assert tel._processors[0]._inner._batch_processor._export_timeout_millis == 30_000
+        assert tel._log_processors[0]._inner._batch_processor._export_timeout_millis == 30_000
+        for variable in ("OTEL_BSP_EXPORT_TIMEOUT", "OTEL_BLRP_EXPORT_TIMEOUT"):
+            assert [r.getMessage() for r in caplog.records if variable in r.getMessage()] == [
+                f"{variable}={value!r} is not a positive integer; ignored"]
+        assert not [r for r in caplog.records if r.exc_info]  # no traceback in the log
     finally:
         tel.shutdown()
 

@@ -415,6 +415,25 @@ def test_off_by_environment_variable(monkeypatch: pytest.MonkeyPatch, caplog_all
     assert ours(caplog_all) == []
 
 
+def test_an_unknown_environment_value_is_read_as_on_with_one_warning_naming_it(
+    monkeypatch: pytest.MonkeyPatch, caplog_all: pytest.LogCaptureFixture,
+) -> None:
+    # Before: SHANNON_OTEL_LOGS=of (a typo of off) left the default hook on without a word.
+    monkeypatch.setenv("SHANNON_OTEL_LOGS", "of")
+    tel = Telemetry()
+    for _ in range(3):  # every entry point asks: one warning, not one each
+        (first,) = resolve_hooks(None, tel.tracer_provider, tel.meter_provider)
+        assert isinstance(first, _Joined)
+    warned = [r.getMessage() for r in caplog_all.records if "SHANNON_OTEL_LOGS" in r.getMessage()]
+    assert warned == ["SHANNON_OTEL_LOGS='of' is not on or off (off: 0, false, no, none, off); read as on"]
+    assert [r.levelno for r in caplog_all.records if "SHANNON_OTEL_LOGS" in r.getMessage()] == [logging.WARNING]
+    caplog_all.clear()
+    for value in ("on", "ON", "1", "yes", "true", " "):
+        monkeypatch.setenv("SHANNON_OTEL_LOGS", value)
+        resolve_hooks(None, tel.tracer_provider, tel.meter_provider)
+    assert not [r for r in caplog_all.records if "SHANNON_OTEL_LOGS" in r.getMessage()]
+
+
 def test_levels_and_the_off_argument(caplog_all: pytest.LogCaptureFixture) -> None:
     clock = FakeClock()
 

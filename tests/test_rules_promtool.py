@@ -189,3 +189,42 @@ def test_the_bundled_prometheus_config_checks_clean_and_evaluates_in_steps_that_
     default = re.search(r'eval_interval=env\("SHANNON_STACK_EVAL_INTERVAL"\) or "(\w+)"', stack)
     assert default is not None
     assert _seconds(BASE_WINDOW) % _seconds(default.group(1)) == 0
+
+
+_EVERY_TASK_FAILING = """
+rule_files: [rules.yml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      # a wave whose every task fails, 10 a minute, for two hours
+      - series: 'shannon_task_outcomes_total{job="ml", instance="i1", shannon_wave_name="w",
+          shannon_task_outcome="failure"}'
+        values: '0+10x120'
+    alert_rule_test:
+      - eval_time: 30m
+        alertname: ShannonTaskErrorBudgetBurn
+        exp_alerts:
+          - exp_labels: {severity: critical, job: ml, shannon_wave_name: w}
+          - exp_labels: {severity: warning, job: ml, shannon_wave_name: w}
+"""
+
+
+@pytest.mark.parametrize("slo_target", [0.5, 0.8, 0.99])
+def test_a_wave_failing_every_task_pages_whatever_the_objective(tmp_path: Path, slo_target: float) -> None:
+    # An error ratio is at most 1. Before: at a target below 1 - 1/6 each page pair asked for a ratio above 1
+    # (0.8: "> 2.88", "> 1.2"), and the page could never fire, a wave failing every task included; below 2/3 the
+    # ticket's 3x pair too.
+    from shannon_otel.assets import _yaml
+
+    rules = alert_rules(slo_target=slo_target)
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            rule.pop("annotations", None)  # labels are what this test is about
+    (tmp_path / "rules.yml").write_text(_yaml.dump(rules), encoding="utf-8")
+    (tmp_path / "test.yml").write_text(_EVERY_TASK_FAILING, encoding="utf-8")
+    proc = subprocess.run([promtool(), "test", "rules", str(tmp_path / "test.yml")], capture_output=True,
+                          text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    burn = [r for g in rules["groups"] for r in g["rules"] if r.get("alert") == "ShannonTaskErrorBudgetBurn"]
+    assert all(re.search(r" > 1\.|> [2-9]", str(r["expr"])) is None for r in burn)  # no threshold a ratio cannot pass

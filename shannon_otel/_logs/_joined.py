@@ -51,6 +51,7 @@ class _CallSource(Protocol):
 
 ENV = "SHANNON_OTEL_LOGS"
 _OFF = frozenset({"off", "false", "0", "no", "none"})
+_ON = frozenset({"", "on", "true", "1", "yes"})
 
 
 class _Default:
@@ -59,12 +60,19 @@ class _Default:
     hook: LoggingHook | None = None
     _at_exit = False
     _lock = threading.Lock()
+    _warned: str | None = None  # the unknown SHANNON_OTEL_LOGS value warned about last
 
     @classmethod
     def get(cls) -> LoggingHook | None:
         """The default hook, or ``None`` when ``SHANNON_OTEL_LOGS`` turns logging off."""
-        if os.environ.get(ENV, "on").strip().lower() in _OFF:
+        raw = os.environ.get(ENV, "on")
+        value = raw.strip().lower()
+        if value in _OFF:
             return None
+        if value not in _ON and raw != cls._warned:  # a typo ("of") left logging on without a word
+            cls._warned = raw
+            logging.getLogger("shannon_otel").warning(
+                "%s=%r is not on or off (off: %s); read as on", ENV, raw, ", ".join(sorted(_OFF)))
         hook = cls.hook
         if hook is None:
             # Entry points are built on any thread: two building the first one at once must share one
@@ -93,6 +101,7 @@ class _Default:
     @classmethod
     def reset(cls) -> None:
         cls.hook = None
+        cls._warned = None
 
     @classmethod
     def _forked(cls) -> None:

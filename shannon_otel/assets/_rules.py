@@ -233,13 +233,17 @@ def _burn_rate(jaeger: str, runbook: str, slo_target: float, severity: str, for_
     budget = 1 - slo_target
     parts = []
     for long, short, factor in pairs:
-        threshold = f"{factor * budget:.6g}"
+        # An error ratio is at most 1: below a target of 1 - 1/factor the pair asked for more and could never
+        # fire (--slo-target 0.8 made the page impossible, a wave failing every task paged nobody). Such a pair
+        # fires on the fastest burn there is, every finished task failing.
+        condition = f"> {factor * budget:.6g}" if factor * budget < 1 else ">= 1"
         ratio = [recorded(WAVE, "shannon_task_error", f"ratio_increase{w}") for w in (long, short)]
-        parts.append(f"(\n  {ratio[0]} > {threshold}\n  and\n  {ratio[1]} > {threshold}\n)")
+        parts.append(f"(\n  {ratio[0]} {condition}\n  and\n  {ratio[1]} {condition}\n)")
     wave = q.label(t.WAVE_NAME)
-    spent = " or ".join(f"{100 * factor * _seconds(long) / (30 * 86400):.3g}% of it in {long}"
+    spent = " or ".join(f"{100 * min(factor, 1 / budget) * _seconds(long) / (30 * 86400):.3g}% of it in {long}"
                         for long, _, factor in pairs)
-    burns = " or ".join(f"{factor:g}x the budget over {long} and {short}" for long, short, factor in pairs)
+    burns = " or ".join(f"{factor:g}x the budget over {long} and {short}" if factor * budget < 1
+                        else f"every task failing over {long} and {short}" for long, short, factor in pairs)
     return _alert(
         "ShannonTaskErrorBudgetBurn", "\nor\n".join(parts), for_, severity,
         f"A wave spends its 30-day task error budget too fast: {spent}.",

@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +31,7 @@ exit codes:
   2    usage error: unknown subcommand, bad flag or flag value, or an OTEL_* variable refused (named)
   3    `demo` finished and printed its full summary, but exporting telemetry failed
   130  interrupted (Ctrl-C); `demo` still prints the summary of what ran
+  143  terminated (SIGTERM: `kill`, `docker stop`, `timeout`): as Ctrl-C, the summary printed, telemetry flushed
 
 environment: OTEL_EXPORTER_OTLP_ENDPOINT is the default of --otlp-endpoint, OTEL_EXPORTER_OTLP_PROTOCOL
 (grpc | http/protobuf) of --otlp-protocol, OTEL_SERVICE_NAME of --service-name. See docs/cli.md.
@@ -294,7 +298,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
     if unknown:  # reported by the subcommand's parser, so the usage shown is the subcommand's
         args.subparser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.endpoint_source = "--otlp-endpoint"  # what an error about the endpoint names: what the user set
     if getattr(args, "otlp_endpoint", None) is None and getattr(args, "env_endpoint", None):
+        args.endpoint_source = "OTEL_EXPORTER_OTLP_ENDPOINT"
         try:
             args.otlp_endpoint = endpoint_url(args.env_endpoint)
         except argparse.ArgumentTypeError as exc:
@@ -307,6 +313,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if sys.stdout is None:  # started with stdout closed (`shannon-otel demo >&-`): every print would fail
         print(f"shannon-otel {args.command}: cannot write to stdout: it is closed", file=sys.stderr)
         return 1
+    with _terminate_as_interrupt() as terminated:
+        code = _run_command(args)
+    if terminated and code == 130:
+        code = 143
+    return code
+
+
+def _run_command(args: argparse.Namespace) -> int:
     try:
         code = _dispatch(args)
     except BrokenPipeError:  # `shannon-otel dashboards | head`: the reader has what it wanted
@@ -327,6 +341,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"shannon-otel {args.command}: cannot write to stdout: {error.strerror or error}", file=sys.stderr)
         return code if code == 130 else 1
     return code
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[list[int]]:
+    """While a command runs: SIGTERM (`kill`, `docker stop`, `timeout 60 shannon-otel demo ...`) is handled as
+    Ctrl-C is, and the list yielded records that it came (``main`` then exits 143, not 130).
+
+    Python's default for SIGTERM is to die at once, running no exit handler: the demo printed no summary and
+    the spans it had queued for ``--otlp-endpoint`` were lost uncounted. The handler does what the SIGINT
+    handler in force would do (``asyncio.run``'s cancels the main task; otherwise KeyboardInterrupt), so a
+    second SIGTERM while the demo flushes leaves at once, as a second Ctrl-C does. Installed only from the
+    main thread and over the default disposition: a program calling :func:`main` keeps its own handler.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield received
+        return
+
+    def on_terminate(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        interrupt = signal.getsignal(signal.SIGINT)
+        if not callable(interrupt):  # SIGINT ignored (a background job): the interrupt is raised here
+            raise KeyboardInterrupt
+        interrupt(signal.SIGINT, frame)
+
+    previous = signal.signal(signal.SIGTERM, on_terminate)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _dispatch(args: argparse.Namespace) -> int:

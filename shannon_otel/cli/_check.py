@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import importlib
 import json
 import logging
 import sys
@@ -103,7 +104,9 @@ def _recording_session() -> Any:
     return Recording()
 
 
-def _exporter(endpoint: str, protocol: str, timeout_s: float, session: Any) -> HttpSpans | GrpcSpans:
+def _exporter(
+    endpoint: str, protocol: str, timeout_s: float, session: Any, source: str = "--otlp-endpoint",
+) -> HttpSpans | GrpcSpans:
     # configure()'s exporters: they also read a partial success and (HTTP) a redirect, both of which the
     # SDK's count as delivered ("ok" was printed for a backend that kept nothing)
     if protocol == "http":
@@ -111,10 +114,13 @@ def _exporter(endpoint: str, protocol: str, timeout_s: float, session: Any) -> H
         from .._otlp_http import HttpSpans
 
         # as configure() reads a base URL: one ending in /v1/traces is refused, not posted to /v1/traces/v1/traces
-        return HttpSpans(endpoint=_signal_url("--otlp-endpoint", endpoint, "/v1/traces"), timeout=timeout_s,
+        return HttpSpans(endpoint=_signal_url(source, endpoint, "/v1/traces"), timeout=timeout_s,
                          session=session)
+    from .._exporters import _check_target
     from .._otlp_grpc import GrpcSpans
 
+    # as configure() refuses it: gRPC dialled user:password@ as part of the host ("Misformatted domain name")
+    _check_target(source, endpoint, http=False)
     return GrpcSpans(endpoint=endpoint, timeout=timeout_s)
 
 
@@ -131,8 +137,9 @@ def _test_span() -> ReadableSpan:
     )
 
 
-def check_otlp(endpoint: str, protocol: str, timeout_s: float) -> tuple[bool, str]:
-    """Export one span named ``shannon-otel check`` (service ``shannon-otel-check``).
+def check_otlp(endpoint: str, protocol: str, timeout_s: float, source: str = "--otlp-endpoint") -> tuple[bool, str]:
+    """Export one span named ``shannon-otel check`` (service ``shannon-otel-check``); ``source`` is where the
+    endpoint came from (the flag or ``OTEL_EXPORTER_OTLP_ENDPOINT``), named by an error about it.
 
     The failure reason is the underlying error (OTLP/HTTP: the first failed request's exception or
     status; gRPC: the exporter's first error line), never its closing "giving up" line.
@@ -148,7 +155,7 @@ def check_otlp(endpoint: str, protocol: str, timeout_s: float) -> tuple[bool, st
     try:
         # built while its records are captured: the gRPC exporter logs a traceback for a missing certificate file
         try:
-            exporter = _exporter(endpoint, protocol, timeout_s, session)
+            exporter = _exporter(endpoint, protocol, timeout_s, session, source)
         except ValueError as exc:  # a variable the exporter cannot use (a certificate directory), named
             return False, f"not checked: {exc}"
         finally:
@@ -231,7 +238,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.skip_otlp:
         protocol = args.otlp_protocol or "grpc"
         endpoint = args.otlp_endpoint or DEFAULT_OTLP[protocol]
-        ok, text = _within(lambda timeout_s: check_otlp(endpoint, protocol, timeout_s), args.timeout)
+        # Imported before --timeout starts: loading grpc takes ~0.3 s, over 1 s on a busy machine, and
+        # `check --timeout 1` then gave up before dialling, blaming the server ("answers too slowly, or not at all").
+        importlib.import_module(f"shannon_otel._otlp_{'http' if protocol == 'http' else 'grpc'}")
+        source = args.endpoint_source if args.otlp_endpoint else "--otlp-endpoint"
+        ok, text = _within(lambda timeout_s: check_otlp(endpoint, protocol, timeout_s, source), args.timeout)
         line = f"{'ok  ' if ok else 'FAIL'} OTLP {protocol} {safe_url(endpoint)}: {safe_text(text, endpoint)}"
         write_line(sys.stdout, scrub(line, endpoint))
         results.append(ok)

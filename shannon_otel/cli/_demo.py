@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from .._events import Hook
+from .._telemetry_handle import DEFAULT_SHUTDOWN_TIMEOUT_S
 from ..reporting._recorder import RunRecorder
 from ._display import PlainDisplay, make_display
 from ._exporting import Exporting, setup
@@ -114,7 +115,10 @@ def _run(args: argparse.Namespace) -> int:
         if server is not None:
             server.close()
         parser: argparse.ArgumentParser = args.subparser
-        parser.error(scrub(str(exc), args.otlp_endpoint or ""))
+        reason = str(exc)
+        if reason.startswith("endpoint "):  # configure()'s parameter, which the user never saw: name what they set
+            reason = args.endpoint_source + reason[len("endpoint"):]
+        parser.error(scrub(reason, args.otlp_endpoint or ""))
     console = _console(args.plain)
     out = Out(console)
     if server is not None:
@@ -162,7 +166,9 @@ def _run(args: argparse.Namespace) -> int:
             limit_s = min(2 * args.export_timeout, _MAX_FLUSH_S)
             if exporting.endpoint is not None:
                 out.line(f"flushing telemetry to {safe_url(exporting.endpoint)} (at most {limit_s:g} s)...")
-            exporting.close(max(limit_s / 2, limit_s - _EXIT_RESERVE_S))
+                exporting.close(max(limit_s / 2, limit_s - _EXIT_RESERVE_S))
+            else:  # nothing is exported: --export-timeout 1e-6 gave up on the in-memory readers and exited 3
+                exporting.close(DEFAULT_SHUTDOWN_TIMEOUT_S)
         except KeyboardInterrupt:
             return _leave_now(exporting, server)
         if server is not None:

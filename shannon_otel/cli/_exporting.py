@@ -202,12 +202,16 @@ def setup(
     *, endpoint: str | None, protocol: str | None, readers: Sequence[MetricReader], export_timeout_s: float,
     metric_interval_s: float | None, service_name: str,
 ) -> Exporting:
-    """Providers for one demo run. ``endpoint=None``: embedded (nothing leaves the process)."""
+    """Providers for one demo run. ``endpoint=None``: embedded (nothing leaves the process). ``protocol``
+    (``grpc`` or ``http``, None: ``grpc``) is that of traces and metrics alike, whatever the per-signal
+    ``OTEL_EXPORTER_OTLP_<signal>_PROTOCOL`` variables say."""
     memory = MemoryMetrics() if endpoint is None else None
     all_readers = [*readers, *([memory] if memory is not None else [])]
     exporter: Any = "none"
     if endpoint is not None:
-        exporter = {"grpc": "otlp_grpc", "http": "otlp_http"}.get(protocol or "", "otlp")
+        # Both signals over the one protocol the demo announces (--otlp-protocol, else grpc): "otlp" let
+        # OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/protobuf send the traces over HTTP to the gRPC port given.
+        exporter = {"grpc": "otlp_grpc", "http": "otlp_http"}[protocol or "grpc"]
     problems = ExportProblems(endpoint)
     telemetry = configure(
         service_name, exporter=exporter, endpoint=endpoint, export_timeout_s=export_timeout_s,
