@@ -144,3 +144,15 @@ async def async_records(x: int) -> int:
     await asyncio.sleep(0)
     record("pages", x)
     return x
+
+
+class Scaler:
+    def scaled(self, x: int) -> int:
+        return x
+
+
+class TenfoldScaler(Scaler):
+    """Its method calls ``super()``: Python gives it a ``__class__`` cell (a closure in form only)."""
+
+    def scaled(self, x: int) -> int:
+        return super().scaled(x) * 10

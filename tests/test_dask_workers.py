@@ -113,6 +113,20 @@ def test_what_a_remote_function_records_counts_for_its_wave_task(cluster: LocalC
     assert otel.point("shannon.task.tokens", shannon_token_type="input").sum == 40
 
 
+def test_a_method_calling_super_is_shipped_not_refused_as_a_closure(cluster: LocalCluster) -> None:
+    """Bug: a bound method (documented as accepted) whose body calls ``super()`` was refused with
+    UnshippableTaskError "is a closure over local state (__class__)": that cell is the compiler's, holding
+    the method's class, not local state. Now it is shipped; a real closure is still refused."""
+
+    async def body(client: Client) -> list[Any]:
+        backend = DaskBackend(client)
+        method = tasks.TenfoldScaler().scaled
+        result: WaveResult[Any] = await Wave("w").run([*backend.map(method, [1, 2]), backend.task(method, 3)])
+        return result.values()
+
+    assert on_cluster(cluster, body) == [10, 20, 30]
+
+
 def test_a_dask_future_given_as_an_argument_arrives_as_its_value(cluster: LocalCluster) -> None:
     """Bug: a Future given as an argument (the pattern Dask's own 'large graph' warning recommends:
     scatter the data, pass the future) reached the function as the Future object, not its value as with
