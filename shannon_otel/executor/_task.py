@@ -144,9 +144,9 @@ def end_measurements(slot: TaskSlot) -> dict[str, float] | None:
 
 
 def in_task() -> bool:
-    """Whether the caller runs inside a wave task that has not ended (``record()`` would record)."""
-    slot = CURRENT_TASK.get()
-    return slot is not None and not slot.ended
+    """Whether the caller runs inside a wave task (``record()`` would not raise: it records, or drops once the
+    task has ended)."""
+    return CURRENT_TASK.get() is not None
 
 
 def measuring() -> tuple[TaskSlot, Token[TaskSlot | None]]:
