@@ -626,7 +626,7 @@ def test_a_client_restart_mid_wave_fails_or_retries_each_task_and_ends_every_spa
 
         def restart_after_two(progress: Progress) -> None:
             if progress.done >= 2 and not restarting:
-                restarting.append(asyncio.ensure_future(client.restart()))  # type: ignore[no-untyped-call]
+                restarting.append(asyncio.ensure_future(client.restart()))
 
         waves = [Wave("plain", max_concurrency=4, on_progress=restart_after_two, progress_interval=0.001,
                       **otel.providers),
