@@ -125,3 +125,34 @@ def append_line(path: str, line: str) -> str:
 def undo_line(path: str, line: str) -> None:
     """The compensation of ``append_line``: gets the step's result (the line it wrote)."""
     append_line(path, f"undo {line}")
+
+
+def records(x: int, fail: bool = False) -> int:
+    """Record tokens and cost for the wave task calling it, then return ``x`` (or raise ConnectionError)."""
+    from shannon_otel import record_cost, record_tokens
+
+    record_tokens(input=10, output=x)
+    record_cost(0.5)
+    if fail:
+        raise ConnectionError(f"down {x}")
+    return x
+
+
+async def async_records(x: int) -> int:
+    from shannon_otel import record
+
+    await asyncio.sleep(0)
+    record("pages", x)
+    return x
+
+
+class Scaler:
+    def scaled(self, x: int) -> int:
+        return x
+
+
+class TenfoldScaler(Scaler):
+    """Its method calls ``super()``: Python gives it a ``__class__`` cell (a closure in form only)."""
+
+    def scaled(self, x: int) -> int:
+        return super().scaled(x) * 10

@@ -390,3 +390,34 @@ def test_a_coroutine_given_as_an_argument_is_refused_by_name_and_closed(cluster:
     assert "is a coroutine object" in message
     assert ("argument 0" if where == "positional" else "keyword argument 'extra'") in message
     assert state == inspect.CORO_CLOSED
+
+
+class _LostThenRecomputed:
+    """A Dask future as the client sees it when its result is lost (the worker holding it died just after the
+    task finished) between the wake-up of ``exception()`` and the status check: status ``lost``, then the
+    await waits for Dask to compute it again, and returns its value."""
+
+    status = "lost"
+    key = "lost-0"
+
+    async def exception(self) -> None:
+        return None
+
+    def __await__(self) -> Any:
+        return self._value().__await__()
+
+    async def _value(self) -> int:
+        await asyncio.sleep(0)
+        return 42
+
+
+def test_a_result_lost_and_recomputed_after_its_task_finished_is_returned() -> None:
+    """Bug: a future whose status was not ``finished`` once awaited was taken as failed, and its error
+    re-raised; when the await returned a value instead (the result lost with its worker and computed again,
+    or the key retried), the task failed with UnboundLocalError ("error" referenced before assignment)."""
+    from shannon_otel.dask._gather import Gatherer
+
+    async def main() -> Any:
+        return await Gatherer(None, 0.05).result(_LostThenRecomputed())  # type: ignore[arg-type]
+
+    assert asyncio.run(main()) == 42

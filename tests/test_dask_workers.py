@@ -17,8 +17,9 @@ import pytest
 from _dask_cluster import DASK_WARNINGS, module_cluster, on_cluster
 from distributed import Client, LocalCluster
 
-from shannon_otel import Outcome, Wave, WaveResult
+from shannon_otel import Outcome, Retry, Wave, WaveResult
 from shannon_otel.dask import DaskBackend, WorkerTelemetry
+from shannon_otel.testing import InMemoryTelemetry
 
 pytestmark = DASK_WARNINGS
 
@@ -75,6 +76,55 @@ def test_a_plain_function_returning_a_coroutine_fails_its_task_with_a_clear_erro
     error = on_cluster(cluster, body)
     assert type(error) is TypeError
     assert "returned a coroutine from a plain call" in str(error)
+
+
+def test_what_a_remote_function_records_counts_for_its_wave_task(cluster: LocalCluster) -> None:
+    """Bug: ``record_tokens()`` / ``record_cost()`` / ``record()`` called by the function on the worker
+    raised RuntimeError ("must be called from inside a task run by a Wave": the wave task runs on the
+    client), so every task of an LLM-calling function shipped to Dask failed. Now they record for the wave
+    task on the client, as a local task's calls do: on its span, in the report and the token/cost metrics,
+    over every attempt (a failed attempt's tokens were still spent); the user's error comes back as it was
+    raised. Called outside a wave task they raise, as on the client."""
+    otel = InMemoryTelemetry()
+
+    async def body(client: Client) -> WaveResult[Any]:
+        backend = DaskBackend(client)
+        work = [*backend.map(tasks.records, [1, 2]), backend.task(tasks.records, 3, fail=True),
+                backend.task(tasks.async_records, 4)]
+        result: WaveResult[Any] = await Wave(
+            "llm", max_concurrency=4, policy=Retry(attempts=2, initial=0, on=ConnectionError), **otel.providers,
+        ).run(work)
+        with pytest.raises(RuntimeError, match="inside a task run by a Wave"):
+            await backend.remote(tasks.records)(5)
+        return result
+
+    result = on_cluster(cluster, body)
+    assert [r.outcome for r in result.results] == [Outcome.SUCCESS, Outcome.SUCCESS, Outcome.FAILURE, Outcome.SUCCESS]
+    assert [r.value for r in result.results] == [1, 2, None, 4]
+    error = result.results[2].error
+    assert type(error) is ConnectionError and str(error) == "down 3" and vars(error) == {}
+    m = result.report.measurements
+    assert m["shannon.task.tokens.input"].total == 10 + 10 + 2 * 10  # the failed task's two attempts
+    assert m["shannon.task.tokens.output"].total == 1 + 2 + 2 * 3
+    assert m["shannon.task.cost"].total == 0.5 * 4
+    assert m["pages"].total == 4
+    spans = otel.spans("task records")
+    assert sorted(float(dict(s.attributes or {})["shannon.task.tokens.output"]) for s in spans) == [1, 2, 6]  # type: ignore[arg-type]
+    assert otel.point("shannon.task.tokens", shannon_token_type="input").sum == 40
+
+
+def test_a_method_calling_super_is_shipped_not_refused_as_a_closure(cluster: LocalCluster) -> None:
+    """Bug: a bound method (documented as accepted) whose body calls ``super()`` was refused with
+    UnshippableTaskError "is a closure over local state (__class__)": that cell is the compiler's, holding
+    the method's class, not local state. Now it is shipped; a real closure is still refused."""
+
+    async def body(client: Client) -> list[Any]:
+        backend = DaskBackend(client)
+        method = tasks.TenfoldScaler().scaled
+        result: WaveResult[Any] = await Wave("w").run([*backend.map(method, [1, 2]), backend.task(method, 3)])
+        return result.values()
+
+    assert on_cluster(cluster, body) == [10, 20, 30]
 
 
 def test_a_dask_future_given_as_an_argument_arrives_as_its_value(cluster: LocalCluster) -> None:

@@ -612,3 +612,42 @@ def test_system_exit_on_a_worker_is_a_killed_worker_failure(tmp_path: Path) -> N
 
     with local_cluster(1) as lc:
         on_cluster(lc, body)
+
+
+def test_a_client_restart_mid_wave_fails_or_retries_each_task_and_ends_every_span() -> None:
+    """``client.restart()`` while a wave runs (docs/dask.md "Other faults"): the tasks on the cluster fail with
+    FutureCancelledError (KilledWorker for one whose worker was killed mid-run), a Retry resubmits them once the
+    workers are back; nothing hangs, every span ends, and the next wave runs on the new workers."""
+    otel = InMemoryTelemetry()
+
+    async def body(client: Client) -> None:
+        backend = DaskBackend(client)
+        restarting: list[asyncio.Task[Any]] = []
+
+        def restart_after_two(progress: Progress) -> None:
+            if progress.done >= 2 and not restarting:
+                restarting.append(asyncio.ensure_future(client.restart()))
+
+        waves = [Wave("plain", max_concurrency=4, on_progress=restart_after_two, progress_interval=0.001,
+                      **otel.providers),
+                 Wave("retried", max_concurrency=4, policy=Retry(attempts=5, initial=0.1),
+                      on_progress=restart_after_two, progress_interval=0.001, **otel.providers)]
+        for wave in waves:
+            restarting.clear()
+            result: WaveResult[Any] = await wave.run(backend.map(tasks.nap, [0.3] * 8))
+            await asyncio.gather(*restarting)
+            errors = {r.error_type for r in result.results if r.error is not None}
+            assert errors <= {"distributed.client.FutureCancelledError", "distributed.scheduler.KilledWorker"}
+            assert all(r.value == 0.3 for r in result.results if r.error is None)
+            if wave.name == "plain":
+                assert errors, "the restart failed no task"
+        failed_attempts = {s.attributes["error.type"] for s in otel.spans() if s.name.startswith("attempt")
+                           and s.attributes is not None and "error.type" in s.attributes}
+        assert failed_attempts and failed_attempts <= {
+            "distributed.client.FutureCancelledError", "distributed.scheduler.KilledWorker"}
+        assert len(otel.spans("task nap")) == 16 and len(otel.spans("wave plain")) == 1  # every span ended
+        after: WaveResult[Any] = await Wave("after").run(backend.map(tasks.square, [1, 2, 3]))
+        assert after.values() == [1, 4, 9]
+
+    with local_cluster(1) as lc:
+        on_cluster(lc, body)

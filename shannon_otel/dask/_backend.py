@@ -18,8 +18,9 @@ from opentelemetry import propagate
 
 from .._validate import check_iterable, check_number, check_utf8
 from ..executor import TaskSpec, task
+from ..executor._task import add_measurements, in_task
 from ._gather import Gatherer
-from ._remote import Payload, run_async, run_sync
+from ._remote import MEASUREMENTS, Measured, Payload, run_async, run_sync
 from ._shipping import check_arguments, check_function, is_async_callable, qualified_name
 
 if TYPE_CHECKING:
@@ -180,7 +181,7 @@ class DaskBackend:
         carrier: dict[str, str] = {}
         propagate.inject(carrier)  # the span current now: the task span, or the attempt under a policy
         waiter: asyncio.Future[Future[Any]] = asyncio.get_running_loop().create_future()
-        self._queue.append((entry, name, Payload(fn, name, carrier, args, kwargs), waiter))
+        self._queue.append((entry, name, Payload(fn, name, carrier, args, kwargs, in_task()), waiter))
         if len(self._queue) == 1:
             # Everything submitted during this turn of the loop goes in one message (client.map):
             # the scheduler's cost is per message far more than per task.
@@ -188,18 +189,25 @@ class DaskBackend:
         future = None
         try:
             future = await waiter
-            return await self._results.result(future)
+            value = await self._results.result(future)
         except asyncio.CancelledError:
             if future is None and waiter.done() and not waiter.cancelled():
                 future = waiter.result()
             if future is not None:
                 self._cancel(future)
             raise
-        except BaseException:
+        except BaseException as exc:
             # The error goes to the caller with this frame in its traceback: the frame must not hold the
             # Future (nor the waiter holding it), or Dask, which keeps that error, never releases the key.
             del future, waiter
+            recorded = vars(exc).pop(MEASUREMENTS, None) if hasattr(exc, "__dict__") else None
+            if recorded:  # what the failed call recorded on the worker (tokens spent are spent)
+                add_measurements(recorded)
             raise
+        if type(value) is Measured:  # what the call recorded on the worker: the task's, as if recorded here
+            add_measurements(value.measurements)
+            return value.value
+        return value
 
     def _flush(self) -> None:
         """Submit the queued tasks, one ``client.map`` per entry function and task name.

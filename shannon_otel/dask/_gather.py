@@ -61,12 +61,17 @@ class Gatherer:
         finally:
             self._running -= 1
         if future.status != "finished":  # an error (or cancelled): raised from the client's state
+            error: BaseException | None = None
             try:
-                await future
+                value = await future
             except BaseException as exc:
                 error = _released(exc)
             del future  # this frame is in the error's traceback too
-            raise error
+            if error is not None:
+                raise error
+            # Finished after all: between the wake-up and the check its result was lost (its worker died just
+            # after it finished) or its key retried, and the await above waited for Dask to compute it again.
+            return value
         waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((future, waiter))
         self._schedule()

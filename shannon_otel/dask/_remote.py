@@ -31,6 +31,7 @@ from .._otel._providers import tracing_enabled
 from .._otel._scope import failed
 from .._telemetry import DASK_WORKER, ERROR_TYPE, SCOPE_NAME, SPAN_REMOTE, TASK_NAME
 from .._version import __version__
+from ..executor._task import CURRENT_TASK, end_measurements, measuring
 
 T = TypeVar("T")
 
@@ -94,17 +95,22 @@ class Payload:
     ``deps`` ({position or keyword: future}), which the backend hands Dask beside the payload: Dask
     replaces it by the future's value on the worker, as ``client.submit(fn, future)`` does (inside
     the opaque payload the function got the Future itself).
+
+    ``measured``: the caller runs in a wave task, so ``record()`` / ``record_tokens()`` / ``record_cost()``
+    called by ``fn`` on the worker record for that task (sent back with the outcome, see :class:`Measured`);
+    outside one they raise, as they do on the client.
     """
 
-    __slots__ = ("args", "carrier", "deps", "fn", "kwargs", "name")
+    __slots__ = ("args", "carrier", "deps", "fn", "kwargs", "measured", "name")
 
     def __init__(
         self, fn: Callable[..., Any], name: str, carrier: Mapping[str, str], args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        kwargs: dict[str, Any], measured: bool = False,
     ) -> None:
         self.fn = fn
         self.name = name
         self.carrier = carrier
+        self.measured = measured
         self.deps: dict[int | str, Any] = {i: a for i, a in enumerate(args) if isinstance(a, Future)}
         self.deps.update((k, v) for k, v in kwargs.items() if isinstance(v, Future))
         if self.deps:
@@ -122,16 +128,63 @@ class Payload:
         return self.fn(*args, **kwargs)
 
     def __getstate__(self) -> tuple[Any, ...]:  # deps travel beside the payload, resolved by Dask
-        return self.fn, self.name, self.carrier, self.args, self.kwargs
+        return self.fn, self.name, self.carrier, self.args, self.kwargs, self.measured
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.fn, self.name, self.carrier, self.args, self.kwargs = state
+        self.fn, self.name, self.carrier, self.args, self.kwargs, self.measured = state
         self.deps = {}
+
+
+class Measured:
+    """A remote call's value with what ``record()`` & co. wrote on the worker, unwrapped on the client.
+    Only sent when something was recorded: a call that records nothing sends its value alone."""
+
+    __slots__ = ("measurements", "value")
+
+    def __init__(self, value: Any, measurements: dict[str, float]) -> None:
+        self.value = value
+        self.measurements = measurements
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Measured, (self.value, self.measurements)
+
+
+# The attribute of an error raised on the worker that carries what the failed call recorded (tokens spent
+# on a call that then failed were still spent); taken off on the client before the error goes on.
+MEASUREMENTS = "_shannon_otel_measurements"
+
+
+@contextlib.contextmanager
+def _measuring(payload: Payload) -> Iterator[list[dict[str, float] | None]]:
+    """A wave task's slot current on the worker while ``fn`` runs (only when the caller runs in one); yields a
+    box that holds, once the block is left, what was recorded (None: nothing). An error leaving the block
+    carries it in its ``MEASUREMENTS`` attribute."""
+    box: list[dict[str, float] | None] = [None]
+    if not payload.measured:
+        yield box
+        return
+    slot, token = measuring()
+    try:
+        yield box
+    except BaseException as exc:
+        recorded = end_measurements(slot)
+        if recorded:
+            with contextlib.suppress(Exception):  # an error refusing attributes: what it recorded is lost
+                setattr(exc, MEASUREMENTS, recorded)
+        raise
+    else:
+        box[0] = end_measurements(slot)
+    finally:
+        CURRENT_TASK.reset(token)
+
+
+def sent(value: Any, box: list[dict[str, float] | None]) -> Any:
+    return Measured(value, box[0]) if box[0] else value
 
 
 def run_sync(payload: Payload, values: Mapping[int | str, Any] | None = None) -> Any:
     """Worker-side entry of a plain function (run in a worker thread)."""
-    with _remote_span(payload.name, payload.carrier):
+    with _remote_span(payload.name, payload.carrier), _measuring(payload) as box:
         result = payload.call(values)
         if inspect.iscoroutine(result):  # a sync wrapper of an async function: nothing here can await it
             result.close()  # never awaited: closed, so Python does not warn about it on the worker
@@ -139,10 +192,11 @@ def run_sync(payload: Payload, values: Mapping[int | str, Any] | None = None) ->
                 f"fn {payload.name!r} returned a coroutine from a plain call; ship the async function itself "
                 "(an async def, or an object whose __call__ is async def) so that the worker awaits it",
             )
-        return result
+    return sent(result, box)
 
 
 async def run_async(payload: Payload, values: Mapping[int | str, Any] | None = None) -> Any:
     """Worker-side entry of an ``async def`` function (run on the worker's event loop)."""
-    with _remote_span(payload.name, payload.carrier):
-        return await payload.call(values)
+    with _remote_span(payload.name, payload.carrier), _measuring(payload) as box:
+        result = await payload.call(values)
+    return sent(result, box)

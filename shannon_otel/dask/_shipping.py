@@ -38,9 +38,11 @@ def check_function(fn: Any) -> None:
             f"fn {qualified_name(target)!r} is a generator function; a worker sends back what fn returns, and a "
             "generator cannot be sent: return a list instead",
         )
-    closure = getattr(target, "__closure__", None)
-    if closure:
-        names = ", ".join(getattr(target, "__code__").co_freevars)  # noqa: B009 - functions have __code__
+    code = getattr(target, "__code__", None) if getattr(target, "__closure__", None) else None
+    # __class__: the cell the compiler gives a method that calls super() (its class), not local state
+    free = [n for n in getattr(code, "co_freevars", ()) if n != "__class__"]
+    if free:
+        names = ", ".join(free)
         raise UnshippableTaskError(
             f"fn {qualified_name(target)!r} is a closure over local state ({names}); the worker would "
             "get a copy of it and changes would never come back. Define it at module level and pass that "

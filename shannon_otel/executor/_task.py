@@ -9,8 +9,8 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Awaitable, Callable, Coroutine
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from types import FunctionType, MethodType
 from typing import Any, Generic, TypeVar, cast
@@ -141,6 +141,36 @@ def end_measurements(slot: TaskSlot) -> dict[str, float] | None:
     with _RECORDING:
         slot.ended = True
         return slot.measurements
+
+
+def in_task() -> bool:
+    """Whether the caller runs inside a wave task (``record()`` would not raise: it records, or drops once the
+    task has ended)."""
+    return CURRENT_TASK.get() is not None
+
+
+def measuring() -> tuple[TaskSlot, Token[TaskSlot | None]]:
+    """A fresh slot made current, for ``record()`` calls of work that runs for a wave task elsewhere (a Dask
+    worker): end it with :func:`end_measurements`, then ``CURRENT_TASK.reset(token)``."""
+    slot = TaskSlot()
+    return slot, CURRENT_TASK.set(slot)
+
+
+def add_measurements(measurements: Mapping[str, float]) -> None:
+    """Add what work done elsewhere for the running task recorded (sent back by a Dask worker) to its
+    measurements, as if recorded here; dropped (logged) outside a task or once the task has ended."""
+    with _RECORDING:
+        slot = CURRENT_TASK.get()
+        if slot is None or slot.ended:
+            _log.warning("measurements %s arrived after their wave task ended; dropped", sorted(measurements))
+            return
+        if slot.measurements is None:
+            slot.measurements = {}
+        for name, value in measurements.items():
+            try:
+                _add(slot.measurements, "record", name, value)
+            except ValueError:  # the total would overflow: the task's outcome must not change for it
+                _log.warning("measurement %r of a remote call dropped: its total would overflow", name)
 
 
 def _measurements(caller: str) -> dict[str, float]:
