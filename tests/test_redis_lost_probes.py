@@ -182,3 +182,56 @@ def test_an_admission_cancelled_mid_call_leaves_no_probe_slot_taken(server: Redi
             return _shared_state(server, prefix, "api")["state"]
 
     assert asyncio.run(main()) == "half_open"
+
+
+def test_a_state_closed_right_after_a_pause_gives_back_the_probe_slot_its_timed_out_admission_took(
+    server: RedisServer, prefix: str,
+) -> None:
+    """Bug: the slot of an admission that timed out on a paused Redis was given back only by the next poll
+    (up to 1 s after Redis resumed): a process that closed its RedisState before that (a short job ending)
+    left the breaker's only probe taken in every other process for probe_lease_s. Now closing gives it back
+    (bounded by timeout_s; pool leases of timed-out acquires too)."""
+    assert server.proc is not None
+    pid = server.proc.pid
+
+    async def main() -> BreakerState:
+        async with RedisState(server.url, prefix=prefix, poll_interval_s=3600) as warm:  # the scripts loaded
+            breaker = CircuitBreaker("api", shared=warm, failure_threshold=1, reset_timeout=0.1, instrument=False)
+            with pytest.raises(ConnectionError):
+                await breaker.call(_boom)
+            await asyncio.sleep(0.2)
+            assert await breaker.call(_ok) == 1
+            await wait_for(lambda: breaker.state is BreakerState.CLOSED)
+            with pytest.raises(ConnectionError):
+                await breaker.call(_boom)
+            await wait_for(lambda: not warm._pending)
+        await asyncio.sleep(0.2)  # past the reset timeout
+        shared = RedisState(server.url, prefix=prefix, timeout_s=0.2, poll_interval_s=3600, probe_lease_s=3600)
+        await shared.start()
+        breaker = CircuitBreaker("api", shared=shared, failure_threshold=1, reset_timeout=0.1,
+                                 half_open_probes=1, instrument=False)
+        await wait_for(lambda: breaker.state is BreakerState.OPEN and not shared._pending)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            assert await breaker.call(_ok) == 1  # the ACQUIRE times out: a local probe
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        await shared.close()  # at once: before its next poll would have given the slot back
+        # Another process: admitted as the probe (without the give-back, rejected for probe_lease_s)
+        async with RedisState(server.url, prefix=prefix, probe_lease_s=3600) as other:
+            theirs = CircuitBreaker("api", shared=other, failure_threshold=1, reset_timeout=0.1,
+                                    half_open_probes=1, instrument=False)
+            await wait_for(lambda: theirs.state is BreakerState.HALF_OPEN)  # the shared state read (before, CLOSED)
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    assert await theirs.call(_ok) == 1
+                    break
+                except CircuitOpenError:
+                    left = _shared_state(server, prefix, "api").get("probes_left")
+                    assert time.monotonic() < deadline, f"every call rejected; probes_left={left}"
+                    await asyncio.sleep(0.05)
+            await wait_for(lambda: theirs.state is BreakerState.CLOSED)
+            return theirs.state
+
+    assert asyncio.run(main()) is BreakerState.CLOSED

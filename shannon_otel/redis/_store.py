@@ -211,6 +211,12 @@ class RedisState:
             await asyncio.wait(list(self._pending), timeout=max(1.0, 4 * self.timeout_s))
         with contextlib.suppress(Exception):
             await self._flush_all()
+        if self._lost:
+            # Tried even in an outage (bounded: it stops at the first timeout): a process that closed between
+            # Redis resuming and its next poll left the slots of its timed-out admissions taken in every other
+            # process, a half-open breaker's probe for probe_lease_s (60 s), a pool's lease for lease_s (300 s).
+            with contextlib.suppress(Exception):
+                await self._give_back_lost()
         tasks = [*self._tasks, *self._pending]
         for task in tasks:
             task.cancel()
@@ -382,7 +388,9 @@ class RedisState:
             except SharedStateUnavailableError:
                 continue
 
-    async def _poll(self) -> None:
+    async def _give_back_lost(self) -> None:
+        """Give back what admissions whose answer never came may have taken (see ``_lost``); raises
+        SharedStateUnavailableError at the first that Redis does not take (the rest are kept for next time)."""
         lost, self._lost = self._lost, []
         for i, (script, keys, args) in enumerate(lost):
             try:
@@ -392,6 +400,9 @@ class RedisState:
                     continue  # an unusable key (_bad_key): it holds no lease, and would stop every poll
                 self._lost.extend(lost[i:])  # down again: the next poll tries again
                 raise
+
+    async def _poll(self) -> None:
+        await self._give_back_lost()
         links = list(self._links.values())
         for start in range(0, len(links), _POLL_BATCH):
             await self._poll_links(links[start:start + _POLL_BATCH])
