@@ -235,3 +235,57 @@ def test_a_state_closed_right_after_a_pause_gives_back_the_probe_slot_its_timed_
             return theirs.state
 
     assert asyncio.run(main()) is BreakerState.CLOSED
+
+
+def test_the_late_outcome_of_a_probe_of_an_earlier_half_open_period_is_ignored(
+    server: RedisServer, prefix: str,
+) -> None:
+    """Bug: a probe that outlived probe_lease_s (its period restarted by another process's admission) sent its
+    outcome with the epoch this process held by then, the new period's: its failure re-opened the breaker for
+    everyone (and a success counted towards closing it), although a late outcome of the old period is ignored
+    (docs/shared-state.md). Now a new half-open period makes this process's earlier probes stale."""
+
+    async def main() -> tuple[str, BreakerState]:
+        async with RedisState(server.url, prefix=prefix, probe_lease_s=3600) as mine_state, \
+                RedisState(server.url, prefix=prefix, probe_lease_s=0.1) as theirs_state:
+            mine = CircuitBreaker("api", shared=mine_state, failure_threshold=1, reset_timeout=0.1,
+                                  half_open_probes=1, instrument=False)
+            theirs = CircuitBreaker("api", shared=theirs_state, failure_threshold=1, reset_timeout=0.1,
+                                    half_open_probes=1, instrument=False)
+            with pytest.raises(ConnectionError):
+                await mine.call(_boom)
+            await wait_for(lambda: theirs.state is BreakerState.OPEN)
+            await asyncio.sleep(0.2)  # past the reset timeout
+            entered, release = asyncio.Event(), asyncio.Event()
+
+            async def slow_probe() -> None:
+                entered.set()
+                await release.wait()
+                raise ConnectionError("down")
+
+            probe = asyncio.ensure_future(mine.call(slow_probe))
+            await entered.wait()
+            first = _shared_state(server, prefix, "api")["epoch"]
+            await asyncio.sleep(0.2)  # past theirs' probe lease: their admission starts a new period
+            released = asyncio.Event()
+
+            async def their_probe() -> None:
+                await released.wait()
+
+            theirs_probe = asyncio.ensure_future(theirs.call(their_probe))
+            await wait_for(lambda: _shared_state(server, prefix, "api")["epoch"] != first)
+            second = _shared_state(server, prefix, "api")["epoch"]
+            assert mine._link is not None
+            await wait_for(lambda: str(mine._link.epoch) == second)  # the new period's notification
+            release.set()
+            with pytest.raises(ConnectionError):
+                await probe  # the old period's probe fails, late
+            await wait_for(lambda: not mine_state._pending)
+            state = _shared_state(server, prefix, "api")
+            released.set()
+            await theirs_probe
+            return state["state"], mine.state
+
+    shared, mine = asyncio.run(main())
+    assert shared == "half_open"  # the new period's probe is still out: the late failure did not re-open it
+    assert mine is BreakerState.HALF_OPEN

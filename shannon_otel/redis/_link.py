@@ -300,3 +300,9 @@ class BreakerLink:
         elif b._state is not _HALF_OPEN:
             b._transition(_HALF_OPEN, reason or "reset_timeout")
             b._probes_left = 0  # probes are admitted by Redis, not from a local quota
+        elif newer:
+            # A new half-open period (the last one's probes outlived probe_lease_s): probes admitted here in the
+            # earlier one are stale, as Redis holds them. Their outcomes went with this newer epoch: a late failure
+            # re-opened the breaker for everyone, a late success counted towards closing the new period.
+            with b._admitting:
+                b._gen += 1
