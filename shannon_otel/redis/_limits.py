@@ -10,7 +10,7 @@ from typing import Any
 
 from .._validate import check_arity, check_utf8, shown
 from ..executor._limits import RateLimiter, ResourcePool
-from ._store import RedisState, SharedStateUnavailableError
+from ._store import RedisState, SharedStateUnavailableError, _redacted
 
 
 class SharedRateLimit:
@@ -187,4 +187,6 @@ class SharedPool(ResourcePool):
 
 def _outage_check(shared: RedisState) -> None:
     if shared._in_outage():
-        raise SharedStateUnavailableError(f"Redis unavailable (outage under way) at {shared.prefix!r}")
+        raise SharedStateUnavailableError(
+            f"Redis at {_redacted(shared.url)} unavailable (outage under way: {shared._outage_cause}); "
+            f"prefix {shared.prefix!r}")

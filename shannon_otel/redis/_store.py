@@ -152,6 +152,9 @@ class RedisState:
         # keys, args) on the next poll with Redis available (after anything sent before the outage has run).
         self._lost: list[tuple[str, list[str], list[Any]]] = []
         self._outage_logged = False
+        # What the outage under way is (the server's answer: a wrong password, OOM, a read-only replica, a timeout),
+        # named by the errors raised during it: "outage under way" alone did not say a password was wrong.
+        self._outage_cause = ""
         # Objects whose keys were found unusable (warned once each): the first key of the object (a breaker's state,
         # a bucket, a pool's holders) -> every key of the commands that failed on it. Mended when a command on all
         # of those keys succeeds: the poll reads a breaker's state alone, and with its window key of another type
@@ -325,6 +328,7 @@ class RedisState:
         self.available = False
         if was or not self._outage_logged:
             self._refused = isinstance(exc, ResponseError)
+            self._outage_cause = _described(exc)
         if was or not self._outage_logged:
             self._outage_logged = True
             _log.warning("Redis at %s unavailable (%s); %s", _redacted(self.url), _described(exc),
