@@ -22,7 +22,7 @@ import redis
 from _redis_server import RedisServer, free_port, running_server
 
 from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
-from shannon_otel.redis import RedisState, SharedPool, SharedRateLimit
+from shannon_otel.redis import RedisState, SharedPool, SharedRateLimit, SharedStateUnavailableError
 from shannon_otel.testing import InMemoryTelemetry
 
 pytestmark = [
@@ -507,3 +507,37 @@ def test_one_poll_of_many_breakers_is_one_round_trip_and_still_sees_each_state(
     round_trips, states = asyncio.run(main())
     assert states == [BreakerState.CLOSED, BreakerState.OPEN, BreakerState.OPEN]
     assert round_trips == 2  # 600 breakers: two batches of at most 500
+
+
+@pytest.mark.parametrize(("credentials", "said"), [
+    ("", "AuthenticationError"),
+    (":wrong@", "AuthenticationError: invalid username-password pair"),
+])
+def test_fail_closed_calls_during_an_outage_say_what_the_outage_is(
+    server: RedisServer, prefix: str, credentials: str, said: str,
+) -> None:
+    """Bug: with a missing or wrong password (any outage), every rate limit and pool acquire of a fail-closed
+    state raised "Redis unavailable (outage under way) at 'prefix'": the caller could not tell a wrong password
+    from a server down (only a warning logged once said). Now the error names the outage's cause and the URL
+    (without its password)."""
+    raw = redis.Redis.from_url(server.url)
+    raw.config_set("requirepass", "s3cret")  # this connection stays authenticated
+    url = server.url.replace("redis://", f"redis://{credentials}")
+
+    async def main() -> list[str]:
+        async with RedisState(url, prefix=prefix, on_unavailable="reject") as shared:
+            errors = []
+            for limiter in (SharedRateLimit(shared, "api", rate=10), SharedPool(shared, "db", limit=2)):
+                with pytest.raises(SharedStateUnavailableError) as caught:
+                    await limiter.acquire()
+                errors.append(str(caught.value))
+            return errors
+
+    try:
+        errors = asyncio.run(main())
+    finally:
+        raw.config_set("requirepass", "")
+        raw.close()
+    for error in errors:
+        assert said in error and "127.0.0.1" in error
+        assert "wrong" not in error  # the password is never shown

@@ -10,7 +10,7 @@ from typing import Any
 
 from .._validate import check_arity, check_utf8, shown
 from ..executor._limits import RateLimiter, ResourcePool
-from ._store import RedisState, SharedStateUnavailableError
+from ._store import RedisState, SharedStateUnavailableError, _redacted
 
 
 class SharedRateLimit:
@@ -142,12 +142,12 @@ class SharedPool(ResourcePool):
                         "POOL_ACQUIRE", self._key, [self.limit, holder, int(self.lease_s * 1000)],
                     )
                 except asyncio.CancelledError:  # granted or not, maybe later: its lease must not stay
-                    self.shared._lost_leases.append((self._key, self.name, holder))
+                    self.shared._lost_admission(*self._release_args(holder))
                     self.shared._background(self._release_script(holder))
                     raise
                 except SharedStateUnavailableError as exc:
                     if exc.__cause__ is not None:  # the script was sent: it may still run later
-                        self.shared._lost_leases.append((self._key, self.name, holder))
+                        self.shared._lost_admission(*self._release_args(holder))
                     if self.shared.on_unavailable == "reject":
                         raise
                     self._held.append(None)
@@ -167,21 +167,26 @@ class SharedPool(ResourcePool):
             self.shared._background(self._release(holder))
 
     async def _release(self, holder: str) -> None:
-        lost = (self._key, self.name, holder)
+        lost = self._release_args(holder)
         if self.shared._in_outage():  # not sent (it would wait timeout_s): released once Redis is back
-            self.shared._lost_leases.append(lost)
+            self.shared._lost_admission(*lost)
             return
         try:
             await self._release_script(holder)
         except SharedStateUnavailableError:
             # A Redis that keeps its state (restarted with persistence, a network cut) would hold the lease
             # for lease_s (300 s by default), the slot taken from every process: released once it is back.
-            self.shared._lost_leases.append(lost)
+            self.shared._lost_admission(*lost)
+
+    def _release_args(self, holder: str) -> tuple[str, list[str], list[Any]]:
+        return "POOL_RELEASE", self._key, [self.shared.pool_channel, self.name, holder]
 
     def _release_script(self, holder: str) -> Awaitable[Any]:
-        return self.shared._script("POOL_RELEASE", self._key, [self.shared.pool_channel, self.name, holder])
+        return self.shared._script(*self._release_args(holder))
 
 
 def _outage_check(shared: RedisState) -> None:
     if shared._in_outage():
-        raise SharedStateUnavailableError(f"Redis unavailable (outage under way) at {shared.prefix!r}")
+        raise SharedStateUnavailableError(
+            f"Redis at {_redacted(shared.url)} unavailable (outage under way: {shared._outage_cause}); "
+            f"prefix {shared.prefix!r}")

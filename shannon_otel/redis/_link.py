@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from .._telemetry import BreakerState
@@ -101,13 +102,21 @@ class BreakerLink:
                 b._reject(call, None if b._forced else remaining)
         elif b._state is _HALF_OPEN and now < self.recheck_at:
             b._reject(call, None)
+        # This admission's own key: a probe slot it took is recorded there, so a caller that never got the answer
+        # gives that slot back (GIVEBACK), even when the ACQUIRE runs only after the give-back.
+        keys = [self.keys[0], self.store._key("breaker", self.name, f"admission:{uuid.uuid4().hex}")]
+        lease_ms = int(self.store.probe_lease_s * 1000)
         try:
             verdict, epoch, remaining_ms, now_ms, opened_ms = await self.store._script(
-                "ACQUIRE", self.keys[:1], self._args(
-                    int(b.config.reset_timeout * 1000), b.config.half_open_probes, int(self.store.probe_lease_s * 1000),
-                ),
+                "ACQUIRE", keys, self._args(int(b.config.reset_timeout * 1000), b.config.half_open_probes, lease_ms), 1,
             )
-        except SharedStateUnavailableError:
+        except asyncio.CancelledError:  # answered or not, the script may have run (or still run): its slot comes back
+            self.store._lost_admission("GIVEBACK", keys, self._args(lease_ms))
+            self.store._background(self.store._script("GIVEBACK", keys, self._args(lease_ms), 1))
+            raise
+        except SharedStateUnavailableError as exc:
+            if exc.__cause__ is not None:  # sent (timed out, connection lost): it may still run later
+                self.store._lost_admission("GIVEBACK", keys, self._args(lease_ms))
             if self.store.on_unavailable == "reject":
                 b._reject(call, None)
             return b._admit(call)
@@ -291,3 +300,9 @@ class BreakerLink:
         elif b._state is not _HALF_OPEN:
             b._transition(_HALF_OPEN, reason or "reset_timeout")
             b._probes_left = 0  # probes are admitted by Redis, not from a local quota
+        elif newer:
+            # A new half-open period (the last one's probes outlived probe_lease_s): probes admitted here in the
+            # earlier one are stale, as Redis holds them. Their outcomes went with this newer epoch: a late failure
+            # re-opened the breaker for everyone, a late success counted towards closing the new period.
+            with b._admitting:
+                b._gen += 1

@@ -101,35 +101,58 @@ touch()
 return {state, epoch, opened, now}
 """
 
-# KEYS: state. ARGV: ttl, channel, name, reset_timeout_ms, half_open_probes, probe_lease_ms.
+# KEYS: state, admission (a key of this admission's own token). ARGV: ttl, channel, name, reset_timeout_ms,
+# half_open_probes, probe_lease_ms.
 # Returns {verdict, epoch, remaining_ms, now}: verdict 'closed' (admit, CLOSED), 'probe' (admitted as a
 # half-open probe of that epoch) or 'rejected' (remaining_ms until the reset timeout, -1 unknown).
+# A probe's admission key holds its epoch for probe_lease_ms: a caller that never got the answer (timed out,
+# cancelled) gives the slot back with GIVEBACK; an admission key that exists already is GIVEBACK's tombstone
+# (the give-back came first: the caller is gone), and nothing is taken. Without it a late ACQUIRE (Redis paused
+# past timeout_s) took a probe slot nobody gave back: every caller rejected for probe_lease_s.
 # A half-open period whose probes are all taken and whose outcome has not come within probe_lease_ms
 # lost them (their process died, or the answer to their admission or their outcome never arrived): the
 # next admission starts a new half-open period (new epoch, fresh quota; late outcomes of the old one are
 # stale). Without this the breaker stayed half-open with no probe left, rejecting everyone, until its key expired.
 ACQUIRE: Final = _PRELUDE + """
-touch()
+keep()
+if redis.call('EXISTS', KEYS[2]) == 1 then return {'rejected', epoch, -1, now, opened} end
+local reset_ms, probes, lease = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local function probe()
+  redis.call('SET', KEYS[2], epoch, 'PX', math.max(1, lease))
+  return {'probe', epoch, 0, now, opened}
+end
 if state == 'closed' then return {'closed', epoch, 0, now, opened} end
-local reset_ms, probes = tonumber(ARGV[4]), tonumber(ARGV[5])
 if state == 'open' then
   if st[4] == '1' then return {'rejected', epoch, -1, now, opened} end
   local remaining = opened + reset_ms - now
   if remaining > 0 then return {'rejected', epoch, remaining, now, opened} end
   set_state('half_open', 'reset_timeout', {'probes_left', probes - 1, 'successes', 0, 'half_open_at', now})
-  return {'probe', epoch, 0, now, opened}
+  return probe()
 end
 local left = tonumber(st[5] or '0')
 if left > 0 then
   redis.call('HINCRBY', KEYS[1], 'probes_left', -1)
-  return {'probe', epoch, 0, now, opened}
+  return probe()
 end
 local since = tonumber(redis.call('HGET', KEYS[1], 'half_open_at') or '0')
-if now - since >= tonumber(ARGV[6]) then
+if now - since >= lease then
   set_state('half_open', 'reset_timeout', {'probes_left', probes - 1, 'successes', 0, 'half_open_at', now})
-  return {'probe', epoch, 0, now, opened}
+  return probe()
 end
 return {'rejected', epoch, -1, now, opened}
+"""
+
+# KEYS: state, admission. ARGV: ttl, channel, name, probe_lease_ms.
+# An ACQUIRE whose caller never got its answer (timed out: Redis paused or slow, so it may run later; cancelled)
+# gives back the probe slot it took, if it took one in the current half-open period. Idempotent, and in either
+# order: the admission key becomes a tombstone for probe_lease_ms, so a second give-back gives nothing and an
+# ACQUIRE of that token that has not run yet takes nothing (past the lease, the period starts again anyway).
+GIVEBACK: Final = _PRELUDE + """
+keep()
+local held = tonumber(redis.call('GET', KEYS[2]) or '')
+redis.call('SET', KEYS[2], 'void', 'PX', math.max(1, tonumber(ARGV[4])))
+if held and state == 'half_open' and epoch == held then redis.call('HINCRBY', KEYS[1], 'probes_left', 1) end
+return 1
 """
 
 # KEYS: state, window. ARGV: ttl, channel, name, outcome (success|failure|slow|giveback), epoch,

@@ -137,18 +137,24 @@ class RedisState:
         self.pool_channel = f"{prefix}:pools{suffix}"
         self._scripts = {
             name: self._redis.register_script(getattr(_scripts, name))
-            for name in ("FLUSH", "ACQUIRE", "PROBE", "TRANSITION", "RATE", "POOL_ACQUIRE", "POOL_RELEASE", "ALIVE")
+            for name in (
+                "FLUSH", "ACQUIRE", "GIVEBACK", "PROBE", "TRANSITION", "RATE", "POOL_ACQUIRE", "POOL_RELEASE", "ALIVE",
+            )
         }
         self._alive_key = f"{prefix}:{{alive}}"
         self._links: dict[str, BreakerLink] = {}
         self._pool_events: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._pending: set[asyncio.Task[Any]] = set()
-        # Pool leases whose acquire failed (timed out): Redis may still run it later (a paused or slow
-        # server runs what was already sent), leaving a lease nobody releases for lease_s. Released on the
-        # next poll with Redis available (after anything sent before the outage has run).
-        self._lost_leases: list[tuple[list[str], str, str]] = []
+        # Admissions whose caller never got the answer (timed out, cancelled): Redis may still run them later (a
+        # paused or slow server runs what was already sent), leaving a pool lease nobody releases for lease_s, a
+        # half-open probe slot nobody gives back for probe_lease_s. Given back (idempotent scripts: script name,
+        # keys, args) on the next poll with Redis available (after anything sent before the outage has run).
+        self._lost: list[tuple[str, list[str], list[Any]]] = []
         self._outage_logged = False
+        # What the outage under way is (the server's answer: a wrong password, OOM, a read-only replica, a timeout),
+        # named by the errors raised during it: "outage under way" alone did not say a password was wrong.
+        self._outage_cause = ""
         # Objects whose keys were found unusable (warned once each): the first key of the object (a breaker's state,
         # a bucket, a pool's holders) -> every key of the commands that failed on it. Mended when a command on all
         # of those keys succeeds: the poll reads a breaker's state alone, and with its window key of another type
@@ -208,6 +214,12 @@ class RedisState:
             await asyncio.wait(list(self._pending), timeout=max(1.0, 4 * self.timeout_s))
         with contextlib.suppress(Exception):
             await self._flush_all()
+        if self._lost:
+            # Tried even in an outage (bounded: it stops at the first timeout): a process that closed between
+            # Redis resuming and its next poll left the slots of its timed-out admissions taken in every other
+            # process, a half-open breaker's probe for probe_lease_s (60 s), a pool's lease for lease_s (300 s).
+            with contextlib.suppress(Exception):
+                await self._give_back_lost()
         tasks = [*self._tasks, *self._pending]
         for task in tasks:
             task.cancel()
@@ -266,8 +278,15 @@ class RedisState:
         if not self.available:
             self._up()
 
-    def _script(self, name: str, keys: list[str], args: list[Any]) -> Awaitable[Any]:
-        return self._run(name.lower(), lambda: self._scripts[name](keys=keys, args=args), keys)
+    def _script(self, name: str, keys: list[str], args: list[Any], owned: int | None = None) -> Awaitable[Any]:
+        """Run script ``name``; a key it finds unusable is blamed on its object's keys (``keys[:owned]``: not the
+        key of one admission's token, which no later command names, so the object would never be found mended)."""
+        return self._run(name.lower(), lambda: self._scripts[name](keys=keys, args=args), keys[:owned])
+
+    def _lost_admission(self, script: str, keys: list[str], args: list[Any]) -> None:
+        """An admission whose answer never came (timed out, cancelled) may have taken (or may still take) a pool
+        slot or a probe slot: ``script`` gives it back at the next poll with Redis available."""
+        self._lost.append((script, keys, args))
 
     def _bad_key(self, keys: list[str], operation: str, exc: BaseException) -> None:
         """One key holds what the scripts cannot use (another type, a value that is no number): an
@@ -309,6 +328,7 @@ class RedisState:
         self.available = False
         if was or not self._outage_logged:
             self._refused = isinstance(exc, ResponseError)
+            self._outage_cause = _described(exc)
         if was or not self._outage_logged:
             self._outage_logged = True
             _log.warning("Redis at %s unavailable (%s); %s", _redacted(self.url), _described(exc),
@@ -372,16 +392,21 @@ class RedisState:
             except SharedStateUnavailableError:
                 continue
 
-    async def _poll(self) -> None:
-        lost, self._lost_leases = self._lost_leases, []
-        for i, (key, name, holder) in enumerate(lost):
+    async def _give_back_lost(self) -> None:
+        """Give back what admissions whose answer never came may have taken (see ``_lost``); raises
+        SharedStateUnavailableError at the first that Redis does not take (the rest are kept for next time)."""
+        lost, self._lost = self._lost, []
+        for i, (script, keys, args) in enumerate(lost):
             try:
-                await self._script("POOL_RELEASE", key, [self.pool_channel, name, holder])
+                await self._script(script, keys, args, 1)
             except SharedStateUnavailableError:
                 if self.available:
                     continue  # an unusable key (_bad_key): it holds no lease, and would stop every poll
-                self._lost_leases.extend(lost[i:])  # down again: the next poll tries again
+                self._lost.extend(lost[i:])  # down again: the next poll tries again
                 raise
+
+    async def _poll(self) -> None:
+        await self._give_back_lost()
         links = list(self._links.values())
         for start in range(0, len(links), _POLL_BATCH):
             await self._poll_links(links[start:start + _POLL_BATCH])
