@@ -8,26 +8,40 @@ of the SDK, so the OTel hook's modules can use it (``import shannon_otel`` stays
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import weakref
 from collections.abc import Callable
 
+# The live objects' callbacks, in the order they were registered, each forgotten as its object is collected.
+# One ``os.register_at_fork`` registration runs them all: registrations cannot be removed, so one per object
+# (a LoggingHook, RunRecorder or AnomalyDetector made per request) kept ~0.8 KB for good after the object was
+# gone, and every fork called every dead one.
+_CALLBACKS: dict[int, weakref.WeakMethod[Callable[[], None]]] = {}
+_KEYS = itertools.count()
+
 
 def in_forked_child(method: Callable[[], None]) -> None:
     """Call the bound ``method`` in the child process after every ``fork()`` while its object lives.
 
-    The object is held weakly: ``os.register_at_fork`` registrations cannot be removed.
+    The object is held weakly, and its entry goes with it.
     """
     if not hasattr(os, "register_at_fork"):  # Windows: no fork
         return
-    ref = weakref.WeakMethod(method)
+    key = next(_KEYS)
+    # the table bound now: at interpreter exit a collected object's callback may run after the globals are gone
+    _CALLBACKS[key] = weakref.WeakMethod(method, lambda _, pop=_CALLBACKS.pop: pop(key, None))
 
-    def after_in_child() -> None:
+
+def _after_in_child() -> None:
+    for ref in list(_CALLBACKS.values()):
         if (bound := ref()) is not None:
             bound()
 
-    os.register_at_fork(after_in_child=after_in_child)
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_in_child)
 
 
 def release_held(lock: threading.Lock) -> None:
