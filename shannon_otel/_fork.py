@@ -13,12 +13,13 @@ import os
 import threading
 import weakref
 from collections.abc import Callable
+from typing import Any
 
 # The live objects' callbacks, in the order they were registered, each forgotten as its object is collected.
 # One ``os.register_at_fork`` registration runs them all: registrations cannot be removed, so one per object
 # (a LoggingHook, RunRecorder or AnomalyDetector made per request) kept ~0.8 KB for good after the object was
 # gone, and every fork called every dead one.
-_CALLBACKS: dict[int, weakref.WeakMethod[Callable[[], None]]] = {}
+_CALLBACKS: dict[int, tuple[weakref.ref[Any], Callable[[Any], None]]] = {}
 _KEYS = itertools.count()
 
 
@@ -30,14 +31,21 @@ def in_forked_child(method: Callable[[], None]) -> None:
     if not hasattr(os, "register_at_fork"):  # Windows: no fork
         return
     key = next(_KEYS)
-    # the table bound now: at interpreter exit a collected object's callback may run after the globals are gone
-    _CALLBACKS[key] = weakref.WeakMethod(method, lambda _, pop=_CALLBACKS.pop: pop(key, None))
+    owner, function = method.__self__, method.__func__  # type: ignore[attr-defined]  # a bound method
+    pop = _CALLBACKS.pop  # bound now: at interpreter exit the callback may run after the module's globals are gone
+
+    def gone(_: object) -> None:
+        pop(key, None)
+
+    # A plain weak reference, not a WeakMethod: at interpreter exit a WeakMethod collected after its function
+    # raised from its own callback ("'NoneType' object has no attribute '_alive'").
+    _CALLBACKS[key] = (weakref.ref(owner, gone), function)
 
 
 def _after_in_child() -> None:
-    for ref in list(_CALLBACKS.values()):
-        if (bound := ref()) is not None:
-            bound()
+    for ref, function in list(_CALLBACKS.values()):
+        if (owner := ref()) is not None:
+            function(owner)
 
 
 if hasattr(os, "register_at_fork"):
