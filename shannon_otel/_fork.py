@@ -8,26 +8,48 @@ of the SDK, so the OTel hook's modules can use it (``import shannon_otel`` stays
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import weakref
 from collections.abc import Callable
+from typing import Any
+
+# The live objects' callbacks, in the order they were registered, each forgotten as its object is collected.
+# One ``os.register_at_fork`` registration runs them all: registrations cannot be removed, so one per object
+# (a LoggingHook, RunRecorder or AnomalyDetector made per request) kept ~0.8 KB for good after the object was
+# gone, and every fork called every dead one.
+_CALLBACKS: dict[int, tuple[weakref.ref[Any], Callable[[Any], None]]] = {}
+_KEYS = itertools.count()
 
 
 def in_forked_child(method: Callable[[], None]) -> None:
     """Call the bound ``method`` in the child process after every ``fork()`` while its object lives.
 
-    The object is held weakly: ``os.register_at_fork`` registrations cannot be removed.
+    The object is held weakly, and its entry goes with it.
     """
     if not hasattr(os, "register_at_fork"):  # Windows: no fork
         return
-    ref = weakref.WeakMethod(method)
+    key = next(_KEYS)
+    owner, function = method.__self__, method.__func__  # type: ignore[attr-defined]  # a bound method
+    pop = _CALLBACKS.pop  # bound now: at interpreter exit the callback may run after the module's globals are gone
 
-    def after_in_child() -> None:
-        if (bound := ref()) is not None:
-            bound()
+    def gone(_: object) -> None:
+        pop(key, None)
 
-    os.register_at_fork(after_in_child=after_in_child)
+    # A plain weak reference, not a WeakMethod: at interpreter exit a WeakMethod collected after its function
+    # raised from its own callback ("'NoneType' object has no attribute '_alive'").
+    _CALLBACKS[key] = (weakref.ref(owner, gone), function)
+
+
+def _after_in_child() -> None:
+    for ref, function in list(_CALLBACKS.values()):
+        if (owner := ref()) is not None:
+            function(owner)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_in_child)
 
 
 def release_held(lock: threading.Lock) -> None:

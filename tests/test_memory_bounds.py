@@ -370,3 +370,24 @@ def test_a_wave_the_run_recorder_drops_costs_its_own_operations_not_every_operat
     assert report.operations["fetch 27"].latency_by_wave == {}  # a dropped wave's is gone
     assert report.operations["outside"].calls == 1
     assert [len(live.ops) for live in recorder.waves] == [1, 1]
+
+
+def test_objects_made_and_dropped_leave_no_fork_registration_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each LoggingHook, RunRecorder, AnomalyDetector and AnomalyHook registered its own
+    ``os.register_at_fork`` callback (to free its lock in a forked child), and such registrations
+    cannot be removed: one made per request kept ~0.8 KB for good after it was dropped, and every
+    fork called every dead one. Now objects made and dropped leave nothing registered, and a live
+    one's lock is still freed in a child (tests/test_fork_locks.py)."""
+    import os
+
+    from shannon_otel import AnomalyDetector, AnomalyHook, DetectorConfig, RunRecorder
+
+    if not hasattr(os, "register_at_fork"):
+        pytest.skip("no fork on this platform")
+    registered: list[Any] = []
+    monkeypatch.setattr(os, "register_at_fork", lambda **callbacks: registered.append(callbacks))
+    config = DetectorConfig(max_series=1, window=8)
+    for _ in range(50):
+        LoggingHook(), RunRecorder(), AnomalyDetector(config), AnomalyHook(config)
+    gc.collect()
+    assert registered == []
