@@ -41,6 +41,7 @@ becomes part of that history and stops being flagged.
 
 from __future__ import annotations
 
+import inspect
 import math
 import threading
 import warnings
@@ -77,6 +78,17 @@ def _seconds(clock: Callable[[], float]) -> Callable[[], float]:
     return read
 
 
+def _not_a_coroutine(returned: object) -> None:
+    """TypeError naming ``on_anomaly`` if it returned a coroutine, closed. A lambda calling an async function
+    (``lambda a: notify(a)``) passes the constructor's check; its coroutine, never awaited, was dropped with only
+    Python's "never awaited" warning: the callback never ran, and nothing said so. A Task or future it returns
+    (``lambda a: loop.create_task(notify(a))``) is scheduled already: it runs, and is no error."""
+    if inspect.iscoroutine(returned):
+        returned.close()
+        raise TypeError(f"on_anomaly must be a plain (sync) callable; it returned a coroutine, {returned!r}, which "
+                        "nothing awaits (schedule it instead: lambda a: asyncio.get_running_loop().create_task(...))")
+
+
 class AnomalyHook(Hook):
     """Feeds one :class:`AnomalyDetector` from waves and protected calls; emits its scores as events.
 
@@ -94,7 +106,10 @@ class AnomalyHook(Hook):
     taken as float seconds, and one that is no finite real number fails the hook, logged) and the
     detector config make the hook deterministic under test. Raises ``ValueError`` / ``TypeError``
     naming the argument (a bad type, a number out of range, an unknown signal); never raises into the executor: a
-    failing ``on_anomaly`` callback or hook is logged and ignored. Thread-safe: waves in several threads (each
+    failing ``on_anomaly`` callback or hook is logged and ignored. ``on_anomaly`` is called without await, in the
+    task or call that closed the tick, on its event loop (a slow callback stalls that loop: hand slow work on, e.g.
+    ``asyncio.get_running_loop().create_task(...)``); one that returns a coroutine (a lambda calling an async
+    function) fails, logged, its coroutine closed. Thread-safe: waves in several threads (each
     its own event loop) may share it; their runs of one wave name share its ticks.
     """
 
@@ -278,6 +293,6 @@ class AnomalyHook(Hook):
                      else None)
         if severity is not None and self._on_anomaly is not None:
             try:
-                self._on_anomaly(event)
+                _not_a_coroutine(self._on_anomaly(event))
             except HOOK_ERRORS as exc:  # isolated like any hook: counted on this hook, logged once
                 hook_failed(self, "on_anomaly", exc, sinks)
