@@ -4,8 +4,8 @@ runs cancelled by their caller (cancellation is no signal: no faster, no busier,
 from __future__ import annotations
 
 import asyncio
-import gc
 import functools
+import gc
 import random
 import warnings
 from collections.abc import Callable

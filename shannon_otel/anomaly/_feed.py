@@ -95,8 +95,9 @@ class AnomalyHook(Hook):
     Pass it in ``hooks=`` of waves and policies: each entry point hands its scores, as
     :class:`Anomaly` events, to its other hooks (the OTel hook exports them: gauge, counter, span
     event). A wave's ``hooks=`` do not reach the calls of its ``policy=`` (they keep the policy's own hooks):
-    for their ``retry_rate``, give the hook to that policy too (``Retry(hooks=[hook])``). ``meter_provider`` is deprecated and ignored: the telemetry goes to the providers of
-    the entry point that scored. ``enabled=False`` makes every ``*_started`` return ``None`` (zero cost;
+    for their ``retry_rate``, give the hook to that policy too (``Retry(hooks=[hook])``). ``meter_provider`` is
+    deprecated and ignored: the telemetry goes to the providers of the entry point that scored.
+    ``enabled=False`` makes every ``*_started`` return ``None`` (zero cost;
     ``hook.enabled`` may be switched at run time, the other settings are read-only: switched off, the runs and
     calls under way count in no tick either, and the ticks they had open are dropped). ``signals``
     restricts what is watched. A tick closes once ``tick_s`` seconds have passed and at least
