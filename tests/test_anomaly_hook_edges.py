@@ -266,8 +266,14 @@ def test_an_on_anomaly_returning_a_coroutine_fails_logged_and_one_returning_a_ta
     assert dropped.hook_errors == {"on_anomaly": 4}
     assert "on_anomaly must be a plain (sync) callable; it returned a coroutine" in caplog.text
 
+    tasks: list[asyncio.Task[None]] = []
+
+    def kept(task: asyncio.Task[None]) -> asyncio.Task[None]:
+        tasks.append(task)  # a task nobody references may be collected before it ends
+        return task
+
     scheduled = AnomalyHook(EVERY_TICK, tick_s=1.0, clock=clock, min_tick_tasks=4, signals=[LATENCY],
-                            on_anomaly=lambda a: asyncio.get_running_loop().create_task(notify(a)))
+                            on_anomaly=lambda a: kept(asyncio.get_running_loop().create_task(notify(a))))
     asyncio.run(main(scheduled))
     assert sent == [LATENCY] * 4
     assert scheduled.hook_errors == {}

@@ -86,7 +86,7 @@ def _not_a_coroutine(returned: object) -> None:
     if inspect.iscoroutine(returned):
         returned.close()
         raise TypeError(f"on_anomaly must be a plain (sync) callable; it returned a coroutine, {returned!r}, which "
-                        "nothing awaits (schedule it instead: lambda a: asyncio.get_running_loop().create_task(...))")
+                        "nothing awaits (schedule it instead, as a task you keep a reference to)")
 
 
 class AnomalyHook(Hook):
@@ -109,8 +109,8 @@ class AnomalyHook(Hook):
     detector config make the hook deterministic under test. Raises ``ValueError`` / ``TypeError``
     naming the argument (a bad type, a number out of range, an unknown signal); never raises into the executor: a
     failing ``on_anomaly`` callback or hook is logged and ignored. ``on_anomaly`` is called without await, in the
-    task or call that closed the tick, on its event loop (a slow callback stalls that loop: hand slow work on, e.g.
-    ``asyncio.get_running_loop().create_task(...)``); one that returns a coroutine (a lambda calling an async
+    task or call that closed the tick, on its event loop (a slow callback stalls that loop: hand slow work on, to
+    a thread, a queue or a task you keep a reference to); one that returns a coroutine (a lambda calling an async
     function) fails, logged, its coroutine closed. Thread-safe: waves in several threads (each
     its own event loop) may share it; their runs of one wave name share its ticks.
     """
