@@ -54,7 +54,7 @@ from .. import _clock
 from .._events import Anomaly, CallObserver, CallStarted, Hook, WaveObserver, WaveStarted
 from .._fork import in_forked_child, release_held
 from .._isolation import HOOK_ERRORS, hook_failed
-from .._validate import brief, check_bool, check_number, check_reading, check_sync_callable, shown
+from .._validate import brief, check_bool, check_number, check_reading, check_sync_callable, other_number, shown
 from ._config import HOOK_DEFAULTS, DetectorConfig, _float_sized
 from ._detector import AnomalyDetector
 from ._scoped import _publish, _Scoped
@@ -131,7 +131,8 @@ class AnomalyHook(Hook):
         enabled: bool = True,
     ) -> None:
         if isinstance(tick_s, bool) or not isinstance(tick_s, (int, float)):  # True would be a 1 s tick
-            raise TypeError(f"tick_s must be a number of seconds in (0, inf), got {brief(tick_s)}")
+            raise TypeError(
+                f"tick_s must be a number of seconds in (0, inf){other_number(tick_s)}, got {brief(tick_s)}")
         if not 0.0 < tick_s < math.inf or not _float_sized(tick_s):  # 10**400: no float holds it
             raise ValueError(f"tick_s must be a number in (0, inf), got {shown(tick_s)}")
         check_number("min_tick_tasks", min_tick_tasks, low=1, integer=True)
