@@ -20,13 +20,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
+
+from ._fork import release_held
 
 if TYPE_CHECKING:
     from ._events import Hook
 
 _log = logging.getLogger("shannon_otel")
+# The failure counts of every hook take turns on it: a hook shared by waves in several threads (the anomaly hook, a
+# recorder) lost counts when two failed at once (a read, then a write), and its first failure could be logged twice.
+# Held for a dict update only; a forked child frees it if a thread of the parent held it.
+_COUNTING = threading.Lock()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: release_held(_COUNTING))
 BROKEN: Final = object()  # the token of an observer whose start method raised: it misses this scope
 # What a call into a hook is isolated from: its errors, and a CancelledError it raises. A hook is called without
 # await, so no cancellation is ever delivered inside one: its CancelledError is a bug (``future.result()`` of a
@@ -52,15 +62,16 @@ def hook_failed(hook: Hook, method: str, error: BaseException, hooks: Sequence[H
         stray.__cause__ = error
         error = stray
     hook = getattr(hook, "__wrapped__", hook)
-    try:
-        counts: dict[str, int] | None = getattr(hook, "_hook_errors", None)
-        if counts is None:
+    with _COUNTING:
+        try:
+            counts: dict[str, int] | None = getattr(hook, "_hook_errors", None)
+            if counts is None:
+                counts = {}
+                hook._hook_errors = counts  # type: ignore[union-attr]
+        except AttributeError:  # not a Hook subclass, and slotted: nowhere to count, so log each time
             counts = {}
-            hook._hook_errors = counts  # type: ignore[union-attr]
-    except AttributeError:  # not a Hook subclass, and slotted: nowhere to count, so log each time
-        counts = {}
-    first = method not in counts
-    counts[method] = counts.get(method, 0) + 1
+        first = method not in counts
+        counts[method] = counts.get(method, 0) + 1
     if first:
         _log.error(
             "hook %s failed in %s; the call goes on without it (later failures of this hook in %s are "

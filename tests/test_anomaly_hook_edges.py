@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import random
+import warnings
 from collections.abc import Callable
 from decimal import Decimal
 from fractions import Fraction
@@ -230,3 +232,48 @@ def test_a_hook_switched_off_mid_call_sequence_scores_no_retry_rate_meanwhile() 
         clock.advance(1 / 16)
         obs.call_finished(CallFinished("fetch", CallOutcome.SUCCESS, 2 if i >= 16 else 1, 0.01))
     assert [(a.signal, a.value, a.time) for a in seen] == [(RETRY_RATE, 0.0, 1_001.0), (RETRY_RATE, 1.0, 1_003.0)]
+
+
+# ---------------------------------------------------------------------- bug: an on_anomaly returning a coroutine
+def test_an_on_anomaly_returning_a_coroutine_fails_logged_and_one_returning_a_task_runs(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """``on_anomaly=lambda a: notify(a)`` of an async ``notify`` passes the constructor's check (a plain lambda);
+    its coroutine was dropped unawaited: the alert was never sent, nothing counted or logged, only Python's
+    "never awaited" RuntimeWarning at collection. Now it is the callback's failure, logged and counted, the
+    coroutine closed; a callback scheduling the coroutine (returning its Task) is no error, and it runs."""
+    sent: list[str] = []
+
+    async def notify(anomaly: Anomaly) -> None:
+        sent.append(anomaly.signal)
+
+    async def work() -> None:
+        clock.advance(0.25)
+        await asyncio.sleep(0)
+
+    async def main(hook: AnomalyHook) -> None:
+        wave: Wave[None] = Wave("w", max_concurrency=1, hooks=(hook,), instrument=False, clock=clock)
+        await wave.run([work] * 16)  # 4 s: 4 ticks of 4 tasks, each scored
+        await asyncio.sleep(0)  # the scheduled notifications run
+
+    clock = FakeClock(1_000.0)
+    dropped = AnomalyHook(EVERY_TICK, tick_s=1.0, clock=clock, min_tick_tasks=4, signals=[LATENCY],
+                          on_anomaly=lambda a: notify(a))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an unawaited coroutine's warning, raised where the collector ignores it
+        asyncio.run(main(dropped))
+        gc.collect()
+    assert sent == []
+    assert dropped.hook_errors == {"on_anomaly": 4}
+    assert "on_anomaly must be a plain (sync) callable; it returned a coroutine" in caplog.text
+
+    tasks: list[asyncio.Task[None]] = []
+
+    def kept(task: asyncio.Task[None]) -> asyncio.Task[None]:
+        tasks.append(task)  # a task nobody references may be collected before it ends
+        return task
+
+    scheduled = AnomalyHook(EVERY_TICK, tick_s=1.0, clock=clock, min_tick_tasks=4, signals=[LATENCY],
+                            on_anomaly=lambda a: kept(asyncio.get_running_loop().create_task(notify(a))))
+    asyncio.run(main(scheduled))
+    assert sent == [LATENCY] * 4
+    assert scheduled.hook_errors == {}

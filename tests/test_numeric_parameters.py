@@ -190,6 +190,9 @@ def test_a_number_of_another_type_is_refused_saying_which_type_is_meant(value: A
         so.Retry(initial=value)
     with pytest.raises(ValueError, match=rf"^DetectorConfig.warning must be a number in \(0.0, 1.0\] {hint}, got "):
         so.DetectorConfig(warning=value)
+    # "tick_s must be a number of seconds in (0, inf), got np.float32(1.0)" said no more
+    with pytest.raises(TypeError, match=rf"^tick_s must be a number of seconds in \(0, inf\) {hint}, got "):
+        so.AnomalyHook(tick_s=value)
 
     async def work() -> None:
         so.record_cost(value)

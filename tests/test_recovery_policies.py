@@ -410,6 +410,38 @@ def test_a_flag_serves_the_cheaper_function_without_calling_the_operation() -> N
     assert run(degrade.call(expensive)).value == "full"
 
 
+def test_a_flag_cleared_by_another_thread_mid_call_is_read_once() -> None:
+    """Event loops in several threads may share one Degrade; an ``on_anomaly`` in one may flag it while another
+    clears it. The call read the flag twice (is it set? then its reason): cleared between the two, it served a
+    degraded result with reason None (the degradation span and log said reason ""). Cleared in between here by a
+    flag that reads as set once, then as cleared (another thread's ``clear()`` at that moment)."""
+    from shannon_otel.recovery._degrade import _State
+
+    class ClearedAfterOneRead(_State):
+        __slots__ = ("reads",)
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.reads = 0
+
+        @property
+        def flag(self) -> str | None:
+            self.reads += 1
+            return "anomaly" if self.reads == 1 else None
+
+        @flag.setter
+        def flag(self, value: str | None) -> None:
+            pass
+
+    async def operation() -> str:
+        return "full"
+
+    degrade = Degrade(default="static", instrument=False)
+    object.__setattr__(degrade, "_state", ClearedAfterOneRead())
+    served = run(degrade.call(operation))
+    assert (served.value, served.degraded, served.mode, served.reason) == ("static", True, "static", "anomaly")
+
+
 def test_a_flag_with_a_failing_cheaper_and_no_default_calls_the_operation() -> None:
     """Flagged (an anomaly detector's doing), with the cheaper function down and no default, nothing is left to
     serve: the operation runs, as with none available (its error raised if it fails too, the cheaper not called a

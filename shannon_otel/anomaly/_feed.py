@@ -41,6 +41,7 @@ becomes part of that history and stops being flagged.
 
 from __future__ import annotations
 
+import inspect
 import math
 import threading
 import warnings
@@ -53,7 +54,7 @@ from .. import _clock
 from .._events import Anomaly, CallObserver, CallStarted, Hook, WaveObserver, WaveStarted
 from .._fork import in_forked_child, release_held
 from .._isolation import HOOK_ERRORS, hook_failed
-from .._validate import brief, check_bool, check_number, check_reading, check_sync_callable, shown
+from .._validate import brief, check_bool, check_number, check_reading, check_sync_callable, other_number, shown
 from ._config import HOOK_DEFAULTS, DetectorConfig, _float_sized
 from ._detector import AnomalyDetector
 from ._scoped import _publish, _Scoped
@@ -77,13 +78,26 @@ def _seconds(clock: Callable[[], float]) -> Callable[[], float]:
     return read
 
 
+def _not_a_coroutine(returned: object) -> None:
+    """TypeError naming ``on_anomaly`` if it returned a coroutine, closed. A lambda calling an async function
+    (``lambda a: notify(a)``) passes the constructor's check; its coroutine, never awaited, was dropped with only
+    Python's "never awaited" warning: the callback never ran, and nothing said so. A Task or future it returns
+    (``lambda a: loop.create_task(notify(a))``) is scheduled already: it runs, and is no error."""
+    if inspect.iscoroutine(returned):
+        returned.close()
+        raise TypeError(f"on_anomaly must be a plain (sync) callable; it returned a coroutine, {returned!r}, which "
+                        "nothing awaits (schedule it instead, as a task you keep a reference to)")
+
+
 class AnomalyHook(Hook):
     """Feeds one :class:`AnomalyDetector` from waves and protected calls; emits its scores as events.
 
     Pass it in ``hooks=`` of waves and policies: each entry point hands its scores, as
     :class:`Anomaly` events, to its other hooks (the OTel hook exports them: gauge, counter, span
-    event). ``meter_provider`` is deprecated and ignored: the telemetry goes to the providers of
-    the entry point that scored. ``enabled=False`` makes every ``*_started`` return ``None`` (zero cost;
+    event). A wave's ``hooks=`` do not reach the calls of its ``policy=`` (they keep the policy's own hooks):
+    for their ``retry_rate``, give the hook to that policy too (``Retry(hooks=[hook])``). ``meter_provider`` is
+    deprecated and ignored: the telemetry goes to the providers of the entry point that scored.
+    ``enabled=False`` makes every ``*_started`` return ``None`` (zero cost;
     ``hook.enabled`` may be switched at run time, the other settings are read-only: switched off, the runs and
     calls under way count in no tick either, and the ticks they had open are dropped). ``signals``
     restricts what is watched. A tick closes once ``tick_s`` seconds have passed and at least
@@ -94,7 +108,10 @@ class AnomalyHook(Hook):
     taken as float seconds, and one that is no finite real number fails the hook, logged) and the
     detector config make the hook deterministic under test. Raises ``ValueError`` / ``TypeError``
     naming the argument (a bad type, a number out of range, an unknown signal); never raises into the executor: a
-    failing ``on_anomaly`` callback or hook is logged and ignored. Thread-safe: waves in several threads (each
+    failing ``on_anomaly`` callback or hook is logged and ignored. ``on_anomaly`` is called without await, in the
+    task or call that closed the tick, on its event loop (a slow callback stalls that loop: hand slow work on, to
+    a thread, a queue or a task you keep a reference to); one that returns a coroutine (a lambda calling an async
+    function) fails, logged, its coroutine closed. Thread-safe: waves in several threads (each
     its own event loop) may share it; their runs of one wave name share its ticks.
     """
 
@@ -114,7 +131,8 @@ class AnomalyHook(Hook):
         enabled: bool = True,
     ) -> None:
         if isinstance(tick_s, bool) or not isinstance(tick_s, (int, float)):  # True would be a 1 s tick
-            raise TypeError(f"tick_s must be a number of seconds in (0, inf), got {brief(tick_s)}")
+            raise TypeError(
+                f"tick_s must be a number of seconds in (0, inf){other_number(tick_s)}, got {brief(tick_s)}")
         if not 0.0 < tick_s < math.inf or not _float_sized(tick_s):  # 10**400: no float holds it
             raise ValueError(f"tick_s must be a number in (0, inf), got {shown(tick_s)}")
         check_number("min_tick_tasks", min_tick_tasks, low=1, integer=True)
@@ -278,6 +296,6 @@ class AnomalyHook(Hook):
                      else None)
         if severity is not None and self._on_anomaly is not None:
             try:
-                self._on_anomaly(event)
+                _not_a_coroutine(self._on_anomaly(event))
             except HOOK_ERRORS as exc:  # isolated like any hook: counted on this hook, logged once
                 hook_failed(self, "on_anomaly", exc, sinks)

@@ -202,8 +202,9 @@ class Degrade(Instrumented):
         state = self._state
         key = self._key_of(fn) if self.last_good else _INSTANCE
         cheaper = True  # flagged with nothing served, the cheaper (if any) failed: not called again on a failure
-        if state.flag is not None:
-            served = await self._serve(state.flag, None, call, key)
+        flag = state.flag  # read once: another thread may clear it meanwhile (a degraded result with reason None)
+        if flag is not None:
+            served = await self._serve(flag, None, call, key)
             if served is not None:
                 return served
             cheaper = False
