@@ -153,15 +153,20 @@ class _Counted:
     to deliver (result or exception), as drops of ``signal``; with ``rejections``, also those the
     backend rejected in a successful answer. Once ``abandon()``-ed (the shutdown budget ran out, or the
     SDK's processor stopped waiting, and the caller counted every unsettled item), later failures are
-    not counted twice."""
+    not counted twice, and nothing more is handed to ``inner``: the SDK's processor, left to finish its
+    shutdown in a daemon thread, went on exporting the queue that had just been counted as dropped, and a
+    process living on had ``dropped`` count 100 spans its collector got all of (the export already running
+    then cannot be stopped: its items may still arrive)."""
 
     def __init__(
-        self, inner: Any, drops: DropCounter, signal: str, success: object, rejections: Rejections | None = None,
+        self, inner: Any, drops: DropCounter, signal: str, success: object, failure: object,
+        rejections: Rejections | None = None,
     ) -> None:
         self.inner = inner
         self._drops = drops
         self._signal = signal
         self._success = success
+        self._failure = failure
         self._rejections = rejections
         self._abandoned = False
         self.start()
@@ -188,6 +193,9 @@ class _Counted:
 
     def _export(self, batch: Sequence[Any]) -> Any:
         self.handed += len(batch)
+        if self._abandoned:  # counted as dropped already: sent now, that count would be false
+            self.settled += len(batch)
+            return self._failure
         result = None
         try:
             result = self.inner.export(batch)
@@ -206,7 +214,7 @@ class CountedSpanExporter(_Counted, SpanExporter):
     """:class:`_Counted` for spans."""
 
     def __init__(self, inner: SpanExporter, drops: DropCounter, rejections: Rejections | None = None) -> None:
-        super().__init__(inner, drops, "traces", SpanExportResult.SUCCESS, rejections)
+        super().__init__(inner, drops, "traces", SpanExportResult.SUCCESS, SpanExportResult.FAILURE, rejections)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         result: SpanExportResult = self._export(spans)
@@ -343,7 +351,8 @@ class CountedLogRecordExporter(_Counted, LogRecordExporter):
     """:class:`_Counted` for log records."""
 
     def __init__(self, inner: LogRecordExporter, drops: DropCounter) -> None:
-        super().__init__(inner, drops, "logs", LogRecordExportResult.SUCCESS, rejections_of(inner))
+        super().__init__(inner, drops, "logs", LogRecordExportResult.SUCCESS, LogRecordExportResult.FAILURE,
+                         rejections_of(inner))
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         result: LogRecordExportResult = self._export(batch)
