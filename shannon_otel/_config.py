@@ -253,8 +253,9 @@ def configure(
     own configurator reads them, a sampler or id generator of an installed package (entry point) included; an
     unknown or failing one is ignored with a warning naming the variable.
 
-    Spans are batched by the SDK's BatchSpanProcessor (``OTEL_BSP_SCHEDULE_DELAY`` and
-    ``OTEL_BSP_EXPORT_TIMEOUT`` honoured as the SDK reads them); ``max_queue_size`` (default
+    Spans are batched by the SDK's BatchSpanProcessor (``OTEL_BSP_SCHEDULE_DELAY`` honoured as the SDK reads it;
+    ``OTEL_BSP_EXPORT_TIMEOUT`` is read by the SDK and bounds nothing: an export is bounded by the exporter's
+    timeout, ``export_timeout_s``); ``max_queue_size`` (default
     ``OTEL_BSP_MAX_QUEUE_SIZE``, else 16,384 spans, ~45 MB at most) and ``max_export_batch_size``
     (default ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE``, else 512) size it. A span that finds the queue full
     is dropped and counted (``shannon.telemetry.dropped``, ``Telemetry.dropped``), never silently.

@@ -242,7 +242,7 @@ class CountedSpanProcessor(SpanProcessor):
     ) -> None:
         self.exporter = CountedSpanExporter(exporter, drops, rejections)
         self.max_queue_size = max_queue_size
-        # the export timeout stays None: the SDK reads OTEL_BSP_EXPORT_TIMEOUT itself
+        # the export timeout stays None: the SDK reads OTEL_BSP_EXPORT_TIMEOUT itself (and uses it for nothing)
         self._inner = BatchSpanProcessor(
             self.exporter, max_queue_size=max_queue_size, max_export_batch_size=max_export_batch_size,
             schedule_delay_millis=env_int("OTEL_BSP_SCHEDULE_DELAY", MAX_DELAY_MS) or 5000,
