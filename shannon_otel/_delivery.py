@@ -189,7 +189,7 @@ class _Counted:
             if self._abandoned:
                 return 0
             self._abandoned = True
-        return max(0, accepted - self.settled)
+            return max(0, accepted - self.settled)
 
     def _export(self, batch: Sequence[Any]) -> Any:
         self.handed += len(batch)
@@ -201,12 +201,16 @@ class _Counted:
             result = self.inner.export(batch)
         finally:
             rejected, undelivered = self._rejections.take() if self._rejections is not None else (0, False)
-            if not self._abandoned:
+            # Settled together with the choice of who counts the batch: a give-up between the two counted it a
+            # second time (settled not yet including it), as shutdown, after its failure was counted here.
+            with self._abandoning:
+                counted_here = not self._abandoned
+                self.settled += len(batch)
+            if counted_here:
                 if result is not self._success or undelivered:
                     self._drops.add(self._signal, DropReason.EXPORT_FAILED, len(batch))
                 else:
                     self._drops.add(self._signal, DropReason.REJECTED, min(rejected, len(batch)))
-            self.settled += len(batch)
         return result
 
 
@@ -314,10 +318,12 @@ class CountedMetricExporter(MetricExporter):
         self._drops = drops
         self._in_flight = 0  # points of the export running now (one at a time: the reader's export lock)
         self._abandoned = False
+        self._lock = threading.Lock()  # the export's end and a give-up: one of the two counts its points
         in_forked_child(self._forked)
 
     def _forked(self) -> None:
         self._in_flight = 0  # the parent's export; the child's reader starts its own
+        self._lock = threading.Lock()
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         points = _points(metrics_data)
@@ -326,9 +332,13 @@ class CountedMetricExporter(MetricExporter):
         try:
             result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
         finally:
-            self._in_flight = 0
             rejected, undelivered = self._rejections.take() if self._rejections is not None else (0, False)
-            if not self._abandoned:
+            # A give-up between the export's end and this check found no points in flight and the check found it
+            # given up: a failed export's points were counted by neither.
+            with self._lock:
+                self._in_flight = 0
+                counted_here = not self._abandoned
+            if counted_here:
                 if result is not MetricExportResult.SUCCESS or undelivered:
                     self._drops.add("metrics", DropReason.EXPORT_FAILED, points)
                 else:
@@ -337,8 +347,9 @@ class CountedMetricExporter(MetricExporter):
 
     def abandon(self) -> int:
         """The points of the export still running (0 if none), now given up on: the caller counts them."""
-        self._abandoned = True
-        return self._in_flight
+        with self._lock:
+            self._abandoned = True
+            return self._in_flight
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return self.inner.force_flush(timeout_millis=timeout_millis)
