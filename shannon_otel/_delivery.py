@@ -168,7 +168,6 @@ class _Counted:
         self._success = success
         self._failure = failure
         self._rejections = rejections
-        self._abandoned = False
         self.start()
 
     def start(self) -> None:
@@ -176,6 +175,8 @@ class _Counted:
         # one writer each: the processor's export, serialised by the SDK's export lock
         self.handed = 0
         self.settled = 0
+        self._abandoned = False  # a forked child's exporter starts afresh: the parent's give-up is the parent's
+        self._covered = 0  # the items (in the order handed) the give-up counted: those accepted before it
         self._abandoning = threading.Lock()  # also new in a forked child: the parent's may be held there
 
     @property
@@ -189,11 +190,15 @@ class _Counted:
             if self._abandoned:
                 return 0
             self._abandoned = True
+            self._covered = accepted
             return max(0, accepted - self.settled)
 
     def _export(self, batch: Sequence[Any]) -> Any:
         self.handed += len(batch)
-        if self._abandoned:  # counted as dropped already: sent now, that count would be false
+        if self._abandoned:  # counted as dropped by the give-up: sent now, that count would be false
+            # items accepted after it (a shutdown interrupted before its processors closed) it did not count
+            self._drops.add(self._signal, DropReason.SHUTDOWN,
+                            self.handed - max(self._covered, self.handed - len(batch)))
             self.settled += len(batch)
             return self._failure
         result = None

@@ -347,6 +347,31 @@ def test_an_interrupt_landing_before_shutdowns_wait_still_counts_what_is_given_u
     gate.open.set()
 
 
+def test_spans_ended_after_an_interrupted_shutdown_are_counted_never_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The give-up of a shutdown interrupted before its processors closed counts what was accepted then; those
+    # spans are never sent afterwards (their count stays true). Spans ended later still reach the processor: they
+    # were withheld too, uncounted (25 ended, 20 dropped, 0 sent). Now counted as ended after shutdown.
+    gate = Gate()
+    gate.open.set()
+    handle = configure("interrupted-late", exporter="none", span_exporters=[gate], set_global=False,
+                       metric_interval_s=3600.0)
+    _spans(handle, 20)
+
+    def interrupted(*args: object) -> object:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("shannon_otel._telemetry_handle.in_parallel", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        handle.shutdown()
+    monkeypatch.undo()
+    assert handle.dropped["traces"] == 20
+    _spans(handle, 5)
+    assert handle.tracer_provider.force_flush(30_000)
+    assert gate.received + handle.dropped["traces"] == 25
+    assert gate.received == 0  # what the give-up counted was not sent after it
+    handle.tracer_provider.shutdown()
+
+
 def test_a_shut_down_handle_is_not_kept_alive_until_interpreter_exit() -> None:
     # Before: the exit handler configure() registers held every handle (and its providers) for the life
     # of the process, shut down or not: configuring repeatedly (tests, notebooks, reloads) leaked them.
