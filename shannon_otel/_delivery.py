@@ -153,17 +153,21 @@ class _Counted:
     to deliver (result or exception), as drops of ``signal``; with ``rejections``, also those the
     backend rejected in a successful answer. Once ``abandon()``-ed (the shutdown budget ran out, or the
     SDK's processor stopped waiting, and the caller counted every unsettled item), later failures are
-    not counted twice."""
+    not counted twice, and nothing more is handed to ``inner``: the SDK's processor, left to finish its
+    shutdown in a daemon thread, went on exporting the queue that had just been counted as dropped, and a
+    process living on had ``dropped`` count 100 spans its collector got all of (the export already running
+    then cannot be stopped: its items may still arrive)."""
 
     def __init__(
-        self, inner: Any, drops: DropCounter, signal: str, success: object, rejections: Rejections | None = None,
+        self, inner: Any, drops: DropCounter, signal: str, success: object, failure: object,
+        rejections: Rejections | None = None,
     ) -> None:
         self.inner = inner
         self._drops = drops
         self._signal = signal
         self._success = success
+        self._failure = failure
         self._rejections = rejections
-        self._abandoned = False
         self.start()
 
     def start(self) -> None:
@@ -171,6 +175,8 @@ class _Counted:
         # one writer each: the processor's export, serialised by the SDK's export lock
         self.handed = 0
         self.settled = 0
+        self._abandoned = False  # a forked child's exporter starts afresh: the parent's give-up is the parent's
+        self._covered = 0  # the items (in the order handed) the give-up counted: those accepted before it
         self._abandoning = threading.Lock()  # also new in a forked child: the parent's may be held there
 
     @property
@@ -184,21 +190,32 @@ class _Counted:
             if self._abandoned:
                 return 0
             self._abandoned = True
-        return max(0, accepted - self.settled)
+            self._covered = accepted
+            return max(0, accepted - self.settled)
 
     def _export(self, batch: Sequence[Any]) -> Any:
         self.handed += len(batch)
+        if self._abandoned:  # counted as dropped by the give-up: sent now, that count would be false
+            # items accepted after it (a shutdown interrupted before its processors closed) it did not count
+            self._drops.add(self._signal, DropReason.SHUTDOWN,
+                            self.handed - max(self._covered, self.handed - len(batch)))
+            self.settled += len(batch)
+            return self._failure
         result = None
         try:
             result = self.inner.export(batch)
         finally:
             rejected, undelivered = self._rejections.take() if self._rejections is not None else (0, False)
-            if not self._abandoned:
+            # Settled together with the choice of who counts the batch: a give-up between the two counted it a
+            # second time (settled not yet including it), as shutdown, after its failure was counted here.
+            with self._abandoning:
+                counted_here = not self._abandoned
+                self.settled += len(batch)
+            if counted_here:
                 if result is not self._success or undelivered:
                     self._drops.add(self._signal, DropReason.EXPORT_FAILED, len(batch))
                 else:
                     self._drops.add(self._signal, DropReason.REJECTED, min(rejected, len(batch)))
-            self.settled += len(batch)
         return result
 
 
@@ -206,7 +223,7 @@ class CountedSpanExporter(_Counted, SpanExporter):
     """:class:`_Counted` for spans."""
 
     def __init__(self, inner: SpanExporter, drops: DropCounter, rejections: Rejections | None = None) -> None:
-        super().__init__(inner, drops, "traces", SpanExportResult.SUCCESS, rejections)
+        super().__init__(inner, drops, "traces", SpanExportResult.SUCCESS, SpanExportResult.FAILURE, rejections)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         result: SpanExportResult = self._export(spans)
@@ -309,10 +326,12 @@ class CountedMetricExporter(MetricExporter):
         self._drops = drops
         self._in_flight = 0  # points of the export running now (one at a time: the reader's export lock)
         self._abandoned = False
+        self._lock = threading.Lock()  # the export's end and a give-up: one of the two counts its points
         in_forked_child(self._forked)
 
     def _forked(self) -> None:
         self._in_flight = 0  # the parent's export; the child's reader starts its own
+        self._lock = threading.Lock()
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         points = _points(metrics_data)
@@ -321,9 +340,13 @@ class CountedMetricExporter(MetricExporter):
         try:
             result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
         finally:
-            self._in_flight = 0
             rejected, undelivered = self._rejections.take() if self._rejections is not None else (0, False)
-            if not self._abandoned:
+            # A give-up between the export's end and this check found no points in flight and the check found it
+            # given up: a failed export's points were counted by neither.
+            with self._lock:
+                self._in_flight = 0
+                counted_here = not self._abandoned
+            if counted_here:
                 if result is not MetricExportResult.SUCCESS or undelivered:
                     self._drops.add("metrics", DropReason.EXPORT_FAILED, points)
                 else:
@@ -332,8 +355,9 @@ class CountedMetricExporter(MetricExporter):
 
     def abandon(self) -> int:
         """The points of the export still running (0 if none), now given up on: the caller counts them."""
-        self._abandoned = True
-        return self._in_flight
+        with self._lock:
+            self._abandoned = True
+            return self._in_flight
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return self.inner.force_flush(timeout_millis=timeout_millis)
@@ -346,7 +370,8 @@ class CountedLogRecordExporter(_Counted, LogRecordExporter):
     """:class:`_Counted` for log records."""
 
     def __init__(self, inner: LogRecordExporter, drops: DropCounter) -> None:
-        super().__init__(inner, drops, "logs", LogRecordExportResult.SUCCESS, rejections_of(inner))
+        super().__init__(inner, drops, "logs", LogRecordExportResult.SUCCESS, LogRecordExportResult.FAILURE,
+                         rejections_of(inner))
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         result: LogRecordExportResult = self._export(batch)

@@ -134,10 +134,12 @@ class Telemetry:
         """Flush and stop both providers, returning within ``timeout_s`` (default: the
         ``shutdown_timeout_s`` given to ``configure()``) whatever the backend does.
 
-        True when everything was exported and stopped in time. Otherwise the spans and log records
-        still queued and the metric points of an export still running are counted as dropped
-        (reason ``shutdown``), a warning is logged, and the stuck export is left
-        to a daemon thread. Idempotent: a second call returns True at once.
+        True when every export ended and the providers stopped in time. As for ``force_flush``, True does
+        not mean the backend accepted the data: an export that failed (a refused connection fails at once)
+        counts its items in ``dropped``, and the one warning gives the totals. Otherwise (False) the spans
+        and log records still queued and the metric points of an export still running are counted as
+        dropped (reason ``shutdown``), a warning is logged, and the stuck export is left to a daemon
+        thread. Idempotent: a second call returns True at once.
         """
         budget = self.shutdown_timeout_s if timeout_s is None else timeout_s
         check_number("timeout_s", budget, low=0, high=_MAX_TIMEOUT_S)  # a second call's NaN is refused too

@@ -20,6 +20,7 @@ import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     InMemoryMetricReader,
     MetricExporter,
@@ -27,14 +28,14 @@ from opentelemetry.sdk.metrics.export import (
     MetricsData,
     NumberDataPoint,
 )
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from benchmarks._backends import BlackHole, OtlpSink, down_endpoint
 from shannon_otel import _config, configure
 from shannon_otel import _telemetry as tel
-from shannon_otel._delivery import CountedSpanProcessor, DropCounter, bounded
+from shannon_otel._delivery import CountedMetricExporter, CountedSpanProcessor, DropCounter, Rejections, bounded
 
 
 class Gate(SpanExporter):
@@ -346,6 +347,31 @@ def test_an_interrupt_landing_before_shutdowns_wait_still_counts_what_is_given_u
     gate.open.set()
 
 
+def test_spans_ended_after_an_interrupted_shutdown_are_counted_never_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The give-up of a shutdown interrupted before its processors closed counts what was accepted then; those
+    # spans are never sent afterwards (their count stays true). Spans ended later still reach the processor: they
+    # were withheld too, uncounted (25 ended, 20 dropped, 0 sent). Now counted as ended after shutdown.
+    gate = Gate()
+    gate.open.set()
+    handle = configure("interrupted-late", exporter="none", span_exporters=[gate], set_global=False,
+                       metric_interval_s=3600.0)
+    _spans(handle, 20)
+
+    def interrupted(*args: object) -> object:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("shannon_otel._telemetry_handle.in_parallel", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        handle.shutdown()
+    monkeypatch.undo()
+    assert handle.dropped["traces"] == 20
+    _spans(handle, 5)
+    assert handle.tracer_provider.force_flush(30_000)
+    assert gate.received + handle.dropped["traces"] == 25
+    assert gate.received == 0  # what the give-up counted was not sent after it
+    handle.tracer_provider.shutdown()
+
+
 def test_a_shut_down_handle_is_not_kept_alive_until_interpreter_exit() -> None:
     # Before: the exit handler configure() registers held every handle (and its providers) for the life
     # of the process, shut down or not: configuring repeatedly (tests, notebooks, reloads) leaked them.
@@ -454,3 +480,74 @@ def test_a_shutdown_that_lost_telemetry_says_so_once_with_every_signal(
                         "0 log records (Telemetry.dropped, metric shannon.telemetry.dropped)"]
     else:
         assert said == []
+
+
+class _GiveUpWhileCounting(DropCounter):
+    """A drop counter whose first ``export_failed`` count is when the shutdown budget runs out: the give-up (as
+    ``Telemetry`` does it) lands between the failed export's check and its bookkeeping, where a real one can."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.processor: CountedSpanProcessor | None = None
+
+    def add(self, signal: str, reason: tel.DropReason, n: int = 1) -> None:
+        super().add(signal, reason, n)
+        processor, self.processor = self.processor, None
+        if processor is not None and reason is tel.DropReason.EXPORT_FAILED:
+            super().add(signal, tel.DropReason.SHUTDOWN, processor.abandon())
+
+
+def test_a_give_up_landing_as_a_failed_export_is_counted_counts_its_spans_once() -> None:
+    # Before: the failed batch was counted as export_failed, then the give-up (settled not yet including it)
+    # counted it again as shutdown: 10 dropped of 5 spans.
+    drops, gate = _GiveUpWhileCounting(), Gate(fail=True)
+    gate.open.set()
+    processor = CountedSpanProcessor(gate, drops, max_queue_size=100, max_export_batch_size=100)
+    drops.processor = processor
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    for i in range(5):
+        provider.get_tracer("t").start_span(f"s{i}").end()
+    assert processor.force_flush(30_000)
+    assert drops.processor is None  # the give-up happened
+    assert drops.total("traces") == 5
+    provider.shutdown()
+
+
+def test_a_give_up_landing_as_a_failed_metric_export_ends_counts_its_points_once() -> None:
+    # Before: the export marked no points in flight, the give-up found none to count, and the export, given up on,
+    # did not count its failure either: 0 dropped of a failed export's points.
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    counter = provider.get_meter("m").create_counter("c")
+    for key in ("a", "b", "c"):
+        counter.add(1, {"k": key})
+    data = reader.get_metrics_data()
+    assert data is not None
+    drops = DropCounter()
+    counted: list[CountedMetricExporter] = []
+
+    class GiveUpOnAnswer(Rejections):
+        def take(self) -> tuple[int, bool]:  # read as the export returns: the budget runs out right then
+            drops.add("metrics", tel.DropReason.SHUTDOWN, counted[0].abandon())
+            return super().take()
+
+    class Failing(MetricExporter):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rejections = GiveUpOnAnswer("metric points")
+
+        def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000,
+                   **kwargs: object) -> MetricExportResult:
+            return MetricExportResult.FAILURE
+
+        def force_flush(self, timeout_millis: float = 10_000) -> bool:
+            return True
+
+        def shutdown(self, timeout_millis: float = 30_000, **kwargs: object) -> None:
+            return None
+
+    counted.append(CountedMetricExporter(Failing(), drops))
+    assert counted[0].export(data) is MetricExportResult.FAILURE
+    assert drops.total("metrics") == 3
+    provider.shutdown()

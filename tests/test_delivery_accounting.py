@@ -26,6 +26,7 @@ class Stalled(SpanExporter):
         self.release = threading.Event()
         self.received = 0
         self.answered = threading.Event()
+        self.shut = threading.Event()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         self.release.wait(30)
@@ -34,7 +35,7 @@ class Stalled(SpanExporter):
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
-        return None
+        self.shut.set()  # the SDK's processor calls it once its worker has exported all it would
 
 
 def test_spans_the_sdk_processor_leaves_behind_at_its_own_bound_are_counted_and_shutdown_says_so(
@@ -59,6 +60,24 @@ def test_spans_the_sdk_processor_leaves_behind_at_its_own_bound_are_counted_and_
     assert backend.answered.wait(10)
     assert backend.received == 10  # the one export in flight ended later; nothing else was ever sent
     assert handle.dropped["traces"] == 100  # and it is not counted twice
+
+
+def test_spans_counted_dropped_when_the_budget_ran_out_are_never_sent_afterwards() -> None:
+    # Before: shutdown() gave up after its budget and counted the 100 spans as dropped, but the SDK's processor,
+    # left to finish its own shutdown in a daemon thread, went on exporting its queue once the backend answered:
+    # the backend got all 100, dropped said 100 (kept + dropped = 200 of 100 ended), in a process living on.
+    backend = Stalled()
+    handle = configure("given-up", exporter="none", span_exporters=[backend], set_global=False,
+                       metric_interval_s=3600.0, shutdown_timeout_s=0.2, max_export_batch_size=10)
+    tracer = handle.tracer_provider.get_tracer("app")
+    for i in range(100):
+        tracer.start_span(f"s{i}").end()
+    assert handle.shutdown() is False
+    assert handle.dropped["traces"] == 100
+    backend.release.set()
+    assert backend.shut.wait(30)  # the SDK's processor ended its shutdown: nothing more will be exported
+    assert backend.received == 10  # only the export already running at the give-up (it cannot be stopped)
+    assert handle.dropped["traces"] == 100
 
 
 def test_a_shutdown_that_exports_everything_in_time_counts_nothing() -> None:

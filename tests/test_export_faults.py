@@ -574,6 +574,26 @@ def test_a_broken_transport_never_loses_a_result_and_every_span_is_counted(backe
     assert handle.dropped["traces"] == N_SPANS
 
 
+@pytest.mark.parametrize("exporter", ["otlp_grpc", "otlp_http"])
+def test_a_shutdown_whose_exports_failed_in_time_returns_true_and_counts_them_as_its_docstring_says(
+    exporter: str,
+) -> None:
+    # Before, the docstring: "True when everything was exported". Against a refused connection every export fails
+    # at once (the first retry's backoff is beyond the export timeout), so shutdown() finishes in time and returns
+    # True with nothing exported: True means "ended in time", what failed is in dropped (as force_flush says).
+    with socket.socket() as probe:  # bound, never listening: connection refused
+        probe.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{probe.getsockname()[1]}"
+        handle = configure("refused", exporter=exporter, endpoint=endpoint, set_global=False, logs=True,
+                           export_timeout_s=0.2, shutdown_timeout_s=GUARD_S, metric_interval_s=3600.0)
+        assert _run_wave(handle) == [i * 2 for i in range(N_TASKS)]
+        assert _shutdown(handle) is True
+    assert handle.dropped["traces"] == N_SPANS and handle.dropped["metrics"] > 0
+    doc = " ".join((Telemetry.shutdown.__doc__ or "").split())
+    assert "True does not mean the backend accepted the data" in doc
+    assert "everything was exported" not in doc
+
+
 # --- process life cycle ---------------------------------------------------------------------------
 
 _CHILDREN = '''
