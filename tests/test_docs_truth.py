@@ -625,4 +625,5 @@ def test_otel_bsp_export_timeout_bounds_no_export_as_the_docs_now_say(monkeypatc
     assert "and `OTEL_BSP_EXPORT_TIMEOUT`, or let" not in reliability
     from shannon_otel import configure
 
-    assert "``OTEL_BSP_EXPORT_TIMEOUT`` is checked, but the SDK's processor does not use it" in (configure.__doc__ or "")
+    doc = configure.__doc__ or ""
+    assert "``OTEL_BSP_EXPORT_TIMEOUT`` is checked, but the SDK's processor does not use it" in doc
