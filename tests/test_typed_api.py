@@ -124,3 +124,24 @@ def test_configure_accepts_in_its_hints_the_comma_separated_exporters_it_runs(tm
     exec(textwrap.dedent(source), {})  # the run time accepts it
     out = mypy_strict(tmp_path, source)
     assert "Success: no issues found" in out, out
+
+
+def test_a_saga_transaction_is_known_not_to_swallow_the_blocks_exception(tmp_path: Path) -> None:
+    """`Transaction.__aexit__` was annotated `-> bool` though it never swallows the block's exception (it
+    returns False or raises), so a type checker took the code after `async with saga.begin()` as reachable
+    after a `return` or raise inside: a function returning from inside the block failed `mypy --strict`
+    ("Missing return statement")."""
+    out = mypy_strict(tmp_path, """
+        from shannon_otel import Saga
+
+        async def reserve() -> int:
+            return 1
+
+        async def release(seat: int) -> None:
+            pass
+
+        async def book(saga: Saga) -> int:
+            async with saga.begin() as tx:
+                return await tx.step("reserve", reserve, compensate=release)
+    """)
+    assert "Success: no issues found" in out, out
