@@ -145,3 +145,66 @@ def test_a_saga_transaction_is_known_not_to_swallow_the_blocks_exception(tmp_pat
                 return await tx.step("reserve", reserve, compensate=release)
     """)
     assert "Success: no issues found" in out, out
+
+
+def test_a_fallbacks_result_type_includes_what_the_fallback_serves(tmp_path: Path) -> None:
+    """A `Fallback` call (and a function it decorates) was typed as returning the operation's type alone, though
+    it returns the fallback's value when the operation fails: `fallback: Callable[[Exception], Awaitable[Any]]`.
+    A fallback serving `None` (or a str for an int operation) type-checked as the operation's type, and the
+    user's `result.attribute` failed at run time only."""
+    out = mypy_strict(tmp_path, """
+        from typing import assert_type
+        from shannon_otel import Fallback
+
+        async def fetch(url: str) -> bytes:
+            return url.encode()
+
+        async def nothing(error: Exception) -> None:
+            return None
+
+        async def cached(error: Exception) -> bytes:
+            return b"cached"
+
+        @Fallback(nothing)
+        async def get(url: str) -> bytes:
+            return url.encode()
+
+        async def main() -> None:
+            assert_type(await Fallback(nothing).call(fetch, "u"), bytes | None)
+            assert_type(await Fallback(cached).call(fetch, "u"), bytes)
+            assert_type(await Fallback(cached).call(lambda: fetch("u")), bytes)
+            assert_type(await get("u"), bytes | None)
+            await get(1)  # type: ignore[arg-type]
+            typed: Fallback[bytes] = Fallback[bytes](cached)  # the run time accepts the subscript too
+            assert_type(await typed.call(fetch, "u"), bytes)
+    """)
+    assert "Success: no issues found" in out, out
+
+
+def test_dask_tasks_keep_the_functions_result_type(tmp_path: Path) -> None:
+    """`DaskBackend.remote/task/map/imap` returned `RemoteFunction[Any]` / `TaskSpec[Any]`, so the results of a
+    wave running them (`wave.run(backend.map(fetch, urls))`, the documented use) were `Any`."""
+    pytest.importorskip("distributed")
+    out = mypy_strict(tmp_path, """
+        from collections.abc import Iterator
+        from typing import assert_type
+        from shannon_otel import TaskSpec, Wave, WaveResult
+        from shannon_otel.dask import DaskBackend, RemoteFunction
+
+        async def fetch(url: str) -> bytes:
+            return url.encode()
+
+        def square(x: int) -> int:
+            return x * x
+
+        async def main(backend: DaskBackend) -> None:
+            assert_type(backend.remote(fetch), RemoteFunction[bytes])
+            assert_type(backend.remote(square, name="sq"), RemoteFunction[int])
+            assert_type(await backend.remote(fetch)("u"), bytes)
+            assert_type(backend.task(square, 3), TaskSpec[int])
+            assert_type(backend.map(fetch, ["u"]), list[TaskSpec[bytes]])
+            assert_type(backend.imap(square, [1]), Iterator[TaskSpec[int]])
+            assert_type(await Wave("w").run(backend.map(fetch, ["u"])), WaveResult[bytes])
+            assert_type(await Wave("w").run([backend.task(square, 2)]), WaveResult[int])
+    """)
+    assert "Success: no issues found" in out, out

@@ -12,7 +12,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from opentelemetry import propagate
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from distributed import Client, Future
 
 T = TypeVar("T")
+R = TypeVar("R")
 _log = logging.getLogger("shannon_otel.dask")
 
 
@@ -138,6 +139,11 @@ class DaskBackend:
         self._cancels: set[asyncio.Future[Any]] = set()
         self._queue: list[tuple[Callable[..., Any], str, Payload, asyncio.Future[Future[Any]]]] = []
 
+    # The result type is the function's (an async function's: what it returns awaited), so a wave's results keep it.
+    @overload
+    def remote(self, fn: Callable[..., Awaitable[R]], *, name: str | None = None) -> RemoteFunction[R]: ...
+    @overload
+    def remote(self, fn: Callable[..., R], *, name: str | None = None) -> RemoteFunction[R]: ...
     def remote(self, fn: Callable[..., Any], *, name: str | None = None) -> RemoteFunction[Any]:
         """``fn`` as an async callable that runs on the cluster; ``name`` names its spans (default: qualname)."""
         check_function(fn)
@@ -146,6 +152,14 @@ class DaskBackend:
         check_utf8("name", name)
         return RemoteFunction(self, fn, name or qualified_name(fn))
 
+    @overload
+    def task(
+        self, fn: Callable[..., Awaitable[R]], /, *args: Any, name: str | None = None, pool: Any = None, **kwargs: Any,
+    ) -> TaskSpec[R]: ...
+    @overload
+    def task(
+        self, fn: Callable[..., R], /, *args: Any, name: str | None = None, pool: Any = None, **kwargs: Any,
+    ) -> TaskSpec[R]: ...
     def task(
         self, fn: Callable[..., Any], /, *args: Any, name: str | None = None, pool: Any = None, **kwargs: Any,
     ) -> TaskSpec[Any]:
@@ -153,6 +167,14 @@ class DaskBackend:
         remote = self.remote(fn, name=name)
         return task(remote.bind(*args, **kwargs), name=remote.name, pool=pool)
 
+    @overload
+    def map(
+        self, fn: Callable[..., Awaitable[R]], items: Iterable[Any], *, name: str | None = None, pool: Any = None,
+    ) -> list[TaskSpec[R]]: ...
+    @overload
+    def map(
+        self, fn: Callable[..., R], items: Iterable[Any], *, name: str | None = None, pool: Any = None,
+    ) -> list[TaskSpec[R]]: ...
     def map(
         self, fn: Callable[..., Any], items: Iterable[Any], *, name: str | None = None, pool: Any = None,
     ) -> list[TaskSpec[Any]]:
@@ -161,6 +183,14 @@ class DaskBackend:
         remote = self.remote(fn, name=name)
         return [task(remote.bind(item), name=remote.name, pool=pool) for item in items]
 
+    @overload
+    def imap(
+        self, fn: Callable[..., Awaitable[R]], items: Iterable[Any], *, name: str | None = None, pool: Any = None,
+    ) -> Iterator[TaskSpec[R]]: ...
+    @overload
+    def imap(
+        self, fn: Callable[..., R], items: Iterable[Any], *, name: str | None = None, pool: Any = None,
+    ) -> Iterator[TaskSpec[R]]: ...
     def imap(
         self, fn: Callable[..., Any], items: Iterable[Any], *, name: str | None = None, pool: Any = None,
     ) -> Iterator[TaskSpec[Any]]:
