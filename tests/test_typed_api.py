@@ -208,3 +208,22 @@ def test_dask_tasks_keep_the_functions_result_type(tmp_path: Path) -> None:
             assert_type(await Wave("w").run([backend.task(square, 2)]), WaveResult[int])
     """)
     assert "Success: no issues found" in out, out
+
+
+def test_resilient_types_its_keywords_as_pipeline_does(tmp_path: Path) -> None:
+    """`resilient(*policies, **options: Any)` let any keyword through the type checker (a misspelt `nmae=`, a
+    `name=3`), which the run time refused (TypeError): its keywords are now Pipeline's, typed."""
+    source = """
+        from shannon_otel import Retry, Timeout, resilient
+
+        ok = resilient(Retry(), Timeout(1.0), name="op", hooks=None, instrument=False)
+    """
+    exec(textwrap.dedent(source), {})  # the run time accepts it
+    for wrong in ('nmae="op"', "name=3"):
+        with pytest.raises(TypeError):
+            exec(textwrap.dedent(source).replace('name="op"', wrong), {})  # and refuses these
+    out = mypy_strict(tmp_path, source + """
+        misspelt = resilient(Retry(), nmae="op")  # type: ignore[call-arg]
+        not_a_name = resilient(Retry(), name=3)  # type: ignore[arg-type]
+    """)
+    assert "Success: no issues found" in out, out
