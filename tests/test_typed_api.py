@@ -227,3 +227,32 @@ def test_resilient_types_its_keywords_as_pipeline_does(tmp_path: Path) -> None:
         not_a_name = resilient(Retry(), name=3)  # type: ignore[arg-type]
     """)
     assert "Success: no issues found" in out, out
+
+
+def test_a_breakers_settings_are_typed_as_its_config_fields(tmp_path: Path) -> None:
+    """`CircuitBreaker(name, **settings: object)` and `BreakerRegistry.get(name, **settings: object)` let any
+    keyword of any type through the type checker (`failure_treshold=5`, `reset_timeout="30"`), which the run
+    time refused (TypeError): the settings are typed as BreakerConfig's fields."""
+    import dataclasses
+
+    from shannon_otel import BreakerConfig
+    from shannon_otel.recovery._breaker_config import BreakerSettings
+
+    assert set(BreakerSettings.__annotations__) == {f.name for f in dataclasses.fields(BreakerConfig) if f.init}
+    source = """
+        from shannon_otel import BreakerRegistry, CircuitBreaker
+
+        breaker = CircuitBreaker("api", failure_threshold=5, failure_rate=0.5, window_s=10, reset_timeout=1,
+                                 on=(ValueError, KeyError), ignore=KeyboardInterrupt)
+        same = BreakerRegistry().get("api", failure_threshold=3, reset_timeout=2.5)
+    """
+    exec(textwrap.dedent(source), {})  # the run time accepts it
+    for wrong in ("failure_treshold=5", 'min_calls="10"'):
+        with pytest.raises(TypeError):
+            exec(textwrap.dedent(source).replace("failure_threshold=5", wrong), {})  # and refuses these
+    out = mypy_strict(tmp_path, source + """
+        misspelt = CircuitBreaker("b", failure_treshold=5)  # type: ignore[call-arg]
+        wrong_type = CircuitBreaker("c", reset_timeout="30")  # type: ignore[arg-type]
+        in_registry = BreakerRegistry().get("d", window="100")  # type: ignore[arg-type]
+    """)
+    assert "Success: no issues found" in out, out
