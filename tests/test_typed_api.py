@@ -183,7 +183,7 @@ def test_a_fallbacks_result_type_includes_what_the_fallback_serves(tmp_path: Pat
 
 def test_dask_tasks_keep_the_functions_result_type(tmp_path: Path) -> None:
     """`DaskBackend.remote/task/map/imap` returned `RemoteFunction[Any]` / `TaskSpec[Any]`, so the results of a
-    wave running them (`wave.run(backend.map(fetch, urls))`, the documented use) were `Any`."""
+    wave running them (`wave.run(backend.map(fetch, urls))`, the documented use) were `Any`; `pool` was `Any`."""
     pytest.importorskip("distributed")
     out = mypy_strict(tmp_path, """
         from collections.abc import Iterator
@@ -206,6 +206,7 @@ def test_dask_tasks_keep_the_functions_result_type(tmp_path: Path) -> None:
             assert_type(backend.imap(square, [1]), Iterator[TaskSpec[int]])
             assert_type(await Wave("w").run(backend.map(fetch, ["u"])), WaveResult[bytes])
             assert_type(await Wave("w").run([backend.task(square, 2)]), WaveResult[int])
+            backend.map(square, [1], pool=3)  # type: ignore[call-overload]
     """)
     assert "Success: no issues found" in out, out
 

@@ -12,12 +12,12 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, overload
 
 from opentelemetry import propagate
 
 from .._validate import check_iterable, check_number, check_utf8
-from ..executor import TaskSpec, task
+from ..executor import ResourcePool, TaskSpec, task
 from ._gather import Gatherer
 from ._remote import Payload, run_async, run_sync
 from ._shipping import check_arguments, check_function, is_async_callable, qualified_name
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 R = TypeVar("R")
+_Pool: TypeAlias = "ResourcePool | str | None"  # as task() takes it
 _log = logging.getLogger("shannon_otel.dask")
 
 
@@ -154,14 +155,15 @@ class DaskBackend:
 
     @overload
     def task(
-        self, fn: Callable[..., Awaitable[R]], /, *args: Any, name: str | None = None, pool: Any = None, **kwargs: Any,
+        self, fn: Callable[..., Awaitable[R]], /, *args: Any, name: str | None = None, pool: _Pool = None,
+        **kwargs: Any,
     ) -> TaskSpec[R]: ...
     @overload
     def task(
-        self, fn: Callable[..., R], /, *args: Any, name: str | None = None, pool: Any = None, **kwargs: Any,
+        self, fn: Callable[..., R], /, *args: Any, name: str | None = None, pool: _Pool = None, **kwargs: Any,
     ) -> TaskSpec[R]: ...
     def task(
-        self, fn: Callable[..., Any], /, *args: Any, name: str | None = None, pool: Any = None, **kwargs: Any,
+        self, fn: Callable[..., Any], /, *args: Any, name: str | None = None, pool: _Pool = None, **kwargs: Any,
     ) -> TaskSpec[Any]:
         """One wave task running ``fn(*args, **kwargs)`` on a worker (a factory: retries resubmit)."""
         remote = self.remote(fn, name=name)
@@ -169,14 +171,14 @@ class DaskBackend:
 
     @overload
     def map(
-        self, fn: Callable[..., Awaitable[R]], items: Iterable[Any], *, name: str | None = None, pool: Any = None,
+        self, fn: Callable[..., Awaitable[R]], items: Iterable[Any], *, name: str | None = None, pool: _Pool = None,
     ) -> list[TaskSpec[R]]: ...
     @overload
     def map(
-        self, fn: Callable[..., R], items: Iterable[Any], *, name: str | None = None, pool: Any = None,
+        self, fn: Callable[..., R], items: Iterable[Any], *, name: str | None = None, pool: _Pool = None,
     ) -> list[TaskSpec[R]]: ...
     def map(
-        self, fn: Callable[..., Any], items: Iterable[Any], *, name: str | None = None, pool: Any = None,
+        self, fn: Callable[..., Any], items: Iterable[Any], *, name: str | None = None, pool: _Pool = None,
     ) -> list[TaskSpec[Any]]:
         """One task per item (``fn(item)``), every item checked before the list is returned."""
         _check_items(items)
@@ -185,14 +187,14 @@ class DaskBackend:
 
     @overload
     def imap(
-        self, fn: Callable[..., Awaitable[R]], items: Iterable[Any], *, name: str | None = None, pool: Any = None,
+        self, fn: Callable[..., Awaitable[R]], items: Iterable[Any], *, name: str | None = None, pool: _Pool = None,
     ) -> Iterator[TaskSpec[R]]: ...
     @overload
     def imap(
-        self, fn: Callable[..., R], items: Iterable[Any], *, name: str | None = None, pool: Any = None,
+        self, fn: Callable[..., R], items: Iterable[Any], *, name: str | None = None, pool: _Pool = None,
     ) -> Iterator[TaskSpec[R]]: ...
     def imap(
-        self, fn: Callable[..., Any], items: Iterable[Any], *, name: str | None = None, pool: Any = None,
+        self, fn: Callable[..., Any], items: Iterable[Any], *, name: str | None = None, pool: _Pool = None,
     ) -> Iterator[TaskSpec[Any]]:
         """Like :meth:`map`, lazily (for ``Wave.stream`` over long or endless inputs)."""
         _check_items(items)
