@@ -257,3 +257,32 @@ def test_a_breakers_settings_are_typed_as_its_config_fields(tmp_path: Path) -> N
         in_registry = BreakerRegistry().get("d", window="100")  # type: ignore[arg-type]
     """)
     assert "Success: no issues found" in out, out
+
+
+def test_a_saga_steps_compensation_is_typed_by_its_actions_result(tmp_path: Path) -> None:
+    """`Step(name, action, compensate)` typed `compensate` as taking `Any`, so a compensation expecting another
+    type than the action returns (it receives that result) type-checked, where `tx.step(...)` refused it."""
+    source = """
+        from typing import assert_type
+        from shannon_otel import Saga, Step
+
+        async def reserve() -> int:
+            return 7
+
+        async def release(seat: int) -> None:
+            pass
+
+        async def refund(receipt: str) -> None:
+            pass
+
+        steps = [Step("reserve", reserve, release), Step[int]("again", reserve)]
+        assert_type(Step("reserve", reserve, release), Step[int])
+
+        async def book() -> None:
+            await Saga("s").run(*steps, Step("other", reserve))
+    """
+    exec(textwrap.dedent(source), {})  # the run time accepts it (Step[int](...) too)
+    out = mypy_strict(tmp_path, source + """
+        wrong = Step("reserve", reserve, refund)  # type: ignore[misc]  # "Cannot infer value of type parameter"
+    """)
+    assert "Success: no issues found" in out, out
