@@ -252,8 +252,8 @@ def test_a_breakers_settings_are_typed_as_its_config_fields(tmp_path: Path) -> N
         with pytest.raises(TypeError):
             exec(textwrap.dedent(source).replace("failure_threshold=5", wrong), {})  # and refuses these
     out = mypy_strict(tmp_path, source + """
-        misspelt = CircuitBreaker("b", failure_treshold=5)  # type: ignore[call-arg]
-        wrong_type = CircuitBreaker("c", reset_timeout="30")  # type: ignore[arg-type]
+        misspelt = CircuitBreaker("b", failure_treshold=5)  # type: ignore[call-overload]
+        wrong_type = CircuitBreaker("c", reset_timeout="30")  # type: ignore[call-overload]
         in_registry = BreakerRegistry().get("d", window="100")  # type: ignore[arg-type]
     """)
     assert "Success: no issues found" in out, out
@@ -285,4 +285,25 @@ def test_a_saga_steps_compensation_is_typed_by_its_actions_result(tmp_path: Path
     out = mypy_strict(tmp_path, source + """
         wrong = Step("reserve", reserve, refund)  # type: ignore[misc]  # "Cannot infer value of type parameter"
     """)
+    assert "Success: no issues found" in out, out
+
+
+def test_a_breakers_hints_refuse_what_its_constructor_refuses(tmp_path: Path) -> None:
+    """`CircuitBreaker(name: str | None = None, config=None, **settings)`: `CircuitBreaker()` and a config given
+    with settings type-checked, and each raised TypeError at run time (no name; "either config or individual
+    settings, not both")."""
+    source = """
+        from shannon_otel import BreakerConfig, CircuitBreaker
+
+        fine = [CircuitBreaker("a"), CircuitBreaker("b", BreakerConfig(window=10)),
+                CircuitBreaker("c", None, window=10), CircuitBreaker("d", config=BreakerConfig(), shared=None),
+                CircuitBreaker("e", reset_timeout=2)]
+    """
+    exec(textwrap.dedent(source), {})  # the run time accepts these
+    refused = ["CircuitBreaker()", "CircuitBreaker(None)", "CircuitBreaker('f', BreakerConfig(), window=10)"]
+    for call in refused:
+        with pytest.raises(TypeError):
+            exec(textwrap.dedent(source) + call, {})  # and refuses these
+    ignored = "".join(f"{call}  # type: ignore[call-overload]\n" for call in refused)
+    out = mypy_strict(tmp_path, textwrap.dedent(source) + ignored)
     assert "Success: no issues found" in out, out

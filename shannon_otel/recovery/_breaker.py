@@ -23,7 +23,7 @@ import threading
 import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar, Token
-from typing import TYPE_CHECKING, ParamSpec, TypeVar, Unpack
+from typing import TYPE_CHECKING, ParamSpec, TypeVar, Unpack, overload
 
 from .. import _clock
 from .._events import BreakerRegistered, BreakerTransition, CallRejected, CallStarted
@@ -115,6 +115,20 @@ class CircuitBreaker(Policy):
         "_window",
     )
 
+    # What the run time takes: a name, and a config or its fields as keywords, not both (the implementation's
+    # defaults let it refuse what is missing with a TypeError saying why).
+    @overload
+    def __init__(
+        self, name: str, config: BreakerConfig, *, clock: Clock = ..., hooks: Iterable[Hook] | None = ...,
+        tracer_provider: TracerProvider | None = ..., meter_provider: MeterProvider | None = ...,
+        instrument: bool = ..., shared: RedisState | None = ...,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self, name: str, config: None = None, *, clock: Clock = ..., hooks: Iterable[Hook] | None = ...,
+        tracer_provider: TracerProvider | None = ..., meter_provider: MeterProvider | None = ...,
+        instrument: bool = ..., shared: RedisState | None = ..., **settings: Unpack[BreakerSettings],
+    ) -> None: ...
     def __init__(
         self, name: str | None = None, config: BreakerConfig | None = None, *, clock: Clock = _clock.monotonic,
         hooks: Iterable[Hook] | None = None, tracer_provider: TracerProvider | None = None,

@@ -69,7 +69,8 @@ class BreakerRegistry:
                 breaker = self._breakers.get(name)  # another thread may have created it meanwhile
                 if breaker is None:
                     breaker = self._breakers[name] = CircuitBreaker(
-                        name, config, clock=self._clock, hooks=self._hooks, tracer_provider=self._tracer_provider,
+                        name, config,  # type: ignore[arg-type]  # given with settings too: the breaker refuses it
+                        clock=self._clock, hooks=self._hooks, tracer_provider=self._tracer_provider,
                         meter_provider=self._meter_provider, instrument=self._instrument,
                         **settings,
                     )
