@@ -419,7 +419,9 @@ async def _use_policy(policy: Any, work: Work) -> Any:
 _USE: dict[str, Callable[[Any, Work], Any]] = {
     "Retry": _use_policy, "Fallback": _use_policy, "Degrade": _use_policy, "Hedge": _use_policy,
 }
-_POSITIONAL: dict[str, tuple[Any, ...]] = {"Pipeline": (so.Retry(instrument=False),)}
+_POSITIONAL: dict[str, tuple[Any, ...]] = {
+    "Pipeline": (so.Retry(instrument=False),), "resilient": (so.Retry(instrument=False),),
+}
 _INSTANCES: dict[str, Callable[[Work], Any]] = {
     "Wave": lambda w: so.Wave("w", instrument=False), "Retry": lambda w: so.Retry(instrument=False),
     "CircuitBreaker": lambda w: so.CircuitBreaker("b", instrument=False),

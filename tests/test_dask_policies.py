@@ -38,11 +38,14 @@ def test_degrade_serves_the_last_good_value_per_argument_across_waves_of_backend
         backend = DaskBackend(client)
         degrade = Degrade(last_good=True, key=lambda args, kwargs: args[0], on=ValueError)
         wave: Wave[Any] = Wave("degraded", policy=degrade)
-        good = await wave.run([backend.task(tasks.square_unless_flagged, x, flag) for x in (2, 3)])
+        # the Degrade policy serves Served values, not the tasks' int (their type is what the wave's run infers)
+        first = [backend.task(tasks.square_unless_flagged, x, flag) for x in (2, 3)]
+        good: WaveResult[Any] = await wave.run(first)
         assert [r.error for r in good.results] == [None, None]
         assert [r.value for r in good.results] == [Served(4), Served(9)]
         await asyncio.to_thread(Path(flag).write_text, "1")
-        served = await wave.run([backend.task(tasks.square_unless_flagged, x, flag) for x in (3, 2, 5)])
+        second = [backend.task(tasks.square_unless_flagged, x, flag) for x in (3, 2, 5)]
+        served: WaveResult[Any] = await wave.run(second)
         three, two, five = served.results
         assert _degraded(three.value) == (9, "last_good", "down for 3")  # its own last good value, not 2's
         assert _degraded(two.value) == (4, "last_good", "down for 2")

@@ -226,7 +226,7 @@ def test_a_pipeline_keeps_the_breakers_name_and_hooks() -> None:
 # ------------------------------------------------------------------------- breakers
 def test_a_breaker_needs_a_name() -> None:
     with pytest.raises(TypeError, match="CircuitBreaker needs name="):
-        CircuitBreaker()
+        CircuitBreaker()  # type: ignore[call-overload]
     with pytest.raises(TypeError, match="name must be a non-empty str"):
         CircuitBreaker("")
 

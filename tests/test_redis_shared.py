@@ -410,7 +410,7 @@ def test_bad_limits_are_refused(server: RedisServer) -> None:
     with pytest.raises(ValueError, match="lease_s must be"):
         SharedPool(shared, "p", 2, lease_s=0)
     with pytest.raises(TypeError, match=r"shared must be a shannon_otel\.redis\.RedisState"):
-        CircuitBreaker("y", shared="redis://x")  # type: ignore[arg-type]
+        CircuitBreaker("y", shared="redis://x")  # type: ignore[call-overload]
 
 
 def test_a_closed_state_is_refused_where_it_is_given(server: RedisServer, prefix: str) -> None:

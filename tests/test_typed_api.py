@@ -124,3 +124,186 @@ def test_configure_accepts_in_its_hints_the_comma_separated_exporters_it_runs(tm
     exec(textwrap.dedent(source), {})  # the run time accepts it
     out = mypy_strict(tmp_path, source)
     assert "Success: no issues found" in out, out
+
+
+def test_a_saga_transaction_is_known_not_to_swallow_the_blocks_exception(tmp_path: Path) -> None:
+    """`Transaction.__aexit__` was annotated `-> bool` though it never swallows the block's exception (it
+    returns False or raises), so a type checker took the code after `async with saga.begin()` as reachable
+    after a `return` or raise inside: a function returning from inside the block failed `mypy --strict`
+    ("Missing return statement")."""
+    out = mypy_strict(tmp_path, """
+        from shannon_otel import Saga
+
+        async def reserve() -> int:
+            return 1
+
+        async def release(seat: int) -> None:
+            pass
+
+        async def book(saga: Saga) -> int:
+            async with saga.begin() as tx:
+                return await tx.step("reserve", reserve, compensate=release)
+    """)
+    assert "Success: no issues found" in out, out
+
+
+def test_a_fallbacks_result_type_includes_what_the_fallback_serves(tmp_path: Path) -> None:
+    """A `Fallback` call (and a function it decorates) was typed as returning the operation's type alone, though
+    it returns the fallback's value when the operation fails: `fallback: Callable[[Exception], Awaitable[Any]]`.
+    A fallback serving `None` (or a str for an int operation) type-checked as the operation's type, and the
+    user's `result.attribute` failed at run time only."""
+    out = mypy_strict(tmp_path, """
+        from typing import assert_type
+        from shannon_otel import Fallback
+
+        async def fetch(url: str) -> bytes:
+            return url.encode()
+
+        async def nothing(error: Exception) -> None:
+            return None
+
+        async def cached(error: Exception) -> bytes:
+            return b"cached"
+
+        @Fallback(nothing)
+        async def get(url: str) -> bytes:
+            return url.encode()
+
+        async def main() -> None:
+            assert_type(await Fallback(nothing).call(fetch, "u"), bytes | None)
+            assert_type(await Fallback(cached).call(fetch, "u"), bytes)
+            assert_type(await Fallback(cached).call(lambda: fetch("u")), bytes)
+            assert_type(await get("u"), bytes | None)
+            await get(1)  # type: ignore[arg-type]
+            typed: Fallback[bytes] = Fallback[bytes](cached)  # the run time accepts the subscript too
+            assert_type(await typed.call(fetch, "u"), bytes)
+    """)
+    assert "Success: no issues found" in out, out
+
+
+def test_dask_tasks_keep_the_functions_result_type(tmp_path: Path) -> None:
+    """`DaskBackend.remote/task/map/imap` returned `RemoteFunction[Any]` / `TaskSpec[Any]`, so the results of a
+    wave running them (`wave.run(backend.map(fetch, urls))`, the documented use) were `Any`; `pool` was `Any`."""
+    pytest.importorskip("distributed")
+    out = mypy_strict(tmp_path, """
+        from collections.abc import Iterator
+        from typing import assert_type
+        from shannon_otel import TaskSpec, Wave, WaveResult
+        from shannon_otel.dask import DaskBackend, RemoteFunction
+
+        async def fetch(url: str) -> bytes:
+            return url.encode()
+
+        def square(x: int) -> int:
+            return x * x
+
+        async def main(backend: DaskBackend) -> None:
+            assert_type(backend.remote(fetch), RemoteFunction[bytes])
+            assert_type(backend.remote(square, name="sq"), RemoteFunction[int])
+            assert_type(await backend.remote(fetch)("u"), bytes)
+            assert_type(backend.task(square, 3), TaskSpec[int])
+            assert_type(backend.map(fetch, ["u"]), list[TaskSpec[bytes]])
+            assert_type(backend.imap(square, [1]), Iterator[TaskSpec[int]])
+            assert_type(await Wave("w").run(backend.map(fetch, ["u"])), WaveResult[bytes])
+            assert_type(await Wave("w").run([backend.task(square, 2)]), WaveResult[int])
+            backend.map(square, [1], pool=3)  # type: ignore[call-overload]
+    """)
+    assert "Success: no issues found" in out, out
+
+
+def test_resilient_types_its_keywords_as_pipeline_does(tmp_path: Path) -> None:
+    """`resilient(*policies, **options: Any)` let any keyword through the type checker (a misspelt `nmae=`, a
+    `name=3`), which the run time refused (TypeError): its keywords are now Pipeline's, typed."""
+    source = """
+        from shannon_otel import Retry, Timeout, resilient
+
+        ok = resilient(Retry(), Timeout(1.0), name="op", hooks=None, instrument=False)
+    """
+    exec(textwrap.dedent(source), {})  # the run time accepts it
+    for wrong in ('nmae="op"', "name=3"):
+        with pytest.raises(TypeError):
+            exec(textwrap.dedent(source).replace('name="op"', wrong), {})  # and refuses these
+    out = mypy_strict(tmp_path, source + """
+        misspelt = resilient(Retry(), nmae="op")  # type: ignore[call-arg]
+        not_a_name = resilient(Retry(), name=3)  # type: ignore[arg-type]
+    """)
+    assert "Success: no issues found" in out, out
+
+
+def test_a_breakers_settings_are_typed_as_its_config_fields(tmp_path: Path) -> None:
+    """`CircuitBreaker(name, **settings: object)` and `BreakerRegistry.get(name, **settings: object)` let any
+    keyword of any type through the type checker (`failure_treshold=5`, `reset_timeout="30"`), which the run
+    time refused (TypeError): the settings are typed as BreakerConfig's fields."""
+    import dataclasses
+
+    from shannon_otel import BreakerConfig
+    from shannon_otel.recovery._breaker_config import BreakerSettings
+
+    assert set(BreakerSettings.__annotations__) == {f.name for f in dataclasses.fields(BreakerConfig) if f.init}
+    source = """
+        from shannon_otel import BreakerRegistry, CircuitBreaker
+
+        breaker = CircuitBreaker("api", failure_threshold=5, failure_rate=0.5, window_s=10, reset_timeout=1,
+                                 on=(ValueError, KeyError), ignore=KeyboardInterrupt)
+        same = BreakerRegistry().get("api", failure_threshold=3, reset_timeout=2.5)
+    """
+    exec(textwrap.dedent(source), {})  # the run time accepts it
+    for wrong in ("failure_treshold=5", 'min_calls="10"'):
+        with pytest.raises(TypeError):
+            exec(textwrap.dedent(source).replace("failure_threshold=5", wrong), {})  # and refuses these
+    out = mypy_strict(tmp_path, source + """
+        misspelt = CircuitBreaker("b", failure_treshold=5)  # type: ignore[call-overload]
+        wrong_type = CircuitBreaker("c", reset_timeout="30")  # type: ignore[call-overload]
+        in_registry = BreakerRegistry().get("d", window="100")  # type: ignore[arg-type]
+    """)
+    assert "Success: no issues found" in out, out
+
+
+def test_a_saga_steps_compensation_is_typed_by_its_actions_result(tmp_path: Path) -> None:
+    """`Step(name, action, compensate)` typed `compensate` as taking `Any`, so a compensation expecting another
+    type than the action returns (it receives that result) type-checked, where `tx.step(...)` refused it."""
+    source = """
+        from typing import assert_type
+        from shannon_otel import Saga, Step
+
+        async def reserve() -> int:
+            return 7
+
+        async def release(seat: int) -> None:
+            pass
+
+        async def refund(receipt: str) -> None:
+            pass
+
+        steps = [Step("reserve", reserve, release), Step[int]("again", reserve)]
+        assert_type(Step("reserve", reserve, release), Step[int])
+
+        async def book() -> None:
+            await Saga("s").run(*steps, Step("other", reserve))
+    """
+    exec(textwrap.dedent(source), {})  # the run time accepts it (Step[int](...) too)
+    out = mypy_strict(tmp_path, source + """
+        wrong = Step("reserve", reserve, refund)  # type: ignore[misc]  # "Cannot infer value of type parameter"
+    """)
+    assert "Success: no issues found" in out, out
+
+
+def test_a_breakers_hints_refuse_what_its_constructor_refuses(tmp_path: Path) -> None:
+    """`CircuitBreaker(name: str | None = None, config=None, **settings)`: `CircuitBreaker()` and a config given
+    with settings type-checked, and each raised TypeError at run time (no name; "either config or individual
+    settings, not both")."""
+    source = """
+        from shannon_otel import BreakerConfig, CircuitBreaker
+
+        fine = [CircuitBreaker("a"), CircuitBreaker("b", BreakerConfig(window=10)),
+                CircuitBreaker("c", None, window=10), CircuitBreaker("d", config=BreakerConfig(), shared=None),
+                CircuitBreaker("e", reset_timeout=2)]
+    """
+    exec(textwrap.dedent(source), {})  # the run time accepts these
+    refused = ["CircuitBreaker()", "CircuitBreaker(None)", "CircuitBreaker('f', BreakerConfig(), window=10)"]
+    for call in refused:
+        with pytest.raises(TypeError):
+            exec(textwrap.dedent(source) + call, {})  # and refuses these
+    ignored = "".join(f"{call}  # type: ignore[call-overload]\n" for call in refused)
+    out = mypy_strict(tmp_path, textwrap.dedent(source) + ignored)
+    assert "Success: no issues found" in out, out

@@ -12,12 +12,12 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, overload
 
 from opentelemetry import propagate
 
 from .._validate import check_iterable, check_number, check_utf8
-from ..executor import TaskSpec, task
+from ..executor import ResourcePool, TaskSpec, task
 from ..executor._task import add_measurements, in_task
 from ._gather import Gatherer
 from ._remote import MEASUREMENTS, Measured, Payload, run_async, run_sync
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from distributed import Client, Future
 
 T = TypeVar("T")
+R = TypeVar("R")
+_Pool: TypeAlias = "ResourcePool | str | None"  # as task() takes it
 _log = logging.getLogger("shannon_otel.dask")
 
 
@@ -139,6 +141,11 @@ class DaskBackend:
         self._cancels: set[asyncio.Future[Any]] = set()
         self._queue: list[tuple[Callable[..., Any], str, Payload, asyncio.Future[Future[Any]]]] = []
 
+    # The result type is the function's (an async function's: what it returns awaited), so a wave's results keep it.
+    @overload
+    def remote(self, fn: Callable[..., Awaitable[R]], *, name: str | None = None) -> RemoteFunction[R]: ...
+    @overload
+    def remote(self, fn: Callable[..., R], *, name: str | None = None) -> RemoteFunction[R]: ...
     def remote(self, fn: Callable[..., Any], *, name: str | None = None) -> RemoteFunction[Any]:
         """``fn`` as an async callable that runs on the cluster; ``name`` names its spans (default: qualname)."""
         check_function(fn)
@@ -147,23 +154,48 @@ class DaskBackend:
         check_utf8("name", name)
         return RemoteFunction(self, fn, name or qualified_name(fn))
 
+    @overload
     def task(
-        self, fn: Callable[..., Any], /, *args: Any, name: str | None = None, pool: Any = None, **kwargs: Any,
+        self, fn: Callable[..., Awaitable[R]], /, *args: Any, name: str | None = None, pool: _Pool = None,
+        **kwargs: Any,
+    ) -> TaskSpec[R]: ...
+    @overload
+    def task(
+        self, fn: Callable[..., R], /, *args: Any, name: str | None = None, pool: _Pool = None, **kwargs: Any,
+    ) -> TaskSpec[R]: ...
+    def task(
+        self, fn: Callable[..., Any], /, *args: Any, name: str | None = None, pool: _Pool = None, **kwargs: Any,
     ) -> TaskSpec[Any]:
         """One wave task running ``fn(*args, **kwargs)`` on a worker (a factory: retries resubmit)."""
         remote = self.remote(fn, name=name)
         return task(remote.bind(*args, **kwargs), name=remote.name, pool=pool)
 
+    @overload
     def map(
-        self, fn: Callable[..., Any], items: Iterable[Any], *, name: str | None = None, pool: Any = None,
+        self, fn: Callable[..., Awaitable[R]], items: Iterable[Any], *, name: str | None = None, pool: _Pool = None,
+    ) -> list[TaskSpec[R]]: ...
+    @overload
+    def map(
+        self, fn: Callable[..., R], items: Iterable[Any], *, name: str | None = None, pool: _Pool = None,
+    ) -> list[TaskSpec[R]]: ...
+    def map(
+        self, fn: Callable[..., Any], items: Iterable[Any], *, name: str | None = None, pool: _Pool = None,
     ) -> list[TaskSpec[Any]]:
         """One task per item (``fn(item)``), every item checked before the list is returned."""
         _check_items(items)
         remote = self.remote(fn, name=name)
         return [task(remote.bind(item), name=remote.name, pool=pool) for item in items]
 
+    @overload
     def imap(
-        self, fn: Callable[..., Any], items: Iterable[Any], *, name: str | None = None, pool: Any = None,
+        self, fn: Callable[..., Awaitable[R]], items: Iterable[Any], *, name: str | None = None, pool: _Pool = None,
+    ) -> Iterator[TaskSpec[R]]: ...
+    @overload
+    def imap(
+        self, fn: Callable[..., R], items: Iterable[Any], *, name: str | None = None, pool: _Pool = None,
+    ) -> Iterator[TaskSpec[R]]: ...
+    def imap(
+        self, fn: Callable[..., Any], items: Iterable[Any], *, name: str | None = None, pool: _Pool = None,
     ) -> Iterator[TaskSpec[Any]]:
         """Like :meth:`map`, lazily (for ``Wave.stream`` over long or endless inputs)."""
         _check_items(items)

@@ -23,7 +23,7 @@ import threading
 import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar, Token
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar, Unpack, overload
 
 from .. import _clock
 from .._events import BreakerRegistered, BreakerTransition, CallRejected, CallStarted
@@ -31,7 +31,7 @@ from .._hooks import check_hooks, resolve_hooks
 from .._isolation import HOOK_ERRORS, hook_failed
 from .._telemetry import BreakerState
 from .._validate import check_reading, check_sync_callable, check_utf8, plain
-from ._breaker_config import _COUNT_DEPRECATED, BreakerConfig
+from ._breaker_config import _COUNT_DEPRECATED, BreakerConfig, BreakerSettings
 from ._call import _Call, first_failed, notify, observed, start_call
 from ._circuit_open import CircuitOpenError
 from ._decorated import (
@@ -115,11 +115,25 @@ class CircuitBreaker(Policy):
         "_window",
     )
 
+    # What the run time takes: a name, and a config or its fields as keywords, not both (the implementation's
+    # defaults let it refuse what is missing with a TypeError saying why).
+    @overload
+    def __init__(
+        self, name: str, config: BreakerConfig, *, clock: Clock = ..., hooks: Iterable[Hook] | None = ...,
+        tracer_provider: TracerProvider | None = ..., meter_provider: MeterProvider | None = ...,
+        instrument: bool = ..., shared: RedisState | None = ...,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self, name: str, config: None = None, *, clock: Clock = ..., hooks: Iterable[Hook] | None = ...,
+        tracer_provider: TracerProvider | None = ..., meter_provider: MeterProvider | None = ...,
+        instrument: bool = ..., shared: RedisState | None = ..., **settings: Unpack[BreakerSettings],
+    ) -> None: ...
     def __init__(
         self, name: str | None = None, config: BreakerConfig | None = None, *, clock: Clock = _clock.monotonic,
         hooks: Iterable[Hook] | None = None, tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None, instrument: bool = True, shared: RedisState | None = None,
-        **settings: object,
+        **settings: Unpack[BreakerSettings],
     ) -> None:
         if name is None:
             raise TypeError(
@@ -136,10 +150,10 @@ class CircuitBreaker(Policy):
             warnings.warn(_COUNT_DEPRECATED, DeprecationWarning, stacklevel=2)
             if "on" in settings:
                 raise TypeError("pass on only (count is its deprecated old name)")
-            settings["on"] = settings.pop("count")
+            settings["on"] = settings.pop("count")  # type: ignore[typeddict-item]  # None: BreakerConfig refuses it
         if config is not None and not isinstance(config, BreakerConfig):
             raise TypeError(f"config must be a BreakerConfig or None, got {config!r}")
-        self._config = config if config is not None else BreakerConfig(**settings)  # type: ignore[arg-type]
+        self._config = config if config is not None else BreakerConfig(**settings)
         check_sync_callable("clock", clock, "a callable returning seconds", takes=0)
         self._name = name
         self._clock = _clock.seconds(clock)

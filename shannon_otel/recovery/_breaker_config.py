@@ -4,8 +4,31 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from .._validate import brief, builtin_numbers, check_exceptions, check_number, shown
+
+_Exceptions = type[BaseException] | tuple[type[BaseException], ...]
+
+
+class BreakerSettings(TypedDict, total=False):
+    """The keywords ``CircuitBreaker(name, **settings)`` and ``BreakerRegistry.get(name, **settings)`` pass on
+    to :class:`BreakerConfig`: its fields, typed (a test keeps the two the same)."""
+
+    failure_threshold: int | None
+    failure_rate: float | None
+    window: int
+    window_s: float | None
+    min_calls: int
+    slow_call_s: float | None
+    slow_call_rate: float
+    half_open_probes: int
+    success_threshold: int
+    reset_timeout: float
+    on: _Exceptions
+    ignore: _Exceptions
+    count: _Exceptions | None
+
 
 _COUNT_DEPRECATED = (
     "BreakerConfig(count=...) / CircuitBreaker(count=...) is deprecated: use on= (which chooses exceptions "

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Unpack
 
 from .. import _clock
 from .._hooks import check_hooks, resolve_hooks
 from .._validate import check_sync_callable, check_utf8
 from ._breaker import CircuitBreaker
-from ._breaker_config import BreakerConfig
+from ._breaker_config import BreakerConfig, BreakerSettings
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -51,7 +51,9 @@ class BreakerRegistry:
         self._meter_provider = meter_provider
         self._instrument = instrument
 
-    def get(self, name: str, config: BreakerConfig | None = None, **settings: object) -> CircuitBreaker:
+    def get(
+        self, name: str, config: BreakerConfig | None = None, **settings: Unpack[BreakerSettings],
+    ) -> CircuitBreaker:
         """The breaker called ``name``, created on first use from ``config`` / ``settings``.
 
         Raises ValueError when it exists with a different configuration than the one given.
@@ -67,13 +69,14 @@ class BreakerRegistry:
                 breaker = self._breakers.get(name)  # another thread may have created it meanwhile
                 if breaker is None:
                     breaker = self._breakers[name] = CircuitBreaker(
-                        name, config, clock=self._clock, hooks=self._hooks, tracer_provider=self._tracer_provider,
+                        name, config,  # type: ignore[arg-type]  # given with settings too: the breaker refuses it
+                        clock=self._clock, hooks=self._hooks, tracer_provider=self._tracer_provider,
                         meter_provider=self._meter_provider, instrument=self._instrument,
-                        **settings,  # type: ignore[arg-type]
+                        **settings,
                     )
                     return breaker
         if config is not None or settings:
-            wanted = config if config is not None else BreakerConfig(**settings)  # type: ignore[arg-type]
+            wanted = config if config is not None else BreakerConfig(**settings)
             if wanted != breaker.config:
                 raise ValueError(f"breaker {name!r} already exists with another configuration: {breaker.config}")
         return breaker

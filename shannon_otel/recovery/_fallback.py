@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from .._deadline import cancel_requested, timed_out
 from .._events import FallbackStarted
@@ -19,6 +19,8 @@ from ._policy import Instrumented, next_step
 from ._types import Chain, Factory
 
 T = TypeVar("T")
+F = TypeVar("F")  # what the fallback returns
+P = ParamSpec("P")
 
 
 class FallbackError(ExceptionGroup[Exception]):
@@ -44,8 +46,10 @@ def reason_of(error: BaseException) -> str:
     return "failure"
 
 
-@dataclass(frozen=True, slots=True)
-class Fallback(Instrumented):
+# Generic in what the fallback serves; no slots=True: with it, Python 3.11/3.12 raise TypeError on
+# Fallback[X](...) (the frozen __setattr__ calls super() with the class as it was before slots rebuilt it)
+@dataclass(frozen=True)
+class Fallback(Instrumented, Generic[F]):
     """On an error matching ``on``, return ``await fallback(error)`` instead.
 
     Cancellation never triggers the fallback, nor does an error raised in its place while the task is being
@@ -54,9 +58,18 @@ class Fallback(Instrumented):
     ``fallback``, the TypeError of a policy refusing how it was called) is raised as it is, as through every policy.
     """
 
-    fallback: Callable[[Exception], Awaitable[Any]]
+    fallback: Callable[[Exception], Awaitable[F]]
     on: type[Exception] | tuple[type[Exception], ...] = field(default=Exception, kw_only=True)
     _on: tuple[type[BaseException], ...] = field(init=False, repr=False, compare=False)
+
+    if TYPE_CHECKING:  # what a call returns: the operation's result, or the fallback's
+        async def call(  # type: ignore[override]
+            self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs,
+        ) -> T | F: ...
+
+        def __call__(  # type: ignore[override]
+            self, func: Callable[P, Awaitable[T]],
+        ) -> Callable[P, Coroutine[Any, Any, T | F]]: ...
 
     def __post_init__(self) -> None:
         if not callable(self.fallback):

@@ -225,9 +225,15 @@ def _refuse_a_breaker_twice(chain: Chain) -> None:
                 )
 
 
-def resilient(*policies: Policy, **options: Any) -> Pipeline:
+def resilient(
+    *policies: Policy, name: str | None = None, clock: Clock = _clock.monotonic, hooks: Iterable[Hook] | None = None,
+    tracer_provider: TracerProvider | None = None, meter_provider: MeterProvider | None = None, instrument: bool = True,
+) -> Pipeline:
     """Decorator form of :class:`Pipeline`: ``@resilient(Timeout(5), Retry(attempts=3), breaker)``.
 
     The decorated function keeps its parameters' types; its result type is the function's own, which
     a ``Fallback`` or ``Degrade`` inside changes at run time (annotate or ``cast`` such results)."""
-    return Pipeline(*policies, **options)
+    return Pipeline(
+        *policies, name=name, clock=clock, hooks=hooks, tracer_provider=tracer_provider,
+        meter_provider=meter_provider, instrument=instrument,
+    )

@@ -91,7 +91,7 @@ class Saga:
         calls run steps; the block's error (or a step's) rolls the completed steps back, as :meth:`run` does."""
         return Transaction(self)
 
-    async def run(self, *steps: Step) -> SagaResult:
+    async def run(self, *steps: Step[Any]) -> SagaResult:
         """Run ``steps`` in order as one transaction; raises :class:`SagaError` after a rollback (a sync or
         reused action or compensation: its ``TypeError`` as it is, after the rollback)."""
         check_spread("run", "steps", steps)

@@ -7,20 +7,24 @@ import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .._telemetry import Outcome
 from .._validate import brief, check_arity, check_utf8, not_callable, plain
 from ._decorated import NotAwaitableError
 
+T = TypeVar("T")
 
-@dataclass(frozen=True, slots=True)
-class Step:
+
+# Generic in the action's result, which compensate receives (as Transaction.step types them); no slots=True:
+# with it, Python 3.11/3.12 raise TypeError on Step[X](...) (see Served)
+@dataclass(frozen=True)
+class Step(Generic[T]):
     """One step of :meth:`Saga.run`: ``compensate`` receives the step's result."""
 
     name: str
-    action: Callable[[], Awaitable[Any]]
-    compensate: Callable[[Any], Awaitable[Any]] | None = None
+    action: Callable[[], Awaitable[T]]
+    compensate: Callable[[T], Awaitable[Any]] | None = None
 
     def __post_init__(self) -> None:
         _check_step(self.name, self.action, self.compensate)

@@ -8,7 +8,7 @@ import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .._deadline import scope_timeout, timed_out
 from .._events import CompensationFinished, SagaFinished, SagaObserver, SagaStarted
@@ -162,14 +162,14 @@ class Transaction:
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None,
-    ) -> bool:
+    ) -> Literal[False]:  # never swallows the exception (bool made checkers think it might)
         self._open = False
         try:
             return await self._exit(exc)
         finally:
             self._leave()
 
-    async def _exit(self, exc: BaseException | None) -> bool:
+    async def _exit(self, exc: BaseException | None) -> Literal[False]:
         # No running loop: the saga was abandoned pending with its loop closed, and the garbage collector closes it
         # (GeneratorExit) where nothing async can run. Its rollback cannot run; it still ends, saying so (see
         # _compensate). (With a loop running, an async generator's aclose() may await: the rollback runs as ever.)
