@@ -11,11 +11,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
-from _redis_server import RedisServer, running_server
+from _redis_server import RedisServer, running_server, wait_for
 
 from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
 from shannon_otel.redis import RedisState
@@ -38,13 +37,6 @@ async def _ok() -> int:
 
 async def _boom() -> None:
     raise ConnectionError("down")
-
-
-async def wait_for(predicate: Any, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 def _shared_state(server: RedisServer, prefix: str, name: str) -> dict[str, str]:
@@ -275,8 +267,9 @@ def test_the_late_outcome_of_a_probe_of_an_earlier_half_open_period_is_ignored(
             theirs_probe = asyncio.ensure_future(theirs.call(their_probe))
             await wait_for(lambda: _shared_state(server, prefix, "api")["epoch"] != first)
             second = _shared_state(server, prefix, "api")["epoch"]
-            assert mine._link is not None
-            await wait_for(lambda: str(mine._link.epoch) == second)  # the new period's notification
+            link = mine._link
+            assert link is not None
+            await wait_for(lambda: str(link.epoch) == second)  # the new period's notification
             release.set()
             with pytest.raises(ConnectionError):
                 await probe  # the old period's probe fails, late

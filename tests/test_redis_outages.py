@@ -19,7 +19,7 @@ from typing import Any
 import _redis_procs as procs
 import pytest
 import redis
-from _redis_server import RedisServer, free_port, running_server
+from _redis_server import RedisServer, free_port, running_server, wait_for
 
 from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
 from shannon_otel.redis import RedisState, SharedPool, SharedRateLimit, SharedStateUnavailableError
@@ -62,13 +62,6 @@ async def _leases_left(server: RedisServer, prefix: str, pool: str) -> int:
         return held
     finally:
         raw.close()
-
-
-async def wait_for(predicate: Any, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 def test_a_process_dying_during_its_half_open_probe_does_not_hold_the_breaker_half_open(

@@ -14,7 +14,7 @@ from typing import Any
 import _redis_procs as procs
 import pytest
 import redis
-from _redis_server import RedisServer, running_server
+from _redis_server import RedisServer, running_server, wait_for
 
 from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
 from shannon_otel import _telemetry as tel
@@ -50,13 +50,6 @@ async def _boom() -> None:
     raise ConnectionError("down")
 
 
-async def wait_for(predicate: Any, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
-
-
 def test_a_breaker_opened_by_another_process_is_open_here_by_notification(server: RedisServer, prefix: str) -> None:
     async def main() -> float:
         # poll every 60 s: only the published notification can open it here in time
@@ -67,7 +60,7 @@ def test_a_breaker_opened_by_another_process_is_open_here_by_notification(server
                 other = await asyncio.to_thread(pool.apply, procs.fail_calls_sync, (server.url, prefix, "api", 3, 3))
             assert other == "open"
             started = time.monotonic()
-            await wait_for(lambda: breaker.state is BreakerState.OPEN)  # type: ignore[comparison-overlap]
+            await wait_for(lambda: breaker.state is BreakerState.OPEN)
             with pytest.raises(CircuitOpenError):
                 await breaker.call(_ok)
             return time.monotonic() - started
