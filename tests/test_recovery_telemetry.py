@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import os
 import subprocess
 import sys
 import types
-import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _abandoned import abandoned_with_its_loop
 from opentelemetry.trace import StatusCode
 from test_recovery_support import FakeClock, Telemetry, run
 
@@ -331,20 +330,7 @@ def test_a_timeout_call_abandoned_with_its_loop_is_collected_without_an_error() 
     async def slow() -> None:
         await asyncio.sleep(10.0)
 
-    found: list[str] = []
-    previous = sys.unraisablehook
-    sys.unraisablehook = lambda unraisable: found.append(repr(unraisable.exc_value))
-    try:
-        loop = asyncio.new_event_loop()
-        task = loop.create_task(Timeout(5.0, instrument=False).call(slow))
-        loop.run_until_complete(asyncio.sleep(0))
-        loop.close()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "Task was destroyed but it is pending" is logged, not raised
-            del task
-            gc.collect()
-    finally:
-        sys.unraisablehook = previous
+    found = abandoned_with_its_loop(Timeout(5.0, instrument=False).call(slow))
     assert not [f for f in found if "ValueError" in f], found
 
 
@@ -354,19 +340,6 @@ def test_a_hedge_call_abandoned_with_its_loop_is_collected_without_an_error() ->
     async def slow() -> None:
         await asyncio.sleep(10.0)
 
-    found: list[str] = []
-    previous = sys.unraisablehook
-    sys.unraisablehook = lambda unraisable: found.append(repr(unraisable.exc_value))
-    try:
-        loop = asyncio.new_event_loop()
-        task = loop.create_task(Hedge(delay=0.0, attempts=3, instrument=False).call(slow))
-        for _ in range(3):  # the hedge launches its attempts
-            loop.run_until_complete(asyncio.sleep(0))
-        loop.close()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "Task was destroyed but it is pending" is logged, not raised
-            del task
-            gc.collect()
-    finally:
-        sys.unraisablehook = previous
+    # three loop turns: the hedge launches its attempts
+    found = abandoned_with_its_loop(Hedge(delay=0.0, attempts=3, instrument=False).call(slow), steps=3)
     assert found == []

@@ -10,6 +10,7 @@ import random
 from typing import Any
 
 import pytest
+from _abandoned import abandoned_with_its_loop
 from _open_spans import OpenSpans
 from opentelemetry.trace import StatusCode
 from test_recovery_support import Telemetry, run
@@ -851,9 +852,6 @@ def test_a_saga_abandoned_with_its_loop_ends_its_spans_and_says_its_rollback_did
     run: its rollback began all the same, ensure_future() put the compensation on a new event loop that never
     ran, and asyncio.wait() raised "no running event loop" out of the collector: the saga's and the
     compensation's spans never ended, so the trace showed nothing of a rollback that never ran."""
-    import gc
-    import sys
-    import warnings
 
     tel = InMemoryTelemetry()
     undone: list[int] = []
@@ -867,22 +865,9 @@ def test_a_saga_abandoned_with_its_loop_ends_its_spans_and_says_its_rollback_did
     async def hang() -> None:
         await asyncio.sleep(3600)
 
-    found: list[str] = []
-    previous = sys.unraisablehook
-    sys.unraisablehook = lambda unraisable: found.append(repr(unraisable.exc_value))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "Task was destroyed but it is pending" is logged, not raised
-            loop = asyncio.new_event_loop()
-            saga = Saga("abandoned", **tel.providers)
-            task = loop.create_task(saga.run(Step("reserve", reserve, release), Step("pay", hang)))
-            loop.run_until_complete(asyncio.sleep(0))
-            loop.close()
-            task.get_coro().close()  # what the collector does with it
-            del task
-            gc.collect()
-    finally:
-        sys.unraisablehook = previous
+    saga = Saga("abandoned", **tel.providers)
+    # closed as the collector closes it
+    found = abandoned_with_its_loop(saga.run(Step("reserve", reserve, release), Step("pay", hang)), close=True)
     assert found == []
     assert undone == []  # nothing async runs without a loop: the rollback could not run...
     compensation = tel.span("compensate reserve")  # ...and the trace says so
