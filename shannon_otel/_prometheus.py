@@ -25,6 +25,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 from opentelemetry.sdk.metrics.export import (
     Gauge,
@@ -335,7 +336,8 @@ class MetricsServer:
     """``GET /metrics`` of ``reader`` on ``host``:``port`` (0 picks a free port) in a daemon thread.
 
     OpenMetrics (with exemplars) when the scraper's ``Accept`` header prefers it (``q`` weights
-    honoured), text 0.0.4 otherwise; ``HEAD`` answers the same headers without the body; any other
+    honoured), text 0.0.4 otherwise; ``HEAD`` answers the same headers without the body. The page is
+    at ``/metrics`` and ``/`` (a query ignored; ``http://host/metrics``, the absolute form, too); any other
     path is 404. Binds 127.0.0.1 unless told otherwise; :attr:`port` is the bound port (the one picked
     for 0) and :attr:`url` the page. Raises OSError naming ``host:port`` from the constructor when the
     port cannot be bound. A connection idle for 30 s is dropped, a scraper leaving mid-answer is no
@@ -354,7 +356,10 @@ class MetricsServer:
             timeout = _CLIENT_TIMEOUT_S
 
             def do_GET(self, head: bool = False) -> None:
-                if self.path.split("?")[0] not in ("/metrics", "/"):
+                # The path of the target in any form a client may send: origin (``/metrics?x``) or absolute
+                # (``http://host/metrics``, which RFC 9112 says a server MUST accept: it got a 404 saying
+                # only /metrics was served); the query and a fragment are ignored.
+                if urlsplit(self.path).path not in ("/metrics", "/"):
                     self.send_error(404, "only /metrics is served here")
                     return
                 openmetrics = _wants_openmetrics(self.headers.get("Accept", ""))

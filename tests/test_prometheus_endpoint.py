@@ -323,6 +323,22 @@ def test_head_answers_with_the_get_headers_and_no_body() -> None:
         server.close()
 
 
+@pytest.mark.parametrize(("target", "status"), [
+    ("/metrics", 200), ("/", 200), ("/metrics?format=x", 200), ("/metrics#top", 200),
+    ("http://127.0.0.1/metrics", 200),  # absolute form (RFC 9112 3.2.2: a server MUST accept it): got 404
+    ("http://127.0.0.1/metrics?x=1", 200), ("/other", 404), ("http://127.0.0.1/other", 404), ("/metrics/x", 404),
+])
+def test_the_page_is_served_for_any_form_of_the_metrics_target(target: str, status: int) -> None:
+    server = MetricsServer(PrometheusReader(), port=0)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as client:
+            client.sendall(f"GET {target} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            first = client.makefile("rb").readline()
+    finally:
+        server.close()
+    assert first.split()[1] == str(status).encode(), first
+
+
 def test_close_ends_a_connection_that_never_sent_its_request() -> None:
     """A client that connects and sends nothing kept its handler thread and the socket open for good,
     also after close(); other scrapes must not wait on it meanwhile."""
