@@ -359,7 +359,12 @@ class MetricsServer:
                 # The path of the target in any form a client may send: origin (``/metrics?x``) or absolute
                 # (``http://host/metrics``, which RFC 9112 says a server MUST accept: it got a 404 saying
                 # only /metrics was served); the query and a fragment are ignored.
-                if urlsplit(self.path).path not in ("/metrics", "/"):
+                try:
+                    path = urlsplit(self.path).path
+                except ValueError:  # "http://[/metrics": no URL at all
+                    self.send_error(400, "the request target is not a URL")
+                    return
+                if path not in ("/metrics", "/"):
                     self.send_error(404, "only /metrics is served here")
                     return
                 openmetrics = _wants_openmetrics(self.headers.get("Accept", ""))

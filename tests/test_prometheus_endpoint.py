@@ -327,6 +327,7 @@ def test_head_answers_with_the_get_headers_and_no_body() -> None:
     ("/metrics", 200), ("/", 200), ("/metrics?format=x", 200), ("/metrics#top", 200),
     ("http://127.0.0.1/metrics", 200),  # absolute form (RFC 9112 3.2.2: a server MUST accept it): got 404
     ("http://127.0.0.1/metrics?x=1", 200), ("/other", 404), ("http://127.0.0.1/other", 404), ("/metrics/x", 404),
+    ("http://[/metrics", 400),  # a target urlsplit refuses: an answer, not a dropped connection
 ])
 def test_the_page_is_served_for_any_form_of_the_metrics_target(target: str, status: int) -> None:
     server = MetricsServer(PrometheusReader(), port=0)
