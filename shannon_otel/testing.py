@@ -117,7 +117,7 @@ class InMemoryTelemetry:
     ``bridged=False`` leaves out the in-process histogram bridge, so the OTel hook uses plain SDK
     calls, as it does with a MeterProvider the user built. ``sampled=False`` samples every trace out.
     Under ``OTEL_SDK_DISABLED=true`` the SDK's providers record nothing; the assertion helpers' errors
-    then say so.
+    then say so. No exit handler holds it: one dropped without :meth:`shutdown` is freed with its telemetry.
     """
 
     def __init__(
@@ -132,10 +132,13 @@ class InMemoryTelemetry:
         resource = Resource.create({"service.name": service_name})
         sampler: Sampler = ALWAYS_ON if sampled else ALWAYS_OFF
         self.span_exporter = InMemorySpanExporter()
-        self.tracer_provider = TracerProvider(resource=resource, sampler=sampler)
+        # shutdown_on_exit=False: the SDK's atexit handler held each provider (and every span and metric point it
+        # recorded) until the process exited, so a suite building one per test and never calling shutdown() grew
+        # by all its tests' telemetry; in memory there is nothing to flush at exit.
+        self.tracer_provider = TracerProvider(resource=resource, sampler=sampler, shutdown_on_exit=False)
         self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.span_exporter))
         self.metric_reader = BridgedInMemoryReader()
-        self.meter_provider = MeterProvider(resource=resource, metric_readers=[self.metric_reader])
+        self.meter_provider = MeterProvider(resource=resource, metric_readers=[self.metric_reader], shutdown_on_exit=False)
         if bridged:  # as configure() does: the reader merges the bridge, the hooks find it by provider
             bridge = MetricsBridge(resource)
             self.metric_reader.attach_bridge(bridge)

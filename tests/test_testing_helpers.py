@@ -233,3 +233,23 @@ def test_a_fake_clock_sleeping_forever_waits_until_cancelled_and_keeps_its_time(
 
     assert sot.run_virtual(main()) == (1, 1002.0, True)
     assert sorted(clock.sleeps) == [2.0, math.inf, math.inf]  # the hedge timer and the cancelled sleep
+
+
+# --------------------------------------------------------------------------- repeated use
+def test_in_memory_telemetry_never_shut_down_is_freed_with_its_last_reference() -> None:
+    # The SDK's providers registered an atexit handler holding them (and every span and point recorded) until
+    # the process exited: a suite building one per test without calling shutdown() kept all its tests' telemetry.
+    import gc
+    import weakref
+
+    tel = InMemoryTelemetry()
+
+    async def work() -> int:
+        return 1
+
+    assert run_virtual(so.Retry(**tel.providers).call(work)) == 1
+    assert tel.span("retry") is not None
+    providers = [weakref.ref(tel.tracer_provider), weakref.ref(tel.meter_provider)]
+    del tel
+    gc.collect()
+    assert [ref() for ref in providers] == [None, None]
