@@ -138,7 +138,9 @@ class InMemoryTelemetry:
         self.tracer_provider = TracerProvider(resource=resource, sampler=sampler, shutdown_on_exit=False)
         self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.span_exporter))
         self.metric_reader = BridgedInMemoryReader()
-        self.meter_provider = MeterProvider(resource=resource, metric_readers=[self.metric_reader], shutdown_on_exit=False)
+        self.meter_provider = MeterProvider(
+            resource=resource, metric_readers=[self.metric_reader], shutdown_on_exit=False,
+        )
         if bridged:  # as configure() does: the reader merges the bridge, the hooks find it by provider
             bridge = MetricsBridge(resource)
             self.metric_reader.attach_bridge(bridge)
@@ -294,6 +296,13 @@ class _JumpingSelector:
         self._selector = selector
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        scheduled = self._loop._scheduled  # type: ignore[attr-defined]  # asyncio's timer heap, soonest first
+        # asyncio caps ``timeout`` at a day: the clock crept a day per turn, the CPU spun, and a timer due in
+        # 1e300 s (or ``asyncio.sleep(inf)`` alone, which never ends) was never reached. Jump to the timer itself;
+        # one due at inf never is: with only such timers the loop waits (I/O, a thread, a signal) as a real one does.
+        deadline = scheduled[0].when() if timeout and scheduled else None
+        if deadline == math.inf:
+            timeout = None
         if timeout is None:
             return self._selector.select(None)
         if self._loop._threads and timeout > 0:
@@ -306,7 +315,7 @@ class _JumpingSelector:
             return events
         events = self._selector.select(0)
         if not events and timeout > 0:
-            self._loop._now += timeout
+            self._loop._now = max(self._loop._now + timeout, deadline if deadline is not None else 0.0)
         return events
 
     def __getattr__(self, name: str) -> Any:
@@ -323,7 +332,9 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     real I/O that takes real time: a socket whose peer answers in 50 ms, or a subprocess, under a 5 s
     timeout times out at once (do such I/O in a thread, or test it on a real loop). Work in executor
     threads (``asyncio.to_thread``, ``run_in_executor``, name resolution) takes real time: while any
-    runs, the clock follows the real time waited, so a 50 ms thread under a 5 s timeout finishes. Pass
+    runs, the clock follows the real time waited, so a 50 ms thread under a 5 s timeout finishes. A timer
+    due at inf (``asyncio.sleep(inf)``) is never reached: a coroutine waiting for what never comes waits for
+    good, as under ``asyncio.run`` (no deadlock is detected; put such a test under ``asyncio.timeout``). Pass
     ``clock=asyncio.get_running_loop().time`` to a Wave or policy to put it on the same time.
     """
 
