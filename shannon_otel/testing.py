@@ -332,7 +332,9 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     real I/O that takes real time: a socket whose peer answers in 50 ms, or a subprocess, under a 5 s
     timeout times out at once (do such I/O in a thread, or test it on a real loop). Work in executor
     threads (``asyncio.to_thread``, ``run_in_executor``, name resolution) takes real time: while any
-    runs, the clock follows the real time waited, so a 50 ms thread under a 5 s timeout finishes. A timer
+    runs, the clock follows the real time waited, so a 50 ms thread under a 5 s timeout finishes. A thread the
+    loop did not start (``asyncio.wrap_future(pool.submit(f))``, your own ``threading.Thread``) is unseen, like
+    real I/O: under a timeout it times out at once; hand such work to ``loop.run_in_executor(pool, f)``. A timer
     due at inf (``asyncio.sleep(inf)``) is never reached: a coroutine waiting for what never comes waits for
     good, as under ``asyncio.run`` (no deadlock is detected; put such a test under ``asyncio.timeout``). Pass
     ``clock=asyncio.get_running_loop().time`` to a Wave or policy to put it on the same time.
