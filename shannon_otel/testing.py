@@ -337,7 +337,8 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     real I/O: under a timeout it times out at once; hand such work to ``loop.run_in_executor(pool, f)``. A timer
     due at inf (``asyncio.sleep(inf)``) is never reached: a coroutine waiting for what never comes waits for
     good, as under ``asyncio.run`` (no deadlock is detected; put such a test under ``asyncio.timeout``). Pass
-    ``clock=asyncio.get_running_loop().time`` to a Wave or policy to put it on the same time.
+    ``clock=asyncio.get_running_loop().time`` to a Wave or policy to put it on the same time: its reports
+    and duration metrics then read virtual seconds (span start and end times stay the SDK's wall clock).
     """
 
     def __init__(self) -> None:
