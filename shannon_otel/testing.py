@@ -117,7 +117,7 @@ class InMemoryTelemetry:
     ``bridged=False`` leaves out the in-process histogram bridge, so the OTel hook uses plain SDK
     calls, as it does with a MeterProvider the user built. ``sampled=False`` samples every trace out.
     Under ``OTEL_SDK_DISABLED=true`` the SDK's providers record nothing; the assertion helpers' errors
-    then say so.
+    then say so. No exit handler holds it: one dropped without :meth:`shutdown` is freed with its telemetry.
     """
 
     def __init__(
@@ -132,10 +132,15 @@ class InMemoryTelemetry:
         resource = Resource.create({"service.name": service_name})
         sampler: Sampler = ALWAYS_ON if sampled else ALWAYS_OFF
         self.span_exporter = InMemorySpanExporter()
-        self.tracer_provider = TracerProvider(resource=resource, sampler=sampler)
+        # shutdown_on_exit=False: the SDK's atexit handler held each provider (and every span and metric point it
+        # recorded) until the process exited, so a suite building one per test and never calling shutdown() grew
+        # by all its tests' telemetry; in memory there is nothing to flush at exit.
+        self.tracer_provider = TracerProvider(resource=resource, sampler=sampler, shutdown_on_exit=False)
         self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.span_exporter))
         self.metric_reader = BridgedInMemoryReader()
-        self.meter_provider = MeterProvider(resource=resource, metric_readers=[self.metric_reader])
+        self.meter_provider = MeterProvider(
+            resource=resource, metric_readers=[self.metric_reader], shutdown_on_exit=False,
+        )
         if bridged:  # as configure() does: the reader merges the bridge, the hooks find it by provider
             bridge = MetricsBridge(resource)
             self.metric_reader.attach_bridge(bridge)
@@ -291,6 +296,13 @@ class _JumpingSelector:
         self._selector = selector
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        scheduled = self._loop._scheduled  # type: ignore[attr-defined]  # asyncio's timer heap, soonest first
+        # asyncio caps ``timeout`` at a day: the clock crept a day per turn, the CPU spun, and a timer due in
+        # 1e300 s (or ``asyncio.sleep(inf)`` alone, which never ends) was never reached. Jump to the timer itself;
+        # one due at inf never is: with only such timers the loop waits (I/O, a thread, a signal) as a real one does.
+        deadline = scheduled[0].when() if timeout and scheduled else None
+        if deadline == math.inf:
+            timeout = None
         if timeout is None:
             return self._selector.select(None)
         if self._loop._threads and timeout > 0:
@@ -303,7 +315,7 @@ class _JumpingSelector:
             return events
         events = self._selector.select(0)
         if not events and timeout > 0:
-            self._loop._now += timeout
+            self._loop._now = max(self._loop._now + timeout, deadline if deadline is not None else 0.0)
         return events
 
     def __getattr__(self, name: str) -> Any:
@@ -320,8 +332,13 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     real I/O that takes real time: a socket whose peer answers in 50 ms, or a subprocess, under a 5 s
     timeout times out at once (do such I/O in a thread, or test it on a real loop). Work in executor
     threads (``asyncio.to_thread``, ``run_in_executor``, name resolution) takes real time: while any
-    runs, the clock follows the real time waited, so a 50 ms thread under a 5 s timeout finishes. Pass
-    ``clock=asyncio.get_running_loop().time`` to a Wave or policy to put it on the same time.
+    runs, the clock follows the real time waited, so a 50 ms thread under a 5 s timeout finishes. A thread the
+    loop did not start (``asyncio.wrap_future(pool.submit(f))``, your own ``threading.Thread``) is unseen, like
+    real I/O: under a timeout it times out at once; hand such work to ``loop.run_in_executor(pool, f)``. A timer
+    due at inf (``asyncio.sleep(inf)``) is never reached: a coroutine waiting for what never comes waits for
+    good, as under ``asyncio.run`` (no deadlock is detected; put such a test under ``asyncio.timeout``). Pass
+    ``clock=asyncio.get_running_loop().time`` to a Wave or policy to put it on the same time: its reports
+    and duration metrics then read virtual seconds (span start and end times stay the SDK's wall clock).
     """
 
     def __init__(self) -> None:

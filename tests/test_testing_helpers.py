@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -233,3 +234,64 @@ def test_a_fake_clock_sleeping_forever_waits_until_cancelled_and_keeps_its_time(
 
     assert sot.run_virtual(main()) == (1, 1002.0, True)
     assert sorted(clock.sleeps) == [2.0, math.inf, math.inf]  # the hedge timer and the cancelled sleep
+
+
+# --------------------------------------------------------------------------- repeated use
+def test_in_memory_telemetry_never_shut_down_is_freed_with_its_last_reference() -> None:
+    # The SDK's providers registered an atexit handler holding them (and every span and point recorded) until
+    # the process exited: a suite building one per test without calling shutdown() kept all its tests' telemetry.
+    import gc
+    import weakref
+
+    tel = InMemoryTelemetry()
+
+    async def work() -> int:
+        return 1
+
+    assert run_virtual(so.Retry(**tel.providers).call(work)) == 1
+    assert tel.span("retry") is not None
+    tracer_provider, meter_provider = weakref.ref(tel.tracer_provider), weakref.ref(tel.meter_provider)
+    del tel
+    gc.collect()
+    assert (tracer_provider(), meter_provider()) == (None, None)
+
+
+def test_virtual_time_jumps_to_a_far_timer_at_once() -> None:
+    # asyncio caps a selector wait at one day: the clock crept a day per loop turn, so a timer due in 1e300 s
+    # (a "forever" sleep) was never reached and the loop spun for good. Run apart so the old spin cannot hang the suite.
+    script = textwrap.dedent("""
+        import asyncio
+        from shannon_otel.testing import run_virtual
+
+        async def main():
+            await asyncio.sleep(1e300)
+            return asyncio.get_running_loop().time()
+
+        print(run_virtual(main()))
+    """)
+    root = str(Path(__file__).resolve().parents[1])  # this checkout's package, not an installed one
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60, check=False,
+    )
+    assert (out.returncode, out.stdout.strip()) == (0, "1e+300"), out.stderr
+
+
+def test_sleep_inf_alone_waits_as_a_real_loop_does_without_moving_the_clock() -> None:
+    # A timer due at inf (asyncio.sleep(inf)) was jumped toward a day per turn: the loop spun at full CPU while
+    # it waited for a thread, and the clock read days later when the thread's result came.
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        forever = asyncio.ensure_future(asyncio.sleep(math.inf))
+        woken = loop.create_future()
+
+        def later() -> None:
+            time.sleep(0.2)  # not a race: with the fix the clock stands still however long this takes
+            loop.call_soon_threadsafe(woken.set_result, None)
+
+        threading.Thread(target=later).start()
+        await woken
+        forever.cancel()
+        return loop.time()
+
+    assert run_virtual(main()) == 0.0
