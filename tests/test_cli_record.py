@@ -149,9 +149,9 @@ def test_the_plain_display_hears_waves_and_transitions_as_a_hook_after_the_recor
     asyncio.run(main())
     heard = [line.split("] ", 1)[1].split(";")[0] for line in stream.getvalue().splitlines()]
     assert heard == [
-        "wave w: started, 1 tasks", "breaker b: closed -> open (failure_threshold)",
+        "wave w: started, 1 task", "breaker b: closed -> open (failure_threshold)",
         "wave w: done 1/1, failed 1, retries 0, tries rejected by an open breaker 0, degraded 0",
-        "wave w#2: started, 1 tasks",
+        "wave w#2: started, 1 task",
         "wave w#2: done 1/1, failed 1, retries 0, tries rejected by an open breaker 1, degraded 0",
     ]
 

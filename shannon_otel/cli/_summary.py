@@ -180,7 +180,9 @@ def waves_section(out: Out, recorder: RunRecorder) -> None:
     totals, sums = recorder.totals, recorder.sums
     out.heading(f"Waves ({totals['waves']})")
     if totals["waves"] > len(shown):
-        out.line(f"(the {totals['waves'] - len(shown)} earlier waves are in the totals only)")
+        earlier = totals["waves"] - len(shown)
+        out.line(f"(the {earlier} earlier wave is in the totals only)" if earlier == 1
+                 else f"(the {earlier} earlier waves are in the totals only)")
     # Cancelled tasks (Ctrl-C) get a column of their own when there are any: the live display
     # counted them done, so the table must show where they went.
     cancelled = totals[Outcome.CANCELLATION.value] > 0 or any(
