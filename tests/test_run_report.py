@@ -321,9 +321,10 @@ def test_percentiles_are_nearest_rank_over_every_task_that_ran(seconds: list[flo
         expected = _nearest_rank(seconds, q)
         assert abs(got - expected) <= 0.01 * expected, (q, got, expected)
     assert latency.p50 <= latency.p95 <= latency.p99 <= latency.max
-    # The first and last ranks are exact, not within 1%: p99 of up to 100 values is the max itself (a
+    # The first and last ranks are exact, not within 1%: p99 of up to 99 values is the max itself (a
     # 10-task wave showed p99 0.995 s beside max 1.0 s), p50 of one or two values the smallest (1.0002).
-    assert latency.p99 == latency.max
+    if len(seconds) < 100:  # of 100, p99 is rank 99 (here equal to the max: the largest value repeats)
+        assert latency.p99 == latency.max
     if len(seconds) <= 2 or len(set(seconds)) == 1:
         assert latency.p50 == min(r for r in seconds)
 
