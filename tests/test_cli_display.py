@@ -161,3 +161,10 @@ def test_the_summary_says_one_earlier_wave_in_the_singular() -> None:
     stream = io.StringIO()
     waves_section(Out(stream=stream), recorder)
     assert "(the 1 earlier wave is in the totals only)" in stream.getvalue()
+
+
+def test_summary_latency_cells_never_read_10000_ms() -> None:
+    # 9.99996 s rounds to 10.0 s: the summary's cells said "10000.0 ms" (the advice said "10.0 s" for it).
+    from shannon_otel.cli._summary import ms
+
+    assert ms(9.99996) == "10.0 s" and ms(9.9999) == "9999.9 ms" and ms(float("nan")) == "-"

@@ -19,6 +19,7 @@ from typing import IO, Any
 from .._events import Anomaly
 from .._telemetry import TASK_COST_ATTR, TASK_INPUT_TOKENS, TASK_OUTPUT_TOKENS, Outcome
 from ..reporting._advice import Recommendation
+from ..reporting._advice import ms as advice_ms
 from ..reporting._recorder import RunRecorder
 from ..reporting._run import RunReport
 from ._pipe import write_line
@@ -156,9 +157,10 @@ def _column_groups(widths: Sequence[int], limit: int | None, breaks: Sequence[in
 
 
 def ms(seconds: float) -> str:
+    """A latency cell: ``-`` for none (NaN), else as advice quotes it (9.99996 s is "10.0 s", not "10000.0 ms")."""
     if math.isnan(seconds):
         return "-"
-    return f"{seconds * 1000:.1f} ms" if seconds < 10 else f"{seconds:.1f} s"
+    return advice_ms(seconds)
 
 
 def _total(report: Any, name: str) -> float:
