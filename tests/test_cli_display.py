@@ -125,7 +125,7 @@ def test_a_lazy_inputs_wave_is_shown_of_unknown_size_not_of_zero_tasks() -> None
         if not bars:
             console.file = io.StringIO()
             console.print(rich._render())
-            bars.append(console.file.getvalue())  # type: ignore[attr-defined]
+            bars.append(console.file.getvalue())
 
     async def main() -> None:
         hooks = (recorder, PlainDisplay(recorder, stream))
@@ -145,7 +145,7 @@ def test_a_lazy_inputs_wave_is_shown_of_unknown_size_not_of_zero_tasks() -> None
     assert "0/?" in bars[0] and "#" not in bars[0], bars[0]  # nothing done yet: an empty bar
     console.file = io.StringIO()
     console.print(rich._render())
-    after = console.file.getvalue()  # type: ignore[attr-defined]
+    after = console.file.getvalue()
     assert "#" * 20 in after and "/0" not in after and " 3 " in after
 
 
