@@ -133,9 +133,9 @@ def _percent_below(value: float) -> str:
     return f"{math.floor(round(value * 100, 6))}%"
 
 
-def plural(n: int, word: str) -> str:
-    """``1 slot``, ``4 slots``: a count and its noun."""
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``1 slot``, ``4 slots``: a count and its noun (``words``: its plural, when not ``word`` + s)."""
+    return f"{n} {word}" if n == 1 else f"{n} {words or word + 's'}"
 
 
 def times(ratio: float) -> str:
