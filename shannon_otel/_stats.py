@@ -79,7 +79,7 @@ class LogHistogram:
         if self.count == 0:
             return math.nan
         rank = max(1, math.ceil(q * self.count))
-        if rank == self.count:  # the largest value (p99 of fewer than 101 values): known exactly
+        if rank == self.count:  # the largest value (p99 of fewer than 100 values: of 100, rank 99): known exactly
             return self.max
         if rank == 1:
             return self.min

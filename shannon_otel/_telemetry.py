@@ -275,7 +275,8 @@ WAVE_DURATION: Final = MetricSpec(
 )
 WAVE_EFFICIENCY: Final = MetricSpec(
     "shannon.wave.parallel_efficiency", "gauge", "1",
-    "Busy task time / (wave wall time x concurrency limit) of the last finished wave, in [0, 1].",
+    "Busy task time / (wave wall time x the slots the wave could use: max_concurrency capped by its task count, "
+    "batch_size and a stream's buffer) of the last finished wave, in [0, 1].",
     (WAVE_NAME,),
 )
 TASK_TOKENS: Final = MetricSpec(

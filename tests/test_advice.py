@@ -148,6 +148,14 @@ def test_retry_storm_against_an_open_circuit_is_advised() -> None:
     assert "CircuitOpenError" in rec.message
 
 
+def test_a_retry_storm_of_one_call_says_one_call_and_one_attempt() -> None:
+    # One call retried 6 times against an open circuit (Retry(attempts=7, on=CircuitOpenError)) after its first
+    # attempt failed read "(6 tries rejected in 1 calls, 1 attempts run)".
+    op = OperationStats("search", calls=1, attempts=1, retries=6, rejected_retries=6, rejected=6)
+    [rec] = RunReport(operations={"search": op}).recommendations()
+    assert "(6 tries rejected in 1 call, 1 attempt run)" in rec.message
+
+
 @pytest.mark.parametrize(("retries", "rejected_retries"), [
     (4, 2),  # a couple of retries hit the open breaker: normal
     (100, 6),  # plenty of retries, few of them against an open circuit

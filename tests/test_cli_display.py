@@ -107,3 +107,64 @@ def test_the_failed_export_line_counts_one_error_in_the_singular(count: int, sai
     )
     _telemetry_section(Out(stream=stream), exporting, None, None)  # type: ignore[arg-type]
     assert f"OTLP export to http://127.0.0.1:9: {said}" in stream.getvalue()
+
+
+def test_a_lazy_inputs_wave_is_shown_of_unknown_size_not_of_zero_tasks() -> None:
+    # A stream of a lazy input (a generator) starts with no known size: the display said "started, 0 tasks",
+    # then "done 3/0", and the rich bar was full from the start. A wave of one task said "1 tasks".
+    import asyncio
+
+    from shannon_otel import Wave
+
+    recorder, stream = RunRecorder(), io.StringIO()
+    console = Console(file=io.StringIO(), force_terminal=True, width=120, color_system=None)
+    rich = RichDisplay(recorder, console)
+    bars: list[str] = []
+
+    async def ok() -> None:
+        if not bars:
+            console.file = io.StringIO()
+            console.print(rich._render())
+            bars.append(console.file.getvalue())
+
+    async def main() -> None:
+        hooks = (recorder, PlainDisplay(recorder, stream))
+        async with Wave("lazy", max_concurrency=1, hooks=hooks, instrument=False).stream(ok for _ in range(3)) as s:
+            async for _ in s:
+                pass
+        await Wave("one", hooks=hooks, instrument=False).run([ok])
+
+    asyncio.run(main())
+    lines = [line.split("] ", 1)[1].split(";")[0] for line in stream.getvalue().splitlines()]
+    assert lines == [
+        "wave lazy: started, tasks of an input of unknown size",
+        "wave lazy: done 3, failed 0, retries 0, tries rejected by an open breaker 0, degraded 0",
+        "wave one: started, 1 task",
+        "wave one: done 1/1, failed 0, retries 0, tries rejected by an open breaker 0, degraded 0",
+    ]
+    assert "0/?" in bars[0] and "#" not in bars[0], bars[0]  # nothing done yet: an empty bar
+    console.file = io.StringIO()
+    console.print(rich._render())
+    after = console.file.getvalue()
+    assert "#" * 20 in after and "/0" not in after and " 3 " in after
+
+
+def test_the_summary_says_one_earlier_wave_in_the_singular() -> None:
+    from shannon_otel.cli._summary import _MAX_WAVE_ROWS, waves_section
+
+    recorder = RunRecorder()
+    for i in range(_MAX_WAVE_ROWS + 1):
+        live = WaveLive(f"w{i}", 0)
+        recorder.waves.append(live)
+        live.report = ReportBuilder().build(f"w{i}", 1.0, 1, cancelled=False)
+        recorder._finished(live)
+    stream = io.StringIO()
+    waves_section(Out(stream=stream), recorder)
+    assert "(the 1 earlier wave is in the totals only)" in stream.getvalue()
+
+
+def test_summary_latency_cells_never_read_10000_ms() -> None:
+    # 9.99996 s rounds to 10.0 s: the summary's cells said "10000.0 ms" (the advice said "10.0 s" for it).
+    from shannon_otel.cli._summary import ms
+
+    assert ms(9.99996) == "10.0 s" and ms(9.9999) == "9999.9 ms" and ms(float("nan")) == "-"

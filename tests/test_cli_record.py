@@ -149,9 +149,9 @@ def test_the_plain_display_hears_waves_and_transitions_as_a_hook_after_the_recor
     asyncio.run(main())
     heard = [line.split("] ", 1)[1].split(";")[0] for line in stream.getvalue().splitlines()]
     assert heard == [
-        "wave w: started, 1 tasks", "breaker b: closed -> open (failure_threshold)",
+        "wave w: started, 1 task", "breaker b: closed -> open (failure_threshold)",
         "wave w: done 1/1, failed 1, retries 0, tries rejected by an open breaker 0, degraded 0",
-        "wave w#2: started, 1 tasks",
+        "wave w#2: started, 1 task",
         "wave w#2: done 1/1, failed 1, retries 0, tries rejected by an open breaker 1, degraded 0",
     ]
 
@@ -254,3 +254,52 @@ def test_no_trace_is_named_for_what_was_sampled_out() -> None:
     [live] = recorder.waves
     assert live.trace_id is None
     assert dict(recorder.report().operations["op"].trace_by_wave) == {}
+
+
+def test_the_resilience_legend_is_true_of_hedges_failed_fallbacks_and_any_degraded_mode() -> None:
+    # The legend said degraded counts "calls answered by Degrade's last good value" (a default or a cheaper call
+    # counts too), fallbacks "calls answered by a Fallback" (one whose fallback failed counts too, as the
+    # shannon.fallbacks metric does) and calls + retries = attempts + rejected (a Hedge's extra attempts break it).
+    from shannon_otel import Degrade, Fallback, Hedge
+
+    recorder = RunRecorder()
+    hooks = (recorder,)
+
+    async def down() -> None:
+        raise TimeoutError("down")
+
+    async def also_down(error: Exception) -> None:
+        raise KeyError("fallback down too")
+
+    async def cheap() -> str:
+        return "cheap"
+
+    async def slow() -> int:
+        await asyncio.sleep(5)
+        return 1
+
+    fallback = Fallback(also_down, name="fb", hooks=hooks, instrument=False)
+    static = Degrade(default="d", name="static", hooks=hooks, instrument=False)
+    cheaper = Degrade(cheaper=cheap, name="cheaper", hooks=hooks, instrument=False)
+    hedge = Hedge(delay=1, attempts=3, name="hedge", hooks=hooks, instrument=False)
+
+    async def main() -> None:
+        wave: Wave[Any] = Wave("w", hooks=hooks, instrument=False)
+        await wave.run([lambda: fallback.call(down), lambda: static.call(down), lambda: cheaper.call(down),
+                        lambda: hedge.call(slow)])
+
+    from shannon_otel.testing import run_virtual
+
+    run_virtual(main())
+    run = recorder.report()
+    ops = run.operations
+    assert (ops["fb"].fallbacks, ops["fb"].failed) == (1, 1)
+    assert ops["static"].degraded == ops["cheaper"].degraded == 1
+    assert (ops["hedge"].calls, ops["hedge"].retries, ops["hedge"].attempts) == (1, 0, 3)
+    stream = io.StringIO()
+    resilience_section(Out(stream=stream), recorder, run)
+    legend = " ".join(stream.getvalue().split())
+    assert "a Hedge's extra attempts, counted in attempts alone" in legend
+    assert "degraded: calls Degrade answered with a degraded result (its default, last good value or cheaper call)" \
+        in legend
+    assert "fallbacks: calls whose Fallback ran (one that failed too, then also failed)" in legend

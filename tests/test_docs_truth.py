@@ -627,3 +627,29 @@ def test_otel_bsp_export_timeout_bounds_no_export_as_the_docs_now_say(monkeypatc
 
     doc = configure.__doc__ or ""
     assert "``OTEL_BSP_EXPORT_TIMEOUT`` is checked, but the SDK's processor does not use it" in doc
+
+
+def test_the_efficiency_metrics_description_names_the_slots_the_value_is_of() -> None:
+    """shannon.wave.parallel_efficiency was described as busy time / (wall time x concurrency limit): a wave of 2
+    one-second tasks under max_concurrency=100 would read 0.02 by it, yet reads 1.0 (its slots are capped by its
+    task count, as docs/architecture.md's WaveReport section says)."""
+    import asyncio
+
+    from shannon_otel import Wave
+    from shannon_otel._telemetry import WAVE_EFFICIENCY
+    from shannon_otel.testing import InMemoryTelemetry, run_virtual
+
+    tel = InMemoryTelemetry()
+
+    async def work() -> None:
+        await asyncio.sleep(1.0)
+
+    async def main() -> None:
+        await Wave[None]("two", max_concurrency=100, clock=asyncio.get_running_loop().time, **tel.providers).run(
+            [work, work])
+
+    run_virtual(main())
+    [point] = tel.points("shannon.wave.parallel_efficiency")
+    assert point.value == 1.0
+    assert "concurrency limit" not in WAVE_EFFICIENCY.description
+    assert "max_concurrency capped by its task count, batch_size and a stream's buffer" in WAVE_EFFICIENCY.description

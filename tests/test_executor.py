@@ -29,7 +29,7 @@ from shannon_otel import (
     task,
 )
 from shannon_otel import _telemetry as tel
-from shannon_otel.testing import FakeClock, InMemoryTelemetry
+from shannon_otel.testing import FakeClock, InMemoryTelemetry, run_virtual
 
 T = TypeVar("T")
 
@@ -116,6 +116,18 @@ def test_failures_and_timeouts_are_distinct_outcomes_with_error_spans(otel: InMe
     assert attrs(by_index[2])[tel.TASK_OUTCOME] == "timeout"
     assert by_index[2].status.description == "timeout"
     assert otel.span("wave mixed").status.status_code is StatusCode.ERROR
+
+
+def test_one_failed_task_of_one_is_said_in_the_singular() -> None:
+    # A wave of one task that failed said "1 of 1 tasks failed", in its WaveError and its span's ERROR description.
+    otel = InMemoryTelemetry()
+    timed: Wave[int] = Wave("timed", task_timeout=1, **otel.providers)
+    run_virtual(timed.run([sleeper(5, 1)]))
+    assert otel.span("wave timed").status.description == "1 of 1 task timed out"
+    wave: Wave[int] = Wave("one", **otel.providers)
+    with pytest.raises(WaveError, match=r"^wave 'one': 1 of 1 task failed \(ValueError x1\)$"):
+        run(wave.run([sleeper(0, error=ValueError("a"))], raise_errors=True))
+    assert otel.span("wave one").status.description == "1 of 1 task failed"
 
 
 def test_raise_errors_gives_an_exception_group_that_keeps_every_result() -> None:

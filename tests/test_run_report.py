@@ -121,6 +121,25 @@ def test_queue_wait_advice_on_a_stream_does_not_blame_max_concurrency() -> None:
     assert "Raise max_concurrency (now 4)" in advice.message
 
 
+def test_efficiency_advice_counts_one_slot_and_one_result_in_the_singular() -> None:
+    # A stream of max_concurrency=1 and buffer=1 behind a slow consumer read "(4 tasks, 1 slots, ...)" and
+    # "its buffer (1 results) has room".
+    async def work() -> None:
+        await asyncio.sleep(1.0)
+
+    async def main() -> WaveReport:
+        wave = Wave[None]("s", max_concurrency=1, clock=asyncio.get_running_loop().time, instrument=False)
+        async with wave.stream([work] * 4, buffer=1) as results:
+            async for _ in results:
+                await asyncio.sleep(3.0)
+        assert results.report is not None
+        return results.report
+
+    [advice] = run_virtual(main()).recommendations
+    assert advice.message.startswith("wave 's': parallel efficiency 40% (4 tasks, 1 slot, 10.0 s wall time)")
+    assert "its buffer (1 result) has room" in advice.message
+
+
 def test_efficiency_advice_on_a_stream_points_at_its_consumer_not_at_stream() -> None:
     # A stream's workers wait for room in its buffer while its consumer is slow: the advice said "look
     # for a rate limit, a resource pool ..." with neither in the wave, and told a stream with stragglers
@@ -321,9 +340,10 @@ def test_percentiles_are_nearest_rank_over_every_task_that_ran(seconds: list[flo
         expected = _nearest_rank(seconds, q)
         assert abs(got - expected) <= 0.01 * expected, (q, got, expected)
     assert latency.p50 <= latency.p95 <= latency.p99 <= latency.max
-    # The first and last ranks are exact, not within 1%: p99 of up to 100 values is the max itself (a
+    # The first and last ranks are exact, not within 1%: p99 of up to 99 values is the max itself (a
     # 10-task wave showed p99 0.995 s beside max 1.0 s), p50 of one or two values the smallest (1.0002).
-    assert latency.p99 == latency.max
+    if len(seconds) < 100:  # of 100, p99 is rank 99 (here equal to the max: the largest value repeats)
+        assert latency.p99 == latency.max
     if len(seconds) <= 2 or len(set(seconds)) == 1:
         assert latency.p50 == min(r for r in seconds)
 

@@ -463,7 +463,8 @@ def _failed_reason(report: WaveReport) -> str:
     failed, timed_out = report.counts.get(Outcome.FAILURE, 0), report.counts.get(Outcome.TIMEOUT, 0)
     if not failed and not timed_out:
         return "the wave raised"
-    parts = [f"{failed} of {report.total} tasks failed"] if failed else []
+    tasks = "1 task" if report.total == 1 else f"{report.total} tasks"  # "1 of 1 task failed", not "1 tasks"
+    parts = [f"{failed} of {tasks} failed"] if failed else []
     if timed_out:
-        parts.append(f"{timed_out} timed out" if failed else f"{timed_out} of {report.total} tasks timed out")
+        parts.append(f"{timed_out} timed out" if failed else f"{timed_out} of {tasks} timed out")
     return ", ".join(parts)

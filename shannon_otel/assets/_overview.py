@@ -110,7 +110,8 @@ def _concurrency() -> list[p.Json]:
                                f"active {{{{{wave}}}}}"),
                       p.target(q.sum_by((q.JOB, t.WAVE_NAME), q.sel(t.TASKS_PENDING, JOB, WAVE)),
                                f"pending {{{{{wave}}}}}")], link=True),
-        p.timeseries("Parallel efficiency", "Busy task time / (wave wall time x concurrency limit) of the "
+        p.timeseries("Parallel efficiency", "Busy task time / (wave wall time x the slots the wave could use: "
+                     "max_concurrency capped by its task count, batch_size and a stream's buffer) of the "
                      "last finished wave: 100% means every slot was busy all the time.", "percentunit",
                      [p.target(f"max by ({q.by(q.JOB, t.WAVE_NAME)}) ({q.sel(t.WAVE_EFFICIENCY, JOB, WAVE)})",
                                f"{{{{{wave}}}}}")], min_=0, max_=1, link=True),

@@ -58,19 +58,33 @@ class PlainDisplay(Hook):
         live = waves[-1] if waves else None
         if live is None or live.report is not None or not (
                 live.label == event.wave or live.label.startswith(event.wave + "#")):
-            live = WaveLive(event.wave, event.size or 0)  # not after a recorder: the name and size only
-        self._print(f"wave {live.label}: started, {live.size} tasks")
+            live = WaveLive(event.wave, event.size)  # not after a recorder: the name and size only
+        self._print(f"wave {live.label}: started, {_tasks(live.size)}")
         return _PlainWave(self, live)
 
     def wave_finished(self, live: WaveLive, report: WaveReport) -> None:
         self._print(
-            f"wave {live.label}: done {live.done}/{live.size}, failed {live.failed}, retries {live.retries}, "
+            f"wave {live.label}: done {_done(live, ended=True)}, failed {live.failed}, retries {live.retries}, "
             f"tries rejected by an open breaker {live.rejected}, degraded {live.degraded}; "
             f"breakers: {_breakers(self._recorder)}, {report.duration_s:.2f} s"
         )
 
     def breaker_transition(self, event: BreakerTransition) -> None:
         self._print(f"breaker {event.breaker}: {event.from_state.value} -> {event.to_state.value} ({event.reason})")
+
+
+def _tasks(size: int | None) -> str:
+    """A wave's task count, ``1 task`` / ``n tasks``, or that a lazy input's is not known."""
+    if size is None:
+        return "tasks of an input of unknown size"
+    return "1 task" if size == 1 else f"{size} tasks"
+
+
+def _done(live: WaveLive, ended: bool = False) -> str:
+    """``done/size``; for a lazy input, whose size is unknown (it read ``done/0``), ``done/?`` until it ended."""
+    if live.size is not None:
+        return f"{live.done}/{live.size}"
+    return str(live.done) if ended or live.report is not None else f"{live.done}/?"
 
 
 class _PlainWave(WaveObserver):
@@ -123,10 +137,13 @@ class RichDisplay(Hook):
             table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
         width = 20 if self._console.width >= 100 else 10  # the whole table fits 80 columns
         for live in waves:
-            filled = int(width * live.done / live.size) if live.size else width
+            if live.size:  # (a list the consumer grew as it streamed may run more tasks than its size)
+                filled = min(width, int(width * live.done / live.size))
+            else:  # empty, or a lazy input of unknown size (None), whose bar fills when it ends, not at its start
+                filled = 0 if live.size is None and live.report is None else width
             bar = "[green]" + "#" * filled + "[/][dim]" + "." * (width - filled) + "[/]"
             table.add_row(
-                live.label, bar, f"{live.done}/{live.size}", f"[red]{live.failed}[/]" if live.failed else "0",
+                live.label, bar, _done(live), f"[red]{live.failed}[/]" if live.failed else "0",
                 str(live.active), str(live.retries), str(live.rejected), str(live.degraded),
             )
         return table

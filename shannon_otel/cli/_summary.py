@@ -19,6 +19,7 @@ from typing import IO, Any
 from .._events import Anomaly
 from .._telemetry import TASK_COST_ATTR, TASK_INPUT_TOKENS, TASK_OUTPUT_TOKENS, Outcome
 from ..reporting._advice import Recommendation
+from ..reporting._advice import ms as advice_ms
 from ..reporting._recorder import RunRecorder
 from ..reporting._run import RunReport
 from ._pipe import write_line
@@ -156,9 +157,10 @@ def _column_groups(widths: Sequence[int], limit: int | None, breaks: Sequence[in
 
 
 def ms(seconds: float) -> str:
+    """A latency cell: ``-`` for none (NaN), else as advice quotes it (9.99996 s is "10.0 s", not "10000.0 ms")."""
     if math.isnan(seconds):
         return "-"
-    return f"{seconds * 1000:.1f} ms" if seconds < 10 else f"{seconds:.1f} s"
+    return advice_ms(seconds)
 
 
 def _total(report: Any, name: str) -> float:
@@ -180,7 +182,9 @@ def waves_section(out: Out, recorder: RunRecorder) -> None:
     totals, sums = recorder.totals, recorder.sums
     out.heading(f"Waves ({totals['waves']})")
     if totals["waves"] > len(shown):
-        out.line(f"(the {totals['waves'] - len(shown)} earlier waves are in the totals only)")
+        earlier = totals["waves"] - len(shown)
+        out.line(f"(the {earlier} earlier wave is in the totals only)" if earlier == 1
+                 else f"(the {earlier} earlier waves are in the totals only)")
     # Cancelled tasks (Ctrl-C) get a column of their own when there are any: the live display
     # counted them done, so the table must show where they went.
     cancelled = totals[Outcome.CANCELLATION.value] > 0 or any(
@@ -241,8 +245,10 @@ def resilience_section(out: Out, recorder: RunRecorder, run: RunReport) -> None:
     out.table(["operation", "calls", "retries", "attempts", "rejected", "degraded", "fallbacks", "failed"], rows)
     out.line("Each call is tried once plus once per retry; a try either runs the operation (attempts) or is "
              "refused unrun by an open circuit breaker (rejected): calls + retries = attempts + rejected (but for a "
-             "retry whose wait a task timeout or Ctrl-C cut short: counted, never tried). "
-             "degraded / fallbacks: calls answered by Degrade's last good value / by a Fallback; "
+             "retry whose wait a task timeout or Ctrl-C cut short: counted, never tried; and a Hedge's extra "
+             "attempts, counted in attempts alone). "
+             "degraded: calls Degrade answered with a degraded result (its default, last good value or cheaper "
+             "call); fallbacks: calls whose Fallback ran (one that failed too, then also failed); "
              "failed: calls that raised into their task.", "dim")
     moves: dict[str, Counter[str]] = {}
     for t in run.transitions:

@@ -43,8 +43,8 @@ class Summary:
     ``p50``/``p95``/``p99`` are nearest-rank quantiles (the value of rank ``ceil(q * count)`` in sorted
     order), read from bounded-memory log bins: within 1% of that value for magnitudes from 1e-9 to 1e15
     (smaller ones read as 0), never below the smallest value seen nor above ``max`` (so
-    ``p50 <= p95 <= p99 <= max``), and exact for the first and last ranks (``p99`` of up to 100 values
-    is ``max``, ``p50`` of two the smaller one) and when all values are equal.
+    ``p50 <= p95 <= p99 <= max``), and exact for the first and last ranks (``p99`` of up to 99 values
+    is ``max``: of 100, rank 99 is not the last; ``p50`` of two is the smaller one) and when all values are equal.
     Every field but ``count`` and ``total`` is NaN when ``count`` is 0.
     """
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from .._events import TaskResult
+from ..reporting._advice import plural
 from ._report import WaveReport
 
 T = TypeVar("T")
@@ -67,6 +68,6 @@ class WaveResult(Generic[T]):
             errors.append(r.error)
         by_type = ", ".join(f"{k} x{v}" for k, v in sorted(self.report.errors_by_type.items()))  # "ValueError x2"
         raise WaveError(
-            f"wave {self.report.wave!r}: {len(failed)} of {len(self.results)} tasks failed ({by_type})",
+            f"wave {self.report.wave!r}: {len(failed)} of {plural(len(self.results), 'task')} failed ({by_type})",
             errors, self,
         )

@@ -133,6 +133,11 @@ def _percent_below(value: float) -> str:
     return f"{math.floor(round(value * 100, 6))}%"
 
 
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``1 slot``, ``4 slots``: a count and its noun (``words``: its plural, when not ``word`` + s)."""
+    return f"{n} {word}" if n == 1 else f"{n} {words or word + 's'}"
+
+
 def times(ratio: float) -> str:
     """`` (3.0x)``, or nothing for tasks that took no measurable time (an infinite ratio says nothing)."""
     return f" ({ratio:.1f}x)" if math.isfinite(ratio) else ""
@@ -202,15 +207,15 @@ def advise_wave(
                    f"call{then}.")
         elif buffer is not None:  # a stream's workers also wait for room its consumer makes
             why = (f"latency is even, so slots sat idle between tasks: a stream runs only while its buffer "
-                   f"({buffer} results) has room, so look first at a consumer slower than the tasks, then at "
+                   f"({plural(buffer, 'result')}) has room, so look first at a consumer slower than the tasks, then at "
                    f"a rate limit or a resource pool smaller than max_concurrency.")
         else:
             why = ("latency is even, so slots sat idle between tasks: look for a rate limit, a resource pool "
                    "smaller than max_concurrency, or tasks awaiting something outside the wave.")
         out.append(Recommendation(
             "low_efficiency", wave,
-            f"wave {wave!r}: parallel efficiency {_percent_below(eff)} ({report.total} tasks, {report.concurrency} "
-            f"slots, {ms(report.duration_s)} wall time); {why}",
+            f"wave {wave!r}: parallel efficiency {_percent_below(eff)} ({plural(report.total, 'task')}, "
+            f"{plural(report.concurrency, 'slot')}, {ms(report.duration_s)} wall time); {why}",
             {"parallel_efficiency": eff, "p50_s": run.p50, "p99_s": run.p99, "concurrency": float(report.concurrency),
              "idle_s": idle},
         ))

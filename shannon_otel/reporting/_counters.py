@@ -16,7 +16,7 @@ class WaveLive:
     """Live counters of one wave run; ``label`` is unique in the run (``name#n`` when a name repeats)."""
 
     label: str
-    size: int
+    size: int | None  # None: a lazy input, whose size is not known (0 is an empty one)
     done: int = 0
     failed: int = 0
     active: int = 0

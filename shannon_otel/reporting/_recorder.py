@@ -91,7 +91,7 @@ class RunRecorder(Hook):
             runs[0] += 1
             runs[1] += 1
             label = event.wave if runs[0] == 1 else f"{event.wave}#{runs[0]}"
-            live = WaveLive(label, event.size or 0, trace_id=trace_id, name=event.wave)
+            live = WaveLive(label, event.size, trace_id=trace_id, name=event.wave)
             self.waves.append(live)
         _WAVE.set(live)  # runs in the context the wave's tasks inherit
         return _WaveObs(self, live, self._lock)

@@ -13,7 +13,16 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from .._telemetry import BreakerState
-from ._advice import DEFAULT_THRESHOLDS, AdviceThresholds, Recommendation, advise_wave, check_thresholds, ms, times
+from ._advice import (
+    DEFAULT_THRESHOLDS,
+    AdviceThresholds,
+    Recommendation,
+    advise_wave,
+    check_thresholds,
+    ms,
+    plural,
+    times,
+)
 
 if TYPE_CHECKING:
     from .._events import Anomaly, BreakerTransition
@@ -152,7 +161,8 @@ def _storm(op: OperationStats, th: AdviceThresholds) -> Recommendation | None:
     return Recommendation(
         "retry_storm", op.operation,
         f"operation {op.operation!r}: {op.rejected_retries} of {op.retries} retries were scheduled against an open "
-        f"circuit ({op.rejected} tries rejected in {op.calls} calls, {op.attempts} attempts run). Retrying an open "
+        f"circuit ({plural(op.rejected, 'try', 'tries')} rejected in {plural(op.calls, 'call')}, "
+        f"{plural(op.attempts, 'attempt')} run). Retrying an open "
         f"breaker only burns attempts and delays the fallback: take CircuitOpenError out of Retry(on=...) "
         f"(it is not retried by default), use Retry(wait_retry_after=True) to wait for the breaker's reset, "
         f"or put the breaker outside the retry.",
