@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from opentelemetry import metrics, trace
 
@@ -38,11 +38,25 @@ if TYPE_CHECKING:
     from ._executor import ExecutorMeters
     from ._shared import SharedTelemetry
 
-__all__ = ["ProviderState", "Recording", "bridge_for", "drops_for", "globals_set", "metrics_enabled",
+__all__ = ["ProviderState", "Recording", "bridge_for", "drops_for", "given", "globals_set", "metrics_enabled",
            "provider_state", "register_bridge", "register_drops", "tracing_enabled"]
 
 _NOOP_TRACER_PROVIDERS = (trace.NoOpTracerProvider, trace.ProxyTracerProvider)
 _NOOP_METER_PROVIDERS = (metrics.NoOpMeterProvider, _ProxyMeterProvider)
+_PROXIES = (trace.ProxyTracerProvider, _ProxyMeterProvider)
+
+P = TypeVar("P")
+
+
+def given(provider: P | None) -> P | None:
+    """``provider`` as an entry point takes it: ``None`` (the global one) for the API's proxy of the global.
+
+    ``trace.get_tracer_provider()`` / ``metrics.get_meter_provider()`` called before a global is set return
+    a proxy that delegates to the global once it is set: passed on as ``tracer_provider=`` it stands for the
+    global, whichever it turns out to be. Taken as a provider of its own, it read as "no SDK" for good, and
+    a wave built before ``configure()`` recorded nothing after it.
+    """
+    return None if isinstance(provider, _PROXIES) else provider
 
 
 def tracing_enabled(provider: trace.TracerProvider | None) -> bool:
@@ -88,6 +102,7 @@ class Recording:
 
     def __init__(self, tracer_provider: trace.TracerProvider | None,
                  meter_provider: metrics.MeterProvider | None) -> None:
+        tracer_provider, meter_provider = given(tracer_provider), given(meter_provider)
         self.tracing_on = tracer_provider is not None and tracing_enabled(tracer_provider)
         self.metrics_on = meter_provider is not None and metrics_enabled(meter_provider)
         self._watch_tracing = tracer_provider is None
@@ -150,6 +165,7 @@ class ProviderState:
         """The OTel hook of this meter provider with ``tracer_provider`` (``None`` = the global one)."""
         from . import OTelHook
 
+        tracer_provider, meter_provider = given(tracer_provider), given(meter_provider)
         key = tracer_provider if tracer_provider is not None else _GLOBAL
         with self._lock:
             hook = self._hooks.get(key)
@@ -191,6 +207,7 @@ _LOCK = threading.Lock()
 
 def provider_state(meter_provider: metrics.MeterProvider | None) -> ProviderState:
     """The state of ``meter_provider`` (``None``: the global provider, whichever it turns out to be)."""
+    meter_provider = given(meter_provider)
     key = meter_provider if meter_provider is not None else _GLOBAL
     state = _STATES.get(key)
     if state is None:
@@ -238,6 +255,7 @@ def register_drops(tracer_provider: trace.TracerProvider, drops: DropCounter) ->
 def drops_for(tracer_provider: trace.TracerProvider | None) -> DropCounter | None:
     """The drop counter of ``tracer_provider`` (``None``: the current global one), if ``configure()``
     built it; else None. O(1) and never raises; asked once per wave, never per task."""
+    tracer_provider = given(tracer_provider)
     key: object = tracer_provider if tracer_provider is not None else TRACE_API._TRACER_PROVIDER
     if key is None:
         return None  # no global set: configure() has not set one
