@@ -351,3 +351,60 @@ def test_the_default_logging_hook_writes_its_held_back_repeats_at_interpreter_ex
                          cwd=Path(__file__).resolve().parent.parent, env={**os.environ, "PYTHONPATH": "."})
     assert "rejected a call to api" in out.stderr
     assert "rejected 98 calls to api" in out.stderr
+
+
+def test_the_exit_summary_reaches_a_logger_provider_the_application_built_after_the_default_hook(
+    tmp_path: Path,
+) -> None:
+    """A policy decorating at import builds the default hook before the application's own OTel logs set-up; that
+    LoggerProvider's atexit shutdown, registered later, ran before the hook's exit flush: the summary of the held-back
+    retries reached a provider already shut down and was lost, with nothing printed anywhere."""
+    script = tmp_path / "app.py"
+    script.write_text(textwrap.dedent("""
+        import asyncio, logging, sys
+        from shannon_otel import Retry
+
+        calls = [0]
+
+        @Retry(attempts=3, initial=0, maximum=0, name="op")  # the default logging hook is built now
+        async def flaky():
+            calls[0] += 1
+            if calls[0] % 2:
+                raise ConnectionError
+            return 1
+
+        from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+        from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult, SimpleLogRecordProcessor
+
+        class Stdout(LogRecordExporter):
+            def export(self, batch):
+                for data in batch:
+                    print("exported:", getattr(data, "log_record", data).body, flush=True)
+                return LogRecordExportResult.SUCCESS
+
+            def shutdown(self):
+                print("shut down", flush=True)
+
+            def force_flush(self, timeout_millis=0):
+                return True
+
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+
+        trace.set_tracer_provider(TracerProvider())  # with an SDK, every call the policies make is logged
+        provider = LoggerProvider()  # shuts itself down at exit (shutdown_on_exit=True)
+        provider.add_log_record_processor(SimpleLogRecordProcessor(Stdout()))
+        logging.getLogger().addHandler(LoggingHandler(logger_provider=provider))
+
+        async def main():
+            for _ in range(5):
+                await flaky()
+
+        asyncio.run(main())
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=True,
+                         cwd=Path(__file__).resolve().parent.parent, env={**os.environ, "PYTHONPATH": "."})
+    lines = out.stdout.splitlines()
+    assert lines[0] == "exported: retrying op in 0.00 s (attempt 2/3): ConnectionError", out
+    assert lines[1].startswith("exported: retried op 4 times in the last"), out
+    assert lines[2:] == ["shut down"], out

@@ -120,6 +120,17 @@ def _flush_at_exit() -> None:
     import multiprocessing.util
 
     atexit.register(_Default.flush)
+    # And before every atexit callback: an SDK LoggerProvider the application builds after this hook (the
+    # OTel handler on its root logger) shuts itself down in an atexit callback registered later, so run first
+    # (last registered, first run): the summaries reached a provider already shut down and were lost without a
+    # word. Python runs threading's exit callbacks before any atexit one (concurrent.futures relies on it); the
+    # atexit flush above still writes what threads left running write after this one.
+    register_early = getattr(threading, "_register_atexit", None)
+    if register_early is not None:
+        try:
+            register_early(_Default.flush)
+        except RuntimeError:  # the interpreter is shutting down already: the atexit flush is still there
+            pass
     if multiprocessing.parent_process() is not None:
         _finalize_in_child(_Default)
     # a child forked by multiprocessing clears the finalizers it inherited, then runs these
