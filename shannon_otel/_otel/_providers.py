@@ -14,7 +14,7 @@ state dies with it, and nothing here keeps a provider alive.
 :class:`Recording` is the one "does this provider pair record?" check (built on
 :func:`tracing_enabled` / :func:`metrics_enabled`), asked once per wave / protected call by the
 OTel hook: with no SDK installed the hooks return no observer, so the work pays nothing for
-telemetry. The global can be set later (``configure()``): it is watched until then.
+telemetry. The globals can be set later (``configure()``, or one after the other): each is watched until set.
 """
 
 from __future__ import annotations
@@ -98,7 +98,8 @@ class Recording:
     :meth:`enabled` brings them up to date.
     """
 
-    __slots__ = ("_metrics_env", "_trace_env", "_watch_metrics", "_watch_tracing", "metrics_on", "tracing_on")
+    __slots__ = ("_metrics_env", "_trace_env", "_watch_metrics", "_watch_tracing", "_watching", "metrics_on",
+                 "tracing_on")
 
     def __init__(self, tracer_provider: trace.TracerProvider | None,
                  meter_provider: metrics.MeterProvider | None) -> None:
@@ -107,17 +108,20 @@ class Recording:
         self.metrics_on = meter_provider is not None and metrics_enabled(meter_provider)
         self._watch_tracing = tracer_provider is None
         self._watch_metrics = meter_provider is None
+        self._watching = self._watch_tracing or self._watch_metrics  # either global still to be resolved
         # A provider named by environment variable is loaded by the first getter call.
         self._trace_env = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
         self._metrics_env = "OTEL_PYTHON_METER_PROVIDER" in os.environ
 
     def enabled(self) -> bool:
-        """Whether tracing or metrics record anything now; O(1)."""
-        if self.tracing_on or self.metrics_on:
-            return True
-        if self._watch_tracing or self._watch_metrics:
+        """Whether tracing or metrics record anything now; O(1).
+
+        A global still unset is watched even while the other one records: an application setting its global
+        MeterProvider, running a wave, then setting its TracerProvider got no span from that hook for good.
+        """
+        if self._watching:
             return self._resolve_globals()
-        return False
+        return self.tracing_on or self.metrics_on
 
     def _resolve_globals(self) -> bool:
         if self._watch_tracing and (self._trace_env or TRACE_API._TRACER_PROVIDER is not None):
@@ -126,6 +130,7 @@ class Recording:
         if self._watch_metrics and (self._metrics_env or METRICS_API._METER_PROVIDER is not None):
             self._watch_metrics = False
             self.metrics_on = metrics_enabled(None)
+        self._watching = self._watch_tracing or self._watch_metrics
         return self.tracing_on or self.metrics_on
 
 

@@ -89,11 +89,14 @@ class RecoveryTelemetry(Recording):
         return bridge.exemplar_sink(t.RETRY_DELAY_DURATION, self.delay) if bridge is not None else None
 
     def call_started(self, event: CallStarted) -> CallObserver | None:
-        # Inlined enabled(): this runs on every protected call.
-        if self.tracing_on or self.metrics_on or ((
+        # Inlined enabled(): this runs on every protected call. A global still unset is watched even while the
+        # other records (the MeterProvider set first, the TracerProvider after the first call: no span for good).
+        if self._watching and (
             (self._watch_tracing and (self._trace_env or TRACE_API._TRACER_PROVIDER is not None))
             or (self._watch_metrics and (self._metrics_env or METRICS_API._METER_PROVIDER is not None))
-        ) and self._resolve_globals()):
+        ):
+            self._resolve_globals()
+        if self.tracing_on or self.metrics_on:
             return _CallTelemetry(self, event.operation, self.tracing_on)
         return None
 
