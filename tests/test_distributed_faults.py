@@ -9,8 +9,7 @@ import gc
 import logging
 import time
 import traceback
-import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +29,6 @@ pytestmark = DASK_WARNINGS
 
 
 # ---------------------------------------------------------------------------------------------- Redis
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    with running_server(tmp_path) as srv:
-        yield srv
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"r6{uuid.uuid4().hex[:10]}"
 
 
 async def _ok() -> int:

@@ -4,23 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
-from _redis_server import RedisServer, running_server, wait_for
+from _redis_server import RedisServer, wait_for
 
 from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
 from shannon_otel import _telemetry as tel
 from shannon_otel.redis import RedisState
 from shannon_otel.testing import FakeClock, InMemoryTelemetry
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    with running_server(tmp_path) as srv:
-        yield srv
 
 
 async def _ok() -> int:

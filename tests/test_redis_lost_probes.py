@@ -8,27 +8,13 @@ import os
 import random
 import signal
 import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
-from _redis_server import RedisServer, running_server, wait_for
+from _redis_server import RedisServer, wait_for
 
 from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
 from shannon_otel.redis import RedisState
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    with running_server(tmp_path) as srv:
-        yield srv
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"lp{uuid.uuid4().hex[:10]}"
 
 
 async def _ok() -> int:

@@ -11,15 +11,12 @@ import os
 import random
 import signal
 import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import _redis_procs as procs
 import pytest
 import redis
-from _redis_server import RedisServer, free_port, running_server, wait_for
+from _redis_server import RedisServer, free_port, wait_for
 
 from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
 from shannon_otel.redis import RedisState, SharedPool, SharedRateLimit, SharedStateUnavailableError
@@ -34,17 +31,6 @@ pytestmark = [
 
 
 SPAWN = multiprocessing.get_context("spawn")
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    with running_server(tmp_path) as srv:
-        yield srv
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"r4{uuid.uuid4().hex[:10]}"
 
 
 async def _ok() -> int:

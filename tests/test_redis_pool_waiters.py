@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Literal
 
 import pytest
-from _redis_server import RedisServer, running_server
+from _redis_server import RedisServer
 
 from shannon_otel import CircuitBreaker
 from shannon_otel.redis import RedisState, SharedPool, SharedStateUnavailableError
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    with running_server(tmp_path) as srv:
-        yield srv
 
 
 @pytest.mark.parametrize("on_unavailable", ["local", "reject"])

@@ -6,7 +6,6 @@ import asyncio
 import multiprocessing
 import socket
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,11 +34,6 @@ def own_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A server of this test's own, which the test may kill and restart."""
     with running_server(tmp_path) as srv:
         yield srv
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"t{uuid.uuid4().hex[:10]}"
 
 
 async def _ok() -> int:
