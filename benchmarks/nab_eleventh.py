@@ -259,11 +259,13 @@ def _kernel_ext(xs: F64, ts: F64, zc: F64, w: float, mode: int, cfloor: float, a
 
 
 
-def _rank_shift(xs: F64, s: int, width: int, ref: int, kind: int, floor_frac: float, hold: bool = True) -> F64:
+def _rank_shift(xs: F64, s: int, width: int, ref: int, kind: int, floor_frac: float, hold: bool = True,
+                ref_min: int = 0) -> F64:
     """Level shift between the last ``width`` means of ``s`` samples and the ``ref`` means before them, held
     between means (NaN until both windows are full). ``kind`` 0: |Mann-Whitney z| (ties counted half); 1: |median
     difference| / max(1.4826 x MAD of the reference, ``floor_frac`` x the range seen). ``hold`` False: the
-    signal only at the samples that complete a mean (NaN between, which the likelihood skips)."""
+    signal only at the samples that complete a mean (NaN between, which the likelihood skips). ``ref_min`` > 0:
+    start once ``ref_min`` reference means are in, the reference growing to ``ref``."""
     n = xs.shape[0]
     out = np.full(n, np.nan)
     tot = width + ref
@@ -292,30 +294,32 @@ def _rank_shift(xs: F64, s: int, width: int, ref: int, kind: int, floor_frac: fl
         k = 0
         if cnt < tot:
             cnt += 1
-        if cnt < tot:
+        have = cnt - width  # reference means available
+        if have < (ref if ref_min <= 0 else ref_min):
             continue
-        # oldest first: ring[head], ..., ring[head - 1]
-        for j in range(ref):
-            b[j] = ring[(head + j) % tot]
+        # oldest first: ring[head - cnt], ..., ring[head - 1]
+        first = (head - cnt) % tot
+        for j in range(have):
+            b[j] = ring[(first + j) % tot]
         for j in range(width):
-            a[j] = ring[(head + ref + j) % tot]
+            a[j] = ring[(first + have + j) % tot]
         if kind == 1:
-            mb = np.median(b)
+            mb = np.median(b[:have])
             ma = np.median(a)
-            mad = 1.4826 * np.median(np.abs(b - mb))
+            mad = 1.4826 * np.median(np.abs(b[:have] - mb))
             fl = floor_frac * (vmax - vmin)
             sc = mad if mad > fl else fl
             last = abs(ma - mb) / sc if sc > 0 else 0.0
         else:
             u = 0.0
             for p in range(width):
-                for q in range(ref):
+                for q in range(have):
                     if a[p] > b[q]:
                         u += 1.0
                     elif a[p] == b[q]:
                         u += 0.5
-            mu = 0.5 * width * ref
-            sd = math.sqrt(width * ref * (width + ref + 1) / 12.0)
+            mu = 0.5 * width * have
+            sd = math.sqrt(width * have * (width + have + 1) / 12.0)
             last = abs(u - mu) / sd
         out[i] = last
     return out
