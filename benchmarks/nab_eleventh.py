@@ -1,8 +1,8 @@
 """NAB eleventh research pass (docs/benchmarks.md, "Eleventh pass"): ``python -m benchmarks.nab_eleventh``.
 
 Builds on the tenth pass's research kernel (``benchmarks/nab_tenth.py``: the detector's scalar algorithm for one
-series, numba, equal to the detector to 7e-7). Its kernel is copied here as :func:`_kernel_ext` (the same scores
-with nothing switched on) exposing the averaged surprise and the likelihood z, with three switches: a channel's
+series, numba, equal to the detector to 7e-7). Its kernel (:func:`benchmarks.nab_tenth._kernel`, the same scores
+with nothing switched on) exposes the averaged surprise and the likelihood z, with three switches: a channel's
 z max-combined (as the tenth pass), replacing the likelihood z, or combined with it by Fisher's method; and a
 count floor (a Poisson spread floor while every value so far is a non-negative integer). Channels and calibrations
 of this pass: a robust level-shift test across two adjacent windows (:func:`_rank_shift`: the last ``W`` means of
@@ -23,14 +23,7 @@ import numpy as np
 
 from shannon_otel.anomaly import DetectorConfig
 from shannon_otel.anomaly._scoring import (
-    MEAN_FLOOR,
     ORDINARY_SCORE,
-    P_FLOOR,
-    RANGE_RESOLUTION,
-    RANGE_SPAN,
-    SEASON_MIN,
-    STD_FLOOR,
-    SURPRISE_SCALE,
     demoted_score,
     red_z,
 )
@@ -40,221 +33,6 @@ from .nab import DEFAULT_ROOT, REAL, Corpus, category, data_files
 from .nab_tenth import F64, _jit, detect
 
 _JIT: dict[str, Any] = {}
-
-
-def _kernel_ext(xs: F64, ts: F64, zc: F64, w: float, mode: int, cfloor: float, araw: F64, zraw: F64, window: int,
-            buckets: int, period: float, steps: int,
-            floor_frac: float, sharp: float, average: int, hist: float, min_hist: int, refr: int, tol: float,
-            rrate: float, zred: float, zcrit: float, demoted: float, ordinary: float) -> F64:
-    """The tenth pass's kernel (the detector's scalar algorithm) with the averaged surprise and the likelihood z
-    written to ``araw`` / ``zraw``; ``mode`` 0: ``w x zc`` max-combined with the likelihood z (as the tenth pass);
-    1: ``zc`` replaces the likelihood z (an external calibration of ``araw``; its warm-up keeps the detector's);
-    2: the likelihood z and ``zc`` averaged (``(zl + w x zc) / 2``, both > 0 parts); 3: Fisher's combination of the two
-    upper-tail probabilities (chi-squared, 4 degrees of freedom; the likelihood z alone where ``zc`` is NaN), read
-    back as a Gaussian z. ``cfloor`` > 0: while every
-    value so far is a non-negative integer (a count), the seasonal spread is floored at ``cfloor`` x the Poisson
-    spread sqrt(max(bucket mean, 1)) and the step spread at ``cfloor`` x sqrt(2 max(previous value, 1))."""
-    n_all = xs.shape[0]
-    out = np.zeros(n_all)
-    season = np.zeros((buckets, window))
-    scnt = np.zeros(buckets, np.int64)
-    shead = np.zeros(buckets, np.int64)
-    ss1 = np.zeros(buckets)
-    ss2 = np.zeros(buckets)
-    stp = np.zeros(steps)
-    tcnt = 0
-    thead = 0
-    t1 = 0.0
-    t2 = 0.0
-    avg = np.zeros(average)
-    acnt = 0
-    ahead = 0
-    a1 = 0.0
-    vmin, vmax = np.inf, -np.inf
-    fmin, fmax = np.inf, -np.inf
-    prev = 0.0
-    m = 0.0
-    v = 0.0
-    vhit = -1e18
-    vcrit = -1e18
-    off = 0.0
-    floor = 0.0
-    span = period / buckets
-    isint = cfloor > 0.0
-    for i in range(n_all):
-        n = i + 1
-        x = xs[i]
-        if isint and (x < 0.0 or x != math.floor(x)):
-            isint = False
-        if n == 1:
-            off = x
-        x -= off
-        pmin, pmax = vmin, vmax
-        lo = x if x < pmin else pmin
-        hi = x if x > pmax else pmax
-        vmin, vmax = lo, hi
-        row = int(math.floor(ts[i] / span) % buckets)
-        if rrate > 0:
-            keep = 1.0 - rrate
-            flo = keep * fmin + rrate * x
-            fhi = keep * fmax + rrate * x
-            flo = x if x < flo else flo
-            fhi = x if x > fhi else fhi
-            fmin, fmax = flo, fhi
-            floor = floor_frac * (hi - lo)
-            sp = floor_frac * (RANGE_SPAN * (fhi - flo))
-            floor = sp if sp < floor else floor
-        else:
-            floor = floor_frac * (hi - lo)
-        cnt = scnt[row]
-        s1 = ss1[row]
-        s2 = ss2[row]
-        z = 0.0
-        if cnt >= SEASON_MIN:
-            mean = s1 / cnt
-            var = s2 / cnt - mean * mean
-            scale = floor
-            if var > scale * scale:
-                scale = math.sqrt(var)
-            if isint:
-                pf = cfloor * math.sqrt(max(mean + off, 1.0))
-                if pf > scale:
-                    scale = pf
-            if scale > 0.0:
-                z = abs(x - mean) / scale
-        h = shead[row]
-        if cnt == window:
-            old = season[row, h]
-            s1 += x - old
-            s2 += x * x - old * old
-        else:
-            scnt[row] = cnt + 1
-            s1 += x
-            s2 += x * x
-        season[row, h] = x
-        h += 1
-        if h == window:
-            h = 0
-            s1 = 0.0
-            s2 = 0.0
-            for k in range(window):
-                s1 += season[row, k]
-                s2 += season[row, k] * season[row, k]
-        shead[row] = h
-        ss1[row] = s1
-        ss2[row] = s2
-        step = x - prev
-        plevel = prev + off
-        prev = x
-        if tcnt >= SEASON_MIN:
-            mean = t1 / tcnt
-            var = t2 / tcnt - mean * mean
-            scale = floor
-            if var > scale * scale:
-                scale = math.sqrt(var)
-            if isint:
-                pf = cfloor * math.sqrt(2.0 * max(plevel, 1.0))
-                if pf > scale:
-                    scale = pf
-            if scale > 0.0:
-                zs = abs(step - mean) / scale
-                if zs > z:
-                    z = zs
-        if tcnt == steps:
-            old = stp[thead]
-            t1 += step - old
-            t2 += step * step - old * old
-        else:
-            tcnt += 1
-            t1 += step
-            t2 += step * step
-        stp[thead] = step
-        thead += 1
-        if thead == steps:
-            thead = 0
-            t1 = 0.0
-            t2 = 0.0
-            for k in range(steps):
-                t1 += stp[k]
-                t2 += stp[k] * stp[k]
-        r = -math.expm1(-(z * z) / SURPRISE_SCALE)
-        r = r ** sharp
-        if acnt == average:
-            a1 += r - avg[ahead]
-        else:
-            acnt += 1
-            a1 += r
-        avg[ahead] = r
-        ahead += 1
-        if ahead == average:
-            ahead = 0
-            a1 = 0.0
-            for k in range(average):
-                a1 += avg[k]
-        a = a1 / (n if n < average else average)
-        alpha = hist
-        if alpha * n < 1.0:
-            alpha = 1.0 / n
-        if n == 1:
-            mm = a
-            m = a
-            vv = 0.0
-        else:
-            mm, vv = m, v
-            d = a - mm
-            m = mm + alpha * d
-            v = (1.0 - alpha) * (vv + alpha * d * d)
-        zl = a - (mm if mm > MEAN_FLOOR else MEAN_FLOOR)
-        if zl > 0.0:
-            sd = math.sqrt(vv)
-            zl /= sd if sd > STD_FLOOR else STD_FLOOR
-        araw[i] = a
-        zraw[i] = zl
-        if mode == 0:
-            zx = w * zc[i]
-            if zx > zl:
-                zl = zx
-        elif mode == 1:
-            if np.isfinite(zc[i]):
-                zl = zc[i]
-        elif mode == 2:
-            zl = 0.5 * ((zl if zl > 0.0 else 0.0) + w * zc[i])
-        elif np.isfinite(zc[i]):  # 3: Fisher's combination of the two upper-tail probabilities
-            pl = 0.5 * math.erfc(zl / math.sqrt(2.0)) + 1e-300
-            pc = 0.5 * math.erfc(w * zc[i] / math.sqrt(2.0)) + 1e-300
-            pp = pl * pc
-            pf = pp * (1.0 - math.log(pp))
-            zq = math.sqrt(max(-2.0 * math.log(pf), 0.0))
-            for _ in range(40):
-                fz = 0.5 * math.erfc(zq / math.sqrt(2.0)) - pf
-                dz = -math.exp(-0.5 * zq * zq) / math.sqrt(2.0 * math.pi)
-                if dz == 0.0:
-                    break
-                zq -= fz / dz
-            zl = zq
-        hit = zl > zred
-        strong = zl > zcrit
-        if zl <= 0.0:
-            score = ordinary
-        else:
-            score = -math.log10(0.5 * math.erfc(zl / math.sqrt(2.0)) + P_FLOOR) / 10.0
-            if score > 1.0:
-                score = 1.0
-        if pmax >= pmin:
-            big = -pmin if -pmin > pmax else pmax
-            tl = tol * (pmax - pmin) + RANGE_RESOLUTION * (abs(off) + big)
-            if x > pmax + tl or x < pmin - tl:
-                score = 1.0
-                hit = True
-                strong = True
-        if hit and n >= min_hist:
-            if n - vhit <= 1 or n - vcrit <= refr:
-                score = demoted
-            vhit = n
-            if strong:
-                vcrit = n
-        out[i] = score if n >= min_hist else 0.0
-    return out
 
 
 
@@ -397,12 +175,12 @@ def _spot_likelihood(sig: F64, q: float, eta: float, peaks: int, min_peaks: int,
 
 def detect_ext(values: F64, times: F64, zc: F64 | None, w: float, mode: int, cfg: DetectorConfig | None = None,
                cfloor: float = 0.0) -> tuple[F64, F64, F64]:
-    """Scores, averaged surprise and likelihood z of one series through :func:`_kernel_ext`."""
+    """Scores, averaged surprise and likelihood z of one series through :func:`benchmarks.nab_tenth._kernel`."""
     cfg = DetectorConfig() if cfg is None else cfg
     n = len(values)
     z = np.zeros(n) if zc is None else zc
     araw, zraw = np.zeros(n), np.zeros(n)
-    out = jit("_kernel_ext")(
+    out = _jit("_kernel")(
         values, times, z, w, mode, cfloor, araw, zraw, cfg.window, cfg.buckets, cfg.period_s, cfg.steps,
         cfg.noise_floor, cfg.sharpness, cfg.average, cfg.history_rate, cfg.min_history, cfg.refractory,
         cfg.spatial_tolerance, cfg.range_rate, red_z(cfg.warning), red_z(cfg.critical), demoted_score(cfg.warning),
