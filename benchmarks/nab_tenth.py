@@ -40,11 +40,18 @@ from .nab import DEFAULT_ROOT, REAL, Corpus, category, data_files
 F64 = npt.NDArray[np.float64]
 
 
-def _kernel(xs: F64, ts: F64, zc: F64, w: float, window: int, buckets: int, period: float, steps: int,
+def _kernel(xs: F64, ts: F64, zc: F64, w: float, mode: int, cfloor: float, araw: F64, zraw: F64, window: int,
+            buckets: int, period: float, steps: int,
             floor_frac: float, sharp: float, average: int, hist: float, min_hist: int, refr: int, tol: float,
             rrate: float, zred: float, zcrit: float, demoted: float, ordinary: float) -> F64:
-    """The detector's scalar algorithm for one series; ``w x zc`` (a channel's likelihood z) is max-combined with
-    the likelihood z before the range rule and the refractory span."""
+    """The detector's scalar algorithm for one series, with the averaged surprise and the likelihood z
+    written to ``araw`` / ``zraw``; ``mode`` 0: ``w x zc`` max-combined with the likelihood z (as the tenth pass);
+    1: ``zc`` replaces the likelihood z (an external calibration of ``araw``; its warm-up keeps the detector's);
+    2: the likelihood z and ``zc`` averaged (``(zl + w x zc) / 2``, both > 0 parts); 3: Fisher's combination of the two
+    upper-tail probabilities (chi-squared, 4 degrees of freedom; the likelihood z alone where ``zc`` is NaN), read
+    back as a Gaussian z. ``cfloor`` > 0: while every
+    value so far is a non-negative integer (a count), the seasonal spread is floored at ``cfloor`` x the Poisson
+    spread sqrt(max(bucket mean, 1)) and the step spread at ``cfloor`` x sqrt(2 max(previous value, 1))."""
     n_all = xs.shape[0]
     out = np.zeros(n_all)
     season = np.zeros((buckets, window))
@@ -71,9 +78,12 @@ def _kernel(xs: F64, ts: F64, zc: F64, w: float, window: int, buckets: int, peri
     off = 0.0
     floor = 0.0
     span = period / buckets
+    isint = cfloor > 0.0
     for i in range(n_all):
         n = i + 1
         x = xs[i]
+        if isint and (x < 0.0 or x != math.floor(x)):
+            isint = False
         if n == 1:
             off = x
         x -= off
@@ -104,6 +114,10 @@ def _kernel(xs: F64, ts: F64, zc: F64, w: float, window: int, buckets: int, peri
             scale = floor
             if var > scale * scale:
                 scale = math.sqrt(var)
+            if isint:
+                pf = cfloor * math.sqrt(max(mean + off, 1.0))
+                if pf > scale:
+                    scale = pf
             if scale > 0.0:
                 z = abs(x - mean) / scale
         h = shead[row]
@@ -128,6 +142,7 @@ def _kernel(xs: F64, ts: F64, zc: F64, w: float, window: int, buckets: int, peri
         ss1[row] = s1
         ss2[row] = s2
         step = x - prev
+        plevel = prev + off
         prev = x
         if tcnt >= SEASON_MIN:
             mean = t1 / tcnt
@@ -135,6 +150,10 @@ def _kernel(xs: F64, ts: F64, zc: F64, w: float, window: int, buckets: int, peri
             scale = floor
             if var > scale * scale:
                 scale = math.sqrt(var)
+            if isint:
+                pf = cfloor * math.sqrt(2.0 * max(plevel, 1.0))
+                if pf > scale:
+                    scale = pf
             if scale > 0.0:
                 zs = abs(step - mean) / scale
                 if zs > z:
@@ -187,9 +206,30 @@ def _kernel(xs: F64, ts: F64, zc: F64, w: float, window: int, buckets: int, peri
         if zl > 0.0:
             sd = math.sqrt(vv)
             zl /= sd if sd > STD_FLOOR else STD_FLOOR
-        zx = w * zc[i]
-        if zx > zl:
-            zl = zx
+        araw[i] = a
+        zraw[i] = zl
+        if mode == 0:
+            zx = w * zc[i]
+            if zx > zl:
+                zl = zx
+        elif mode == 1:
+            if np.isfinite(zc[i]):
+                zl = zc[i]
+        elif mode == 2:
+            zl = 0.5 * ((zl if zl > 0.0 else 0.0) + w * zc[i])
+        elif np.isfinite(zc[i]):  # 3: Fisher's combination of the two upper-tail probabilities
+            pl = 0.5 * math.erfc(zl / math.sqrt(2.0)) + 1e-300
+            pc = 0.5 * math.erfc(w * zc[i] / math.sqrt(2.0)) + 1e-300
+            pp = pl * pc
+            pf = pp * (1.0 - math.log(pp))
+            zq = math.sqrt(max(-2.0 * math.log(pf), 0.0))
+            for _ in range(40):
+                fz = 0.5 * math.erfc(zq / math.sqrt(2.0)) - pf
+                dz = -math.exp(-0.5 * zq * zq) / math.sqrt(2.0 * math.pi)
+                if dz == 0.0:
+                    break
+                zq -= fz / dz
+            zl = zq
         hit = zl > zred
         strong = zl > zcrit
         if zl <= 0.0:
@@ -213,6 +253,8 @@ def _kernel(xs: F64, ts: F64, zc: F64, w: float, window: int, buckets: int, peri
                 vcrit = n
         out[i] = score if n >= min_hist else 0.0
     return out
+
+
 
 
 def _own_likelihood(sig: F64, rate: float, mute: int) -> F64:
@@ -510,10 +552,12 @@ def detect(values: F64, times: F64, zc: F64 | None = None, w: float = 0.0, cfg: 
     """Scores of one series (0 during warm-up) with the channel likelihood ``zc`` combined at weight ``w``."""
     cfg = DetectorConfig() if cfg is None else cfg
     z = np.zeros(len(values)) if zc is None else zc
+    n = len(values)
     out: F64 = _jit("_kernel")(
-        values, times, z, w, cfg.window, cfg.buckets, cfg.period_s, cfg.steps, cfg.noise_floor, cfg.sharpness,
-        cfg.average, cfg.history_rate, cfg.min_history, cfg.refractory, cfg.spatial_tolerance, cfg.range_rate,
-        red_z(cfg.warning), red_z(cfg.critical), demoted_score(cfg.warning), ORDINARY_SCORE)
+        values, times, z, w, 0, 0.0, np.zeros(n), np.zeros(n), cfg.window, cfg.buckets, cfg.period_s, cfg.steps,
+        cfg.noise_floor, cfg.sharpness, cfg.average, cfg.history_rate, cfg.min_history, cfg.refractory,
+        cfg.spatial_tolerance, cfg.range_rate, red_z(cfg.warning), red_z(cfg.critical), demoted_score(cfg.warning),
+        ORDINARY_SCORE)
     return out
 
 
