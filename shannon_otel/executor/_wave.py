@@ -37,7 +37,7 @@ from .._validate import (
 from ._limits import ResourcePool, pools_by_name
 from ._report import WaveReport
 from ._result import WaveResult
-from ._run import Item, WaveRun, close_unstarted, settled
+from ._run import Item, WaveRun, close_unstarted, pulled, settled
 from ._semaphore import Credits
 from ._stream import Mapped, WaveStream
 from ._task import TaskSpec
@@ -315,7 +315,9 @@ class Wave(Generic[T]):
     def stream(self, tasks: Iterable[TaskLike[Any]], *, buffer: int | None = None) -> WaveStream[Any]:
         """Results in completion order, holding O(concurrency) of them: ``async with wave.stream(it) as s``.
 
-        ``tasks`` may be a lazy (even endless) iterator; ``max_concurrency`` must then be set.
+        ``tasks`` may be a lazy (even endless) iterator; ``max_concurrency`` must then be set. An error it raises
+        as it is pulled fails the wave; a ``CancelledError`` of its own comes out as a RuntimeError (its cause), as
+        a generator's StopIteration does: asyncio would take it for a cancellation of the wave's worker.
         """
         _check_iterable("tasks", tasks)
         if self.max_concurrency is None and not isinstance(tasks, Sized):
@@ -381,7 +383,9 @@ class Wave(Generic[T]):
                         interrupted = exc
                         break
         run = WaveRun(self, tuple(observers), size, deliver, gate, owners=tuple(owners))
-        items: Iterator[Item] = enumerate(tasks)
+        # a stream's input is pulled inside its workers (and its runner): its own CancelledError must not pass as
+        # theirs (see pulled); run() took its whole input in the caller first, as a list
+        items: Iterator[Item] = enumerate(tasks if gate is None else pulled(tasks))
         chunk: Iterator[Item] = iter(())
         cancelled = errored = False
         try:
