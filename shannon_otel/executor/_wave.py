@@ -438,7 +438,13 @@ class Wave(Generic[T]):
                         now = size
                     escaped = self._skip(run, taken, max(0, now - taken))
                 else:
-                    escaped = await self._drain(run, itertools.chain(chunk, items), not unread)
+                    rest = _Rest(itertools.chain(chunk, items))
+                    escaped = await self._drain(run, rest, not unread)
+                    if rest.error is not None and not (cancelled or errored or escaped):
+                        # The input broke as its rest was taken (fail-fast): the wave failed with that error, raised
+                        # once the wave has ended (it escaped this block: no report, the wave span never ended).
+                        # A wave already failing or cancelled (a stream left early) keeps its own end.
+                        escaped, errored = rest.error, True
                 run.pending = 0  # every task of the input has ended (run, drained or counted): none is left
                 if isinstance(escaped, asyncio.CancelledError):  # cancelled while draining: so is the wave
                     cancelled = True
@@ -573,6 +579,28 @@ class Wave(Generic[T]):
             except BaseException as exc:
                 escaped = exc
         return escaped
+
+
+class _Rest:
+    """The rest of an input as a drain takes it: an error its iterator raises ends it, kept in ``error``."""
+
+    __slots__ = ("_items", "error")
+
+    def __init__(self, items: Iterator[Item]) -> None:
+        self._items = items
+        self.error: BaseException | None = None
+
+    def __iter__(self) -> _Rest:
+        return self
+
+    def __next__(self) -> Item:
+        try:
+            return next(self._items)
+        except StopIteration:
+            raise
+        except BaseException as exc:
+            self.error = exc
+            raise StopIteration from None
 
 
 def _check_iterable(name: str, value: object) -> None:
