@@ -39,7 +39,7 @@ from ._report import WaveReport
 from ._result import WaveResult
 from ._run import Item, WaveRun, close_unstarted, pulled, settled
 from ._semaphore import Credits
-from ._stream import Mapped, WaveStream
+from ._stream import Mapped, WaveStream, known_size
 from ._task import TaskSpec
 
 if TYPE_CHECKING:
@@ -299,7 +299,8 @@ class Wave(Generic[T]):
     ) -> WaveStream[R]:
         """``async with wave.stream_map(fetch, urls) as results``: :meth:`stream` over ``fn(item)``.
 
-        A lazy ``items`` stays lazy (each item is taken when a worker has room for it).
+        A lazy ``items`` stays lazy (each item is taken when a worker has room for it), as does one too long
+        for ``len()`` (``range(10**20)``).
         """
         _check_fn(fn)
         _check_iterable("items", items)
@@ -320,11 +321,12 @@ class Wave(Generic[T]):
         a generator's StopIteration does: asyncio would take it for a cancellation of the wave's worker.
         """
         _check_iterable("tasks", tasks)
-        if self.max_concurrency is None and not isinstance(tasks, Sized):
+        size = known_size(tasks) if self.max_concurrency is None else None
+        if self.max_concurrency is None and size is None:
             raise ValueError("max_concurrency=None needs a sized input; set max_concurrency to stream")
         if buffer is not None:
             check_number("buffer", buffer, low=1, integer=True)
-        concurrency = self.max_concurrency or max(1, len(tasks))  # type: ignore[arg-type]
+        concurrency = self.max_concurrency or max(1, size or 0)
         return WaveStream(self, tasks, buffer or 2 * concurrency)
 
     # ------------------------------------------------------------------ the engine
