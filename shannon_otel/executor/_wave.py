@@ -442,11 +442,14 @@ class Wave(Generic[T]):
                 else:
                     rest = _Rest(itertools.chain(chunk, items))
                     escaped = await self._drain(run, rest, not unread)
-                    if rest.error is not None and not (cancelled or errored or escaped):
+                    broke = rest.error
+                    ended = cancelled or errored or escaped is not None
+                    if broke is not None and (not ended or not isinstance(broke, Exception)):
                         # The input broke as its rest was taken (fail-fast): the wave failed with that error, raised
                         # once the wave has ended (it escaped this block: no report, the wave span never ended).
-                        # A wave already failing or cancelled (a stream left early) keeps its own end.
-                        escaped, errored = rest.error, True
+                        # A wave already failing or cancelled (a stream left early) keeps its own end; a
+                        # KeyboardInterrupt & co is never dropped.
+                        escaped, errored = broke, True
                 run.pending = 0  # every task of the input has ended (run, drained or counted): none is left
                 if isinstance(escaped, asyncio.CancelledError):  # cancelled while draining: so is the wave
                     cancelled = True
