@@ -241,3 +241,30 @@ def test_a_cancelled_error_a_streamed_input_raises_fails_the_wave_instead_of_end
     span = otel.span("wave cancelled-input")
     assert span.status.status_code.name == "ERROR"
     otel.shutdown()
+
+
+def test_a_string_or_unprintable_object_given_as_input_is_refused_briefly_naming_the_parameter() -> None:
+    """A file's text passed as ``items`` by mistake made a TypeError as long as the file (10 MB), not saying why
+    a string is refused; a non-iterable object whose ``repr()`` raises raised that error in place of the
+    TypeError naming the parameter."""
+
+    class Unprintable:
+        def __repr__(self) -> str:
+            raise RuntimeError("repr broke")
+
+    async def double(x: int) -> int:
+        return 2 * x
+
+    wave: Wave[int] = Wave("text-input", instrument=False)
+
+    async def main() -> None:
+        with pytest.raises(TypeError, match=r"^items must be an iterable, got str 'xxx.*one character at") as caught:
+            await wave.map(double, "x" * 1_000_000)  # type: ignore[arg-type]
+        assert len(str(caught.value)) < 300
+        with pytest.raises(TypeError, match=r"^tasks must be an iterable, got \(unprintable\)$"):
+            await wave.run(Unprintable())  # type: ignore[call-overload]
+
+    run_virtual(main())
+    with pytest.raises(TypeError, match=r"^tasks must be an iterable, got bytes b'yyy.*one character") as caught:
+        wave.stream(b"y" * 1_000_000)  # type: ignore[arg-type]
+    assert len(str(caught.value)) < 300
