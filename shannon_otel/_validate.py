@@ -144,9 +144,16 @@ def check_iterable(name: str, value: object, what: str = "an iterable") -> Itera
     """TypeError naming ``name`` unless ``value`` is an iterable other than a str/bytes. A 0-d
     numpy array claims to be iterable (it has ``__iter__``) but raises "iteration over a 0-d array"
     when iterated, an error naming nothing: it is refused here. ``value`` is not iterated (a
-    generator given as lazy input stays unconsumed)."""
-    if isinstance(value, str | bytes) or not isinstance(value, Iterable) or getattr(value, "ndim", None) == 0:
-        raise TypeError(f"{name} must be {what}, got {value!r}")
+    generator given as lazy input stays unconsumed). The value is shown cut short (:func:`brief`): a file's text
+    passed by mistake made a message as long as the file, and one whose ``repr()`` raised raised that error
+    in place of this one."""
+    if isinstance(value, str | bytes):
+        raise TypeError(
+            f"{name} must be {what}, got {type(value).__name__} {brief(value)}: a string is refused, as iterating it "
+            "would take it one character at a time (pass [text] for a single item)"
+        )
+    if not isinstance(value, Iterable) or getattr(value, "ndim", None) == 0:
+        raise TypeError(f"{name} must be {what}, got {brief(value)}")
     return value
 
 

@@ -273,3 +273,57 @@ def test_the_rest_of_a_stream_left_early_is_told_to_the_hooks_in_bulk(mapped: bo
     assert cancelled == report.counts[Outcome.CANCELLATION]
     assert recorder.report().waves[0].counts == report.counts
     tel.shutdown()
+
+
+class _BreaksAt:
+    """A sized input whose own iterator raises at index ``at`` (a mapping changed as it is iterated, a lazy view)."""
+
+    def __init__(self, size: int, at: int) -> None:
+        self.size, self.at = size, at
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[Callable[[], Awaitable[int]]]:
+        for i in range(self.size):
+            if i == self.at:
+                raise KeyError(f"input broke at {i}")
+            yield functools.partial(_work, i)
+
+
+@pytest.mark.parametrize("leave_early", [False, True], ids=["fail-fast-read-to-the-end", "stream-left-early"])
+def test_a_sized_input_that_raises_while_its_rest_is_settled_still_ends_the_wave(leave_early: bool) -> None:
+    """The drain's pull raised out of the wave's clean-up: no report (``stream.report`` stayed None), no
+    ``wave_finished`` to any hook, the wave span never ended; the consumer that had left the block early got the
+    input's KeyError. Now the wave ends as ever: fail-fast, it fails with that error once every hook has seen it;
+    left early, the stream ends as left (the rest was not wanted), its error unraised."""
+    from _open_spans import OpenSpans
+
+    from shannon_otel.testing import InMemoryTelemetry
+
+    otel = InMemoryTelemetry()
+    spans = OpenSpans()
+    otel.tracer_provider.add_span_processor(spans)
+
+    async def main() -> Any:
+        wave = Wave("breaks", max_concurrency=1, fail_fast=True, **otel.providers)
+        stream = wave.stream(_BreaksAt(10, 3))
+        async with stream as results:
+            async for _ in results:
+                if leave_early:
+                    break
+        return stream.report
+
+    if leave_early:
+        report = run_virtual(main())
+        assert report is not None and report.outcome is Outcome.CANCELLATION
+    else:
+        with pytest.raises(KeyError, match="input broke at 3"):
+            run_virtual(main())
+    assert spans.open == {}
+    span = otel.span("wave breaks")
+    attributes = span.attributes or {}
+    assert attributes["shannon.wave.tasks.failure"] == 1  # the first task
+    assert attributes["shannon.wave.tasks.cancellation"] == 2  # the two taken before the input broke
+    assert span.status.status_code.name == "ERROR"  # its first task failed
+    otel.shutdown()

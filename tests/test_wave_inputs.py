@@ -8,7 +8,7 @@ not left running unawaited (its error never retrieved); one that already ended k
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -184,3 +184,87 @@ def test_a_future_that_ended_with_a_base_exception_before_the_wave_reached_it_pr
     span = otel.span("wave ended-base")
     assert (span.attributes or {})["shannon.wave.tasks.failure"] == 2
     otel.shutdown()
+
+
+@pytest.mark.parametrize("batch_size", [None, 2], ids=["pulled-by-workers", "lazy-batches-pulled-by-the-wave"])
+def test_a_cancelled_error_a_streamed_input_raises_fails_the_wave_instead_of_ending_it_quietly(
+    batch_size: int | None,
+) -> None:
+    """A generator reading a cancelled future's ``result()`` raises CancelledError midway. Raised as itself in a
+    worker, asyncio took it for that worker's cancellation (which a TaskGroup ignores): the stream just ended,
+    the rest of the input lost, and the report said ``success`` (or, pulled by the wave between batches,
+    ``cancellation`` though nothing was cancelled). It comes out as a RuntimeError, as PEP 479 does a
+    generator's StopIteration, with the CancelledError as its cause."""
+    otel = InMemoryTelemetry()
+    spans = OpenSpans()
+    otel.tracer_provider.add_span_processor(spans)
+
+    async def double(x: int) -> int:
+        return 2 * x
+
+    async def main() -> tuple[list[int], BaseException, Any]:
+        gone: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        gone.cancel()
+
+        def numbers() -> Iterator[int]:
+            yield 1
+            yield 2
+            yield gone.result()  # raises CancelledError: the input's own error
+            yield 4
+
+        wave: Wave[int] = Wave("cancelled-input", max_concurrency=1, batch_size=batch_size, **otel.providers)
+        values: list[int] = []
+        stream = wave.stream_map(double, numbers())
+
+        async def consume() -> None:
+            async with stream as results:
+                async for r in results:  # one by one: the values before the error are kept
+                    values.append(r.value)  # type: ignore[arg-type]  # noqa: PERF401
+
+        # a group (the workers pulled it) or the error itself (the wave did, between batches)
+        with pytest.raises(BaseException) as caught:  # noqa: PT011
+            await consume()
+        current = asyncio.current_task()
+        assert current is not None and current.cancelling() == 0  # nothing cancelled the consumer
+        return values, caught.value, stream.report
+
+    values, error, report = run_virtual(main())
+    if isinstance(error, BaseExceptionGroup):
+        assert len(error.exceptions) == 1
+        error = error.exceptions[0]
+    assert isinstance(error, RuntimeError) and "input raised CancelledError" in str(error), repr(error)
+    assert isinstance(error.__cause__, asyncio.CancelledError)
+    assert sorted(values) == [2, 4]
+    assert report is not None and report.outcome is Outcome.FAILURE
+    assert report.counts[Outcome.SUCCESS] == 2 and report.total == 2
+    assert spans.open == {}
+    span = otel.span("wave cancelled-input")
+    assert span.status.status_code.name == "ERROR"
+    otel.shutdown()
+
+
+def test_a_string_or_unprintable_object_given_as_input_is_refused_briefly_naming_the_parameter() -> None:
+    """A file's text passed as ``items`` by mistake made a TypeError as long as the file (10 MB), not saying why
+    a string is refused; a non-iterable object whose ``repr()`` raises raised that error in place of the
+    TypeError naming the parameter."""
+
+    class Unprintable:
+        def __repr__(self) -> str:
+            raise RuntimeError("repr broke")
+
+    async def double(x: int) -> int:
+        return 2 * x
+
+    wave: Wave[int] = Wave("text-input", instrument=False)
+
+    async def main() -> None:
+        with pytest.raises(TypeError, match=r"^items must be an iterable, got str 'xxx.*one character at") as caught:
+            await wave.map(double, "x" * 1_000_000)  # type: ignore[arg-type]
+        assert len(str(caught.value)) < 300
+        with pytest.raises(TypeError, match=r"^tasks must be an iterable, got \(unprintable\)$"):
+            await wave.run(Unprintable())  # type: ignore[call-overload]
+
+    run_virtual(main())
+    with pytest.raises(TypeError, match=r"^tasks must be an iterable, got bytes b'yyy.*one character") as caught:
+        wave.stream(b"y" * 1_000_000)  # type: ignore[arg-type]
+    assert len(str(caught.value)) < 300

@@ -290,3 +290,34 @@ def test_a_stream_dropped_without_leaving_its_block_ends_its_wave_and_every_span
     attributes = otel.span("wave dropped").attributes or {}
     counts: list[Any] = [attributes[f"shannon.wave.tasks.{outcome.value}"] for outcome in Outcome]
     assert sum(counts) == n
+
+
+def test_a_stream_over_an_input_too_long_for_len_takes_it_lazily() -> None:
+    """``stream_map(fn, range(10**20))``, an "endless" counter: entering the stream raised Python's OverflowError
+    ("Python int too large to convert to C ssize_t", from ``len()``), naming nothing. It is taken as an input of
+    unknown length, as ``itertools.count()`` is: the consumer gets its results, and leaving early stops the wave."""
+
+    class Huge:  # a sized collection of tasks longer than len() can tell
+        def __len__(self) -> int:
+            return 10**20
+
+        def __iter__(self) -> Iterator[Any]:
+            return (functools.partial(_double, i) for i in range(10**20))
+
+    async def main() -> list[tuple[list[int], WaveReport | None]]:
+        wave: Wave[int] = Wave("huge", max_concurrency=2, instrument=False)
+        seen = []
+        for stream in (wave.stream_map(_double, range(10**20)), wave.stream(Huge())):
+            values: list[int] = []
+            async with stream as results:
+                async for r in results:
+                    values.append(r.value)  # type: ignore[arg-type]
+                    if len(values) == 3:
+                        break
+            seen.append((sorted(values), stream.report))
+        return seen
+
+    for values, report in run_virtual(main()):
+        assert values == [0, 2, 4]
+        assert report is not None and report.outcome is Outcome.CANCELLATION
+        assert report.total < 10  # the tasks it took, not a count of the whole range

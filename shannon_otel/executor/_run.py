@@ -13,7 +13,7 @@ import contextvars
 import inspect
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
@@ -517,6 +517,26 @@ class WaveRun:
                 sync_result("on_progress", callback(self.progress()))
             except HOOK_ERRORS:  # a broken display must not cost the wave its results (see HOOK_ERRORS)
                 _log.exception("on_progress failed")
+
+
+def pulled(tasks: Iterable[Any]) -> Iterator[Any]:
+    """A stream's input as its workers take it, one item at a time. A ``CancelledError`` the input itself raises
+    (a generator reading a cancelled future's ``result()``) comes out as a RuntimeError from it, as Python turns a
+    generator's StopIteration into one (PEP 479): raised as itself out of a worker, asyncio took it for that
+    worker's cancellation, which a TaskGroup ignores; the rest of the input was lost without a word and the wave
+    reported success. (``next()`` is a sync call: no cancellation of the wave is ever delivered inside it.)"""
+    iterator = iter(tasks)
+    while True:
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        except asyncio.CancelledError as exc:
+            raise RuntimeError(
+                "the wave's input raised CancelledError (its own, not a cancellation of the wave) while the wave "
+                "took its next task"
+            ) from exc
+        yield item
 
 
 def _awaitable_task(work: Any) -> Any:

@@ -21,6 +21,18 @@ T = TypeVar("T")
 A = TypeVar("A")
 
 
+def known_size(tasks: Iterable[Any]) -> int | None:
+    """How many items a streamed input holds: ``len()`` of a sized one; None (unknown: taken lazily, as an iterator's)
+    for any other, and for one too long for ``len()`` (``range(10**20)``, an "endless" counter, raised Python's
+    OverflowError "Python int too large to convert to C ssize_t", naming nothing, when the stream was entered)."""
+    if not isinstance(tasks, Sized):
+        return None
+    try:
+        return len(tasks)
+    except OverflowError:
+        return None
+
+
 class Mapped(Generic[A, T]):
     """``functools.partial(fn, item)`` for each item of a sized input, made only as the wave takes it.
 
@@ -99,7 +111,7 @@ class WaveStream(Generic[T]):
             # results, then wait forever for credits the consumer of the first run never gave back.
             raise RuntimeError("a wave stream runs once; call wave.stream(...) again for another run")
         tasks, wave, gate = self._tasks, self._wave, self._gate
-        size = len(tasks) if isinstance(tasks, Sized) else None
+        size = known_size(tasks)
         queue, shared = self._queue, self._shared  # what the runner holds: never `self` (see _Shared)
         loop = asyncio.get_running_loop()
 

@@ -37,9 +37,9 @@ from .._validate import (
 from ._limits import ResourcePool, pools_by_name
 from ._report import WaveReport
 from ._result import WaveResult
-from ._run import Item, WaveRun, close_unstarted, settled
+from ._run import Item, WaveRun, close_unstarted, pulled, settled
 from ._semaphore import Credits
-from ._stream import Mapped, WaveStream
+from ._stream import Mapped, WaveStream, known_size
 from ._task import TaskSpec
 
 if TYPE_CHECKING:
@@ -299,7 +299,8 @@ class Wave(Generic[T]):
     ) -> WaveStream[R]:
         """``async with wave.stream_map(fetch, urls) as results``: :meth:`stream` over ``fn(item)``.
 
-        A lazy ``items`` stays lazy (each item is taken when a worker has room for it).
+        A lazy ``items`` stays lazy (each item is taken when a worker has room for it), as does one too long
+        for ``len()`` (``range(10**20)``).
         """
         _check_fn(fn)
         _check_iterable("items", items)
@@ -315,14 +316,17 @@ class Wave(Generic[T]):
     def stream(self, tasks: Iterable[TaskLike[Any]], *, buffer: int | None = None) -> WaveStream[Any]:
         """Results in completion order, holding O(concurrency) of them: ``async with wave.stream(it) as s``.
 
-        ``tasks`` may be a lazy (even endless) iterator; ``max_concurrency`` must then be set.
+        ``tasks`` may be a lazy (even endless) iterator; ``max_concurrency`` must then be set. An error it raises
+        as it is pulled fails the wave; a ``CancelledError`` of its own comes out as a RuntimeError (its cause), as
+        a generator's StopIteration does: asyncio would take it for a cancellation of the wave's worker.
         """
         _check_iterable("tasks", tasks)
-        if self.max_concurrency is None and not isinstance(tasks, Sized):
+        size = known_size(tasks) if self.max_concurrency is None else None
+        if self.max_concurrency is None and size is None:
             raise ValueError("max_concurrency=None needs a sized input; set max_concurrency to stream")
         if buffer is not None:
             check_number("buffer", buffer, low=1, integer=True)
-        concurrency = self.max_concurrency or max(1, len(tasks))  # type: ignore[arg-type]
+        concurrency = self.max_concurrency or max(1, size or 0)
         return WaveStream(self, tasks, buffer or 2 * concurrency)
 
     # ------------------------------------------------------------------ the engine
@@ -381,7 +385,9 @@ class Wave(Generic[T]):
                         interrupted = exc
                         break
         run = WaveRun(self, tuple(observers), size, deliver, gate, owners=tuple(owners))
-        items: Iterator[Item] = enumerate(tasks)
+        # a stream's input is pulled inside its workers (and its runner): its own CancelledError must not pass as
+        # theirs (see pulled); run() took its whole input in the caller first, as a list
+        items: Iterator[Item] = enumerate(tasks if gate is None else pulled(tasks))
         chunk: Iterator[Item] = iter(())
         cancelled = errored = False
         try:
@@ -434,7 +440,16 @@ class Wave(Generic[T]):
                         now = size
                     escaped = self._skip(run, taken, max(0, now - taken))
                 else:
-                    escaped = await self._drain(run, itertools.chain(chunk, items), not unread)
+                    rest = _Rest(itertools.chain(chunk, items))
+                    escaped = await self._drain(run, rest, not unread)
+                    broke = rest.error
+                    ended = cancelled or errored or escaped is not None
+                    if broke is not None and (not ended or not isinstance(broke, Exception)):
+                        # The input broke as its rest was taken (fail-fast): the wave failed with that error, raised
+                        # once the wave has ended (it escaped this block: no report, the wave span never ended).
+                        # A wave already failing or cancelled (a stream left early) keeps its own end; a
+                        # KeyboardInterrupt & co is never dropped.
+                        escaped, errored = broke, True
                 run.pending = 0  # every task of the input has ended (run, drained or counted): none is left
                 if isinstance(escaped, asyncio.CancelledError):  # cancelled while draining: so is the wave
                     cancelled = True
@@ -569,6 +584,28 @@ class Wave(Generic[T]):
             except BaseException as exc:
                 escaped = exc
         return escaped
+
+
+class _Rest:
+    """The rest of an input as a drain takes it: an error its iterator raises ends it, kept in ``error``."""
+
+    __slots__ = ("_items", "error")
+
+    def __init__(self, items: Iterator[Item]) -> None:
+        self._items = items
+        self.error: BaseException | None = None
+
+    def __iter__(self) -> _Rest:
+        return self
+
+    def __next__(self) -> Item:
+        try:
+            return next(self._items)
+        except StopIteration:
+            raise
+        except BaseException as exc:
+            self.error = exc
+            raise StopIteration from None
 
 
 def _check_iterable(name: str, value: object) -> None:
