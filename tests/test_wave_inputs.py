@@ -268,3 +268,29 @@ def test_a_string_or_unprintable_object_given_as_input_is_refused_briefly_naming
     with pytest.raises(TypeError, match=r"^tasks must be an iterable, got bytes b'yyy.*one character") as caught:
         wave.stream(b"y" * 1_000_000)  # type: ignore[arg-type]
     assert len(str(caught.value)) < 300
+
+
+async def _entered(stream: Any) -> None:
+    async with stream:
+        pass
+
+
+@pytest.mark.parametrize("call", ["map", "stream_map"])
+def test_an_async_generator_function_given_as_fn_is_refused_at_the_call_naming_it(call: str) -> None:
+    """Bug: it was taken, and every task then failed at run time ("must be an async callable ... returned
+    async_generator"), one error per item, each retried by a policy. Now the call refuses it, as a policy's
+    decorator does, and no task starts."""
+    calls = 0
+
+    async def pages(item: int) -> AsyncGenerator[int, None]:
+        nonlocal calls
+        calls += 1
+        yield item
+
+    async def main() -> None:
+        wave = Wave("w", max_concurrency=2, policy=Retry(attempts=3, initial=0))
+        with pytest.raises(TypeError, match=r"^fn must be an async callable taking one item, got the async gen"):
+            await (wave.map(pages, [1, 2]) if call == "map" else _entered(wave.stream_map(pages, [1, 2])))
+
+    asyncio.run(main())
+    assert calls == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import inspect
 import itertools
 import logging
 import sys
@@ -287,7 +288,9 @@ class Wave(Generic[T]):
     ) -> WaveResult[R]:
         """``await wave.map(fetch, urls)``: run ``fn(item)`` for every item, as :meth:`run` does.
 
-        Each task is a factory (``functools.partial(fn, item)``), so a ``policy`` can retry it.
+        Each task is a factory (``functools.partial(fn, item)``), so a ``policy`` can retry it. ``items`` is read
+        whole before the first task starts (as ``list(items)``): for an endless or very long input, use
+        :meth:`stream_map`.
         """
         _check_fn(fn)
         _check_iterable("items", items)
@@ -623,4 +626,9 @@ def _check_fn(fn: object) -> None:
     # policy then took for the operation's failure (retried it, a shared breaker counted it and opened).
     if not callable(fn):
         raise not_callable("fn", fn, "an async callable taking one item")
+    if inspect.isasyncgenfunction(fn):
+        # Else every task failed at run time ("returned async_generator"), one error per item, and a policy
+        # retried each (the policies' decorator refuses one at once, as here).
+        raise TypeError(f"fn must be an async callable taking one item, got the async generator function {fn!r}: "
+                        "a task is awaited once for its result; collect what it yields in an async def")
     check_arity("fn", fn, 1, "an async callable taking one item")
