@@ -279,3 +279,38 @@ def test_a_time_window_drops_its_calls_when_the_clock_steps_back_a_whole_window(
 
     run_virtual(main())
     assert breaker.state is state
+
+
+# Pairs where ``reset_timeout - (now - opened_at)`` after sleeping exactly ``reset_timeout`` came out a few 1e-11 s
+# above 0, under one step of the clock: the breaker was still open, and sleeping its retry_after_s moved no clock.
+_EDGES = [(762280.082457942, 0.21060533511106927), (445387.1940548014, 72.15400323407826),
+          (228762.22127045266, 94.52706955539223), (25445.8609934608, 54.141247279349656)]
+
+
+@pytest.mark.parametrize(("opened", "reset"), _EDGES)
+def test_an_open_breaker_admits_its_probe_exactly_reset_timeout_later(opened: float, reset: float) -> None:
+    """Rejected exactly ``reset_timeout`` after it opened (on a FakeClock, on virtual time), and again after
+    waiting its own ``retry_after_s`` (about 4e-11 s): a ``Retry(wait_retry_after=True)`` around it used up
+    every attempt at the one instant, rejected each time."""
+    clock = FakeClock(opened)
+    breaker = so.CircuitBreaker("edge", failure_threshold=1, reset_timeout=reset, clock=clock, instrument=False)
+
+    async def on_fake_clock() -> None:
+        with contextlib.suppress(ValueError):
+            await breaker.call(_fail)
+        clock.advance(reset)
+        assert await breaker.call(_one) == 1
+
+    run_virtual(on_fake_clock())
+
+    async def on_virtual_time() -> tuple[int, float]:
+        loop = asyncio.get_running_loop()
+        loop.advance(opened)
+        virtual = so.CircuitBreaker("edge", failure_threshold=1, reset_timeout=reset, clock=loop.time,
+                                    instrument=False)
+        with contextlib.suppress(ValueError):
+            await virtual.call(_fail)
+        retry = so.Retry(attempts=2, wait_retry_after=True, maximum=1e6, instrument=False)
+        return await retry.call(lambda: virtual.call(_one)), loop.time()
+
+    assert run_virtual(on_virtual_time()) == (1, opened + reset)

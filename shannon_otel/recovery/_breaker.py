@@ -311,10 +311,7 @@ class CircuitBreaker(Policy):
         """Admit a call outside CLOSED (returns the generation) or raise :class:`CircuitOpenError`."""
         with self._admitting:
             if self._state is _OPEN:
-                now = self._clock()
-                if now < self._opened_at:  # the clock went back (a stepped wall clock): wait reset_timeout from
-                    self._opened_at = now  # here, not the step too (a day back kept it open for a day)
-                remaining = self._config.reset_timeout - (now - self._opened_at)
+                remaining = self._reset_left(self._clock())
                 if self._forced or remaining > 0:
                     self._reject(call, None if self._forced else remaining)
                 self._transition(_HALF_OPEN, "reset_timeout")
@@ -329,6 +326,20 @@ class CircuitBreaker(Policy):
                 return _UNRECORDED  # so not recorded (the probe's own result is), nor given back as a probe slot
         self._reject(call, None)
         raise AssertionError  # unreachable: _reject raises
+
+    def _reset_left(self, now: float) -> float:
+        """Seconds from ``now`` until the reset timeout of this OPEN breaker ends (<= 0: it has): what
+        admits a probe and the ``retry_after_s`` of a rejection, here and in the Redis link.
+
+        Measured to the deadline, ``opened_at + reset_timeout``: as ``reset_timeout - (now - opened_at)``, a
+        caller that slept exactly that long (``Retry(wait_retry_after=True)``, a test on virtual time) found
+        ``now - opened_at`` rounded just under ``reset_timeout`` about every other time, and was rejected with
+        a ``retry_after_s`` below one step of the clock (4e-11 s at 762280 s): a sleep that moved no virtual clock,
+        so every later attempt was rejected too. ``deadline - now`` is exact that close to the deadline, and
+        sleeping it reaches it."""
+        if now < self._opened_at:  # the clock went back (a stepped wall clock): wait reset_timeout from
+            self._opened_at = now  # here, not the step too (a day back kept it open for a day)
+        return (self._opened_at + self._config.reset_timeout) - now
 
     def _reject(self, call: _Call | None, retry_after: float | None) -> None:
         state = self._state

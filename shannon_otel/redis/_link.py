@@ -95,9 +95,7 @@ class BreakerLink:
             return b._admit(call)  # local state takes over
         now = b.clock()
         if b._state is _OPEN:
-            if now < b._opened_at:  # the clock went back: wait reset_timeout from here, as the local breaker does
-                b._opened_at = now
-            remaining = b.config.reset_timeout - (now - b._opened_at)
+            remaining = b._reset_left(now)  # as the local breaker measures it (the clock going back too)
             if b._forced or remaining > 0:
                 b._reject(call, None if b._forced else remaining)
         elif b._state is _HALF_OPEN and now < self.recheck_at:
