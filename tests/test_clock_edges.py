@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 import pytest
+from opentelemetry import trace
 
 import shannon_otel as so
 from shannon_otel.testing import FakeClock, InMemoryTelemetry, run_virtual
@@ -252,7 +253,9 @@ def test_a_policy_refuses_a_clock_not_reading_seconds_naming_it(
     assert cause is None if error is TypeError else isinstance(cause, ValueError)
     with pytest.raises(error, match=message):
         so.CircuitBreaker("clocked", clock=clock, window_s=10.0, **tel.providers)
-    assert tel.spans() == []
+    # the watched call's span, ended (it was left open): the call failed with the clock's error, before any attempt
+    (span,) = tel.spans()
+    assert (span.name, span.attributes["error.type"]) == ("retry", error.__name__)
 
 
 @pytest.mark.parametrize(("back_s", "state"), [(0.0, so.BreakerState.CLOSED), (5.0, so.BreakerState.OPEN),
@@ -314,3 +317,55 @@ def test_an_open_breaker_admits_its_probe_exactly_reset_timeout_later(opened: fl
         return await retry.call(lambda: virtual.call(_one)), loop.time()
 
     assert run_virtual(on_virtual_time()) == (1, opened + reset)
+
+
+class _Breaking:
+    """A clock reading 1000.0, that raises at the reads numbered in ``breaks`` (1-based)."""
+
+    def __init__(self, *breaks: int) -> None:
+        self.reads = 0
+        self.breaks = breaks
+
+    def __call__(self) -> float:
+        self.reads += 1
+        if self.reads in self.breaks:
+            raise RuntimeError("clock source unavailable")
+        return 1000.0
+
+
+@pytest.mark.parametrize("read", [2, 3], ids=["as-the-attempt-starts", "as-the-attempt-ends"])
+def test_a_policy_clock_raising_during_a_watched_call_ends_every_span_and_runs_the_operation_once(read: int) -> None:
+    """Read 1 starts the call, 2 the attempt, 3 ends it. The clock's error raised at read 3 left the attempt's span
+    open (never exported) and counted as the attempt's failure: the Retry ran the operation again (its result
+    lost), and a breaker would have counted a failure of the service. It is raised once the call has ended, its
+    spans too, and the call span says what the caller got."""
+    tel = InMemoryTelemetry()
+    runs: list[int] = []
+
+    async def operation() -> int:
+        runs.append(1)
+        return 1
+
+    retry = so.Retry(attempts=3, initial=0.0, clock=_Breaking(read), **tel.providers)
+    with pytest.raises(RuntimeError, match=r"^clock source unavailable$"):
+        run_virtual(retry.call(operation))
+    assert runs == [1]
+    assert sorted(s.name for s in tel.spans()) == ["attempt 1", "retry"]
+    assert tel.span("attempt 1").attributes["shannon.attempt.outcome"] == "success"
+    call = tel.span("retry")
+    assert call.attributes["shannon.call.outcome"] == "failure"
+    assert call.attributes["error.type"] == "RuntimeError"
+    assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+def test_a_policy_clock_not_reading_seconds_as_a_call_starts_leaves_no_span_open() -> None:
+    """The call's span, started for the call (its hooks asked first), was never ended when the clock's first
+    reading was refused: the call was in no trace."""
+    tel = InMemoryTelemetry()
+    with pytest.raises(ValueError, match=r"^clock must return finite seconds, got nan"):
+        run_virtual(so.Retry(clock=lambda: math.nan, **tel.providers).call(_one))
+    with pytest.raises(RuntimeError, match=r"^clock source unavailable$"):
+        run_virtual(so.Retry(clock=_Breaking(1), **tel.providers).call(_one))
+    spans = tel.spans()
+    assert [s.name for s in spans] == ["retry", "retry"]
+    assert [s.attributes["error.type"] for s in spans] == ["ValueError", "RuntimeError"]
