@@ -247,10 +247,9 @@ def test_a_policy_refuses_a_clock_not_reading_seconds_naming_it(
         run_virtual(so.Retry(clock=clock, **tel.providers).call(_one))
     with pytest.raises(error, match=message) as raised:
         run_virtual(so.Retry(clock=clock, budget_s=5.0, initial=0.0, instrument=False).call(_fail))
-    # A reading of no float type is refused at the call's first reading, before any attempt ran; a NaN float (a
-    # float reading is used as it is) when the first retry is scheduled, the attempt's error chained.
-    cause = raised.value.__cause__
-    assert cause is None if error is TypeError else isinstance(cause, ValueError)
+    # refused at the call's first reading, before any attempt ran (a NaN float, used as it was, when the first
+    # retry was scheduled)
+    assert raised.value.__cause__ is None
     with pytest.raises(error, match=message):
         so.CircuitBreaker("clocked", clock=clock, window_s=10.0, **tel.providers)
     # the watched call's span, ended (it was left open): the call failed with the clock's error, before any attempt
@@ -369,3 +368,73 @@ def test_a_policy_clock_not_reading_seconds_as_a_call_starts_leaves_no_span_open
     spans = tel.spans()
     assert [s.name for s in spans] == ["retry", "retry"]
     assert [s.attributes["error.type"] for s in spans] == ["ValueError", "RuntimeError"]
+
+
+class _Settable:
+    """A clock reading ``now``; once ``left`` is set, it raises at the reading after ``left`` more (once)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.left: int | None = None
+
+    def __call__(self) -> float:
+        if self.left is not None:
+            self.left -= 1
+            if self.left < 0:
+                self.left = None
+                raise RuntimeError("clock source unavailable")
+        return self.now
+
+
+# Readings of the probe's call: admission, its move to HALF_OPEN, then (timed) the call's start, its end; the
+# untimed breaker's third is its move to CLOSED.
+@pytest.mark.parametrize(("slow_call_s", "left"), [(None, 2), (5.0, 2), (5.0, 3)],
+                         ids=["untimed-closing", "timed-starting", "timed-ending"])
+def test_a_breaker_clock_raising_during_its_probe_leaves_it_admitting_the_next_probe(
+    slow_call_s: float | None, left: int,
+) -> None:
+    """The probe's slot was never given back when the clock raised as the probe started or its result was recorded:
+    HALF_OPEN for good, every later call rejected."""
+    clock = _Settable()
+    breaker = so.CircuitBreaker("probe-clock", failure_threshold=1, reset_timeout=10.0, slow_call_s=slow_call_s,
+                                clock=clock, instrument=False)
+
+    async def main() -> None:
+        with contextlib.suppress(ValueError):
+            await breaker.call(_fail)
+        clock.now += 10.0
+        clock.left = left
+        with pytest.raises(RuntimeError, match=r"^clock source unavailable$"):
+            await breaker.call(_one)
+        assert breaker.state is so.BreakerState.HALF_OPEN
+        assert await breaker.call(_one) == 1
+        assert breaker.state is so.BreakerState.CLOSED
+
+    run_virtual(main())
+
+
+@pytest.mark.parametrize("window_s", [None, 10.0], ids=["count-window", "time-window"])
+def test_a_breaker_clock_reading_nan_mid_run_is_refused_naming_it(window_s: float | None) -> None:
+    """A float reading was used as it was: a NaN one opened the breaker at NaN, after which every call was
+    admitted (its reset timeout never counted); a time window raised "cannot convert float NaN to integer" once
+    the call had run, its result lost."""
+    clock = _Settable()
+    breaker = so.CircuitBreaker("nan-clock", failure_threshold=1, window_s=window_s, clock=clock, instrument=False)
+    ran: list[int] = []
+
+    async def counted() -> int:
+        ran.append(1)
+        return 1
+
+    async def main() -> None:
+        clock.now = math.nan
+        with pytest.raises(ValueError, match=r"^clock must return finite seconds, got nan$"):
+            await breaker.call(_fail if window_s is None else counted)
+        assert ran == []
+        clock.now = 1000.0
+        with contextlib.suppress(ValueError):
+            await breaker.call(_fail)
+        with pytest.raises(so.CircuitOpenError):
+            await breaker.call(_one)
+
+    run_virtual(main())

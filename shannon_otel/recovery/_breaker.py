@@ -256,7 +256,7 @@ class CircuitBreaker(Policy):
                 gen = self._gen
             else:
                 gen = self._admit(None) if self._link is None else await self._link.admit(None)
-            started = self._clock() if self._timed else 0.0
+            started = self._begin(gen) if self._timed else 0.0
         probing = _PROBING.set((*_PROBING.get(), (self, gen))) if self._state is _HALF_OPEN else None
         made: object = self  # what fn() returned, once it has returned
         try:
@@ -274,12 +274,20 @@ class CircuitBreaker(Policy):
             if made is self and type(exc) is TypeError and not_entered(exc):  # fn() itself: its arguments
                 self._uncounted(gen)
                 raise wrong_call(exc) from exc
-            self._failed(gen, started, exc)
+            try:
+                self._failed(gen, started, exc)
+            except BaseException:  # the clock's error: see _begin
+                self._uncounted(gen)
+                raise
             raise
         if probing is not None:
             _probe_left(probing)
         if not self._clean:  # else: CLOSED, untimed, window full of successes: nothing changes
-            self._succeeded(gen, started)
+            try:
+                self._succeeded(gen, started)
+            except BaseException:  # the clock's error: see _begin
+                self._uncounted(gen)
+                raise
         return result
 
     async def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> T:
@@ -289,7 +297,7 @@ class CircuitBreaker(Policy):
             gen = self._admit(call) if self._link is None else await self._link.admit(call)
         if call is not None:
             notify(call, "breaker_admitted", self._name, self._state)
-        started = self._clock() if self._timed else 0.0
+        started = self._begin(gen) if self._timed else 0.0
         probing = _PROBING.set((*_PROBING.get(), (self, gen))) if self._state is _HALF_OPEN else None
         try:
             result = await next_step(chain, i, fn, call)
@@ -299,12 +307,20 @@ class CircuitBreaker(Policy):
             if (call is not None and not self._counted(exc) and not isinstance(exc, asyncio.CancelledError)
                     and not isinstance(exc, MisuseError)):
                 call.ignored = exc
-            self._failed(gen, started, exc)
+            try:
+                self._failed(gen, started, exc)
+            except BaseException:  # the clock's error: see _begin
+                self._uncounted(gen)
+                raise
             raise
         if probing is not None:
             _probe_left(probing)
         if not self._clean:
-            self._succeeded(gen, started)
+            try:
+                self._succeeded(gen, started)
+            except BaseException:  # the clock's error: see _begin
+                self._uncounted(gen)
+                raise
         return result
 
     def _admit(self, call: _Call | None) -> int:
@@ -355,6 +371,19 @@ class CircuitBreaker(Policy):
         )
 
     # ----------------------------------------------------------------- recording
+    def _begin(self, gen: int) -> float:
+        """The start of an admitted call (a timed breaker's clock reading).
+
+        Here and where a result is recorded, the clock's error (a reading that raised, or was refused: NaN)
+        comes before the result changed anything, and gives a probe's slot back, as a call ending uncounted
+        does: it left the probe taken and the breaker HALF_OPEN for good, rejecting every call. (A result that
+        changed the state started a new generation: nothing is given back then.)"""
+        try:
+            return self._clock()
+        except BaseException:
+            self._uncounted(gen)
+            raise
+
     def _succeeded(self, gen: int, started: float) -> None:
         if gen != self._gen:
             return
