@@ -206,8 +206,8 @@ class Retry(Instrumented):
         previous = self.initial
         again = rerun(call, self._started.operation)
         while True:
-            wait = self._schedule(error, attempt, previous, start, call)
-            if wait is None:
+            step = self._schedule(error, attempt, previous, start, call)
+            if step is None:
                 context = error.__context__
                 try:
                     raise error
@@ -216,6 +216,7 @@ class Retry(Instrumented):
                     # __setattr__, as the raise sets it: a frozen dataclass exception's refuses it (its
                     # FrozenInstanceError replaced the user's error, and no outer policy recognised that).
                     object.__setattr__(error, "__context__", context)
+            wait, start = step
             await awaitable_from("sleep", self.sleep(wait), NotAwaitableError)
             attempt += 1
             previous = wait
@@ -228,8 +229,9 @@ class Retry(Instrumented):
 
     def _schedule(
         self, error: Exception, attempt: int, previous: float, start: float, call: _Call | None,
-    ) -> float | None:
-        """The delay before the next attempt, or ``None`` to give up and re-raise ``error``."""
+    ) -> tuple[float, float] | None:
+        """The delay before the next attempt and the budget's start from now on (``start``, unless the clock went
+        back), or ``None`` to give up and re-raise ``error``."""
         testing = TESTING.on
         limit = self.attempts if not testing or TESTING.attempts is None else min(self.attempts, TESTING.attempts)
         if attempt >= limit:
@@ -265,13 +267,15 @@ class Retry(Instrumented):
                 check_reading("clock", start)
             except (TypeError, ValueError) as exc:  # was Python's "'>' not supported" in place of the error
                 raise exc from error
+            if now < start:  # the clock went back (an injected wall clock stepped): the budget counts from here,
+                start = now  # not the step too (a day back retried for a day, a budget of 10 s)
             if now - start + wait > self.budget_s:
                 return None
         if call is not None:
             # attempts=10**400 (unbounded) made every retry's log record a field OTLP cannot encode
             event = RetryScheduled(call.operation, attempt, wait, error, int64_or_none(limit))
             notify(call, "retry_scheduled", event)
-        return wait
+        return wait, start
 
 
 retry = Retry
