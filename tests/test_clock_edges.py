@@ -458,3 +458,28 @@ def test_a_retry_budget_whose_clock_steps_back_counts_from_the_step_not_through_
         run_virtual(retry.call(operation))
     assert len(runs) == 11  # the first, then one a second for the 10 s counted from the step
     assert runs[-1] - runs[1] == 9.0
+
+
+def test_a_last_good_value_whose_clock_steps_back_ages_from_the_step() -> None:
+    """Stepped back a day after the value was stored, it was served at age 0 for that whole day, long past
+    ``max_age=5``: its age counted from its own time, which the clock had not reached again."""
+    clock = FakeClock(100_000.0)
+    degrade = so.Degrade(last_good=True, max_age=5.0, on=ValueError, clock=clock, instrument=False)
+    calls: list[int] = []
+
+    async def flaky() -> int:
+        calls.append(1)
+        if len(calls) > 1:
+            raise ValueError("down")
+        return 1
+
+    async def main() -> None:
+        assert (await degrade.call(flaky)).value == 1
+        clock.now -= 86_400.0
+        served = await degrade.call(flaky)
+        assert served.degraded and served.age_s == 0.0
+        clock.advance(6.0)
+        with pytest.raises(ValueError, match="down"):
+            await degrade.call(flaky)
+
+    run_virtual(main())
