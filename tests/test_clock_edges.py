@@ -483,3 +483,26 @@ def test_a_last_good_value_whose_clock_steps_back_ages_from_the_step() -> None:
             await degrade.call(flaky)
 
     run_virtual(main())
+
+
+@pytest.mark.parametrize(("started", "took"), [(956034.2718892494, 94.78280087844787),
+                                               (605944.1656784625, 60.680566562350144)])
+def test_a_call_taking_exactly_slow_call_s_on_virtual_time_is_slow(started: float, took: float) -> None:
+    """``now - started`` rounded just under ``slow_call_s`` for about every other call that took exactly that long
+    on the breaker's clock: counted not slow (the breaker stayed closed at a slow-call rate of 1.0)."""
+
+    async def main() -> so.BreakerState:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualTimeLoop)
+        loop.advance(started)
+        breaker = so.CircuitBreaker("slow-edge", failure_threshold=None, slow_call_s=took, min_calls=1, window=1,
+                                    clock=loop.time, instrument=False)
+
+        async def operation() -> int:
+            await asyncio.sleep(took)
+            return 1
+
+        assert await breaker.call(operation) == 1
+        return breaker.state
+
+    assert run_virtual(main()) is so.BreakerState.OPEN

@@ -388,7 +388,9 @@ class CircuitBreaker(Policy):
         if gen != self._gen:
             return
         now = self._clock() if self._timed else 0.0
-        slow = self._config.slow_call_s is not None and now - started >= self._config.slow_call_s
+        # to the deadline, as the reset timeout (see _reset_left): `now - started` rounded just under slow_call_s
+        # about every other time for a call that took exactly that long on virtual time, counted not slow
+        slow = self._config.slow_call_s is not None and now >= started + self._config.slow_call_s
         link = self._link
         if self._state is _CLOSED:
             self._window.record(SLOW if slow else 0, now)
@@ -426,7 +428,7 @@ class CircuitBreaker(Policy):
             self._transition(_OPEN, "probe_failure", gen)
         elif self._state is _CLOSED:
             now = self._clock() if self._timed else 0.0
-            slow = self._config.slow_call_s is not None and now - started >= self._config.slow_call_s
+            slow = self._config.slow_call_s is not None and now >= started + self._config.slow_call_s
             if link is not None:
                 link.calls += 1
                 link.failures += 1
