@@ -439,7 +439,7 @@ class BreakerMachine(RuleBasedStateMachine):
                 return  # HALF_OPEN with every probe in flight: it cannot be tripped now
             self._finish(token, "failure")
         assert self.breaker.state is OPEN
-        self.clock.now += 10  # exactly reset_timeout=10 later: half-open (measured to its deadline)
+        self.clock.now += 11  # past reset_timeout=10 (exactly 10 later may round to just under it)
         token = self._begin()
         assert token is not None and self.breaker.state is HALF_OPEN
         self._finish(token, result)
