@@ -29,7 +29,10 @@ class Seconds:
     A reading of another real type (``numpy.float32``, ``numpy.int64``, ``Fraction``, an int) is checked
     (:func:`~shannon_otel._validate.check_reading`: TypeError/ValueError naming ``clock``) and converted: such
     a reading made every duration, report field and event of that type, and the OTel SDK warns of and drops
-    (or exports as a string) an attribute value that is no builtin number. A float reading is returned as it is.
+    (or exports as a string) an attribute value that is no builtin number. A finite float reading is returned as
+    it is; a NaN or infinite one is refused too (ValueError naming ``clock``), at every reading: passed on, it made
+    a breaker's time window raise Python's "cannot convert float NaN to integer" after the call had run (its result
+    lost), and a breaker whose transition read NaN admitted every call, its reset timeout never counted.
     Compares equal to, and shows as, the clock it reads, so the object holding it looks as it was given.
     """
 
@@ -40,7 +43,7 @@ class Seconds:
 
     def __call__(self) -> float:
         now = self.clock()
-        if type(now) is float:
+        if type(now) is float and now - now == 0.0:  # finite (NaN - NaN and inf - inf are NaN)
             return now
         check_reading("clock", now)
         try:

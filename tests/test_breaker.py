@@ -391,16 +391,17 @@ class BreakerMachine(RuleBasedStateMachine):
 
     def _begin(self) -> int | None:
         b = self.breaker
-        before, opened_for = b.state, self.clock.now - b._opened_at
+        # measured to the deadline, as the breaker does: now - opened_at rounds under 10 exactly 10 later
+        before, due = b.state, self.clock.now >= b._opened_at + 10
         try:
             gen = b._gen if b._state is CLOSED else b._admit(None)
         except CircuitOpenError:
             assert before is not CLOSED
             if before is OPEN:
-                assert b._forced or opened_for < 10
+                assert b._forced or not due
             return None
         if before is OPEN:
-            assert not b._forced and opened_for >= 10
+            assert not b._forced and due
         self.next_id += 1
         self.in_flight[self.next_id] = (gen, b.state)
         return self.next_id
@@ -439,7 +440,7 @@ class BreakerMachine(RuleBasedStateMachine):
                 return  # HALF_OPEN with every probe in flight: it cannot be tripped now
             self._finish(token, "failure")
         assert self.breaker.state is OPEN
-        self.clock.now += 11  # past reset_timeout=10 (exactly 10 later may round to just under it)
+        self.clock.now += 10  # exactly reset_timeout=10 later
         token = self._begin()
         assert token is not None and self.breaker.state is HALF_OPEN
         self._finish(token, result)

@@ -14,9 +14,10 @@ import math
 from typing import Any
 
 import pytest
+from opentelemetry import trace
 
 import shannon_otel as so
-from shannon_otel.testing import FakeClock, InMemoryTelemetry, run_virtual
+from shannon_otel.testing import FakeClock, InMemoryTelemetry, VirtualTimeLoop, run_virtual
 
 
 class _Backwards:
@@ -246,13 +247,14 @@ def test_a_policy_refuses_a_clock_not_reading_seconds_naming_it(
         run_virtual(so.Retry(clock=clock, **tel.providers).call(_one))
     with pytest.raises(error, match=message) as raised:
         run_virtual(so.Retry(clock=clock, budget_s=5.0, initial=0.0, instrument=False).call(_fail))
-    # A reading of no float type is refused at the call's first reading, before any attempt ran; a NaN float (a
-    # float reading is used as it is) when the first retry is scheduled, the attempt's error chained.
-    cause = raised.value.__cause__
-    assert cause is None if error is TypeError else isinstance(cause, ValueError)
+    # refused at the call's first reading, before any attempt ran (a NaN float, used as it was, when the first
+    # retry was scheduled)
+    assert raised.value.__cause__ is None
     with pytest.raises(error, match=message):
         so.CircuitBreaker("clocked", clock=clock, window_s=10.0, **tel.providers)
-    assert tel.spans() == []
+    # the watched call's span, ended (it was left open): the call failed with the clock's error, before any attempt
+    (span,) = tel.spans()
+    assert (span.name, dict(span.attributes or {})["error.type"]) == ("retry", error.__name__)
 
 
 @pytest.mark.parametrize(("back_s", "state"), [(0.0, so.BreakerState.CLOSED), (5.0, so.BreakerState.OPEN),
@@ -279,3 +281,228 @@ def test_a_time_window_drops_its_calls_when_the_clock_steps_back_a_whole_window(
 
     run_virtual(main())
     assert breaker.state is state
+
+
+# Pairs where ``reset_timeout - (now - opened_at)`` after sleeping exactly ``reset_timeout`` came out a few 1e-11 s
+# above 0, under one step of the clock: the breaker was still open, and sleeping its retry_after_s moved no clock.
+_EDGES = [(762280.082457942, 0.21060533511106927), (445387.1940548014, 72.15400323407826),
+          (228762.22127045266, 94.52706955539223), (25445.8609934608, 54.141247279349656)]
+
+
+@pytest.mark.parametrize(("opened", "reset"), _EDGES)
+def test_an_open_breaker_admits_its_probe_exactly_reset_timeout_later(opened: float, reset: float) -> None:
+    """Rejected exactly ``reset_timeout`` after it opened (on a FakeClock, on virtual time), and again after
+    waiting its own ``retry_after_s`` (about 4e-11 s): a ``Retry(wait_retry_after=True)`` around it used up
+    every attempt at the one instant, rejected each time."""
+    clock = FakeClock(opened)
+    breaker = so.CircuitBreaker("edge", failure_threshold=1, reset_timeout=reset, clock=clock, instrument=False)
+
+    async def on_fake_clock() -> None:
+        with contextlib.suppress(ValueError):
+            await breaker.call(_fail)
+        clock.advance(reset)
+        assert await breaker.call(_one) == 1
+
+    run_virtual(on_fake_clock())
+
+    async def on_virtual_time() -> tuple[int, float]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualTimeLoop)
+        loop.advance(opened)
+        virtual = so.CircuitBreaker("edge", failure_threshold=1, reset_timeout=reset, clock=loop.time,
+                                    instrument=False)
+        with contextlib.suppress(ValueError):
+            await virtual.call(_fail)
+        retry = so.Retry(attempts=2, wait_retry_after=True, maximum=1e6, instrument=False)
+        return await retry.call(lambda: virtual.call(_one)), loop.time()
+
+    assert run_virtual(on_virtual_time()) == (1, opened + reset)
+
+
+class _Breaking:
+    """A clock reading 1000.0, that raises at the reads numbered in ``breaks`` (1-based)."""
+
+    def __init__(self, *breaks: int) -> None:
+        self.reads = 0
+        self.breaks = breaks
+
+    def __call__(self) -> float:
+        self.reads += 1
+        if self.reads in self.breaks:
+            raise RuntimeError("clock source unavailable")
+        return 1000.0
+
+
+@pytest.mark.parametrize("read", [2, 3], ids=["as-the-attempt-starts", "as-the-attempt-ends"])
+def test_a_policy_clock_raising_during_a_watched_call_ends_every_span_and_runs_the_operation_once(read: int) -> None:
+    """Read 1 starts the call, 2 the attempt, 3 ends it. The clock's error raised at read 3 left the attempt's span
+    open (never exported) and counted as the attempt's failure: the Retry ran the operation again (its result
+    lost), and a breaker would have counted a failure of the service. It is raised once the call has ended, its
+    spans too, and the call span says what the caller got."""
+    tel = InMemoryTelemetry()
+    runs: list[int] = []
+
+    async def operation() -> int:
+        runs.append(1)
+        return 1
+
+    retry = so.Retry(attempts=3, initial=0.0, clock=_Breaking(read), **tel.providers)
+    with pytest.raises(RuntimeError, match=r"^clock source unavailable$"):
+        run_virtual(retry.call(operation))
+    assert runs == [1]
+    assert sorted(s.name for s in tel.spans()) == ["attempt 1", "retry"]
+    assert dict(tel.span("attempt 1").attributes or {})["shannon.attempt.outcome"] == "success"
+    call = dict(tel.span("retry").attributes or {})
+    assert (call["shannon.call.outcome"], call["error.type"]) == ("failure", "RuntimeError")
+    assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+def test_a_policy_clock_not_reading_seconds_as_a_call_starts_leaves_no_span_open() -> None:
+    """The call's span, started for the call (its hooks asked first), was never ended when the clock's first
+    reading was refused: the call was in no trace."""
+    tel = InMemoryTelemetry()
+    with pytest.raises(ValueError, match=r"^clock must return finite seconds, got nan"):
+        run_virtual(so.Retry(clock=lambda: math.nan, **tel.providers).call(_one))
+    with pytest.raises(RuntimeError, match=r"^clock source unavailable$"):
+        run_virtual(so.Retry(clock=_Breaking(1), **tel.providers).call(_one))
+    spans = tel.spans()
+    assert [s.name for s in spans] == ["retry", "retry"]
+    assert [dict(s.attributes or {})["error.type"] for s in spans] == ["ValueError", "RuntimeError"]
+
+
+class _Settable:
+    """A clock reading ``now``; once ``left`` is set, it raises at the reading after ``left`` more (once)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.left: int | None = None
+
+    def __call__(self) -> float:
+        if self.left is not None:
+            self.left -= 1
+            if self.left < 0:
+                self.left = None
+                raise RuntimeError("clock source unavailable")
+        return self.now
+
+
+# Readings of the probe's call: admission, its move to HALF_OPEN, then (timed) the call's start, its end; the
+# untimed breaker's third is its move to CLOSED.
+@pytest.mark.parametrize(("slow_call_s", "left"), [(None, 2), (5.0, 2), (5.0, 3)],
+                         ids=["untimed-closing", "timed-starting", "timed-ending"])
+def test_a_breaker_clock_raising_during_its_probe_leaves_it_admitting_the_next_probe(
+    slow_call_s: float | None, left: int,
+) -> None:
+    """The probe's slot was never given back when the clock raised as the probe started or its result was recorded:
+    HALF_OPEN for good, every later call rejected."""
+    clock = _Settable()
+    breaker = so.CircuitBreaker("probe-clock", failure_threshold=1, reset_timeout=10.0, slow_call_s=slow_call_s,
+                                clock=clock, instrument=False)
+
+    async def main() -> None:
+        with contextlib.suppress(ValueError):
+            await breaker.call(_fail)
+        clock.now += 10.0
+        clock.left = left
+        with pytest.raises(RuntimeError, match=r"^clock source unavailable$"):
+            await breaker.call(_one)
+        assert breaker.state is so.BreakerState.HALF_OPEN
+        assert await breaker.call(_one) == 1
+        assert breaker.state is so.BreakerState.CLOSED  # type: ignore[comparison-overlap]
+
+    run_virtual(main())
+
+
+@pytest.mark.parametrize("window_s", [None, 10.0], ids=["count-window", "time-window"])
+def test_a_breaker_clock_reading_nan_mid_run_is_refused_naming_it(window_s: float | None) -> None:
+    """A float reading was used as it was: a NaN one opened the breaker at NaN, after which every call was
+    admitted (its reset timeout never counted); a time window raised "cannot convert float NaN to integer" once
+    the call had run, its result lost."""
+    clock = _Settable()
+    breaker = so.CircuitBreaker("nan-clock", failure_threshold=1, window_s=window_s, clock=clock, instrument=False)
+    ran: list[int] = []
+
+    async def counted() -> int:
+        ran.append(1)
+        return 1
+
+    async def main() -> None:
+        clock.now = math.nan
+        with pytest.raises(ValueError, match=r"^clock must return finite seconds, got nan$"):
+            await breaker.call(_fail if window_s is None else counted)
+        assert ran == []
+        clock.now = 1000.0
+        with contextlib.suppress(ValueError):
+            await breaker.call(_fail)
+        with pytest.raises(so.CircuitOpenError):
+            await breaker.call(_one)
+
+    run_virtual(main())
+
+
+def test_a_retry_budget_whose_clock_steps_back_counts_from_the_step_not_through_it() -> None:
+    """Stepped back an hour after the first attempt, a retry with ``budget_s=10`` went on retrying for that hour
+    (until its 1,000 attempts ran out): ``now - start`` stayed negative, as the breaker's reset timeout once did."""
+    clock = FakeClock(10_000.0)
+    runs: list[float] = []
+
+    async def operation() -> None:
+        runs.append(clock.now)
+        if len(runs) == 1:
+            clock.now -= 3600.0
+        raise ValueError("down")
+
+    retry = so.Retry(attempts=1000, budget_s=10.0, initial=1.0, multiplier=1.0, jitter="none", clock=clock,
+                     sleep=clock.sleep, instrument=False)
+    with pytest.raises(ValueError, match="down"):
+        run_virtual(retry.call(operation))
+    assert len(runs) == 11  # the first, then one a second for the 10 s counted from the step
+    assert runs[-1] - runs[1] == 9.0
+
+
+def test_a_last_good_value_whose_clock_steps_back_ages_from_the_step() -> None:
+    """Stepped back a day after the value was stored, it was served at age 0 for that whole day, long past
+    ``max_age=5``: its age counted from its own time, which the clock had not reached again."""
+    clock = FakeClock(100_000.0)
+    degrade = so.Degrade(last_good=True, max_age=5.0, on=ValueError, clock=clock, instrument=False)
+    calls: list[int] = []
+
+    async def flaky() -> int:
+        calls.append(1)
+        if len(calls) > 1:
+            raise ValueError("down")
+        return 1
+
+    async def main() -> None:
+        assert (await degrade.call(flaky)).value == 1
+        clock.now -= 86_400.0
+        served = await degrade.call(flaky)
+        assert served.degraded and served.age_s == 0.0
+        clock.advance(6.0)
+        with pytest.raises(ValueError, match="down"):
+            await degrade.call(flaky)
+
+    run_virtual(main())
+
+
+@pytest.mark.parametrize(("started", "took"), [(956034.2718892494, 94.78280087844787),
+                                               (605944.1656784625, 60.680566562350144)])
+def test_a_call_taking_exactly_slow_call_s_on_virtual_time_is_slow(started: float, took: float) -> None:
+    """``now - started`` rounded just under ``slow_call_s`` for about every other call that took exactly that long
+    on the breaker's clock: counted not slow (the breaker stayed closed at a slow-call rate of 1.0)."""
+
+    async def main() -> so.BreakerState:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualTimeLoop)
+        loop.advance(started)
+        breaker = so.CircuitBreaker("slow-edge", failure_threshold=None, slow_call_s=took, min_calls=1, window=1,
+                                    clock=loop.time, instrument=False)
+
+        async def operation() -> int:
+            await asyncio.sleep(took)
+            return 1
+
+        assert await breaker.call(operation) == 1
+        return breaker.state
+
+    assert run_virtual(main()) is so.BreakerState.OPEN

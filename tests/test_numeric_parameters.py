@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import math
 import re
 import warnings
 from decimal import Decimal
@@ -258,6 +259,33 @@ def test_a_next_delay_of_any_real_number_is_slept_and_reported_as_a_float(return
 def test_a_next_delay_beyond_the_float_range_is_capped_at_maximum() -> None:
     slept, _ = _waits_with(next_delay=lambda error, attempt: 10**400, maximum=7.0)
     assert slept == [7.0]
+
+
+@pytest.mark.parametrize("returned", [10**400, math.inf, 1e300], ids=["10**400", "inf", "1e300"])
+def test_a_next_delay_capped_at_an_int_maximum_is_slept_and_reported_as_a_float(returned: Any) -> None:
+    """``maximum=60`` (an int) was what a capped Retry-After slept and reported: the span event's
+    ``shannon.retry.delay`` an OTLP int, a double for every other retry."""
+    slept, reported = _waits_with(next_delay=lambda error, attempt: returned, maximum=60)
+    assert slept == reported == [60.0]
+    assert type(slept[0]) is float and type(reported[0]) is float
+
+
+@pytest.mark.parametrize(("retry_after", "error", "message"), [
+    (-1.0, ValueError, r"seconds >= 0 or None, got -1\.0"), (math.nan, ValueError, r"seconds >= 0 or None, got nan"),
+    ("5", TypeError, r"seconds \(a real number\) or None, got '5'"),
+], ids=["negative", "nan", "str"])
+def test_a_rejections_retry_after_that_is_no_wait_is_refused_naming_it(
+    retry_after: Any, error: type[Exception], message: str,
+) -> None:
+    """A ``CircuitOpenError`` of the user's own (or one unpickled from elsewhere) whose ``retry_after_s`` cannot be
+    waited was refused saying "next_delay must return ...", a parameter the retry did not have."""
+
+    async def rejected() -> None:
+        raise so.CircuitOpenError("remote", "open", retry_after)
+
+    retry = so.Retry(attempts=2, wait_retry_after=True, instrument=False)
+    with pytest.raises(error, match=r"^wait_retry_after needs the CircuitOpenError's retry_after_s in " + message):
+        run_virtual(retry.call(rejected))
 
 
 @pytest.mark.parametrize("returned", [Decimal("2"), "2", True], ids=["Decimal", "str", "bool"])

@@ -304,7 +304,7 @@ class RefBreaker:
 
     def admit(self) -> int:
         if self.state == "open":
-            remaining = self.reset - (vclock() - self.opened_at)
+            remaining = (self.opened_at + self.reset) - vclock()  # to the deadline, as the breaker measures it
             if remaining > 0:
                 raise CircuitOpenError(self.name, "open", remaining)
             self._to("half_open")

@@ -169,3 +169,48 @@ def test_a_change_made_before_the_loop_runs_is_sent_at_start_not_undone_by_the_s
         assert not [r for r in caplog.records if "left behind" in r.getMessage()]
     finally:
         admin.close()
+
+
+def test_a_half_open_shared_breaker_whose_clock_steps_back_asks_redis_again(server: RedisServer) -> None:
+    """Rejected by Redis while half-open, a process waits 50 ms before asking again; its clock stepped back a day
+    then, it rejected every call itself for that day (``now < recheck_at``), never asking Redis, which had a probe
+    to give once the taken one's lease ran out."""
+    prefix = f"s{uuid.uuid4().hex[:10]}"
+    otel = InMemoryTelemetry()
+    clock = FakeClock()
+    release = asyncio.Event()
+
+    async def held() -> int:
+        await release.wait()
+        return 1
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, timeout_s=0.5, probe_lease_s=1.0) as elsewhere, \
+                RedisState(server.url, prefix=prefix, timeout_s=0.5, probe_lease_s=1.0,
+                           meter_provider=otel.meter_provider) as replica:
+            other = CircuitBreaker("api", shared=elsewhere, failure_threshold=1, reset_timeout=0.2, instrument=False)
+            here = CircuitBreaker("api", shared=replica, failure_threshold=1, reset_timeout=0.2, clock=clock,
+                                  instrument=False)
+            with pytest.raises(ValueError, match="down"):
+                await other.call(_fail)
+            await wait_for(lambda: here.state is BreakerState.OPEN)
+            await asyncio.sleep(0.3)  # the reset timeout, on the server's clock
+            clock.advance(1.0)
+            probe = asyncio.create_task(other.call(held))  # the one probe, taken elsewhere
+            await wait_for(lambda: other.state is BreakerState.HALF_OPEN)
+            with pytest.raises(CircuitOpenError):
+                await here.call(_ok)  # Redis says no: half-open here, asked again 50 ms on
+            assert here.state is BreakerState.HALF_OPEN
+            clock.now -= 86_400.0
+            await asyncio.sleep(1.2)  # the probe's lease runs out: Redis has a probe to give again
+            asked = _acquires(otel)
+            assert await here.call(_ok) == 1
+            assert _acquires(otel) == asked + 1
+            release.set()
+            await probe
+
+    asyncio.run(main())
+
+
+async def _fail() -> int:
+    raise ValueError("down")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+import tracemalloc
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -427,3 +428,18 @@ def test_a_frozen_dataclass_error_that_spends_the_attempts_is_raised_itself(obse
     with pytest.raises(_FrozenError) as caught:
         run(handling())
     assert caught.value is errors[3] and isinstance(caught.value.__context__, KeyError)
+
+
+def test_the_backoff_of_a_late_attempt_with_an_int_multiplier_builds_no_huge_int() -> None:
+    """``multiplier=2`` (an int, as written) raised to the attempt number was an exact int of that many bits, made
+    anew at every retry of an unbounded one: at attempt 10**7 a 1.2 MB int and 0.3 s of CPU holding the event
+    loop, per retry, growing with every attempt. Measured in memory allocated (deterministic), not time."""
+    tracemalloc.start()
+    try:
+        got = delay(Jitter.NONE, 10**7, 0.1, 0.1, 10.0, 2, lambda: 0.5)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert got == 10.0 and type(got) is float
+    assert peak < 64_000
+    assert [delay(Jitter.NONE, n, 1.0, 1, 100, 2, lambda: 0.5) for n in (1, 2, 3, 1025)] == [1.0, 2.0, 4.0, 100.0]

@@ -75,7 +75,9 @@ def delay(jitter: Jitter, attempt: int, previous: float, initial: float, maximum
         high = min(maximum, max(initial, previous * 3.0))
         return initial + (high - initial) * _unit(rand)
     try:
-        base = min(maximum, initial * multiplier ** (attempt - 1))
+        # float(): an int multiplier (multiplier=2) raised to n was an exact int of n bits, made anew at each retry:
+        # a retry with unbounded attempts spent 0.3 s of CPU at attempt 10**7, holding the event loop, and more after
+        base = min(maximum, initial * float(multiplier) ** (attempt - 1))
     except OverflowError:  # multiplier ** n beyond the float range (attempt 1025 at 2.0): 0 x it is still 0
         base = maximum if initial else 0.0
     if jitter is Jitter.FULL:

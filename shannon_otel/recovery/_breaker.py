@@ -256,7 +256,7 @@ class CircuitBreaker(Policy):
                 gen = self._gen
             else:
                 gen = self._admit(None) if self._link is None else await self._link.admit(None)
-            started = self._clock() if self._timed else 0.0
+            started = self._begin(gen) if self._timed else 0.0
         probing = _PROBING.set((*_PROBING.get(), (self, gen))) if self._state is _HALF_OPEN else None
         made: object = self  # what fn() returned, once it has returned
         try:
@@ -274,12 +274,20 @@ class CircuitBreaker(Policy):
             if made is self and type(exc) is TypeError and not_entered(exc):  # fn() itself: its arguments
                 self._uncounted(gen)
                 raise wrong_call(exc) from exc
-            self._failed(gen, started, exc)
+            try:
+                self._failed(gen, started, exc)
+            except BaseException:  # the clock's error: see _begin
+                self._uncounted(gen)
+                raise
             raise
         if probing is not None:
             _probe_left(probing)
         if not self._clean:  # else: CLOSED, untimed, window full of successes: nothing changes
-            self._succeeded(gen, started)
+            try:
+                self._succeeded(gen, started)
+            except BaseException:  # the clock's error: see _begin
+                self._uncounted(gen)
+                raise
         return result
 
     async def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> T:
@@ -289,7 +297,7 @@ class CircuitBreaker(Policy):
             gen = self._admit(call) if self._link is None else await self._link.admit(call)
         if call is not None:
             notify(call, "breaker_admitted", self._name, self._state)
-        started = self._clock() if self._timed else 0.0
+        started = self._begin(gen) if self._timed else 0.0
         probing = _PROBING.set((*_PROBING.get(), (self, gen))) if self._state is _HALF_OPEN else None
         try:
             result = await next_step(chain, i, fn, call)
@@ -299,22 +307,27 @@ class CircuitBreaker(Policy):
             if (call is not None and not self._counted(exc) and not isinstance(exc, asyncio.CancelledError)
                     and not isinstance(exc, MisuseError)):
                 call.ignored = exc
-            self._failed(gen, started, exc)
+            try:
+                self._failed(gen, started, exc)
+            except BaseException:  # the clock's error: see _begin
+                self._uncounted(gen)
+                raise
             raise
         if probing is not None:
             _probe_left(probing)
         if not self._clean:
-            self._succeeded(gen, started)
+            try:
+                self._succeeded(gen, started)
+            except BaseException:  # the clock's error: see _begin
+                self._uncounted(gen)
+                raise
         return result
 
     def _admit(self, call: _Call | None) -> int:
         """Admit a call outside CLOSED (returns the generation) or raise :class:`CircuitOpenError`."""
         with self._admitting:
             if self._state is _OPEN:
-                now = self._clock()
-                if now < self._opened_at:  # the clock went back (a stepped wall clock): wait reset_timeout from
-                    self._opened_at = now  # here, not the step too (a day back kept it open for a day)
-                remaining = self._config.reset_timeout - (now - self._opened_at)
+                remaining = self._reset_left(self._clock())
                 if self._forced or remaining > 0:
                     self._reject(call, None if self._forced else remaining)
                 self._transition(_HALF_OPEN, "reset_timeout")
@@ -330,6 +343,20 @@ class CircuitBreaker(Policy):
         self._reject(call, None)
         raise AssertionError  # unreachable: _reject raises
 
+    def _reset_left(self, now: float) -> float:
+        """Seconds from ``now`` until the reset timeout of this OPEN breaker ends (<= 0: it has): what
+        admits a probe and the ``retry_after_s`` of a rejection, here and in the Redis link.
+
+        Measured to the deadline, ``opened_at + reset_timeout``: as ``reset_timeout - (now - opened_at)``, a
+        caller that slept exactly that long (``Retry(wait_retry_after=True)``, a test on virtual time) found
+        ``now - opened_at`` rounded just under ``reset_timeout`` about every other time, and was rejected with
+        a ``retry_after_s`` below one step of the clock (4e-11 s at 762280 s): a sleep that moved no virtual clock,
+        so every later attempt was rejected too. ``deadline - now`` is exact that close to the deadline, and
+        sleeping it reaches it."""
+        if now < self._opened_at:  # the clock went back (a stepped wall clock): wait reset_timeout from
+            self._opened_at = now  # here, not the step too (a day back kept it open for a day)
+        return (self._opened_at + self._config.reset_timeout) - now
+
     def _reject(self, call: _Call | None, retry_after: float | None) -> None:
         state = self._state
         error = CircuitOpenError(self._name, state.value, retry_after)
@@ -344,11 +371,26 @@ class CircuitBreaker(Policy):
         )
 
     # ----------------------------------------------------------------- recording
+    def _begin(self, gen: int) -> float:
+        """The start of an admitted call (a timed breaker's clock reading).
+
+        Here and where a result is recorded, the clock's error (a reading that raised, or was refused: NaN)
+        comes before the result changed anything, and gives a probe's slot back, as a call ending uncounted
+        does: it left the probe taken and the breaker HALF_OPEN for good, rejecting every call. (A result that
+        changed the state started a new generation: nothing is given back then.)"""
+        try:
+            return self._clock()
+        except BaseException:
+            self._uncounted(gen)
+            raise
+
     def _succeeded(self, gen: int, started: float) -> None:
         if gen != self._gen:
             return
         now = self._clock() if self._timed else 0.0
-        slow = self._config.slow_call_s is not None and now - started >= self._config.slow_call_s
+        # to the deadline, as the reset timeout (see _reset_left): `now - started` rounded just under slow_call_s
+        # about every other time for a call that took exactly that long on virtual time, counted not slow
+        slow = self._config.slow_call_s is not None and now >= started + self._config.slow_call_s
         link = self._link
         if self._state is _CLOSED:
             self._window.record(SLOW if slow else 0, now)
@@ -386,7 +428,7 @@ class CircuitBreaker(Policy):
             self._transition(_OPEN, "probe_failure", gen)
         elif self._state is _CLOSED:
             now = self._clock() if self._timed else 0.0
-            slow = self._config.slow_call_s is not None and now - started >= self._config.slow_call_s
+            slow = self._config.slow_call_s is not None and now >= started + self._config.slow_call_s
             if link is not None:
                 link.calls += 1
                 link.failures += 1

@@ -55,7 +55,7 @@ class _Call:
     """Per-call state of an observed call: its observers (``owners[k]`` made ``observers[k]``; ``hooks``
     are all the hooks of the entry point, told when one fails) and attempt counter."""
 
-    __slots__ = ("attempts", "clock", "hooks", "ignored", "observers", "operation", "owners")
+    __slots__ = ("attempts", "broken", "clock", "hooks", "ignored", "observers", "operation", "owners")
 
     def __init__(
         self, observers: list[CallObserver], owners: list[Hook], hooks: tuple[Hook, ...], operation: str,
@@ -68,6 +68,7 @@ class _Call:
         self.clock = clock
         self.attempts = 0
         self.ignored: BaseException | None = None  # the last error a breaker chose not to count
+        self.broken: Exception | None = None  # the clock's first error while the call ran (see _elapsed)
 
 
 def start_call(
@@ -119,6 +120,25 @@ def _no_clock() -> float:
     return 0.0
 
 
+def _now(call: _Call) -> float | None:
+    """``call.clock()``, or None when it raises: the clock only times the call's attempts, so its error is kept in
+    ``call.broken`` and raised when the call has ended (:func:`observed`), not in place of the attempt's outcome.
+    Raised at once, it left the attempt's span open, and the attempt (run, its result lost) counted as failed
+    with the clock's error: a ``Retry`` ran the operation again, a breaker counted a failure."""
+    try:
+        return call.clock()
+    except Exception as exc:
+        call.broken = call.broken or exc
+        return None
+
+
+def _elapsed(call: _Call, begin: float | None) -> float:
+    """Seconds since ``begin`` (a :func:`_now` reading) on ``call.clock``: 0.0 when a reading failed, or when the
+    clock went back (an injected one: never a negative duration)."""
+    end = None if begin is None else _now(call)
+    return 0.0 if end is None or begin is None else max(0.0, end - begin)
+
+
 def first_failed(hooks: tuple[Hook, ...], error: Exception) -> CallObserver | None:
     """Record that ``hooks[0].call_started`` raised ``error`` in a policy's inline prologue; returns None.
 
@@ -140,7 +160,7 @@ async def _attempt(fn: Factory[T], call: _Call) -> T:
     tokens: list[Any] = []
     outcome = Outcome.SUCCESS
     error: BaseException | None = None
-    begin = 0.0
+    begin: float | None = None
     try:
         branch = _HEDGED.get()
         if branch is None or branch.call is not call:
@@ -150,7 +170,7 @@ async def _attempt(fn: Factory[T], call: _Call) -> T:
         else:
             branch.first = n
             start(call.observers, call.owners, call.hooks, tokens, "hedge_started", n)
-        begin = call.clock()
+        begin = _now(call)
         try:
             made = fn()
         except TypeError as exc:
@@ -170,8 +190,7 @@ async def _attempt(fn: Factory[T], call: _Call) -> T:
         outcome, error = Outcome.FAILURE, exc
         raise
     finally:
-        # max: an injected clock that went back never makes a negative duration
-        event = AttemptFinished(call.operation, n, outcome, max(0.0, call.clock() - begin), error)
+        event = AttemptFinished(call.operation, n, outcome, _elapsed(call, begin), error)
         finish(call.observers, call.owners, call.hooks, tokens, "attempt_finished", event)
 
 
@@ -185,10 +204,16 @@ async def observed(policy: Policy, chain: Chain, i: int, fn: Factory[T], call: _
     entered: list[Any] = []
     outcome = CallOutcome.SUCCESS
     error: BaseException | None = None
-    begin = call.clock()
-    # before anything starts (only where hooks watch: the plain path reads no clock): a datetime or NaN
-    # reading failed each attempt's and the call's duration, in place of the user's result or error
-    check_reading("clock", begin)
+    overriding: BaseException | None = None  # a cancellation or other BaseException the call raises
+    try:
+        begin = call.clock()
+        # before anything starts (only where hooks watch: the plain path reads no clock): a datetime or NaN
+        # reading failed each attempt's and the call's duration, in place of the user's result or error
+        check_reading("clock", begin)
+    except Exception as exc:  # call_started made the operation span: ended (never entered), as start_call ends it
+        _notify(observers[::-1], owners[::-1], hooks, "call_finished", CallFinished(
+            call.operation, CallOutcome.FAILURE, 0, 0.0, exc))
+        raise
     try:
         for observer, owner in zip(observers, owners, strict=True):
             entered.append(enter(observer, owner, "call_started", hooks))
@@ -203,6 +228,7 @@ async def observed(policy: Policy, chain: Chain, i: int, fn: Factory[T], call: _
             outcome, error = CallOutcome.FAILURE, cut_off(exc)
         else:
             outcome = CallOutcome.CANCELLATION
+        overriding = exc
         raise
     except CircuitOpenError as exc:
         outcome, error = CallOutcome.REJECTED, exc
@@ -210,9 +236,15 @@ async def observed(policy: Policy, chain: Chain, i: int, fn: Factory[T], call: _
     except BaseException as exc:
         outcome = CallOutcome.IGNORED if exc is call.ignored else CallOutcome.FAILURE
         error = exc
+        if not isinstance(exc, Exception):
+            overriding = exc
         raise
     finally:
-        event = CallFinished(call.operation, outcome, call.attempts, max(0.0, call.clock() - begin), error)
+        duration = _elapsed(call, begin)
+        broken = call.broken if overriding is None else None
+        if broken is not None:  # what the caller gets (see below): the call span and metrics say so
+            outcome, error = CallOutcome.FAILURE, broken
+        event = CallFinished(call.operation, outcome, call.attempts, duration, error)
         escaped: BaseException | None = None  # an observer's KeyboardInterrupt & co: after the others end
         for k in range(len(observers) - 1, -1, -1):
             try:
@@ -228,3 +260,8 @@ async def observed(policy: Policy, chain: Chain, i: int, fn: Factory[T], call: _
                     escaped = escaped or exc
         if escaped is not None:
             raise escaped
+        # The clock's error, once the call's spans have ended (as a wave raises it once the task's result is
+        # delivered, a saga once its rollback has ended): in place of the result or the error, never of a
+        # cancellation or another BaseException
+        if broken is not None:
+            raise broken

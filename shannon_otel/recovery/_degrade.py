@@ -266,7 +266,11 @@ class Degrade(Instrumented):
                 with contextlib.suppress(KeyError):  # dropped meanwhile by another thread (see run): served still
                     goods.move_to_end(key)  # serving it is a use: least recently used goes first
                 value, at = good
-                age = max(0.0, self.clock() - at)  # an injected clock that went back: no negative age
+                now = self.clock()
+                if now < at:  # an injected clock that went back (a stepped wall clock): no negative age, and
+                    at = now  # counted from here: a day back served the value as new for a day, past max_age
+                    goods[key] = (value, at)
+                age = now - at
                 if self.max_age is None or age <= self.max_age:
                     return self._mark(Served(value, True, "last_good", reason, age, error), call)
         if self.cheaper is not None and cheaper:

@@ -72,7 +72,7 @@ class Retry(Instrumented):
     ``inf`` or huge Retry-After never sleeps forever) and counts against ``budget_s`` like any
     other (any real number, numpy's too, is slept as a float); NaN, a negative number or a non-number
     raises ``ValueError``/``TypeError`` naming ``next_delay`` (chained to the attempt's error) instead of
-    retrying. ``sleep`` and ``random`` (a
+    retrying (a rejection's ``retry_after_s`` likewise, naming it). ``sleep`` and ``random`` (a
     ``random.Random`` or a callable returning ``[0, 1)``) are injectable for deterministic tests.
 
     Every call keeps its own attempt counter and previous delay: concurrent calls share nothing.
@@ -206,8 +206,8 @@ class Retry(Instrumented):
         previous = self.initial
         again = rerun(call, self._started.operation)
         while True:
-            wait = self._schedule(error, attempt, previous, start, call)
-            if wait is None:
+            step = self._schedule(error, attempt, previous, start, call)
+            if step is None:
                 context = error.__context__
                 try:
                     raise error
@@ -216,6 +216,7 @@ class Retry(Instrumented):
                     # __setattr__, as the raise sets it: a frozen dataclass exception's refuses it (its
                     # FrozenInstanceError replaced the user's error, and no outer policy recognised that).
                     object.__setattr__(error, "__context__", context)
+            wait, start = step
             await awaitable_from("sleep", self.sleep(wait), NotAwaitableError)
             attempt += 1
             previous = wait
@@ -228,17 +229,20 @@ class Retry(Instrumented):
 
     def _schedule(
         self, error: Exception, attempt: int, previous: float, start: float, call: _Call | None,
-    ) -> float | None:
-        """The delay before the next attempt, or ``None`` to give up and re-raise ``error``."""
+    ) -> tuple[float, float] | None:
+        """The delay before the next attempt and the budget's start from now on (``start``, unless the clock went
+        back), or ``None`` to give up and re-raise ``error``."""
         testing = TESTING.on
         limit = self.attempts if not testing or TESTING.attempts is None else min(self.attempts, TESTING.attempts)
         if attempt >= limit:
             return None
         wait = None
+        source = "next_delay must return"  # what said how long to wait, named when its value is refused
         if self.next_delay is not None:
             wait = sync_result("next_delay", self.next_delay(error, attempt), NotSyncError)
         if wait is None and self.wait_retry_after and isinstance(error, CircuitOpenError):
             wait = error.retry_after_s  # None (half-open, forced open): the backoff below
+            source = "wait_retry_after needs the CircuitOpenError's retry_after_s in"
         if wait is None:
             wait = delay(self.jitter, attempt, previous, self.initial, self.maximum,  # type: ignore[arg-type]
                          self.multiplier, self._rand)
@@ -246,13 +250,14 @@ class Retry(Instrumented):
             # any real number (a numpy one, a Fraction), slept and reported as a float
             if isinstance(wait, bool) or not isinstance(wait, numbers.Real):
                 raise TypeError(
-                    f"next_delay must return seconds (a real number) or None{other_number(wait)}, got {brief(wait)}",
+                    f"{source} seconds (a real number) or None{other_number(wait)}, got {brief(wait)}",
                 ) from error
             seconds = cast("float", wait)
             if not seconds >= 0:
-                raise ValueError(f"next_delay must return seconds >= 0 or None, got {brief(wait)}") from error
-            # an inf/huge Retry-After (10**400 too: no float holds it) is capped, never slept forever
-            wait = self.maximum if seconds > self.maximum else float(seconds)
+                raise ValueError(f"{source} seconds >= 0 or None, got {brief(wait)}") from error
+            # an inf/huge Retry-After (10**400 too: no float holds it) is capped, never slept forever; a float
+            # either way (maximum=60, an int, was slept and reported as one: an OTLP int shannon.retry.delay)
+            wait = float(self.maximum) if seconds > self.maximum else float(seconds)
         if testing:
             wait = 0.0
         if self.budget_s is not None:
@@ -262,13 +267,15 @@ class Retry(Instrumented):
                 check_reading("clock", start)
             except (TypeError, ValueError) as exc:  # was Python's "'>' not supported" in place of the error
                 raise exc from error
+            if now < start:  # the clock went back (an injected wall clock stepped): the budget counts from here,
+                start = now  # not the step too (a day back retried for a day, a budget of 10 s)
             if now - start + wait > self.budget_s:
                 return None
         if call is not None:
             # attempts=10**400 (unbounded) made every retry's log record a field OTLP cannot encode
             event = RetryScheduled(call.operation, attempt, wait, error, int64_or_none(limit))
             notify(call, "retry_scheduled", event)
-        return wait
+        return wait, start
 
 
 retry = Retry

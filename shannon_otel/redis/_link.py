@@ -95,12 +95,12 @@ class BreakerLink:
             return b._admit(call)  # local state takes over
         now = b.clock()
         if b._state is _OPEN:
-            if now < b._opened_at:  # the clock went back: wait reset_timeout from here, as the local breaker does
-                b._opened_at = now
-            remaining = b.config.reset_timeout - (now - b._opened_at)
+            remaining = b._reset_left(now)  # as the local breaker measures it (the clock going back too)
             if b._forced or remaining > 0:
                 b._reject(call, None if b._forced else remaining)
-        elif b._state is _HALF_OPEN and now < self.recheck_at:
+        elif b._state is _HALF_OPEN and 0.0 < self.recheck_at - now <= _HALF_OPEN_RECHECK_S:
+            # before the recheck: not asked again yet. Further ahead than that, the clock went back (an injected one
+            # stepped): asked now, or every call was rejected here for the whole step (a day back: a day)
             b._reject(call, None)
         # This admission's own key: a probe slot it took is recorded there, so a caller that never got the answer
         # gives that slot back (GIVEBACK), even when the ACQUIRE runs only after the give-back.
