@@ -3,6 +3,7 @@ its threads, its exp, and the choice of engine."""
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -363,3 +364,17 @@ def test_a_rise_only_level_window_ignores_a_sustained_fall_and_finds_a_rise() ->
     assert (both[2000:2100] >= 0.8).any()
     assert not (rise_only_fall[2000:2100] >= 0.8).any()
     assert (rise_only_rise[2000:2100] >= 0.8).any()
+
+
+@pytest.mark.parametrize("window", [5, 10, 13])
+def test_engines_agree_on_a_constant_window_without_a_noise_floor(window: int) -> None:
+    """With ``noise_floor=0`` the spread of a window of equal values is its rounding, so the last bit of its
+    mean decides how far away a different value is: the numba engine took the mean as sum x (1 / count), not
+    sum / count as the other paths, and scored the -1 after a window of ones 0.78 where they gave 0.75."""
+    cfg = DetectorConfig(noise_floor=0.0, buckets=1, window=window, min_history=1, spatial_tolerance=math.inf)
+    values = np.array([0.0] + [1.0] * (window + 1) + [-1.0])
+    ts = np.arange(values.size, dtype=float)
+    one = scalar(AnomalyDetector(cfg), ["s"], values[None, :], ts)[0]
+    for engine in ("numba", "numpy"):
+        got = AnomalyDetector(cfg, engine=engine).update_series("s", values, ts)
+        assert np.abs(got - one).max() < 1e-6, engine
