@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import sys
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NoReturn
 
@@ -378,3 +379,20 @@ def test_engines_agree_on_a_constant_window_without_a_noise_floor(window: int) -
     for engine in ("numba", "numpy"):
         got = AnomalyDetector(cfg, engine=engine).update_series("s", values, ts)
         assert np.abs(got - one).max() < 1e-6, engine
+
+
+def test_numpy_engine_scores_a_z_score_whose_square_overflows_without_a_warning() -> None:
+    """With ``noise_floor=0`` a window of spread 1e-150 puts 1e100 at z ~ 1e250, whose square is no float: the
+    numpy engine's blocks and one-column ticks warned "overflow encountered in multiply" (an error under
+    ``-W error``, raised half-way through the update); the surprise is 1, as on the other paths."""
+    cfg = DetectorConfig(noise_floor=0.0, buckets=1, min_history=1)
+    values = np.array([0.0, 1e-150, 2e-150, 1e-150, 2e-150, 1e-150, 1e100, 1.0, 2.0])
+    ts = np.arange(values.size, dtype=float)
+    one = scalar(AnomalyDetector(cfg), ["s"], values[None, :], ts)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        block = AnomalyDetector(cfg, engine="numpy").update_series("s", values, ts)
+        ticker = AnomalyDetector(cfg, engine="numpy")
+        ticks = np.array([ticker.update_series("s", values[j : j + 1], ts[j : j + 1])[0] for j in range(values.size)])
+    assert np.abs(block - one).max() < 1e-6
+    assert np.abs(ticks - one).max() < 1e-6

@@ -180,7 +180,8 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     if det._wrho > 0.0:
         weekly_block(det, slots, x, ts, floor, z)
     _step_z(det, at, x, floor, z)
-    r = np.multiply(z, z, out=z)  # raw surprise 1 - exp(-z^2 / 8), as sc.surprise
+    with np.errstate(over="ignore"):  # z beyond 1e154 (noise_floor 0: a spread of 1e-150): inf, surprise 1
+        r = np.multiply(z, z, out=z)  # raw surprise 1 - exp(-z^2 / 8), as sc.surprise
     np.multiply(r, -1.0 / sc.SURPRISE_SCALE, out=r)
     np.expm1(r, out=r)
     np.negative(r, out=r)
