@@ -396,3 +396,20 @@ def test_numpy_engine_scores_a_z_score_whose_square_overflows_without_a_warning(
         ticks = np.array([ticker.update_series("s", values[j : j + 1], ts[j : j + 1])[0] for j in range(values.size)])
     assert np.abs(block - one).max() < 1e-6
     assert np.abs(ticks - one).max() < 1e-6
+
+
+def test_numpy_blocks_count_a_critical_score_only_as_a_detection() -> None:
+    """With a ``warning`` below the least score no likelihood is a detection (only values beyond the range are),
+    but a score can still reach ``critical``: the numpy engine's blocks after the warm-up recorded that sample as
+    a critical detection and demoted the value beyond the range right after it (0.03 where the other paths and
+    the same samples in one block give 1.0)."""
+    cfg = DetectorConfig(warning=0.01, critical=0.11, buckets=1, min_history=10)
+    values = np.array([-0.05, 2.97, 1.27, 0.07, 0.63, -0.9, 1.99, 0.1, 2.87, -0.94, 50.15])
+    ts = np.arange(values.size, dtype=float)
+    one = scalar(AnomalyDetector(cfg), ["s"], values[None, :], ts)[0]
+    assert one[9] >= cfg.critical and one[10] == 1.0
+    for engine in ("numba", "numpy"):
+        det = AnomalyDetector(cfg, engine=engine)
+        det.update_series("s", values[:9], ts[:9])  # warm-up: no scores
+        got = det.update_series("s", values[9:], ts[9:])
+        assert np.abs(got - one[9:]).max() < 1e-6, engine
