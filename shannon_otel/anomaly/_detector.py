@@ -669,7 +669,18 @@ class AnomalyDetector:
                 out[live] = self._update_many([name for name, d in zip(key, dead, strict=True) if not d],
                                              vals[live], ts)
             return out
-        slots = self._slots_of(key)
+        slots = self._slots_of(key, vals)
+        if slots.size and slots.min() < 0:  # rare: a series of the block that update() would not track (_slots_of)
+            live = slots >= 0
+            self._ignored += int((~live).sum()) * vals.shape[1]
+            out = np.full(vals.shape, np.nan)
+            if live.any():
+                out[live] = self._score(slots[live], vals[live], ts)
+            return out
+        return self._score(slots, vals, ts)
+
+    def _score(self, slots: I64, vals: F64, ts: F64) -> F64:
+        """Score ``vals`` (rows of series ``slots``) at ``ts`` on the block engine."""
         kernel = self._compiled_kernel()
         if kernel is not None:
             return score_compiled(self, kernel, slots, vals, ts)
@@ -704,8 +715,11 @@ class AnomalyDetector:
         dead[new] = ~np.isfinite(vals[new]).any(axis=1)
         return dead if dead.any() else None
 
-    def _slots_of(self, key: tuple[str, ...]) -> I64:
-        """:meth:`_slot` of each series in ``key`` in order, after checking they are distinct.
+    def _slots_of(self, key: tuple[str, ...], vals: F64) -> I64:
+        """:meth:`_slot` of each series in ``key`` (rows of ``vals``), after checking they are distinct, taken
+        in the order :meth:`update` column by column takes them: a known series and a new one with a first value
+        in row order, then each new series whose first value is missing at its first finite one (so a series new
+        to the detector never evicts a tracked one in the block that column-by-column updates refresh first).
 
         When all are known this is one C-level pass, and ascending slots prove distinctness;
         repeating the previous block's series costs one tuple comparison.
@@ -717,7 +731,24 @@ class AnomalyDetector:
             slots = np.fromiter(map(known.__getitem__, key), dtype=np.int64, count=len(key))
         except KeyError:
             _distinct(key)
-            slots = np.fromiter(map(self._slot, key), dtype=np.int64, count=len(key))
+            slots = np.empty(len(key), dtype=np.int64)
+            present = np.isfinite(vals[:, 0])
+            late = []  # new series whose first value is missing: update() skips them until their first finite one
+            for i, name in enumerate(key):
+                if present[i] or name in known:
+                    slots[i] = self._slot(name)
+                else:
+                    late.append(i)
+            if late:
+                finite = np.isfinite(vals[late])
+                first = np.where(finite.any(axis=1), finite.argmax(axis=1), vals.shape[1])
+                for i in np.asarray(late)[np.argsort(first, kind="stable")].tolist():
+                    # -1: no value at all (a tracked series a new one before it evicted): update() takes no slot
+                    slots[i] = self._slot(key[i]) if np.isfinite(vals[i]).any() else -1
+                deque(map(known.move_to_end, [name for name in key if name in known]), maxlen=0)  # the rows' order
+                if slots.min() < 0:
+                    self._last_key = None
+                    return slots
         else:
             if len(slots) > 1 and not (slots[1:] > slots[:-1]).all():
                 _distinct(key)
