@@ -413,3 +413,17 @@ def test_numpy_blocks_count_a_critical_score_only_as_a_detection() -> None:
         det.update_series("s", values[:9], ts[:9])  # warm-up: no scores
         got = det.update_series("s", values[9:], ts[9:])
         assert np.abs(got - one[9:]).max() < 1e-6, engine
+
+
+@pytest.mark.parametrize("value", [6.41, 0.26, 0.13])
+def test_engines_agree_on_a_full_window_of_equal_values_without_a_noise_floor(value: float) -> None:
+    """A value pushing an equal one out of a full window leaves its sum of squares as it was: compiled with
+    multiply-adds, the numba engine added the rounding error of value**2 instead, and with ``noise_floor=0`` the
+    window of equal values got that for its spread: the next different value scored 1.0, not 0.03."""
+    cfg = DetectorConfig(noise_floor=0.0, buckets=1, window=3, steps=3, min_history=1, spatial_tolerance=math.inf)
+    values = np.array([0.0, value, value, value, value, -value])
+    ts = np.arange(values.size, dtype=float)
+    one = scalar(AnomalyDetector(cfg), ["s"], values[None, :], ts)[0]
+    for engine in ("numba", "numpy"):
+        got = AnomalyDetector(cfg, engine=engine).update_series("s", values, ts)
+        assert np.abs(got - one).max() < 1e-6, engine
