@@ -608,13 +608,17 @@ class AnomalyDetector:
         """Feed many samples of one series, in time order; scores as :meth:`update` would give.
 
         Returns an array like ``values`` with NaN where :meth:`update` returns ``None``. Raises
-        ``TypeError`` / ``ValueError`` as :meth:`update_many` does.
+        ``TypeError`` / ``ValueError`` as :meth:`update_many` does (``ValueError`` naming both lengths when
+        ``values`` and ``times`` differ in length).
         """
         _check_series(series)
         vals = _floats("values", values)
         if vals.ndim != 1:
             raise ValueError(f"values must be 1-D, got shape {vals.shape}")
-        out: F64 = self.update_many([series], vals[None, :], times)[0]
+        ts = _floats("times", times)
+        if ts.ndim == 1 and ts.size != vals.size:  # update_many's message would name shapes not given here
+            raise ValueError(f"values and times must have the same length, got {vals.size} values and {ts.size} times")
+        out: F64 = self.update_many([series], vals[None, :], ts)[0]
         return out
 
     def update_many(self, series: Sequence[str], values: npt.ArrayLike, times: npt.ArrayLike) -> F64:
