@@ -82,7 +82,8 @@ class AnomalyDetector:
     ) -> None:
         """``engine`` runs :meth:`update_many` / :meth:`update_series`: ``"numba"`` a compiled
         loop (the ``fast`` extra, several times faster), ``"numpy"`` vectorized passes, ``"auto"``
-        numba when installed. Scores agree across engines to ~1e-9. ``threads`` (numba engine
+        numba when installed. Scores agree across engines to ~1e-9 (with ``noise_floor=0`` not always:
+        ``DetectorConfig.noise_floor``). ``threads`` (numba engine
         only; ignored when ``"auto"`` finds no numba) splits large blocks (>= 32,768 samples) of
         several series across that many threads, at most numba's thread count (``NUMBA_NUM_THREADS``,
         the CPUs by default): the caller's and ``threads - 1`` of the detector's own, started at its
