@@ -723,8 +723,8 @@ class AnomalyDetector:
     def _slots_of(self, key: tuple[str, ...], vals: F64) -> I64:
         """:meth:`_slot` of each series in ``key`` (rows of ``vals``), after checking they are distinct, taken
         in the order :meth:`update` column by column takes them: a known series and a new one with a first value
-        in row order, then each new series whose first value is missing at its first finite one (so a series new
-        to the detector never evicts a tracked one in the block that column-by-column updates refresh first).
+        in row order, then each new series whose first value is missing at its first finite one (taken at the
+        start, such a series evicted a tracked series of the block that update() refreshes before it takes one).
 
         When all are known this is one C-level pass, and ascending slots prove distinctness;
         repeating the previous block's series costs one tuple comparison.
@@ -736,21 +736,11 @@ class AnomalyDetector:
             slots = np.fromiter(map(known.__getitem__, key), dtype=np.int64, count=len(key))
         except KeyError:
             _distinct(key)
-            slots = np.empty(len(key), dtype=np.int64)
             present = np.isfinite(vals[:, 0])
-            late = []  # new series whose first value is missing: update() skips them until their first finite one
-            for i, name in enumerate(key):
-                if present[i] or name in known:
-                    slots[i] = self._slot(name)
-                else:
-                    late.append(i)
-            if late:
-                finite = np.isfinite(vals[late])
-                first = np.where(finite.any(axis=1), finite.argmax(axis=1), vals.shape[1])
-                for i in np.asarray(late)[np.argsort(first, kind="stable")].tolist():
-                    # -1: no value at all (a tracked series a new one before it evicted): update() takes no slot
-                    slots[i] = self._slot(key[i]) if np.isfinite(vals[i]).any() else -1
-                deque(map(known.move_to_end, [name for name in key if name in known]), maxlen=0)  # the rows' order
+            if present.all():  # the usual case: every series takes its slot in row order, in one C-level pass
+                slots = np.fromiter(map(self._slot, key), dtype=np.int64, count=len(key))
+            else:
+                slots = self._slots_missing_first(key, vals, present)
                 if slots.min() < 0:
                     self._last_key = None
                     return slots
@@ -762,6 +752,27 @@ class AnomalyDetector:
         self._last_slots = slots
         return slots
 
+
+    def _slots_missing_first(self, key: tuple[str, ...], vals: F64, present: npt.NDArray[np.bool_]) -> I64:
+        """:meth:`_slots_of` of a block some of whose first values are missing (``present`` false): a series that
+        is tracked when its row is reached, or has a first value, takes its slot in row order; each other one at
+        its first finite value, as :meth:`update` column by column would, or none (-1) without any: a tracked
+        series a new one before it evicted, which update() leaves untracked."""
+        known = self._slots
+        slots = np.empty(len(key), dtype=np.int64)
+        late = []
+        for i, name in enumerate(key):
+            if present[i] or name in known:
+                slots[i] = self._slot(name)
+            else:
+                late.append(i)
+        if late:
+            finite = np.isfinite(vals[late])
+            first = np.where(finite.any(axis=1), finite.argmax(axis=1), vals.shape[1])
+            for i in np.asarray(late)[np.argsort(first, kind="stable")].tolist():
+                slots[i] = self._slot(key[i]) if np.isfinite(vals[i]).any() else -1
+            deque(map(known.move_to_end, [name for name in key if name in known]), maxlen=0)  # the rows' order
+        return slots
 
 def _check_series(series: object) -> None:
     if not isinstance(series, str) or not series:
