@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from _anomaly_paths import scalar
 
 from shannon_otel._telemetry import Severity
 from shannon_otel.anomaly import AnomalyDetector, DetectorConfig, DetectorStats
@@ -92,6 +93,32 @@ def test_repeated_block_calls_keep_the_lru_order_of_sample_by_sample_updates(eng
             samples.update(name, 1.0 if names == ["c"] else float(k), k * STEP)
         assert blocks.series() == samples.series()
         assert blocks.stats == samples.stats
+
+
+
+@ENGINE
+def test_a_block_whose_new_series_starts_with_missing_values_evicts_as_sample_by_sample_updates(engine: str) -> None:
+    """update_many() is update() column by column, evictions too. A new series whose first value is missing takes
+    its slot at its first finite value, after the tracked series of the block were refreshed: the block path
+    took it at the start and evicted a series of the same block (its history lost), where update() evicts the
+    least recent series outside it; and a tracked series a new one before it evicts, with no value in the
+    block, is not taken back (update() skips it), where the block path evicted another for it."""
+    nan = np.nan
+    cases = [
+        [(["d"], [[1.0]]), (["b"], [[1.0, 1.0]]), (["c", "d"], [[nan, 1.0], [1.0, 1.0]])],
+        [(["b", "a"], [[1.0], [1.0]]), (["b"], [[nan]]), (["d", "a"], [[1.0, nan], [nan, nan]])],
+    ]
+    cfg = DetectorConfig(max_series=2, buckets=1, min_history=1)
+    for steps in cases:
+        blocks, samples = AnomalyDetector(cfg, engine=engine), AnomalyDetector(cfg)
+        for k, (names, rows) in enumerate(steps):
+            block = np.array(rows)
+            ts = k * 10.0 + np.arange(block.shape[1])
+            got = blocks.update_many(names, block, ts)
+            want = scalar(samples, names, block, ts)
+            assert np.allclose(got, want, equal_nan=True, rtol=0.0, atol=1e-6)
+            assert blocks.series() == samples.series()
+            assert blocks.stats == samples.stats
 
 
 # ---------------------------------------------------------------------- detection quality

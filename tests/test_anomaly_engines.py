@@ -3,8 +3,10 @@ its threads, its exp, and the choice of engine."""
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import sys
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NoReturn
 
@@ -363,3 +365,65 @@ def test_a_rise_only_level_window_ignores_a_sustained_fall_and_finds_a_rise() ->
     assert (both[2000:2100] >= 0.8).any()
     assert not (rise_only_fall[2000:2100] >= 0.8).any()
     assert (rise_only_rise[2000:2100] >= 0.8).any()
+
+
+@pytest.mark.parametrize("window", [5, 10, 13])
+def test_engines_agree_on_a_constant_window_without_a_noise_floor(window: int) -> None:
+    """With ``noise_floor=0`` the spread of a window of equal values is its rounding, so the last bit of its
+    mean decides how far away a different value is: the numba engine took the mean as sum x (1 / count), not
+    sum / count as the other paths, and scored the -1 after a window of ones 0.78 where they gave 0.75."""
+    cfg = DetectorConfig(noise_floor=0.0, buckets=1, window=window, min_history=1, spatial_tolerance=math.inf)
+    values = np.array([0.0] + [1.0] * (window + 1) + [-1.0])
+    ts = np.arange(values.size, dtype=float)
+    one = scalar(AnomalyDetector(cfg), ["s"], values[None, :], ts)[0]
+    for engine in ("numba", "numpy"):
+        got = AnomalyDetector(cfg, engine=engine).update_series("s", values, ts)
+        assert np.abs(got - one).max() < 1e-6, engine
+
+
+def test_numpy_engine_scores_a_z_score_whose_square_overflows_without_a_warning() -> None:
+    """With ``noise_floor=0`` a window of spread 1e-150 puts 1e100 at z ~ 1e250, whose square is no float: the
+    numpy engine's blocks and one-column ticks warned "overflow encountered in multiply" (an error under
+    ``-W error``, raised half-way through the update); the surprise is 1, as on the other paths."""
+    cfg = DetectorConfig(noise_floor=0.0, buckets=1, min_history=1)
+    values = np.array([0.0, 1e-150, 2e-150, 1e-150, 2e-150, 1e-150, 1e100, 1.0, 2.0])
+    ts = np.arange(values.size, dtype=float)
+    one = scalar(AnomalyDetector(cfg), ["s"], values[None, :], ts)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        block = AnomalyDetector(cfg, engine="numpy").update_series("s", values, ts)
+        ticker = AnomalyDetector(cfg, engine="numpy")
+        ticks = np.array([ticker.update_series("s", values[j : j + 1], ts[j : j + 1])[0] for j in range(values.size)])
+    assert np.abs(block - one).max() < 1e-6
+    assert np.abs(ticks - one).max() < 1e-6
+
+
+def test_numpy_blocks_count_a_critical_score_only_as_a_detection() -> None:
+    """With a ``warning`` below the least score no likelihood is a detection (only values beyond the range are),
+    but a score can still reach ``critical``: the numpy engine's blocks after the warm-up recorded that sample as
+    a critical detection and demoted the value beyond the range right after it (0.03 where the other paths and
+    the same samples in one block give 1.0)."""
+    cfg = DetectorConfig(warning=0.01, critical=0.11, buckets=1, min_history=10)
+    values = np.array([-0.05, 2.97, 1.27, 0.07, 0.63, -0.9, 1.99, 0.1, 2.87, -0.94, 50.15])
+    ts = np.arange(values.size, dtype=float)
+    one = scalar(AnomalyDetector(cfg), ["s"], values[None, :], ts)[0]
+    assert one[9] >= cfg.critical and one[10] == 1.0
+    for engine in ("numba", "numpy"):
+        det = AnomalyDetector(cfg, engine=engine)
+        det.update_series("s", values[:9], ts[:9])  # warm-up: no scores
+        got = det.update_series("s", values[9:], ts[9:])
+        assert np.abs(got - one[9:]).max() < 1e-6, engine
+
+
+@pytest.mark.parametrize("value", [6.41, 0.26, 0.13])
+def test_engines_agree_on_a_full_window_of_equal_values_without_a_noise_floor(value: float) -> None:
+    """A value pushing an equal one out of a full window leaves its sum of squares as it was: compiled with
+    multiply-adds, the numba engine added the rounding error of value**2 instead, and with ``noise_floor=0`` the
+    window of equal values got that for its spread: the next different value scored 1.0, not 0.03."""
+    cfg = DetectorConfig(noise_floor=0.0, buckets=1, window=3, steps=3, min_history=1, spatial_tolerance=math.inf)
+    values = np.array([0.0, value, value, value, value, -value])
+    ts = np.arange(values.size, dtype=float)
+    one = scalar(AnomalyDetector(cfg), ["s"], values[None, :], ts)[0]
+    for engine in ("numba", "numpy"):
+        got = AnomalyDetector(cfg, engine=engine).update_series("s", values, ts)
+        assert np.abs(got - one).max() < 1e-6, engine

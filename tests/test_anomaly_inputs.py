@@ -504,3 +504,12 @@ def test_the_nans_and_infinities_of_other_types_are_still_missing_samples(missin
     array = np.array([missing], dtype=object if isinstance(missing, Decimal) else np.longdouble)
     assert np.isnan(det.update_series("a", array, [2.0])).all()
     assert det.stats.ignored == 2
+
+
+def test_update_series_with_more_values_than_times_names_both_lengths() -> None:
+    """update_series() takes two 1-D sequences: a length mismatch is said in their terms, not in update_many's
+    "values must have shape (len(series), len(times)) = (1, 1), got (1, 2)", naming shapes the caller never gave."""
+    det = AnomalyDetector()
+    with pytest.raises(ValueError, match=r"^values and times must have the same length, got 2 values and 1 times$"):
+        det.update_series("s", [1.0, 2.0], [0.0])
+    assert det.stats.series == 0

@@ -61,7 +61,9 @@ class DetectorConfig:
     * ``steps``: recent steps (differences between consecutive values) kept per series; a
       step far outside their spread is surprising whatever the level (a jump, a level shift).
     * ``noise_floor``: the spread is never taken as less than this fraction of the range seen,
-      so quantized or flat metrics do not turn every step into an infinite z-score.
+      so quantized or flat metrics do not turn every step into an infinite z-score. At 0 the spread of a window
+      of equal values is its rounding error, which the numpy engine's windowed sums round otherwise than the
+      other paths: a different value after such a window may score up to ~1 there and ~0.03 on them.
     * ``range_rate``: how fast the noise floor's range forgets. The floor's range is the range of all values
       seen, capped at 10 (``_scoring.RANGE_SPAN``) x a forgetting range whose ends follow an envelope
       decaying toward the values (max = max(x, (1 - range_rate) x max + range_rate x x), min alike): a single

@@ -82,7 +82,8 @@ class AnomalyDetector:
     ) -> None:
         """``engine`` runs :meth:`update_many` / :meth:`update_series`: ``"numba"`` a compiled
         loop (the ``fast`` extra, several times faster), ``"numpy"`` vectorized passes, ``"auto"``
-        numba when installed. Scores agree across engines to ~1e-9. ``threads`` (numba engine
+        numba when installed. Scores agree across engines to ~1e-9 (with ``noise_floor=0`` not always:
+        ``DetectorConfig.noise_floor``). ``threads`` (numba engine
         only; ignored when ``"auto"`` finds no numba) splits large blocks (>= 32,768 samples) of
         several series across that many threads, at most numba's thread count (``NUMBA_NUM_THREADS``,
         the CPUs by default): the caller's and ``threads - 1`` of the detector's own, started at its
@@ -608,13 +609,17 @@ class AnomalyDetector:
         """Feed many samples of one series, in time order; scores as :meth:`update` would give.
 
         Returns an array like ``values`` with NaN where :meth:`update` returns ``None``. Raises
-        ``TypeError`` / ``ValueError`` as :meth:`update_many` does.
+        ``TypeError`` / ``ValueError`` as :meth:`update_many` does (``ValueError`` naming both lengths when
+        ``values`` and ``times`` differ in length).
         """
         _check_series(series)
         vals = _floats("values", values)
         if vals.ndim != 1:
             raise ValueError(f"values must be 1-D, got shape {vals.shape}")
-        out: F64 = self.update_many([series], vals[None, :], times)[0]
+        ts = _floats("times", times)
+        if ts.ndim == 1 and ts.size != vals.size:  # update_many's message would name shapes not given here
+            raise ValueError(f"values and times must have the same length, got {vals.size} values and {ts.size} times")
+        out: F64 = self.update_many([series], vals[None, :], ts)[0]
         return out
 
     def update_many(self, series: Sequence[str], values: npt.ArrayLike, times: npt.ArrayLike) -> F64:
@@ -669,7 +674,18 @@ class AnomalyDetector:
                 out[live] = self._update_many([name for name, d in zip(key, dead, strict=True) if not d],
                                              vals[live], ts)
             return out
-        slots = self._slots_of(key)
+        slots = self._slots_of(key, vals)
+        if slots.size and slots.min() < 0:  # rare: a series of the block that update() would not track (_slots_of)
+            live = slots >= 0
+            self._ignored += int((~live).sum()) * vals.shape[1]
+            out = np.full(vals.shape, np.nan)
+            if live.any():
+                out[live] = self._score(slots[live], vals[live], ts)
+            return out
+        return self._score(slots, vals, ts)
+
+    def _score(self, slots: I64, vals: F64, ts: F64) -> F64:
+        """Score ``vals`` (rows of series ``slots``) at ``ts`` on the block engine."""
         kernel = self._compiled_kernel()
         if kernel is not None:
             return score_compiled(self, kernel, slots, vals, ts)
@@ -704,8 +720,11 @@ class AnomalyDetector:
         dead[new] = ~np.isfinite(vals[new]).any(axis=1)
         return dead if dead.any() else None
 
-    def _slots_of(self, key: tuple[str, ...]) -> I64:
-        """:meth:`_slot` of each series in ``key`` in order, after checking they are distinct.
+    def _slots_of(self, key: tuple[str, ...], vals: F64) -> I64:
+        """:meth:`_slot` of each series in ``key`` (rows of ``vals``), after checking they are distinct, taken
+        in the order :meth:`update` column by column takes them: a known series and a new one with a first value
+        in row order, then each new series whose first value is missing at its first finite one (taken at the
+        start, such a series evicted a tracked series of the block that update() refreshes before it takes one).
 
         When all are known this is one C-level pass, and ascending slots prove distinctness;
         repeating the previous block's series costs one tuple comparison.
@@ -717,7 +736,14 @@ class AnomalyDetector:
             slots = np.fromiter(map(known.__getitem__, key), dtype=np.int64, count=len(key))
         except KeyError:
             _distinct(key)
-            slots = np.fromiter(map(self._slot, key), dtype=np.int64, count=len(key))
+            present = np.isfinite(vals[:, 0])
+            if present.all():  # the usual case: every series takes its slot in row order, in one C-level pass
+                slots = np.fromiter(map(self._slot, key), dtype=np.int64, count=len(key))
+            else:
+                slots = self._slots_missing_first(key, vals, present)
+                if slots.min() < 0:
+                    self._last_key = None
+                    return slots
         else:
             if len(slots) > 1 and not (slots[1:] > slots[:-1]).all():
                 _distinct(key)
@@ -726,6 +752,27 @@ class AnomalyDetector:
         self._last_slots = slots
         return slots
 
+
+    def _slots_missing_first(self, key: tuple[str, ...], vals: F64, present: npt.NDArray[np.bool_]) -> I64:
+        """:meth:`_slots_of` of a block some of whose first values are missing (``present`` false): a series that
+        is tracked when its row is reached, or has a first value, takes its slot in row order; each other one at
+        its first finite value, as :meth:`update` column by column would, or none (-1) without any: a tracked
+        series a new one before it evicted, which update() leaves untracked."""
+        known = self._slots
+        slots = np.empty(len(key), dtype=np.int64)
+        late = []
+        for i, name in enumerate(key):
+            if present[i] or name in known:
+                slots[i] = self._slot(name)
+            else:
+                late.append(i)
+        if late:
+            finite = np.isfinite(vals[late])
+            first = np.where(finite.any(axis=1), finite.argmax(axis=1), vals.shape[1])
+            for i in np.asarray(late)[np.argsort(first, kind="stable")].tolist():
+                slots[i] = self._slot(key[i]) if np.isfinite(vals[i]).any() else -1
+            deque(map(known.move_to_end, [name for name in key if name in known]), maxlen=0)  # the rows' order
+        return slots
 
 def _check_series(series: object) -> None:
     if not isinstance(series, str) or not series:

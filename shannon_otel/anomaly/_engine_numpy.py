@@ -180,7 +180,8 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     if det._wrho > 0.0:
         weekly_block(det, slots, x, ts, floor, z)
     _step_z(det, at, x, floor, z)
-    r = np.multiply(z, z, out=z)  # raw surprise 1 - exp(-z^2 / 8), as sc.surprise
+    with np.errstate(over="ignore"):  # z beyond 1e154 (noise_floor 0: a spread of 1e-150): inf, surprise 1
+        r = np.multiply(z, z, out=z)  # raw surprise 1 - exp(-z^2 / 8), as sc.surprise
     np.multiply(r, -1.0 / sc.SURPRISE_SCALE, out=r)
     np.expm1(r, out=r)
     np.negative(r, out=r)
@@ -218,7 +219,9 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
     np.maximum(zl, 0.0, out=zl)  # only more surprise than usual is anomalous
     if cfg.level:
         _level_z(det, at, fresh, x, floor, keep, alpha, zl)
-    hit, strong = zl > det._z_red, zl > det._z_crit
+    hit = zl > det._z_red
+    strong = (zl > det._z_crit) & hit  # critical only as a detection (a warning at most the least score:
+    # no likelihood detects, but critical may be reached; recorded, it demoted the next sample beyond the range)
     score = sc.score_z(zl, out=np.empty((s_len, t_len)), nonnegative=True)
     spatial = None
     if not inside:  # a value beyond the range so far can only appear here

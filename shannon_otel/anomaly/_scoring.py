@@ -59,8 +59,10 @@ def slot_numbers(ts: F64, span: float) -> F64:
 
 
 def surprise(z: F64) -> F64:
-    """Raw surprise in [0, 1) of seasonal z-scores (vectorized)."""
-    out: F64 = -np.expm1(-(z * z) / SURPRISE_SCALE)
+    """Raw surprise in [0, 1] of seasonal z-scores (vectorized); a z beyond 1e154 (its square no float) gives 1,
+    without numpy's overflow warning, as the one-sample path's float arithmetic does."""
+    with np.errstate(over="ignore"):
+        out: F64 = -np.expm1(-(z * z) / SURPRISE_SCALE)
     return out
 
 
