@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -78,3 +79,18 @@ async def wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0) -> No
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached in time"
         await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own on 127.0.0.1, which the test may kill and restart (a fixture of every
+    test module, through conftest.py; modules whose tests only read and write keys override it with one
+    module-scoped server)."""
+    with running_server(tmp_path) as srv:
+        yield srv
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix of this test's own, so tests sharing a server never see each other's keys."""
+    return f"t{uuid.uuid4().hex[:10]}"
