@@ -212,3 +212,52 @@ def test_cancelling_a_wave_whose_task_is_suspended_reaches_the_task_and_reraises
 
     run_virtual(main())
     assert seen == ["wave"]  # thrown into the task, inside the task's own context
+
+
+@pytest.mark.parametrize("mode", ["run", "stream"])
+def test_an_error_raised_after_a_caught_cancellation_keeps_its_own_context(mode: str) -> None:
+    """A task that catches a cancellation thrown into it and then raises: the error's ``__context__`` is what
+    ``await fn()`` gives it (None), not the CancelledError the worker was forwarding (shown as "During handling
+    of CancelledError" in the user's traceback)."""
+
+    async def work() -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        asyncio.get_running_loop().call_soon(me.cancel)
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            me.uncancel()
+        raise ValueError("mine")
+
+    async def main() -> tuple[BaseException | None, BaseException | None]:
+        try:
+            await work()
+        except ValueError as exc:
+            plain = exc.__context__
+        [result] = await run_wave(Wave("w", max_concurrency=1), [work], mode)
+        assert isinstance(result.error, ValueError)
+        return plain, result.error.__context__
+
+    plain, in_wave = asyncio.run(main())
+    assert plain is None
+    assert in_wave is None
+
+
+def test_a_nested_waves_keyboard_interrupt_reaches_the_caller_without_a_cancellation_context() -> None:
+    async def interrupt() -> None:
+        raise KeyboardInterrupt("stop")
+
+    async def outer() -> None:
+        await Wave("inner").run([interrupt])
+
+    async def main() -> BaseException:
+        try:
+            await Wave("outer").run([outer])
+        except KeyboardInterrupt as exc:
+            return exc
+        raise AssertionError("no KeyboardInterrupt")
+
+    caught = asyncio.run(main())
+    assert caught.args == ("stop",)
+    assert caught.__context__ is None

@@ -872,7 +872,43 @@ def test_a_saga_abandoned_with_its_loop_ends_its_spans_and_says_its_rollback_did
     assert undone == []  # nothing async runs without a loop: the rollback could not run...
     compensation = tel.span("compensate reserve")  # ...and the trace says so
     assert compensation.status.status_code is StatusCode.ERROR
-    assert "compensation not run: the saga was closed with no running event loop" in str(
+    assert "compensation not run: the saga was closed off its event loop" in str(
         compensation.status.description)
+    assert (tel.span("saga abandoned").attributes or {})["shannon.saga.outcome"] == "failure"
+    tel.shutdown()
+
+
+def test_a_saga_abandoned_with_its_loop_and_closed_under_another_loop_runs_no_compensation_there() -> None:
+    """The collector may close an abandoned saga while another loop runs in the thread (the next asyncio.run):
+    its compensation then ran on that loop, not its own, the await raised "coroutine ignored GeneratorExit" out
+    of the close, and the saga's and the compensation's spans never ended."""
+
+    tel = InMemoryTelemetry()
+    undone: list[int] = []
+
+    async def reserve() -> int:
+        return 1
+
+    async def release(value: int) -> None:
+        undone.append(value)
+
+    async def hang() -> None:
+        await asyncio.sleep(3600)
+
+    saga = Saga("abandoned", **tel.providers)
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(saga.run(Step("reserve", reserve, release), Step("pay", hang)))
+    loop.run_until_complete(asyncio.sleep(0))
+    loop.close()
+    coro = task.get_coro()
+
+    async def elsewhere() -> None:
+        coro.close()  # what the collector does with the abandoned task, here while another loop runs
+
+    asyncio.run(elsewhere())
+    assert undone == []  # never on a loop not its own
+    compensation = tel.span("compensate reserve")
+    assert compensation.status.status_code is StatusCode.ERROR
+    assert "compensation not run: the saga was closed off its event loop" in str(compensation.status.description)
     assert (tel.span("saga abandoned").attributes or {})["shannon.saga.outcome"] == "failure"
     tel.shutdown()

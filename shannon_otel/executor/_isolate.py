@@ -9,7 +9,7 @@ every step) costs one C call per suspension, and nothing extra for a task that n
 from __future__ import annotations
 
 import types
-from collections.abc import Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator
 from contextvars import Context
 from typing import Any, TypeVar
 
@@ -31,18 +31,21 @@ def run_in(context: Context, coro: Coroutine[Any, Any, T]) -> Generator[Any, Any
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
     while True:
+        step: Callable[[Any], Any] = coro.send
         try:
             value = yield signal
         except GeneratorExit:
             run(coro.close)
             raise
         except BaseException as exc:  # thrown in by the event loop (cancellation): forwarded, not handled
-            try:
-                signal = run(coro.throw, exc)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-        else:
-            try:
-                signal = run(coro.send, value)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
+            step, value = coro.throw, exc
+        # Thrown in outside the `except` block: inside it the thrown exception was the one being handled, and
+        # became the __context__ of whatever the task raised next (a task that caught its cancellation and then
+        # raised got "During handling of CancelledError" that `await fn()` does not show; a nested wave's
+        # KeyboardInterrupt carried it too).
+        try:
+            signal = run(step, value)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        finally:
+            value = None  # the thrown exception is not kept by this frame (its traceback would hold it)

@@ -14,8 +14,9 @@ Compensations are shielded from cancellation: each runs in its own task, bounded
 the rollback) and is re-raised after. A compensation that fails, times out or is cancelled itself
 leaves its step in effect: it is in ``SagaResult.uncompensated``, the logging hook (on by default)
 logs it at ERROR (``shannon.saga.compensation_failed``), and the saga span's status is ERROR. A saga
-left pending when its event loop was closed, closed later by the garbage collector, can run no compensation:
-each fails with a RuntimeError saying so, and the saga still ends (its spans, its result) as a failure.
+left pending when its event loop was closed, closed later by the garbage collector (while no loop runs, or
+another one), can run no compensation: each fails with a RuntimeError saying so, and the saga still ends (its
+spans, its result) as a failure.
 
 Steps may run concurrently inside the block; one still running in another task when the block ends
 is cancelled and waited for first (as a ``TaskGroup`` does), so no step completes after its saga ended.

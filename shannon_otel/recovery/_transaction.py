@@ -37,12 +37,12 @@ def _kept(
     return first
 
 
-def _loop_running() -> bool:
+def _off_its_loop(loop: asyncio.AbstractEventLoop | None) -> bool:
+    """Whether the code runs outside ``loop`` (the one the saga was entered on): no loop running, or another."""
     try:
-        asyncio.get_running_loop()
+        return asyncio.get_running_loop() is not loop
     except RuntimeError:
-        return False
-    return True
+        return True
 
 
 class Transaction:
@@ -57,7 +57,7 @@ class Transaction:
     an observer that is a context manager is entered in ``__aenter__`` and exited in ``__aexit__``.
     """
 
-    __slots__ = ("_done", "_entered", "_observers", "_open", "_owners", "_running", "_saga", "result")
+    __slots__ = ("_done", "_entered", "_loop", "_observers", "_open", "_owners", "_running", "_saga", "result")
 
     def __init__(self, saga: Saga) -> None:
         self._saga = saga
@@ -67,6 +67,7 @@ class Transaction:
         self._entered: list[Any] = []
         self._running: dict[asyncio.Future[None], asyncio.Task[Any] | None] = {}  # steps in flight: their task
         self._open: bool | None = None  # None: not entered yet; True: inside `async with`; False: exited
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop it was entered on
         self.result: SagaResult | None = None
 
     async def __aenter__(self) -> Transaction:
@@ -74,6 +75,7 @@ class Transaction:
             raise RuntimeError("a Transaction is entered once: call saga.begin() for a new one")
         # Before any step runs: a clock not reading seconds (``clock=datetime.now``) raised only in the rollback.
         check_reading("clock", self._saga.clock())
+        self._loop = asyncio.get_running_loop()
         self._open = True
         hooks = self._saga._hooks
         if hooks:
@@ -170,10 +172,13 @@ class Transaction:
             self._leave()
 
     async def _exit(self, exc: BaseException | None) -> Literal[False]:
-        # No running loop: the saga was abandoned pending with its loop closed, and the garbage collector closes it
-        # (GeneratorExit) where nothing async can run. Its rollback cannot run; it still ends, saying so (see
-        # _compensate). (With a loop running, an async generator's aclose() may await: the rollback runs as ever.)
-        closing = not _loop_running()
+        # Off the loop it was entered on: the saga was abandoned pending with its loop closed, and the garbage
+        # collector closes it (GeneratorExit) where nothing async can run: no loop, or another one running in this
+        # thread (the next asyncio.run), where the compensations ran on a loop not theirs and the await then raised
+        # "coroutine ignored GeneratorExit", the saga span left open. Its rollback cannot run; it still ends,
+        # saying so (see _compensate). (On its own loop, an async generator's aclose() may await: the rollback
+        # runs as ever.)
+        closing = _off_its_loop(self._loop)
         interrupted = await self._settle() if self._running and not closing else None
         completed = tuple(name for name, _, _ in self._done)
         values = tuple(value for _, value, _ in self._done)
@@ -236,10 +241,10 @@ class Transaction:
         so no ``Retry`` around the saga runs the mistake again; its step stays listed as left in effect, as
         nothing tells what a sync function undid). The clock only times the compensations: read unguarded,
         its error stopped the rollback, the remaining steps left in effect unreported and the saga span never
-        ended. ``closing``: the saga's coroutine is being closed, so no compensation can run (ensure_future()
-        put it on a new event loop that never ran, and asyncio.wait() raised "no running event loop" out of the
-        collector, leaving the saga's spans open): each fails with a RuntimeError saying so, and is recorded as
-        any failure."""
+        ended. ``closing``: the saga's coroutine is being closed off its loop, so no compensation can run
+        (ensure_future() put it on a new event loop that never ran, or on another loop running, and the await
+        raised out of the collector, leaving the saga's spans open): each fails with a RuntimeError saying so,
+        and is recorded as any failure."""
         compensated: list[str] = []
         failed: dict[str, BaseException] = {}
         cancelled: asyncio.CancelledError | None = None
@@ -279,7 +284,7 @@ class Transaction:
                 broken, begin = broken or exc, None
             if closing:
                 error, interrupted, expired = RuntimeError(
-                    "compensation not run: the saga was closed with no running event loop (abandoned pending, its "
+                    "compensation not run: the saga was closed off its event loop (abandoned pending, its "
                     "loop closed)"), None, False
             else:
                 error, interrupted, expired = await self._shielded(compensate, value)
