@@ -427,11 +427,14 @@ class _WaveTelemetry(WaveObserver):
             if value is not None:
                 self._tokens.record((self.wave, token_type), value, span_context)
         cost = measurements.get(tel.TASK_COST_ATTR)
-        # A NaN cost would make the observable counter's total NaN (and the series vanish) until restart.
+        # A NaN cost would make the observable counter's total NaN (and the series vanish) until restart;
+        # so would a total overflowing to inf (two costs of 1e308): such a cost is left out of the counter.
         if cost is not None and -math.inf < cost < math.inf:
             costs = self.owner.cost
             name = self.owner.meters.admit(costs, self.wave, _OVER)
-            costs[name] = costs.get(name, 0.0) + cost
+            total = costs.get(name, 0.0) + cost
+            if -math.inf < total < math.inf:
+                costs[name] = total
 
     def wave_finished(self, report: WaveReport) -> None:
         owner, wave = self.owner, self.wave
