@@ -138,6 +138,7 @@ class HistogramAggregate:
 
         A non-finite value is ignored (counted in ``rejected``): it would make the point's sum NaN or
         inf for the life of the process. ``record()`` refuses such values already; this is the backstop.
+        So is a finite one the sum cannot take (two token counts of 1e308: an inf sum for good).
         A negative one too, as the SDK's histograms drop it (a duration measured on a clock that went back).
         """
         if not 0.0 <= value < math.inf:
@@ -152,15 +153,8 @@ class HistogramAggregate:
             point = self._points.get(key)
             if point is None:
                 point = self._new_point(key)
-            point.counts[bucket] += 1
-            if exemplar is not None:
-                point.exemplars[bucket] = exemplar
-            point.total += value
-            if self._min_max:
-                if value < point.min:
-                    point.min = value
-                if value > point.max:
-                    point.max = value
+            if not _add(point, bucket, value, exemplar, self._min_max):
+                self.rejected += 1
 
     def project(self, key: tuple[Any, ...]) -> tuple[Any, ...]:
         """``key`` with the attributes a View drops set to None (the key of its point)."""
@@ -293,19 +287,25 @@ class BoundHistogram:
         bucket = bisect_left(aggregate._bounds, value)
         exemplar = aggregate.exemplar(value, span, self.full, 0) if span is not None or aggregate._always else None
         with aggregate._lock:
-            _add(self.point(), bucket, value, exemplar, aggregate._min_max)
+            if not _add(self.point(), bucket, value, exemplar, aggregate._min_max):
+                aggregate.rejected += 1
 
 
-def _add(point: _Point, bucket: int, value: float, exemplar: _Exemplar | None, min_max: bool) -> None:
+def _add(point: _Point, bucket: int, value: float, exemplar: _Exemplar | None, min_max: bool) -> bool:
+    """Add a finite value >= 0 to ``point``; False (nothing added) when the sum would overflow to inf."""
+    total = point.total + value
+    if total == _INF:
+        return False
+    point.total = total
     point.counts[bucket] += 1
     if exemplar is not None:
         point.exemplars[bucket] = exemplar
-    point.total += value
     if min_max:
         if value < point.min:
             point.min = value
         if value > point.max:
             point.max = value
+    return True
 
 
 class BoundPair:

@@ -28,7 +28,8 @@ class LogHistogram:
     rank, clamped to the observed min/max, so their relative error is below 1% for magnitudes from 1e-9
     to 1e15, and exact for the first and last ranks (the min and max themselves);
     magnitudes below 1e-9 share one bin with zero (reported as 0, clamped). A non-finite value (NaN,
-    +-inf) is never added, only counted in ``rejected``: it would poison the sum and the bins, and
+    +-inf), or one the sum cannot take (it would overflow to +-inf), is never added, only counted in
+    ``rejected``: it would poison the sum and the bins, and
     ``add`` must never raise into the code that reports a task.
     """
 
@@ -44,11 +45,12 @@ class LogHistogram:
         self.rejected = 0
 
     def add(self, value: float) -> None:
-        if not -math.inf < value < math.inf:  # False for NaN too
+        total = self.total + value
+        if not -math.inf < total < math.inf:  # a non-finite value (NaN too), or finite ones whose sum overflows
             self.rejected += 1
             return
         self.count += 1
-        self.total += value
+        self.total = total
         if value < self.min:
             self.min = value
         if value > self.max:

@@ -84,3 +84,14 @@ def test_a_worker_plugin_refuses_on_the_client_an_http_endpoint_without_a_scheme
         sod.WorkerTelemetry("crawler", exporter="otlp_http", endpoint="localhost:4318")
     sod.WorkerTelemetry("crawler", exporter="otlp_grpc", endpoint="localhost:4317")  # a gRPC target as before
     sod.WorkerTelemetry("crawler", exporter="console,otlp_http", endpoint="https://collector:4318")
+
+
+@pytest.mark.parametrize(("name", "error"), [("", ValueError), (3, TypeError), (b"svc", TypeError)])
+def test_worker_telemetry_refuses_a_service_name_of_the_wrong_type_with_a_type_error(
+    name: object, error: type[Exception],
+) -> None:
+    """A service name of the wrong type was a ValueError here, a TypeError in configure() itself."""
+    from shannon_otel.dask import WorkerTelemetry
+
+    with pytest.raises(error, match="service_name must be a non-empty string or None"):
+        WorkerTelemetry(name, exporter="none")  # type: ignore[arg-type]

@@ -605,6 +605,10 @@ def test_user_hooks_see_every_task_inside_the_otel_task_span(otel: InMemoryTelem
         ({"progress_interval": 0}, ValueError, r"progress_interval must be in \(0, inf\)"),
         ({"policy": object()}, TypeError, "policy must have a call"),
         ({"name": ""}, ValueError, "name must be a non-empty string"),
+        # A name of the wrong type was a ValueError here while every policy's name= gives TypeError.
+        ({"name": None}, TypeError, "name must be a non-empty string, got None"),
+        ({"name": 3}, TypeError, "name must be a non-empty string, got 3"),
+        ({"name": b"fetch"}, TypeError, "name must be a non-empty string, got b'fetch'"),
         ({"pools": (ResourcePool("a", 1), ResourcePool("a", 2))}, ValueError, "two pools named 'a'"),
     ],
 )
@@ -617,6 +621,12 @@ def test_bad_configuration_is_rejected_at_construction(kwargs: dict[str, Any], e
 def test_bad_pool_limit_is_rejected() -> None:
     with pytest.raises(ValueError, match="ResourcePool limit must be an int >= 1"):
         ResourcePool("db", 0)
+
+
+@pytest.mark.parametrize(("name", "error"), [("", ValueError), (None, TypeError), (7, TypeError), (b"db", TypeError)])
+def test_a_pool_name_of_the_wrong_type_is_a_type_error(name: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match="ResourcePool name must be a non-empty string"):
+        ResourcePool(name, 2)  # type: ignore[arg-type]
 
 
 def test_a_task_naming_an_unknown_pool_fails_that_task_only() -> None:

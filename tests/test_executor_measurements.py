@@ -123,6 +123,47 @@ def test_aggregates_never_raise_and_never_take_non_finite_values() -> None:
     assert (point.count, point.sum, aggregate.rejected) == (1, 5.0, 2)
 
 
+def test_finite_amounts_of_several_tasks_whose_sum_overflows_never_make_a_metric_inf() -> None:
+    """Each task's own total is refused when it would overflow (above), but the totals of several tasks were
+    added without a check: two tasks recording a cost of 1e308 made the wave's cost counter inf, which the SDK
+    drops at every collection ("non-finite value inf ... ignoring measurement"), so the wave's
+    ``shannon.task.cost`` series was gone for the life of the process, later tasks' costs too; their token
+    counts made the token histogram's sum inf for good, and the report's totals inf. Such an amount is now
+    left out (counted as rejected) as a non-finite one is."""
+    otel = InMemoryTelemetry()
+
+    async def huge() -> None:
+        record_cost(1e308)
+        record_tokens(input=10**308)
+        record("big", 1e308)
+
+    async def cheap() -> None:
+        record_cost(1.0)
+
+    wave: Wave[None] = Wave("overflow", **otel.providers)
+    result = asyncio.run(wave.run([huge, huge]))
+    asyncio.run(wave.run([cheap]))
+    assert otel.point(tel.TASK_COST.name).value == 1e308
+    tokens = otel.point(tel.TASK_TOKENS.name, shannon_token_type="input")
+    assert (tokens.sum, tokens.count) == (1e308, 1)
+    assert (result.report.measurements["big"].total, result.report.measurements["big"].count) == (1e308, 1)
+    assert result.report.measurements[tel.TASK_COST_ATTR].total == 1e308
+    otel.shutdown()
+
+    hist = LogHistogram()
+    for v in (-1e308, -1e308, 1.0):
+        hist.add(v)
+    assert (hist.count, hist.total, hist.rejected) == (2, -1e308 + 1.0, 1)
+    aggregate = HistogramAggregate(tel.TASK_TOKENS)
+    for v in (1e308, 1e308, 5.0):
+        aggregate.record(("w", "input"), v)
+    metric = aggregate.to_metric(0, 1)
+    assert metric is not None
+    (point,) = metric.data.data_points
+    assert isinstance(point, HistogramDataPoint)
+    assert (point.count, point.sum, aggregate.rejected) == (2, 1e308 + 5.0, 1)
+
+
 # ---------------------------------------------------------------- BaseException
 class Abort(BaseException):
     """A BaseException that is not an Exception (like KeyboardInterrupt, SystemExit)."""

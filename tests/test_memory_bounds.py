@@ -273,7 +273,37 @@ def test_folding_wave_names_past_the_limit_is_said_once(caplog: pytest.LogCaptur
     warnings = [r.getMessage() for r in caplog.records if "otel.metric.overflow" in r.getMessage()]
     assert len(warnings) == 1
     assert f"limit of {SDK_DEFAULT_LIMIT} attribute sets" in warnings[0]
-    assert f"wave 'fetch /item/{SDK_DEFAULT_LIMIT}' and later new ones" in warnings[0]
+    assert f"from wave 'fetch /item/{SDK_DEFAULT_LIMIT}' on" in warnings[0]
+
+
+def test_folding_error_types_past_the_limit_names_the_error_type_not_the_wave(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One wave of a fixed name whose tasks raise exceptions of classes made at run time (one per input) fills
+    the task metrics' attribute sets with error types. The warning said "wave 'fetch' and later new ones are
+    counted in the otel.metric.overflow point; name waves after code paths": untrue (that wave's other
+    series were still counted) and no help (the wave was well named). It names the whole set folded now."""
+    from shannon_otel import Wave
+    from shannon_otel._metrics_bridge import SDK_DEFAULT_LIMIT
+    from shannon_otel.testing import InMemoryTelemetry
+
+    if SDK_DEFAULT_LIMIT is None:
+        pytest.skip("this SDK has no cardinality limits")
+    tel = InMemoryTelemetry(sampled=False)
+    kinds = [type(f"Refused{i}", (Exception,), {}) for i in range(SDK_DEFAULT_LIMIT + 5)]
+
+    async def refuse(kind: type[Exception]) -> int:
+        raise kind
+
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        asyncio.run(Wave[int]("fetch", max_concurrency=None, **tel.providers).map(refuse, kinds))
+    tel.shutdown()
+    warnings = [r.getMessage() for r in caplog.records if "otel.metric.overflow" in r.getMessage()]
+    assert len(warnings) == 1
+    folded = f"{__name__}.Refused{SDK_DEFAULT_LIMIT}"
+    assert f"from wave 'fetch', outcome 'failure', error type '{folded}' on" in warnings[0]
+    assert "a fixed set of classes" in warnings[0]
+    assert "wave 'fetch' and later new ones" not in warnings[0]
 
 
 def test_an_error_a_span_of_ours_survived_is_not_kept_by_the_ended_span() -> None:

@@ -138,6 +138,28 @@ def test_an_infinite_or_huge_next_delay_is_capped_at_maximum(returned: float) ->
     assert clock.sleeps == [8.0, 8.0]
 
 
+def test_a_negative_zero_next_delay_is_reported_and_logged_as_zero(caplog: pytest.LogCaptureFixture) -> None:
+    """``-0.0`` (``float("-0")`` of a Retry-After header, ``max(-0.0, 0.0)``) passed the ``>= 0`` check and went
+    on as it was: the span event's delay -0.0 and the log record "retrying ... in -0.00 s"."""
+    import logging
+    import math
+
+    from shannon_otel.testing import InMemoryTelemetry
+
+    clock = FakeClock()
+    otel = InMemoryTelemetry()
+    policy = Retry(attempts=2, next_delay=lambda e, n: -0.0, clock=clock, sleep=clock.sleep, name="negative-zero-delay",
+                   **otel.providers)
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        assert run(policy.call(Flaky(1))) == "ok"
+    (scheduled,) = [e for s in otel.spans() for e in s.events if e.name == "shannon.retry.scheduled"]
+    delay_s = dict(scheduled.attributes or {})["shannon.retry.delay"]
+    assert isinstance(delay_s, float) and math.copysign(1.0, delay_s) == 1.0
+    (message,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retrying")]
+    assert "in 0.00 s" in message and "-0" not in message
+    otel.shutdown()
+
+
 def test_a_capped_next_delay_still_counts_against_the_budget() -> None:
     clock = FakeClock()
     policy = Retry(attempts=5, initial=1.0, maximum=4.0, budget_s=10.0, jitter="none",

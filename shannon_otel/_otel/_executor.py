@@ -158,11 +158,16 @@ class ExecutorMeters:
             return key
         if not self.warned:
             self.warned = True
-            wave = key[0] if isinstance(key, tuple) else key
+            # The set folded, in full: a wave of fixed name whose tasks raise exceptions of classes made at
+            # run time fills the table with error types, and a warning blaming the wave's name misled.
+            wave, outcome, error = key if isinstance(key, tuple) else (key, None, None)
+            folded = ", ".join(f"{what} {value!r}" for what, value in (
+                ("wave", wave), ("outcome", outcome), ("error type", error)) if value is not None)
             _log.warning(
                 "the task metrics of one meter provider reached their limit of %d attribute sets (wave name, "
-                "task outcome, error type): wave %r and later new ones are counted in the otel.metric.overflow "
-                "point, as the SDK exports them; name waves after code paths, not per request", limit, wave)
+                "task outcome, error type): new ones, from %s on, are counted in the otel.metric.overflow "
+                "point, as the SDK exports them; name waves after code paths, not per request, and raise "
+                "errors of a fixed set of classes (error.type is the class's name)", limit, folded)
         return overflow
 
     def _observe_outcomes(self, options: CallbackOptions) -> Iterable[Observation]:
@@ -422,11 +427,14 @@ class _WaveTelemetry(WaveObserver):
             if value is not None:
                 self._tokens.record((self.wave, token_type), value, span_context)
         cost = measurements.get(tel.TASK_COST_ATTR)
-        # A NaN cost would make the observable counter's total NaN (and the series vanish) until restart.
+        # A NaN cost would make the observable counter's total NaN (and the series vanish) until restart;
+        # so would a total overflowing to inf (two costs of 1e308): such a cost is left out of the counter.
         if cost is not None and -math.inf < cost < math.inf:
             costs = self.owner.cost
             name = self.owner.meters.admit(costs, self.wave, _OVER)
-            costs[name] = costs.get(name, 0.0) + cost
+            total = costs.get(name, 0.0) + cost
+            if -math.inf < total < math.inf:
+                costs[name] = total
 
     def wave_finished(self, report: WaveReport) -> None:
         owner, wave = self.owner, self.wave

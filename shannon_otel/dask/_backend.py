@@ -149,8 +149,9 @@ class DaskBackend:
     def remote(self, fn: Callable[..., Any], *, name: str | None = None) -> RemoteFunction[Any]:
         """``fn`` as an async callable that runs on the cluster; ``name`` names its spans (default: qualname)."""
         check_function(fn)
-        if name is not None and (not isinstance(name, str) or not name):
-            raise ValueError(f"name must be a non-empty string or None, got {name!r}")
+        if name is not None and (not isinstance(name, str) or not name):  # a wrong type: TypeError
+            raise (ValueError if isinstance(name, str) else TypeError)(
+                f"name must be a non-empty string or None, got {name!r}")
         check_utf8("name", name)
         return RemoteFunction(self, fn, name or qualified_name(fn))
 

@@ -51,8 +51,9 @@ class WorkerTelemetry(WorkerPlugin):
         export_timeout_s: float = 5.0,
         metric_interval_s: float | None = None,
     ) -> None:
-        if service_name is not None and (not isinstance(service_name, str) or not service_name):
-            raise ValueError(f"service_name must be a non-empty string or None, got {service_name!r}")
+        if service_name is not None and (not isinstance(service_name, str) or not service_name):  # a wrong type:
+            raise (ValueError if isinstance(service_name, str) else TypeError)(  # TypeError, as everywhere else
+                f"service_name must be a non-empty string or None, got {service_name!r}")
         from .._config import check_setup
         from .._telemetry_handle import _MAX_TIMEOUT_S
 

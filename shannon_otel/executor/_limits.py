@@ -43,8 +43,9 @@ class ResourcePool:
     __slots__ = ("_credits", "_limit", "_loop", "_name")
 
     def __init__(self, name: str, limit: int) -> None:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"ResourcePool name must be a non-empty string, got {name!r}")
+        if not isinstance(name, str) or not name:  # a wrong type is a TypeError, as everywhere else
+            raise (ValueError if isinstance(name, str) else TypeError)(
+                f"ResourcePool name must be a non-empty string, got {name!r}")
         check_utf8("ResourcePool name", name)  # a SharedPool's is in its Redis keys
         if isinstance(limit, bool) or not isinstance(limit, int):
             raise TypeError(f"ResourcePool limit must be an int >= 1{other_number(limit, integer=True)}, got {limit!r}")

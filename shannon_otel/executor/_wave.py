@@ -174,8 +174,9 @@ class Wave(Generic[T]):
         return rebuilt(self)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"name must be a non-empty string, got {self.name!r}")
+        if not isinstance(self.name, str) or not self.name:  # a wrong type is a TypeError, as everywhere else
+            raise (ValueError if isinstance(self.name, str) else TypeError)(
+                f"name must be a non-empty string, got {self.name!r}")
         check_utf8("name", self.name)
         object.__setattr__(self, "name", plain(self.name))
         check_number("max_concurrency", self.max_concurrency, low=0, low_open=True, integer=True, allow_none=True)

@@ -256,8 +256,9 @@ class Retry(Instrumented):
             if not seconds >= 0:
                 raise ValueError(f"{source} seconds >= 0 or None, got {brief(wait)}") from error
             # an inf/huge Retry-After (10**400 too: no float holds it) is capped, never slept forever; a float
-            # either way (maximum=60, an int, was slept and reported as one: an OTLP int shannon.retry.delay)
-            wait = float(self.maximum) if seconds > self.maximum else float(seconds)
+            # either way (maximum=60, an int, was slept and reported as one: an OTLP int shannon.retry.delay);
+            # + 0.0: a -0.0 (a Retry-After of "-0", max(-0.0, 0.0)) was reported and logged as "in -0.00 s"
+            wait = float(self.maximum) if seconds > self.maximum else float(seconds) + 0.0
         if testing:
             wait = 0.0
         if self.budget_s is not None:

@@ -32,8 +32,8 @@ class SharedRateLimit:
         if not isinstance(shared, RedisState):
             raise TypeError(f"shared must be a RedisState, got {shared!r}")
         shared._check_open()
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        if not isinstance(name, str) or not name:  # a wrong type is a TypeError, as everywhere else
+            raise (ValueError if isinstance(name, str) else TypeError)(f"name must be a non-empty string, got {name!r}")
         check_utf8("name", name)
         # At least one start in ~32 years: the bucket (burst / rate, up to 1e15 s) stays a TTL Redis can set
         # Not a number at all (a str, None, a bool): TypeError, as Wave(rate_limit=) raises; out of range: ValueError
