@@ -43,9 +43,17 @@ def in_forked_child(method: Callable[[], None]) -> None:
 
 
 def _after_in_child() -> None:
+    # Each one runs, whatever an earlier one raised: a callback skipped left its lock held, and the child's next
+    # wave waited on it for good. The first error is raised after the rest, for Python to report (as unraisable).
+    first: Exception | None = None
     for ref, function in list(_CALLBACKS.values()):
         if (owner := ref()) is not None:
-            function(owner)
+            try:
+                function(owner)
+            except Exception as exc:
+                first = first or exc
+    if first is not None:
+        raise first
 
 
 if hasattr(os, "register_at_fork"):

@@ -99,3 +99,29 @@ child()
 )
 def test_a_child_forked_while_a_lock_is_held_does_not_hang(tmp_path: Path, which: str) -> None:
     assert fork_while_locked(tmp_path, _SCRIPT, _SCRIPT_CHILD, which) == {"hung": False, "status": 0}
+
+
+def test_every_after_fork_callback_runs_though_an_earlier_one_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bug: the one ``os.register_at_fork`` handler ran the live objects' callbacks in turn, so one raising
+    skipped the rest: a lock they release stayed held by a thread the child does not have, and the child's next
+    wave waited on it for good. Now each runs, and the first error is raised after them (Python reports it)."""
+    from shannon_otel import _fork
+
+    monkeypatch.setattr(_fork, "_CALLBACKS", {})  # this process's own objects' callbacks are for a child only
+    ran: list[str] = []
+
+    class Owner:
+        def __init__(self, name: str, fail: bool) -> None:
+            self.name, self.fail = name, fail
+
+        def redo(self) -> None:
+            ran.append(self.name)
+            if self.fail:
+                raise RuntimeError(self.name)
+
+    first, second = Owner("first", fail=True), Owner("second", fail=False)
+    _fork.in_forked_child(first.redo)
+    _fork.in_forked_child(second.redo)
+    with pytest.raises(RuntimeError, match=r"^first$"):
+        _fork._after_in_child()
+    assert ran == ["first", "second"]
