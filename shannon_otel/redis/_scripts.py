@@ -192,7 +192,8 @@ end
 return {state, epoch, opened, now}
 """
 
-# KEYS: bucket. ARGV: interval_ms (1000/rate), tau_ms ((burst-1)*interval), ttl_ms.
+# KEYS: bucket, last (the server's time at the bucket's last admission). ARGV: interval_ms (1000/rate),
+# tau_ms ((burst-1)*interval), ttl_ms.
 # GCRA: returns the wait in ms before this admission may proceed (0: now); the slot is reserved either way.
 # The theoretical arrival time is stored with every digit of the double ('%.17g'): Lua's tostring keeps 14
 # significant digits, 0.1 ms of a time in ms since 1970, and an interval under 0.05 ms (a rate over 20,000/s)
@@ -202,15 +203,23 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local interval, tau = tonumber(ARGV[1]), tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
 -- A value no script wrote is refused here (a Lua error: this bucket's key alone is unusable): 'inf', 'nan' or
 -- '1e300' went on to SET's PX, which Redis refused as out of range, and that was taken for an outage of all of Redis.
-if not tat or tat ~= tat or tat >= 2 ^ 53 then error('the rate bucket holds a value no script wrote') end
+if not tat or tat ~= tat or tat >= 2 ^ 53 or not last or last ~= last or last >= 2 ^ 53 then
+  error('the rate bucket holds a value no script wrote')
+end
+-- The server's clock went back (stepped by an operator or NTP, or a failover to a replica whose clock is behind):
+-- the schedule goes back with it, as the local RateLimiter's does. Before, the bucket stayed where the earlier
+-- clock had left it, and every admission of every process waited the whole step (an hour back: an hour each).
+if now < last then tat = tat - (last - now) end
 if tat < now then tat = now end
 -- The TTL as an integer: a large Lua number goes to Redis in exponent form, and the TTL of a slow rate with a
 -- large burst (rate=1e-9, burst=1e6: 1e18 ms) went as '1.000001000000001e+18', refused as no integer: an
 -- outage of all of Redis.
-redis.call('SET', KEYS[1], string.format('%.17g', tat + interval), 'PX',
-  string.format('%.0f', math.ceil(tat + interval - now + tonumber(ARGV[3]))))
+local px = string.format('%.0f', math.ceil(tat + interval - now + tonumber(ARGV[3])))
+redis.call('SET', KEYS[1], string.format('%.17g', tat + interval), 'PX', px)
+redis.call('SET', KEYS[2], string.format('%.17g', now), 'PX', px)
 local wait = tat - tau - now
 if wait < 0 then wait = 0 end
 return tostring(wait)
