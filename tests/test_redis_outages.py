@@ -520,3 +520,46 @@ def test_fail_closed_calls_during_an_outage_say_what_the_outage_is(
     for error in errors:
         assert said in error and "127.0.0.1" in error
         assert "wrong" not in error  # the password is never shown
+
+
+def test_a_server_clock_that_went_back_holds_an_open_breaker_its_reset_timeout_not_the_step(
+    server: RedisServer, prefix: str,
+) -> None:
+    """Bug: the shared reset timeout is judged on the server's clock, from the time the breaker opened; when that
+    clock went back (an operator or NTP step, a failover to a replica whose clock is behind) the breaker stayed
+    open in every process for the step too (an hour back: rejected for an hour, ``retry_after_s`` ~3600), where
+    a local breaker waits its reset timeout from the step. The admission script now does the same. Simulated as
+    such a server leaves the state: opened an hour ahead of the server's time now."""
+    client = redis.Redis(port=server.port, decode_responses=True)
+
+    async def boom() -> None:
+        raise ConnectionError("down")
+
+    async def ok() -> str:
+        return "ok"
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, timeout_s=5) as shared:
+            breaker = CircuitBreaker("api", shared=shared, failure_threshold=1, reset_timeout=0.2, instrument=False)
+            with pytest.raises(ConnectionError):
+                await breaker.call(boom)
+            key = f"{prefix}:{{breaker:api}}:state"
+            await wait_for(lambda: client.hget(key, "state") == "open")  # the trip reached Redis
+            seconds, micros = client.time()
+            client.hset(key, "opened_at", seconds * 1000 + micros // 1000 + 3_600_000)
+            waits: list[float | None] = []
+            while True:
+                try:
+                    result = await breaker.call(ok)  # the probe, within the reset timeout of the step
+                    break
+                except CircuitOpenError as exc:
+                    waits.append(exc.retry_after_s)
+                    await asyncio.sleep(min(exc.retry_after_s or 0.05, 0.25))
+                assert all(w is not None and w <= 0.2 for w in waits), waits  # before: ~3600 s
+            assert result == "ok"
+            await wait_for(lambda: breaker.state is BreakerState.CLOSED)  # the probe's success, taken by Redis
+
+    try:
+        asyncio.run(main())
+    finally:
+        client.close()

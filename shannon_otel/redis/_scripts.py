@@ -124,6 +124,12 @@ end
 if state == 'closed' then return {'closed', epoch, 0, now, opened} end
 if state == 'open' then
   if st[4] == '1' then return {'rejected', epoch, -1, now, opened} end
+  -- The server's clock went back (a step, a failover to a replica whose clock is behind): the reset timeout is
+  -- waited from here, not the step too, as a local breaker does (an hour back held it open an hour everywhere).
+  if now < opened then
+    opened = now
+    redis.call('HSET', KEYS[1], 'opened_at', now)
+  end
   local remaining = opened + reset_ms - now
   if remaining > 0 then return {'rejected', epoch, remaining, now, opened} end
   set_state('half_open', 'reset_timeout', {'probes_left', probes - 1, 'successes', 0, 'half_open_at', now})
@@ -135,6 +141,10 @@ if left > 0 then
   return probe()
 end
 local since = tonumber(redis.call('HGET', KEYS[1], 'half_open_at') or '0')
+if now < since then  -- the clock went back: the lost probes' lease runs from here, not the step too
+  since = now
+  redis.call('HSET', KEYS[1], 'half_open_at', now)
+end
 if now - since >= lease then
   set_state('half_open', 'reset_timeout', {'probes_left', probes - 1, 'successes', 0, 'half_open_at', now})
   return probe()
