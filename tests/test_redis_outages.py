@@ -563,3 +563,35 @@ def test_a_server_clock_that_went_back_holds_an_open_breaker_its_reset_timeout_n
         asyncio.run(main())
     finally:
         client.close()
+
+
+def test_a_server_clock_that_went_back_drops_window_slices_counted_before_the_step(
+    server: RedisServer, prefix: str,
+) -> None:
+    """Bug: the shared window's slices are indexed by the server's time; slices counted before that clock went
+    back a whole window or more (a step, a failover to a replica whose clock is behind) stayed in the window for
+    the whole step (dropped only once they fell behind it), so a day back, a day of old failures counted, and one
+    more failure opened the breaker in every process. A local breaker's window drops them; the flush script now
+    does too. Simulated as such a server leaves the window: 4 failures counted a day ahead of its time now."""
+    client = redis.Redis(port=server.port, decode_responses=True)
+
+    async def boom() -> None:
+        raise ConnectionError("down")
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, timeout_s=5) as shared:
+            breaker = CircuitBreaker("api", shared=shared, failure_threshold=5, window_s=10, instrument=False)
+            window, state = f"{prefix}:{{breaker:api}}:window", f"{prefix}:{{breaker:api}}:state"
+            seconds, micros = client.time()
+            ahead = (seconds * 1000 + micros // 1000 + 86_400_000) // 1000  # slices of window_s / 10 = 1000 ms
+            client.hset(window, mapping={f"c:{ahead}": 4, f"f:{ahead}": 4})
+            with pytest.raises(ConnectionError):
+                await breaker.call(boom)
+            await wait_for(lambda: not client.hexists(window, f"f:{ahead}"))  # the flush ran (dropped, or opened)
+            assert client.hget(state, "state") != "open"
+            assert client.hget(window, "f:" + str(max(int(k[2:]) for k in client.hkeys(window)))) == "1"
+
+    try:
+        asyncio.run(main())
+    finally:
+        client.close()

@@ -75,7 +75,11 @@ if state == 'closed' then
   local old = {}
   for i = 1, #fields, 2 do
     local key = fields[i]
-    if tonumber(string.sub(key, 3)) <= slice - slices then
+    local n = tonumber(string.sub(key, 3))
+    -- A slice a whole window or more ahead was counted before the server's clock went back (a step, a failover to
+    -- a replica whose clock is behind): dropped, as a local breaker's window does. Kept, it counted for the whole
+    -- step (a day back: a day of old failures, and one more call opened the breaker everywhere).
+    if n <= slice - slices or n >= slice + slices then
       old[#old + 1] = key
     else
       local kind, v = string.sub(key, 1, 1), tonumber(fields[i + 1])
