@@ -595,3 +595,29 @@ def test_a_server_clock_that_went_back_drops_window_slices_counted_before_the_st
         asyncio.run(main())
     finally:
         client.close()
+
+
+def test_a_server_clock_that_went_back_frees_a_dead_holders_pool_slot_after_its_lease_not_the_step(
+    server: RedisServer, prefix: str,
+) -> None:
+    """Bug: a pool lease ends at a time on the server's clock; when that clock went back (a step, a failover to a
+    replica whose clock is behind), the slot of a holder that died before the step stayed taken for the step
+    too (a day back: a day, every process waiting for it). A lease now ends at most ``lease_s`` from the
+    server's time (a live holder keeps its slot for a full lease). Simulated as such a server leaves the pool: a
+    dead holder's lease ending a day ahead of the server's time now."""
+    client = redis.Redis(port=server.port, decode_responses=True)
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, timeout_s=5, poll_interval_s=0.1) as shared:
+            pool = SharedPool(shared, "db", limit=1, lease_s=1)
+            seconds, micros = client.time()
+            client.zadd(f"{prefix}:{{pool:db}}:holders", {"dead": seconds * 1000 + micros // 1000 + 86_400_000})
+            async with asyncio.timeout(15):  # before: a day
+                await pool.acquire()
+            pool.release()
+            assert shared.available
+
+    try:
+        asyncio.run(main())
+    finally:
+        client.close()

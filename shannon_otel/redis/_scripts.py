@@ -241,11 +241,16 @@ return tostring(wait)
 
 # KEYS: holders (sorted set member -> lease expiry ms). ARGV: limit, holder, lease_ms.
 # Returns 1 when ``holder`` now holds a slot, 0 when the pool is full. Expired leases (a process that
-# died holding a slot) are dropped first.
+# died holding a slot) are dropped first. A lease that ends more than lease_ms from now was taken before the
+# server's clock went back (a step, a failover to a replica whose clock is behind): it ends lease_ms from now
+# (a holder keeps its slot), not the step later too (a dead holder's slot was taken for the whole step).
 POOL_ACQUIRE: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local latest = now + tonumber(ARGV[3])
+local ahead = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. latest, '+inf')
+for i = 1, #ahead do redis.call('ZADD', KEYS[1], latest, ahead[i]) end
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
   redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 2)
