@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 from collections.abc import Iterator
 
 import pytest
 import redis
-from _redis_server import RedisServer, running_server
+from _redis_server import RedisServer, running_server, wait_for
 
-from shannon_otel import BreakerState, CircuitBreaker
+from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
 from shannon_otel.redis import RedisState
 
 
@@ -64,3 +65,56 @@ def _ttl_after_a_flush(shared: RedisState, raw: redis.Redis, prefix: str) -> int
         return int(raw.ttl(f"{prefix}:{{breaker:quick}}:state"))
 
     return asyncio.run(other())
+
+
+@pytest.mark.parametrize("huge", [1e306, math.inf])
+def test_a_breaker_whose_timings_exceed_what_redis_holds_in_ms_never_resets_by_time_and_never_raises(
+    server: RedisServer, huge: float,
+) -> None:
+    """Bug: ``reset_timeout`` and ``window_s`` (accepted up to inf, as locally: a breaker that never resets by time,
+    a window that never drops a call) went to the scripts as ``int(seconds * 1000)``: from ~1.8e305 s an
+    ``int(inf)``. A ``window_s`` that large raised OverflowError from ``CircuitBreaker(...)``, and a breaker with such
+    a ``reset_timeout``, half-open by another process's probe, raised OverflowError out of the user's call instead
+    of being rejected (the probe quota taken). Both now go to Redis as the longest time it holds (~285,000 years)."""
+    prefix = f"k{uuid.uuid4().hex[:10]}"
+    release = asyncio.Event()
+
+    async def probe() -> str:
+        await release.wait()
+        return "probed"
+
+    async def ok() -> str:
+        return "ok"
+
+    async def main() -> None:
+        # timeout_s: a slow answer on a loaded machine is no outage here (fail-open would admit the calls below)
+        async with RedisState(server.url, prefix=prefix, timeout_s=5) as here, \
+                RedisState(server.url, prefix=prefix, timeout_s=5) as there:
+            fast = CircuitBreaker("api", shared=there, failure_threshold=1, reset_timeout=0.05, instrument=False)
+            never = CircuitBreaker("api", shared=here, failure_threshold=1, reset_timeout=huge, window_s=huge,
+                                   instrument=False)
+            with pytest.raises(ConnectionError):
+                await fast.call(_boom)
+            await wait_for(lambda: never.state is BreakerState.OPEN)
+            with pytest.raises(CircuitOpenError):
+                await never.call(ok)  # inside its reset timeout, locally
+            while True:  # until the server's clock is past fast's 50 ms: fast's probe holds the period's one slot
+                await asyncio.sleep(0.06)
+                probing = asyncio.create_task(fast.call(probe))
+
+                def settled(task: asyncio.Task[str] = probing) -> bool:
+                    return task.done() or fast.state is BreakerState.HALF_OPEN
+
+                await wait_for(settled)
+                if not probing.done():
+                    break
+                assert isinstance(probing.exception(), CircuitOpenError)
+            await wait_for(lambda: never.state is BreakerState.HALF_OPEN)
+            with pytest.raises(CircuitOpenError):
+                await never.call(ok)  # asks Redis: the period's one probe is taken
+            release.set()
+            assert await probing == "probed"
+            await wait_for(lambda: never.state is BreakerState.CLOSED)
+            assert await never.call(ok) == "ok"
+
+    asyncio.run(main())

@@ -520,3 +520,104 @@ def test_fail_closed_calls_during_an_outage_say_what_the_outage_is(
     for error in errors:
         assert said in error and "127.0.0.1" in error
         assert "wrong" not in error  # the password is never shown
+
+
+def test_a_server_clock_that_went_back_holds_an_open_breaker_its_reset_timeout_not_the_step(
+    server: RedisServer, prefix: str,
+) -> None:
+    """Bug: the shared reset timeout is judged on the server's clock, from the time the breaker opened; when that
+    clock went back (an operator or NTP step, a failover to a replica whose clock is behind) the breaker stayed
+    open in every process for the step too (an hour back: rejected for an hour, ``retry_after_s`` ~3600), where
+    a local breaker waits its reset timeout from the step. The admission script now does the same. Simulated as
+    such a server leaves the state: opened an hour ahead of the server's time now."""
+    client = redis.Redis(port=server.port, decode_responses=True)
+
+    async def boom() -> None:
+        raise ConnectionError("down")
+
+    async def ok() -> str:
+        return "ok"
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, timeout_s=5) as shared:
+            breaker = CircuitBreaker("api", shared=shared, failure_threshold=1, reset_timeout=0.2, instrument=False)
+            with pytest.raises(ConnectionError):
+                await breaker.call(boom)
+            key = f"{prefix}:{{breaker:api}}:state"
+            await wait_for(lambda: client.hget(key, "state") == "open")  # the trip reached Redis
+            seconds, micros = client.time()
+            client.hset(key, "opened_at", seconds * 1000 + micros // 1000 + 3_600_000)
+            waits: list[float | None] = []
+            while True:
+                try:
+                    result = await breaker.call(ok)  # the probe, within the reset timeout of the step
+                    break
+                except CircuitOpenError as exc:
+                    waits.append(exc.retry_after_s)
+                    await asyncio.sleep(min(exc.retry_after_s or 0.05, 0.25))
+                assert all(w is not None and w <= 0.2 for w in waits), waits  # before: ~3600 s
+            assert result == "ok"
+            await wait_for(lambda: breaker.state is BreakerState.CLOSED)  # the probe's success, taken by Redis
+
+    try:
+        asyncio.run(main())
+    finally:
+        client.close()
+
+
+def test_a_server_clock_that_went_back_drops_window_slices_counted_before_the_step(
+    server: RedisServer, prefix: str,
+) -> None:
+    """Bug: the shared window's slices are indexed by the server's time; slices counted before that clock went
+    back a whole window or more (a step, a failover to a replica whose clock is behind) stayed in the window for
+    the whole step (dropped only once they fell behind it), so a day back, a day of old failures counted, and one
+    more failure opened the breaker in every process. A local breaker's window drops them; the flush script now
+    does too. Simulated as such a server leaves the window: 4 failures counted a day ahead of its time now."""
+    client = redis.Redis(port=server.port, decode_responses=True)
+
+    async def boom() -> None:
+        raise ConnectionError("down")
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, timeout_s=5) as shared:
+            breaker = CircuitBreaker("api", shared=shared, failure_threshold=5, window_s=10, instrument=False)
+            window, state = f"{prefix}:{{breaker:api}}:window", f"{prefix}:{{breaker:api}}:state"
+            seconds, micros = client.time()
+            ahead = (seconds * 1000 + micros // 1000 + 86_400_000) // 1000  # slices of window_s / 10 = 1000 ms
+            client.hset(window, mapping={f"c:{ahead}": 4, f"f:{ahead}": 4})
+            with pytest.raises(ConnectionError):
+                await breaker.call(boom)
+            await wait_for(lambda: not client.hexists(window, f"f:{ahead}"))  # the flush ran (dropped, or opened)
+            assert client.hget(state, "state") != "open"
+            assert client.hget(window, "f:" + str(max(int(k[2:]) for k in client.hkeys(window)))) == "1"
+
+    try:
+        asyncio.run(main())
+    finally:
+        client.close()
+
+
+def test_a_server_clock_that_went_back_frees_a_dead_holders_pool_slot_after_its_lease_not_the_step(
+    server: RedisServer, prefix: str,
+) -> None:
+    """Bug: a pool lease ends at a time on the server's clock; when that clock went back (a step, a failover to a
+    replica whose clock is behind), the slot of a holder that died before the step stayed taken for the step
+    too (a day back: a day, every process waiting for it). A lease now ends at most ``lease_s`` from the
+    server's time (a live holder keeps its slot for a full lease). Simulated as such a server leaves the pool: a
+    dead holder's lease ending a day ahead of the server's time now."""
+    client = redis.Redis(port=server.port, decode_responses=True)
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, timeout_s=5, poll_interval_s=0.1) as shared:
+            pool = SharedPool(shared, "db", limit=1, lease_s=1)
+            seconds, micros = client.time()
+            client.zadd(f"{prefix}:{{pool:db}}:holders", {"dead": seconds * 1000 + micros // 1000 + 86_400_000})
+            async with asyncio.timeout(15):  # before: a day
+                await pool.acquire()
+            pool.release()
+            assert shared.available
+
+    try:
+        asyncio.run(main())
+    finally:
+        client.close()

@@ -72,3 +72,38 @@ def test_a_slow_rate_with_a_large_burst_keeps_its_bucket_and_redis_available(ser
         client.close()
     with pytest.raises(ValueError, match=r"rate must be a number of starts per second in \[1e-09, 1e6\], got 1e-10"):
         SharedRateLimit(RedisState(server.url), "x", rate=1e-10)
+
+
+def test_a_server_clock_that_went_back_does_not_hold_every_admission_for_the_step(server: RedisServer) -> None:
+    """Bug: the bucket's theoretical arrival time is on the server's clock; when that clock went back (an operator
+    or NTP stepping it, a failover to a replica whose clock is behind) the bucket stayed where the earlier clock
+    had left it, and every admission of every process waited out the whole step (an hour back: an hour per start,
+    fail-open or not). The local RateLimiter moves its schedule back with the clock; the script now does the same,
+    from the server's time of the bucket's last admission. Simulated as such a server leaves the keys: its last
+    admission a day ahead of the server's time now, one interval (100 s) reserved past it."""
+    prefix = f"q{uuid.uuid4().hex[:10]}"
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix) as shared:
+            limit = SharedRateLimit(shared, "api", rate=0.01, burst=2, sleep=sleep)
+            client = redis.Redis(port=server.port, decode_responses=True)
+            try:
+                seconds, micros = client.time()
+                ahead_ms = seconds * 1000 + micros / 1000 + 86_400_000
+                client.set(f"{prefix}:{{rate:api}}:tat", repr(ahead_ms + 100_000), px=90_000_000)
+                client.set(f"{prefix}:{{rate:api}}:last", repr(ahead_ms), px=90_000_000)
+            finally:
+                client.close()
+            for _ in range(5):
+                await limit.acquire()
+            assert shared.available and limit._local is None  # Redis decided every admission
+        # The schedule of before the step, moved back with the clock: 100 s apart, the burst's one at once (before:
+        # each wait a day longer).
+        assert len(waits) == 4 and all(0 < w <= 400 for w in waits), waits
+        assert waits == sorted(waits)
+
+    asyncio.run(main())

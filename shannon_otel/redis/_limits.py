@@ -50,7 +50,8 @@ class SharedRateLimit:
         check_arity("sleep", sleep, 1, "an async callable taking seconds")
         self._shared, self._name, self._rate, self._burst, self._sleep = shared, name, float(rate), burst, sleep
         interval_ms = 1000.0 / rate
-        self._key = [shared._key("rate", name, "tat")]
+        # The bucket, and the server's time at its last admission (a clock that went back is seen by it: _scripts.RATE)
+        self._key = [shared._key("rate", name, "tat"), shared._key("rate", name, "last")]
         self._args = [interval_ms, (burst - 1) * interval_ms, math.ceil(interval_ms * burst) + 1000]
         self._local: RateLimiter | None = None
 

@@ -32,6 +32,11 @@ _CLOSED, _OPEN, _HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerStat
 # A process rejected while HALF_OPEN's quota is taken asks Redis again after this long, not per call.
 _HALF_OPEN_RECHECK_S = 0.05
 _MAX_TTL_S = 365 * 86_400  # key_ttl_s's own bound
+# Durations go to the scripts in ms, at most this (~285,000 years: never, for a breaker; an integer the scripts'
+# doubles hold exactly). A reset_timeout or window_s of inf or over ~1.8e305 s (both accepted, as locally) was an
+# int(inf): OverflowError out of the user's call (or the breaker's construction) instead of a breaker that never
+# resets by time (never drops a call from its window), as the local one does.
+_MAX_MS = 2**53
 
 
 class BreakerLink:
@@ -63,7 +68,7 @@ class BreakerLink:
         window_s = c.window_s if c.window_s is not None else 10.0
         slices = 10
         self.window = [
-            max(1, round(window_s * 1000 / slices)), slices,
+            max(1, round(min(window_s * 1000 / slices, _MAX_MS))), slices,
             -1 if c.failure_threshold is None else c.failure_threshold,
             -1 if c.failure_rate is None else c.failure_rate,
             c.min_calls,
@@ -106,9 +111,10 @@ class BreakerLink:
         # gives that slot back (GIVEBACK), even when the ACQUIRE runs only after the give-back.
         keys = [self.keys[0], self.store._key("breaker", self.name, f"admission:{uuid.uuid4().hex}")]
         lease_ms = int(self.store.probe_lease_s * 1000)
+        reset_ms = int(min(b.config.reset_timeout * 1000, _MAX_MS))
         try:
             verdict, epoch, remaining_ms, now_ms, opened_ms = await self.store._script(
-                "ACQUIRE", keys, self._args(int(b.config.reset_timeout * 1000), b.config.half_open_probes, lease_ms), 1,
+                "ACQUIRE", keys, self._args(reset_ms, b.config.half_open_probes, lease_ms), 1,
             )
         except asyncio.CancelledError:  # answered or not, the script may have run (or still run): its slot comes back
             self.store._lost_admission("GIVEBACK", keys, self._args(lease_ms))

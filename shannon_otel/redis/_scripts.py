@@ -75,7 +75,11 @@ if state == 'closed' then
   local old = {}
   for i = 1, #fields, 2 do
     local key = fields[i]
-    if tonumber(string.sub(key, 3)) <= slice - slices then
+    local n = tonumber(string.sub(key, 3))
+    -- A slice a whole window or more ahead was counted before the server's clock went back (a step, a failover to
+    -- a replica whose clock is behind): dropped, as a local breaker's window does. Kept, it counted for the whole
+    -- step (a day back: a day of old failures, and one more call opened the breaker everywhere).
+    if n <= slice - slices or n >= slice + slices then
       old[#old + 1] = key
     else
       local kind, v = string.sub(key, 1, 1), tonumber(fields[i + 1])
@@ -124,6 +128,12 @@ end
 if state == 'closed' then return {'closed', epoch, 0, now, opened} end
 if state == 'open' then
   if st[4] == '1' then return {'rejected', epoch, -1, now, opened} end
+  -- The server's clock went back (a step, a failover to a replica whose clock is behind): the reset timeout is
+  -- waited from here, not the step too, as a local breaker does (an hour back held it open an hour everywhere).
+  if now < opened then
+    opened = now
+    redis.call('HSET', KEYS[1], 'opened_at', now)
+  end
   local remaining = opened + reset_ms - now
   if remaining > 0 then return {'rejected', epoch, remaining, now, opened} end
   set_state('half_open', 'reset_timeout', {'probes_left', probes - 1, 'successes', 0, 'half_open_at', now})
@@ -135,6 +145,10 @@ if left > 0 then
   return probe()
 end
 local since = tonumber(redis.call('HGET', KEYS[1], 'half_open_at') or '0')
+if now < since then  -- the clock went back: the lost probes' lease runs from here, not the step too
+  since = now
+  redis.call('HSET', KEYS[1], 'half_open_at', now)
+end
 if now - since >= lease then
   set_state('half_open', 'reset_timeout', {'probes_left', probes - 1, 'successes', 0, 'half_open_at', now})
   return probe()
@@ -192,7 +206,8 @@ end
 return {state, epoch, opened, now}
 """
 
-# KEYS: bucket. ARGV: interval_ms (1000/rate), tau_ms ((burst-1)*interval), ttl_ms.
+# KEYS: bucket, last (the server's time at the bucket's last admission). ARGV: interval_ms (1000/rate),
+# tau_ms ((burst-1)*interval), ttl_ms.
 # GCRA: returns the wait in ms before this admission may proceed (0: now); the slot is reserved either way.
 # The theoretical arrival time is stored with every digit of the double ('%.17g'): Lua's tostring keeps 14
 # significant digits, 0.1 ms of a time in ms since 1970, and an interval under 0.05 ms (a rate over 20,000/s)
@@ -202,15 +217,23 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local interval, tau = tonumber(ARGV[1]), tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
 -- A value no script wrote is refused here (a Lua error: this bucket's key alone is unusable): 'inf', 'nan' or
 -- '1e300' went on to SET's PX, which Redis refused as out of range, and that was taken for an outage of all of Redis.
-if not tat or tat ~= tat or tat >= 2 ^ 53 then error('the rate bucket holds a value no script wrote') end
+if not tat or tat ~= tat or tat >= 2 ^ 53 or not last or last ~= last or last >= 2 ^ 53 then
+  error('the rate bucket holds a value no script wrote')
+end
+-- The server's clock went back (stepped by an operator or NTP, or a failover to a replica whose clock is behind):
+-- the schedule goes back with it, as the local RateLimiter's does. Before, the bucket stayed where the earlier
+-- clock had left it, and every admission of every process waited the whole step (an hour back: an hour each).
+if now < last then tat = tat - (last - now) end
 if tat < now then tat = now end
 -- The TTL as an integer: a large Lua number goes to Redis in exponent form, and the TTL of a slow rate with a
 -- large burst (rate=1e-9, burst=1e6: 1e18 ms) went as '1.000001000000001e+18', refused as no integer: an
 -- outage of all of Redis.
-redis.call('SET', KEYS[1], string.format('%.17g', tat + interval), 'PX',
-  string.format('%.0f', math.ceil(tat + interval - now + tonumber(ARGV[3]))))
+local px = string.format('%.0f', math.ceil(tat + interval - now + tonumber(ARGV[3])))
+redis.call('SET', KEYS[1], string.format('%.17g', tat + interval), 'PX', px)
+redis.call('SET', KEYS[2], string.format('%.17g', now), 'PX', px)
 local wait = tat - tau - now
 if wait < 0 then wait = 0 end
 return tostring(wait)
@@ -218,11 +241,16 @@ return tostring(wait)
 
 # KEYS: holders (sorted set member -> lease expiry ms). ARGV: limit, holder, lease_ms.
 # Returns 1 when ``holder`` now holds a slot, 0 when the pool is full. Expired leases (a process that
-# died holding a slot) are dropped first.
+# died holding a slot) are dropped first. A lease that ends more than lease_ms from now was taken before the
+# server's clock went back (a step, a failover to a replica whose clock is behind): it ends lease_ms from now
+# (a holder keeps its slot), not the step later too (a dead holder's slot was taken for the whole step).
 POOL_ACQUIRE: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local latest = now + tonumber(ARGV[3])
+local ahead = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. latest, '+inf')
+for i = 1, #ahead do redis.call('ZADD', KEYS[1], latest, ahead[i]) end
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
   redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 2)
