@@ -349,7 +349,7 @@ class MetricsServer:
         if not isinstance(reader, PrometheusReader):
             raise TypeError(f"reader must be a PrometheusReader, got {reader!r}")
         check_number("port", port, low=0, high=65535, integer=True)
-        check_name("host", host)
+        check_name("host", host, telemetry=False)
         class Handler(BaseHTTPRequestHandler):
             # A client that connects and never sends (or stops reading) frees its thread and socket
             # after this many seconds instead of holding them for good; other scrapes never wait on it.

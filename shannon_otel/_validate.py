@@ -163,13 +163,39 @@ def check_bool(name: str, value: object) -> None:
         raise TypeError(f"{name} must be a bool, got {value!r}")
 
 
-def check_name(name: str, value: object, *, allow_none: bool = False) -> None:
+def check_name(name: str, value: object, *, allow_none: bool = False, telemetry: bool = True) -> None:
     """Raise TypeError naming ``name`` unless ``value`` is a non-empty str (or None when allowed),
-    ValueError unless it can be exported (:func:`check_utf8`)."""
+    ValueError unless it can be exported (:func:`check_utf8`) and, for a name the telemetry carries
+    (``telemetry``), is at most :data:`NAME_MAX_LENGTH` characters (:func:`check_telemetry_name`)."""
     if value is None and allow_none:
         return
     if not isinstance(value, str) or not value:
-        raise TypeError(f"{name} must be a non-empty str{' or None' if allow_none else ''}, got {value!r}")
+        raise TypeError(f"{name} must be a non-empty str{' or None' if allow_none else ''}, got {brief(value)}")
+    if telemetry:
+        check_telemetry_name(name, value)
+    else:
+        check_utf8(name, value)
+
+
+# The longest name (of a wave, task, pool, policy, breaker, saga, step, degrade reason, recorded measurement,
+# service) the telemetry carries. Each is copied into span names and attributes of every task, attempt or step,
+# metric attributes (Prometheus labels) and log records: a 1 MB wave name made each task span over 1 MB, and a
+# batch of them went past a collector's 4 MB gRPC message limit, the whole batch dropped. Names are those of
+# code paths ("fetch", "GET /items/{id}"); 256 characters also stay within what backends index or keep whole
+# (Elasticsearch's default keyword ``ignore_above``, Grafana Cloud's and Mimir's 2,048-character label values).
+NAME_MAX_LENGTH = 256
+
+
+def check_telemetry_name(name: str, value: str | None) -> None:
+    """ValueError naming ``name`` unless ``value`` (a str, or None) is at most :data:`NAME_MAX_LENGTH`
+    characters and encodable as UTF-8 (:func:`check_utf8`): a name the telemetry carries."""
+    if value is None:
+        return
+    if len(value) > NAME_MAX_LENGTH:
+        raise ValueError(
+            f"{name} must be at most {NAME_MAX_LENGTH} characters (it is copied into span names, span and metric "
+            f"attributes and log records: name code paths, not requests or data), got a str of {len(value)} "
+            f"characters, {brief(value)}")
     check_utf8(name, value)
 
 

@@ -421,3 +421,59 @@ def test_objects_made_and_dropped_leave_no_fork_registration_behind(monkeypatch:
         LoggingHook(), RunRecorder(), AnomalyDetector(config), AnomalyHook(config)
     gc.collect()
     assert registered == []
+
+
+def test_folding_operation_names_past_the_limit_is_said_once(caplog: pytest.LogCaptureFixture) -> None:
+    """The recovery policies' metrics are plain SDK instruments: past the SDK's limit it folds new attribute sets
+    into the overflow point and logs nothing, so operations named per request vanished from every dashboard
+    silently (2,001 points of shannon.calls, no log line), where the executor's metrics warn. The first set the
+    SDK folds now logs one warning naming it and the rule; later ones log nothing more."""
+    from shannon_otel._metrics_bridge import OVERFLOW_ATTRIBUTES, SDK_DEFAULT_LIMIT
+    from shannon_otel.testing import InMemoryTelemetry
+
+    if SDK_DEFAULT_LIMIT is None:
+        pytest.skip("this SDK has no cardinality limits")
+    tel = InMemoryTelemetry(sampled=False)
+
+    async def fail() -> int:
+        raise _BoomError
+
+    async def main() -> None:
+        for i in range(SDK_DEFAULT_LIMIT + 5):
+            with pytest.raises(_BoomError):
+                await Retry(attempts=1, name=f"fetch /item/{i}", **tel.providers).call(fail)
+
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        asyncio.run(main())
+    points = tel.points("shannon.calls")
+    tel.shutdown()
+    assert [p.value for p in points if dict(p.attributes) == OVERFLOW_ATTRIBUTES] == [5]  # the SDK folded 5
+    warnings = [r.getMessage() for r in caplog.records if "otel.metric.overflow" in r.getMessage()]
+    assert len(warnings) == 1
+    assert f"shannon.calls metric of one meter provider reached the SDK's default limit of {SDK_DEFAULT_LIMIT}" \
+        in warnings[0]
+    assert f"from shannon.operation='fetch /item/{SDK_DEFAULT_LIMIT}', shannon.call.outcome='failure', " \
+        f"error.type='{__name__}._BoomError' on" in warnings[0]
+    assert "after code paths, not per request" in warnings[0]
+
+
+def test_folding_breaker_names_past_the_limit_is_said_once(caplog: pytest.LogCaptureFixture) -> None:
+    """A breaker has a state series per state (three): the SDK folded the 667th breaker's names silently."""
+    from shannon_otel import CircuitBreaker
+    from shannon_otel._metrics_bridge import OVERFLOW_ATTRIBUTES, SDK_DEFAULT_LIMIT
+    from shannon_otel.testing import InMemoryTelemetry
+
+    if SDK_DEFAULT_LIMIT is None:
+        pytest.skip("this SDK has no cardinality limits")
+    tel = InMemoryTelemetry(sampled=False)
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        breakers = [CircuitBreaker(f"host-{i}", **tel.providers) for i in range(SDK_DEFAULT_LIMIT // 3 + 5)]
+    points = tel.points("shannon.breaker.state")
+    tel.shutdown()
+    assert len(breakers) * 3 > SDK_DEFAULT_LIMIT
+    assert any(dict(p.attributes) == OVERFLOW_ATTRIBUTES for p in points)
+    warnings = [r.getMessage() for r in caplog.records if "otel.metric.overflow" in r.getMessage()]
+    assert len(warnings) == 1
+    folded = SDK_DEFAULT_LIMIT // 3  # host-666's third state is the 2,001st set
+    assert "shannon.breaker.state metric of one meter provider" in warnings[0]
+    assert f"from shannon.breaker.name='host-{folded}', shannon.breaker.state=" in warnings[0]

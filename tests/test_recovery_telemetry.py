@@ -20,6 +20,7 @@ from shannon_otel import CircuitBreaker, Fallback, Saga, Step, Timeout, Wave
 from shannon_otel._otel import _providers as otel_providers
 from shannon_otel._otel import _recovery as otel_recovery
 from shannon_otel._otel._recovery import RecoveryTelemetry
+from shannon_otel._otel._series import SeriesWatch
 from shannon_otel._telemetry import BreakerState
 from shannon_otel.recovery import BreakerRegistry, CircuitOpenError, Hedge, Pipeline, Retry
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
@@ -42,7 +43,7 @@ def test_global_providers_are_watched_until_set_then_resolved_once(monkeypatch: 
         return True
 
     monkeypatch.setattr(otel_providers, "tracing_enabled", enabled)
-    tel = RecoveryTelemetry(trace.get_tracer("t"), metrics.get_meter("m"), {}, None, None)
+    tel = RecoveryTelemetry(trace.get_tracer("t"), metrics.get_meter("m"), {}, SeriesWatch(), None, None)
     started = types.SimpleNamespace(operation="op")
     assert tel.call_started(started) is None  # type: ignore[arg-type]
     assert checks == []  # O(1): no getter called while the global slot is empty

@@ -54,7 +54,9 @@ class OTelHook(Hook):
         meter = metrics.get_meter(SCOPE_NAME, __version__, meter_provider)
         state = provider_state(meter_provider)
         self._executor = ExecutorTelemetry(tracer, state.executor_meters(meter), tracer_provider, meter_provider)
-        self._recovery = RecoveryTelemetry(tracer, meter, state.breaker_states, tracer_provider, meter_provider)
+        self._recovery = RecoveryTelemetry(
+            tracer, meter, state.breaker_states, state.recovery_series, tracer_provider, meter_provider,
+        )
         # Only to find the provider's state again when the first anomaly arrives: weak, so the
         # shared hook never keeps its provider alive.
         self._meter_provider = weakref.ref(meter_provider) if meter_provider is not None else None

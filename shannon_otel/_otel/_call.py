@@ -115,7 +115,9 @@ class _CallTelemetry(_Current, CallObserver):
 
     def fallback_started(self, event: FallbackStarted) -> Any:
         if self._tel.metrics_on:
-            self._tel.fallbacks.add(1, {t.OPERATION: self._op, t.ERROR_TYPE: _error_type(event.error)})
+            error_type = _error_type(event.error)
+            self._tel.fallbacks.add(1, {t.OPERATION: self._op, t.ERROR_TYPE: error_type})
+            self._tel.series.see(t.FALLBACKS, (self._op, error_type))
         if self.span is None:
             return None
         return _start(self._tel, t.SPAN_FALLBACK.format(operation=self._op), {
@@ -148,6 +150,7 @@ class _CallTelemetry(_Current, CallObserver):
             self._tel.degradations.add(1, {
                 t.OPERATION: self._op, t.DEGRADE_MODE: event.mode, t.DEGRADE_REASON: event.reason,
             })
+            self._tel.series.see(t.DEGRADATIONS, (self._op, event.mode, event.reason))
 
     def call_finished(self, event: CallFinished) -> None:
         outcome = event.outcome.value
@@ -160,6 +163,8 @@ class _CallTelemetry(_Current, CallObserver):
         if self._tel.metrics_on:
             attributes = {t.OPERATION: self._op, t.CALL_OUTCOME: outcome}
             self._tel.attempts.record(event.attempts, attributes)
+            error_type = None
             if event.error is not None and event.outcome is not CallOutcome.CANCELLATION:
-                attributes[t.ERROR_TYPE] = _error_type(event.error)
+                error_type = attributes[t.ERROR_TYPE] = _error_type(event.error)
             self._tel.calls.add(1, attributes)
+            self._tel.series.see(t.CALLS, (self._op, outcome, error_type))

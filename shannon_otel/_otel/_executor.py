@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -29,6 +28,7 @@ from ._exception import forget, record_error
 from ._instruments import histogram, instrument
 from ._providers import Recording, bridge_for
 from ._scope import failed
+from ._series import sdk_limit
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Histogram, Meter, MeterProvider
@@ -47,12 +47,6 @@ _SUCCESS: str = Outcome.SUCCESS.value
 _OVER = ""
 _OVER_KEY: tuple[str, str, str | None] = (_OVER, _OVER, None)
 _OVERFLOW_ATTRIBUTES = {"otel.metric.overflow": True}
-
-
-def _sdk_limit() -> int | None:
-    """The SDK's default cardinality limit (None before SDKs had one, or with no SDK loaded: nothing records)."""
-    module = sys.modules.get("opentelemetry.sdk.metrics._internal._view_instrument_match")
-    return getattr(module, "_DEFAULT_CARDINALITY_LIMIT", None)
 
 
 class _SdkHistogram:
@@ -153,7 +147,7 @@ class ExecutorMeters:
         logging one warning: the folded names vanish from every dashboard, and nothing else says why)."""
         if key in table:
             return key
-        limit = _sdk_limit()
+        limit = sdk_limit()
         if limit is None or len(table) < limit:
             return key
         if not self.warned:

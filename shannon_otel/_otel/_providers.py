@@ -29,6 +29,8 @@ from opentelemetry import metrics, trace
 # The API hands out this proxy until a global MeterProvider is set; it has no public name.
 from opentelemetry.metrics._internal import _ProxyMeterProvider
 
+from ._series import SeriesWatch
+
 if TYPE_CHECKING:
     from .._delivery import DropCounter
     from .._metrics_bridge import MetricsBridge
@@ -150,7 +152,7 @@ class ProviderState:
     """
 
     __slots__ = ("_anomaly", "_executor", "_hooks", "_lock", "_shared", "breaker_states", "bridge",
-                 "bridge_probed", "drops")
+                 "bridge_probed", "drops", "recovery_series")
 
     def __init__(self) -> None:
         self.bridge: MetricsBridge | None = None  # set by configure() / testing for the providers they build
@@ -161,6 +163,8 @@ class ProviderState:
         self._executor: ExecutorMeters | None = None
         # breaker name -> the state reported as 1 on the breaker state UpDownCounter of this provider
         self.breaker_states: dict[str, BreakerState] = {}
+        # the attribute sets of the recovery instruments of this provider, watched for the SDK's limit
+        self.recovery_series = SeriesWatch()
         self._hooks: weakref.WeakKeyDictionary[object, OTelHook] = weakref.WeakKeyDictionary()
         self._lock = threading.RLock()
 

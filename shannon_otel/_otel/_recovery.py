@@ -31,6 +31,7 @@ from ._call import _CallTelemetry
 from ._instruments import histogram, instrument
 from ._providers import METRICS_API, TRACE_API, Recording, bridge_for
 from ._saga import _SagaTelemetry
+from ._series import SeriesWatch
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Meter, MeterProvider
@@ -45,7 +46,7 @@ class RecoveryTelemetry(Recording):
     """Instruments for protected calls, breakers and sagas; one per OTel hook."""
 
     def __init__(
-        self, tracer: Tracer, meter: Meter, breaker_states: dict[str, BreakerState],
+        self, tracer: Tracer, meter: Meter, breaker_states: dict[str, BreakerState], series: SeriesWatch,
         tracer_provider: TracerProvider | None, meter_provider: MeterProvider | None,
     ) -> None:
         super().__init__(tracer_provider, meter_provider)
@@ -63,6 +64,10 @@ class RecoveryTelemetry(Recording):
         self.degradations = instrument(meter, t.DEGRADATIONS)
         self.compensations = instrument(meter, t.COMPENSATIONS)
         self.hedges = instrument(meter, t.HEDGES)
+        # The attribute sets given to the instruments above, for the one warning when the SDK folds some (shared
+        # by the hooks of one meter provider). Only the sets of calls, fallbacks, degradations, compensations and
+        # breakers are noted: those of attempts, retry delays, timeouts and hedges are fewer than the calls'.
+        self.series = series
         # breaker name -> the state last reported as 1 on the state UpDownCounter; shared by the OTel
         # hooks of one meter provider (its ProviderState), as the counter's series are
         self._reported: dict[str, BreakerState] = breaker_states
@@ -109,6 +114,7 @@ class RecoveryTelemetry(Recording):
         """One state series per state of a breaker not reported yet: 1 for ``state``, 0 for the others."""
         for each in BreakerState:
             self.breaker_state.add(1 if each is state else 0, {t.BREAKER_NAME: name, t.BREAKER_STATE: each.value})
+            self.series.see(t.BREAKER_STATE_METRIC, (name, each.value))
         self._reported[name] = state
 
     def breaker_registered(self, event: BreakerRegistered) -> None:
@@ -141,6 +147,7 @@ class RecoveryTelemetry(Recording):
         self.transitions.add(1, {
             t.BREAKER_NAME: name, t.BREAKER_FROM: event.from_state.value, t.BREAKER_TO: event.to_state.value,
         })
+        self.series.see(t.BREAKER_TRANSITIONS, (name, event.from_state.value, event.to_state.value))
         previous = self._reported[name]
         self.breaker_state.add(-1, {t.BREAKER_NAME: name, t.BREAKER_STATE: previous.value})
         self.breaker_state.add(1, {t.BREAKER_NAME: name, t.BREAKER_STATE: event.to_state.value})

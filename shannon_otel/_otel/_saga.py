@@ -53,6 +53,7 @@ class _SagaTelemetry(_Current, SagaObserver):
             _end(token.span, event.outcome.value, event.error, t.COMPENSATION_OUTCOME, self.span)
         if self._tel.metrics_on:
             self._tel.compensations.add(1, {t.SAGA_NAME: self._saga, t.COMPENSATION_OUTCOME: event.outcome.value})
+            self._tel.series.see(t.COMPENSATIONS, (self._saga, event.outcome.value))
 
     def saga_finished(self, event: SagaFinished) -> None:
         span = self.span

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, overload
 
 from opentelemetry import propagate
 
-from .._validate import check_iterable, check_number, check_utf8
+from .._validate import check_iterable, check_number, check_telemetry_name
 from ..executor import ResourcePool, TaskSpec, task
 from ..executor._task import add_measurements, in_task
 from ._gather import Gatherer
@@ -152,7 +152,7 @@ class DaskBackend:
         if name is not None and (not isinstance(name, str) or not name):  # a wrong type: TypeError
             raise (ValueError if isinstance(name, str) else TypeError)(
                 f"name must be a non-empty string or None, got {name!r}")
-        check_utf8("name", name)
+        check_telemetry_name("name", name)
         return RemoteFunction(self, fn, name or qualified_name(fn))
 
     @overload

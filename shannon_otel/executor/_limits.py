@@ -11,7 +11,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 from .._fork import release_held
-from .._validate import awaitable_from, check_utf8, other_number
+from .._validate import awaitable_from, check_telemetry_name, other_number
 from ._semaphore import Credits
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ class ResourcePool:
         if not isinstance(name, str) or not name:  # a wrong type is a TypeError, as everywhere else
             raise (ValueError if isinstance(name, str) else TypeError)(
                 f"ResourcePool name must be a non-empty string, got {name!r}")
-        check_utf8("ResourcePool name", name)  # a SharedPool's is in its Redis keys
+        check_telemetry_name("ResourcePool name", name)  # a SharedPool's is in its Redis keys
         if isinstance(limit, bool) or not isinstance(limit, int):
             raise TypeError(f"ResourcePool limit must be an int >= 1{other_number(limit, integer=True)}, got {limit!r}")
         if limit < 1:

@@ -21,7 +21,7 @@ from .._telemetry import TASK_COST_ATTR as COST
 from .._telemetry import TASK_INPUT_TOKENS as INPUT_TOKENS
 from .._telemetry import TASK_OUTPUT_TOKENS as OUTPUT_TOKENS
 from .._telemetry import TASK_SPAN_ATTRIBUTES
-from .._validate import check_arity, check_utf8, other_number, plain, shown
+from .._validate import check_arity, check_telemetry_name, other_number, plain, shown
 from ._limits import ResourcePool
 
 T = TypeVar("T")
@@ -59,7 +59,7 @@ class TaskSpec(Generic[T]):
             check_arity("work", self.work, 0, "a zero-argument async callable (the wave calls it with no arguments)")
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
             raise TypeError(f"name must be a non-empty str or None, got {self.name!r}")
-        check_utf8("name", self.name)
+        check_telemetry_name("name", self.name)
         if self.name is not None:
             object.__setattr__(self, "name", plain(self.name))
         if isinstance(self.pool, str):
@@ -229,7 +229,7 @@ def record(name: str, value: float) -> None:
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"record(): name must be a non-empty string, got {name!r}")
-    check_utf8("record(): name", name)
+    check_telemetry_name("record(): name", name)
     name = plain(name)
     if name in _RESERVED:
         raise ValueError(f"record(): name {name!r} is set by shannon-otel itself{_RESERVED[name]}; pick another name")

@@ -29,7 +29,7 @@ from .._validate import (
     check_number,
     check_reading,
     check_sync_callable,
-    check_utf8,
+    check_telemetry_name,
     int64_or_none,
     not_callable,
     plain,
@@ -177,7 +177,7 @@ class Wave(Generic[T]):
         if not isinstance(self.name, str) or not self.name:  # a wrong type is a TypeError, as everywhere else
             raise (ValueError if isinstance(self.name, str) else TypeError)(
                 f"name must be a non-empty string, got {self.name!r}")
-        check_utf8("name", self.name)
+        check_telemetry_name("name", self.name)
         object.__setattr__(self, "name", plain(self.name))
         check_number("max_concurrency", self.max_concurrency, low=0, low_open=True, integer=True, allow_none=True)
         if self.timeout is not None:

@@ -30,7 +30,7 @@ from .._events import BreakerRegistered, BreakerTransition, CallRejected, CallSt
 from .._hooks import check_hooks, resolve_hooks
 from .._isolation import HOOK_ERRORS, hook_failed
 from .._telemetry import BreakerState
-from .._validate import check_reading, check_sync_callable, check_utf8, plain
+from .._validate import check_reading, check_sync_callable, check_telemetry_name, plain
 from ._breaker_config import _COUNT_DEPRECATED, BreakerConfig, BreakerSettings
 from ._call import _Call, first_failed, notify, observed, start_call
 from ._circuit_open import CircuitOpenError
@@ -142,7 +142,7 @@ class CircuitBreaker(Policy):
             )
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty str, got {name!r}")
-        check_utf8("name", name)
+        check_telemetry_name("name", name)
         name = plain(name)
         if config is not None and settings:
             raise TypeError("pass either config or individual settings, not both")

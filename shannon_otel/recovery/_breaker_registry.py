@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Unpack
 
 from .. import _clock
 from .._hooks import check_hooks, resolve_hooks
-from .._validate import check_sync_callable, check_utf8
+from .._validate import check_sync_callable, check_telemetry_name
 from ._breaker import CircuitBreaker
 from ._breaker_config import BreakerConfig, BreakerSettings
 
@@ -60,7 +60,7 @@ class BreakerRegistry:
         """
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty str, got {name!r}")
-        check_utf8("name", name)
+        check_telemetry_name("name", name)
         if config is not None and not isinstance(config, BreakerConfig):
             raise TypeError(f"config must be a BreakerConfig or None, got {config!r}")
         breaker = self._breakers.get(name)

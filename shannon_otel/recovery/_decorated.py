@@ -41,6 +41,12 @@ class MisuseError(TypeError):
     """
 
 
+class MisuseValueError(MisuseError, ValueError):
+    """An argument refused with ValueError where a call runs (``tx.step()``'s name: too long, or not UTF-8): a
+    programming error as every ``MisuseError`` is, and a ValueError to the caller, as where the name is checked
+    anywhere else."""
+
+
 class NotAwaitableError(MisuseError):
     """What ``fn`` returned cannot be awaited (a sync function where an async one belongs, a coroutine already
     awaited), or ``fn`` could not be called at all (the call's arguments do not fit the function); or a policy's own

@@ -30,7 +30,15 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _clock
 from .._hooks import check_hooks, rebuilt, resolve_hooks
-from .._validate import builtin_numbers, check_number, check_spread, check_sync_callable, check_utf8, plain, shown
+from .._validate import (
+    builtin_numbers,
+    check_number,
+    check_spread,
+    check_sync_callable,
+    check_telemetry_name,
+    plain,
+    shown,
+)
 from ._saga_types import SagaResult, Step
 from ._transaction import Transaction
 from ._types import Clock
@@ -71,7 +79,7 @@ class Saga:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise TypeError(f"name must be a non-empty str, got {self.name!r}")
-        check_utf8("name", self.name)
+        check_telemetry_name("name", self.name)
         object.__setattr__(self, "name", plain(self.name))
         check_number("compensation_timeout_s", self.compensation_timeout_s, low=0, low_open=True,
                      allow_none=True)

@@ -15,7 +15,7 @@ from .._events import CompensationFinished, SagaFinished, SagaObserver, SagaStar
 from .._isolation import HOOK_ERRORS, Unentered, enter, finish, hook_failed, leave, refused, start
 from .._telemetry import Outcome
 from .._validate import check_reading, plain
-from ._decorated import MisuseError
+from ._decorated import MisuseError, MisuseValueError
 from ._saga_types import SagaError, SagaResult, _awaited, _check_step, is_reused, not_async, reused
 
 if TYPE_CHECKING:
@@ -116,7 +116,8 @@ class Transaction:
         """Run one step; on success its compensation (given the result) is registered for a rollback.
 
         Only inside ``async with`` (RuntimeError otherwise: the step could never be compensated). Arguments of the
-        wrong kind raise a TypeError naming them (a ``MisuseError``: the saga raises it as it is after the rollback).
+        wrong kind raise a TypeError naming them, a name that is too long or not UTF-8 a ValueError (a ``MisuseError``
+        either way: the saga raises it as it is after the rollback).
         """
         if not self._open:
             raise RuntimeError(
@@ -125,10 +126,11 @@ class Transaction:
             )
         try:
             _check_step(name, action, compensate)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             # A programming error: a MisuseError, raised as it is after the rollback (as through every policy). A
-            # plain TypeError became a SagaError, which a Retry around the saga retried, running every step again.
-            raise MisuseError(*exc.args) from None
+            # plain TypeError (or a name's ValueError) became a SagaError, which a Retry around the saga retried,
+            # running every step again.
+            raise (MisuseError if isinstance(exc, TypeError) else MisuseValueError)(*exc.args) from None
         name = plain(name)
         observers, owners, hooks = self._observers, self._owners, self._saga._hooks
         tokens: list[Any] = []

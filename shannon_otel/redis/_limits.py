@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .._validate import check_arity, check_utf8, shown
+from .._validate import check_arity, check_telemetry_name, shown
 from ..executor._limits import RateLimiter, ResourcePool
 from ._store import RedisState, SharedStateUnavailableError, _redacted
 
@@ -34,7 +34,7 @@ class SharedRateLimit:
         shared._check_open()
         if not isinstance(name, str) or not name:  # a wrong type is a TypeError, as everywhere else
             raise (ValueError if isinstance(name, str) else TypeError)(f"name must be a non-empty string, got {name!r}")
-        check_utf8("name", name)
+        check_telemetry_name("name", name)
         # At least one start in ~32 years: the bucket (burst / rate, up to 1e15 s) stays a TTL Redis can set
         # Not a number at all (a str, None, a bool): TypeError, as Wave(rate_limit=) raises; out of range: ValueError
         if isinstance(rate, bool) or not isinstance(rate, int | float):

@@ -15,7 +15,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from .._events._error import error_message, error_type
 from .._telemetry import ERROR_TYPE, SHARED_OPERATION
-from .._validate import check_utf8, shown
+from .._validate import check_telemetry_name, shown
 from . import _scripts
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ class RedisState:
             raise ValueError(f"url's path must be /<database number>, got {_redacted(url)!r}")
         if not isinstance(prefix, str) or not prefix or any(c in prefix for c in " {}|"):
             raise ValueError(f"prefix must be a non-empty string without spaces, braces or '|', got {prefix!r}")
-        check_utf8("prefix", prefix)  # in every key (redis-py encodes them as UTF-8) and a metric attribute
+        check_telemetry_name("prefix", prefix)  # in every key (redis-py encodes them as UTF-8) and a metric attribute
         _check_seconds("timeout_s", timeout_s, high=60)
         _check_seconds("flush_interval_s", flush_interval_s, high=60)
         _check_seconds("poll_interval_s", poll_interval_s, high=3600)

@@ -1,0 +1,149 @@
+"""Names the telemetry carries are code-path names, at most 256 characters.
+
+A name is copied into span names (``task <wave>``, ``attempt``'s operation, ``saga step``), span and metric
+attributes and log records: a wave named with 1 MB of text (a request body, a file's content passed by
+mistake) made each of its task spans over 1 MB, so a batch of them went past a collector's default 4 MB gRPC
+message limit and was dropped whole, the other waves' spans with it. Such a name is refused where it is given,
+naming the parameter and the limit, at every entry point that takes one."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from shannon_otel import (
+    BreakerRegistry,
+    CircuitBreaker,
+    Degrade,
+    Fallback,
+    Hedge,
+    Pipeline,
+    ResourcePool,
+    Retry,
+    Saga,
+    Step,
+    TaskSpec,
+    Timeout,
+    Wave,
+    configure,
+    record,
+    task,
+)
+from shannon_otel._validate import NAME_MAX_LENGTH
+
+LONGEST = "n" * NAME_MAX_LENGTH
+TOO_LONG = "n" * (NAME_MAX_LENGTH + 1)
+
+
+async def _work() -> int:
+    return 1
+
+
+def _in_a_step(name: str) -> None:
+    async def main() -> None:
+        async with Saga("checkout").begin() as tx:
+            await tx.step(name, _work)
+
+    asyncio.run(main())
+
+
+def _recorded(name: str) -> None:
+    async def recording() -> int:
+        record(name, 1.0)
+        return 1
+
+    result = asyncio.run(Wave[int]("w", instrument=False).run([recording]))
+    error = result.results[0].error
+    if error is not None:
+        raise error
+
+
+def _service(name: str) -> None:
+    from shannon_otel.testing import InMemoryTelemetry
+
+    InMemoryTelemetry(service_name=name).shutdown()
+
+
+def _redis_prefix(name: str) -> None:
+    from shannon_otel.redis import RedisState
+
+    RedisState("redis://127.0.0.1:1", prefix=name)
+
+
+def _shared_limit(name: str) -> None:
+    from shannon_otel.redis import RedisState, SharedRateLimit
+
+    SharedRateLimit(RedisState("redis://127.0.0.1:1"), name, rate=1.0)
+
+
+ENTRY_POINTS: list[tuple[str, str, Callable[[str], Any]]] = [
+    ("Wave", "name", lambda n: Wave[int](n)),
+    ("TaskSpec", "name", lambda n: TaskSpec(_work, name=n)),
+    ("task", "name", lambda n: task(_work, name=n)),
+    ("record", "record\\(\\): name", _recorded),
+    ("ResourcePool", "ResourcePool name", lambda n: ResourcePool(n, 1)),
+    ("Retry", "name", lambda n: Retry(name=n)),
+    ("Timeout", "name", lambda n: Timeout(1.0, name=n)),
+    ("Fallback", "name", lambda n: Fallback(lambda error: _work(), name=n)),
+    ("Hedge", "name", lambda n: Hedge(1.0, name=n)),
+    ("Degrade", "name", lambda n: Degrade(default=0, name=n)),
+    ("Pipeline", "name", lambda n: Pipeline(Retry(), name=n)),
+    ("CircuitBreaker", "name", lambda n: CircuitBreaker(n)),
+    ("BreakerRegistry.get", "name", lambda n: BreakerRegistry().get(n)),
+    ("Saga", "name", lambda n: Saga(n)),
+    ("Step", "name", lambda n: Step(n, _work)),
+    ("Transaction.step", "name", _in_a_step),
+    ("Degrade.flag", "reason", lambda n: Degrade(default=0).flag(n)),
+    ("configure", "service_name", lambda n: configure(n, exporter="none", set_global=False).shutdown()),
+    ("InMemoryTelemetry", "service_name", _service),
+    ("RedisState", "prefix", _redis_prefix),
+    ("SharedRateLimit", "name", _shared_limit),
+]
+
+
+@pytest.mark.parametrize(("where", "parameter", "build"), ENTRY_POINTS, ids=[e[0] for e in ENTRY_POINTS])
+def test_a_name_over_the_limit_is_refused_naming_the_parameter_and_the_limit(
+    where: str, parameter: str, build: Callable[[str], Any],
+) -> None:
+    if where in ("RedisState", "SharedRateLimit"):
+        pytest.importorskip("redis")
+    with pytest.raises(ValueError, match=rf"^{parameter} must be at most {NAME_MAX_LENGTH} characters .*code paths.*"
+                                         rf"got a str of {NAME_MAX_LENGTH + 1} characters, 'nnn"):
+        build(TOO_LONG)
+    build(LONGEST)  # the limit itself is accepted
+
+
+def test_a_megabyte_name_is_refused_before_anything_is_traced() -> None:
+    from shannon_otel.testing import InMemoryTelemetry
+
+    tel = InMemoryTelemetry()
+    with pytest.raises(ValueError, match=r"^name must be at most 256 characters"):
+        Wave[int]("w" * 1_000_000, **tel.providers)
+    assert tel.spans() == []
+    tel.shutdown()
+
+
+def test_a_step_name_over_the_limit_is_not_retried_by_a_retry_around_the_saga() -> None:
+    """Refused inside the transaction, the name's ValueError became a SagaError, which a Retry around the saga
+    retried: every step before it ran again on each try. It is raised as it is after the rollback (a programming
+    error, as a step's TypeError is), still a ValueError."""
+    runs: list[str] = []
+
+    async def reserve() -> int:
+        runs.append("reserve")
+        return 1
+
+    async def checkout() -> None:
+        async with Saga("checkout").begin() as tx:
+            await tx.step("reserve", reserve)
+            await tx.step(TOO_LONG, _work)
+
+    async def no_sleep(seconds: float) -> None:
+        return None
+
+    with pytest.raises(ValueError, match=rf"^name must be at most {NAME_MAX_LENGTH} characters"):
+        asyncio.run(Retry(attempts=3, sleep=no_sleep)(checkout)())
+    assert runs == ["reserve"]
