@@ -22,8 +22,9 @@ class Hedge(Instrumented):
     previous (or at once when an attempt fails; ``attempts`` >= 1, ``delay`` >= 0; an error of ``sleep(delay)`` is
     raised, the attempts in flight cancelled, as a ``Retry`` raises its sleep's). Returns the first
     successful result (of attempts that end in the same step of the event loop, the first launched; of failures
-    ending together, the last launched is the one that "failed last") and cancels the others (waiting for them to finish: cooperatively, as a ``TaskGroup``
-    does, so a loser that catches its ``CancelledError`` and goes on holds the result until it ends; its
+    ending together, the last launched is the one that "failed last") and cancels the others (waiting for them
+    to finish: cooperatively, as a ``TaskGroup`` does, so a loser that catches its ``CancelledError`` and goes on
+    holds the result until it ends; its
     span records how it really ended). When every attempt fails,
     raises the error of the attempt that failed last, as Polly's hedging returns the last outcome: an
     outer ``Retry(on=...)``, breaker ``on=`` or ``Fallback(on=...)`` matches it as if there were no
