@@ -21,8 +21,10 @@ class Hedge(Instrumented):
     """Run up to ``attempts`` concurrent attempts, starting the next one ``delay`` seconds after the
     previous (or at once when an attempt fails; ``attempts`` >= 1, ``delay`` >= 0; an error of ``sleep(delay)`` is
     raised, the attempts in flight cancelled, as a ``Retry`` raises its sleep's). Returns the first
-    successful result and cancels the others (waiting for them to finish: cooperatively, as a ``TaskGroup``
-    does, so a loser that catches its ``CancelledError`` and goes on holds the result until it ends; its
+    successful result (of attempts that end in the same step of the event loop, the first launched; of failures
+    ending together, the last launched is the one that "failed last") and cancels the others (waiting for them
+    to finish: cooperatively, as a ``TaskGroup`` does, so a loser that catches its ``CancelledError`` and goes on
+    holds the result until it ends; its
     span records how it really ended). When every attempt fails,
     raises the error of the attempt that failed last, as Polly's hedging returns the last outcome: an
     outer ``Retry(on=...)``, breaker ``on=`` or ``Fallback(on=...)`` matches it as if there were no
@@ -57,7 +59,10 @@ class Hedge(Instrumented):
         self._setup("hedge")
 
     async def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> T:
-        pending: set[asyncio.Task[Any]] = set()
+        # In launch order: of attempts that end in one step, the first launched wins and the last launched's error
+        # is raised. Read from asyncio.wait's `done` set, the order was the tasks' hashes (memory addresses), so
+        # the same program on the same (virtual-time) loop returned one attempt's value in one run, another's next.
+        pending: dict[asyncio.Task[Any], None] = {}
         errors: list[Exception] = []
         timer: asyncio.Task[Any] | None = None
 
@@ -72,7 +77,7 @@ class Hedge(Instrumented):
                 if call is not None:
                     context.run(_HEDGED.set, _Branch(call))
             # The attempt is started inside the task: one cancelled before it runs leaves no coroutine unawaited.
-            pending.add(asyncio.create_task(_attempt(chain, i, fn, attempt_call), context=context))
+            pending[asyncio.create_task(_attempt(chain, i, fn, attempt_call), context=context)] = None
 
         interrupt: BaseException | None = None  # an attempt's KeyboardInterrupt / SystemExit being raised
         launched = 1
@@ -81,13 +86,11 @@ class Hedge(Instrumented):
             while pending:
                 if timer is None and launched < self.attempts:
                     timer = asyncio.create_task(_delay(self.sleep, self.delay))
-                waiting = pending if timer is None else {*pending, timer}
+                waiting = [*pending] if timer is None else [*pending, timer]
                 done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                 failed = False
-                for task in done:
-                    if task not in pending:
-                        continue
-                    pending.discard(task)
+                for task in [task for task in pending if task in done]:
+                    del pending[task]
                     ok, value = task.result()
                     if ok is None:  # the attempt's KeyboardInterrupt / SystemExit: raised here, as without a hedge
                         interrupt = value
