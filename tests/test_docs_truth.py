@@ -82,13 +82,41 @@ def test_every_default_the_api_page_states_is_the_codes() -> None:
             continue
         for fragment in [frag for frag in re.findall(r"`([^`]*)`", row) if frag.startswith(f"{name}(")]:
             signature = inspect.signature(obj)
-            for param, value in re.findall(r"(\w+)=(\(\)|[^,)]*)", fragment):
+            for param, value in re.findall(r"(\w+)=(\([^()]*\)|[^,)]*)", fragment):  # a tuple too
                 assert param in signature.parameters, f"{name}: no parameter {param}"
                 if value.strip():
                     default = signature.parameters[param].default
                     assert default == eval(value, vars(shannon_otel)), f"{name}({param}=) is {default!r}"
                     checked += 1
     assert checked >= 20
+
+
+def test_the_policies_the_readme_says_take_on_are_those_that_do() -> None:
+    """The README said "`on=` chooses exceptions in each" policy: `Timeout(1, on=...)` and `Hedge(0.1, on=...)` are
+    TypeErrors, and `Degrade`, which does take it, acts by default on an open breaker or a timeout only (its api.md
+    row said "on failure": a `Degrade(default=0)` call failing with ValueError raised it)."""
+    async def fallback(error: Exception) -> None:
+        return None
+
+    def takes_on(build: Any) -> bool:
+        try:
+            build(on=ValueError)
+        except TypeError:
+            return False
+        return True
+
+    builds = {"Retry": lambda **kw: shannon_otel.Retry(**kw), "Timeout": lambda **kw: shannon_otel.Timeout(1, **kw),
+              "CircuitBreaker": lambda **kw: shannon_otel.CircuitBreaker("b", **kw),
+              "Fallback": lambda **kw: shannon_otel.Fallback(fallback, **kw),
+              "Hedge": lambda **kw: shannon_otel.Hedge(0.1, **kw),
+              "Degrade": lambda **kw: shannon_otel.Degrade(default=0, **kw),
+              "Saga": lambda **kw: shannon_otel.Saga("s", **kw)}
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    sentence = re.search(r"`on=` chooses ([^;]*);", readme)
+    assert sentence is not None
+    named = set(re.findall(r"`(\w+)`", sentence.group(1))) & builds.keys()
+    assert named == {name for name, build in builds.items() if takes_on(build)}
+    assert "on=(CircuitOpenError, TimeoutError)" in _api_rows()["Degrade"]  # its default, checked by the test above
 
 
 def _signature_spans() -> list[tuple[str, str, str]]:
