@@ -681,3 +681,48 @@ def test_the_efficiency_metrics_description_names_the_slots_the_value_is_of() ->
     assert point.value == 1.0
     assert "concurrency limit" not in WAVE_EFFICIENCY.description
     assert "max_concurrency capped by its task count, batch_size and a stream's buffer" in WAVE_EFFICIENCY.description
+
+
+def _heading_anchors(text: str) -> set[str]:
+    """The anchors GitHub makes of a page's headings: lower case, punctuation but ``-`` and ``_`` dropped, spaces
+    to ``-``; a repeated one gets ``-1``, ``-2``... (fenced blocks hold no headings)."""
+    text = re.sub(r"^ *```.*?^ *```", "", text, flags=re.S | re.M)
+    anchors: set[str] = set()
+    for heading in re.findall(r"^#{1,6} +(.+?) *#* *$", text, flags=re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        anchor, n = slug, 0
+        while anchor in anchors:
+            n += 1
+            anchor = f"{slug}-{n}"
+        anchors.add(anchor)
+    return anchors
+
+
+def test_every_link_of_the_docs_and_of_the_alerts_reaches_its_file_and_heading() -> None:
+    """A link `[text](docs/x.md#anchor)` in README.md or docs/*.md opens an existing file and, with an anchor, one
+    of its headings; every alert's `runbook_url` (`.../runbook.md#<alert name, lower case>`) a runbook section:
+    a renamed heading or alert left the link landing at the top of the page."""
+    from shannon_otel.assets import alert_rules
+
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    anchors = {page: _heading_anchors(page.read_text(encoding="utf-8")) for page in pages}
+    broken, checked = [], 0
+    for page in pages:
+        text = re.sub(r"^ *```.*?^ *```", "", page.read_text(encoding="utf-8"), flags=re.S | re.M)
+        for link in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", link):
+                continue
+            file, _, anchor = link.partition("#")
+            target = (page.parent / file).resolve() if file else page
+            checked += 1
+            if not target.exists() or (anchor and anchor not in anchors.get(target, set())):
+                broken.append(f"{page.name}: {link}")
+    for group in alert_rules()["groups"]:
+        for rule in group["rules"]:
+            if "alert" in rule:
+                anchor = rule["annotations"]["runbook_url"].partition("#")[2]
+                checked += 1
+                if anchor not in anchors[ROOT / "docs" / "runbook.md"]:
+                    broken.append(f"alert {rule['alert']}: runbook.md#{anchor}")
+    assert broken == []
+    assert checked > 30
