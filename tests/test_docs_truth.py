@@ -726,3 +726,19 @@ def test_every_link_of_the_docs_and_of_the_alerts_reaches_its_file_and_heading()
                     broken.append(f"alert {rule['alert']}: runbook.md#{anchor}")
     assert broken == []
     assert checked > 30
+
+
+def test_every_delay_and_limit_a_log_line_of_the_docs_shows_is_one_the_log_writes() -> None:
+    """docs/logging.md showed the demo's `--verbose` line "retrying search-api in 0.00 s (attempt 2/4)": since a
+    1 ms backoff is written `0.001 s` (a delay or limit is never shown as zero), the log cannot print that line."""
+    from shannon_otel._logs._records import as_seconds
+
+    shown = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        if path.name != "benchmarks.md":
+            text = " ".join(path.read_text(encoding="utf-8").split())
+            shown += [(path.name, s) for s in re.findall(r"(?:retrying \S+ in|timed out after) ([0-9][0-9.]*) s", text)]
+    wrong = [f"{name}: {seconds} s" for name, seconds in shown
+             if float(seconds) <= 0 or as_seconds(float(seconds)) != seconds]
+    assert wrong == []
+    assert len(shown) >= 4
