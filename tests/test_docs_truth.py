@@ -82,13 +82,41 @@ def test_every_default_the_api_page_states_is_the_codes() -> None:
             continue
         for fragment in [frag for frag in re.findall(r"`([^`]*)`", row) if frag.startswith(f"{name}(")]:
             signature = inspect.signature(obj)
-            for param, value in re.findall(r"(\w+)=(\(\)|[^,)]*)", fragment):
+            for param, value in re.findall(r"(\w+)=(\([^()]*\)|[^,)]*)", fragment):  # a tuple too
                 assert param in signature.parameters, f"{name}: no parameter {param}"
                 if value.strip():
                     default = signature.parameters[param].default
                     assert default == eval(value, vars(shannon_otel)), f"{name}({param}=) is {default!r}"
                     checked += 1
     assert checked >= 20
+
+
+def test_the_policies_the_readme_says_take_on_are_those_that_do() -> None:
+    """The README said "`on=` chooses exceptions in each" policy: `Timeout(1, on=...)` and `Hedge(0.1, on=...)` are
+    TypeErrors, and `Degrade`, which does take it, acts by default on an open breaker or a timeout only (its api.md
+    row said "on failure": a `Degrade(default=0)` call failing with ValueError raised it)."""
+    async def fallback(error: Exception) -> None:
+        return None
+
+    def takes_on(build: Any) -> bool:
+        try:
+            build(on=ValueError)
+        except TypeError:
+            return False
+        return True
+
+    builds = {"Retry": lambda **kw: shannon_otel.Retry(**kw), "Timeout": lambda **kw: shannon_otel.Timeout(1, **kw),
+              "CircuitBreaker": lambda **kw: shannon_otel.CircuitBreaker("b", **kw),
+              "Fallback": lambda **kw: shannon_otel.Fallback(fallback, **kw),
+              "Hedge": lambda **kw: shannon_otel.Hedge(0.1, **kw),
+              "Degrade": lambda **kw: shannon_otel.Degrade(default=0, **kw),
+              "Saga": lambda **kw: shannon_otel.Saga("s", **kw)}
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    sentence = re.search(r"`on=` chooses ([^;]*);", readme)
+    assert sentence is not None
+    named = set(re.findall(r"`(\w+)`", sentence.group(1))) & builds.keys()
+    assert named == {name for name, build in builds.items() if takes_on(build)}
+    assert "on=(CircuitOpenError, TimeoutError)" in _api_rows()["Degrade"]  # its default, checked by the test above
 
 
 def _signature_spans() -> list[tuple[str, str, str]]:
@@ -653,3 +681,64 @@ def test_the_efficiency_metrics_description_names_the_slots_the_value_is_of() ->
     assert point.value == 1.0
     assert "concurrency limit" not in WAVE_EFFICIENCY.description
     assert "max_concurrency capped by its task count, batch_size and a stream's buffer" in WAVE_EFFICIENCY.description
+
+
+def _heading_anchors(text: str) -> set[str]:
+    """The anchors GitHub makes of a page's headings: lower case, punctuation but ``-`` and ``_`` dropped, spaces
+    to ``-``; a repeated one gets ``-1``, ``-2``... (fenced blocks hold no headings)."""
+    text = re.sub(r"^ *```.*?^ *```", "", text, flags=re.S | re.M)
+    anchors: set[str] = set()
+    for heading in re.findall(r"^#{1,6} +(.+?) *#* *$", text, flags=re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        anchor, n = slug, 0
+        while anchor in anchors:
+            n += 1
+            anchor = f"{slug}-{n}"
+        anchors.add(anchor)
+    return anchors
+
+
+def test_every_link_of_the_docs_and_of_the_alerts_reaches_its_file_and_heading() -> None:
+    """A link `[text](docs/x.md#anchor)` in README.md or docs/*.md opens an existing file and, with an anchor, one
+    of its headings; every alert's `runbook_url` (`.../runbook.md#<alert name, lower case>`) a runbook section:
+    a renamed heading or alert left the link landing at the top of the page."""
+    from shannon_otel.assets import alert_rules
+
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    anchors = {page: _heading_anchors(page.read_text(encoding="utf-8")) for page in pages}
+    broken, checked = [], 0
+    for page in pages:
+        text = re.sub(r"^ *```.*?^ *```", "", page.read_text(encoding="utf-8"), flags=re.S | re.M)
+        for link in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", link):
+                continue
+            file, _, anchor = link.partition("#")
+            target = (page.parent / file).resolve() if file else page
+            checked += 1
+            if not target.exists() or (anchor and anchor not in anchors.get(target, set())):
+                broken.append(f"{page.name}: {link}")
+    for group in alert_rules()["groups"]:
+        for rule in group["rules"]:
+            if "alert" in rule:
+                anchor = rule["annotations"]["runbook_url"].partition("#")[2]
+                checked += 1
+                if anchor not in anchors[ROOT / "docs" / "runbook.md"]:
+                    broken.append(f"alert {rule['alert']}: runbook.md#{anchor}")
+    assert broken == []
+    assert checked > 30
+
+
+def test_every_delay_and_limit_a_log_line_of_the_docs_shows_is_one_the_log_writes() -> None:
+    """docs/logging.md showed the demo's `--verbose` line "retrying search-api in 0.00 s (attempt 2/4)": since a
+    1 ms backoff is written `0.001 s` (a delay or limit is never shown as zero), the log cannot print that line."""
+    from shannon_otel._logs._records import as_seconds
+
+    shown = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        if path.name != "benchmarks.md":
+            text = " ".join(path.read_text(encoding="utf-8").split())
+            shown += [(path.name, s) for s in re.findall(r"(?:retrying \S+ in|timed out after) ([0-9][0-9.]*) s", text)]
+    wrong = [f"{name}: {seconds} s" for name, seconds in shown
+             if float(seconds) <= 0 or as_seconds(float(seconds)) != seconds]
+    assert wrong == []
+    assert len(shown) >= 4
