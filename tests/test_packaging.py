@@ -10,6 +10,7 @@ rules, and the ``opentelemetry_configurator`` entry point ``opentelemetry-instru
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import site
 import subprocess
@@ -86,6 +87,10 @@ def test_the_wheel_holds_the_package_sources_py_typed_and_metadata_only(wheel: P
     assert "shannon-otel = shannon_otel.cli:main" in entry_points
     assert "[opentelemetry_configurator]\nshannon_otel = shannon_otel._autoconfig:Configurator" in entry_points
     assert "License-Expression: Apache-2.0" in metadata
+    # the wheel ships no docs/: its metadata links to them (pip show, the package index)
+    urls = dict(line.removeprefix("Project-URL: ").split(", ", 1) for line in metadata.splitlines()
+                if line.startswith("Project-URL: "))
+    assert {"Homepage", "Documentation", "Changelog", "Issues"} <= set(urls), urls
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
 
 
@@ -94,6 +99,11 @@ def test_the_installed_wheel_runs_its_commands_outside_the_repository(venv: Path
     where = _run([python, "-c", "import shannon_otel; print(shannon_otel.__file__)"], cwd=tmp_path).stdout
     assert Path(where.strip()).is_relative_to(venv), where  # the wheel's copy, not this tree nor an editable one
     version = _run([str(bin_dir / "shannon-otel"), "--version"], cwd=tmp_path).stdout
+    # the help points at its documentation by URL: the installed wheel has no docs/cli.md beside it
+    help_text = _run([str(bin_dir / "shannon-otel"), "--help"], cwd=tmp_path).stdout
+    assert "See docs/" not in help_text
+    for path in re.findall(r"https://github\.com/shannon-otel/shannon-otel/blob/main/(\S+)", help_text):
+        assert (ROOT / path).is_file(), path
     assert "0." in version or "1." in version
     demo = _run([python, "-m", "shannon_otel", "demo", "--waves", "1", "--tasks", "4", "--plain"], cwd=tmp_path)
     assert "spans recorded" in demo.stdout

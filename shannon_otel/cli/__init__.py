@@ -34,7 +34,8 @@ exit codes:
   143  terminated (SIGTERM: `kill`, `docker stop`, `timeout`): as Ctrl-C, the summary printed, telemetry flushed
 
 environment: OTEL_EXPORTER_OTLP_ENDPOINT is the default of --otlp-endpoint, OTEL_EXPORTER_OTLP_PROTOCOL
-(grpc | http/protobuf) of --otlp-protocol, OTEL_SERVICE_NAME of --service-name. See docs/cli.md.
+(grpc | http/protobuf) of --otlp-protocol, OTEL_SERVICE_NAME of --service-name.
+See https://github.com/shannon-otel/shannon-otel/blob/main/docs/cli.md
 """
 
 
