@@ -177,8 +177,17 @@ class Telemetry:
         in a wave task, with the collector down; the SDK's exports end their own deadline, and log it, at the
         very moment this one gives up). What they would say is already counted in the one warning. A log call
         already under way is let finish first: each handler's lock is taken and given back (0.5 s at most each).
+
+        A Ctrl-C while it waits (a user not waiting for a silent backend) ends the wait: ``shutdown()`` has counted
+        and said what was lost, and the exports it left go on in daemon threads, as when it gave up. The
+        KeyboardInterrupt goes no further: Python ignores what an exit handler raises, but printed it as
+        "Exception ignored in atexit callback" with the library's traceback, after the one warning.
         """
-        if self.shutdown():
+        try:
+            finished = self.shutdown()
+        except KeyboardInterrupt:
+            finished = False
+        if finished:
             return
         handlers: set[logging.Handler] = set(logging.getLogger().handlers)
         if logging.lastResort is not None:
