@@ -178,14 +178,15 @@ class Telemetry:
         very moment this one gives up). What they would say is already counted in the one warning. A log call
         already under way is let finish first: each handler's lock is taken and given back (0.5 s at most each).
 
-        A Ctrl-C while it waits (a user not waiting for a silent backend) ends the wait: ``shutdown()`` has counted
-        and said what was lost, and the exports it left go on in daemon threads, as when it gave up. The
-        KeyboardInterrupt goes no further: Python ignores what an exit handler raises, but printed it as
-        "Exception ignored in atexit callback" with the library's traceback, after the one warning.
+        A Ctrl-C while it waits (a user not waiting for a silent backend), or a signal handler's ``sys.exit()`` (a
+        second SIGTERM), ends the wait: ``shutdown()`` has counted and said what was lost, and the exports it left go
+        on in daemon threads, as when it gave up. The exception goes no further: Python ignores what an exit handler
+        raises (the exit status stays the program's), but printed it as "Exception ignored in atexit callback" with
+        the library's traceback, after the one warning.
         """
         try:
             finished = self.shutdown()
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit):
             finished = False
         if finished:
             return
