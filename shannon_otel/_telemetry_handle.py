@@ -177,8 +177,10 @@ class Telemetry:
         in a wave task, with the collector down; the SDK's exports end their own deadline, and log it, at the
         very moment this one gives up). What they would say is already counted in the one warning. A log call
         already under way is let finish first: each handler's lock is taken and given back (0.5 s at most each).
+
+        A Ctrl-C while it waits ends the wait, as :meth:`_shutdown_leaving` says.
         """
-        if self.shutdown():
+        if self._shutdown_leaving():
             return
         handlers: set[logging.Handler] = set(logging.getLogger().handlers)
         if logging.lastResort is not None:
@@ -193,6 +195,21 @@ class Telemetry:
             lock = handler.lock
             if lock is not None and lock.acquire(timeout=0.5):  # waits for an emit under way to end
                 lock.release()
+
+    def _shutdown_leaving(self) -> bool:
+        """:meth:`shutdown` as the process leaves (its exit handler, a multiprocessing child's finalizer).
+
+        A Ctrl-C while it waits (a user not waiting for a silent backend), or a signal handler's ``sys.exit()`` (a
+        second SIGTERM), ends the wait: ``shutdown()`` has counted and said what was lost, and the exports it left go
+        on in daemon threads, as when it gave up (False). The exception goes no further: Python ignores what an exit
+        handler raises (the exit status stays the program's), but printed it as "Exception ignored in atexit
+        callback" with the library's traceback, after the one warning; out of a child's finalizer it printed the
+        same traceback, made the child's exit code 1 and skipped the finalizers after it.
+        """
+        try:
+            return self.shutdown()
+        except (KeyboardInterrupt, SystemExit):
+            return False
 
     def _stop(self, budget: float) -> list[tuple[bool, object]]:
         """Write what the logging hook holds back, then stop every provider at once against one deadline
@@ -276,4 +293,4 @@ def _finalize_in_child(handle: Telemetry) -> None:
     import multiprocessing.util
 
     if not handle._shut:
-        handle._finalizer = multiprocessing.util.Finalize(handle, handle.shutdown, exitpriority=0)
+        handle._finalizer = multiprocessing.util.Finalize(handle, handle._shutdown_leaving, exitpriority=0)

@@ -1,0 +1,114 @@
+"""Ctrl-C (or a second SIGTERM) while the process waits, at exit, for a backend that never answers.
+
+The exit handler ``configure()`` registers waits up to ``shutdown_timeout_s`` for the queued spans. A user who
+presses Ctrl-C then has asked to leave now: the wait ends, what was not sent is counted and said in the one
+warning, and nothing else is printed (Python ignores what an exit handler raises, but printed the library's
+KeyboardInterrupt traceback as "Exception ignored in atexit callback"). A real process: the black-hole
+endpoint is a socket in the child that accepts and never answers, and the child sends itself SIGINT once
+the shutdown's export has connected to it, so the signal lands while the exit handler waits. A second
+SIGTERM under the handler docs/reliability.md gives (``sys.exit(143)``) is the same request as a Ctrl-C. The
+same holds for the finalizer that shuts a multiprocessing child's telemetry down as the child leaves.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+GUARD_S = 60.0  # a hang guard only: the child leaves at once after its signal
+
+_SCRIPT = '''
+import asyncio, os, signal, socket, sys, threading
+from shannon_otel import Wave, configure
+
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the documented handler
+
+sink = socket.socket()
+sink.bind(("127.0.0.1", 0))
+sink.listen(8)
+held = []
+
+def interrupt_once_connected():
+    held.append(sink.accept())  # only the exit handler's shutdown exports (the schedule delay is 10 min)
+    os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+
+configure("exit-ctrl-c", exporter="otlp_http", endpoint=f"http://127.0.0.1:{sink.getsockname()[1]}",
+          shutdown_timeout_s=120.0, export_timeout_s=120.0, metric_interval_s=3600.0)
+
+async def work(i):
+    return i
+
+print(asyncio.run(Wave("w").map(work, range(10))).values(), flush=True)
+threading.Thread(target=interrupt_once_connected, daemon=True).start()
+'''
+
+
+@pytest.mark.skipif(os.name != "posix" or not hasattr(signal, "SIGTERM"), reason="POSIX signals")
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_a_signal_during_the_exit_handlers_wait_ends_it_quietly_with_the_loss_counted(
+    tmp_path: Path, signal_name: str,
+) -> None:
+    script = tmp_path / "impatient.py"
+    script.write_text(_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "_OTEL_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    env["OTEL_BSP_SCHEDULE_DELAY"] = "600000"
+    result = subprocess.run([sys.executable, str(script), signal_name], capture_output=True, text=True, env=env,
+                            timeout=GUARD_S)
+    assert result.stdout.strip() == str(list(range(10)))
+    assert "telemetry shutdown was interrupted; not delivered over the run: 11 spans" in result.stderr
+    assert "Exception ignored" not in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 0  # the program had finished; Python ignores what an exit handler raises
+
+
+_CHILD_SCRIPT = '''
+import asyncio, multiprocessing, os, signal, socket, sys
+from shannon_otel import Wave, configure
+
+def child(endpoint):
+    configure("exit-ctrl-c-child", exporter="otlp_http", endpoint=endpoint, shutdown_timeout_s=120.0,
+              export_timeout_s=120.0, metric_interval_s=3600.0)
+
+    async def work(i):
+        return i
+
+    print(asyncio.run(Wave("w").map(work, range(10))).values(), flush=True)
+
+if __name__ == "__main__":
+    sink = socket.socket()
+    sink.bind(("127.0.0.1", 0))
+    sink.listen(8)
+    process = multiprocessing.get_context(sys.argv[1]).Process(
+        target=child, args=(f"http://127.0.0.1:{sink.getsockname()[1]}",))
+    process.start()
+    held = sink.accept()  # only the child's finalizer exports (the schedule delay is 10 min)
+    os.kill(process.pid, signal.SIGINT)
+    process.join()
+    print("exitcode", process.exitcode, flush=True)
+'''
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+@pytest.mark.parametrize("start_method", ["spawn", "fork"])
+def test_ctrl_c_during_a_multiprocessing_childs_exit_shutdown_ends_it_quietly(
+    tmp_path: Path, start_method: str,
+) -> None:
+    # Before: the child's finalizer let the KeyboardInterrupt out: the library's traceback under "Process
+    # SpawnProcess-1:", exit code 1 for a child whose work was done, and the finalizers after it skipped.
+    script = tmp_path / "children.py"
+    script.write_text(_CHILD_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "_OTEL_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    env["OTEL_BSP_SCHEDULE_DELAY"] = "600000"
+    result = subprocess.run([sys.executable, str(script), start_method], capture_output=True, text=True, env=env,
+                            timeout=GUARD_S)
+    assert result.stdout.split("\n")[:2] == [str(list(range(10))), "exitcode 0"], result.stderr
+    assert "telemetry shutdown was interrupted; not delivered over the run: 11 spans" in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
