@@ -65,3 +65,57 @@ def test_sigterm_exports_the_queued_spans_only_with_the_documented_handler(tmp_p
     else:
         assert process.returncode == -signal.SIGTERM
         assert sink.spans == 0  # died at once: the queue went with it, uncounted
+
+
+_ASYNCIO_SCRIPT = '''
+import asyncio, signal, sys
+from shannon_otel import Wave, configure
+
+configure("sigterm", exporter="otlp_http", endpoint=sys.argv[1], metric_interval_s=3600.0)
+started = 0
+
+async def work(i):
+    global started
+    started += 1
+    if started == 10:
+        print("running", flush=True)  # every task is inside its span when the signal comes
+    await asyncio.sleep(120)
+
+async def main():
+    # the README's recipe for an asyncio program: the signal cancels the main task, at an await
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
+    await Wave("w").map(work, range(10))
+
+try:
+    asyncio.run(main())
+except asyncio.CancelledError:
+    sys.exit(143)
+'''
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or os.name != "posix", reason="POSIX signals")
+def test_sigterm_mid_wave_under_the_asyncio_recipe_ends_and_exports_every_span(tmp_path: Path) -> None:
+    """The README's recipe for an asyncio program: SIGTERM while a wave runs cancels it at an ``await`` (a
+    ``sys.exit`` handler's SystemExit lands at any bytecode, docs/reliability.md), so every span ends and the
+    exit handler exports them all."""
+    sink = HttpSink(answer(200))
+    script = tmp_path / "server.py"
+    script.write_text(_ASYNCIO_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "_OTEL_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    env["OTEL_BSP_SCHEDULE_DELAY"] = "600000"
+    with subprocess.Popen([sys.executable, str(script), sink.endpoint],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as process:
+        try:
+            assert process.stdout is not None and process.stderr is not None
+            assert process.stdout.readline().strip() == "running"
+            process.send_signal(signal.SIGTERM)
+            process.wait(GUARD_S)
+            stderr = process.stderr.read()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            sink.close()
+    assert process.returncode == 143, stderr
+    assert sink.spans == 11  # the wave span and its 10 task spans: all ended (cancelled) and exported
