@@ -37,20 +37,20 @@ time.sleep(120)  # still running (a server) when the signal comes
 '''
 
 
-@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or os.name != "posix", reason="POSIX signals")
-@pytest.mark.parametrize("handler", [True, False], ids=["with-handler", "default"])
-def test_sigterm_exports_the_queued_spans_only_with_the_documented_handler(tmp_path: Path, handler: bool) -> None:
+def _terminated(tmp_path: Path, source: str, ready: str, *args: str) -> tuple[subprocess.Popen[str], str, int]:
+    """Run ``source`` against an OTLP/HTTP stand-in, SIGTERM it once it prints ``ready``: the process, its stderr
+    and the spans the stand-in received."""
     sink = HttpSink(answer(200))
     script = tmp_path / "server.py"
-    script.write_text(_SCRIPT)
+    script.write_text(source)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "_OTEL_"))}
     env["PYTHONPATH"] = str(ROOT)
     env["OTEL_BSP_SCHEDULE_DELAY"] = "600000"  # nothing leaves before the signal but by the exit handler
-    with subprocess.Popen([sys.executable, str(script), sink.endpoint, "handler" if handler else "none"],
+    with subprocess.Popen([sys.executable, str(script), sink.endpoint, *args],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as process:
         try:
             assert process.stdout is not None and process.stderr is not None
-            assert process.stdout.readline().strip() == str(list(range(10)))  # the wave ran; its spans are queued
+            assert process.stdout.readline().strip() == ready
             process.send_signal(signal.SIGTERM)
             process.wait(GUARD_S)
             stderr = process.stderr.read()
@@ -59,12 +59,20 @@ def test_sigterm_exports_the_queued_spans_only_with_the_documented_handler(tmp_p
                 process.kill()
                 process.wait()
             sink.close()
+    return process, stderr, sink.spans
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or os.name != "posix", reason="POSIX signals")
+@pytest.mark.parametrize("handler", [True, False], ids=["with-handler", "default"])
+def test_sigterm_exports_the_queued_spans_only_with_the_documented_handler(tmp_path: Path, handler: bool) -> None:
+    # the wave ran; its spans are queued
+    process, stderr, spans = _terminated(tmp_path, _SCRIPT, str(list(range(10))), "handler" if handler else "none")
     if handler:
         assert process.returncode == 143, stderr
-        assert sink.spans == 11  # the wave span and its 10 task spans, exported by the exit handler
+        assert spans == 11  # the wave span and its 10 task spans, exported by the exit handler
     else:
         assert process.returncode == -signal.SIGTERM
-        assert sink.spans == 0  # died at once: the queue went with it, uncounted
+        assert spans == 0  # died at once: the queue went with it, uncounted
 
 
 _ASYNCIO_SCRIPT = '''
@@ -98,24 +106,6 @@ def test_sigterm_mid_wave_under_the_asyncio_recipe_ends_and_exports_every_span(t
     """The README's recipe for an asyncio program: SIGTERM while a wave runs cancels it at an ``await`` (a
     ``sys.exit`` handler's SystemExit lands at any bytecode, docs/reliability.md), so every span ends and the
     exit handler exports them all."""
-    sink = HttpSink(answer(200))
-    script = tmp_path / "server.py"
-    script.write_text(_ASYNCIO_SCRIPT)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "_OTEL_"))}
-    env["PYTHONPATH"] = str(ROOT)
-    env["OTEL_BSP_SCHEDULE_DELAY"] = "600000"
-    with subprocess.Popen([sys.executable, str(script), sink.endpoint],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as process:
-        try:
-            assert process.stdout is not None and process.stderr is not None
-            assert process.stdout.readline().strip() == "running"
-            process.send_signal(signal.SIGTERM)
-            process.wait(GUARD_S)
-            stderr = process.stderr.read()
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            sink.close()
+    process, stderr, spans = _terminated(tmp_path, _ASYNCIO_SCRIPT, "running")
     assert process.returncode == 143, stderr
-    assert sink.spans == 11  # the wave span and its 10 task spans: all ended (cancelled) and exported
+    assert spans == 11  # the wave span and its 10 task spans: all ended (cancelled) and exported
