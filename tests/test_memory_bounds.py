@@ -88,8 +88,7 @@ def test_the_bridge_folds_wave_names_past_the_sdks_default_limit_into_the_overfl
     kept for the life of the process -- ~5.5 KB per name with the SDK's own growth, unbounded."""
     from shannon_otel._metrics_bridge import OVERFLOW_ATTRIBUTES, SDK_DEFAULT_LIMIT
 
-    if SDK_DEFAULT_LIMIT is None:
-        pytest.skip("this SDK has no cardinality limits")
+    assert SDK_DEFAULT_LIMIT is not None  # every SDK pyproject allows (>=1.45.2) has one
     waves = SDK_DEFAULT_LIMIT + 50
     sdk, ours = _wave_names_past_the_limit(False, waves), _wave_names_past_the_limit(True, waves)
     assert len(ours) == len(sdk) == SDK_DEFAULT_LIMIT + 1
@@ -140,8 +139,7 @@ def test_the_wave_counters_keep_no_state_for_wave_names_past_the_sdks_limit() ->
     from shannon_otel._metrics_bridge import OVERFLOW_ATTRIBUTES, SDK_DEFAULT_LIMIT
     from shannon_otel.testing import InMemoryTelemetry
 
-    if SDK_DEFAULT_LIMIT is None:
-        pytest.skip("this SDK has no cardinality limits")
+    assert SDK_DEFAULT_LIMIT is not None  # every SDK pyproject allows (>=1.45.2) has one
     tel = InMemoryTelemetry(sampled=False)  # no spans, no exemplars: nothing else keeps a name
     extra = 20
     names = [f"fetch /item/{i}" for i in range(SDK_DEFAULT_LIMIT + extra)]
@@ -256,8 +254,7 @@ def test_folding_wave_names_past_the_limit_is_said_once(caplog: pytest.LogCaptur
     from shannon_otel._metrics_bridge import SDK_DEFAULT_LIMIT
     from shannon_otel.testing import InMemoryTelemetry
 
-    if SDK_DEFAULT_LIMIT is None:
-        pytest.skip("this SDK has no cardinality limits")
+    assert SDK_DEFAULT_LIMIT is not None  # every SDK pyproject allows (>=1.45.2) has one
     tel = InMemoryTelemetry(sampled=False)
 
     async def work() -> int:
@@ -287,8 +284,7 @@ def test_folding_error_types_past_the_limit_names_the_error_type_not_the_wave(
     from shannon_otel._metrics_bridge import SDK_DEFAULT_LIMIT
     from shannon_otel.testing import InMemoryTelemetry
 
-    if SDK_DEFAULT_LIMIT is None:
-        pytest.skip("this SDK has no cardinality limits")
+    assert SDK_DEFAULT_LIMIT is not None  # every SDK pyproject allows (>=1.45.2) has one
     tel = InMemoryTelemetry(sampled=False)
     kinds = [type(f"Refused{i}", (Exception,), {}) for i in range(SDK_DEFAULT_LIMIT + 5)]
 
@@ -431,8 +427,7 @@ def test_folding_operation_names_past_the_limit_is_said_once(caplog: pytest.LogC
     from shannon_otel._metrics_bridge import OVERFLOW_ATTRIBUTES, SDK_DEFAULT_LIMIT
     from shannon_otel.testing import InMemoryTelemetry
 
-    if SDK_DEFAULT_LIMIT is None:
-        pytest.skip("this SDK has no cardinality limits")
+    assert SDK_DEFAULT_LIMIT is not None  # every SDK pyproject allows (>=1.45.2) has one
     tel = InMemoryTelemetry(sampled=False)
 
     async def fail() -> int:
@@ -463,8 +458,7 @@ def test_folding_breaker_names_past_the_limit_is_said_once(caplog: pytest.LogCap
     from shannon_otel._metrics_bridge import OVERFLOW_ATTRIBUTES, SDK_DEFAULT_LIMIT
     from shannon_otel.testing import InMemoryTelemetry
 
-    if SDK_DEFAULT_LIMIT is None:
-        pytest.skip("this SDK has no cardinality limits")
+    assert SDK_DEFAULT_LIMIT is not None  # every SDK pyproject allows (>=1.45.2) has one
     tel = InMemoryTelemetry(sampled=False)
     with caplog.at_level(logging.WARNING, logger="shannon_otel"):
         breakers = [CircuitBreaker(f"host-{i}", **tel.providers) for i in range(SDK_DEFAULT_LIMIT // 3 + 5)]
