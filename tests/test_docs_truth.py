@@ -15,6 +15,7 @@ from typing import Any
 import shannon_otel.testing
 
 ROOT = Path(__file__).resolve().parent.parent
+_REPOSITORY_FILES = "https://github.com/shannon-otel/shannon-otel/blob/main/"  # README.md links files by URL
 
 
 def _section_block(path: str, heading: str) -> str:
@@ -69,7 +70,7 @@ def test_every_public_name_is_in_the_api_page_and_the_readme_links_it() -> None:
     rows = _api_rows()
     missing = [n for n in [*shannon_otel.__all__, *shannon_otel.testing.__all__] if n not in rows]
     assert missing == []
-    assert "](docs/api.md)" in (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"]({_REPOSITORY_FILES}docs/api.md)" in (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def test_every_default_the_api_page_states_is_the_codes() -> None:
@@ -698,6 +699,20 @@ def _heading_anchors(text: str) -> set[str]:
     return anchors
 
 
+def test_the_readme_links_files_of_the_repository_by_absolute_urls() -> None:
+    """README.md is the package's page on PyPI, where a relative link (`docs/api.md`, `LICENSE`) resolves against
+    pypi.org and lands on a 404: it links the repository's files by URL, under the Homepage pyproject names (the
+    link check below maps those URLs back to the files)."""
+    import tomllib
+
+    homepage = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["urls"]["Homepage"]
+    assert f"{homepage}/blob/main/" == _REPOSITORY_FILES
+    text = re.sub(r"^ *```.*?^ *```", "", (ROOT / "README.md").read_text(encoding="utf-8"), flags=re.S | re.M)
+    links = re.findall(r"\]\(([^)\s]+)\)", text)
+    assert [link for link in links if not re.match(r"[a-z]+:|#", link)] == []
+    assert sum(link.startswith(_REPOSITORY_FILES) for link in links) >= 10
+
+
 def test_every_link_of_the_docs_and_of_the_alerts_reaches_its_file_and_heading() -> None:
     """A link `[text](docs/x.md#anchor)` in README.md or docs/*.md opens an existing file and, with an anchor, one
     of its headings; every alert's `runbook_url` (`.../runbook.md#<alert name, lower case>`) a runbook section:
@@ -710,6 +725,7 @@ def test_every_link_of_the_docs_and_of_the_alerts_reaches_its_file_and_heading()
     for page in pages:
         text = re.sub(r"^ *```.*?^ *```", "", page.read_text(encoding="utf-8"), flags=re.S | re.M)
         for link in re.findall(r"\]\(([^)\s]+)\)", text):
+            link = link.removeprefix(_REPOSITORY_FILES) if page.name == "README.md" else link
             if re.match(r"[a-z]+:", link):
                 continue
             file, _, anchor = link.partition("#")
