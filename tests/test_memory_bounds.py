@@ -474,7 +474,7 @@ def test_a_delta_reader_whose_intervals_stay_under_the_limit_gets_no_folding_war
     delta = AggregationTemporality.DELTA
     reader = InMemoryMetricReader(preferred_temporality={Counter: delta, UpDownCounter: delta})
     meter_provider = MeterProvider(metric_readers=[reader])
-    providers = {"meter_provider": meter_provider, "tracer_provider": TracerProvider()}
+    tracer_provider = TracerProvider()
     per_interval = SDK_DEFAULT_LIMIT * 3 // 4
     points: list[Any] = []
 
@@ -484,7 +484,8 @@ def test_a_delta_reader_whose_intervals_stay_under_the_limit_gets_no_folding_war
     async def main() -> None:
         for interval in range(2):
             for i in range(per_interval):
-                await Retry(attempts=1, name=f"fetch /item/{interval}/{i}", **providers).call(ok)
+                await Retry(attempts=1, name=f"fetch /item/{interval}/{i}", tracer_provider=tracer_provider,
+                            meter_provider=meter_provider).call(ok)
             data = reader.get_metrics_data()
             assert data is not None
             points.extend(p for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
