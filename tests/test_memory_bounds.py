@@ -452,6 +452,48 @@ def test_folding_operation_names_past_the_limit_is_said_once(caplog: pytest.LogC
     assert "after code paths, not per request" in warnings[0]
 
 
+def test_a_delta_reader_whose_intervals_stay_under_the_limit_gets_no_folding_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A reader of delta temporality starts the SDK's attribute sets afresh at each collection: the limit is per
+    export interval. Two intervals of 1,500 operation names each fold nothing, yet the 2,001st name of the
+    process's life logged "new ones ... are counted in its otel.metric.overflow point": untrue."""
+    from opentelemetry.sdk.metrics import Counter, MeterProvider, UpDownCounter
+    from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from shannon_otel._metrics_bridge import OVERFLOW_ATTRIBUTES, SDK_DEFAULT_LIMIT
+
+    if SDK_DEFAULT_LIMIT is None:
+        pytest.skip("this SDK has no cardinality limits")
+    delta = AggregationTemporality.DELTA
+    reader = InMemoryMetricReader(preferred_temporality={Counter: delta, UpDownCounter: delta})
+    meter_provider = MeterProvider(metric_readers=[reader])
+    tracer_provider = TracerProvider()
+    per_interval = SDK_DEFAULT_LIMIT * 3 // 4
+    points: list[Any] = []
+
+    async def ok() -> int:
+        return 1
+
+    async def main() -> None:
+        for interval in range(2):
+            for i in range(per_interval):
+                await Retry(attempts=1, name=f"fetch /item/{interval}/{i}", tracer_provider=tracer_provider,
+                            meter_provider=meter_provider).call(ok)
+            data = reader.get_metrics_data()
+            assert data is not None
+            points.extend(p for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+                          if m.name == "shannon.calls" for p in m.data.data_points)
+
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        asyncio.run(main())
+    meter_provider.shutdown()
+    assert len(points) == 2 * per_interval > SDK_DEFAULT_LIMIT
+    assert not [p for p in points if dict(p.attributes) == OVERFLOW_ATTRIBUTES]  # the SDK folded nothing
+    assert not [r.getMessage() for r in caplog.records if "otel.metric.overflow" in r.getMessage()]
+
+
 def test_folding_breaker_names_past_the_limit_is_said_once(caplog: pytest.LogCaptureFixture) -> None:
     """A breaker has a state series per state (three): the SDK folded the 667th breaker's names silently."""
     from shannon_otel import CircuitBreaker

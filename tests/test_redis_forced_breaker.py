@@ -214,3 +214,48 @@ def test_a_half_open_shared_breaker_whose_clock_steps_back_asks_redis_again(serv
 
 async def _fail() -> int:
     raise ValueError("down")
+
+
+def test_a_half_open_shared_breaker_told_no_asks_redis_once_per_recheck_at_one_clock_reading(
+    server: RedisServer,
+) -> None:
+    """Told no by Redis while half-open, a process rejects calls itself for 50 ms (one round trip per 50 ms, not
+    per call). Kept as ``recheck_at = reading + 0.05`` and compared as ``0 < recheck_at - now <= 0.05``,
+    ``recheck_at - now`` of the very same reading rounded above 0.05 at most readings (at 1.0: 0.050000000000000044):
+    every call of that instant (a FakeClock, a virtual-time loop) asked Redis again."""
+    prefix = f"s{uuid.uuid4().hex[:10]}"
+    otel = InMemoryTelemetry()
+    clock = FakeClock()
+    release = asyncio.Event()
+
+    async def held() -> int:
+        await release.wait()
+        return 1
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, timeout_s=0.5) as elsewhere, \
+                RedisState(server.url, prefix=prefix, timeout_s=0.5, meter_provider=otel.meter_provider) as replica:
+            other = CircuitBreaker("api", shared=elsewhere, failure_threshold=1, reset_timeout=0.2, instrument=False)
+            here = CircuitBreaker("api", shared=replica, failure_threshold=1, reset_timeout=0.2, clock=clock,
+                                  instrument=False)
+            with pytest.raises(ValueError, match="down"):
+                await other.call(_fail)
+            await wait_for(lambda: here.state is BreakerState.OPEN)
+            await asyncio.sleep(0.3)  # the reset timeout, on the server's clock
+            clock.now = 1.0  # (1.0 + 0.05) - 1.0 > 0.05
+            probe = asyncio.create_task(other.call(held))  # the one probe, taken elsewhere
+            await wait_for(lambda: other.state is BreakerState.HALF_OPEN)
+            asked = _acquires(otel)
+            for _ in range(3):
+                with pytest.raises(CircuitOpenError):
+                    await here.call(_ok)
+            assert here.state is BreakerState.HALF_OPEN
+            assert _acquires(otel) == asked + 1  # the first call asked; the two after it were rejected here
+            clock.advance(0.05)
+            with pytest.raises(CircuitOpenError):
+                await here.call(_ok)
+            assert _acquires(otel) == asked + 2  # 50 ms on: asked again
+            release.set()
+            await probe
+
+    asyncio.run(main())

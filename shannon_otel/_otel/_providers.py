@@ -147,14 +147,14 @@ class ProviderState:
     """What shannon-otel keeps for one MeterProvider (or for "the global one"), or for a TracerProvider
     built by ``configure()`` (then only ``drops``).
 
-    Holds no reference to the provider itself. Built on any thread (policies may be constructed
+    Holds no strong reference to the provider itself. Built on any thread (policies may be constructed
     anywhere); the lock guards only the lazily built members.
     """
 
     __slots__ = ("_anomaly", "_executor", "_hooks", "_lock", "_shared", "breaker_states", "bridge",
                  "bridge_probed", "drops", "recovery_series")
 
-    def __init__(self) -> None:
+    def __init__(self, meter_provider: metrics.MeterProvider | None = None) -> None:
         self.bridge: MetricsBridge | None = None  # set by configure() / testing for the providers they build
         self.drops: DropCounter | None = None  # set by configure() for the tracer provider it builds
         self.bridge_probed = False  # whether the provider's own readers were checked for ``bridged()`` ones
@@ -164,7 +164,7 @@ class ProviderState:
         # breaker name -> the state reported as 1 on the breaker state UpDownCounter of this provider
         self.breaker_states: dict[str, BreakerState] = {}
         # the attribute sets of the recovery instruments of this provider, watched for the SDK's limit
-        self.recovery_series = SeriesWatch()
+        self.recovery_series = SeriesWatch(meter_provider)  # holds it weakly
         self._hooks: weakref.WeakKeyDictionary[object, OTelHook] = weakref.WeakKeyDictionary()
         self._lock = threading.RLock()
 
@@ -223,7 +223,7 @@ def provider_state(meter_provider: metrics.MeterProvider | None) -> ProviderStat
         with _LOCK:
             state = _STATES.get(key)
             if state is None:
-                state = _STATES[key] = ProviderState()
+                state = _STATES[key] = ProviderState(meter_provider)
     return state
 
 

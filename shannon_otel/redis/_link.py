@@ -41,7 +41,7 @@ _MAX_MS = 2**53
 
 class BreakerLink:
     __slots__ = (
-        "breaker", "calls", "epoch", "failures", "keys", "name", "recheck_at", "sending", "slow", "store", "ttl_s",
+        "breaker", "calls", "epoch", "failures", "keys", "name", "rejected_at", "sending", "slow", "store", "ttl_s",
         "unsent", "window",
     )
 
@@ -54,7 +54,7 @@ class BreakerLink:
         self.keys = [store._key("breaker", breaker.name, "state"), store._key("breaker", breaker.name, "window")]
         self.epoch = 0
         self.calls = self.failures = self.slow = 0  # counted locally, not yet sent
-        self.recheck_at = 0.0
+        self.rejected_at = -math.inf  # when Redis last said no while HALF_OPEN (the breaker's clock)
         # Changes made here (a trip, a probe's outcome, force_open, reset) not answered by Redis yet: until
         # then a poll, a flush or a message of the epoch already held is older than the local state.
         self.sending = 0
@@ -103,9 +103,11 @@ class BreakerLink:
             remaining = b._reset_left(now)  # as the local breaker measures it (the clock going back too)
             if b._forced or remaining > 0:
                 b._reject(call, None if b._forced else remaining)
-        elif b._state is _HALF_OPEN and 0.0 < self.recheck_at - now <= _HALF_OPEN_RECHECK_S:
-            # before the recheck: not asked again yet. Further ahead than that, the clock went back (an injected one
-            # stepped): asked now, or every call was rejected here for the whole step (a day back: a day)
+        elif b._state is _HALF_OPEN and 0.0 <= now - self.rejected_at < _HALF_OPEN_RECHECK_S:
+            # told no less than the recheck interval ago: not asked again yet. Told no "later" than now, the clock
+            # went back (an injected one stepped): asked now, or every call was rejected here for the whole step (a
+            # day back: a day). Measured from the reading, not to a stored `reading + 0.05`: `recheck_at - now` of
+            # the same reading rounded above 0.05 at most readings, and every call of that instant asked Redis.
             b._reject(call, None)
         # This admission's own key: a probe slot it took is recorded there, so a caller that never got the answer
         # gives that slot back (GIVEBACK), even when the ACQUIRE runs only after the give-back.
@@ -136,7 +138,7 @@ class BreakerLink:
         state = "open" if int(remaining_ms) > 0 or b._state is _OPEN else "half_open"
         self.apply(state, epoch, int(opened_ms), int(now_ms), "")
         if b._state is _HALF_OPEN:
-            self.recheck_at = b.clock() + _HALF_OPEN_RECHECK_S
+            self.rejected_at = b.clock()
         b._reject(call, int(remaining_ms) / 1000 if int(remaining_ms) > 0 else None)
         raise AssertionError  # unreachable: _reject raises
 
