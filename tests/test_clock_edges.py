@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import datetime
 import math
+import threading
 from typing import Any
 
 import pytest
@@ -506,3 +507,40 @@ def test_a_call_taking_exactly_slow_call_s_on_virtual_time_is_slow(started: floa
         return breaker.state
 
     assert run_virtual(main()) is so.BreakerState.OPEN
+
+
+def test_a_step_back_never_puts_an_older_last_good_value_over_a_newer_one() -> None:
+    """One Degrade shared by event loops in two threads: serving a value after the clock stepped back wrote it back
+    with the new time, over the newer value another thread had stored between the read and the write; the older
+    value was then served, and counted as fresh."""
+    degrade: so.Degrade
+
+    async def newer() -> str:
+        return "newer"
+
+    def other_thread_stores_newer() -> float:
+        thread = threading.Thread(target=lambda: asyncio.run(degrade.call(newer)))
+        thread.start()
+        thread.join()
+        return 50.0  # the step back: earlier than the older value's 100
+
+    # the readings in order: "older" stored; the failing call's read (meanwhile the other thread stores "newer" at
+    # 60); the last failing call's read
+    script = iter([lambda: 100.0, other_thread_stores_newer, lambda: 60.0, lambda: 70.0])
+    degrade = so.Degrade(last_good=True, on=ValueError, clock=lambda: next(script)(), instrument=False)
+    outcomes = iter(["older"])
+
+    async def flaky() -> str:
+        value = next(outcomes, None)
+        if value is None:
+            raise ValueError("down")
+        return value
+
+    async def main() -> None:
+        assert (await degrade.call(flaky)).value == "older"
+        first = await degrade.call(flaky)  # read before the other thread stored: the older value, age 0
+        assert (first.value, first.age_s) == ("older", 0.0)
+        served = await degrade.call(flaky)
+        assert (served.value, served.mode, served.age_s) == ("newer", "last_good", 10.0)
+
+    asyncio.run(main())

@@ -269,7 +269,8 @@ class Degrade(Instrumented):
                 now = self.clock()
                 if now < at:  # an injected clock that went back (a stepped wall clock): no negative age, and
                     at = now  # counted from here: a day back served the value as new for a day, past max_age
-                    goods[key] = (value, at)
+                    if goods.get(key) is good:  # not over a newer value another thread stored meanwhile
+                        goods[key] = (value, at)
                 age = now - at
                 if self.max_age is None or age <= self.max_age:
                     return self._mark(Served(value, True, "last_good", reason, age, error), call)
