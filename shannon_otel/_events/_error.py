@@ -5,15 +5,32 @@ from __future__ import annotations
 from .._validate import utf8_text
 
 
+# The class's own values, read past its metaclass: a metaclass whose ``__getattribute__`` raised on
+# ``__module__`` made every wave that met such an error raise out of ``map()`` and leave its task span open.
+_MODULE = type.__dict__["__module__"]
+_QUALNAME = type.__dict__["__qualname__"]
+
+
 def error_type(error: BaseException | None) -> str | None:
-    """The ``error.type`` value for an exception: its fully qualified class name for non-builtins (a lone
-    surrogate in it, a class made at run time, as U+FFFD: a metric attribute OTLP cannot encode failed every
-    metric export of the process)."""
-    if error is None:
-        return None
-    cls = type(error)
-    module = cls.__module__
-    return utf8_text(cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}")
+    """The ``error.type`` value for an exception: :func:`class_name` of its class."""
+    return None if error is None else class_name(type(error))
+
+
+def class_name(cls: type) -> str:
+    """A class's fully qualified name (the bare name for builtins), never raising: read past the metaclass;
+    a ``__module__`` that is not a str (``None``, set on a class made at run time) as ``<unknown>``, as
+    ``traceback`` shows it, not ``None.E``; a lone surrogate (a class made at run time) as U+FFFD: a metric
+    attribute OTLP cannot encode failed every metric export of the process."""
+    qualname: str = _QUALNAME.__get__(cls)
+    try:
+        module = _MODULE.__get__(cls)
+    except AttributeError:  # a class whose namespace has no __module__ left
+        module = None
+    if not isinstance(module, str):
+        module = "<unknown>"
+    elif module == "builtins":
+        return utf8_text(qualname)
+    return utf8_text(f"{module}.{qualname}")
 
 
 def error_message(error: BaseException) -> str:
@@ -23,7 +40,7 @@ def error_message(error: BaseException) -> str:
     try:
         return utf8_text(str(error))
     except Exception:
-        return f"<{type(error).__qualname__}: str() failed>"
+        return f"<{_QUALNAME.__get__(type(error))}: str() failed>"
 
 
 def cut_off(cancelled: BaseException) -> TimeoutError:

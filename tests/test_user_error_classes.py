@@ -1,0 +1,86 @@
+"""Exception classes of unusual make raised by user code: the user gets them back unchanged, and every span
+they cross ends ERROR with an ``error.type`` that names the class (fully qualified, as the semantic
+conventions ask)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from _open_spans import OpenSpans
+from opentelemetry.trace import StatusCode
+
+from shannon_otel import Fallback, Retry, Wave
+from shannon_otel.testing import InMemoryTelemetry, run_virtual
+
+
+_ARMED: list[bool] = []  # while the library runs (pytest itself reads the names to report a failure)
+
+
+class _RaisingMeta(type):
+    """A metaclass (a proxy or lazy-import library's) whose ``__getattribute__`` raises on the class's names."""
+
+    def __getattribute__(cls, name: str) -> Any:
+        if _ARMED and name in ("__module__", "__qualname__", "__name__"):
+            raise RuntimeError(f"no {name} here")
+        return super().__getattribute__(name)
+
+
+class MetaError(Exception, metaclass=_RaisingMeta):
+    pass
+
+
+class NowhereError(Exception):
+    pass
+
+
+NowhereError.__module__ = None  # type: ignore[assignment]  # as a class made at run time may have it
+
+
+def _raise(error_class: type[Exception]) -> Any:
+    async def fail(item: int) -> None:
+        await asyncio.sleep(0)
+        raise error_class(item)
+    return fail
+
+
+@pytest.mark.parametrize(("error_class", "expected"), [
+    (MetaError, f"{__name__}.MetaError"), (NowhereError, "<unknown>.NowhereError"),
+], ids=["metaclass-raises", "module-None"])
+def test_a_wave_and_the_policies_report_an_error_class_of_unusual_make(
+    error_class: type[Exception], expected: str,
+) -> None:
+    """A metaclass that raised on ``__module__`` made ``Wave.map`` raise an ExceptionGroup of that RuntimeError
+    instead of returning the task's error, and left the task span open; ``__module__ = None`` gave
+    ``error.type`` ``None.NowhereError`` (a module called None), where ``traceback`` says ``<unknown>``."""
+    otel = InMemoryTelemetry()
+    opened = OpenSpans()
+    otel.tracer_provider.add_span_processor(opened)
+    fail = _raise(error_class)
+
+    async def main() -> None:
+        result = await Wave("w", **otel.providers).map(fail, [1])
+        assert type(result.results[0].error) is error_class
+        assert result.results[0].error_type == expected
+        async with Wave("s", max_concurrency=1, **otel.providers).stream_map(fail, [2]) as stream:
+            streamed = [r async for r in stream]
+        assert type(streamed[0].error) is error_class
+        with pytest.raises(error_class):
+            await Retry(attempts=2, initial=0, name="op", **otel.providers).call(fail, 3)
+        async def serve(error: Exception) -> str:
+            return f"served {type(error) is error_class}"
+        assert await Fallback(serve, name="fb", **otel.providers).call(fail, 4) == "served True"
+
+    _ARMED.append(True)
+    try:
+        run_virtual(main())
+    finally:
+        _ARMED.clear()
+    assert opened.open == {}
+    failed = [otel.span(name) for name in ["task w", "task s", "attempt 2", "op"]] + otel.spans("attempt 1")
+    assert len(failed) == 6
+    for span in failed:
+        assert span.status.status_code is StatusCode.ERROR, span.name
+        assert (span.attributes or {})["error.type"] == expected, span.name
+    assert otel.span("fb").status.status_code is StatusCode.UNSET  # served
