@@ -1,9 +1,10 @@
 """Composition advice: an outer policy that a result-serving policy inside it leaves nothing to act on.
 
 ``Pipeline(Retry(), Fallback(fb))`` runs ``Retry(Fallback(fn))``: the fallback turns every failure the
-retry would retry into a result, so the retry never retries; a breaker placed so never opens. The code
-runs as written (each policy does what its place says), so the pipeline does not refuse it; it warns
-once, at construction, naming both policies and the order that was probably meant.
+retry would retry into a result, so the retry retries only when the fallback fails too (its ``FallbackError``,
+when the retry's ``on=`` takes it), never when a ``Degrade`` serves a default; a breaker placed so opens only on
+those failures. The code runs as written (each policy does what its place says), so the pipeline does
+not refuse it; it warns once, at construction, naming both policies and the order that was probably meant.
 
 Only certain cases are reported: an outer ``Retry`` whose ``on=`` is types (a predicate cannot be
 read) or a ``CircuitBreaker`` counting no slow calls, a ``Fallback`` or a ``Degrade`` with a
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 from ._breaker import CircuitBreaker
 from ._circuit_open import CircuitOpenError
 from ._degrade import _MISSING, Degrade
-from ._fallback import Fallback
+from ._fallback import Fallback, FallbackError
 from ._policy import Policy
 from ._retry import Retry
 from ._timeout import Timeout
@@ -46,8 +47,12 @@ def warn_dead_policies(chain: Sequence[Policy]) -> None:
                 verb, then = (("retry", "once the retries are spent") if isinstance(outer, Retry)
                               else ("open", "when the breaker rejects a call or the call fails"))
                 names = ", ".join(t.__name__ for t in acts_on)
+                # A fallback that fails raises FallbackError, which an outer Retry(on=Exception) retries and a
+                # breaker counting Exception counts: "never" was untrue for the default on=
+                when = (f"{verb} only when the {inner_name} fails too (its FallbackError)"
+                        if isinstance(inner, Fallback) and issubclass(FallbackError, acts_on) else f"never {verb}")
                 warnings.warn(
-                    f"{outer_name} (policy {i + 1} of the pipeline) will never {verb}: the {inner_name} inside it "
+                    f"{outer_name} (policy {i + 1} of the pipeline) will {when}: the {inner_name} inside it "
                     f"(policy {j + 1}) turns every failure it acts on ({names}) into a result. Policies run "
                     f"outermost first: to serve a result {then}, list the {inner_name} first, "
                     f"resilient({inner_name}(...), {outer_name}(...)); or narrow the {inner_name}'s on=",
