@@ -158,9 +158,10 @@ PAIRS = [(a, b) for a in KINDS for b in KINDS if a != b]
 # Orders whose outer policy can never act, by the types each policy handles (``build``): the inner one
 # serves a result for every error the outer one retries or counts. The breaker counts every Exception,
 # and the degrade serves only three types, so the breaker outside the degrade still counts the others.
-# The breaker counts the FallbackError of a fallback that fails too (not part of the model: it always serves).
-NEVER_ACTS = {("retry", "fallback"): "never retry", ("retry", "degrade"): "never retry",
-              ("breaker", "fallback"): "open only when the Fallback fails too (its FallbackError)"}
+# Outside a Fallback, what the fallback raises still reaches the outer policy (not part of the model: it serves).
+NEVER_ACTS = {("retry", "fallback"): "retry only when the fallback fails too or re-raises the error",
+              ("retry", "degrade"): "never retry",
+              ("breaker", "fallback"): "open only when the fallback fails too or re-raises the error"}
 
 
 @pytest.mark.parametrize(("outer", "inner"), sorted(NEVER_ACTS))
@@ -257,8 +258,8 @@ def test_a_retry_outside_a_fallback_warns_at_the_users_line_naming_the_order_mea
         assert caught.category is UserWarning and caught.filename == __file__
         message = str(caught.message)
         assert message.startswith(
-            "Retry (policy 1 of the pipeline) will retry only when the Fallback fails too (its FallbackError): the "
-            "Fallback inside it")
+            "Retry (policy 1 of the pipeline) will retry only when the fallback fails too or re-raises the error: "
+            "the Fallback inside it (policy")
         assert "resilient(Fallback(...), Retry(...))" in message
 
 
@@ -287,8 +288,8 @@ def test_a_breaker_between_them_is_the_policy_named() -> None:
     # The retry would see the breaker's rejections, but the breaker outside the fallback never opens.
     (caught,) = _order_warnings(lambda: Pipeline(Retry(), CircuitBreaker("order-a"), Fallback(_fallback)))
     assert str(caught.message).startswith(
-        "CircuitBreaker (policy 2 of the pipeline) will open only when the Fallback fails too (its FallbackError): "
-        "the Fallback inside it (policy 3)")
+        "CircuitBreaker (policy 2 of the pipeline) will open only when the fallback fails too or re-raises the "
+        "error: the Fallback inside it (policy 3)")
 
 
 def test_a_warned_order_still_runs_as_written() -> None:
@@ -306,30 +307,33 @@ def test_a_warned_order_still_runs_as_written() -> None:
     assert calls == [1]
 
 
-@pytest.mark.parametrize(("on", "attempts", "said"), [
-    (Exception, 3, "will retry only when the Fallback fails too (its FallbackError)"),
-    (ConnectionError, 1, "will never retry"),
-], ids=["takes-FallbackError", "does-not"])
-def test_the_order_warning_says_what_the_retry_does_when_the_fallback_fails_too(
-    on: type[Exception], attempts: int, said: str,
+@pytest.mark.parametrize(("on", "declines", "attempts"), [
+    (Exception, False, 3), (ConnectionError, False, 1), (ConnectionError, True, 3),
+], ids=["fails-FallbackError-retried", "fails-FallbackError-not-retried", "re-raises"])
+def test_the_order_warning_says_what_the_retry_does_when_the_fallback_does_not_serve(
+    on: type[Exception], declines: bool, attempts: int,
 ) -> None:
     """It said "will never retry" for ``Pipeline(Retry(), Fallback(fb))``, yet when ``fb`` failed too the retry
-    retried the FallbackError (the default ``on=Exception`` takes it) and called the operation three times."""
+    retried the FallbackError (the default ``on=Exception`` takes it) and called the operation three times; so
+    it does when ``fb`` re-raises the error it was given, whatever ``on=``."""
     calls = []
 
     async def failing() -> str:
         calls.append(1)
         raise ConnectionError("down")
 
-    async def failing_fallback(error: Exception) -> str:
+    async def fallback(error: Exception) -> str:
+        if declines:
+            raise error
         raise KeyError("no fallback either")
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        pipeline = Pipeline(Retry(attempts=3, initial=0.0, on=on), Fallback(failing_fallback), instrument=False)
+        pipeline = Pipeline(Retry(attempts=3, initial=0.0, on=on), Fallback(fallback), instrument=False)
     (warning,) = caught
-    assert str(warning.message).startswith(f"Retry (policy 1 of the pipeline) {said}: ")
-    with pytest.raises(FallbackError):
+    assert str(warning.message).startswith(
+        "Retry (policy 1 of the pipeline) will retry only when the fallback fails too or re-raises the error: ")
+    with pytest.raises(ConnectionError if declines else FallbackError):
         run_virtual(pipeline.call(failing))
     assert len(calls) == attempts
 

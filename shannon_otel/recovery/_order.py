@@ -2,8 +2,8 @@
 
 ``Pipeline(Retry(), Fallback(fb))`` runs ``Retry(Fallback(fn))``: the fallback turns every failure the
 retry would retry into a result, so the retry retries only when the fallback fails too (its ``FallbackError``,
-when the retry's ``on=`` takes it), never when a ``Degrade`` serves a default; a breaker placed so opens only on
-those failures. The code runs as written (each policy does what its place says), so the pipeline does
+when the retry's ``on=`` takes it) or re-raises the error, and never when a ``Degrade`` serves a default; a
+breaker placed so counts only those failures. The code runs as written (each policy does what its place says), so the pipeline does
 not refuse it; it warns once, at construction, naming both policies and the order that was probably meant.
 
 Only certain cases are reported: an outer ``Retry`` whose ``on=`` is types (a predicate cannot be
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from ._breaker import CircuitBreaker
 from ._circuit_open import CircuitOpenError
 from ._degrade import _MISSING, Degrade
-from ._fallback import Fallback, FallbackError
+from ._fallback import Fallback
 from ._policy import Policy
 from ._retry import Retry
 from ._timeout import Timeout
@@ -47,13 +47,14 @@ def warn_dead_policies(chain: Sequence[Policy]) -> None:
                 verb, then = (("retry", "once the retries are spent") if isinstance(outer, Retry)
                               else ("open", "when the breaker rejects a call or the call fails"))
                 names = ", ".join(t.__name__ for t in acts_on)
-                # A fallback that fails raises FallbackError, which an outer Retry(on=Exception) retries and a
-                # breaker counting Exception counts: "never" was untrue for the default on=
-                when = (f"{verb} only when the {inner_name} fails too (its FallbackError)"
-                        if isinstance(inner, Fallback) and issubclass(FallbackError, acts_on) else f"never {verb}")
+                # "never" was untrue for a Fallback: one that fails too raises FallbackError, which the default
+                # on=Exception retries (a breaker counts it), and one that re-raises the error passes it on as it is
+                said = (f"{verb} only when the fallback fails too or re-raises the error: the {inner_name} inside it "
+                        f"(policy {j + 1}) catches every failure it acts on ({names})" if isinstance(inner, Fallback)
+                        else f"never {verb}: the {inner_name} inside it (policy {j + 1}) turns every failure it acts "
+                        f"on ({names}) into a result")
                 warnings.warn(
-                    f"{outer_name} (policy {i + 1} of the pipeline) will {when}: the {inner_name} inside it "
-                    f"(policy {j + 1}) turns every failure it acts on ({names}) into a result. Policies run "
+                    f"{outer_name} (policy {i + 1} of the pipeline) will {said}. Policies run "
                     f"outermost first: to serve a result {then}, list the {inner_name} first, "
                     f"resilient({inner_name}(...), {outer_name}(...)); or narrow the {inner_name}'s on=",
                     UserWarning, stacklevel=_user_level(),

@@ -1,17 +1,18 @@
-"""Exception classes of unusual make raised by user code: the user gets them back unchanged, and every span
-they cross ends ERROR with an ``error.type`` that names the class (fully qualified, as the semantic
-conventions ask)."""
+"""The user's own exceptions crossing the waves and the policies: the user gets back what the code would give
+without the library, and every span they cross ends ERROR with an ``error.type`` that names the class (fully
+qualified, as the semantic conventions ask)."""
 
 from __future__ import annotations
 
 import asyncio
+import warnings
 from typing import Any
 
 import pytest
 from _open_spans import OpenSpans
 from opentelemetry.trace import StatusCode
 
-from shannon_otel import Fallback, Retry, Wave
+from shannon_otel import Fallback, Pipeline, Retry, Wave
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
 
@@ -84,3 +85,43 @@ def test_a_wave_and_the_policies_report_an_error_class_of_unusual_make(
         assert span.status.status_code is StatusCode.ERROR, span.name
         assert (span.attributes or {})["error.type"] == expected, span.name
     assert otel.span("fb").status.status_code is StatusCode.UNSET  # served
+
+
+class DeclinedError(Exception):
+    pass
+
+
+def test_a_fallback_that_re_raises_the_error_it_was_given_lets_it_through_as_it_is() -> None:
+    """``async def fb(error): raise error`` (the fallback declines) raised ``FallbackError([error, error])``: the
+    same exception twice in one group, a type no ``except DeclinedError`` or outer ``Retry(on=DeclinedError)``
+    matched, where without the fallback the caller got the error itself."""
+    otel = InMemoryTelemetry()
+    raised: list[DeclinedError] = []
+    calls = []
+
+    async def fail() -> None:
+        calls.append(1)
+        error = DeclinedError("no")
+        raised.append(error)
+        raise error
+
+    async def decline(error: Exception) -> None:
+        raise error
+
+    async def main() -> None:
+        with pytest.raises(DeclinedError) as caught:
+            await Fallback(decline, name="fb", **otel.providers).call(fail)
+        assert caught.value is raised[0]
+        with warnings.catch_warnings():  # the order warning: the retry acts only when the fallback re-raises
+            warnings.simplefilter("ignore")
+            retried = Pipeline(Retry(attempts=2, initial=0, on=DeclinedError), Fallback(decline), name="retried",
+                               **otel.providers)
+        with pytest.raises(DeclinedError) as caught:
+            await retried.call(fail)
+        assert caught.value is raised[-1]
+
+    run_virtual(main())
+    assert len(calls) == 3  # the outer retry saw the error and retried it
+    for span in [otel.span("fb"), otel.span("retried"), *otel.spans("fallback fb")]:
+        assert span.status.status_code is StatusCode.ERROR, span.name
+        assert (span.attributes or {})["error.type"] == f"{__name__}.DeclinedError", span.name
