@@ -125,3 +125,39 @@ def test_a_fallback_that_re_raises_the_error_it_was_given_lets_it_through_as_it_
     for span in [otel.span("fb"), otel.span("retried"), *otel.spans("fallback fb")]:
         assert span.status.status_code is StatusCode.ERROR, span.name
         assert (span.attributes or {})["error.type"] == f"{__name__}.DeclinedError", span.name
+
+
+class HugeError(Exception):
+    pass
+
+
+def test_a_huge_error_message_is_cut_in_telemetry_and_kept_whole_for_the_user() -> None:
+    """A 10 MB message was copied whole into each failed span (status description, ``exception.message`` and the
+    stack trace): an attempt span of 30 MB, past a collector's 4 MB gRPC limit, so its whole batch was dropped."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    from shannon_otel._telemetry import MESSAGE_MAX_LENGTH, STACKTRACE_MAX_LENGTH
+
+    otel = InMemoryTelemetry()
+    message = "x" * 10_000_000 + "\nand a second line"
+
+    async def fail(item: int) -> None:
+        await asyncio.sleep(0)
+        raise HugeError(message)
+
+    result = run_virtual(Wave("w", policy=Retry(attempts=2, initial=0), **otel.providers).map(fail, [1]))
+    error = result.results[0].error
+    assert type(error) is HugeError and str(error) == message  # the user's error is untouched
+    for span in [*otel.spans("attempt 1"), *otel.spans("attempt 2"), otel.span("task w")]:
+        assert span.status.status_code is StatusCode.ERROR
+        description = span.status.description or ""
+        assert description.startswith(f"{__name__}.HugeError: xxx"), span.name
+        assert description.endswith(f"... [{len(message) - MESSAGE_MAX_LENGTH} characters cut]"), span.name
+        assert len(encode_spans([span]).SerializeToString()) < 2 * (MESSAGE_MAX_LENGTH + STACKTRACE_MAX_LENGTH)
+    (event,) = otel.span("attempt 1").events
+    attributes = event.attributes or {}
+    assert str(attributes["exception.message"]).startswith("xxx")
+    assert len(str(attributes["exception.message"])) < MESSAGE_MAX_LENGTH + 100
+    stacktrace = str(attributes["exception.stacktrace"])
+    assert stacktrace.startswith("Traceback (most recent call last):") and "in fail" in stacktrace
+    assert len(stacktrace) <= STACKTRACE_MAX_LENGTH

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .._telemetry import MESSAGE_MAX_LENGTH, STACKTRACE_MAX_LENGTH
 from .._validate import utf8_text
 
 
@@ -36,11 +37,44 @@ def class_name(cls: type) -> str:
 def error_message(error: BaseException) -> str:
     """``str(error)``, or a placeholder when the error's ``__str__`` raises (as ``traceback`` shows it);
     a lone surrogate in it (a path decoded with ``surrogateescape``) as U+FFFD: a message that cannot be
-    encoded as UTF-8 failed the export of every span or log record batched with it."""
+    encoded as UTF-8 failed the export of every span or log record batched with it; cut to
+    ``MESSAGE_MAX_LENGTH`` characters (:func:`cut_text`)."""
     try:
-        return utf8_text(str(error))
+        return utf8_text(cut_text(str(error), MESSAGE_MAX_LENGTH))
     except Exception:
         return f"<{_QUALNAME.__get__(type(error))}: str() failed>"
+
+
+def cut_text(text: str, limit: int) -> str:
+    """``text``, or its first ``limit`` characters and a note of how many were cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [{len(text) - limit} characters cut]"
+
+
+def cut_stacktrace(text: str) -> str:
+    """A formatted traceback within ``STACKTRACE_MAX_LENGTH`` characters: each line cut as a message is, then, if
+    still too long, lines from its middle left out (its head says where it began, its tail what was raised)."""
+    lines = [cut_text(line, MESSAGE_MAX_LENGTH) for line in text.split("\n")]
+    total = sum(len(line) + 1 for line in lines)
+    if total <= STACKTRACE_MAX_LENGTH:
+        return "\n".join(lines)
+    head: list[str] = []
+    tail: list[str] = []
+    room = (STACKTRACE_MAX_LENGTH - 32) // 2  # 32: the note of the lines cut
+    for line in lines:
+        if len(line) + 1 > room:
+            break
+        head.append(line)
+        room -= len(line) + 1
+    room = (STACKTRACE_MAX_LENGTH - 32) // 2  # 32: the note of the lines cut
+    for line in reversed(lines[len(head):]):
+        if len(line) + 1 > room:
+            break
+        tail.append(line)
+        room -= len(line) + 1
+    cut = len(lines) - len(head) - len(tail)
+    return "\n".join([*head, f"[{cut} lines cut]", *reversed(tail)])
 
 
 def cut_off(cancelled: BaseException) -> TimeoutError:
