@@ -15,7 +15,6 @@ from opentelemetry.trace import StatusCode
 from shannon_otel import Fallback, Pipeline, Retry, Wave
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
-
 _ARMED: list[bool] = []  # while the library runs (pytest itself reads the names to report a failure)
 
 

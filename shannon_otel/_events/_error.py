@@ -5,7 +5,6 @@ from __future__ import annotations
 from .._telemetry import MESSAGE_MAX_LENGTH, STACKTRACE_MAX_LENGTH
 from .._validate import utf8_text
 
-
 # The class's own values, read past its metaclass: a metaclass whose ``__getattribute__`` raised on
 # ``__module__`` made every wave that met such an error raise out of ``map()`` and leave its task span open.
 _MODULE = type.__dict__["__module__"]

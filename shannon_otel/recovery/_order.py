@@ -3,8 +3,9 @@
 ``Pipeline(Retry(), Fallback(fb))`` runs ``Retry(Fallback(fn))``: the fallback turns every failure the
 retry would retry into a result, so the retry retries only when the fallback fails too (its ``FallbackError``,
 when the retry's ``on=`` takes it) or re-raises the error, and never when a ``Degrade`` serves a default; a
-breaker placed so counts only those failures. The code runs as written (each policy does what its place says), so the pipeline does
-not refuse it; it warns once, at construction, naming both policies and the order that was probably meant.
+breaker placed so counts only those failures. The code runs as written (each policy does what its place
+says), so the pipeline does not refuse it; it warns once, at construction, naming both policies and the
+order that was probably meant.
 
 Only certain cases are reported: an outer ``Retry`` whose ``on=`` is types (a predicate cannot be
 read) or a ``CircuitBreaker`` counting no slow calls, a ``Fallback`` or a ``Degrade`` with a
