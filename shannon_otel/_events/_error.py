@@ -1,4 +1,5 @@
-"""The ``error.type`` value every event with an error reports, and an error's message that never raises."""
+"""The ``error.type`` value every event with an error reports, and an error's message (and stack trace) as telemetry
+writes them: never raising, bounded in size."""
 
 from __future__ import annotations
 
