@@ -170,6 +170,11 @@ EXCEPTION_MESSAGE: Final = "exception.message"  # OTel semantic conventions; opt
 # per exception, without `exception.escaped` (deprecated by the semantic conventions)
 EXCEPTION_TYPE: Final = "exception.type"
 EXCEPTION_STACKTRACE: Final = "exception.stacktrace"
+# What the library writes of an exception is cut to these many characters (the message wherever it goes: status
+# descriptions, `exception.message`, log fields; each line of `exception.stacktrace`, and the whole of it): a
+# 10 MB message made each attempt span 30 MB, past a collector's 4 MB gRPC limit, so its batch was dropped whole
+MESSAGE_MAX_LENGTH: Final = 4096
+STACKTRACE_MAX_LENGTH: Final = 32768
 
 # --------------------------------------------------------------------------- metrics
 # Seconds-unit histograms need explicit boundaries: the SDK defaults are millisecond-scale. Up to an hour, as

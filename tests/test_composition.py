@@ -25,6 +25,7 @@ from shannon_otel.recovery import (
     CircuitOpenError,
     Degrade,
     Fallback,
+    FallbackError,
     Hedge,
     Pipeline,
     Policy,
@@ -157,7 +158,10 @@ PAIRS = [(a, b) for a in KINDS for b in KINDS if a != b]
 # Orders whose outer policy can never act, by the types each policy handles (``build``): the inner one
 # serves a result for every error the outer one retries or counts. The breaker counts every Exception,
 # and the degrade serves only three types, so the breaker outside the degrade still counts the others.
-NEVER_ACTS = {("retry", "fallback"): "retry", ("retry", "degrade"): "retry", ("breaker", "fallback"): "open"}
+# Outside a Fallback, what the fallback raises still reaches the outer policy (not part of the model: it serves).
+NEVER_ACTS = {("retry", "fallback"): "retry only when the fallback fails too or re-raises the error",
+              ("retry", "degrade"): "never retry",
+              ("breaker", "fallback"): "open only when the fallback fails too or re-raises the error"}
 
 
 @pytest.mark.parametrize(("outer", "inner"), sorted(NEVER_ACTS))
@@ -178,7 +182,7 @@ def test_pair(outer: str, inner: str, scenario: str) -> None:
         pipeline = Pipeline(*policies, name="op", **tel.providers)
     # The construction warns exactly for the orders whose outer policy can never act (see below).
     assert [str(w.message).split(":")[0] for w in caught] == (
-        [f"{type(policies[0]).__name__} (policy 1 of the pipeline) will never {NEVER_ACTS[outer, inner]}"]
+        [f"{type(policies[0]).__name__} (policy 1 of the pipeline) will {NEVER_ACTS[outer, inner]}"]
         if (outer, inner) in NEVER_ACTS else [])
     op = real_op(scenario)
 
@@ -243,7 +247,7 @@ def _order_warnings(build_it: Callable[[], object]) -> list[warnings.WarningMess
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         build_it()
-    return [w for w in caught if "will never" in str(w.message)]
+    return [w for w in caught if "(policy" in str(w.message)]
 
 
 def test_a_retry_outside_a_fallback_warns_at_the_users_line_naming_the_order_meant() -> None:
@@ -253,7 +257,9 @@ def test_a_retry_outside_a_fallback_warns_at_the_users_line_naming_the_order_mea
         (caught,) = _order_warnings(build_it)
         assert caught.category is UserWarning and caught.filename == __file__
         message = str(caught.message)
-        assert message.startswith("Retry (policy 1 of the pipeline) will never retry: the Fallback inside it")
+        assert message.startswith(
+            "Retry (policy 1 of the pipeline) will retry only when the fallback fails too or re-raises the error: "
+            "the Fallback inside it (policy")
         assert "resilient(Fallback(...), Retry(...))" in message
 
 
@@ -282,7 +288,8 @@ def test_a_breaker_between_them_is_the_policy_named() -> None:
     # The retry would see the breaker's rejections, but the breaker outside the fallback never opens.
     (caught,) = _order_warnings(lambda: Pipeline(Retry(), CircuitBreaker("order-a"), Fallback(_fallback)))
     assert str(caught.message).startswith(
-        "CircuitBreaker (policy 2 of the pipeline) will never open: the Fallback inside it (policy 3)")
+        "CircuitBreaker (policy 2 of the pipeline) will open only when the fallback fails too or re-raises the "
+        "error: the Fallback inside it (policy 3)")
 
 
 def test_a_warned_order_still_runs_as_written() -> None:
@@ -298,6 +305,37 @@ def test_a_warned_order_still_runs_as_written() -> None:
         pipeline = Pipeline(Retry(attempts=3, initial=0.0), Fallback(_fallback), instrument=False)
     assert run_virtual(pipeline.call(failing)) == "fallback"
     assert calls == [1]
+
+
+@pytest.mark.parametrize(("on", "declines", "attempts"), [
+    (Exception, False, 3), (ConnectionError, False, 1), (ConnectionError, True, 3),
+], ids=["fails-FallbackError-retried", "fails-FallbackError-not-retried", "re-raises"])
+def test_the_order_warning_says_what_the_retry_does_when_the_fallback_does_not_serve(
+    on: type[Exception], declines: bool, attempts: int,
+) -> None:
+    """It said "will never retry" for ``Pipeline(Retry(), Fallback(fb))``, yet when ``fb`` failed too the retry
+    retried the FallbackError (the default ``on=Exception`` takes it) and called the operation three times; so
+    it does when ``fb`` re-raises the error it was given, whatever ``on=``."""
+    calls = []
+
+    async def failing() -> str:
+        calls.append(1)
+        raise ConnectionError("down")
+
+    async def fallback(error: Exception) -> str:
+        if declines:
+            raise error
+        raise KeyError("no fallback either")
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipeline = Pipeline(Retry(attempts=3, initial=0.0, on=on), Fallback(fallback), instrument=False)
+    (warning,) = caught
+    assert str(warning.message).startswith(
+        "Retry (policy 1 of the pipeline) will retry only when the fallback fails too or re-raises the error: ")
+    with pytest.raises(ConnectionError if declines else FallbackError):
+        run_virtual(pipeline.call(failing))
+    assert len(calls) == attempts
 
 
 def test_decorating_with_a_warned_pipeline_does_not_warn_again() -> None:

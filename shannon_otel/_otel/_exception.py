@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from .. import _telemetry as t
 from .._events import error_message, error_type
+from .._events._error import cut_stacktrace
 from .._telemetry import SCOPE_NAME
 from .._validate import utf8_text
 
@@ -112,5 +113,5 @@ def _add_event(span: Span, error: BaseException) -> None:
     span.add_event(_EVENT, {
         t.EXCEPTION_TYPE: error_type(error) or type(error).__name__,
         t.EXCEPTION_MESSAGE: error_message(error),
-        t.EXCEPTION_STACKTRACE: utf8_text(stacktrace),
+        t.EXCEPTION_STACKTRACE: utf8_text(cut_stacktrace(stacktrace)),
     })

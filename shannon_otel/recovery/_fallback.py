@@ -54,7 +54,9 @@ class Fallback(Instrumented, Generic[F]):
 
     Cancellation never triggers the fallback, nor does an error raised in its place while the task is being
     cancelled (docs/architecture.md). If the fallback raises too, :class:`FallbackError`
-    (an ``ExceptionGroup`` of the primary and the fallback error) is raised; a programming error (a sync
+    (an ``ExceptionGroup`` of the primary and the fallback error) is raised; a fallback that re-raises the error
+    it was given declines to serve it, and that error is raised as it is (outer policies match it as without
+    the fallback); a programming error (a sync
     ``fallback``, the TypeError of a policy refusing how it was called) is raised as it is, as through every policy.
     """
 
@@ -101,6 +103,8 @@ class Fallback(Instrumented, Generic[F]):
             raise
         except Exception as exc:
             outcome, error = Outcome.FAILURE, exc
+            if exc is primary:  # the fallback declined it (``raise error``): FallbackError([e, e]) held it twice
+                raise
             raise FallbackError("the primary and the fallback both failed", [primary, exc]) from None
         except BaseException as exc:  # KeyboardInterrupt & co: propagates as it is, but the fallback failed
             outcome, error = Outcome.FAILURE, exc

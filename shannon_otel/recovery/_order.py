@@ -1,9 +1,11 @@
 """Composition advice: an outer policy that a result-serving policy inside it leaves nothing to act on.
 
 ``Pipeline(Retry(), Fallback(fb))`` runs ``Retry(Fallback(fn))``: the fallback turns every failure the
-retry would retry into a result, so the retry never retries; a breaker placed so never opens. The code
-runs as written (each policy does what its place says), so the pipeline does not refuse it; it warns
-once, at construction, naming both policies and the order that was probably meant.
+retry would retry into a result, so the retry retries only when the fallback fails too (its ``FallbackError``,
+when the retry's ``on=`` takes it) or re-raises the error, and never when a ``Degrade`` serves a default; a
+breaker placed so counts only those failures. The code runs as written (each policy does what its place
+says), so the pipeline does not refuse it; it warns once, at construction, naming both policies and the
+order that was probably meant.
 
 Only certain cases are reported: an outer ``Retry`` whose ``on=`` is types (a predicate cannot be
 read) or a ``CircuitBreaker`` counting no slow calls, a ``Fallback`` or a ``Degrade`` with a
@@ -46,9 +48,14 @@ def warn_dead_policies(chain: Sequence[Policy]) -> None:
                 verb, then = (("retry", "once the retries are spent") if isinstance(outer, Retry)
                               else ("open", "when the breaker rejects a call or the call fails"))
                 names = ", ".join(t.__name__ for t in acts_on)
+                # "never" was untrue for a Fallback: one that fails too raises FallbackError, which the default
+                # on=Exception retries (a breaker counts it), and one that re-raises the error passes it on as it is
+                said = (f"{verb} only when the fallback fails too or re-raises the error: the {inner_name} inside it "
+                        f"(policy {j + 1}) catches every failure it acts on ({names})" if isinstance(inner, Fallback)
+                        else f"never {verb}: the {inner_name} inside it (policy {j + 1}) turns every failure it acts "
+                        f"on ({names}) into a result")
                 warnings.warn(
-                    f"{outer_name} (policy {i + 1} of the pipeline) will never {verb}: the {inner_name} inside it "
-                    f"(policy {j + 1}) turns every failure it acts on ({names}) into a result. Policies run "
+                    f"{outer_name} (policy {i + 1} of the pipeline) will {said}. Policies run "
                     f"outermost first: to serve a result {then}, list the {inner_name} first, "
                     f"resilient({inner_name}(...), {outer_name}(...)); or narrow the {inner_name}'s on=",
                     UserWarning, stacklevel=_user_level(),

@@ -12,8 +12,8 @@ the outcome of everything listed after it. The usual order is::
   retry it counts one result per call;
 - a hedge whose attempts all failed raises the last attempt's error, which outer policies match;
 - the attempt (and its span) is the innermost call of ``fn``; a hedge inside a retry hedges each attempt.
-- an order whose outer retry or breaker can never act (a fallback inside it serves every error it
-  handles) warns at construction (``_order.py``) and runs as written.
+- an order whose outer retry or breaker can never act, or only when the fallback fails too (a fallback
+  inside it serves every error it handles) warns at construction (``_order.py``) and runs as written.
 
 The pipeline is one observed operation: one span named after it, one child span per attempt;
 the inner policies report to the pipeline's hooks. So it refuses, at construction (TypeError), an

@@ -1,0 +1,162 @@
+"""The user's own exceptions crossing the waves and the policies: the user gets back what the code would give
+without the library, and every span they cross ends ERROR with an ``error.type`` that names the class (fully
+qualified, as the semantic conventions ask)."""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from typing import Any
+
+import pytest
+from _open_spans import OpenSpans
+from opentelemetry.trace import StatusCode
+
+from shannon_otel import Fallback, Pipeline, Retry, Wave
+from shannon_otel.testing import InMemoryTelemetry, run_virtual
+
+_ARMED: list[bool] = []  # while the library runs (pytest itself reads the names to report a failure)
+
+
+class _RaisingMeta(type):
+    """A metaclass (a proxy or lazy-import library's) whose ``__getattribute__`` raises on the class's names."""
+
+    def __getattribute__(cls, name: str) -> Any:
+        if _ARMED and name in ("__module__", "__qualname__", "__name__"):
+            raise RuntimeError(f"no {name} here")
+        return super().__getattribute__(name)
+
+
+class MetaError(Exception, metaclass=_RaisingMeta):
+    pass
+
+
+class NowhereError(Exception):
+    pass
+
+
+NowhereError.__module__ = None  # type: ignore[assignment]  # as a class made at run time may have it
+
+
+def _raise(error_class: type[Exception]) -> Any:
+    async def fail(item: int) -> None:
+        await asyncio.sleep(0)
+        raise error_class(item)
+    return fail
+
+
+@pytest.mark.parametrize(("error_class", "expected"), [
+    (MetaError, f"{__name__}.MetaError"), (NowhereError, "<unknown>.NowhereError"),
+], ids=["metaclass-raises", "module-None"])
+def test_a_wave_and_the_policies_report_an_error_class_of_unusual_make(
+    error_class: type[Exception], expected: str,
+) -> None:
+    """A metaclass that raised on ``__module__`` made ``Wave.map`` raise an ExceptionGroup of that RuntimeError
+    instead of returning the task's error, and left the task span open; ``__module__ = None`` gave
+    ``error.type`` ``None.NowhereError`` (a module called None), where ``traceback`` says ``<unknown>``."""
+    otel = InMemoryTelemetry()
+    opened = OpenSpans()
+    otel.tracer_provider.add_span_processor(opened)
+    fail = _raise(error_class)
+
+    async def main() -> None:
+        result = await Wave("w", **otel.providers).map(fail, [1])
+        assert type(result.results[0].error) is error_class
+        assert result.results[0].error_type == expected
+        async with Wave("s", max_concurrency=1, **otel.providers).stream_map(fail, [2]) as stream:
+            streamed = [r async for r in stream]
+        assert type(streamed[0].error) is error_class
+        with pytest.raises(error_class):
+            await Retry(attempts=2, initial=0, name="op", **otel.providers).call(fail, 3)
+        async def serve(error: Exception) -> str:
+            return f"served {type(error) is error_class}"
+        assert await Fallback(serve, name="fb", **otel.providers).call(fail, 4) == "served True"
+
+    _ARMED.append(True)
+    try:
+        run_virtual(main())
+    finally:
+        _ARMED.clear()
+    assert opened.open == {}
+    failed = [otel.span(name) for name in ["task w", "task s", "attempt 2", "op"]] + otel.spans("attempt 1")
+    assert len(failed) == 6
+    for span in failed:
+        assert span.status.status_code is StatusCode.ERROR, span.name
+        assert (span.attributes or {})["error.type"] == expected, span.name
+    assert otel.span("fb").status.status_code is StatusCode.UNSET  # served
+
+
+class DeclinedError(Exception):
+    pass
+
+
+def test_a_fallback_that_re_raises_the_error_it_was_given_lets_it_through_as_it_is() -> None:
+    """``async def fb(error): raise error`` (the fallback declines) raised ``FallbackError([error, error])``: the
+    same exception twice in one group, a type no ``except DeclinedError`` or outer ``Retry(on=DeclinedError)``
+    matched, where without the fallback the caller got the error itself."""
+    otel = InMemoryTelemetry()
+    raised: list[DeclinedError] = []
+    calls = []
+
+    async def fail() -> None:
+        calls.append(1)
+        error = DeclinedError("no")
+        raised.append(error)
+        raise error
+
+    async def decline(error: Exception) -> None:
+        raise error
+
+    async def main() -> None:
+        with pytest.raises(DeclinedError) as caught:
+            await Fallback(decline, name="fb", **otel.providers).call(fail)
+        assert caught.value is raised[0]
+        with warnings.catch_warnings():  # the order warning: the retry acts only when the fallback re-raises
+            warnings.simplefilter("ignore")
+            retried = Pipeline(Retry(attempts=2, initial=0, on=DeclinedError), Fallback(decline), name="retried",
+                               **otel.providers)
+        with pytest.raises(DeclinedError) as caught:
+            await retried.call(fail)
+        assert caught.value is raised[-1]
+
+    run_virtual(main())
+    assert len(calls) == 3  # the outer retry saw the error and retried it
+    for span in [otel.span("fb"), otel.span("retried"), *otel.spans("fallback fb")]:
+        assert span.status.status_code is StatusCode.ERROR, span.name
+        assert (span.attributes or {})["error.type"] == f"{__name__}.DeclinedError", span.name
+
+
+class HugeError(Exception):
+    pass
+
+
+def test_a_huge_error_message_is_cut_in_telemetry_and_kept_whole_for_the_user() -> None:
+    """A 10 MB message was copied whole into each failed span (status description, ``exception.message`` and the
+    stack trace): an attempt span of 30 MB, past a collector's 4 MB gRPC limit, so its whole batch was dropped."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    from shannon_otel._telemetry import MESSAGE_MAX_LENGTH, STACKTRACE_MAX_LENGTH
+
+    otel = InMemoryTelemetry()
+    message = "x" * 10_000_000 + "\nand a second line"
+
+    async def fail(item: int) -> None:
+        await asyncio.sleep(0)
+        raise HugeError(message)
+
+    result = run_virtual(Wave("w", policy=Retry(attempts=2, initial=0), **otel.providers).map(fail, [1]))
+    error = result.results[0].error
+    assert type(error) is HugeError and str(error) == message  # the user's error is untouched
+    for span in [*otel.spans("attempt 1"), *otel.spans("attempt 2"), otel.span("task w")]:
+        assert span.status.status_code is StatusCode.ERROR
+        description = span.status.description or ""
+        assert description.startswith(f"{__name__}.HugeError: xxx"), span.name
+        assert description.endswith(f"... [{len(message) - MESSAGE_MAX_LENGTH} characters cut]"), span.name
+        assert len(encode_spans([span]).SerializeToString()) < 2 * (MESSAGE_MAX_LENGTH + STACKTRACE_MAX_LENGTH)
+    (event,) = otel.span("attempt 1").events
+    attributes = event.attributes or {}
+    assert str(attributes["exception.message"]).startswith("xxx")
+    assert len(str(attributes["exception.message"])) < MESSAGE_MAX_LENGTH + 100
+    stacktrace = str(attributes["exception.stacktrace"])
+    assert stacktrace.startswith("Traceback (most recent call last):") and "in fail" in stacktrace
+    assert len(stacktrace) <= STACKTRACE_MAX_LENGTH
