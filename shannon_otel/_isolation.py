@@ -156,8 +156,9 @@ def _async_method(cls: type) -> str | None:
 
 
 def _name(hook: object) -> str:
-    cls = type(hook)
-    return f"{cls.__module__}.{cls.__qualname__}"
+    from ._events._error import class_name  # never raising, as for an error's class (a metaclass may)
+
+    return class_name(type(hook))
 
 
 def is_scope(token: object) -> bool:

@@ -12,7 +12,7 @@ import pytest
 from _open_spans import OpenSpans
 from opentelemetry.trace import StatusCode
 
-from shannon_otel import Fallback, Pipeline, Retry, Wave
+from shannon_otel import Fallback, Hook, Pipeline, Retry, Wave
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
 _ARMED: list[bool] = []  # while the library runs (pytest itself reads the names to report a failure)
@@ -160,3 +160,32 @@ def test_a_huge_error_message_is_cut_in_telemetry_and_kept_whole_for_the_user() 
     stacktrace = str(attributes["exception.stacktrace"])
     assert stacktrace.startswith("Traceback (most recent call last):") and "in fail" in stacktrace
     assert len(stacktrace) <= STACKTRACE_MAX_LENGTH
+
+
+class _OddHook(Hook, metaclass=_RaisingMeta):
+    """A hook whose class has the unusual make of ``MetaError``'s, and whose method raises."""
+
+    def wave_started(self, event: Any) -> None:
+        raise ValueError("hook bug")
+
+
+def test_a_raising_hook_of_unusual_make_is_reported_by_name_and_the_wave_returns() -> None:
+    """The hook-failure report read ``type(hook).__module__`` directly: a hook class whose metaclass raised on it made
+    the report itself raise, out of the wave, in place of its results."""
+    otel = InMemoryTelemetry()
+    failures: list[str] = []
+
+    class Watch(Hook):
+        def hook_failed(self, event: Any) -> None:
+            failures.append(event.hook)
+
+    async def ok(item: int) -> int:
+        return item
+
+    _ARMED.append(True)
+    try:
+        result = run_virtual(Wave("w", hooks=[_OddHook(), Watch()], **otel.providers).map(ok, [1, 2]))
+    finally:
+        _ARMED.clear()
+    assert [r.value for r in result.results] == [1, 2]
+    assert failures == [f"{__name__}._OddHook"]
