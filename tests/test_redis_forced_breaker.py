@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis
@@ -25,6 +28,22 @@ def _acquires(otel: InMemoryTelemetry) -> int:
                if p.attributes.get(tel.SHARED_OPERATION) == "acquire")
 
 
+@contextlib.asynccontextmanager
+async def _elsewhere_and_here(
+    server: RedisServer, prefix: str, otel: InMemoryTelemetry, clock: FakeClock, reset_timeout: float,
+    **state: Any,
+) -> AsyncIterator[tuple[CircuitBreaker, CircuitBreaker, RedisState]]:
+    """Breaker "api" (threshold 1) in two processes sharing ``prefix``, each its own ``RedisState(**state)``:
+    elsewhere's, and here's on ``clock`` with its state's metrics to ``otel``; yields both and here's state."""
+    async with RedisState(server.url, prefix=prefix, **state) as elsewhere, \
+            RedisState(server.url, prefix=prefix, meter_provider=otel.meter_provider, **state) as replica:
+        yield (CircuitBreaker("api", shared=elsewhere, failure_threshold=1, reset_timeout=reset_timeout,
+                              instrument=False),
+               CircuitBreaker("api", shared=replica, failure_threshold=1, reset_timeout=reset_timeout, clock=clock,
+                              instrument=False),
+               replica)
+
+
 def test_a_breaker_forced_open_elsewhere_rejects_here_without_asking_redis_even_when_redis_goes(
     server: RedisServer,
 ) -> None:
@@ -37,12 +56,8 @@ def test_a_breaker_forced_open_elsewhere_rejects_here_without_asking_redis_even_
     clock = FakeClock()
 
     async def main() -> None:
-        async with RedisState(server.url, prefix=prefix, timeout_s=0.2, poll_interval_s=0.2) as operator, \
-                RedisState(server.url, prefix=prefix, timeout_s=0.2, poll_interval_s=0.2,
-                           meter_provider=otel.meter_provider) as replica:
-            forcing = CircuitBreaker("api", shared=operator, failure_threshold=1, reset_timeout=30, instrument=False)
-            here = CircuitBreaker("api", shared=replica, failure_threshold=1, reset_timeout=30, clock=clock,
-                                  instrument=False)
+        async with _elsewhere_and_here(server, prefix, otel, clock, reset_timeout=30, timeout_s=0.2,
+                                       poll_interval_s=0.2) as (forcing, here, replica):
             forcing.force_open()
             await wait_for(lambda: here.state is BreakerState.OPEN)
             clock.advance(31)  # past the reset timeout here: only the force holds it open
@@ -185,12 +200,8 @@ def test_a_half_open_shared_breaker_whose_clock_steps_back_asks_redis_again(serv
         return 1
 
     async def main() -> None:
-        async with RedisState(server.url, prefix=prefix, timeout_s=0.5, probe_lease_s=1.0) as elsewhere, \
-                RedisState(server.url, prefix=prefix, timeout_s=0.5, probe_lease_s=1.0,
-                           meter_provider=otel.meter_provider) as replica:
-            other = CircuitBreaker("api", shared=elsewhere, failure_threshold=1, reset_timeout=0.2, instrument=False)
-            here = CircuitBreaker("api", shared=replica, failure_threshold=1, reset_timeout=0.2, clock=clock,
-                                  instrument=False)
+        async with _elsewhere_and_here(server, prefix, otel, clock, reset_timeout=0.2, timeout_s=0.5,
+                                       probe_lease_s=1.0) as (other, here, _):
             with pytest.raises(ValueError, match="down"):
                 await other.call(_fail)
             await wait_for(lambda: here.state is BreakerState.OPEN)
