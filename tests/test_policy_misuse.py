@@ -456,29 +456,35 @@ def test_the_coroutines_an_input_yielded_before_it_raised_are_closed() -> None:
 
 
 # --------------------------------------------------------------------------- sync callables where async ones belong
-def test_a_shared_rate_limit_whose_acquire_is_sync_fails_the_tasks_naming_it() -> None:
-    """A limiter whose ``acquire`` is sync (it returns True, as ``threading.Semaphore``'s does; a semaphore itself
-    is refused when the wave is built, see tests/test_wave_limits.py): every task failed with Python's "object
-    bool can't be used in 'await' expression", naming nothing."""
-    from shannon_otel import Wave
-
-    class SyncLimiter:
-        def acquire(self) -> bool:
-            return True
+def _type_errors_of_a_wave(**options: Any) -> list[str]:
+    """Run a wave of two tasks built with ``options`` (what the annotations refuse, and a user may pass all the
+    same); check that each task failed with a TypeError, and return their messages."""
 
     async def work() -> int:
         return 1
 
     async def main() -> Any:
-        limit: Any = SyncLimiter()  # what the annotation refuses, and a user may pass all the same
-        wave: Wave[int] = Wave("w", rate_limit=limit, instrument=False)
+        wave: Wave[int] = Wave("w", instrument=False, **options)
         return await wave.run([work, work])
 
     result = run_virtual(main())
     for r in result.results:
         assert r.outcome.value == "failure"
         assert isinstance(r.error, TypeError)
-        assert "rate_limit.acquire" in str(r.error), str(r.error)
+    return [str(r.error) for r in result.results]
+
+
+def test_a_shared_rate_limit_whose_acquire_is_sync_fails_the_tasks_naming_it() -> None:
+    """A limiter whose ``acquire`` is sync (it returns True, as ``threading.Semaphore``'s does; a semaphore itself
+    is refused when the wave is built, see tests/test_wave_limits.py): every task failed with Python's "object
+    bool can't be used in 'await' expression", naming nothing."""
+
+    class SyncLimiter:
+        def acquire(self) -> bool:
+            return True
+
+    for message in _type_errors_of_a_wave(rate_limit=SyncLimiter()):
+        assert "rate_limit.acquire" in message, message
 
 
 def test_a_policy_object_whose_call_is_sync_fails_the_tasks_naming_it() -> None:
@@ -489,19 +495,8 @@ def test_a_policy_object_whose_call_is_sync_fails_the_tasks_naming_it() -> None:
         def call(self, fn: Callable[[], Any]) -> int:
             return 42
 
-    async def work() -> int:
-        return 1
-
-    async def main() -> Any:
-        policy: Any = SyncPolicy()  # what the annotation refuses, and a user may pass all the same
-        wave: Wave[int] = Wave("w", policy=policy, instrument=False)
-        return await wave.run([work, work])
-
-    result = run_virtual(main())
-    for r in result.results:
-        assert r.outcome.value == "failure"
-        assert isinstance(r.error, TypeError)
-        assert str(r.error).startswith("policy.call must be an async callable"), str(r.error)
+    for message in _type_errors_of_a_wave(policy=SyncPolicy()):
+        assert message.startswith("policy.call must be an async callable"), message
 
 
 def _sync_op(runs: list[int]) -> Callable[[], Any]:
