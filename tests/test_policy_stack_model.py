@@ -745,14 +745,21 @@ def run_library(case: Case) -> tuple[Run, InMemoryTelemetry, OpenSpans, Recorder
     return run, tel, spans, recorder, breakers
 
 
-def run_reference(case: Case) -> tuple[Run, RefStats, dict[str, RefBreaker]]:
-    stats = RefStats()
-    run = Run()
+def _ref_breakers(chain: list[Spec], stats: RefStats) -> dict[str, RefBreaker]:
+    """The reference model's breakers of ``chain``, one per name (specs of one name share it), counting into
+    ``stats``."""
     refs: dict[str, RefBreaker] = {}
-    for spec in case.chain:
+    for spec in chain:
         if spec.kind == "breaker" and spec.opts[0] not in refs:
             name, threshold, reset, on = spec.opts
             refs[name] = RefBreaker(name, threshold, reset, RETRY_ON[on], stats)
+    return refs
+
+
+def run_reference(case: Case) -> tuple[Run, RefStats, dict[str, RefBreaker]]:
+    stats = RefStats()
+    run = Run()
+    refs = _ref_breakers(case.chain, stats)
 
     async def main() -> None:
         await _drive(case, lambda s: ref_run(case.chain, 0, s, refs, stats), run)
@@ -974,11 +981,7 @@ def run_wave_library(case: WaveCase) -> tuple[WaveRunResult, InMemoryTelemetry, 
 def run_wave_reference(case: WaveCase) -> tuple[WaveRunResult, RefStats, dict[str, RefBreaker]]:
     """One task at a time (max_concurrency=1): each under the task timeout; fail-fast starts no more."""
     stats = RefStats()
-    refs: dict[str, RefBreaker] = {}
-    for spec in case.chain:
-        if spec.kind == "breaker" and spec.opts[0] not in refs:
-            name, threshold, reset, on = spec.opts
-            refs[name] = RefBreaker(name, threshold, reset, RETRY_ON[on], stats)
+    refs = _ref_breakers(case.chain, stats)
     out = WaveRunResult()
 
     async def one(script: Script) -> Any:
