@@ -780,6 +780,16 @@ def _count(tel: InMemoryTelemetry, name: str) -> int:
     return sum(point.count for point in tel.points(name))
 
 
+def _check_breakers(tel: InMemoryTelemetry, recorder: Recorder, breakers: dict[str, CircuitBreaker]) -> None:
+    """Every transition the hooks saw is counted, and each breaker's state gauge is 1 for its state, 0 for others."""
+    assert _sum(tel, "shannon.breaker.transitions") == len(recorder.transitions)
+    for name, breaker in breakers.items():
+        for state in ("closed", "open", "half_open"):
+            expected = 1 if breaker.state.value == state else 0
+            got = _sum(tel, "shannon.breaker.state", **{"shannon.breaker.name": name, "shannon.breaker.state": state})
+            assert got == expected, (name, state, got, breaker.state)
+
+
 def check_telemetry(case: Case, run: Run, tel: InMemoryTelemetry, spans: OpenSpans, recorder: Recorder,
                     breakers: dict[str, CircuitBreaker]) -> None:
     assert not spans.open, f"spans left open: {sorted(spans.open.values())}"
@@ -840,12 +850,7 @@ def check_telemetry(case: Case, run: Run, tel: InMemoryTelemetry, spans: OpenSpa
     assert _count(tel, "shannon.retry.delay") == sum(e.name == "shannon.retry.scheduled" for e in events)
     assert _sum(tel, "shannon.degradations") == sum(e.name == "shannon.degraded" for e in events)
     assert _sum(tel, "shannon.timeouts") == recorder.events["timed_out"]
-    assert _sum(tel, "shannon.breaker.transitions") == len(recorder.transitions)
-    for name, breaker in breakers.items():
-        for state in ("closed", "open", "half_open"):
-            expected = 1 if breaker.state.value == state else 0
-            got = _sum(tel, "shannon.breaker.state", **{"shannon.breaker.name": name, "shannon.breaker.state": state})
-            assert got == expected, (name, state, got, breaker.state)
+    _check_breakers(tel, recorder, breakers)
 
 
 @examples(40)
@@ -1102,12 +1107,7 @@ def check_wave_telemetry(case: WaveCase, out: WaveRunResult, tel: InMemoryTeleme
             assert _sum(tel, "shannon.calls", **{"shannon.call.outcome": outcome}) == n, outcome
         assert _count(tel, "shannon.retry.attempts") == len(ops)
         assert _sum(tel, "shannon.retry.attempts") == sum(attempt_outcomes.values())
-    assert _sum(tel, "shannon.breaker.transitions") == len(recorder.transitions)
-    for name, breaker in breakers.items():
-        for state in ("closed", "open", "half_open"):
-            expected = 1 if breaker.state.value == state else 0
-            got = _sum(tel, "shannon.breaker.state", **{"shannon.breaker.name": name, "shannon.breaker.state": state})
-            assert got == expected, (name, state, got, breaker.state)
+    _check_breakers(tel, recorder, breakers)
     if out.raised is not None or out.results is None:
         assert attrs(wave).get("shannon.task.outcome") in ("cancellation", "failure"), attrs(wave)
 
