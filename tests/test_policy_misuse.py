@@ -566,6 +566,34 @@ def _sync_sleep(seconds: float) -> None:
     return None
 
 
+def _refused_as_a_programming_error(tel: InMemoryTelemetry, policy: Policy, match: str, error_type: str,
+                                    *args: object) -> int:
+    """Call ``policy`` (a Pipeline named "op" reporting to ``tel``) twice with a failing operation and ``args``:
+    each call must raise the TypeError ``match`` describes, leave its breakers closed (the second call: a breaker
+    that counted the first would reject it) and end its "op" spans as failures of an ``error_type``. Returns how
+    many times the operation ran."""
+    runs: list[int] = []
+
+    async def failing(*args: object) -> None:
+        runs.append(1)
+        await asyncio.sleep(0)
+        raise ValueError("primary")
+
+    async def main() -> None:
+        for _ in range(2):
+            with pytest.raises(TypeError, match=match):
+                await policy.call(failing, *args)
+
+    run_virtual(main())
+    for p in policy.policies:  # type: ignore[attr-defined]
+        if isinstance(p, CircuitBreaker):
+            assert p.state.value == "closed"
+    for op in tel.spans("op"):
+        assert attrs(op)["shannon.call.outcome"] == "failure"
+        assert attrs(op)["error.type"].endswith(error_type)
+    return len(runs)
+
+
 # Each: the policy whose callable is sync, with policies around it that must not act on that programming error.
 SYNC_CALLABLE_CASES: dict[str, Callable[[InMemoryTelemetry], Policy]] = {
     "fallback-in-retry": lambda tel: Pipeline(
@@ -594,28 +622,12 @@ def test_a_sync_policy_callable_is_refused_through_every_policy_around_it(case: 
     wrapped in a ``FallbackError``. Now it is a programming error, as a sync ``fn`` is: raised as it is through
     every policy, after one run of the operation."""
     tel = InMemoryTelemetry()
-    runs: list[int] = []
     policy = SYNC_CALLABLE_CASES[case](tel)
-
-    async def failing() -> None:
-        runs.append(1)
-        await asyncio.sleep(0)
-        raise ValueError("primary")
-
-    async def main() -> None:
-        for _ in range(2):  # the second call: a breaker that counted the first would reject it
-            with pytest.raises(TypeError, match=r"^(fallback|cheaper|sleep) must be an async callable"):
-                await policy.call(failing)
-
-    run_virtual(main())
-    assert runs == [1, 1]
-    for p in policy.policies:  # type: ignore[attr-defined]
-        if isinstance(p, CircuitBreaker):
-            assert p.state.value == "closed"
+    runs = _refused_as_a_programming_error(
+        tel, policy, r"^(fallback|cheaper|sleep) must be an async callable", "NotAwaitableError")
+    assert runs == 2
     for op in tel.spans("op"):
-        assert attrs(op)["shannon.call.outcome"] == "failure"
         assert attrs(op)["shannon.attempt"] == 1
-        assert attrs(op)["error.type"].endswith("NotAwaitableError")
 
 
 def _a_coroutine(*args: object) -> Any:
@@ -645,28 +657,10 @@ def test_a_sync_policy_callable_returning_an_awaitable_is_refused_through_every_
     operation's failure: an outer ``Retry`` retried it, a ``Fallback`` or ``Degrade`` served a result for it (the call
     reported a success), a breaker counted it and opened. Now it is a programming error, raised as it is."""
     tel = InMemoryTelemetry()
-    runs: list[int] = []
     build, per_call = NOT_SYNC_CASES[case]
-    policy = build(tel)
-
-    async def failing(*args: object) -> None:
-        runs.append(1)
-        await asyncio.sleep(0)
-        raise ValueError("primary")
-
-    async def main() -> None:
-        for _ in range(2):  # the second call: a breaker that counted the first would reject it
-            with pytest.raises(TypeError, match=r"^(on|next_delay|random|key) must be a plain \(sync\) callable"):
-                await policy.call(failing, 1)
-
-    run_virtual(main())
-    assert len(runs) == 2 * per_call
-    for p in policy.policies:  # type: ignore[attr-defined]
-        if isinstance(p, CircuitBreaker):
-            assert p.state.value == "closed"
-    for op in tel.spans("op"):
-        assert attrs(op)["shannon.call.outcome"] == "failure"
-        assert attrs(op)["error.type"].endswith("NotSyncError")
+    runs = _refused_as_a_programming_error(
+        tel, build(tel), r"^(on|next_delay|random|key) must be a plain \(sync\) callable", "NotSyncError", 1)
+    assert runs == 2 * per_call
 
 
 @pytest.mark.parametrize(("degrade", "factory"), [
