@@ -26,6 +26,7 @@ import re
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -37,7 +38,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metr
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as metrics_grpc
 from test_export_faults import N_SPANS, GrpcSink, _run_wave, _shutdown
 
-from shannon_otel import configure
+from shannon_otel import Telemetry, configure
 from shannon_otel._delivery import DEFAULT_MAX_QUEUE_SIZE, CountedSpanProcessor
 from shannon_otel._exporters import _choose
 from shannon_otel.cli import main
@@ -488,6 +489,25 @@ def test_two_configure_calls_racing_for_the_globals_give_one_handle_and_one_erro
     assert out.stdout.splitlines() == ["handles 1 refused 1", "global [True]"], out.stdout + out.stderr
 
 
+def _exported_while_running(caplog: pytest.LogCaptureFixture, kind: str, metric_interval_s: float, failure: str,
+                            emit: Callable[[Telemetry], object]) -> None:
+    """configure() to an OTLP/gRPC sink (its warnings into ``caplog``), ``emit`` on its handle, and wait (30 s at
+    most, else fail with ``failure``) for the first export of ``kind`` ("traces", "metrics") before shutdown."""
+    exported = threading.Event()
+    sink = GrpcSink(lambda context, signal, items: exported.set() if signal == kind and items else None)
+    try:
+        with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+            handle = configure(exporter="otlp_grpc", endpoint=sink.endpoint, set_global=False,
+                               metric_interval_s=metric_interval_s)
+        emit(handle)
+        try:
+            assert exported.wait(30), failure  # a hang guard
+        finally:
+            _shutdown(handle)
+    finally:
+        sink.close()
+
+
 @pytest.mark.parametrize("value", ["0", "-5", "abc"])
 def test_a_metric_export_timeout_variable_out_of_range_is_ignored_and_metrics_are_exported_while_running(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, value: str,
@@ -496,18 +516,9 @@ def test_a_metric_export_timeout_variable_out_of_range_is_ignored_and_metrics_ar
     out before it began ("Metric collection timed out"), so a running service exported no metric point at all
     (only its exit's collection did), and nothing counted it."""
     monkeypatch.setenv("OTEL_METRIC_EXPORT_TIMEOUT", value)
-    exported = threading.Event()
-    sink = GrpcSink(lambda context, signal, items: exported.set() if signal == "metrics" and items else None)
-    try:
-        with caplog.at_level(logging.WARNING, logger="shannon_otel"):
-            handle = configure(exporter="otlp_grpc", endpoint=sink.endpoint, set_global=False, metric_interval_s=0.05)
-        handle.meter_provider.get_meter("round6").create_counter("round6.calls").add(1)
-        try:
-            assert exported.wait(30), "no periodic metric export reached the collector"  # a hang guard
-        finally:
-            _shutdown(handle)
-    finally:
-        sink.close()
+    _exported_while_running(
+        caplog, "metrics", 0.05, "no periodic metric export reached the collector",
+        lambda handle: handle.meter_provider.get_meter("round6").create_counter("round6.calls").add(1))
     assert [w for w in _warnings(caplog) if w.startswith(f"OTEL_METRIC_EXPORT_TIMEOUT={value!r}") and "ignored" in w]
 
 
@@ -519,18 +530,8 @@ def test_a_schedule_delay_variable_beyond_a_day_is_ignored_and_spans_are_exporte
     filling up, then dropping, meanwhile)."""
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", str(10**13))
     monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1")  # a live worker exports each span at once
-    exported = threading.Event()
-    sink = GrpcSink(lambda context, signal, items: exported.set() if signal == "traces" and items else None)
-    try:
-        with caplog.at_level(logging.WARNING, logger="shannon_otel"):
-            handle = configure(exporter="otlp_grpc", endpoint=sink.endpoint, set_global=False, metric_interval_s=3600)
-        handle.tracer_provider.get_tracer("round6").start_span("one").end()
-        try:
-            assert exported.wait(30), "the span processor exported nothing while running"  # a hang guard
-        finally:
-            _shutdown(handle)
-    finally:
-        sink.close()
+    _exported_while_running(caplog, "traces", 3600, "the span processor exported nothing while running",
+                            lambda handle: handle.tracer_provider.get_tracer("round6").start_span("one").end())
     assert [w for w in _warnings(caplog) if w.startswith("OTEL_BSP_SCHEDULE_DELAY=") and "ignored" in w]
 
 
