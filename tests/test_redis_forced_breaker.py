@@ -83,6 +83,19 @@ def test_a_breaker_forced_open_elsewhere_rejects_here_without_asking_redis_even_
     asyncio.run(main())
 
 
+@contextlib.asynccontextmanager
+async def _forced_open(server: RedisServer, prefix: str, raw: redis.Redis, reset_timeout: float,
+                       **state: Any) -> AsyncIterator[CircuitBreaker]:
+    """Breaker "api" (threshold 1) of a ``RedisState(**state)`` on ``prefix``, forced open, once ``raw`` reads the
+    forced state in Redis."""
+    async with RedisState(server.url, prefix=prefix, **state) as shared:
+        forcing = CircuitBreaker("api", shared=shared, failure_threshold=1, reset_timeout=reset_timeout,
+                                 instrument=False)
+        forcing.force_open()
+        await wait_for(lambda: raw.hget(f"{prefix}:{{breaker:api}}:state", "forced") == "1")
+        yield forcing
+
+
 def test_a_forced_state_outlives_key_ttl_so_a_process_started_later_sees_it_open(server: RedisServer) -> None:
     """Bug: ``force_open()`` wrote the forced state once, with the key's TTL (``key_ttl_s``, default a day),
     and nothing while forced: once it expired, the processes already running stayed forced, but one started
@@ -98,10 +111,7 @@ def test_a_forced_state_outlives_key_ttl_so_a_process_started_later_sees_it_open
             return breaker.state
 
     async def main() -> None:
-        async with RedisState(server.url, prefix=prefix, key_ttl_s=1, poll_interval_s=0.1) as shared:
-            forcing = CircuitBreaker("api", shared=shared, failure_threshold=1, reset_timeout=0.0, instrument=False)
-            forcing.force_open()
-            await wait_for(lambda: raw.hget(state_key, "forced") == "1")
+        async with _forced_open(server, prefix, raw, reset_timeout=0.0, key_ttl_s=1, poll_interval_s=0.1) as forcing:
             assert raw.ttl(state_key) == -1  # no expiry while forced
             await asyncio.sleep(1.5)  # past key_ttl_s (a real redis-server's clock)
             assert raw.hget(state_key, "reason") == "forced_open"
@@ -125,10 +135,7 @@ def test_a_forced_state_redis_lost_is_written_again_by_a_process_holding_it_forc
     state_key = f"{prefix}:{{breaker:api}}:state"
 
     async def main() -> None:
-        async with RedisState(server.url, prefix=prefix, poll_interval_s=0.1) as shared:
-            forcing = CircuitBreaker("api", shared=shared, failure_threshold=1, reset_timeout=30, instrument=False)
-            forcing.force_open()
-            await wait_for(lambda: raw.hget(state_key, "forced") == "1")
+        async with _forced_open(server, prefix, raw, reset_timeout=30, poll_interval_s=0.1) as forcing:
             raw.delete(state_key)
             await wait_for(lambda: raw.hget(state_key, "forced") == "1")  # the poll wrote it again
             assert raw.hget(state_key, "state") == "open"
