@@ -9,7 +9,6 @@ to a NullHandler (a flood's summaries are the only ones written). Last line: one
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
@@ -19,6 +18,8 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from ._rounds import calls_and_rounds
 
 Call = Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
 
@@ -104,13 +105,7 @@ async def _run(n: int, rounds: int) -> dict[str, tuple[float, float, float]]:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks logs")
-    parser.add_argument("--quick", action="store_true", help="fewer calls and rounds (well under 60 s)")
-    parser.add_argument("--calls", type=int, default=None, help="calls per round and variant")
-    parser.add_argument("--rounds", type=int, default=None)
-    args = parser.parse_args(argv)
-    n = args.calls or (5_000 if args.quick else 50_000)
-    rounds = args.rounds or (15 if args.quick else 31)
+    n, rounds = calls_and_rounds("logs", argv, quick_rounds=15, full_rounds=31)
     root = logging.getLogger("shannon_otel")
     root.addHandler(logging.NullHandler())
     root.propagate = False

@@ -7,7 +7,6 @@ call minus the median of the plain ``await`` baseline is reported. Last line: on
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import statistics
@@ -15,6 +14,8 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from ._rounds import calls_and_rounds
 
 # (kind, target): "plain" awaits target(), "call" awaits target(_work) (a policy's bound ``call``).
 Variant = tuple[str, Callable[..., Awaitable[Any]]]
@@ -91,13 +92,7 @@ async def _run(n: int, rounds: int) -> dict[str, float]:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks recovery")
-    parser.add_argument("--quick", action="store_true", help="fewer calls and rounds (well under 60 s)")
-    parser.add_argument("--calls", type=int, default=None, help="calls per round and variant")
-    parser.add_argument("--rounds", type=int, default=None)
-    args = parser.parse_args(argv)
-    n = args.calls or (5_000 if args.quick else 50_000)
-    rounds = args.rounds or (7 if args.quick else 15)
+    n, rounds = calls_and_rounds("recovery", argv, quick_rounds=7, full_rounds=15)
     medians = asyncio.run(_run(n, rounds))
     base = medians["baseline"]
     print(f"{'variant':<16}{'us/call':>10}{'added us':>10}{'x base':>9}")

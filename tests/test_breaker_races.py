@@ -27,6 +27,15 @@ async def down() -> None:
     raise ConnectionError
 
 
+async def past_its_reset_timeout(tel: InMemoryTelemetry, **settings: Any) -> CircuitBreaker:
+    """A breaker (see ``make``) opened by one failure, at the end of its 5 s reset timeout: the next call is a probe."""
+    breaker = make(tel, **settings)
+    with contextlib.suppress(ConnectionError):
+        await breaker.call(down)
+    await asyncio.sleep(5.0)  # the reset timeout
+    return breaker
+
+
 def transitions(tel: InMemoryTelemetry) -> dict[tuple[str, str], int]:
     return {
         (p.attributes["shannon.breaker.state.from"], p.attributes["shannon.breaker.state.to"]): p.value
@@ -45,12 +54,7 @@ def test_of_many_concurrent_callers_exactly_the_probe_quota_is_admitted() -> Non
         return "ok"
 
     async def main() -> list[Any]:
-        breaker = make(tel, half_open_probes=3, success_threshold=3)
-        try:
-            await breaker.call(down)
-        except ConnectionError:
-            pass
-        await asyncio.sleep(5.0)  # the reset timeout
+        breaker = await past_its_reset_timeout(tel, half_open_probes=3, success_threshold=3)
         results = await asyncio.gather(*(breaker.call(probe) for _ in range(200)), return_exceptions=True)
         assert breaker.state.value == "closed"
         return results
@@ -76,12 +80,7 @@ def test_a_failed_probe_reopens_and_a_slower_probes_success_is_dropped() -> None
         raise ConnectionError
 
     async def main() -> None:
-        breaker = make(tel, half_open_probes=2, success_threshold=2)
-        try:
-            await breaker.call(down)
-        except ConnectionError:
-            pass
-        await asyncio.sleep(5.0)
+        breaker = await past_its_reset_timeout(tel, half_open_probes=2, success_threshold=2)
         slow = asyncio.create_task(breaker.call(slow_ok))
         fast = asyncio.create_task(breaker.call(fast_fail))
         await asyncio.wait([fast])
@@ -106,12 +105,7 @@ def test_a_cancelled_probe_gives_its_slot_back() -> None:
         return "ok"
 
     async def main() -> None:
-        breaker = make(tel, half_open_probes=1)
-        try:
-            await breaker.call(down)
-        except ConnectionError:
-            pass
-        await asyncio.sleep(5.0)
+        breaker = await past_its_reset_timeout(tel, half_open_probes=1)
         probe = asyncio.create_task(breaker.call(hang))
         await asyncio.sleep(0.5)
         try:

@@ -24,6 +24,16 @@ def _command(*args: str, **options: object) -> subprocess.Popen[str]:
     )
 
 
+def _usage_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    """What the CLI's parser writes to stderr refusing ``argv``, after checking it exits with 2 (a usage error)."""
+    from shannon_otel.cli import build_parser
+
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(argv)
+    assert exc.value.code == 2
+    return capsys.readouterr().err
+
+
 def test_demo_piped_into_head_stops_when_the_reader_leaves_without_a_traceback() -> None:
     """`shannon-otel demo | head -1`: it used to log every hook's BrokenPipeError with its traceback, run all
     its waves (a --duration run for its whole duration) for nobody, and die in the summary with a traceback."""
@@ -75,10 +85,7 @@ def test_a_task_count_the_demo_cannot_hold_is_refused_naming_the_range(capsys: p
     parser = build_parser()
     assert parser.parse_args(["demo", "--tasks", "10000"]).tasks == 10_000
     for bad in ("10001", "100000000000000000000"):
-        with pytest.raises(SystemExit) as exc:
-            parser.parse_args(["demo", "--tasks", bad])
-        assert exc.value.code == 2
-        assert f"argument --tasks: must be in 1..10,000, got {bad}" in capsys.readouterr().err
+        assert f"argument --tasks: must be in 1..10,000, got {bad}" in _usage_error(capsys, ["demo", "--tasks", bad])
 
 
 @pytest.mark.parametrize(("variable", "value"), [
@@ -137,19 +144,13 @@ def test_blank_standard_variables_count_as_unset_as_configure_reads_them(monkeyp
 def test_seconds_configure_refuses_are_usage_errors_naming_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
     """`demo --export-timeout 5000` / `--metric-interval 1e300` passed the CLI's "> 0" check and died in
     configure() with a ValueError traceback about export_timeout_s / metric_interval_s."""
-    from shannon_otel.cli import build_parser
-
-    parser = build_parser()
     for argv, message in ((["demo", "--export-timeout", "5000"], "argument --export-timeout: must be a number "
                            "of seconds in (0, 3600], got 5000"),
                           (["demo", "--metric-interval", "1e300"], "argument --metric-interval: must be a number "
                            "of seconds in (0, 86400], got 1e300"),
                           (["check", "--timeout", "1e300"], "argument --timeout: must be a number of seconds in "
                            "(0, 3600], got 1e300")):
-        with pytest.raises(SystemExit) as exc:
-            parser.parse_args(argv)
-        assert exc.value.code == 2
-        assert message in capsys.readouterr().err
+        assert message in _usage_error(capsys, argv)
 
 
 def test_the_largest_export_timeout_the_demo_takes_ends_without_a_traceback() -> None:
@@ -250,12 +251,7 @@ def test_the_metric_interval_help_gives_the_variables_unit(capsys: pytest.Captur
 def test_a_bad_prometheus_url_is_shown_an_example_of_prometheus_not_of_otlp(capsys: pytest.CaptureFixture[str]) -> None:
     """`check --prometheus notaurl` answered "expected a URL like http://127.0.0.1:4317", the OTLP port: a
     user copying it would point the Prometheus check at the collector's OTLP receiver."""
-    from shannon_otel.cli import build_parser
-
-    with pytest.raises(SystemExit) as exc:
-        build_parser().parse_args(["check", "--prometheus", "notaurl"])
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
+    err = _usage_error(capsys, ["check", "--prometheus", "notaurl"])
     assert "argument --prometheus: expected a URL like http://127.0.0.1:9090 " in err, err
 
 
@@ -304,9 +300,6 @@ def test_an_infinite_number_of_seconds_is_refused_for_being_infinite_not_for_bei
     """`demo --duration inf` (or `1e400`) was refused as "must be a number of seconds > 0, got inf", a reason the
     value does not have; `--export-timeout inf` / `check --timeout 1e400` too, where docs/cli.md and --help give
     the flag's range (0, 3600]."""
-    from shannon_otel.cli import build_parser
-
-    parser = build_parser()
     for argv, message in ((["demo", "--duration", "inf"], "argument --duration: must be a finite number of "
                            "seconds > 0, got inf"),
                           (["demo", "--duration", "1e400"], "argument --duration: must be a finite number of "
@@ -315,10 +308,7 @@ def test_an_infinite_number_of_seconds_is_refused_for_being_infinite_not_for_bei
                            "seconds in (0, 3600], got inf"),
                           (["check", "--timeout", "1e400"], "argument --timeout: must be a number of seconds in "
                            "(0, 3600], got 1e400")):
-        with pytest.raises(SystemExit) as exc:
-            parser.parse_args(argv)
-        assert exc.value.code == 2
-        assert message in capsys.readouterr().err
+        assert message in _usage_error(capsys, argv)
 
 
 @pytest.mark.parametrize("command", ["demo", "check"])

@@ -12,6 +12,7 @@ import contextlib
 import datetime
 import math
 import threading
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -39,6 +40,19 @@ async def _one() -> int:
 
 async def _fail() -> None:
     raise ValueError("down")
+
+
+def _good_once() -> Callable[[], Awaitable[int]]:
+    """An operation that returns 1 on its first call and raises ``ValueError("down")`` on every later one."""
+    calls: list[int] = []
+
+    async def flaky() -> int:
+        calls.append(1)
+        if len(calls) > 1:
+            raise ValueError("down")
+        return 1
+
+    return flaky
 
 
 def test_a_wave_on_a_clock_going_back_reports_no_negative_time_and_keeps_its_histogram_points() -> None:
@@ -149,14 +163,7 @@ def test_policy_events_on_a_clock_going_back_carry_no_negative_duration() -> Non
 def test_a_last_good_value_on_a_clock_going_back_is_served_with_no_negative_age() -> None:
     clock = _Backwards(step=10.0)
     degrade = so.Degrade(last_good=True, max_age=5.0, on=ValueError, clock=clock, instrument=False)
-
-    calls: list[int] = []
-
-    async def flaky() -> int:
-        calls.append(1)
-        if len(calls) > 1:
-            raise ValueError("down")
-        return 1
+    flaky = _good_once()
 
     async def main() -> None:
         assert (await degrade.call(flaky)).value == 1
@@ -466,13 +473,7 @@ def test_a_last_good_value_whose_clock_steps_back_ages_from_the_step() -> None:
     ``max_age=5``: its age counted from its own time, which the clock had not reached again."""
     clock = FakeClock(100_000.0)
     degrade = so.Degrade(last_good=True, max_age=5.0, on=ValueError, clock=clock, instrument=False)
-    calls: list[int] = []
-
-    async def flaky() -> int:
-        calls.append(1)
-        if len(calls) > 1:
-            raise ValueError("down")
-        return 1
+    flaky = _good_once()
 
     async def main() -> None:
         assert (await degrade.call(flaky)).value == 1

@@ -26,6 +26,7 @@ import re
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -37,7 +38,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metr
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as metrics_grpc
 from test_export_faults import N_SPANS, GrpcSink, _run_wave, _shutdown
 
-from shannon_otel import configure
+from shannon_otel import Telemetry, configure
 from shannon_otel._delivery import DEFAULT_MAX_QUEUE_SIZE, CountedSpanProcessor
 from shannon_otel._exporters import _choose
 from shannon_otel.cli import main
@@ -50,6 +51,16 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("OTEL_", "_OTEL_")):
             monkeypatch.delenv(name)
+
+
+def _python(*args: str, variables: dict[str, str] | None = None, timeout: float = 60,
+            ) -> subprocess.CompletedProcess[str]:
+    """``python *args`` in a process of its own, with no OTEL_ variable but ``variables`` and this checkout's
+    shannon_otel importable (unless ``variables`` gives PYTHONPATH); its exit status is the test's to check."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}, "PYTHONPATH": str(ROOT),
+           **(variables or {})}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, check=False,
+                          timeout=timeout)
 
 
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -238,11 +249,8 @@ def test_the_check_command_says_what_the_grpc_exporter_made_of_a_certificate_var
     # traceback (logged while the exporter was built, before the capture of the export's records began).
     # In a process of its own: the SDK's filter drops an exporter error repeating the last one's template.
     path = str(tmp_path if file == "a directory" else tmp_path / "ca.pem")
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}, "PYTHONPATH": str(ROOT),
-           "OTEL_EXPORTER_OTLP_CERTIFICATE": path}
-    out = subprocess.run(
-        [sys.executable, "-m", "shannon_otel", "check", "--skip-prometheus", "--otlp-endpoint", "https://127.0.0.1:1",
-         "--timeout", "1"], capture_output=True, text=True, env=env, check=False, timeout=60)
+    out = _python("-m", "shannon_otel", "check", "--skip-prometheus", "--otlp-endpoint", "https://127.0.0.1:1",
+                  "--timeout", "1", variables={"OTEL_EXPORTER_OTLP_CERTIFICATE": path})
     assert out.returncode == 1
     if file == "a directory":
         refused = f"not checked: OTEL_EXPORTER_OTLP_CERTIFICATE={path!r}: the OTLP/gRPC exporter cannot read it"
@@ -284,10 +292,8 @@ try:
 except RuntimeError as exc:
     print(exc)
 """
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}, "PYTHONPATH": str(ROOT),
-           "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none", "OTEL_PYTHON_CONFIGURATOR": "shannon_otel"}
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=False,
-                         timeout=60)
+    out = _python("-c", script, variables={"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none",
+                                           "OTEL_PYTHON_CONFIGURATOR": "shannon_otel"})
     assert out.returncode == 0, out.stderr
     assert "opentelemetry-instrument" in out.stdout and "leave configure() out" in out.stdout
 
@@ -341,13 +347,11 @@ def test_the_configurator_hands_over_to_another_installed_one_unless_named(tmp_p
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: other-configurator\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text("[opentelemetry_configurator]\nother = other_configurator:Other\n")
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
-           "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)]),
-           "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}
+    variables = {"PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)]), "OTEL_TRACES_EXPORTER": "none",
+                 "OTEL_METRICS_EXPORTER": "none"}
     if chosen is not None:
-        env["OTEL_PYTHON_CONFIGURATOR"] = chosen
-    out = subprocess.run([sys.executable, "-c", _RUN_OURS_FIRST], capture_output=True, text=True, env=env,
-                         check=False, timeout=60)
+        variables["OTEL_PYTHON_CONFIGURATOR"] = chosen
+    out = _python("-c", _RUN_OURS_FIRST, variables=variables)
     assert out.returncode == 0, out.stderr
     if chosen is None:
         assert "other configurator ran with ['auto_instrumentation_version']" in out.stdout
@@ -418,11 +422,8 @@ def test_check_of_otlp_http_at_a_grpc_port_names_the_protocol_not_its_bytes(
 def test_the_cli_never_prints_a_malformed_header_variables_token(headers: str) -> None:
     """docs/reliability.md: the CLI never prints header values. Before: the SDK's "Header format invalid! ...:
     Bearer s3cr3t-token" (a pair without "=", the token pasted without its key) reached stderr as it was."""
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}, "PYTHONPATH": str(ROOT),
-           "OTEL_EXPORTER_OTLP_HEADERS": headers}
-    out = subprocess.run(
-        [sys.executable, "-m", "shannon_otel", "check", "--skip-prometheus", "--otlp-endpoint", "http://127.0.0.1:1",
-         "--timeout", "0.5"], capture_output=True, text=True, env=env, check=False, timeout=60)
+    out = _python("-m", "shannon_otel", "check", "--skip-prometheus", "--otlp-endpoint", "http://127.0.0.1:1",
+                  "--timeout", "0.5", variables={"OTEL_EXPORTER_OTLP_HEADERS": headers})
     assert out.returncode == 1
     assert "Header format invalid" in out.stderr  # the SDK's warning is still shown, its quote masked
     assert "s3cr3t" not in out.stdout + out.stderr
@@ -483,11 +484,28 @@ print("global", [h.tracer_provider is trace.get_tracer_provider() and h.meter_pr
 def test_two_configure_calls_racing_for_the_globals_give_one_handle_and_one_error() -> None:
     """Before: both passed the check of the globals, both returned a handle; only one's providers were global
     (the other's telemetry went nowhere the program looked, and OTel logged only "Overriding ... not allowed")."""
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-c", _RACE], capture_output=True, text=True, env=env, check=False,
-                         timeout=120)
+    out = _python("-c", _RACE, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["handles 1 refused 1", "global [True]"], out.stdout + out.stderr
+
+
+def _exported_while_running(caplog: pytest.LogCaptureFixture, kind: str, metric_interval_s: float, failure: str,
+                            emit: Callable[[Telemetry], object]) -> None:
+    """configure() to an OTLP/gRPC sink (its warnings into ``caplog``), ``emit`` on its handle, and wait (30 s at
+    most, else fail with ``failure``) for the first export of ``kind`` ("traces", "metrics") before shutdown."""
+    exported = threading.Event()
+    sink = GrpcSink(lambda context, signal, items: exported.set() if signal == kind and items else None)
+    try:
+        with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+            handle = configure(exporter="otlp_grpc", endpoint=sink.endpoint, set_global=False,
+                               metric_interval_s=metric_interval_s)
+        emit(handle)
+        try:
+            assert exported.wait(30), failure  # a hang guard
+        finally:
+            _shutdown(handle)
+    finally:
+        sink.close()
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "abc"])
@@ -498,18 +516,9 @@ def test_a_metric_export_timeout_variable_out_of_range_is_ignored_and_metrics_ar
     out before it began ("Metric collection timed out"), so a running service exported no metric point at all
     (only its exit's collection did), and nothing counted it."""
     monkeypatch.setenv("OTEL_METRIC_EXPORT_TIMEOUT", value)
-    exported = threading.Event()
-    sink = GrpcSink(lambda context, signal, items: exported.set() if signal == "metrics" and items else None)
-    try:
-        with caplog.at_level(logging.WARNING, logger="shannon_otel"):
-            handle = configure(exporter="otlp_grpc", endpoint=sink.endpoint, set_global=False, metric_interval_s=0.05)
-        handle.meter_provider.get_meter("round6").create_counter("round6.calls").add(1)
-        try:
-            assert exported.wait(30), "no periodic metric export reached the collector"  # a hang guard
-        finally:
-            _shutdown(handle)
-    finally:
-        sink.close()
+    _exported_while_running(
+        caplog, "metrics", 0.05, "no periodic metric export reached the collector",
+        lambda handle: handle.meter_provider.get_meter("round6").create_counter("round6.calls").add(1))
     assert [w for w in _warnings(caplog) if w.startswith(f"OTEL_METRIC_EXPORT_TIMEOUT={value!r}") and "ignored" in w]
 
 
@@ -521,18 +530,8 @@ def test_a_schedule_delay_variable_beyond_a_day_is_ignored_and_spans_are_exporte
     filling up, then dropping, meanwhile)."""
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", str(10**13))
     monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1")  # a live worker exports each span at once
-    exported = threading.Event()
-    sink = GrpcSink(lambda context, signal, items: exported.set() if signal == "traces" and items else None)
-    try:
-        with caplog.at_level(logging.WARNING, logger="shannon_otel"):
-            handle = configure(exporter="otlp_grpc", endpoint=sink.endpoint, set_global=False, metric_interval_s=3600)
-        handle.tracer_provider.get_tracer("round6").start_span("one").end()
-        try:
-            assert exported.wait(30), "the span processor exported nothing while running"  # a hang guard
-        finally:
-            _shutdown(handle)
-    finally:
-        sink.close()
+    _exported_while_running(caplog, "traces", 3600, "the span processor exported nothing while running",
+                            lambda handle: handle.tracer_provider.get_tracer("round6").start_span("one").end())
     assert [w for w in _warnings(caplog) if w.startswith("OTEL_BSP_SCHEDULE_DELAY=") and "ignored" in w]
 
 

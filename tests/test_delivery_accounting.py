@@ -16,7 +16,7 @@ from opentelemetry.sdk._shared_internal import BatchProcessor
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from shannon_otel import configure
+from shannon_otel import Telemetry, configure
 
 
 class Stalled(SpanExporter):
@@ -38,6 +38,16 @@ class Stalled(SpanExporter):
         self.shut.set()  # the SDK's processor calls it once its worker has exported all it would
 
 
+def _ended_100_spans(service: str, backend: Stalled, shutdown_timeout_s: float) -> Telemetry:
+    """configure() exporting to ``backend`` only (batches of 10), with 100 spans ended and queued."""
+    handle = configure(service, exporter="none", span_exporters=[backend], set_global=False,
+                       metric_interval_s=3600.0, shutdown_timeout_s=shutdown_timeout_s, max_export_batch_size=10)
+    tracer = handle.tracer_provider.get_tracer("app")
+    for i in range(100):
+        tracer.start_span(f"s{i}").end()
+    return handle
+
+
 def test_spans_the_sdk_processor_leaves_behind_at_its_own_bound_are_counted_and_shutdown_says_so(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -47,11 +57,7 @@ def test_spans_the_sdk_processor_leaves_behind_at_its_own_bound_are_counted_and_
     # Here the SDK's bound is shortened to 0.3 s so the test takes no 30 s; the code path is the same.
     monkeypatch.setattr(BatchProcessor.shutdown, "__defaults__", (300,))
     backend = Stalled()
-    handle = configure("left-behind", exporter="none", span_exporters=[backend], set_global=False,
-                       metric_interval_s=3600.0, shutdown_timeout_s=30.0, max_export_batch_size=10)
-    tracer = handle.tracer_provider.get_tracer("app")
-    for i in range(100):
-        tracer.start_span(f"s{i}").end()
+    handle = _ended_100_spans("left-behind", backend, shutdown_timeout_s=30.0)
     with caplog.at_level(logging.WARNING, "shannon_otel"):
         assert handle.shutdown() is False  # not everything was exported: said, not claimed
     assert "gave up on an export still running" in caplog.text
@@ -67,11 +73,7 @@ def test_spans_counted_dropped_when_the_budget_ran_out_are_never_sent_afterwards
     # left to finish its own shutdown in a daemon thread, went on exporting its queue once the backend answered:
     # the backend got all 100, dropped said 100 (kept + dropped = 200 of 100 ended), in a process living on.
     backend = Stalled()
-    handle = configure("given-up", exporter="none", span_exporters=[backend], set_global=False,
-                       metric_interval_s=3600.0, shutdown_timeout_s=0.2, max_export_batch_size=10)
-    tracer = handle.tracer_provider.get_tracer("app")
-    for i in range(100):
-        tracer.start_span(f"s{i}").end()
+    handle = _ended_100_spans("given-up", backend, shutdown_timeout_s=0.2)
     assert handle.shutdown() is False
     assert handle.dropped["traces"] == 100
     backend.release.set()
@@ -83,11 +85,7 @@ def test_spans_counted_dropped_when_the_budget_ran_out_are_never_sent_afterwards
 def test_a_shutdown_that_exports_everything_in_time_counts_nothing() -> None:
     backend = Stalled()
     backend.release.set()
-    handle = configure("in-time", exporter="none", span_exporters=[backend], set_global=False,
-                       metric_interval_s=3600.0, shutdown_timeout_s=30.0, max_export_batch_size=10)
-    tracer = handle.tracer_provider.get_tracer("app")
-    for i in range(100):
-        tracer.start_span(f"s{i}").end()
+    handle = _ended_100_spans("in-time", backend, shutdown_timeout_s=30.0)
     assert handle.shutdown() is True
     assert backend.received == 100 and handle.dropped == {"traces": 0, "metrics": 0, "logs": 0}
 

@@ -13,7 +13,7 @@ import textwrap
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import cast
+from typing import TypeVar, cast
 
 import pytest
 
@@ -23,6 +23,8 @@ from shannon_otel._events import Anomaly
 from shannon_otel._redact import redacting_handler
 from shannon_otel._telemetry import Severity
 from shannon_otel.testing import FakeClock, is_testing, run_virtual, set_testing
+
+_H = TypeVar("_H", bound=logging.Handler)
 
 
 class _Records(logging.Handler):
@@ -34,17 +36,24 @@ class _Records(logging.Handler):
         self.records.append(record)
 
 
-@pytest.fixture
-def anomaly_records() -> Iterator[list[logging.LogRecord]]:
-    logger = logging.getLogger("shannon_otel.anomaly")
-    handler, level = _Records(), logger.level
+@contextlib.contextmanager
+def _capturing(logger_name: str, handler: _H) -> Iterator[_H]:
+    """``handler`` on the logger ``logger_name``, set to DEBUG, for the block; the logger as it was after."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
     try:
-        yield handler.records
+        yield handler
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+
+
+@pytest.fixture
+def anomaly_records() -> Iterator[list[logging.LogRecord]]:
+    with _capturing("shannon_otel.anomaly", _Records()) as handler:
+        yield handler.records
 
 
 # --------------------------------------------------------------------------- LoggingHook levels
@@ -97,10 +106,6 @@ def test_a_clock_stepped_back_neither_silences_the_limiter_nor_reports_negative_
     # With a wall clock (clock=time.time) stepped back an hour, every later occurrence fell inside the
     # window (now - start < 0 < interval) and was held back until the clock caught up, an hour later;
     # a flush or an eviction meanwhile reported "in the last -3600 s".
-    logger = logging.getLogger("shannon_otel.retry")
-    handler, level = _Records(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
     clock = FakeClock()
     hook = LoggingHook(clock=clock, interval_s=10)
     retry = Retry(name="op", attempts=2, initial=0, jitter="none", clock=clock, sleep=clock.sleep, hooks=[hook],
@@ -110,16 +115,13 @@ def test_a_clock_stepped_back_neither_silences_the_limiter_nor_reports_negative_
         for _ in range(n):
             await retry.call(_flaky())
 
-    try:
+    with _capturing("shannon_otel.retry", _Records()) as handler:
         run_virtual(storm(3))  # the first written, two held back
         clock.now -= 3600.0
         run_virtual(storm(1))  # the clock went back: written now, with the two it stands for
         run_virtual(storm(2))  # a new window: held back
         clock.now -= 3600.0
         hook.flush()
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
     assert _retried(handler.records) == [
         ("retrying op in 0.00 s (attempt 2/2): ConnectionError", None),
         ("retried op 3 times in the last 0 s (last: attempt 2/2 in 0.00 s: ConnectionError)", 0.0),
@@ -130,10 +132,6 @@ def test_a_clock_stepped_back_neither_silences_the_limiter_nor_reports_negative_
 def test_a_timeout_summary_gives_the_limit_of_the_last_timeout_not_of_all() -> None:
     # A pipeline's total and per-attempt Timeouts are both named after it, so one summary counts both: it said
     # "(limit 1.00 s)" for two timeouts of which one had a 0.5 s limit.
-    logger = logging.getLogger("shannon_otel.timeout")
-    handler, level = _Records(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
     clock = FakeClock()
     hook = LoggingHook(clock=clock, interval_s=10)
     pipeline = Pipeline(Timeout(1), Retry(attempts=2, initial=0, jitter="none"), Timeout(0.5), name="op",
@@ -147,13 +145,10 @@ def test_a_timeout_summary_gives_the_limit_of_the_last_timeout_not_of_all() -> N
             with pytest.raises(TimeoutError):  # attempt 1 cut at 0.5 s, attempt 2 by the total at 1 s
                 await pipeline.call(hang)
 
-    try:
+    with _capturing("shannon_otel.timeout", _Records()) as handler:
         run_virtual(main())
         clock.now += 60.0
         hook.flush()
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
     assert [r.getMessage() for r in handler.records] == [
         "op timed out after 0.50 s", "op timed out 3 times in the last 60 s (last: limit 1.00 s)",
     ]
@@ -176,10 +171,6 @@ def test_past_max_keys_the_key_evicted_is_the_quietest_not_the_busiest() -> None
     # Keys were ordered by when their window opened: an operation retried every 0.1 s was evicted by
     # operations seen once ("the one quiet the longest is evicted first", docs/logging.md), so it wrote
     # a summary and then a fresh record at every eviction: three records in 1.6 s, not one per 10 s.
-    logger = logging.getLogger("shannon_otel.retry")
-    handler, level = _Records(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
     clock = FakeClock()
     hook = LoggingHook(clock=clock, interval_s=10, max_keys=2)
 
@@ -197,13 +188,10 @@ def test_past_max_keys_the_key_evicted_is_the_quietest_not_the_busiest() -> None
                 await hot.call(_flaky())
             await retry(f"cold{i}").call(_flaky())
 
-    try:
+    with _capturing("shannon_otel.retry", _Records()) as handler:
         run_virtual(main())
         written = [r.getMessage() for r in handler.records]
         hook.flush()  # the hot key's 15 held-back retries are still told, once
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
     assert written == [
         f"retrying {name} in 0.00 s (attempt 2/2): ConnectionError" for name in ("hot", "cold0", "cold1", "cold2")
     ]
@@ -215,10 +203,6 @@ def test_past_max_keys_the_key_evicted_is_the_quietest_not_the_busiest() -> None
 def test_set_testing_attempts_is_the_maximum_the_retry_records_tell() -> None:
     # Under set_testing(True, attempts=2) a Retry(attempts=5) makes 2 attempts, but its records (and
     # RetryScheduled.max_attempts) said "attempt 2/5" with shannon.retry.max_attempts = 5.
-    logger = logging.getLogger("shannon_otel.retry")
-    handler, level = _Records(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
     calls = 0
 
     async def failing() -> None:
@@ -227,12 +211,9 @@ def test_set_testing_attempts_is_the_maximum_the_retry_records_tell() -> None:
         raise ConnectionError("refused")
 
     retry = Retry(name="op", attempts=5, initial=3, jitter="none", hooks=[LoggingHook()], instrument=False)
-    try:
-        with set_testing(True, attempts=2), pytest.raises(ConnectionError):
-            run_virtual(retry.call(failing))
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+    with _capturing("shannon_otel.retry", _Records()) as handler, set_testing(True, attempts=2), \
+            pytest.raises(ConnectionError):
+        run_virtual(retry.call(failing))
     assert calls == 2
     (record,) = handler.records
     assert record.getMessage() == "retrying op in 0.00 s (attempt 2/2): ConnectionError"
@@ -252,23 +233,14 @@ def test_redaction_rewrites_the_exception_message_not_an_operation_name_holding_
 ) -> None:
     # The message was replaced wherever it occurred in the text: "retrying <hidden>-primary ...",
     # "retrying db in ...": the record named an operation that does not exist.
-    handler = redacting_handler(_Records, redact)
-    logger = logging.getLogger("shannon_otel.retry")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-
     async def failing() -> None:
         raise ValueError(message)
 
     retry = Retry(name=operation, attempts=2, initial=0, hooks=[LoggingHook(exception_messages=True)],
                   instrument=False)
-    try:
-        with pytest.raises(ValueError, match=message):
-            run_virtual(retry.call(failing))
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+    with _capturing("shannon_otel.retry", redacting_handler(_Records, redact)) as handler, \
+            pytest.raises(ValueError, match=message):
+        run_virtual(retry.call(failing))
     (record,) = cast("_Records", handler).records
     assert record.getMessage() == expected
 

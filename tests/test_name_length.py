@@ -13,103 +13,20 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from _name_entry_points import ENTRY_POINTS
+from _name_entry_points import work as _work
 
-from shannon_otel import (
-    BreakerRegistry,
-    CircuitBreaker,
-    Degrade,
-    Fallback,
-    Hedge,
-    Pipeline,
-    ResourcePool,
-    Retry,
-    Saga,
-    Step,
-    TaskSpec,
-    Timeout,
-    Wave,
-    configure,
-    record,
-    task,
-)
+from shannon_otel import Retry, Saga, Wave
 from shannon_otel._validate import NAME_MAX_LENGTH
 
 LONGEST = "n" * NAME_MAX_LENGTH
 TOO_LONG = "n" * (NAME_MAX_LENGTH + 1)
 
 
-async def _work() -> int:
-    return 1
-
-
-def _in_a_step(name: str) -> None:
-    async def main() -> None:
-        async with Saga("checkout").begin() as tx:
-            await tx.step(name, _work)
-
-    asyncio.run(main())
-
-
-def _recorded(name: str) -> None:
-    async def recording() -> int:
-        record(name, 1.0)
-        return 1
-
-    result = asyncio.run(Wave[int]("w", instrument=False).run([recording]))
-    error = result.results[0].error
-    if error is not None:
-        raise error
-
-
-def _service(name: str) -> None:
-    from shannon_otel.testing import InMemoryTelemetry
-
-    InMemoryTelemetry(service_name=name).shutdown()
-
-
-def _redis_prefix(name: str) -> None:
-    from shannon_otel.redis import RedisState
-
-    RedisState("redis://127.0.0.1:1", prefix=name)
-
-
-def _shared_limit(name: str) -> None:
-    from shannon_otel.redis import RedisState, SharedRateLimit
-
-    SharedRateLimit(RedisState("redis://127.0.0.1:1"), name, rate=1.0)
-
-
-ENTRY_POINTS: list[tuple[str, str, Callable[[str], Any]]] = [
-    ("Wave", "name", lambda n: Wave[int](n)),
-    ("TaskSpec", "name", lambda n: TaskSpec(_work, name=n)),
-    ("task", "name", lambda n: task(_work, name=n)),
-    ("record", "record\\(\\): name", _recorded),
-    ("ResourcePool", "ResourcePool name", lambda n: ResourcePool(n, 1)),
-    ("Retry", "name", lambda n: Retry(name=n)),
-    ("Timeout", "name", lambda n: Timeout(1.0, name=n)),
-    ("Fallback", "name", lambda n: Fallback(lambda error: _work(), name=n)),
-    ("Hedge", "name", lambda n: Hedge(1.0, name=n)),
-    ("Degrade", "name", lambda n: Degrade(default=0, name=n)),
-    ("Pipeline", "name", lambda n: Pipeline(Retry(), name=n)),
-    ("CircuitBreaker", "name", lambda n: CircuitBreaker(n)),
-    ("BreakerRegistry.get", "name", lambda n: BreakerRegistry().get(n)),
-    ("Saga", "name", lambda n: Saga(n)),
-    ("Step", "name", lambda n: Step(n, _work)),
-    ("Transaction.step", "name", _in_a_step),
-    ("Degrade.flag", "reason", lambda n: Degrade(default=0).flag(n)),
-    ("configure", "service_name", lambda n: configure(n, exporter="none", set_global=False).shutdown()),
-    ("InMemoryTelemetry", "service_name", _service),
-    ("RedisState", "prefix", _redis_prefix),
-    ("SharedRateLimit", "name", _shared_limit),
-]
-
-
 @pytest.mark.parametrize(("where", "parameter", "build"), ENTRY_POINTS, ids=[e[0] for e in ENTRY_POINTS])
 def test_a_name_over_the_limit_is_refused_naming_the_parameter_and_the_limit(
     where: str, parameter: str, build: Callable[[str], Any],
 ) -> None:
-    if where in ("RedisState", "SharedRateLimit"):
-        pytest.importorskip("redis")
     with pytest.raises(ValueError, match=rf"^{parameter} must be at most {NAME_MAX_LENGTH} characters .*code paths.*"
                                          rf"got a str of {NAME_MAX_LENGTH + 1} characters, 'nnn"):
         build(TOO_LONG)

@@ -456,29 +456,35 @@ def test_the_coroutines_an_input_yielded_before_it_raised_are_closed() -> None:
 
 
 # --------------------------------------------------------------------------- sync callables where async ones belong
-def test_a_shared_rate_limit_whose_acquire_is_sync_fails_the_tasks_naming_it() -> None:
-    """A limiter whose ``acquire`` is sync (it returns True, as ``threading.Semaphore``'s does; a semaphore itself
-    is refused when the wave is built, see tests/test_wave_limits.py): every task failed with Python's "object
-    bool can't be used in 'await' expression", naming nothing."""
-    from shannon_otel import Wave
-
-    class SyncLimiter:
-        def acquire(self) -> bool:
-            return True
+def _type_errors_of_a_wave(**options: Any) -> list[str]:
+    """Run a wave of two tasks built with ``options`` (what the annotations refuse, and a user may pass all the
+    same); check that each task failed with a TypeError, and return their messages."""
 
     async def work() -> int:
         return 1
 
     async def main() -> Any:
-        limit: Any = SyncLimiter()  # what the annotation refuses, and a user may pass all the same
-        wave: Wave[int] = Wave("w", rate_limit=limit, instrument=False)
+        wave: Wave[int] = Wave("w", instrument=False, **options)
         return await wave.run([work, work])
 
     result = run_virtual(main())
     for r in result.results:
         assert r.outcome.value == "failure"
         assert isinstance(r.error, TypeError)
-        assert "rate_limit.acquire" in str(r.error), str(r.error)
+    return [str(r.error) for r in result.results]
+
+
+def test_a_shared_rate_limit_whose_acquire_is_sync_fails_the_tasks_naming_it() -> None:
+    """A limiter whose ``acquire`` is sync (it returns True, as ``threading.Semaphore``'s does; a semaphore itself
+    is refused when the wave is built, see tests/test_wave_limits.py): every task failed with Python's "object
+    bool can't be used in 'await' expression", naming nothing."""
+
+    class SyncLimiter:
+        def acquire(self) -> bool:
+            return True
+
+    for message in _type_errors_of_a_wave(rate_limit=SyncLimiter()):
+        assert "rate_limit.acquire" in message, message
 
 
 def test_a_policy_object_whose_call_is_sync_fails_the_tasks_naming_it() -> None:
@@ -489,19 +495,8 @@ def test_a_policy_object_whose_call_is_sync_fails_the_tasks_naming_it() -> None:
         def call(self, fn: Callable[[], Any]) -> int:
             return 42
 
-    async def work() -> int:
-        return 1
-
-    async def main() -> Any:
-        policy: Any = SyncPolicy()  # what the annotation refuses, and a user may pass all the same
-        wave: Wave[int] = Wave("w", policy=policy, instrument=False)
-        return await wave.run([work, work])
-
-    result = run_virtual(main())
-    for r in result.results:
-        assert r.outcome.value == "failure"
-        assert isinstance(r.error, TypeError)
-        assert str(r.error).startswith("policy.call must be an async callable"), str(r.error)
+    for message in _type_errors_of_a_wave(policy=SyncPolicy()):
+        assert message.startswith("policy.call must be an async callable"), message
 
 
 def _sync_op(runs: list[int]) -> Callable[[], Any]:
@@ -571,6 +566,34 @@ def _sync_sleep(seconds: float) -> None:
     return None
 
 
+def _refused_as_a_programming_error(tel: InMemoryTelemetry, policy: Policy, match: str, error_type: str,
+                                    *args: object) -> int:
+    """Call ``policy`` (a Pipeline named "op" reporting to ``tel``) twice with a failing operation and ``args``:
+    each call must raise the TypeError ``match`` describes, leave its breakers closed (the second call: a breaker
+    that counted the first would reject it) and end its "op" spans as failures of an ``error_type``. Returns how
+    many times the operation ran."""
+    runs: list[int] = []
+
+    async def failing(*args: object) -> None:
+        runs.append(1)
+        await asyncio.sleep(0)
+        raise ValueError("primary")
+
+    async def main() -> None:
+        for _ in range(2):
+            with pytest.raises(TypeError, match=match):
+                await policy.call(failing, *args)
+
+    run_virtual(main())
+    for p in policy.policies:  # type: ignore[attr-defined]
+        if isinstance(p, CircuitBreaker):
+            assert p.state.value == "closed"
+    for op in tel.spans("op"):
+        assert attrs(op)["shannon.call.outcome"] == "failure"
+        assert attrs(op)["error.type"].endswith(error_type)
+    return len(runs)
+
+
 # Each: the policy whose callable is sync, with policies around it that must not act on that programming error.
 SYNC_CALLABLE_CASES: dict[str, Callable[[InMemoryTelemetry], Policy]] = {
     "fallback-in-retry": lambda tel: Pipeline(
@@ -599,28 +622,12 @@ def test_a_sync_policy_callable_is_refused_through_every_policy_around_it(case: 
     wrapped in a ``FallbackError``. Now it is a programming error, as a sync ``fn`` is: raised as it is through
     every policy, after one run of the operation."""
     tel = InMemoryTelemetry()
-    runs: list[int] = []
     policy = SYNC_CALLABLE_CASES[case](tel)
-
-    async def failing() -> None:
-        runs.append(1)
-        await asyncio.sleep(0)
-        raise ValueError("primary")
-
-    async def main() -> None:
-        for _ in range(2):  # the second call: a breaker that counted the first would reject it
-            with pytest.raises(TypeError, match=r"^(fallback|cheaper|sleep) must be an async callable"):
-                await policy.call(failing)
-
-    run_virtual(main())
-    assert runs == [1, 1]
-    for p in policy.policies:  # type: ignore[attr-defined]
-        if isinstance(p, CircuitBreaker):
-            assert p.state.value == "closed"
+    runs = _refused_as_a_programming_error(
+        tel, policy, r"^(fallback|cheaper|sleep) must be an async callable", "NotAwaitableError")
+    assert runs == 2
     for op in tel.spans("op"):
-        assert attrs(op)["shannon.call.outcome"] == "failure"
         assert attrs(op)["shannon.attempt"] == 1
-        assert attrs(op)["error.type"].endswith("NotAwaitableError")
 
 
 def _a_coroutine(*args: object) -> Any:
@@ -650,28 +657,10 @@ def test_a_sync_policy_callable_returning_an_awaitable_is_refused_through_every_
     operation's failure: an outer ``Retry`` retried it, a ``Fallback`` or ``Degrade`` served a result for it (the call
     reported a success), a breaker counted it and opened. Now it is a programming error, raised as it is."""
     tel = InMemoryTelemetry()
-    runs: list[int] = []
     build, per_call = NOT_SYNC_CASES[case]
-    policy = build(tel)
-
-    async def failing(*args: object) -> None:
-        runs.append(1)
-        await asyncio.sleep(0)
-        raise ValueError("primary")
-
-    async def main() -> None:
-        for _ in range(2):  # the second call: a breaker that counted the first would reject it
-            with pytest.raises(TypeError, match=r"^(on|next_delay|random|key) must be a plain \(sync\) callable"):
-                await policy.call(failing, 1)
-
-    run_virtual(main())
-    assert len(runs) == 2 * per_call
-    for p in policy.policies:  # type: ignore[attr-defined]
-        if isinstance(p, CircuitBreaker):
-            assert p.state.value == "closed"
-    for op in tel.spans("op"):
-        assert attrs(op)["shannon.call.outcome"] == "failure"
-        assert attrs(op)["error.type"].endswith("NotSyncError")
+    runs = _refused_as_a_programming_error(
+        tel, build(tel), r"^(on|next_delay|random|key) must be a plain \(sync\) callable", "NotSyncError", 1)
+    assert runs == 2 * per_call
 
 
 @pytest.mark.parametrize(("degrade", "factory"), [

@@ -632,6 +632,28 @@ class Run:
     end_time: float = 0.0
 
 
+def _cancel_as_drawn(case: Case | WaveCase, task: asyncio.Task[Any]) -> tuple[list[bool], asyncio.Task[None] | None]:
+    """Cancel ``task`` as the case draws it: at virtual time ``cancel_at`` and/or after ``cancel_iter`` loop
+    iterations. Returns what each ``task.cancel()`` returned (filled as they happen) and the task counting the
+    iterations, if any, for the caller to await once ``task`` is done."""
+    requested: list[bool] = []
+
+    def cancel() -> None:
+        if not task.done():
+            requested.append(task.cancel())
+
+    if case.cancel_at is not None:
+        asyncio.get_running_loop().call_later(case.cancel_at, cancel)
+    helper = None
+    if case.cancel_iter is not None:
+        async def after_iterations(n: int) -> None:
+            for _ in range(n):
+                await asyncio.sleep(0)
+            cancel()
+        helper = asyncio.create_task(after_iterations(case.cancel_iter))
+    return requested, helper
+
+
 async def _drive(case: Case, call_one: Callable[[Script], Awaitable[Any]], run: Run) -> None:
     """Run the case's calls one after another (a breaker's state carries over), cancelling the caller as
     the case says; records each call's outcome."""
@@ -655,27 +677,14 @@ async def _drive(case: Case, call_one: Callable[[Script], Awaitable[Any]], run: 
 
     task = asyncio.create_task(calls())
     loop = asyncio.get_running_loop()
-    requested: list[bool] = []
-
-    def cancel() -> None:
-        if not task.done():
-            requested.append(task.cancel())
-
-    if case.cancel_at is not None:
-        loop.call_later(case.cancel_at, cancel)
-    if case.cancel_iter is not None:
-        async def after_iterations(n: int) -> None:
-            for _ in range(n):
-                await asyncio.sleep(0)
-            cancel()
-        helper = asyncio.create_task(after_iterations(case.cancel_iter))
+    requested, helper = _cancel_as_drawn(case, task)
     try:
         await task
     except asyncio.CancelledError:  # the cancel below, or the user's own CancelledError: the user's outcome
         run.cancelled_caller = True
     except Interrupt:  # the user's BaseException ends the caller, as it would without the policies
         pass
-    if case.cancel_iter is not None:
+    if helper is not None:
         await helper
     # Cancellation is an outcome, never turned into a result: a cancel that reached a running caller ends it.
     if requested and requested[0]:
@@ -685,14 +694,21 @@ async def _drive(case: Case, call_one: Callable[[Script], Awaitable[Any]], run: 
     assert run.end_time < 1000.0
 
 
-def run_library(case: Case) -> tuple[Run, InMemoryTelemetry, OpenSpans, Recorder, dict[str, CircuitBreaker]]:
+def _instrumented(raising: str | None) -> tuple[InMemoryTelemetry, OpenSpans, Recorder, list[Hook]]:
+    """Fresh telemetry, the spans it leaves open, a Recorder, and the hooks to give the policies: the Recorder,
+    then a hook raising ``raising`` if drawn."""
     tel = InMemoryTelemetry()
     spans = OpenSpans()
     tel.tracer_provider.add_span_processor(spans)
     recorder = Recorder()
     hooks: list[Hook] = [recorder]
-    if case.raising is not None:
-        hooks.append(Raising(case.raising))
+    if raising is not None:
+        hooks.append(Raising(raising))
+    return tel, spans, recorder, hooks
+
+
+def run_library(case: Case) -> tuple[Run, InMemoryTelemetry, OpenSpans, Recorder, dict[str, CircuitBreaker]]:
+    tel, spans, recorder, hooks = _instrumented(case.raising)
     run = Run()
     breakers: dict[str, CircuitBreaker] = {}
 
@@ -729,14 +745,21 @@ def run_library(case: Case) -> tuple[Run, InMemoryTelemetry, OpenSpans, Recorder
     return run, tel, spans, recorder, breakers
 
 
-def run_reference(case: Case) -> tuple[Run, RefStats, dict[str, RefBreaker]]:
-    stats = RefStats()
-    run = Run()
+def _ref_breakers(chain: list[Spec], stats: RefStats) -> dict[str, RefBreaker]:
+    """The reference model's breakers of ``chain``, one per name (specs of one name share it), counting into
+    ``stats``."""
     refs: dict[str, RefBreaker] = {}
-    for spec in case.chain:
+    for spec in chain:
         if spec.kind == "breaker" and spec.opts[0] not in refs:
             name, threshold, reset, on = spec.opts
             refs[name] = RefBreaker(name, threshold, reset, RETRY_ON[on], stats)
+    return refs
+
+
+def run_reference(case: Case) -> tuple[Run, RefStats, dict[str, RefBreaker]]:
+    stats = RefStats()
+    run = Run()
+    refs = _ref_breakers(case.chain, stats)
 
     async def main() -> None:
         await _drive(case, lambda s: ref_run(case.chain, 0, s, refs, stats), run)
@@ -755,6 +778,16 @@ def _sum(tel: InMemoryTelemetry, name: str, **wanted: Any) -> float:
 
 def _count(tel: InMemoryTelemetry, name: str) -> int:
     return sum(point.count for point in tel.points(name))
+
+
+def _check_breakers(tel: InMemoryTelemetry, recorder: Recorder, breakers: dict[str, CircuitBreaker]) -> None:
+    """Every transition the hooks saw is counted, and each breaker's state gauge is 1 for its state, 0 for others."""
+    assert _sum(tel, "shannon.breaker.transitions") == len(recorder.transitions)
+    for name, breaker in breakers.items():
+        for state in ("closed", "open", "half_open"):
+            expected = 1 if breaker.state.value == state else 0
+            got = _sum(tel, "shannon.breaker.state", **{"shannon.breaker.name": name, "shannon.breaker.state": state})
+            assert got == expected, (name, state, got, breaker.state)
 
 
 def check_telemetry(case: Case, run: Run, tel: InMemoryTelemetry, spans: OpenSpans, recorder: Recorder,
@@ -817,12 +850,7 @@ def check_telemetry(case: Case, run: Run, tel: InMemoryTelemetry, spans: OpenSpa
     assert _count(tel, "shannon.retry.delay") == sum(e.name == "shannon.retry.scheduled" for e in events)
     assert _sum(tel, "shannon.degradations") == sum(e.name == "shannon.degraded" for e in events)
     assert _sum(tel, "shannon.timeouts") == recorder.events["timed_out"]
-    assert _sum(tel, "shannon.breaker.transitions") == len(recorder.transitions)
-    for name, breaker in breakers.items():
-        for state in ("closed", "open", "half_open"):
-            expected = 1 if breaker.state.value == state else 0
-            got = _sum(tel, "shannon.breaker.state", **{"shannon.breaker.name": name, "shannon.breaker.state": state})
-            assert got == expected, (name, state, got, breaker.state)
+    _check_breakers(tel, recorder, breakers)
 
 
 @examples(40)
@@ -896,21 +924,7 @@ class WaveRunResult:
 async def _drive_wave(case: WaveCase, run_wave: Callable[[], Coroutine[Any, Any, Any]], out: WaveRunResult) -> None:
     task = asyncio.create_task(run_wave())
     loop = asyncio.get_running_loop()
-    requested: list[bool] = []
-
-    def cancel() -> None:
-        if not task.done():
-            requested.append(task.cancel())
-
-    if case.cancel_at is not None:
-        loop.call_later(case.cancel_at, cancel)
-    helper = None
-    if case.cancel_iter is not None:
-        async def after_iterations(n: int) -> None:
-            for _ in range(n):
-                await asyncio.sleep(0)
-            cancel()
-        helper = asyncio.create_task(after_iterations(case.cancel_iter))
+    requested, helper = _cancel_as_drawn(case, task)
     try:
         out.results = await task
     except BaseException as exc:
@@ -943,13 +957,7 @@ def run_wave_library(case: WaveCase) -> tuple[WaveRunResult, InMemoryTelemetry, 
                                                 dict[str, CircuitBreaker]]:
     from shannon_otel import Wave
 
-    tel = InMemoryTelemetry()
-    spans = OpenSpans()
-    tel.tracer_provider.add_span_processor(spans)
-    recorder = Recorder()
-    hooks: list[Hook] = [recorder]
-    if case.raising is not None:
-        hooks.append(Raising(case.raising))
+    tel, spans, recorder, hooks = _instrumented(case.raising)
     out = WaveRunResult()
     breakers: dict[str, CircuitBreaker] = {}
 
@@ -978,11 +986,7 @@ def run_wave_library(case: WaveCase) -> tuple[WaveRunResult, InMemoryTelemetry, 
 def run_wave_reference(case: WaveCase) -> tuple[WaveRunResult, RefStats, dict[str, RefBreaker]]:
     """One task at a time (max_concurrency=1): each under the task timeout; fail-fast starts no more."""
     stats = RefStats()
-    refs: dict[str, RefBreaker] = {}
-    for spec in case.chain:
-        if spec.kind == "breaker" and spec.opts[0] not in refs:
-            name, threshold, reset, on = spec.opts
-            refs[name] = RefBreaker(name, threshold, reset, RETRY_ON[on], stats)
+    refs = _ref_breakers(case.chain, stats)
     out = WaveRunResult()
 
     async def one(script: Script) -> Any:
@@ -1103,12 +1107,7 @@ def check_wave_telemetry(case: WaveCase, out: WaveRunResult, tel: InMemoryTeleme
             assert _sum(tel, "shannon.calls", **{"shannon.call.outcome": outcome}) == n, outcome
         assert _count(tel, "shannon.retry.attempts") == len(ops)
         assert _sum(tel, "shannon.retry.attempts") == sum(attempt_outcomes.values())
-    assert _sum(tel, "shannon.breaker.transitions") == len(recorder.transitions)
-    for name, breaker in breakers.items():
-        for state in ("closed", "open", "half_open"):
-            expected = 1 if breaker.state.value == state else 0
-            got = _sum(tel, "shannon.breaker.state", **{"shannon.breaker.name": name, "shannon.breaker.state": state})
-            assert got == expected, (name, state, got, breaker.state)
+    _check_breakers(tel, recorder, breakers)
     if out.raised is not None or out.results is None:
         assert attrs(wave).get("shannon.task.outcome") in ("cancellation", "failure"), attrs(wave)
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis
@@ -25,6 +28,22 @@ def _acquires(otel: InMemoryTelemetry) -> int:
                if p.attributes.get(tel.SHARED_OPERATION) == "acquire")
 
 
+@contextlib.asynccontextmanager
+async def _elsewhere_and_here(
+    server: RedisServer, prefix: str, otel: InMemoryTelemetry, clock: FakeClock, reset_timeout: float,
+    **state: Any,
+) -> AsyncIterator[tuple[CircuitBreaker, CircuitBreaker, RedisState]]:
+    """Breaker "api" (threshold 1) in two processes sharing ``prefix``, each its own ``RedisState(**state)``:
+    elsewhere's, and here's on ``clock`` with its state's metrics to ``otel``; yields both and here's state."""
+    async with RedisState(server.url, prefix=prefix, **state) as elsewhere, \
+            RedisState(server.url, prefix=prefix, meter_provider=otel.meter_provider, **state) as replica:
+        yield (CircuitBreaker("api", shared=elsewhere, failure_threshold=1, reset_timeout=reset_timeout,
+                              instrument=False),
+               CircuitBreaker("api", shared=replica, failure_threshold=1, reset_timeout=reset_timeout, clock=clock,
+                              instrument=False),
+               replica)
+
+
 def test_a_breaker_forced_open_elsewhere_rejects_here_without_asking_redis_even_when_redis_goes(
     server: RedisServer,
 ) -> None:
@@ -37,12 +56,8 @@ def test_a_breaker_forced_open_elsewhere_rejects_here_without_asking_redis_even_
     clock = FakeClock()
 
     async def main() -> None:
-        async with RedisState(server.url, prefix=prefix, timeout_s=0.2, poll_interval_s=0.2) as operator, \
-                RedisState(server.url, prefix=prefix, timeout_s=0.2, poll_interval_s=0.2,
-                           meter_provider=otel.meter_provider) as replica:
-            forcing = CircuitBreaker("api", shared=operator, failure_threshold=1, reset_timeout=30, instrument=False)
-            here = CircuitBreaker("api", shared=replica, failure_threshold=1, reset_timeout=30, clock=clock,
-                                  instrument=False)
+        async with _elsewhere_and_here(server, prefix, otel, clock, reset_timeout=30, timeout_s=0.2,
+                                       poll_interval_s=0.2) as (forcing, here, replica):
             forcing.force_open()
             await wait_for(lambda: here.state is BreakerState.OPEN)
             clock.advance(31)  # past the reset timeout here: only the force holds it open
@@ -68,6 +83,19 @@ def test_a_breaker_forced_open_elsewhere_rejects_here_without_asking_redis_even_
     asyncio.run(main())
 
 
+@contextlib.asynccontextmanager
+async def _forced_open(server: RedisServer, prefix: str, raw: redis.Redis, reset_timeout: float,
+                       **state: Any) -> AsyncIterator[CircuitBreaker]:
+    """Breaker "api" (threshold 1) of a ``RedisState(**state)`` on ``prefix``, forced open, once ``raw`` reads the
+    forced state in Redis."""
+    async with RedisState(server.url, prefix=prefix, **state) as shared:
+        forcing = CircuitBreaker("api", shared=shared, failure_threshold=1, reset_timeout=reset_timeout,
+                                 instrument=False)
+        forcing.force_open()
+        await wait_for(lambda: raw.hget(f"{prefix}:{{breaker:api}}:state", "forced") == "1")
+        yield forcing
+
+
 def test_a_forced_state_outlives_key_ttl_so_a_process_started_later_sees_it_open(server: RedisServer) -> None:
     """Bug: ``force_open()`` wrote the forced state once, with the key's TTL (``key_ttl_s``, default a day),
     and nothing while forced: once it expired, the processes already running stayed forced, but one started
@@ -83,10 +111,7 @@ def test_a_forced_state_outlives_key_ttl_so_a_process_started_later_sees_it_open
             return breaker.state
 
     async def main() -> None:
-        async with RedisState(server.url, prefix=prefix, key_ttl_s=1, poll_interval_s=0.1) as shared:
-            forcing = CircuitBreaker("api", shared=shared, failure_threshold=1, reset_timeout=0.0, instrument=False)
-            forcing.force_open()
-            await wait_for(lambda: raw.hget(state_key, "forced") == "1")
+        async with _forced_open(server, prefix, raw, reset_timeout=0.0, key_ttl_s=1, poll_interval_s=0.1) as forcing:
             assert raw.ttl(state_key) == -1  # no expiry while forced
             await asyncio.sleep(1.5)  # past key_ttl_s (a real redis-server's clock)
             assert raw.hget(state_key, "reason") == "forced_open"
@@ -110,10 +135,7 @@ def test_a_forced_state_redis_lost_is_written_again_by_a_process_holding_it_forc
     state_key = f"{prefix}:{{breaker:api}}:state"
 
     async def main() -> None:
-        async with RedisState(server.url, prefix=prefix, poll_interval_s=0.1) as shared:
-            forcing = CircuitBreaker("api", shared=shared, failure_threshold=1, reset_timeout=30, instrument=False)
-            forcing.force_open()
-            await wait_for(lambda: raw.hget(state_key, "forced") == "1")
+        async with _forced_open(server, prefix, raw, reset_timeout=30, poll_interval_s=0.1) as forcing:
             raw.delete(state_key)
             await wait_for(lambda: raw.hget(state_key, "forced") == "1")  # the poll wrote it again
             assert raw.hget(state_key, "state") == "open"
@@ -185,12 +207,8 @@ def test_a_half_open_shared_breaker_whose_clock_steps_back_asks_redis_again(serv
         return 1
 
     async def main() -> None:
-        async with RedisState(server.url, prefix=prefix, timeout_s=0.5, probe_lease_s=1.0) as elsewhere, \
-                RedisState(server.url, prefix=prefix, timeout_s=0.5, probe_lease_s=1.0,
-                           meter_provider=otel.meter_provider) as replica:
-            other = CircuitBreaker("api", shared=elsewhere, failure_threshold=1, reset_timeout=0.2, instrument=False)
-            here = CircuitBreaker("api", shared=replica, failure_threshold=1, reset_timeout=0.2, clock=clock,
-                                  instrument=False)
+        async with _elsewhere_and_here(server, prefix, otel, clock, reset_timeout=0.2, timeout_s=0.5,
+                                       probe_lease_s=1.0) as (other, here, _):
             with pytest.raises(ValueError, match="down"):
                 await other.call(_fail)
             await wait_for(lambda: here.state is BreakerState.OPEN)

@@ -33,6 +33,20 @@ def _shared_state(server: RedisServer, prefix: str, name: str) -> dict[str, str]
         raw.close()
 
 
+async def _admitted_within_10_s(breaker: CircuitBreaker, server: RedisServer, prefix: str) -> None:
+    """Call ``breaker`` (named "api") until a call is admitted and returns 1; fail, with the probes the shared
+    state has left, if every call for 10 s is rejected."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            assert await breaker.call(_ok) == 1
+            return
+        except CircuitOpenError:
+            left = _shared_state(server, prefix, "api").get("probes_left")
+            assert time.monotonic() < deadline, f"every call rejected; probes_left={left}"
+            await asyncio.sleep(0.05)
+
+
 def test_an_admission_that_timed_out_on_a_paused_redis_gives_its_probe_slot_back(
     server: RedisServer, prefix: str,
 ) -> None:
@@ -68,15 +82,7 @@ def test_an_admission_that_timed_out_on_a_paused_redis_gives_its_probe_slot_back
             # The late ACQUIRE ran: the shared period is HALF_OPEN (else this test proves nothing).
             await wait_for(lambda: _shared_state(server, prefix, "api").get("state") == "half_open")
             await wait_for(lambda: shared.available)
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    assert await breaker.call(_ok) == 1
-                    break
-                except CircuitOpenError:
-                    left = _shared_state(server, prefix, "api").get("probes_left")
-                    assert time.monotonic() < deadline, f"every call rejected; probes_left={left}"
-                    await asyncio.sleep(0.05)
+            await _admitted_within_10_s(breaker, server, prefix)
             await wait_for(lambda: breaker.state is BreakerState.CLOSED)
             return during, _shared_state(server, prefix, "api"), breaker.state
 
@@ -200,15 +206,7 @@ def test_a_state_closed_right_after_a_pause_gives_back_the_probe_slot_its_timed_
             theirs = CircuitBreaker("api", shared=other, failure_threshold=1, reset_timeout=0.1,
                                     half_open_probes=1, instrument=False)
             await wait_for(lambda: theirs.state is BreakerState.HALF_OPEN)  # the shared state read (before, CLOSED)
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    assert await theirs.call(_ok) == 1
-                    break
-                except CircuitOpenError:
-                    left = _shared_state(server, prefix, "api").get("probes_left")
-                    assert time.monotonic() < deadline, f"every call rejected; probes_left={left}"
-                    await asyncio.sleep(0.05)
+            await _admitted_within_10_s(theirs, server, prefix)
             await wait_for(lambda: theirs.state is BreakerState.CLOSED)
             return theirs.state
 

@@ -7,6 +7,7 @@ import contextlib
 import datetime
 import math
 import random
+from collections.abc import Coroutine
 from typing import Any
 
 import pytest
@@ -847,12 +848,9 @@ def test_a_compensation_error_propagating_past_the_saga_is_recorded_once(raises:
     otel.shutdown()
 
 
-def test_a_saga_abandoned_with_its_loop_ends_its_spans_and_says_its_rollback_did_not_run() -> None:
-    """A saga left pending when its loop was closed is closed by the garbage collector, where nothing async can
-    run: its rollback began all the same, ensure_future() put the compensation on a new event loop that never
-    ran, and asyncio.wait() raised "no running event loop" out of the collector: the saga's and the
-    compensation's spans never ended, so the trace showed nothing of a rollback that never ran."""
-
+def _abandoned_saga_run() -> tuple[InMemoryTelemetry, list[int], Coroutine[Any, Any, Any]]:
+    """A saga's run, not started, whose "reserve" step is undone by appending to the list returned and whose
+    "pay" step hangs for an hour, with the telemetry its spans go to."""
     tel = InMemoryTelemetry()
     undone: list[int] = []
 
@@ -866,38 +864,38 @@ def test_a_saga_abandoned_with_its_loop_ends_its_spans_and_says_its_rollback_did
         await asyncio.sleep(3600)
 
     saga = Saga("abandoned", **tel.providers)
-    # closed as the collector closes it
-    found = abandoned_with_its_loop(saga.run(Step("reserve", reserve, release), Step("pay", hang)), close=True)
-    assert found == []
-    assert undone == []  # nothing async runs without a loop: the rollback could not run...
-    compensation = tel.span("compensate reserve")  # ...and the trace says so
+    return tel, undone, saga.run(Step("reserve", reserve, release), Step("pay", hang))
+
+
+def _assert_rollback_not_run(tel: InMemoryTelemetry, undone: list[int]) -> None:
+    """The abandoned saga's compensation did not run, and its ended spans say so."""
+    assert undone == []
+    compensation = tel.span("compensate reserve")
     assert compensation.status.status_code is StatusCode.ERROR
-    assert "compensation not run: the saga was closed off its event loop" in str(
-        compensation.status.description)
+    assert "compensation not run: the saga was closed off its event loop" in str(compensation.status.description)
     assert (tel.span("saga abandoned").attributes or {})["shannon.saga.outcome"] == "failure"
     tel.shutdown()
+
+
+def test_a_saga_abandoned_with_its_loop_ends_its_spans_and_says_its_rollback_did_not_run() -> None:
+    """A saga left pending when its loop was closed is closed by the garbage collector, where nothing async can
+    run: its rollback began all the same, ensure_future() put the compensation on a new event loop that never
+    ran, and asyncio.wait() raised "no running event loop" out of the collector: the saga's and the
+    compensation's spans never ended, so the trace showed nothing of a rollback that never ran."""
+    tel, undone, saga_run = _abandoned_saga_run()
+    found = abandoned_with_its_loop(saga_run, close=True)  # closed as the collector closes it
+    assert found == []
+    # nothing async runs without a loop: the rollback could not run, and the trace says so
+    _assert_rollback_not_run(tel, undone)
 
 
 def test_a_saga_abandoned_with_its_loop_and_closed_under_another_loop_runs_no_compensation_there() -> None:
     """The collector may close an abandoned saga while another loop runs in the thread (the next asyncio.run):
     its compensation then ran on that loop, not its own, the await raised "coroutine ignored GeneratorExit" out
     of the close, and the saga's and the compensation's spans never ended."""
-
-    tel = InMemoryTelemetry()
-    undone: list[int] = []
-
-    async def reserve() -> int:
-        return 1
-
-    async def release(value: int) -> None:
-        undone.append(value)
-
-    async def hang() -> None:
-        await asyncio.sleep(3600)
-
-    saga = Saga("abandoned", **tel.providers)
+    tel, undone, saga_run = _abandoned_saga_run()
     loop = asyncio.new_event_loop()
-    task = loop.create_task(saga.run(Step("reserve", reserve, release), Step("pay", hang)))
+    task = loop.create_task(saga_run)
     loop.run_until_complete(asyncio.sleep(0))
     loop.close()
     coro = task.get_coro()
@@ -906,9 +904,4 @@ def test_a_saga_abandoned_with_its_loop_and_closed_under_another_loop_runs_no_co
         coro.close()  # what the collector does with the abandoned task, here while another loop runs
 
     asyncio.run(elsewhere())
-    assert undone == []  # never on a loop not its own
-    compensation = tel.span("compensate reserve")
-    assert compensation.status.status_code is StatusCode.ERROR
-    assert "compensation not run: the saga was closed off its event loop" in str(compensation.status.description)
-    assert (tel.span("saga abandoned").attributes or {})["shannon.saga.outcome"] == "failure"
-    tel.shutdown()
+    _assert_rollback_not_run(tel, undone)  # never on a loop not its own, and the trace says so

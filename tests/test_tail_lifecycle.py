@@ -39,13 +39,19 @@ class Recording(SpanProcessor):
         return True
 
 
+def _sampled_into_a_recording(healthy_ratio: float) -> tuple[Recording, TailSampler, TracerProvider]:
+    """A provider whose one processor is a TailSampler(``healthy_ratio``) in front of a Recording."""
+    behind = Recording()
+    sampler = TailSampler(behind, healthy_ratio=healthy_ratio)
+    provider = TracerProvider()
+    provider.add_span_processor(sampler)
+    return behind, sampler, provider
+
+
 def test_spans_ending_after_shutdown_are_handed_on_at_once_not_held() -> None:
     # Before: a span ending under a root still open at shutdown was buffered in the sampler (up to
     # max_buffered_spans of them), and neither exported nor seen (counted) by the processor behind it.
-    behind = Recording()
-    sampler = TailSampler(behind, healthy_ratio=1.0)
-    provider = TracerProvider()
-    provider.add_span_processor(sampler)
+    behind, sampler, provider = _sampled_into_a_recording(1.0)
     tracer = provider.get_tracer("app")
     job = tracer.start_span("job")
     provider.shutdown()
@@ -58,10 +64,7 @@ def test_spans_ending_after_shutdown_are_handed_on_at_once_not_held() -> None:
 
 
 def test_a_dropped_part_stays_dropped_after_shutdown() -> None:
-    behind = Recording()
-    sampler = TailSampler(behind, healthy_ratio=0.0)
-    provider = TracerProvider()
-    provider.add_span_processor(sampler)
+    behind, sampler, provider = _sampled_into_a_recording(0.0)
     tracer = provider.get_tracer("app")
     job = tracer.start_span("job")
     tracer.start_span("before", context=set_span_in_context(job)).end()
@@ -129,10 +132,7 @@ def test_two_samplers_on_one_provider_decide_alone_and_deliver_whole_traces() ->
 
 
 def test_a_provider_shut_down_while_a_wave_runs_leaves_nothing_held(caplog: pytest.LogCaptureFixture) -> None:
-    behind = Recording()
-    sampler = TailSampler(behind, healthy_ratio=1.0)
-    provider = TracerProvider()
-    provider.add_span_processor(sampler)
+    behind, sampler, provider = _sampled_into_a_recording(1.0)
     started = asyncio.Event()
 
     async def job(i: int) -> int:

@@ -15,28 +15,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from _name_entry_points import ENTRY_POINTS
+from _name_entry_points import work as _work
 
-from shannon_otel import (
-    BreakerRegistry,
-    CircuitBreaker,
-    Degrade,
-    Fallback,
-    Pipeline,
-    Retry,
-    Saga,
-    Step,
-    TaskSpec,
-    Timeout,
-    Wave,
-    configure,
-    record,
-)
+from shannon_otel import CircuitBreaker, Retry, Saga, Step, Wave, configure, record
 
 BAD = os.fsdecode(b"/data/\xff")  # '/data/\udcff'
-
-
-async def _work() -> int:
-    return 1
 
 
 async def _recording() -> int:
@@ -44,26 +28,12 @@ async def _recording() -> int:
     return 1
 
 
-NAMES: list[tuple[str, Callable[[], Any]]] = [
-    ("Wave", lambda: Wave[int](BAD)),
-    ("TaskSpec", lambda: TaskSpec(_work, name=BAD)),
-    ("Retry", lambda: Retry(name=BAD)),
-    ("Timeout", lambda: Timeout(1.0, name=BAD)),
-    ("Fallback", lambda: Fallback(lambda error: _work(), name=BAD)),
-    ("Pipeline", lambda: Pipeline(Retry(), name=BAD)),
-    ("CircuitBreaker", lambda: CircuitBreaker(BAD)),
-    ("BreakerRegistry.get", lambda: BreakerRegistry().get(BAD)),
-    ("Saga", lambda: Saga(BAD)),
-    ("Step", lambda: Step(BAD, _work)),
-    ("Degrade.flag", lambda: Degrade(default=0).flag(BAD)),
-    ("configure(service_name)", lambda: configure(BAD, exporter="none", set_global=False)),
-]
-
-
-@pytest.mark.parametrize(("where", "build"), NAMES, ids=[w for w, _ in NAMES])
-def test_a_name_with_a_lone_surrogate_is_refused_naming_the_parameter(where: str, build: Callable[[], Any]) -> None:
-    with pytest.raises(ValueError, match=r"(name|reason) must be text encodable as UTF-8 .* '\\udcff' at 6"):
-        build()
+@pytest.mark.parametrize(("where", "parameter", "build"), ENTRY_POINTS, ids=[e[0] for e in ENTRY_POINTS])
+def test_a_name_with_a_lone_surrogate_is_refused_naming_the_parameter(
+    where: str, parameter: str, build: Callable[[str], Any],
+) -> None:
+    with pytest.raises(ValueError, match=rf"^{parameter} must be text encodable as UTF-8 .* '\\udcff' at 6"):
+        build(BAD)
 
 
 def test_resource_attributes_and_recorded_measurement_names_are_checked_too() -> None:
