@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -202,20 +202,10 @@ def test_a_half_open_shared_breaker_whose_clock_steps_back_asks_redis_again(serv
     clock = FakeClock()
     release = asyncio.Event()
 
-    async def held() -> int:
-        await release.wait()
-        return 1
-
     async def main() -> None:
         async with _elsewhere_and_here(server, prefix, otel, clock, reset_timeout=0.2, timeout_s=0.5,
                                        probe_lease_s=1.0) as (other, here, _):
-            with pytest.raises(ValueError, match="down"):
-                await other.call(_fail)
-            await wait_for(lambda: here.state is BreakerState.OPEN)
-            await asyncio.sleep(0.3)  # the reset timeout, on the server's clock
-            clock.advance(1.0)
-            probe = asyncio.create_task(other.call(held))  # the one probe, taken elsewhere
-            await wait_for(lambda: other.state is BreakerState.HALF_OPEN)
+            probe = await _half_open_with_the_probe_elsewhere(other, here, release, lambda: clock.advance(1.0))
             with pytest.raises(CircuitOpenError):
                 await here.call(_ok)  # Redis says no: half-open here, asked again 50 ms on
             assert here.state is BreakerState.HALF_OPEN
@@ -234,6 +224,27 @@ async def _fail() -> int:
     raise ValueError("down")
 
 
+async def _half_open_with_the_probe_elsewhere(
+    other: CircuitBreaker, here: CircuitBreaker, release: asyncio.Event, set_clock: Callable[[], None],
+) -> asyncio.Task[int]:
+    """``other`` trips the shared breaker; once ``here`` sees it open and the reset timeout has passed on the
+    server's clock, ``set_clock`` sets ``here``'s clock and ``other`` takes the period's one probe, held until
+    ``release`` is set: the probe's task."""
+
+    async def held() -> int:
+        await release.wait()
+        return 1
+
+    with pytest.raises(ValueError, match="down"):
+        await other.call(_fail)
+    await wait_for(lambda: here.state is BreakerState.OPEN)
+    await asyncio.sleep(0.3)  # the reset timeout, on the server's clock
+    set_clock()
+    probe = asyncio.create_task(other.call(held))  # the one probe, taken elsewhere
+    await wait_for(lambda: other.state is BreakerState.HALF_OPEN)
+    return probe
+
+
 def test_a_half_open_shared_breaker_told_no_asks_redis_once_per_recheck_at_one_clock_reading(
     server: RedisServer,
 ) -> None:
@@ -246,23 +257,14 @@ def test_a_half_open_shared_breaker_told_no_asks_redis_once_per_recheck_at_one_c
     clock = FakeClock()
     release = asyncio.Event()
 
-    async def held() -> int:
-        await release.wait()
-        return 1
-
     async def main() -> None:
-        async with RedisState(server.url, prefix=prefix, timeout_s=0.5) as elsewhere, \
-                RedisState(server.url, prefix=prefix, timeout_s=0.5, meter_provider=otel.meter_provider) as replica:
-            other = CircuitBreaker("api", shared=elsewhere, failure_threshold=1, reset_timeout=0.2, instrument=False)
-            here = CircuitBreaker("api", shared=replica, failure_threshold=1, reset_timeout=0.2, clock=clock,
-                                  instrument=False)
-            with pytest.raises(ValueError, match="down"):
-                await other.call(_fail)
-            await wait_for(lambda: here.state is BreakerState.OPEN)
-            await asyncio.sleep(0.3)  # the reset timeout, on the server's clock
-            clock.now = 1.0  # (1.0 + 0.05) - 1.0 > 0.05
-            probe = asyncio.create_task(other.call(held))  # the one probe, taken elsewhere
-            await wait_for(lambda: other.state is BreakerState.HALF_OPEN)
+        async with _elsewhere_and_here(server, prefix, otel, clock, reset_timeout=0.2, timeout_s=0.5) as (
+            other, here, _,
+        ):
+            def at_one() -> None:
+                clock.now = 1.0  # (1.0 + 0.05) - 1.0 > 0.05
+
+            probe = await _half_open_with_the_probe_elsewhere(other, here, release, at_one)
             asked = _acquires(otel)
             for _ in range(3):
                 with pytest.raises(CircuitOpenError):
