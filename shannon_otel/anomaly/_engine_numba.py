@@ -104,7 +104,11 @@ def load() -> Kernel | None:
         # square, and with noise_floor 0 a different value was ~1e8 of that "spread" away (scored 1.0 where the
         # other paths give 0.03; no measurable speed difference)
         jit = numba.njit(cache=True, nogil=True, error_model="numpy")
-        _resum_c, _one_minus_exp_neg_c, _z_c = jit(_resum), jit(one_minus_exp_neg), jit(_z)
+        _one_minus_exp_neg_c, _z_c = jit(one_minus_exp_neg), jit(_z)
+        # the re-add inlined into the kernel's loops (numba's IR-level inlining: the same operations): as a call,
+        # rare as it is, every xmm register is the callee's, so the loops kept their running values (the forgetting
+        # range of pass 1b, say) on the stack, a store and a load on each sample's dependency chain (~5% of a block)
+        _resum_c = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")(_resum)
         _surprises_c = jit(_surprises)
         # NUMBA_NUM_THREADS, not get_num_threads(): that would start numba's thread pool, which is not used
         # the weekly kernel: the same code read with _WEEKLY true (a copy of this module's globals, taken after the
