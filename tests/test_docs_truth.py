@@ -760,7 +760,7 @@ def test_every_delay_and_limit_a_log_line_of_the_docs_shows_is_one_the_log_write
     assert len(shown) >= 4
 
 
-def test_a_timeout_error_the_users_code_raises_ends_its_task_timeout_and_its_attempts_failure_as_outcomes_says() -> None:
+def test_a_timeout_error_the_users_code_raises_ends_its_task_timeout_and_its_attempts_failure() -> None:
     """architecture.md's Outcomes said "a task (or attempt) ends `timeout`" on any TimeoutError, the user's own
     included; an attempt ends `timeout` only when a Timeout policy or the wave's task_timeout cut it (the recovery
     spans table), and a read timeout the user's code raised is a `failure` attempt."""
