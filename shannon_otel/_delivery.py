@@ -262,6 +262,7 @@ class CountedSpanProcessor(SpanProcessor):
         self._drops = drops
         self._ended = 0
         self._closed = False
+        self._shutdown_lock = threading.Lock()
         in_forked_child(self._forked)
 
     def _forked(self) -> None:
@@ -297,8 +298,15 @@ class CountedSpanProcessor(SpanProcessor):
         return self.exporter.abandoned
 
     def shutdown(self) -> None:
-        """Stop; blocks while the SDK's processor exports what is queued, 30 s at most (its own bound)."""
-        self._closed = True
+        """Stop; blocks while the SDK's processor exports what is queued, 30 s at most (its own bound).
+
+        Once only: ``Telemetry`` shuts each processor down in a thread of its own, then the provider (for processors
+        a user added), whose call of this one returns at once instead of counting an export still running as lost.
+        """
+        with self._shutdown_lock:
+            if self._closed:
+                return
+            self._closed = True
         self._inner.shutdown()  # type: ignore[no-untyped-call]  # untyped in the SDK
         _count_left_behind(self._drops, "traces", self.exporter, self._ended)
 

@@ -226,10 +226,13 @@ class Telemetry:
         if self._log_handler is not None:
             logging.getLogger(LOGGER_ROOT).removeHandler(self._log_handler)
             self._log_handler.close()  # its provider is shut down below: nothing left for it to flush (at exit)
+        # Each span processor in a thread of its own: the provider's shutdown stops its processors one after the
+        # other, so an exporter stuck on a dead or silent backend kept every other exporter's spans from being sent.
         jobs: dict[str, Callable[[], object]] = {
-            "span shutdown": self.tracer_provider.shutdown,
-            "metric shutdown": lambda: self.meter_provider.shutdown(timeout_millis=budget * 1000),
+            f"span shutdown ({i + 1})": processor.shutdown for i, processor in enumerate(self._processors)
         }
+        jobs["span shutdown"] = self.tracer_provider.shutdown  # processors a user added; ours return at once
+        jobs["metric shutdown"] = lambda: self.meter_provider.shutdown(timeout_millis=budget * 1000)
         if self.logger_provider is not None:
             jobs["log shutdown"] = self.logger_provider.shutdown
         return in_parallel(jobs, budget, self._spares)
@@ -279,7 +282,8 @@ def shut_at_exit(handle: Telemetry) -> None:
     import multiprocessing
     import multiprocessing.util
 
-    handle._spares = Spares(3)  # one per provider: an exit handler may not start threads (Python 3.12)
+    # one per provider and span processor: an exit handler may not start threads (Python 3.12)
+    handle._spares = Spares(3 + len(handle._processors))
     _UNSHUT.add(handle)  # held until shut down, also where atexit's hold is cleared (a forked child, 3.13)
     atexit.register(handle._shutdown_at_exit)
     if multiprocessing.parent_process() is not None:

@@ -90,6 +90,39 @@ def test_a_shutdown_that_exports_everything_in_time_counts_nothing() -> None:
     assert backend.received == 100 and handle.dropped == {"traces": 0, "metrics": 0, "logs": 0}
 
 
+class Releasing(SpanExporter):
+    """A healthy backend that, once it has the spans, releases a stalled one (so a fixed shutdown ends at once)."""
+
+    def __init__(self, stalled: Stalled) -> None:
+        self.stalled = stalled
+        self.received: list[str] = []
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.received += [span.name for span in spans]
+        self.stalled.release.set()
+        return SpanExportResult.SUCCESS
+
+
+def test_a_stalled_exporter_does_not_keep_the_spans_from_the_other_exporters_at_shutdown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Before: Telemetry.shutdown() stopped the tracer provider, whose processors the SDK shuts down one after the
+    # other: with configure()'s OTLP endpoint down or silent (first in line) a second exporter (span_exporters=: a
+    # file, the console, another collector) got none of the spans, only a count of them as dropped at the give-up.
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "3600000")  # the span is still queued when shutdown() begins
+    stalled = Stalled()
+    healthy = Releasing(stalled)
+    handle = configure("two-backends", exporter="none", span_exporters=[stalled, healthy], set_global=False,
+                       metric_interval_s=3600.0, shutdown_timeout_s=5.0)
+    handle.tracer_provider.get_tracer("app").start_span("etl").end()
+    try:
+        assert handle.shutdown() is True
+        assert healthy.received == ["etl"]
+        assert stalled.received == 1 and handle.dropped == {"traces": 0, "metrics": 0, "logs": 0}
+    finally:
+        stalled.release.set()  # a regression: the stalled export ends (the healthy one never got the span)
+
+
 class MixedCollector:
     """An OTLP/HTTP endpoint on 127.0.0.1 answering trace exports in turn: taken whole, refused (400, not retried),
     taken with 2 spans rejected (a partial success). Counts the spans it really kept."""

@@ -758,3 +758,29 @@ def test_every_delay_and_limit_a_log_line_of_the_docs_shows_is_one_the_log_write
              if float(seconds) <= 0 or as_seconds(float(seconds)) != seconds]
     assert wrong == []
     assert len(shown) >= 4
+
+
+def test_a_timeout_error_the_users_code_raises_ends_its_task_timeout_and_its_attempts_failure() -> None:
+    """architecture.md's Outcomes said "a task (or attempt) ends `timeout`" on any TimeoutError, the user's own
+    included; an attempt ends `timeout` only when a Timeout policy or the wave's task_timeout cut it (the recovery
+    spans table), and a read timeout the user's code raised is a `failure` attempt."""
+    from shannon_otel import Retry, Wave
+    from shannon_otel.testing import InMemoryTelemetry, run_virtual
+
+    tel = InMemoryTelemetry()
+
+    async def read() -> None:
+        raise TimeoutError("read timed out")
+
+    async def main() -> None:
+        retry = Retry(attempts=2, initial=0.01, name="op", **tel.providers)
+        await Wave[None]("w", policy=retry, **tel.providers).run([read])
+
+    run_virtual(main())
+    outcomes = {span.name: (span.attributes or {}).get("shannon.attempt.outcome",
+                                                       (span.attributes or {}).get("shannon.task.outcome"))
+                for span in tel.spans()}
+    assert (outcomes["attempt 1"], outcomes["attempt 2"], outcomes["task w"]) == ("failure", "failure", "timeout")
+    outcomes_section = " ".join((ROOT / "docs" / "architecture.md").read_text(encoding="utf-8").split())
+    assert "A task (or attempt) ends `timeout`" not in outcomes_section
+    assert "a `TimeoutError` the attempt's own code raised is a `failure`" in outcomes_section

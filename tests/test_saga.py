@@ -905,3 +905,18 @@ def test_a_saga_abandoned_with_its_loop_and_closed_under_another_loop_runs_no_co
 
     asyncio.run(elsewhere())
     _assert_rollback_not_run(tel, undone)  # never on a loop not its own, and the trace says so
+
+
+def test_the_saga_errors_message_names_the_classes_of_the_error_and_of_each_failed_compensation() -> None:
+    # Before: "saga 'order' failed; compensated ['reserve']; failed compensations: charge": logged as `%s` (what a
+    # job's `except SagaError as e: log.error("order failed: %s", e)` writes) it said nothing of why. Classes only:
+    # the messages stay on the errors themselves (``__cause__``, ``compensation_errors``).
+    ledger = Ledger()
+    with pytest.raises(SagaError) as info:
+        run(Saga("order").run(
+            Step("reserve", ledger.action("reserve"), ledger.undo("reserve")),
+            Step("charge", ledger.action("charge"), ledger.undo("charge", fail=True)),
+            Step("ship", ledger.action("ship", fail=True)),
+        ))
+    assert str(info.value) == (
+        "saga 'order' failed with RuntimeError; compensated ['reserve']; failed compensations: charge (OSError)")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
+from .._events._error import error_type
 from .._telemetry import Outcome
 from .._validate import brief, check_arity, check_telemetry_name, not_callable, plain
 from ._decorated import NotAwaitableError
@@ -120,9 +121,13 @@ class SagaError(Exception):
     """A saga step failed and the saga was rolled back; ``__cause__`` is the step's error."""
 
     def __init__(self, result: SagaResult) -> None:
-        failed = ", ".join(result.failed_compensations) or "none"
+        # The classes of the errors, not their messages: logged as ``%s`` it said only "saga 'etl' failed", why not
+        # (a message stays on its own exception, ``__cause__`` and ``compensation_errors``).
+        cause = "" if result.error is None else f" with {error_type(result.error)}"
+        failed = ", ".join(f"{step} ({error_type(error)})" for step, error in result.failed_compensations.items())
         super().__init__(
-            f"saga {result.saga!r} failed; compensated {list(result.compensated)}; failed compensations: {failed}"
+            f"saga {result.saga!r} failed{cause}; compensated {list(result.compensated)}; "
+            f"failed compensations: {failed or 'none'}"
         )
         self.result = result
 
