@@ -12,7 +12,7 @@ import contextlib
 import datetime
 import math
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -527,7 +527,7 @@ def test_a_step_back_never_puts_an_older_last_good_value_over_a_newer_one() -> N
 
     # the readings in order: "older" stored; the failing call's read (meanwhile the other thread stores "newer" at
     # 60); the last failing call's read
-    script = iter([lambda: 100.0, other_thread_stores_newer, lambda: 60.0, lambda: 70.0])
+    script: Iterator[Callable[[], float]] = iter([lambda: 100.0, other_thread_stores_newer, lambda: 60.0, lambda: 70.0])
     degrade = so.Degrade(last_good=True, on=ValueError, clock=lambda: next(script)(), instrument=False)
     outcomes = iter(["older"])
 
