@@ -241,19 +241,28 @@ return tostring(wait)
 
 # KEYS: holders (sorted set member -> lease expiry ms). ARGV: limit, holder, lease_ms.
 # Returns 1 when ``holder`` now holds a slot, 0 when the pool is full. Expired leases (a process that
-# died holding a slot) are dropped first. A lease that ends more than lease_ms from now was taken before the
-# server's clock went back (a step, a failover to a replica whose clock is behind): it ends lease_ms from now
-# (a holder keeps its slot), not the step later too (a dead holder's slot was taken for the whole step).
+# died holding a slot) are dropped first. Each member is ``<token>:<its own lease_ms>``: processes sharing a pool
+# may give it different lease_s, and every lease keeps its own. A lease that ends more than its own lease_ms
+# from now was taken before the server's clock went back (a step, a failover to a replica whose clock is
+# behind): it ends its lease_ms from now (a holder keeps its slot), not the step later too (a dead holder's slot
+# was taken for the whole step). A member without its lease (none written so) is held to this caller's.
+# Before, every lease was held to the caller's lease_ms, and the key expired 2 x the caller's lease_ms later: an
+# acquire with lease_s=10 ended, 10 s on, the slot of a task of another process given lease_s=3600 while it ran,
+# and more than `limit` ran at once. The key now lives until its latest lease ends (+1 s), never less.
 POOL_ACQUIRE: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local latest = now + tonumber(ARGV[3])
-local ahead = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. latest, '+inf')
-for i = 1, #ahead do redis.call('ZADD', KEYS[1], latest, ahead[i]) end
+local lease = tonumber(ARGV[3])
+local held = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+for i = 1, #held, 2 do
+  local own = math.min(tonumber(string.match(held[i], ':(%d+)$') or lease), 86400000)
+  if tonumber(held[i + 1]) > now + own then redis.call('ZADD', KEYS[1], now + own, held[i]) end
+end
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 2)
+  redis.call('ZADD', KEYS[1], now + lease, ARGV[2])
+  local latest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  redis.call('PEXPIRE', KEYS[1], math.max(tonumber(latest[2]) - now, lease) + 1000)
   return 1
 end
 return 0
