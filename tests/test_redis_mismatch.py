@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 import redis
-from _redis_server import RedisServer
+import redis.asyncio
+from _redis_server import RedisServer, wait_for
 
+from shannon_otel import BreakerState, CircuitBreaker
 from shannon_otel.redis import RedisState, SharedPool
 
 
@@ -42,3 +45,40 @@ def test_a_short_lease_in_one_process_never_ends_a_longer_lease_of_another(serve
         asyncio.run(main())
     finally:
         client.close()
+
+
+def test_breakers_with_different_windows_on_one_name_count_each_others_failures(
+    server: RedisServer, prefix: str,
+) -> None:
+    """Bug: the shared window's slices were numbered by each process's own slice width (``window_s`` / 10): a
+    process with ``window_s=60`` read the slices of one with ``window_s=10`` as a clock step ahead of the
+    server's (and that one read its as slices long gone) and each deleted the other's counts at its flush, so
+    failures in both never added up and the breaker opened nowhere. Slices now carry their width: each process
+    counts every slice that starts within its own window, and deletes only its own old ones (another width's
+    once they are older than the key's TTL)."""
+
+    async def boom() -> None:
+        raise ConnectionError("down")
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, poll_interval_s=0.1) as one, \
+                RedisState(server.url, prefix=prefix, poll_interval_s=0.1) as other:
+            short = CircuitBreaker("api", shared=one, failure_threshold=4, window_s=10, reset_timeout=60,
+                                   instrument=False)
+            long = CircuitBreaker("api", shared=other, failure_threshold=4, window_s=60, reset_timeout=60,
+                                  instrument=False)
+            window = f"{prefix}:{{breaker:api}}:window"
+            client = redis.asyncio.Redis(port=server.port, decode_responses=True)
+            try:
+                for breaker in (short, long, short, long):  # 2 failures each: 4 in every window
+                    with pytest.raises(ConnectionError):
+                        await breaker.call(boom)
+                    before = await client.hgetall(window)
+                    async with asyncio.timeout(10):  # flushed: the window changed (counts added, or opened)
+                        while await client.hgetall(window) == before:
+                            await asyncio.sleep(0.01)
+            finally:
+                await client.aclose()
+            await wait_for(lambda: short.state is BreakerState.OPEN and long.state is BreakerState.OPEN)
+
+    asyncio.run(main())

@@ -67,21 +67,33 @@ if state == 'closed' then
   local calls, failures, slow = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
   local slice_ms, slices = tonumber(ARGV[7]), tonumber(ARGV[8])
   local slice = math.floor(now / slice_ms)
-  if calls > 0 then redis.call('HINCRBY', KEYS[2], 'c:' .. slice, calls) end
-  if failures > 0 then redis.call('HINCRBY', KEYS[2], 'f:' .. slice, failures) end
-  if slow > 0 then redis.call('HINCRBY', KEYS[2], 's:' .. slice, slow) end
+  local base = slice * slice_ms
+  -- A slice is named by its width and number ('c:<slice_ms>:<n>'): processes may give one breaker different
+  -- window_s. Named by number alone, each read the others' slices as a clock step ahead or as slices long gone,
+  -- and deleted them: failures in processes of different windows never added up, and it opened nowhere.
+  local mine = slice_ms .. ':' .. slice
+  if calls > 0 then redis.call('HINCRBY', KEYS[2], 'c:' .. mine, calls) end
+  if failures > 0 then redis.call('HINCRBY', KEYS[2], 'f:' .. mine, failures) end
+  if slow > 0 then redis.call('HINCRBY', KEYS[2], 's:' .. mine, slow) end
   local fields = redis.call('HGETALL', KEYS[2])
   local c, f, s = 0, 0, 0
   local old = {}
+  local gone = now - tonumber(ARGV[1]) * 1000  -- older than the key's TTL: expired with it, were it not touched
   for i = 1, #fields, 2 do
     local key = fields[i]
-    local n = tonumber(string.sub(key, 3))
+    local w, n = string.match(key, '^[cfs]:(%d+):(%-?%d+)$')
+    if w then w, n = tonumber(w), tonumber(n) else w, n = slice_ms, tonumber(string.sub(key, 3)) end
+    if not n or w < 1 then error('the breaker window holds a field no script wrote') end
+    local start = n * w
     -- A slice a whole window or more ahead was counted before the server's clock went back (a step, a failover to
     -- a replica whose clock is behind): dropped, as a local breaker's window does. Kept, it counted for the whole
-    -- step (a day back: a day of old failures, and one more call opened the breaker everywhere).
-    if n <= slice - slices or n >= slice + slices then
+    -- step (a day back: a day of old failures, and one more call opened the breaker everywhere). A slice of this
+    -- width that left the window is dropped; one of another width is its process's to drop (its window may be
+    -- longer), or anyone's once older than the key's TTL (that process is gone).
+    local ahead = start >= base + slices * slice_ms
+    if ahead or (w == slice_ms and n <= slice - slices) or (w ~= slice_ms and start + w <= gone) then
       old[#old + 1] = key
-    else
+    elseif start + w > base - (slices - 1) * slice_ms then  -- overlaps this process's window
       local kind, v = string.sub(key, 1, 1), tonumber(fields[i + 1])
       if kind == 'c' then c = c + v elseif kind == 'f' then f = f + v else s = s + v end
     end
