@@ -99,7 +99,7 @@ def test_worker_telemetry_refuses_a_service_name_of_the_wrong_type_with_a_type_e
 
 def _long_named() -> Callable[[int], int]:
     namespace: dict[str, Any] = {}
-    exec("def " + "f" * 300 + "(x):\n    return x\n", namespace)  # noqa: S102 - a function with a 300-char name
+    exec("def " + "f" * 300 + "(x):\n    return x\n", namespace)  # a function with a 300-character name
     fn: Callable[[int], int] = namespace["f" * 300]
     return fn
 
@@ -123,7 +123,7 @@ def test_dask_says_a_too_long_qualified_name_is_the_functions_and_to_pass_name()
         ):
             backend = DaskBackend(client)
             for make in (lambda: backend.remote(fn), lambda: backend.task(fn, 1), lambda: backend.map(fn, [1])):
-                with pytest.raises(ValueError, match=r"^fn's qualified name .* is 300 characters.*pass a shorter name="):
+                with pytest.raises(ValueError, match=r"^fn's qualified name .* is 300 characters.*shorter name="):
                     make()
             assert await backend.remote(fn, name="short")(2) == 2  # the remedy works
 

@@ -157,7 +157,7 @@ def test_a_decorated_function_whose_qualified_name_is_too_long_is_refused_saying
     "name must be at most 256 characters", a ``name`` the user never gave. The error now says it is the
     function's qualified name, and to give the policy a shorter ``name=`` (which works)."""
     namespace: dict[str, Any] = {}
-    exec("async def " + "f" * 300 + "():\n    return 1\n", namespace)  # noqa: S102 - a 300-character name
+    exec("async def " + "f" * 300 + "():\n    return 1\n", namespace)  # a 300-character name
     fn = namespace["f" * 300]
     with pytest.raises(ValueError, match=r"^func's qualified name .* is 300 characters.*shorter name="):
         make()(fn)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 import redis
@@ -31,9 +32,10 @@ def test_a_short_lease_in_one_process_never_ends_a_longer_lease_of_another(serve
             # Retried on every poll (0.1 s): before, admitted ~1 s on, the long task still holding its slot
             await asyncio.sleep(2.5)
             assert not waiting.done()
-            (member, expiry), = client.zrange(key, 0, -1, withscores=True)
+            leases: Any = client.zrange(key, 0, -1, withscores=True)
+            ((_, expiry),) = leases
             seconds, micros = client.time()
-            now_ms = seconds * 1000 + micros // 1000
+            now_ms = int(seconds) * 1000 + int(micros) // 1000
             assert expiry - now_ms > 3_500_000, expiry - now_ms  # still the long task's hour
             assert client.pttl(key) > 3_500_000  # the key (and so the lease) is not dropped early
             long_pool.release()
@@ -75,7 +77,7 @@ def test_breakers_with_different_windows_on_one_name_count_each_others_failures(
                         await breaker.call(boom)
                     before = await client.hgetall(window)
                     async with asyncio.timeout(10):  # flushed: the window changed (counts added, or opened)
-                        while await client.hgetall(window) == before:
+                        while await client.hgetall(window) == before:  # noqa: ASYNC110 - another process's write
                             await asyncio.sleep(0.01)
             finally:
                 await client.aclose()
