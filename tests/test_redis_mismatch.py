@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ import redis
 import redis.asyncio
 from _redis_server import RedisServer, wait_for
 
-from shannon_otel import BreakerState, CircuitBreaker
+from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
 from shannon_otel.redis import RedisState, SharedPool
 
 
@@ -82,5 +83,57 @@ def test_breakers_with_different_windows_on_one_name_count_each_others_failures(
             finally:
                 await client.aclose()
             await wait_for(lambda: short.state is BreakerState.OPEN and long.state is BreakerState.OPEN)
+
+    asyncio.run(main())
+
+
+def test_a_short_probe_lease_in_one_process_never_starts_a_new_period_under_a_longer_ones_probe(
+    server: RedisServer, prefix: str,
+) -> None:
+    """Bug: a half-open period whose probes were all taken started again once the admitting process's own
+    ``probe_lease_s`` had passed: a process with ``probe_lease_s=0.5`` took a second probe half a second into the
+    probe of a process given ``probe_lease_s=60``, still running, so two probes ran at once with
+    ``half_open_probes=1``. The period now lasts the longest lease of the probes taken in it."""
+
+    async def boom() -> None:
+        raise ConnectionError("down")
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, probe_lease_s=60) as long_state, \
+                RedisState(server.url, prefix=prefix, probe_lease_s=0.5) as short_state:
+            def breaker(shared: RedisState) -> CircuitBreaker:
+                return CircuitBreaker("api", shared=shared, failure_threshold=1, reset_timeout=0.2,
+                                      half_open_probes=1, instrument=False)
+
+            slow, quick = breaker(long_state), breaker(short_state)
+            with pytest.raises(ConnectionError):
+                await slow.call(boom)
+            await wait_for(lambda: quick.state is BreakerState.OPEN)
+            started, finish = asyncio.Event(), asyncio.Event()
+
+            async def held_probe() -> str:
+                started.set()
+                await finish.wait()
+                return "ok"
+
+            await asyncio.sleep(0.3)  # past the reset timeout: the next call is the period's only probe
+            probe = asyncio.ensure_future(slow.call(held_probe))
+            await started.wait()
+            admitted = 0
+
+            async def extra() -> None:
+                nonlocal admitted
+                admitted += 1
+
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 2  # 4 of the short process's leases: before, admitted after the first
+            while loop.time() < end:
+                with contextlib.suppress(CircuitOpenError):
+                    await quick.call(extra)
+                await asyncio.sleep(0.02)
+            assert admitted == 0
+            finish.set()
+            assert await probe == "ok"
+            await wait_for(lambda: quick.state is BreakerState.CLOSED)
 
     asyncio.run(main())

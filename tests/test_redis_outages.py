@@ -56,7 +56,8 @@ def test_a_process_dying_during_its_half_open_probe_does_not_hold_the_breaker_ha
     """Bug: the shared half-open quota was taken by a probe whose process died; no outcome ever came,
     so every process was rejected (HALF_OPEN, no probe left) until the key expired a day later. Now a
     half-open period without an outcome for ``probe_lease_s`` starts a new one."""
-    dying = SPAWN.Process(target=procs.die_during_probe, args=(server.url, prefix, "api", 0.3))
+    # its probe lease as short as the survivor's: a period lasts the longest lease of its probes
+    dying = SPAWN.Process(target=procs.die_during_probe, args=(server.url, prefix, "api", 0.3, 0.5))
     dying.start()
     dying.join(60)
     assert dying.exitcode == 0

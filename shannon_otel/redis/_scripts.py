@@ -133,8 +133,15 @@ ACQUIRE: Final = _PRELUDE + """
 keep()
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'rejected', epoch, -1, now, opened} end
 local reset_ms, probes, lease = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+-- The period is lost once the longest lease of the probes taken in it ran out ('probe_lease'): processes may give
+-- their RedisState different probe_lease_s. Before, each judged by its own, and a process with probe_lease_s=0.5
+-- took a new period's probe half a second into another's probe of probe_lease_s=60, still running: more probes
+-- at once than half_open_probes.
 local function probe()
   redis.call('SET', KEYS[2], epoch, 'PX', math.max(1, lease))
+  if lease > tonumber(redis.call('HGET', KEYS[1], 'probe_lease') or '0') then
+    redis.call('HSET', KEYS[1], 'probe_lease', lease)
+  end
   return {'probe', epoch, 0, now, opened}
 end
 if state == 'closed' then return {'closed', epoch, 0, now, opened} end
@@ -148,7 +155,8 @@ if state == 'open' then
   end
   local remaining = opened + reset_ms - now
   if remaining > 0 then return {'rejected', epoch, remaining, now, opened} end
-  set_state('half_open', 'reset_timeout', {'probes_left', probes - 1, 'successes', 0, 'half_open_at', now})
+  set_state('half_open', 'reset_timeout',
+    {'probes_left', probes - 1, 'successes', 0, 'half_open_at', now, 'probe_lease', 0})
   return probe()
 end
 local left = tonumber(st[5] or '0')
@@ -161,8 +169,9 @@ if now < since then  -- the clock went back: the lost probes' lease runs from he
   since = now
   redis.call('HSET', KEYS[1], 'half_open_at', now)
 end
-if now - since >= lease then
-  set_state('half_open', 'reset_timeout', {'probes_left', probes - 1, 'successes', 0, 'half_open_at', now})
+if now - since >= tonumber(redis.call('HGET', KEYS[1], 'probe_lease') or lease) then
+  set_state('half_open', 'reset_timeout',
+    {'probes_left', probes - 1, 'successes', 0, 'half_open_at', now, 'probe_lease', 0})
   return probe()
 end
 return {'rejected', epoch, -1, now, opened}
