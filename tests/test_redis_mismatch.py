@@ -137,3 +137,41 @@ def test_a_short_probe_lease_in_one_process_never_starts_a_new_period_under_a_lo
             await wait_for(lambda: quick.state is BreakerState.CLOSED)
 
     asyncio.run(main())
+
+
+def test_a_process_with_a_shorter_key_ttl_never_cuts_the_ttl_another_needs(server: RedisServer, prefix: str) -> None:
+    """Bug: every write set the breaker's key TTL to the writing process's own (``key_ttl_s``, at least its
+    ``reset_timeout`` + 1 s): a process with ``key_ttl_s=1`` and ``reset_timeout=0.5`` that re-opened the breaker
+    (its probe failed) cut to 2 s the TTL another process with ``reset_timeout=600`` needed; the OPEN state
+    expired, and every process closed the breaker (``shared_state_expired``), admitting every call ~2 s into that
+    600 s reset timeout. A key's TTL is now only ever lengthened."""
+    client = redis.Redis(port=server.port, decode_responses=True)
+    state_key = f"{prefix}:{{breaker:api}}:state"
+
+    async def boom() -> None:
+        raise ConnectionError("down")
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, poll_interval_s=0.1) as patient_state, \
+                RedisState(server.url, prefix=prefix, key_ttl_s=1, poll_interval_s=0.1) as hasty_state:
+            patient = CircuitBreaker("api", shared=patient_state, failure_threshold=1, reset_timeout=600,
+                                     instrument=False)
+            hasty = CircuitBreaker("api", shared=hasty_state, failure_threshold=1, reset_timeout=0.5,
+                                   instrument=False)
+            with pytest.raises(ConnectionError):
+                await patient.call(boom)
+            await wait_for(lambda: hasty.state is BreakerState.OPEN)
+            opened = client.hget(state_key, "epoch")
+            await asyncio.sleep(0.6)  # past the hasty one's reset timeout: its next call is a probe
+            with pytest.raises(ConnectionError):
+                await hasty.call(boom)  # which fails: OPEN again, written by the hasty process
+            await wait_for(lambda: client.hget(state_key, "epoch") not in (opened, None)
+                           and client.hget(state_key, "state") == "open")
+            assert client.ttl(state_key) > 600  # still what the patient process set
+            await asyncio.sleep(2.5)  # past the hasty process's TTL: before, the state expired
+            assert patient.state is BreakerState.OPEN
+
+    try:
+        asyncio.run(main())
+    finally:
+        client.close()

@@ -37,8 +37,15 @@ local name = ARGV[3]
 local forced = st[4] == '1'
 -- A forced state never expires (until a reset): it is written once and then held with no write, so
 -- with a TTL a process started a day later read no state, and saw CLOSED what every other one held open.
+-- A key's TTL is only ever lengthened: processes may give a breaker different key TTLs (key_ttl_s, or a longer
+-- reset_timeout). Set by each, a process with a short one cut the TTL another had set to last its long reset
+-- timeout: the OPEN state expired, and every process closed the breaker (shared_state_expired) long before.
+local function extend(key)
+  local left = redis.call('PTTL', key)
+  if left == -1 or (left >= 0 and left < ttl * 1000) then redis.call('EXPIRE', key, ttl) end
+end
 local function keep()
-  if forced then redis.call('PERSIST', KEYS[1]) else redis.call('EXPIRE', KEYS[1], ttl) end
+  if forced then redis.call('PERSIST', KEYS[1]) else extend(KEYS[1]) end
 end
 local function set_state(to, reason, extra)
   epoch = epoch + 1
@@ -56,7 +63,7 @@ local function set_state(to, reason, extra)
 end
 local function touch()
   keep()
-  if KEYS[2] then redis.call('EXPIRE', KEYS[2], ttl) end
+  if KEYS[2] then extend(KEYS[2]) end
 end
 """
 
