@@ -85,7 +85,8 @@ if state == 'closed' then
   local fields = redis.call('HGETALL', KEYS[2])
   local c, f, s = 0, 0, 0
   local old = {}
-  local gone = now - tonumber(ARGV[1]) * 1000  -- older than the key's TTL: expired with it, were it not touched
+  -- older than the key's TTL (the longest any process gave it): expired with it, were it not touched
+  local gone = now - math.max(ttl * 1000, redis.call('PTTL', KEYS[2]))
   for i = 1, #fields, 2 do
     local key = fields[i]
     local w, n = string.match(key, '^[cfs]:(%d+):(%-?%d+)$')
