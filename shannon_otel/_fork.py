@@ -44,16 +44,19 @@ def in_forked_child(method: Callable[[], None]) -> None:
 
 def _after_in_child() -> None:
     # Each one runs, whatever an earlier one raised: a callback skipped left its lock held, and the child's next
-    # wave waited on it for good. The first error is raised after the rest, for Python to report (as unraisable).
-    first: Exception | None = None
+    # wave waited on it for good. Their errors are raised after the rest, for Python to report (as unraisable):
+    # one alone as itself, several together in an ExceptionGroup (only the first was raised, the others vanished).
+    errors: list[Exception] = []
     for ref, function in list(_CALLBACKS.values()):
         if (owner := ref()) is not None:
             try:
                 function(owner)
             except Exception as exc:
-                first = first or exc
-    if first is not None:
-        raise first
+                errors.append(exc)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ExceptionGroup(f"{len(errors)} of shannon-otel's after-fork callbacks raised in the child", errors)
 
 
 if hasattr(os, "register_at_fork"):

@@ -199,6 +199,16 @@ def check_telemetry_name(name: str, value: str | None) -> None:
     check_utf8(name, value)
 
 
+def check_default_name(what: str, value: str, remedy: str) -> None:
+    """ValueError unless ``value``, a name the library derived (a function's qualified name) where the user gave
+    none, is at most :data:`NAME_MAX_LENGTH` characters: saying where it came from and what to pass instead (the
+    check of the name itself named ``name``, a parameter the user never gave)."""
+    if len(value) > NAME_MAX_LENGTH:
+        raise ValueError(
+            f"{what} is {len(value)} characters, {brief(value)}; a name the telemetry carries is at most "
+            f"{NAME_MAX_LENGTH}: {remedy}")
+
+
 def utf8_text(text: str) -> str:
     """``text`` with each lone surrogate as U+FFFD, so that it encodes as UTF-8 (OTLP, Prometheus, log
     files): for text the library writes but cannot refuse, such as an exception's message."""

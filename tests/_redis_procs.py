@@ -116,13 +116,13 @@ def pool_users(url: str, prefix: str, name: str, limit: int, tasks: int, queue: 
     queue.put(asyncio.run(main()))
 
 
-def die_during_probe(url: str, prefix: str, name: str, reset_timeout: float) -> None:
+def die_during_probe(url: str, prefix: str, name: str, reset_timeout: float, probe_lease_s: float = 60.0) -> None:
     """Open the shared breaker, wait out its reset timeout, take the half-open probe and die during it
     (a process killed mid-call: its probe's outcome never reaches Redis)."""
     import os
 
     async def main() -> None:
-        async with RedisState(url, prefix=prefix) as shared:
+        async with RedisState(url, prefix=prefix, probe_lease_s=probe_lease_s) as shared:
             breaker = CircuitBreaker(name, shared=shared, failure_threshold=1, reset_timeout=reset_timeout,
                                      instrument=False)
             try:

@@ -95,3 +95,36 @@ def test_worker_telemetry_refuses_a_service_name_of_the_wrong_type_with_a_type_e
 
     with pytest.raises(error, match="service_name must be a non-empty string or None"):
         WorkerTelemetry(name, exporter="none")  # type: ignore[arg-type]
+
+
+def _long_named() -> Callable[[int], int]:
+    namespace: dict[str, Any] = {}
+    exec("def " + "f" * 300 + "(x):\n    return x\n", namespace)  # a function with a 300-character name
+    fn: Callable[[int], int] = namespace["f" * 300]
+    return fn
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # Dask's own shutdown, not the code under test
+def test_dask_says_a_too_long_qualified_name_is_the_functions_and_to_pass_name() -> None:
+    """``remote(fn)`` named it after its qualified name, unchecked: one over 256 characters was refused only
+    later, by ``task()``/``map()``, as "name must be at most 256 characters", a ``name`` the user never gave. Now
+    ``remote()`` (and so ``task()``, ``map()``) says it is the function's qualified name, and to pass name=."""
+    from distributed import Client, LocalCluster
+
+    from shannon_otel.dask import DaskBackend
+
+    fn = _long_named()
+
+    async def main() -> None:
+        async with (
+            LocalCluster(n_workers=1, processes=False, dashboard_address="127.0.0.1:0",  # type: ignore[no-untyped-call]
+                         worker_dashboard_address="127.0.0.1:0", silence_logs=40, asynchronous=True) as cluster,
+            Client(cluster, asynchronous=True) as client,  # type: ignore[no-untyped-call]
+        ):
+            backend = DaskBackend(client)
+            for make in (lambda: backend.remote(fn), lambda: backend.task(fn, 1), lambda: backend.map(fn, [1])):
+                with pytest.raises(ValueError, match=r"^fn's qualified name .* is 300 characters.*shorter name="):
+                    make()
+            assert await backend.remote(fn, name="short")(2) == 2  # the remedy works
+
+    asyncio.run(main())

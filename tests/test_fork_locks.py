@@ -125,3 +125,27 @@ def test_every_after_fork_callback_runs_though_an_earlier_one_raises(monkeypatch
     with pytest.raises(RuntimeError, match=r"^first$"):
         _fork._after_in_child()
     assert ran == ["first", "second"]
+
+
+def test_every_after_fork_callback_error_is_raised_not_only_the_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bug: of several after-fork callbacks that raised, only the first error was raised (for Python to report);
+    the others vanished without a trace. Several are now raised together, in an ExceptionGroup, in their order."""
+    from shannon_otel import _fork
+
+    monkeypatch.setattr(_fork, "_CALLBACKS", {})  # this process's own objects' callbacks are for a child only
+
+    class Owner:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def redo(self) -> None:
+            if self.name != "fine":
+                raise RuntimeError(self.name)
+
+    owners = [Owner("first"), Owner("fine"), Owner("third")]
+    for owner in owners:
+        _fork.in_forked_child(owner.redo)
+    with pytest.raises(ExceptionGroup) as raised:
+        _fork._after_in_child()
+    assert [str(e) for e in raised.value.exceptions] == ["first", "third"]
+    assert "2 of shannon-otel's after-fork callbacks raised" in str(raised.value)

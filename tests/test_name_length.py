@@ -64,3 +64,18 @@ def test_a_step_name_over_the_limit_is_not_retried_by_a_retry_around_the_saga() 
     with pytest.raises(ValueError, match=rf"^name must be at most {NAME_MAX_LENGTH} characters"):
         asyncio.run(Retry(attempts=3, sleep=no_sleep)(checkout)())
     assert runs == ["reserve"]
+
+
+
+@pytest.mark.parametrize("make", [lambda **kw: Retry(attempts=2, instrument=False, **kw),
+                                  lambda **kw: Pipeline(Retry(attempts=2), Timeout(5), instrument=False, **kw)])
+def test_a_decorated_function_whose_qualified_name_is_too_long_is_refused_saying_so(make: Callable[..., Any]) -> None:
+    """A policy without ``name`` decorating a function whose qualified name is over 256 characters was refused as
+    "name must be at most 256 characters", a ``name`` the user never gave. The error now says it is the
+    function's qualified name, and to give the policy a shorter ``name=`` (which works)."""
+    namespace: dict[str, Any] = {}
+    exec("async def " + "f" * 300 + "():\n    return 1\n", namespace)  # a 300-character name
+    fn = namespace["f" * 300]
+    with pytest.raises(ValueError, match=r"^func's qualified name .* is 300 characters.*shorter name="):
+        make()(fn)
+    assert asyncio.run(make(name="short")(fn)()) == 1

@@ -222,7 +222,9 @@ def test_the_late_outcome_of_a_probe_of_an_earlier_half_open_period_is_ignored(
     (docs/shared-state.md). Now a new half-open period makes this process's earlier probes stale."""
 
     async def main() -> tuple[str, BreakerState]:
-        async with RedisState(server.url, prefix=prefix, probe_lease_s=3600) as mine_state, \
+        # Both leases short: a period lasts the longest lease of its probes (a process with a short one never
+        # restarts it under another's longer probe: tests/test_redis_mismatch.py)
+        async with RedisState(server.url, prefix=prefix, probe_lease_s=0.1) as mine_state, \
                 RedisState(server.url, prefix=prefix, probe_lease_s=0.1) as theirs_state:
             mine = CircuitBreaker("api", shared=mine_state, failure_threshold=1, reset_timeout=0.1,
                                   half_open_probes=1, instrument=False)

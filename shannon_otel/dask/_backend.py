@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, overload
 
 from opentelemetry import propagate
 
-from .._validate import check_iterable, check_number, check_telemetry_name
+from .._validate import check_default_name, check_iterable, check_number, check_telemetry_name
 from ..executor import ResourcePool, TaskSpec, task
 from ..executor._task import add_measurements, in_task
 from ._gather import Gatherer
@@ -153,7 +153,11 @@ class DaskBackend:
             raise (ValueError if isinstance(name, str) else TypeError)(
                 f"name must be a non-empty string or None, got {name!r}")
         check_telemetry_name("name", name)
-        return RemoteFunction(self, fn, name or qualified_name(fn))
+        if name is None:
+            name = qualified_name(fn)
+            check_default_name("fn's qualified name (the default name of its tasks and spans)", name,
+                               "pass a shorter name=")
+        return RemoteFunction(self, fn, name)
 
     @overload
     def task(

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from .. import _clock
 from .._events import CallStarted
 from .._hooks import check_hooks, rebuilt, resolve_hooks
-from .._validate import check_sync_callable, check_telemetry_name, not_callable, plain
+from .._validate import check_default_name, check_sync_callable, check_telemetry_name, not_callable, plain
 from ._call import _attempt, _Call, first_failed, observed, start_call
 from ._decorated import DecoratedCall, not_a_factory, not_awaitable, raise_wrong_call
 from ._types import END, Chain, Clock, Factory
@@ -161,6 +161,9 @@ class Policy:
             )
         if inspect.isasyncgenfunction(func):
             raise TypeError(f"func must be {what}, got {func!r}")
+        if getattr(self, "name", "") is None:  # named after func
+            check_default_name("func's qualified name (the operation's default name)", operation_name(func),
+                               "give the policy a shorter name=")
         policy = self._named(operation_name(func))
         factory = DecoratedCall if policy._keyed_by_arguments(func) else functools.partial
 

@@ -130,7 +130,8 @@ class SharedPool(ResourcePool):
 
     async def acquire(self) -> None:
         await super().acquire()  # never more than `limit` from this process either
-        holder = uuid.uuid4().hex
+        # The lease's own length goes with it (other processes may give this pool another lease_s: _scripts)
+        holder = f"{uuid.uuid4().hex}:{int(self.lease_s * 1000)}"
         event = self.shared._pool_event(self.name)
         try:
             while True:

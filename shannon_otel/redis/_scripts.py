@@ -37,8 +37,15 @@ local name = ARGV[3]
 local forced = st[4] == '1'
 -- A forced state never expires (until a reset): it is written once and then held with no write, so
 -- with a TTL a process started a day later read no state, and saw CLOSED what every other one held open.
+-- A key's TTL is only ever lengthened: processes may give a breaker different key TTLs (key_ttl_s, or a longer
+-- reset_timeout). Set by each, a process with a short one cut the TTL another had set to last its long reset
+-- timeout: the OPEN state expired, and every process closed the breaker (shared_state_expired) long before.
+local function extend(key)
+  local left = redis.call('PTTL', key)
+  if left == -1 or (left >= 0 and left < ttl * 1000) then redis.call('EXPIRE', key, ttl) end
+end
 local function keep()
-  if forced then redis.call('PERSIST', KEYS[1]) else redis.call('EXPIRE', KEYS[1], ttl) end
+  if forced then redis.call('PERSIST', KEYS[1]) else extend(KEYS[1]) end
 end
 local function set_state(to, reason, extra)
   epoch = epoch + 1
@@ -56,7 +63,7 @@ local function set_state(to, reason, extra)
 end
 local function touch()
   keep()
-  if KEYS[2] then redis.call('EXPIRE', KEYS[2], ttl) end
+  if KEYS[2] then extend(KEYS[2]) end
 end
 """
 
@@ -67,21 +74,34 @@ if state == 'closed' then
   local calls, failures, slow = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
   local slice_ms, slices = tonumber(ARGV[7]), tonumber(ARGV[8])
   local slice = math.floor(now / slice_ms)
-  if calls > 0 then redis.call('HINCRBY', KEYS[2], 'c:' .. slice, calls) end
-  if failures > 0 then redis.call('HINCRBY', KEYS[2], 'f:' .. slice, failures) end
-  if slow > 0 then redis.call('HINCRBY', KEYS[2], 's:' .. slice, slow) end
+  local base = slice * slice_ms
+  -- A slice is named by its width and number ('c:<slice_ms>:<n>'): processes may give one breaker different
+  -- window_s. Named by number alone, each read the others' slices as a clock step ahead or as slices long gone,
+  -- and deleted them: failures in processes of different windows never added up, and it opened nowhere.
+  local mine = slice_ms .. ':' .. slice
+  if calls > 0 then redis.call('HINCRBY', KEYS[2], 'c:' .. mine, calls) end
+  if failures > 0 then redis.call('HINCRBY', KEYS[2], 'f:' .. mine, failures) end
+  if slow > 0 then redis.call('HINCRBY', KEYS[2], 's:' .. mine, slow) end
   local fields = redis.call('HGETALL', KEYS[2])
   local c, f, s = 0, 0, 0
   local old = {}
+  -- older than the key's TTL (the longest any process gave it): expired with it, were it not touched
+  local gone = now - math.max(ttl * 1000, redis.call('PTTL', KEYS[2]))
   for i = 1, #fields, 2 do
     local key = fields[i]
-    local n = tonumber(string.sub(key, 3))
+    local w, n = string.match(key, '^[cfs]:(%d+):(%-?%d+)$')
+    if w then w, n = tonumber(w), tonumber(n) else w, n = slice_ms, tonumber(string.sub(key, 3)) end
+    if not n or w < 1 then error('the breaker window holds a field no script wrote') end
+    local start = n * w
     -- A slice a whole window or more ahead was counted before the server's clock went back (a step, a failover to
     -- a replica whose clock is behind): dropped, as a local breaker's window does. Kept, it counted for the whole
-    -- step (a day back: a day of old failures, and one more call opened the breaker everywhere).
-    if n <= slice - slices or n >= slice + slices then
+    -- step (a day back: a day of old failures, and one more call opened the breaker everywhere). A slice of this
+    -- width that left the window is dropped; one of another width is its process's to drop (its window may be
+    -- longer), or anyone's once older than the key's TTL (that process is gone).
+    local ahead = start >= base + slices * slice_ms
+    if ahead or (w == slice_ms and n <= slice - slices) or (w ~= slice_ms and start + w <= gone) then
       old[#old + 1] = key
-    else
+    elseif start + w > base - (slices - 1) * slice_ms then  -- overlaps this process's window
       local kind, v = string.sub(key, 1, 1), tonumber(fields[i + 1])
       if kind == 'c' then c = c + v elseif kind == 'f' then f = f + v else s = s + v end
     end
@@ -121,8 +141,15 @@ ACQUIRE: Final = _PRELUDE + """
 keep()
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'rejected', epoch, -1, now, opened} end
 local reset_ms, probes, lease = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+-- The period is lost once the longest lease of the probes taken in it ran out ('probe_lease'): processes may give
+-- their RedisState different probe_lease_s. Before, each judged by its own, and a process with probe_lease_s=0.5
+-- took a new period's probe half a second into another's probe of probe_lease_s=60, still running: more probes
+-- at once than half_open_probes.
 local function probe()
   redis.call('SET', KEYS[2], epoch, 'PX', math.max(1, lease))
+  if lease > tonumber(redis.call('HGET', KEYS[1], 'probe_lease') or '0') then
+    redis.call('HSET', KEYS[1], 'probe_lease', lease)
+  end
   return {'probe', epoch, 0, now, opened}
 end
 if state == 'closed' then return {'closed', epoch, 0, now, opened} end
@@ -136,7 +163,8 @@ if state == 'open' then
   end
   local remaining = opened + reset_ms - now
   if remaining > 0 then return {'rejected', epoch, remaining, now, opened} end
-  set_state('half_open', 'reset_timeout', {'probes_left', probes - 1, 'successes', 0, 'half_open_at', now})
+  set_state('half_open', 'reset_timeout',
+    {'probes_left', probes - 1, 'successes', 0, 'half_open_at', now, 'probe_lease', 0})
   return probe()
 end
 local left = tonumber(st[5] or '0')
@@ -149,8 +177,9 @@ if now < since then  -- the clock went back: the lost probes' lease runs from he
   since = now
   redis.call('HSET', KEYS[1], 'half_open_at', now)
 end
-if now - since >= lease then
-  set_state('half_open', 'reset_timeout', {'probes_left', probes - 1, 'successes', 0, 'half_open_at', now})
+if now - since >= tonumber(redis.call('HGET', KEYS[1], 'probe_lease') or lease) then
+  set_state('half_open', 'reset_timeout',
+    {'probes_left', probes - 1, 'successes', 0, 'half_open_at', now, 'probe_lease', 0})
   return probe()
 end
 return {'rejected', epoch, -1, now, opened}
@@ -241,19 +270,28 @@ return tostring(wait)
 
 # KEYS: holders (sorted set member -> lease expiry ms). ARGV: limit, holder, lease_ms.
 # Returns 1 when ``holder`` now holds a slot, 0 when the pool is full. Expired leases (a process that
-# died holding a slot) are dropped first. A lease that ends more than lease_ms from now was taken before the
-# server's clock went back (a step, a failover to a replica whose clock is behind): it ends lease_ms from now
-# (a holder keeps its slot), not the step later too (a dead holder's slot was taken for the whole step).
+# died holding a slot) are dropped first. Each member is ``<token>:<its own lease_ms>``: processes sharing a pool
+# may give it different lease_s, and every lease keeps its own. A lease that ends more than its own lease_ms
+# from now was taken before the server's clock went back (a step, a failover to a replica whose clock is
+# behind): it ends its lease_ms from now (a holder keeps its slot), not the step later too (a dead holder's slot
+# was taken for the whole step). A member without its lease (none written so) is held to this caller's.
+# Before, every lease was held to the caller's lease_ms, and the key expired 2 x the caller's lease_ms later: an
+# acquire with lease_s=10 ended, 10 s on, the slot of a task of another process given lease_s=3600 while it ran,
+# and more than `limit` ran at once. The key now lives until its latest lease ends (+1 s), never less.
 POOL_ACQUIRE: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local latest = now + tonumber(ARGV[3])
-local ahead = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. latest, '+inf')
-for i = 1, #ahead do redis.call('ZADD', KEYS[1], latest, ahead[i]) end
+local lease = tonumber(ARGV[3])
+local held = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+for i = 1, #held, 2 do
+  local own = math.min(tonumber(string.match(held[i], ':(%d+)$') or lease), 86400000)
+  if tonumber(held[i + 1]) > now + own then redis.call('ZADD', KEYS[1], now + own, held[i]) end
+end
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 2)
+  redis.call('ZADD', KEYS[1], now + lease, ARGV[2])
+  local latest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  redis.call('PEXPIRE', KEYS[1], math.max(tonumber(latest[2]) - now, lease) + 1000)
   return 1
 end
 return 0

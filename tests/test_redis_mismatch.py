@@ -1,0 +1,177 @@
+"""Processes that share one name with different configurations (a real redis-server on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio
+from _redis_server import RedisServer, wait_for
+
+from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
+from shannon_otel.redis import RedisState, SharedPool
+
+
+def test_a_short_lease_in_one_process_never_ends_a_longer_lease_of_another(server: RedisServer, prefix: str) -> None:
+    """Bug: each acquire held every lease of the pool to its own ``lease_s`` (and set the key to expire 2 x its
+    own ``lease_s`` later): a process with ``lease_s=1`` ended, a second on, the slot of a task of another process
+    given ``lease_s=3600`` while that task still ran, and both ran at once in a pool of ``limit=1``. Each lease
+    now keeps its own length, and the key lives until the latest lease ends."""
+    client = redis.Redis(port=server.port, decode_responses=True)
+    key = f"{prefix}:{{pool:db}}:holders"
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, poll_interval_s=0.1) as long_state, \
+                RedisState(server.url, prefix=prefix, poll_interval_s=0.1) as short_state:
+            long_pool = SharedPool(long_state, "db", 1, lease_s=3600)
+            short_pool = SharedPool(short_state, "db", 1, lease_s=1)
+            await long_pool.acquire()  # a long task holds the only slot
+            waiting = asyncio.ensure_future(short_pool.acquire())
+            # Retried on every poll (0.1 s): before, admitted ~1 s on, the long task still holding its slot
+            await asyncio.sleep(2.5)
+            assert not waiting.done()
+            leases: Any = client.zrange(key, 0, -1, withscores=True)
+            ((_, expiry),) = leases
+            seconds, micros = client.time()
+            now_ms = int(seconds) * 1000 + int(micros) // 1000
+            assert expiry - now_ms > 3_500_000, expiry - now_ms  # still the long task's hour
+            assert client.pttl(key) > 3_500_000  # the key (and so the lease) is not dropped early
+            long_pool.release()
+            async with asyncio.timeout(10):
+                await waiting  # the slot, once the long task gave it back
+            short_pool.release()
+
+    try:
+        asyncio.run(main())
+    finally:
+        client.close()
+
+
+def test_breakers_with_different_windows_on_one_name_count_each_others_failures(
+    server: RedisServer, prefix: str,
+) -> None:
+    """Bug: the shared window's slices were numbered by each process's own slice width (``window_s`` / 10): a
+    process with ``window_s=60`` read the slices of one with ``window_s=10`` as a clock step ahead of the
+    server's (and that one read its as slices long gone) and each deleted the other's counts at its flush, so
+    failures in both never added up and the breaker opened nowhere. Slices now carry their width: each process
+    counts every slice that starts within its own window, and deletes only its own old ones (another width's
+    once they are older than the key's TTL)."""
+
+    async def boom() -> None:
+        raise ConnectionError("down")
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, poll_interval_s=0.1) as one, \
+                RedisState(server.url, prefix=prefix, poll_interval_s=0.1) as other:
+            short = CircuitBreaker("api", shared=one, failure_threshold=4, window_s=10, reset_timeout=60,
+                                   instrument=False)
+            long = CircuitBreaker("api", shared=other, failure_threshold=4, window_s=60, reset_timeout=60,
+                                  instrument=False)
+            window = f"{prefix}:{{breaker:api}}:window"
+            client = redis.asyncio.Redis(port=server.port, decode_responses=True)
+            try:
+                for breaker in (short, long, short, long):  # 2 failures each: 4 in every window
+                    with pytest.raises(ConnectionError):
+                        await breaker.call(boom)
+                    before = await client.hgetall(window)
+                    async with asyncio.timeout(10):  # flushed: the window changed (counts added, or opened)
+                        while await client.hgetall(window) == before:  # noqa: ASYNC110 - another process's write
+                            await asyncio.sleep(0.01)
+            finally:
+                await client.aclose()
+            await wait_for(lambda: short.state is BreakerState.OPEN and long.state is BreakerState.OPEN)
+
+    asyncio.run(main())
+
+
+def test_a_short_probe_lease_in_one_process_never_starts_a_new_period_under_a_longer_ones_probe(
+    server: RedisServer, prefix: str,
+) -> None:
+    """Bug: a half-open period whose probes were all taken started again once the admitting process's own
+    ``probe_lease_s`` had passed: a process with ``probe_lease_s=0.5`` took a second probe half a second into the
+    probe of a process given ``probe_lease_s=60``, still running, so two probes ran at once with
+    ``half_open_probes=1``. The period now lasts the longest lease of the probes taken in it."""
+
+    async def boom() -> None:
+        raise ConnectionError("down")
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, probe_lease_s=60) as long_state, \
+                RedisState(server.url, prefix=prefix, probe_lease_s=0.5) as short_state:
+            def breaker(shared: RedisState) -> CircuitBreaker:
+                return CircuitBreaker("api", shared=shared, failure_threshold=1, reset_timeout=0.2,
+                                      half_open_probes=1, instrument=False)
+
+            slow, quick = breaker(long_state), breaker(short_state)
+            with pytest.raises(ConnectionError):
+                await slow.call(boom)
+            await wait_for(lambda: quick.state is BreakerState.OPEN)
+            started, finish = asyncio.Event(), asyncio.Event()
+
+            async def held_probe() -> str:
+                started.set()
+                await finish.wait()
+                return "ok"
+
+            await asyncio.sleep(0.3)  # past the reset timeout: the next call is the period's only probe
+            probe = asyncio.ensure_future(slow.call(held_probe))
+            await started.wait()
+            admitted = 0
+
+            async def extra() -> None:
+                nonlocal admitted
+                admitted += 1
+
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 2  # 4 of the short process's leases: before, admitted after the first
+            while loop.time() < end:
+                with contextlib.suppress(CircuitOpenError):
+                    await quick.call(extra)
+                await asyncio.sleep(0.02)
+            assert admitted == 0
+            finish.set()
+            assert await probe == "ok"
+            await wait_for(lambda: quick.state is BreakerState.CLOSED)
+
+    asyncio.run(main())
+
+
+def test_a_process_with_a_shorter_key_ttl_never_cuts_the_ttl_another_needs(server: RedisServer, prefix: str) -> None:
+    """Bug: every write set the breaker's key TTL to the writing process's own (``key_ttl_s``, at least its
+    ``reset_timeout`` + 1 s): a process with ``key_ttl_s=1`` and ``reset_timeout=0.5`` that re-opened the breaker
+    (its probe failed) cut to 2 s the TTL another process with ``reset_timeout=600`` needed; the OPEN state
+    expired, and every process closed the breaker (``shared_state_expired``), admitting every call ~2 s into that
+    600 s reset timeout. A key's TTL is now only ever lengthened."""
+    client = redis.Redis(port=server.port, decode_responses=True)
+    state_key = f"{prefix}:{{breaker:api}}:state"
+
+    async def boom() -> None:
+        raise ConnectionError("down")
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, poll_interval_s=0.1) as patient_state, \
+                RedisState(server.url, prefix=prefix, key_ttl_s=1, poll_interval_s=0.1) as hasty_state:
+            patient = CircuitBreaker("api", shared=patient_state, failure_threshold=1, reset_timeout=600,
+                                     instrument=False)
+            hasty = CircuitBreaker("api", shared=hasty_state, failure_threshold=1, reset_timeout=0.5,
+                                   instrument=False)
+            with pytest.raises(ConnectionError):
+                await patient.call(boom)
+            await wait_for(lambda: hasty.state is BreakerState.OPEN)
+            opened = client.hget(state_key, "epoch")
+            await asyncio.sleep(0.6)  # past the hasty one's reset timeout: its next call is a probe
+            with pytest.raises(ConnectionError):
+                await hasty.call(boom)  # which fails: OPEN again, written by the hasty process
+            await wait_for(lambda: client.hget(state_key, "epoch") not in (opened, None)
+                           and client.hget(state_key, "state") == "open")
+            assert client.ttl(state_key) > 600  # still what the patient process set
+            await asyncio.sleep(2.5)  # past the hasty process's TTL: before, the state expired
+            assert patient.state is BreakerState.OPEN
+
+    try:
+        asyncio.run(main())
+    finally:
+        client.close()
