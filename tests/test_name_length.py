@@ -16,7 +16,7 @@ import pytest
 from _name_entry_points import ENTRY_POINTS
 from _name_entry_points import work as _work
 
-from shannon_otel import Retry, Saga, Wave
+from shannon_otel import Pipeline, Retry, Saga, Timeout, Wave
 from shannon_otel._validate import NAME_MAX_LENGTH
 
 LONGEST = "n" * NAME_MAX_LENGTH
@@ -64,7 +64,6 @@ def test_a_step_name_over_the_limit_is_not_retried_by_a_retry_around_the_saga() 
     with pytest.raises(ValueError, match=rf"^name must be at most {NAME_MAX_LENGTH} characters"):
         asyncio.run(Retry(attempts=3, sleep=no_sleep)(checkout)())
     assert runs == ["reserve"]
-
 
 
 @pytest.mark.parametrize("make", [lambda **kw: Retry(attempts=2, instrument=False, **kw),
