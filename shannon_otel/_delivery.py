@@ -32,7 +32,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from . import _telemetry as tel
-from ._fork import in_forked_child
+from ._fork import in_forked_child, release_held
 from ._telemetry import DropReason
 
 T = TypeVar("T")
@@ -263,6 +263,7 @@ class CountedSpanProcessor(SpanProcessor):
         self._ended = 0
         self._closed = False
         self._shutdown_lock = threading.Lock()
+        self._flushes = OneAtATime()
         in_forked_child(self._forked)
 
     def _forked(self) -> None:
@@ -311,7 +312,9 @@ class CountedSpanProcessor(SpanProcessor):
         _count_left_behind(self._drops, "traces", self.exporter, self._ended)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return self._inner.force_flush(timeout_millis)
+        """Export what is queued; blocks while it does. One flush at a time (:class:`OneAtATime`): a call while an
+        earlier one is stuck waits for it at most ``timeout_millis``, returning False if it does not end."""
+        return self._flushes.run(lambda _: bool(self._inner.force_flush(timeout_millis)), timeout_millis / 1000)
 
 
 class CountedMetricExporter(MetricExporter):
@@ -410,6 +413,7 @@ class CountedLogRecordProcessor(LogRecordProcessor):
         self._drops = drops
         self._emitted = 0
         self._closed = False
+        self._flushes = OneAtATime()
         in_forked_child(self._forked)
 
     def _forked(self) -> None:
@@ -440,7 +444,8 @@ class CountedLogRecordProcessor(LogRecordProcessor):
         _count_left_behind(self._drops, "logs", self.exporter, self._emitted)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return self._inner.force_flush(timeout_millis)
+        """As :meth:`CountedSpanProcessor.force_flush`."""
+        return self._flushes.run(lambda _: bool(self._inner.force_flush(timeout_millis)), timeout_millis / 1000)
 
 
 def _count_left_behind(drops: DropCounter, signal: str, exporter: _Counted, accepted: int) -> None:
@@ -513,6 +518,43 @@ def in_parallel(
         finished = done.wait(max(0.0, deadline - time.monotonic()))
         results.append((finished, outcome[0] if finished and outcome else None))
     return results
+
+
+class OneAtATime:
+    """A blocking call (an SDK flush) run by one caller at a time.
+
+    The SDK's batch flush ignores its timeout and exports on the calling thread: against a silent backend each
+    bounded flush left its thread blocked behind the previous one's, one more per call. Here a call made while an
+    earlier one is still running waits for that one (at most its budget; False if it does not end), then runs its
+    own with what is left (spans ended meanwhile are not in the earlier one): one blocked thread at most.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: threading.Event | None = None  # set once the latest call has returned
+        in_forked_child(self._forked)
+
+    def _forked(self) -> None:
+        """In a forked child: the parent's running call has no thread here; its event would never be set."""
+        release_held(self._lock)
+        self._running = None
+
+    def run(self, fn: Callable[[float], bool], timeout_s: float) -> bool:
+        """``fn(seconds left)`` on this thread once no earlier call is running; False if that takes over
+        ``timeout_s`` (``fn`` is not called then). Blocks as long as ``fn`` does: callers bound it."""
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        while True:
+            with self._lock:
+                running = self._running
+                if running is None or running.is_set():
+                    mine = self._running = threading.Event()
+                    break
+            if not running.wait(max(0.0, deadline - time.monotonic())):
+                return False
+        try:
+            return fn(max(0.0, deadline - time.monotonic()))
+        finally:
+            mine.set()
 
 
 class Spares:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import atexit
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from types import TracebackType
 from typing import Any
 
@@ -19,11 +19,10 @@ from ._delivery import (
     CountedMetricExporter,
     CountedSpanProcessor,
     DropCounter,
+    OneAtATime,
     Spares,
-    bounded,
     in_parallel,
 )
-from ._fork import in_forked_child, release_held
 from ._logs._joined import _Default
 from ._telemetry import SCOPE_NAME as LOGGER_ROOT  # the logging hook's loggers are its children
 from ._telemetry import DropReason
@@ -72,16 +71,8 @@ class Telemetry:
         self._shut = False
         self._finalizer: Any = None  # a multiprocessing finalizer, in a multiprocessing child only
         self._spares: Spares | None = None  # threads for an exit shutdown, started by shut_at_exit
-        self._flush_lock = threading.Lock()
-        self._flushing: threading.Event | None = None  # set when the latest force_flush's thread is done
-        in_forked_child(self._forked)
-
-    def _forked(self) -> None:
-        """In a forked child: a flush the parent had running (stuck on a silent backend) is not the child's.
-        Its thread does not exist here, so its event was never set: every force_flush of the child waited out
-        its budget on it and returned False, flushing nothing, for the child's whole life."""
-        release_held(self._flush_lock)
-        self._flushing = None
+        # one flush at a time of each provider (traces, metrics, logs); the processors keep their own
+        self._flushes = (OneAtATime(), OneAtATime(), OneAtATime())
 
     @property
     def dropped(self) -> dict[str, int]:
@@ -90,45 +81,34 @@ class Telemetry:
         return {signal: self._drops.total(signal) for signal in ("traces", "metrics", "logs")}
 
     def force_flush(self, timeout_s: float = 10.0) -> bool:
-        """Export what is buffered; returns within ``timeout_s`` (traces and metrics together)
-        whatever the backend does. While an earlier flush is still stuck (backend silent) no second one
-        starts: this call waits for that one and returns False if it does not end in time.
+        """Export what is buffered; returns within ``timeout_s`` whatever the backend does. Each span and log
+        processor, the metrics and each provider (for processors a user added) flush at once, in threads of
+        their own: a silent backend does not keep the others' data from being exported. While an earlier flush
+        of one of them is still stuck, no second one starts: this call waits for it within ``timeout_s``.
 
         True means every processor and reader finished in time; it does not mean the backend
         accepted the data (failed exports are counted in ``dropped``).
         """
         check_number("timeout_s", timeout_s, low=0, high=_MAX_TIMEOUT_S)
-        deadline = time.monotonic() + timeout_s
-        with self._flush_lock:
-            previous = self._flushing
-        # A flush left running by an earlier call (a stuck exporter: the SDK's flush exports on the
-        # calling thread, one at a time) is waited for, not queued behind: a program flushing often
-        # against a silent backend would otherwise leave one more blocked thread per call.
-        budget = timeout_s
-        if previous is not None and not previous.is_set():
-            if not previous.wait(timeout_s):
-                return False
-            budget = max(0.0, deadline - time.monotonic())
-        done = threading.Event()
+        millis = int(timeout_s * 1000)
 
-        def flush() -> bool:
-            try:
-                flush_deadline = time.monotonic() + budget
-                traces_ok = self.tracer_provider.force_flush(int(budget * 1000))
-                left_ms = max(0, int((flush_deadline - time.monotonic()) * 1000))
-                metrics_ok = left_ms > 0 and self.meter_provider.force_flush(left_ms)
-                logs_ok = True
-                if self.logger_provider is not None:
-                    left_ms = max(0, int((flush_deadline - time.monotonic()) * 1000))
-                    logs_ok = left_ms > 0 and self.logger_provider.force_flush(left_ms)
-                return bool(traces_ok and metrics_ok and logs_ok)
-            finally:
-                done.set()
+        def flush(gate: OneAtATime, provider_flush: Callable[[int], bool]) -> Callable[[], bool]:
+            # the SDK's providers flush their processors one after the other against one deadline
+            return lambda: gate.run(lambda left: left > 0 and bool(provider_flush(int(left * 1000))), timeout_s)
 
-        with self._flush_lock:
-            self._flushing = done
-        finished, ok = bounded("flush", flush, budget)
-        return finished and bool(ok)
+        # The providers' flush runs each processor's in turn (and the SDK's batch flush ignores its timeout):
+        # an exporter stuck on a silent OTLP endpoint kept every other exporter's spans waiting past the budget.
+        jobs: dict[str, Callable[[], bool]] = {}
+        for i, span_processor in enumerate(self._processors):
+            jobs[f"span flush ({i + 1})"] = partial(span_processor.force_flush, millis)
+        for i, log_processor in enumerate(self._log_processors):
+            jobs[f"log flush ({i + 1})"] = partial(log_processor.force_flush, millis)
+        # processors a user added; ours, flushed above, wait for that flush within the budget
+        jobs["span flush"] = flush(self._flushes[0], self.tracer_provider.force_flush)
+        jobs["metric flush"] = flush(self._flushes[1], self.meter_provider.force_flush)
+        if self.logger_provider is not None:
+            jobs["log flush"] = flush(self._flushes[2], self.logger_provider.force_flush)
+        return all(finished and bool(ok) for finished, ok in in_parallel(jobs, timeout_s))
 
     def shutdown(self, timeout_s: float | None = None) -> bool:
         """Flush and stop both providers, returning within ``timeout_s`` (default: the

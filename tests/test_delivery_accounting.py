@@ -123,6 +123,49 @@ def test_a_stalled_exporter_does_not_keep_the_spans_from_the_other_exporters_at_
         stalled.release.set()  # a regression: the stalled export ends (the healthy one never got the span)
 
 
+def test_a_stalled_exporter_does_not_keep_the_spans_from_the_other_exporters_at_force_flush(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Before: force_flush() flushed the tracer provider, whose processors the SDK flushes one after the other (and
+    # whose batch flush ignores the timeout): with configure()'s OTLP endpoint silent (first in line),
+    # force_flush(2) returned False and span_exporters=[ConsoleSpanExporter()] had printed nothing.
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "3600000")  # the span is still queued when force_flush() begins
+    stalled = Stalled()
+    healthy = Releasing(stalled)
+    handle = configure("two-backends-flush", exporter="none", span_exporters=[stalled, healthy], set_global=False,
+                       metric_interval_s=3600.0, shutdown_timeout_s=5.0)
+    handle.tracer_provider.get_tracer("app").start_span("etl").end()
+    try:
+        assert handle.force_flush(10.0) is True  # the healthy export released the stalled one: all ended in time
+        assert healthy.received == ["etl"]
+        assert stalled.received == 1 and handle.dropped == {"traces": 0, "metrics": 0, "logs": 0}
+    finally:
+        stalled.release.set()  # a regression: the stalled export ends (the healthy one never got the span)
+        handle.shutdown()
+
+
+def test_force_flush_against_a_stalled_exporter_returns_false_and_a_later_flush_ends_it_true(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the other exporter's spans are exported at once, but the flush says it did not finish; once the silent
+    # backend answers, the next flush (waiting for the one still running rather than starting another) is True
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "3600000")
+    stalled = Stalled()
+    healthy = Releasing(Stalled())  # releases nothing that matters here
+    handle = configure("stalled-flush", exporter="none", span_exporters=[stalled, healthy], set_global=False,
+                       metric_interval_s=3600.0, shutdown_timeout_s=5.0)
+    handle.tracer_provider.get_tracer("app").start_span("etl").end()
+    try:
+        assert handle.force_flush(0.3) is False
+        assert healthy.received == ["etl"]
+        stalled.release.set()
+        assert handle.force_flush(10.0) is True
+        assert stalled.received == 1
+    finally:
+        stalled.release.set()
+        handle.shutdown()
+
+
 class MixedCollector:
     """An OTLP/HTTP endpoint on 127.0.0.1 answering trace exports in turn: taken whole, refused (400, not retried),
     taken with 2 spans rejected (a partial success). Counts the spans it really kept."""
