@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -154,6 +155,27 @@ def test_a_timeout_summary_gives_the_limit_of_the_last_timeout_not_of_all() -> N
     ]
 
 
+def test_a_summary_of_a_flood_under_a_second_does_not_say_it_spanned_0_s() -> None:
+    # A flood within a few milliseconds read "retried op 2 times in the last 0 s": an interval of zero, which a
+    # summary of several occurrences cannot have (the library shows no delay or limit as zero: as_seconds).
+    clock = FakeClock()
+    hook = LoggingHook(clock=clock, interval_s=10)
+    retry = Retry(name="op", attempts=2, initial=0, jitter="none", clock=clock, sleep=clock.sleep, hooks=[hook],
+                  instrument=False)
+
+    async def storm(n: int) -> None:
+        for _ in range(n):
+            await retry.call(_flaky())
+            clock.now += 0.001
+
+    with _capturing("shannon_otel.retry", _Records()) as handler:
+        run_virtual(storm(3))  # the first written, two held back
+        hook.flush()
+    assert [(r.getMessage().split(" (")[0], getattr(r, "shannon.log.interval", None)) for r in handler.records] == [
+        ("retrying op in 0.00 s", None), ("retried op 2 times in the last 0.003 s", pytest.approx(0.003)),
+    ]
+
+
 def _flaky() -> Callable[[], Awaitable[str]]:
     failed = False
 
@@ -268,7 +290,7 @@ def test_a_summary_of_repeats_is_written_whatever_braces_names_and_messages_hold
     hook.flush()
     texts = [r.getMessage() for r in caplog.records if r.name == "shannon_otel.retry"]
     assert hook.errors == 0
-    assert len(texts) == 2 and texts[1].startswith(f"retried {operation} 11 times in the last 0 s")
+    assert len(texts) == 2 and re.match(rf"retried {re.escape(operation)} 11 times in the last (0\.\d+|[1-9]\d*) s ", texts[1])
     assert texts[1].endswith(f"ValueError: {message})")
     assert caplog.records[-1].__dict__["shannon.log.repeats"] == 11
 

@@ -69,8 +69,10 @@ def as_seconds(value: float) -> str:
 
 
 def summary_text(summary: str, n: int, seconds: float) -> str:
-    """A summary's message for ``n`` occurrences in the last ``seconds``."""
-    return summary.replace(N, f"{n:,}").replace(S, f"{seconds:.0f}")
+    """A summary's message for ``n`` occurrences in the last ``seconds``: whole seconds from 1 s on, under that
+    as :func:`as_seconds` shows them (44 rejections within 3 ms read "in the last 0 s", an interval of zero)."""
+    shown = f"{seconds:.0f}" if seconds >= 1 or seconds <= 0 else as_seconds(seconds)
+    return summary.replace(N, f"{n:,}").replace(S, shown)
 
 
 class Record(NamedTuple):
