@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -321,3 +322,29 @@ def test_a_stream_over_an_input_too_long_for_len_takes_it_lazily() -> None:
         assert values == [0, 2, 4]
         assert report is not None and report.outcome is Outcome.CANCELLATION
         assert report.total < 10  # the tasks it took, not a count of the whole range
+
+
+async def _one(x: int) -> int:
+    return x
+
+
+@pytest.mark.parametrize(("mapped", "called"), [(False, "wave.stream(tasks)"), (True, "wave.stream_map(fn, items)")])
+def test_a_misused_stream_names_what_the_user_called(mapped: bool, called: str) -> None:
+    # stream_map's stream iterated without `async with` said "inside `async with wave.stream(tasks) ...`", a call
+    # the user never made; entering it twice said "call wave.stream(...) again".
+    wave = Wave("named", max_concurrency=2, instrument=False)
+
+    def make() -> Any:
+        return wave.stream_map(_one, [1, 2]) if mapped else wave.stream([functools.partial(_one, 1)])
+
+    async def main() -> None:
+        with pytest.raises(RuntimeError, match=f"inside `async with {re.escape(called)} as results:`"):
+            await make().__anext__()
+        stream = make()
+        async with stream:
+            pass
+        with pytest.raises(RuntimeError, match=f"call {re.escape(called)} again"):
+            async with stream:
+                pass
+
+    asyncio.run(main())

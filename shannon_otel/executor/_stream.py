@@ -84,12 +84,13 @@ class WaveStream(Generic[T]):
     only when the consumer has made room. Leaving the ``async with`` block early cancels the rest;
     ``report`` is set once the wave has ended either way. A stream entered without ``async with`` and
     dropped unclosed cancels its wave when it is collected, as leaving the block does. A stream runs once:
-    entering it again raises RuntimeError (call ``wave.stream(...)`` again), and iterating it after its block
-    yields nothing.
+    entering it again raises RuntimeError (call ``wave.stream(...)`` or ``stream_map(...)`` again), and iterating
+    it after its block yields nothing.
     """
 
-    def __init__(self, wave: Wave[Any], tasks: Iterable[Any], buffer: int) -> None:
+    def __init__(self, wave: Wave[Any], tasks: Iterable[Any], buffer: int, call: str = "wave.stream(tasks)") -> None:
         self._wave = wave
+        self._call = call  # what the user called, as its errors name it (stream_map's said wave.stream(tasks))
         self._tasks = tasks
         self._queue: asyncio.Queue[TaskResult[T] | None] = asyncio.Queue()
         self._gate = Credits(buffer)
@@ -109,7 +110,7 @@ class WaveStream(Generic[T]):
         if self._runner is not None:
             # Its queue and credits still hold the first run's results: a second run would yield stale
             # results, then wait forever for credits the consumer of the first run never gave back.
-            raise RuntimeError("a wave stream runs once; call wave.stream(...) again for another run")
+            raise RuntimeError(f"a wave stream runs once; call {self._call} again for another run")
         tasks, wave, gate = self._tasks, self._wave, self._gate
         size = known_size(tasks)
         queue, shared = self._queue, self._shared  # what the runner holds: never `self` (see _Shared)
@@ -167,7 +168,7 @@ class WaveStream(Generic[T]):
 
     async def __anext__(self) -> TaskResult[T]:
         if self._runner is None:
-            raise RuntimeError("iterate a wave stream inside `async with wave.stream(tasks) as results:`")
+            raise RuntimeError(f"iterate a wave stream inside `async with {self._call} as results:`")
         if self._shared.closed:  # its block is over: nothing more will ever be queued
             raise StopAsyncIteration
         item = await self._queue.get()

@@ -311,7 +311,7 @@ class Wave(Generic[T]):
         tasks: Iterable[Callable[[], Awaitable[R]]] = (
             Mapped(fn, items) if isinstance(items, Sized) else (functools.partial(fn, item) for item in items)
         )
-        return self.stream(tasks, buffer=buffer)
+        return self._stream(tasks, buffer, "wave.stream_map(fn, items)")
 
     @overload
     def stream(self, tasks: Iterable[TaskLike[R]], *, buffer: int | None = None) -> WaveStream[R]: ...
@@ -325,13 +325,17 @@ class Wave(Generic[T]):
         a generator's StopIteration does: asyncio would take it for a cancellation of the wave's worker.
         """
         _check_iterable("tasks", tasks)
+        return self._stream(tasks, buffer, "wave.stream(tasks)")
+
+    def _stream(self, tasks: Iterable[Any], buffer: int | None, call: str) -> WaveStream[Any]:
+        """:meth:`stream`, its errors naming ``call`` (what the user called)."""
         size = known_size(tasks) if self.max_concurrency is None else None
         if self.max_concurrency is None and size is None:
             raise ValueError("max_concurrency=None needs a sized input; set max_concurrency to stream")
         if buffer is not None:
             check_number("buffer", buffer, low=1, integer=True)
         concurrency = self.max_concurrency or max(1, size or 0)
-        return WaveStream(self, tasks, buffer or 2 * concurrency)
+        return WaveStream(self, tasks, buffer or 2 * concurrency, call)
 
     # ------------------------------------------------------------------ the engine
     async def _execute(
