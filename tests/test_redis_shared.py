@@ -88,8 +88,9 @@ def test_the_half_open_probe_quota_holds_across_processes(server: RedisServer, p
 
     asyncio.run(main())
     queue = SPAWN.Queue()
-    start_at = time.time() + 3.0  # every process ready, and the reset timeout long past
-    workers = [SPAWN.Process(target=procs.probe_storm, args=(server.url, prefix, "probe", 50, start_at, queue))
+    time.sleep(0.5)  # the reset timeout past
+    ready, answered = SPAWN.Barrier(3), SPAWN.Barrier(3)
+    workers = [SPAWN.Process(target=procs.probe_storm, args=(server.url, prefix, "probe", 50, ready, answered, queue))
                for _ in range(3)]
     for w in workers:
         w.start()
