@@ -31,35 +31,46 @@ def fail_calls_sync(url: str, prefix: str, name: str, failures: int, threshold: 
     return asyncio.run(fail_calls(url, prefix, name, failures, threshold))
 
 
-def probe_storm(url: str, prefix: str, name: str, callers: int, start_at: float, queue: Any) -> None:
-    """``callers`` concurrent calls at ``start_at`` (wall clock) through a breaker whose reset timeout has
-    passed; puts the number of calls admitted (probes) on ``queue``."""
+def probe_storm(url: str, prefix: str, name: str, callers: int, ready: Any, answered: Any, queue: Any) -> None:
+    """``callers`` concurrent calls, once every process passed the ``ready`` barrier, through a breaker whose reset
+    timeout has passed; puts the number of calls admitted (probes) on ``queue``. The probes are held until every
+    call of every process was answered (the ``answered`` barrier): held for a fixed time (1 s, and a start time
+    fixed in advance), a loaded machine started a process after the others' probes had closed the breaker, and
+    its calls were admitted as CLOSED ([5, 43, 49] admitted, with both cores busy)."""
 
     async def main() -> int:
-        admitted = 0
+        admitted = rejected = 0
+        release = asyncio.Event()
         # timeout_s: a loaded machine (the 150 calls at once) must not time out into local probes
         async with RedisState(url, prefix=prefix, poll_interval_s=0.2, timeout_s=2) as shared:
             breaker = CircuitBreaker(name, shared=shared, failure_threshold=1, reset_timeout=0.5,
                                      half_open_probes=2, success_threshold=2, instrument=False)
-            # The shared state (OPEN) is read in the background when the breaker is made: a loaded machine
-            # may start this process after start_at, and calls made before that answer see it CLOSED.
+            # The shared state (OPEN) is read in the background when the breaker is made: calls made before that
+            # answer see it CLOSED.
             deadline = time.monotonic() + 10
             while breaker.state is BreakerState.CLOSED and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
-            await asyncio.sleep(max(0.0, start_at - time.time()))
+            await asyncio.to_thread(ready.wait, 60)
 
             async def probe() -> None:
                 nonlocal admitted
                 admitted += 1
-                await asyncio.sleep(1.0)  # held: nobody may be admitted meanwhile
+                await release.wait()  # held: nobody may be admitted meanwhile
 
             async def one() -> None:
+                nonlocal rejected
                 try:
                     await breaker.call(probe)
                 except CircuitOpenError:
-                    pass
+                    rejected += 1
 
-            await asyncio.gather(*(one() for _ in range(callers)))
+            async def release_when_answered() -> None:
+                while admitted + rejected < callers:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+                await asyncio.to_thread(answered.wait, 60)
+                release.set()
+
+            await asyncio.gather(release_when_answered(), *(one() for _ in range(callers)))
         return admitted
 
     queue.put(asyncio.run(main()))

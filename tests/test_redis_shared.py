@@ -88,8 +88,9 @@ def test_the_half_open_probe_quota_holds_across_processes(server: RedisServer, p
 
     asyncio.run(main())
     queue = SPAWN.Queue()
-    start_at = time.time() + 3.0  # every process ready, and the reset timeout long past
-    workers = [SPAWN.Process(target=procs.probe_storm, args=(server.url, prefix, "probe", 50, start_at, queue))
+    time.sleep(0.5)  # the reset timeout past
+    ready, answered = SPAWN.Barrier(3), SPAWN.Barrier(3)
+    workers = [SPAWN.Process(target=procs.probe_storm, args=(server.url, prefix, "probe", 50, ready, answered, queue))
                for _ in range(3)]
     for w in workers:
         w.start()
@@ -150,6 +151,47 @@ def test_a_missed_notification_is_caught_by_the_poll(server: RedisServer, prefix
                      mapping={"state": "open", "epoch": 7, "opened_at": now_ms, "reason": "failure_threshold"})
             raw.close()
             await wait_for(lambda: breaker.state is BreakerState.OPEN)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("opened_by", ["this process", "another process"])
+def test_a_poll_that_read_no_state_before_the_breaker_opened_does_not_close_it(
+    server: RedisServer, prefix: str, monkeypatch: pytest.MonkeyPatch, opened_by: str,
+) -> None:
+    """Bug (CI, under load: test_redis_key_ttl's probe admitted as CLOSED, waiting forever): a new breaker's poll
+    read "no state" in Redis, the breaker opened (tripped here and answered, or by another process's notification),
+    then the poll's answer arrived and closed it again (``shared_state_expired``), Redis holding it open, until the
+    next poll. The poll's answer is held here between its read and its delivery, so the order is forced."""
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, poll_interval_s=3600) as here, \
+                RedisState(server.url, prefix=prefix, poll_interval_s=3600) as there:
+            read, deliver = asyncio.Event(), asyncio.Event()
+            run = here._run
+
+            async def held_poll(operation: str, command: Any, keys: list[str] | None = None) -> Any:
+                result = await run(operation, command, keys)
+                if operation == "poll":
+                    read.set()
+                    await deliver.wait()
+                return result
+
+            monkeypatch.setattr(here, "_run", held_poll)
+            breaker = CircuitBreaker("api", shared=here, failure_threshold=1, reset_timeout=60, instrument=False)
+            await read.wait()  # its registration's poll has read Redis: no state yet
+            opener = breaker if opened_by == "this process" else CircuitBreaker(
+                "api", shared=there, failure_threshold=1, reset_timeout=60, instrument=False)
+            with pytest.raises(ConnectionError):
+                await opener.call(_boom)
+            link = breaker._link
+            assert link is not None
+            await wait_for(lambda: link.epoch != 0 and breaker.state is BreakerState.OPEN)  # Redis's state, taken
+            pending = list(here._pending)  # the poll, held
+            deliver.set()
+            await asyncio.wait(pending)
+            assert breaker.state is BreakerState.OPEN
+            with pytest.raises(CircuitOpenError):
+                await breaker.call(_ok)
 
     asyncio.run(main())
 

@@ -210,10 +210,17 @@ class BreakerLink:
         """Read the shared state (missed notifications, recovery after an outage)."""
         await self.store._poll_links([self])
 
-    def polled(self, now_ms: int, fields: list[Any]) -> None:
-        """Apply the shared state read by a poll: ``fields`` = HMGET state, epoch, opened_at, reason."""
+    def polled(self, now_ms: int, fields: list[Any], held: int) -> None:
+        """Apply the shared state read by a poll: ``fields`` = HMGET state, epoch, opened_at, reason; ``held``: the
+        epoch this process held when the poll was sent."""
         state, epoch, opened, reason = fields
         if state is None:  # never written, or expired: CLOSED with an empty window
+            if self.epoch != held:
+                # A shared state was taken here since the poll was sent (the answer to this process's trip, another
+                # process's notification): the poll read Redis before that state was written, and "no state" is
+                # older than it (it has no epoch to say so). Closed, a breaker that had just opened everywhere stayed
+                # closed here until the next poll, and a call it admitted meanwhile ran on as if it were closed.
+                return
             if self.breaker._forced:
                 # Forced here, lost there (FLUSHALL, a restart without persistence, a key written with a TTL
                 # before forced keys stopped expiring): written again, else a process started now saw CLOSED

@@ -430,13 +430,14 @@ class RedisState:
                     raise result
             return results
 
+        held = [link.epoch for link in links]  # before the read is sent: a state taken since is newer than it
         (seconds, micros), *states = await self._run("poll", read)
         now_ms = int(seconds) * 1000 + int(micros) // 1000
-        for link, fields in zip(links, states, strict=True):
+        for link, epoch, fields in zip(links, held, states, strict=True):
             try:
                 if isinstance(fields, Exception):
                     raise fields
-                link.polled(now_ms, fields)
+                link.polled(now_ms, fields, epoch)
                 if self._bad_keys:
                     self._mended(link.keys[:1])
             except (ResponseError, ValueError, KeyError) as exc:  # another type; a state or epoch no script wrote
