@@ -78,7 +78,9 @@ if state == 'closed' then
   -- A slice is named by its width and number ('c:<slice_ms>:<n>'): processes may give one breaker different
   -- window_s. Named by number alone, each read the others' slices as a clock step ahead or as slices long gone,
   -- and deleted them: failures in processes of different windows never added up, and it opened nowhere.
-  local mine = slice_ms .. ':' .. slice
+  -- Written as integers: Lua writes a number of 15 digits or more in exponent form (a window_s of 1e12 s or inf:
+  -- 'c:9.007199254741e+15:0'), a field every process's flush then refused, giving up the breaker's shared state.
+  local mine = string.format('%.0f:%.0f', slice_ms, slice)
   if calls > 0 then redis.call('HINCRBY', KEYS[2], 'c:' .. mine, calls) end
   if failures > 0 then redis.call('HINCRBY', KEYS[2], 'f:' .. mine, failures) end
   if slow > 0 then redis.call('HINCRBY', KEYS[2], 's:' .. mine, slow) end
