@@ -210,7 +210,7 @@ def test_a_breaker_of_a_huge_window_shares_its_counts_with_the_others_on_its_nam
                         while await client.hgetall(window) == before:  # noqa: ASYNC110 - another process's write
                             await asyncio.sleep(0.01)
                     fields = await client.hkeys(window)
-                    assert all(re.fullmatch(r"[cfs]:\d+:-?\d+", field) for field in fields), fields
+                    assert all(re.fullmatch(r"[cfs]:\d+:-?\d+", str(field)) for field in fields), fields
             finally:
                 await client.aclose()
             await wait_for(lambda: never.state is BreakerState.OPEN and short.state is BreakerState.OPEN)
