@@ -146,11 +146,16 @@ local reset_ms, probes, lease = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(A
 -- The period is lost once the longest lease of the probes taken in it ran out ('probe_lease'): processes may give
 -- their RedisState different probe_lease_s. Before, each judged by its own, and a process with probe_lease_s=0.5
 -- took a new period's probe half a second into another's probe of probe_lease_s=60, still running: more probes
--- at once than half_open_probes.
+-- at once than half_open_probes. It lasts until the latest of its probes' leases ends ('probe_end'), not a lease
+-- from its start: a probe taken late in it (a slot given back, then taken again) was overtaken by a new period
+-- when the period's first lease ran out, and more probes ran at once than half_open_probes.
 local function probe()
   redis.call('SET', KEYS[2], epoch, 'PX', math.max(1, lease))
   if lease > tonumber(redis.call('HGET', KEYS[1], 'probe_lease') or '0') then
     redis.call('HSET', KEYS[1], 'probe_lease', lease)
+  end
+  if now + lease > (tonumber(redis.call('HGET', KEYS[1], 'probe_end') or '') or 0) then
+    redis.call('HSET', KEYS[1], 'probe_end', string.format('%.0f', now + lease))
   end
   return {'probe', epoch, 0, now, opened}
 end
@@ -166,7 +171,8 @@ if state == 'open' then
   local remaining = opened + reset_ms - now
   if remaining > 0 then return {'rejected', epoch, remaining, now, opened} end
   set_state('half_open', 'reset_timeout',
-    {'probes_left', probes - 1, 'successes', 0, 'half_open_at', now, 'probe_lease', 0})
+    {'probes_left', probes - 1, 'successes', 0, 'half_open_at', now, 'probe_lease', 0,
+     'probe_end', now})
   return probe()
 end
 local left = tonumber(st[5] or '0')
@@ -179,9 +185,16 @@ if now < since then  -- the clock went back: the lost probes' lease runs from he
   since = now
   redis.call('HSET', KEYS[1], 'half_open_at', now)
 end
-if now - since >= tonumber(redis.call('HGET', KEYS[1], 'probe_lease') or lease) then
+local longest = tonumber(redis.call('HGET', KEYS[1], 'probe_lease') or lease)
+local ends = tonumber(redis.call('HGET', KEYS[1], 'probe_end') or '') or since + longest
+if ends > now + longest then  -- further ahead than any lease from now: taken before the clock went back
+  ends = now + longest
+  redis.call('HSET', KEYS[1], 'probe_end', string.format('%.0f', ends))
+end
+if now >= ends then
   set_state('half_open', 'reset_timeout',
-    {'probes_left', probes - 1, 'successes', 0, 'half_open_at', now, 'probe_lease', 0})
+    {'probes_left', probes - 1, 'successes', 0, 'half_open_at', now, 'probe_lease', 0,
+     'probe_end', now})
   return probe()
 end
 return {'rejected', epoch, -1, now, opened}
