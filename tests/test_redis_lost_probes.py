@@ -4,6 +4,7 @@ given back, whichever of the admission and the give-back runs first. Each test r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -268,3 +269,60 @@ def test_the_late_outcome_of_a_probe_of_an_earlier_half_open_period_is_ignored(
     shared, mine = asyncio.run(main())
     assert shared == "half_open"  # the new period's probe is still out: the late failure did not re-open it
     assert mine is BreakerState.HALF_OPEN
+
+
+def test_a_probe_taken_late_in_a_half_open_period_is_not_overtaken_by_a_new_period(
+    server: RedisServer, prefix: str,
+) -> None:
+    """Bug: a half-open period whose probes were all taken started again ``probe_lease_s`` after the period began,
+    whenever its probes were taken: with ``half_open_probes=1``, a probe given back 1.5 s in (its call cancelled)
+    and taken again by another process was overtaken 1.5 s later by a new period's probe while it still ran (two
+    probes at once, and the new one's success closed the breaker under it). The period now lasts until the
+    latest of its probes' leases ends."""
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, probe_lease_s=3) as one, \
+                RedisState(server.url, prefix=prefix, probe_lease_s=3) as other:
+            def breaker(shared: RedisState) -> CircuitBreaker:
+                return CircuitBreaker("api", shared=shared, failure_threshold=1, reset_timeout=0.2,
+                                      half_open_probes=1, instrument=False)
+
+            here, there = breaker(one), breaker(other)
+            with pytest.raises(ConnectionError):
+                await here.call(_boom)
+            await wait_for(lambda: there.state is BreakerState.OPEN)
+            await asyncio.sleep(0.3)  # past the reset timeout: the next call is the period's only probe
+            started, finish = asyncio.Event(), asyncio.Event()
+
+            async def held() -> str:
+                started.set()
+                await finish.wait()
+                return "ok"
+
+            first = asyncio.ensure_future(here.call(held))
+            await started.wait()
+            await asyncio.sleep(1.5)
+            first.cancel()  # its slot given back, 1.5 s into the period
+            await asyncio.gather(first, return_exceptions=True)
+            await wait_for(lambda: _shared_state(server, prefix, "api").get("probes_left") == "1")
+            started.clear()
+            second = asyncio.ensure_future(there.call(held))  # the slot taken again: its lease ends ~3 s on
+            await started.wait()
+            admitted = 0
+
+            async def extra() -> None:
+                nonlocal admitted
+                admitted += 1
+
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 2.2  # past the period's first lease (before: admitted ~1.5 s on)
+            while loop.time() < end:
+                with contextlib.suppress(CircuitOpenError):
+                    await here.call(extra)
+                await asyncio.sleep(0.02)
+            assert admitted == 0
+            finish.set()
+            assert await second == "ok"
+            await wait_for(lambda: here.state is BreakerState.CLOSED)
+
+    asyncio.run(main())

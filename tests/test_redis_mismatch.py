@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import re
 from typing import Any
 
 import pytest
@@ -175,3 +177,43 @@ def test_a_process_with_a_shorter_key_ttl_never_cuts_the_ttl_another_needs(serve
         asyncio.run(main())
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("huge", [1e12, math.inf])
+def test_a_breaker_of_a_huge_window_shares_its_counts_with_the_others_on_its_name(
+    server: RedisServer, prefix: str, huge: float,
+) -> None:
+    """Bug: a slice's field was named ``'c:' .. slice_ms .. ':' .. n``, and Lua writes a number of 15 digits or more
+    in exponent form: a breaker with ``window_s`` >= 1e12 s (inf is accepted: a window that never drops a call)
+    wrote ``c:9.007199254741e+15:0``, which every process's flush then refused as a field no script wrote. The
+    breaker's shared state was given up in every process on the name (local state only, a warning at each
+    flush), and failures counted in both never opened it. The width and number are now written as integers."""
+
+    async def boom() -> None:
+        raise ConnectionError("down")
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, poll_interval_s=0.1) as one, \
+                RedisState(server.url, prefix=prefix, poll_interval_s=0.1) as other:
+            never = CircuitBreaker("api", shared=one, failure_threshold=3, window_s=huge, reset_timeout=60,
+                                   instrument=False)
+            short = CircuitBreaker("api", shared=other, failure_threshold=3, window_s=10, reset_timeout=60,
+                                   instrument=False)
+            window = f"{prefix}:{{breaker:api}}:window"
+            client = redis.asyncio.Redis(port=server.port, decode_responses=True)
+            try:
+                for breaker in (never, never, short):  # 3 failures in every window, 2 of them in `never`'s
+                    with pytest.raises(ConnectionError):
+                        await breaker.call(boom)
+                    before = await client.hgetall(window)
+                    async with asyncio.timeout(10):  # flushed: the window changed (counts added, or opened)
+                        while await client.hgetall(window) == before:  # noqa: ASYNC110 - another process's write
+                            await asyncio.sleep(0.01)
+                    fields = await client.hkeys(window)
+                    assert all(re.fullmatch(r"[cfs]:\d+:-?\d+", str(field)) for field in fields), fields
+            finally:
+                await client.aclose()
+            await wait_for(lambda: never.state is BreakerState.OPEN and short.state is BreakerState.OPEN)
+            assert one.available and other.available
+
+    asyncio.run(main())

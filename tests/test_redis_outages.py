@@ -614,7 +614,9 @@ def test_a_server_clock_that_went_back_frees_a_dead_holders_pool_slot_after_its_
         async with RedisState(server.url, prefix=prefix, timeout_s=5, poll_interval_s=0.1) as shared:
             pool = SharedPool(shared, "db", limit=1, lease_s=1)
             seconds, micros = client.time()
-            client.zadd(f"{prefix}:{{pool:db}}:holders", {"dead": seconds * 1000 + micros // 1000 + 86_400_000})
+            ahead = seconds * 1000 + micros // 1000 + 86_400_000
+            client.zadd(f"{prefix}:{{pool:db}}:holders", {"dead": ahead})
+            client.set(f"{prefix}:{{pool:db}}:clock", ahead - 1000)  # its last acquire's time, as the server left it
             async with asyncio.timeout(15):  # before: a day
                 await pool.acquire()
             pool.release()

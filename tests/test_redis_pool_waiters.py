@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from typing import Literal
 
 import pytest
+import redis
 from _redis_server import RedisServer
 
 from shannon_otel import CircuitBreaker
@@ -73,3 +75,40 @@ def test_a_waiter_of_a_full_pool_whose_state_is_closed_gets_a_clear_error(server
             holder.release()
 
     asyncio.run(main())
+
+
+def test_a_full_pools_waiters_do_not_read_every_lease_at_each_retry(server: RedisServer) -> None:
+    """Bug: each acquire read the pool's every lease (ZRANGE 0 -1, to clamp leases taken before the server's clock
+    went back), so an acquire of a full pool of 2,000 leases cost ~4 ms of Redis, 30 ms at 20,000, and every
+    release woke each waiter to pay it again (Redis busy, its calls timing out as an outage). The leases are now
+    read only when the clock went back since the last acquire; a waiter's retries of a full pool read none."""
+    prefix = f"w{uuid.uuid4().hex[:10]}"
+    client = redis.Redis.from_url(server.url)
+
+    def calls(*commands: str) -> int:
+        stats = client.info("commandstats")
+        return sum(int(stats.get(f"cmdstat_{command}", {}).get("calls", 0)) for command in commands)
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, poll_interval_s=0.05) as holding, \
+                RedisState(server.url, prefix=prefix, poll_interval_s=0.05) as waiting:
+            full = SharedPool(holding, "db", limit=50)
+            for _ in range(50):
+                await full.acquire()
+            reads, scripts = calls("zrange"), calls("evalsha", "eval")
+            waiter = asyncio.ensure_future(SharedPool(waiting, "db", limit=50).acquire())
+            async with asyncio.timeout(30):
+                while calls("evalsha", "eval") < scripts + 10:  # noqa: ASYNC110 - the waiter's retries, in Redis
+                    await asyncio.sleep(0.01)
+            assert not waiter.done()
+            assert calls("zrange") == reads  # before: one full read per retry
+            waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiter
+            for _ in range(50):
+                full.release()
+
+    try:
+        asyncio.run(main())
+    finally:
+        client.close()

@@ -125,7 +125,7 @@ class SharedPool(ResourcePool):
             raise ValueError(f"lease_s must be a number of seconds in [1, 86400], got {shown(lease_s)}")
         self.shared = shared
         self.lease_s = float(lease_s)
-        self._key = [shared._key("pool", name, "holders")]
+        self._key = [shared._key("pool", name, "holders"), shared._key("pool", name, "clock")]
         self._held: list[str | None] = []  # one entry per slot held here: its lease id (None: local slot)
 
     async def acquire(self) -> None:
@@ -181,7 +181,7 @@ class SharedPool(ResourcePool):
             self.shared._lost_admission(*lost)
 
     def _release_args(self, holder: str) -> tuple[str, list[str], list[Any]]:
-        return "POOL_RELEASE", self._key, [self.shared.pool_channel, self.name, holder]
+        return "POOL_RELEASE", self._key[:1], [self.shared.pool_channel, self.name, holder]
 
     def _release_script(self, holder: str) -> Awaitable[Any]:
         return self.shared._script(*self._release_args(holder))

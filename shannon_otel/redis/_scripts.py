@@ -78,7 +78,9 @@ if state == 'closed' then
   -- A slice is named by its width and number ('c:<slice_ms>:<n>'): processes may give one breaker different
   -- window_s. Named by number alone, each read the others' slices as a clock step ahead or as slices long gone,
   -- and deleted them: failures in processes of different windows never added up, and it opened nowhere.
-  local mine = slice_ms .. ':' .. slice
+  -- Written as integers: Lua writes a number of 15 digits or more in exponent form (a window_s of 1e12 s or inf:
+  -- 'c:9.007199254741e+15:0'), a field every process's flush then refused, giving up the breaker's shared state.
+  local mine = string.format('%.0f:%.0f', slice_ms, slice)
   if calls > 0 then redis.call('HINCRBY', KEYS[2], 'c:' .. mine, calls) end
   if failures > 0 then redis.call('HINCRBY', KEYS[2], 'f:' .. mine, failures) end
   if slow > 0 then redis.call('HINCRBY', KEYS[2], 's:' .. mine, slow) end
@@ -144,11 +146,16 @@ local reset_ms, probes, lease = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(A
 -- The period is lost once the longest lease of the probes taken in it ran out ('probe_lease'): processes may give
 -- their RedisState different probe_lease_s. Before, each judged by its own, and a process with probe_lease_s=0.5
 -- took a new period's probe half a second into another's probe of probe_lease_s=60, still running: more probes
--- at once than half_open_probes.
+-- at once than half_open_probes. It lasts until the latest of its probes' leases ends ('probe_end'), not a lease
+-- from its start: a probe taken late in it (a slot given back, then taken again) was overtaken by a new period
+-- when the period's first lease ran out, and more probes ran at once than half_open_probes.
 local function probe()
   redis.call('SET', KEYS[2], epoch, 'PX', math.max(1, lease))
   if lease > tonumber(redis.call('HGET', KEYS[1], 'probe_lease') or '0') then
     redis.call('HSET', KEYS[1], 'probe_lease', lease)
+  end
+  if now + lease > (tonumber(redis.call('HGET', KEYS[1], 'probe_end') or '') or 0) then
+    redis.call('HSET', KEYS[1], 'probe_end', string.format('%.0f', now + lease))
   end
   return {'probe', epoch, 0, now, opened}
 end
@@ -164,7 +171,8 @@ if state == 'open' then
   local remaining = opened + reset_ms - now
   if remaining > 0 then return {'rejected', epoch, remaining, now, opened} end
   set_state('half_open', 'reset_timeout',
-    {'probes_left', probes - 1, 'successes', 0, 'half_open_at', now, 'probe_lease', 0})
+    {'probes_left', probes - 1, 'successes', 0, 'half_open_at', now, 'probe_lease', 0,
+     'probe_end', now})
   return probe()
 end
 local left = tonumber(st[5] or '0')
@@ -177,9 +185,16 @@ if now < since then  -- the clock went back: the lost probes' lease runs from he
   since = now
   redis.call('HSET', KEYS[1], 'half_open_at', now)
 end
-if now - since >= tonumber(redis.call('HGET', KEYS[1], 'probe_lease') or lease) then
+local longest = tonumber(redis.call('HGET', KEYS[1], 'probe_lease') or lease)
+local ends = tonumber(redis.call('HGET', KEYS[1], 'probe_end') or '') or since + longest
+if ends > now + longest then  -- further ahead than any lease from now: taken before the clock went back
+  ends = now + longest
+  redis.call('HSET', KEYS[1], 'probe_end', string.format('%.0f', ends))
+end
+if now >= ends then
   set_state('half_open', 'reset_timeout',
-    {'probes_left', probes - 1, 'successes', 0, 'half_open_at', now, 'probe_lease', 0})
+    {'probes_left', probes - 1, 'successes', 0, 'half_open_at', now, 'probe_lease', 0,
+     'probe_end', now})
   return probe()
 end
 return {'rejected', epoch, -1, now, opened}
@@ -268,7 +283,8 @@ if wait < 0 then wait = 0 end
 return tostring(wait)
 """
 
-# KEYS: holders (sorted set member -> lease expiry ms). ARGV: limit, holder, lease_ms.
+# KEYS: holders (sorted set member -> lease expiry ms), clock (the server's time at the last acquire).
+# ARGV: limit, holder, lease_ms.
 # Returns 1 when ``holder`` now holds a slot, 0 when the pool is full. Expired leases (a process that
 # died holding a slot) are dropped first. Each member is ``<token>:<its own lease_ms>``: processes sharing a pool
 # may give it different lease_s, and every lease keeps its own. A lease that ends more than its own lease_ms
@@ -278,16 +294,23 @@ return tostring(wait)
 # Before, every lease was held to the caller's lease_ms, and the key expired 2 x the caller's lease_ms later: an
 # acquire with lease_s=10 ended, 10 s on, the slot of a task of another process given lease_s=3600 while it ran,
 # and more than `limit` ran at once. The key now lives until its latest lease ends (+1 s), never less.
+# Leases are read only when the clock went back since the last acquire (or that time is unknown): a lease taken
+# at or before it ends within its own length. Read at every acquire, a full pool of 2,000 leases cost ~4 ms of
+# Redis per acquire, and each release woke every waiter to pay it.
 POOL_ACQUIRE: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local lease = tonumber(ARGV[3])
-local held = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
-for i = 1, #held, 2 do
-  local own = math.min(tonumber(string.match(held[i], ':(%d+)$') or lease), 86400000)
-  if tonumber(held[i + 1]) > now + own then redis.call('ZADD', KEYS[1], now + own, held[i]) end
+local last = tonumber(redis.call('GET', KEYS[2]) or '')
+if not last or now < last then
+  local held = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+  for i = 1, #held, 2 do
+    local own = math.min(tonumber(string.match(held[i], ':(%d+)$') or lease), 86400000)
+    if tonumber(held[i + 1]) > now + own then redis.call('ZADD', KEYS[1], now + own, held[i]) end
+  end
 end
+redis.call('SET', KEYS[2], string.format('%.0f', now), 'PX', 86401000)  -- outlives the longest lease (1 day)
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
   redis.call('ZADD', KEYS[1], now + lease, ARGV[2])
   local latest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')

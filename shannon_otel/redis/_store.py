@@ -53,8 +53,9 @@ class RedisState:
             breaker's keys live at least its ``reset_timeout`` + 1 s, and a forced-open breaker's state
             (``force_open()``) until its reset.
         probe_lease_s: a half-open period whose probes are all taken and none of whose outcomes has
-            arrived within this long lost them (their process died, or Redis lost the outcome): the next
-            admission starts a new period. Keep it above your slowest probe call.
+            arrived within this long of its admission lost them (their process died, or Redis lost the
+            outcome): once the last probe's lease ran out, the next admission starts a new period. Keep it
+            above your slowest probe call.
         on_unavailable: ``"local"`` (fail open: each process goes on with its own local state) or
             ``"reject"`` (fail closed: breakers reject calls, rate limits and pools raise
             :class:`SharedStateUnavailableError`) while Redis cannot be reached. Both recover by themselves.
