@@ -326,3 +326,35 @@ def test_a_probe_taken_late_in_a_half_open_period_is_not_overtaken_by_a_new_peri
             await wait_for(lambda: here.state is BreakerState.CLOSED)
 
     asyncio.run(main())
+
+
+class _IgnoredError(Exception):
+    pass
+
+
+async def _ignored() -> None:
+    raise _IgnoredError("not a result of the service")
+
+
+@pytest.mark.parametrize("probe", [_ok, _ignored], ids=["succeeded", "ignored"])
+def test_a_call_made_right_after_a_probe_ended_is_admitted_as_by_a_local_breaker(
+    server: RedisServer, prefix: str, probe: object,
+) -> None:
+    """Bug: a probe's outcome (a success, or the slot an ignored or cancelled probe gives back) was sent in the
+    background, and a call made right after it asked Redis first, from the state of before the outcome: a
+    caller whose probe had just closed the breaker (success_threshold=1) got CircuitOpenError ("breaker 'api' is
+    closed; call rejected"), as did one retrying after an ignored error, where a local breaker admits both.
+    Now an admission waits for the breaker's outcomes still being sent."""
+
+    async def main() -> int:
+        async with RedisState(server.url, prefix=prefix, poll_interval_s=60, probe_lease_s=3600) as shared:
+            breaker = CircuitBreaker("api", shared=shared, failure_threshold=1, reset_timeout=0.05,
+                                     half_open_probes=1, on=(ConnectionError,), instrument=False)
+            with pytest.raises(ConnectionError):
+                await breaker.call(_boom)
+            await asyncio.sleep(0.2)  # past the reset timeout
+            with contextlib.suppress(_IgnoredError):
+                await breaker.call(probe)  # type: ignore[arg-type]
+            return await breaker.call(_ok)  # no await in between: nothing else had the loop
+
+    assert asyncio.run(main()) == 1

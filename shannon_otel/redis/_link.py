@@ -41,8 +41,8 @@ _MAX_MS = 2**53
 
 class BreakerLink:
     __slots__ = (
-        "breaker", "calls", "epoch", "failures", "keys", "name", "rejected_at", "sending", "slow", "store", "ttl_s",
-        "unsent", "window",
+        "breaker", "calls", "epoch", "failures", "keys", "name", "pushes", "rejected_at", "sending", "slow", "store",
+        "ttl_s", "unsent", "window",
     )
 
     def __init__(self, store: RedisState, breaker: CircuitBreaker) -> None:
@@ -58,6 +58,10 @@ class BreakerLink:
         # Changes made here (a trip, a probe's outcome, force_open, reset) not answered by Redis yet: until
         # then a poll, a flush or a message of the epoch already held is older than the local state.
         self.sending = 0
+        # Those changes' sends, still running: an admission waits for them (each bounded by timeout_s). Asked
+        # first, Redis answered from the state of before them: a call made right after a successful probe (or an
+        # ignored or cancelled one, which gives its slot back) was rejected, the probe's outcome not yet there.
+        self.pushes: set[asyncio.Future[Any]] = set()
         # The last transition made here (a trip, force_open, reset) that Redis did not take (down, or timed out):
         # sent again when Redis is back, instead of taking the shared state of before it. A trip made while
         # Redis was away was undone by the first poll after it came back: the shared CLOSED (or no state) of
@@ -109,6 +113,10 @@ class BreakerLink:
             # day back: a day). Measured from the reading, not to a stored `reading + 0.05`: `recheck_at - now` of
             # the same reading rounded above 0.05 at most readings, and every call of that instant asked Redis.
             b._reject(call, None)
+        if self.pushes:
+            await asyncio.wait(set(self.pushes))  # never cancels them; each is bounded by timeout_s
+            if b._state is _CLOSED and self.sharing():  # a probe's success sent just before closed it
+                return b._gen
         # This admission's own key: a probe slot it took is recorded there, so a caller that never got the answer
         # gives that slot back (GIVEBACK), even when the ACQUIRE runs only after the give-back.
         keys = [self.keys[0], self.store._key("breaker", self.name, f"admission:{uuid.uuid4().hex}")]
@@ -169,7 +177,9 @@ class BreakerLink:
                 self.unsent = (str(args[0]), str(args[1]))
             return
         self.sending += 1
-        self.store._background(self._send(script, *args))
+        push = self.store._background(self._send(script, *args))
+        self.pushes.add(push)
+        push.add_done_callback(self.pushes.discard)
 
     async def started(self) -> None:
         """The state starts (before it reads the shared state): a transition made here before the loop ran is

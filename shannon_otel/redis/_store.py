@@ -313,11 +313,12 @@ class RedisState:
         if bad is not None and bad <= set(keys):
             del self._bad_keys[keys[0]]
 
-    def _background(self, operation: Awaitable[Any]) -> None:
+    def _background(self, operation: Awaitable[Any]) -> asyncio.Future[Any]:
         """Run ``operation`` without waiting for it (state pushes); its failure is already counted."""
         task = asyncio.ensure_future(operation)
         self._pending.add(task)
         task.add_done_callback(self._done)
+        return task
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._pending.discard(task)
