@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from shannon_otel import CircuitBreaker, CircuitOpenError
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -79,6 +81,24 @@ async def wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0) -> No
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached in time"
         await asyncio.sleep(0.01)
+
+
+async def admitted_during(breaker: CircuitBreaker, seconds: float) -> int:
+    """How many calls ``breaker`` admitted of those made every 20 ms for ``seconds`` (each a no-op; a rejection,
+    CircuitOpenError, is not counted)."""
+    admitted = 0
+
+    async def extra() -> None:
+        nonlocal admitted
+        admitted += 1
+
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while loop.time() < end:
+        with contextlib.suppress(CircuitOpenError):
+            await breaker.call(extra)
+        await asyncio.sleep(0.02)
+    return admitted
 
 
 @pytest.fixture

@@ -103,18 +103,27 @@ class Releasing(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
+def _one_span_for_a_stalled_and_a_healthy_exporter(
+    monkeypatch: pytest.MonkeyPatch, service: str,
+) -> tuple[Telemetry, Stalled, Releasing]:
+    """configure() with two span exporters, a stalled one first in line and a healthy one whose export releases it,
+    and one span ended: still queued (no scheduled export for an hour) when the caller's shutdown or flush begins."""
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "3600000")
+    stalled = Stalled()
+    healthy = Releasing(stalled)
+    handle = configure(service, exporter="none", span_exporters=[stalled, healthy], set_global=False,
+                       metric_interval_s=3600.0, shutdown_timeout_s=5.0)
+    handle.tracer_provider.get_tracer("app").start_span("etl").end()
+    return handle, stalled, healthy
+
+
 def test_a_stalled_exporter_does_not_keep_the_spans_from_the_other_exporters_at_shutdown(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Before: Telemetry.shutdown() stopped the tracer provider, whose processors the SDK shuts down one after the
     # other: with configure()'s OTLP endpoint down or silent (first in line) a second exporter (span_exporters=: a
     # file, the console, another collector) got none of the spans, only a count of them as dropped at the give-up.
-    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "3600000")  # the span is still queued when shutdown() begins
-    stalled = Stalled()
-    healthy = Releasing(stalled)
-    handle = configure("two-backends", exporter="none", span_exporters=[stalled, healthy], set_global=False,
-                       metric_interval_s=3600.0, shutdown_timeout_s=5.0)
-    handle.tracer_provider.get_tracer("app").start_span("etl").end()
+    handle, stalled, healthy = _one_span_for_a_stalled_and_a_healthy_exporter(monkeypatch, "two-backends")
     try:
         assert handle.shutdown() is True
         assert healthy.received == ["etl"]
@@ -129,12 +138,7 @@ def test_a_stalled_exporter_does_not_keep_the_spans_from_the_other_exporters_at_
     # Before: force_flush() flushed the tracer provider, whose processors the SDK flushes one after the other (and
     # whose batch flush ignores the timeout): with configure()'s OTLP endpoint silent (first in line),
     # force_flush(2) returned False and span_exporters=[ConsoleSpanExporter()] had printed nothing.
-    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "3600000")  # the span is still queued when force_flush() begins
-    stalled = Stalled()
-    healthy = Releasing(stalled)
-    handle = configure("two-backends-flush", exporter="none", span_exporters=[stalled, healthy], set_global=False,
-                       metric_interval_s=3600.0, shutdown_timeout_s=5.0)
-    handle.tracer_provider.get_tracer("app").start_span("etl").end()
+    handle, stalled, healthy = _one_span_for_a_stalled_and_a_healthy_exporter(monkeypatch, "two-backends-flush")
     try:
         assert handle.force_flush(10.0) is True  # the healthy export released the stalled one: all ended in time
         assert healthy.received == ["etl"]

@@ -12,9 +12,9 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import pytest
 
@@ -103,11 +103,11 @@ def _retried(logger_records: list[logging.LogRecord]) -> list[tuple[str, float |
     return [(r.getMessage(), getattr(r, "shannon.log.interval", None)) for r in logger_records]
 
 
-def test_a_clock_stepped_back_neither_silences_the_limiter_nor_reports_negative_seconds() -> None:
-    # With a wall clock (clock=time.time) stepped back an hour, every later occurrence fell inside the
-    # window (now - start < 0 < interval) and was held back until the clock caught up, an hour later;
-    # a flush or an eviction meanwhile reported "in the last -3600 s".
-    clock = FakeClock()
+def _storm_of_retries(
+    clock: FakeClock, step_s: float,
+) -> tuple[LoggingHook, Callable[[int], Coroutine[Any, Any, None]]]:
+    """A LoggingHook (10 s windows) on ``clock``, and ``storm(n)``: n calls of a Retry named "op" through it, each
+    retried once (its first attempt fails), the clock moved ``step_s`` on after each."""
     hook = LoggingHook(clock=clock, interval_s=10)
     retry = Retry(name="op", attempts=2, initial=0, jitter="none", clock=clock, sleep=clock.sleep, hooks=[hook],
                   instrument=False)
@@ -115,6 +115,17 @@ def test_a_clock_stepped_back_neither_silences_the_limiter_nor_reports_negative_
     async def storm(n: int) -> None:
         for _ in range(n):
             await retry.call(_flaky())
+            clock.now += step_s
+
+    return hook, storm
+
+
+def test_a_clock_stepped_back_neither_silences_the_limiter_nor_reports_negative_seconds() -> None:
+    # With a wall clock (clock=time.time) stepped back an hour, every later occurrence fell inside the
+    # window (now - start < 0 < interval) and was held back until the clock caught up, an hour later;
+    # a flush or an eviction meanwhile reported "in the last -3600 s".
+    clock = FakeClock()
+    hook, storm = _storm_of_retries(clock, step_s=0.0)
 
     with _capturing("shannon_otel.retry", _Records()) as handler:
         run_virtual(storm(3))  # the first written, two held back
@@ -159,14 +170,7 @@ def test_a_summary_of_a_flood_under_a_second_does_not_say_it_spanned_0_s() -> No
     # A flood within a few milliseconds read "retried op 2 times in the last 0 s": an interval of zero, which a
     # summary of several occurrences cannot have (the library shows no delay or limit as zero: as_seconds).
     clock = FakeClock()
-    hook = LoggingHook(clock=clock, interval_s=10)
-    retry = Retry(name="op", attempts=2, initial=0, jitter="none", clock=clock, sleep=clock.sleep, hooks=[hook],
-                  instrument=False)
-
-    async def storm(n: int) -> None:
-        for _ in range(n):
-            await retry.call(_flaky())
-            clock.now += 0.001
+    hook, storm = _storm_of_retries(clock, step_s=0.001)
 
     with _capturing("shannon_otel.retry", _Records()) as handler:
         run_virtual(storm(3))  # the first written, two held back

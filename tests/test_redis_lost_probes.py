@@ -12,7 +12,7 @@ import time
 
 import pytest
 import redis
-from _redis_server import RedisServer, wait_for
+from _redis_server import RedisServer, admitted_during, wait_for
 
 from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
 from shannon_otel.redis import RedisState
@@ -308,19 +308,7 @@ def test_a_probe_taken_late_in_a_half_open_period_is_not_overtaken_by_a_new_peri
             started.clear()
             second = asyncio.ensure_future(there.call(held))  # the slot taken again: its lease ends ~3 s on
             await started.wait()
-            admitted = 0
-
-            async def extra() -> None:
-                nonlocal admitted
-                admitted += 1
-
-            loop = asyncio.get_running_loop()
-            end = loop.time() + 2.2  # past the period's first lease (before: admitted ~1.5 s on)
-            while loop.time() < end:
-                with contextlib.suppress(CircuitOpenError):
-                    await here.call(extra)
-                await asyncio.sleep(0.02)
-            assert admitted == 0
+            assert await admitted_during(here, 2.2) == 0  # past the period's first lease (before: admitted ~1.5 s on)
             finish.set()
             assert await second == "ok"
             await wait_for(lambda: here.state is BreakerState.CLOSED)

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 import redis
 import redis.asyncio
-from _redis_server import RedisServer, wait_for
+from _redis_server import RedisServer, admitted_during, wait_for
 
-from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
+from shannon_otel import BreakerState, CircuitBreaker
 from shannon_otel.redis import RedisState, SharedPool
 
 
@@ -52,6 +52,32 @@ def test_a_short_lease_in_one_process_never_ends_a_longer_lease_of_another(serve
         client.close()
 
 
+async def _fail_each_and_await_its_flush(
+    server: RedisServer, prefix: str, breakers: Sequence[CircuitBreaker],
+) -> list[list[str]]:
+    """One failed call through each of ``breakers`` (breaker "api"), in turn, each followed by its flush to Redis (the
+    shared window changed: counts added, or the breaker opened): the window's fields after each flush."""
+
+    async def boom() -> None:
+        raise ConnectionError("down")
+
+    window = f"{prefix}:{{breaker:api}}:window"
+    client = redis.asyncio.Redis(port=server.port, decode_responses=True)
+    seen = []
+    try:
+        for breaker in breakers:
+            with pytest.raises(ConnectionError):
+                await breaker.call(boom)
+            before = await client.hgetall(window)
+            async with asyncio.timeout(10):
+                while await client.hgetall(window) == before:  # noqa: ASYNC110 - another process's write
+                    await asyncio.sleep(0.01)
+            seen.append([str(field) for field in await client.hkeys(window)])
+    finally:
+        await client.aclose()
+    return seen
+
+
 def test_breakers_with_different_windows_on_one_name_count_each_others_failures(
     server: RedisServer, prefix: str,
 ) -> None:
@@ -62,9 +88,6 @@ def test_breakers_with_different_windows_on_one_name_count_each_others_failures(
     counts every slice that starts within its own window, and deletes only its own old ones (another width's
     once they are older than the key's TTL)."""
 
-    async def boom() -> None:
-        raise ConnectionError("down")
-
     async def main() -> None:
         async with RedisState(server.url, prefix=prefix, poll_interval_s=0.1) as one, \
                 RedisState(server.url, prefix=prefix, poll_interval_s=0.1) as other:
@@ -72,18 +95,7 @@ def test_breakers_with_different_windows_on_one_name_count_each_others_failures(
                                    instrument=False)
             long = CircuitBreaker("api", shared=other, failure_threshold=4, window_s=60, reset_timeout=60,
                                   instrument=False)
-            window = f"{prefix}:{{breaker:api}}:window"
-            client = redis.asyncio.Redis(port=server.port, decode_responses=True)
-            try:
-                for breaker in (short, long, short, long):  # 2 failures each: 4 in every window
-                    with pytest.raises(ConnectionError):
-                        await breaker.call(boom)
-                    before = await client.hgetall(window)
-                    async with asyncio.timeout(10):  # flushed: the window changed (counts added, or opened)
-                        while await client.hgetall(window) == before:  # noqa: ASYNC110 - another process's write
-                            await asyncio.sleep(0.01)
-            finally:
-                await client.aclose()
+            await _fail_each_and_await_its_flush(server, prefix, (short, long, short, long))  # 4 in every window
             await wait_for(lambda: short.state is BreakerState.OPEN and long.state is BreakerState.OPEN)
 
     asyncio.run(main())
@@ -121,19 +133,7 @@ def test_a_short_probe_lease_in_one_process_never_starts_a_new_period_under_a_lo
             await asyncio.sleep(0.3)  # past the reset timeout: the next call is the period's only probe
             probe = asyncio.ensure_future(slow.call(held_probe))
             await started.wait()
-            admitted = 0
-
-            async def extra() -> None:
-                nonlocal admitted
-                admitted += 1
-
-            loop = asyncio.get_running_loop()
-            end = loop.time() + 2  # 4 of the short process's leases: before, admitted after the first
-            while loop.time() < end:
-                with contextlib.suppress(CircuitOpenError):
-                    await quick.call(extra)
-                await asyncio.sleep(0.02)
-            assert admitted == 0
+            assert await admitted_during(quick, 2) == 0  # 4 of the short one's leases: before, admitted after the first
             finish.set()
             assert await probe == "ok"
             await wait_for(lambda: quick.state is BreakerState.CLOSED)
@@ -189,9 +189,6 @@ def test_a_breaker_of_a_huge_window_shares_its_counts_with_the_others_on_its_nam
     breaker's shared state was given up in every process on the name (local state only, a warning at each
     flush), and failures counted in both never opened it. The width and number are now written as integers."""
 
-    async def boom() -> None:
-        raise ConnectionError("down")
-
     async def main() -> None:
         async with RedisState(server.url, prefix=prefix, poll_interval_s=0.1) as one, \
                 RedisState(server.url, prefix=prefix, poll_interval_s=0.1) as other:
@@ -199,20 +196,9 @@ def test_a_breaker_of_a_huge_window_shares_its_counts_with_the_others_on_its_nam
                                    instrument=False)
             short = CircuitBreaker("api", shared=other, failure_threshold=3, window_s=10, reset_timeout=60,
                                    instrument=False)
-            window = f"{prefix}:{{breaker:api}}:window"
-            client = redis.asyncio.Redis(port=server.port, decode_responses=True)
-            try:
-                for breaker in (never, never, short):  # 3 failures in every window, 2 of them in `never`'s
-                    with pytest.raises(ConnectionError):
-                        await breaker.call(boom)
-                    before = await client.hgetall(window)
-                    async with asyncio.timeout(10):  # flushed: the window changed (counts added, or opened)
-                        while await client.hgetall(window) == before:  # noqa: ASYNC110 - another process's write
-                            await asyncio.sleep(0.01)
-                    fields = await client.hkeys(window)
-                    assert all(re.fullmatch(r"[cfs]:\d+:-?\d+", str(field)) for field in fields), fields
-            finally:
-                await client.aclose()
+            # 3 failures in every window, 2 of them in `never`'s
+            for fields in await _fail_each_and_await_its_flush(server, prefix, (never, never, short)):
+                assert all(re.fullmatch(r"[cfs]:\d+:-?\d+", str(field)) for field in fields), fields
             await wait_for(lambda: never.state is BreakerState.OPEN and short.state is BreakerState.OPEN)
             assert one.available and other.available
 
