@@ -9,12 +9,12 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from shannon_otel import CircuitBreaker, CircuitOpenError
+from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
 
 
 def free_port() -> int:
@@ -99,6 +99,49 @@ async def admitted_during(breaker: CircuitBreaker, seconds: float) -> int:
             await breaker.call(extra)
         await asyncio.sleep(0.02)
     return admitted
+
+
+@contextlib.asynccontextmanager
+async def tripped_for_one_probe(
+    server: RedisServer, prefix: str, probe_leases_s: tuple[float, float],
+) -> AsyncIterator[tuple[CircuitBreaker, CircuitBreaker]]:
+    """Breakers "api" (``failure_threshold=1, reset_timeout=0.2, half_open_probes=1``) of two processes sharing
+    ``server`` (a RedisState each, given ``probe_lease_s`` from ``probe_leases_s``), after a failed call through
+    the first, once the second has seen the breaker OPEN and the reset timeout has passed: the next call is the
+    half-open period's only probe."""
+    from shannon_otel.redis import RedisState  # here: the tests that never use Redis import this module too
+
+    async def boom() -> None:
+        raise ConnectionError("down")
+
+    async with RedisState(server.url, prefix=prefix, probe_lease_s=probe_leases_s[0]) as one, \
+            RedisState(server.url, prefix=prefix, probe_lease_s=probe_leases_s[1]) as other:
+        first, second = (CircuitBreaker("api", shared=shared, failure_threshold=1, reset_timeout=0.2,
+                                        half_open_probes=1, instrument=False) for shared in (one, other))
+        with pytest.raises(ConnectionError):
+            await first.call(boom)
+        await wait_for(lambda: second.state is BreakerState.OPEN)
+        await asyncio.sleep(0.3)  # past the reset timeout
+        yield first, second
+
+
+class HeldCall:
+    """An operation that runs until ``finish`` is set, then returns "ok"."""
+
+    def __init__(self) -> None:
+        self.started, self.finish = asyncio.Event(), asyncio.Event()
+
+    async def __call__(self) -> str:
+        self.started.set()
+        await self.finish.wait()
+        return "ok"
+
+    async def start(self, breaker: CircuitBreaker) -> asyncio.Task[str]:
+        """A call of this operation through ``breaker``, once it has started running (it was admitted)."""
+        self.started.clear()
+        call = asyncio.ensure_future(breaker.call(self))
+        await self.started.wait()
+        return call
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import time
 
 import pytest
 import redis
-from _redis_server import RedisServer, admitted_during, wait_for
+from _redis_server import HeldCall, RedisServer, admitted_during, tripped_for_one_probe, wait_for
 
 from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
 from shannon_otel.redis import RedisState
@@ -281,35 +281,16 @@ def test_a_probe_taken_late_in_a_half_open_period_is_not_overtaken_by_a_new_peri
     latest of its probes' leases ends."""
 
     async def main() -> None:
-        async with RedisState(server.url, prefix=prefix, probe_lease_s=3) as one, \
-                RedisState(server.url, prefix=prefix, probe_lease_s=3) as other:
-            def breaker(shared: RedisState) -> CircuitBreaker:
-                return CircuitBreaker("api", shared=shared, failure_threshold=1, reset_timeout=0.2,
-                                      half_open_probes=1, instrument=False)
-
-            here, there = breaker(one), breaker(other)
-            with pytest.raises(ConnectionError):
-                await here.call(_boom)
-            await wait_for(lambda: there.state is BreakerState.OPEN)
-            await asyncio.sleep(0.3)  # past the reset timeout: the next call is the period's only probe
-            started, finish = asyncio.Event(), asyncio.Event()
-
-            async def held() -> str:
-                started.set()
-                await finish.wait()
-                return "ok"
-
-            first = asyncio.ensure_future(here.call(held))
-            await started.wait()
+        async with tripped_for_one_probe(server, prefix, probe_leases_s=(3, 3)) as (here, there):
+            held = HeldCall()
+            first = await held.start(here)  # the period's only probe
             await asyncio.sleep(1.5)
             first.cancel()  # its slot given back, 1.5 s into the period
             await asyncio.gather(first, return_exceptions=True)
             await wait_for(lambda: _shared_state(server, prefix, "api").get("probes_left") == "1")
-            started.clear()
-            second = asyncio.ensure_future(there.call(held))  # the slot taken again: its lease ends ~3 s on
-            await started.wait()
+            second = await held.start(there)  # the slot taken again: its lease ends ~3 s on
             assert await admitted_during(here, 2.2) == 0  # past the period's first lease (before: admitted ~1.5 s on)
-            finish.set()
+            held.finish.set()
             assert await second == "ok"
             await wait_for(lambda: here.state is BreakerState.CLOSED)
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio
-from _redis_server import RedisServer, admitted_during, wait_for
+from _redis_server import HeldCall, RedisServer, admitted_during, tripped_for_one_probe, wait_for
 
 from shannon_otel import BreakerState, CircuitBreaker
 from shannon_otel.redis import RedisState, SharedPool
@@ -109,32 +109,12 @@ def test_a_short_probe_lease_in_one_process_never_starts_a_new_period_under_a_lo
     probe of a process given ``probe_lease_s=60``, still running, so two probes ran at once with
     ``half_open_probes=1``. The period now lasts the longest lease of the probes taken in it."""
 
-    async def boom() -> None:
-        raise ConnectionError("down")
-
     async def main() -> None:
-        async with RedisState(server.url, prefix=prefix, probe_lease_s=60) as long_state, \
-                RedisState(server.url, prefix=prefix, probe_lease_s=0.5) as short_state:
-            def breaker(shared: RedisState) -> CircuitBreaker:
-                return CircuitBreaker("api", shared=shared, failure_threshold=1, reset_timeout=0.2,
-                                      half_open_probes=1, instrument=False)
-
-            slow, quick = breaker(long_state), breaker(short_state)
-            with pytest.raises(ConnectionError):
-                await slow.call(boom)
-            await wait_for(lambda: quick.state is BreakerState.OPEN)
-            started, finish = asyncio.Event(), asyncio.Event()
-
-            async def held_probe() -> str:
-                started.set()
-                await finish.wait()
-                return "ok"
-
-            await asyncio.sleep(0.3)  # past the reset timeout: the next call is the period's only probe
-            probe = asyncio.ensure_future(slow.call(held_probe))
-            await started.wait()
+        async with tripped_for_one_probe(server, prefix, probe_leases_s=(60, 0.5)) as (slow, quick):
+            held = HeldCall()
+            probe = await held.start(slow)  # the period's only probe
             assert await admitted_during(quick, 2) == 0  # 4 of the short one's leases: before, admitted after the first
-            finish.set()
+            held.finish.set()
             assert await probe == "ok"
             await wait_for(lambda: quick.state is BreakerState.CLOSED)
 
