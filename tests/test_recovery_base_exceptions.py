@@ -205,44 +205,54 @@ def test_a_later_hook_raising_a_base_exception_when_asked_for_an_observer_leaves
     assert spans.open == {}
 
 
+class _RollbackOfThree:
+    """Saga "s" begun as ``tx`` (in-memory telemetry, its open spans tracked), whose :meth:`run` takes steps a
+    (compensated into ``undone``), b (compensated by ``undo_badly``) and c, which fails: a rollback in which
+    b's compensation is the one to raise."""
+
+    def __init__(self, undo_badly: Callable[[str], Awaitable[None]]) -> None:
+        self.otel, self.spans = InMemoryTelemetry(), OpenSpans()
+        self.otel.tracer_provider.add_span_processor(self.spans)
+        self.undone: list[str] = []
+        self.undo_badly = undo_badly
+        self.tx = Saga("s", **self.otel.providers).begin()
+
+    async def run(self) -> None:
+        async def undo(name: str) -> None:
+            self.undone.append(name)
+
+        async def fail() -> None:
+            raise ValueError("step c")
+
+        async with self.tx:
+            await self.tx.step("a", functools.partial(_value, "a"), compensate=undo)
+            await self.tx.step("b", functools.partial(_value, "b"), compensate=self.undo_badly)
+            await self.tx.step("c", fail)
+
+
 @pytest.mark.parametrize("interrupt", [HookInterruptError, GeneratorExit])
 def test_a_compensation_raising_a_base_exception_does_not_cut_the_rollback_short(
     interrupt: type[BaseException],
 ) -> None:
     """It escaped the rollback: earlier steps were never compensated and the compensation and saga
     spans never ended. Now it is that compensation's failure, and it propagates after the rollback."""
-    otel, spans = InMemoryTelemetry(), OpenSpans()
-    otel.tracer_provider.add_span_processor(spans)
-    undone: list[str] = []
-
-    async def undo(name: str) -> None:
-        undone.append(name)
 
     async def undo_badly(name: str) -> None:
         raise interrupt
 
-    async def fail() -> None:
-        raise ValueError("step c")
+    saga = _RollbackOfThree(undo_badly)
 
     async def main() -> None:
-        tx = Saga("s", **otel.providers).begin()
-
-        async def run() -> None:
-            async with tx:
-                await tx.step("a", functools.partial(_value, "a"), compensate=undo)
-                await tx.step("b", functools.partial(_value, "b"), compensate=undo_badly)
-                await tx.step("c", fail)
-
         with pytest.raises(interrupt):
-            await run()
-        assert tx.result is not None
-        assert tx.result.compensated == ("a",)
-        assert isinstance(tx.result.failed_compensations["b"], interrupt)
+            await saga.run()
+        assert saga.tx.result is not None
+        assert saga.tx.result.compensated == ("a",)
+        assert isinstance(saga.tx.result.failed_compensations["b"], interrupt)
 
     run_virtual(main())
-    assert undone == ["a"]
-    assert spans.open == {}
-    assert (otel.span("compensate b").attributes or {})["shannon.compensation.outcome"] == "failure"
+    assert saga.undone == ["a"]
+    assert saga.spans.open == {}
+    assert (saga.otel.span("compensate b").attributes or {})["shannon.compensation.outcome"] == "failure"
 
 
 def test_a_fallback_that_raises_a_base_exception_is_not_reported_as_a_success() -> None:
@@ -349,37 +359,21 @@ def test_a_compensations_keyboard_interrupt_is_raised_after_the_rollback_not_out
     re-raises a task's KeyboardInterrupt / SystemExit out of the event loop itself: the loop stopped in the
     middle of the rollback, before the caller's handler ran. Now it is that compensation's failure, the rest
     of the rollback runs, and the very object is raised in the caller's task, the loop still going."""
-    otel, spans = InMemoryTelemetry(), OpenSpans()
-    otel.tracer_provider.add_span_processor(spans)
-    undone: list[str] = []
     raised: list[BaseException] = []
-
-    async def undo(name: str) -> None:
-        undone.append(name)
 
     async def undo_badly(name: str) -> None:
         raised.append(interrupt("in the compensation"))
         raise raised[-1]
 
-    async def fail() -> None:
-        raise ValueError("step c")
-
-    tx = Saga("s", **otel.providers).begin()
-
-    async def saga() -> None:
-        async with tx:
-            await tx.step("a", functools.partial(_value, "a"), compensate=undo)
-            await tx.step("b", functools.partial(_value, "b"), compensate=undo_badly)
-            await tx.step("c", fail)
-
-    seen = _caught(saga, "the compensation's")
+    saga = _RollbackOfThree(undo_badly)
+    seen = _caught(saga.run, "the compensation's")
     assert seen is raised[0]
-    assert tx.result is not None
-    assert tx.result.compensated == ("a",)
-    assert tx.result.failed_compensations["b"] is seen
-    assert undone == ["a"]
-    assert spans.open == {}
-    assert (otel.span("compensate b").attributes or {})["shannon.compensation.outcome"] == "failure"
+    assert saga.tx.result is not None
+    assert saga.tx.result.compensated == ("a",)
+    assert saga.tx.result.failed_compensations["b"] is seen
+    assert saga.undone == ["a"]
+    assert saga.spans.open == {}
+    assert (saga.otel.span("compensate b").attributes or {})["shannon.compensation.outcome"] == "failure"
 
 
 class _Stop(BaseException):
