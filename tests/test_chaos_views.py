@@ -31,6 +31,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from _metric_total import metric_total
 from _open_spans import OpenSpans
 from _quiet import quiet_logs  # noqa: F401  (autouse: the shannon_otel logger silenced here)
 from _span_attrs import attrs
@@ -156,14 +157,6 @@ def policy(rng: random.Random, tel: InMemoryTelemetry, hook: Hook, breakers: dic
     return Degrade(default=DEGRADED, clock=vclock)
 
 
-def _total(tel: InMemoryTelemetry, name: str, **wanted: Any) -> float:
-    total = 0.0
-    for point in tel.points(name):
-        if all(point.attributes.get(k) == v for k, v in wanted.items()):
-            total += point.sum if hasattr(point, "bucket_counts") else point.value
-    return total
-
-
 def chaos(seed: int) -> None:
     rng = random.Random(seed)
     tel = InMemoryTelemetry()
@@ -251,7 +244,8 @@ def chaos(seed: int) -> None:
     tasks = [s for s in spans if s.name == "task w"]
     (wave_span,) = tel.spans("wave w")
     by_span = Counter(attrs(s)["shannon.task.outcome"] for s in tasks)
-    by_metric = +Counter({o: _total(tel, "shannon.task.outcomes", **{"shannon.task.outcome": o}) for o in OUTCOMES})
+    by_metric = +Counter({o: metric_total(tel, "shannon.task.outcomes", **{"shannon.task.outcome": o})
+                          for o in OUTCOMES})
     on_wave = +Counter({o: attrs(wave_span).get(f"shannon.wave.tasks.{o}", 0) for o in OUTCOMES})
     assert on_wave == by_metric, (where, on_wave, by_metric)
     assert sum(by_metric.values()) == n, (where, by_metric)
@@ -295,10 +289,10 @@ def chaos(seed: int) -> None:
     called = sum(f.calls for f in fns)
     if chain:
         attempt_spans = [s for s in spans if s.name.startswith(("attempt ", "hedge "))]
-        assert len(attempt_spans) == _total(tel, "shannon.retry.attempts") == called, (where, len(attempt_spans))
+        assert len(attempt_spans) == metric_total(tel, "shannon.retry.attempts") == called, (where, len(attempt_spans))
     else:
         assert sum(by_span.values()) == called, (where, by_span, called)
-    assert _total(tel, "shannon.breaker.transitions") == len(hook.seen), (where, hook.seen)
+    assert metric_total(tel, "shannon.breaker.transitions") == len(hook.seen), (where, hook.seen)
     # Every task of ours (a worker, a hedged attempt, a compensation) hands a KeyboardInterrupt / SystemExit to the
     # caller's task: none stops the event loop (the caller here does not raise it on).
     assert "loop_raised" not in out, (where, out.get("loop_raised"))

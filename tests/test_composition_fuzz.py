@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
+from _metric_total import metric_total
 from _open_spans import OpenSpans
 from _quiet import quiet_logs  # noqa: F401  (autouse: the shannon_otel logger silenced here)
 from _span_attrs import attrs
@@ -507,14 +508,6 @@ def run_program(program: Program, mode: str) -> tuple[Seen, Wiring, dict[str, Ci
 
 
 # --------------------------------------------------------------------------- the telemetry checks
-def _total(wiring: Wiring, name: str, **wanted: Any) -> float:
-    total = 0.0
-    for point in wiring.points(name):
-        if all(point.attributes.get(k) == v for k, v in wanted.items()):
-            total += point.sum if hasattr(point, "bucket_counts") else point.value
-    return total
-
-
 ERROR_OUTCOMES = {
     "shannon.call.outcome": ("failure", "rejected", "ignored"),  # an ignored error reached the caller too
     "shannon.task.outcome": ("failure", "timeout"),
@@ -556,7 +549,7 @@ def check_telemetry(program: Program, seen: Seen, wiring: Wiring, breakers: dict
     # waves: the outcome counter adds up to every task of every wave, by the outcomes the user saw
     waves = [s for s in spans if s.name == "wave w"]
     tasks_of_waves = sum(len(st.scripts) for st in program.stages if st.kind not in ("call", "saga"))
-    counted = Counter({o: _total(wiring, "shannon.task.outcomes", **{"shannon.task.outcome": o})
+    counted = Counter({o: metric_total(wiring, "shannon.task.outcomes", **{"shannon.task.outcome": o})
                        for o in ("success", "failure", "timeout", "cancellation")})
     assert sum(counted.values()) == sum(sum(v for k, v in attrs(w).items() if k.startswith("shannon.wave.tasks."))
                                         for w in waves), (wiring.mode, counted)
@@ -578,7 +571,7 @@ def check_telemetry(program: Program, seen: Seen, wiring: Wiring, breakers: dict
     ops = [s for s in spans if s.name in OPS]
     by_outcome = Counter(attrs(s)["shannon.call.outcome"] for s in ops)
     for outcome, n in by_outcome.items():
-        assert _total(wiring, "shannon.calls", **{"shannon.call.outcome": outcome}) == n, (wiring.mode, outcome)
+        assert metric_total(wiring, "shannon.calls", **{"shannon.call.outcome": outcome}) == n, (wiring.mode, outcome)
     assert sum(p.value for p in wiring.points("shannon.calls")) == len(ops), wiring.mode
     # sagas: the span's outcome is the result's
     saga_spans = [s for s in spans if s.name == "saga order"]
@@ -590,7 +583,7 @@ def check_telemetry(program: Program, seen: Seen, wiring: Wiring, breakers: dict
     for name, breaker in breakers.items():
         for state in ("closed", "open", "half_open"):
             wanted = {"shannon.breaker.name": name, "shannon.breaker.state": state}
-            got = _total(wiring, "shannon.breaker.state", **wanted)
+            got = metric_total(wiring, "shannon.breaker.state", **wanted)
             assert got == (1 if breaker.state.value == state else 0), (wiring.mode, name, state, got)
     return shape(spans, wiring)
 

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from _metric_total import metric_total
 from _open_spans import OpenSpans
 from _quiet import quiet_logs  # noqa: F401  (autouse: the shannon_otel logger silenced here)
 from _span_attrs import attrs
@@ -768,25 +769,18 @@ def run_reference(case: Case) -> tuple[Run, RefStats, dict[str, RefBreaker]]:
     return run, stats, refs
 
 
-def _sum(tel: InMemoryTelemetry, name: str, **wanted: Any) -> float:
-    total = 0.0
-    for point in tel.points(name):
-        if all(point.attributes.get(k) == v for k, v in wanted.items()):
-            total += point.sum if hasattr(point, "bucket_counts") else point.value
-    return total
-
-
 def _count(tel: InMemoryTelemetry, name: str) -> int:
     return sum(point.count for point in tel.points(name))
 
 
 def _check_breakers(tel: InMemoryTelemetry, recorder: Recorder, breakers: dict[str, CircuitBreaker]) -> None:
     """Every transition the hooks saw is counted, and each breaker's state gauge is 1 for its state, 0 for others."""
-    assert _sum(tel, "shannon.breaker.transitions") == len(recorder.transitions)
+    assert metric_total(tel, "shannon.breaker.transitions") == len(recorder.transitions)
     for name, breaker in breakers.items():
         for state in ("closed", "open", "half_open"):
             expected = 1 if breaker.state.value == state else 0
-            got = _sum(tel, "shannon.breaker.state", **{"shannon.breaker.name": name, "shannon.breaker.state": state})
+            got = metric_total(tel, "shannon.breaker.state",
+                               **{"shannon.breaker.name": name, "shannon.breaker.state": state})
             assert got == expected, (name, state, got, breaker.state)
 
 
@@ -799,7 +793,7 @@ def check_telemetry(case: Case, run: Run, tel: InMemoryTelemetry, spans: OpenSpa
         op_name = case.chain[0].opts[0]
     if case.entry == "bare":
         assert not [s for s in finished if s.name == "op"]
-        assert _sum(tel, "shannon.breaker.transitions") == len(recorder.transitions)
+        assert metric_total(tel, "shannon.breaker.transitions") == len(recorder.transitions)
         return
     ops = sorted((s for s in finished if s.name == op_name), key=lambda s: s.start_time or 0)
     assert len(ops) == len(run.outcomes) or (run.cancelled_caller and len(ops) == len(run.outcomes)), (
@@ -838,18 +832,18 @@ def check_telemetry(case: Case, run: Run, tel: InMemoryTelemetry, spans: OpenSpa
         attempt_outcomes, ended)
     # metrics equal what the spans show
     for outcome, n in outcomes.items():
-        assert _sum(tel, "shannon.calls", **{"shannon.call.outcome": outcome}) == n, outcome
+        assert metric_total(tel, "shannon.calls", **{"shannon.call.outcome": outcome}) == n, outcome
     assert sum(p.value for p in tel.points("shannon.calls")) == len(ops)
     assert _count(tel, "shannon.retry.attempts") == len(ops)
-    assert _sum(tel, "shannon.retry.attempts") == sum(attempt_outcomes.values())
+    assert metric_total(tel, "shannon.retry.attempts") == sum(attempt_outcomes.values())
     hedges = [s for s in finished if s.name.startswith("hedge ")]
-    assert _sum(tel, "shannon.hedges") == len(hedges)
+    assert metric_total(tel, "shannon.hedges") == len(hedges)
     fallbacks = [s for s in finished if s.name == f"fallback {op_name}"]
-    assert _sum(tel, "shannon.fallbacks") == len(fallbacks) == recorder.events["fallback"]
+    assert metric_total(tel, "shannon.fallbacks") == len(fallbacks) == recorder.events["fallback"]
     events = [e for op in ops for e in op.events]
     assert _count(tel, "shannon.retry.delay") == sum(e.name == "shannon.retry.scheduled" for e in events)
-    assert _sum(tel, "shannon.degradations") == sum(e.name == "shannon.degraded" for e in events)
-    assert _sum(tel, "shannon.timeouts") == recorder.events["timed_out"]
+    assert metric_total(tel, "shannon.degradations") == sum(e.name == "shannon.degraded" for e in events)
+    assert metric_total(tel, "shannon.timeouts") == recorder.events["timed_out"]
     _check_breakers(tel, recorder, breakers)
 
 
@@ -1054,7 +1048,7 @@ def check_wave_telemetry(case: WaveCase, out: WaveRunResult, tel: InMemoryTeleme
         assert Counter(o for o, _ in out.results) == Counter({k: v for k, v in counted.items() if v}), (
             out.results, counted)
     for outcome in ("success", "failure", "timeout", "cancellation"):
-        metric = _sum(tel, "shannon.task.outcomes", **{"shannon.task.outcome": outcome})
+        metric = metric_total(tel, "shannon.task.outcomes", **{"shannon.task.outcome": outcome})
         assert metric == counted[outcome], (outcome, metric, counted)
     assert sum(counted.values()) == len(case.scripts)
     started = {o: n for o, n in counted.items() if o != "cancellation"}
@@ -1104,9 +1098,9 @@ def check_wave_telemetry(case: WaveCase, out: WaveRunResult, tel: InMemoryTeleme
             attempt_outcomes, ended)
         calls = Counter(attrs(op)["shannon.call.outcome"] for op in ops)
         for outcome, n in calls.items():
-            assert _sum(tel, "shannon.calls", **{"shannon.call.outcome": outcome}) == n, outcome
+            assert metric_total(tel, "shannon.calls", **{"shannon.call.outcome": outcome}) == n, outcome
         assert _count(tel, "shannon.retry.attempts") == len(ops)
-        assert _sum(tel, "shannon.retry.attempts") == sum(attempt_outcomes.values())
+        assert metric_total(tel, "shannon.retry.attempts") == sum(attempt_outcomes.values())
     _check_breakers(tel, recorder, breakers)
     if out.raised is not None or out.results is None:
         assert attrs(wave).get("shannon.task.outcome") in ("cancellation", "failure"), attrs(wave)
@@ -1261,7 +1255,7 @@ def test_sagas_of_protected_steps_roll_back_exactly_what_completed_and_say_so(ca
     assert len(comps) == len(compensated_log)
     by_outcome = Counter(attrs(s)["shannon.compensation.outcome"] for s in comps)
     for outcome, n in by_outcome.items():
-        assert _sum(tel, "shannon.compensations", **{"shannon.compensation.outcome": outcome}) == n
+        assert metric_total(tel, "shannon.compensations", **{"shannon.compensation.outcome": outcome}) == n
     assert by_outcome["success"] == len(result.compensated)
     failed_statuses = [s for s in comps if s.status.status_code.name == "ERROR"]
     assert len(failed_statuses) == by_outcome["failure"] + by_outcome["timeout"]  # a cancelled one: UNSET
