@@ -4,6 +4,8 @@ tell whether the child finished or hung.
 A test gives the set-up code (it must bind ``lock``) and the child's body. The script runs in its own interpreter:
 it takes ``lock``, forks, waits at most 20 s for the child (then kills it), prints one JSON line
 (``{"hung": false, "status": <wait status>}`` or ``{"hung": true}``) and releases the lock.
+
+``run_python`` runs such a script (any ``python`` command) in a clean OTel environment, for the other tests too.
 """
 
 from __future__ import annotations
@@ -47,10 +49,19 @@ def fork_while_locked(tmp_path: Path, setup: str, child: str, *args: str,
     script = tmp_path / "forked.py"
     body = textwrap.indent(textwrap.dedent(child).strip(), "    ")
     script.write_text(_TEMPLATE.format(setup=textwrap.dedent(setup).strip(), child=body))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(env_drop)}
-    env["PYTHONPATH"] = str(ROOT)
-    done = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=env,
-                          timeout=timeout_s, check=False)
-    assert done.returncode == 0, done.stderr
+    done = run_python(str(script), *args, env_drop=env_drop, timeout_s=timeout_s)
     result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
     return result
+
+
+def run_python(*args: str, env_drop: tuple[str, ...] = ("OTEL_", "_OTEL_"), extra_env: dict[str, str] | None = None,
+               timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
+    """``python *args`` in an interpreter of its own, this checkout on its PYTHONPATH, without the variables whose
+    names start with one of ``env_drop`` (and with ``extra_env``); asserted to exit 0 (its stderr shown if not)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(env_drop)}
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra_env or {})
+    done = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=timeout_s,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    return done

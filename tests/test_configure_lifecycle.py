@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
-from _forked import ROOT
+from _forked import run_python
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from shannon_otel import PrometheusReader, Wave, bridged, configure
@@ -106,11 +104,7 @@ def test_a_child_forked_during_a_stuck_flush_flushes_its_own_spans(tmp_path: Pat
     # exist: every force_flush of the child waited its whole budget on it and returned False, exporting nothing.
     script = tmp_path / "stuck_flush_fork.py"
     script.write_text(_STUCK_FLUSH_THEN_FORK)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "_OTEL_"))}
-    env["PYTHONPATH"] = str(ROOT)
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120,
-                          check=False)
-    assert done.returncode == 0, done.stderr
+    done = run_python(str(script))
     child = json.loads(done.stdout.splitlines()[0])
     assert child == {"flushed": True, "exported": 2}  # the child's task and wave spans
 
@@ -139,11 +133,7 @@ def test_a_provider_named_by_otel_python_tracer_provider_is_named_in_the_refusal
         "from shannon_otel import configure\n"
         "try:\n    configure('env', exporter='none')\nexcept RuntimeError as e:\n    print(e)\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "_OTEL_"))}
-    env.update(PYTHONPATH=str(ROOT), OTEL_PYTHON_TRACER_PROVIDER="sdk_tracer_provider")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
-                          check=False)
-    assert done.returncode == 0, done.stderr
+    done = run_python("-c", code, extra_env={"OTEL_PYTHON_TRACER_PROVIDER": "sdk_tracer_provider"})
     assert done.stdout.startswith("OTEL_PYTHON_TRACER_PROVIDER='sdk_tracer_provider' makes the OTel API"), done.stdout
 
 
@@ -199,10 +189,6 @@ def test_a_process_that_keeps_its_logs_handle_exits_without_an_ignored_exception
     # ended with "Exception ignored in atexit callback ... can't create new thread at interpreter shutdown".
     script = tmp_path / "exit_with_logs.py"
     script.write_text(_EXIT_WITH_LOGS)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "_OTEL_"))}
-    env["PYTHONPATH"] = str(ROOT)
-    done = subprocess.run([sys.executable, str(script), shut], capture_output=True, text=True, env=env, timeout=120,
-                          check=False)
-    assert done.returncode == 0, done.stderr
+    done = run_python(str(script), shut)
     assert "Exception ignored" not in done.stderr, done.stderr
     assert "can't create new thread" not in done.stderr, done.stderr

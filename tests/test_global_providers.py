@@ -4,15 +4,10 @@ read from the API (its proxies) before they are set. Each case in a fresh interp
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from _forked import run_python
 
 _SCRIPT = """
 import asyncio, json
@@ -118,10 +113,6 @@ def test_a_global_set_after_the_other_and_after_the_first_calls_is_reported_to(f
 
 
 def _run(script: str, *args: str) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "_OTEL_"))}
-    env["PYTHONPATH"] = str(ROOT)
-    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env,
-                          timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
+    done = run_python("-c", script, *args)
     seen: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
     return seen

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from _forked import run_python
 
 _FORKED = '''
 import json, os, sys, time
@@ -65,11 +62,7 @@ def test_a_forked_child_exports_its_own_spans_once_and_never_the_parents(tmp_pat
     # forked while a parent thread held the sampler's lock hung at its first span.
     script = tmp_path / "forked.py"
     script.write_text(_FORKED)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "_OTEL_"))}
-    env["PYTHONPATH"] = str(ROOT)
-    done = subprocess.run([sys.executable, "-W", "ignore::DeprecationWarning", str(script), case],
-                          capture_output=True, text=True, env=env, timeout=60, check=False)
-    assert done.returncode == 0, done.stderr
+    done = run_python("-W", "ignore::DeprecationWarning", str(script), case, timeout_s=60)
     seen = json.loads(done.stdout.splitlines()[-1])
     assert seen == {"names": ["child step"], "stats": {
         "kept_traces": 1, "dropped_traces": 0, "overflow_traces": 0, "abandoned_spans": 0, "buffered_spans": 0}}
