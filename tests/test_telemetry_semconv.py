@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 from opentelemetry.trace import StatusCode
@@ -93,6 +94,36 @@ def test_every_alert_about_one_wave_operation_or_breaker_links_to_its_traces_onl
             assert not missing, (rule["alert"], missing, url)
             linked += bool(subjects)
     assert linked >= 6
+
+
+def _link_range(url: str) -> tuple[dict[str, list[str]], str, str]:
+    """The query parameters of a traces_url template and its start/end PromQL expressions."""
+    params = parse_qs(url.split("?", 1)[1])
+    start, end = (re.fullmatch(r'\{\{ with query "\((.+)\) \* 1e6" \}\}\{\{ \. \| first \| value \| printf "%\.0f" '
+                               r"\}\}\{\{ end \}\}", params[key][0]) for key in ("start", "end"))
+    assert start and end, url
+    return params, start.group(1), end.group(1)
+
+
+def test_every_alert_link_searches_the_time_before_the_alert_not_jaegers_default_two_days() -> None:
+    # The links said `lookback=1h`, which only the Jaeger UI's form reads: its query API (what the UI calls
+    # with the URL's parameters) searches `start`..`end`, two days back from now when they are absent. Against
+    # the real Jaeger (2.12, memory storage) `lookback=1h` listed traces of 3 and 30 hours ago beside the new
+    # one, so an error alert's link showed yesterday's failures. Now the UI's own custom range, in
+    # microseconds: the hour before the evaluation (for a stall, the stall window and an hour before it).
+    windows = {}
+    for group in alert_rules(stall_after_wave={"train": "40m"})["groups"]:
+        for rule in group["rules"]:
+            url = rule.get("annotations", {}).get("traces_url")
+            if url is None:
+                continue
+            params, start, end = _link_range(url)
+            assert params["lookback"] == ["custom"], url
+            assert end == "time()", url
+            windows[rule["alert"]] = re.fullmatch(r"time\(\) - (\d+)", start).group(1)  # type: ignore[union-attr]
+    assert windows.pop("ShannonWaveStalled") == str(40 * 60 + 3600)
+    assert set(windows.values()) == {"3600"}, windows
+    assert len(windows) >= 5
 
 
 def _link_variables(panel: dict[str, Any]) -> set[str]:
