@@ -30,6 +30,7 @@ from shannon_otel import (
     Step,
     Wave,
 )
+from shannon_otel._telemetry import DropReason
 from shannon_otel.assets import alert_rules, dashboards
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
@@ -293,3 +294,15 @@ def test_a_task_of_many_minutes_lands_in_a_bucket_of_its_own_not_the_overflow(me
     longest = point.max
     (bucket,) = [i for i, n in enumerate(counts) if n and bounds[i] >= longest]
     assert bounds[bucket - 1] < longest <= bounds[bucket]
+
+
+def test_the_telemetry_dropped_panel_names_every_signal_and_reason_the_metric_counts() -> None:
+    # The panel said "Spans and metric points ... (queue full, export failed, shutdown)", while
+    # shannon.telemetry.dropped also counts log records and the `rejected` reason (a backend's OTLP partial
+    # success): a reader seeing a `logs rejected` series had no word of it on the panel.
+    (panel,) = [panel for model in dashboards().values() for panel in model["panels"]
+                if panel["title"] == "Telemetry dropped"]
+    text = panel["description"]
+    assert "log records" in text
+    missing = [value for value in (*(r.value for r in DropReason), "traces", "metrics", "logs") if value not in text]
+    assert not missing, (missing, text)
