@@ -111,8 +111,9 @@ def test_every_alert_link_searches_the_time_before_the_alert_not_jaegers_default
     # with the URL's parameters) searches `start`..`end`, two days back from now when they are absent. Against
     # the real Jaeger (2.12, memory storage) `lookback=1h` listed traces of 3 and 30 hours ago beside the new
     # one, so an error alert's link showed yesterday's failures. Now the UI's own custom range, in
-    # microseconds: the hour before the evaluation (for a stall, the stall window and an hour before it).
-    windows = {}
+    # microseconds: the hour before the evaluation; for a stall, the stall window and an hour before it; for an
+    # error budget alert, its longest window (the failures it counts).
+    windows: dict[tuple[str, str], str] = {}
     for group in alert_rules(stall_after_wave={"train": "40m"})["groups"]:
         for rule in group["rules"]:
             url = rule.get("annotations", {}).get("traces_url")
@@ -121,10 +122,14 @@ def test_every_alert_link_searches_the_time_before_the_alert_not_jaegers_default
             params, start, end = _link_range(url)
             assert params["lookback"] == ["custom"], url
             assert end == "time()", url
-            windows[rule["alert"]] = re.fullmatch(r"time\(\) - (\d+)", start).group(1)  # type: ignore[union-attr]
-    assert windows.pop("ShannonWaveStalled") == str(40 * 60 + 3600)
+            window = re.fullmatch(r"time\(\) - (\d+)", start)
+            assert window, url
+            windows[rule["alert"], rule["labels"]["severity"]] = window.group(1)
+    assert windows.pop(("ShannonWaveStalled", "warning")) == str(40 * 60 + 3600)
+    assert windows.pop(("ShannonTaskErrorBudgetBurn", "critical")) == str(6 * 3600)
+    assert windows.pop(("ShannonTaskErrorBudgetBurn", "warning")) == str(3 * 86400)
     assert set(windows.values()) == {"3600"}, windows
-    assert len(windows) >= 5
+    assert len(windows) >= 4
 
 
 def _link_variables(panel: dict[str, Any]) -> set[str]:

@@ -267,6 +267,8 @@ def _burn_rate(jaeger: str, runbook: str, slo_target: float, severity: str, for_
         f"of its tasks failed or timed out over the long window that fired, against a {slo_target:.4g} "
         f"success objective ({burns}).",
         jaeger=jaeger, runbook=runbook, traces=_failed_wave(wave),
+        # the failures the alert counts: over its longest window (a slow burn's are spread over days)
+        lookback_s=max(_seconds(long) for long, _, _ in pairs),
     )
 
 
