@@ -48,7 +48,11 @@ EVENT_STEP_S = 15
 
 # Jaeger's service is service.name; ``job`` is "namespace/name" when service.namespace is set.
 _SERVICE = '{{ $labels.job | reReplaceAll "^.*/" "" | urlquery }}'
-LINK_LOOKBACK_S = 3600  # a traces_url searches the hour before the evaluation that rendered it
+# A traces_url searches the time before the evaluation that rendered it, and Jaeger matches a span by its start:
+# an hour for the spans of a call, a breaker or a task; a day (a long wave's run: WAVE_DURATION_BUCKETS_S) for the
+# wave span of a run, which starts with the run however long ago it ended.
+LINK_LOOKBACK_S = 3600
+WAVE_LINK_LOOKBACK_S = 86400
 
 
 def _micros(expression: str) -> str:
@@ -238,7 +242,7 @@ def _error_rate(jaeger: str, runbook: str, min_tasks: int) -> Rule:
         f"{{{{ $value | humanizePercentage }}}} of the tasks of wave {{{{ $labels.{wave} }}}} of job "
         f"{{{{ $labels.job }}}} failed or timed out over the last 10 minutes (cancellations not counted; "
         f"waves finishing fewer than {min_tasks} tasks in 10 minutes are left to the error budget alerts).",
-        jaeger=jaeger, runbook=runbook, traces=_failed_wave(wave),
+        jaeger=jaeger, runbook=runbook, traces=_failed_wave(wave), lookback_s=WAVE_LINK_LOOKBACK_S,
     )
 
 
@@ -268,7 +272,7 @@ def _burn_rate(jaeger: str, runbook: str, slo_target: float, severity: str, for_
         f"success objective ({burns}).",
         jaeger=jaeger, runbook=runbook, traces=_failed_wave(wave),
         # the failures the alert counts: over its longest window (a slow burn's are spread over days)
-        lookback_s=max(_seconds(long) for long, _, _ in pairs),
+        lookback_s=max(WAVE_LINK_LOOKBACK_S, *(_seconds(long) for long, _, _ in pairs)),
     )
 
 
@@ -303,7 +307,7 @@ def _wave_stalled(jaeger: str, runbook: str, default: str, per_wave: dict[str, s
         f"finished in that time.",
         jaeger=jaeger, runbook=runbook, traces=f"&operation={_wave_span(wave)}",
         # the stuck run's wave span ends (and is exported) only when it does: the runs before its stall window
-        lookback_s=max(_seconds(w) for w in (default, *per_wave.values())) + LINK_LOOKBACK_S,
+        lookback_s=max(_seconds(w) for w in (default, *per_wave.values())) + WAVE_LINK_LOOKBACK_S,
     )
 
 
