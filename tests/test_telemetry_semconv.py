@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 from opentelemetry.trace import StatusCode
@@ -29,6 +30,7 @@ from shannon_otel import (
     Step,
     Wave,
 )
+from shannon_otel._telemetry import DropReason
 from shannon_otel.assets import alert_rules, dashboards
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
@@ -93,6 +95,47 @@ def test_every_alert_about_one_wave_operation_or_breaker_links_to_its_traces_onl
             assert not missing, (rule["alert"], missing, url)
             linked += bool(subjects)
     assert linked >= 6
+
+
+def _link_range(url: str) -> tuple[dict[str, list[str]], str, str]:
+    """The query parameters of a traces_url template and its start/end PromQL expressions."""
+    params = parse_qs(url.split("?", 1)[1])
+    start, end = (re.fullmatch(r'\{\{ with query "\((.+)\) \* 1e6" \}\}\{\{ \. \| first \| value \| printf "%\.0f" '
+                               r"\}\}\{\{ end \}\}", params[key][0]) for key in ("start", "end"))
+    assert start and end, url
+    return params, start.group(1), end.group(1)
+
+
+def test_every_alert_link_searches_the_time_before_the_alert_not_jaegers_default_two_days() -> None:
+    # The links said `lookback=1h`, which only the Jaeger UI's form reads: its query API (what the UI calls
+    # with the URL's parameters) searches `start`..`end`, two days back from now when they are absent. Against
+    # the real Jaeger (2.12, memory storage) `lookback=1h` listed traces of 3 and 30 hours ago beside the new
+    # one while the form said "Last Hour". Now the UI's own custom range, in microseconds, before the evaluation:
+    # an hour for links matching a call's, breaker's or task's spans; a day for those matching a run's wave span
+    # (Jaeger matches a span by its start, and a long run's wave span started hours before it failed), plus the
+    # stall window for a stall, and an error budget alert's longest window when longer (the failures it counts).
+    windows: dict[tuple[str, str], int] = {}
+    for group in alert_rules(stall_after_wave={"train": "40m"})["groups"]:
+        for rule in group["rules"]:
+            url = rule.get("annotations", {}).get("traces_url")
+            if url is None:
+                continue
+            params, start, end = _link_range(url)
+            assert params["lookback"] == ["custom"], url
+            assert end == "time()", url
+            window = re.fullmatch(r"time\(\) - (\d+)", start)
+            assert window, url
+            windows[rule["alert"], rule["labels"]["severity"]] = int(window.group(1))
+    day = 86400
+    assert windows == {
+        ("ShannonTaskErrorRateHigh", "warning"): day,
+        ("ShannonWaveStalled", "warning"): 40 * 60 + day,
+        ("ShannonTaskErrorBudgetBurn", "critical"): day,
+        ("ShannonTaskErrorBudgetBurn", "warning"): 3 * day,
+        ("ShannonRetryStorm", "warning"): 3600,
+        ("ShannonCircuitBreakerOpenTooLong", "warning"): 3600,
+        ("ShannonAnomalyDetected", "warning"): 3600,
+    }
 
 
 def _link_variables(panel: dict[str, Any]) -> set[str]:
@@ -262,3 +305,15 @@ def test_a_task_of_many_minutes_lands_in_a_bucket_of_its_own_not_the_overflow(me
     longest = point.max
     (bucket,) = [i for i, n in enumerate(counts) if n and bounds[i] >= longest]
     assert bounds[bucket - 1] < longest <= bounds[bucket]
+
+
+def test_the_telemetry_dropped_panel_names_every_signal_and_reason_the_metric_counts() -> None:
+    # The panel said "Spans and metric points ... (queue full, export failed, shutdown)", while
+    # shannon.telemetry.dropped also counts log records and the `rejected` reason (a backend's OTLP partial
+    # success): a reader seeing a `logs rejected` series had no word of it on the panel.
+    (panel,) = [panel for model in dashboards().values() for panel in model["panels"]
+                if panel["title"] == "Telemetry dropped"]
+    text = panel["description"]
+    assert "log records" in text
+    missing = [value for value in (*(r.value for r in DropReason), "traces", "metrics", "logs") if value not in text]
+    assert not missing, (missing, text)

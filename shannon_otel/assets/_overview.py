@@ -115,8 +115,9 @@ def _concurrency() -> list[p.Json]:
                      "last finished wave: 100% means every slot was busy all the time.", "percentunit",
                      [p.target(f"max by ({q.by(q.JOB, t.WAVE_NAME)}) ({q.sel(t.WAVE_EFFICIENCY, JOB, WAVE)})",
                                f"{{{{{wave}}}}}")], min_=0, max_=1, link=True),
-        p.timeseries("Telemetry dropped", "Spans and metric points the exporters did not deliver in each "
-                     "rate interval, by signal and reason (queue full, export failed, shutdown). Should be 0.",
+        p.timeseries("Telemetry dropped", "Spans, metric points and log records configure()'s exporters did not "
+                     "deliver in each rate interval, by signal (traces, metrics, logs) and reason "
+                     f"({', '.join(reason.value for reason in t.DropReason)}: see docs/reliability.md). Should be 0.",
                      "short",
                      [p.target(q.sum_by((t.TELEMETRY_SIGNAL, t.TELEMETRY_DROP_REASON),
                                         q.events(q.sel(t.TELEMETRY_DROPPED, JOB))),

@@ -48,6 +48,25 @@ EVENT_STEP_S = 15
 
 # Jaeger's service is service.name; ``job`` is "namespace/name" when service.namespace is set.
 _SERVICE = '{{ $labels.job | reReplaceAll "^.*/" "" | urlquery }}'
+# A traces_url searches the time before the evaluation that rendered it, and Jaeger matches a span by its start:
+# an hour for the spans of a call, a breaker or a task; a day (a long wave's run: WAVE_DURATION_BUCKETS_S) for the
+# wave span of a run, which starts with the run however long ago it ended.
+LINK_LOOKBACK_S = 3600
+WAVE_LINK_LOOKBACK_S = 86400
+
+
+def _micros(expression: str) -> str:
+    """Go template writing the value of the PromQL scalar ``expression`` (seconds, read at the rule's
+    evaluation time) in whole microseconds, the unit of Jaeger's ``start``/``end``."""
+    return f'{{{{ with query "({expression}) * 1e6" }}}}{{{{ . | first | value | printf "%.0f" }}}}{{{{ end }}}}'
+
+
+def _time_range(lookback_s: int) -> str:
+    """Jaeger's search range: the ``lookback_s`` seconds before the evaluation, as the Jaeger UI writes a
+    custom range (``lookback=custom`` with ``start``/``end``). Jaeger's query API reads no ``lookback``
+    (only the UI's form does): ``lookback=1h`` alone searched Jaeger's default two days, so the links showed
+    failures of the day before beside those the alert is about."""
+    return f"&lookback=custom&start={_micros(f'time() - {lookback_s}')}&end={_micros('time()')}"
 
 
 def _label_tags(attributes: dict[str, str]) -> str:
@@ -82,15 +101,16 @@ def _indent(text: str) -> str:
 
 
 def _alert(name: str, expr: str, for_: str, severity: str, summary: str, description: str, *, jaeger: str,
-           runbook: str, traces: str | None) -> Rule:
-    """An alerting rule; ``traces`` narrows its Jaeger search, None for alerts about no service's spans."""
+           runbook: str, traces: str | None, lookback_s: int = LINK_LOOKBACK_S) -> Rule:
+    """An alerting rule; ``traces`` narrows its Jaeger search (of the ``lookback_s`` seconds before the
+    evaluation), None for alerts about no service's spans."""
     annotations = {
         "summary": summary,
         "description": description,
         "runbook_url": f"{runbook}#{name.lower()}",
     }
     if traces is not None:
-        annotations["traces_url"] = f"{jaeger}/search?service={_SERVICE}&lookback=1h{traces}"
+        annotations["traces_url"] = f"{jaeger}/search?service={_SERVICE}{_time_range(lookback_s)}{traces}"
     return {"alert": name, "expr": expr, "for": for_, "labels": {"severity": severity}, "annotations": annotations}
 
 
@@ -222,7 +242,7 @@ def _error_rate(jaeger: str, runbook: str, min_tasks: int) -> Rule:
         f"{{{{ $value | humanizePercentage }}}} of the tasks of wave {{{{ $labels.{wave} }}}} of job "
         f"{{{{ $labels.job }}}} failed or timed out over the last 10 minutes (cancellations not counted; "
         f"waves finishing fewer than {min_tasks} tasks in 10 minutes are left to the error budget alerts).",
-        jaeger=jaeger, runbook=runbook, traces=_failed_wave(wave),
+        jaeger=jaeger, runbook=runbook, traces=_failed_wave(wave), lookback_s=WAVE_LINK_LOOKBACK_S,
     )
 
 
@@ -251,6 +271,8 @@ def _burn_rate(jaeger: str, runbook: str, slo_target: float, severity: str, for_
         f"of its tasks failed or timed out over the long window that fired, against a {slo_target:.4g} "
         f"success objective ({burns}).",
         jaeger=jaeger, runbook=runbook, traces=_failed_wave(wave),
+        # the failures the alert counts: over its longest window (a slow burn's are spread over days)
+        lookback_s=max(WAVE_LINK_LOOKBACK_S, *(_seconds(long) for long, _, _ in pairs)),
     )
 
 
@@ -284,6 +306,8 @@ def _wave_stalled(jaeger: str, runbook: str, default: str, per_wave: dict[str, s
         f"its whole stall window ({default} unless set per wave) and 5 minutes more, and no task of it "
         f"finished in that time.",
         jaeger=jaeger, runbook=runbook, traces=f"&operation={_wave_span(wave)}",
+        # the stuck run's wave span ends (and is exported) only when it does: the runs before its stall window
+        lookback_s=max(_seconds(w) for w in (default, *per_wave.values())) + WAVE_LINK_LOOKBACK_S,
     )
 
 
