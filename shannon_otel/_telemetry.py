@@ -26,7 +26,7 @@ TASK_OUTCOME: Final = "shannon.task.outcome"
 TASK_QUEUE_WAIT: Final = "shannon.task.queue_wait"
 ERROR_TYPE: Final = "error.type"  # OTel semantic conventions
 # What the OTel hook sets on a task span itself (a user measurement of the same name is refused by record())
-TASK_SPAN_ATTRIBUTES: Final = (TASK_INDEX, TASK_QUEUE_WAIT, TASK_OUTCOME, WAVE_BATCH, ERROR_TYPE)
+TASK_SPAN_ATTRIBUTES: Final = (WAVE_NAME, TASK_INDEX, TASK_QUEUE_WAIT, TASK_OUTCOME, WAVE_BATCH, ERROR_TYPE)
 
 OPERATION: Final = "shannon.operation"
 ATTEMPT: Final = "shannon.attempt"

@@ -78,7 +78,8 @@ def test_every_task_span_carries_its_attributes_in_order_and_nothing_else() -> N
             [(tel.TASK_INPUT_TOKENS, 7), (tel.TASK_OUTPUT_TOKENS, 0)] if r.index == 3 else []
         )
         expected += [
-            (tel.TASK_INDEX, r.index), (tel.TASK_QUEUE_WAIT, r.queue_wait_s), (tel.TASK_OUTCOME, r.outcome.value),
+            (tel.WAVE_NAME, "wire"), (tel.TASK_INDEX, r.index), (tel.TASK_QUEUE_WAIT, r.queue_wait_s),
+            (tel.TASK_OUTCOME, r.outcome.value),
         ]
         if r.index == 4:
             expected.append((tel.ERROR_TYPE, "KeyError"))

@@ -9,6 +9,7 @@ and metrics".
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -136,6 +137,37 @@ def test_every_alert_link_searches_the_time_before_the_alert_not_jaegers_default
         ("ShannonCircuitBreakerOpenTooLong", "warning"): 3600,
         ("ShannonAnomalyDetected", "warning"): 3600,
     }
+
+
+def _failed_wave_tags(name: str) -> dict[str, str]:
+    """The span attributes the task error alerts' Jaeger link asks for, for the wave called ``name``."""
+    (rule,) = [r for g in alert_rules()["groups"] for r in g["rules"] if r.get("alert") == "ShannonTaskErrorRateHigh"]
+    template = parse_qs(rule["annotations"]["traces_url"].split("?", 1)[1])["tags"][0]
+    fields = re.fullmatch(r'\{\{ printf "(.+)" \$labels\.shannon_wave_name \| urlquery \}\}', template)
+    assert fields, template
+    rendered: dict[str, str] = json.loads(fields.group(1).replace('\\"', '"').replace("%q", json.dumps(name)))
+    return rendered
+
+
+def test_the_task_error_link_finds_the_failed_tasks_of_a_run_that_is_still_going() -> None:
+    # The task error alerts' link matched only the wave span (name and outcome), which is exported when the run
+    # ends: for a run of hours failing from its fifth minute the alert fired and its link listed nothing of the
+    # run. Task spans now carry the wave's name too, so a failed task's span (exported when it ends) matches.
+    otel = InMemoryTelemetry()
+    seen: list[list[dict[str, Any]]] = []
+
+    async def task(i: int) -> int:
+        if i == 0:
+            raise KeyError("k")
+        await asyncio.sleep(0.01)  # the failed task's span has ended by now; the wave's has not
+        seen.append([dict(s.attributes or {}) for s in otel.spans()])
+        return i
+
+    asyncio.run(Wave("ingest", max_concurrency=2, **otel.providers).map(task, [0, 1]))
+    wanted = _failed_wave_tags("ingest").items()
+    (during,) = seen
+    assert [a for a in during if wanted <= a.items()], during
+    assert wanted <= dict(otel.span("wave ingest").attributes or {}).items()
 
 
 def _link_variables(panel: dict[str, Any]) -> set[str]:

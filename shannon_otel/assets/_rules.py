@@ -81,11 +81,12 @@ def _label_tags(attributes: dict[str, str]) -> str:
 
 
 def _failed_wave(label: str) -> str:
-    """Jaeger's ``tags`` parameter matching the wave span of a failed run of the wave in ``label``.
+    """Jaeger's ``tags`` parameter matching the failed runs of the wave in ``label``.
 
-    The wave span carries both its name and its outcome (``failure`` when a task failed or timed out),
-    so the search finds the runs of that wave the task error alerts count, not every failing wave of the
-    service.
+    A failed task span carries the wave's name and the outcome ``failure`` (exported when the task ends, so
+    a run still going is found), and so does the wave span of a run in which a task failed or timed out
+    (exported when the run ends): the search finds the runs of that wave the task error alerts count, not
+    every failing wave of the service.
     """
     fields = f'\\"{t.WAVE_NAME}\\":%q,\\"{t.TASK_OUTCOME}\\":\\"{t.Outcome.FAILURE.value}\\"'
     return f'&tags={{{{ printf "{{{fields}}}" $labels.{label} | urlquery }}}}'
