@@ -427,3 +427,19 @@ def test_engines_agree_on_a_full_window_of_equal_values_without_a_noise_floor(va
     for engine in ("numba", "numpy"):
         got = AnomalyDetector(cfg, engine=engine).update_series("s", values, ts)
         assert np.abs(got - one).max() < 1e-6, engine
+
+
+@pytest.mark.parametrize("engine", ["numpy", "numba"])
+def test_an_int_given_for_a_float_setting_is_a_float_and_scores_on_every_engine(engine: str) -> None:
+    """Before: spatial_tolerance=10**30 (valid: [0, inf]) was kept as an int, and the numba engine, which types its
+    arguments, raised a numba TypingError ("non-precise type pyobject") on every block."""
+    cfg = DetectorConfig(spatial_tolerance=10**30, noise_floor=0, min_history=3)
+    values = dirty_block(5, 50)
+    names = ["a", "b", "c", "d", "e"]
+    times = np.arange(50) * STEP
+    got = AnomalyDetector(cfg, engine=engine).update_many(names, values, times)
+    reference = DetectorConfig(spatial_tolerance=1e30, noise_floor=0.0, min_history=3)
+    assert np.array_equal(got, AnomalyDetector(reference, engine=engine).update_many(names, values, times),
+                          equal_nan=True)
+    assert type(cfg.spatial_tolerance) is float and type(cfg.noise_floor) is float
+    assert cfg == reference

@@ -163,6 +163,10 @@ class DetectorConfig:
                 hint = other_number(value, integer=f.name in _INTS)
                 raise ValueError(f"DetectorConfig.{f.name} must be {want}{hint}, got {shown(value)}")
         builtin_numbers(self, *(f.name for f in fields(self)))  # np.float64 computes as a float from here on
+        for f in fields(self):  # an int given for a float (spatial_tolerance=10**30): the numba engine types its
+            value = getattr(self, f.name)  # arguments, and refused an int beyond int64 (a TypingError per block)
+            if f.name not in _INTS and type(value) is int:
+                object.__setattr__(self, f.name, float(value))
         if self.critical < self.warning:
             raise ValueError(
                 f"DetectorConfig.critical must be >= warning ({self.warning}), got {self.critical!r}"
