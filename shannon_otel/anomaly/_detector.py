@@ -370,7 +370,9 @@ class AnomalyDetector:
                 fhi = x if x > fhi else fhi
                 self._vfmin[slot], self._vfmax[slot] = flo, fhi
                 floor = noise_floor * (hi - lo)
-                span = noise_floor * (RANGE_SPAN * (fhi - flo))  # min(floor, span): as both engines
+                span = noise_floor * (RANGE_SPAN * (fhi - flo))  # min(floor, max(span, least)): as both engines
+                least = RANGE_RESOLUTION * (abs(off) + (-lo if -lo > hi else hi))  # (_scoring.RANGE_RESOLUTION)
+                span = least if span < least else span
                 floor = span if span < floor else floor
             else:
                 floor = noise_floor * (hi - lo)
