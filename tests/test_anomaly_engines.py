@@ -427,3 +427,38 @@ def test_engines_agree_on_a_full_window_of_equal_values_without_a_noise_floor(va
     for engine in ("numba", "numpy"):
         got = AnomalyDetector(cfg, engine=engine).update_series("s", values, ts)
         assert np.abs(got - one).max() < 1e-6, engine
+
+
+@pytest.mark.parametrize("engine", ["numpy", "numba"])
+def test_an_int_given_for_a_float_setting_is_a_float_and_scores_on_every_engine(engine: str) -> None:
+    """Before: spatial_tolerance=10**30 (valid: [0, inf]) was kept as an int, and the numba engine, which types its
+    arguments, raised a numba TypingError ("non-precise type pyobject") on every block."""
+    cfg = DetectorConfig(spatial_tolerance=10**30, noise_floor=0, min_history=3)
+    values = dirty_block(5, 50)
+    names = ["a", "b", "c", "d", "e"]
+    times = np.arange(50) * STEP
+    got = AnomalyDetector(cfg, engine=engine).update_many(names, values, times)
+    reference = DetectorConfig(spatial_tolerance=1e30, noise_floor=0.0, min_history=3)
+    assert np.array_equal(got, AnomalyDetector(reference, engine=engine).update_many(names, values, times),
+                          equal_nan=True)
+    assert type(cfg.spatial_tolerance) is float and type(cfg.noise_floor) is float
+    assert cfg == reference
+
+
+@pytest.mark.parametrize("engine", ["numpy", "numba"])
+def test_a_long_flat_stretch_is_no_anomaly_on_any_engine_with_the_default_config(engine: str) -> None:
+    """A metric flat for ~2 weeks of minutes between noisy stretches. Before: the forgetting range
+    (range_rate) shrank to ~0 over the flat stretch, so did the noise floor, and the numpy engine's windowed
+    sums (differences of cumulative sums) left a rounding spread that made the flat value score up to 0.99994 (a
+    critical anomaly, on the engine of installs without numba) where update() and numba scored 0.03; it then
+    missed the anomaly where the noise came back. The floor now never forgets below RANGE_RESOLUTION (1e-9) of
+    the values' magnitude, as the range rule: rounding is no spread."""
+    rng = np.random.default_rng(0)
+    flat = 20_000
+    values = np.concatenate([rng.normal(5.0, 0.3, 500), np.full(flat, 5.0), rng.normal(5.0, 0.3, 300)])
+    times = np.arange(values.size) * 60.0
+    one = scalar(AnomalyDetector(), ["a"], values[None, :], times)[0]
+    got = AnomalyDetector(engine=engine).update_series("a", values, times)
+    assert np.nanmax(np.abs(got - one)) < 1e-6
+    assert np.nanmax(got[600 : 500 + flat]) < 0.1  # the flat stretch: ordinary
+    assert (got[500 + flat :] >= 0.5).sum() == (one[500 + flat :] >= 0.5).sum() == 1  # the noise coming back

@@ -295,6 +295,29 @@ def test_a_constant_series_one_ulp_off_is_not_an_anomaly(path: str) -> None:
         assert (score >= DetectorConfig().critical) is anomalous, (later, score)
 
 
+@pytest.mark.parametrize("path", ["scalar", "numpy", "numba", "numpy-columns"])
+def test_a_one_ulp_step_after_a_long_flat_stretch_is_not_an_anomaly(path: str) -> None:
+    """Noise, then 20,000 samples flat at 1234.5, then one ulp more for 3 samples. Before: the forgetting range of
+    the noise floor (range_rate) shrank to ~0 over the flat stretch, so the ulp step was a z-score of ~1e10: 1.0,
+    critical, on every path (the range rule already takes rounding for no new value). The floor's forgetting cap
+    now stops at RANGE_RESOLUTION of the values' magnitude; a real change (0.1) still scores 1.0."""
+    flat = 20_000
+    for later, anomalous in ((float(np.nextafter(1234.5, 2000.0)), False), (1234.6, True)):
+        noise = np.random.default_rng(0).normal(1234.5, 0.3, 500)
+        xs = np.concatenate([noise, np.full(flat, 1234.5), [later] * 3])
+        ts = np.arange(xs.size) * 60.0
+        if path == "scalar":
+            scores = scalar(AnomalyDetector(), ["s"], xs[None, :], ts)[0, -3:]
+        elif path == "numpy-columns":  # one column per call after a block: the per-tick block path
+            det = AnomalyDetector(engine="numpy")
+            det.update_series("s", xs[:-3], ts[:-3])
+            last = range(xs.size - 3, xs.size)
+            scores = np.array([det.update_many(["s"], xs[None, j : j + 1], ts[j : j + 1])[0, 0] for j in last])
+        else:
+            scores = AnomalyDetector(engine=path).update_series("s", xs, ts)[-3:]
+        assert bool(scores.max() >= DetectorConfig().critical) is anomalous, (later, scores)
+
+
 def test_threads_feeding_one_detector_never_share_a_slot() -> None:
     """Updates from four threads interleaved inside the series registry: two series ended up in one slot
     (each scoring against the other's history from then on) and the detector tracked more than

@@ -48,3 +48,15 @@ def test_an_out_path_under_a_file_says_the_file_is_not_a_directory(
     err = capsys.readouterr().err
     assert err == f"shannon-otel {command}: cannot write {tmp_path / 'notes.txt'}: a file, not a directory\n"
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_rules_out_path_ending_with_a_slash_is_refused_as_a_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Before: `rules --out rules/` (a directory not there yet) wrote a file named "rules" (Path() drops the
+    slash), exit 0; an existing directory failed "Is a directory". Both now fail alike, writing nothing."""
+    out = f"{tmp_path / 'rules'}/"
+    assert main(["rules", "--out", out]) == 1
+    assert capsys.readouterr().err == (
+        f"shannon-otel rules: cannot write {out}: a directory (it ends with a slash), not a file\n")
+    assert os.listdir(tmp_path) == []

@@ -71,8 +71,10 @@ class DetectorConfig:
       ln(k / recent range) / range_rate samples (~3,000 for k = 1e3, ~6,500 for 1e6 at the default 0.002),
       after which the floor is at most ``noise_floor`` x 10 x the recent range (below the spread of noisy
       series, 10x its old value for flat ones); a series' usual range (within 10x its recent one) floors it
-      as before. 0: the range of all values (never forgotten). The range rule (``spatial_tolerance``) keeps
-      the range of all values seen.
+      as before; over a long flat stretch the forgetting range shrinks toward 0, but the floor it caps is never
+      taken below 1e-9 (``_scoring.RANGE_RESOLUTION``) of the values' magnitude (the series' first value plus the
+      range's larger end): rounding is no spread. 0: the range of all values (never forgotten). The range rule
+      (``spatial_tolerance``) keeps the range of all values seen.
     * ``sharpness``: the raw surprise of a z-score is (1 - exp(-z^2 / 8)) ** sharpness: above 1,
       small deviations count for less against large ones in the recent mean.
     * ``average``: samples in the recent mean of raw surprise.
@@ -163,6 +165,10 @@ class DetectorConfig:
                 hint = other_number(value, integer=f.name in _INTS)
                 raise ValueError(f"DetectorConfig.{f.name} must be {want}{hint}, got {shown(value)}")
         builtin_numbers(self, *(f.name for f in fields(self)))  # np.float64 computes as a float from here on
+        for f in fields(self):  # an int given for a float (spatial_tolerance=10**30): the numba engine types its
+            value = getattr(self, f.name)  # arguments, and refused an int beyond int64 (a TypingError per block)
+            if f.name not in _INTS and type(value) is int:
+                object.__setattr__(self, f.name, float(value))
         if self.critical < self.warning:
             raise ValueError(
                 f"DetectorConfig.critical must be >= warning ({self.warning}), got {self.critical!r}"

@@ -4,7 +4,8 @@ Per sample of a series (every path computes the same thing; the block path runs 
 numba in ``_engine_numba`` when installed, else vectorized over series and time in ``_engine_numpy``):
 
 1. z = |x - mean| / max(std, noise_floor x range) (the range of all values, capped at RANGE_SPAN x a
-   forgetting range: ``DetectorConfig.range_rate``) against the last ``window`` values of the
+   forgetting range: ``DetectorConfig.range_rate``, a cap never below RANGE_RESOLUTION x the values' magnitude)
+   against the last ``window`` values of the
    same seasonal bucket (time of day by default; with ``DetectorConfig.weekly_rho``, the smaller of that and
    the z-score against the same time-of-week bucket once the series' weekly test holds: ``_weekly``),
    and the same z-score of the step
@@ -370,7 +371,9 @@ class AnomalyDetector:
                 fhi = x if x > fhi else fhi
                 self._vfmin[slot], self._vfmax[slot] = flo, fhi
                 floor = noise_floor * (hi - lo)
-                span = noise_floor * (RANGE_SPAN * (fhi - flo))  # min(floor, span): as both engines
+                span = noise_floor * (RANGE_SPAN * (fhi - flo))  # min(floor, max(span, least)): as both engines
+                least = RANGE_RESOLUTION * (abs(off) + (-lo if -lo > hi else hi))  # (_scoring.RANGE_RESOLUTION)
+                span = least if span < least else span
                 floor = span if span < floor else floor
             else:
                 floor = noise_floor * (hi - lo)

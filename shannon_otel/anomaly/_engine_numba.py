@@ -383,6 +383,8 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
                 fmin = x if x < fmin else fmin
                 fmax = x if x > fmax else fmax
                 span = noise_floor * (RANGE_SPAN * (fmax - fmin))
+                least = RANGE_RESOLUTION * (abs(offset) + (-pmin if -pmin > pmax else pmax))
+                span = least if span < least else span
                 floor = span if span < floor else floor
             floors[k] = floor
             d = x - prev  # the step from the previous value; 0 for the first (x = 0 = prev)

@@ -174,6 +174,11 @@ def score_block(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
         span = np.subtract(fhi, flo, out=fhi)
         span *= RANGE_SPAN
         span *= cfg.noise_floor
+        lows, highs = (lo0[:, None], hi0[:, None]) if inside else (cmin[:, 1:], cmax[:, 1:])
+        least = np.maximum(-lows, highs)  # as the scalar path: RANGE_RESOLUTION x (|offset| + the larger end)
+        least += np.abs(det._offset[at])[:, None]
+        least *= RANGE_RESOLUTION
+        np.maximum(span, least, out=span)
         floor = np.minimum(span, floor, out=span)
     z = tmp("z", s_len, t_len)
     _seasonal_z(det, slots, contiguous, x, ts, floor, z)
@@ -386,7 +391,9 @@ def _score_tick(det: AnomalyDetector, slots: I64, raw: F64, ts: F64) -> F64:
         flo = np.minimum(x, r_keep * det._fmin[at] + r_rate * x)
         fhi = np.maximum(x, r_keep * det._fmax[at] + r_rate * x)
         det._fmin[at], det._fmax[at] = flo, fhi
-        floor = np.minimum(cfg.noise_floor * (RANGE_SPAN * (fhi - flo)), cfg.noise_floor * (hi_end - lo_end))
+        least = RANGE_RESOLUTION * (np.abs(det._offset[at]) + np.maximum(-lo_end, hi_end))  # as the scalar path
+        span = np.maximum(cfg.noise_floor * (RANGE_SPAN * (fhi - flo)), least)
+        floor = np.minimum(span, cfg.noise_floor * (hi_end - lo_end))
     else:
         floor = cfg.noise_floor * (hi_end - lo_end)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -88,6 +89,8 @@ def _rules(args: argparse.Namespace) -> int:
     if args.out is None:
         sys.stdout.write(text)
         return 0
+    if args.out.endswith(("/", os.sep)):  # Path() drops the slash: `--out rules/` wrote a file named "rules"
+        raise IsADirectoryError(errno.EISDIR, "a directory (it ends with a slash), not a file", args.out)
     print(_write(Path(args.out), text))
     return 0
 
