@@ -67,7 +67,9 @@ def hook_failed(hook: Hook, method: str, error: BaseException, hooks: Sequence[H
             counts: dict[str, int] | None = getattr(hook, "_hook_errors", None)
             if counts is None:
                 counts = {}
-                hook._hook_errors = counts  # type: ignore[union-attr]
+                # past the class's own __setattr__: a frozen dataclass hook refused the plain assignment, so its
+                # failures were never counted (hook_errors stayed empty) and every one was logged with its traceback
+                object.__setattr__(hook, "_hook_errors", counts)
         except AttributeError:  # not a Hook subclass, and slotted: nowhere to count, so log each time
             counts = {}
         first = method not in counts

@@ -12,6 +12,7 @@ is logged once per hook and method and counted on the hook.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import itertools
 import logging
@@ -675,3 +676,33 @@ def test_an_observer_not_subclassing_wave_observer_misses_only_what_it_lacks(mod
     first = Outcome.FAILURE if mode == "fail-fast run" else Outcome.SUCCESS
     assert outcomes[0] is first and outcomes[-1] is Outcome.CANCELLATION and len(outcomes) == 6
     assert hook.hook_errors["task_skipped"] >= 1  # it lacks task_skipped too: each call its isolated failure
+
+
+@pytest.mark.parametrize("slots", [False, True])
+def test_a_frozen_dataclass_hook_is_counted_and_logged_once(slots: bool, caplog: pytest.LogCaptureFixture) -> None:
+    """A hook written as a frozen dataclass (as the policies are) refused the assignment of its failure counts:
+    ``hook_errors`` stayed empty, and each failure was logged with its traceback (a record per task), though the
+    first record said later ones would only be counted."""
+
+    class Failing(WaveObserver):
+        def task_finished(self, token: Any, event: Any) -> None:
+            raise HookBugError("task_finished")
+
+    @dataclasses.dataclass(frozen=True, slots=slots)
+    class FrozenHook(Hook):
+        label: str = "frozen"
+
+        def wave_started(self, event: Any) -> Any:
+            return Failing()
+
+    async def job(i: int) -> int:
+        await asyncio.sleep(0)
+        return i
+
+    hook = FrozenHook()
+    wave: Wave[int] = Wave("frozen-hook", hooks=[hook], instrument=False)
+    with caplog.at_level(logging.ERROR, logger="shannon_otel"):
+        result = run_virtual(wave.map(job, range(5)))
+    assert [r.value for r in result.results] == [0, 1, 2, 3, 4]
+    assert hook.hook_errors == {"task_finished": 5}
+    assert len([r for r in caplog.records if "failed in task_finished" in r.getMessage()]) == 1
