@@ -64,8 +64,8 @@ def hook_failed(hook: Hook, method: str, error: BaseException, hooks: Sequence[H
     hook = getattr(hook, "__wrapped__", hook)
     with _COUNTING:
         try:
-            counts: dict[str, int] | None = getattr(hook, "_hook_errors", None)
-            if counts is None:
+            counts = getattr(hook, "_hook_errors", None)
+            if type(counts) is not dict:  # none yet, or not ours (a Mock(spec=Hook) answers any name with a Mock)
                 counts = {}
                 # past the class's own __setattr__: a frozen dataclass hook refused the plain assignment, so its
                 # failures were never counted (hook_errors stayed empty) and every one was logged with its traceback

@@ -20,6 +20,7 @@ import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
+from unittest import mock
 
 import pytest
 from _virtual_time import run_virtual
@@ -706,3 +707,21 @@ def test_a_frozen_dataclass_hook_is_counted_and_logged_once(slots: bool, caplog:
     assert [r.value for r in result.results] == [0, 1, 2, 3, 4]
     assert hook.hook_errors == {"task_finished": 5}
     assert len([r for r in caplog.records if "failed in task_finished" in r.getMessage()]) == 1
+
+
+def test_a_mock_hook_is_isolated_like_any_other(caplog: pytest.LogCaptureFixture) -> None:
+    """``Mock(spec=Hook)``, as a user's test passes to see what their wave reports: it answers ``_hook_errors`` with a
+    Mock, which the failure count read as its dict. Recording its first failure (``for_scope`` returns no Hook)
+    raised "argument of type 'Mock' is not iterable" out of the isolation itself, and the Wave was never built."""
+    hook = mock.Mock(spec=Hook)
+
+    async def job(i: int) -> int:
+        await asyncio.sleep(0)
+        return i
+
+    with caplog.at_level(logging.ERROR, logger="shannon_otel"):
+        wave: Wave[int] = Wave("mock-hook", hooks=[hook], instrument=False)
+        result = run_virtual(wave.map(job, range(3)))
+    assert [r.value for r in result.results] == [0, 1, 2]
+    hook.wave_started.assert_called_once()
+    assert len([r for r in caplog.records if "failed in for_scope" in r.getMessage()]) == 1
