@@ -19,10 +19,11 @@ can swallow the user's exception.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from ._fork import release_held
@@ -43,6 +44,24 @@ BROKEN: Final = object()  # the token of an observer whose start method raised: 
 # cancelled future). Let through, it was taken for a cancellation: a wave's worker ended silently (the tasks it
 # would have run never ran, the wave reported success) and a policy's call raised CancelledError, cancelled by nobody.
 HOOK_ERRORS: Final = (Exception, asyncio.CancelledError)
+
+
+def call_void(fn: Callable[..., object], method: str, *args: Any) -> None:
+    """``fn(*args)``, a hook or observer method that returns nothing (``method`` names it); TypeError naming
+    ``method`` if it returned a coroutine (closed first). Called inside the caller's guard, so that is the hook's
+    failure, counted and logged once.
+
+    Such a method is a plain one calling an async function (``return self.queue.put(event)`` of an ``asyncio.Queue``,
+    ``lambda e: notify(e)``): called without await, its coroutine never ran, with only Python's "never awaited"
+    warning, far from the cause, and nothing counted. A Task or future it returns is scheduled already: no error.
+    """
+    value = fn(*args)
+    if value is not None and inspect.iscoroutine(value):
+        value.close()
+        raise TypeError(
+            f"{method} returned a coroutine, {value!r}, which nothing awaits (hook and observer methods are called "
+            "without await): make it a plain method, or schedule the coroutine as a task you keep a reference to"
+        ) from None  # raised while the user's error may be in flight: not the context of this one
 
 
 def hook_failed(hook: Hook, method: str, error: BaseException, hooks: Sequence[Hook] = ()) -> None:
@@ -87,7 +106,7 @@ def hook_failed(hook: Hook, method: str, error: BaseException, hooks: Sequence[H
     for other in hooks:
         if getattr(other, "__wrapped__", other) is not hook:
             try:
-                other.hook_failed(event)
+                call_void(other.hook_failed, "hook_failed", event)
             except HOOK_ERRORS as exc:
                 hook_failed(other, "hook_failed", exc)
 
@@ -234,7 +253,7 @@ def finish(
         owner = owners[k]
         entered = type(token) is not Unentered
         try:
-            getattr(observers[k], method)(token if entered else token.token, *args)
+            call_void(getattr(observers[k], method), method, token if entered else token.token, *args)
         except HOOK_ERRORS as exc:
             hook_failed(owner, method, exc, hooks)
         except BaseException as exc:
@@ -254,6 +273,6 @@ def notify(
     """Call ``method(*args)`` on every observer in order; one that raises is recorded and skipped."""
     for observer, owner in zip(observers, owners, strict=True):
         try:
-            getattr(observer, method)(*args)
+            call_void(getattr(observer, method), method, *args)
         except HOOK_ERRORS as exc:
             hook_failed(owner, method, exc, hooks)

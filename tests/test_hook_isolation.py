@@ -689,7 +689,9 @@ def test_a_frozen_dataclass_hook_is_counted_and_logged_once(slots: bool, caplog:
         def task_finished(self, token: Any, event: Any) -> None:
             raise HookBugError("task_finished")
 
-    @dataclasses.dataclass(frozen=True, slots=slots)
+    frozen = dataclasses.dataclass(frozen=True, slots=True) if slots else dataclasses.dataclass(frozen=True)
+
+    @frozen
     class FrozenHook(Hook):
         label: str = "frozen"
 

@@ -38,7 +38,8 @@ class Hook:
     never share an attempt counter or a span.
 
     A hook that raises is isolated (see the module docstring): :attr:`hook_errors` counts its
-    failures by method.
+    failures by method. Every method is called without await: one that returns nothing returning a
+    coroutine (``return self.queue.put(event)``) fails, its coroutine closed, as if it raised TypeError.
     """
 
     __slots__ = ("_hook_errors",)
