@@ -45,6 +45,14 @@ def test_an_async_method_set_on_the_instance_is_refused(entry: str, method: str)
         ENTRY_POINTS[entry]([hook])
 
 
+@pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
+def test_a_hook_class_given_for_an_instance_is_refused_saying_so(entry: str) -> None:
+    """``hooks=[MyHook]`` (the class, not ``MyHook()``) was refused as "must hold Hook objects (subclass
+    shannon_otel.Hook)", advice the class already follows."""
+    with pytest.raises(TypeError, match=r"hooks must hold Hook instances, got the class Plain: pass Plain\(\)"):
+        ENTRY_POINTS[entry]([Plain])  # type: ignore[list-item]
+
+
 def test_a_plain_method_set_on_the_instance_is_accepted() -> None:
     hook = Plain()
     hook.wave_started = lambda event: None  # type: ignore[method-assign]
