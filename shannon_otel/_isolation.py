@@ -2,7 +2,8 @@
 
 Every call into a hook or an observer is guarded where it is made. An ``Exception`` it raises is
 handed to :func:`hook_failed`: counted on the hook (``Hook.hook_errors``), logged with its
-traceback the first time per hook and method (later ones are only counted), and reported to the
+traceback the first time per hook and method (later ones are only counted; the user's exception it was
+raised during is no part of it), and reported to the
 entry point's other hooks as a :class:`~shannon_otel._events.HookFailed` event (the OTel hook counts
 it as ``shannon.hook.errors``). It never reaches the user's call. ``BaseException`` (cancellation,
 ``KeyboardInterrupt``) is not an error of the hook and propagates: from a loop that finishes observers,
@@ -94,10 +95,15 @@ def hook_failed(hook: Hook, method: str, error: BaseException, hooks: Sequence[H
         first = method not in counts
         counts[method] = counts.get(method, 0) + 1
     if first:
-        _log.error(
-            "hook %s failed in %s; the call goes on without it (later failures of this hook in %s are "
-            "counted in hook.hook_errors, not logged)", _name(hook), method, method, exc_info=error,
-        )
+        hidden = _callers_error_hidden(error)
+        try:
+            _log.error(
+                "hook %s failed in %s; the call goes on without it (later failures of this hook in %s are "
+                "counted in hook.hook_errors, not logged)", _name(hook), method, method, exc_info=error,
+            )
+        finally:
+            for link in hidden:
+                link.__suppress_context__ = False
     if not hooks:
         return
     from ._events import HookFailed
@@ -109,6 +115,40 @@ def hook_failed(hook: Hook, method: str, error: BaseException, hooks: Sequence[H
                 call_void(other.hook_failed, "hook_failed", event)
             except HOOK_ERRORS as exc:
                 hook_failed(other, "hook_failed", exc)
+
+
+def _callers_error_hidden(error: BaseException) -> list[BaseException]:
+    """Hide, from the traceback of ``error`` that is about to be logged, the error that was in flight where the hook
+    was called; returns the links whose ``__suppress_context__`` was set, for the caller to restore once logged.
+
+    A hook failing in ``call_finished`` or ``attempt_finished`` of a failed call raises while the user's exception is
+    being handled, which Python chains as its context: the record printed the user's exception, message and all,
+    under "During handling of the above exception" (exception messages are logged only when asked for). The chain is
+    cut at the first exception that did not start in the hook's own frames (those of ``error``'s traceback past its
+    first, the guard's); a context the hook made itself, and a cause it chose (``raise ... from``), are kept.
+    """
+    tb = error.__traceback__
+    tb = tb.tb_next if tb is not None else None  # the guard's frame, where the user's error may be handled
+    own: set[int] = set()
+    while tb is not None:
+        own.add(id(tb.tb_frame))
+        tb = tb.tb_next
+    link: BaseException = error
+    seen: set[int] = set()
+    while id(link) not in seen:
+        seen.add(id(link))
+        caused = link.__cause__ is not None
+        chained = link.__cause__ if caused else None if link.__suppress_context__ else link.__context__
+        if chained is None:
+            return []
+        start = chained.__traceback__
+        if start is None or id(start.tb_frame) not in own:
+            if caused:
+                return []
+            link.__suppress_context__ = True
+            return [link]
+        link = chained
+    return []
 
 
 # An observer type's first async protocol method (None: it has none), memoised: checked once per type.
