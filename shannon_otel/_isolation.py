@@ -74,6 +74,7 @@ def hook_failed(hook: Hook, method: str, error: BaseException, hooks: Sequence[H
     the failure is the viewed hook's. A ``CancelledError`` (see ``HOOK_ERRORS``) is recorded as a RuntimeError
     saying so, caused by it.
     """
+    raised = error  # what the hook raised: its traceback tells the hook's frames from the caller's
     if not isinstance(error, Exception):
         stray = RuntimeError(
             f"{method} raised CancelledError, though hooks are called without await (nothing was cancelled); "
@@ -95,7 +96,7 @@ def hook_failed(hook: Hook, method: str, error: BaseException, hooks: Sequence[H
         first = method not in counts
         counts[method] = counts.get(method, 0) + 1
     if first:
-        hidden = _callers_error_hidden(error)
+        hidden = _callers_error_hidden(raised)
         try:
             _log.error(
                 "hook %s failed in %s; the call goes on without it (later failures of this hook in %s are "
