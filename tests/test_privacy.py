@@ -325,3 +325,30 @@ class _HookBugOnFailure(Hook):
                     raise RuntimeError("the hook's own bug")  # noqa: B904  (the chain a hook makes itself)
 
         return Observer()
+
+
+def test_a_hooks_stray_cancelled_errors_record_does_not_carry_the_users_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A CancelledError a hook raises is recorded as a RuntimeError caused by it: the user's exception in flight,
+    the CancelledError's context, was printed under it."""
+
+    class Cancelling(Hook):
+        def call_started(self, event: Any) -> CallObserver:
+            class Observer(CallObserver):
+                def call_finished(self, event: Any) -> None:
+                    done = asyncio.get_running_loop().create_future()
+                    done.cancel()
+                    done.result()
+
+            return Observer()
+
+    async def failing() -> None:
+        raise ConnectionError(f"token={_SECRET} refused")
+
+    retry = Retry(attempts=1, name="search", hooks=[Cancelling()], instrument=False)
+    with caplog.at_level(logging.ERROR, logger="shannon_otel"), pytest.raises(ConnectionError):
+        run_virtual(retry.call(failing))
+    (record,) = [r for r in caplog.records if "failed in call_finished" in r.getMessage()]
+    text = logging.Formatter().format(record)
+    assert "CancelledError" in text and _SECRET not in text
