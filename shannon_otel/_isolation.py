@@ -82,11 +82,11 @@ def hook_failed(hook: Hook, method: str, error: BaseException, hooks: Sequence[H
         )
         stray.__cause__ = error
         error = stray
-    hook = getattr(hook, "__wrapped__", hook)
+    hook = _unwrapped(hook)
     with _COUNTING:
         try:
-            counts = getattr(hook, "_hook_errors", None)
-            if type(counts) is not dict:  # none yet, or not ours (a Mock(spec=Hook) answers any name with a Mock)
+            counts = _own_counts(hook)
+            if counts is None:
                 counts = {}
                 # past the class's own __setattr__: a frozen dataclass hook refused the plain assignment, so its
                 # failures were never counted (hook_errors stayed empty) and every one was logged with its traceback
@@ -111,11 +111,32 @@ def hook_failed(hook: Hook, method: str, error: BaseException, hooks: Sequence[H
 
     event = HookFailed(_name(hook), method, error)
     for other in hooks:
-        if getattr(other, "__wrapped__", other) is not hook:
+        if _unwrapped(other) is not hook:
             try:
                 call_void(other.hook_failed, "hook_failed", event)
             except HOOK_ERRORS as exc:
                 hook_failed(other, "hook_failed", exc)
+
+
+def _unwrapped(hook: Hook) -> Hook:
+    """The hook a view (``Hook.for_scope``) stands for, its ``__wrapped__``; else ``hook``. A lookup that raises is no
+    view: a hook's own ``__getattr__`` (``return self._settings[name]``) raised KeyError out of the isolation."""
+    try:
+        return getattr(hook, "__wrapped__", hook)
+    except Exception:
+        return hook
+
+
+def _own_counts(hook: object) -> dict[str, int] | None:
+    """``hook``'s failure counts if it has them (the ``Hook._hook_errors`` slot, or an instance attribute), else None.
+
+    Read past the class's ``__getattr__``: one that raises for unknown names (KeyError) broke the isolation, one that
+    answers every name (``Mock(spec=Hook)``) handed back a Mock for the count dict."""
+    try:
+        counts = object.__getattribute__(hook, "_hook_errors")
+    except AttributeError:
+        return None
+    return counts if type(counts) is dict else None
 
 
 def _callers_error_hidden(error: BaseException) -> list[BaseException]:

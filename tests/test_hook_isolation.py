@@ -727,3 +727,39 @@ def test_a_mock_hook_is_isolated_like_any_other(caplog: pytest.LogCaptureFixture
     assert [r.value for r in result.results] == [0, 1, 2]
     hook.wave_started.assert_called_once()
     assert len([r for r in caplog.records if "failed in for_scope" in r.getMessage()]) == 1
+
+
+def test_a_hook_whose_getattr_raises_for_unknown_names_is_isolated(caplog: pytest.LogCaptureFixture) -> None:
+    """A hook reading its settings through ``__getattr__`` (``return self._settings[name]``) raises KeyError for any
+    name it lacks: the isolation's look-up of ``__wrapped__`` and of the failure counts raised it, out of the guard,
+    and the wave raised an ExceptionGroup in place of its results."""
+
+    class Failing(WaveObserver):
+        def task_finished(self, token: Any, event: Any) -> None:
+            raise HookBugError("task_finished")
+
+    class Settings(Hook):
+        def __init__(self) -> None:
+            self._settings = {"label": "x"}
+
+        def __getattr__(self, name: str) -> Any:
+            return self._settings[name]
+
+        def wave_started(self, event: Any) -> Any:
+            return Failing()
+
+    class Listener(Hook):  # another hook of the scope, told of the failure, and itself failing in turn
+        def wave_started(self, event: Any) -> Any:
+            return Failing()
+
+    async def job(i: int) -> int:
+        await asyncio.sleep(0)
+        return i
+
+    hook = Settings()
+    assert hook.hook_errors == {}
+    wave: Wave[int] = Wave("getattr-hook", hooks=[hook, Listener()], instrument=False)
+    with caplog.at_level(logging.ERROR, logger="shannon_otel"):
+        result = run_virtual(wave.map(job, range(3)))
+    assert [r.value for r in result.results] == [0, 1, 2]
+    assert hook.hook_errors == {"task_finished": 3}
