@@ -89,6 +89,8 @@ def check_hooks(hooks: object) -> tuple[Hook, ...]:
     out = tuple(check_iterable("hooks", hooks, "an iterable of Hook objects"))
     seen: set[int] = set()
     for h in out:
+        if isinstance(h, type) and issubclass(h, Hook):  # told to "subclass Hook", which it does, it was lost
+            raise TypeError(f"hooks must hold Hook instances, got the class {h.__qualname__}: pass {h.__qualname__}()")
         if not isinstance(h, Hook):
             raise TypeError(f"hooks must hold Hook objects (subclass shannon_otel.Hook), got {h!r}")
         own = getattr(h, "__dict__", {})  # a method set on the instance (hook.wave_started = fn) is called too

@@ -2,7 +2,8 @@
 
 Every call into a hook or an observer is guarded where it is made. An ``Exception`` it raises is
 handed to :func:`hook_failed`: counted on the hook (``Hook.hook_errors``), logged with its
-traceback the first time per hook and method (later ones are only counted), and reported to the
+traceback the first time per hook and method (later ones are only counted; the user's exception it was
+raised during is no part of it), and reported to the
 entry point's other hooks as a :class:`~shannon_otel._events.HookFailed` event (the OTel hook counts
 it as ``shannon.hook.errors``). It never reaches the user's call. ``BaseException`` (cancellation,
 ``KeyboardInterrupt``) is not an error of the hook and propagates: from a loop that finishes observers,
@@ -19,10 +20,11 @@ can swallow the user's exception.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from ._fork import release_held
@@ -45,6 +47,24 @@ BROKEN: Final = object()  # the token of an observer whose start method raised: 
 HOOK_ERRORS: Final = (Exception, asyncio.CancelledError)
 
 
+def call_void(fn: Callable[..., object], method: str, *args: Any) -> None:
+    """``fn(*args)``, a hook or observer method that returns nothing (``method`` names it); TypeError naming
+    ``method`` if it returned a coroutine (closed first). Called inside the caller's guard, so that is the hook's
+    failure, counted and logged once.
+
+    Such a method is a plain one calling an async function (``return self.queue.put(event)`` of an ``asyncio.Queue``,
+    ``lambda e: notify(e)``): called without await, its coroutine never ran, with only Python's "never awaited"
+    warning, far from the cause, and nothing counted. A Task or future it returns is scheduled already: no error.
+    """
+    value = fn(*args)
+    if value is not None and inspect.iscoroutine(value):
+        value.close()
+        raise TypeError(
+            f"{method} returned a coroutine, {value!r}, which nothing awaits (hook and observer methods are called "
+            "without await): make it a plain method, or schedule the coroutine as a task you keep a reference to"
+        ) from None  # raised while the user's error may be in flight: not the context of this one
+
+
 def hook_failed(hook: Hook, method: str, error: BaseException, hooks: Sequence[Hook] = ()) -> None:
     """Record that ``hook`` (or an observer it returned) raised ``error`` in ``method``.
 
@@ -54,6 +74,7 @@ def hook_failed(hook: Hook, method: str, error: BaseException, hooks: Sequence[H
     the failure is the viewed hook's. A ``CancelledError`` (see ``HOOK_ERRORS``) is recorded as a RuntimeError
     saying so, caused by it.
     """
+    raised = error  # what the hook raised: its traceback tells the hook's frames from the caller's
     if not isinstance(error, Exception):
         stray = RuntimeError(
             f"{method} raised CancelledError, though hooks are called without await (nothing was cancelled); "
@@ -61,33 +82,95 @@ def hook_failed(hook: Hook, method: str, error: BaseException, hooks: Sequence[H
         )
         stray.__cause__ = error
         error = stray
-    hook = getattr(hook, "__wrapped__", hook)
+    hook = _unwrapped(hook)
     with _COUNTING:
         try:
-            counts: dict[str, int] | None = getattr(hook, "_hook_errors", None)
+            counts = _own_counts(hook)
             if counts is None:
                 counts = {}
-                hook._hook_errors = counts  # type: ignore[union-attr]
+                # past the class's own __setattr__: a frozen dataclass hook refused the plain assignment, so its
+                # failures were never counted (hook_errors stayed empty) and every one was logged with its traceback
+                object.__setattr__(hook, "_hook_errors", counts)
         except AttributeError:  # not a Hook subclass, and slotted: nowhere to count, so log each time
             counts = {}
         first = method not in counts
         counts[method] = counts.get(method, 0) + 1
     if first:
-        _log.error(
-            "hook %s failed in %s; the call goes on without it (later failures of this hook in %s are "
-            "counted in hook.hook_errors, not logged)", _name(hook), method, method, exc_info=error,
-        )
+        hidden = _callers_error_hidden(raised)
+        try:
+            _log.error(
+                "hook %s failed in %s; the call goes on without it (later failures of this hook in %s are "
+                "counted in hook.hook_errors, not logged)", _name(hook), method, method, exc_info=error,
+            )
+        finally:
+            for link in hidden:
+                link.__suppress_context__ = False
     if not hooks:
         return
     from ._events import HookFailed
 
     event = HookFailed(_name(hook), method, error)
     for other in hooks:
-        if getattr(other, "__wrapped__", other) is not hook:
+        if _unwrapped(other) is not hook:
             try:
-                other.hook_failed(event)
+                call_void(other.hook_failed, "hook_failed", event)
             except HOOK_ERRORS as exc:
                 hook_failed(other, "hook_failed", exc)
+
+
+def _unwrapped(hook: Hook) -> Hook:
+    """The hook a view (``Hook.for_scope``) stands for, its ``__wrapped__``; else ``hook``. A lookup that raises is no
+    view: a hook's own ``__getattr__`` (``return self._settings[name]``) raised KeyError out of the isolation."""
+    try:
+        return getattr(hook, "__wrapped__", hook)
+    except Exception:
+        return hook
+
+
+def _own_counts(hook: object) -> dict[str, int] | None:
+    """``hook``'s failure counts if it has them (the ``Hook._hook_errors`` slot, or an instance attribute), else None.
+
+    Read past the class's ``__getattr__``: one that raises for unknown names (KeyError) broke the isolation, one that
+    answers every name (``Mock(spec=Hook)``) handed back a Mock for the count dict."""
+    try:
+        counts = object.__getattribute__(hook, "_hook_errors")
+    except AttributeError:
+        return None
+    return counts if type(counts) is dict else None
+
+
+def _callers_error_hidden(error: BaseException) -> list[BaseException]:
+    """Hide, from the traceback of ``error`` that is about to be logged, the error that was in flight where the hook
+    was called; returns the links whose ``__suppress_context__`` was set, for the caller to restore once logged.
+
+    A hook failing in ``call_finished`` or ``attempt_finished`` of a failed call raises while the user's exception is
+    being handled, which Python chains as its context: the record printed the user's exception, message and all,
+    under "During handling of the above exception" (exception messages are logged only when asked for). The chain is
+    cut at the first exception that did not start in the hook's own frames (those of ``error``'s traceback past its
+    first, the guard's); a context the hook made itself, and a cause it chose (``raise ... from``), are kept.
+    """
+    tb = error.__traceback__
+    tb = tb.tb_next if tb is not None else None  # the guard's frame, where the user's error may be handled
+    own: set[int] = set()
+    while tb is not None:
+        own.add(id(tb.tb_frame))
+        tb = tb.tb_next
+    link: BaseException = error
+    seen: set[int] = set()
+    while id(link) not in seen:
+        seen.add(id(link))
+        caused = link.__cause__ is not None
+        chained = link.__cause__ if caused else None if link.__suppress_context__ else link.__context__
+        if chained is None:
+            return []
+        start = chained.__traceback__
+        if start is None or id(start.tb_frame) not in own:
+            if caused:
+                return []
+            link.__suppress_context__ = True
+            return [link]
+        link = chained
+    return []
 
 
 # An observer type's first async protocol method (None: it has none), memoised: checked once per type.
@@ -232,7 +315,7 @@ def finish(
         owner = owners[k]
         entered = type(token) is not Unentered
         try:
-            getattr(observers[k], method)(token if entered else token.token, *args)
+            call_void(getattr(observers[k], method), method, token if entered else token.token, *args)
         except HOOK_ERRORS as exc:
             hook_failed(owner, method, exc, hooks)
         except BaseException as exc:
@@ -252,6 +335,6 @@ def notify(
     """Call ``method(*args)`` on every observer in order; one that raises is recorded and skipped."""
     for observer, owner in zip(observers, owners, strict=True):
         try:
-            getattr(observer, method)(*args)
+            call_void(getattr(observer, method), method, *args)
         except HOOK_ERRORS as exc:
             hook_failed(owner, method, exc, hooks)

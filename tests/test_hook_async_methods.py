@@ -9,6 +9,7 @@ callback never ran and Python warned that the coroutine was never awaited.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import warnings
 from collections.abc import Callable, Coroutine
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from shannon_otel import CallObserver, Hook, SagaObserver, Step, Wave, WaveObserver
+from shannon_otel import CallObserver, CircuitBreaker, Hook, Outcome, SagaObserver, Step, Wave, WaveObserver
 from shannon_otel.recovery import Retry, Saga
 
 
@@ -42,6 +43,14 @@ def test_an_async_method_set_on_the_instance_is_refused(entry: str, method: str)
     setattr(hook, method, started)
     with pytest.raises(TypeError, match=rf"plain functions \(called without await\): Plain\.{method} is async"):
         ENTRY_POINTS[entry]([hook])
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
+def test_a_hook_class_given_for_an_instance_is_refused_saying_so(entry: str) -> None:
+    """``hooks=[MyHook]`` (the class, not ``MyHook()``) was refused as "must hold Hook objects (subclass
+    shannon_otel.Hook)", advice the class already follows."""
+    with pytest.raises(TypeError, match=r"hooks must hold Hook instances, got the class Plain: pass Plain\(\)"):
+        ENTRY_POINTS[entry]([Plain])  # type: ignore[list-item]
 
 
 def test_a_plain_method_set_on_the_instance_is_accepted() -> None:
@@ -102,3 +111,77 @@ def test_a_plain_started_method_returning_an_awaitable_or_a_class_is_one_clear_f
         asyncio.run(RUNS[entry]([hook]))
         gc.collect()
     assert sum(hook.hook_errors.values()) == 1, hook.hook_errors
+
+
+class Notifies(Hook):
+    """Plain methods handing each event to an async ``post`` without awaiting it: ``return self.queue.put(event)``
+    of an ``asyncio.Queue``, the usual slip. Every method the library calls for nothing back does so."""
+
+    def __init__(self) -> None:
+        self.posted: list[object] = []
+
+    async def post(self, event: object) -> None:
+        self.posted.append(event)
+
+    def wave_started(self, event: object) -> Any:
+        hook = self
+
+        class Observer(WaveObserver):
+            def task_finished(self, token: Any, event: Any) -> Any:
+                return hook.post(event)
+
+            def wave_finished(self, report: Any) -> Any:
+                return hook.post(report)
+
+        return Observer()
+
+    def call_started(self, event: object) -> Any:
+        hook = self
+
+        class Observer(CallObserver):
+            def call_finished(self, event: Any) -> Any:
+                return hook.post(event)
+
+        return Observer()
+
+    def saga_started(self, event: object) -> Any:
+        hook = self
+
+        class Observer(SagaObserver):
+            def saga_finished(self, event: Any) -> Any:
+                return hook.post(event)
+
+        return Observer()
+
+    def breaker_registered(self, event: Any) -> Any:
+        return self.post(event)
+
+
+@pytest.mark.parametrize(("entry", "methods"), [
+    ("Wave", {"task_finished": 3, "wave_finished": 1}),
+    ("Retry", {"call_finished": 1}),
+    ("Saga", {"saga_finished": 1}),
+    ("CircuitBreaker", {"breaker_registered": 1, "call_finished": 1}),
+])
+def test_a_method_returning_a_coroutine_is_the_hooks_failure(entry: str, methods: dict[str, int]) -> None:
+    """Called without await, the coroutine never ran: the events were never posted, ``hook_errors`` stayed empty and
+    only Python's "never awaited" warning said anything. Now each is a TypeError of that method (counted, logged
+    once), its coroutine closed (no warning), the user's results unchanged."""
+    hook = Notifies()
+    runs: dict[str, Callable[[], Coroutine[Any, Any, object]]] = {
+        **{name: functools.partial(run, [hook]) for name, run in RUNS.items()},
+        "CircuitBreaker": lambda: CircuitBreaker(name="notified", hooks=[hook], instrument=False).call(_work, 7),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "coroutine ... was never awaited" is a RuntimeWarning
+        result = asyncio.run(runs[entry]())
+        gc.collect()
+    expected = {"Wave": [0, 1, 2], "Retry": 7, "CircuitBreaker": 7}
+    if entry == "Wave":
+        assert [r.value for r in result.results] == expected[entry]  # type: ignore[attr-defined]
+    elif entry == "Saga":
+        assert result.outcome is Outcome.SUCCESS  # type: ignore[attr-defined]
+    else:
+        assert result == expected[entry]
+    assert hook.hook_errors == methods
+    assert hook.posted == []

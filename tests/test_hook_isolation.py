@@ -12,6 +12,7 @@ is logged once per hook and method and counted on the hook.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import itertools
 import logging
@@ -19,6 +20,7 @@ import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
+from unittest import mock
 
 import pytest
 from _virtual_time import run_virtual
@@ -675,3 +677,89 @@ def test_an_observer_not_subclassing_wave_observer_misses_only_what_it_lacks(mod
     first = Outcome.FAILURE if mode == "fail-fast run" else Outcome.SUCCESS
     assert outcomes[0] is first and outcomes[-1] is Outcome.CANCELLATION and len(outcomes) == 6
     assert hook.hook_errors["task_skipped"] >= 1  # it lacks task_skipped too: each call its isolated failure
+
+
+@pytest.mark.parametrize("slots", [False, True])
+def test_a_frozen_dataclass_hook_is_counted_and_logged_once(slots: bool, caplog: pytest.LogCaptureFixture) -> None:
+    """A hook written as a frozen dataclass (as the policies are) refused the assignment of its failure counts:
+    ``hook_errors`` stayed empty, and each failure was logged with its traceback (a record per task), though the
+    first record said later ones would only be counted."""
+
+    class Failing(WaveObserver):
+        def task_finished(self, token: Any, event: Any) -> None:
+            raise HookBugError("task_finished")
+
+    frozen = dataclasses.dataclass(frozen=True, slots=True) if slots else dataclasses.dataclass(frozen=True)
+
+    @frozen
+    class FrozenHook(Hook):
+        label: str = "frozen"
+
+        def wave_started(self, event: Any) -> Any:
+            return Failing()
+
+    async def job(i: int) -> int:
+        await asyncio.sleep(0)
+        return i
+
+    hook = FrozenHook()
+    wave: Wave[int] = Wave("frozen-hook", hooks=[hook], instrument=False)
+    with caplog.at_level(logging.ERROR, logger="shannon_otel"):
+        result = run_virtual(wave.map(job, range(5)))
+    assert [r.value for r in result.results] == [0, 1, 2, 3, 4]
+    assert hook.hook_errors == {"task_finished": 5}
+    assert len([r for r in caplog.records if "failed in task_finished" in r.getMessage()]) == 1
+
+
+def test_a_mock_hook_is_isolated_like_any_other(caplog: pytest.LogCaptureFixture) -> None:
+    """``Mock(spec=Hook)``, as a user's test passes to see what their wave reports: it answers ``_hook_errors`` with a
+    Mock, which the failure count read as its dict. Recording its first failure (``for_scope`` returns no Hook)
+    raised "argument of type 'Mock' is not iterable" out of the isolation itself, and the Wave was never built."""
+    hook = mock.Mock(spec=Hook)
+
+    async def job(i: int) -> int:
+        await asyncio.sleep(0)
+        return i
+
+    with caplog.at_level(logging.ERROR, logger="shannon_otel"):
+        wave: Wave[int] = Wave("mock-hook", hooks=[hook], instrument=False)
+        result = run_virtual(wave.map(job, range(3)))
+    assert [r.value for r in result.results] == [0, 1, 2]
+    hook.wave_started.assert_called_once()
+    assert len([r for r in caplog.records if "failed in for_scope" in r.getMessage()]) == 1
+
+
+def test_a_hook_whose_getattr_raises_for_unknown_names_is_isolated(caplog: pytest.LogCaptureFixture) -> None:
+    """A hook reading its settings through ``__getattr__`` (``return self._settings[name]``) raises KeyError for any
+    name it lacks: the isolation's look-up of ``__wrapped__`` and of the failure counts raised it, out of the guard,
+    and the wave raised an ExceptionGroup in place of its results."""
+
+    class Failing(WaveObserver):
+        def task_finished(self, token: Any, event: Any) -> None:
+            raise HookBugError("task_finished")
+
+    class Settings(Hook):
+        def __init__(self) -> None:
+            self._settings = {"label": "x"}
+
+        def __getattr__(self, name: str) -> Any:
+            return self._settings[name]
+
+        def wave_started(self, event: Any) -> Any:
+            return Failing()
+
+    class Listener(Hook):  # another hook of the scope, told of the failure, and itself failing in turn
+        def wave_started(self, event: Any) -> Any:
+            return Failing()
+
+    async def job(i: int) -> int:
+        await asyncio.sleep(0)
+        return i
+
+    hook = Settings()
+    assert hook.hook_errors == {}
+    wave: Wave[int] = Wave("getattr-hook", hooks=[hook, Listener()], instrument=False)
+    with caplog.at_level(logging.ERROR, logger="shannon_otel"):
+        result = run_virtual(wave.map(job, range(3)))
+    assert [r.value for r in result.results] == [0, 1, 2]
+    assert hook.hook_errors == {"task_finished": 3}

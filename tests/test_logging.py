@@ -405,6 +405,41 @@ def test_the_default_rides_on_the_otel_hook_and_costs_an_unwatched_call_nothing(
     assert resolve_hooks(None, None, None, instrument=False) == ()
 
 
+def test_a_failing_otel_hook_is_logged_once_under_its_own_name(caplog_all: pytest.LogCaptureFixture) -> None:
+    """The default logging hook is joined to the OTel hook anew for each entry point: a failing OTel hook (here a
+    broken TracerProvider) was logged, traceback and all, once per wave or policy built, as the private
+    ``shannon_otel._logs._joined._Joined``. Now it is the OTel hook's failure: logged once, counted on it."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    class Broken(TracerProvider):
+        def get_tracer(self, *args: Any, **kwargs: Any) -> Any:
+            tracer = super().get_tracer(*args, **kwargs)
+
+            class Tracer:
+                def __getattr__(self, name: str) -> Any:
+                    return getattr(tracer, name)
+
+                def start_span(self, *args: Any, **kwargs: Any) -> Any:
+                    raise RuntimeError("start_span failed")
+
+            return Tracer()
+
+    tel, clock = Telemetry(), FakeClock()
+    broken = Broken()
+
+    async def one() -> str:
+        return "ok"
+
+    for _ in range(3):
+        policy = Retry(name="op", clock=clock, sleep=clock.sleep, tracer_provider=broken,
+                       meter_provider=tel.meter_provider)
+        assert run(policy.call(one)) == "ok"
+    failed = [r.getMessage() for r in caplog_all.records if "failed in call_started" in r.getMessage()]
+    assert len(failed) == 1 and failed[0].startswith("hook shannon_otel._otel.OTelHook failed"), failed
+    (joined,) = resolve_hooks(None, broken, tel.meter_provider)
+    assert joined.__wrapped__.hook_errors == {"call_started": 3}  # type: ignore[attr-defined]
+
+
 def test_off_by_environment_variable(monkeypatch: pytest.MonkeyPatch, caplog_all: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("SHANNON_OTEL_LOGS", "off")
     tel, clock = Telemetry(), FakeClock()

@@ -21,7 +21,7 @@ from _user_calls import _ok
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import shannon_otel as so
-from shannon_otel import Hook, LoggingHook, Retry, Wave
+from shannon_otel import CallObserver, Hook, HookFailed, LoggingHook, Retry, Wave
 from shannon_otel._redact import drop_messages
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
@@ -283,3 +283,72 @@ def test_a_refused_endpoint_is_quoted_without_its_password(endpoint: str, monkey
     with pytest.raises(ValueError, match=r"OTEL_EXPORTER_OTLP_ENDPOINT") as refused:
         so.configure()
     assert "s3cr3t" not in str(refused.value)
+
+
+def test_a_failing_hooks_record_does_not_carry_the_users_error(caplog: pytest.LogCaptureFixture) -> None:
+    """Raised while the user's exception was being handled, the hook's error had it as its context: the record's
+    traceback printed it, message and all ("During handling of the above exception..."), though exception messages
+    are logged only when asked for. The hook's own chain stays; the user's exception is left as it was."""
+
+    class Listener(Hook):
+        def __init__(self) -> None:
+            self.errors: list[BaseException] = []
+
+        def hook_failed(self, event: HookFailed) -> None:
+            self.errors.append(event.error)
+
+    async def failing() -> None:
+        raise ConnectionError(f"token={_SECRET} refused")
+
+    listener = Listener()
+    retry = Retry(attempts=1, name="search", hooks=[_HookBugOnFailure(), listener], instrument=False)
+    with caplog.at_level(logging.ERROR, logger="shannon_otel"), pytest.raises(ConnectionError) as raised:
+        run_virtual(retry.call(failing))
+    records = [r for r in caplog.records if "failed in call_finished" in r.getMessage()]
+    assert len(records) == 1
+    text = logging.Formatter().format(records[0])
+    assert "the hook's own bug" in text and "KeyError" in text  # the hook's chain is whole
+    assert _SECRET not in text and "ConnectionError" not in text
+    assert str(raised.value) == f"token={_SECRET} refused"  # the user's exception, untouched
+    (error,) = listener.errors
+    assert isinstance(error.__context__, KeyError) and error.__context__.__context__ is raised.value  # chain intact
+    assert not error.__context__.__suppress_context__  # hidden for the record only
+
+
+class _HookBugOnFailure(Hook):
+    def call_started(self, event: Any) -> CallObserver:
+        class Observer(CallObserver):
+            def call_finished(self, event: Any) -> None:
+                try:
+                    {}[event.outcome]
+                except KeyError:
+                    raise RuntimeError("the hook's own bug")  # noqa: B904  (the chain a hook makes itself)
+
+        return Observer()
+
+
+def test_a_hooks_stray_cancelled_errors_record_does_not_carry_the_users_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A CancelledError a hook raises is recorded as a RuntimeError caused by it: the user's exception in flight,
+    the CancelledError's context, was printed under it."""
+
+    class Cancelling(Hook):
+        def call_started(self, event: Any) -> CallObserver:
+            class Observer(CallObserver):
+                def call_finished(self, event: Any) -> None:
+                    done = asyncio.get_running_loop().create_future()
+                    done.cancel()
+                    done.result()
+
+            return Observer()
+
+    async def failing() -> None:
+        raise ConnectionError(f"token={_SECRET} refused")
+
+    retry = Retry(attempts=1, name="search", hooks=[Cancelling()], instrument=False)
+    with caplog.at_level(logging.ERROR, logger="shannon_otel"), pytest.raises(ConnectionError):
+        run_virtual(retry.call(failing))
+    (record,) = [r for r in caplog.records if "failed in call_finished" in r.getMessage()]
+    text = logging.Formatter().format(record)
+    assert "CancelledError" in text and _SECRET not in text

@@ -38,7 +38,8 @@ class Hook:
     never share an attempt counter or a span.
 
     A hook that raises is isolated (see the module docstring): :attr:`hook_errors` counts its
-    failures by method.
+    failures by method. Every method is called without await: one that returns nothing returning a
+    coroutine (``return self.queue.put(event)``) fails, its coroutine closed, as if it raised TypeError.
     """
 
     __slots__ = ("_hook_errors",)
@@ -46,7 +47,11 @@ class Hook:
     @property
     def hook_errors(self) -> dict[str, int]:
         """How many times this hook (or an observer it returned) raised, by method name; a copy."""
-        return dict(getattr(self, "_hook_errors", None) or {})
+        try:  # past a __getattr__ of the hook's class, which may raise for unknown names (see _isolation)
+            counts = object.__getattribute__(self, "_hook_errors")
+        except AttributeError:
+            return {}
+        return dict(counts) if type(counts) is dict else {}
 
     def wave_started(self, event: WaveStarted) -> WaveObserver | None:
         """A wave run starts: return a fresh :class:`WaveObserver` for this run, or ``None`` to skip it.

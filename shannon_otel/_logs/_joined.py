@@ -166,6 +166,13 @@ class _Joined(Hook):
         self._first: _CallSource = getattr(otel, "_recovery", otel)
         self._logs = logs
 
+    @property
+    def __wrapped__(self) -> Hook:
+        """The OTel hook this joins: a failure is counted and logged as its (``_isolation``). One is joined per entry
+        point, so a failing OTel hook (a broken provider) was logged, with its traceback, once per wave or policy
+        built, under this private class's name."""
+        return self._otel
+
     def wave_started(self, event: WaveStarted) -> WaveObserver | None:
         return self._otel.wave_started(event)
 

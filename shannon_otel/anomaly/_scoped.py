@@ -8,7 +8,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from .._events import Hook
-from .._isolation import HOOK_ERRORS, hook_failed
+from .._isolation import HOOK_ERRORS, call_void, hook_failed
 
 if TYPE_CHECKING:
     from .._events import Anomaly, CallObserver, CallStarted, WaveObserver, WaveStarted
@@ -22,7 +22,7 @@ def _publish(event: Anomaly, sinks: tuple[Hook, ...], culprit: trace.Span | None
     try:
         for sink in sinks:
             try:
-                sink.anomaly(event)
+                call_void(sink.anomaly, "anomaly", event)
             except HOOK_ERRORS as exc:  # isolated: logged once per hook, counted, the others still get it
                 hook_failed(sink, "anomaly", exc, sinks)
     finally:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._deadline import scope_timeout
 from .._events import Hook, TaskResult, WaveObserver
-from .._isolation import HOOK_ERRORS, hook_failed
+from .._isolation import HOOK_ERRORS, call_void, hook_failed
 from .._telemetry import Outcome
 from .._validate import awaitable_from, brief, sync_result
 from ._isolate import run_in
@@ -422,7 +422,7 @@ class WaveRun:
                             # reversed_observers, as _finished: `observers` is emptied when the wave ends (release),
                             # and a task it left running (an abandoned wave's, closed by the collector after it)
                             # still ends its span
-                            self.reversed_observers[0].task_finished(tokens[0], result)
+                            call_void(self.reversed_observers[0].task_finished, "task_finished", tokens[0], result)
                         except HOOK_ERRORS as exc:
                             hook_failed(self.owners[0], "task_finished", exc, self.wave.resolved_hooks)
                 else:
@@ -443,7 +443,7 @@ class WaveRun:
         for obs, owner, token in zip(self.reversed_observers, self.reversed_owners, reversed(tokens), strict=True):
             if token is not _BROKEN:
                 try:
-                    obs.task_finished(token, result)
+                    call_void(obs.task_finished, "task_finished", token, result)
                 except HOOK_ERRORS as exc:
                     hook_failed(owner, "task_finished", exc, self.wave.resolved_hooks)
                 except BaseException as exc:
@@ -456,7 +456,7 @@ class WaveRun:
         escaped: BaseException | None = None
         for obs, owner in zip(self.reversed_observers, self.reversed_owners, strict=True):
             try:
-                obs.task_skipped(result)
+                call_void(obs.task_skipped, "task_skipped", result)
             except HOOK_ERRORS as exc:
                 hook_failed(owner, "task_skipped", exc, self.wave.resolved_hooks)
             except BaseException as exc:
@@ -474,14 +474,14 @@ class WaveRun:
             if getattr(type(obs), "tasks_skipped", WaveObserver.tasks_skipped) is WaveObserver.tasks_skipped:
                 for k in range(count):
                     try:
-                        obs.task_skipped(first._replace(index=first.index + k))
+                        call_void(obs.task_skipped, "task_skipped", first._replace(index=first.index + k))
                     except HOOK_ERRORS as exc:
                         hook_failed(owner, "task_skipped", exc, self.wave.resolved_hooks)
                     except BaseException as exc:
                         escaped = escaped or exc
                 continue
             try:
-                obs.tasks_skipped(first, count)
+                call_void(obs.tasks_skipped, "tasks_skipped", first, count)
             except HOOK_ERRORS as exc:
                 hook_failed(owner, "tasks_skipped", exc, self.wave.resolved_hooks)
             except BaseException as exc:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 from .. import _clock
 from .._events import Hook, TaskResult, WaveObserver, WaveStarted
 from .._hooks import check_hooks, in_scope, rebuilt, resolve_hooks
-from .._isolation import HOOK_ERRORS, Unentered, enter, hook_failed, leave, refused
+from .._isolation import HOOK_ERRORS, Unentered, call_void, enter, hook_failed, leave, refused
 from .._otel._providers import drops_for
 from .._telemetry import Outcome
 from .._validate import (
@@ -475,7 +475,7 @@ class Wave(Generic[T]):
                 on_report(report)
             for k in range(len(observers) - 1, -1, -1):
                 try:
-                    context.run(observers[k].wave_finished, report)
+                    call_void(context.run, "wave_finished", observers[k].wave_finished, report)
                 except HOOK_ERRORS as exc:
                     hook_failed(owners[k], "wave_finished", exc, hooks)
                 except BaseException as exc:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar, Unpack, overload
 from .. import _clock
 from .._events import BreakerRegistered, BreakerTransition, CallRejected, CallStarted
 from .._hooks import check_hooks, resolve_hooks
-from .._isolation import HOOK_ERRORS, hook_failed
+from .._isolation import HOOK_ERRORS, call_void, hook_failed
 from .._telemetry import BreakerState
 from .._validate import check_reading, check_sync_callable, check_telemetry_name, plain
 from ._breaker_config import _COUNT_DEPRECATED, BreakerConfig, BreakerSettings
@@ -195,7 +195,7 @@ class CircuitBreaker(Policy):
             registered = BreakerRegistered(name, _CLOSED, now)
             for hook in self._hooks:
                 try:
-                    hook.breaker_registered(registered)
+                    call_void(hook.breaker_registered, "breaker_registered", registered)
                 except HOOK_ERRORS as exc:  # a hook's bug never costs the user a breaker
                     hook_failed(hook, "breaker_registered", exc, self._hooks)
         if self._link is not None:
@@ -540,7 +540,7 @@ class CircuitBreaker(Policy):
             for event in queue:  # grows while it is read: the transitions the hooks made, in order
                 for hook in self._hooks:
                     try:
-                        hook.breaker_transition(event)
+                        call_void(hook.breaker_transition, "breaker_transition", event)
                     except HOOK_ERRORS as exc:  # the state has changed: a hook must not make the call fail
                         hook_failed(hook, "breaker_transition", exc, self._hooks)
         finally:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._deadline import timed_out
 from .._events import AttemptFinished, CallFinished, CallObserver, CallStarted, cut_off
-from .._isolation import HOOK_ERRORS, Unentered, enter, finish, hook_failed, leave, refused, start
+from .._isolation import HOOK_ERRORS, Unentered, call_void, enter, finish, hook_failed, leave, refused, start
 from .._isolation import notify as _notify
 from .._telemetry import CallOutcome, Outcome
 from .._validate import check_reading
@@ -248,7 +248,7 @@ async def observed(policy: Policy, chain: Chain, i: int, fn: Factory[T], call: _
         escaped: BaseException | None = None  # an observer's KeyboardInterrupt & co: after the others end
         for k in range(len(observers) - 1, -1, -1):
             try:
-                observers[k].call_finished(event)
+                call_void(observers[k].call_finished, "call_finished", event)
             except HOOK_ERRORS as exc:
                 hook_failed(owners[k], "call_finished", exc, hooks)
             except BaseException as exc:

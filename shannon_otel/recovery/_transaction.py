@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .._deadline import scope_timeout, timed_out
 from .._events import CompensationFinished, SagaFinished, SagaObserver, SagaStarted
-from .._isolation import HOOK_ERRORS, Unentered, enter, finish, hook_failed, leave, refused, start
+from .._isolation import HOOK_ERRORS, Unentered, call_void, enter, finish, hook_failed, leave, refused, start
 from .._telemetry import Outcome
 from .._validate import check_reading, plain
 from ._decorated import MisuseError, MisuseValueError
@@ -377,7 +377,7 @@ class Transaction:
             escaped: BaseException | None = None  # an observer's KeyboardInterrupt & co: after the others
             for k in range(len(observers) - 1, -1, -1):
                 try:
-                    observers[k].saga_finished(event)
+                    call_void(observers[k].saga_finished, "saga_finished", event)
                 except HOOK_ERRORS as exc:
                     hook_failed(owners[k], "saga_finished", exc, hooks)
                 except BaseException as exc:
