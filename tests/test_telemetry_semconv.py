@@ -152,7 +152,7 @@ def _failed_wave_tags(name: str) -> dict[str, str]:
 def test_the_task_error_link_finds_the_failed_tasks_of_a_run_that_is_still_going() -> None:
     # The task error alerts' link matched only the wave span (name and outcome), which is exported when the run
     # ends: for a run of hours failing from its fifth minute the alert fired and its link listed nothing of the
-    # run. Task spans now carry the wave's name too, so a failed task's span (exported when it ends) matches.
+    # run. A failed task's span now carries the wave's name too, so it matches (exported when the task ends).
     otel = InMemoryTelemetry()
     seen: list[list[dict[str, Any]]] = []
 

@@ -332,8 +332,8 @@ class _WaveTelemetry(WaveObserver):
         parent = self._wave_context  # None unless task spans record (see __enter__)
         if parent is None:
             return None
-        # No attributes at start: the wave's name, index and queue wait go on with the outcome when the
-        # task ends, in one write (the TaskResult carries them; see task_finished).
+        # No attributes at start: index and queue wait go on with the outcome when the task ends, in
+        # one write (the TaskResult carries them; see task_finished).
         span = self._tracer.start_span(
             self._task_span_name if name == self.wave else tel.SPAN_TASK.format(task=name), context=parent,
         )
@@ -350,7 +350,7 @@ class _WaveTelemetry(WaveObserver):
             try:
                 self.succeeded += 1
                 self._ok.record(duration, queue_wait, span.get_span_context())
-                span.set_attributes({_WAVE: self.wave, _INDEX: index, _QUEUE_WAIT: queue_wait, _OUTCOME: _SUCCESS})
+                span.set_attributes({_INDEX: index, _QUEUE_WAIT: queue_wait, _OUTCOME: _SUCCESS})
             finally:
                 otel_context.detach(context_token)
                 forget(span)
@@ -381,7 +381,10 @@ class _WaveTelemetry(WaveObserver):
         # The span's own attributes last: past the SDK's attribute count limit the oldest are dropped, and many
         # user measurements must not push out the outcome and error.type that searches and the tail sampler read.
         attributes: dict[str, Any] = dict(measurements) if measurements else {}
-        attributes[_WAVE] = self.wave
+        if outcome is not _SUCCESS_OUTCOME:
+            # what a search for this wave's failed tasks reads (its alerts' Jaeger links) while the run goes on;
+            # not on a success's span: an attribute costs ~1 us of the SDK's validation per traced task
+            attributes[_WAVE] = self.wave
         attributes[_INDEX] = index
         attributes[_QUEUE_WAIT] = queue_wait
         if batch is not None:
