@@ -12,7 +12,7 @@ import threading
 import warnings
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -459,6 +459,23 @@ def test_the_masked_items_of_a_masked_array_are_missing_samples(engine: str) -> 
     assert got.stats == want.stats and got.stats.ignored == 6
     with pytest.raises(ValueError, match=r"^times must be finite numbers of seconds$"):
         got.update_series("a", [1.0, 2.0], np.ma.masked_array([1e6, 1e6 + STEP], mask=[False, True]))
+
+
+def test_update_takes_numpys_masked_constant_as_missing_without_a_warning() -> None:
+    """update() read ``np.ma.masked`` with isfinite(), whose float() warned "converting a masked element to nan"
+    from inside the library (an error under ``-W error``); it is a missing sample, silently."""
+    det, masked = AnomalyDetector(QUICK), cast("Any", np.ma.masked)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert det.update("s", masked, 0.0) is None  # a new series: takes no slot
+        assert det.update("s", np.ma.masked_array([1.0], mask=[True])[0], 0.0) is None
+        for i in range(3):
+            det.update("s", float(i), i * STEP)
+        assert det.update("s", masked, 3 * STEP) is None
+        assert det.update("s", masked, masked) is None  # a missing value needs no time
+        with pytest.raises(ValueError, match=r"^time must be a finite number of seconds, got masked$"):
+            det.update("s", 1.0, masked)
+    assert (det.stats.series, det.stats.ignored) == (1, 4)
 
 
 # Bug: a series name, config, engine or hook argument of the wrong type was printed whole in its error: an int over

@@ -40,7 +40,7 @@ from .._fork import in_forked_child, release_held
 from .._validate import brief, shown
 from ._config import DetectorConfig
 from ._engine_numba import ENGINES, Kernel, Workers, load, score_compiled
-from ._engine_numpy import score_block
+from ._engine_numpy import PIECE, score_block
 from ._ring import CANCEL, Rings, Scratch, floats, ints, readd
 from ._scoring import (
     MEAN_FLOOR,
@@ -84,7 +84,10 @@ class AnomalyDetector:
         """``engine`` runs :meth:`update_many` / :meth:`update_series`: ``"numba"`` a compiled
         loop (the ``fast`` extra, several times faster), ``"numpy"`` vectorized passes, ``"auto"``
         numba when installed. Scores agree across engines to ~1e-9 (with ``noise_floor=0`` not always:
-        ``DetectorConfig.noise_floor``). ``threads`` (numba engine
+        ``DetectorConfig.noise_floor``), less on values that drift far from their series' first value compared
+        with their spread (a window's variance is its mean square less its squared mean, which each engine rounds
+        otherwise: a ramp rising 1 per sample with noise of sd 1 differs by ~1.5e-8 after 5e5 samples, ~1e-6
+        after 4e6). ``threads`` (numba engine
         only; ignored when ``"auto"`` finds no numba) splits large blocks (>= 32,768 samples) of
         several series across that many threads, at most numba's thread count (``NUMBA_NUM_THREADS``,
         the CPUs by default): the caller's and ``threads - 1`` of the detector's own, started at its
@@ -315,11 +318,14 @@ class AnomalyDetector:
         with self._lock:
             try:  # free unless raised: the hot path pays no check of its own for the types
                 slot = self._slots.get(series)
-                if (type(value) is not float or type(time) is not float) and (
-                        isinstance(value, _COMPLEX) or isinstance(time, _COMPLEX)):
-                    raise TypeError  # isfinite() would take numpy's by their real part, with a ComplexWarning
-                finite = isfinite(value)
-                timely = isfinite(time)
+                if type(value) is not float or type(time) is not float:
+                    if isinstance(value, _COMPLEX) or isinstance(time, _COMPLEX):
+                        raise TypeError  # isfinite() would take numpy's by their real part, with a ComplexWarning
+                    finite = value is not _MASKED and isfinite(value)  # numpy's masked constant: missing, as
+                    timely = time is not _MASKED and isfinite(time)  # NaN (float() of it warns)
+                else:
+                    finite = isfinite(value)
+                    timely = isfinite(time)
             except (TypeError, OverflowError, ValueError):  # ValueError: Decimal("sNaN") refuses float()
                 raise _update_error(series, value, time) from None
             if slot is None:  # a new series (or a bad name): the dict lookup above missed anyway
@@ -688,10 +694,20 @@ class AnomalyDetector:
         return self._score(slots, vals, ts)
 
     def _score(self, slots: I64, vals: F64, ts: F64) -> F64:
-        """Score ``vals`` (rows of series ``slots``) at ``ts`` on the block engine."""
+        """Score ``vals`` (rows of series ``slots``) at ``ts`` on the block engine; the numpy engine takes a block
+        longer than ``_engine_numpy.PIECE`` columns as consecutive calls of that many (the same scores)."""
         kernel = self._compiled_kernel()
         if kernel is not None:
             return score_compiled(self, kernel, slots, vals, ts)
+        if vals.shape[1] <= PIECE:
+            return self._score_piece(slots, vals, ts)
+        out = np.empty(vals.shape)
+        for lo in range(0, vals.shape[1], PIECE):
+            out[:, lo : lo + PIECE] = self._score_piece(slots, vals[:, lo : lo + PIECE], ts[lo : lo + PIECE])
+        return out
+
+    def _score_piece(self, slots: I64, vals: F64, ts: F64) -> F64:
+        """:meth:`_score` on the numpy engine, for at most ``PIECE`` columns."""
         finite = np.isfinite(vals)
         clean = finite.all(axis=1)
         if clean.all():
@@ -784,6 +800,7 @@ def _check_series(series: object) -> None:
 
 # A Python complex, or numpy's (np.complex64 is no subclass of complex): update() refuses both.
 _COMPLEX = (complex, np.complexfloating)
+_MASKED: object = np.ma.masked  # a singleton: every masked item of a masked array
 
 
 def _update_error(series: object, value: object, time: object) -> Exception:

@@ -7,7 +7,7 @@ the interpolation table of the numpy block path. ``score_compiled`` (plain Pytho
 detector, for a large block with ``threads > 1`` on runs of rows that the caller's thread and the
 detector's ``Workers`` take in turn (the kernel releases the GIL; series share no state). Without
 numba installed ``load()`` returns ``None`` and the detector keeps its numpy block path; scores
-agree across paths to ~1e-9.
+agree across paths to ~1e-9 (less on values far from the series' first value: ``AnomalyDetector``).
 
 Compiled on first use (a few seconds) and cached on disk by numba, so later processes load it.
 """
