@@ -120,3 +120,34 @@ def test_a_hedge_cut_off_whose_attempt_raises_after_its_cancellation_raises_that
         return "returned"
 
     assert watched(main) == "_CleanupError"
+
+
+@pytest.mark.parametrize("under", ["timeout", "task_timeout"])
+def test_a_winner_held_past_the_deadline_by_a_loser_holding_on_is_returned_late(under: str) -> None:
+    """The second attempt wins before the deadline; the first, cancelled as the loser, catches its cancellation
+    and goes on past it. The hedge held the winner's value while it waited, then raised the timeout's
+    cancellation that arrived meanwhile: the caller got ``TimeoutError`` (the task: outcome timeout)."""
+    winner = _Late()
+    launched: list[int] = []
+
+    async def op() -> Any:
+        launched.append(1)
+        if len(launched) == 1:
+            try:
+                await asyncio.sleep(10.0)
+            except asyncio.CancelledError:
+                pass
+            await asyncio.sleep(0.5)
+            return "the loser's"
+        await asyncio.sleep(0.04)
+        return winner
+
+    hedge = Hedge(0.01, attempts=2, instrument=False)
+
+    async def main() -> Any:
+        if under == "timeout":
+            return await Pipeline(Timeout(0.1), hedge, instrument=False).call(op)
+        result = await Wave("w", task_timeout=0.1, policy=hedge, instrument=False).run([op])
+        return result.results[0].value
+
+    assert watched(main) is winner

@@ -47,7 +47,8 @@ class Hedge(Instrumented):
     wave's ``task_timeout``), the hedge cancels its attempts, waits for them, and gives what they then give, as the
     Timeout gives what an operation catching its ``CancelledError`` returns or raises: the value of the first launched
     that returned one (late, a success); else, when each raised, the error of the one that failed last; else (an
-    attempt ended cancelled) the Timeout's ``TimeoutError``. A cancellation of the caller is raised as it is.
+    attempt ended cancelled) the Timeout's ``TimeoutError``. So does a hedge whose winner's result a loser holds
+    past that deadline: the result is returned, late. A cancellation of the caller is raised as it is.
     """
 
     delay: float
@@ -162,7 +163,10 @@ async def _late(
 async def _ended(tasks: list[asyncio.Task[Any]], interrupt: BaseException | None) -> None:
     """Wait until every (cancelled) task has ended. A cancellation of the caller meanwhile cancels them
     again and is raised after, itself: awaited by ``gather``, the caller got the attempt's own
-    CancelledError instead, without the message of its ``cancel(msg)``.
+    CancelledError instead, without the message of its ``cancel(msg)``. An expiring ``Timeout`` around the hedge
+    (or the wave's task timeout) meanwhile cancels them again too, and is not raised: the hedge then returns (or
+    raises) what it had, late, as the Timeout returns what an operation holding on to its cancellation returns (a
+    winner's value, got before the deadline, was thrown away for a ``TimeoutError`` while a loser held on).
 
     A ``BaseException`` that is not an ``Exception`` which a task ended with (a loser raising it while being
     cancelled, once another attempt won) is raised, as a ``TaskGroup`` does: it was discarded here and the
@@ -175,7 +179,8 @@ async def _ended(tasks: list[asyncio.Task[Any]], interrupt: BaseException | None
         try:
             await asyncio.wait(pending)
         except asyncio.CancelledError as exc:
-            cancelled = exc
+            if not timed_out():  # an expiring Timeout around the hedge waits too, and gets what the hedge gives
+                cancelled = exc
             for task in pending:
                 task.cancel()
     escaped: list[BaseException] = []
