@@ -43,9 +43,10 @@ def task_timed_out() -> bool:
     return scope is not None and scope.timeout is not None and scope.timeout.expired() and not scope.ended
 
 
-# The scopes of the Timeout policies around the running code, innermost last: each policy adds its own
-# around what it bounds and takes it off after, so only enclosing scopes are ever seen (tasks started
-# inside, such as a hedge's attempts, inherit them like any context). Each in a box the policy empties as it
+# The scopes of the Timeout policies around the running code, innermost last (and a saga's compensation_timeout_s
+# around a compensation): each policy adds its own around what it bounds and takes it off after, so only enclosing
+# scopes are ever seen (tasks started inside, such as a hedge's attempts, inherit them like any context). Each in a
+# box the policy empties as it
 # leaves the scope: a task started inside that outlives it (work left running in the background) inherited the
 # expired scope, and its own cancellation, long after, was recorded as that timeout.
 POLICY_TIMEOUTS: ContextVar[tuple[list[asyncio.Timeout], ...]] = ContextVar("shannon_otel_policy_timeouts", default=())

@@ -11,11 +11,11 @@ from .._deadline import cancel_requested, timed_out
 from .._events import FallbackStarted
 from .._isolation import finish, start
 from .._telemetry import Outcome
-from .._validate import awaitable_from, check_arity, check_exceptions
+from .._validate import awaitable_from, brief, check_arity, check_exceptions
 from ._call import _Call
 from ._circuit_open import CircuitOpenError
 from ._decorated import MisuseError, NotAwaitableError
-from ._policy import Instrumented, next_step
+from ._policy import Instrumented, next_step, operation_name
 from ._types import Chain, Factory
 
 T = TypeVar("T")
@@ -72,6 +72,18 @@ class Fallback(Instrumented, Generic[F]):
         def __call__(  # type: ignore[override]
             self, func: Callable[P, Awaitable[T]],
         ) -> Callable[P, Coroutine[Any, Any, T | F]]: ...
+    else:
+        def __call__(self, func: Any) -> Any:
+            if not callable(func) and not isinstance(func, staticmethod | classmethod):
+                # A bare @Fallback above `async def fetch(url)` is Fallback(fetch): fetch became the fallback, and
+                # fetch("u") decorated "u" ("func must be an async function, got 'u'", saying nothing of why).
+                name = operation_name(self.fallback)
+                raise TypeError(
+                    f"func must be an async function (a Fallback called decorates it), got {brief(func)}: a Fallback "
+                    f"is applied as @Fallback(fallback) above the function. Under a bare @Fallback, {name!r} became "
+                    f"the fallback, and calling it called the Fallback"
+                )
+            return Instrumented.__call__(self, func)
 
     def __post_init__(self) -> None:
         if not callable(self.fallback):

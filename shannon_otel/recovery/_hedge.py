@@ -7,6 +7,7 @@ import contextvars
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
+from .._deadline import timed_out
 from .._validate import awaitable_from, builtin_numbers, check_arity, check_number
 from ._call import _HEDGED, _Branch, _Call, rerun
 from ._decorated import MisuseError, NotAwaitableError
@@ -42,7 +43,12 @@ class Hedge(Instrumented):
     ``BaseException`` that is not an ``Exception`` is never swallowed, even when a loser raises it while
     being cancelled after another attempt won: it is raised in the caller's task once every attempt has
     ended, in place of the result (a ``KeyboardInterrupt`` / ``SystemExit`` first; several others as a
-    ``BaseExceptionGroup``, as a ``TaskGroup`` raises them).
+    ``BaseExceptionGroup``, as a ``TaskGroup`` raises them). Cut off by an expiring :class:`Timeout` around it (or a
+    wave's ``task_timeout``), the hedge cancels its attempts, waits for them, and gives what they then give, as the
+    Timeout gives what an operation catching its ``CancelledError`` returns or raises: the value of the first launched
+    that returned one (late, a success); else, when each raised, the error of the one that failed last; else (an
+    attempt ended cancelled) the Timeout's ``TimeoutError``. So does a hedge whose winner's result a loser holds
+    past that deadline: the result is returned, late. A cancellation of the caller is raised as it is.
     """
 
     delay: float
@@ -87,7 +93,20 @@ class Hedge(Instrumented):
                 if timer is None and launched < self.attempts:
                     timer = asyncio.create_task(_delay(self.sleep, self.delay))
                 waiting = [*pending] if timer is None else [*pending, timer]
-                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                try:
+                    done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                except asyncio.CancelledError:
+                    if not timed_out():
+                        raise
+                    # Cut off by an expiring Timeout around it (or the wave's task timeout), the hedge gives what its
+                    # attempts then give, as that Timeout gives what an operation catching its CancelledError returns or
+                    # raises: it raised the cancellation (a TimeoutError), throwing away a late value or error.
+                    late = await _late(pending, timer)
+                    if late is None:
+                        raise
+                    if not late[0]:
+                        _raise_last([*errors, *late[1]])
+                    return late[1]  # type: ignore[no-any-return]
                 failed = False
                 for task in [task for task in pending if task in done]:
                     del pending[task]
@@ -120,10 +139,34 @@ class Hedge(Instrumented):
                 await _ended(leftovers, interrupt)
 
 
+async def _late(
+    pending: dict[asyncio.Task[Any], None], timer: asyncio.Task[Any] | None,
+) -> tuple[bool, Any] | None:
+    """Cancel the attempts in flight (and the timer) and wait until they have ended (as :func:`_ended`, which raises
+    a cancellation of the caller meanwhile). Then ``(True, value)`` of the first launched that returned a value
+    anyway; else, when none ended cancelled (each caught its cancellation and raised), ``(False, errors)`` in launch
+    order; else ``None``: the cancellation stands. The tasks stay in ``pending``: the hedge's ``finally`` finds
+    them ended."""
+    tasks = [*pending, *([timer] if timer is not None else [])]
+    for task in tasks:
+        task.cancel()
+    await _ended(tasks, None)
+    ended = [task.result() for task in pending if not task.cancelled() and task.exception() is None]
+    for ok, value in ended:
+        if ok:
+            return True, value
+    if ended and len(ended) == len(pending):
+        return False, [value for _, value in ended]
+    return None
+
+
 async def _ended(tasks: list[asyncio.Task[Any]], interrupt: BaseException | None) -> None:
     """Wait until every (cancelled) task has ended. A cancellation of the caller meanwhile cancels them
     again and is raised after, itself: awaited by ``gather``, the caller got the attempt's own
-    CancelledError instead, without the message of its ``cancel(msg)``.
+    CancelledError instead, without the message of its ``cancel(msg)``. An expiring ``Timeout`` around the hedge
+    (or the wave's task timeout) meanwhile cancels them again too, and is not raised: the hedge then returns (or
+    raises) what it had, late, as the Timeout returns what an operation holding on to its cancellation returns (a
+    winner's value, got before the deadline, was thrown away for a ``TimeoutError`` while a loser held on).
 
     A ``BaseException`` that is not an ``Exception`` which a task ended with (a loser raising it while being
     cancelled, once another attempt won) is raised, as a ``TaskGroup`` does: it was discarded here and the
@@ -136,7 +179,8 @@ async def _ended(tasks: list[asyncio.Task[Any]], interrupt: BaseException | None
         try:
             await asyncio.wait(pending)
         except asyncio.CancelledError as exc:
-            cancelled = exc
+            if not timed_out():  # an expiring Timeout around the hedge waits too, and gets what the hedge gives
+                cancelled = exc
             for task in pending:
                 task.cancel()
     escaped: list[BaseException] = []

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from .._deadline import scope_timeout, timed_out
+from .._deadline import POLICY_TIMEOUTS, scope_timeout, timed_out
 from .._events import CompensationFinished, SagaFinished, SagaObserver, SagaStarted
 from .._isolation import HOOK_ERRORS, Unentered, call_void, enter, finish, hook_failed, leave, refused, start
 from .._telemetry import Outcome
@@ -334,6 +334,11 @@ class Transaction:
                     await _awaited("compensate", compensate(value))
                     return None
                 scope = asyncio.timeout(limit)
+                # Known as a timeout to what runs inside, as a Timeout policy's scope is (see POLICY_TIMEOUTS): a
+                # policy in the compensation recorded its cut as a cancellation, and a Hedge threw away a late value.
+                # Set in this task's own context (ensure_future copied it): nothing to reset after.
+                box = [scope]
+                POLICY_TIMEOUTS.set((*POLICY_TIMEOUTS.get(), box))
                 try:
                     async with scope:
                         await _awaited("compensate", compensate(value))
@@ -343,6 +348,8 @@ class Transaction:
                         if scope_timeout(exc):  # its own, bare: say what timed out, and the limit
                             exc.args = (f"compensation timed out after {limit} s (Saga compensation_timeout_s)",)
                     raise
+                finally:
+                    box.clear()  # for the tasks started inside that outlive it
             except (KeyboardInterrupt, SystemExit) as exc:
                 # Raised by a task, asyncio re-raises these out of the event loop itself (the loop stopped
                 # mid-rollback, the caller's handlers never ran): handed back, they are this compensation's
