@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk._shared_internal import BatchProcessor
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -130,6 +132,66 @@ def test_a_stalled_exporter_does_not_keep_the_spans_from_the_other_exporters_at_
         assert stalled.received == 1 and handle.dropped == {"traces": 0, "metrics": 0, "logs": 0}
     finally:
         stalled.release.set()  # a regression: the stalled export ends (the healthy one never got the span)
+
+
+class _StalledLogs(LogRecordExporter):
+    """A log backend that answers only when released (bounded: a regression fails)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        self.release.wait(30)
+        return LogRecordExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+class _ReleasingLogs(LogRecordExporter):
+    """A healthy log backend that, once it has the records, releases a stalled one."""
+
+    def __init__(self, stalled: _StalledLogs) -> None:
+        self.stalled = stalled
+        self.received: list[object] = []
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        self.received += [record.log_record.body for record in batch]
+        self.stalled.release.set()
+        return LogRecordExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+def test_a_stalled_log_exporter_does_not_keep_the_records_from_the_other_exporters_at_shutdown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Before: Telemetry.shutdown() stopped the logger provider, whose processors the SDK shuts down one after the
+    # other: with OTEL_LOGS_EXPORTER=otlp,console and the collector silent, the console printed no record (each
+    # counted as dropped at the give-up), as spans did before their processors were shut down in parallel.
+    monkeypatch.setenv("OTEL_BLRP_SCHEDULE_DELAY", "3600000")
+    stalled = _StalledLogs()
+    healthy = _ReleasingLogs(stalled)
+    backends = iter([stalled, healthy])
+    monkeypatch.setattr("shannon_otel._config._log_exporter", lambda *a: next(backends))
+    monkeypatch.setattr("shannon_otel._config._span_exporter", lambda *a: None)
+    monkeypatch.setattr("shannon_otel._config._metric_exporter", lambda *a: None)
+    handle = configure("two-log-backends", exporter="otlp,console", logs=True, set_global=False,
+                       metric_interval_s=3600.0, shutdown_timeout_s=5.0)
+    try:
+        logging.getLogger("shannon_otel.test").warning("etl failed")
+        assert handle.shutdown() is True
+        assert healthy.received == ["etl failed"]
+        assert handle.dropped == {"traces": 0, "metrics": 0, "logs": 0}
+    finally:
+        stalled.release.set()  # a regression: the stalled export ends (the healthy one never got the record)
 
 
 def test_a_stalled_exporter_does_not_keep_the_spans_from_the_other_exporters_at_force_flush(
