@@ -123,7 +123,7 @@ class BreakerLink:
         lease_ms = int(self.store.probe_lease_s * 1000)
         reset_ms = int(min(b.config.reset_timeout * 1000, _MAX_MS))
         try:
-            verdict, epoch, remaining_ms, now_ms, opened_ms = await self.store._script(
+            verdict, epoch, remaining_ms, now_ms, opened_ms, *closed_by = await self.store._script(
                 "ACQUIRE", keys, self._args(reset_ms, b.config.half_open_probes, lease_ms), 1,
             )
         except asyncio.CancelledError:  # answered or not, the script may have run (or still run): its slot comes back
@@ -137,8 +137,8 @@ class BreakerLink:
                 b._reject(call, None)
             return b._admit(call)
         epoch = int(epoch)
-        if verdict == "closed":
-            self.apply("closed", epoch, int(opened_ms), int(now_ms), "reset")
+        if verdict == "closed":  # closed elsewhere (a probe's success, a reset), the notification not here yet
+            self.apply("closed", epoch, int(opened_ms), int(now_ms), str(closed_by[0]) if closed_by else "")
             return b._gen
         if verdict == "probe":
             self.apply("half_open", epoch, int(opened_ms), int(now_ms), "reset_timeout")

@@ -129,8 +129,9 @@ return {state, epoch, opened, now}
 
 # KEYS: state, admission (a key of this admission's own token). ARGV: ttl, channel, name, reset_timeout_ms,
 # half_open_probes, probe_lease_ms.
-# Returns {verdict, epoch, remaining_ms, now}: verdict 'closed' (admit, CLOSED), 'probe' (admitted as a
-# half-open probe of that epoch) or 'rejected' (remaining_ms until the reset timeout, -1 unknown).
+# Returns {verdict, epoch, remaining_ms, now, opened_at}: verdict 'closed' (admit, CLOSED; a sixth element, the
+# reason it was closed), 'probe' (admitted as a half-open probe of that epoch) or 'rejected' (remaining_ms until the
+# reset timeout, -1 unknown).
 # A probe's admission key holds its epoch for probe_lease_ms: a caller that never got the answer (timed out,
 # cancelled) gives the slot back with GIVEBACK; an admission key that exists already is GIVEBACK's tombstone
 # (the give-back came first: the caller is gone), and nothing is taken. Without it a late ACQUIRE (Redis paused
@@ -159,7 +160,12 @@ local function probe()
   end
   return {'probe', epoch, 0, now, opened}
 end
-if state == 'closed' then return {'closed', epoch, 0, now, opened} end
+-- Closed: why, as the state says (another process's probe_success, a reset): the caller moves its local breaker to
+-- CLOSED with this reason (it said 'reset' whatever closed it). No state at all: it expired (or Redis lost it).
+if state == 'closed' then
+  local why = st[1] and (redis.call('HGET', KEYS[1], 'reason') or '') or 'shared_state_expired'
+  return {'closed', epoch, 0, now, opened, why}
+end
 if state == 'open' then
   if st[4] == '1' then return {'rejected', epoch, -1, now, opened} end
   -- The server's clock went back (a step, a failover to a replica whose clock is behind): the reset timeout is
