@@ -265,8 +265,9 @@ def shut_at_exit(handle: Telemetry) -> None:
     import multiprocessing
     import multiprocessing.util
 
-    # one per provider and span processor: an exit handler may not start threads (Python 3.12)
-    handle._spares = Spares(3 + len(handle._processors))
+    # one per job of the shutdown (_stop): each provider, span and log processor; an exit handler may not start
+    # threads (Python 3.12), and a job left without one ran on the exit handler's thread, unbounded
+    handle._spares = Spares(3 + len(handle._processors) + len(handle._log_processors))
     _UNSHUT.add(handle)  # held until shut down, also where atexit's hold is cleared (a forked child, 3.13)
     atexit.register(handle._shutdown_at_exit)
     if multiprocessing.parent_process() is not None:
