@@ -541,13 +541,13 @@ def test_a_failure_rate_reached_exactly_in_the_shared_window_opens_the_breaker(
     assert asyncio.run(calls(4)) is BreakerState.OPEN  # 7 of 100
 
 
-def test_a_breaker_closed_elsewhere_and_found_closed_at_admission_says_why_not_reset(
+def test_a_breaker_that_learns_its_shared_state_from_an_answer_says_why_it_changed(
     server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Bug: a process that learned from its own admission (not from the notification, still on its way, or refused:
-    an ACL user without SUBSCRIBE) that another process's probe had closed the shared breaker closed its own with
-    reason ``reset``, a reset nobody made, on its span event, log line and hooks. The admission now brings the
-    state's own reason (``probe_success`` here)."""
+    """Bug: a process that learned a shared transition from a script's answer, not from the notification (still on
+    its way, or refused: an ACL user without SUBSCRIBE), gave its own transition a reason nobody made: ``shared`` (no
+    breaker reason at all) when its flush's answer said another process had opened the breaker, ``reset`` when its
+    admission found it closed by another process's probe. Every answer now brings the state's own reason."""
     client = redis.Redis(port=server.port)
     client.execute_command("ACL", "SETUSER", "nosub", "on", ">pw", "~*", "&*", "+@all", "-subscribe")
 
@@ -571,14 +571,17 @@ def test_a_breaker_closed_elsewhere_and_found_closed_at_admission_says_why_not_r
             mine = CircuitBreaker("api", shared=here, failure_threshold=1, reset_timeout=0.2)
             with caplog.at_level(logging.INFO, logger="shannon_otel.breaker"):
                 with pytest.raises(ConnectionError):
-                    await mine.call(_boom)
-                await wait_for(lambda: theirs.state is BreakerState.OPEN)
+                    await theirs.call(_boom)  # opened there
+                await wait_for(lambda: there.available and theirs.state is BreakerState.OPEN)
+                await mine.call(ok)  # closed here, nothing told: counted, and the flush's answer says open
+                await wait_for(lambda: mine.state is BreakerState.OPEN)
                 await admitted(theirs)  # their probe closes the shared breaker
                 await wait_for(lambda: theirs.state is BreakerState.CLOSED)  # its outcome's send answered
                 assert mine.state is BreakerState.OPEN  # nothing told here
                 await admitted(mine)  # Redis answers: closed
         transitions = [r.getMessage() for r in caplog.records if r.name == "shannon_otel.breaker"]
-        assert transitions[-1] == "circuit breaker api is closed (was open): probe_success", transitions
+        assert transitions == ["circuit breaker api is open (was closed): failure_threshold",
+                               "circuit breaker api is closed (was open): probe_success"], transitions
 
     try:
         asyncio.run(main())
