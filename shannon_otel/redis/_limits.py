@@ -137,12 +137,11 @@ class SharedPool(ResourcePool):
         await super().acquire()  # never more than `limit` from this process either
         # The lease's own length goes with it (other processes may give this pool another lease_s: _scripts)
         holder = f"{uuid.uuid4().hex}:{int(self.lease_s * 1000)}"
-        event = self.shared._pool_event(self.name)
         try:
             while True:
                 if self.shared._closing:  # no release or poll would ever wake a waiter: it would wait forever
                     raise RuntimeError(f"the RedisState of shared pool {self.name!r} is closed; make a new one")
-                event.clear()
+                event = self.shared._pool_event(self.name)  # set by a release from now on (see RedisState)
                 try:
                     _outage_check(self.shared)  # a known outage: not asked (each acquire would wait timeout_s)
                     granted = await self.shared._script(
