@@ -413,6 +413,7 @@ class CountedLogRecordProcessor(LogRecordProcessor):
         self._drops = drops
         self._emitted = 0
         self._closed = False
+        self._shutdown_lock = threading.Lock()
         self._flushes = OneAtATime()
         in_forked_child(self._forked)
 
@@ -439,7 +440,12 @@ class CountedLogRecordProcessor(LogRecordProcessor):
         return self.exporter.abandoned
 
     def shutdown(self) -> None:
-        self._closed = True
+        """As :meth:`CountedSpanProcessor.shutdown` (once only: ``Telemetry`` shuts each down in a thread of its
+        own, then the logger provider)."""
+        with self._shutdown_lock:
+            if self._closed:
+                return
+            self._closed = True
         self._inner.shutdown()  # type: ignore[no-untyped-call]  # untyped in the SDK
         _count_left_behind(self._drops, "logs", self.exporter, self._emitted)
 

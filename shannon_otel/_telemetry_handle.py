@@ -206,15 +206,18 @@ class Telemetry:
         if self._log_handler is not None:
             logging.getLogger(LOGGER_ROOT).removeHandler(self._log_handler)
             self._log_handler.close()  # its provider is shut down below: nothing left for it to flush (at exit)
-        # Each span processor in a thread of its own: the provider's shutdown stops its processors one after the
-        # other, so an exporter stuck on a dead or silent backend kept every other exporter's spans from being sent.
+        # Each span and log processor in a thread of its own: a provider's shutdown stops its processors one after
+        # the other, so an exporter stuck on a dead or silent backend kept every other exporter's spans (log records:
+        # OTEL_LOGS_EXPORTER=otlp,console) from being sent.
         jobs: dict[str, Callable[[], object]] = {
             f"span shutdown ({i + 1})": processor.shutdown for i, processor in enumerate(self._processors)
         }
+        for i, log_processor in enumerate(self._log_processors):
+            jobs[f"log shutdown ({i + 1})"] = log_processor.shutdown
         jobs["span shutdown"] = self.tracer_provider.shutdown  # processors a user added; ours return at once
         jobs["metric shutdown"] = lambda: self.meter_provider.shutdown(timeout_millis=budget * 1000)
         if self.logger_provider is not None:
-            jobs["log shutdown"] = self.logger_provider.shutdown
+            jobs["log shutdown"] = self.logger_provider.shutdown  # ours return at once
         return in_parallel(jobs, budget, self._spares)
 
     def _give_up(self, why: str) -> None:
@@ -262,8 +265,9 @@ def shut_at_exit(handle: Telemetry) -> None:
     import multiprocessing
     import multiprocessing.util
 
-    # one per provider and span processor: an exit handler may not start threads (Python 3.12)
-    handle._spares = Spares(3 + len(handle._processors))
+    # one per job of the shutdown (_stop): each provider, span and log processor; an exit handler may not start
+    # threads (Python 3.12), and a job left without one ran on the exit handler's thread, unbounded
+    handle._spares = Spares(3 + len(handle._processors) + len(handle._log_processors))
     _UNSHUT.add(handle)  # held until shut down, also where atexit's hold is cleared (a forked child, 3.13)
     atexit.register(handle._shutdown_at_exit)
     if multiprocessing.parent_process() is not None:

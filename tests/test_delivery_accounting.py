@@ -12,7 +12,10 @@ from typing import Any
 
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk._shared_internal import BatchProcessor
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -130,6 +133,107 @@ def test_a_stalled_exporter_does_not_keep_the_spans_from_the_other_exporters_at_
         assert stalled.received == 1 and handle.dropped == {"traces": 0, "metrics": 0, "logs": 0}
     finally:
         stalled.release.set()  # a regression: the stalled export ends (the healthy one never got the span)
+
+
+class _StalledLogs(LogRecordExporter):
+    """A log backend that answers only when released (bounded: a regression fails)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        self.release.wait(30)
+        return LogRecordExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+class _ReleasingLogs(LogRecordExporter):
+    """A healthy log backend that, once it has the records, releases a stalled one."""
+
+    def __init__(self, stalled: _StalledLogs) -> None:
+        self.stalled = stalled
+        self.received: list[object] = []
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        self.received += [record.log_record.body for record in batch]
+        self.stalled.release.set()
+        return LogRecordExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+def test_a_stalled_log_exporter_does_not_keep_the_records_from_the_other_exporters_at_shutdown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Before: Telemetry.shutdown() stopped the logger provider, whose processors the SDK shuts down one after the
+    # other: with OTEL_LOGS_EXPORTER=otlp,console and the collector silent, the console printed no record (each
+    # counted as dropped at the give-up), as spans did before their processors were shut down in parallel.
+    monkeypatch.setenv("OTEL_BLRP_SCHEDULE_DELAY", "3600000")
+    stalled = _StalledLogs()
+    healthy = _ReleasingLogs(stalled)
+    backends = iter([stalled, healthy])
+    monkeypatch.setattr("shannon_otel._config._log_exporter", lambda *a: next(backends))
+    monkeypatch.setattr("shannon_otel._config._span_exporter", lambda *a: None)
+    monkeypatch.setattr("shannon_otel._config._metric_exporter", lambda *a: None)
+    handle = configure("two-log-backends", exporter="otlp,console", logs=True, set_global=False,
+                       metric_interval_s=3600.0, shutdown_timeout_s=5.0)
+    try:
+        logging.getLogger("shannon_otel.test").warning("etl failed")
+        assert handle.shutdown() is True
+        assert healthy.received == ["etl failed"]
+        assert handle.dropped == {"traces": 0, "metrics": 0, "logs": 0}
+    finally:
+        stalled.release.set()  # a regression: the stalled export ends (the healthy one never got the record)
+
+
+class _WhereShut(MetricExporter):
+    """A metric backend noting the thread its shutdown ran on (the meter provider's shutdown's)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[threading.Thread] = []
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self.threads.append(threading.current_thread())
+
+
+def test_every_shutdown_job_has_a_thread_started_ahead_when_no_thread_may_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Python 3.12 refuses new threads while the interpreter finalizes (the exit handler's shutdown): configure()
+    # starts spare threads for the shutdown's jobs. Once each log processor had a job of its own, the spares were
+    # still counted without them, and the last jobs (the metrics' final export) ran on the exit handler's own
+    # thread, unbounded by shutdown_timeout_s.
+    metrics = _WhereShut()
+    backends = iter([_StalledLogs(), _StalledLogs()])  # nothing logged: their shutdowns return at once
+    monkeypatch.setattr("shannon_otel._config._log_exporter", lambda *a: next(backends))
+    monkeypatch.setattr("shannon_otel._config._span_exporter", lambda *a: None)
+    monkeypatch.setattr("shannon_otel._config._metric_exporter", lambda *a: metrics)
+    handle = configure("spares", exporter="otlp,console", logs=True, set_global=False, metric_interval_s=3600.0,
+                       shutdown_timeout_s=5.0)
+
+    def refused(self: threading.Thread) -> None:
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    with monkeypatch.context() as finalizing:
+        finalizing.setattr(threading.Thread, "start", refused)
+        assert handle.shutdown() is True
+    assert metrics.threads and threading.current_thread() not in metrics.threads  # before: the caller's
 
 
 def test_a_stalled_exporter_does_not_keep_the_spans_from_the_other_exporters_at_force_flush(

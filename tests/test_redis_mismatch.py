@@ -13,7 +13,7 @@ import redis
 import redis.asyncio
 from _redis_server import HeldCall, RedisServer, admitted_during, tripped_for_one_probe, wait_for
 
-from shannon_otel import BreakerState, CircuitBreaker
+from shannon_otel import BreakerState, CircuitBreaker, Wave, task
 from shannon_otel.redis import RedisState, SharedPool
 
 
@@ -183,3 +183,40 @@ def test_a_breaker_of_a_huge_window_shares_its_counts_with_the_others_on_its_nam
             assert one.available and other.available
 
     asyncio.run(main())
+
+
+def test_a_task_that_ends_first_gives_back_the_oldest_lease_not_a_later_tasks(server: RedisServer, prefix: str) -> None:
+    """Bug: a release ended the newest lease this process held (a stack), whichever task ended: a task started
+    second, still running when the first one ended, was left on the first one's older lease, which ran out (its
+    slot taken by another process) before the second task's own ``lease_s`` had passed. A release now ends the
+    oldest lease, so each task still running holds one taken no earlier than its own start."""
+    client = redis.Redis(port=server.port, decode_responses=True)
+    key = f"{prefix}:{{pool:db}}:holders"
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix) as state:
+            pool = SharedPool(state, "db", 2)
+            started = [asyncio.Event(), asyncio.Event()]
+            may_end = [asyncio.Event(), asyncio.Event()]
+
+            async def work(i: int) -> None:
+                started[i].set()
+                await may_end[i].wait()
+
+            first = asyncio.ensure_future(Wave("first").run([task(work(0), pool=pool)]))
+            await started[0].wait()
+            (first_lease,) = client.zrange(key, 0, -1)
+            second = asyncio.ensure_future(Wave("second").run([task(work(1), pool=pool)]))
+            await started[1].wait()
+            (second_lease,) = set(client.zrange(key, 0, -1)) - {first_lease}
+            may_end[0].set()
+            await first
+            await wait_for(lambda: client.zcard(key) == 1)  # the first task's release reached Redis
+            assert client.zrange(key, 0, -1) == [second_lease]  # before: the second task's own lease was ended
+            may_end[1].set()
+            await second
+
+    try:
+        asyncio.run(main())
+    finally:
+        client.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 import redis
@@ -112,3 +112,57 @@ def test_a_full_pools_waiters_do_not_read_every_lease_at_each_retry(server: Redi
         asyncio.run(main())
     finally:
         client.close()
+
+
+def test_a_waiter_whose_retry_was_under_way_at_a_release_is_not_left_waiting(server: RedisServer) -> None:
+    """Bug: the waiters of a pool in one state shared one event, which each cleared before asking Redis again. A
+    release woke them all; one that woke cleared the event while another's acquire, sent before the release, was
+    still on its way: its answer (full) came back, it waited on the cleared event and missed the release it had
+    not seen, a slot free, until the next poll (``poll_interval_s``, up to an hour). Here the other waiter is a pool
+    of a lower limit on the name (for which the pool stays full); two releases close together do the same with
+    waiters alike. Now each wait is on the event taken before asking, which a later release sets."""
+    prefix = f"w{uuid.uuid4().hex[:10]}"
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix) as holding, \
+                RedisState(server.url, prefix=prefix, poll_interval_s=3600) as waiting:
+            holder = SharedPool(holding, "db", 2)
+            for _ in range(2):
+                await holder.acquire()
+            script = waiting._script
+            answered = {1: asyncio.Event(), 2: asyncio.Event()}  # by the limit asked for
+            retried = asyncio.Event()
+            may_return = asyncio.Event()
+            asked = {1: 0, 2: 0}
+
+            async def held_back(name: str, keys: list[str], args: list[Any], owned: int | None = None) -> Any:
+                answer = await script(name, keys, args, owned)
+                if name == "POOL_ACQUIRE":
+                    limit = int(args[0])
+                    asked[limit] += 1
+                    answered[limit].set()
+                    if limit == 1 and asked[1] == 2:
+                        retried.set()
+                    if limit == 2 and asked[2] == 1:
+                        await may_return.wait()  # its answer (full) on its way while the release is dispatched
+                return answer
+
+            waiting._script = held_back  # type: ignore[method-assign]
+            first = asyncio.ensure_future(SharedPool(waiting, "db", 2).acquire())
+            await answered[2].wait()
+            other = asyncio.ensure_future(SharedPool(waiting, "db", 1).acquire())
+            await answered[1].wait()
+            holder.release()  # a slot for the first waiter (the other one's limit of 1 is still taken)
+            async with asyncio.timeout(10):
+                await retried.wait()  # the other waiter woke, asked again, and waits again
+            may_return.set()
+            try:
+                async with asyncio.timeout(10):
+                    await first  # before: waited for the next poll, an hour on
+            finally:
+                first.cancel()
+                other.cancel()
+                await asyncio.gather(first, other, return_exceptions=True)
+            holder.release()
+
+    asyncio.run(main())

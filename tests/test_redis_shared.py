@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import socket
 import time
@@ -538,3 +539,51 @@ def test_a_failure_rate_reached_exactly_in_the_shared_window_opens_the_breaker(
 
     assert asyncio.run(calls(3)) is BreakerState.CLOSED  # 3 of 50
     assert asyncio.run(calls(4)) is BreakerState.OPEN  # 7 of 100
+
+
+def test_a_breaker_that_learns_its_shared_state_from_an_answer_says_why_it_changed(
+    server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Bug: a process that learned a shared transition from a script's answer, not from the notification (still on
+    its way, or refused: an ACL user without SUBSCRIBE), gave its own transition a reason nobody made: ``shared`` (no
+    breaker reason at all) when its flush's answer said another process had opened the breaker, ``reset`` when its
+    admission found it closed by another process's probe. Every answer now brings the state's own reason."""
+    client = redis.Redis(port=server.port)
+    client.execute_command("ACL", "SETUSER", "nosub", "on", ">pw", "~*", "&*", "+@all", "-subscribe")
+
+    async def ok() -> int:
+        return 1
+
+    async def admitted(breaker: CircuitBreaker) -> None:
+        """One successful call, once the breaker's reset timeout has run out."""
+        async with asyncio.timeout(30):
+            while True:
+                try:
+                    await breaker.call(ok)
+                    return
+                except CircuitOpenError:
+                    await asyncio.sleep(0.05)
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix) as there, \
+                RedisState(f"redis://nosub:pw@127.0.0.1:{server.port}/0", prefix=prefix, poll_interval_s=3600) as here:
+            theirs = CircuitBreaker("api", shared=there, failure_threshold=1, reset_timeout=0.2, instrument=False)
+            mine = CircuitBreaker("api", shared=here, failure_threshold=1, reset_timeout=0.2)
+            with caplog.at_level(logging.INFO, logger="shannon_otel.breaker"):
+                with pytest.raises(ConnectionError):
+                    await theirs.call(_boom)  # opened there
+                await wait_for(lambda: there.available and theirs.state is BreakerState.OPEN)
+                await mine.call(ok)  # closed here, nothing told: counted, and the flush's answer says open
+                await wait_for(lambda: mine.state is BreakerState.OPEN)
+                await admitted(theirs)  # their probe closes the shared breaker
+                await wait_for(lambda: theirs.state is BreakerState.CLOSED)  # its outcome's send answered
+                assert mine.state is BreakerState.OPEN  # nothing told here
+                await admitted(mine)  # Redis answers: closed
+        transitions = [r.getMessage() for r in caplog.records if r.name == "shannon_otel.breaker"]
+        assert transitions == ["circuit breaker api is open (was closed): failure_threshold",
+                               "circuit breaker api is closed (was open): probe_success"], transitions
+
+    try:
+        asyncio.run(main())
+    finally:
+        client.close()

@@ -2,10 +2,10 @@
 
 ``Pipeline(Retry(), Fallback(fb))`` runs ``Retry(Fallback(fn))``: the fallback turns every failure the
 retry would retry into a result, so the retry retries only when the fallback fails too (its ``FallbackError``,
-when the retry's ``on=`` takes it) or re-raises the error, and never when a ``Degrade`` serves a default; a
-breaker placed so counts only those failures. The code runs as written (each policy does what its place
-says), so the pipeline does not refuse it; it warns once, at construction, naming both policies and the
-order that was probably meant.
+when the retry's ``on=`` takes it: only then does the warning say so) or re-raises the error, and never when a
+``Degrade`` serves a default; a breaker placed so counts only those failures. The code runs as written (each
+policy does what its place says), so the pipeline does not refuse it; it warns once, at construction, naming
+both policies and the order that was probably meant.
 
 Only certain cases are reported: an outer ``Retry`` whose ``on=`` is types (a predicate cannot be
 read) or a ``CircuitBreaker`` counting no slow calls, a ``Fallback`` or a ``Degrade`` with a
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from ._breaker import CircuitBreaker
 from ._circuit_open import CircuitOpenError
 from ._degrade import _MISSING, Degrade
-from ._fallback import Fallback
+from ._fallback import Fallback, FallbackError
 from ._policy import Policy
 from ._retry import Retry
 from ._timeout import Timeout
@@ -49,8 +49,10 @@ def warn_dead_policies(chain: Sequence[Policy]) -> None:
                               else ("open", "when the breaker rejects a call or the call fails"))
                 names = ", ".join(t.__name__ for t in acts_on)
                 # "never" was untrue for a Fallback: one that fails too raises FallbackError, which the default
-                # on=Exception retries (a breaker counts it), and one that re-raises the error passes it on as it is
-                said = (f"{verb} only when the fallback fails too or re-raises the error: the {inner_name} inside it "
+                # on=Exception retries (a breaker counts it), and one that re-raises the error passes it on as it is.
+                # "fails too" only when the outer one takes a FallbackError: Retry(on=ConnectionError) does not.
+                fails_too = "fails too or " if issubclass(FallbackError, acts_on) else ""
+                said = (f"{verb} only when the fallback {fails_too}re-raises the error: the {inner_name} inside it "
                         f"(policy {j + 1}) catches every failure it acts on ({names})" if isinstance(inner, Fallback)
                         else f"never {verb}: the {inner_name} inside it (policy {j + 1}) turns every failure it acts "
                         f"on ({names}) into a result")

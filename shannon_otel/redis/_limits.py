@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -126,18 +127,21 @@ class SharedPool(ResourcePool):
         self.shared = shared
         self.lease_s = float(lease_s)
         self._key = [shared._key("pool", name, "holders"), shared._key("pool", name, "clock")]
-        self._held: list[str | None] = []  # one entry per slot held here: its lease id (None: local slot)
+        # One entry per slot held here, oldest first: its lease id (None: a local slot). A release does not know
+        # which task ends, and ends the oldest lease: each task still running keeps a lease taken no earlier than
+        # its own start. Ending the newest (a stack), a task that started later was left on an older task's lease,
+        # which ran out (and its slot went to another process) before the task's own lease_s had passed.
+        self._held: deque[str | None] = deque()
 
     async def acquire(self) -> None:
         await super().acquire()  # never more than `limit` from this process either
         # The lease's own length goes with it (other processes may give this pool another lease_s: _scripts)
         holder = f"{uuid.uuid4().hex}:{int(self.lease_s * 1000)}"
-        event = self.shared._pool_event(self.name)
         try:
             while True:
                 if self.shared._closing:  # no release or poll would ever wake a waiter: it would wait forever
                     raise RuntimeError(f"the RedisState of shared pool {self.name!r} is closed; make a new one")
-                event.clear()
+                event = self.shared._pool_event(self.name)  # set by a release from now on (see RedisState)
                 try:
                     _outage_check(self.shared)  # a known outage: not asked (each acquire would wait timeout_s)
                     granted = await self.shared._script(
@@ -164,7 +168,7 @@ class SharedPool(ResourcePool):
 
     def release(self) -> None:
         super().release()  # first: a release with no permit held raises before a holder's lease is dropped
-        holder = self._held.pop() if self._held else None
+        holder = self._held.popleft() if self._held else None
         if holder is not None:
             self.shared._background(self._release(holder))
 

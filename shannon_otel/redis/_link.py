@@ -123,7 +123,7 @@ class BreakerLink:
         lease_ms = int(self.store.probe_lease_s * 1000)
         reset_ms = int(min(b.config.reset_timeout * 1000, _MAX_MS))
         try:
-            verdict, epoch, remaining_ms, now_ms, opened_ms = await self.store._script(
+            verdict, epoch, remaining_ms, now_ms, opened_ms, why = await self.store._script(
                 "ACQUIRE", keys, self._args(reset_ms, b.config.half_open_probes, lease_ms), 1,
             )
         except asyncio.CancelledError:  # answered or not, the script may have run (or still run): its slot comes back
@@ -137,14 +137,14 @@ class BreakerLink:
                 b._reject(call, None)
             return b._admit(call)
         epoch = int(epoch)
-        if verdict == "closed":
-            self.apply("closed", epoch, int(opened_ms), int(now_ms), "reset")
+        if verdict == "closed":  # closed elsewhere (a probe's success, a reset), the notification not here yet
+            self.apply("closed", epoch, int(opened_ms), int(now_ms), str(why))
             return b._gen
         if verdict == "probe":
-            self.apply("half_open", epoch, int(opened_ms), int(now_ms), "reset_timeout")
+            self.apply("half_open", epoch, int(opened_ms), int(now_ms), str(why) or "reset_timeout")
             return b._gen
         state = "open" if int(remaining_ms) > 0 or b._state is _OPEN else "half_open"
-        self.apply(state, epoch, int(opened_ms), int(now_ms), "")
+        self.apply(state, epoch, int(opened_ms), int(now_ms), str(why))
         if b._state is _HALF_OPEN:
             self.rejected_at = b.clock()
         b._reject(call, int(remaining_ms) / 1000 if int(remaining_ms) > 0 else None)
@@ -190,7 +190,7 @@ class BreakerLink:
 
     async def _send(self, script: str, *args: Any) -> None:
         try:
-            state, epoch, opened_ms, now_ms = await self.store._script(script, self.keys, self._args(*args))
+            state, epoch, opened_ms, now_ms, why = await self.store._script(script, self.keys, self._args(*args))
         except SharedStateUnavailableError:
             if script == "TRANSITION":
                 self.unsent = (str(args[0]), str(args[1]))
@@ -199,7 +199,7 @@ class BreakerLink:
             self.sending -= 1
         if script == "TRANSITION":
             self.unsent = None  # taken (this one, or a later one, which supersedes it)
-        self.apply(str(state), int(epoch), int(opened_ms), int(now_ms), "")
+        self.apply(str(state), int(epoch), int(opened_ms), int(now_ms), str(why))
 
     # ------------------------------------------------------------------ from the store
     async def flush(self) -> None:
@@ -209,12 +209,12 @@ class BreakerLink:
         calls, failures, slow = self.calls, self.failures, self.slow
         self.calls = self.failures = self.slow = 0
         try:
-            state, epoch, opened_ms, now_ms = await self.store._script(
+            state, epoch, opened_ms, now_ms, why = await self.store._script(
                 "FLUSH", self.keys, self._args(calls, failures, slow, *self.window),
             )
         except SharedStateUnavailableError:
             return  # dropped: the window is an estimate, and Redis being down is counted and logged
-        self.apply(str(state), int(epoch), int(opened_ms), int(now_ms), "")
+        self.apply(str(state), int(epoch), int(opened_ms), int(now_ms), str(why))
 
     async def poll(self) -> None:
         """Read the shared state (missed notifications, recovery after an outage)."""
@@ -309,7 +309,7 @@ class BreakerLink:
             # Forced open by another process (force_open() there): held here too, until a reset. Without it
             # this copy, past its reset timeout, asked Redis at every call (each one rejected there), and
             # with Redis down (fail-open) its own state machine probed a breaker the operator had forced.
-            # Only notifications and polls carry the reason; the scripts' answers ("") leave it as it is.
+            # Every answer carries the state's reason (a script's of no state: "", which leaves it as it is).
             b._forced = reason == "forced_open"
         if not newer and b._state is target:
             return

@@ -65,6 +65,11 @@ local function touch()
   keep()
   if KEYS[2] then extend(KEYS[2]) end
 end
+-- Why the state is what it is (what opened or closed it, as the poll reads it), in every answer: the caller's local
+-- transition says it. Answered without it, a process that learned of another's trip from its flush's answer said
+-- 'shared', a reason of no breaker, and one that found the breaker closed at its admission said 'reset'.
+local function why() return redis.call('HGET', KEYS[1], 'reason') or '' end
+local function answer() return {state, epoch, opened, now, why()} end
 """
 
 # KEYS: state, window. ARGV: ttl, channel, name, calls, failures, slow, slice_ms, slices,
@@ -124,13 +129,14 @@ if state == 'closed' then
   end
 end
 touch()
-return {state, epoch, opened, now}
+return answer()
 """
 
 # KEYS: state, admission (a key of this admission's own token). ARGV: ttl, channel, name, reset_timeout_ms,
 # half_open_probes, probe_lease_ms.
-# Returns {verdict, epoch, remaining_ms, now}: verdict 'closed' (admit, CLOSED), 'probe' (admitted as a
-# half-open probe of that epoch) or 'rejected' (remaining_ms until the reset timeout, -1 unknown).
+# Returns {verdict, epoch, remaining_ms, now, opened_at, reason}: verdict 'closed' (admit, CLOSED), 'probe' (admitted
+# as a half-open probe of that epoch) or 'rejected' (remaining_ms until the reset timeout, -1 unknown); the state's
+# reason (see answer()).
 # A probe's admission key holds its epoch for probe_lease_ms: a caller that never got the answer (timed out,
 # cancelled) gives the slot back with GIVEBACK; an admission key that exists already is GIVEBACK's tombstone
 # (the give-back came first: the caller is gone), and nothing is taken. Without it a late ACQUIRE (Redis paused
@@ -141,7 +147,7 @@ return {state, epoch, opened, now}
 # stale). Without this the breaker stayed half-open with no probe left, rejecting everyone, until its key expired.
 ACQUIRE: Final = _PRELUDE + """
 keep()
-if redis.call('EXISTS', KEYS[2]) == 1 then return {'rejected', epoch, -1, now, opened} end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {'rejected', epoch, -1, now, opened, why()} end
 local reset_ms, probes, lease = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 -- The period is lost once the longest lease of the probes taken in it ran out ('probe_lease'): processes may give
 -- their RedisState different probe_lease_s. Before, each judged by its own, and a process with probe_lease_s=0.5
@@ -157,11 +163,12 @@ local function probe()
   if now + lease > (tonumber(redis.call('HGET', KEYS[1], 'probe_end') or '') or 0) then
     redis.call('HSET', KEYS[1], 'probe_end', string.format('%.0f', now + lease))
   end
-  return {'probe', epoch, 0, now, opened}
+  return {'probe', epoch, 0, now, opened, why()}
 end
-if state == 'closed' then return {'closed', epoch, 0, now, opened} end
+-- No state at all: it expired (or Redis lost it)
+if state == 'closed' then return {'closed', epoch, 0, now, opened, st[1] and why() or 'shared_state_expired'} end
 if state == 'open' then
-  if st[4] == '1' then return {'rejected', epoch, -1, now, opened} end
+  if st[4] == '1' then return {'rejected', epoch, -1, now, opened, why()} end
   -- The server's clock went back (a step, a failover to a replica whose clock is behind): the reset timeout is
   -- waited from here, not the step too, as a local breaker does (an hour back held it open an hour everywhere).
   if now < opened then
@@ -169,7 +176,7 @@ if state == 'open' then
     redis.call('HSET', KEYS[1], 'opened_at', now)
   end
   local remaining = opened + reset_ms - now
-  if remaining > 0 then return {'rejected', epoch, remaining, now, opened} end
+  if remaining > 0 then return {'rejected', epoch, remaining, now, opened, why()} end
   set_state('half_open', 'reset_timeout',
     {'probes_left', probes - 1, 'successes', 0, 'half_open_at', now, 'probe_lease', 0,
      'probe_end', now})
@@ -197,7 +204,7 @@ if now >= ends then
      'probe_end', now})
   return probe()
 end
-return {'rejected', epoch, -1, now, opened}
+return {'rejected', epoch, -1, now, opened, why()}
 """
 
 # KEYS: state, admission. ARGV: ttl, channel, name, probe_lease_ms.
@@ -217,7 +224,7 @@ return 1
 # success_threshold. A result for another epoch than the current half-open one is stale: ignored.
 PROBE: Final = _PRELUDE + """
 touch()
-if state ~= 'half_open' or epoch ~= tonumber(ARGV[5]) then return {state, epoch, opened, now} end
+if state ~= 'half_open' or epoch ~= tonumber(ARGV[5]) then return answer() end
 local outcome = ARGV[4]
 if outcome == 'giveback' then
   redis.call('HINCRBY', KEYS[1], 'probes_left', 1)
@@ -231,7 +238,7 @@ elseif outcome == 'slow' then
 else
   set_state('open', 'probe_failure')
 end
-return {state, epoch, opened, now}
+return answer()
 """
 
 # KEYS: state, window. ARGV: ttl, channel, name, mode (trip|force|reset), reason.
@@ -247,7 +254,7 @@ else
   set_state('closed', ARGV[5], {'forced', '0'})
   redis.call('DEL', KEYS[2])
 end
-return {state, epoch, opened, now}
+return answer()
 """
 
 # KEYS: bucket, last (the server's time at the bucket's last admission). ARGV: interval_ms (1000/rate),

@@ -144,6 +144,10 @@ class RedisState:
         }
         self._alive_key = f"{prefix}:{{alive}}"
         self._links: dict[str, BreakerLink] = {}
+        # Each pool name's event for its waiters' next wake-up: a wake-up sets it and a new one takes its place, so
+        # a waiter that took it before asking Redis sees a release made while its answer was on its way (see
+        # _wake_pools). Cleared by each waiter instead, one waiter woken first cleared it under another, which missed
+        # the release and waited for the next poll with a slot free.
         self._pool_events: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._pending: set[asyncio.Task[Any]] = set()
@@ -209,8 +213,7 @@ class RedisState:
         ``shannon.shared.available`` stops reporting this state."""
         self._closing = True
         self._telemetry.forget(self)
-        for event in self._pool_events.values():
-            event.set()  # waiters of full pools: nothing would wake them any more (they raise, see SharedPool)
+        self._wake_pools()  # waiters of full pools: nothing would wake them any more (they raise, see SharedPool)
         if self._pending:  # state pushes already under way (a trip, a probe result) finish first, bounded
             await asyncio.wait(list(self._pending), timeout=max(1.0, 4 * self.timeout_s))
         with contextlib.suppress(Exception):
@@ -337,10 +340,9 @@ class RedisState:
                          "local state takes over" if self.on_unavailable == "local" else "rejecting calls")
             for link in self._links.values():
                 link.unavailable()
-            for event in self._pool_events.values():
-                # Waiters of a full shared pool apply on_unavailable now: nothing else wakes them during the
-                # outage (the poll that sets these events needs Redis), so they waited for its whole length.
-                event.set()
+            # Waiters of a full shared pool apply on_unavailable now: nothing else wakes them during the
+            # outage (the poll that sets these events needs Redis), so they waited for its whole length.
+            self._wake_pools()
 
     def _in_outage(self) -> bool:
         """Redis was found unavailable and has not answered since."""
@@ -368,7 +370,17 @@ class RedisState:
         self._links[link.name] = link
 
     def _pool_event(self, name: str) -> asyncio.Event:
+        """The event the next wake-up of pool ``name``'s waiters sets: taken before asking Redis for a slot."""
         return self._pool_events.setdefault(name, asyncio.Event())
+
+    def _wake_pools(self, name: str | None = None) -> None:
+        """Wake the waiters of pool ``name`` (every pool when None): its event is set and let go."""
+        if name is None:
+            events, self._pool_events = self._pool_events, {}
+            for event in events.values():
+                event.set()
+        elif name in self._pool_events:
+            self._pool_events.pop(name).set()
 
     # ------------------------------------------------------------------ background
     async def _flush_all(self) -> None:
@@ -412,8 +424,7 @@ class RedisState:
         links = list(self._links.values())
         for start in range(0, len(links), _POLL_BATCH):
             await self._poll_links(links[start:start + _POLL_BATCH])
-        for event in self._pool_events.values():
-            event.set()  # waiters of shared pools try again (a missed release notification)
+        self._wake_pools()  # waiters of shared pools try again (a missed release notification)
 
     async def _poll_links(self, links: list[BreakerLink]) -> None:
         """Read the state of ``links`` in one round trip (one per breaker made a poll of 2,000
@@ -481,9 +492,7 @@ class RedisState:
         if not data:  # the write check's (_check)
             return
         if channel == self.pool_channel:
-            event = self._pool_events.get(data)
-            if event is not None:
-                event.set()
+            self._wake_pools(data)
             return
         name, state, epoch, opened_ms, now_ms, reason = data.rsplit("|", 5)
         link = self._links.get(name)
