@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -69,6 +70,9 @@ class Telemetry:
         self._log_processors = tuple(log_processors)
         self._metric_exporters = tuple(metric_exporters)
         self._shut = False
+        self._claim = threading.Lock()  # taken, never given back, by the first shutdown()
+        self._stopped = threading.Event()  # set when the first shutdown() returns (or raises)
+        self._stop_result = True  # what it returned
         self._finalizer: Any = None  # a multiprocessing finalizer, in a multiprocessing child only
         self._spares: Spares | None = None  # threads for an exit shutdown, started by shut_at_exit
         # one flush at a time of each provider (traces, metrics, logs); the processors keep their own
@@ -87,9 +91,12 @@ class Telemetry:
         of one of them is still stuck, no second one starts: this call waits for it within ``timeout_s``.
 
         True means every processor and reader finished in time; it does not mean the backend
-        accepted the data (failed exports are counted in ``dropped``).
+        accepted the data (failed exports are counted in ``dropped``). Once :meth:`shutdown` was called there is
+        nothing left to flush: it returns that call's result (as a second ``shutdown()`` does).
         """
         check_number("timeout_s", timeout_s, low=0, high=_MAX_TIMEOUT_S)
+        if self._shut:  # nothing is buffered once shut down: what was not exported is counted as dropped
+            return self._after_shutdown(timeout_s)
         millis = int(timeout_s * 1000)
 
         def flush(gate: OneAtATime, provider_flush: Callable[[int], bool]) -> Callable[[], bool]:
@@ -119,14 +126,31 @@ class Telemetry:
         counts its items in ``dropped``, and the one warning gives the totals. Otherwise (False) the spans
         and log records still queued and the metric points of an export still running are counted as
         dropped (reason ``shutdown``), a warning is logged, and the stuck export is left to a daemon
-        thread. Idempotent: a second call returns True at once.
+        thread. Idempotent: a later call (and a :meth:`force_flush`, which has nothing left to do) returns the
+        first call's result, at once once it has returned; made while the first runs, it waits for that within
+        its own budget (False if it does not come in time).
         """
         budget = self.shutdown_timeout_s if timeout_s is None else timeout_s
         check_number("timeout_s", budget, low=0, high=_MAX_TIMEOUT_S)  # a second call's NaN is refused too
-        if self._shut:
-            return True
+        if not self._claim.acquire(blocking=False):
+            return self._after_shutdown(budget)
+        self._stop_result = False  # unless it finishes: what a concurrent call returns
         try:
             self._shut = True
+            self._stop_result = finished = self._stop_and_count(budget)
+        finally:
+            self._stopped.set()
+        return finished
+
+    def _after_shutdown(self, timeout_s: float) -> bool:
+        """A call once :meth:`shutdown` was called: its result, waiting for it within ``timeout_s`` (False if it
+        does not come). A concurrent call returned True at once, while the first was still stuck on a silent
+        backend, then gave up and counted the telemetry it lost; a flush after it collected the metrics again
+        into the stopped exporters, and counted them as dropped after the shutdown had given the totals."""
+        return self._stopped.wait(timeout_s) and self._stop_result
+
+    def _stop_and_count(self, budget: float) -> bool:
+        try:
             results = self._stop(budget)
         except BaseException:
             # A second Ctrl-C (or another BaseException) anywhere from here on: leaving now is what was
@@ -136,7 +160,8 @@ class Telemetry:
             raise
         finished = all(done for done, _ in results)
         if not finished:
-            self._give_up(f"did not finish within {budget:.1f} s (backend down or not answering)")
+            short = "" if budget >= 1 else ", or the budget too short"
+            self._give_up(f"did not finish within {budget:.1f} s (backend down or not answering{short})")
         elif any(p.gave_up for p in self._processors) or any(p.gave_up for p in self._log_processors):
             # in time, but an SDK batch processor stopped waiting for its export first (30 s at most) and left its
             # queue behind, counted as dropped by our processor: not everything was exported
