@@ -379,7 +379,7 @@ def test_a_task_cancelled_as_its_submission_fails_is_cancelled_not_that_error(
         call = asyncio.ensure_future(remote(3))
         try:
             await call
-        except BaseException as exc:  # noqa: BLE001 - which one is the point
+        except BaseException as exc:  # which one is the point
             return call.cancelled(), exc
         return call.cancelled(), None
 
