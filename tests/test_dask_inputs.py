@@ -149,3 +149,31 @@ def test_dask_says_a_too_long_qualified_name_is_the_functions_and_to_pass_name()
             assert await backend.remote(fn, name="short")(2) == 2  # the remedy works
 
     asyncio.run(main())
+
+
+def _logged(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+class _Decorated:
+    @_logged
+    def __call__(self, x: int) -> int:
+        return x
+
+    @_logged
+    def method(self, x: int) -> int:
+        return x
+
+
+def test_a_callable_object_or_method_under_a_wrapping_decorator_is_not_taken_for_a_closure() -> None:
+    """A decorator's wrapper (``functools.wraps``) closes over the function it wraps, not over local state:
+    unwrapped, as a decorated module-level function is, so checking callable objects' ``__call__`` for
+    closures refuses none of these."""
+    from shannon_otel.dask._shipping import check_function
+
+    for fn in (_Decorated(), _Decorated().method, _logged(abs)):
+        check_function(fn)

@@ -60,6 +60,8 @@ def _code_run(target: Any) -> Any:
     elif not inspect.isfunction(target) and not isinstance(target, type):
         call = getattr(type(target), "__call__", None)  # noqa: B004 - the class's __call__, not callable()
         target = call if inspect.isfunction(call) else None
+    if inspect.isfunction(target):  # a decorator's wrapper (functools.wraps): the code it wraps, as for fn
+        target = inspect.unwrap(target)
     return getattr(target, "__code__", None) if getattr(target, "__closure__", None) else None
 
 
