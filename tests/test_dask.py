@@ -357,6 +357,37 @@ def test_cancelling_while_results_wait_for_a_gather_leaves_nothing_behind(cluste
     assert gathers == 0  # nothing fetched for tasks that no longer want their result
 
 
+def test_a_task_cancelled_as_its_submission_fails_is_cancelled_not_that_error(
+    cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bug: a task cancelled (its wave cancelled, fail-fast, a per-task timeout) in the turn of the event loop
+    where its submission failed (``client.map`` raised: the client closing, say) read the failed submission
+    in its cancellation handler, which raised that error in place of the ``CancelledError``: the caller's
+    cancellation was swallowed. Cancellation is always re-raised."""
+
+    async def body(client: Client) -> tuple[bool, BaseException | None]:
+        remote = DaskBackend(client).remote(tasks.square)
+        call: asyncio.Future[Any] | None = None
+
+        def map_failing(*args: Any, **kwargs: Any) -> Any:
+            assert call is not None
+            # The cancellation arrives after the error is set on the task's waiter, before the task wakes up
+            asyncio.get_running_loop().call_soon(call.cancel)
+            raise RuntimeError("the submission failed")
+
+        monkeypatch.setattr(client, "map", map_failing)
+        call = asyncio.ensure_future(remote(3))
+        try:
+            await call
+        except BaseException as exc:  # which one is the point
+            return call.cancelled(), exc
+        return call.cancelled(), None
+
+    cancelled, error = on_cluster(cluster, body)
+    assert cancelled, error
+    assert isinstance(error, asyncio.CancelledError)
+
+
 class _LockedInt(int):
     """An int whose instance holds a lock: it does not pickle, though every plain int does."""
 

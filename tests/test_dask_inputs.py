@@ -33,6 +33,21 @@ def _make_closure() -> Callable[[int], int]:
     return count
 
 
+def _make_counter() -> Any:
+    seen: list[int] = []
+
+    class Counter:
+        def __call__(self, x: int) -> int:
+            seen.append(x)
+            return len(seen)
+
+        def count(self, x: int) -> int:
+            seen.append(x)
+            return len(seen)
+
+    return Counter()
+
+
 async def _agen(x: int) -> AsyncIterator[int]:
     yield x
 
@@ -44,11 +59,17 @@ def _gen(x: int) -> Iterator[int]:
 @pytest.mark.filterwarnings("ignore::ResourceWarning")  # Dask's own shutdown, not the code under test
 @pytest.mark.parametrize(("fn", "match"), [
     (functools.partial(_make_closure(), 1), "'_make_closure.<locals>.count' is a closure over local state"),
+    # Bug: a callable object of a class made in a function, its __call__ closing over that function's list, was
+    # shipped: each worker appended to its own copy, and the caller's list stayed empty, silently (a bound
+    # method of it was refused already).
+    (_make_counter(), "'Counter' is a closure over local state (seen)"),
+    (_make_counter().count, "'_make_counter.<locals>.Counter.count' is a closure over local state (seen)"),
     (_agen, "'_agen' is a generator function"),
     (_gen, "'_gen' is a generator function"),
 ])
 def test_dask_refuses_a_wrapped_closure_and_generator_functions_before_submitting(fn: Any, match: str) -> None:
-    """``partial(closure)`` passed the closure check (the worker's copy of its state never came back), and a
+    """``partial(closure)`` (and a callable object whose ``__call__`` closes over local state) passed the
+    closure check (the worker's copy of its state never came back), and a
     (async) generator function ran on a worker and then failed to send back its generator (``Could not
     serialize object of type generator``), its side effects done."""
     import psutil  # type: ignore[import-untyped]  # comes with distributed; no stubs installed
@@ -128,3 +149,31 @@ def test_dask_says_a_too_long_qualified_name_is_the_functions_and_to_pass_name()
             assert await backend.remote(fn, name="short")(2) == 2  # the remedy works
 
     asyncio.run(main())
+
+
+def _logged(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+class _Decorated:
+    @_logged
+    def __call__(self, x: int) -> int:
+        return x
+
+    @_logged
+    def method(self, x: int) -> int:
+        return x
+
+
+def test_a_callable_object_or_method_under_a_wrapping_decorator_is_not_taken_for_a_closure() -> None:
+    """A decorator's wrapper (``functools.wraps``) closes over the function it wraps, not over local state:
+    unwrapped, as a decorated module-level function is, so checking callable objects' ``__call__`` for
+    closures refuses none of these."""
+    from shannon_otel.dask._shipping import check_function
+
+    for fn in (_Decorated(), _Decorated().method, _logged(abs)):
+        check_function(fn)

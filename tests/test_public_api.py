@@ -112,6 +112,25 @@ def test_public_errors_name_their_public_module() -> None:
     assert error_type(shannon_otel.CircuitOpenError("breaker", "open")) == "shannon_otel.CircuitOpenError"
 
 
+def test_every_public_error_of_the_optional_backends_names_its_public_module_and_pickles() -> None:
+    """Bug: a task failed by ``SharedStateUnavailableError`` (a fail-closed rate limit or pool while Redis is
+    away) had ``error.type`` ``shannon_otel.redis._store.SharedStateUnavailableError``, and one failed by
+    ``UnshippableTaskError`` (``remote(fn)(...)`` checks its arguments at the call, inside the task)
+    ``shannon_otel.dask._shipping.UnshippableTaskError``: private modules, unlike the core's errors."""
+    import pickle
+
+    import shannon_otel.dask
+    import shannon_otel.redis
+    from shannon_otel._events._error import class_name  # what error_type() reads of an error's class
+
+    for module in (shannon_otel, shannon_otel.dask, shannon_otel.redis):
+        for name in module.__all__:
+            cls = getattr(module, name)
+            if isinstance(cls, type) and issubclass(cls, BaseException):
+                assert class_name(cls) == f"{module.__name__}.{name}"
+                assert pickle.loads(pickle.dumps(cls)) is cls  # sent back from a Dask worker, it is rebuilt
+
+
 def test_generic_public_classes_can_be_parametrized_when_called() -> None:
     # Python 3.11/3.12 raised TypeError here while these were slotted frozen dataclasses
     async def work() -> int:

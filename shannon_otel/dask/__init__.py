@@ -22,3 +22,6 @@ from ._plugin import WorkerTelemetry
 from ._shipping import UnshippableTaskError
 
 __all__ = ["DaskBackend", "RemoteFunction", "UnshippableTaskError", "WorkerTelemetry"]
+
+# Its public home, so a task failed by it has `error.type` shannon_otel.dask.UnshippableTaskError
+UnshippableTaskError.__module__ = __name__

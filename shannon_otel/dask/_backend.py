@@ -228,7 +228,9 @@ class DaskBackend:
             future = await waiter
             value = await self._results.result(future)
         except asyncio.CancelledError:
-            if future is None and waiter.done() and not waiter.cancelled():
+            # A submission that failed (its error on the waiter) has nothing to cancel; reading its result here
+            # raised that error in place of the cancellation, which the caller then never saw.
+            if future is None and waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 future = waiter.result()
             if future is not None:
                 self._cancel(future)

@@ -149,11 +149,18 @@ class Gatherer:
                     waiter.set_result(values[i])
                     continue
                 try:
-                    waiter.set_result(await future)
+                    value = await future
                 except asyncio.CancelledError:
                     raise
                 except BaseException as exc:
-                    waiter.set_exception(_released(exc))
+                    if not waiter.done():
+                        waiter.set_exception(_released(exc))
+                    continue
+                # Its task may have stopped waiting during the fetch (cancelled, timed out), or a stalled gather's
+                # one-by-one fetch delivered it first: setting it again raised InvalidStateError, which the
+                # handler below then set as the error of every later task of the batch.
+                if not waiter.done():
+                    waiter.set_result(value)
         except asyncio.CancelledError:  # the loop is closing: nobody may wait forever
             for _, waiter in batch:
                 waiter.cancel()

@@ -38,7 +38,7 @@ def check_function(fn: Any) -> None:
             f"fn {qualified_name(target)!r} is a generator function; a worker sends back what fn returns, and a "
             "generator cannot be sent: return a list instead",
         )
-    code = getattr(target, "__code__", None) if getattr(target, "__closure__", None) else None
+    code = _code_run(target)
     # __class__: the cell the compiler gives a method that calls super() (its class), not local state
     free = [n for n in getattr(code, "co_freevars", ()) if n != "__class__"]
     if free:
@@ -49,6 +49,20 @@ def check_function(fn: Any) -> None:
             "state as arguments",
         )
     _check_pickles("fn", fn)
+
+
+def _code_run(target: Any) -> Any:
+    """The code ``target(...)`` runs when it has closure cells, else None: a function's own; a bound method's
+    function's; a callable object's ``__call__`` (an instance of a class defined in a function whose methods
+    close over that function's variables is a closure over local state as much as a nested function is)."""
+    if inspect.ismethod(target):
+        target = target.__func__
+    elif not inspect.isfunction(target) and not isinstance(target, type):
+        call = getattr(type(target), "__call__", None)  # noqa: B004 - the class's __call__, not callable()
+        target = call if inspect.isfunction(call) else None
+    if inspect.isfunction(target):  # a decorator's wrapper (functools.wraps): the code it wraps, as for fn
+        target = inspect.unwrap(target)
+    return getattr(target, "__code__", None) if getattr(target, "__closure__", None) else None
 
 
 def check_arguments(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:

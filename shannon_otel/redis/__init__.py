@@ -18,3 +18,6 @@ from ._limits import SharedPool, SharedRateLimit
 from ._store import RedisState, SharedStateUnavailableError
 
 __all__ = ["RedisState", "SharedPool", "SharedRateLimit", "SharedStateUnavailableError"]
+
+# Its public home, so a task failed by it has `error.type` shannon_otel.redis.SharedStateUnavailableError
+SharedStateUnavailableError.__module__ = __name__
