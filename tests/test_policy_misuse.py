@@ -121,6 +121,27 @@ def test_a_keyword_only_policy_used_as_a_bare_decorator_says_to_call_it(policy: 
         policy(fetch)
 
 
+@pytest.mark.parametrize(("policy", "said"), [
+    (Timeout, r"seconds must be a number in \(0, inf\), got the function '.*fetch': a Timeout is applied above the "
+              r"function as @Timeout\(seconds\), e\.g\. @Timeout\(5\); a bare @Timeout took the function it decorates "
+              r"as its seconds$"),
+    (Hedge, r"delay must be a number in \[0, inf\), got the function '.*fetch': a Hedge is applied above the "
+            r"function as @Hedge\(delay\), e\.g\. @Hedge\(0\.5\); a bare @Hedge took .* as its delay$"),
+    (CircuitBreaker, r"name must be a non-empty str, got the function '.*fetch': a CircuitBreaker is applied above "
+                     r"the function as @CircuitBreaker\(name\), e\.g\. @CircuitBreaker\('payments-api'\); a bare "
+                     r"@CircuitBreaker took .* as its name$"),
+], ids=["Timeout", "Hedge", "CircuitBreaker"])
+def test_a_policy_whose_first_argument_is_needed_used_as_a_bare_decorator_says_so(
+    policy: Callable[..., object], said: str,
+) -> None:
+    """``@Timeout`` above ``async def fetch`` is ``Timeout(fetch)``: refused by the check of its first parameter as
+    "seconds must be a number, got <function fetch at 0x...>", the right parameter but nothing of the decorator."""
+    with pytest.raises(TypeError, match=said):
+        @policy
+        async def fetch() -> int:
+            return 1
+
+
 async def _agen() -> Any:
     yield 1
 
