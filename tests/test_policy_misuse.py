@@ -832,6 +832,31 @@ def test_a_coroutine_awaited_before_the_first_attempt_ends_alike_with_or_without
     assert outcome(observed=False) == outcome(observed=True)
 
 
+def test_the_not_awaitable_errors_docstring_says_only_a_re_run_refuses_an_awaited_coroutine() -> None:
+    """Its docstring listed "a coroutine already awaited" among what ``fn`` returned that is refused, but a first
+    attempt awaits it as it is (above): a one-attempt policy raises await's RuntimeError, a retry refuses it at
+    the second attempt."""
+    from shannon_otel.recovery._decorated import NotAwaitableError
+
+    async def op() -> int:
+        return 1
+
+    async def main(policy: Any) -> str:
+        coro = op()
+        await coro
+        try:
+            await policy.call(lambda: coro)
+        except (RuntimeError, TypeError) as exc:
+            return type(exc).__name__
+        return "returned"
+
+    assert run_virtual(main(Timeout(1.0, instrument=False))) == "RuntimeError"
+    assert run_virtual(main(Retry(attempts=2, initial=0.0, instrument=False))) == "NotAwaitableError"
+    doc = " ".join((NotAwaitableError.__doc__ or "").split())
+    assert "a coroutine already awaited handed to a re-run" in doc
+    assert "A first attempt awaits what ``fn()`` returned as it is" in doc
+
+
 # ------------------------------------------------------------------ a call whose arguments do not fit the function
 WRONG_CALL_CASES: dict[str, Callable[[InMemoryTelemetry, list[Exception]], Any]] = {
     "retry": lambda tel, served: Retry(attempts=3, initial=0.0, instrument=False),
