@@ -15,6 +15,9 @@ state dies with it, and nothing here keeps a provider alive.
 :func:`tracing_enabled` / :func:`metrics_enabled`), asked once per wave / protected call by the
 OTel hook: with no SDK installed the hooks return no observer, so the work pays nothing for
 telemetry. The globals can be set later (``configure()``, or one after the other): each is watched until set.
+
+:func:`provider_failed` is where a provider that raised making shannon-otel's tracer or instruments is logged,
+once per provider (its state's ``failed``); the caller goes on with a no-op provider in its place.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from opentelemetry import metrics, trace
 # The API hands out this proxy until a global MeterProvider is set; it has no public name.
 from opentelemetry.metrics._internal import _ProxyMeterProvider
 
+from .._validate import brief
 from ._series import SeriesWatch
 
 if TYPE_CHECKING:
@@ -270,7 +274,7 @@ def provider_failed(parameter: str, provider: object | None, error: Exception) -
     except TypeError:  # a provider that cannot be weakly referenced has no state: said each time
         first = True
     if first:
-        shown = repr(provider) if provider is not None else (
+        shown = brief(provider) if provider is not None else (
             f"None (the global {'TracerProvider' if tracing else 'MeterProvider'})")
         _log.error(
             "%s %s raised %s making shannon-otel's %s; what was built with it (waves, policies, sagas, shared "
