@@ -121,6 +121,22 @@ def brief(value: object) -> str:
     return text if len(text) <= 80 else f"{text[:77]}..."
 
 
+def check_not_decorated(policy: str, name: str, value: object, allowed: str, form: str) -> None:
+    """TypeError when ``value``, given as ``policy``'s first parameter ``name`` (``allowed``: what it must be), is a
+    function: a bare ``@Timeout`` above ``async def fetch`` is ``Timeout(fetch)``, which the parameter's own check
+    refused as "seconds must be a number, got <function fetch at 0x...>", naming neither the decorator nor the form
+    meant. ``form``: that form, with an example (``@Timeout(seconds), e.g. @Timeout(5)``)."""
+    if not callable(value) or isinstance(value, type):
+        return
+    qualname = getattr(value, "__qualname__", None)
+    function = repr(qualname) if isinstance(qualname, str) else brief(value)
+    raise TypeError(
+        f"{name} must be {allowed}, got the function {function}: "
+        f"a {policy} is applied above the function as {form}; a bare @{policy} took the function it decorates as "
+        f"its {name}"
+    )
+
+
 def check_exceptions(name: str, value: object, *, handled: bool = False) -> tuple[type[BaseException], ...]:
     """Normalise an exception type or tuple of types, rejecting anything else.
 

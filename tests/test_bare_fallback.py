@@ -1,9 +1,10 @@
 """A bare ``@Fallback`` above a function: the error of the call says what happened.
 
 ``@Retry`` and ``@Degrade`` bare are refused at once (keyword arguments only), ``@Timeout``, ``@Hedge`` and
-``@CircuitBreaker`` bare by their first parameter's check; ``Fallback(fetch)`` is a valid Fallback whose fallback is
-``fetch``, so a bare ``@Fallback`` is taken, and ``fetch("u")`` then called the Fallback, which said only "func must
-be an async function (a policy awaits each call of it), got 'u'": nothing of the decorator, nor of ``fetch``.
+``@CircuitBreaker`` bare by their first parameter's check, saying so (``check_not_decorated``); ``Fallback(fetch)``
+is a valid Fallback whose fallback is ``fetch``, so a bare ``@Fallback`` is taken, and ``fetch("u")`` then called
+the Fallback, which said only "func must be an async function (a policy awaits each call of it), got 'u'": nothing
+of the decorator, nor of ``fetch``.
 """
 
 from __future__ import annotations

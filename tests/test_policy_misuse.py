@@ -121,6 +121,27 @@ def test_a_keyword_only_policy_used_as_a_bare_decorator_says_to_call_it(policy: 
         policy(fetch)
 
 
+@pytest.mark.parametrize(("policy", "said"), [
+    (Timeout, r"seconds must be a number in \(0, inf\), got the function '.*fetch': a Timeout is applied above the "
+              r"function as @Timeout\(seconds\), e\.g\. @Timeout\(5\); a bare @Timeout took the function it decorates "
+              r"as its seconds$"),
+    (Hedge, r"delay must be a number in \[0, inf\), got the function '.*fetch': a Hedge is applied above the "
+            r"function as @Hedge\(delay\), e\.g\. @Hedge\(0\.5\); a bare @Hedge took .* as its delay$"),
+    (CircuitBreaker, r"name must be a non-empty str, got the function '.*fetch': a CircuitBreaker is applied above "
+                     r"the function as @CircuitBreaker\(name\), e\.g\. @CircuitBreaker\('payments-api'\); a bare "
+                     r"@CircuitBreaker took .* as its name$"),
+], ids=["Timeout", "Hedge", "CircuitBreaker"])
+def test_a_policy_whose_first_argument_is_needed_used_as_a_bare_decorator_says_so(
+    policy: Callable[..., object], said: str,
+) -> None:
+    """``@Timeout`` above ``async def fetch`` is ``Timeout(fetch)``: refused by the check of its first parameter as
+    "seconds must be a number, got <function fetch at 0x...>", the right parameter but nothing of the decorator."""
+    with pytest.raises(TypeError, match=said):
+        @policy
+        async def fetch() -> int:
+            return 1
+
+
 async def _agen() -> Any:
     yield 1
 
@@ -809,6 +830,31 @@ def test_a_coroutine_awaited_before_the_first_attempt_ends_alike_with_or_without
         return error, states
 
     assert outcome(observed=False) == outcome(observed=True)
+
+
+def test_the_not_awaitable_errors_docstring_says_only_a_re_run_refuses_an_awaited_coroutine() -> None:
+    """Its docstring listed "a coroutine already awaited" among what ``fn`` returned that is refused, but a first
+    attempt awaits it as it is (above): a one-attempt policy raises await's RuntimeError, a retry refuses it at
+    the second attempt."""
+    from shannon_otel.recovery._decorated import NotAwaitableError
+
+    async def op() -> int:
+        return 1
+
+    async def main(policy: Any) -> str:
+        coro = op()
+        await coro
+        try:
+            await policy.call(lambda: coro)
+        except (RuntimeError, TypeError) as exc:
+            return type(exc).__name__
+        return "returned"
+
+    assert run_virtual(main(Timeout(1.0, instrument=False))) == "RuntimeError"
+    assert run_virtual(main(Retry(attempts=2, initial=0.0, instrument=False))) == "NotAwaitableError"
+    doc = " ".join((NotAwaitableError.__doc__ or "").split())
+    assert "a coroutine already awaited handed to a re-run" in doc
+    assert "A first attempt awaits what ``fn()`` returned as it is" in doc
 
 
 # ------------------------------------------------------------------ a call whose arguments do not fit the function

@@ -31,12 +31,12 @@ from .._telemetry import SCOPE_NAME
 from .._version import __version__
 from ._executor import ExecutorTelemetry
 from ._instruments import instrument
-from ._providers import provider_state
+from ._providers import NO_METRICS, provider_failed, provider_state
 from ._recovery import RecoveryTelemetry
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
-    from opentelemetry.trace import TracerProvider
+    from opentelemetry.trace import Tracer, TracerProvider
 
 __all__ = ["OTelHook"]
 
@@ -50,7 +50,23 @@ class OTelHook(Hook):
     def __init__(
         self, *, tracer_provider: TracerProvider | None = None, meter_provider: MeterProvider | None = None,
     ) -> None:
-        tracer = trace.get_tracer(SCOPE_NAME, __version__, tracer_provider)
+        # A provider that raises making the tracer or the instruments is logged once and replaced by a no-op
+        # one: the entry point being built goes on without its spans or metrics, never fails for it.
+        try:
+            tracer = trace.get_tracer(SCOPE_NAME, __version__, tracer_provider)
+        except Exception as exc:
+            provider_failed("tracer_provider", tracer_provider, exc)
+            tracer_provider = trace.NoOpTracerProvider()
+            tracer = tracer_provider.get_tracer(SCOPE_NAME)
+        try:
+            self._metering(tracer, tracer_provider, meter_provider)
+        except Exception as exc:
+            provider_failed("meter_provider", meter_provider, exc)
+            self._metering(tracer, tracer_provider, NO_METRICS)
+
+    def _metering(
+        self, tracer: Tracer, tracer_provider: TracerProvider | None, meter_provider: MeterProvider | None,
+    ) -> None:
         meter = metrics.get_meter(SCOPE_NAME, __version__, meter_provider)
         state = provider_state(meter_provider)
         self._executor = ExecutorTelemetry(tracer, state.executor_meters(meter), tracer_provider, meter_provider)

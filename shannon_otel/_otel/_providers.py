@@ -15,20 +15,26 @@ state dies with it, and nothing here keeps a provider alive.
 :func:`tracing_enabled` / :func:`metrics_enabled`), asked once per wave / protected call by the
 OTel hook: with no SDK installed the hooks return no observer, so the work pays nothing for
 telemetry. The globals can be set later (``configure()``, or one after the other): each is watched until set.
+
+:func:`provider_failed` is where a provider that raised making shannon-otel's tracer or instruments is logged,
+once per provider (its state's ``failed``); the caller goes on with a no-op provider in its place.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 from opentelemetry import metrics, trace
 
 # The API hands out this proxy until a global MeterProvider is set; it has no public name.
 from opentelemetry.metrics._internal import _ProxyMeterProvider
 
+from .._validate import brief
 from ._series import SeriesWatch
 
 if TYPE_CHECKING:
@@ -40,14 +46,21 @@ if TYPE_CHECKING:
     from ._executor import ExecutorMeters
     from ._shared import SharedTelemetry
 
-__all__ = ["ProviderState", "Recording", "bridge_for", "drops_for", "given", "globals_set", "metrics_enabled",
-           "provider_state", "register_bridge", "register_drops", "tracing_enabled"]
+__all__ = ["NO_METRICS", "ProviderState", "Recording", "bridge_for", "drops_for", "given", "globals_set",
+           "metrics_enabled", "provider_failed", "provider_state", "register_bridge", "register_drops",
+           "tracing_enabled"]
+
+_log = logging.getLogger("shannon_otel")
 
 _NOOP_TRACER_PROVIDERS = (trace.NoOpTracerProvider, trace.ProxyTracerProvider)
 _NOOP_METER_PROVIDERS = (metrics.NoOpMeterProvider, _ProxyMeterProvider)
 _PROXIES = (trace.ProxyTracerProvider, _ProxyMeterProvider)
 
 P = TypeVar("P")
+T = TypeVar("T")
+# What a MeterProvider whose get_meter() or instrument constructors raised is replaced by: its users go on
+# without metrics from it (a constant, so the weak references to it held by the hooks never die).
+NO_METRICS: Final = metrics.NoOpMeterProvider()
 
 
 def given(provider: P | None) -> P | None:
@@ -141,6 +154,7 @@ class _Global:
 
 
 _GLOBAL = _Global()
+_GLOBAL_TRACER = _Global()  # the global TracerProvider, as the key of its failure (provider_failed)
 
 
 class ProviderState:
@@ -152,12 +166,13 @@ class ProviderState:
     """
 
     __slots__ = ("_anomaly", "_executor", "_hooks", "_lock", "_shared", "breaker_states", "bridge",
-                 "bridge_probed", "drops", "recovery_series")
+                 "bridge_probed", "drops", "failed", "recovery_series")
 
     def __init__(self, meter_provider: metrics.MeterProvider | None = None) -> None:
         self.bridge: MetricsBridge | None = None  # set by configure() / testing for the providers they build
         self.drops: DropCounter | None = None  # set by configure() for the tracer provider it builds
         self.bridge_probed = False  # whether the provider's own readers were checked for ``bridged()`` ones
+        self.failed = False  # whether the provider raised making shannon-otel's tracer or instruments (logged)
         self._anomaly: AnomalyTelemetry | None = None
         self._shared: SharedTelemetry | None = None
         self._executor: ExecutorMeters | None = None
@@ -197,7 +212,7 @@ class ProviderState:
 
         with self._lock:
             if self._anomaly is None:
-                self._anomaly = AnomalyTelemetry(meter_provider)
+                self._anomaly = _made(AnomalyTelemetry, meter_provider)
             return self._anomaly
 
     def shared_telemetry(self, meter_provider: metrics.MeterProvider | None) -> SharedTelemetry:
@@ -206,8 +221,17 @@ class ProviderState:
 
         with self._lock:
             if self._shared is None:
-                self._shared = SharedTelemetry(meter_provider)
+                self._shared = _made(SharedTelemetry, meter_provider)
             return self._shared
+
+
+def _made(make: Callable[[metrics.MeterProvider | None], T], meter_provider: metrics.MeterProvider | None) -> T:
+    """``make(meter_provider)``; made on :data:`NO_METRICS` instead when the provider raises (logged once)."""
+    try:
+        return make(meter_provider)
+    except Exception as exc:
+        provider_failed("meter_provider", meter_provider, exc)
+        return make(NO_METRICS)
 
 
 _STATES: weakref.WeakKeyDictionary[object, ProviderState] = weakref.WeakKeyDictionary()
@@ -225,6 +249,39 @@ def provider_state(meter_provider: metrics.MeterProvider | None) -> ProviderStat
             if state is None:
                 state = _STATES[key] = ProviderState(meter_provider)
     return state
+
+
+def provider_failed(parameter: str, provider: object | None, error: Exception) -> None:
+    """Log that ``provider`` (``None``: the global one), given as ``parameter`` (``tracer_provider`` or
+    ``meter_provider``), raised ``error`` making shannon-otel's tracer or instruments; once per provider.
+
+    Called where the tracer and instruments are made (the OTel hook's construction, a provider's anomaly and
+    shared-state instruments), which then go on with a no-op provider: a broken provider costs its users the
+    telemetry it would have recorded, never their wave, policy or saga (its error raised out of their
+    construction). Never raises an ``Exception``.
+    """
+    provider = given(provider)
+    tracing = parameter == "tracer_provider"
+    try:
+        if not tracing:
+            state = provider_state(cast("metrics.MeterProvider | None", provider))
+        else:
+            key = provider if provider is not None else _GLOBAL_TRACER
+            with _LOCK:
+                state = _STATES.get(key) or _STATES.setdefault(key, ProviderState())
+        with state._lock:
+            first, state.failed = not state.failed, True
+    except TypeError:  # a provider that cannot be weakly referenced has no state: said each time
+        first = True
+    if first:
+        shown = brief(provider) if provider is not None else (
+            f"None (the global {'TracerProvider' if tracing else 'MeterProvider'})")
+        _log.error(
+            "%s %s raised %s making shannon-otel's %s; what was built with it (waves, policies, sagas, shared "
+            "states) goes on without %s from it (not logged again for this provider)", parameter, shown,
+            type(error).__name__, "tracer" if tracing else "instruments", "spans" if tracing else "metrics",
+            exc_info=error,
+        )
 
 
 def register_bridge(meter_provider: metrics.MeterProvider, bridge: MetricsBridge) -> None:

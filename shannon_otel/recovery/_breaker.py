@@ -30,7 +30,7 @@ from .._events import BreakerRegistered, BreakerTransition, CallRejected, CallSt
 from .._hooks import check_hooks, resolve_hooks
 from .._isolation import HOOK_ERRORS, call_void, hook_failed
 from .._telemetry import BreakerState
-from .._validate import check_reading, check_sync_callable, check_telemetry_name, plain
+from .._validate import check_not_decorated, check_reading, check_sync_callable, check_telemetry_name, plain
 from ._breaker_config import _COUNT_DEPRECATED, BreakerConfig, BreakerSettings
 from ._call import _Call, first_failed, notify, observed, start_call
 from ._circuit_open import CircuitOpenError
@@ -140,6 +140,8 @@ class CircuitBreaker(Policy):
                 "CircuitBreaker needs name= (e.g. CircuitBreaker('payments-api', ...)): the name labels the "
                 "breaker's metric series and reported state, and two breakers must not share one"
             )
+        check_not_decorated("CircuitBreaker", "name", name, "a non-empty str",
+                            "@CircuitBreaker(name), e.g. @CircuitBreaker('payments-api')")
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty str, got {name!r}")
         check_telemetry_name("name", name)

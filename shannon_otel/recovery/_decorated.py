@@ -48,10 +48,16 @@ class MisuseValueError(MisuseError, ValueError):
 
 
 class NotAwaitableError(MisuseError):
-    """What ``fn`` returned cannot be awaited (a sync function where an async one belongs, a coroutine already
-    awaited), or ``fn`` could not be called at all (the call's arguments do not fit the function); or a policy's own
-    async callable turned out sync at its first call (``Fallback(fallback)``, ``Degrade(cheaper=)``, ``Retry(sleep=)``,
-    ``Hedge(sleep=)``, a saga's action or compensation)."""
+    """What ``fn`` returned cannot be awaited (a sync function where an async one belongs), or is a coroutine already
+    awaited handed to a re-run (a retry's next attempt, a hedge's later one: :func:`spent`), or ``fn`` could not be
+    called at all (the call's arguments do not fit the function); or a policy's own async callable turned out sync at
+    its first call (``Fallback(fallback)``, ``Degrade(cheaper=)``, ``Retry(sleep=)``, ``Hedge(sleep=)``, a saga's
+    action or compensation), or a saga's action or compensation returned a coroutine already awaited.
+
+    A first attempt awaits what ``fn()`` returned as it is, with or without telemetry (the check reads ``cr_frame``,
+    too dear for the unobserved path): a coroutine awaited before the call raises what ``await`` raises there
+    ("RuntimeError: cannot reuse already awaited coroutine"), which the policies act on as the operation's error (a
+    breaker counts it, a fallback serves it); only a re-run that gets it again is refused with this error."""
 
 
 class NotSyncError(MisuseError):

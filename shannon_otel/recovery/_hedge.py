@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 from .._deadline import timed_out
-from .._validate import awaitable_from, builtin_numbers, check_arity, check_number
+from .._validate import awaitable_from, builtin_numbers, check_arity, check_not_decorated, check_number
 from ._call import _HEDGED, _Branch, _Call, rerun
 from ._decorated import MisuseError, NotAwaitableError
 from ._policy import Instrumented, next_step
@@ -56,6 +56,7 @@ class Hedge(Instrumented):
     sleep: Sleep = asyncio.sleep
 
     def __post_init__(self) -> None:
+        check_not_decorated("Hedge", "delay", self.delay, "a number in [0, inf)", "@Hedge(delay), e.g. @Hedge(0.5)")
         check_number("delay", self.delay, low=0)
         check_number("attempts", self.attempts, low=1, integer=True)
         builtin_numbers(self, "delay", "attempts")

@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from .._deadline import POLICY_TIMEOUTS, scope_timeout
 from .._events import TimedOut
-from .._validate import builtin_numbers, check_number
+from .._validate import builtin_numbers, check_not_decorated, check_number
 from ._call import _Call, notify
 from ._policy import Instrumented, next_step
 from ._types import Chain, Factory
@@ -40,6 +40,8 @@ class Timeout(Instrumented):
     seconds: float
 
     def __post_init__(self) -> None:
+        check_not_decorated("Timeout", "seconds", self.seconds, "a number in (0, inf)",
+                            "@Timeout(seconds), e.g. @Timeout(5)")
         check_number("seconds", self.seconds, low=0, low_open=True)
         if self.seconds == float("inf"):
             raise ValueError("seconds must be finite (leave the Timeout out for no deadline), got inf")
