@@ -309,7 +309,7 @@ class BreakerLink:
             # Forced open by another process (force_open() there): held here too, until a reset. Without it
             # this copy, past its reset timeout, asked Redis at every call (each one rejected there), and
             # with Redis down (fail-open) its own state machine probed a breaker the operator had forced.
-            # Every answer carries the state's reason (a script's of no state: "", which leaves it as it is).
+            # Every answer carries the state's reason (a script's of no state: shared_state_expired, not forced).
             b._forced = reason == "forced_open"
         if not newer and b._state is target:
             return
