@@ -671,3 +671,41 @@ def test_a_probe_outcome_that_finds_the_shared_state_lost_closes_the_breaker_as_
     asyncio.run(main())
     assert seen.seen[-1] == ("half_open", "closed", "shared_state_expired"), seen.seen
     assert _logged(caplog)[-1] == "circuit breaker api is closed (was half_open): shared_state_expired"
+
+
+@pytest.mark.parametrize("before", ["never_opened", "reset"])
+def test_a_fail_closed_breaker_opened_for_an_outage_closes_as_available_when_redis_answers_again(
+    server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture, before: str,
+) -> None:
+    """Bug: with ``on_unavailable="reject"``, a CLOSED breaker opened for an outage (``shared_state_unavailable``)
+    closed, once Redis answered again with its state intact (paused, not restarted), as ``shared_state_expired``
+    when it had never opened (nothing expired), or with the reason of the shared state from before the outage (a
+    ``reset`` nobody made then). It closes because Redis is reachable again: ``shared_state_available``."""
+    assert server.proc is not None
+    pid = server.proc.pid
+    seen = _Transitions()
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, on_unavailable="reject", timeout_s=0.2,
+                              poll_interval_s=0.2) as shared:
+            breaker = CircuitBreaker("api", shared=shared, failure_threshold=1, reset_timeout=60, hooks=[seen])
+            if before == "reset":  # a shared state written, CLOSED with the reason `reset`
+                for change in (breaker.force_open, breaker.reset):
+                    change()
+                    await wait_for(lambda: not breaker._link.pushes)  # type: ignore[union-attr]  # sent
+            assert await breaker.call(_ok) == 1
+            with caplog.at_level(logging.INFO, logger="shannon_otel.breaker"):
+                os.kill(pid, signal.SIGSTOP)
+                try:
+                    await wait_for(lambda: not shared.available)  # the poll timed out
+                    assert breaker.state is BreakerState.OPEN
+                finally:
+                    os.kill(pid, signal.SIGCONT)
+                await wait_for(lambda: shared.available and breaker.state is BreakerState.CLOSED)
+            assert await breaker.call(_ok) == 1
+
+    asyncio.run(main())
+    assert seen.seen[-2:] == [("closed", "open", "shared_state_unavailable"),
+                              ("open", "closed", "shared_state_available")], seen.seen
+    assert _logged(caplog)[-2:] == ["circuit breaker api is open (was closed): shared_state_unavailable",
+                               "circuit breaker api is closed (was open): shared_state_available"], _logged(caplog)
