@@ -323,7 +323,8 @@ class CountedMetricExporter(MetricExporter):
     Cumulative points are re-sent by the next export, so a count here means "not delivered that
     time", not necessarily lost for good. An export still running when the shutdown budget runs out
     is given up on by :meth:`abandon` (the caller counts its points); its late failure is not
-    counted again.
+    counted again. Exports after it (the reader's last one, run once the stuck one ends) count their
+    failures as any export does.
     """
 
     def __init__(self, inner: MetricExporter, drops: DropCounter) -> None:
@@ -336,7 +337,11 @@ class CountedMetricExporter(MetricExporter):
         self.inner = inner
         self._drops = drops
         self._in_flight = 0  # points of the export running now (one at a time: the reader's export lock)
-        self._abandoned = False
+        self._exports = 0  # exports started; the number of the running (or last) one
+        # The export abandon() gave up on (its number): its points are the caller's to count. A flag for good, it
+        # left every later export uncounted: the reader's last export, run after the give-up once the stuck one
+        # ended, failed with its points counted nowhere.
+        self._given_up = 0
         self._lock = threading.Lock()  # the export's end and a give-up: one of the two counts its points
         in_forked_child(self._forked)
 
@@ -346,7 +351,10 @@ class CountedMetricExporter(MetricExporter):
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         points = _points(metrics_data)
-        self._in_flight = points
+        with self._lock:
+            self._exports += 1
+            mine = self._exports
+            self._in_flight = points
         result = None
         try:
             result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
@@ -356,7 +364,7 @@ class CountedMetricExporter(MetricExporter):
             # given up: a failed export's points were counted by neither.
             with self._lock:
                 self._in_flight = 0
-                counted_here = not self._abandoned
+                counted_here = self._given_up != mine
             if counted_here:
                 if result is not MetricExportResult.SUCCESS or undelivered:
                     self._drops.add("metrics", DropReason.EXPORT_FAILED, points)
@@ -367,7 +375,7 @@ class CountedMetricExporter(MetricExporter):
     def abandon(self) -> int:
         """The points of the export still running (0 if none), now given up on: the caller counts them."""
         with self._lock:
-            self._abandoned = True
+            self._given_up = self._exports  # one that already ended counted itself: it never checks again
             return self._in_flight
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:

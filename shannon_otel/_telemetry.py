@@ -72,6 +72,11 @@ TELEMETRY_DROP_REASON: Final = "shannon.telemetry.drop_reason"  # see DropReason
 TASK_NAME: Final = "shannon.task.name"  # on remote (worker-side) task spans
 DASK_WORKER: Final = "shannon.dask.worker"  # the worker address, on remote spans only (never a metric attribute)
 
+# Reasons (BREAKER_REASON) of the transitions a breaker with shared state makes for Redis (docs/shared-state.md)
+SHARED_STATE_UNAVAILABLE: Final = "shared_state_unavailable"  # an outage opened it (on_unavailable="reject")
+SHARED_STATE_AVAILABLE: Final = "shared_state_available"  # that outage ended: it takes the shared state again
+SHARED_STATE_EXPIRED: Final = "shared_state_expired"  # the shared state was lost (expired, FLUSHALL, a restart)
+
 
 class _Named(StrEnum):
     """A StrEnum that prints as its value (``'success'``, not ``<Outcome.SUCCESS: 'success'>``), so a

@@ -271,8 +271,11 @@ class GateMetrics(MetricExporter):
         super().__init__()
         self.open = threading.Event()
         self.entered = threading.Event()
+        self.points: list[int] = []  # the data points of each export, in order
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: object) -> MetricExportResult:
+        self.points.append(sum(len(m.data.data_points) for rm in metrics_data.resource_metrics
+                               for sm in rm.scope_metrics for m in sm.metrics))
         self.entered.set()
         self.open.wait(30)  # bounded so a regression fails instead of hanging the suite
         return MetricExportResult.FAILURE
@@ -289,8 +292,11 @@ def test_metric_points_of_an_export_still_stuck_at_the_shutdown_deadline_are_cou
 ) -> None:
     # Before: a silent collector made shutdown() return False with dropped == {"metrics": 0, ...}:
     # the points it never delivered were not reported anywhere.
+    # Bug too: once given up on, the exporter counted no export ever again: the reader's last export, run after the
+    # give-up once the stuck one ended, failed with its points counted nowhere.
     gate = GateMetrics()
     monkeypatch.setattr(_config, "_metric_exporter", lambda name, endpoint, timeout_s: gate)
+    before = set(threading.enumerate())
     handle = configure("stuck-metrics", exporter="console", set_global=False, shutdown_timeout_s=0.2,
                        span_exporters=[], metric_interval_s=3600.0)
     handle.tracer_provider.get_tracer("t")  # the provider lives; the metric below is what is stuck
@@ -300,11 +306,14 @@ def test_metric_points_of_an_export_still_stuck_at_the_shutdown_deadline_are_cou
     assert handle.shutdown() is False
     stuck = handle.dropped["metrics"]
     assert stuck >= 1  # the counter's point (and shannon.telemetry.dropped's own, if collected)
-    gate.open.set()  # its late failure is not counted a second time
+    gate.open.set()  # its late failure is not counted a second time; the reader's last export fails too
+    reader = "OtelPeriodicExportingMetricReader"  # the SDK reader's thread: its last export, then it ends
     for thread in threading.enumerate():
-        if thread.name == "shannon-otel metric flush":
+        if thread.name == "shannon-otel metric flush" or (thread not in before and thread.name == reader):
             thread.join(5)
-    assert handle.dropped["metrics"] == stuck
+    assert len(gate.points) == 2  # the stuck export, then the reader's last one (at its shutdown)
+    assert gate.points[1] >= 1
+    assert handle.dropped["metrics"] == stuck + gate.points[1]
 
 
 def test_an_interrupted_shutdown_counts_what_it_gives_up_and_re_raises(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,9 +16,9 @@ from typing import Any
 import _redis_procs as procs
 import pytest
 import redis
-from _redis_server import RedisServer, free_port, wait_for
+from _redis_server import HeldCall, RedisServer, free_port, wait_for
 
-from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
+from shannon_otel import BreakerState, BreakerTransition, CircuitBreaker, CircuitOpenError, Hook
 from shannon_otel.redis import RedisState, SharedPool, SharedRateLimit, SharedStateUnavailableError
 from shannon_otel.testing import InMemoryTelemetry
 
@@ -626,3 +626,86 @@ def test_a_server_clock_that_went_back_frees_a_dead_holders_pool_slot_after_its_
         asyncio.run(main())
     finally:
         client.close()
+
+
+class _Transitions(Hook):
+    """Each transition a breaker hands its hooks: (from, to, reason)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, str, str]] = []
+
+    def breaker_transition(self, event: BreakerTransition) -> None:
+        self.seen.append((event.from_state.value, event.to_state.value, event.reason))
+
+
+def _logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "shannon_otel.breaker"]
+
+
+def test_a_probe_outcome_that_finds_the_shared_state_lost_closes_the_breaker_as_expired(
+    server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Bug: a half-open probe's outcome sent after Redis lost the state (FLUSHALL, a restart without persistence)
+    was answered with no state and no reason, and the breaker closed with the reason ``shared``, which no doc
+    names (hook event, log line and span event alike). The state was lost: it closes as ``shared_state_expired``,
+    as the poll that finds no state closes it."""
+    seen = _Transitions()
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, poll_interval_s=3600) as shared:
+            breaker = CircuitBreaker("api", shared=shared, failure_threshold=1, reset_timeout=0.2, hooks=[seen])
+            with caplog.at_level(logging.INFO, logger="shannon_otel.breaker"):
+                await _trip(breaker)
+                await asyncio.sleep(0.3)  # past the reset timeout: the next call is the probe
+                held = HeldCall()
+                probe = await held.start(breaker)
+                assert breaker.state is BreakerState.HALF_OPEN
+                raw = redis.Redis.from_url(server.url)
+                raw.flushall()
+                raw.close()
+                held.finish.set()
+                assert await probe == "ok"
+                await wait_for(lambda: breaker.state is BreakerState.CLOSED)  # the outcome's answer: no state
+
+    asyncio.run(main())
+    assert seen.seen[-1] == ("half_open", "closed", "shared_state_expired"), seen.seen
+    assert _logged(caplog)[-1] == "circuit breaker api is closed (was half_open): shared_state_expired"
+
+
+@pytest.mark.parametrize("before", ["never_opened", "reset"])
+def test_a_fail_closed_breaker_opened_for_an_outage_closes_as_available_when_redis_answers_again(
+    server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture, before: str,
+) -> None:
+    """Bug: with ``on_unavailable="reject"``, a CLOSED breaker opened for an outage (``shared_state_unavailable``)
+    closed, once Redis answered again with its state intact (paused, not restarted), as ``shared_state_expired``
+    when it had never opened (nothing expired), or with the reason of the shared state from before the outage (a
+    ``reset`` nobody made then). It closes because Redis is reachable again: ``shared_state_available``."""
+    assert server.proc is not None
+    pid = server.proc.pid
+    seen = _Transitions()
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, on_unavailable="reject", timeout_s=0.2,
+                              poll_interval_s=0.2) as shared:
+            breaker = CircuitBreaker("api", shared=shared, failure_threshold=1, reset_timeout=60, hooks=[seen])
+            if before == "reset":  # a shared state written, CLOSED with the reason `reset`
+                for change in (breaker.force_open, breaker.reset):
+                    change()
+                    await wait_for(lambda: not breaker._link.pushes)  # type: ignore[union-attr]  # sent
+            assert await breaker.call(_ok) == 1
+            with caplog.at_level(logging.INFO, logger="shannon_otel.breaker"):
+                os.kill(pid, signal.SIGSTOP)
+                try:
+                    await wait_for(lambda: not shared.available)  # the poll timed out
+                    assert breaker.state is BreakerState.OPEN
+                finally:
+                    os.kill(pid, signal.SIGCONT)
+                await wait_for(lambda: shared.available and breaker.state is BreakerState.CLOSED)
+            assert await breaker.call(_ok) == 1
+
+    asyncio.run(main())
+    assert seen.seen[-2:] == [("closed", "open", "shared_state_unavailable"),
+                              ("open", "closed", "shared_state_available")], seen.seen
+    assert _logged(caplog)[-2:] == ["circuit breaker api is open (was closed): shared_state_unavailable",
+                               "circuit breaker api is closed (was open): shared_state_available"], _logged(caplog)

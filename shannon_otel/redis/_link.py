@@ -19,7 +19,7 @@ import math
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from .._telemetry import BreakerState
+from .._telemetry import SHARED_STATE_AVAILABLE, SHARED_STATE_EXPIRED, SHARED_STATE_UNAVAILABLE, BreakerState
 from ._store import SharedStateUnavailableError
 
 if TYPE_CHECKING:
@@ -41,8 +41,8 @@ _MAX_MS = 2**53
 
 class BreakerLink:
     __slots__ = (
-        "breaker", "calls", "epoch", "failures", "keys", "name", "pushes", "rejected_at", "sending", "slow", "store",
-        "ttl_s", "unsent", "window",
+        "breaker", "calls", "epoch", "failures", "keys", "name", "outage_gen", "pushes", "rejected_at", "sending",
+        "slow", "store", "ttl_s", "unsent", "window",
     )
 
     def __init__(self, store: RedisState, breaker: CircuitBreaker) -> None:
@@ -67,6 +67,11 @@ class BreakerLink:
         # Redis was away was undone by the first poll after it came back: the shared CLOSED (or no state) of
         # before the trip closed a breaker whose dependency was failing, long before its reset timeout.
         self.unsent: tuple[str, str] | None = None
+        # The breaker's generation when an outage opened it (on_unavailable="reject"): while it is still that OPEN,
+        # no shared state holds it open, and the first one taken when Redis answers again ends it because Redis is
+        # reachable (shared_state_available). Before, it closed as `shared_state_expired` (nothing had expired) or
+        # with the reason of the state from before the outage (a `reset` or `probe_success` nobody made then).
+        self.outage_gen: int | None = None
         # The shared window is time-based: 10 slices over window_s (default: 10 s when the breaker counts
         # calls): "the last N calls" of many processes has no order without a round trip per call.
         window_s = c.window_s if c.window_s is not None else 10.0
@@ -257,8 +262,15 @@ class BreakerLink:
         return True
 
     def tripped_back_to_closed(self) -> None:
+        """No shared state (lost, expired, or never written) is CLOSED: the breaker closes."""
         self.epoch = 0
-        self.breaker._transition(_CLOSED, "shared_state_expired")
+        reason = SHARED_STATE_AVAILABLE if self._outage_ends() else SHARED_STATE_EXPIRED
+        self.breaker._transition(_CLOSED, reason)
+
+    def _outage_ends(self) -> bool:
+        """A shared state is taken: whether the breaker is still the OPEN an outage made (see ``outage_gen``)."""
+        held, self.outage_gen = self.outage_gen, None
+        return held == self.breaker._gen
 
     def unavailable(self) -> None:
         """Redis just became unreachable: with ``on_unavailable="reject"`` the breaker rejects everything;
@@ -268,7 +280,8 @@ class BreakerLink:
         b = self.breaker
         if self.store.on_unavailable == "reject":
             if b._state is not _OPEN:
-                b._transition(_OPEN, "shared_state_unavailable")
+                b._transition(_OPEN, SHARED_STATE_UNAVAILABLE)
+                self.outage_gen = b._gen
         elif b._state is _HALF_OPEN and b._probes_left == 0:
             b._probes_left = b.config.half_open_probes
 
@@ -303,27 +316,28 @@ class BreakerLink:
         if not newer and self._resend():
             return  # the shared state of before this process's last transition (Redis was away when it was sent)
         self.epoch = epoch
+        outage = self._outage_ends()
         if newer:
             self.unsent = None  # a later shared state (another process's, or this trip taken late) decides
         if target is _OPEN and reason:
             # Forced open by another process (force_open() there): held here too, until a reset. Without it
             # this copy, past its reset timeout, asked Redis at every call (each one rejected there), and
             # with Redis down (fail-open) its own state machine probed a breaker the operator had forced.
-            # Every answer carries the state's reason (a script's of no state: "", which leaves it as it is).
+            # Every answer carries the state's reason (a script's of no state: shared_state_expired, not forced).
             b._forced = reason == "forced_open"
         if not newer and b._state is target:
             return
         if target is _CLOSED:
             if b._state is not _CLOSED:
                 b._forced = False
-                b._transition(_CLOSED, reason or "shared")
+                b._transition(_CLOSED, SHARED_STATE_AVAILABLE if outage else reason or "shared")
         elif target is _OPEN:
             if b._state is not _OPEN:
                 b._transition(_OPEN, reason or "shared")
             age_s = 0.0 if now_ms is None else max(0, now_ms - opened_ms) / 1000
             b._opened_at = b.clock() - age_s
         elif b._state is not _HALF_OPEN:
-            b._transition(_HALF_OPEN, reason or "reset_timeout")
+            b._transition(_HALF_OPEN, SHARED_STATE_AVAILABLE if outage else reason or "reset_timeout")
             b._probes_left = 0  # probes are admitted by Redis, not from a local quota
         elif newer:
             # A new half-open period (the last one's probes outlived probe_lease_s): probes admitted here in the

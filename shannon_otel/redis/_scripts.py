@@ -68,7 +68,9 @@ end
 -- Why the state is what it is (what opened or closed it, as the poll reads it), in every answer: the caller's local
 -- transition says it. Answered without it, a process that learned of another's trip from its flush's answer said
 -- 'shared', a reason of no breaker, and one that found the breaker closed at its admission said 'reset'.
-local function why() return redis.call('HGET', KEYS[1], 'reason') or '' end
+-- No state at all (never written, expired, or lost: FLUSHALL, a restart without persistence) is CLOSED because it
+-- expired: answered '', a probe's outcome sent after it was lost closed the breaker as 'shared' (no reason at all).
+local function why() return redis.call('HGET', KEYS[1], 'reason') or (st[1] and '' or 'shared_state_expired') end
 local function answer() return {state, epoch, opened, now, why()} end
 """
 
@@ -165,8 +167,7 @@ local function probe()
   end
   return {'probe', epoch, 0, now, opened, why()}
 end
--- No state at all: it expired (or Redis lost it)
-if state == 'closed' then return {'closed', epoch, 0, now, opened, st[1] and why() or 'shared_state_expired'} end
+if state == 'closed' then return {'closed', epoch, 0, now, opened, why()} end
 if state == 'open' then
   if st[4] == '1' then return {'rejected', epoch, -1, now, opened, why()} end
   -- The server's clock went back (a step, a failover to a replica whose clock is behind): the reset timeout is

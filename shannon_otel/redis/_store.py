@@ -334,9 +334,8 @@ class RedisState:
         if was or not self._outage_logged:
             self._refused = isinstance(exc, ResponseError)
             self._outage_cause = _described(exc)
-        if was or not self._outage_logged:
             self._outage_logged = True
-            _log.warning("Redis at %s unavailable (%s); %s", _redacted(self.url), _described(exc),
+            _log.warning("Redis at %s unavailable (%s); %s", _redacted(self.url), self._outage_cause,
                          "local state takes over" if self.on_unavailable == "local" else "rejecting calls")
             for link in self._links.values():
                 link.unavailable()
