@@ -12,8 +12,9 @@ import pytest
 import redis
 from _redis_server import RedisServer, wait_for
 
-from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
+from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError, Hook
 from shannon_otel import _telemetry as tel
+from shannon_otel._events._breaker import BreakerTransition
 from shannon_otel.redis import RedisState
 from shannon_otel.testing import FakeClock, InMemoryTelemetry
 
@@ -279,3 +280,50 @@ def test_a_half_open_shared_breaker_told_no_asks_redis_once_per_recheck_at_one_c
             await probe
 
     asyncio.run(main())
+
+
+class _Transitions(Hook):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[BreakerState, BreakerState]] = []
+
+    def breaker_transition(self, event: BreakerTransition) -> None:
+        self.seen.append((event.from_state, event.to_state))
+
+
+def test_force_open_then_reset_at_once_moves_the_breaker_once_each_and_redis_takes_them_in_order(
+    server: RedisServer,
+) -> None:
+    """Bug: ``force_open(); reset()`` sent both changes to Redis at once; the answer to the force (a newer epoch
+    than the breaker held) came while the reset was on its way and opened the breaker again, then the reset's
+    answer closed it: the hooks saw open, closed, open, closed, and a call made in between was rejected (and on
+    two connections Redis could even run the reset first, leaving the breaker forced open there). A breaker's
+    sends now reach Redis in order, and a state that comes while a change made here is on its way is taken only
+    after that change's answer, if newer than it."""
+    prefix = f"r{uuid.uuid4().hex[:10]}"
+    raw = redis.Redis(port=server.port, decode_responses=True)
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, poll_interval_s=3600) as shared:
+            hook = _Transitions()
+            breaker = CircuitBreaker("api", shared=shared, failure_threshold=1, instrument=False, hooks=[hook])
+            # A breaker whose notifications come after every earlier one (one subscription, in order): once it
+            # has opened, the notifications of api's force and reset have been handled here too.
+            marker = CircuitBreaker("marker", shared=shared, instrument=False)
+            await wait_for(lambda: not shared._pending)  # the shared state read when each was made
+            breaker.force_open()
+            breaker.reset()
+            assert await breaker.call(_ok) == 1
+            await wait_for(lambda: not shared._pending)  # both answered
+            raw.publish(shared.breaker_channel, "marker|open|1|0|0|failure_threshold")
+            await wait_for(lambda: marker.state is BreakerState.OPEN)
+            assert hook.seen == [(BreakerState.CLOSED, BreakerState.OPEN), (BreakerState.OPEN, BreakerState.CLOSED)]
+            assert breaker.state is BreakerState.CLOSED
+            assert await breaker.call(_ok) == 1
+        state = raw.hgetall(f"{prefix}:{{breaker:api}}:state")
+        assert (state["state"], state["forced"], state["reason"]) == ("closed", "0", "reset")
+
+    try:
+        asyncio.run(main())
+    finally:
+        raw.close()

@@ -41,7 +41,8 @@ _MAX_MS = 2**53
 
 class BreakerLink:
     __slots__ = (
-        "breaker", "calls", "epoch", "failures", "keys", "name", "outage_gen", "pushes", "rejected_at", "sending",
+        "breaker", "calls", "deferred", "epoch", "failures", "keys", "name", "outage_gen", "pushes", "rejected_at",
+        "sending",
         "slow", "store", "ttl_s", "unsent", "window",
     )
 
@@ -62,6 +63,9 @@ class BreakerLink:
         # first, Redis answered from the state of before them: a call made right after a successful probe (or an
         # ignored or cancelled one, which gives its slot back) was rejected, the probe's outcome not yet there.
         self.pushes: set[asyncio.Future[Any]] = set()
+        # The newest shared state that came while changes made here were on their way (see ``apply``): taken after
+        # the last one's answer, if newer than it.
+        self.deferred: tuple[str, int, int, int | None, str] | None = None
         # The last transition made here (a trip, force_open, reset) that Redis did not take (down, or timed out):
         # sent again when Redis is back, instead of taking the shared state of before it. A trip made while
         # Redis was away was undone by the first poll after it came back: the shared CLOSED (or no state) of
@@ -143,13 +147,13 @@ class BreakerLink:
             return b._admit(call)
         epoch = int(epoch)
         if verdict == "closed":  # closed elsewhere (a probe's success, a reset), the notification not here yet
-            self.apply("closed", epoch, int(opened_ms), int(now_ms), str(why))
+            self.apply("closed", epoch, int(opened_ms), int(now_ms), str(why), admission=True)
             return b._gen
         if verdict == "probe":
-            self.apply("half_open", epoch, int(opened_ms), int(now_ms), str(why) or "reset_timeout")
+            self.apply("half_open", epoch, int(opened_ms), int(now_ms), str(why) or "reset_timeout", admission=True)
             return b._gen
         state = "open" if int(remaining_ms) > 0 or b._state is _OPEN else "half_open"
-        self.apply(state, epoch, int(opened_ms), int(now_ms), str(why))
+        self.apply(state, epoch, int(opened_ms), int(now_ms), str(why), admission=True)
         if b._state is _HALF_OPEN:
             self.rejected_at = b.clock()
         b._reject(call, int(remaining_ms) / 1000 if int(remaining_ms) > 0 else None)
@@ -182,7 +186,10 @@ class BreakerLink:
                 self.unsent = (str(args[0]), str(args[1]))
             return
         self.sending += 1
-        push = self.store._background(self._send(script, *args))
+        # Sent after this breaker's earlier sends (each bounded by timeout_s), so they reach Redis in the order
+        # they were made: sent at once, on two connections, force_open(); reset() could run there reset first,
+        # and leave the breaker open everywhere that the user had just closed.
+        push = self.store._background(self._send(script, *args, after=set(self.pushes)))
         self.pushes.add(push)
         push.add_done_callback(self.pushes.discard)
 
@@ -193,8 +200,10 @@ class BreakerLink:
             self.sending += 1
             await self._send("TRANSITION", *self.unsent)
 
-    async def _send(self, script: str, *args: Any) -> None:
+    async def _send(self, script: str, *args: Any, after: set[asyncio.Future[Any]] | None = None) -> None:
         try:
+            if after:
+                await asyncio.wait(after)  # never cancels them; each is bounded by timeout_s
             state, epoch, opened_ms, now_ms, why = await self.store._script(script, self.keys, self._args(*args))
         except SharedStateUnavailableError:
             if script == "TRANSITION":
@@ -202,9 +211,15 @@ class BreakerLink:
             raise
         finally:
             self.sending -= 1
+            deferred = None
+            if not self.sending:
+                # Not taken when this send failed: older than a change made here that Redis has not taken (unsent)
+                deferred, self.deferred = self.deferred, None
         if script == "TRANSITION":
             self.unsent = None  # taken (this one, or a later one, which supersedes it)
         self.apply(str(state), int(epoch), int(opened_ms), int(now_ms), str(why))
+        if deferred is not None:
+            self.apply(*deferred)
 
     # ------------------------------------------------------------------ from the store
     async def flush(self) -> None:
@@ -301,17 +316,24 @@ class BreakerLink:
             return  # made outside the loop: the next poll reads it
         self.store._background(self.poll())
 
-    def apply(self, state: str, epoch: int, opened_ms: int, now_ms: int | None, reason: str) -> None:
-        """Move the local breaker to the shared state of ``epoch`` (ignored when not newer)."""
+    def apply(
+        self, state: str, epoch: int, opened_ms: int, now_ms: int | None, reason: str, *, admission: bool = False,
+    ) -> None:
+        """Move the local breaker to the shared state of ``epoch`` (ignored when not newer; deferred while changes
+        made here are on their way, unless it answers an ``admission``)."""
         if epoch < self.epoch:
             return
         b = self.breaker
         target = _STATES[state]
         newer = epoch > self.epoch
-        if not newer and self.sending:
-            # Read before this process's own change reached Redis (a poll or a flush in flight when the
-            # breaker tripped here): applied, it closed a breaker that had just opened, for one round trip
-            # (calls admitted, and the hooks shown open -> closed -> open).
+        if self.sending and not (newer and admission):
+            # A change made here has not reached Redis yet: this state may be older than it (a poll or a flush in
+            # flight when the breaker tripped here; the answer to, or the notification of, an earlier change
+            # made here, such as force_open() before a reset()). Applied, it undid the local change for a round
+            # trip: calls admitted (rejected), the hooks shown open -> closed -> open -> closed. A newer one is
+            # taken after the last send's answer (which has every state Redis held before it), if newer than it.
+            if newer and (self.deferred is None or epoch > self.deferred[1]):
+                self.deferred = (state, epoch, opened_ms, now_ms, reason)
             return
         if not newer and self._resend():
             return  # the shared state of before this process's last transition (Redis was away when it was sent)
