@@ -73,6 +73,7 @@ class Telemetry:
         self._claim = threading.Lock()  # taken, never given back, by the first shutdown()
         self._stopped = threading.Event()  # set when the first shutdown() returns (or raises)
         self._stop_result = True  # what it returned
+        self._stopper: int | None = None  # the thread running the first shutdown()
         self._finalizer: Any = None  # a multiprocessing finalizer, in a multiprocessing child only
         self._spares: Spares | None = None  # threads for an exit shutdown, started by shut_at_exit
         # one flush at a time of each provider (traces, metrics, logs); the processors keep their own
@@ -128,13 +129,15 @@ class Telemetry:
         dropped (reason ``shutdown``), a warning is logged, and the stuck export is left to a daemon
         thread. Idempotent: a later call (and a :meth:`force_flush`, which has nothing left to do) returns the
         first call's result, at once once it has returned; made while the first runs, it waits for that within
-        its own budget (False if it does not come in time).
+        its own budget (False if it does not come in time), except from the thread running it (a signal handler):
+        False at once.
         """
         budget = self.shutdown_timeout_s if timeout_s is None else timeout_s
         check_number("timeout_s", budget, low=0, high=_MAX_TIMEOUT_S)  # a second call's NaN is refused too
         if not self._claim.acquire(blocking=False):
             return self._after_shutdown(budget)
         self._stop_result = False  # unless it finishes: what a concurrent call returns
+        self._stopper = threading.get_ident()
         try:
             self._shut = True
             self._stop_result = finished = self._stop_and_count(budget)
@@ -146,7 +149,13 @@ class Telemetry:
         """A call once :meth:`shutdown` was called: its result, waiting for it within ``timeout_s`` (False if it
         does not come). A concurrent call returned True at once, while the first was still stuck on a silent
         backend, then gave up and counted the telemetry it lost; a flush after it collected the metrics again
-        into the stopped exporters, and counted them as dropped after the shutdown had given the totals."""
+        into the stopped exporters, and counted them as dropped after the shutdown had given the totals.
+
+        A call from the thread running the first (a signal handler, or a log handler, run while it waits) does not
+        wait: the first cannot return before it does, so it waited out its whole budget for nothing, and held the
+        first past its own (False: not finished yet)."""
+        if self._stopper == threading.get_ident() and not self._stopped.is_set():
+            return False
         return self._stopped.wait(timeout_s) and self._stop_result
 
     def _stop_and_count(self, budget: float) -> bool:

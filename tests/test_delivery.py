@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -604,3 +605,40 @@ def test_a_flush_after_shutdown_counts_nothing_more_as_dropped(monkeypatch: pyte
     assert reported["metrics"] > 0  # the endpoint refused them
     assert handle.force_flush(1.0) is finished
     assert handle.dropped == reported
+
+
+def test_a_shutdown_called_again_from_the_thread_running_the_first_does_not_wait_for_it() -> None:
+    # Bug: a call from the thread running the first shutdown() (a SIGTERM handler calling shutdown(), run in the
+    # main thread while it waits for the exports) waited for the first's result, which cannot come before it
+    # returns: it waited its whole budget (8 s here), holding the first past its own (5 s), which then gave up on
+    # spans its exporter had been let send, and counted them as dropped. Now it returns False (not finished) at once.
+    gate = Gate()
+    entered = threading.Event()
+    export = gate.export
+
+    def entering(spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        entered.set()
+        return export(spans)
+
+    gate.export = entering  # type: ignore[method-assign]
+    handle = configure("reentrant", exporter="none", span_exporters=[gate], set_global=False)
+    _spans(handle, 10)
+    inner: list[bool] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        inner.append(handle.shutdown(timeout_s=8))
+        gate.open.set()  # the backend answers once the handler has returned
+
+    previous = signal.signal(signal.SIGUSR1, on_signal)
+    try:
+        main = threading.get_ident()  # the signal to this thread (os.kill's may land on another, left unhandled)
+        raiser = threading.Thread(target=lambda: entered.wait(30) and signal.pthread_kill(main, signal.SIGUSR1))
+        raiser.start()
+        first = handle.shutdown(timeout_s=5)
+        raiser.join()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        gate.open.set()
+    assert inner == [False]  # the first had not finished when the handler asked
+    assert first is True  # it finished within its own budget, once the handler let the exporter go
+    assert gate.received == 10 and handle.dropped["traces"] == 0
