@@ -632,7 +632,12 @@ def test_a_shutdown_called_again_from_the_thread_running_the_first_does_not_wait
     previous = signal.signal(signal.SIGUSR1, on_signal)
     try:
         main = threading.get_ident()  # the signal to this thread (os.kill's may land on another, left unhandled)
-        raiser = threading.Thread(target=lambda: entered.wait(30) and signal.pthread_kill(main, signal.SIGUSR1))
+
+        def raise_signal() -> None:
+            if entered.wait(30):  # the first shutdown() is under way, waiting for the exporter
+                signal.pthread_kill(main, signal.SIGUSR1)
+
+        raiser = threading.Thread(target=raise_signal)
         raiser.start()
         first = handle.shutdown(timeout_s=5)
         raiser.join()
