@@ -222,7 +222,7 @@ def record(name: str, value: float) -> None:
 
     ``name`` is a non-empty string, ``value`` a finite int or float (TypeError/ValueError otherwise,
     raised before anything is recorded); a name the library sets itself (the task span's
-    ``shannon.task.*`` attributes, ``error.type``, the token and cost names) is refused with
+    ``shannon.task.*`` attributes, ``shannon.wave.name``, ``error.type``, the token and cost names) is refused with
     ValueError. Raises RuntimeError outside a wave task. Work the task spawns
     (``asyncio.create_task``, or threads: ``asyncio.to_thread``, several at once) records on that task;
     once the task has ended, its records are dropped (logged), never moved to another task.
