@@ -55,14 +55,22 @@ def call_void(fn: Callable[..., object], method: str, *args: Any) -> None:
     Such a method is a plain one calling an async function (``return self.queue.put(event)`` of an ``asyncio.Queue``,
     ``lambda e: notify(e)``): called without await, its coroutine never ran, with only Python's "never awaited"
     warning, far from the cause, and nothing counted. A Task or future it returns is scheduled already: no error.
+    A generator (a ``yield`` in the method by mistake) never ran either, without even a warning: the same error.
     """
     value = fn(*args)
-    if value is not None and inspect.iscoroutine(value):
+    if value is None:
+        return
+    if inspect.iscoroutine(value):
         value.close()
         raise TypeError(
             f"{method} returned a coroutine, {value!r}, which nothing awaits (hook and observer methods are called "
             "without await): make it a plain method, or schedule the coroutine as a task you keep a reference to"
         ) from None  # raised while the user's error may be in flight: not the context of this one
+    if inspect.isgenerator(value) or inspect.isasyncgen(value):
+        raise TypeError(
+            f"{method} returned a generator, {value!r}, which nothing runs (hook and observer methods are called "
+            "once, their result unused): a `yield` in it made its body never run; make it a plain method"
+        ) from None
 
 
 def hook_failed(hook: Hook, method: str, error: BaseException, hooks: Sequence[Hook] = ()) -> None:

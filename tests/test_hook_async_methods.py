@@ -185,3 +185,30 @@ def test_a_method_returning_a_coroutine_is_the_hooks_failure(entry: str, methods
         assert result == expected[entry]
     assert hook.hook_errors == methods
     assert hook.posted == []
+
+
+class Yields(Hook):
+    """A hook whose ``wave_finished`` observer method has a ``yield`` by mistake (a generator function)."""
+
+    def __init__(self) -> None:
+        self.seen: list[object] = []
+
+    def wave_started(self, event: object) -> Any:
+        hook = self
+
+        class Observer(WaveObserver):
+            def wave_finished(self, report: Any) -> Any:
+                hook.seen.append(report)
+                yield report
+
+        return Observer()
+
+
+def test_a_method_returning_a_generator_is_the_hooks_failure() -> None:
+    """Called once and its result unused, a generator method's body never ran, and nothing said so (not even
+    Python's "never awaited" warning of a coroutine). Now a TypeError of that method, counted, results unchanged."""
+    hook = Yields()
+    result = asyncio.run(RUNS["Wave"]([hook]))
+    assert [r.value for r in result.results] == [0, 1, 2]  # type: ignore[attr-defined]
+    assert hook.hook_errors == {"wave_finished": 1}
+    assert hook.seen == []

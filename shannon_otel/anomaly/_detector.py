@@ -635,7 +635,8 @@ class AnomalyDetector:
         """Feed a block: ``values[i, j]`` is the sample of ``series[i]`` at ``times[j]``.
 
         Vectorized over series and time; equivalent to calling :meth:`update` column by
-        column. ``series`` must be distinct and at most ``config.max_series`` (more could not
+        column (the same state; scores to ~1e-6, as the block engines interpolate the score function from a
+        table where :meth:`update` evaluates it). ``series`` must be distinct and at most ``config.max_series`` (more could not
         all be tracked at once). Returns scores shaped like ``values`` (NaN for warm-up and
         NaN/inf inputs; the masked items of a numpy masked array count as NaN). Raises, before changing any
         state, ``TypeError`` unless ``series`` is a sequence of non-empty str (names new to the detector are
