@@ -634,16 +634,14 @@ class AnomalyDetector:
     def update_many(self, series: Sequence[str], values: npt.ArrayLike, times: npt.ArrayLike) -> F64:
         """Feed a block: ``values[i, j]`` is the sample of ``series[i]`` at ``times[j]``.
 
-        Vectorized over series and time; equivalent to calling :meth:`update` column by
-        column (the same state; scores to ~1e-6, as the block engines interpolate the score function from a
-        table where :meth:`update` evaluates it). ``series`` must be distinct and at most ``config.max_series`` (more could not
-        all be tracked at once). Returns scores shaped like ``values`` (NaN for warm-up and
-        NaN/inf inputs; the masked items of a numpy masked array count as NaN). Raises, before changing any
-        state, ``TypeError`` unless ``series`` is a sequence of non-empty str (names new to the detector are
-        checked) and ``values`` / ``times`` are arrays of real numbers (strings and None refused, as
-        :meth:`update` refuses them), ``ValueError`` on mismatched shapes, numbers beyond any float, non-finite
-        times or too many series.
-        Thread-safe (calls take turns).
+        Vectorized over series and time; equivalent to calling :meth:`update` column by column (the same state; scores
+        to ~1e-6, as the block engines interpolate the score function from a table where :meth:`update` evaluates it).
+        ``series`` must be distinct and at most ``config.max_series`` (more could not all be tracked at once). Returns
+        scores shaped like ``values`` (NaN for warm-up and NaN/inf inputs; the masked items of a numpy masked array
+        count as NaN). Raises, before changing any state, ``TypeError`` unless ``series`` is a sequence of non-empty
+        str (names new to the detector are checked) and ``values`` / ``times`` are arrays of real numbers (strings and
+        None refused, as :meth:`update` refuses them), ``ValueError`` on mismatched shapes, numbers beyond any float,
+        non-finite times or too many series. Thread-safe (calls take turns).
         """
         with self._lock:
             return self._update_many(series, values, times)
