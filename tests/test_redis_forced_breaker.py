@@ -327,3 +327,56 @@ def test_force_open_then_reset_at_once_moves_the_breaker_once_each_and_redis_tak
         asyncio.run(main())
     finally:
         raw.close()
+
+
+def test_a_half_open_breaker_told_at_admission_that_it_was_forced_open_elsewhere_holds_it_forced(
+    server: RedisServer,
+) -> None:
+    """Bug: a half-open breaker whose admission was refused because another process had forced the breaker open
+    (its notification missed, or still on its way) took the answer as half-open with no probe left: it stayed
+    HALF_OPEN (the hooks and the state gauge said so), not forced, and asked Redis again at every recheck. The
+    answer's reason (``forced_open``) now moves it to OPEN, held forced until a reset, as the notification would."""
+    prefix = f"f{uuid.uuid4().hex[:10]}"
+    raw = redis.Redis(port=server.port, decode_responses=True)
+    clock = FakeClock()
+    key = f"{prefix}:{{breaker:api}}:state"
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=prefix, poll_interval_s=3600) as shared:
+            hook = _Transitions()
+            breaker = CircuitBreaker("api", shared=shared, failure_threshold=1, reset_timeout=0.05, clock=clock,
+                                     instrument=False, hooks=[hook])
+            await wait_for(lambda: not shared._pending)
+            with pytest.raises(ValueError, match="down"):
+                await breaker.call(_fail)
+            await wait_for(lambda: raw.hget(key, "state") == "open")
+            clock.advance(10)
+            await asyncio.sleep(0.1)  # Redis's reset timeout too (its own clock)
+            probing, release = asyncio.Event(), asyncio.Event()
+
+            async def probe() -> int:
+                probing.set()
+                await release.wait()
+                return 1
+
+            first = asyncio.ensure_future(breaker.call(probe))
+            await asyncio.wait([first, asyncio.ensure_future(probing.wait())], return_when=asyncio.FIRST_COMPLETED)
+            assert probing.is_set()
+            assert breaker.state is BreakerState.HALF_OPEN
+            # Forced open elsewhere, its notification missed (written as the TRANSITION script writes it, unpublished)
+            epoch = int(raw.hget(key, "epoch") or 0) + 1
+            raw.hset(key, mapping={"state": "open", "epoch": epoch, "reason": "forced_open", "forced": "1"})
+            with pytest.raises(CircuitOpenError):
+                await breaker.call(_ok)
+            assert breaker.state is BreakerState.OPEN  # type: ignore[comparison-overlap]
+            assert hook.seen[-1] == (BreakerState.HALF_OPEN, BreakerState.OPEN)
+            clock.advance(3600)  # forced: no reset timeout, nor a recheck, lets a call through
+            with pytest.raises(CircuitOpenError):
+                await breaker.call(_ok)
+            release.set()
+            await first
+
+    try:
+        asyncio.run(main())
+    finally:
+        raw.close()

@@ -152,7 +152,10 @@ class BreakerLink:
         if verdict == "probe":
             self.apply("half_open", epoch, int(opened_ms), int(now_ms), str(why) or "reset_timeout", admission=True)
             return b._gen
-        state = "open" if int(remaining_ms) > 0 or b._state is _OPEN else "half_open"
+        # Rejected with no time left: a half-open period's probes all taken, or forced open (elsewhere, its
+        # notification missed or on its way: taken as half-open, the breaker stayed HALF_OPEN, not forced, and asked
+        # Redis again at every recheck).
+        state = "open" if int(remaining_ms) > 0 or b._state is _OPEN or why == "forced_open" else "half_open"
         self.apply(state, epoch, int(opened_ms), int(now_ms), str(why), admission=True)
         if b._state is _HALF_OPEN:
             self.rejected_at = b.clock()
