@@ -56,6 +56,11 @@ from shannon_otel.recovery import SagaError, SagaResult
 from shannon_otel.testing import InMemoryTelemetry
 
 Scenario = Callable[[dict[str, Any]], Awaitable[Any]]
+
+async def _echo(i: int) -> int:
+    await asyncio.sleep(0)
+    return i
+
 OBSERVERS: dict[str, type[Any]] = {
     "wave_started": WaveObserver, "call_started": CallObserver, "saga_started": SagaObserver,
 }
@@ -622,13 +627,9 @@ def test_an_on_progress_raising_a_stray_cancelled_error_costs_the_wave_no_task()
         cancelled.cancel()
         cancelled.result()
 
-    async def job(i: int) -> int:
-        await asyncio.sleep(0)
-        return i
-
     wave: Wave[int] = Wave("progress-cancel", max_concurrency=1, on_progress=progress, progress_interval=1e-9,
                            instrument=False)
-    result = run_virtual(wave.map(job, range(5)))
+    result = run_virtual(wave.map(_echo, range(5)))
     assert [r.value for r in result.results] == [0, 1, 2, 3, 4]
     assert result.report.counts[Outcome.SUCCESS] == 5
     assert len(calls) >= 5
@@ -698,14 +699,10 @@ def test_a_frozen_dataclass_hook_is_counted_and_logged_once(slots: bool, caplog:
         def wave_started(self, event: Any) -> Any:
             return Failing()
 
-    async def job(i: int) -> int:
-        await asyncio.sleep(0)
-        return i
-
     hook = FrozenHook()
     wave: Wave[int] = Wave("frozen-hook", hooks=[hook], instrument=False)
     with caplog.at_level(logging.ERROR, logger="shannon_otel"):
-        result = run_virtual(wave.map(job, range(5)))
+        result = run_virtual(wave.map(_echo, range(5)))
     assert [r.value for r in result.results] == [0, 1, 2, 3, 4]
     assert hook.hook_errors == {"task_finished": 5}
     assert len([r for r in caplog.records if "failed in task_finished" in r.getMessage()]) == 1
@@ -717,13 +714,9 @@ def test_a_mock_hook_is_isolated_like_any_other(caplog: pytest.LogCaptureFixture
     raised "argument of type 'Mock' is not iterable" out of the isolation itself, and the Wave was never built."""
     hook = mock.Mock(spec=Hook)
 
-    async def job(i: int) -> int:
-        await asyncio.sleep(0)
-        return i
-
     with caplog.at_level(logging.ERROR, logger="shannon_otel"):
         wave: Wave[int] = Wave("mock-hook", hooks=[hook], instrument=False)
-        result = run_virtual(wave.map(job, range(3)))
+        result = run_virtual(wave.map(_echo, range(3)))
     assert [r.value for r in result.results] == [0, 1, 2]
     hook.wave_started.assert_called_once()
     assert len([r for r in caplog.records if "failed in for_scope" in r.getMessage()]) == 1
@@ -752,14 +745,10 @@ def test_a_hook_whose_getattr_raises_for_unknown_names_is_isolated(caplog: pytes
         def wave_started(self, event: Any) -> Any:
             return Failing()
 
-    async def job(i: int) -> int:
-        await asyncio.sleep(0)
-        return i
-
     hook = Settings()
     assert hook.hook_errors == {}
     wave: Wave[int] = Wave("getattr-hook", hooks=[hook, Listener()], instrument=False)
     with caplog.at_level(logging.ERROR, logger="shannon_otel"):
-        result = run_virtual(wave.map(job, range(3)))
+        result = run_virtual(wave.map(_echo, range(3)))
     assert [r.value for r in result.results] == [0, 1, 2]
     assert hook.hook_errors == {"task_finished": 3}
