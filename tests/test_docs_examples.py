@@ -19,6 +19,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _redis_server import running_server
@@ -206,13 +207,20 @@ def _runnable_call(code: str, public: set[str]) -> bool:
                 or any(c.func.id == "configure" for c in calls))  # type: ignore[attr-defined]
 
 
+def _public_namespace() -> dict[str, Any]:
+    """Every public name of PUBLIC_MODULES (``alert_rules``, ``RedisState``, ``set_testing`` beside the package's)."""
+    namespace: dict[str, Any] = {}
+    for module in PUBLIC_MODULES:
+        loaded = importlib.import_module(module)
+        namespace.update({name: getattr(loaded, name) for name in loaded.__all__})
+    return namespace
+
+
 def _inline_calls() -> list[tuple[str, str]]:
     """(file, code) of every inline code span of README.md and docs/*.md (fenced blocks left out), and
     (public name, code) of every ````code```` span of the public docstrings (``help()``), that is a call
     :func:`_runnable_call` accepts."""
-    import shannon_otel
-
-    public = set(shannon_otel.__all__)
+    public = set(_public_namespace())
     found = []
     for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         text = re.sub(r"^( *)```.*?^\1```", "", path.read_text(encoding="utf-8"), flags=re.S | re.M)
@@ -232,10 +240,8 @@ def test_every_inline_call_the_prose_shows_builds_as_written_or_is_refused_as_it
     ``help()`` shows are checked the same way (``Retry()(Timeout(1))``, which Policy.__call__ says is refused)."""
     import logging
 
-    import shannon_otel
-
     calls = _inline_calls()
-    namespace = {name: getattr(shannon_otel, name) for name in shannon_otel.__all__} | {"logging": logging}
+    namespace = _public_namespace() | {"logging": logging}
     wrong = []
     for file, code in calls:
         try:
