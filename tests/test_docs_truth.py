@@ -846,3 +846,25 @@ def test_a_timeout_error_the_users_code_raises_ends_its_task_timeout_and_its_att
     outcomes_section = " ".join((ROOT / "docs" / "architecture.md").read_text(encoding="utf-8").split())
     assert "A task (or attempt) ends `timeout`" not in outcomes_section
     assert "a `TimeoutError` the attempt's own code raised is a `failure`" in outcomes_section
+
+
+def test_the_p95_the_api_page_says_a_summary_reads_is_the_one_it_reads() -> None:
+    """docs/api.md said "a p95 of whole token counts 45 and 48 may read 47.55": of one task of each, the p95 is
+    the last rank, which a Summary reads exactly (48). It reads 47.55 for ten tasks of each, as the page now says."""
+    import asyncio
+
+    row = " ".join(_api_rows()["Summary"].split())
+    sentence = re.search(r"the p95 of (\d+) tasks of (\d+) tokens and (\d+) of (\d+) reads ([\d.]+), that of one "
+                         r"task of each (\d+)\)", row)
+    assert sentence is not None, row
+    n_low, low, n_high, high, p95, p95_of_two = sentence.groups()
+
+    async def work(tokens: int) -> None:
+        shannon_otel.record_tokens(input=tokens, output=0)
+
+    async def p95_of(tokens: list[int]) -> float:
+        result = await shannon_otel.Wave("w", instrument=False).map(work, tokens)
+        return result.report.measurements["shannon.task.tokens.input"].p95
+
+    assert round(asyncio.run(p95_of([int(low)] * int(n_low) + [int(high)] * int(n_high))), 2) == float(p95)
+    assert asyncio.run(p95_of([int(low), int(high)])) == float(p95_of_two)
