@@ -387,3 +387,30 @@ def test_the_dask_docstring_examples_run_on_a_local_cluster(tmp_path: Path) -> N
                           timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["[8, 9]", "[8, 9]"]
+
+
+def test_every_name_a_public_docstring_points_to_is_one_the_user_can_reach() -> None:
+    """``help(concrete_query)`` sent the reader to :data:`GRAFANA_DEFAULTS`, ``help(DetectorConfig)`` to
+    :class:`Severity` and ``help(Policy.call)`` to :class:`DecoratedCall`: none of them is in a public module. Each
+    ``:class:``/``:func:``/``:data:``/``:exc:``/``:mod:`` target of a public docstring is now a public name (an
+    attribute of one), a dotted path that imports, or a member of the class documented."""
+    namespace = _public_namespace()
+
+    def reachable(where: str, target: str) -> bool:
+        parts = target.lstrip("~.").split(".")
+        for base in (parts[0], *(".".join(where.split(".")[:i]) for i in range(len(where.split(".")), 0, -1))):
+            try:
+                obj: Any = namespace[base] if base in namespace else importlib.import_module(base.split(".")[0])
+                for part in [*base.split(".")[1:]] if base not in namespace else []:
+                    obj = getattr(obj, part)
+                for part in parts[1:] if base == parts[0] else parts:
+                    obj = getattr(obj, part)
+                return True
+            except (AttributeError, ImportError, KeyError):
+                continue
+        return False
+
+    found = [(where, target) for where, doc in _public_docstrings()
+             for target in re.findall(r":(?:class|func|data|exc|mod):`([^`]+)`", doc)]
+    assert [f"{where}: {target}" for where, target in found if not reachable(where, target)] == []
+    assert len(found) >= 40
