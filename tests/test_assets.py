@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import shannon_otel.assets
 from shannon_otel import _telemetry as t
 from shannon_otel.anomaly import AnomalyHook
 from shannon_otel.assets import (
@@ -264,3 +265,26 @@ def test_every_stat_sets_its_colors_so_grafanas_red_from_80_never_applies() -> N
     hook = AnomalyHook().detector.config
     score = stats["Highest score"]
     assert [color(score, s) for s in (0.5, hook.warning, hook.critical)] == ["green", "orange", "red"]
+
+
+def test_provisioning_files_names_its_own_parameters() -> None:
+    """Bug: ``provisioning_files(**urls)`` handed its keywords on to a private function, so a misspelt one raised
+    "datasources() got an unexpected keyword argument", naming a function the user never called, and help() did
+    not show the URLs' defaults; and ``help(concrete_query)`` sent the reader to a ``GRAFANA_DEFAULTS`` that
+    ``shannon_otel.assets`` does not have."""
+    import inspect
+
+    from shannon_otel.assets import concrete_query, provisioning_files
+
+    with pytest.raises(TypeError, match=r"^provisioning_files\(\) got an unexpected keyword argument 'prometheus'"):
+        provisioning_files(prometheus="http://p:9090")  # type: ignore[call-arg]
+    text = provisioning_files(prometheus_url="http://p:9090", jaeger_url="http://j:16686")
+    assert "http://p:9090" in text["datasources/shannon-otel.yaml"]
+    assert "http://j:16686" in text["datasources/shannon-otel.yaml"]
+    assert provisioning_files() == provisioning_files(**{  # the documented defaults: the compose services'
+        name: p.default for name, p in inspect.signature(provisioning_files).parameters.items()})
+    assert "http://prometheus:9090" in provisioning_files()["datasources/shannon-otel.yaml"]
+    doc = concrete_query.__doc__ or ""
+    for name in re.findall(r":data:`(\w+)`", doc):
+        assert hasattr(shannon_otel.assets, name), name
+    assert concrete_query("rate(x[$__rate_interval]) / $__interval_ms + $__range") == "rate(x[1m]) / 15000 + 1h"

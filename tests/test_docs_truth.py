@@ -115,6 +115,45 @@ def test_every_default_the_api_page_states_is_the_codes() -> None:
     assert checked >= 20
 
 
+def test_every_default_a_signature_on_any_page_or_in_a_docstring_states_is_the_codes() -> None:
+    """The test above reads docs/api.md's rows; the other pages and the docstrings write signatures too
+    (`WorkerTelemetry(service_name=None, *, ..., export_timeout_s=5.0, ...)` in docs/dask.md,
+    `DaskBackend(client, gather_window_s=0.05)`, ``TailSampler(processor, *, healthy_ratio=0.1, ...)``). A span is
+    read as a signature when it has a bare ``*`` or ``...`` argument or its positional arguments are the
+    parameters' own names (a call with the user's values, `Retry(attempts=5)`, is not one); each ``name=value``
+    of it whose value is written out (not ``...``) is that parameter's default."""
+    import importlib
+
+    public: dict[str, Any] = {}
+    for module in ("shannon_otel", "shannon_otel.testing", "shannon_otel.dask", "shannon_otel.redis",
+                   "shannon_otel.anomaly", "shannon_otel.assets"):
+        loaded = importlib.import_module(module)
+        public.update({name: getattr(loaded, name) for name in loaded.__all__ if callable(getattr(loaded, name))})
+    sources = [(path.name, path.read_text(encoding="utf-8")) for path in [ROOT / "README.md", *sorted(
+        (ROOT / "docs").glob("*.md"))] if path.name != "benchmarks.md"]
+    sources += [(name, obj.__doc__ or "") for name, obj in public.items()]
+    wrong, checked = [], 0
+    for where, text in sources:
+        for span in re.findall(r"`+([^`]+)`+", " ".join(text.split())):
+            call = re.fullmatch(r"(\w+)\((.*)\)", span.strip())
+            if not call or call.group(1) not in public:
+                continue
+            parameters = inspect.signature(public[call.group(1)]).parameters
+            arguments = [a.strip() for a in re.split(r",\s*(?![^()\[\]{}]*[)\]}])", call.group(2)) if a.strip()]
+            positional = [a for a in arguments if not re.fullmatch(r"\w+=.+", a) and a not in ("*", "...")]
+            if not {"*", "..."} & set(arguments) and not (positional and all(a in parameters for a in positional)):
+                continue  # a call with the user's values, not a signature
+            for param, value in (a.split("=", 1) for a in arguments if re.fullmatch(r"\w+=.+", a)):
+                if param not in parameters or "..." in value:
+                    continue  # a CircuitBreaker's settings are BreakerConfig's; test_every_keyword... checks names
+                checked += 1
+                default = parameters[param].default
+                if default != eval(value, vars(shannon_otel)):
+                    wrong.append(f"{where}: {span}: {param} defaults to {default!r}")
+    assert wrong == []
+    assert checked >= 50
+
+
 def test_the_policies_the_readme_says_take_on_are_those_that_do() -> None:
     """The README said "`on=` chooses exceptions in each" policy: `Timeout(1, on=...)` and `Hedge(0.1, on=...)` are
     TypeErrors, and `Degrade`, which does take it, acts by default on an open breaker or a timeout only (its api.md
@@ -807,3 +846,25 @@ def test_a_timeout_error_the_users_code_raises_ends_its_task_timeout_and_its_att
     outcomes_section = " ".join((ROOT / "docs" / "architecture.md").read_text(encoding="utf-8").split())
     assert "A task (or attempt) ends `timeout`" not in outcomes_section
     assert "a `TimeoutError` the attempt's own code raised is a `failure`" in outcomes_section
+
+
+def test_the_p95_the_api_page_says_a_summary_reads_is_the_one_it_reads() -> None:
+    """docs/api.md said "a p95 of whole token counts 45 and 48 may read 47.55": of one task of each, the p95 is
+    the last rank, which a Summary reads exactly (48). It reads 47.55 for ten tasks of each, as the page now says."""
+    import asyncio
+
+    row = " ".join(_api_rows()["Summary"].split())
+    sentence = re.search(r"the p95 of (\d+) tasks of (\d+) tokens and (\d+) of (\d+) reads ([\d.]+), that of one "
+                         r"task of each (\d+)\)", row)
+    assert sentence is not None, row
+    n_low, low, n_high, high, p95, p95_of_two = sentence.groups()
+
+    async def work(tokens: int) -> None:
+        shannon_otel.record_tokens(input=tokens, output=0)
+
+    async def p95_of(tokens: list[int]) -> float:
+        result = await shannon_otel.Wave("w", instrument=False).map(work, tokens)
+        return result.report.measurements["shannon.task.tokens.input"].p95
+
+    assert round(asyncio.run(p95_of([int(low)] * int(n_low) + [int(high)] * int(n_high))), 2) == float(p95)
+    assert asyncio.run(p95_of([int(low), int(high)])) == float(p95_of_two)

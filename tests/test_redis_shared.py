@@ -16,7 +16,7 @@ import pytest
 import redis
 from _redis_server import RedisServer, running_server, wait_for
 
-from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
+from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError, ResourcePool
 from shannon_otel import _telemetry as tel
 from shannon_otel.redis import RedisState, SharedPool, SharedRateLimit, SharedStateUnavailableError
 from shannon_otel.testing import InMemoryTelemetry
@@ -441,6 +441,25 @@ def test_bad_limits_are_refused(server: RedisServer) -> None:
         SharedPool(shared, "p", 2, lease_s=0)
     with pytest.raises(TypeError, match=r"shared must be a shannon_otel\.redis\.RedisState"):
         CircuitBreaker("y", shared="redis://x")  # type: ignore[call-overload]
+
+
+def test_a_shared_pools_bad_arguments_are_named_as_a_shared_pools() -> None:
+    """Bug: ``SharedPool(shared, "db", limit=0)`` raised "ResourcePool limit must be an int >= 1" (its base's name,
+    a class the user never built), and ``lease_s="60"`` a ValueError where every other wrong type is a TypeError.
+    No server: the arguments are checked before anything is sent."""
+    shared = RedisState("redis://127.0.0.1:6379/0")
+    with pytest.raises(ValueError, match=r"^SharedPool limit must be an int >= 1, got 0$"):
+        SharedPool(shared, "db", limit=0)
+    with pytest.raises(TypeError, match=r"^SharedPool limit must be an int >= 1"):
+        SharedPool(shared, "db", limit=2.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^SharedPool name must be a non-empty string"):
+        SharedPool(shared, "", limit=2)
+    with pytest.raises(TypeError, match=r"^lease_s must be a number of seconds in \[1, 86400\], got '60'$"):
+        SharedPool(shared, "db", limit=2, lease_s="60")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^lease_s must be a number of seconds in \[1, 86400\], got nan$"):
+        SharedPool(shared, "db", limit=2, lease_s=float("nan"))
+    with pytest.raises(ValueError, match=r"^ResourcePool limit must be an int >= 1, got 0$"):
+        ResourcePool("db", 0)  # the base keeps its own name
 
 
 def test_a_closed_state_is_refused_where_it_is_given(server: RedisServer, prefix: str) -> None:

@@ -104,7 +104,8 @@ class DetectorConfig:
       reserved when the detector is built, about 8 x (buckets x window + steps + average + level) bytes a
       series (6.6 kB with the defaults: 10^5 series take ~0.7 GB once fed, 10^7 a MemoryError; ~40 kB more
       with ``weekly_rho``).
-    * ``warning`` / ``critical``: score thresholds of the two :class:`Severity` bands.
+    * ``warning`` / ``critical``: score thresholds of the two severities an ``Anomaly`` reports (its
+      ``severity``, ``"warning"`` or ``"critical"``).
     * ``weekly_rho`` (opt-in, ``None`` = off, the default): a time-of-week profile beside the daily one
       (7 x ``buckets`` buckets of ``window`` values over 7 x ``period_s``); once a series shows a weekly
       cycle, its seasonal z-score is the smaller of the two (a value unusual for the hour of the day but usual

@@ -48,13 +48,15 @@ def alert_rules_yaml(**options: Any) -> str:
     return _HEADER + _yaml.dump(alert_rules(**options))
 
 
-def provisioning_files(**urls: str) -> dict[str, str]:
+def provisioning_files(*, prometheus_url: str = "http://prometheus:9090",
+                       jaeger_url: str = "http://jaeger:16686") -> dict[str, str]:
     """Grafana provisioning files, relative to ``dashboards/provisioning/`` -> YAML text.
 
-    ``urls`` (``prometheus_url=``, ``jaeger_url=``) override the docker-compose service URLs.
+    ``prometheus_url`` and ``jaeger_url`` are the datasources' URLs (by default the docker-compose services').
     """
     return {
-        "datasources/shannon-otel.yaml": _HEADER + _yaml.dump(datasources(**urls)),
+        "datasources/shannon-otel.yaml": _HEADER + _yaml.dump(
+            datasources(prometheus_url=prometheus_url, jaeger_url=jaeger_url)),
         "dashboards/shannon-otel.yaml": _HEADER + _yaml.dump(dashboard_provider()),
     }
 

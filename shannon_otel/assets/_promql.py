@@ -204,9 +204,9 @@ def keeps(expr: str, name: str) -> bool:
 def concrete(expr: str, values: Mapping[str, str] | None = None) -> str:
     """``expr`` with Grafana variables replaced, ready for Prometheus or ``promtool``.
 
-    ``$__rate_interval``, ``$__interval`` and ``$__range`` get :data:`GRAFANA_DEFAULTS`, every other
-    variable (``$job``, ``$wave``...) gets ``.+`` - the "All" value of the dashboards' variables -
-    unless ``values`` names it.
+    ``$__rate_interval``, ``$__interval`` and ``$__range`` get ``1m``, ``15s`` and ``1h`` (their ``_ms`` forms
+    the same in milliseconds), every other variable (``$job``, ``$wave``...) gets ``.+`` - the "All" value of
+    the dashboards' variables - unless ``values`` names it.
     """
     chosen = {**GRAFANA_DEFAULTS, **(values or {})}
     for name in ("__rate_interval", "__interval", "__range"):  # Grafana's _ms forms of the same values

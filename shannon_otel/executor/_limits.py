@@ -43,14 +43,15 @@ class ResourcePool:
     __slots__ = ("_credits", "_limit", "_loop", "_name")
 
     def __init__(self, name: str, limit: int) -> None:
+        pool = type(self).__name__  # errors name what the user built (a SharedPool is one too)
         if not isinstance(name, str) or not name:  # a wrong type is a TypeError, as everywhere else
             raise (ValueError if isinstance(name, str) else TypeError)(
-                f"ResourcePool name must be a non-empty string, got {name!r}")
-        check_telemetry_name("ResourcePool name", name)  # a SharedPool's is in its Redis keys
+                f"{pool} name must be a non-empty string, got {name!r}")
+        check_telemetry_name(f"{pool} name", name)  # a SharedPool's is in its Redis keys
         if isinstance(limit, bool) or not isinstance(limit, int):
-            raise TypeError(f"ResourcePool limit must be an int >= 1{other_number(limit, integer=True)}, got {limit!r}")
+            raise TypeError(f"{pool} limit must be an int >= 1{other_number(limit, integer=True)}, got {limit!r}")
         if limit < 1:
-            raise ValueError(f"ResourcePool limit must be an int >= 1, got {limit!r}")
+            raise ValueError(f"{pool} limit must be an int >= 1, got {limit!r}")
         self._name = name
         self._limit = limit
         self._credits = Credits(limit)

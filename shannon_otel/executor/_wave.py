@@ -108,7 +108,8 @@ class Wave(Generic[T]):
 
     Args:
         name: the wave's name (span name ``wave <name>``, the ``shannon.wave.name`` attribute).
-        max_concurrency: tasks running at once (> 0); ``None`` runs every task at once (sized input only).
+        max_concurrency: tasks running at once (> 0); ``None`` runs every task at once (``run``/``map`` read
+            their whole input first; ``stream``/``stream_map`` then need a sized input: ValueError).
         task_timeout: per-task timeout in seconds (> 0), or ``None``: a cancel scope around each task
             (retries included), not a retry's budget (``Retry(budget_s=)``) nor the ``Timeout`` policy.
             Cooperative like it: blocking sync code in a task (``time.sleep``, CPU work) is not cut.

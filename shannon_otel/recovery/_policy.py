@@ -85,10 +85,10 @@ class Policy:
         policy lets through (never swallows cancellation).
 
         ``call(fn)`` with no arguments takes ``fn`` as the factory itself and allocates nothing for it;
-        with arguments the factory is a :class:`DecoratedCall`, so a ``Degrade(last_good=True, key=...)``
-        can key its last good values by them. ``Retry``, ``CircuitBreaker`` and ``Pipeline`` repeat this
-        prologue inline on purpose: moving it into a helper costs one more call (~0.06 us), a fifth of
-        the breaker's per-call budget.
+        with arguments the factory is a ``functools.partial`` of it (a private subclass), so a
+        ``Degrade(last_good=True, key=...)`` can key its last good values by them. ``Retry``,
+        ``CircuitBreaker`` and ``Pipeline`` repeat this prologue inline on purpose: moving it into a helper
+        costs one more call (~0.06 us), a fifth of the breaker's per-call budget.
         """
         if args or kwargs:
             fn = DecoratedCall(fn, *args, **kwargs)

@@ -122,7 +122,9 @@ class SharedPool(ResourcePool):
         if not isinstance(shared, RedisState):
             raise TypeError(f"shared must be a RedisState, got {shared!r}")
         shared._check_open()
-        if isinstance(lease_s, bool) or not isinstance(lease_s, int | float) or not 1 <= lease_s <= 86_400:
+        if isinstance(lease_s, bool) or not isinstance(lease_s, int | float):  # a wrong type is a TypeError
+            raise TypeError(f"lease_s must be a number of seconds in [1, 86400], got {shown(lease_s)}")
+        if not 1 <= lease_s <= 86_400:
             raise ValueError(f"lease_s must be a number of seconds in [1, 86400], got {shown(lease_s)}")
         self.shared = shared
         self.lease_s = float(lease_s)
