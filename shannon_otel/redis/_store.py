@@ -100,13 +100,13 @@ class RedisState:
 
         self.url = url
         self.prefix = prefix
-        self.timeout_s = float(timeout_s)
-        self.flush_interval_s = float(flush_interval_s)
-        self.poll_interval_s = float(poll_interval_s)
+        self.timeout_s: float = float(timeout_s)
+        self.flush_interval_s: float = float(flush_interval_s)
+        self.poll_interval_s: float = float(poll_interval_s)
         self.key_ttl_s = key_ttl_s
-        self.probe_lease_s = float(probe_lease_s)
+        self.probe_lease_s: float = float(probe_lease_s)
         self.on_unavailable: OnUnavailable = on_unavailable
-        self.available = False
+        self.available: bool = False
         try:
             # A blocking pool: a command waits for a free connection (within timeout_s, as every call).
             # redis-py's default pool raised MaxConnectionsError at once for the 101st concurrent command,
@@ -134,8 +134,8 @@ class RedisState:
         # it again). Database 0 keeps the plain names (the ones processes of earlier versions use).
         db = int(pool.connection_kwargs.get("db") or 0)
         suffix = f":db{db}" if db else ""
-        self.breaker_channel = f"{prefix}:breakers{suffix}"
-        self.pool_channel = f"{prefix}:pools{suffix}"
+        self.breaker_channel: str = f"{prefix}:breakers{suffix}"
+        self.pool_channel: str = f"{prefix}:pools{suffix}"
         self._scripts = {
             name: self._redis.register_script(getattr(_scripts, name))
             for name in (
