@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import re
 import time
@@ -203,9 +204,12 @@ class RedisState:
                 with contextlib.suppress(SharedStateUnavailableError):  # an unusable key: that breaker's alone
                     await link.started()
             await self._poll()  # breakers made before start: the shared state now, not at the first poll
+        # In a context of their own, empty: created in the caller's, they applied every later state change (a breaker
+        # opened by another process) with the caller's current span, baggage and context variables of the moment it
+        # called start(): its hooks saw them, the OTel hook added the transition to that (unrelated) span.
         self._tasks = [
-            asyncio.create_task(self._flush_loop(), name="shannon-redis-flush"),
-            asyncio.create_task(self._subscribe_loop(), name="shannon-redis-subscribe"),
+            asyncio.create_task(self._flush_loop(), name="shannon-redis-flush", context=contextvars.Context()),
+            asyncio.create_task(self._subscribe_loop(), name="shannon-redis-subscribe", context=contextvars.Context()),
         ]
 
     async def close(self) -> None:
@@ -317,8 +321,15 @@ class RedisState:
             del self._bad_keys[keys[0]]
 
     def _background(self, operation: Awaitable[Any]) -> asyncio.Future[Any]:
-        """Run ``operation`` without waiting for it (state pushes); its failure is already counted."""
-        task = asyncio.ensure_future(operation)
+        """Run ``operation`` without waiting for it (state pushes); its failure is already counted.
+
+        In an empty context, as the background loops: it outlives the call that started it, and the shared state it
+        reads back is applied to the breaker (hooks called, the OTel hook adding the transition to the current span)
+        when it arrives, not in that call's context (its span, baggage and context variables)."""
+        if asyncio.iscoroutine(operation):
+            task: asyncio.Future[Any] = asyncio.get_running_loop().create_task(operation, context=contextvars.Context())
+        else:
+            task = asyncio.ensure_future(operation)
         self._pending.add(task)
         task.add_done_callback(self._done)
         return task
