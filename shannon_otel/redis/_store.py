@@ -327,7 +327,7 @@ class RedisState:
         reads back is applied to the breaker (hooks called, the OTel hook adding the transition to the current span)
         when it arrives, not in that call's context (its span, baggage and context variables)."""
         if asyncio.iscoroutine(operation):
-            task: asyncio.Future[Any] = asyncio.get_running_loop().create_task(operation, context=contextvars.Context())
+            task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(operation, context=contextvars.Context())
         else:
             task = asyncio.ensure_future(operation)
         self._pending.add(task)
