@@ -96,14 +96,14 @@ class _Point:
     __slots__ = ("counts", "exemplars", "max", "min", "start_ns", "total")
 
     def __init__(self, buckets: int, start_ns: int) -> None:
-        self.counts = [0] * buckets
+        self.counts: list[int] = [0] * buckets
         # The latest sampled measurement per bucket (value, time, span, full key), like the SDK's
         # aligned-bucket reservoir; Exemplar objects are built only at collection.
         self.exemplars: list[_Exemplar | None] = [None] * buckets
-        self.total = 0.0
-        self.min = float("inf")
-        self.max = float("-inf")
-        self.start_ns = start_ns
+        self.total: float = 0.0
+        self.min: float = float("inf")
+        self.max: float = float("-inf")
+        self.start_ns: int = start_ns
 
 
 class HistogramAggregate:
@@ -119,8 +119,9 @@ class HistogramAggregate:
 
     def __init__(self, spec: MetricSpec, plan: StreamPlan | None = None, *, delta: bool = False,
                  reset_exemplars: bool = False, lock: threading.Lock | None = None) -> None:
-        self.spec = spec
-        self.plan = plan = plan or default_plan(spec)
+        self.spec: MetricSpec = spec
+        plan = plan or default_plan(spec)
+        self.plan: StreamPlan = plan
         # The plan's fields, flattened: record() runs once per task and measurement.
         self._bounds, self._keep, self._limit, self._min_max = plan.bounds, plan.keep, plan.limit, plan.record_min_max
         self._trace_based, self._always = plan.exemplars == "trace_based", plan.exemplars == "always_on"
@@ -131,7 +132,7 @@ class HistogramAggregate:
         # One lock per reader store, shared by its aggregates: a BoundPair records two under one acquire.
         self._lock = lock or threading.Lock()
         self._epoch = 0  # bumped when a delta collection replaces the points (BoundHistogram re-resolves)
-        self.rejected = 0
+        self.rejected: int = 0
 
     def record(self, key: tuple[Any, ...], value: float, span: SpanContext | None = None) -> None:
         """Add one measurement; ``span`` (the task span, current when the SDK would sample) feeds exemplars.
@@ -258,9 +259,9 @@ class BoundHistogram:
     __slots__ = ("_epoch", "_point", "aggregate", "full", "key")
 
     def __init__(self, aggregate: HistogramAggregate, key: tuple[Any, ...]) -> None:
-        self.aggregate = aggregate
-        self.full = key
-        self.key = aggregate.project(key)
+        self.aggregate: HistogramAggregate = aggregate
+        self.full: tuple[Any, ...] = key
+        self.key: tuple[Any, ...] = aggregate.project(key)
         self._point: _Point | None = None
         self._epoch = -1
 
@@ -399,7 +400,7 @@ class _BoundFanOut:
     __slots__ = ("bound",)
 
     def __init__(self, bound: tuple[BoundHistogram, ...]) -> None:
-        self.bound = bound
+        self.bound: tuple[BoundHistogram, ...] = bound
 
     def record(self, value: float, span: SpanContext | None = None) -> None:
         for bound in self.bound:
@@ -467,7 +468,7 @@ class MetricsBridge:
 
     def __init__(self, resource: Resource, *, shared_store: bool = True) -> None:
         self.resource = resource
-        self.start_ns = time.time_ns()
+        self.start_ns: int = time.time_ns()
         self._stores: list[ReaderStore] = []
         self._shared = self.add_store(ReaderStore(self, reset_exemplars=False)) if shared_store else None
         self._sinks: dict[str, HistogramAggregate | _FanOut | None] = {}

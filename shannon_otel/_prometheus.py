@@ -386,8 +386,8 @@ class MetricsServer:
             self._server = _Server((host, port), Handler)
         except OSError as exc:  # name the address, as open() names its file: "Address already in use" said not which
             raise OSError(exc.errno, exc.strerror or str(exc), f"{host}:{port}") from exc
-        self.port = int(self._server.server_address[1])
-        self.url = f"http://{f'[{host}]' if ':' in host else host}:{self.port}/metrics"
+        self.port: int = int(self._server.server_address[1])
+        self.url: str = f"http://{f'[{host}]' if ':' in host else host}:{self.port}/metrics"
         self._pid = os.getpid()
         self._thread = threading.Thread(target=self._server.serve_forever, name="shannon-otel-metrics", daemon=True)
         self._thread.start()

@@ -36,13 +36,13 @@ class LogHistogram:
     __slots__ = ("_bins", "_negative", "count", "max", "min", "rejected", "total")
 
     def __init__(self) -> None:
-        self.count = 0
-        self.total = 0.0
-        self.min = math.inf
-        self.max = -math.inf
+        self.count: int = 0
+        self.total: float = 0.0
+        self.min: float = math.inf
+        self.max: float = -math.inf
         self._bins: list[int] | None = None
         self._negative: list[int] | None = None  # bins of -value for values below -MIN
-        self.rejected = 0
+        self.rejected: int = 0
 
     def add(self, value: float) -> None:
         total = self.total + value

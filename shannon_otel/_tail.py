@@ -135,10 +135,10 @@ class TailSampler(SpanProcessor):
         self._traces = OrderedDict()
         self._buffered = 0
         self._lock = threading.Lock()
-        self.kept_traces = 0
-        self.dropped_traces = 0
-        self.overflow_traces = 0
-        self.abandoned_spans = 0  # spans collected without end(), forgotten by a sweep
+        self.kept_traces: int = 0
+        self.dropped_traces: int = 0
+        self.overflow_traces: int = 0
+        self.abandoned_spans: int = 0  # spans collected without end(), forgotten by a sweep
 
     @property
     def buffered_spans(self) -> int:

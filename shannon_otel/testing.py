@@ -131,14 +131,16 @@ class InMemoryTelemetry:
         self._shut = False
         resource = Resource.create({"service.name": service_name})
         sampler: Sampler = ALWAYS_ON if sampled else ALWAYS_OFF
-        self.span_exporter = InMemorySpanExporter()
+        self.span_exporter: InMemorySpanExporter = InMemorySpanExporter()
         # shutdown_on_exit=False: the SDK's atexit handler held each provider (and every span and metric point it
         # recorded) until the process exited, so a suite building one per test and never calling shutdown() grew
         # by all its tests' telemetry; in memory there is nothing to flush at exit.
-        self.tracer_provider = TracerProvider(resource=resource, sampler=sampler, shutdown_on_exit=False)
+        self.tracer_provider: TracerProvider = TracerProvider(
+            resource=resource, sampler=sampler, shutdown_on_exit=False,
+        )
         self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.span_exporter))
-        self.metric_reader = BridgedInMemoryReader()
-        self.meter_provider = MeterProvider(
+        self.metric_reader: BridgedInMemoryReader = BridgedInMemoryReader()
+        self.meter_provider: MeterProvider = MeterProvider(
             resource=resource, metric_readers=[self.metric_reader], shutdown_on_exit=False,
         )
         if bridged:  # as configure() does: the reader merges the bridge, the hooks find it by provider

@@ -7,6 +7,7 @@ one context: what task 0 leaves behind must not reach task 1, in runs and in str
 from __future__ import annotations
 
 import asyncio
+import itertools
 import traceback
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -54,6 +55,31 @@ def test_a_context_variable_set_by_one_task_is_not_seen_by_the_next(mode: str) -
 
     assert run_virtual(main()) == ["task-0", "caller", "caller"]
 
+
+@MODES
+def test_on_progress_sees_the_waves_context_not_the_context_of_the_task_that_just_ended(mode: str) -> None:
+    """`on_progress` was called at the end of each task, inside that task's context: it saw the context
+    variables the task had set (a request id, a structlog binding) as if they were the wave's, and the next
+    report saw the next task's."""
+    seen: list[str] = []
+    ticks = itertools.count()  # a clock a second later at each reading: every task's report is due
+    wave: Wave[str] = Wave(
+        "progress", max_concurrency=1, instrument=False, progress_interval=0.5, clock=lambda: float(next(ticks)),
+        on_progress=lambda progress: seen.append(REQUEST_ID.get()),
+    )
+
+    def setting(value: str) -> Callable[[], Awaitable[str]]:
+        async def task() -> str:
+            REQUEST_ID.set(value)
+            return value
+        return task
+
+    async def main() -> None:
+        REQUEST_ID.set("caller")
+        await run_wave(wave, [setting("task-0"), setting("task-1")], mode)
+
+    run_virtual(main())
+    assert seen == ["caller", "caller", "caller"]  # after each task, and once at the end
 
 @MODES
 def test_baggage_attached_by_one_task_is_not_seen_by_the_next(mode: str) -> None:

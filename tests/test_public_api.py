@@ -228,3 +228,45 @@ def test_waves_policies_and_sagas_pickle_and_copy_as_their_arguments_rebuilt() -
         return "ok"
 
     assert asyncio.run(retry.call(flaky)) == "ok" and len(calls) == 2
+
+
+def test_every_public_attribute_a_public_class_sets_has_a_declared_type() -> None:
+    """`self.port = int(...)`, `self.errors = 0`, `self.tracer_provider = TracerProvider(...)`: attributes a user reads
+    (MetricsServer.port/url, LoggingHook.errors, TailSampler's counts, InMemoryTelemetry's providers...) were set
+    without a declared type, which type checkers may infer differently: `pyright --verifytypes shannon_otel`
+    scored the package 69.8% complete, each such attribute "ambiguous". Each is now declared where it is set."""
+    import ast
+    import importlib
+    import inspect
+    import textwrap
+
+    modules = ["shannon_otel", "shannon_otel.testing", "shannon_otel.dask", "shannon_otel.redis"]
+    undeclared = []
+    for module_name in modules:
+        module = importlib.import_module(module_name)
+        for name in module.__all__:
+            cls = getattr(module, name)
+            # (the errors, renamed to their public module, are skipped: inspect finds no source under that name)
+            if not inspect.isclass(cls) or not cls.__module__.startswith("shannon_otel") or issubclass(cls, Exception):
+                continue
+            tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+            declared = set(getattr(cls, "__annotations__", {}))
+            assigned: set[str] = set()
+            for function in ast.walk(tree):
+                if not isinstance(function, ast.FunctionDef):
+                    continue
+                # `self.name = name` of an annotated parameter `name` takes its declared type (as type checkers read it)
+                typed = {a.arg for a in [*function.args.args, *function.args.kwonlyargs] if a.annotation is not None}
+                for node in ast.walk(function):
+                    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Attribute):
+                        declared.add(node.target.attr)
+                    elif isinstance(node, ast.Assign):
+                        if isinstance(node.value, ast.Name) and node.value.id in typed:
+                            continue
+                        for target in node.targets:
+                            for one in target.elts if isinstance(target, ast.Tuple) else [target]:
+                                if (isinstance(one, ast.Attribute) and isinstance(one.value, ast.Name)
+                                        and one.value.id == "self" and not one.attr.startswith("_")):
+                                    assigned.add(one.attr)
+            undeclared += [f"{name}.{attr}" for attr in sorted(assigned - declared)]
+    assert undeclared == [], undeclared

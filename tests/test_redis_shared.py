@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import multiprocessing
 import socket
@@ -15,8 +16,17 @@ import _redis_procs as procs
 import pytest
 import redis
 from _redis_server import RedisServer, running_server, wait_for
+from opentelemetry import baggage, trace
+from opentelemetry import context as otel_context
 
-from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError, ResourcePool
+from shannon_otel import (
+    BreakerState,
+    BreakerTransition,
+    CircuitBreaker,
+    CircuitOpenError,
+    Hook,
+    ResourcePool,
+)
 from shannon_otel import _telemetry as tel
 from shannon_otel.redis import RedisState, SharedPool, SharedRateLimit, SharedStateUnavailableError
 from shannon_otel.testing import InMemoryTelemetry
@@ -154,6 +164,52 @@ def test_a_missed_notification_is_caught_by_the_poll(server: RedisServer, prefix
             await wait_for(lambda: breaker.state is BreakerState.OPEN)
 
     asyncio.run(main())
+
+
+REQUEST: contextvars.ContextVar[str] = contextvars.ContextVar("request", default="none")
+
+
+@pytest.mark.parametrize("learnt_by", ["notification", "poll"])
+def test_a_state_change_from_redis_is_applied_outside_the_context_that_started_the_state(
+    server: RedisServer, prefix: str, learnt_by: str,
+) -> None:
+    """The state's background tasks were created in the context of their caller (`start()`'s, a breaker's
+    construction, which reads the shared state in the background): a breaker opened by another process (learnt by a
+    notification, or by a poll) was applied there, later; its hooks saw that caller's context variables, baggage and
+    current span, and the OTel hook added the transition as an event to that unrelated span."""
+    otel = InMemoryTelemetry()
+    seen: list[tuple[str, object, bool]] = []
+
+    class Watcher(Hook):
+        def breaker_transition(self, event: BreakerTransition) -> None:
+            seen.append((REQUEST.get(), baggage.get_baggage("request"), trace.get_current_span().is_recording()))
+
+    async def main() -> None:
+        poll_s = 60 if learnt_by == "notification" else 0.2
+        with otel.tracer_provider.get_tracer("app").start_as_current_span("startup"):
+            REQUEST.set("startup")
+            token = otel_context.attach(baggage.set_baggage("request", "startup"))
+            try:
+                async with RedisState(server.url, prefix=prefix, poll_interval_s=poll_s) as shared:
+                    breaker = CircuitBreaker("api", shared=shared, hooks=[Watcher()], **otel.providers)
+                    if learnt_by == "notification":
+                        async with RedisState(server.url, prefix=prefix) as elsewhere:
+                            remote = CircuitBreaker("api", shared=elsewhere, failure_threshold=1, instrument=False)
+                            with pytest.raises(ConnectionError):
+                                await remote.call(_boom)
+                    else:  # opened without publishing: only the poll finds it
+                        raw = redis.Redis.from_url(server.url)
+                        raw.hset(shared._key("breaker", "api", "state"), mapping={
+                            "state": "open", "epoch": 7, "opened_at": int(time.time() * 1000),
+                            "reason": "failure_threshold"})
+                        raw.close()
+                    await wait_for(lambda: breaker.state is BreakerState.OPEN)
+            finally:
+                otel_context.detach(token)
+
+    asyncio.run(main())
+    assert seen == [("none", None, False)]
+    assert otel.span("startup").events == ()
 
 
 @pytest.mark.parametrize("opened_by", ["this process", "another process"])

@@ -307,3 +307,26 @@ def test_a_breakers_hints_refuse_what_its_constructor_refuses(tmp_path: Path) ->
     ignored = "".join(f"{call}  # type: ignore[call-overload]\n" for call in refused)
     out = mypy_strict(tmp_path, textwrap.dedent(source) + ignored)
     assert "Success: no issues found" in out, out
+
+
+def test_a_retrys_jitter_is_typed_as_the_names_it_accepts(tmp_path: Path) -> None:
+    """`Retry(jitter=...)` was hinted `Jitter | str`: a misspelt `jitter="ful"` type-checked, and the constructor
+    refused it (ValueError). The names it takes are now a Literal, kept equal to Jitter's values."""
+    from typing import get_args
+
+    from shannon_otel import Jitter
+    from shannon_otel.recovery._backoff import JitterName
+
+    assert set(get_args(JitterName)) == {j.value for j in Jitter}
+    source = """
+        from shannon_otel import Jitter, Retry, retry
+
+        fine = [Retry(jitter="none"), Retry(jitter="decorrelated"), Retry(jitter=Jitter.EQUAL), retry(jitter="full")]
+    """
+    exec(textwrap.dedent(source), {})  # the run time accepts these
+    with pytest.raises(ValueError, match="jitter"):
+        exec(textwrap.dedent(source).replace('"none"', '"ful"'), {})  # and refuses this
+    out = mypy_strict(tmp_path, source + """
+        misspelt = Retry(jitter="ful")  # type: ignore[arg-type]
+    """)
+    assert "Success: no issues found" in out, out

@@ -99,7 +99,7 @@ class LoggingHook(Hook):
         self._loggers: dict[str, logging.Logger] = {}
         self._call: CallObserver = _CallLog(self)
         self._saga: SagaObserver = _SagaLog(self)
-        self.errors = 0  # records lost to a failing handler or formatter
+        self.errors: int = 0  # records lost to a failing handler or formatter
 
     @property
     def enabled(self) -> bool:

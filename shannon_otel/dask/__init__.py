@@ -14,8 +14,8 @@ from __future__ import annotations
 
 try:
     import distributed  # noqa: F401
-except ImportError as exc:  # pragma: no cover - the message is the point
-    raise ImportError("shannon_otel.dask needs Dask: pip install 'shannon-otel[dask]'") from exc
+except ImportError as _missing:  # pragma: no cover - the message is the point (private: a public `exc` is an export)
+    raise ImportError("shannon_otel.dask needs Dask: pip install 'shannon-otel[dask]'") from _missing
 
 from ._backend import DaskBackend, RemoteFunction
 from ._plugin import WorkerTelemetry

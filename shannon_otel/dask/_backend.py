@@ -46,8 +46,8 @@ class RemoteFunction(Generic[T]):
 
     def __init__(self, backend: DaskBackend, fn: Callable[..., Any], name: str) -> None:
         self._backend = backend
-        self.fn = fn
-        self.name = name
+        self.fn: Callable[..., Any] = fn
+        self.name: str = name
         self._entry = run_async if is_async_callable(fn) else run_sync
         try:
             hash(fn)
@@ -136,7 +136,7 @@ class DaskBackend:
         if not client.asynchronous:
             raise ValueError("client must be asynchronous: create it with Client(..., asynchronous=True)")
         _check_open(client)
-        self.client = client
+        self.client: Client = client
         self._results = Gatherer(client, float(gather_window_s))
         self._cancels: set[asyncio.Future[Any]] = set()
         self._queue: list[tuple[Callable[..., Any], str, Payload, asyncio.Future[Future[Any]]]] = []

@@ -66,7 +66,7 @@ class WorkerTelemetry(WorkerPlugin):
             "exporter": exporter, "endpoint": endpoint, "export_timeout_s": export_timeout_s,
             "metric_interval_s": metric_interval_s,
         }
-        self.resource_attributes = dict(resource_attributes or {})
+        self.resource_attributes: dict[str, str] = dict(resource_attributes or {})
 
     def setup(self, worker: Worker) -> None:
         from .._config import configure

@@ -116,6 +116,7 @@ class WaveRun:
             else RateLimiter(limit, wave.burst, wave.clock, wave.sleep)
         )
         self._next_progress = 0.0
+        self._context: contextvars.Context | None = None  # the wave's: where on_progress runs (see _progress)
 
     def release(self) -> None:
         """The wave has ended: let go of what reaches its results and spans. A task error the user keeps holds
@@ -130,6 +131,7 @@ class WaveRun:
     async def run_batch(self, items: Iterator[Item], workers: int, context: contextvars.Context) -> None:
         """Run ``items`` on ``workers`` workers; returns when all are done or the run stopped."""
         self.dispatch_time = self.wave.clock()
+        self._context = context
         self._parent = parent = asyncio.current_task()
         self._parent_cancels = parent.cancelling() if parent is not None else 0
         group = asyncio.TaskGroup()
@@ -513,8 +515,12 @@ class WaveRun:
             self._next_progress = now + interval
             callback = self.wave.on_progress
             assert callback is not None
+            # In the wave's context, not the task's that just ended (whose copy this runs in): called there, it saw
+            # that task's context variables (a request id it bound, a structlog context) as if the wave were its.
+            context = self._context
             try:  # a lambda returning a coroutine: refused (and closed), never left unawaited
-                sync_result("on_progress", callback(self.progress()))
+                made = callback(self.progress()) if context is None else context.run(callback, self.progress())
+                sync_result("on_progress", made)
             except HOOK_ERRORS:  # a broken display must not cost the wave its results (see HOOK_ERRORS)
                 _log.exception("on_progress failed")
 

@@ -137,9 +137,10 @@ class Wave(Generic[T]):
         pools: resource pools that tasks name by string (deprecated: pass the pool itself,
             ``task(fn, pool=api_pool)``; such a pool need not be listed here).
         on_progress: called with a :class:`Progress` at most every ``progress_interval`` seconds
-            and once at the end; an ``Exception`` (or a ``CancelledError``: nothing is cancelled in a sync call) it
-            raises is logged, never propagated (a ``BaseException`` such as ``KeyboardInterrupt`` is not caught: it
-            stops the wave, as a hook's does).
+            and once at the end, in the wave's context (never a task's: what a task sets is not seen); an
+            ``Exception`` (or a ``CancelledError``: nothing is cancelled in a sync call) it raises is logged,
+            never propagated (a ``BaseException`` such as ``KeyboardInterrupt`` is not caught: it stops the
+            wave, as a hook's does).
         hooks: extra hooks (callbacks, the anomaly detector); the OTel hook is added unless
             ``instrument=False``. ``tracer_provider`` / ``meter_provider`` default to the globals.
         clock, sleep: injectable time sources (tests use a fake clock). The clock is read as float seconds

@@ -6,7 +6,7 @@ import numbers
 import random as _random
 from collections.abc import Callable
 from enum import StrEnum
-from typing import cast
+from typing import Literal, cast
 
 from .._validate import brief, check_sync_callable, sync_result
 from ._decorated import NotSyncError
@@ -44,6 +44,11 @@ class Jitter(StrEnum):
     FULL = "full"
     EQUAL = "equal"
     DECORRELATED = "decorrelated"
+
+
+# What ``Retry(jitter=...)`` takes besides a Jitter: its values, so a type checker refuses a misspelt one as the
+# constructor does (ValueError); typed `str`, `jitter="ful"` type-checked.
+JitterName = Literal["none", "full", "equal", "decorrelated"]
 
 
 def parse_jitter(value: object) -> Jitter:

@@ -61,12 +61,12 @@ class _Call:
         self, observers: list[CallObserver], owners: list[Hook], hooks: tuple[Hook, ...], operation: str,
         clock: Clock,
     ) -> None:
-        self.observers = observers
-        self.owners = owners
-        self.hooks = hooks
-        self.operation = operation
-        self.clock = clock
-        self.attempts = 0
+        self.observers: list[CallObserver] = observers
+        self.owners: list[Hook] = owners
+        self.hooks: tuple[Hook, ...] = hooks
+        self.operation: str = operation
+        self.clock: Clock = clock
+        self.attempts: int = 0
         self.ignored: BaseException | None = None  # the last error a breaker chose not to count
         self.broken: Exception | None = None  # the clock's first error while the call ran (see _elapsed)
 

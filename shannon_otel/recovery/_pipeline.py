@@ -232,7 +232,8 @@ def resilient(
     """Decorator form of :class:`Pipeline`: ``@resilient(Timeout(5), Retry(attempts=3), breaker)``.
 
     The decorated function keeps its parameters' types; its result type is the function's own, which
-    a ``Fallback`` or ``Degrade`` inside changes at run time (annotate or ``cast`` such results)."""
+    a ``Fallback`` or ``Degrade`` inside changes at run time (``typing.cast`` such results: an annotation of the
+    other type is refused by the type checker)."""
     return Pipeline(
         *policies, name=name, clock=clock, hooks=hooks, tracer_provider=tracer_provider,
         meter_provider=meter_provider, instrument=instrument,

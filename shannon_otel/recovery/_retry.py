@@ -26,7 +26,7 @@ from .._validate import (
     other_number,
     sync_result,
 )
-from ._backoff import TESTING, Jitter, RandomSource, delay, parse_jitter, uniform_source
+from ._backoff import TESTING, Jitter, JitterName, RandomSource, delay, parse_jitter, uniform_source
 from ._call import _Call, first_failed, notify, observed, rerun, start_call
 from ._circuit_open import CircuitOpenError
 from ._decorated import (
@@ -85,7 +85,7 @@ class Retry(Instrumented):
     initial: float = 0.1
     maximum: float = 10.0
     multiplier: float = 2.0
-    jitter: Jitter | str = Jitter.FULL
+    jitter: Jitter | JitterName = Jitter.FULL
     on: RetryOn = Exception
     next_delay: DelayHook | None = None
     wait_retry_after: bool = False

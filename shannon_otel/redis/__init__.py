@@ -11,8 +11,8 @@ from __future__ import annotations
 
 try:
     import redis  # noqa: F401
-except ImportError as exc:  # pragma: no cover - the message is the point
-    raise ImportError("shannon_otel.redis needs the redis client: pip install 'shannon-otel[redis]'") from exc
+except ImportError as _missing:  # pragma: no cover - the message is the point (private: a public `exc` is an export)
+    raise ImportError("shannon_otel.redis needs the redis client: pip install 'shannon-otel[redis]'") from _missing
 
 from ._limits import SharedPool, SharedRateLimit
 from ._store import RedisState, SharedStateUnavailableError

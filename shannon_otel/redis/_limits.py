@@ -126,8 +126,8 @@ class SharedPool(ResourcePool):
             raise TypeError(f"lease_s must be a number of seconds in [1, 86400], got {shown(lease_s)}")
         if not 1 <= lease_s <= 86_400:
             raise ValueError(f"lease_s must be a number of seconds in [1, 86400], got {shown(lease_s)}")
-        self.shared = shared
-        self.lease_s = float(lease_s)
+        self.shared: RedisState = shared
+        self.lease_s: float = float(lease_s)
         self._key = [shared._key("pool", name, "holders"), shared._key("pool", name, "clock")]
         # One entry per slot held here, oldest first: its lease id (None: a local slot). A release does not know
         # which task ends, and ends the oldest lease: each task still running keeps a lease taken no earlier than

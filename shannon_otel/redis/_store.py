@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import re
 import time
@@ -100,13 +101,13 @@ class RedisState:
 
         self.url = url
         self.prefix = prefix
-        self.timeout_s = float(timeout_s)
-        self.flush_interval_s = float(flush_interval_s)
-        self.poll_interval_s = float(poll_interval_s)
+        self.timeout_s: float = float(timeout_s)
+        self.flush_interval_s: float = float(flush_interval_s)
+        self.poll_interval_s: float = float(poll_interval_s)
         self.key_ttl_s = key_ttl_s
-        self.probe_lease_s = float(probe_lease_s)
+        self.probe_lease_s: float = float(probe_lease_s)
         self.on_unavailable: OnUnavailable = on_unavailable
-        self.available = False
+        self.available: bool = False
         try:
             # A blocking pool: a command waits for a free connection (within timeout_s, as every call).
             # redis-py's default pool raised MaxConnectionsError at once for the 101st concurrent command,
@@ -134,8 +135,8 @@ class RedisState:
         # it again). Database 0 keeps the plain names (the ones processes of earlier versions use).
         db = int(pool.connection_kwargs.get("db") or 0)
         suffix = f":db{db}" if db else ""
-        self.breaker_channel = f"{prefix}:breakers{suffix}"
-        self.pool_channel = f"{prefix}:pools{suffix}"
+        self.breaker_channel: str = f"{prefix}:breakers{suffix}"
+        self.pool_channel: str = f"{prefix}:pools{suffix}"
         self._scripts = {
             name: self._redis.register_script(getattr(_scripts, name))
             for name in (
@@ -203,9 +204,12 @@ class RedisState:
                 with contextlib.suppress(SharedStateUnavailableError):  # an unusable key: that breaker's alone
                     await link.started()
             await self._poll()  # breakers made before start: the shared state now, not at the first poll
+        # In a context of their own, empty: created in the caller's, they applied every later state change (a breaker
+        # opened by another process) with the caller's current span, baggage and context variables of the moment it
+        # called start(): its hooks saw them, the OTel hook added the transition to that (unrelated) span.
         self._tasks = [
-            asyncio.create_task(self._flush_loop(), name="shannon-redis-flush"),
-            asyncio.create_task(self._subscribe_loop(), name="shannon-redis-subscribe"),
+            asyncio.create_task(self._flush_loop(), name="shannon-redis-flush", context=contextvars.Context()),
+            asyncio.create_task(self._subscribe_loop(), name="shannon-redis-subscribe", context=contextvars.Context()),
         ]
 
     async def close(self) -> None:
@@ -317,8 +321,15 @@ class RedisState:
             del self._bad_keys[keys[0]]
 
     def _background(self, operation: Awaitable[Any]) -> asyncio.Future[Any]:
-        """Run ``operation`` without waiting for it (state pushes); its failure is already counted."""
-        task = asyncio.ensure_future(operation)
+        """Run ``operation`` without waiting for it (state pushes); its failure is already counted.
+
+        In an empty context, as the background loops: it outlives the call that started it, and the shared state it
+        reads back is applied to the breaker (hooks called, the OTel hook adding the transition to the current span)
+        when it arrives, not in that call's context (its span, baggage and context variables)."""
+        if asyncio.iscoroutine(operation):
+            task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(operation, context=contextvars.Context())
+        else:
+            task = asyncio.ensure_future(operation)
         self._pending.add(task)
         task.add_done_callback(self._done)
         return task

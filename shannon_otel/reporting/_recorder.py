@@ -65,10 +65,10 @@ class RunRecorder(Hook):
         self.sums: dict[str, float] = {}  # every finished wave: total tokens and cost, by measurement
         self.breakers: dict[str, BreakerState] = {}
         self.transitions: deque[BreakerTransition] = deque(maxlen=_KEEP)
-        self.latency = LogHistogram()  # every started task's duration, all waves
-        self.compensations = 0
-        self.rolled_back = 0  # failed sagas whose every compensation succeeded
-        self.failed_rollbacks = 0  # failed sagas with a compensation that failed (a step left in effect)
+        self.latency: LogHistogram = LogHistogram()  # every started task's duration, all waves
+        self.compensations: int = 0
+        self.rolled_back: int = 0  # failed sagas whose every compensation succeeded
+        self.failed_rollbacks: int = 0  # failed sagas with a compensation that failed (a step left in effect)
         self.rollbacks: deque[tuple[str, tuple[str, ...], str | None]] = deque(maxlen=_KEEP)  # the newest
         self._anomalies: deque[tuple[str | None, Anomaly]] = deque(maxlen=_KEEP)  # (wave label, event)
         self._lock = threading.Lock()
