@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from _abandoned import abandoned_with_its_loop
 from opentelemetry.trace import StatusCode
 from test_recovery_support import FakeClock, Telemetry, run
 
-from shannon_otel import CircuitBreaker, Fallback, Saga, Step, Timeout, Wave
+from shannon_otel import CircuitBreaker, Fallback, Policy, Saga, Step, Timeout, Wave
 from shannon_otel._otel import _providers as otel_providers
 from shannon_otel._otel import _recovery as otel_recovery
 from shannon_otel._otel._recovery import RecoveryTelemetry
@@ -362,13 +363,14 @@ def test_an_instrumented_call_abandoned_with_its_loop_ends_its_spans_without_log
     async def fallback(error: Exception) -> None:
         return None
 
-    made = {
+    makers: dict[str, Callable[[], Policy]] = {
         "retry": lambda: Retry(name="op", **tel.providers),
         "timeout": lambda: Timeout(5.0, name="op", **tel.providers),
         "fallback": lambda: Fallback(fallback, name="op", **tel.providers),
         "hedge": lambda: Hedge(delay=5.0, name="op", **tel.providers),
         "pipeline": lambda: Pipeline(Retry(), Timeout(5.0), name="op", **tel.providers),
-    }[policy]()
+    }
+    made = makers[policy]()
     with caplog.at_level(logging.DEBUG, logger="opentelemetry.context"):
         found = abandoned_with_its_loop(made.call(slow), steps=2)
     assert found == []
