@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
 import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from _abandoned import abandoned_with_its_loop
 from opentelemetry.trace import StatusCode
 from test_recovery_support import FakeClock, Telemetry, run
 
-from shannon_otel import CircuitBreaker, Fallback, Saga, Step, Timeout, Wave
+from shannon_otel import CircuitBreaker, Fallback, Policy, Saga, Step, Timeout, Wave
 from shannon_otel._otel import _providers as otel_providers
 from shannon_otel._otel import _recovery as otel_recovery
 from shannon_otel._otel._recovery import RecoveryTelemetry
@@ -344,3 +346,33 @@ def test_a_hedge_call_abandoned_with_its_loop_is_collected_without_an_error() ->
     # three loop turns: the hedge launches its attempts
     found = abandoned_with_its_loop(Hedge(delay=0.0, attempts=3, instrument=False).call(slow), steps=3)
     assert found == []
+
+
+@pytest.mark.parametrize("policy", ["retry", "timeout", "fallback", "hedge", "pipeline"])
+def test_an_instrumented_call_abandoned_with_its_loop_ends_its_spans_without_logging_tracebacks(
+    policy: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A call left pending when its loop is closed is closed by the garbage collector in another context: its
+    spans' scopes then detached there, and the OTel API logged "Failed to detach context" with two tracebacks
+    per call (the executor and sagas already ended theirs quietly). Its spans still end."""
+    tel = InMemoryTelemetry()
+
+    async def slow() -> None:
+        await asyncio.sleep(10.0)
+
+    async def fallback(error: Exception) -> None:
+        return None
+
+    makers: dict[str, Callable[[], Policy]] = {
+        "retry": lambda: Retry(name="op", **tel.providers),
+        "timeout": lambda: Timeout(5.0, name="op", **tel.providers),
+        "fallback": lambda: Fallback(fallback, name="op", **tel.providers),
+        "hedge": lambda: Hedge(delay=5.0, name="op", **tel.providers),
+        "pipeline": lambda: Pipeline(Retry(), Timeout(5.0), name="op", **tel.providers),
+    }
+    made = makers[policy]()
+    with caplog.at_level(logging.DEBUG, logger="opentelemetry.context"):
+        found = abandoned_with_its_loop(made.call(slow), steps=2)
+    assert found == []
+    assert [r.getMessage() for r in caplog.records if r.name == "opentelemetry.context"] == []
+    assert sorted(s.name for s in tel.spans()) == ["attempt 1", "op"]

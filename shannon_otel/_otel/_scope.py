@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from asyncio import _get_running_loop
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -28,21 +29,30 @@ class _Current:
 
     The policies enter it around the work and exit it after the matching ``*_finished``; a
     subclass (the call and saga observers) is entered around the whole call or saga.
+
+    Exited off the event loop it was entered on, it ends without detaching: the call was left pending
+    when its loop was closed, and the garbage collector closes its coroutine (GeneratorExit) in another
+    context (no loop, or the next ``asyncio.run``'s), where the token cannot be reset. The OTel API then
+    logged "Failed to detach context" with two tracebacks per pending call; the context the span was
+    current in is the dead task's own, which nothing runs in again.
     """
 
-    __slots__ = ("_token", "span")
+    __slots__ = ("_loop", "_token", "span")
 
     def __init__(self, span: Span | None) -> None:
         self.span = span
         self._token: object = None
+        self._loop: object = None
 
     def __enter__(self) -> None:
         if self.span is not None:
             self._token = otel_context.attach(trace.set_span_in_context(self.span))
+            self._loop = _get_running_loop()
 
     def __exit__(self, *exc_info: object) -> None:
         token, self._token = self._token, None
-        if token is not None:
+        loop, self._loop = self._loop, None
+        if token is not None and loop is _get_running_loop():
             otel_context.detach(token)  # type: ignore[arg-type]
 
 
