@@ -167,3 +167,31 @@ def test_links_use_grafana_link_variables() -> None:
             text = link["title"] + link["url"] + str(link["internal"]["query"])
             for variable in re.findall(r"\$\{([^}]*)\}", text):
                 assert known.match(variable), (where, variable)
+
+
+def _calls_of(function: str, expr: str) -> list[tuple[int, str]]:
+    """(start, text) of every ``function(...)`` call in ``expr``, parentheses matched."""
+    out = []
+    for m in re.finditer(rf"\b{function}\(", expr):
+        depth = 0
+        for end in range(m.end() - 1, len(expr)):
+            depth += {"(": 1, ")": -1}.get(expr[end], 0)
+            if depth == 0:
+                out.append((m.start(), expr[m.start():end + 1]))
+                break
+    return out
+
+
+def test_quantiles_of_whole_number_histograms_are_whole() -> None:
+    """histogram_quantile interpolates inside a bucket, from 0 in the first: calls that all took exactly 1
+    attempt (bucket le="1") read a p99 of 0.99 attempts, all taking 2 read 1.99. Rounded up, a unit-wide
+    bucket (k - 1, k] reads k, the attempts the calls really took."""
+    whole = {t.RETRY_ATTEMPTS.prometheus + "_bucket"}
+    checked = 0
+    for where, _, target in _targets():
+        expr = target["expr"]
+        for start, call in _calls_of("histogram_quantile", expr):
+            if any(name in call for name in whole):
+                checked += 1
+                assert re.search(r"\bceil\(\s*$", expr[:start]), f"{where}: {call[:60]}... not rounded up"
+    assert checked, "no quantile of a whole-number histogram found"

@@ -125,6 +125,19 @@ def quantile(
     return f"histogram_quantile({q}, {sum_by(('le', *by_), bucket)})"
 
 
+def whole_quantile(
+    q: float, spec: MetricSpec, *matchers: str, by_: Iterable[str] = (), window: str = "$__rate_interval",
+) -> str:
+    """:func:`quantile` of a histogram of whole numbers (attempts), rounded up to one.
+
+    ``histogram_quantile`` interpolates linearly inside a bucket and takes 0 as the first bucket's lower
+    bound, so calls that all took exactly 1 attempt (bucket ``le="1"``) read p99 0.99, and all taking 2
+    (``(1, 2]``) read 1.99. A bucket ``(k - 1, k]`` holds only ``k``: its quantile is ``k``, which ``ceil``
+    gives back; inside a wider bucket it is a whole number of that bucket, as the observations are.
+    """
+    return f"ceil({quantile(q, spec, *matchers, by_=by_, window=window)})"
+
+
 def mean(spec: MetricSpec, *matchers: str, by_: Iterable[str] = (), window: str = "$__rate_interval") -> str:
     """Mean observation of histogram ``spec``: growth of ``_sum`` over growth of ``_count``; no value
     (not 0 / 0 = NaN) for a window without observations."""

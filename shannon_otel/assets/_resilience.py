@@ -82,11 +82,11 @@ def _retries() -> list[p.Json]:
                      "recorded per retry).", "short",
                      [p.target(_events_per_op(t.RETRY_DELAY_DURATION, suffix="_count"), f"{{{{{OP}}}}}")],
                      bars=True, width=8, link=True),
-        p.timeseries("Attempts per call", "Attempts one protected call took: mean and p99 by operation "
-                     "(1 = no retry).", "short",
+        p.timeseries("Attempts per call", "Attempts one protected call took: mean and p99 (in whole attempts) by "
+                     "operation (1 = no retry).", "short",
                      [p.target(q.mean(t.RETRY_ATTEMPTS, JOB, OPERATION, by_=(q.JOB, t.OPERATION)),
                                f"mean {{{{{OP}}}}}"),
-                      p.target(q.quantile(0.99, t.RETRY_ATTEMPTS, JOB, OPERATION, by_=(q.JOB, t.OPERATION)),
+                      p.target(q.whole_quantile(0.99, t.RETRY_ATTEMPTS, JOB, OPERATION, by_=(q.JOB, t.OPERATION)),
                                f"p99 {{{{{OP}}}}}")], width=8, link=True),
         p.timeseries("Retry delay percentiles", "Backoff delay scheduled before a retry (p50, p99). "
                      "Exemplar dots link to the retried call's trace.", "s",
