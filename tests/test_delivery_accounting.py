@@ -306,6 +306,27 @@ def test_force_flush_flushes_each_processor_once_its_own_and_those_a_user_added(
     capsys.readouterr()
 
 
+def test_a_stalled_exporter_of_configure_does_not_keep_a_processor_the_user_added_from_its_flush(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Before: the provider's flush (for processors a user added) ran configure()'s processors first, again: there it
+    # waited for the stalled one until the budget was all but spent, and only then flushed the user's processor (here
+    # whose export releases the stalled one): force_flush(5) returned False after 5 s.
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "3600000")
+    stalled = Stalled()
+    users = Releasing(stalled)
+    handle = configure("stalled-and-users", exporter="none", span_exporters=[stalled], set_global=False,
+                       metric_interval_s=3600.0, shutdown_timeout_s=5.0)
+    handle.tracer_provider.add_span_processor(BatchSpanProcessor(users))
+    handle.tracer_provider.get_tracer("app").start_span("etl").end()
+    try:
+        assert handle.force_flush(5.0) is True  # the user's export released the stalled one: all ended in time
+        assert users.received == ["etl"] and stalled.received == 1
+    finally:
+        stalled.release.set()
+        handle.shutdown()
+
+
 class MixedCollector:
     """An OTLP/HTTP endpoint on 127.0.0.1 answering trace exports in turn: taken whole, refused (400, not retried),
     taken with 2 spans rejected (a partial success). Counts the spans it really kept."""
