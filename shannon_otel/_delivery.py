@@ -236,66 +236,53 @@ class CountedSpanExporter(_Counted, SpanExporter):
         self.inner.shutdown()
 
 
-class CountedSpanProcessor(SpanProcessor):
-    """A BatchSpanProcessor whose every lost span is counted.
+class _CountedBatch:
+    """What the span and log processors share: the SDK's batch processor ``inner``, exporting through ``exporter``,
+    with every item it is handed and loses counted as dropped (of ``signal``).
 
-    A span is forwarded only while fewer than ``max_queue_size`` ended spans are not yet handed to
-    the exporter (a bound at least as strict as the SDK queue's, which also excludes the batch being
-    exported); beyond it the span is refused and counted as ``queue_full``. ``on_end`` runs on the
-    thread that ends the span and costs two integer reads more than the SDK's own.
-    """
+    An item is forwarded only while fewer than ``max_queue_size`` accepted ones are not yet handed to the exporter
+    (a bound at least as strict as the SDK queue's, which also excludes the batch being exported); beyond it, or
+    once shut down, it is refused and counted (``queue_full``, ``shutdown``). Shut down once; flushed one call at
+    a time."""
 
-    def __init__(
-        self, exporter: SpanExporter, drops: DropCounter, *, max_queue_size: int,
-        max_export_batch_size: int | None = None, rejections: Rejections | None = None,
-    ) -> None:
-        self.exporter = CountedSpanExporter(exporter, drops, rejections)
+    def __init__(self, inner: Any, exporter: _Counted, drops: DropCounter, signal: str, max_queue_size: int) -> None:
+        self._inner = inner
+        self.exporter = exporter
         self.max_queue_size = max_queue_size
-        # OTEL_BSP_EXPORT_TIMEOUT read as its neighbours are: the SDK logged a traceback for "abc" and took 0 or a
-        # negative value without a word (its processors keep the value but do not use it: exports are bounded by
-        # the exporter's own timeout)
-        self._inner = BatchSpanProcessor(
-            self.exporter, max_queue_size=max_queue_size, max_export_batch_size=max_export_batch_size,
-            schedule_delay_millis=env_int("OTEL_BSP_SCHEDULE_DELAY", MAX_DELAY_MS) or 5000,
-            export_timeout_millis=env_int("OTEL_BSP_EXPORT_TIMEOUT") or 30_000,
-        )
         self._drops = drops
-        self._ended = 0
+        self._signal = signal
+        self._accepted = 0
         self._closed = False
         self._shutdown_lock = threading.Lock()
         self._flushes = OneAtATime()
         in_forked_child(self._forked)
 
     def _forked(self) -> None:
-        """In a forked child: the SDK emptied the queue, so the spans counted in it (the parent's) go."""
-        self._ended = 0
+        """In a forked child: the SDK emptied the queue, so the items counted in it (the parent's) go."""
+        self._accepted = 0
         self.exporter.start()
 
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        self._inner.on_start(span, parent_context)
-
-    def on_end(self, span: ReadableSpan) -> None:
-        context = span.context
-        if context is None or not context.trace_flags.sampled:
-            return  # the SDK's processor ignores these too
+    def _accept(self) -> bool:
+        """Whether an item handed now goes on to the SDK's processor; if not, it is counted as dropped.
+        Runs on the thread that ends the item: two integer reads more than the SDK's own."""
         if self._closed:
-            self._drops.add("traces", DropReason.SHUTDOWN)
-            return
-        if self._ended - self.exporter.handed >= self.max_queue_size:
-            self._drops.add("traces", DropReason.QUEUE_FULL)
-            return
-        self._ended += 1
-        self._inner.on_end(span)
+            self._drops.add(self._signal, DropReason.SHUTDOWN)
+            return False
+        if self._accepted - self.exporter.handed >= self.max_queue_size:
+            self._drops.add(self._signal, DropReason.QUEUE_FULL)
+            return False
+        self._accepted += 1
+        return True
 
     def abandon(self) -> int:
-        """The spans accepted but not settled (queued, or in an export still running), now
+        """The items accepted but not settled (queued, or in an export still running), now
         given up on: the caller counts them (0 when given up on before); a late failure of that export
         is not counted again."""
-        return self.exporter.abandon(self._ended)
+        return self.exporter.abandon(self._accepted)
 
     @property
     def gave_up(self) -> bool:
-        """Whether spans it accepted were given up on (counted as dropped, reason ``shutdown``)."""
+        """Whether items it accepted were given up on (counted as dropped, reason ``shutdown``)."""
         return self.exporter.abandoned
 
     def shutdown(self) -> None:
@@ -308,13 +295,42 @@ class CountedSpanProcessor(SpanProcessor):
             if self._closed:
                 return
             self._closed = True
-        self._inner.shutdown()  # type: ignore[no-untyped-call]  # untyped in the SDK
-        _count_left_behind(self._drops, "traces", self.exporter, self._ended)
+        self._inner.shutdown()
+        _count_left_behind(self._drops, self._signal, self.exporter, self._accepted)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Export what is queued; blocks while it does. One flush at a time (:class:`OneAtATime`): a call while an
         earlier one is stuck waits for it at most ``timeout_millis``, returning False if it does not end."""
         return self._flushes.run(lambda _: bool(self._inner.force_flush(timeout_millis)), timeout_millis / 1000)
+
+
+class CountedSpanProcessor(_CountedBatch, SpanProcessor):
+    """A BatchSpanProcessor whose every lost span is counted (:class:`_CountedBatch`)."""
+
+    def __init__(
+        self, exporter: SpanExporter, drops: DropCounter, *, max_queue_size: int,
+        max_export_batch_size: int | None = None, rejections: Rejections | None = None,
+    ) -> None:
+        counted = CountedSpanExporter(exporter, drops, rejections)
+        # OTEL_BSP_EXPORT_TIMEOUT read as its neighbours are: the SDK logged a traceback for "abc" and took 0 or a
+        # negative value without a word (its processors keep the value but do not use it: exports are bounded by
+        # the exporter's own timeout)
+        inner = BatchSpanProcessor(
+            counted, max_queue_size=max_queue_size, max_export_batch_size=max_export_batch_size,
+            schedule_delay_millis=env_int("OTEL_BSP_SCHEDULE_DELAY", MAX_DELAY_MS) or 5000,
+            export_timeout_millis=env_int("OTEL_BSP_EXPORT_TIMEOUT") or 30_000,
+        )
+        super().__init__(inner, counted, drops, "traces", max_queue_size)
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        self._inner.on_start(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        context = span.context
+        if context is None or not context.trace_flags.sampled:
+            return  # the SDK's processor ignores these too
+        if self._accept():
+            self._inner.on_end(span)
 
 
 class CountedMetricExporter(MetricExporter):
@@ -403,63 +419,25 @@ class CountedLogRecordExporter(_Counted, LogRecordExporter):
         return bool(self.inner.force_flush(timeout_millis))
 
 
-class CountedLogRecordProcessor(LogRecordProcessor):
-    """:class:`CountedSpanProcessor` for log records: a BatchLogRecordProcessor whose every lost
-    record is counted (``queue_full``, ``export_failed``, ``shutdown``)."""
+class CountedLogRecordProcessor(_CountedBatch, LogRecordProcessor):
+    """A BatchLogRecordProcessor whose every lost record is counted (:class:`_CountedBatch`)."""
 
     def __init__(self, exporter: LogRecordExporter, drops: DropCounter, *, export_timeout_s: float | None) -> None:
-        self.exporter = CountedLogRecordExporter(exporter, drops)
-        # the queue size the SDK would pick itself, known here so the bound below matches it
-        self.max_queue_size = env_int("OTEL_BLRP_MAX_QUEUE_SIZE") or 2048
-        self._inner = BatchLogRecordProcessor(
-            self.exporter, max_queue_size=self.max_queue_size,
+        counted = CountedLogRecordExporter(exporter, drops)
+        # the queue size the SDK would pick itself, known here so the bound matches it
+        max_queue_size = env_int("OTEL_BLRP_MAX_QUEUE_SIZE") or 2048
+        inner = BatchLogRecordProcessor(
+            counted, max_queue_size=max_queue_size,
             schedule_delay_millis=env_int("OTEL_BLRP_SCHEDULE_DELAY", MAX_DELAY_MS) or 1000,
-            max_export_batch_size=env_batch_setting("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", 512, self.max_queue_size),
+            max_export_batch_size=env_batch_setting("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", 512, max_queue_size),
             export_timeout_millis=(env_int("OTEL_BLRP_EXPORT_TIMEOUT") or 30_000) if export_timeout_s is None
             else export_timeout_s * 1000,  # the variable read as its neighbours are (see CountedSpanProcessor)
         )
-        self._drops = drops
-        self._emitted = 0
-        self._closed = False
-        self._shutdown_lock = threading.Lock()
-        self._flushes = OneAtATime()
-        in_forked_child(self._forked)
-
-    def _forked(self) -> None:
-        """In a forked child: the SDK emptied the queue, so the records counted in it (the parent's) go."""
-        self._emitted = 0
-        self.exporter.start()
+        super().__init__(inner, counted, drops, "logs", max_queue_size)
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
-        if self._closed:
-            self._drops.add("logs", DropReason.SHUTDOWN)
-            return
-        if self._emitted - self.exporter.handed >= self.max_queue_size:
-            self._drops.add("logs", DropReason.QUEUE_FULL)
-            return
-        self._emitted += 1
-        self._inner.on_emit(log_record)
-
-    def abandon(self) -> int:
-        return self.exporter.abandon(self._emitted)
-
-    @property
-    def gave_up(self) -> bool:
-        return self.exporter.abandoned
-
-    def shutdown(self) -> None:
-        """As :meth:`CountedSpanProcessor.shutdown` (once only: ``Telemetry`` shuts each down in a thread of its
-        own, then the logger provider)."""
-        with self._shutdown_lock:
-            if self._closed:
-                return
-            self._closed = True
-        self._inner.shutdown()  # type: ignore[no-untyped-call]  # untyped in the SDK
-        _count_left_behind(self._drops, "logs", self.exporter, self._emitted)
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """As :meth:`CountedSpanProcessor.force_flush`."""
-        return self._flushes.run(lambda _: bool(self._inner.force_flush(timeout_millis)), timeout_millis / 1000)
+        if self._accept():
+            self._inner.on_emit(log_record)
 
 
 def _count_left_behind(drops: DropCounter, signal: str, exporter: _Counted, accepted: int) -> None:

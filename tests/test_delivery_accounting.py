@@ -17,7 +17,8 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 from opentelemetry.sdk._shared_internal import BatchProcessor
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from shannon_otel import Telemetry, configure
 
@@ -269,6 +270,58 @@ def test_force_flush_against_a_stalled_exporter_returns_false_and_a_later_flush_
         stalled.release.set()
         assert handle.force_flush(10.0) is True
         assert stalled.received == 1
+    finally:
+        stalled.release.set()
+        handle.shutdown()
+
+
+def test_force_flush_flushes_each_processor_once_its_own_and_those_a_user_added(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Before: force_flush() flushed each of configure()'s span and log processors in a thread of its own, then each
+    # provider, whose flush ran every one of them again (once the first pass had ended): two passes per processor.
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "3600000")
+    for signal, name in (("TRACES", "none"), ("METRICS", "none"), ("LOGS", "console")):
+        monkeypatch.setenv(f"OTEL_{signal}_EXPORTER", name)
+    flushed: list[BatchProcessor[Any]] = []
+    sdk_flush = BatchProcessor.force_flush
+
+    def counted(self: BatchProcessor[Any], timeout_millis: int | None = None) -> bool:
+        flushed.append(self)
+        return sdk_flush(self, timeout_millis)
+
+    monkeypatch.setattr(BatchProcessor, "force_flush", counted)
+    ours, users = InMemorySpanExporter(), InMemorySpanExporter()
+    handle = configure("flush-once", span_exporters=[ours], logs=True, set_global=False,
+                       metric_interval_s=3600.0)
+    handle.tracer_provider.add_span_processor(BatchSpanProcessor(users))
+    try:
+        handle.tracer_provider.get_tracer("app").start_span("etl").end()
+        assert handle.force_flush(10.0) is True
+        # ours (spans, logs) and the user's, each once
+        assert len(flushed) == 3 and len({id(each) for each in flushed}) == 3
+        assert [s.name for s in ours.get_finished_spans()] == [s.name for s in users.get_finished_spans()] == ["etl"]
+    finally:
+        handle.shutdown()
+    capsys.readouterr()
+
+
+def test_a_stalled_exporter_of_configure_does_not_keep_a_processor_the_user_added_from_its_flush(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Before: the provider's flush (for processors a user added) ran configure()'s processors first, again: there it
+    # waited for the stalled one until the budget was all but spent, and only then flushed the user's processor (here
+    # whose export releases the stalled one): force_flush(5) returned False after 5 s.
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "3600000")
+    stalled = Stalled()
+    users = Releasing(stalled)
+    handle = configure("stalled-and-users", exporter="none", span_exporters=[stalled], set_global=False,
+                       metric_interval_s=3600.0, shutdown_timeout_s=5.0)
+    handle.tracer_provider.add_span_processor(BatchSpanProcessor(users))
+    handle.tracer_provider.get_tracer("app").start_span("etl").end()
+    try:
+        assert handle.force_flush(5.0) is True  # the user's export released the stalled one: all ended in time
+        assert users.received == ["etl"] and stalled.received == 1
     finally:
         stalled.release.set()
         handle.shutdown()
