@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar, cast
 
+from .._clock import made_up
 from .._deadline import cancel_requested
 from .._events import RetryScheduled
 from .._validate import (
@@ -231,27 +232,20 @@ class Retry(Instrumented):
 
     async def _wait(self, wait: float, exact: bool) -> None:
         """Sleep ``wait`` seconds before the next attempt. ``exact``: the wait is a breaker's ``retry_after_s``, which
-        admits the call only once it has passed on the clock, so a sleep that ended just short of it on this Retry's
-        clock is made up: an event loop's timers may fire early (uvloop's count whole milliseconds: a sleep ends up to
-        ~1.5 ms short of ``time.monotonic``, and one under 0.5 ms does not wait at all), and the breaker rejected the
-        retry again (with the default ``attempts=3``, about one call in 20 got a ``CircuitOpenError`` on uvloop). Only
-        a shortfall of at most ``_EARLY`` on a clock the sleep moved: a clock the sleep does not drive (another
-        clock's virtual time, a frozen fake clock) is never waited for. A clock reading that fails is left to the
-        code that reads it next."""
+        admits the call only once it has passed on the clock, so a sleep ending just short of it on this Retry's clock
+        (an early timer: see ``_clock.made_up``) is made up; the breaker rejected the retry again (on uvloop one wait
+        in eight, and with the default ``attempts=3`` one call in twenty got a ``CircuitOpenError``). A clock reading
+        that fails is left to the code that reads it next."""
         if not exact:
             await awaitable_from("sleep", self.sleep(wait), NotAwaitableError)
             return
         before = self._reading()
         await awaitable_from("sleep", self.sleep(wait), NotAwaitableError)
-        if before is None:
-            return
-        deadline = before + wait
-        for _ in range(_MAKE_UP_TURNS):  # bounded, whatever the clock does
-            now = self._reading()
-            if now is None or not before < now < deadline or deadline - now > _EARLY:
-                return
-            before = now
-            await awaitable_from("sleep", self.sleep(deadline - now), NotAwaitableError)
+        if before is not None:
+            await made_up(self._reading, self._sleep_for, before, before + wait)
+
+    def _sleep_for(self, seconds: float) -> Awaitable[None]:
+        return cast("Awaitable[None]", awaitable_from("sleep", self.sleep(seconds), NotAwaitableError))
 
     def _reading(self) -> float | None:
         try:
@@ -317,6 +311,3 @@ class Retry(Instrumented):
 
 
 retry = Retry
-# How short of a breaker's retry_after_s a sleep may end and be made up (see Retry._wait), and in how many sleeps
-_EARLY = 0.005
-_MAKE_UP_TURNS = 100
