@@ -11,7 +11,7 @@ a saga, a logging hook), so every reading the library computes with is a builtin
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from ._validate import brief, check_reading
 
@@ -71,3 +71,28 @@ def seconds(clock: Callable[[], float]) -> Callable[[], float]:
     if isinstance(clock, Seconds) or any(clock is c for c in _FLOAT_CLOCKS):
         return clock
     return Seconds(clock)
+
+
+# How far short of its deadline a sleep may end and be made up (see made_up), and in how many sleeps at most
+EARLY = 0.005
+_TURNS = 100
+
+
+async def made_up(
+    read: Callable[[], float | None], sleep: Callable[[float], Awaitable[None]], before: float, deadline: float,
+) -> None:
+    """After a sleep meant to last until ``deadline`` on a clock (``read`` from ``before``, when it began), sleep what
+    it fell short, for what starts at a deadline and is checked against that clock: a breaker's reset timeout, a
+    rate limit's schedule. An event loop's timers may fire early: uvloop's count whole milliseconds, so a sleep there
+    ends up to ~1.5 ms short of ``time.monotonic``, and one under 0.5 ms does not wait at all (a retry waiting a
+    breaker's ``retry_after_s`` was rejected again, a rate-limited task started ahead of its slot).
+
+    Only a shortfall of at most :data:`EARLY` on a clock the sleep moved is made up, in at most ``_TURNS`` sleeps: a
+    clock no sleep drives (a frozen fake clock, another clock's virtual time) is never waited for. ``read`` returns
+    ``None`` for a reading it cannot use (nothing more is waited), or raises what the caller wants raised."""
+    for _ in range(_TURNS):
+        now = read()
+        if now is None or not before < now < deadline or deadline - now > EARLY:
+            return
+        before = now
+        await sleep(deadline - now)

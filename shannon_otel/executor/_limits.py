@@ -8,8 +8,9 @@ import os
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextvars import ContextVar
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
+from .._clock import made_up
 from .._fork import release_held
 from .._validate import awaitable_from, check_telemetry_name, other_number
 from ._semaphore import Credits
@@ -184,3 +185,9 @@ class RateLimiter:
         wait = tat - self._tau - now
         if wait > 0:
             await awaitable_from("sleep", self._sleep(wait))
+            # the start is the slot's deadline: a sleep ending early (uvloop's millisecond timers) is made up, or the
+            # task started ahead of its slot and more than burst + rate * t started in some t seconds
+            await made_up(self._clock, self._nap, now, now + wait)
+
+    def _nap(self, seconds: float) -> Awaitable[None]:
+        return cast("Awaitable[None]", awaitable_from("sleep", self._sleep(seconds)))

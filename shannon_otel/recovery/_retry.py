@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar, cast
 
+from .._clock import made_up
 from .._deadline import cancel_requested
 from .._events import RetryScheduled
 from .._validate import (
@@ -66,7 +67,9 @@ class Retry(Instrumented):
     which retries it (whatever ``on`` says) after waiting the breaker's ``retry_after_s`` (its
     remaining reset timeout, capped at ``maximum`` like every wait: a 30 s reset timeout and the default
     ``maximum=10`` is rejected again after 10 s; the backoff when it has none, half-open or forced
-    open) instead of the backoff. Retrying a rejection at backoff pace is a retry storm against the breaker.
+    open) instead of the backoff: a sleep ending up to 5 ms short of that wait on the retry's ``clock`` (uvloop's
+    millisecond timers) is made up, so the breaker, on the same clock, admits the retry.
+    Retrying a rejection at backoff pace is a retry storm against the breaker.
     ``next_delay(error, attempt)`` may return the delay before the next attempt (e.g. from a
     Retry-After value) or ``None`` to use the backoff; its delay is capped at ``maximum`` (so an
     ``inf`` or huge Retry-After never sleeps forever) and counts against ``budget_s`` like any
@@ -216,8 +219,8 @@ class Retry(Instrumented):
                     # __setattr__, as the raise sets it: a frozen dataclass exception's refuses it (its
                     # FrozenInstanceError replaced the user's error, and no outer policy recognised that).
                     object.__setattr__(error, "__context__", context)
-            wait, start = step
-            await awaitable_from("sleep", self.sleep(wait), NotAwaitableError)
+            wait, start, exact = step
+            await self._wait(wait, exact)
             attempt += 1
             previous = wait
             try:
@@ -227,11 +230,37 @@ class Retry(Instrumented):
                     raise
                 error = exc
 
+    async def _wait(self, wait: float, exact: bool) -> None:
+        """Sleep ``wait`` seconds before the next attempt. ``exact``: the wait is a breaker's ``retry_after_s``, which
+        admits the call only once it has passed on the clock, so a sleep ending just short of it on this Retry's clock
+        (an early timer: see ``_clock.made_up``) is made up; the breaker rejected the retry again (on uvloop one wait
+        in eight, and with the default ``attempts=3`` one call in twenty got a ``CircuitOpenError``). A clock reading
+        that fails is left to the code that reads it next."""
+        if not exact:
+            await awaitable_from("sleep", self.sleep(wait), NotAwaitableError)
+            return
+        before = self._reading()
+        await awaitable_from("sleep", self.sleep(wait), NotAwaitableError)
+        if before is not None:
+            await made_up(self._reading, self._sleep_for, before, before + wait)
+
+    def _sleep_for(self, seconds: float) -> Awaitable[None]:
+        return cast("Awaitable[None]", awaitable_from("sleep", self.sleep(seconds), NotAwaitableError))
+
+    def _reading(self) -> float | None:
+        try:
+            now = self.clock()
+            check_reading("clock", now)
+        except Exception:
+            return None
+        return now
+
     def _schedule(
         self, error: Exception, attempt: int, previous: float, start: float, call: _Call | None,
-    ) -> tuple[float, float] | None:
-        """The delay before the next attempt and the budget's start from now on (``start``, unless the clock went
-        back), or ``None`` to give up and re-raise ``error``."""
+    ) -> tuple[float, float, bool] | None:
+        """The delay before the next attempt, the budget's start from now on (``start``, unless the clock went
+        back) and whether the delay is a breaker's ``retry_after_s`` (see :meth:`_wait`), or ``None`` to give up and
+        re-raise ``error``."""
         testing = TESTING.on
         limit = self.attempts if not testing or TESTING.attempts is None else min(self.attempts, TESTING.attempts)
         if attempt >= limit:
@@ -240,8 +269,10 @@ class Retry(Instrumented):
         source = "next_delay must return"  # what said how long to wait, named when its value is refused
         if self.next_delay is not None:
             wait = sync_result("next_delay", self.next_delay(error, attempt), NotSyncError)
+        exact = False
         if wait is None and self.wait_retry_after and isinstance(error, CircuitOpenError):
             wait = error.retry_after_s  # None (half-open, forced open): the backoff below
+            exact = wait is not None
             source = "wait_retry_after needs the CircuitOpenError's retry_after_s in"
         if wait is None:
             wait = delay(self.jitter, attempt, previous, self.initial, self.maximum,  # type: ignore[arg-type]
@@ -260,7 +291,7 @@ class Retry(Instrumented):
             # + 0.0: a -0.0 (a Retry-After of "-0", max(-0.0, 0.0)) was reported and logged as "in -0.00 s"
             wait = float(self.maximum) if seconds > self.maximum else float(seconds) + 0.0
         if testing:
-            wait = 0.0
+            wait, exact = 0.0, False
         if self.budget_s is not None:
             now = self.clock()
             try:
@@ -276,7 +307,7 @@ class Retry(Instrumented):
             # attempts=10**400 (unbounded) made every retry's log record a field OTLP cannot encode
             event = RetryScheduled(call.operation, attempt, wait, error, int64_or_none(limit))
             notify(call, "retry_scheduled", event)
-        return wait, start
+        return wait, start, exact
 
 
 retry = Retry
