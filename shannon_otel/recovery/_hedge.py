@@ -30,9 +30,11 @@ class Hedge(Instrumented):
     raises the error of the attempt that failed last, as Polly's hedging returns the last outcome: an
     outer ``Retry(on=...)``, breaker ``on=`` or ``Fallback(on=...)`` matches it as if there were no
     hedge. The earlier attempts' errors stay reachable: that error's ``__context__`` is an
-    ``ExceptionGroup`` of them (shown in its traceback; its own previous ``__context__``, if any, moves
-    to the group's, or the exception the caller is handling when it awaits the hedge in an ``except``
-    block does). Each attempt runs in its own task (even with ``attempts=1``), in a copy of the caller's
+    ``ExceptionGroup`` of them (shown in its traceback; its own previous ``__context__`` moves to the
+    group's or, when it has none, the exception the caller is handling when it awaits the hedge in an ``except``
+    block does). A single error (one attempt, or one exception object every attempt raised) and an attempt's
+    ``BaseException`` keep the ``__context__`` they were raised with, as without the hedge. Each attempt runs in
+    its own task (even with ``attempts=1``), in a copy of the caller's
     context: a context variable it sets stays in that task, where the other policies, running ``fn`` in the
     caller's task, leave it set for the caller; ``fn`` must be safe to call concurrently. A ``Retry``
     inside the hedge retries each attempt: the retries of a hedged attempt are attempts of that hedge (spans
@@ -114,7 +116,7 @@ class Hedge(Instrumented):
                     ok, value = task.result()
                     if ok is None:  # the attempt's KeyboardInterrupt / SystemExit: raised here, as without a hedge
                         interrupt = value
-                        raise value
+                        _raise_as_is(value)
                     if ok:
                         return value  # type: ignore[no-any-return]
                     errors.append(value)
@@ -198,7 +200,7 @@ async def _ended(tasks: list[asyncio.Task[Any]], interrupt: BaseException | None
     if escaped and interrupt is None:
         interrupts = [error for error in escaped if isinstance(error, _INTERRUPTS)]
         if interrupts or len(escaped) == 1:
-            raise (interrupts or escaped)[0]
+            _raise_as_is((interrupts or escaped)[0])
         raise BaseExceptionGroup("hedged attempts raised while cancelled", escaped)
     if cancelled is not None:
         raise cancelled
@@ -212,18 +214,35 @@ def _raise_last(errors: list[Exception]) -> NoReturn:
 
     Raised while the group is being handled: a ``raise`` sets ``__context__`` to the exception the caller
     is handling, so a hedge awaited inside an ``except`` block replaced the group (set beforehand) with the
-    caller's exception and the earlier errors were lost. That one now becomes the group's ``__context__``.
+    caller's exception and the earlier errors were lost. The last error's own ``__context__`` becomes the
+    group's; when it has none, the caller's exception does (see :func:`_raise_as_is`).
     """
     last = errors[-1]
     earlier = [e for e in errors[:-1] if e is not last]
     if not earlier:
-        raise last
+        _raise_as_is(last)
     group = ExceptionGroup("earlier hedged attempts failed", earlier)
-    group.__context__ = last.__context__  # kept unless the caller is handling an exception (see above)
+    group.__context__ = last.__context__
     try:
-        raise group
+        _raise_as_is(group)
     except ExceptionGroup:
         raise last  # noqa: B904 (its own __cause__ stays: only its __context__ becomes the group)
+
+
+def _raise_as_is(error: BaseException) -> NoReturn:
+    """Raise an error an attempt's task ended with, in the caller's task, keeping the ``__context__`` it was raised
+    with. A ``raise`` sets ``__context__`` to the exception being handled where it runs: the caller's (a hedge awaited
+    in an ``except`` block) or the hedge's own ``CancelledError`` (an expiring ``Timeout`` around it, whose attempt
+    raised while cancelled): that replaced the chain the operation raised (the ``KeyError`` it was raised while
+    handling), which the same call without the hedge keeps. An error without one (raised outside any ``except``, in
+    its own task) takes the caller's, as it would have raised in the caller's task. Set past the class's
+    ``__setattr__``, as the raise sets it (a frozen dataclass exception refuses it)."""
+    context = error.__context__
+    try:
+        raise error
+    finally:
+        if context is not None:
+            object.__setattr__(error, "__context__", context)
 
 
 async def _attempt(chain: Chain, i: int, fn: Factory[Any], call: _Call | None) -> tuple[bool | None, Any]:
