@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .._deadline import scope_timeout
 from .._events import Hook, TaskResult, WaveObserver
 from .._isolation import HOOK_ERRORS, call_void, hook_failed
+from .._reraise import raise_as_is
 from .._telemetry import Outcome
 from .._validate import awaitable_from, brief, sync_result
 from ._isolate import run_in
@@ -164,7 +165,7 @@ class WaveRun:
             if interrupt is None:
                 raise
         if interrupt is not None:
-            raise interrupt  # outside the handler: its __context__ stays its own (see Interrupted)
+            raise_as_is(interrupt)  # outside the handler, its own __context__ kept (see Interrupted)
 
     def _add_worker(self) -> None:
         """Start one more worker for a lazy input. Under an eager task factory the new worker's first step,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 from .._deadline import timed_out
+from .._reraise import raise_as_is
 from .._validate import awaitable_from, builtin_numbers, check_arity, check_not_decorated, check_number
 from ._call import _HEDGED, _Branch, _Call, rerun
 from ._decorated import MisuseError, NotAwaitableError
@@ -113,10 +114,12 @@ class Hedge(Instrumented):
                 failed = False
                 for task in [task for task in pending if task in done]:
                     del pending[task]
+                    if not task.cancelled() and (error := task.exception()) is not None:
+                        raise_as_is(error)  # a BaseException that is not an Exception, as task.result() raised it
                     ok, value = task.result()
                     if ok is None:  # the attempt's KeyboardInterrupt / SystemExit: raised here, as without a hedge
                         interrupt = value
-                        _raise_as_is(value)
+                        raise_as_is(value)
                     if ok:
                         return value  # type: ignore[no-any-return]
                     errors.append(value)
@@ -200,7 +203,7 @@ async def _ended(tasks: list[asyncio.Task[Any]], interrupt: BaseException | None
     if escaped and interrupt is None:
         interrupts = [error for error in escaped if isinstance(error, _INTERRUPTS)]
         if interrupts or len(escaped) == 1:
-            _raise_as_is((interrupts or escaped)[0])
+            raise_as_is((interrupts or escaped)[0])
         raise BaseExceptionGroup("hedged attempts raised while cancelled", escaped)
     if cancelled is not None:
         raise cancelled
@@ -215,34 +218,18 @@ def _raise_last(errors: list[Exception]) -> NoReturn:
     Raised while the group is being handled: a ``raise`` sets ``__context__`` to the exception the caller
     is handling, so a hedge awaited inside an ``except`` block replaced the group (set beforehand) with the
     caller's exception and the earlier errors were lost. The last error's own ``__context__`` becomes the
-    group's; when it has none, the caller's exception does (see :func:`_raise_as_is`).
+    group's; when it has none, the caller's exception does (see :func:`raise_as_is`).
     """
     last = errors[-1]
     earlier = [e for e in errors[:-1] if e is not last]
     if not earlier:
-        _raise_as_is(last)
+        raise_as_is(last)
     group = ExceptionGroup("earlier hedged attempts failed", earlier)
     group.__context__ = last.__context__
     try:
-        _raise_as_is(group)
+        raise_as_is(group)
     except ExceptionGroup:
         raise last  # noqa: B904 (its own __cause__ stays: only its __context__ becomes the group)
-
-
-def _raise_as_is(error: BaseException) -> NoReturn:
-    """Raise an error an attempt's task ended with, in the caller's task, keeping the ``__context__`` it was raised
-    with. A ``raise`` sets ``__context__`` to the exception being handled where it runs: the caller's (a hedge awaited
-    in an ``except`` block) or the hedge's own ``CancelledError`` (an expiring ``Timeout`` around it, whose attempt
-    raised while cancelled): that replaced the chain the operation raised (the ``KeyError`` it was raised while
-    handling), which the same call without the hedge keeps. An error without one (raised outside any ``except``, in
-    its own task) takes the caller's, as it would have raised in the caller's task. Set past the class's
-    ``__setattr__``, as the raise sets it (a frozen dataclass exception refuses it)."""
-    context = error.__context__
-    try:
-        raise error
-    finally:
-        if context is not None:
-            object.__setattr__(error, "__context__", context)
 
 
 async def _attempt(chain: Chain, i: int, fn: Factory[Any], call: _Call | None) -> tuple[bool | None, Any]:
