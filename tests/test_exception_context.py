@@ -1,6 +1,6 @@
 """The user's exception keeps the ``__context__`` it was raised with when the library hands it back in the caller's
-task: a stream's task's ``KeyboardInterrupt``, a hook's ``BaseException``, a saga compensation's error and a hedged
-attempt's ``BaseException``, as the same code called without the library keeps it.
+task: a wave's or a stream's task's ``KeyboardInterrupt``, a hook's ``BaseException``, a saga compensation's error
+and a hedged attempt's ``BaseException``, as the same code called without the library keeps it.
 
 Each error here is raised while its own code handles a ``KeyError``; the caller awaits the library inside an
 ``except LookupError`` block. A bare ``raise`` (or ``task.result()``) where the library re-raised it set its
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from shannon_otel import Hedge, Hook, Saga, SagaError, Step, Wave, WaveObserver, WaveStarted
+from shannon_otel import Hedge, Hook, Retry, Saga, SagaError, Step, Wave, WaveObserver, WaveStarted
 
 
 class CustomBase(BaseException):
@@ -56,6 +56,25 @@ def test_a_streamed_tasks_interrupt_keeps_its_own_context(kind: type[BaseExcepti
                 pass
 
     error = asyncio.run(_caught_in_except(stream))
+    assert type(error) is kind
+    assert isinstance(error.__context__, KeyError), error.__context__
+
+
+@pytest.mark.parametrize("form", ["run", "map", "policy"])
+@pytest.mark.parametrize("kind", [KeyboardInterrupt, SystemExit])
+def test_a_wave_tasks_interrupt_keeps_its_own_context(kind: type[BaseException], form: str) -> None:
+    """The wave's TaskGroup resumes the caller by cancelling it (a throw() into its coroutines): CPython chained the
+    interrupt leaving them to the caller's handled exception, though the wave raised it with its own context."""
+    async def task(_: object = None) -> None:
+        await _wrapping(kind)()
+
+    async def run() -> object:
+        if form == "map":
+            return await Wave("w", instrument=False).map(task, [1, 2])
+        policy = Retry(attempts=1, instrument=False) if form == "policy" else None
+        return await Wave("w", policy=policy, instrument=False).run([task, task])
+
+    error = asyncio.run(_caught_in_except(run))
     assert type(error) is kind
     assert isinstance(error.__context__, KeyError), error.__context__
 

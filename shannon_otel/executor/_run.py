@@ -9,6 +9,7 @@ span and ``record()`` never leak from one task to the next task of the same work
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import logging
@@ -165,6 +166,13 @@ class WaveRun:
             if interrupt is None:
                 raise
         if interrupt is not None:
+            # Resumed by the group's cancellation, this task runs on inside that throw() into its coroutines, and
+            # CPython chains what leaves each of them to the exception it is handling: the caller's (a wave awaited
+            # in an `except` block) replaced the interrupt's own __context__. One step later, resumed by send(), the
+            # interrupt leaves them as it left the task. A cancellation meanwhile yields to it, as a TaskGroup's
+            # KeyboardInterrupt does to the rest.
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0)
             raise_as_is(interrupt)  # outside the handler, its own __context__ kept (see Interrupted)
 
     def _add_worker(self) -> None:
