@@ -126,7 +126,11 @@ class Hedge(Instrumented):
                     failed = True
                 fired = False
                 if timer is not None and timer in done:  # after the attempts: one that won meanwhile is returned
-                    timer.result()  # the sleep's error (a sync sleep's TypeError, naming sleep), as a Retry raises it
+                    # the sleep's error (a sync sleep's TypeError, naming sleep), as a Retry raises it
+                    ok, value = timer.result()
+                    if ok is None:  # its KeyboardInterrupt / SystemExit: raised here, as an attempt's is
+                        interrupt = value
+                        raise_as_is(value)
                     fired, timer = True, None
                 if launched < self.attempts and (fired or failed):
                     if timer is not None:
@@ -247,11 +251,17 @@ async def _attempt(chain: Chain, i: int, fn: Factory[Any], call: _Call | None) -
         return None, exc
 
 
-async def _delay(sleep: Sleep, delay: float) -> tuple[bool, None]:
+async def _delay(sleep: Sleep, delay: float) -> tuple[bool | None, BaseException | None]:
     """The wait before the next attempt, its ``sleep(delay)`` made inside the task, as an attempt's call is: a
     timer cancelled before it ran (the hedge done first) left that coroutine never awaited (a RuntimeWarning).
 
     The sleep's error is the task's, raised by the hedge (as a ``Retry`` raises its sleep's): turned into a value, it
-    was dropped and taken for the delay having passed, so the next attempt started at once, the error seen nowhere."""
-    await awaitable_from("sleep", sleep(delay), NotAwaitableError)
+    was dropped and taken for the delay having passed, so the next attempt started at once, the error seen nowhere.
+    Its ``KeyboardInterrupt`` / ``SystemExit`` is handed to the hedge as ``(None, error)``, as an attempt's is (see
+    :func:`_attempt`): raised by the task, asyncio raised it out of the event loop too, so ``asyncio.run`` raised it
+    after the caller had handled it."""
+    try:
+        await awaitable_from("sleep", sleep(delay), NotAwaitableError)
+    except (KeyboardInterrupt, SystemExit) as exc:
+        return None, exc
     return True, None  # what _ended reads of a task that ended
