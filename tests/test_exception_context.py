@@ -15,7 +15,24 @@ from typing import Any
 
 import pytest
 
-from shannon_otel import Hedge, Hook, Retry, Saga, SagaError, Step, Wave, WaveObserver, WaveStarted
+from shannon_otel import (
+    CallFinished,
+    CallObserver,
+    CallStarted,
+    Hedge,
+    Hook,
+    Retry,
+    Saga,
+    SagaError,
+    SagaFinished,
+    SagaObserver,
+    SagaStarted,
+    Step,
+    Wave,
+    WaveObserver,
+    WaveReport,
+    WaveStarted,
+)
 
 
 class CustomBase(BaseException):
@@ -118,4 +135,41 @@ def test_a_hedged_attempts_base_exception_keeps_its_own_context() -> None:
     error = asyncio.run(_caught_in_except(lambda: Hedge(10.0, attempts=1, instrument=False).call(
         _wrapping(CustomBase))))
     assert type(error) is CustomBase
+    assert isinstance(error.__context__, KeyError), error.__context__
+
+
+@pytest.mark.parametrize("where", ["wave_finished", "call_finished", "saga_finished"])
+def test_an_observers_base_exception_at_the_end_keeps_its_own_context(where: str) -> None:
+    """An observer's BaseException at the end of a wave, a call or a saga is held back until every other observer
+    has finished, then raised in the caller: it kept the caller's exception as its context, not its own."""
+    class Ending(WaveObserver, CallObserver, SagaObserver):
+        def wave_finished(self, report: WaveReport) -> None:
+            _raise_while_handling(KeyboardInterrupt)
+
+        def call_finished(self, event: CallFinished) -> None:
+            _raise_while_handling(KeyboardInterrupt)
+
+        def saga_finished(self, event: SagaFinished) -> None:
+            _raise_while_handling(KeyboardInterrupt)
+
+    class Raising(Hook):
+        def wave_started(self, event: WaveStarted) -> WaveObserver | None:
+            return Ending()
+
+        def call_started(self, event: CallStarted) -> CallObserver | None:
+            return Ending()
+
+        def saga_started(self, event: SagaStarted) -> SagaObserver | None:
+            return Ending()
+
+    async def task() -> int:
+        return 1
+
+    calls: dict[str, Callable[[], Awaitable[Any]]] = {
+        "wave_finished": lambda: Wave("w", hooks=[Raising()], instrument=False).run([task]),
+        "call_finished": lambda: Retry(hooks=[Raising()], instrument=False).call(task),
+        "saga_finished": lambda: Saga("s", hooks=[Raising()], instrument=False).run(Step("a", task)),
+    }
+    error = asyncio.run(_caught_in_except(calls[where]))
+    assert type(error) is KeyboardInterrupt
     assert isinstance(error.__context__, KeyError), error.__context__
