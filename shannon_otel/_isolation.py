@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from ._fork import release_held
+from ._reraise import raise_as_is
 
 if TYPE_CHECKING:
     from ._events import Hook
@@ -334,7 +335,7 @@ def finish(
             except BaseException as exc:
                 escaped = escaped or exc
     if escaped is not None:
-        raise escaped
+        raise_as_is(escaped)
 
 
 def notify(

@@ -352,6 +352,36 @@ def test_a_hedged_attempts_keyboard_interrupt_reaches_the_caller_as_itself(
 
 
 @pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
+def test_a_hedges_sleep_raising_a_keyboard_interrupt_reaches_the_caller_not_the_event_loop(
+    interrupt: type[BaseException],
+) -> None:
+    """The hedge's ``sleep`` runs in a timer task of its own: its KeyboardInterrupt / SystemExit, raised by that task,
+    asyncio raised out of the event loop too, so ``asyncio.run`` raised it after the caller had handled it (what the
+    hedge re-raised from the timer's result). Now the timer hands it back as an attempt does: raised once, the very
+    object, in the caller; the attempt in flight cancelled and every span ended."""
+    otel = InMemoryTelemetry()
+    opened = OpenSpans()
+    otel.tracer_provider.add_span_processor(opened)
+    raised: list[BaseException] = []
+
+    async def slow() -> str:
+        await asyncio.sleep(5.0)
+        return "value"
+
+    async def broken_sleep(seconds: float) -> None:
+        raised.append(interrupt("sleep"))
+        raise raised[-1]
+
+    seen = _caught(lambda: Hedge(0.5, attempts=2, sleep=broken_sleep, name="op", **otel.providers).call(slow),
+                   "the hedge's sleep's")
+    assert len(raised) == 1
+    assert seen is raised[0]
+    assert not opened.open, opened.open
+    assert (otel.span("attempt 1").attributes or {})["shannon.attempt.outcome"] == "cancellation"
+    assert (otel.span("op").attributes or {})["shannon.call.outcome"] == "failure"
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
 def test_a_compensations_keyboard_interrupt_is_raised_after_the_rollback_not_out_of_the_event_loop(
     interrupt: type[BaseException],
 ) -> None:

@@ -280,6 +280,49 @@ def test_a_hedge_awaited_while_handling_an_error_keeps_the_earlier_attempts_erro
     assert isinstance(earlier.__context__, KeyError)  # the caller's own exception is still in the chain
 
 
+def test_a_hedges_error_keeps_the_context_it_was_raised_with_as_without_the_hedge() -> None:
+    """The hedge re-raises in the caller's task an error its attempt's task ended with. A bare ``raise`` set that
+    error's ``__context__`` to whatever was being handled there: the caller's exception (the hedge awaited in an
+    ``except`` block) or the hedge's own ``CancelledError`` (an attempt raising as an expiring ``Timeout`` cut it
+    off), replacing the ``KeyError`` the operation raised it while handling, which the same call without the hedge
+    keeps. Checked for a single attempt's error, a ``KeyboardInterrupt`` handed back, the group of several attempts'
+    errors, and the late error of an attempt cut off by a ``Timeout`` around the hedge."""
+    async def wrapping(error: type[BaseException]) -> None:
+        await asyncio.sleep(0)
+        try:
+            raise KeyError("root cause")
+        except KeyError:
+            raise error("wrapped")  # noqa: B904 (implicit chaining is what is checked)
+
+    async def late() -> None:
+        try:
+            await hang()
+        except asyncio.CancelledError:
+            await wrapping(ValueError)
+
+    async def in_except(call: Callable[[], Awaitable[Any]]) -> BaseException:
+        try:
+            raise LookupError("handled by the caller")
+        except LookupError:
+            try:
+                await call()
+            except BaseException as exc:  # the KeyboardInterrupt too
+                return exc
+        raise AssertionError("the call did not fail")
+
+    hedge = Hedge(10.0, attempts=1, instrument=False)
+    for kind in (ValueError, KeyboardInterrupt):
+        error = run(in_except(lambda kind=kind: hedge.call(wrapping, kind)))  # type: ignore[misc]
+        assert type(error) is kind and isinstance(error.__context__, KeyError), error.__context__
+    several = run(in_except(lambda: Hedge(0.0, attempts=2, instrument=False).call(wrapping, ValueError)))
+    assert isinstance(several.__context__, ExceptionGroup)  # the earlier attempt's error
+    assert isinstance(several.__context__.__context__, KeyError)  # the last one's own context, not the caller's
+    with pytest.raises(ValueError, match="wrapped") as cut_off:
+        run(Timeout(0.01, instrument=False).call(Hedge(10.0, attempts=1, instrument=False).call, late))
+    cut = cut_off.value
+    assert type(cut) is ValueError and isinstance(cut.__context__, KeyError), cut.__context__
+
+
 def test_a_hedge_raises_its_sleeps_error_instead_of_starting_the_next_attempt_at_once() -> None:
     """An injected ``sleep`` that raised was taken for the delay having passed: its error was dropped and the next
     attempt started at once (a second request to the service, the error seen nowhere). Now the hedge raises it, as a

@@ -9,6 +9,7 @@ span and ``record()`` never leak from one task to the next task of the same work
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import logging
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .._deadline import scope_timeout
 from .._events import Hook, TaskResult, WaveObserver
 from .._isolation import HOOK_ERRORS, call_void, hook_failed
+from .._reraise import raise_as_is
 from .._telemetry import Outcome
 from .._validate import awaitable_from, brief, sync_result
 from ._isolate import run_in
@@ -166,7 +168,14 @@ class WaveRun:
             if interrupt is None:
                 raise
         if interrupt is not None:
-            raise interrupt  # outside the handler: its __context__ stays its own (see Interrupted)
+            # Resumed by the group's cancellation, this task runs on inside that throw() into its coroutines, and
+            # CPython chains what leaves each of them to the exception it is handling: the caller's (a wave awaited
+            # in an `except` block) replaced the interrupt's own __context__. One step later, resumed by send(), the
+            # interrupt leaves them as it left the task. A cancellation meanwhile yields to it, as a TaskGroup's
+            # KeyboardInterrupt does to the rest.
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0)
+            raise_as_is(interrupt)  # outside the handler, its own __context__ kept (see Interrupted)
 
     def _add_worker(self) -> None:
         """Start one more worker for a lazy input. Under an eager task factory the new worker's first step,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .._deadline import cancel_base
 from .._events import TaskResult
+from .._reraise import raise_as_is
 from ._run import Interrupted, carried
 from ._semaphore import Credits
 
@@ -186,7 +187,7 @@ class WaveStream(Generic[T]):
             except Interrupted as exc:
                 interrupt = exc.interrupt
             if interrupt is not None:
-                raise interrupt  # outside the handler: its __context__ stays its own
+                raise_as_is(interrupt)  # outside the handler, its own __context__ kept
             raise StopAsyncIteration
         self._gate.release()
         return item
@@ -216,7 +217,7 @@ class WaveStream(Generic[T]):
                 runner.cancel()  # passed on, as awaiting the runner did
         error = None if runner.cancelled() else runner.exception()
         if error is not None:
-            raise carried(error) or error  # the wave's own failure (a task's KeyboardInterrupt & co, an internal error)
+            raise_as_is(carried(error) or error)  # the wave's own failure (a task's KeyboardInterrupt & co, ours)
         if isinstance(exc_info[1], asyncio.CancelledError):
             return  # the block is left by the caller's own cancellation: that one propagates, unchanged
         if interrupted is not None:

@@ -20,6 +20,7 @@ from .._events import Hook, TaskResult, WaveObserver, WaveStarted
 from .._hooks import check_hooks, in_scope, rebuilt, resolve_hooks
 from .._isolation import HOOK_ERRORS, Unentered, call_void, enter, hook_failed, leave, refused
 from .._otel._providers import drops_for
+from .._reraise import raise_as_is
 from .._telemetry import Outcome
 from .._validate import (
     builtin_numbers,
@@ -404,7 +405,7 @@ class Wave(Generic[T]):
         cancelled = errored = False
         try:
             if interrupted is not None:  # raised here, so that the hooks already asked see the wave end
-                raise interrupted
+                raise_as_is(interrupted)
             if self.batch_size is None:
                 await run.run_batch(items, concurrency, context)
             elif size is not None:
@@ -496,7 +497,7 @@ class Wave(Generic[T]):
                     logging.getLogger("shannon_otel").exception("on_progress failed")
             run.release()
             if escaped is not None:
-                raise escaped
+                raise_as_is(escaped)
         return report
 
     async def _drain(self, run: WaveRun, items: Iterator[Item], wanted: bool) -> BaseException | None:

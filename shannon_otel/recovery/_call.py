@@ -19,6 +19,7 @@ from .._deadline import timed_out
 from .._events import AttemptFinished, CallFinished, CallObserver, CallStarted, cut_off
 from .._isolation import HOOK_ERRORS, Unentered, call_void, enter, finish, hook_failed, leave, refused, start
 from .._isolation import notify as _notify
+from .._reraise import raise_as_is
 from .._telemetry import CallOutcome, Outcome
 from .._validate import check_reading
 from ._circuit_open import CircuitOpenError
@@ -259,7 +260,7 @@ async def observed(policy: Policy, chain: Chain, i: int, fn: Factory[T], call: _
                 except BaseException as exc:
                     escaped = escaped or exc
         if escaped is not None:
-            raise escaped
+            raise_as_is(escaped)
         # The clock's error, once the call's spans have ended (as a wave raises it once the task's result is
         # delivered, a saga once its rollback has ended): in place of the result or the error, never of a
         # cancellation or another BaseException

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 from .._deadline import timed_out
+from .._reraise import raise_as_is
 from .._validate import awaitable_from, builtin_numbers, check_arity, check_not_decorated, check_number
 from ._call import _HEDGED, _Branch, _Call, rerun
 from ._decorated import MisuseError, NotAwaitableError
@@ -30,9 +31,11 @@ class Hedge(Instrumented):
     raises the error of the attempt that failed last, as Polly's hedging returns the last outcome: an
     outer ``Retry(on=...)``, breaker ``on=`` or ``Fallback(on=...)`` matches it as if there were no
     hedge. The earlier attempts' errors stay reachable: that error's ``__context__`` is an
-    ``ExceptionGroup`` of them (shown in its traceback; its own previous ``__context__``, if any, moves
-    to the group's, or the exception the caller is handling when it awaits the hedge in an ``except``
-    block does). Each attempt runs in its own task (even with ``attempts=1``), in a copy of the caller's
+    ``ExceptionGroup`` of them (shown in its traceback; its own previous ``__context__`` moves to the
+    group's or, when it has none, the exception the caller is handling when it awaits the hedge in an ``except``
+    block does). A single error (one attempt, or one exception object every attempt raised) and an attempt's
+    ``BaseException`` keep the ``__context__`` they were raised with, as without the hedge. Each attempt runs in
+    its own task (even with ``attempts=1``), in a copy of the caller's
     context: a context variable it sets stays in that task, where the other policies, running ``fn`` in the
     caller's task, leave it set for the caller; ``fn`` must be safe to call concurrently. A ``Retry``
     inside the hedge retries each attempt: the retries of a hedged attempt are attempts of that hedge (spans
@@ -111,17 +114,23 @@ class Hedge(Instrumented):
                 failed = False
                 for task in [task for task in pending if task in done]:
                     del pending[task]
+                    if not task.cancelled() and (error := task.exception()) is not None:
+                        raise_as_is(error)  # a BaseException that is not an Exception, as task.result() raised it
                     ok, value = task.result()
                     if ok is None:  # the attempt's KeyboardInterrupt / SystemExit: raised here, as without a hedge
                         interrupt = value
-                        raise value
+                        raise_as_is(value)
                     if ok:
                         return value  # type: ignore[no-any-return]
                     errors.append(value)
                     failed = True
                 fired = False
                 if timer is not None and timer in done:  # after the attempts: one that won meanwhile is returned
-                    timer.result()  # the sleep's error (a sync sleep's TypeError, naming sleep), as a Retry raises it
+                    # the sleep's error (a sync sleep's TypeError, naming sleep), as a Retry raises it
+                    ok, value = timer.result()
+                    if ok is None:  # its KeyboardInterrupt / SystemExit: raised here, as an attempt's is
+                        interrupt = value
+                        raise_as_is(value)
                     fired, timer = True, None
                 if launched < self.attempts and (fired or failed):
                     if timer is not None:
@@ -198,7 +207,7 @@ async def _ended(tasks: list[asyncio.Task[Any]], interrupt: BaseException | None
     if escaped and interrupt is None:
         interrupts = [error for error in escaped if isinstance(error, _INTERRUPTS)]
         if interrupts or len(escaped) == 1:
-            raise (interrupts or escaped)[0]
+            raise_as_is((interrupts or escaped)[0])
         raise BaseExceptionGroup("hedged attempts raised while cancelled", escaped)
     if cancelled is not None:
         raise cancelled
@@ -212,16 +221,17 @@ def _raise_last(errors: list[Exception]) -> NoReturn:
 
     Raised while the group is being handled: a ``raise`` sets ``__context__`` to the exception the caller
     is handling, so a hedge awaited inside an ``except`` block replaced the group (set beforehand) with the
-    caller's exception and the earlier errors were lost. That one now becomes the group's ``__context__``.
+    caller's exception and the earlier errors were lost. The last error's own ``__context__`` becomes the
+    group's; when it has none, the caller's exception does (see :func:`raise_as_is`).
     """
     last = errors[-1]
     earlier = [e for e in errors[:-1] if e is not last]
     if not earlier:
-        raise last
+        raise_as_is(last)
     group = ExceptionGroup("earlier hedged attempts failed", earlier)
-    group.__context__ = last.__context__  # kept unless the caller is handling an exception (see above)
+    group.__context__ = last.__context__
     try:
-        raise group
+        raise_as_is(group)
     except ExceptionGroup:
         raise last  # noqa: B904 (its own __cause__ stays: only its __context__ becomes the group)
 
@@ -241,11 +251,17 @@ async def _attempt(chain: Chain, i: int, fn: Factory[Any], call: _Call | None) -
         return None, exc
 
 
-async def _delay(sleep: Sleep, delay: float) -> tuple[bool, None]:
+async def _delay(sleep: Sleep, delay: float) -> tuple[bool | None, BaseException | None]:
     """The wait before the next attempt, its ``sleep(delay)`` made inside the task, as an attempt's call is: a
     timer cancelled before it ran (the hedge done first) left that coroutine never awaited (a RuntimeWarning).
 
     The sleep's error is the task's, raised by the hedge (as a ``Retry`` raises its sleep's): turned into a value, it
-    was dropped and taken for the delay having passed, so the next attempt started at once, the error seen nowhere."""
-    await awaitable_from("sleep", sleep(delay), NotAwaitableError)
+    was dropped and taken for the delay having passed, so the next attempt started at once, the error seen nowhere.
+    Its ``KeyboardInterrupt`` / ``SystemExit`` is handed to the hedge as ``(None, error)``, as an attempt's is (see
+    :func:`_attempt`): raised by the task, asyncio raised it out of the event loop too, so ``asyncio.run`` raised it
+    after the caller had handled it."""
+    try:
+        await awaitable_from("sleep", sleep(delay), NotAwaitableError)
+    except (KeyboardInterrupt, SystemExit) as exc:
+        return None, exc
     return True, None  # what _ended reads of a task that ended

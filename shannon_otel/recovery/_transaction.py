@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from .._deadline import POLICY_TIMEOUTS, scope_timeout, timed_out
 from .._events import CompensationFinished, SagaFinished, SagaObserver, SagaStarted
 from .._isolation import HOOK_ERRORS, Unentered, call_void, enter, finish, hook_failed, leave, refused, start
+from .._reraise import raise_as_is
 from .._telemetry import Outcome
 from .._validate import check_reading, plain
 from ._decorated import MisuseError, MisuseValueError
@@ -187,7 +188,7 @@ class Transaction:
         if exc is None:
             self._finish(SagaResult(self._saga.name, Outcome.SUCCESS, completed, values=values))
             if interrupted is not None:
-                raise interrupted
+                raise_as_is(interrupted)
             return False
         compensated, failed, cancelled, escaped, broken = await self._compensate(closing)
         cancelled = _kept(interrupted, cancelled)
@@ -200,7 +201,7 @@ class Transaction:
         )
         self._finish(result)
         if escaped is not None:  # an observer's KeyboardInterrupt & co, held back until the saga ended
-            raise escaped
+            raise_as_is(escaped)
         if cancelled is not None and _kept(exc if isinstance(exc, asyncio.CancelledError) else None,
                                            cancelled) is cancelled:
             raise cancelled  # the block ended otherwise, or by a timeout's bare cancellation
@@ -367,10 +368,14 @@ class Transaction:
                 await asyncio.wait((task,))
             except asyncio.CancelledError as exc:
                 cancelled = _kept(cancelled, exc)  # the caller was: let the compensation finish, re-raise after
+        if not task.cancelled() and (error := task.exception()) is not None:
+            # It failed (a custom BaseException is re-raised after the rollback): taken, not raised by result() here,
+            # where the raise set its __context__ to the step's error being handled, replacing its own.
+            return error, cancelled, bool(expired)
         try:
             interrupted = task.result()
-        except BaseException as exc:  # CancelledError: it was cancelled itself; a custom BaseException:
-            return exc, cancelled, bool(expired)  # it failed (re-raised after the rollback)
+        except asyncio.CancelledError as exc:  # it was cancelled itself
+            return exc, cancelled, bool(expired)
         return interrupted, cancelled, False
 
     def _finish(self, result: SagaResult) -> None:
@@ -390,7 +395,7 @@ class Transaction:
                 except BaseException as exc:
                     escaped = escaped or exc
             if escaped is not None:
-                raise escaped
+                raise_as_is(escaped)
 
     def _leave(self) -> None:
         """Exit the observers entered in ``__aenter__``, newest first (after ``saga_finished``)."""
@@ -404,4 +409,4 @@ class Transaction:
                     escaped = escaped or exc
         entered.clear()
         if escaped is not None:
-            raise escaped
+            raise_as_is(escaped)
