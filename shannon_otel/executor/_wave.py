@@ -489,7 +489,8 @@ class Wave(Generic[T]):
                         escaped = escaped or exc
             if self.on_progress is not None:
                 try:
-                    sync_result("on_progress", self.on_progress(run.progress()))
+                    # in a copy of the wave's context, as the reports after each task (see WaveRun._progress)
+                    sync_result("on_progress", context.copy().run(self.on_progress, run.progress()))
                 except HOOK_ERRORS:  # never let a progress display replace the wave's own outcome
                     logging.getLogger("shannon_otel").exception("on_progress failed")
             run.release()
