@@ -17,7 +17,7 @@ import pytest
 from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
 
-from shannon_otel import Outcome, TaskResult, Wave, record
+from shannon_otel import Outcome, Progress, TaskResult, Wave, record
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
 REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="unset")
@@ -88,9 +88,13 @@ def test_what_on_progress_sets_reaches_neither_the_next_tasks_nor_the_caller(mod
     binding made for the display) was seen by every later task of the wave as if the caller had set it."""
     seen: list[str] = []
     ticks = itertools.count()  # a clock a second later at each reading: every task's report is due
+
+    def on_progress(progress: Progress) -> None:
+        REQUEST_ID.set("on_progress")
+
     wave: Wave[str] = Wave(
         "progress", max_concurrency=1, instrument=False, progress_interval=0.5, clock=lambda: float(next(ticks)),
-        on_progress=lambda progress: REQUEST_ID.set("on_progress"),
+        on_progress=on_progress,
     )
 
     async def task() -> str:
