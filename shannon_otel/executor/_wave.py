@@ -137,7 +137,8 @@ class Wave(Generic[T]):
         pools: resource pools that tasks name by string (deprecated: pass the pool itself,
             ``task(fn, pool=api_pool)``; such a pool need not be listed here).
         on_progress: called with a :class:`Progress` at most every ``progress_interval`` seconds
-            and once at the end, in the wave's context (never a task's: what a task sets is not seen); an
+            and once at the end, in a copy of the wave's context (never a task's: what a task sets is not
+            seen, and what it sets reaches neither the wave's tasks nor the caller); an
             ``Exception`` (or a ``CancelledError``: nothing is cancelled in a sync call) it raises is logged,
             never propagated (a ``BaseException`` such as ``KeyboardInterrupt`` is not caught: it stops the
             wave, as a hook's does).
