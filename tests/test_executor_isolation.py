@@ -17,7 +17,7 @@ import pytest
 from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
 
-from shannon_otel import Outcome, TaskResult, Wave, record
+from shannon_otel import Outcome, Progress, TaskResult, Wave, record
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
 REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="unset")
@@ -80,6 +80,34 @@ def test_on_progress_sees_the_waves_context_not_the_context_of_the_task_that_jus
 
     run_virtual(main())
     assert seen == ["caller", "caller", "caller"]  # after each task, and once at the end
+
+
+@MODES
+def test_what_on_progress_sets_reaches_neither_the_next_tasks_nor_the_caller(mode: str) -> None:
+    """`on_progress` runs in a copy of the wave's context: run in the wave's own, a variable it set (a structlog
+    binding made for the display) was seen by every later task of the wave as if the caller had set it."""
+    seen: list[str] = []
+    ticks = itertools.count()  # a clock a second later at each reading: every task's report is due
+
+    def on_progress(progress: Progress) -> None:
+        REQUEST_ID.set("on_progress")
+
+    wave: Wave[str] = Wave(
+        "progress", max_concurrency=1, instrument=False, progress_interval=0.5, clock=lambda: float(next(ticks)),
+        on_progress=on_progress,
+    )
+
+    async def task() -> str:
+        seen.append(REQUEST_ID.get())
+        return "done"
+
+    async def main() -> str:
+        REQUEST_ID.set("caller")
+        await run_wave(wave, [task, task, task], mode)
+        return REQUEST_ID.get()
+
+    assert run_virtual(main()) == "caller"
+    assert seen == ["caller", "caller", "caller"]
 
 @MODES
 def test_baggage_attached_by_one_task_is_not_seen_by_the_next(mode: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 from _abandoned import abandoned_with_its_loop
+from opentelemetry import trace as otel_trace
 from opentelemetry.trace import StatusCode
 from test_recovery_support import FakeClock, Telemetry, run
 
@@ -376,3 +378,34 @@ def test_an_instrumented_call_abandoned_with_its_loop_ends_its_spans_without_log
     assert found == []
     assert [r.getMessage() for r in caplog.records if r.name == "opentelemetry.context"] == []
     assert sorted(s.name for s in tel.spans()) == ["attempt 1", "op"]
+
+
+def test_an_instrumented_call_dropped_pending_while_its_loop_runs_is_collected_without_logging_tracebacks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A task dropped while pending (no reference kept, a "fire and forget" call) is collected while its loop still
+    runs: the garbage collector closes its coroutine in whichever task triggered the collection, on the same loop.
+    Its scopes then detached in that task's context, where their tokens cannot be reset: "Failed to detach
+    context", two tracebacks per call. Its span still ends, and the collecting task's current span is untouched."""
+    tel = InMemoryTelemetry()
+    tracer = tel.tracer_provider.get_tracer("user")
+
+    def fire_and_forget() -> None:
+        forgotten = asyncio.get_running_loop().create_future()
+
+        async def wait() -> None:
+            await forgotten  # only this coroutine holds it: the task, once dropped, is garbage
+
+        asyncio.create_task(Retry(name="op", **tel.providers).call(wait))  # noqa: RUF006  # dropped on purpose
+
+    async def main() -> bool:
+        with tracer.start_as_current_span("user") as user:
+            fire_and_forget()
+            await asyncio.sleep(0)  # the call starts: its scopes are entered, in its task
+            gc.collect()
+            return otel_trace.get_current_span() is user
+
+    with caplog.at_level(logging.DEBUG, logger="opentelemetry.context"):
+        assert asyncio.run(main())
+    assert [r.getMessage() for r in caplog.records if r.name == "opentelemetry.context"] == []
+    assert sorted(s.name for s in tel.spans()) == ["attempt 1", "op", "user"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from asyncio import _get_running_loop
+from asyncio import _get_running_loop, current_task
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -30,30 +30,37 @@ class _Current:
     The policies enter it around the work and exit it after the matching ``*_finished``; a
     subclass (the call and saga observers) is entered around the whole call or saga.
 
-    Exited off the event loop it was entered on, it ends without detaching: the call was left pending
-    when its loop was closed, and the garbage collector closes its coroutine (GeneratorExit) in another
-    context (no loop, or the next ``asyncio.run``'s), where the token cannot be reset. The OTel API then
-    logged "Failed to detach context" with two tracebacks per pending call; the context the span was
-    current in is the dead task's own, which nothing runs in again.
+    Exited off the event loop or task it was entered in, it ends without detaching: the call was left
+    pending, and the garbage collector closes its coroutine (GeneratorExit) in another context (no loop,
+    the next ``asyncio.run``'s, or, for a task dropped pending while its loop runs, whichever task
+    triggered the collection), where the token cannot be reset. The OTel API then logged "Failed to
+    detach context" with two tracebacks per pending call; the context the span was current in is the
+    dead task's own, which nothing runs in again.
     """
 
-    __slots__ = ("_loop", "_token", "span")
+    __slots__ = ("_token", "_where", "span")
 
     def __init__(self, span: Span | None) -> None:
         self.span = span
         self._token: object = None
-        self._loop: object = None
+        self._where: tuple[object, object] | None = None
 
     def __enter__(self) -> None:
         if self.span is not None:
             self._token = otel_context.attach(trace.set_span_in_context(self.span))
-            self._loop = _get_running_loop()
+            self._where = _running()
 
     def __exit__(self, *exc_info: object) -> None:
         token, self._token = self._token, None
-        loop, self._loop = self._loop, None
-        if token is not None and loop is _get_running_loop():
+        where, self._where = self._where, None
+        if token is not None and where == _running():
             otel_context.detach(token)  # type: ignore[arg-type]
+
+
+def _running() -> tuple[object, object]:
+    """The running event loop and task (None, None outside one): a coroutine's steps all run in one task."""
+    loop = _get_running_loop()
+    return loop, None if loop is None else current_task(loop)
 
 
 def _start(tel: RecoveryTelemetry, name: str, attributes: dict[str, Any]) -> _Current:

@@ -526,9 +526,10 @@ class WaveRun:
             assert callback is not None
             # In the wave's context, not the task's that just ended (whose copy this runs in): called there, it saw
             # that task's context variables (a request id it bound, a structlog context) as if the wave were its.
+            # In a copy of it: what the callback sets (a structlog binding) must not reach the wave's next tasks.
             context = self._context
             try:  # a lambda returning a coroutine: refused (and closed), never left unawaited
-                made = callback(self.progress()) if context is None else context.run(callback, self.progress())
+                made = callback(self.progress()) if context is None else context.copy().run(callback, self.progress())
                 sync_result("on_progress", made)
             except HOOK_ERRORS:  # a broken display must not cost the wave its results (see HOOK_ERRORS)
                 _log.exception("on_progress failed")

@@ -140,7 +140,8 @@ class Wave(Generic[T]):
         pools: resource pools that tasks name by string (deprecated: pass the pool itself,
             ``task(fn, pool=api_pool)``; such a pool need not be listed here).
         on_progress: called with a :class:`Progress` at most every ``progress_interval`` seconds
-            and once at the end, in the wave's context (never a task's: what a task sets is not seen); an
+            and once at the end, in a copy of the wave's context (never a task's: what a task sets is not
+            seen, and what it sets reaches neither the wave's tasks nor the caller); an
             ``Exception`` (or a ``CancelledError``: nothing is cancelled in a sync call) it raises is logged,
             never propagated (a ``BaseException`` such as ``KeyboardInterrupt`` is not caught: it stops the
             wave, as a hook's does).
@@ -492,7 +493,8 @@ class Wave(Generic[T]):
                         escaped = escaped or exc
             if self.on_progress is not None:
                 try:
-                    sync_result("on_progress", self.on_progress(run.progress()))
+                    # in a copy of the wave's context, as the reports after each task (see WaveRun._progress)
+                    sync_result("on_progress", context.copy().run(self.on_progress, run.progress()))
                 except HOOK_ERRORS:  # never let a progress display replace the wave's own outcome
                     logging.getLogger("shannon_otel").exception("on_progress failed")
             run.release()
