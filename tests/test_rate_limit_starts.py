@@ -3,6 +3,10 @@
 The limiter admitted a task before it waited for its resource pool: tasks admitted while the pool was held
 elsewhere then all started together when it freed (rate 1/s, ten starts within 10 ms). The limiter is now
 the last wait before the start, so what it admits starts at once.
+
+It also gave each task its slot before the task slept for it: when sync code in a task blocked the event loop
+past several slots, the tasks sleeping for them all woke, and started, in the same instant. One task at a time now
+waits for the next slot, and the slot after it is counted from the start as it happened.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import pytest
 from opentelemetry.sdk.trace import SpanProcessor
 
 from shannon_otel import ResourcePool, Wave, task
-from shannon_otel.testing import InMemoryTelemetry, run_virtual
+from shannon_otel.testing import FakeClock, InMemoryTelemetry, VirtualTimeLoop, run_virtual
 
 
 def _worst_window(starts: list[float], rate: float, burst: int) -> int:
@@ -56,6 +60,51 @@ def test_tasks_waiting_for_a_pool_held_elsewhere_still_start_at_the_rate() -> No
     assert len(starts) == 10
     assert _worst_window(starts, 1, 1) <= 0, sorted(starts)
     assert sorted(starts) == [100.0 + k for k in range(10)]
+
+
+@pytest.mark.parametrize("burst", [1, 2])
+def test_tasks_whose_slots_passed_while_sync_code_blocked_the_loop_still_start_at_the_rate(burst: int) -> None:
+    """A task blocks the loop for 0.35 s (``time.sleep`` in a task; here: the virtual clock moved without the
+    loop running). The next three, each sleeping for its own slot, all woke and started at once as it ran again
+    (burst 1: at 0.45 s; 3 starts in no time)."""
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualTimeLoop)
+        starts: list[float] = []
+
+        async def work(i: int) -> int:
+            starts.append(loop.time())
+            if i == burst:  # the first task that waited for its slot
+                loop.advance(0.35)  # sync code holding the loop: no timer runs meanwhile
+            return i
+
+        wave = Wave[int]("blocked", max_concurrency=4, rate_limit=10, burst=burst, clock=loop.time, instrument=False)
+        assert (await wave.map(work, range(8))).values() == list(range(8))
+        return starts
+
+    starts = run_virtual(main())
+    assert len(starts) == 8
+    assert _worst_window(starts, 10, burst) <= 0, starts
+
+
+def test_a_rate_limit_on_a_clock_its_sleep_does_not_move_waits_once_per_start() -> None:
+    """A wave whose clock no sleep drives (a frozen fake clock, the real clock under virtual time) still ends: each
+    start waits for its slot once, never again and again for a clock that does not get there."""
+    clock = FakeClock()
+    slept: list[float] = []
+
+    async def frozen_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        await asyncio.sleep(0)
+
+    async def work(i: int) -> int:
+        return i
+
+    wave = Wave[int]("frozen", max_concurrency=3, rate_limit=10, burst=1, clock=clock, sleep=frozen_sleep,
+                     instrument=False)
+    assert run_virtual(wave.map(work, range(5))).values() == list(range(5))
+    assert slept == pytest.approx([0.1, 0.2, 0.3, 0.4])  # the schedule as given: one wait per start, no more
 
 
 @pytest.mark.parametrize(("rate", "burst"), [(5e-324, 2), (1e-310, 3), (1e-320, 1)])

@@ -144,9 +144,16 @@ def pools_by_name(pools: Iterable[ResourcePool]) -> Mapping[str, ResourcePool]:
 
 
 class RateLimiter:
-    """Start at most ``rate`` tasks per second with bursts of ``burst`` (GCRA). Per-run state."""
+    """Start at most ``rate`` tasks per second with bursts of ``burst`` (GCRA). Per-run state.
 
-    __slots__ = ("_clock", "_interval", "_last", "_left", "_sleep", "_tat", "_tau")
+    The schedule counts the starts as they happen: one task at a time waits for its slot (the others queue behind
+    it), and its start is read from the clock once it has waited. A slot given out before the wait instead (each
+    task sleeping for its own) let the tasks whose slots passed while the event loop was blocked (sync code in a
+    task) all start at once when it ran again. Each start waits once (and makes up an early timer, see
+    :func:`~shannon_otel._clock.made_up`): a clock the sleep does not move (a frozen fake clock, the real clock
+    under virtual time) never makes a task wait again."""
+
+    __slots__ = ("_clock", "_interval", "_last", "_left", "_sleep", "_tat", "_tau", "_turn")
 
     def __init__(
         self, rate: float, burst: int, clock: Callable[[], float], sleep: Callable[[float], Awaitable[None]],
@@ -168,6 +175,7 @@ class RateLimiter:
         # its pending tasks), and a clock that raised then left them open for good. The first acquire() reads it
         # (an error then fails that task); -inf: no start scheduled yet.
         self._tat = self._last = -math.inf
+        self._turn = asyncio.Lock()  # FIFO: the task waiting for the next slot; made on the run's loop
 
     async def acquire(self) -> None:
         if self._left is not None:
@@ -176,18 +184,25 @@ class RateLimiter:
                 return
             await awaitable_from("sleep", self._sleep(math.inf))  # never admitted: waits until cancelled
             return
+        async with self._turn:  # a task cancelled while it waits takes no slot: the next one waits for it
+            now = self._now()
+            wait = self._tat - self._tau - now
+            if wait > 0:
+                await awaitable_from("sleep", self._sleep(wait))
+                # the start is the slot's deadline: a sleep ending early (uvloop's millisecond timers) is made up, or
+                # the task started ahead of its slot and more than burst + rate * t started in some t seconds
+                await made_up(self._clock, self._nap, now, now + wait)
+                # the start as it happens: later than its slot when the loop was blocked meanwhile, and the next
+                # slot is counted from it (a clock the sleep did not move reads before the slot: the schedule holds)
+                now = self._now()
+            self._tat = max(self._tat, now) + self._interval
+
+    def _now(self) -> float:
         now = self._clock()
         if now < self._last:  # the clock went back (an injected wall clock stepped): the schedule goes back with
             self._tat -= self._last - now  # it, or the next start waited the step too (a day back: a day)
         self._last = now
-        tat = max(self._tat, now)
-        self._tat = tat + self._interval
-        wait = tat - self._tau - now
-        if wait > 0:
-            await awaitable_from("sleep", self._sleep(wait))
-            # the start is the slot's deadline: a sleep ending early (uvloop's millisecond timers) is made up, or the
-            # task started ahead of its slot and more than burst + rate * t started in some t seconds
-            await made_up(self._clock, self._nap, now, now + wait)
+        return now
 
     def _nap(self, seconds: float) -> Awaitable[None]:
         return cast("Awaitable[None]", awaitable_from("sleep", self._sleep(seconds)))

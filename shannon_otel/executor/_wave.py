@@ -117,9 +117,8 @@ class Wave(Generic[T]):
             ``timeout=`` is its deprecated alias (DeprecationWarning; removed in the next release).
         rate_limit: task starts per second (> 0), or ``None``; ``burst`` starts may happen at once. It is the
             last wait before a start (a task naming a pool waits for it holding its pool permit), so at most
-            ``burst + rate_limit * t`` tasks start in any ``t`` seconds, however long they waited for a pool, as
-            long as the event loop runs: tasks whose slots passed while it was blocked (sync code in a task) start
-            together once it runs again (each task waits for the slot it was given before it slept).
+            ``burst + rate_limit * t`` tasks start in any ``t`` seconds, however long they waited for a pool or
+            the event loop was blocked (sync code in a task): the schedule counts the starts as they happen.
             Or an object with ``async acquire()`` held across runs and processes (e.g.
             ``shannon_otel.redis.SharedRateLimit``), awaited before each task starts and never released: an
             object with a ``release()`` too (a semaphore, a ``ResourcePool``) is a concurrency limit and is
