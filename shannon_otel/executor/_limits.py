@@ -150,10 +150,10 @@ class RateLimiter:
     it), and its start is read from the clock once it has waited. A slot given out before the wait instead (each
     task sleeping for its own) let the tasks whose slots passed while the event loop was blocked (sync code in a
     task) all start at once when it ran again. Each start waits once (and makes up an early timer, see
-    :func:`~shannon_otel._clock.made_up`): a clock the sleep does not move (a frozen fake clock, the real clock
-    under virtual time) never makes a task wait again."""
+    :func:`~shannon_otel._clock.made_up`), counted from the slot before it at least: a clock the sleep does not
+    move (a frozen fake clock, the real clock under virtual time) never makes a task wait again, nor longer."""
 
-    __slots__ = ("_clock", "_interval", "_last", "_left", "_sleep", "_tat", "_tau", "_turn")
+    __slots__ = ("_clock", "_interval", "_last", "_left", "_reached", "_sleep", "_tat", "_tau", "_turn")
 
     def __init__(
         self, rate: float, burst: int, clock: Callable[[], float], sleep: Callable[[float], Awaitable[None]],
@@ -174,7 +174,7 @@ class RateLimiter:
         # No clock read here: the limiter is made as the run begins, after the hooks opened the wave (its span,
         # its pending tasks), and a clock that raised then left them open for good. The first acquire() reads it
         # (an error then fails that task); -inf: no start scheduled yet.
-        self._tat = self._last = -math.inf
+        self._tat = self._last = self._reached = -math.inf
         self._turn = asyncio.Lock()  # FIFO: the task waiting for the next slot; made on the run's loop
 
     async def acquire(self) -> None:
@@ -185,22 +185,28 @@ class RateLimiter:
             await awaitable_from("sleep", self._sleep(math.inf))  # never admitted: waits until cancelled
             return
         async with self._turn:  # a task cancelled while it waits takes no slot: the next one waits for it
-            now = self._now()
+            read = self._now()
+            now = max(read, self._reached)
             wait = self._tat - self._tau - now
             if wait > 0:
                 await awaitable_from("sleep", self._sleep(wait))
                 # the start is the slot's deadline: a sleep ending early (uvloop's millisecond timers) is made up, or
                 # the task started ahead of its slot and more than burst + rate * t started in some t seconds
-                await made_up(self._clock, self._nap, now, now + wait)
-                # the start as it happens: later than its slot when the loop was blocked meanwhile, and the next
-                # slot is counted from it (a clock the sleep did not move reads before the slot: the schedule holds)
-                now = self._now()
+                await made_up(self._clock, self._nap, read, now + wait)
+                # The slot is reached: the next task waits from it at least, so waits queued one behind the other do
+                # not add up on a clock that shows less than the sleep waited (a coarse clock, one the sleep does not
+                # move). The start as it happens counts: later than its slot when the loop was blocked meanwhile
+                # (sync code in a task), and the next slot is counted from it.
+                self._reached = now + wait
+                now = max(self._now(), self._reached)
             self._tat = max(self._tat, now) + self._interval
 
     def _now(self) -> float:
         now = self._clock()
         if now < self._last:  # the clock went back (an injected wall clock stepped): the schedule goes back with
-            self._tat -= self._last - now  # it, or the next start waited the step too (a day back: a day)
+            step = self._last - now  # it, or the next start waited the step too (a day back: a day)
+            self._tat -= step
+            self._reached -= step
         self._last = now
         return now
 
