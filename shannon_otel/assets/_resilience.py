@@ -94,16 +94,31 @@ def _retries() -> list[p.Json]:
                                f"p{round(pct * 100)} {{{{job}}}}", exemplar=True) for pct in (0.5, 0.99)],
                      width=8, link=True),
         p.table("Most retried operations", "The ten operations with the most retries per call in the selected "
-                "time range (0.5 = one call in two retried once; the retry storm alert starts there).", "short",
-                f"topk(10,\n{per_call_over_range()}\n)", width=24, link=True),
+                "time range (0.5 = one call in two retried once; the retry storm alert starts there), and the ten "
+                "with the most retries of those that finished no call in it (long backoffs, calls that never "
+                "end): their retries per call are empty, their calls finished 0.", "short",
+                most_retried(), width=24, link=True),
     ]
 
 
-def per_call_over_range() -> str:
-    """Retries per call of each operation over the dashboard's time range."""
+def most_retried() -> dict[str, str]:
+    """Column -> query of the most retried operations over the dashboard's time range.
+
+    Retries per call alone (``/ (calls > 0)``) left out the worst case, an operation retrying with no
+    call finished in the range; dividing by its 0 calls would read +Inf. Such operations are listed too,
+    with their retries and 0 calls finished and no ratio.
+    """
     retries = _events_per_op(t.RETRY_DELAY_DURATION, suffix="_count", window="$__range")
     calls = _events_per_op(t.RETRY_ATTEMPTS, suffix="_count", window="$__range")
-    return f"{retries}\n/\n({calls} > 0)"
+    grouping = q.by(q.JOB, t.OPERATION)
+    per_call = f"topk(10,\n{retries}\n/\n({calls} > 0)\n)"
+    no_call = f"topk(10,\n({retries} > 0)\nunless on ({grouping})\n({calls} > 0)\n)"
+    shown = f"and on ({grouping})\n(\n{per_call}\nor\n{no_call}\n)"
+    return {
+        "Retries per call": per_call,
+        "Retries": f"{retries}\n{shown}",
+        "Calls finished": f"({calls}\nor\n{retries} * 0)\n{shown}",
+    }
 
 
 def _breakers() -> list[p.Json]:
