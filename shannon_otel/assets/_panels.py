@@ -14,6 +14,9 @@ from ._provisioning import JAEGER_UID
 Json = dict[str, Any]
 
 DATASOURCE: Json = {"type": "prometheus", "uid": "${datasource}"}
+# Prefix of the legend of a series grouped by ``job`` (and a wave, operation, breaker...): two services running
+# a wave of the same name drew two lines under one legend.
+JOB_LEGEND = "{{job}} · "
 
 # Trace links open the provisioned Jaeger datasource (uid "jaeger") in Grafana's Explore, so no URL
 # has to be typed in; the service comes from the series' ``service`` label (see ``_promql.with_service``).
@@ -166,7 +169,8 @@ def table(title: str, description: str, unit: str, expr: str | dict[str, str], *
     organize: Json = {"excludeByName": {"Time": True}}
     if columns:
         # Grafana names the value column of query X "Value #X" once a table has more than one query.
-        organize["renameByName"] = {f"Value #{t['refId']}": name for t, name in zip(panel["targets"], columns)}
+        targets = panel["targets"]
+        organize["renameByName"] = {f"Value #{t['refId']}": name for t, name in zip(targets, columns, strict=True)}
     panel["transformations"] = ([{"id": "merge", "options": {}}] if columns else []) + [
         {"id": "organize", "options": organize}]
     return panel
