@@ -65,3 +65,18 @@ def test_fixed_windows_span_four_scrape_intervals() -> None:
     windows = {w for expr in exprs for w in re.findall(r"\[(\w+)\]", expr)}
     assert windows
     assert all(_seconds(w) >= 4 * scrape for w in windows), (windows, scrape)
+
+
+def test_legends_name_the_service_when_the_query_keeps_it() -> None:
+    """A per-wave (per-operation, per-breaker...) series grouped by ``job`` too needs the job in its legend: two
+    services running a wave of the same name drew two lines under one legend, e.g. "p99 ingest" twice."""
+    legends = [(where, target["expr"], target["legendFormat"]) for where, _, target in _targets()]
+    legends += [(f"{name}: annotation {a['name']}", a["expr"], a["titleFormat"])
+                for name, model in dashboards().items() for a in model["annotations"]["list"] if "expr" in a]
+    checked = 0
+    for where, expr, legend in legends:
+        named = _TEMPLATE_LABEL.findall(legend)
+        if named and keeps(expr, "job"):
+            checked += 1
+            assert "job" in named, (where, legend)
+    assert checked >= 20

@@ -130,3 +130,29 @@ def test_per_second_panels_show_the_real_rate_at_every_interval(tmp_path: Path, 
     for title, value in (("Task throughput by wave", 1), ("Cost per hour", 60)):
         found = [p["targets"][0]["expr"] for m in dashboards().values() for p in m["panels"] if p["title"] == title]
         evaluate(tmp_path, series, concrete_query(found[0], variables), [{"labels": row, "value": value}], at="24h")
+
+
+def test_operations_retrying_with_no_call_finished_are_rows_of_the_most_retried(tmp_path: Path) -> None:
+    """Retries per call alone (``/ (calls > 0)``) dropped an operation retrying with no call finished in the
+    range, the worst case: "slow" (its calls finished before the range) and "stuck" (no call ever finished,
+    no attempts series) are rows, with their retries, 0 calls finished and no ratio (never +Inf). (promtool
+    2.42's closed subquery range counts 11 one-minute steps in the 10-minute range.)"""
+    series = {
+        f'shannon_retry_attempts_count{{{A}, shannon_operation="busy", shannon_call_outcome="success"}}': "0+10x20",
+        f'shannon_retry_delay_seconds_count{{{A}, shannon_operation="busy"}}': "0+5x20",
+        f'shannon_retry_attempts_count{{{A}, shannon_operation="slow", shannon_call_outcome="failure"}}': "40x20",
+        f'shannon_retry_delay_seconds_count{{{A}, shannon_operation="slow"}}': "0+3x20",
+        f'shannon_retry_delay_seconds_count{{{A}, shannon_operation="stuck"}}': "0+2x20",
+    }
+
+    def row(operation: str, value: float) -> dict[str, Any]:
+        return {"labels": f'{{job="svc", service="svc", shannon_operation="{operation}"}}', "value": value}
+
+    title = "Most retried operations"
+    table = next(p for m in dashboards().values() for p in m["panels"] if p["title"] == title)
+    assert table["transformations"][0]["id"] == "merge"  # one row per operation, a column per query
+    assert table["transformations"][-1]["options"]["renameByName"] == {
+        "Value #A": "Retries per call", "Value #B": "Retries", "Value #C": "Calls finished"}
+    evaluate(tmp_path, series, panel(title, 0), [row("busy", 0.5)], at="20m")
+    evaluate(tmp_path, series, panel(title, 1), [row("busy", 55), row("slow", 33), row("stuck", 22)], at="20m")
+    evaluate(tmp_path, series, panel(title, 2), [row("busy", 110), row("slow", 0), row("stuck", 0)], at="20m")

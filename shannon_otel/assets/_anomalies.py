@@ -29,7 +29,7 @@ def annotation() -> p.Json:
     events = q.events(q.sel(t.ANOMALY_EVENTS, 'job=~"$job"'), "1m")
     per_series = q.sum_by((q.JOB, t.ANOMALY_SERIES, t.ANOMALY_SEVERITY), events)
     return g.annotation("Anomalies", f"{per_series} > bool 0",
-                        f"{{{{{SEVERITY}}}}} anomaly: {{{{{SERIES}}}}}", "red")
+                        f"{{{{{SEVERITY}}}}} anomaly: {p.JOB_LEGEND}{{{{{SERIES}}}}}", "red")
 
 
 def anomalies() -> p.Json:
@@ -56,14 +56,14 @@ def anomalies() -> p.Json:
                      "defaults) is reported as an anomaly event and as a span event on the offending task "
                      "span.", "none",
                      [p.target(f"max by ({q.by(*per_series)}) ({score})",
-                               f"{{{{{SERIES}}}}} ({{{{{SIGNAL_LABEL}}}}})")], min_=0, max_=1, width=24,
+                               f"{p.JOB_LEGEND}{{{{{SERIES}}}}} ({{{{{SIGNAL_LABEL}}}}})")], min_=0, max_=1, width=24,
                      thresholds=SCORE_THRESHOLDS, link=True),
         p.timeseries("Anomaly events by severity", "Anomalies detected in each rate interval, by severity.", "short",
                      [p.target(q.sum_by((t.ANOMALY_SEVERITY,), q.events(events)), f"{{{{{SEVERITY}}}}}")],
                      bars=True, stack=True, colors=SEVERITY_COLORS),
         p.bargauge("Top 10 series by peak score", "The ten watched series with the highest anomaly score in "
                    "the selected time range.", "none", f"topk(10, {peak})",
-                   f"{{{{{SERIES}}}}} ({{{{{SIGNAL_LABEL}}}}})", link=True),
+                   f"{p.JOB_LEGEND}{{{{{SERIES}}}}} ({{{{{SIGNAL_LABEL}}}}})", link=True),
         p.table("Anomaly events by series", "Anomaly events per series, signal and severity in the selected "
                 "time range, most first. Open the trace of an anomalous task from the job's Jaeger link.",
                 "short",

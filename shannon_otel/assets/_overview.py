@@ -51,8 +51,8 @@ def _latency(spec: t.MetricSpec, title: str, description: str, quantiles: tuple[
     """Percentiles per wave: one p50 over a 50 ms wave and a 30 s wave would describe neither."""
     wave = q.label(t.WAVE_NAME)
     targets = [
-        p.target(q.quantile(pct, spec, JOB, WAVE, by_=(q.JOB, t.WAVE_NAME)), f"p{round(pct * 100)} {{{{{wave}}}}}",
-                 exemplar=True)
+        p.target(q.quantile(pct, spec, JOB, WAVE, by_=(q.JOB, t.WAVE_NAME)),
+                 f"p{round(pct * 100)} {p.JOB_LEGEND}{{{{{wave}}}}}", exemplar=True)
         for pct in quantiles
     ]
     return p.timeseries(title, description, "s", targets, link=True)
@@ -64,7 +64,8 @@ def _throughput() -> list[p.Json]:
     return [
         p.row("Throughput and latency"),
         p.timeseries("Task throughput by wave", "Tasks finished per second, any outcome.", "ops",
-                     [p.target(q.per_second(q.sum_by((q.JOB, t.WAVE_NAME), q.events(outcomes))), f"{{{{{wave}}}}}")],
+                     [p.target(q.per_second(q.sum_by((q.JOB, t.WAVE_NAME), q.events(outcomes))),
+                               f"{p.JOB_LEGEND}{{{{{wave}}}}}")],
                      link=True),
         p.timeseries("Task outcomes", "Tasks finished per second by outcome. Cancellation is its own "
                      "outcome, never an error.", "ops",
@@ -95,7 +96,8 @@ def _throughput() -> list[p.Json]:
         p.timeseries("Wave duration by wave (p50, p99)", "Wall time of whole waves. Waves are rare "
                      "events, so points appear only around their ends.", "s",
                      [p.target(q.quantile(pct, t.WAVE_DURATION, JOB, WAVE, by_=(q.JOB, t.WAVE_NAME)),
-                               f"p{round(pct * 100)} {{{{{wave}}}}}", exemplar=True) for pct in (0.5, 0.99)],
+                               f"p{round(pct * 100)} {p.JOB_LEGEND}{{{{{wave}}}}}", exemplar=True)
+                      for pct in (0.5, 0.99)],
                      link=True),
     ]
 
@@ -107,14 +109,14 @@ def _concurrency() -> list[p.Json]:
         p.timeseries("Active and pending tasks", "Tasks running now and tasks of running waves not "
                      "started yet.", "short",
                      [p.target(q.sum_by((q.JOB, t.WAVE_NAME), q.sel(t.TASKS_ACTIVE, JOB, WAVE)),
-                               f"active {{{{{wave}}}}}"),
+                               f"active {p.JOB_LEGEND}{{{{{wave}}}}}"),
                       p.target(q.sum_by((q.JOB, t.WAVE_NAME), q.sel(t.TASKS_PENDING, JOB, WAVE)),
-                               f"pending {{{{{wave}}}}}")], link=True),
+                               f"pending {p.JOB_LEGEND}{{{{{wave}}}}}")], link=True),
         p.timeseries("Parallel efficiency", "Busy task time / (wave wall time x the slots the wave could use: "
                      "max_concurrency capped by its task count, batch_size and a stream's buffer) of the "
                      "last finished wave: 100% means every slot was busy all the time.", "percentunit",
                      [p.target(f"max by ({q.by(q.JOB, t.WAVE_NAME)}) ({q.sel(t.WAVE_EFFICIENCY, JOB, WAVE)})",
-                               f"{{{{{wave}}}}}")], min_=0, max_=1, link=True),
+                               f"{p.JOB_LEGEND}{{{{{wave}}}}}")], min_=0, max_=1, link=True),
         p.timeseries("Telemetry dropped", "Spans, metric points and log records configure()'s exporters did not "
                      "deliver in each rate interval, by signal (traces, metrics, logs) and reason "
                      f"({', '.join(reason.value for reason in t.DropReason)}: see docs/reliability.md). Should be 0.",
@@ -143,7 +145,7 @@ def _tokens() -> list[p.Json]:
                      "currencyUSD",
                      [p.target(q.per_second(q.sum_by((q.JOB, t.WAVE_NAME), q.events(q.sel(t.TASK_COST, JOB, WAVE))))
                                + " * 3600",
-                               f"{{{{{wave}}}}}")], width=8, link=True),
+                               f"{p.JOB_LEGEND}{{{{{wave}}}}}")], width=8, link=True),
     ]
 
 

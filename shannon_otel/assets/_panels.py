@@ -14,6 +14,9 @@ from ._provisioning import JAEGER_UID
 Json = dict[str, Any]
 
 DATASOURCE: Json = {"type": "prometheus", "uid": "${datasource}"}
+# Prefix of the legend of a series grouped by ``job`` (and a wave, operation, breaker...): two services running
+# a wave of the same name drew two lines under one legend.
+JOB_LEGEND = "{{job}} · "
 
 # Trace links open the provisioned Jaeger datasource (uid "jaeger") in Grafana's Explore, so no URL
 # has to be typed in; the service comes from the series' ``service`` label (see ``_promql.with_service``).
@@ -152,11 +155,24 @@ def bargauge(title: str, description: str, unit: str, expr: str, legend: str, *,
                   width=width, height=height, defaults=defaults, options=options, links=link)
 
 
-def table(title: str, description: str, unit: str, expr: str, *, width: int = 12, height: int = 8,
-          link: bool = False) -> Json:
-    panel = _panel("table", title, description, unit, [target(expr, instant=True, table=True)],
+def table(title: str, description: str, unit: str, expr: str | dict[str, str], *, width: int = 12,
+          height: int = 8, link: bool = False) -> Json:
+    """A table of an instant query's series: a row per label set, its value in the last column.
+
+    ``expr`` may map column headers to queries: their results are merged into one row per label set (a
+    label set only some queries return leaves the others' cells empty), a column per query.
+    """
+    columns = expr if isinstance(expr, dict) else {}
+    exprs = list(columns.values()) if columns else [str(expr)]
+    panel = _panel("table", title, description, unit, [target(e, instant=True, table=True) for e in exprs],
                    width=width, height=height, defaults={}, options={"showHeader": True}, links=link)
-    panel["transformations"] = [{"id": "organize", "options": {"excludeByName": {"Time": True}}}]
+    organize: Json = {"excludeByName": {"Time": True}}
+    if columns:
+        # Grafana names the value column of query X "Value #X" once a table has more than one query.
+        targets = panel["targets"]
+        organize["renameByName"] = {f"Value #{t['refId']}": name for t, name in zip(targets, columns, strict=True)}
+    panel["transformations"] = ([{"id": "merge", "options": {}}] if columns else []) + [
+        {"id": "organize", "options": organize}]
     return panel
 
 

@@ -65,13 +65,13 @@ def _calls() -> list[p.Json]:
                      width=8),
         p.timeseries("Call failure ratio by operation", "Failed calls / calls that ran (rejections "
                      "excluded), per operation.", "percentunit",
-                     [p.target(f"({failed}\nor\n{decided} * 0)\n/\n({decided} > 0)", f"{{{{{OP}}}}}")],
+                     [p.target(f"({failed}\nor\n{decided} * 0)\n/\n({decided} > 0)", f"{p.JOB_LEGEND}{{{{{OP}}}}}")],
                      min_=0, max_=1, width=8,
                      link=True),
         p.timeseries("Rejected calls by operation", "Calls an open circuit breaker rejected without "
                      "running them, in each rate interval.", "short",
                      [p.target(_events_per_op(t.CALLS, q.eq(t.CALL_OUTCOME, t.CallOutcome.REJECTED)),
-                               f"{{{{{OP}}}}}")], bars=True, width=8, link=True),
+                               f"{p.JOB_LEGEND}{{{{{OP}}}}}")], bars=True, width=8, link=True),
     ]
 
 
@@ -80,30 +80,45 @@ def _retries() -> list[p.Json]:
         p.row("Retries"),
         p.timeseries("Retries by operation", "Retries scheduled in each rate interval (one backoff delay is "
                      "recorded per retry).", "short",
-                     [p.target(_events_per_op(t.RETRY_DELAY_DURATION, suffix="_count"), f"{{{{{OP}}}}}")],
+                     [p.target(_events_per_op(t.RETRY_DELAY_DURATION, suffix="_count"), f"{p.JOB_LEGEND}{{{{{OP}}}}}")],
                      bars=True, width=8, link=True),
         p.timeseries("Attempts per call", "Attempts one protected call took: mean and p99 (in whole attempts) by "
                      "operation (1 = no retry).", "short",
                      [p.target(q.mean(t.RETRY_ATTEMPTS, JOB, OPERATION, by_=(q.JOB, t.OPERATION)),
-                               f"mean {{{{{OP}}}}}"),
+                               f"mean {p.JOB_LEGEND}{{{{{OP}}}}}"),
                       p.target(q.whole_quantile(0.99, t.RETRY_ATTEMPTS, JOB, OPERATION, by_=(q.JOB, t.OPERATION)),
-                               f"p99 {{{{{OP}}}}}")], width=8, link=True),
+                               f"p99 {p.JOB_LEGEND}{{{{{OP}}}}}")], width=8, link=True),
         p.timeseries("Retry delay percentiles", "Backoff delay scheduled before a retry (p50, p99). "
                      "Exemplar dots link to the retried call's trace.", "s",
                      [p.target(q.quantile(pct, t.RETRY_DELAY_DURATION, JOB, OPERATION, by_=(q.JOB,)),
                                f"p{round(pct * 100)} {{{{job}}}}", exemplar=True) for pct in (0.5, 0.99)],
                      width=8, link=True),
         p.table("Most retried operations", "The ten operations with the most retries per call in the selected "
-                "time range (0.5 = one call in two retried once; the retry storm alert starts there).", "short",
-                f"topk(10,\n{per_call_over_range()}\n)", width=24, link=True),
+                "time range (0.5 = one call in two retried once; the retry storm alert starts there), and the ten "
+                "with the most retries of those that finished no call in it (long backoffs, calls that never "
+                "end): their retries per call are empty, their calls finished 0.", "short",
+                most_retried(), width=24, link=True),
     ]
 
 
-def per_call_over_range() -> str:
-    """Retries per call of each operation over the dashboard's time range."""
+def most_retried() -> dict[str, str]:
+    """Column -> query of the most retried operations over the dashboard's time range.
+
+    Retries per call alone (``/ (calls > 0)``) left out the worst case, an operation retrying with no
+    call finished in the range; dividing by its 0 calls would read +Inf. Such operations are listed too,
+    with their retries and 0 calls finished and no ratio.
+    """
     retries = _events_per_op(t.RETRY_DELAY_DURATION, suffix="_count", window="$__range")
     calls = _events_per_op(t.RETRY_ATTEMPTS, suffix="_count", window="$__range")
-    return f"{retries}\n/\n({calls} > 0)"
+    grouping = q.by(q.JOB, t.OPERATION)
+    per_call = f"topk(10,\n{retries}\n/\n({calls} > 0)\n)"
+    no_call = f"topk(10,\n({retries} > 0)\nunless on ({grouping})\n({calls} > 0)\n)"
+    shown = f"and on ({grouping})\n(\n{per_call}\nor\n{no_call}\n)"
+    return {
+        "Retries per call": per_call,
+        "Retries": f"{retries}\n{shown}",
+        "Calls finished": f"({calls}\nor\n{retries} * 0)\n{shown}",
+    }
 
 
 def _breakers() -> list[p.Json]:
@@ -115,7 +130,7 @@ def _breakers() -> list[p.Json]:
         p.row("Circuit breakers"),
         p.state_timeline("Breaker state", "Current state of each circuit breaker: closed (calls flow), "
                          "half-open (probing), open (calls rejected).", breaker_state_expr(),
-                         f"{{{{{name}}}}}", [(str(state), color) for state, color in BREAKER_STATES],
+                         f"{p.JOB_LEGEND}{{{{{name}}}}}", [(str(state), color) for state, color in BREAKER_STATES],
                          width=16, link=True),
         # One per breaker row of the state timeline: summed per instance, a breaker open in two replicas
         # (or in a restarted process and, until its series expire, the process before) counted twice.
@@ -126,7 +141,7 @@ def _breakers() -> list[p.Json]:
         p.timeseries("Breaker transitions", "Circuit breaker state changes in each rate interval, by breaker and "
                      "new state.", "short",
                      [p.target(q.sum_by((q.JOB, t.BREAKER_NAME, t.BREAKER_TO), transitions),
-                               f"{{{{{name}}}}} -> {{{{{to}}}}}")], bars=True, width=24, link=True),
+                               f"{p.JOB_LEGEND}{{{{{name}}}}} -> {{{{{to}}}}}")], bars=True, width=24, link=True),
     ]
 
 
@@ -138,22 +153,25 @@ def _policies() -> list[p.Json]:
         p.row("Timeouts, fallbacks, degradations, hedges, compensations"),
         p.timeseries("Timeouts by operation", "Operations cut off by a timeout policy, in each rate "
                      "interval.", "short",
-                     [p.target(_events_per_op(t.TIMEOUTS), f"{{{{{OP}}}}}")], bars=True, width=8, link=True),
+                     [p.target(_events_per_op(t.TIMEOUTS), f"{p.JOB_LEGEND}{{{{{OP}}}}}")], bars=True, width=8,
+                     link=True),
         p.timeseries("Fallbacks by operation", "Fallbacks run after the primary failed (one that failed too "
                      "included), in each rate interval, by operation and error type.", "short",
                      [p.target(_events_per_op(t.FALLBACKS, by_=(t.ERROR_TYPE,)),
-                               f"{{{{{OP}}}}} {{{{{q.label(t.ERROR_TYPE)}}}}}")], bars=True, width=8, link=True),
+                               f"{p.JOB_LEGEND}{{{{{OP}}}}} {{{{{q.label(t.ERROR_TYPE)}}}}}")], bars=True, width=8,
+                     link=True),
         p.timeseries("Degradations", "Degraded results served in each rate interval, by operation, mode and "
                      "reason.", "short",
                      [p.target(_events_per_op(t.DEGRADATIONS, by_=(t.DEGRADE_MODE, t.DEGRADE_REASON)),
-                               f"{{{{{OP}}}}} {{{{{mode}}}}} ({{{{{reason}}}}})")], bars=True, width=8, link=True),
+                               f"{p.JOB_LEGEND}{{{{{OP}}}}} {{{{{mode}}}}} ({{{{{reason}}}}})")], bars=True, width=8,
+                     link=True),
         p.timeseries("Hedged attempts by operation", "Extra (hedged) attempts started in each rate interval.",
-                     "short", [p.target(_events_per_op(t.HEDGES), f"{{{{{OP}}}}}")], bars=True, width=12,
+                     "short", [p.target(_events_per_op(t.HEDGES), f"{p.JOB_LEGEND}{{{{{OP}}}}}")], bars=True, width=12,
                      link=True),
         p.timeseries("Saga compensations", "Compensation steps run in each rate interval when a saga rolled back, "
                      "by saga and outcome.", "short",
                      [p.target(q.sum_by((q.JOB, t.SAGA_NAME, t.COMPENSATION_OUTCOME), compensations),
-                               f"{{{{{saga}}}}} {{{{{outcome}}}}}")], bars=True, width=12, link=True),
+                               f"{p.JOB_LEGEND}{{{{{saga}}}}} {{{{{outcome}}}}}")], bars=True, width=12, link=True),
         p.timeseries("Hook errors", "Exceptions raised by hooks (user callbacks, the anomaly hook) in each rate "
                      "interval, by hook and method: isolated, never raised into the user's calls; each hook "
                      "logs its first one per method.", "short",

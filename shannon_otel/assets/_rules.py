@@ -349,17 +349,31 @@ def _retry_storm(jaeger: str, runbook: str, min_retries: int) -> Rule:
     # extra load retries put on the dependency, whatever the call rate (0.3 calls/s of an LLM
     # operation failing every attempt counts as much as 100/s). Retry(attempts=2) failing every
     # time makes 1 retry per call; healthy jitter stays far below 0.5.
-    retries = q.sum_by(OPERATION, events(q.sel(t.RETRY_DELAY_DURATION, suffix="_count"), "15m"))
-    calls = q.sum_by(OPERATION, events(q.sel(t.RETRY_ATTEMPTS, suffix="_count"), "15m"))
-    op = q.label(t.OPERATION)
+    def counted(spec: t.MetricSpec, *matchers: str) -> str:
+        return q.sum_by(OPERATION, events(q.sel(spec, *matchers, suffix="_count"), "15m"))
+
+    retries, calls = counted(t.RETRY_DELAY_DURATION), counted(t.RETRY_ATTEMPTS)
+    grouping, op = q.by(*OPERATION), q.label(t.OPERATION)
+    # An operation retrying with no call finished in the window (long backoffs, calls that never end) is the
+    # worst storm, not a ratio: retries / 0 calls made the description read "+Inf times per call", and with no
+    # attempts series at all (no call ever finished) the ratio had no value and the alert stayed quiet. Such
+    # an operation's value is its retry count; the description tells the two apart by the same count of calls.
+    ratio = f"(\n{_indent(retries)}\n/\n(\n{_indent(calls)} > 0\n)\n) >= 0.5"
+    stuck = f"{retries}\nunless on ({grouping})\n{calls} > 0"
+    expr = f"(\n{_indent(ratio)}\n  or\n{_indent(stuck)}\n)\nand on ({grouping})\n{retries} >= {min_retries}"
+    # printf's %[1]q, %[2]q: the job and operation, quoted as PromQL strings, wherever the selector repeats
+    finished = " ".join(counted(t.RETRY_ATTEMPTS, "job=%[1]q", f"{op}=%[2]q").split()) + " > 0"
+    per_call = (f"Calls of operation {{{{ $labels.{op} }}}} of job {{{{ $labels.job }}}} were retried "
+                f"{{{{ $value | humanize }}}} times per call over the last 15 minutes (at least {min_retries} "
+                f"retries)")
+    no_call = (f"Operation {{{{ $labels.{op} }}}} of job {{{{ $labels.job }}}} scheduled {{{{ $value | humanize }}}} "
+               f"retries over the last 15 minutes and none of its calls finished in that window (long backoffs, "
+               f"or calls that never end)")
     return _alert(
-        "ShannonRetryStorm",
-        f"(\n{_indent(retries)}\n/\n{_indent(calls)}\n) >= 0.5\n"
-        f"and on ({q.by(*OPERATION)})\n{retries} >= {min_retries}",
+        "ShannonRetryStorm", expr,
         "5m", "warning", "Retries add at least half again the load of an operation.",
-        f"Calls of operation {{{{ $labels.{op} }}}} of job {{{{ $labels.job }}}} were retried "
-        f"{{{{ $value | humanize }}}} times per call over the last 15 minutes (at least {min_retries} "
-        f"retries): retries amplify the load on a dependency that is already failing.",
+        f"{{{{ if query (printf `{finished}` $labels.job $labels.{op}) }}}}{per_call}{{{{ else }}}}{no_call}"
+        f"{{{{ end }}}}: retries amplify the load on a dependency that is already failing.",
         jaeger=jaeger, runbook=runbook, traces=f"&operation={{{{ $labels.{op} | urlquery }}}}",
     )
 
