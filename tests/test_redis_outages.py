@@ -709,3 +709,18 @@ def test_a_fail_closed_breaker_opened_for_an_outage_closes_as_available_when_red
                               ("open", "closed", "shared_state_available")], seen.seen
     assert _logged(caplog)[-2:] == ["circuit breaker api is open (was closed): shared_state_unavailable",
                                "circuit breaker api is closed (was open): shared_state_available"], _logged(caplog)
+
+
+def test_a_shared_rate_limit_falling_back_to_a_local_one_works_in_a_later_event_loop_too() -> None:
+    """Bug: the local limit a SharedRateLimit falls back to while Redis is unavailable queues its waiting starts
+    behind a lock, bound to the event loop of the first wait: the same limit used again by a later ``asyncio.run()``
+    raised RuntimeError ("bound to a different event loop") at its first contended start."""
+    shared = RedisState(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.1)
+    limit = SharedRateLimit(shared, "api", rate=1000, burst=1)
+
+    async def starts() -> None:
+        await asyncio.gather(*(limit.acquire() for _ in range(4)))  # the later three wait their turn
+
+    asyncio.run(starts())
+    asyncio.run(starts())
+
