@@ -17,6 +17,7 @@ variant in every candidate. None is in the detector: none holds (docs/benchmarks
 from __future__ import annotations
 
 import inspect
+import textwrap
 from dataclasses import replace
 from typing import Any
 
@@ -32,32 +33,22 @@ from .nab import CANDIDATES, DEFAULT_ROOT, REAL, Corpus, category, data_files
 F64 = nab_tenth.F64
 _JIT: dict[str, Any] = {}
 
-_LEARN = """        else:
-            mm, vv = m, v
-            d = a - mm
-            m = mm + alpha * d
-            v = (1.0 - alpha) * (vv + alpha * d * d)
-        zl = a - (mm if mm > MEAN_FLOOR else MEAN_FLOOR)
-        if zl > 0.0:
-            sd = math.sqrt(vv)
-            zl /= sd if sd > STD_FLOOR else STD_FLOOR
-"""
-_GATED = """        else:
-            mm, vv = m, v
-        zl = a - (mm if mm > MEAN_FLOOR else MEAN_FLOOR)
-        if zl > 0.0:
-            sd = math.sqrt(vv)
-            zl /= sd if sd > STD_FLOOR else STD_FLOOR
-        if n > 1:
+# The tenth pass's kernel, read as text: the long-run mean and variance are learnt (_UPDATE) before the likelihood's
+# z is taken (_Z); the gated variant takes z first and learns only below the gate.
+_KEEP = "        else:\n            mm, vv = m, v\n"
+_UPDATE = "d = a - mm\nm = mm + alpha * d\nv = (1.0 - alpha) * (vv + alpha * d * d)\n"
+_Z = (
+    "        zl = a - (mm if mm > MEAN_FLOOR else MEAN_FLOOR)\n        if zl > 0.0:\n"
+    "            sd = math.sqrt(vv)\n            zl /= sd if sd > STD_FLOOR else STD_FLOOR\n"
+)
+_LEARN = _KEEP + textwrap.indent(_UPDATE, " " * 12) + _Z
+_GATED = _KEEP + _Z + """        if n > 1:
             if gate > 0.0 and zl > gate and frozen < most:
                 frozen += 1
             else:
                 if zl <= gate:
                     frozen = 0
-                d = a - mm
-                m = mm + alpha * d
-                v = (1.0 - alpha) * (vv + alpha * d * d)
-"""
+""" + textwrap.indent(_UPDATE, " " * 16)
 
 
 _ENVELOPE = "        if rrate > 0:\n"

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from _caught import caught_in_except
 
 from shannon_otel import (
     CallFinished,
@@ -53,18 +54,6 @@ def _wrapping(kind: type[BaseException]) -> Callable[[], Awaitable[None]]:
     return fn
 
 
-async def _caught_in_except(call: Callable[[], Awaitable[Any]]) -> BaseException:
-    try:
-        raise LookupError("handled by the caller")
-    except LookupError:
-        try:
-            await call()
-        except BaseException as exc:  # the KeyboardInterrupt too
-            return exc
-    raise AssertionError("the call did not fail")
-
-
-
 @pytest.mark.parametrize("kind", [KeyboardInterrupt, SystemExit])
 def test_a_streamed_tasks_interrupt_keeps_its_own_context(kind: type[BaseException]) -> None:
     async def stream() -> None:
@@ -72,7 +61,7 @@ def test_a_streamed_tasks_interrupt_keeps_its_own_context(kind: type[BaseExcepti
             async for _ in results:
                 pass
 
-    error = asyncio.run(_caught_in_except(stream))
+    error = asyncio.run(caught_in_except(stream))
     assert type(error) is kind
     assert isinstance(error.__context__, KeyError), error.__context__
 
@@ -91,7 +80,7 @@ def test_a_wave_tasks_interrupt_keeps_its_own_context(kind: type[BaseException],
         policy = Retry(attempts=1, instrument=False) if form == "policy" else None
         return await Wave("w", policy=policy, instrument=False).run([task, task])
 
-    error = asyncio.run(_caught_in_except(run))
+    error = asyncio.run(caught_in_except(run))
     assert type(error) is kind
     assert isinstance(error.__context__, KeyError), error.__context__
 
@@ -106,7 +95,7 @@ def test_a_hooks_base_exception_keeps_its_own_context(kind: type[BaseException])
     async def task() -> int:
         return 1
 
-    error = asyncio.run(_caught_in_except(lambda: Wave("w", hooks=[Raising()], instrument=False).run([task])))
+    error = asyncio.run(caught_in_except(lambda: Wave("w", hooks=[Raising()], instrument=False).run([task])))
     assert type(error) is kind
     assert isinstance(error.__context__, KeyError), error.__context__
 
@@ -123,7 +112,7 @@ def test_a_compensations_error_keeps_its_own_context_not_the_steps_error(kind: t
         raise ConnectionError("the step's error")
 
     saga = Saga("order", instrument=False)
-    error = asyncio.run(_caught_in_except(lambda: saga.run(Step("reserve", reserve, release), Step("charge", charge))))
+    error = asyncio.run(caught_in_except(lambda: saga.run(Step("reserve", reserve, release), Step("charge", charge))))
     if kind is ValueError:
         assert isinstance(error, SagaError)
         (error,) = error.compensation_errors.values()
@@ -132,7 +121,7 @@ def test_a_compensations_error_keeps_its_own_context_not_the_steps_error(kind: t
 
 
 def test_a_hedged_attempts_base_exception_keeps_its_own_context() -> None:
-    error = asyncio.run(_caught_in_except(lambda: Hedge(10.0, attempts=1, instrument=False).call(
+    error = asyncio.run(caught_in_except(lambda: Hedge(10.0, attempts=1, instrument=False).call(
         _wrapping(CustomBase))))
     assert type(error) is CustomBase
     assert isinstance(error.__context__, KeyError), error.__context__
@@ -170,6 +159,6 @@ def test_an_observers_base_exception_at_the_end_keeps_its_own_context(where: str
         "call_finished": lambda: Retry(hooks=[Raising()], instrument=False).call(task),
         "saga_finished": lambda: Saga("s", hooks=[Raising()], instrument=False).run(Step("a", task)),
     }
-    error = asyncio.run(_caught_in_except(calls[where]))
+    error = asyncio.run(caught_in_except(calls[where]))
     assert type(error) is KeyboardInterrupt
     assert isinstance(error.__context__, KeyError), error.__context__

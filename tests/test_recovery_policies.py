@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import pytest
+from _caught import caught_in_except
 from opentelemetry.trace import StatusCode
 from test_recovery_support import FakeClock, Telemetry, run
 
@@ -300,21 +301,11 @@ def test_a_hedges_error_keeps_the_context_it_was_raised_with_as_without_the_hedg
         except asyncio.CancelledError:
             await wrapping(ValueError)
 
-    async def in_except(call: Callable[[], Awaitable[Any]]) -> BaseException:
-        try:
-            raise LookupError("handled by the caller")
-        except LookupError:
-            try:
-                await call()
-            except BaseException as exc:  # the KeyboardInterrupt too
-                return exc
-        raise AssertionError("the call did not fail")
-
     hedge = Hedge(10.0, attempts=1, instrument=False)
     for kind in (ValueError, KeyboardInterrupt):
-        error = run(in_except(lambda kind=kind: hedge.call(wrapping, kind)))  # type: ignore[misc]
+        error = run(caught_in_except(lambda kind=kind: hedge.call(wrapping, kind)))  # type: ignore[misc]
         assert type(error) is kind and isinstance(error.__context__, KeyError), error.__context__
-    several = run(in_except(lambda: Hedge(0.0, attempts=2, instrument=False).call(wrapping, ValueError)))
+    several = run(caught_in_except(lambda: Hedge(0.0, attempts=2, instrument=False).call(wrapping, ValueError)))
     assert isinstance(several.__context__, ExceptionGroup)  # the earlier attempt's error
     assert isinstance(several.__context__.__context__, KeyError)  # the last one's own context, not the caller's
     with pytest.raises(ValueError, match="wrapped") as cut_off:
