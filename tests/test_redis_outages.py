@@ -724,3 +724,25 @@ def test_a_shared_rate_limit_falling_back_to_a_local_one_works_in_a_later_event_
     asyncio.run(starts())
     asyncio.run(starts())
 
+
+def test_a_shared_rate_limits_local_fallback_keeps_one_schedule_for_every_event_loop() -> None:
+    """Bug: made per event loop (so that its queue of waiting starts is the loop's), the fallback began an empty
+    schedule each time another loop used the limit: two threads each running their own loop over one limit swapped
+    it back and forth, and 10 starts at 10/s took 0.3 s. One schedule, with a queue per loop: a start in a second
+    loop right after one in the first waits for its slot."""
+    waits: list[float] = []
+
+    async def recorded(seconds: float) -> None:
+        waits.append(seconds)
+
+    shared = RedisState(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.1)
+    limit = SharedRateLimit(shared, "api", rate=10, burst=1, sleep=recorded)
+    first, second = asyncio.new_event_loop(), asyncio.new_event_loop()
+    try:
+        first.run_until_complete(limit.acquire())
+        second.run_until_complete(limit.acquire())
+    finally:
+        first.close()
+        second.close()
+    assert len(waits) == 1 and 0.05 < waits[0] <= 0.1, waits  # the second start waited for the next slot
+

@@ -146,14 +146,16 @@ def pools_by_name(pools: Iterable[ResourcePool]) -> Mapping[str, ResourcePool]:
 class RateLimiter:
     """Start at most ``rate`` tasks per second with bursts of ``burst`` (GCRA). Per-run state.
 
-    The schedule counts the starts as they happen: one task at a time waits for its slot (the others queue behind
-    it), and its start is read from the clock once it has waited. A slot given out before the wait instead (each
-    task sleeping for its own) let the tasks whose slots passed while the event loop was blocked (sync code in a
-    task) all start at once when it ran again. Each start waits once (and makes up an early timer, see
-    :func:`~shannon_otel._clock.made_up`), counted from the slot before it at least: a clock the sleep does not
-    move (a frozen fake clock, the real clock under virtual time) never makes a task wait again, nor longer."""
+    One task at a time waits for its slot (the others of its event loop queue behind it), and once it has waited
+    the next slot is counted from its start as it happened: each task sleeping for a slot of its own let the tasks
+    whose slots passed while the event loop was blocked (sync code in a task) all start at once when it ran again.
+    A slot is reserved before the wait, so the starts of other event loops sharing the limit (the local fallback of
+    a ``SharedRateLimit`` used from threads) are counted too; a task cancelled while it waits gives it back. Each
+    start waits once (and makes up an early timer, see :func:`~shannon_otel._clock.made_up`), counted from the slot
+    before it at least: a clock the sleep does not move (a frozen fake clock, the real clock under virtual time)
+    never makes a task wait again, nor longer."""
 
-    __slots__ = ("_clock", "_interval", "_last", "_left", "_reached", "_sleep", "_tat", "_tau", "_turn")
+    __slots__ = ("_clock", "_interval", "_last", "_left", "_loop", "_reached", "_sleep", "_tat", "_tau", "_turn")
 
     def __init__(
         self, rate: float, burst: int, clock: Callable[[], float], sleep: Callable[[float], Awaitable[None]],
@@ -175,7 +177,8 @@ class RateLimiter:
         # its pending tasks), and a clock that raised then left them open for good. The first acquire() reads it
         # (an error then fails that task); -inf: no start scheduled yet.
         self._tat = self._last = self._reached = -math.inf
-        self._turn = asyncio.Lock()  # FIFO: the task waiting for the next slot; made on the run's loop
+        self._loop: asyncio.AbstractEventLoop | None = None  # the event loop whose queue ``_turn`` is
+        self._turn = asyncio.Lock()  # FIFO: the task waiting for the next slot
 
     async def acquire(self) -> None:
         if self._left is not None:
@@ -184,22 +187,36 @@ class RateLimiter:
                 return
             await awaitable_from("sleep", self._sleep(math.inf))  # never admitted: waits until cancelled
             return
-        async with self._turn:  # a task cancelled while it waits takes no slot: the next one waits for it
+        async with self._queue():
             read = self._now()
             now = max(read, self._reached)
-            wait = self._tat - self._tau - now
+            slot = max(self._tat, now)
+            self._tat = slot + self._interval  # reserved: another event loop's starts see it
+            wait = slot - self._tau - now
             if wait > 0:
-                await awaitable_from("sleep", self._sleep(wait))
-                # the start is the slot's deadline: a sleep ending early (uvloop's millisecond timers) is made up, or
-                # the task started ahead of its slot and more than burst + rate * t started in some t seconds
-                await made_up(self._clock, self._nap, read, now + wait)
+                try:
+                    await awaitable_from("sleep", self._sleep(wait))
+                    # the start is the slot's deadline: a sleep ending early (uvloop's millisecond timers) is made
+                    # up, or the task started ahead of its slot and more than burst + rate * t started in some t s
+                    await made_up(self._clock, self._nap, read, now + wait)
+                except BaseException:
+                    if self._tat == slot + self._interval:  # no later reservation: the next task takes this slot
+                        self._tat = slot
+                    raise
                 # The slot is reached: the next task waits from it at least, so waits queued one behind the other do
                 # not add up on a clock that shows less than the sleep waited (a coarse clock, one the sleep does not
                 # move). The start as it happens counts: later than its slot when the loop was blocked meanwhile
                 # (sync code in a task), and the next slot is counted from it.
                 self._reached = now + wait
-                now = max(self._now(), self._reached)
-            self._tat = max(self._tat, now) + self._interval
+                self._tat = max(self._tat, max(self._now(), self._reached) + self._interval)
+
+    def _queue(self) -> asyncio.Lock:
+        """This event loop's queue of waiting starts: a lock is bound to the loop it first queued a task on (a limit
+        used again by a later ``asyncio.run()`` raised RuntimeError)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._loop, self._turn = loop, asyncio.Lock()
+        return self._turn
 
     def _now(self) -> float:
         now = self._clock()

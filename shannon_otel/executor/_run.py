@@ -9,7 +9,6 @@ span and ``record()`` never leak from one task to the next task of the same work
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import inspect
 import logging
@@ -172,9 +171,15 @@ class WaveRun:
             # CPython chains what leaves each of them to the exception it is handling: the caller's (a wave awaited
             # in an `except` block) replaced the interrupt's own __context__. One step later, resumed by send(), the
             # interrupt leaves them as it left the task. A cancellation meanwhile yields to it, as a TaskGroup's
-            # KeyboardInterrupt does to the rest.
-            with contextlib.suppress(asyncio.CancelledError):
+            # KeyboardInterrupt does to the rest, and is asked again: the caller's next await gets it, as it did
+            # when the interrupt was raised at once (swallowed here, it left cancelling() at 1 with no cancel coming).
+            try:
                 await asyncio.sleep(0)
+            except asyncio.CancelledError as cancel:
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                    task.cancel(*cancel.args[:1])
             raise_as_is(interrupt)  # outside the handler, its own __context__ kept (see Interrupted)
 
     def _add_worker(self) -> None:

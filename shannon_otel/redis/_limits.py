@@ -54,7 +54,7 @@ class SharedRateLimit:
         # The bucket, and the server's time at its last admission (a clock that went back is seen by it: _scripts.RATE)
         self._key = [shared._key("rate", name, "tat"), shared._key("rate", name, "last")]
         self._args = [interval_ms, (burst - 1) * interval_ms, math.ceil(interval_ms * burst) + 1000]
-        self._local: tuple[asyncio.AbstractEventLoop, RateLimiter] | None = None  # the fallback, per event loop
+        self._local: RateLimiter | None = None
 
     # Read-only: the Redis script's arguments are computed from them once. Settable, `limit.rate = 100` changed
     # what the repr showed while every wave sharing the object still started at the old rate.
@@ -93,12 +93,10 @@ class SharedRateLimit:
         except SharedStateUnavailableError:
             if self.shared.on_unavailable == "reject":
                 raise
-            loop = asyncio.get_running_loop()
-            if self._local is None or self._local[0] is not loop:
-                # per event loop: its queue of waiting starts is the loop's (a limit used again by a later
-                # asyncio.run() met a lock bound to the first loop: RuntimeError)
-                self._local = (loop, RateLimiter(self.rate, self.burst, loop.time, self.sleep))
-            await self._local[1].acquire()
+            if self._local is None:  # one schedule for every event loop (threads) using this limit
+                loop = asyncio.get_running_loop()
+                self._local = RateLimiter(self.rate, self.burst, loop.time, self.sleep)
+            await self._local.acquire()
             return
         if wait_ms > 0:
             await self.sleep(wait_ms / 1000)
