@@ -111,7 +111,7 @@ def test_python_m_and_bad_flag_exit_2_with_a_message() -> None:
     (["demo", "--prometheus-port", "70000"], "must be in 0..65535"),
     (["demo", "--otlp-endpoint", "http://[::1"], "argument --otlp-endpoint: expected a URL"),
     (["check", "--otlp-endpoint", "http://127.0.0.1:0"], "argument --otlp-endpoint: expected a URL"),  # dialled :80
-    (["check", "--timeout", "0"], "argument --timeout: must be a number of seconds > 0"),
+    (["check", "--timeout", "0"], "argument --timeout: must be a number of seconds in (0, 3600], got 0"),
     (["demo", "--service-name", ""], "argument --service-name: expected a non-empty name"),  # was a traceback
     (["rules", "--jaeger-url", "notaurl"], "argument --jaeger-url: expected an http(s) URL"),  # was a broken link
     (["rules", "--runbook-url", ""], "argument --runbook-url: expected an http(s) URL"),

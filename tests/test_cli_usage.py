@@ -88,6 +88,21 @@ def test_a_task_count_the_demo_cannot_hold_is_refused_naming_the_range(capsys: p
         assert f"argument --tasks: must be in 1..10,000, got {bad}" in _usage_error(capsys, ["demo", "--tasks", bad])
 
 
+def test_a_bounded_flag_below_its_range_is_refused_naming_the_whole_range(capsys: pytest.CaptureFixture[str]) -> None:
+    """`demo --tasks 0` said "must be >= 1" and `--export-timeout 0` / `check --timeout 0` "must be a number of
+    seconds > 0", while one above the limit named the range: a user fixing the low end learnt of the high end only
+    by hitting it. Every out-of-range value of a bounded flag now names the whole range."""
+    for argv, message in ((["demo", "--tasks", "0"], "argument --tasks: must be in 1..10,000, got 0"),
+                          (["demo", "--tasks", "-3"], "argument --tasks: must be in 1..10,000, got -3"),
+                          (["demo", "--export-timeout", "0"], "argument --export-timeout: must be a number of "
+                           "seconds in (0, 3600], got 0"),
+                          (["demo", "--metric-interval", "nan"], "argument --metric-interval: must be a number of "
+                           "seconds in (0, 86400], got nan"),
+                          (["check", "--timeout", "-1"], "argument --timeout: must be a number of seconds in "
+                           "(0, 3600], got -1")):
+        assert message in _usage_error(capsys, argv)
+
+
 @pytest.mark.parametrize(("variable", "value"), [
     ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "-1"), ("OTEL_EXPORTER_OTLP_CERTIFICATE", str(ROOT)),
 ])

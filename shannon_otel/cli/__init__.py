@@ -39,11 +39,15 @@ See https://github.com/shannon-otel/shannon-otel/blob/main/docs/cli.md
 """
 
 
-def _positive_int(text: str) -> int:
+def _whole(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def _positive_int(text: str) -> int:
+    value = _whole(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
@@ -55,17 +59,21 @@ _MAX_TASKS = 10_000
 
 
 def _task_count(text: str) -> int:
-    value = _positive_int(text)
-    if value > _MAX_TASKS:
+    value = _whole(text)
+    if not 1 <= value <= _MAX_TASKS:  # 0 too: "must be >= 1" hid the upper bound
         raise argparse.ArgumentTypeError(f"must be in 1..{_MAX_TASKS:,}, got {value}")
     return value
 
 
-def _seconds(text: str) -> float:
+def _parse_seconds(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seconds (a number), got {text!r}") from None
+
+
+def _seconds(text: str) -> float:
+    value = _parse_seconds(text)
     if value == float("inf"):  # 1e400 too: "must be > 0" would be no reason for a value above 0
         raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, got {text}")
     if not value > 0:
@@ -77,10 +85,10 @@ def _seconds_upto(limit: float) -> Callable[[str], float]:
     """Seconds in (0, ``limit``]: what configure() takes for an export timeout (3600) or metric interval (86400),
     refused here as a usage error naming the flag, not by configure() with a traceback."""
     def parse(text: str) -> float:
-        with contextlib.suppress(ValueError):
-            if float(text) > limit:  # inf and 1e400 too: the range, not "must be > 0", is the reason
-                raise argparse.ArgumentTypeError(f"must be a number of seconds in (0, {limit:g}], got {text}")
-        return _seconds(text)
+        value = _parse_seconds(text)
+        if not 0 < value <= limit:  # 0, negatives, NaN, inf: each refused with the whole range, not "> 0" alone
+            raise argparse.ArgumentTypeError(f"must be a number of seconds in (0, {limit:g}], got {text}")
+        return value
     return parse
 
 
