@@ -23,7 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry.sdk.metrics import MeterProvider as _MeterProvider
 from opentelemetry.sdk.trace import SpanProcessor as _SpanProcessor
+from opentelemetry.sdk.trace import TracerProvider as _TracerProvider
 
 import shannon_otel as so
 import shannon_otel.dask as sod
@@ -56,12 +58,15 @@ NAME = ["", 5]
 SYNC_CALLABLE = [5, _async_fn]  # called without await: an async def would hand back a coroutine nobody awaits
 ASYNC_CALLABLE = [5, _sync_fn]
 BOOL = ["yes"]
-PROVIDER = [5]
+# The class for the instance (parentheses forgotten) has get_tracer / get_meter too: it was accepted, and every span
+# or metric point of the entry point lost.
+TRACER_PROVIDER = [5, _TracerProvider]
+METER_PROVIDER = [5, _MeterProvider]
 HOOKS = [5, [5]]
 
 BAD: dict[str, list[Any]] = {
     "name": NAME, "clock": SYNC_CALLABLE, "sleep": ASYNC_CALLABLE, "hooks": HOOKS,
-    "tracer_provider": PROVIDER, "meter_provider": PROVIDER, "instrument": BOOL, "enabled": BOOL,
+    "tracer_provider": TRACER_PROVIDER, "meter_provider": METER_PROVIDER, "instrument": BOOL, "enabled": BOOL,
     # retry
     "attempts": POS_INT, "budget_s": POS_SECONDS,
     "initial": [*NONNEG_SECONDS, INF], "maximum": [*NONNEG_SECONDS, INF],

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._validate import check_iterable, is_async
+from ._validate import check_iterable, check_provider, is_async
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -51,10 +51,8 @@ def resolve_hooks(
     from ._logs import with_default_logs
 
     extra = check_hooks(hooks)
-    if tracer_provider is not None and not callable(getattr(tracer_provider, "get_tracer", None)):
-        raise TypeError(f"tracer_provider must be an OpenTelemetry TracerProvider or None, got {tracer_provider!r}")
-    if meter_provider is not None and not callable(getattr(meter_provider, "get_meter", None)):
-        raise TypeError(f"meter_provider must be an OpenTelemetry MeterProvider or None, got {meter_provider!r}")
+    check_provider("tracer_provider", tracer_provider, "TracerProvider", "get_tracer")
+    check_provider("meter_provider", meter_provider, "MeterProvider", "get_meter")
     if not isinstance(instrument, bool):
         raise TypeError(f"instrument must be a bool, got {instrument!r}")
     resolved = extra

@@ -173,6 +173,21 @@ def check_iterable(name: str, value: object, what: str = "an iterable") -> Itera
     return value
 
 
+def check_provider(name: str, value: object, kind: str, method: str) -> None:
+    """Raise TypeError naming ``name`` unless ``value`` is None or an OTel ``kind`` (it has ``method``).
+
+    Duck-typed, as the API's proxies and users' own providers are not SDK classes; but the class itself
+    (``tracer_provider=TracerProvider``, the parentheses forgotten) has the method too, and was accepted:
+    every span or metric of the entry point was then lost, with one logged traceback."""
+    if value is None:
+        return
+    if isinstance(value, type):
+        raise TypeError(f"{name} must be an OpenTelemetry {kind} or None, got the class {value.__qualname__}: "
+                        f"pass an instance, {value.__qualname__}(...)")
+    if not callable(getattr(value, method, None)):
+        raise TypeError(f"{name} must be an OpenTelemetry {kind} or None, got {brief(value)}")
+
+
 def check_bool(name: str, value: object) -> None:
     """Raise TypeError naming ``name`` unless ``value`` is a bool."""
     if not isinstance(value, bool):

@@ -54,7 +54,16 @@ from .. import _clock
 from .._events import Anomaly, CallObserver, CallStarted, Hook, WaveObserver, WaveStarted
 from .._fork import in_forked_child, release_held
 from .._isolation import HOOK_ERRORS, hook_failed
-from .._validate import brief, check_bool, check_number, check_reading, check_sync_callable, other_number, shown
+from .._validate import (
+    brief,
+    check_bool,
+    check_number,
+    check_provider,
+    check_reading,
+    check_sync_callable,
+    other_number,
+    shown,
+)
 from ._config import HOOK_DEFAULTS, DetectorConfig, _float_sized
 from ._detector import AnomalyDetector
 from ._scoped import _publish, _Scoped
@@ -138,9 +147,7 @@ class AnomalyHook(Hook):
         check_number("min_tick_tasks", min_tick_tasks, low=1, integer=True)
         if config is not None and not isinstance(config, DetectorConfig):
             raise TypeError(f"config must be a DetectorConfig or None, got {brief(config)}")
-        if meter_provider is not None and not callable(getattr(meter_provider, "get_meter", None)):
-            raise TypeError(
-                f"meter_provider must be an OpenTelemetry MeterProvider or None, got {brief(meter_provider)}")
+        check_provider("meter_provider", meter_provider, "MeterProvider", "get_meter")
         # Both are called without await: an async def would hand back a coroutine nobody awaits (the
         # callback never ran; the clock's coroutine broke every tick, each failure only logged).
         check_sync_callable("on_anomaly", on_anomaly, "a callable taking an Anomaly", allow_none=True, takes=1)

@@ -16,7 +16,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from .._events._error import error_message, error_type
 from .._telemetry import ERROR_TYPE, SHARED_OPERATION
-from .._validate import check_telemetry_name, shown
+from .._validate import check_provider, check_telemetry_name, shown
 from . import _scripts
 
 if TYPE_CHECKING:
@@ -93,8 +93,7 @@ class RedisState:
         _check_seconds("probe_lease_s", probe_lease_s, high=86_400)
         if isinstance(key_ttl_s, bool) or not isinstance(key_ttl_s, int) or not 1 <= key_ttl_s <= 365 * 86_400:
             raise ValueError(f"key_ttl_s must be an int in [1, 31536000] seconds, got {key_ttl_s!r}")
-        if meter_provider is not None and not callable(getattr(meter_provider, "get_meter", None)):
-            raise TypeError(f"meter_provider must be an OTel MeterProvider or None, got {meter_provider!r}")
+        check_provider("meter_provider", meter_provider, "MeterProvider", "get_meter")
         if on_unavailable not in ("local", "reject"):
             raise ValueError(f"on_unavailable must be 'local' or 'reject', got {on_unavailable!r}")
         import redis.asyncio as aioredis
