@@ -445,6 +445,37 @@ def test_a_retry_whose_wait_a_task_timeout_cuts_is_counted_and_never_tried_as_cl
         (ROOT / "docs" / "cli.md").read_text(encoding="utf-8").split())
 
 
+def test_the_readme_and_api_md_say_what_retrys_default_on_does_with_an_open_breaker() -> None:
+    """The README said `on=` defaults to "any `Exception`" for `Retry`, but `Retry` leaves an open breaker's
+    `CircuitOpenError` (an `Exception`) alone unless `on=` names it or `wait_retry_after=True`: a user reading it
+    expected rejections to be retried. Both docs now say so, and the behaviour they describe holds."""
+    from shannon_otel import CircuitOpenError, Retry
+    from shannon_otel.testing import run_virtual, set_testing
+
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    api = " ".join((ROOT / "docs" / "api.md").read_text(encoding="utf-8").split())
+    assert "`Retry` retries an open breaker's `CircuitOpenError` only when `on=` names it or with " \
+           "`wait_retry_after=True`" in readme
+    assert "a `CircuitOpenError` is retried only when `on=` names it" in api
+    calls: list[int] = []
+
+    async def rejected() -> None:
+        calls.append(1)
+        raise CircuitOpenError("docs-open", "open")
+
+    async def main() -> None:
+        for retry, tries in ((Retry(attempts=3), 1), (Retry(attempts=3, on=CircuitOpenError), 3)):
+            calls.clear()
+            try:
+                await retry.call(rejected)
+            except CircuitOpenError:
+                pass
+            assert len(calls) == tries, retry
+
+    with set_testing(True):
+        run_virtual(main())
+
+
 def test_the_bad_input_figures_reliability_md_gives_are_the_tables() -> None:
     """docs/reliability.md gave "747 cases over 290 public parameters" after `DetectorConfig.weekly_rho`'s cases
     made the table 754 over 291: the figure it says `benchmarks._bad_inputs.totals()` counts."""
