@@ -88,6 +88,28 @@ def test_a_task_count_the_demo_cannot_hold_is_refused_naming_the_range(capsys: p
         assert f"argument --tasks: must be in 1..10,000, got {bad}" in _usage_error(capsys, ["demo", "--tasks", bad])
 
 
+@pytest.mark.parametrize(("variable", "value"), [
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "notaurl"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+])
+@pytest.mark.parametrize("command", ["demo", "check"])
+def test_an_otlp_variable_the_command_refuses_shows_the_usage_of_the_subcommand_given(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variable: str, value: str, command: str,
+) -> None:
+    """docs/cli.md: a refused `OTEL_*` variable is a usage error for which "argparse prints the usage of the
+    subcommand given and the reason". A bad OTEL_EXPORTER_OTLP_ENDPOINT / _PROTOCOL printed the top-level usage
+    (`usage: shannon-otel [-h] [--version] COMMAND ...`, `shannon-otel: error: ...`), as if no subcommand had been
+    given, while a variable configure() refuses showed the subcommand's."""
+    from shannon_otel.cli import main
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit) as exc:
+        main([command])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: shannon-otel {command} ")
+    assert f"shannon-otel {command}: error: {variable}: " in err
+
+
 def test_a_bounded_flag_below_its_range_is_refused_naming_the_whole_range(capsys: pytest.CaptureFixture[str]) -> None:
     """`demo --tasks 0` said "must be >= 1" and `--export-timeout 0` / `check --timeout 0` "must be a number of
     seconds > 0", while one above the limit named the range: a user fixing the low end learnt of the high end only

@@ -313,12 +313,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             args.otlp_endpoint = endpoint_url(args.env_endpoint)
         except argparse.ArgumentTypeError as exc:
-            parser.error(f"OTEL_EXPORTER_OTLP_ENDPOINT: {exc}")
+            args.subparser.error(f"OTEL_EXPORTER_OTLP_ENDPOINT: {exc}")  # the usage of the subcommand given
     if getattr(args, "otlp_protocol", None) is None and getattr(args, "env_protocol", None):
         try:
             args.otlp_protocol = _protocol(args.env_protocol)
         except argparse.ArgumentTypeError as exc:
-            parser.error(f"OTEL_EXPORTER_OTLP_PROTOCOL: {exc}")
+            args.subparser.error(f"OTEL_EXPORTER_OTLP_PROTOCOL: {exc}")
     if sys.stdout is None:  # started with stdout closed (`shannon-otel demo >&-`): every print would fail
         print(f"shannon-otel {args.command}: cannot write to stdout: it is closed", file=sys.stderr)
         return 1
