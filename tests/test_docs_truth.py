@@ -476,6 +476,35 @@ def test_the_readme_and_api_md_say_what_retrys_default_on_does_with_an_open_brea
         run_virtual(main())
 
 
+def test_the_operation_name_of_an_unnamed_policys_call_is_the_kind_architecture_md_names() -> None:
+    """architecture.md's span table said what a named policy and a decorator call their operation, not what
+    `Retry().call(fn)` does (`retry`: a span, metric series and log records under that name)."""
+    from shannon_otel import CircuitBreaker, Degrade, Fallback, Hedge, Pipeline, Retry, Timeout
+    from shannon_otel.testing import InMemoryTelemetry, run_virtual
+
+    row = next(line for line in (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8").splitlines()
+               if line.startswith("| `{operation}`"))
+    said = re.search(r"`call\(\)` of an unnamed policy: its kind, ([^;]*), a breaker's its name;", row)
+    assert said is not None
+    kinds = re.findall(r"`(\w+)`", said.group(1))
+    tel = InMemoryTelemetry()
+
+    async def ok() -> int:
+        return 1
+
+    async def fallback(error: Exception) -> int:
+        return 0
+
+    async def main() -> None:
+        for policy in (Retry(**tel.providers), Timeout(1, **tel.providers), Fallback(fallback, **tel.providers),
+                       Hedge(1, **tel.providers), Degrade(default=0, **tel.providers),
+                       Pipeline(Retry(), Timeout(1), **tel.providers), CircuitBreaker("cb", **tel.providers)):
+            await policy.call(ok)
+
+    run_virtual(main())
+    assert [s.name for s in tel.spans() if not s.name.startswith("attempt")] == [*kinds, "cb"]
+
+
 def test_the_bad_input_figures_reliability_md_gives_are_the_tables() -> None:
     """docs/reliability.md gave "747 cases over 290 public parameters" after `DetectorConfig.weekly_rho`'s cases
     made the table 754 over 291: the figure it says `benchmarks._bad_inputs.totals()` counts."""
