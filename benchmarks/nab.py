@@ -208,17 +208,18 @@ def explain(corpus: Corpus, base: Mapping[str, ns.F64], other: Mapping[str, ns.F
     for cat in [c for c in REAL if any(category(k) == c for k in corpus.keys)]:
         b, o = (corpus.score(s, (cat,), "standard")["standard"] for s in (base, other))
         files: dict[str, dict[str, Any]] = {}
+        moves: list[float] = []  # unrounded: a move under 0.0005 rounds to 0 and every move may be that small
         for key in (k for k in corpus.keys if category(k) == cat):
             f = corpus.files[key]
             raw_b = ns.score_at([f], base, "standard", b["threshold"])
             raw_o = ns.score_at([f], other, "standard", o["threshold"])
             if abs(raw_o - raw_b) < 1e-9:
                 continue
+            moves.append(abs(raw_o - raw_b))
             det_b, det_o = _detections(f, base[key], b["threshold"]), _detections(f, other[key], o["threshold"])
             files[key] = {"raw": [round(raw_b, 3), round(raw_o, 3)],
                           "added": [[i, det_o[i]] for i in sorted(set(det_o) - set(det_b))],
                           "dropped": [[i, det_b[i]] for i in sorted(set(det_b) - set(det_o))]}
-        moves = [abs(v["raw"][1] - v["raw"][0]) for v in files.values()]
         out[cat] = {"standard": [round(b["score"], 2), round(o["score"], 2)],
                     "threshold": [b["threshold"], o["threshold"]], "files": files,
                     "largest_file_share": round(max(moves) / sum(moves), 2) if moves else None}

@@ -158,3 +158,26 @@ def test_explain_lists_every_file_that_moves_and_what_its_detections_became() ->
                 assert base[key][row] >= b["threshold"] and other[key][row] < o["threshold"]
         shares = [abs(v["raw"][1] - v["raw"][0]) for v in files.values()]
         assert part["largest_file_share"] == round(max(shares) / sum(shares), 2)
+
+
+@needs_nab
+def test_explain_survives_a_file_whose_only_move_rounds_to_zero() -> None:
+    # Moving machine_temperature's first detection in its second window one row later changes the file's raw
+    # score by under 0.0005; the share of the largest file was computed from the rounded raw scores (0 / 0).
+    from benchmarks import nab
+    from shannon_otel.anomaly import DetectorConfig
+
+    keys = [k for k in nab.data_files(DEFAULT_ROOT / "data") if nab.category(k) == "realKnownCause"]
+    corpus = nab.Corpus(DEFAULT_ROOT / "data", keys, ns.load_windows(DEFAULT_ROOT / "labels" / "combined_windows.json"))
+    base = corpus.detect(DetectorConfig(), "numba")[0]
+    key = "realKnownCause/machine_temperature_system_failure.csv"
+    theta = corpus.score(base, ("realKnownCause",), "standard")["standard"]["threshold"]
+    lo, hi = corpus.files[key].windows[1]
+    first = lo + int(np.flatnonzero(base[key][lo:hi + 1] >= theta)[0])
+    moved = base[key].copy()
+    moved[first], moved[first + 1] = 0.0, base[key][first]
+    why = nab.explain(corpus, base, dict(base) | {key: moved})["realKnownCause"]
+    assert list(why["files"]) == [key]
+    assert why["files"][key]["added"] == [[first + 1, 1]] and why["files"][key]["dropped"] == [[first, 1]]
+    assert why["largest_file_share"] == 1.0
+
