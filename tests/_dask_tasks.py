@@ -6,6 +6,7 @@ import asyncio
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from opentelemetry import trace
 
@@ -156,3 +157,32 @@ class TenfoldScaler(Scaler):
 
     def scaled(self, x: int) -> int:
         return super().scaled(x) * 10
+
+
+class ThrottledError(Exception):
+    """An error class with its own ``__reduce__`` (as botocore's ``ClientError``): its pickle keeps only its
+    arguments, none of its instance's attributes."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return ThrottledError, (self.code,)
+
+
+def records_then_throttled(x: int) -> int:
+    """Record tokens for the wave task calling it, then raise ThrottledError."""
+    from shannon_otel import record_tokens
+
+    record_tokens(input=10, output=x)
+    raise ThrottledError(f"throttled {x}")
+
+
+def records_then_long_error(x: int) -> int:
+    """Record tokens for the wave task calling it, then raise a ValueError whose message is over Dask's
+    ``distributed.admin.max-error-length`` (10,000 characters: Dask rebuilds such an error, its attributes lost)."""
+    from shannon_otel import record_tokens
+
+    record_tokens(input=10, output=x)
+    raise ValueError("x" * 20_000)
