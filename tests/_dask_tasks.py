@@ -6,6 +6,7 @@ import asyncio
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from opentelemetry import trace
 
@@ -156,3 +157,69 @@ class TenfoldScaler(Scaler):
 
     def scaled(self, x: int) -> int:
         return super().scaled(x) * 10
+
+
+class ThrottledError(Exception):
+    """An error class with its own ``__reduce__`` (as botocore's ``ClientError``): its pickle keeps only its
+    arguments, none of its instance's attributes."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return ThrottledError, (self.code,)
+
+
+def records_then_throttled(x: int) -> int:
+    """Record tokens for the wave task calling it, then raise ThrottledError."""
+    from shannon_otel import record_tokens
+
+    record_tokens(input=10, output=x)
+    raise ThrottledError(f"throttled {x}")
+
+
+def records_then_long_error(x: int) -> int:
+    """Record tokens for the wave task calling it, then raise a ValueError whose message is over Dask's
+    ``distributed.admin.max-error-length`` (10,000 characters: Dask rebuilds such an error, its attributes lost)."""
+    from shannon_otel import record_tokens
+
+    record_tokens(input=10, output=x)
+    raise ValueError("x" * 20_000)
+
+
+def gate(folder: str, x: int) -> int:
+    """Note that it ran (``{folder}/ran-{x}``), then wait until the worker whose pid is in ``{folder}/dead`` is gone
+    (at most 60 s; one on that worker dies with it, never finishing first); return ``x``."""
+    Path(folder, f"ran-{x}").write_text("")
+    deadline = time.monotonic() + 60
+    while not _gone(Path(folder, "dead")):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the worker did not die")
+        time.sleep(0.01)
+    return x
+
+
+def _gone(marker: Path) -> bool:
+    try:
+        os.kill(int(marker.read_text()), 0)
+    except (FileNotFoundError, ValueError):  # not written yet (or half written)
+        return False
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def die_holding_a_queued_task(folder: str, x: int) -> int:
+    """Wait until this worker holds more tasks than it has threads (one assigned to it but not started), then
+    write its pid in ``{folder}/dead`` and kill the worker process."""
+    from distributed import get_worker
+
+    state = get_worker().state
+    deadline = time.monotonic() + 60
+    while len(state.tasks) <= state.nthreads:
+        if time.monotonic() > deadline:
+            raise TimeoutError("no task was queued on this worker")
+        time.sleep(0.01)
+    Path(folder, "dead").write_text(str(os.getpid()))
+    os._exit(1)

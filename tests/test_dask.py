@@ -140,6 +140,26 @@ def test_dask_does_not_rerun_what_our_retry_reruns(cluster: LocalCluster, tmp_pa
     assert marker.read_text() == "xx"  # two attempts, two runs: no hidden Dask re-run
 
 
+def test_a_task_assigned_to_a_lost_worker_but_not_started_fails_with_killed_worker(
+    cluster: LocalCluster, tmp_path: Path,
+) -> None:
+    """docs/dask.md said a worker lost *mid-task* fails that task with KilledWorker; Dask counts every task
+    assigned to the lost worker, started or not, so with allowed-failures=0 one that never ran fails so too (an
+    attempt failure of ours although nothing ran: a Retry runs it then). The docs now say so; this pins it."""
+
+    async def body(client: Client) -> Any:
+        backend = DaskBackend(client)
+        work = [backend.task(tasks.die_holding_a_queued_task, str(tmp_path), 0, name="gate")]
+        work += [backend.task(tasks.gate, str(tmp_path), x, name="gate") for x in range(1, 12)]
+        return await Wave("lost", max_concurrency=12).run(work)
+
+    result = on_cluster(cluster, body)
+    killed = [r.index for r in result.results if r.error_type == "distributed.scheduler.KilledWorker"]
+    ran = {int(p.name.split("-")[1]) for p in tmp_path.glob("ran-*")}
+    assert 0 in killed and all(r.outcome is Outcome.SUCCESS for r in result.results if r.index not in killed)
+    assert [x for x in killed if x != 0 and x not in ran]  # assigned to the dead worker, never started, failed
+
+
 def test_cancelling_a_wave_cancels_its_futures_on_the_cluster(cluster: LocalCluster) -> None:
     async def body(client: Client) -> tuple[int, int]:
         backend = DaskBackend(client)

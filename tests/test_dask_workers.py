@@ -7,6 +7,7 @@ import asyncio
 import functools
 import http.server
 import threading
+import traceback
 import tracemalloc
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -111,6 +112,36 @@ def test_what_a_remote_function_records_counts_for_its_wave_task(cluster: LocalC
     spans = otel.spans("task records")
     assert sorted(float(dict(s.attributes or {})["shannon.task.tokens.output"]) for s in spans) == [1, 2, 6]  # type: ignore[arg-type]
     assert otel.point("shannon.task.tokens", shannon_token_type="input").sum == 40
+
+
+def test_what_a_failed_call_recorded_comes_back_with_an_error_class_that_has_its_own_reduce(
+    cluster: LocalCluster,
+) -> None:
+    """Bug: the tokens a failed call recorded on the worker travelled as an attribute of its error, and an error
+    class with its own ``__reduce__`` (botocore's ``ClientError``, a throttled LLM call's error) pickles without
+    its attributes: the spent tokens were silently dropped from the span, the report and the token metric,
+    against the docs' "a failed attempt's tokens were still spent". So were an error's whose message is over
+    Dask's 10,000 characters (Dask rebuilt it without its attributes). Now they travel beside the error, whatever
+    its pickling, and the user still gets their error, its type, message and traceback unchanged."""
+    otel = InMemoryTelemetry()
+
+    async def body(client: Client) -> WaveResult[Any]:
+        backend = DaskBackend(client)
+        return await Wave(
+            "llm", policy=Retry(attempts=2, initial=0, on=tasks.ThrottledError), **otel.providers,
+        ).run([*backend.map(tasks.records_then_throttled, [3]), backend.task(tasks.records_then_long_error, 4)])
+
+    result = on_cluster(cluster, body)
+    long_error = result.results[1].error
+    assert type(long_error) is ValueError and long_error.args == ("x" * 20_000,)
+    assert result.results[1].measurements == {"shannon.task.tokens.input": 10, "shannon.task.tokens.output": 4}
+    error = result.results[0].error
+    assert type(error) is tasks.ThrottledError and error.code == "throttled 3" and error.__context__ is None
+    assert "records_then_throttled" in "".join(traceback.format_tb(error.__traceback__))  # the worker's frames
+    assert result.results[0].measurements == {  # both attempts' tokens were spent
+        "shannon.task.tokens.input": 2 * 10, "shannon.task.tokens.output": 2 * 3}
+    assert float(dict(otel.span("task records_then_throttled").attributes or {})["shannon.task.tokens.input"]) == 20  # type: ignore[arg-type]
+    assert otel.point("shannon.task.tokens", shannon_token_type="input").sum == 20 + 10
 
 
 def test_a_method_calling_super_is_shipped_not_refused_as_a_closure(cluster: LocalCluster) -> None:

@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, overload
 
 from opentelemetry import propagate
 
+from .._reraise import raise_as_is
 from .._validate import check_default_name, check_iterable, check_number, check_telemetry_name
 from ..executor import ResourcePool, TaskSpec, task
 from ..executor._task import add_measurements, in_task
 from ._gather import Gatherer
-from ._remote import MEASUREMENTS, Measured, Payload, run_async, run_sync
+from ._remote import Measured, MeasuredError, Payload, run_async, run_sync
 from ._shipping import check_arguments, check_function, is_async_callable, qualified_name
 
 if TYPE_CHECKING:
@@ -224,6 +225,7 @@ class DaskBackend:
             # the scheduler's cost is per message far more than per task.
             asyncio.get_running_loop().call_soon(self._flush)
         future = None
+        failed = None
         try:
             future = await waiter
             value = await self._results.result(future)
@@ -239,10 +241,16 @@ class DaskBackend:
             # The error goes to the caller with this frame in its traceback: the frame must not hold the
             # Future (nor the waiter holding it), or Dask, which keeps that error, never releases the key.
             del future, waiter
-            recorded = vars(exc).pop(MEASUREMENTS, None) if hasattr(exc, "__dict__") else None
-            if recorded:  # what the failed call recorded on the worker (tokens spent are spent)
-                add_measurements(recorded)
-            raise
+            if type(exc) is not MeasuredError:
+                raise
+            failed = exc
+        if failed is not None:
+            # The call failed after recording (tokens spent are spent): what it recorded, then its error, raised
+            # here, out of the handler, so its context stays what it was raised with on the worker.
+            add_measurements(failed.measurements)
+            error = failed.error
+            del failed
+            raise_as_is(error)
         if type(value) is Measured:  # what the call recorded on the worker: the task's, as if recorded here
             add_measurements(value.measurements)
             return value.value

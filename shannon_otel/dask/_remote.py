@@ -149,16 +149,35 @@ class Measured:
         return Measured, (self.value, self.measurements)
 
 
-# The attribute of an error raised on the worker that carries what the failed call recorded (tokens spent
-# on a call that then failed were still spent); taken off on the client before the error goes on.
-MEASUREMENTS = "_shannon_otel_measurements"
+class MeasuredError(Exception):
+    """A failed call's error with what ``record()`` & co. wrote on the worker before it failed (tokens spent on a
+    call that then failed were still spent), unwrapped on the client: the user gets ``error`` itself. Only sent
+    when something was recorded. The measurements travel beside the error, not as an attribute of it: an error
+    class with its own ``__reduce__`` (botocore's ``ClientError``) pickles without its attributes, and they were
+    lost. Its ``repr`` is the error's, which Dask logs on the worker and falls back to (a plain ``Exception``
+    holding the repr) for an error that does not pickle. Its ``str`` is short and never calls the error's: Dask
+    rebuilds an error whose ``str`` is long as ``type(e)("Long error message", ...)``, which would make this a
+    carrier of a string; the user's error arrives whole."""
+
+    def __init__(self, error: Exception, measurements: dict[str, float]) -> None:
+        super().__init__(error, measurements)
+        self.error = error
+        self.measurements = measurements
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return MeasuredError, (self.error, self.measurements)
+
+    def __repr__(self) -> str:
+        return repr(self.error)
+
+    def __str__(self) -> str:
+        return f"{type(self.error).__name__}, with what the call recorded"
 
 
 @contextlib.contextmanager
 def _measuring(payload: Payload) -> Iterator[list[dict[str, float] | None]]:
     """A wave task's slot current on the worker while ``fn`` runs (only when the caller runs in one); yields a
-    box that holds, once the block is left, what was recorded (None: nothing). An error leaving the block
-    carries it in its ``MEASUREMENTS`` attribute."""
+    box that holds, once the block is left (by a return or an error), what was recorded (None: nothing)."""
     box: list[dict[str, float] | None] = [None]
     if not payload.measured:
         yield box
@@ -166,15 +185,8 @@ def _measuring(payload: Payload) -> Iterator[list[dict[str, float] | None]]:
     slot, token = measuring()
     try:
         yield box
-    except BaseException as exc:
-        recorded = end_measurements(slot)
-        if recorded:
-            with contextlib.suppress(Exception):  # an error refusing attributes: what it recorded is lost
-                setattr(exc, MEASUREMENTS, recorded)
-        raise
-    else:
-        box[0] = end_measurements(slot)
     finally:
+        box[0] = end_measurements(slot)
         CURRENT_TASK.reset(token)
 
 
@@ -182,21 +194,44 @@ def sent(value: Any, box: list[dict[str, float] | None]) -> Any:
     return Measured(value, box[0]) if box[0] else value
 
 
+def _carrying(error: Exception, box: list[dict[str, float] | None]) -> MeasuredError | None:
+    """What the worker raises for ``error`` when the call recorded something: a :class:`MeasuredError` carrying
+    both (its traceback the error's, so Dask sends the user's frames); None when it recorded nothing (``error`` goes
+    as is)."""
+    return MeasuredError(error, box[0]).with_traceback(error.__traceback__) if box[0] else None
+
+
 def run_sync(payload: Payload, values: Mapping[int | str, Any] | None = None) -> Any:
     """Worker-side entry of a plain function (run in a worker thread)."""
-    with _remote_span(payload.name, payload.carrier), _measuring(payload) as box:
-        result = payload.call(values)
-        if inspect.iscoroutine(result):  # a sync wrapper of an async function: nothing here can await it
-            result.close()  # never awaited: closed, so Python does not warn about it on the worker
-            raise TypeError(
-                f"fn {payload.name!r} returned a coroutine from a plain call; ship the async function itself "
-                "(an async def, or an object whose __call__ is async def) so that the worker awaits it",
-            )
+    box: list[dict[str, float] | None] = [None]
+    try:
+        with _remote_span(payload.name, payload.carrier), _measuring(payload) as box:
+            result = payload.call(values)
+            if inspect.iscoroutine(result):  # a sync wrapper of an async function: nothing here can await it
+                result.close()  # never awaited: closed, so Python does not warn about it on the worker
+                raise TypeError(
+                    f"fn {payload.name!r} returned a coroutine from a plain call; ship the async function itself "
+                    "(an async def, or an object whose __call__ is async def) so that the worker awaits it",
+                )
+    except Exception as exc:
+        carrier = _carrying(exc, box)
+        if carrier is None:
+            raise
+        raise carrier from None  # its context stays the error: Dask then pickles the error's traceback with it
     return sent(result, box)
+
+
 
 
 async def run_async(payload: Payload, values: Mapping[int | str, Any] | None = None) -> Any:
     """Worker-side entry of an ``async def`` function (run on the worker's event loop)."""
-    with _remote_span(payload.name, payload.carrier), _measuring(payload) as box:
-        result = await payload.call(values)
+    box: list[dict[str, float] | None] = [None]
+    try:
+        with _remote_span(payload.name, payload.carrier), _measuring(payload) as box:
+            result = await payload.call(values)
+    except Exception as exc:
+        carrier = _carrying(exc, box)
+        if carrier is None:
+            raise
+        raise carrier from None  # its context stays the error: Dask then pickles the error's traceback with it
     return sent(result, box)
