@@ -221,8 +221,6 @@ def run_sync(payload: Payload, values: Mapping[int | str, Any] | None = None) ->
     return sent(result, box)
 
 
-
-
 async def run_async(payload: Payload, values: Mapping[int | str, Any] | None = None) -> Any:
     """Worker-side entry of an ``async def`` function (run on the worker's event loop)."""
     box: list[dict[str, float] | None] = [None]
