@@ -108,7 +108,7 @@ def test_queue_wait_advice_on_a_stream_does_not_blame_max_concurrency() -> None:
                 assert len([r async for r in results]) == 40
             assert results.report is not None
             reports.append(results.report)
-        reports.append((await wave.map(work, range(40))).report)  # run(): its waits include the slot's
+        reports.append((await wave.map(work, range(40))).report)  # run(): its waits include the slot's...
         return reports
 
     streamed, buffered, ran = run_virtual(main())
@@ -117,8 +117,11 @@ def test_queue_wait_advice_on_a_stream_does_not_blame_max_concurrency() -> None:
         [advice] = [r for r in report.recommendations if r.kind == "queue_wait"]
         assert "max_concurrency" not in advice.message
         assert "rate limit held the tasks back" in advice.message
+    # ...but its 4 slots were never all busy running tasks for more than 100 ms (0.4 s busy / 4 slots), and
+    # tasks waited 975 ms on average: the workers waited on the limiter (test_queue_wait_advice_does_not_...)
     [advice] = [r for r in ran.recommendations if r.kind == "queue_wait"]
-    assert "Raise max_concurrency (now 4)" in advice.message
+    assert "max_concurrency" not in advice.message
+    assert "At most 100.0 ms of that can be a wait for a slot" in advice.message
 
 
 def test_efficiency_advice_counts_one_slot_and_one_result_in_the_singular() -> None:
@@ -249,9 +252,37 @@ def test_queue_wait_advice_on_a_batched_wave_cites_no_max_concurrency_it_does_no
             assert "max_concurrency" not in advice.message
             assert "Every task had a concurrency slot (10 per batch)" in advice.message
             assert "rate limit" in advice.message
-        else:  # max_concurrency did hold tasks back: 3 slots for batches of 10, 5 slots for 100 tasks
-            assert f"Raise max_concurrency (now {report.concurrency})" in advice.message
+        else:  # 3 slots for batches of 10, 5 slots for 100 tasks: never all busy running 10 ms tasks 50 ms apart
+            assert "max_concurrency" not in advice.message
+            assert f"of that can be a wait for a slot (busy task time / {report.concurrency} slots)" in advice.message
         assert advice.evidence["concurrency"] == report.concurrency
+
+
+def test_queue_wait_advice_does_not_blame_max_concurrency_when_the_slots_sat_idle() -> None:
+    # A task waits for a slot only while every slot runs a task, which lasted at most busy time / slots. Five
+    # slots under rate_limit=2 ran ten 100 ms tasks 4% efficient (each slot idle 96% of the wave) while tasks
+    # waited 2.25 s on average, and the advice said "Raise max_concurrency (now 5)": more slots would only have
+    # waited on the limiter too. The same wave without the limit, on one slot, still names max_concurrency.
+    async def work() -> None:
+        await asyncio.sleep(0.1)
+
+    async def main() -> tuple[WaveReport, WaveReport]:
+        clock = asyncio.get_running_loop().time
+        limited = Wave[None]("rl", max_concurrency=5, rate_limit=2, clock=clock, instrument=False)
+        serial = Wave[None]("one", max_concurrency=1, clock=clock, instrument=False)
+        return (await limited.run([work] * 10)).report, (await serial.run([work] * 10)).report
+
+    limited, serial = run_virtual(main())
+    assert limited.queue_wait.mean == pytest.approx(2.25)
+    busy_per_slot = limited.latency.mean * limited.latency.count / limited.concurrency
+    assert busy_per_slot == pytest.approx(0.2) and limited.queue_wait.mean > busy_per_slot
+    [advice] = [r for r in limited.recommendations if r.kind == "queue_wait"]
+    assert "max_concurrency" not in advice.message
+    assert "At most 200.0 ms of that can be a wait for a slot (busy task time / 5 slots)" in advice.message
+    assert "waited for a resource pool, the rate limit or the event loop itself" in advice.message
+    # one slot, 100 ms tasks: each waited while the slot ran the others (450 ms on average, 1 s busy)
+    [advice] = [r for r in serial.recommendations if r.kind == "queue_wait"]
+    assert "Raise max_concurrency (now 1)" in advice.message
 
 
 def test_slots_idle_for_less_than_a_millisecond_are_not_judged_inefficient() -> None:

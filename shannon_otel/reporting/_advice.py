@@ -157,6 +157,19 @@ def _raise(report: WaveFacts) -> str:
         where = "" if batch is None else " per batch"
         return (f"Every task had a concurrency slot ({report.concurrency}{where}), so a resource pool or the "
                 f"rate limit held them back: raise that")
+    # A task waits for a slot only while every slot runs a task, which lasts at most busy time / slots (a batch's
+    # task: its batch's busy time, at most batch / started of the wave's on average): a mean wait longer than that
+    # is not max_concurrency's (5 slots 96% idle under a rate limit were told "Raise max_concurrency").
+    started = report.queue_wait.count
+    slots_busy = report.latency.mean * report.latency.count / report.concurrency
+    if batch is not None and batch < started:
+        slots_busy *= batch / started
+    if report.queue_wait.mean > slots_busy * (1 + 1e-9):
+        where = "" if batch is None or batch >= started else " per batch"
+        # nor can the report tell a limit's wait from the executor's own per-task work (instant tasks, real clock)
+        return (f"At most {ms(slots_busy)}{where} of that can be a wait for a slot (busy task time / "
+                f"{plural(report.concurrency, 'slot')}), so the tasks mostly waited for a resource pool, the rate "
+                f"limit or the event loop itself: raise the pool or the rate limit")
     return f"Raise max_concurrency (now {report.concurrency}), the resource pool size or the rate limit"
 
 
