@@ -72,8 +72,9 @@ def test_paths_can_follow_one_another_on_one_detector() -> None:
     assert np.nanmax(np.abs(got - reference)) < 1e-6
 
 
-def test_threads_split_a_large_block_and_give_the_same_scores() -> None:
-    rows, cols = 64, PARALLEL_MIN // 64 + 10
+@pytest.mark.parametrize("rows", [64, 600])  # 600 x 60: runs shrinking toward the block's end (run_bounds)
+def test_threads_split_a_large_block_and_give_the_same_scores(rows: int) -> None:
+    cols = PARALLEL_MIN // rows + 10
     names = [f"s{i}" for i in range(rows)]
     block = dirty_block(rows, cols)
     ts = np.arange(cols) * STEP
@@ -91,6 +92,17 @@ def test_threads_split_a_large_block_and_give_the_same_scores() -> None:
     assert np.array_equal(threaded.update_many(names, follow, ts[:10] + cols * STEP),
                           serial.update_many(names, follow, ts[:10] + cols * STEP), equal_nan=True)
 
+
+
+@pytest.mark.parametrize("threads", [2, 3, 8])
+def test_the_runs_of_a_split_block_cover_each_row_once_and_shrink_toward_its_end(threads: int) -> None:
+    for rows in (2, 3, 7, 64, 100, 1000, 12_345):
+        for cols in (1, 10, 100, 583, 40_000):
+            bounds = _kernel.run_bounds(rows, cols, threads)
+            sizes = np.diff(bounds)
+            assert bounds[0] == 0 and bounds[-1] == rows and (sizes > 0).all()  # each row in exactly one run
+            assert sizes.max() <= -(-rows // (_kernel.RUNS_PER_THREAD * threads))  # none longer than before
+            assert (np.diff(sizes[:-1]) <= 0).all()  # shrinking (the last run: what is left)
 
 
 def _threaded(threads: int) -> AnomalyDetector:

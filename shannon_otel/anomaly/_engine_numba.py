@@ -51,9 +51,13 @@ I64 = npt.NDArray[np.int64]
 ENGINES = ("auto", "numpy", "numba")
 WORK_ROWS = 12  # score_rows' scratch rows per sample (see _surprises)
 PARALLEL_MIN = 32_768  # samples in a block before threads > 1 splits it: below, waking threads costs more
-# A split block is cut into this many runs of rows per thread, taken in turn: a thread slowed by another
-# process (2 cores shared) takes fewer. Each run costs one kernel call (~15 us for its ~60 arguments).
+# A split block is cut into runs of rows, taken in turn: a thread slowed by another process (2 cores shared)
+# takes fewer. At most 1 / RUNS_PER_THREAD of a thread's share each, and shrinking as the block runs out (each a
+# fraction of the rows left, down to RUN_MIN samples): the threads end together, within a short run of each
+# other, not a long one (the last of equal runs kept one thread waiting half a run on average, ~10% of a block
+# of 1,000 x 100 on 2 threads). Each run costs one kernel call (~8-15 us for its ~60 arguments), so not smaller.
 RUNS_PER_THREAD = 4
+RUN_MIN = 4096
 _loaded: list[Kernel] = []
 _WEEKLY = False  # score_rows' weekly pass: False here (Kernel.serial), True in Kernel.weekly's copy of the globals
 
@@ -151,14 +155,14 @@ def score_compiled(det: AnomalyDetector, kernel: Kernel, slots: I64, vals: F64, 
         det._ignored += run(0, rows, slots, vals, col_bucket, out, np.empty((WORK_ROWS, cols)),
                             np.empty(cols, dtype=np.int64), *state)
         return out
-    per = -(-rows // min(rows, RUNS_PER_THREAD * threads))  # rows per run
+    bounds = run_bounds(rows, cols, threads)
     taken = itertools.count()  # the next run: next() is atomic
 
     def runs_until_none_left() -> int:
         work, where = np.empty((WORK_ROWS, cols)), np.empty(cols, dtype=np.int64)
         ignored = 0
-        while (lo := next(taken) * per) < rows:
-            ignored += run(lo, min(rows, lo + per), slots, vals, col_bucket, out, work, where, *state)
+        while (k := next(taken)) < len(bounds) - 1:
+            ignored += run(bounds[k], bounds[k + 1], slots, vals, col_bucket, out, work, where, *state)
         return ignored
 
     helpers = det._workers.submit(threads - 1, runs_until_none_left)
@@ -168,6 +172,17 @@ def score_compiled(det: AnomalyDetector, kernel: Kernel, slots: I64, vals: F64, 
         wait(helpers)
     det._ignored += ignored + sum(helper.result() for helper in helpers)
     return out
+
+
+def run_bounds(rows: int, cols: int, threads: int) -> list[int]:
+    """Where the runs of a split block begin, and ``rows`` (see RUNS_PER_THREAD): each run is the rows left over
+    ``2 x threads``, at most a ``RUNS_PER_THREAD``-th of a thread's share and at least ``RUN_MIN`` samples."""
+    most = -(-rows // (RUNS_PER_THREAD * threads))
+    least = -(-RUN_MIN // max(cols, 1))
+    bounds = [0]
+    while (lo := bounds[-1]) < rows:
+        bounds.append(min(rows, lo + min(most, max(least, (rows - lo) // (2 * threads)))))
+    return bounds
 
 
 def _resum(buf: Any, row: int) -> tuple[float, float]:
