@@ -4,8 +4,9 @@
 (O(1) running window sums, re-added exactly once per lap, as ``Rings.push``) on the same
 state arrays the other paths use, so calls on any path may follow one another. It scores with
 the interpolation table of the numpy block path. ``score_compiled`` (plain Python) calls it for the
-detector, for a large block with ``threads > 1`` on runs of rows that the caller's thread and the
-detector's ``Workers`` take in turn (the kernel releases the GIL; series share no state). Without
+detector, for a large block with ``threads > 1`` once on the caller's thread and once on each of the
+detector's ``Workers``, which take its rows a few at a time from one counter (an atomic add; the kernel
+releases the GIL; series share no state). Without
 numba installed ``load()`` returns ``None`` and the detector keeps its numpy block path; scores
 agree across paths to ~1e-9 (less on values far from the series' first value: ``AnomalyDetector``).
 
@@ -14,7 +15,6 @@ Compiled on first use (a few seconds) and cached on disk by numba, so later proc
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import types
@@ -51,13 +51,14 @@ I64 = npt.NDArray[np.int64]
 ENGINES = ("auto", "numpy", "numba")
 WORK_ROWS = 12  # score_rows' scratch rows per sample (see _surprises)
 PARALLEL_MIN = 32_768  # samples in a block before threads > 1 splits it: below, waking threads costs more
-# A split block is cut into runs of rows, taken in turn: a thread slowed by another process (2 cores shared)
-# takes fewer. At most 1 / RUNS_PER_THREAD of a thread's share each, and shrinking as the block runs out (each a
-# fraction of the rows left, down to RUN_MIN samples): the threads end together, within a short run of each
-# other, not a long one (the last of equal runs kept one thread waiting half a run on average, ~10% of a block
-# of 1,000 x 100 on 2 threads). Each run costs one kernel call (~8-15 us for its ~60 arguments), so not smaller.
-RUNS_PER_THREAD = 4
-RUN_MIN = 4096
+# The threads of a split block each call the kernel once and take its rows TAKE_SAMPLES worth at a time (at least
+# one row, at most TAKE_ROWS), from a counter they share (an atomic add): a thread slowed by another process (2
+# cores shared) takes fewer, and they end within a take of each other (~30 us). Runs of rows cut beforehand, a
+# kernel call each (~8-15 us for its ~60 arguments), had to be long: the last one kept the other thread waiting
+# (half a run of ~370 us on average, 1,000 series x 100 on 2 threads), a thread descheduled inside one held the
+# block up to its end. A take of several rows: neighbouring slots' state shares cache lines, written by one thread.
+TAKE_SAMPLES = 1024
+TAKE_ROWS = 8
 _loaded: list[Kernel] = []
 _WEEKLY = False  # score_rows' weekly pass: False here (Kernel.serial), True in Kernel.weekly's copy of the globals
 
@@ -102,7 +103,7 @@ def load() -> Kernel | None:
         except ImportError:
             return None
         # the kernels must call the compiled helpers: numba reads these globals when compiling
-        global _resum_c, _surprises_c, _one_minus_exp_neg_c, _z_c
+        global _resum_c, _surprises_c, _one_minus_exp_neg_c, _z_c, _take_c
         # no fastmath "contract": fused, x * x - old * old of a value pushing out an equal one is the rounding
         # error of x * x, not 0, so the sum of squares of a window of equal values drifted off exactly the mean's
         # square, and with noise_floor 0 a different value was ~1e8 of that "spread" away (scored 1.0 where the
@@ -114,6 +115,7 @@ def load() -> Kernel | None:
         # range of pass 1b, say) on the stack, a store and a load on each sample's dependency chain (~5% of a block)
         _resum_c = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")(_resum)
         _surprises_c = jit(_surprises)
+        _take_c = _atomic_take(numba)
         # NUMBA_NUM_THREADS, not get_num_threads(): that would start numba's thread pool, which is not used
         # the weekly kernel: the same code read with _WEEKLY true (a copy of this module's globals, taken after the
         # compiled helpers were set above); numba's cache keeps both (their signatures differ)
@@ -151,38 +153,53 @@ def score_compiled(det: AnomalyDetector, kernel: Kernel, slots: I64, vals: F64, 
         run = kernel.weekly
     rows, cols = vals.shape
     threads = min(det._threads, kernel.max_threads, rows) if vals.size >= PARALLEL_MIN else 1
+    taken: I64 = np.zeros(1, dtype=np.int64)  # the rows taken so far: the kernel's shared counter
     if threads == 1:
-        det._ignored += run(0, rows, slots, vals, col_bucket, out, np.empty((WORK_ROWS, cols)),
+        det._ignored += run(taken, rows, rows, slots, vals, col_bucket, out, np.empty((WORK_ROWS, cols)),
                             np.empty(cols, dtype=np.int64), *state)
         return out
-    bounds = run_bounds(rows, cols, threads)
-    taken = itertools.count()  # the next run: next() is atomic
+    take = min(TAKE_ROWS, max(1, TAKE_SAMPLES // cols))
 
-    def runs_until_none_left() -> int:
-        work, where = np.empty((WORK_ROWS, cols)), np.empty(cols, dtype=np.int64)
-        ignored = 0
-        while (k := next(taken)) < len(bounds) - 1:
-            ignored += run(bounds[k], bounds[k + 1], slots, vals, col_bucket, out, work, where, *state)
-        return ignored
+    def rows_until_none_left() -> int:
+        return run(taken, take, rows, slots, vals, col_bucket, out, np.empty((WORK_ROWS, cols)),
+                   np.empty(cols, dtype=np.int64), *state)
 
-    helpers = det._workers.submit(threads - 1, runs_until_none_left)
+    helpers = det._workers.submit(threads - 1, rows_until_none_left)
     try:
-        ignored = runs_until_none_left()
+        ignored = rows_until_none_left()
     finally:  # the helpers write the state: never return (or raise) before they are done
         wait(helpers)
     det._ignored += ignored + sum(helper.result() for helper in helpers)
     return out
 
 
-def run_bounds(rows: int, cols: int, threads: int) -> list[int]:
-    """Where the runs of a split block begin, and ``rows`` (see RUNS_PER_THREAD): each run is the rows left over
-    ``2 x threads``, at most a ``RUNS_PER_THREAD``-th of a thread's share and at least ``RUN_MIN`` samples."""
-    most = -(-rows // (RUNS_PER_THREAD * threads))
-    least = -(-RUN_MIN // max(cols, 1))
-    bounds = [0]
-    while (lo := bounds[-1]) < rows:
-        bounds.append(min(rows, lo + min(most, max(least, (rows - lo) // (2 * threads)))))
-    return bounds
+def _take(taken: Any, step: int) -> int:
+    """``taken[0]`` before adding ``step`` to it: the plain form of ``_atomic_take``'s."""
+    first = int(taken[0])
+    taken[0] = first + step
+    return first
+
+
+def _atomic_take(numba: Any) -> Any:
+    """``_take`` for compiled code, atomic (one instruction, ``lock xadd``): the threads of a split block share
+    ``taken``. numba has no atomics for the CPU, so an intrinsic emits LLVM's ``atomicrmw add``."""
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def take(typingctx: Any, taken: Any, step: Any) -> Any:
+        if not (isinstance(taken, numba.types.Array) and taken.dtype == numba.types.int64
+                and isinstance(step, numba.types.Integer)):
+            return None
+
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            array, by = args
+            data = context.make_array(signature.args[0])(context, builder, array).data
+            by = context.cast(builder, by, signature.args[1], numba.types.int64)
+            return builder.atomic_rmw("add", data, by, "seq_cst")
+
+        return numba.types.int64(taken, step), codegen
+
+    return take
 
 
 def _resum(buf: Any, row: int) -> tuple[float, float]:
@@ -285,12 +302,13 @@ def _surprises(work: Any, kk: int, noise_floor: float, tolerance: float, sharpne
 
 _resum_c = _resum  # the helpers are replaced by their compiled forms in load(): numba reads
 _surprises_c = _surprises  # globals when compiling
+_take_c = _take
 _one_minus_exp_neg_c = one_minus_exp_neg
 _z_c = _z
 
 
 def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
-    lo: int, hi: int, slots: Any, raw: Any, col_bucket: Any, out: Any, work: Any, cols: Any,
+    taken: Any, take: int, hi: int, slots: Any, raw: Any, col_bucket: Any, out: Any, work: Any, cols: Any,
     n_: Any, offset_: Any, mn_: Any, mx_: Any, m_: Any, v_: Any, hit_: Any, crit_: Any, last_: Any, prev_: Any,
     sbuf: Any, shead: Any, scount: Any, ss1: Any, ss2: Any,
     dbuf: Any, dhead: Any, dcount: Any, ds1: Any, ds2: Any,
@@ -301,7 +319,8 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
     demoted: float, fmn_: Any, fmx_: Any, range_rate: float, *week: Any,
 ) -> int:
     """Score ``raw[i, j]`` of series slot ``slots[i]`` in bucket ``col_bucket[j]`` into ``out``
-    for the rows ``lo <= i < hi``.
+    for the rows ``i < hi`` from ``taken[0]`` on, ``take`` rows at a time (``taken``, an int64 array of one, counts
+    the rows taken: the calls of the threads of a split block share it, each row is scored by one of them).
 
     ``work`` is a (WORK_ROWS, raw.shape[1]) float64 and ``cols`` a raw.shape[1] int64 scratch array.
     ``week``: nothing, or in ``Kernel.weekly`` (this function compiled with ``_WEEKLY`` true) the weekly
@@ -326,7 +345,13 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
     values, floors = work[10], work[11]  # x and noise_floor x the range including it (level window)
     lwidth = lbuf.shape[1]
     dwidth = dbuf.shape[1]
-    for i in range(lo, hi):
+    i = end = 0
+    while True:
+        if i == end:  # the next rows to score, and no other thread's
+            i = _take_c(taken, take)
+            if i >= hi:
+                break
+            end = min(hi, i + take)
         s = slots[i]
         iu, su = _U(i), _U(s)  # unsigned indices: no negative-index wraparound code per access
         n0 = n_[s]
@@ -585,4 +610,5 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
             for q in range(lwidth):
                 l_s2 += lbuf[s, q] * lbuf[s, q]
             lm_[s], lv_[s], lhead[s], lcount[s], ls1[s], ls2[s] = lm, lv, l_head, l_count, l_s1, l_s2
+        i += 1
     return ignored
