@@ -53,12 +53,13 @@ WORK_ROWS = 12  # score_rows' scratch rows per sample (see _surprises)
 PARALLEL_MIN = 32_768  # samples in a block before threads > 1 splits it: below, waking threads costs more
 # The threads of a split block each call the kernel once and take its rows TAKE_SAMPLES worth at a time (at least
 # one row, at most TAKE_ROWS), from a counter they share (an atomic add): a thread slowed by another process (2
-# cores shared) takes fewer, and they end within a take of each other (~30 us). Runs of rows cut beforehand, a
-# kernel call each (~8-15 us for its ~60 arguments), had to be long: the last one kept the other thread waiting
-# (half a run of ~370 us on average, 1,000 series x 100 on 2 threads), a thread descheduled inside one held the
-# block up to its end. A take of several rows: neighbouring slots' state shares cache lines, written by one thread.
-TAKE_SAMPLES = 1024
-TAKE_ROWS = 8
+# cores shared) takes fewer, and they end within a take of each other (~130 us of work). Runs of rows cut
+# beforehand, a kernel call each (~8-15 us for its ~60 arguments), had to be long: the last one kept the other
+# thread waiting (half a run of ~370 us on average, 1,000 series x 100 on 2 threads), a thread descheduled inside
+# one held the block up to its end. Not a row at a time: neighbouring slots' state (8 to a cache line in each of
+# ~25 arrays) is written by two threads where one take ends and the next begins.
+TAKE_SAMPLES = 4096
+TAKE_ROWS = 64
 _loaded: list[Kernel] = []
 _WEEKLY = False  # score_rows' weekly pass: False here (Kernel.serial), True in Kernel.weekly's copy of the globals
 
