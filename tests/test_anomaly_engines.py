@@ -72,8 +72,9 @@ def test_paths_can_follow_one_another_on_one_detector() -> None:
     assert np.nanmax(np.abs(got - reference)) < 1e-6
 
 
-def test_threads_split_a_large_block_and_give_the_same_scores() -> None:
-    rows, cols = 64, PARALLEL_MIN // 64 + 10
+@pytest.mark.parametrize("rows", [64, 600])  # 600 x 60: several rows a take (TAKE_ROWS)
+def test_threads_split_a_large_block_and_give_the_same_scores(rows: int) -> None:
+    cols = PARALLEL_MIN // rows + 10
     names = [f"s{i}" for i in range(rows)]
     block = dirty_block(rows, cols)
     ts = np.arange(cols) * STEP
@@ -91,6 +92,34 @@ def test_threads_split_a_large_block_and_give_the_same_scores() -> None:
     assert np.array_equal(threaded.update_many(names, follow, ts[:10] + cols * STEP),
                           serial.update_many(names, follow, ts[:10] + cols * STEP), equal_nan=True)
 
+
+
+def test_the_threads_of_a_split_block_take_each_row_once() -> None:
+    """The kernel's shared row counter (``_take_c``, an atomic add): three threads taking from it all at once get
+    every number below the end exactly once. A plain read-then-write would hand one row to two threads, which
+    would both push its samples into the series' state."""
+    import numba
+
+    kernel = _kernel.load()
+    assert kernel is not None
+
+    @numba.njit(nogil=True)
+    def takes(taken: np.ndarray, got: np.ndarray, by: int) -> None:
+        while True:
+            i = _kernel._take_c(taken, by)
+            if i >= got.size:
+                break
+            for k in range(i, min(got.size, i + by)):
+                got[k] += 1
+
+    for by in (1, 3):
+        taken, got = np.zeros(1, dtype=np.int64), np.zeros(3_000_000, dtype=np.int64)
+        takes(taken, got[:0], by)  # compiled before the threads start, so that they take at the same time
+        taken[0] = 0
+        with ThreadPoolExecutor(3) as pool:
+            for done in [pool.submit(takes, taken, got, by) for _ in range(3)]:
+                done.result()
+        assert (got == 1).all()
 
 
 def _threaded(threads: int) -> AnomalyDetector:

@@ -323,9 +323,11 @@ class AnomalyDetector:
                         raise TypeError  # isfinite() would take numpy's by their real part, with a ComplexWarning
                     finite = value is not _MASKED and isfinite(value)  # numpy's masked constant: missing, as
                     timely = time is not _MASKED and isfinite(time)  # NaN (float() of it warns)
+                    plain = False
                 else:
                     finite = isfinite(value)
                     timely = isfinite(time)
+                    plain = True  # both exact floats: float() of them below would be the same object, for a call
             except (TypeError, OverflowError, ValueError):  # ValueError: Decimal("sNaN") refuses float()
                 raise _update_error(series, value, time) from None
             if slot is None:  # a new series (or a bad name): the dict lookup above missed anyway
@@ -349,7 +351,7 @@ class AnomalyDetector:
              level, clip, one_sided, weekly) = self._scalar_cfg
             n = self._vn[slot] + 1
             self._vn[slot] = n
-            x = float(value)  # float(): a numpy float32 would compute in float32
+            x = value if plain else float(value)  # float(): a numpy float32 would compute in float32
             if n == 1:
                 off = x
                 self._voff[slot] = x
@@ -365,10 +367,10 @@ class AnomalyDetector:
             vmin[slot], vmax[slot] = lo, hi
             row = slot * buckets
             if buckets > 1:  # column_buckets' arithmetic (slot_numbers, mod buckets)
-                q = float(time) / span
+                q = (time if plain else float(time)) / span
                 if not -SLOT_LIMIT <= q <= SLOT_LIMIT:
                     q = SLOT_LIMIT if q > 0.0 else -SLOT_LIMIT
-                row += int(math.floor(q) % buckets)
+                row += math.floor(q) % buckets  # math.floor() of a float is an int: no int() call
             if rate:  # the floor's range forgets: an envelope decaying toward the values
                 keep = 1.0 - rate
                 flo = keep * self._vfmin[slot] + rate * x

@@ -4,8 +4,9 @@
 (O(1) running window sums, re-added exactly once per lap, as ``Rings.push``) on the same
 state arrays the other paths use, so calls on any path may follow one another. It scores with
 the interpolation table of the numpy block path. ``score_compiled`` (plain Python) calls it for the
-detector, for a large block with ``threads > 1`` on runs of rows that the caller's thread and the
-detector's ``Workers`` take in turn (the kernel releases the GIL; series share no state). Without
+detector, for a large block with ``threads > 1`` once on the caller's thread and once on each of the
+detector's ``Workers``, which take its rows a few at a time from one counter (an atomic add; the kernel
+releases the GIL; series share no state). Without
 numba installed ``load()`` returns ``None`` and the detector keeps its numpy block path; scores
 agree across paths to ~1e-9 (less on values far from the series' first value: ``AnomalyDetector``).
 
@@ -14,7 +15,6 @@ Compiled on first use (a few seconds) and cached on disk by numba, so later proc
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import types
@@ -51,9 +51,15 @@ I64 = npt.NDArray[np.int64]
 ENGINES = ("auto", "numpy", "numba")
 WORK_ROWS = 12  # score_rows' scratch rows per sample (see _surprises)
 PARALLEL_MIN = 32_768  # samples in a block before threads > 1 splits it: below, waking threads costs more
-# A split block is cut into this many runs of rows per thread, taken in turn: a thread slowed by another
-# process (2 cores shared) takes fewer. Each run costs one kernel call (~15 us for its ~60 arguments).
-RUNS_PER_THREAD = 4
+# The threads of a split block each call the kernel once and take its rows TAKE_SAMPLES worth at a time (at least
+# one row, at most TAKE_ROWS), from a counter they share (an atomic add): a thread slowed by another process (2
+# cores shared) takes fewer, and they end within a take of each other (~130 us of work). Runs of rows cut
+# beforehand, a kernel call each (~8-15 us for its ~60 arguments), had to be long: the last one kept the other
+# thread waiting (half a run of ~370 us on average, 1,000 series x 100 on 2 threads), a thread descheduled inside
+# one held the block up to its end. Not a row at a time: neighbouring slots' state (8 to a cache line in each of
+# ~25 arrays) is written by two threads where one take ends and the next begins.
+TAKE_SAMPLES = 4096
+TAKE_ROWS = 64
 _loaded: list[Kernel] = []
 _WEEKLY = False  # score_rows' weekly pass: False here (Kernel.serial), True in Kernel.weekly's copy of the globals
 
@@ -98,7 +104,7 @@ def load() -> Kernel | None:
         except ImportError:
             return None
         # the kernels must call the compiled helpers: numba reads these globals when compiling
-        global _resum_c, _surprises_c, _one_minus_exp_neg_c, _z_c
+        global _resum_c, _surprises_c, _one_minus_exp_neg_c, _z_c, _take_c
         # no fastmath "contract": fused, x * x - old * old of a value pushing out an equal one is the rounding
         # error of x * x, not 0, so the sum of squares of a window of equal values drifted off exactly the mean's
         # square, and with noise_floor 0 a different value was ~1e8 of that "spread" away (scored 1.0 where the
@@ -110,6 +116,7 @@ def load() -> Kernel | None:
         # range of pass 1b, say) on the stack, a store and a load on each sample's dependency chain (~5% of a block)
         _resum_c = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")(_resum)
         _surprises_c = jit(_surprises)
+        _take_c = _atomic_take(numba)
         # NUMBA_NUM_THREADS, not get_num_threads(): that would start numba's thread pool, which is not used
         # the weekly kernel: the same code read with _WEEKLY true (a copy of this module's globals, taken after the
         # compiled helpers were set above); numba's cache keeps both (their signatures differ)
@@ -147,27 +154,53 @@ def score_compiled(det: AnomalyDetector, kernel: Kernel, slots: I64, vals: F64, 
         run = kernel.weekly
     rows, cols = vals.shape
     threads = min(det._threads, kernel.max_threads, rows) if vals.size >= PARALLEL_MIN else 1
+    taken: I64 = np.zeros(1, dtype=np.int64)  # the rows taken so far: the kernel's shared counter
     if threads == 1:
-        det._ignored += run(0, rows, slots, vals, col_bucket, out, np.empty((WORK_ROWS, cols)),
+        det._ignored += run(taken, rows, rows, slots, vals, col_bucket, out, np.empty((WORK_ROWS, cols)),
                             np.empty(cols, dtype=np.int64), *state)
         return out
-    per = -(-rows // min(rows, RUNS_PER_THREAD * threads))  # rows per run
-    taken = itertools.count()  # the next run: next() is atomic
+    take = min(TAKE_ROWS, max(1, TAKE_SAMPLES // cols))
 
-    def runs_until_none_left() -> int:
-        work, where = np.empty((WORK_ROWS, cols)), np.empty(cols, dtype=np.int64)
-        ignored = 0
-        while (lo := next(taken) * per) < rows:
-            ignored += run(lo, min(rows, lo + per), slots, vals, col_bucket, out, work, where, *state)
-        return ignored
+    def rows_until_none_left() -> int:
+        return run(taken, take, rows, slots, vals, col_bucket, out, np.empty((WORK_ROWS, cols)),
+                   np.empty(cols, dtype=np.int64), *state)
 
-    helpers = det._workers.submit(threads - 1, runs_until_none_left)
+    helpers = det._workers.submit(threads - 1, rows_until_none_left)
     try:
-        ignored = runs_until_none_left()
+        ignored = rows_until_none_left()
     finally:  # the helpers write the state: never return (or raise) before they are done
         wait(helpers)
     det._ignored += ignored + sum(helper.result() for helper in helpers)
     return out
+
+
+def _take(taken: Any, step: int) -> int:
+    """``taken[0]`` before adding ``step`` to it: the plain form of ``_atomic_take``'s."""
+    first = int(taken[0])
+    taken[0] = first + step
+    return first
+
+
+def _atomic_take(numba: Any) -> Any:
+    """``_take`` for compiled code, atomic (one instruction, ``lock xadd``): the threads of a split block share
+    ``taken``. numba has no atomics for the CPU, so an intrinsic emits LLVM's ``atomicrmw add``."""
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def take(typingctx: Any, taken: Any, step: Any) -> Any:
+        if not (isinstance(taken, numba.types.Array) and taken.dtype == numba.types.int64
+                and isinstance(step, numba.types.Integer)):
+            return None
+
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            array, by = args
+            data = context.make_array(signature.args[0])(context, builder, array).data
+            by = context.cast(builder, by, signature.args[1], numba.types.int64)
+            return builder.atomic_rmw("add", data, by, "seq_cst")
+
+        return numba.types.int64(taken, step), codegen
+
+    return take
 
 
 def _resum(buf: Any, row: int) -> tuple[float, float]:
@@ -270,12 +303,13 @@ def _surprises(work: Any, kk: int, noise_floor: float, tolerance: float, sharpne
 
 _resum_c = _resum  # the helpers are replaced by their compiled forms in load(): numba reads
 _surprises_c = _surprises  # globals when compiling
+_take_c = _take
 _one_minus_exp_neg_c = one_minus_exp_neg
 _z_c = _z
 
 
 def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
-    lo: int, hi: int, slots: Any, raw: Any, col_bucket: Any, out: Any, work: Any, cols: Any,
+    taken: Any, take: int, hi: int, slots: Any, raw: Any, col_bucket: Any, out: Any, work: Any, cols: Any,
     n_: Any, offset_: Any, mn_: Any, mx_: Any, m_: Any, v_: Any, hit_: Any, crit_: Any, last_: Any, prev_: Any,
     sbuf: Any, shead: Any, scount: Any, ss1: Any, ss2: Any,
     dbuf: Any, dhead: Any, dcount: Any, ds1: Any, ds2: Any,
@@ -286,7 +320,8 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
     demoted: float, fmn_: Any, fmx_: Any, range_rate: float, *week: Any,
 ) -> int:
     """Score ``raw[i, j]`` of series slot ``slots[i]`` in bucket ``col_bucket[j]`` into ``out``
-    for the rows ``lo <= i < hi``.
+    for the rows ``i < hi`` from ``taken[0]`` on, ``take`` rows at a time (``taken``, an int64 array of one, counts
+    the rows taken: the calls of the threads of a split block share it, each row is scored by one of them).
 
     ``work`` is a (WORK_ROWS, raw.shape[1]) float64 and ``cols`` a raw.shape[1] int64 scratch array.
     ``week``: nothing, or in ``Kernel.weekly`` (this function compiled with ``_WEEKLY`` true) the weekly
@@ -311,7 +346,13 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
     values, floors = work[10], work[11]  # x and noise_floor x the range including it (level window)
     lwidth = lbuf.shape[1]
     dwidth = dbuf.shape[1]
-    for i in range(lo, hi):
+    i = end = 0
+    while True:
+        if i == end:  # the next rows to score, and no other thread's
+            i = _take_c(taken, take)
+            if i >= hi:
+                break
+            end = min(hi, i + take)
         s = slots[i]
         iu, su = _U(i), _U(s)  # unsigned indices: no negative-index wraparound code per access
         n0 = n_[s]
@@ -570,4 +611,5 @@ def score_rows(  # one flat call: numba compiles arrays and scalars, not objects
             for q in range(lwidth):
                 l_s2 += lbuf[s, q] * lbuf[s, q]
             lm_[s], lv_[s], lhead[s], lcount[s], ls1[s], ls2[s] = lm, lv, l_head, l_count, l_s1, l_s2
+        i += 1
     return ignored
