@@ -82,7 +82,9 @@ class TaskPolicy(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Progress:
-    """Live counters of a wave, handed to ``on_progress``."""
+    """Live counters of a wave, handed to ``on_progress``: ``done`` counts the tasks that ended, whatever their
+    outcome (succeeded, failed, timed out, or cancelled, started or not), ``failed`` those of them that failed or timed
+    out."""
 
     wave: str
     pending: int | None  # None for an input of unknown length (lazy, or a list grown past its length as it streams)
