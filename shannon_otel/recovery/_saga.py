@@ -20,6 +20,9 @@ spans, its result) as a failure.
 
 Steps may run concurrently inside the block; one still running in another task when the block ends
 is cancelled and waited for first (as a ``TaskGroup`` does), so no step completes after its saga ended.
+One never started when the block ends (``tx.step(...)`` without ``await``, or in a task not yet run) never
+runs: the block fails with a ``MisuseError`` (a TypeError) naming ``tx.step()`` and the step, raised as it is
+after the rollback of the steps that ran (see ``Transaction.step``).
 """
 
 from __future__ import annotations
