@@ -188,6 +188,13 @@ def check_provider(name: str, value: object, kind: str, method: str) -> None:
         raise TypeError(f"{name} must be an OpenTelemetry {kind} or None, got {brief(value)}")
 
 
+def empty_or_not_str(value: object) -> type[TypeError] | type[ValueError]:
+    """The error for ``value`` refused where a non-empty str belongs: ValueError for a str (empty: the right type,
+    a bad value), TypeError for anything else. An empty name was a TypeError in some places and a ValueError in
+    others."""
+    return ValueError if isinstance(value, str) else TypeError
+
+
 def check_bool(name: str, value: object) -> None:
     """Raise TypeError naming ``name`` unless ``value`` is a bool."""
     if not isinstance(value, bool):
@@ -195,13 +202,15 @@ def check_bool(name: str, value: object) -> None:
 
 
 def check_name(name: str, value: object, *, allow_none: bool = False, telemetry: bool = True) -> None:
-    """Raise TypeError naming ``name`` unless ``value`` is a non-empty str (or None when allowed),
-    ValueError unless it can be exported (:func:`check_utf8`) and, for a name the telemetry carries
-    (``telemetry``), is at most :data:`NAME_MAX_LENGTH` characters (:func:`check_telemetry_name`)."""
+    """Raise TypeError naming ``name`` unless ``value`` is a str (or None when allowed); ValueError if it is empty
+    (the right type, a bad value, as for ``int("")``), or unless it can be exported (:func:`check_utf8`) and, for a
+    name the telemetry carries (``telemetry``), is at most :data:`NAME_MAX_LENGTH` characters
+    (:func:`check_telemetry_name`)."""
     if value is None and allow_none:
         return
     if not isinstance(value, str) or not value:
-        raise TypeError(f"{name} must be a non-empty str{' or None' if allow_none else ''}, got {brief(value)}")
+        raise empty_or_not_str(value)(f"{name} must be a non-empty str{' or None' if allow_none else ''}, "
+                                      f"got {brief(value)}")
     if telemetry:
         check_telemetry_name(name, value)
     else:

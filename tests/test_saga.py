@@ -166,8 +166,10 @@ def test_each_run_is_independent() -> None:
 
 
 def test_bad_input() -> None:
-    with pytest.raises(TypeError, match="name must be a non-empty str"):
+    with pytest.raises(ValueError, match="name must be a non-empty str"):  # a str: the type is right
         Saga("")
+    with pytest.raises(TypeError, match="name must be a non-empty str"):
+        Saga(7)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("container", [list, tuple])
@@ -926,8 +928,9 @@ def test_the_saga_errors_message_names_the_classes_of_the_error_and_of_each_fail
 def test_a_step_never_awaited_fails_the_saga_naming_tx_step_and_the_steps_that_ran_are_compensated() -> None:
     """``tx.step("pay", ...)`` with the ``await`` forgotten made a coroutine that never ran: the saga ended as a
     success (its span too) with the step silently skipped, the only sign a "coroutine ... was never awaited"
-    RuntimeWarning at garbage collection. Now the block fails with a TypeError (a MisuseError) naming ``tx.step`` and the step,
-    raised as it is after the rollback of the steps that ran; the saga span ends as a failure; no warning."""
+    RuntimeWarning at garbage collection. Now the block fails with a TypeError (a MisuseError) naming ``tx.step``
+    and the step, raised as it is after the rollback of the steps that ran; the saga span ends as a failure; no
+    warning."""
     import gc
     import warnings
 

@@ -39,6 +39,7 @@ from .._validate import (
     check_spread,
     check_sync_callable,
     check_telemetry_name,
+    empty_or_not_str,
     plain,
     shown,
 )
@@ -81,7 +82,7 @@ class Saga:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
-            raise TypeError(f"name must be a non-empty str, got {self.name!r}")
+            raise empty_or_not_str(self.name)(f"name must be a non-empty str, got {self.name!r}")
         check_telemetry_name("name", self.name)
         object.__setattr__(self, "name", plain(self.name))
         check_number("compensation_timeout_s", self.compensation_timeout_s, low=0, low_open=True,
