@@ -13,8 +13,13 @@ from typing import Any, cast
 
 
 def check_number(name: str, value: object, *, low: float, high: float | None = None,
-                 low_open: bool = False, integer: bool = False, allow_none: bool = False) -> None:
-    """Raise TypeError/ValueError naming ``name`` and its allowed range unless ``value`` fits."""
+                 low_open: bool = False, integer: bool = False, allow_none: bool = False,
+                 finite: bool | str = False) -> None:
+    """Raise TypeError/ValueError naming ``name`` and its allowed range unless ``value`` fits.
+
+    With no ``high``, a float parameter accepts ``inf``, and its range is printed closed, ``(0, inf]`` (``(0, inf)``
+    read as refusing it); ``finite`` refuses ``inf`` (a str: why, or what to pass instead, put in the message), its
+    range printed ``(0, inf)``, as an int's is."""
     if value is None and allow_none:
         return
     kinds: tuple[type, ...] = (int,) if integer else (int, float)
@@ -28,8 +33,11 @@ def check_number(name: str, value: object, *, low: float, high: float | None = N
     # raises OverflowError, which escaped here instead of an error naming the parameter).
     v = cast("float", value)
     left = "(" if low_open else "["
-    right = f"{shown(high)}]" if high is not None else "inf)"  # a bound may be another huge parameter
-    if v != v or (v <= low if low_open else v < low) or (high is not None and v > high):
+    right = f"{shown(high)}]" if high is not None else "inf)" if integer or finite else "inf]"  # (a bound may be
+    # another huge parameter)
+    if isinstance(finite, str) and v == math.inf:
+        raise ValueError(f"{name} must be finite ({finite}), got inf")
+    if v != v or (finite and v == math.inf) or (v <= low if low_open else v < low) or (high is not None and v > high):
         raise ValueError(f"{name} must be in {left}{low}, {right}, got {shown(value)}")
     if not integer and isinstance(value, int):
         try:  # a float parameter is computed with as a float: an int beyond the float range cannot be

@@ -86,9 +86,7 @@ class Saga:
         check_telemetry_name("name", self.name)
         object.__setattr__(self, "name", plain(self.name))
         check_number("compensation_timeout_s", self.compensation_timeout_s, low=0, low_open=True,
-                     allow_none=True)
-        if self.compensation_timeout_s == float("inf"):
-            raise ValueError("compensation_timeout_s must be finite (None for no bound), got inf")
+                     allow_none=True, finite="None for no bound")
         builtin_numbers(self, "compensation_timeout_s")
         check_sync_callable("clock", self.clock, "a callable returning seconds", takes=0)
         object.__setattr__(self, "clock", _clock.seconds(self.clock))
