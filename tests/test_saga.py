@@ -1013,3 +1013,20 @@ def test_steps_gathered_or_awaited_later_in_the_block_still_run() -> None:
 
     result = run_virtual(main())
     assert result.outcome is Outcome.SUCCESS and sorted(result.completed) == ["a", "b", "c", "d"]
+
+
+def test_a_step_cancelled_before_it_started_is_no_misuse() -> None:
+    """A step whose task was cancelled before it ran (a gather cancelled at once, the error caught inside the
+    block) never started, but was not forgotten either: the block ends as it would (a success here)."""
+    ledger = Ledger()
+
+    async def main() -> Any:
+        async with Saga("order", instrument=False).begin() as tx:
+            task = asyncio.create_task(tx.step("a", ledger.action("a")))
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        return tx.result
+
+    result = run_virtual(main())
+    assert result.outcome is Outcome.SUCCESS and result.completed == () and ledger.log == []

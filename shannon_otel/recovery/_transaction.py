@@ -246,9 +246,11 @@ class Transaction:
         was all a forgotten ``await`` left); one a task holds (``asyncio.create_task(tx.step(...))`` not yet run)
         has its task cancelled, so that it never runs the step after the saga ended (where it could not be
         compensated) nor fails there. ``closing``: off the saga's loop, no task is looked for."""
-        if not self._unstarted:
+        # One a task held and cancelled before it ran has ended, unstarted (a cancelled gather): not a misuse.
+        unstarted = {k: v for k, v in self._unstarted.items() if inspect.getcoroutinestate(v[1]) == "CORO_CREATED"}
+        self._unstarted = {}
+        if not unstarted:
             return None
-        unstarted, self._unstarted = self._unstarted, {}
         coroutines = {id(made): made for _, made in unstarted.values()}
         if not closing:
             for task in asyncio.all_tasks():
