@@ -420,8 +420,9 @@ def check_attributes(name: str, value: object) -> None:
     for k, v in value.items():
         ok = isinstance(v, str | bool | int | float) or (
             isinstance(v, list | tuple) and all(isinstance(x, str | bool | int | float) for x in v))
-        if not isinstance(k, str) or not k or not ok:
-            raise TypeError(f"{name} must map non-empty str keys to str/bool/int/float values, got {k!r}: {v!r}")
+        if not isinstance(k, str) or not k or not ok:  # an empty key alone: a ValueError, as an empty name is
+            error = ValueError if k == "" and isinstance(k, str) and ok else TypeError
+            raise error(f"{name} must map non-empty str keys to str/bool/int/float values, got {k!r}: {v!r}")
         check_utf8(f"{name} key", k)
         for x in v if isinstance(v, list | tuple) else (v,):
             check_utf8(f"{name}[{k!r}]", x if isinstance(x, str) else None)

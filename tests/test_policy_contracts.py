@@ -418,3 +418,12 @@ def test_an_empty_name_is_a_value_error_and_a_name_not_a_str_a_type_error_everyw
     assert not isinstance(caught.value, TypeError)
     with pytest.raises(TypeError, match="must be a non-empty str"):
         make(b"fetch")
+
+
+def test_an_empty_resource_attribute_key_is_a_value_error_as_an_empty_name_is() -> None:
+    from shannon_otel import configure
+
+    with pytest.raises(ValueError, match="resource_attributes must map non-empty str keys"):
+        configure(resource_attributes={"": "x"}, exporter="none")
+    with pytest.raises(TypeError, match="resource_attributes must map non-empty str keys"):
+        configure(resource_attributes={1: "x"}, exporter="none")  # type: ignore[dict-item]
