@@ -1030,3 +1030,18 @@ def test_a_step_cancelled_before_it_started_is_no_misuse() -> None:
 
     result = run_virtual(main())
     assert result.outcome is Outcome.SUCCESS and result.completed == () and ledger.log == []
+
+
+def test_a_step_after_the_block_is_refused_at_the_call_even_without_await() -> None:
+    """``tx.step(...)`` after the block, its ``await`` forgotten: refused when awaited only, so without the await
+    nothing said it never ran (a RuntimeWarning at garbage collection). Now the call raises the RuntimeError."""
+    ledger = Ledger()
+
+    async def main() -> None:
+        async with Saga("order", instrument=False).begin() as tx:
+            pass
+        with pytest.raises(RuntimeError, match="only inside `async with"):
+            tx.step("late", ledger.action("late"))  # type: ignore[unused-coroutine]
+
+    run_virtual(main())
+    assert ledger.log == []

@@ -46,6 +46,12 @@ def _off_its_loop(loop: asyncio.AbstractEventLoop | None) -> bool:
         return True
 
 
+def _outside() -> RuntimeError:
+    return RuntimeError(
+        "tx.step() runs only inside `async with saga.begin() as tx:` (outside it the step could never be compensated)"
+    )
+
+
 class Transaction:
     """One run of a :class:`Saga`; use it as ``async with``.
 
@@ -131,10 +137,11 @@ class Transaction:
         block fails with a ``MisuseError`` naming it, after the rollback of the steps that ran (the saga ends as a
         failure). A forgotten ``await`` otherwise let the saga end as a success with the step silently skipped.
         """
+        if self._open is False:  # raised at the call: with the await forgotten, it was a silent skip too
+            raise _outside()
         token = object()
         made = self._step(token, name, action, compensate)
-        if self._open is not False:  # after the block, awaiting it raises the RuntimeError below
-            self._unstarted[token] = (name, made)
+        self._unstarted[token] = (name, made)
         return made
 
     async def _step(
@@ -143,10 +150,7 @@ class Transaction:
     ) -> T:
         self._unstarted.pop(token, None)
         if not self._open:
-            raise RuntimeError(
-                "tx.step() runs only inside `async with saga.begin() as tx:` (outside it the step could "
-                "never be compensated)"
-            )
+            raise _outside()
         try:
             _check_step(name, action, compensate)
         except (TypeError, ValueError) as exc:
