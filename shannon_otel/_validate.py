@@ -13,8 +13,13 @@ from typing import Any, cast
 
 
 def check_number(name: str, value: object, *, low: float, high: float | None = None,
-                 low_open: bool = False, integer: bool = False, allow_none: bool = False) -> None:
-    """Raise TypeError/ValueError naming ``name`` and its allowed range unless ``value`` fits."""
+                 low_open: bool = False, integer: bool = False, allow_none: bool = False,
+                 finite: bool | str = False) -> None:
+    """Raise TypeError/ValueError naming ``name`` and its allowed range unless ``value`` fits.
+
+    With no ``high``, a float parameter accepts ``inf``, and its range is printed closed, ``(0, inf]`` (``(0, inf)``
+    read as refusing it); ``finite`` refuses ``inf`` (a str: why, or what to pass instead, put in the message), its
+    range printed ``(0, inf)``, as an int's is."""
     if value is None and allow_none:
         return
     kinds: tuple[type, ...] = (int,) if integer else (int, float)
@@ -28,8 +33,11 @@ def check_number(name: str, value: object, *, low: float, high: float | None = N
     # raises OverflowError, which escaped here instead of an error naming the parameter).
     v = cast("float", value)
     left = "(" if low_open else "["
-    right = f"{shown(high)}]" if high is not None else "inf)"  # a bound may be another huge parameter
-    if v != v or (v <= low if low_open else v < low) or (high is not None and v > high):
+    right = f"{shown(high)}]" if high is not None else "inf)" if integer or finite else "inf]"  # (a bound may be
+    # another huge parameter)
+    if isinstance(finite, str) and v == math.inf:
+        raise ValueError(f"{name} must be finite ({finite}), got inf")
+    if v != v or (finite and v == math.inf) or (v <= low if low_open else v < low) or (high is not None and v > high):
         raise ValueError(f"{name} must be in {left}{low}, {right}, got {shown(value)}")
     if not integer and isinstance(value, int):
         try:  # a float parameter is computed with as a float: an int beyond the float range cannot be
@@ -188,6 +196,13 @@ def check_provider(name: str, value: object, kind: str, method: str) -> None:
         raise TypeError(f"{name} must be an OpenTelemetry {kind} or None, got {brief(value)}")
 
 
+def empty_or_not_str(value: object) -> type[TypeError] | type[ValueError]:
+    """The error for ``value`` refused where a non-empty str belongs: ValueError for a str (empty: the right type,
+    a bad value), TypeError for anything else. An empty name was a TypeError in some places and a ValueError in
+    others."""
+    return ValueError if isinstance(value, str) else TypeError
+
+
 def check_bool(name: str, value: object) -> None:
     """Raise TypeError naming ``name`` unless ``value`` is a bool."""
     if not isinstance(value, bool):
@@ -195,13 +210,15 @@ def check_bool(name: str, value: object) -> None:
 
 
 def check_name(name: str, value: object, *, allow_none: bool = False, telemetry: bool = True) -> None:
-    """Raise TypeError naming ``name`` unless ``value`` is a non-empty str (or None when allowed),
-    ValueError unless it can be exported (:func:`check_utf8`) and, for a name the telemetry carries
-    (``telemetry``), is at most :data:`NAME_MAX_LENGTH` characters (:func:`check_telemetry_name`)."""
+    """Raise TypeError naming ``name`` unless ``value`` is a str (or None when allowed); ValueError if it is empty
+    (the right type, a bad value, as for ``int("")``), or unless it can be exported (:func:`check_utf8`) and, for a
+    name the telemetry carries (``telemetry``), is at most :data:`NAME_MAX_LENGTH` characters
+    (:func:`check_telemetry_name`)."""
     if value is None and allow_none:
         return
     if not isinstance(value, str) or not value:
-        raise TypeError(f"{name} must be a non-empty str{' or None' if allow_none else ''}, got {brief(value)}")
+        raise empty_or_not_str(value)(f"{name} must be a non-empty str{' or None' if allow_none else ''}, "
+                                      f"got {brief(value)}")
     if telemetry:
         check_telemetry_name(name, value)
     else:
@@ -403,8 +420,9 @@ def check_attributes(name: str, value: object) -> None:
     for k, v in value.items():
         ok = isinstance(v, str | bool | int | float) or (
             isinstance(v, list | tuple) and all(isinstance(x, str | bool | int | float) for x in v))
-        if not isinstance(k, str) or not k or not ok:
-            raise TypeError(f"{name} must map non-empty str keys to str/bool/int/float values, got {k!r}: {v!r}")
+        if not isinstance(k, str) or not k or not ok:  # an empty key alone: a ValueError, as an empty name is
+            error = ValueError if k == "" and isinstance(k, str) and ok else TypeError
+            raise error(f"{name} must map non-empty str keys to str/bool/int/float values, got {k!r}: {v!r}")
         check_utf8(f"{name} key", k)
         for x in v if isinstance(v, list | tuple) else (v,):
             check_utf8(f"{name}[{k!r}]", x if isinstance(x, str) else None)

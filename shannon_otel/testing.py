@@ -259,7 +259,7 @@ class FakeClock:
     """
 
     def __init__(self, start: float = 1000.0) -> None:
-        if isinstance(start, float) and not math.isfinite(start):  # NaN too, which check_number calls [-inf, inf)
+        if isinstance(start, float) and not math.isfinite(start):  # NaN too, which check_number puts out of [-inf, inf]
             raise ValueError(f"start must be a finite number, got {start!r}")
         check_number("start", start, low=-math.inf)
         self.now = start
@@ -270,9 +270,7 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         """Move the clock forward (never back: it stands for a monotonic clock)."""
-        check_number("seconds", seconds, low=0)
-        if seconds == math.inf:  # every later duration would be inf - inf = NaN
-            raise ValueError(f"seconds must be in [0, inf), got {seconds!r}")
+        check_number("seconds", seconds, low=0, finite=True)  # inf: every later duration would be inf - inf = NaN
         self.now += seconds
 
     async def sleep(self, seconds: float) -> None:
@@ -280,7 +278,7 @@ class FakeClock:
         ``inf`` sleeps until cancelled, as ``asyncio.sleep(inf)`` does, leaving the clock as it is (it
         moved the clock to inf, and every later duration read on it was inf - inf = NaN: a
         ``Hedge(delay=inf)``, which never hedges, broke the clock of the whole test)."""
-        if isinstance(seconds, float) and seconds != seconds:  # check_number's "[-inf, inf)" hid that inf is fine
+        if isinstance(seconds, float) and seconds != seconds:  # check_number's range does not say what inf does
             raise ValueError(f"seconds must be in [-inf, inf] (inf: until cancelled), got {seconds!r}")
         check_number("seconds", seconds, low=-math.inf)
         self.sleeps.append(seconds)
@@ -395,9 +393,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def advance(self, seconds: float) -> None:
         """Move the loop's clock forward by ``seconds`` (finite, >= 0; ValueError otherwise: it stands
         for a monotonic clock, and a NaN time made every timer due at once)."""
-        check_number("seconds", seconds, low=0)
-        if seconds == math.inf:
-            raise ValueError(f"seconds must be in [0, inf), got {seconds!r}")
+        check_number("seconds", seconds, low=0, finite=True)
         self._now += seconds
 
 

@@ -33,7 +33,7 @@ BAD_CALLS: list[tuple[Callable[[], None], type[Exception], str]] = [
     (lambda: record("x", -INF), ValueError, r"value must be finite"),
     (lambda: record("x", NAN), ValueError, r"value must be finite"),
     (lambda: record("x", None), TypeError, r"value must be a finite number"),  # type: ignore[arg-type]
-    (lambda: record("", 1.0), TypeError, r"name must be a non-empty string"),
+    (lambda: record("", 1.0), ValueError, r"name must be a non-empty string"),  # a str: the type is right
     (lambda: record_tokens(input=INF), TypeError, r"record_tokens\(\): input must be an int"),  # type: ignore[arg-type]
     (lambda: record_tokens(input=NAN), TypeError, r"input must be an int"),  # type: ignore[arg-type]
     (lambda: record_tokens(output=1.5), TypeError, r"output must be an int"),  # type: ignore[arg-type]

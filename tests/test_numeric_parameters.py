@@ -9,6 +9,7 @@ import enum
 import math
 import re
 import warnings
+from collections.abc import Callable
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -313,3 +314,33 @@ def test_a_complex_number_is_refused_without_advice_that_cannot_work(value: Any)
     with pytest.raises(TypeError, match=r"^initial must be a number \(a real Python int or float; \S+ is not one\), "
                                         r"got "):
         so.Retry(initial=value)
+
+
+# ------------------------------------------------------------------ ranges that take inf
+def test_a_range_that_takes_inf_is_printed_closed_and_one_that_refuses_it_open() -> None:
+    """``Wave(task_timeout=0)`` said "must be in (0, inf)", which reads as refusing ``inf``, which it takes (as
+    ``rate_limit``, ``Retry(budget_s=)``, ``CircuitBreaker(reset_timeout=)``, ``Degrade(max_age=)`` do): such a range
+    is printed ``(0, inf]``. A parameter that refuses ``inf`` (an int's, ``Timeout(seconds)``) keeps ``inf)``."""
+    from shannon_otel import CircuitBreaker, Degrade, Retry, Timeout, Wave
+
+    takes_inf: dict[str, tuple[Callable[[float], object], str]] = {
+        "task_timeout": (lambda v: Wave("w", task_timeout=v), "(0, inf]"),
+        "rate_limit": (lambda v: Wave("w", rate_limit=v), "(0, inf]"),
+        "budget_s": (lambda v: Retry(budget_s=v), "(0, inf]"),
+        "reset_timeout": (lambda v: CircuitBreaker("b", reset_timeout=v), "[0, inf]"),
+        "max_age": (lambda v: Degrade(last_good=True, max_age=v), "(0, inf]"),
+    }
+    for name, (make, shown_range) in takes_inf.items():
+        make(math.inf)  # taken, as the range says
+        with pytest.raises(ValueError, match=rf"^{name} must be in {re.escape(shown_range)}, got -1$"):
+            make(-1)
+    refuses_inf: dict[str, tuple[Callable[[float], object], str]] = {
+        "seconds": (lambda v: Timeout(v), "(0, inf)"),
+        "max_concurrency": (lambda v: Wave("w", max_concurrency=v), "(0, inf)"),  # type: ignore[arg-type]
+        "initial": (lambda v: Retry(initial=v), "[0, inf)"),
+    }
+    for name, (make, shown_range) in refuses_inf.items():
+        with pytest.raises(ValueError, match=rf"^{name} must be in {re.escape(shown_range)}, got -1$"):
+            make(-1)
+        with pytest.raises((TypeError, ValueError)):
+            make(math.inf)

@@ -227,8 +227,10 @@ def test_a_pipeline_keeps_the_breakers_name_and_hooks() -> None:
 def test_a_breaker_needs_a_name() -> None:
     with pytest.raises(TypeError, match="CircuitBreaker needs name="):
         CircuitBreaker()  # type: ignore[call-overload]
-    with pytest.raises(TypeError, match="name must be a non-empty str"):
+    with pytest.raises(ValueError, match="name must be a non-empty str"):  # a str: the type is right
         CircuitBreaker("")
+    with pytest.raises(TypeError, match="name must be a non-empty str"):
+        CircuitBreaker(b"db")  # type: ignore[call-overload]
 
 
 def test_breaker_count_is_a_deprecated_alias_of_on() -> None:
@@ -382,3 +384,46 @@ def test_testing_switch_reports_the_true_delay() -> None:
         run(Retry(attempts=2, initial=3.0, name="op", **tel.kw).call(flaky))
     assert [v for _, v in tel.points("shannon.retry.delay")] == [(1, 0.0)]
 
+
+
+# ------------------------------------------------------------------------- empty names
+def _empty_name_entry_points() -> dict[str, Callable[[Any], object]]:
+    from shannon_otel import AnomalyDetector, BreakerRegistry, ResourcePool, Saga, resilient, task
+
+    async def work() -> None:
+        pass
+
+    return {
+        "Saga": Saga,
+        "CircuitBreaker": CircuitBreaker,
+        "BreakerRegistry.get": lambda name: BreakerRegistry().get(name),
+        "Degrade.flag": lambda name: Degrade(cheaper=work).flag(name),
+        "Retry(name=)": lambda name: Retry(name=name),
+        "resilient(name=)": lambda name: resilient(Retry(), name=name),
+        "task(name=)": lambda name: task(work, name=name),
+        "AnomalyDetector.last_score": lambda name: AnomalyDetector().last_score(name),
+        "Wave": Wave,
+        "ResourcePool": lambda name: ResourcePool(name, 1),
+    }
+
+
+@pytest.mark.parametrize("entry", sorted(_empty_name_entry_points()))
+def test_an_empty_name_is_a_value_error_and_a_name_not_a_str_a_type_error_everywhere(entry: str) -> None:
+    """An empty name was a TypeError at ``Saga("")``, ``CircuitBreaker("")``, ``BreakerRegistry().get("")``,
+    ``Degrade.flag("")`` and the other names checked alike, but a ValueError at ``Wave("")`` and ``ResourcePool("",
+    1)``: a str is the right type, its value is wrong (a ValueError, as for ``int("")``), whichever is called."""
+    make = _empty_name_entry_points()[entry]
+    with pytest.raises(ValueError, match="must be a non-empty str") as caught:
+        make("")
+    assert not isinstance(caught.value, TypeError)
+    with pytest.raises(TypeError, match="must be a non-empty str"):
+        make(b"fetch")
+
+
+def test_an_empty_resource_attribute_key_is_a_value_error_as_an_empty_name_is() -> None:
+    from shannon_otel import configure
+
+    with pytest.raises(ValueError, match="resource_attributes must map non-empty str keys"):
+        configure(resource_attributes={"": "x"}, exporter="none")
+    with pytest.raises(TypeError, match="resource_attributes must map non-empty str keys"):
+        configure(resource_attributes={1: "x"}, exporter="none")  # type: ignore[dict-item]

@@ -125,7 +125,7 @@ def test_a_keyword_only_policy_used_as_a_bare_decorator_says_to_call_it(policy: 
     (Timeout, r"seconds must be a number in \(0, inf\), got the function '.*fetch': a Timeout is applied above the "
               r"function as @Timeout\(seconds\), e\.g\. @Timeout\(5\); a bare @Timeout took the function it decorates "
               r"as its seconds$"),
-    (Hedge, r"delay must be a number in \[0, inf\), got the function '.*fetch': a Hedge is applied above the "
+    (Hedge, r"delay must be a number in \[0, inf\], got the function '.*fetch': a Hedge is applied above the "
             r"function as @Hedge\(delay\), e\.g\. @Hedge\(0\.5\); a bare @Hedge took .* as its delay$"),
     (CircuitBreaker, r"name must be a non-empty str, got the function '.*fetch': a CircuitBreaker is applied above "
                      r"the function as @CircuitBreaker\(name\), e\.g\. @CircuitBreaker\('payments-api'\); a bare "

@@ -135,7 +135,7 @@ def test_a_rate_limit_so_small_that_its_interval_overflows_still_limits() -> Non
 def test_a_time_window_too_short_to_slice_is_refused_at_construction() -> None:
     """``window_s=5e-324`` was accepted; the breaker's first call raised ZeroDivisionError (its 10 time
     slices were 0 s wide)."""
-    with pytest.raises(ValueError, match=r"^window_s must be in \[1e-06, inf\), got 5e-324"):
+    with pytest.raises(ValueError, match=r"^window_s must be in \[1e-06, inf\], got 5e-324"):
         CircuitBreaker("tiny-window", window_s=5e-324)
 
 

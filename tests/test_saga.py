@@ -166,8 +166,10 @@ def test_each_run_is_independent() -> None:
 
 
 def test_bad_input() -> None:
-    with pytest.raises(TypeError, match="name must be a non-empty str"):
+    with pytest.raises(ValueError, match="name must be a non-empty str"):  # a str: the type is right
         Saga("")
+    with pytest.raises(TypeError, match="name must be a non-empty str"):
+        Saga(7)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("container", [list, tuple])
@@ -920,3 +922,126 @@ def test_the_saga_errors_message_names_the_classes_of_the_error_and_of_each_fail
         ))
     assert str(info.value) == (
         "saga 'order' failed with RuntimeError; compensated ['reserve']; failed compensations: charge (OSError)")
+
+
+# ------------------------------------------------------------------ a step never awaited
+def test_a_step_never_awaited_fails_the_saga_naming_tx_step_and_the_steps_that_ran_are_compensated() -> None:
+    """``tx.step("pay", ...)`` with the ``await`` forgotten made a coroutine that never ran: the saga ended as a
+    success (its span too) with the step silently skipped, the only sign a "coroutine ... was never awaited"
+    RuntimeWarning at garbage collection. Now the block fails with a TypeError (a MisuseError) naming ``tx.step``
+    and the step, raised as it is after the rollback of the steps that ran; the saga span ends as a failure; no
+    warning."""
+    import gc
+    import warnings
+
+    tel, ledger = Telemetry(), Ledger()
+    saga = Saga("order", **tel.kw)
+    tx = saga.begin()
+
+    async def main() -> None:
+        async with tx:
+            await tx.step("reserve", ledger.action("reserve"), compensate=ledger.undo("reserve"))
+            tx.step("pay", ledger.action("pay"), compensate=ledger.undo("pay"))  # type: ignore[unused-coroutine]
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(TypeError, match=r"tx\.step\(\).*never awaited \('pay'\).*await") as raised:
+            run(main())
+        gc.collect()
+    assert not isinstance(raised.value, SagaError)
+    assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []
+    assert ledger.log == ["do reserve", "undo reserve reserve-id"]  # pay never ran; reserve was rolled back
+    assert tx.result is not None and tx.result.outcome is Outcome.FAILURE
+    assert tx.result.completed == tx.result.compensated == ("reserve",) and tx.result.error is raised.value
+    root = tel.span("saga order")
+    assert root.status.status_code is StatusCode.ERROR
+    assert root.attributes is not None and root.attributes["shannon.saga.outcome"] == "failure"
+
+
+def test_a_step_in_a_task_not_yet_started_when_the_block_ends_never_runs_after_the_saga() -> None:
+    """``asyncio.create_task(tx.step(...))`` not yet run when the block ends: the saga ended as a success, then the
+    task ran the step after it (refused there with a RuntimeError nobody retrieved). Now it is the same misuse as
+    a forgotten ``await``: the task is cancelled unstarted, and the block fails naming the step."""
+    ledger = Ledger()
+
+    async def main() -> tuple[asyncio.Task[Any], Any]:
+        tx = Saga("order", instrument=False).begin()
+        with pytest.raises(TypeError, match=r"never awaited \('pay'\)"):
+            async with tx:
+                task = asyncio.create_task(tx.step("pay", ledger.action("pay")))
+        await asyncio.sleep(0.1)
+        return task, tx.result
+
+    task, result = run_virtual(main())
+    assert task.cancelled() and ledger.log == []
+    assert result.outcome is Outcome.FAILURE and result.completed == ()
+
+
+def test_a_step_never_awaited_is_named_in_place_of_the_sagas_error_when_the_block_fails_too() -> None:
+    """The block failing as well (a later step's error): the forgotten ``await`` is raised (the body's error its
+    context, the result's error), after the rollback, not a SagaError a Retry around the saga would retry."""
+    ledger = Ledger()
+    tx = Saga("order", instrument=False).begin()
+
+    async def main() -> None:
+        async with tx:
+            await tx.step("reserve", ledger.action("reserve"), compensate=ledger.undo("reserve"))
+            tx.step("pay", ledger.action("pay"))  # type: ignore[unused-coroutine]
+            await tx.step("ship", ledger.action("ship", fail=True))
+
+    with pytest.raises(TypeError, match="never awaited") as raised:
+        run(main())
+    assert not isinstance(raised.value, SagaError)
+    assert ledger.log == ["do reserve", "do ship", "undo reserve reserve-id"]
+    assert tx.result is not None and tx.result.outcome is Outcome.FAILURE
+    assert isinstance(tx.result.error, RuntimeError) and str(tx.result.error) == "ship failed"
+    assert raised.value.__context__ is tx.result.error
+
+
+def test_steps_gathered_or_awaited_later_in_the_block_still_run() -> None:
+    """Only a step not started when the block ends is refused: one made first and awaited later, steps gathered, or
+    a task awaited inside the block run as ever."""
+    ledger = Ledger()
+
+    async def main() -> Any:
+        async with Saga("order", instrument=False).begin() as tx:
+            later = tx.step("a", ledger.action("a"))
+            await asyncio.gather(tx.step("b", ledger.action("b")), tx.step("c", ledger.action("c")))
+            await later
+            await asyncio.create_task(tx.step("d", ledger.action("d")))
+        return tx.result
+
+    result = run_virtual(main())
+    assert result.outcome is Outcome.SUCCESS and sorted(result.completed) == ["a", "b", "c", "d"]
+
+
+def test_a_step_cancelled_before_it_started_is_no_misuse() -> None:
+    """A step whose task was cancelled before it ran (a gather cancelled at once, the error caught inside the
+    block) never started, but was not forgotten either: the block ends as it would (a success here)."""
+    ledger = Ledger()
+
+    async def main() -> Any:
+        async with Saga("order", instrument=False).begin() as tx:
+            task = asyncio.create_task(tx.step("a", ledger.action("a")))
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        return tx.result
+
+    result = run_virtual(main())
+    assert result.outcome is Outcome.SUCCESS and result.completed == () and ledger.log == []
+
+
+def test_a_step_after_the_block_is_refused_at_the_call_even_without_await() -> None:
+    """``tx.step(...)`` after the block, its ``await`` forgotten: refused when awaited only, so without the await
+    nothing said it never ran (a RuntimeWarning at garbage collection). Now the call raises the RuntimeError."""
+    ledger = Ledger()
+
+    async def main() -> None:
+        async with Saga("order", instrument=False).begin() as tx:
+            pass
+        with pytest.raises(RuntimeError, match="only inside `async with"):
+            tx.step("late", ledger.action("late"))  # type: ignore[unused-coroutine]
+
+    run_virtual(main())
+    assert ledger.log == []

@@ -186,8 +186,10 @@ def test_a_fake_clock_refuses_infinite_time() -> None:
     with pytest.raises(ValueError, match=r"start must be a finite number"):
         FakeClock(math.inf)
     clock = FakeClock()
-    with pytest.raises(ValueError, match=r"seconds must be in \[0, inf\)"):
+    with pytest.raises(ValueError, match=r"^seconds must be in \[0, inf\), got inf$"):
         clock.advance(math.inf)
+    with pytest.raises(ValueError, match=r"^seconds must be in \[0, inf\), got -1$"):  # inf is not in the range
+        clock.advance(-1)
     assert clock() == 1000.0
 
 

@@ -37,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._fork import in_forked_child, release_held
-from .._validate import brief, shown
+from .._validate import brief, empty_or_not_str, shown
 from ._config import DetectorConfig
 from ._engine_numba import ENGINES, Kernel, Workers, load, score_compiled
 from ._engine_numpy import PIECE, score_block
@@ -255,7 +255,7 @@ class AnomalyDetector:
     def last_score(self, series: str) -> float | None:
         """The latest score of ``series``; ``None`` if unknown or still warming up.
 
-        Raises ``TypeError`` unless ``series`` is a non-empty str.
+        Raises ``TypeError`` unless ``series`` is a str, ``ValueError`` if it is empty.
         """
         _check_series(series)
         slot = self._slots.get(series)
@@ -307,8 +307,8 @@ class AnomalyDetector:
         be a float): clamped, it still lies beyond the range seen so far (a range break by
         ``spatial_tolerance``), and the statistics stay finite; every path clamps alike. Thread-safe
         (calls take turns).
-        Raises, before changing any state, ``TypeError`` for a ``series`` that is not a non-empty
-        str (checked when the series is new) or a ``value`` / ``time`` that is not a real number (nor is a
+        Raises, before changing any state, ``TypeError`` for a ``series`` that is not a str (``ValueError`` for an
+        empty one; checked when the series is new) or a ``value`` / ``time`` that is not a real number (nor is a
         signaling NaN, ``Decimal("sNaN")``, which ``float()`` refuses),
         ``ValueError`` for a non-finite ``time`` (with a finite ``value``) or a number no float holds (``2**1100``,
         ``Decimal("1e400")``, a numpy longdouble: not an infinity, so not a missing sample); O(1).
@@ -640,10 +640,10 @@ class AnomalyDetector:
         to ~1e-6, as the block engines interpolate the score function from a table where :meth:`update` evaluates it).
         ``series`` must be distinct and at most ``config.max_series`` (more could not all be tracked at once). Returns
         scores shaped like ``values`` (NaN for warm-up and NaN/inf inputs; the masked items of a numpy masked array
-        count as NaN). Raises, before changing any state, ``TypeError`` unless ``series`` is a sequence of non-empty
-        str (names new to the detector are checked) and ``values`` / ``times`` are arrays of real numbers (strings and
-        None refused, as :meth:`update` refuses them), ``ValueError`` on mismatched shapes, numbers beyond any float,
-        non-finite times or too many series. Thread-safe (calls take turns).
+        count as NaN). Raises, before changing any state, ``TypeError`` unless ``series`` is a sequence of str
+        (an empty one a ``ValueError``; names new to the detector are checked) and ``values`` / ``times`` are arrays
+        of real numbers (strings and None refused, as :meth:`update` refuses them), ``ValueError`` on mismatched
+        shapes, numbers beyond any float, non-finite times or too many series. Thread-safe (calls take turns).
         """
         with self._lock:
             return self._update_many(series, values, times)
@@ -796,7 +796,7 @@ class AnomalyDetector:
 
 def _check_series(series: object) -> None:
     if not isinstance(series, str) or not series:
-        raise TypeError(f"series must be a non-empty str, got {brief(series)}")
+        raise empty_or_not_str(series)(f"series must be a non-empty str, got {brief(series)}")
 
 
 # A Python complex, or numpy's (np.complex64 is no subclass of complex): update() refuses both.

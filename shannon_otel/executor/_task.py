@@ -21,7 +21,7 @@ from .._telemetry import TASK_COST_ATTR as COST
 from .._telemetry import TASK_INPUT_TOKENS as INPUT_TOKENS
 from .._telemetry import TASK_OUTPUT_TOKENS as OUTPUT_TOKENS
 from .._telemetry import TASK_SPAN_ATTRIBUTES
-from .._validate import check_arity, check_telemetry_name, other_number, plain, shown
+from .._validate import check_arity, check_telemetry_name, empty_or_not_str, other_number, plain, shown
 from ._limits import ResourcePool
 
 T = TypeVar("T")
@@ -58,7 +58,7 @@ class TaskSpec(Generic[T]):
             # a function taking arguments (task(fetch) for task(lambda: fetch(url))) failed each run instead
             check_arity("work", self.work, 0, "a zero-argument async callable (the wave calls it with no arguments)")
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
-            raise TypeError(f"name must be a non-empty str or None, got {self.name!r}")
+            raise empty_or_not_str(self.name)(f"name must be a non-empty str or None, got {self.name!r}")
         check_telemetry_name("name", self.name)
         if self.name is not None:
             object.__setattr__(self, "name", plain(self.name))
@@ -228,7 +228,7 @@ def record(name: str, value: float) -> None:
     once the task has ended, its records are dropped (logged), never moved to another task.
     """
     if not isinstance(name, str) or not name:
-        raise TypeError(f"record(): name must be a non-empty string, got {name!r}")
+        raise empty_or_not_str(name)(f"record(): name must be a non-empty string, got {name!r}")
     check_telemetry_name("record(): name", name)
     name = plain(name)
     if name in _RESERVED:

@@ -30,7 +30,14 @@ from .._events import BreakerRegistered, BreakerTransition, CallRejected, CallSt
 from .._hooks import check_hooks, resolve_hooks
 from .._isolation import HOOK_ERRORS, call_void, hook_failed
 from .._telemetry import BreakerState
-from .._validate import check_not_decorated, check_reading, check_sync_callable, check_telemetry_name, plain
+from .._validate import (
+    check_not_decorated,
+    check_reading,
+    check_sync_callable,
+    check_telemetry_name,
+    empty_or_not_str,
+    plain,
+)
 from ._breaker_config import _COUNT_DEPRECATED, BreakerConfig, BreakerSettings
 from ._call import _Call, first_failed, notify, observed, start_call
 from ._circuit_open import CircuitOpenError
@@ -143,7 +150,7 @@ class CircuitBreaker(Policy):
         check_not_decorated("CircuitBreaker", "name", name, "a non-empty str",
                             "@CircuitBreaker(name), e.g. @CircuitBreaker('payments-api')")
         if not isinstance(name, str) or not name:
-            raise TypeError(f"name must be a non-empty str, got {name!r}")
+            raise empty_or_not_str(name)(f"name must be a non-empty str, got {name!r}")
         check_telemetry_name("name", name)
         name = plain(name)
         if config is not None and settings:

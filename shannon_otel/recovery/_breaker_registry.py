@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Unpack
 
 from .. import _clock
 from .._hooks import check_hooks, resolve_hooks
-from .._validate import check_sync_callable, check_telemetry_name
+from .._validate import check_sync_callable, check_telemetry_name, empty_or_not_str
 from ._breaker import CircuitBreaker
 from ._breaker_config import BreakerConfig, BreakerSettings
 
@@ -59,7 +59,7 @@ class BreakerRegistry:
         Raises ValueError when it exists with a different configuration than the one given.
         """
         if not isinstance(name, str) or not name:
-            raise TypeError(f"name must be a non-empty str, got {name!r}")
+            raise empty_or_not_str(name)(f"name must be a non-empty str, got {name!r}")
         check_telemetry_name("name", name)
         if config is not None and not isinstance(config, BreakerConfig):
             raise TypeError(f"config must be a BreakerConfig or None, got {config!r}")

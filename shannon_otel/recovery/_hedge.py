@@ -59,7 +59,7 @@ class Hedge(Instrumented):
     sleep: Sleep = asyncio.sleep
 
     def __post_init__(self) -> None:
-        check_not_decorated("Hedge", "delay", self.delay, "a number in [0, inf)", "@Hedge(delay), e.g. @Hedge(0.5)")
+        check_not_decorated("Hedge", "delay", self.delay, "a number in [0, inf]", "@Hedge(delay), e.g. @Hedge(0.5)")
         check_number("delay", self.delay, low=0)
         check_number("attempts", self.attempts, low=1, integer=True)
         builtin_numbers(self, "delay", "attempts")

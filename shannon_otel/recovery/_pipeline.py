@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from .. import _clock
 from .._events import CallStarted
 from .._hooks import check_hooks, resolve_hooks
-from .._validate import check_spread, check_sync_callable, check_telemetry_name, plain, shown
+from .._validate import check_spread, check_sync_callable, check_telemetry_name, empty_or_not_str, plain, shown
 from ._breaker import CircuitBreaker
 from ._call import _Call, first_failed, observed, start_call
 from ._decorated import DecoratedCall, not_a_factory
@@ -85,7 +85,7 @@ class Pipeline(Policy):
                     f"{given} to the Pipeline (or resilient) instead"
                 )
         if name is not None and (not isinstance(name, str) or not name):
-            raise TypeError(f"name must be a non-empty str or None, got {name!r}")
+            raise empty_or_not_str(name)(f"name must be a non-empty str or None, got {name!r}")
         check_telemetry_name("name", name)
         name = None if name is None else plain(name)
         check_sync_callable("clock", clock, "a callable returning seconds", takes=0)

@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from .. import _clock
 from .._events import CallStarted
 from .._hooks import check_hooks, rebuilt, resolve_hooks
-from .._validate import check_default_name, check_sync_callable, check_telemetry_name, not_callable, plain
+from .._validate import (
+    check_default_name,
+    check_sync_callable,
+    check_telemetry_name,
+    empty_or_not_str,
+    not_callable,
+    plain,
+)
 from ._call import _attempt, _Call, first_failed, observed, start_call
 from ._decorated import DecoratedCall, not_a_factory, not_awaitable, raise_wrong_call
 from ._types import END, Chain, Clock, Factory
@@ -228,7 +235,7 @@ class Instrumented(Policy):
     def _setup(self, kind: str) -> None:
         """Validate the common fields and resolve the hooks; called once from ``__post_init__``."""
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
-            raise TypeError(f"name must be a non-empty str or None, got {self.name!r}")
+            raise empty_or_not_str(self.name)(f"name must be a non-empty str or None, got {self.name!r}")
         check_telemetry_name("name", self.name)
         if self.name is not None:
             object.__setattr__(self, "name", plain(self.name))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import math
 import numbers
 import warnings
 from collections.abc import Awaitable, Callable
@@ -113,13 +112,11 @@ class Retry(Instrumented):
             object.__setattr__(self, "timeout", None)
         check_number("attempts", self.attempts, low=1, integer=True)
         check_number("budget_s", self.budget_s, low=0, low_open=True, allow_none=True)
-        check_number("initial", self.initial, low=0)
-        check_number("maximum", self.maximum, low=0)
-        check_number("multiplier", self.multiplier, low=1)
-        for name in ("initial", "maximum", "multiplier"):
-            # maximum caps every wait (an inf Retry-After too): an infinite one would let a retry sleep forever
-            if getattr(self, name) == math.inf:
-                raise ValueError(f"{name} must be finite (seconds; maximum caps every backoff wait), got inf")
+        # maximum caps every wait (an inf Retry-After too): an infinite one would let a retry sleep forever
+        finite = "maximum caps every backoff wait"
+        check_number("initial", self.initial, low=0, finite=finite)
+        check_number("maximum", self.maximum, low=0, finite=finite)
+        check_number("multiplier", self.multiplier, low=1, finite=finite)
         if self.maximum < self.initial:
             raise ValueError(f"maximum must be >= initial ({self.initial}), got {self.maximum!r}")
         builtin_numbers(self, "attempts", "budget_s", "initial", "maximum", "multiplier")

@@ -20,6 +20,9 @@ spans, its result) as a failure.
 
 Steps may run concurrently inside the block; one still running in another task when the block ends
 is cancelled and waited for first (as a ``TaskGroup`` does), so no step completes after its saga ended.
+One never started when the block ends (``tx.step(...)`` without ``await``, or in a task not yet run) never
+runs: the block fails with a ``MisuseError`` (a TypeError) naming ``tx.step()`` and the step, raised as it is
+after the rollback of the steps that ran (see ``Transaction.step``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from .._validate import (
     check_spread,
     check_sync_callable,
     check_telemetry_name,
+    empty_or_not_str,
     plain,
     shown,
 )
@@ -78,13 +82,11 @@ class Saga:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
-            raise TypeError(f"name must be a non-empty str, got {self.name!r}")
+            raise empty_or_not_str(self.name)(f"name must be a non-empty str, got {self.name!r}")
         check_telemetry_name("name", self.name)
         object.__setattr__(self, "name", plain(self.name))
         check_number("compensation_timeout_s", self.compensation_timeout_s, low=0, low_open=True,
-                     allow_none=True)
-        if self.compensation_timeout_s == float("inf"):
-            raise ValueError("compensation_timeout_s must be finite (None for no bound), got inf")
+                     allow_none=True, finite="None for no bound")
         builtin_numbers(self, "compensation_timeout_s")
         check_sync_callable("clock", self.clock, "a callable returning seconds", takes=0)
         object.__setattr__(self, "clock", _clock.seconds(self.clock))

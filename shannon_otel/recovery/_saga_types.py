@@ -11,7 +11,7 @@ from typing import Any, Generic, TypeVar
 
 from .._events._error import error_type
 from .._telemetry import Outcome
-from .._validate import brief, check_arity, check_telemetry_name, not_callable, plain
+from .._validate import brief, check_arity, check_telemetry_name, empty_or_not_str, not_callable, plain
 from ._decorated import NotAwaitableError
 
 T = TypeVar("T")
@@ -34,7 +34,7 @@ class Step(Generic[T]):
 
 def _check_step(name: object, action: object, compensate: object) -> None:
     if not isinstance(name, str) or not name:
-        raise TypeError(f"name must be a non-empty str, got {name!r}")
+        raise empty_or_not_str(name)(f"name must be a non-empty str, got {name!r}")
     check_telemetry_name("name", name)
     if not callable(action):
         raise not_callable("action", action, "an async callable taking no arguments")

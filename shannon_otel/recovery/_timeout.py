@@ -42,9 +42,8 @@ class Timeout(Instrumented):
     def __post_init__(self) -> None:
         check_not_decorated("Timeout", "seconds", self.seconds, "a number in (0, inf)",
                             "@Timeout(seconds), e.g. @Timeout(5)")
-        check_number("seconds", self.seconds, low=0, low_open=True)
-        if self.seconds == float("inf"):
-            raise ValueError("seconds must be finite (leave the Timeout out for no deadline), got inf")
+        check_number("seconds", self.seconds, low=0, low_open=True,
+                     finite="leave the Timeout out for no deadline")
         builtin_numbers(self, "seconds")
         self._setup("timeout")
 

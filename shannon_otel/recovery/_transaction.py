@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -15,7 +15,7 @@ from .._events import CompensationFinished, SagaFinished, SagaObserver, SagaStar
 from .._isolation import HOOK_ERRORS, Unentered, call_void, enter, finish, hook_failed, leave, refused, start
 from .._reraise import raise_as_is
 from .._telemetry import Outcome
-from .._validate import check_reading, plain
+from .._validate import brief, check_reading, plain
 from ._decorated import MisuseError, MisuseValueError
 from ._saga_types import SagaError, SagaResult, _awaited, _check_step, is_reused, not_async, reused
 
@@ -46,11 +46,17 @@ def _off_its_loop(loop: asyncio.AbstractEventLoop | None) -> bool:
         return True
 
 
+def _outside() -> RuntimeError:
+    return RuntimeError(
+        "tx.step() runs only inside `async with saga.begin() as tx:` (outside it the step could never be compensated)"
+    )
+
+
 class Transaction:
     """One run of a :class:`Saga`; use it as ``async with``.
 
     Steps may run concurrently inside the block (``asyncio.gather``, a ``TaskGroup``). A step still
-    running in another task when the block ends (a gathered step whose sibling failed, one never
+    running in another task when the block ends (a gathered step whose sibling failed, one in a task never
     awaited) is cancelled and waited for first, as a ``TaskGroup`` does: the rollback sees every step
     that completed, and no step completes after the saga has ended.
 
@@ -58,7 +64,9 @@ class Transaction:
     an observer that is a context manager is entered in ``__aenter__`` and exited in ``__aexit__``.
     """
 
-    __slots__ = ("_done", "_entered", "_loop", "_observers", "_open", "_owners", "_running", "_saga", "result")
+    __slots__ = (
+        "_done", "_entered", "_loop", "_observers", "_open", "_owners", "_running", "_saga", "_unstarted", "result",
+    )
 
     def __init__(self, saga: Saga) -> None:
         self._saga = saga
@@ -67,6 +75,9 @@ class Transaction:
         self._owners: list[Hook] = []
         self._entered: list[Any] = []
         self._running: dict[asyncio.Future[None], asyncio.Task[Any] | None] = {}  # steps in flight: their task
+        # The coroutines tx.step() made that have not started yet (keyed by a token each pops as it starts): one
+        # left when the block ends was never awaited (see _unawaited).
+        self._unstarted: dict[object, tuple[object, Coroutine[Any, Any, Any]]] = {}
         self._open: bool | None = None  # None: not entered yet; True: inside `async with`; False: exited
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop it was entered on
         self.result: SagaResult | None = None
@@ -110,21 +121,36 @@ class Transaction:
         finally:
             self._leave()
 
-    async def step(
+    def step(
         self, name: str, action: Callable[[], Awaitable[T]], *,
         compensate: Callable[[T], Awaitable[Any]] | None = None,
-    ) -> T:
-        """Run one step; on success its compensation (given the result) is registered for a rollback.
+    ) -> Coroutine[Any, Any, T]:
+        """Run one step (``await tx.step(...)``); on success its compensation (given the result) is registered for a
+        rollback.
 
         Only inside ``async with`` (RuntimeError otherwise: the step could never be compensated). Arguments of the
-        wrong kind raise a TypeError naming them, a name that is too long or not UTF-8 a ValueError (a ``MisuseError``
-        either way: the saga raises it as it is after the rollback).
+        wrong kind raise a TypeError naming them, an empty name, one too long or not UTF-8 a ValueError (a
+        ``MisuseError`` either way: the saga raises it as it is after the rollback).
+
+        The step runs when the coroutine returned is awaited (directly, gathered, or in a task). One made inside the
+        block and not started when the block ends (the ``await`` forgotten, or a task not yet run) never runs: the
+        block fails with a ``MisuseError`` naming it, after the rollback of the steps that ran (the saga ends as a
+        failure). A forgotten ``await`` otherwise let the saga end as a success with the step silently skipped.
         """
+        if self._open is False:  # raised at the call: with the await forgotten, it was a silent skip too
+            raise _outside()
+        token = object()
+        made = self._step(token, name, action, compensate)
+        self._unstarted[token] = (name, made)
+        return made
+
+    async def _step(
+        self, token: object, name: str, action: Callable[[], Awaitable[T]],
+        compensate: Callable[[T], Awaitable[Any]] | None,
+    ) -> T:
+        self._unstarted.pop(token, None)
         if not self._open:
-            raise RuntimeError(
-                "tx.step() runs only inside `async with saga.begin() as tx:` (outside it the step could "
-                "never be compensated)"
-            )
+            raise _outside()
         try:
             _check_step(name, action, compensate)
         except (TypeError, ValueError) as exc:
@@ -182,15 +208,19 @@ class Transaction:
         # saying so (see _compensate). (On its own loop, an async generator's aclose() may await: the rollback
         # runs as ever.)
         closing = _off_its_loop(self._loop)
+        unawaited = self._unawaited(closing)  # before any await here, which would let a task not yet run start
         interrupted = await self._settle() if self._running and not closing else None
         completed = tuple(name for name, _, _ in self._done)
         values = tuple(value for _, value, _ in self._done)
+        if exc is None:
+            exc = unawaited  # the block failed by it: the steps that ran are rolled back, the saga a failure
         if exc is None:
             self._finish(SagaResult(self._saga.name, Outcome.SUCCESS, completed, values=values))
             if interrupted is not None:
                 raise_as_is(interrupted)
             return False
         compensated, failed, cancelled, escaped, broken = await self._compensate(closing)
+        broken = unawaited or broken  # raised in place of the body's error (the mistake that made it, likely)
         cancelled = _kept(interrupted, cancelled)
         if isinstance(exc, asyncio.CancelledError):  # a timeout (the wave's, a Timeout's) or a cancellation
             outcome = Outcome.TIMEOUT if timed_out() else Outcome.CANCELLATION
@@ -212,6 +242,34 @@ class Transaction:
         if isinstance(exc, Exception):
             raise SagaError(result) from exc
         return False  # cancellation (and other BaseExceptions) propagate unchanged
+
+    def _unawaited(self, closing: bool) -> MisuseError | None:
+        """The ``MisuseError`` naming the steps made by ``tx.step()`` in this transaction and never started, or None.
+
+        Each is closed, so Python does not also warn that it was never awaited (the warning, at garbage collection,
+        was all a forgotten ``await`` left); one a task holds (``asyncio.create_task(tx.step(...))`` not yet run)
+        has its task cancelled, so that it never runs the step after the saga ended (where it could not be
+        compensated) nor fails there. ``closing``: off the saga's loop, no task is looked for."""
+        # One a task held and cancelled before it ran has ended, unstarted (a cancelled gather): not a misuse.
+        unstarted = {k: v for k, v in self._unstarted.items() if inspect.getcoroutinestate(v[1]) == "CORO_CREATED"}
+        self._unstarted = {}
+        if not unstarted:
+            return None
+        coroutines = {id(made): made for _, made in unstarted.values()}
+        if not closing:
+            for task in asyncio.all_tasks():
+                if coroutines.pop(id(task.get_coro()), None) is not None:
+                    task.cancel()  # it then throws the cancellation into the coroutine, ending it unstarted
+        for made in coroutines.values():
+            made.close()
+        names = ", ".join(brief(name) for name, _ in unstarted.values())
+        count = len(unstarted)
+        return MisuseError(
+            f"tx.step() made {'a step' if count == 1 else f'{count} steps'} never awaited ({names}): a step runs "
+            f"only when `await tx.step(...)` (or a gather or task awaiting it) starts it inside the `async with "
+            f"saga.begin() as tx:` block; {'it' if count == 1 else 'they'} did not run, and the saga failed "
+            f"(await each step)"
+        )
 
     async def _settle(self) -> asyncio.CancelledError | None:
         """Cancel the steps still running in other tasks and wait until each has ended (completed, or not).

@@ -37,7 +37,7 @@ def check_number(name: str, value: object, *, low: float, high: float | None = N
         v, shown = math.nan, "an int beyond the float range"
     if v != v or (v <= low if low_open else v < low) or (high is not None and v > high):
         raise ValueError(f"{name} must be in {'(' if low_open else '['}{low}, {high if high is not None else 'inf'}"
-                         f"{']' if high is not None else ')'}, got {shown}")
+                         f"{')' if high is None and integer else ']'}, got {shown}")  # a float takes inf
 
 
 class _Distribution(Protocol):
