@@ -30,11 +30,7 @@ from shannon_otel.anomaly._scoring import (
 
 from . import _nabscore as ns
 from .nab import DEFAULT_ROOT, REAL, Corpus, category, data_files
-from .nab_tenth import F64, _jit, detect
-
-_JIT: dict[str, Any] = {}
-
-
+from .nab_tenth import F64, _jit, detect, jitted
 
 
 def _rank_shift(xs: F64, s: int, width: int, ref: int, kind: int, floor_frac: float, hold: bool = True,
@@ -189,11 +185,7 @@ def detect_ext(values: F64, times: F64, zc: F64 | None, w: float, mode: int, cfg
 
 
 def jit(name: str) -> Any:
-    if name not in _JIT:
-        import numba
-
-        _JIT[name] = numba.njit(cache=False)(globals()[name])
-    return _JIT[name]
+    return jitted(globals()[name])
 
 
 class Bench:

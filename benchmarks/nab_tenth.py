@@ -535,16 +535,22 @@ def _half_space_trees(xs: F64, dims: int, trees: int, depth: int, psi: int, seed
     return out
 
 
-_JIT: dict[str, Any] = {}
+_JIT: dict[Any, Any] = {}
+
+
+def jitted(fn: Any) -> Any:
+    """``fn`` compiled by numba (on first use, as the detector's engine does; once per function): the research
+    passes' kernels, each module's through its own ``_jit(name)``."""
+    if fn not in _JIT:
+        import numba  # optional and heavy
+
+        _JIT[fn] = numba.njit(cache=False)(fn)
+    return _JIT[fn]
 
 
 def _jit(name: str) -> Any:
-    """The numba-compiled function ``name`` of this module (compiled on first use, as the detector's engine does)."""
-    if name not in _JIT:
-        import numba  # optional and heavy
-
-        _JIT[name] = numba.njit(cache=False)(globals()[name])
-    return _JIT[name]
+    """The numba-compiled function ``name`` of this module."""
+    return jitted(globals()[name])
 
 
 def detect(values: F64, times: F64, zc: F64 | None = None, w: float = 0.0, cfg: DetectorConfig | None = None

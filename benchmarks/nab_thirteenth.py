@@ -37,7 +37,7 @@ from shannon_otel.anomaly import DetectorConfig
 
 from .nab import CANDIDATES, REAL, category
 from .nab_eleventh import Bench, detect_ext, fmt, loo
-from .nab_tenth import F64, _jit, detect
+from .nab_tenth import F64, _jit, detect, jitted
 
 
 def _aggregate(xs: F64, ts: F64, s: int) -> tuple[F64, F64]:
@@ -223,16 +223,9 @@ def grid_holt_winters(b: Bench) -> dict[str, dict[str, F64]]:
     return runs
 
 
-_JIT: dict[str, Any] = {}
-
-
 def _jit_here(name: str) -> Any:
     """The numba-compiled function ``name`` of this module."""
-    if name not in _JIT:
-        import numba  # optional and heavy
-
-        _JIT[name] = numba.njit(cache=False)(globals()[name])
-    return _JIT[name]
+    return jitted(globals()[name])
 
 
 def summarize(b: Bench, label: str, runs: dict[str, dict[str, F64]], top: int = 6) -> list[str]:
