@@ -438,3 +438,39 @@ def test_a_hedge_losers_base_exception_raised_while_cancelled_is_not_swallowed(
     assert not opened.open, opened.open
     op = otel.span("op").attributes or {}
     assert op["shannon.call.outcome"] == "failure"
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit, _Stop])
+def test_a_hedge_cancelled_while_it_raises_an_attempts_base_exception_still_raises_it(
+    interrupt: type[BaseException],
+) -> None:
+    """A hedge raising an attempt's BaseException waits for its other attempts to end; a cancellation arriving in
+    that wait replaced the BaseException. A hedge inside another ``Hedge`` is cancelled just then when the outer
+    hedge's other attempt wins: the inner one ended cancelled, and the outer hedge returned the winner's value, the
+    user's KeyboardInterrupt swallowed. Now it goes on (as a ``TaskGroup`` raises it over a cancellation): the caller
+    gets the very object. (Found by the round-21 composition fuzzer: two Hedges in a pipeline, in a nested wave.)"""
+    otel = InMemoryTelemetry()
+    opened = OpenSpans()
+    otel.tracer_provider.add_span_processor(opened)
+    raised: list[BaseException] = []
+    calls: list[int] = []
+
+    async def fn() -> str:
+        call = len(calls)
+        calls.append(call)
+        if call == 0:  # the inner hedge's first attempt, still running when the inner hedge raises
+            await asyncio.sleep(10.0)
+        if call == 1:  # the outer hedge's second attempt: its inner hedge's first attempt fails, the next wins
+            raise ConnectionError("down")
+        if call == 2:
+            return "value"
+        raised.append(interrupt("user"))  # the first inner hedge's second attempt, in the same step
+        raise raised[-1]
+
+    outer, inner = Hedge(0.05, attempts=3), Hedge(0.05, attempts=3)
+    seen = _caught(lambda: Pipeline(outer, inner, name="op", **otel.providers).call(fn), "the attempt's")
+    assert calls == [0, 1, 2, 3]
+    assert len(raised) == 1
+    assert seen is raised[0], seen
+    assert not opened.open, opened.open
+    assert (otel.span("op").attributes or {})["shannon.call.outcome"] == "failure"
