@@ -29,6 +29,7 @@ from shannon_otel import (
     SagaObserver,
     SagaStarted,
     Step,
+    Timeout,
     Wave,
     WaveObserver,
     WaveStarted,
@@ -474,3 +475,53 @@ def test_a_hedge_cancelled_while_it_raises_an_attempts_base_exception_still_rais
     assert seen is raised[0], seen
     assert not opened.open, opened.open
     assert (otel.span("op").attributes or {})["shannon.call.outcome"] == "failure"
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit, _Stop])
+@pytest.mark.parametrize("cut", ["caller cancelled", "Timeout expired"])
+def test_a_sagas_step_base_exception_is_not_replaced_by_a_cancellation_during_the_rollback(
+    interrupt: type[BaseException], cut: str,
+) -> None:
+    """A step raising a BaseException that is not an Exception rolls the saga back; a cancellation arriving while a
+    compensation ran was raised after the rollback in its place: the user's KeyboardInterrupt became the caller's
+    CancelledError, or, under a ``Timeout`` expiring meanwhile, a ``TimeoutError`` (which a ``Retry`` around it would
+    retry). Now the step's BaseException goes on (as a ``TaskGroup`` raises one over a cancellation), the very object;
+    the rollback has run and every span has ended; a cancel of the caller stays counted in ``cancelling()``."""
+    otel = InMemoryTelemetry()
+    opened = OpenSpans()
+    otel.tracer_provider.add_span_processor(opened)
+    raised: list[BaseException] = []
+    undone: list[str] = []
+    saga = Saga("s", **otel.providers)
+
+    async def main() -> tuple[BaseException, int]:
+        caller = asyncio.current_task()
+        assert caller is not None
+
+        async def reserve() -> str:
+            return "a"
+
+        async def release(value: str) -> None:
+            if cut == "caller cancelled":
+                caller.cancel("caller")
+            await asyncio.sleep(0.1)  # the Timeout's 0.05 s expire meanwhile
+            undone.append(value)
+
+        async def charge() -> None:
+            raised.append(interrupt("user"))
+            raise raised[-1]
+
+        def run() -> Awaitable[Any]:
+            return saga.run(Step("reserve", reserve, release), Step("charge", charge))
+
+        try:
+            await (run() if cut == "caller cancelled" else Timeout(0.05, **otel.providers).call(run))
+        except BaseException as exc:  # the KeyboardInterrupt too: the loop goes on
+            return exc, caller.cancelling()
+        raise AssertionError("the saga did not fail")
+
+    seen, cancelling = run_virtual(main())
+    assert seen is raised[0], seen
+    assert cancelling == (1 if cut == "caller cancelled" else 0)
+    assert undone == ["a"]
+    assert not opened.open, opened.open
