@@ -29,6 +29,7 @@ from shannon_otel import (
     SagaObserver,
     SagaStarted,
     Step,
+    Timeout,
     Wave,
     WaveObserver,
     WaveStarted,
@@ -438,3 +439,89 @@ def test_a_hedge_losers_base_exception_raised_while_cancelled_is_not_swallowed(
     assert not opened.open, opened.open
     op = otel.span("op").attributes or {}
     assert op["shannon.call.outcome"] == "failure"
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit, _Stop])
+def test_a_hedge_cancelled_while_it_raises_an_attempts_base_exception_still_raises_it(
+    interrupt: type[BaseException],
+) -> None:
+    """A hedge raising an attempt's BaseException waits for its other attempts to end; a cancellation arriving in
+    that wait replaced the BaseException. A hedge inside another ``Hedge`` is cancelled just then when the outer
+    hedge's other attempt wins: the inner one ended cancelled, and the outer hedge returned the winner's value, the
+    user's KeyboardInterrupt swallowed. Now it goes on (as a ``TaskGroup`` raises it over a cancellation): the caller
+    gets the very object. (Found by the round-21 composition fuzzer: two Hedges in a pipeline, in a nested wave.)"""
+    otel = InMemoryTelemetry()
+    opened = OpenSpans()
+    otel.tracer_provider.add_span_processor(opened)
+    raised: list[BaseException] = []
+    calls: list[int] = []
+
+    async def fn() -> str:
+        call = len(calls)
+        calls.append(call)
+        if call == 0:  # the inner hedge's first attempt, still running when the inner hedge raises
+            await asyncio.sleep(10.0)
+        if call == 1:  # the outer hedge's second attempt: its inner hedge's first attempt fails, the next wins
+            raise ConnectionError("down")
+        if call == 2:
+            return "value"
+        raised.append(interrupt("user"))  # the first inner hedge's second attempt, in the same step
+        raise raised[-1]
+
+    outer, inner = Hedge(0.05, attempts=3), Hedge(0.05, attempts=3)
+    seen = _caught(lambda: Pipeline(outer, inner, name="op", **otel.providers).call(fn), "the attempt's")
+    assert calls == [0, 1, 2, 3]
+    assert len(raised) == 1
+    assert seen is raised[0], seen
+    assert not opened.open, opened.open
+    assert (otel.span("op").attributes or {})["shannon.call.outcome"] == "failure"
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit, _Stop])
+@pytest.mark.parametrize("cut", ["caller cancelled", "Timeout expired"])
+def test_a_sagas_step_base_exception_is_not_replaced_by_a_cancellation_during_the_rollback(
+    interrupt: type[BaseException], cut: str,
+) -> None:
+    """A step raising a BaseException that is not an Exception rolls the saga back; a cancellation arriving while a
+    compensation ran was raised after the rollback in its place: the user's KeyboardInterrupt became the caller's
+    CancelledError, or, under a ``Timeout`` expiring meanwhile, a ``TimeoutError`` (which a ``Retry`` around it would
+    retry). Now the step's BaseException goes on (as a ``TaskGroup`` raises one over a cancellation), the very object;
+    the rollback has run and every span has ended; a cancel of the caller stays counted in ``cancelling()``."""
+    otel = InMemoryTelemetry()
+    opened = OpenSpans()
+    otel.tracer_provider.add_span_processor(opened)
+    raised: list[BaseException] = []
+    undone: list[str] = []
+    saga = Saga("s", **otel.providers)
+
+    async def main() -> tuple[BaseException, int]:
+        caller = asyncio.current_task()
+        assert caller is not None
+
+        async def reserve() -> str:
+            return "a"
+
+        async def release(value: str) -> None:
+            if cut == "caller cancelled":
+                caller.cancel("caller")
+            await asyncio.sleep(0.1)  # the Timeout's 0.05 s expire meanwhile
+            undone.append(value)
+
+        async def charge() -> None:
+            raised.append(interrupt("user"))
+            raise raised[-1]
+
+        def run() -> Awaitable[Any]:
+            return saga.run(Step("reserve", reserve, release), Step("charge", charge))
+
+        try:
+            await (run() if cut == "caller cancelled" else Timeout(0.05, **otel.providers).call(run))
+        except BaseException as exc:  # the KeyboardInterrupt too: the loop goes on
+            return exc, caller.cancelling()
+        raise AssertionError("the saga did not fail")
+
+    seen, cancelling = run_virtual(main())
+    assert seen is raised[0], seen
+    assert cancelling == (1 if cut == "caller cancelled" else 0)
+    assert undone == ["a"]
+    assert not opened.open, opened.open

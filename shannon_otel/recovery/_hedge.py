@@ -90,6 +90,7 @@ class Hedge(Instrumented):
             pending[asyncio.create_task(_attempt(chain, i, fn, attempt_call), context=context)] = None
 
         interrupt: BaseException | None = None  # an attempt's KeyboardInterrupt / SystemExit being raised
+        raising: BaseException | None = None  # a BaseException that is not an Exception being raised (that one too)
         launched = 1
         launch()
         try:
@@ -139,6 +140,10 @@ class Hedge(Instrumented):
                     launched += 1
                     launch()
             _raise_last(errors)
+        except BaseException as exc:
+            if not isinstance(exc, (Exception, asyncio.CancelledError)):
+                raising = exc
+            raise
         finally:
             leftovers = [*pending, *([timer] if timer is not None else [])]
             # Their loop closed: the hedge was abandoned pending with it and the collector is closing it; nothing
@@ -146,7 +151,7 @@ class Hedge(Instrumented):
             if leftovers and not leftovers[0].get_loop().is_closed():
                 for task in leftovers:
                     task.cancel()
-                await _ended(leftovers, interrupt)
+                await _ended(leftovers, interrupt, raising)
 
 
 async def _late(
@@ -160,7 +165,7 @@ async def _late(
     tasks = [*pending, *([timer] if timer is not None else [])]
     for task in tasks:
         task.cancel()
-    await _ended(tasks, None)
+    await _ended(tasks, None, None)
     ended = [task.result() for task in pending if not task.cancelled() and task.exception() is None]
     for ok, value in ended:
         if ok:
@@ -170,7 +175,9 @@ async def _late(
     return None
 
 
-async def _ended(tasks: list[asyncio.Task[Any]], interrupt: BaseException | None) -> None:
+async def _ended(
+    tasks: list[asyncio.Task[Any]], interrupt: BaseException | None, raising: BaseException | None,
+) -> None:
     """Wait until every (cancelled) task has ended. A cancellation of the caller meanwhile cancels them
     again and is raised after, itself: awaited by ``gather``, the caller got the attempt's own
     CancelledError instead, without the message of its ``cancel(msg)``. An expiring ``Timeout`` around the hedge
@@ -183,6 +190,12 @@ async def _ended(tasks: list[asyncio.Task[Any]], interrupt: BaseException | None
     winner's result returned, swallowing it (docs/reliability.md, BaseException). It replaces what the hedge
     was returning or raising, except ``interrupt``, an attempt's ``KeyboardInterrupt`` / ``SystemExit`` the hedge
     is raising: that one goes on, as a ``TaskGroup`` raises a ``KeyboardInterrupt`` / ``SystemExit`` over the rest.
+
+    ``raising`` is the ``BaseException`` that is not an ``Exception`` the hedge is raising (``interrupt``, or a
+    BaseException of the user's own an attempt raised): a cancellation arriving meanwhile does not replace it, as it
+    does not a ``TaskGroup``'s (its request stays counted in ``cancelling()``). It replaced it: a hedge inside
+    another ``Hedge``, cancelled as a loser while it waited here, ended cancelled, and the outer hedge returned its
+    winner's value, the attempt's KeyboardInterrupt swallowed.
     """
     cancelled: asyncio.CancelledError | None = None
     while pending := [task for task in tasks if not task.done()]:
@@ -209,7 +222,7 @@ async def _ended(tasks: list[asyncio.Task[Any]], interrupt: BaseException | None
         if interrupts or len(escaped) == 1:
             raise_as_is((interrupts or escaped)[0])
         raise BaseExceptionGroup("hedged attempts raised while cancelled", escaped)
-    if cancelled is not None:
+    if cancelled is not None and raising is None:
         raise cancelled
 
 

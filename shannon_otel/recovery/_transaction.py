@@ -232,8 +232,12 @@ class Transaction:
         self._finish(result)
         if escaped is not None:  # an observer's KeyboardInterrupt & co, held back until the saga ended
             raise_as_is(escaped)
-        if cancelled is not None and _kept(exc if isinstance(exc, asyncio.CancelledError) else None,
-                                           cancelled) is cancelled:
+        # A cancellation during the rollback does not replace a BaseException that is not an Exception (a step's
+        # KeyboardInterrupt), as it does not a TaskGroup's: it was raised in its place, the interrupt lost (its request
+        # stays counted in cancelling()); under a Timeout that expired meanwhile, the caller got a TimeoutError.
+        if cancelled is not None and isinstance(exc, (Exception, asyncio.CancelledError)) and _kept(
+            exc if isinstance(exc, asyncio.CancelledError) else None, cancelled,
+        ) is cancelled:
             raise cancelled  # the block ended otherwise, or by a timeout's bare cancellation
         if broken is not None and isinstance(exc, Exception):  # the clock's error or a misuse, after the rollback
             raise broken
