@@ -276,8 +276,9 @@ TASKS_ACTIVE: Final = MetricSpec(
 )
 TASKS_PENDING: Final = MetricSpec(
     "shannon.task.pending", "updowncounter", "{task}",
-    "Tasks of running waves not started yet (waiting for a slot or not yet dispatched); of sized inputs "
-    "only: a lazy input's tasks waiting for a pool or rate limit are in neither this nor active.", (WAVE_NAME,),
+    "Tasks of running waves not started yet: of a sized input, every task waiting for a slot, pool or rate "
+    "limit or not yet dispatched; of a lazy input, the tasks taken from it that wait for a pool or rate limit.",
+    (WAVE_NAME,),
 )
 WAVE_DURATION: Final = MetricSpec(
     "shannon.wave.duration", "histogram", "s", "Wall time of one wave.", (WAVE_NAME, TASK_OUTCOME),

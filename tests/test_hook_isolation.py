@@ -431,11 +431,12 @@ async def wave_run(kw: dict[str, Any]) -> Any:
 async def wave_stream(kw: dict[str, Any]) -> Any:
     wave: Wave[Any] = Wave(unique("wave"), max_concurrency=2, task_timeout=1.0, hooks=tuple(kw.pop("hooks")), **kw)
 
-    async def collect() -> Any:
-        async with wave.stream(tasks()) as results:
+    async def collect(lazy: bool) -> Any:
+        # a lazy input too: its tasks are told to the observers as they are taken (WaveObserver.task_queued)
+        async with wave.stream(iter(tasks()) if lazy else tasks()) as results:
             return sorted((r.index, r.outcome, r.value, type(r.error)) for r in [r async for r in results])
 
-    return await each(collect)
+    return await each(functools.partial(collect, False), functools.partial(collect, True))
 
 
 async def anomaly_events(kw: dict[str, Any]) -> Any:

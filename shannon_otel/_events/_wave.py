@@ -64,6 +64,12 @@ class WaveObserver:
 
     __slots__ = ()
 
+    def task_queued(self, index: int, name: str) -> None:
+        """A task of an input of unknown length (``WaveStarted.size`` None: a lazy stream) was taken from it and
+        now waits for its resource pool or rate limit. Exactly one :meth:`task_started` or :meth:`task_skipped`
+        of the same index follows (also to an observer whose ``task_queued`` raised), so an observer counts it
+        pending until then. Not called for a sized input: its size already counts every task not started."""
+
     def task_started(self, index: int, name: str, queue_wait_s: float) -> Any:
         """Called in the task's context just before it runs; the return value comes back as ``token``."""
         return None

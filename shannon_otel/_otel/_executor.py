@@ -312,7 +312,8 @@ class _WaveTelemetry(WaveObserver):
         return self.started - finished
 
     def pending(self) -> int:
-        """Tasks of a sized wave neither started nor skipped yet (0 for a streamed input)."""
+        """Tasks neither started nor skipped yet: of a sized wave, all of them; of a lazy input, those taken from it
+        (``task_queued``) that wait for a pool or rate limit. ``_size`` read first: never more than are pending."""
         return max(self._size - self.started - self._skipped, 0)
 
     def __enter__(self) -> None:
@@ -326,6 +327,10 @@ class _WaveTelemetry(WaveObserver):
         token, self._attached = self._attached, None
         if token is not None:
             otel_context.detach(token)  # type: ignore[arg-type]
+
+    def task_queued(self, index: int, name: str) -> None:
+        # A lazy input's size, as it is taken: its start or skip takes it off pending again (see pending)
+        self._size += 1
 
     def task_started(self, index: int, name: str, queue_wait_s: float) -> Any:
         self.started += 1

@@ -91,6 +91,12 @@ class WaveRun:
         # owners[k] is the hook that made observers[k]: a failure is recorded against it (_isolation)
         self.owners = owners
         self.reversed_owners = self.owners[::-1]
+        # The observers told of each task taken from an input of unknown length (see WaveObserver.task_queued):
+        # those that override it, so a sized wave, or one nobody counts so, pays nothing per task for it.
+        self.queued: tuple[tuple[WaveObserver, Hook], ...] = () if size is not None else tuple(
+            (obs, owner) for obs, owner in zip(observers, owners, strict=True)
+            if getattr(type(obs), "task_queued", WaveObserver.task_queued) is not WaveObserver.task_queued
+        )
         self.deliver = deliver
         self.gate = gate
         self.report = ReportBuilder()
@@ -125,6 +131,7 @@ class WaveRun:
         whose locals hold this run: its ``deliver`` reached every result of the wave."""
         self.deliver = _delivered_nowhere
         self.observers = ()
+        self.queued = ()
         self.workers = []
         self._lazy = None
         self._parent = None
@@ -271,6 +278,8 @@ class WaveRun:
         slot = TaskSlot()
         CURRENT_TASK.set(slot)
         try:
+            if self.queued:  # inside the try: whatever ends the task now, _finish balances it (started or skipped)
+                self._queued(index, name)
             if self.stopped:  # taken as the run stopped, by a worker an eager task factory ran meanwhile
                 raise asyncio.CancelledError
             if wanted is not None:
@@ -375,6 +384,20 @@ class WaveRun:
         while worker.uncancel():
             pass
         return False
+
+    def _queued(self, index: int, name: str) -> None:
+        """Tell the observers that count them that a task of a lazy input was taken (see ``queued``). Every one is
+        told, even past another's BaseException (raised after), so each gets a start or skip for its queue."""
+        escaped: BaseException | None = None
+        for obs, owner in self.queued:
+            try:
+                call_void(obs.task_queued, "task_queued", index, name)
+            except HOOK_ERRORS as exc:
+                hook_failed(owner, "task_queued", exc, self.wave.resolved_hooks)
+            except BaseException as exc:
+                escaped = escaped or exc
+        if escaped is not None:
+            raise escaped
 
     def _started(self, tokens: list[Any], index: int, name: str, queue_wait: float) -> None:
         observers = self.observers

@@ -1,0 +1,221 @@
+"""Tasks of a lazy input waiting for a pool or rate limit: counted pending (``WaveObserver.task_queued``) from the
+moment the wave takes them, and taken off again exactly once, by their start or skip, however the wave ends.
+Without it the OTel hook heard of them only as they started: a stall on a leaked pool slot showed no task at
+all, active or pending. Virtual-time loop, real SDK in memory."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from shannon_otel import Hook, Outcome, ResourcePool, Wave, WaveObserver, WaveStarted, task
+from shannon_otel.testing import InMemoryTelemetry, run_virtual
+
+GAUGES = ("shannon.task.active", "shannon.task.pending")
+
+
+class Ledger(Hook):
+    """Checks, per task, that a start or skip follows exactly one ``task_queued`` (for a lazy input)."""
+
+    def __init__(self) -> None:
+        self.waves: list[_LedgerWave] = []
+
+    def wave_started(self, event: WaveStarted) -> WaveObserver:
+        wave = _LedgerWave(event.size)
+        self.waves.append(wave)
+        return wave
+
+
+class _LedgerWave(WaveObserver):
+    def __init__(self, size: int | None) -> None:
+        self.size = size
+        self.queued: set[int] = set()
+        self.balanced: list[int] = []
+        self.ended = False
+
+    def task_queued(self, index: int, name: str) -> None:
+        assert self.size is None, "only a lazy input's tasks are queued one by one"
+        assert index not in self.queued and index not in self.balanced
+        self.queued.add(index)
+
+    def _balance(self, index: int) -> None:
+        if self.size is None:
+            self.queued.remove(index)  # KeyError: started or skipped without being queued, or twice
+        self.balanced.append(index)
+
+    def task_started(self, index: int, name: str, queue_wait_s: float) -> Any:
+        self._balance(index)
+
+    def task_skipped(self, event: Any) -> None:
+        self._balance(event.index)
+
+    def tasks_skipped(self, first: Any, count: int) -> None:
+        for k in range(count):
+            self._balance(first.index + k)
+
+    def wave_finished(self, report: Any) -> None:
+        assert not self.queued, f"queued tasks never started nor skipped: {sorted(self.queued)}"
+        self.ended = True
+
+
+def _gauges(tel: InMemoryTelemetry, wave: str) -> dict[str, float]:
+    return {name: tel.point(name, shannon_wave_name=wave).value for name in GAUGES}
+
+
+def _lazy(pool: ResourcePool, n: int, fn: Any) -> Iterator[Any]:
+    for i in range(n):
+        yield task(functools.partial(fn, i), pool=pool)
+
+
+@pytest.mark.parametrize("end", ["completes", "fail_fast", "left_early", "cancelled", "input_raises", "batched"])
+def test_lazy_tasks_waiting_for_a_pool_are_pending_until_they_start_or_are_dropped(end: str) -> None:
+    tel = InMemoryTelemetry()
+    ledger = Ledger()
+    pool = ResourcePool("one", 1)
+    seen: dict[str, float] = {}
+
+    async def work(i: int) -> None:
+        await asyncio.sleep(1.0)
+        if end == "fail_fast" and i == 0:
+            raise ValueError("boom")
+
+    def tasks() -> Iterator[Any]:
+        yield from _lazy(pool, 4, work)
+        if end == "input_raises":
+            raise RuntimeError("input broke")
+
+    wave = Wave[Any]("lz", max_concurrency=4, fail_fast=end == "fail_fast", hooks=[ledger],
+                     batch_size=2 if end == "batched" else None, **tel.providers)
+
+    async def consume() -> None:
+        async with wave.stream(tasks()) as stream:
+            await asyncio.sleep(0.5)  # task 0 runs, the others taken so far wait for the pool
+            seen.update(_gauges(tel, "lz"))
+            if end == "left_early":
+                return
+            async for _ in stream:
+                pass
+
+    async def main() -> None:
+        consumer = asyncio.ensure_future(consume())
+        if end == "cancelled":
+            await asyncio.sleep(0.7)
+            consumer.cancel()
+        raised: BaseException | None = None
+        try:
+            await consumer
+        except (asyncio.CancelledError, ExceptionGroup) as exc:  # cancelled; or failed with its input's error
+            raised = exc
+        if end == "cancelled":
+            assert isinstance(raised, asyncio.CancelledError)
+        elif end == "input_raises":
+            assert isinstance(raised, ExceptionGroup) and raised.subgroup(RuntimeError) is not None
+        else:
+            assert raised is None
+
+    run_virtual(main())
+    waiting = 1 if end == "batched" else 3  # a batch of 2: one runs, one waits
+    assert seen == {"shannon.task.active": 1, "shannon.task.pending": waiting}
+    (ledger_wave,) = ledger.waves
+    assert ledger_wave.ended
+    assert ledger.hook_errors == {}  # the ledger's checks raise inside the hook, which isolates them
+    assert _gauges(tel, "lz") == {"shannon.task.active": 0, "shannon.task.pending": 0}
+
+
+def test_a_lazy_task_that_fails_before_it_starts_leaves_pending_at_once() -> None:
+    # A task dropped mid-wave (its rate limiter raised as it waited): taken off pending then, not at the wave's end.
+    tel = InMemoryTelemetry()
+    ledger = Ledger()
+    opened = asyncio.Event()
+    calls = 0
+    seen: list[dict[str, float]] = []
+
+    class Limiter:
+        async def acquire(self) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                raise ValueError("limiter broke")
+            await opened.wait()
+
+    async def work() -> None:
+        await asyncio.sleep(1.0)
+
+    def tasks() -> Iterator[Any]:
+        for _ in range(3):
+            yield work
+
+    async def main() -> None:
+        wave = Wave[Any]("rl", max_concurrency=3, rate_limit=Limiter(), hooks=[ledger], **tel.providers)
+        async with wave.stream(tasks()) as stream:
+            await asyncio.sleep(0.5)
+            seen.append(_gauges(tel, "rl"))  # one failed before its start: two wait
+            opened.set()
+            outcomes = sorted([r.outcome.value async for r in stream])
+        assert outcomes == sorted([Outcome.FAILURE.value, Outcome.SUCCESS.value, Outcome.SUCCESS.value])
+
+    run_virtual(main())
+    assert seen == [{"shannon.task.active": 0, "shannon.task.pending": 2}]
+    assert _gauges(tel, "rl") == {"shannon.task.active": 0, "shannon.task.pending": 0}
+    assert ledger.waves[0].ended
+    assert ledger.hook_errors == {}
+
+
+def test_a_sized_input_is_not_queued_task_by_task_and_counts_pending_as_before() -> None:
+    tel = InMemoryTelemetry()
+    ledger = Ledger()
+    pool = ResourcePool("one", 1)
+    seen: dict[str, float] = {}
+
+    async def work(i: int) -> None:
+        await asyncio.sleep(1.0)
+
+    async def main() -> None:
+        wave = Wave[Any]("eager", max_concurrency=2, hooks=[ledger], **tel.providers)
+        async with wave.stream(list(_lazy(pool, 5, work))) as stream:
+            await asyncio.sleep(0.5)  # one runs, one waits for the pool, three not taken yet
+            seen.update(_gauges(tel, "eager"))
+            async for _ in stream:
+                pass
+        await wave.run(list(_lazy(pool, 3, work)))
+
+    run_virtual(main())
+    assert seen == {"shannon.task.active": 1, "shannon.task.pending": 4}
+    assert [w.size for w in ledger.waves] == [5, 3]
+    assert all(w.ended for w in ledger.waves)
+    assert ledger.hook_errors == {}
+    assert _gauges(tel, "eager") == {"shannon.task.active": 0, "shannon.task.pending": 0}
+
+
+def test_a_hook_whose_task_queued_raises_misses_nothing_else() -> None:
+    tel = InMemoryTelemetry()
+    pool = ResourcePool("one", 1)
+    seen: dict[str, float] = {}
+
+    class Broken(Hook):
+        def wave_started(self, event: WaveStarted) -> WaveObserver:
+            class Obs(WaveObserver):
+                def task_queued(self, index: int, name: str) -> None:
+                    raise ValueError("hook bug")
+            return Obs()
+
+    broken = Broken()
+
+    async def work(i: int) -> int:
+        await asyncio.sleep(1.0)
+        return i
+
+    async def main() -> None:
+        async with Wave[Any]("hb", max_concurrency=3, hooks=[broken], **tel.providers).stream(
+                _lazy(pool, 3, work)) as stream:
+            await asyncio.sleep(0.5)
+            seen.update(_gauges(tel, "hb"))
+            assert sorted([r.index async for r in stream]) == [0, 1, 2]
+
+    run_virtual(main())
+    assert seen == {"shannon.task.active": 1, "shannon.task.pending": 2}
+    assert broken.hook_errors == {"task_queued": 3}
