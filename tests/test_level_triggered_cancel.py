@@ -45,6 +45,7 @@ class LevelTriggered:
         self.task = task
         self.on = False
         self.requests = 0
+        self.delivered = 0  # every request made, kept after stop(): more than one is a re-delivery
 
     def start(self) -> None:
         self.on = True
@@ -59,6 +60,7 @@ class LevelTriggered:
                 waiter is None or not waiter.done()):
             task.cancel(MSG)
             self.requests += 1
+            self.delivered += 1
         asyncio.get_running_loop().call_soon(self._deliver)
 
     def stop(self) -> None:
@@ -111,7 +113,7 @@ def test_level_triggered_cancellation_propagates_as_it_came(name: str) -> None:
     spans = OpenSpans()
     tel.tracer_provider.add_span_processor(spans)
 
-    async def main() -> tuple[str, list[asyncio.Task[Any]]]:
+    async def main() -> tuple[str, list[asyncio.Task[Any]], int]:
         task = asyncio.current_task()
         assert task is not None
         lt = LevelTriggered(task)
@@ -124,9 +126,10 @@ def test_level_triggered_cancellation_propagates_as_it_came(name: str) -> None:
             lt.stop()
         left = [t for t in asyncio.all_tasks() if t is not task]
         assert task.cancelling() == 0
-        return got, left
+        return got, left, lt.delivered
 
-    got, left = asyncio.run(main())
+    got, left, delivered = asyncio.run(main())
+    assert delivered >= 1
     assert got == MSG  # the scope's own CancelledError: anyio's move_on_after recognises it and exits normally
     assert left == []
     assert spans.open == {}
@@ -162,6 +165,7 @@ def test_saga_rollback_under_level_triggered_cancellation_runs_every_compensatio
             return compensate
 
         saga = Saga("order", compensation_timeout_s=30.0, **tel.providers)
+        delivered.append(lt)
         try:
             await saga.run(Step("a", act, undo("a")), Step("b", act, undo("b")),
                            Step("c", lambda: _cancelled_at_start(lt)))
@@ -174,7 +178,9 @@ def test_saga_rollback_under_level_triggered_cancellation_runs_every_compensatio
         assert [t for t in asyncio.all_tasks() if t is not task] == []
         return got
 
+    delivered: list[LevelTriggered] = []
     assert asyncio.run(main()) == MSG
+    assert delivered[0].delivered > 50  # the caller was cancelled again at each step of the rollback
     assert log == ["undo b start", "undo b end", "undo a start", "undo a end"]
     assert spans.open == {}
     outcomes = [(s.attributes or {}).get("shannon.compensation.outcome") for s in tel.spans()
