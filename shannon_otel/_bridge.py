@@ -3,13 +3,15 @@
 ``MeterProvider(metric_readers=[bridged(reader)], views=...)`` — any reader (periodic OTLP,
 in-memory, Prometheus). The wrapper forwards everything to ``reader`` and, whenever ``reader``
 collects, adds the aggregated task histograms to what the SDK collected. The OTel hook finds the
-bridge the first time it meets the provider (:func:`discover`): when every reader of the provider
-is bridged, it records the task histograms in O(1) in-process; otherwise (or for an instrument a
+bridge the first time it meets the provider, and again at a wave after its readers changed
+(:func:`discover`): when every reader of the provider is bridged, it records the task histograms
+in O(1) in-process; otherwise (or for an instrument a
 store declines, see :func:`plan_stream`) through plain SDK calls.
 
 SDK surfaces used without a public equivalent, each pinned by ``tests/test_metrics_bridge.py`` on
 the lowest and highest SDK versions pyproject allows: ``MeterProvider._sdk_config`` (views,
-exemplar filter, resource) and the readers (``MeterProvider._metric_readers`` in newer SDKs,
+exemplar filter, resource) and the readers (``MeterProvider._measurement_consumer._reader_storages``, the live
+set ``add_metric_reader`` / ``remove_metric_reader`` replace; else ``MeterProvider._metric_readers`` in newer SDKs,
 ``_sdk_config.metric_readers`` before); ``MetricReader._instrument_class_temporality`` /
 ``_instrument_class_aggregation`` / ``_instrument_class_cardinality_limit`` and the reader protocol
 methods ``_set_collect_callback`` / ``_receive_metrics`` (every custom reader implements these);
@@ -34,7 +36,7 @@ from opentelemetry.sdk.metrics.view import DefaultAggregation, DropAggregation, 
 from ._metrics_bridge import EXEMPLARS_SUPPORTED, SDK_DEFAULT_LIMIT, MetricsBridge, ReaderStore, StreamPlan
 from ._telemetry import MetricSpec
 
-__all__ = ["BridgedReader", "bridged", "discover", "plan_stream"]
+__all__ = ["BridgedReader", "bridged", "discover", "plan_stream", "reader_set"]
 
 # The reservoir factory of a View that names none (SDKs with reservoirs); any other is the user's own.
 _DEFAULT_RESERVOIR = getattr(importlib.import_module("opentelemetry.sdk.metrics._internal.view"),
@@ -75,6 +77,11 @@ class BridgedReader(MetricReader):
     def attach_store(self, store: ReaderStore) -> None:
         self._store = store
 
+    @property
+    def store(self) -> ReaderStore | None:
+        """The store attached by :func:`discover` (None before, and after the reader was removed)."""
+        return self._store
+
     def _merge(self, data: MetricsData | None) -> MetricsData | None:
         store = self._store
         return store.merge(data) if store is not None else data
@@ -82,6 +89,7 @@ class BridgedReader(MetricReader):
     def _set_collect_callback(self, func: Any) -> None:  # type: ignore[misc]  # the reader protocol: final by annotation only
         inner = self.inner
         if func is None:  # MeterProvider.remove_metric_reader: the wrapped reader is unregistered too
+            self._store = None  # a reader added again starts afresh, as its SDK storage does
             super()._set_collect_callback(func)
             inner._set_collect_callback(func)
             _registered().discard(inner)
@@ -190,17 +198,30 @@ class _DroppingStore(ReaderStore):
 _LOCK = threading.Lock()
 
 
+def reader_set(meter_provider: Any) -> Any:
+    """The SDK's current collection of ``meter_provider``'s readers: ``add_metric_reader`` /
+    ``remove_metric_reader`` replace it (``_measurement_consumer._reader_storages``, keyed by reader),
+    so comparing it by identity and length tells whether the readers changed. Without it, the
+    readers the provider was built with (``_metric_readers``, or ``_sdk_config.metric_readers``)."""
+    storages = getattr(getattr(meter_provider, "_measurement_consumer", None), "_reader_storages", None)
+    if storages is not None:
+        return storages
+    readers = getattr(meter_provider, "_metric_readers", None)
+    if readers is None:
+        readers = getattr(getattr(meter_provider, "_sdk_config", None), "metric_readers", ())
+    return readers or ()
+
+
 def discover(meter_provider: Any) -> MetricsBridge | None:
     """A bridge for ``meter_provider`` when every one of its readers is a :class:`BridgedReader`.
 
-    Called once per provider by ``ProviderState``; attaches one store per reader.
+    Called by ``bridge_for`` at a provider's first wave and again whenever its readers changed
+    (:func:`reader_set`); attaches one store per reader, keeping the store a reader has already
+    (its data so far). When some reader is not bridged, returns None: the SDK records for every
+    reader, and a bridged reader's store merges what it had into the SDK's points (``ReaderStore.merge``).
     """
     sdk_config = getattr(meter_provider, "_sdk_config", None)
-    # Newer SDKs keep the readers on the provider, older ones in its configuration.
-    readers = getattr(meter_provider, "_metric_readers", None)
-    if readers is None:
-        readers = getattr(sdk_config, "metric_readers", ())
-    readers = list(readers or ())
+    readers = list(reader_set(meter_provider))
     if sdk_config is None or not readers or not all(isinstance(r, BridgedReader) for r in readers):
         return None
     views = list(getattr(sdk_config, "views", ()) or ())
@@ -208,6 +229,9 @@ def discover(meter_provider: Any) -> MetricsBridge | None:
     bridge = MetricsBridge(sdk_config.resource, shared_store=False)
     with _LOCK:
         for reader in readers:
+            if reader.store is not None:  # found at an earlier wave: it goes on from its data so far
+                bridge.add_store(reader.store)
+                continue
             temporality = reader._instrument_class_temporality
 
             def plan(spec: MetricSpec, instrument: Any, reader: MetricReader = reader) -> StreamPlan | None:

@@ -451,11 +451,57 @@ class ReaderStore:
         scopes = list(first.scope_metrics)
         for i, scope in enumerate(scopes):
             if scope.scope.name == SCOPE_NAME:
-                scopes[i] = ScopeMetrics(scope.scope, [*scope.metrics, *extra], scope.schema_url)
+                scopes[i] = ScopeMetrics(scope.scope, _merged(scope.metrics, extra), scope.schema_url)
                 break
         else:
             scopes.append(ScopeMetrics(InstrumentationScope(SCOPE_NAME, __version__), extra, ""))
         return MetricsData([ResourceMetrics(first.resource, scopes, first.schema_url), *rest])
+
+
+def _merged(sdk: Sequence[Metric], ours: list[Metric]) -> list[Metric]:
+    """``sdk``'s metrics with ``ours`` added: a histogram both have (the SDK recorded it for this reader while
+    the bridge could not, e.g. after a plain reader was added to the provider) becomes one, its points summed."""
+    metrics = list(sdk)
+    for metric in ours:
+        for i, found in enumerate(metrics):
+            if found.name == metric.name and (combined := _combined(found, metric)) is not None:
+                metrics[i] = combined
+                break
+        else:
+            metrics.append(metric)
+    return metrics
+
+
+def _combined(theirs: Metric, ours: Metric) -> Metric | None:
+    """One histogram of the points of both (same attributes: counts, sums, min, max combined); None if they differ
+    in kind, temporality or bounds."""
+    a, b = theirs.data, ours.data
+    if not (isinstance(a, Histogram) and isinstance(b, Histogram)) or \
+            a.aggregation_temporality != b.aggregation_temporality:
+        return None
+    try:
+        points = {frozenset((p.attributes or {}).items()): p for p in a.data_points}
+        for p in b.data_points:
+            key = frozenset((p.attributes or {}).items())
+            q = points.get(key)
+            if q is None:
+                points[key] = p
+                continue
+            if list(q.explicit_bounds) != list(p.explicit_bounds):
+                return None
+            extra: dict[str, Any] = {}
+            if Exemplar is not None:
+                extra["exemplars"] = [*q.exemplars, *p.exemplars]
+            points[key] = HistogramDataPoint(
+                attributes=p.attributes, start_time_unix_nano=min(q.start_time_unix_nano, p.start_time_unix_nano),
+                time_unix_nano=max(q.time_unix_nano, p.time_unix_nano), count=q.count + p.count, sum=q.sum + p.sum,
+                bucket_counts=[x + y for x, y in zip(q.bucket_counts, p.bucket_counts, strict=True)],
+                explicit_bounds=p.explicit_bounds, min=min(q.min, p.min), max=max(q.max, p.max), **extra,
+            )
+    except TypeError:  # an unhashable attribute value: left as two metrics
+        return None
+    return Metric(name=ours.name, description=ours.description, unit=ours.unit,
+                  data=Histogram(data_points=list(points.values()), aggregation_temporality=b.aggregation_temporality))
 
 
 class MetricsBridge:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -197,6 +198,14 @@ class ExecutorMeters:
             yield Observation(n, _OVERFLOW_ATTRIBUTES if name == _OVER else {tel.WAVE_NAME: name})
 
 
+def _weak(provider: MeterProvider) -> Callable[[], MeterProvider | None]:
+    """A weak reference to ``provider`` (a strong one if it cannot be weakly referenced)."""
+    try:
+        return weakref.ref(provider)
+    except TypeError:
+        return lambda: provider
+
+
 class ExecutorTelemetry(Recording):
     """Long-lived, one per OTel hook: its tracer, whether its providers record, and (shared with the
     other OTel hooks of its meter provider) the instruments and live counters of ``meters``."""
@@ -207,9 +216,9 @@ class ExecutorTelemetry(Recording):
     ) -> None:
         super().__init__(tracer_provider, meter_provider)  # whether they record: resolved once or watched
         self.tracer = tracer
-        # An explicit provider's bridge is found now; the global's at each wave (it may be set later).
-        self._bridge = bridge_for(meter_provider) if meter_provider is not None else None
-        self._global_meter = meter_provider is None
+        # The provider's bridge is asked for at each wave: the global provider may be set later, and
+        # any provider's readers may change (add_metric_reader). Held weakly, as the state that holds this.
+        self._provider = _weak(meter_provider) if meter_provider is not None else None
         self.durations, self.queue_waits, self.tokens = meters.durations, meters.queue_waits, meters.tokens
         self.wave_durations, self.efficiency = meters.wave_durations, meters.efficiency
         self.meters = meters
@@ -219,7 +228,8 @@ class ExecutorTelemetry(Recording):
         if not self.enabled():
             return None
         tracing = self.tracing_on
-        bridge = bridge_for(metrics.get_meter_provider()) if self._global_meter else self._bridge
+        provider = metrics.get_meter_provider() if self._provider is None else self._provider()
+        bridge = bridge_for(provider) if provider is not None else None
         specs = (
             (tel.TASK_DURATION, self.durations), (tel.TASK_QUEUE_WAIT_DURATION, self.queue_waits),
             (tel.TASK_TOKENS, self.tokens),

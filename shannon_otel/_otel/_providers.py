@@ -166,12 +166,14 @@ class ProviderState:
     """
 
     __slots__ = ("_anomaly", "_executor", "_hooks", "_lock", "_shared", "breaker_states", "bridge",
-                 "bridge_probed", "drops", "failed", "recovery_series")
+                 "bridge_probed", "drops", "failed", "reader_count", "readers", "recovery_series")
 
     def __init__(self, meter_provider: metrics.MeterProvider | None = None) -> None:
         self.bridge: MetricsBridge | None = None  # set by configure() / testing for the providers they build
         self.drops: DropCounter | None = None  # set by configure() for the tracer provider it builds
         self.bridge_probed = False  # whether the provider's own readers were checked for ``bridged()`` ones
+        self.readers: Any = None  # the SDK's reader collection they were checked in (_bridge.reader_set)
+        self.reader_count = 0  # and its length then
         self.failed = False  # whether the provider raised making shannon-otel's tracer or instruments (logged)
         self._anomaly: AnomalyTelemetry | None = None
         self._shared: SharedTelemetry | None = None
@@ -286,26 +288,47 @@ def provider_failed(parameter: str, provider: object | None, error: Exception) -
 
 def register_bridge(meter_provider: metrics.MeterProvider, bridge: MetricsBridge) -> None:
     """Called by ``configure()`` / ``testing`` for a provider whose every reader merges ``bridge``."""
-    provider_state(meter_provider).bridge = bridge
+    state = provider_state(meter_provider)
+    state.bridge, state.bridge_probed = bridge, False
 
 
 def bridge_for(meter_provider: metrics.MeterProvider) -> MetricsBridge | None:
     """The bridge of ``meter_provider`` (a concrete provider, not ``None``), if any: registered by
-    ``configure()`` / ``testing``, or made on first use when every reader is ``bridged()``."""
+    ``configure()`` / ``testing``, or made when every reader is ``bridged()``: at first use, and again
+    once the provider's readers changed (``add_metric_reader`` / ``remove_metric_reader``; checked
+    by identity and length of the SDK's reader collection, once per wave)."""
     state = _STATES.get(meter_provider)
-    if state is not None and (state.bridge is not None or state.bridge_probed):
-        return state.bridge
+    if state is not None:
+        if not state.bridge_probed:
+            if state.bridge is not None:
+                return state.bridge  # registered: its readers are the ones configure() / testing built
+        else:
+            readers = state.readers
+            if readers is _reader_set(meter_provider) and len(readers) == state.reader_count:
+                return state.bridge
     if not metrics_enabled(meter_provider):
         return None
-    from .._bridge import discover
+    from .._bridge import discover, reader_set
 
     state = provider_state(meter_provider)
     with state._lock:
-        if not state.bridge_probed:
-            state.bridge_probed = True
-            if state.bridge is None:
+        if state.bridge is None or state.bridge_probed:  # not a registered one
+            readers = reader_set(meter_provider)
+            if not state.bridge_probed or state.readers is not readers or len(readers) != state.reader_count:
+                state.bridge_probed = True
+                state.readers, state.reader_count = readers, len(readers)
                 state.bridge = discover(meter_provider)
     return state.bridge
+
+
+def _reader_set(meter_provider: metrics.MeterProvider) -> Any:
+    """_bridge.reader_set, its common case inline (asked once per wave)."""
+    storages = getattr(getattr(meter_provider, "_measurement_consumer", None), "_reader_storages", None)
+    if storages is not None:
+        return storages
+    from .._bridge import reader_set
+
+    return reader_set(meter_provider)
 
 
 def register_drops(tracer_provider: trace.TracerProvider, drops: DropCounter) -> None:
