@@ -35,11 +35,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
-from shannon_otel import Wave, bridged, record_tokens
+from shannon_otel import Retry, Wave, bridged, record_tokens
 from shannon_otel import _telemetry as tel
 from shannon_otel._metrics_bridge import EXEMPLARS_SUPPORTED
 from shannon_otel._otel._providers import bridge_for
-from shannon_otel.testing import FakeClock
+from shannon_otel.testing import FakeClock, InMemoryTelemetry
 
 TASK_HISTOGRAMS = (tel.TASK_DURATION.name, tel.TASK_QUEUE_WAIT_DURATION.name, tel.TASK_TOKENS.name)
 DELTA: dict[type, AggregationTemporality] = {Histogram: AggregationTemporality.DELTA}
@@ -483,3 +483,75 @@ def test_a_wave_without_tracing_inside_a_sampled_user_span_gets_the_same_exempla
         counts.append([len(p.exemplars) for p in _task_points(reader, tel.TASK_DURATION.name)])
     assert counts[1] == [1]  # the SDK's exemplar, linking the user's span
     assert counts[0] == counts[1]
+
+
+# A reader added to a provider configure() / testing.InMemoryTelemetry built got no task or wave duration
+# histograms: their registered bridge was never checked again, so the hook kept recording into the store only
+# their own readers merge. Now the bridge stands aside while such a reader is there (the SDK records for every
+# reader) and serves again once the readers are back to their own.
+def test_a_reader_added_to_an_in_memory_telemetry_provider_gets_the_task_histograms() -> None:
+    if not hasattr(MeterProvider, "add_metric_reader"):
+        pytest.skip("this SDK cannot add readers to a built provider")
+    plain = InMemoryMetricReader()  # what the SDK alone records for one run (the same values at every run)
+    _run_workload(MeterProvider(metric_readers=[plain]), TracerProvider(), waves=1)
+    names = (*TASK_HISTOGRAMS, tel.WAVE_DURATION.name)
+    once = _histogram_points(plain)
+
+    def times(n: int) -> dict[str, list[tuple[int, Any]]]:
+        return {name: [(n * c, pytest.approx(n * s)) for c, s in once[name]] for name in names}
+
+    otel = InMemoryTelemetry()
+    provider = otel.meter_provider
+    _run_workload(provider, TracerProvider(), waves=1)
+    assert bridge_for(provider) is not None
+    added = InMemoryMetricReader()
+    provider.add_metric_reader(added)
+    _run_workload(provider, TracerProvider(), waves=1)
+    got, own = _histogram_points(added), _histogram_points(otel.metric_reader)
+    for name in names:
+        assert got[name] == times(1)[name], name  # the added reader: the second run, nothing lost
+        assert own[name] == times(2)[name], name  # the own reader: both runs, each once, in one histogram
+        assert len(_metrics_named(otel.metric_reader, name)) == 1
+    if hasattr(MeterProvider, "remove_metric_reader"):
+        provider.remove_metric_reader(added)
+        assert bridge_for(provider) is not None  # its own readers again: the bridge serves
+        _run_workload(provider, TracerProvider(), waves=1)
+        own = _histogram_points(otel.metric_reader)
+        for name in names:
+            assert own[name] == times(3)[name], name
+
+
+async def _no_sleep(_delay: float) -> None:
+    return None
+
+
+@pytest.mark.parametrize("built", ["testing", "bridged"])
+def test_a_reader_added_after_a_policy_was_built_gets_its_retry_delays(built: str) -> None:
+    """An explicit provider's bridge was fixed when the policy's hook was built: a reader added to
+    InMemoryTelemetry's provider later got no ``shannon.retry.delay.duration``. (On a provider of ``bridged()``
+    readers retry delays go through the SDK: that case guards it stays so.)"""
+    if not hasattr(MeterProvider, "add_metric_reader"):
+        pytest.skip("this SDK cannot add readers to a built provider")
+    if built == "testing":
+        otel = InMemoryTelemetry()
+        provider, own = otel.meter_provider, cast("InMemoryMetricReader", otel.metric_reader)
+    else:
+        own = InMemoryMetricReader()
+        provider = MeterProvider(metric_readers=[bridged(own)])
+    retry = Retry(attempts=2, initial=0.25, jitter="none", sleep=_no_sleep, name="op", meter_provider=provider)
+    calls = []
+
+    async def flaky() -> int:
+        calls.append(1)
+        if len(calls) % 2:
+            raise ValueError("once")
+        return 1
+
+    assert asyncio.run(retry.call(flaky)) == 1
+    added = InMemoryMetricReader()
+    provider.add_metric_reader(added)
+    assert asyncio.run(retry.call(flaky)) == 1
+    name = tel.RETRY_DELAY_DURATION.name
+    assert _histogram_points(added)[name] == [(1, 0.25)]
+    assert _histogram_points(own)[name] == [(2, 0.5)]
+    assert len(_metrics_named(own, name)) == 1

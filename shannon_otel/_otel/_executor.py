@@ -12,8 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -27,7 +26,7 @@ from .._fork import in_forked_child, release_held
 from .._telemetry import Outcome
 from ._exception import forget, record_error
 from ._instruments import histogram, instrument
-from ._providers import Recording, bridge_for
+from ._providers import Recording, bridge_for, weak_provider
 from ._scope import failed
 from ._series import sdk_limit
 
@@ -198,14 +197,6 @@ class ExecutorMeters:
             yield Observation(n, _OVERFLOW_ATTRIBUTES if name == _OVER else {tel.WAVE_NAME: name})
 
 
-def _weak(provider: MeterProvider) -> Callable[[], MeterProvider | None]:
-    """A weak reference to ``provider`` (a strong one if it cannot be weakly referenced)."""
-    try:
-        return weakref.ref(provider)
-    except TypeError:
-        return lambda: provider
-
-
 class ExecutorTelemetry(Recording):
     """Long-lived, one per OTel hook: its tracer, whether its providers record, and (shared with the
     other OTel hooks of its meter provider) the instruments and live counters of ``meters``."""
@@ -218,7 +209,7 @@ class ExecutorTelemetry(Recording):
         self.tracer = tracer
         # The provider's bridge is asked for at each wave: the global provider may be set later, and
         # any provider's readers may change (add_metric_reader). Held weakly, as the state that holds this.
-        self._provider = _weak(meter_provider) if meter_provider is not None else None
+        self._provider = weak_provider(meter_provider) if meter_provider is not None else None
         self.durations, self.queue_waits, self.tokens = meters.durations, meters.queue_waits, meters.tokens
         self.wave_durations, self.efficiency = meters.wave_durations, meters.efficiency
         self.meters = meters

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = ["NO_METRICS", "ProviderState", "Recording", "bridge_for", "drops_for", "given", "globals_set",
            "metrics_enabled", "provider_failed", "provider_state", "register_bridge", "register_drops",
-           "tracing_enabled"]
+           "tracing_enabled", "weak_provider"]
 
 _log = logging.getLogger("shannon_otel")
 
@@ -166,14 +166,19 @@ class ProviderState:
     """
 
     __slots__ = ("_anomaly", "_executor", "_hooks", "_lock", "_shared", "breaker_states", "bridge",
-                 "bridge_probed", "drops", "failed", "reader_count", "readers", "recovery_series")
+                 "bridge_probed", "drops", "failed", "reader_count", "readers", "recovery_series", "registered",
+                 "registered_bridge")
 
     def __init__(self, meter_provider: metrics.MeterProvider | None = None) -> None:
         self.bridge: MetricsBridge | None = None  # set by configure() / testing for the providers they build
         self.drops: DropCounter | None = None  # set by configure() for the tracer provider it builds
-        self.bridge_probed = False  # whether the provider's own readers were checked for ``bridged()`` ones
+        self.bridge_probed = False  # whether ``bridge`` was found for the readers below (registered or bridged())
         self.readers: Any = None  # the SDK's reader collection they were checked in (_bridge.reader_set)
         self.reader_count = 0  # and its length then
+        # configure() / testing's bridge and the readers that merge it (register_bridge): it serves while no
+        # other reader is added (``bridge`` is then None until they are back to a subset of these)
+        self.registered_bridge: MetricsBridge | None = None
+        self.registered: weakref.WeakSet[Any] = weakref.WeakSet()
         self.failed = False  # whether the provider raised making shannon-otel's tracer or instruments (logged)
         self._anomaly: AnomalyTelemetry | None = None
         self._shared: SharedTelemetry | None = None
@@ -287,38 +292,56 @@ def provider_failed(parameter: str, provider: object | None, error: Exception) -
 
 
 def register_bridge(meter_provider: metrics.MeterProvider, bridge: MetricsBridge) -> None:
-    """Called by ``configure()`` / ``testing`` for a provider whose every reader merges ``bridge``."""
+    """Called by ``configure()`` / ``testing`` for a provider whose every reader merges ``bridge``.
+
+    The readers it has now are the ones that merge it: a reader added later (``add_metric_reader``)
+    does not, so while one is there the bridge stands aside and the SDK records the task histograms
+    for every reader (the registered readers' merge sums the bridge's earlier points with the SDK's).
+    """
+    from .._bridge import reader_set
+
     state = provider_state(meter_provider)
-    state.bridge, state.bridge_probed = bridge, False
+    with state._lock:
+        readers = reader_set(meter_provider)
+        state.registered_bridge, state.registered = bridge, weakref.WeakSet(readers)
+        state.bridge, state.bridge_probed = bridge, True
+        state.readers, state.reader_count = readers, len(readers)
 
 
 def bridge_for(meter_provider: metrics.MeterProvider) -> MetricsBridge | None:
     """The bridge of ``meter_provider`` (a concrete provider, not ``None``), if any: registered by
-    ``configure()`` / ``testing``, or made when every reader is ``bridged()``: at first use, and again
-    once the provider's readers changed (``add_metric_reader`` / ``remove_metric_reader``; checked
-    by identity and length of the SDK's reader collection, once per wave)."""
+    ``configure()`` / ``testing`` (while every reader is one they built), or made when every reader is
+    ``bridged()``: at first use, and again once the provider's readers changed (``add_metric_reader`` /
+    ``remove_metric_reader``; checked by identity and length of the SDK's reader collection, once per wave)."""
     state = _STATES.get(meter_provider)
-    if state is not None:
-        if not state.bridge_probed:
-            if state.bridge is not None:
-                return state.bridge  # registered: its readers are the ones configure() / testing built
-        else:
-            readers = state.readers
-            if readers is _reader_set(meter_provider) and len(readers) == state.reader_count:
-                return state.bridge
+    if state is not None and state.bridge_probed:
+        readers = state.readers
+        if readers is _reader_set(meter_provider) and len(readers) == state.reader_count:
+            return state.bridge
     if not metrics_enabled(meter_provider):
         return None
     from .._bridge import discover, reader_set
 
     state = provider_state(meter_provider)
     with state._lock:
-        if state.bridge is None or state.bridge_probed:  # not a registered one
-            readers = reader_set(meter_provider)
-            if not state.bridge_probed or state.readers is not readers or len(readers) != state.reader_count:
-                state.bridge_probed = True
-                state.readers, state.reader_count = readers, len(readers)
+        readers = reader_set(meter_provider)
+        if not state.bridge_probed or state.readers is not readers or len(readers) != state.reader_count:
+            state.bridge_probed = True
+            state.readers, state.reader_count = readers, len(readers)
+            if state.registered_bridge is not None:
+                registered = state.registered
+                state.bridge = state.registered_bridge if all(r in registered for r in readers) else None
+            else:
                 state.bridge = discover(meter_provider)
     return state.bridge
+
+
+def weak_provider(provider: metrics.MeterProvider) -> Callable[[], metrics.MeterProvider | None]:
+    """A weak reference to ``provider`` (a strong one if it cannot be weakly referenced)."""
+    try:
+        return weakref.ref(provider)
+    except TypeError:
+        return lambda: provider
 
 
 def _reader_set(meter_provider: metrics.MeterProvider) -> Any:

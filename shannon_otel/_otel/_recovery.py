@@ -29,7 +29,7 @@ from .. import _telemetry as t
 from .._telemetry import BreakerState
 from ._call import _CallTelemetry
 from ._instruments import histogram, instrument
-from ._providers import METRICS_API, TRACE_API, Recording, bridge_for
+from ._providers import METRICS_API, TRACE_API, Recording, bridge_for, weak_provider
 from ._saga import _SagaTelemetry
 from ._series import SeriesWatch
 
@@ -53,9 +53,9 @@ class RecoveryTelemetry(Recording):
         self.tracer = tracer
         self.attempts = histogram(meter, t.RETRY_ATTEMPTS)
         self.delay = histogram(meter, t.RETRY_DELAY_DURATION)
-        # An explicit provider's bridge is found now; the global's at each retry (it may be set later).
-        self._bridge = bridge_for(meter_provider) if meter_provider is not None else None
-        self._global_meter = meter_provider is None
+        # The provider's bridge is asked for at each retry: the global provider may be set later, and any
+        # provider's readers may change (add_metric_reader). Held weakly, as the state that holds this.
+        self._provider = weak_provider(meter_provider) if meter_provider is not None else None
         self.calls = instrument(meter, t.CALLS)
         self.breaker_state = instrument(meter, t.BREAKER_STATE_METRIC)
         self.transitions = instrument(meter, t.BREAKER_TRANSITIONS)
@@ -90,7 +90,8 @@ class RecoveryTelemetry(Recording):
         for plain SDK records. The bridge keeps each bucket's latest exemplar in every export, as for the
         task histograms: the SDK exports an exemplar once, and the collector's Prometheus endpoint shows
         it only until the next export, which a slower scrape missed (no exemplar dot for a retry)."""
-        bridge = bridge_for(metrics.get_meter_provider()) if self._global_meter else self._bridge
+        provider = metrics.get_meter_provider() if self._provider is None else self._provider()
+        bridge = bridge_for(provider) if provider is not None else None
         return bridge.exemplar_sink(t.RETRY_DELAY_DURATION, self.delay) if bridge is not None else None
 
     def call_started(self, event: CallStarted) -> CallObserver | None:
