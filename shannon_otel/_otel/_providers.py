@@ -326,13 +326,14 @@ def bridge_for(meter_provider: metrics.MeterProvider) -> MetricsBridge | None:
     with state._lock:
         readers = reader_set(meter_provider)
         if not state.bridge_probed or state.readers is not readers or len(readers) != state.reader_count:
-            state.bridge_probed = True
-            state.readers, state.reader_count = readers, len(readers)
             if state.registered_bridge is not None:
                 registered = state.registered
                 state.bridge = state.registered_bridge if all(r in registered for r in readers) else None
             else:
                 state.bridge = discover(meter_provider)
+            # Noted after the bridge: a wave on another thread meanwhile sees the old collection and waits here.
+            state.readers, state.reader_count = readers, len(readers)
+            state.bridge_probed = True
     return state.bridge
 
 
