@@ -594,3 +594,41 @@ def test_a_compensations_keyboard_interrupt_is_not_replaced_by_a_later_compensat
     assert isinstance(seen.__context__, ValueError)  # the step's error, being handled when it was raised
     assert tx.result is not None
     assert tx.result.failed_compensations == {"newer": raised[0], "older": raised[1]}
+
+
+class _RaisingAttemptStart(CallObserver):
+    def attempt_started(self, attempt: int) -> Any:
+        raise _Stop("in attempt_started")
+
+
+class _AttemptStartHook(Hook):
+    def call_started(self, event: CallStarted) -> CallObserver:
+        return _RaisingAttemptStart()
+
+
+def test_a_hook_raising_a_base_exception_as_an_attempt_starts_is_recorded_as_that_attempts_failure() -> None:
+    """Documented (docs/reliability.md, Hooks that raise BaseException): a hook's BaseException in ``attempt_started``
+    ends the attempt before the function is called, recorded as that attempt's failure with the hook's error (its span,
+    opened by the OTel hook before it, and the call's attempt count), as a wave records a task whose ``task_started``
+    raised one, and as a Ctrl-C arriving just then would be."""
+    otel, spans = InMemoryTelemetry(), OpenSpans()
+    otel.tracer_provider.add_span_processor(spans)
+    ran: list[int] = []
+
+    async def fn() -> int:
+        ran.append(1)
+        return 1
+
+    async def main() -> None:
+        with pytest.raises(_Stop):
+            await Pipeline(Retry(), Hedge(0), name="op", hooks=[_AttemptStartHook()], **otel.providers).call(fn)
+
+    run_virtual(main())
+    assert ran == []
+    assert spans.open == {}
+    attempt = otel.span("attempt 1").attributes or {}
+    assert attempt["shannon.attempt.outcome"] == "failure"
+    assert attempt["error.type"] == f"{__name__}._Stop"
+    assert (otel.span("op").attributes or {})["shannon.attempt"] == 1
+    (point,) = otel.points("shannon.retry.attempts")
+    assert (point.count, point.sum) == (1, 1)
