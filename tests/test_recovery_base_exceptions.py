@@ -573,8 +573,10 @@ def test_a_compensations_keyboard_interrupt_is_not_replaced_by_a_later_compensat
     saga = Saga("s", instrument=False)
     raised: list[BaseException] = []
 
-    async def undo(error: type[BaseException]) -> None:
-        raised.append(error("in the compensation"))
+    errors: dict[str, type[BaseException]] = {"older": KeyboardInterrupt, "newer": _Stop}
+
+    async def undo(name: str) -> None:
+        raised.append(errors[name]("in the compensation"))
         raise raised[-1]
 
     async def fail() -> None:
@@ -584,8 +586,8 @@ def test_a_compensations_keyboard_interrupt_is_not_replaced_by_a_later_compensat
 
     async def run() -> None:
         async with tx:
-            await tx.step("older", functools.partial(_value, KeyboardInterrupt), compensate=undo)
-            await tx.step("newer", functools.partial(_value, _Stop), compensate=undo)
+            await tx.step("older", functools.partial(_value, "older"), compensate=undo)
+            await tx.step("newer", functools.partial(_value, "newer"), compensate=undo)
             await tx.step("charge", fail)
 
     seen = _caught(run, "the compensation's")
