@@ -22,3 +22,19 @@ def raise_as_is(error: BaseException) -> NoReturn:
     finally:
         if context is not None:
             object.__setattr__(error, "__context__", context)
+
+
+INTERRUPTS = (KeyboardInterrupt, SystemExit)
+
+
+def outranks(error: BaseException, other: BaseException) -> bool:
+    """Whether ``error`` is a ``KeyboardInterrupt`` / ``SystemExit`` and ``other`` is not: where several
+    BaseExceptions meet (a hedge's attempts, a saga's step and its rollback), the user's Ctrl-C or exit is the one
+    raised, never replaced by a lesser one (a custom BaseException, a cancellation) that came with or after it."""
+    return isinstance(error, INTERRUPTS) and not isinstance(other, INTERRUPTS)
+
+
+def graver(held: BaseException | None, then: BaseException) -> BaseException:
+    """Of a BaseException held back to be raised later (or None) and ``then``, raised after it, the one to hold:
+    the first, unless only ``then`` is a ``KeyboardInterrupt`` / ``SystemExit`` (see :func:`outranks`)."""
+    return then if held is None or outranks(then, held) else held

@@ -277,7 +277,8 @@ TASKS_ACTIVE: Final = MetricSpec(
 TASKS_PENDING: Final = MetricSpec(
     "shannon.task.pending", "updowncounter", "{task}",
     "Tasks of running waves not started yet: of a sized input, every task waiting for a slot, pool or rate "
-    "limit or not yet dispatched; of a lazy input, the tasks taken from it that wait for a pool or rate limit.",
+    "limit or not yet dispatched; of a lazy input (and past a sized input's length at the start: a list extended "
+    "while streamed), the tasks taken from it that wait for a pool or rate limit.",
     (WAVE_NAME,),
 )
 WAVE_DURATION: Final = MetricSpec(

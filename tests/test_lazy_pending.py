@@ -6,6 +6,7 @@ all, active or pending. Virtual-time loop, real SDK in memory."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections.abc import Iterator
 from typing import Any
@@ -19,7 +20,9 @@ GAUGES = ("shannon.task.active", "shannon.task.pending")
 
 
 class Ledger(Hook):
-    """Checks, per task, that a start or skip follows exactly one ``task_queued`` (for a lazy input)."""
+    """Checks, per task, that a start or skip follows exactly one ``task_queued`` (for a lazy input, and for a task a
+    sized input gives beyond its announced size when the wave takes it: one never taken, drained as the wave ends,
+    is skipped without one)."""
 
     def __init__(self) -> None:
         self.waves: list[_LedgerWave] = []
@@ -37,25 +40,31 @@ class _LedgerWave(WaveObserver):
         self.balanced: list[int] = []
         self.ended = False
 
+    def _beyond(self, index: int) -> bool:
+        return self.size is None or index >= self.size
+
     def task_queued(self, index: int, name: str) -> None:
-        assert self.size is None, "only a lazy input's tasks are queued one by one"
+        assert self._beyond(index), "only a lazy input's tasks (or those past a sized one's size) are queued"
         assert index not in self.queued and index not in self.balanced
         self.queued.add(index)
 
-    def _balance(self, index: int) -> None:
-        if self.size is None:
-            self.queued.remove(index)  # KeyError: started or skipped without being queued, or twice
+    def _balance(self, index: int, started: bool) -> None:
+        assert index not in self.balanced
+        if self.size is None or (started and index >= self.size):
+            self.queued.remove(index)  # KeyError: started or skipped without being queued
+        elif index >= self.size:  # skipped: queued if it was taken, not if drained at the wave's end
+            self.queued.discard(index)
         self.balanced.append(index)
 
     def task_started(self, index: int, name: str, queue_wait_s: float) -> Any:
-        self._balance(index)
+        self._balance(index, True)
 
     def task_skipped(self, event: Any) -> None:
-        self._balance(event.index)
+        self._balance(event.index, False)
 
     def tasks_skipped(self, first: Any, count: int) -> None:
         for k in range(count):
-            self._balance(first.index + k)
+            self._balance(first.index + k, False)
 
     def wave_finished(self, report: Any) -> None:
         assert not self.queued, f"queued tasks never started nor skipped: {sorted(self.queued)}"
@@ -219,3 +228,56 @@ def test_a_hook_whose_task_queued_raises_misses_nothing_else() -> None:
     run_virtual(main())
     assert seen == {"shannon.task.active": 1, "shannon.task.pending": 2}
     assert broken.hook_errors == {"task_queued": 3}
+
+
+@pytest.mark.parametrize("end", ["completes", "fail_fast", "left_early", "cancelled"])
+def test_tasks_a_list_gives_past_its_size_as_the_consumer_extends_it_are_pending_while_they_wait(end: str) -> None:
+    """A list the consumer extends while the wave streams it: the wave announced its length at the start, and the
+    tasks past it that a worker took were counted nowhere while they waited for a pool (pending read 0 while 3
+    waited). Each is now queued as it is taken, as a lazy input's task is; every task is started or skipped once,
+    and the gauges are back to 0 however the wave ends."""
+    tel = InMemoryTelemetry()
+    ledger = Ledger()
+    pool = ResourcePool("one", 1)
+    seen: dict[str, float] = {}
+    quick = asyncio.Event()
+
+    async def hold(i: int) -> None:
+        await asyncio.sleep(1.0)
+        if end == "fail_fast" and i == 0:
+            raise ValueError("boom")
+
+    async def free(i: int) -> None:  # no pool: ends at once, freeing its worker for a task past the size
+        await quick.wait()
+
+    tasks: list[Any] = [task(functools.partial(hold, 0), pool=pool)]
+    tasks += [functools.partial(free, i) for i in (1, 2, 3)]
+    wave = Wave[Any]("grown", max_concurrency=4, fail_fast=end == "fail_fast", hooks=[ledger], **tel.providers)
+
+    async def consume() -> None:
+        async with wave.stream(tasks) as stream:
+            tasks.extend(task(functools.partial(hold, i), pool=pool) for i in (4, 5, 6))
+            quick.set()
+            await asyncio.sleep(0.5)  # task 0 holds the pool; 1-3 ended; 4-6 taken by their workers, waiting
+            seen.update(_gauges(tel, "grown"))
+            if end == "left_early":
+                return
+            async for _ in stream:
+                pass
+
+    async def main() -> None:
+        consumer = asyncio.ensure_future(consume())
+        if end == "cancelled":
+            await asyncio.sleep(0.7)
+            consumer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer
+
+    run_virtual(main())
+    assert seen == {"shannon.task.active": 1, "shannon.task.pending": 3}
+    (ledger_wave,) = ledger.waves
+    assert ledger_wave.size == 4
+    assert ledger_wave.ended
+    assert ledger.hook_errors == {}
+    assert sorted(ledger_wave.balanced) == list(range(7))
+    assert _gauges(tel, "grown") == {"shannon.task.active": 0, "shannon.task.pending": 0}

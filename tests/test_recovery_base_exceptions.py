@@ -525,3 +525,112 @@ def test_a_sagas_step_base_exception_is_not_replaced_by_a_cancellation_during_th
     assert cancelling == (1 if cut == "caller cancelled" else 0)
     assert undone == ["a"]
     assert not opened.open, opened.open
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
+@pytest.mark.parametrize("lesser_from", ["compensation", "compensation_finished", "saga_finished"])
+def test_a_sagas_step_keyboard_interrupt_is_not_replaced_by_a_lesser_base_exception_from_the_rollback(
+    interrupt: type[BaseException], lesser_from: str,
+) -> None:
+    """A step raised a KeyboardInterrupt / SystemExit; then a compensation (or an observer of the rollback) raised a
+    BaseException of the user's own: that one was raised in its place, the user's Ctrl-C lost (a ``Hedge`` raises a
+    KeyboardInterrupt / SystemExit first, as a TaskGroup does). Now the step's goes on, the very object; the
+    compensation's error is still that compensation's failure in ``tx.result``; every span ended."""
+    otel, spans = InMemoryTelemetry(), OpenSpans()
+    otel.tracer_provider.add_span_processor(spans)
+    hooks = [RaisingHook(lesser_from)] if lesser_from != "compensation" else []
+    saga = Saga("s", hooks=hooks, **otel.providers)
+    raised: list[BaseException] = []
+
+    async def undo(value: str) -> None:
+        if lesser_from == "compensation":
+            raise _Stop("in the compensation")
+
+    async def charge() -> None:
+        raised.append(interrupt("user"))
+        raise raised[-1]
+
+    tx = saga.begin()
+
+    async def run() -> None:
+        async with tx:
+            await tx.step("reserve", functools.partial(_value, "a"), compensate=undo)
+            await tx.step("charge", charge)
+
+    seen = _caught(run, "the step's")
+    assert seen is raised[0], seen
+    assert tx.result is not None and tx.result.error is raised[0]
+    if lesser_from == "compensation":
+        assert isinstance(tx.result.failed_compensations["reserve"], _Stop)
+    assert spans.open == {}
+
+
+def test_a_compensations_keyboard_interrupt_is_not_replaced_by_a_later_compensations_lesser_base_exception() -> None:
+    """Of the BaseExceptions several compensations raised, the first was raised after the rollback: the newer step's
+    compensation (run first) raising a custom BaseException hid the older one's KeyboardInterrupt. Now a
+    KeyboardInterrupt / SystemExit is raised over a lesser one wherever it came in the rollback; each stays its
+    compensation's failure."""
+    saga = Saga("s", instrument=False)
+    raised: list[BaseException] = []
+
+    errors: dict[str, type[BaseException]] = {"older": KeyboardInterrupt, "newer": _Stop}
+
+    async def undo(name: str) -> None:
+        raised.append(errors[name]("in the compensation"))
+        raise raised[-1]
+
+    async def fail() -> None:
+        raise ValueError("step")
+
+    tx = saga.begin()
+
+    async def run() -> None:
+        async with tx:
+            await tx.step("older", functools.partial(_value, "older"), compensate=undo)
+            await tx.step("newer", functools.partial(_value, "newer"), compensate=undo)
+            await tx.step("charge", fail)
+
+    seen = _caught(run, "the compensation's")
+    assert [type(e) for e in raised] == [_Stop, KeyboardInterrupt]
+    assert seen is raised[1], seen
+    assert isinstance(seen.__context__, ValueError)  # the step's error, being handled when it was raised
+    assert tx.result is not None
+    assert tx.result.failed_compensations == {"newer": raised[0], "older": raised[1]}
+
+
+class _RaisingAttemptStart(CallObserver):
+    def attempt_started(self, attempt: int) -> Any:
+        raise _Stop("in attempt_started")
+
+
+class _AttemptStartHook(Hook):
+    def call_started(self, event: CallStarted) -> CallObserver:
+        return _RaisingAttemptStart()
+
+
+def test_a_hook_raising_a_base_exception_as_an_attempt_starts_is_recorded_as_that_attempts_failure() -> None:
+    """Documented (docs/reliability.md, Hooks that raise BaseException): a hook's BaseException in ``attempt_started``
+    ends the attempt before the function is called, recorded as that attempt's failure with the hook's error (its span,
+    opened by the OTel hook before it, and the call's attempt count), as a wave records a task whose ``task_started``
+    raised one, and as a Ctrl-C arriving just then would be."""
+    otel, spans = InMemoryTelemetry(), OpenSpans()
+    otel.tracer_provider.add_span_processor(spans)
+    ran: list[int] = []
+
+    async def fn() -> int:
+        ran.append(1)
+        return 1
+
+    async def main() -> None:
+        with pytest.raises(_Stop):
+            await Pipeline(Retry(), Hedge(0), name="op", hooks=[_AttemptStartHook()], **otel.providers).call(fn)
+
+    run_virtual(main())
+    assert ran == []
+    assert spans.open == {}
+    attempt = otel.span("attempt 1").attributes or {}
+    assert attempt["shannon.attempt.outcome"] == "failure"
+    assert attempt["error.type"] == f"{__name__}._Stop"
+    assert (otel.span("op").attributes or {})["shannon.attempt"] == 1
+    (point,) = otel.points("shannon.retry.attempts")
+    assert (point.count, point.sum) == (1, 1)

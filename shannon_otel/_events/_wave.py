@@ -68,7 +68,10 @@ class WaveObserver:
         """A task of an input of unknown length (``WaveStarted.size`` None: a lazy stream) was taken from it and
         now waits for its resource pool or rate limit. Exactly one :meth:`task_started` or :meth:`task_skipped`
         of the same index follows (also to an observer whose ``task_queued`` raised), so an observer counts it
-        pending until then. Not called for a sized input: its size already counts every task not started."""
+        pending until then. Not called for the tasks a sized input's size counts (it counts every task not started);
+        called for a task it gives past that size (a list the consumer extends while the wave streams it) as it is
+        taken. The rest of such a list that the wave never takes (the wave stopped early) is skipped without it, as
+        every rest of a sized input is settled: a count of size + queued - started - skipped stops at 0 there."""
 
     def task_started(self, index: int, name: str, queue_wait_s: float) -> Any:
         """Called in the task's context just before it runs; the return value comes back as ``token``."""

@@ -91,12 +91,15 @@ class WaveRun:
         # owners[k] is the hook that made observers[k]: a failure is recorded against it (_isolation)
         self.owners = owners
         self.reversed_owners = self.owners[::-1]
-        # The observers told of each task taken from an input of unknown length (see WaveObserver.task_queued):
-        # those that override it, so a sized wave, or one nobody counts so, pays nothing per task for it.
-        self.queued: tuple[tuple[WaveObserver, Hook], ...] = () if size is not None else tuple(
+        # The observers told of each task taken beyond the size announced in WaveStarted (see
+        # WaveObserver.task_queued): every task of an input of unknown length, and those a list the consumer
+        # extends while the wave streams it gives past its length at the start (not counted in any size, they
+        # waited for a pool unseen). Only those that override it, so a wave nobody counts so pays nothing for it.
+        self.queued: tuple[tuple[WaveObserver, Hook], ...] = tuple(
             (obs, owner) for obs, owner in zip(observers, owners, strict=True)
             if getattr(type(obs), "task_queued", WaveObserver.task_queued) is not WaveObserver.task_queued
         )
+        self.announced = size or 0  # the tasks WaveStarted.size counts: indexes from it on are queued
         self.deliver = deliver
         self.gate = gate
         self.report = ReportBuilder()
@@ -278,7 +281,8 @@ class WaveRun:
         slot = TaskSlot()
         CURRENT_TASK.set(slot)
         try:
-            if self.queued:  # inside the try: whatever ends the task now, _finish balances it (started or skipped)
+            # inside the try: whatever ends the task now, _finish balances it (started or skipped)
+            if self.queued and index >= self.announced:
                 self._queued(index, name)
             if self.stopped:  # taken as the run stopped, by a worker an eager task factory ran meanwhile
                 raise asyncio.CancelledError
@@ -386,8 +390,8 @@ class WaveRun:
         return False
 
     def _queued(self, index: int, name: str) -> None:
-        """Tell the observers that count them that a task of a lazy input was taken (see ``queued``). Every one is
-        told, even past another's BaseException (raised after), so each gets a start or skip for its queue."""
+        """Tell the observers that count them that a task past the announced size was taken (see ``queued``). Every
+        one is told, even past another's BaseException (raised after), so each gets a start or skip for its queue."""
         escaped: BaseException | None = None
         for obs, owner in self.queued:
             try:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 from .._deadline import timed_out
-from .._reraise import raise_as_is
+from .._reraise import INTERRUPTS, raise_as_is
 from .._validate import awaitable_from, builtin_numbers, check_arity, check_not_decorated, check_number
 from ._call import _HEDGED, _Branch, _Call, rerun
 from ._decorated import MisuseError, NotAwaitableError
@@ -218,15 +218,12 @@ async def _ended(
         if not isinstance(error, Exception):
             escaped.append(error)
     if escaped and interrupt is None:
-        interrupts = [error for error in escaped if isinstance(error, _INTERRUPTS)]
+        interrupts = [error for error in escaped if isinstance(error, INTERRUPTS)]
         if interrupts or len(escaped) == 1:
             raise_as_is((interrupts or escaped)[0])
         raise BaseExceptionGroup("hedged attempts raised while cancelled", escaped)
     if cancelled is not None and raising is None:
         raise cancelled
-
-
-_INTERRUPTS = (KeyboardInterrupt, SystemExit)
 
 
 def _raise_last(errors: list[Exception]) -> NoReturn:

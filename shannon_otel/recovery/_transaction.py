@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from .._deadline import POLICY_TIMEOUTS, scope_timeout, timed_out
 from .._events import CompensationFinished, SagaFinished, SagaObserver, SagaStarted
 from .._isolation import HOOK_ERRORS, Unentered, call_void, enter, finish, hook_failed, leave, refused, start
-from .._reraise import raise_as_is
+from .._reraise import graver, outranks, raise_as_is
 from .._telemetry import Outcome
 from .._validate import brief, check_reading, plain
 from ._decorated import MisuseError, MisuseValueError
@@ -196,9 +196,18 @@ class Transaction:
     ) -> Literal[False]:  # never swallows the exception (bool made checkers think it might)
         self._open = False
         try:
-            return await self._exit(exc)
-        finally:
-            self._leave()
+            try:
+                return await self._exit(exc)
+            finally:
+                self._leave()
+        except BaseException as late:
+            # The block's KeyboardInterrupt / SystemExit (a step's) is not replaced by a lesser BaseException raised
+            # in the rollback (a compensation's, an observer's) or by a cancellation meanwhile: it propagates, as a
+            # TaskGroup raises one over the rest and a Hedge does (the compensation's error stays in tx.result and
+            # its span). Raised in its place, the user's Ctrl-C was lost.
+            if exc is not None and outranks(exc, late):
+                return False
+            raise
 
     async def _exit(self, exc: BaseException | None) -> Literal[False]:
         # Off the loop it was entered on: the saga was abandoned pending with its loop closed, and the garbage
@@ -342,7 +351,7 @@ class Transaction:
             try:
                 start(observers, owners, hooks, tokens, "compensation_started", name)
             except BaseException as exc:
-                escaped = escaped or exc
+                escaped = graver(escaped, exc)
             try:
                 begin: float | None = clock()
             except Exception as exc:
@@ -364,7 +373,7 @@ class Transaction:
                 outcome = (Outcome.CANCELLATION if isinstance(error, asyncio.CancelledError)
                            else Outcome.TIMEOUT if expired else Outcome.FAILURE)
                 if not isinstance(error, Exception | asyncio.CancelledError):  # KeyboardInterrupt & co:
-                    escaped = escaped or error  # this compensation failed; propagated after the rollback
+                    escaped = graver(escaped, error)  # this compensation failed; propagated after the rollback
                 elif isinstance(error, MisuseError):
                     broken = broken or error
             try:
@@ -375,7 +384,7 @@ class Transaction:
             try:
                 finish(observers, owners, hooks, tokens, "compensation_finished", event)
             except BaseException as exc:
-                escaped = escaped or exc
+                escaped = graver(escaped, exc)
         return tuple(compensated), failed, cancelled, escaped, broken
 
     async def _shielded(
@@ -455,7 +464,7 @@ class Transaction:
                 except HOOK_ERRORS as exc:
                     hook_failed(owners[k], "saga_finished", exc, hooks)
                 except BaseException as exc:
-                    escaped = escaped or exc
+                    escaped = graver(escaped, exc)
             if escaped is not None:
                 raise_as_is(escaped)
 
@@ -468,7 +477,7 @@ class Transaction:
                 try:
                     leave(observers[k], owners[k], "saga_finished", hooks)
                 except BaseException as exc:
-                    escaped = escaped or exc
+                    escaped = graver(escaped, exc)
         entered.clear()
         if escaped is not None:
             raise_as_is(escaped)
