@@ -223,3 +223,15 @@ def die_holding_a_queued_task(folder: str, x: int) -> int:
         time.sleep(0.01)
     Path(folder, "dead").write_text(str(os.getpid()))
     os._exit(1)
+
+
+class Abandon(BaseException):
+    """A BaseException of the user's own (not an Exception): Dask sends it back as any error."""
+
+
+def records_then_abandons(x: int) -> int:
+    """Record tokens for the wave task calling it, then raise Abandon."""
+    from shannon_otel import record_tokens
+
+    record_tokens(input=10, output=x)
+    raise Abandon(f"abandoned {x}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -137,7 +138,15 @@ def _trial(seed: int) -> None:
         loop.call_at(1e4, task.cancel)  # a bound: the drawn functions all end within seconds
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # orders a Pipeline warns about are drawn on purpose
-            loop.run_until_complete(task)
+            try:
+                loop.run_until_complete(task)
+            except asyncio.CancelledError:
+                # Python 3.13's TaskGroup, its parent cancelled from outside and a child failed, cancels the parent
+                # again as it raises (uncancel() then cancel(): cancelling() stays as it was): the caller, which
+                # caught the wave's error and returned without another await, ends cancelled, as it would under a
+                # bare TaskGroup. Only then: on 3.11/3.12 a caller ending cancelled is a stray request of ours.
+                if not (sys.version_info >= (3, 13) and "wave" in form and got and asked):
+                    raise
     finally:
         loop.close()
     where = f"seed {seed}: {form} of {policies}, cancel after {steps} steps"

@@ -144,6 +144,28 @@ def test_what_a_failed_call_recorded_comes_back_with_an_error_class_that_has_its
     assert otel.point("shannon.task.tokens", shannon_token_type="input").sum == 20 + 10
 
 
+def test_what_a_call_recorded_comes_back_with_a_base_exception_of_the_users_own(cluster: LocalCluster) -> None:
+    """Bug: only an Exception carried what the failed call recorded (MeasuredError); a BaseException of the user's own,
+    which Dask sends back as any error and which carried it as an attribute before, lost the spent tokens from the
+    task span and the token metric. It is carried too (a KeyboardInterrupt / SystemExit / cancellation never is)."""
+    otel = InMemoryTelemetry()
+
+    async def body(client: Client) -> BaseExceptionGroup[BaseException]:
+        backend = DaskBackend(client)
+        try:
+            await Wave("own", **otel.providers).run([backend.task(tasks.records_then_abandons, 5)])
+        except BaseExceptionGroup as group:
+            return group
+        raise AssertionError("the wave did not raise")
+
+    group = on_cluster(cluster, body)
+    (error,) = group.exceptions
+    assert type(error) is tasks.Abandon and str(error) == "abandoned 5"
+    attributes = dict(otel.span("task records_then_abandons").attributes or {})
+    assert (attributes["shannon.task.tokens.input"], attributes["shannon.task.tokens.output"]) == (10, 5)
+    assert otel.point("shannon.task.tokens", shannon_token_type="input").sum == 10
+
+
 def test_a_method_calling_super_is_shipped_not_refused_as_a_closure(cluster: LocalCluster) -> None:
     """Bug: a bound method (documented as accepted) whose body calls ``super()`` was refused with
     UnshippableTaskError "is a closure over local state (__class__)": that cell is the compiler's, holding

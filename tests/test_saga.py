@@ -998,6 +998,49 @@ def test_a_step_never_awaited_is_named_in_place_of_the_sagas_error_when_the_bloc
     assert raised.value.__context__ is tx.result.error
 
 
+def test_steps_made_ahead_that_a_steps_failure_stopped_before_their_turn_keep_the_sagas_error() -> None:
+    """Bug: steps made ahead and awaited in turn (the arguments of a gather whose awaits a semaphore spaces out, a
+    list awaited one by one), one failing, left the later ones unstarted when the block ended, and the saga raised a
+    MisuseError saying they were never awaited in place of the SagaError of the step's error, although the program
+    awaits each. Only a step skipped over (one made after it started) is a forgotten ``await`` when the block
+    fails; the others are closed, and the block's error goes on."""
+    ledger = Ledger()
+    tx = Saga("order", instrument=False).begin()
+
+    async def limited(gate: asyncio.Semaphore, step: Coroutine[Any, Any, str]) -> str:
+        async with gate:
+            return await step
+
+    async def held() -> str:
+        await asyncio.Event().wait()  # still running when the block ends: cancelled (no misuse)
+        return "held"
+
+    async def gathered() -> None:
+        gate = asyncio.Semaphore(1)
+        async with tx:
+            await asyncio.gather(
+                limited(gate, tx.step("pay", ledger.action("pay", fail=True))),
+                limited(gate, tx.step("reserve", held)),
+                *(limited(gate, tx.step(name, ledger.action(name))) for name in ("ship", "mail")),
+            )
+
+    with pytest.raises(SagaError) as raised:
+        run(gathered())
+    assert isinstance(raised.value.__cause__, RuntimeError) and str(raised.value.__cause__) == "pay failed"
+    assert ledger.log == ["do pay"] and tx.result is not None and tx.result.outcome is Outcome.FAILURE
+
+    tx = Saga("order", instrument=False).begin()
+
+    async def in_turn() -> None:
+        async with tx:
+            for step in [tx.step(name, ledger.action(name, fail=name == "pay")) for name in ("reserve", "pay", "ship")]:
+                await step
+
+    with pytest.raises(SagaError) as raised:
+        run(in_turn())
+    assert str(raised.value.__cause__) == "pay failed"
+
+
 def test_steps_gathered_or_awaited_later_in_the_block_still_run() -> None:
     """Only a step not started when the block ends is refused: one made first and awaited later, steps gathered, or
     a task awaited inside the block run as ever."""

@@ -159,7 +159,7 @@ class MeasuredError(Exception):
     rebuilds an error whose ``str`` is long as ``type(e)("Long error message", ...)``, which would make this a
     carrier of a string; the user's error arrives whole."""
 
-    def __init__(self, error: Exception, measurements: dict[str, float]) -> None:
+    def __init__(self, error: BaseException, measurements: dict[str, float]) -> None:
         super().__init__(error, measurements)
         self.error = error
         self.measurements = measurements
@@ -194,11 +194,19 @@ def sent(value: Any, box: list[dict[str, float] | None]) -> Any:
     return Measured(value, box[0]) if box[0] else value
 
 
-def _carrying(error: Exception, box: list[dict[str, float] | None]) -> MeasuredError | None:
+# Raised as they are, never carried: Dask's own handling of them (a KeyboardInterrupt / SystemExit ends the worker;
+# a cancelled async task is Dask's cancellation) must see them.
+_NOT_CARRIED = (KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError)
+
+
+def _carrying(error: BaseException, box: list[dict[str, float] | None]) -> MeasuredError | None:
     """What the worker raises for ``error`` when the call recorded something: a :class:`MeasuredError` carrying
-    both (its traceback the error's, so Dask sends the user's frames); None when it recorded nothing (``error`` goes
-    as is)."""
-    return MeasuredError(error, box[0]).with_traceback(error.__traceback__) if box[0] else None
+    both (its traceback the error's, so Dask sends the user's frames); None when it recorded nothing, or for an
+    error of ``_NOT_CARRIED`` (``error`` goes as is). A BaseException of the user's own is carried too: Dask sends
+    it as any error, and what the call recorded came with it (an attribute of it) before MeasuredError."""
+    if not box[0] or isinstance(error, _NOT_CARRIED):
+        return None
+    return MeasuredError(error, box[0]).with_traceback(error.__traceback__)
 
 
 def run_sync(payload: Payload, values: Mapping[int | str, Any] | None = None) -> Any:
@@ -213,7 +221,7 @@ def run_sync(payload: Payload, values: Mapping[int | str, Any] | None = None) ->
                     f"fn {payload.name!r} returned a coroutine from a plain call; ship the async function itself "
                     "(an async def, or an object whose __call__ is async def) so that the worker awaits it",
                 )
-    except Exception as exc:
+    except BaseException as exc:
         carrier = _carrying(exc, box)
         if carrier is None:
             raise
@@ -227,7 +235,7 @@ async def run_async(payload: Payload, values: Mapping[int | str, Any] | None = N
     try:
         with _remote_span(payload.name, payload.carrier), _measuring(payload) as box:
             result = await payload.call(values)
-    except Exception as exc:
+    except BaseException as exc:
         carrier = _carrying(exc, box)
         if carrier is None:
             raise

@@ -65,7 +65,8 @@ class Transaction:
     """
 
     __slots__ = (
-        "_done", "_entered", "_loop", "_observers", "_open", "_owners", "_running", "_saga", "_unstarted", "result",
+        "_done", "_entered", "_latest", "_loop", "_made", "_observers", "_open", "_owners", "_running", "_saga",
+        "_unstarted", "result",
     )
 
     def __init__(self, saga: Saga) -> None:
@@ -75,9 +76,11 @@ class Transaction:
         self._owners: list[Hook] = []
         self._entered: list[Any] = []
         self._running: dict[asyncio.Future[None], asyncio.Task[Any] | None] = {}  # steps in flight: their task
-        # The coroutines tx.step() made that have not started yet (keyed by a token each pops as it starts): one
-        # left when the block ends was never awaited (see _unawaited).
-        self._unstarted: dict[object, tuple[object, Coroutine[Any, Any, Any]]] = {}
+        # The coroutines tx.step() made that have not started yet (keyed by their number in the order made, which each
+        # pops as it starts): one left when the block ends was never awaited (see _unawaited).
+        self._unstarted: dict[int, tuple[object, Coroutine[Any, Any, Any]]] = {}
+        self._made = 0  # steps tx.step() made so far: the next one's number
+        self._latest = -1  # the number of the latest-made step that started (-1: none)
         self._open: bool | None = None  # None: not entered yet; True: inside `async with`; False: exited
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop it was entered on
         self.result: SagaResult | None = None
@@ -136,19 +139,24 @@ class Transaction:
         block and not started when the block ends (the ``await`` forgotten, or a task not yet run) never runs: the
         block fails with a ``MisuseError`` naming it, after the rollback of the steps that ran (the saga ends as a
         failure). A forgotten ``await`` otherwise let the saga end as a success with the step silently skipped.
+        When the block failed anyway, only a step skipped over (one made after it started) is that misuse: steps made
+        ahead that the failure stopped before their turn are closed, and the block's error goes on (its SagaError).
         """
         if self._open is False:  # raised at the call: with the await forgotten, it was a silent skip too
             raise _outside()
-        token = object()
-        made = self._step(token, name, action, compensate)
-        self._unstarted[token] = (name, made)
+        number = self._made
+        self._made = number + 1
+        made = self._step(number, name, action, compensate)
+        self._unstarted[number] = (name, made)
         return made
 
     async def _step(
-        self, token: object, name: str, action: Callable[[], Awaitable[T]],
+        self, number: int, name: str, action: Callable[[], Awaitable[T]],
         compensate: Callable[[T], Awaitable[Any]] | None,
     ) -> T:
-        self._unstarted.pop(token, None)
+        self._unstarted.pop(number, None)
+        if number > self._latest:
+            self._latest = number
         if not self._open:
             raise _outside()
         try:
@@ -217,7 +225,8 @@ class Transaction:
         # saying so (see _compensate). (On its own loop, an async generator's aclose() may await: the rollback
         # runs as ever.)
         closing = _off_its_loop(self._loop)
-        unawaited = self._unawaited(closing)  # before any await here, which would let a task not yet run start
+        # before any await here, which would let a task not yet run start
+        unawaited = self._unawaited(closing, exc is not None)
         interrupted = await self._settle() if self._running and not closing else None
         completed = tuple(name for name, _, _ in self._done)
         values = tuple(value for _, value, _ in self._done)
@@ -256,13 +265,18 @@ class Transaction:
             raise SagaError(result) from exc
         return False  # cancellation (and other BaseExceptions) propagate unchanged
 
-    def _unawaited(self, closing: bool) -> MisuseError | None:
+    def _unawaited(self, closing: bool, failed: bool) -> MisuseError | None:
         """The ``MisuseError`` naming the steps made by ``tx.step()`` in this transaction and never started, or None.
 
         Each is closed, so Python does not also warn that it was never awaited (the warning, at garbage collection,
         was all a forgotten ``await`` left); one a task holds (``asyncio.create_task(tx.step(...))`` not yet run)
         has its task cancelled, so that it never runs the step after the saga ended (where it could not be
-        compensated) nor fails there. ``closing``: off the saga's loop, no task is looked for."""
+        compensated) nor fails there. ``closing``: off the saga's loop, no task is looked for.
+
+        ``failed``: the block raised. Then a step never started is a misuse only when a step made after it started
+        (its ``await`` skipped over); one the failure stopped before its turn (made ahead, as the arguments of a
+        gather whose awaits a semaphore spaces out, or a list of steps awaited in turn) is closed all the same, and the
+        block's own error goes on: it was raised in place of the error of a step, a correct program's SagaError."""
         # One a task held and cancelled before it ran has ended, unstarted (a cancelled gather): not a misuse.
         unstarted = {k: v for k, v in self._unstarted.items() if inspect.getcoroutinestate(v[1]) == "CORO_CREATED"}
         self._unstarted = {}
@@ -275,8 +289,11 @@ class Transaction:
                     task.cancel()  # it then throws the cancellation into the coroutine, ending it unstarted
         for made in coroutines.values():
             made.close()
-        names = ", ".join(brief(name) for name, _ in unstarted.values())
-        count = len(unstarted)
+        misused = [name for number, (name, _) in unstarted.items() if not failed or number < self._latest]
+        if not misused:
+            return None
+        names = ", ".join(brief(name) for name in misused)
+        count = len(misused)
         return MisuseError(
             f"tx.step() made {'a step' if count == 1 else f'{count} steps'} never awaited ({names}): a step runs "
             f"only when `await tx.step(...)` (or a gather or task awaiting it) starts it inside the `async with "
