@@ -348,3 +348,61 @@ def test_a_misused_stream_names_what_the_user_called(mapped: bool, called: str) 
                 pass
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("start", [0, 1, 2])
+@pytest.mark.parametrize("batch_size", [None, 5])
+def test_a_streamed_list_the_consumer_extends_runs_its_new_tasks_at_max_concurrency(
+    start: int, batch_size: int | None,
+) -> None:
+    """A list the consumer extends while the wave streams it (a supported use: see WaveObserver.task_queued) ran
+    the tasks it added with the concurrency capped at the list's length at the start: one task extended by nine
+    ran one at a time under max_concurrency=4. Now they run 4 at a time, and the report says so; the pending and
+    active gauges are back to 0."""
+    tel = InMemoryTelemetry()
+    running = peak = 0
+
+    async def work() -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(1.0)  # virtual time: every task running at once overlaps here
+        running -= 1
+
+    tasks: list[Any] = [work] * start
+    wave = Wave[Any]("grown", max_concurrency=4, batch_size=batch_size, **tel.providers)
+
+    async def main() -> tuple[int, WaveReport | None]:
+        async with wave.stream(tasks) as stream:
+            tasks.extend([work] * 9)
+            count = len([r async for r in stream if r.outcome is Outcome.SUCCESS])
+        return count, stream.report
+
+    count, report = run_virtual(main())
+    assert count == start + 9
+    assert peak == 4
+    assert report is not None and report.concurrency == 4
+    for gauge in ("shannon.task.active", "shannon.task.pending"):
+        assert tel.point(gauge, shannon_wave_name="grown").value == 0
+
+
+def test_a_streamed_list_shorter_than_max_concurrency_starts_no_worker_it_does_not_need() -> None:
+    """Not capping a streamed list's workers at its length (it may grow) must not start idle ones for a list
+    that stays as it is: 3 tasks under max_concurrency=100 run on 3 workers."""
+    seen: list[int] = []
+    release = asyncio.Event()
+
+    async def work() -> None:
+        seen.append(len(asyncio.all_tasks()))  # the consumer, the stream's runner and its workers
+        await release.wait()
+
+    async def main() -> int:
+        async with Wave[Any]("short", max_concurrency=100, instrument=False).stream([work] * 3) as stream:
+            await asyncio.sleep(1.0)
+            tasks_then = len(asyncio.all_tasks())
+            release.set()
+            assert len([r async for r in stream]) == 3
+        return tasks_then
+
+    assert run_virtual(main()) == 2 + 3
+    assert seen == [2 + 3] * 3  # no idle worker created alongside them (97 were, then ended)

@@ -116,9 +116,9 @@ class WaveRun:
         # mean the wave itself is being cancelled (its TaskGroup cancels that task too when it aborts).
         self._parent: asyncio.Task[Any] | None = None
         self._parent_cancels = 0
-        self._room = 0  # workers a lazy input may still start (run_batch), and where they start
+        self._room = 0  # workers a stream may still start (run_batch), and where they start
         self._lazy: tuple[asyncio.TaskGroup, Iterator[Item], contextvars.Context] | None = None
-        self._owed = -1  # workers asked for while one is being started (see _add_worker); -1: none starting
+        self._owed = -1  # workers asked for while one is being started (see _add_workers); -1: none starting
         limit = wave.rate_limit
         self.limiter: Any = (
             None if limit is None
@@ -151,17 +151,21 @@ class WaveRun:
         try:
             async with group:
                 self.workers = []
-                if self.sized or self.gate is None:
+                if self.gate is None:  # run()/map(): a list read first, `workers` no longer than it
                     for _ in range(workers):
                         self._spawn(group, items, context)
                         if self.stopped:  # a worker failed (or failed fast) in its eager first step: no more
                             break
                 else:
-                    # A lazy input of unknown length: one worker, and one more each time a worker takes an
-                    # item, up to `workers`. A huge max_concurrency then costs what the input needs, not
-                    # that many idle tasks created up front (10**6 took ~24 s to stream three items).
+                    # A stream: the workers its input is known to need (a sized one's length at the start, at
+                    # least one), then one more each time a worker takes a task past that length (every task
+                    # of a lazy input), up to `workers`. A huge max_concurrency then costs what the input
+                    # needs, not that many idle tasks created up front (10**6 took ~24 s to stream three
+                    # items), and the tasks a list the consumer extends as it streams gains run up to
+                    # `workers` at once (capped at its length at the start, one task extended by nine ran one at
+                    # a time; the first of them a worker takes starts the next worker).
                     self._room, self._lazy = workers, (group, items, context)
-                    self._add_worker()
+                    self._add_workers(min(workers, max(1, self.announced)))
                 if _GROUP_KEEPS_ITS_CANCEL:
                     flagged = group._parent_cancel_requested  # type: ignore[attr-defined]
         except BaseException as exc:
@@ -192,18 +196,19 @@ class WaveRun:
                     task.cancel(*cancel.args[:1])
             raise_as_is(interrupt)  # outside the handler, its own __context__ kept (see Interrupted)
 
-    def _add_worker(self) -> None:
-        """Start one more worker for a lazy input. Under an eager task factory the new worker's first step,
-        which takes an item and asks for the next worker, runs inside ``create_task``: that request is counted
-        and served by the loop here once ``create_task`` returns, not started from inside it, else each
-        worker nested the next one's start in its own (max_concurrency=400 overflowed the stack)."""
+    def _add_workers(self, count: int = 1) -> None:
+        """Start ``count`` more workers for a stream (see ``run_batch``). Under an eager task factory a new
+        worker's first step, which takes an item and may ask for the next worker, runs inside ``create_task``:
+        that request is counted and served by the loop here once ``create_task`` returns, not started from
+        inside it, else each worker nested the next one's start in its own (max_concurrency=400 overflowed
+        the stack)."""
         assert self._lazy is not None
         group, items, context = self._lazy
-        self._room -= 1
+        self._room -= count
         if self._owed >= 0:  # asked from inside the eager first step of a worker being started below
-            self._owed += 1
+            self._owed += count
             return
-        self._owed = 1
+        self._owed = count
         try:
             while self._owed and not self.stopped:
                 self._owed -= 1
@@ -246,8 +251,8 @@ class WaveRun:
                 if entry is None:
                     gate.release()
                     return
-                if self._room > 0:  # a lazy input (see run_batch): room for a worker more
-                    self._add_worker()
+                if self._room > 0 and entry[0] >= self.announced:  # past the known length: a worker more
+                    self._add_workers()
                 # A streamed input is pulled only when there is room: its queue wait starts now.
                 await run_in(copy(), self._run_one(entry[0], entry[1], clock()))
                 if (worker.cancelling() or (stale and worker._must_cancel)) and await self._cancelled(worker):  # type: ignore[attr-defined]

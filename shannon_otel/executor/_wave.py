@@ -355,8 +355,10 @@ class Wave(Generic[T]):
         clock = self.clock
         context = contextvars.copy_context()
         concurrency = self.max_concurrency or size or 1
-        if size is not None:
+        if size is not None and gate is None:  # run()/map(): their input, read first, is a list of `size`
             concurrency = max(1, min(concurrency, size))
+        # A stream's list is not capped at its length at the start: its consumer may extend it as it streams
+        # (the tasks it added ran one at a time after a one-task start); its workers start as needed (run_batch).
         if self.batch_size is not None:  # no more than a batch ever runs at once: the slots really available
             concurrency = min(concurrency, self.batch_size)
         # A stream's buffer also caps the slots (no more tasks run than results it may hold), and so the workers:
