@@ -7,12 +7,13 @@ SDK was off. The user's results are untouched either way."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from shannon_otel import PrometheusReader, Wave, configure
+from shannon_otel import PrometheusReader, Retry, Wave, configure
 from shannon_otel import bridged
 from shannon_otel._metrics_bridge import BridgedInMemoryReader
 from shannon_otel.testing import InMemoryTelemetry
@@ -77,3 +78,24 @@ def test_a_bridged_reader_of_a_disabled_provider_serves_no_task_histogram() -> N
         assert inner.get_metrics_data() is None or not inner.get_metrics_data().resource_metrics
     finally:
         provider.shutdown()
+
+
+@pytest.mark.usefixtures("disabled")
+def test_with_the_sdk_disabled_the_default_log_records_are_still_written(caplog: pytest.LogCaptureFixture) -> None:
+    """The bridge is left out, not the hooks: the default logging hook rides on the OTel hook, and stdlib log
+    records are not OTel telemetry (``OTEL_SDK_DISABLED`` is not a reason to stop them)."""
+    calls = 0
+
+    async def flaky() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ValueError("first")
+        return "ok"
+
+    with configure("svc", exporter="none", set_global=False) as handle:
+        retry = Retry(attempts=2, initial=0.001, tracer_provider=handle.tracer_provider,
+                      meter_provider=handle.meter_provider)
+        with caplog.at_level(logging.INFO, logger="shannon_otel"):
+            assert asyncio.run(retry(flaky)()) == "ok"
+    assert [r for r in caplog.records if r.name == "shannon_otel.retry" and "retrying" in r.getMessage()]

@@ -74,22 +74,14 @@ def given(provider: P | None) -> P | None:
     return None if isinstance(provider, _PROXIES) else provider
 
 
-def _sdk_disabled(provider: object) -> bool:
-    """An SDK provider built under ``OTEL_SDK_DISABLED=true``: it hands out no-op tracers / meters / loggers
-    (and keeps that answer privately). The in-process histogram bridge bypasses the meters, so the task
-    histograms of such a provider were still served (a Prometheus page of ``shannon_task_duration_seconds``
-    alone, while every other series was gone) although the SDK was off."""
-    return getattr(provider, "_disabled", False) is True
-
-
 def tracing_enabled(provider: trace.TracerProvider | None) -> bool:
     resolved = provider if provider is not None else trace.get_tracer_provider()
-    return not isinstance(resolved, _NOOP_TRACER_PROVIDERS) and not _sdk_disabled(resolved)
+    return not isinstance(resolved, _NOOP_TRACER_PROVIDERS)
 
 
 def metrics_enabled(provider: metrics.MeterProvider | None) -> bool:
     resolved = provider if provider is not None else metrics.get_meter_provider()
-    return not isinstance(resolved, _NOOP_METER_PROVIDERS) and not _sdk_disabled(resolved)
+    return not isinstance(resolved, _NOOP_METER_PROVIDERS)
 
 
 def globals_set() -> bool:
@@ -299,9 +291,13 @@ def register_bridge(meter_provider: metrics.MeterProvider, bridge: MetricsBridge
 
 def bridge_for(meter_provider: metrics.MeterProvider) -> MetricsBridge | None:
     """The bridge of ``meter_provider`` (a concrete provider, not ``None``), if any: registered by
-    ``configure()`` / ``testing``, or made on first use when every reader is ``bridged()``; None for a provider
-    that records nothing (``OTEL_SDK_DISABLED=true``: the bridge must not serve what the SDK does not)."""
-    if not metrics_enabled(meter_provider):
+    ``configure()`` / ``testing``, or made on first use when every reader is ``bridged()``.
+
+    None for an SDK provider built under ``OTEL_SDK_DISABLED=true``, whose meters are no-op ones (it keeps that
+    answer privately): the bridge records beside the meters, and the task histograms were still served (a
+    Prometheus page of ``shannon_task_duration_seconds`` alone, every other series gone) with the SDK off. The
+    hooks still run (the default logging hook rides on them): only the bridge is left out."""
+    if not metrics_enabled(meter_provider) or getattr(meter_provider, "_disabled", False) is True:
         return None
     state = _STATES.get(meter_provider)
     if state is not None and (state.bridge is not None or state.bridge_probed):
