@@ -12,7 +12,6 @@ import threading
 import uuid
 import warnings
 from collections.abc import Mapping, Sequence
-from urllib.parse import unquote
 
 from opentelemetry import _logs as otel_logs
 from opentelemetry import metrics, trace
@@ -56,6 +55,7 @@ from ._otel._instruments import instrument
 from ._otel._providers import globals_set, register_bridge, register_drops
 from ._otlp_env import warn_odd_variables
 from ._redact import Redact, RedactingSpanExporter, redacting_handler
+from ._resource_env import env_service_name
 from ._sdk_env import id_generator, sampler
 from ._telemetry import SCOPE_NAME as LOGGER_ROOT  # the logging hook's loggers are its children
 from ._telemetry_handle import _MAX_TIMEOUT_S, DEFAULT_SHUTDOWN_TIMEOUT_S, shut_at_exit
@@ -198,21 +198,6 @@ def _check_arguments(
     check_number("max_export_batch_size", max_export_batch_size, low=1, integer=True, allow_none=True)
 
 
-def _env_service_name() -> str | None:
-    """The service name the variables give when blanks count as unset: ``OTEL_SERVICE_NAME``, else the
-    ``service.name`` of ``OTEL_RESOURCE_ATTRIBUTES`` (split as the SDK's detector splits it, the last one
-    winning). The SDK lets a blank ``OTEL_SERVICE_NAME`` replace the latter, which named the service
-    ``shannon-otel`` although ``OTEL_RESOURCE_ATTRIBUTES`` named it."""
-    name = os.environ.get("OTEL_SERVICE_NAME", "")
-    if name.strip():
-        return name
-    for item in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
-        key, sep, value = item.partition("=")
-        if sep and key.strip() == SERVICE_NAME:
-            name = unquote(value.strip())
-    return name if name.strip() else None
-
-
 def configure(
     service_name: str | None = None,
     *,
@@ -318,7 +303,7 @@ def configure(
     resource = Resource.create(attributes)  # merges OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME
     named = str(resource.attributes.get(SERVICE_NAME, ""))
     if named.startswith("unknown_service") or not named.strip():  # OTEL_SERVICE_NAME="  ": blank is unset
-        resource = resource.merge(Resource({SERVICE_NAME: _env_service_name() or "shannon-otel"}))
+        resource = resource.merge(Resource({SERVICE_NAME: env_service_name() or "shannon-otel"}))
     if not str(resource.attributes.get(SERVICE_INSTANCE_ID, "")).strip():
         # SDKs before 1.43 set none: replicas of one service would then write the same series
         # (job/instance alike) and each scrape would flip between their values. A blank one is none
