@@ -53,6 +53,18 @@ def test_a_blank_per_signal_protocol_counts_as_unset(monkeypatch: pytest.MonkeyP
     assert _choose("TRACES", None) == ("otlp_http",)
 
 
+def test_an_otlp_timeout_in_the_specifications_milliseconds_is_warned_about_as_such(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The specification gives OTEL_EXPORTER_OTLP_TIMEOUT in milliseconds, the Python exporters (and
+    opentelemetry-instrument) read seconds: ``5000`` meant as 5 s was refused as "not a number of seconds in
+    (0, 3600]", without saying why a spec-following value is wrong."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "5000")
+    with caplog.at_level(logging.WARNING, "shannon_otel"):
+        configure(exporter="otlp_http", set_global=False).shutdown(1.0)
+    assert "not the specification's milliseconds" in caplog.text
+
+
 class _Built:
     """Stands in for an SDK OTLP exporter class: records what it was built with."""
 
