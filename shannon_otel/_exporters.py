@@ -138,8 +138,8 @@ def _timeout_s(kind: str, explicit: float | None) -> float | None:
     if explicit is not None:
         return explicit
     return _bounded_env((f"OTEL_EXPORTER_OTLP_{kind}_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"), _MAX_TIMEOUT_S,
-                        _SDK_DEFAULT_TIMEOUT_S, "%s=%r is not a number of seconds in (0, %g] (seconds, as the Python OTLP "
-                        "exporters read it, not the specification's milliseconds); ignored, %g s used")
+                        _SDK_DEFAULT_TIMEOUT_S, "%s=%r is not a number of seconds in (0, %g] (seconds, as the Python "
+                        "OTLP exporters read it, not the specification's milliseconds); ignored, %g s used")
 
 
 def _bounded_env(names: tuple[str, ...], high: float, default: float, warning: str) -> float | None:

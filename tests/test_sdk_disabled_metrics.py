@@ -13,8 +13,7 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from shannon_otel import PrometheusReader, Retry, Wave, configure
-from shannon_otel import bridged
+from shannon_otel import PrometheusReader, Retry, Wave, bridged, configure
 from shannon_otel._metrics_bridge import BridgedInMemoryReader
 from shannon_otel.testing import InMemoryTelemetry
 
@@ -75,7 +74,8 @@ def test_a_bridged_reader_of_a_disabled_provider_serves_no_task_histogram() -> N
     try:
         wave = Wave("w", max_concurrency=2, meter_provider=provider)
         assert asyncio.run(wave.map(_double, [1, 2])).values() == [2, 4]
-        assert inner.get_metrics_data() is None or not inner.get_metrics_data().resource_metrics
+        data = inner.get_metrics_data()
+        assert data is None or not data.resource_metrics
     finally:
         provider.shutdown()
 
