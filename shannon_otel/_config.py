@@ -294,7 +294,8 @@ def configure(
     trace_names, metric_names = _choose("TRACES", exporter), _choose("METRICS", exporter)
     log_names = _logs_wanted(logs, exporter)
     signals = (("TRACES", trace_names), ("METRICS", metric_names), ("LOGS", log_names or ()))
-    warn_odd_variables(tuple(kind for kind, names in signals if any(n.startswith("otlp") for n in names)))
+    warn_odd_variables(tuple(kind for kind, names in signals if any(n.startswith("otlp") for n in names)),
+                       tuple(kind for kind, names in signals if "otlp_grpc" in names))
     if set_global:
         _check_globals_unset(log_names is not None)
     attributes: dict[str, str] = dict(resource_attributes or {})

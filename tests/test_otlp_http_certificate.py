@@ -9,6 +9,7 @@ and from ``shannon-otel check`` alike, although the variable named the right CA.
 
 from __future__ import annotations
 
+import logging
 import ssl
 import threading
 from collections.abc import Iterator
@@ -35,6 +36,7 @@ IQD57nftxchHLAB2AP4qRH5n2bMdli7T2p6dBAtowHdCtgIgQjHXriQFEDqm09qD
 NwMb8fw3jBSoTawo5zk6AIZsXTs=
 -----END CERTIFICATE-----
 """
+_CERT_SUBJECT_HASH = "88d0bdcb"  # `openssl x509 -hash -noout`: the name requests/OpenSSL look a CA up by in a directory
 _KEY = """-----BEGIN PRIVATE KEY-----
 MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgViQcNMmU0YcLm+QK
 W4OmhuEe9mfc8LekIHBcdSF2qPShRANCAAS44TE0aJd/UjD7wtlso3BMVtkXkRMi
@@ -111,3 +113,28 @@ def test_check_verifies_with_the_otlp_certificate_over_requests_own_variables(
     ok, message = check_otlp(url, "http", 2.0)
     assert ok, message
     assert _Receiver.paths == ["/v1/traces"]
+
+
+def test_a_directory_of_ca_certificates_is_taken_over_http_without_a_false_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tls_receiver: tuple[str, Path],
+    tmp_path: Path,
+) -> None:
+    """requests verifies with a directory of CA certificates (``OTEL_EXPORTER_OTLP_CERTIFICATE=/etc/ssl/certs``,
+    hashed as ``openssl rehash`` names them), and the spans arrived; the warning said "a directory, not a file;
+    TLS connections of the OTLP exporter will fail". (Over gRPC a directory is refused, naming the variable.)"""
+    url, ca = tls_receiver
+    directory = tmp_path / "cas"
+    directory.mkdir()
+    (directory / f"{_CERT_SUBJECT_HASH}.0").write_text(ca.read_text())
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", str(directory))
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        handle = configure("svc", exporter="otlp_http", endpoint=url, export_timeout_s=2, set_global=False)
+    try:
+        handle.tracer_provider.get_tracer("t").start_span("s").end()
+        assert handle.force_flush(timeout_s=10)
+        assert _Receiver.paths == ["/v1/traces"]
+    finally:
+        handle.shutdown()
+    assert "OTEL_EXPORTER_OTLP_CERTIFICATE" not in caplog.text
