@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from . import _telemetry as tel
-from ._bridge import _registered
+from ._bridge import _registered, exemplar_mode
 from ._delivery import (
     DEFAULT_MAX_QUEUE_SIZE,
     CountedLogRecordProcessor,
@@ -332,7 +332,8 @@ def configure(
         tracer_provider.add_span_processor(processor)
     register_drops(tracer_provider, drops)  # waves on this provider report the spans dropped while they ran
 
-    bridge = MetricsBridge(resource)
+    exemplar_filter = _exemplar_filter()
+    bridge = MetricsBridge(resource, exemplars=exemplar_mode(exemplar_filter) or "trace_based")
     readers = list(metric_readers)
     metric_timeout_ms = _metric_export_timeout_ms() if metric_exporters and export_timeout_s is None else None
     # The bridge may serve only if every reader of the provider merges it (``attach_bridge``).
@@ -352,7 +353,7 @@ def configure(
             export_timeout_millis=metric_timeout_ms if export_timeout_s is None else export_timeout_s * 1000,
         ))
     meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False,
-                                   exemplar_filter=_exemplar_filter())
+                                   exemplar_filter=exemplar_filter)
     instrument(meter_provider.get_meter(tel.SCOPE_NAME, __version__), tel.TELEMETRY_DROPPED, [drops.observe])
     if bridged:
         register_bridge(meter_provider, bridge)

@@ -251,15 +251,14 @@ def _logs_wanted(logs: bool | None, exporter: str | None) -> tuple[str, ...] | N
     return names or None
 
 
-def _exemplar_filter() -> ExemplarFilter | None:
-    """The MeterProvider's exemplar filter from ``OTEL_METRICS_EXEMPLAR_FILTER``, or None to let the SDK
-    read it. A value it does not know (or knows only in another case, ``ALWAYS_ON``) made the SDK raise
-    "Unknown exemplar filter 'x'." out of ``configure()``; the specification asks for a warning and the
-    default (``trace_based``) for an unrecognised value, and for enum values read case-insensitively.
+def _exemplar_filter() -> ExemplarFilter:
+    """The MeterProvider's exemplar filter from ``OTEL_METRICS_EXEMPLAR_FILTER`` (the in-process histograms
+    apply it too, so it is resolved here whatever the value). A value the SDK does not know (or knows only in
+    another case, ``ALWAYS_ON``) made the SDK raise "Unknown exemplar filter 'x'." out of ``configure()``; the
+    specification asks for a warning and the default (``trace_based``) for an unrecognised value, and for enum
+    values read case-insensitively.
     Blank is unset (the specification's rule): the default, without the warning it used to get."""
-    raw = os.environ.get("OTEL_METRICS_EXEMPLAR_FILTER")
-    if raw is None or raw in _EXEMPLAR_FILTERS:
-        return None
+    raw = os.environ.get("OTEL_METRICS_EXEMPLAR_FILTER", "")
     name = raw.strip().lower() or "trace_based"
     if name not in _EXEMPLAR_FILTERS:
         _log.warning("OTEL_METRICS_EXEMPLAR_FILTER=%r is not one of %s; ignored, trace_based used",
