@@ -133,11 +133,16 @@ _NO_SET: Any = weakref.WeakSet()
 
 def _exemplar_mode(sdk_config: Any) -> str | None:
     """The SDK's exemplar filter as a mode the bridge reproduces; None for a custom filter."""
+    return exemplar_mode(getattr(sdk_config, "exemplar_filter", None))
+
+
+def exemplar_mode(found: Any) -> str | None:
+    """The exemplar filter ``found`` (None: the SDK's default) as a mode the bridge reproduces (``trace_based``,
+    ``always_on``, ``off``); None for a custom filter."""
     if not EXEMPLARS_SUPPORTED:
         return "off"
     from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, AlwaysOnExemplarFilter, TraceBasedExemplarFilter
 
-    found = getattr(sdk_config, "exemplar_filter", None)
     if found is None or isinstance(found, TraceBasedExemplarFilter):
         return "trace_based"
     if isinstance(found, AlwaysOnExemplarFilter):

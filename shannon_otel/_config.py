@@ -12,7 +12,6 @@ import threading
 import uuid
 import warnings
 from collections.abc import Mapping, Sequence
-from urllib.parse import unquote
 
 from opentelemetry import _logs as otel_logs
 from opentelemetry import metrics, trace
@@ -27,7 +26,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from . import _telemetry as tel
-from ._bridge import _registered
+from ._bridge import _registered, exemplar_mode
 from ._delivery import (
     DEFAULT_MAX_QUEUE_SIZE,
     CountedLogRecordProcessor,
@@ -56,6 +55,7 @@ from ._otel._instruments import instrument
 from ._otel._providers import globals_set, register_bridge, register_drops
 from ._otlp_env import warn_odd_variables
 from ._redact import Redact, RedactingSpanExporter, redacting_handler
+from ._resource_env import env_service_name
 from ._sdk_env import id_generator, sampler
 from ._telemetry import SCOPE_NAME as LOGGER_ROOT  # the logging hook's loggers are its children
 from ._telemetry_handle import _MAX_TIMEOUT_S, DEFAULT_SHUTDOWN_TIMEOUT_S, shut_at_exit
@@ -198,21 +198,6 @@ def _check_arguments(
     check_number("max_export_batch_size", max_export_batch_size, low=1, integer=True, allow_none=True)
 
 
-def _env_service_name() -> str | None:
-    """The service name the variables give when blanks count as unset: ``OTEL_SERVICE_NAME``, else the
-    ``service.name`` of ``OTEL_RESOURCE_ATTRIBUTES`` (split as the SDK's detector splits it, the last one
-    winning). The SDK lets a blank ``OTEL_SERVICE_NAME`` replace the latter, which named the service
-    ``shannon-otel`` although ``OTEL_RESOURCE_ATTRIBUTES`` named it."""
-    name = os.environ.get("OTEL_SERVICE_NAME", "")
-    if name.strip():
-        return name
-    for item in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
-        key, sep, value = item.partition("=")
-        if sep and key.strip() == SERVICE_NAME:
-            name = unquote(value.strip())
-    return name if name.strip() else None
-
-
 def configure(
     service_name: str | None = None,
     *,
@@ -309,7 +294,8 @@ def configure(
     trace_names, metric_names = _choose("TRACES", exporter), _choose("METRICS", exporter)
     log_names = _logs_wanted(logs, exporter)
     signals = (("TRACES", trace_names), ("METRICS", metric_names), ("LOGS", log_names or ()))
-    warn_odd_variables(tuple(kind for kind, names in signals if any(n.startswith("otlp") for n in names)))
+    warn_odd_variables(tuple(kind for kind, names in signals if any(n.startswith("otlp") for n in names)),
+                       tuple(kind for kind, names in signals if "otlp_grpc" in names))
     if set_global:
         _check_globals_unset(log_names is not None)
     attributes: dict[str, str] = dict(resource_attributes or {})
@@ -318,7 +304,7 @@ def configure(
     resource = Resource.create(attributes)  # merges OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME
     named = str(resource.attributes.get(SERVICE_NAME, ""))
     if named.startswith("unknown_service") or not named.strip():  # OTEL_SERVICE_NAME="  ": blank is unset
-        resource = resource.merge(Resource({SERVICE_NAME: _env_service_name() or "shannon-otel"}))
+        resource = resource.merge(Resource({SERVICE_NAME: env_service_name() or "shannon-otel"}))
     if not str(resource.attributes.get(SERVICE_INSTANCE_ID, "")).strip():
         # SDKs before 1.43 set none: replicas of one service would then write the same series
         # (job/instance alike) and each scrape would flip between their values. A blank one is none
@@ -346,7 +332,8 @@ def configure(
         tracer_provider.add_span_processor(processor)
     register_drops(tracer_provider, drops)  # waves on this provider report the spans dropped while they ran
 
-    bridge = MetricsBridge(resource)
+    exemplar_filter = _exemplar_filter()
+    bridge = MetricsBridge(resource, exemplars=exemplar_mode(exemplar_filter) or "trace_based")
     readers = list(metric_readers)
     metric_timeout_ms = _metric_export_timeout_ms() if metric_exporters and export_timeout_s is None else None
     # The bridge may serve only if every reader of the provider merges it (``attach_bridge``).
@@ -366,7 +353,7 @@ def configure(
             export_timeout_millis=metric_timeout_ms if export_timeout_s is None else export_timeout_s * 1000,
         ))
     meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False,
-                                   exemplar_filter=_exemplar_filter())
+                                   exemplar_filter=exemplar_filter)
     instrument(meter_provider.get_meter(tel.SCOPE_NAME, __version__), tel.TELEMETRY_DROPPED, [drops.observe])
     if bridged:
         register_bridge(meter_provider, bridge)

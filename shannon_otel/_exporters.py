@@ -130,14 +130,16 @@ def _check_target(name: str, value: str, http: bool) -> None:
 
 def _timeout_s(kind: str, explicit: float | None) -> float | None:
     """``explicit``, else ``OTEL_EXPORTER_OTLP_<kind>_TIMEOUT`` / ``OTEL_EXPORTER_OTLP_TIMEOUT``
-    (seconds, as the Python exporters read them); a value that is not a number in (0, 3600] is
+    (seconds, as the Python exporters read them, where the specification says milliseconds: ``5000`` meant
+    as 5 s is refused, ``500`` meant as half a second is 500 s); a value that is not a number in (0, 3600] is
     ignored with a logged warning and the SDK default (10 s) used, as the specification asks (the
     gRPC exporters would raise a bare ``could not convert string to float``, the HTTP ones accept
     ``inf`` and retry forever). None: the exporter reads the variables itself (none set)."""
     if explicit is not None:
         return explicit
     return _bounded_env((f"OTEL_EXPORTER_OTLP_{kind}_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"), _MAX_TIMEOUT_S,
-                        _SDK_DEFAULT_TIMEOUT_S, "%s=%r is not a number of seconds in (0, %g]; ignored, %g s used")
+                        _SDK_DEFAULT_TIMEOUT_S, "%s=%r is not a number of seconds in (0, %g] (seconds, as the Python "
+                        "OTLP exporters read it, not the specification's milliseconds); ignored, %g s used")
 
 
 def _bounded_env(names: tuple[str, ...], high: float, default: float, warning: str) -> float | None:
@@ -249,15 +251,14 @@ def _logs_wanted(logs: bool | None, exporter: str | None) -> tuple[str, ...] | N
     return names or None
 
 
-def _exemplar_filter() -> ExemplarFilter | None:
-    """The MeterProvider's exemplar filter from ``OTEL_METRICS_EXEMPLAR_FILTER``, or None to let the SDK
-    read it. A value it does not know (or knows only in another case, ``ALWAYS_ON``) made the SDK raise
-    "Unknown exemplar filter 'x'." out of ``configure()``; the specification asks for a warning and the
-    default (``trace_based``) for an unrecognised value, and for enum values read case-insensitively.
+def _exemplar_filter() -> ExemplarFilter:
+    """The MeterProvider's exemplar filter from ``OTEL_METRICS_EXEMPLAR_FILTER`` (the in-process histograms
+    apply it too, so it is resolved here whatever the value). A value the SDK does not know (or knows only in
+    another case, ``ALWAYS_ON``) made the SDK raise "Unknown exemplar filter 'x'." out of ``configure()``; the
+    specification asks for a warning and the default (``trace_based``) for an unrecognised value, and for enum
+    values read case-insensitively.
     Blank is unset (the specification's rule): the default, without the warning it used to get."""
-    raw = os.environ.get("OTEL_METRICS_EXEMPLAR_FILTER")
-    if raw is None or raw in _EXEMPLAR_FILTERS:
-        return None
+    raw = os.environ.get("OTEL_METRICS_EXEMPLAR_FILTER", "")
     name = raw.strip().lower() or "trace_based"
     if name not in _EXEMPLAR_FILTERS:
         _log.warning("OTEL_METRICS_EXEMPLAR_FILTER=%r is not one of %s; ignored, trace_based used",

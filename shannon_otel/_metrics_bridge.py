@@ -86,10 +86,12 @@ class StreamPlan:
     exemplars: str = "trace_based"
 
 
-def default_plan(spec: MetricSpec) -> StreamPlan:
+def default_plan(spec: MetricSpec, exemplars: str = "trace_based") -> StreamPlan:
+    """The SDK's default stream of ``spec``, with the provider's exemplar filter as a mode (``trace_based``,
+    ``always_on``, ``off``)."""
     assert spec.buckets is not None
     return StreamPlan(spec.name, spec.description, spec.unit, tuple(spec.buckets),
-                      exemplars="trace_based" if EXEMPLARS_SUPPORTED else "off")
+                      exemplars=exemplars if EXEMPLARS_SUPPORTED else "off")
 
 
 class _Point:
@@ -414,6 +416,7 @@ class ReaderStore:
     def __init__(self, bridge: MetricsBridge, *, delta: bool = False, reset_exemplars: bool = True,
                  plan: Any = None) -> None:
         self.bridge = bridge
+        self._exemplars = bridge.exemplars
         self.delta = delta
         self._reset_exemplars = reset_exemplars
         self._plan = plan
@@ -427,7 +430,7 @@ class ReaderStore:
 
     def aggregate(self, spec: MetricSpec, instrument: Any) -> HistogramAggregate | None:
         if spec.name not in self.aggregates:
-            plan = self._plan(spec, instrument) if self._plan is not None else default_plan(spec)
+            plan = self._plan(spec, instrument) if self._plan is not None else default_plan(spec, self._exemplars)
             self.aggregates[spec.name] = (
                 None if plan is None else
                 HistogramAggregate(spec, plan, delta=self.delta, reset_exemplars=self._reset_exemplars,
@@ -512,7 +515,10 @@ class MetricsBridge:
     into: the aggregate of the only store, a fan-out over several, or None when a store declines.
     """
 
-    def __init__(self, resource: Resource, *, shared_store: bool = True) -> None:
+    def __init__(self, resource: Resource, *, shared_store: bool = True, exemplars: str = "trace_based") -> None:
+        # the provider's exemplar filter (``trace_based``, ``always_on``, ``off``), which the shared store applies:
+        # with OTEL_METRICS_EXEMPLAR_FILTER=always_off the task and wave histograms kept exemplars all the same
+        self.exemplars = exemplars
         self.resource = resource
         self.start_ns: int = time.time_ns()
         self._stores: list[ReaderStore] = []

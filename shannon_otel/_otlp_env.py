@@ -40,7 +40,7 @@ def compression(kind: str) -> str:
     return "none"
 
 
-def warn_odd_variables(kinds: tuple[str, ...]) -> None:
+def warn_odd_variables(kinds: tuple[str, ...], grpc_kinds: tuple[str, ...] = ()) -> None:
     """Log a warning naming each variable the SDK would read silently as something the user did not mean.
 
     Booleans (``OTEL_SDK_DISABLED``, ``OTEL_EXPORTER_OTLP[_<kind>]_INSECURE``): the specification makes
@@ -48,7 +48,10 @@ def warn_odd_variables(kinds: tuple[str, ...]) -> None:
     read as false; the SDK warns about none, so ``OTEL_SDK_DISABLED=1`` left the SDK on without a word.
     Files (``OTEL_EXPORTER_OTLP[_<kind>]_CERTIFICATE``, ``..._CLIENT_CERTIFICATE``, ``..._CLIENT_KEY``) of the
     OTLP exporters of ``kinds`` (``TRACES``, ``METRICS``, ``LOGS``) that do not exist: the gRPC exporter logs a
-    traceback naming only the file and falls back to the system's CAs, the HTTP one fails every export."""
+    traceback naming only the file and falls back to the system's CAs, the HTTP one fails every export. A
+    directory is warned about too, but a ``..._CERTIFICATE`` one only for the ``grpc_kinds`` (an OTLP/gRPC
+    exporter among theirs): the HTTP exporter takes a directory of CA certificates (``/etc/ssl/certs``) and
+    verified with it, while the warning said its connections would fail."""
     insecure = (f"OTEL_EXPORTER_OTLP_{kind}_INSECURE" for kind in kinds)
     for name in ("OTEL_SDK_DISABLED", "OTEL_EXPORTER_OTLP_INSECURE", *insecure):
         value = os.environ.get(name, "").strip().lower()
@@ -60,11 +63,12 @@ def warn_odd_variables(kinds: tuple[str, ...]) -> None:
             for name in (f"OTEL_EXPORTER_OTLP_{kind}_{what}", f"OTEL_EXPORTER_OTLP_{what}"):
                 path = os.environ.get(name, "").strip()
                 if path:  # the exporters read the signal's variable first
-                    if name not in checked and not os.path.isfile(path):
-                        _log.warning("%s=%r: %s; TLS connections of the OTLP exporter will fail or not verify as "
-                                     "meant", name, path, "a directory, not a file" if os.path.isdir(path)
-                                     else "no such file")
-                    checked.add(name)
+                    if not (what == "CERTIFICATE" and kind not in grpc_kinds and os.path.isdir(path)):
+                        if name not in checked and not os.path.isfile(path):
+                            _log.warning("%s=%r: %s; TLS connections of the OTLP exporter will fail or not verify "
+                                         "as meant", name, path, "a directory, not a file" if os.path.isdir(path)
+                                         else "no such file")
+                        checked.add(name)
                     break
 
 

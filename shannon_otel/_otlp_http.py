@@ -26,6 +26,22 @@ from ._delivery import Rejections
 from ._otlp_env import compression, header_text_masked
 
 
+class OtlpSession(requests.Session):
+    """A requests session that keeps its own ``verify``: the SDK's exporter sets it from
+    ``OTEL_EXPORTER_OTLP[_<signal>]_CERTIFICATE``, and requests lets ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE``
+    replace a session's ``verify`` at each request (psf/requests#3829). With either set, as many container images
+    and corporate machines do, the OTLP certificate was ignored: every export to a collector with a private CA
+    failed "CERTIFICATE_VERIFY_FAILED". Without a certificate variable (``verify`` left True) those variables
+    still apply, as for any requests call; proxies and the rest of the environment are read as ever."""
+
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any,
+    ) -> dict[str, Any]:
+        if verify is None and self.verify is not True:  # the request's own verify is None: the session's counts
+            verify = self.verify
+        return super().merge_environment_settings(url, proxies, stream, verify, cert)
+
+
 def _session(
     kind: str, answer: Any, field: str, rejections: Rejections, session: requests.Session | None = None,
 ) -> requests.Session | None:
@@ -51,7 +67,7 @@ def _session(
             return  # not an OTLP answer (a DecodeError): nothing to read, delivered as the SDK says
         rejections.add(int(getattr(partial, field)), str(partial.error_message))
 
-    session = session if session is not None else requests.Session()
+    session = session if session is not None else OtlpSession()
     session.hooks["response"].append(on_response)
     return session
 

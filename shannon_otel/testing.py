@@ -29,6 +29,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler
 
+from ._bridge import _exemplar_mode
 from ._fork import release_held
 from ._metrics_bridge import BridgedInMemoryReader, MetricsBridge
 from ._otel._providers import register_bridge
@@ -144,7 +145,8 @@ class InMemoryTelemetry:
             resource=resource, metric_readers=[self.metric_reader], shutdown_on_exit=False,
         )
         if bridged:  # as configure() does: the reader merges the bridge, the hooks find it by provider
-            bridge = MetricsBridge(resource)
+            # the exemplar filter the provider read (OTEL_METRICS_EXEMPLAR_FILTER), as configure() applies it
+            bridge = MetricsBridge(resource, exemplars=_exemplar_mode(self.meter_provider._sdk_config) or "trace_based")
             self.metric_reader.attach_bridge(bridge)
             register_bridge(self.meter_provider, bridge)
 

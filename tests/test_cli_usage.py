@@ -178,6 +178,25 @@ def test_blank_standard_variables_count_as_unset_as_configure_reads_them(monkeyp
     assert args.env_endpoint is None and args.env_protocol is None
 
 
+def test_the_demo_service_name_falls_back_to_the_resource_attributes_as_configure_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The specification (and configure()): without OTEL_SERVICE_NAME the service.name of
+    OTEL_RESOURCE_ATTRIBUTES names the service. `demo` passed "shannon-otel-demo" to configure() instead, which
+    overrode it: OTEL_RESOURCE_ATTRIBUTES=service.name=checkout,deployment.environment=staging gave a staging
+    "shannon-otel-demo". Percent-decoded as the SDK decodes it; OTEL_SERVICE_NAME still wins."""
+    from shannon_otel.cli import build_parser
+
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=staging, service.name = check%20out")
+    assert build_parser().parse_args(["demo"]).service_name == "check out"
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "payments")
+    assert build_parser().parse_args(["demo"]).service_name == "payments"
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.name=")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "")
+    assert build_parser().parse_args(["demo"]).service_name == "shannon-otel-demo"
+
+
 def test_seconds_configure_refuses_are_usage_errors_naming_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
     """`demo --export-timeout 5000` / `--metric-interval 1e300` passed the CLI's "> 0" check and died in
     configure() with a ValueError traceback about export_timeout_s / metric_interval_s."""

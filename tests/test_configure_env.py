@@ -21,6 +21,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import shannon_otel as so
 from shannon_otel import configure
 from shannon_otel._exporters import _choose, _metric_exporter, _metric_interval_s, _span_exporter
+from shannon_otel._metrics_bridge import BridgedInMemoryReader
+from shannon_otel.testing import InMemoryTelemetry
 
 _VARIABLES = (
     "OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_LOGS_EXPORTER", "OTEL_EXPORTER_OTLP_PROTOCOL",
@@ -51,6 +53,18 @@ def test_a_blank_per_signal_protocol_counts_as_unset(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", " ")
     assert _choose("TRACES", None) == ("otlp_http",)
+
+
+def test_an_otlp_timeout_in_the_specifications_milliseconds_is_warned_about_as_such(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The specification gives OTEL_EXPORTER_OTLP_TIMEOUT in milliseconds, the Python exporters (and
+    opentelemetry-instrument) read seconds: ``5000`` meant as 5 s was refused as "not a number of seconds in
+    (0, 3600]", without saying why a spec-following value is wrong."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "5000")
+    with caplog.at_level(logging.WARNING, "shannon_otel"):
+        configure(exporter="otlp_http", set_global=False).shutdown(1.0)
+    assert "not the specification's milliseconds" in caplog.text
 
 
 class _Built:
@@ -160,6 +174,47 @@ def test_endpoint_variables_the_exporters_accept_stay_accepted(monkeypatch: pyte
 
 
 loose: Any = so  # the public API, untyped: these tests pass what the annotations forbid on purpose
+
+
+def _exemplar_counts(reader: BridgedInMemoryReader) -> dict[str, int]:
+    data = reader.get_metrics_data()
+    return {m.name: sum(len(getattr(p, "exemplars", None) or ()) for p in m.data.data_points)
+            for rm in (data.resource_metrics if data else ()) for sm in rm.scope_metrics for m in sm.metrics}
+
+
+@pytest.mark.parametrize(("value", "kept"), [("always_off", False), ("ALWAYS_OFF", False), ("trace_based", True)])
+def test_the_exemplar_filter_variable_applies_to_the_task_and_wave_histograms_too(
+    otel_env: pytest.MonkeyPatch, value: str, kept: bool,
+) -> None:
+    """The in-process histograms (task duration and queue wait, wave duration) record beside the SDK's meters
+    with the SDK's default filter: with OTEL_METRICS_EXEMPLAR_FILTER=always_off they alone kept exemplars
+    (trace links on the dashboards' dots), where the specification makes no measurement eligible."""
+    otel_env.setenv("OTEL_METRICS_EXEMPLAR_FILTER", value)
+    reader = BridgedInMemoryReader()
+    with so.configure(exporter="none", metric_readers=[reader], set_global=False) as tel:
+        wave = so.Wave("w", tracer_provider=tel.tracer_provider, meter_provider=tel.meter_provider)
+        assert asyncio.run(wave.map(_same, [1, 2])).values() == [1, 2]
+        counts = _exemplar_counts(reader)
+    bridged = ("shannon.task.duration", "shannon.task.queue_wait.duration", "shannon.wave.duration")
+    assert {name: counts.get(name, 0) > 0 for name in bridged} == dict.fromkeys(bridged, kept), counts
+
+
+def test_in_memory_telemetry_applies_the_exemplar_filter_variable_to_its_histograms(
+    otel_env: pytest.MonkeyPatch,
+) -> None:
+    otel_env.setenv("OTEL_METRICS_EXEMPLAR_FILTER", "always_off")
+    telemetry = InMemoryTelemetry()
+    try:
+        wave = so.Wave("w", **telemetry.providers)
+        assert asyncio.run(wave.map(_same, [1, 2])).values() == [1, 2]
+        assert not any(getattr(p, "exemplars", None) for p in telemetry.points("shannon.task.duration"))
+        assert telemetry.points("shannon.task.duration")  # recorded, without exemplars
+    finally:
+        telemetry.shutdown()
+
+
+async def _same(x: int) -> int:
+    return x
 
 
 @pytest.fixture

@@ -312,7 +312,14 @@ def bridge_for(meter_provider: metrics.MeterProvider) -> MetricsBridge | None:
     """The bridge of ``meter_provider`` (a concrete provider, not ``None``), if any: registered by
     ``configure()`` / ``testing`` (while every reader is one they built), or made when every reader is
     ``bridged()``: at first use, and again once the provider's readers changed (``add_metric_reader`` /
-    ``remove_metric_reader``; checked by identity and length of the SDK's reader collection, once per wave)."""
+    ``remove_metric_reader``; checked by identity and length of the SDK's reader collection, once per wave).
+
+    None for an SDK provider built under ``OTEL_SDK_DISABLED=true``, whose meters are no-op ones (it keeps that
+    answer privately): the bridge records beside the meters, and the task histograms were still served (a
+    Prometheus page of ``shannon_task_duration_seconds`` alone, every other series gone) with the SDK off. The
+    hooks still run (the default logging hook rides on them): only the bridge is left out."""
+    if getattr(meter_provider, "_disabled", False) is True:
+        return None
     state = _STATES.get(meter_provider)
     if state is not None and state.bridge_probed:
         readers = state.readers

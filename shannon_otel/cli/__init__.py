@@ -17,6 +17,7 @@ from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
+from .._resource_env import env_service_name
 from .._version import __version__
 from ._pipe import discard, lost, reset
 from ._secrets import scrub_logs
@@ -34,7 +35,8 @@ exit codes:
   143  terminated (SIGTERM: `kill`, `docker stop`, `timeout`): as Ctrl-C, the summary printed, telemetry flushed
 
 environment: OTEL_EXPORTER_OTLP_ENDPOINT is the default of --otlp-endpoint, OTEL_EXPORTER_OTLP_PROTOCOL
-(grpc | http/protobuf) of --otlp-protocol, OTEL_SERVICE_NAME of --service-name.
+(grpc | http/protobuf) of --otlp-protocol, OTEL_SERVICE_NAME (else the service.name of
+OTEL_RESOURCE_ATTRIBUTES) of --service-name.
 See https://github.com/shannon-otel/shannon-otel/blob/main/docs/cli.md
 """
 
@@ -237,8 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--prometheus-port", type=_port, default=None, metavar="PORT",
                       help="serve metrics for scraping at http://127.0.0.1:PORT/metrics (0: any free port)")
     demo.add_argument("--service-name", metavar="NAME", type=_name,
-                      default=_env("OTEL_SERVICE_NAME") or "shannon-otel-demo",
-                      help="service.name of the telemetry (default: $OTEL_SERVICE_NAME, else shannon-otel-demo)")
+                      default=env_service_name() or "shannon-otel-demo",
+                      help="service.name of the telemetry (default: $OTEL_SERVICE_NAME, else the service.name "
+                      "of $OTEL_RESOURCE_ATTRIBUTES, else shannon-otel-demo)")
     demo.add_argument("--plain", action="store_true", help="plain line output even on a terminal")
     demo.add_argument("--verbose", "-v", action="store_true",
                       help="also print the library's log records: retries, breaker changes, fallbacks, ...")

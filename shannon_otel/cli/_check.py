@@ -83,7 +83,9 @@ def _recording_session() -> Any:
     """
     import requests
 
-    class Recording(requests.Session):
+    from .._otlp_http import OtlpSession  # the OTLP certificate variables win over REQUESTS_CA_BUNDLE
+
+    class Recording(OtlpSession):
         error: str | None = None
 
         def request(self, *args: Any, **kwargs: Any) -> requests.Response:
