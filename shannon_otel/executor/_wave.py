@@ -456,6 +456,10 @@ class Wave(Generic[T]):
                     except Exception:  # an input whose length can no longer be read: the one it had at the start
                         now = size
                     escaped = self._skip(run, taken, max(0, now - taken))
+                elif gate is not None and not (cancelled or errored or run.stopped):
+                    # the stream's input ran to its end: what a list gained since is late (WaveStream logs it), never
+                    # passed off as cancelled tasks of a wave that was not cancelled
+                    pass
                 else:
                     rest = _Rest(itertools.chain(chunk, items))
                     escaped = await self._drain(run, rest, not unread)
