@@ -330,6 +330,9 @@ class Wave(Generic[T]):
         ``tasks`` may be a lazy (even endless) iterator; ``max_concurrency`` must then be set. An error it raises
         as it is pulled fails the wave; a ``CancelledError`` of its own comes out as a RuntimeError (its cause), as
         a generator's StopIteration does: asyncio would take it for a cancellation of the wave's worker.
+        A list the consumer extends as it streams runs what it gains while the wave still runs a task of it; a task
+        appended once the wave has taken its last one never runs (a WARNING ``shannon.wave.tasks_not_run`` counts
+        them when the consumer has read every result): extend it only while it still has tasks not taken.
         """
         _check_iterable("tasks", tasks)
         return self._stream(tasks, buffer, "wave.stream(tasks)")
