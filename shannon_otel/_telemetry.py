@@ -168,6 +168,9 @@ LOG_EVENT_TIMED_OUT: Final = "shannon.timed_out"
 LOG_EVENT_FALLBACK: Final = "shannon.fallback"
 LOG_EVENT_COMPENSATED: Final = "shannon.saga.compensated"
 LOG_EVENT_COMPENSATION_FAILED: Final = "shannon.saga.compensation_failed"
+# the executor's own record (not the hook's): tasks a streamed list gained after its wave had taken its last one
+LOG_EVENT_LATE_TASKS: Final = "shannon.wave.tasks_not_run"
+LATE_COUNT: Final = "shannon.wave.tasks_not_run.count"
 LOG_REPEATS: Final = "shannon.log.repeats"  # occurrences one summarised record stands for
 LOG_INTERVAL: Final = "shannon.log.interval"  # seconds the summarised record covers
 EXCEPTION_MESSAGE: Final = "exception.message"  # OTel semantic conventions; opt-in only

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import logging
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -408,3 +409,128 @@ def test_a_streamed_list_shorter_than_max_concurrency_starts_no_worker_it_does_n
 
     assert run_virtual(main()) == 2 + 3
     assert seen == [2 + 3] * 3  # no idle worker created alongside them (97 were, then ended)
+
+
+@pytest.mark.parametrize("mapped", [False, True])
+@pytest.mark.parametrize("batch_size", [None, 10])
+def test_tasks_appended_after_a_worker_found_the_lists_end_still_run(mapped: bool, batch_size: int | None) -> None:
+    """A list the consumer extends while it streams (WaveObserver.task_queued's documented use) lost the tasks it
+    gained once any worker had found its end: Python's list iterator, once at the end, ignores later appends. Under
+    max_concurrency=2 over [slow, fast], the task appended at fast's result (slow still running) never ran: one
+    result short, no error, no telemetry. Now the worker still running takes it when slow ends."""
+    release = asyncio.Event()
+    ran: list[str] = []
+
+    async def job(name: str) -> str:
+        if name == "slow":
+            await release.wait()
+        ran.append(name)
+        return name
+
+    items = ["slow", "fast"]
+
+    async def main() -> list[str]:
+        wave = Wave[str]("grown-late", max_concurrency=2, batch_size=batch_size, instrument=False)
+        tasks: list[Any] = [functools.partial(job, name) for name in items]
+        stream = wave.stream_map(job, items) if mapped else wave.stream(tasks)
+        got: list[str] = []
+        async with stream as results:
+            async for r in results:
+                got.append(r.value)  # type: ignore[arg-type]
+                if r.value == "fast":
+                    await asyncio.sleep(1.0)  # virtual: the fast task's worker has found the end meanwhile
+                    if mapped:
+                        items.append("added")
+                    else:
+                        tasks.append(functools.partial(job, "added"))
+                    release.set()
+        assert stream.report is not None and stream.report.total == 3
+        return got
+
+    assert sorted(run_virtual(main())) == ["added", "fast", "slow"]
+    assert sorted(ran) == ["added", "fast", "slow"]
+
+
+def test_tasks_appended_after_the_streams_last_task_was_taken_are_logged_not_lost_silently(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Appended once every worker has ended (the consumer still reading buffered results), a task cannot run: no
+    worker is left to take it. It was lost without a word; now one WARNING names the wave and the count, and the
+    report still counts only the tasks that ran (the added one is not passed off as cancelled)."""
+
+    async def job(i: int) -> int:
+        return i
+
+    tasks: list[Any] = [functools.partial(job, 0), functools.partial(job, 1)]
+
+    async def main() -> WaveReport | None:
+        stream = Wave[int]("ended-early", max_concurrency=2, instrument=False).stream(tasks)
+        async with stream as results:
+            await asyncio.sleep(1.0)  # virtual: both tasks ran, their workers ended, the wave is over
+            async for _ in results:
+                tasks.append(functools.partial(job, len(tasks)))
+        return stream.report
+
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        report = run_virtual(main())
+    assert report is not None and report.total == 2 and report.counts[Outcome.SUCCESS] == 2
+    records = [r for r in caplog.records if r.__dict__.get("event.name") == "shannon.wave.tasks_not_run"]
+    assert len(records) == 1, caplog.records
+    record = records[0]
+    assert record.levelno == logging.WARNING and record.name == "shannon_otel"
+    assert record.__dict__["shannon.wave.name"] == "ended-early"
+    assert record.__dict__["shannon.wave.tasks_not_run.count"] == 2
+    assert "ended-early: 2 task(s)" in record.getMessage()
+
+
+def test_a_stream_left_early_or_read_whole_without_late_tasks_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    async def job(i: int) -> int:
+        return i
+
+    async def main() -> None:
+        wave = Wave[int]("quiet", max_concurrency=2, instrument=False)
+        tasks: list[Any] = [functools.partial(job, i) for i in range(5)]
+        async with wave.stream(tasks) as results:
+            async for _ in results:
+                break
+        tasks.append(functools.partial(job, 5))  # after the block: the consumer left, nothing to warn about
+        async with wave.stream([functools.partial(job, i) for i in range(5)]) as results:
+            assert len([r async for r in results]) == 5
+
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        run_virtual(main())
+    assert not [r for r in caplog.records if r.__dict__.get("event.name") == "shannon.wave.tasks_not_run"]
+
+
+@pytest.mark.parametrize("max_concurrency", [1, 2, 3])
+def test_every_task_a_streamed_list_gains_either_runs_or_is_logged_never_passed_off_as_cancelled(
+    max_concurrency: int, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A consumer appending a task at each result, however the wave's end falls among them: each task it added
+    ran, or was counted in the one WARNING. The end-of-wave drain (for a stopped or cancelled wave's rest), once a
+    list is read as it grows, took the tasks appended between the last worker's end and the wave's end as
+    cancelled tasks of a wave nobody cancelled."""
+
+    async def job(i: int) -> int:
+        return i
+
+    tasks: list[Any] = [functools.partial(job, 0), functools.partial(job, 1)]
+
+    async def main() -> tuple[list[Outcome], WaveReport | None]:
+        outcomes: list[Outcome] = []
+        stream = Wave[int]("racing", max_concurrency=max_concurrency, instrument=False).stream(tasks)
+        async with stream as results:
+            async for r in results:
+                outcomes.append(r.outcome)
+                if len(tasks) < 12:
+                    tasks.append(functools.partial(job, len(tasks)))
+        return outcomes, stream.report
+
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        outcomes, report = run_virtual(main())
+    assert set(outcomes) == {Outcome.SUCCESS}
+    assert report is not None and report.total == len(outcomes) == report.counts[Outcome.SUCCESS]
+    told = [r.__dict__["shannon.wave.tasks_not_run.count"] for r in caplog.records
+            if r.__dict__.get("event.name") == "shannon.wave.tasks_not_run"]
+    assert report.total + sum(told) == len(tasks)
+    assert len(told) <= 1

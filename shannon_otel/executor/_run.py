@@ -572,24 +572,60 @@ class WaveRun:
                 _log.exception("on_progress failed")
 
 
-def pulled(tasks: Iterable[Any]) -> Iterator[Any]:
+class Growing:
+    """A list read by index, its length checked at every take: Python's list iterator, once it has found the end,
+    ignores what is appended later, so the tasks a consumer appended to a streamed list after one worker had found
+    its end (while others still ran tasks) were never run nor reported. Never ends for good: a later take sees them."""
+
+    __slots__ = ("_items", "taken")
+
+    def __init__(self, items: list[Any]) -> None:
+        self._items = items
+        self.taken = 0
+
+    def __iter__(self) -> Growing:
+        return self
+
+    def __next__(self) -> Any:
+        if self.taken >= len(self._items):  # a list the consumer cut below what was taken: ended, as list's iterator
+            raise StopIteration
+        item = self._items[self.taken]
+        self.taken += 1
+        return item
+
+
+def live(items: Iterable[Any]) -> Iterator[Any]:
+    """An iterator over ``items`` that takes what a list gains as it is read (see Growing)."""
+    return Growing(items) if type(items) is list else iter(items)
+
+
+class Pulled:
     """A stream's input as its workers take it, one item at a time. A ``CancelledError`` the input itself raises
     (a generator reading a cancelled future's ``result()``) comes out as a RuntimeError from it, as Python turns a
     generator's StopIteration into one (PEP 479): raised as itself out of a worker, asyncio took it for that
     worker's cancellation, which a TaskGroup ignores; the rest of the input was lost without a word and the wave
-    reported success. (``next()`` is a sync call: no cancellation of the wave is ever delivered inside it.)"""
-    iterator = iter(tasks)
-    while True:
+    reported success. (``next()`` is a sync call: no cancellation of the wave is ever delivered inside it.)
+    Not a generator: one ends for good at its first StopIteration, and a list extended since must still be read."""
+
+    __slots__ = ("_iterator",)
+
+    def __init__(self, tasks: Iterable[Any]) -> None:
+        self._iterator = live(tasks)
+
+    def __iter__(self) -> Pulled:
+        return self
+
+    def __next__(self) -> Any:
         try:
-            item = next(iterator)
-        except StopIteration:
-            return
+            return next(self._iterator)
         except asyncio.CancelledError as exc:
             raise RuntimeError(
                 "the wave's input raised CancelledError (its own, not a cancellation of the wave) while the wave "
                 "took its next task"
             ) from exc
-        yield item
+
+
+pulled = Pulled
 
 
 def _awaitable_task(work: Any) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sized
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -11,13 +12,15 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from .._deadline import cancel_base
 from .._events import TaskResult
 from .._reraise import raise_as_is
-from ._run import Interrupted, carried
+from .._telemetry import LATE_COUNT, LOG_EVENT_LATE_TASKS, LOG_EVENT_NAME, WAVE_NAME
+from ._run import Interrupted, carried, live
 from ._semaphore import Credits
 
 if TYPE_CHECKING:
     from ._report import WaveReport
     from ._wave import Wave
 
+_log = logging.getLogger("shannon_otel")
 T = TypeVar("T")
 A = TypeVar("A")
 
@@ -53,19 +56,20 @@ class Mapped(Generic[A, T]):
 
     def __iter__(self) -> Iterator[Callable[[], Awaitable[T]]]:
         bind: Callable[[A], Callable[[], Awaitable[T]]] = functools.partial(functools.partial, self._fn)
-        return map(bind, self._items)
+        return map(bind, live(self._items))  # a list read as it grows (see Growing)
 
 
 class _Shared:
     """What a stream's runner shares with the stream object: never the stream itself, so a stream its consumer
     drops without leaving its block (no ``async with``) is collected, and its finalizer ends the wave."""
 
-    __slots__ = ("closed", "report", "started")
+    __slots__ = ("closed", "late_told", "report", "started")
 
     def __init__(self) -> None:
         self.started = False  # the runner has begun the wave (so cancelling it ends the wave properly)
         self.closed = False
         self.report: WaveReport | None = None
+        self.late_told = False  # the tasks a list gained too late were looked for (see WaveStream._late)
 
 
 def _abandoned(loop: asyncio.AbstractEventLoop, runner: asyncio.Task[Any]) -> None:
@@ -188,9 +192,30 @@ class WaveStream(Generic[T]):
                 interrupt = exc.interrupt
             if interrupt is not None:
                 raise_as_is(interrupt)  # outside the handler, its own __context__ kept
+            self._late()
             raise StopAsyncIteration
         self._gate.release()
         return item
+
+    def _late(self) -> None:
+        """Tasks a list gained after its wave had taken its last one never run (no worker is left to take them):
+        said once, as a WARNING, when the consumer has read every result, never lost without a word."""
+        shared, report = self._shared, self._shared.report
+        if report is None or shared.late_told:
+            return
+        shared.late_told = True
+        try:
+            now = known_size(self._tasks)
+        except Exception:  # an input whose length can no longer be read: nothing to compare
+            return
+        late = 0 if now is None else now - report.total
+        if late > 0:
+            _log.warning(
+                "wave %s: %d task(s) added to its input after it had taken its last task never ran; extend a "
+                "streamed list only while it still holds tasks not taken, and run later ones in another wave",
+                report.wave, late,
+                extra={LOG_EVENT_NAME: LOG_EVENT_LATE_TASKS, WAVE_NAME: report.wave, LATE_COUNT: late},
+            )
 
     async def __aexit__(self, *exc_info: object) -> None:
         runner = self._runner

@@ -330,6 +330,9 @@ class Wave(Generic[T]):
         ``tasks`` may be a lazy (even endless) iterator; ``max_concurrency`` must then be set. An error it raises
         as it is pulled fails the wave; a ``CancelledError`` of its own comes out as a RuntimeError (its cause), as
         a generator's StopIteration does: asyncio would take it for a cancellation of the wave's worker.
+        A list the consumer extends as it streams runs what it gains while the wave still runs a task of it; a task
+        appended once the wave has taken its last one never runs (a WARNING ``shannon.wave.tasks_not_run`` counts
+        them when the consumer has read every result): extend it only while it still has tasks not taken.
         """
         _check_iterable("tasks", tasks)
         return self._stream(tasks, buffer, "wave.stream(tasks)")
@@ -456,6 +459,10 @@ class Wave(Generic[T]):
                     except Exception:  # an input whose length can no longer be read: the one it had at the start
                         now = size
                     escaped = self._skip(run, taken, max(0, now - taken))
+                elif gate is not None and not (cancelled or errored or run.stopped):
+                    # the stream's input ran to its end: what a list gained since is late (WaveStream logs it), never
+                    # passed off as cancelled tasks of a wave that was not cancelled
+                    pass
                 else:
                     rest = _Rest(itertools.chain(chunk, items))
                     escaped = await self._drain(run, rest, not unread)
