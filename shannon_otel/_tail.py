@@ -16,8 +16,8 @@ on what it has so far (counted in ``overflow_traces``). Spans ending after their
 (late children) or starting under a span of a decided part follow that decision while it is
 remembered (``max_decisions``); one whose local root ended and was forgotten since follows its trace's
 remembered decision, else is decided on its own, never held. A span under a parent never seen here (another
-TracerProvider's) roots a part of its own. A span collected without ever ending is forgotten (``abandoned_spans``).
-After ``shutdown()`` nothing is held either:
+TracerProvider's) roots a part of its own. A span collected without ever ending is forgotten (``abandoned_spans``);
+a local root so forgotten has its part decided then, on what it has. After ``shutdown()`` nothing is held either:
 each span ending then is decided at once.
 For several processes, sample in the collector instead: ``collector-config/otelcol-tail-sampling.yaml``.
 """
@@ -172,23 +172,31 @@ class TailSampler(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         context = span.context
+        forward: list[ReadableSpan] = []
         if context is not None and context.trace_flags.sampled:
             with self._lock:
                 self._root_of[context.span_id] = self._root(context, span.parent)
                 self._open[context.span_id] = weakref.ref(span)
                 if len(self._open) > self._sweep_at:
-                    self._sweep()
+                    forward = self._sweep()
         self._next.on_start(span, parent_context=parent_context)
+        for each in forward:
+            self._next.on_end(each)
 
-    def _sweep(self) -> None:
-        """Under the lock: forget the spans collected without ever ending (they never will). The next sweep
-        comes once the open spans have doubled: O(1) amortized per span."""
+    def _sweep(self) -> list[ReadableSpan]:
+        """Under the lock: forget the spans collected without ever ending (they never will); the part of a trace
+        under such a local root is decided now on what it has (the spans to forward): it waited for that root's
+        end, held until an overflow or the shutdown. The next sweep comes once the open spans have doubled: O(1)
+        amortized per span."""
         gone = [span_id for span_id, ref in self._open.items() if ref() is None]
+        forward: list[ReadableSpan] = []
         for span_id in gone:
             del self._open[span_id]
-            self._root_of.pop(span_id, None)
+            if self._root_of.pop(span_id, None) == span_id and span_id in self._traces:
+                forward.extend(self._decide(span_id))
         self.abandoned_spans += len(gone)
         self._sweep_at = max(_SWEEP_FLOOR, 2 * len(self._open))
+        return forward
 
     def _on_ending(self, span: Span) -> None:
         # The SDK's OnEnding hook (private in the SDK yet), called on the span still writable just before on_end:
