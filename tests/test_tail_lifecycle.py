@@ -9,6 +9,7 @@ import logging
 import tracemalloc
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
@@ -195,7 +196,7 @@ def test_the_part_under_an_abandoned_local_root_is_decided_when_the_sweep_forget
     provider.add_span_processor(sampler)
     tracer = provider.get_tracer(__name__)
 
-    def job() -> Span:
+    def job() -> trace.Span:
         root = tracer.start_span("job")  # an error path skipped its end(): dropped without ending
         context = set_span_in_context(root)
         tracer.start_span("step", context=context).end()
