@@ -14,7 +14,8 @@ policy hashes the trace id instead, so it keeps other healthy traces: both at 10
 Memory is bounded by ``max_buffered_spans``: past it, the oldest undecided trace is decided at once
 on what it has so far (counted in ``overflow_traces``). Spans ending after their part's decision
 (late children) or starting under a span of a decided part follow that decision while it is
-remembered (``max_decisions``); one whose local root ended and was forgotten since follows its trace's
+remembered (``max_decisions``; an open local root's decision until it ends); one whose local root ended
+and was forgotten since follows its trace's
 remembered decision, else is decided on its own, never held. A span under a parent never seen here (another
 TracerProvider's) roots a part of its own. A span collected without ever ending is forgotten (``abandoned_spans``);
 a local root so forgotten has its part decided then, on what it has. After ``shutdown()`` nothing is held either:
@@ -278,8 +279,15 @@ class TailSampler(SpanProcessor):
         self._decided[root] = keep
         before = self._trace_kept.get(trace_id, _KEPT)
         self._trace_kept[trace_id] = before if before != _KEPT else _KEPT if keep else _DROPPED
-        if len(self._decided) > self._max_decisions:
-            self._decided.popitem(last=False)
+        rotated = 0
+        while len(self._decided) > self._max_decisions and rotated < len(self._decided):
+            oldest, kept = self._decided.popitem(last=False)
+            if self._root_of.get(oldest) == oldest:
+                # Still open (decided early, at an overflow or the shutdown): its later spans follow this decision
+                # until it ends; forgotten, they made a part of their own under it, decided anew (a failed wave kept
+                # whose parent was dropped). Kept, moved to the newest end: its open span is held here anyway.
+                self._decided[oldest] = kept
+                rotated += 1
         if len(self._trace_kept) > self._max_decisions:
             self._trace_kept.popitem(last=False)
         part = (root, trace_id)  # one for all its spans: memory per part, not per span

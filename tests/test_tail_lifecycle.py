@@ -215,3 +215,29 @@ def test_the_part_under_an_abandoned_local_root_is_decided_when_the_sweep_forget
     for span in held:
         span.end()
     provider.shutdown()
+
+
+def test_an_open_root_decided_early_keeps_its_decision_past_max_decisions() -> None:
+    """A local root still open when its part was decided (at the buffer bound) had that decision forgotten after
+    ``max_decisions`` later ones: its later spans made a new part under it, decided anew, so a failure after the
+    overflow kept the job span and that failure but not the steps dropped before (a partial trace, and under
+    concurrent waves a kept wave whose parent was dropped). An open root's decision is now kept until it ends."""
+    exporter = InMemorySpanExporter()
+    sampler = TailSampler(SimpleSpanProcessor(exporter), healthy_ratio=0.0, max_buffered_spans=1, max_decisions=1)
+    provider = TracerProvider()
+    provider.add_span_processor(sampler)
+    tracer = provider.get_tracer(__name__)
+    job = tracer.start_span("job")  # open around everything
+    context = set_span_in_context(job)
+    tracer.start_span("step 1", context=context).end()
+    tracer.start_span("step 2", context=context).end()  # past max_buffered_spans: job's part decided, dropped
+    assert sampler.stats()["overflow_traces"] == 1
+    tracer.start_span("other request").end()  # one more decision: past max_decisions
+    failed = tracer.start_span("step 3", context=context)
+    failed.set_status(Status(StatusCode.ERROR))
+    failed.end()
+    job.end()
+    assert [s.name for s in exporter.get_finished_spans()] == []  # was ["step 3", "job"]: steps 1-2 missing
+    assert sampler.stats() == {"kept_traces": 0, "dropped_traces": 2, "overflow_traces": 1, "abandoned_spans": 0,
+                               "buffered_spans": 0}
+    provider.shutdown()
