@@ -14,10 +14,11 @@ policy hashes the trace id instead, so it keeps other healthy traces: both at 10
 Memory is bounded by ``max_buffered_spans``: past it, the oldest undecided trace is decided at once
 on what it has so far (counted in ``overflow_traces``). Spans ending after their part's decision
 (late children) or starting under a span of a decided part follow that decision while it is
-remembered (``max_decisions``); one whose local root ended and was forgotten since follows its trace's
+remembered (``max_decisions``; an open local root's decision until it ends); one whose local root ended
+and was forgotten since follows its trace's
 remembered decision, else is decided on its own, never held. A span under a parent never seen here (another
-TracerProvider's) roots a part of its own. A span collected without ever ending is forgotten (``abandoned_spans``).
-After ``shutdown()`` nothing is held either:
+TracerProvider's) roots a part of its own. A span collected without ever ending is forgotten (``abandoned_spans``);
+a local root so forgotten has its part decided then, on what it has. After ``shutdown()`` nothing is held either:
 each span ending then is decided at once.
 For several processes, sample in the collector instead: ``collector-config/otelcol-tail-sampling.yaml``.
 """
@@ -172,23 +173,31 @@ class TailSampler(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         context = span.context
+        forward: list[ReadableSpan] = []
         if context is not None and context.trace_flags.sampled:
             with self._lock:
                 self._root_of[context.span_id] = self._root(context, span.parent)
                 self._open[context.span_id] = weakref.ref(span)
                 if len(self._open) > self._sweep_at:
-                    self._sweep()
+                    forward = self._sweep()
         self._next.on_start(span, parent_context=parent_context)
+        for each in forward:
+            self._next.on_end(each)
 
-    def _sweep(self) -> None:
-        """Under the lock: forget the spans collected without ever ending (they never will). The next sweep
-        comes once the open spans have doubled: O(1) amortized per span."""
+    def _sweep(self) -> list[ReadableSpan]:
+        """Under the lock: forget the spans collected without ever ending (they never will); the part of a trace
+        under such a local root is decided now on what it has (the spans to forward): it waited for that root's
+        end, held until an overflow or the shutdown. The next sweep comes once the open spans have doubled: O(1)
+        amortized per span."""
         gone = [span_id for span_id, ref in self._open.items() if ref() is None]
+        forward: list[ReadableSpan] = []
         for span_id in gone:
             del self._open[span_id]
-            self._root_of.pop(span_id, None)
+            if self._root_of.pop(span_id, None) == span_id and span_id in self._traces:
+                forward.extend(self._decide(span_id))
         self.abandoned_spans += len(gone)
         self._sweep_at = max(_SWEEP_FLOOR, 2 * len(self._open))
+        return forward
 
     def _on_ending(self, span: Span) -> None:
         # The SDK's OnEnding hook (private in the SDK yet), called on the span still writable just before on_end:
@@ -270,8 +279,15 @@ class TailSampler(SpanProcessor):
         self._decided[root] = keep
         before = self._trace_kept.get(trace_id, _KEPT)
         self._trace_kept[trace_id] = before if before != _KEPT else _KEPT if keep else _DROPPED
-        if len(self._decided) > self._max_decisions:
-            self._decided.popitem(last=False)
+        rotated = 0
+        while len(self._decided) > self._max_decisions and rotated < len(self._decided):
+            oldest, kept = self._decided.popitem(last=False)
+            if self._root_of.get(oldest) == oldest:
+                # Still open (decided early, at an overflow or the shutdown): its later spans follow this decision
+                # until it ends; forgotten, they made a part of their own under it, decided anew (a failed wave kept
+                # whose parent was dropped). Kept, moved to the newest end: its open span is held here anyway.
+                self._decided[oldest] = kept
+                rotated += 1
         if len(self._trace_kept) > self._max_decisions:
             self._trace_kept.popitem(last=False)
         part = (root, trace_id)  # one for all its spans: memory per part, not per span

@@ -9,6 +9,7 @@ import logging
 import tracemalloc
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
@@ -182,3 +183,61 @@ def test_many_short_dropped_traces_keep_memory_bounded() -> None:
     assert after_all - after_five < 16_384  # bytes: no per-trace state past the cap (a leak: >= 10,000 x ~100 B)
     assert sampler.stats() == {"kept_traces": 0, "dropped_traces": 14_000, "overflow_traces": 0, "abandoned_spans": 0,
                                "buffered_spans": 0}
+
+
+def test_the_part_under_an_abandoned_local_root_is_decided_when_the_sweep_forgets_that_root() -> None:
+    """A local root collected without end() never ends: its part's ended spans waited for it until an overflow or
+    the shutdown (at ratio 1, a healthy step under an abandoned job span was exported by neither), though the sweep
+    had counted the root abandoned. Now the sweep decides that part on what it has, and a child of it still open
+    then follows that decision at its end."""
+    exporter = InMemorySpanExporter()
+    sampler = TailSampler(SimpleSpanProcessor(exporter), healthy_ratio=1.0)
+    provider = TracerProvider()
+    provider.add_span_processor(sampler)
+    tracer = provider.get_tracer(__name__)
+
+    def job() -> trace.Span:
+        root = tracer.start_span("job")  # an error path skipped its end(): dropped without ending
+        context = set_span_in_context(root)
+        tracer.start_span("step", context=context).end()
+        return tracer.start_span("late", context=context)  # still open when the root is collected
+
+    late = job()
+    gc.collect()
+    assert sampler.buffered_spans == 1
+    held = [tracer.start_span(f"open {i}") for i in range(4100)]  # past 4,096 open spans: a sweep
+    assert sampler.abandoned_spans == 1
+    assert [s.name for s in exporter.get_finished_spans()] == ["step"]  # was []: held until an overflow
+    assert sampler.stats() == {"kept_traces": 1, "dropped_traces": 0, "overflow_traces": 0, "abandoned_spans": 1,
+                               "buffered_spans": 0}
+    late.end()  # follows its part's decision
+    assert [s.name for s in exporter.get_finished_spans()] == ["step", "late"]
+    for span in held:
+        span.end()
+    provider.shutdown()
+
+
+def test_an_open_root_decided_early_keeps_its_decision_past_max_decisions() -> None:
+    """A local root still open when its part was decided (at the buffer bound) had that decision forgotten after
+    ``max_decisions`` later ones: its later spans made a new part under it, decided anew, so a failure after the
+    overflow kept the job span and that failure but not the steps dropped before (a partial trace, and under
+    concurrent waves a kept wave whose parent was dropped). An open root's decision is now kept until it ends."""
+    exporter = InMemorySpanExporter()
+    sampler = TailSampler(SimpleSpanProcessor(exporter), healthy_ratio=0.0, max_buffered_spans=1, max_decisions=1)
+    provider = TracerProvider()
+    provider.add_span_processor(sampler)
+    tracer = provider.get_tracer(__name__)
+    job = tracer.start_span("job")  # open around everything
+    context = set_span_in_context(job)
+    tracer.start_span("step 1", context=context).end()
+    tracer.start_span("step 2", context=context).end()  # past max_buffered_spans: job's part decided, dropped
+    assert sampler.stats()["overflow_traces"] == 1
+    tracer.start_span("other request").end()  # one more decision: past max_decisions
+    failed = tracer.start_span("step 3", context=context)
+    failed.set_status(Status(StatusCode.ERROR))
+    failed.end()
+    job.end()
+    assert [s.name for s in exporter.get_finished_spans()] == []  # was ["step 3", "job"]: steps 1-2 missing
+    assert sampler.stats() == {"kept_traces": 0, "dropped_traces": 2, "overflow_traces": 1, "abandoned_spans": 0,
+                               "buffered_spans": 0}
+    provider.shutdown()
