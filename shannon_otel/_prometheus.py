@@ -197,7 +197,12 @@ def render(data: MetricsData | None, *, openmetrics: bool = False) -> str:
                 spec = _SPECS.get(metric.name)
                 # promtool flags a family without help text, so fall back to the contract, then the name.
                 help_text = metric.description or (spec.description if spec else "") or metric.name
-                lines = families.setdefault(prom, (kind, help_text, []))[2]
+                if families.setdefault(prom, (kind, help_text, []))[0] != kind:
+                    # A metric of another kind under the same name (a gauge ``lat_seconds`` beside a histogram
+                    # ``lat`` of unit ``s``): its samples under the first one's TYPE made a page a strict
+                    # OpenMetrics parser refuses, or one series of two values. The first is kept, as below.
+                    continue
+                lines = families[prom][2]
                 for point in points.data_points:
                     if isinstance(point, HistogramDataPoint):
                         lines.extend(_histogram(prom, point, target, openmetrics))

@@ -434,3 +434,30 @@ def test_close_in_a_forked_child_returns_and_leaves_the_parent_serving(tmp_path:
             assert response.status == 200
     """)
     assert result == {"hung": False, "status": 0}
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_two_metrics_of_two_kinds_with_one_series_name_keep_the_first(openmetrics: bool) -> None:
+    """A gauge ``lat_seconds`` beside a histogram ``lat`` of unit ``s`` (and a gauge ``x_total`` beside a
+    counter ``x``) have one series name: the second's samples were written under the first's TYPE (a
+    gauge sample in a histogram family, which the strict OpenMetrics parser refuses with the whole page;
+    a gauge value as a second sample of the counter's series). The first metric is kept, alone."""
+    reader = PrometheusReader()
+    provider = MeterProvider(metric_readers=[reader], resource=Resource.create({"service.name": "svc"}))
+    try:
+        provider.get_meter("a").create_histogram("lat", unit="s").record(1)
+        provider.get_meter("a").create_gauge("lat_seconds").set(3)
+        provider.get_meter("a").create_counter("x").add(1)
+        provider.get_meter("a").create_gauge("x_total").set(5)
+        text = reader.scrape(openmetrics=openmetrics)
+    finally:
+        provider.shutdown()
+    parse = text_string_to_metric_families if openmetrics else text_families
+    families = {f.name: f for f in parse(text)}
+    histogram = families["lat_seconds"]
+    assert histogram.type == "histogram"
+    assert {s.name for s in histogram.samples} == {"lat_seconds_bucket", "lat_seconds_sum", "lat_seconds_count"}
+    counter = families["x"]
+    assert counter.type == "counter" and [s.value for s in counter.samples] == [1]
+    if not openmetrics:
+        assert promtool_check_metrics(text) == ""
