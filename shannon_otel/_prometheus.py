@@ -345,9 +345,9 @@ class MetricsServer:
     at ``/metrics`` and ``/`` (a query ignored; ``http://host/metrics``, the absolute form, too); any other
     path is 404. Binds 127.0.0.1 unless told otherwise; :attr:`port` is the bound port (the one picked
     for 0) and :attr:`url` the page. Raises OSError naming ``host:port`` from the constructor when the
-    port cannot be bound. A connection idle for 30 s is dropped, a scraper leaving mid-answer is no
-    error (other failures go to the ``shannon_otel`` logger); :meth:`close` stops listening and
-    ends the connections still open (a second call does nothing).
+    port cannot be bound (``[::1]:9464`` for an IPv6 address). A connection idle for 30 s is dropped,
+    a scraper leaving mid-answer is no error (other failures go to the ``shannon_otel`` logger);
+    :meth:`close` stops listening and ends the connections still open (a second call does nothing).
     """
 
     def __init__(self, reader: PrometheusReader, port: int = 9464, host: str = "127.0.0.1") -> None:
@@ -387,12 +387,13 @@ class MetricsServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
+        authority = f"[{host}]" if ":" in host else host  # an IPv6 address in brackets: "::1:9464" read as one address
         try:
             self._server = _Server((host, port), Handler)
         except OSError as exc:  # name the address, as open() names its file: "Address already in use" said not which
-            raise OSError(exc.errno, exc.strerror or str(exc), f"{host}:{port}") from exc
+            raise OSError(exc.errno, exc.strerror or str(exc), f"{authority}:{port}") from exc
         self.port: int = int(self._server.server_address[1])
-        self.url: str = f"http://{f'[{host}]' if ':' in host else host}:{self.port}/metrics"
+        self.url: str = f"http://{authority}:{self.port}/metrics"
         self._pid = os.getpid()
         self._thread = threading.Thread(target=self._server.serve_forever, name="shannon-otel-metrics", daemon=True)
         self._thread.start()

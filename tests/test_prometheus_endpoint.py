@@ -9,6 +9,7 @@ import functools
 import http.client
 import logging
 import os
+import re
 import socket
 import struct
 import threading
@@ -121,6 +122,22 @@ def test_a_port_in_use_is_refused_naming_the_address() -> None:
         with pytest.raises(OSError, match=f"Address already in use: '127.0.0.1:{port}'") as raised:
             MetricsServer(reader, port=port)
     assert raised.value.errno == errno.EADDRINUSE and raised.value.strerror == "Address already in use"
+
+
+def test_a_port_in_use_on_ipv6_is_named_with_brackets() -> None:
+    """The error named ``::1:9464`` (which reads as one IPv6 address, the port lost in it); it names
+    ``[::1]:9464``, as the server's url does."""
+    try:
+        taken = socket.socket(socket.AF_INET6)
+        taken.bind(("::1", 0))
+    except OSError:  # a container with IPv6 off has no ::1 to listen on
+        pytest.skip("no IPv6 loopback here")
+    with taken:
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match=re.escape(f"Address already in use: '[::1]:{port}'")) as raised:
+            MetricsServer(PrometheusReader(), port=port, host="::1")
+    assert raised.value.filename == f"[::1]:{port}"
 
 
 def _scrape(record: Any, *, openmetrics: bool = False) -> str:
