@@ -346,7 +346,8 @@ class MetricsServer:
     path is 404. Binds 127.0.0.1 unless told otherwise; :attr:`port` is the bound port (the one picked
     for 0) and :attr:`url` the page. Raises OSError naming ``host:port`` from the constructor when the
     port cannot be bound (``[::1]:9464`` for an IPv6 address). A connection idle for 30 s is dropped,
-    a scraper leaving mid-answer is no error (other failures go to the ``shannon_otel`` logger);
+    a scraper leaving mid-answer is no error (other failures go to the ``shannon_otel`` logger; a
+    scrape that raises, such as the SDK's timeout on slow callbacks, is a 500);
     :meth:`close` stops listening and ends the connections still open (a second call does nothing).
     """
 
@@ -373,7 +374,13 @@ class MetricsServer:
                     self.send_error(404, "only /metrics is served here")
                     return
                 openmetrics = _wants_openmetrics(self.headers.get("Accept", ""))
-                body = reader.scrape(openmetrics=openmetrics).encode()
+                try:
+                    body = reader.scrape(openmetrics=openmetrics).encode()
+                except Exception as exc:  # the SDK's MetricsTimeoutError (slow callbacks): the scraper got no
+                    # answer at all ("EOF"), as if the server had died; it gets a 500 saying what failed.
+                    _log.warning("the metrics endpoint failed to collect for %s", self.client_address, exc_info=exc)
+                    self.send_error(500, None, f"collecting the metrics failed: {type(exc).__name__}")
+                    return
                 self.send_response(200)
                 self.send_header("Content-Type", OPENMETRICS if openmetrics else TEXT)
                 self.send_header("Content-Length", str(len(body)))

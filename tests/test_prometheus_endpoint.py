@@ -478,3 +478,26 @@ def test_two_metrics_of_two_kinds_with_one_series_name_keep_the_first(openmetric
     assert counter.type == "counter" and [s.value for s in counter.samples] == [1]
     if not openmetrics:
         assert promtool_check_metrics(text) == ""
+
+
+def test_a_scrape_that_raises_answers_500_and_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """The SDK raises ``MetricsTimeoutError`` from ``collect()`` when observable callbacks outrun its
+    timeout: the server closed the connection without any answer (Prometheus: "EOF", as if the app had
+    died). It answers 500 naming the error class, and logs the error."""
+    from opentelemetry.sdk.metrics._internal.exceptions import MetricsTimeoutError
+
+    class Failing(PrometheusReader):
+        def scrape(self, *, openmetrics: bool = False) -> str:
+            raise MetricsTimeoutError("Timed out while executing callback")
+
+    server = MetricsServer(Failing(), port=0)
+    try:
+        for method in ("GET", "HEAD"):
+            with pytest.raises(urllib.error.HTTPError) as raised:
+                urllib.request.urlopen(urllib.request.Request(server.url, method=method), timeout=10)
+            with raised.value as answer:
+                assert answer.code == 500
+                assert method == "HEAD" or b"MetricsTimeoutError" in answer.read()
+    finally:
+        server.close()
+    assert [r.levelno for r in caplog.records if "failed to collect" in r.getMessage()] == [logging.WARNING] * 2
