@@ -197,7 +197,12 @@ def render(data: MetricsData | None, *, openmetrics: bool = False) -> str:
                 spec = _SPECS.get(metric.name)
                 # promtool flags a family without help text, so fall back to the contract, then the name.
                 help_text = metric.description or (spec.description if spec else "") or metric.name
-                lines = families.setdefault(prom, (kind, help_text, []))[2]
+                if families.setdefault(prom, (kind, help_text, []))[0] != kind:
+                    # A metric of another kind under the same name (a gauge ``lat_seconds`` beside a histogram
+                    # ``lat`` of unit ``s``): its samples under the first one's TYPE made a page a strict
+                    # OpenMetrics parser refuses, or one series of two values. The first is kept, as below.
+                    continue
+                lines = families[prom][2]
                 for point in points.data_points:
                     if isinstance(point, HistogramDataPoint):
                         lines.extend(_histogram(prom, point, target, openmetrics))
@@ -340,9 +345,10 @@ class MetricsServer:
     at ``/metrics`` and ``/`` (a query ignored; ``http://host/metrics``, the absolute form, too); any other
     path is 404. Binds 127.0.0.1 unless told otherwise; :attr:`port` is the bound port (the one picked
     for 0) and :attr:`url` the page. Raises OSError naming ``host:port`` from the constructor when the
-    port cannot be bound. A connection idle for 30 s is dropped, a scraper leaving mid-answer is no
-    error (other failures go to the ``shannon_otel`` logger); :meth:`close` stops listening and
-    ends the connections still open (a second call does nothing).
+    port cannot be bound (``[::1]:9464`` for an IPv6 address). A connection idle for 30 s is dropped,
+    a scraper leaving mid-answer is no error (other failures go to the ``shannon_otel`` logger; a
+    scrape that raises, such as the SDK's timeout on slow callbacks, is a 500);
+    :meth:`close` stops listening and ends the connections still open (a second call does nothing).
     """
 
     def __init__(self, reader: PrometheusReader, port: int = 9464, host: str = "127.0.0.1") -> None:
@@ -368,7 +374,13 @@ class MetricsServer:
                     self.send_error(404, "only /metrics is served here")
                     return
                 openmetrics = _wants_openmetrics(self.headers.get("Accept", ""))
-                body = reader.scrape(openmetrics=openmetrics).encode()
+                try:
+                    body = reader.scrape(openmetrics=openmetrics).encode()
+                except Exception as exc:  # the SDK's MetricsTimeoutError (slow callbacks): the scraper got no
+                    # answer at all ("EOF"), as if the server had died; it gets a 500 saying what failed.
+                    _log.warning("the metrics endpoint failed to collect for %s", self.client_address, exc_info=exc)
+                    self.send_error(500, None, f"collecting the metrics failed: {type(exc).__name__}")
+                    return
                 self.send_response(200)
                 self.send_header("Content-Type", OPENMETRICS if openmetrics else TEXT)
                 self.send_header("Content-Length", str(len(body)))
@@ -382,12 +394,13 @@ class MetricsServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
+        authority = f"[{host}]" if ":" in host else host  # an IPv6 address in brackets: "::1:9464" read as one address
         try:
             self._server = _Server((host, port), Handler)
         except OSError as exc:  # name the address, as open() names its file: "Address already in use" said not which
-            raise OSError(exc.errno, exc.strerror or str(exc), f"{host}:{port}") from exc
+            raise OSError(exc.errno, exc.strerror or str(exc), f"{authority}:{port}") from exc
         self.port: int = int(self._server.server_address[1])
-        self.url: str = f"http://{f'[{host}]' if ':' in host else host}:{self.port}/metrics"
+        self.url: str = f"http://{authority}:{self.port}/metrics"
         self._pid = os.getpid()
         self._thread = threading.Thread(target=self._server.serve_forever, name="shannon-otel-metrics", daemon=True)
         self._thread.start()

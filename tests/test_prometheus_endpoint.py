@@ -9,6 +9,7 @@ import functools
 import http.client
 import logging
 import os
+import re
 import socket
 import struct
 import threading
@@ -121,6 +122,22 @@ def test_a_port_in_use_is_refused_naming_the_address() -> None:
         with pytest.raises(OSError, match=f"Address already in use: '127.0.0.1:{port}'") as raised:
             MetricsServer(reader, port=port)
     assert raised.value.errno == errno.EADDRINUSE and raised.value.strerror == "Address already in use"
+
+
+def test_a_port_in_use_on_ipv6_is_named_with_brackets() -> None:
+    """The error named ``::1:9464`` (which reads as one IPv6 address, the port lost in it); it names
+    ``[::1]:9464``, as the server's url does."""
+    try:
+        taken = socket.socket(socket.AF_INET6)
+        taken.bind(("::1", 0))
+    except OSError:  # a container with IPv6 off has no ::1 to listen on
+        pytest.skip("no IPv6 loopback here")
+    with taken:
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match=re.escape(f"Address already in use: '[::1]:{port}'")) as raised:
+            MetricsServer(PrometheusReader(), port=port, host="::1")
+    assert raised.value.filename == f"[::1]:{port}"
 
 
 def _scrape(record: Any, *, openmetrics: bool = False) -> str:
@@ -434,3 +451,53 @@ def test_close_in_a_forked_child_returns_and_leaves_the_parent_serving(tmp_path:
             assert response.status == 200
     """)
     assert result == {"hung": False, "status": 0}
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_two_metrics_of_two_kinds_with_one_series_name_keep_the_first(openmetrics: bool) -> None:
+    """A gauge ``lat_seconds`` beside a histogram ``lat`` of unit ``s`` (and a gauge ``x_total`` beside a
+    counter ``x``) have one series name: the second's samples were written under the first's TYPE (a
+    gauge sample in a histogram family, which the strict OpenMetrics parser refuses with the whole page;
+    a gauge value as a second sample of the counter's series). The first metric is kept, alone."""
+    reader = PrometheusReader()
+    provider = MeterProvider(metric_readers=[reader], resource=Resource.create({"service.name": "svc"}))
+    try:
+        provider.get_meter("a").create_histogram("lat", unit="s").record(1)
+        provider.get_meter("a").create_gauge("lat_seconds").set(3)
+        provider.get_meter("a").create_counter("x").add(1)
+        provider.get_meter("a").create_gauge("x_total").set(5)
+        text = reader.scrape(openmetrics=openmetrics)
+    finally:
+        provider.shutdown()
+    parse = text_string_to_metric_families if openmetrics else text_families
+    families = {f.name: f for f in parse(text)}
+    histogram = families["lat_seconds"]
+    assert histogram.type == "histogram"
+    assert {s.name for s in histogram.samples} == {"lat_seconds_bucket", "lat_seconds_sum", "lat_seconds_count"}
+    counter = families["x"]
+    assert counter.type == "counter" and [s.value for s in counter.samples] == [1]
+    if not openmetrics:
+        assert promtool_check_metrics(text) == ""
+
+
+def test_a_scrape_that_raises_answers_500_and_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """The SDK raises ``MetricsTimeoutError`` from ``collect()`` when observable callbacks outrun its
+    timeout: the server closed the connection without any answer (Prometheus: "EOF", as if the app had
+    died). It answers 500 naming the error class, and logs the error."""
+    from opentelemetry.sdk.metrics._internal.exceptions import MetricsTimeoutError
+
+    class Failing(PrometheusReader):
+        def scrape(self, *, openmetrics: bool = False) -> str:
+            raise MetricsTimeoutError("Timed out while executing callback")
+
+    server = MetricsServer(Failing(), port=0)
+    try:
+        for method in ("GET", "HEAD"):
+            with pytest.raises(urllib.error.HTTPError) as raised:
+                urllib.request.urlopen(urllib.request.Request(server.url, method=method), timeout=10)
+            with raised.value as answer:
+                assert answer.code == 500
+                assert method == "HEAD" or b"MetricsTimeoutError" in answer.read()
+    finally:
+        server.close()
+    assert [r.levelno for r in caplog.records if "failed to collect" in r.getMessage()] == [logging.WARNING] * 2
