@@ -397,12 +397,17 @@ class WaveRun:
     def _queued(self, index: int, name: str) -> None:
         """Tell the observers that count them that a task past the announced size was taken (see ``queued``). Every
         one is told, even past another's BaseException (raised after), so each gets a start or skip for its queue."""
+        self._tell(self.queued, "task_queued", index, name)
+
+    def _tell(self, observers: Iterable[tuple[WaveObserver, Hook]], method: str, *args: Any) -> None:
+        """``method`` of each observer, isolated (a hook's error logged and counted, see ``hook_failed``); an
+        observer's BaseException (KeyboardInterrupt & co) is raised once every other one was told."""
         escaped: BaseException | None = None
-        for obs, owner in self.queued:
+        for obs, owner in observers:
             try:
-                call_void(obs.task_queued, "task_queued", index, name)
+                call_void(getattr(obs, method), method, *args)
             except HOOK_ERRORS as exc:
-                hook_failed(owner, "task_queued", exc, self.wave.resolved_hooks)
+                hook_failed(owner, method, exc, self.wave.resolved_hooks)
             except BaseException as exc:
                 escaped = escaped or exc
         if escaped is not None:
@@ -501,16 +506,7 @@ class WaveRun:
 
     def skipped(self, result: TaskResult[Any]) -> None:
         """Tell the observers about a task that ended without starting."""
-        escaped: BaseException | None = None
-        for obs, owner in zip(self.reversed_observers, self.reversed_owners, strict=True):
-            try:
-                call_void(obs.task_skipped, "task_skipped", result)
-            except HOOK_ERRORS as exc:
-                hook_failed(owner, "task_skipped", exc, self.wave.resolved_hooks)
-            except BaseException as exc:
-                escaped = escaped or exc
-        if escaped is not None:
-            raise escaped
+        self._tell(zip(self.reversed_observers, self.reversed_owners, strict=True), "task_skipped", result)
 
     def skipped_many(self, first: TaskResult[Any], count: int) -> None:
         """Tell the observers about ``count`` tasks like ``first`` that never started: ``tasks_skipped`` once
