@@ -221,6 +221,15 @@ def test_bad_hook_arguments_are_rejected() -> None:
         AnomalyHook(tick_s=True)  # was taken as a 1 s tick
 
 
+@pytest.mark.parametrize("signals", [[], (), frozenset()])
+def test_a_hook_watching_no_signal_is_refused(signals: Any) -> None:
+    """Before: ``AnomalyHook(signals=[])`` (a filter that matched nothing, an empty config list) was taken, and the
+    hook fed every wave and call without ever scoring or alerting, silently."""
+    with pytest.raises(ValueError, match=r"signals must name at least one signal \(latency, error_rate, "
+                                         r"throughput, retry_rate\).*enabled=False"):
+        AnomalyHook(signals=signals)
+
+
 def test_end_to_end_a_slow_task_of_a_real_wave_carries_the_anomaly(tel: Telemetry) -> None:
     import asyncio
 

@@ -116,7 +116,8 @@ class AnomalyHook(Hook):
     default, ticks are timed on the monotonic clock, so a step of the system clock changes no tick; its readings are
     taken as float seconds, and one that is no finite real number fails the hook, logged) and the
     detector config make the hook deterministic under test. Raises ``ValueError`` / ``TypeError``
-    naming the argument (a bad type, a number out of range, an unknown signal); never raises into the executor: a
+    naming the argument (a bad type, a number out of range, an unknown signal or none);
+    never raises into the executor: a
     failing ``on_anomaly`` callback or hook is logged and ignored. ``on_anomaly`` is called without await, in the
     task or call that closed the tick, on its event loop (a slow callback stalls that loop: hand slow work on, to
     a thread, a queue or a task you keep a reference to); one that returns a coroutine (a lambda calling an async
@@ -163,6 +164,9 @@ class AnomalyHook(Hook):
         unknown = self._signals - {LATENCY, ERROR_RATE, THROUGHPUT, RETRY_RATE}
         if unknown:
             raise ValueError(f"unknown signals {brief(sorted(unknown, key=repr))}; allowed: {allowed}")
+        if not self._signals:  # a hook watching nothing, silently: it never scored, never alerted
+            raise ValueError(f"signals must name at least one signal ({allowed}), got {brief(signals)}; "
+                             "to switch the hook off, pass enabled=False")
         self._detector = AnomalyDetector(config if config is not None else HOOK_DEFAULTS)
         self._on_anomaly = on_anomaly
         # stamps the samples (the detector's time, Anomaly.time); a user's clock as checked float seconds

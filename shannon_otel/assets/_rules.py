@@ -129,8 +129,9 @@ def _anomaly(jaeger: str, runbook: str) -> Rule:
         "ShannonAnomalyDetected", expr, "0m", "warning",
         "shannon-otel detected an anomaly in one series.",
         f"Signal {{{{ $labels.{signal} }}}} of series {{{{ $labels.{series} }}}} (job {{{{ $labels.job }}}}) "
-        f"reported {{{{ $value | humanize }}}} anomaly event(s) in the last 15 minutes. The offending task "
-        f"spans carry a {t.EVENT_ANOMALY} span event.",
+        f"reported {{{{ $value | humanize }}}} anomaly event(s) in the last 15 minutes. A {t.EVENT_ANOMALY} span "
+        f"event marks each in its trace: on the culprit's span (slowest, failed or retried task or call) if it was "
+        f"still open when the tick closed, else on the task or call that closed it.",
         jaeger=jaeger, runbook=runbook, traces=_label_tags({t.ANOMALY_SERIES: series, t.ANOMALY_SIGNAL: signal}),
     )
 
