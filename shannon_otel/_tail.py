@@ -115,6 +115,9 @@ class TailSampler(SpanProcessor):
         self._ended_root: OrderedDict[int, tuple[int, int]] = OrderedDict()
         self._traces: OrderedDict[int, _Trace]  # undecided parts by local root, oldest first
         self._decided: OrderedDict[int, bool] = OrderedDict()  # decided parts by local root
+        # decisions of open local roots (decided early) past max_decisions, kept until that root ends: outside
+        # _decided, so its bound stays O(1) per decision (rotated in it, each decision walked every such root)
+        self._held: dict[int, bool] = {}
         self._trace_kept: OrderedDict[int, int] = OrderedDict()  # by trace id: _KEPT, _DROPPED, _DROPPED_FORGOTTEN
         self._closed = False  # shut down: nothing is buffered any more (no later decision would come)
         self._start()
@@ -127,6 +130,8 @@ class TailSampler(SpanProcessor):
         held at the fork stayed held in the child forever. Decisions made are kept: a child's span under a
         decided span follows it."""
         self._root_of = {}
+        self._decided.update(self._held)  # the parent's open roots: never seen ending here, bounded as any decision
+        self._held = {}
         # ... with a weak reference to each of those spans still open: one collected without end() (abandoned by
         # its user: it never ends) is forgotten at the next sweep, past ``_sweep_at`` open spans (at least 4,096);
         # its entry stayed for good (100,000 abandoned spans held 8.6 MB; the SDK's processors keep nothing of a
@@ -193,6 +198,7 @@ class TailSampler(SpanProcessor):
         forward: list[ReadableSpan] = []
         for span_id in gone:
             del self._open[span_id]
+            self._held.pop(span_id, None)
             if self._root_of.pop(span_id, None) == span_id and span_id in self._traces:
                 forward.extend(self._decide(span_id))
         self.abandoned_spans += len(gone)
@@ -221,7 +227,7 @@ class TailSampler(SpanProcessor):
             if root is None:  # started before this processor was added
                 root = self._root(context, span.parent)
             elif root != span_id and root not in self._traces and root not in self._decided and (
-                root not in self._root_of
+                root not in self._root_of and root not in self._held
             ):
                 # Its local root ended, was decided and is forgotten since (max_decisions): it never ends again,
                 # so buffered under it this span (a background task outliving many requests) waited forever.
@@ -231,10 +237,12 @@ class TailSampler(SpanProcessor):
                 self._remember(span_id, (root, trace_id))
                 if root == _FOLLOW_KEEP:
                     forward.append(span)
-            elif root not in self._traces and root in self._decided:
+            elif root not in self._traces and (root in self._decided or root in self._held):
                 self._root_of.pop(span_id, None)
                 self._remember(span_id, (root, trace_id))
-                if self._decided[root]:
+                keep = self._held.pop(root) if root == span_id and root in self._held else (
+                    self._held[root] if root in self._held else self._decided[root])
+                if keep:
                     forward.append(span)
             else:
                 entry = self._traces.get(root)
@@ -279,15 +287,14 @@ class TailSampler(SpanProcessor):
         self._decided[root] = keep
         before = self._trace_kept.get(trace_id, _KEPT)
         self._trace_kept[trace_id] = before if before != _KEPT else _KEPT if keep else _DROPPED
-        rotated = 0
-        while len(self._decided) > self._max_decisions and rotated < len(self._decided):
+        while len(self._decided) > self._max_decisions:
             oldest, kept = self._decided.popitem(last=False)
             if self._root_of.get(oldest) == oldest:
                 # Still open (decided early, at an overflow or the shutdown): its later spans follow this decision
                 # until it ends; forgotten, they made a part of their own under it, decided anew (a failed wave kept
-                # whose parent was dropped). Kept, moved to the newest end: its open span is held here anyway.
-                self._decided[oldest] = kept
-                rotated += 1
+                # whose parent was dropped). Held apart until it ends: its open span is held here anyway (rotated
+                # back into _decided, each decision walked every such root: quadratic under the lock).
+                self._held[oldest] = kept
         if len(self._trace_kept) > self._max_decisions:
             self._trace_kept.popitem(last=False)
         part = (root, trace_id)  # one for all its spans: memory per part, not per span

@@ -534,3 +534,41 @@ def test_every_task_a_streamed_list_gains_either_runs_or_is_logged_never_passed_
             if r.__dict__.get("event.name") == "shannon.wave.tasks_not_run"]
     assert report.total + sum(told) == len(tasks)
     assert len(told) <= 1
+
+
+def test_a_streamed_list_extended_after_some_workers_found_its_end_runs_its_new_tasks_at_max_concurrency() -> None:
+    """A worker that found the streamed list's end left, its slot lost: a list of 4 under max_concurrency=4,
+    extended by 6 while 3 of its workers had left and one still ran a task, ran the 6 one at a time on that worker.
+    Its slot is now free again: the first new task the remaining worker takes starts workers up to 4."""
+    running = peak = 0
+    third_may_end = asyncio.Event()
+
+    async def quick() -> None:
+        pass
+
+    async def third() -> None:
+        await third_may_end.wait()
+
+    async def work() -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(1.0)  # virtual time: every task running at once overlaps here
+        running -= 1
+
+    tasks: list[Any] = [quick, quick, quick, third]
+    wave = Wave[Any]("regrown", max_concurrency=4)
+
+    async def main() -> int:
+        count = 0
+        async with wave.stream(tasks) as stream:
+            async for result in stream:
+                assert result.outcome is Outcome.SUCCESS
+                count += 1
+                if count == 3:  # the 3 quick ones read: their workers found the end and left
+                    tasks.extend([work] * 6)
+                    third_may_end.set()
+        return count
+
+    assert run_virtual(main()) == 10
+    assert peak == 4  # was 1

@@ -250,6 +250,9 @@ class WaveRun:
                 entry = None if self.stopped else next(items, None)
                 if entry is None:
                     gate.release()
+                    # its slot is free again: the tasks a list gains later start a worker in its place (kept, a list
+                    # of 4 extended by 6 once 3 of its workers had found its end ran the 6 one at a time)
+                    self._room += 1
                     return
                 if self._room > 0 and entry[0] >= self.announced:  # past the known length: a worker more
                     self._add_workers()

@@ -332,7 +332,10 @@ class Wave(Generic[T]):
         a generator's StopIteration does: asyncio would take it for a cancellation of the wave's worker.
         A list the consumer extends as it streams runs what it gains while the wave still runs a task of it; a task
         appended once the wave has taken its last one never runs (a WARNING ``shannon.wave.tasks_not_run`` counts
-        them when the consumer has read every result): extend it only while it still has tasks not taken.
+        them when the consumer has read every result): extend it only while it still has tasks not taken. What it
+        gains while each of its running tasks is busy waits for one of them to end (a worker takes the next task as
+        its own ends), so a task that waits for one appended later never ends; and a list cut below what was taken,
+        then extended, may never run nor count the new tasks. For work found as results come in, run another wave.
         """
         _check_iterable("tasks", tasks)
         return self._stream(tasks, buffer, "wave.stream(tasks)")
