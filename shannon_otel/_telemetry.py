@@ -359,7 +359,8 @@ HOOK_ERRORS: Final = MetricSpec(
 
 ANOMALY_SCORE: Final = MetricSpec(
     "shannon.anomaly.score", "gauge", "1",
-    "Latest anomaly score in [0, 1] of one watched series (signal x wave/operation).",
+    "Latest anomaly score in [0, 1] of one watched series (signal x wave/operation); a series the detector "
+    "evicted (max_series) leaves the gauge.",
     (ANOMALY_SERIES, ANOMALY_SIGNAL),
 )
 ANOMALY_EVENTS: Final = MetricSpec(

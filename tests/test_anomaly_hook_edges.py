@@ -277,3 +277,29 @@ def test_an_on_anomaly_returning_a_coroutine_fails_logged_and_one_returning_a_ta
     asyncio.run(main(scheduled))
     assert sent == [LATENCY] * 4
     assert scheduled.hook_errors == {}
+
+
+# ---------------------------------------------------------------------- bug: the gauge kept evicted series
+@pytest.mark.parametrize("min_history", [1, 3], ids=["scored", "warming"])
+def test_the_score_gauge_forgets_a_series_the_detector_evicted(min_history: int) -> None:
+    """The ``shannon.anomaly.score`` gauge kept reporting a series the detector had evicted past
+    ``max_series`` until 1,000 newer series pushed it out: a dashboard's "Highest score" could show an old
+    critical score of a series nobody watched any more. The hook's next event names what was evicted (a
+    series still warming up publishes no event when it evicts: the next scored one carries it)."""
+    otel, clock = InMemoryTelemetry(), FakeClock()
+    hook = AnomalyHook(DetectorConfig(buckets=1, min_history=min_history, max_series=2), tick_s=1, min_tick_tasks=1,
+                       signals=[LATENCY], clock=clock)
+
+    async def work() -> None:
+        clock.advance(0.5)
+        await asyncio.sleep(0)
+
+    async def main() -> None:
+        for name in ("a", "b", "c"):
+            wave: Wave[None] = Wave(name, max_concurrency=1, hooks=(hook,), clock=clock, **otel.providers)
+            await wave.run([work] * 12)
+
+    asyncio.run(main())
+    assert hook.detector.series() == ["latency\x00b", "latency\x00c"] and hook.detector.stats.evicted == 1
+    points = otel.points("shannon.anomaly.score")
+    assert sorted(dict(p.attributes)["shannon.anomaly.series"] for p in points) == ["b", "c"]

@@ -30,3 +30,6 @@ class Anomaly:
     trace_id: str | None  # 32 hex digits
     span_id: str | None  # 16 hex digits
     time: float  # the anomaly hook's clock
+    # (series, signal) pairs the hook's detector stopped watching (evicted past max_series) since the
+    # hook's previous event: a view keeping a value per series (the OTel score gauge) forgets them.
+    evicted: tuple[tuple[str, str], ...] = ()

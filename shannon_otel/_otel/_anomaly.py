@@ -3,7 +3,8 @@
 One :class:`AnomalyTelemetry` per MeterProvider (kept by its ``ProviderState``), shared by the OTel
 hooks of that provider: the SDK keeps only the first observable gauge of a name on a meter, so a
 second gauge would never export. The gauge reports the latest score of each series scored through
-the provider, read at collection time (scoring pays nothing for it); it keeps the newest
+the provider, read at collection time (scoring pays nothing for it), and forgets a series once an
+event says the detector evicted it (``Anomaly.evicted``); it keeps the newest
 :data:`MAX_SERIES` series, so its memory and cardinality stay bounded like the detector's.
 """
 
@@ -53,6 +54,8 @@ class AnomalyTelemetry:
         key = (event.series, event.signal)
         if metering:
             with self._lock:
+                for gone in event.evicted:  # no longer watched: its last score is no current reading
+                    self._scores.pop(gone, None)
                 self._scores[key] = event.score
                 self._scores.move_to_end(key)
                 if len(self._scores) > self.max_series:

@@ -125,8 +125,8 @@ class AnomalyHook(Hook):
     its own event loop) may share it; their runs of one wave name share its ticks.
     """
 
-    __slots__ = ("__weakref__", "_clock", "_detector", "_enabled", "_keys", "_lock", "_min_tick_tasks", "_on_anomaly",
-                 "_ops", "_signals", "_tick_s", "_ticker", "_waves")
+    __slots__ = ("__weakref__", "_clock", "_detector", "_enabled", "_evicted", "_gone", "_keys", "_lock",
+                 "_min_tick_tasks", "_on_anomaly", "_ops", "_signals", "_tick_s", "_ticker", "_waves")
 
     def __init__(
         self,
@@ -179,6 +179,8 @@ class AnomalyHook(Hook):
         self._min_tick_tasks = min_tick_tasks
         self._enabled = enabled
         self._keys: dict[str, tuple[str, str]] = {}  # detector key -> (series, signal)
+        self._evicted = 0  # the detector's eviction count when the hook last looked for evicted keys
+        self._gone: list[tuple[str, str]] = []  # evicted (series, signal) pairs no event has carried yet
         self._waves: dict[str, _WaveTick] = {}
         self._ops: dict[str, _OpTick] = {}
         # The tick state is shared by every run of a wave name (and call of an operation), and the hook
@@ -282,6 +284,24 @@ class AnomalyHook(Hook):
         self._waves = {k: v for k, v in self._waves.items()
                        if v.active or any(f"{s}\x00{k}" in tracked for s in _WAVE_SIGNALS)}
 
+    def _evictions(self, publish: bool) -> tuple[tuple[str, str], ...]:
+        """The (series, signal) pairs the detector evicted and no event carried yet, if ``publish``
+        (else they wait for the next published event). Scans the keys only when the detector's
+        eviction count moved (rare); otherwise one attribute read."""
+        evicted = self._detector.stats.evicted
+        with self._lock:
+            if evicted != self._evicted:
+                self._evicted = evicted
+                tracked = set(self._detector.series())
+                for key in [k for k in self._keys if k not in tracked]:
+                    self._gone.append(self._keys.pop(key))
+                del self._gone[:-self._detector.config.max_series]  # bounded while no hook listens
+            if not publish or not self._gone:
+                return ()
+            gone = tuple(self._gone)
+            self._gone.clear()
+            return gone
+
     def _score(self, series: str, signal: str, value: float, now: float, cause: trace.Span | None,
                sinks: tuple[Hook, ...]) -> None:
         # The detector watches every signal in its harmful direction, rising: latency, error and retry
@@ -292,6 +312,7 @@ class AnomalyHook(Hook):
         if self._ticker is not self._clock:  # ``now`` is the ticker's: stamp the sample with the clock
             now = self._clock()
         score = self._detector.update(self._key(series, signal), fed, now)
+        evicted = self._evictions(score is not None and bool(sinks))
         if score is None:
             return
         config = self._detector.config
@@ -301,7 +322,7 @@ class AnomalyHook(Hook):
         trace_id = span_id = None
         if ctx.is_valid and ctx.trace_flags.sampled:  # a sampled-out span is exported nowhere: no link to it
             trace_id, span_id = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
-        event = Anomaly(series, signal, score, severity, value, trace_id, span_id, now)
+        event = Anomaly(series, signal, score, severity, value, trace_id, span_id, now, evicted)
         if sinks:
             _publish(event, sinks, cause if cause is not None and cause is not current and cause.is_recording()
                      else None)
