@@ -139,11 +139,18 @@ class Telemetry:
         check_number("timeout_s", budget, low=0, high=_MAX_TIMEOUT_S)  # a second call's NaN is refused too
         if not self._claim.acquire(blocking=False):
             return self._after_shutdown(budget)
-        self._stop_result = False  # unless it finishes: what a concurrent call returns
-        self._stopper = threading.get_ident()
         try:
+            self._stop_result = False  # unless it finishes: what a concurrent call returns
+            self._stopper = threading.get_ident()
             self._shut = True
             self._stop_result = finished = self._stop_and_count(budget)
+        except BaseException:
+            # A second Ctrl-C (or another BaseException) anywhere from the claim on: leaving now is what was asked,
+            # but what is still unsent must be counted, not lost silently (every later call is a no-op, so nobody
+            # else would); then it goes on up. Caught here, not inside _stop_and_count: one landing on that call's
+            # own entry left everything uncounted (the CLI's "telemetry dropped: 0 spans", 1 CI run in ~40).
+            self._give_up("was interrupted")
+            raise
         finally:
             self._stopped.set()
         return finished
@@ -162,14 +169,7 @@ class Telemetry:
         return self._stopped.wait(timeout_s) and self._stop_result
 
     def _stop_and_count(self, budget: float) -> bool:
-        try:
-            results = self._stop(budget)
-        except BaseException:
-            # A second Ctrl-C (or another BaseException) anywhere from here on: leaving now is what was
-            # asked, but what is still unsent must be counted, not lost silently (every later call is a
-            # no-op, so nobody else would); then it goes on up.
-            self._give_up("was interrupted")
-            raise
+        results = self._stop(budget)
         finished = all(done for done, _ in results)
         if not finished:
             short = "" if budget >= 1 else ", or the budget too short"
