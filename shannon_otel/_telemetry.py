@@ -205,7 +205,8 @@ TOKEN_BUCKETS: Final = (
 )
 
 # The OTLP -> Prometheus unit translation of the collector's exporter (UCUM units to Prometheus base-unit
-# words; "/x" becomes "per_x"; annotations in braces are dropped; an unknown unit is kept as it is).
+# words; "/x" becomes "per_x"; annotations in braces are dropped; an unknown unit is kept, cleaned to letters,
+# digits and "_").
 _UNIT_WORDS: Final = {
     "d": "days", "h": "hours", "min": "minutes", "s": "seconds", "ms": "milliseconds", "us": "microseconds",
     "ns": "nanoseconds", "By": "bytes", "KiBy": "kibibytes", "MiBy": "mebibytes", "GiBy": "gibibytes",
@@ -217,6 +218,24 @@ _PER_UNIT_WORDS: Final = {"s": "second", "m": "minute", "h": "hour", "d": "day",
                           "y": "year"}
 
 
+_BRACES: Final = frozenset("{}")
+
+
+def _unit_word(word: str) -> str:
+    """A unit word cleaned as the collector cleans it: the runs of letters and digits joined by ``_``
+    (``s.`` -> ``s``, ``_total`` -> ``total``, ``.`` -> nothing). Appended as written, such a unit left a
+    trailing or doubled ``_`` in the name (``x_s_``, ``x__total_total``)."""
+    return "_".join(t for t in re.split(r"[^a-zA-Z0-9]", word) if t)
+
+
+def _holds(tokens: list[str], word: str) -> bool:
+    """Whether the name's tokens hold the unit word's, in a row: the specification appends a unit "unless the
+    metric name already contains" it (``x.m.s`` of unit ``m.s`` stays ``x_m_s``; the collector, comparing
+    ``m_s`` with single tokens, writes ``x_m_s_m_s``)."""
+    parts = word.split("_")
+    return any(tokens[i:i + len(parts)] == parts for i in range(len(tokens) - len(parts) + 1))
+
+
 def _series_tokens(name: str, unit: str, kind: str) -> list[str]:
     """The collector's name translation (its exporter's ``_total``, ``_ratio`` and unit rules), as tokens:
     the name split at every character that is not a letter, digit or ``:`` (``_`` and ``.`` included),
@@ -224,9 +243,9 @@ def _series_tokens(name: str, unit: str, kind: str) -> list[str]:
     unit-``1`` gauges in one ``ratio`` (``http.requests_total`` -> ``http_requests_total``)."""
     tokens = [t for t in re.split(r"[^a-zA-Z0-9:]", name) if t]
     main, _, per = (part.strip() for part in unit.partition("/"))
-    if main and "{" not in main and (word := _UNIT_WORDS.get(main, main)) and word not in tokens:
+    if not _BRACES & set(main) and (word := _unit_word(_UNIT_WORDS.get(main, main))) and not _holds(tokens, word):
         tokens.append(word)
-    if per and "{" not in per and (word := _PER_UNIT_WORDS.get(per, per)) not in tokens:
+    if not _BRACES & set(per) and (word := _unit_word(_PER_UNIT_WORDS.get(per, per))) and not _holds(tokens, word):
         tokens += ["per", word]
     if kind == "counter":
         tokens = [*(t for t in tokens if t != "total"), "total"]

@@ -245,6 +245,26 @@ def test_a_user_metric_name_gets_the_collectors_total_ratio_and_unit_rules(
     assert series_name(name, unit, kind) == series
 
 
+@pytest.mark.parametrize(("name", "unit", "kind", "series"), [
+    ("x", "s.", "gauge", "x_s"),  # was x_s_
+    ("x", "_total", "counter", "x_total"),  # was x__total_total
+    ("x", ".", "counter", "x_total"),  # was x___total
+    ("x", "-s", "gauge", "x_s"),  # was x__s
+    ("x", "m.s/s.", "gauge", "x_m_s_per_s"),  # was x_m_s_per_s_
+    ("x", "req}", "gauge", "x"),  # an annotation, as "{req}" (the collector drops either brace): was x_req_
+    ("x.m.s", "m.s", "gauge", "x_m_s"),  # the name holds the unit already: was x_m_s_m_s
+    ("x.km", "km/h", "gauge", "x_km_per_hour"),
+])
+def test_a_unit_never_leaves_a_stray_underscore_or_a_second_suffix(name: str, unit: str, kind: str,
+                                                                    series: str) -> None:
+    """A unit appended as written made names with a trailing or doubled ``_`` (``x_s_``, ``x__total_total``):
+    each unit word is cleaned to its letters and digits (the collector's ``CleanUpString``), and a name that
+    already holds the unit's words in a row gets no second copy (the specification's "unless the metric
+    name already contains the unit")."""
+    assert series_name(name, unit, kind) == series
+    assert re.fullmatch(r"[a-zA-Z_:]+(_[a-zA-Z0-9:]+)*", series)
+
+
 _VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text() | st.binary(),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=2),
