@@ -165,13 +165,28 @@ def _histogram(prom: str, point: HistogramDataPoint, target: tuple[tuple[str, st
     return lines
 
 
-def render(data: MetricsData | None, *, openmetrics: bool = False) -> str:
+class _Family:
+    """The lines of one Prometheus metric family being built, and what it holds already."""
+
+    __slots__ = ("help", "kind", "lines", "series")
+
+    def __init__(self, kind: str, help_text: str) -> None:
+        self.kind, self.help = kind, help_text
+        self.lines: list[str] = []
+        self.series: set[str] = set()  # the label sets written: one series holds one sample
+
+
+def render(data: MetricsData | None, *, openmetrics: bool = False, dropped: list[str] | None = None) -> str:
     """Text format 0.0.4, or OpenMetrics 1.0 with exemplars, of ``data``; one family per series name.
 
     Every family gets a HELP line: the metric's description, else the contract's, else its OTel name.
-    Never raises for data the SDK produces.
+    What the page cannot hold is left out and said in ``dropped`` (when given), one sentence each, as the
+    OTel specification asks ("the exporter SHOULD warn the user"): a metric whose kind differs from the
+    family's it would join, a point whose series the family holds already (``a.b`` and ``a_b`` are both
+    ``a_b``), a second HELP text. Never raises for data the SDK produces.
     """
-    families: dict[str, tuple[str, str, list[str]]] = {}
+    notes: list[str] = [] if dropped is None else dropped
+    families: dict[str, _Family] = {}
     for rm in data.resource_metrics if data else ():
         job_instance = _target(rm.resource.attributes)
         for scope in rm.scope_metrics:
@@ -197,34 +212,52 @@ def render(data: MetricsData | None, *, openmetrics: bool = False) -> str:
                 spec = _SPECS.get(metric.name)
                 # promtool flags a family without help text, so fall back to the contract, then the name.
                 help_text = metric.description or (spec.description if spec else "") or metric.name
-                if families.setdefault(prom, (kind, help_text, []))[0] != kind:
+                family = families.setdefault(prom, _Family(kind, help_text))
+                if family.kind != kind:
                     # A metric of another kind under the same name (a gauge ``lat_seconds`` beside a histogram
                     # ``lat`` of unit ``s``): its samples under the first one's TYPE made a page a strict
                     # OpenMetrics parser refuses, or one series of two values. The first is kept, as below.
+                    notes.append(f"metric {metric.name!r} (a {kind}): {prom} is a {family.kind} already")
                     continue
-                lines = families[prom][2]
+                if metric.description and metric.description != family.help:
+                    notes.append(f"the description of metric {metric.name!r}: {prom} has another")
+                clash = False
                 for point in points.data_points:
+                    # One label set once per family: two metrics of one name and scope after sanitizing
+                    # (``a.b`` and ``a_b``; or two points, attributes ``a.b`` and ``a_b``) wrote one series
+                    # twice, and Prometheus silently kept the first value (a counter's 5 read 1): the first
+                    # is kept, and said.
+                    key = _labels(point.attributes, target, ("le",) if kind == "histogram" else ())
+                    if key in family.series:
+                        clash = True
+                        continue
+                    family.series.add(key)
                     if isinstance(point, HistogramDataPoint):
-                        lines.extend(_histogram(prom, point, target, openmetrics))
+                        family.lines.extend(_histogram(prom, point, target, openmetrics))
                     else:
-                        lines.append(f"{prom}{_labels(point.attributes, target)} {_number(point.value)}")
+                        family.lines.append(f"{prom}{key} {_number(point.value)}")
+                if clash:
+                    notes.append(f"points of metric {metric.name!r}: their series of {prom} were written already")
     out: list[str] = []
     written: set[str] = set()
-    for prom, (kind, description, lines) in families.items():
+    for prom, family in families.items():
         # Text format 0.0.4 names a counter's family by its sample name, ``_total`` included, as
         # prometheus_client writes it; OpenMetrics names the family without the suffix.
-        family = prom.removesuffix("_total") if openmetrics and kind == "counter" else prom
-        names = {family, prom} | ({f"{prom}_{s}" for s in ("bucket", "sum", "count")} if kind == "histogram" else set())
+        name = prom.removesuffix("_total") if openmetrics and family.kind == "counter" else prom
+        names = {name, prom} | ({f"{prom}_{s}" for s in ("bucket", "sum", "count")}
+                                if family.kind == "histogram" else set())
         if names & written:
             # Two families claiming one name (OpenMetrics: a counter ``jobs`` and a gauge ``jobs`` of two
             # scopes; any format: a gauge ``x_count`` beside a histogram ``x``) make the whole page
             # invalid: Prometheus drops every series of the target. The first is kept, as a client
             # registry refuses the second; text format keeps both of the first case (``jobs_total``).
+            notes.append(f"the {family.kind} {prom}: its name is another family's")
             continue
         written |= names
-        out.append(f"# HELP {family} {_escape(description) if openmetrics else _escape_help(description)}")
-        out.append(f"# TYPE {family} {kind}")
-        out.extend(lines)
+        text = _escape(family.help) if openmetrics else _escape_help(family.help)
+        out.append(f"# HELP {name} {text}")
+        out.append(f"# TYPE {name} {family.kind}")
+        out.extend(family.lines)
     if openmetrics:
         out.append("# EOF")
     return "\n".join(out) + "\n" if out else ""
@@ -242,6 +275,7 @@ class PrometheusReader(MetricReader):
         super().__init__()
         self._bridge: MetricsBridge | None = None
         self._latest: MetricsData | None = None
+        self._warned: set[str] = set()  # what the page left out, logged once (not at every scrape)
         self._lock = threading.Lock()
         in_forked_child(self._forked)  # held by a scrape on another thread at a fork: the child's would hang
 
@@ -256,14 +290,21 @@ class PrometheusReader(MetricReader):
         self._latest = metrics_data
 
     def scrape(self, *, openmetrics: bool = False) -> str:
-        """Collect and render now: text format 0.0.4, or OpenMetrics with exemplars."""
+        """Collect and render now: text format 0.0.4, or OpenMetrics with exemplars. What the page cannot
+        hold (see :func:`render`) is logged once as a warning on the ``shannon_otel`` logger."""
         with self._lock:
             self._latest = None
             self.collect()
             data = self._latest
             if self._bridge is not None:
                 data = self._bridge.merge(data)
-            return render(data, openmetrics=openmetrics)
+            dropped: list[str] = []
+            text = render(data, openmetrics=openmetrics, dropped=dropped)
+            for note in dropped:
+                if note not in self._warned:
+                    self._warned.add(note)
+                    _log.warning("the Prometheus page leaves out %s", note)
+            return text
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         pass

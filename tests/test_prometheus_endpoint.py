@@ -521,3 +521,45 @@ def test_a_scrape_that_raises_answers_500_and_is_logged(caplog: pytest.LogCaptur
     finally:
         server.close()
     assert [r.levelno for r in caplog.records if "failed to collect" in r.getMessage()] == [logging.WARNING] * 2
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_two_metrics_of_one_kind_and_series_name_never_write_one_series_twice(
+    openmetrics: bool, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``jobs.done`` and ``jobs_done`` are one Prometheus name: both metrics' points went into one family,
+    so ``jobs_done_total{...}`` was written twice, 1 and 5, and Prometheus 2.42 silently kept the first.
+    Now a series holds the first point only; the others of the family stay, and what is left out is logged
+    once (the OTel specification: "the exporter SHOULD warn the user"), not at every scrape."""
+    reader = PrometheusReader()
+    provider = MeterProvider(metric_readers=[reader], resource=Resource.create({"service.name": "svc"}))
+    try:
+        meter = provider.get_meter("user")
+        meter.create_gauge("queue.depth", description="first").set(1.0, {"k": "v"})
+        second = meter.create_gauge("queue_depth", description="second")
+        second.set(2.0, {"k": "v"})
+        second.set(3.0, {"k": "w"})
+        meter.create_counter("jobs.done").add(1)
+        meter.create_counter("jobs_done").add(5)
+        meter.create_histogram("work.time").record(1.0)
+        meter.create_histogram("work_time").record(2.0)
+        with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+            text = reader.scrape(openmetrics=openmetrics)
+            assert reader.scrape(openmetrics=openmetrics) == text
+    finally:
+        provider.shutdown()
+    parse = text_string_to_metric_families if openmetrics else text_families
+    samples = [(s.name, tuple(sorted(s.labels.items())), s.value) for f in parse(text) for s in f.samples]
+    series = [(name, labels) for name, labels, _ in samples]
+    assert len(series) == len(set(series)), text
+    values = {(name, dict(labels).get("k")): value for name, labels, value in samples}
+    assert values[("queue_depth", "v")] == 1.0 and values[("queue_depth", "w")] == 3.0
+    assert values[("jobs_done_total", None)] == 1.0
+    assert values[("work_time_sum", None)] == 1.0
+    assert text.count("# HELP queue_depth first\n") == 1 and "second" not in text
+    if not openmetrics:
+        assert promtool_check_metrics(text) == ""
+    logged = [r.getMessage() for r in caplog.records]
+    for metric in ("queue_depth", "jobs_done", "work_time"):
+        assert sum(f"points of metric {metric!r}" in m for m in logged) == 1, logged
+    assert sum("description of metric 'queue_depth'" in m for m in logged) == 1, logged
