@@ -14,6 +14,7 @@ sees the bridged histograms.
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import logging
 import math
@@ -334,6 +335,27 @@ def _wants_openmetrics(accept: str) -> bool:
     return openmetrics > 0 and openmetrics >= text
 
 
+def _wants_gzip(accept_encoding: str) -> bool:
+    """Whether an ``Accept-Encoding`` header takes gzip (Prometheus sends ``gzip``): ``gzip`` or ``x-gzip``
+    with a weight above 0, else ``*`` with one (RFC 9110: ``*`` stands for codings not listed)."""
+    weights: dict[str, float] = {}
+    for entry in accept_encoding.split(","):
+        coding, *params = (part.strip().lower() for part in entry.split(";"))
+        weight = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip() == "q":
+                try:
+                    weight = float(value.strip())
+                except ValueError:
+                    weight = 0.0
+                if not weight > 0:  # q=0 refuses; NaN and malformed weights as if not offered
+                    weight = 0.0
+        weights[coding] = max(weights.get(coding, 0.0), weight)
+    named = [weights[c] for c in ("gzip", "x-gzip") if c in weights]
+    return max(named) > 0 if named else weights.get("*", 0.0) > 0
+
+
 class _Server(ThreadingHTTPServer):
     """An HTTP server in the host's address family: IPv4 when the host has an IPv4 address (so
     ``localhost`` stays 127.0.0.1, what scrapers are pointed at), IPv6 for ``::1`` and IPv6-only
@@ -382,7 +404,8 @@ class MetricsServer:
     """``GET /metrics`` of ``reader`` on ``host``:``port`` (0 picks a free port) in a daemon thread.
 
     OpenMetrics (with exemplars) when the scraper's ``Accept`` header prefers it (``q`` weights
-    honoured), text 0.0.4 otherwise; ``HEAD`` answers the same headers without the body. The page is
+    honoured), text 0.0.4 otherwise; gzip-compressed when ``Accept-Encoding`` takes gzip (Prometheus
+    asks for it); ``HEAD`` answers the same headers without the body. The page is
     at ``/metrics`` and ``/`` (a query ignored; ``http://host/metrics``, the absolute form, too); any other
     path is 404. Binds 127.0.0.1 unless told otherwise; :attr:`port` is the bound port (the one picked
     for 0) and :attr:`url` the page. Raises OSError naming ``host:port`` from the constructor when the
@@ -424,6 +447,11 @@ class MetricsServer:
                     return
                 self.send_response(200)
                 self.send_header("Content-Type", OPENMETRICS if openmetrics else TEXT)
+                if _wants_gzip(self.headers.get("Accept-Encoding", "")):
+                    # Prometheus asks for gzip at every scrape; a page of many series shrinks ~10x.
+                    body = gzip.compress(body, compresslevel=6)
+                    self.send_header("Content-Encoding", "gzip")
+                self.send_header("Vary", "Accept, Accept-Encoding")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if not head:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import functools
+import gzip
 import http.client
 import logging
 import os
@@ -563,3 +564,42 @@ def test_two_metrics_of_one_kind_and_series_name_never_write_one_series_twice(
     for metric in ("queue_depth", "jobs_done", "work_time"):
         assert sum(f"points of metric {metric!r}" in m for m in logged) == 1, logged
     assert sum("description of metric 'queue_depth'" in m for m in logged) == 1, logged
+
+
+@pytest.mark.parametrize(("accept_encoding", "gzipped"), [
+    ("gzip", True),  # what Prometheus sends
+    ("identity;q=0.5, GZIP", True),
+    ("*", True),
+    ("x-gzip", True),
+    ("gzip;q=0, *", False),
+    ("gzip;q=0", False),
+    ("br", False),
+    ("", False),
+])
+def test_the_page_is_gzipped_when_the_scraper_takes_gzip(accept_encoding: str, gzipped: bool) -> None:
+    """Prometheus asks for ``Accept-Encoding: gzip`` at every scrape and got the page uncompressed (a page
+    of many series is ~10x larger). The body decompresses to the very page an identity request gets."""
+    reader, _, _ = _run_wave()
+    server = MetricsServer(reader, port=0)
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        try:
+            bodies: list[tuple[str | None, bytes]] = []
+            for asked in (accept_encoding, "identity"):
+                connection.request("GET", "/metrics", headers={"Accept-Encoding": asked})
+                response = connection.getresponse()
+                body = response.read()
+                assert response.status == 200 and int(response.getheader("Content-Length") or -1) == len(body)
+                assert "Accept-Encoding" in (response.getheader("Vary") or "")
+                bodies.append((response.getheader("Content-Encoding"), body))
+            connection.request("HEAD", "/metrics", headers={"Accept-Encoding": accept_encoding})
+            head = connection.getresponse()
+            assert head.read() == b"" and head.getheader("Content-Encoding") == bodies[0][0]
+        finally:
+            connection.close()
+    finally:
+        server.close()
+    (encoding, body), (plain_encoding, plain) = bodies
+    assert plain_encoding is None and b"shannon_task_duration_seconds_bucket{" in plain
+    assert encoding == ("gzip" if gzipped else None)
+    assert (gzip.decompress(body) if gzipped else body) == plain
