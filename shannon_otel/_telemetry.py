@@ -242,7 +242,9 @@ def _series_tokens(name: str, unit: str, kind: str) -> list[str]:
     the unit's words appended unless the name holds them already, counters ending in one ``total`` and
     unit-``1`` gauges in one ``ratio`` (``http.requests_total`` -> ``http_requests_total``)."""
     tokens = [t for t in re.split(r"[^a-zA-Z0-9:]", name) if t]
-    main, _, per = (part.strip() for part in unit.partition("/"))
+    # The micro prefix written as the micro sign or Greek mu (not UCUM, which spells it "u"): cleaned to ASCII
+    # letters it left "s", read as seconds (x_s for "\u00b5s").
+    main, _, per = (part.strip().replace("\u00b5", "u").replace("\u03bc", "u") for part in unit.partition("/"))
     if not _BRACES & set(main) and (word := _unit_word(_UNIT_WORDS.get(main, main))) and not _holds(tokens, word):
         tokens.append(word)
     if not _BRACES & set(per) and (word := _unit_word(_PER_UNIT_WORDS.get(per, per))) and not _holds(tokens, word):

@@ -255,6 +255,8 @@ def test_a_user_metric_name_gets_the_collectors_total_ratio_and_unit_rules(
     ("x", "req}", "gauge", "x"),  # an annotation, as "{req}" (the collector drops either brace): was x_req_
     ("x.m.s", "m.s", "gauge", "x_m_s"),  # the name holds the unit already: was x_m_s_m_s
     ("x.km", "km/h", "gauge", "x_km_per_hour"),
+    ("x", "\u00b5s", "histogram", "x_microseconds"),  # micro sign: was x_s, read as seconds
+    ("x", "\u03bcs/ms", "gauge", "x_microseconds_per_ms"),  # Greek mu: was x_s_per_ms
 ])
 def test_a_unit_never_leaves_a_stray_underscore_or_a_second_suffix(name: str, unit: str, kind: str,
                                                                     series: str) -> None:
