@@ -29,6 +29,7 @@ from . import _telemetry as tel
 from ._bridge import _registered, exemplar_mode
 from ._delivery import (
     DEFAULT_MAX_QUEUE_SIZE,
+    MAX_QUEUE_SIZE,
     CountedLogRecordProcessor,
     CountedMetricExporter,
     CountedSpanProcessor,
@@ -72,7 +73,6 @@ from ._validate import (
 from ._version import __version__
 
 _SETTING_GLOBALS = threading.Lock()
-_MAX_QUEUE_SIZE = 10_000_000  # spans: ~28 GB at ~2.8 KB a finished span (docs/reliability.md)
 
 
 def _check_globals_unset(logs: bool) -> None:
@@ -194,7 +194,7 @@ def _check_arguments(
 ) -> None:
     check_number("export_timeout_s", export_timeout_s, low=0, low_open=True, high=_MAX_TIMEOUT_S, allow_none=True)
     check_number("shutdown_timeout_s", shutdown_timeout_s, low=0, low_open=True, high=_MAX_TIMEOUT_S)
-    check_number("max_queue_size", max_queue_size, low=1, high=_MAX_QUEUE_SIZE, integer=True, allow_none=True)
+    check_number("max_queue_size", max_queue_size, low=1, high=MAX_QUEUE_SIZE, integer=True, allow_none=True)
     check_number("max_export_batch_size", max_export_batch_size, low=1, integer=True, allow_none=True)
 
 
@@ -285,7 +285,7 @@ def configure(
     interval_s = _metric_interval_s(metric_interval_s)
     _check_arguments(export_timeout_s, shutdown_timeout_s, max_queue_size, max_export_batch_size)
     # the variable bounded as the argument is (it was taken at any size: 10**11 spans held in memory)
-    env_queue = None if max_queue_size else env_int("OTEL_BSP_MAX_QUEUE_SIZE", _MAX_QUEUE_SIZE)
+    env_queue = None if max_queue_size else env_int("OTEL_BSP_MAX_QUEUE_SIZE", MAX_QUEUE_SIZE)
     queue_size = max_queue_size or env_queue or DEFAULT_MAX_QUEUE_SIZE
     batch_size = max_export_batch_size or env_batch_setting("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, queue_size)
     if batch_size > queue_size:  # the queue named where it came from (the variable: the user never passed it)

@@ -45,6 +45,9 @@ _export_log = logging.getLogger("shannon_otel.export")
 # up. Memory bound: a finished task span costs ~2.8 KB (measured with tracemalloc, docs/reliability.md),
 # so a full queue holds ~45 MB.
 DEFAULT_MAX_QUEUE_SIZE = 16_384
+# The most items a batch processor's queue may hold, whatever asked (argument or variable): ~28 GB of finished spans
+# at ~2.8 KB each (docs/reliability.md). A larger one is as good as unbounded: memory runs out before anything drops.
+MAX_QUEUE_SIZE = 10_000_000
 # A batch processor's schedule delay (ms) at most a day, as the metric interval: beyond threading.TIMEOUT_MAX
 # (~292 years) the SDK's worker thread died at its first wait (OverflowError) and exported nothing until a
 # flush or the exit, its queue filling and then dropping.
@@ -424,8 +427,9 @@ class CountedLogRecordProcessor(_CountedBatch, LogRecordProcessor):
 
     def __init__(self, exporter: LogRecordExporter, drops: DropCounter, *, export_timeout_s: float | None) -> None:
         counted = CountedLogRecordExporter(exporter, drops)
-        # the queue size the SDK would pick itself, known here so the bound matches it
-        max_queue_size = env_int("OTEL_BLRP_MAX_QUEUE_SIZE") or 2048
+        # the queue size the SDK would pick itself, known here so the bound matches it; bounded as the span queue is
+        # (it was taken at any size: OTEL_BLRP_MAX_QUEUE_SIZE=100000000000 held log records until memory ran out)
+        max_queue_size = env_int("OTEL_BLRP_MAX_QUEUE_SIZE", MAX_QUEUE_SIZE) or 2048
         inner = BatchLogRecordProcessor(
             counted, max_queue_size=max_queue_size,
             schedule_delay_millis=env_int("OTEL_BLRP_SCHEDULE_DELAY", MAX_DELAY_MS) or 1000,

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from test_cli_prometheus import promtool_check_metrics
 
+from shannon_otel._exporters import _choose, _endpoint
 from shannon_otel.cli import main
 from shannon_otel.cli._check import check_otlp, check_prometheus
 
@@ -297,6 +298,48 @@ def test_check_reachable_targets_exit_0(stub: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"^ok   OTLP http .*: accepted a test span", result.stdout, re.MULTILINE)
     assert "ok   Prometheus" in result.stdout and "1/1 scrape targets up, 42 shannon-otel series" in result.stdout
+
+
+@pytest.mark.parametrize("signal_url", [True, False], ids=["traces-endpoint", "base-endpoint"])
+def test_check_sends_its_span_where_configure_sends_traces(stub: str, signal_url: bool) -> None:
+    """`check` read OTEL_EXPORTER_OTLP_ENDPOINT / _PROTOCOL only, while configure() sends traces by the traces signal's
+    own variables first: with OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (a URL used as is) and _TRACES_PROTOCOL set, it
+    tested gRPC on the general endpoint and said FAIL (or ok) about a target the program never uses."""
+    env = {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
+           # the stub answers 404 to any path but /v1/traces: the traces URL is posted to as is
+           **({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{stub}/v1/traces", "OTEL_EXPORTER_OTLP_ENDPOINT":
+               "http://127.0.0.1:9"} if signal_url else {"OTEL_EXPORTER_OTLP_ENDPOINT": stub})}
+    with pytest.MonkeyPatch.context() as patch:  # the exporter configure() builds for these variables
+        for name, value in env.items():
+            patch.setenv(name, value)
+        assert _choose("TRACES", None) == ("otlp_http",)
+        assert _endpoint("TRACES", "otlp_http", None) == f"{stub}/v1/traces"
+    result = cli("check", "--skip-prometheus", "--timeout", "5", env=env, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    shown = f"{stub}/v1/traces" if signal_url else stub
+    assert result.stdout.startswith(f"ok   OTLP http {shown}: accepted a test span"), result.stdout
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "GRPC"), ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"),
+    ("OTEL_EXPORTER_OTLP_PROTOCOL", "http"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "HTTP/PROTOBUF"),
+])
+def test_a_protocol_variable_configure_refuses_is_a_usage_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variable: str, value: str,
+) -> None:
+    """configure() and the SDK's configurator take exactly grpc or http/protobuf. `check` took `http` from
+    OTEL_EXPORTER_OTLP_PROTOCOL (the flag's shorthand) and said ok for a setting the program refuses to start with,
+    and never read OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, so a bad value there went unnoticed."""
+    for name in ("OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=f"^{variable} must be one of grpc, http/protobuf, got '{value}'$"):
+        _choose("TRACES", None)
+    with pytest.raises(SystemExit) as exc:
+        main(["check", "--skip-prometheus"])
+    assert exc.value.code == 2
+    assert f"error: {variable}: expected grpc or http/protobuf (exactly, in lower case), got '{value}'" in \
+        capsys.readouterr().err
 
 
 def test_check_otlp_http_failure_names_the_underlying_error(stub: str) -> None:

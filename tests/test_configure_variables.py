@@ -13,7 +13,8 @@ sinks). Bugs pinned:
   configurator reads as ``none``, was refused; ``prometheus`` got no hint;
 - ``OTEL_SDK_DISABLED=1``, ``OTEL_EXPORTER_OTLP_INSECURE=yes`` were read as false without a word, a
   certificate variable naming a missing file likewise (the specification asks for a warning);
-- ``OTEL_BSP_MAX_QUEUE_SIZE`` was taken at any size, where ``max_queue_size=`` is bounded;
+- ``OTEL_BSP_MAX_QUEUE_SIZE`` was taken at any size, where ``max_queue_size=`` is bounded; ``OTEL_BLRP_MAX_QUEUE_SIZE``
+  too, after the former was fixed;
 - an app calling ``configure()`` run under ``opentelemetry-instrument`` with this configurator failed with
   advice (``set_global=False``, pass providers) that does not say why or what to do there.
 """
@@ -275,6 +276,24 @@ def test_a_span_queue_size_variable_beyond_the_arguments_bound_is_ignored_with_a
     assert isinstance(processor, CountedSpanProcessor)
     assert processor.max_queue_size == DEFAULT_MAX_QUEUE_SIZE
     assert [w for w in _warnings(caplog) if w.startswith("OTEL_BSP_MAX_QUEUE_SIZE=") and "ignored" in w]
+
+
+def test_a_log_record_queue_size_variable_is_bounded_as_the_span_queues_is(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``OTEL_BLRP_MAX_QUEUE_SIZE=10**11`` was taken as it was: a log record queue as good as unbounded (memory runs out
+    before a record is dropped and counted), where the span queue's variable is ignored beyond 10,000,000."""
+    monkeypatch.setenv("OTEL_BLRP_MAX_QUEUE_SIZE", str(10**11))
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        handle = configure(exporter="console", logs=True, set_global=False)
+    handle.shutdown()
+    [processor] = handle._log_processors
+    assert processor.max_queue_size == 2048  # the SDK's default, as when the variable is unset
+    assert [w for w in _warnings(caplog) if w.startswith(f"OTEL_BLRP_MAX_QUEUE_SIZE='{10**11}' is above 10000000")]
+    monkeypatch.setenv("OTEL_BLRP_MAX_QUEUE_SIZE", "10000000")  # the bound itself is taken
+    handle = configure(exporter="console", logs=True, set_global=False)
+    handle.shutdown()
+    assert handle._log_processors[0].max_queue_size == 10_000_000
 
 
 # --- zero-code --------------------------------------------------------------------------------------

@@ -36,7 +36,8 @@ exit codes:
 
 environment: OTEL_EXPORTER_OTLP_ENDPOINT is the default of --otlp-endpoint, OTEL_EXPORTER_OTLP_PROTOCOL
 (grpc | http/protobuf) of --otlp-protocol, OTEL_SERVICE_NAME (else the service.name of
-OTEL_RESOURCE_ATTRIBUTES) of --service-name.
+OTEL_RESOURCE_ATTRIBUTES) of --service-name. `check` sends a span as configure() sends traces: the
+OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (a URL used as is) / _TRACES_PROTOCOL come first.
 See https://github.com/shannon-otel/shannon-otel/blob/main/docs/cli.md
 """
 
@@ -173,10 +174,27 @@ def _protocol(text: str) -> str:
     return value
 
 
+def _env_protocol(text: str) -> str:
+    """A protocol variable's value: exactly ``grpc`` or ``http/protobuf``, as configure() and the SDK's configurator
+    read it. The flag's shorthand ``http`` was taken from the variable too: `check` said "ok" for a setting with
+    which the program's configure() refuses to start."""
+    if text not in ("grpc", "http/protobuf"):
+        raise argparse.ArgumentTypeError(f"expected grpc or http/protobuf (exactly, in lower case), got {text!r}")
+    return _protocol(text)
+
+
 def _env(name: str) -> str | None:
     """A standard variable's value; blank counts as unset (the specification's rule, as configure() reads it)."""
     value = os.environ.get(name, "").strip()
     return value or None
+
+
+def _first_env(*names: str) -> tuple[str, str | None]:
+    """(name, value) of the first of ``names`` set and not blank, else (the last name, None)."""
+    for name in names:
+        if (value := _env(name)) is not None:
+            return name, value
+    return names[-1], None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -276,10 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
         "target answered, 1 otherwise.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     check.add_argument("--otlp-endpoint", type=endpoint_url, default=None, metavar="URL",
-                       help="default: $OTEL_EXPORTER_OTLP_ENDPOINT, else http://127.0.0.1:4317 (grpc) or "
-                       "http://127.0.0.1:4318 (http/protobuf)")
+                       help="default: $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (used as is), else "
+                       "$OTEL_EXPORTER_OTLP_ENDPOINT, else http://127.0.0.1:4317 (grpc) or http://127.0.0.1:4318 "
+                       "(http/protobuf)")
     check.add_argument("--otlp-protocol", type=_protocol, default=None, metavar="{grpc,http/protobuf}",
-                       help="OTLP transport (default: $OTEL_EXPORTER_OTLP_PROTOCOL, else grpc)")
+                       help="OTLP transport (default: $OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else "
+                       "$OTEL_EXPORTER_OTLP_PROTOCOL, else grpc)")
     check.add_argument("--prometheus", type=_prometheus_url, default=None, metavar="URL",
                        help="Prometheus base URL (default http://127.0.0.1:9090)")
     skip = check.add_mutually_exclusive_group()  # skipping both would check nothing and still exit 0
@@ -287,7 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
     skip.add_argument("--skip-prometheus", action="store_true", help="only check the OTLP endpoint")
     check.add_argument("--timeout", type=_seconds_upto(3600), default=3.0, metavar="SECONDS",
                        help="per target, all its requests and retries included (default 3)")
-    check.set_defaults(env_endpoint=env_endpoint, env_protocol=env_protocol, subparser=check)
+    # the traces signal's own variables first, as configure() reads them for the span exporter: with only
+    # OTEL_EXPORTER_OTLP_TRACES_ENDPOINT/_PROTOCOL set, `check` tested gRPC on 127.0.0.1:4317 instead
+    endpoint_var, check_endpoint = _first_env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+    protocol_var, check_protocol = _first_env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
+    check.set_defaults(env_endpoint=check_endpoint, env_endpoint_var=endpoint_var, env_protocol=check_protocol,
+                       env_protocol_var=protocol_var, subparser=check)
     return parser
 
 
@@ -312,16 +337,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.subparser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.endpoint_source = "--otlp-endpoint"  # what an error about the endpoint names: what the user set
     if getattr(args, "otlp_endpoint", None) is None and getattr(args, "env_endpoint", None):
-        args.endpoint_source = "OTEL_EXPORTER_OTLP_ENDPOINT"
+        args.endpoint_source = getattr(args, "env_endpoint_var", "OTEL_EXPORTER_OTLP_ENDPOINT")
         try:
             args.otlp_endpoint = endpoint_url(args.env_endpoint)
         except argparse.ArgumentTypeError as exc:
-            args.subparser.error(f"OTEL_EXPORTER_OTLP_ENDPOINT: {exc}")  # the usage of the subcommand given
+            args.subparser.error(f"{args.endpoint_source}: {exc}")  # the usage of the subcommand given
+        if args.endpoint_source.endswith("_TRACES_ENDPOINT"):
+            args.otlp_endpoint = args.env_endpoint  # a signal's URL is used as is, as configure() uses it
     if getattr(args, "otlp_protocol", None) is None and getattr(args, "env_protocol", None):
         try:
-            args.otlp_protocol = _protocol(args.env_protocol)
+            args.otlp_protocol = _env_protocol(args.env_protocol)
         except argparse.ArgumentTypeError as exc:
-            args.subparser.error(f"OTEL_EXPORTER_OTLP_PROTOCOL: {exc}")
+            args.subparser.error(f"{getattr(args, 'env_protocol_var', 'OTEL_EXPORTER_OTLP_PROTOCOL')}: {exc}")
     if sys.stdout is None:  # started with stdout closed (`shannon-otel demo >&-`): every print would fail
         print(f"shannon-otel {args.command}: cannot write to stdout: it is closed", file=sys.stderr)
         return 1

@@ -112,9 +112,12 @@ def _exporter(
     # configure()'s exporters: they also read a partial success and (HTTP) a redirect, both of which the
     # SDK's count as delivered ("ok" was printed for a backend that kept nothing)
     if protocol == "http":
-        from .._exporters import _signal_url
+        from .._exporters import _check_http_url, _signal_url
         from .._otlp_http import HttpSpans
 
+        if source.endswith(_SIGNAL_VARIABLE):  # the traces URL itself, used as is (the specification's rule)
+            _check_http_url(source, endpoint)
+            return HttpSpans(endpoint=endpoint, timeout=timeout_s, session=session)
         # as configure() reads a base URL: one ending in /v1/traces is refused, not posted to /v1/traces/v1/traces
         return HttpSpans(endpoint=_signal_url(source, endpoint, "/v1/traces"), timeout=timeout_s,
                          session=session)
@@ -124,6 +127,9 @@ def _exporter(
     # as configure() refuses it: gRPC dialled user:password@ as part of the host ("Misformatted domain name")
     _check_target(source, endpoint, http=False)
     return GrpcSpans(endpoint=endpoint, timeout=timeout_s)
+
+
+_SIGNAL_VARIABLE = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
 
 
 def _test_span() -> ReadableSpan:
@@ -141,7 +147,8 @@ def _test_span() -> ReadableSpan:
 
 def check_otlp(endpoint: str, protocol: str, timeout_s: float, source: str = "--otlp-endpoint") -> tuple[bool, str]:
     """Export one span named ``shannon-otel check`` (service ``shannon-otel-check``); ``source`` is where the
-    endpoint came from (the flag or ``OTEL_EXPORTER_OTLP_ENDPOINT``), named by an error about it.
+    endpoint came from (the flag, ``OTEL_EXPORTER_OTLP_ENDPOINT``, a base URL over HTTP, or
+    ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, the traces URL itself), named by an error about it.
 
     The failure reason is the underlying error (OTLP/HTTP: the first failed request's exception or
     status; gRPC: the exporter's first error line), never its closing "giving up" line.
