@@ -330,3 +330,40 @@ def test_a_retrys_jitter_is_typed_as_the_names_it_accepts(tmp_path: Path) -> Non
         misspelt = Retry(jitter="ful")  # type: ignore[arg-type]
     """)
     assert "Success: no issues found" in out, out
+
+
+def test_a_degrades_result_type_includes_what_its_default_or_cheaper_serves(tmp_path: Path) -> None:
+    """`Degrade(default=..., cheaper=...)` was not generic (`default: Any`, `cheaper: Callable[[], Awaitable[Any]]`),
+    so its calls were typed `Served[T]` with T the operation's type alone: `Degrade(default=None)` on a function
+    returning bytes type-checked as `Served[bytes]`, and `served.value.decode()` failed at run time only when the
+    default was served. `.default` was `Any`."""
+    source = """
+        from typing import Any, assert_type
+        from shannon_otel import Degrade, Served
+
+        async def fetch(url: str) -> bytes:
+            return url.encode()
+
+        async def cheap() -> str:
+            return "cheap"
+
+        @Degrade(default=None)
+        async def get(url: str) -> bytes:
+            return url.encode()
+
+        async def main() -> None:
+            assert_type(await Degrade(default=None).call(fetch, "u"), Served[bytes | None])
+            assert_type(await get("u"), Served[bytes | None])
+            assert_type(await Degrade(default=b"").call(fetch, "u"), Served[bytes])
+            assert_type(await Degrade(cheaper=cheap).call(lambda: fetch("u")), Served[bytes | str])
+            assert_type(Degrade(default=0).default, int)
+            assert_type(await Degrade[bytes](default=b"").call(fetch, "u"), Served[bytes])
+            wider: Degrade[bytes | None] = Degrade(default=None)
+            bare: Degrade = Degrade(default="s")  # a bare annotation is Degrade[Any], as before it was generic
+            await get(1)  # type: ignore[arg-type]
+            Degrade[int](default="x")  # type: ignore[arg-type]
+    """
+    exec(textwrap.dedent(source), {})  # the run time accepts it (Degrade[bytes](...) too)
+    out = mypy_strict(tmp_path, source)
+    assert "Success: no issues found" in out, out
+

@@ -7,7 +7,7 @@ import functools
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
-from typing import Any, Generic, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Never, ParamSpec, TypeVar, cast
 
 from .._deadline import cancel_requested
 from .._events import Degraded
@@ -39,7 +39,15 @@ from ._types import END, Chain, Factory
 
 T = TypeVar("T")
 P = ParamSpec("P")
-_MISSING: Any = object()
+if TYPE_CHECKING:  # what default= / cheaper= serve; a bare `Degrade` annotation is Degrade[Any], as before
+    from typing_extensions import TypeVar as _DefaultedTypeVar
+
+    D = _DefaultedTypeVar("D", covariant=True, default=Any)
+else:
+    D = TypeVar("D", covariant=True)
+# Typed Never, not Any: pyright solves D from the field's default, and took Any (Degrade[Any] for last_good=True
+# alone, so Any in every result's type); Never adds nothing to what a call serves
+_MISSING: Never = cast("Never", object())
 _INSTANCE: Hashable = object()  # the key of the one last good value of ``call(fn)`` without arguments
 
 
@@ -78,8 +86,10 @@ class _State:
         self.goods: OrderedDict[Hashable, tuple[Any, float]] = OrderedDict()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Degrade(Instrumented):
+# Generic in what default= / cheaper= serve; no slots=True: with it, Python 3.11/3.12 raise TypeError on
+# Degrade[X](...) (as for Served and Fallback)
+@dataclass(frozen=True, kw_only=True)
+class Degrade(Instrumented, Generic[D]):
     """Serve a degraded result when the operation fails with ``on`` (default: breaker open or
     timeout), or at once while flagged (:meth:`flag`, e.g. by an anomaly detector).
 
@@ -109,12 +119,12 @@ class Degrade(Instrumented):
     threads may share one Degrade (its flag and last good values are one).
     """
 
-    default: Any = _MISSING
+    default: D = _MISSING
     last_good: bool = False
     max_age: float | None = None
     key: Callable[[tuple[Any, ...], dict[str, Any]], Hashable] | None = None
     max_keys: int = 1024
-    cheaper: Callable[[], Awaitable[Any]] | None = None
+    cheaper: Callable[[], Awaitable[D]] | None = None
     on: type[Exception] | tuple[type[Exception], ...] = (CircuitOpenError, TimeoutError)
     _on: tuple[type[BaseException], ...] = field(init=False, repr=False, compare=False)
     _state: _State = field(init=False, repr=False, compare=False)
@@ -142,7 +152,7 @@ class Degrade(Instrumented):
 
     def _named(self, name: str) -> Policy:
         # The decorator's named copy must share the flag and the last good values with this object.
-        named = super(Degrade, self)._named(name)
+        named = super()._named(name)
         object.__setattr__(named, "_state", self._state)
         return named
 
@@ -174,14 +184,15 @@ class Degrade(Instrumented):
 
     def __call__(  # type: ignore[override]
         self, func: Callable[P, Awaitable[T]]
-    ) -> Callable[P, Coroutine[Any, Any, Served[T]]]:
-        """Decorate an async function: each call of it returns a :class:`Served` value."""
-        wrapped = Policy.__call__(self, func)  # its calls return what run() returns: Served[T]
-        return cast("Callable[P, Coroutine[Any, Any, Served[T]]]", wrapped)
+    ) -> Callable[P, Coroutine[Any, Any, Served[T | D]]]:
+        """Decorate an async function: each call of it returns a :class:`Served` value (the function's result, or
+        what ``default`` / ``cheaper`` serve)."""
+        wrapped = Policy.__call__(self, func)  # its calls return what run() returns: Served[T | D]
+        return cast("Callable[P, Coroutine[Any, Any, Served[T | D]]]", wrapped)
 
     async def call(  # type: ignore[override]
         self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs,
-    ) -> Served[T]:
+    ) -> Served[T | D]:
         if args or kwargs:
             fn = DecoratedCall(fn, *args, **kwargs)
         elif not callable(fn):
@@ -198,7 +209,9 @@ class Degrade(Instrumented):
             return await self.run(END, 0, fn, None)
         return await observed(self, END, 0, fn, call)  # type: ignore[arg-type]
 
-    async def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> Served[T]:  # type: ignore[override]
+    async def run(  # type: ignore[override]
+        self, chain: Chain, i: int, fn: Factory[T], call: _Call | None,
+    ) -> Served[T | D]:
         state = self._state
         key = self._key_of(fn) if self.last_good else _INSTANCE
         cheaper = True  # flagged with nothing served, the cheaper (if any) failed: not called again on a failure

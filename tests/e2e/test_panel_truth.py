@@ -86,7 +86,7 @@ async def workload(providers: dict[str, Any], between: Callable[[], None], *, po
     saga = Saga("truth.saga", **options)
     timeout = Timeout(0.1, name="truth.timeout", **options)
     fallback = Fallback(_spare, name="truth.fallback", **options)
-    degrade = Degrade(default=[], name="truth.degrade", **options)
+    degrade: Degrade[list[Any]] = Degrade(default=[], name="truth.degrade", **options)
     hedge = Hedge(0.01, name="truth.hedge", **options)
     for phase in range(PHASES):
         if phase:
