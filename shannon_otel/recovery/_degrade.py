@@ -275,9 +275,12 @@ class Degrade(Instrumented):
                 if self.max_age is None or age <= self.max_age:
                     return self._mark(Served(value, True, "last_good", reason, age, error), call)
         if self.cheaper is not None and cheaper:
-            made = awaitable_from("cheaper", self.cheaper(), NotAwaitableError)  # a sync cheaper: refused, always
             try:
-                value = await made
+                # Called inside the try: a cheaper that raises as it is called (a lambda reading a cache
+                # before building its coroutine) raised past a declared default, and past a flagged call's operation.
+                value = await awaitable_from("cheaper", self.cheaper(), NotAwaitableError)
+            except MisuseError:  # a sync cheaper: refused, always
+                raise
             except Exception as exc:  # not available: the next in line, the declared default, is served
                 if self.default is _MISSING and (error is not None or cancel_requested(exc)):
                     # Flagged (no error), nothing is left to serve: the operation is tried, as with none available.
