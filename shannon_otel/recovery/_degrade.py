@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
@@ -277,13 +278,15 @@ class Degrade(Instrumented):
                 if self.max_age is None or age <= self.max_age:
                     return self._mark(Served(value, True, "last_good", reason, age, error), call)
         if self.cheaper is not None and cheaper:
+            made: object = _MISSING
             try:
                 # Called inside the try: a cheaper that raises as it is called (a lambda reading a cache
                 # before building its coroutine) raised past a declared default, and past a flagged call's operation.
-                value = await awaitable_from("cheaper", self.cheaper(), NotAwaitableError)
-            except MisuseError:  # a sync cheaper: refused, always
-                raise
+                made = self.cheaper()
+                value = await awaitable_from("cheaper", made, NotAwaitableError)
             except Exception as exc:  # not available: the next in line, the declared default, is served
+                if made is not _MISSING and not inspect.isawaitable(made):
+                    raise  # a sync cheaper (awaitable_from's NotAwaitableError): refused, always
                 if self.default is _MISSING and (error is not None or cancel_requested(exc)):
                     # Flagged (no error), nothing is left to serve: the operation is tried, as with none available.
                     # Raising the cheaper's error failed calls that the operation, never run, would have served.
