@@ -300,6 +300,19 @@ def is_async(value: object) -> bool:
     return inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call)
 
 
+def check_not_async_generator(name: str, value: object, what: str) -> None:
+    """TypeError naming ``name`` if calling ``value`` makes an async generator (an ``async def`` with ``yield``, also
+    as a ``functools.partial`` or an object's ``__call__``) where the library awaits what it returns. Refused where it
+    is given: a ``Fallback``'s fallback or a ``Degrade``'s ``cheaper`` only runs when the operation fails, so such a
+    one otherwise failed at its first use, in the outage it was meant to serve."""
+    call = value
+    if not (inspect.isroutine(value) or isinstance(value, functools.partial | type)):
+        call = inspect.getattr_static(type(value), "__call__", None)
+    if inspect.isasyncgenfunction(value) or inspect.isasyncgenfunction(call):
+        raise TypeError(f"{name} must be {what}, got the async generator function {value!r}: what it returns is "
+                        "awaited once for its result; collect what it yields in an async def")
+
+
 def check_sync_callable(name: str, value: object, what: str, *, allow_none: bool = False,
                         takes: int | None = None) -> None:
     """TypeError naming ``name`` unless ``value`` is a callable that is not async (it is called without

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from .._validate import (
     check_bool,
     check_exceptions,
     check_name,
+    check_not_async_generator,
     check_number,
     check_sync_callable,
     plain,
@@ -145,6 +147,7 @@ class Degrade(Instrumented, Generic[D]):
         if self.cheaper is not None and not callable(self.cheaper):
             raise TypeError(f"cheaper must be an async callable with no arguments, got {self.cheaper!r}")
         if self.cheaper is not None:
+            check_not_async_generator("cheaper", self.cheaper, "an async callable with no arguments")
             check_arity("cheaper", self.cheaper, 0, "an async callable with no arguments")
         object.__setattr__(self, "_on", check_exceptions("on", self.on, handled=True))
         object.__setattr__(self, "_state", _State())
@@ -288,10 +291,15 @@ class Degrade(Instrumented, Generic[D]):
                 if self.max_age is None or age <= self.max_age:
                     return self._mark(Served(value, True, "last_good", reason, age, error), call)
         if self.cheaper is not None and cheaper:
-            made = awaitable_from("cheaper", self.cheaper(), NotAwaitableError)  # a sync cheaper: refused, always
+            made: object = _MISSING
             try:
-                value = await made
+                # Called inside the try: a cheaper that raises as it is called (a lambda reading a cache
+                # before building its coroutine) raised past a declared default, and past a flagged call's operation.
+                made = self.cheaper()
+                value = await awaitable_from("cheaper", made, NotAwaitableError)
             except Exception as exc:  # not available: the next in line, the declared default, is served
+                if made is not _MISSING and not inspect.isawaitable(made):
+                    raise  # a sync cheaper (awaitable_from's NotAwaitableError): refused, always
                 if self.default is _MISSING and (error is not None or cancel_requested(exc)):
                     # Flagged (no error), nothing is left to serve: the operation is tried, as with none available.
                     # Raising the cheaper's error failed calls that the operation, never run, would have served.

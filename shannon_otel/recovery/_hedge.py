@@ -9,7 +9,14 @@ from typing import Any, NoReturn, TypeVar
 
 from .._deadline import timed_out
 from .._reraise import INTERRUPTS, raise_as_is
-from .._validate import awaitable_from, builtin_numbers, check_arity, check_not_decorated, check_number
+from .._validate import (
+    awaitable_from,
+    builtin_numbers,
+    check_arity,
+    check_not_async_generator,
+    check_not_decorated,
+    check_number,
+)
 from ._call import _HEDGED, _Branch, _Call, rerun
 from ._decorated import MisuseError, NotAwaitableError
 from ._policy import Instrumented, next_step
@@ -65,6 +72,7 @@ class Hedge(Instrumented):
         builtin_numbers(self, "delay", "attempts")
         if not callable(self.sleep):
             raise TypeError(f"sleep must be an async callable taking seconds, got {self.sleep!r}")
+        check_not_async_generator("sleep", self.sleep, "an async callable taking seconds")
         check_arity("sleep", self.sleep, 1, "an async callable taking seconds")
         self._setup("hedge")
 

@@ -19,6 +19,7 @@ from .._validate import (
     builtin_numbers,
     check_arity,
     check_exceptions,
+    check_not_async_generator,
     check_number,
     check_reading,
     check_sync_callable,
@@ -140,6 +141,7 @@ class Retry(Instrumented):
                             allow_none=True, takes=2)
         if not callable(self.sleep):
             raise TypeError(f"sleep must be an async callable taking seconds, got {self.sleep!r}")
+        check_not_async_generator("sleep", self.sleep, "an async callable taking seconds")
         check_arity("sleep", self.sleep, 1, "an async callable taking seconds")
         object.__setattr__(self, "_rand", uniform_source(self.random))
         self._setup("retry")

@@ -11,7 +11,15 @@ from typing import Any, Generic, TypeVar
 
 from .._events._error import error_type
 from .._telemetry import Outcome
-from .._validate import brief, check_arity, check_telemetry_name, empty_or_not_str, not_callable, plain
+from .._validate import (
+    brief,
+    check_arity,
+    check_not_async_generator,
+    check_telemetry_name,
+    empty_or_not_str,
+    not_callable,
+    plain,
+)
 from ._decorated import NotAwaitableError
 
 T = TypeVar("T")
@@ -38,10 +46,12 @@ def _check_step(name: object, action: object, compensate: object) -> None:
     check_telemetry_name("name", name)
     if not callable(action):
         raise not_callable("action", action, "an async callable taking no arguments")
+    check_not_async_generator("action", action, "an async callable taking no arguments")
     check_arity("action", action, 0, "an async callable taking no arguments")
     if compensate is not None and not callable(compensate):
         raise not_callable("compensate", compensate, "an async callable taking the step's result, or None")
     if compensate is not None:
+        check_not_async_generator("compensate", compensate, "an async callable taking the step's result, or None")
         check_arity("compensate", compensate, 1, "an async callable taking the step's result, or None")
 
 
