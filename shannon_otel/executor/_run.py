@@ -139,8 +139,11 @@ class WaveRun:
         self._lazy = None
         self._parent = None
 
-    async def run_batch(self, items: Iterator[Item], workers: int, context: contextvars.Context) -> None:
-        """Run ``items`` on ``workers`` workers; returns when all are done or the run stopped."""
+    async def run_batch(
+        self, items: Iterator[Item], workers: int, context: contextvars.Context, *, first: int | None = None,
+    ) -> None:
+        """Run ``items`` on ``workers`` workers; returns when all are done or the run stopped. A stream starts
+        ``first`` of them at once (default: as many as its input's length at the start), the rest as needed."""
         self.dispatch_time = self.wave.clock()
         self._context = context
         self._parent = parent = asyncio.current_task()
@@ -165,7 +168,7 @@ class WaveRun:
                     # `workers` at once (capped at its length at the start, one task extended by nine ran one at
                     # a time; the first of them a worker takes starts the next worker).
                     self._room, self._lazy = workers, (group, items, context)
-                    self._add_workers(min(workers, max(1, self.announced)))
+                    self._add_workers(min(workers, max(1, self.announced) if first is None else first))
                 if _GROUP_KEEPS_ITS_CANCEL:
                     flagged = group._parent_cancel_requested  # type: ignore[attr-defined]
         except BaseException as exc:

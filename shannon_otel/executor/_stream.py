@@ -63,13 +63,27 @@ class _Shared:
     """What a stream's runner shares with the stream object: never the stream itself, so a stream its consumer
     drops without leaving its block (no ``async with``) is collected, and its finalizer ends the wave."""
 
-    __slots__ = ("closed", "late_told", "report", "started")
+    __slots__ = ("closed", "idle", "late_told", "report", "started", "waiting")
 
     def __init__(self) -> None:
         self.started = False  # the runner has begun the wave (so cancelling it ends the wave properly)
         self.closed = False
         self.report: WaveReport | None = None
         self.late_told = False  # the tasks a list gained too late were looked for (see WaveStream._late)
+        self.waiting = 0  # consumers waiting in __anext__ for the next result
+        # The runner's wait for the consumer to have read every result (see settle in WaveStream.__aenter__)
+        self.idle: asyncio.Future[None] | None = None
+
+    def wake(self) -> None:
+        """The consumer asks for a result with none left to read, or has left: the runner's wait is over."""
+        idle = self.idle
+        if idle is not None and not idle.done():
+            idle.set_result(None)
+
+
+def grows(tasks: Iterable[Any]) -> bool:
+    """Whether a streamed input is a list its consumer may extend as it reads (stream's or stream_map's)."""
+    return type(tasks) is list or (type(tasks) is Mapped and type(tasks._items) is list)
 
 
 def _abandoned(loop: asyncio.AbstractEventLoop, runner: asyncio.Task[Any]) -> None:
@@ -143,10 +157,24 @@ class WaveStream(Generic[T]):
         def wanted() -> bool:  # whether the results of tasks never started are read (see deliver)
             return not shared.closed
 
+        async def settle() -> None:
+            # A list the consumer extends as it reads: its wave stays open, every task taken having ended, until
+            # the consumer has read every result and asks for the next (what it appended as it read them is then in
+            # the list, as for a `for` loop over it), or has left. It ended once its workers found the list's end:
+            # the links a crawler appended as it read the last pages never ran.
+            while not shared.closed and not (shared.waiting and queue.empty()):
+                shared.idle = loop.create_future()
+                try:
+                    await shared.idle
+                finally:
+                    shared.idle = None
+
         async def run() -> WaveReport:
             shared.started = True
             try:
-                return await wave._execute(tasks, size, deliver, gate, on_report, wanted)
+                return await wave._execute(
+                    tasks, size, deliver, gate, on_report, wanted, settle if grows(tasks) else None,
+                )
             except (KeyboardInterrupt, SystemExit) as exc:  # raised in the consumer's task, not out of the loop
                 raise Interrupted(exc) from None
             finally:
@@ -176,7 +204,14 @@ class WaveStream(Generic[T]):
             raise RuntimeError(f"iterate a wave stream inside `async with {self._call} as results:`")
         if self._shared.closed:  # its block is over: nothing more will ever be queued
             raise StopAsyncIteration
-        item = await self._queue.get()
+        shared = self._shared
+        shared.waiting += 1
+        try:
+            if self._queue.empty():
+                shared.wake()  # every result read: the wave may look for tasks its list gained (see settle)
+            item = await self._queue.get()
+        finally:
+            shared.waiting -= 1
         if item is None:
             self._queue.put_nowait(None)  # the end, for every consumer of this stream (not just this one)
             assert self._runner is not None
@@ -233,7 +268,12 @@ class WaveStream(Generic[T]):
                 await asyncio.sleep(0)
             except asyncio.CancelledError as exc:  # the wave is still ended, and waited for, first
                 interrupted = exc
-        runner.cancel()
+        if self._shared.idle is not None:
+            # Every task taken has ended and the wave waits for the consumer (see settle): it ends as it is, not
+            # cancelled (what the list gained since, if anything, is drained as a left stream's rest)
+            self._shared.wake()
+        else:
+            runner.cancel()
         while not runner.done():
             try:
                 await asyncio.wait((runner,))

@@ -332,12 +332,16 @@ class Wave(Generic[T]):
         ``tasks`` may be a lazy (even endless) iterator; ``max_concurrency`` must then be set. An error it raises
         as it is pulled fails the wave; a ``CancelledError`` of its own comes out as a RuntimeError (its cause), as
         a generator's StopIteration does: asyncio would take it for a cancellation of the wave's worker.
-        A list the consumer extends as it streams runs what it gains while the wave still runs a task of it; a task
-        appended once the wave has taken its last one never runs (a WARNING ``shannon.wave.tasks_not_run`` counts
-        them when the consumer has read every result): extend it only while it still has tasks not taken. What it
-        gains while each of its running tasks is busy waits for one of them to end (a worker takes the next task as
-        its own ends), so a task that waits for one appended later never ends; and a list cut below what was taken,
-        then extended, may never run nor count the new tasks. For work found as results come in, run another wave.
+        A list the consumer extends as it streams (a crawler appending the links of each page it reads) runs every
+        task it holds when the consumer has read every result, as a ``for`` loop over it would: once every task
+        taken has ended, the wave waits until the consumer has read every result and asks for the next, then runs
+        what the list gained; it ends when the list gained nothing (the wave span's duration includes the consumer's
+        time on the last results), or when the consumer leaves the block (what the list gained then is cancelled).
+        A task appended once the wave has ended (from another task) never runs: a WARNING
+        ``shannon.wave.tasks_not_run`` counts them when the consumer has read every result. What the list gains
+        while every running task is busy waits for one of them to end, so a task that awaits one appended later
+        never ends if it holds the last free slot; and a list cut (``del``, ``pop``) below what was taken shifts
+        the tasks not taken under the read index: as Python's list iterator, the wave skips them, uncounted.
         """
         _check_iterable("tasks", tasks)
         return self._stream(tasks, buffer, "wave.stream(tasks)")
@@ -356,10 +360,12 @@ class Wave(Generic[T]):
     async def _execute(
         self, tasks: Iterable[Any], size: int | None, deliver: Callable[[TaskResult[Any]], None],
         gate: Credits | None = None, on_report: Callable[[WaveReport], None] | None = None,
-        wanted: Callable[[], bool] | None = None,
+        wanted: Callable[[], bool] | None = None, settle: Callable[[], Awaitable[None]] | None = None,
     ) -> WaveReport:
         """Run ``tasks``, handing each result to ``deliver``; ``wanted`` says whether the results of tasks
-        never started are still read (a stream's consumer left: no; None: always)."""
+        never started are still read (a stream's consumer left: no; None: always). ``settle``, for a list the
+        consumer extends as it reads (a stream's), waits until it has read every result or left: once the list
+        runs out, the wave runs what it gained meanwhile, and ends only when it gained nothing."""
         clock = self.clock
         context = contextvars.copy_context()
         concurrency = self.max_concurrency or size or 1
@@ -415,14 +421,37 @@ class Wave(Generic[T]):
         items: Iterator[Item] = enumerate(tasks if gate is None else pulled(tasks))
         chunk: Iterator[Item] = iter(())
         cancelled = errored = False
+
+        async def regrown() -> Item | None:
+            """Once the input ran out: the first task a list the consumer extends gained by the time the consumer
+            read every result (see ``settle``); None when it gained none (or is no such list, or the wave stopped)."""
+            if settle is None or run.stopped:
+                return None
+            await settle()
+            return next(items, None)
+
         try:
             if interrupted is not None:  # raised here, so that the hooks already asked see the wave end
                 raise_as_is(interrupted)
             if self.batch_size is None:
                 await run.run_batch(items, concurrency, context)
+                while not run.stopped and (first := await regrown()) is not None:
+                    if wanted is not None and not wanted():  # the consumer left meanwhile: its rest, as a left stream's
+                        chunk, cancelled = iter((first,)), True
+                        break
+                    await run.run_batch(itertools.chain((first,), items), concurrency, context, first=1)
             elif size is not None:
                 batch_size = self.batch_size
-                for batch, block in enumerate(iter(lambda: tuple(itertools.islice(items, batch_size)), ())):
+                for batch in itertools.count():
+                    block = tuple(itertools.islice(items, batch_size))
+                    if not block:
+                        first = await regrown()
+                        if first is None:
+                            break
+                        if wanted is not None and not wanted():
+                            chunk, cancelled = iter((first,)), True
+                            break
+                        block = (first, *itertools.islice(items, batch_size - 1))
                     run.batch = batch
                     chunk = iter(block)
                     await run.run_batch(chunk, min(concurrency, len(block)), context)
