@@ -252,3 +252,9 @@ def records_then_unpicklable_error(x: int) -> int:
 
     record_tokens(input=10, output=x)
     raise LockedError(x)
+
+
+async def async_records_then_unpicklable_error(x: int) -> int:
+    """``records_then_unpicklable_error`` as an ``async def`` (run on the worker's event loop)."""
+    await asyncio.sleep(0)
+    return records_then_unpicklable_error(x)

@@ -166,7 +166,11 @@ def test_what_a_call_recorded_comes_back_with_a_base_exception_of_the_users_own(
     assert otel.point("shannon.task.tokens", shannon_token_type="input").sum == 10
 
 
-def test_what_a_failed_call_recorded_comes_back_with_an_error_that_does_not_pickle(cluster: LocalCluster) -> None:
+@pytest.mark.parametrize("fn", [tasks.records_then_unpicklable_error, tasks.async_records_then_unpicklable_error],
+                         ids=["sync", "async"])
+def test_what_a_failed_call_recorded_comes_back_with_an_error_that_does_not_pickle(
+    cluster: LocalCluster, fn: Callable[[int], Any],
+) -> None:
     """Bug: the tokens a failed call recorded travelled in a MeasuredError beside its error; an error that does not
     pickle (it holds a lock) made the whole carrier fail to pickle, and Dask sent ``Exception(repr(error))`` in its
     place: the spent tokens were lost from the task span, the report and the token metric. Now the worker makes
@@ -175,12 +179,12 @@ def test_what_a_failed_call_recorded_comes_back_with_an_error_that_does_not_pick
 
     async def body(client: Client) -> WaveResult[Any]:
         backend = DaskBackend(client)
-        return await Wave("locked", **otel.providers).run(backend.map(tasks.records_then_unpicklable_error, [3]))
+        return await Wave("locked", **otel.providers).run(backend.map(fn, [3], name="locked"))
 
     (outcome,) = on_cluster(cluster, body).results
     assert type(outcome.error) is Exception and outcome.error.args == ("LockedError('locked 3')",)  # Dask's fallback
     assert outcome.measurements == {"shannon.task.tokens.input": 10, "shannon.task.tokens.output": 3}
-    attributes = dict(otel.span("task records_then_unpicklable_error").attributes or {})
+    attributes = dict(otel.span("task locked").attributes or {})
     assert (attributes["shannon.task.tokens.input"], attributes["shannon.task.tokens.output"]) == (10, 3)
     assert otel.point("shannon.task.tokens", shannon_token_type="input").sum == 10
 
