@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -235,3 +236,25 @@ def records_then_abandons(x: int) -> int:
 
     record_tokens(input=10, output=x)
     raise Abandon(f"abandoned {x}")
+
+
+class LockedError(Exception):
+    """An error that does not pickle (it holds a lock): Dask sends the client ``Exception(repr(error))`` instead."""
+
+    def __init__(self, x: int) -> None:
+        super().__init__(f"locked {x}")
+        self.lock = threading.Lock()
+
+
+def records_then_unpicklable_error(x: int) -> int:
+    """Record tokens for the wave task calling it, then raise LockedError."""
+    from shannon_otel import record_tokens
+
+    record_tokens(input=10, output=x)
+    raise LockedError(x)
+
+
+async def async_records_then_unpicklable_error(x: int) -> int:
+    """``records_then_unpicklable_error`` as an ``async def`` (run on the worker's event loop)."""
+    await asyncio.sleep(0)
+    return records_then_unpicklable_error(x)

@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 from _forked import fork_while_locked
 
-from shannon_otel import Wave
-from shannon_otel.anomaly import AnomalyDetector, AnomalyHook, DetectorConfig
+from shannon_otel import Anomaly, Hook, Wave
+from shannon_otel.anomaly import LATENCY, AnomalyDetector, AnomalyHook, DetectorConfig
 from shannon_otel.recovery import Retry
+from shannon_otel.testing import FakeClock
 
 THREADS, RUNS, TASKS = 8, 25, 150
 
@@ -164,3 +165,84 @@ def test_on_anomaly_failures_in_several_threads_are_all_counted(fast_switches: N
 
     _threaded(feed)
     assert hook.hook_errors == {"on_anomaly": next(calls)}
+
+
+# -------------------------------------------------------------------- bug: a series reported evicted before it was fed
+class _TurnsLock:
+    """The hook's lock, setting ``contended`` whenever a thread has to wait for it."""
+
+    def __init__(self, contended: threading.Event) -> None:
+        self._lock, self._contended = threading.Lock(), contended
+
+    def __enter__(self) -> None:
+        if not self._lock.acquire(blocking=False):
+            self._contended.set()
+            self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+class Listener(Hook):
+    def __init__(self) -> None:
+        self.events: list[Anomaly] = []
+
+    def anomaly(self, event: Anomaly) -> None:
+        self.events.append(event)
+
+
+class PausingDetector(AnomalyDetector):
+    """The real detector; the first sample of ``series`` waits (``entered`` set) until ``go`` is set."""
+
+    def __init__(self, config: DetectorConfig, series: str) -> None:
+        super().__init__(config)
+        self.series_to_pause, self.entered, self.go = series, threading.Event(), threading.Event()
+
+    def update(self, series: str, value: float, time: float) -> float | None:
+        if series == self.series_to_pause and not self.entered.is_set():
+            self.entered.set()
+            assert self.go.wait(60)
+        return super().update(series, value, time)
+
+
+def test_a_series_about_to_be_fed_is_not_reported_evicted() -> None:
+    """Before: the hook registered a sample's series, then fed the detector without holding its lock; an eviction
+    by another thread in between scanned the registered series, found the detector not tracking it yet and
+    reported it evicted (``Anomaly.evicted``) although it was about to be tracked: its gauge was dropped, and,
+    its key forgotten, its real eviction later was never reported (the gauge kept its stale score). Now the
+    registration, the sample and the eviction scan take one turn on the hook's lock."""
+    clock = FakeClock()
+    hook = AnomalyHook(DetectorConfig(buckets=1, min_history=1, max_series=2), tick_s=1.0, min_tick_tasks=1,
+                       signals=[LATENCY], clock=clock)
+    detector = PausingDetector(hook.detector.config, f"{LATENCY}\x00x")
+    hook._detector = detector
+    hook._lock = _TurnsLock(detector.go)  # type: ignore[assignment]
+    listener = Listener()
+
+    async def work() -> None:
+        clock.advance(2.0)
+        await asyncio.sleep(0)
+
+    def run(name: str) -> None:
+        async def main() -> None:
+            await Wave(name, max_concurrency=1, hooks=(hook, listener), instrument=False, clock=clock).run([work])
+        asyncio.run(main())
+
+    for name in ("a", "b"):  # tracked: a, b; x (the first thread) and y (the second) evict them
+        run(name)
+
+    def second() -> None:
+        try:
+            assert detector.entered.wait(60)
+            run("y")
+        finally:
+            detector.go.set()  # done (before the fix: it never had to wait for the first thread)
+
+    threads = [threading.Thread(target=run, args=("x",)), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    assert sorted(detector.series()) == [f"{LATENCY}\x00{name}" for name in ("x", "y")]
+    assert sorted(gone for event in listener.events for gone in event.evicted) == [("a", LATENCY), ("b", LATENCY)]

@@ -166,6 +166,29 @@ def test_what_a_call_recorded_comes_back_with_a_base_exception_of_the_users_own(
     assert otel.point("shannon.task.tokens", shannon_token_type="input").sum == 10
 
 
+@pytest.mark.parametrize("fn", [tasks.records_then_unpicklable_error, tasks.async_records_then_unpicklable_error],
+                         ids=["sync", "async"])
+def test_what_a_failed_call_recorded_comes_back_with_an_error_that_does_not_pickle(
+    cluster: LocalCluster, fn: Callable[[int], Any],
+) -> None:
+    """Bug: the tokens a failed call recorded travelled in a MeasuredError beside its error; an error that does not
+    pickle (it holds a lock) made the whole carrier fail to pickle, and Dask sent ``Exception(repr(error))`` in its
+    place: the spent tokens were lost from the task span, the report and the token metric. Now the worker makes
+    that same fallback for the error alone, and what the call recorded still comes back beside it."""
+    otel = InMemoryTelemetry()
+
+    async def body(client: Client) -> WaveResult[Any]:
+        backend = DaskBackend(client)
+        return await Wave("locked", **otel.providers).run(backend.map(fn, [3], name="locked"))
+
+    (outcome,) = on_cluster(cluster, body).results
+    assert type(outcome.error) is Exception and outcome.error.args == ("LockedError('locked 3')",)  # Dask's fallback
+    assert outcome.measurements == {"shannon.task.tokens.input": 10, "shannon.task.tokens.output": 3}
+    attributes = dict(otel.span("task locked").attributes or {})
+    assert (attributes["shannon.task.tokens.input"], attributes["shannon.task.tokens.output"]) == (10, 3)
+    assert otel.point("shannon.task.tokens", shannon_token_type="input").sum == 10
+
+
 def test_a_method_calling_super_is_shipped_not_refused_as_a_closure(cluster: LocalCluster) -> None:
     """Bug: a bound method (documented as accepted) whose body calls ``super()`` was refused with
     UnshippableTaskError "is a closure over local state (__class__)": that cell is the compiler's, holding

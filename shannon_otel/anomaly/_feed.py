@@ -185,8 +185,9 @@ class AnomalyHook(Hook):
         self._ops: dict[str, _OpTick] = {}
         # The tick state is shared by every run of a wave name (and call of an operation), and the hook
         # may be shared by waves running in several threads, each its own loop: updates take turns (a
-        # tick closed by one thread while another counted into it divided by zero). Never held while
-        # scoring (the detector has its own lock; a callback may run more work).
+        # tick closed by one thread while another counted into it divided by zero). Held while a
+        # sample is fed to the detector (with its key's registration and the eviction scan), never while its event
+        # is handed on (a hook or callback may run more work of the wave).
         self._lock = threading.Lock()
         in_forked_child(self._forked)  # a child forked while another thread held it would wait on it for good
         if meter_provider is not None:
@@ -267,13 +268,13 @@ class AnomalyHook(Hook):
 
     # ------------------------------------------------------------------ scoring
     def _key(self, series: str, signal: str) -> str:
+        """The detector's series of ``(series, signal)``, registered for the eviction scan; called holding ``_lock``."""
         key = f"{signal}\x00{series}"
         if key not in self._keys:
-            with self._lock:
-                if len(self._keys) >= 2 * self._detector.config.max_series:  # forget evicted series
-                    tracked = set(self._detector.series())
-                    self._keys = {k: v for k, v in self._keys.items() if k in tracked}
-                self._keys[key] = (series, signal)
+            if len(self._keys) >= 2 * self._detector.config.max_series:  # forget evicted series
+                tracked = set(self._detector.series())
+                self._keys = {k: v for k, v in self._keys.items() if k in tracked}
+            self._keys[key] = (series, signal)
         return key
 
     def _forget(self) -> None:
@@ -287,20 +288,19 @@ class AnomalyHook(Hook):
     def _evictions(self, publish: bool) -> tuple[tuple[str, str], ...]:
         """The (series, signal) pairs the detector evicted and no event carried yet, if ``publish``
         (else they wait for the next published event). Scans the keys only when the detector's
-        eviction count moved (rare); otherwise one attribute read."""
+        eviction count moved (rare); otherwise one attribute read. Called holding ``_lock``."""
         evicted = self._detector.stats.evicted
-        with self._lock:
-            if evicted != self._evicted:
-                self._evicted = evicted
-                tracked = set(self._detector.series())
-                for key in [k for k in self._keys if k not in tracked]:
-                    self._gone.append(self._keys.pop(key))
-                del self._gone[:-self._detector.config.max_series]  # bounded while no hook listens
-            if not publish or not self._gone:
-                return ()
-            gone = tuple(self._gone)
-            self._gone.clear()
-            return gone
+        if evicted != self._evicted:
+            self._evicted = evicted
+            tracked = set(self._detector.series())
+            for key in [k for k in self._keys if k not in tracked]:
+                self._gone.append(self._keys.pop(key))
+            del self._gone[:-self._detector.config.max_series]  # bounded while no hook listens
+        if not publish or not self._gone:
+            return ()
+        gone = tuple(self._gone)
+        self._gone.clear()
+        return gone
 
     def _score(self, series: str, signal: str, value: float, now: float, cause: trace.Span | None,
                sinks: tuple[Hook, ...]) -> None:
@@ -311,8 +311,11 @@ class AnomalyHook(Hook):
         fed = -value if signal == THROUGHPUT else value
         if self._ticker is not self._clock:  # ``now`` is the ticker's: stamp the sample with the clock
             now = self._clock()
-        score = self._detector.update(self._key(series, signal), fed, now)
-        evicted = self._evictions(score is not None and bool(sinks))
+        # One turn for the key, its sample and the eviction scan: a key registered but not yet fed, scanned by
+        # another thread's eviction, was reported evicted (and forgotten, so its real eviction never was).
+        with self._lock:
+            score = self._detector.update(self._key(series, signal), fed, now)
+            evicted = self._evictions(score is not None and bool(sinks))
         if score is None:
             return
         config = self._detector.config

@@ -206,7 +206,29 @@ def _carrying(error: BaseException, box: list[dict[str, float] | None]) -> Measu
     it as any error, and what the call recorded came with it (an attribute of it) before MeasuredError."""
     if not box[0] or isinstance(error, _NOT_CARRIED):
         return None
-    return MeasuredError(error, box[0]).with_traceback(error.__traceback__)
+    sendable = _sendable(error)
+    carrier = MeasuredError(sendable, box[0]).with_traceback(error.__traceback__)
+    # Its context the error Dask is to send (raised outside the handler, Python keeps it): Dask pickles the context
+    # too, so an error that does not pickle failed the carrier as its context, not only as its error.
+    carrier.__context__, carrier.__suppress_context__ = sendable, True
+    return carrier
+
+
+def _sendable(error: BaseException) -> BaseException:
+    """``error``, or Dask's stand-in for an error that does not pickle (or unpickle) on the worker:
+    ``Exception(repr(error))``, as ``distributed.core.error_message`` makes. Made here for the error alone: it failed
+    the whole MeasuredError, which Dask then replaced, and what the call recorded was lost with it."""
+    from distributed.protocol import pickle
+
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:
+        try:
+            text = repr(error)
+        except Exception:  # a repr that raises: the error's type and address still say what it was
+            text = object.__repr__(error)
+        return Exception(text).with_traceback(error.__traceback__)
+    return error
 
 
 def run_sync(payload: Payload, values: Mapping[int | str, Any] | None = None) -> Any:
@@ -225,8 +247,9 @@ def run_sync(payload: Payload, values: Mapping[int | str, Any] | None = None) ->
         carrier = _carrying(exc, box)
         if carrier is None:
             raise
-        raise carrier from None  # its context stays the error: Dask then pickles the error's traceback with it
-    return sent(result, box)
+    else:
+        return sent(result, box)
+    raise carrier  # its context the error (_carrying): Dask then pickles the error's traceback with it
 
 
 async def run_async(payload: Payload, values: Mapping[int | str, Any] | None = None) -> Any:
@@ -239,5 +262,6 @@ async def run_async(payload: Payload, values: Mapping[int | str, Any] | None = N
         carrier = _carrying(exc, box)
         if carrier is None:
             raise
-        raise carrier from None  # its context stays the error: Dask then pickles the error's traceback with it
-    return sent(result, box)
+    else:
+        return sent(result, box)
+    raise carrier  # its context the error (_carrying): Dask then pickles the error's traceback with it
