@@ -23,7 +23,7 @@ import re
 import socket
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
@@ -311,13 +311,11 @@ class PrometheusReader(MetricReader):
         pass
 
 
-def _wants_openmetrics(accept: str) -> bool:
-    """Whether an ``Accept`` header prefers OpenMetrics to text 0.0.4 (RFC 9110 negotiation: media
-    types compared case-insensitively, ``q`` weights honoured, ``q=0`` refuses; on a tie OpenMetrics,
-    which carries exemplars). A header that accepts neither gets text, as Prometheus' own clients do."""
-    openmetrics = text = 0.0
-    for entry in accept.split(","):
-        media, *params = (part.strip().lower() for part in entry.split(";"))
+def _weighted(header: str) -> Iterator[tuple[str, float]]:
+    """Each entry of an ``Accept``-style header, lower-cased, with its ``q`` weight clamped to [0, 1] (RFC 9110:
+    1 when absent; ``q=0`` refuses; a malformed or NaN weight counts as 0, as if not offered)."""
+    for entry in header.split(","):
+        name, *params = (part.strip().lower() for part in entry.split(";"))
         weight = 1.0
         for param in params:
             key, _, value = param.partition("=")
@@ -325,9 +323,18 @@ def _wants_openmetrics(accept: str) -> bool:
                 try:
                     weight = min(max(float(value.strip()), 0.0), 1.0)
                 except ValueError:
-                    weight = 0.0  # a malformed weight: as if not offered
+                    weight = 0.0
                 if math.isnan(weight):
                     weight = 0.0
+        yield name, weight
+
+
+def _wants_openmetrics(accept: str) -> bool:
+    """Whether an ``Accept`` header prefers OpenMetrics to text 0.0.4 (RFC 9110 negotiation: media
+    types compared case-insensitively, ``q`` weights honoured, ``q=0`` refuses; on a tie OpenMetrics,
+    which carries exemplars). A header that accepts neither gets text, as Prometheus' own clients do."""
+    openmetrics = text = 0.0
+    for media, weight in _weighted(accept):
         if media == "application/openmetrics-text":
             openmetrics = max(openmetrics, weight)
         elif media in ("text/plain", "text/*", "*/*"):
@@ -339,18 +346,7 @@ def _wants_gzip(accept_encoding: str) -> bool:
     """Whether an ``Accept-Encoding`` header takes gzip (Prometheus sends ``gzip``): ``gzip`` or ``x-gzip``
     with a weight above 0, else ``*`` with one (RFC 9110: ``*`` stands for codings not listed)."""
     weights: dict[str, float] = {}
-    for entry in accept_encoding.split(","):
-        coding, *params = (part.strip().lower() for part in entry.split(";"))
-        weight = 1.0
-        for param in params:
-            key, _, value = param.partition("=")
-            if key.strip() == "q":
-                try:
-                    weight = float(value.strip())
-                except ValueError:
-                    weight = 0.0
-                if not weight > 0:  # q=0 refuses; NaN and malformed weights as if not offered
-                    weight = 0.0
+    for coding, weight in _weighted(accept_encoding):
         weights[coding] = max(weights.get(coding, 0.0), weight)
     named = [weights[c] for c in ("gzip", "x-gzip") if c in weights]
     return max(named) > 0 if named else weights.get("*", 0.0) > 0
