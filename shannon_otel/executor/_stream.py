@@ -86,14 +86,26 @@ def grows(tasks: Iterable[Any]) -> bool:
     return type(tasks) is list or (type(tasks) is Mapped and type(tasks._items) is list)
 
 
-def _abandoned(loop: asyncio.AbstractEventLoop, runner: asyncio.Task[Any]) -> None:
-    """The stream was collected with its block never left: its wave is cancelled, as leaving the block does (its
-    tasks cancelled, every span ended). Collected maybe in another thread: the cancel is handed to the loop."""
+def _abandoned(loop: asyncio.AbstractEventLoop, runner: asyncio.Task[Any], shared: _Shared) -> None:
+    """The stream was collected with its block never left: its wave ends as leaving the block ends it (its
+    tasks cancelled, every span ended). Collected maybe in another thread: the end is handed to the loop."""
     if not runner.done():
         try:
-            loop.call_soon_threadsafe(runner.cancel)
+            loop.call_soon_threadsafe(_leave, runner, shared)
         except RuntimeError:  # the loop is closed: nothing runs on it any more
             pass
+
+
+def _leave(runner: asyncio.Task[Any], shared: _Shared) -> None:
+    """Its consumer is gone (block left, or stream collected): a wave waiting for it (see settle) ends as it is,
+    not cancelled; one still running its tasks is cancelled."""
+    shared.closed = True  # nothing reads its results any more
+    if shared.idle is not None:
+        # Every task taken has ended: cancelled, a wave whose every task had succeeded said "cancellation" (a
+        # dropped stream's; the block's exit already woke it). What the list gained since is a left stream's rest.
+        shared.wake()
+    else:
+        runner.cancel()
 
 
 class WaveStream(Generic[T]):
@@ -187,7 +199,7 @@ class WaveStream(Generic[T]):
         self._runner = runner = asyncio.create_task(run())
         # Dropped with its block never left (entered without `async with`): the runner waited for the consumer for
         # ever, its wave span never ended, and the collector then destroyed its pending tasks mid-wave.
-        weakref.finalize(self, _abandoned, loop, runner).atexit = False
+        weakref.finalize(self, _abandoned, loop, runner, shared).atexit = False
         return self
 
     def _being_cancelled(self) -> bool:
@@ -268,12 +280,7 @@ class WaveStream(Generic[T]):
                 await asyncio.sleep(0)
             except asyncio.CancelledError as exc:  # the wave is still ended, and waited for, first
                 interrupted = exc
-        if self._shared.idle is not None:
-            # Every task taken has ended and the wave waits for the consumer (see settle): it ends as it is, not
-            # cancelled (what the list gained since, if anything, is drained as a left stream's rest)
-            self._shared.wake()
-        else:
-            runner.cancel()
+        _leave(runner, self._shared)
         while not runner.done():
             try:
                 await asyncio.wait((runner,))
