@@ -69,7 +69,7 @@ class _Shared:
         self.started = False  # the runner has begun the wave (so cancelling it ends the wave properly)
         self.closed = False
         self.report: WaveReport | None = None
-        self.late_told = False  # the tasks a list gained too late were looked for (see WaveStream._late)
+        self.late_told = 0  # how many tasks a list gained too late were logged (see WaveStream._late)
         self.waiting = 0  # consumers waiting in __anext__ for the next result
         # The runner's wait for the consumer to have read every result (see settle in WaveStream.__aenter__)
         self.idle: asyncio.Future[None] | None = None
@@ -246,17 +246,19 @@ class WaveStream(Generic[T]):
 
     def _late(self) -> None:
         """Tasks a list gained after its wave had taken its last one never run (no worker is left to take them):
-        said once, as a WARNING, when the consumer has read every result, never lost without a word."""
+        said, as a WARNING, when a consumer has read every result, and again for those gained since when the block
+        is left, never lost without a word. Said once a consumer had read the end: what another consumer of the
+        stream, still handling its last result then, appended was lost unlogged."""
         shared, report = self._shared, self._shared.report
-        if report is None or shared.late_told:
+        if report is None:
             return
-        shared.late_told = True
         try:
             now = known_size(self._tasks)
         except Exception:  # an input whose length can no longer be read: nothing to compare
             return
-        late = 0 if now is None else now - report.total
+        late = (0 if now is None else now - report.total) - shared.late_told
         if late > 0:
+            shared.late_told += late
             _log.warning(
                 "wave %s: %d task(s) added to its input after it had taken its last task never ran; extend a "
                 "streamed list only while it still holds tasks not taken, and run later ones in another wave",
@@ -287,6 +289,7 @@ class WaveStream(Generic[T]):
             except asyncio.CancelledError as exc:
                 interrupted = interrupted or exc
                 runner.cancel()  # passed on, as awaiting the runner did
+        self._late()
         error = None if runner.cancelled() else runner.exception()
         if error is not None:
             raise_as_is(carried(error) or error)  # the wave's own failure (a task's KeyboardInterrupt & co, ours)
