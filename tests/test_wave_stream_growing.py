@@ -186,3 +186,67 @@ def test_a_consumer_appending_while_tasks_still_run_keeps_them_at_max_concurrenc
 
     assert run_virtual(main()) == 7
     assert peak == 3
+
+
+@pytest.mark.parametrize("appended", [False, True])
+def test_a_stream_dropped_after_its_every_result_was_read_tells_the_waves_true_outcome(appended: bool) -> None:
+    """Dropped (never left) once its consumer had read every result, with the wave waiting for it: its finalizer
+    cancelled the wave, whose span said outcome "cancellation" with no task cancelled, every one a success (before
+    the wave waited for its consumer it had ended on its own, a success). Now it ends as leaving the block ends it:
+    a success when the list gained nothing; what it gained, never read, is cancelled and counted so."""
+    tel = InMemoryTelemetry()
+    spans = OpenSpans()
+    tel.tracer_provider.add_span_processor(spans)
+    pages = ["/c", "/e"]
+
+    async def read_all() -> None:
+        stream = Wave[list[str]]("dropped-read", max_concurrency=2, **tel.providers).stream_map(_fetch, pages)
+        await stream.__aenter__()
+        for _ in range(2):
+            await stream.__anext__()
+        await asyncio.sleep(1.0)  # every task has ended: the wave waits for this consumer, which never asks again
+        if appended:
+            pages.append("/d")
+
+    async def main() -> list[asyncio.Task[Any]]:
+        await read_all()
+        gc.collect()
+        await asyncio.sleep(1)
+        return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+
+    assert run_virtual(main()) == []
+    assert spans.open == {}
+    attributes = tel.span("wave dropped-read").attributes or {}
+    assert attributes["shannon.wave.tasks.success"] == 2
+    assert attributes["shannon.wave.tasks.cancellation"] == (1 if appended else 0)
+    assert attributes["shannon.task.outcome"] == (Outcome.CANCELLATION if appended else Outcome.SUCCESS).value
+
+
+def test_tasks_a_second_consumer_appends_after_the_first_read_the_end_are_logged_not_lost(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two consumers of one stream: one read the end (the wave saw it waiting, every result read) while the other
+    still handled its last result and then appended a task. That task never ran and no WARNING counted it (the
+    warning was looked for once, when the first consumer read the end). Now leaving the block counts it."""
+    tasks: list[Any] = [functools.partial(_fetch, "/c"), functools.partial(_fetch, "/e")]
+
+    async def main() -> WaveReport | None:
+        stream = Wave[list[str]]("two-readers", max_concurrency=2, instrument=False).stream(tasks)
+
+        async def read(think: float) -> None:
+            async for _ in stream:
+                await asyncio.sleep(think)
+                if think:
+                    tasks.append(functools.partial(_fetch, "/"))
+
+        async with stream:
+            await asyncio.gather(read(0.0), read(1.0))
+        return stream.report
+
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        report = run_virtual(asyncio.wait_for(main(), 60))
+    assert report is not None
+    never_ran = len(tasks) - report.total
+    assert never_ran > 0
+    told = [r for r in caplog.records if r.__dict__.get("event.name") == "shannon.wave.tasks_not_run"]
+    assert sum(r.__dict__["shannon.wave.tasks_not_run.count"] for r in told) == never_ran

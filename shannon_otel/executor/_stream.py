@@ -69,7 +69,7 @@ class _Shared:
         self.started = False  # the runner has begun the wave (so cancelling it ends the wave properly)
         self.closed = False
         self.report: WaveReport | None = None
-        self.late_told = False  # the tasks a list gained too late were looked for (see WaveStream._late)
+        self.late_told = 0  # how many tasks a list gained too late were logged (see WaveStream._late)
         self.waiting = 0  # consumers waiting in __anext__ for the next result
         # The runner's wait for the consumer to have read every result (see settle in WaveStream.__aenter__)
         self.idle: asyncio.Future[None] | None = None
@@ -86,14 +86,26 @@ def grows(tasks: Iterable[Any]) -> bool:
     return type(tasks) is list or (type(tasks) is Mapped and type(tasks._items) is list)
 
 
-def _abandoned(loop: asyncio.AbstractEventLoop, runner: asyncio.Task[Any]) -> None:
-    """The stream was collected with its block never left: its wave is cancelled, as leaving the block does (its
-    tasks cancelled, every span ended). Collected maybe in another thread: the cancel is handed to the loop."""
+def _abandoned(loop: asyncio.AbstractEventLoop, runner: asyncio.Task[Any], shared: _Shared) -> None:
+    """The stream was collected with its block never left: its wave ends as leaving the block ends it (its
+    tasks cancelled, every span ended). Collected maybe in another thread: the end is handed to the loop."""
     if not runner.done():
         try:
-            loop.call_soon_threadsafe(runner.cancel)
+            loop.call_soon_threadsafe(_leave, runner, shared)
         except RuntimeError:  # the loop is closed: nothing runs on it any more
             pass
+
+
+def _leave(runner: asyncio.Task[Any], shared: _Shared) -> None:
+    """Its consumer is gone (block left, or stream collected): a wave waiting for it (see settle) ends as it is,
+    not cancelled; one still running its tasks is cancelled."""
+    shared.closed = True  # nothing reads its results any more
+    if shared.idle is not None:
+        # Every task taken has ended: cancelled, a wave whose every task had succeeded said "cancellation" (a
+        # dropped stream's; the block's exit already woke it). What the list gained since is a left stream's rest.
+        shared.wake()
+    else:
+        runner.cancel()
 
 
 class WaveStream(Generic[T]):
@@ -187,7 +199,7 @@ class WaveStream(Generic[T]):
         self._runner = runner = asyncio.create_task(run())
         # Dropped with its block never left (entered without `async with`): the runner waited for the consumer for
         # ever, its wave span never ended, and the collector then destroyed its pending tasks mid-wave.
-        weakref.finalize(self, _abandoned, loop, runner).atexit = False
+        weakref.finalize(self, _abandoned, loop, runner, shared).atexit = False
         return self
 
     def _being_cancelled(self) -> bool:
@@ -234,17 +246,19 @@ class WaveStream(Generic[T]):
 
     def _late(self) -> None:
         """Tasks a list gained after its wave had taken its last one never run (no worker is left to take them):
-        said once, as a WARNING, when the consumer has read every result, never lost without a word."""
+        said, as a WARNING, when a consumer has read every result, and again for those gained since when the block
+        is left, never lost without a word. Said once a consumer had read the end: what another consumer of the
+        stream, still handling its last result then, appended was lost unlogged."""
         shared, report = self._shared, self._shared.report
-        if report is None or shared.late_told:
+        if report is None:
             return
-        shared.late_told = True
         try:
             now = known_size(self._tasks)
         except Exception:  # an input whose length can no longer be read: nothing to compare
             return
-        late = 0 if now is None else now - report.total
+        late = (0 if now is None else now - report.total) - shared.late_told
         if late > 0:
+            shared.late_told += late
             _log.warning(
                 "wave %s: %d task(s) added to its input after it had taken its last task never ran; extend a "
                 "streamed list only while it still holds tasks not taken, and run later ones in another wave",
@@ -268,18 +282,14 @@ class WaveStream(Generic[T]):
                 await asyncio.sleep(0)
             except asyncio.CancelledError as exc:  # the wave is still ended, and waited for, first
                 interrupted = exc
-        if self._shared.idle is not None:
-            # Every task taken has ended and the wave waits for the consumer (see settle): it ends as it is, not
-            # cancelled (what the list gained since, if anything, is drained as a left stream's rest)
-            self._shared.wake()
-        else:
-            runner.cancel()
+        _leave(runner, self._shared)
         while not runner.done():
             try:
                 await asyncio.wait((runner,))
             except asyncio.CancelledError as exc:
                 interrupted = interrupted or exc
                 runner.cancel()  # passed on, as awaiting the runner did
+        self._late()
         error = None if runner.cancelled() else runner.exception()
         if error is not None:
             raise_as_is(carried(error) or error)  # the wave's own failure (a task's KeyboardInterrupt & co, ours)
