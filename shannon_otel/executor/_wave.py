@@ -337,6 +337,8 @@ class Wave(Generic[T]):
         taken has ended, the wave waits until the consumer has read every result and asks for the next, then runs
         what the list gained; it ends when the list gained nothing (the wave span's duration includes the consumer's
         time on the last results), or when the consumer leaves the block (what the list gained then is cancelled).
+        So over a list, the stream's ``report`` is there once the block is left: a block that waits for the wave to
+        end without reading (polling ``report``, awaiting a hook's ``wave_finished``) waits for itself.
         A task appended once the wave has ended (from another task) never runs: a WARNING
         ``shannon.wave.tasks_not_run`` counts them when the consumer has read every result. What the list gains
         while every running task is busy waits for one of them to end, so a task that awaits one appended later
