@@ -70,10 +70,10 @@ class Telemetry:
         self._log_processors = tuple(log_processors)
         self._metric_exporters = tuple(metric_exporters)
         self._shut = False
-        self._claim = threading.Lock()  # taken, never given back, by the first shutdown()
+        # "by": the first shutdown() call, (its thread, a token of its own); set once, never given back
+        self._claim: dict[str, tuple[int, object]] = {}
         self._stopped = threading.Event()  # set when the first shutdown() returns (or raises)
         self._stop_result = True  # what it returned
-        self._stopper: int | None = None  # the thread running the first shutdown()
         self._finalizer: Any = None  # a multiprocessing finalizer, in a multiprocessing child only
         self._spares: Spares | None = None  # threads for an exit shutdown, started by shut_at_exit
         # one flush at a time of each provider (traces, metrics, logs); the processors keep their own
@@ -137,11 +137,14 @@ class Telemetry:
         """
         budget = self.shutdown_timeout_s if timeout_s is None else timeout_s
         check_number("timeout_s", budget, low=0, high=_MAX_TIMEOUT_S)  # a second call's NaN is refused too
-        if not self._claim.acquire(blocking=False):
-            return self._after_shutdown(budget)
+        call = (threading.get_ident(), object())
         try:
+            # The claim is one C call (atomic) that also records who took it, inside the try: a Ctrl-C is handled
+            # on the return of a C call, and one handled on a lock's acquire(), a line above the try, left the
+            # handle claimed by nobody who would count or finish (every later call waited on it).
+            if self._claim.setdefault("by", call) is not call:
+                return self._after_shutdown(budget)
             self._stop_result = False  # unless it finishes: what a concurrent call returns
-            self._stopper = threading.get_ident()
             self._shut = True
             self._stop_result = finished = self._stop_and_count(budget)
         except BaseException:
@@ -149,10 +152,13 @@ class Telemetry:
             # but what is still unsent must be counted, not lost silently (every later call is a no-op, so nobody
             # else would); then it goes on up. Caught here, not inside _stop_and_count: one landing on that call's
             # own entry left everything uncounted (the CLI's "telemetry dropped: 0 spans", 1 CI run in ~40).
-            self._give_up("was interrupted")
+            if self._claim.get("by") is call:
+                self._stop_result = False
+                self._give_up("was interrupted")
             raise
         finally:
-            self._stopped.set()
+            if self._claim.get("by") is call:
+                self._stopped.set()
         return finished
 
     def _after_shutdown(self, timeout_s: float) -> bool:
@@ -164,7 +170,8 @@ class Telemetry:
         A call from the thread running the first (a signal handler, or a log handler, run while it waits) does not
         wait: the first cannot return before it does, so it waited out its whole budget for nothing, and held the
         first past its own (False: not finished yet)."""
-        if self._stopper == threading.get_ident() and not self._stopped.is_set():
+        first = self._claim.get("by")
+        if first is not None and first[0] == threading.get_ident() and not self._stopped.is_set():
             return False
         return self._stopped.wait(timeout_s) and self._stop_result
 

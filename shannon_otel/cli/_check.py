@@ -190,21 +190,25 @@ def check_otlp(endpoint: str, protocol: str, timeout_s: float, source: str = "--
     return False, f"export failed after {took:.0f} ms: {why}"
 
 
-def _get_json(url: str, timeout_s: float) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout_s) as response:
+def _get_json(opener: urllib.request.OpenerDirector, url: str, timeout_s: float) -> Any:
+    with opener.open(url, timeout=timeout_s) as response:
         return json.loads(response.read().decode())
 
 
-def check_prometheus(url: str, timeout_s: float) -> tuple[bool, str]:
-    """Query ``up`` and count the shannon-otel series Prometheus has, both within ``timeout_s``."""
+def check_prometheus(
+    url: str, timeout_s: float, opener: urllib.request.OpenerDirector | None = None,
+) -> tuple[bool, str]:
+    """Query ``up`` and count the shannon-otel series Prometheus has, both within ``timeout_s``, with ``opener``
+    (None: one built here, inside the time the caller gives, see :func:`run`)."""
+    opener = opener or urllib.request.build_opener()
     query = urllib.parse.urlencode({"query": 'count({__name__=~"shannon_.*"})'})
     deadline = time.monotonic() + timeout_s  # one bound for both queries, as --timeout promises
     try:
-        up = _get_json(f"{url}/api/v1/query?{urllib.parse.urlencode({'query': 'up'})}", timeout_s)
+        up = _get_json(opener, f"{url}/api/v1/query?{urllib.parse.urlencode({'query': 'up'})}", timeout_s)
         left = deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError("timed out")
-        ours = _get_json(f"{url}/api/v1/query?{query}", left)
+        ours = _get_json(opener, f"{url}/api/v1/query?{query}", left)
     except urllib.error.HTTPError as exc:
         return False, f"HTTP {exc.code} from {exc.url}: is this Prometheus?"
     except json.JSONDecodeError:  # before ValueError, its base: the server answered, not with the query API's JSON
@@ -257,7 +261,11 @@ def run(args: argparse.Namespace) -> int:
         results.append(ok)
     if not args.skip_prometheus:
         url = args.prometheus or DEFAULT_PROMETHEUS
-        ok, text = _within(lambda timeout_s: check_prometheus(url, timeout_s), args.timeout)
+        # Built before --timeout starts, as the exporter's modules are imported above: Python 3.13's opener loads
+        # the system's CA certificates as it is built (its HTTPS handler), ~1 s on a busy machine, and `check
+        # --timeout 1` against a port refusing connections blamed the server ("no complete answer within 1 s").
+        opener = urllib.request.build_opener()
+        ok, text = _within(lambda timeout_s: check_prometheus(url, timeout_s, opener), args.timeout)
         write_line(sys.stdout, scrub(f"{'ok  ' if ok else 'FAIL'} Prometheus {safe_url(url)}: {safe_text(text, url)}",
                                      url))
         results.append(ok)
