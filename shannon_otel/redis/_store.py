@@ -151,6 +151,7 @@ class RedisState:
         self._pool_events: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._pending: set[asyncio.Task[Any]] = set()
+        self._stopping: set[asyncio.Future[Any]] = set()  # commands given up (see _abandon), not ended yet
         # Admissions whose caller never got the answer (timed out, cancelled): Redis may still run them later (a
         # paused or slow server runs what was already sent), leaving a pool lease nobody releases for lease_s, a
         # half-open probe slot nobody gives back for probe_lease_s. Given back (idempotent scripts: script name,
@@ -230,11 +231,12 @@ class RedisState:
         tasks = [*self._tasks, *self._pending]
         for task in tasks:
             task.cancel()
-        if tasks:
+        if tasks or self._stopping:  # and the commands given up, cancelled already (see _abandon)
             # Bounded: a client library that swallows a cancellation must not hang the caller's exit.
-            _, stuck = await asyncio.wait(tasks, timeout=max(1.0, 4 * self.timeout_s))
-            for task in stuck:
-                _log.warning("Redis background task %s did not stop in time; left behind", task.get_name())
+            _, stuck = await asyncio.wait([*tasks, *self._stopping], timeout=max(1.0, 4 * self.timeout_s))
+            for left in stuck:
+                name = left.get_name() if isinstance(left, asyncio.Task) else repr(left)
+                _log.warning("Redis background task %s did not stop in time; left behind", name)
         self._tasks = []
         with contextlib.suppress(Exception):
             async with asyncio.timeout(max(1.0, 4 * self.timeout_s)):
@@ -245,14 +247,21 @@ class RedisState:
         """Run one command (on ``keys``) within ``timeout_s``; any failure raises
         :class:`SharedStateUnavailableError` and marks Redis unavailable, except a key that holds what the
         scripts cannot use (see _unusable_key). A success marks it available again. A cancelled caller
-        gets CancelledError, even when the client library returned an answer (see below)."""
-        task = asyncio.current_task()
-        cancelling = task.cancelling() if task is not None else 0
+        gets its own CancelledError (its message included), whatever the client library does (see below)."""
         start = time.perf_counter()
+        # The command runs in a task of its own, waited for (never cancelling the caller): the caller's own
+        # cancellation is raised here by asyncio, with its message, whatever redis-py does. Awaited directly within
+        # asyncio.timeout, redis-py now and then swallowed it and returned the answer (3.11's wait_for, around its
+        # socket writes: 1 cancel in 3 landing mid-call), and the caller got a bare CancelledError raised in its
+        # place; a cancel landing with the timeout was the timeout's, bare too (task.cancel("why")'s "why" lost).
+        call = asyncio.ensure_future(command())
         try:
-            async with asyncio.timeout(self.timeout_s):
-                result = await command()
+            done, _ = await asyncio.wait((call,), timeout=self.timeout_s)
+            if not done:
+                raise TimeoutError
+            result = call.result()
         except (Exception, TimeoutError) as exc:  # redis errors, OSError, timeouts
+            self._abandon(call)
             self._errors.add(1, {SHARED_OPERATION: operation, ERROR_TYPE: error_type(exc)})
             if keys and _unusable_key(exc):
                 self._bad_key(keys, operation, exc)
@@ -260,17 +269,27 @@ class RedisState:
                     f"Redis key {_named(keys)} is unusable during {operation}: {_described(exc)}") from exc
             self._down(exc)
             raise SharedStateUnavailableError(f"Redis unavailable during {operation}: {_described(exc)}") from exc
+        except BaseException:  # the caller cancelled: its command stops (redis-py drops the connection)
+            self._abandon(call)
+            raise
         if self._bad_keys and keys:
             self._mended(keys)
         self._duration.record(time.perf_counter() - start, {SHARED_OPERATION: operation})
         if not self.available and not self._refused:
             self._up()  # Redis answers again (a refusal ends only with a write: see _check)
-        if task is not None and task.cancelling() > cancelling:
-            # redis-py now and then returns the answer of a call whose task was cancelled meanwhile (the
-            # CancelledError is lost inside it, ~5 % of cancels landing mid-call): the cancellation wins,
-            # or a cancelled pool acquire went on waiting for a slot, forever.
-            raise asyncio.CancelledError
         return result
+
+    def _abandon(self, call: asyncio.Future[Any]) -> None:
+        """Stop a command whose caller no longer waits for it (cancelled, timed out); ``close()`` waits for its end."""
+        if not call.done():
+            call.cancel()
+            self._stopping.add(call)
+            call.add_done_callback(self._stopped)
+
+    def _stopped(self, call: asyncio.Future[Any]) -> None:
+        self._stopping.discard(call)
+        if not call.cancelled():
+            call.exception()  # retrieved: the caller was told (its own cancellation, or the timeout)
 
     async def _check(self) -> None:
         """Find Redis available (and say so) when it runs a script that writes: a server that answers but
