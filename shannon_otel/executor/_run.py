@@ -46,6 +46,10 @@ _TASK_CALLABLE = "a wave task's callable (the fn of Wave.map, or a factory given
 # Before 3.13 Task.uncancel() leaves a cancellation still to be delivered pending once the count is back
 # to 0 (gh-116720): a task ending at once after cancel() + uncancel() left it to the worker's next task.
 _STALE_CANCEL = sys.version_info < (3, 13)
+# A worker hands the event loop a turn after this many tasks: tasks that never suspend (a breaker rejecting every
+# call while open, cache hits, a rate limit the wave lags behind) ran the whole input in one loop step, with no
+# cancel, timer or other task run until the wave ended (30,000 rejections under instrumentation: 6 s frozen).
+_TURN_EVERY = 64
 
 
 class Interrupted(BaseException):
@@ -239,9 +243,13 @@ class WaveRun:
         # one the task asked of itself, not to the next task. Checked on the attribute only where it exists.
         stale = _STALE_CANCEL and hasattr(worker, "_must_cancel")
         try:
+            ran = 0
             if gate is None:
                 for index, item in items:
                     await run_in(copy(), self._run_one(index, item))
+                    ran += 1
+                    if not ran % _TURN_EVERY:
+                        await asyncio.sleep(0)
                     if self.stopped:  # fail-fast: the inputs left are drained by the wave
                         return
                     if (worker.cancelling() or (stale and worker._must_cancel)) and await self._cancelled(worker):  # type: ignore[attr-defined]
@@ -261,6 +269,9 @@ class WaveRun:
                     self._add_workers()
                 # A streamed input is pulled only when there is room: its queue wait starts now.
                 await run_in(copy(), self._run_one(entry[0], entry[1], clock()))
+                ran += 1
+                if not ran % _TURN_EVERY:
+                    await asyncio.sleep(0)
                 if (worker.cancelling() or (stale and worker._must_cancel)) and await self._cancelled(worker):  # type: ignore[attr-defined]
                     raise asyncio.CancelledError
         except asyncio.CancelledError:
