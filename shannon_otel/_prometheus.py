@@ -145,8 +145,9 @@ def _target(resource: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def _histogram(prom: str, point: HistogramDataPoint, target: tuple[tuple[str, str], ...],
-               openmetrics: bool) -> list[str]:
+def _histogram(prom: str, point: HistogramDataPoint, labels: str, openmetrics: bool) -> list[str]:
+    """The lines of one histogram point whose label set (``le`` reserved) is ``labels``: each bucket's is that set with
+    ``le`` last, as ``_labels`` writes it (built once, not sorted and escaped again for every bucket)."""
     exemplars: dict[int, str] = {}
     if openmetrics:
         for e in point.exemplars or ():
@@ -159,10 +160,10 @@ def _histogram(prom: str, point: HistogramDataPoint, target: tuple[tuple[str, st
     bounds = [*point.explicit_bounds, math.inf]
     for index, (bound, count) in enumerate(zip(bounds, point.bucket_counts, strict=True)):
         cumulative += count
-        le = _labels(point.attributes, (*target, ("le", _number(float(bound)))))
+        le = f'{labels[:-1]},le="{_number(float(bound))}"}}' if labels else f'{{le="{_number(float(bound))}"}}'
         lines.append(f"{prom}_bucket{le} {cumulative}{exemplars.get(index, '')}")
-    lines.append(f"{prom}_sum{_labels(point.attributes, target, ('le',))} {_number(point.sum)}")
-    lines.append(f"{prom}_count{_labels(point.attributes, target, ('le',))} {point.count}")
+    lines.append(f"{prom}_sum{labels} {_number(point.sum)}")
+    lines.append(f"{prom}_count{labels} {point.count}")
     return lines
 
 
@@ -234,7 +235,7 @@ def render(data: MetricsData | None, *, openmetrics: bool = False, dropped: list
                         continue
                     family.series.add(key)
                     if isinstance(point, HistogramDataPoint):
-                        family.lines.extend(_histogram(prom, point, target, openmetrics))
+                        family.lines.extend(_histogram(prom, point, key, openmetrics))
                     else:
                         family.lines.append(f"{prom}{key} {_number(point.value)}")
                 if clash:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import shannon_otel
 
 EXPECTED = [
@@ -229,6 +231,29 @@ def test_waves_policies_and_sagas_pickle_and_copy_as_their_arguments_rebuilt() -
 
     assert asyncio.run(retry.call(flaky)) == "ok" and len(calls) == 2
 
+
+
+async def _no_cheaper() -> int:
+    raise ConnectionError("the cache is down too")
+
+
+def test_a_degrade_declaring_no_default_declares_none_after_a_pickle_or_copy() -> None:
+    """Bug: "no default" was a bare ``object()``, which ``pickle.loads`` and ``copy.deepcopy`` of a Degrade (rebuilt
+    from its arguments) gave back as another object, taken for a declared default: a failed call with nothing else to
+    serve returned ``Served(<object object at ...>)`` in place of raising its error (a Degrade shipped to a Dask
+    worker, or deep-copied with a settings object). It is raised in the copy as in the original."""
+    import asyncio
+    import copy
+    import pickle
+
+    async def times_out() -> int:
+        raise TimeoutError("slow")
+
+    for obj in (shannon_otel.Degrade(last_good=True), shannon_otel.Degrade(cheaper=_no_cheaper)):
+        for again in (obj, pickle.loads(pickle.dumps(obj)), copy.deepcopy(obj), copy.copy(obj)):
+            assert again == obj, again
+            with pytest.raises((TimeoutError, ConnectionError)):
+                asyncio.run(again.call(times_out))
 
 def test_every_public_attribute_a_public_class_sets_has_a_declared_type() -> None:
     """`self.port = int(...)`, `self.errors = 0`, `self.tracer_provider = TracerProvider(...)`: attributes a user reads

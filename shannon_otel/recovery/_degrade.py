@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import functools
 import inspect
 from collections import OrderedDict
@@ -47,9 +48,23 @@ if TYPE_CHECKING:  # what default= / cheaper= serve; a bare `Degrade` annotation
     D = _DefaultedTypeVar("D", covariant=True, default=Any)
 else:
     D = TypeVar("D", covariant=True)
+
+
+class _Missing(enum.Enum):
+    """``default`` not given: one object that pickling and copying keep (an enum member comes back as itself). A bare
+    ``object()`` came back from ``pickle.loads`` / ``copy.deepcopy`` of a Degrade as another object, taken for a
+    declared default: ``Degrade(last_good=True)`` shipped to a Dask worker served ``<object object at ...>`` as the
+    result of a failed call with nothing to serve, where the error was to be raised."""
+
+    MISSING = "MISSING"
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
 # Typed Never, not Any: pyright solves D from the field's default, and took Any (Degrade[Any] for last_good=True
 # alone, so Any in every result's type); Never adds nothing to what a call serves
-_MISSING: Never = cast("Never", object())
+_MISSING: Never = cast("Never", _Missing.MISSING)
 _INSTANCE: Hashable = object()  # the key of the one last good value of ``call(fn)`` without arguments
 
 
