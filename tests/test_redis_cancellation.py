@@ -5,6 +5,7 @@ Each test runs its own real redis-server on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import time
@@ -106,3 +107,48 @@ def test_a_cancel_landing_with_the_commands_timeout_reaches_the_caller_with_its_
                 os.kill(pid, signal.SIGCONT)
 
     assert asyncio.run(main()) == "('why',)"
+
+
+async def _cancelled_as_its_command_ends(acquire: Callable[[], Awaitable[None]]) -> str:
+    """Start ``acquire()``, cancel it ("why") in a callback of its command's task (run as that task ends, before
+    the caller resumes), and say what it ended with (see _outcome)."""
+    before = asyncio.all_tasks()
+    task = asyncio.ensure_future(acquire())
+    commands: set[asyncio.Task[object]] = set()
+    for _ in range(100):
+        await asyncio.sleep(0)
+        commands = asyncio.all_tasks() - before - {task}
+        if commands:
+            break
+    assert len(commands) == 1  # the command's own task
+    commands.pop().add_done_callback(lambda _: task.cancel("why"))
+    return await _outcome(task)
+
+
+def test_a_cancel_landing_as_the_command_fails_leaves_no_unretrieved_exception(
+    server: RedisServer, prefix: str,
+) -> None:
+    """Bug: a caller cancelled in the loop step its command ended with an error (here a key of another type)
+    left that error in the command's task, never retrieved: asyncio logged "Task exception was never retrieved"
+    with the Redis error's traceback, for a command whose caller had been told nothing was wrong with it. The
+    cancel is made by a callback of the command's task, run as it ends: before the caller resumes."""
+    import redis
+
+    client = redis.Redis.from_url(server.url)
+    client.lpush(f"{prefix}:{{rate:api}}:tat", "not a bucket")  # the RATE script fails on it (WRONGTYPE)
+    client.close()
+
+    async def main() -> tuple[str, list[str]]:
+        loop = asyncio.get_running_loop()
+        reported: list[str] = []
+        loop.set_exception_handler(lambda _loop, context: reported.append(context["message"]))
+        async with RedisState(server.url, prefix=prefix, timeout_s=5) as shared:
+            limit = SharedRateLimit(shared, "api", rate=1e6, burst=1_000_000)
+            await limit.acquire()  # the scripts loaded, the key found unusable (local fallback)
+            outcome = await _cancelled_as_its_command_ends(limit.acquire)
+        gc.collect()  # the command's task is gone: an exception never retrieved is reported now
+        return outcome, reported
+
+    outcome, reported = asyncio.run(main())
+    assert outcome == "('why',)"
+    assert reported == []

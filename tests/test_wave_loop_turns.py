@@ -13,6 +13,7 @@ import asyncio
 import pytest
 
 from shannon_otel import CircuitBreaker, Wave
+from shannon_otel.executor._run import _TURN_EVERY
 from shannon_otel.testing import InMemoryTelemetry
 
 
@@ -84,3 +85,31 @@ def test_a_caller_cancel_lands_while_a_wave_of_rejections_runs() -> None:
     assert all(span.end_time is not None for span in spans)
     tasks = [s for s in spans if s.name == "task rejected"]
     assert 0 < len(tasks) < 1_000  # before: all 20,000 rejections ran before the cancel could land
+
+
+@pytest.mark.parametrize("how", ["map", "stream"])
+@pytest.mark.parametrize("taken_back", [False, True])
+def test_a_task_cancelling_itself_before_a_turn_does_not_stop_the_worker(how: str, taken_back: bool) -> None:
+    """Bug: the turn (sleep(0)) came before the worker's check of a cancellation the task asked of itself. A task
+    that called ``asyncio.current_task().cancel()`` (and, before 3.13, one that took it back with ``uncancel()``:
+    still pending, gh-116720) and returned at once, as the 64th of its worker, left that request to the turn: the
+    worker died there, and with max_concurrency=1 every task after it never ran, the wave returning 64 results
+    of 200 with no error. Each task here asks it, so one of them ends each worker's run of 64."""
+    total = 3 * _TURN_EVERY + 8
+
+    async def self_cancelling(i: int) -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        if taken_back:
+            task.uncancel()
+        return i
+
+    async def main() -> list[int | None]:
+        wave = Wave("self-cancelling", max_concurrency=1)
+        if how == "map":
+            return (await wave.map(self_cancelling, range(total))).values()
+        async with wave.stream_map(self_cancelling, range(total)) as results:
+            return [r.value async for r in results]
+
+    assert sorted(v for v in asyncio.run(main()) if v is not None) == list(range(total))

@@ -49,6 +49,9 @@ _STALE_CANCEL = sys.version_info < (3, 13)
 # A worker hands the event loop a turn after this many tasks: tasks that never suspend (a breaker rejecting every
 # call while open, cache hits, a rate limit the wave lags behind) ran the whole input in one loop step, with no
 # cancel, timer or other task run until the wave ended (30,000 rejections under instrumentation: 6 s frozen).
+# Taken after the check of the worker's cancellation, never before: a task that cancelled its own task and
+# returned at once (asyncio.current_task().cancel()) left that request pending, delivered to the turn's sleep(0),
+# and the worker died there: the tasks left in a wave of max_concurrency=1 never ran, no error said so.
 _TURN_EVERY = 64
 
 
@@ -247,13 +250,13 @@ class WaveRun:
             if gate is None:
                 for index, item in items:
                     await run_in(copy(), self._run_one(index, item))
-                    ran += 1
-                    if not ran % _TURN_EVERY:
-                        await asyncio.sleep(0)
                     if self.stopped:  # fail-fast: the inputs left are drained by the wave
                         return
                     if (worker.cancelling() or (stale and worker._must_cancel)) and await self._cancelled(worker):  # type: ignore[attr-defined]
                         raise asyncio.CancelledError  # the task swallowed our cancellation: stop all the same
+                    ran += 1
+                    if not ran % _TURN_EVERY:  # after the check: see _TURN_EVERY
+                        await asyncio.sleep(0)
                 return
             clock = self.wave.clock
             while not self.stopped:
@@ -269,11 +272,11 @@ class WaveRun:
                     self._add_workers()
                 # A streamed input is pulled only when there is room: its queue wait starts now.
                 await run_in(copy(), self._run_one(entry[0], entry[1], clock()))
-                ran += 1
-                if not ran % _TURN_EVERY:
-                    await asyncio.sleep(0)
                 if (worker.cancelling() or (stale and worker._must_cancel)) and await self._cancelled(worker):  # type: ignore[attr-defined]
                     raise asyncio.CancelledError
+                ran += 1
+                if not ran % _TURN_EVERY:  # after the check: see _TURN_EVERY
+                    await asyncio.sleep(0)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:

@@ -280,11 +280,15 @@ class RedisState:
         return result
 
     def _abandon(self, call: asyncio.Future[Any]) -> None:
-        """Stop a command whose caller no longer waits for it (cancelled, timed out); ``close()`` waits for its end."""
-        if not call.done():
-            call.cancel()
-            self._stopping.add(call)
-            call.add_done_callback(self._stopped)
+        """Stop a command whose caller no longer waits for it (cancelled, timed out); ``close()`` waits for its end.
+        One that ended already (its caller cancelled in the step it ended) has its error retrieved: asyncio logged
+        it as "never retrieved", an error no caller was told of."""
+        if call.done():
+            self._stopped(call)
+            return
+        call.cancel()
+        self._stopping.add(call)
+        call.add_done_callback(self._stopped)
 
     def _stopped(self, call: asyncio.Future[Any]) -> None:
         self._stopping.discard(call)
