@@ -293,7 +293,8 @@ class PrometheusReader(MetricReader):
 
     def scrape(self, *, openmetrics: bool = False) -> str:
         """Collect and render now: text format 0.0.4, or OpenMetrics with exemplars. What the page cannot
-        hold (see :func:`render`) is logged once as a warning on the ``shannon_otel`` logger."""
+        hold (a second point of one label set, a metric of another kind under a name taken) is logged once as a
+        warning on the ``shannon_otel`` logger."""
         with self._lock:
             self._latest = None
             self.collect()
