@@ -285,18 +285,16 @@ class CircuitBreaker(Policy):
                 raise wrong_call(exc) from exc
             try:
                 self._failed(gen, started, exc)
-            except BaseException:  # the clock's error: see _begin
-                self._uncounted(gen)
-                raise
+            except BaseException as clock_exc:  # the clock's error: see _unclocked
+                self._unclocked(gen, clock_exc)
             raise
         if probing is not None:
             _probe_left(probing)
         if not self._clean:  # else: CLOSED, untimed, window full of successes: nothing changes
             try:
                 self._succeeded(gen, started)
-            except BaseException:  # the clock's error: see _begin
-                self._uncounted(gen)
-                raise
+            except BaseException as exc:  # the clock's error: see _unclocked
+                self._unclocked(gen, exc)
         return result
 
     async def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> T:
@@ -318,18 +316,16 @@ class CircuitBreaker(Policy):
                 call.ignored = exc
             try:
                 self._failed(gen, started, exc)
-            except BaseException:  # the clock's error: see _begin
-                self._uncounted(gen)
-                raise
+            except BaseException as clock_exc:  # the clock's error: see _unclocked
+                self._unclocked(gen, clock_exc)
             raise
         if probing is not None:
             _probe_left(probing)
         if not self._clean:
             try:
                 self._succeeded(gen, started)
-            except BaseException:  # the clock's error: see _begin
-                self._uncounted(gen)
-                raise
+            except BaseException as exc:  # the clock's error: see _unclocked
+                self._unclocked(gen, exc)
         return result
 
     def _admit(self, call: _Call | None) -> int:
@@ -445,6 +441,17 @@ class CircuitBreaker(Policy):
             self._window.record(FAILED | (SLOW if slow else 0), now)
             self._evaluate(gen)
             self._update_clean()
+
+    def _unclocked(self, gen: int, error: BaseException) -> None:
+        """The clock failed (raised, or read NaN or an infinity) as a call's result was recorded: the operation has
+        run, so its outcome is what the caller gets, and the result, which the clock cannot time, is not counted (a
+        probe's slot is given back). Logged; only a KeyboardInterrupt & co propagates. Raised, the clock's error
+        replaced the result (lost) or the operation's own error."""
+        self._uncounted(gen)
+        if not isinstance(error, Exception):
+            raise error
+        _log.warning("the clock of breaker %r failed as a result was recorded; that result is not counted",
+                     self._name, exc_info=error)
 
     def _uncounted(self, gen: int) -> None:
         """An admitted call ended with a result the breaker does not count (cancelled, ignored, or never

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from ._types import Chain, Clock, Factory
 
 T = TypeVar("T")
+_log = logging.getLogger("shannon_otel")
 
 
 class _Branch:
@@ -123,7 +125,7 @@ def _no_clock() -> float:
 
 def _now(call: _Call) -> float | None:
     """``call.clock()``, or None when it raises: the clock only times the call's attempts, so its error is kept in
-    ``call.broken`` and raised when the call has ended (:func:`observed`), not in place of the attempt's outcome.
+    ``call.broken`` and logged when the call has ended (:func:`observed`), never in place of the outcome.
     Raised at once, it left the attempt's span open, and the attempt (run, its result lost) counted as failed
     with the clock's error: a ``Retry`` ran the operation again, a breaker counted a failure."""
     try:
@@ -205,7 +207,6 @@ async def observed(policy: Policy, chain: Chain, i: int, fn: Factory[T], call: _
     entered: list[Any] = []
     outcome = CallOutcome.SUCCESS
     error: BaseException | None = None
-    overriding: BaseException | None = None  # a cancellation or other BaseException the call raises
     try:
         begin = call.clock()
         # before anything starts (only where hooks watch: the plain path reads no clock): a datetime or NaN
@@ -229,7 +230,6 @@ async def observed(policy: Policy, chain: Chain, i: int, fn: Factory[T], call: _
             outcome, error = CallOutcome.FAILURE, cut_off(exc)
         else:
             outcome = CallOutcome.CANCELLATION
-        overriding = exc
         raise
     except CircuitOpenError as exc:
         outcome, error = CallOutcome.REJECTED, exc
@@ -237,14 +237,9 @@ async def observed(policy: Policy, chain: Chain, i: int, fn: Factory[T], call: _
     except BaseException as exc:
         outcome = CallOutcome.IGNORED if exc is call.ignored else CallOutcome.FAILURE
         error = exc
-        if not isinstance(exc, Exception):
-            overriding = exc
         raise
     finally:
         duration = _elapsed(call, begin)
-        broken = call.broken if overriding is None else None
-        if broken is not None:  # what the caller gets (see below): the call span and metrics say so
-            outcome, error = CallOutcome.FAILURE, broken
         event = CallFinished(call.operation, outcome, call.attempts, duration, error)
         escaped: BaseException | None = None  # an observer's KeyboardInterrupt & co: after the others end
         for k in range(len(observers) - 1, -1, -1):
@@ -259,10 +254,10 @@ async def observed(policy: Policy, chain: Chain, i: int, fn: Factory[T], call: _
                     leave(observers[k], owners[k], "call_finished", hooks)
                 except BaseException as exc:
                     escaped = escaped or exc
+        if call.broken is not None:
+            # Logged, never raised: the operation has run, and its outcome is what the caller gets. Raised once the
+            # call had ended, the clock's error replaced a success (its result lost) or the operation's own error.
+            _log.warning("the clock of %r failed while the call ran; durations it could not time are reported as 0",
+                         call.operation, exc_info=call.broken)
         if escaped is not None:
             raise_as_is(escaped)
-        # The clock's error, once the call's spans have ended (as a wave raises it once the task's result is
-        # delivered, a saga once its rollback has ended): in place of the result or the error, never of a
-        # cancellation or another BaseException
-        if broken is not None:
-            raise broken

@@ -232,6 +232,9 @@ class Degrade(Instrumented, Generic[D]):
     ) -> Served[T | D]:
         state = self._state
         key = self._key_of(fn) if self.last_good else _INSTANCE
+        # Read before the operation runs, so a clock that cannot read (raises, NaN, inf) is refused while nothing has
+        # run; a later reading that fails stamps the value with this one (older: never served past max_age)
+        started = self.clock() if self.last_good else 0.0
         cheaper = True  # flagged with nothing served, the cheaper (if any) failed: not called again on a failure
         flag = state.flag  # read once: another thread may clear it meanwhile (a degraded result with reason None)
         if flag is not None:
@@ -250,7 +253,9 @@ class Degrade(Instrumented, Generic[D]):
             return served
         if self.last_good:
             goods = state.goods
-            goods[key] = (value, self.clock())
+            # The operation has run: a clock failing now never costs its result (it raised ValueError in its place)
+            at = _reading(self.clock)
+            goods[key] = (value, started if at is None else at)
             # No lock, yet event loops in several threads may share this Degrade: between two of these steps
             # another thread may drop the key or empty the dict (its move_to_end raised KeyError into the call).
             with contextlib.suppress(KeyError):
@@ -297,14 +302,18 @@ class Degrade(Instrumented, Generic[D]):
                 with contextlib.suppress(KeyError):  # dropped meanwhile by another thread (see run): served still
                     goods.move_to_end(key)  # serving it is a use: least recently used goes first
                 value, at = good
-                now = self.clock()
-                if now < at:  # an injected clock that went back (a stepped wall clock): no negative age, and
-                    at = now  # counted from here: a day back served the value as new for a day, past max_age
-                    if goods.get(key) is good:  # not over a newer value another thread stored meanwhile
-                        goods[key] = (value, at)
-                age = now - at
-                if self.max_age is None or age <= self.max_age:
-                    return self._mark(Served(value, True, "last_good", reason, age, error), call)
+                now = _reading(self.clock)
+                if now is None:  # its age unknown: served only with no max_age to prove, its age_s None
+                    if self.max_age is None:
+                        return self._mark(Served(value, True, "last_good", reason, None, error), call)
+                else:
+                    if now < at:  # an injected clock that went back (a stepped wall clock): no negative age, and
+                        at = now  # counted from here: a day back served the value as new for a day, past max_age
+                        if goods.get(key) is good:  # not over a newer value another thread stored meanwhile
+                            goods[key] = (value, at)
+                    age = now - at
+                    if self.max_age is None or age <= self.max_age:
+                        return self._mark(Served(value, True, "last_good", reason, age, error), call)
         if self.cheaper is not None and cheaper:
             made: object = _MISSING
             try:
@@ -329,6 +338,16 @@ class Degrade(Instrumented, Generic[D]):
         if call is not None:
             notify(call, "degraded", Degraded(call.operation, served.mode or "", served.reason or "", served.error))
         return served
+
+
+def _reading(clock: Callable[[], float]) -> float | None:
+    """``clock()``, or None when it cannot read (raises, or reads NaN or an infinity: refused by the policy's
+    :class:`~shannon_otel._clock.Seconds`). Read once the operation has run: its outcome is what the caller gets,
+    never the clock's error (a last good value served in place of the error the clock raised instead of the result)."""
+    try:
+        return clock()
+    except Exception:
+        return None
 
 
 class _Same:
