@@ -12,9 +12,11 @@ import functools
 import re
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk import trace as sdk_trace
 
 from shannon_otel import Wave
+from shannon_otel._telemetry import TASK_INDEX
 from shannon_otel.cli._waterfall import BAR, waterfall
 from shannon_otel.recovery import Retry
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
@@ -105,3 +107,48 @@ def test_rows_fit_the_given_width_and_labels_stay_whole_while_the_bar_can_shrink
     narrow = waterfall(otel.spans(), width=40)
     assert all(len(r.text) <= 40 for r in narrow[1:])
     assert any(r.text.split(" |")[0].endswith("~") for r in narrow), "too narrow: long labels are cut with ~"
+
+
+# Sub-microsecond to hours, zero-length, and past 10,000 s (where the time column grows a character).
+DURATIONS_NS = (0, 1, 400, 1_000_000, 2_637_600_000, 9_999_000_000, 3 * 3600 * 10**9, 40 * 3600 * 10**9)
+
+
+@pytest.fixture(scope="module")
+def traces() -> list[tuple[int, list[sdk_trace.ReadableSpan]]]:
+    """Per duration: a wave span of that length with a failed task span over its first half (SDK spans
+    with explicit start and end times, so each duration is exact)."""
+    out = []
+    for total in DURATIONS_NS:
+        otel = InMemoryTelemetry()
+        tracer = otel.tracer_provider.get_tracer("waterfall-test")
+        root = tracer.start_span("wave fetch-all", start_time=EPOCH_NS)
+        task = tracer.start_span("task fetch-all", trace.set_span_in_context(root), start_time=EPOCH_NS,
+                                 attributes={TASK_INDEX: 0})
+        task.set_status(trace.StatusCode.ERROR)
+        task.end(end_time=EPOCH_NS + total // 2)
+        root.end(end_time=EPOCH_NS + total)
+        out.append((total, list(otel.spans())))
+    return out
+
+
+@pytest.mark.parametrize("width", [None, *range(1, 201)])
+def test_the_time_axis_labels_never_run_together_and_sit_over_the_bar_ends(
+    width: int | None, traces: list[tuple[int, list[sdk_trace.ReadableSpan]]],
+) -> None:
+    """At 30 columns the axis printed '0' and the total as one word ('02637.6 ms'): the 4-column bar
+    left no room for both. Now a label that does not fit with a space before the next is dropped."""
+    for total, spans in traces:
+        rows = waterfall(spans, width=width)
+        axis, root = rows[0].text, rows[1].text
+        first, last = root.index("|") + 1, root.index("|", root.index("|") + 1) - 1  # the bar's columns
+        seconds = max(total, 1) / 1e9
+        true_total = f"{seconds * 1000:.1f} ms" if seconds < 10 else f"{seconds:.2f} s"
+        assert axis.split() in (["0", *true_total.split()], true_total.split()), (total, width, axis)
+        assert axis.endswith(true_total) and len(axis) == last + 1, "the total ends over the bar's last column"
+        if axis.split()[0] == "0":
+            assert axis.index("0") == first and axis[first + 1] == " ", "0 over the bar's first column"
+        fits = max(len(r.text) for r in rows[1:])
+        assert len(axis) <= fits, "the axis is no wider than the rows"
+        if width is not None and width >= 8 + 4 + len(" |") + len("| ") + len(" 1234.5 ms  ERROR") + (
+                seconds >= 10_000) + (seconds >= 100_000):
+            assert fits <= width, (total, width, rows)

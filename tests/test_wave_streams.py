@@ -353,6 +353,19 @@ def test_a_misused_stream_names_what_the_user_called(mapped: bool, called: str) 
     asyncio.run(main())
 
 
+class Overlap:
+    """Tasks (``work``) of 1 s of virtual time each, counting the most that ran at once (``peak``)."""
+
+    def __init__(self) -> None:
+        self.running = self.peak = 0
+
+    async def work(self) -> None:
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        await asyncio.sleep(1.0)  # virtual time: every task running at once overlaps here
+        self.running -= 1
+
+
 @pytest.mark.parametrize("start", [0, 1, 2])
 @pytest.mark.parametrize("batch_size", [None, 5])
 def test_a_streamed_list_the_consumer_extends_runs_its_new_tasks_at_max_concurrency(
@@ -363,27 +376,19 @@ def test_a_streamed_list_the_consumer_extends_runs_its_new_tasks_at_max_concurre
     ran one at a time under max_concurrency=4. Now they run 4 at a time, and the report says so; the pending and
     active gauges are back to 0."""
     tel = InMemoryTelemetry()
-    running = peak = 0
-
-    async def work() -> None:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        await asyncio.sleep(1.0)  # virtual time: every task running at once overlaps here
-        running -= 1
-
-    tasks: list[Any] = [work] * start
+    overlap = Overlap()
+    tasks: list[Any] = [overlap.work] * start
     wave = Wave[Any]("grown", max_concurrency=4, batch_size=batch_size, **tel.providers)
 
     async def main() -> tuple[int, WaveReport | None]:
         async with wave.stream(tasks) as stream:
-            tasks.extend([work] * 9)
+            tasks.extend([overlap.work] * 9)
             count = len([r async for r in stream if r.outcome is Outcome.SUCCESS])
         return count, stream.report
 
     count, report = run_virtual(main())
     assert count == start + 9
-    assert peak == 4
+    assert overlap.peak == 4
     assert report is not None and report.concurrency == 4
     for gauge in ("shannon.task.active", "shannon.task.pending"):
         assert tel.point(gauge, shannon_wave_name="grown").value == 0
@@ -550,7 +555,7 @@ def test_a_streamed_list_extended_after_some_workers_found_its_end_runs_its_new_
     """A worker that found the streamed list's end left, its slot lost: a list of 4 under max_concurrency=4,
     extended by 6 while 3 of its workers had left and one still ran a task, ran the 6 one at a time on that worker.
     Its slot is now free again: the first new task the remaining worker takes starts workers up to 4."""
-    running = peak = 0
+    overlap = Overlap()
     third_may_end = asyncio.Event()
 
     async def quick() -> None:
@@ -558,13 +563,6 @@ def test_a_streamed_list_extended_after_some_workers_found_its_end_runs_its_new_
 
     async def third() -> None:
         await third_may_end.wait()
-
-    async def work() -> None:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        await asyncio.sleep(1.0)  # virtual time: every task running at once overlaps here
-        running -= 1
 
     tasks: list[Any] = [quick, quick, quick, third]
     wave = Wave[Any]("regrown", max_concurrency=4)
@@ -576,9 +574,9 @@ def test_a_streamed_list_extended_after_some_workers_found_its_end_runs_its_new_
                 assert result.outcome is Outcome.SUCCESS
                 count += 1
                 if count == 3:  # the 3 quick ones read: their workers found the end and left
-                    tasks.extend([work] * 6)
+                    tasks.extend([overlap.work] * 6)
                     third_may_end.set()
         return count
 
     assert run_virtual(main()) == 10
-    assert peak == 4  # was 1
+    assert overlap.peak == 4  # was 1

@@ -18,7 +18,7 @@ from .._telemetry import TASK_INDEX
 BAR = 40  # bar columns when no width is given
 LABEL = 38  # at most this many label columns
 MIN_BAR = 16
-_FIXED = len(" |") + len("| ") + len(" 1234.5 ms") + len("  ERROR")  # every row: bar frame, time, error mark
+_FRAME = len(" |") + len("| ") + len("  ERROR")  # every row: bar frame, error mark (and the time column)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +50,17 @@ def _label(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "~"
 
 
+def _axis(label_w: int, bar_w: int, seconds: float) -> str:
+    """The time scale over the bars: ``0`` at the bar's first column, the total ending at its last.
+
+    A label that would touch the other is dropped, ``0`` first (the total may then reach left over the
+    blank label columns); a total wider than the whole row is dropped too. Labels are never run together."""
+    end = _ms(seconds).strip()
+    if len(end) + 2 <= bar_w:  # "0", at least one space, the total
+        return " " * (label_w + 2) + "0" + end.rjust(bar_w - 1)
+    return end.rjust(label_w + 2 + bar_w) if len(end) <= label_w + 2 + bar_w else ""
+
+
 def waterfall(
     spans: Sequence[ReadableSpan], *, max_tasks: int = 6, max_depth: int = 4, fill: str = "#",
     width: int | None = None,
@@ -57,7 +68,9 @@ def waterfall(
     """Rows of text for the trace in ``spans`` (empty when it has no root span); bars drawn with ``fill``.
 
     With ``width``, every row fits in that many columns (the bar narrows first, then long labels are
-    cut with ``~``); without, labels take up to ``LABEL`` columns and bars ``BAR``."""
+    cut with ``~``) down to 33 (a column more per digit past 9,999 s): labels keep 8 columns and bars 4
+    below that, so rows are wider and the summary wraps them; without, labels take up to ``LABEL``
+    columns and bars ``BAR``. The first row is the time axis (``_axis``)."""
     by_id = {s.context.span_id: s for s in spans if s.context is not None}
     children: dict[int, list[ReadableSpan]] = {}
     roots = []
@@ -92,11 +105,12 @@ def waterfall(
     for span in sorted(chosen, key=_start):
         walk(span, 1, shown)
     longest = max(len(_name(s, d)) for s, d in shown)
+    time_w = max(len(_ms(_duration(s))) for s, _ in shown)  # 10, or more past 10,000 s
     if width is None:
         label_w, bar_w = min(LABEL, longest), BAR
     else:
-        label_w = max(8, min(LABEL, longest, width - _FIXED - MIN_BAR))
-        bar_w = max(4, min(BAR, width - _FIXED - label_w))
+        label_w = max(8, min(LABEL, longest, width - _FRAME - time_w - MIN_BAR))
+        bar_w = max(4, min(BAR, width - _FRAME - time_w - label_w))
 
     def row(span: ReadableSpan, depth: int) -> Row:
         start = max(0, ((span.start_time or t0) - t0)) / total
@@ -105,11 +119,10 @@ def waterfall(
         size = max(1, round(end * bar_w) - left)
         bar = " " * left + fill * size + " " * max(0, bar_w - left - size)
         error = span.status.status_code is StatusCode.ERROR
-        label = _label(_name(span, depth), label_w)
-        return Row(f"{label:<{label_w}} |{bar[:bar_w]}| {_ms(_duration(span))}{'  ERROR' if error else ''}", error)
+        label, took = _label(_name(span, depth), label_w), _ms(_duration(span))
+        return Row(f"{label:<{label_w}} |{bar[:bar_w]}| {took:>{time_w}}{'  ERROR' if error else ''}", error)
 
-    end_label = _ms(total / 1e9).strip()
-    rows = [Row(f"{'':<{label_w}}  0{end_label:>{bar_w - 1}}")]
+    rows = [Row(_axis(label_w, bar_w, total / 1e9))]
     rows += [row(span, depth) for span, depth in shown]
     hidden = [s for s in tasks if s not in chosen]
     if hidden:
