@@ -126,6 +126,46 @@ def test_a_fallback_that_re_raises_the_error_it_was_given_lets_it_through_as_it_
         assert (span.attributes or {})["error.type"] == f"{__name__}.DeclinedError", span.name
 
 
+
+class HandledError(Exception):
+    pass
+
+
+def test_a_fallback_declining_an_error_keeps_the_context_it_was_raised_with() -> None:
+    """A declining fallback's ``raise error`` ran in the caller's ``except`` block, so Python set the error's
+    ``__context__`` to the caller's handled exception: the ``KeyError`` the operation raised it while handling (its
+    traceback's "During handling of the above exception") was replaced, where without the fallback it was kept."""
+    otel = InMemoryTelemetry()
+
+    async def fail() -> None:
+        users: dict[str, str] = {}
+        try:
+            users["ada"]
+        except KeyError:
+            raise DeclinedError("no such user") from None
+
+    async def decline(error: Exception) -> None:
+        raise error
+
+    async def caught_in_except(call: Any) -> BaseException:
+        try:
+            raise HandledError("the caller's")
+        except HandledError:
+            with pytest.raises(DeclinedError) as caught:
+                await call()
+        return caught.value
+
+    async def main() -> None:
+        without = await caught_in_except(fail)
+        with_fallback = await caught_in_except(lambda: Fallback(decline, name="fb", **otel.providers).call(fail))
+        for error in (without, with_fallback):
+            assert isinstance(error.__context__, KeyError), repr(error.__context__)
+            assert error.__suppress_context__ and error.__cause__ is None
+
+    run_virtual(main())
+    assert otel.span("fb").status.status_code is StatusCode.ERROR
+    assert otel.span("fallback fb").status.status_code is StatusCode.ERROR
+
 class HugeError(Exception):
     pass
 
