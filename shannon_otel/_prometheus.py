@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import io
 import json
 import logging
 import math
@@ -23,6 +24,7 @@ import re
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -48,7 +50,10 @@ TEXT = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 _SPECS = {spec.name: spec for spec in METRICS}
 _INVALID = re.compile(r"[^a-zA-Z0-9_:]")
-_CLIENT_TIMEOUT_S = 30.0
+_CLIENT_TIMEOUT_S = 30.0  # to send the whole request (line and headers), and for each write of the answer
+_MAX_CONNECTIONS = 64  # served at once: each holds a thread; more get a 503 at once, not one thread each
+_MAX_WARNED = 1000  # distinct notes of a reader logged once each; past that, one warning says no more are
+_now = time.monotonic
 _log = logging.getLogger("shannon_otel")
 
 
@@ -277,7 +282,7 @@ class PrometheusReader(MetricReader):
         super().__init__()
         self._bridge: MetricsBridge | None = None
         self._latest: MetricsData | None = None
-        self._warned: set[str] = set()  # what the page left out, logged once (not at every scrape)
+        self._warned: set[str] = set()  # what the page left out, logged once (not at every scrape); bounded
         self._lock = threading.Lock()
         in_forked_child(self._forked)  # held by a scrape on another thread at a fork: the child's would hang
 
@@ -294,7 +299,7 @@ class PrometheusReader(MetricReader):
     def scrape(self, *, openmetrics: bool = False) -> str:
         """Collect and render now: text format 0.0.4, or OpenMetrics with exemplars. What the page cannot
         hold (a second point of one label set, a metric of another kind under a name taken) is logged once as a
-        warning on the ``shannon_otel`` logger."""
+        warning on the ``shannon_otel`` logger (the first 1,000 distinct notes; then one warning says no more are)."""
         with self._lock:
             self._latest = None
             self.collect()
@@ -304,9 +309,15 @@ class PrometheusReader(MetricReader):
             dropped: list[str] = []
             text = render(data, openmetrics=openmetrics, dropped=dropped)
             for note in dropped:
-                if note not in self._warned:
-                    self._warned.add(note)
-                    _log.warning("the Prometheus page leaves out %s", note)
+                if note in self._warned or len(self._warned) > _MAX_WARNED:
+                    continue
+                if len(self._warned) == _MAX_WARNED:  # one note per metric name: bounded, however many the names
+                    _log.warning("the Prometheus page left out %d things, each logged once: what it leaves out "
+                                 "from now on is not logged", _MAX_WARNED)
+                    self._warned.add("")  # the set is full: nothing more is added or logged
+                    break
+                self._warned.add(note)
+                _log.warning("the Prometheus page leaves out %s", note)
             return text
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
@@ -354,6 +365,26 @@ def _wants_gzip(accept_encoding: str) -> bool:
     return max(named) > 0 if named else weights.get("*", 0.0) > 0
 
 
+class _Deadline(io.RawIOBase):
+    """A connection's reads, each waiting at most until ``deadline`` (``_now()`` seconds): a request must arrive
+    whole by then. The socket's own timeout applies to each read afresh, so a client sending one header line
+    every 29 s held its thread for ~50 min (100 header lines), and one byte every 29 s, for days."""
+
+    def __init__(self, connection: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._connection, self._deadline = connection, deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        remaining = self._deadline - _now()
+        if remaining <= 0:
+            raise TimeoutError("the request did not arrive in time")
+        self._connection.settimeout(remaining)
+        return self._connection.recv_into(buffer)
+
+
 class _Server(ThreadingHTTPServer):
     """An HTTP server in the host's address family: IPv4 when the host has an IPv4 address (so
     ``localhost`` stays 127.0.0.1, what scrapers are pointed at), IPv6 for ``::1`` and IPv6-only
@@ -366,11 +397,29 @@ class _Server(ThreadingHTTPServer):
         self.address_family = socket.AF_INET if socket.AF_INET in families else families[0]
         self._open: set[socket.socket] = set()  # connections being served: close() ends them
         self._open_lock = threading.Lock()
+        self._refused = False  # whether the connection cap was logged (once per server)
         super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._open_lock:
-            self._open.add(request)
+            full = len(self._open) >= _MAX_CONNECTIONS
+            if not full:
+                self._open.add(request)
+        if full:
+            # Each connection holds a thread until its request is answered or its deadline passes: 10,000 idle
+            # connections were 10,000 threads. Answered here, on the accepting thread (one short write into a
+            # new socket's empty buffer: it cannot block), without reading the request.
+            if not self._refused:
+                self._refused = True
+                _log.warning("the metrics endpoint has %d connections open: it answers 503 to more, at once, "
+                             "until some end (each ends within %g s)", _MAX_CONNECTIONS, _CLIENT_TIMEOUT_S)
+            try:
+                request.setblocking(False)
+                request.send(b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            except OSError:  # the client left already, or its buffer is full: closing says enough
+                pass
+            super().shutdown_request(request)
+            return
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
@@ -407,7 +456,9 @@ class MetricsServer:
     at ``/metrics`` and ``/`` (a query ignored; ``http://host/metrics``, the absolute form, too); any other
     path is 404. Binds 127.0.0.1 unless told otherwise; :attr:`port` is the bound port (the one picked
     for 0) and :attr:`url` the page. Raises OSError naming ``host:port`` from the constructor when the
-    port cannot be bound (``[::1]:9464`` for an IPv6 address). A connection idle for 30 s is dropped,
+    port cannot be bound (``[::1]:9464`` for an IPv6 address). A connection that has not sent its whole request
+    within 30 s of connecting is dropped (each write of the answer may take 30 s too); past 64 connections
+    open at once, more are answered 503 at once (logged once), so idle clients cannot pile up threads;
     a scraper leaving mid-answer is no error (other failures go to the ``shannon_otel`` logger; a
     scrape that raises, such as the SDK's timeout on slow callbacks, is a 500);
     :meth:`close` stops listening and ends the connections still open (a second call does nothing).
@@ -423,7 +474,12 @@ class MetricsServer:
             # after this many seconds instead of holding them for good; other scrapes never wait on it.
             timeout = _CLIENT_TIMEOUT_S
 
+            def setup(self) -> None:
+                super().setup()
+                self.rfile = io.BufferedReader(_Deadline(self.connection, _now() + _CLIENT_TIMEOUT_S))
+
             def do_GET(self, head: bool = False) -> None:
+                self.connection.settimeout(_CLIENT_TIMEOUT_S)  # for the answer: the request's reads left less
                 # The path of the target in any form a client may send: origin (``/metrics?x``) or absolute
                 # (``http://host/metrics``, which RFC 9112 says a server MUST accept: it got a 404 saying
                 # only /metrics was served); the query and a fragment are ignored.

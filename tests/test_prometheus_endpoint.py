@@ -605,3 +605,83 @@ def test_the_page_is_gzipped_when_the_scraper_takes_gzip(accept_encoding: str, g
     assert plain_encoding is None and b"shannon_task_duration_seconds_bucket{" in plain
     assert encoding == ("gzip" if gzipped else None)
     assert (gzip.decompress(body) if gzipped else body) == plain
+
+
+def test_a_client_trickling_its_request_is_dropped_at_its_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The socket's timeout applied to each read afresh: a client sending a header line every 29 s held its
+    thread for ~50 min, one byte every 29 s for days. The whole request must now arrive within 30 s of the
+    connection (a fake clock here: the server reads it when the connection starts and before each read)."""
+    import shannon_otel._prometheus as prometheus
+
+    clock = [0.0]
+    read = threading.Event()
+
+    def now() -> float:
+        read.set()
+        return clock[0]
+
+    monkeypatch.setattr(prometheus, "_now", now)
+    reader, _, _ = _run_wave()
+    server = MetricsServer(reader, port=0)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as client:
+            read.wait(10)  # the connection's deadline is set (by the fix): 30 s from clock 0
+            clock[0] = 31.0
+            try:
+                client.sendall(b"GET /metrics HTTP/1.0\r\nX-Trickle: 1\r\n")
+                ended = client.recv(1)
+            except ConnectionResetError:
+                ended = b""
+            assert ended == b"", "the server ended the connection past its deadline, before the request was whole"
+    finally:
+        server.close()
+
+
+def test_connections_past_the_cap_get_a_503_at_once_not_a_thread_each(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every connection held a thread until its request was answered or it timed out: 200 idle connections
+    were 200 threads (10,000 would be 10,000). Past the cap, a connection is answered 503 on the accepting
+    thread without reading its request, and that is logged once."""
+    import shannon_otel._prometheus as prometheus
+
+    monkeypatch.setattr(prometheus, "_MAX_CONNECTIONS", 2)
+    reader, _, _ = _run_wave()
+    server = MetricsServer(reader, port=0)
+    idle = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(2)]
+    try:
+        with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+            for _ in range(2):  # accepted in order: the idle two are being served when these come
+                with socket.create_connection(("127.0.0.1", server.port), timeout=10) as extra:
+                    assert extra.makefile("rb").readline().split()[1] == b"503"
+        assert sum("answers 503" in r.getMessage() for r in caplog.records) == 1, caplog.records
+    finally:
+        for connection in idle:
+            connection.close()
+        server.close()
+
+
+def test_the_notes_of_what_the_page_leaves_out_stay_bounded(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each distinct note ("points of metric 'jobs7.done' ...") was kept in the reader for good, to be logged
+    once: one per metric name, without bound. Past the cap, one warning says no more are logged."""
+    import shannon_otel._prometheus as prometheus
+
+    monkeypatch.setattr(prometheus, "_MAX_WARNED", 3)
+    reader = PrometheusReader()
+    provider = MeterProvider(metric_readers=[reader])
+    try:
+        meter = provider.get_meter("user")
+        for i in range(6):  # one Prometheus name for two metrics: one note each pair
+            meter.create_counter(f"jobs{i}.done").add(1)
+            meter.create_counter(f"jobs{i}_done").add(5)
+        with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+            reader.scrape()
+            reader.scrape()
+    finally:
+        provider.shutdown()
+    logged = [r.getMessage() for r in caplog.records]
+    assert sum("leaves out points of metric" in m for m in logged) == 3, logged
+    assert sum("from now on is not logged" in m for m in logged) == 1, logged
+    assert len(reader._warned) == 4
