@@ -171,6 +171,8 @@ LOG_EVENT_COMPENSATION_FAILED: Final = "shannon.saga.compensation_failed"
 # the executor's own record (not the hook's): tasks a streamed list gained after its wave had taken its last one
 LOG_EVENT_LATE_TASKS: Final = "shannon.wave.tasks_not_run"
 LATE_COUNT: Final = "shannon.wave.tasks_not_run.count"
+LOG_EVENT_INPUT_CUT: Final = "shannon.wave.input_cut"
+INPUT_CUT_INDEX: Final = "shannon.wave.input_cut.index"  # the tasks the wave had taken from its list then
 LOG_REPEATS: Final = "shannon.log.repeats"  # occurrences one summarised record stands for
 LOG_INTERVAL: Final = "shannon.log.interval"  # seconds the summarised record covers
 EXCEPTION_MESSAGE: Final = "exception.message"  # OTel semantic conventions; opt-in only

@@ -250,3 +250,56 @@ def test_tasks_a_second_consumer_appends_after_the_first_read_the_end_are_logged
     assert never_ran > 0
     told = [r for r in caplog.records if r.__dict__.get("event.name") == "shannon.wave.tasks_not_run"]
     assert sum(r.__dict__["shannon.wave.tasks_not_run.count"] for r in told) == never_ran
+
+
+def _cut(work: list[Any], how: str, make: Any) -> None:
+    if how == "clear":  # then extended: the two first of it land below the index
+        work.clear()
+        work.extend(make(page) for page in ("/a", "/b", "/d"))
+    elif how == "del":  # then extended: "/a" lands below the index
+        del work[1:]
+        work.append(make("/a"))
+    else:
+        work.pop(0)  # "/" moves below the index
+
+
+@pytest.mark.parametrize("mapped", [False, True])
+@pytest.mark.parametrize("cut", ["clear", "del", "pop"])
+def test_a_list_cut_below_what_the_wave_took_is_logged_once(
+    cut: str, mapped: bool, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The wave reads a streamed list by index, as Python's list iterator does: what a cut (``clear``, ``del``,
+    ``pop``) moves below that index, or what is added there after it, is never taken. That was silent: not run, not
+    logged, not counted. Now one WARNING ``shannon.wave.input_cut`` says the list was cut and at which index."""
+    pages = ["/c", "/e", "/"]
+    tasks: list[Any] = [functools.partial(_fetch, page) for page in pages]
+    ran: list[int] = []
+
+    async def main() -> WaveReport | None:
+        wave = Wave[list[str]]("cut", max_concurrency=1, instrument=False)
+        stream = wave.stream_map(_fetch, pages) if mapped else wave.stream(tasks)
+        async with stream as results:
+            async for result in results:
+                ran.append(result.index)
+                if result.index == 0:  # the worker has taken "/e" meanwhile (its buffer has room): index 2
+                    _cut(pages, cut, str)
+                    _cut(tasks, cut, functools.partial(functools.partial, _fetch))
+        return stream.report
+
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        report = run_virtual(asyncio.wait_for(main(), 60))
+    assert report is not None
+    told = [r for r in caplog.records if r.__dict__.get("event.name") == "shannon.wave.input_cut"]
+    assert len(told) == 1
+    assert told[0].__dict__["shannon.wave.input_cut.index"] == report.total
+    assert told[0].__dict__["shannon.wave.name"] == "cut"
+    assert ran == list(range(report.total))  # the rule pinned: the index goes on; what fell below it never ran
+    assert report.total == (3 if cut == "clear" else 2)
+
+
+@pytest.mark.parametrize("mapped", [False, True])
+def test_a_list_only_extended_as_it_streams_logs_no_cut(mapped: bool, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        read, _ = _crawl(2, mapped, None, 1.0)
+    assert sorted(read) == sorted(_SITE)
+    assert [r for r in caplog.records if r.__dict__.get("event.name") == "shannon.wave.input_cut"] == []

@@ -116,6 +116,12 @@ class WaveRun:
         self.done = 0
         self.failed = 0
         self.stopped = False
+        # A stream's: the tasks its workers took, whether one found the input's end (not a batch's: the whole
+        # input's), and whether its consumer left with neither a task in flight nor one left to take (see idle)
+        self.taken = 0
+        self._first = 0  # the tasks taken before the batch running now
+        self.ended = False
+        self.quiet = False
         self.batch: int | None = None
         self.dispatch_time = 0.0
         self.workers: list[asyncio.Task[None]] = []
@@ -152,6 +158,7 @@ class WaveRun:
         """Run ``items`` on ``workers`` workers; returns when all are done or the run stopped. A stream starts
         ``first`` of them at once (default: as many as its input's length at the start), the rest as needed."""
         self.dispatch_time = self.wave.clock()
+        self._first = self.taken
         self._context = context
         self._parent = parent = asyncio.current_task()
         self._parent_cancels = parent.cancelling() if parent is not None else 0
@@ -205,6 +212,12 @@ class WaveRun:
                     task.uncancel()
                     task.cancel(*cancel.args[:1])
             raise_as_is(interrupt)  # outside the handler, its own __context__ kept (see Interrupted)
+
+    def idle(self, size: int | None) -> bool:
+        """Whether a stream's wave has every task it took ended and none left to take: ``size`` is the input's length
+        now (None: unknown, then one of its workers must have found its end). Its consumer leaving then cuts nothing
+        short (see WaveStream's ``_leave``)."""
+        return self.taken == self.done and (self.ended or (size is not None and size <= self.taken))
 
     def _add_workers(self, count: int = 1) -> None:
         """Start ``count`` more workers for a stream (see ``run_batch``). Under an eager task factory a new
@@ -263,11 +276,16 @@ class WaveRun:
                 await gate.acquire()  # room for one more result at the consumer
                 entry = None if self.stopped else next(items, None)
                 if entry is None:
+                    # a batch's end is the input's when the batch came out short
+                    batch = self.wave.batch_size
+                    short = batch is None or self.taken - self._first < batch
+                    self.ended = self.ended or (short and not self.stopped)
                     gate.release()
                     # its slot is free again: the tasks a list gains later start a worker in its place (kept, a list
                     # of 4 extended by 6 once 3 of its workers had found its end ran the 6 one at a time)
                     self._room += 1
                     return
+                self.taken += 1
                 if self._room > 0 and entry[0] >= self.announced:  # past the known length: a worker more
                     self._add_workers()
                 # A streamed input is pulled only when there is room: its queue wait starts now.
@@ -591,28 +609,49 @@ class WaveRun:
 class Growing:
     """A list read by index, its length checked at every take: Python's list iterator, once it has found the end,
     ignores what is appended later, so the tasks a consumer appended to a streamed list after one worker had found
-    its end (while others still ran tasks) were never run nor reported. Never ends for good: a later take sees them."""
+    its end (while others still ran tasks) were never run nor reported. Never ends for good: a later take sees them.
 
-    __slots__ = ("_items", "taken")
+    The index is the rule, as for Python's list iterator: a list cut below it (``del``, ``pop``, ``remove``,
+    ``clear``) moves the tasks after the cut, and those added since, below it, where they are never taken. Not
+    silently: a take that finds the list shorter than the index, or the task before it not the one it took last,
+    sets ``cut`` (the wave then logs a WARNING, see ``Wave._execute``); which tasks it skipped it cannot tell.
+    ``bind`` makes each task of an item (``stream_map``'s ``partial(fn, item)``)."""
 
-    def __init__(self, items: list[Any]) -> None:
+    __slots__ = ("_bind", "_items", "_last", "cut", "taken")
+
+    def __init__(self, items: list[Any], bind: Callable[[Any], Any] | None = None) -> None:
         self._items = items
+        self._bind = bind
+        self._last: Any = None  # the item taken last (one reference: compared by identity)
+        self.cut = False
         self.taken = 0
 
     def __iter__(self) -> Growing:
         return self
 
+    def check(self) -> bool:
+        """Whether the list was found cut below the index (``cut``), looking again now."""
+        items, taken = self._items, self.taken
+        if taken and not self.cut and (len(items) < taken or items[taken - 1] is not self._last):
+            self.cut = True
+        return self.cut
+
     def __next__(self) -> Any:
-        if self.taken >= len(self._items):  # a list the consumer cut below what was taken: ended, as list's iterator
+        self.check()
+        items, taken = self._items, self.taken
+        if taken >= len(items):  # its end, for now
             raise StopIteration
-        item = self._items[self.taken]
-        self.taken += 1
-        return item
+        self._last = item = items[taken]
+        self.taken = taken + 1
+        return item if self._bind is None else self._bind(item)
 
 
-def live(items: Iterable[Any]) -> Iterator[Any]:
-    """An iterator over ``items`` that takes what a list gains as it is read (see Growing)."""
-    return Growing(items) if type(items) is list else iter(items)
+def live(items: Iterable[Any], bind: Callable[[Any], Any] | None = None) -> Iterator[Any]:
+    """An iterator over ``items`` (each made a task by ``bind``, if given) that takes what a list gains as it is
+    read (see Growing)."""
+    if type(items) is list:
+        return Growing(items, bind)
+    return iter(items) if bind is None else map(bind, items)
 
 
 class Pulled:
@@ -626,7 +665,17 @@ class Pulled:
     __slots__ = ("_iterator",)
 
     def __init__(self, tasks: Iterable[Any]) -> None:
-        self._iterator = live(tasks)
+        self._iterator = live(tasks)  # stream_map's (Mapped): its list's Growing, bound
+
+    @property
+    def cut(self) -> bool:
+        """Whether the input is a list found cut below what was taken (see Growing), looking again now."""
+        return type(self._iterator) is Growing and self._iterator.check()
+
+    @property
+    def taken(self) -> int:
+        """The tasks taken from a list (its read index; see Growing); 0 for another input."""
+        return self._iterator.taken if type(self._iterator) is Growing else 0
 
     def __iter__(self) -> Pulled:
         return self

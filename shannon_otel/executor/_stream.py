@@ -13,7 +13,7 @@ from .._deadline import cancel_base
 from .._events import TaskResult
 from .._reraise import raise_as_is
 from .._telemetry import LATE_COUNT, LOG_EVENT_LATE_TASKS, LOG_EVENT_NAME, WAVE_NAME
-from ._run import Interrupted, carried, live
+from ._run import Interrupted, WaveRun, carried, live
 from ._semaphore import Credits
 
 if TYPE_CHECKING:
@@ -56,14 +56,14 @@ class Mapped(Generic[A, T]):
 
     def __iter__(self) -> Iterator[Callable[[], Awaitable[T]]]:
         bind: Callable[[A], Callable[[], Awaitable[T]]] = functools.partial(functools.partial, self._fn)
-        return map(bind, live(self._items))  # a list read as it grows (see Growing)
+        return live(self._items, bind)  # a list read as it grows (see Growing)
 
 
 class _Shared:
     """What a stream's runner shares with the stream object: never the stream itself, so a stream its consumer
     drops without leaving its block (no ``async with``) is collected, and its finalizer ends the wave."""
 
-    __slots__ = ("closed", "idle", "late_told", "report", "started", "waiting")
+    __slots__ = ("closed", "idle", "late_told", "report", "run", "size", "started", "waiting")
 
     def __init__(self) -> None:
         self.started = False  # the runner has begun the wave (so cancelling it ends the wave properly)
@@ -73,6 +73,8 @@ class _Shared:
         self.waiting = 0  # consumers waiting in __anext__ for the next result
         # The runner's wait for the consumer to have read every result (see settle in WaveStream.__aenter__)
         self.idle: asyncio.Future[None] | None = None
+        self.run: WaveRun | None = None  # the wave's run state, while it runs (see _leave)
+        self.size: Callable[[], int | None] = _unknown  # the input's length now
 
     def wake(self) -> None:
         """The consumer asks for a result with none left to read, or has left: the runner's wait is over."""
@@ -96,6 +98,10 @@ def _abandoned(loop: asyncio.AbstractEventLoop, runner: asyncio.Task[Any], share
             pass
 
 
+def _unknown() -> int | None:
+    return None
+
+
 def _leave(runner: asyncio.Task[Any], shared: _Shared) -> None:
     """Its consumer is gone (block left, or stream collected): a wave waiting for it (see settle) ends as it is,
     not cancelled; one still running its tasks is cancelled."""
@@ -104,8 +110,17 @@ def _leave(runner: asyncio.Task[Any], shared: _Shared) -> None:
         # Every task taken has ended: cancelled, a wave whose every task had succeeded said "cancellation" (a
         # dropped stream's; the block's exit already woke it). What the list gained since is a left stream's rest.
         shared.wake()
-    else:
-        runner.cancel()
+        return
+    run = shared.run
+    if run is not None:
+        try:
+            size = shared.size()
+        except Exception:  # an input whose length can no longer be read: its end unknown
+            size = None
+        # Every task ended and none left, the wave not yet back from its workers: its cancellation cuts nothing
+        # short, and the wave ends as it would have (a success, unless what the list gained since is cancelled).
+        run.quiet = run.idle(size)
+    runner.cancel()
 
 
 class WaveStream(Generic[T]):
@@ -146,6 +161,8 @@ class WaveStream(Generic[T]):
         size = known_size(tasks)
         queue, shared = self._queue, self._shared  # what the runner holds: never `self` (see _Shared)
         loop = asyncio.get_running_loop()
+        if size is not None:
+            shared.size = functools.partial(known_size, tasks)
 
         def put(item: TaskResult[T] | None) -> None:
             try:
@@ -181,15 +198,19 @@ class WaveStream(Generic[T]):
                 finally:
                     shared.idle = None
 
+        def on_run(run: WaveRun) -> None:
+            shared.run = run
+
         async def run() -> WaveReport:
             shared.started = True
             try:
                 return await wave._execute(
-                    tasks, size, deliver, gate, on_report, wanted, settle if grows(tasks) else None,
+                    tasks, size, deliver, gate, on_report, wanted, settle if grows(tasks) else None, on_run,
                 )
             except (KeyboardInterrupt, SystemExit) as exc:  # raised in the consumer's task, not out of the loop
                 raise Interrupted(exc) from None
             finally:
+                shared.run = None
                 if shared.report is None:
                     # The wave failed before it had a report (a clock that raises at its first reading):
                     # the end is queued all the same, else the consumer would wait for it forever.

@@ -21,7 +21,7 @@ from .._hooks import check_hooks, in_scope, rebuilt, resolve_hooks
 from .._isolation import HOOK_ERRORS, Unentered, call_void, enter, hook_failed, leave, refused
 from .._otel._providers import drops_for
 from .._reraise import raise_as_is
-from .._telemetry import Outcome
+from .._telemetry import INPUT_CUT_INDEX, LOG_EVENT_INPUT_CUT, LOG_EVENT_NAME, WAVE_NAME, Outcome
 from .._validate import (
     builtin_numbers,
     check_arity,
@@ -40,7 +40,7 @@ from .._validate import (
 from ._limits import ResourcePool, pools_by_name
 from ._report import WaveReport
 from ._result import WaveResult
-from ._run import Item, WaveRun, close_unstarted, pulled, settled
+from ._run import Item, Pulled, WaveRun, close_unstarted, pulled, settled
 from ._semaphore import Credits
 from ._stream import Mapped, WaveStream, known_size
 from ._task import TaskSpec
@@ -58,6 +58,7 @@ else:
 A = TypeVar("A")
 R = TypeVar("R")
 
+_log = logging.getLogger("shannon_otel")
 # Unstarted tasks a drain settles between two yields to the loop (~4 ms of work each; see Wave._drain).
 _DRAIN_CHUNK = 1024
 # Tasks that are factories: a drain has nothing to close or settle in them (checked by exact type, O(1)).
@@ -113,7 +114,9 @@ class Wave(Generic[T]):
     Args:
         name: the wave's name (span name ``wave <name>``, the ``shannon.wave.name`` attribute).
         max_concurrency: tasks running at once (> 0); ``None`` runs every task at once (``run``/``map`` read
-            their whole input first; ``stream``/``stream_map`` then need a sized input: ValueError).
+            their whole input first; ``stream``/``stream_map`` then need a sized input: ValueError). A task waits
+            for a free slot before it starts, so tasks that await what only a later task of the same wave does
+            never end once they hold every slot (as behind any ``asyncio.Semaphore``).
         task_timeout: per-task timeout in seconds (> 0), or ``None``: a cancel scope around each task
             (retries included), not a retry's budget (``Retry(budget_s=)``) nor the ``Timeout`` policy.
             Cooperative like it: blocking sync code in a task (``time.sleep``, CPU work) is not cut.
@@ -341,9 +344,15 @@ class Wave(Generic[T]):
         end without reading (polling ``report``, awaiting a hook's ``wave_finished``) waits for itself.
         A task appended once the wave has ended (from another task) never runs: a WARNING
         ``shannon.wave.tasks_not_run`` counts them when the consumer has read every result. What the list gains
-        while every running task is busy waits for one of them to end, so a task that awaits one appended later
-        never ends if it holds the last free slot; and a list cut (``del``, ``pop``) below what was taken shifts
-        the tasks not taken under the read index: as Python's list iterator, the wave skips them, uncounted.
+        while every slot is busy waits for one to free: a task awaiting something that only a task appended later
+        resolves never ends once all ``max_concurrency`` slots are held by such tasks (inherent to any bounded
+        concurrency: tasks behind an ``asyncio.Semaphore`` wait so too); run those in another wave. The wave reads a
+        list by index, as Python's list iterator does: a list cut (``del``, ``pop``, ``remove``, ``clear``) below
+        what the wave has taken moves the tasks after the cut, and those added since, below its index, where they
+        never run; one WARNING ``shannon.wave.input_cut`` says so as the wave ends (which tasks, it cannot tell).
+        Leaving the block once every task taken has ended and the input holds no more is no cancellation: the
+        wave is a success (an input of unknown length needs its end found first, as a worker looks for the next
+        task).
         """
         _check_iterable("tasks", tasks)
         return self._stream(tasks, buffer, "wave.stream(tasks)")
@@ -363,11 +372,13 @@ class Wave(Generic[T]):
         self, tasks: Iterable[Any], size: int | None, deliver: Callable[[TaskResult[Any]], None],
         gate: Credits | None = None, on_report: Callable[[WaveReport], None] | None = None,
         wanted: Callable[[], bool] | None = None, settle: Callable[[], Awaitable[None]] | None = None,
+        on_run: Callable[[WaveRun], None] | None = None,
     ) -> WaveReport:
         """Run ``tasks``, handing each result to ``deliver``; ``wanted`` says whether the results of tasks
         never started are still read (a stream's consumer left: no; None: always). ``settle``, for a list the
         consumer extends as it reads (a stream's), waits until it has read every result or left: once the list
-        runs out, the wave runs what it gained meanwhile, and ends only when it gained nothing."""
+        runs out, the wave runs what it gained meanwhile, and ends only when it gained nothing. ``on_run`` is handed
+        the run's state as it begins (a stream's, to tell whether its consumer leaving cuts anything short)."""
         clock = self.clock
         context = contextvars.copy_context()
         concurrency = self.max_concurrency or size or 1
@@ -418,9 +429,12 @@ class Wave(Generic[T]):
                         interrupted = exc
                         break
         run = WaveRun(self, tuple(observers), size, deliver, gate, owners=tuple(owners))
+        if on_run is not None:
+            on_run(run)
         # a stream's input is pulled inside its workers (and its runner): its own CancelledError must not pass as
         # theirs (see pulled); run() took its whole input in the caller first, as a list
-        items: Iterator[Item] = enumerate(tasks if gate is None else pulled(tasks))
+        reader = None if gate is None else pulled(tasks)
+        items: Iterator[Item] = enumerate(tasks if reader is None else reader)
         chunk: Iterator[Item] = iter(())
         cancelled = errored = False
 
@@ -483,6 +497,7 @@ class Wave(Generic[T]):
             # task" handler) leaves no result of a task never started to read: its consumer, if any is left,
             # gets the cancellation itself. Waiting for room at that consumer hung the shutdown for ever.
             unread = wanted is not None and (cancelled or not wanted())
+            ended_before = run.done
             if size is not None:  # never drain a lazy input: it may be endless
                 if type(tasks) is Mapped and unread:
                     # stream_map's rest is all plain factories whose results nobody reads: counted, not made.
@@ -511,8 +526,15 @@ class Wave(Generic[T]):
                         # KeyboardInterrupt & co is never dropped.
                         escaped, errored = broke, True
                 run.pending = 0  # every task of the input has ended (run, drained or counted): none is left
-                if isinstance(escaped, asyncio.CancelledError):  # cancelled while draining: so is the wave
-                    cancelled = True
+            if cancelled and run.quiet and run.done == ended_before and escaped is None and not errored:
+                # Its consumer left once every task had ended and the input held none more (see WaveRun.idle), and
+                # its leaving cancelled none: the wave was cut short of nothing. Left in the few steps before the
+                # wave found that out itself, it said "cancellation" (a `break` right after the last result).
+                cancelled = False
+            if isinstance(escaped, asyncio.CancelledError):  # cancelled while draining: so is the wave
+                cancelled = True
+            if reader is not None and reader.cut:
+                _input_cut(self.name, reader)
             dropped = drops.total("traces") - dropped_before if drops is not None else 0
             try:
                 # max: a clock that went back (an injected one; the default is monotonic) made negative durations,
@@ -645,6 +667,18 @@ class Wave(Generic[T]):
             except BaseException as exc:
                 escaped = exc
         return escaped
+
+
+def _input_cut(wave: str, reader: Pulled) -> None:
+    """Said once per wave, as it ends: its list was cut below what it had taken (see Growing), so tasks moved or added
+    below that index were never taken. How many it cannot tell (it holds one task, the last it took, not them all)."""
+    taken = reader.taken
+    _log.warning(
+        "wave %s: its streamed list was cut (del, pop, remove, clear) below the %d task(s) the wave had taken from it: "
+        "the wave reads a list by index, so tasks moved or added below that index never ran; only extend a list "
+        "while it streams", wave, taken,
+        extra={LOG_EVENT_NAME: LOG_EVENT_INPUT_CUT, WAVE_NAME: wave, INPUT_CUT_INDEX: taken},
+    )
 
 
 class _Rest:
