@@ -58,7 +58,10 @@ class Hedge(Instrumented):
     Timeout gives what an operation catching its ``CancelledError`` returns or raises: the value of the first launched
     that returned one (late, a success); else, when each raised, the error of the one that failed last; else (an
     attempt ended cancelled) the Timeout's ``TimeoutError``. So does a hedge whose winner's result a loser holds
-    past that deadline: the result is returned, late. A cancellation of the caller is raised as it is.
+    past that deadline: the result is returned, late. A cancellation of the caller is raised as it is. An attempt
+    that cancels the task it runs in (``asyncio.current_task().cancel()``, in ``fn`` or a hook's ``attempt_started``)
+    ends alone, as under asyncio's ``staggered_race``: the next attempt starts at once; when every attempt ended so,
+    the hedge raises that ``CancelledError`` (as ``gather`` does), and when some failed, the last error.
     """
 
     delay: float
@@ -83,6 +86,7 @@ class Hedge(Instrumented):
         pending: dict[asyncio.Task[Any], None] = {}
         errors: list[Exception] = []
         timer: asyncio.Task[Any] | None = None
+        stopped: asyncio.Task[Any] | None = None  # the last attempt that ended cancelled by itself
 
         again: _Call | None = None  # what the later attempts pass down (see rerun)
 
@@ -123,7 +127,15 @@ class Hedge(Instrumented):
                 failed = False
                 for task in [task for task in pending if task in done]:
                     del pending[task]
-                    if not task.cancelled() and (error := task.exception()) is not None:
+                    if task.cancelled():
+                        # Cancelled by itself (``current_task().cancel()`` in fn or in a hook's attempt_started): the
+                        # hedge cancels its attempts only once it is leaving, and its caller's cancellation arrives at
+                        # the wait above. That attempt ends alone, as asyncio's staggered_race takes it: the next one
+                        # starts at once. Raised here, it cancelled the others and reached a caller nobody cancelled.
+                        stopped = task
+                        failed = True
+                        continue
+                    if (error := task.exception()) is not None:
                         raise_as_is(error)  # a BaseException that is not an Exception, as task.result() raised it
                     ok, value = task.result()
                     if ok is None:  # the attempt's KeyboardInterrupt / SystemExit: raised here, as without a hedge
@@ -147,6 +159,8 @@ class Hedge(Instrumented):
                         timer = None
                     launched += 1
                     launch()
+            if not errors and stopped is not None:
+                stopped.result()  # every attempt ended cancelled, by itself: its CancelledError, as gather raises it
             _raise_last(errors)
         except BaseException as exc:
             if not isinstance(exc, (Exception, asyncio.CancelledError)):
