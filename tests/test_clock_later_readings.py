@@ -149,3 +149,33 @@ def test_a_streamed_wave_keeps_its_results_when_its_clock_fails(bad: float | str
     got = sorted(run_virtual(main()), key=lambda r: r.index)
     assert [r.value for r in got[:2]] == [1, 7]
     assert got[2].outcome is so.Outcome.FAILURE and "clock" in str(got[2].error)
+
+
+@pytest.mark.parametrize("bad", _BAD, ids=str)
+def test_a_saga_whose_clock_fails_during_its_rollback_raises_its_saga_error(
+    bad: float | str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The clock times the compensations only: its error was raised after the rollback in place of the SagaError,
+    the caller left without the result saying what was compensated."""
+    clock = _Clock()
+    undone: list[str] = []
+    tel = InMemoryTelemetry()
+
+    async def book() -> str:
+        return "booked"
+
+    async def undo(value: str) -> None:
+        clock.bad = bad
+        undone.append(value)
+
+    async def pay() -> None:
+        raise KeyError("declined")
+
+    saga = so.Saga("trip", clock=clock, **tel.providers)
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"), pytest.raises(so.SagaError) as raised:
+        run_virtual(saga.run(so.Step("book", book, compensate=undo), so.Step("pay", pay)))
+    assert undone == ["booked"]
+    assert raised.value.result.compensated == ("book",)
+    assert isinstance(raised.value.__cause__, KeyError)
+    assert _clock_warnings(caplog)
+    assert all(s.end_time is not None for s in tel.spans())
