@@ -1,7 +1,8 @@
-"""A wave's injected ``clock`` that raises: its error propagates, but never before every span is ended.
+"""A wave's injected ``clock`` that raises once the tasks ran: every span is ended, and the results are kept.
 
 The clock is read when a task ends (its duration) and when the wave ends (the wave's duration). Read
-there unguarded, its error skipped what follows: the task's (or the wave's) span was left open.
+there unguarded, its error skipped what follows: the task's (or the wave's) span was left open. Raised
+after the spans ended, it cost the caller every result (tests/test_clock_later_readings.py).
 """
 
 from __future__ import annotations
@@ -63,12 +64,10 @@ def test_a_clock_raising_as_a_task_or_the_wave_ends_leaves_no_span_open(breaks: 
 
     hooks = [ArmOnFinish(clock)] if breaks == "wave end" else []
     wave: Wave[int] = Wave("clocked", clock=clock, hooks=hooks, **otel.providers)
-    with pytest.raises((ClockBrokeError, ExceptionGroup)) as caught:
-        run_virtual(wave.run([work]))
-    error = caught.value
-    assert isinstance(error, ClockBrokeError) or (
-        isinstance(error, ExceptionGroup) and error.subgroup(ClockBrokeError) is not None
-    )
+    # the task has run: its result is the wave's, never the clock's error (logged; see test_clock_later_readings)
+    done = run_virtual(wave.run([work]))
+    assert done.values() == [1]
+    assert done.report.duration_s == 0.0
     assert spans.open == {}
     assert [s.name for s in otel.spans()] == ["task clocked", "wave clocked"]
     otel.shutdown()

@@ -12,6 +12,7 @@ import asyncio
 import contextvars
 import inspect
 import logging
+import math
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from types import CoroutineType
@@ -139,6 +140,7 @@ class WaveRun:
             else RateLimiter(limit, wave.burst, wave.clock, wave.sleep)
         )
         self._next_progress = 0.0
+        self.clock_failed = False  # logged once per run (see unclocked)
         self._context: contextvars.Context | None = None  # the wave's: where on_progress runs (see _progress)
 
     def release(self) -> None:
@@ -157,7 +159,7 @@ class WaveRun:
     ) -> None:
         """Run ``items`` on ``workers`` workers; returns when all are done or the run stopped. A stream starts
         ``first`` of them at once (default: as many as its input's length at the start), the rest as needed."""
-        self.dispatch_time = self.wave.clock()
+        self.dispatch_time = self.reading()
         self._first = self.taken
         self._context = context
         self._parent = parent = asyncio.current_task()
@@ -271,7 +273,7 @@ class WaveRun:
                     if not ran % _TURN_EVERY:  # after the check: see _TURN_EVERY
                         await asyncio.sleep(0)
                 return
-            clock = self.wave.clock
+            reading = self.reading
             while not self.stopped:
                 await gate.acquire()  # room for one more result at the consumer
                 entry = None if self.stopped else next(items, None)
@@ -289,7 +291,7 @@ class WaveRun:
                 if self._room > 0 and entry[0] >= self.announced:  # past the known length: a worker more
                     self._add_workers()
                 # A streamed input is pulled only when there is room: its queue wait starts now.
-                await run_in(copy(), self._run_one(entry[0], entry[1], clock()))
+                await run_in(copy(), self._run_one(entry[0], entry[1], reading()))
                 if (worker.cancelling() or (stale and worker._must_cancel)) and await self._cancelled(worker):  # type: ignore[attr-defined]
                     raise asyncio.CancelledError
                 ran += 1
@@ -483,12 +485,14 @@ class WaveRun:
                 pass
         if call is None:
             close_unstarted(item)
-        broken: Exception | None = None
         if start is not None:
             try:
                 duration = self.wave.clock() - start
-            except Exception as exc:  # a clock that raises: the task's span is ended, its result delivered, first
-                duration, broken = 0.0, exc
+            except Exception as exc:
+                # The task has run: its result is what the wave delivers, and a clock failing now (raises, NaN, an
+                # infinity) never costs it nor the wave's other results (raised here, it failed the whole run)
+                duration = 0.0
+                self.unclocked(exc)
             if duration < 0.0:  # an injected clock that went back: never a negative duration (see _wave)
                 duration = 0.0
             self.active -= 1
@@ -522,12 +526,28 @@ class WaveRun:
                 self.skipped(result)
         finally:  # a hook's BaseException propagates, but the result is the user's: delivered all the same
             self.deliver(result)
-        if broken is not None:
-            raise broken
         if self.wave.on_progress is not None:
             self._progress()
         if outcome in _FAILED and self.wave.fail_fast and not self.stopped:
             self.stop()
+
+    def reading(self) -> float:
+        """The clock, read where a task's queue wait starts: ``inf`` when it fails (see :meth:`unclocked`), so that
+        wait is reported as 0 s; the task itself is refused at its own start reading (``_run_one``), the tasks that
+        ran keep their results (raised here, the clock's error failed the whole run)."""
+        try:
+            return self.wave.clock()
+        except Exception as exc:
+            self.unclocked(exc)
+            return math.inf
+
+    def unclocked(self, error: Exception) -> None:
+        """The wave's clock failed (raised, read NaN or an infinity) once tasks had run: what it could not time is
+        reported as 0 s, and its error is logged, once per run, never raised in place of the tasks' results."""
+        if not self.clock_failed:
+            self.clock_failed = True
+            _log.warning("the clock of wave %r failed; durations it could not time are reported as 0",
+                         self.wave.name, exc_info=error)
 
     def _finished(self, tokens: list[Any], result: TaskResult[Any]) -> None:
         escaped: BaseException | None = None  # an observer's KeyboardInterrupt & co: after the others
@@ -588,7 +608,11 @@ class WaveRun:
         return Progress(self.wave.name, pending, self.active, self.done, self.failed)
 
     def _progress(self) -> None:
-        now = self.wave.clock()
+        try:
+            now = self.wave.clock()
+        except Exception as exc:  # after a task ended: no report this time, never the task's results lost
+            self.unclocked(exc)
+            return
         interval = self.wave.progress_interval
         # or before the last report: the clock went back (an injected one), which stopped reports for the step
         if now >= self._next_progress or now + interval < self._next_progress:

@@ -154,8 +154,11 @@ class Wave(Generic[T]):
             ``instrument=False``. ``tracer_provider`` / ``meter_provider`` default to the globals.
         clock, sleep: injectable time sources (tests use a fake clock). The clock is read as float seconds
             (a ``numpy.float32`` or ``Fraction`` reading converted, one of no real number type refused naming
-            ``clock``), as every policy, saga and logging hook reads its own. An error the clock raises fails the
-            task reading it, or propagates from the wave once every span is ended (never swallowed).
+            ``clock``), as every policy, saga and logging hook reads its own. A reading that fails (raises, NaN,
+            an infinity) as the wave starts is refused, naming ``clock``; as a task starts, it fails that task
+            (which never runs). Once tasks have run it never costs their results: the durations and queue waits
+            it could not time are 0 s, a progress report is skipped, and its error is logged once per run
+            (``shannon_otel`` logger, warning).
     """
 
     name: str
@@ -540,8 +543,9 @@ class Wave(Generic[T]):
                 # max: a clock that went back (an injected one; the default is monotonic) made negative durations,
                 # in the report and to the hooks, which the SDK's histograms dropped (only the wave's with a warning)
                 duration = max(0.0, clock() - started)
-            except Exception as exc:  # a clock that raises: raised once every hook has seen the wave end
-                duration, escaped, errored = 0.0, exc, True
+            except Exception as exc:  # the tasks have run: their results are the wave's, never the clock's error
+                duration = 0.0
+                run.unclocked(exc)
             report = run.report.build(
                 self.name, duration, concurrency, cancelled, dropped, errored, self.batch_size, buffer,
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import numbers
 import warnings
 from collections.abc import Awaitable, Callable
@@ -44,6 +45,7 @@ from ._policy import Instrumented, next_step
 from ._types import END, Chain, Factory, Sleep
 
 T = TypeVar("T")
+_log = logging.getLogger("shannon_otel")
 P = ParamSpec("P")
 RetryOn = type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
 DelayHook = Callable[[BaseException, int], float | None]
@@ -55,7 +57,9 @@ class Retry(Instrumented):
 
     ``attempts``: maximum attempts including the first (>= 1). ``budget_s``: maximum total seconds
     (> 0) from the first attempt's start; a retry whose delay would end past it is not started (a
-    running attempt is never cut short: put a :class:`Timeout` around the retry for that).
+    running attempt is never cut short: put a :class:`Timeout` around the retry for that). A ``clock`` reading
+    that fails between attempts (raises, NaN, an infinity) ends the retrying: the budget cannot be checked, so the
+    last attempt's error is raised (never the clock's) and the clock's error is logged (``shannon_otel``, warning).
     ``timeout`` is its deprecated old name (DeprecationWarning; removed in the next release).
     ``initial``/``maximum``/``multiplier``: the backoff ``min(maximum, initial * multiplier**(n-1))``
     after failed attempt ``n``, randomised by ``jitter`` (finite: ``initial`` >= 0, ``maximum`` >=
@@ -292,12 +296,16 @@ class Retry(Instrumented):
         if testing:
             wait, exact = 0.0, False
         if self.budget_s is not None:
-            now = self.clock()
             try:
+                now = self.clock()
                 check_reading("clock", now)
-                check_reading("clock", start)
-            except (TypeError, ValueError) as exc:  # was Python's "'>' not supported" in place of the error
-                raise exc from error
+            except Exception as exc:
+                # The operation has run: its error is what the caller gets, never the clock's (raised in its place).
+                # A budget that cannot be checked is never overrun: no more attempts.
+                _log.warning("the clock of retry %r failed between attempts: budget_s cannot be checked, so no more "
+                             "attempts are made and the last attempt's error is raised", self._started.operation,
+                             exc_info=exc)
+                return None
             if now < start:  # the clock went back (an injected wall clock stepped): the budget counts from here,
                 start = now  # not the step too (a day back retried for a day, a budget of 10 s)
             if now - start + wait > self.budget_s:

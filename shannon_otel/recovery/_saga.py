@@ -64,8 +64,9 @@ class Saga:
     it ends, and counts as compensated if it then returns).
 
     ``clock``: times the compensations; read as each run begins (TypeError/ValueError naming it unless
-    it reads finite seconds, before any step runs). One that raises during a rollback does not stop it:
-    its error propagates once the rollback has ended (unless a cancellation or another BaseException does).
+    it reads finite seconds, before any step runs). One that fails during a rollback (raises, NaN, an infinity)
+    neither stops it nor replaces what the saga raises: the durations it could not time are 0 and its error is
+    logged (``shannon_otel`` logger, warning).
     """
 
     name: str

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from ._saga import Saga
 
 T = TypeVar("T")
+_log = logging.getLogger("shannon_otel")
 
 
 def _kept(
@@ -257,7 +259,7 @@ class Transaction:
             exc if isinstance(exc, asyncio.CancelledError) else None, cancelled,
         ) is cancelled:
             raise cancelled  # the block ended otherwise, or by a timeout's bare cancellation
-        if broken is not None and isinstance(exc, Exception):  # the clock's error or a misuse, after the rollback
+        if broken is not None and isinstance(exc, Exception):  # a misuse, after the rollback
             raise broken
         if isinstance(exc, MisuseError):  # a programming error: raised as it is, as through every policy,
             return False  # so no Retry around the saga runs a sync action again (tx.result tells the rollback)
@@ -327,11 +329,12 @@ class Transaction:
     ]:
         """Run the rollback; returns what was compensated, what failed, the caller's cancellation that
         arrived meanwhile, the first ``BaseException`` (not a cancellation) an observer or a
-        compensation raised, and the first error to raise in place of the ``SagaError``: the clock's, or
+        compensation raised, and the first error to raise in place of the ``SagaError``:
         a compensation's ``MisuseError`` (a sync ``compensate``: raised as it is, as through every policy,
         so no ``Retry`` around the saga runs the mistake again; its step stays listed as left in effect, as
-        nothing tells what a sync function undid). The clock only times the compensations: read unguarded,
-        its error stopped the rollback, the remaining steps left in effect unreported and the saga span never
+        nothing tells what a sync function undid). The clock only times the compensations: its error is logged,
+        the durations it could not time 0 (raised, it replaced the SagaError). Read unguarded, its error stopped the
+        rollback, the remaining steps left in effect unreported and the saga span never
         ended. ``closing``: the saga's coroutine is being closed off its loop, so no compensation can run
         (ensure_future() put it on a new event loop that never ran, or on another loop running, and the await
         raised out of the collector, leaving the saga's spans open): each fails with a RuntimeError saying so,
@@ -343,6 +346,7 @@ class Transaction:
         owners, hooks = self._owners, self._saga._hooks
         escaped: BaseException | None = None
         broken: Exception | None = None
+        unclocked: Exception | None = None  # the clock's first error: logged, never raised (see the end)
         # A name repeated (a step run in a loop) keys its failed compensations apart: the n-th completed
         # step of that name as "name#n" (n >= 2), so failed_compensations and uncompensated count them all.
         # A key already taken (a step named "a#2" besides two named "a") takes the next free n: one failure
@@ -372,7 +376,7 @@ class Transaction:
             try:
                 begin: float | None = clock()
             except Exception as exc:
-                broken, begin = broken or exc, None
+                unclocked, begin = unclocked or exc, None
             if closing:
                 error, interrupted, expired = RuntimeError(
                     "compensation not run: the saga was closed off its event loop (abandoned pending, its "
@@ -396,12 +400,17 @@ class Transaction:
             try:
                 duration = 0.0 if begin is None else max(0.0, clock() - begin)
             except Exception as exc:
-                broken, duration = broken or exc, 0.0
+                unclocked, duration = unclocked or exc, 0.0
             event = CompensationFinished(saga, name, outcome, duration, error)
             try:
                 finish(observers, owners, hooks, tokens, "compensation_finished", event)
             except BaseException as exc:
                 escaped = graver(escaped, exc)
+        if unclocked is not None:
+            # The steps ran and the rollback did: the SagaError (its result: what was compensated) is what the caller
+            # gets. Raised in its place, the clock's error cost the caller that result.
+            _log.warning("the clock of saga %r failed during its rollback; durations it could not time are reported "
+                         "as 0", saga, exc_info=unclocked)
         return tuple(compensated), failed, cancelled, escaped, broken
 
     async def _shielded(
