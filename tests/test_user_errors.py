@@ -166,6 +166,35 @@ def test_a_fallback_declining_an_error_keeps_the_context_it_was_raised_with() ->
     assert otel.span("fb").status.status_code is StatusCode.ERROR
     assert otel.span("fallback fb").status.status_code is StatusCode.ERROR
 
+def test_a_fallback_declining_while_handling_its_own_error_keeps_the_error_free_of_it() -> None:
+    """An error the operation raised with nothing handled (``__context__`` None), declined by a fallback that raises
+    it while handling an exception of its own (a cache lookup that missed): Python set the error's ``__context__`` to
+    the fallback's ``KeyError``, and it was kept (only a context the operation had set was put back), so the
+    traceback said the operation's error happened "during handling of" the fallback's miss. Without the fallback it
+    has no context; with it, none either."""
+
+    async def fail() -> None:
+        raise DeclinedError("no such user")
+
+    async def decline(error: Exception) -> None:
+        cache: dict[str, str] = {}
+        try:
+            cache["ada"]
+        except KeyError:
+            raise error  # noqa: B904 - as a user writes it: the error is not caused by the miss
+
+    async def main() -> tuple[BaseException, BaseException]:
+        with pytest.raises(DeclinedError) as without:
+            await fail()
+        with pytest.raises(DeclinedError) as with_fallback:
+            await Fallback(decline, name="fb", instrument=False).call(fail)
+        return without.value, with_fallback.value
+
+    without, with_fallback = run_virtual(main())
+    assert without.__context__ is None
+    assert with_fallback.__context__ is None, repr(with_fallback.__context__)
+
+
 class HugeError(Exception):
     pass
 

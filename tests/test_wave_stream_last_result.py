@@ -102,3 +102,53 @@ def test_tasks_a_list_gained_as_its_consumer_left_after_the_last_result_are_canc
     assert report is not None
     assert report.counts[Outcome.SUCCESS] == 2 and report.counts[Outcome.CANCELLATION] == 1
     assert report.outcome is Outcome.CANCELLATION
+
+
+
+async def _slow(value: int) -> int:
+    await asyncio.sleep(0)  # suspends once: in flight for a step, where the consumer's leaving cancels it
+    return value
+
+
+def _leave_steps_after_appending(mapped: bool, steps: int) -> tuple[WaveReport, str]:
+    """The consumer appends a task once it has read every result, asks for the next (the wave takes the task the list
+    gained) and leaves ``steps`` loop steps later: the report, and the outcome on the wave span."""
+    tel = InMemoryTelemetry()
+    spans = OpenSpans()
+    tel.tracer_provider.add_span_processor(spans)
+    items = [0]
+    tasks: list[Any] = [functools.partial(_slow, 0)]
+
+    async def main() -> WaveReport | None:
+        wave = Wave[int]("regrown", max_concurrency=2, **tel.providers)
+        stream = wave.stream_map(_slow, items) if mapped else wave.stream(tasks)
+        async with stream as results:
+            await anext(results)
+            items.append(1)
+            tasks.append(functools.partial(_slow, 1))
+            reading = asyncio.ensure_future(anext(results))
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            reading.cancel()
+        return stream.report
+
+    report = asyncio.run(main())
+    assert report is not None and spans.open == {}
+    return report, str((tel.span("wave regrown").attributes or {})["shannon.task.outcome"])
+
+
+@pytest.mark.parametrize("mapped", [False, True])
+def test_a_task_the_list_gained_cancelled_as_the_consumer_leaves_makes_the_wave_a_cancellation(mapped: bool) -> None:
+    """Left after the wave had pulled the task the list gained but before a worker took it, the wave counted "every
+    task taken has ended, a worker found the input's end" (an end found before the list grew) as "none left": its
+    leaving cancelled the task as it started, and the report and the wave span said success beside a cancelled task.
+    Whatever the step the consumer leaves at, a wave with a task its leaving cancelled is a cancellation."""
+    cancelled_at = []
+    for steps in range(8):
+        report, outcome = _leave_steps_after_appending(mapped, steps)
+        assert report.total == 2
+        if report.counts[Outcome.CANCELLATION]:
+            cancelled_at.append(steps)
+            assert report.outcome is Outcome.CANCELLATION, steps
+            assert outcome == Outcome.CANCELLATION.value, steps
+    assert cancelled_at  # the consumer's leaving cut a task short at some step: the case this is about was run

@@ -118,11 +118,12 @@ class WaveRun:
         self.failed = 0
         self.stopped = False
         # A stream's: the tasks its workers took, whether one found the input's end (not a batch's: the whole
-        # input's), and whether its consumer left with neither a task in flight nor one left to take (see idle)
+        # input's), and, when its consumer left with neither a task in flight nor one left to take (see idle), the
+        # tasks ended then (a task ended since, cancelled or drained, was cut short by that leaving)
         self.taken = 0
         self._first = 0  # the tasks taken before the batch running now
         self.ended = False
-        self.quiet = False
+        self.left_idle: int | None = None
         self.batch: int | None = None
         self.dispatch_time = 0.0
         self.workers: list[asyncio.Task[None]] = []
@@ -218,8 +219,10 @@ class WaveRun:
     def idle(self, size: int | None) -> bool:
         """Whether a stream's wave has every task it took ended and none left to take: ``size`` is the input's length
         now (None: unknown, then one of its workers must have found its end). Its consumer leaving then cuts nothing
-        short (see WaveStream's ``_leave``)."""
-        return self.taken == self.done and (self.ended or (size is not None and size <= self.taken))
+        short (see WaveStream's ``_leave``). A known length is the rule: an end found before a list grew is not its
+        end (the task it gained, pulled by the wave and not yet taken by a worker, was cancelled as it started while
+        the wave said success)."""
+        return self.taken == self.done and (self.ended if size is None else size <= self.taken)
 
     def _add_workers(self, count: int = 1) -> None:
         """Start ``count`` more workers for a stream (see ``run_batch``). Under an eager task factory a new

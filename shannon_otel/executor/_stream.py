@@ -119,7 +119,7 @@ def _leave(runner: asyncio.Task[Any], shared: _Shared) -> None:
             size = None
         # Every task ended and none left, the wave not yet back from its workers: its cancellation cuts nothing
         # short, and the wave ends as it would have (a success, unless what the list gained since is cancelled).
-        run.quiet = run.idle(size)
+        run.left_idle = run.done if run.idle(size) else None
     runner.cancel()
 
 

@@ -500,7 +500,6 @@ class Wave(Generic[T]):
             # task" handler) leaves no result of a task never started to read: its consumer, if any is left,
             # gets the cancellation itself. Waiting for room at that consumer hung the shutdown for ever.
             unread = wanted is not None and (cancelled or not wanted())
-            ended_before = run.done
             if size is not None:  # never drain a lazy input: it may be endless
                 if type(tasks) is Mapped and unread:
                     # stream_map's rest is all plain factories whose results nobody reads: counted, not made.
@@ -529,10 +528,11 @@ class Wave(Generic[T]):
                         # KeyboardInterrupt & co is never dropped.
                         escaped, errored = broke, True
                 run.pending = 0  # every task of the input has ended (run, drained or counted): none is left
-            if cancelled and run.quiet and run.done == ended_before and escaped is None and not errored:
-                # Its consumer left once every task had ended and the input held none more (see WaveRun.idle), and
-                # its leaving cancelled none: the wave was cut short of nothing. Left in the few steps before the
-                # wave found that out itself, it said "cancellation" (a `break` right after the last result).
+            if cancelled and run.left_idle == run.done and escaped is None and not errored:
+                # Its consumer left once every task had ended and the input held none more (see WaveRun.idle), and no
+                # task ended since (none cancelled, none drained): the wave was cut short of nothing. Left in the few
+                # steps before the wave found that out itself, it said "cancellation" (a `break` right after the last
+                # result).
                 cancelled = False
             if isinstance(escaped, asyncio.CancelledError):  # cancelled while draining: so is the wave
                 cancelled = True

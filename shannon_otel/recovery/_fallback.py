@@ -101,7 +101,8 @@ class Fallback(Instrumented, Generic[F]):
                 raise  # cancel_requested: the error stands in for the caller's cancellation, never served
             primary = exc
         # A fallback declining the error (``raise error``) sets its ``__context__`` to what is handled where the
-        # fallback runs (the caller's ``except`` block); it goes back to the one the operation raised it with.
+        # fallback runs (the caller's ``except`` block, or the fallback's own): it goes back to the one the operation
+        # raised it with, None included (a fallback raising it while handling its cache miss chained it to the miss).
         context = primary.__context__
         tokens: list[Any] = []
         outcome: Outcome = Outcome.SUCCESS
@@ -120,8 +121,7 @@ class Fallback(Instrumented, Generic[F]):
         except Exception as exc:
             outcome, error = Outcome.FAILURE, exc
             if exc is primary:  # the fallback declined it (``raise error``): FallbackError([e, e]) held it twice
-                if context is not None:
-                    object.__setattr__(exc, "__context__", context)  # past __setattr__, as a raise sets it
+                object.__setattr__(exc, "__context__", context)  # past __setattr__, as a raise sets it; None too
                 raise
             raise FallbackError("the primary and the fallback both failed", [primary, exc]) from None
         except BaseException as exc:  # KeyboardInterrupt & co: propagates as it is, but the fallback failed
