@@ -297,6 +297,33 @@ def test_a_list_cut_below_what_the_wave_took_is_logged_once(
     assert report.total == (3 if cut == "clear" else 2)
 
 
+def test_an_item_replaced_in_place_is_not_told_as_a_cut_that_skipped_tasks(caplog: pytest.LogCaptureFixture) -> None:
+    """A consumer freeing each task it has read (``tasks[i] = None``) cuts nothing: every task runs. The wave cannot
+    tell that from a cut then extended to the same length (it keeps one task, the last it took), so it warns, but
+    the warning said the list "was cut" and that tasks "never ran", untrue here: it now says the list changed (a
+    cut, or an item replaced) and what follows only if it was cut (review: the false claim)."""
+    tasks: list[Any] = [functools.partial(_fetch, page) for page in ["/a", "/b", "/c", "/d"]]
+    ran: list[int] = []
+
+    async def main() -> WaveReport | None:
+        stream = Wave[list[str]]("freed", max_concurrency=1, instrument=False).stream(tasks)
+        async with stream as results:
+            async for result in results:
+                ran.append(result.index)
+                tasks[result.index] = None  # freed: the wave has taken it (and the one after, into its buffer)
+        return stream.report
+
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        report = run_virtual(asyncio.wait_for(main(), 60))
+    assert report is not None and report.total == 4 and sorted(ran) == [0, 1, 2, 3]
+    told = [r for r in caplog.records if r.__dict__.get("event.name") == "shannon.wave.input_cut"]
+    assert len(told) == 1
+    message = told[0].getMessage()
+    assert "list was cut" not in message
+    assert "changed below" in message and "or an item it had taken replaced" in message
+    assert "if it was cut, the tasks moved or added below that index never ran" in message
+
+
 @pytest.mark.parametrize("mapped", [False, True])
 def test_a_list_only_extended_as_it_streams_logs_no_cut(mapped: bool, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="shannon_otel"):

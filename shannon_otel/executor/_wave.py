@@ -674,13 +674,15 @@ class Wave(Generic[T]):
 
 
 def _input_cut(wave: str, reader: Pulled) -> None:
-    """Said once per wave, as it ends: its list was cut below what it had taken (see Growing), so tasks moved or added
-    below that index were never taken. How many it cannot tell (it holds one task, the last it took, not them all)."""
+    """Said once per wave, as it ends: its list changed below what it had taken (see Growing): cut, so tasks moved or
+    added below that index were never taken, or an item taken replaced in place (``tasks[i] = None`` to free it),
+    which skips nothing. Which of the two, and how many tasks, it cannot tell (it holds one task, the last it took,
+    not them all), so the message says both."""
     taken = reader.taken
     _log.warning(
-        "wave %s: its streamed list was cut (del, pop, remove, clear) below the %d task(s) the wave had taken from it: "
-        "the wave reads a list by index, so tasks moved or added below that index never ran; only extend a list "
-        "while it streams", wave, taken,
+        "wave %s: its streamed list changed below the %d task(s) the wave had taken from it (cut by del, pop, "
+        "remove or clear, or an item it had taken replaced): the wave reads a list by index, so if it was cut, the "
+        "tasks moved or added below that index never ran; only extend a list while it streams", wave, taken,
         extra={LOG_EVENT_NAME: LOG_EVENT_INPUT_CUT, WAVE_NAME: wave, INPUT_CUT_INDEX: taken},
     )
 
