@@ -143,9 +143,10 @@ def _failed_wave_tags(name: str) -> dict[str, str]:
     """The span attributes the task error alerts' Jaeger link asks for, for the wave called ``name``."""
     (rule,) = [r for g in alert_rules()["groups"] for r in g["rules"] if r.get("alert") == "ShannonTaskErrorRateHigh"]
     template = parse_qs(rule["annotations"]["traces_url"].split("?", 1)[1])["tags"][0]
-    fields = re.fullmatch(r'\{\{ printf "(.+)" \$labels\.shannon_wave_name \| urlquery \}\}', template)
+    fields = re.fullmatch(r'\{\{ printf "(.+)" \(\$labels\.shannon_wave_name \| js \| reReplaceAll `\\\\\'` `\'`\) '
+                          r"\| urlquery \}\}", template)
     assert fields, template
-    rendered: dict[str, str] = json.loads(fields.group(1).replace('\\"', '"').replace("%q", json.dumps(name)))
+    rendered: dict[str, str] = json.loads(fields.group(1).replace('\\"', '"').replace('"%s"', json.dumps(name)))
     return rendered
 
 

@@ -69,14 +69,24 @@ def _time_range(lookback_s: int) -> str:
     return f"&lookback=custom&start={_micros(f'time() - {lookback_s}')}&end={_micros('time()')}"
 
 
+def _json_text(label: str) -> str:
+    """Go template pipeline writing the value of ``label`` as the inside of a JSON string (Jaeger reads ``tags``
+    with Go's encoding/json). Not ``printf "%q"``: Go's quoting writes a control character as ``\\x01`` (or
+    ``\\a``, ``\\v``), which JSON has not, and Jaeger answered such a link "400 malformed 'tags' parameter".
+    ``js`` escapes quotes, backslashes and control characters (``\\u0001``) as JSON does, and ``'`` as ``\\'``,
+    which JSON has not: put back. Limit: a character outside the BMP that Go does not print (private use,
+    unassigned) gets 5-6 hex digits, so a name holding one is not found."""
+    return f"$labels.{label} | js | reReplaceAll `\\\\'` `'`"
+
+
 def _label_tags(attributes: dict[str, str]) -> str:
     """Jaeger's ``tags`` parameter (a Go template) matching span attributes to alert labels' values.
 
     ``attributes`` maps an attribute key to the label holding its value. Jaeger matches span
     attributes and span event attributes, all on one span.
     """
-    fields = ",".join(f'\\"{a}\\":%q' for a in attributes)
-    labels = " ".join(f"$labels.{label}" for label in attributes.values())
+    fields = ",".join(f'\\"{a}\\":\\"%s\\"' for a in attributes)
+    labels = " ".join(f"({_json_text(label)})" for label in attributes.values())
     return f'&tags={{{{ printf "{{{fields}}}" {labels} | urlquery }}}}'
 
 
@@ -88,8 +98,8 @@ def _failed_wave(label: str) -> str:
     (exported when the run ends): the search finds the runs of that wave the task error alerts count, not
     every failing wave of the service.
     """
-    fields = f'\\"{t.WAVE_NAME}\\":%q,\\"{t.TASK_OUTCOME}\\":\\"{t.Outcome.FAILURE.value}\\"'
-    return f'&tags={{{{ printf "{{{fields}}}" $labels.{label} | urlquery }}}}'
+    fields = f'\\"{t.WAVE_NAME}\\":\\"%s\\",\\"{t.TASK_OUTCOME}\\":\\"{t.Outcome.FAILURE.value}\\"'
+    return f'&tags={{{{ printf "{{{fields}}}" ({_json_text(label)}) | urlquery }}}}'
 
 
 def _wave_span(label: str) -> str:
