@@ -196,6 +196,27 @@ def test_a_rate_limited_wave_whose_clock_steps_back_keeps_its_pace() -> None:
     assert started == [0.0, 1.0, 2.0]
 
 
+def test_a_rate_limited_wave_whose_clock_jumps_hours_ahead_starts_one_burst_then_keeps_its_pace() -> None:
+    """Pinned (it held): stepped 5 hours ahead, the limiter sees 5 hours of no starts: the bucket is full, so
+    ``burst`` tasks start at once (never more, however long the jump), then one per second again."""
+    started: list[float] = []
+    offset = [0.0]
+
+    def stepped() -> float:
+        return asyncio.get_running_loop().time() + offset[0]
+
+    async def work() -> None:
+        started.append(asyncio.get_running_loop().time())
+        if len(started) == 4:
+            offset[0] = 5 * 3600.0  # the clock jumps ahead, once
+
+    wave: so.Wave[None] = so.Wave("w", rate_limit=1.0, burst=3, max_concurrency=1, clock=stepped,
+                                  instrument=False)
+    run_virtual(wave.run([work] * 9))
+    # 3 at once, 1/s; the jump after the 4th (t=1): 3 more at once (its slot's, then the full bucket), then 1/s
+    assert started == [0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 2.0, 3.0], started
+
+
 def test_progress_goes_on_being_reported_after_the_clock_steps_back() -> None:
     """Stepped back by a day, on_progress was not called again until the clock had caught up (a day),
     only once at the end."""

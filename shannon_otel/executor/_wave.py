@@ -158,7 +158,12 @@ class Wave(Generic[T]):
             an infinity) as the wave starts is refused, naming ``clock``; as a task starts, it fails that task
             (which never runs). Once tasks have run it never costs their results: the durations and queue waits
             it could not time are 0 s, a progress report is skipped, and its error is logged once per run
-            (``shannon_otel`` logger, warning).
+            (``shannon_otel`` logger, warning). The rate limit counts on this clock: stepped back, its schedule
+            moves back with it (no start waits the step); stepped ahead, the jump is time that passed, so at most
+            ``burst`` tasks start at once, then ``rate_limit``/s again. ``sleep(seconds)`` waits for a rate-limit
+            slot, once per start (what it returns is ignored; one returning early lets the task start early, as a
+            clock no sleep moves does); an error it raises fails that task, which never runs (a sync ``sleep``: a
+            TypeError naming ``sleep``); a wave cancelled while it waits ends at once.
     """
 
     name: str

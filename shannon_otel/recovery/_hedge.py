@@ -29,7 +29,8 @@ T = TypeVar("T")
 class Hedge(Instrumented):
     """Run up to ``attempts`` concurrent attempts, starting the next one ``delay`` seconds after the
     previous (or at once when an attempt fails; ``attempts`` >= 1, ``delay`` >= 0; an error of ``sleep(delay)`` is
-    raised, the attempts in flight cancelled, as a ``Retry`` raises its sleep's). Returns the first
+    raised, the attempts in flight cancelled, as a ``Retry`` raises its sleep's: the errors of attempts that failed
+    before it are its ``__context__``). Returns the first
     successful result (of attempts that end in the same step of the event loop, the first launched; of failures
     ending together, the last launched is the one that "failed last") and cancels the others (waiting for them
     to finish: cooperatively, as a ``TaskGroup`` does, so a loser that catches its ``CancelledError`` and goes on
@@ -148,6 +149,9 @@ class Hedge(Instrumented):
                 fired = False
                 if timer is not None and timer in done:  # after the attempts: one that won meanwhile is returned
                     # the sleep's error (a sync sleep's TypeError, naming sleep), as a Retry raises it
+                    if (slept := timer.exception()) is not None:
+                        _failed_before(slept, errors)
+                        raise_as_is(slept)
                     ok, value = timer.result()
                     if ok is None:  # its KeyboardInterrupt / SystemExit: raised here, as an attempt's is
                         interrupt = value
@@ -246,6 +250,16 @@ async def _ended(
         raise BaseExceptionGroup("hedged attempts raised while cancelled", escaped)
     if cancelled is not None and raising is None:
         raise cancelled
+
+
+def _failed_before(error: BaseException, errors: list[Exception]) -> None:
+    """The sleep's ``error``, about to be raised: the attempts that failed before it stay reachable as its
+    ``__context__`` (the one error, or an ``ExceptionGroup`` of them). Raised outside the ``except`` that took
+    them, it had none: their errors were lost without a trace."""
+    if not errors or not isinstance(error, Exception) or error.__context__ is not None or error in errors:
+        return
+    earlier = errors[0] if len(errors) == 1 else ExceptionGroup("earlier hedged attempts failed", errors)
+    object.__setattr__(error, "__context__", earlier)  # past a frozen exception's __setattr__
 
 
 def _raise_last(errors: list[Exception]) -> NoReturn:

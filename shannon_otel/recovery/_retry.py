@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import logging
 import numbers
+import sys
 import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -81,6 +82,10 @@ class Retry(Instrumented):
     raises ``ValueError``/``TypeError`` naming ``next_delay`` (chained to the attempt's error) instead of
     retrying (a rejection's ``retry_after_s`` likewise, naming it). ``sleep`` and ``random`` (a
     ``random.Random`` or a callable returning ``[0, 1)``) are injectable for deterministic tests.
+    ``sleep(seconds)`` is awaited once per wait (what it returns is ignored; one returning early only makes the next
+    attempt come sooner: ``attempts`` still bounds them). An error it raises is raised in place of retrying, with the
+    last attempt's error as its ``__context__`` (a sync ``sleep``: ``NotAwaitableError`` naming ``sleep``); a
+    cancellation while it waits ends the call at once.
 
     Every call keeps its own attempt counter and previous delay: concurrent calls share nothing.
     While :func:`shannon_otel.testing.set_testing` is on, backoff waits are zero (and attempts capped
@@ -223,7 +228,16 @@ class Retry(Instrumented):
                     # FrozenInstanceError replaced the user's error, and no outer policy recognised that).
                     object.__setattr__(error, "__context__", context)
             wait, start, exact = step
-            await self._wait(wait, exact)
+            handling = sys.exception()  # the caller's, when it awaits this retry in an `except` block
+            try:
+                await self._wait(wait, exact)
+            except Exception as exc:
+                # The sleep's error is raised (a sync sleep's NotAwaitableError names it); the attempt's error stays
+                # reachable as its __context__. Awaited outside the `except` that caught it, the sleep's error had
+                # none (or the caller's exception): the operation's error was lost without a trace.
+                if exc is not error and (exc.__context__ is None or exc.__context__ is handling):
+                    object.__setattr__(exc, "__context__", error)  # past a frozen exception's __setattr__
+                raise
             attempt += 1
             previous = wait
             try:

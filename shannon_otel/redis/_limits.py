@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .._validate import check_arity, check_telemetry_name, shown
+from .._validate import awaitable_from, check_arity, check_not_async_generator, check_telemetry_name, shown
 from ..executor._limits import RateLimiter, ResourcePool
 from ._store import RedisState, SharedStateUnavailableError, _redacted
 
@@ -21,7 +21,8 @@ class SharedRateLimit:
     per admission in Redis (server time, so clocks need not agree): the wait it returns is slept here.
     While Redis is unreachable, ``on_unavailable="local"`` falls back to a local limiter at the same rate
     (so N processes may then start up to N x ``rate``/s), ``"reject"`` raises
-    :class:`SharedStateUnavailableError` (the task fails before it starts).
+    :class:`SharedStateUnavailableError` (the task fails before it starts). ``sleep(seconds)`` waits out an
+    admission's delay (a sync one: TypeError naming ``sleep`` at that wait; its error fails the task, unrun).
     """
 
     __slots__ = ("_args", "_burst", "_key", "_local", "_name", "_rate", "_shared", "_sleep")
@@ -48,6 +49,7 @@ class SharedRateLimit:
             raise ValueError(f"burst must be an int in [1, 1000000], got {shown(burst)}")
         if not callable(sleep):
             raise TypeError(f"sleep must be an async callable taking seconds, got {sleep!r}")
+        check_not_async_generator("sleep", sleep, "an async callable taking seconds")
         check_arity("sleep", sleep, 1, "an async callable taking seconds")
         self._shared, self._name, self._rate, self._burst, self._sleep = shared, name, float(rate), burst, sleep
         interval_ms = 1000.0 / rate
@@ -99,7 +101,9 @@ class SharedRateLimit:
             await self._local.acquire()
             return
         if wait_ms > 0:
-            await self.sleep(wait_ms / 1000)
+            # a sync sleep: a TypeError naming it (as a Wave's or a local limiter's), not Python's "object NoneType
+            # can't be used in 'await' expression"
+            await awaitable_from("sleep", self.sleep(wait_ms / 1000))
 
     def __repr__(self) -> str:
         return f"SharedRateLimit({self.name!r}, rate={self.rate}, burst={self.burst})"
