@@ -427,8 +427,13 @@ class CircuitBreaker(Policy):
         link = self._link
         shared_probe = link is not None and link.sharing() and self._state is _HALF_OPEN
         if shared_probe:
+            # Read before the report, the reading the local transition takes: a clock failing here leaves the result
+            # uncounted (see _unclocked), and the probe is reported once, given back. Read in the transition, after
+            # the report, it failed with the failure in Redis (open everywhere) and gave the slot back too: two
+            # reports of one probe, and the result said not counted.
+            now = self._clock()
             link.probe_done("failure")  # type: ignore[union-attr]
-            self._transition(_OPEN, "probe_failure")  # at once here; the others follow the notification
+            self._transition(_OPEN, "probe_failure", now=now)  # at once here; the others follow the notification
         elif self._state is _HALF_OPEN:
             self._transition(_OPEN, "probe_failure", gen)
         elif self._state is _CLOSED:
@@ -507,9 +512,10 @@ class CircuitBreaker(Policy):
         if self._link is not None:
             self._link.reset()
 
-    def _transition(self, to: BreakerState, reason: str, gen: int | None = None) -> bool:
+    def _transition(self, to: BreakerState, reason: str, gen: int | None = None, *, now: float | None = None) -> bool:
         """Change the state and hand the transition to the hooks; whether it changed. ``gen``: the generation a
-        call's result decided it in, the change is dropped if another thread changed the state since."""
+        call's result decided it in, the change is dropped if another thread changed the state since. ``now``: the
+        clock's reading, taken by a caller that must know it can before it acts (else read here)."""
         # Under the lock, hooks included: event loops in several threads sharing the breaker record results
         # without it, and two of them could each decide on one state (both a closed window's failures: the
         # breaker opened twice, the second 'open -> open'), and deliver their transitions to the hooks in
@@ -518,7 +524,8 @@ class CircuitBreaker(Policy):
             if gen is not None and gen != self._gen:
                 return False
             before = self._state
-            now = self._clock()
+            if now is None:
+                now = self._clock()
             self._state = to
             self._gen += 1
             if to is _OPEN:
