@@ -157,7 +157,9 @@ def notify(call: _Call, method: str, *args: Any) -> None:
     _notify(call.observers, call.owners, call.hooks, method, *args)
 
 
-async def _attempt(fn: Factory[T], call: _Call) -> T:
+async def _attempt(fn: Factory[T], call: _Call, window: tuple[asyncio.Timeout, float] | None = None) -> T:
+    """One observed attempt of ``call``; ``window``: the scope of a ``Timeout`` around this attempt alone and its
+    seconds, armed once the start hooks have run (their time is not the operation's)."""
     call.attempts += 1
     n = call.attempts
     tokens: list[Any] = []
@@ -173,6 +175,8 @@ async def _attempt(fn: Factory[T], call: _Call) -> T:
         else:
             branch.first = n
             start(call.observers, call.owners, call.hooks, tokens, "hedge_started", n)
+        if window is not None:
+            window[0].reschedule(asyncio.get_running_loop().time() + window[1])
         begin = _now(call)
         try:
             made = fn()

@@ -9,7 +9,7 @@ from typing import TypeVar
 from .._deadline import POLICY_TIMEOUTS, scope_timeout
 from .._events import TimedOut
 from .._validate import builtin_numbers, check_not_decorated, check_number
-from ._call import _Call, notify
+from ._call import _attempt, _Call, notify
 from ._policy import Instrumented, next_step
 from ._types import Chain, Factory
 
@@ -25,6 +25,8 @@ class Timeout(Instrumented):
 
     Where it sits in a :class:`Pipeline` decides what it bounds: outside a :class:`Retry` it is the
     budget of the whole call (backoff sleeps included), inside it bounds each attempt.
+    Around one attempt, its window opens once that attempt's start hooks have run (a hook's time is not the
+    operation's); around other policies, the time of the hooks inside counts, as for any enclosing deadline.
     A cancellation from outside is re-raised unchanged, never turned into a timeout.
 
     The cut is a cancellation (``asyncio.timeout``), so it is cooperative: an operation that catches the
@@ -48,13 +50,21 @@ class Timeout(Instrumented):
         self._setup("timeout")
 
     async def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> T:
-        scope = asyncio.timeout(self.seconds)
+        # Around the observed attempt itself (alone, or innermost in a Pipeline), the window opens once the
+        # attempt's start hooks have run (_attempt arms it), as a wave's task_timeout opens after task_started:
+        # a hook's own time never counted against its own deadline (a 0.2 s attempt_started under Timeout(0.1)
+        # timed out an operation that took no time). Around other policies it is theirs that run inside.
+        own = call is not None and i == len(chain)
+        scope = asyncio.timeout(None if own else self.seconds)
         # Lets what runs inside (an attempt, a fallback, a saga, a call of its own) tell this timeout's
         # cancellation from an outside one, and record it as a timeout.
         box = [scope]
         token = POLICY_TIMEOUTS.set((*POLICY_TIMEOUTS.get(), box))
         try:
             async with scope:
+                if own:
+                    assert call is not None
+                    return await _attempt(fn, call, (scope, self.seconds))
                 return await next_step(chain, i, fn, call)
         except TimeoutError as exc:
             if scope.expired():
