@@ -206,6 +206,34 @@ def test_a_record_by_work_a_task_left_running_never_lands_on_the_next_task(
     assert "record() called after its wave task ended" in caplog.text  # dropped, and said so
 
 
+def test_a_record_from_a_hooks_task_finished_is_dropped_and_the_warning_names_that_cause(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A hook's ``task_finished`` runs once the task's result is made: its record_tokens() is dropped. The warning
+    said "(by work the task left running)" only, which sent the reader hunting for a background task."""
+    from shannon_otel import Hook, record_tokens
+    from shannon_otel._events import WaveObserver, WaveStarted
+
+    class Late(WaveObserver):
+        def task_finished(self, token: Any, result: TaskResult[Any]) -> None:
+            record_tokens(5)
+
+    class LateHook(Hook):
+        def wave_started(self, event: WaveStarted) -> WaveObserver:
+            return Late()
+
+    async def task() -> str:
+        record_tokens(1)
+        return "ok"
+
+    wave: Wave[str] = Wave("late", hooks=[LateHook()], instrument=False)
+    [result] = run_virtual(wave.run([task])).results
+    assert result.value == "ok"
+    assert result.measurements == {"shannon.task.tokens.input": 1.0, "shannon.task.tokens.output": 0.0}
+    assert "record_tokens() called after its wave task ended" in caplog.text
+    assert "from a hook's task_finished" in caplog.text  # the cause it was, named
+
+
 def test_work_a_task_spawns_records_on_that_task_while_it_runs() -> None:
     wave: Wave[None] = Wave("spawn", max_concurrency=1, instrument=False)
 

@@ -179,7 +179,9 @@ def _measurements(caller: str) -> dict[str, float]:
     if slot is None:
         raise RuntimeError(f"{caller}() must be called from inside a task run by a Wave")
     if slot.ended:  # background work that outlived its task: its result is already delivered
-        _log.warning("%s() called after its wave task ended (by work the task left running); dropped", caller)
+        # Either cause: a hook's task_finished (run once the result was made) or work the task left running.
+        _log.warning("%s() called after its wave task ended (its result already made: from a hook's task_finished, "
+                     "or by work the task left running); dropped", caller)
         return _DROPPED
     if slot.measurements is None:
         slot.measurements = {}
