@@ -399,6 +399,38 @@ def test_a_failing_progress_callback_is_logged_and_costs_nothing(caplog: pytest.
     assert caplog.text.count("on_progress failed") == 3  # after each task, and once at the end
 
 
+def test_on_progress_interrupting_at_the_wave_end_still_releases_the_run() -> None:
+    """The last ``on_progress`` call (after ``wave_finished``) raising KeyboardInterrupt skipped ``run.release()``: the
+    run kept reaching every result and observer of the wave for as long as the interrupt's traceback (or, from
+    Python 3.12, a task error's: ``f_back``) was kept."""
+    from shannon_otel.executor._run import WaveRun
+
+    finished: list[bool] = []
+
+    class Ended(WaveObserver):
+        def wave_finished(self, report: Any) -> None:
+            finished.append(True)
+
+    class EndHook(Hook):
+        def wave_started(self, event: WaveStarted) -> WaveObserver:
+            return Ended()
+
+    def progress(p: Progress) -> None:
+        if finished:  # the call at the wave's end
+            raise KeyboardInterrupt
+
+    wave: Wave[int] = Wave("rel", hooks=[EndHook()], on_progress=progress, instrument=False)
+    with pytest.raises(KeyboardInterrupt) as caught:
+        run(wave.run([value(1), value(2)]))
+    runs: list[WaveRun] = []
+    tb = caught.value.__traceback__
+    while tb is not None:
+        runs.extend(v for v in tb.tb_frame.f_locals.values() if isinstance(v, WaveRun))
+        tb = tb.tb_next
+    [wave_run] = runs  # the wave's own, held by the interrupt's frames
+    assert wave_run.observers == () and wave_run.workers == []  # released: it reaches no observer, no worker
+
+
 def test_a_streamed_task_waits_in_the_queue_only_after_it_is_pulled() -> None:
     clock = FakeClock()
 

@@ -568,13 +568,15 @@ class Wave(Generic[T]):
                         context.run(leave, observers[k], owners[k], "wave_finished", hooks)
                     except BaseException as exc:
                         escaped = escaped or exc
-            if self.on_progress is not None:
-                try:
-                    # in a copy of the wave's context, as the reports after each task (see WaveRun._progress)
-                    sync_result("on_progress", context.copy().run(self.on_progress, run.progress()))
-                except HOOK_ERRORS:  # never let a progress display replace the wave's own outcome
-                    logging.getLogger("shannon_otel").exception("on_progress failed")
-            run.release()
+            try:
+                if self.on_progress is not None:
+                    try:
+                        # in a copy of the wave's context, as the reports after each task (see WaveRun._progress)
+                        sync_result("on_progress", context.copy().run(self.on_progress, run.progress()))
+                    except HOOK_ERRORS:  # never let a progress display replace the wave's own outcome
+                        logging.getLogger("shannon_otel").exception("on_progress failed")
+            finally:  # its KeyboardInterrupt & co propagates: the run is let go of all the same (see release)
+                run.release()
             if escaped is not None:
                 raise_as_is(escaped)
         return report
