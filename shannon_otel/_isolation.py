@@ -84,13 +84,7 @@ def hook_failed(hook: Hook, method: str, error: BaseException, hooks: Sequence[H
     saying so, caused by it.
     """
     raised = error  # what the hook raised: its traceback tells the hook's frames from the caller's
-    if not isinstance(error, Exception):
-        stray = RuntimeError(
-            f"{method} raised CancelledError, though hooks are called without await (nothing was cancelled); "
-            "treated as the hook's error"
-        )
-        stray.__cause__ = error
-        error = stray
+    error = _as_error(error, method)
     hook = _unwrapped(hook)
     with _COUNTING:
         try:
@@ -114,17 +108,60 @@ def hook_failed(hook: Hook, method: str, error: BaseException, hooks: Sequence[H
         finally:
             for link in hidden:
                 link.__suppress_context__ = False
+    _tell(hooks, hook, _name(hook), method, error)
+
+
+def callback_failed(callback: object, method: str, error: BaseException, hooks: Sequence[Hook], *, first: bool) -> None:
+    """Record that ``callback``, a plain callable given to an entry point as ``method`` (a wave's ``on_progress``),
+    raised ``error``, as a hook's failure is: logged with its traceback when ``first`` (the caller's first failure of
+    it: once per wave run), and reported as a ``HookFailed`` event named after it (its qualified name) to every hook of
+    the entry point (the OTel hook counts it as ``shannon.hook.errors``). Never raises an ``Exception``."""
+    error = _as_error(error, method)
+    name = _callable_name(callback)
+    if first:
+        _log.error("%s failed (%s); the wave goes on (its later failures in this run are not logged; each is reported "
+                   "to the wave's hooks: shannon.hook.errors)", method, name, exc_info=error)
+    _tell(hooks, None, name, method, error)
+
+
+def _as_error(error: BaseException, method: str) -> Exception:
+    if isinstance(error, Exception):
+        return error
+    stray = RuntimeError(
+        f"{method} raised CancelledError, though hooks are called without await (nothing was cancelled); "
+        "treated as the hook's error"
+    )
+    stray.__cause__ = error
+    return stray
+
+
+def _tell(hooks: Sequence[Hook], failing: object, name: str, method: str, error: Exception) -> None:
+    """A ``HookFailed`` event to each of ``hooks`` but ``failing``."""
     if not hooks:
         return
     from ._events import HookFailed
 
-    event = HookFailed(_name(hook), method, error)
+    event = HookFailed(name, method, error)
     for other in hooks:
-        if _unwrapped(other) is not hook:
+        if _unwrapped(other) is not failing:
             try:
                 call_void(other.hook_failed, "hook_failed", event)
             except HOOK_ERRORS as exc:
                 hook_failed(other, "hook_failed", exc)
+
+
+def _callable_name(fn: object) -> str:
+    """``module.qualname`` of a function or method (a lambda: ``module.<lambda>``), else its class's name (a
+    ``functools.partial``, a callable object)."""
+    try:
+        qualname, module = getattr(fn, "__qualname__", None), getattr(fn, "__module__", None)
+    except Exception:  # a callable object's own __getattr__
+        qualname = module = None
+    if isinstance(qualname, str) and isinstance(module, str):
+        from ._validate import utf8_text
+
+        return utf8_text(f"{module}.{qualname}")
+    return _name(fn)
 
 
 def _unwrapped(hook: Hook) -> Hook:

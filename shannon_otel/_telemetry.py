@@ -376,7 +376,8 @@ HEDGES: Final = MetricSpec(
 
 HOOK_ERRORS: Final = MetricSpec(
     "shannon.hook.errors", "counter", "{error}",
-    "Exceptions raised by hooks and observers, isolated (never raised into the user's call), by hook and method.",
+    "Exceptions raised by hooks and observers (and a wave's on_progress: method on_progress), isolated (never "
+    "raised into the user's call), by hook and method.",
     (HOOK_NAME, HOOK_METHOD, ERROR_TYPE),
 )
 

@@ -390,13 +390,29 @@ def test_a_task_swallowing_the_cancellation_does_not_keep_its_worker_going() -> 
     assert started == [0]
 
 
-def test_a_failing_progress_callback_is_logged_and_costs_nothing(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failing_progress_callback_is_logged_once_counted_each_time_and_costs_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``on_progress`` failures follow the hook contract: each one reported to the wave's hooks (the OTel hook counts
+    it in ``shannon.hook.errors``), the first of a run logged with its traceback. Each was logged, with its
+    traceback, and counted nowhere: a display broken for a 100,000-task wave wrote 100,000 tracebacks."""
     def broken(progress: Any) -> None:
         raise RuntimeError("display bug")
 
-    wave: Wave[int] = Wave("p", on_progress=broken, progress_interval=1e-9, instrument=False)
-    assert run(wave.run([value(1), value(2)])).values() == [1, 2]
-    assert caplog.text.count("on_progress failed") == 3  # after each task, and once at the end
+    otel = InMemoryTelemetry()
+    wave: Wave[int] = Wave("p", on_progress=broken, progress_interval=1e-9, **otel.providers)
+    for _ in range(2):
+        caplog.clear()
+        assert run(wave.run([value(1), value(2)])).values() == [1, 2]
+        assert caplog.text.count("on_progress failed") == 1  # of three failures: after each task, once at the end
+        assert caplog.text.count("RuntimeError: display bug") == 1
+    [point] = otel.points(tel.HOOK_ERRORS.name)
+    assert point.value == 6  # every failure of both runs
+    assert dict(point.attributes) == {
+        tel.HOOK_NAME: f"{__name__}.{broken.__qualname__}", tel.HOOK_METHOD: "on_progress",
+        tel.ERROR_TYPE: "RuntimeError",
+    }
+    otel.shutdown()
 
 
 def test_on_progress_interrupting_at_the_wave_end_still_releases_the_run() -> None:
@@ -427,7 +443,7 @@ def test_on_progress_interrupting_at_the_wave_end_still_releases_the_run() -> No
     while tb is not None:
         runs.extend(v for v in tb.tb_frame.f_locals.values() if isinstance(v, WaveRun))
         tb = tb.tb_next
-    [wave_run] = runs  # the wave's own, held by the interrupt's frames
+    [wave_run] = {id(r): r for r in runs}.values()  # the wave's own, held by the interrupt's frames
     assert wave_run.observers == () and wave_run.workers == []  # released: it reaches no observer, no worker
 
 

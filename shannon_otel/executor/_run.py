@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._deadline import scope_timeout
 from .._events import Hook, TaskResult, WaveObserver
-from .._isolation import HOOK_ERRORS, call_void, hook_failed
+from .._isolation import HOOK_ERRORS, call_void, callback_failed, hook_failed
 from .._reraise import raise_as_is
 from .._telemetry import Outcome
 from .._validate import awaitable_from, brief, sync_result
@@ -143,6 +143,7 @@ class WaveRun:
         self._next_progress = 0.0
         self.clock_failed = False  # logged once per run (see unclocked)
         self._context: contextvars.Context | None = None  # the wave's: where on_progress runs (see _progress)
+        self.progress_errors = 0  # on_progress's failures in this run: the first is logged (see tell_progress)
 
     def release(self) -> None:
         """The wave has ended: let go of what reaches its results and spans. A task error the user keeps holds
@@ -620,17 +621,23 @@ class WaveRun:
         # or before the last report: the clock went back (an injected one), which stopped reports for the step
         if now >= self._next_progress or now + interval < self._next_progress:
             self._next_progress = now + interval
-            callback = self.wave.on_progress
-            assert callback is not None
             # In the wave's context, not the task's that just ended (whose copy this runs in): called there, it saw
             # that task's context variables (a request id it bound, a structlog context) as if the wave were its.
-            # In a copy of it: what the callback sets (a structlog binding) must not reach the wave's next tasks.
-            context = self._context
-            try:  # a lambda returning a coroutine: refused (and closed), never left unawaited
-                made = callback(self.progress()) if context is None else context.copy().run(callback, self.progress())
-                sync_result("on_progress", made)
-            except HOOK_ERRORS:  # a broken display must not cost the wave its results (see HOOK_ERRORS)
-                _log.exception("on_progress failed")
+            self.tell_progress(self._context)
+
+    def tell_progress(self, context: contextvars.Context | None) -> None:
+        """Call ``on_progress`` with the counters now, in a copy of ``context`` (what it sets, a structlog binding,
+        must not reach the wave's next tasks). An ``Exception`` it raises is isolated as a hook's is
+        (``callback_failed``): logged the first time in this run, each one reported to the wave's hooks; a broken
+        display must not cost the wave its results. Its ``KeyboardInterrupt`` & co propagate."""
+        callback = self.wave.on_progress
+        assert callback is not None
+        try:  # a lambda returning a coroutine: refused (and closed), never left unawaited
+            made = callback(self.progress()) if context is None else context.copy().run(callback, self.progress())
+            sync_result("on_progress", made)
+        except HOOK_ERRORS as exc:
+            self.progress_errors += 1
+            callback_failed(callback, "on_progress", exc, self.wave.resolved_hooks, first=self.progress_errors == 1)
 
 
 class Growing:

@@ -35,7 +35,6 @@ from .._validate import (
     int64_or_none,
     not_callable,
     plain,
-    sync_result,
 )
 from ._limits import ResourcePool, pools_by_name
 from ._report import WaveReport
@@ -147,9 +146,11 @@ class Wave(Generic[T]):
         on_progress: called with a :class:`Progress` at most every ``progress_interval`` seconds
             and once at the end, in a copy of the wave's context (never a task's: what a task sets is not
             seen, and what it sets reaches neither the wave's tasks nor the caller); an
-            ``Exception`` (or a ``CancelledError``: nothing is cancelled in a sync call) it raises is logged,
-            never propagated (a ``BaseException`` such as ``KeyboardInterrupt`` is not caught: it stops the
-            wave, as a hook's does).
+            ``Exception`` (or a ``CancelledError``: nothing is cancelled in a sync call) it raises is isolated
+            as a hook's is: never propagated, logged with its traceback the first time in a run, and each one
+            handed to the wave's hooks as a ``HookFailed`` (method ``on_progress``, named after the callable;
+            the OTel hook counts it in ``shannon.hook.errors``). A ``BaseException`` such as
+            ``KeyboardInterrupt`` is not caught: it stops the wave, as a hook's does.
         hooks: extra hooks (callbacks, the anomaly detector); the OTel hook is added unless
             ``instrument=False``. ``tracer_provider`` / ``meter_provider`` default to the globals.
         clock, sleep: injectable time sources (tests use a fake clock). The clock is read as float seconds
@@ -569,12 +570,8 @@ class Wave(Generic[T]):
                     except BaseException as exc:
                         escaped = escaped or exc
             try:
-                if self.on_progress is not None:
-                    try:
-                        # in a copy of the wave's context, as the reports after each task (see WaveRun._progress)
-                        sync_result("on_progress", context.copy().run(self.on_progress, run.progress()))
-                    except HOOK_ERRORS:  # never let a progress display replace the wave's own outcome
-                        logging.getLogger("shannon_otel").exception("on_progress failed")
+                if self.on_progress is not None:  # in the wave's context, as the reports after each task
+                    run.tell_progress(context)
             finally:  # its KeyboardInterrupt & co propagates: the run is let go of all the same (see release)
                 run.release()
             if escaped is not None:
