@@ -452,7 +452,8 @@ class MetricsServer:
 
     OpenMetrics (with exemplars) when the scraper's ``Accept`` header prefers it (``q`` weights
     honoured), text 0.0.4 otherwise; gzip-compressed when ``Accept-Encoding`` takes gzip (Prometheus
-    asks for it); ``HEAD`` answers the same headers without the body. The page is
+    asks for it); ``HEAD`` answers the same headers without the body; another method HTTP defines (``POST``...)
+    is answered 405 with ``Allow: GET, HEAD`` (one it does not know, 501). The page is
     at ``/metrics`` and ``/`` (a query ignored; ``http://host/metrics``, the absolute form, too); any other
     path is 404. Binds 127.0.0.1 unless told otherwise; :attr:`port` is the bound port (the one picked
     for 0) and :attr:`url` the page. Raises OSError naming ``host:port`` from the constructor when the
@@ -513,6 +514,19 @@ class MetricsServer:
 
             def do_HEAD(self) -> None:  # ``curl -I``: the GET's status and headers, no body (was 501)
                 self.do_GET(head=True)
+
+            def _refuse(self) -> None:
+                # A method HTTP defines that the page does not allow: 405 with the Allow header RFC 9110 requires
+                # (it was 501 "Unsupported method", which says the server does not know the method at all; one it
+                # does not know, ``FOO``, still gets that).
+                self.send_response(405, "Method Not Allowed")
+                self.send_header("Allow", "GET, HEAD")
+                self.send_header("Content-Length", "0")
+                self.send_header("Connection", "close")  # a request body, if any, is never read (ends the connection)
+                self.end_headers()
+
+            # http.server's names for them
+            do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _refuse  # noqa: N815
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

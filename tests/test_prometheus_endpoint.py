@@ -152,6 +152,24 @@ def _scrape(record: Any, *, openmetrics: bool = False) -> str:
 
 
 @pytest.mark.parametrize("openmetrics", [False, True])
+def test_attributes_that_sanitize_to_one_label_name_are_one_label(openmetrics: bool) -> None:
+    """``a.b`` and ``a_b``, ``!`` and ``?`` (both ``_``), ``1a`` and ``key_1a``, ``job`` and ``exported_job``: a label
+    name twice in one series makes Prometheus refuse the whole scrape. They are joined with ``;`` in key order (the
+    OTel specification's rule), each name once; the strict parsers take the page."""
+    attributes = {"a.b": 1, "a_b": 2, "!": "x", "?": "y", "1a": 3, "key_1a": 4, "job": "j", "exported_job": "e"}
+    text = _scrape(lambda meter: meter.create_counter("my.requests").add(1, attributes), openmetrics=openmetrics)
+    parse = text_string_to_metric_families if openmetrics else text_families
+    [family] = [f for f in parse(text) if f.name.startswith("my_requests")]  # raises on a duplicate label name
+    [sample] = family.samples
+    assert {k: v for k, v in sample.labels.items() if not k.startswith("otel_scope")} == {
+        "a_b": "1;2", "_": "x;y", "key_1a": "3;4", "exported_job": "e;j", "job": "svc",
+        "instance": sample.labels["instance"],
+    }
+    if not openmetrics:
+        assert promtool_check_metrics(text) == ""
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
 def test_an_attribute_named_like_a_reserved_label_never_makes_the_scrape_invalid(openmetrics: bool) -> None:
     """A user attribute ``__name__`` became the label ``__name__``: Prometheus (and promtool) refuse the
     whole scrape ("label name is reserved"), so one attribute cost every series of the target."""
@@ -349,6 +367,26 @@ def test_the_format_follows_the_accept_headers_weights(accept: str | None, openm
         server.close()
     assert status == 200
     assert content_type == (OPENMETRICS if openmetrics else TEXT)
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
+def test_a_method_the_page_does_not_allow_is_405_with_the_allow_header(method: str) -> None:
+    """A POST (a misconfigured pusher, a health check set to POST) got 501 "Unsupported method", which says the server
+    does not know the method at all; RFC 9110 answers a known method the resource refuses with 405 and ``Allow``."""
+    reader, _, _ = _run_wave()
+    server = MetricsServer(reader, port=0)
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        try:
+            connection.request(method, "/metrics", body=b"x=1" if method in ("POST", "PUT", "PATCH") else None)
+            response = connection.getresponse()
+            assert (response.status, response.getheader("Allow"), response.read()) == (405, "GET, HEAD", b"")
+        finally:
+            connection.close()
+        assert _get(server, "FOO")[0] == 501  # a method HTTP does not define: not implemented, as before
+        assert _get(server)[0] == 200  # the server goes on serving
+    finally:
+        server.close()
 
 
 def test_head_answers_with_the_get_headers_and_no_body() -> None:
