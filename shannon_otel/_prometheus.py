@@ -477,7 +477,8 @@ class MetricsServer:
 
             def setup(self) -> None:
                 super().setup()
-                self.rfile = io.BufferedReader(_Deadline(self.connection, _now() + _CLIENT_TIMEOUT_S))
+                deadline = _Deadline(self.connection, _now() + _CLIENT_TIMEOUT_S)
+                self.rfile: io.BufferedIOBase = io.BufferedReader(deadline)
 
             def do_GET(self, head: bool = False) -> None:
                 self.connection.settimeout(_CLIENT_TIMEOUT_S)  # for the answer: the request's reads left less
