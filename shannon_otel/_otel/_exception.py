@@ -12,12 +12,15 @@ object (when its caller knows that parent, it is recording and it is one of ours
 scope); a span ending with an exception noted on it writes no event. The note follows the spans' real
 parents, so the same exception object ending two sibling spans (one future awaited by two tasks) is recorded
 on both, and a span of the user's between two of ours breaks the chain (the outer one records it again: a
-duplicate, never a loss). The notes live in a weak dictionary keyed by the parent span, the last
-``_KEPT`` per span, and every span of ours drops its notes as it ends (``forget``): an exception is held
-no longer than the span it ended under is open, and a long task that catches many errors holds a few
-(builtin exceptions cannot be weakly referenced, spans can; a user's span, which could live as long as the
-process, gets none). It is module state on purpose: the spans of one chain
-come from different hooks and providers (a policy's operation span under a wave's task span).
+duplicate, never a loss). The notes live on the parent span object itself (an attribute), the last ``_KEPT``
+per span, and every span of ours drops its notes as it ends (``forget``): an exception is held no longer than
+the span it ended under is open, and a long task that catches many errors holds a few (a user's span, which
+could live as long as the process, gets none; a span type that takes no attribute gets none either: a
+duplicate event at worst). On the span, not in a module-level weak dictionary keyed by it (the spans of one
+chain come from different hooks and providers, so no one object of ours sees both ends): a note's exception
+holds, through its traceback, the frames of the call that owns the span, so such a dictionary's value kept
+its own weak key alive. A call left pending when its event loop was closed (a run ended by Ctrl-C) was then
+never collected: its spans stayed open, a half-open breaker never got its probe back.
 
 The event has ``exception.type``, ``exception.message`` and ``exception.stacktrace``, no
 ``exception.escaped``: the semantic conventions deprecate it ("It's no longer recommended to record
@@ -28,9 +31,8 @@ wrote it as the string ``"False"`` for a boolean attribute, although every excep
 from __future__ import annotations
 
 import traceback
-import weakref
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 from .. import _telemetry as t
 from .._events import error_message, error_type
@@ -39,12 +41,44 @@ from .._telemetry import SCOPE_NAME
 from .._validate import utf8_text
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from opentelemetry.trace import Span
 
 _EVENT = "exception"
 _KEPT = 8  # a span ends with the error its child just passed on: the latest few notes are the ones read
-# span of ours -> the latest exceptions recorded on (or passed on by) its child spans of ours
-_beneath: weakref.WeakKeyDictionary[Span, deque[BaseException]] = weakref.WeakKeyDictionary()
+# On a span of ours: the latest exceptions recorded on (or passed on by) its child spans of ours
+_NOTES = "_shannon_otel_beneath"
+
+
+def _take(span: Span) -> deque[BaseException] | None:
+    """The notes on ``span``, removed from it (it ends now)."""
+    below: deque[BaseException] | None = getattr(span, _NOTES, None)
+    if below is not None:
+        try:
+            delattr(span, _NOTES)
+        except AttributeError:  # taken meanwhile by another thread ending it too
+            pass
+    return below
+
+
+def _note(parent: Span, errors: Iterable[BaseException]) -> None:
+    """Add ``errors`` to the notes on ``parent`` (a span of ours, recording)."""
+    below: deque[BaseException] | None = getattr(parent, _NOTES, None)
+    if below is None:
+        below = deque(maxlen=_KEPT)
+        try:
+            setattr(parent, _NOTES, below)
+        except (AttributeError, TypeError):  # a span type that takes no attribute: no note (a duplicate at worst)
+            return
+    below.extend(errors)
+
+
+def _ours(span: Span | None) -> TypeGuard[Span]:
+    if span is None or not span.is_recording():
+        return False
+    scope = getattr(span, "instrumentation_scope", None)  # the SDK's span has one; the API's does not
+    return scope is not None and scope.name == SCOPE_NAME
 
 
 def record_error(span: Span, error: BaseException, parent: Span | None = None) -> None:
@@ -57,21 +91,11 @@ def record_error(span: Span, error: BaseException, parent: Span | None = None) -
     """
     if not span.is_recording():
         return
-    try:
-        below = _beneath.pop(span, None)  # read once: the span ends now
-    except TypeError:  # a span type that cannot be weakly referenced
-        below = None
+    below = _take(span)  # read once: the span ends now
     if below is None or not any(e is error for e in below):
         _add_event(span, error)
-    if parent is None or not parent.is_recording():
-        return
-    scope = getattr(parent, "instrumentation_scope", None)  # the SDK's span has one; the API's does not
-    if scope is None or scope.name != SCOPE_NAME:
-        return
-    try:
-        _beneath.setdefault(parent, deque(maxlen=_KEPT)).append(error)
-    except TypeError:  # a span type that cannot be weakly referenced
-        pass
+    if _ours(parent):
+        _note(parent, (error,))
 
 
 def pass_on(span: Span, parent: Span | None) -> None:
@@ -80,17 +104,9 @@ def pass_on(span: Span, parent: Span | None) -> None:
     raising ``KeyboardInterrupt``, or a ``TypeError`` raised as it is, after the saga ended with its step's error:
     the task span around it wrote the compensation span's event again). Call it before :func:`record_error` /
     :func:`forget` read the notes. Never raises."""
-    if not _beneath or parent is None or not parent.is_recording():
-        return
-    scope = getattr(parent, "instrumentation_scope", None)
-    if scope is None or scope.name != SCOPE_NAME:
-        return
-    try:
-        below = _beneath.get(span)
-        if below:
-            _beneath.setdefault(parent, deque(maxlen=_KEPT)).extend(below)
-    except TypeError:  # a span type that cannot be weakly referenced
-        pass
+    below: deque[BaseException] | None = getattr(span, _NOTES, None)
+    if below and _ours(parent):
+        _note(parent, tuple(below))
 
 
 def forget(span: Span) -> None:
@@ -98,11 +114,7 @@ def forget(span: Span) -> None:
     not record): they are read only by that call, and kept they held the user's exceptions, and through
     their tracebacks every frame and local of the failed calls, for as long as the ended span lived (a
     span exporter's queue, a tail sampler's buffer, a test's in-memory exporter). Never raises."""
-    if _beneath:  # nothing noted anywhere (no caught failure): no weak reference made per span end
-        try:
-            _beneath.pop(span, None)
-        except TypeError:  # a span type that cannot be weakly referenced
-            pass
+    _take(span)
 
 
 def _add_event(span: Span, error: BaseException) -> None:

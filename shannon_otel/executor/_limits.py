@@ -32,7 +32,10 @@ class ResourcePool:
 
     A pool is shared state by design (``ResourcePool("db", 2)`` passed to several waves);
     the ``Wave`` policy that references it stays immutable. Its credits belong to the event
-    loop that first waits on it; a pool idle in one loop may be reused by a later loop.
+    loop that first waits on it; a pool idle in one loop may be reused by a later loop (a module-level pool used
+    by one ``asyncio.run`` after another). Permits held by the tasks of a loop closed without cancelling them come
+    back as the collector frees those tasks (its waiters, which can never run, are forgotten when the next loop
+    asks).
 
     A task of a nested wave (run by a task that holds this pool) that names this pool too waits for a
     permit while its enclosing task keeps one. When its enclosing tasks hold every permit (a pool of limit
@@ -85,6 +88,9 @@ class ResourcePool:
             if loop is not self._loop:
                 if self.in_use:
                     if self._loop is not None and self._loop.is_closed():  # said "another event loop": which?
+                        # Its waiters can never run again; held, they kept its tasks (the ones holding permits
+                        # too, in one wave) from the collector, and the permits never came back.
+                        self._credits.abandon_waiters()
                         raise RuntimeError(
                             f"ResourcePool {self.name!r}: {self.in_use} permit(s) held in an event loop closed while "
                             "its tasks held them: they come back only as those tasks are collected (or release() "

@@ -56,7 +56,16 @@ class Credits:
         waiters = self._waiters
         while waiters:
             waiter = waiters.popleft()
-            if not waiter.done():
+            # A waiter of a closed loop (its task left pending as the loop closed) never runs again: handed the
+            # credit, it kept it for good, and set_result raised "Event loop is closed" into the releasing task
+            # (the collector closing a task that held the credit in that loop: an "Exception ignored" traceback).
+            if not waiter.done() and not waiter.get_loop().is_closed():
                 waiter.set_result(None)
                 return
         self._free += 1
+
+    def abandon_waiters(self) -> None:
+        """Forget every waiter (their loop is closed: none can be woken). Held here, they kept their tasks, and
+        everything those tasks hold, from the collector for good."""
+        self._waiters.clear()
+        self._stale = 0
