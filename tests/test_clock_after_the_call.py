@@ -13,25 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from _failing_clock import BAD_READINGS, FailingClock
 
 import shannon_otel as so
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
-
-class _Clock:
-    """Reads ``now``; once ``bad`` is set, reads it instead (or raises, for "raise")."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.bad: float | str | None = None
-
-    def __call__(self) -> float:
-        if self.bad == "raise":
-            raise RuntimeError("clock source unavailable")
-        return self.now if self.bad is None else float(self.bad)
-
-
-_BAD = [math.nan, math.inf, -math.inf, "raise"]
 _POLICIES: dict[str, Callable[..., Any]] = {
     "degrade-last-good": lambda c, **kw: so.Degrade(last_good=True, clock=c, **kw),
     "breaker-timed": lambda c, **kw: so.CircuitBreaker("timed", slow_call_s=5.0, clock=c, **kw),
@@ -47,12 +33,12 @@ def _value(result: object) -> object:
 
 
 @pytest.mark.parametrize("watched", [False, True], ids=["unwatched", "watched"])
-@pytest.mark.parametrize("bad", _BAD, ids=str)
+@pytest.mark.parametrize("bad", BAD_READINGS, ids=str)
 @pytest.mark.parametrize("policy", list(_POLICIES))
 def test_a_clock_failing_while_the_operation_runs_never_replaces_its_result(
     policy: str, bad: float | str, watched: bool,
 ) -> None:
-    clock = _Clock()
+    clock = FailingClock()
     tel = InMemoryTelemetry()
     made = _POLICIES[policy](clock, **(tel.providers if watched else {"instrument": False}))
     runs: list[int] = []
@@ -70,9 +56,9 @@ def test_a_clock_failing_while_the_operation_runs_never_replaces_its_result(
         assert dict(spans[-1].attributes or {}).get("error.type") is None
 
 
-@pytest.mark.parametrize("bad", _BAD, ids=str)
+@pytest.mark.parametrize("bad", BAD_READINGS, ids=str)
 def test_a_clock_failing_as_an_error_is_recorded_leaves_the_operations_error(bad: float | str) -> None:
-    clock = _Clock()
+    clock = FailingClock()
     breaker = so.CircuitBreaker("windowed", failure_threshold=None, failure_rate=0.5, min_calls=2, window_s=10.0,
                                 clock=clock, instrument=False)
 
@@ -84,10 +70,10 @@ def test_a_clock_failing_as_an_error_is_recorded_leaves_the_operations_error(bad
         run_virtual(breaker.call(operation))
 
 
-@pytest.mark.parametrize("bad", _BAD, ids=str)
+@pytest.mark.parametrize("bad", BAD_READINGS, ids=str)
 def test_a_last_good_value_with_no_max_age_is_served_when_the_clock_cannot_age_it(bad: float | str) -> None:
     """The clock's error was raised in place of the last good value (and of the operation's error)."""
-    clock = _Clock()
+    clock = FailingClock()
     degrade = so.Degrade(last_good=True, on=KeyError, clock=clock, instrument=False)
 
     async def good() -> int:
@@ -102,11 +88,11 @@ def test_a_last_good_value_with_no_max_age_is_served_when_the_clock_cannot_age_i
     assert (served.value, served.degraded, served.mode, served.age_s) == (42, True, "last_good", None)
 
 
-@pytest.mark.parametrize("bad", _BAD, ids=str)
+@pytest.mark.parametrize("bad", BAD_READINGS, ids=str)
 def test_a_last_good_value_whose_age_cannot_be_read_is_not_served_past_max_age(bad: float | str) -> None:
     """With max_age, a value the clock cannot age is not served: the operation's own error is raised (or the next
     in line, the default, served), never the clock's."""
-    clock = _Clock()
+    clock = FailingClock()
 
     async def good() -> int:
         return 42
@@ -127,7 +113,7 @@ def test_a_last_good_value_whose_age_cannot_be_read_is_not_served_past_max_age(b
 
 def test_a_value_stamped_by_a_failing_clock_is_aged_from_the_calls_start() -> None:
     """Stamped with the reading taken as the call started: older than it is, so never served past max_age."""
-    clock = _Clock()
+    clock = FailingClock()
 
     async def slow_then_bad() -> int:
         clock.now += 30.0  # the call took 30 s
@@ -148,7 +134,7 @@ def test_a_value_stamped_by_a_failing_clock_is_aged_from_the_calls_start() -> No
 
 
 def test_a_clock_failing_at_the_start_of_a_call_is_refused_before_it_runs() -> None:
-    clock = _Clock()
+    clock = FailingClock()
     clock.bad = math.nan
     runs: list[int] = []
 

@@ -10,29 +10,13 @@ what the caller gets, durations the clock could not time are 0, and the clock's 
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 import pytest
+from _failing_clock import BAD_READINGS, FailingClock
 
 import shannon_otel as so
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
-
-
-class _Clock:
-    """Reads ``now``; once ``bad`` is set, reads it instead (or raises, for "raise")."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.bad: float | str | None = None
-
-    def __call__(self) -> float:
-        if self.bad == "raise":
-            raise RuntimeError("clock source unavailable")
-        return self.now if self.bad is None else float(self.bad)
-
-
-_BAD = [math.nan, math.inf, -math.inf, "raise"]
 
 
 def _clock_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -41,13 +25,13 @@ def _clock_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]
 
 
 @pytest.mark.parametrize("watched", [False, True], ids=["unwatched", "watched"])
-@pytest.mark.parametrize("bad", _BAD, ids=str)
+@pytest.mark.parametrize("bad", BAD_READINGS, ids=str)
 def test_a_retry_budget_whose_clock_fails_between_attempts_raises_the_operations_error(
     bad: float | str, watched: bool, caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The clock's ValueError/RuntimeError was raised in place of the attempt's KeyError. Now the retrying stops
     (a budget it cannot check is never overrun) and the attempt's error is raised."""
-    clock = _Clock()
+    clock = FailingClock()
     tel = InMemoryTelemetry()
     retry = so.Retry(attempts=5, budget_s=60.0, initial=0.0, clock=clock,
                      **(tel.providers if watched else {"instrument": False}))
@@ -67,7 +51,7 @@ def test_a_retry_budget_whose_clock_fails_between_attempts_raises_the_operations
 
 def test_a_retry_budget_whose_clock_recovers_is_not_affected() -> None:
     """Control: a clock that reads throughout retries within the budget as before."""
-    clock = _Clock()
+    clock = FailingClock()
     runs: list[int] = []
 
     async def operation() -> int:
@@ -85,17 +69,17 @@ async def _value(n: int) -> int:
     return n
 
 
-def _wave(clock: _Clock, watched: bool, tel: InMemoryTelemetry, **kw: Any) -> so.Wave[int]:
+def _wave(clock: FailingClock, watched: bool, tel: InMemoryTelemetry, **kw: Any) -> so.Wave[int]:
     return so.Wave("w", clock=clock, **(tel.providers if watched else {"instrument": False}), **kw)
 
 
 @pytest.mark.parametrize("watched", [False, True], ids=["unwatched", "watched"])
-@pytest.mark.parametrize("bad", _BAD, ids=str)
+@pytest.mark.parametrize("bad", BAD_READINGS, ids=str)
 def test_a_wave_keeps_every_result_when_its_clock_fails_as_a_task_runs(
     bad: float | str, watched: bool, caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The wave delivered the task's result, then raised the clock's error: run() raised it, every result lost."""
-    clock = _Clock()
+    clock = FailingClock()
     tel = InMemoryTelemetry()
 
     async def breaks() -> int:
@@ -116,10 +100,10 @@ def test_a_wave_keeps_every_result_when_its_clock_fails_as_a_task_runs(
     assert all(s.end_time is not None for s in tel.spans())
 
 
-@pytest.mark.parametrize("bad", _BAD, ids=str)
+@pytest.mark.parametrize("bad", BAD_READINGS, ids=str)
 def test_a_batched_wave_with_progress_keeps_its_results_when_its_clock_fails(bad: float | str) -> None:
     """Progress reports (read after each task) and the next batch's start (its queue waits) read the clock too."""
-    clock = _Clock()
+    clock = FailingClock()
     reports: list[Any] = []
 
     async def breaks() -> int:
@@ -132,10 +116,10 @@ def test_a_batched_wave_with_progress_keeps_its_results_when_its_clock_fails(bad
     assert done.results[2].outcome is so.Outcome.FAILURE and "clock" in str(done.results[2].error)
 
 
-@pytest.mark.parametrize("bad", _BAD, ids=str)
+@pytest.mark.parametrize("bad", BAD_READINGS, ids=str)
 def test_a_streamed_wave_keeps_its_results_when_its_clock_fails(bad: float | str) -> None:
     """A stream reads the clock as it takes each task (its queue wait): raised there, the task taken was lost."""
-    clock = _Clock()
+    clock = FailingClock()
 
     async def breaks() -> int:
         clock.bad = bad
@@ -151,13 +135,13 @@ def test_a_streamed_wave_keeps_its_results_when_its_clock_fails(bad: float | str
     assert got[2].outcome is so.Outcome.FAILURE and "clock" in str(got[2].error)
 
 
-@pytest.mark.parametrize("bad", _BAD, ids=str)
+@pytest.mark.parametrize("bad", BAD_READINGS, ids=str)
 def test_a_saga_whose_clock_fails_during_its_rollback_raises_its_saga_error(
     bad: float | str, caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The clock times the compensations only: its error was raised after the rollback in place of the SagaError,
     the caller left without the result saying what was compensated."""
-    clock = _Clock()
+    clock = FailingClock()
     undone: list[str] = []
     tel = InMemoryTelemetry()
 
