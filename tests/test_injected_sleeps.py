@@ -42,6 +42,21 @@ def _failing_operation(runs: list[int]) -> Callable[[], Awaitable[int]]:
     return operation
 
 
+async def _sleep_error(call: Callable[[], Awaitable[Any]], in_except: bool) -> BaseException:
+    """The sleep's error ``call()`` raised, awaited inside the caller's own ``except`` block if ``in_except``."""
+    try:
+        if in_except:
+            try:
+                raise KeyError("the caller's own")
+            except KeyError:
+                await call()
+        else:
+            await call()
+    except _SleepBrokeError as exc:
+        return exc
+    raise AssertionError("the sleep's error was not raised")
+
+
 @pytest.mark.parametrize("in_except", [False, True], ids=["plain", "awaited-in-except"])
 @pytest.mark.parametrize("instrumented", [False, True], ids=["unwatched", "watched"])
 def test_a_retry_whose_sleep_raises_keeps_the_attempts_error_as_its_context(
@@ -51,20 +66,7 @@ def test_a_retry_whose_sleep_raises_keeps_the_attempts_error_as_its_context(
     retry = so.Retry(attempts=3, sleep=_raising, **(tel.providers if instrumented else {"instrument": False}))
     runs: list[int] = []
 
-    async def main() -> BaseException:
-        try:
-            if in_except:
-                try:
-                    raise KeyError("the caller's own")
-                except KeyError:
-                    await retry.call(_failing_operation(runs))
-            else:
-                await retry.call(_failing_operation(runs))
-        except _SleepBrokeError as exc:
-            return exc
-        raise AssertionError("the sleep's error was not raised")
-
-    error = watched(main)
+    error = watched(lambda: _sleep_error(lambda: retry.call(_failing_operation(runs)), in_except))
     assert runs == [1]  # the sleep failed before the second attempt
     assert isinstance(error.__context__, ValueError) and str(error.__context__) == "attempt 1"
     assert all(s.end_time is not None for s in tel.spans())
@@ -100,20 +102,7 @@ def test_a_hedge_whose_sleep_raises_after_an_attempt_failed_keeps_that_error(in_
         await asyncio.sleep(5)
         return 2
 
-    async def main() -> BaseException:
-        try:
-            if in_except:
-                try:
-                    raise KeyError("the caller's own")
-                except KeyError:
-                    await hedge.call(operation)
-            else:
-                await hedge.call(operation)
-        except _SleepBrokeError as exc:
-            return exc
-        raise AssertionError("the sleep's error was not raised")
-
-    error = watched(main)
+    error = watched(lambda: _sleep_error(lambda: hedge.call(operation), in_except))
     assert len(runs) == 2
     assert isinstance(error.__context__, ValueError) and str(error.__context__) == "attempt 1"
     assert all(s.end_time is not None for s in tel.spans())
