@@ -1,14 +1,19 @@
 """Asking the stack's real Prometheus what the bundled dashboards and alert rules show, as Grafana and
-Alertmanager would: one place for the e2e tests (test_panel_truth, test_workload_e2e, test_alert_links)."""
+Alertmanager would: one place for the e2e tests (test_panel_truth, test_workload_e2e, test_alert_links,
+test_alert_link_names)."""
 
 from __future__ import annotations
 
+import json
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
+
+from _stack import wait_until
 
 from shannon_otel.assets import concrete_query, dashboards
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Collection, Iterator, Mapping
 
     from _stack import Prometheus
 
@@ -52,3 +57,34 @@ def alerts_of(prometheus: Prometheus, job: str, *, name: str | None = None,
     return [a for a in prometheus.alerts()
             if a["labels"].get("job") == job and name in (None, a["labels"].get("alertname"))
             and state in (None, a["state"])]
+
+
+def at_once(rules: Mapping[str, Any], names: Collection[str]) -> list[dict[str, Any]]:
+    """The rules of ``rules`` (a rule file's content) alerting as ``names``, each with ``for: 0m``: firing as soon
+    as its expression holds."""
+    chosen = [dict(r, **{"for": "0m"}) for g in rules["groups"] for r in g["rules"] if r.get("alert") in names]
+    assert {r["alert"] for r in chosen} == set(names)
+    return chosen
+
+
+@contextmanager
+def loaded_rules(prometheus: Prometheus, name: str, rules: list[dict[str, Any]]) -> Iterator[None]:
+    """``rules`` loaded by Prometheus as the rule group ``name`` (the file ``zz-<name>.yml``) for the block."""
+    path = prometheus.rules_dir / f"zz-{name}.yml"
+    path.write_text(json.dumps({"groups": [{"name": name, "rules": rules}]}), encoding="utf-8")
+    try:
+        prometheus.reload()
+        yield
+    finally:
+        path.unlink()
+        prometheus.reload()
+
+
+def firing_alerts(prometheus: Prometheus, job: str, names: Collection[str]) -> dict[str, dict[str, Any]]:
+    """Alert name -> a firing alert of ``job``, once each of ``names`` fires (waiting at most 60 s)."""
+
+    def alerts() -> dict[str, dict[str, Any]]:
+        found = {a["labels"]["alertname"]: a for a in alerts_of(prometheus, job, state="firing")}
+        return found if set(found) >= set(names) else {}
+
+    return wait_until(alerts, timeout=60, what=f"{names} firing for {job}")

@@ -5,12 +5,11 @@ refused: "400 malformed 'tags' parameter"."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from _prometheus import alerts_of
+from _prometheus import at_once, firing_alerts, loaded_rules
 from _stack import get_json, wait_until
 
 from shannon_otel import CircuitBreaker, Wave, configure
@@ -49,28 +48,15 @@ async def _workload(providers: dict[str, Any]) -> None:
 
 @pytest.fixture(scope="module")
 def firing(collector: Collector, jaeger: Jaeger, prometheus: Prometheus) -> Iterator[dict[str, dict[str, Any]]]:
-    rules = alert_rules(jaeger_url=jaeger.query_url, min_tasks=1)
-    chosen = [dict(r, **{"for": "0m"}) for g in rules["groups"] for r in g["rules"] if r.get("alert") in FIRING]
-    assert {r["alert"] for r in chosen} == set(FIRING)
-    path = prometheus.rules_dir / "zz-link-names.yml"
-    path.write_text(json.dumps({"groups": [{"name": "link-names", "rules": chosen}]}), encoding="utf-8")
-    try:
-        prometheus.reload()
-        with configure(SERVICE, exporter="otlp_grpc", endpoint=collector.otlp_grpc_endpoint, set_global=False,
-                       metric_interval_s=0.5) as telemetry:
-            providers = {"tracer_provider": telemetry.tracer_provider, "meter_provider": telemetry.meter_provider}
-            run_virtual(_workload(providers))
-            assert telemetry.force_flush(10)
-            assert telemetry.meter_provider.force_flush(10_000)
-
-            def alerts() -> dict[str, dict[str, Any]]:
-                found = {a["labels"]["alertname"]: a for a in alerts_of(prometheus, SERVICE, state="firing")}
-                return found if set(found) >= set(FIRING) else {}
-
-            yield wait_until(alerts, timeout=60, what=f"{FIRING} firing for {SERVICE}")
-    finally:
-        path.unlink()
-        prometheus.reload()
+    chosen = at_once(alert_rules(jaeger_url=jaeger.query_url, min_tasks=1), FIRING)
+    with loaded_rules(prometheus, "link-names", chosen), configure(
+        SERVICE, exporter="otlp_grpc", endpoint=collector.otlp_grpc_endpoint, set_global=False, metric_interval_s=0.5,
+    ) as telemetry:
+        providers = {"tracer_provider": telemetry.tracer_provider, "meter_provider": telemetry.meter_provider}
+        run_virtual(_workload(providers))
+        assert telemetry.force_flush(10)
+        assert telemetry.meter_provider.force_flush(10_000)
+        yield firing_alerts(prometheus, SERVICE, FIRING)
 
 
 @pytest.mark.parametrize(("name", "attribute"), [

@@ -4,12 +4,11 @@ open breaker, and each firing alert's `traces_url` asked of the real Jaeger's qu
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from _prometheus import alerts_of
+from _prometheus import at_once, firing_alerts, loaded_rules
 from _stack import get_json, wait_until
 from test_panel_truth import run_process
 
@@ -34,26 +33,13 @@ _NOW = {"ShannonWaveStalled": "sum by (job, shannon_wave_name) ({outcomes}) > 0"
 def firing(collector: Collector, jaeger: Jaeger, prometheus: Prometheus) -> Iterator[dict[str, dict[str, Any]]]:
     """Alert name -> a firing alert of SERVICE, from a rule file of the FIRING alerts with `for: 0m` (the
     burn-rate alerts read the recording rules of the stack's own rule file)."""
-    rules = alert_rules(jaeger_url=jaeger.query_url)
-    chosen = [dict(r, **{"for": "0m"}) for g in rules["groups"] for r in g["rules"] if r.get("alert") in FIRING]
+    chosen = at_once(alert_rules(jaeger_url=jaeger.query_url), FIRING)
     for rule in chosen:
         if rule["alert"] in _NOW:
             rule["expr"] = _NOW[rule["alert"]].format(outcomes=tel.TASK_OUTCOMES.prometheus)
-    assert {r["alert"] for r in chosen} == set(FIRING)
-    path = prometheus.rules_dir / "zz-links-now.yml"
-    path.write_text(json.dumps({"groups": [{"name": "links-now", "rules": chosen}]}), encoding="utf-8")
-    try:
-        prometheus.reload()
+    with loaded_rules(prometheus, "links-now", chosen):
         run_process(collector.otlp_grpc_endpoint, SERVICE, 3.0 * prometheus.scrape_interval)
-
-        def alerts() -> dict[str, dict[str, Any]]:
-            found = {a["labels"]["alertname"]: a for a in alerts_of(prometheus, SERVICE, state="firing")}
-            return found if set(found) >= set(FIRING) else {}
-
-        yield wait_until(alerts, timeout=60, what=f"{FIRING} firing for {SERVICE}")
-    finally:
-        path.unlink()
-        prometheus.reload()
+        yield firing_alerts(prometheus, SERVICE, FIRING)
 
 
 def _linked(jaeger: Jaeger, alert: dict[str, Any]) -> list[dict[str, Any]]:
