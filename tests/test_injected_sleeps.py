@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,49 @@ def test_a_hedge_whose_sleep_raises_after_an_attempt_failed_keeps_that_error(in_
     error = watched(lambda: _sleep_error(lambda: hedge.call(operation), in_except))
     assert len(runs) == 2
     assert isinstance(error.__context__, ValueError) and str(error.__context__) == "attempt 1"
+    assert all(s.end_time is not None for s in tel.spans())
+
+
+@dataclass
+class _BusyError(Exception):
+    """Compared by value (a dataclass's ``__eq__``), as exceptions with fields often are."""
+
+    code: int
+
+
+def test_a_hedge_whose_sleep_raises_an_error_equal_to_an_attempts_keeps_that_attempts_error() -> None:
+    # The sleep's error was looked up among the attempts' errors with ``in`` (==), meant to tell the very same object:
+    # one merely equal to an attempt's (a 503 from the sleep's own rate check, a 503 from the attempt) was taken for
+    # it, and the attempt's error was lost from the chain (``__context__`` None).
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:  # the wait after the first failure raises
+        sleeps.append(seconds)
+        if len(sleeps) == 2:
+            raise _BusyError(503)
+        await asyncio.sleep(seconds)
+
+    tel = InMemoryTelemetry()
+    hedge = so.Hedge(attempts=3, delay=1.0, sleep=sleep, **tel.providers)
+    attempt_errors: list[_BusyError] = []
+
+    async def operation() -> int:
+        if not attempt_errors:
+            attempt_errors.append(_BusyError(503))
+            raise attempt_errors[0]
+        await asyncio.sleep(5)
+        return 2
+
+    async def main() -> BaseException:
+        try:
+            await hedge.call(operation)
+        except _BusyError as exc:
+            return exc
+        raise AssertionError("the sleep's error was not raised")
+
+    error = watched(main)
+    assert error is not attempt_errors[0]  # the sleep's
+    assert error.__context__ is attempt_errors[0]
     assert all(s.end_time is not None for s in tel.spans())
 
 

@@ -256,7 +256,9 @@ def _failed_before(error: BaseException, errors: list[Exception]) -> None:
     """The sleep's ``error``, about to be raised: the attempts that failed before it stay reachable as its
     ``__context__`` (the one error, or an ``ExceptionGroup`` of them). Raised outside the ``except`` that took
     them, it had none: their errors were lost without a trace."""
-    if not errors or not isinstance(error, Exception) or error.__context__ is not None or error in errors:
+    if not errors or not isinstance(error, Exception) or error.__context__ is not None:
+        return
+    if any(e is error for e in errors):  # the very object (a sleep re-raising it), never one merely equal (==)
         return
     earlier = errors[0] if len(errors) == 1 else ExceptionGroup("earlier hedged attempts failed", errors)
     object.__setattr__(error, "__context__", earlier)  # past a frozen exception's __setattr__
