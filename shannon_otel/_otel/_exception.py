@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import traceback
 from collections import deque
-from typing import TYPE_CHECKING, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from .. import _telemetry as t
 from .._events import error_message, error_type
@@ -51,27 +51,28 @@ _KEPT = 8  # a span ends with the error its child just passed on: the latest few
 _NOTES = "_shannon_otel_beneath"
 
 
+def _notes_of(span: Span) -> dict[str, Any] | None:
+    """The attributes of ``span`` (where its notes live), or None for a span type that has none (slotted).
+    Read through ``vars``, not ``getattr``: a span class's ``__getattr__`` is never called (one raising other than
+    AttributeError would have left the span it was asked about open), and ``dict.pop`` is atomic across threads."""
+    try:
+        return vars(span)
+    except TypeError:
+        return None
+
+
 def _take(span: Span) -> deque[BaseException] | None:
     """The notes on ``span``, removed from it (it ends now)."""
-    below: deque[BaseException] | None = getattr(span, _NOTES, None)
-    if below is not None:
-        try:
-            delattr(span, _NOTES)
-        except AttributeError:  # taken meanwhile by another thread ending it too
-            pass
-    return below
+    attributes = _notes_of(span)
+    return None if attributes is None else attributes.pop(_NOTES, None)
 
 
 def _note(parent: Span, errors: Iterable[BaseException]) -> None:
-    """Add ``errors`` to the notes on ``parent`` (a span of ours, recording)."""
-    below: deque[BaseException] | None = getattr(parent, _NOTES, None)
-    if below is None:
-        below = deque(maxlen=_KEPT)
-        try:
-            setattr(parent, _NOTES, below)
-        except (AttributeError, TypeError):  # a span type that takes no attribute: no note (a duplicate at worst)
-            return
-    below.extend(errors)
+    """Add ``errors`` to the notes on ``parent`` (a span of ours, recording); none on a span type that takes no
+    attribute (a duplicate event at worst)."""
+    attributes = _notes_of(parent)
+    if attributes is not None:
+        attributes.setdefault(_NOTES, deque(maxlen=_KEPT)).extend(errors)
 
 
 def _ours(span: Span | None) -> TypeGuard[Span]:
@@ -104,7 +105,8 @@ def pass_on(span: Span, parent: Span | None) -> None:
     raising ``KeyboardInterrupt``, or a ``TypeError`` raised as it is, after the saga ended with its step's error:
     the task span around it wrote the compensation span's event again). Call it before :func:`record_error` /
     :func:`forget` read the notes. Never raises."""
-    below: deque[BaseException] | None = getattr(span, _NOTES, None)
+    attributes = _notes_of(span)
+    below: deque[BaseException] | None = None if attributes is None else attributes.get(_NOTES)
     if below and _ours(parent):
         _note(parent, tuple(below))
 
