@@ -102,6 +102,7 @@ class CircuitBreaker(Policy):
 
     __slots__ = (
         "_admitting",
+        "_changed_at",
         "_clean",
         "_clock",
         "_config",
@@ -176,6 +177,7 @@ class CircuitBreaker(Policy):
         self._clean = False  # a success would change nothing (see _update_clean)
         self._gen = 0  # bumped on every transition: results of calls admitted earlier are dropped
         self._opened_at = 0.0
+        self._changed_at = 0.0  # the clock's reading at registration (with hooks) or the last transition
         self._probes_left = 0
         self._successes = 0
         self._forced = False
@@ -201,6 +203,7 @@ class CircuitBreaker(Policy):
         if self._hooks:
             now = self._clock()
             check_reading("clock", now)  # read here anyway: a NaN or datetime one failed at the first call
+            self._changed_at = now
             registered = BreakerRegistered(name, _CLOSED, now)
             for hook in self._hooks:
                 try:
@@ -557,6 +560,7 @@ class CircuitBreaker(Policy):
                 now = self._clock()
             self._state = to
             self._gen += 1
+            self._changed_at = now
             if to is _OPEN:
                 self._opened_at = now
             elif to is _HALF_OPEN:
