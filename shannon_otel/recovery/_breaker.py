@@ -102,6 +102,7 @@ class CircuitBreaker(Policy):
 
     __slots__ = (
         "_admitting",
+        "_changed_at",
         "_clean",
         "_clock",
         "_config",
@@ -176,6 +177,7 @@ class CircuitBreaker(Policy):
         self._clean = False  # a success would change nothing (see _update_clean)
         self._gen = 0  # bumped on every transition: results of calls admitted earlier are dropped
         self._opened_at = 0.0
+        self._changed_at = 0.0  # the clock's reading at registration (with hooks) or the last transition
         self._probes_left = 0
         self._successes = 0
         self._forced = False
@@ -201,6 +203,7 @@ class CircuitBreaker(Policy):
         if self._hooks:
             now = self._clock()
             check_reading("clock", now)  # read here anyway: a NaN or datetime one failed at the first call
+            self._changed_at = now
             registered = BreakerRegistered(name, _CLOSED, now)
             for hook in self._hooks:
                 try:
@@ -392,31 +395,35 @@ class CircuitBreaker(Policy):
     def _succeeded(self, gen: int, started: float) -> None:
         if gen != self._gen:
             return
-        now = self._clock() if self._timed else 0.0
+        window = self._window
+        if self._state is _CLOSED:  # untimed, a success can open it only with a failure in the window
+            now = self._closed_now(0) if self._timed or window.failures else None
+        else:
+            now = self._clock() if self._timed else None
         # to the deadline, as the reset timeout (see _reset_left): `now - started` rounded just under slow_call_s
         # about every other time for a call that took exactly that long on virtual time, counted not slow
-        slow = self._config.slow_call_s is not None and now >= started + self._config.slow_call_s
+        slow_s = self._config.slow_call_s
+        slow = slow_s is not None and now is not None and now >= started + slow_s
         link = self._link
         if self._state is _CLOSED:
-            self._window.record(SLOW if slow else 0, now)
+            window.record(SLOW if slow else 0, 0.0 if now is None else now)
             if link is not None:  # sent in batches by the store's flusher
                 link.calls += 1
                 link.slow += slow
-            window = self._window
             # a success can complete min_calls: the failure or the slow-call rate may now trip
             if slow or window.failures or window.slow:
-                self._evaluate(gen)
+                self._evaluate(gen, now)
             self._update_clean()
         elif self._state is _HALF_OPEN:
             if link is not None and link.sharing():  # the shared quota decides
                 link.probe_done("slow" if slow else "success")
                 return
             if slow:
-                self._transition(_OPEN, "slow_calls", gen)
+                self._transition(_OPEN, "slow_calls", gen, now=now)
                 return
             self._successes += 1
             if self._successes >= self._config.success_threshold:
-                self._transition(_CLOSED, "probe_success", gen)
+                self._transition(_CLOSED, "probe_success", gen, now=now)
 
     def _failed(self, gen: int, started: float, error: BaseException) -> None:
         if gen != self._gen:
@@ -431,21 +438,44 @@ class CircuitBreaker(Policy):
             # uncounted (see _unclocked), and the probe is reported once, given back. Read in the transition, after
             # the report, it failed with the failure in Redis (open everywhere) and gave the slot back too: two
             # reports of one probe, and the result said not counted.
-            now = self._clock()
+            now: float | None = self._clock()
             link.probe_done("failure")  # type: ignore[union-attr]
             self._transition(_OPEN, "probe_failure", now=now)  # at once here; the others follow the notification
         elif self._state is _HALF_OPEN:
             self._transition(_OPEN, "probe_failure", gen)
         elif self._state is _CLOSED:
-            now = self._clock() if self._timed else 0.0
-            slow = self._config.slow_call_s is not None and now >= started + self._config.slow_call_s
+            now = self._closed_now(FAILED)
+            slow_s = self._config.slow_call_s
+            slow = slow_s is not None and now is not None and now >= started + slow_s
             if link is not None:
                 link.calls += 1
                 link.failures += 1
                 link.slow += slow
-            self._window.record(FAILED | (SLOW if slow else 0), now)
-            self._evaluate(gen)
+            self._window.record(FAILED | (SLOW if slow else 0), 0.0 if now is None else now)
+            self._evaluate(gen, now)
             self._update_clean()
+
+    def _closed_now(self, failed: int) -> float | None:
+        """The clock's reading for a result recorded in CLOSED (``failed``: 1 for a failure, 0 for a success), read
+        before the result changes anything, and the time of the transition it may cause: a timed breaker's always;
+        an untimed one's only when this result could open it (None when it cannot). A clock failing here leaves the
+        result uncounted, as the warning says (see _unclocked). Read in the transition, after the window and the
+        shared counts had taken the result, it failed with the result counted: the warning said it was not, and the
+        next call, a success too, opened the breaker.
+
+        Untimed, the window is a CountWindow: its counts after this result are at most ``failures + failed`` of
+        ``min(calls + 1, size)`` calls, and _evaluate can open on nothing higher."""
+        w = self._window
+        if self._timed or not isinstance(w, CountWindow):
+            return self._clock()
+        c = self._config
+        failures = w.failures + failed
+        if c.failure_threshold is not None and failures >= c.failure_threshold:
+            return self._clock()
+        calls = min(w.calls + 1, w.size)
+        if c.failure_rate is not None and calls >= c.min_calls and failures / calls >= c.failure_rate:
+            return self._clock()
+        return None
 
     def _unclocked(self, gen: int, error: BaseException) -> None:
         """The clock failed (raised, or read NaN or an infinity) as a call's result was recorded: the operation has
@@ -476,7 +506,9 @@ class CircuitBreaker(Policy):
             and self._link is None  # a shared breaker counts every call for the shared window
         )
 
-    def _evaluate(self, gen: int) -> None:
+    def _evaluate(self, gen: int, now: float | None = None) -> None:
+        """Open the breaker if its window says so; ``now``: the reading taken before the result was recorded (see
+        _closed_now), the transition's time."""
         c, w = self._config, self._window
         reason = None
         if c.failure_threshold is not None and w.failures >= c.failure_threshold:
@@ -489,7 +521,7 @@ class CircuitBreaker(Policy):
                 reason = "failure_rate"
             elif c.slow_call_s is not None and w.slow / w.calls >= c.slow_call_rate:
                 reason = "slow_calls"
-        if reason is not None and self._transition(_OPEN, reason, gen) and self._link is not None:
+        if reason is not None and self._transition(_OPEN, reason, gen, now=now) and self._link is not None:
             self._link.tripped(reason)
 
     # ----------------------------------------------------------------- transitions
@@ -528,6 +560,7 @@ class CircuitBreaker(Policy):
                 now = self._clock()
             self._state = to
             self._gen += 1
+            self._changed_at = now
             if to is _OPEN:
                 self._opened_at = now
             elif to is _HALF_OPEN:

@@ -15,6 +15,7 @@ The breaker keeps running its own state machine; the link keeps it in step with 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from ..recovery._call import _Call
     from ._store import RedisState
 
+_log = logging.getLogger("shannon_otel.redis")
 _STATES = {s.value: s for s in BreakerState}
 _CLOSED, _OPEN, _HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 # A process rejected while HALF_OPEN's quota is taken asks Redis again after this long, not per call.
@@ -283,7 +285,7 @@ class BreakerLink:
         """No shared state (lost, expired, or never written) is CLOSED: the breaker closes."""
         self.epoch = 0
         reason = SHARED_STATE_AVAILABLE if self._outage_ends() else SHARED_STATE_EXPIRED
-        self.breaker._transition(_CLOSED, reason)
+        self.breaker._transition(_CLOSED, reason, now=self._now("closed"))
 
     def _outage_ends(self) -> bool:
         """A shared state is taken: whether the breaker is still the OPEN an outage made (see ``outage_gen``)."""
@@ -298,7 +300,7 @@ class BreakerLink:
         b = self.breaker
         if self.store.on_unavailable == "reject":
             if b._state is not _OPEN:
-                b._transition(_OPEN, SHARED_STATE_UNAVAILABLE)
+                b._transition(_OPEN, SHARED_STATE_UNAVAILABLE, now=self._now("open"))
                 self.outage_gen = b._gen
         elif b._state is _HALF_OPEN and b._probes_left == 0:
             b._probes_left = b.config.half_open_probes
@@ -355,14 +357,16 @@ class BreakerLink:
         if target is _CLOSED:
             if b._state is not _CLOSED:
                 b._forced = False
-                b._transition(_CLOSED, SHARED_STATE_AVAILABLE if outage else reason or "shared")
+                b._transition(_CLOSED, SHARED_STATE_AVAILABLE if outage else reason or "shared", now=self._now(state))
         elif target is _OPEN:
+            now = self._now(state)
             if b._state is not _OPEN:
-                b._transition(_OPEN, reason or "shared")
+                b._transition(_OPEN, reason or "shared", now=now)
             age_s = 0.0 if now_ms is None else max(0, now_ms - opened_ms) / 1000
-            b._opened_at = b.clock() - age_s
+            b._opened_at = now - age_s
         elif b._state is not _HALF_OPEN:
-            b._transition(_HALF_OPEN, SHARED_STATE_AVAILABLE if outage else reason or "reset_timeout")
+            b._transition(_HALF_OPEN, SHARED_STATE_AVAILABLE if outage else reason or "reset_timeout",
+                          now=self._now(state))
             b._probes_left = 0  # probes are admitted by Redis, not from a local quota
         elif newer:
             # A new half-open period (the last one's probes outlived probe_lease_s): probes admitted here in the
@@ -370,3 +374,21 @@ class BreakerLink:
             # re-opened the breaker for everyone, a late success counted towards closing the new period.
             with b._admitting:
                 b._gen += 1
+
+    def _now(self, state: str) -> float:
+        """The breaker's clock, read as it takes a shared state (a notification, a poll, a send's answer, an
+        outage): the transition's time, and where an OPEN state's age is measured from.
+
+        A clock that fails (raises, reads NaN or an infinity) is logged, and the state is taken all the same, timed
+        at the breaker's last reading (its registration or its last transition): an OPEN one seems older than it is,
+        so its reset timeout ends here early, and admission asks Redis, which holds it. Raised, the clock's error
+        left the shared state untaken: read from a notification, it was logged at debug as a malformed message (a
+        NaN) or dropped the subscription; from a poll, it marked the breaker's key unusable (its state local until
+        the key changed) or ended the flusher, so nothing was flushed or polled again."""
+        b = self.breaker
+        try:
+            return b.clock()
+        except Exception as exc:
+            _log.warning("the clock of breaker %r failed as it took the shared state %r; taken, timed at its last "
+                         "reading", self.name, state, exc_info=exc)
+            return b._changed_at
