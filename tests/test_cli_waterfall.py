@@ -109,23 +109,35 @@ def test_rows_fit_the_given_width_and_labels_stay_whole_while_the_bar_can_shrink
     assert any(r.text.split(" |")[0].endswith("~") for r in narrow), "too narrow: long labels are cut with ~"
 
 
+HIDDEN = 14  # tasks the waterfall of `traces` summarises
+
+
+def shown(ns: int) -> str:
+    """A duration as the waterfall prints it, computed here independently."""
+    seconds = ns / 1e9
+    return f"{seconds * 1000:.1f} ms" if seconds < 10 else f"{seconds:.2f} s"
+
+
 # Sub-microsecond to hours, zero-length, and past 10,000 s (where the time column grows a character).
 DURATIONS_NS = (0, 1, 400, 1_000_000, 2_637_600_000, 9_999_000_000, 3 * 3600 * 10**9, 40 * 3600 * 10**9)
 
 
 @pytest.fixture(scope="module")
 def traces() -> list[tuple[int, list[sdk_trace.ReadableSpan]]]:
-    """Per duration: a wave span of that length with a failed task span over its first half (SDK spans
-    with explicit start and end times, so each duration is exact)."""
+    """Per duration: a wave span of that length with a failed task span over its first half and 19 more
+    tasks, task i lasting i/20 of it (SDK spans with explicit start and end times, so each duration is
+    exact). The waterfall shows 6 tasks (#0 and #15..#19) and summarises #1..#14."""
     out = []
     for total in DURATIONS_NS:
         otel = InMemoryTelemetry()
         tracer = otel.tracer_provider.get_tracer("waterfall-test")
         root = tracer.start_span("wave fetch-all", start_time=EPOCH_NS)
-        task = tracer.start_span("task fetch-all", trace.set_span_in_context(root), start_time=EPOCH_NS,
-                                 attributes={TASK_INDEX: 0})
-        task.set_status(trace.StatusCode.ERROR)
-        task.end(end_time=EPOCH_NS + total // 2)
+        for i in range(HIDDEN + 6):
+            task = tracer.start_span("task fetch-all", trace.set_span_in_context(root), start_time=EPOCH_NS,
+                                     attributes={TASK_INDEX: i})
+            if i == 0:
+                task.set_status(trace.StatusCode.ERROR)
+            task.end(end_time=EPOCH_NS + (total // 2 if i == 0 else total * i // 20))
         root.end(end_time=EPOCH_NS + total)
         out.append((total, list(otel.spans())))
     return out
@@ -136,13 +148,23 @@ def test_the_time_axis_labels_never_run_together_and_sit_over_the_bar_ends(
     width: int | None, traces: list[tuple[int, list[sdk_trace.ReadableSpan]]],
 ) -> None:
     """At 30 columns the axis printed '0' and the total as one word ('02637.6 ms'): the 4-column bar
-    left no room for both. Now a label that does not fit with a space before the next is dropped."""
+    left no room for both. Now a label that does not fit with a space before the next is dropped.
+    The summary of the hidden tasks was never narrowed (56 columns at width 40 for the 2.6 s wave); now
+    it drops the fastest time, then the median, only when the longer line does not fit, never cutting a
+    number."""
     for total, spans in traces:
         rows = waterfall(spans, width=width)
         axis, root = rows[0].text, rows[1].text
         first, last = root.index("|") + 1, root.index("|", root.index("|") + 1) - 1  # the bar's columns
         seconds = max(total, 1) / 1e9
-        true_total = f"{seconds * 1000:.1f} ms" if seconds < 10 else f"{seconds:.2f} s"
+        true_total = shown(max(total, 1))
+        count = f"  ... {HIDDEN} more tasks"
+        median = f"{count} (median {shown(total * 8 // 20)})"  # tasks #1..#14: #8 is the median
+        forms = [f"{median[:-1]}, fastest {shown(total // 20)})", median, count]
+        summary = rows[-1].text
+        assert summary in forms, (total, width, summary)
+        assert all(width is not None and len(longer) > width for longer in forms[: forms.index(summary)]), (
+            "a time is dropped only when the line with it does not fit", total, width, summary)
         assert axis.split() in (["0", *true_total.split()], true_total.split()), (total, width, axis)
         assert axis.endswith(true_total) and len(axis) == last + 1, "the total ends over the bar's last column"
         if axis.split()[0] == "0":

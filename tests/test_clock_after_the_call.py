@@ -8,6 +8,7 @@ value to serve for it. Now the caller gets what the operation gave; every span s
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from typing import Any
@@ -147,3 +148,46 @@ def test_a_clock_failing_at_the_start_of_a_call_is_refused_before_it_runs() -> N
     assert runs == []
 
 
+
+
+@pytest.mark.parametrize("watched", [False, True], ids=["unwatched", "watched"])
+@pytest.mark.parametrize("bad", BAD_READINGS, ids=str)
+def test_a_degrade_logs_each_clock_failure_after_the_operation_ran_watched_or_not(
+    bad: float | str, watched: bool, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Like the breaker's, Retry's, a wave's and a saga's: a warning on the ``shannon_otel`` logger naming the
+    Degrade, once per failed reading. Unwatched (``instrument=False``, no hook) it was silently ignored."""
+    clock = FailingClock()
+    tel = InMemoryTelemetry()
+    degrade = so.Degrade(last_good=True, on=KeyError, clock=clock, name="prices",
+                         **(tel.providers if watched else {"instrument": False}))
+
+    async def good() -> int:
+        return 42
+
+    async def good_then_bad() -> int:
+        clock.bad = bad
+        return 42
+
+    async def failing() -> int:
+        clock.bad = bad
+        raise KeyError("down")
+
+    def warned() -> list[str]:
+        return [r.getMessage() for r in caplog.records
+                if r.name.startswith("shannon_otel") and r.levelno == logging.WARNING
+                and r.getMessage().startswith("the clock of degrade 'prices' failed")]
+
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        assert run_virtual(degrade.call(good_then_bad)).value == 42  # stored, stamped with the call's start
+        assert warned() == ["the clock of degrade 'prices' failed as its result was stored; that value is stamped "
+                            "with the call's start"]
+        clock.bad = None
+        run_virtual(degrade.call(good))
+        assert len(warned()) == 1, "a clock that reads logs nothing"
+        assert run_virtual(degrade.call(failing)).mode == "last_good"  # aged: unknown, served (no max_age)
+        assert warned()[1:] == ["the clock of degrade 'prices' failed as a last good value was aged; it is served "
+                                "only without max_age"]
+    records = [r for r in caplog.records if r.getMessage().startswith("the clock of degrade")]
+    if bad == "raise":
+        assert all(r.exc_info is not None and r.exc_info[0] is RuntimeError for r in records)

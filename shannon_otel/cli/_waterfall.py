@@ -70,7 +70,8 @@ def waterfall(
     With ``width``, every row fits in that many columns (the bar narrows first, then long labels are
     cut with ``~``) down to 33 (a column more per digit past 9,999 s): labels keep 8 columns and bars 4
     below that, so rows are wider and the summary wraps them; without, labels take up to ``LABEL``
-    columns and bars ``BAR``. The first row is the time axis (``_axis``)."""
+    columns and bars ``BAR``. The first row is the time axis (``_axis``); the last, when tasks are
+    hidden, counts them (``_summary``: their median and fastest times as the width allows)."""
     by_id = {s.context.span_id: s for s in spans if s.context is not None}
     children: dict[int, list[ReadableSpan]] = {}
     roots = []
@@ -126,7 +127,18 @@ def waterfall(
     rows += [row(span, depth) for span, depth in shown]
     hidden = [s for s in tasks if s not in chosen]
     if hidden:
-        durations = sorted(_duration(s) for s in hidden)
-        rows.append(Row(f"  ... {len(hidden)} more tasks (median {_ms(durations[len(durations) // 2]).strip()}, "
-                        f"fastest {_ms(durations[0]).strip()})"))
+        rows.append(Row(_summary(sorted(_duration(s) for s in hidden), width)))
     return rows
+
+
+def _summary(durations: list[float], width: int | None) -> str:
+    """The line for the tasks not shown (``durations``, sorted): their count with the median and fastest
+    times, with the median only, or bare, the first that fits ``width`` (the first without one); no number
+    is ever cut. The bare count (21 columns up to 9,999 tasks, inside the 33-column minimum) is returned
+    even when it does not fit."""
+    median, fastest = _ms(durations[len(durations) // 2]).strip(), _ms(durations[0]).strip()
+    count = f"  ... {len(durations)} more tasks"
+    for line in (f"{count} (median {median}, fastest {fastest})", f"{count} (median {median})"):
+        if width is None or len(line) <= width:
+            return line
+    return count

@@ -6,6 +6,7 @@ import contextlib
 import enum
 import functools
 import inspect
+import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
@@ -65,6 +66,7 @@ class _Missing(enum.Enum):
 # Typed Never, not Any: pyright solves D from the field's default, and took Any (Degrade[Any] for last_good=True
 # alone, so Any in every result's type); Never adds nothing to what a call serves
 _MISSING: Never = cast("Never", _Missing.MISSING)
+_log = logging.getLogger("shannon_otel")
 _INSTANCE: Hashable = object()  # the key of the one last good value of ``call(fn)`` without arguments
 
 
@@ -254,7 +256,7 @@ class Degrade(Instrumented, Generic[D]):
         if self.last_good:
             goods = state.goods
             # The operation has run: a clock failing now never costs its result (it raised ValueError in its place)
-            at = _reading(self.clock)
+            at = self._reading("as its result was stored; that value is stamped with the call's start")
             goods[key] = (value, started if at is None else at)
             # No lock, yet event loops in several threads may share this Degrade: between two of these steps
             # another thread may drop the key or empty the dict (its move_to_end raised KeyError into the call).
@@ -302,7 +304,7 @@ class Degrade(Instrumented, Generic[D]):
                 with contextlib.suppress(KeyError):  # dropped meanwhile by another thread (see run): served still
                     goods.move_to_end(key)  # serving it is a use: least recently used goes first
                 value, at = good
-                now = _reading(self.clock)
+                now = self._reading("as a last good value was aged; it is served only without max_age")
                 if now is None:  # its age unknown: served only with no max_age to prove, its age_s None
                     if self.max_age is None:
                         return self._mark(Served(value, True, "last_good", reason, None, error), call)
@@ -339,15 +341,17 @@ class Degrade(Instrumented, Generic[D]):
             notify(call, "degraded", Degraded(call.operation, served.mode or "", served.reason or "", served.error))
         return served
 
-
-def _reading(clock: Callable[[], float]) -> float | None:
-    """``clock()``, or None when it cannot read (raises, or reads NaN or an infinity: refused by the policy's
-    :class:`~shannon_otel._clock.Seconds`). Read once the operation has run: its outcome is what the caller gets,
-    never the clock's error (a last good value served in place of the error the clock raised instead of the result)."""
-    try:
-        return clock()
-    except Exception:
-        return None
+    def _reading(self, when: str) -> float | None:
+        """``clock()``, or None when it cannot read (raises, or reads NaN or an infinity: refused by the policy's
+        :class:`~shannon_otel._clock.Seconds`). Read once the operation has run: its outcome is what the caller gets,
+        never the clock's error (a last good value served in place of the error the clock raised instead of the
+        result). The error is logged ``when`` (what failed, and what follows), each time, watched or not, as the
+        breaker and Retry log theirs: an unwatched Degrade logged nothing."""
+        try:
+            return self.clock()
+        except Exception as exc:
+            _log.warning("the clock of degrade %r failed %s", self._started.operation, when, exc_info=exc)
+            return None
 
 
 class _Same:
