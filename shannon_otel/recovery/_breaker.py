@@ -470,11 +470,14 @@ class CircuitBreaker(Policy):
             return self._clock()
         c = self._config
         failures = w.failures + failed
-        if c.failure_threshold is not None and failures >= c.failure_threshold:
+        threshold = c.failure_threshold
+        if threshold is not None and failures >= threshold:
             return self._clock()
-        calls = min(w.calls + 1, w.size)
-        if c.failure_rate is not None and calls >= c.min_calls and failures / calls >= c.failure_rate:
-            return self._clock()
+        rate = c.failure_rate
+        if rate is not None:  # on a success with failures in the window (not clean): no min(), no division mostly
+            calls = w.calls if w.calls == w.size else w.calls + 1
+            if calls >= c.min_calls and failures / calls >= rate:
+                return self._clock()
         return None
 
     def _unclocked(self, gen: int, error: BaseException) -> None:
