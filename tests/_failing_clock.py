@@ -1,5 +1,6 @@
 """A clock that starts failing on demand, and the ways a reading can fail, for the tests of what a policy or a
-wave does with a clock that breaks once user code has run (test_clock_after_the_call, test_clock_later_readings)."""
+wave does with a clock that breaks once user code has run (test_clock_after_the_call, test_clock_later_readings,
+test_breaker_clock_before_counting)."""
 
 from __future__ import annotations
 

@@ -11,25 +11,10 @@ import logging
 import math
 
 import pytest
+from _failing_clock import BAD_READINGS, FailingClock
 
 import shannon_otel as so
 from shannon_otel.testing import run_virtual
-
-
-class _Clock:
-    """Reads ``now``; once ``bad`` is set, reads it instead (or raises, for "raise")."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.bad: float | str | None = None
-
-    def __call__(self) -> float:
-        if self.bad == "raise":
-            raise RuntimeError("clock source unavailable")
-        return self.now if self.bad is None else float(self.bad)
-
-
-_BAD = [math.nan, math.inf, -math.inf, "raise"]
 
 
 async def _ok() -> str:
@@ -40,7 +25,7 @@ async def _down() -> None:
     raise ConnectionError("down")
 
 
-def _unclocked(clock: _Clock, bad: float | str, outcome: str) -> object:
+def _unclocked(clock: FailingClock, bad: float | str, outcome: str) -> object:
     """An operation that breaks the clock as it ends (its result is recorded on the broken clock)."""
 
     async def operation() -> str:
@@ -52,7 +37,7 @@ def _unclocked(clock: _Clock, bad: float | str, outcome: str) -> object:
     return operation
 
 
-def _call(breaker: so.CircuitBreaker, operation: object, clock: _Clock) -> str:
+def _call(breaker: so.CircuitBreaker, operation: object, clock: FailingClock) -> str:
     try:
         return str(run_virtual(breaker.call(operation)))  # type: ignore[arg-type]
     except ConnectionError:
@@ -65,13 +50,13 @@ def _warned(caplog: pytest.LogCaptureFixture) -> int:
     return sum("that result is not counted" in r.getMessage() for r in caplog.records)
 
 
-@pytest.mark.parametrize("bad", _BAD, ids=str)
+@pytest.mark.parametrize("bad", BAD_READINGS, ids=str)
 def test_a_failure_that_would_open_the_breaker_is_not_counted_when_the_clock_fails(
     bad: float | str, caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Bug: the second failure went into the window, the transition's clock failed: CLOSED with two failures
     of two in the window, and the next call (a success) opened the breaker."""
-    clock = _Clock()
+    clock = FailingClock()
     breaker = so.CircuitBreaker("b", failure_threshold=2, clock=clock, instrument=False)
     with caplog.at_level(logging.WARNING, logger="shannon_otel"):
         assert _call(breaker, _down, clock) == "failure"
@@ -84,13 +69,13 @@ def test_a_failure_that_would_open_the_breaker_is_not_counted_when_the_clock_fai
     assert breaker.state is so.BreakerState.OPEN  # type: ignore[comparison-overlap]
 
 
-@pytest.mark.parametrize("bad", _BAD, ids=str)
+@pytest.mark.parametrize("bad", BAD_READINGS, ids=str)
 def test_a_success_that_would_open_the_breaker_is_not_counted_when_the_clock_fails(
     bad: float | str, caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A success completing min_calls with the failure rate reached opens the breaker; its clock failing left
     it in the window (the rate diluted: 1 of 3 where the breaker had counted 1 of 2)."""
-    clock = _Clock()
+    clock = FailingClock()
     breaker = so.CircuitBreaker("b", failure_threshold=None, failure_rate=0.5, min_calls=2, window=4, clock=clock,
                                 instrument=False)
     with caplog.at_level(logging.WARNING, logger="shannon_otel"):
@@ -112,7 +97,7 @@ def test_an_untimed_breaker_reads_its_clock_only_for_a_result_that_could_open_it
         return 1.0
 
     breaker = so.CircuitBreaker("b", failure_threshold=3, window=5, clock=clock, instrument=False)
-    plain = _Clock()
+    plain = FailingClock()
     for operation in (_ok, _ok, _down, _ok, _down):
         _call(breaker, operation, plain)
     assert (reads, breaker.state) == ([], so.BreakerState.CLOSED)
@@ -130,6 +115,6 @@ def test_a_timed_breaker_opens_on_the_reading_that_timed_the_result() -> None:
         return next(readings, math.nan)  # a third reading of the second result fails
 
     breaker = so.CircuitBreaker("b", failure_threshold=2, slow_call_s=5.0, clock=clock, instrument=False)
-    plain = _Clock()
+    plain = FailingClock()
     assert (_call(breaker, _down, plain), _call(breaker, _down, plain)) == ("failure", "failure")
     assert breaker.state is so.BreakerState.OPEN
