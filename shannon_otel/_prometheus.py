@@ -5,7 +5,9 @@ and renders it with the names, ``job``/``instance`` labels and exemplars the Ope
 Collector's ``prometheus`` exporter produces (:attr:`MetricSpec.prometheus`: unit suffixes, ``_ratio``
 for unit-``1`` gauges, ``_total`` for counters; the collector's label values and ``otel_scope_*``
 labels), so the bundled dashboards and alert rules work against it unchanged (no ``target_info``
-series is written). A scraper that accepts OpenMetrics (Prometheus does) gets it with exemplars
+series is written, and no resource attribute labels: their trace links fall back from ``service_name`` to
+``job`` cut at its last ``/``, wrong for a ``service.name`` holding a ``/``). A scraper that accepts
+OpenMetrics (Prometheus does) gets it with exemplars
 (trace ids on histogram buckets); any other gets text format 0.0.4. Stdlib only (``http.server`` in a
 daemon thread); unlike ``opentelemetry-exporter-prometheus`` it keeps ``_ratio`` and exemplars and
 sees the bridged histograms.

@@ -49,7 +49,7 @@ def test_panel_units_follow_the_series_units() -> None:
     for where, panel, target in _targets():
         unit = panel["fieldConfig"]["defaults"]["unit"]  # type: ignore[index]
         expr = target["expr"]
-        if re.match(r"(label_replace\(\s*)?(topk\(10,\s*)?histogram_quantile\(", expr):
+        if re.match(r"(label_replace\(\s*)*(topk\(10,\s*)?histogram_quantile\(", expr):
             seconds = "_seconds_bucket" in expr
             seen[seconds] += 1
             assert (unit == "s") == seconds, (where, unit)

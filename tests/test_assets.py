@@ -17,6 +17,7 @@ from shannon_otel.anomaly import AnomalyHook
 from shannon_otel.assets import (
     RULES_FILE,
     _yaml,
+    alert_rules,
     concrete_query,
     dashboards,
     files,
@@ -27,7 +28,7 @@ from shannon_otel.assets import (
     stale_files,
     write_all,
 )
-from shannon_otel.assets._promql import keeps, metric_names
+from shannon_otel.assets._promql import by, keeps, metric_names, with_service
 from shannon_otel.assets._rules import ERROR_RATIO_HIGH, SLO_TARGET
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,6 +212,22 @@ def test_keeps_follows_aggregations_and_label_replace() -> None:
     derived = 'label_replace(\nsum by (job) (x),\n"service", "$1", "job", "(?:.*/)?(.+)")'
     assert keeps(derived, "service")
     assert not keeps(derived.replace("by (job)", "by (w)"), "service")
+    # with_service: service_name when the series has it, else job cut at the last "/"
+    linked = with_service("sum by (job, service_name) (x)")
+    assert keeps(linked, "service")
+    assert not keeps(linked.replace("service_name)", ")"), "service")
+
+
+def test_every_grouping_and_alert_link_keeps_service_name_beside_job() -> None:
+    # job is service.namespace/service.name: a service.name holding "/" (pay/api) cannot be cut back out of it,
+    # so the links read service_name, which every grouping keeping job keeps too.
+    assert by("job", "shannon.wave.name") == "job, service_name, shannon_wave_name"
+    assert by("le", "shannon.wave.name") == "le, shannon_wave_name"
+    linked = [r for g in alert_rules()["groups"] for r in g["rules"] if "traces_url" in r.get("annotations", {})]
+    assert len(linked) >= 7
+    for rule in linked:
+        assert keeps(rule["expr"], "service_name"), rule["alert"]
+        assert "$labels.service_name | urlquery" in rule["annotations"]["traces_url"], rule["alert"]
 
 
 def test_the_all_value_never_matches_series_without_the_label() -> None:

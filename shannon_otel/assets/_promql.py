@@ -3,7 +3,8 @@
 Names follow the OTLP -> Prometheus translation of the collector's ``prometheus`` exporter:
 :attr:`MetricSpec.prometheus` for series names, attribute keys with dots (and any other symbol)
 turned into ``_`` for labels. The resource's ``service.name`` (with ``service.namespace/`` in front
-when set) becomes ``job`` and ``service.instance.id`` becomes ``instance``.
+when set) becomes ``job`` and ``service.instance.id`` becomes ``instance``; the bundled collector config
+(``resource_to_telemetry_conversion``) also puts ``service.name`` itself on every series as ``service_name``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from shannon_otel._telemetry import MetricSpec
 
 JOB: str = "job"
 INSTANCE: str = "instance"
-#: The label :func:`with_service` adds: the Jaeger service (``service.name``) of a series' ``job``.
+#: ``service.name`` unchanged: ``job`` cannot give it back (``a/b/c`` is namespace ``a`` and name ``b/c``, or
+#: ``a/b`` and ``c``, or no namespace at all), so every grouping that keeps ``job`` keeps it too (see :func:`by`).
+SERVICE_NAME: str = "service_name"
+#: The label :func:`with_service` adds: the Jaeger service (``service.name``) of a series.
 SERVICE: str = "service"
 
 _HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
@@ -62,7 +66,12 @@ def sel(spec: MetricSpec, *matchers: str, suffix: str = "") -> str:
 
 
 def by(*attributes: str) -> str:
-    return ", ".join(label(a) for a in attributes)
+    """A grouping clause's labels; :data:`SERVICE_NAME` follows :data:`JOB` wherever ``job`` is kept (it is a
+    function of the same resource: no more series, and the trace links need it)."""
+    labels = [label(a) for a in attributes]
+    if JOB in labels and SERVICE_NAME not in labels:
+        labels.insert(labels.index(JOB) + 1, SERVICE_NAME)
+    return ", ".join(labels)
 
 
 def rate(selector: str, window: str = "$__rate_interval") -> str:
@@ -148,12 +157,15 @@ def mean(spec: MetricSpec, *matchers: str, by_: Iterable[str] = (), window: str 
 
 
 def with_service(expr: str) -> str:
-    """``expr`` with a :data:`SERVICE` label: its ``job`` without the ``service.namespace/`` prefix.
+    """``expr`` with a :data:`SERVICE` label: the series' :data:`SERVICE_NAME`, else its ``job`` cut at the last ``/``.
 
-    Jaeger knows a service by ``service.name`` alone, so a trace link needs ``job`` cut at its last
-    ``/``; ``expr`` must keep ``job`` (see :func:`keeps`).
+    Jaeger knows a service by ``service.name`` alone. ``job`` is ``service.namespace/service.name``, so cutting it
+    named the wrong service for a ``service.name`` holding a ``/`` (``payments/api`` searched ``api``); it is only
+    the fallback for series without ``service_name`` (a collector that does not copy it). ``expr`` must keep
+    ``service_name`` (see :func:`keeps`; :func:`by` keeps it beside ``job``).
     """
-    return f'label_replace(\n{expr},\n"{SERVICE}", "$1", "{JOB}", "(?:.*/)?(.+)")'
+    from_job = f'label_replace(\n{expr},\n"{SERVICE}", "$1", "{JOB}", "(?:.*/)?(.+)")'
+    return f'label_replace(\n{from_job},\n"{SERVICE}", "$1", "{SERVICE_NAME}", "(.+)")'
 
 
 # ----------------------------------------------------------------------------- analysis

@@ -46,8 +46,12 @@ Rule = dict[str, Any]
 # a long window (a stall window of hours) is counted in 120 steps.
 EVENT_STEP_S = 15
 
-# Jaeger's service is service.name; ``job`` is "namespace/name" when service.namespace is set.
-_SERVICE = '{{ $labels.job | reReplaceAll "^.*/" "" | urlquery }}'
+# Jaeger's service is service.name, which the series carry unchanged as ``service_name`` (the bundled collector's
+# resource_to_telemetry_conversion; every alert keeps it beside ``job``, see q.by). ``job`` is "namespace/name" and
+# a name may hold "/" itself (``payments/api``): cutting ``job`` at its last "/" is only the fallback for series
+# without ``service_name``.
+_SERVICE = (f'{{{{ if $labels.{q.SERVICE_NAME} }}}}{{{{ $labels.{q.SERVICE_NAME} | urlquery }}}}'
+            f'{{{{ else }}}}{{{{ $labels.{q.JOB} | reReplaceAll "^.*/" "" | urlquery }}}}{{{{ end }}}}')
 # A traces_url searches the time before the evaluation that rendered it, and Jaeger matches a span by its start:
 # an hour for the spans of a call, a breaker or a task; a day (a long wave's run: WAVE_DURATION_BUCKETS_S) for the
 # wave span of a run, which starts with the run however long ago it ended.
