@@ -197,7 +197,7 @@ def _measurements(caller: str) -> dict[str, float]:
     """The running task's measurements (call under ``_RECORDING``)."""
     slot = CURRENT_TASK.get()
     if slot is None:
-        raise RuntimeError(f"{caller}() must be called from inside a task run by a Wave")
+        raise RuntimeError(f"{caller}() must be called from inside a task run by a Wave{_from_a_thread()}")
     if slot.ended:  # background work that outlived its task: its result is already delivered
         # Either cause: a hook's task_finished (run once the result was made) or work the task left running.
         _log.warning("%s() called after its wave task ended (its result already made: from a hook's task_finished, "
@@ -206,6 +206,17 @@ def _measurements(caller: str) -> dict[str, float]:
     if slot.measurements is None:
         slot.measurements = {}
     return slot.measurements
+
+
+def _from_a_thread() -> str:
+    """What to add to the outside-a-task error in a thread other than the main one: a ``threading.Thread`` (or
+    ``loop.run_in_executor``) a task starts does not carry its context, so the task that started it is not seen;
+    the bare error read as a contradiction there."""
+    if threading.current_thread() is threading.main_thread():
+        return ""
+    return (" (called in a thread: one a task starts with threading.Thread or loop.run_in_executor does not see the "
+            "task; run the function with asyncio.to_thread, which carries the task's context, or in "
+            "contextvars.copy_context() taken in the task)")
 
 
 def _check_amount(caller: str, parameter: str, value: object, *, integer: bool, non_negative: bool) -> float:
