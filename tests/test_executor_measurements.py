@@ -329,3 +329,38 @@ def test_threads_of_one_task_recording_at_once_lose_no_amount() -> None:
 
     result = asyncio.run(Wave("threads", instrument=False).run([work]))
     assert result.results[0].measurements == {"calls": 2.0}
+
+
+def test_recording_from_a_thread_that_does_not_see_its_task_says_how_to_carry_the_task() -> None:
+    # A threading.Thread a task starts does not carry the task's context: record_cost() there raised "must be called
+    # from inside a task run by a Wave", which the caller (inside one) read as a contradiction. The error now says
+    # why and how (asyncio.to_thread); the task's own result and measurements are untouched by it.
+    import threading
+
+    otel = InMemoryTelemetry()
+    errors: list[BaseException] = []
+
+    def in_thread() -> None:
+        try:
+            record_cost(1.0)
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    async def work() -> str:
+        thread = threading.Thread(target=in_thread)
+        thread.start()
+        thread.join()
+        await asyncio.to_thread(record_cost, 0.5)  # the way that carries the task: recorded
+        return "done"
+
+    result = asyncio.run(Wave("threads", **otel.providers).run([work]))
+    assert result.values() == ["done"]
+    assert result.results[0].measurements == {tel.TASK_COST_ATTR: 0.5}
+    (error,) = errors
+    assert str(error).startswith("record_cost() must be called from inside a task run by a Wave (called in a thread")
+    assert "asyncio.to_thread" in str(error)
+    (span,) = [s for s in otel.spans() if s.name.startswith("task ")]
+    assert span.attributes is not None and span.attributes[tel.TASK_COST_ATTR] == 0.5
+    with pytest.raises(RuntimeError, match=r"inside a task run by a Wave$"):  # the main thread: no thread hint
+        record_cost(1.0)
+    otel.shutdown()

@@ -17,11 +17,20 @@ from typing import Any, Generic, TypeVar, cast
 
 from .._deadline import CURRENT_SCOPE, TaskScope
 from .._fork import release_held
+from .._forwarding import forwarded
 from .._telemetry import TASK_COST_ATTR as COST
 from .._telemetry import TASK_INPUT_TOKENS as INPUT_TOKENS
 from .._telemetry import TASK_OUTPUT_TOKENS as OUTPUT_TOKENS
 from .._telemetry import TASK_SPAN_ATTRIBUTES
-from .._validate import check_arity, check_telemetry_name, empty_or_not_str, other_number, plain, shown
+from .._validate import (
+    check_arity,
+    check_not_async_generator,
+    check_telemetry_name,
+    empty_or_not_str,
+    other_number,
+    plain,
+    shown,
+)
 from ._limits import ResourcePool
 
 T = TypeVar("T")
@@ -55,8 +64,11 @@ class TaskSpec(Generic[T]):
                 f"got {type(self.work)!r}"
             )
         if _needs_arguments(self.work):
-            # a function taking arguments (task(fetch) for task(lambda: fetch(url))) failed each run instead
-            check_arity("work", self.work, 0, "a zero-argument async callable (the wave calls it with no arguments)")
+            # a function taking arguments (task(fetch) for task(lambda: fetch(url))), or an async generator function,
+            # failed each run instead
+            what = "a zero-argument async callable (the wave calls it with no arguments)"
+            check_not_async_generator("work", self.work, what)
+            check_arity("work", self.work, 0, what)
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
             raise empty_or_not_str(self.name)(f"name must be a non-empty str or None, got {self.name!r}")
         check_telemetry_name("name", self.name)
@@ -74,15 +86,23 @@ class TaskSpec(Generic[T]):
 
 
 def _needs_arguments(work: object) -> bool:
-    """Whether ``work``, a Python function or bound method, cannot be called without arguments. Read from its
-    code: ``inspect.signature`` (~7 us, eight times a task() call) for each of a wave's lambdas, or for any
-    other callable (a partial: ~18 us), would cost more than the check is worth; those are not checked."""
+    """Whether ``work``, a Python function or bound method, cannot be called without arguments, or is an async
+    generator function: what :func:`check_arity` and :func:`check_not_async_generator` then say. Read from its
+    code, seeing through a policy's decorator (``_forwarding``): ``inspect.signature`` (~7 us, eight times a task()
+    call) for each of a wave's lambdas, or for any other callable (a partial: ~18 us), would cost more than the
+    check is worth; those are not checked."""
     bound = 0
     if type(work) is MethodType:
         work, bound = work.__func__, 1
+    while type(work) is FunctionType and (inner := forwarded(work)) is not None:
+        work = inner  # a decorated function: its wrapper takes any arguments, the function may not
+        if type(work) is MethodType:  # @Retry() applied to a bound method
+            work, bound = work.__func__, bound + 1
     if type(work) is not FunctionType:
         return False
     code = work.__code__
+    if code.co_flags & inspect.CO_ASYNC_GENERATOR:
+        return True
     if code.co_argcount - bound > len(work.__defaults__ or ()):
         return True
     kw_only = code.co_varnames[code.co_argcount:code.co_argcount + code.co_kwonlyargcount]
@@ -177,7 +197,7 @@ def _measurements(caller: str) -> dict[str, float]:
     """The running task's measurements (call under ``_RECORDING``)."""
     slot = CURRENT_TASK.get()
     if slot is None:
-        raise RuntimeError(f"{caller}() must be called from inside a task run by a Wave")
+        raise RuntimeError(f"{caller}() must be called from inside a task run by a Wave{_from_a_thread()}")
     if slot.ended:  # background work that outlived its task: its result is already delivered
         # Either cause: a hook's task_finished (run once the result was made) or work the task left running.
         _log.warning("%s() called after its wave task ended (its result already made: from a hook's task_finished, "
@@ -186,6 +206,17 @@ def _measurements(caller: str) -> dict[str, float]:
     if slot.measurements is None:
         slot.measurements = {}
     return slot.measurements
+
+
+def _from_a_thread() -> str:
+    """What to add to the outside-a-task error in a thread other than the main one: a ``threading.Thread`` (or
+    ``loop.run_in_executor``) a task starts does not carry its context, so the task that started it is not seen;
+    the bare error read as a contradiction there."""
+    if threading.current_thread() is threading.main_thread():
+        return ""
+    return (" (called in a thread: one a task starts with threading.Thread or loop.run_in_executor does not see the "
+            "task; run the function with asyncio.to_thread, which carries the task's context, or in "
+            "contextvars.copy_context() taken in the task)")
 
 
 def _check_amount(caller: str, parameter: str, value: object, *, integer: bool, non_negative: bool) -> float:

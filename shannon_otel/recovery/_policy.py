@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from .. import _clock
 from .._events import CallStarted
+from .._forwarding import forwarding
 from .._hooks import check_hooks, rebuilt, resolve_hooks
 from .._validate import (
     check_default_name,
@@ -174,10 +175,7 @@ class Policy:
         policy = self._named(operation_name(func))
         factory = DecoratedCall if policy._keyed_by_arguments(func) else functools.partial
 
-        @functools.wraps(func)
-        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            return await policy.call(factory(func, *args, **kwargs))
-
+        wrapper = forwarding(func, policy.call, factory)
         if not isinstance(getattr(func, "__qualname__", None), str):
             # A partial or a callable object has no name for wraps() to copy: the wrapper was
             # "Policy.__call__.<locals>.wrapper", so a second decorator's operation (and a Dask task) was named that.
