@@ -39,7 +39,7 @@ from .._validate import (
     plain,
 )
 from ._breaker_config import _COUNT_DEPRECATED, BreakerConfig, BreakerSettings
-from ._call import _Call, first_failed, notify, observed, start_call
+from ._call import _Call, clock_logged, first_failed, notify, observed, start_call
 from ._circuit_open import CircuitOpenError
 from ._decorated import (
     DecoratedCall,
@@ -320,7 +320,7 @@ class CircuitBreaker(Policy):
             try:
                 self._failed(gen, started, exc)
             except BaseException as clock_exc:  # the clock's error: see _unclocked
-                self._unclocked(gen, clock_exc)
+                self._unclocked(gen, clock_exc, call)
             raise
         if probing is not None:
             _probe_left(probing)
@@ -328,7 +328,7 @@ class CircuitBreaker(Policy):
             try:
                 self._succeeded(gen, started)
             except BaseException as exc:  # the clock's error: see _unclocked
-                self._unclocked(gen, exc)
+                self._unclocked(gen, exc, call)
         return result
 
     def _admit(self, call: _Call | None) -> int:
@@ -480,7 +480,7 @@ class CircuitBreaker(Policy):
                 return self._clock()
         return None
 
-    def _unclocked(self, gen: int, error: BaseException) -> None:
+    def _unclocked(self, gen: int, error: BaseException, call: _Call | None = None) -> None:
         """The clock failed (raised, or read NaN or an infinity) as a call's result was recorded: the operation has
         run, so its outcome is what the caller gets, and the result, which the clock cannot time, is not counted (a
         probe's slot is given back). Logged; only a KeyboardInterrupt & co propagates. Raised, the clock's error
@@ -490,6 +490,7 @@ class CircuitBreaker(Policy):
             raise error
         _log.warning("the clock of breaker %r failed as a result was recorded; that result is not counted",
                      self._name, exc_info=error)
+        clock_logged(call, self._clock)  # the watched call's own warning is not logged again
 
     def _uncounted(self, gen: int) -> None:
         """An admitted call ended with a result the breaker does not count (cancelled, ignored, or never

@@ -58,7 +58,7 @@ class _Call:
     """Per-call state of an observed call: its observers (``owners[k]`` made ``observers[k]``; ``hooks``
     are all the hooks of the entry point, told when one fails) and attempt counter."""
 
-    __slots__ = ("attempts", "broken", "clock", "hooks", "ignored", "observers", "operation", "owners")
+    __slots__ = ("attempts", "broken", "clock", "hooks", "ignored", "logged", "observers", "operation", "owners")
 
     def __init__(
         self, observers: list[CallObserver], owners: list[Hook], hooks: tuple[Hook, ...], operation: str,
@@ -72,6 +72,7 @@ class _Call:
         self.attempts: int = 0
         self.ignored: BaseException | None = None  # the last error a breaker chose not to count
         self.broken: Exception | None = None  # the clock's first error while the call ran (see _elapsed)
+        self.logged = False  # a policy logged its failure of this call's clock (see clock_logged)
 
 
 def start_call(
@@ -133,6 +134,14 @@ def _now(call: _Call) -> float | None:
     except Exception as exc:
         call.broken = call.broken or exc
         return None
+
+
+def clock_logged(call: _Call | None, clock: Clock) -> None:
+    """A policy has logged that ``clock`` failed during ``call`` (its own warning, saying what it did about it): when it
+    is the call's clock, the call's own warning (:func:`observed`) is not logged again, so a watched call whose clock
+    fails logs one warning, as an unwatched one does. Both were logged: two warnings for one failure of one clock."""
+    if call is not None and call.clock == clock:
+        call.logged = True
 
 
 def _elapsed(call: _Call, begin: float | None) -> float:
@@ -258,7 +267,7 @@ async def observed(policy: Policy, chain: Chain, i: int, fn: Factory[T], call: _
                     leave(observers[k], owners[k], "call_finished", hooks)
                 except BaseException as exc:
                     escaped = escaped or exc
-        if call.broken is not None:
+        if call.broken is not None and not call.logged:
             # Logged, never raised: the operation has run, and its outcome is what the caller gets. Raised once the
             # call had ended, the clock's error replaced a success (its result lost) or the operation's own error.
             _log.warning("the clock of %r failed while the call ran; durations it could not time are reported as 0",

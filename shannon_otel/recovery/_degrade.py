@@ -27,7 +27,7 @@ from .._validate import (
     plain,
     sync_result,
 )
-from ._call import _Call, first_failed, notify, observed, start_call
+from ._call import _Call, clock_logged, first_failed, notify, observed, start_call
 from ._circuit_open import CircuitOpenError
 from ._decorated import (
     DecoratedCall,
@@ -256,7 +256,7 @@ class Degrade(Instrumented, Generic[D]):
         if self.last_good:
             goods = state.goods
             # The operation has run: a clock failing now never costs its result (it raised ValueError in its place)
-            at = self._reading("as its result was stored; that value is stamped with the call's start")
+            at = self._reading("as its result was stored; that value is stamped with the call's start", call)
             goods[key] = (value, started if at is None else at)
             # No lock, yet event loops in several threads may share this Degrade: between two of these steps
             # another thread may drop the key or empty the dict (its move_to_end raised KeyError into the call).
@@ -304,7 +304,7 @@ class Degrade(Instrumented, Generic[D]):
                 with contextlib.suppress(KeyError):  # dropped meanwhile by another thread (see run): served still
                     goods.move_to_end(key)  # serving it is a use: least recently used goes first
                 value, at = good
-                now = self._reading("as a last good value was aged; it is served only without max_age")
+                now = self._reading("as a last good value was aged; it is served only without max_age", call)
                 if now is None:  # its age unknown: served only with no max_age to prove, its age_s None
                     if self.max_age is None:
                         return self._mark(Served(value, True, "last_good", reason, None, error), call)
@@ -341,7 +341,7 @@ class Degrade(Instrumented, Generic[D]):
             notify(call, "degraded", Degraded(call.operation, served.mode or "", served.reason or "", served.error))
         return served
 
-    def _reading(self, when: str) -> float | None:
+    def _reading(self, when: str, call: _Call | None) -> float | None:
         """``clock()``, or None when it cannot read (raises, or reads NaN or an infinity: refused by the policy's
         :class:`~shannon_otel._clock.Seconds`). Read once the operation has run: its outcome is what the caller gets,
         never the clock's error (a last good value served in place of the error the clock raised instead of the
@@ -351,6 +351,7 @@ class Degrade(Instrumented, Generic[D]):
             return self.clock()
         except Exception as exc:
             _log.warning("the clock of degrade %r failed %s", self._started.operation, when, exc_info=exc)
+            clock_logged(call, self.clock)  # the watched call's own warning is not logged again
             return None
 
 

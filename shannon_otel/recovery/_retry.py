@@ -30,7 +30,7 @@ from .._validate import (
     sync_result,
 )
 from ._backoff import TESTING, Jitter, JitterName, RandomSource, delay, parse_jitter, uniform_source
-from ._call import _Call, first_failed, notify, observed, rerun, start_call
+from ._call import _Call, clock_logged, first_failed, notify, observed, rerun, start_call
 from ._circuit_open import CircuitOpenError
 from ._decorated import (
     DecoratedCall,
@@ -319,6 +319,7 @@ class Retry(Instrumented):
                 _log.warning("the clock of retry %r failed between attempts: budget_s cannot be checked, so no more "
                              "attempts are made and the last attempt's error is raised", self._started.operation,
                              exc_info=exc)
+                clock_logged(call, self.clock)  # the watched call's own warning is not logged again
                 return None
             if now < start:  # the clock went back (an injected wall clock stepped): the budget counts from here,
                 start = now  # not the step too (a day back retried for a day, a budget of 10 s)

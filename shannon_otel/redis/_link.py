@@ -45,7 +45,7 @@ class BreakerLink:
     __slots__ = (
         "breaker", "calls", "deferred", "epoch", "failures", "keys", "name", "outage_gen", "pushes", "rejected_at",
         "sending",
-        "slow", "store", "ttl_s", "unsent", "window",
+        "slow", "store", "ttl_s", "unclocked", "unsent", "window",
     )
 
     def __init__(self, store: RedisState, breaker: CircuitBreaker) -> None:
@@ -78,6 +78,8 @@ class BreakerLink:
         # reachable (shared_state_available). Before, it closed as `shared_state_expired` (nothing had expired) or
         # with the reason of the state from before the outage (a `reset` or `probe_success` nobody made then).
         self.outage_gen: int | None = None
+        # The clock's error as an admission's answer was taken (see _admitted): raised by the admission.
+        self.unclocked: Exception | None = None
         # The shared window is time-based: 10 slices over window_s (default: 10 s when the breaker counts
         # calls): "the last N calls" of many processes has no order without a round trip per call.
         window_s = c.window_s if c.window_s is not None else 10.0
@@ -149,20 +151,39 @@ class BreakerLink:
             return b._admit(call)
         epoch = int(epoch)
         if verdict == "closed":  # closed elsewhere (a probe's success, a reset), the notification not here yet
-            self.apply("closed", epoch, int(opened_ms), int(now_ms), str(why), admission=True)
-            return b._gen
+            return self._admitted("closed", epoch, int(opened_ms), int(now_ms), str(why), probe=False)
         if verdict == "probe":
-            self.apply("half_open", epoch, int(opened_ms), int(now_ms), str(why) or "reset_timeout", admission=True)
-            return b._gen
+            return self._admitted("half_open", epoch, int(opened_ms), int(now_ms), str(why) or "reset_timeout",
+                                  probe=True)
         # Rejected with no time left: a half-open period's probes all taken, or forced open (elsewhere, its
         # notification missed or on its way: taken as half-open, the breaker stayed HALF_OPEN, not forced, and asked
         # Redis again at every recheck).
         state = "open" if int(remaining_ms) > 0 or b._state is _OPEN or why == "forced_open" else "half_open"
-        self.apply(state, epoch, int(opened_ms), int(now_ms), str(why), admission=True)
+        self._admitted(state, epoch, int(opened_ms), int(now_ms), str(why), probe=False)
         if b._state is _HALF_OPEN:
             self.rejected_at = b.clock()
         b._reject(call, int(remaining_ms) / 1000 if int(remaining_ms) > 0 else None)
         raise AssertionError  # unreachable: _reject raises
+
+    def _admitted(self, state: str, epoch: int, opened_ms: int, now_ms: int, why: str, *, probe: bool) -> int:
+        """Take the shared state Redis answered an admission with (``probe``: it admitted this call as a probe);
+        returns the breaker's generation.
+
+        The breaker's clock failing as the state is taken (raises, reads NaN or an infinity) fails before the user's
+        call runs: the state is taken all the same (timed at the breaker's last reading, see ``_now``), a probe slot
+        the call took is given back, and the call is refused with the clock's error, as the local breaker refuses a
+        call whose admission cannot read its clock. The error was logged and the call admitted: its result, read on
+        the same failing clock, logged a second warning in the same call (or was refused then, the first warning
+        saying the state was taken)."""
+        b = self.breaker
+        self.unclocked = None
+        self.apply(state, epoch, opened_ms, now_ms, why, admission=True)
+        error, self.unclocked = self.unclocked, None
+        if error is not None:
+            if probe:
+                b._uncounted(b._gen)  # the slot Redis gave this call comes back
+            raise error
+        return b._gen
 
     def probe_done(self, outcome: str) -> None:
         """A half-open probe ended: ``success``, ``slow``, ``failure`` or ``giveback`` (cancelled/ignored)."""
@@ -357,16 +378,17 @@ class BreakerLink:
         if target is _CLOSED:
             if b._state is not _CLOSED:
                 b._forced = False
-                b._transition(_CLOSED, SHARED_STATE_AVAILABLE if outage else reason or "shared", now=self._now(state))
+                b._transition(_CLOSED, SHARED_STATE_AVAILABLE if outage else reason or "shared",
+                              now=self._now(state, admission))
         elif target is _OPEN:
-            now = self._now(state)
+            now = self._now(state, admission)
             if b._state is not _OPEN:
                 b._transition(_OPEN, reason or "shared", now=now)
             age_s = 0.0 if now_ms is None else max(0, now_ms - opened_ms) / 1000
             b._opened_at = now - age_s
         elif b._state is not _HALF_OPEN:
             b._transition(_HALF_OPEN, SHARED_STATE_AVAILABLE if outage else reason or "reset_timeout",
-                          now=self._now(state))
+                          now=self._now(state, admission))
             b._probes_left = 0  # probes are admitted by Redis, not from a local quota
         elif newer:
             # A new half-open period (the last one's probes outlived probe_lease_s): probes admitted here in the
@@ -375,7 +397,7 @@ class BreakerLink:
             with b._admitting:
                 b._gen += 1
 
-    def _now(self, state: str) -> float:
+    def _now(self, state: str, admission: bool = False) -> float:
         """The breaker's clock, read as it takes a shared state (a notification, a poll, a send's answer, an
         outage): the transition's time, and where an OPEN state's age is measured from.
 
@@ -389,6 +411,9 @@ class BreakerLink:
         try:
             return b.clock()
         except Exception as exc:
+            if admission:  # raised by the admission once the state is taken (see _admitted), not logged
+                self.unclocked = exc
+                return b._changed_at
             _log.warning("the clock of breaker %r failed as it took the shared state %r; taken, timed at its last "
                          "reading", self.name, state, exc_info=exc)
             return b._changed_at
