@@ -101,8 +101,11 @@ class _Redactor:
             stripped = body.lstrip()
             layout = (stripped.startswith(_PROSE) or stripped.startswith("+-") or _MORE.match(stripped) is not None)
             if pending is not None:
-                if not layout and margin == pending[0]:
-                    pending[2].append(body)
+                # A message's own line may begin like a margin ("| x"): printed after the message's margin, it is
+                # read as message text (split off by its margin, it went out unredacted). A message ends only at a
+                # layout line or a line outside its margin: nothing else follows a message in a real traceback.
+                if not layout and line.startswith(pending[0]):
+                    pending[2].append(line[len(pending[0]):])
                     continue
                 flush()
                 pending = None

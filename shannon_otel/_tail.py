@@ -36,6 +36,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanContext, StatusCode
 
 from . import _telemetry as tel
+from ._delivery import OneAtATime, bounded
 from ._fork import in_forked_child
 from ._validate import check_number
 
@@ -120,6 +121,7 @@ class TailSampler(SpanProcessor):
         self._held: dict[int, bool] = {}
         self._trace_kept: OrderedDict[int, int] = OrderedDict()  # by trace id: _KEPT, _DROPPED, _DROPPED_FORGOTTEN
         self._closed = False  # shut down: nothing is buffered any more (no later decision would come)
+        self._flushes = OneAtATime()  # a stuck flush of the processor behind holds at most one thread
         self._start()
         in_forked_child(self._start)
 
@@ -327,8 +329,19 @@ class TailSampler(SpanProcessor):
         self._next.shutdown()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Flushes ``processor``; traces still open stay buffered until their root ends."""
-        return self._next.force_flush(timeout_millis)
+        """Flushes ``processor``, waiting at most ``timeout_millis``: False when it did not finish in time (its
+        flush goes on in a daemon thread, one at a time: a later call waits for it within its own budget) or
+        failed (logged). Traces still open stay buffered until their root ends.
+
+        The SDK's batch flush ignores its timeout and exports on the calling thread: behind an exporter stuck on
+        a silent backend, ``TracerProvider.force_flush(1000)`` through this sampler never returned."""
+        seconds = max(0, timeout_millis) / 1000
+
+        def flush() -> bool:
+            return self._flushes.run(lambda left: left > 0 and bool(self._next.force_flush(int(left * 1000))), seconds)
+
+        finished, flushed = bounded("tail sampler flush", flush, seconds)
+        return finished and bool(flushed)
 
     def __repr__(self) -> str:
         return f"TailSampler(healthy_ratio={self.healthy_ratio}, buffered_spans={self._buffered})"

@@ -1,7 +1,8 @@
 """Helpers for tests (ours and users'): in-memory telemetry, a fake clock and a virtual-time loop.
 
 ``InMemoryTelemetry`` builds a real SDK TracerProvider and MeterProvider that export to memory,
-never touching the global providers; pass ``.tracer_provider`` / ``.meter_provider`` on.
+never touching the global providers; pass ``.tracer_provider`` / ``.meter_provider`` on. With ``logs=True`` it
+also records, as OTel log records, what the library logs (``LoggingHook``'s records), as ``configure()`` does.
 ``run_virtual(main())`` runs a coroutine on :class:`VirtualTimeLoop`, where ``asyncio.sleep`` and
 timeouts take no wall time, so tests of timeouts, backoff and rate limits are exact and instant.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import math
 import os
 import selectors
@@ -20,6 +22,8 @@ from concurrent.futures import Executor
 from types import TracebackType
 from typing import Any, TypeVar, TypeVarTuple
 
+from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.environment_variables import OTEL_SDK_DISABLED
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import Metric
@@ -33,6 +37,7 @@ from ._bridge import _exemplar_mode
 from ._fork import release_held
 from ._metrics_bridge import BridgedInMemoryReader, MetricsBridge
 from ._otel._providers import register_bridge
+from ._telemetry import SCOPE_NAME as LOGGER_ROOT  # the logging hook's loggers are its children
 from ._validate import check_bool, check_name, check_number
 from .recovery._backoff import TESTING
 
@@ -119,13 +124,20 @@ class InMemoryTelemetry:
     calls, as it does with a MeterProvider the user built. ``sampled=False`` samples every trace out.
     Under ``OTEL_SDK_DISABLED=true`` the SDK's providers record nothing; the assertion helpers' errors
     then say so. No exit handler holds it: one dropped without :meth:`shutdown` is freed with its telemetry.
+
+    ``logs=True`` adds a LoggerProvider exporting to memory and, as ``configure(logs=True)`` does, the OTel
+    handler on the ``shannon_otel`` logger, so :meth:`log_records` holds what the library logs, each record
+    stamped with the trace and span current where it was written (the logger's level applies: INFO records
+    need ``logging.getLogger("shannon_otel").setLevel(logging.INFO)``). That handler is the one global change:
+    call :meth:`shutdown` (it removes it); two instances alive with ``logs=True`` both receive every record.
     """
 
     def __init__(
-        self, *, bridged: bool = True, sampled: bool = True, service_name: str = "test",
+        self, *, bridged: bool = True, sampled: bool = True, service_name: str = "test", logs: bool = False,
     ) -> None:
         check_bool("bridged", bridged)
         check_bool("sampled", sampled)
+        check_bool("logs", logs)
         check_name("service_name", service_name)
         # The SDK's own rule, read when its providers are built (as they read it): disabled, they record nothing.
         self._disabled = os.environ.get(OTEL_SDK_DISABLED, "").strip().lower() == "true"
@@ -149,6 +161,17 @@ class InMemoryTelemetry:
             bridge = MetricsBridge(resource, exemplars=_exemplar_mode(self.meter_provider._sdk_config) or "trace_based")
             self.metric_reader.attach_bridge(bridge)
             register_bridge(self.meter_provider, bridge)
+        self.log_exporter: InMemoryLogRecordExporter | None = None
+        self.logger_provider: LoggerProvider | None = None
+        self._log_handler: logging.Handler | None = None
+        if logs:
+            from ._config import _log_handler  # the handler configure() attaches (loads the exporters' module)
+
+            self.log_exporter = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]  # untyped in the SDK
+            self.logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+            self.logger_provider.add_log_record_processor(SimpleLogRecordProcessor(self.log_exporter))
+            self._log_handler = _log_handler(self.logger_provider, None)
+            logging.getLogger(LOGGER_ROOT).addHandler(self._log_handler)
 
     @property
     def providers(self) -> dict[str, Any]:
@@ -175,6 +198,14 @@ class InMemoryTelemetry:
         assert parent.context is not None
         span_id = parent.context.span_id
         return [s for s in self.spans() if s.parent is not None and s.parent.span_id == span_id]
+
+    # ------------------------------------------------------------------ logs
+    def log_records(self) -> list[ReadableLogRecord]:
+        """The OTel log records written so far, in order (``.log_record.body``, ``.trace_id``, ``.span_id``,
+        ``.attributes``). RuntimeError for an instance built without ``logs=True`` (it records none)."""
+        if self.log_exporter is None:
+            raise RuntimeError("this InMemoryTelemetry records no log records; build it with logs=True")
+        return list(self.log_exporter.get_finished_logs())
 
     # ------------------------------------------------------------------ metrics
     def metrics(self) -> dict[str, Metric]:
@@ -233,13 +264,19 @@ class InMemoryTelemetry:
         return " (OTEL_SDK_DISABLED=true: the OpenTelemetry SDK records nothing; unset it for these tests)"
 
     def shutdown(self) -> None:
-        """Shut both providers down; once (a fixture's teardown after the test's own call changes nothing: the
-        SDK's MeterProvider logged the warning "shutdown can only be called once")."""
+        """Shut the providers down (and take the log handler off the ``shannon_otel`` logger); once (a fixture's
+        teardown after the test's own call changes nothing: the SDK's MeterProvider logged the warning "shutdown can
+        only be called once")."""
         if self._shut:
             return
         self._shut = True
+        if self._log_handler is not None:
+            logging.getLogger(LOGGER_ROOT).removeHandler(self._log_handler)
+            self._log_handler.close()
         self.tracer_provider.shutdown()
         self.meter_provider.shutdown()
+        if self.logger_provider is not None:
+            self.logger_provider.shutdown()
 
 
 def _attr(attributes: Any, dotted: str) -> Any:

@@ -221,6 +221,18 @@ def test_redaction_covers_every_line_of_a_message_and_exception_groups(error: Ca
     assert all("hunter2" not in t and "password=***" in t and "login failed" in t for t in masked)
 
 
+
+@pytest.mark.parametrize("line", ["| hunter2", "  | hunter2"])
+def test_a_message_line_that_looks_like_a_margin_is_redacted(line: str) -> None:
+    # A message's line beginning like an exception group's margin was split off the message by that margin; the
+    # rest, a bare word such as a key, was read as an exception type and kept: "ValueError: ...\n| hunter2".
+    error = lambda: ValueError(f"login failed\n{line}")  # noqa: E731
+    traces = _stacktraces_with(drop_messages, error)
+    assert len(traces) == 2 and all("File " in t for t in traces)
+    assert all("hunter2" not in t and "login failed" not in t for t in traces)
+    masked = _stacktraces_with(lambda type_name, message: message.replace("hunter2", "***"), error)
+    assert all("hunter2" not in t and "login failed" in t and "| ***" in t for t in masked)
+
 _SECRET = "hunter" + "2"  # built, so that no traceback's source line holds it
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import threading
 import tracemalloc
 
 import pytest
@@ -271,3 +272,39 @@ def test_open_roots_decided_early_cost_no_walk_over_them_at_each_later_decision(
     assert exporter.get_finished_spans() == ()
     assert sampler._held == {}  # each released as its root ended
     provider.shutdown()
+
+
+class _StuckFlush(Recording):
+    """A processor whose flush ignores its timeout until released, as the SDK's batch flush does behind an
+    exporter stuck on a silent backend."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.flushing = threading.Event()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        self.flushing.set()
+        self.release.wait()
+        return True
+
+
+def test_force_flush_returns_within_its_timeout_when_the_processor_behind_is_stuck() -> None:
+    # Before: TailSampler.force_flush handed the call on and waited as long as it ran: the provider's
+    # force_flush(50) through the sampler never returned while the processor behind was stuck.
+    behind = _StuckFlush()
+    provider = TracerProvider()
+    provider.add_span_processor(TailSampler(behind, healthy_ratio=1.0))
+    results: list[bool] = []
+    caller = threading.Thread(target=lambda: results.extend([provider.force_flush(50), provider.force_flush(50)]),
+                              daemon=True)
+    try:
+        caller.start()
+        caller.join(30)  # a generous bound on a call of 50 ms: without its budget it is still blocked then
+        assert not caller.is_alive()
+        assert results == [False, False]  # neither finished: the second waited for the first, within its budget
+        assert behind.flushing.wait(30)  # the flush did reach the processor behind
+    finally:
+        behind.release.set()
+    caller.join()
+    assert provider.force_flush(5_000) is True  # released: a flush finishes and says so

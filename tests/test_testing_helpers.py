@@ -297,3 +297,44 @@ def test_sleep_inf_alone_waits_as_a_real_loop_does_without_moving_the_clock() ->
         return loop.time()
 
     assert run_virtual(main()) == 0.0
+
+
+def test_in_memory_telemetry_with_logs_records_the_librarys_log_records_in_their_spans() -> None:
+    # Before: InMemoryTelemetry had no logger provider; a user testing the log records had to build the SDK's
+    # LoggerProvider, exporter and handler on the shannon_otel logger by hand (as our own tests did).
+    before = list(logging.getLogger("shannon_otel").handlers)
+    tel = InMemoryTelemetry(logs=True)
+    assert len(logging.getLogger("shannon_otel").handlers) == len(before) + 1
+    clock = FakeClock()
+    calls = [0]
+
+    async def flaky() -> int:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise ConnectionError("refused")
+        return 42
+
+    retry = so.Retry(name="search", attempts=2, hooks=[so.LoggingHook()], clock=clock, sleep=clock.sleep,
+                     **tel.providers)
+    try:
+        assert run_virtual(retry.call(flaky)) == 42
+        operation = tel.span("search")
+        records = tel.log_records()
+        assert [str(r.log_record.body) for r in records] == [
+            f"retrying search in {clock.sleeps[0]:.2f} s (attempt 2/2): ConnectionError"]
+        assert operation.context is not None
+        assert (records[0].log_record.trace_id, records[0].log_record.span_id) == (
+            operation.context.trace_id, operation.context.span_id)
+        assert (records[0].log_record.attributes or {})["event.name"] == "shannon.retry.scheduled"
+    finally:
+        tel.shutdown()
+    assert logging.getLogger("shannon_otel").handlers == before  # its handler is off the logger again
+
+
+def test_in_memory_telemetry_without_logs_says_it_records_none() -> None:
+    tel = InMemoryTelemetry()
+    with pytest.raises(RuntimeError, match="logs=True"):
+        tel.log_records()
+    with pytest.raises(TypeError, match="logs"):
+        InMemoryTelemetry(logs="yes")  # type: ignore[arg-type]
+    tel.shutdown()
