@@ -524,3 +524,36 @@ def test_numpy_scalar_values_and_times_are_scored_in_double_precision() -> None:
     as_numpy = [det_n.update("s", x, t) for x, t in zip(xs, ts, strict=True)]
     as_float = [det_f.update("s", float(x), float(t)) for x, t in zip(xs, ts, strict=True)]
     assert as_numpy == as_float
+
+
+# ---------------------------------------------------------------------- bug: the documented memory bound was low
+def _reserved(det: AnomalyDetector) -> int:
+    """Bytes of state the detector reserved: its arrays and its rings' buffers, heads, counts and sums."""
+    total = 0
+    for value in vars(det).values():
+        if isinstance(value, np.ndarray):
+            total += value.nbytes
+        elif all(hasattr(value, a) for a in ("buf", "head", "count", "s1", "s2")):
+            total += sum(getattr(value, a).nbytes for a in ("buf", "head", "count", "s1", "s2"))
+    return total
+
+
+@pytest.mark.parametrize("kw", [{}, {"buckets": 1, "window": 3, "steps": 3, "average": 1}, {"level": 6},
+                                {"weekly_rho": 0.9}, {"buckets": 7, "window": 50, "weekly_rho": 0.5}])
+def test_the_state_reserved_a_series_is_what_max_series_documents(kw: dict[str, object]) -> None:
+    """``DetectorConfig.max_series`` said "about 8 x (buckets x window + steps + average + level) bytes a series
+    (6.6 kB with the defaults ... ~40 kB more with weekly_rho)"; the detector reserves 7.6 kB (and 48 kB more):
+    each window's head, count and sums, and the per-series numbers, were left out, so 10^5 series took 0.76 GB
+    where 0.7 GB was said. The formula now counts them, and the defaults' figures are those measured."""
+    cfg = DetectorConfig(max_series=100, **kw)  # type: ignore[arg-type]
+    per_series = _reserved(AnomalyDetector(cfg)) / cfg.max_series
+    documented = 8 * (cfg.buckets * (cfg.window + 4) + cfg.steps + cfg.average + max(cfg.level, 1) + 26)
+    if cfg.weekly_rho is not None:
+        documented += 8 * (7 * cfg.buckets * (cfg.window + 6) + 7)
+    assert documented <= per_series <= documented + 64  # (+ the off weekly profile's placeholders: a few words)
+    doc = " ".join((DetectorConfig.__doc__ or "").split())
+    if not kw:
+        assert f"{per_series / 1000:.1f} kB with the defaults" in doc
+    if kw == {"weekly_rho": 0.9}:
+        extra = per_series - _reserved(AnomalyDetector(DetectorConfig(max_series=100))) / 100
+        assert f"bytes, {extra / 1000:.0f} kB, more with ``weekly_rho``" in doc

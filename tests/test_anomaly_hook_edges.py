@@ -303,3 +303,65 @@ def test_the_score_gauge_forgets_a_series_the_detector_evicted(min_history: int)
     assert hook.detector.series() == ["latency\x00b", "latency\x00c"] and hook.detector.stats.evicted == 1
     points = otel.points("shannon.anomaly.score")
     assert sorted(dict(p.attributes)["shannon.anomaly.series"] for p in points) == ["b", "c"]
+
+
+# ---------------------------------------------------------------------- bug: each eviction scanned every key
+def test_a_hook_whose_series_churn_finds_each_eviction_without_scanning_every_series() -> None:
+    """Every sample that evicted a series (a new wave name past ``max_series``) scanned all the hook's keys against
+    all the detector's series: O(max_series) a sample, 1.4 ms at 10^4 series where a sample costs ~30 us. The
+    series the sample evicts is known before it is fed (the least recently updated one): that one is reported,
+    and the full scan is left for evictions the hook did not cause. What the gauge reports stays true."""
+    otel, clock = InMemoryTelemetry(), FakeClock()
+    hook = AnomalyHook(DetectorConfig(buckets=1, min_history=1, max_series=4), tick_s=1, min_tick_tasks=1,
+                       signals=[LATENCY], clock=clock)
+    detector = hook.detector
+    scans = 0
+    listed = detector.series
+
+    def series() -> list[str]:
+        nonlocal scans
+        scans += 1
+        return listed()
+
+    detector.series = series  # type: ignore[method-assign]
+
+    async def work() -> None:
+        clock.advance(1.0)
+        await asyncio.sleep(0)
+
+    async def main() -> None:
+        for i in range(40):
+            wave: Wave[None] = Wave(f"w{i}", max_concurrency=1, hooks=(hook,), clock=clock, **otel.providers)
+            await wave.run([work] * 2)
+
+    asyncio.run(main())
+    assert detector.stats.evicted == 36
+    assert scans <= 40 // 4  # the tick states' cleanup, every max_series new names (44 scans before)
+    points = otel.points("shannon.anomaly.score")
+    assert sorted(dict(p.attributes)["shannon.anomaly.series"] for p in points) == ["w36", "w37", "w38", "w39"]
+
+
+def test_series_the_user_evicts_through_hook_detector_are_still_reported_gone() -> None:
+    """The eviction the hook's own sample causes is found without a scan; one the user causes by feeding
+    ``hook.detector`` directly is found by the scan, so the gauge forgets that series too; a series of the user's
+    the hook evicts is no pair of the hook's."""
+    otel, clock = InMemoryTelemetry(), FakeClock()
+    hook = AnomalyHook(DetectorConfig(buckets=1, min_history=1, max_series=2), tick_s=1, min_tick_tasks=1,
+                       signals=[LATENCY], clock=clock)
+
+    async def work() -> None:
+        clock.advance(1.0)
+        await asyncio.sleep(0)
+
+    def run(name: str) -> list[str]:
+        wave: Wave[None] = Wave(name, max_concurrency=1, hooks=(hook,), clock=clock, **otel.providers)
+        asyncio.run(wave.run([work] * 2))
+        return sorted(dict(p.attributes)["shannon.anomaly.series"] for p in otel.points("shannon.anomaly.score"))
+
+    assert run("a") == ["a"]
+    hook.detector.update("mine", 1.0, 0.0)
+    assert run("b") == ["b"]  # its sample evicted "a"
+    assert run("c") == ["b", "c"]  # its sample evicted "mine", the user's
+    hook.detector.update("mine2", 1.0, 0.0)  # evicts "b": the user did
+    assert run("c") == ["c"]
+    assert hook.detector.series() == ["mine2", "latency\x00c"]

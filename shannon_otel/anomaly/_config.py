@@ -101,9 +101,10 @@ class DetectorConfig:
       of it (plus 1e-9 of the range's larger end, in magnitude: rounding is not a new value) scores 1.0
       (demoted as ``refractory`` says); ``math.inf`` turns this off.
     * ``max_series``: series tracked at once; the least recently updated one is evicted. Their state is
-      reserved when the detector is built, about 8 x (buckets x window + steps + average + level) bytes a
-      series (6.6 kB with the defaults: 10^5 series take ~0.7 GB once fed, 10^7 a MemoryError; ~40 kB more
-      with ``weekly_rho``).
+      reserved when the detector is built, 8 x (buckets x (window + 4) + steps + average + max(level, 1) + 26)
+      bytes a series (each window keeps 4 numbers beside its values; 7.6 kB with the defaults: 10^5 series take
+      ~0.76 GB once fed, 10^7 a MemoryError; 8 x (7 x buckets x (window + 6) + 7) bytes, 48 kB, more with
+      ``weekly_rho``). The series' names are kept besides (a name's own size is the caller's).
     * ``warning`` / ``critical``: score thresholds of the two severities an ``Anomaly`` reports (its
       ``severity``, ``"warning"`` or ``"critical"``).
     * ``weekly_rho`` (opt-in, ``None`` = off, the default): a time-of-week profile beside the daily one
@@ -115,7 +116,7 @@ class DetectorConfig:
       day apart, with at least two weeks of week-apart pairs (so never before the series' third week). A number
       in (0, 1]: smaller asks for a stronger weekly cycle. On NAB's three real categories 0.9 scores 70.29
       (69.75 off), but it loses on a held-out category when made the default (docs/benchmarks.md, ninth pass).
-      It costs 7x the seasonal state (~8 x 7 x ``buckets`` x (``window`` + 4) bytes more a series: 40 kB with
+      It costs 7x the seasonal state (~8 x 7 x ``buckets`` x (``window`` + 6) bytes more a series: 48 kB with
       the defaults) and a second ring push and z-score per sample: one-sample calls ~20% slower, the numpy engine's
       blocks of one series ~3x slower (the test is sequential in time: its pass runs sample by sample), the numba
       engine's ~20% (one series) to ~45% (ticks of 1,000 series).

@@ -264,6 +264,18 @@ class AnomalyDetector:
         value = self._vlast[slot]
         return None if math.isnan(value) else value
 
+    def _victim(self, series: str) -> str | None:
+        """The series an update of ``series`` would evict (the least recently updated one, when ``series`` is new
+        and ``max_series`` are tracked), or ``None``: O(1), for the anomaly hook's eviction bookkeeping."""
+        slots = self._slots
+        if series in slots or len(slots) < self._config.max_series:
+            return None
+        return next(iter(slots), None)
+
+    def _tracks(self, series: str) -> bool:
+        """Whether ``series`` is tracked now (O(1))."""
+        return series in self._slots
+
     def _slot(self, series: str) -> int:
         slot = self._slots.get(series)
         if slot is not None:
