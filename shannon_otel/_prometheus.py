@@ -1,13 +1,16 @@
 """A Prometheus pull endpoint without a collector: :class:`PrometheusReader` and :class:`MetricsServer`.
 
 Each scrape collects the MeterProvider, merges the in-process task histograms (``attach_bridge``)
-and renders it with the names, ``job``/``instance`` labels and exemplars the OpenTelemetry
-Collector's ``prometheus`` exporter produces (:attr:`MetricSpec.prometheus`: unit suffixes, ``_ratio``
-for unit-``1`` gauges, ``_total`` for counters; the collector's label values and ``otel_scope_*``
-labels), so the bundled dashboards and alert rules work against it unchanged (no ``target_info``
-series is written, and no resource attribute labels: their trace links fall back from ``service_name`` to
-``job`` cut at its last ``/``, wrong for a ``service.name`` holding a ``/``). A scraper that accepts
-OpenMetrics (Prometheus does) gets it with exemplars
+and renders it with the names, labels and exemplars the OpenTelemetry Collector's ``prometheus`` exporter
+produces as the bundled ``collector-config/otelcol.yaml`` configures it (:attr:`MetricSpec.prometheus`: unit
+suffixes, ``_ratio`` for unit-``1`` gauges, ``_total`` for counters; the collector's label values and
+``otel_scope_*`` labels; on every series ``job``/``instance`` and, as its ``resource_to_telemetry_conversion``
+writes them, ``service_name`` and ``service_namespace``), so the bundled dashboards and alert rules work against
+it unchanged: their trace links search ``service_name``, right for a ``service.name`` holding a ``/``. Of the
+resource it writes only those labels, each constant per process (no series more), and no ``target_info`` series
+(which the OTel specification says an SDK exporter SHOULD write: the other resource attributes are not exported;
+it allows copying resource attributes onto the series where the exporter is configured to, here for the bundled
+assets). A scraper that accepts OpenMetrics (Prometheus does) gets it with exemplars
 (trace ids on histogram buckets); any other gets text format 0.0.4. Stdlib only (``http.server`` in a
 daemon thread); unlike ``opentelemetry-exporter-prometheus`` it keeps ``_ratio`` and exemplars and
 sees the bridged histograms.
@@ -142,13 +145,21 @@ def _number(value: float) -> str:
 
 
 def _target(resource: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
-    """``job`` and ``instance`` as the collector's exporter derives them from the resource."""
+    """The labels of the resource on every series: ``job`` and ``instance`` as the collector's exporter derives
+    them, and ``service_name`` / ``service_namespace`` (``service.name`` / ``service.namespace`` unchanged) as
+    the bundled collector config writes them (``resource_to_telemetry_conversion``): the trace links of the
+    dashboards and alerts read ``service_name``, which ``job`` cannot give back when ``service.name`` holds a ``/``.
+    Constant per resource, so no series more."""
     name, namespace = resource.get("service.name"), resource.get("service.namespace")
     out: list[tuple[str, str]] = []
     if name:
         out.append(("job", _escape(f"{namespace}/{name}" if namespace else name)))
     if resource.get("service.instance.id"):
         out.append(("instance", _escape(resource["service.instance.id"])))
+    if name:
+        out.append(("service_name", _escape(_text(name))))
+    if namespace:
+        out.append(("service_namespace", _escape(_text(namespace))))
     return tuple(out)
 
 

@@ -67,7 +67,9 @@ def test_openmetrics_has_the_collector_names_labels_and_exemplars_of_real_traces
         assert spec.prometheus in names, spec.prometheus
     assert tel.TASK_DURATION.prometheus + "_bucket" in names
     assert names & referenced_metrics(), "the bundled dashboards select these series"
-    assert {(s.labels["job"], s.labels["instance"]) for s in samples} == {("shop/endpoint-test", instance)}
+    # every series, the bridged task histograms too, carries the resource labels the bundled collector writes
+    assert {(s.labels["job"], s.labels["instance"], s.labels["service_name"], s.labels["service_namespace"])
+            for s in samples} == {("shop/endpoint-test", instance, "endpoint-test", "shop")}
     exemplars = [s.exemplar for s in samples if s.name == tel.TASK_DURATION.prometheus + "_bucket" and s.exemplar]
     assert exemplars, "task duration buckets carry exemplars"
     assert {e.labels["trace_id"] for e in exemplars} <= trace_ids
@@ -163,8 +165,47 @@ def test_attributes_that_sanitize_to_one_label_name_are_one_label(openmetrics: b
     [sample] = family.samples
     assert {k: v for k, v in sample.labels.items() if not k.startswith("otel_scope")} == {
         "a_b": "1;2", "_": "x;y", "key_1a": "3;4", "exported_job": "e;j", "job": "svc",
-        "instance": sample.labels["instance"],
+        "instance": sample.labels["instance"], "service_name": "svc",
     }
+    if not openmetrics:
+        assert promtool_check_metrics(text) == ""
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+@pytest.mark.parametrize(("name", "namespace"), [
+    ("pay/api", None), ("pay/api", "team/shop"), ('a "quoted"\\ name\nnext é ✓', "ns"), ("svc", None),
+])
+def test_every_series_names_its_service_as_the_bundled_collector_does(
+    openmetrics: bool, name: str, namespace: str | None,
+) -> None:
+    """The page wrote ``job`` (``service.namespace/service.name``) and ``instance`` only, so the dashboards' and
+    alerts' Jaeger links, which read ``service_name``, fell back to ``job`` cut at its last ``/``: ``pay/api``
+    searched Jaeger for ``api``. Every series now carries ``service_name`` (and ``service_namespace`` when set),
+    ``service.name`` unchanged as the bundled collector's ``resource_to_telemetry_conversion`` writes it; an
+    attribute of the same name on a point becomes ``exported_service_name``, as ``job`` does; no ``target_info``."""
+    resource = {"service.name": name} | ({"service.namespace": namespace} if namespace else {})
+    reader = PrometheusReader()
+    provider = MeterProvider(metric_readers=[reader], resource=Resource.create(resource))
+    try:
+        meter = provider.get_meter("user")
+        meter.create_counter("my.requests").add(1, {"service.name": "mine", "k": "v"})
+        meter.create_histogram("my.size", unit="By").record(3)
+        meter.create_up_down_counter("my.queue").add(2)
+        text = reader.scrape(openmetrics=openmetrics)
+    finally:
+        provider.shutdown()
+    parse = text_string_to_metric_families if openmetrics else text_families
+    families = list(parse(text))
+    samples = [s for f in families for s in f.samples]
+    assert {s.name.split("_")[1] for s in samples} == {"requests", "size", "queue"}
+    expected = {"service_name": name} | ({"service_namespace": namespace} if namespace else {})
+    assert {tuple((k, s.labels.get(k)) for k in ("service_name", "service_namespace")) for s in samples} == {
+        (("service_name", name), ("service_namespace", namespace))}, text
+    assert {s.labels["job"] for s in samples} == {f"{namespace}/{name}" if namespace else name}
+    [counter] = [s for s in samples if s.name.startswith("my_requests")]
+    assert counter.labels["exported_service_name"] == "mine" and counter.labels["k"] == "v"
+    assert expected.items() <= counter.labels.items()
+    assert not any(f.name.startswith("target") for f in families)
     if not openmetrics:
         assert promtool_check_metrics(text) == ""
 
