@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from .._resource_env import env_service_name
 from .._version import __version__
-from ._pipe import discard, lost, reset
+from ._pipe import discard, lost, replacing_unencodable, reset
 from ._secrets import scrub_logs
 
 __all__ = ["main"]
@@ -352,7 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if sys.stdout is None:  # started with stdout closed (`shannon-otel demo >&-`): every print would fail
         print(f"shannon-otel {args.command}: cannot write to stdout: it is closed", file=sys.stderr)
         return 1
-    with _terminate_as_interrupt() as terminated:
+    # every command: `check --otlp-endpoint http://dé.example` echoed its URL into a traceback (ascii stdout)
+    with _terminate_as_interrupt() as terminated, replacing_unencodable(sys.stdout):
         code = _run_command(args)
     if terminated and code == 130:
         code = 143
