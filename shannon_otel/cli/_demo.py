@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -57,6 +58,8 @@ def _console(plain: bool) -> Any | None:
     except ImportError:
         return None
     console = Console()
+    if console.width < 1:  # rich takes COLUMNS=0 as a width of 0 (the summary's wrap died on it): ask the terminal
+        console = Console(width=shutil.get_terminal_size().columns)
     return None if console.is_dumb_terminal else console
 
 
