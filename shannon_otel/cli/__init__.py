@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from .._resource_env import env_service_name
@@ -200,6 +200,11 @@ def _first_env(*names: str) -> tuple[str, str | None]:
 class _Parser(argparse.ArgumentParser):
     """argparse's parser, except that --help and --version into a full disk (`--help > /dev/full`) are an
     error: argparse swallows every OSError of its writes, and such a command exited 0 having printed nothing."""
+
+    def error(self, message: str) -> NoReturn:
+        if sys.stderr is None:  # started with stderr closed (`2>&-`): argparse took the None it passes print_usage
+            self.exit(2)  # for "stdout", and `rules --slo-target x 2>&- > rules.yml` wrote the usage into the file
+        super().error(message)
 
     def _print_message(self, message: str, file: Any = None) -> None:  # typeshed: SupportsWrite[str] | None
         if not message:
