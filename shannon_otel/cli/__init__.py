@@ -98,6 +98,16 @@ def _seconds_upto(limit: float) -> Callable[[str], float]:
 def _name(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError(f"expected a non-empty name, got {text!r}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Bytes a C locale (without UTF-8 mode) could not decode arrive as surrogate escapes: `--service-name dé`
+        # was refused, naming configure()'s service_name. The UTF-8 the terminal sent is the name meant.
+        try:
+            return os.fsencode(text).decode("utf-8")
+        except UnicodeError:
+            raise argparse.ArgumentTypeError(
+                f"expected a name in UTF-8 (telemetry is exported as UTF-8), got {text!r}") from None
     return text
 
 
