@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
             else:  # nothing is exported: --export-timeout 1e-6 gave up on the in-memory readers and exited 3
                 exporting.close(DEFAULT_SHUTDOWN_TIMEOUT_S)
         except KeyboardInterrupt:
-            return _leave_now(exporting, server)
+            return _leave_now(exporting, server, again=code == EXIT_INTERRUPTED)
         if server is not None:
             server.close()
     _telemetry_section(out, exporting, server, series)
@@ -164,14 +164,16 @@ async def _while_read(work: Coroutine[Any, Any, int], outputs: Sequence[Out | Pl
             output.on_gone = None
 
 
-def _leave_now(exporting: Exporting, server: MetricsServer | None) -> int:
-    """Ctrl-C again while summarising or flushing: leave at once (no traceback), with what was not
-    sent counted as dropped and said on stderr."""
+def _leave_now(exporting: Exporting, server: MetricsServer | None, *, again: bool) -> int:
+    """Ctrl-C while summarising or flushing (``again``: a second one, the first stopped the waves): leave at
+    once (no traceback), with what was not sent counted as dropped and said on stderr."""
     exporting.telemetry.shutdown(timeout_s=0)  # counts the unsent spans; a no-op if the flush already did
     if server is not None:
         server.close()
     dropped = exporting.telemetry.dropped
-    print(f"shannon-otel demo: interrupted again: left without flushing; telemetry dropped: "
+    # "again" only when it is: a first Ctrl-C during the flush of a finished run was called a second one
+    when = "interrupted again" if again else "interrupted while summarising or flushing"
+    print(f"shannon-otel demo: {when}: left without flushing; telemetry dropped: "
           f"{dropped['traces']} spans, {dropped['metrics']} metric points", file=sys.stderr)
     return EXIT_INTERRUPTED
 
