@@ -3,6 +3,7 @@ so, never "unreachable" or "no complete answer" (both untrue of a server that an
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -74,3 +75,14 @@ def test_a_query_the_api_refuses_is_named(answering: type[_Canned], capsys: pyte
     url = answering.url  # type: ignore[attr-defined]
     assert main(["check", "--skip-otlp", "--prometheus", url, "--timeout", "10"]) == 1
     assert capsys.readouterr().out == f"FAIL Prometheus {url}: query failed: query timed out\n"
+
+
+def test_a_url_http_cannot_send_is_not_called_unreachable(capsys: pytest.CaptureFixture[str]) -> None:
+    """urllib cannot put a non-ASCII path in its request line: the UnicodeEncodeError (a ValueError) was shown
+    as "unreachable: 'ascii' codec can't encode character...", of a request never sent."""
+    with socket.socket() as sock:  # no server: what the line says must not depend on one
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/d\xe9"
+    assert main(["check", "--skip-otlp", "--prometheus", url, "--timeout", "10"]) == 1
+    assert capsys.readouterr().out == (f"FAIL Prometheus {url}: not sent: the URL has characters HTTP cannot send "
+                                       "unencoded ('\xe9'); percent-encode them\n")

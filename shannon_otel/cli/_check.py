@@ -218,6 +218,9 @@ def check_prometheus(
         return False, _NOT_THE_API  # not with the query API's JSON (a body not in UTF-8 was "unreachable")
     except http.client.HTTPException as exc:  # not an OSError: a gRPC port answering HTTP/1.1 ended in a traceback
         return False, f"answered in another protocol than HTTP/1.1 ({type(exc).__name__}): is this Prometheus?"
+    except UnicodeEncodeError as exc:  # a ValueError: "unreachable: 'ascii' codec can't encode...", never sent
+        unsent = exc.object[exc.start:exc.end]
+        return False, f"not sent: the URL has characters HTTP cannot send unencoded ({unsent!r}); percent-encode them"
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         return False, f"unreachable: {reason}"
