@@ -481,6 +481,38 @@ def test_a_second_ctrl_c_while_flushing_leaves_at_once_with_the_unsent_spans_cou
     assert int(found.group(1)) > 0
 
 
+def test_a_first_ctrl_c_while_flushing_leaves_at_once_and_is_not_called_a_second() -> None:
+    """The waves had all run; one Ctrl-C during the flush said "interrupted again", of the only one sent."""
+    from benchmarks._backends import BlackHole
+
+    hole = BlackHole()  # the flush waits on it
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "shannon_otel", "demo", "--plain", "--waves", "2", "--tasks", "8",
+         "--otlp-endpoint", hole.endpoint, "--export-timeout", "20"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background shell ignores SIGINT
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("flushing telemetry to"):
+                proc.send_signal(signal.SIGINT)
+                break
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        hole.close()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted again" not in err, err
+    found = re.search(r"interrupted while summarising or flushing: left without flushing; telemetry dropped: "
+                      r"(\d+) spans", err)
+    assert found is not None, err
+    assert int(found.group(1)) > 0
+
+
 def test_verbose_demo_prints_the_logging_hooks_records_among_the_progress_lines() -> None:
     run = cli("demo", "--waves", "3", "--tasks", "20", "--verbose")
     assert run.returncode == 0, run.stderr

@@ -67,3 +67,33 @@ def test_a_name_the_encoding_cannot_write_is_replaced_not_a_traceback() -> None:
     assert "as service 'd?'" in out
     assert "== Telemetry ==" in out
     assert proc.returncode == 3, err
+
+
+def test_check_echoing_a_url_the_encoding_cannot_write_prints_its_line() -> None:
+    """`check` printed its result line, which quotes the URL, with the strict ascii codec: a URL with a
+    non-ASCII character ended it in a UnicodeEncodeError traceback instead of its FAIL line."""
+    url = f"http://127.0.0.1:{_closed_port()}/d\xe9"
+    proc = subprocess.run(
+        [sys.executable, "-m", "shannon_otel", "check", "--skip-otlp", "--prometheus", url, "--timeout", "5"],
+        capture_output=True, env=_env(), timeout=120, check=False,
+    )
+    out, err = proc.stdout.decode("ascii"), proc.stderr.decode("ascii", "replace")
+    assert "Traceback" not in err, err
+    assert out.startswith(f"FAIL Prometheus {url[:-1]}?: "), out
+    assert proc.returncode == 1, err
+
+
+def test_rules_the_encoding_cannot_write_are_refused_not_garbled(tmp_path: Path) -> None:
+    """`rules --stall-after-wave dé=40m` on an ascii stdout died in a UnicodeEncodeError traceback. A '?' in
+    place of the 'é' would be a matcher for another wave: stdout is refused (exit 1, said why), --out works."""
+    command = [sys.executable, "-m", "shannon_otel", "rules", "--stall-after-wave", "d\xe9=40m"]
+    proc = subprocess.run(command, capture_output=True, env=_env(), timeout=120, check=False)
+    err = proc.stderr.decode("ascii", "replace")
+    assert "Traceback" not in err, err
+    assert proc.returncode == 1, err
+    assert proc.stdout == b""
+    assert "cannot write the rules to stdout" in err and "--out FILE" in err
+    out = tmp_path / "rules.yml"
+    written = subprocess.run([*command, "--out", str(out)], capture_output=True, env=_env(), timeout=120, check=False)
+    assert written.returncode == 0, written.stderr.decode("ascii", "replace")
+    assert 'shannon_wave_name!~"d\xe9"' in out.read_text(encoding="utf-8")

@@ -108,3 +108,15 @@ def test_check_onto_a_full_disk_says_so_and_exits_1(unbuffered: bool) -> None:
     proc = _run("check", "--skip-prometheus", "--otlp-endpoint", f"127.0.0.1:{port}", "--timeout", "0.5", env=env)
     assert proc.stderr.strip() == "shannon-otel check: cannot write to stdout: No space left on device"
     assert proc.returncode == 1
+
+
+@pytest.mark.parametrize("args", [("rules", "--slo-target", "x"), ("bogus",), ("demo", "--wavs", "2")])
+def test_a_usage_error_with_stderr_closed_writes_nothing_to_stdout(args: tuple[str, ...]) -> None:
+    """`rules --slo-target x 2>&- > rules.yml`: argparse passes sys.stderr (None, closed) to print_usage, which
+    takes None for stdout: the usage was written into the file meant for the rules. Exit 2 and nothing else."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["PYTHONPATH"] = str(ROOT)
+    command = ["sh", "-c", 'exec "$@" 2>&-', "sh", sys.executable, "-m", "shannon_otel", *args]
+    proc = subprocess.run(command, stdout=subprocess.PIPE, text=True, env=env, timeout=120, check=False)
+    assert proc.stdout == ""
+    assert proc.returncode == 2

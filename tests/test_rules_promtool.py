@@ -228,3 +228,22 @@ def test_a_wave_failing_every_task_pages_whatever_the_objective(tmp_path: Path, 
     assert proc.returncode == 0, proc.stdout + proc.stderr
     burn = [r for g in rules["groups"] for r in g["rules"] if r.get("alert") == "ShannonTaskErrorBudgetBurn"]
     assert all(re.search(r" > 1\.|> [2-9]", str(r["expr"])) is None for r in burn)  # no threshold a ratio cannot pass
+
+
+@pytest.mark.parametrize("window", ["9223372036s", "106751d23h47m16s", "9223372036854ms"])
+def test_the_longest_stall_window_taken_is_one_prometheus_loads(tmp_path: Path, window: str) -> None:
+    """The boundary: PromQL durations are int64 nanoseconds (~292 years), and one ms more is refused below."""
+    from shannon_otel.assets import alert_rules_yaml
+
+    path = tmp_path / "rules.yml"
+    path.write_text(alert_rules_yaml(stall_after=window, stall_after_wave={"train": window}), encoding="utf-8")
+    proc = subprocess.run([promtool(), "check", "rules", str(path)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("window", ["9223372037s", "9223372036855ms", "300y", "99999999999999999999y"])
+def test_a_stall_window_prometheus_cannot_parse_is_refused(window: str) -> None:
+    """`rules --stall-after 300y` wrote a file `promtool check rules` refuses ("duration out of range")."""
+    for bad in ({"stall_after": window}, {"stall_after_wave": {"train": window}}):
+        with pytest.raises(ValueError, match=r"must be at most 9223372036s \(about 292y"):
+            alert_rules(**bad)

@@ -437,12 +437,27 @@ def _collector_alerts(jaeger: str, runbook: str) -> list[Rule]:
     ]
 
 
+# PromQL durations are Go time.Durations (int64 nanoseconds): 292y passes `promtool check rules`, 300y is
+# "duration out of range", a rule file Prometheus refuses to load
+_MAX_DURATION_MS = (2**63 - 1) // 1_000_000
+_UNIT_MS = {"y": 365 * 86_400_000, "w": 7 * 86_400_000, "d": 86_400_000, "h": 3_600_000, "m": 60_000, "s": 1000,
+            "ms": 1}
+
+
+def _duration_ms(value: str) -> int:
+    """Milliseconds of a duration :data:`_DURATION` matched."""
+    return sum(int(n) * _UNIT_MS[unit] for n, unit in re.findall(r"([0-9]+)(ms|[ywdhms])", value))
+
+
 def _check(slo_target: float, stall_after: str, per_wave: dict[str, str]) -> None:
     if not 0 < slo_target < 1:
         raise ValueError(f"slo_target must be in (0, 1), got {slo_target!r}")
     for what, value in (("stall_after", stall_after), *((f"stall_after_wave[{k!r}]", v) for k, v in per_wave.items())):
         if not (value and _DURATION.match(value) and re.search("[1-9]", value)):
             raise ValueError(f"{what} must be a Prometheus duration > 0 such as 15m, 2h or 1h30m, got {value!r}")
+        if _duration_ms(value) > _MAX_DURATION_MS:
+            raise ValueError(f"{what} must be at most {_MAX_DURATION_MS // 1000}s (about 292y, what Prometheus "
+                             f"parses), got {value!r}")
 
 
 def alert_rules(*, jaeger_url: str = JAEGER_URL, runbook_url: str = RUNBOOK_URL, slo_target: float = SLO_TARGET,

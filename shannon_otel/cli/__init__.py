@@ -14,12 +14,12 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from .._resource_env import env_service_name
 from .._version import __version__
-from ._pipe import discard, lost, reset
+from ._pipe import discard, lost, replacing_unencodable, reset
 from ._secrets import scrub_logs
 
 __all__ = ["main"]
@@ -98,6 +98,16 @@ def _seconds_upto(limit: float) -> Callable[[str], float]:
 def _name(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError(f"expected a non-empty name, got {text!r}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Bytes a C locale (without UTF-8 mode) could not decode arrive as surrogate escapes: `--service-name dé`
+        # was refused, naming configure()'s service_name. The UTF-8 the terminal sent is the name meant.
+        try:
+            return os.fsencode(text).decode("utf-8")
+        except UnicodeError:
+            raise argparse.ArgumentTypeError(
+                f"expected a name in UTF-8 (telemetry is exported as UTF-8), got {text!r}") from None
     return text
 
 
@@ -200,6 +210,11 @@ def _first_env(*names: str) -> tuple[str, str | None]:
 class _Parser(argparse.ArgumentParser):
     """argparse's parser, except that --help and --version into a full disk (`--help > /dev/full`) are an
     error: argparse swallows every OSError of its writes, and such a command exited 0 having printed nothing."""
+
+    def error(self, message: str) -> NoReturn:
+        if sys.stderr is None:  # started with stderr closed (`2>&-`): argparse took the None it passes print_usage
+            self.exit(2)  # for "stdout", and `rules --slo-target x 2>&- > rules.yml` wrote the usage into the file
+        super().error(message)
 
     def _print_message(self, message: str, file: Any = None) -> None:  # typeshed: SupportsWrite[str] | None
         if not message:
@@ -352,7 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if sys.stdout is None:  # started with stdout closed (`shannon-otel demo >&-`): every print would fail
         print(f"shannon-otel {args.command}: cannot write to stdout: it is closed", file=sys.stderr)
         return 1
-    with _terminate_as_interrupt() as terminated:
+    # every command: `check --otlp-endpoint http://dé.example` echoed its URL into a traceback (ascii stdout)
+    with _terminate_as_interrupt() as terminated, replacing_unencodable(sys.stdout):
         code = _run_command(args)
     if terminated and code == 130:
         code = 143

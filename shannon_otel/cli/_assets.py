@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import assets
-from ._pipe import lost
+from ._pipe import encodes, lost
 
 
 def _short(file_name: str) -> str:
@@ -87,6 +87,12 @@ def _rules(args: argparse.Namespace) -> int:
     if options or per_wave:  # the header's `python -m shannon_otel.assets --write .` makes the default file only
         text = _headed(text, _rules_command(args))
     if args.out is None:
+        if not encodes(sys.stdout, text):  # a '?' in a wave name's matcher would be a rule for another wave
+            encoding = getattr(sys.stdout, "encoding", None)
+            print(f"shannon-otel rules: cannot write the rules to stdout: its encoding ({encoding}) cannot write "
+                  "every character of them (a wave name or URL given); use --out FILE (written in UTF-8), or "
+                  "PYTHONIOENCODING=utf-8", file=sys.stderr)
+            return 1
         sys.stdout.write(text)
         return 0
     if args.out.endswith(("/", os.sep)):  # Path() drops the slash: `--out rules/` wrote a file named "rules"

@@ -190,6 +190,9 @@ def check_otlp(endpoint: str, protocol: str, timeout_s: float, source: str = "--
     return False, f"export failed after {took:.0f} ms: {why}"
 
 
+_NOT_THE_API = "answered, but not with Prometheus' JSON query API: is this Prometheus?"
+
+
 def _get_json(opener: urllib.request.OpenerDirector, url: str, timeout_s: float) -> Any:
     with opener.open(url, timeout=timeout_s) as response:
         return json.loads(response.read().decode())
@@ -211,19 +214,28 @@ def check_prometheus(
         ours = _get_json(opener, f"{url}/api/v1/query?{query}", left)
     except urllib.error.HTTPError as exc:
         return False, f"HTTP {exc.code} from {exc.url}: is this Prometheus?"
-    except json.JSONDecodeError:  # before ValueError, its base: the server answered, not with the query API's JSON
-        return False, "answered, but not with Prometheus' JSON query API: is this Prometheus?"
+    except (json.JSONDecodeError, UnicodeDecodeError):  # before ValueError, their base: the server answered,
+        return False, _NOT_THE_API  # not with the query API's JSON (a body not in UTF-8 was "unreachable")
     except http.client.HTTPException as exc:  # not an OSError: a gRPC port answering HTTP/1.1 ended in a traceback
         return False, f"answered in another protocol than HTTP/1.1 ({type(exc).__name__}): is this Prometheus?"
+    except UnicodeEncodeError as exc:  # a ValueError: "unreachable: 'ascii' codec can't encode...", never sent
+        unsent = exc.object[exc.start:exc.end]
+        return False, f"not sent: the URL has characters HTTP cannot send unencoded ({unsent!r}); percent-encode them"
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         return False, f"unreachable: {reason}"
-    if up.get("status") != "success":
-        return False, f"query failed: {up.get('error', up)}"
-    targets = up["data"]["result"]
-    healthy = sum(1 for r in targets if r["value"][1] == "1")
-    result = ours.get("data", {}).get("result") or []
-    series = int(float(result[0]["value"][1])) if result else 0
+    for answer in (up, ours):
+        if isinstance(answer, dict) and answer.get("status") == "error":
+            return False, f"query failed: {answer.get('error', answer)}"
+    # JSON of another shape (`[]`, `{"status": "success"}`) raised in the check's thread: "no complete answer
+    # within 3 s" was printed for a server that had answered at once, and a stray error line on stderr
+    try:
+        targets = up["data"]["result"]
+        healthy = sum(1 for r in targets if r["value"][1] == "1")
+        result = ours["data"]["result"]
+        series = int(float(result[0]["value"][1])) if result else 0
+    except (LookupError, TypeError, ValueError, OverflowError):
+        return False, _NOT_THE_API
     hint = "" if series else " (none yet: run `shannon-otel demo --otlp-endpoint <collector>` or scrape a demo)"
     return True, f"answering: {healthy}/{len(targets)} scrape targets up, {series} shannon-otel series{hint}"
 

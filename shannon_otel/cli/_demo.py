@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
+import shutil
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from .._events import Hook
@@ -21,6 +20,7 @@ from .._telemetry_handle import DEFAULT_SHUTDOWN_TIMEOUT_S
 from ..reporting._recorder import RunRecorder
 from ._display import PlainDisplay, make_display
 from ._exporting import Exporting, setup
+from ._pipe import encodes
 from ._prometheus import MetricsServer, PrometheusReader
 from ._secrets import safe_url, scrub
 from ._summary import Out, advice_section, anomalies_section, resilience_section, waterfall_section, waves_section
@@ -58,42 +58,13 @@ def _console(plain: bool) -> Any | None:
     except ImportError:
         return None
     console = Console()
+    if console.width < 1:  # rich takes COLUMNS=0 as a width of 0 (the summary's wrap died on it): ask the terminal
+        console = Console(width=shutil.get_terminal_size().columns)
     return None if console.is_dumb_terminal else console
-
-
-def _encodes(stream: Any, text: str) -> bool:
-    """Whether ``stream``'s encoding can write ``text`` (LANG=C, PYTHONIOENCODING=ascii: it cannot write
-    the waterfall's block character, nor a service name such as 'dé')."""
-    try:
-        text.encode(getattr(stream, "encoding", None) or "utf-8")
-    except (UnicodeEncodeError, LookupError):
-        return False
-    return True
-
-
-@contextmanager
-def _replacing_unencodable(stream: Any) -> Iterator[None]:
-    """While the demo writes: a character stdout's encoding cannot write shows as '?' instead of ending the
-    demo with a UnicodeEncodeError traceback (what it shows is for a person to read; rules and dashboards,
-    files to load, are ASCII-escaped by their formats)."""
-    errors = getattr(stream, "errors", None)
-    if not isinstance(stream, io.TextIOWrapper) or errors != "strict" or _encodes(stream, "\u2588\xe9\u2014"):
-        yield
-        return
-    stream.reconfigure(errors="replace")
-    try:
-        yield
-    finally:
-        stream.reconfigure(errors=errors)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo command; returns the exit code (see ``docs/cli.md``)."""
-    with _replacing_unencodable(sys.stdout):
-        return _run(args)
-
-
-def _run(args: argparse.Namespace) -> int:
     config = WorkloadConfig(waves=args.waves, tasks=args.tasks, seed=args.seed, concurrency=args.concurrency)
     readers: list[PrometheusReader] = []
     server: MetricsServer | None = None
@@ -158,7 +129,7 @@ def _run(args: argparse.Namespace) -> int:
         finally:
             lines.__exit__(None, None, None)
         try:
-            block = console is not None and _encodes(sys.stdout, "\u2588")  # a terminal that can show it
+            block = console is not None and encodes(sys.stdout, "\u2588")  # a terminal that can show it
             _summarise(out, recorder, exporting, detector is not None, fill="\u2588" if block else "#")
             series = exporting.metrics.series() if exporting.metrics is not None else None
             # What the user is told the flush may take: an export timeout for the traces and one for the
@@ -170,7 +141,7 @@ def _run(args: argparse.Namespace) -> int:
             else:  # nothing is exported: --export-timeout 1e-6 gave up on the in-memory readers and exited 3
                 exporting.close(DEFAULT_SHUTDOWN_TIMEOUT_S)
         except KeyboardInterrupt:
-            return _leave_now(exporting, server)
+            return _leave_now(exporting, server, again=code == EXIT_INTERRUPTED)
         if server is not None:
             server.close()
     _telemetry_section(out, exporting, server, series)
@@ -193,14 +164,16 @@ async def _while_read(work: Coroutine[Any, Any, int], outputs: Sequence[Out | Pl
             output.on_gone = None
 
 
-def _leave_now(exporting: Exporting, server: MetricsServer | None) -> int:
-    """Ctrl-C again while summarising or flushing: leave at once (no traceback), with what was not
-    sent counted as dropped and said on stderr."""
+def _leave_now(exporting: Exporting, server: MetricsServer | None, *, again: bool) -> int:
+    """Ctrl-C while summarising or flushing (``again``: a second one, the first stopped the waves): leave at
+    once (no traceback), with what was not sent counted as dropped and said on stderr."""
     exporting.telemetry.shutdown(timeout_s=0)  # counts the unsent spans; a no-op if the flush already did
     if server is not None:
         server.close()
     dropped = exporting.telemetry.dropped
-    print(f"shannon-otel demo: interrupted again: left without flushing; telemetry dropped: "
+    # "again" only when it is: a first Ctrl-C during the flush of a finished run was called a second one
+    when = "interrupted again" if again else "interrupted while summarising or flushing"
+    print(f"shannon-otel demo: {when}: left without flushing; telemetry dropped: "
           f"{dropped['traces']} spans, {dropped['metrics']} metric points", file=sys.stderr)
     return EXIT_INTERRUPTED
 

@@ -14,8 +14,11 @@ which says so on stderr and exits 1 (the demo's hooks print, and a hook's except
 
 from __future__ import annotations
 
+import io
 import os
-from typing import IO
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any
 
 _lost: list[OSError] = []  # write errors other than a closed pipe since reset(); one process, one command
 
@@ -58,3 +61,29 @@ def lost(stream: IO[str], exc: OSError | None = None) -> OSError | None:
 def reset() -> None:
     """Forget the write errors of an earlier command (``main()`` called again in one process)."""
     _lost.clear()
+
+
+def encodes(stream: Any, text: str) -> bool:
+    """Whether ``stream``'s encoding can write ``text`` (``PYTHONIOENCODING=ascii``, a C locale without
+    UTF-8 mode: it cannot write the waterfall's block character, nor a name such as 'd\xe9')."""
+    try:
+        text.encode(getattr(stream, "encoding", None) or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+@contextmanager
+def replacing_unencodable(stream: Any) -> Iterator[None]:
+    """While a command writes: a character ``stream``'s encoding cannot write shows as '?' instead of ending
+    the command with a UnicodeEncodeError traceback. What is shown is for a person to read; a file to load
+    (``rules`` on stdout) checks :func:`encodes` first, as a '?' would change what it means."""
+    errors = getattr(stream, "errors", None)
+    if not isinstance(stream, io.TextIOWrapper) or errors != "strict" or encodes(stream, "\u2588\xe9\u2014"):
+        yield
+        return
+    stream.reconfigure(errors="replace")
+    try:
+        yield
+    finally:
+        stream.reconfigure(errors=errors)
