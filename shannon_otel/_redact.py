@@ -147,10 +147,11 @@ class _Redactor:
                 copy.__dict__[_MESSAGE] = kept
             # Only the cause the hook wrote ("Type: message", the last one): replacing the message
             # everywhere rewrote an operation name holding it ("retrying <hidden>-primary"). A text
-            # without that cause (a record of the user's own) has the message replaced everywhere.
-            head, found, tail = text.rpartition(f"{type_name}: {given}") if type_name else ("", "", "")
+            # without that cause (a record of the user's own) has the message replaced everywhere. The hook
+            # quotes the message (``%r``: a newline in it forged a log line), so the kept one is quoted the same.
+            head, found, tail = text.rpartition(f"{type_name}: {given!r}") if type_name else ("", "", "")
             if found:
-                text = head + (type_name if kept is None else f"{type_name}: {kept}") + tail
+                text = head + (type_name if kept is None else f"{type_name}: {kept!r}") + tail
             else:
                 text = text.replace(f": {given}", "") if kept is None else text.replace(given, kept)
         if record.exc_info and record.exc_info[0] is not None:

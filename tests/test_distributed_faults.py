@@ -235,7 +235,7 @@ def test_a_breaker_tripped_while_a_read_of_its_state_is_in_flight_stays_open(
                     seen.add(breaker.state)
             assert seen == {BreakerState.OPEN}
             transitions = [r.getMessage() for r in caplog.records if r.name == "shannon_otel.breaker"]
-            assert transitions == ["circuit breaker api is open (was closed): failure_threshold"], transitions
+            assert transitions == ["circuit breaker 'api' is open (was closed): failure_threshold"], transitions
         finally:
             await admin.aclose()
 

@@ -131,10 +131,10 @@ def test_a_scheduled_retry_is_a_warning_with_the_span_fields_under_the_operation
     assert _Default.hook is not None
     _Default.hook.flush()  # the second retry of search-api came within the flood interval: held back until now
     assert [summary(r) for r in ours(caplog_all)] == [
-        ("shannon_otel.retry", logging.WARNING, "retrying search-api in 0.42 s (attempt 2/3): ConnectionError", {
+        ("shannon_otel.retry", logging.WARNING, "retrying 'search-api' in 0.42 s (attempt 2/3): ConnectionError", {
             t.LOG_EVENT_NAME: "shannon.retry.scheduled", t.OPERATION: "search-api", t.ATTEMPT: 1,
             t.RETRY_DELAY: 0.42, t.RETRY_MAX_ATTEMPTS: 3, t.ERROR_TYPE: "ConnectionError"}),
-        ("shannon_otel.retry", logging.WARNING, "retrying search-api in 0.84 s (attempt 3/3): ConnectionError", {
+        ("shannon_otel.retry", logging.WARNING, "retrying 'search-api' in 0.84 s (attempt 3/3): ConnectionError", {
             t.LOG_EVENT_NAME: "shannon.retry.scheduled", t.OPERATION: "search-api", t.ATTEMPT: 2,
             t.RETRY_DELAY: 0.84, t.RETRY_MAX_ATTEMPTS: 3, t.ERROR_TYPE: "ConnectionError"}),
     ]
@@ -162,16 +162,16 @@ def test_breaker_transitions_and_a_rejection_carry_their_levels_and_the_calling_
     run(main())
     opened = {t.BREAKER_NAME: "db", t.BREAKER_FROM: "closed", t.BREAKER_TO: "open"}
     assert [summary(r) for r in ours(caplog_all)] == [
-        ("shannon_otel.breaker", logging.ERROR, "circuit breaker db is open (was closed): failure_threshold", {
+        ("shannon_otel.breaker", logging.ERROR, "circuit breaker 'db' is open (was closed): failure_threshold", {
             t.LOG_EVENT_NAME: "shannon.breaker.opened", **opened, t.BREAKER_REASON: "failure_threshold"}),
-        ("shannon_otel.breaker", logging.WARNING, "rejected a call to db: circuit breaker db is open", {
+        ("shannon_otel.breaker", logging.WARNING, "rejected a call to 'db': circuit breaker 'db' is open", {
             t.LOG_EVENT_NAME: "shannon.call.rejected", t.OPERATION: "db", t.BREAKER_NAME: "db",
             t.BREAKER_STATE: "open"}),
         ("shannon_otel.breaker", logging.WARNING,
-         "circuit breaker db is half_open (was open): reset_timeout", {
+         "circuit breaker 'db' is half_open (was open): reset_timeout", {
              t.LOG_EVENT_NAME: "shannon.breaker.half_opened", t.BREAKER_NAME: "db", t.BREAKER_FROM: "open",
              t.BREAKER_TO: "half_open", t.BREAKER_REASON: "reset_timeout"}),
-        ("shannon_otel.breaker", logging.INFO, "circuit breaker db is closed (was half_open): probe_success", {
+        ("shannon_otel.breaker", logging.INFO, "circuit breaker 'db' is closed (was half_open): probe_success", {
             t.LOG_EVENT_NAME: "shannon.breaker.closed", t.BREAKER_NAME: "db", t.BREAKER_FROM: "half_open",
             t.BREAKER_TO: "closed", t.BREAKER_REASON: "probe_success"}),
     ]
@@ -198,7 +198,7 @@ def test_a_timeout_is_an_error_record(caplog_all: pytest.LogCaptureFixture, otel
 
     run_virtual(main())
     assert [summary(r) for r in ours(caplog_all)] == [
-        ("shannon_otel.timeout", logging.ERROR, "slow-api timed out after 0.25 s", {
+        ("shannon_otel.timeout", logging.ERROR, "'slow-api' timed out after 0.25 s", {
             t.LOG_EVENT_NAME: "shannon.timed_out", t.OPERATION: "slow-api", t.TIMEOUT_LIMIT: 0.25}),
     ]
     assert [(tr, sp) for _, tr, sp in otel_logs.ids()] == [ids_of(tel.span("slow-api"))]
@@ -225,7 +225,7 @@ def test_a_limit_or_delay_under_5_ms_is_logged_as_it_is_not_as_zero(caplog_all: 
 
     run_virtual(main())
     assert [r.getMessage() for r in ours(caplog_all)] == [
-        "cache timed out after 0.001 s", "retrying db in 0.002 s (attempt 2/2): ConnectionError",
+        "'cache' timed out after 0.001 s", "retrying 'db' in 0.002 s (attempt 2/2): ConnectionError",
     ]
 
 
@@ -247,11 +247,11 @@ def test_a_fallback_and_a_degradation_are_warnings(
 
     run(main())
     assert [summary(r) for r in ours(caplog_all)] == [
-        ("shannon_otel.fallback", logging.WARNING, "falling back for quotes (failure): ConnectionError", {
+        ("shannon_otel.fallback", logging.WARNING, "falling back for 'quotes' (failure): ConnectionError", {
             t.LOG_EVENT_NAME: "shannon.fallback", t.OPERATION: "quotes", t.FALLBACK_REASON: "failure",
             t.ERROR_TYPE: "ConnectionError"}),
         ("shannon_otel.degrade", logging.WARNING,
-         "serving a degraded result for prices (static, failure): ConnectionError", {
+         "serving a degraded result for 'prices' (static, failure): ConnectionError", {
              t.LOG_EVENT_NAME: "shannon.degraded", t.OPERATION: "prices", t.DEGRADE_MODE: "static",
              t.DEGRADE_REASON: "failure", t.ERROR_TYPE: "ConnectionError"}),
     ]
@@ -278,10 +278,10 @@ def test_compensations_that_ran_and_failed(caplog_all: pytest.LogCaptureFixture,
 
     run(main())
     assert [summary(r) for r in ours(caplog_all)] == [
-        ("shannon_otel.saga", logging.ERROR, "compensation of step charge of saga order: failure: ValueError", {
+        ("shannon_otel.saga", logging.ERROR, "compensation of step 'charge' of saga 'order': failure: ValueError", {
             t.LOG_EVENT_NAME: "shannon.saga.compensation_failed", t.SAGA_NAME: "order", t.SAGA_STEP: "charge",
             t.COMPENSATION_OUTCOME: "failure", t.ERROR_TYPE: "ValueError"}),
-        ("shannon_otel.saga", logging.WARNING, "compensated step reserve of saga order", {
+        ("shannon_otel.saga", logging.WARNING, "compensated step 'reserve' of saga 'order'", {
             t.LOG_EVENT_NAME: "shannon.saga.compensated", t.SAGA_NAME: "order", t.SAGA_STEP: "reserve",
             t.COMPENSATION_OUTCOME: "success"}),
     ]
@@ -304,11 +304,11 @@ def test_anomaly_events_from_warning_up_through_the_default_hook(
         joined.anomaly(Anomaly("checkout", "error_rate", 0.9999, Severity.CRITICAL, 0.4, None, None, 2.0))
     base = {t.LOG_EVENT_NAME: "shannon.anomaly", t.ANOMALY_SERIES: "checkout"}
     assert [summary(r) for r in ours(caplog_all)] == [
-        ("shannon_otel.anomaly", logging.WARNING, "warning latency anomaly on checkout: latency = 2.5 (score 0.991)",
+        ("shannon_otel.anomaly", logging.WARNING, "warning latency anomaly on 'checkout': latency = 2.5 (score 0.991)",
          {**base, t.ANOMALY_SIGNAL: "latency", t.ANOMALY_SCORE_ATTR: 0.991, t.ANOMALY_SEVERITY: "warning",
           t.ANOMALY_VALUE: 2.5}),
         ("shannon_otel.anomaly", logging.ERROR,
-         "critical error_rate anomaly on checkout: error_rate = 0.4 (score 1.000)",
+         "critical error_rate anomaly on 'checkout': error_rate = 0.4 (score 1.000)",
          {**base, t.ANOMALY_SIGNAL: "error_rate", t.ANOMALY_SCORE_ATTR: 0.9999, t.ANOMALY_SEVERITY: "critical",
           t.ANOMALY_VALUE: 0.4}),
     ]
@@ -323,7 +323,7 @@ def test_exception_messages_only_when_asked_for(caplog_all: pytest.LogCaptureFix
                    instrument=False)
     assert run(policy.call(flaky(1))) == "ok"
     (record,) = ours(caplog_all)
-    assert record.getMessage() == "retrying op in 1.00 s (attempt 2/2): ConnectionError: secret-token-123"
+    assert record.getMessage() == "retrying 'op' in 1.00 s (attempt 2/2): ConnectionError: 'secret-token-123'"
     assert fields(record)[t.EXCEPTION_MESSAGE] == "secret-token-123"
 
 
@@ -344,8 +344,8 @@ def test_an_open_breaker_rejecting_a_storm_writes_one_line_per_interval(caplog_a
     hook.flush()
     records = [r for r in ours(caplog_all) if getattr(r, t.LOG_EVENT_NAME) == t.LOG_EVENT_REJECTED]
     messages = [r.getMessage() for r in records]
-    assert messages[0] == "rejected a call to search: circuit breaker search is open"  # the first at once
-    assert messages[1] == "rejected 10,000 calls to search in the last 10 s: circuit breaker search is open"
+    assert messages[0] == "rejected a call to 'search': circuit breaker 'search' is open"  # the first at once
+    assert messages[1] == "rejected 10,000 calls to 'search' in the last 10 s: circuit breaker 'search' is open"
     assert len(records) == 4  # first, two summaries, the flushed rest
     assert sum(getattr(r, t.LOG_REPEATS, 1) for r in records) == 25_000  # every rejection accounted for
     assert all(getattr(r, t.LOG_INTERVAL, 0) <= 10.0 + 1e-6 for r in records)
@@ -366,10 +366,10 @@ def test_summaries_of_a_retry_storm_and_the_memory_bound(caplog_all: pytest.LogC
     run(main())
     messages = [r.getMessage() for r in ours(caplog_all)]
     assert messages == [
-        "retrying op0 in 0.00 s (attempt 2/2): ConnectionError",
-        "retrying op1 in 0.00 s (attempt 2/2): ConnectionError",
-        "retried op0 4 times in the last 0 s (last: attempt 2/2 in 0.00 s: ConnectionError)",
-        "retrying op2 in 0.00 s (attempt 2/2): ConnectionError",
+        "retrying 'op0' in 0.00 s (attempt 2/2): ConnectionError",
+        "retrying 'op1' in 0.00 s (attempt 2/2): ConnectionError",
+        "retried 'op0' 4 times in the last 0 s (last: attempt 2/2 in 0.00 s: ConnectionError)",
+        "retrying 'op2' in 0.00 s (attempt 2/2): ConnectionError",
     ]
     assert len(hook._limiter._windows) == 2
 
@@ -514,7 +514,7 @@ def test_breaker_transitions_are_logged_without_an_sdk(caplog_all: pytest.LogCap
 
     run(main())
     assert [r.getMessage() for r in ours(caplog_all)] == [
-        "circuit breaker cache is open (was closed): failure_threshold"]
+        "circuit breaker 'cache' is open (was closed): failure_threshold"]
 
 
 def test_structlog_stdlib_integration_sees_the_same_fields() -> None:
@@ -541,7 +541,7 @@ def test_structlog_stdlib_integration_sees_the_same_fields() -> None:
         logger.removeHandler(handler)
     (line,) = lines
     assert json.loads(line) == {
-        "event": "retrying op in 1.00 s (attempt 2/2): ConnectionError", "level": "warning",
+        "event": "retrying 'op' in 1.00 s (attempt 2/2): ConnectionError", "level": "warning",
         t.LOG_EVENT_NAME: "shannon.retry.scheduled", t.OPERATION: "op", t.ATTEMPT: 1, t.RETRY_DELAY: 1.0,
         t.RETRY_MAX_ATTEMPTS: 2, t.ERROR_TYPE: "ConnectionError",
     }

@@ -273,7 +273,7 @@ def test_redact_applies_to_the_log_records_configure_exports(monkeypatch: pytest
         handle.shutdown()
     records = [r.log_record for r in memory.get_finished_logs()]
     hook_failure = [r for r in records if "failed in wave_started" in str(r.body)]
-    retried = [r for r in records if str(r.body).startswith("retrying search")]
+    retried = [r for r in records if str(r.body).startswith("retrying 'search")]
     assert hook_failure and retried
     for record in records:
         assert "hunter2" not in str(record.body) and "hunter2" not in str(dict(record.attributes or {}))

@@ -670,7 +670,7 @@ def test_a_probe_outcome_that_finds_the_shared_state_lost_closes_the_breaker_as_
 
     asyncio.run(main())
     assert seen.seen[-1] == ("half_open", "closed", "shared_state_expired"), seen.seen
-    assert _logged(caplog)[-1] == "circuit breaker api is closed (was half_open): shared_state_expired"
+    assert _logged(caplog)[-1] == "circuit breaker 'api' is closed (was half_open): shared_state_expired"
 
 
 @pytest.mark.parametrize("before", ["never_opened", "reset"])
@@ -707,8 +707,8 @@ def test_a_fail_closed_breaker_opened_for_an_outage_closes_as_available_when_red
     asyncio.run(main())
     assert seen.seen[-2:] == [("closed", "open", "shared_state_unavailable"),
                               ("open", "closed", "shared_state_available")], seen.seen
-    assert _logged(caplog)[-2:] == ["circuit breaker api is open (was closed): shared_state_unavailable",
-                               "circuit breaker api is closed (was open): shared_state_available"], _logged(caplog)
+    assert _logged(caplog)[-2:] == ["circuit breaker 'api' is open (was closed): shared_state_unavailable",
+                               "circuit breaker 'api' is closed (was open): shared_state_available"], _logged(caplog)
 
 
 def test_a_shared_rate_limit_falling_back_to_a_local_one_works_in_a_later_event_loop_too() -> None:

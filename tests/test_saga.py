@@ -318,7 +318,7 @@ def test_a_compensation_past_its_timeout_is_reported_uncompensated_loudly(caplog
     # what timed out and the limit, as a Timeout policy's says (it was a bare TimeoutError())
     assert str(result.failed_compensations["a"]) == "compensation timed out after 2.0 s (Saga compensation_timeout_s)"
     assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
-        "compensation of step a of saga order: timeout: TimeoutError"]
+        "compensation of step 'a' of saga 'order': timeout: TimeoutError"]
     root = tel.span("saga order")
     assert root.status.status_code is StatusCode.ERROR
     comp = tel.span("compensate a")

@@ -321,7 +321,7 @@ def test_in_memory_telemetry_with_logs_records_the_librarys_log_records_in_their
         operation = tel.span("search")
         records = tel.log_records()
         assert [str(r.log_record.body) for r in records] == [
-            f"retrying search in {clock.sleeps[0]:.2f} s (attempt 2/2): ConnectionError"]
+            f"retrying 'search' in {clock.sleeps[0]:.2f} s (attempt 2/2): ConnectionError"]
         assert operation.context is not None
         assert (records[0].log_record.trace_id, records[0].log_record.span_id) == (
             operation.context.trace_id, operation.context.span_id)

@@ -132,5 +132,5 @@ def test_a_name_given_as_a_str_enum_member_is_written_the_same_in_spans_metrics_
     assert {p.attributes["shannon.wave.name"] for p in tel.points("shannon.task.outcomes")} == {"fetch"}
     assert [type(p.attributes["shannon.wave.name"]) for p in tel.points("shannon.task.outcomes")] == [str]
     assert not [r.getMessage() for r in caplog.records if "Op." in r.getMessage()]
-    assert [r for r in caplog.records if "retrying fetch" in r.getMessage()]
+    assert [r for r in caplog.records if "retrying 'fetch'" in r.getMessage()]
     tel.shutdown()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .. import _telemetry as t
-from ._records import N, Record, S
+from ._records import N, Record, S, word
 
 if TYPE_CHECKING:
     from .._events import Anomaly
@@ -19,10 +19,11 @@ def record(anomaly: Anomaly, messages: bool) -> Record:
         t.ANOMALY_SCORE_ATTR: anomaly.score, t.ANOMALY_SEVERITY: severity,
         t.ANOMALY_VALUE: anomaly.value,
     }
-    what = f"{severity} {anomaly.signal} anomaly on {anomaly.series}"
+    signal = word(anomaly.signal)
+    what = f"{severity} {signal} anomaly on {anomaly.series!r}"
     return Record(
         t.LOGGER_ANOMALY, t.EVENT_ANOMALY, "%s: %s = %.4g (score %.3f)",
-        (what, anomaly.signal, anomaly.value, anomaly.score), fields,
-        f"{N} {anomaly.signal} anomalies on {anomaly.series} in the last {S} s "
+        (what, signal, anomaly.value, anomaly.score), fields,
+        f"{N} {signal} anomalies on {anomaly.series!r} in the last {S} s "
         f"(last: {severity}, value {anomaly.value:.4g}, score {anomaly.score:.3f})",
     )

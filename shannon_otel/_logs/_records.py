@@ -68,6 +68,14 @@ def as_seconds(value: float) -> str:
     return shown if not shown.endswith(".") else f"{value:.2g}"  # under a picosecond: an exponent after all
 
 
+def word(value: str) -> str:
+    """A value of a fixed vocabulary (a reason, a mode, a signal) as a message shows it: as it is, or quoted like a
+    name (``%r``) when it holds a character that is not printable. Names and exception messages are always quoted
+    (``%r``): a name "a\nFAKE LOG LINE" wrote a second, forged line into a plain-text log, and an ESC sequence
+    recoloured the terminal; a reason comes from the library or from shared state in Redis, which others write."""
+    return value if value.isprintable() else repr(value)
+
+
 def summary_text(summary: str, n: int, seconds: float) -> str:
     """A summary's message for ``n`` occurrences in the last ``seconds``: whole seconds from 1 s on, under that
     as :func:`as_seconds` shows them (44 rejections within 3 ms read "in the last 0 s", an interval of zero)."""
@@ -101,7 +109,7 @@ def _error(fields: dict[str, Any], error: BaseException | None, messages: bool) 
     message = error_message(error) if messages and error is not None else ""
     if message:
         fields[t.EXCEPTION_MESSAGE] = message
-        return f": {kind}: {message}"
+        return f": {kind}: {message!r}"
     return f": {kind}"
 
 
@@ -114,19 +122,19 @@ def retry_scheduled(event: RetryScheduled, messages: bool) -> Record:
     of = f"/{event.max_attempts}" if event.max_attempts is not None else ""
     return Record(
         t.LOGGER_RETRY, t.EVENT_RETRY_SCHEDULED,
-        "retrying %s in %s s (attempt %d%s)%s",
+        "retrying %r in %s s (attempt %d%s)%s",
         (event.operation, as_seconds(event.delay_s), event.attempt + 1, of, cause),
-        fields, f"retried {event.operation} {N} times in the last {S} s (last: attempt "
+        fields, f"retried {event.operation!r} {N} times in the last {S} s (last: attempt "
         f"{event.attempt + 1}{of} in {as_seconds(event.delay_s)} s{cause})",
     )
 
 
 def rejected(event: CallRejected, messages: bool) -> Record:
     fields = {t.OPERATION: event.operation, t.BREAKER_NAME: event.breaker, t.BREAKER_STATE: event.state.value}
-    why = f"circuit breaker {event.breaker} is {event.state.value}"
+    why = f"circuit breaker {event.breaker!r} is {event.state.value}"
     return Record(
-        t.LOGGER_BREAKER, t.LOG_EVENT_REJECTED, "rejected a call to %s: %s",
-        (event.operation, why), fields, f"rejected {N} calls to {event.operation} in the last {S} s: {why}",
+        t.LOGGER_BREAKER, t.LOG_EVENT_REJECTED, "rejected a call to %r: %s",
+        (event.operation, why), fields, f"rejected {N} calls to {event.operation!r} in the last {S} s: {why}",
     )
 
 
@@ -135,19 +143,19 @@ def transition(event: BreakerTransition, messages: bool) -> Record:
               t.BREAKER_TO: event.to_state.value, t.BREAKER_REASON: event.reason}
     name = TRANSITION_EVENTS[event.to_state]
     return Record(  # never summarised: every state change is told, in order
-        t.LOGGER_BREAKER, name, "circuit breaker %s is %s (was %s): %s",
-        (event.breaker, event.to_state.value, event.from_state.value, event.reason), fields, "",
+        t.LOGGER_BREAKER, name, "circuit breaker %r is %s (was %s): %s",
+        (event.breaker, event.to_state.value, event.from_state.value, word(event.reason)), fields, "",
     )
 
 
 def timed_out(event: TimedOut, messages: bool) -> Record:
     fields = {t.OPERATION: event.operation, t.TIMEOUT_LIMIT: event.timeout_s}
     return Record(
-        t.LOGGER_TIMEOUT, t.LOG_EVENT_TIMED_OUT, "%s timed out after %s s",
+        t.LOGGER_TIMEOUT, t.LOG_EVENT_TIMED_OUT, "%r timed out after %s s",
         (event.operation, as_seconds(event.timeout_s)), fields,
         # "last": a pipeline's Timeouts (the total and the per-attempt one) share its name, so one summary
         # counts both; "(limit 1.00 s)" said each of its N timeouts had that limit
-        f"{event.operation} timed out {N} times in the last {S} s (last: limit {as_seconds(event.timeout_s)} s)",
+        f"{event.operation!r} timed out {N} times in the last {S} s (last: limit {as_seconds(event.timeout_s)} s)",
     )
 
 
@@ -155,9 +163,9 @@ def fallback(event: FallbackStarted, messages: bool) -> Record:
     fields: dict[str, Any] = {t.OPERATION: event.operation, t.FALLBACK_REASON: event.reason}
     cause = _error(fields, event.error, messages)
     return Record(
-        t.LOGGER_FALLBACK, t.LOG_EVENT_FALLBACK, "falling back for %s (%s)%s",
-        (event.operation, event.reason, cause), fields,
-        f"fell back for {event.operation} {N} times in the last {S} s (last: {event.reason}{cause})",
+        t.LOGGER_FALLBACK, t.LOG_EVENT_FALLBACK, "falling back for %r (%s)%s",
+        (event.operation, word(event.reason), cause), fields,
+        f"fell back for {event.operation!r} {N} times in the last {S} s (last: {word(event.reason)}{cause})",
     )
 
 
@@ -166,10 +174,10 @@ def degraded(event: Degraded, messages: bool) -> Record:
                               t.DEGRADE_REASON: event.reason}
     cause = _error(fields, event.error, messages)
     return Record(
-        t.LOGGER_DEGRADE, t.EVENT_DEGRADED, "serving a degraded result for %s (%s, %s)%s",
-        (event.operation, event.mode, event.reason, cause), fields,
-        f"served {N} degraded results for {event.operation} in the last {S} s "
-        f"(last: {event.mode}, {event.reason}{cause})",
+        t.LOGGER_DEGRADE, t.EVENT_DEGRADED, "serving a degraded result for %r (%s, %s)%s",
+        (event.operation, word(event.mode), word(event.reason), cause), fields,
+        f"served {N} degraded results for {event.operation!r} in the last {S} s "
+        f"(last: {word(event.mode)}, {word(event.reason)}{cause})",
     )
 
 
@@ -178,14 +186,14 @@ def compensation(event: CompensationFinished, messages: bool) -> Record:
                               t.COMPENSATION_OUTCOME: event.outcome.value}
     if event.outcome is Outcome.SUCCESS:
         return Record(
-            t.LOGGER_SAGA, t.LOG_EVENT_COMPENSATED, "compensated step %s of saga %s",
+            t.LOGGER_SAGA, t.LOG_EVENT_COMPENSATED, "compensated step %r of saga %r",
             (event.step, event.saga), fields,
-            f"compensated step {event.step} of saga {event.saga} {N} times in the last {S} s",
+            f"compensated step {event.step!r} of saga {event.saga!r} {N} times in the last {S} s",
         )
     cause = _error(fields, event.error, messages)
     return Record(
-        t.LOGGER_SAGA, t.LOG_EVENT_COMPENSATION_FAILED, "compensation of step %s of saga %s: %s%s",
+        t.LOGGER_SAGA, t.LOG_EVENT_COMPENSATION_FAILED, "compensation of step %r of saga %r: %s%s",
         (event.step, event.saga, event.outcome.value, cause), fields,
-        f"compensation of step {event.step} of saga {event.saga} did not succeed {N} times in the last "
+        f"compensation of step {event.step!r} of saga {event.saga!r} did not succeed {N} times in the last "
         f"{S} s (last: {event.outcome.value}{cause})",
     )

@@ -288,7 +288,7 @@ class DaskBackend:
         try:
             pending = asyncio.ensure_future(self.client.cancel([future]))
         except Exception:  # the client is closing: nothing left to cancel on
-            _log.debug("could not cancel %s", future.key, exc_info=True)
+            _log.debug("could not cancel %r", future.key, exc_info=True)
             return
         self._cancels.add(pending)
         pending.add_done_callback(self._cancelled)

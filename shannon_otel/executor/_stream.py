@@ -281,7 +281,7 @@ class WaveStream(Generic[T]):
         if late > 0:
             shared.late_told += late
             _log.warning(
-                "wave %s: %d task(s) added to its input after it had taken its last task never ran; extend a "
+                "wave %r: %d task(s) added to its input after it had taken its last task never ran; extend a "
                 "streamed list only while it still holds tasks not taken, and run later ones in another wave",
                 report.wave, late,
                 extra={LOG_EVENT_NAME: LOG_EVENT_LATE_TASKS, WAVE_NAME: report.wave, LATE_COUNT: late},

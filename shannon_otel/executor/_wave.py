@@ -684,7 +684,7 @@ def _input_cut(wave: str, reader: Pulled) -> None:
     not them all), so the message says both."""
     taken = reader.taken
     _log.warning(
-        "wave %s: its streamed list changed below the %d task(s) the wave had taken from it (cut by del, pop, "
+        "wave %r: its streamed list changed below the %d task(s) the wave had taken from it (cut by del, pop, "
         "remove or clear, or an item it had taken replaced): the wave reads a list by index, so if it was cut, the "
         "tasks moved or added below that index never ran; only extend a list while it streams", wave, taken,
         extra={LOG_EVENT_NAME: LOG_EVENT_INPUT_CUT, WAVE_NAME: wave, INPUT_CUT_INDEX: taken},

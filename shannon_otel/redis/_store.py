@@ -236,7 +236,7 @@ class RedisState:
             _, stuck = await asyncio.wait([*tasks, *self._stopping], timeout=max(1.0, 4 * self.timeout_s))
             for left in stuck:
                 name = left.get_name() if isinstance(left, asyncio.Task) else repr(left)
-                _log.warning("Redis background task %s did not stop in time; left behind", name)
+                _log.warning("Redis background task %r did not stop in time; left behind", name)
         self._tasks = []
         with contextlib.suppress(Exception):
             async with asyncio.timeout(max(1.0, 4 * self.timeout_s)):
@@ -501,7 +501,7 @@ class RedisState:
                         try:
                             self._dispatch(str(message["channel"]), str(message["data"]))
                         except (ValueError, KeyError):  # not ours (another writer, another version)
-                            _log.debug("ignored a malformed message on %s: %r", message["channel"], message["data"])
+                            _log.debug("ignored a malformed message on %r: %r", message["channel"], message["data"])
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(pubsub.aclose())
@@ -512,7 +512,7 @@ class RedisState:
                     # warning says why); at debug level only, breakers opened elsewhere came here at the poll,
                     # silently, not in ms.
                     refused = True
-                    _log.warning("Redis at %s refuses the subscription to %s (%s); changes made by other "
+                    _log.warning("Redis at %s refuses the subscription to %r (%s); changes made by other "
                                  "processes arrive only with the poll, every %g s", _redacted(self.url),
                                  self.breaker_channel, _described(exc), self.poll_interval_s)
                 _log.debug("Redis subscription lost (%r); resubscribing", exc)
