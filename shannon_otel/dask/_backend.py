@@ -216,6 +216,8 @@ class DaskBackend:
     ) -> Any:
         client = self.client
         _check_open(client)
+        if client.status != "running":  # created without await: its start may still be running, or have failed
+            await _started(client)
         carrier: dict[str, str] = {}
         propagate.inject(carrier)  # the span current now: the task span, or the attempt under a policy
         waiter: asyncio.Future[Future[Any]] = asyncio.get_running_loop().create_future()
@@ -302,6 +304,25 @@ class DaskBackend:
 def _check_open(client: Client) -> None:
     if client.status in ("closing", "closed"):
         raise RuntimeError(f"the Dask client is {client.status}; open a new Client(..., asynchronous=True)")
+
+
+async def _started(client: Client) -> None:
+    """Wait for a client created without ``await`` (``Client(..., asynchronous=True)`` connects in the background)
+    to have connected; raise ``RuntimeError`` naming the cause if it could not. Before, its tasks were submitted at
+    once: with its scheduler unreachable they failed with Dask's ``FutureCancelledError`` "cancelled for reason:
+    unknown" (the cause left unretrieved in Dask's start task), and with an address Dask refuses (``ValueError``) the
+    client stayed "connecting" for ever and so did the wave. A client that started and is reconnecting (its
+    scheduler lost) returns at once: its tasks wait for the reconnection, as Dask's do."""
+    try:
+        # shielded: cancelling this task (a timeout, the wave cancelled) must not cancel the client's own start
+        await asyncio.shield(asyncio.ensure_future(client))
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        raise RuntimeError(
+            f"the Dask client could not connect to its scheduler ({type(exc).__name__}: {exc}); open a new "
+            "client with await Client(..., asynchronous=True)",
+        ) from exc
 
 
 def _check_items(items: object) -> None:
