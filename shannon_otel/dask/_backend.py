@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, overload
@@ -172,7 +173,14 @@ class DaskBackend:
     def task(
         self, fn: Callable[..., Any], /, *args: Any, name: str | None = None, pool: _Pool = None, **kwargs: Any,
     ) -> TaskSpec[Any]:
-        """One wave task running ``fn(*args, **kwargs)`` on a worker (a factory: retries resubmit)."""
+        """One wave task running ``fn(*args, **kwargs)`` on a worker (a factory: retries resubmit).
+
+        ``name`` and ``pool`` are the task's, never passed to ``fn``: given for an ``fn`` that has a parameter of that
+        name, the call is refused (``TypeError``) rather than run without the argument the caller meant for ``fn``.
+        """
+        if name is not None or pool is not None:
+            _check_not_fns("name", name, fn)
+            _check_not_fns("pool", pool, fn)
         remote = self.remote(fn, name=name)
         return task(remote.bind(*args, **kwargs), name=remote.name, pool=pool)
 
@@ -323,6 +331,24 @@ async def _started(client: Client) -> None:
             f"the Dask client could not connect to its scheduler ({type(exc).__name__}: {exc}); open a new "
             "client with await Client(..., asynchronous=True)",
         ) from exc
+
+
+def _check_not_fns(keyword: str, value: object, fn: Callable[..., Any]) -> None:
+    """Refuse ``backend.task(fn, ..., name=x)`` (or ``pool=``) when ``fn`` has a parameter ``name`` it could take by
+    keyword (one a ``functools.partial`` bound already excepted): ``name=`` names the task and never reaches ``fn``,
+    so ``fn`` ran without it, on its default if it has one (the caller's value silently lost)."""
+    if value is None or (isinstance(fn, functools.partial) and keyword in fn.keywords):
+        return
+    try:
+        parameter = inspect.signature(fn).parameters.get(keyword)
+    except (TypeError, ValueError):  # no signature to read (some builtins): nothing to compare
+        return
+    if parameter is not None and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY):
+        raise TypeError(
+            f"{keyword}={value!r} names the task's {keyword} and is not passed to fn, but fn {qualified_name(fn)!r} "
+            f"has a parameter {keyword!r}: bind it first, backend.task(functools.partial(fn, {keyword}=...), ...), "
+            f"and give the task's {keyword}= beside it",
+        )
 
 
 def _check_items(items: object) -> None:
