@@ -258,3 +258,8 @@ async def async_records_then_unpicklable_error(x: int) -> int:
     """``records_then_unpicklable_error`` as an ``async def`` (run on the worker's event loop)."""
     await asyncio.sleep(0)
     return records_then_unpicklable_error(x)
+
+
+def greet(greeting: str, name: str = "world") -> str:
+    """A function with a parameter called ``name`` (as ``backend.task``'s own keyword), with a default."""
+    return f"{greeting}, {name}"

@@ -18,7 +18,7 @@ import pytest
 from _dask_cluster import DASK_WARNINGS, module_cluster, on_cluster
 from distributed import Client, LocalCluster
 
-from shannon_otel import Outcome, Retry, Wave, WaveResult
+from shannon_otel import Outcome, Retry, TaskSpec, Wave, WaveResult
 from shannon_otel.dask import DaskBackend, WorkerTelemetry
 from shannon_otel.testing import InMemoryTelemetry
 
@@ -297,3 +297,29 @@ def test_worker_telemetry_registered_again_keeps_the_workers_exporting() -> None
     exported = b"".join(_Receiver.bodies)
     assert b"remote firstrun" in exported
     assert b"remote secondrun" in exported
+
+
+def test_a_task_keyword_that_fn_also_takes_is_refused_not_dropped(cluster: LocalCluster) -> None:
+    """Bug: ``backend.task(greet, "hi", name="Bob")`` (docs: ``backend.task(fn, *args, **kwargs)``) named the task
+    "Bob" and called ``greet("hi")``: the task succeeded with "hi, world", the caller's "Bob" silently dropped. Now
+    a ``name=`` / ``pool=`` given for an ``fn`` that has a parameter of that name is refused, naming it; bound in a
+    ``functools.partial`` it reaches ``fn``, and the task is named as asked."""
+    async def body(client: Client) -> WaveResult[Any]:
+        backend = DaskBackend(client)
+        with pytest.raises(TypeError, match=r"name='Bob' names the task's name .* fn 'greet' has a parameter 'name'"):
+            backend.task(tasks.greet, "hi", name="Bob")
+        with pytest.raises(TypeError, match=r"pool='api' names the task's pool .* parameter 'pool'"):
+            backend.task(takes_pool, 1, pool="api")
+        work: list[TaskSpec[Any]] = [
+            backend.task(functools.partial(tasks.greet, name="Bob"), "hi", name="greeting"),
+            backend.task(tasks.square, 3, name="sq"),  # a function without such a parameter: named as before
+        ]
+        return await Wave("greetings").run(work)
+
+    result = on_cluster(cluster, body)
+    assert result.values() == ["hi, Bob", 9]
+    assert [r.name for r in result.results] == ["greeting", "sq"]
+
+
+def takes_pool(x: int, *, pool: str = "default") -> str:
+    return f"{x} from {pool}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, overload
@@ -172,7 +173,14 @@ class DaskBackend:
     def task(
         self, fn: Callable[..., Any], /, *args: Any, name: str | None = None, pool: _Pool = None, **kwargs: Any,
     ) -> TaskSpec[Any]:
-        """One wave task running ``fn(*args, **kwargs)`` on a worker (a factory: retries resubmit)."""
+        """One wave task running ``fn(*args, **kwargs)`` on a worker (a factory: retries resubmit).
+
+        ``name`` and ``pool`` are the task's, never passed to ``fn``: given for an ``fn`` that has a parameter of that
+        name, the call is refused (``TypeError``) rather than run without the argument the caller meant for ``fn``.
+        """
+        if name is not None or pool is not None:
+            _check_not_fns("name", name, fn)
+            _check_not_fns("pool", pool, fn)
         remote = self.remote(fn, name=name)
         return task(remote.bind(*args, **kwargs), name=remote.name, pool=pool)
 
@@ -216,6 +224,8 @@ class DaskBackend:
     ) -> Any:
         client = self.client
         _check_open(client)
+        if client.status != "running":  # created without await: its start may still be running, or have failed
+            await _started(client)
         carrier: dict[str, str] = {}
         propagate.inject(carrier)  # the span current now: the task span, or the attempt under a policy
         waiter: asyncio.Future[Future[Any]] = asyncio.get_running_loop().create_future()
@@ -302,6 +312,43 @@ class DaskBackend:
 def _check_open(client: Client) -> None:
     if client.status in ("closing", "closed"):
         raise RuntimeError(f"the Dask client is {client.status}; open a new Client(..., asynchronous=True)")
+
+
+async def _started(client: Client) -> None:
+    """Wait for a client created without ``await`` (``Client(..., asynchronous=True)`` connects in the background)
+    to have connected; raise ``RuntimeError`` naming the cause if it could not. Before, its tasks were submitted at
+    once: with its scheduler unreachable they failed with Dask's ``FutureCancelledError`` "cancelled for reason:
+    unknown" (the cause left unretrieved in Dask's start task), and with an address Dask refuses (``ValueError``) the
+    client stayed "connecting" for ever and so did the wave. A client that started and is reconnecting (its
+    scheduler lost) returns at once: its tasks wait for the reconnection, as Dask's do."""
+    try:
+        # shielded: cancelling this task (a timeout, the wave cancelled) must not cancel the client's own start
+        await asyncio.shield(asyncio.ensure_future(client))
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        raise RuntimeError(
+            f"the Dask client could not connect to its scheduler ({type(exc).__name__}: {exc}); open a new "
+            "client with await Client(..., asynchronous=True)",
+        ) from exc
+
+
+def _check_not_fns(keyword: str, value: object, fn: Callable[..., Any]) -> None:
+    """Refuse ``backend.task(fn, ..., name=x)`` (or ``pool=``) when ``fn`` has a parameter ``name`` it could take by
+    keyword (one a ``functools.partial`` bound already excepted): ``name=`` names the task and never reaches ``fn``,
+    so ``fn`` ran without it, on its default if it has one (the caller's value silently lost)."""
+    if value is None or (isinstance(fn, functools.partial) and keyword in fn.keywords):
+        return
+    try:
+        parameter = inspect.signature(fn).parameters.get(keyword)
+    except (TypeError, ValueError):  # no signature to read (some builtins): nothing to compare
+        return
+    if parameter is not None and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY):
+        raise TypeError(
+            f"{keyword}={value!r} names the task's {keyword} and is not passed to fn, but fn {qualified_name(fn)!r} "
+            f"has a parameter {keyword!r}: bind it first, backend.task(functools.partial(fn, {keyword}=...), ...), "
+            f"and give the task's {keyword}= beside it",
+        )
 
 
 def _check_items(items: object) -> None:
