@@ -226,8 +226,8 @@ def test_a_poll_that_read_no_state_before_the_breaker_opened_does_not_close_it(
             read, deliver = asyncio.Event(), asyncio.Event()
             run = here._run
 
-            async def held_poll(operation: str, command: Any, keys: list[str] | None = None) -> Any:
-                result = await run(operation, command, keys)
+            async def held_poll(operation: str, command: Any, keys: list[str] | None = None, **kw: Any) -> Any:
+                result = await run(operation, command, keys, **kw)
                 if operation == "poll":
                     read.set()
                     await deliver.wait()

@@ -342,7 +342,15 @@ return removed
 # ARGV: the store's channels (none when Redis is known available). An empty message on each (ignored by every
 # subscriber): an ACL user without the channels (Redis 7 gives a new user none) had its every transition and
 # pool release refused while this check, which published nothing, said Redis was back (the outage flapped).
+# TIME, which every other script reads first, is in no ACL category but @fast: a user given +@read +@write
+# +@scripting +@pubsub lacks it. Unchecked here, each check ended the outage and the next poll (TIME) began it again,
+# warned each poll_interval_s; and a script's error for it ("can't run this command") names no command.
 ALIVE: Final = """
+local t = redis.pcall('TIME')
+if t.err then
+  return redis.error_reply('NOPERM this user has no permissions to run the TIME command, which every shannon-otel ' ..
+    'script runs (add +time to its ACL)')
+end
 redis.call('SET', KEYS[1], '1', 'PX', 1000)
 redis.call('DEL', KEYS[1])
 for i = 1, #ARGV do redis.call('PUBLISH', ARGV[i], '') end

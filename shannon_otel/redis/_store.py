@@ -243,11 +243,15 @@ class RedisState:
                 await self._redis.aclose()
 
     # ------------------------------------------------------------------ calling Redis
-    async def _run(self, operation: str, command: Callable[[], Awaitable[T]], keys: list[str] | None = None) -> T:
+    async def _run(
+        self, operation: str, command: Callable[[], Awaitable[T]], keys: list[str] | None = None, *,
+        writes: bool = True,
+    ) -> T:
         """Run one command (on ``keys``) within ``timeout_s``; any failure raises
         :class:`SharedStateUnavailableError` and marks Redis unavailable, except a key that holds what the
-        scripts cannot use (see _unusable_key). A success marks it available again. A cancelled caller
-        gets its own CancelledError (its message included), whatever the client library does (see below)."""
+        scripts cannot use (see _unusable_key). A success of a command that ``writes`` (every script) marks it
+        available again. A cancelled caller gets its own CancelledError (its message included), whatever the
+        client library does (see below)."""
         start = time.perf_counter()
         # The command runs in a task of its own, waited for (never cancelling the caller): the caller's own
         # cancellation is raised here by asyncio, with its message, whatever redis-py does. Awaited directly within
@@ -275,8 +279,12 @@ class RedisState:
         if self._bad_keys and keys:
             self._mended(keys)
         self._duration.record(time.perf_counter() - start, {SHARED_OPERATION: operation})
-        if not self.available and not self._refused:
-            self._up()  # Redis answers again (a refusal ends only with a write: see _check)
+        if not self.available and not self._refused and writes:
+            # Redis answers again (a refusal ends only with the write check: see _check). A read answered (the poll)
+            # ends nothing: a server pausing writes (CLIENT PAUSE WRITE, as a failover does) answers reads and
+            # times out every script; ended by the poll, the outage began again at the next script, warned each
+            # poll_interval_s, and a fail-closed breaker closed and re-opened with it.
+            self._up()
         return result
 
     def _abandon(self, call: asyncio.Future[Any]) -> None:
@@ -476,7 +484,12 @@ class RedisState:
             return results
 
         held = [link.epoch for link in links]  # before the read is sent: a state taken since is newer than it
-        (seconds, micros), *states = await self._run("poll", read)
+        (seconds, micros), *states = await self._run("poll", read, writes=False)
+        if not self.available:
+            # Found unavailable (before the read, or while it was on its way): on_unavailable holds until the write
+            # check ends the outage. Taken, the state read undid it: a fail-closed breaker closed (reason
+            # shared_state_available) while every write to Redis timed out.
+            return
         now_ms = int(seconds) * 1000 + int(micros) // 1000
         for link, epoch, fields in zip(links, held, states, strict=True):
             try:
