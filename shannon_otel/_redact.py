@@ -101,10 +101,12 @@ class _Redactor:
             stripped = body.lstrip()
             layout = (stripped.startswith(_PROSE) or stripped.startswith("+-") or _MORE.match(stripped) is not None)
             if pending is not None:
-                # A message's own line may begin like a margin ("| x"): printed after the message's margin, it is
-                # read as message text (split off by its margin, it went out unredacted). A message ends only at a
-                # layout line or a line outside its margin: nothing else follows a message in a real traceback.
-                if not layout and line.startswith(pending[0]):
+                # A message's own line may begin like a margin ("| x") or a group's separator ("+-+---", a table's
+                # rule): printed after the message's margin, it is read as message text (taken for layout, it ended
+                # the message and the lines after it went out unredacted, a bare word as an exception type). A
+                # message ends only at a line outside its margin or at the prose that chains exceptions: in a real
+                # traceback a separator or an elision line never follows a message in its own margin.
+                if not stripped.startswith(_PROSE) and line.startswith(pending[0]):
                     pending[2].append(line[len(pending[0]):])
                     continue
                 flush()

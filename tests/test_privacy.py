@@ -233,6 +233,20 @@ def test_a_message_line_that_looks_like_a_margin_is_redacted(line: str) -> None:
     masked = _stacktraces_with(lambda type_name, message: message.replace("hunter2", "***"), error)
     assert all("hunter2" not in t and "login failed" in t and "| ***" in t for t in masked)
 
+@pytest.mark.parametrize("lines", [
+    "+------+\nhunter2\nuser: bob", "+-hunter2", "  +-+---- 1 ----\n    | hunter2", "and 2 more exceptions\nhunter2",
+], ids=["table-rule", "rule-prefix", "group-separator", "elision-line"])
+def test_a_message_line_that_looks_like_a_group_separator_is_redacted(lines: str) -> None:
+    # A message's line beginning like a group's separator ("+-", a table's rule) or elision line ended the message:
+    # the lines after it went out unredacted, a bare word ("hunter2") kept as an exception type.
+    error = lambda: ValueError(f"login failed\n{lines}")  # noqa: E731
+    traces = _stacktraces_with(drop_messages, error)
+    assert len(traces) == 2 and all("File " in t for t in traces)
+    assert all("hunter2" not in t and "login failed" not in t and "bob" not in t for t in traces)
+    masked = _stacktraces_with(lambda type_name, message: message.replace("hunter2", "***"), error)
+    assert all("hunter2" not in t and "login failed" in t and "***" in t for t in masked)
+
+
 _SECRET = "hunter" + "2"  # built, so that no traceback's source line holds it
 
 
