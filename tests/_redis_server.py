@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
 
@@ -72,6 +73,15 @@ def running_server(workdir: Path) -> Iterator[RedisServer]:
         yield srv
     finally:
         srv.stop()
+
+
+def breaker_state(server: RedisServer, prefix: str, name: str = "api") -> dict[str, str]:
+    """The shared state of breaker ``name`` as Redis holds it (its hash: state, probes_left, epoch...)."""
+    raw = redis.Redis.from_url(server.url, decode_responses=True)
+    try:
+        return {str(k): str(v) for k, v in raw.hgetall(f"{prefix}:{{breaker:{name}}}:state").items()}
+    finally:
+        raw.close()
 
 
 async def wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:

@@ -445,26 +445,25 @@ def test_ctrl_c_summarises_what_ran_and_exits_130() -> None:
     assert "Traceback" not in err
 
 
-def test_a_second_ctrl_c_while_flushing_leaves_at_once_with_the_unsent_spans_counted() -> None:
-    # Before: a traceback ending in KeyboardInterrupt (from the shutdown's wait), exit by signal, and
-    # the spans given up on counted nowhere (the exit handler saw the telemetry already shut down).
+def _interrupted_while_flushing(*run: str, once_before: str | None = None) -> tuple[int, str]:
+    """(exit code, stderr) of a plain demo (``run``: its waves, tasks) exporting to a backend that never answers,
+    sent Ctrl-C as it starts flushing; with ``once_before``, also once at the first line holding that text."""
     from benchmarks._backends import BlackHole
 
-    hole = BlackHole()  # the flush waits on it: the second Ctrl-C lands inside the flush
+    hole = BlackHole()  # the flush waits on it: the Ctrl-C lands inside the flush
     clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     proc = subprocess.Popen(
-        [sys.executable, "-u", "-m", "shannon_otel", "demo", "--plain", "--duration", "60", "--tasks", "8",
+        [sys.executable, "-u", "-m", "shannon_otel", "demo", "--plain", *run, "--tasks", "8",
          "--otlp-endpoint", hole.endpoint, "--export-timeout", "20"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background shell ignores SIGINT
     )
     try:
         assert proc.stdout is not None
-        interrupted = False
         for line in proc.stdout:
-            if " done " in line and not interrupted:
-                proc.send_signal(signal.SIGINT)  # once: the second Ctrl-C is the one sent while flushing
-                interrupted = True
+            if once_before is not None and once_before in line:
+                proc.send_signal(signal.SIGINT)
+                once_before = None
             if line.startswith("flushing telemetry to"):
                 proc.send_signal(signal.SIGINT)
                 break
@@ -474,7 +473,14 @@ def test_a_second_ctrl_c_while_flushing_leaves_at_once_with_the_unsent_spans_cou
             proc.kill()
             proc.communicate()
         hole.close()
-    assert proc.returncode == 130, err
+    return proc.returncode, err
+
+
+def test_a_second_ctrl_c_while_flushing_leaves_at_once_with_the_unsent_spans_counted() -> None:
+    # Before: a traceback ending in KeyboardInterrupt (from the shutdown's wait), exit by signal, and
+    # the spans given up on counted nowhere (the exit handler saw the telemetry already shut down).
+    code, err = _interrupted_while_flushing("--duration", "60", once_before=" done ")  # the first Ctrl-C: a wave done
+    assert code == 130, err
     assert "Traceback" not in err
     found = re.search(r"interrupted again: left without flushing; telemetry dropped: (\d+) spans", err)
     assert found is not None, err
@@ -483,29 +489,8 @@ def test_a_second_ctrl_c_while_flushing_leaves_at_once_with_the_unsent_spans_cou
 
 def test_a_first_ctrl_c_while_flushing_leaves_at_once_and_is_not_called_a_second() -> None:
     """The waves had all run; one Ctrl-C during the flush said "interrupted again", of the only one sent."""
-    from benchmarks._backends import BlackHole
-
-    hole = BlackHole()  # the flush waits on it
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-u", "-m", "shannon_otel", "demo", "--plain", "--waves", "2", "--tasks", "8",
-         "--otlp-endpoint", hole.endpoint, "--export-timeout", "20"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background shell ignores SIGINT
-    )
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.startswith("flushing telemetry to"):
-                proc.send_signal(signal.SIGINT)
-                break
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        hole.close()
-    assert proc.returncode == 130, err
+    code, err = _interrupted_while_flushing("--waves", "2")
+    assert code == 130, err
     assert "Traceback" not in err and "interrupted again" not in err, err
     found = re.search(r"interrupted while summarising or flushing: left without flushing; telemetry dropped: "
                       r"(\d+) spans", err)

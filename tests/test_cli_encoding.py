@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _terminal import on_a_terminal
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -27,29 +29,11 @@ def _closed_port() -> int:
 def test_on_an_ascii_terminal_the_waterfall_is_drawn_in_ascii() -> None:
     """On a terminal (rich) the waterfall's bars were the block character U+2588: the summary died in the
     waterfall with a UnicodeEncodeError traceback (exit 1), after the waves had run."""
-    primary, secondary = os.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shannon_otel", "demo", "--waves", "2", "--tasks", "6"],
-        stdout=secondary, stderr=subprocess.PIPE, env=_env(TERM="xterm", COLUMNS="100"),
-    )
-    os.close(secondary)
-    chunks = []
-    try:
-        while True:
-            try:
-                chunk = os.read(primary, 65536)
-            except OSError:  # EIO: the terminal's other side closed (the command has exited)
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        os.close(primary)
-        proc.kill()
-    out = b"".join(chunks).decode("ascii", "replace")
+    code, shown, err = on_a_terminal([sys.executable, "-m", "shannon_otel", "demo", "--waves", "2", "--tasks", "6"],
+                                     _env(TERM="xterm", COLUMNS="100"))
+    out = shown.decode("ascii", "replace")
     assert b"Traceback" not in err and b"UnicodeEncodeError" not in err, err.decode()
-    assert proc.returncode == 0, err.decode()
+    assert code == 0, err.decode()
     assert "Slowest wave trace" in out and "Recommendations" in out and "Telemetry" in out
     assert "\ufffd" not in out, "only ASCII reaches an ASCII terminal"
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
-import struct
-import subprocess
 import sys
-import termios
 from pathlib import Path
+
+from _terminal import on_a_terminal
 
 ROOT = Path(__file__).resolve().parent.parent
 TERMINAL_COLUMNS = 90
@@ -16,28 +14,11 @@ TERMINAL_COLUMNS = 90
 
 def _on_a_terminal(columns: str) -> tuple[int, str, str]:
     """(exit code, what the terminal showed, stderr) of a short demo on a terminal of TERMINAL_COLUMNS."""
-    primary, secondary = os.openpty()
-    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 40, TERMINAL_COLUMNS, 0, 0))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "NO_COLOR", "FORCE_COLOR"))}
     env.update(PYTHONPATH=str(ROOT), TERM="xterm", COLUMNS=columns, PYTHONIOENCODING="utf-8")
-    proc = subprocess.Popen([sys.executable, "-m", "shannon_otel", "demo", "--waves", "2", "--tasks", "6"],
-                            stdout=secondary, stderr=subprocess.PIPE, env=env)
-    os.close(secondary)
-    chunks = []
-    try:
-        while True:
-            try:
-                chunk = os.read(primary, 65536)
-            except OSError:  # EIO: the terminal's other side closed (the command has exited)
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        os.close(primary)
-        proc.kill()
-    return proc.returncode, b"".join(chunks).decode("utf-8", "replace"), err.decode("utf-8", "replace")
+    code, out, err = on_a_terminal([sys.executable, "-m", "shannon_otel", "demo", "--waves", "2", "--tasks", "6"],
+                                   env, TERMINAL_COLUMNS)
+    return code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
 def test_columns_zero_is_the_terminals_width_not_a_traceback() -> None:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
+from _log_records import Records
 
 import shannon_otel as so
 from shannon_otel.testing import FakeClock, InMemoryTelemetry, run_virtual
@@ -71,15 +72,6 @@ for _name in ("wave_started", "call_started", "saga_started", "breaker_registere
               "timed_out", "attempt_finished", "retry_scheduled", "rejected", "degraded", "call_finished",
               "step_started", "step_finished", "compensation_started", "compensation_finished", "saga_finished"):
     setattr(_Seen, _name, _recorder(_name))
-
-
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 async def _work(clk: Callable[[], Any], tel: InMemoryTelemetry, hooks: list[so.Hook]) -> list[object]:
@@ -137,7 +129,7 @@ async def _work(clk: Callable[[], Any], tel: InMemoryTelemetry, hooks: list[so.H
 def test_every_value_shown_is_a_builtin_number_whatever_number_type_the_clock_reads(
     kind: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    tel, seen, records = InMemoryTelemetry(), _Seen(), _Records()
+    tel, seen, records = InMemoryTelemetry(), _Seen(), Records(logging.DEBUG)
     recorder = so.RunRecorder()
     log = logging.getLogger("shannon_otel")
     log.addHandler(records)

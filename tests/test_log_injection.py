@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from _failing_clock import FailingClock
+from _log_records import Records, capturing
 
 from shannon_otel import (
     Anomaly,
@@ -40,26 +41,10 @@ from shannon_otel.testing import FakeClock, run_virtual
 NAMES = ["a\nFAKE LOG LINE", "a\rFAKE", "a\x1b[31mRED", "a\u2028FAKE"]
 
 
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.NOTSET)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture
 def records() -> Iterator[list[logging.LogRecord]]:
-    logger, handler = logging.getLogger("shannon_otel"), _Records()
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
+    with capturing("shannon_otel", Records()) as handler:
         yield handler.records
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 def _down(message: str = "down") -> Callable[[], Any]:

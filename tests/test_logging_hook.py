@@ -14,9 +14,10 @@ import textwrap
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import pytest
+from _log_records import Records, capturing
 
 from shannon_otel import CircuitBreaker, CircuitOpenError, LoggingHook, Pipeline, Retry, Timeout, configure
 from shannon_otel import _telemetry as tel
@@ -25,35 +26,10 @@ from shannon_otel._redact import redacting_handler
 from shannon_otel._telemetry import Severity
 from shannon_otel.testing import FakeClock, is_testing, run_virtual, set_testing
 
-_H = TypeVar("_H", bound=logging.Handler)
-
-
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.NOTSET)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@contextlib.contextmanager
-def _capturing(logger_name: str, handler: _H) -> Iterator[_H]:
-    """``handler`` on the logger ``logger_name``, set to DEBUG, for the block; the logger as it was after."""
-    logger = logging.getLogger(logger_name)
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-
 
 @pytest.fixture
 def anomaly_records() -> Iterator[list[logging.LogRecord]]:
-    with _capturing("shannon_otel.anomaly", _Records()) as handler:
+    with capturing("shannon_otel.anomaly", Records()) as handler:
         yield handler.records
 
 
@@ -127,7 +103,7 @@ def test_a_clock_stepped_back_neither_silences_the_limiter_nor_reports_negative_
     clock = FakeClock()
     hook, storm = _storm_of_retries(clock, step_s=0.0)
 
-    with _capturing("shannon_otel.retry", _Records()) as handler:
+    with capturing("shannon_otel.retry", Records()) as handler:
         run_virtual(storm(3))  # the first written, two held back
         clock.now -= 3600.0
         run_virtual(storm(1))  # the clock went back: written now, with the two it stands for
@@ -157,7 +133,7 @@ def test_a_timeout_summary_gives_the_limit_of_the_last_timeout_not_of_all() -> N
             with pytest.raises(TimeoutError):  # attempt 1 cut at 0.5 s, attempt 2 by the total at 1 s
                 await pipeline.call(hang)
 
-    with _capturing("shannon_otel.timeout", _Records()) as handler:
+    with capturing("shannon_otel.timeout", Records()) as handler:
         run_virtual(main())
         clock.now += 60.0
         hook.flush()
@@ -172,7 +148,7 @@ def test_a_summary_of_a_flood_under_a_second_does_not_say_it_spanned_0_s() -> No
     clock = FakeClock()
     hook, storm = _storm_of_retries(clock, step_s=0.001)
 
-    with _capturing("shannon_otel.retry", _Records()) as handler:
+    with capturing("shannon_otel.retry", Records()) as handler:
         run_virtual(storm(3))  # the first written, two held back
         hook.flush()
     assert [(r.getMessage().split(" (")[0], getattr(r, "shannon.log.interval", None)) for r in handler.records] == [
@@ -214,7 +190,7 @@ def test_past_max_keys_the_key_evicted_is_the_quietest_not_the_busiest() -> None
                 await hot.call(_flaky())
             await retry(f"cold{i}").call(_flaky())
 
-    with _capturing("shannon_otel.retry", _Records()) as handler:
+    with capturing("shannon_otel.retry", Records()) as handler:
         run_virtual(main())
         written = [r.getMessage() for r in handler.records]
         hook.flush()  # the hot key's 15 held-back retries are still told, once
@@ -237,7 +213,7 @@ def test_set_testing_attempts_is_the_maximum_the_retry_records_tell() -> None:
         raise ConnectionError("refused")
 
     retry = Retry(name="op", attempts=5, initial=3, jitter="none", hooks=[LoggingHook()], instrument=False)
-    with _capturing("shannon_otel.retry", _Records()) as handler, set_testing(True, attempts=2), \
+    with capturing("shannon_otel.retry", Records()) as handler, set_testing(True, attempts=2), \
             pytest.raises(ConnectionError):
         run_virtual(retry.call(failing))
     assert calls == 2
@@ -264,10 +240,10 @@ def test_redaction_rewrites_the_exception_message_not_an_operation_name_holding_
 
     retry = Retry(name=operation, attempts=2, initial=0, hooks=[LoggingHook(exception_messages=True)],
                   instrument=False)
-    with _capturing("shannon_otel.retry", redacting_handler(_Records, redact)) as handler, \
+    with capturing("shannon_otel.retry", redacting_handler(Records, redact)) as handler, \
             pytest.raises(ValueError, match=message):
         run_virtual(retry.call(failing))
-    (record,) = cast("_Records", handler).records
+    (record,) = cast("Records", handler).records
     assert record.getMessage() == expected
 
 

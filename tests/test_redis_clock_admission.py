@@ -15,7 +15,7 @@ import time
 import pytest
 import redis
 from _failing_clock import BAD_READINGS
-from _redis_server import RedisServer, wait_for
+from _redis_server import RedisServer, breaker_state, wait_for
 
 from shannon_otel import BreakerState, CircuitBreaker
 from shannon_otel.redis import RedisState
@@ -36,14 +36,6 @@ class _Clock:
         if self.bad == "raise":
             raise RuntimeError("clock source unavailable")
         return float(self.bad)
-
-
-def _shared_state(server: RedisServer, prefix: str) -> dict[str, str]:
-    raw = redis.Redis.from_url(server.url, decode_responses=True)
-    try:
-        return {str(k): str(v) for k, v in raw.hgetall(f"{prefix}:{{breaker:api}}:state").items()}
-    finally:
-        raw.close()
 
 
 async def _down() -> None:
@@ -82,7 +74,7 @@ def test_a_clock_failing_as_the_admission_takes_redis_answer_refuses_the_call_an
             assert link is not None
             with pytest.raises(ConnectionError):
                 await breaker.call(_down)
-            await wait_for(lambda: _shared_state(server, prefix).get("state") == "open" and not link.pushes)
+            await wait_for(lambda: breaker_state(server, prefix).get("state") == "open" and not link.pushes)
             await asyncio.sleep(0.3)  # past the reset timeout: the next call asks Redis, which admits it as the probe
             clock.good = 1  # the admission's first reading (the local reset timeout); every later one fails
             error: BaseException | None = None
@@ -92,7 +84,7 @@ def test_a_clock_failing_as_the_admission_takes_redis_answer_refuses_the_call_an
                 error = exc
             clock.good = None
             await wait_for(lambda: not link.pushes)
-            state = _shared_state(server, prefix)
+            state = breaker_state(server, prefix)
             local = breaker.state
             after = await breaker.call(ok)  # the slot given back: the next call is the probe, and closes it
             return error, state, local, after

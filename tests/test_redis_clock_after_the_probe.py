@@ -8,9 +8,8 @@ import logging
 import time
 
 import pytest
-import redis
 import redis.asyncio as aioredis
-from _redis_server import RedisServer, wait_for
+from _redis_server import RedisServer, breaker_state, wait_for
 
 from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
 from shannon_otel.redis import RedisState
@@ -36,14 +35,6 @@ async def _ok() -> str:
     return "ok"
 
 
-def _shared_state(server: RedisServer, prefix: str) -> dict[str, str]:
-    raw = redis.Redis.from_url(server.url, decode_responses=True)
-    try:
-        return {str(k): str(v) for k, v in raw.hgetall(f"{prefix}:{{breaker:api}}:state").items()}
-    finally:
-        raw.close()
-
-
 def test_a_probe_failure_whose_clock_fails_is_reported_once_and_left_uncounted_in_redis(
     server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -65,7 +56,7 @@ def test_a_probe_failure_whose_clock_fails_is_reported_once_and_left_uncounted_i
             assert link is not None
             with pytest.raises(ConnectionError):
                 await breaker.call(_failing)
-            await wait_for(lambda: _shared_state(server, prefix).get("state") == "open" and not link.pushes)
+            await wait_for(lambda: breaker_state(server, prefix).get("state") == "open" and not link.pushes)
             await asyncio.sleep(0.3)  # past the reset timeout
             watcher = aioredis.Redis.from_url(server.url, decode_responses=True)
             # loaded now: a first EVALSHA answered NOSCRIPT is sent again, and the monitor would see it twice
@@ -86,7 +77,7 @@ def test_a_probe_failure_whose_clock_fails_is_reported_once_and_left_uncounted_i
                             reports.append(command.split()[-3])  # ... outcome epoch success_threshold
             finally:
                 await watcher.aclose()
-            state = _shared_state(server, prefix)
+            state = breaker_state(server, prefix)
             local = breaker.state
             try:  # the next call is admitted: the slot given back is there, in Redis
                 after = await breaker.call(_ok)

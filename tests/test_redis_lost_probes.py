@@ -11,8 +11,7 @@ import signal
 import time
 
 import pytest
-import redis
-from _redis_server import HeldCall, RedisServer, admitted_during, tripped_for_one_probe, wait_for
+from _redis_server import HeldCall, RedisServer, admitted_during, breaker_state, tripped_for_one_probe, wait_for
 
 from shannon_otel import BreakerState, CircuitBreaker, CircuitOpenError
 from shannon_otel.redis import RedisState
@@ -26,14 +25,6 @@ async def _boom() -> None:
     raise ConnectionError("down")
 
 
-def _shared_state(server: RedisServer, prefix: str, name: str) -> dict[str, str]:
-    raw = redis.Redis.from_url(server.url, decode_responses=True)
-    try:
-        return {str(k): str(v) for k, v in raw.hgetall(f"{prefix}:{{breaker:{name}}}:state").items()}
-    finally:
-        raw.close()
-
-
 async def _admitted_within_10_s(breaker: CircuitBreaker, server: RedisServer, prefix: str) -> None:
     """Call ``breaker`` (named "api") until a call is admitted and returns 1; fail, with the probes the shared
     state has left, if every call for 10 s is rejected."""
@@ -43,7 +34,7 @@ async def _admitted_within_10_s(breaker: CircuitBreaker, server: RedisServer, pr
             assert await breaker.call(_ok) == 1
             return
         except CircuitOpenError:
-            left = _shared_state(server, prefix, "api").get("probes_left")
+            left = breaker_state(server, prefix).get("probes_left")
             assert time.monotonic() < deadline, f"every call rejected; probes_left={left}"
             await asyncio.sleep(0.05)
 
@@ -68,7 +59,7 @@ def test_an_admission_that_timed_out_on_a_paused_redis_gives_its_probe_slot_back
             for cycle in range(2):
                 with pytest.raises(ConnectionError):
                     await breaker.call(_boom)
-                await wait_for(lambda: _shared_state(server, prefix, "api").get("state") == "open")
+                await wait_for(lambda: breaker_state(server, prefix).get("state") == "open")
                 await asyncio.sleep(0.4)  # past the reset timeout, on both clocks
                 if cycle == 0:
                     assert await breaker.call(_ok) == 1
@@ -81,11 +72,11 @@ def test_an_admission_that_timed_out_on_a_paused_redis_gives_its_probe_slot_back
             finally:
                 os.kill(pid, signal.SIGCONT)
             # The late ACQUIRE ran: the shared period is HALF_OPEN (else this test proves nothing).
-            await wait_for(lambda: _shared_state(server, prefix, "api").get("state") == "half_open")
+            await wait_for(lambda: breaker_state(server, prefix).get("state") == "half_open")
             await wait_for(lambda: shared.available)
             await _admitted_within_10_s(breaker, server, prefix)
             await wait_for(lambda: breaker.state is BreakerState.CLOSED)
-            return during, _shared_state(server, prefix, "api"), breaker.state
+            return during, breaker_state(server, prefix), breaker.state
 
     during, state, local = asyncio.run(main())
     assert during == 1
@@ -119,15 +110,15 @@ def test_a_give_back_that_runs_before_its_late_admission_takes_nothing_and_twice
             # A probe, given back twice: one slot back
             verdict = (await shared._script("ACQUIRE", keys("a"), acquire_args, 1))[0]
             assert verdict == "probe"
-            seen.append(_shared_state(server, prefix, "api"))
+            seen.append(breaker_state(server, prefix))
             for _ in range(2):
                 await shared._script("GIVEBACK", keys("a"), giveback_args, 1)
-            seen.append(_shared_state(server, prefix, "api"))
+            seen.append(breaker_state(server, prefix))
             # The give-back first: the late admission is refused, and takes nothing
             await shared._script("GIVEBACK", keys("b"), giveback_args, 1)
             verdict = (await shared._script("ACQUIRE", keys("b"), acquire_args, 1))[0]
             assert verdict == "rejected"
-            seen.append(_shared_state(server, prefix, "api"))
+            seen.append(breaker_state(server, prefix))
         return seen
 
     first, given_back, after_tombstone = asyncio.run(main())
@@ -163,8 +154,8 @@ def test_an_admission_cancelled_mid_call_leaves_no_probe_slot_taken(server: Redi
                     await asyncio.wait_for(asyncio.shield(calling), 5)
                 await asyncio.sleep(0.06)  # past the local half-open recheck
             await wait_for(lambda: not shared._pending)
-            await wait_for(lambda: _shared_state(server, prefix, "api").get("probes_left") == "1")
-            return _shared_state(server, prefix, "api")["state"]
+            await wait_for(lambda: breaker_state(server, prefix).get("probes_left") == "1")
+            return breaker_state(server, prefix)["state"]
 
     assert asyncio.run(main()) == "half_open"
 
@@ -244,7 +235,7 @@ def test_the_late_outcome_of_a_probe_of_an_earlier_half_open_period_is_ignored(
 
             probe = asyncio.ensure_future(mine.call(slow_probe))
             await entered.wait()
-            first = _shared_state(server, prefix, "api")["epoch"]
+            first = breaker_state(server, prefix)["epoch"]
             await asyncio.sleep(0.2)  # past theirs' probe lease: their admission starts a new period
             released = asyncio.Event()
 
@@ -252,8 +243,8 @@ def test_the_late_outcome_of_a_probe_of_an_earlier_half_open_period_is_ignored(
                 await released.wait()
 
             theirs_probe = asyncio.ensure_future(theirs.call(their_probe))
-            await wait_for(lambda: _shared_state(server, prefix, "api")["epoch"] != first)
-            second = _shared_state(server, prefix, "api")["epoch"]
+            await wait_for(lambda: breaker_state(server, prefix)["epoch"] != first)
+            second = breaker_state(server, prefix)["epoch"]
             link = mine._link
             assert link is not None
             await wait_for(lambda: str(link.epoch) == second)  # the new period's notification
@@ -261,7 +252,7 @@ def test_the_late_outcome_of_a_probe_of_an_earlier_half_open_period_is_ignored(
             with pytest.raises(ConnectionError):
                 await probe  # the old period's probe fails, late
             await wait_for(lambda: not mine_state._pending)
-            state = _shared_state(server, prefix, "api")
+            state = breaker_state(server, prefix)
             released.set()
             await theirs_probe
             return state["state"], mine.state
@@ -287,7 +278,7 @@ def test_a_probe_taken_late_in_a_half_open_period_is_not_overtaken_by_a_new_peri
             await asyncio.sleep(1.5)
             first.cancel()  # its slot given back, 1.5 s into the period
             await asyncio.gather(first, return_exceptions=True)
-            await wait_for(lambda: _shared_state(server, prefix, "api").get("probes_left") == "1")
+            await wait_for(lambda: breaker_state(server, prefix).get("probes_left") == "1")
             second = await held.start(there)  # the slot taken again: its lease ends ~3 s on
             assert await admitted_during(here, 2.2) == 0  # past the period's first lease (before: admitted ~1.5 s on)
             held.finish.set()
