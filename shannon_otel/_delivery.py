@@ -32,6 +32,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from . import _telemetry as tel
+from ._events._error import error_message, error_type
 from ._fork import in_forked_child, release_held
 from ._telemetry import DropReason
 
@@ -94,7 +95,8 @@ class Rejections:
     export); the :class:`_Counted` wrapper around that exporter takes it when the export returns and
     counts the items as dropped (``rejected``; a redirect, the whole export as ``export_failed``).
     The first of each is logged as a warning, later ones only counted (a backend answering every
-    export so must not flood the log, nor feed the logs signal).
+    export so must not flood the log, nor feed the logs signal). The backend's words (its message, the
+    redirect's ``Location``) are quoted (``repr``): one printable line, never a forged log line or a terminal escape.
     """
 
     def __init__(self, items: str) -> None:
@@ -119,7 +121,7 @@ class Rejections:
             _export_log.warning(
                 "the OTLP backend rejected %d of an export's %s (partial success: %s); counted as dropped "
                 "(Telemetry.dropped, shannon.telemetry.dropped reason rejected), later rejections only counted",
-                rejected, self._items, message or "no message")
+                rejected, self._items, repr(message) if message else "no message")
 
     def not_delivered(self, status: int, location: str) -> None:
         """Note that the export running on this exporter reached nothing: answered with a redirect."""
@@ -129,7 +131,7 @@ class Rejections:
             _export_log.warning(
                 "the OTLP endpoint answered %d (redirect to %s), which the OTLP/HTTP exporter does not follow: "
                 "give the final URL as the endpoint; the %s were not delivered (counted as dropped, reason "
-                "export_failed)", status, location or "no location", self._items)
+                "export_failed)", status, repr(location) if location else "no location", self._items)
 
     def _first(self, kind: str) -> bool:
         with self._lock:
@@ -493,7 +495,9 @@ def in_parallel(
             except Exception as exc:
                 # An SDK shutdown that fails (a deadline already spent, a reader that gave up) is an
                 # expected end against a dead backend: one line, the traceback only at debug level.
-                _log.warning("telemetry %s failed: %s", name, exc, exc_info=_log.isEnabledFor(logging.DEBUG))
+                # The error's text quoted (%r): an exporter's may quote the server's words, newlines and all.
+                _log.warning("telemetry %s failed: %s: %r", name, error_type(exc), error_message(exc),
+                             exc_info=_log.isEnabledFor(logging.DEBUG))
                 outcome.append(None)
             finally:
                 done.set()

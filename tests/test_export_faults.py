@@ -325,7 +325,7 @@ def test_spans_and_points_an_http_collector_rejects_in_a_partial_success_are_cou
         by_reason = _dropped_points(reader)
         assert by_reason[("traces", "rejected")] == rejecting.rejected["traces"]
         assert by_reason[("metrics", "rejected")] == rejecting.rejected["metrics"]
-        assert "rejected 3 of an export's spans (partial success: span quota)" in caplog.text
+        assert "rejected 3 of an export's spans (partial success: 'span quota')" in caplog.text
     finally:
         _shutdown(handle)
         sink.close()
@@ -437,11 +437,11 @@ def test_the_check_command_fails_an_endpoint_that_kept_nothing(case: str) -> Non
         assert ok and text.startswith("accepted a test span")
     elif case == "redirect":
         assert not ok
-        assert "answered 308 (redirect to https://127.0.0.1:1/v1/traces)" in text
+        assert "answered 308 (redirect to 'https://127.0.0.1:1/v1/traces')" in text
         assert "give the final URL as the endpoint" in text
     else:
         assert not ok
-        assert text.endswith("rejected 1 of an export's spans (partial success: span quota)")
+        assert text.endswith("rejected 1 of an export's spans (partial success: 'span quota')")
 
 
 # --- error statuses and broken transports ---------------------------------------------------------
@@ -482,7 +482,7 @@ def test_a_redirect_the_exporter_does_not_follow_is_counted_not_delivered(
         assert sink.spans == N_SPANS  # sent to the redirecting server, which kept nothing
         assert handle.dropped["traces"] == N_SPANS
         assert handle.dropped["metrics"] > 0
-        assert f"answered {status} (redirect to https://127.0.0.1:1/v1/traces)" in caplog.text
+        assert f"answered {status} (redirect to 'https://127.0.0.1:1/v1/traces')" in caplog.text
     finally:
         _shutdown(handle)
         sink.close()

@@ -491,7 +491,7 @@ def test_one_poll_of_many_breakers_is_one_round_trip_and_still_sees_each_state(
 
 @pytest.mark.parametrize(("credentials", "said"), [
     ("", "AuthenticationError"),
-    (":wrong@", "AuthenticationError: invalid username-password pair"),
+    (":wrong@", "AuthenticationError: 'invalid username-password pair"),
 ])
 def test_fail_closed_calls_during_an_outage_say_what_the_outage_is(
     server: RedisServer, prefix: str, credentials: str, said: str,

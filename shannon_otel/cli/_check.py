@@ -2,7 +2,9 @@
 
 Each check is bounded by ``--timeout`` (all of its requests and retries together) and prints one
 line; the exit code is 0 only when every target checked answered. The SDK exporter's own log records
-are captured, not printed: the check's line says what went wrong.
+are captured, not printed: the check's line says what went wrong, in the server's or exporter's words shown
+as one line of visible characters (``_shown.visible``: a reason phrase or an error body holding ``\x1b[31m``
+or ``\r\n`` reached the terminal raw).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from opentelemetry.trace import SpanContext, TraceFlags
 from .._delivery import bounded
 from ._pipe import write_line
 from ._secrets import safe_url, scrub
+from ._shown import visible
 
 if TYPE_CHECKING:
     from .._otlp_grpc import GrpcSpans
@@ -178,7 +181,7 @@ def check_otlp(endpoint: str, protocol: str, timeout_s: float, source: str = "--
             logger.removeHandler(captured)
             logger.propagate = was
         for line in captured.building():
-            print(scrub(line), file=sys.stderr)
+            print(visible(scrub(line)), file=sys.stderr)
     took = (time.monotonic() - started) * 1000
     rejected, undelivered = exporter.rejections.take()
     if rejected or undelivered:  # the exporter's warning says which (a partial success, a redirect)
@@ -269,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
         source = args.endpoint_source if args.otlp_endpoint else "--otlp-endpoint"
         ok, text = _within(lambda timeout_s: check_otlp(endpoint, protocol, timeout_s, source), args.timeout)
         line = f"{'ok  ' if ok else 'FAIL'} OTLP {protocol} {safe_url(endpoint)}: {safe_text(text, endpoint)}"
-        write_line(sys.stdout, scrub(line, endpoint))
+        write_line(sys.stdout, visible(scrub(line, endpoint)))
         results.append(ok)
     if not args.skip_prometheus:
         url = args.prometheus or DEFAULT_PROMETHEUS
@@ -278,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
         # --timeout 1` against a port refusing connections blamed the server ("no complete answer within 1 s").
         opener = urllib.request.build_opener()
         ok, text = _within(lambda timeout_s: check_prometheus(url, timeout_s, opener), args.timeout)
-        write_line(sys.stdout, scrub(f"{'ok  ' if ok else 'FAIL'} Prometheus {safe_url(url)}: {safe_text(text, url)}",
-                                     url))
+        line = f"{'ok  ' if ok else 'FAIL'} Prometheus {safe_url(url)}: {safe_text(text, url)}"
+        write_line(sys.stdout, visible(scrub(line, url)))
         results.append(ok)
     return 0 if all(results) else 1

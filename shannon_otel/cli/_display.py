@@ -18,6 +18,7 @@ from .._events import BreakerTransition, Hook, WaveObserver, WaveStarted
 from ..reporting._counters import WaveLive
 from ..reporting._recorder import RunRecorder
 from ._pipe import discard, write_line
+from ._shown import literal, visible
 
 if TYPE_CHECKING:
     from ..executor._report import WaveReport
@@ -48,7 +49,7 @@ class PlainDisplay(Hook):
             discard(self._out)
 
     def _print(self, text: str) -> None:
-        line = f"[{time.monotonic() - self._started:6.2f}s] {text}"
+        line = f"[{time.monotonic() - self._started:6.2f}s] {visible(text)}"
         if not write_line(self._out, line, flush=True) and self.on_gone is not None:
             self.on_gone()
 
@@ -143,7 +144,7 @@ class RichDisplay(Hook):
                 filled = 0 if live.size is None and live.report is None else width
             bar = "[green]" + "#" * filled + "[/][dim]" + "." * (width - filled) + "[/]"
             table.add_row(
-                live.label, bar, _done(live), f"[red]{live.failed}[/]" if live.failed else "0",
+                literal(live.label), bar, _done(live), f"[red]{live.failed}[/]" if live.failed else "0",
                 str(live.active), str(live.retries), str(live.rejected), str(live.degraded),
             )
         return table
@@ -151,7 +152,8 @@ class RichDisplay(Hook):
     def _breaker_text(self) -> str:
         colours = {"closed": "green", "open": "red", "half_open": "yellow"}
         return ", ".join(
-            f"{name}=[{colours[state.value]}]{state.value}[/]" for name, state in self._recorder.breakers.items()
+            f"{literal(name)}=[{colours[state.value]}]{state.value}[/]"
+            for name, state in self._recorder.breakers.items()
         ) or "none"
 
 

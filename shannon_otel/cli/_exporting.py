@@ -26,6 +26,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 from .._config import Telemetry, configure
 from .._metrics_bridge import BridgedInMemoryReader
 from ._secrets import safe_url, scrub
+from ._shown import visible
 
 _MAX_TRACES = 64
 
@@ -135,6 +136,7 @@ class ExportProblems(logging.Handler):
             message = str(record.msg)
         # the gRPC exporter quotes its target, the endpoint's password included ("user:password@host:port")
         message = scrub(message, self.target) if self.target is not None else message
+        message = visible(message)  # the backend's words, printed on stderr and in the summary
         if _REFUSED_METRICS.search(message):
             self.metrics_refused += 1
             if self.metrics_refused == 1:

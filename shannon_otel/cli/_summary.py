@@ -1,7 +1,9 @@
 """The end-of-run summary: waves table, resilience, anomalies, the slowest wave's waterfall, advice.
 
 :class:`Out` writes headings, tables and lines either through a rich console (terminals) or as plain
-aligned text (pipes, files, no rich installed); the sections are the same in both.
+aligned text (pipes, files, no rich installed); the sections are the same in both. Every text it is given
+may hold a server's or an exception's words: it is shown one line per line, control characters as escapes, rich
+markup as its characters (``_shown``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ..reporting._recorder import RunRecorder
 from ..reporting._run import RunReport
 from ._pipe import write_line
 from ._secrets import scrub
+from ._shown import literal, visible
 from ._waterfall import Row
 
 _MAX_WAVE_ROWS = 20
@@ -57,17 +60,17 @@ class Out:
     def heading(self, text: str) -> None:
         if self.console is not None:
             self.console.print()
-            self.console.rule(f"[bold]{text}", align="left")
+            self.console.rule(f"[bold]{literal(text)}", align="left")
         else:
-            self._print(f"\n== {text} ==")
+            self._print(f"\n== {visible(text)} ==")
 
     def line(self, text: str, style: str | None = None) -> None:
         """``text`` word-wrapped to ``width``: a number keeps its unit and a trace id stays whole.
 
         OTLP header values from the environment are masked (``_secrets.scrub``): an exporter's error
-        quoted here never shows an API key.
+        quoted here never shows an API key, nor a control character (an escape instead).
         """
-        lines = _wrap(scrub(text), self.width)
+        lines = _wrap(visible(scrub(text)), self.width)
         if self.console is not None:
             from rich.text import Text
 
@@ -83,7 +86,10 @@ class Out:
     ) -> None:
         """A table whose first column names the rows. Wider than ``width``, it is printed as several
         tables, each with the first column: split at the column indexes in ``breaks`` first (groups
-        that belong together), then wherever the next column would not fit."""
+        that belong together), then wherever the next column would not fit. Cells are shown as
+        :func:`~._shown.visible` makes them (one line each), measured so."""
+        headers, rows = _visible(headers), [_visible(row) for row in rows]
+        footer = _visible(footer) if footer is not None else None
         every = [list(headers), *map(list, rows), *([list(footer)] if footer is not None else [])]
         widths = [max(len(r[i]) for r in every) for i in range(len(headers))]
         for columns in _column_groups(widths, self.width, breaks):
@@ -97,15 +103,16 @@ class Out:
     ) -> None:
         if self.console is not None:
             from rich import box
+            from rich.markup import escape
             from rich.table import Table
 
             table = Table(show_footer=footer is not None, header_style="bold", box=box.SIMPLE_HEAD,
                           show_edge=False, pad_edge=False, padding=(0, _GAP - 1, 0, 0), collapse_padding=True)
             for i, header in enumerate(headers):
-                table.add_column(header, justify="left" if i == 0 else "right", no_wrap=True, min_width=widths[i],
-                                 footer=footer[i] if footer is not None else "")
+                table.add_column(escape(header), justify="left" if i == 0 else "right", no_wrap=True,
+                                 min_width=widths[i], footer=escape(footer[i]) if footer is not None else "")
             for row in rows:
-                table.add_row(*row)
+                table.add_row(*map(escape, row))  # rich parses a cell's markup: the cells are text
             self.console.print(table)
             return
 
@@ -121,6 +128,10 @@ class Out:
         if footer is not None:
             self._print(rule)
             self._print(fmt(footer))
+
+
+def _visible(cells: Sequence[str]) -> list[str]:
+    return [visible(cell) for cell in cells]
 
 
 _UNIT = re.compile(r"(\d) (ms|s|us|min|h|x)\b")

@@ -565,9 +565,10 @@ def _named(keys: list[str]) -> str:
 
 def _described(exc: BaseException) -> str:
     """The error's class and the server's message (redis-py's repr, e.g. ``server:OutOfMemoryError``,
-    leaves out the message that says what is wrong: "OOM command not allowed...", "NOPERM...")."""
+    leaves out the message that says what is wrong: "OOM command not allowed...", "NOPERM..."), quoted
+    (``repr``): the server's text, in a log line or an exception's message, is one printable line."""
     kind, message = str(error_type(exc)), error_message(exc)
-    return f"{kind}: {message}" if message else kind
+    return f"{kind}: {message!r}" if message else kind
 
 
 def _redacted(url: str) -> str:
