@@ -261,13 +261,12 @@ def resilience_section(out: Out, recorder: RunRecorder, run: RunReport) -> None:
              "degraded: calls Degrade answered with a degraded result (its default, last good value or cheaper "
              "call); fallbacks: calls whose Fallback ran (one that failed too, then also failed); "
              "failed: calls that raised into their task.", "dim")
-    moves: dict[str, Counter[str]] = {}
-    for t in run.transitions:
-        moves.setdefault(t.breaker, Counter())[f"{t.from_state.value}->{t.to_state.value}"] += 1
+    tallies = run.tallies()  # every transition counted (run.transitions keeps the newest 1,000)
     for name, state in recorder.breakers.items():
-        own = moves.get(name, Counter())
-        detail = ", ".join(f"{k} x{v}" for k, v in own.items()) or "no transitions"
-        out.line(f"breaker {name}: {own.total()} transitions ({detail}); now {state.value}")
+        tally = tallies.get(name)
+        moves = tally.moves if tally is not None else {}
+        detail = ", ".join(f"{k} x{v}" for k, v in moves.items()) or "no transitions"
+        out.line(f"breaker {name}: {sum(moves.values())} transitions ({detail}); now {state.value}")
     shown = {t: (saga, steps) for saga, steps, t in recorder.rollbacks}
     failed = f", {run.failed_rollbacks} failed to roll back (a compensation failed)" if run.failed_rollbacks else ""
     out.line(f"sagas: {run.rollbacks} rolled back{failed}, {run.compensations} compensations run"

@@ -1,6 +1,7 @@
 """Run-level reporting: the ``RunRecorder`` hook (``_recorder.py``; its live counters in
 ``_counters.py``, its per-wave, per-call and per-saga observers in ``_observers.py``), the
-``RunReport`` it builds and the advice only a run shows (``_run.py``), and what advice is plus the
+``RunReport`` it builds and the advice only a run shows (``_run.py``; each breaker's transitions counted
+in ``_breakers.py``), and what advice is plus the
 advice one wave earns (``_advice.py``, a leaf: the executor's ``WaveReport.recommendations`` reads it).
 
 Downstream of the executor and the policies in the flow: the recorder is a hook like any other,

@@ -37,6 +37,7 @@ from .._telemetry import (
     BreakerState,
 )
 from .._validate import check_number
+from ._breakers import BreakerCount
 from ._counters import WaveLive, _Op
 from ._observers import _CallObs, _SagaObs, _WaveObs, current_trace_id
 from ._run import OperationStats, RunReport
@@ -64,7 +65,8 @@ class RunRecorder(Hook):
         self.totals: Counter[str] = Counter()  # every finished wave: "waves", "retries", each outcome
         self.sums: dict[str, float] = {}  # every finished wave: total tokens and cost, by measurement
         self.breakers: dict[str, BreakerState] = {}
-        self.transitions: deque[BreakerTransition] = deque(maxlen=_KEEP)
+        self.transitions: deque[BreakerTransition] = deque(maxlen=_KEEP)  # the newest; counted in full in:
+        self._counts: dict[str, BreakerCount] = {}
         self.latency: LogHistogram = LogHistogram()  # every started task's duration, all waves
         self.compensations: int = 0
         self.rolled_back: int = 0  # failed sagas whose every compensation succeeded
@@ -116,6 +118,10 @@ class RunRecorder(Hook):
         with self._lock:
             self.breakers[event.breaker] = event.to_state
             self.transitions.append(event)
+            count = self._counts.get(event.breaker)
+            if count is None:
+                count = self._counts[event.breaker] = BreakerCount(event.breaker)
+            count.add(event)
 
     def _finished(self, live: WaveLive) -> None:
         """Fold a finished wave into the totals; called with the lock held."""
@@ -193,9 +199,10 @@ class RunRecorder(Hook):
             done = [w for w in self.waves if w.report is not None]
             found = list(self._anomalies)
             transitions = tuple(self.transitions)
+            tallies = {name: count.tally() for name, count in self._counts.items()}
             compensations, rolled_back, failed_rollbacks = self.compensations, self.rolled_back, self.failed_rollbacks
         return RunReport(
             tuple(w.report for w in done if w.report is not None), tuple(w.label for w in done), operations,
             transitions, compensations, rolled_back,
-            tuple(event for _, event in found), tuple(wave for wave, _ in found), failed_rollbacks,
+            tuple(event for _, event in found), tuple(wave for wave, _ in found), failed_rollbacks, tallies,
         )

@@ -23,6 +23,7 @@ from ._advice import (
     plural,
     times,
 )
+from ._breakers import MEDIAN_OF, BreakerCount, BreakerTally
 
 if TYPE_CHECKING:
     from .._events import Anomaly, BreakerTransition
@@ -77,6 +78,17 @@ class RunReport:
     # ``rollbacks``: failed sagas whose every compensation succeeded (``SagaResult.rolled_back``);
     # ``failed_rollbacks``: failed sagas with a compensation that failed, its step left in effect
     failed_rollbacks: int = 0
+    # every breaker heard, counted over all its transitions (``transitions`` holds only the newest 1,000
+    # a recorder kept); a report built without them counts ``transitions`` instead
+    breakers: Mapping[str, BreakerTally] = field(default_factory=dict)
+
+    def tallies(self) -> dict[str, BreakerTally]:
+        """Each breaker's tally: ``breakers``, and for a breaker only ``transitions`` has, counted from them."""
+        out = dict(self.breakers)
+        for name in dict.fromkeys(t.breaker for t in self.transitions):
+            if name not in out:
+                out[name] = BreakerCount.of(name, self.transitions)
+        return out
 
     def recommendations(self, thresholds: AdviceThresholds = DEFAULT_THRESHOLDS) -> list[Recommendation]:
         """Wave advice (worst wave per kind), then breaker, retry and latency-anomaly advice."""
@@ -102,55 +114,54 @@ class RunReport:
                 )
             if found is not None:
                 out.append(found)
-        out += _flapping(self.transitions, thresholds)
+        out += _flapping(self.tallies(), self.transitions, thresholds)
         out += [r for op in self.operations.values() if (r := _storm(op, thresholds)) is not None]
         out += [r for op in self.operations.values() if (r := _anomaly(op, thresholds)) is not None]
         return out
 
 
-def _outages(events: Sequence[BreakerTransition]) -> list[float]:
-    """Durations of one breaker's closed -> ... -> closed episodes; one still open at the end of the run
-    ends at the breaker's last transition (a lower bound)."""
-    out, start = [], None
-    for t in events:
-        if start is None and t.to_state is not BreakerState.CLOSED:
-            start = t.time
-        elif start is not None and t.to_state is BreakerState.CLOSED:
-            out.append(t.time - start)
-            start = None
-    if start is not None:
-        out.append(events[-1].time - start)
-    return out
-
-
-def _flapping(transitions: Sequence[BreakerTransition], th: AdviceThresholds) -> list[Recommendation]:
+def _flapping(
+    tallies: Mapping[str, BreakerTally], transitions: Sequence[BreakerTransition], th: AdviceThresholds,
+) -> list[Recommendation]:
     out = []
-    for name in dict.fromkeys(t.breaker for t in transitions):
-        events = [t for t in transitions if t.breaker == name]
-        reopens = sum(1 for t in events if t.from_state is BreakerState.HALF_OPEN and t.to_state is BreakerState.OPEN)
-        if reopens < th.flapping_reopens:
+    for name, tally in tallies.items():
+        if tally.reopens < th.flapping_reopens:
             continue
-        opened = [t.time for t in events if t.to_state is BreakerState.OPEN]
-        # each probe against the opening just before it: an opening that ended otherwise (reset()) has none
+        # each probe against the opening just before it (of the transitions kept): an opening that ended
+        # otherwise (reset()) has none
         waits, last_open = [], None
-        for t in events:
+        for t in transitions:
+            if t.breaker != name:
+                continue
             if t.to_state is BreakerState.OPEN:
                 last_open = t.time
             elif t.to_state is BreakerState.HALF_OPEN and last_open is not None and t.time >= last_open:
                 waits.append(t.time - last_open)
         reset = statistics.median(waits) if waits else math.nan
-        # Each outage separately: spanning first open to last close would merge outages minutes apart.
-        outages = _outages(events)
-        longest, typical = max(outages), statistics.median(outages)
-        span = (f"a {ms(longest)} outage" if len(outages) == 1 else
-                f"{len(outages)} outages (median {ms(typical)}, longest {ms(longest)})")
+        probe = f" after ~{ms(reset)} open" if waits else ""
+        # Each outage separately: spanning first open to last close would merge outages minutes apart. One not
+        # over at the breaker's last transition is only known to have lasted that long: it is said so.
+        ended, ongoing = tally.outages, tally.open_for_s
+        longest = max((x for x in (tally.longest_s, ongoing) if x is not None and not math.isnan(x)), default=0.0)
+        typical = tally.median_s if ended else longest
+        span = ""
+        if ended == 1:
+            span = f"a {ms(tally.longest_s)} outage"
+        elif ended:
+            of = f" of the newest {MEDIAN_OF}" if ended > MEDIAN_OF else ""
+            span = f"{ended} outages (median {ms(tally.median_s)}{of}, longest {ms(tally.longest_s)})"
+        if ongoing is not None:
+            still = f"an outage not over after {ms(ongoing)}"
+            span = f"{span} and {still}" if ended else still
+        towards = f"towards {ms(longest)}" + (" or more" if ongoing is not None and ongoing >= longest else "")
         out.append(Recommendation(
             "breaker_flapping", name,
-            f"breaker {name!r} flapped: opened {len(opened)} times, {reopens} of them re-opened by a failed "
-            f"probe after ~{ms(reset)} open, over {span}. The reset timeout is too short for "
-            f"this dependency: raise reset_timeout towards {ms(longest)} (or add backoff to it).",
-            {"opens": float(len(opened)), "reopens": float(reopens), "reset_timeout_s": reset,
-             "outage_s": longest, "median_outage_s": typical, "outages": float(len(outages))},
+            f"breaker {name!r} flapped: opened {tally.opens} times, {tally.reopens} of them re-opened by a failed "
+            f"probe{probe}, over {span}. The reset timeout is too short for "
+            f"this dependency: raise reset_timeout {towards} (or add backoff to it).",
+            {"opens": float(tally.opens), "reopens": float(tally.reopens), "reset_timeout_s": reset,
+             "outage_s": longest, "median_outage_s": typical, "outages": float(ended + (ongoing is not None)),
+             "open_at_end": float(ongoing is not None)},
         ))
     return out
 
