@@ -655,8 +655,8 @@ def test_a_breaker_that_learns_its_shared_state_from_an_answer_says_why_it_chang
                 assert mine.state is BreakerState.OPEN  # nothing told here
                 await admitted(mine)  # Redis answers: closed
         transitions = [r.getMessage() for r in caplog.records if r.name == "shannon_otel.breaker"]
-        assert transitions == ["circuit breaker api is open (was closed): failure_threshold",
-                               "circuit breaker api is closed (was open): probe_success"], transitions
+        assert transitions == ["circuit breaker 'api' is open (was closed): failure_threshold",
+                               "circuit breaker 'api' is closed (was open): probe_success"], transitions
 
     try:
         asyncio.run(main())

@@ -118,7 +118,7 @@ def test_a_transition_a_hook_makes_reaches_every_hook_after_the_one_that_caused_
         asyncio.run(asyncio.wait_for(breaker.call(fail), 10))
     assert breaker.state is CLOSED
     assert seen.pairs == [("closed", "open"), ("open", "closed")]
-    lines = [r.getMessage() for r in caplog.records if "self-healing is" in r.getMessage()]
+    lines = [r.getMessage() for r in caplog.records if "'self-healing' is" in r.getMessage()]
     assert len(lines) == 2 and "is open" in lines[0] and "is closed" in lines[1]
 
 

@@ -493,7 +493,7 @@ def test_tasks_appended_after_the_streams_last_task_was_taken_are_logged_not_los
     assert record.levelno == logging.WARNING and record.name == "shannon_otel"
     assert record.__dict__["shannon.wave.name"] == "ended-early"
     assert record.__dict__["shannon.wave.tasks_not_run.count"] == 2
-    assert "ended-early: 2 task(s)" in record.getMessage()
+    assert "wave 'ended-early': 2 task(s)" in record.getMessage()
 
 
 def test_a_stream_left_early_or_read_whole_without_late_tasks_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
