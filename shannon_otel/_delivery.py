@@ -495,8 +495,10 @@ def in_parallel(
             except Exception as exc:
                 # An SDK shutdown that fails (a deadline already spent, a reader that gave up) is an
                 # expected end against a dead backend: one line, the traceback only at debug level.
-                # The error's text quoted (%r): an exporter's may quote the server's words, newlines and all.
-                _log.warning("telemetry %s failed: %s: %r", name, error_type(exc), error_message(exc),
+                # The error's text quoted (%r): an exporter's may quote the server's words, newlines and all. An
+                # error with none (a bare TimeoutError) is its type alone (it read "TimeoutError: ''").
+                message = error_message(exc)
+                _log.warning("telemetry %s failed: %s%s", name, error_type(exc), f": {message!r}" if message else "",
                              exc_info=_log.isEnabledFor(logging.DEBUG))
                 outcome.append(None)
             finally:

@@ -76,6 +76,16 @@ def _answer(status: int, body: bytes, reason: str | None = None) -> Answer:
     return write
 
 
+def _redirect(location: str) -> Answer:
+    def write(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(302)
+        handler.send_header("Location", location)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    return write
+
+
 def _partial_success(message: str) -> bytes:
     answer = trace_pb.ExportTraceServiceResponse(partial_success=trace_pb.ExportTracePartialSuccess(
         rejected_spans=1, error_message=message))
@@ -115,6 +125,23 @@ def test_check_shows_an_otlp_servers_words_as_visible_characters(
     for text in (captured.out, captured.err):
         assert "\x1b" not in text and "\r" not in text and "\x85" not in text and "\x9b" not in text
 
+
+@pytest.mark.parametrize(("answer", "quoted"), [
+    (_answer(200, _partial_success("span too large; limit 4 MB")), "(partial success: 'span too large; limit 4 MB')"),
+    (_redirect("https://x.example/v1/traces;a=1; b"),
+     "(redirect to 'https://x.example/v1/traces;a=1; b'), which the OTLP/HTTP exporter does not follow: give the "
+     "final URL as the endpoint"),
+])
+def test_check_quotes_a_servers_words_holding_a_semicolon_whole(
+    answer: Answer, quoted: str, serve: Callable[[Answer], str], capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Bug: the check cut the library's warning at its first "; " to drop what the demo counts, and the server's
+    words quoted in it were cut there: "(partial success: 'span too large", the quote left open. Now at its last."""
+    url = serve(answer)
+    code = main(["check", "--skip-prometheus", "--otlp-protocol", "http", "--otlp-endpoint", url, "--timeout", "10"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert out.endswith(f"{quoted}\n"), out
 
 def test_rich_output_shows_markup_and_control_characters_of_text_literally() -> None:
     file = io.StringIO()
@@ -201,6 +228,16 @@ def test_a_failed_telemetry_call_is_logged_as_one_line(caplog: pytest.LogCapture
         assert bounded("flush", fail, 10.0) == (True, None)
     message = _one_line(caplog, "telemetry flush failed")
     assert message == "telemetry flush failed: RuntimeError: 'deadline spent\\r\\nFAKE LOG LINE'"
+
+
+def test_a_failed_telemetry_call_without_a_message_is_logged_as_its_type(caplog: pytest.LogCaptureFixture) -> None:
+    """Bug: an error with no text was logged with an empty quote: "telemetry flush failed: TimeoutError: ''"."""
+    def fail() -> None:
+        raise TimeoutError
+
+    with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+        assert bounded("flush", fail, 10.0) == (True, None)
+    assert _one_line(caplog, "telemetry flush failed") == "telemetry flush failed: TimeoutError"
 
 
 def test_a_redis_servers_error_text_is_one_line() -> None:

@@ -185,7 +185,9 @@ def check_otlp(endpoint: str, protocol: str, timeout_s: float, source: str = "--
     took = (time.monotonic() - started) * 1000
     rejected, undelivered = exporter.rejections.take()
     if rejected or undelivered:  # the exporter's warning says which (a partial success, a redirect)
-        why = (captured.reason() or "the backend rejected the test span").split("; ", 1)[0]
+        # Its own words end at its last "; " (what the demo counts): the server's, quoted before it, may hold one
+        # ("span too large; limit 4 MB" read "(partial success: 'span too large", cut and its quote left open).
+        why = (captured.reason() or "the backend rejected the test span").rsplit("; ", 1)[0]
         return False, f"not accepted after {took:.0f} ms: {why}"
     if result is SpanExportResult.SUCCESS:
         return True, f"accepted a test span in {took:.0f} ms (service shannon-otel-check)"
