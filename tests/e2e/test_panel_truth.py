@@ -258,7 +258,7 @@ def test_policy_event_panels_count_every_event_of_both_processes(prometheus: Pro
         runs_ * SAGA_RUNS * SAGA_COMPENSATED_STEPS
     )
     transitions = show(prometheus, "Breaker transitions", runs.at, window)
-    assert transitions == {frozenset({"job": SERVICE, "shannon_breaker_name": "truth.breaker",
+    assert transitions == {frozenset({"job": SERVICE, "service_name": SERVICE, "shannon_breaker_name": "truth.breaker",
                                       "shannon_breaker_state_to": "open"}.items()): PROCESSES}
     per_call = show(prometheus, "Most retried operations", runs.at, window)
     assert one(per_call, shannon_operation="truth.retry") == 1.0
@@ -269,7 +269,8 @@ def test_breaker_panels_show_one_breaker_open_whatever_the_instances(prometheus:
     one breaker per instance (2 after a restart, while the old instance's series lingered)."""
     window = _whole(runs)
     state = show(prometheus, "Breaker state", runs.at, window)
-    assert state == {frozenset({"job": SERVICE, "shannon_breaker_name": "truth.breaker"}.items()): 2.0}
+    assert state == {frozenset({"job": SERVICE, "service_name": SERVICE,
+                                "shannon_breaker_name": "truth.breaker"}.items()): 2.0}
     expr = dashboard_query(prometheus, panel_exprs("Open breakers")[0], {"job": SERVICE, "breaker": "truth[.]breaker"})
     assert [float(s["value"][1]) for s in prometheus.query(expr, at=runs.at)] == [1.0]
 
@@ -344,7 +345,7 @@ def test_ratio_panels_show_no_nan_when_idle(prometheus: Prometheus, runs: Runs, 
 def test_watched_series_are_counted_once_whatever_the_instances(prometheus: Prometheus, runs: Runs) -> None:
     """Both processes scored the latency of wave "watched": one watched series, not one per instance."""
     scores = show(prometheus, "Anomaly score by series", runs.at, _whole(runs))
-    assert set(scores) == {frozenset({"job": SERVICE, "shannon_anomaly_series": "watched",
+    assert set(scores) == {frozenset({"job": SERVICE, "service_name": SERVICE, "shannon_anomaly_series": "watched",
                                       "shannon_anomaly_signal": "latency"}.items())}
     assert show(prometheus, "Watched series", runs.at, _whole(runs)) == {frozenset(): 1.0}
 

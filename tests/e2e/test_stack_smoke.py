@@ -166,8 +166,11 @@ def test_metric_sent_through_the_collector_is_scraped_by_prometheus(
     assert sample["value"][1] == "3"
     assert sample["metric"]["outcome"] == "ok"
     assert sample["metric"]["job"] == service  # honor_labels keeps the exporter's job = service.name
-    # No resource attribute is copied onto the series (cardinality); they live on target_info.
-    assert "service_name" not in sample["metric"] and "telemetry_sdk_version" not in sample["metric"]
+    # The bundled config copies the resource attributes onto the series (resource_to_telemetry_conversion), so
+    # the alert and dashboard links find service.name unchanged in service_name (job is namespace/name); constant
+    # per process, they add no series. target_info keeps them too.
+    assert sample["metric"]["service_name"] == service
+    assert sample["metric"]["telemetry_sdk_language"] == "python"
     (info,) = prometheus.wait_for(f'target_info{{job="{service}"}}')
     assert info["metric"]["telemetry_sdk_language"] == "python"
     (count,) = prometheus.wait_for(f'smoke_latency_seconds_count{{job="{service}"}}')
