@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 
 from opentelemetry import _logs as otel_logs
 from opentelemetry import metrics, trace
+from opentelemetry._logs import LogRecord
 from opentelemetry._logs._internal import ProxyLoggerProvider  # the unset global has no public name
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk.metrics import Histogram as HistogramInstrument
@@ -127,6 +128,17 @@ class _LogHandler(LoggingHandler):
     """
 
     _shut = False
+
+    def _translate(self, record: logging.LogRecord) -> LogRecord:
+        """The SDK's translation, plus the record's ``event.name`` extra (the logging hook's and the executor's
+        records) in the log record's own EventName field, which the logs data model gives an event record and the
+        semantic conventions name in place of the deprecated ``event.name`` attribute (kept too, for the queries
+        written against it). The SDK's handler fills attributes only: every record arrived with EventName empty."""
+        translated = super()._translate(record)
+        name = record.__dict__.get(tel.LOG_EVENT_NAME)
+        if isinstance(name, str) and name:
+            translated.event_name = name
+        return translated
 
     def close(self) -> None:
         self._shut = True

@@ -1,0 +1,43 @@
+"""The library's log records are OTel *events*: their name travels in the log record's EventName field.
+
+The logs data model gives an event record a top-level ``EventName`` ("This field SHOULD be set for events"), and
+the semantic conventions deprecate the ``event.name`` attribute in its favour. The SDK's ``LoggingHandler``
+turns a ``logging`` record's extras into attributes only, so every record arrived with EventName empty: a
+backend filtering events by name (the collector's ``log_record.event_name`` in OTTL, Loki's ``event_name``)
+found none of them. The attribute stays as well, for queries written against it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from shannon_otel import CircuitBreaker, Retry
+from shannon_otel._telemetry import EVENT_RETRY_SCHEDULED, LOG_EVENT_NAME, LOG_EVENT_OPENED
+from shannon_otel.testing import InMemoryTelemetry, run_virtual
+
+
+def test_every_resilience_record_names_its_event_in_the_event_name_field() -> None:
+    memory = InMemoryTelemetry(logs=True)
+    try:
+        async def fails() -> None:
+            raise KeyError("down")
+
+        async def main() -> None:
+            breaker = CircuitBreaker("db", failure_threshold=2, reset_timeout=100, **memory.providers)
+            with contextlib.suppress(KeyError):
+                await Retry(attempts=2, initial=0.01, name="op", **memory.providers).call(breaker.call, fails)
+
+        run_virtual(main())
+        logging.getLogger("shannon_otel").warning("a record of the user's own, no event")
+        records = [r.log_record for r in memory.log_records()]
+        named = {r.event_name: dict(r.attributes or {}) for r in records if r.event_name}
+        assert EVENT_RETRY_SCHEDULED in named and LOG_EVENT_OPENED in named, [(r.event_name, r.body) for r in records]
+        for event_name, attributes in named.items():
+            assert attributes[LOG_EVENT_NAME] == event_name  # the deprecated attribute kept, the same value
+        # every record the library wrote as an event has it; a plain record is no event (EventName unset)
+        assert all(r.event_name for r in records if LOG_EVENT_NAME in (r.attributes or {}))
+        plain = [r for r in records if r.body == "a record of the user's own, no event"]
+        assert len(plain) == 1 and not plain[0].event_name
+    finally:
+        memory.shutdown()
