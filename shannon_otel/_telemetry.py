@@ -25,6 +25,7 @@ TASK_INDEX: Final = "shannon.task.index"
 TASK_OUTCOME: Final = "shannon.task.outcome"
 TASK_QUEUE_WAIT: Final = "shannon.task.queue_wait"
 ERROR_TYPE: Final = "error.type"  # OTel semantic conventions
+ERROR_TYPE_OTHER: Final = "_OTHER"  # its fallback value (semantic conventions): a failed wave of several error types
 # What the OTel hook sets on a task span itself (a user measurement of the same name is refused by record())
 TASK_SPAN_ATTRIBUTES: Final = (WAVE_NAME, TASK_INDEX, TASK_QUEUE_WAIT, TASK_OUTCOME, WAVE_BATCH, ERROR_TYPE)
 

@@ -455,18 +455,32 @@ class _WaveTelemetry(WaveObserver):
         if span is None:
             return
         try:
+            failed = bool(report.failed) or report.outcome is Outcome.FAILURE
             span.set_attributes({  # the outcome last: the one kept longest past a low attribute count limit
                 **{tel.WAVE_TASKS_PREFIX + o.value: n for o, n in report.counts.items()},
                 tel.WAVE_EFFICIENCY_ATTR: report.parallel_efficiency,
+                **({tel.ERROR_TYPE: _wave_error_type(report)} if failed else {}),
                 tel.TASK_OUTCOME: report.outcome.value,
             })
-            if report.failed or report.outcome is Outcome.FAILURE:
+            if failed:
                 # A cancelled wave whose tasks failed before it was cancelled is ERROR too (its outcome
                 # stays `cancellation`). No task failed, yet the wave did: it raised (its lazy input did).
                 span.set_status(Status(StatusCode.ERROR, _failed_reason(report)))
         finally:
             forget(span)
             span.end()
+
+
+def _wave_error_type(report: WaveReport) -> str:
+    """A failed wave span's ``error.type`` (the semantic conventions ask it of every failed span): its failed
+    tasks' error type when they share one, else ``_OTHER``, the conventions' fallback: several types, or none
+    (the wave itself raised, e.g. its lazy input did: the hook is not told that error)."""
+    types = report.errors_by_type
+    if report.failed and len(types) == 1:
+        (only,) = types
+        if only:
+            return only
+    return tel.ERROR_TYPE_OTHER
 
 
 def _failed_reason(report: WaveReport) -> str:
