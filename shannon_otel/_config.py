@@ -25,6 +25,7 @@ from opentelemetry.sdk.metrics.view import DefaultAggregation, ExplicitBucketHis
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.util.types import Attributes
 
 from . import _telemetry as tel
 from ._bridge import _registered, exemplar_mode
@@ -39,6 +40,7 @@ from ._delivery import (
     env_int,
     rejections_of,
 )
+from ._events import error_type
 from ._exporters import (
     _EXPORTERS,
     _check_http_url,
@@ -128,6 +130,17 @@ class _LogHandler(LoggingHandler):
     """
 
     _shut = False
+
+    @staticmethod
+    def _get_attributes(record: logging.LogRecord) -> Attributes:
+        """The SDK's attributes, with ``exception.type`` (a failing hook's record) the qualified class name the
+        exception conventions ask for and ``error.type`` carries (``shannon.hook.errors``): the SDK wrote the bare
+        ``__name__``, ``HookError`` for ``app.hooks.HookError``."""
+        attributes = dict(LoggingHandler._get_attributes(record) or {})
+        qualified = error_type(record.exc_info[1]) if record.exc_info else None
+        if qualified is not None and tel.EXCEPTION_TYPE in attributes:
+            attributes[tel.EXCEPTION_TYPE] = qualified
+        return attributes
 
     def _translate(self, record: logging.LogRecord) -> LogRecord:
         """The SDK's translation, plus the record's ``event.name`` extra (the logging hook's and the executor's

@@ -41,3 +41,33 @@ def test_every_resilience_record_names_its_event_in_the_event_name_field() -> No
         assert len(plain) == 1 and not plain[0].event_name
     finally:
         memory.shutdown()
+
+
+class HookBrokeError(Exception):
+    """An error class of a module (not a builtin): ``exception.type`` must say which."""
+
+
+def test_a_failing_hooks_record_names_its_error_by_the_qualified_class_as_spans_and_metrics_do() -> None:
+    """The exception semantic conventions: ``exception.type`` is "the type of the exception (its fully-qualified class
+    name, if applicable)". The SDK's handler wrote the bare ``__name__`` (``HookBrokeError``), while the same error is
+    ``<module>.HookBrokeError`` in ``shannon.hook.errors``' ``error.type``, and the semantic conventions ask one value
+    for one error across signals."""
+    from shannon_otel import Hook, Wave
+
+    class Broken(Hook):
+        def wave_started(self, event: object) -> None:
+            raise HookBrokeError("the hook broke")
+
+    memory = InMemoryTelemetry(logs=True)
+    try:
+        async def work(i: int) -> int:
+            return i
+
+        run_virtual(Wave("w", hooks=[Broken()], **memory.providers).map(work, range(1)))
+        [record] = [r.log_record for r in memory.log_records() if "exception.type" in (r.log_record.attributes or {})]
+        [point] = memory.points("shannon.hook.errors")
+        expected = f"{HookBrokeError.__module__}.HookBrokeError"
+        assert point.attributes["error.type"] == expected
+        assert (record.attributes or {})["exception.type"] == expected
+    finally:
+        memory.shutdown()
