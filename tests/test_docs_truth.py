@@ -4,6 +4,7 @@ names, the instrumentation scope, bucket boundaries and import steps as the docs
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import re
 import subprocess
@@ -947,3 +948,54 @@ def test_architecture_md_lists_every_module_of_the_package() -> None:
         elif parts[-1] != "__init__.py" and f"`{parts[-1]}`" not in rows.get(f"{parts[0]}/", ""):
             missing.append("/".join(parts))
     assert missing == [], f"docs/architecture.md's module table does not name {missing}"
+
+
+def test_the_tail_samplers_docstring_names_every_count_its_stats_return() -> None:
+    """``help(TailSampler)`` said ``stats()`` "returns them all" after naming four counts; it returns a fifth,
+    ``buffered_spans`` (the spans held undecided now), which a reader of the docstring never learned of."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    sampler = shannon_otel.TailSampler(SimpleSpanProcessor(InMemorySpanExporter()))
+    named = set(re.findall(r"``(\w+)``", sampler.__doc__ or ""))
+    assert sorted(set(sampler.stats()) - named) == []
+
+
+def test_the_range_the_retry_docstring_gives_its_random_source_is_the_range_it_takes() -> None:
+    """``help(Retry)`` said ``random`` is "a callable returning ``[0, 1)``", and so did the TypeError of one that is
+    not callable; a source returning 1.0 is taken (the full backoff), and its ValueError said "[0, 1]". The docstring's
+    interval is now the one the retry applies, checked at both ends and just past them."""
+    import asyncio
+
+    doc = " ".join((shannon_otel.Retry.__doc__ or "").split())
+    found = re.search(r"``random`` \(a ``random\.Random`` or a callable returning (?:a number in )?"
+                      r"``([\[(])(\d+), (\d+)([\])])``\)", doc)
+    assert found is not None, doc
+    opening, low, high, closing = found.groups()
+
+    def takes(value: float) -> bool:
+        failed = []
+
+        async def fail() -> None:
+            failed.append(1)
+            if len(failed) < 2:
+                raise ConnectionError("down")
+
+        async def sleep(seconds: float) -> None:
+            pass
+
+        retry = shannon_otel.Retry(attempts=2, random=lambda: value, sleep=sleep, instrument=False)
+        try:
+            asyncio.run(retry.call(fail))
+        except ValueError as exc:
+            refused.append(str(exc))
+            return False
+        return True
+
+    refused: list[str] = []
+
+    assert takes(float(low)) == (opening == "[")
+    assert takes(float(high)) == (closing == "]")
+    assert not takes(math.nextafter(float(low), -math.inf))
+    assert not takes(math.nextafter(float(high), math.inf))
+    assert all(message.startswith("random (the jitter source) must return values in") for message in refused)
