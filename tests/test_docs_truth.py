@@ -3,7 +3,9 @@ names, the instrumentation scope, bucket boundaries and import steps as the docs
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import logging
 import math
 import os
 import re
@@ -12,6 +14,8 @@ import sys
 import textwrap
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 import shannon_otel.testing
 
@@ -999,3 +1003,40 @@ def test_the_range_the_retry_docstring_gives_its_random_source_is_the_range_it_t
     assert not takes(math.nextafter(float(low), -math.inf))
     assert not takes(math.nextafter(float(high), math.inf))
     assert all(message.startswith("random (the jitter source) must return values in") for message in refused)
+
+
+def test_what_logging_md_says_replaces_the_default_logging_hook_is_what_replaces_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """docs/logging.md said "pass a hook in `hooks=`; it replaces the default": a `RunRecorder` or an `AnomalyHook`
+    in `hooks=` leaves the default logging hook in place (only a `LoggingHook` replaces it), so a reader silencing
+    the retry records that way still got them, and one adding a recorder expected to lose them."""
+    import asyncio
+    import uuid
+
+    text = " ".join((ROOT / "docs" / "logging.md").read_text(encoding="utf-8").split())
+    said = re.search(r"Per entry point: pass a `(\w+)` in `hooks=`; it replaces the default \(any other hook, a "
+                     r"`(\w+)` or an `(\w+)`, leaves the default in place: `hooks=\[\]` logs as before\)", text)
+    assert said is not None
+    replacing, *others = said.groups()
+    tel = shannon_otel.testing.InMemoryTelemetry()  # an SDK provider: every traced call is logged by default
+
+    async def fail() -> None:
+        raise ConnectionError("down")
+
+    async def sleep(seconds: float) -> None:
+        pass
+
+    def logs_its_retry(hooks: list[Any]) -> bool:
+        name = f"op-{uuid.uuid4().hex}"  # a key of its own: the default hook's flood limiter holds none back
+        retry = shannon_otel.Retry(attempts=2, sleep=sleep, name=name, hooks=hooks, **tel.providers)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="shannon_otel"), contextlib.suppress(ConnectionError):
+            asyncio.run(retry.call(fail))
+        return any(r.getMessage().startswith(f"retrying {name!r}") for r in caplog.records)
+
+    assert logs_its_retry([])
+    for other in others:
+        assert logs_its_retry([getattr(shannon_otel, other)()]), other
+    assert not logs_its_retry([getattr(shannon_otel, replacing)(enabled=False)])
+    tel.shutdown()
