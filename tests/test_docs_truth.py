@@ -1040,3 +1040,22 @@ def test_what_logging_md_says_replaces_the_default_logging_hook_is_what_replaces
         assert logs_its_retry([getattr(shannon_otel, other)()]), other
     assert not logs_its_retry([getattr(shannon_otel, replacing)(enabled=False)])
     tel.shutdown()
+
+
+def test_every_attribute_a_telemetry_handle_sets_is_in_its_api_row() -> None:
+    """The test above reads a class's attributes; `Telemetry` sets its providers on the instance, so docs/api.md's
+    row omitted `tracer_provider`, `meter_provider`, `logger_provider` and `shutdown_timeout_s`, though
+    docs/logging.md has the reader pass `telemetry.logger_provider` to a `LoggingHandler`. It names them now, and
+    logging.md says when `logger_provider` is `None`: `exporter="none"` leaves the logs off even with `logs=True`."""
+    row = _api_rows()["Telemetry"]
+    written = {word for span in re.findall(r"`([^`]*)`", row) for word in re.findall(r"\w+", span)}
+    telemetry = shannon_otel.configure("docs", exporter="none", logs=True, set_global=False)
+    try:
+        attributes = {name for name in vars(telemetry) if not name.startswith("_")}
+        assert sorted(attributes - written) == []
+        assert telemetry.logger_provider is None
+    finally:
+        telemetry.shutdown()
+    logging_md = " ".join((ROOT / "docs" / "logging.md").read_text(encoding="utf-8").split())
+    assert ('`exporter="none"` leaves the logs signal off even with `logs=True`, and `Telemetry.logger_provider` is '
+            "then `None`") in logging_md
