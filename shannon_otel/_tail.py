@@ -91,7 +91,8 @@ class TailSampler(SpanProcessor):
     ``processor`` that is not a SpanProcessor).
     ``kept_traces``, ``dropped_traces`` and ``overflow_traces`` count decisions so far (one per local
     part of a trace: two requests of one upstream trace served here are decided one by one),
-    ``abandoned_spans`` the spans collected without ever ending; ``stats()`` returns them all.
+    ``abandoned_spans`` the spans collected without ever ending, ``buffered_spans`` the spans held undecided now;
+    ``stats()`` returns them all.
     """
 
     def __init__(self, processor: SpanProcessor, *, healthy_ratio: float = 0.1,

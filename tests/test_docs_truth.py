@@ -3,7 +3,10 @@ names, the instrumentation scope, bucket boundaries and import steps as the docs
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import logging
+import math
 import os
 import re
 import subprocess
@@ -11,6 +14,8 @@ import sys
 import textwrap
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 import shannon_otel.testing
 
@@ -947,3 +952,110 @@ def test_architecture_md_lists_every_module_of_the_package() -> None:
         elif parts[-1] != "__init__.py" and f"`{parts[-1]}`" not in rows.get(f"{parts[0]}/", ""):
             missing.append("/".join(parts))
     assert missing == [], f"docs/architecture.md's module table does not name {missing}"
+
+
+def test_the_tail_samplers_docstring_names_every_count_its_stats_return() -> None:
+    """``help(TailSampler)`` said ``stats()`` "returns them all" after naming four counts; it returns a fifth,
+    ``buffered_spans`` (the spans held undecided now), which a reader of the docstring never learned of."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    sampler = shannon_otel.TailSampler(SimpleSpanProcessor(InMemorySpanExporter()))
+    named = set(re.findall(r"``(\w+)``", sampler.__doc__ or ""))
+    assert sorted(set(sampler.stats()) - named) == []
+
+
+def test_the_range_the_retry_docstring_gives_its_random_source_is_the_range_it_takes() -> None:
+    """``help(Retry)`` said ``random`` is "a callable returning ``[0, 1)``", and so did the TypeError of one that is
+    not callable; a source returning 1.0 is taken (the full backoff), and its ValueError said "[0, 1]". The docstring's
+    interval is now the one the retry applies, checked at both ends and just past them."""
+    import asyncio
+
+    doc = " ".join((shannon_otel.Retry.__doc__ or "").split())
+    found = re.search(r"``random`` \(a ``random\.Random`` or a callable returning (?:a number in )?"
+                      r"``([\[(])(\d+), (\d+)([\])])``\)", doc)
+    assert found is not None, doc
+    opening, low, high, closing = found.groups()
+
+    def takes(value: float) -> bool:
+        failed = []
+
+        async def fail() -> None:
+            failed.append(1)
+            if len(failed) < 2:
+                raise ConnectionError("down")
+
+        async def sleep(seconds: float) -> None:
+            pass
+
+        retry = shannon_otel.Retry(attempts=2, random=lambda: value, sleep=sleep, instrument=False)
+        try:
+            asyncio.run(retry.call(fail))
+        except ValueError as exc:
+            refused.append(str(exc))
+            return False
+        return True
+
+    refused: list[str] = []
+
+    assert takes(float(low)) == (opening == "[")
+    assert takes(float(high)) == (closing == "]")
+    assert not takes(math.nextafter(float(low), -math.inf))
+    assert not takes(math.nextafter(float(high), math.inf))
+    assert all(message.startswith("random (the jitter source) must return values in") for message in refused)
+
+
+def test_what_logging_md_says_replaces_the_default_logging_hook_is_what_replaces_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """docs/logging.md said "pass a hook in `hooks=`; it replaces the default": a `RunRecorder` or an `AnomalyHook`
+    in `hooks=` leaves the default logging hook in place (only a `LoggingHook` replaces it), so a reader silencing
+    the retry records that way still got them, and one adding a recorder expected to lose them."""
+    import asyncio
+    import uuid
+
+    text = " ".join((ROOT / "docs" / "logging.md").read_text(encoding="utf-8").split())
+    said = re.search(r"Per entry point: pass a `(\w+)` in `hooks=`; it replaces the default \(any other hook, a "
+                     r"`(\w+)` or an `(\w+)`, leaves the default in place: `hooks=\[\]` logs as before\)", text)
+    assert said is not None
+    replacing, *others = said.groups()
+    tel = shannon_otel.testing.InMemoryTelemetry()  # an SDK provider: every traced call is logged by default
+
+    async def fail() -> None:
+        raise ConnectionError("down")
+
+    async def sleep(seconds: float) -> None:
+        pass
+
+    def logs_its_retry(hooks: list[Any]) -> bool:
+        name = f"op-{uuid.uuid4().hex}"  # a key of its own: the default hook's flood limiter holds none back
+        retry = shannon_otel.Retry(attempts=2, sleep=sleep, name=name, hooks=hooks, **tel.providers)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="shannon_otel"), contextlib.suppress(ConnectionError):
+            asyncio.run(retry.call(fail))
+        return any(r.getMessage().startswith(f"retrying {name!r}") for r in caplog.records)
+
+    assert logs_its_retry([])
+    for other in others:
+        assert logs_its_retry([getattr(shannon_otel, other)()]), other
+    assert not logs_its_retry([getattr(shannon_otel, replacing)(enabled=False)])
+    tel.shutdown()
+
+
+def test_every_attribute_a_telemetry_handle_sets_is_in_its_api_row() -> None:
+    """The test above reads a class's attributes; `Telemetry` sets its providers on the instance, so docs/api.md's
+    row omitted `tracer_provider`, `meter_provider`, `logger_provider` and `shutdown_timeout_s`, though
+    docs/logging.md has the reader pass `telemetry.logger_provider` to a `LoggingHandler`. It names them now, and
+    logging.md says when `logger_provider` is `None`: `exporter="none"` leaves the logs off even with `logs=True`."""
+    row = _api_rows()["Telemetry"]
+    written = {word for span in re.findall(r"`([^`]*)`", row) for word in re.findall(r"\w+", span)}
+    telemetry = shannon_otel.configure("docs", exporter="none", logs=True, set_global=False)
+    try:
+        attributes = {name for name in vars(telemetry) if not name.startswith("_")}
+        assert sorted(attributes - written) == []
+        assert telemetry.logger_provider is None
+    finally:
+        telemetry.shutdown()
+    logging_md = " ".join((ROOT / "docs" / "logging.md").read_text(encoding="utf-8").split())
+    assert ('`exporter="none"` leaves the logs signal off even with `logs=True`, and `Telemetry.logger_provider` is '
+            "then `None`") in logging_md

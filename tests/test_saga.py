@@ -775,6 +775,46 @@ def test_a_step_refused_for_its_arguments_inside_the_block_is_raised_as_it_is(ba
     assert ledger == ["charge", "refund receipt"]
 
 
+@pytest.mark.parametrize("call", ["compensate positional", "action missing", "unknown keyword"])
+def test_a_step_given_the_wrong_number_of_arguments_inside_the_block_is_raised_as_it_is(call: str) -> None:
+    """``tx.step("ship", ship, release)`` (``compensate`` is keyword-only in ``tx.step``, positional in ``Step``), a
+    missing ``action`` or an unknown keyword was Python's own TypeError, raised in the block before any check of
+    ours ran: the saga raised it as a SagaError, so a ``Retry`` around the saga charged the card (and refunded it)
+    on each try for a call that could never work (docs/reliability.md says wrong arguments are raised as they are).
+    It is now a ``MisuseError`` (a TypeError), raised as it is after the rollback."""
+    ledger: list[str] = []
+
+    async def charge() -> str:
+        ledger.append("charge")
+        return "receipt"
+
+    async def refund(receipt: str) -> None:
+        ledger.append(f"refund {receipt}")
+
+    async def ship() -> None:
+        ledger.append("ship")
+
+    async def release(value: None) -> None:
+        pass
+
+    async def order() -> None:
+        async with Saga("order", instrument=False).begin() as tx:
+            await tx.step("charge", charge, compensate=refund)
+            step: Any = tx.step  # the wrong calls, as a user would write them
+            if call == "compensate positional":
+                await step("ship", ship, release)
+            elif call == "action missing":
+                await step("ship")
+            else:
+                await step("ship", ship, compensation=release)
+
+    retry = Retry(attempts=3, initial=0.0, jitter="none", instrument=False)
+    with pytest.raises(TypeError, match=r"^tx\.step\(\) takes \(name, action, \*, compensate=None\): ") as caught:
+        run_virtual(retry.call(order))
+    assert not isinstance(caught.value, SagaError)
+    assert ledger == ["charge", "refund receipt"]  # once: not retried, and the step never ran
+
+
 def test_a_compensation_raising_its_own_timeout_error_is_a_failure_not_the_sagas_timeout() -> None:
     """A compensation whose own I/O timed out (``socket.timeout`` is ``TimeoutError``; so are a ``wait_for`` inside
     it and aiohttp's timeouts) was reported with outcome ``timeout`` in the compensations metric, the ERROR log and

@@ -62,15 +62,16 @@ def parse_jitter(value: object) -> Jitter:
 
 
 def uniform_source(source: RandomSource | None) -> Callable[[], float]:
-    """A zero-argument callable returning floats in ``[0, 1)``."""
+    """A zero-argument callable returning floats in ``[0, 1]`` (``random.random``'s ``[0, 1)``; 1.0: the full
+    backoff)."""
     if source is None:
         return _random.random
     if isinstance(source, _random.Random):
         return source.random
     if callable(source):
-        check_sync_callable("random", source, "a random.Random or a callable returning [0, 1)", takes=0)
+        check_sync_callable("random", source, "a random.Random or a callable returning a number in [0, 1]", takes=0)
         return source
-    raise TypeError(f"random must be a random.Random or a callable returning [0, 1), got {source!r}")
+    raise TypeError(f"random must be a random.Random or a callable returning a number in [0, 1], got {source!r}")
 
 
 def delay(jitter: Jitter, attempt: int, previous: float, initial: float, maximum: float,

@@ -81,7 +81,7 @@ class Retry(Instrumented):
     other (any real number, numpy's too, is slept as a float); NaN, a negative number or a non-number
     raises ``ValueError``/``TypeError`` naming ``next_delay`` (chained to the attempt's error) instead of
     retrying (a rejection's ``retry_after_s`` likewise, naming it). ``sleep`` and ``random`` (a
-    ``random.Random`` or a callable returning ``[0, 1)``) are injectable for deterministic tests.
+    ``random.Random`` or a callable returning a number in ``[0, 1]``) are injectable for deterministic tests.
     ``sleep(seconds)`` is awaited once per wait (what it returns is ignored; one returning early only makes the next
     attempt come sooner: ``attempts`` still bounds them). An error it raises is raised in place of retrying, with the
     last attempt's error as its ``__context__`` (a sync ``sleep``: ``NotAwaitableError`` naming ``sleep``); a

@@ -5,11 +5,12 @@ observers of the run (see ``_saga`` for the contract)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from .._deadline import POLICY_TIMEOUTS, scope_timeout, timed_out
 from .._events import CompensationFinished, SagaFinished, SagaObserver, SagaStarted
@@ -25,7 +26,32 @@ if TYPE_CHECKING:
     from ._saga import Saga
 
 T = TypeVar("T")
+P = ParamSpec("P")
+R = TypeVar("R")
 _log = logging.getLogger("shannon_otel")
+
+
+def _misuse_on_bad_arguments(method: Callable[P, R]) -> Callable[P, R]:
+    """``method`` with a call its signature cannot bind (too many positional arguments, one missing, an unknown
+    keyword) refused as a ``MisuseError``: Python's own TypeError, raised in the block, became a SagaError, which a
+    ``Retry`` around the saga retried, running every step before it again (``tx.step("ship", ship, refund)``, whose
+    ``compensate`` is keyword-only as ``Step``'s is not). Checked on the error path only: a good call costs nothing."""
+    signature = inspect.signature(method)
+
+    @functools.wraps(method)
+    def checked(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except TypeError as exc:
+            try:
+                signature.bind(*args, **kwargs)
+            except TypeError:
+                raise MisuseError(
+                    f"tx.step() takes (name, action, *, compensate=None): {exc}; pass the compensation by keyword, "
+                    "tx.step(name, action, compensate=undo)"
+                ) from None
+            raise
+    return checked
 
 
 def _kept(
@@ -126,6 +152,7 @@ class Transaction:
         finally:
             self._leave()
 
+    @_misuse_on_bad_arguments
     def step(
         self, name: str, action: Callable[[], Awaitable[T]], *,
         compensate: Callable[[T], Awaitable[Any]] | None = None,
@@ -134,8 +161,9 @@ class Transaction:
         rollback.
 
         Only inside ``async with`` (RuntimeError otherwise: the step could never be compensated). Arguments of the
-        wrong kind raise a TypeError naming them, an empty name, one too long or not UTF-8 a ValueError (a
-        ``MisuseError`` either way: the saga raises it as it is after the rollback).
+        wrong kind raise a TypeError naming them, and so do the wrong number of them (``compensate`` is keyword-only),
+        an empty name, one too long or not UTF-8 a ValueError (a ``MisuseError`` either way: the saga raises it as it
+        is after the rollback).
 
         The step runs when the coroutine returned is awaited (directly, gathered, or in a task). One made inside the
         block and not started when the block ends (the ``await`` forgotten, or a task not yet run) never runs: the
