@@ -106,3 +106,22 @@ def test_exception_types_not_in_a_tuple_are_refused_saying_to_pass_one(
         build(value)
     if kind == "generator":
         assert list(value) == [ConnectionError, TimeoutError]  # not consumed by the check
+
+
+# Bug: two finite steps past the float range made FakeClock read inf, and every duration read on it after was
+# inf - inf = NaN (as an infinite step did before that was refused).
+@pytest.mark.parametrize("move", ["advance", "sleep"])
+def test_a_fake_clock_step_past_the_float_range_is_refused_and_leaves_the_clock_as_it_was(move: str) -> None:
+    clock = sot.FakeClock(start=1e308)
+
+    async def step(seconds: float) -> None:
+        if move == "advance":
+            clock.advance(seconds)
+        else:
+            await clock.sleep(seconds)
+
+    sot.run_virtual(step(1e307))
+    with pytest.raises(ValueError, match=r"^seconds must keep the clock within the float range, got 1e\+308 with the "
+                                         r"clock at 1\.1e\+308$"):
+        sot.run_virtual(step(1e308))
+    assert clock() == 1.1e308
