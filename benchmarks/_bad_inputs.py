@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from opentelemetry.sdk.metrics import MeterProvider as _MeterProvider
 from opentelemetry.sdk.trace import SpanProcessor as _SpanProcessor
 from opentelemetry.sdk.trace import TracerProvider as _TracerProvider
@@ -57,6 +58,9 @@ RATIO = [-0.5, 1.5, NAN, _NOT_A_NUMBER]
 NAME = ["", 5]
 SYNC_CALLABLE = [5, _async_fn]  # called without await: an async def would hand back a coroutine nobody awaits
 ASYNC_CALLABLE = [5, _sync_fn]
+# A class is callable and takes the arguments, but its instance cannot be awaited: refused where given, as a
+# fallback (or cheaper) otherwise failed in the outage it was to serve.
+ASYNC_MAKER = [*ASYNC_CALLABLE, ValueError]
 BOOL = ["yes"]
 # The class for the instance (parentheses forgotten) has get_tracer / get_meter too: it was accepted, and every span
 # or metric point of the entry point lost.
@@ -65,7 +69,7 @@ METER_PROVIDER = [5, _MeterProvider]
 HOOKS = [5, [5]]
 
 BAD: dict[str, list[Any]] = {
-    "name": NAME, "clock": SYNC_CALLABLE, "sleep": ASYNC_CALLABLE, "hooks": HOOKS,
+    "name": NAME, "clock": SYNC_CALLABLE, "sleep": ASYNC_MAKER, "hooks": HOOKS,
     "tracer_provider": TRACER_PROVIDER, "meter_provider": METER_PROVIDER, "instrument": BOOL, "enabled": BOOL,
     # retry
     "attempts": POS_INT, "budget_s": POS_SECONDS,
@@ -78,14 +82,15 @@ BAD: dict[str, list[Any]] = {
     "min_calls": POS_INT, "slow_call_s": POS_SECONDS, "slow_call_rate": RATIO, "half_open_probes": POS_INT,
     "success_threshold": POS_INT, "reset_timeout": NONNEG_SECONDS, "ignore": [5], "count": [5], "config": [5],
     # other policies
-    "seconds": [*POS_FINITE, _HUGE], "fallback": ASYNC_CALLABLE, "delay": NONNEG_SECONDS,
-    "last_good": BOOL, "max_age": POS_SECONDS, "key": SYNC_CALLABLE, "max_keys": POS_INT, "cheaper": ASYNC_CALLABLE,
+    "seconds": [*POS_FINITE, _HUGE], "fallback": ASYNC_MAKER, "delay": NONNEG_SECONDS,
+    "last_good": BOOL, "max_age": POS_SECONDS, "key": SYNC_CALLABLE, "max_keys": POS_INT, "cheaper": ASYNC_MAKER,
     "reason": ["", 5], "compensation_timeout_s": [*POS_FINITE, _HUGE],
     # executor
     "max_concurrency": POS_INT, "task_timeout": POS_SECONDS, "rate_limit": POS_SECONDS, "burst": POS_INT,
     "batch_size": [*POS_INT, 2**63], "fail_fast": BOOL, "policy": [5], "pools": [5, [5]], "on_progress": SYNC_CALLABLE,
     "progress_interval": POS_SECONDS, "tasks": [5], "raise_errors": BOOL, "items": [5], "buffer": POS_INT,
-    "work": [5], "pool": [5], "limit": POS_INT, "value": [NAN, INF, _NOT_A_NUMBER],
+    # a pool's name (deprecated) no pool can have: empty, or longer than a name may be
+    "work": [5], "pool": [5, "", "p" * 257], "limit": POS_INT, "value": [NAN, INF, _NOT_A_NUMBER],
     "input": [-1, NAN, INF, "3"], "output": [-1, NAN, INF, "3"], "amount": [-1.0, NAN, INF, _NOT_A_NUMBER],
     # reporting
     "max_waves": POS_INT, "thresholds": [5], "report": [5], "label": [5],
@@ -99,7 +104,7 @@ BAD: dict[str, list[Any]] = {
     "export_timeout_s": POS_FINITE, "shutdown_timeout_s": POS_FINITE, "max_queue_size": POS_INT,
     "max_export_batch_size": POS_INT, "metric_readers": [5, [5]], "span_exporters": [5, [5]],
     "set_global": BOOL, "logs": BOOL, "redact": SYNC_CALLABLE, "timeout_s": POS_NUM, "port": [-1, 70000, "80"],
-    "host": [5, ""], "reader": [5],
+    "host": [5, "", "a" * 64], "reader": [5],  # a DNS label is at most 63 characters
     # logging hook
     "levels": [5, {"retry": "loud"}], "exception_messages": BOOL, "interval_s": POS_NUM,
     # testing
@@ -129,13 +134,13 @@ BAD_FOR: dict[tuple[str, str], list[Any]] = {
     ("DaskBackend.map", "fn"): [5],
     ("DaskBackend.imap", "fn"): [5],
     ("DaskBackend", "gather_window_s"): [-0.1, 1.5, NAN, _NOT_A_NUMBER],
-    ("Step", "action"): [5], ("Step", "compensate"): [5],
-    ("Transaction.step", "action"): [5, _sync_fn], ("Transaction.step", "compensate"): [5],
+    ("Step", "action"): [5, ValueError], ("Step", "compensate"): [5, ValueError],
+    ("Transaction.step", "action"): [5, _sync_fn, ValueError], ("Transaction.step", "compensate"): [5, ValueError],
     ("Saga.run", "steps"): ["not a step"],
     ("record", "name"): ["", 5, "shannon.task.outcome"],  # the last: set by the library on the task span
     ("LoggingHook", "interval_s"): NONNEG_NUM,
     ("FakeClock.sleep", "seconds"): [NAN, _NOT_A_NUMBER],
-    ("Wave", "sleep"): [5],  # a sync sleep fails when the rate limiter first waits (not exercised here)
+    ("Wave", "sleep"): [5, ValueError],  # a sync sleep fails when the rate limiter first waits (not exercised here)
     ("Wave", "clock"): SYNC_CALLABLE,
     ("AnomalyDetector.update", "time"): [NAN, INF, _NOT_A_NUMBER],
     ("AnomalyDetector.update", "value"): [_NOT_A_NUMBER, None],  # NaN/inf: ACCEPTED_VALUES
@@ -144,7 +149,8 @@ BAD_FOR: dict[tuple[str, str], list[Any]] = {
     ("AnomalyDetector.update_series", "values"): ["x", [[1.0]]],  # [NaN]: ACCEPTED_VALUES
     ("AnomalyDetector.update_many", "values"): ["x", [1.0]],  # [[NaN]]: ACCEPTED_VALUES; [1.0]: not 2-D
     ("AnomalyDetector.update_many", "series"): ["", "s", 5, None, [""], [None], [["unhashable"]]],
-    ("AnomalyDetector", "engine"): ["fast", 5, None],
+    # an array: `in` compared it item by item (numpy's "truth value of an array is ambiguous", or accepted)
+    ("AnomalyDetector", "engine"): ["fast", 5, None, np.ones(2), np.array(["numpy"])],
     ("AnomalyHook", "signals"): [5, "latency", ["nonsense"], [["unhashable"]]],
     ("DetectorConfig", "level_sides"): [0, 3, 1.5, "1"],
     ("DetectorConfig", "level_clip"): [0, -1.0, NAN, INF, "2"],
@@ -158,12 +164,12 @@ BAD_FOR: dict[tuple[str, str], list[Any]] = {
     ("RedisState", "poll_interval_s"): POS_FINITE,
     ("RedisState", "probe_lease_s"): POS_FINITE,
     ("RedisState", "key_ttl_s"): [0, -5, 1.5, True, "60"],
-    ("RedisState", "on_unavailable"): ["maybe", 5],
+    ("RedisState", "on_unavailable"): ["maybe", 5, np.ones(2), np.array(["local"])],
     ("SharedPool", "shared"): ["redis://127.0.0.1:6379/0", None],
     ("SharedPool", "lease_s"): [0, INF, NAN, _NOT_A_NUMBER],
     ("SharedRateLimit", "shared"): ["redis://127.0.0.1:6379/0", None],
     ("SharedRateLimit", "rate"): [*POS_FINITE],
-    ("SharedRateLimit", "sleep"): [5],  # as Wave's: a sync sleep fails when the limit first waits
+    ("SharedRateLimit", "sleep"): [5, ValueError],  # as Wave's: a sync sleep fails when the limit first waits
 }
 
 # Parameters for which no value is invalid, or which are not user input, with the reason.

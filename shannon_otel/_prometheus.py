@@ -47,7 +47,7 @@ from opentelemetry.sdk.metrics.export import (
 from ._fork import in_forked_child, release_held
 from ._metrics_bridge import MetricsBridge
 from ._telemetry import METRICS, MetricSpec
-from ._validate import check_name, check_number, utf8_text
+from ._validate import brief, check_name, check_number, utf8_text
 
 __all__ = ["PrometheusReader", "MetricsServer", "render", "series_name", "TEXT", "OPENMETRICS"]
 
@@ -470,7 +470,8 @@ class MetricsServer:
     at ``/metrics`` and ``/`` (a query ignored; ``http://host/metrics``, the absolute form, too); any other
     path is 404. Binds 127.0.0.1 unless told otherwise; :attr:`port` is the bound port (the one picked
     for 0) and :attr:`url` the page. Raises OSError naming ``host:port`` from the constructor when the
-    port cannot be bound (``[::1]:9464`` for an IPv6 address). A connection that has not sent its whole request
+    port cannot be bound (``[::1]:9464`` for an IPv6 address), ValueError naming ``host`` for a name no resolver
+    takes (a label over 63 characters, or an empty one). A connection that has not sent its whole request
     within 30 s of connecting is dropped (each write of the answer may take 30 s too); past 64 connections
     open at once, more are answered 503 at once (logged once), so idle clients cannot pile up threads;
     a scraper leaving mid-answer is no error (other failures go to the ``shannon_otel`` logger; a
@@ -548,6 +549,9 @@ class MetricsServer:
         authority = f"[{host}]" if ":" in host else host  # an IPv6 address in brackets: "::1:9464" read as one address
         try:
             self._server = _Server((host, port), Handler)
+        except UnicodeError as exc:  # the resolver's IDNA encoding: a label over 63 characters or an empty one, "a..b"
+            raise ValueError(f"host must be a host name (dot-separated labels of 1 to 63 characters) or an IP address, "
+                             f"got {brief(host)} ({exc})") from None
         except OSError as exc:  # name the address, as open() names its file: "Address already in use" said not which
             raise OSError(exc.errno, exc.strerror or str(exc), f"{authority}:{port}") from exc
         self.port: int = int(self._server.server_address[1])

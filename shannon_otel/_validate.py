@@ -152,10 +152,15 @@ def check_exceptions(name: str, value: object, *, handled: bool = False) -> tupl
     subclasses ever are, so one that is not (``asyncio.CancelledError``, ``KeyboardInterrupt``...) would
     silently do nothing and is refused (``BaseException`` itself, meaning "all", is accepted).
     """
+    if isinstance(value, Iterable) and not isinstance(value, tuple | str | bytes | type):
+        # a list, set or generator of types: `except` takes a tuple only, and "got [<class 'KeyError'>]" read as
+        # refusing the types. Not iterated: a generator stays as it was.
+        raise TypeError(f"{name} must be an exception type or a tuple of them, got a {type(value).__name__}, "
+                        f"{brief(value)}: pass a tuple, as `except` takes (tuple({name}) of a list or a set)")
     types = value if isinstance(value, tuple) else (value,)
     for t in types:
         if not (isinstance(t, type) and issubclass(t, BaseException)):
-            raise TypeError(f"{name} must be an exception type or a tuple of them, got {value!r}")
+            raise TypeError(f"{name} must be an exception type or a tuple of them, got {brief(value)}")
         if handled and t is not BaseException and not issubclass(t, Exception):
             raise TypeError(
                 f"{name} must name Exception subclasses: a policy never retries, counts or serves {t.__qualname__} "
@@ -300,11 +305,16 @@ def is_async(value: object) -> bool:
     return inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call)
 
 
-def check_not_async_generator(name: str, value: object, what: str) -> None:
-    """TypeError naming ``name`` if calling ``value`` makes an async generator (an ``async def`` with ``yield``, also
-    as a ``functools.partial`` or an object's ``__call__``) where the library awaits what it returns. Refused where it
-    is given: a ``Fallback``'s fallback or a ``Degrade``'s ``cheaper`` only runs when the operation fails, so such a
-    one otherwise failed at its first use, in the outage it was meant to serve."""
+def check_makes_awaitable(name: str, value: object, what: str) -> None:
+    """TypeError naming ``name`` if what calling ``value`` makes is never awaitable, where the library awaits it: an
+    async generator (an ``async def`` with ``yield``, also as a ``functools.partial`` or an object's ``__call__``), or
+    an instance of a class that has no ``__await__`` (``Fallback(ValueError)``, ``sleep=KeyboardInterrupt``: a class
+    is callable, and takes the arguments). Refused where it is given: a ``Fallback``'s fallback or a ``Degrade``'s
+    ``cheaper`` only runs when the operation fails, so such a one otherwise failed at its first use, in the outage it
+    was meant to serve."""
+    if isinstance(value, type) and not hasattr(value, "__await__"):
+        raise TypeError(f"{name} must be {what}, got the class {value.__qualname__}: calling it makes an instance, "
+                        "which cannot be awaited (pass a function, e.g. an async def)")
     call = value
     if not (inspect.isroutine(value) or isinstance(value, functools.partial | type)):
         call = inspect.getattr_static(type(value), "__call__", None)

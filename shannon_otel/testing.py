@@ -38,7 +38,7 @@ from ._fork import release_held
 from ._metrics_bridge import BridgedInMemoryReader, MetricsBridge
 from ._otel._providers import register_bridge
 from ._telemetry import SCOPE_NAME as LOGGER_ROOT  # the logging hook's loggers are its children
-from ._validate import check_bool, check_name, check_number
+from ._validate import check_bool, check_name, check_number, shown
 from .recovery._backoff import TESTING
 
 __all__ = ["FakeClock", "InMemoryTelemetry", "VirtualTimeLoop", "is_testing", "run_virtual", "set_testing"]
@@ -310,7 +310,7 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         """Move the clock forward (never back: it stands for a monotonic clock)."""
         check_number("seconds", seconds, low=0, finite=True)  # inf: every later duration would be inf - inf = NaN
-        self.now += seconds
+        self.now = self._later(seconds)
 
     async def sleep(self, seconds: float) -> None:
         """Advance the clock by ``seconds`` (negative: zero, as ``asyncio.sleep``) and yield once.
@@ -323,8 +323,17 @@ class FakeClock:
         self.sleeps.append(seconds)
         if seconds == math.inf:
             await asyncio.get_running_loop().create_future()  # never set: only cancellation ends it
-        self.now += max(0.0, seconds)
+        self.now = self._later(max(0.0, seconds))
         await asyncio.sleep(0)
+
+    def _later(self, seconds: float) -> float:
+        """The clock ``seconds`` on; ValueError naming ``seconds`` if no float holds it: two finite steps (1e308
+        twice) made the clock inf, and every later duration read on it inf - inf = NaN, as an infinite one did."""
+        later = self.now + seconds
+        if not math.isfinite(later):
+            raise ValueError(f"seconds must keep the clock within the float range, got {shown(seconds)} with the "
+                             f"clock at {self.now!r}")
+        return later
 
 
 class _JumpingSelector:

@@ -99,7 +99,8 @@ class AnomalyDetector:
         """
         if config is not None and not isinstance(config, DetectorConfig):
             raise TypeError(f"config must be a DetectorConfig or None, got {brief(config)}")
-        if engine not in ENGINES:
+        if not isinstance(engine, str) or engine not in ENGINES:  # `in` compares: an array raised numpy's "truth
+            # value of an array is ambiguous", naming nothing
             raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, got {brief(engine)}")
         try:
             count = -1 if isinstance(threads, bool) else operator.index(threads)

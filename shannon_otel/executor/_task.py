@@ -24,7 +24,7 @@ from .._telemetry import TASK_OUTPUT_TOKENS as OUTPUT_TOKENS
 from .._telemetry import TASK_SPAN_ATTRIBUTES
 from .._validate import (
     check_arity,
-    check_not_async_generator,
+    check_makes_awaitable,
     check_telemetry_name,
     empty_or_not_str,
     other_number,
@@ -67,7 +67,7 @@ class TaskSpec(Generic[T]):
             # a function taking arguments (task(fetch) for task(lambda: fetch(url))), or an async generator function,
             # failed each run instead
             what = "a zero-argument async callable (the wave calls it with no arguments)"
-            check_not_async_generator("work", self.work, what)
+            check_makes_awaitable("work", self.work, what)
             check_arity("work", self.work, 0, what)
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
             raise empty_or_not_str(self.name)(f"name must be a non-empty str or None, got {self.name!r}")
@@ -75,6 +75,10 @@ class TaskSpec(Generic[T]):
         if self.name is not None:
             object.__setattr__(self, "name", plain(self.name))
         if isinstance(self.pool, str):
+            if not self.pool:  # no pool has it (ResourcePool refuses it): each run failed the task, naming it
+                raise ValueError("pool must be a ResourcePool, a pool's non-empty name or None, got ''")
+            check_telemetry_name("pool", self.pool)  # nor one a pool cannot have: it was repeated whole in a warning
+            # and in each run's failure of the task (a 10 MB name, two 10 MB messages)
             # point at the user's line, whether they called task() or TaskSpec() (frame 1 is __init__)
             via_task = sys._getframe(2).f_code is task.__code__
             warnings.warn(
@@ -87,7 +91,7 @@ class TaskSpec(Generic[T]):
 
 def _needs_arguments(work: object) -> bool:
     """Whether ``work``, a Python function or bound method, cannot be called without arguments, or is an async
-    generator function: what :func:`check_arity` and :func:`check_not_async_generator` then say. Read from its
+    generator function: what :func:`check_arity` and :func:`check_makes_awaitable` then say. Read from its
     code, seeing through a policy's decorator (``_forwarding``): ``inspect.signature`` (~7 us, eight times a task()
     call) for each of a wave's lambdas, or for any other callable (a partial: ~18 us), would cost more than the
     check is worth; those are not checked."""

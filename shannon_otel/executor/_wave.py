@@ -27,7 +27,7 @@ from .._validate import (
     check_arity,
     check_bool,
     check_iterable,
-    check_not_async_generator,
+    check_makes_awaitable,
     check_number,
     check_reading,
     check_sync_callable,
@@ -255,7 +255,7 @@ class Wave(Generic[T]):
         object.__setattr__(self, "clock", _clock.seconds(self.clock))
         if not callable(self.sleep):
             raise TypeError(f"sleep must be an async callable taking seconds, got {self.sleep!r}")
-        check_not_async_generator("sleep", self.sleep, "an async callable taking seconds")
+        check_makes_awaitable("sleep", self.sleep, "an async callable taking seconds")
         check_arity("sleep", self.sleep, 1, "an async callable taking seconds")
         check_iterable("pools", self.pools, "an iterable of ResourcePool")
         object.__setattr__(self, "pools", tuple(self.pools))

@@ -20,8 +20,8 @@ from .._validate import (
     check_arity,
     check_bool,
     check_exceptions,
+    check_makes_awaitable,
     check_name,
-    check_not_async_generator,
     check_number,
     check_sync_callable,
     plain,
@@ -164,7 +164,7 @@ class Degrade(Instrumented, Generic[D]):
         if self.cheaper is not None and not callable(self.cheaper):
             raise TypeError(f"cheaper must be an async callable with no arguments, got {self.cheaper!r}")
         if self.cheaper is not None:
-            check_not_async_generator("cheaper", self.cheaper, "an async callable with no arguments")
+            check_makes_awaitable("cheaper", self.cheaper, "an async callable with no arguments")
             check_arity("cheaper", self.cheaper, 0, "an async callable with no arguments")
         object.__setattr__(self, "_on", check_exceptions("on", self.on, handled=True))
         object.__setattr__(self, "_state", _State())

@@ -13,7 +13,7 @@ from .._validate import (
     awaitable_from,
     builtin_numbers,
     check_arity,
-    check_not_async_generator,
+    check_makes_awaitable,
     check_not_decorated,
     check_number,
 )
@@ -76,7 +76,7 @@ class Hedge(Instrumented):
         builtin_numbers(self, "delay", "attempts")
         if not callable(self.sleep):
             raise TypeError(f"sleep must be an async callable taking seconds, got {self.sleep!r}")
-        check_not_async_generator("sleep", self.sleep, "an async callable taking seconds")
+        check_makes_awaitable("sleep", self.sleep, "an async callable taking seconds")
         check_arity("sleep", self.sleep, 1, "an async callable taking seconds")
         self._setup("hedge")
 

@@ -8,7 +8,7 @@ import logging
 import numbers
 import sys
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar, cast
 
@@ -21,7 +21,7 @@ from .._validate import (
     builtin_numbers,
     check_arity,
     check_exceptions,
-    check_not_async_generator,
+    check_makes_awaitable,
     check_number,
     check_reading,
     check_sync_callable,
@@ -131,7 +131,8 @@ class Retry(Instrumented):
             raise ValueError(f"maximum must be >= initial ({self.initial}), got {self.maximum!r}")
         builtin_numbers(self, "attempts", "budget_s", "initial", "maximum", "multiplier")
         object.__setattr__(self, "jitter", parse_jitter(self.jitter))
-        if isinstance(self.on, type | tuple):
+        listed = isinstance(self.on, Iterable) and not isinstance(self.on, str | bytes) and not callable(self.on)
+        if isinstance(self.on, type | tuple) or listed:  # a list of types: check_exceptions says to pass a tuple
             types = check_exceptions("on", self.on, handled=True)
             object.__setattr__(self, "_types", types)
             object.__setattr__(self, "_predicate", None)
@@ -150,7 +151,7 @@ class Retry(Instrumented):
                             allow_none=True, takes=2)
         if not callable(self.sleep):
             raise TypeError(f"sleep must be an async callable taking seconds, got {self.sleep!r}")
-        check_not_async_generator("sleep", self.sleep, "an async callable taking seconds")
+        check_makes_awaitable("sleep", self.sleep, "an async callable taking seconds")
         check_arity("sleep", self.sleep, 1, "an async callable taking seconds")
         object.__setattr__(self, "_rand", uniform_source(self.random))
         self._setup("retry")

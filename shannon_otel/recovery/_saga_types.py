@@ -14,7 +14,7 @@ from .._telemetry import Outcome
 from .._validate import (
     brief,
     check_arity,
-    check_not_async_generator,
+    check_makes_awaitable,
     check_telemetry_name,
     empty_or_not_str,
     not_callable,
@@ -46,12 +46,12 @@ def _check_step(name: object, action: object, compensate: object) -> None:
     check_telemetry_name("name", name)
     if not callable(action):
         raise not_callable("action", action, "an async callable taking no arguments")
-    check_not_async_generator("action", action, "an async callable taking no arguments")
+    check_makes_awaitable("action", action, "an async callable taking no arguments")
     check_arity("action", action, 0, "an async callable taking no arguments")
     if compensate is not None and not callable(compensate):
         raise not_callable("compensate", compensate, "an async callable taking the step's result, or None")
     if compensate is not None:
-        check_not_async_generator("compensate", compensate, "an async callable taking the step's result, or None")
+        check_makes_awaitable("compensate", compensate, "an async callable taking the step's result, or None")
         check_arity("compensate", compensate, 1, "an async callable taking the step's result, or None")
 
 

@@ -16,7 +16,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from .._events._error import error_message, error_type
 from .._telemetry import ERROR_TYPE, SHARED_OPERATION
-from .._validate import check_provider, check_telemetry_name, shown
+from .._validate import brief, check_provider, check_telemetry_name, shown
 from . import _scripts
 
 if TYPE_CHECKING:
@@ -94,8 +94,9 @@ class RedisState:
         if isinstance(key_ttl_s, bool) or not isinstance(key_ttl_s, int) or not 1 <= key_ttl_s <= 365 * 86_400:
             raise ValueError(f"key_ttl_s must be an int in [1, 31536000] seconds, got {key_ttl_s!r}")
         check_provider("meter_provider", meter_provider, "MeterProvider", "get_meter")
-        if on_unavailable not in ("local", "reject"):
-            raise ValueError(f"on_unavailable must be 'local' or 'reject', got {on_unavailable!r}")
+        # str first: `in` compares, and an array raised numpy's "truth value of an array is ambiguous", naming nothing
+        if not isinstance(on_unavailable, str) or on_unavailable not in ("local", "reject"):
+            raise ValueError(f"on_unavailable must be 'local' or 'reject', got {brief(on_unavailable)}")
         import redis.asyncio as aioredis
 
         self.url = url
