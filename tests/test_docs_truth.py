@@ -220,6 +220,26 @@ def test_every_parameter_a_documented_signature_names_exists() -> None:
     assert {"README.md", "docs/api.md"} <= {file for file, _, _ in spans} and len(spans) >= 15
 
 
+def test_every_keyword_only_parameter_api_md_writes_follows_a_star() -> None:
+    """docs/api.md wrote `TailSampler(processor, healthy_ratio=0.1, ...)` and `task(work, name=None, pool=None)`
+    without the bare `*`: a reader taking the reference at its word wrote `TailSampler(p, 0.5)` and got a
+    TypeError. A keyword-only parameter in a reference signature comes after a `*` (or `*args`)."""
+    wrong = []
+    for file, name, arguments in _signature_spans():
+        if file != "docs/api.md":
+            continue
+        obj = getattr(shannon_otel, name, None) or getattr(shannon_otel.testing, name)
+        parameters = inspect.signature(obj).parameters
+        starred = False
+        for argument in re.split(r",\s*(?![^()\[\]{}]*[)\]}])", arguments):
+            starred = starred or argument.strip().startswith("*")
+            param = re.match(r"\s*(\w+)\s*(?:=|$)", argument)
+            if (param and not starred and param.group(1) in parameters
+                    and parameters[param.group(1)].kind is inspect.Parameter.KEYWORD_ONLY):
+                wrong.append(f"{name}({arguments}): {param.group(1)} is keyword-only")
+    assert wrong == []
+
+
 def test_every_public_class_has_its_own_docstring() -> None:
     """`help(shannon_otel.BreakerState)` showed its base's "A StrEnum that prints as its value ('success',
     not <Outcome.SUCCESS...>)"; `SagaObserver` had no docstring at all."""
