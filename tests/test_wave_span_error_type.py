@@ -4,15 +4,13 @@
 Error, SHOULD set the error.type attribute". The wave span was ERROR ("2 of 2 tasks failed", "the wave raised")
 with no ``error.type`` at all, the one ERROR span of ours without it: a search ``error.type=...`` or a span metric
 grouped by it missed every failed wave. Its value: the failed tasks' error type when they share one, else
-``_OTHER`` (the conventions' fallback value): several types, or none (the wave itself raised, e.g. its input).
+``_OTHER`` (the conventions' fallback value) for several types. A wave that raised itself carries that error's type
+(tests/test_wave_raised_exception_event.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
-from collections.abc import Awaitable, Callable, Iterator
 
 from opentelemetry.trace import StatusCode
 
@@ -55,24 +53,3 @@ def test_a_wave_that_succeeded_carries_no_error_type() -> None:
     assert status is StatusCode.UNSET
     assert "error.type" not in attributes
 
-
-def test_a_wave_that_raised_itself_carries_other() -> None:
-    memory = InMemoryTelemetry()
-
-    def tasks() -> Iterator[Callable[[], Awaitable[int]]]:
-        yield functools.partial(_work, 0)
-        raise OSError("the input broke")
-
-    async def main() -> None:
-        with contextlib.suppress(ExceptionGroup):
-            async with Wave("raised", **memory.providers).stream(tasks()) as results:
-                async for _ in results:
-                    pass
-
-    try:
-        run_virtual(main())
-        span = memory.span("wave raised")
-        assert span.status.status_code is StatusCode.ERROR
-        assert (span.attributes or {})["error.type"] == "_OTHER"
-    finally:
-        memory.shutdown()

@@ -247,6 +247,7 @@ class _WaveTelemetry(WaveObserver):
         "_attached",
         "_durations",
         "_ok",
+        "_parent",
         "_queue_waits",
         "_size",
         "_skipped",
@@ -281,6 +282,7 @@ class _WaveTelemetry(WaveObserver):
         self._wave_durations = wave_durations
         self._ok = bind_pair(durations, self.success_key, queue_waits, self._wave_key)
         self._span: Span | None = None
+        self._parent: Span | None = None  # the caller's span: the wave's own error ends it next (record_error)
         self._attached: object = None
         self._wave_context: otel_context.Context | None = None  # task spans' parent: set when they record
         self._tracer = owner.tracer
@@ -291,6 +293,7 @@ class _WaveTelemetry(WaveObserver):
                 attributes[tel.WAVE_SIZE] = event.size
             if event.concurrency is not None:
                 attributes[tel.WAVE_CONCURRENCY] = event.concurrency
+            self._parent = trace.get_current_span()
             span = owner.tracer.start_span(tel.SPAN_WAVE.format(wave=wave), attributes=attributes)
             self._span = span
             self.record_tasks = span.is_recording()
@@ -403,7 +406,8 @@ class _WaveTelemetry(WaveObserver):
             if error is not None:
                 span.set_status(Status(StatusCode.ERROR, "timeout") if outcome is Outcome.TIMEOUT
                                 else failed(etype or "", error))
-                record_error(span, error)
+                # its parent the wave span: a task's KeyboardInterrupt & co leaves the wave as it is, one event
+                record_error(span, error, self._span)
         finally:
             otel_context.detach(context_token)
             forget(span)
@@ -454,17 +458,24 @@ class _WaveTelemetry(WaveObserver):
         span = self._span
         if span is None:
             return
+        error = report.error
         try:
-            failed = bool(report.failed) or report.outcome is Outcome.FAILURE
+            erred = bool(report.failed) or report.outcome is Outcome.FAILURE or error is not None
+            etype = (error_type(error) or "") if error is not None else _wave_error_type(report)
             span.set_attributes({  # the outcome last: the one kept longest past a low attribute count limit
                 **{tel.WAVE_TASKS_PREFIX + o.value: n for o, n in report.counts.items()},
                 tel.WAVE_EFFICIENCY_ATTR: report.parallel_efficiency,
-                **({tel.ERROR_TYPE: _wave_error_type(report)} if failed else {}),
+                **({tel.ERROR_TYPE: etype} if erred else {}),
                 tel.TASK_OUTCOME: report.outcome.value,
             })
-            if failed:
+            if error is not None:
+                # The wave itself raised (its lazy input, a task's or hook's KeyboardInterrupt): the error that
+                # ended the span, as its caller gets it, recorded here once (unless a task span under it has it).
+                span.set_status(failed(etype, error))
+                record_error(span, error, self._parent)
+            elif erred:
                 # A cancelled wave whose tasks failed before it was cancelled is ERROR too (its outcome
-                # stays `cancellation`). No task failed, yet the wave did: it raised (its lazy input did).
+                # stays `cancellation`).
                 span.set_status(Status(StatusCode.ERROR, _failed_reason(report)))
         finally:
             forget(span)
@@ -472,9 +483,9 @@ class _WaveTelemetry(WaveObserver):
 
 
 def _wave_error_type(report: WaveReport) -> str:
-    """A failed wave span's ``error.type`` (the semantic conventions ask it of every failed span): its failed
-    tasks' error type when they share one, else ``_OTHER``, the conventions' fallback: several types, or none
-    (the wave itself raised, e.g. its lazy input did: the hook is not told that error)."""
+    """The ``error.type`` of a wave span its tasks failed (the semantic conventions ask it of every failed span;
+    a wave that raised itself has that error's): their error type when they share one, else ``_OTHER``, the
+    conventions' fallback."""
     types = report.errors_by_type
     if report.failed and len(types) == 1:
         (only,) = types

@@ -99,6 +99,12 @@ class WaveReport:
     and ``Telemetry.dropped``, not here: the wave span's own (it ends after its report, which it
     carries) and those of a later export of this wave's spans that fails. 0 when the
     wave's tracer provider was not built by ``configure()`` (nothing counts its drops).
+
+    ``error`` is the exception the wave itself raised (not a task's: those are in ``errors_by_type`` and the
+    results), the very object its caller gets, as it was when the report was built: a lazy input's error (inside
+    the ``ExceptionGroup`` of the wave's workers when a worker pulled it, as the caller gets it), a task's or a
+    hook's ``KeyboardInterrupt`` & co; ``None`` when the wave raised nothing, or only its cancellation. The OTel
+    hook records it on the wave span. A report kept holds it, and through its traceback the frames it left.
     """
 
     wave: str
@@ -114,6 +120,7 @@ class WaveReport:
     telemetry_dropped: int = 0
     batch_size: int | None = None
     buffer: int | None = None
+    error: BaseException | None = None
 
     @property
     def total(self) -> int:
@@ -172,8 +179,10 @@ class ReportBuilder:
     def build(
         self, wave: str, duration_s: float, concurrency: int, cancelled: bool, telemetry_dropped: int = 0,
         errored: bool = False, batch_size: int | None = None, buffer: int | None = None,
+        error: BaseException | None = None,
     ) -> WaveReport:
-        """The report of the run; ``errored``: the wave itself raised (not a task), a failure."""
+        """The report of the run; ``errored``: the wave itself raised (not a task), a failure; ``error``: what it
+        raised (see :class:`WaveReport`)."""
         if cancelled:
             outcome = Outcome.CANCELLATION
         elif errored or self.counts[Outcome.FAILURE] or self.counts[Outcome.TIMEOUT]:
@@ -191,5 +200,5 @@ class ReportBuilder:
             latency=Summary.of(self._latency), queue_wait=Summary.of(self._queue),
             parallel_efficiency=min(1.0, self.busy_s / capacity) if capacity > 0 else 0.0,
             measurements=ReadOnlyDict({k: Summary.of(v) for k, v in self._measurements.items()}),
-            telemetry_dropped=telemetry_dropped, batch_size=batch_size, buffer=buffer,
+            telemetry_dropped=telemetry_dropped, batch_size=batch_size, buffer=buffer, error=error,
         )

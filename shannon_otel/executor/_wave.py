@@ -446,6 +446,7 @@ class Wave(Generic[T]):
         items: Iterator[Item] = enumerate(tasks if reader is None else reader)
         chunk: Iterator[Item] = iter(())
         cancelled = errored = False
+        error: BaseException | None = None  # what the wave itself raised (see WaveReport.error)
 
         async def regrown() -> Item | None:
             """Once the input ran out: the first task a list the consumer extends gained by the time the consumer
@@ -496,8 +497,8 @@ class Wave(Generic[T]):
         except asyncio.CancelledError:
             cancelled = True
             raise
-        except BaseException:  # e.g. a lazy input that raises: the wave failed, whatever its tasks did
-            errored = True
+        except BaseException as exc:  # e.g. a lazy input that raises: the wave failed, whatever its tasks did
+            errored, error = True, exc
             raise
         finally:
             # A hook's (or on_progress's) BaseException propagates, once the wave has ended for every hook.
@@ -542,6 +543,8 @@ class Wave(Generic[T]):
                 cancelled = False
             if isinstance(escaped, asyncio.CancelledError):  # cancelled while draining: so is the wave
                 cancelled = True
+            elif escaped is not None:  # raised in place of what the block raised, if anything (below)
+                errored, error = True, escaped
             if reader is not None and reader.cut:
                 _input_cut(self.name, reader)
             dropped = drops.total("traces") - dropped_before if drops is not None else 0
@@ -553,7 +556,7 @@ class Wave(Generic[T]):
                 duration = 0.0
                 run.unclocked(exc)
             report = run.report.build(
-                self.name, duration, concurrency, cancelled, dropped, errored, self.batch_size, buffer,
+                self.name, duration, concurrency, cancelled, dropped, errored, self.batch_size, buffer, error,
             )
             if on_report is not None:
                 on_report(report)
