@@ -323,3 +323,22 @@ def test_a_task_keyword_that_fn_also_takes_is_refused_not_dropped(cluster: Local
 
 def takes_pool(x: int, *, pool: str = "default") -> str:
     return f"{x} from {pool}"
+
+
+def test_a_partial_is_named_after_the_function_it_binds(cluster: LocalCluster) -> None:
+    """Bug: a ``functools.partial`` (what the docs say to ship to bind ``fn``'s own ``name=``) named its tasks,
+    spans and ``remote`` callable ``partial``: every such task of every function was "task partial" in Jaeger and
+    in the report. Now it is named after the function it binds (nested partials too), as the function would be."""
+    otel = InMemoryTelemetry()
+    bound = functools.partial(functools.partial(tasks.greet), name="Bob")
+
+    async def body(client: Client) -> WaveResult[Any]:
+        backend = DaskBackend(client)
+        assert backend.remote(bound).name == "greet"
+        return await Wave("greetings", **otel.providers).run(
+            [*backend.map(bound, ["hi"]), backend.task(bound, "bye"), *backend.imap(bound, ["yo"])])
+
+    result = on_cluster(cluster, body)
+    assert result.values() == ["hi, Bob", "bye, Bob", "yo, Bob"]
+    assert [r.name for r in result.results] == ["greet", "greet", "greet"]
+    assert len(otel.spans("task greet")) == 3

@@ -115,4 +115,8 @@ def _discard(_: object) -> None:
 
 
 def qualified_name(fn: Callable[..., Any]) -> str:
+    """The name of what ``fn`` calls: a ``functools.partial`` is named after the function it binds (the docs'
+    way to pass ``fn`` its own ``name=``), not ``partial``."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
     return str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__)

@@ -317,6 +317,19 @@ class RedisState:
         if not self.available:
             self._up()
 
+    async def _connect(self) -> None:
+        """Open a connection for the outage check, bounded by ``max(1, 4 * timeout_s)`` rather than ``timeout_s``:
+        a new connection's set-up (TCP, ``HELLO``, ``CLIENT SETINFO`` twice) is several round trips, and a call
+        that times out drops its connection. Made inside the check's ``timeout_s`` with the script load after a
+        restart, it needed ~7 round trips: a Redis 50 ms away with the default 0.25 s was never found available
+        again. The connection stays in the pool for the check. Its errors are the check's to report."""
+        call = asyncio.ensure_future(self._redis.ping())
+        done, _ = await asyncio.wait((call,), timeout=max(1.0, 4 * self.timeout_s))
+        if done:
+            self._stopped(call)  # its error, if any, retrieved: the check that follows meets it and reports it
+        else:
+            self._abandon(call)
+
     def _script(self, name: str, keys: list[str], args: list[Any], owned: int | None = None) -> Awaitable[Any]:
         """Run script ``name``; a key it finds unusable is blamed on its object's keys (``keys[:owned]``: not the
         key of one admission's token, which no later command names, so the object would never be found mended)."""
@@ -436,6 +449,7 @@ class RedisState:
             await asyncio.sleep(self.flush_interval_s if self.available else min(1.0, self.poll_interval_s))
             try:
                 if not self.available:
+                    await self._connect()
                     await self._check()
                     await self._poll()  # recovered: take the shared state again
                 await self._flush_all()

@@ -1,0 +1,86 @@
+"""A Redis some round trips away: each command well within ``timeout_s``, a new connection's set-up not. Each test
+runs its own real redis-server on 127.0.0.1, reached through a proxy that delays every request."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from _redis_server import RedisServer, free_port, wait_for
+
+from shannon_otel import BreakerState, CircuitBreaker
+from shannon_otel.redis import RedisState
+
+DELAY_S = 0.12  # per request, so a round trip; timeout_s below is 4 of them
+
+
+@contextlib.asynccontextmanager
+async def _delaying_proxy(upstream: int, port: int) -> AsyncIterator[None]:
+    """Forward 127.0.0.1:``port`` to the server, each chunk of a request DELAY_S late (answers are not delayed);
+    every connection closed and its pipes ended when the block ends."""
+    writers: set[asyncio.StreamWriter] = set()
+    pipes: set[asyncio.Task[None]] = set()
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+        with contextlib.suppress(Exception):
+            while data := await reader.read(65536):
+                await asyncio.sleep(delay)
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        writers.add(client_w)
+        try:
+            server_r, server_w = await asyncio.open_connection("127.0.0.1", upstream)
+        except OSError:
+            client_w.close()
+            return
+        writers.add(server_w)
+        for task in (asyncio.ensure_future(pipe(client_r, server_w, DELAY_S)),
+                     asyncio.ensure_future(pipe(server_r, client_w, 0.0))):
+            pipes.add(task)
+
+    proxy = await asyncio.start_server(handle, "127.0.0.1", port)
+    try:
+        yield
+    finally:
+        proxy.close()
+        for writer in writers:
+            writer.close()
+        for task in pipes:
+            task.cancel()
+        await asyncio.gather(*pipes, return_exceptions=True)
+        for writer in writers:
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+        await proxy.wait_closed()
+
+
+def test_a_redis_several_round_trips_away_is_found_available_again_after_a_restart(
+    server: RedisServer, prefix: str,
+) -> None:
+    """Bug: the outage check made its connection inside its own ``timeout_s``, with the script load a restart
+    requires: connect, HELLO, CLIENT SETINFO twice, EVALSHA (refused), SCRIPT LOAD, EVALSHA, ~7 round trips. A check
+    that timed out dropped its connection, so every check started over: with 0.12 s round trips and
+    ``timeout_s=0.5`` (four of them; a command takes one) Redis restarted was never found available again, and a
+    fail-closed breaker rejected every call for good. Now the check's connection is made first, on a bound of its
+    own, and the check finds Redis back (before the fix this test failed at its wait_for, 30 s)."""
+
+    async def main() -> tuple[bool, BreakerState, BreakerState]:
+        port = free_port()
+        url = f"redis://127.0.0.1:{port}/0"
+        async with (_delaying_proxy(server.port, port),
+                    RedisState(url, prefix=prefix, on_unavailable="reject", timeout_s=4 * DELAY_S) as shared):
+            breaker = CircuitBreaker("api", shared=shared, instrument=False)
+            await wait_for(lambda: shared.available, 30)
+            server.stop()
+            await wait_for(lambda: not shared.available, 30)  # the flusher's next poll finds it down
+            down = breaker.state
+            server.start()  # no persistence: no keys, no scripts
+            await wait_for(lambda: shared.available, 30)
+            await wait_for(lambda: breaker.state is BreakerState.CLOSED, 30)
+            return shared.available, down, breaker.state
+
+    assert asyncio.run(main()) == (True, BreakerState.OPEN, BreakerState.CLOSED)
