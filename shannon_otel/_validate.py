@@ -332,8 +332,8 @@ def check_sync_callable(name: str, value: object, what: str, *, allow_none: bool
     ``takes``: the number of positional arguments the library calls it with (see :func:`check_arity`)."""
     if value is None and allow_none:
         return
-    if not callable(value):
-        raise TypeError(f"{name} must be {what}{' or None' if allow_none else ''}, got {value!r}")
+    if not callable(value):  # a coroutine object (``clock=read()``) closed, as wherever a callable belongs
+        raise not_callable(name, value, f"{what}{' or None' if allow_none else ''}")
     if is_async(value):
         raise TypeError(f"{name} must be {what}, a plain function called without await, got the async {value!r}")
     if _is_generator_function(value):  # its call returns a generator, its body never run: truthy, hashable, no number

@@ -26,6 +26,8 @@ import pytest
 from shannon_otel import (
     CallObserver,
     Degrade,
+    Fallback,
+    Hedge,
     Hook,
     Retry,
     Saga,
@@ -203,3 +205,29 @@ def test_a_policy_decorates_a_callable_whose_qualname_is_not_a_str() -> None:
         assert tel.span("AsyncMock").end_time is not None
     finally:
         tel.shutdown()
+
+
+COROUTINE_OBJECT_PARAMETERS: dict[str, Callable[[Any], object]] = {
+    "fallback": lambda c: Fallback(c),
+    "cheaper": lambda c: Degrade(cheaper=c),
+    "key": lambda c: Degrade(last_good=True, key=c),
+    "Retry sleep": lambda c: Retry(sleep=c),
+    "Hedge sleep": lambda c: Hedge(1.0, sleep=c),
+    "Wave sleep": lambda c: Wave("w", sleep=c),
+    "on": lambda c: Retry(on=c),
+    "next_delay": lambda c: Retry(next_delay=c),
+    "on_progress": lambda c: Wave("w", on_progress=c),
+    "clock": lambda c: Wave("w", clock=c),
+    "redact": lambda c: configure(redact=c, exporter="none", set_global=False),
+}
+
+
+@pytest.mark.parametrize("parameter", sorted(COROUTINE_OBJECT_PARAMETERS))
+def test_a_coroutine_object_where_a_callable_belongs_is_refused_and_closed(parameter: str) -> None:
+    """``Fallback(serve_cached())`` for ``Fallback(serve_cached)``: refused, but the coroutine was left to the
+    collector, so Python also warned that it was never awaited (the policies' ``fn`` and a saga step closed it)."""
+    result, unawaited = _never_awaited(lambda: COROUTINE_OBJECT_PARAMETERS[parameter](_later()))
+    assert unawaited == []
+    kind, message = result
+    assert kind is TypeError
+    assert "got the coroutine object" in message
