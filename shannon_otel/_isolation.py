@@ -253,7 +253,12 @@ def refused(observer: object, hook: Hook, method: str, hooks: Sequence[Hook]) ->
         _ASYNC_METHOD[cls] = bad
     if bad is None:
         return False
-    if bad in _NOT_AN_OBSERVER:
+    if bad == "__next__":  # a `yield` in the hook method: each observer call failed on a missing attribute
+        error = TypeError(
+            f"{method} returned a generator, {observer!r}: it must return an observer instance or None (a `yield` "
+            "in it made its body never run); make it a plain method"
+        )
+    elif bad in _NOT_AN_OBSERVER:
         # A plain method returning what an async one would (``lambda event: notify(event)`` of an async
         # ``notify``), or the observer's class: used as the observer, each of its calls failed on a missing
         # attribute or argument, far from the cause, and a coroutine was never awaited (never ran).
@@ -275,6 +280,7 @@ def refused(observer: object, hook: Hook, method: str, hooks: Sequence[Hook]) ->
 
 
 _NOT_AN_OBSERVER: Final = ("__await__", "__class__")  # what _async_method names for an awaitable, a class
+# (and "__next__" for a generator)
 
 
 def _async_method(cls: type) -> str | None:
@@ -283,6 +289,8 @@ def _async_method(cls: type) -> str | None:
 
     if hasattr(cls, "__await__"):
         return "__await__"
+    if issubclass(cls, types.GeneratorType | types.AsyncGeneratorType):
+        return "__next__"
     if issubclass(cls, type):
         return "__class__"
 

@@ -231,3 +231,36 @@ def test_a_coroutine_object_where_a_callable_belongs_is_refused_and_closed(param
     kind, message = result
     assert kind is TypeError
     assert "got the coroutine object" in message
+
+
+class _YieldingHook(Hook):
+    """Each scope method with a `yield` by mistake: its call returns a generator, its body never run."""
+
+    def wave_started(self, event: object) -> Any:
+        yield None
+
+    def call_started(self, event: object) -> Any:
+        yield None
+
+    def saga_started(self, event: object) -> Any:
+        yield None
+
+
+@pytest.mark.parametrize(("method", "entry"), [
+    ("wave_started", lambda hooks, p: Wave("w", hooks=hooks, **p).map(lambda x: _ok(), [1])),
+    ("call_started", lambda hooks, p: Retry(hooks=hooks, **p).call(_ok)),
+    ("saga_started", lambda hooks, p: Saga("s", hooks=hooks, **p).run(Step("a", _ok))),
+])
+def test_a_scope_method_returning_a_generator_is_one_failure_saying_so(
+    method: str, entry: Callable[[list[Hook], dict[str, Any]], Any],
+) -> None:
+    """The generator was taken as the scope's observer: each observer method called on it failed on a missing
+    attribute (``attempt_started``, ``call_finished``...), several failures, none naming the cause."""
+    hook = _YieldingHook()
+    tel = InMemoryTelemetry()
+    try:
+        assert _value(asyncio.run(entry([hook], tel.providers))) in (["ok"], ("ok",), "ok")
+        assert hook.hook_errors == {method: 1}
+        assert all(span.end_time is not None for span in tel.spans())
+    finally:
+        tel.shutdown()
