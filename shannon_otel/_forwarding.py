@@ -20,12 +20,27 @@ def forwarding(
     func: Callable[P, Awaitable[T]], run: Callable[[Callable[[], Awaitable[T]]], Awaitable[T]],
     factory: Callable[..., Callable[[], Awaitable[T]]],
 ) -> Callable[P, Coroutine[Any, Any, T]]:
-    """An async function like ``func`` (``functools.wraps``); a call awaits ``run(factory(func, *args, **kwargs))``."""
+    """An async function like ``func`` (``functools.wraps``); a call awaits ``run(factory(func, *args, **kwargs))``.
 
-    @functools.wraps(func)
+    Copies what ``functools.wraps`` does, but only what a function can hold: a name that is no str (a
+    ``Mock(spec=fetch)``'s ``__qualname__`` is a Mock), or a lookup that raises, is left as the wrapper's own (the
+    policy names it after ``func``). ``wraps`` raised "__qualname__ must be set to a string object", or the
+    object's own error, so ``@Retry()`` refused an ``AsyncMock(spec=fetch)`` the test meant to wrap."""
+
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         return await run(factory(func, *args, **kwargs))
 
+    for attr in functools.WRAPPER_ASSIGNMENTS:
+        try:
+            value = getattr(func, attr)
+            setattr(wrapper, attr, value)
+        except Exception:  # missing (AttributeError), of a type a function refuses (TypeError), or its own error
+            continue
+    try:
+        wrapper.__dict__.update(func.__dict__)
+    except Exception:  # no __dict__ (AttributeError), or one that is no mapping
+        pass
+    wrapper.__wrapped__ = func  # type: ignore[attr-defined]
     return wrapper
 
 

@@ -3,6 +3,7 @@ default logging hook), then the user's."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -123,6 +124,8 @@ def _for_scope(hook: Hook, resolved: tuple[Hook, ...]) -> Hook:
         hook_failed(hook, "for_scope", exc, resolved)
         return hook
     if not isinstance(scoped, Hook):  # None (a missing return) failed at every call, logged each time
+        if inspect.iscoroutine(scoped):  # an async helper's call returned: closed, or Python warns it never ran
+            scoped.close()
         hook_failed(hook, "for_scope", TypeError(
             f"{type(hook).__qualname__}.for_scope must return a Hook (itself, or a view of it), got {scoped!r}",
         ), resolved)

@@ -24,6 +24,7 @@ import inspect
 import logging
 import os
 import threading
+import types
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -61,17 +62,28 @@ def call_void(fn: Callable[..., object], method: str, *args: Any) -> None:
     value = fn(*args)
     if value is None:
         return
+    if isinstance(value, UNRUN):
+        raise unrun(value, method) from None  # raised while the user's error may be in flight: not its context
+
+
+# What a hook or observer method returns that never runs: called without await (a coroutine), or once, its body
+# behind a `yield` (a generator).
+UNRUN: Final = (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)
+
+
+def unrun(value: object, method: str) -> TypeError:
+    """The TypeError of ``method``, a hook or observer method, that returned ``value``, one of :data:`UNRUN`: a
+    coroutine is closed first, so Python does not also warn that it was never awaited."""
     if inspect.iscoroutine(value):
         value.close()
-        raise TypeError(
+        return TypeError(
             f"{method} returned a coroutine, {value!r}, which nothing awaits (hook and observer methods are called "
             "without await): make it a plain method, or schedule the coroutine as a task you keep a reference to"
-        ) from None  # raised while the user's error may be in flight: not the context of this one
-    if inspect.isgenerator(value) or inspect.isasyncgen(value):
-        raise TypeError(
-            f"{method} returned a generator, {value!r}, which nothing runs (hook and observer methods are called "
-            "once, their result unused): a `yield` in it made its body never run; make it a plain method"
-        ) from None
+        )
+    return TypeError(
+        f"{method} returned a generator, {value!r}, which nothing runs (hook and observer methods are called "
+        "once, their result unused): a `yield` in it made its body never run; make it a plain method"
+    )
 
 
 def hook_failed(hook: Hook, method: str, error: BaseException, hooks: Sequence[Hook] = ()) -> None:
@@ -241,7 +253,12 @@ def refused(observer: object, hook: Hook, method: str, hooks: Sequence[Hook]) ->
         _ASYNC_METHOD[cls] = bad
     if bad is None:
         return False
-    if bad in _NOT_AN_OBSERVER:
+    if bad == "__next__":  # a `yield` in the hook method: each observer call failed on a missing attribute
+        error = TypeError(
+            f"{method} returned a generator, {observer!r}: it must return an observer instance or None (a `yield` "
+            "in it made its body never run); make it a plain method"
+        )
+    elif bad in _NOT_AN_OBSERVER:
         # A plain method returning what an async one would (``lambda event: notify(event)`` of an async
         # ``notify``), or the observer's class: used as the observer, each of its calls failed on a missing
         # attribute or argument, far from the cause, and a coroutine was never awaited (never ran).
@@ -263,6 +280,7 @@ def refused(observer: object, hook: Hook, method: str, hooks: Sequence[Hook]) ->
 
 
 _NOT_AN_OBSERVER: Final = ("__await__", "__class__")  # what _async_method names for an awaitable, a class
+# (and "__next__" for a generator)
 
 
 def _async_method(cls: type) -> str | None:
@@ -271,6 +289,8 @@ def _async_method(cls: type) -> str | None:
 
     if hasattr(cls, "__await__"):
         return "__await__"
+    if issubclass(cls, types.GeneratorType | types.AsyncGeneratorType):
+        return "__next__"
     if issubclass(cls, type):
         return "__class__"
 
@@ -337,6 +357,8 @@ def start(
     for observer, owner in zip(observers, owners, strict=True):
         try:
             token = getattr(observer, method)(*args)
+            if isinstance(token, UNRUN):  # a plain method calling an async one: its coroutine was never awaited
+                raise unrun(token, method)
         except HOOK_ERRORS as exc:
             hook_failed(owner, method, exc, hooks)
             tokens.append(BROKEN)

@@ -96,8 +96,10 @@ def check_reading(name: str, value: object) -> None:
 
     Checked where a run or a retry first reads the clock, before any work: ``clock=datetime.now`` (a slip
     for ``time.time``) raised "'>' not supported between 'datetime.timedelta' and 'int'" from inside the
-    wave once its first task had run, the result lost; a NaN reading made every duration NaN."""
+    wave once its first task had run, the result lost; a NaN reading made every duration NaN. A coroutine
+    (``clock=lambda: read_async()``) is closed first, so Python does not also warn that it was never awaited."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        sync_result(name, value)
         raise TypeError(f"{name} must return seconds (a real number){other_number(value)}, got {brief(value)}")
     if not -math.inf < cast("float", value) < math.inf:
         raise ValueError(f"{name} must return finite seconds, got {brief(value)}")
@@ -305,6 +307,16 @@ def is_async(value: object) -> bool:
     return inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call)
 
 
+def _is_generator_function(value: object) -> bool:
+    """Whether calling ``value`` makes a (sync) generator: a ``def`` with ``yield``, also as a ``functools.partial``
+    or an object's ``__call__``."""
+    if inspect.isgeneratorfunction(value):  # partials unwrapped too
+        return True
+    if inspect.isroutine(value) or isinstance(value, functools.partial | type):
+        return False
+    return inspect.isgeneratorfunction(inspect.getattr_static(type(value), "__call__", None))
+
+
 def check_makes_awaitable(name: str, value: object, what: str) -> None:
     """TypeError naming ``name`` if what calling ``value`` makes is never awaitable, where the library awaits it: an
     async generator (an ``async def`` with ``yield``, also as a ``functools.partial`` or an object's ``__call__``), or
@@ -330,10 +342,13 @@ def check_sync_callable(name: str, value: object, what: str, *, allow_none: bool
     ``takes``: the number of positional arguments the library calls it with (see :func:`check_arity`)."""
     if value is None and allow_none:
         return
-    if not callable(value):
-        raise TypeError(f"{name} must be {what}{' or None' if allow_none else ''}, got {value!r}")
+    if not callable(value):  # a coroutine object (``clock=read()``) closed, as wherever a callable belongs
+        raise not_callable(name, value, f"{what}{' or None' if allow_none else ''}")
     if is_async(value):
         raise TypeError(f"{name} must be {what}, a plain function called without await, got the async {value!r}")
+    if _is_generator_function(value):  # its call returns a generator, its body never run: truthy, hashable, no number
+        raise TypeError(f"{name} must be {what}, a plain function returning its value, got the generator function "
+                        f"{value!r}: a `yield` in it makes each call return a generator, its body never run")
     if takes is not None:
         check_arity(name, value, takes, what)
 
@@ -360,13 +375,17 @@ def check_arity(name: str, value: object, takes: int, what: str) -> None:
 
 def sync_result(name: str, value: Any, error: type[TypeError] = TypeError) -> Any:
     """``value``, what a sync user callable returned; ``error`` (a TypeError) naming ``name`` if it is an awaitable
-    (e.g. a lambda returning a coroutine, which cannot be told from a sync callable before it is called). The
+    (e.g. a lambda returning a coroutine, which cannot be told from a sync callable before it is called) or a
+    generator (a lambda calling a generator function: a predicate it answered was always true). The
     policies pass their ``NotSyncError``, which no policy retries, counts or serves (a programming error)."""
     if inspect.isawaitable(value):
         close = getattr(value, "close", None)
         if close is not None:
             close()  # never awaited: closed, so Python does not warn about it on top of this error
         raise error(f"{name} must be a plain (sync) callable; it returned an awaitable, {value!r}")
+    if inspect.isgenerator(value) or inspect.isasyncgen(value):  # truthy to a predicate, hashable to a key
+        raise error(f"{name} must be a plain callable returning its value; it returned a generator, {value!r} (a "
+                    "`yield` in it: its body never ran)")
     return value
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._deadline import scope_timeout
 from .._events import Hook, TaskResult, WaveObserver
-from .._isolation import HOOK_ERRORS, call_void, callback_failed, hook_failed
+from .._isolation import HOOK_ERRORS, UNRUN, call_void, callback_failed, hook_failed, unrun
 from .._reraise import raise_as_is
 from .._telemetry import Outcome
 from .._validate import awaitable_from, brief, sync_result
@@ -462,14 +462,20 @@ class WaveRun:
         try:
             if len(observers) == 1:  # the common case (the OTel hook alone), kept short: it runs per task
                 try:
-                    tokens.append(observers[0].task_started(index, name, queue_wait))
+                    token = observers[0].task_started(index, name, queue_wait)
+                    if isinstance(token, UNRUN):  # a coroutine never awaited (closed), a generator never run
+                        raise unrun(token, "task_started")
+                    tokens.append(token)
                 except HOOK_ERRORS as exc:  # that hook misses this task
                     hook_failed(self.owners[0], "task_started", exc, self.wave.resolved_hooks)
                     tokens.append(_BROKEN)
                 return
             for obs, owner in zip(observers, self.owners, strict=True):
                 try:
-                    tokens.append(obs.task_started(index, name, queue_wait))
+                    token = obs.task_started(index, name, queue_wait)
+                    if isinstance(token, UNRUN):
+                        raise unrun(token, "task_started")
+                    tokens.append(token)
                 except HOOK_ERRORS as exc:
                     hook_failed(owner, "task_started", exc, self.wave.resolved_hooks)
                     tokens.append(_BROKEN)

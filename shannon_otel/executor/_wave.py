@@ -254,7 +254,7 @@ class Wave(Generic[T]):
         check_sync_callable("clock", self.clock, "a callable returning seconds", takes=0)
         object.__setattr__(self, "clock", _clock.seconds(self.clock))
         if not callable(self.sleep):
-            raise TypeError(f"sleep must be an async callable taking seconds, got {self.sleep!r}")
+            raise not_callable("sleep", self.sleep, "an async callable taking seconds")
         check_makes_awaitable("sleep", self.sleep, "an async callable taking seconds")
         check_arity("sleep", self.sleep, 1, "an async callable taking seconds")
         check_iterable("pools", self.pools, "an iterable of ResourcePool")

@@ -24,6 +24,7 @@ from .._validate import (
     check_name,
     check_number,
     check_sync_callable,
+    not_callable,
     plain,
     sync_result,
 )
@@ -162,7 +163,7 @@ class Degrade(Instrumented, Generic[D]):
         check_number("max_keys", self.max_keys, low=1, integer=True)
         builtin_numbers(self, "max_age", "max_keys")
         if self.cheaper is not None and not callable(self.cheaper):
-            raise TypeError(f"cheaper must be an async callable with no arguments, got {self.cheaper!r}")
+            raise not_callable("cheaper", self.cheaper, "an async callable with no arguments")
         if self.cheaper is not None:
             check_makes_awaitable("cheaper", self.cheaper, "an async callable with no arguments")
             check_arity("cheaper", self.cheaper, 0, "an async callable with no arguments")

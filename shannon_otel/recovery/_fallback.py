@@ -11,7 +11,14 @@ from .._deadline import cancel_requested, timed_out
 from .._events import FallbackStarted
 from .._isolation import finish, start
 from .._telemetry import Outcome
-from .._validate import awaitable_from, brief, check_arity, check_exceptions, check_makes_awaitable
+from .._validate import (
+    awaitable_from,
+    brief,
+    check_arity,
+    check_exceptions,
+    check_makes_awaitable,
+    not_callable,
+)
 from ._call import _Call
 from ._circuit_open import CircuitOpenError
 from ._decorated import MisuseError, NotAwaitableError
@@ -87,7 +94,7 @@ class Fallback(Instrumented, Generic[F]):
 
     def __post_init__(self) -> None:
         if not callable(self.fallback):
-            raise TypeError(f"fallback must be an async callable taking the error, got {self.fallback!r}")
+            raise not_callable("fallback", self.fallback, "an async callable taking the error")
         check_makes_awaitable("fallback", self.fallback, "an async callable taking the error")
         check_arity("fallback", self.fallback, 1, "an async callable taking the error")
         object.__setattr__(self, "_on", check_exceptions("on", self.on, handled=True))

@@ -16,6 +16,7 @@ from .._validate import (
     check_makes_awaitable,
     check_not_decorated,
     check_number,
+    not_callable,
 )
 from ._call import _HEDGED, _Branch, _Call, rerun
 from ._decorated import MisuseError, NotAwaitableError
@@ -75,7 +76,7 @@ class Hedge(Instrumented):
         check_number("attempts", self.attempts, low=1, integer=True)
         builtin_numbers(self, "delay", "attempts")
         if not callable(self.sleep):
-            raise TypeError(f"sleep must be an async callable taking seconds, got {self.sleep!r}")
+            raise not_callable("sleep", self.sleep, "an async callable taking seconds")
         check_makes_awaitable("sleep", self.sleep, "an async callable taking seconds")
         check_arity("sleep", self.sleep, 1, "an async callable taking seconds")
         self._setup("hedge")

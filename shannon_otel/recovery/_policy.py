@@ -13,7 +13,7 @@ import inspect
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
 
 from .. import _clock
 from .._events import CallStarted
@@ -176,12 +176,15 @@ class Policy:
         factory = DecoratedCall if policy._keyed_by_arguments(func) else functools.partial
 
         wrapper = forwarding(func, policy.call, factory)
-        if not isinstance(getattr(func, "__qualname__", None), str):
+        if wrapper.__qualname__ == _WRAPPER_NAME:  # not copied from func: a partial's, a callable object's
             # A partial or a callable object has no name for wraps() to copy: the wrapper was
             # "Policy.__call__.<locals>.wrapper", so a second decorator's operation (and a Dask task) was named that.
             name = operation_name(func)
             wrapper.__qualname__, wrapper.__name__ = name, name.rpartition(".")[2]
         return wrapper
+
+
+_WRAPPER_NAME: Final = forwarding.__qualname__ + ".<locals>.wrapper"  # a wrapper func gave no name
 
 
 def operation_name(func: object) -> str:
@@ -191,7 +194,12 @@ def operation_name(func: object) -> str:
     "operation 'operation' timed out after 1 s"."""
     while isinstance(func, functools.partial):
         func = func.func
-    name = getattr(func, "__qualname__", None) or type(func).__qualname__
+    try:
+        name = getattr(func, "__qualname__", None)
+    except Exception:  # an object's own __getattr__ raising: it has no name to give
+        name = None
+    if not isinstance(name, str) or not name:  # a Mock(spec=fetch)'s is a Mock
+        name = type(func).__qualname__
     return name if isinstance(name, str) else "operation"
 
 

@@ -26,6 +26,7 @@ from .._validate import (
     check_reading,
     check_sync_callable,
     int64_or_none,
+    not_callable,
     other_number,
     sync_result,
 )
@@ -143,14 +144,14 @@ class Retry(Instrumented):
             object.__setattr__(self, "_predicate", self.on)
             asked = True  # the predicate sees the CircuitOpenError and decides
         else:
-            raise TypeError(f"on must be exception types or a predicate, got {self.on!r}")
+            raise not_callable("on", self.on, "exception types or a predicate")
         if not isinstance(self.wait_retry_after, bool):
             raise TypeError(f"wait_retry_after must be a bool, got {self.wait_retry_after!r}")
         object.__setattr__(self, "_open", asked or self.wait_retry_after)
         check_sync_callable("next_delay", self.next_delay, "a callable (error, attempt) -> seconds | None",
                             allow_none=True, takes=2)
         if not callable(self.sleep):
-            raise TypeError(f"sleep must be an async callable taking seconds, got {self.sleep!r}")
+            raise not_callable("sleep", self.sleep, "an async callable taking seconds")
         check_makes_awaitable("sleep", self.sleep, "an async callable taking seconds")
         check_arity("sleep", self.sleep, 1, "an async callable taking seconds")
         object.__setattr__(self, "_rand", uniform_source(self.random))

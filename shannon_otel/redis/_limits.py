@@ -9,7 +9,14 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .._validate import awaitable_from, check_arity, check_makes_awaitable, check_telemetry_name, shown
+from .._validate import (
+    awaitable_from,
+    check_arity,
+    check_makes_awaitable,
+    check_telemetry_name,
+    not_callable,
+    shown,
+)
 from ..executor._limits import RateLimiter, ResourcePool
 from ._store import RedisState, SharedStateUnavailableError, _redacted
 
@@ -48,7 +55,7 @@ class SharedRateLimit:
         if not 1 <= burst <= 1_000_000:
             raise ValueError(f"burst must be an int in [1, 1000000], got {shown(burst)}")
         if not callable(sleep):
-            raise TypeError(f"sleep must be an async callable taking seconds, got {sleep!r}")
+            raise not_callable("sleep", sleep, "an async callable taking seconds")
         check_makes_awaitable("sleep", sleep, "an async callable taking seconds")
         check_arity("sleep", sleep, 1, "an async callable taking seconds")
         self._shared, self._name, self._rate, self._burst, self._sleep = shared, name, float(rate), burst, sleep
