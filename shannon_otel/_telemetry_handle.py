@@ -202,23 +202,16 @@ class Telemetry:
         very moment this one gives up). What they would say is already counted in the one warning. A log call
         already under way is let finish first: each handler's lock is taken and given back (0.5 s at most each).
 
-        A Ctrl-C while it waits ends the wait, as :meth:`_shutdown_leaving` says.
+        A Ctrl-C while it waits ends the wait, as :meth:`_shutdown_leaving` says; so does one in the wait for the
+        handlers' locks after it (a second Ctrl-C, up to 0.5 s per handler): it printed the library's traceback,
+        "Exception ignored in atexit callback", after the one warning.
         """
         if self._shutdown_leaving():
             return
-        handlers: set[logging.Handler] = set(logging.getLogger().handlers)
-        if logging.lastResort is not None:
-            handlers.add(logging.lastResort)
-        for name, logger in list(logging.Logger.manager.loggerDict.items()):
-            if isinstance(logger, logging.Logger):
-                handlers.update(logger.handlers)
-                if name.split(".", 1)[0] == "opentelemetry":
-                    logger.disabled = True
-        time.sleep(0.01)  # a call already past its logger's check reaches its handler meanwhile
-        for handler in handlers:
-            lock = handler.lock
-            if lock is not None and lock.acquire(timeout=0.5):  # waits for an emit under way to end
-                lock.release()
+        try:
+            _quiet_daemon_logging()
+        except (KeyboardInterrupt, SystemExit):
+            return  # asked to leave now: what was lost is counted and said already
 
     def _shutdown_leaving(self) -> bool:
         """:meth:`shutdown` as the process leaves (its exit handler, a multiprocessing child's finalizer).
@@ -287,6 +280,33 @@ class Telemetry:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None,
     ) -> None:
         self.shutdown()
+
+
+def _quiet_daemon_logging() -> None:
+    """Silence the SDK's loggers, then wait for a log call under way on any handler to end (see
+    :meth:`Telemetry._shutdown_at_exit`). A Ctrl-C landing on a lock's ``acquire()`` as it returns leaves no lock
+    held: the exception goes on up with the lock given back."""
+    handlers: set[logging.Handler] = set(logging.getLogger().handlers)
+    if logging.lastResort is not None:
+        handlers.add(logging.lastResort)
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger):
+            handlers.update(logger.handlers)
+            if name.split(".", 1)[0] == "opentelemetry":
+                logger.disabled = True
+    time.sleep(0.01)  # a call already past its logger's check reaches its handler meanwhile
+    for handler in handlers:
+        lock = handler.lock
+        if lock is None:
+            continue
+        try:
+            if lock.acquire(timeout=0.5):  # waits for an emit under way to end
+                lock.release()
+        except BaseException:
+            owned = getattr(lock, "_is_owned", None)  # an RLock's (logging's own): this thread holds it
+            if callable(owned) and owned():
+                lock.release()
+            raise
 
 
 def _others_flush(provider: Any, multi: str, processors: str, ours: Sequence[object]) -> Callable[[int], bool]:
