@@ -15,6 +15,7 @@ backend. Here, with public SDK interfaces only:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import queue
@@ -475,10 +476,12 @@ def bounded(name: str, fn: Callable[[], T], timeout_s: float) -> tuple[bool, T |
 
 def in_parallel(
     jobs: dict[str, Callable[[], T]], timeout_s: float, spares: Spares | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> list[tuple[bool, T | None]]:
     """:func:`bounded` for several jobs at once, all against one deadline, results in ``jobs`` order.
 
     ``spares``: threads started earlier to run the jobs on (see :class:`Spares`); new threads otherwise.
+    ``stop``: asked every 0.1 s while waiting; once True the wait ends, the jobs not done yet unfinished.
     """
     deadline = time.monotonic() + max(0.0, timeout_s)
     ready = spares.take() if spares is not None else []
@@ -517,9 +520,35 @@ def in_parallel(
         unused.put(None)
     results: list[tuple[bool, T | None]] = []
     for outcome, done in zip(slots, events, strict=True):
-        finished = done.wait(max(0.0, deadline - time.monotonic()))
+        finished = _wait(done, deadline, stop)
         results.append((finished, outcome[0] if finished and outcome else None))
     return results
+
+
+def _wait(done: threading.Event, deadline: float, stop: Callable[[], bool] | None) -> bool:
+    """Whether ``done`` is set by ``deadline`` (``time.monotonic()``), giving up early once ``stop()`` is True."""
+    while True:
+        left = max(0.0, deadline - time.monotonic())
+        if stop is None:
+            return done.wait(left)
+        if done.wait(min(left, 0.1)):
+            return True
+        if left <= 0.1 or stop():
+            return done.is_set()
+
+
+def cancel_requested_from_now() -> Callable[[], bool] | None:
+    """For a blocking wait on an event loop's thread: whether the asyncio task running it has been asked to cancel
+    since this call (None outside a task). Under ``asyncio.run`` a Ctrl-C is such a request, and nothing more: it is
+    delivered at the task's next ``await``, so a wait that did not ask went on to its whole budget."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running loop
+        return None
+    if task is None:
+        return None
+    base = task.cancelling()
+    return lambda: task.cancelling() > base
 
 
 class OneAtATime:

@@ -7,7 +7,8 @@ variable included: ``configure()``, ``opentelemetry-instrument`` with this confi
 compression type" without naming the variable. Both now get the value resolved here.
 Booleans and certificate files the SDK would read silently as something else: a warning naming the variable.
 Headers: the SDK's parser logs a malformed entry of ``OTEL_EXPORTER_OTLP[_<signal>]_HEADERS`` whole, and the
-usual malformed entry is a token pasted without its name (``Bearer <token>``): its text is masked.
+usual malformed entry is a token pasted without its name (``Bearer <token>``): its text is masked. An entry that
+percent-decodes to what no header can carry is warned about once, naming the variable and the header.
 Blank variables: the SDK's gRPC exporters read them as values (see :func:`unread_by_grpc`).
 """
 
@@ -15,9 +16,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import unquote
 
 _log = logging.getLogger("shannon_otel")
 COMPRESSIONS = ("gzip", "deflate", "none")
@@ -57,6 +60,7 @@ def warn_odd_variables(kinds: tuple[str, ...], grpc_kinds: tuple[str, ...] = ())
         value = os.environ.get(name, "").strip().lower()
         if value not in ("", "true", "false"):
             _log.warning("%s=%r is not true or false; read as false (only 'true' is true)", name, os.environ[name])
+    _warn_unsendable_headers(kinds, grpc_kinds)
     checked: set[str] = set()
     for kind in kinds:
         for what in ("CERTIFICATE", "CLIENT_CERTIFICATE", "CLIENT_KEY"):
@@ -70,6 +74,42 @@ def warn_odd_variables(kinds: tuple[str, ...], grpc_kinds: tuple[str, ...] = ())
                                          else "no such file")
                         checked.add(name)
                     break
+
+
+# An entry the SDK's header parser percent-decodes: W3C baggage's key=value (an entry that is not one, it takes as
+# written, printable ASCII only)
+_ENCODED_ENTRY = re.compile(r"[ \t]*[\x21\x23-\x27\x2a\x2b\x2d\x2e\x30-\x39\x41-\x5a\x5e-\x7a\x7c\x7e]+[ \t]*="
+                            r"[ \t]*[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*[ \t]*")
+_GRPC_UNSENDABLE = re.compile(r"[^\x20-\x7e]")  # gRPC metadata values: printable ASCII
+_HTTP_UNSENDABLE = re.compile(r"[\r\n]|[^\x00-\xff]")  # requests refuses line breaks; http.client sends Latin-1
+
+
+def _warn_unsendable_headers(kinds: tuple[str, ...], grpc_kinds: tuple[str, ...]) -> None:
+    """Warn once per headers variable the OTLP exporters of ``kinds`` read (the signal's, else the general one)
+    holding an entry that percent-decodes to what the exporter cannot send: a malformed escape (``%E0%A4%A``
+    decodes to U+FFFD), an encoded line break, non-ASCII for gRPC. Every export then failed, counted as dropped,
+    the SDK logging per export "Invalid metadata" (gRPC) or "'latin-1' codec can't encode character" naming
+    no variable, and for a line break quoting the header's value, a credential as often as not. The warning
+    names the header, never its value."""
+    strictest: dict[str, bool] = {}  # variable -> read by a gRPC exporter
+    for kind in kinds:
+        for name in (f"OTEL_EXPORTER_OTLP_{kind}_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"):
+            if os.environ.get(name, "").strip():
+                strictest[name] = strictest.get(name, False) or kind in grpc_kinds
+                break
+    for name, grpc in strictest.items():
+        bad = _GRPC_UNSENDABLE if grpc else _HTTP_UNSENDABLE
+        for entry in re.split(r"[ \t]*,[ \t]*", os.environ[name]):
+            if not _ENCODED_ENTRY.fullmatch(entry.strip()):
+                continue
+            key, value = entry.split("=", 1)
+            key, value = unquote(key).strip().lower(), unquote(value).strip()
+            if bad.search(key) or bad.search(value):
+                _log.warning("%s: header %s percent-decodes to characters the OTLP/%s exporter cannot send (a "
+                             "malformed %%-escape, a line break%s); every export will fail (value not shown: it may "
+                             "hold a credential)", name, repr(key) if not bad.search(key) else "(name not shown)",
+                             "gRPC" if grpc else "HTTP", ", non-ASCII" if grpc else "")
+                break
 
 
 class _HeaderTextMasked(logging.Filter):

@@ -22,6 +22,7 @@ from ._delivery import (
     DropCounter,
     OneAtATime,
     Spares,
+    cancel_requested_from_now,
     in_parallel,
 )
 from ._logs._joined import _Default
@@ -91,6 +92,9 @@ class Telemetry:
         their own: a silent backend does not keep the others' data from being exported. While an earlier flush
         of one of them is still stuck, no second one starts: this call waits for it within ``timeout_s``.
 
+        Called from an asyncio task (it blocks the loop's thread), it also returns, False, once that task is asked to
+        cancel (a Ctrl-C under ``asyncio.run``); :meth:`shutdown` too, counting what it leaves as interrupted.
+
         True means every processor and reader finished in time; it does not mean the backend
         accepted the data (failed exports are counted in ``dropped``). Once :meth:`shutdown` was called there is
         nothing left to flush: it returns that call's result (as a second ``shutdown()`` does).
@@ -119,7 +123,8 @@ class Telemetry:
             logs = _others_flush(self.logger_provider, "_multi_log_record_processor", "_log_record_processors",
                                  self._log_processors)
             jobs["log flush"] = flush(self._flushes[2], logs)
-        return all(finished and bool(ok) for finished, ok in in_parallel(jobs, timeout_s))
+        return all(finished and bool(ok) for finished, ok in in_parallel(jobs, timeout_s,
+                                                                         stop=cancel_requested_from_now()))
 
     def shutdown(self, timeout_s: float | None = None) -> bool:
         """Flush and stop both providers, returning within ``timeout_s`` (default: the
@@ -146,7 +151,7 @@ class Telemetry:
                 return self._after_shutdown(budget)
             self._stop_result = False  # unless it finishes: what a concurrent call returns
             self._shut = True
-            self._stop_result = finished = self._stop_and_count(budget)
+            self._stop_result = finished = self._stop_and_count(budget, cancel_requested_from_now())
         except BaseException:
             # A second Ctrl-C (or another BaseException) anywhere from the claim on: leaving now is what was asked,
             # but what is still unsent must be counted, not lost silently (every later call is a no-op, so nobody
@@ -175,10 +180,14 @@ class Telemetry:
             return False
         return self._stopped.wait(timeout_s) and self._stop_result
 
-    def _stop_and_count(self, budget: float) -> bool:
-        results = self._stop(budget)
+    def _stop_and_count(self, budget: float, stop: Callable[[], bool] | None) -> bool:
+        """Stop within ``budget``, or until ``stop()`` (the asyncio task running it asked to cancel: a Ctrl-C
+        under ``asyncio.run``, which waited out the whole budget before its KeyboardInterrupt), and say so."""
+        results = self._stop(budget, stop)
         finished = all(done for done, _ in results)
-        if not finished:
+        if not finished and stop is not None and stop():
+            self._give_up("was interrupted (the asyncio task running it was cancelled: a Ctrl-C under asyncio.run)")
+        elif not finished:
             short = "" if budget >= 1 else ", or the budget too short"
             self._give_up(f"did not finish within {budget:.1f} s (backend down or not answering{short})")
         elif any(p.gave_up for p in self._processors) or any(p.gave_up for p in self._log_processors):
@@ -202,23 +211,16 @@ class Telemetry:
         very moment this one gives up). What they would say is already counted in the one warning. A log call
         already under way is let finish first: each handler's lock is taken and given back (0.5 s at most each).
 
-        A Ctrl-C while it waits ends the wait, as :meth:`_shutdown_leaving` says.
+        A Ctrl-C while it waits ends the wait, as :meth:`_shutdown_leaving` says; so does one in the wait for the
+        handlers' locks after it (a second Ctrl-C, up to 0.5 s per handler): it printed the library's traceback,
+        "Exception ignored in atexit callback", after the one warning.
         """
         if self._shutdown_leaving():
             return
-        handlers: set[logging.Handler] = set(logging.getLogger().handlers)
-        if logging.lastResort is not None:
-            handlers.add(logging.lastResort)
-        for name, logger in list(logging.Logger.manager.loggerDict.items()):
-            if isinstance(logger, logging.Logger):
-                handlers.update(logger.handlers)
-                if name.split(".", 1)[0] == "opentelemetry":
-                    logger.disabled = True
-        time.sleep(0.01)  # a call already past its logger's check reaches its handler meanwhile
-        for handler in handlers:
-            lock = handler.lock
-            if lock is not None and lock.acquire(timeout=0.5):  # waits for an emit under way to end
-                lock.release()
+        try:
+            _quiet_daemon_logging()
+        except (KeyboardInterrupt, SystemExit):
+            return  # asked to leave now: what was lost is counted and said already
 
     def _shutdown_leaving(self) -> bool:
         """:meth:`shutdown` as the process leaves (its exit handler, a multiprocessing child's finalizer).
@@ -235,7 +237,7 @@ class Telemetry:
         except (KeyboardInterrupt, SystemExit):
             return False
 
-    def _stop(self, budget: float) -> list[tuple[bool, object]]:
+    def _stop(self, budget: float, stop: Callable[[], bool] | None = None) -> list[tuple[bool, object]]:
         """Write what the logging hook holds back, then stop every provider at once against one deadline
         (a stuck trace export must not starve the metrics): ``(finished, result)`` per provider."""
         # configure() registered this for interpreter exit: once shut, the handle (and its providers)
@@ -262,7 +264,7 @@ class Telemetry:
         jobs["metric shutdown"] = lambda: self.meter_provider.shutdown(timeout_millis=budget * 1000)
         if self.logger_provider is not None:
             jobs["log shutdown"] = self.logger_provider.shutdown  # ours return at once
-        return in_parallel(jobs, budget, self._spares)
+        return in_parallel(jobs, budget, self._spares, stop)
 
     def _give_up(self, why: str) -> None:
         """Count everything accepted and not yet delivered as dropped (``shutdown``), and say so."""
@@ -287,6 +289,33 @@ class Telemetry:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None,
     ) -> None:
         self.shutdown()
+
+
+def _quiet_daemon_logging() -> None:
+    """Silence the SDK's loggers, then wait for a log call under way on any handler to end (see
+    :meth:`Telemetry._shutdown_at_exit`). A Ctrl-C landing on a lock's ``acquire()`` as it returns leaves no lock
+    held: the exception goes on up with the lock given back."""
+    handlers: set[logging.Handler] = set(logging.getLogger().handlers)
+    if logging.lastResort is not None:
+        handlers.add(logging.lastResort)
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger):
+            handlers.update(logger.handlers)
+            if name.split(".", 1)[0] == "opentelemetry":
+                logger.disabled = True
+    time.sleep(0.01)  # a call already past its logger's check reaches its handler meanwhile
+    for handler in handlers:
+        lock = handler.lock
+        if lock is None:
+            continue
+        try:
+            if lock.acquire(timeout=0.5):  # waits for an emit under way to end
+                lock.release()
+        except BaseException:
+            owned = getattr(lock, "_is_owned", None)  # an RLock's (logging's own): this thread holds it
+            if callable(owned) and owned():
+                lock.release()
+            raise
 
 
 def _others_flush(provider: Any, multi: str, processors: str, ours: Sequence[object]) -> Callable[[int], bool]:

@@ -37,7 +37,7 @@ import grpc  # type: ignore[import-untyped]  # no stubs shipped with grpcio
 import pytest
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_pb
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as metrics_grpc
-from test_export_faults import N_SPANS, GrpcSink, _run_wave, _shutdown
+from test_export_faults import GUARD_S, N_SPANS, GrpcSink, HttpSink, _run_wave, _shutdown, answer
 
 from shannon_otel import Telemetry, configure
 from shannon_otel._delivery import DEFAULT_MAX_QUEUE_SIZE, CountedSpanProcessor
@@ -465,6 +465,49 @@ def test_configure_logs_no_malformed_header_text(
     # the mask is lifted once the exporters exist (the CLI's own scrubbing filter may be there: main() adds it)
     filters = logging.getLogger("opentelemetry.util.re").filters
     assert [f for f in filters if type(f).__name__ == "_HeaderTextMasked"] == []
+
+
+@pytest.mark.parametrize(("exporter", "headers", "bad"), [
+    ("otlp_http", "x-team=a,authorization=s3cr3t%E0%A4%A", "authorization"),  # a malformed escape: U+FFFD
+    ("otlp_http", "authorization=s3cr3t%0D%0Ax", "authorization"),  # an encoded line break
+    ("otlp_grpc", "authorization=s3cr3t%E0%A4%A", "authorization"),
+    ("otlp_grpc", "x-team=caf%C3%A9s3cr3t", "x-team"),  # UTF-8, which gRPC metadata cannot carry
+])
+def test_a_header_variable_that_decodes_to_an_unsendable_value_is_warned_about_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, exporter: str, headers: str, bad: str,
+) -> None:
+    """Before: not a word at configure(); every export failed (counted as dropped), the SDK logging per export
+    "Invalid metadata" or "'latin-1' codec can't encode character '\\ufffd'", naming no variable (and, for a line
+    break, requests' message quoting the header's value)."""
+    sink = HttpSink(answer(200)) if exporter == "otlp_http" else GrpcSink(lambda *a: None)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", headers)
+    try:
+        with caplog.at_level(logging.WARNING, "shannon_otel"):
+            handle = configure("headers", exporter=exporter, endpoint=sink.endpoint, set_global=False,
+                               shutdown_timeout_s=GUARD_S, metric_interval_s=3600.0)
+        said = [m for m in _warnings(caplog) if "percent-decodes" in m]
+        assert len(said) == 1, said  # one variable: one warning, whatever the signals reading it
+        assert said[0].startswith(f"OTEL_EXPORTER_OTLP_HEADERS: header {bad!r} ")
+        assert "every export will fail" in said[0]
+        assert "s3cr3t" not in caplog.text
+        _run_wave(handle)
+        handle.force_flush(GUARD_S)
+        assert sink.spans == 0  # what the warning says: nothing got through
+        assert _shutdown(handle)
+        assert handle.dropped["traces"] == N_SPANS
+    finally:
+        sink.close()
+
+
+@pytest.mark.parametrize("exporter", ["otlp_http", "otlp_grpc"])
+def test_well_formed_header_variables_are_not_warned_about(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, exporter: str,
+) -> None:
+    # escapes decoding to printable ASCII; an entry the SDK takes as written (a space: not percent-decoded)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20abc,x-team=a b%E0,x-id=%41")
+    with caplog.at_level(logging.WARNING, "shannon_otel"):
+        configure("headers", exporter=exporter, set_global=False, shutdown_timeout_s=0.5).shutdown()
+    assert not [m for m in _warnings(caplog) if "percent-decodes" in m]
 
 
 _RACE = """
