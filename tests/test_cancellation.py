@@ -165,6 +165,45 @@ def test_an_error_raised_in_place_of_a_cancellation_is_not_retried_or_served(pol
     assert tel.spans("fallback op") == tel.spans("fallback cancelled") == []
 
 
+async def _fails_at_once() -> None:
+    raise ValueError("primary down")
+
+
+async def _cheaper_failing_when_cancelled() -> str:
+    await fail_when_cancelled()
+    return "cheaper"
+
+
+def test_an_error_a_cheaper_raised_in_place_of_a_cancellation_is_not_served_the_default() -> None:
+    """The operation failed, and its ``Degrade`` called ``cheaper``; cancelled while the cheaper ran (the caller's
+    ``task.cancel()``, a Timeout around it), the cheaper raised ConnectionError from its ``finally``. The Degrade took
+    that for the cheaper being unavailable and served its declared ``default``: a degraded result returned to a
+    cancelled caller (found by a seeded composition probe). Now the error propagates, as the operation's own does
+    (test above): a task being cancelled is served nothing."""
+    tel = InMemoryTelemetry()
+    degrade = Degrade(default="served", cheaper=_cheaper_failing_when_cancelled, on=Exception)
+    timed = Pipeline(Timeout(1.0), degrade, name="op", **tel.providers)
+    cancelled = Pipeline(degrade, name="cancelled", **tel.providers)
+
+    async def main() -> None:
+        with pytest.raises(ConnectionError):
+            await timed.call(_fails_at_once)
+        task = asyncio.create_task(cancelled.call(_fails_at_once))
+        await asyncio.sleep(1.0)
+        task.cancel()
+        with pytest.raises(ConnectionError):
+            await task
+
+    watched(main)
+    for op in ("op", "cancelled"):
+        span = tel.span(op)
+        assert span.attributes is not None
+        assert span.attributes["error.type"] == "ConnectionError"
+        assert "shannon.degrade.mode" not in span.attributes
+        assert [e.name for e in span.events if e.name == "shannon.degraded"] == []
+    assert tel.points("shannon.degradations") == []
+
+
 async def _catch_a_task_group_failure() -> None:
     """A TaskGroup whose child fails while the task waits in its ``async with``, the group's error caught: on
     Python 3.11 and 3.12 the task's ``cancelling()`` stays at 1 afterwards (a CPython bug, fixed in 3.13)."""

@@ -119,7 +119,8 @@ class Degrade(Instrumented, Generic[D]):
     any, raised), ``default``.
     With none available the original error is re-raised (or, when flagged, the operation is tried normally).
     Every call returns a :class:`Served`. Cancellation is never degraded, nor is an error raised in its place
-    while the task is being cancelled (docs/architecture.md).
+    while the task is being cancelled (docs/architecture.md), by the operation or by ``cheaper`` (no ``default``
+    is served for it: it propagates).
 
     Last good values are never shared across functions or keys, but for ``call(fn)`` without arguments (below).
     A decorated function,
@@ -327,7 +328,9 @@ class Degrade(Instrumented, Generic[D]):
             except Exception as exc:  # not available: the next in line, the declared default, is served
                 if made is not _MISSING and not inspect.isawaitable(made):
                     raise  # a sync cheaper (awaitable_from's NotAwaitableError): refused, always
-                if self.default is _MISSING and (error is not None or cancel_requested(exc)):
+                if cancel_requested(exc):  # it stands in for the caller's cancellation: no default served for it
+                    raise
+                if self.default is _MISSING and error is not None:
                     # Flagged (no error), nothing is left to serve: the operation is tried, as with none available.
                     # Raising the cheaper's error failed calls that the operation, never run, would have served.
                     raise
