@@ -171,3 +171,53 @@ def test_a_wave_a_hook_interrupted_records_that_interrupt_on_its_span() -> None:
         assert wave.status.description == f"{__name__}._Interrupt: the hook stopped it"
     finally:
         memory.shutdown()
+
+
+class _Stop(BaseException):
+    """A BaseException that is neither KeyboardInterrupt nor SystemExit (pytest.fail's is one): the wave's task
+    group raises it inside a BaseExceptionGroup."""
+
+
+async def _stopped() -> int:
+    raise _Stop("stop")
+
+
+def _nested() -> Callable[[InMemoryTelemetry], Awaitable[object]]:
+    def run(memory: InMemoryTelemetry) -> Awaitable[object]:
+        async def inner() -> object:
+            return await Wave("w", **memory.providers).run([_stopped])
+
+        return Wave("outer", **memory.providers).run([inner])
+    return run
+
+
+@pytest.mark.parametrize("make", [
+    lambda memory: Wave("w", **memory.providers).run([_stopped, functools.partial(_work, 1)]),
+    _nested(),  # a wave in a task of another wave: each wave's group holds the one below
+], ids=["wave", "nested"])
+def test_a_tasks_base_exception_raised_in_a_group_has_one_event(
+    make: Callable[[InMemoryTelemetry], Awaitable[object]],
+) -> None:
+    """Bug: the task span recorded the task's error, then the wave span recorded the BaseExceptionGroup its task
+    group raised around that very error (its stack trace again, inside the group's): two events for one error, three
+    with a wave around it. A group whose every exception is recorded beneath is not recorded again."""
+    memory = InMemoryTelemetry()
+
+    async def main() -> BaseException:
+        try:
+            await make(memory)
+        except BaseExceptionGroup as exc:
+            return exc
+        raise AssertionError("the wave raised its task's _Stop in a group")
+
+    try:
+        group = run_virtual(main())
+        recorded = [(s.name, e["exception.type"]) for s in memory.spans() for e in _events(s)]
+        assert recorded == [("task w", f"{__name__}._Stop")]
+        for wave in memory.spans():
+            if wave.name.startswith("wave"):  # each wave still failed with its group, as its caller got it
+                assert wave.status.status_code is StatusCode.ERROR
+                assert (wave.attributes or {})["error.type"] == "BaseExceptionGroup"
+        assert group.subgroup(_Stop) is not None
+    finally:
+        memory.shutdown()
