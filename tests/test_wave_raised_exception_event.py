@@ -203,7 +203,7 @@ def test_a_tasks_base_exception_raised_in_a_group_has_one_event(
     with a wave around it. A group whose every exception is recorded beneath is not recorded again."""
     memory = InMemoryTelemetry()
 
-    async def main() -> BaseException:
+    async def main() -> BaseExceptionGroup[BaseException]:
         try:
             await make(memory)
         except BaseExceptionGroup as exc:
