@@ -12,6 +12,7 @@ raised out of the wave as it is, stays one event, on its task span.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Iterator
@@ -21,7 +22,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
-from shannon_otel import Hook, Wave, WaveStarted
+from shannon_otel import Hook, TaskResult, Wave, WaveObserver, WaveReport, WaveStarted
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
 Factory = Callable[[], Awaitable[int]]
@@ -221,3 +222,58 @@ def test_a_tasks_base_exception_raised_in_a_group_has_one_event(
         assert group.subgroup(_Stop) is not None
     finally:
         memory.shutdown()
+
+
+class _CancelAtFirstSkip(Hook):
+    """Cancels the wave's own task as the wave tells its first never-started tasks: during the drain of its rest."""
+
+    def wave_started(self, event: WaveStarted) -> WaveObserver:
+        class Observer(WaveObserver):
+            cancelled = False
+
+            def tasks_skipped(self, first: TaskResult[Any], count: int) -> None:
+                if not Observer.cancelled:
+                    Observer.cancelled = True
+                    task = asyncio.current_task()
+                    assert task is not None
+                    task.cancel()
+
+        return Observer()
+
+
+def test_a_tasks_interrupt_is_raised_though_the_wave_is_cancelled_as_it_drains() -> None:
+    """Bug: a task's KeyboardInterrupt stopped the wave; its rest (over one drain step, 1024 tasks) was drained,
+    and a cancellation landing there was raised in its place: the caller got a CancelledError, the Ctrl-C was lost,
+    while ``WaveReport.error`` and the wave span said the interrupt. The interrupt is raised, as asyncio's TaskGroup
+    raises one over its own cancellation."""
+    memory = InMemoryTelemetry()
+    reports: list[WaveReport] = []
+
+    async def fine() -> int:
+        return 1
+
+    tasks: list[Factory] = [_interrupted, *(fine for _ in range(1500))]
+    try:
+        with pytest.raises(_Interrupt):
+            run_virtual(Wave("w", max_concurrency=1, hooks=[_CancelAtFirstSkip(), _Reports(reports)],
+                             **memory.providers).run(tasks))
+        (report,) = reports
+        assert isinstance(report.error, _Interrupt)
+        assert (memory.span("wave w").attributes or {})["error.type"] == f"{__name__}._Interrupt"
+    finally:
+        memory.shutdown()
+
+
+class _Reports(Hook):
+    def __init__(self, reports: list[WaveReport]) -> None:
+        super().__init__()
+        self.reports = reports
+
+    def wave_started(self, event: WaveStarted) -> WaveObserver:
+        reports = self.reports
+
+        class Observer(WaveObserver):
+            def wave_finished(self, report: WaveReport) -> None:
+                reports.append(report)
+
+        return Observer()
