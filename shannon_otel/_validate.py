@@ -323,8 +323,9 @@ def check_makes_awaitable(name: str, value: object, what: str) -> None:
     an instance of a class that has no ``__await__`` (``Fallback(ValueError)``, ``sleep=KeyboardInterrupt``: a class
     is callable, and takes the arguments). Refused where it is given: a ``Fallback``'s fallback or a ``Degrade``'s
     ``cheaper`` only runs when the operation fails, so such a one otherwise failed at its first use, in the outage it
-    was meant to serve."""
-    if isinstance(value, type) and not hasattr(value, "__await__"):
+    was meant to serve. A class whose ``__new__`` or metaclass ``__call__`` is Python code is taken: calling it
+    returns what that code does (an ``async def __new__``: a coroutine)."""
+    if isinstance(value, type) and not hasattr(value, "__await__") and _makes_instances(value):
         raise TypeError(f"{name} must be {what}, got the class {value.__qualname__}: calling it makes an instance, "
                         "which cannot be awaited (pass a function, e.g. an async def)")
     call = value
@@ -333,6 +334,13 @@ def check_makes_awaitable(name: str, value: object, what: str) -> None:
     if inspect.isasyncgenfunction(value) or inspect.isasyncgenfunction(call):
         raise TypeError(f"{name} must be {what}, got the async generator function {value!r}: what it returns is "
                         "awaited once for its result; collect what it yields in an async def")
+
+
+def _makes_instances(cls: type) -> bool:
+    """Whether calling ``cls`` surely makes an instance of it: Python's own construction (``type.__call__``, a
+    built-in ``__new__``), not one of the user's that may return anything."""
+    return (inspect.getattr_static(type(cls), "__call__", None) is type.__call__
+            and not inspect.isfunction(getattr(cls, "__new__", None)))
 
 
 def check_sync_callable(name: str, value: object, what: str, *, allow_none: bool = False,

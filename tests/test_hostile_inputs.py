@@ -71,6 +71,40 @@ def test_a_class_whose_instances_are_awaitable_is_still_a_sleep() -> None:
     assert _Pause.slept == [0.5]
 
 
+class _Served:
+    """A class whose ``async def __new__`` (the "async constructor" idiom) makes a coroutine, not an instance."""
+
+    async def __new__(cls, error: BaseException) -> Any:  # type: ignore[misc]
+        return f"served after {type(error).__name__}"
+
+
+class _Factory(type):
+    """A metaclass whose ``__call__`` makes a coroutine: its classes' calls are awaitable."""
+
+    def __call__(cls, error: BaseException) -> Any:
+        async def made() -> str:
+            return f"made after {type(error).__name__}"
+        return made()
+
+
+class _Made(metaclass=_Factory):
+    pass
+
+
+@pytest.mark.parametrize(("fallback", "expected"), [
+    (_Served, "served after ConnectionError"), (_Made, "made after ConnectionError"),
+], ids=["async __new__", "metaclass __call__"])
+def test_a_class_whose_call_makes_an_awaitable_is_still_a_fallback(fallback: type, expected: str) -> None:
+    """Bug: any class without ``__await__`` was refused, as if calling it surely made a plain instance of it; one whose
+    ``__new__`` or metaclass ``__call__`` is the user's returns what that code returns (here a coroutine), and worked
+    before the check. Refused now: only a class whose construction is Python's own (an exception class, ``dict``)."""
+
+    async def down() -> str:
+        raise ConnectionError("down")
+
+    assert sot.run_virtual(loose.Fallback(fallback, instrument=False).call(down)) == expected
+
+
 def _types() -> Iterator[type[Exception]]:
     yield ConnectionError
     yield TimeoutError

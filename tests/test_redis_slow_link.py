@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 
 from _redis_server import RedisServer, free_port, wait_for
@@ -84,3 +85,41 @@ def test_a_redis_several_round_trips_away_is_found_available_again_after_a_resta
             return shared.available, down, breaker.state
 
     assert asyncio.run(main()) == (True, BreakerState.OPEN, BreakerState.CLOSED)
+
+
+
+def test_closing_during_the_outage_checks_connection_leaves_no_command_behind() -> None:
+    """Bug: ``close()`` cancelled the background task while it waited for the outage check's connection
+    (``_connect``, bounded by ``max(1, 4 * timeout_s)``), and the PING it waited for was left running, known to no
+    one: ``close()`` closed the client under it, and its ConnectionError was logged by asyncio as "Task exception was
+    never retrieved". Now it is stopped as every abandoned command is, and ``close()`` waits for it. Redis here
+    accepts connections and never answers, so the PING cannot end by itself."""
+
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        unhandled: list[str] = []
+        loop.set_exception_handler(lambda _, context: unhandled.append(str(context.get("message"))))
+        port = free_port()
+        shared = RedisState(f"redis://127.0.0.1:{port}/0", timeout_s=5.0, poll_interval_s=0.05)
+        await shared.start()  # nothing listens yet: refused at once, so Redis is unavailable from the start
+        assert not shared.available
+        writers: list[asyncio.StreamWriter] = []
+
+        async def silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writers.append(writer)
+
+        mute = await asyncio.start_server(silent, "127.0.0.1", port)
+        try:
+            # The first connection since is the outage check's own (the check waits for it, 20 s, before any other)
+            await wait_for(lambda: bool(writers), 30)
+            await shared.close()
+            await wait_for(lambda: all(t.done() for t in asyncio.all_tasks() if t is not asyncio.current_task()), 30)
+            gc.collect()  # a task ended with an error nobody retrieved is reported as it is collected
+            return unhandled
+        finally:
+            mute.close()
+            for writer in writers:
+                writer.close()
+            await mute.wait_closed()
+
+    assert asyncio.run(main()) == []

@@ -12,6 +12,7 @@ raised out of the wave as it is, stays one event, on its task span.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Iterator
@@ -21,7 +22,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
-from shannon_otel import Hook, Wave, WaveStarted
+from shannon_otel import Hook, TaskResult, Wave, WaveObserver, WaveReport, WaveStarted
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
 Factory = Callable[[], Awaitable[int]]
@@ -171,3 +172,108 @@ def test_a_wave_a_hook_interrupted_records_that_interrupt_on_its_span() -> None:
         assert wave.status.description == f"{__name__}._Interrupt: the hook stopped it"
     finally:
         memory.shutdown()
+
+
+class _Stop(BaseException):
+    """A BaseException that is neither KeyboardInterrupt nor SystemExit (pytest.fail's is one): the wave's task
+    group raises it inside a BaseExceptionGroup."""
+
+
+async def _stopped() -> int:
+    raise _Stop("stop")
+
+
+def _nested() -> Callable[[InMemoryTelemetry], Awaitable[object]]:
+    def run(memory: InMemoryTelemetry) -> Awaitable[object]:
+        async def inner() -> object:
+            return await Wave("w", **memory.providers).run([_stopped])
+
+        return Wave("outer", **memory.providers).run([inner])
+    return run
+
+
+@pytest.mark.parametrize("make", [
+    lambda memory: Wave("w", **memory.providers).run([_stopped, functools.partial(_work, 1)]),
+    _nested(),  # a wave in a task of another wave: each wave's group holds the one below
+], ids=["wave", "nested"])
+def test_a_tasks_base_exception_raised_in_a_group_has_one_event(
+    make: Callable[[InMemoryTelemetry], Awaitable[object]],
+) -> None:
+    """Bug: the task span recorded the task's error, then the wave span recorded the BaseExceptionGroup its task
+    group raised around that very error (its stack trace again, inside the group's): two events for one error, three
+    with a wave around it. A group whose every exception is recorded beneath is not recorded again."""
+    memory = InMemoryTelemetry()
+
+    async def main() -> BaseExceptionGroup[BaseException]:
+        try:
+            await make(memory)
+        except BaseExceptionGroup as exc:
+            return exc
+        raise AssertionError("the wave raised its task's _Stop in a group")
+
+    try:
+        group = run_virtual(main())
+        recorded = [(s.name, e["exception.type"]) for s in memory.spans() for e in _events(s)]
+        assert recorded == [("task w", f"{__name__}._Stop")]
+        for wave in memory.spans():
+            if wave.name.startswith("wave"):  # each wave still failed with its group, as its caller got it
+                assert wave.status.status_code is StatusCode.ERROR
+                assert (wave.attributes or {})["error.type"] == "BaseExceptionGroup"
+        assert group.subgroup(_Stop) is not None
+    finally:
+        memory.shutdown()
+
+
+class _CancelAtFirstSkip(Hook):
+    """Cancels the wave's own task as the wave tells its first never-started tasks: during the drain of its rest."""
+
+    def wave_started(self, event: WaveStarted) -> WaveObserver:
+        class Observer(WaveObserver):
+            cancelled = False
+
+            def tasks_skipped(self, first: TaskResult[Any], count: int) -> None:
+                if not Observer.cancelled:
+                    Observer.cancelled = True
+                    task = asyncio.current_task()
+                    assert task is not None
+                    task.cancel()
+
+        return Observer()
+
+
+def test_a_tasks_interrupt_is_raised_though_the_wave_is_cancelled_as_it_drains() -> None:
+    """Bug: a task's KeyboardInterrupt stopped the wave; its rest (over one drain step, 1024 tasks) was drained,
+    and a cancellation landing there was raised in its place: the caller got a CancelledError, the Ctrl-C was lost,
+    while ``WaveReport.error`` and the wave span said the interrupt. The interrupt is raised, as asyncio's TaskGroup
+    raises one over its own cancellation."""
+    memory = InMemoryTelemetry()
+    reports: list[WaveReport] = []
+
+    async def fine() -> int:
+        return 1
+
+    tasks: list[Factory] = [_interrupted, *(fine for _ in range(1500))]
+    try:
+        with pytest.raises(_Interrupt):
+            run_virtual(Wave("w", max_concurrency=1, hooks=[_CancelAtFirstSkip(), _Reports(reports)],
+                             **memory.providers).run(tasks))
+        (report,) = reports
+        assert isinstance(report.error, _Interrupt)
+        assert (memory.span("wave w").attributes or {})["error.type"] == f"{__name__}._Interrupt"
+    finally:
+        memory.shutdown()
+
+
+class _Reports(Hook):
+    def __init__(self, reports: list[WaveReport]) -> None:
+        super().__init__()
+        self.reports = reports
+
+    def wave_started(self, event: WaveStarted) -> WaveObserver:
+        reports = self.reports
+
+        class Observer(WaveObserver):
+            def wave_finished(self, report: WaveReport) -> None:
+                reports.append(report)
+
+        return Observer()

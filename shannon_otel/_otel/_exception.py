@@ -93,10 +93,18 @@ def record_error(span: Span, error: BaseException, parent: Span | None = None) -
     if not span.is_recording():
         return
     below = _take(span)  # read once: the span ends now
-    if below is None or not any(e is error for e in below):
+    if below is None or not _recorded(error, below):
         _add_event(span, error)
     if _ours(parent):
         _note(parent, (error,))
+
+
+def _recorded(error: BaseException, below: Iterable[BaseException]) -> bool:
+    """Whether ``error`` is recorded beneath: one of ``below``, or a group (a wave's task group raising a task's
+    ``BaseException``, a wave's around another's) whose every exception is, whose event repeated their stack traces."""
+    if any(e is error for e in below):
+        return True
+    return isinstance(error, BaseExceptionGroup) and all(_recorded(e, below) for e in error.exceptions)
 
 
 def pass_on(span: Span, parent: Span | None) -> None:

@@ -543,6 +543,10 @@ class Wave(Generic[T]):
                 cancelled = False
             if isinstance(escaped, asyncio.CancelledError):  # cancelled while draining: so is the wave
                 cancelled = True
+                if error is not None and not isinstance(error, Exception):
+                    # yet a KeyboardInterrupt & co the block raised (a task's) is never dropped for it: raised, as
+                    # asyncio's TaskGroup raises one over its own cancellation (the caller got the CancelledError)
+                    escaped = error
             elif escaped is not None:  # raised in place of what the block raised, if anything (below)
                 errored, error = True, escaped
             if reader is not None and reader.cut:

@@ -324,10 +324,11 @@ class RedisState:
         restart, it needed ~7 round trips: a Redis 50 ms away with the default 0.25 s was never found available
         again. The connection stays in the pool for the check. Its errors are the check's to report."""
         call = asyncio.ensure_future(self._redis.ping())
-        done, _ = await asyncio.wait((call,), timeout=max(1.0, 4 * self.timeout_s))
-        if done:
-            self._stopped(call)  # its error, if any, retrieved: the check that follows meets it and reports it
-        else:
+        try:
+            await asyncio.wait((call,), timeout=max(1.0, 4 * self.timeout_s))
+        finally:
+            # ended: its error, if any, retrieved (the check that follows meets it and reports it); else stopped, and
+            # close() waits for it (cancelled here by close(), it was left running: its error never retrieved)
             self._abandon(call)
 
     def _script(self, name: str, keys: list[str], args: list[Any], owned: int | None = None) -> Awaitable[Any]:
