@@ -82,8 +82,16 @@ def unrun(value: object, method: str) -> TypeError:
         )
     return TypeError(
         f"{method} returned a generator, {value!r}, which nothing runs (hook and observer methods are called "
-        "once, their result unused): a `yield` in it made its body never run; make it a plain method"
+        "once, their result unused): a `yield` in it made its body never run; make it a plain method (a generator "
+        "token on purpose: start it, next(), before returning it)"
     )
+
+
+def primed(token: object) -> bool:
+    """Whether ``token``, one of :data:`UNRUN` that a start method returned, is a generator already started: a token
+    on purpose (a consumer primed with ``next()``, sent the event by the finish method; tokens are the observer's
+    own values), not a ``yield`` in the method by mistake, whose generator is never started."""
+    return isinstance(token, types.GeneratorType) and inspect.getgeneratorstate(token) != inspect.GEN_CREATED
 
 
 def hook_failed(hook: Hook, method: str, error: BaseException, hooks: Sequence[Hook] = ()) -> None:
@@ -357,7 +365,7 @@ def start(
     for observer, owner in zip(observers, owners, strict=True):
         try:
             token = getattr(observer, method)(*args)
-            if isinstance(token, UNRUN):  # a plain method calling an async one: its coroutine was never awaited
+            if isinstance(token, UNRUN) and not primed(token):  # a plain method calling an async one, a `yield`
                 raise unrun(token, method)
         except HOOK_ERRORS as exc:
             hook_failed(owner, method, exc, hooks)

@@ -76,10 +76,11 @@ def warn_odd_variables(kinds: tuple[str, ...], grpc_kinds: tuple[str, ...] = ())
                     break
 
 
-# An entry the SDK's header parser percent-decodes: W3C baggage's key=value (an entry that is not one, it takes as
-# written, printable ASCII only)
-_ENCODED_ENTRY = re.compile(r"[ \t]*[\x21\x23-\x27\x2a\x2b\x2d\x2e\x30-\x39\x41-\x5a\x5e-\x7a\x7c\x7e]+[ \t]*="
-                            r"[ \t]*[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*[ \t]*")
+# An entry the SDK's header parser percent-decodes: W3C baggage's key=value; one that is not, it takes as written if
+# it is the same with spaces in the value (printable ASCII only), and drops otherwise
+_KEY = r"[ \t]*[\x21\x23-\x27\x2a\x2b\x2d\x2e\x30-\x39\x41-\x5a\x5e-\x7a\x7c\x7e]+[ \t]*="
+_ENCODED_ENTRY = re.compile(_KEY + r"[ \t]*[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*[ \t]*")
+_AS_WRITTEN_ENTRY = re.compile(_KEY + r"[ \t]*[\x20\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*[ \t]*")
 _GRPC_UNSENDABLE = re.compile(r"[^\x20-\x7e]")  # gRPC metadata values: printable ASCII
 _HTTP_UNSENDABLE = re.compile(r"[\r\n]|[^\x00-\xff]")  # requests refuses line breaks; http.client sends Latin-1
 
@@ -99,12 +100,16 @@ def _warn_unsendable_headers(kinds: tuple[str, ...], grpc_kinds: tuple[str, ...]
                 break
     for name, grpc in strictest.items():
         bad = _GRPC_UNSENDABLE if grpc else _HTTP_UNSENDABLE
+        unsendable: dict[str, bool] = {}  # header -> whether it is; a later entry of a header replaces it, as sent
         for entry in re.split(r"[ \t]*,[ \t]*", os.environ[name]):
-            if not _ENCODED_ENTRY.fullmatch(entry.strip()):
-                continue
-            key, value = entry.split("=", 1)
-            key, value = unquote(key).strip().lower(), unquote(value).strip()
-            if bad.search(key) or bad.search(value):
+            key, _, value = entry.partition("=")
+            if _ENCODED_ENTRY.fullmatch(entry.strip()):
+                key, value = unquote(key).strip().lower(), unquote(value).strip()
+                unsendable[key] = bool(bad.search(key) or bad.search(value))
+            elif _AS_WRITTEN_ENTRY.fullmatch(entry.strip()):
+                unsendable[key.strip().lower()] = False
+        for key, unsent in unsendable.items():
+            if unsent:
                 _log.warning("%s: header %s percent-decodes to characters the OTLP/%s exporter cannot send (a "
                              "malformed %%-escape, a line break%s); every export will fail (value not shown: it may "
                              "hold a credential)", name, repr(key) if not bad.search(key) else "(name not shown)",

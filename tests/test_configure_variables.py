@@ -510,6 +510,31 @@ def test_well_formed_header_variables_are_not_warned_about(
     assert not [m for m in _warnings(caplog) if "percent-decodes" in m]
 
 
+@pytest.mark.parametrize("exporter", ["otlp_http", "otlp_grpc"])
+@pytest.mark.parametrize("headers", [
+    "authorization=s3cr3t%E0%A4%A,Authorization=Bearer%20ok",  # the later entry of a header is the one sent
+    "x-team=s3cr3t%E0%A4%A, x-team=a b",  # also by one the SDK takes as written
+])
+def test_a_header_entry_a_later_one_replaces_is_not_warned_about(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, exporter: str, headers: str,
+) -> None:
+    """Before: the first entry was warned about ("every export will fail") though the SDK sends the later one's
+    value, as a dict of headers does, and every export got through."""
+    sink = HttpSink(answer(200)) if exporter == "otlp_http" else GrpcSink(lambda *a: None)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", headers)
+    try:
+        with caplog.at_level(logging.WARNING, "shannon_otel"):
+            handle = configure("headers", exporter=exporter, endpoint=sink.endpoint, set_global=False,
+                               shutdown_timeout_s=GUARD_S, metric_interval_s=3600.0)
+        assert not [m for m in _warnings(caplog) if "percent-decodes" in m]
+        _run_wave(handle)
+        assert _shutdown(handle)
+        assert sink.spans == N_SPANS  # what a warning would have denied: every span got through
+        assert handle.dropped["traces"] == 0
+    finally:
+        sink.close()
+
+
 _RACE = """
 import threading
 from opentelemetry import metrics, trace

@@ -29,6 +29,7 @@ from shannon_otel import (
     Fallback,
     Hedge,
     Hook,
+    Outcome,
     Retry,
     Saga,
     SagaObserver,
@@ -261,6 +262,100 @@ def test_a_scope_method_returning_a_generator_is_one_failure_saying_so(
     try:
         assert _value(asyncio.run(entry([hook], tel.providers))) in (["ok"], ("ok",), "ok")
         assert hook.hook_errors == {method: 1}
+        assert all(span.end_time is not None for span in tel.spans())
+    finally:
+        tel.shutdown()
+
+
+def _consumer(seen: list[object]) -> Iterator[None]:
+    """A consumer generator: each value sent to it is kept."""
+    while True:
+        seen.append((yield))
+
+
+def _primed(seen: list[object]) -> Iterator[None]:
+    consumer = _consumer(seen)
+    next(consumer)  # started: a token on purpose, unlike a `yield` in the start method
+    return consumer
+
+
+class _PrimedObs(WaveObserver, CallObserver, SagaObserver):
+    """Start methods returning a started generator as their token, which the finish methods send the outcome."""
+
+    def __init__(self, seen: list[object], *, by_mistake: bool = False) -> None:
+        self.seen = seen
+        self.by_mistake = by_mistake
+
+    def _token(self) -> Any:
+        return _consumer(self.seen) if self.by_mistake else _primed(self.seen)
+
+    def task_started(self, index: int, name: str, queue_wait_s: float) -> Any:
+        return self._token()
+
+    def task_finished(self, token: Any, event: Any) -> None:
+        token.send(event.outcome)
+
+    def attempt_started(self, attempt: int) -> Any:
+        return self._token()
+
+    def attempt_finished(self, token: Any, event: Any) -> None:
+        token.send(event.outcome)
+
+    def step_started(self, step: str) -> Any:
+        return self._token()
+
+    def step_finished(self, token: Any, step: str, outcome: Any, error: BaseException | None) -> None:
+        token.send(outcome)
+
+
+class _PrimedHook(Hook):
+    def __init__(self, *, by_mistake: bool = False) -> None:
+        self.seen: list[object] = []
+        self.by_mistake = by_mistake
+
+    def wave_started(self, event: object) -> WaveObserver:
+        return _PrimedObs(self.seen, by_mistake=self.by_mistake)
+
+    def call_started(self, event: object) -> CallObserver:
+        return _PrimedObs(self.seen, by_mistake=self.by_mistake)
+
+    def saga_started(self, event: object) -> SagaObserver:
+        return _PrimedObs(self.seen, by_mistake=self.by_mistake)
+
+
+TOKEN_ENTRY_POINTS: dict[str, tuple[str, Callable[[list[Hook], dict[str, Any]], Any]]] = {
+    # the wave's own path for a single observer (instrument=False), and for several (the OTel hook's first)
+    "wave alone": ("task_started", lambda hooks, p: Wave("w", hooks=hooks, instrument=False).map(lambda x: _ok(), [1])),
+    "wave": ("task_started", lambda hooks, p: Wave("w", hooks=hooks, **p).map(lambda x: _ok(), [1])),
+    "retry": ("attempt_started", lambda hooks, p: Retry(hooks=hooks, **p).call(_ok)),
+    "saga": ("step_started", lambda hooks, p: Saga("s", hooks=hooks, **p).run(Step("a", _ok))),
+}
+
+
+@pytest.mark.parametrize("entry", sorted(TOKEN_ENTRY_POINTS))
+def test_a_started_generator_a_start_method_returns_is_its_token(entry: str) -> None:
+    """Before: every generator token was refused as a `yield` by mistake (counted, the observer missing the scope),
+    so an observer handing its finish method a primed consumer (tokens are its own values) saw nothing."""
+    _, run = TOKEN_ENTRY_POINTS[entry]
+    hook = _PrimedHook()
+    tel = InMemoryTelemetry()
+    try:
+        assert _value(asyncio.run(run([hook], tel.providers))) in (["ok"], ("ok",), "ok")
+        assert hook.hook_errors == {}
+        assert hook.seen == [Outcome.SUCCESS]  # the finish method had its token back
+    finally:
+        tel.shutdown()
+
+
+@pytest.mark.parametrize("entry", sorted(TOKEN_ENTRY_POINTS))
+def test_a_start_method_returning_an_unstarted_generator_is_the_hooks_counted_failure(entry: str) -> None:
+    method, run = TOKEN_ENTRY_POINTS[entry]
+    hook = _PrimedHook(by_mistake=True)  # what a `yield` in the start method returns: a generator never started
+    tel = InMemoryTelemetry()
+    try:
+        assert _value(asyncio.run(run([hook], tel.providers))) in (["ok"], ("ok",), "ok")
+        assert hook.hook_errors == {method: 1}
+        assert hook.seen == []
         assert all(span.end_time is not None for span in tel.spans())
     finally:
         tel.shutdown()

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._deadline import scope_timeout
 from .._events import Hook, TaskResult, WaveObserver
-from .._isolation import HOOK_ERRORS, UNRUN, call_void, callback_failed, hook_failed, unrun
+from .._isolation import HOOK_ERRORS, UNRUN, call_void, callback_failed, hook_failed, primed, unrun
 from .._reraise import raise_as_is
 from .._telemetry import Outcome
 from .._validate import awaitable_from, brief, sync_result
@@ -463,7 +463,7 @@ class WaveRun:
             if len(observers) == 1:  # the common case (the OTel hook alone), kept short: it runs per task
                 try:
                     token = observers[0].task_started(index, name, queue_wait)
-                    if isinstance(token, UNRUN):  # a coroutine never awaited (closed), a generator never run
+                    if isinstance(token, UNRUN) and not primed(token):  # a coroutine never awaited, a `yield`
                         raise unrun(token, "task_started")
                     tokens.append(token)
                 except HOOK_ERRORS as exc:  # that hook misses this task
@@ -473,7 +473,7 @@ class WaveRun:
             for obs, owner in zip(observers, self.owners, strict=True):
                 try:
                     token = obs.task_started(index, name, queue_wait)
-                    if isinstance(token, UNRUN):
+                    if isinstance(token, UNRUN) and not primed(token):
                         raise unrun(token, "task_started")
                     tokens.append(token)
                 except HOOK_ERRORS as exc:
