@@ -301,7 +301,7 @@ class FakeClock:
         if isinstance(start, float) and not math.isfinite(start):  # NaN too, which check_number puts out of [-inf, inf]
             raise ValueError(f"start must be a finite number, got {start!r}")
         check_number("start", start, low=-math.inf)
-        self.now = start
+        self.now: float = start
         self.sleeps: list[float] = []
 
     def __call__(self) -> float:

@@ -180,9 +180,13 @@ def test_module_entry_point_writes_and_checks(tmp_path: Path, capsys: pytest.Cap
     from shannon_otel.assets.__main__ import main
 
     assert main(["--check", str(tmp_path)]) == 1
-    assert "stale: dashboards/shannon-otel-overview.json" in capsys.readouterr().err
+    # nothing there yet: each file is said missing (it was "stale", as if an old copy were there)
+    assert "missing: dashboards/shannon-otel-overview.json" in capsys.readouterr().err
     assert main(["--write", str(tmp_path)]) == 0
     assert main(["--check", str(tmp_path)]) == 0
+    (tmp_path / "dashboards/shannon-otel-overview.json").write_text("{}", encoding="utf-8")
+    assert main(["--check", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == "stale: dashboards/shannon-otel-overview.json\n"
 
 
 def test_every_label_a_panel_link_uses_survives_the_panel_aggregation() -> None:

@@ -83,11 +83,28 @@ def test_resilience_section_details_each_breakers_own_transitions() -> None:
     ]
 
 
-def test_plain_when_not_a_terminal_or_rich_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plain_when_not_a_terminal_or_rich_is_missing(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     assert _console(plain=True) is None
     monkeypatch.setitem(sys.modules, "rich.console", None)  # import fails as if rich were not installed
+    assert _console(plain=True) is None
+    assert capsys.readouterr().err == ""  # --plain asked for plain output: nothing to explain
     assert _console(plain=False) is None
+    # a terminal without rich was silent about the live table a `pip install 'shannon-otel[cli]'` brings
+    assert "pip install 'shannon-otel[cli]'" in capsys.readouterr().err
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
+    assert _console(plain=False) is None
+    assert capsys.readouterr().err == ""  # piped: plain is what it should be
+
+
+def test_the_missing_rich_note_stays_out_of_stdout_when_stderr_is_closed(monkeypatch: pytest.MonkeyPatch,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setitem(sys.modules, "rich.console", None)
+    monkeypatch.setattr(sys, "stderr", None)  # started with `2>&-`: print(file=None) writes to stdout
+    assert _console(plain=False) is None
+    assert capsys.readouterr().out == ""
 
 
 @pytest.mark.parametrize(("count", "said"), [(1, "FAILED (1 error or retry logged; first: refused)"),

@@ -94,6 +94,32 @@ def test_the_wheel_holds_the_package_sources_py_typed_and_metadata_only(wheel: P
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
 
 
+def test_the_wheel_metadata_states_the_tested_pythons_typing_and_the_changelog_version(wheel: Path) -> None:
+    """The wheel carried no classifiers: the package index could not tell its Python versions, that it is
+    typed (it ships py.typed) or for asyncio and OpenTelemetry."""
+    from email.parser import Parser
+
+    from shannon_otel import __version__
+
+    with zipfile.ZipFile(wheel) as archive:
+        text = archive.read(next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    metadata = Parser().parsestr(text, headersonly=True)
+    classifiers = metadata.get_all("Classifier") or []
+    (supported,) = re.findall(r"^SUPPORTED=\(([^)]*)\)$", (ROOT / "scripts/test").read_text(encoding="utf-8"), re.M)
+    tested = supported.split()  # the Pythons scripts/test runs the unit suite on
+    stated = [c.removeprefix("Programming Language :: Python :: ") for c in classifiers
+              if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)]
+    assert stated == tested, classifiers
+    assert metadata["Requires-Python"] == f">={tested[0]}"
+    assert {"Typing :: Typed", "Framework :: AsyncIO", "Framework :: OpenTelemetry"} <= set(classifiers)
+    assert not any(c.startswith("License ::") for c in classifiers)  # License-Expression says it (PEP 639)
+    assert metadata["Version"] == __version__
+    # the CHANGELOG's latest section is this version: "## [0.1.0]", or "## [Unreleased] — 0.1.0" before release
+    latest = next(line for line in (ROOT / "CHANGELOG.md").read_text(encoding="utf-8").splitlines()
+                  if line.startswith("## "))
+    assert re.fullmatch(rf"## \[(Unreleased\] — {re.escape(__version__)}|{re.escape(__version__)}\]).*", latest), latest
+
+
 def test_the_installed_wheel_runs_its_commands_outside_the_repository(venv: Path, tmp_path: Path) -> None:
     python, bin_dir = str(venv / "bin" / "python"), venv / "bin"
     where = _run([python, "-c", "import shannon_otel; print(shannon_otel.__file__)"], cwd=tmp_path).stdout

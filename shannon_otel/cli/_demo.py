@@ -50,12 +50,16 @@ def _anomaly_hook() -> Hook | None:
 
 
 def _console(plain: bool) -> Any | None:
-    """A rich console for a terminal stdout, else None (plain text)."""
+    """A rich console for a terminal stdout, else None (plain text). A terminal without rich is told, on
+    stderr, which extra brings the live table: the plain lines there were silent about it."""
     if plain or not sys.stdout.isatty():
         return None
     try:
         from rich.console import Console
     except ImportError:
+        if sys.stderr is not None:  # started with stderr closed (`2>&-`): print(file=None) would write to stdout
+            print("shannon-otel demo: plain output (the live table and coloured summary need rich: "
+                  "pip install 'shannon-otel[cli]'; --plain leaves this note out)", file=sys.stderr)
         return None
     console = Console()
     if console.width < 1:  # rich takes COLUMNS=0 as a width of 0 (the summary's wrap died on it): ask the terminal
