@@ -303,3 +303,30 @@ def test_the_resilience_legend_is_true_of_hedges_failed_fallbacks_and_any_degrad
     assert "degraded: calls Degrade answered with a degraded result (its default, last good value or cheaper call)" \
         in legend
     assert "fallbacks: calls whose Fallback ran (one that failed too, then also failed)" in legend
+
+
+@pytest.mark.parametrize("sampled", [False, True])
+def test_the_saga_line_names_only_recorded_traces(sampled: bool) -> None:
+    """Before: rollbacks in sampled-out traces (no trace id) were listed as "  - publish: ..." under
+    "traces of some:", a heading promising traces the summary did not have (all of them fell on one key)."""
+    otel = InMemoryTelemetry(sampled=sampled)
+    recorder = RunRecorder()
+    saga = Saga("publish", hooks=(recorder,), **otel.providers)
+
+    async def main() -> None:
+        for _ in range(3):
+            with pytest.raises(SagaError):
+                await saga.run(Step("a", ok, undo), Step("c", fail))
+
+    asyncio.run(main())
+    stream = io.StringIO()
+    resilience_section(Out(stream=stream), recorder, recorder.report())
+    text = stream.getvalue()
+    listed = [line.split()[0] for line in text.splitlines() if line.startswith("  ") and "compensated" in line]
+    exported = {format(s.context.trace_id, "032x") for s in otel.spans() if s.context is not None}
+    assert "sagas: 3 rolled back" in text
+    if sampled:
+        assert "traces of some:" in text and len(listed) == 3 and set(listed) <= exported
+    else:
+        assert "traces of some" not in text and listed == [] and "no trace of them recorded" in text
+    otel.shutdown()

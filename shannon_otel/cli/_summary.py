@@ -267,12 +267,15 @@ def resilience_section(out: Out, recorder: RunRecorder, run: RunReport) -> None:
         moves = tally.moves if tally is not None else {}
         detail = ", ".join(f"{k} x{v}" for k, v in moves.items()) or "no transitions"
         out.line(f"breaker {name}: {sum(moves.values())} transitions ({detail}); now {state.value}")
-    shown = {t: (saga, steps) for saga, steps, t in recorder.rollbacks}
+    # Only rollbacks in a recorded trace are listed: those sampled out (no trace id) all fell on one key, None,
+    # and were listed as "-" under "traces of some:", a heading naming traces where there were none.
+    shown = {t: (saga, steps) for saga, steps, t in recorder.rollbacks if t is not None}
     failed = f", {run.failed_rollbacks} failed to roll back (a compensation failed)" if run.failed_rollbacks else ""
+    traced = "; traces of some:" if shown else "; no trace of them recorded" if recorder.rollbacks else ""
     out.line(f"sagas: {run.rollbacks} rolled back{failed}, {run.compensations} compensations run"
-             + (" (deliberate failures, see errors above); traces of some:" if shown else ""))
+             + (" (deliberate failures, see errors above)" if recorder.rollbacks else "") + traced)
     for trace_id, (saga, steps) in list(shown.items())[:3]:
-        out.line(f"  {trace_id or '-'} {saga}: compensated {', '.join(steps) or 'nothing'}", "trace")
+        out.line(f"  {trace_id} {saga}: compensated {', '.join(steps) or 'nothing'}", "trace")
 
 
 def _plural(n: int, word: str) -> str:
