@@ -200,8 +200,13 @@ def _assert_failed_and_closed(otel: InMemoryTelemetry, error_type: str) -> None:
     assert wave_span.status.is_ok is False
     assert wave_span.attributes is not None
     assert wave_span.attributes[tel.TASK_OUTCOME] == "failure"
-    failed = [s for s in spans if s.attributes and s.attributes.get(tel.ERROR_TYPE) == error_type]
+    failed = [s for s in spans if s.name.startswith("task") and s.attributes
+              and s.attributes.get(tel.ERROR_TYPE) == error_type]
     assert len(failed) == 1
+    # one exception, one event: the task span's (the wave span names the error it raised, and records no copy)
+    events = [(s.name, e.attributes["exception.type"]) for s in spans for e in s.events  # type: ignore[index]
+              if e.name == "exception"]
+    assert len(events) == 1 and events[0][0] == failed[0].name
     outcomes = {s.attributes[tel.TASK_OUTCOME] for s in spans if s.name.startswith("task")}  # type: ignore[index]
     assert outcomes == {"failure", "cancellation"}  # the sibling was cancelled, nothing "success" by mistake
 
