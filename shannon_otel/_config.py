@@ -254,8 +254,8 @@ def configure(
     unset; not a URL: ValueError naming the variable). ``export_timeout_s`` (one export attempt with its
     retries, in (0, 3600]) overrides ``OTEL_EXPORTER_OTLP[_<signal>]_TIMEOUT`` /
     ``OTEL_METRIC_EXPORT_TIMEOUT``; with None those are used (a timeout variable that is not a number
-    in (0, 3600] is ignored with a logged warning, 10 s used; ``OTEL_METRIC_EXPORT_TIMEOUT`` is in
-    milliseconds, 30 s used). ``metric_interval_s`` (in (0, 86400])
+    in (0, 3600] is ignored with a logged warning as if unset: the general variable, else 10 s, used;
+    ``OTEL_METRIC_EXPORT_TIMEOUT`` is in milliseconds, 30 s used). ``metric_interval_s`` (in (0, 86400])
     overrides ``OTEL_METRIC_EXPORT_INTERVAL`` (integer milliseconds; an unparsable value, or one above a
     day, is ignored with a logged warning); the default is 10 s. docs/reliability.md lists them all.
 

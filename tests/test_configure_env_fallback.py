@@ -1,0 +1,125 @@
+"""An invalid signal-specific OTLP variable is treated as unset, so the general one applies.
+
+The environment-variable specification: a value the implementation cannot parse (or an enum value it does not
+recognise) SHOULD be warned about and ignored, "treated as not set". Before, ``configure()`` stopped at the
+signal's variable: ``OTEL_EXPORTER_OTLP_TRACES_TIMEOUT=abc`` with ``OTEL_EXPORTER_OTLP_TIMEOUT=3`` exported with
+the SDK default of 10 s, and ``OTEL_EXPORTER_OTLP_TRACES_COMPRESSION=brotli`` with
+``OTEL_EXPORTER_OTLP_COMPRESSION=gzip`` sent uncompressed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from shannon_otel import configure
+from shannon_otel._otlp_grpc import GrpcSpans
+from shannon_otel._otlp_http import HttpSpans
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("OTEL_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+
+
+def _warnings(caplog: pytest.LogCaptureFixture, variable: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and variable in r.getMessage()]
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+@pytest.mark.parametrize("value", ["abc", "-1", "inf"])
+def test_an_invalid_signal_timeout_leaves_the_general_one_in_force(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, protocol: str, value: str,
+) -> None:
+    built: list[float | None] = []
+    module, real = ("shannon_otel._otlp_grpc.GrpcSpans", GrpcSpans) if protocol == "grpc" else (
+        "shannon_otel._otlp_http.HttpSpans", HttpSpans)
+
+    class Recorded(real):  # type: ignore[misc, valid-type]  # the exporter configure() builds, its timeout noted
+        def __init__(self, endpoint: str | None, timeout: float | None, *args: Any) -> None:
+            built.append(timeout)
+            super().__init__(endpoint, timeout, *args)
+
+    monkeypatch.setattr(module, Recorded)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "3")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", value)
+    with caplog.at_level(logging.WARNING, "shannon_otel"):
+        configure(set_global=False, shutdown_timeout_s=0.5).shutdown()
+    assert built == [3.0]  # the general variable, not the SDK default (10 s)
+    [warning] = _warnings(caplog, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")  # once, naming the variable
+    assert f"={value!r}" in warning
+    assert warning.endswith("ignored, 3 s used")
+
+
+def test_invalid_timeouts_in_both_variables_give_the_default_with_a_warning_for_each(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "0")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "abc")
+    with caplog.at_level(logging.WARNING, "shannon_otel"):
+        handle = configure(set_global=False, shutdown_timeout_s=0.5)
+    handle.shutdown()
+    assert handle._processors[0].exporter.inner._timeout == 10.0
+    assert len(_warnings(caplog, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT='abc'")) == 1
+    assert len(_warnings(caplog, "OTEL_EXPORTER_OTLP_TIMEOUT='0'")) == 1
+
+
+class _EncodingSink:
+    """An OTLP/HTTP endpoint on 127.0.0.1 that answers 200 and notes each request's Content-Encoding."""
+
+    def __init__(self) -> None:
+        self.encodings: list[str | None] = []
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                sink.encodings.append(self.headers.get("Content-Encoding"))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(10)
+
+
+def test_an_unknown_signal_compression_leaves_the_general_one_in_force(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "brotli")
+    sink = _EncodingSink()
+    try:
+        with caplog.at_level(logging.WARNING, "shannon_otel"):
+            handle = configure(exporter="otlp_http", endpoint=sink.endpoint, set_global=False, export_timeout_s=10,
+                               shutdown_timeout_s=10)
+        handle.tracer_provider.get_tracer("fallback").start_span("compressed").end()
+        assert handle.shutdown()
+    finally:
+        sink.close()
+    assert sink.encodings == ["gzip"]  # sent uncompressed before
+    assert len(_warnings(caplog, "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION='brotli'")) == 1
