@@ -296,10 +296,13 @@ def _metric_interval_s(explicit: float | None) -> float:
 _SDK_METRIC_EXPORT_TIMEOUT_MS = 30_000.0  # the periodic reader's default
 
 
-def _metric_export_timeout_ms() -> float | None:
-    """``OTEL_METRIC_EXPORT_TIMEOUT`` (milliseconds) for the periodic reader, or None when unset (the reader's
-    default). A value that is not a number of milliseconds in (0, 3,600,000] is ignored with a warning naming it
-    and 30,000 used: the SDK's reader took 0 or a negative value, every collection then timed out before it
-    began ("Metric collection timed out" each interval), and no metric point was ever exported nor counted."""
-    return _bounded_env(("OTEL_METRIC_EXPORT_TIMEOUT",), _MAX_TIMEOUT_S * 1000, _SDK_METRIC_EXPORT_TIMEOUT_MS,
-                        "%s=%r is not a number of milliseconds in (0, %d]; ignored, %s used", " ms")
+def _metric_export_timeout_ms() -> float:
+    """``OTEL_METRIC_EXPORT_TIMEOUT`` (milliseconds) for the periodic reader, else the reader's default (30,000),
+    passed to the reader so it never reads the variable itself: a blank one, which the specification reads as
+    unset, made it warn "Found invalid value for export timeout, using default" naming no variable. A value that
+    is not a number of milliseconds in (0, 3,600,000] is ignored with a warning naming it and 30,000 used: the
+    SDK's reader took 0 or a negative value, every collection then timed out before it began ("Metric collection
+    timed out" each interval), and no metric point was ever exported nor counted."""
+    found = _bounded_env(("OTEL_METRIC_EXPORT_TIMEOUT",), _MAX_TIMEOUT_S * 1000, _SDK_METRIC_EXPORT_TIMEOUT_MS,
+                         "%s=%r is not a number of milliseconds in (0, %d]; ignored, %s used", " ms")
+    return _SDK_METRIC_EXPORT_TIMEOUT_MS if found is None else found

@@ -123,3 +123,30 @@ def test_an_unknown_signal_compression_leaves_the_general_one_in_force(
         sink.close()
     assert sink.encodings == ["gzip"]  # sent uncompressed before
     assert len(_warnings(caplog, "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION='brotli'")) == 1
+
+
+# Every variable configure() (or the SDK under it) reads for the console exporters, set blank as deployments do
+# (``OTEL_METRIC_EXPORT_TIMEOUT=${TIMEOUT}`` with TIMEOUT unset).
+_BLANKABLE = [
+    "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_SDK_DISABLED", "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG", "OTEL_PYTHON_ID_GENERATOR", "OTEL_BSP_SCHEDULE_DELAY", "OTEL_BSP_EXPORT_TIMEOUT",
+    "OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "OTEL_BLRP_SCHEDULE_DELAY", "OTEL_BLRP_EXPORT_TIMEOUT",
+    "OTEL_BLRP_MAX_QUEUE_SIZE", "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "OTEL_METRIC_EXPORT_INTERVAL",
+    "OTEL_METRIC_EXPORT_TIMEOUT", "OTEL_METRICS_EXEMPLAR_FILTER", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    "OTEL_ATTRIBUTE_COUNT_LIMIT", "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    "OTEL_SPAN_EVENT_COUNT_LIMIT", "OTEL_SPAN_LINK_COUNT_LIMIT",
+]
+
+
+@pytest.mark.parametrize("variable", _BLANKABLE)
+def test_a_blank_variable_is_unset_without_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, variable: str,
+) -> None:
+    """The specification: an empty value is interpreted as unset, and unset draws no warning. Before, a blank
+    ``OTEL_METRIC_EXPORT_TIMEOUT`` made the SDK's reader warn "Found invalid value for export timeout, using
+    default", naming no variable."""
+    monkeypatch.setenv(variable, "")
+    with caplog.at_level(logging.WARNING):
+        handle = configure(exporter="console", logs=True, set_global=False, shutdown_timeout_s=5)
+        handle.shutdown()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
