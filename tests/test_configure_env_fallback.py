@@ -150,3 +150,60 @@ def test_a_blank_variable_is_unset_without_a_warning(
         handle = configure(exporter="console", logs=True, set_global=False, shutdown_timeout_s=5)
         handle.shutdown()
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+# --- span limits ------------------------------------------------------------------------------------------------
+
+def _kept_attributes(**limits: str) -> tuple[int, int]:
+    """(attributes, length of one value) of a span given 200 attributes of 300 characters, as exported."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exported = InMemorySpanExporter()
+    handle = configure(exporter="none", span_exporters=[exported], set_global=False, shutdown_timeout_s=5)
+    span = handle.tracer_provider.get_tracer("limits").start_span("wide")
+    span.set_attributes({f"a{i}": "x" * 300 for i in range(200)})
+    span.end()
+    assert handle.shutdown()
+    [finished] = exported.get_finished_spans()
+    attributes = finished.attributes or {}
+    return len(attributes), len(str(next(iter(attributes.values()))))
+
+
+@pytest.mark.parametrize("variable", ["OTEL_ATTRIBUTE_COUNT_LIMIT", "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT"])
+def test_a_blank_attribute_count_limit_keeps_the_default_limit(monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+    """Before: the SDK read a blank count limit as no limit, so a span kept all 200 attributes (unset: 128)."""
+    monkeypatch.setenv(variable, "")
+    assert _kept_attributes() == (128, 300)
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "1.5"])
+def test_an_invalid_limit_is_ignored_with_a_warning_not_raised(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, value: str,
+) -> None:
+    """Before: ValueError out of configure() (no telemetry at all under opentelemetry-instrument); now the
+    specification's reading: warned about, naming it, and ignored, so the general variable applies."""
+    monkeypatch.setenv("OTEL_ATTRIBUTE_COUNT_LIMIT", "50")
+    monkeypatch.setenv("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", value)
+    monkeypatch.setenv("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "20")
+    monkeypatch.setenv("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", value)
+    with caplog.at_level(logging.WARNING, "shannon_otel"):
+        assert _kept_attributes() == (50, 20)
+    assert len(_warnings(caplog, f"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT={value!r}")) == 1
+    assert len(_warnings(caplog, f"OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT={value!r}")) == 1
+
+
+@pytest.mark.parametrize("variables", [
+    {},
+    {"OTEL_ATTRIBUTE_COUNT_LIMIT": "7", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "9"},
+    {"OTEL_ATTRIBUTE_COUNT_LIMIT": "7", "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "3", "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT": "4",
+     "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT": " 5 ", "OTEL_SPAN_EVENT_COUNT_LIMIT": "0", "OTEL_SPAN_LINK_COUNT_LIMIT": "2",
+     "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "9", "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT": "11"},
+])
+def test_valid_limits_are_the_ones_the_sdk_reads(monkeypatch: pytest.MonkeyPatch, variables: dict[str, str]) -> None:
+    from opentelemetry.sdk.trace import SpanLimits
+
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    handle = configure(exporter="none", set_global=False)
+    handle.shutdown()
+    assert vars(handle.tracer_provider._span_limits) == vars(SpanLimits())
