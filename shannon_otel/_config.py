@@ -60,7 +60,7 @@ from ._otel._providers import globals_set, register_bridge, register_drops
 from ._otlp_env import warn_odd_variables
 from ._redact import Redact, RedactingSpanExporter, redacting_handler
 from ._resource_env import env_service_name
-from ._sdk_env import id_generator, sampler
+from ._sdk_env import id_generator, sampler, span_limits
 from ._telemetry import SCOPE_NAME as LOGGER_ROOT  # the logging hook's loggers are its children
 from ._telemetry_handle import _MAX_TIMEOUT_S, DEFAULT_SHUTDOWN_TIMEOUT_S, shut_at_exit
 from ._telemetry_handle import Telemetry as Telemetry
@@ -254,8 +254,8 @@ def configure(
     unset; not a URL: ValueError naming the variable). ``export_timeout_s`` (one export attempt with its
     retries, in (0, 3600]) overrides ``OTEL_EXPORTER_OTLP[_<signal>]_TIMEOUT`` /
     ``OTEL_METRIC_EXPORT_TIMEOUT``; with None those are used (a timeout variable that is not a number
-    in (0, 3600] is ignored with a logged warning, 10 s used; ``OTEL_METRIC_EXPORT_TIMEOUT`` is in
-    milliseconds, 30 s used). ``metric_interval_s`` (in (0, 86400])
+    in (0, 3600] is ignored with a logged warning as if unset: the general variable, else 10 s, used;
+    ``OTEL_METRIC_EXPORT_TIMEOUT`` is in milliseconds, 30 s used). ``metric_interval_s`` (in (0, 86400])
     overrides ``OTEL_METRIC_EXPORT_INTERVAL`` (integer milliseconds; an unparsable value, or one above a
     day, is ignored with a logged warning); the default is 10 s. docs/reliability.md lists them all.
 
@@ -339,7 +339,7 @@ def configure(
     drops = DropCounter()
     # shutdown_on_exit=False: the SDK's own exit handlers wait unbounded; Telemetry registers a bounded one.
     tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False, sampler=sampler(),
-                                     id_generator=id_generator())
+                                     id_generator=id_generator(), span_limits=span_limits())
     logger_provider = None if log_names is None else LoggerProvider(resource=resource, shutdown_on_exit=False)
     # Every exporter is built (its endpoint variable checked) before any processor or reader starts a thread:
     # a malformed OTEL_EXPORTER_OTLP_METRICS_ENDPOINT used to leave a span processor's thread running per call.

@@ -129,34 +129,43 @@ def _check_target(name: str, value: str, http: bool) -> None:
 
 
 def _timeout_s(kind: str, explicit: float | None) -> float | None:
-    """``explicit``, else ``OTEL_EXPORTER_OTLP_<kind>_TIMEOUT`` / ``OTEL_EXPORTER_OTLP_TIMEOUT``
+    """``explicit``, else ``OTEL_EXPORTER_OTLP_<kind>_TIMEOUT``, else ``OTEL_EXPORTER_OTLP_TIMEOUT``
     (seconds, as the Python exporters read them, where the specification says milliseconds: ``5000`` meant
     as 5 s is refused, ``500`` meant as half a second is 500 s); a value that is not a number in (0, 3600] is
-    ignored with a logged warning and the SDK default (10 s) used, as the specification asks (the
-    gRPC exporters would raise a bare ``could not convert string to float``, the HTTP ones accept
-    ``inf`` and retry forever). None: the exporter reads the variables itself (none set)."""
+    ignored with a logged warning, as if unset (the specification's rule): the general variable then applies,
+    else the SDK default (10 s) (the gRPC exporters would raise a bare ``could not convert string to float``,
+    the HTTP ones accept ``inf`` and retry forever). None: the exporter reads the variables itself (none set)."""
     if explicit is not None:
         return explicit
     return _bounded_env((f"OTEL_EXPORTER_OTLP_{kind}_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"), _MAX_TIMEOUT_S,
                         _SDK_DEFAULT_TIMEOUT_S, "%s=%r is not a number of seconds in (0, %g] (seconds, as the Python "
-                        "OTLP exporters read it, not the specification's milliseconds); ignored, %g s used")
+                        "OTLP exporters read it, not the specification's milliseconds); ignored, %s used", " s")
 
 
-def _bounded_env(names: tuple[str, ...], high: float, default: float, warning: str) -> float | None:
-    """The first of ``names`` set, as a number in (0, ``high``], or None when none is set; anything else is
-    ignored with ``warning`` (formatted with the variable, its value, ``high`` and ``default``) and ``default``
-    returned."""
-    found = _first_env(*names)
-    if found is None:
-        return None
-    name, raw = found
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not 0 < value <= high:  # False for NaN
-        _log.warning(warning, name, raw, high, default)
-        return default
+def _bounded_env(names: tuple[str, ...], high: float, default: float, warning: str, unit: str) -> float | None:
+    """The first of ``names`` set to a number in (0, ``high``], or None when none is set. One set to anything else
+    is treated as unset, as the specification asks of an unparsable value: ignored with ``warning`` (formatted
+    with the variable, its value, ``high`` and what is used instead: the next variable's value or ``default``,
+    with ``unit``), and the next of ``names`` read; ``default`` when none of them is valid. Before, an invalid
+    ``OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`` made the SDK default apply over a valid ``OTEL_EXPORTER_OTLP_TIMEOUT``."""
+    invalid: list[tuple[str, str]] = []
+    value: float | None = None
+    for name in names:
+        raw = _env(name)
+        if raw is None:
+            continue
+        try:
+            number = float(raw)
+        except ValueError:
+            number = math.nan
+        if 0 < number <= high:  # False for NaN
+            value = number
+            break
+        invalid.append((name, os.environ[name]))
+    if value is None and invalid:
+        value = default
+    for name, raw in invalid:
+        _log.warning(warning, name, raw, high, f"{value:g}{unit}")
     return value
 
 
@@ -287,10 +296,13 @@ def _metric_interval_s(explicit: float | None) -> float:
 _SDK_METRIC_EXPORT_TIMEOUT_MS = 30_000.0  # the periodic reader's default
 
 
-def _metric_export_timeout_ms() -> float | None:
-    """``OTEL_METRIC_EXPORT_TIMEOUT`` (milliseconds) for the periodic reader, or None when unset (the reader's
-    default). A value that is not a number of milliseconds in (0, 3,600,000] is ignored with a warning naming it
-    and 30,000 used: the SDK's reader took 0 or a negative value, every collection then timed out before it
-    began ("Metric collection timed out" each interval), and no metric point was ever exported nor counted."""
-    return _bounded_env(("OTEL_METRIC_EXPORT_TIMEOUT",), _MAX_TIMEOUT_S * 1000, _SDK_METRIC_EXPORT_TIMEOUT_MS,
-                        "%s=%r is not a number of milliseconds in (0, %d]; ignored, %d ms used")
+def _metric_export_timeout_ms() -> float:
+    """``OTEL_METRIC_EXPORT_TIMEOUT`` (milliseconds) for the periodic reader, else the reader's default (30,000),
+    passed to the reader so it never reads the variable itself: a blank one, which the specification reads as
+    unset, made it warn "Found invalid value for export timeout, using default" naming no variable. A value that
+    is not a number of milliseconds in (0, 3,600,000] is ignored with a warning naming it and 30,000 used: the
+    SDK's reader took 0 or a negative value, every collection then timed out before it began ("Metric collection
+    timed out" each interval), and no metric point was ever exported nor counted."""
+    found = _bounded_env(("OTEL_METRIC_EXPORT_TIMEOUT",), _MAX_TIMEOUT_S * 1000, _SDK_METRIC_EXPORT_TIMEOUT_MS,
+                         "%s=%r is not a number of milliseconds in (0, %d]; ignored, %s used", " ms")
+    return _SDK_METRIC_EXPORT_TIMEOUT_MS if found is None else found

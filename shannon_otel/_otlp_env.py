@@ -29,16 +29,16 @@ COMPRESSIONS = ("gzip", "deflate", "none")
 def compression(kind: str) -> str:
     """``OTEL_EXPORTER_OTLP_<kind>_COMPRESSION``, else ``OTEL_EXPORTER_OTLP_COMPRESSION``, read
     case-insensitively (the specification's rule for enum values): ``gzip``, ``deflate`` or ``none``.
-    Unset or blank: ``none``. Any other value is ignored with a warning naming the variable and
-    ``none`` is used, as the specification asks and the SDK's HTTP exporters do."""
+    Unset or blank: ``none``. Any other value is ignored with a warning naming the variable, as if unset
+    (the specification's rule; the SDK's HTTP exporters used ``none``): the general variable then applies,
+    else ``none``. Before, ``..._TRACES_COMPRESSION=brotli`` turned off ``OTEL_EXPORTER_OTLP_COMPRESSION=gzip``."""
     for name in (f"OTEL_EXPORTER_OTLP_{kind}_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"):
         value = os.environ.get(name, "").strip().lower()
         if not value:
             continue
         if value not in COMPRESSIONS:
-            _log.warning("%s=%r is not one of %s; ignored, no compression used",
-                         name, os.environ[name], ", ".join(COMPRESSIONS))
-            return "none"
+            _log.warning("%s=%r is not one of %s; ignored", name, os.environ[name], ", ".join(COMPRESSIONS))
+            continue
         return value
     return "none"
 

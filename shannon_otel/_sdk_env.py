@@ -1,5 +1,5 @@
 """The TracerProvider's ``OTEL_TRACES_SAMPLER`` and ``OTEL_PYTHON_ID_GENERATOR``, resolved as the SDK's own
-configurator (``opentelemetry-instrument``'s default) resolves them.
+configurator (``opentelemetry-instrument``'s default) resolves them, and its span limits (``OTEL_*_LIMIT``).
 
 The TracerProvider reads ``OTEL_TRACES_SAMPLER`` itself but knows only the SDK's six samplers; the SDK's
 configurator also loads one an installed package provides (entry point group ``opentelemetry_traces_sampler``:
@@ -14,6 +14,7 @@ import logging
 import os
 from importlib.metadata import entry_points
 
+from opentelemetry.sdk.trace import SpanLimits
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import DEFAULT_ON, Sampler
 
@@ -88,3 +89,52 @@ def id_generator() -> IdGenerator | None:
         _log.warning("OTEL_PYTHON_ID_GENERATOR=%r: %s; ignored, random ids used", raw, exc)
         return None
     return made
+
+
+_DEFAULT_COUNT_LIMIT = 128  # the specification's default for every count limit
+
+
+def _limit(name: str) -> int | None:
+    """A limit variable as a non-negative integer, or None when unset or blank; anything else is ignored with a
+    warning naming it."""
+    raw = os.environ.get(name, "")
+    if not raw.strip():
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        _log.warning("%s=%r is not a non-negative integer; ignored", name, raw)
+        return None
+    return value
+
+
+def span_limits() -> SpanLimits:
+    """The span limits of the ``OTEL_*_LIMIT`` variables, resolved as the SDK resolves them (a span's, event's or
+    link's own count limit, else ``OTEL_ATTRIBUTE_COUNT_LIMIT``, else 128; the span's value length, else
+    ``OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT``, else none) but with the specification's reading of what is not a value:
+    blank is unset, and a value that is not a non-negative integer is ignored with a warning naming it. The SDK's
+    ``SpanLimits`` read a blank count limit as no limit at all (spans kept every attribute, event and link where
+    unset keeps 128), and raised ``ValueError`` out of ``configure()`` for ``abc`` or ``-1``: under
+    ``opentelemetry-instrument`` the program then ran with no telemetry."""
+    shared = _limit("OTEL_ATTRIBUTE_COUNT_LIMIT")
+    count = _DEFAULT_COUNT_LIMIT if shared is None else shared
+
+    def own(name: str, fallback: int) -> int:
+        value = _limit(name)
+        return fallback if value is None else value
+
+    length = _limit("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT")
+    span_length = _limit("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT")
+    span_length = length if span_length is None else span_length
+    return SpanLimits(
+        max_attributes=count,
+        max_events=own("OTEL_SPAN_EVENT_COUNT_LIMIT", _DEFAULT_COUNT_LIMIT),
+        max_links=own("OTEL_SPAN_LINK_COUNT_LIMIT", _DEFAULT_COUNT_LIMIT),
+        max_span_attributes=own("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", count),
+        max_event_attributes=own("OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", count),
+        max_link_attributes=own("OTEL_LINK_ATTRIBUTE_COUNT_LIMIT", count),
+        max_attribute_length=SpanLimits.UNSET if length is None else length,
+        max_span_attribute_length=SpanLimits.UNSET if span_length is None else span_length,
+    )
