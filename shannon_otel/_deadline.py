@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 from contextvars import ContextVar
+from types import TracebackType
 
 __all__ = [
-    "CURRENT_SCOPE", "POLICY_TIMEOUTS", "TaskScope", "cancel_base", "cancel_requested", "task_timed_out", "timed_out",
+    "CURRENT_SCOPE", "POLICY_TIMEOUTS", "TaskScope", "cancel_base", "cancel_requested", "errors_as_is",
+    "task_timed_out", "timed_out",
 ]
 
 
@@ -121,6 +123,36 @@ def scope_timeout(error: BaseException) -> bool:
     ``TimeoutError`` subclass or one with arguments is the user's own, raised as it is (a frozen one refused the
     message, and the caller got a ``FrozenInstanceError``)."""
     return type(error) is TimeoutError and not error.args and isinstance(error.__cause__, asyncio.CancelledError)
+
+
+class errors_as_is:  # noqa: N801 (used as a context manager, like the scope it wraps)
+    """``async with errors_as_is(scope):`` for ``async with scope:`` (an ``asyncio.timeout`` around the user's code):
+    an error other than ``CancelledError`` leaving it once it has expired (the code swallowed the cancellation and
+    raised its own) reaches the caller as it was raised, on every Python.
+
+    From Python 3.13 (CPython gh-96037) asyncio walks such an error's ``__context__`` chain to put a
+    ``TimeoutError`` in it: with no cycle check (a chain the user's code made cyclic looped for good, the event loop
+    held) and through the class's ``__setattr__`` (a frozen dataclass exception raised ``FrozenInstanceError``, the
+    user's error lost). The scope is told it was left without one, which is all it does differently then (it takes
+    its cancellation back either way), so the error propagates unchanged, as on 3.11 and 3.12. Everything else
+    (the scope's own ``TimeoutError``, a cancellation, a scope not expired) is the scope's to handle as usual.
+    """
+
+    __slots__ = ("_scope",)
+
+    def __init__(self, scope: asyncio.Timeout) -> None:
+        self._scope = scope
+
+    async def __aenter__(self) -> asyncio.Timeout:
+        return await self._scope.__aenter__()
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None,
+    ) -> None:  # never suppresses: asyncio's scope raises its TimeoutError or lets the error go
+        if error is not None and not isinstance(error, asyncio.CancelledError) and self._scope.expired():
+            await self._scope.__aexit__(None, None, None)  # the error then propagates as it is
+        else:
+            await self._scope.__aexit__(kind, error, tb)
 
 
 def _raised_while_cancelled(error: BaseException) -> bool:

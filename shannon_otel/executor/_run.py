@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
-from .._deadline import scope_timeout
+from .._deadline import errors_as_is, scope_timeout
 from .._events import Hook, TaskResult, WaveObserver
 from .._isolation import HOOK_ERRORS, UNRUN, call_void, callback_failed, hook_failed, primed, unrun
 from .._reraise import raise_as_is
@@ -373,7 +373,8 @@ class WaveRun:
                 if type(call) is not CoroutineType:  # a sync fn given to map/run: named, not "can't be used in 'await'"
                     call = awaitable_from(_TASK_CALLABLE, call) if call is not work else _awaitable_task(work)
             if wave.task_timeout is not None:
-                async with asyncio.timeout(wave.task_timeout) as scope:
+                # the task's own error as it is, on 3.13 too (see errors_as_is)
+                async with errors_as_is(asyncio.timeout(wave.task_timeout)) as scope:
                     slot.timeout = scope  # lets policies inside tell this timeout from a cancellation
                     value = await call
             else:

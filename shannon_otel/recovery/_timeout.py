@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import TypeVar
 
-from .._deadline import POLICY_TIMEOUTS, scope_timeout
+from .._deadline import POLICY_TIMEOUTS, errors_as_is, scope_timeout
 from .._events import TimedOut
 from .._validate import builtin_numbers, check_not_decorated, check_number
 from ._call import _attempt, _Call, notify
@@ -32,7 +32,9 @@ class Timeout(Instrumented):
     The cut is a cancellation (``asyncio.timeout``), so it is cooperative: an operation that catches the
     ``CancelledError`` and goes on holds the Timeout until it ends. If it then returns a value, that value is
     returned (late, and recorded as a success: no result is thrown away); if it raises another error, that
-    error propagates, not ``TimeoutError``. Work the operation shields (``asyncio.shield``) does not hold it.
+    error propagates as it was raised, not ``TimeoutError`` (on Python 3.13 too, where ``asyncio.timeout`` would
+    put a ``TimeoutError`` into its ``__context__`` chain). Work the operation shields (``asyncio.shield``) does
+    not hold it.
     Nor can it cut synchronous work: a blocking call (``time.sleep``, CPU-bound code, a sync client) holds the
     event loop, so the deadline is noticed at a later ``await`` at the earliest, and an operation that returns
     before one waits returns its value (late, a success). Run such work in ``asyncio.to_thread``: the Timeout
@@ -61,7 +63,7 @@ class Timeout(Instrumented):
         box = [scope]
         token = POLICY_TIMEOUTS.set((*POLICY_TIMEOUTS.get(), box))
         try:
-            async with scope:
+            async with errors_as_is(scope):  # the operation's own error as it is, on 3.13 too
                 if own:
                     assert call is not None
                     return await _attempt(fn, call, (scope, self.seconds))

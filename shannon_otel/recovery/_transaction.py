@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
-from .._deadline import POLICY_TIMEOUTS, scope_timeout, timed_out
+from .._deadline import POLICY_TIMEOUTS, errors_as_is, scope_timeout, timed_out
 from .._events import CompensationFinished, SagaFinished, SagaObserver, SagaStarted
 from .._isolation import HOOK_ERRORS, Unentered, call_void, enter, finish, hook_failed, leave, refused, start
 from .._reraise import graver, outranks, raise_as_is
@@ -466,7 +466,7 @@ class Transaction:
                 box = [scope]
                 POLICY_TIMEOUTS.set((*POLICY_TIMEOUTS.get(), box))
                 try:
-                    async with scope:
+                    async with errors_as_is(scope):  # the compensation's own error as it is, on 3.13 too
                         await _awaited("compensate", compensate(value))
                 except TimeoutError as exc:
                     if scope.expired():  # the scope's
