@@ -21,9 +21,11 @@ from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan
 
-from shannon_otel import Anomaly, CircuitBreaker, CircuitOpenError, LoggingHook, Retry
+from shannon_otel import Anomaly, CircuitBreaker, CircuitOpenError, Hook, LoggingHook, Retry
 from shannon_otel import _telemetry as t
+from shannon_otel._logs._joined import _Default
 from shannon_otel._telemetry import Severity
+from shannon_otel.anomaly import RETRY_RATE, AnomalyHook, DetectorConfig
 from shannon_otel.testing import FakeClock, InMemoryTelemetry
 
 NONE = (0, 0)
@@ -160,6 +162,52 @@ def test_an_anomaly_record_carries_its_culprits_ids_or_none(tel: InMemoryTelemet
         # no culprit known (none, or sampled out): no ids, not the current span's
         hook.anomaly(Anomaly("checkout", "error_rate", 0.9999, Severity.CRITICAL, 0.4, None, None, 2.0))
     assert [i for _, i in records(tel)] == [(culprit.trace_id, culprit.span_id), NONE]
+
+
+def test_a_rate_anomaly_through_the_default_hook_links_the_retried_call_not_the_one_closing_the_tick(
+    tel: InMemoryTelemetry,
+) -> None:
+    """End to end: the fourth call is retried, the eighth closes the tick and is current when it is scored; the
+    anomaly names the fourth (ended by then), and so does its record now (before: the eighth's ids)."""
+    _Default.reset()  # the process-wide default hook: no flood window of another test
+    clock = FakeClock()
+    detector = AnomalyHook(DetectorConfig(buckets=1, min_history=1, warning=1e-9, critical=1e-9), tick_s=1.0,
+                           clock=clock, signals=[RETRY_RATE])
+    seen: list[Anomaly] = []
+    detector_hooks = (detector, _Seen(seen))
+    retry = Retry(attempts=2, initial=0.0, name="op", clock=clock, hooks=detector_hooks, **tel.providers)
+
+    async def main() -> None:
+        for i in range(8):
+            tries = [0]
+
+            async def call(i: int = i, tries: list[int] = tries) -> None:
+                tries[0] += 1
+                clock.advance(0.125)
+                if i == 3 and tries[0] == 1:
+                    raise ConnectionError("flaky")
+
+            await retry.call(call)
+
+    try:
+        asyncio.run(main())
+    finally:
+        _Default.reset()
+    (event,) = seen
+    calls = tel.spans("op")
+    trace_id, span_id = ids(calls[3])
+    assert (event.trace_id, event.span_id) == (format(trace_id, "032x"), format(span_id, "016x"))
+    anomalies = [i for body, i in records(tel) if "anomaly" in body]
+    assert anomalies == [ids(calls[3])]
+    assert ids(calls[3]) != ids(calls[7])
+
+
+class _Seen(Hook):
+    def __init__(self, events: list[Anomaly]) -> None:
+        self.events = events
+
+    def anomaly(self, event: Anomaly) -> None:
+        self.events.append(event)
 
 
 class _Current(logging.Handler):
