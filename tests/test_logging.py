@@ -298,9 +298,13 @@ def test_anomaly_events_from_warning_up_through_the_default_hook(
     (joined,) = resolve_hooks(None, tel.tracer_provider, tel.meter_provider)
     assert isinstance(joined, _Joined)
     tracer = tel.tracer_provider.get_tracer("test")
-    with tracer.start_as_current_span("culprit") as span:  # the hook protocol calls anomaly() in the work's context
+    with tracer.start_as_current_span("culprit") as span:
+        pass
+    context = span.get_span_context()
+    culprit = format(context.trace_id, "032x"), format(context.span_id, "016x")
+    with tracer.start_as_current_span("scoring"):  # the hook protocol calls anomaly() in the work's context
         joined.anomaly(Anomaly("checkout", "latency", 0.2, None, 1.0, None, None, 0.5))  # a plain score: no record
-        joined.anomaly(Anomaly("checkout", "latency", 0.991, Severity.WARNING, 2.5, None, None, 1.0))
+        joined.anomaly(Anomaly("checkout", "latency", 0.991, Severity.WARNING, 2.5, *culprit, 1.0))
         joined.anomaly(Anomaly("checkout", "error_rate", 0.9999, Severity.CRITICAL, 0.4, None, None, 2.0))
     base = {t.LOG_EVENT_NAME: "shannon.anomaly", t.ANOMALY_SERIES: "checkout"}
     assert [summary(r) for r in ours(caplog_all)] == [
@@ -312,8 +316,8 @@ def test_anomaly_events_from_warning_up_through_the_default_hook(
          {**base, t.ANOMALY_SIGNAL: "error_rate", t.ANOMALY_SCORE_ATTR: 0.9999, t.ANOMALY_SEVERITY: "critical",
           t.ANOMALY_VALUE: 0.4}),
     ]
-    context = span.get_span_context()
-    assert [(tr, sp) for _, tr, sp in otel_logs.ids()] == [(context.trace_id, context.span_id)] * 2
+    # the culprit's ids, not the scoring span's; none for an anomaly naming none (tests/test_log_trace_context.py)
+    assert [(tr, sp) for _, tr, sp in otel_logs.ids()] == [(context.trace_id, context.span_id), (0, 0)]
 
 
 def test_exception_messages_only_when_asked_for(caplog_all: pytest.LogCaptureFixture) -> None:

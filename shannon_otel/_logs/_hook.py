@@ -2,7 +2,11 @@
 
 Records are emitted in the context of the call they are about (the observer methods run in the
 caller's task), so with the OTel hook in front the operation's span is current: an OTel
-``LoggingHandler`` or the logging instrumentation stamps the trace and span ids on them.
+``LoggingHandler`` or the logging instrumentation stamps the trace and span ids on them. A record
+written for other calls than the current one (a summary drained by a breaker transition, by an
+eviction or by ``flush()``) is written with no span current, and an anomaly's with its culprit's
+span (``Anomaly.trace_id`` / ``span_id``) or none: only the current-span key of the OTel context
+is replaced, for the ``logger.log`` call alone (see :mod:`._context`).
 Observers are stateless (every event names its operation), so one observer per hook serves every
 call: watching a call allocates nothing. Emission never raises into the user's call: a failing
 handler costs the record, not the result.
@@ -14,12 +18,15 @@ import logging
 from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.trace import Span
+
 from .. import _clock
 from .. import _telemetry as t
 from .._events import CallObserver, Hook, SagaObserver
 from .._telemetry import Outcome, Severity
 from .._validate import check_bool, check_number, check_sync_callable
 from . import _records
+from ._context import NO_SPAN, attach_span, culprit, detach
 from ._limit import Limiter
 from ._records import DEFAULT_LEVELS, Record
 
@@ -118,8 +125,9 @@ class LoggingHook(Hook):
             return
         breaker = event.breaker
         # Rejections held back for this breaker are told before its new state.
+        # Summaries of other calls than the one transitioning it: no span of theirs is current, so none.
         for item, n, seconds in self._limiter.drain(lambda item: getattr(item[1], "breaker", None) == breaker):
-            self._write(item, n, seconds)
+            self._write(item, n, seconds, NO_SPAN)
         name = _records.TRANSITION_EVENTS[event.to_state]
         # Never summarised: every state change is told, in order.
         self.emit(t.LOGGER_BREAKER, name, None, _records.transition, event)
@@ -131,23 +139,29 @@ class LoggingHook(Hook):
 
             # Keyed by severity too: a critical anomaly inside the window a warning of its series opened
             # was held back (written as a summary only after the window, or at exit).
+            # Written under the culprit's span (none when the anomaly names none): the span current where the
+            # detector scored is the task that closed the tick, not the slowest or failed one the anomaly names.
             self.emit(t.LOGGER_ANOMALY, t.EVENT_ANOMALY, (event.series, event.signal, event.severity), record,
-                      event, up=event.severity is Severity.CRITICAL)
+                      event, up=event.severity is Severity.CRITICAL, own=culprit)
 
     def flush(self) -> None:
         """Emit the summaries of every repeat held back so far (e.g. before the process exits)."""
+        # Summaries of calls past: no span current (the caller's, if any, is none of theirs).
         for item, n, seconds in self._limiter.drain():
-            self._write(item, n, seconds)
+            self._write(item, n, seconds, NO_SPAN)
 
     # ----------------------------------------------------------------- emission
     def emit(
         self, logger_name: str, event_name: str, subject: Hashable, build: Callable[[Any, bool], Record],
-        event: Any, *, up: bool = False,
+        event: Any, *, up: bool = False, own: Callable[[Any], Span] | None = None,
     ) -> None:
         """Log ``build(event)`` at ``event_name``'s level (one step ``up`` if asked) unless the level
         is off or the flood limiter holds the occurrence back. ``subject`` (with the logger and event
         name) keys the limiter; ``None``: never held back. The record is built only when written, or when
-        an occurrence with an error is held back (kept as its record, see :meth:`_detached`)."""
+        an occurrence with an error is held back (kept as its record, see :meth:`_detached`).
+
+        ``own(event)``: the span the event's record (or the summary it closes, whose "last" it is) is written
+        under; ``None``: the current one (the call's). Summaries of keys evicted meanwhile: no span."""
         level = self._levels[event_name]
         if level is None:
             return
@@ -160,13 +174,13 @@ class LoggingHook(Hook):
             return
         item = (build, event, level, logger)
         if subject is None:
-            self._write(item, 1, 0.0)
+            self._write(item, 1, 0.0, None if own is None else own(event))
             return
         n, seconds, evicted = self._limiter.admit((logger_name, subject, event_name), item)
-        for old, count, span in evicted:
-            self._write(old, count, span)
+        for old, count, span in evicted:  # another key's occurrences: none of them is the current call
+            self._write(old, count, span, NO_SPAN)
         if n:
-            self._write(item, n, seconds)
+            self._write(item, n, seconds, None if own is None else own(event))
 
     def _detached(self, item: _Item) -> _Item:
         """``item`` with its event replaced by the record it makes (what the limiter keeps), when the
@@ -180,11 +194,16 @@ class LoggingHook(Hook):
             return item  # _write counts the failure when it builds the record again
         return (_built, _Kept(record, getattr(event, "breaker", None)), level, logger)
 
-    def _write(self, item: _Item, n: int, seconds: float) -> None:
+    def _write(self, item: _Item, n: int, seconds: float, span: Span | None = None) -> None:
+        """Write ``item``'s record (a summary of ``n`` over ``seconds`` if ``n > 1``) with ``span`` current for the
+        ``logger.log`` call (``None``: the current span as it is, attaching nothing: the common path)."""
         build, event, level, logger = item
+        token = None
         try:
             record = build(event, self._messages)
             fields: dict[str, Any] = {t.LOG_EVENT_NAME: record.event, **record.fields}
+            if span is not None:
+                token = attach_span(span)
             if n > 1:
                 fields[t.LOG_REPEATS] = n
                 fields[t.LOG_INTERVAL] = seconds
@@ -195,6 +214,9 @@ class LoggingHook(Hook):
             # A handler that raises (logging's own handlers report their errors themselves) must not
             # reach the user's call; logging about it could fail the same way, so it is only counted.
             self.errors += 1
+        finally:
+            if token is not None:
+                detach(token)
 
 
 class _Kept:
