@@ -129,6 +129,25 @@ async def fail_when_cancelled() -> None:
         raise ConnectionError("connection reset while closing")
 
 
+def _cancel_both_ways(policy: Any, fn: Any, tel: InMemoryTelemetry) -> None:
+    """Run ``fn`` through ``policy`` cancelled both ways, 1 s in: as operation ``op`` by a ``Timeout(1.0)`` around
+    it, as operation ``cancelled`` by the caller's ``task.cancel()``; either way the caller gets the
+    ConnectionError ``fn`` raised in place of the cancellation."""
+    timed = Pipeline(Timeout(1.0), policy, name="op", **tel.providers)
+    cancelled = Pipeline(policy, name="cancelled", **tel.providers)
+
+    async def main() -> None:
+        with pytest.raises(ConnectionError):
+            await timed.call(fn)
+        task = asyncio.create_task(cancelled.call(fn))
+        await asyncio.sleep(1.0)
+        task.cancel()
+        with pytest.raises(ConnectionError):
+            await task
+
+    watched(main)
+
+
 async def served(error: Exception) -> str:
     return "served"
 
@@ -142,19 +161,7 @@ def test_an_error_raised_in_place_of_a_cancellation_is_not_retried_or_served(pol
     tel = InMemoryTelemetry()
     inner = {"retry": Retry(attempts=5, initial=1.0, jitter="none"), "fallback": Fallback(served),
              "degrade": Degrade(default="served", on=Exception)}[policy]
-    timed = Pipeline(Timeout(1.0), inner, name="op", **tel.providers)
-    cancelled = Pipeline(inner, name="cancelled", **tel.providers)
-
-    async def main() -> None:
-        with pytest.raises(ConnectionError):
-            await timed.call(fail_when_cancelled)
-        task = asyncio.create_task(cancelled.call(fail_when_cancelled))
-        await asyncio.sleep(1.0)
-        task.cancel()
-        with pytest.raises(ConnectionError):
-            await task
-
-    watched(main)
+    _cancel_both_ways(inner, fail_when_cancelled, tel)
     for op in ("op", "cancelled"):
         span = tel.span(op)
         assert span.attributes is not None
@@ -182,19 +189,7 @@ def test_an_error_a_cheaper_raised_in_place_of_a_cancellation_is_not_served_the_
     (test above): a task being cancelled is served nothing."""
     tel = InMemoryTelemetry()
     degrade = Degrade(default="served", cheaper=_cheaper_failing_when_cancelled, on=Exception)
-    timed = Pipeline(Timeout(1.0), degrade, name="op", **tel.providers)
-    cancelled = Pipeline(degrade, name="cancelled", **tel.providers)
-
-    async def main() -> None:
-        with pytest.raises(ConnectionError):
-            await timed.call(_fails_at_once)
-        task = asyncio.create_task(cancelled.call(_fails_at_once))
-        await asyncio.sleep(1.0)
-        task.cancel()
-        with pytest.raises(ConnectionError):
-            await task
-
-    watched(main)
+    _cancel_both_ways(degrade, _fails_at_once, tel)
     for op in ("op", "cancelled"):
         span = tel.span(op)
         assert span.attributes is not None
