@@ -10,7 +10,7 @@ import pytest
 
 from shannon_otel import BreakerState, BreakerTransition, CircuitBreaker, CircuitOpenError, RunRecorder, RunReport
 from shannon_otel.cli._summary import Out, resilience_section
-from shannon_otel.testing import run_virtual
+from shannon_otel.testing import FakeClock, run_virtual
 
 CLOSED, OPEN, HALF = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 
@@ -110,3 +110,43 @@ def test_the_median_outage_of_many_says_which_outages_it_is_taken_over() -> None
     [advice] = recorder.report().recommendations()
     assert "opened 450 times, 300 of them re-opened" in advice.message
     assert "over 150 outages (median 2000.0 ms of the newest 100, longest 10.0 s)" in advice.message
+
+
+def test_an_outage_across_a_step_back_of_the_breakers_clock_is_never_negative() -> None:
+    # A breaker on an injected wall clock stepped back an hour (NTP, an operator) while a probe ran: the outage was
+    # counted as "closed time - opened time", -3565 s, and the one still open after a second step back read
+    # open_for_s -3570 s. Now the outage's start moves back with the clock: the 30 s up to the probe count, the probe's
+    # 5 s across the step do not, and nothing is negative.
+    clock = FakeClock(start=10_000.0)
+    recorder = RunRecorder()
+    breaker = CircuitBreaker("dep", failure_threshold=1, reset_timeout=30.0, clock=clock, hooks=[recorder],
+                             instrument=False)
+
+    async def down() -> int:
+        raise DownError
+
+    async def probe_across_a_step() -> int:
+        clock.advance(5.0)
+        clock.now -= 3600.0  # FakeClock.advance never goes back: the step is set by hand
+        return 1
+
+    async def main() -> None:
+        with pytest.raises(DownError):
+            await breaker.call(down)  # open at 10,000
+        clock.advance(30.0)
+        assert await breaker.call(probe_across_a_step) == 1  # half_open at 10,030, closed at 6,435
+        with pytest.raises(DownError):
+            await breaker.call(down)  # open again at 6,435
+        clock.now -= 3600.0
+        with pytest.raises(CircuitOpenError):  # the reset timeout counts from the step's first reading, 2,835
+            await breaker.call(down)
+        clock.advance(30.0)
+        with pytest.raises(DownError):
+            await breaker.call(down)  # a failed probe: half_open and open again at 2,865
+
+    asyncio.run(main())
+    [tally] = recorder.report().tallies().values()
+    assert (tally.outages, tally.longest_s, tally.median_s) == (1, 30.0, 30.0)
+    assert tally.open_for_s == 0.0
+    # a report rebuilt from the kept transitions alone counts them the same
+    assert RunReport(transitions=list(recorder.transitions)).tallies()["dep"] == tally

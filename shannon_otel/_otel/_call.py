@@ -11,6 +11,7 @@ from opentelemetry.trace import Status, StatusCode
 from .. import _telemetry as t
 from .._events import CallObserver
 from .._telemetry import BreakerState, CallOutcome, Outcome
+from ._end import end
 from ._exception import forget
 from ._scope import _INTERNAL, _TIMEOUT, _Current, _end, _error_type, _start
 
@@ -92,7 +93,7 @@ class _CallTelemetry(_Current, CallObserver):
         span = self._tel.tracer.start_span(t.SPAN_REJECTED.format(operation=event.operation), kind=_INTERNAL,
                                            attributes=attributes)
         span.set_status(Status(StatusCode.ERROR, f"circuit breaker {event.breaker} is {event.state.value}"))
-        span.end()
+        end(span)
 
     def retry_scheduled(self, event: RetryScheduled) -> None:
         if self.span is not None:
@@ -137,7 +138,7 @@ class _CallTelemetry(_Current, CallObserver):
                 span.set_status(_TIMEOUT)
         finally:
             forget(span)
-            span.end()
+            end(span)
 
     def degraded(self, event: Degraded) -> None:
         if self.span is not None:

@@ -24,6 +24,7 @@ from .. import _telemetry as tel
 from .._events import TaskResult, WaveObserver, WaveStarted, error_type
 from .._fork import in_forked_child, release_held
 from .._telemetry import Outcome
+from ._end import end
 from ._exception import forget, record_error
 from ._instruments import histogram, instrument
 from ._providers import Recording, bridge_for, weak_provider
@@ -363,7 +364,7 @@ class _WaveTelemetry(WaveObserver):
             finally:
                 otel_context.detach(context_token)
                 forget(span)
-                span.end()
+                end(span)
             return
         span_context = token[0].get_span_context() if token is not None else self._untraced
         etype: str | None = None
@@ -411,7 +412,7 @@ class _WaveTelemetry(WaveObserver):
         finally:
             otel_context.detach(context_token)
             forget(span)
-            span.end()
+            end(span)
 
     def task_skipped(self, event: TaskResult[Any]) -> None:
         # Counted by outcome only: it never ran, so it has no span and no duration.
@@ -479,7 +480,7 @@ class _WaveTelemetry(WaveObserver):
                 span.set_status(Status(StatusCode.ERROR, _failed_reason(report)))
         finally:
             forget(span)
-            span.end()
+            end(span)
 
 
 def _wave_error_type(report: WaveReport) -> str:

@@ -10,6 +10,7 @@ from opentelemetry.trace import Status, StatusCode
 from .. import _telemetry as t
 from .._events import SagaObserver
 from .._telemetry import Outcome
+from ._end import end
 from ._exception import forget, pass_on, record_error
 from ._scope import _ERROR, _INTERNAL, _TIMEOUT, _Current, _end, _error_type, _start, failed
 
@@ -84,4 +85,4 @@ class _SagaTelemetry(_Current, SagaObserver):
                 span.set_status(status)
         finally:
             forget(span)
-            span.end()
+            end(span)

@@ -12,6 +12,7 @@ from opentelemetry.trace import Status, StatusCode
 from .. import _telemetry as t
 from .._events import error_message, is_cut_off
 from .._telemetry import Outcome
+from ._end import end
 from ._exception import forget, record_error
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ def _end(
             record_error(span, error, parent)
     finally:
         forget(span)
-        span.end()
+        end(span)
 
 
 def failed(error_type: str, error: BaseException) -> Status:

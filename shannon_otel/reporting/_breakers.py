@@ -31,6 +31,9 @@ class BreakerTally:
     one into ``closed``: ``outages`` counts those that ended, ``longest_s`` is the longest of them and
     ``median_s`` the median of the newest 100 (both NaN when none ended). ``open_for_s`` is how long an outage
     not over at the breaker's last transition had lasted then (a lower bound of its length), else ``None``.
+    Measured on the breaker's clock: one that went back between two transitions (an injected wall clock
+    stepped) moves the outage's start back with it, so a duration is never negative (the time between the
+    last transition before the step and the first after it is not counted).
     """
 
     breaker: str
@@ -67,6 +70,11 @@ class BreakerCount:
 
     def add(self, event: BreakerTransition) -> None:
         self._moves[f"{event.from_state.value}->{event.to_state.value}"] += 1
+        if self._start is not None and event.time < self._last:
+            # The breaker's clock went back (an injected wall clock stepped by NTP or an operator): the outage's
+            # start goes back with it, so the time up to the step still counts and no outage is negative (a
+            # breaker open 30 s across a 1 h step back read "a -3570000.0 ms outage").
+            self._start -= self._last - event.time
         self._last = event.time
         if event.to_state is BreakerState.OPEN:
             self.opens += 1
