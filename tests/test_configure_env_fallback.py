@@ -153,6 +153,23 @@ def test_a_blank_variable_is_unset_without_a_warning(
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_blank_otlp_timeouts_are_unset_without_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, protocol: str,
+) -> None:
+    """Blank (spaces only) is unset, as configure() reads every variable. Before, with none of the timeout variables
+    holding a value the OTLP/HTTP exporters were left to read them: the SDK's took ' ' as a value and warned
+    "Invalid timeout value ' ', using default of 10 seconds", naming no variable (once per signal)."""
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    monkeypatch.setenv("OTEL_LOGS_EXPORTER", "otlp")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
+    for signal in ("", "_TRACES", "_LOGS"):
+        monkeypatch.setenv(f"OTEL_EXPORTER_OTLP{signal}_TIMEOUT", " ")
+    with caplog.at_level(logging.WARNING):
+        configure(set_global=False, shutdown_timeout_s=0.5).shutdown()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
 # --- span limits ------------------------------------------------------------------------------------------------
 
 def _kept_attributes(**limits: str) -> tuple[int, int]:
