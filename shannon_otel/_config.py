@@ -60,7 +60,7 @@ from ._otel._providers import globals_set, register_bridge, register_drops
 from ._otlp_env import warn_odd_variables
 from ._redact import Redact, RedactingSpanExporter, redacting_handler
 from ._resource_env import env_service_name
-from ._sdk_env import id_generator, sampler, span_limits
+from ._sdk_env import id_generator, limits, sampler
 from ._telemetry import SCOPE_NAME as LOGGER_ROOT  # the logging hook's loggers are its children
 from ._telemetry_handle import _MAX_TIMEOUT_S, DEFAULT_SHUTDOWN_TIMEOUT_S, shut_at_exit
 from ._telemetry_handle import Telemetry as Telemetry
@@ -338,9 +338,11 @@ def configure(
 
     drops = DropCounter()
     # shutdown_on_exit=False: the SDK's own exit handlers wait unbounded; Telemetry registers a bounded one.
+    span_limits, log_record_limits = limits(log_names is not None)
     tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False, sampler=sampler(),
-                                     id_generator=id_generator(), span_limits=span_limits())
-    logger_provider = None if log_names is None else LoggerProvider(resource=resource, shutdown_on_exit=False)
+                                     id_generator=id_generator(), span_limits=span_limits)
+    logger_provider = None if log_names is None else LoggerProvider(
+        resource=resource, shutdown_on_exit=False, log_record_limits=log_record_limits)
     # Every exporter is built (its endpoint variable checked) before any processor or reader starts a thread:
     # a malformed OTEL_EXPORTER_OTLP_METRICS_ENDPOINT used to leave a span processor's thread running per call.
     exporters = [e for name in trace_names if (e := _span_exporter(name, endpoint, export_timeout_s))]

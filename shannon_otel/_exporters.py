@@ -128,18 +128,21 @@ def _check_target(name: str, value: str, http: bool) -> None:
         )
 
 
-def _timeout_s(kind: str, explicit: float | None) -> float | None:
+def _timeout_s(kind: str, explicit: float | None) -> float:
     """``explicit``, else ``OTEL_EXPORTER_OTLP_<kind>_TIMEOUT``, else ``OTEL_EXPORTER_OTLP_TIMEOUT``
     (seconds, as the Python exporters read them, where the specification says milliseconds: ``5000`` meant
     as 5 s is refused, ``500`` meant as half a second is 500 s); a value that is not a number in (0, 3600] is
     ignored with a logged warning, as if unset (the specification's rule): the general variable then applies,
     else the SDK default (10 s) (the gRPC exporters would raise a bare ``could not convert string to float``,
-    the HTTP ones accept ``inf`` and retry forever). None: the exporter reads the variables itself (none set)."""
+    the HTTP ones accept ``inf`` and retry forever). Neither set (or blank): 10 s, passed so that the exporter
+    never reads the variables itself: the OTLP/HTTP ones took a blank ``' '`` as a value and warned "Invalid timeout
+    value ' ', using default of 10 seconds", naming no variable."""
     if explicit is not None:
         return explicit
-    return _bounded_env((f"OTEL_EXPORTER_OTLP_{kind}_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"), _MAX_TIMEOUT_S,
-                        _SDK_DEFAULT_TIMEOUT_S, "%s=%r is not a number of seconds in (0, %g] (seconds, as the Python "
-                        "OTLP exporters read it, not the specification's milliseconds); ignored, %s used", " s")
+    found = _bounded_env((f"OTEL_EXPORTER_OTLP_{kind}_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"), _MAX_TIMEOUT_S,
+                         _SDK_DEFAULT_TIMEOUT_S, "%s=%r is not a number of seconds in (0, %g] (seconds, as the Python "
+                         "OTLP exporters read it, not the specification's milliseconds); ignored, %s used", " s")
+    return _SDK_DEFAULT_TIMEOUT_S if found is None else found
 
 
 def _bounded_env(names: tuple[str, ...], high: float, default: float, warning: str, unit: str) -> float | None:

@@ -14,6 +14,7 @@ import logging
 import os
 from importlib.metadata import entry_points
 
+from opentelemetry.sdk._logs import LogRecordLimits
 from opentelemetry.sdk.trace import SpanLimits
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import DEFAULT_ON, Sampler
@@ -110,31 +111,45 @@ def _limit(name: str) -> int | None:
     return value
 
 
-def span_limits() -> SpanLimits:
-    """The span limits of the ``OTEL_*_LIMIT`` variables, resolved as the SDK resolves them (a span's, event's or
-    link's own count limit, else ``OTEL_ATTRIBUTE_COUNT_LIMIT``, else 128; the span's value length, else
+def limits(logs: bool) -> tuple[SpanLimits, LogRecordLimits | None]:
+    """The span limits and (with ``logs``) the log record limits of the ``OTEL_*_LIMIT`` variables, each variable
+    read once (one warning for an invalid one, though both read the general ``OTEL_ATTRIBUTE_*`` ones).
+
+    Resolved as the SDK resolves them (a span's, event's, link's or log record's own count limit, else
+    ``OTEL_ATTRIBUTE_COUNT_LIMIT``, else 128; the span's or log record's value length, else
     ``OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT``, else none) but with the specification's reading of what is not a value:
     blank is unset, and a value that is not a non-negative integer is ignored with a warning naming it. The SDK's
-    ``SpanLimits`` read a blank count limit as no limit at all (spans kept every attribute, event and link where
-    unset keeps 128), and raised ``ValueError`` out of ``configure()`` for ``abc`` or ``-1``: under
-    ``opentelemetry-instrument`` the program then ran with no telemetry."""
+    ``SpanLimits`` and ``LogRecordLimits`` read a blank count limit as no limit at all (spans kept every attribute,
+    event and link, log records every attribute, where unset keeps 128), and raised ``ValueError`` out of
+    ``configure()`` for ``abc`` or ``-1``: under ``opentelemetry-instrument`` the program then ran with no
+    telemetry (the log record limits, read by the ``LoggerProvider``, did so with logs on after the span limits
+    were fixed)."""
     shared = _limit("OTEL_ATTRIBUTE_COUNT_LIMIT")
     count = _DEFAULT_COUNT_LIMIT if shared is None else shared
+    length = _limit("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT")
 
-    def own(name: str, fallback: int) -> int:
+    def own(name: str, fallback: int | None) -> int | None:
         value = _limit(name)
         return fallback if value is None else value
 
-    length = _limit("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT")
-    span_length = _limit("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT")
-    span_length = length if span_length is None else span_length
-    return SpanLimits(
+    def unset(value: int | None) -> int:
+        return SpanLimits.UNSET if value is None else value  # LogRecordLimits.UNSET is the same -1
+
+    spans = SpanLimits(
         max_attributes=count,
         max_events=own("OTEL_SPAN_EVENT_COUNT_LIMIT", _DEFAULT_COUNT_LIMIT),
         max_links=own("OTEL_SPAN_LINK_COUNT_LIMIT", _DEFAULT_COUNT_LIMIT),
         max_span_attributes=own("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", count),
         max_event_attributes=own("OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", count),
         max_link_attributes=own("OTEL_LINK_ATTRIBUTE_COUNT_LIMIT", count),
-        max_attribute_length=SpanLimits.UNSET if length is None else length,
-        max_span_attribute_length=SpanLimits.UNSET if span_length is None else span_length,
+        max_attribute_length=unset(length),
+        max_span_attribute_length=unset(own("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", length)),
+    )
+    if not logs:
+        return spans, None
+    return spans, LogRecordLimits(
+        max_attributes=count,
+        max_attribute_length=unset(length),
+        max_log_record_attributes=own("OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT", count),
+        max_log_record_attribute_length=unset(own("OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT", length)),
     )

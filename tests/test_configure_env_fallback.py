@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -152,6 +153,23 @@ def test_a_blank_variable_is_unset_without_a_warning(
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_blank_otlp_timeouts_are_unset_without_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, protocol: str,
+) -> None:
+    """Blank (spaces only) is unset, as configure() reads every variable. Before, with none of the timeout variables
+    holding a value the OTLP/HTTP exporters were left to read them: the SDK's took ' ' as a value and warned
+    "Invalid timeout value ' ', using default of 10 seconds", naming no variable (once per signal)."""
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    monkeypatch.setenv("OTEL_LOGS_EXPORTER", "otlp")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
+    for signal in ("", "_TRACES", "_LOGS"):
+        monkeypatch.setenv(f"OTEL_EXPORTER_OTLP{signal}_TIMEOUT", " ")
+    with caplog.at_level(logging.WARNING):
+        configure(set_global=False, shutdown_timeout_s=0.5).shutdown()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
 # --- span limits ------------------------------------------------------------------------------------------------
 
 def _kept_attributes(**limits: str) -> tuple[int, int]:
@@ -207,3 +225,67 @@ def test_valid_limits_are_the_ones_the_sdk_reads(monkeypatch: pytest.MonkeyPatch
     handle = configure(exporter="none", set_global=False)
     handle.shutdown()
     assert vars(handle.tracer_provider._span_limits) == vars(SpanLimits())
+
+
+# --- log record limits (logs on: the LoggerProvider read OTEL_ATTRIBUTE_COUNT_LIMIT itself) -------------------------
+
+def _kept_log_attributes() -> tuple[int, int]:
+    """(attributes, length of one value) of a log record given 200 attributes of 300 characters, as exported."""
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+
+    handle = configure(exporter="console", logs=True, set_global=False, shutdown_timeout_s=5)  # "none": logs off
+    assert handle.logger_provider is not None
+    exported = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
+    handle.logger_provider.add_log_record_processor(SimpleLogRecordProcessor(exported))
+    try:
+        with warnings.catch_warnings():  # the SDK warns (a warning category) of the attributes it drops
+            warnings.simplefilter("ignore")
+            handle.logger_provider.get_logger("limits").emit(
+                body="wide", attributes={f"a{i}": "x" * 300 for i in range(200)})
+    finally:
+        assert handle.shutdown()
+    [finished] = exported.get_finished_logs()
+    attributes = finished.log_record.attributes or {}
+    return len(attributes), len(str(next(iter(attributes.values()))))
+
+
+@pytest.mark.parametrize("value", ["abc", "-1"])
+def test_an_invalid_general_limit_with_logs_on_is_ignored_with_one_warning_not_raised(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, value: str,
+) -> None:
+    """Before: with logs on, the LoggerProvider's own LogRecordLimits raised ValueError out of configure() for an
+    invalid OTEL_ATTRIBUTE_COUNT_LIMIT / OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT (the span limits no longer did)."""
+    monkeypatch.setenv("OTEL_ATTRIBUTE_COUNT_LIMIT", value)
+    monkeypatch.setenv("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", value)
+    with caplog.at_level(logging.WARNING, "shannon_otel"):
+        assert _kept_log_attributes() == (128, 300)
+    assert len(_warnings(caplog, f"OTEL_ATTRIBUTE_COUNT_LIMIT={value!r}")) == 1  # read once for spans and logs
+    assert len(_warnings(caplog, f"OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT={value!r}")) == 1
+
+
+def test_a_blank_log_record_limit_keeps_the_general_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: the SDK read a blank OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT as no limit (all 200 attributes kept)."""
+    monkeypatch.setenv("OTEL_ATTRIBUTE_COUNT_LIMIT", "50")
+    monkeypatch.setenv("OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT", "")
+    monkeypatch.setenv("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "20")
+    monkeypatch.setenv("OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT", "")
+    assert _kept_log_attributes() == (50, 20)
+
+
+@pytest.mark.parametrize("variables", [
+    {},
+    {"OTEL_ATTRIBUTE_COUNT_LIMIT": "7", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "0"},
+    {"OTEL_ATTRIBUTE_COUNT_LIMIT": "7", "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT": "0",
+     "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "9", "OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT": " 11 "},
+])
+def test_valid_log_record_limits_are_the_ones_the_sdk_reads(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str],
+) -> None:
+    from opentelemetry.sdk._logs import LogRecordLimits
+
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    handle = configure(exporter="console", logs=True, set_global=False)
+    handle.shutdown()
+    assert handle.logger_provider is not None
+    assert vars(handle.logger_provider._log_record_limits) == vars(LogRecordLimits())

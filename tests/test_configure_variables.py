@@ -322,7 +322,8 @@ except RuntimeError as exc:
 @pytest.mark.parametrize("variables", [
     {"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "notaurl"},
     {"OTEL_LOGS_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": "notaurl"},
-    {"OTEL_LOGS_EXPORTER": "otlp", "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT": "abc"},
+    # (OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT=abc no longer refuses configure(): warned about and ignored, see
+    # tests/test_configure_env_fallback.py)
 ])
 def test_a_configure_refused_for_a_later_signals_variable_starts_no_thread(
     monkeypatch: pytest.MonkeyPatch, variables: dict[str, str],
