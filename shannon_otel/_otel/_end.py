@@ -10,7 +10,8 @@ taken on the monotonic clock (``_clock.monotonic``), not from these stamps.
 
 from __future__ import annotations
 
-from time import time_ns
+import sys
+import time
 
 from opentelemetry.trace import Span
 
@@ -22,5 +23,8 @@ def end(span: Span) -> None:
     if type(start) is not int:  # not a span the SDK stamped (one that records nothing, another SDK's): as it would
         span.end()
         return
-    now = time_ns()
+    # Now on the clock the SDK stamped its start with (its module's ``time_ns``, as the SDK reads it: a clock a
+    # test or a time-travel tool put there is the span's clock), not a second one.
+    sdk = sys.modules.get("opentelemetry.sdk.trace")
+    now = (time.time_ns if sdk is None else sdk.time_ns)()
     span.end(end_time=now if now >= start else start)
