@@ -143,6 +143,13 @@ class InterruptedLock:
     def release(self):
         self.inner.release()
 
+    def __enter__(self):  # Python 3.13's logging takes a handler's lock with `with`
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
     def _is_owned(self):
         return self.inner._is_owned()
 
