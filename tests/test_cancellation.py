@@ -199,6 +199,30 @@ def test_an_error_a_cheaper_raised_in_place_of_a_cancellation_is_not_served_the_
     assert tel.points("shannon.degradations") == []
 
 
+async def _fallback_failing_when_cancelled(error: Exception) -> str:
+    await fail_when_cancelled()
+    return "fallback"
+
+
+def test_an_error_a_fallback_raised_in_place_of_a_cancellation_is_raised_as_it_is() -> None:
+    """The operation failed and its ``Fallback`` ran; cancelled while the fallback ran (the caller's ``task.cancel()``,
+    a Timeout around it), the fallback raised ConnectionError from its ``finally``. The Fallback took that for the
+    fallback failing too and raised a ``FallbackError`` of both: the caller's ``except FallbackError`` (or an outer
+    ``Retry``, breaker or ``Fallback`` matching it) acted on a cancellation. Now the error propagates as it was raised,
+    as a Degrade's cheaper's does (test above): the policy adds nothing to a cancellation."""
+    tel = InMemoryTelemetry()
+    _cancel_both_ways(Fallback(_fallback_failing_when_cancelled), _fails_at_once, tel)
+    for op in ("op", "cancelled"):
+        span = tel.span(op)
+        assert span.attributes is not None
+        assert span.attributes["error.type"] == "ConnectionError"
+        fallback = tel.span(f"fallback {op}")
+        assert fallback.attributes is not None
+        assert fallback.attributes["shannon.fallback.reason"] == "failure"
+        assert fallback.attributes["error.type"] == "ConnectionError"  # how the fallback really ended
+    assert all(s.end_time is not None for s in tel.spans())
+
+
 async def _catch_a_task_group_failure() -> None:
     """A TaskGroup whose child fails while the task waits in its ``async with``, the group's error caught: on
     Python 3.11 and 3.12 the task's ``cancelling()`` stays at 1 afterwards (a CPython bug, fixed in 3.13)."""
