@@ -45,6 +45,45 @@ def test_cancelling_a_hedge_cancels_every_attempt_in_flight_and_its_timer(at: fl
     assert op.attributes["shannon.attempt"] == started
 
 
+@pytest.mark.parametrize("winner", ["attempt 1", "hedge 2"])
+def test_a_hedge_cancelled_as_an_attempt_returns_raises_the_cancellation_and_leaves_nothing_running(
+    winner: str,
+) -> None:
+    """The caller is cancelled in the loop step an attempt returns its value: the caller gets its CancelledError,
+    not the value, as awaiting a task, a ``TaskGroup``, asyncio's ``staggered_race`` and, from Python 3.12,
+    ``wait_for`` give it (3.11's ``wait_for`` returned the value, swallowing the cancellation: CPython gh-86296).
+    The winner's span says it succeeded, the call that it was cancelled; the other attempt is cancelled and waited
+    for, every span ended."""
+    tel = InMemoryTelemetry()
+    hedge = Hedge(0.5, attempts=2, name="op", **tel.providers)
+    started = 0
+
+    async def main() -> None:
+        caller: asyncio.Task[str] | None = None
+
+        async def fn() -> str:
+            nonlocal started
+            started += 1
+            if (started == 1) != (winner == "attempt 1"):
+                await hang()
+            await asyncio.sleep(1.0)
+            assert caller is not None
+            asyncio.get_running_loop().call_soon(caller.cancel)  # runs before the hedge sees this attempt end
+            return "value"
+
+        caller = asyncio.create_task(hedge.call(fn))
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        assert asyncio.all_tasks() == {asyncio.current_task()}  # no attempt or timer left running
+
+    watched(main)
+    assert started == 2
+    spans = dict(outcomes(tel, "attempt") + outcomes(tel, "hedge"))
+    assert spans == {"attempt 1": "cancellation", "hedge 2": "cancellation", winner: "success"}
+    assert tel.point("shannon.calls", shannon_operation="op", shannon_call_outcome="cancellation").value == 1
+    assert all(s.end_time is not None for s in tel.spans())
+
+
 def test_cancelling_a_retry_of_hedges_stops_both() -> None:
     tel = InMemoryTelemetry()
     calls = 0
