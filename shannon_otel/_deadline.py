@@ -136,6 +136,12 @@ class errors_as_is:  # noqa: N801 (used as a context manager, like the scope it 
     user's error lost). The scope is told it was left without one, which is all it does differently then (it takes
     its cancellation back either way), so the error propagates unchanged, as on 3.11 and 3.12. Everything else
     (the scope's own ``TimeoutError``, a cancellation, a scope not expired) is the scope's to handle as usual.
+
+    A ``CancelledError`` of a subclass (the code caught the cancellation and raised its own kind, as aiorpcX's
+    ``TaskTimeout`` is) is a cancellation, as the scope of 3.13 takes it (CPython gh-113848): once the scope has
+    expired, and nothing else cancelled the task, the caller gets the scope's ``TimeoutError`` raised from it, on
+    every Python. The scopes of 3.11 and 3.12 took only ``CancelledError`` itself: the subclass reached a caller
+    nobody had cancelled, recorded as a ``cancellation`` (the wave task, the operation) where 3.13 recorded a timeout.
     """
 
     __slots__ = ("_scope",)
@@ -149,7 +155,9 @@ class errors_as_is:  # noqa: N801 (used as a context manager, like the scope it 
     async def __aexit__(
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None,
     ) -> None:  # never suppresses: asyncio's scope raises its TimeoutError or lets the error go
-        if error is not None and not isinstance(error, asyncio.CancelledError) and self._scope.expired():
+        if isinstance(error, asyncio.CancelledError):  # the scope of 3.11 / 3.12 takes the class itself only
+            await self._scope.__aexit__(asyncio.CancelledError, error, tb)
+        elif error is not None and self._scope.expired():
             await self._scope.__aexit__(None, None, None)  # the error then propagates as it is
         else:
             await self._scope.__aexit__(kind, error, tb)

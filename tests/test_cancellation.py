@@ -45,6 +45,45 @@ def test_cancelling_a_hedge_cancels_every_attempt_in_flight_and_its_timer(at: fl
     assert op.attributes["shannon.attempt"] == started
 
 
+@pytest.mark.parametrize("winner", ["attempt 1", "hedge 2"])
+def test_a_hedge_cancelled_as_an_attempt_returns_raises_the_cancellation_and_leaves_nothing_running(
+    winner: str,
+) -> None:
+    """The caller is cancelled in the loop step an attempt returns its value: the caller gets its CancelledError,
+    not the value, as awaiting a task, a ``TaskGroup``, asyncio's ``staggered_race`` and, from Python 3.12,
+    ``wait_for`` give it (3.11's ``wait_for`` returned the value, swallowing the cancellation: CPython gh-86296).
+    The winner's span says it succeeded, the call that it was cancelled; the other attempt is cancelled and waited
+    for, every span ended."""
+    tel = InMemoryTelemetry()
+    hedge = Hedge(0.5, attempts=2, name="op", **tel.providers)
+    started = 0
+
+    async def main() -> None:
+        caller: asyncio.Task[str] | None = None
+
+        async def fn() -> str:
+            nonlocal started
+            started += 1
+            if (started == 1) != (winner == "attempt 1"):
+                await hang()
+            await asyncio.sleep(1.0)
+            assert caller is not None
+            asyncio.get_running_loop().call_soon(caller.cancel)  # runs before the hedge sees this attempt end
+            return "value"
+
+        caller = asyncio.create_task(hedge.call(fn))
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        assert asyncio.all_tasks() == {asyncio.current_task()}  # no attempt or timer left running
+
+    watched(main)
+    assert started == 2
+    spans = dict(outcomes(tel, "attempt") + outcomes(tel, "hedge"))
+    assert spans == {"attempt 1": "cancellation", "hedge 2": "cancellation", winner: "success"}
+    assert tel.point("shannon.calls", shannon_operation="op", shannon_call_outcome="cancellation").value == 1
+    assert all(s.end_time is not None for s in tel.spans())
+
+
 def test_cancelling_a_retry_of_hedges_stops_both() -> None:
     tel = InMemoryTelemetry()
     calls = 0
@@ -197,6 +236,30 @@ def test_an_error_a_cheaper_raised_in_place_of_a_cancellation_is_not_served_the_
         assert "shannon.degrade.mode" not in span.attributes
         assert [e.name for e in span.events if e.name == "shannon.degraded"] == []
     assert tel.points("shannon.degradations") == []
+
+
+async def _fallback_failing_when_cancelled(error: Exception) -> str:
+    await fail_when_cancelled()
+    return "fallback"
+
+
+def test_an_error_a_fallback_raised_in_place_of_a_cancellation_is_raised_as_it_is() -> None:
+    """The operation failed and its ``Fallback`` ran; cancelled while the fallback ran (the caller's ``task.cancel()``,
+    a Timeout around it), the fallback raised ConnectionError from its ``finally``. The Fallback took that for the
+    fallback failing too and raised a ``FallbackError`` of both: the caller's ``except FallbackError`` (or an outer
+    ``Retry``, breaker or ``Fallback`` matching it) acted on a cancellation. Now the error propagates as it was raised,
+    as a Degrade's cheaper's does (test above): the policy adds nothing to a cancellation."""
+    tel = InMemoryTelemetry()
+    _cancel_both_ways(Fallback(_fallback_failing_when_cancelled), _fails_at_once, tel)
+    for op in ("op", "cancelled"):
+        span = tel.span(op)
+        assert span.attributes is not None
+        assert span.attributes["error.type"] == "ConnectionError"
+        fallback = tel.span(f"fallback {op}")
+        assert fallback.attributes is not None
+        assert fallback.attributes["shannon.fallback.reason"] == "failure"
+        assert fallback.attributes["error.type"] == "ConnectionError"  # how the fallback really ended
+    assert all(s.end_time is not None for s in tel.spans())
 
 
 async def _catch_a_task_group_failure() -> None:

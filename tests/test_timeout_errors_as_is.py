@@ -160,3 +160,48 @@ def test_an_error_with_a_cyclic_context_chain_never_hangs_a_timeout(tmp_path: Pa
         pytest.fail(f"an error with a cyclic __context__ chain hung the exit of the {where} scope")
     assert done.returncode == 0, done.stderr
     assert done.stdout == "ValueError a ValueError b\n"
+
+
+class _OwnCancel(asyncio.CancelledError):
+    """A cancellation of the user's own kind (as aiorpcX's ``TaskTimeout`` is one)."""
+
+
+@pytest.mark.parametrize("where", ["timeout", "task_timeout", "compensation_timeout_s"])
+def test_a_cancelled_error_subclass_out_of_an_expired_scope_is_its_timeout_on_every_python(where: str) -> None:
+    # The scope of 3.13 takes a CancelledError subclass for the cancellation it is (CPython gh-113848) and raises
+    # its TimeoutError from it; those of 3.11 / 3.12 took only the class itself: the subclass reached a caller nobody
+    # had cancelled, and the operation or wave task was recorded as a cancellation. Now the same on every Python.
+    tel = InMemoryTelemetry()
+    own = _OwnCancel("mine")
+    operation = _in_place(own)
+
+    async def one() -> int:
+        return 1
+
+    async def fails() -> None:
+        raise KeyError("pay")
+
+    async def undo(value: int) -> None:
+        await operation()
+
+    async def main() -> BaseException | None:
+        if where == "timeout":
+            with pytest.raises(TimeoutError) as caught:
+                await Timeout(1.0, name="op", **tel.providers).call(operation)
+            return caught.value
+        if where == "task_timeout":
+            result = await Wave("w", task_timeout=1.0, **tel.providers).run([operation])
+            return result.results[0].error
+        with pytest.raises(SagaError) as failed:
+            await Saga("s", compensation_timeout_s=1.0, instrument=False).run(Step("a", one, undo), Step("b", fails))
+        return failed.value.result.failed_compensations["a"]
+
+    caller = watched(main)
+    assert type(caller) is TimeoutError and caller.__cause__ is own
+    assert "timed out after 1.0 s" in str(caller)
+    if where == "timeout":
+        assert attrs(tel.span("op"))["shannon.call.outcome"] == "failure"
+        assert attrs(tel.span("attempt 1"))["shannon.attempt.outcome"] == "timeout"
+        assert metric_total(tel, "shannon.timeouts") == 1
+    if where == "task_timeout":
+        assert attrs(tel.span("task w"))["shannon.task.outcome"] == "timeout"

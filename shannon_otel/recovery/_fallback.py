@@ -60,10 +60,11 @@ class Fallback(Instrumented, Generic[F]):
     """On an error matching ``on``, return ``await fallback(error)`` instead.
 
     Cancellation never triggers the fallback, nor does an error raised in its place while the task is being
-    cancelled (docs/architecture.md). If the fallback raises too, :class:`FallbackError`
-    (an ``ExceptionGroup`` of the primary and the fallback error) is raised; a fallback that re-raises the error
-    it was given declines to serve it, and that error is raised as it is (outer policies match it as without
-    the fallback); a programming error (a sync
+    cancelled (docs/architecture.md); a cancellation while the fallback runs is raised as it is, and so is an error
+    the fallback raises in its place (never a :class:`FallbackError`). If the fallback raises too,
+    :class:`FallbackError` (an ``ExceptionGroup`` of the primary and the fallback error) is raised; a fallback that
+    re-raises the error it was given declines to serve it, and that error is raised as it is (outer policies match it
+    as without the fallback); a programming error (a sync
     ``fallback``, the TypeError of a policy refusing how it was called) is raised as it is, as through every policy.
     """
 
@@ -130,6 +131,8 @@ class Fallback(Instrumented, Generic[F]):
             if exc is primary:  # the fallback declined it (``raise error``): FallbackError([e, e]) held it twice
                 object.__setattr__(exc, "__context__", context)  # past __setattr__, as a raise sets it; None too
                 raise
+            if cancel_requested(exc):  # it stands in for the caller's cancellation: raised as it is, as a Degrade's
+                raise  # cheaper's is (a FallbackError in its place was caught by the caller's `except` as a failure)
             raise FallbackError("the primary and the fallback both failed", [primary, exc]) from None
         except BaseException as exc:  # KeyboardInterrupt & co: propagates as it is, but the fallback failed
             outcome, error = Outcome.FAILURE, exc

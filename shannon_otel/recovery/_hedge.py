@@ -60,7 +60,10 @@ class Hedge(Instrumented):
     Timeout gives what an operation catching its ``CancelledError`` returns or raises: the value of the first launched
     that returned one (late, a success); else, when each raised, the error of the one that failed last; else (an
     attempt ended cancelled) the Timeout's ``TimeoutError``. So does a hedge whose winner's result a loser holds
-    past that deadline: the result is returned, late. A cancellation of the caller is raised as it is. An attempt
+    past that deadline: the result is returned, late. A cancellation of the caller is raised as it is, even when
+    an attempt returned its value in the same loop step (or a loser holds the winner's value), as awaiting a task, a
+    ``TaskGroup``, ``staggered_race`` and, from Python 3.12, ``wait_for`` raise it: returning the value would swallow
+    the cancellation (3.11's ``wait_for`` did, CPython gh-86296); the attempts are cancelled and waited for. An attempt
     that cancels the task it runs in (``asyncio.current_task().cancel()``, in ``fn`` or a hook's ``attempt_started``)
     ends alone, as under asyncio's ``staggered_race``: the next attempt starts at once; when every attempt ended so,
     the hedge raises that ``CancelledError`` (as ``gather`` does), and when some failed, the last error.

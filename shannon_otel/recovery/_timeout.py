@@ -33,8 +33,9 @@ class Timeout(Instrumented):
     ``CancelledError`` and goes on holds the Timeout until it ends. If it then returns a value, that value is
     returned (late, and recorded as a success: no result is thrown away); if it raises another error, that
     error propagates as it was raised, not ``TimeoutError`` (on Python 3.13 too, where ``asyncio.timeout`` would
-    put a ``TimeoutError`` into its ``__context__`` chain). Work the operation shields (``asyncio.shield``) does
-    not hold it.
+    put a ``TimeoutError`` into its ``__context__`` chain); a ``CancelledError`` of its own subclass is still the
+    cancellation, and the ``TimeoutError`` is raised from it (on 3.11 and 3.12 too, as on 3.13). Work the operation
+    shields (``asyncio.shield``) does not hold it.
     Nor can it cut synchronous work: a blocking call (``time.sleep``, CPU-bound code, a sync client) holds the
     event loop, so the deadline is noticed at a later ``await`` at the earliest, and an operation that returns
     before one waits returns its value (late, a success). Run such work in ``asyncio.to_thread``: the Timeout
