@@ -263,3 +263,14 @@ async def async_records_then_unpicklable_error(x: int) -> int:
 def greet(greeting: str, name: str = "world") -> str:
     """A function with a parameter called ``name`` (as ``backend.task``'s own keyword), with a default."""
     return f"{greeting}, {name}"
+
+
+async def wait_for_ever(marker: str) -> None:
+    """An ``async def`` that never ends on its own: writes "started" to ``marker``, "cancelled" once cancelled."""
+    path = Path(marker)
+    path.write_text("started")  # noqa: ASYNC240 - a few bytes, for the test to read
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        path.write_text("cancelled")  # noqa: ASYNC240 - a few bytes, for the test to read
+        raise

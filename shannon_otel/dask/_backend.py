@@ -12,6 +12,7 @@ import asyncio
 import functools
 import inspect
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, overload
 
@@ -117,8 +118,8 @@ class DaskBackend:
     whose worker died, up to ``distributed.scheduler.allowed-failures`` times (default 3) before it
     raises ``KilledWorker``; set it to 0 on the scheduler to let the policy alone decide (see docs).
     Cancelling a task (wave cancelled, fail-fast, per-task timeout) cancels its future on the
-    cluster; a function already running (sync in a worker thread, or ``async def`` on the worker's
-    loop) is not interrupted: it finishes there, its result dropped.
+    cluster; an ``async def`` function already running on the worker's loop is cancelled there, a plain
+    function already running in a worker thread cannot be: it finishes there, its result dropped.
 
     Results are fetched many per gather (a gather costs the cluster far more than the results it
     carries): while the cluster is busy with at least as many of this backend's tasks as it has
@@ -280,8 +281,14 @@ class DaskBackend:
             payloads = [p for p, _ in group]
             # Futures given as arguments go beside the payloads, where Dask sees them (and sends their values)
             deps = [[p.deps for p in payloads]] if any(p.deps for p in payloads) else []
+            # Dask's own keys for pure=False, made here so each payload knows the key it runs under (an async
+            # function on the worker stops when its key is cancelled, _remote._until_cancelled)
+            uid = uuid.uuid4()
+            keys = [f"{name}-{uid}-{i}" for i in range(len(payloads))]
+            for payload, key in zip(payloads, keys, strict=True):
+                payload.key = key
             try:
-                futures = self.client.map(entry, payloads, *deps, key=name, pure=False, retries=0)
+                futures = self.client.map(entry, payloads, *deps, key=keys, pure=False, retries=0)
             except Exception as exc:
                 for _, waiter in group:
                     if not waiter.done():

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from distributed import Future
@@ -101,7 +101,7 @@ class Payload:
     outside one they raise, as they do on the client.
     """
 
-    __slots__ = ("args", "carrier", "deps", "fn", "kwargs", "measured", "name")
+    __slots__ = ("args", "carrier", "deps", "fn", "key", "kwargs", "measured", "name")
 
     def __init__(
         self, fn: Callable[..., Any], name: str, carrier: Mapping[str, str], args: tuple[Any, ...],
@@ -111,6 +111,7 @@ class Payload:
         self.name = name
         self.carrier = carrier
         self.measured = measured
+        self.key: str | None = None  # the Dask key it runs under, set by the backend as it submits
         self.deps: dict[int | str, Any] = {i: a for i, a in enumerate(args) if isinstance(a, Future)}
         self.deps.update((k, v) for k, v in kwargs.items() if isinstance(v, Future))
         if self.deps:
@@ -128,10 +129,10 @@ class Payload:
         return self.fn(*args, **kwargs)
 
     def __getstate__(self) -> tuple[Any, ...]:  # deps travel beside the payload, resolved by Dask
-        return self.fn, self.name, self.carrier, self.args, self.kwargs, self.measured
+        return self.fn, self.name, self.carrier, self.args, self.kwargs, self.measured, self.key
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.fn, self.name, self.carrier, self.args, self.kwargs, self.measured = state
+        self.fn, self.name, self.carrier, self.args, self.kwargs, self.measured, self.key = state
         self.deps = {}
 
 
@@ -231,6 +232,42 @@ def _sendable(error: BaseException) -> BaseException:
     return error
 
 
+WATCH_S = 0.25  # how often a running async task looks whether Dask cancelled its key
+
+
+async def _until_cancelled(call: Awaitable[T], key: str | None) -> T:
+    """Await ``call`` on the worker's loop, cancelling it once the worker cancels ``key`` (the client cancelled the
+    future: a task timeout, the wave cancelled, a hedge's losing attempt, fail-fast). Dask only drops the result of
+    a running task; an ``async def`` one went on running, holding one of the worker's task slots and its ``remote``
+    span open until it ended: one that never ended (a wait for an event, a stuck connection) held them for ever,
+    and the worker's later tasks waited for its slots. A plain function in its thread cannot be interrupted."""
+    from distributed import get_worker
+
+    try:
+        tasks = get_worker().state.tasks
+    except ValueError:  # not run by a Dask worker (called directly): no key to watch
+        tasks = None
+    if key is None or tasks is None:
+        return await call
+    running = asyncio.ensure_future(call)  # a task of its own: cancelling it leaves Dask's own task alone
+    loop = asyncio.get_running_loop()
+    timer: asyncio.TimerHandle
+
+    def look() -> None:
+        nonlocal timer
+        state = tasks.get(key)
+        if state is None or state.state == "cancelled":
+            running.cancel()
+        else:
+            timer = loop.call_later(WATCH_S, look)
+
+    timer = loop.call_later(WATCH_S, look)
+    try:
+        return await running
+    finally:
+        timer.cancel()
+
+
 def run_sync(payload: Payload, values: Mapping[int | str, Any] | None = None) -> Any:
     """Worker-side entry of a plain function (run in a worker thread)."""
     box: list[dict[str, float] | None] = [None]
@@ -257,7 +294,7 @@ async def run_async(payload: Payload, values: Mapping[int | str, Any] | None = N
     box: list[dict[str, float] | None] = [None]
     try:
         with _remote_span(payload.name, payload.carrier), _measuring(payload) as box:
-            result = await payload.call(values)
+            result = await _until_cancelled(payload.call(values), payload.key)
     except BaseException as exc:
         carrier = _carrying(exc, box)
         if carrier is None:
