@@ -5,7 +5,7 @@ the OTel API. ``configure``, ``bridged``, ``TailSampler``, the anomaly detector 
 are imported on first use (:func:`__getattr__`), and bring the SDK / numpy with them.
 """
 
-from typing import TYPE_CHECKING as _TYPE_CHECKING
+import typing as _typing
 from typing import Any as _Any
 
 from ._events import (
@@ -74,7 +74,7 @@ from .recovery import (
     retry,
 )
 
-if _TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from ._bridge import bridged
     from ._config import Telemetry, configure
     from ._prometheus import MetricsServer, PrometheusReader
@@ -94,15 +94,20 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> _Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
+# Hidden from type checkers: a module-level __getattr__ they can see makes every attribute of the package
+# exist, typed Any, so `from shannon_otel import Wavee` passed `mypy --strict`; the lazy names are typed by the
+# imports under TYPE_CHECKING above. (Spelled `_typing.TYPE_CHECKING`: mypy knows the condition by that name, and
+# took an alias such as `_TYPE_CHECKING` for one it cannot decide, checking both branches.)
+if not _typing.TYPE_CHECKING:
+    def __getattr__(name: str) -> _Any:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        import importlib
 
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+        value = getattr(importlib.import_module(module, __name__), name)
+        globals()[name] = value
+        return value
 
 
 __all__ = [

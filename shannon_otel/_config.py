@@ -275,8 +275,8 @@ def configure(
     does (down, refusing, accepting and never answering).
 
     Extra ``metric_readers`` and ``span_exporters`` are added as given; a reader with an
-    ``attach_bridge(bridge)`` method merges the in-process task histograms itself (see ``_metrics_bridge``),
-    any other reader makes the task metrics fall back to plain SDK calls. Raises ValueError/TypeError
+    ``attach_bridge(bridge)`` method merges the in-process task histograms itself (:func:`bridged` wraps any SDK
+    reader so), any other reader makes the task metrics fall back to plain SDK calls. Raises ValueError/TypeError
     naming the parameter for an unknown exporter, an out-of-range number, or a metric reader registered with
     a MeterProvider already (an earlier ``configure()``'s, shut down or not: an SDK reader serves one provider).
 

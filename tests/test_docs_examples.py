@@ -414,3 +414,22 @@ def test_every_name_a_public_docstring_points_to_is_one_the_user_can_reach() -> 
              for target in re.findall(r":(?:class|func|data|exc|mod):`([^`]+)`", doc)]
     assert [f"{where}: {target}" for where, target in found if not reachable(where, target)] == []
     assert len(found) >= 40
+
+
+def test_no_public_docstring_sends_the_reader_to_a_private_module() -> None:
+    """``help(configure)`` said "see ``_metrics_bridge``" (the user's name for it is ``bridged``),
+    ``help(Transaction)`` "``shannon_otel._isolation``", ``help(DetectorConfig)`` and ``help(AnomalyDetector.update)``
+    "``_scoring.RANGE_SPAN``"...: modules the user is told are not API (docs/api.md) and ``help()`` does not show.
+    ``help(Policy)`` told subclasses to "implement :meth:`run`", whose parameters are private types; a class of the
+    user's overrides ``call`` (docs/api.md). No public docstring names a private module now."""
+    import pkgutil
+
+    import shannon_otel
+
+    private = {info.name.rsplit(".", 1)[-1] for info in pkgutil.walk_packages(shannon_otel.__path__, "shannon_otel.")
+               if info.name.rsplit(".", 1)[-1].startswith("_")}
+    assert {"_metrics_bridge", "_isolation", "_scoring"} <= private
+    named = [(where, found) for where, doc in _public_docstrings()
+             for found in re.findall(r"(?<![\w.])(?:shannon_otel\.)?(_\w+)(?=[.`])", doc) if found in private]
+    assert named == []
+    assert "implement :meth:`run`" not in (shannon_otel.Policy.__doc__ or "")

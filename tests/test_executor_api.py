@@ -460,3 +460,23 @@ def test_a_batch_size_beyond_sys_maxsize_is_refused_at_construction() -> None:
     with pytest.raises(ValueError, match=rf"^batch_size must be in \[1, {sys.maxsize}\], got {2**63}"):
         Wave("w", batch_size=2**63)
     assert Wave("w", batch_size=sys.maxsize).batch_size == sys.maxsize
+
+
+def test_values_holds_none_for_a_cancelled_task_and_raises_for_a_failed_one_as_its_docstring_says() -> None:
+    """`values()` said only "raises WaveError if any task failed": a task that cancelled itself came back as a
+    silent ``None`` (cancellation is an outcome, not an error), which is why it is typed ``list[T | None]``;
+    its docstring and docs/api.md now say so."""
+    async def work(x: int) -> int:
+        if x == 1:
+            raise asyncio.CancelledError
+        if x == 2:
+            raise ValueError(x)
+        return x
+
+    wave: Wave[int] = Wave("values", instrument=False)
+    assert run_virtual(wave.map(work, [0, 1, 3])).values() == [0, None, 3]
+    with pytest.raises(ExceptionGroup):
+        run_virtual(wave.map(work, [0, 2])).values()
+    from shannon_otel import WaveResult
+
+    assert "cancelled task" in (WaveResult.values.__doc__ or "")

@@ -367,3 +367,27 @@ def test_a_degrades_result_type_includes_what_its_default_or_cheaper_serves(tmp_
     out = mypy_strict(tmp_path, source)
     assert "Success: no issues found" in out, out
 
+
+
+def test_a_misspelled_public_name_is_an_error_and_the_lazy_names_keep_their_types(tmp_path: Path) -> None:
+    """The package's module-level ``__getattr__`` (its lazy imports) was visible to mypy, so every attribute of
+    ``shannon_otel`` existed, typed ``Any``: ``from shannon_otel import Wavee`` and ``shannon_otel.Retyr(...)``
+    passed ``mypy --strict`` and failed only at run time. The run time still imports the lazy names on first use."""
+    out = mypy_strict(tmp_path, """
+        from typing import assert_type
+        import shannon_otel
+        from shannon_otel import RunRecorder, Telemetry, configure
+        from shannon_otel import Wavee  # type: ignore[attr-defined]
+
+        shannon_otel.Retyr(attempts=2)  # type: ignore[attr-defined]
+        assert_type(RunRecorder().report().recommendations(), list[shannon_otel.Recommendation])
+        telemetry: Telemetry = configure("svc", exporter="none")
+        assert_type(telemetry.dropped, dict[str, int])
+    """)
+    assert "Success: no issues found" in out, out
+    lazy = subprocess.run(
+        [sys.executable, "-c", "import shannon_otel; print(shannon_otel.RunRecorder.__name__, "
+         "hasattr(shannon_otel, 'Wavee'))"],
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120,
+    )
+    assert lazy.stdout.split() == ["RunRecorder", "False"], lazy.stderr

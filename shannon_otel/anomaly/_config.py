@@ -65,14 +65,14 @@ class DetectorConfig:
       of equal values is its rounding error, which the numpy engine's windowed sums round otherwise than the
       other paths: a different value after such a window may score up to ~1 there and ~0.03 on them.
     * ``range_rate``: how fast the noise floor's range forgets. The floor's range is the range of all values
-      seen, capped at 10 (``_scoring.RANGE_SPAN``) x a forgetting range whose ends follow an envelope
+      seen, capped at 10 x a forgetting range whose ends follow an envelope
       decaying toward the values (max = max(x, (1 - range_rate) x max + range_rate x x), min alike): a single
       outlier of k spreads, which widened the floor for good (and hid every later shift), widens it for about
       ln(k / recent range) / range_rate samples (~3,000 for k = 1e3, ~6,500 for 1e6 at the default 0.002),
       after which the floor is at most ``noise_floor`` x 10 x the recent range (below the spread of noisy
       series, 10x its old value for flat ones); a series' usual range (within 10x its recent one) floors it
       as before; over a long flat stretch the forgetting range shrinks toward 0, but the floor it caps is never
-      taken below 1e-9 (``_scoring.RANGE_RESOLUTION``) of the values' magnitude (the series' first value plus the
+      taken below 1e-9 of the values' magnitude (the series' first value plus the
       range's larger end): rounding is no spread. 0: the range of all values (never forgotten). The range rule
       (``spatial_tolerance``) keeps the range of all values seen.
     * ``sharpness``: the raw surprise of a z-score is (1 - exp(-z^2 / 8)) ** sharpness: above 1,

@@ -315,7 +315,7 @@ class AnomalyDetector:
 
         Returns the score in [0, 1], or ``None`` while the series warms up or when ``value``
         is NaN/inf (such values are counted in :attr:`stats` and change nothing else). A finite
-        value more than 1e100 (``_scoring.X_LIMIT``) from the series' first value is scored and
+        value more than 1e100 from the series' first value is scored and
         kept as if it were that far (its square, or its difference from the previous value, may not
         be a float): clamped, it still lies beyond the range seen so far (a range break by
         ``spatial_tolerance``), and the statistics stay finite; every path clamps alike. Thread-safe

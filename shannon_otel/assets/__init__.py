@@ -1,6 +1,6 @@
 """The bundled Grafana dashboards, Prometheus alert rules and Grafana provisioning files.
 
-Everything is generated from the telemetry contract (:mod:`shannon_otel._telemetry`), so a renamed
+Everything is generated from the telemetry contract (docs/architecture.md, "Telemetry contract"), so a renamed
 metric or attribute renames every query. The repository commits the output under ``dashboards/`` and
 ``collector-config/rules/`` (``tests/test_assets.py`` proves it is current); pip-installed users get
 the same files from :func:`write_all` through the CLI or ``python -m shannon_otel.assets``.

@@ -42,7 +42,10 @@ class WaveResult(Generic[T]):
         return [r for r in self.results if r.error is not None]
 
     def values(self) -> list[T | None]:
-        """The task values in input order; raises :class:`WaveError` if any task failed."""
+        """The task values in input order; raises :class:`WaveError` if any task failed or timed out.
+
+        A cancelled task (outcome ``cancellation``: a task that raised ``CancelledError`` itself, or an
+        ``asyncio.Task`` cancelled from outside) is not an error: its place holds ``None``, hence ``T | None``."""
         self.raise_for_errors()
         return [r.value for r in self.results]
 

@@ -61,8 +61,8 @@ def next_step(chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> Await
 class Policy:
     """Base of every policy: ``await policy.call(fn)`` and ``@policy`` on an async function.
 
-    Subclasses have ``_hooks``, ``_started`` (the prebuilt :class:`CallStarted`) and ``clock``, and
-    implement :meth:`run`. ``call`` may be awaited from any task; it never shares per-call state.
+    The library's own policies implement it through private state and a ``run`` method that are not API.
+    ``call`` may be awaited from any task; it never shares per-call state.
 
     Not built itself (TypeError). A class of your own overriding :meth:`call` alone decorates functions and
     serves as a ``Wave``'s ``policy=``; a :class:`Pipeline` refuses it (TypeError): apply it outside the pipeline.

@@ -88,7 +88,7 @@ class Transaction:
     awaited) is cancelled and waited for first, as a ``TaskGroup`` does: the rollback sees every step
     that completed, and no step completes after the saga has ended.
 
-    Observers are isolated (``shannon_otel._isolation``): one that raises is recorded and skipped;
+    Observers are isolated: one that raises is recorded and skipped;
     an observer that is a context manager is entered in ``__aenter__`` and exited in ``__aexit__``.
     """
 
