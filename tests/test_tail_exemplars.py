@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider, TraceBasedExemplarFilter
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import set_span_in_context
 
-from shannon_otel import Retry, TailSampler, Wave, bridged
+from shannon_otel import PrometheusReader, Retry, TailSampler, Wave, bridged
 from shannon_otel import _telemetry as tel
 
 WAVES = 60
@@ -42,8 +43,9 @@ def _run(ratio: float, with_filter: bool, wrap: bool = False) -> tuple[set[int],
     sampler = TailSampler(SimpleSpanProcessor(exporter), healthy_ratio=ratio)
     tracer_provider = TracerProvider(id_generator=_SeededIds())
     tracer_provider.add_span_processor(sampler)
-    reader = InMemoryMetricReader()
-    meter_provider = MeterProvider(metric_readers=[bridged(reader) if wrap else reader], exemplar_filter=(
+    reader, page = InMemoryMetricReader(), PrometheusReader()
+    readers: list[MetricReader] = [bridged(reader), bridged(page)] if wrap else [reader, page]
+    meter_provider = MeterProvider(metric_readers=readers, exemplar_filter=(
         sampler.exemplar_filter() if with_filter else TraceBasedExemplarFilter()))
     providers = {"tracer_provider": tracer_provider, "meter_provider": meter_provider}
     tries = {"n": 0}
@@ -75,6 +77,8 @@ def _run(ratio: float, with_filter: bool, wrap: bool = False) -> tuple[set[int],
     named: _Named = [(m.name, e.trace_id, dict(p.attributes or {}))
              for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
              for p in m.data.data_points for e in getattr(p, "exemplars", None) or () if e.trace_id]
+    # ... and the exemplars of the Prometheus page (OpenMetrics), what Prometheus stores for Grafana
+    named += [("page", int(t, 16), {}) for t in re.findall(r'trace_id="([0-9a-f]{32})"', page.scrape(openmetrics=True))]
     meter_provider.shutdown()
     tracer_provider.shutdown()
     return exported, named
@@ -92,7 +96,7 @@ def test_the_tail_samplers_exemplar_filter_names_only_exported_traces(ratio: flo
     failed = {name for name, _, attributes in named
               if attributes.get(tel.TASK_OUTCOME) == "failure" or attributes.get(tel.CALL_OUTCOME) == "failure"}
     assert tel.TASK_DURATION.name in failed
-    assert tel.WAVE_DURATION.name in {name for name, _, _ in named}
+    assert {tel.WAVE_DURATION.name, "page"} <= {name for name, _, _ in named}
 
 
 def test_without_the_filter_exemplars_name_dropped_traces() -> None:
