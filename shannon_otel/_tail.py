@@ -21,6 +21,8 @@ TracerProvider's) roots a part of its own. A span collected without ever ending 
 a local root so forgotten has its part decided then, on what it has. After ``shutdown()`` nothing is held either:
 each span ending then is decided at once.
 For several processes, sample in the collector instead: ``collector-config/otelcol-tail-sampling.yaml``.
+Metric exemplars are taken before a trace is decided: ``exemplar_filter()``, given to the MeterProvider, offers only
+measurements whose span is sure to be exported (``_tail_exemplars``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from collections import OrderedDict
 from typing import Any
 
 from opentelemetry.context import Context
+from opentelemetry.sdk.metrics import ExemplarFilter
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanContext, StatusCode
 
@@ -229,7 +232,7 @@ class TailSampler(SpanProcessor):
             root = self._root_of.get(span_id)
             if root is None:  # started before this processor was added
                 root = self._root(context, span.parent)
-            elif root != span_id and root not in self._traces and root not in self._decided and (
+            if root != span_id and root not in self._traces and root not in self._decided and (
                 root not in self._root_of and root not in self._held
             ):
                 # Its local root ended, was decided and is forgotten since (max_decisions): it never ends again,
@@ -310,6 +313,42 @@ class TailSampler(SpanProcessor):
             return entry.spans
         self.dropped_traces += 1
         return []
+
+    def exemplar_filter(self) -> ExemplarFilter:
+        """An exemplar filter for the MeterProvider (``MeterProvider(..., exemplar_filter=sampler.exemplar_filter())``)
+        offering only measurements whose span this sampler is sure to export, so no exemplar names a trace it drops
+        (under the SDK's default filter most healthy ones did). See ``TailExemplarFilter``."""
+        from ._tail_exemplars import TailExemplarFilter
+
+        return TailExemplarFilter(self)
+
+    def _will_export(self, context: SpanContext, *, troubled: bool) -> bool:
+        """Whether the span of ``context`` (sampled, open or ended: the span current at a measurement) is sure to be
+        forwarded, ``troubled`` saying it will end troubled; the exemplar filter's question. False for a span this
+        sampler did not see start or no longer remembers, and after ``shutdown()``. O(1), under the lock."""
+        with self._lock:
+            if self._closed:
+                return False
+            span_id = context.span_id
+            root = self._root_of.get(span_id)
+            if root is None:  # ended and decided (its part's decision), or never seen here
+                ended = self._ended_root.get(span_id)
+                if ended is None:
+                    return False
+                root, troubled = ended[0], False
+            if (context.trace_id & _TRACE_ID_LIMIT) < self._bound:  # every part of such a trace is kept
+                return True
+            if root != span_id and root not in self._traces and root not in self._decided and (
+                root not in self._root_of and root not in self._held
+            ):  # as on_end: its local root ended and was forgotten since
+                root = self._forgotten(context)
+            if root < 0:  # _FOLLOW_KEEP / _FOLLOW_DROP
+                return root == _FOLLOW_KEEP
+            entry = self._traces.get(root)
+            if entry is not None:
+                return entry.keep or troubled
+            decided = self._held.get(root, self._decided.get(root))
+            return troubled if decided is None else decided  # None: undecided, no span of the part ended yet
 
     def _decide_all(self) -> list[ReadableSpan]:
         with self._lock:

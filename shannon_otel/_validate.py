@@ -37,7 +37,9 @@ def check_number(name: str, value: object, *, low: float, high: float | None = N
     # another huge parameter)
     if isinstance(finite, str) and v == math.inf:
         raise ValueError(f"{name} must be finite ({finite}), got inf")
-    if v != v or (finite and v == math.inf) or (v <= low if low_open else v < low) or (high is not None and v > high):
+    if v != v:  # NaN: no range holds it, nor refuses it by its bounds ("(0, inf), got nan" read as a range slip)
+        raise ValueError(f"{name} must be in {left}{low}, {right}, got nan: NaN is not allowed")
+    if (finite and v == math.inf) or (v <= low if low_open else v < low) or (high is not None and v > high):
         raise ValueError(f"{name} must be in {left}{low}, {right}, got {shown(value)}")
     if not integer and isinstance(value, int):
         try:  # a float parameter is computed with as a float: an int beyond the float range cannot be

@@ -105,3 +105,37 @@ def test_a_base_exception_on_the_worker_is_a_failure_as_on_a_local_task_span(wor
     assert span.status.status_code is StatusCode.ERROR
     assert (span.attributes or {})["error.type"] == f"{__name__}._Interrupt"
     assert len([e for e in span.events if e.name == "exception"]) == 1
+
+
+# Bug: the local task, wave, policy and saga spans end no earlier than they start (shannon_otel._otel._end), but the
+# worker's `remote {task}` span was ended by the SDK's context manager at the wall clock's now: stepped back an hour
+# while the task ran on the worker, it ended an hour before it started (a negative duration in Jaeger).
+@pytest.mark.parametrize("fails", [False, True], ids=["success", "failure"])
+def test_the_remote_span_never_ends_before_it_starts_when_the_wall_clock_steps_back(
+        worker: InMemoryTelemetry, monkeypatch: pytest.MonkeyPatch, fails: bool) -> None:
+    import opentelemetry.sdk.trace as sdk_trace
+
+    now = [1_700_000_000 * 10**9]
+
+    def wall() -> int:  # 1 ms a reading, stepped by the task: what the SDK stamps spans with, and _end reads
+        now[0] += 10**6
+        return now[0]
+
+    monkeypatch.setattr(sdk_trace, "time_ns", wall)
+
+    def step_back() -> int:
+        now[0] -= 3600 * 10**9
+        if fails:
+            raise ValueError("boom")
+        return 1
+
+    payload, _ = _payload(worker, step_back)
+    if fails:
+        with pytest.raises(ValueError, match="boom"):
+            run_sync(payload)
+    else:
+        assert run_sync(payload) == 1
+    span = worker.span("remote f")
+    assert span.start_time is not None and span.end_time is not None
+    assert span.end_time >= span.start_time
+    assert span.status.status_code is (StatusCode.ERROR if fails else StatusCode.UNSET)

@@ -344,3 +344,18 @@ def test_a_range_that_takes_inf_is_printed_closed_and_one_that_refuses_it_open()
             make(-1)
         with pytest.raises((TypeError, ValueError)):
             make(math.inf)
+
+
+# Bug: a NaN was refused with the range alone, `Timeout(float("nan"))` saying "seconds must be in (0, inf), got nan",
+# which reads as if the value fell outside that range (or as if inf were the trouble). The message now says that NaN
+# is what is not allowed, for every parameter the shared check guards.
+@pytest.mark.parametrize(("build", "name"), [
+    (lambda: so.Timeout(math.nan), "seconds"),
+    (lambda: so.Retry(initial=math.nan), "initial"),
+    (lambda: so.Retry(budget_s=math.nan), "budget_s"),
+    (lambda: so.Wave("w", task_timeout=math.nan), "task_timeout"),
+    (lambda: so.Hedge(math.nan), "delay"),
+], ids=["timeout", "retry-initial", "retry-budget", "wave-task-timeout", "hedge-delay"])
+def test_a_nan_is_refused_saying_nan_is_not_allowed(build: Callable[[], object], name: str) -> None:
+    with pytest.raises(ValueError, match=rf"^{name} must be in .*, got nan: NaN is not allowed$"):
+        build()

@@ -26,6 +26,7 @@ from distributed import Future
 from opentelemetry import context, propagate, trace
 
 from .._events import error_type
+from .._otel._end import end
 from .._otel._exception import forget, record_error
 from .._otel._providers import tracing_enabled
 from .._otel._scope import failed
@@ -50,10 +51,11 @@ def _remote_span(name: str, carrier: Mapping[str, str]) -> Iterator[None]:
         if worker is not None:
             attributes[DASK_WORKER] = worker
         tracer = trace.get_tracer(SCOPE_NAME, __version__)
-        # The SDK's own handling would record a cancellation as an error, without error.type
+        # The SDK's own handling would record a cancellation as an error, without error.type; and its end would be
+        # the wall clock's now, before its start after a step back (ended here as the local spans are: _otel._end)
         with tracer.start_as_current_span(SPAN_REMOTE.format(task=name), kind=trace.SpanKind.CONSUMER,
                                           attributes=attributes, record_exception=False,
-                                          set_status_on_exception=False) as span:
+                                          set_status_on_exception=False, end_on_exit=False) as span:
             try:
                 yield
             except asyncio.CancelledError:
@@ -63,6 +65,7 @@ def _remote_span(name: str, carrier: Mapping[str, str]) -> Iterator[None]:
                 raise
             finally:
                 forget(span)  # the errors its child spans noted on it: not kept past its end
+                end(span)
     finally:
         context.detach(token)
 
