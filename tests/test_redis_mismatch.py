@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import re
 from collections.abc import Sequence
@@ -220,3 +221,47 @@ def test_a_task_that_ends_first_gives_back_the_oldest_lease_not_a_later_tasks(se
         asyncio.run(main())
     finally:
         client.close()
+
+
+def test_processes_sharing_a_breaker_with_other_settings_are_each_warned_once(
+    server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Bug: two processes giving one shared breaker different settings were told nothing (each judged the shared window
+    by its own thresholds: the one with ``failure_threshold=3`` opened the breaker for the one configured with 5,
+    unexplained). Each flush now sends the process's settings and gets back the last flusher's: each process is
+    warned once, naming the settings that differ; processes of one configuration (30 and 30.0 alike) are not."""
+    client = redis.Redis(port=server.port, decode_responses=True)
+
+    async def ok() -> str:
+        return "ok"
+
+    async def main() -> list[str]:
+        # flush_interval_s: the flusher never runs in the test; each flush is the test's
+        async with RedisState(server.url, prefix=prefix, flush_interval_s=60) as one, \
+                RedisState(server.url, prefix=prefix, flush_interval_s=60) as other, \
+                RedisState(server.url, prefix=prefix, flush_interval_s=60) as same:
+            first = CircuitBreaker("api", shared=one, failure_threshold=5, reset_timeout=30, instrument=False)
+            second = CircuitBreaker("api", shared=other, failure_threshold=3, reset_timeout=30.0, instrument=False)
+            third = CircuitBreaker("ok", shared=one, reset_timeout=30, instrument=False)
+            fourth = CircuitBreaker("ok", shared=same, reset_timeout=30.0, instrument=False)
+            results = []
+            for _ in range(3):
+                for breaker in (first, second, third, fourth):
+                    results.append(await breaker.call(ok))
+                    assert breaker._link is not None
+                    await breaker._link.flush()
+            return results
+
+    with caplog.at_level(logging.WARNING, logger="shannon_otel.redis"):
+        try:
+            results = asyncio.run(main())
+            ttl = client.ttl(f"{prefix}:{{breaker:api}}:settings")
+        finally:
+            client.close()
+    assert results == ["ok"] * 12
+    assert isinstance(ttl, int) and ttl > 0  # the key cleans up by itself, as the breaker's others
+    told = sorted(r.getMessage() for r in caplog.records if "other settings" in r.getMessage())
+    assert len(told) == 2, told
+    assert all("'api'" in message for message in told)
+    assert "(failure_threshold: ours 3, theirs 5)" in told[0] + told[1]
+    assert "(failure_threshold: ours 5, theirs 3)" in told[0] + told[1]

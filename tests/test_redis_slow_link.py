@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator
+from typing import Any
 
 from _redis_server import RedisServer, free_port, wait_for
 
@@ -123,3 +124,46 @@ def test_closing_during_the_outage_checks_connection_leaves_no_command_behind() 
             await mute.wait_closed()
 
     assert asyncio.run(main()) == []
+
+
+def test_commands_waiting_for_a_connection_are_not_an_outage(server: RedisServer, prefix: str) -> None:
+    """Bug: a command's ``timeout_s`` ran while it waited for one of the pool's connections: more commands at once
+    than connections (a big wave on a shared rate limit) timed out waiting for each other, the Redis no slower than
+    ever, and that was an outage: fail-closed, every task past the first few failed with
+    SharedStateUnavailableError. Here 2 connections for commands (``max_connections=4``: the subscriber holds one)
+    and 60 acquires at once, each a round trip of DELAY_S or more: the last waits 30, far past ``timeout_s`` (16: a
+    new connection's set-up and the script's load take up to 7). Now a command is timed from when it has a
+    connection's slot, and every acquire is admitted, no error counted."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from shannon_otel.redis import SharedRateLimit
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+
+    async def main() -> list[BaseException | None]:
+        port = free_port()
+        url = f"redis://127.0.0.1:{port}/0?max_connections=4"
+        async with (_delaying_proxy(server.port, port),
+                    RedisState(url, prefix=prefix, on_unavailable="reject", timeout_s=16 * DELAY_S,
+                               meter_provider=provider) as shared):
+            await wait_for(lambda: shared.available, 30)
+            limit = SharedRateLimit(shared, "api", rate=1e6, burst=1000)
+            return await asyncio.gather(*(limit.acquire() for _ in range(60)), return_exceptions=True)
+
+    outcomes = asyncio.run(main())
+    assert outcomes == [None] * 60
+    errors = [
+        point.attributes for metrics in (reader.get_metrics_data() or _no_metrics()).resource_metrics
+        for scope in metrics.scope_metrics for metric in scope.metrics if metric.name == "shannon.shared.errors"
+        for point in metric.data.data_points
+        if getattr(point, "value", 0)
+    ]
+    assert errors == []
+
+
+def _no_metrics() -> Any:
+    from opentelemetry.sdk.metrics.export import MetricsData
+
+    return MetricsData(resource_metrics=[])

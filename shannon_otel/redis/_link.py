@@ -25,6 +25,7 @@ from ._store import SharedStateUnavailableError
 
 if TYPE_CHECKING:
     from ..recovery._breaker import CircuitBreaker
+    from ..recovery._breaker_config import BreakerConfig
     from ..recovery._call import _Call
     from ._store import RedisState
 
@@ -43,9 +44,9 @@ _MAX_MS = 2**53
 
 class BreakerLink:
     __slots__ = (
-        "breaker", "calls", "deferred", "epoch", "failures", "keys", "name", "outage_gen", "pushes", "rejected_at",
-        "sending",
-        "slow", "store", "ttl_s", "unclocked", "unsent", "window",
+        "breaker", "calls", "deferred", "epoch", "failures", "flush_keys", "keys", "mismatch_told", "name",
+        "outage_gen", "pushes", "rejected_at", "sending", "settings", "slow", "store", "ttl_s", "unclocked", "unsent",
+        "window",
     )
 
     def __init__(self, store: RedisState, breaker: CircuitBreaker) -> None:
@@ -96,6 +97,12 @@ class BreakerLink:
         # poll closed it everywhere (shared_state_expired), long before its reset timeout.
         needed = min(c.reset_timeout, _MAX_TTL_S)
         self.ttl_s = max(store.key_ttl_s, math.ceil(needed) + 1)
+        # What this process judges the shared breaker by, sent with each flush (its own key): a process of the same
+        # name and other settings is warned once (each judges the shared window by its own thresholds; nothing said
+        # so before, and a process with a lower failure_threshold opened the breaker for all, unexplained).
+        self.settings = settings_text(c, window_s)
+        self.flush_keys = [*self.keys, store._key("breaker", breaker.name, "settings")]
+        self.mismatch_told = False
         store._bind(self)
 
     def _args(self, *args: Any) -> list[Any]:
@@ -255,11 +262,18 @@ class BreakerLink:
         calls, failures, slow = self.calls, self.failures, self.slow
         self.calls = self.failures = self.slow = 0
         try:
-            state, epoch, opened_ms, now_ms, why = await self.store._script(
-                "FLUSH", self.keys, self._args(calls, failures, slow, *self.window),
+            state, epoch, opened_ms, now_ms, why, theirs = await self.store._script(
+                "FLUSH", self.flush_keys, self._args(calls, failures, slow, *self.window, self.settings),
             )
         except SharedStateUnavailableError:
             return  # dropped: the window is an estimate, and Redis being down is counted and logged
+        if theirs and theirs != self.settings and not self.mismatch_told:
+            self.mismatch_told = True
+            _log.warning(
+                "shared breaker %r (prefix %r) is also used by a process with other settings (%s); each applies its "
+                "own to the shared state (docs/shared-state.md, Deployment, says how): give every process one "
+                "configuration",
+                self.name, self.store.prefix, settings_difference(self.settings, str(theirs)))
         self.apply(str(state), int(epoch), int(opened_ms), int(now_ms), str(why))
 
     async def poll(self) -> None:
@@ -417,3 +431,35 @@ class BreakerLink:
             _log.warning("the clock of breaker %r failed as it took the shared state %r; taken, timed at its last "
                          "reading", self.name, state, exc_info=exc)
             return b._changed_at
+
+
+def settings_text(config: BreakerConfig, window_s: float) -> str:
+    """The settings a process judges a shared breaker by, as ``name=value`` pairs (what it sends with a flush)."""
+    def seconds(value: float | None) -> float | None:  # 30 and 30.0 are one setting
+        return None if value is None else float(value)
+
+    values = {
+        "failure_threshold": config.failure_threshold, "failure_rate": seconds(config.failure_rate),
+        "min_calls": config.min_calls, "window_s": seconds(window_s), "slow_call_s": seconds(config.slow_call_s),
+        "slow_call_rate": seconds(config.slow_call_rate) if config.slow_call_s is not None else None,
+        "reset_timeout": seconds(config.reset_timeout), "half_open_probes": config.half_open_probes,
+        "success_threshold": config.success_threshold,
+    }
+    return " ".join(f"{name}={value!r}" for name, value in values.items())
+
+
+def settings_difference(ours: str, theirs: str) -> str:
+    """The settings that differ, ``name: ours X, theirs Y``; ``theirs`` is what Redis held (another program, another
+    version may have written anything there): shown as read, cut short, when it is not such pairs."""
+    mine = dict(pair.split("=", 1) for pair in ours.split(" "))
+    try:
+        other = dict(pair.split("=", 1) for pair in theirs.split(" "))
+    except ValueError:
+        other = {}
+    differ = [f"{name}: ours {value}, theirs {_printable(other[name][:40])}" for name, value in mine.items()
+              if name in other and other[name] != value]
+    return "; ".join(differ) if differ else f"theirs {theirs[:200]!r}, ours {ours!r}"
+
+
+def _printable(text: str) -> str:
+    return text if text.isprintable() else repr(text)

@@ -74,9 +74,14 @@ local function why() return redis.call('HGET', KEYS[1], 'reason') or (st[1] and 
 local function answer() return {state, epoch, opened, now, why()} end
 """
 
-# KEYS: state, window. ARGV: ttl, channel, name, calls, failures, slow, slice_ms, slices,
-# failure_threshold (-1: none), failure_rate (-1), min_calls, slow_call_rate (-1: no slow calls).
+# KEYS: state, window, settings. ARGV: ttl, channel, name, calls, failures, slow, slice_ms, slices,
+# failure_threshold (-1: none), failure_rate (-1), min_calls, slow_call_rate (-1: no slow calls), settings (the
+# flushing process's breaker settings as text). Answers as every script, and then the settings the key held (those of
+# the process that flushed before this one, '' for none): processes of one name and different settings are told.
 FLUSH: Final = _PRELUDE + """
+local settings = redis.call('GET', KEYS[3]) or ''
+if settings ~= ARGV[13] then redis.call('SET', KEYS[3], ARGV[13]) end
+extend(KEYS[3])
 if state == 'closed' then
   local calls, failures, slow = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
   local slice_ms, slices = tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -131,7 +136,9 @@ if state == 'closed' then
   end
 end
 touch()
-return answer()
+local answered = answer()
+answered[6] = settings
+return answered
 """
 
 # KEYS: state, admission (a key of this admission's own token). ARGV: ttl, channel, name, reset_timeout_ms,

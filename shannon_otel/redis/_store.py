@@ -18,6 +18,7 @@ from .._events._error import error_message, error_type
 from .._telemetry import ERROR_TYPE, SHARED_OPERATION
 from .._validate import brief, check_provider, check_telemetry_name, shown
 from . import _scripts
+from ._slots import Slots
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -29,6 +30,7 @@ OnUnavailable = Literal["local", "reject"]
 _log = logging.getLogger("shannon_otel.redis")
 _POLL_BATCH = 500  # breakers read per round trip by the poll
 _MAX_CONNECTIONS = 100  # per RedisState (redis-py's default); more concurrent commands wait for one
+_FIRST_SLOTS = 8  # commands sent at once by a RedisState started or back from an outage (see Slots)
 
 
 class SharedStateUnavailableError(ConnectionError):
@@ -46,7 +48,8 @@ class RedisState:
     Args:
         url: ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL, credentials included (ACL user/password).
         prefix: first part of every key and channel (one prefix per application/environment).
-        timeout_s: bound on every Redis command (connect, script, publish); a slower answer counts as down.
+        timeout_s: bound on every Redis command (connect, script, publish) once it is sent (commands beyond the open
+            connections wait their turn first); a slower answer counts as down.
         flush_interval_s: how often outcome counts of CLOSED breakers are sent (the staleness bound of the
             shared window) and how quickly a tripped breaker's counts reach the others.
         poll_interval_s: state is re-read this often in case a notification was missed (the fallback path).
@@ -130,6 +133,12 @@ class RedisState:
             # until timeout_s, and Redis was an outage from the start (logged as a TimeoutError, nothing else)
             raise ValueError("url's max_connections must be at least 2 (the subscriber to state changes holds "
                              f"one connection), got {pool.max_connections}: {_redacted(url)!r}")
+        # Commands sent at once, each timed (timeout_s) from when it has a slot (see Slots): the subscriber holds a
+        # connection, the outage check's connect another. All sent at once inside timeout_s, a wave of 300 tasks on a
+        # SharedRateLimit of a healthy Redis timed out opening ~100 connections at once: an outage (fail-closed: 5,872
+        # tasks of 6,000 failed with SharedStateUnavailableError), and again at each recovery.
+        self._slots = Slots(_FIRST_SLOTS, max(1, pool.max_connections - 2))
+        self._outages = 0  # outages begun: a command that waited for a slot across one's start is not sent
         # Pub/sub ignores the database: without the number in the channel, a breaker opened in database 0
         # opened the breaker of that name and prefix in every other database too (until their poll closed
         # it again). Database 0 keeps the plain names (the ones processes of earlier versions use).
@@ -248,11 +257,29 @@ class RedisState:
         self, operation: str, command: Callable[[], Awaitable[T]], keys: list[str] | None = None, *,
         writes: bool = True,
     ) -> T:
-        """Run one command (on ``keys``) within ``timeout_s``; any failure raises
+        """Run one command (on ``keys``) within ``timeout_s`` of its slot (see Slots: waiting for one is local, and
+        ends at once, unsent, when an outage begins meanwhile); any failure raises
         :class:`SharedStateUnavailableError` and marks Redis unavailable, except a key that holds what the
         scripts cannot use (see _unusable_key). A success of a command that ``writes`` (every script) marks it
         available again. A cancelled caller gets its own CancelledError (its message included), whatever the
         client library does (see below)."""
+        outages = self._outages
+        await self._slots.acquire()  # local: other commands of this process ahead of it (each bounded by timeout_s)
+        try:
+            if self._outages != outages and self._in_outage():
+                # An outage began while it waited: not sent (it would wait timeout_s too), as a call made now is not
+                raise SharedStateUnavailableError(
+                    f"Redis unavailable during {operation} (outage under way: {self._outage_cause})")
+            result = await self._send(operation, command, keys, writes=writes)
+        finally:
+            self._slots.release()
+        self._slots.answered()
+        return result
+
+    async def _send(
+        self, operation: str, command: Callable[[], Awaitable[T]], keys: list[str] | None, *, writes: bool,
+    ) -> T:
+        """``_run``'s command, a connection's worth of it: sent and bounded by ``timeout_s``."""
         start = time.perf_counter()
         # The command runs in a task of its own, waited for (never cancelling the caller): the caller's own
         # cancellation is raised here by asyncio, with its message, whatever redis-py does. Awaited directly within
@@ -388,6 +415,8 @@ class RedisState:
         was = self.available
         self.available = False
         if was or not self._outage_logged:
+            self._outages += 1
+            self._slots.lost()
             self._refused = isinstance(exc, ResponseError)
             self._outage_cause = _described(exc)
             self._outage_logged = True
