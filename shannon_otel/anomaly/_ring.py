@@ -215,11 +215,11 @@ class Rings:
         seq[:, width : width + m] = values
         seq[:, width + m :] = 0.0
         shift = int(inclusive)
-        s1, _ = _lap_sums(seq, width, shift, m, tmp, "1")
+        s1, _ = _lap_sums(seq, width, shift, m, tmp, "s1")
         s2 = None
         if squares:
-            s2, before = _lap_sums(np.multiply(seq, seq, out=tmp("sq", n_rows, padded)), width, shift, m, tmp, "2")
-            _resum_lost(seq[:, : width + m], s2 + before, s1, s2, width, shift)
+            s2, before = _lap_sums(np.multiply(seq, seq, out=tmp("sq", n_rows, padded)), width, shift, m, tmp, "s2")
+            _resum_lost(seq[:, : width + m], np.add(before, s2, out=before), s1, s2, width, shift)
         count0 = self.count[rows]
         cnt = None
         if count0.min() < width:
@@ -243,26 +243,26 @@ _add_reduce = np.add.reduce
 _dot = np.dot
 
 
-def _lap_sums(seq: F64, width: int, shift: int, m: int, tmp: Scratch, key: str) -> tuple[F64, F64]:
-    """The sums of the ``m`` windows ``seq[:, j + shift : j + shift + width]`` (in ``tmp``'s buffer ``"s" + key``),
-    and per window the sum of the values of its first lap before it (with the window's own sum, the sum of all
-    the values it was taken from, which bounds its rounding: ``_resum_lost``). ``seq`` is whole laps, zeros past
-    the values.
+def _lap_sums(seq: F64, width: int, shift: int, m: int, tmp: Scratch, name: str) -> tuple[F64, F64]:
+    """The sums of the ``m`` windows ``seq[:, j + shift : j + shift + width]`` (in ``tmp``'s buffer ``name``),
+    and per window the sum of the values of its first lap before it (a view of ``tmp``'s ``"pre"`` buffer, valid
+    until the next call; with the window's own sum, the sum of all the values it was taken from, which bounds its
+    rounding: ``_resum_lost``). ``seq`` is whole laps, zeros past the values.
 
     A lap is ``width`` values of ``seq`` from a multiple of ``width``: window j, from position a = j + shift, is
     the end of lap a // width (its values from a on) and the start of the next (its values before a + width).
     O(size of seq), as one cumulative sum."""
     n_rows, n = seq.shape
     laps = n // width
-    prefix = tmp("pre" + key, n_rows, n)  # per position: the sum of its lap's values before it
+    prefix = tmp("pre", n_rows, n)  # per position: the sum of its lap's values before it
     lap3, pre3 = seq.reshape(n_rows, laps, width), prefix.reshape(n_rows, laps, width)
     pre3[:, :, 0] = 0.0
     np.cumsum(lap3[:, :, :-1], axis=2, out=pre3[:, :, 1:])
     total = pre3[:, :, -1:] + lap3[:, :, -1:]
-    rest = tmp("rest" + key, n_rows, n)  # per position: the sum of its lap's values from it on
+    rest = tmp("rest", n_rows, n)  # per position: the sum of its lap's values from it on
     np.subtract(total, pre3, out=rest.reshape(n_rows, laps, width))
     sums = np.add(rest[:, shift : shift + m], prefix[:, shift + width : shift + width + m],
-                  out=tmp("s" + key, n_rows, m))
+                  out=tmp(name, n_rows, m))
     return sums, prefix[:, shift : shift + m]
 
 
