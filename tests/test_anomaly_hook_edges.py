@@ -179,9 +179,15 @@ def test_a_clock_of_other_real_numbers_gives_float_anomalies_and_attributes(read
     assert values == [8.0, 8.0] and all(type(value) is float for value in values)
 
 
-def test_a_clock_of_no_real_number_fails_the_hook_naming_the_clock(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(("reading", "message"), [
+    (Decimal("1000.0"), "clock must return seconds (a real number)"),
+    # an int no float holds compared as finite, then failed on float(): "int too large to convert to float"
+    (10**400, "clock must return finite seconds within the float range"),
+], ids=["Decimal", "int beyond float"])
+def test_a_clock_of_no_real_number_fails_the_hook_naming_the_clock(caplog: pytest.LogCaptureFixture, reading: object,
+                                                                   message: str) -> None:
     """A Decimal clock failed the hook on "unsupported operand type(s) for +: 'decimal.Decimal' and 'float'"."""
-    hook = AnomalyHook(EVERY_TICK, tick_s=1.0, clock=lambda: Decimal("1000.0"))  # type: ignore[arg-type,return-value]
+    hook = AnomalyHook(EVERY_TICK, tick_s=1.0, clock=lambda: reading)  # type: ignore[arg-type,return-value]
 
     async def work() -> None:
         await asyncio.sleep(0)
@@ -189,7 +195,7 @@ def test_a_clock_of_no_real_number_fails_the_hook_naming_the_clock(caplog: pytes
     wave: Wave[None] = Wave("w", hooks=(hook,), instrument=False)
     result = asyncio.run(wave.run([work] * 2))
     assert result.values() == [None, None]  # the hook's failure costs the wave nothing
-    assert "clock must return seconds (a real number)" in caplog.text
+    assert message in caplog.text
 
 
 # Bug: ``hook.enabled = False`` only stopped runs started afterwards; a run under way (a stream that never ends, a

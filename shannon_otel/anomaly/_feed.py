@@ -60,7 +60,6 @@ from .._validate import (
     check_bool,
     check_number,
     check_provider,
-    check_reading,
     check_sync_callable,
     other_number,
     shown,
@@ -75,17 +74,6 @@ if TYPE_CHECKING:
     from opentelemetry import metrics
 
 _WAVE_SIGNALS = (LATENCY, ERROR_RATE, THROUGHPUT)
-
-
-def _seconds(clock: Callable[[], float]) -> Callable[[], float]:
-    """``clock`` read as float seconds, each reading checked (``check_reading``): a Fraction or numpy float32
-    reading made the throughput and ``Anomaly.time`` of that type (an invalid OTel attribute, exported as a
-    string), a Decimal one failed the hook at every wave's start on "unsupported operand type(s) for +"."""
-    def read() -> float:
-        now = clock()
-        check_reading("clock", now)
-        return float(now)
-    return read
 
 
 def _not_a_coroutine(returned: object) -> None:
@@ -171,7 +159,9 @@ class AnomalyHook(Hook):
         self._detector = AnomalyDetector(config if config is not None else HOOK_DEFAULTS)
         self._on_anomaly = on_anomaly
         # stamps the samples (the detector's time, Anomaly.time); a user's clock as checked float seconds
-        self._clock = clock if clock is _clock.wall else _seconds(clock)
+        # (_clock.seconds, as waves and policies read theirs: the hook's own reader let an int reading beyond any
+        # float, 10**400, fail on float() with "int too large to convert to float", naming no clock)
+        self._clock = _clock.seconds(clock)
         # times the ticks: with the default wall clock, the monotonic one, so a step of the system clock
         # (NTP, a resumed VM) neither stretches a tick over the step (a false throughput fall) nor, stepped
         # back, keeps every tick open until the wall clock catches up (no sample at all meanwhile)
