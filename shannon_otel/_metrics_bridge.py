@@ -354,32 +354,41 @@ class BoundPair:
             x_exemplar = self._a.exemplar(x, span, self._a_full, now)
             y_exemplar = self._b.exemplar(y, span, self._b_full, now)
         with self._lock:
+            # _add, twice inline (a task's whole metrics path is one call: test_task_call_budget); keep them in step
             point = self._a_point
             if point is None or self._a_epoch != self._a._epoch:
                 point = self._a_point = self._a.point(self._first.key)
                 self._a_epoch = self._a._epoch
-            point.counts[x_bucket] += 1
-            if x_exemplar is not None:
-                point.exemplars[x_bucket] = x_exemplar
-            point.total += x
-            if self._a_min_max:
-                if x < point.min:
-                    point.min = x
-                if x > point.max:
-                    point.max = x
+            total = point.total + x
+            if total == _INF:
+                self._a.rejected += 1
+            else:
+                point.total = total
+                point.counts[x_bucket] += 1
+                if x_exemplar is not None:
+                    point.exemplars[x_bucket] = x_exemplar
+                if self._a_min_max:
+                    if x < point.min:
+                        point.min = x
+                    if x > point.max:
+                        point.max = x
             point = self._b_point
             if point is None or self._b_epoch != self._b._epoch:
                 point = self._b_point = self._b.point(self._second.key)
                 self._b_epoch = self._b._epoch
-            point.counts[y_bucket] += 1
-            if y_exemplar is not None:
-                point.exemplars[y_bucket] = y_exemplar
-            point.total += y
-            if self._b_min_max:
-                if y < point.min:
-                    point.min = y
-                if y > point.max:
-                    point.max = y
+            total = point.total + y
+            if total == _INF:
+                self._b.rejected += 1
+            else:
+                point.total = total
+                point.counts[y_bucket] += 1
+                if y_exemplar is not None:
+                    point.exemplars[y_bucket] = y_exemplar
+                if self._b_min_max:
+                    if y < point.min:
+                        point.min = y
+                    if y > point.max:
+                        point.max = y
 
 
 class _FanOut:

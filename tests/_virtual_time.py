@@ -1,4 +1,5 @@
-"""The virtual-time loop (``shannon_otel.testing``), and ``watched``: a test body on it, stopped if it hangs."""
+"""The virtual-time loop (``shannon_otel.testing``); ``vclock``, its clock for the policies; and ``watched``: a test
+body on it, stopped if it hangs."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ from typing import Any
 
 from shannon_otel.testing import VirtualTimeLoop, run_virtual
 
-__all__ = ["VirtualTimeLoop", "run_virtual", "watched"]
+__all__ = ["VirtualTimeLoop", "run_virtual", "vclock", "watched"]
+
+
+def vclock() -> float:
+    """The running (virtual-time) loop's clock: a policy given it reads the time the loop jumps through."""
+    return asyncio.get_running_loop().time()
 
 
 def watched(main: Callable[[], Coroutine[Any, Any, Any]], *, eager: bool = False) -> Any:

@@ -35,6 +35,7 @@ from _metric_total import metric_total
 from _open_spans import OpenSpans
 from _quiet import quiet_logs  # noqa: F401  (autouse: the shannon_otel logger silenced here)
 from _span_attrs import attrs
+from _virtual_time import vclock
 
 from shannon_otel import (
     BreakerTransition,
@@ -59,10 +60,6 @@ from shannon_otel.testing import InMemoryTelemetry, run_virtual
 
 SEEDS = int(os.environ.get("SHANNON_CHAOS_SEEDS", "60"))
 OUTCOMES = ("success", "failure", "timeout", "cancellation")
-
-
-def vclock() -> float:
-    return asyncio.get_running_loop().time()
 
 
 class Transitions(Hook):

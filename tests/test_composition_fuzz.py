@@ -42,6 +42,7 @@ from _metric_total import metric_total
 from _open_spans import OpenSpans
 from _quiet import quiet_logs  # noqa: F401  (autouse: the shannon_otel logger silenced here)
 from _span_attrs import attrs
+from _virtual_time import vclock
 from hypothesis import given
 from hypothesis import strategies as st
 from opentelemetry import metrics as otel_metrics
@@ -65,7 +66,6 @@ from test_policy_stack_model import (
     examples,
     policy_specs,
     untied,
-    vclock,
 )
 
 from shannon_otel import (

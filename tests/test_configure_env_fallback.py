@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import warnings
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
+from _http_sink import LocalServer
 
 from shannon_otel import configure
 from shannon_otel._otlp_grpc import GrpcSpans
@@ -76,36 +76,19 @@ def test_invalid_timeouts_in_both_variables_give_the_default_with_a_warning_for_
     assert len(_warnings(caplog, "OTEL_EXPORTER_OTLP_TIMEOUT='0'")) == 1
 
 
-class _EncodingSink:
+class _EncodingSink(LocalServer):
     """An OTLP/HTTP endpoint on 127.0.0.1 that answers 200 and notes each request's Content-Encoding."""
 
     def __init__(self) -> None:
         self.encodings: list[str | None] = []
-        sink = self
+        super().__init__(self._post)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                sink.encodings.append(self.headers.get("Content-Encoding"))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(10)
+    def _post(self, request: BaseHTTPRequestHandler) -> None:
+        request.rfile.read(int(request.headers.get("Content-Length", 0)))
+        self.encodings.append(request.headers.get("Content-Encoding"))
+        request.send_response(200)
+        request.send_header("Content-Length", "0")
+        request.end_headers()
 
 
 def test_an_unknown_signal_compression_leaves_the_general_one_in_force(

@@ -7,10 +7,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
+from _http_sink import LocalServer
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
@@ -327,53 +328,37 @@ def test_a_stalled_exporter_of_configure_does_not_keep_a_processor_the_user_adde
         handle.shutdown()
 
 
-class MixedCollector:
+class MixedCollector(LocalServer):
     """An OTLP/HTTP endpoint on 127.0.0.1 answering trace exports in turn: taken whole, refused (400, not retried),
     taken with 2 spans rejected (a partial success). Counts the spans it really kept."""
 
     def __init__(self) -> None:
         self.kept = 0
         self.exports = 0
-        collector = self
+        super().__init__(self._post)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                status, answer = 200, b""
-                if self.path.endswith("/v1/traces"):
-                    request = trace_pb.ExportTraceServiceRequest.FromString(body)
-                    spans = sum(len(scope.spans) for rs in request.resource_spans for scope in rs.scope_spans)
-                    turn = collector.exports % 3
-                    collector.exports += 1
-                    if turn == 0:
-                        collector.kept += spans
-                    elif turn == 1:
-                        status = 400
-                    else:
-                        rejected = min(2, spans)
-                        collector.kept += spans - rejected
-                        answer = trace_pb.ExportTraceServiceResponse(partial_success=trace_pb.ExportTracePartialSuccess(
-                            rejected_spans=rejected, error_message="quota")).SerializeToString()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(10)
+    def _post(self, request: BaseHTTPRequestHandler) -> None:
+        body = request.rfile.read(int(request.headers.get("Content-Length", 0)))
+        status, answer = 200, b""
+        if request.path.endswith("/v1/traces"):
+            export = trace_pb.ExportTraceServiceRequest.FromString(body)
+            spans = sum(len(scope.spans) for rs in export.resource_spans for scope in rs.scope_spans)
+            turn = self.exports % 3
+            self.exports += 1
+            if turn == 0:
+                self.kept += spans
+            elif turn == 1:
+                status = 400
+            else:
+                rejected = min(2, spans)
+                self.kept += spans - rejected
+                answer = trace_pb.ExportTraceServiceResponse(partial_success=trace_pb.ExportTracePartialSuccess(
+                    rejected_spans=rejected, error_message="quota")).SerializeToString()
+        request.send_response(status)
+        request.send_header("Content-Type", "application/x-protobuf")
+        request.send_header("Content-Length", str(len(answer)))
+        request.end_headers()
+        request.wfile.write(answer)
 
 
 def test_what_a_collector_kept_plus_what_is_counted_dropped_is_every_span_ended(

@@ -31,13 +31,14 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent import futures
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import grpc  # type: ignore[import-untyped]  # no stubs shipped with grpcio
 import pytest
 from _forked import fork_while_locked
+from _http_sink import LocalServer
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_pb
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_pb
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as metrics_grpc
@@ -69,46 +70,30 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 Answer = Callable[[BaseHTTPRequestHandler, str, int], None]
 
 
-class HttpSink:
+class HttpSink(LocalServer):
     """An OTLP/HTTP endpoint on 127.0.0.1 answering each request with ``answer(handler, signal, items)``
     (``items``: spans or metric data points in the request). Counts what it was sent."""
 
     def __init__(self, answer: Answer) -> None:
         self.requests = 0
         self.spans = 0
-        sink = self
-        lock = threading.Lock()
+        self._answer = answer
+        self._lock = threading.Lock()
+        super().__init__(self._post)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                signal, items = "other", 0
-                if self.path.endswith("/v1/logs"):
-                    signal, items = "logs", _records_in(logs_pb.ExportLogsServiceRequest.FromString(body))
-                elif self.path.endswith("/v1/traces"):
-                    signal, items = "traces", _spans_in(trace_pb.ExportTraceServiceRequest.FromString(body))
-                elif self.path.endswith("/v1/metrics"):
-                    signal, items = "metrics", _points_in(metrics_pb.ExportMetricsServiceRequest.FromString(body))
-                with lock:
-                    sink.requests += 1
-                    sink.spans += items if signal == "traces" else 0
-                answer(self, signal, items)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="round5-http-sink", daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(GUARD_S)
+    def _post(self, request: BaseHTTPRequestHandler) -> None:
+        body = request.rfile.read(int(request.headers.get("Content-Length", 0)))
+        signal, items = "other", 0
+        if request.path.endswith("/v1/logs"):
+            signal, items = "logs", _records_in(logs_pb.ExportLogsServiceRequest.FromString(body))
+        elif request.path.endswith("/v1/traces"):
+            signal, items = "traces", _spans_in(trace_pb.ExportTraceServiceRequest.FromString(body))
+        elif request.path.endswith("/v1/metrics"):
+            signal, items = "metrics", _points_in(metrics_pb.ExportMetricsServiceRequest.FromString(body))
+        with self._lock:
+            self.requests += 1
+            self.spans += items if signal == "traces" else 0
+        self._answer(request, signal, items)
 
 
 def _spans_in(request: trace_pb.ExportTraceServiceRequest) -> int:

@@ -274,6 +274,30 @@ def test_a_bound_pair_records_the_same_points_as_record(delta: bool, exemplars: 
             assert a.rejected == b.rejected > 0
 
 
+def test_a_bound_pair_leaves_out_an_amount_whose_sum_would_overflow_as_record_does() -> None:
+    """``BoundPair.record`` repeats ``_add`` inline and had missed its overflow check (44e95661): a task duration
+    or queue wait of 1e308 recorded twice made that histogram's sum inf for good, where ``record()`` leaves the
+    second out and counts it rejected. Now the pair does the same."""
+    import threading
+
+    from shannon_otel._metrics_bridge import HistogramAggregate
+
+    lock = threading.Lock()
+    durations = HistogramAggregate(tel.TASK_DURATION, lock=lock)
+    waits = HistogramAggregate(tel.TASK_QUEUE_WAIT_DURATION, lock=lock)
+    pair = durations.bind(("w", "success", None)).pair(waits.bind(("w",)))
+    assert pair is not None
+    for x, y in ((1e308, 1.0), (1e308, 1e308), (2.0, 1e308)):
+        pair.record(x, y)
+    got = []
+    for aggregate in (durations, waits):
+        metric = aggregate.to_metric(None, 0)
+        assert metric is not None
+        (point,) = metric.data.data_points
+        got.append((cast("Any", point).count, cast("Any", point).sum, cast("Any", point).max, aggregate.rejected))
+    assert got == [(2, 1e308 + 2.0, 1e308, 1), (2, 1e308 + 1.0, 1e308, 1)]
+
+
 def test_a_bound_recorder_follows_the_points_a_delta_collection_replaces() -> None:
     import threading
 

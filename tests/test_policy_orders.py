@@ -23,6 +23,7 @@ import pytest
 from _open_spans import OpenSpans
 from _quiet import quiet_logs  # noqa: F401  (autouse: the shannon_otel logger silenced here)
 from _span_attrs import attrs
+from _virtual_time import vclock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry import trace
@@ -50,10 +51,6 @@ PROBES = settings(
     max_examples=int(os.environ.get("SHANNON_EXAMPLES", "2000")) if HUNT else 20, derandomize=not HUNT,
     deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-
-
-def vclock() -> float:
-    return asyncio.get_running_loop().time()
 
 
 # --------------------------------------------------------------------------- nonsensical stacks, refused

@@ -31,6 +31,7 @@ from _metric_total import metric_total
 from _open_spans import OpenSpans
 from _quiet import quiet_logs  # noqa: F401  (autouse: the shannon_otel logger silenced here)
 from _span_attrs import attrs
+from _virtual_time import vclock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -67,11 +68,6 @@ def examples(ci: int) -> settings:
     """The profile's settings; in CI ``ci`` examples (a few seconds), hunting as many as asked."""
     profile = settings.get_profile(PROFILE)
     return settings(profile, max_examples=ci) if PROFILE == "policy-stacks-ci" else profile
-
-
-def vclock() -> float:
-    """The running (virtual-time) loop's clock: every policy reads the time the loop jumps through."""
-    return asyncio.get_running_loop().time()
 
 
 # --------------------------------------------------------------------------- the user's function
