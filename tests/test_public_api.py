@@ -233,6 +233,35 @@ def test_waves_policies_and_sagas_pickle_and_copy_as_their_arguments_rebuilt() -
 
 
 
+def test_a_pipeline_and_a_wave_running_one_pickle_and_copy_as_their_arguments_rebuilt() -> None:
+    """Bug: pickle.dumps(Pipeline(...)) and copy.deepcopy of it, or of a Wave whose policy= is one, raised "cannot
+    pickle '_thread.lock' object" (its resolved OTel hook), as the other policies did before they were rebuilt from
+    their arguments. Now a Pipeline is too: the copy holds equal policies, its name and options, and runs."""
+    import asyncio
+    import copy
+    import pickle
+
+    pipeline = shannon_otel.Pipeline(shannon_otel.Timeout(1.5), shannon_otel.Retry(attempts=2, initial=0), name="p")
+    for again in (pickle.loads(pickle.dumps(pipeline)), copy.deepcopy(pipeline)):
+        assert type(again) is shannon_otel.Pipeline and again is not pipeline
+        assert again.policies == pipeline.policies and again.name == "p" and again.clock == pipeline.clock
+        assert again._options == pipeline._options
+    wave = shannon_otel.Wave("w", policy=pipeline)
+    rebuilt = pickle.loads(pickle.dumps(wave))
+    assert isinstance(rebuilt.policy, shannon_otel.Pipeline) and rebuilt.policy.policies == pipeline.policies
+    calls: list[int] = []
+
+    async def flaky() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError
+        return "ok"
+
+    assert asyncio.run(pickle.loads(pickle.dumps(pipeline)).call(flaky)) == "ok" and len(calls) == 2
+    shallow = copy.copy(pipeline)  # still the same parts, not built again
+    assert shallow is not pipeline and shallow.policies is pipeline.policies and shallow._hooks is pipeline._hooks
+
+
 async def _no_cheaper() -> int:
     raise ConnectionError("the cache is down too")
 
