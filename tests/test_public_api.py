@@ -98,6 +98,28 @@ def test_every_exported_name_exists_and_nothing_public_is_unlisted() -> None:
     assert public - subpackages <= set(shannon_otel.__all__)
 
 
+def test_dir_lists_every_public_name_before_the_lazy_ones_are_imported() -> None:
+    """Bug: the names imported on first use (``configure``, ``Telemetry``, ``AnomalyDetector``, ...) were missing from
+    ``dir(shannon_otel)`` until first asked for, so a REPL's or IDE's completion of ``shannon_otel.`` never offered
+    ``configure``. Now the module's ``__dir__`` lists them (PEP 562), still without importing them. A fresh
+    interpreter: this test process has imported them already."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = (
+        "import json, sys, shannon_otel as s; listed = dir(s); "
+        "print(json.dumps([sorted(set(s.__all__) - set(listed)), listed == sorted(listed), "
+        "sorted(m for m in ('numpy', 'opentelemetry.sdk', 'shannon_otel._config') if m in sys.modules)]))"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=root)
+    missing, ordered, loaded = json.loads(out.stdout)
+    assert missing == [] and ordered
+    assert loaded == []  # dir() named them without importing the SDK or numpy
+
+
 def test_the_optional_backends_export_exactly_their_documented_names() -> None:
     import shannon_otel.dask
     import shannon_otel.redis
