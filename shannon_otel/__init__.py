@@ -109,6 +109,9 @@ if not _typing.TYPE_CHECKING:
         globals()[name] = value
         return value
 
+    def __dir__() -> list[str]:  # the lazy names too, not yet imported (tab completion, dir(); PEP 562)
+        return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "__version__",

@@ -95,7 +95,7 @@ def cancel_base() -> int:
     return count and count - bool(getattr(task, "_must_cancel", False))
 
 
-def cancel_requested(error: BaseException) -> bool:
+def cancel_requested(error: BaseException, since: int = 0) -> bool:
     """Whether ``error`` stands in for a cancellation of the running task: a cancellation was requested of it and
     not taken back (``Task.cancelling()``; an ``asyncio.timeout`` or a ``Timeout`` policy that expired inside what
     is running takes its own back when it is left, so a timed-out attempt is not one), and ``error`` was raised
@@ -112,9 +112,13 @@ def cancel_requested(error: BaseException) -> bool:
     ``TaskGroup`` whose child failed while the task waited in its ``async with`` leaves the count at 1 after the
     user caught the group's error (fixed in 3.13), and every later error of that task read as a cancellation:
     a ``Retry`` made one attempt, a ``Fallback`` served nothing.
+
+    ``since``: the task's count when the code that raised ``error`` began (:func:`cancel_base`), asked of code that
+    ran after a policy's own start (a fallback): only a request made since then is its cancellation. A chain holding
+    a ``CancelledError`` is no proof alone: code that awaited a task it had cancelled itself raised from that.
     """
     task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0 and _raised_while_cancelled(error)
+    return task is not None and task.cancelling() > since and _raised_while_cancelled(error)
 
 
 def scope_timeout(error: BaseException) -> bool:

@@ -98,6 +98,28 @@ def test_every_exported_name_exists_and_nothing_public_is_unlisted() -> None:
     assert public - subpackages <= set(shannon_otel.__all__)
 
 
+def test_dir_lists_every_public_name_before_the_lazy_ones_are_imported() -> None:
+    """Bug: the names imported on first use (``configure``, ``Telemetry``, ``AnomalyDetector``, ...) were missing from
+    ``dir(shannon_otel)`` until first asked for, so a REPL's or IDE's completion of ``shannon_otel.`` never offered
+    ``configure``. Now the module's ``__dir__`` lists them (PEP 562), still without importing them. A fresh
+    interpreter: this test process has imported them already."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = (
+        "import json, sys, shannon_otel as s; listed = dir(s); "
+        "print(json.dumps([sorted(set(s.__all__) - set(listed)), listed == sorted(listed), "
+        "sorted(m for m in ('numpy', 'opentelemetry.sdk', 'shannon_otel._config') if m in sys.modules)]))"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=root)
+    missing, ordered, loaded = json.loads(out.stdout)
+    assert missing == [] and ordered
+    assert loaded == []  # dir() named them without importing the SDK or numpy
+
+
 def test_the_optional_backends_export_exactly_their_documented_names() -> None:
     import shannon_otel.dask
     import shannon_otel.redis
@@ -231,6 +253,35 @@ def test_waves_policies_and_sagas_pickle_and_copy_as_their_arguments_rebuilt() -
 
     assert asyncio.run(retry.call(flaky)) == "ok" and len(calls) == 2
 
+
+
+def test_a_pipeline_and_a_wave_running_one_pickle_and_copy_as_their_arguments_rebuilt() -> None:
+    """Bug: pickle.dumps(Pipeline(...)) and copy.deepcopy of it, or of a Wave whose policy= is one, raised "cannot
+    pickle '_thread.lock' object" (its resolved OTel hook), as the other policies did before they were rebuilt from
+    their arguments. Now a Pipeline is too: the copy holds equal policies, its name and options, and runs."""
+    import asyncio
+    import copy
+    import pickle
+
+    pipeline = shannon_otel.Pipeline(shannon_otel.Timeout(1.5), shannon_otel.Retry(attempts=2, initial=0), name="p")
+    for again in (pickle.loads(pickle.dumps(pipeline)), copy.deepcopy(pipeline)):
+        assert type(again) is shannon_otel.Pipeline and again is not pipeline
+        assert again.policies == pipeline.policies and again.name == "p" and again.clock == pipeline.clock
+        assert again._options == pipeline._options
+    wave = shannon_otel.Wave("w", policy=pipeline)
+    rebuilt = pickle.loads(pickle.dumps(wave))
+    assert isinstance(rebuilt.policy, shannon_otel.Pipeline) and rebuilt.policy.policies == pipeline.policies
+    calls: list[int] = []
+
+    async def flaky() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError
+        return "ok"
+
+    assert asyncio.run(pickle.loads(pickle.dumps(pipeline)).call(flaky)) == "ok" and len(calls) == 2
+    shallow = copy.copy(pipeline)  # still the same parts, not built again
+    assert shallow is not pipeline and shallow.policies is pipeline.policies and shallow._hooks is pipeline._hooks
 
 
 async def _no_cheaper() -> int:

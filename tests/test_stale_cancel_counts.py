@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from shannon_otel import Degrade, Fallback, Pipeline, Retry, Timeout, Wave
+from shannon_otel import Degrade, Fallback, FallbackError, Pipeline, Retry, Timeout, Wave
 from shannon_otel.testing import InMemoryTelemetry, set_testing
 
 
@@ -121,6 +121,77 @@ def test_a_cancel_count_left_before_the_call_does_not_stop_retry_fallback_or_deg
     with set_testing(True):
         got = asyncio.run(main())
     assert got == {name: EXPECTED[name.split()[0]] for name in _calls(otel)}
+    otel.shutdown()
+
+
+async def _gives_up_a_task_it_cancelled() -> str:
+    """A fallback (or cheaper) that cancelled its own lookup raises an error chained to that ``CancelledError``:
+    nobody cancelled the caller."""
+    lookup = asyncio.ensure_future(asyncio.Event().wait())
+    await asyncio.sleep(0)
+    lookup.cancel()
+    try:
+        await lookup
+    except asyncio.CancelledError:
+        raise LookupError("the cache lookup was given up") from None  # its __context__ is the CancelledError
+    return "served"
+
+
+async def _raises_when_cancelled(started: asyncio.Event) -> str:
+    started.set()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        raise LookupError("raised in place of the cancellation")
+
+
+def _stand_in_policies(otel: InMemoryTelemetry, what: Callable[[], Awaitable[str]]) -> dict[str, Any]:
+    async def fallback(error: BaseException) -> str:
+        return await what()
+
+    return {
+        "fallback": Fallback(fallback, name="f", **otel.providers),
+        "degrade": Degrade(cheaper=what, default="static", on=ConnectionError, name="d", **otel.providers),
+    }
+
+
+@pytest.mark.parametrize("leave", [_leave_a_count_by_swallowing, _leave_a_count_like_a_failed_task_group],
+                         ids=["swallowed-cancel", "failed-task-group"])
+@pytest.mark.parametrize("policy", ["fallback", "degrade"])
+def test_a_fallback_or_cheaper_failing_after_a_count_left_before_the_call_is_no_cancellation(
+    leave: Callable[[], Awaitable[None]], policy: str,
+) -> None:
+    """Bug: a fallback's (a Degrade's cheaper's) error raised while a ``CancelledError`` was handled was taken for a
+    cancellation's stand-in, raised as it is, whenever the task counted any cancellation request: with one left
+    before the call (a failed TaskGroup on 3.11 / 3.12, a swallowed cancel), a fallback that awaited a task it had
+    cancelled itself raised its own error in place of the ``FallbackError`` of both (the primary error lost, the
+    caller's ``except FallbackError`` missed), and a failed cheaper's declared default was not served. Now only a
+    request made since the fallback or cheaper began makes its error a stand-in; one made then still does."""
+    otel = InMemoryTelemetry()
+
+    async def one(what: Callable[[], Awaitable[str]]) -> Any:
+        await leave()
+        try:
+            return await _stand_in_policies(otel, what)[policy].call(down)
+        except BaseException as exc:  # what the caller got, whatever it is
+            return exc
+
+    async def main() -> tuple[Any, Any]:
+        given_up = await one(_gives_up_a_task_it_cancelled)
+        started = asyncio.Event()
+        call = asyncio.ensure_future(one(lambda: _raises_when_cancelled(started)))
+        await started.wait()
+        call.cancel()
+        return given_up, await call
+
+    with set_testing(True):
+        given_up, cancelled = asyncio.run(main())
+    if policy == "fallback":
+        assert isinstance(given_up, FallbackError), repr(given_up)
+        assert isinstance(given_up.primary, ConnectionError) and isinstance(given_up.fallback, LookupError)
+    else:
+        assert given_up.value == "static" and isinstance(given_up.error, ConnectionError), repr(given_up)
+    assert type(cancelled) is LookupError  # raised in place of a cancellation made while it ran: as it is
     otel.shutdown()
 
 

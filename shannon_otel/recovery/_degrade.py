@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Never, ParamSpec, TypeVar, cast
 
-from .._deadline import cancel_requested
+from .._deadline import cancel_base, cancel_requested
 from .._events import Degraded
 from .._validate import (
     awaitable_from,
@@ -320,6 +320,7 @@ class Degrade(Instrumented, Generic[D]):
                         return self._mark(Served(value, True, "last_good", reason, age, error), call)
         if self.cheaper is not None and cheaper:
             made: object = _MISSING
+            base = cancel_base()  # a count the task holds already (a failed TaskGroup's, 3.11 / 3.12) is not its own
             try:
                 # Called inside the try: a cheaper that raises as it is called (a lambda reading a cache
                 # before building its coroutine) raised past a declared default, and past a flagged call's operation.
@@ -328,8 +329,8 @@ class Degrade(Instrumented, Generic[D]):
             except Exception as exc:  # not available: the next in line, the declared default, is served
                 if made is not _MISSING and not inspect.isawaitable(made):
                     raise  # a sync cheaper (awaitable_from's NotAwaitableError): refused, always
-                if cancel_requested(exc):  # it stands in for the caller's cancellation: no default served for it
-                    raise
+                if cancel_requested(exc, since=base):  # it stands in for the caller's cancellation: no default
+                    raise  # served for it (one requested since the cheaper began: see Fallback.run)
                 if self.default is _MISSING and error is not None:
                     # Flagged (no error), nothing is left to serve: the operation is tried, as with none available.
                     # Raising the cheaper's error failed calls that the operation, never run, would have served.

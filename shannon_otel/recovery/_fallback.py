@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
-from .._deadline import cancel_requested, timed_out
+from .._deadline import cancel_base, cancel_requested, timed_out
 from .._events import FallbackStarted
 from .._isolation import finish, start
 from .._telemetry import Outcome
@@ -112,6 +112,7 @@ class Fallback(Instrumented, Generic[F]):
         # fallback runs (the caller's ``except`` block, or the fallback's own): it goes back to the one the operation
         # raised it with, None included (a fallback raising it while handling its cache miss chained it to the miss).
         context = primary.__context__
+        base = cancel_base()  # a count the task holds already (a failed TaskGroup's, 3.11 / 3.12) is not its own
         tokens: list[Any] = []
         outcome: Outcome = Outcome.SUCCESS
         error: BaseException | None = None
@@ -131,8 +132,12 @@ class Fallback(Instrumented, Generic[F]):
             if exc is primary:  # the fallback declined it (``raise error``): FallbackError([e, e]) held it twice
                 object.__setattr__(exc, "__context__", context)  # past __setattr__, as a raise sets it; None too
                 raise
-            if cancel_requested(exc):  # it stands in for the caller's cancellation: raised as it is, as a Degrade's
-                raise  # cheaper's is (a FallbackError in its place was caught by the caller's `except` as a failure)
+            # Raised while a cancellation requested since the fallback began was handled, it stands in for the caller's
+            # cancellation: raised as it is, as a Degrade's cheaper's is (a FallbackError in its place was caught by
+            # the caller's `except` as a failure). Only one requested since: with a count left from before, a fallback
+            # that awaited a task it had cancelled itself lost the primary error (its own raised as it is).
+            if cancel_requested(exc, since=base):
+                raise
             raise FallbackError("the primary and the fallback both failed", [primary, exc]) from None
         except BaseException as exc:  # KeyboardInterrupt & co: propagates as it is, but the fallback failed
             outcome, error = Outcome.FAILURE, exc

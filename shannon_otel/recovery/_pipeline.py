@@ -130,6 +130,18 @@ class Pipeline(Policy):
     def __repr__(self) -> str:
         return f"Pipeline({', '.join(map(repr, self._given))}, name={self.name!r})"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled and deep-copied from its arguments, as every policy is (see _hooks.rebuilt): its resolved OTel hook
+        # holds locks, and pickle.dumps / copy.deepcopy of a Pipeline (or of a Wave whose policy= is one) raised
+        # "cannot pickle '_thread.lock' object", naming nothing.
+        return (_rebuilt, (self._given, self._name, self._options))
+
+    def __copy__(self) -> Pipeline:  # a shallow copy holds the same parts; never built again (see _named)
+        twin = object.__new__(type(self))
+        for slot in Pipeline.__slots__:
+            setattr(twin, slot, getattr(self, slot))
+        return twin
+
     async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         if args or kwargs:
             fn = DecoratedCall(fn, *args, **kwargs)
@@ -185,6 +197,10 @@ class Pipeline(Policy):
         for p in self._given:  # every policy checks: a keyed one must not hide an unkeyed one after it
             keyed = p._keyed_by_arguments(func) or keyed
         return keyed
+
+
+def _rebuilt(given: Chain, name: str | None, options: dict[str, Any]) -> Pipeline:
+    return Pipeline(*given, name=name, **options)
 
 
 def _timeouts_named(chain: Chain, name: str | None) -> Chain:
