@@ -138,6 +138,10 @@ class Degrade(Instrumented, Generic[D]):
     ``key``: its tasks would share that one value. The newest ``max_keys`` keys (least
     recently used dropped first) each keep their own value; O(1) per call. Event loops in several
     threads may share one Degrade (its flag and last good values are one).
+
+    A ``default`` or last good value is served as the object itself, the same one to every call (a mutable one
+    changed by a caller is served changed). ``cheaper`` is not bounded by a ``Timeout`` inside the Degrade (it runs
+    once that has ended); one around the Degrade bounds it.
     """
 
     default: D = _MISSING
