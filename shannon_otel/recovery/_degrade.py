@@ -138,6 +138,10 @@ class Degrade(Instrumented, Generic[D]):
     ``key``: its tasks would share that one value. The newest ``max_keys`` keys (least
     recently used dropped first) each keep their own value; O(1) per call. Event loops in several
     threads may share one Degrade (its flag and last good values are one).
+
+    A ``default`` or last good value is served as the object itself, the same one to every call (a mutable one
+    changed by a caller is served changed). ``cheaper`` is not bounded by a ``Timeout`` inside the Degrade (it runs
+    once that has ended); one around the Degrade bounds it.
     """
 
     default: D = _MISSING
@@ -259,11 +263,17 @@ class Degrade(Instrumented, Generic[D]):
             goods = state.goods
             # The operation has run: a clock failing now never costs its result (it raised ValueError in its place)
             at = self._reading("as its result was stored; that value is stamped with the call's start", call)
-            goods[key] = (value, started if at is None else at)
             # No lock, yet event loops in several threads may share this Degrade: between two of these steps
             # another thread may drop the key or empty the dict (its move_to_end raised KeyError into the call).
-            with contextlib.suppress(KeyError):
+            # Keys that cannot be compared (see _unmatched) cost the value its place, never the caller its result.
+            try:
+                goods[key] = (value, started if at is None else at)
                 goods.move_to_end(key)
+            except KeyError:
+                pass
+            except Exception as exc:
+                _unmatched(self._started.operation, "its result was stored; it is returned, not kept", exc)
+            with contextlib.suppress(KeyError):
                 if len(goods) > self.max_keys:
                     goods.popitem(last=False)
         return Served(value)
@@ -301,9 +311,14 @@ class Degrade(Instrumented, Generic[D]):
     ) -> Served[Any] | None:
         if self.last_good:
             goods = self._state.goods
-            good = goods.get(key)
+            try:
+                good = goods.get(key)
+            except Exception as exc:  # the operation's error (or the flag) goes on to what is next in line
+                _unmatched(self._started.operation, "its last good value was looked up; none is served", exc)
+                good = None
             if good is not None:
-                with contextlib.suppress(KeyError):  # dropped meanwhile by another thread (see run): served still
+                # dropped meanwhile by another thread (see run), or the keys failed to compare as just before: served
+                with contextlib.suppress(Exception):
                     goods.move_to_end(key)  # serving it is a use: least recently used goes first
                 value, at = good
                 now = self._reading("as a last good value was aged; it is served only without max_age", call)
@@ -313,8 +328,9 @@ class Degrade(Instrumented, Generic[D]):
                 else:
                     if now < at:  # an injected clock that went back (a stepped wall clock): no negative age, and
                         at = now  # counted from here: a day back served the value as new for a day, past max_age
-                        if goods.get(key) is good:  # not over a newer value another thread stored meanwhile
-                            goods[key] = (value, at)
+                        with contextlib.suppress(Exception):  # KeyError or a key's __eq__ (see _unmatched)
+                            if goods.get(key) is good:  # not over a newer value another thread stored meanwhile
+                                goods[key] = (value, at)
                     age = now - at
                     if self.max_age is None or age <= self.max_age:
                         return self._mark(Served(value, True, "last_good", reason, age, error), call)
@@ -358,6 +374,14 @@ class Degrade(Instrumented, Generic[D]):
             _log.warning("the clock of degrade %r failed %s", self._started.operation, when, exc_info=exc)
             clock_logged(call, self.clock)  # the watched call's own warning is not logged again
             return None
+
+
+def _unmatched(operation: str, when: str, exc: Exception) -> None:
+    """Log that the last good values could not be searched for a call's key: ``key=`` returned an object whose
+    ``__eq__`` raises (a dict compares two keys of one hash). Raised, that error replaced the call's result once the
+    operation had returned, or the default served (or the operation's own error raised) once it had failed."""
+    _log.warning("the key of a call of degrade %r could not be compared with another (key= returns objects whose "
+                 "__eq__ raises) as %s", operation, when, exc_info=exc)
 
 
 class _Same:
