@@ -129,7 +129,7 @@ def test_a_failed_task_is_offered_and_a_healthy_one_only_once_its_part_holds_tro
     provider = TracerProvider()
     provider.add_span_processor(sampler)
     filter_ = sampler.exemplar_filter()
-    tracer = provider.get_tracer("t")
+    tracer = provider.get_tracer(tel.SCOPE_NAME)  # the library's spans: a task's outcome is its span's
     with tracer.start_as_current_span("wave"):
         with tracer.start_as_current_span("task 1") as first:
             assert not filter_.should_sample(1.0, 0, {}, set_span_in_context(first))  # healthy so far: dropped
@@ -141,3 +141,43 @@ def test_a_failed_task_is_offered_and_a_healthy_one_only_once_its_part_holds_tro
         pass
     assert not filter_.should_sample(1.0, 0, {}, set_span_in_context(healthy))  # ended, decided: dropped
     assert {s.name for s in exporter.get_finished_spans()} == {"wave", "task 1", "task 2"}
+
+
+def test_a_failed_task_without_a_span_of_its_own_offers_not_the_callers_healthy_trace() -> None:
+    """Bug: the filter took a measurement's failed outcome as its current span's: true of a task or wave span, which
+    ends with that outcome and keeps its trace, not of the caller's span a wave without spans (its tracer provider a
+    no-op) records its tasks under, nor of a user's span around a user's instrument given ``shannon.task.outcome``.
+    Those spans ended healthy and their traces were dropped, yet the failed tasks' ``shannon.task.duration`` and the
+    wave's ``shannon.wave.duration`` exemplars named them. Now the outcome counts only for the library's own spans."""
+    from opentelemetry.trace import NoOpTracerProvider
+
+    exporter = InMemorySpanExporter()
+    sampler = TailSampler(SimpleSpanProcessor(exporter), healthy_ratio=0.0)
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(sampler)
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader], exemplar_filter=sampler.exemplar_filter())
+    users = meter_provider.get_meter("user").create_histogram("user.duration")
+
+    async def bad() -> int:
+        raise ValueError("bad")
+
+    async def main() -> None:
+        tracer = tracer_provider.get_tracer("user")
+        with tracer.start_as_current_span("untraced wave's request"):
+            await Wave("quiet", tracer_provider=NoOpTracerProvider(), meter_provider=meter_provider).run([bad()])
+        with tracer.start_as_current_span("user's request"):
+            users.record(1.0, {tel.TASK_OUTCOME: "failure"})
+        with tracer.start_as_current_span("traced wave's request"):  # its failed task span keeps the trace
+            await Wave("traced", tracer_provider=tracer_provider, meter_provider=meter_provider).run([bad()])
+
+    asyncio.run(main())
+    exported = {s.context.trace_id for s in exporter.get_finished_spans() if s.context is not None}
+    data = reader.get_metrics_data()
+    assert data is not None
+    named = [(m.name, dict(p.attributes or {}).get(tel.WAVE_NAME), e.trace_id)
+             for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+             for p in m.data.data_points for e in getattr(p, "exemplars", None) or () if e.trace_id]
+    assert [(name, wave) for name, wave, t in named if t not in exported] == []
+    # not vacuous: the traced wave's failure still names its (kept) trace
+    assert {(tel.TASK_DURATION.name, "traced"), (tel.WAVE_DURATION.name, "traced")} <= {(n, w) for n, w, _ in named}
