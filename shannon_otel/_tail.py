@@ -350,6 +350,12 @@ class TailSampler(SpanProcessor):
             decided = self._held.get(root, self._decided.get(root))
             return troubled if decided is None else decided  # None: undecided, no span of the part ended yet
 
+    def _open_span(self, span_id: int) -> Span | None:
+        """The span of ``span_id`` if it started through this sampler and is open (the exemplar filter's question)."""
+        with self._lock:
+            ref = self._open.get(span_id)
+        return None if ref is None else ref()
+
     def _decide_all(self) -> list[ReadableSpan]:
         with self._lock:
             forward: list[ReadableSpan] = []
