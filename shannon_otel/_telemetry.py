@@ -314,8 +314,10 @@ TASKS_PENDING: Final = MetricSpec(
     (WAVE_NAME,),
 )
 WAVE_DURATION: Final = MetricSpec(
-    "shannon.wave.duration", "histogram", "s", "Wall time of one wave.", (WAVE_NAME, TASK_OUTCOME),
-    WAVE_DURATION_BUCKETS_S,
+    "shannon.wave.duration", "histogram", "s",
+    "Wall time of one wave; error.type as on its span when it ended in error (its own error's, its failed tasks' "
+    "one type, else _OTHER).",
+    (WAVE_NAME, TASK_OUTCOME, ERROR_TYPE), WAVE_DURATION_BUCKETS_S,
 )
 WAVE_EFFICIENCY: Final = MetricSpec(
     "shannon.wave.parallel_efficiency", "gauge", "1",
