@@ -153,6 +153,14 @@ class _LogHandler(LoggingHandler):
             translated.event_name = name
         return translated
 
+    def emit(self, record: logging.LogRecord) -> None:
+        """The SDK's emit, its logger (one per `logging` logger, all ``shannon_otel.*``: the handler is on that
+        logger) carrying the semantic conventions' schema URL as our tracers and meters do: the SDK's asks for
+        none, so a collector's schema transformation could not tell which release the records' names follow."""
+        logger = otel_logs.get_logger(record.name, logger_provider=self._logger_provider, schema_url=tel.SCHEMA_URL)
+        if not isinstance(logger, otel_logs.NoOpLogger):
+            logger.emit(self._translate(record))
+
     def close(self) -> None:
         self._shut = True
         super().close()
@@ -381,7 +389,8 @@ def configure(
         ))
     meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False,
                                    exemplar_filter=exemplar_filter)
-    instrument(meter_provider.get_meter(tel.SCOPE_NAME, __version__), tel.TELEMETRY_DROPPED, [drops.observe])
+    meter = meter_provider.get_meter(tel.SCOPE_NAME, __version__, tel.SCHEMA_URL)
+    instrument(meter, tel.TELEMETRY_DROPPED, [drops.observe])
     if bridged:
         register_bridge(meter_provider, bridge)
     handler: logging.Handler | None = None

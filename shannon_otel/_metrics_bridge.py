@@ -46,7 +46,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, get_current_span
 
 from ._fork import in_forked_child, release_held
-from ._telemetry import SCOPE_NAME, MetricSpec
+from ._telemetry import SCHEMA_URL, SCOPE_NAME, MetricSpec
 from ._version import __version__
 
 # Exemplars exist in newer SDKs only; without them the plain SDK path exports none either.
@@ -466,7 +466,7 @@ class ReaderStore:
                 scopes[i] = ScopeMetrics(scope.scope, _merged(scope.metrics, extra), scope.schema_url)
                 break
         else:
-            scopes.append(ScopeMetrics(InstrumentationScope(SCOPE_NAME, __version__), extra, ""))
+            scopes.append(ScopeMetrics(InstrumentationScope(SCOPE_NAME, __version__, SCHEMA_URL), extra, SCHEMA_URL))
         return MetricsData([ResourceMetrics(first.resource, scopes, first.schema_url), *rest])
 
 

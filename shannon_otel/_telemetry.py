@@ -13,6 +13,11 @@ from enum import StrEnum
 from typing import Final, Literal
 
 SCOPE_NAME: Final = "shannon_otel"
+# The instrumentation scope's schema URL: the semantic conventions release our names (error.type, exception.*, the
+# log record's EventName in place of the deprecated event.name attribute) are checked against, so a collector's
+# schema transformation knows which release to translate from. Every tracer, meter and logger of ours carries it
+# (one scope: the SDK keys a meter by name, version and schema URL, and two would split an instrument's series).
+SCHEMA_URL: Final = "https://opentelemetry.io/schemas/1.44.0"
 
 # --------------------------------------------------------------------------- attributes
 WAVE_NAME: Final = "shannon.wave.name"
@@ -309,8 +314,10 @@ TASKS_PENDING: Final = MetricSpec(
     (WAVE_NAME,),
 )
 WAVE_DURATION: Final = MetricSpec(
-    "shannon.wave.duration", "histogram", "s", "Wall time of one wave.", (WAVE_NAME, TASK_OUTCOME),
-    WAVE_DURATION_BUCKETS_S,
+    "shannon.wave.duration", "histogram", "s",
+    "Wall time of one wave; error.type as on its span when it ended in error (its own error's, its failed tasks' "
+    "one type, else _OTHER).",
+    (WAVE_NAME, TASK_OUTCOME, ERROR_TYPE), WAVE_DURATION_BUCKETS_S,
 )
 WAVE_EFFICIENCY: Final = MetricSpec(
     "shannon.wave.parallel_efficiency", "gauge", "1",

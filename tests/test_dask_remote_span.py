@@ -139,3 +139,13 @@ def test_the_remote_span_never_ends_before_it_starts_when_the_wall_clock_steps_b
     assert span.start_time is not None and span.end_time is not None
     assert span.end_time >= span.start_time
     assert span.status.status_code is (StatusCode.ERROR if fails else StatusCode.UNSET)
+
+
+def test_the_remote_span_carries_the_semantic_conventions_schema_url(worker: InMemoryTelemetry) -> None:
+    """Its tracer was obtained without one, unlike the client's spans (tests/test_schema_url.py)."""
+    from shannon_otel._telemetry import SCHEMA_URL, SCOPE_NAME
+
+    payload, _ = _payload(worker, lambda: 42)
+    assert run_sync(payload) == 42
+    scope = worker.span("remote f").instrumentation_scope
+    assert scope is not None and (scope.name, scope.schema_url) == (SCOPE_NAME, SCHEMA_URL)

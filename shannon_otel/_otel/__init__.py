@@ -27,7 +27,7 @@ from .._events import (
     WaveObserver,
     WaveStarted,
 )
-from .._telemetry import SCOPE_NAME
+from .._telemetry import SCHEMA_URL, SCOPE_NAME
 from .._version import __version__
 from ._executor import ExecutorTelemetry
 from ._instruments import instrument
@@ -53,11 +53,11 @@ class OTelHook(Hook):
         # A provider that raises making the tracer or the instruments is logged once and replaced by a no-op
         # one: the entry point being built goes on without its spans or metrics, never fails for it.
         try:
-            tracer = trace.get_tracer(SCOPE_NAME, __version__, tracer_provider)
+            tracer = trace.get_tracer(SCOPE_NAME, __version__, tracer_provider, SCHEMA_URL)
         except Exception as exc:
             provider_failed("tracer_provider", tracer_provider, exc)
             tracer_provider = trace.NoOpTracerProvider()
-            tracer = tracer_provider.get_tracer(SCOPE_NAME)
+            tracer = tracer_provider.get_tracer(SCOPE_NAME, __version__, SCHEMA_URL)
         try:
             self._metering(tracer, tracer_provider, meter_provider)
         except Exception as exc:
@@ -67,7 +67,7 @@ class OTelHook(Hook):
     def _metering(
         self, tracer: Tracer, tracer_provider: TracerProvider | None, meter_provider: MeterProvider | None,
     ) -> None:
-        meter = metrics.get_meter(SCOPE_NAME, __version__, meter_provider)
+        meter = metrics.get_meter(SCOPE_NAME, __version__, meter_provider, SCHEMA_URL)
         state = provider_state(meter_provider)
         self._executor = ExecutorTelemetry(tracer, state.executor_meters(meter), tracer_provider, meter_provider)
         self._recovery = RecoveryTelemetry(

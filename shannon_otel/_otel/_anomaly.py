@@ -36,7 +36,7 @@ class AnomalyTelemetry:
     __slots__ = ("__weakref__", "_lock", "_scores", "events", "max_series")
 
     def __init__(self, meter_provider: metrics.MeterProvider | None) -> None:
-        meter = metrics.get_meter(tm.SCOPE_NAME, __version__, meter_provider)
+        meter = metrics.get_meter(tm.SCOPE_NAME, __version__, meter_provider, tm.SCHEMA_URL)
         self._scores: OrderedDict[tuple[str, str], float] = OrderedDict()
         self.max_series = MAX_SERIES
         # The gauge callback runs on the metric reader's thread; events arrive on the event loop.

@@ -12,8 +12,7 @@ from .. import _telemetry as t
 from .._events import CallObserver
 from .._telemetry import BreakerState, CallOutcome, Outcome
 from ._end import end
-from ._exception import forget
-from ._scope import _INTERNAL, _TIMEOUT, _Current, _end, _error_type, _start
+from ._scope import _INTERNAL, _Current, _end, _error_type, _start
 
 if TYPE_CHECKING:
     from .._events import (
@@ -121,24 +120,15 @@ class _CallTelemetry(_Current, CallObserver):
             self._tel.series.see(t.FALLBACKS, (self._op, error_type))
         if self.span is None:
             return None
+        # No error.type yet: like every span of ours it gets one only if it ends in error, and then the error it
+        # ended with (the primary's is on the span that failed: its attempt, or the rejected one; and on the count)
         return _start(self._tel, t.SPAN_FALLBACK.format(operation=self._op), {
-            t.OPERATION: self._op, t.FALLBACK_REASON: event.reason, t.ERROR_TYPE: _error_type(event.error),
+            t.OPERATION: self._op, t.FALLBACK_REASON: event.reason,
         })
 
     def fallback_finished(self, token: Any, outcome: Outcome, error: BaseException | None) -> None:
-        if token is None:
-            return
-        span = token.span
-        if error is not None:
-            _end(span, outcome.value, error, t.ATTEMPT_OUTCOME, self.span)
-            return
-        try:  # the error.type of the primary stays on the span
-            span.set_attribute(t.ATTEMPT_OUTCOME, outcome.value)
-            if outcome is Outcome.TIMEOUT:  # cut off before it served: failed, as a timed-out attempt
-                span.set_status(_TIMEOUT)
-        finally:
-            forget(span)
-            end(span)
+        if token is not None:  # ended as an attempt: a timeout that cut it off is ERROR with TimeoutError
+            _end(token.span, outcome.value, error, t.ATTEMPT_OUTCOME, self.span)
 
     def degraded(self, event: Degraded) -> None:
         if self.span is not None:

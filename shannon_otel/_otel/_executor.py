@@ -453,34 +453,35 @@ class _WaveTelemetry(WaveObserver):
             if self.succeeded:
                 key = meters.admit(meters.outcomes, self.success_key, _OVER_KEY)
                 meters.outcomes[key] = meters.outcomes.get(key, 0) + self.succeeded
-        # Its exemplar: the wave span (or the caller's span when tracing is off), as for the task histograms
-        self._wave_durations.record((wave, report.outcome.value), report.duration_s, self._untraced)
-        owner.efficiency.set(report.parallel_efficiency, {tel.WAVE_NAME: wave})
-        span = self._span
-        if span is None:
-            return
-        error = report.error
-        try:
+        span, error = self._span, report.error
+        try:  # whatever raises here, the span ends
             erred = bool(report.failed) or report.outcome is Outcome.FAILURE or error is not None
-            etype = (error_type(error) or "") if error is not None else _wave_error_type(report)
+            etype = ((error_type(error) or "") if error is not None else _wave_error_type(report)) if erred else None
+            # Its exemplar: the wave span (or the caller's span when tracing is off), as for the task histograms;
+            # its error.type the span's (the semantic conventions' duration metrics carry the operation's)
+            self._wave_durations.record((wave, report.outcome.value, etype), report.duration_s, self._untraced)
+            owner.efficiency.set(report.parallel_efficiency, {tel.WAVE_NAME: wave})
+            if span is None:
+                return
             span.set_attributes({  # the outcome last: the one kept longest past a low attribute count limit
                 **{tel.WAVE_TASKS_PREFIX + o.value: n for o, n in report.counts.items()},
                 tel.WAVE_EFFICIENCY_ATTR: report.parallel_efficiency,
-                **({tel.ERROR_TYPE: etype} if erred else {}),
+                **({tel.ERROR_TYPE: etype} if etype is not None else {}),
                 tel.TASK_OUTCOME: report.outcome.value,
             })
             if error is not None:
                 # The wave itself raised (its lazy input, a task's or hook's KeyboardInterrupt): the error that
                 # ended the span, as its caller gets it, recorded here once (unless a task span under it has it).
-                span.set_status(failed(etype, error))
+                span.set_status(failed(etype or "", error))
                 record_error(span, error, self._parent)
             elif erred:
                 # A cancelled wave whose tasks failed before it was cancelled is ERROR too (its outcome
                 # stays `cancellation`).
                 span.set_status(Status(StatusCode.ERROR, _failed_reason(report)))
         finally:
-            forget(span)
-            end(span)
+            if span is not None:
+                forget(span)
+                end(span)
 
 
 def _wave_error_type(report: WaveReport) -> str:

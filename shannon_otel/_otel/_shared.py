@@ -36,7 +36,7 @@ class SharedTelemetry:
     __slots__ = ("__weakref__", "_lock", "_states", "available", "duration", "errors")
 
     def __init__(self, meter_provider: metrics.MeterProvider | None) -> None:
-        meter = metrics.get_meter(tm.SCOPE_NAME, __version__, meter_provider)
+        meter = metrics.get_meter(tm.SCOPE_NAME, __version__, meter_provider, tm.SCHEMA_URL)
         self.errors: metrics.Counter = instrument(meter, tm.SHARED_ERRORS)
         self.duration: metrics.Histogram = instrument(meter, tm.SHARED_DURATION)
         # The gauge callback runs on the metric reader's thread; states come and go on event loops.

@@ -30,7 +30,7 @@ from .._otel._end import end
 from .._otel._exception import forget, record_error
 from .._otel._providers import tracing_enabled
 from .._otel._scope import failed
-from .._telemetry import DASK_WORKER, ERROR_TYPE, SCOPE_NAME, SPAN_REMOTE, TASK_NAME
+from .._telemetry import DASK_WORKER, ERROR_TYPE, SCHEMA_URL, SCOPE_NAME, SPAN_REMOTE, TASK_NAME
 from .._version import __version__
 from ..executor._task import CURRENT_TASK, end_measurements, measuring
 
@@ -50,7 +50,7 @@ def _remote_span(name: str, carrier: Mapping[str, str]) -> Iterator[None]:
         worker = _worker_address()
         if worker is not None:
             attributes[DASK_WORKER] = worker
-        tracer = trace.get_tracer(SCOPE_NAME, __version__)
+        tracer = trace.get_tracer(SCOPE_NAME, __version__, schema_url=SCHEMA_URL)
         # The SDK's own handling would record a cancellation as an error, without error.type; and its end would be
         # the wall clock's now, before its start after a step back (ended here as the local spans are: _otel._end)
         with tracer.start_as_current_span(SPAN_REMOTE.format(task=name), kind=trace.SpanKind.CONSUMER,
