@@ -113,9 +113,10 @@ def cancel_requested(error: BaseException, since: int = 0) -> bool:
     user caught the group's error (fixed in 3.13), and every later error of that task read as a cancellation:
     a ``Retry`` made one attempt, a ``Fallback`` served nothing.
 
-    ``since``: the task's count when the code that raised ``error`` began (:func:`cancel_base`), asked of code that
-    ran after a policy's own start (a fallback): only a request made since then is its cancellation. A chain holding
-    a ``CancelledError`` is no proof alone: code that awaited a task it had cancelled itself raised from that.
+    ``since``: the task's count when the code that raised ``error`` began (:func:`cancel_base`): as a policy's call
+    began (the operation's error), or as a fallback or cheaper began (its own): only a request made since then is its
+    cancellation. A chain holding a ``CancelledError`` is no proof alone: code that awaited a task it had cancelled
+    itself raised from that, and a count left before the call (see :func:`cancel_base`) is no request of this one.
     """
     task = asyncio.current_task()
     return task is not None and task.cancelling() > since and _raised_while_cancelled(error)

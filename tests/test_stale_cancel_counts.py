@@ -353,3 +353,100 @@ def test_reading_the_base_needs_no_running_loop() -> None:
         with pytest.raises(StopIteration) as stop:
             coro.send(None)
         assert stop.value.value == "ok"
+
+
+class GivesUpItsOwnHelperFirst:
+    """First call: cancels and awaits a helper task of its own, then raises ``ConnectionError`` from within that
+    ``CancelledError`` (its ``__context__``): nobody cancelled the caller. Later calls return "ok"."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def __call__(self) -> str:
+        self.calls += 1
+        if self.calls > 1:
+            return "ok"
+        helper = asyncio.ensure_future(asyncio.Event().wait())
+        await asyncio.sleep(0)
+        helper.cancel()
+        try:
+            await helper
+        except asyncio.CancelledError:
+            raise ConnectionError("gave up the helper") from None
+        return "unreachable"
+
+
+class RaisesInPlaceOfItsCancellationFirst:
+    """First call: waits until cancelled, and raises ``ConnectionError`` in place of the ``CancelledError``."""
+
+    def __init__(self, started: asyncio.Event) -> None:
+        self.calls, self.started = 0, started
+
+    async def __call__(self) -> str:
+        self.calls += 1
+        if self.calls > 1:
+            return "ok"
+        self.started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            raise ConnectionError("raised in place of the cancellation")
+
+
+def _acting_policies(otel: InMemoryTelemetry) -> dict[str, Any]:
+    return {
+        "retry": Retry(attempts=2, instrument=False),
+        "retry observed": Retry(attempts=2, name="r", **otel.providers),
+        "retry in a pipeline": Pipeline(Retry(attempts=2), name="p", **otel.providers),
+        "fallback": Fallback(served, instrument=False),
+        "fallback observed": Fallback(served, name="f", **otel.providers),
+        "degrade": Degrade(default="static", on=ConnectionError, instrument=False),
+        "degrade observed": Degrade(default="static", on=ConnectionError, name="d", **otel.providers),
+    }
+
+
+ACTED = {"retry": "ok", "fallback": "fallback", "degrade": "static"}
+
+
+@pytest.mark.parametrize("leave", [_leave_a_count_by_swallowing, _leave_a_count_like_a_failed_task_group],
+                         ids=["swallowed-cancel", "failed-task-group"])
+@pytest.mark.parametrize("policy", ["retry", "retry observed", "retry in a pipeline", "fallback", "fallback observed",
+                                    "degrade", "degrade observed"])
+def test_an_operation_error_chained_to_its_own_cancelled_helper_after_a_count_left_before_the_call_is_acted_on(
+    leave: Callable[[], Awaitable[None]], policy: str,
+) -> None:
+    """Bug: Retry (deciding to retry), Fallback and Degrade (before serving) read an operation's error raised while a
+    ``CancelledError`` was handled as the caller's cancellation's stand-in whenever the task counted any cancellation
+    request. With one left before the call (a failed TaskGroup on 3.11 / 3.12, a swallowed cancel), an operation that
+    cancelled and awaited a helper task of its own and then raised ``ConnectionError`` was not retried, not served:
+    the caller got the error. Now only a request made since the call began counts; one made during it still does."""
+    otel = InMemoryTelemetry()
+
+    async def one(make: Callable[[], Any], cancel: bool) -> Any:
+        started = asyncio.Event()
+        operation = RaisesInPlaceOfItsCancellationFirst(started) if cancel else GivesUpItsOwnHelperFirst()
+
+        async def in_a_task_holding_a_count() -> Any:
+            await leave()
+            return await make().call(operation)
+
+        call = asyncio.ensure_future(in_a_task_holding_a_count())
+        if cancel:
+            await started.wait()
+            call.cancel()
+        try:
+            got = await call
+        except BaseException as exc:  # what the caller got, whatever it is
+            return exc, operation.calls
+        return (got.value if policy.startswith("degrade") else got), operation.calls
+
+    async def main() -> tuple[Any, Any]:
+        make = lambda: _acting_policies(otel)[policy]  # noqa: E731
+        return await one(make, cancel=False), await one(make, cancel=True)
+
+    with set_testing(True):
+        (own, own_calls), (cancelled, cancelled_calls) = asyncio.run(main())
+    assert own == ACTED[policy.split()[0]], repr(own)
+    assert own_calls == (2 if policy.startswith("retry") else 1)
+    assert type(cancelled) is ConnectionError and cancelled_calls == 1, repr(cancelled)  # as it is: never acted on
+    otel.shutdown()

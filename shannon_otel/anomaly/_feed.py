@@ -47,7 +47,7 @@ import threading
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn, SupportsIndex
 
 from opentelemetry import trace
 
@@ -190,6 +190,15 @@ class AnomalyHook(Hook):
     def _forked(self) -> None:
         """In a forked child: free the locks a thread of the parent held at the fork (see ``_fork``)."""
         release_held(self._lock)  # (the detector frees its own)
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
+        # Refused, by name: a pickle or deepcopy raised "cannot pickle '_thread.lock' object", naming nothing, and a
+        # copy.copy was half a copy (its detector and ticks shared, its own eviction count and enabled switch).
+        raise TypeError(
+            "AnomalyHook cannot be pickled or copied: it holds the live ticks and the detector fed by every wave and "
+            "policy whose hooks= hold it, and a copy would score apart from them. Build one per process; its "
+            "detector pickles and copies on its own (hook.detector)"
+        )
 
     @property
     def detector(self) -> AnomalyDetector:

@@ -23,7 +23,7 @@ import threading
 import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar, Token
-from typing import TYPE_CHECKING, ParamSpec, TypeVar, Unpack, overload
+from typing import TYPE_CHECKING, NoReturn, ParamSpec, SupportsIndex, TypeVar, Unpack, overload
 
 from .. import _clock
 from .._events import BreakerRegistered, BreakerTransition, CallRejected, CallStarted
@@ -224,6 +224,18 @@ class CircuitBreaker(Policy):
         hooks, own_tracer, own_meter, instrument = self._options
         return scoped(self, END, hooks, (own_tracer, own_meter), (tracer_provider, meter_provider),
                       instrument=instrument)
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
+        # Refused, by name: its state (open or closed, the calls counted) is what every call site sharing it relies
+        # on. A copy (a pickle sent to another process, copy.copy / deepcopy, a Pipeline or Wave holding it) was a
+        # second breaker of the same name counting apart, or (a pickle) refused as "cannot pickle '_thread.RLock'
+        # object", naming nothing.
+        raise TypeError(
+            f"CircuitBreaker {self._name!r} cannot be pickled or copied: it holds live state (open or closed, the "
+            "calls it counted) shared by every call site calling it, and a copy would be a second breaker of that "
+            "name counting apart. Build one per process (its config pickles: CircuitBreaker(name, breaker.config)), "
+            "or share its state across processes with shared=RedisState(...)"
+        )
 
     # Read-only: the name labels the breaker's spans, metric series and registry entry, and the config sized its
     # window, all fixed when it was built; a reassignment took effect in some of them only.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Unpack
+from typing import TYPE_CHECKING, NoReturn, SupportsIndex, Unpack
 
 from .. import _clock
 from .._hooks import check_hooks, resolve_hooks
@@ -50,6 +50,14 @@ class BreakerRegistry:
         self._tracer_provider = tracer_provider
         self._meter_provider = meter_provider
         self._instrument = instrument
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
+        # Refused, by name, as its breakers are (a pickle raised "cannot pickle '_thread.RLock' object", naming nothing)
+        raise TypeError(
+            "BreakerRegistry cannot be pickled or copied: it holds the live breakers its call sites share, and a "
+            "copy would hold breakers of the same names counting apart. Build one per process (or share breaker "
+            "state across processes with CircuitBreaker(..., shared=RedisState(...)))"
+        )
 
     def get(
         self, name: str, config: BreakerConfig | None = None, **settings: Unpack[BreakerSettings],

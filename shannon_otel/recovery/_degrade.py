@@ -243,6 +243,7 @@ class Degrade(Instrumented, Generic[D]):
         # Read before the operation runs, so a clock that cannot read (raises, NaN, inf) is refused while nothing has
         # run; a later reading that fails stamps the value with this one (older: never served past max_age)
         started = self.clock() if self.last_good else 0.0
+        begun = cancel_base()  # as the call began: a count left before it (see cancel_base) is not its cancellation
         cheaper = True  # flagged with nothing served, the cheaper (if any) failed: not called again on a failure
         flag = state.flag  # read once: another thread may clear it meanwhile (a degraded result with reason None)
         if flag is not None:
@@ -253,7 +254,7 @@ class Degrade(Instrumented, Generic[D]):
         try:
             value = await next_step(chain, i, fn, call)
         except Exception as exc:
-            if not isinstance(exc, self._on) or isinstance(exc, MisuseError) or cancel_requested(exc):
+            if not isinstance(exc, self._on) or isinstance(exc, MisuseError) or cancel_requested(exc, since=begun):
                 raise  # cancel_requested: the error stands in for the caller's cancellation, never degraded
             served = await self._serve(reason_of(exc), exc, call, key, cheaper=cheaper)
             if served is None:

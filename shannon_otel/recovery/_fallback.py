@@ -102,10 +102,11 @@ class Fallback(Instrumented, Generic[F]):
         self._setup("fallback")
 
     async def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> T:
+        begun = cancel_base()  # as the call began: a count left before it (see cancel_base) is not its cancellation
         try:
             return await next_step(chain, i, fn, call)
         except Exception as exc:
-            if not isinstance(exc, self._on) or isinstance(exc, MisuseError) or cancel_requested(exc):
+            if not isinstance(exc, self._on) or isinstance(exc, MisuseError) or cancel_requested(exc, since=begun):
                 raise  # cancel_requested: the error stands in for the caller's cancellation, never served
             primary = exc
         # A fallback declining the error (``raise error``) sets its ``__context__`` to what is handled where the

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar, cast
 
 from .._clock import made_up
-from .._deadline import cancel_requested
+from .._deadline import cancel_base, cancel_requested
 from .._events import RetryScheduled
 from .._validate import (
     awaitable_from,
@@ -172,6 +172,7 @@ class Retry(Instrumented):
                 if call is not None:
                     return await observed(self, END, 0, fn, call)
         start = self.clock() if self.budget_s is not None else 0.0
+        base = cancel_base()  # a count the task holds already (a failed TaskGroup's, 3.11 / 3.12) is not this call's
         made: object = self  # what fn() returned, once it has returned
         try:
             made = fn()  # type: ignore[call-arg]
@@ -183,37 +184,42 @@ class Retry(Instrumented):
                 raise not_awaitable(made) from None
             if made is self and type(exc) is TypeError and not_entered(exc):  # fn() itself: its arguments
                 raise wrong_call(exc) from exc
-            if not self._retryable(exc):
+            if not self._retryable(exc, base):
                 raise
             error = exc
-        return await self._resume(END, 0, fn, None, error, start)
+        return await self._resume(END, 0, fn, None, error, start, base)
 
     async def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> T:
         start = self.clock() if self.budget_s is not None else 0.0
+        base = cancel_base()
         try:
             return await next_step(chain, i, fn, call)
         except Exception as exc:
-            if not self._retryable(exc):
+            if not self._retryable(exc, base):
                 raise
             error = exc
-        return await self._resume(chain, i, fn, call, error, start)
+        return await self._resume(chain, i, fn, call, error, start, base)
 
-    def _retryable(self, error: Exception) -> bool:
+    def _retryable(self, error: Exception, base: int) -> bool:
+        """Whether ``error`` is retried. ``base``: the task's cancellation count as the call began (cancel_base): only
+        a request made since makes an error raised while a ``CancelledError`` was handled the caller's cancellation's
+        stand-in. Counting from 0, a count left before the call (a failed TaskGroup on 3.11 / 3.12, a swallowed
+        cancel) made an operation error chained to a task the operation had cancelled itself never retried."""
         if isinstance(error, MisuseError):  # a programming error: running the sync function again changes nothing
             return False
         if isinstance(error, CircuitOpenError):
             if not self._open:
                 return False
             if self.wait_retry_after:
-                return not cancel_requested(error)
+                return not cancel_requested(error, since=base)
         if not isinstance(error, self._types):
             return False
         if self._predicate is not None and not sync_result("on", self._predicate(error), NotSyncError):
             return False
-        return not cancel_requested(error)  # the error stands in for a cancellation (see cancel_requested)
+        return not cancel_requested(error, since=base)  # the error stands in for a cancellation (see cancel_requested)
 
     async def _resume(
-        self, chain: Chain, i: int, fn: Factory[T], call: _Call | None, error: Exception, start: float,
+        self, chain: Chain, i: int, fn: Factory[T], call: _Call | None, error: Exception, start: float, base: int,
     ) -> T:
         attempt = 1
         previous = self.initial
@@ -245,7 +251,7 @@ class Retry(Instrumented):
             try:
                 return await next_step(chain, i, fn, again)
             except Exception as exc:
-                if not self._retryable(exc):
+                if not self._retryable(exc, base):
                     raise
                 error = exc
 
