@@ -33,6 +33,7 @@ from typing import Any, cast
 
 import pytest
 from _open_spans import OpenSpans
+from _virtual_time import vclock
 from test_policy_stack_model import (
     HANDLE_ON,
     RETRY_ON,
@@ -44,7 +45,6 @@ from test_policy_stack_model import (
     compensation_of,
     fallback_of,
     untied,
-    vclock,
 )
 
 from shannon_otel import (
