@@ -9,6 +9,7 @@ import gc
 import itertools
 import sys
 import warnings
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, cast
 
@@ -290,6 +291,47 @@ def test_a_wave_whose_lazy_input_raises_is_reported_as_a_failure_not_a_success()
     span = otel.span("wave broken-input")
     assert (span.attributes or {})["shannon.task.outcome"] == "failure"
     assert span.status.status_code is StatusCode.ERROR
+
+
+@pytest.mark.parametrize("batch_size", [None, 2, 3])
+def test_a_lazy_input_that_breaks_at_a_batch_start_raises_as_one_breaking_within_a_batch(
+    batch_size: int | None,
+) -> None:
+    """A batched stream pulled the first item of each batch itself, not in a worker: an input breaking there
+    (batch_size=3 after three tasks) raised its error bare, one breaking within a batch (batch_size=2) or an
+    unbatched one raised the workers' ExceptionGroup; which one a caller got depended on where the input broke."""
+    otel = InMemoryTelemetry()
+    spans = OpenSpans()
+    otel.tracer_provider.add_span_processor(spans)
+
+    class BrokenInputError(Exception):
+        pass
+
+    def tasks() -> Iterator[Callable[[], Awaitable[int]]]:
+        for i in range(3):
+            yield functools.partial(_work, i)
+        raise BrokenInputError("the input broke")
+
+    async def main() -> tuple[BaseException, list[tuple[int, Outcome]], WaveReport | None]:
+        wave: Wave[int] = Wave("broken-batch", max_concurrency=2, batch_size=batch_size, **otel.providers)
+        stream = wave.stream(tasks())
+        got: list[tuple[int, Outcome]] = []
+        try:
+            async with stream as results:
+                async for r in results:
+                    got.append((r.index, r.outcome))  # noqa: PERF401  # a comprehension loses them as it raises
+        except BaseException as exc:  # what the caller gets is the subject
+            return exc, sorted(got), stream.report
+        raise AssertionError("the broken input raised nothing")
+
+    error, got, report = run_virtual(main())
+    assert isinstance(error, ExceptionGroup) and error.subgroup(BrokenInputError) is not None
+    assert [index for index, _ in got] == [0, 1, 2]
+    assert report is not None and report.error is error and report.outcome is Outcome.FAILURE
+    assert {o: n for o, n in report.counts.items() if n} == dict(Counter(outcome for _, outcome in got))
+    assert otel.span("wave broken-batch").status.status_code is StatusCode.ERROR
+    assert spans.open == {}
+    otel.shutdown()
 
 
 def test_a_sync_sleep_given_to_a_rate_limited_wave_fails_its_tasks_with_an_error_naming_sleep() -> None:

@@ -5,8 +5,8 @@ unhandled when the span ends" (trace/exceptions.md), and our contract (docs/arch
 event") on the innermost span of ours it ended. A lazy input that raised ended the ``wave`` span, yet that span had
 no event and ``error.type`` ``_OTHER``, described "the wave raised": the error was recorded nowhere in the trace
 (its hooks were not told it). What is recorded is what the caller gets: the ``ExceptionGroup`` of the wave's
-workers when a worker pulled the failing item (its event's stack trace shows the input's error inside it), the
-input's error itself when the wave pulled it (a batched lazy input's first item). A task's ``KeyboardInterrupt``,
+workers, which pull every item (its event's stack trace shows the input's error inside it; a batched lazy input's
+first item, pulled by the wave itself, raised its error bare). A task's ``KeyboardInterrupt``,
 raised out of the wave as it is, stays one event, on its task span.
 """
 
@@ -67,7 +67,7 @@ def _events(span: ReadableSpan) -> list[dict[str, Any]]:
     (_one_then_broken, {}, ExceptionGroup),  # a worker pulled the failing item: the TaskGroup's group
     (_broken_at_once, {}, ExceptionGroup),
     (_one_then_broken, {"batch_size": 2}, ExceptionGroup),
-    (_broken_at_once, {"batch_size": 2}, OSError),  # the wave pulled a batch's first item itself: as it is
+    (_broken_at_once, {"batch_size": 2}, ExceptionGroup),  # a batch's first item too (the wave pulled it: bare)
 ])
 def test_a_wave_whose_input_raised_records_what_its_caller_got(
     tasks: Callable[[], Iterator[Factory]], options: dict[str, Any], seen: type[BaseException],

@@ -102,7 +102,7 @@ class WaveReport:
 
     ``error`` is the exception the wave itself raised (not a task's: those are in ``errors_by_type`` and the
     results), the very object its caller gets, as it was when the report was built: a lazy input's error (inside
-    the ``ExceptionGroup`` of the wave's workers when a worker pulled it, as the caller gets it), a task's or a
+    the ``ExceptionGroup`` of a stream's workers, which pull every item, as the caller gets it), a task's or a
     hook's ``KeyboardInterrupt`` & co; ``None`` when the wave raised nothing, or only its cancellation. Not a
     ``wave_finished`` hook's: raised after the report was built, as the wave ends. The OTel hook records it on the
     wave span. A report kept holds it, and through its traceback the frames it left.

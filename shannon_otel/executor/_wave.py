@@ -483,16 +483,13 @@ class Wave(Generic[T]):
                     await run.run_batch(chunk, min(concurrency, len(block)), context)
                     if run.stopped:
                         break
-            else:  # a lazy input: each batch is pulled as it runs, never materialised (it may be huge)
+            else:  # a lazy input (a stream's): each batch is pulled as it runs, never materialised (it may be huge)
+                # Every item is pulled by a worker, the first of a batch too: pulled here, an error the input raised
+                # at a batch's start came out bare, and one raised within a batch in the workers' ExceptionGroup.
                 for batch in itertools.count():
-                    first = next(items, None)
-                    if first is None:
-                        break
                     run.batch = batch
-                    await run.run_batch(
-                        itertools.chain((first,), itertools.islice(items, self.batch_size - 1)), concurrency, context,
-                    )
-                    if run.stopped:
+                    await run.run_batch(itertools.islice(items, self.batch_size), concurrency, context)
+                    if run.stopped or run.ended:  # ended: a worker found the batch short, so the input is over
                         break
         except asyncio.CancelledError:
             cancelled = True
