@@ -400,6 +400,8 @@ def test_a_gathered_step_still_running_when_its_sibling_fails_never_stays_in_eff
 
 
 def test_a_step_never_awaited_inside_the_block_ends_before_the_saga_does() -> None:
+    """A step still running in a task never awaited when the block ends is cancelled, never completing after the
+    saga; and the block fails naming it (a MisuseError), as for a step never started."""
     written: list[str] = []
 
     async def slow() -> str:
@@ -407,16 +409,105 @@ def test_a_step_never_awaited_inside_the_block_ends_before_the_saga_does() -> No
         written.append("late")
         return "late"
 
-    async def main() -> tuple[Any, asyncio.Task[Any]]:
-        async with Saga("unawaited", instrument=False).begin() as tx:
-            pending = asyncio.create_task(tx.step("late", slow))
+    tx = Saga("unawaited", instrument=False).begin()
+    tasks: list[asyncio.Task[Any]] = []
+
+    async def block() -> None:
+        async with tx:
+            tasks.append(asyncio.create_task(tx.step("late", slow)))
             await asyncio.sleep(0)
+
+    async def main() -> tuple[Any, asyncio.Task[Any]]:
+        with pytest.raises(TypeError, match=r"step 'late' was still running when the saga's block ended"):
+            await block()
         await asyncio.sleep(2.0)
-        return tx.result, pending
+        return tx.result, tasks[0]
 
     result, pending = run_virtual(main())
     assert pending.cancelled()  # cancelled when the block ended, not left to complete after the saga
     assert result.completed == () and written == []
+    assert result.outcome is Outcome.FAILURE
+
+
+@pytest.mark.parametrize("stubborn", [False, True])
+def test_a_step_still_running_when_the_block_ends_normally_fails_the_saga_and_rolls_it_back(stubborn: bool) -> None:
+    """Bug: ``asyncio.create_task(tx.step("ship", ...))`` still running when the block ended normally was cancelled
+    and the saga reported a success with ``completed=("reserve",)``: nothing rolled back, only the step's span said
+    it was cut off, though its side effects may have been half made (a step never started in the same place was
+    already a MisuseError and a rollback). Now it is the same misuse: the block fails with a MisuseError naming the
+    step, after the rollback of every completed step (one that completes all the same, swallowing its cancellation,
+    is compensated too, newest first); the saga's result, span and compensation counter say so."""
+    tel = InMemoryTelemetry()
+    ledger = Ledger()
+    started = asyncio.Event()
+
+    async def ship() -> str:
+        ledger.log.append("do ship")
+        started.set()
+        try:
+            await asyncio.Event().wait()  # never set: only the saga's cancellation ends it
+        except asyncio.CancelledError:
+            if not stubborn:
+                raise
+        ledger.log.append("shipped anyway")
+        return "ship-id"
+
+    tx = Saga("order", **tel.providers).begin()
+
+    async def main() -> asyncio.Task[Any]:
+        async with tx:
+            await tx.step("reserve", ledger.action("reserve"), compensate=ledger.undo("reserve"))
+            task = asyncio.create_task(tx.step("ship", ship, compensate=ledger.undo("ship")))
+            await started.wait()
+        return task
+
+    with pytest.raises(TypeError, match=r"step 'ship' was still running when the saga's block ended: await every "
+                                        r"step inside the block") as raised:
+        run(main())
+    assert not isinstance(raised.value, SagaError)
+    result = tx.result
+    assert result is not None and result.outcome is Outcome.FAILURE and result.error is raised.value
+    if stubborn:
+        assert ledger.log == ["do reserve", "do ship", "shipped anyway", "undo ship ship-id", "undo reserve reserve-id"]
+        assert result.completed == ("reserve", "ship") and result.compensated == ("ship", "reserve")
+    else:
+        assert ledger.log == ["do reserve", "do ship", "undo reserve reserve-id"]
+        assert result.completed == result.compensated == ("reserve",)
+    assert result.rolled_back
+    root = tel.span("saga order")
+    assert root.status.status_code is StatusCode.ERROR
+    assert root.attributes is not None and root.attributes["shannon.saga.outcome"] == "failure"
+    assert str(root.attributes["error.type"]).endswith("MisuseError")
+    ship_span = tel.span("step ship")
+    assert ship_span.attributes is not None
+    assert ship_span.attributes["shannon.saga.outcome"] == ("success" if stubborn else "cancellation")
+    assert {s.name for s in tel.children(root)} == {"step reserve", "step ship", "compensate reserve"} | (
+        {"compensate ship"} if stubborn else set())
+    point = tel.point("shannon.compensations", shannon_compensation_outcome="success")
+    assert point.value == (2 if stubborn else 1)
+
+
+def test_steps_never_started_and_still_running_are_named_in_one_misuse() -> None:
+    """A forgotten ``await`` and a step still running in a task, in one block: the MisuseError names both."""
+    ledger = Ledger()
+    started = asyncio.Event()
+
+    async def held() -> str:
+        started.set()
+        await asyncio.Event().wait()
+        return "held"
+
+    tasks: list[asyncio.Task[Any]] = []
+
+    async def main() -> None:
+        async with Saga("order", instrument=False).begin() as tx:
+            tx.step("pay", ledger.action("pay"))  # type: ignore[unused-coroutine]
+            tasks.append(asyncio.create_task(tx.step("ship", held)))
+            await started.wait()
+
+    with pytest.raises(TypeError, match=r"never awaited \('pay'\).*; step 'ship' was still running"):
+        run(main())
+    assert ledger.log == [] and tasks[0].cancelled()
 
 
 def test_every_step_of_a_repeated_name_left_in_effect_is_reported() -> None:

@@ -18,8 +18,12 @@ left pending when its event loop was closed, closed later by the garbage collect
 another one), can run no compensation: each fails with a RuntimeError saying so, and the saga still ends (its
 spans, its result) as a failure.
 
-Steps may run concurrently inside the block; one still running in another task when the block ends
-is cancelled and waited for first (as a ``TaskGroup`` does), so no step completes after its saga ended.
+Steps may run concurrently inside the block (a gather, a ``TaskGroup``, tasks awaited in it); one still running in
+another task when the block ends is cancelled and waited for first, so no step completes after its saga ended (one
+completing all the same is compensated like any other). The block failed (a gathered step's sibling): its error goes
+on. The block ended normally (a ``create_task(tx.step(...))`` never awaited): the block fails with a ``MisuseError``
+(a TypeError) naming the step cut off, raised as it is after the rollback of the completed steps; a success would hide
+a step cut off midway. Waiting for it, as a ``TaskGroup`` does, could hang the block on a step the user forgot.
 One never started when the block ends (``tx.step(...)`` without ``await``, or in a task not yet run) never
 runs: the block fails with a ``MisuseError`` (a TypeError) naming ``tx.step()`` and the step, raised as it is
 after the rollback of the steps that ran (see ``Transaction.step``).

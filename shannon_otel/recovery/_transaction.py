@@ -74,6 +74,21 @@ def _off_its_loop(loop: asyncio.AbstractEventLoop | None) -> bool:
         return True
 
 
+def _cut_off(names: list[str], unawaited: MisuseError | None) -> MisuseError:
+    """The ``MisuseError`` of a block that ended normally while the steps ``names`` still ran in other tasks (a
+    ``create_task(tx.step(...))`` never awaited): they were cancelled, and the saga fails as for a step never awaited
+    (``unawaited``, whose message comes first if there is one). Reported as a success, the saga hid a step cut off
+    midway, its side effects perhaps half made, and kept the completed steps in effect."""
+    count = len(names)
+    listed = ", ".join(brief(name) for name in names)
+    message = (
+        f"{'step' if count == 1 else 'steps'} {listed} {'was' if count == 1 else 'were'} still running when the "
+        f"saga's block ended: await every step inside the block (`await tx.step(...)`, a gather or a TaskGroup "
+        f"awaiting it); {'it was' if count == 1 else 'they were'} cancelled, and the saga failed"
+    )
+    return MisuseError(message if unawaited is None else f"{unawaited}; {message}")
+
+
 def _outside() -> RuntimeError:
     return RuntimeError(
         "tx.step() runs only inside `async with saga.begin() as tx:` (outside it the step could never be compensated)"
@@ -85,8 +100,9 @@ class Transaction:
 
     Steps may run concurrently inside the block (``asyncio.gather``, a ``TaskGroup``). A step still
     running in another task when the block ends (a gathered step whose sibling failed, one in a task never
-    awaited) is cancelled and waited for first, as a ``TaskGroup`` does: the rollback sees every step
-    that completed, and no step completes after the saga has ended.
+    awaited) is cancelled and waited for first: the rollback sees every step that completed, and no step
+    completes after the saga has ended. If the block ended normally, that is a misuse, as a step never
+    started is: the completed steps are rolled back and a ``MisuseError`` naming the step cut off is raised.
 
     Observers are isolated: one that raises is recorded and skipped;
     an observer that is a context manager is entered in ``__aenter__`` and exited in ``__aexit__``.
@@ -103,7 +119,8 @@ class Transaction:
         self._observers: list[SagaObserver] = []
         self._owners: list[Hook] = []
         self._entered: list[Any] = []
-        self._running: dict[asyncio.Future[None], asyncio.Task[Any] | None] = {}  # steps in flight: their task
+        # steps in flight: their task and name
+        self._running: dict[asyncio.Future[None], tuple[asyncio.Task[Any] | None, str]] = {}
         # The coroutines tx.step() made that have not started yet (keyed by their number in the order made, which each
         # pops as it starts): one left when the block ends was never awaited (see _unawaited).
         self._unstarted: dict[int, tuple[object, Coroutine[Any, Any, Any]]] = {}
@@ -201,7 +218,7 @@ class Transaction:
         tokens: list[Any] = []
         outcome, error = Outcome.SUCCESS, None
         left: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._running[left] = asyncio.current_task()
+        self._running[left] = (asyncio.current_task(), name)
         try:
             if observers:
                 start(observers, owners, hooks, tokens, "step_started", name)
@@ -257,9 +274,15 @@ class Transaction:
         closing = _off_its_loop(self._loop)
         # before any await here, which would let a task not yet run start
         unawaited = self._unawaited(closing, exc is not None)
+        # The steps still running in other tasks as the block ended normally (off its loop, none can run).
+        normally = exc is None and not closing
+        current = asyncio.current_task() if normally else None
+        cut = [name for task, name in self._running.values() if task is not current] if normally else []
         interrupted = await self._settle() if self._running and not closing else None
         completed = tuple(name for name, _, _ in self._done)
         values = tuple(value for _, value, _ in self._done)
+        if cut:  # cut off by the block's end, as a forgotten await's step is skipped: the same misuse
+            unawaited = _cut_off(cut, unawaited)
         if exc is None:
             exc = unawaited  # the block failed by it: the steps that ran are rolled back, the saga a failure
         if exc is None:
@@ -338,11 +361,11 @@ class Transaction:
         during a compensation): the rollback must not start while a step may still complete.
         """
         current = asyncio.current_task()
-        for task in set(self._running.values()):
+        for task in {task for task, _ in self._running.values()}:
             if task is not None and task is not current:
                 task.cancel()
         cancelled: asyncio.CancelledError | None = None
-        while pending := [left for left, task in self._running.items() if task is not current]:
+        while pending := [left for left, (task, _) in self._running.items() if task is not current]:
             try:
                 await asyncio.wait(pending)
             except asyncio.CancelledError as exc:
