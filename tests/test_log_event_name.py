@@ -26,7 +26,8 @@ def test_every_resilience_record_names_its_event_in_the_event_name_field() -> No
         async def main() -> None:
             breaker = CircuitBreaker("event-name-db", failure_threshold=2, reset_timeout=100, **memory.providers)
             with contextlib.suppress(KeyError):
-                await Retry(attempts=2, initial=0.01, name="event-name-op", **memory.providers).call(breaker.call, fails)
+                await Retry(attempts=2, initial=0.01, name="event-name-op", **memory.providers).call(
+                    breaker.call, fails)
 
         run_virtual(main())
         logging.getLogger("shannon_otel").warning("a record of the user's own, no event")
