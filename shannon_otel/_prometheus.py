@@ -203,7 +203,8 @@ def render(data: MetricsData | None, *, openmetrics: bool = False, dropped: list
     What the page cannot hold is left out and said in ``dropped`` (when given), one sentence each, as the
     OTel specification asks ("the exporter SHOULD warn the user"): a metric whose kind differs from the
     family's it would join, a point whose series the family holds already (``a.b`` and ``a_b`` are both
-    ``a_b``), a second HELP text. Never raises for data the SDK produces.
+    ``a_b``), a second HELP text; in OpenMetrics a family named like another's ``_created`` series and a counter's
+    negative point; an exponential histogram. Never raises for data the SDK produces.
     """
     notes: list[str] = [] if dropped is None else dropped
     families: dict[str, _Family] = {}
@@ -225,7 +226,8 @@ def render(data: MetricsData | None, *, openmetrics: bool = False, dropped: list
                     kind = "gauge"
                     prom = series_name(metric.name, metric.unit or "", "gauge" if isinstance(points, Gauge)
                                        else "updowncounter")
-                else:  # pragma: no cover - exponential histograms are never configured here
+                else:  # an exponential histogram (a user's View): neither text format holds one; it was left out unsaid
+                    notes.append(f"metric {metric.name!r} (an exponential histogram): the text formats cannot hold it")
                     continue
                 if kind == "counter" and not prom.endswith("_total"):
                     prom += "_total"
@@ -241,12 +243,18 @@ def render(data: MetricsData | None, *, openmetrics: bool = False, dropped: list
                     continue
                 if metric.description and metric.description != family.help:
                     notes.append(f"the description of metric {metric.name!r}: {prom} has another")
-                clash = False
+                clash = negative = False
                 for point in points.data_points:
                     # One label set once per family: two metrics of one name and scope after sanitizing
                     # (``a.b`` and ``a_b``; or two points, attributes ``a.b`` and ``a_b``) wrote one series
                     # twice, and Prometheus silently kept the first value (a counter's 5 read 1): the first
                     # is kept, and said.
+                    if (openmetrics and kind == "counter" and not isinstance(point, HistogramDataPoint)
+                            and point.value < 0):
+                        # An observable counter's callback returning a negative total: OpenMetrics forbids a negative
+                        # counter, and a strict parser refused the whole page for it. Text format 0.0.4 takes it.
+                        negative = True
+                        continue
                     key = _labels(point.attributes, target, ("le",) if kind == "histogram" else ())
                     if key in family.series:
                         clash = True
@@ -258,6 +266,9 @@ def render(data: MetricsData | None, *, openmetrics: bool = False, dropped: list
                         family.lines.append(f"{prom}{key} {_number(point.value)}")
                 if clash:
                     notes.append(f"points of metric {metric.name!r}: their series of {prom} were written already")
+                if negative:
+                    notes.append(f"points of metric {metric.name!r}: a negative value, "
+                                 "which an OpenMetrics counter cannot hold")
     out: list[str] = []
     written: set[str] = set()
     for prom, family in families.items():
@@ -266,6 +277,11 @@ def render(data: MetricsData | None, *, openmetrics: bool = False, dropped: list
         name = prom.removesuffix("_total") if openmetrics and family.kind == "counter" else prom
         names = {name, prom} | ({f"{prom}_{s}" for s in ("bucket", "sum", "count")}
                                 if family.kind == "histogram" else set())
+        if openmetrics and family.kind in ("counter", "histogram"):
+            # OpenMetrics reserves ``_created`` of a counter or histogram (its start time): a gauge ``jobs_created``
+            # beside a counter ``jobs`` made the strict parser refuse the page ("Clashing name"), though no
+            # ``_created`` is written.
+            names.add(f"{name}_created")
         if names & written:
             # Two families claiming one name (OpenMetrics: a counter ``jobs`` and a gauge ``jobs`` of two
             # scopes; any format: a gauge ``x_count`` beside a histogram ``x``) make the whole page
