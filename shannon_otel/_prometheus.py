@@ -487,9 +487,10 @@ class MetricsServer:
     path is 404. Binds 127.0.0.1 unless told otherwise; :attr:`port` is the bound port (the one picked
     for 0) and :attr:`url` the page. Raises OSError naming ``host:port`` from the constructor when the
     port cannot be bound (``[::1]:9464`` for an IPv6 address), ValueError naming ``host`` for a name no resolver
-    takes (a label over 63 characters, or an empty one). A connection that has not sent its whole request
-    within 30 s of connecting is dropped (each write of the answer may take 30 s too); past 64 connections
-    open at once, more are answered 503 at once (logged once), so idle clients cannot pile up threads;
+    takes (a label over 63 characters, or an empty one) or one in a URL's brackets (``[::1]``). A connection
+    that has not sent its whole request within 30 s of connecting is dropped (each write of the answer may
+    take 30 s too); past 64 connections open at once, more are answered 503 at once (logged once), so idle
+    clients cannot pile up threads;
     a scraper leaving mid-answer is no error (other failures go to the ``shannon_otel`` logger; a
     scrape that raises, such as the SDK's timeout on slow callbacks, is a 500);
     :meth:`close` stops listening and ends the connections still open (a second call does nothing).
@@ -500,6 +501,9 @@ class MetricsServer:
             raise TypeError(f"reader must be a PrometheusReader, got {reader!r}")
         check_number("port", port, low=0, high=65535, integer=True)
         check_name("host", host, telemetry=False)
+        if host.startswith("[") and host.endswith("]"):  # copied from a URL: it failed naming '[[::1]]:9464'
+            raise ValueError(f"host must be an address or name without the brackets of a URL, got {brief(host)} "
+                             f"(give {brief(host[1:-1])})")
         class Handler(BaseHTTPRequestHandler):
             # A client that connects and never sends (or stops reading) frees its thread and socket
             # after this many seconds instead of holding them for good; other scrapes never wait on it.

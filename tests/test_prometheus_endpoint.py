@@ -127,6 +127,15 @@ def test_a_port_in_use_is_refused_naming_the_address() -> None:
     assert raised.value.errno == errno.EADDRINUSE and raised.value.strerror == "Address already in use"
 
 
+@pytest.mark.parametrize("host", ["[::1]", "[localhost]"])
+def test_a_host_in_a_urls_brackets_is_refused_naming_host(host: str) -> None:
+    """``host="[::1]"`` (copied from ``http://[::1]:9464/``) failed resolving with an OSError naming ``[[::1]]:9464``;
+    it is a ValueError naming ``host`` and what to give instead, raised before any resolver is asked."""
+    with pytest.raises(ValueError, match=re.escape(f"host must be an address or name without the brackets of a URL, "
+                                                   f"got '{host}' (give '{host[1:-1]}')")):
+        MetricsServer(PrometheusReader(), port=0, host=host)
+
+
 def test_a_port_in_use_on_ipv6_is_named_with_brackets() -> None:
     """The error named ``::1:9464`` (which reads as one IPv6 address, the port lost in it); it names
     ``[::1]:9464``, as the server's url does."""
