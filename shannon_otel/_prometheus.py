@@ -24,6 +24,7 @@ import io
 import json
 import logging
 import math
+import operator
 import os
 import re
 import socket
@@ -136,12 +137,23 @@ def _labels(attributes: Any, extra: tuple[tuple[str, str], ...] = (), reserved: 
     return "{" + ",".join(f'{k}="{v}"' for k, v in pairs) + "}" if pairs else ""
 
 
-def _number(value: float) -> str:
-    if math.isnan(value):
+def _number(value: Any) -> str:
+    """A value as Prometheus reads it: integers exact (``True`` is ``1``), anything else as a float. The SDK passes
+    on what the user's code gives: ``gauge.set(True)`` (an observable gauge's ``Observation(flag)``) wrote ``True``,
+    a ``Fraction`` ``1/3``, and Prometheus refused the whole page, every series of the target ("expected float")."""
+    try:
+        return str(operator.index(value))  # int, bool, numpy's integers: exact however large
+    except TypeError:
+        pass
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):  # a Decimal signaling NaN, a Fraction past float's range: no float to write
         return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value)) if isinstance(value, float) else str(value)
+    if math.isnan(number):
+        return "NaN"
+    if math.isinf(number):
+        return "+Inf" if number > 0 else "-Inf"
+    return repr(number)
 
 
 def _target(resource: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:

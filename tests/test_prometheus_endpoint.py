@@ -851,3 +851,33 @@ def test_an_exponential_histogram_left_out_is_said(caplog: pytest.LogCaptureFixt
     assert {f.name for f in text_families(text)} == {"ok"}
     logged = [r.getMessage() for r in caplog.records]
     assert sum("metric 'lat' (an exponential histogram)" in m for m in logged) == 1, logged
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_a_bool_or_fraction_value_is_written_as_a_number(openmetrics: bool) -> None:
+    """The SDK passes on what the user's code gives: ``gauge.set(True)`` (an observable gauge's ``Observation(flag)``)
+    was written ``True`` and a ``Fraction`` ``1/3``; Prometheus (and promtool, and the strict parser) refused the
+    whole page, every series of the target. A bool is ``1``/``0``; any other number is written as a float."""
+    from fractions import Fraction
+
+    from opentelemetry.metrics import Observation
+
+    reader = PrometheusReader()
+    provider = MeterProvider(metric_readers=[reader], resource=Resource.create({"service.name": "svc"}))
+    try:
+        meter = provider.get_meter("user")
+        meter.create_gauge("healthy").set(True)
+        meter.create_observable_gauge("enabled", [lambda _: [Observation(False)]])
+        meter.create_gauge("share").set(Fraction(1, 4))  # type: ignore[arg-type]  # what untyped code passes
+        meter.create_histogram("part", explicit_bucket_boundaries_advisory=[0.5]).record(Fraction(1, 3))  # type: ignore[arg-type]
+        meter.create_counter("big").add(2**70)
+        text = reader.scrape(openmetrics=openmetrics)
+    finally:
+        provider.shutdown()
+    parse = text_string_to_metric_families if openmetrics else text_families
+    values = {s.name: s.value for f in parse(text) for s in f.samples if "le" not in s.labels}  # raises if invalid
+    assert values == {"healthy": 1, "enabled": 0, "share": 0.25, "part_sum": 1 / 3, "part_count": 1,
+                      "big_total": 2**70}
+    assert "big_total{" in text and f"}} {2**70}\n" in text  # an integer stays exact
+    if not openmetrics:
+        assert promtool_check_metrics(text) == ""
