@@ -216,7 +216,8 @@ def render(data: MetricsData | None, *, openmetrics: bool = False, dropped: list
     OTel specification asks ("the exporter SHOULD warn the user"): a metric whose kind differs from the
     family's it would join, a point whose series the family holds already (``a.b`` and ``a_b`` are both
     ``a_b``), a second HELP text; in OpenMetrics a family named like another's ``_created`` series and a counter's
-    negative point; an exponential histogram. Never raises for data the SDK produces.
+    negative point; an exponential histogram; a metric with no name left once sanitized (a View's ``"é"``).
+    Never raises for data the SDK produces.
     """
     notes: list[str] = [] if dropped is None else dropped
     families: dict[str, _Family] = {}
@@ -240,6 +241,9 @@ def render(data: MetricsData | None, *, openmetrics: bool = False, dropped: list
                                        else "updowncounter")
                 else:  # an exponential histogram (a user's View): neither text format holds one; it was left out unsaid
                     notes.append(f"metric {metric.name!r} (an exponential histogram): the text formats cannot hold it")
+                    continue
+                if not prom:  # a View's name of no letter, digit or ``_`` ("é"): ``# HELP  é`` failed the whole page
+                    notes.append(f"metric {metric.name!r}: no Prometheus name is left of it")
                     continue
                 if kind == "counter" and not prom.endswith("_total"):
                     prom += "_total"

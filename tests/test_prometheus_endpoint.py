@@ -881,3 +881,33 @@ def test_a_bool_or_fraction_value_is_written_as_a_number(openmetrics: bool) -> N
     assert "big_total{" in text and f"}} {2**70}\n" in text  # an integer stays exact
     if not openmetrics:
         assert promtool_check_metrics(text) == ""
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_a_metric_with_no_prometheus_name_left_never_invalidates_the_page(
+    openmetrics: bool, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A View may name a metric anything: ``"é"`` sanitized to an empty name, and ``# HELP  é`` with samples of no
+    name made Prometheus, promtool and the strict parsers refuse the whole page. The metric is left out, and said."""
+    from opentelemetry.sdk.metrics.view import View
+
+    reader = PrometheusReader()
+    provider = MeterProvider(metric_readers=[reader], resource=Resource.create({"service.name": "svc"}),
+                             views=[View(instrument_name="temp", name="é"), View(instrument_name="lat", name="ñ.ü"),
+                                    View(instrument_name="ok")])
+    try:
+        meter = provider.get_meter("user")
+        meter.create_gauge("temp").set(20)
+        meter.create_histogram("lat").record(1)
+        meter.create_gauge("ok").set(1)
+        with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+            text = reader.scrape(openmetrics=openmetrics)
+    finally:
+        provider.shutdown()
+    parse = text_string_to_metric_families if openmetrics else text_families
+    assert {f.name for f in parse(text)} == {"ok"}
+    if not openmetrics:
+        assert promtool_check_metrics(text) == ""
+    logged = [r.getMessage() for r in caplog.records]
+    for name in ("é", "ñ.ü"):
+        assert sum(f"metric {name!r}: no Prometheus name" in m for m in logged) == 1, logged
