@@ -24,6 +24,7 @@ import io
 import json
 import logging
 import math
+import operator
 import os
 import re
 import socket
@@ -136,12 +137,23 @@ def _labels(attributes: Any, extra: tuple[tuple[str, str], ...] = (), reserved: 
     return "{" + ",".join(f'{k}="{v}"' for k, v in pairs) + "}" if pairs else ""
 
 
-def _number(value: float) -> str:
-    if math.isnan(value):
+def _number(value: Any) -> str:
+    """A value as Prometheus reads it: integers exact (``True`` is ``1``), anything else as a float. The SDK passes
+    on what the user's code gives: ``gauge.set(True)`` (an observable gauge's ``Observation(flag)``) wrote ``True``,
+    a ``Fraction`` ``1/3``, and Prometheus refused the whole page, every series of the target ("expected float")."""
+    try:
+        return str(operator.index(value))  # int, bool, numpy's integers: exact however large
+    except TypeError:
+        pass
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):  # a Decimal signaling NaN, a Fraction past float's range: no float to write
         return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value)) if isinstance(value, float) else str(value)
+    if math.isnan(number):
+        return "NaN"
+    if math.isinf(number):
+        return "+Inf" if number > 0 else "-Inf"
+    return repr(number)
 
 
 def _target(resource: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
@@ -203,7 +215,9 @@ def render(data: MetricsData | None, *, openmetrics: bool = False, dropped: list
     What the page cannot hold is left out and said in ``dropped`` (when given), one sentence each, as the
     OTel specification asks ("the exporter SHOULD warn the user"): a metric whose kind differs from the
     family's it would join, a point whose series the family holds already (``a.b`` and ``a_b`` are both
-    ``a_b``), a second HELP text. Never raises for data the SDK produces.
+    ``a_b``), a second HELP text; in OpenMetrics a family named like another's ``_created`` series and a counter's
+    negative point; an exponential histogram; a metric with no name left once sanitized (a View's ``"é"``).
+    Never raises for data the SDK produces.
     """
     notes: list[str] = [] if dropped is None else dropped
     families: dict[str, _Family] = {}
@@ -225,7 +239,11 @@ def render(data: MetricsData | None, *, openmetrics: bool = False, dropped: list
                     kind = "gauge"
                     prom = series_name(metric.name, metric.unit or "", "gauge" if isinstance(points, Gauge)
                                        else "updowncounter")
-                else:  # pragma: no cover - exponential histograms are never configured here
+                else:  # an exponential histogram (a user's View): neither text format holds one; it was left out unsaid
+                    notes.append(f"metric {metric.name!r} (an exponential histogram): the text formats cannot hold it")
+                    continue
+                if not prom:  # a View's name of no letter, digit or ``_`` ("é"): ``# HELP  é`` failed the whole page
+                    notes.append(f"metric {metric.name!r}: no Prometheus name is left of it")
                     continue
                 if kind == "counter" and not prom.endswith("_total"):
                     prom += "_total"
@@ -241,12 +259,18 @@ def render(data: MetricsData | None, *, openmetrics: bool = False, dropped: list
                     continue
                 if metric.description and metric.description != family.help:
                     notes.append(f"the description of metric {metric.name!r}: {prom} has another")
-                clash = False
+                clash = negative = False
                 for point in points.data_points:
                     # One label set once per family: two metrics of one name and scope after sanitizing
                     # (``a.b`` and ``a_b``; or two points, attributes ``a.b`` and ``a_b``) wrote one series
                     # twice, and Prometheus silently kept the first value (a counter's 5 read 1): the first
                     # is kept, and said.
+                    if (openmetrics and kind == "counter" and not isinstance(point, HistogramDataPoint)
+                            and point.value < 0):
+                        # An observable counter's callback returning a negative total: OpenMetrics forbids a negative
+                        # counter, and a strict parser refused the whole page for it. Text format 0.0.4 takes it.
+                        negative = True
+                        continue
                     key = _labels(point.attributes, target, ("le",) if kind == "histogram" else ())
                     if key in family.series:
                         clash = True
@@ -258,6 +282,9 @@ def render(data: MetricsData | None, *, openmetrics: bool = False, dropped: list
                         family.lines.append(f"{prom}{key} {_number(point.value)}")
                 if clash:
                     notes.append(f"points of metric {metric.name!r}: their series of {prom} were written already")
+                if negative:
+                    notes.append(f"points of metric {metric.name!r}: a negative value, "
+                                 "which an OpenMetrics counter cannot hold")
     out: list[str] = []
     written: set[str] = set()
     for prom, family in families.items():
@@ -266,6 +293,11 @@ def render(data: MetricsData | None, *, openmetrics: bool = False, dropped: list
         name = prom.removesuffix("_total") if openmetrics and family.kind == "counter" else prom
         names = {name, prom} | ({f"{prom}_{s}" for s in ("bucket", "sum", "count")}
                                 if family.kind == "histogram" else set())
+        if openmetrics and family.kind in ("counter", "histogram"):
+            # OpenMetrics reserves ``_created`` of a counter or histogram (its start time): a gauge ``jobs_created``
+            # beside a counter ``jobs`` made the strict parser refuse the page ("Clashing name"), though no
+            # ``_created`` is written.
+            names.add(f"{name}_created")
         if names & written:
             # Two families claiming one name (OpenMetrics: a counter ``jobs`` and a gauge ``jobs`` of two
             # scopes; any format: a gauge ``x_count`` beside a histogram ``x``) make the whole page
@@ -471,9 +503,10 @@ class MetricsServer:
     path is 404. Binds 127.0.0.1 unless told otherwise; :attr:`port` is the bound port (the one picked
     for 0) and :attr:`url` the page. Raises OSError naming ``host:port`` from the constructor when the
     port cannot be bound (``[::1]:9464`` for an IPv6 address), ValueError naming ``host`` for a name no resolver
-    takes (a label over 63 characters, or an empty one). A connection that has not sent its whole request
-    within 30 s of connecting is dropped (each write of the answer may take 30 s too); past 64 connections
-    open at once, more are answered 503 at once (logged once), so idle clients cannot pile up threads;
+    takes (a label over 63 characters, or an empty one) or one in a URL's brackets (``[::1]``). A connection
+    that has not sent its whole request within 30 s of connecting is dropped (each write of the answer may
+    take 30 s too); past 64 connections open at once, more are answered 503 at once (logged once), so idle
+    clients cannot pile up threads;
     a scraper leaving mid-answer is no error (other failures go to the ``shannon_otel`` logger; a
     scrape that raises, such as the SDK's timeout on slow callbacks, is a 500);
     :meth:`close` stops listening and ends the connections still open (a second call does nothing).
@@ -484,6 +517,9 @@ class MetricsServer:
             raise TypeError(f"reader must be a PrometheusReader, got {reader!r}")
         check_number("port", port, low=0, high=65535, integer=True)
         check_name("host", host, telemetry=False)
+        if host.startswith("[") and host.endswith("]"):  # copied from a URL: it failed naming '[[::1]]:9464'
+            raise ValueError(f"host must be an address or name without the brackets of a URL, got {brief(host)} "
+                             f"(give {brief(host[1:-1])})")
         class Handler(BaseHTTPRequestHandler):
             # A client that connects and never sends (or stops reading) frees its thread and socket
             # after this many seconds instead of holding them for good; other scrapes never wait on it.

@@ -127,6 +127,15 @@ def test_a_port_in_use_is_refused_naming_the_address() -> None:
     assert raised.value.errno == errno.EADDRINUSE and raised.value.strerror == "Address already in use"
 
 
+@pytest.mark.parametrize("host", ["[::1]", "[localhost]"])
+def test_a_host_in_a_urls_brackets_is_refused_naming_host(host: str) -> None:
+    """``host="[::1]"`` (copied from ``http://[::1]:9464/``) failed resolving with an OSError naming ``[[::1]]:9464``;
+    it is a ValueError naming ``host`` and what to give instead, raised before any resolver is asked."""
+    with pytest.raises(ValueError, match=re.escape(f"host must be an address or name without the brackets of a URL, "
+                                                   f"got '{host}' (give '{host[1:-1]}')")):
+        MetricsServer(PrometheusReader(), port=0, host=host)
+
+
 def test_a_port_in_use_on_ipv6_is_named_with_brackets() -> None:
     """The error named ``::1:9464`` (which reads as one IPv6 address, the port lost in it); it names
     ``[::1]:9464``, as the server's url does."""
@@ -764,3 +773,141 @@ def test_the_notes_of_what_the_page_leaves_out_stay_bounded(
     assert sum("leaves out points of metric" in m for m in logged) == 3, logged
     assert sum("from now on is not logged" in m for m in logged) == 1, logged
     assert len(reader._warned) == 4
+
+
+@pytest.mark.parametrize("first_the_counter", [True, False])
+def test_a_gauge_named_like_a_counters_created_series_never_invalidates_openmetrics(first_the_counter: bool) -> None:
+    """OpenMetrics reserves ``<name>_created`` of a counter or histogram: a gauge ``jobs_created`` beside a counter
+    ``jobs`` (or ``lat_created`` beside a histogram ``lat``) made the strict parser refuse the whole page ("Clashing
+    name"), though the page writes no ``_created`` series. The first of the two is kept; text format keeps both."""
+    reader = PrometheusReader()
+    provider = MeterProvider(metric_readers=[reader], resource=Resource.create({"service.name": "svc"}))
+    try:
+        meter = provider.get_meter("user")
+        if first_the_counter:
+            meter.create_counter("jobs").add(1)
+            meter.create_histogram("lat").record(1)
+        meter.create_gauge("jobs_created").set(7)
+        meter.create_gauge("lat_created").set(8)
+        if not first_the_counter:
+            meter.create_counter("jobs").add(1)
+            meter.create_histogram("lat").record(1)
+        meter.create_gauge("ok").set(1)
+        texts = {openmetrics: reader.scrape(openmetrics=openmetrics) for openmetrics in (False, True)}
+    finally:
+        provider.shutdown()
+    strict = text_string_to_metric_families(texts[True])  # type: ignore[no-untyped-call]
+    families = {f.name: f.type for f in strict}  # raises on a clash
+    kept = {"jobs": "counter", "lat": "histogram"} if first_the_counter else {"jobs_created": "gauge",
+                                                                             "lat_created": "gauge"}
+    assert families == kept | {"ok": "gauge"}
+    assert {f.name for f in text_families(texts[False])} == {"jobs", "lat", "jobs_created", "lat_created", "ok"}
+    assert promtool_check_metrics(texts[False]) == ""
+
+
+def test_a_negative_observable_counter_never_invalidates_openmetrics(caplog: pytest.LogCaptureFixture) -> None:
+    """An observable counter whose callback returns a negative total (the SDK passes it) was written as a negative
+    ``_total``: OpenMetrics forbids one, and the strict parser refused the whole page with every other series. The
+    point is left out of OpenMetrics, and said once; text format 0.0.4, which allows it, keeps it."""
+    from opentelemetry.metrics import Observation
+
+    reader = PrometheusReader()
+    provider = MeterProvider(metric_readers=[reader], resource=Resource.create({"service.name": "svc"}))
+    try:
+        meter = provider.get_meter("user")
+        meter.create_observable_counter("drift", [lambda _: [Observation(-5, {"k": "a"}), Observation(3, {"k": "b"})]])
+        meter.create_gauge("ok").set(1)
+        with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+            om = reader.scrape(openmetrics=True)
+            assert reader.scrape(openmetrics=True) == om
+            text = reader.scrape()
+    finally:
+        provider.shutdown()
+    strict = text_string_to_metric_families(om)  # type: ignore[no-untyped-call]
+    samples = {(s.name, s.labels.get("k")): s.value for f in strict for s in f.samples}
+    assert samples == {("drift_total", "b"): 3, ("ok", None): 1}
+    assert {(s.name, s.labels.get("k")): s.value for f in text_families(text) for s in f.samples} == samples | {
+        ("drift_total", "a"): -5}
+    assert sum("metric 'drift': a negative value" in r.getMessage() for r in caplog.records) == 1, caplog.records
+
+
+def test_an_exponential_histogram_left_out_is_said(caplog: pytest.LogCaptureFixture) -> None:
+    """A user's View making a histogram exponential: neither text format can hold it, and the page left it out
+    without a word (every other thing the page leaves out is logged once)."""
+    from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
+
+    reader = PrometheusReader()
+    provider = MeterProvider(metric_readers=[reader], resource=Resource.create({"service.name": "svc"}),
+                             views=[View(instrument_name="lat", aggregation=ExponentialBucketHistogramAggregation())])
+    try:
+        meter = provider.get_meter("user")
+        meter.create_histogram("lat").record(1.5)
+        meter.create_gauge("ok").set(1)
+        with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+            text = reader.scrape()
+            reader.scrape(openmetrics=True)
+    finally:
+        provider.shutdown()
+    assert {f.name for f in text_families(text)} == {"ok"}
+    logged = [r.getMessage() for r in caplog.records]
+    assert sum("metric 'lat' (an exponential histogram)" in m for m in logged) == 1, logged
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_a_bool_or_fraction_value_is_written_as_a_number(openmetrics: bool) -> None:
+    """The SDK passes on what the user's code gives: ``gauge.set(True)`` (an observable gauge's ``Observation(flag)``)
+    was written ``True`` and a ``Fraction`` ``1/3``; Prometheus (and promtool, and the strict parser) refused the
+    whole page, every series of the target. A bool is ``1``/``0``; any other number is written as a float."""
+    from fractions import Fraction
+
+    from opentelemetry.metrics import Observation
+
+    reader = PrometheusReader()
+    provider = MeterProvider(metric_readers=[reader], resource=Resource.create({"service.name": "svc"}))
+    try:
+        meter = provider.get_meter("user")
+        meter.create_gauge("healthy").set(True)
+        meter.create_observable_gauge("enabled", [lambda _: [Observation(False)]])
+        meter.create_gauge("share").set(Fraction(1, 4))  # type: ignore[arg-type]  # what untyped code passes
+        meter.create_histogram("part", explicit_bucket_boundaries_advisory=[0.5]).record(Fraction(1, 3))  # type: ignore[arg-type]
+        meter.create_counter("big").add(2**70)
+        text = reader.scrape(openmetrics=openmetrics)
+    finally:
+        provider.shutdown()
+    parse = text_string_to_metric_families if openmetrics else text_families
+    values = {s.name: s.value for f in parse(text) for s in f.samples if "le" not in s.labels}  # raises if invalid
+    assert values == {"healthy": 1, "enabled": 0, "share": 0.25, "part_sum": 1 / 3, "part_count": 1,
+                      "big_total": 2**70}
+    assert "big_total{" in text and f"}} {2**70}\n" in text  # an integer stays exact
+    if not openmetrics:
+        assert promtool_check_metrics(text) == ""
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_a_metric_with_no_prometheus_name_left_never_invalidates_the_page(
+    openmetrics: bool, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A View may name a metric anything: ``"é"`` sanitized to an empty name, and ``# HELP  é`` with samples of no
+    name made Prometheus, promtool and the strict parsers refuse the whole page. The metric is left out, and said."""
+    from opentelemetry.sdk.metrics.view import View
+
+    reader = PrometheusReader()
+    provider = MeterProvider(metric_readers=[reader], resource=Resource.create({"service.name": "svc"}),
+                             views=[View(instrument_name="temp", name="é"), View(instrument_name="lat", name="ñ.ü"),
+                                    View(instrument_name="ok")])
+    try:
+        meter = provider.get_meter("user")
+        meter.create_gauge("temp").set(20)
+        meter.create_histogram("lat").record(1)
+        meter.create_gauge("ok").set(1)
+        with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+            text = reader.scrape(openmetrics=openmetrics)
+    finally:
+        provider.shutdown()
+    parse = text_string_to_metric_families if openmetrics else text_families
+    assert {f.name for f in parse(text)} == {"ok"}
+    if not openmetrics:
+        assert promtool_check_metrics(text) == ""
+    logged = [r.getMessage() for r in caplog.records]
+    for name in ("é", "ñ.ü"):
+        assert sum(f"metric {name!r}: no Prometheus name" in m for m in logged) == 1, logged
