@@ -196,3 +196,39 @@ asyncio.run(main())
 
 def test_another_threads_calls_during_a_key_comparison_leave_the_values_sound() -> None:
     assert run_python("-c", _OTHER_THREAD_MID_COMPARE).stdout.split() == ["value", "4"]
+
+
+class _HashedOnce:
+    """A key whose ``__hash__`` works once (as the call is keyed, before the operation runs) and then raises."""
+
+    def __init__(self) -> None:
+        self.hashed = False
+
+    def __hash__(self) -> int:
+        if self.hashed:
+            raise RuntimeError("cannot hash again")
+        self.hashed = True
+        return 7
+
+
+def test_a_key_that_fails_to_hash_once_the_operation_ran_costs_no_result_and_is_named_so(
+    telemetry: InMemoryTelemetry, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Storing the value hashes the key again: the result is returned (not kept), and the warning blames the key's
+    ``__hash__`` as well as its ``__eq__`` (it named only ``__eq__``, which no one had called)."""
+
+    async def main() -> None:
+        degrade = Degrade(last_good=True, key=lambda args, kwargs: _HashedOnce(), **telemetry.providers)
+
+        @degrade
+        async def get(n: int) -> str:
+            return f"value {n}"
+
+        with caplog.at_level(logging.WARNING, logger="shannon_otel"):
+            assert await get(1) == Served("value 1")
+        assert len(degrade._state.goods) == 0
+        (record,) = [r for r in caplog.records if r.exc_info]
+        assert record.exc_info is not None and "cannot hash again" in str(record.exc_info[1])
+        assert "__hash__" in record.getMessage(), record.getMessage()
+
+    asyncio.run(main())

@@ -383,10 +383,11 @@ class Degrade(Instrumented, Generic[D]):
 
 def _unmatched(operation: str, when: str, exc: Exception) -> None:
     """Log that the last good values could not be searched for a call's key: ``key=`` returned an object whose
-    ``__eq__`` raises (a dict compares two keys of one hash). Raised, that error replaced the call's result once the
-    operation had returned, or the default served (or the operation's own error raised) once it had failed."""
-    _log.warning("the key of a call of degrade %r could not be compared with another (key= returns objects whose "
-                 "__eq__ raises) as %s", operation, when, exc_info=exc)
+    ``__eq__`` raises (a dict compares two keys of one hash), or whose ``__hash__`` raises after the first (a dict
+    hashes the key at each lookup). Raised, that error replaced the call's result once the operation had returned, or
+    the default served (or the operation's own error raised) once it had failed."""
+    _log.warning("the key of a call of degrade %r could not be hashed or compared with another (key= returns objects "
+                 "whose __hash__ or __eq__ raises) as %s", operation, when, exc_info=exc)
 
 
 class _Same:
