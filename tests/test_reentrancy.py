@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections import OrderedDict
 from typing import Any
 
 import pytest
@@ -209,19 +208,20 @@ def test_a_pool_with_a_permit_to_spare_or_released_by_its_task_still_serves_nest
 
 
 
-class Switching(OrderedDict[Any, Any]):
-    """Last good values whose next move_to_end first lets another thread's call of the same Degrade run to
-    its end: the thread switch that can come between two steps of a call's update, made deterministic."""
+class Switching(dict[Any, Any]):
+    """Last good values whose next pop (a call's store, or a served value's move to the most recently used end)
+    first lets another thread's call of the same Degrade run to its end: the thread switch that can come between
+    two steps of a call's update, made deterministic."""
 
     other: Any = None
 
-    def move_to_end(self, key: Any, last: bool = True) -> None:
+    def pop(self, key: Any, *default: Any) -> Any:
         other, self.other = self.other, None
         if other is not None:
             thread = threading.Thread(target=lambda: asyncio.run(other()))
             thread.start()
             thread.join(10)
-        super().move_to_end(key, last)
+        return super().pop(key, *default)
 
 
 def _switching(degrade: Degrade) -> Switching:

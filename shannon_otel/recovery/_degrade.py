@@ -7,7 +7,6 @@ import enum
 import functools
 import inspect
 import logging
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Never, ParamSpec, TypeVar, cast
@@ -103,7 +102,11 @@ class _State:
 
     def __init__(self) -> None:
         self.flag: str | None = None
-        self.goods: OrderedDict[Hashable, tuple[Any, float]] = OrderedDict()
+        # A plain dict (insertion order: least recently used first; a use re-inserts the key at the end), not an
+        # OrderedDict: a key compared in Python (a dataclass's __eq__) lets another thread in mid-lookup, and an
+        # OrderedDict changed meanwhile crashed the interpreter (a segmentation fault, CPython 3.11-3.13) in
+        # move_to_end; a dict's lookups start again after such a change
+        self.goods: dict[Hashable, tuple[Any, float]] = {}
 
 
 # Generic in what default= / cheaper= serve; no slots=True: with it, Python 3.11/3.12 raise TypeError on
@@ -265,18 +268,20 @@ class Degrade(Instrumented, Generic[D]):
             # The operation has run: a clock failing now never costs its result (it raised ValueError in its place)
             at = self._reading("as its result was stored; that value is stamped with the call's start", call)
             # No lock, yet event loops in several threads may share this Degrade: between two of these steps
-            # another thread may drop the key or empty the dict (its move_to_end raised KeyError into the call).
-            # Keys that cannot be compared (see _unmatched) cost the value its place, never the caller its result.
+            # another thread may drop a key or empty the dict. Keys that cannot be compared (see _unmatched) cost the
+            # value its place, never the caller its result.
             try:
+                goods.pop(key, None)  # stored anew at the end: the most recently used
                 goods[key] = (value, started if at is None else at)
-                goods.move_to_end(key)
-            except KeyError:
-                pass
             except Exception as exc:
                 _unmatched(self._started.operation, "its result was stored; it is returned, not kept", exc)
-            with contextlib.suppress(KeyError):
-                if len(goods) > self.max_keys:
-                    goods.popitem(last=False)
+            # The least recently used go first; dropping one compares keys too (OrderedDict.popitem raised a key's
+            # __eq__ error in place of the result). A drop that failed (or raced another thread) is made up later.
+            for _ in range(len(goods) - self.max_keys):
+                try:
+                    del goods[next(iter(goods))]
+                except Exception:  # emptied or changed by another thread (StopIteration, KeyError); a key's __eq__
+                    break
         return Served(value)
 
     def _key_of(self, fn: Factory[Any]) -> Hashable:
@@ -320,7 +325,7 @@ class Degrade(Instrumented, Generic[D]):
             if good is not None:
                 # dropped meanwhile by another thread (see run), or the keys failed to compare as just before: served
                 with contextlib.suppress(Exception):
-                    goods.move_to_end(key)  # serving it is a use: least recently used goes first
+                    goods[key] = goods.pop(key)  # serving it is a use: stored anew at the end
                 value, at = good
                 now = self._reading("as a last good value was aged; it is served only without max_age", call)
                 if now is None:  # its age unknown: served only with no max_age to prove, its age_s None
@@ -379,10 +384,11 @@ class Degrade(Instrumented, Generic[D]):
 
 def _unmatched(operation: str, when: str, exc: Exception) -> None:
     """Log that the last good values could not be searched for a call's key: ``key=`` returned an object whose
-    ``__eq__`` raises (a dict compares two keys of one hash). Raised, that error replaced the call's result once the
-    operation had returned, or the default served (or the operation's own error raised) once it had failed."""
-    _log.warning("the key of a call of degrade %r could not be compared with another (key= returns objects whose "
-                 "__eq__ raises) as %s", operation, when, exc_info=exc)
+    ``__eq__`` raises (a dict compares two keys of one hash), or whose ``__hash__`` raises after the first (a dict
+    hashes the key at each lookup). Raised, that error replaced the call's result once the operation had returned, or
+    the default served (or the operation's own error raised) once it had failed."""
+    _log.warning("the key of a call of degrade %r could not be hashed or compared with another (key= returns objects "
+                 "whose __hash__ or __eq__ raises) as %s", operation, when, exc_info=exc)
 
 
 class _Same:
