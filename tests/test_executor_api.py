@@ -334,6 +334,46 @@ def test_a_lazy_input_that_breaks_at_a_batch_start_raises_as_one_breaking_within
     otel.shutdown()
 
 
+def test_a_lazy_input_breaking_right_after_a_full_batch_lets_that_batch_finish() -> None:
+    """A worker that finds its batch full pulls the input's next item at once (so the input's end is known as the last
+    result is delivered). An error the input raises then is raised as the next batch begins, as before: raised at once,
+    it cancelled the task of that batch still running, which succeeded when the input was pulled a batch later."""
+    otel = InMemoryTelemetry()
+    spans = OpenSpans()
+    otel.tracer_provider.add_span_processor(spans)
+
+    class BrokenInputError(Exception):
+        pass
+
+    async def work(i: int) -> int:
+        await asyncio.sleep(1.0 if i == 1 else 0.0)  # task 0 ends first: its worker finds the batch of 2 full
+        return i
+
+    def tasks() -> Iterator[Callable[[], Awaitable[int]]]:
+        for i in range(2):
+            yield functools.partial(work, i)
+        raise BrokenInputError("the input broke")
+
+    async def main() -> tuple[BaseException, list[tuple[int, Outcome]], WaveReport | None]:
+        wave: Wave[int] = Wave("full-batch", max_concurrency=2, batch_size=2, **otel.providers)
+        stream = wave.stream(tasks())
+        got: list[tuple[int, Outcome]] = []
+        try:
+            async with stream as results:
+                async for r in results:
+                    got.append((r.index, r.outcome))  # noqa: PERF401  # a comprehension loses them as it raises
+        except BaseException as exc:  # what the caller gets is the subject
+            return exc, sorted(got), stream.report
+        raise AssertionError("the broken input raised nothing")
+
+    error, got, report = run_virtual(main())
+    assert isinstance(error, ExceptionGroup) and error.subgroup(BrokenInputError) is not None
+    assert got == [(0, Outcome.SUCCESS), (1, Outcome.SUCCESS)]
+    assert report is not None and report.error is error and report.counts[Outcome.SUCCESS] == 2
+    assert spans.open == {}
+    otel.shutdown()
+
+
 def test_a_sync_sleep_given_to_a_rate_limited_wave_fails_its_tasks_with_an_error_naming_sleep() -> None:
     """The waiting tasks failed with Python's "object NoneType can't be used in 'await' expression"."""
     wave: Wave[int] = Wave("rated", rate_limit=10, sleep=lambda s: None, instrument=False)  # type: ignore[arg-type,return-value]

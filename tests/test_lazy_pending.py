@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _open_spans import OpenSpans
 
 from shannon_otel import Hook, Outcome, ResourcePool, Wave, WaveObserver, WaveStarted, task
 from shannon_otel.testing import InMemoryTelemetry, run_virtual
@@ -281,3 +282,53 @@ def test_tasks_a_list_gives_past_its_size_as_the_consumer_extends_it_are_pending
     assert ledger.hook_errors == {}
     assert sorted(ledger_wave.balanced) == list(range(7))
     assert _gauges(tel, "grown") == {"shannon.task.active": 0, "shannon.task.pending": 0}
+
+
+@pytest.mark.parametrize("end", ["fail_fast", "left"])
+def test_the_next_batchs_first_item_pulled_as_a_full_batch_ran_out_is_queued_then_skipped_if_the_wave_ends_first(
+    end: str,
+) -> None:
+    """A worker that finds its batch full pulls the input's next item (so the input's end is known as the last result
+    is delivered): the wave ending before the next batch ran it (fail-fast, its consumer leaving) closes it and counts
+    it, queued then skipped as a cancelled task: the pending gauge back at 0, every span ended, none left unawaited."""
+    tel = InMemoryTelemetry()
+    ledger = Ledger()
+    pulled: list[int] = []
+    ran: list[int] = []
+    second_done = asyncio.Event()
+
+    async def work(i: int) -> int:
+        ran.append(i)
+        if i == 1:  # task 0 ends first: its worker finds the batch of 2 full and pulls item 2
+            await asyncio.sleep(1.0)
+            second_done.set()
+            if end == "fail_fast":
+                raise ValueError("boom")
+        return i
+
+    def tasks() -> Iterator[Any]:
+        for i in range(4):
+            pulled.append(i)
+            yield work(i)  # coroutine objects: one never awaited would warn (the suite makes that an error)
+
+    spans = OpenSpans()
+    tel.tracer_provider.add_span_processor(spans)
+    wave = Wave[Any]("held", max_concurrency=2, batch_size=2, fail_fast=end == "fail_fast", hooks=[ledger],
+                     **tel.providers)
+
+    async def main() -> Any:
+        stream = wave.stream(tasks())
+        async with stream as results:
+            async for result in results:
+                if end == "left" and result.index == 0:
+                    break
+        return stream.report
+
+    report = run_virtual(main())
+    assert pulled == [0, 1, 2] and ran == [0, 1]
+    assert report.total == 3 and report.counts[Outcome.SUCCESS] == 1
+    assert report.counts[Outcome.CANCELLATION] == (1 if end == "fail_fast" else 2)
+    assert report.counts[Outcome.FAILURE] == (1 if end == "fail_fast" else 0)
+    assert ledger.waves[0].ended and ledger.hook_errors == {}
+    assert _gauges(tel, "held") == {"shannon.task.active": 0, "shannon.task.pending": 0}
+    assert spans.open == {}

@@ -152,3 +152,42 @@ def test_a_task_the_list_gained_cancelled_as_the_consumer_leaves_makes_the_wave_
             assert report.outcome is Outcome.CANCELLATION, steps
             assert outcome == Outcome.CANCELLATION.value, steps
     assert cancelled_at  # the consumer's leaving cut a task short at some step: the case this is about was run
+
+
+def _whole_batches() -> list[tuple[int, int]]:
+    return [(n, batch_size) for batch_size in (1, 2, 3) for n in sorted({batch_size, 2 * batch_size, 4})
+            if n % batch_size == 0]
+
+
+@pytest.mark.parametrize("mapped", [False, True])
+@pytest.mark.parametrize(("n", "batch_size"), _whole_batches())
+def test_a_consumer_breaking_after_the_last_result_of_whole_batches_of_a_lazy_input_ends_a_success(
+    n: int, batch_size: int, mapped: bool,
+) -> None:
+    """A lazy input whose length is a multiple of the batch size: its end was found only as the next batch began, a
+    few loop steps after the last result, so a consumer leaving right after it cancelled a wave cut short of nothing
+    (the span, the wave duration metric and the report said "cancellation", every task a success). A worker finding
+    its batch full now probes the input for its next item, as an unbatched stream's worker pulls its next one."""
+    tel = InMemoryTelemetry()
+    spans = OpenSpans()
+    tel.tracer_provider.add_span_processor(spans)
+    wave = Wave[int]("whole", max_concurrency=2, batch_size=batch_size, **tel.providers)
+
+    async def main() -> WaveReport | None:
+        stream = (wave.stream_map(_now, iter(range(n))) if mapped
+                  else wave.stream(functools.partial(_now, k) for k in range(n)))
+        seen = 0
+        async with stream as results:
+            async for _ in results:
+                seen += 1
+                if seen == n:
+                    break
+        return stream.report
+
+    report = asyncio.run(main())
+    assert report is not None and spans.open == {}
+    assert report.counts[Outcome.SUCCESS] == n and report.total == n
+    assert report.outcome is Outcome.SUCCESS
+    assert (tel.span("wave whole").attributes or {})["shannon.task.outcome"] == Outcome.SUCCESS.value
+    (point,) = tel.points("shannon.wave.duration")
+    assert point.count == 1 and point.attributes["shannon.task.outcome"] == Outcome.SUCCESS.value

@@ -124,6 +124,11 @@ class WaveRun:
         self._first = 0  # the tasks taken before the batch running now
         self.ended = False
         self.left_idle: int | None = None
+        # A batched lazy input's own iterator (each batch is an islice of it), and the item a worker pulled from it
+        # once its batch ran out full, looking for the input's end: the next batch's first (see _worker)
+        self.source: Iterator[Item] | None = None
+        self.held: Item | None = None
+        self.broke: Exception | None = None  # what the input raised instead, raised as the next batch begins
         self.batch: int | None = None
         self.dispatch_time = 0.0
         self.workers: list[asyncio.Task[None]] = []
@@ -286,6 +291,20 @@ class WaveRun:
                     batch = self.wave.batch_size
                     short = batch is None or self.taken - self._first < batch
                     self.ended = self.ended or (short and not self.stopped)
+                    if (not (short or self.ended or self.stopped) and self.source is not None
+                            and self.held is None and self.broke is None):
+                        # A full batch: the input is probed for its next item now, as an unbatched stream's worker
+                        # pulls the next item once it has room. Found only as the next batch began, the end came
+                        # a few steps after the last result: a consumer leaving then cancelled a wave cut short of
+                        # nothing. The item found is held for the next batch (the wave skips it if it ends first);
+                        # an error the input raises, raised as the next batch begins, as it was: raised now, it
+                        # cancelled the tasks of this batch still running.
+                        try:
+                            self.held = next(self.source, None)
+                        except Exception as exc:
+                            self.broke = exc
+                        else:
+                            self.ended = self.held is None
                     gate.release()
                     # its slot is free again: the tasks a list gains later start a worker in its place (kept, a list
                     # of 4 extended by 6 once 3 of its workers had found its end ran the 6 one at a time)
@@ -438,6 +457,12 @@ class WaveRun:
         while worker.uncancel():
             pass
         return False
+
+    def queued_past(self, entry: Item) -> None:
+        """``_queued`` for an item taken from the input that no worker ran (see ``held``): what its skip balances."""
+        index, item = entry
+        if self.queued and index >= self.announced:
+            self._queued(index, (item.name or self.wave.name) if type(item) is TaskSpec else self.wave.name)
 
     def _queued(self, index: int, name: str) -> None:
         """Tell the observers that count them that a task past the announced size was taken (see ``queued``). Every
@@ -693,6 +718,22 @@ def live(items: Iterable[Any], bind: Callable[[Any], Any] | None = None) -> Iter
     if type(items) is list:
         return Growing(items, bind)
     return iter(items) if bind is None else map(bind, items)
+
+
+class Raises:
+    """An iterator whose first ``next`` raises ``error``: a batch that begins with the error its input raised as the
+    batch before ran out (see ``WaveRun.broke``), so a worker raises it, as if it had pulled it then."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def __iter__(self) -> Raises:
+        return self
+
+    def __next__(self) -> Item:
+        raise self.error
 
 
 class Pulled:

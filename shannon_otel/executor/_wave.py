@@ -39,7 +39,7 @@ from .._validate import (
 from ._limits import ResourcePool, pools_by_name
 from ._report import WaveReport
 from ._result import WaveResult
-from ._run import Item, Pulled, WaveRun, close_unstarted, pulled, settled
+from ._run import Item, Pulled, Raises, WaveRun, close_unstarted, pulled, settled
 from ._semaphore import Credits
 from ._stream import Mapped, WaveStream, known_size
 from ._task import TaskSpec
@@ -486,10 +486,19 @@ class Wave(Generic[T]):
             else:  # a lazy input (a stream's): each batch is pulled as it runs, never materialised (it may be huge)
                 # Every item is pulled by a worker, the first of a batch too: pulled here, an error the input raised
                 # at a batch's start came out bare, and one raised within a batch in the workers' ExceptionGroup.
+                # A worker that finds its batch full probes the input for the next item (see WaveRun.held), so the
+                # input's end is known as the last result is delivered, not a batch start later.
+                run.source = items
                 for batch in itertools.count():
                     run.batch = batch
-                    await run.run_batch(itertools.islice(items, self.batch_size), concurrency, context)
-                    if run.stopped or run.ended:  # ended: a worker found the batch short, so the input is over
+                    held, run.held, raised, run.broke = run.held, None, run.broke, None
+                    batch_items: Iterator[Item] = itertools.islice(items, self.batch_size - (held is not None))
+                    if held is not None:
+                        batch_items = itertools.chain((held,), batch_items)
+                    elif raised is not None:
+                        batch_items = itertools.chain(Raises(raised), batch_items)
+                    await run.run_batch(batch_items, concurrency, context)
+                    if run.stopped or run.ended:  # ended: a worker found the batch short, or the input's end
                         break
         except asyncio.CancelledError:
             cancelled = True
@@ -532,6 +541,15 @@ class Wave(Generic[T]):
                         # KeyboardInterrupt & co is never dropped.
                         escaped, errored = broke, True
                 run.pending = 0  # every task of the input has ended (run, drained or counted): none is left
+            elif run.held is not None:
+                # The next batch's first item, pulled as the batch before ran out, never ran (the wave stopped or its
+                # consumer left first): a task taken, so queued, then skipped as a drained one (closed, cancelled)
+                held, run.held = run.held, None
+                try:
+                    run.queued_past(held)
+                except BaseException as exc:
+                    escaped = exc
+                escaped = await self._drain(run, iter((held,)), not unread) or escaped
             if cancelled and run.left_idle == run.done and escaped is None and not errored:
                 # Its consumer left once every task had ended and the input held none more (see WaveRun.idle), and no
                 # task ended since (none cancelled, none drained): the wave was cut short of nothing. Left in the few
