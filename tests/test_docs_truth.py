@@ -586,6 +586,7 @@ def test_every_span_and_span_event_the_tables_list_has_exactly_the_attributes_th
         CircuitBreaker,
         Degrade,
         Fallback,
+        FallbackError,
         Hedge,
         Pipeline,
         Retry,
@@ -643,6 +644,8 @@ def test_every_span_and_span_event_the_tables_list_has_exactly_the_attributes_th
         guarded = Pipeline(Fallback(served), Retry(attempts=2, initial=0.01), breaker, name="op", **providers)
         await guarded.call(fails)
         await guarded.call(fails)  # rejected by the open breaker, served by the fallback
+        with contextlib.suppress(FallbackError):  # a fallback failing too: its span carries its error.type
+            await Fallback(broken_undo, name="op", **providers).call(fails)
         await Pipeline(Degrade(default=0), Timeout(0.1), name="deg", **providers).call(slow)
         await Hedge(0.1, name="hedged", **providers).call(slow)
         hedged = Pipeline(Hedge(0.05), CircuitBreaker("hb", failure_threshold=10), name="hedged", **providers)
