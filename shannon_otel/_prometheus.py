@@ -138,16 +138,25 @@ def _labels(attributes: Any, extra: tuple[tuple[str, str], ...] = (), reserved: 
 
 
 def _number(value: Any) -> str:
-    """A value as Prometheus reads it: integers exact (``True`` is ``1``), anything else as a float. The SDK passes
+    """A value as Prometheus reads it: integers exact (``True`` is ``1``) within float's range, anything else as a
+    float (past its range ``+Inf`` / ``-Inf``, as Prometheus would hold it). The SDK passes
     on what the user's code gives: ``gauge.set(True)`` (an observable gauge's ``Observation(flag)``) wrote ``True``,
     a ``Fraction`` ``1/3``, and Prometheus refused the whole page, every series of the target ("expected float")."""
     try:
-        return str(operator.index(value))  # int, bool, numpy's integers: exact however large
+        whole = operator.index(value)  # int, bool, numpy's integers: exact
     except TypeError:
         pass
+    else:
+        try:
+            float(whole)  # past float's range (a counter's sum of ints): Prometheus refused the whole page for it
+        except OverflowError:  # (its parser reads a float: "expected float as value"); as a float it is infinite
+            return "+Inf" if whole > 0 else "-Inf"
+        return str(whole)
     try:
         number = float(value)
-    except (ValueError, OverflowError):  # a Decimal signaling NaN, a Fraction past float's range: no float to write
+    except OverflowError:  # a Fraction past float's range: infinite as a float, as an int past it is
+        return "+Inf" if value > 0 else "-Inf"
+    except ValueError:  # a Decimal signaling NaN: no float to write
         return "NaN"
     if math.isnan(number):
         return "NaN"
