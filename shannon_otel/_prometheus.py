@@ -19,6 +19,7 @@ sees the bridged histograms.
 from __future__ import annotations
 
 import base64
+import decimal
 import gzip
 import io
 import json
@@ -93,11 +94,22 @@ def _text(value: object) -> str:
             return base64.b64encode(value).decode()
         if isinstance(value, float) and not math.isfinite(value):
             return _number(value)
-        if isinstance(value, Sequence):
-            value = [_json(v) for v in value]
-        return json.dumps(_json(value), separators=(",", ":"), ensure_ascii=False, default=_other)
+        shown = [_json(v) for v in value] if isinstance(value, Sequence) else value
+        return json.dumps(_json(shown), separators=(",", ":"), ensure_ascii=False, default=_other)
     except Exception:  # e.g. a circular sequence
+        return _plain(value)
+
+
+def _plain(value: object) -> str:
+    """``str(value)``, never raising: an int past Python's limit for decimal text (4300 digits), which the SDK keeps as
+    an attribute, raised ValueError and failed the whole page. Such an int is written in its exact digits (a
+    ``Decimal``'s text has no limit), anything else still refused (a sequence holding one) as ``<its type's name>``."""
+    try:
         return str(value)
+    except Exception:
+        if isinstance(value, int):
+            return str(decimal.Decimal(value))
+        return f"<{type(value).__qualname__}>"
 
 
 def _json(value: object) -> object:

@@ -885,6 +885,27 @@ def test_a_bool_or_fraction_value_is_written_as_a_number(openmetrics: bool) -> N
 
 
 @pytest.mark.parametrize("openmetrics", [False, True])
+def test_an_int_attribute_past_pythons_text_limit_never_fails_the_scrape(openmetrics: bool) -> None:
+    """The SDK keeps an int attribute of any size: one past Python's limit for decimal text (4300 digits), alone or in
+    a sequence, raised ValueError out of the render, and every scrape of the page failed (500). The int is written in
+    its exact digits; a sequence holding one as its type's name (no JSON text of it can be made)."""
+    reader = PrometheusReader()
+    provider = MeterProvider(metric_readers=[reader], resource=Resource.create({"service.name": "svc"}))
+    try:
+        meter = provider.get_meter("user")
+        meter.create_counter("jobs").add(1, {"n": 10**5000, "o": (1, 10**5000)})
+        meter.create_counter("calls").add(2)
+        text = reader.scrape(openmetrics=openmetrics)
+    finally:
+        provider.shutdown()
+    parse = text_string_to_metric_families if openmetrics else text_families
+    samples = {s.name: s for f in parse(text) for s in f.samples}  # raises if invalid
+    assert samples["calls_total"].value == 2 and samples["jobs_total"].value == 1
+    assert samples["jobs_total"].labels["n"] == "1" + "0" * 5000
+    assert samples["jobs_total"].labels["o"] == "<tuple>"
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
 def test_an_integer_sum_past_floats_range_never_invalidates_the_page(openmetrics: bool) -> None:
     """The SDK refuses one measurement past float's range but sums integers as integers: a counter (a histogram's
     sum) added 1e308 twice held an int of 309 digits, written exactly, and Prometheus (promtool, the strict parser)
