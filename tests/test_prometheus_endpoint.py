@@ -909,17 +909,21 @@ def test_an_int_attribute_past_pythons_text_limit_never_fails_the_scrape(openmet
 def test_an_integer_sum_past_floats_range_never_invalidates_the_page(openmetrics: bool) -> None:
     """The SDK refuses one measurement past float's range but sums integers as integers: a counter (a histogram's
     sum) added 1e308 twice held an int of 309 digits, written exactly, and Prometheus (promtool, the strict parser)
-    refused the whole page ("expected float as value"). As a float it is infinite: ``+Inf`` / ``-Inf``."""
+    refused the whole page ("expected float as value"); a ``Fraction`` sum past it was ``NaN``. As a float either is
+    infinite: ``+Inf`` / ``-Inf``."""
+    from fractions import Fraction
+
     reader = PrometheusReader()
     provider = MeterProvider(metric_readers=[reader], resource=Resource.create({"service.name": "svc"}))
     try:
         meter = provider.get_meter("user")
         counter, histogram = meter.create_counter("huge"), meter.create_histogram("size")
-        owed = meter.create_up_down_counter("owed")
+        owed, share = meter.create_up_down_counter("owed"), meter.create_histogram("share")
         for _ in range(2):
             counter.add(10**308)
             histogram.record(10**308)
             owed.add(-(10**308))
+            share.record(Fraction(10**308))  # type: ignore[arg-type]  # what untyped code passes
         meter.create_counter("calls").add(2**70)
         text = reader.scrape(openmetrics=openmetrics)
     finally:
@@ -927,7 +931,7 @@ def test_an_integer_sum_past_floats_range_never_invalidates_the_page(openmetrics
     parse = text_string_to_metric_families if openmetrics else text_families
     values = {s.name: s.value for f in parse(text) for s in f.samples if "le" not in s.labels}  # raises if invalid
     assert values == {"huge_total": math.inf, "size_sum": math.inf, "size_count": 2, "owed": -math.inf,
-                      "calls_total": 2**70}
+                      "share_sum": math.inf, "share_count": 2, "calls_total": 2**70}
     assert f"}} {2**70}\n" in text  # an integer within range stays exact
     if not openmetrics:
         assert promtool_check_metrics(text) == ""
