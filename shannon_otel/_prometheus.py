@@ -19,6 +19,7 @@ sees the bridged histograms.
 from __future__ import annotations
 
 import base64
+import decimal
 import gzip
 import io
 import json
@@ -93,11 +94,22 @@ def _text(value: object) -> str:
             return base64.b64encode(value).decode()
         if isinstance(value, float) and not math.isfinite(value):
             return _number(value)
-        if isinstance(value, Sequence):
-            value = [_json(v) for v in value]
-        return json.dumps(_json(value), separators=(",", ":"), ensure_ascii=False, default=_other)
+        shown = [_json(v) for v in value] if isinstance(value, Sequence) else value
+        return json.dumps(_json(shown), separators=(",", ":"), ensure_ascii=False, default=_other)
     except Exception:  # e.g. a circular sequence
+        return _plain(value)
+
+
+def _plain(value: object) -> str:
+    """``str(value)``, never raising: an int past Python's limit for decimal text (4300 digits), which the SDK keeps as
+    an attribute, raised ValueError and failed the whole page. Such an int is written in its exact digits (a
+    ``Decimal``'s text has no limit), anything else still refused (a sequence holding one) as ``<its type's name>``."""
+    try:
         return str(value)
+    except Exception:
+        if isinstance(value, int):
+            return str(decimal.Decimal(value))
+        return f"<{type(value).__qualname__}>"
 
 
 def _json(value: object) -> object:
@@ -138,16 +150,25 @@ def _labels(attributes: Any, extra: tuple[tuple[str, str], ...] = (), reserved: 
 
 
 def _number(value: Any) -> str:
-    """A value as Prometheus reads it: integers exact (``True`` is ``1``), anything else as a float. The SDK passes
+    """A value as Prometheus reads it: integers exact (``True`` is ``1``) within float's range, anything else as a
+    float (past its range ``+Inf`` / ``-Inf``, as Prometheus would hold it). The SDK passes
     on what the user's code gives: ``gauge.set(True)`` (an observable gauge's ``Observation(flag)``) wrote ``True``,
     a ``Fraction`` ``1/3``, and Prometheus refused the whole page, every series of the target ("expected float")."""
     try:
-        return str(operator.index(value))  # int, bool, numpy's integers: exact however large
+        whole = operator.index(value)  # int, bool, numpy's integers: exact
     except TypeError:
         pass
+    else:
+        try:
+            float(whole)  # past float's range (a counter's sum of ints): Prometheus refused the whole page for it
+        except OverflowError:  # (its parser reads a float: "expected float as value"); as a float it is infinite
+            return "+Inf" if whole > 0 else "-Inf"
+        return str(whole)
     try:
         number = float(value)
-    except (ValueError, OverflowError):  # a Decimal signaling NaN, a Fraction past float's range: no float to write
+    except OverflowError:  # a Fraction past float's range: infinite as a float, as an int past it is
+        return "+Inf" if value > 0 else "-Inf"
+    except ValueError:  # a Decimal signaling NaN: no float to write
         return "NaN"
     if math.isnan(number):
         return "NaN"

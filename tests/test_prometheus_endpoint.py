@@ -9,6 +9,7 @@ import functools
 import gzip
 import http.client
 import logging
+import math
 import os
 import re
 import socket
@@ -879,6 +880,59 @@ def test_a_bool_or_fraction_value_is_written_as_a_number(openmetrics: bool) -> N
     assert values == {"healthy": 1, "enabled": 0, "share": 0.25, "part_sum": 1 / 3, "part_count": 1,
                       "big_total": 2**70}
     assert "big_total{" in text and f"}} {2**70}\n" in text  # an integer stays exact
+    if not openmetrics:
+        assert promtool_check_metrics(text) == ""
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_an_int_attribute_past_pythons_text_limit_never_fails_the_scrape(openmetrics: bool) -> None:
+    """The SDK keeps an int attribute of any size: one past Python's limit for decimal text (4300 digits), alone or in
+    a sequence, raised ValueError out of the render, and every scrape of the page failed (500). The int is written in
+    its exact digits; a sequence holding one as its type's name (no JSON text of it can be made)."""
+    reader = PrometheusReader()
+    provider = MeterProvider(metric_readers=[reader], resource=Resource.create({"service.name": "svc"}))
+    try:
+        meter = provider.get_meter("user")
+        meter.create_counter("jobs").add(1, {"n": 10**5000, "o": (1, 10**5000)})
+        meter.create_counter("calls").add(2)
+        text = reader.scrape(openmetrics=openmetrics)
+    finally:
+        provider.shutdown()
+    parse = text_string_to_metric_families if openmetrics else text_families
+    samples = {s.name: s for f in parse(text) for s in f.samples}  # raises if invalid
+    assert samples["calls_total"].value == 2 and samples["jobs_total"].value == 1
+    assert samples["jobs_total"].labels["n"] == "1" + "0" * 5000
+    assert samples["jobs_total"].labels["o"] == "<tuple>"
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_an_integer_sum_past_floats_range_never_invalidates_the_page(openmetrics: bool) -> None:
+    """The SDK refuses one measurement past float's range but sums integers as integers: a counter (a histogram's
+    sum) added 1e308 twice held an int of 309 digits, written exactly, and Prometheus (promtool, the strict parser)
+    refused the whole page ("expected float as value"); a ``Fraction`` sum past it was ``NaN``. As a float either is
+    infinite: ``+Inf`` / ``-Inf``."""
+    from fractions import Fraction
+
+    reader = PrometheusReader()
+    provider = MeterProvider(metric_readers=[reader], resource=Resource.create({"service.name": "svc"}))
+    try:
+        meter = provider.get_meter("user")
+        counter, histogram = meter.create_counter("huge"), meter.create_histogram("size")
+        owed, share = meter.create_up_down_counter("owed"), meter.create_histogram("share")
+        for _ in range(2):
+            counter.add(10**308)
+            histogram.record(10**308)
+            owed.add(-(10**308))
+            share.record(Fraction(10**308))  # type: ignore[arg-type]  # what untyped code passes
+        meter.create_counter("calls").add(2**70)
+        text = reader.scrape(openmetrics=openmetrics)
+    finally:
+        provider.shutdown()
+    parse = text_string_to_metric_families if openmetrics else text_families
+    values = {s.name: s.value for f in parse(text) for s in f.samples if "le" not in s.labels}  # raises if invalid
+    assert values == {"huge_total": math.inf, "size_sum": math.inf, "size_count": 2, "owed": -math.inf,
+                      "share_sum": math.inf, "share_count": 2, "calls_total": 2**70}
+    assert f"}} {2**70}\n" in text  # an integer within range stays exact
     if not openmetrics:
         assert promtool_check_metrics(text) == ""
 
