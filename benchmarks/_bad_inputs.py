@@ -112,7 +112,8 @@ BAD: dict[str, list[Any]] = {
     # dask
     "client": [5], "fn": ASYNC_CALLABLE, "policies": [5, "retry"],
     # tail sampling
-    "processor": [5], "healthy_ratio": RATIO, "max_buffered_spans": POS_INT, "max_decisions": POS_INT,
+    "processor": [5], "context": [5], "tail_sampler": [5],
+    "healthy_ratio": RATIO, "max_buffered_spans": POS_INT, "max_decisions": POS_INT,
     # anomaly (validated by the anomaly package)
     "threads": POS_INT, "series": ["", 5, None], "values": ["x", [NAN]], "times": ["x", [NAN]],
     "buckets": POS_INT, "period_s": POS_NUM, "steps": POS_INT, "noise_floor": NONNEG_NUM,
@@ -443,6 +444,7 @@ _INSTANCES: dict[str, Callable[[Work], Any]] = {
     "AnomalyDetector": lambda w: so.AnomalyDetector(), "FakeClock": lambda w: sot.FakeClock(),
     "Transaction": lambda w: None, "DaskBackend": lambda w: _dask_backend(), "Timeout": lambda w: so.Timeout(1.0),
     "InMemoryTelemetry": lambda w: sot.InMemoryTelemetry(), "DetectorConfig": lambda w: so.DetectorConfig(),
+    "TailSampler": lambda w: so.TailSampler(_SpanProcessor()),
 }
 
 

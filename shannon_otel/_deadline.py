@@ -117,8 +117,16 @@ def cancel_requested(error: BaseException, since: int = 0) -> bool:
     began (the operation's error), or as a fallback or cheaper began (its own): only a request made since then is its
     cancellation. A chain holding a ``CancelledError`` is no proof alone: code that awaited a task it had cancelled
     itself raised from that, and a count left before the call (see :func:`cancel_base`) is no request of this one.
+
+    ``False`` with no running asyncio loop (a policy's coroutine driven by hand, ``coro.send(None)``, or by another
+    event loop library): no asyncio task, so none was cancelled, as :func:`cancel_base` reads 0 there. It raised
+    ``RuntimeError("no running event loop")`` in place of the operation's error (a ``Fallback`` or ``Degrade`` served
+    nothing, a ``Retry(attempts=1)`` lost the error it re-raises).
     """
-    task = asyncio.current_task()
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running loop
+        return False
     return task is not None and task.cancelling() > since and _raised_while_cancelled(error)
 
 

@@ -322,12 +322,25 @@ class TailSampler(SpanProcessor):
 
         return TailExemplarFilter(self)
 
-    def _will_export(self, context: SpanContext, *, troubled: bool) -> bool:
+    def exported(self, context: SpanContext) -> bool:
+        """Whether the span of ``context`` (sampled) was forwarded, or is sure to be: its part of the trace was decided
+        and kept, or holds a troubled span already, or its trace id is under ``healthy_ratio``. So a trace id it names
+        (a :class:`~shannon_otel.RunRecorder` report's) is one this sampler exports. The exemplar filter's rule, asked
+        later: False for a span still undecided and healthy so far, one this sampler did not see start or no longer
+        remembers (past ``max_decisions``), never a dropped one; asked after ``shutdown()``, what was decided. Never
+        blocks but on the sampler's lock; O(1). TypeError for ``context`` not a SpanContext."""
+        if not isinstance(context, SpanContext):
+            raise TypeError(f"context must be an OpenTelemetry SpanContext (span.get_span_context()), got {context!r}")
+        return self._will_export(context, troubled=False, closed=True)
+
+    def _will_export(self, context: SpanContext, *, troubled: bool, closed: bool = False) -> bool:
         """Whether the span of ``context`` (sampled, open or ended: the span current at a measurement) is sure to be
         forwarded, ``troubled`` saying it will end troubled; the exemplar filter's question. False for a span this
-        sampler did not see start or no longer remembers, and after ``shutdown()``. O(1), under the lock."""
+        sampler did not see start or no longer remembers, and after ``shutdown()`` unless ``closed`` (a measurement
+        then is exported nowhere; a question about spans decided before it, as :meth:`exported` asks, still has its
+        answer). O(1), under the lock."""
         with self._lock:
-            if self._closed:
+            if self._closed and not closed:
                 return False
             span_id = context.span_id
             root = self._root_of.get(span_id)

@@ -17,7 +17,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._deadline import timed_out
-from .._events import AttemptFinished, CallFinished, CallObserver, CallStarted, cut_off
+from .._events import AttemptFinished, CallFinished, CallObserver, CallStarted, Degraded, cut_off
 from .._isolation import HOOK_ERRORS, Unentered, call_void, enter, finish, hook_failed, leave, refused, start
 from .._isolation import notify as _notify
 from .._reraise import raise_as_is
@@ -52,6 +52,40 @@ class _Branch:
 
 
 _HEDGED: ContextVar[_Branch | None] = ContextVar("shannon_otel_hedged", default=None)
+
+
+class _Held:
+    """The degraded results a ``Degrade`` served inside one attempt of a Hedge of ``call`` (set in that attempt's
+    task, ``_HELD``): told to the observers by :meth:`release` only when the hedge returns that attempt's value.
+    Told at once, a losing attempt's degradation (served to nobody: two attempts ending in one step, or a loser
+    whose ``cheaper`` held on to its cancellation) was counted in ``shannon.degradations``, put on the operation
+    span (``shannon.degrade.mode`` on a call that returned the winner's own value) and in the RunReport. The call,
+    not a flag: a Degrade of another observed call inside the attempt (the operation's own) served its caller."""
+
+    __slots__ = ("call", "events")
+
+    def __init__(self, call: _Call) -> None:
+        self.call = call
+        self.events: list[Degraded] = []
+
+    def release(self) -> None:
+        """Tell the held degradations: the hedge returns this attempt's value (to an enclosing hedge's attempt of the
+        same call, which holds them in turn)."""
+        for event in self.events:
+            degraded(self.call, event)
+
+
+_HELD: ContextVar[_Held | None] = ContextVar("shannon_otel_held", default=None)
+
+
+def degraded(call: _Call, event: Degraded) -> None:
+    """A ``Degrade`` of ``call`` served a degraded result: told to its observers, or held until the hedge whose
+    attempt this is returns it (see :class:`_Held`)."""
+    held = _HELD.get()
+    if held is not None and held.call is call:
+        held.events.append(event)
+    else:
+        notify(call, "degraded", event)
 
 
 class _Call:

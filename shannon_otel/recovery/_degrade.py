@@ -27,7 +27,7 @@ from .._validate import (
     plain,
     sync_result,
 )
-from ._call import _Call, clock_logged, first_failed, notify, observed, start_call
+from ._call import _Call, clock_logged, degraded, first_failed, observed, start_call
 from ._circuit_open import CircuitOpenError
 from ._decorated import (
     DecoratedCall,
@@ -365,7 +365,7 @@ class Degrade(Instrumented, Generic[D]):
 
     def _mark(self, served: Served[Any], call: _Call | None) -> Served[Any]:
         if call is not None:
-            notify(call, "degraded", Degraded(call.operation, served.mode or "", served.reason or "", served.error))
+            degraded(call, Degraded(call.operation, served.mode or "", served.reason or "", served.error))
         return served
 
     def _reading(self, when: str, call: _Call | None) -> float | None:

@@ -18,7 +18,7 @@ from .._validate import (
     check_number,
     not_callable,
 )
-from ._call import _HEDGED, _Branch, _Call, rerun
+from ._call import _HEDGED, _HELD, _Branch, _Call, _Held, rerun
 from ._decorated import MisuseError, NotAwaitableError
 from ._policy import Instrumented, next_step
 from ._types import Chain, Factory, Sleep
@@ -85,10 +85,17 @@ class Hedge(Instrumented):
         self._setup("hedge")
 
     async def run(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> T:
+        value, held = await self._race(chain, i, fn, call)
+        if held is not None:  # only now, every attempt ended: the winner's degradations were served (see _Held)
+            held.release()
+        return value
+
+    async def _race(self, chain: Chain, i: int, fn: Factory[T], call: _Call | None) -> tuple[T, _Held | None]:
+        """The value the hedge returns, and what the attempt that returned it holds (see :class:`_Held`)."""
         # In launch order: of attempts that end in one step, the first launched wins and the last launched's error
         # is raised. Read from asyncio.wait's `done` set, the order was the tasks' hashes (memory addresses), so
         # the same program on the same (virtual-time) loop returned one attempt's value in one run, another's next.
-        pending: dict[asyncio.Task[Any], None] = {}
+        pending: dict[asyncio.Task[Any], _Held | None] = {}  # each attempt, and the degradations it holds
         errors: list[Exception] = []
         timer: asyncio.Task[Any] | None = None
         stopped: asyncio.Task[Any] | None = None  # the last attempt that ended cancelled by itself
@@ -103,8 +110,12 @@ class Hedge(Instrumented):
                 attempt_call = again = again or rerun(call, self._started.operation)
                 if call is not None:
                     context.run(_HEDGED.set, _Branch(call))
+            held = None
+            if call is not None:
+                held = _Held(call)
+                context.run(_HELD.set, held)
             # The attempt is started inside the task: one cancelled before it runs leaves no coroutine unawaited.
-            pending[asyncio.create_task(_attempt(chain, i, fn, attempt_call), context=context)] = None
+            pending[asyncio.create_task(_attempt(chain, i, fn, attempt_call), context=context)] = held
 
         interrupt: BaseException | None = None  # an attempt's KeyboardInterrupt / SystemExit being raised
         raising: BaseException | None = None  # a BaseException that is not an Exception being raised (that one too)
@@ -128,10 +139,11 @@ class Hedge(Instrumented):
                         raise
                     if not late[0]:
                         _raise_last([*errors, *late[1]])
-                    return late[1]  # type: ignore[no-any-return]
+                    winner = late[1]
+                    return winner.result()[1], pending[winner]
                 failed = False
                 for task in [task for task in pending if task in done]:
-                    del pending[task]
+                    held = pending.pop(task)
                     if task.cancelled():
                         # Cancelled by itself (``current_task().cancel()`` in fn or in a hook's attempt_started): the
                         # hedge cancels its attempts only once it is leaving, and its caller's cancellation arrives at
@@ -147,7 +159,7 @@ class Hedge(Instrumented):
                         interrupt = value
                         raise_as_is(value)
                     if ok:
-                        return value  # type: ignore[no-any-return]
+                        return value, held
                     errors.append(value)
                     failed = True
                 fired = False
@@ -185,10 +197,10 @@ class Hedge(Instrumented):
 
 
 async def _late(
-    pending: dict[asyncio.Task[Any], None], timer: asyncio.Task[Any] | None,
+    pending: dict[asyncio.Task[Any], _Held | None], timer: asyncio.Task[Any] | None,
 ) -> tuple[bool, Any] | None:
     """Cancel the attempts in flight (and the timer) and wait until they have ended (as :func:`_ended`, which raises
-    a cancellation of the caller meanwhile). Then ``(True, value)`` of the first launched that returned a value
+    a cancellation of the caller meanwhile). Then ``(True, task)``, the first launched that returned a value
     anyway; else, when none ended cancelled (each caught its cancellation and raised), ``(False, errors)`` in launch
     order; else ``None``: the cancellation stands. The tasks stay in ``pending``: the hedge's ``finally`` finds
     them ended."""
@@ -196,12 +208,12 @@ async def _late(
     for task in tasks:
         task.cancel()
     await _ended(tasks, None, None)
-    ended = [task.result() for task in pending if not task.cancelled() and task.exception() is None]
-    for ok, value in ended:
-        if ok:
-            return True, value
+    ended = [task for task in pending if not task.cancelled() and task.exception() is None]
+    for task in ended:
+        if task.result()[0]:
+            return True, task
     if ended and len(ended) == len(pending):
-        return False, [value for _, value in ended]
+        return False, [task.result()[1] for task in ended]
     return None
 
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import SpanContext
+
     from ..executor._report import WaveReport
 
 
@@ -42,4 +44,4 @@ class _Op:
     degraded: int = 0
     fallbacks: int = 0
     latency: dict[str, list[float]] = field(default_factory=dict)  # wave label -> [calls, sum, max]
-    slowest: dict[str, str] = field(default_factory=dict)  # wave label -> trace id
+    slowest: dict[str, SpanContext] = field(default_factory=dict)  # wave label -> the slowest call's current span

@@ -14,6 +14,8 @@ from ._run import OUTSIDE_WAVES
 if TYPE_CHECKING:
     from threading import Lock
 
+    from opentelemetry.trace import SpanContext
+
     from .._events import (
         CallFinished,
         CallRejected,
@@ -36,8 +38,14 @@ _RAISED = frozenset({CallOutcome.FAILURE, CallOutcome.REJECTED, CallOutcome.IGNO
 
 def current_trace_id() -> str | None:
     """The current span's trace id (hex), if that trace is sampled: a sampled-out one is exported nowhere."""
+    ctx = current_sampled()
+    return None if ctx is None else f"{ctx.trace_id:032x}"
+
+
+def current_sampled() -> SpanContext | None:
+    """The current span's context, if its trace is sampled."""
     ctx = trace.get_current_span().get_span_context()
-    return f"{ctx.trace_id:032x}" if ctx.is_valid and ctx.trace_flags.sampled else None
+    return ctx if ctx.is_valid and ctx.trace_flags.sampled else None
 
 
 class _WaveObs(WaveObserver):
@@ -135,9 +143,9 @@ class _CallObs(CallObserver):
             stats[1] += event.duration_s
             if event.duration_s > stats[2]:
                 stats[2] = event.duration_s
-                trace_id = current_trace_id()  # a context variable read: nothing that blocks
-                if trace_id is not None:
-                    op.slowest[label] = trace_id
+                span = current_sampled()  # a context variable read: nothing that blocks
+                if span is not None:
+                    op.slowest[label] = span  # its trace named in the report if exported (RunRecorder.report)
                 else:  # no exported trace of the slowest call: a faster call's is not its trace
                     op.slowest.pop(label, None)
 

@@ -13,8 +13,10 @@ and dicts are enough for that (a torn read shows a count one refresh late, never
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import threading
 from collections import Counter, deque
+from typing import TYPE_CHECKING
 
 from .._events import (
     Anomaly,
@@ -42,6 +44,9 @@ from ._counters import WaveLive, _Op
 from ._observers import _CallObs, _SagaObs, _WaveObs, current_trace_id
 from ._run import OperationStats, RunReport
 
+if TYPE_CHECKING:
+    from .._tail import TailSampler
+
 _KEEP = 1000  # newest transitions, rollbacks and anomalies kept (bounded memory for --duration runs)
 _WAVE: contextvars.ContextVar[WaveLive | None] = contextvars.ContextVar("shannon_otel_cli_wave", default=None)
 
@@ -57,10 +62,22 @@ class RunRecorder(Hook):
     entry of totals per operation name (``RunReport.operations``, ~0.6 KB each) and one state per
     breaker name (``breakers``) with its transitions' tally (``RunReport.breakers``, up to ~5 KB: the newest 100
     outage durations); keep those names a fixed set (the code path, not a request id).
+
+    ``tail_sampler``: the :class:`~shannon_otel.TailSampler` of the run's tracer provider, if any. The report then
+    names (``OperationStats.trace_by_wave``) only traces it exported or is sure to (:meth:`TailSampler.exported`, the
+    rule of its exemplar filter), asked as :meth:`report` is called: a healthy slow call's trace it dropped, or has not
+    decided yet, is named nowhere. Without it, a trace id in the report may be one the sampler dropped ("trace not
+    found" in Jaeger). A sampler elsewhere (the collector's tail sampling) cannot be asked: the report cannot know.
     """
 
-    def __init__(self, *, max_waves: int = 500) -> None:
+    def __init__(self, *, max_waves: int = 500, tail_sampler: TailSampler | None = None) -> None:
         check_number("max_waves", max_waves, low=1, integer=True)
+        if tail_sampler is not None:
+            from .._tail import TailSampler  # the SDK's trace module: loaded only for a recorder given a sampler
+
+            if not isinstance(tail_sampler, TailSampler):
+                raise TypeError(f"tail_sampler must be a shannon_otel.TailSampler or None, got {tail_sampler!r}")
+        self._tail_sampler = tail_sampler
         self.waves: list[WaveLive] = []  # the newest ``max_waves``; older ones live on in ``totals``
         self.max_waves = max_waves
         self.totals: Counter[str] = Counter()  # every finished wave: "waves", "retries", each outcome
@@ -188,20 +205,26 @@ class RunRecorder(Hook):
     def report(self) -> RunReport:
         """The run so far as a :class:`RunReport` (call it when the run is over for final numbers)."""
         with self._lock:
-            operations = {
-                name: OperationStats(
+            counted = [
+                (OperationStats(
                     name, op.calls, op.attempts, op.retries, op.rejected_retries, op.rejected, op.failed,
                     op.degraded, op.fallbacks,
                     {w: (int(s[0]), s[1] / s[0]) for w, s in op.latency.items() if s[0]},
-                    dict(op.slowest),
-                )
+                ), dict(op.slowest))
                 for name, op in self._ops.items()
-            }
+            ]
             done = [w for w in self.waves if w.report is not None]
             found = list(self._anomalies)
             transitions = tuple(self.transitions)
             tallies = {name: count.tally() for name, count in self._counts.items()}
             compensations, rolled_back, failed_rollbacks = self.compensations, self.rolled_back, self.failed_rollbacks
+        sampler = self._tail_sampler  # asked outside the recorder's lock: it takes its own
+        operations = {
+            stats.operation: dataclasses.replace(stats, trace_by_wave={
+                w: f"{span.trace_id:032x}" for w, span in slowest.items() if sampler is None or sampler.exported(span)
+            })
+            for stats, slowest in counted
+        }
         return RunReport(
             tuple(w.report for w in done if w.report is not None), tuple(w.label for w in done), operations,
             transitions, compensations, rolled_back,
