@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _log_records import exported_logs
 from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan
@@ -33,13 +34,8 @@ NONE = (0, 0)
 
 @pytest.fixture
 def tel() -> Iterator[InMemoryTelemetry]:
-    telemetry = InMemoryTelemetry(logs=True)
-    logger = logging.getLogger("shannon_otel")
-    level = logger.level
-    logger.setLevel(logging.DEBUG)
-    yield telemetry
-    logger.setLevel(level)
-    telemetry.shutdown()
+    with exported_logs() as telemetry:
+        yield telemetry
 
 
 def records(tel: InMemoryTelemetry) -> list[tuple[str, tuple[int, int]]]:
