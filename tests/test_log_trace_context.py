@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from _log_records import exported_logs
+from _retried_call import eight_calls_the_fourth_retried
 from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan
@@ -173,20 +174,8 @@ def test_a_rate_anomaly_through_the_default_hook_links_the_retried_call_not_the_
     detector_hooks = (detector, _Seen(seen))
     retry = Retry(attempts=2, initial=0.0, name="op", clock=clock, hooks=detector_hooks, **tel.providers)
 
-    async def main() -> None:
-        for i in range(8):
-            tries = [0]
-
-            async def call(i: int = i, tries: list[int] = tries) -> None:
-                tries[0] += 1
-                clock.advance(0.125)
-                if i == 3 and tries[0] == 1:
-                    raise ConnectionError("flaky")
-
-            await retry.call(call)
-
     try:
-        asyncio.run(main())
+        asyncio.run(eight_calls_the_fourth_retried(retry, clock))
     finally:
         _Default.reset()
     (event,) = seen
