@@ -1,4 +1,5 @@
-"""Log records kept in memory: a handler that keeps every record, and one put on a logger for a block."""
+"""Log records kept in memory: a handler that keeps every record, one put on a logger for a block, and the records
+the library exports through an InMemoryTelemetry."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from typing import TypeVar
+
+from shannon_otel.testing import InMemoryTelemetry
 
 _H = TypeVar("_H", bound=logging.Handler)
 
@@ -33,3 +36,18 @@ def capturing(logger_name: str, handler: _H) -> Iterator[_H]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def exported_logs() -> Iterator[InMemoryTelemetry]:
+    """An InMemoryTelemetry exporting log records (the handler configure() attaches), the ``shannon_otel`` logger
+    set to DEBUG, for the block; the logger as it was and the telemetry shut down after."""
+    telemetry = InMemoryTelemetry(logs=True)
+    logger = logging.getLogger("shannon_otel")
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield telemetry
+    finally:
+        logger.setLevel(level)
+        telemetry.shutdown()

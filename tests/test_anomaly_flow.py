@@ -9,6 +9,7 @@ import functools
 import logging
 
 import pytest
+from _retried_call import eight_calls_the_fourth_retried
 
 from shannon_otel import Anomaly, Hook, Retry, RunRecorder, Wave
 from shannon_otel import _telemetry as tm
@@ -160,19 +161,7 @@ def test_a_rate_anomaly_names_a_call_that_was_retried_not_the_one_that_closed_th
     detector = AnomalyHook(EVERY_TICK, tick_s=1.0, clock=clock, signals=[RETRY_RATE])
     retry = Retry(attempts=2, initial=0.0, name="op", clock=clock, hooks=(detector, listener), **otel.providers)
 
-    async def main() -> None:
-        for i in range(8):  # one tick: the fourth call is retried, the eighth closes the tick
-            tries = [0]
-
-            async def call(i: int = i, tries: list[int] = tries) -> None:
-                tries[0] += 1
-                clock.advance(0.125)
-                if i == 3 and tries[0] == 1:
-                    raise ConnectionError("flaky")
-
-            await retry.call(call)
-
-    asyncio.run(main())
+    asyncio.run(eight_calls_the_fourth_retried(retry, clock))  # one tick: the fourth call retried, the eighth closes it
     (event,) = listener.events
     (retried,) = [s for s in otel.spans("op") if any(e.name == tm.EVENT_RETRY_SCHEDULED for e in s.events)]
     assert retried.context is not None and event.span_id == format(retried.context.span_id, "016x")

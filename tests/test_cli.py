@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -168,14 +169,26 @@ def test_otlp_endpoint_from_the_environment_is_used() -> None:
     assert "exporting traces and metrics over OTLP to http://127.0.0.1:9" in result.stdout
 
 
-def test_prometheus_endpoint_serves_the_contract_names_while_running() -> None:
+@contextlib.contextmanager
+def _demo(*args: str) -> Iterator[subprocess.Popen[str]]:
+    """``shannon-otel demo *args`` in a child process (no OTEL_ variables; SIGINT is Ctrl-C to it, even from a
+    background shell, which ignores SIGINT), its output piped as text; killed after the block if still running."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     proc = subprocess.Popen(
-        [sys.executable, "-u", "-m", "shannon_otel", "demo", "--duration", "60", "--prometheus-port", "0",
-         "--tasks", "8"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean,
+        [sys.executable, "-u", "-m", "shannon_otel", "demo", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background shell ignores SIGINT
     )
     try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_prometheus_endpoint_serves_the_contract_names_while_running() -> None:
+    with _demo("--duration", "60", "--prometheus-port", "0", "--tasks", "8") as proc:
         assert proc.stdout is not None
         first = proc.stdout.readline()
         url = re.search(r"serving Prometheus metrics on (http://127\.0\.0\.1:\d+/metrics)", first)
@@ -192,10 +205,6 @@ def test_prometheus_endpoint_serves_the_contract_names_while_running() -> None:
         # on a loaded machine had scraped it (Python 3.13's first urlopen alone loads the CA certificates, ~1 s).
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 130, err
     assert "# TYPE shannon_task_duration_seconds histogram" in text
     assert re.search(r'^shannon_task_duration_seconds_bucket\{.*shannon_wave_name="plan".*le="\+Inf"\} \d+$', text,
@@ -416,23 +425,13 @@ def test_check_of_a_server_answering_a_byte_at_a_time_ends_at_its_timeout(
 
 
 def test_ctrl_c_summarises_what_ran_and_exits_130() -> None:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-u", "-m", "shannon_otel", "demo", "--duration", "60", "--tasks", "8"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background shell ignores SIGINT
-    )
-    try:
+    with _demo("--duration", "60", "--tasks", "8") as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             if " done " in line:
                 break
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 130, err
     assert "interrupted: summarising what ran" in out
     # The interrupted wave's cancelled tasks have a column (the live display counted them done).
@@ -451,27 +450,18 @@ def _interrupted_while_flushing(*run: str, once_before: str | None = None) -> tu
     from benchmarks._backends import BlackHole
 
     hole = BlackHole()  # the flush waits on it: the Ctrl-C lands inside the flush
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-u", "-m", "shannon_otel", "demo", "--plain", *run, "--tasks", "8",
-         "--otlp-endpoint", hole.endpoint, "--export-timeout", "20"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background shell ignores SIGINT
-    )
     try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if once_before is not None and once_before in line:
-                proc.send_signal(signal.SIGINT)
-                once_before = None
-            if line.startswith("flushing telemetry to"):
-                proc.send_signal(signal.SIGINT)
-                break
-        _, err = proc.communicate(timeout=60)
+        with _demo("--plain", *run, "--tasks", "8", "--otlp-endpoint", hole.endpoint, "--export-timeout", "20") as proc:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if once_before is not None and once_before in line:
+                    proc.send_signal(signal.SIGINT)
+                    once_before = None
+                if line.startswith("flushing telemetry to"):
+                    proc.send_signal(signal.SIGINT)
+                    break
+            _, err = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
         hole.close()
     return proc.returncode, err
 

@@ -207,6 +207,21 @@ async def _work(i: int) -> int:
     return i
 
 
+async def _consume(
+    wave: Wave[int], tasks: Iterator[Callable[[], Awaitable[int]]],
+) -> tuple[BaseException, list[tuple[int, Outcome]], WaveReport | None]:
+    """Stream ``tasks``, whose input breaks: what the caller gets, the results read before it (sorted), the report."""
+    stream = wave.stream(tasks)
+    got: list[tuple[int, Outcome]] = []
+    try:
+        async with stream as results:
+            async for r in results:
+                got.append((r.index, r.outcome))  # noqa: PERF401  # a comprehension loses them as it raises
+    except BaseException as exc:  # what the caller gets is the subject
+        return exc, sorted(got), stream.report
+    raise AssertionError("the broken input raised nothing")
+
+
 def test_a_stream_left_before_it_ran_still_ends_the_wave_closes_its_coroutines_and_iterates_no_more() -> None:
     """``async with wave.stream(coros): pass`` cancelled the runner before it started: no report, no
     wave span, ten "coroutine was never awaited" warnings, and iterating afterwards hung forever."""
@@ -312,19 +327,8 @@ def test_a_lazy_input_that_breaks_at_a_batch_start_raises_as_one_breaking_within
             yield functools.partial(_work, i)
         raise BrokenInputError("the input broke")
 
-    async def main() -> tuple[BaseException, list[tuple[int, Outcome]], WaveReport | None]:
-        wave: Wave[int] = Wave("broken-batch", max_concurrency=2, batch_size=batch_size, **otel.providers)
-        stream = wave.stream(tasks())
-        got: list[tuple[int, Outcome]] = []
-        try:
-            async with stream as results:
-                async for r in results:
-                    got.append((r.index, r.outcome))  # noqa: PERF401  # a comprehension loses them as it raises
-        except BaseException as exc:  # what the caller gets is the subject
-            return exc, sorted(got), stream.report
-        raise AssertionError("the broken input raised nothing")
-
-    error, got, report = run_virtual(main())
+    wave: Wave[int] = Wave("broken-batch", max_concurrency=2, batch_size=batch_size, **otel.providers)
+    error, got, report = run_virtual(_consume(wave, tasks()))
     assert isinstance(error, ExceptionGroup) and error.subgroup(BrokenInputError) is not None
     assert [index for index, _ in got] == [0, 1, 2]
     assert report is not None and report.error is error and report.outcome is Outcome.FAILURE
@@ -354,19 +358,8 @@ def test_a_lazy_input_breaking_right_after_a_full_batch_lets_that_batch_finish()
             yield functools.partial(work, i)
         raise BrokenInputError("the input broke")
 
-    async def main() -> tuple[BaseException, list[tuple[int, Outcome]], WaveReport | None]:
-        wave: Wave[int] = Wave("full-batch", max_concurrency=2, batch_size=2, **otel.providers)
-        stream = wave.stream(tasks())
-        got: list[tuple[int, Outcome]] = []
-        try:
-            async with stream as results:
-                async for r in results:
-                    got.append((r.index, r.outcome))  # noqa: PERF401  # a comprehension loses them as it raises
-        except BaseException as exc:  # what the caller gets is the subject
-            return exc, sorted(got), stream.report
-        raise AssertionError("the broken input raised nothing")
-
-    error, got, report = run_virtual(main())
+    wave: Wave[int] = Wave("full-batch", max_concurrency=2, batch_size=2, **otel.providers)
+    error, got, report = run_virtual(_consume(wave, tasks()))
     assert isinstance(error, ExceptionGroup) and error.subgroup(BrokenInputError) is not None
     assert got == [(0, Outcome.SUCCESS), (1, Outcome.SUCCESS)]
     assert report is not None and report.error is error and report.counts[Outcome.SUCCESS] == 2

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _log_records import exported_logs
+from _retried_call import eight_calls_the_fourth_retried
 from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan
@@ -33,13 +35,8 @@ NONE = (0, 0)
 
 @pytest.fixture
 def tel() -> Iterator[InMemoryTelemetry]:
-    telemetry = InMemoryTelemetry(logs=True)
-    logger = logging.getLogger("shannon_otel")
-    level = logger.level
-    logger.setLevel(logging.DEBUG)
-    yield telemetry
-    logger.setLevel(level)
-    telemetry.shutdown()
+    with exported_logs() as telemetry:
+        yield telemetry
 
 
 def records(tel: InMemoryTelemetry) -> list[tuple[str, tuple[int, int]]]:
@@ -177,20 +174,8 @@ def test_a_rate_anomaly_through_the_default_hook_links_the_retried_call_not_the_
     detector_hooks = (detector, _Seen(seen))
     retry = Retry(attempts=2, initial=0.0, name="op", clock=clock, hooks=detector_hooks, **tel.providers)
 
-    async def main() -> None:
-        for i in range(8):
-            tries = [0]
-
-            async def call(i: int = i, tries: list[int] = tries) -> None:
-                tries[0] += 1
-                clock.advance(0.125)
-                if i == 3 and tries[0] == 1:
-                    raise ConnectionError("flaky")
-
-            await retry.call(call)
-
     try:
-        asyncio.run(main())
+        asyncio.run(eight_calls_the_fourth_retried(retry, clock))
     finally:
         _Default.reset()
     (event,) = seen

@@ -226,6 +226,14 @@ async def _double(error: Exception) -> int:
     return 2
 
 
+async def _fails_once(calls: list[int]) -> str:
+    """Fails its first call (``calls`` counts them), then succeeds: a policy rebuilt by a copy still retries."""
+    calls.append(1)
+    if len(calls) == 1:
+        raise ConnectionError
+    return "ok"
+
+
 def test_waves_policies_and_sagas_pickle_and_copy_as_their_arguments_rebuilt() -> None:
     """pickle.dumps(Retry()) and copy.deepcopy(Wave("w")) raised "cannot pickle '_thread.lock' object",
     naming nothing: the OTel hook each had resolved holds locks. Shipping a policy to another process,
@@ -244,14 +252,7 @@ def test_waves_policies_and_sagas_pickle_and_copy_as_their_arguments_rebuilt() -
             assert type(again) is type(obj) and again == obj and again is not obj, obj
     retry = pickle.loads(pickle.dumps(built[0]))
     calls: list[int] = []
-
-    async def flaky() -> str:
-        calls.append(1)
-        if len(calls) == 1:
-            raise ConnectionError
-        return "ok"
-
-    assert asyncio.run(retry.call(flaky)) == "ok" and len(calls) == 2
+    assert asyncio.run(retry.call(_fails_once, calls)) == "ok" and len(calls) == 2
 
 
 
@@ -272,14 +273,7 @@ def test_a_pipeline_and_a_wave_running_one_pickle_and_copy_as_their_arguments_re
     rebuilt = pickle.loads(pickle.dumps(wave))
     assert isinstance(rebuilt.policy, shannon_otel.Pipeline) and rebuilt.policy.policies == pipeline.policies
     calls: list[int] = []
-
-    async def flaky() -> str:
-        calls.append(1)
-        if len(calls) == 1:
-            raise ConnectionError
-        return "ok"
-
-    assert asyncio.run(pickle.loads(pickle.dumps(pipeline)).call(flaky)) == "ok" and len(calls) == 2
+    assert asyncio.run(pickle.loads(pickle.dumps(pipeline)).call(_fails_once, calls)) == "ok" and len(calls) == 2
     shallow = copy.copy(pipeline)  # still the same parts, not built again
     assert shallow is not pipeline and shallow.policies is pipeline.policies and shallow._hooks is pipeline._hooks
 

@@ -3,70 +3,26 @@ the SDK's own path and the Prometheus page) names a trace that was exported, and
 
 from __future__ import annotations
 
-import asyncio
-import random
 import re
 
 import pytest
-from opentelemetry import context
+from _flaky_waves import run_flaky_waves
+from _seeded_ids import SeededIds
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
+from opentelemetry.trace import SpanContext, TraceFlags
 
-from shannon_otel import PrometheusReader, Retry, Wave, bridged
+from shannon_otel import PrometheusReader, bridged
 from shannon_otel import _telemetry as tel
 from shannon_otel._metrics_bridge import EXEMPLARS_SUPPORTED
 
 pytestmark = pytest.mark.skipif(not EXEMPLARS_SUPPORTED, reason="this SDK has no exemplars")
 
 WAVES = 40
-
-
-class _SeededIds(IdGenerator):
-    def __init__(self) -> None:
-        self._random = random.Random(3)
-
-    def generate_span_id(self) -> int:
-        return self._random.getrandbits(64) or 1
-
-    def generate_trace_id(self) -> int:
-        return self._random.getrandbits(128) or 1
-
-
-def _workload(providers: dict[str, object], parent: SpanContext | None) -> None:
-    attempts = {"n": 0}
-
-    async def flaky() -> int:
-        attempts["n"] += 1
-        if attempts["n"] % 3 == 0:
-            raise ValueError("flaky")
-        return 1
-
-    async def ok() -> int:
-        await asyncio.sleep(0)
-        return 1
-
-    async def bad() -> int:
-        raise ValueError("bad")
-
-    async def main() -> None:
-        token = context.attach(set_span_in_context(NonRecordingSpan(parent))) if parent is not None else None
-        try:
-            retry = Retry(attempts=3, initial=0.0, name="r", **providers)  # type: ignore[arg-type]
-            for i in range(WAVES):
-                wave: Wave[int] = Wave("w", max_concurrency=2, **providers)  # type: ignore[arg-type]
-                await wave.run([ok(), ok(), bad() if i % 5 == 0 else ok()])
-                await retry.call(flaky)
-        finally:
-            if token is not None:
-                context.detach(token)
-
-    asyncio.run(main())
 
 
 _REMOTE_UNSAMPLED = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(TraceFlags.DEFAULT))
@@ -80,12 +36,12 @@ _REMOTE_UNSAMPLED = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceF
 def test_every_exemplar_names_an_exported_trace_and_counts_are_complete(
         wrap: bool, sampler: Sampler, parent: SpanContext | None) -> None:
     exporter = InMemorySpanExporter()
-    tracer_provider = TracerProvider(sampler=sampler, id_generator=_SeededIds())
+    tracer_provider = TracerProvider(sampler=sampler, id_generator=SeededIds(3))
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     memory, page = InMemoryMetricReader(), PrometheusReader()
     readers: list[MetricReader] = [bridged(memory), bridged(page)] if wrap else [memory, page]
     meter_provider = MeterProvider(metric_readers=readers)
-    _workload({"tracer_provider": tracer_provider, "meter_provider": meter_provider}, parent)
+    run_flaky_waves({"tracer_provider": tracer_provider, "meter_provider": meter_provider}, WAVES, parent)
 
     exported = {s.context.trace_id for s in exporter.get_finished_spans() if s.context is not None}
     data = memory.get_metrics_data()

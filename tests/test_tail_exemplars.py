@@ -4,33 +4,22 @@ counters; what Grafana's exemplar link opens in Jaeger) name only traces the sam
 from __future__ import annotations
 
 import asyncio
-import random
 import re
 
 import pytest
+from _flaky_waves import run_flaky_waves
+from _seeded_ids import SeededIds
 from opentelemetry.sdk.metrics import MeterProvider, TraceBasedExemplarFilter
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import set_span_in_context
 
 from shannon_otel import PrometheusReader, Retry, TailSampler, Wave, bridged, task
 from shannon_otel import _telemetry as tel
 
 WAVES = 60
-
-
-class _SeededIds(IdGenerator):
-    def __init__(self) -> None:
-        self._random = random.Random(5)
-
-    def generate_span_id(self) -> int:
-        return self._random.getrandbits(64) or 1
-
-    def generate_trace_id(self) -> int:
-        return self._random.getrandbits(128) or 1
 
 
 _Named = list[tuple[str, int, dict[str, object]]]
@@ -41,36 +30,14 @@ def _run(ratio: float, with_filter: bool, wrap: bool = False) -> tuple[set[int],
     exported and every exemplar (metric name, trace id, the point's attributes)."""
     exporter = InMemorySpanExporter()
     sampler = TailSampler(SimpleSpanProcessor(exporter), healthy_ratio=ratio)
-    tracer_provider = TracerProvider(id_generator=_SeededIds())
+    tracer_provider = TracerProvider(id_generator=SeededIds(5))
     tracer_provider.add_span_processor(sampler)
     reader, page = InMemoryMetricReader(), PrometheusReader()
     readers: list[MetricReader] = [bridged(reader), bridged(page)] if wrap else [reader, page]
     meter_provider = MeterProvider(metric_readers=readers, exemplar_filter=(
         sampler.exemplar_filter() if with_filter else TraceBasedExemplarFilter()))
     providers = {"tracer_provider": tracer_provider, "meter_provider": meter_provider}
-    tries = {"n": 0}
-
-    async def flaky() -> int:
-        tries["n"] += 1
-        if tries["n"] % 3 == 0:
-            raise ValueError("flaky")
-        return 1
-
-    async def ok() -> int:
-        await asyncio.sleep(0)
-        return 1
-
-    async def bad() -> int:
-        raise ValueError("bad")
-
-    async def main() -> None:
-        retry = Retry(attempts=3, initial=0.0, name="r", **providers)  # type: ignore[arg-type]
-        for i in range(WAVES):
-            wave: Wave[int] = Wave("w", max_concurrency=2, **providers)  # type: ignore[arg-type]
-            await wave.run([ok(), ok(), bad() if i % 5 == 0 else ok()])
-            await retry.call(flaky)
-
-    asyncio.run(main())
+    run_flaky_waves(providers, WAVES)
     exported = {s.context.trace_id for s in exporter.get_finished_spans() if s.context is not None}
     data = reader.get_metrics_data()
     assert data is not None

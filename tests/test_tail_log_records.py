@@ -5,11 +5,11 @@ compensations) names a trace that was exported: each is written under a span its
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _log_records import exported_logs
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -35,13 +35,8 @@ from shannon_otel.testing import InMemoryTelemetry, run_virtual
 @pytest.fixture
 def logs() -> Iterator[InMemoryTelemetry]:
     """The log handler configure() attaches, exporting in memory (its tracer provider is not used here)."""
-    telemetry = InMemoryTelemetry(logs=True)
-    logger = logging.getLogger("shannon_otel")
-    level = logger.level
-    logger.setLevel(logging.DEBUG)
-    yield telemetry
-    logger.setLevel(level)
-    telemetry.shutdown()
+    with exported_logs() as telemetry:
+        yield telemetry
 
 
 def test_every_log_record_with_a_trace_id_names_a_trace_the_tail_sampler_exported(

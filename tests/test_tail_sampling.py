@@ -7,12 +7,12 @@ import random
 from typing import Any
 
 import pytest
+from _seeded_ids import SeededIds
 from _user_calls import _ok
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags, set_span_in_context
 
 from shannon_otel import BreakerConfig, CircuitBreaker, Saga, TailSampler, Wave
@@ -20,23 +20,10 @@ from shannon_otel import _telemetry as tel
 from shannon_otel.testing import FakeClock
 
 
-class _SeededIds(IdGenerator):
-    """Deterministic ids, so ratio assertions hold exactly run after run."""
-
-    def __init__(self, seed: int) -> None:
-        self._random = random.Random(seed)
-
-    def generate_span_id(self) -> int:
-        return self._random.getrandbits(64) or 1
-
-    def generate_trace_id(self) -> int:
-        return self._random.getrandbits(128) or 1
-
-
 def _setup(ratio: float, **kwargs: int) -> tuple[TracerProvider, InMemorySpanExporter, TailSampler]:
     exporter = InMemorySpanExporter()
     sampler = TailSampler(SimpleSpanProcessor(exporter), healthy_ratio=ratio, **kwargs)
-    provider = TracerProvider(id_generator=_SeededIds(7))
+    provider = TracerProvider(id_generator=SeededIds(7))
     provider.add_span_processor(sampler)
     return provider, exporter, sampler
 

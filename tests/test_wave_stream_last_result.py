@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
 from _open_spans import OpenSpans
 
-from shannon_otel import Outcome, Wave, WaveReport
+from shannon_otel import Outcome, Wave, WaveReport, WaveStream
 from shannon_otel.testing import InMemoryTelemetry
 
 
@@ -34,8 +34,13 @@ def _input(kind: str, n: int) -> Iterable[Any]:
 
 
 def _leave_after(wave: Wave[int], tasks: Iterable[Any], read: int, mapped: bool = False) -> WaveReport:
+    return _read_then_leave(lambda: wave.stream_map(_now, list(range(read))) if mapped else wave.stream(tasks), read)
+
+
+def _read_then_leave(open_stream: Callable[[], WaveStream[int]], read: int) -> WaveReport:
+    """Open a stream in a new loop and leave it (``break``) right after reading ``read`` results: the wave's report."""
     async def main() -> WaveReport | None:
-        stream = wave.stream_map(_now, list(range(read))) if mapped else wave.stream(tasks)
+        stream = open_stream()
         seen = 0
         async with stream as results:
             async for _ in results:
@@ -173,18 +178,8 @@ def test_a_consumer_breaking_after_the_last_result_of_whole_batches_of_a_lazy_in
     tel.tracer_provider.add_span_processor(spans)
     wave = Wave[int]("whole", max_concurrency=2, batch_size=batch_size, **tel.providers)
 
-    async def main() -> WaveReport | None:
-        stream = (wave.stream_map(_now, iter(range(n))) if mapped
-                  else wave.stream(functools.partial(_now, k) for k in range(n)))
-        seen = 0
-        async with stream as results:
-            async for _ in results:
-                seen += 1
-                if seen == n:
-                    break
-        return stream.report
-
-    report = asyncio.run(main())
+    report = _read_then_leave(lambda: wave.stream_map(_now, iter(range(n))) if mapped
+                              else wave.stream(functools.partial(_now, k) for k in range(n)), n)
     assert report is not None and spans.open == {}
     assert report.counts[Outcome.SUCCESS] == n and report.total == n
     assert report.outcome is Outcome.SUCCESS
