@@ -124,11 +124,9 @@ class WaveRun:
         self._first = 0  # the tasks taken before the batch running now
         self.ended = False
         self.left_idle: int | None = None
-        # A batched lazy input's own iterator (each batch is an islice of it), and the item a worker pulled from it
-        # once its batch ran out full, looking for the input's end: the next batch's first (see _worker)
-        self.source: Iterator[Item] | None = None
-        self.held: Item | None = None
-        self.broke: Exception | None = None  # what the input raised instead, raised as the next batch begins
+        # A lazy input's reader (a stream's input of unknown length): probed for its next item by the worker whose
+        # task ends with no other in flight (see _worker), so its end is known as the last result is delivered
+        self.ahead: Pulled | None = None
         self.batch: int | None = None
         self.dispatch_time = 0.0
         self.workers: list[asyncio.Task[None]] = []
@@ -269,6 +267,7 @@ class WaveRun:
         # A cancellation still pending with none requested (see _STALE_CANCEL): delivered to the worker, as
         # one the task asked of itself, not to the next task. Checked on the attribute only where it exists.
         stale = _STALE_CANCEL and hasattr(worker, "_must_cancel")
+        ahead = self.ahead
         try:
             ran = 0
             if gate is None:
@@ -291,20 +290,6 @@ class WaveRun:
                     batch = self.wave.batch_size
                     short = batch is None or self.taken - self._first < batch
                     self.ended = self.ended or (short and not self.stopped)
-                    if (not (short or self.ended or self.stopped) and self.source is not None
-                            and self.held is None and self.broke is None):
-                        # A full batch: the input is probed for its next item now, as an unbatched stream's worker
-                        # pulls the next item once it has room. Found only as the next batch began, the end came
-                        # a few steps after the last result: a consumer leaving then cancelled a wave cut short of
-                        # nothing. The item found is held for the next batch (the wave skips it if it ends first);
-                        # an error the input raises, raised as the next batch begins, as it was: raised now, it
-                        # cancelled the tasks of this batch still running.
-                        try:
-                            self.held = next(self.source, None)
-                        except Exception as exc:
-                            self.broke = exc
-                        else:
-                            self.ended = self.held is None
                     gate.release()
                     # its slot is free again: the tasks a list gains later start a worker in its place (kept, a list
                     # of 4 extended by 6 once 3 of its workers had found its end ran the 6 one at a time)
@@ -313,8 +298,16 @@ class WaveRun:
                 self.taken += 1
                 if self._room > 0 and entry[0] >= self.announced:  # past the known length: a worker more
                     self._add_workers()
-                # A streamed input is pulled only when there is room: its queue wait starts now.
+                # A streamed task is taken only when there is room (one pulled ahead too, see below): its queue wait
+                # starts now.
                 await run_in(copy(), self._run_one(entry[0], entry[1], reading()))
+                if ahead is not None and self.taken == self.done and not (self.ended or self.stopped):
+                    # No task in flight: this result may be the last. Its consumer may leave as it gets it, so the
+                    # input's end must be known by then: the next item is pulled now, held for the next take (in this
+                    # batch or the next), not once the buffer has room (a full buffer, a full batch: a consumer
+                    # leaving right after its last result cancelled a wave cut short of nothing). One item at most
+                    # is ever pulled ahead: the next task started takes it, and none is in flight until then.
+                    self.ended = not ahead.probe()
                 if (worker.cancelling() or (stale and worker._must_cancel)) and await self._cancelled(worker):  # type: ignore[attr-defined]
                     raise asyncio.CancelledError
                 ran += 1
@@ -459,7 +452,8 @@ class WaveRun:
         return False
 
     def queued_past(self, entry: Item) -> None:
-        """``_queued`` for an item taken from the input that no worker ran (see ``held``): what its skip balances."""
+        """``_queued`` for an item taken from the input that no worker ran (see ``Pulled.drop``): what its skip
+        balances."""
         index, item = entry
         if self.queued and index >= self.announced:
             self._queued(index, (item.name or self.wave.name) if type(item) is TaskSpec else self.wave.name)
@@ -720,34 +714,21 @@ def live(items: Iterable[Any], bind: Callable[[Any], Any] | None = None) -> Iter
     return iter(items) if bind is None else map(bind, items)
 
 
-class Raises:
-    """An iterator whose first ``next`` raises ``error``: a batch that begins with the error its input raised as the
-    batch before ran out (see ``WaveRun.broke``), so a worker raises it, as if it had pulled it then."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error
-
-    def __iter__(self) -> Raises:
-        return self
-
-    def __next__(self) -> Item:
-        raise self.error
-
-
 class Pulled:
-    """A stream's input as its workers take it, one item at a time. A ``CancelledError`` the input itself raises
+    """A stream's input as its workers take it, one item at a time (one at most pulled ahead: see ``probe``). A
+    ``CancelledError`` the input itself raises
     (a generator reading a cancelled future's ``result()``) comes out as a RuntimeError from it, as Python turns a
     generator's StopIteration into one (PEP 479): raised as itself out of a worker, asyncio took it for that
     worker's cancellation, which a TaskGroup ignores; the rest of the input was lost without a word and the wave
     reported success. (``next()`` is a sync call: no cancellation of the wave is ever delivered inside it.)
     Not a generator: one ends for good at its first StopIteration, and a list extended since must still be read."""
 
-    __slots__ = ("_iterator",)
+    __slots__ = ("_ahead", "_iterator")
 
     def __init__(self, tasks: Iterable[Any]) -> None:
         self._iterator = live(tasks)  # stream_map's (Mapped): its list's Growing, bound
+        # What probe() pulled that no take has had yet: the item (in a 1-tuple), or the error the input raised then
+        self._ahead: tuple[Any] | Exception | None = None
 
     @property
     def cut(self) -> bool:
@@ -763,6 +744,12 @@ class Pulled:
         return self
 
     def __next__(self) -> Any:
+        ahead = self._ahead
+        if ahead is not None:
+            self._ahead = None
+            if isinstance(ahead, tuple):
+                return ahead[0]
+            raise ahead  # as if the input raised it now: at a take, never while the tasks before it still ran
         try:
             return next(self._iterator)
         except asyncio.CancelledError as exc:
@@ -770,6 +757,27 @@ class Pulled:
                 "the wave's input raised CancelledError (its own, not a cancellation of the wave) while the wave "
                 "took its next task"
             ) from exc
+
+    def probe(self) -> bool:
+        """Pull the input's next item now, kept for the next take: False at the input's end. An ``Exception`` the
+        input raises is kept too, raised by that take, where it was raised when the input was pulled only there (in
+        the workers' ExceptionGroup, and never if the consumer leaves first); a ``KeyboardInterrupt`` & co
+        propagates. Called by the worker whose task ended with none in flight (see ``WaveRun._worker``); with an
+        item (or error) already kept, pulls nothing."""
+        if self._ahead is None:
+            try:
+                self._ahead = (next(self),)
+            except StopIteration:
+                return False
+            except Exception as exc:
+                self._ahead = exc
+        return True
+
+    def drop(self) -> tuple[Any, ...]:
+        """The item ``probe`` pulled that no worker took (the wave ended first), as a 1-tuple, else (); forgotten
+        here, as an error the input raised then is: the wave's end is the caller's to report."""
+        ahead, self._ahead = self._ahead, None
+        return ahead if isinstance(ahead, tuple) else ()
 
 
 pulled = Pulled

@@ -127,7 +127,8 @@ class WaveStream(Generic[T]):
     """Async context manager and iterator over a streamed wave's results (completion order).
 
     At most ``buffer`` results are in flight or waiting to be consumed: workers pull the next input
-    only when the consumer has made room. Leaving the ``async with`` block early cancels the rest;
+    only when the consumer has made room (of an input of unknown length, one item more may be pulled ahead, with no
+    task in flight, to find its end: see ``Wave.stream``). Leaving the ``async with`` block early cancels the rest;
     ``report`` is set once the wave has ended either way. A stream entered without ``async with`` and
     dropped unclosed cancels its wave when it is collected, as leaving the block does. A stream runs once:
     entering it again raises RuntimeError (call ``wave.stream(...)`` or ``stream_map(...)`` again), and iterating

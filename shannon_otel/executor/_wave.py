@@ -39,7 +39,7 @@ from .._validate import (
 from ._limits import ResourcePool, pools_by_name
 from ._report import WaveReport
 from ._result import WaveResult
-from ._run import Item, Pulled, Raises, WaveRun, close_unstarted, pulled, settled
+from ._run import Item, Pulled, WaveRun, close_unstarted, pulled, settled
 from ._semaphore import Credits
 from ._stream import Mapped, WaveStream, known_size
 from ._task import TaskSpec
@@ -360,8 +360,10 @@ class Wave(Generic[T]):
         what the wave has taken moves the tasks after the cut, and those added since, below its index, where they
         never run; one WARNING ``shannon.wave.input_cut`` says so as the wave ends (which tasks, it cannot tell).
         Leaving the block once every task taken has ended and the input holds no more is no cancellation: the
-        wave is a success (an input of unknown length needs its end found first, as a worker looks for the next
-        task).
+        wave is a success. An input of unknown length needs its end found for that: the worker whose task ends with
+        no other in flight pulls its next item at once (before the buffer has room, one item ahead at most, kept for
+        the next task; closed and counted a cancelled task if the wave ends first), so its end is known as the last
+        result is delivered.
         """
         _check_iterable("tasks", tasks)
         return self._stream(tasks, buffer, "wave.stream(tasks)")
@@ -444,6 +446,8 @@ class Wave(Generic[T]):
         # theirs (see pulled); run() took its whole input in the caller first, as a list
         reader = None if gate is None else pulled(tasks)
         items: Iterator[Item] = enumerate(tasks if reader is None else reader)
+        if size is None:
+            run.ahead = reader
         chunk: Iterator[Item] = iter(())
         cancelled = errored = False
         error: BaseException | None = None  # what the wave itself raised (see WaveReport.error)
@@ -486,18 +490,10 @@ class Wave(Generic[T]):
             else:  # a lazy input (a stream's): each batch is pulled as it runs, never materialised (it may be huge)
                 # Every item is pulled by a worker, the first of a batch too: pulled here, an error the input raised
                 # at a batch's start came out bare, and one raised within a batch in the workers' ExceptionGroup.
-                # A worker that finds its batch full probes the input for the next item (see WaveRun.held), so the
-                # input's end is known as the last result is delivered, not a batch start later.
-                run.source = items
+                # The item a worker pulled ahead as the batch before ran out (see WaveRun.ahead) is this one's first.
                 for batch in itertools.count():
                     run.batch = batch
-                    held, run.held, raised, run.broke = run.held, None, run.broke, None
-                    batch_items: Iterator[Item] = itertools.islice(items, self.batch_size - (held is not None))
-                    if held is not None:
-                        batch_items = itertools.chain((held,), batch_items)
-                    elif raised is not None:
-                        batch_items = itertools.chain(Raises(raised), batch_items)
-                    await run.run_batch(batch_items, concurrency, context)
+                    await run.run_batch(itertools.islice(items, self.batch_size), concurrency, context)
                     if run.stopped or run.ended:  # ended: a worker found the batch short, or the input's end
                         break
         except asyncio.CancelledError:
@@ -541,10 +537,11 @@ class Wave(Generic[T]):
                         # KeyboardInterrupt & co is never dropped.
                         escaped, errored = broke, True
                 run.pending = 0  # every task of the input has ended (run, drained or counted): none is left
-            elif run.held is not None:
-                # The next batch's first item, pulled as the batch before ran out, never ran (the wave stopped or its
-                # consumer left first): a task taken, so queued, then skipped as a drained one (closed, cancelled)
-                held, run.held = run.held, None
+            elif reader is not None and (ahead := reader.drop()):
+                # The item a worker pulled ahead looking for the input's end never ran (its consumer left, or the wave
+                # was cancelled, first): a task taken (its index the next one), so queued, then skipped as a drained
+                # one (closed, cancelled)
+                held = (run.taken, ahead[0])
                 try:
                     run.queued_past(held)
                 except BaseException as exc:
