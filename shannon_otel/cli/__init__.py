@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from .._resource_env import env_service_name
 from .._version import __version__
+from ._once import warned_once
 from ._pipe import discard, lost, replacing_unencodable, reset
 from ._secrets import scrub_logs
 
@@ -369,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"shannon-otel {args.command}: cannot write to stdout: it is closed", file=sys.stderr)
         return 1
     # every command: `check --otlp-endpoint http://dé.example` echoed its URL into a traceback (ascii stdout)
-    with _terminate_as_interrupt() as terminated, replacing_unencodable(sys.stdout):
+    with _terminate_as_interrupt() as terminated, replacing_unencodable(sys.stdout), warned_once():
         code = _run_command(args)
     if terminated and code == 130:
         code = 143
