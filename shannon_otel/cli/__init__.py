@@ -187,12 +187,12 @@ def _protocol(text: str) -> str:
 
 
 def _env_protocol(text: str) -> str:
-    """A protocol variable's value: exactly ``grpc`` or ``http/protobuf``, as configure() and the SDK's configurator
-    read it. The flag's shorthand ``http`` was taken from the variable too: `check` said "ok" for a setting with
-    which the program's configure() refuses to start."""
-    if text not in ("grpc", "http/protobuf"):
-        raise argparse.ArgumentTypeError(f"expected grpc or http/protobuf (exactly, in lower case), got {text!r}")
-    return _protocol(text)
+    """A protocol variable's value: ``grpc`` or ``http/protobuf`` in any case, as configure() reads it (the
+    specification reads enum values case-insensitively). The flag's shorthand ``http`` was taken from the variable
+    too: `check` said "ok" for a setting with which the program's configure() refuses to start."""
+    if text.lower() not in ("grpc", "http/protobuf"):
+        raise argparse.ArgumentTypeError(f"expected grpc or http/protobuf, got {text!r}")
+    return _protocol(text.lower())
 
 
 def _env(name: str) -> str | None:
