@@ -6,7 +6,8 @@ KeyboardInterrupt wherever the signal landed: during the 0.3-1 s import of the p
 Ctrl-C at random points of start-up); during the interpreter's exit (atexit callbacks, module teardown), an
 "Exception ignored" line, and the exit status stayed 0. In those phases nothing is running that a Ctrl-C
 should let finish (the command has not started, or has printed, flushed and counted its telemetry), so the
-handler here ends the process at once. Stdlib only: it is imported before the package's own imports.
+handler here ends the process at once. It is imported before the package's own imports, and imports only
+what Python has loaded by then, and ``signal``: each import before the handler is a window for the traceback.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
-from collections.abc import Callable
-from types import FrameType
-from typing import NoReturn
+
+TYPE_CHECKING = False  # not typing's: importing typing (~5 ms) before the handler was a window of its own
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import FrameType
+    from typing import NoReturn
 
 EXIT_INTERRUPTED = 130
 
@@ -39,9 +42,11 @@ def _leave(signum: int, frame: FrameType | None) -> NoReturn:
 def leave_on_interrupt() -> None:
     """From now on Ctrl-C ends the process at once with exit status 130. Installed only from the main thread and
     over Python's own handler: a process where SIGINT is ignored (a background job) or handled keeps that."""
-    if threading.current_thread() is threading.main_thread() and (
-            signal.getsignal(signal.SIGINT) is signal.default_int_handler):
-        signal.signal(signal.SIGINT, _leave)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        try:
+            signal.signal(signal.SIGINT, _leave)
+        except ValueError:  # not the main thread: Python allows handlers only there
+            pass
 
 
 def _interrupt_as_usual() -> None:
