@@ -5,6 +5,13 @@ the OTel API. ``configure``, ``bridged``, ``TailSampler``, the anomaly detector 
 are imported on first use (:func:`__getattr__`), and bring the SDK / numpy with them.
 """
 
+# First: `python -m shannon_otel` imports the package (0.3-1 s) before its __main__ runs, and Ctrl-C during that
+# printed a traceback. Only then, never for a program importing the package: see _quit.
+from . import _quit
+
+if _quit.started_by_python_m():
+    _quit.leave_on_interrupt()
+
 import typing as _typing
 from typing import Any as _Any
 

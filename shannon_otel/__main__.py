@@ -2,7 +2,8 @@
 
 import sys
 
+from ._quit import run_command
 from .cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -49,16 +49,16 @@ def _first_env(*names: str) -> tuple[str, str] | None:
 
 
 def _protocol(kind: str) -> str:
-    """``OTEL_EXPORTER_OTLP_<kind>_PROTOCOL``, else ``OTEL_EXPORTER_OTLP_PROTOCOL``, else ``grpc``;
-    ValueError naming the variable for a protocol the OTLP exporters do not speak (as the SDK's
-    own configurator refuses it)."""
+    """``OTEL_EXPORTER_OTLP_<kind>_PROTOCOL``, else ``OTEL_EXPORTER_OTLP_PROTOCOL``, else ``grpc``, in any case
+    (the specification reads enum values case-insensitively: ``GRPC`` was refused); ValueError naming the variable
+    for a protocol the OTLP exporters do not speak (as the SDK's own configurator refuses it)."""
     found = _first_env(f"OTEL_EXPORTER_OTLP_{kind}_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
     if found is None:
         return "grpc"
     name, value = found
-    if value not in _PROTOCOLS:
+    if value.lower() not in _PROTOCOLS:
         raise ValueError(f"{name} must be one of {', '.join(_PROTOCOLS)}, got {value!r}")
-    return value
+    return value.lower()
 
 
 def _endpoint(kind: str, exporter: str, explicit: str | None) -> str | None:
@@ -174,9 +174,9 @@ def _bounded_env(names: tuple[str, ...], high: float, default: float, warning: s
 
 def _choose(kind: str, explicit: str | None) -> tuple[str, ...]:
     """The exporters of one signal (``kind`` is ``TRACES``, ``METRICS`` or ``LOGS``): ``explicit``, else the
-    comma-separated ``OTEL_<kind>_EXPORTER`` (several allowed, as the specification says; names matched as
-    the SDK's configurator matches them, exactly, but ``none`` in any case; its ``otlp_proto_grpc`` and
-    ``otlp_proto_http`` too), with ``otlp`` resolved by
+    comma-separated ``OTEL_<kind>_EXPORTER`` (several allowed, as the specification says; the names known here
+    in any case, as the specification reads enum values: ``OTLP`` was refused; the SDK's ``otlp_proto_grpc``
+    and ``otlp_proto_http`` too), with ``otlp`` resolved by
     ``OTEL_EXPORTER_OTLP_<kind>_PROTOCOL`` then ``OTEL_EXPORTER_OTLP_PROTOCOL``. An unknown name is a
     ValueError naming where it came from: ``exporter``, or the variable (which the user set, not ``exporter``)."""
     variable = f"OTEL_{kind}_EXPORTER"
@@ -190,8 +190,9 @@ def _choose(kind: str, explicit: str | None) -> tuple[str, ...]:
     names = names or ["otlp"]
     chosen: list[str] = []
     for name in names:
-        if explicit is None:  # "console,NONE": none in a list is off in any case too, as it is alone
-            name = "none" if name.lower() == "none" else _SDK_NAMES.get(name, name)
+        if explicit is None:  # "console,NONE", "OTLP": a known name in any case ("none" in a list too)
+            known = name.lower()
+            name = _SDK_NAMES.get(known, known if known in _EXPORTERS else name)
         if name == "otlp":
             name = "otlp_http" if _protocol(kind) == "http/protobuf" else "otlp_grpc"
         if name not in _EXPORTERS:

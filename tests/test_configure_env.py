@@ -39,7 +39,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("variable", ["OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"])
-@pytest.mark.parametrize("value", ["bogus", "http/json", "HTTP/PROTOBUF"])
+@pytest.mark.parametrize("value", ["bogus", "http/json", "HTTP"])
 def test_an_otlp_protocol_the_exporters_do_not_speak_is_refused_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch, variable: str, value: str,
 ) -> None:
@@ -47,6 +47,14 @@ def test_an_otlp_protocol_the_exporters_do_not_speak_is_refused_naming_the_varia
     with pytest.raises(ValueError, match=f"{variable} must be one of grpc, http/protobuf, got '{value}'"):
         configure(exporter="otlp", set_global=False)
     assert _choose("TRACES", "console") == ("console",)  # not read when no exporter is "otlp"
+
+
+@pytest.mark.parametrize(("value", "chosen"), [("GRPC", "otlp_grpc"), ("HTTP/PROTOBUF", "otlp_http"),
+                                               ("Http/Protobuf", "otlp_http")])
+def test_an_otlp_protocol_is_read_in_any_case(monkeypatch: pytest.MonkeyPatch, value: str, chosen: str) -> None:
+    """The specification: enum values SHOULD be interpreted case-insensitively. ``GRPC`` was refused (ValueError)."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", value)
+    assert _choose("TRACES", None) == (chosen,)
 
 
 def test_a_blank_per_signal_protocol_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -180,9 +180,20 @@ def test_the_sdks_own_otlp_exporter_names_are_taken_from_the_variable(
     assert [type(p.exporter.inner).__name__ for p in processors if isinstance(p, CountedSpanProcessor)] == [built]
 
 
-def test_other_exporter_names_are_matched_exactly_as_in_the_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "OTLP")
-    with pytest.raises(ValueError, match=r"^OTEL_TRACES_EXPORTER must be one of .*; got 'OTLP'"):
+@pytest.mark.parametrize(("value", "chosen"), [
+    ("OTLP", ("otlp_grpc",)), ("Console,OTLP_PROTO_HTTP", ("console", "otlp_http")),
+])
+def test_exporter_names_are_read_in_any_case(
+    monkeypatch: pytest.MonkeyPatch, value: str, chosen: tuple[str, ...],
+) -> None:
+    """The specification reads enum values case-insensitively: ``OTLP`` was a ValueError out of configure()."""
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", value)
+    assert _choose("TRACES", None) == chosen
+
+
+def test_an_unknown_exporter_name_is_named_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "Zipkin")
+    with pytest.raises(ValueError, match=r"^OTEL_TRACES_EXPORTER must be one of .*; got 'Zipkin'"):
         configure(set_global=False)
 
 

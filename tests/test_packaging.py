@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-_BUILD_FILES = ("pyproject.toml", "README.md", "LICENSE", "MANIFEST.in")
+_BUILD_FILES = ("pyproject.toml", "README.md", "LICENSE", "MANIFEST.in", "_shannon_otel_cli.py")
 _JUNK = ("shannon_otel/__pycache__/__init__.cpython-311.pyc", "shannon_otel/assets/__pycache__/_rules.cpython-311.pyc")
 
 
@@ -83,8 +83,9 @@ def test_the_wheel_holds_the_package_sources_py_typed_and_metadata_only(wheel: P
         entry_points = archive.read(next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
         metadata = archive.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
     package = {n for n in names if ".dist-info/" not in n}
-    assert package == _package_sources() | {"shannon_otel/py.typed"}  # no __pycache__, tests or benchmarks
-    assert "shannon-otel = shannon_otel.cli:main" in entry_points
+    # no __pycache__, tests or benchmarks; the script's entry point beside the package
+    assert package == _package_sources() | {"shannon_otel/py.typed", "_shannon_otel_cli.py"}
+    assert "shannon-otel = _shannon_otel_cli:main" in entry_points
     assert "[opentelemetry_configurator]\nshannon_otel = shannon_otel._autoconfig:Configurator" in entry_points
     assert "License-Expression: Apache-2.0" in metadata
     # the wheel ships no docs/: its metadata links to them (pip show, the package index)

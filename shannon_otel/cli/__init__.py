@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from .._resource_env import env_service_name
 from .._version import __version__
+from ._once import warned_once
 from ._pipe import discard, lost, replacing_unencodable, reset
 from ._secrets import scrub_logs
 
@@ -186,12 +187,12 @@ def _protocol(text: str) -> str:
 
 
 def _env_protocol(text: str) -> str:
-    """A protocol variable's value: exactly ``grpc`` or ``http/protobuf``, as configure() and the SDK's configurator
-    read it. The flag's shorthand ``http`` was taken from the variable too: `check` said "ok" for a setting with
-    which the program's configure() refuses to start."""
-    if text not in ("grpc", "http/protobuf"):
-        raise argparse.ArgumentTypeError(f"expected grpc or http/protobuf (exactly, in lower case), got {text!r}")
-    return _protocol(text)
+    """A protocol variable's value: ``grpc`` or ``http/protobuf`` in any case, as configure() reads it (the
+    specification reads enum values case-insensitively). The flag's shorthand ``http`` was taken from the variable
+    too: `check` said "ok" for a setting with which the program's configure() refuses to start."""
+    if text.lower() not in ("grpc", "http/protobuf"):
+        raise argparse.ArgumentTypeError(f"expected grpc or http/protobuf, got {text!r}")
+    return _protocol(text.lower())
 
 
 def _env(name: str) -> str | None:
@@ -369,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"shannon-otel {args.command}: cannot write to stdout: it is closed", file=sys.stderr)
         return 1
     # every command: `check --otlp-endpoint http://dé.example` echoed its URL into a traceback (ascii stdout)
-    with _terminate_as_interrupt() as terminated, replacing_unencodable(sys.stdout):
+    with _terminate_as_interrupt() as terminated, replacing_unencodable(sys.stdout), warned_once():
         code = _run_command(args)
     if terminated and code == 130:
         code = 143
