@@ -131,6 +131,17 @@ def hook_failed(hook: Hook, method: str, error: BaseException, hooks: Sequence[H
     _tell(hooks, hook, _name(hook), method, error)
 
 
+def held_failure(hook: Hook, method: str, error: BaseException, hooks: Sequence[Hook]) -> BaseException | None:
+    """:func:`hook_failed` for a loop that finishes every observer before it raises: a ``BaseException`` another hook
+    raised in its ``hook_failed`` (a ``KeyboardInterrupt``) is returned, for the loop to raise once it is done, as it
+    raises an observer's own. Raised from the loop's ``except`` clause, it skipped every observer after (spans open)."""
+    try:
+        hook_failed(hook, method, error, hooks)
+    except BaseException as exc:
+        return exc
+    return None
+
+
 def callback_failed(callback: object, method: str, error: BaseException, hooks: Sequence[Hook], *, first: bool) -> None:
     """Record that ``callback``, a plain callable given to an entry point as ``method`` (a wave's ``on_progress``),
     raised ``error``, as a hook's failure is: logged with its traceback when ``first`` (the caller's first failure of
@@ -156,18 +167,24 @@ def _as_error(error: BaseException, method: str) -> Exception:
 
 
 def _tell(hooks: Sequence[Hook], failing: object, name: str, method: str, error: Exception) -> None:
-    """A ``HookFailed`` event to each of ``hooks`` but ``failing``."""
+    """A ``HookFailed`` event to each of ``hooks`` but ``failing``; a ``BaseException`` one of them raises is raised
+    once every other one was told."""
     if not hooks:
         return
     from ._events import HookFailed
 
     event = HookFailed(name, method, error)
+    escaped: BaseException | None = None
     for other in hooks:
         if _unwrapped(other) is not failing:
             try:
                 call_void(other.hook_failed, "hook_failed", event)
             except HOOK_ERRORS as exc:
                 hook_failed(other, "hook_failed", exc)
+            except BaseException as exc:
+                escaped = escaped or exc
+    if escaped is not None:
+        raise_as_is(escaped)
 
 
 def _callable_name(fn: object) -> str:
@@ -393,7 +410,7 @@ def finish(
         try:
             call_void(getattr(observers[k], method), method, token if entered else token.token, *args)
         except HOOK_ERRORS as exc:
-            hook_failed(owner, method, exc, hooks)
+            escaped = escaped or held_failure(owner, method, exc, hooks)
         except BaseException as exc:
             escaped = escaped or exc
         if entered:
@@ -408,9 +425,16 @@ def finish(
 def notify(
     observers: Sequence[Any], owners: Sequence[Hook], hooks: Sequence[Hook], method: str, *args: Any,
 ) -> None:
-    """Call ``method(*args)`` on every observer in order; one that raises is recorded and skipped."""
+    """Call ``method(*args)`` on every observer in order; one that raises is recorded and skipped. A
+    ``BaseException`` one raises (or another hook in its ``hook_failed``) is raised once every observer was told:
+    the callers end a call's observers with it (``call_finished``), whose spans it left open."""
+    escaped: BaseException | None = None
     for observer, owner in zip(observers, owners, strict=True):
         try:
             call_void(getattr(observer, method), method, *args)
         except HOOK_ERRORS as exc:
-            hook_failed(owner, method, exc, hooks)
+            escaped = escaped or held_failure(owner, method, exc, hooks)
+        except BaseException as exc:
+            escaped = escaped or exc
+    if escaped is not None:
+        raise_as_is(escaped)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._deadline import errors_as_is, scope_timeout
 from .._events import Hook, TaskResult, WaveObserver
-from .._isolation import HOOK_ERRORS, UNRUN, call_void, callback_failed, hook_failed, primed, unrun
+from .._isolation import HOOK_ERRORS, UNRUN, call_void, callback_failed, held_failure, hook_failed, primed, unrun
 from .._reraise import raise_as_is
 from .._telemetry import Outcome
 from .._validate import awaitable_from, brief, sync_result
@@ -471,7 +471,7 @@ class WaveRun:
             try:
                 call_void(getattr(obs, method), method, *args)
             except HOOK_ERRORS as exc:
-                hook_failed(owner, method, exc, self.wave.resolved_hooks)
+                escaped = escaped or held_failure(owner, method, exc, self.wave.resolved_hooks)
             except BaseException as exc:
                 escaped = escaped or exc
         if escaped is not None:
@@ -586,7 +586,7 @@ class WaveRun:
                 try:
                     call_void(obs.task_finished, "task_finished", token, result)
                 except HOOK_ERRORS as exc:
-                    hook_failed(owner, "task_finished", exc, self.wave.resolved_hooks)
+                    escaped = escaped or held_failure(owner, "task_finished", exc, self.wave.resolved_hooks)
                 except BaseException as exc:
                     escaped = escaped or exc
         if escaped is not None:
@@ -608,14 +608,14 @@ class WaveRun:
                     try:
                         call_void(obs.task_skipped, "task_skipped", first._replace(index=first.index + k))
                     except HOOK_ERRORS as exc:
-                        hook_failed(owner, "task_skipped", exc, self.wave.resolved_hooks)
+                        escaped = escaped or held_failure(owner, "task_skipped", exc, self.wave.resolved_hooks)
                     except BaseException as exc:
                         escaped = escaped or exc
                 continue
             try:
                 call_void(obs.tasks_skipped, "tasks_skipped", first, count)
             except HOOK_ERRORS as exc:
-                hook_failed(owner, "tasks_skipped", exc, self.wave.resolved_hooks)
+                escaped = escaped or held_failure(owner, "tasks_skipped", exc, self.wave.resolved_hooks)
             except BaseException as exc:
                 escaped = escaped or exc
         if escaped is not None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 from .. import _clock
 from .._events import Hook, TaskResult, WaveObserver, WaveStarted
 from .._hooks import check_hooks, in_scope, rebuilt, resolve_hooks
-from .._isolation import HOOK_ERRORS, Unentered, call_void, enter, hook_failed, leave, refused
+from .._isolation import HOOK_ERRORS, Unentered, call_void, enter, held_failure, hook_failed, leave, refused
 from .._otel._providers import drops_for
 from .._reraise import raise_as_is
 from .._telemetry import INPUT_CUT_INDEX, LOG_EVENT_INPUT_CUT, LOG_EVENT_NAME, WAVE_NAME, Outcome
@@ -420,25 +420,27 @@ class Wave(Generic[T]):
             event = WaveStarted(self.name, size, int64_or_none(self.max_concurrency), started)
             for hook in hooks:  # isolated: a hook that raises misses this wave, the wave goes on
                 try:
-                    observer = context.run(hook.wave_started, event)
-                except HOOK_ERRORS as exc:
-                    hook_failed(hook, "wave_started", exc, hooks)
-                    continue
-                except BaseException as exc:
+                    try:
+                        observer = context.run(hook.wave_started, event)
+                    except HOOK_ERRORS as exc:
+                        hook_failed(hook, "wave_started", exc, hooks)
+                        continue
+                    if observer is None or refused(observer, hook, "wave_started", hooks):
+                        continue
+                except BaseException as exc:  # the hook's, or another's in its hook_failed (told of this one's error)
                     interrupted = exc
                     break
-                if observer is not None and not refused(observer, hook, "wave_started", hooks):
-                    observers.append(observer)
-                    owners.append(hook)
-                    # A scope observer (the OTel one) is entered at once in the context the workers
-                    # inherit, so the next hooks see its span current. That context is the wave's own
-                    # copy: nothing entered here can leak to the caller, and it is exited in `finally`.
-                    try:
-                        entered.append(context.run(enter, observer, hook, "wave_started", hooks))
-                    except BaseException as exc:  # from its __enter__: not entered, so never exited
-                        entered.append(Unentered(observer))
-                        interrupted = exc
-                        break
+                observers.append(observer)
+                owners.append(hook)
+                # A scope observer (the OTel one) is entered at once in the context the workers
+                # inherit, so the next hooks see its span current. That context is the wave's own
+                # copy: nothing entered here can leak to the caller, and it is exited in `finally`.
+                try:
+                    entered.append(context.run(enter, observer, hook, "wave_started", hooks))
+                except BaseException as exc:  # from its __enter__: not entered, so never exited
+                    entered.append(Unentered(observer))
+                    interrupted = exc
+                    break
         run = WaveRun(self, tuple(observers), size, deliver, gate, owners=tuple(owners))
         if on_run is not None:
             on_run(run)
@@ -580,7 +582,7 @@ class Wave(Generic[T]):
                 try:
                     call_void(context.run, "wave_finished", observers[k].wave_finished, report)
                 except HOOK_ERRORS as exc:
-                    hook_failed(owners[k], "wave_finished", exc, hooks)
+                    escaped = escaped or held_failure(owners[k], "wave_finished", exc, hooks)
                 except BaseException as exc:
                     escaped = escaped or exc
                 if k < len(entered) and type(entered[k]) is not Unentered:

@@ -18,7 +18,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._deadline import timed_out
 from .._events import AttemptFinished, CallFinished, CallObserver, CallStarted, Degraded, cut_off
-from .._isolation import HOOK_ERRORS, Unentered, call_void, enter, finish, hook_failed, leave, refused, start
+from .._isolation import (
+    HOOK_ERRORS,
+    Unentered,
+    call_void,
+    enter,
+    finish,
+    held_failure,
+    hook_failed,
+    leave,
+    refused,
+    start,
+)
 from .._isolation import notify as _notify
 from .._reraise import raise_as_is
 from .._telemetry import CallOutcome, Outcome
@@ -124,17 +135,19 @@ def start_call(
     owners: list[Hook] = [hooks[0]] if first is not None else []
     for hook in hooks[1:]:
         try:
-            observer = hook.call_started(event)
-        except HOOK_ERRORS as exc:
-            hook_failed(hook, "call_started", exc, hooks)
-            continue
-        except BaseException as exc:  # it propagates, the call never runs: the observers made end it
-            ended = CallFinished(event.operation, CallOutcome.FAILURE, 0, 0.0, exc)
+            try:
+                observer = hook.call_started(event)
+            except HOOK_ERRORS as exc:
+                hook_failed(hook, "call_started", exc, hooks)
+                continue
+            if observer is None or refused(observer, hook, "call_started", hooks):
+                continue
+        except BaseException as exc:  # the hook's, or another's in its hook_failed: it propagates, the call never
+            ended = CallFinished(event.operation, CallOutcome.FAILURE, 0, 0.0, exc)  # runs: the observers made end it
             _notify(observers[::-1], owners[::-1], hooks, "call_finished", ended)
             raise
-        if observer is not None and not refused(observer, hook, "call_started", hooks):
-            observers.append(observer)
-            owners.append(hook)
+        observers.append(observer)
+        owners.append(hook)
     return _Call(observers, owners, hooks, event.operation, clock) if observers else None
 
 
@@ -293,7 +306,7 @@ async def observed(policy: Policy, chain: Chain, i: int, fn: Factory[T], call: _
             try:
                 call_void(observers[k].call_finished, "call_finished", event)
             except HOOK_ERRORS as exc:
-                hook_failed(owners[k], "call_finished", exc, hooks)
+                escaped = escaped or held_failure(owners[k], "call_finished", exc, hooks)
             except BaseException as exc:
                 escaped = escaped or exc
             if k < len(entered) and type(entered[k]) is not Unentered:

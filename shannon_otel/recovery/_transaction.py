@@ -14,7 +14,18 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from .._deadline import POLICY_TIMEOUTS, errors_as_is, scope_timeout, timed_out
 from .._events import CompensationFinished, SagaFinished, SagaObserver, SagaStarted
-from .._isolation import HOOK_ERRORS, Unentered, call_void, enter, finish, hook_failed, leave, refused, start
+from .._isolation import (
+    HOOK_ERRORS,
+    Unentered,
+    call_void,
+    enter,
+    finish,
+    held_failure,
+    hook_failed,
+    leave,
+    refused,
+    start,
+)
 from .._reraise import graver, outranks, raise_as_is
 from .._telemetry import Outcome
 from .._validate import brief, check_reading, plain
@@ -142,22 +153,24 @@ class Transaction:
             event = SagaStarted(self._saga.name)
             for hook in hooks:
                 try:
-                    observer = hook.saga_started(event)
-                except HOOK_ERRORS as exc:
-                    hook_failed(hook, "saga_started", exc, hooks)
-                    continue
-                except BaseException:  # it propagates, the saga never runs: the observers made end it
+                    try:
+                        observer = hook.saga_started(event)
+                    except HOOK_ERRORS as exc:
+                        hook_failed(hook, "saga_started", exc, hooks)
+                        continue
+                    if observer is None or refused(observer, hook, "saga_started", hooks):
+                        continue
+                except BaseException:  # the hook's, or another's in its hook_failed: it propagates, the saga never
+                    self._abandon()    # runs: the observers made end it
+                    raise
+                self._observers.append(observer)
+                self._owners.append(hook)
+                try:
+                    self._entered.append(enter(observer, hook, "saga_started", hooks))
+                except BaseException:  # from its __enter__: not entered, so never exited
+                    self._entered.append(Unentered(observer))
                     self._abandon()
                     raise
-                if observer is not None and not refused(observer, hook, "saga_started", hooks):
-                    self._observers.append(observer)
-                    self._owners.append(hook)
-                    try:
-                        self._entered.append(enter(observer, hook, "saga_started", hooks))
-                    except BaseException:  # from its __enter__: not entered, so never exited
-                        self._entered.append(Unentered(observer))
-                        self._abandon()
-                        raise
         return self
 
     def _abandon(self) -> None:
@@ -539,7 +552,8 @@ class Transaction:
                 try:
                     call_void(observers[k].saga_finished, "saga_finished", event)
                 except HOOK_ERRORS as exc:
-                    hook_failed(owners[k], "saga_finished", exc, hooks)
+                    if (other := held_failure(owners[k], "saga_finished", exc, hooks)) is not None:
+                        escaped = graver(escaped, other)
                 except BaseException as exc:
                     escaped = graver(escaped, exc)
             if escaped is not None:
