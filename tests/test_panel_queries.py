@@ -187,3 +187,12 @@ def test_a_batch_process_is_counted_whole_at_a_long_ranges_step(tmp_path: Path, 
     found = [p["targets"][0]["expr"] for m in dashboards().values() for p in m["panels"] if p["title"] == title]
     expr = concrete_query(found[0], {"__range": "1h", "__rate_interval": f"{step}15s", "__interval": step})
     evaluate(tmp_path, series, expr, [{"labels": "{}", "value": tasks}], at="1h")
+
+
+def test_a_prometheus_started_next_to_a_running_app_counts_only_what_it_saw(tmp_path: Path) -> None:
+    """A fresh Prometheus (an empty store) sees every series for the first time. Before: its first step counted
+    each whole, 600 tasks "finished" in 10 minutes that finished 100; a process started later counts whole."""
+    base = 'shannon_task_outcomes_total{%s, shannon_wave_name="w", shannon_task_outcome="success"}'
+    series = {'up{job="otel-collector", instance="collector:8889"}': "1x10", base % A: "500+10x10"}
+    evaluate(tmp_path, series, panel("Tasks finished"), [{"labels": "{}", "value": 100}])
+    evaluate(tmp_path, {**series, base % B: "_x5 7x5"}, panel("Tasks finished"), [{"labels": "{}", "value": 107}])

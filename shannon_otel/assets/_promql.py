@@ -126,7 +126,19 @@ def events(selector: str, window: str = "$__rate_interval", step: str = "$__inte
     now, before = latest(selector, step), latest(selector, step, step)
     growth = f"({now} - {before}) >= 0"
     # "* 1" drops the name last_over_time keeps: a series' steps with and without it were two series to sum
-    return f"sum_over_time(\n(({growth}) or {now} * 1)[{window}:{step}]\n)"
+    return f"sum_over_time(\n(({growth}) or ({now} * 1 and on () ({scraping(step)})))[{window}:{step}]\n)"
+
+
+def scraping(step: str) -> str:
+    """Non-empty where Prometheus had a target up in the :data:`GAP` before ``step`` ago, or scrapes
+    nothing at all (``up`` absent: series pushed to it): where a series seen for the first time is new.
+
+    A Prometheus started on an empty store (or back after every target was down past the gap) sees every
+    series for the first time; counted whole there, a process' lifetime of tasks, failures and anomalies was
+    the first window's: ShannonAnomalyDetected fired at once for anomalies of days before, the task and retry
+    alerts judged lifetime ratios. What a series counted before Prometheus saw it is not counted.
+    """
+    return f"max_over_time(up[{GAP}] offset {step}) == 1 or absent(up)"
 
 
 def sum_by(attributes: Iterable[str], expr: str) -> str:
