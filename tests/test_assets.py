@@ -28,7 +28,7 @@ from shannon_otel.assets import (
     stale_files,
     write_all,
 )
-from shannon_otel.assets._promql import by, keeps, metric_names, with_service
+from shannon_otel.assets._promql import GAP, by, keeps, metric_names, with_service
 from shannon_otel.assets._rules import ERROR_RATIO_HIGH, SLO_TARGET
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +106,12 @@ def test_latency_panels_show_exemplars_and_use_the_rate_interval() -> None:
             over_time = not target["instant"] and panel["fieldConfig"]["defaults"]["unit"] == "s"  # type: ignore[index]
             if "histogram_quantile" in expr and over_time:
                 assert target["exemplar"] is True, panel["title"]
-            for window in re.findall(r"\[([^\]]+)\]", expr):
+            # an event count's last sample of each step (q.latest): the step, or the gap a series may go unseen;
+            # whether Prometheus scraped in the gap before (q.scraping)
+            sampled = r"(?:last_over_time\([^\[]*|max_over_time\(up)\["
+            for window in re.findall(sampled + r"([^\]]+)\]", expr):
+                assert window in {"$__interval", GAP}, (panel["title"], expr)
+            for window in re.findall(r"\[([^\]]+)\]", re.sub(sampled + r"[^\]]+\]", "", expr)):
                 # a range, or an event count's subquery (q.events) in steps of the panel's interval
                 assert window.removesuffix(":$__interval") in {"$__rate_interval", "$__range"}, (panel["title"], expr)
 

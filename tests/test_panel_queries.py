@@ -156,3 +156,43 @@ def test_operations_retrying_with_no_call_finished_are_rows_of_the_most_retried(
     evaluate(tmp_path, series, panel(title, 0), [row("busy", 0.5)], at="20m")
     evaluate(tmp_path, series, panel(title, 1), [row("busy", 55), row("slow", 33), row("stuck", 22)], at="20m")
     evaluate(tmp_path, series, panel(title, 2), [row("busy", 110), row("slow", 0), row("stuck", 0)], at="20m")
+
+
+def test_a_failed_scrape_counts_no_task_again(tmp_path: Path) -> None:
+    """One failed scrape at 30m: Prometheus marks every series of the target stale there (a collector restart
+    hides them longer). Before: the next step found no value a step before and counted the series' whole value
+    as new: 400 tasks in a 10-minute range that finished 110 (promtool's closed range: 11 one-minute steps,
+    counted from the value at 29m)."""
+    series = {f'shannon_task_outcomes_total{{{A}, shannon_wave_name="w", shannon_task_outcome="success"}}':
+              "0+10x29 stale 310+10x29"}
+    evaluate(tmp_path, series, panel("Tasks finished"), [{"labels": "{}", "value": 110}], at="40m")
+    events = f'shannon_anomaly_events_total{{{A}, shannon_anomaly_series="w", shannon_anomaly_signal="latency", '
+    series = {events + 'shannon_anomaly_severity="warning"}': "_ _ 1x27 stale 1x29"}
+    evaluate(tmp_path, series, concrete_query(panel("Anomalies detected"), {"signal": ".+"}),
+             [{"labels": "{}", "value": 0}], at="40m")
+
+
+@pytest.mark.parametrize(("values", "step", "tasks"), [
+    ("_x11 20 20 stale", "10m", 20),  # a week's range: on the collector 2 minutes, then stale, between two steps
+    ("_x11 10+10x7 stale", "5m", 80),  # a day's range: 30 tasks after the last step it was seen at
+])
+def test_a_batch_process_is_counted_whole_at_a_long_ranges_step(tmp_path: Path, values: str, step: str,
+                                                                 tasks: int) -> None:
+    """Grafana's step grows with the range (a stat panel's 5m at a day, 10m at a week). A finished process'
+    series stays 2 minutes on the collector after its last export, then goes stale. Before: a step read each
+    series' value at the step, so what it counted after the last step that saw it (or the whole series,
+    seen between two steps) was missing."""
+    series = {f'shannon_task_outcomes_total{{{A}, shannon_wave_name="w", shannon_task_outcome="success"}}': values}
+    title = "Tasks finished"
+    found = [p["targets"][0]["expr"] for m in dashboards().values() for p in m["panels"] if p["title"] == title]
+    expr = concrete_query(found[0], {"__range": "1h", "__rate_interval": f"{step}15s", "__interval": step})
+    evaluate(tmp_path, series, expr, [{"labels": "{}", "value": tasks}], at="1h")
+
+
+def test_a_prometheus_started_next_to_a_running_app_counts_only_what_it_saw(tmp_path: Path) -> None:
+    """A fresh Prometheus (an empty store) sees every series for the first time. Before: its first step counted
+    each whole, 600 tasks "finished" in 10 minutes that finished 100; a process started later counts whole."""
+    base = 'shannon_task_outcomes_total{%s, shannon_wave_name="w", shannon_task_outcome="success"}'
+    series = {'up{job="otel-collector", instance="collector:8889"}': "1x10", base % A: "500+10x10"}
+    evaluate(tmp_path, series, panel("Tasks finished"), [{"labels": "{}", "value": 100}])
+    evaluate(tmp_path, {**series, base % B: "_x5 7x5"}, panel("Tasks finished"), [{"labels": "{}", "value": 107}])

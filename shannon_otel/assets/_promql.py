@@ -82,6 +82,25 @@ def increase(selector: str, window: str = "$__rate_interval") -> str:
     return f"increase({selector}[{window}])"
 
 
+#: How long a series may go unseen and still be the same series: a failed scrape marks every series of the
+#: target stale, and a collector restart (or an app's export stalled past the collector's metric_expiration)
+#: hides them until the next export; a series seen within this before a step continues there, it is not new.
+#: Prometheus' default lookback, what a plain selector bridges when no stale marker cuts it.
+GAP = "5m"
+
+
+def latest(selector: str, step: str, offset: str = "") -> str:
+    """The last sample of each series of ``selector`` at the evaluation (``offset`` before it), looking back
+    max(``step``, :data:`GAP`), stale markers ignored: every sample a step of :func:`events` follows (a
+    ``step`` past the lookback, a long dashboard range's, must not skip the last samples of a series that
+    ended between two steps), and a series seen within :data:`GAP` is there."""
+    at = f" offset {offset}" if offset else ""
+    if step.startswith("$"):  # a Grafana interval: the longer of the two, as PromQL cannot compare durations
+        return f"(last_over_time({selector}[{step}]{at}) or last_over_time({selector}[{GAP}]{at}))"
+    lookback = step if _milliseconds(step) > _milliseconds(GAP) else GAP
+    return f"last_over_time({selector}[{lookback}]{at})"
+
+
 def events(selector: str, window: str = "$__rate_interval", step: str = "$__interval") -> str:
     """Per series, how much counter ``selector`` grew in the trailing ``window``: the sum, every ``step``,
     of its growth since the step before, or of its whole value where it had none a step before.
@@ -94,9 +113,32 @@ def events(selector: str, window: str = "$__rate_interval", step: str = "$__inte
     Here a new series counts whole, a drop (a restart) counts the new value, and the steps between
     telescope to the growth, with no extrapolation. ``step`` should be at least the scrape interval
     (a finer one only repeats samples); a reset is seen when the value drops between two steps.
+
+    Each step reads the series' last sample (:func:`latest`), not the instant value: one failed scrape (every
+    series stale for a scrape) or a collector restart made each series absent at a step, and the next step
+    counted its whole value again: a process' lifetime of tasks in a 5-minute count, an anomaly of hours ago
+    firing ShannonAnomalyDetected. And a step longer than a finished series stayed visible (a batch process'
+    series, 2 minutes on the collector after its last export, at a day's or a week's dashboard range) missed
+    its last growth, or the whole series. So a series is new only where it had no sample within :data:`GAP`
+    (a process restarted under its ``service.instance.id`` within that and past its old value by its first
+    step is counted from the old value).
     """
-    growth = f"({selector} - {selector} offset {step}) >= 0"
-    return f"sum_over_time(\n(({growth}) or {selector} * 1)[{window}:{step}]\n)"
+    now, before = latest(selector, step), latest(selector, step, step)
+    growth = f"({now} - {before}) >= 0"
+    # "* 1" drops the name last_over_time keeps: a series' steps with and without it were two series to sum
+    return f"sum_over_time(\n(({growth}) or ({now} * 1 and on () ({scraping(step)})))[{window}:{step}]\n)"
+
+
+def scraping(step: str) -> str:
+    """Non-empty where Prometheus had a target up in the :data:`GAP` before ``step`` ago, or scrapes
+    nothing at all (``up`` absent: series pushed to it): where a series seen for the first time is new.
+
+    A Prometheus started on an empty store (or back after every target was down past the gap) sees every
+    series for the first time; counted whole there, a process' lifetime of tasks, failures and anomalies was
+    the first window's: ShannonAnomalyDetected fired at once for anomalies of days before, the task and retry
+    alerts judged lifetime ratios. What a series counted before Prometheus saw it is not counted.
+    """
+    return f"max_over_time(up[{GAP}] offset {step}) == 1 or absent(up)"
 
 
 def sum_by(attributes: Iterable[str], expr: str) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from _stack import Collector, Jaeger, Prometheus, StackCommandError, free_ports, run_stack
+from _stack import Collector, Jaeger, Prometheus, StackCommandError, free_ports, run_stack, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -130,7 +130,7 @@ def prometheus(stack_env: StackEnv, collector: Collector) -> Iterator[Prometheus
     evaluation every second, an empty TSDB, and the alert rules scripts/stack generated for the
     `jaeger` fixture's query URL (`rules_dir`: edit a file there, then call `reload()`)."""
     stack_env.start("prometheus")
-    yield Prometheus(
+    prometheus = Prometheus(
         url=f"http://127.0.0.1:{stack_env.ports['prometheus']}",
         scrape_interval=SCRAPE_INTERVAL_S,
         config_file=stack_env.state_dir / "prometheus" / "prometheus.yml",
@@ -138,6 +138,12 @@ def prometheus(stack_env: StackEnv, collector: Collector) -> Iterator[Prometheus
         promtool=stack_env.promtool_bin,
         env=stack_env.env,
     )
+    # The event counts take a series' first value whole only where Prometheus scraped a target up a step before
+    # (_promql.scraping: a fresh Prometheus does not count a running app's past as new); the rules' longest step
+    # is 60 s (the 2-hour count), so a workload run sooner after the start was not counted there.
+    wait_until(lambda: prometheus.query("max_over_time(up[5m] offset 61s) == 1"), timeout=120,
+               what="Prometheus scraping for over a minute")
+    yield prometheus
     stack_env.stop("prometheus")
 
 
