@@ -289,10 +289,10 @@ def test_tasks_a_list_gives_past_its_size_as_the_consumer_extends_it_are_pending
 def test_the_item_pulled_ahead_to_find_the_inputs_end_is_queued_then_skipped_if_the_wave_ends_first(
     end: str, batch_size: int | None,
 ) -> None:
-    """The worker whose task ends with no other in flight pulls the input's next item at once (so the input's end is
-    known as the last result is delivered), even with the buffer full or the batch run out. The wave ending before a
-    worker took it (its consumer leaving, its task cancelled) closes it and counts it, queued then skipped as a
-    cancelled task: the pending gauge back at 0, every span ended, no coroutine left unawaited."""
+    """A consumer leaving (or cancelled) with no task in flight and the input's end not yet found pulls the input's
+    next item (so leaving right after the last result cuts nothing short), even with the buffer full or the batch
+    run out. The wave ends before a worker takes it: it is closed and counted, queued then skipped as a cancelled
+    task: the pending gauge back at 0, every span ended, no coroutine left unawaited."""
     tel = InMemoryTelemetry()
     ledger = Ledger()
     pulled: list[int] = []
@@ -314,7 +314,7 @@ def test_the_item_pulled_ahead_to_find_the_inputs_end_is_queued_then_skipped_if_
 
     async def consume(stream: Any) -> None:
         async with stream:
-            await asyncio.sleep(0.5)  # task 0 ran; its result fills the buffer of 1, item 1 is pulled ahead
+            await asyncio.sleep(0.5)  # task 0 ran; its result fills the buffer of 1; leaving pulls item 1
 
     async def main() -> Any:
         stream = wave.stream(tasks(), buffer=1)

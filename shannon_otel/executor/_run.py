@@ -124,8 +124,8 @@ class WaveRun:
         self._first = 0  # the tasks taken before the batch running now
         self.ended = False
         self.left_idle: int | None = None
-        # A lazy input's reader (a stream's input of unknown length): probed for its next item by the worker whose
-        # task ends with no other in flight (see _worker), so its end is known as the last result is delivered
+        # A lazy input's reader (a stream's input of unknown length): probed for its next item as its consumer
+        # leaves with no task in flight and the input's end not yet found (see _stream's _leave)
         self.ahead: Pulled | None = None
         self.batch: int | None = None
         self.dispatch_time = 0.0
@@ -267,7 +267,6 @@ class WaveRun:
         # A cancellation still pending with none requested (see _STALE_CANCEL): delivered to the worker, as
         # one the task asked of itself, not to the next task. Checked on the attribute only where it exists.
         stale = _STALE_CANCEL and hasattr(worker, "_must_cancel")
-        ahead = self.ahead
         try:
             ran = 0
             if gate is None:
@@ -298,16 +297,8 @@ class WaveRun:
                 self.taken += 1
                 if self._room > 0 and entry[0] >= self.announced:  # past the known length: a worker more
                     self._add_workers()
-                # A streamed task is taken only when there is room (one pulled ahead too, see below): its queue wait
-                # starts now.
+                # A streamed task is taken only when there is room: its queue wait starts now.
                 await run_in(copy(), self._run_one(entry[0], entry[1], reading()))
-                if ahead is not None and self.taken == self.done and not (self.ended or self.stopped):
-                    # No task in flight: this result may be the last. Its consumer may leave as it gets it, so the
-                    # input's end must be known by then: the next item is pulled now, held for the next take (in this
-                    # batch or the next), not once the buffer has room (a full buffer, a full batch: a consumer
-                    # leaving right after its last result cancelled a wave cut short of nothing). One item at most
-                    # is ever pulled ahead: the next task started takes it, and none is in flight until then.
-                    self.ended = not ahead.probe()
                 if (worker.cancelling() or (stale and worker._must_cancel)) and await self._cancelled(worker):  # type: ignore[attr-defined]
                     raise asyncio.CancelledError
                 ran += 1
@@ -715,7 +706,7 @@ def live(items: Iterable[Any], bind: Callable[[Any], Any] | None = None) -> Iter
 
 
 class Pulled:
-    """A stream's input as its workers take it, one item at a time (one at most pulled ahead: see ``probe``). A
+    """A stream's input as its workers take it, one item at a time (one more as its consumer leaves: see ``probe``). A
     ``CancelledError`` the input itself raises
     (a generator reading a cancelled future's ``result()``) comes out as a RuntimeError from it, as Python turns a
     generator's StopIteration into one (PEP 479): raised as itself out of a worker, asyncio took it for that
@@ -728,7 +719,7 @@ class Pulled:
     def __init__(self, tasks: Iterable[Any]) -> None:
         self._iterator = live(tasks)  # stream_map's (Mapped): its list's Growing, bound
         # What probe() pulled that no take has had yet: the item (in a 1-tuple), or the error the input raised then
-        self._ahead: tuple[Any] | Exception | None = None
+        self._ahead: tuple[Any] | BaseException | None = None
 
     @property
     def cut(self) -> bool:
@@ -759,25 +750,28 @@ class Pulled:
             ) from exc
 
     def probe(self) -> bool:
-        """Pull the input's next item now, kept for the next take: False at the input's end. An ``Exception`` the
-        input raises is kept too, raised by that take, where it was raised when the input was pulled only there (in
-        the workers' ExceptionGroup, and never if the consumer leaves first); a ``KeyboardInterrupt`` & co
-        propagates. Called by the worker whose task ended with none in flight (see ``WaveRun._worker``); with an
-        item (or error) already kept, pulls nothing."""
+        """Pull the input's next item now, kept for the next take: False at the input's end. Called as the stream's
+        consumer leaves with no task in flight and the input's end not yet found (see ``_stream._leave``), never by
+        a worker as its task ends: an input the consumer feeds as it reads each result (a generator over a deque of
+        links) was then found empty, and the wave ended, before the consumer could feed it. What the input raises
+        is kept too (see ``drop``): an ``Exception`` is forgotten, as one the input would have raised had the
+        consumer not left; a ``KeyboardInterrupt`` & co, raised in the consumer's leaving, left the wave running
+        unreported, so it fails the wave instead. With an item (or error) already kept, pulls nothing."""
         if self._ahead is None:
             try:
                 self._ahead = (next(self),)
             except StopIteration:
                 return False
-            except Exception as exc:
+            except BaseException as exc:
                 self._ahead = exc
         return True
 
-    def drop(self) -> tuple[Any, ...]:
-        """The item ``probe`` pulled that no worker took (the wave ended first), as a 1-tuple, else (); forgotten
-        here, as an error the input raised then is: the wave's end is the caller's to report."""
+    def drop(self) -> tuple[Any, ...] | BaseException:
+        """The item ``probe`` pulled that no worker took (the wave ended first), as a 1-tuple; the
+        ``KeyboardInterrupt`` & co the input raised then, never dropped; else () (an ``Exception`` it raised then is
+        forgotten: the wave's end is the caller's to report)."""
         ahead, self._ahead = self._ahead, None
-        return ahead if isinstance(ahead, tuple) else ()
+        return ahead if isinstance(ahead, tuple) or (ahead is not None and not isinstance(ahead, Exception)) else ()
 
 
 pulled = Pulled

@@ -117,6 +117,11 @@ def _leave(runner: asyncio.Task[Any], shared: _Shared) -> None:
             size = shared.size()
         except Exception:  # an input whose length can no longer be read: its end unknown
             size = None
+        if size is None and run.ahead is not None and run.taken == run.done and not (run.ended or run.stopped):
+            # An input of unknown length, no task in flight, its end not yet found (its buffer full, its batch run
+            # out): its next item is pulled now, as the consumer leaves, so a consumer leaving right after its last
+            # result cuts nothing short (see Pulled.probe). An item found is closed and counted a cancelled task.
+            run.ended = not run.ahead.probe()
         # Every task ended and none left, the wave not yet back from its workers: its cancellation cuts nothing
         # short, and the wave ends as it would have (a success, unless what the list gained since is cancelled).
         run.left_idle = run.done if run.idle(size) else None
@@ -127,9 +132,9 @@ class WaveStream(Generic[T]):
     """Async context manager and iterator over a streamed wave's results (completion order).
 
     At most ``buffer`` results are in flight or waiting to be consumed: workers pull the next input
-    only when the consumer has made room (of an input of unknown length, one item more may be pulled ahead, with no
-    task in flight, to find its end: see ``Wave.stream``). Leaving the ``async with`` block early cancels the rest;
-    ``report`` is set once the wave has ended either way. A stream entered without ``async with`` and
+    only when the consumer has made room (of an input of unknown length, one item more is pulled as the consumer
+    leaves with no task in flight, to find its end: see ``Wave.stream``). Leaving the ``async with`` block early
+    cancels the rest; ``report`` is set once the wave has ended either way. A stream entered without ``async with`` and
     dropped unclosed cancels its wave when it is collected, as leaving the block does. A stream runs once:
     entering it again raises RuntimeError (call ``wave.stream(...)`` or ``stream_map(...)`` again), and iterating
     it after its block yields nothing.

@@ -360,10 +360,10 @@ class Wave(Generic[T]):
         what the wave has taken moves the tasks after the cut, and those added since, below its index, where they
         never run; one WARNING ``shannon.wave.input_cut`` says so as the wave ends (which tasks, it cannot tell).
         Leaving the block once every task taken has ended and the input holds no more is no cancellation: the
-        wave is a success. An input of unknown length needs its end found for that: the worker whose task ends with
-        no other in flight pulls its next item at once (before the buffer has room, one item ahead at most, kept for
-        the next task; closed and counted a cancelled task if the wave ends first), so its end is known as the last
-        result is delivered.
+        wave is a success. An input of unknown length needs its end found for that: leaving with no task in flight
+        and its end not yet found pulls its next item then (one item, closed and counted a cancelled task if there
+        is one). Its workers pull it only once the consumer has made room, never ahead: a generator the consumer
+        feeds as it reads each result (a crawler yielding from a deque of links) runs all it is fed.
         """
         _check_iterable("tasks", tasks)
         return self._stream(tasks, buffer, "wave.stream(tasks)")
@@ -492,7 +492,7 @@ class Wave(Generic[T]):
             else:  # a lazy input (a stream's): each batch is pulled as it runs, never materialised (it may be huge)
                 # Every item is pulled by a worker, the first of a batch too: pulled here, an error the input raised
                 # at a batch's start came out bare, and one raised within a batch in the workers' ExceptionGroup.
-                # The item a worker pulled ahead as the batch before ran out (see WaveRun.ahead) is this one's first.
+                # An item pulled as the consumer left between two batches (see WaveRun.ahead) is the next one's first.
                 for batch in itertools.count():
                     run.batch = batch
                     await run.run_batch(itertools.islice(items, self.batch_size), concurrency, context)
@@ -540,15 +540,20 @@ class Wave(Generic[T]):
                         escaped, errored = broke, True
                 run.pending = 0  # every task of the input has ended (run, drained or counted): none is left
             elif reader is not None and (ahead := reader.drop()):
-                # The item a worker pulled ahead looking for the input's end never ran (its consumer left, or the wave
-                # was cancelled, first): a task taken (its index the next one), so queued, then skipped as a drained
-                # one (closed, cancelled)
-                held = (run.taken, ahead[0])
-                try:
-                    run.queued_past(held)
-                except BaseException as exc:
-                    escaped = exc
-                escaped = await self._drain(run, iter((held,)), not unread) or escaped
+                if isinstance(ahead, BaseException):
+                    # What the input raised as its consumer left, looking for its end: a KeyboardInterrupt & co is
+                    # never dropped. The wave fails with it (raised once it has ended), as when a worker's take raised
+                    # it: the input's end, not the consumer's leaving, ended the wave.
+                    escaped, cancelled = ahead, False
+                else:
+                    # The item pulled as its consumer left, looking for the input's end, never ran: a task taken (its
+                    # index the next one), so queued, then skipped as a drained one (closed, cancelled)
+                    held = (run.taken, ahead[0])
+                    try:
+                        run.queued_past(held)
+                    except BaseException as exc:
+                        escaped = exc
+                    escaped = await self._drain(run, iter((held,)), not unread) or escaped
             if cancelled and run.left_idle == run.done and escaped is None and not errored:
                 # Its consumer left once every task had ended and the input held none more (see WaveRun.idle), and no
                 # task ended since (none cancelled, none drained): the wave was cut short of nothing. Left in the few
