@@ -243,6 +243,44 @@ def test_a_policy_cancelled_at_every_point(kind: str, twice: bool) -> None:
     assert every_point(make, _counted_once, twice=twice) == []
 
 
+def _served_layers(value: Any) -> int:
+    return int(value.degraded) + _served_layers(value.value) if isinstance(value, so.Served) else 0
+
+
+def _degraded_only_if_served(probe: Probe) -> list[str]:
+    """A Degrade inside a Hedge counts a degradation only for a degraded value the caller got: none when the
+    caller's cancellation replaced the winner's value, none for a loser's."""
+    served = _served_layers(probe.outcome[1]) if probe.outcome[0] == "result" else 0
+    counted = sum(p.value for p in probe.tel.points("shannon.degradations"))
+    events = sum(1 for s in probe.tel.spans("op") for e in s.events if e.name == "shannon.degraded")
+    return [] if counted == events == served else [f"{counted} degradations, {events} events, {served} served"]
+
+
+HEDGED_DEGRADES: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "hedge of a degrade": lambda p: so.Pipeline(
+        so.Hedge(0.2, attempts=2), so.Degrade(default="d", on=ConnectionError), name="op", **p),
+    "hedge in a hedge of a degrade serving cheaper": lambda p: so.Pipeline(
+        so.Hedge(0.0, attempts=1), so.Hedge(0.1, attempts=2), so.Degrade(cheaper=_cheaper, on=ConnectionError),
+        name="op", **p),
+    "hedge of a degrade of retries": lambda p: so.Pipeline(
+        so.Hedge(0.1, attempts=2), so.Degrade(default="d", on=ConnectionError),
+        so.Retry(attempts=2, initial=0.1, jitter="none"), name="op", **p),
+}
+
+
+@pytest.mark.parametrize("kind", list(HEDGED_DEGRADES))
+def test_a_degrade_in_a_hedge_cancelled_at_every_point_counts_only_what_the_caller_got(kind: str) -> None:
+    """Cancelled in the loop step an attempt's Degrade served (its task done, the hedge not yet woken), the caller
+    gets the cancellation: before s27-truth the degradation had been counted as the attempt served it."""
+
+    def make(probe: Probe) -> Work:
+        policy = HEDGED_DEGRADES[kind](probe.tel.providers)
+        fn = _flaky(9, 0.3)
+        return lambda: policy.call(fn)
+
+    assert every_point(make, _degraded_only_if_served) == []
+
+
 N = 4
 
 

@@ -525,10 +525,9 @@ def reconcile(stages: list[Stage], concurrent: bool, w: World) -> None:
     degraded = Counter((e.attributes["shannon.degrade.mode"], e.attributes["shannon.degrade.reason"])
                        for e in events("shannon.degraded"))
     assert tally(points("shannon.degradations"), "shannon.degrade.mode", "shannon.degrade.reason") == degraded
-    # A degraded value reaches the caller unless the call was cancelled after its Degrade served it (a fail-fast wave
-    # cancelling a task whose Hedge had its attempt's value: the event and counter stand, as the Degrade did serve).
-    handed = sum(1 for s in ops if attrs(s)["shannon.call.outcome"] != "cancellation"
-                 for e in s.events if e.name == "shannon.degraded")
+    # A degradation is told only for a degraded value the call returns: never on a call that ended cancelled (a
+    # fail-fast wave cancelling a task whose Hedge had its attempt's degraded value, a losing attempt's Degrade).
+    handed = sum(1 for s in ops for e in s.events if e.name == "shannon.degraded")
     left_early = any(st.kind == "wave" and st.run == "stream" and st.leave for st in stages)
     assert (sum(map(_served, w.got)) <= handed) if left_early else (sum(map(_served, w.got)) == handed)
     transition_keys = ("shannon.breaker.name", "shannon.breaker.state.from", "shannon.breaker.state.to")

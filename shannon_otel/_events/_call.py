@@ -117,7 +117,9 @@ class CallObserver:
     """Per-call observer of a protected operation. Every method is a no-op here.
 
     Called by the policies in the caller's task, except under a ``Hedge``: each of its attempts (and the
-    retries of a ``Retry`` inside it) starts and finishes in that attempt's own task.
+    retries of a ``Retry`` inside it) starts and finishes in that attempt's own task. A ``Degrade`` inside the
+    hedge is the exception: its :meth:`degraded` is told only for the attempt whose value the hedge returns, once
+    every attempt has ended, in the hedge's own task.
     """
 
     __slots__ = ()
