@@ -165,7 +165,10 @@ class Prometheus:
     env: Mapping[str, str] = field(repr=False, default_factory=dict)
 
     def _api(self, path: str, params: Mapping[str, object] | None = None) -> Any:
-        body = get_json(f"{self.url}/api/v1/{path}", params)
+        # 60 s, not get_json's 10: a dashboard's range query at step 1 s over a few minutes of 1 s scrapes reads
+        # each series' last sample over 5 minutes per step (assets._promql.latest): 1-3 s here, and one timed out
+        # at 10 s on a loaded machine (Prometheus' own query timeout is 2 minutes)
+        body = get_json(f"{self.url}/api/v1/{path}", params, timeout=60)
         if body.get("status") != "success":
             raise AssertionError(f"Prometheus {path} {params}: {body}")
         return body["data"]
