@@ -266,7 +266,7 @@ return answer()
 """
 
 # KEYS: bucket, last (the server's time at the bucket's last admission). ARGV: interval_ms (1000/rate),
-# tau_ms ((burst-1)*interval), ttl_ms.
+# tau_ms ((burst-1)*interval), ttl_ms[, ahead_ms (see below)].
 # GCRA: returns the wait in ms before this admission may proceed (0: now); the slot is reserved either way.
 # The theoretical arrival time is stored with every digit of the double ('%.17g'): Lua's tostring keeps 14
 # significant digits, 0.1 ms of a time in ms since 1970, and an interval under 0.05 ms (a rate over 20,000/s)
@@ -287,6 +287,12 @@ end
 -- clock had left it, and every admission of every process waited the whole step (an hour back: an hour each).
 if now < last then tat = tat - (last - now) end
 if tat < now then tat = now end
+-- ARGV[4] (optional): ms of starts the caller's local limiter reserved during an outage and has not reached yet; the
+-- bucket (lost with a restart, or left behind while Redis was away) is moved past them.
+if ARGV[4] then
+  local ahead = tonumber(ARGV[4])
+  if ahead and ahead == ahead and ahead > 0 and ahead < 2 ^ 53 and tat < now + ahead then tat = now + ahead end
+end
 -- The TTL as an integer: a large Lua number goes to Redis in exponent form, and the TTL of a slow rate with a
 -- large burst (rate=1e-9, burst=1e6: 1e18 ms) went as '1.000001000000001e+18', refused as no integer: an
 -- outage of all of Redis.
