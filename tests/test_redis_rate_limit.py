@@ -140,3 +140,31 @@ def test_the_local_limiter_of_an_outage_and_the_bucket_after_it_keep_the_starts_
     # only recorded: its clock did not move), the restarted Redis from now. Before: [100, 200, 100]: the local
     # limiter's first start at once and its second 100 s on (beside Redis's at 100 and 200 s), then Redis's at once
     assert [round(w, -2) for w in waits] == [100, 200, 300, 100, 500], waits
+
+
+def test_a_bucket_redis_lost_keeps_the_starts_it_had_given(server: RedisServer) -> None:
+    """Bug: a bucket lost with no outage seen (``FLUSHALL``, a restart between two admissions) began empty beside
+    the starts it had given this process, still sleeping for their slots: one process at ``rate=50`` with 20 tasks
+    starting in turn started 70 in the second after a ``FLUSHALL`` (probed). The process sends how far ahead those
+    are, which the script applies to a bucket it finds missing (only: one it finds holds them). A start every 100 s:
+    two given (waits 0, 100 s), the bucket flushed, the next waits 200 s (before: none)."""
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=f"q{uuid.uuid4().hex[:10]}") as shared:
+            limit = SharedRateLimit(shared, "api", rate=0.01, sleep=sleep)
+            await limit.acquire()
+            await limit.acquire()
+            client = redis.Redis(port=server.port)
+            try:
+                assert client.delete(*limit._key) == 2  # the bucket lost, as a FLUSHALL loses it
+            finally:
+                client.close()
+            await limit.acquire()
+            await limit.acquire()  # and the bucket holds them again: no more than its interval each
+
+    asyncio.run(main())
+    assert [round(w, -2) for w in waits] == [100, 200, 300], waits

@@ -103,12 +103,15 @@ class SharedRateLimit:
             _outage_check(self.shared)
             clock = asyncio.get_running_loop().time
             args = self._args
-            # Starts the local limiter of an outage reserved (or queued for), not reached yet: a bucket Redis lost
-            # (restarted without persistence) or left behind knows nothing of them (a restarted Redis gave a full
-            # rate at once beside them). The bucket is moved past them first.
-            ahead_s = self._local.reserved_until() - clock() if self._local is not None else 0.0
-            if ahead_s > 0:
-                args = [*args, ahead_s * 1000]
+            # Starts not reached yet that the bucket may not know: those the local limiter of an outage reserved (or
+            # queued for), which a bucket Redis lost (restarted without persistence) or left behind never saw, and
+            # those it gave this process, lost with it (a restart, FLUSHALL). A fresh bucket gave a full rate at
+            # once beside them. The script moves the bucket past them first (see _scripts.RATE).
+            now = clock()
+            local_s = self._local.reserved_until() - now if self._local is not None else 0.0
+            given_s = self._shared_tat - now
+            if local_s > 0 or given_s > 0:
+                args = [*args, max(local_s, 0.0) * 1000, max(given_s, 0.0) * 1000]
             wait_ms = float(await self.shared._script("RATE", self._key, args))
             # The bucket's tat after this admission (the script's wait is tat - tau - now), on this loop's clock
             self._shared_tat = max(self._shared_tat, clock() + (wait_ms + self._args[1] + self._args[0]) / 1000)
