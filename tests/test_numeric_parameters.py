@@ -202,7 +202,7 @@ def test_a_number_of_another_type_is_refused_saying_which_type_is_meant(value: A
     wave: so.Wave[None] = so.Wave("w", instrument=False)
     error = run_virtual(wave.run([work])).results[0].error
     assert isinstance(error, TypeError)
-    assert re.match(rf"^record_cost\(\): amount must be a finite number {hint}", str(error)), error
+    assert re.match(rf"^record_cost\(\): amount must be a finite number >= 0 {hint}", str(error)), error
 
 
 def test_an_integer_of_another_type_is_refused_saying_to_pass_int() -> None:

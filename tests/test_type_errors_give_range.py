@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import shannon_otel as so
+from shannon_otel.testing import run_virtual
 
 CASES: list[tuple[Callable[[], Any], str]] = [
     (lambda: so.Retry(attempts=2.5), r"attempts must be an int in [1, inf), got 2.5"),  # type: ignore[arg-type]
@@ -42,3 +43,20 @@ def test_the_range_in_the_type_error_is_the_one_the_value_error_gives() -> None:
         so.Retry(attempts=0)
     with pytest.raises(TypeError, match=re.escape("attempts must be an int in [1, inf), got 0.0")):
         so.Retry(attempts=0.0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("record", "message"), [
+    (lambda: so.record_tokens(input=1.5), "record_tokens(): input must be an int >= 0, got 1.5"),  # type: ignore[arg-type]
+    (lambda: so.record_tokens(output=True), "record_tokens(): output must be an int >= 0, got True"),
+    (lambda: so.record_cost("1"), "record_cost(): amount must be a finite number >= 0, got '1'"),  # type: ignore[arg-type]
+    (lambda: so.record("m", None), "record(): value must be a finite number, got None"),  # type: ignore[arg-type]
+], ids=["tokens-input", "tokens-output", "cost", "record"])
+def test_a_measurement_of_the_wrong_type_is_refused_with_its_range(record: Callable[[], None], message: str) -> None:
+    """The task records it, so the TypeError is the task's error, as a wave reports it."""
+
+    async def work() -> None:
+        record()
+
+    error = run_virtual(so.Wave("w", instrument=False).run([work])).results[0].error
+    assert isinstance(error, TypeError)
+    assert str(error) == message
