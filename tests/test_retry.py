@@ -140,7 +140,7 @@ def test_an_infinite_or_huge_next_delay_is_capped_at_maximum(returned: float) ->
 
 def test_a_negative_zero_next_delay_is_reported_and_logged_as_zero(caplog: pytest.LogCaptureFixture) -> None:
     """``-0.0`` (``float("-0")`` of a Retry-After header, ``max(-0.0, 0.0)``) passed the ``>= 0`` check and went
-    on as it was: the span event's delay -0.0 and the log record "retrying ... in -0.00 s"."""
+    on as it was: the span event's delay -0.0 and the log record "retrying ... in -0.00 s" (now "after")."""
     import logging
     import math
 
@@ -156,7 +156,7 @@ def test_a_negative_zero_next_delay_is_reported_and_logged_as_zero(caplog: pytes
     delay_s = dict(scheduled.attributes or {})["shannon.retry.delay"]
     assert isinstance(delay_s, float) and math.copysign(1.0, delay_s) == 1.0
     (message,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retrying")]
-    assert "in 0.00 s" in message and "-0" not in message
+    assert "after 0.00 s" in message and "-0" not in message
     otel.shutdown()
 
 
