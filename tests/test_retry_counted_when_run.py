@@ -122,7 +122,8 @@ def test_the_resilience_dashboard_describes_the_retries_that_ran() -> None:
     from pathlib import Path
 
     dashboard = Path(__file__).resolve().parent.parent / "dashboards" / "shannon-otel-resilience.json"
-    described = {panel["title"]: panel.get("description") or "" for panel in json.loads(dashboard.read_text())["panels"]}
+    panels = json.loads(dashboard.read_text(encoding="utf-8"))["panels"]
+    described = {panel["title"]: panel.get("description") or "" for panel in panels}
     assert described["Retries by operation"].startswith("Retries run in each rate interval")
     assert "cut short is not counted" in described["Retries by operation"]
     assert described["Retry delay percentiles"].startswith("Backoff delay waited before a retry")
