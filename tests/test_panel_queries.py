@@ -211,7 +211,8 @@ _MATCHER = re.compile(r'(\w+)(=~|!~|!=|=)"((?:[^"\\]|\\.)*)"')
 def _bar_panels() -> list[tuple[str, str]]:
     """(title, query) of every bar chart and heatmap: panels drawing a count per interval."""
     return [(p["title"], target["expr"]) for m in dashboards().values() for p in m["panels"]
-            if p["type"] == "heatmap" or p["fieldConfig"]["defaults"].get("custom", {}).get("drawStyle") == "bars"
+            if p["type"] == "heatmap"
+            or p.get("fieldConfig", {}).get("defaults", {}).get("custom", {}).get("drawStyle") == "bars"
             for target in p["targets"]]
 
 

@@ -285,7 +285,8 @@ def test_policy_event_panels_count_every_event_of_both_processes(prometheus: Pro
 
 def _bar_panels() -> list[str]:
     return [p["title"] for m in dashboards().values() for p in m["panels"]
-            if p["type"] == "heatmap" or p["fieldConfig"]["defaults"].get("custom", {}).get("drawStyle") == "bars"]
+            if p["type"] == "heatmap"
+            or p.get("fieldConfig", {}).get("defaults", {}).get("custom", {}).get("drawStyle") == "bars"]
 
 
 def _own_steps(prometheus: Prometheus, selector: str, points: list[tuple[float, float]],
