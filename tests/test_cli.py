@@ -499,7 +499,7 @@ def test_verbose_demo_prints_the_logging_hooks_records_among_the_progress_lines(
     assert run.returncode == 0, run.stderr
     assert run.stderr == ""  # the records go to stdout, through the demo's output, never to stderr
     out = run.stdout
-    assert re.search(r"^  log WARNING shannon_otel\.retry: retrying \S+ in [\d.]+ s \(attempt \d/\d\): ", out, re.M)
+    assert re.search(r"^  log WARNING shannon_otel\.retry: retrying \S+ after [\d.]+ s \(attempt \d/\d\): ", out, re.M)
     assert re.search(r"^  log ERROR   shannon_otel\.breaker: circuit breaker 'search-api' is open \(was closed\)", out,
                      re.M)
     assert re.search(r"^  log WARNING shannon_otel\.breaker: rejected [\d,]+ calls to 'search-api' in the last", out,

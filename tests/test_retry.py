@@ -156,7 +156,7 @@ def test_a_negative_zero_next_delay_is_reported_and_logged_as_zero(caplog: pytes
     delay_s = dict(scheduled.attributes or {})["shannon.retry.delay"]
     assert isinstance(delay_s, float) and math.copysign(1.0, delay_s) == 1.0
     (message,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retrying")]
-    assert "in 0.00 s" in message and "-0" not in message
+    assert "after 0.00 s" in message and "-0" not in message
     otel.shutdown()
 
 
