@@ -8,7 +8,8 @@ eviction or by ``flush()``) is written with no span current, and an anomaly's wi
 span (``Anomaly.trace_id`` / ``span_id``) or none: only the current-span key of the OTel context
 is replaced, for the ``logger.log`` call alone (see :mod:`._context`).
 Observers are stateless (every event names its operation), so one observer per hook serves every
-call: watching a call allocates nothing. Emission never raises into the user's call: a failing
+call: watching a call allocates nothing; but a pipeline's, which holds its timeouts until what follows says
+whether the call recovered (see :class:`_PipelineLog`). Emission never raises into the user's call: a failing
 handler costs the record, not the result.
 """
 
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from .._events import (
         Anomaly,
         BreakerTransition,
+        CallFinished,
         CallRejected,
         CallStarted,
         CompensationFinished,
@@ -115,7 +117,9 @@ class LoggingHook(Hook):
 
     # ----------------------------------------------------------------- the hook protocol
     def call_started(self, event: CallStarted) -> CallObserver | None:
-        return self._call if self._enabled else None
+        if not self._enabled:
+            return None
+        return _PipelineLog(self) if event.policy == "pipeline" else self._call
 
     def saga_started(self, event: SagaStarted) -> SagaObserver | None:
         return self._saga if self._enabled else None
@@ -153,7 +157,7 @@ class LoggingHook(Hook):
     # ----------------------------------------------------------------- emission
     def emit(
         self, logger_name: str, event_name: str, subject: Hashable, build: Callable[[Any, bool], Record],
-        event: Any, *, up: bool = False, own: Callable[[Any], Span] | None = None,
+        event: Any, *, up: bool = False, down: bool = False, own: Callable[[Any], Span] | None = None,
     ) -> None:
         """Log ``build(event)`` at ``event_name``'s level (one step ``up`` if asked) unless the level
         is off or the flood limiter holds the occurrence back. ``subject`` (with the logger and event
@@ -167,6 +171,8 @@ class LoggingHook(Hook):
             return
         if up:  # never down: a custom level above CRITICAL stays where it is
             level = max(level, min(level + 10, logging.CRITICAL))
+        if down:  # never up, never to 0 (NOTSET: no logger with a level writes it)
+            level = min(level, max(level - 10, 1))
         logger = self._loggers.get(logger_name)
         if logger is None:
             logger = self._loggers[logger_name] = logging.getLogger(logger_name)
@@ -255,6 +261,48 @@ class _CallLog(CallObserver):
 
     def degraded(self, event: Degraded) -> None:
         self._hook.emit(t.LOGGER_DEGRADE, t.EVENT_DEGRADED, event.operation, _records.degraded, event)
+
+
+class _PipelineLog(_CallLog):
+    """The observer of one pipeline call: a ``Timeout`` inside it cuts off an attempt (or the whole call) before
+    anything knows whether a policy outside it (a ``Retry``, a ``Fallback``, a ``Degrade``) recovers the call. Its
+    record waits for the call's next event: a retry, a fallback or a degraded result (recovered: written one level
+    below the event's, WARNING by default) or the call's end (the event's level, ERROR, if the call failed; one
+    below if it returned a value, as when a ``Hedge``'s other attempt won). So an ERROR record under an operation
+    span means that operation failed, as its span's status says. Held for a few microseconds: the next event
+    follows the ``TimeoutError`` at once, before any backoff sleep."""
+
+    __slots__ = ("_timeouts",)
+
+    def __init__(self, hook: LoggingHook) -> None:
+        self._hook = hook
+        self._timeouts: list[TimedOut] | None = None  # made by the first timeout: most calls have none
+
+    def _said(self, recovered: bool) -> None:
+        timeouts, self._timeouts = self._timeouts, None
+        for event in timeouts or ():
+            self._hook.emit(t.LOGGER_TIMEOUT, t.LOG_EVENT_TIMED_OUT, event.operation, _records.timed_out, event,
+                            down=recovered)
+
+    def timed_out(self, event: TimedOut) -> None:
+        if self._timeouts is None:
+            self._timeouts = []
+        self._timeouts.append(event)
+
+    def retry_scheduled(self, event: RetryScheduled) -> None:
+        self._said(recovered=True)
+        super().retry_scheduled(event)
+
+    def fallback_started(self, event: FallbackStarted) -> Any:
+        self._said(recovered=True)
+        return super().fallback_started(event)
+
+    def degraded(self, event: Degraded) -> None:
+        self._said(recovered=True)
+        super().degraded(event)
+
+    def call_finished(self, event: CallFinished) -> None:
+        self._said(recovered=event.error is None)
 
 
 class _SagaLog(SagaObserver):
