@@ -18,7 +18,7 @@ import pytest
 from _log_records import Records, capturing
 from opentelemetry.trace import StatusCode
 
-from shannon_otel import Fallback, LoggingHook, Pipeline, Policy, Retry, Timeout
+from shannon_otel import Fallback, Hedge, LoggingHook, Pipeline, Policy, Retry, Timeout
 from shannon_otel.testing import InMemoryTelemetry, run_virtual, set_testing
 
 
@@ -109,3 +109,27 @@ def test_a_hook_of_the_users_own_writes_the_same_levels_and_a_custom_level_steps
         (logging.CRITICAL, "'own-failing' timed out after 0.50 s"),
         (logging.CRITICAL, "'bare' timed out after 0.50 s"),
     ]
+
+
+def test_a_hedged_attempt_that_timed_out_while_another_won_is_a_warning_written_as_the_call_ends() -> None:
+    name = f"hedged-{uuid.uuid4().hex[:8]}"
+    calls = 0
+
+    async def work() -> str:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(5 if calls == 1 else 0.45)  # attempt 1 cut at 0.5 s; the hedge (from 0.1 s) wins
+        return "ok"
+
+    telemetry = InMemoryTelemetry(logs=True)
+    try:
+        with set_testing(True):
+            assert run_virtual(Pipeline(Hedge(0.1, 2), Timeout(0.5), name=name, **telemetry.providers).call(work)) \
+                == "ok"
+        assert telemetry.span(name).status.status_code is StatusCode.UNSET
+        assert telemetry.span("attempt 1").status.status_code is StatusCode.ERROR
+        [record] = _timeout_records(telemetry)
+        assert record.log_record.severity_text == "WARN"
+        assert record.log_record.span_id == telemetry.span(name).context.span_id
+    finally:
+        telemetry.shutdown()
