@@ -10,6 +10,7 @@ a saga, a logging hook), so every reading the library computes with is a builtin
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Awaitable, Callable
 
@@ -17,6 +18,16 @@ from ._validate import brief, check_reading
 
 monotonic = time.perf_counter
 wall = time.time
+
+
+def wall_ns() -> int:
+    """Now, in nanoseconds since the epoch, on the clock the OTel SDK stamps spans and span events with (its module's
+    ``time_ns`` once it is loaded: a clock a test or a time-travel tool put there is the spans' clock), without
+    importing the SDK. What an event told later than it happened is stamped with (``Degraded.time_ns``,
+    ``RetryScheduled.time_ns``), and what a span of ours ends at (``_otel._end``)."""
+    sdk = sys.modules.get("opentelemetry.sdk.trace")
+    return (time.time_ns if sdk is None else sdk.time_ns)()
+
 
 # clocks known to read builtin floats: used as they are, so the default's hot path costs no extra call
 _FLOAT_CLOCKS = (time.perf_counter, time.monotonic, time.time)

@@ -125,6 +125,9 @@ class TailSampler(SpanProcessor):
         self._held: dict[int, bool] = {}
         self._trace_kept: OrderedDict[int, int] = OrderedDict()  # by trace id: _KEPT, _DROPPED, _DROPPED_FORGOTTEN
         self._closed = False  # shut down: nothing is buffered any more (no later decision would come)
+        # spans that ended after shutdown(), newest max_decisions: handed to a processor shut down, so never exported
+        # (exported() said True for the kept ones); each is in _ended_root too, evicted from there no later than here
+        self._late: OrderedDict[int, None] = OrderedDict()
         self._flushes = OneAtATime()  # a stuck flush of the processor behind holds at most one thread
         self._start()
         in_forked_child(self._start)
@@ -229,6 +232,10 @@ class TailSampler(SpanProcessor):
         first_overflow = False
         with self._lock:
             self._open.pop(span_id, None)
+            if self._closed:
+                self._late[span_id] = None
+                if len(self._late) > self._max_decisions:
+                    self._late.popitem(last=False)
             root = self._root_of.get(span_id)
             if root is None:  # started before this processor was added
                 root = self._root(context, span.parent)
@@ -327,8 +334,10 @@ class TailSampler(SpanProcessor):
         and kept, or holds a troubled span already, or its trace id is under ``healthy_ratio``. So a trace id it names
         (a :class:`~shannon_otel.RunRecorder` report's) is one this sampler exports. The exemplar filter's rule, asked
         later: False for a span still undecided and healthy so far, one this sampler did not see start or no longer
-        remembers (past ``max_decisions``), never a dropped one; asked after ``shutdown()``, what was decided. Never
-        blocks but on the sampler's lock; O(1). TypeError for ``context`` not a SpanContext."""
+        remembers (past ``max_decisions``), never a dropped one; asked after ``shutdown()``, what was decided before
+        it: False for a span open at the shutdown or ending after it (handed on at once, to a processor shut down,
+        which drops it: see :meth:`shutdown`). Never blocks but on the sampler's lock; O(1). TypeError for
+        ``context`` not a SpanContext."""
         if not isinstance(context, SpanContext):
             raise TypeError(f"context must be an OpenTelemetry SpanContext (span.get_span_context()), got {context!r}")
         return self._will_export(context, troubled=False, closed=True)
@@ -346,9 +355,11 @@ class TailSampler(SpanProcessor):
             root = self._root_of.get(span_id)
             if root is None:  # ended and decided (its part's decision), or never seen here
                 ended = self._ended_root.get(span_id)
-                if ended is None:
+                if ended is None or span_id in self._late:  # ended after shutdown(): into a processor shut down
                     return False
                 root, troubled = ended[0], False
+            elif self._closed:  # open at shutdown(): it ends after it, into a processor shut down
+                return False
             if (context.trace_id & _TRACE_ID_LIMIT) < self._bound:  # every part of such a trace is kept
                 return True
             if root != span_id and root not in self._traces and root not in self._decided and (
@@ -380,7 +391,7 @@ class TailSampler(SpanProcessor):
         """Decides every buffered trace on what it has, forwards, and shuts ``processor`` down. A span
         ending later is decided at once (its part's decision, else on itself) and, kept, handed to
         ``processor``, whose own rule for spans after its shutdown applies (the SDK's log and drop them;
-        ``configure()``'s count them as dropped); none is held back."""
+        ``configure()``'s count them as dropped); none is held back, and :meth:`exported` says False for it."""
         with self._lock:
             self._closed = True
         for span in self._decide_all():

@@ -342,7 +342,8 @@ RETRY_ATTEMPTS: Final = MetricSpec(
     (OPERATION, CALL_OUTCOME), ATTEMPT_BUCKETS,
 )
 RETRY_DELAY_DURATION: Final = MetricSpec(
-    "shannon.retry.delay", "histogram", "s", "Backoff delay scheduled before a retry.",
+    "shannon.retry.delay", "histogram", "s",
+    "Backoff delay waited before a retry, recorded as the retry starts (a wait cut short: none).",
     (OPERATION,), DURATION_BUCKETS_S,
 )
 CALLS: Final = MetricSpec(

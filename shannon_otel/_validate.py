@@ -22,19 +22,21 @@ def check_number(name: str, value: object, *, low: float, high: float | None = N
     range printed ``(0, inf)``, as an int's is."""
     if value is None and allow_none:
         return
+    left = "(" if low_open else "["
+    right = f"{shown(high)}]" if high is not None else "inf)" if integer or finite else "inf]"  # (a bound may be
+    # another huge parameter)
     kinds: tuple[type, ...] = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds):
+        # The range too, as the ValueError gives it: "attempts must be an int, got 2.5" left the user to guess
+        # whether 0 attempts (or a negative delay) would do.
         kind = "an int" if integer else "a number"
         raise TypeError(
-            f"{name} must be {kind}{' or None' if allow_none else ''}{other_number(value, integer=integer)}, "
-            f"got {shown(value)}"
+            f"{name} must be {kind} in {left}{low}, {right}{' or None' if allow_none else ''}"
+            f"{other_number(value, integer=integer)}, got {shown(value)}"
         )
     # Compared as given: Python compares ints and floats exactly, whatever the int's size (float(10**400)
     # raises OverflowError, which escaped here instead of an error naming the parameter).
     v = cast("float", value)
-    left = "(" if low_open else "["
-    right = f"{shown(high)}]" if high is not None else "inf)" if integer or finite else "inf]"  # (a bound may be
-    # another huge parameter)
     if isinstance(finite, str) and v == math.inf:
         raise ValueError(f"{name} must be finite ({finite}), got inf")
     if v != v:  # NaN: no range holds it, nor refuses it by its bounds ("(0, inf), got nan" read as a range slip)

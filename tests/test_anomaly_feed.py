@@ -366,7 +366,7 @@ def test_a_tick_closes_only_with_min_tick_tasks_tasks_or_calls(tel: Telemetry) -
 @pytest.mark.parametrize(("bad", "error"), [(0, ValueError), (-1, ValueError), (True, TypeError),
                                           (2.5, TypeError), ("8", TypeError)])
 def test_bad_min_tick_tasks_is_rejected(bad: Any, error: type[Exception]) -> None:
-    with pytest.raises(error, match=r"^min_tick_tasks must be (in \[1, inf\)|an int), got "):
+    with pytest.raises(error, match=r"^min_tick_tasks must be (an int )?in \[1, inf\), got "):
         AnomalyHook(min_tick_tasks=bad)
 
 

@@ -351,6 +351,39 @@ def test_check_over_otlp_http_defaults_to_the_http_port(monkeypatch: pytest.Monk
     assert checked == [("http", "http://127.0.0.1:4318"), ("grpc", "http://127.0.0.1:4317")]
 
 
+@pytest.mark.parametrize(("spelling", "protocol"), [("GRPC", "grpc"), ("Grpc", "grpc"), ("HTTP/PROTOBUF", "http"),
+                                                  ("Http/Protobuf", "http"), ("HTTP", "http")])
+def test_the_otlp_protocol_flag_is_read_in_any_case_as_the_variables_are(
+    monkeypatch: pytest.MonkeyPatch, spelling: str, protocol: str,
+) -> None:
+    """`--otlp-protocol GRPC` was a usage error (exit 2) while OTEL_EXPORTER_OTLP_PROTOCOL=GRPC was taken, as the
+    specification reads enum values case-insensitively; the flag now takes the same spellings (and its own
+    shorthand ``http``) in any case."""
+    from shannon_otel.cli import _check, build_parser, main
+
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                 "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"):
+        monkeypatch.delenv(name, raising=False)
+    assert build_parser().parse_args(["demo", "--otlp-protocol", spelling]).otlp_protocol == protocol
+    checked: list[tuple[str, str]] = []
+
+    def check_otlp(endpoint: str, protocol: str, timeout_s: float, source: str) -> tuple[bool, str]:
+        checked.append((protocol, endpoint))
+        return True, "accepted"
+
+    monkeypatch.setattr(_check, "check_otlp", check_otlp)
+    assert main(["check", "--skip-prometheus", "--otlp-protocol", spelling]) == 0
+    assert checked == [(protocol, "http://127.0.0.1:4318" if protocol == "http" else "http://127.0.0.1:4317")]
+
+
+@pytest.mark.parametrize("command", ["demo", "check"])
+def test_an_otlp_protocol_flag_value_refused_names_the_flag_and_the_allowed_values(
+    capsys: pytest.CaptureFixture[str], command: str,
+) -> None:
+    err = _usage_error(capsys, [command, "--otlp-protocol", "HTTP/JSON"])
+    assert "error: argument --otlp-protocol: expected grpc or http/protobuf, got 'HTTP/JSON'" in err, err
+
+
 def test_an_infinite_number_of_seconds_is_refused_for_being_infinite_not_for_being_0_or_less(
         capsys: pytest.CaptureFixture[str]) -> None:
     """`demo --duration inf` (or `1e400`) was refused as "must be a number of seconds > 0, got inf", a reason the

@@ -133,3 +133,24 @@ def test_a_hedged_attempt_that_timed_out_while_another_won_is_a_warning_written_
         assert record.log_record.span_id == telemetry.span(name).context.span_id
     finally:
         telemetry.shutdown()
+
+
+def test_a_timeout_record_told_after_the_retrys_wait_is_stamped_when_the_timeout_fired(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The retry is told once its wait is over: the held record is written then, stamped with the time it fired.
+    from shannon_otel._logs import _hook
+
+    wall = [1_000_000.25]
+    monkeypatch.setattr(_hook, "time", type("Wall", (), {"time": staticmethod(lambda: wall[0])}))
+
+    async def waited(seconds: float) -> None:
+        wall[0] += 30.0
+
+    hook = LoggingHook()
+    with capturing("shannon_otel.timeout", Records()) as handler, set_testing(False):
+        retried = Pipeline(Retry(attempts=2, initial=5, jitter="none", sleep=waited), Timeout(0.5), name="stamped",
+                           hooks=[hook])
+        assert run_virtual(retried.call(_slow_first())) == "ok"
+    [record] = handler.records
+    assert (record.levelno, record.created, record.msecs) == (logging.WARNING, 1_000_000.25, 250.0)

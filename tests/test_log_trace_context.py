@@ -78,10 +78,10 @@ def test_a_summary_of_a_key_evicted_past_max_keys_carries_no_ids_not_the_evictin
     asyncio.run(main())
     op0, op1 = tel.spans("op0"), tel.spans("op1")
     assert records(tel) == [
-        ("retrying 'op0' in 0.00 s (attempt 2/2): ConnectionError", ids(op0[0])),
+        ("retrying 'op0' after 0.00 s (attempt 2/2): ConnectionError", ids(op0[0])),
         # written during op1's call, about two calls of op0: before, it carried op1's ids
-        ("retried 'op0' 2 times in the last 0 s (last: attempt 2/2 in 0.00 s: ConnectionError)", NONE),
-        ("retrying 'op1' in 0.00 s (attempt 2/2): ConnectionError", ids(op1[0])),
+        ("retried 'op0' 2 times in the last 0 s (last: attempt 2/2 after 0.00 s: ConnectionError)", NONE),
+        ("retrying 'op1' after 0.00 s (attempt 2/2): ConnectionError", ids(op1[0])),
     ]
 
 
@@ -105,10 +105,10 @@ def test_a_summary_closing_its_window_carries_the_closing_call_and_flush_in_a_sp
         hook.flush()  # the user's span is current: the summary is of the fifth call, not of it
     calls = tel.spans("op")
     assert records(tel) == [
-        ("retrying 'op' in 0.00 s (attempt 2/2): ConnectionError", ids(calls[0])),
-        ("retried 'op' 3 times in the last 10 s (last: attempt 2/2 in 0.00 s: ConnectionError)", ids(calls[3])),
+        ("retrying 'op' after 0.00 s (attempt 2/2): ConnectionError", ids(calls[0])),
+        ("retried 'op' 3 times in the last 10 s (last: attempt 2/2 after 0.00 s: ConnectionError)", ids(calls[3])),
         # one held back, told alone: its call is gone (its span was not kept: that would cost every held-back one)
-        ("retrying 'op' in 0.00 s (attempt 2/2): ConnectionError", NONE),
+        ("retrying 'op' after 0.00 s (attempt 2/2): ConnectionError", NONE),
     ]
 
 

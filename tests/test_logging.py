@@ -131,10 +131,10 @@ def test_a_scheduled_retry_is_a_warning_with_the_span_fields_under_the_operation
     assert _Default.hook is not None
     _Default.hook.flush()  # the second retry of search-api came within the flood interval: held back until now
     assert [summary(r) for r in ours(caplog_all)] == [
-        ("shannon_otel.retry", logging.WARNING, "retrying 'search-api' in 0.42 s (attempt 2/3): ConnectionError", {
+        ("shannon_otel.retry", logging.WARNING, "retrying 'search-api' after 0.42 s (attempt 2/3): ConnectionError", {
             t.LOG_EVENT_NAME: "shannon.retry.scheduled", t.OPERATION: "search-api", t.ATTEMPT: 1,
             t.RETRY_DELAY: 0.42, t.RETRY_MAX_ATTEMPTS: 3, t.ERROR_TYPE: "ConnectionError"}),
-        ("shannon_otel.retry", logging.WARNING, "retrying 'search-api' in 0.84 s (attempt 3/3): ConnectionError", {
+        ("shannon_otel.retry", logging.WARNING, "retrying 'search-api' after 0.84 s (attempt 3/3): ConnectionError", {
             t.LOG_EVENT_NAME: "shannon.retry.scheduled", t.OPERATION: "search-api", t.ATTEMPT: 2,
             t.RETRY_DELAY: 0.84, t.RETRY_MAX_ATTEMPTS: 3, t.ERROR_TYPE: "ConnectionError"}),
     ]
@@ -225,7 +225,7 @@ def test_a_limit_or_delay_under_5_ms_is_logged_as_it_is_not_as_zero(caplog_all: 
 
     run_virtual(main())
     assert [r.getMessage() for r in ours(caplog_all)] == [
-        "'cache' timed out after 0.001 s", "retrying 'db' in 0.002 s (attempt 2/2): ConnectionError",
+        "'cache' timed out after 0.001 s", "retrying 'db' after 0.002 s (attempt 2/2): ConnectionError",
     ]
 
 
@@ -327,7 +327,7 @@ def test_exception_messages_only_when_asked_for(caplog_all: pytest.LogCaptureFix
                    instrument=False)
     assert run(policy.call(flaky(1))) == "ok"
     (record,) = ours(caplog_all)
-    assert record.getMessage() == "retrying 'op' in 1.00 s (attempt 2/2): ConnectionError: 'secret-token-123'"
+    assert record.getMessage() == "retrying 'op' after 1.00 s (attempt 2/2): ConnectionError: 'secret-token-123'"
     assert fields(record)[t.EXCEPTION_MESSAGE] == "secret-token-123"
 
 
@@ -370,10 +370,10 @@ def test_summaries_of_a_retry_storm_and_the_memory_bound(caplog_all: pytest.LogC
     run(main())
     messages = [r.getMessage() for r in ours(caplog_all)]
     assert messages == [
-        "retrying 'op0' in 0.00 s (attempt 2/2): ConnectionError",
-        "retrying 'op1' in 0.00 s (attempt 2/2): ConnectionError",
-        "retried 'op0' 4 times in the last 0 s (last: attempt 2/2 in 0.00 s: ConnectionError)",
-        "retrying 'op2' in 0.00 s (attempt 2/2): ConnectionError",
+        "retrying 'op0' after 0.00 s (attempt 2/2): ConnectionError",
+        "retrying 'op1' after 0.00 s (attempt 2/2): ConnectionError",
+        "retried 'op0' 4 times in the last 0 s (last: attempt 2/2 after 0.00 s: ConnectionError)",
+        "retrying 'op2' after 0.00 s (attempt 2/2): ConnectionError",
     ]
     assert len(hook._limiter._windows) == 2
 
@@ -545,7 +545,7 @@ def test_structlog_stdlib_integration_sees_the_same_fields() -> None:
         logger.removeHandler(handler)
     (line,) = lines
     assert json.loads(line) == {
-        "event": "retrying 'op' in 1.00 s (attempt 2/2): ConnectionError", "level": "warning",
+        "event": "retrying 'op' after 1.00 s (attempt 2/2): ConnectionError", "level": "warning",
         t.LOG_EVENT_NAME: "shannon.retry.scheduled", t.OPERATION: "op", t.ATTEMPT: 1, t.RETRY_DELAY: 1.0,
         t.RETRY_MAX_ATTEMPTS: 2, t.ERROR_TYPE: "ConnectionError",
     }

@@ -111,9 +111,9 @@ def test_a_clock_stepped_back_neither_silences_the_limiter_nor_reports_negative_
         clock.now -= 3600.0
         hook.flush()
     assert _retried(handler.records) == [
-        ("retrying 'op' in 0.00 s (attempt 2/2): ConnectionError", None),
-        ("retried 'op' 3 times in the last 0 s (last: attempt 2/2 in 0.00 s: ConnectionError)", 0.0),
-        ("retried 'op' 2 times in the last 0 s (last: attempt 2/2 in 0.00 s: ConnectionError)", 0.0),
+        ("retrying 'op' after 0.00 s (attempt 2/2): ConnectionError", None),
+        ("retried 'op' 3 times in the last 0 s (last: attempt 2/2 after 0.00 s: ConnectionError)", 0.0),
+        ("retried 'op' 2 times in the last 0 s (last: attempt 2/2 after 0.00 s: ConnectionError)", 0.0),
     ]
 
 
@@ -152,7 +152,7 @@ def test_a_summary_of_a_flood_under_a_second_does_not_say_it_spanned_0_s() -> No
         run_virtual(storm(3))  # the first written, two held back
         hook.flush()
     assert [(r.getMessage().split(" (")[0], getattr(r, "shannon.log.interval", None)) for r in handler.records] == [
-        ("retrying 'op' in 0.00 s", None), ("retried 'op' 2 times in the last 0.003 s", pytest.approx(0.003)),
+        ("retrying 'op' after 0.00 s", None), ("retried 'op' 2 times in the last 0.003 s", pytest.approx(0.003)),
     ]
 
 
@@ -195,10 +195,10 @@ def test_past_max_keys_the_key_evicted_is_the_quietest_not_the_busiest() -> None
         written = [r.getMessage() for r in handler.records]
         hook.flush()  # the hot key's 15 held-back retries are still told, once
     assert written == [
-        f"retrying {name!r} in 0.00 s (attempt 2/2): ConnectionError" for name in ("hot", "cold0", "cold1", "cold2")
+        f"retrying {name!r} after 0.00 s (attempt 2/2): ConnectionError" for name in ("hot", "cold0", "cold1", "cold2")
     ]
     assert [r.getMessage() for r in handler.records[len(written):]] == [
-        "retried 'hot' 15 times in the last 2 s (last: attempt 2/2 in 0.00 s: ConnectionError)"]
+        "retried 'hot' 15 times in the last 2 s (last: attempt 2/2 after 0.00 s: ConnectionError)"]
 
 
 # --------------------------------------------------------------------------- set_testing
@@ -218,7 +218,7 @@ def test_set_testing_attempts_is_the_maximum_the_retry_records_tell() -> None:
         run_virtual(retry.call(failing))
     assert calls == 2
     (record,) = handler.records
-    assert record.getMessage() == "retrying 'op' in 0.00 s (attempt 2/2): ConnectionError"
+    assert record.getMessage() == "retrying 'op' after 0.00 s (attempt 2/2): ConnectionError"
     assert getattr(record, "shannon.retry.max_attempts") == 2
     assert not is_testing()
 
@@ -226,9 +226,9 @@ def test_set_testing_attempts_is_the_maximum_the_retry_records_tell() -> None:
 # --------------------------------------------------------------------------- redaction of log records
 @pytest.mark.parametrize(("redact", "operation", "message", "expected"), [
     (lambda kind, message: "<hidden>", "db-primary", "db",
-     "retrying 'db-primary' in 0.00 s (attempt 2/2): ValueError: '<hidden>'"),
+     "retrying 'db-primary' after 0.00 s (attempt 2/2): ValueError: '<hidden>'"),
     (lambda kind, message: None, "db: primary", "primary",
-     "retrying 'db: primary' in 0.00 s (attempt 2/2): ValueError"),
+     "retrying 'db: primary' after 0.00 s (attempt 2/2): ValueError"),
 ])
 def test_redaction_rewrites_the_exception_message_not_an_operation_name_holding_it(
     redact: Callable[[str, str], str | None], operation: str, message: str, expected: str,
@@ -381,6 +381,6 @@ def test_the_exit_summary_reaches_a_logger_provider_the_application_built_after_
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=True,
                          cwd=Path(__file__).resolve().parent.parent, env={**os.environ, "PYTHONPATH": "."})
     lines = out.stdout.splitlines()
-    assert lines[0] == "exported: retrying 'op' in 0.00 s (attempt 2/3): ConnectionError", out
+    assert lines[0] == "exported: retrying 'op' after 0.00 s (attempt 2/3): ConnectionError", out
     assert lines[1].startswith("exported: retried 'op' 4 times in the last"), out
     assert lines[2:] == ["shut down"], out

@@ -112,7 +112,7 @@ def test_a_forked_child_does_not_summarise_the_repeats_its_parent_held_back(tmp_
 
     result = json.loads(_run(tmp_path, _INHERITED).splitlines()[-1])
     assert [m.startswith("retried 'op' 3 times in the last ") for m in result["parent"]] == [True]
-    assert result["child"] == ["retrying 'op' in 0.00 s (attempt 2/2): ConnectionError"]
+    assert result["child"] == ["retrying 'op' after 0.00 s (attempt 2/2): ConnectionError"]
 
 
 _POOL_CHILD = '''
@@ -148,5 +148,5 @@ def test_a_multiprocessing_child_writes_the_summaries_its_default_hook_held_back
     out = tmp_path / "records.txt"
     _run(tmp_path, _POOL_CHILD, str(out), method)
     messages = [line.split(" ", 1)[1] for line in out.read_text().splitlines()]
-    assert messages[0] == "retrying 'op' in 0.00 s (attempt 2/2): ConnectionError"
+    assert messages[0] == "retrying 'op' after 0.00 s (attempt 2/2): ConnectionError"
     assert [m.startswith("retried 'op' 3 times in the last ") for m in messages[1:]] == [True]

@@ -188,7 +188,7 @@ def test_a_wave_concurrency_beyond_int64_is_reported_as_unbounded(limit: int, re
 def test_a_number_of_another_type_is_refused_saying_which_type_is_meant(value: Any, hint: str) -> None:
     """"initial must be a number, got np.float32(0.5)" read as a contradiction (and DetectorConfig said
     "must be a number in (0.0, 1.0], got np.float32(0.5)", of a value in that range)."""
-    with pytest.raises(TypeError, match=rf"^initial must be a number {hint}, got "):
+    with pytest.raises(TypeError, match=rf"^initial must be a number in \[0, inf\) {hint}, got "):
         so.Retry(initial=value)
     with pytest.raises(ValueError, match=rf"^DetectorConfig.warning must be a number in \(0.0, 1.0\] {hint}, got "):
         so.DetectorConfig(warning=value)
@@ -202,15 +202,17 @@ def test_a_number_of_another_type_is_refused_saying_which_type_is_meant(value: A
     wave: so.Wave[None] = so.Wave("w", instrument=False)
     error = run_virtual(wave.run([work])).results[0].error
     assert isinstance(error, TypeError)
-    assert re.match(rf"^record_cost\(\): amount must be a finite number {hint}", str(error)), error
+    assert re.match(rf"^record_cost\(\): amount must be a finite number >= 0 {hint}", str(error)), error
 
 
 def test_an_integer_of_another_type_is_refused_saying_to_pass_int() -> None:
     # the value as numpy shows it: np.int64(3) from numpy 2, 3 before (the lowest allowed numpy is 1.26)
-    with pytest.raises(TypeError, match=r"^attempts must be an int \(a Python int; numpy.int64 is not one: pass "
+    with pytest.raises(TypeError, match=r"^attempts must be an int in \[1, inf\) \(a Python int; numpy.int64 is not "
+                                        r"one: pass "
                                         rf"int\(value\)\), got {re.escape(repr(np.int64(3)))}$"):
         so.Retry(attempts=np.int64(3))  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=r"^attempts must be an int \(a Python int; numpy.float32 is not one\), got"):
+    with pytest.raises(TypeError, match=r"^attempts must be an int in \[1, inf\) \(a Python int; numpy.float32 is not "
+                                        r"one\), got"):
         so.Retry(attempts=np.float32(3.0))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"^ResourcePool limit must be an int >= 1 \(a Python int; numpy.int64 is not "
                                         rf"one: pass int\(value\)\), got {re.escape(repr(np.int64(2)))}"):
@@ -311,8 +313,8 @@ def test_a_numpy_random_source_is_slept_and_reported_as_floats() -> None:
 @pytest.mark.parametrize("value", [1j, np.complex128(1.0)], ids=["complex", "np.complex128"])
 def test_a_complex_number_is_refused_without_advice_that_cannot_work(value: Any) -> None:
     """``float(1j)`` raises TypeError: "pass float(value)" would send the user from one error to another."""
-    with pytest.raises(TypeError, match=r"^initial must be a number \(a real Python int or float; \S+ is not one\), "
-                                        r"got "):
+    with pytest.raises(TypeError, match=r"^initial must be a number in \[0, inf\) \(a real Python int or float; \S+ is "
+                                        r"not one\), got "):
         so.Retry(initial=value)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from _redis_server import RedisServer, running_server
+from _redis_server import RedisServer, running_server, wait_for
 
 from shannon_otel.redis import RedisState, SharedRateLimit, _scripts
 
@@ -107,3 +107,64 @@ def test_a_server_clock_that_went_back_does_not_hold_every_admission_for_the_ste
         assert waits == sorted(waits)
 
     asyncio.run(main())
+
+
+def test_the_local_limiter_of_an_outage_and_the_bucket_after_it_keep_the_starts_the_other_gave(tmp_path: Path) -> None:
+    """Bug: the local limiter of an outage (``on_unavailable="local"``) began empty, beside the starts the shared
+    bucket had given this process and that still slept for their slots; and Redis back (restarted, its bucket lost)
+    began empty beside the local limiter's. One process at ``rate=50`` with 20 tasks starting in turn started 69 in
+    one second across a Redis restart (probed; after: 51). Each now takes the other's reservations: here a start
+    every 100 s, three given by Redis (waits 0, 100, 200 s), two by the local limiter, one by the restarted Redis.
+    The sleep only records (the schedule is all this test reads; a few real seconds pass, far under 50 s)."""
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    async def main(srv: RedisServer) -> None:
+        async with RedisState(srv.url, prefix=f"q{uuid.uuid4().hex[:10]}") as shared:
+            limit = SharedRateLimit(shared, "api", rate=0.01, sleep=sleep)
+            for _ in range(3):
+                await limit.acquire()
+            srv.stop()
+            await limit.acquire()  # the outage begins: the local limiter
+            await limit.acquire()
+            srv.start()  # its bucket lost (no persistence)
+            await wait_for(lambda: shared.available)
+            await limit.acquire()
+            assert shared.available  # this one was Redis's
+
+    with running_server(tmp_path) as srv:
+        asyncio.run(main(srv))
+    # The first start waits nothing (no sleep). The local limiter counts each wait from the start before it (the sleep
+    # only recorded: its clock did not move), the restarted Redis from now. Before: [100, 200, 100]: the local
+    # limiter's first start at once and its second 100 s on (beside Redis's at 100 and 200 s), then Redis's at once
+    assert [round(w, -2) for w in waits] == [100, 200, 300, 100, 500], waits
+
+
+def test_a_bucket_redis_lost_keeps_the_starts_it_had_given(server: RedisServer) -> None:
+    """Bug: a bucket lost with no outage seen (``FLUSHALL``, a restart between two admissions) began empty beside
+    the starts it had given this process, still sleeping for their slots: one process at ``rate=50`` with 20 tasks
+    starting in turn started 70 in the second after a ``FLUSHALL`` (probed). The process sends how far ahead those
+    are, which the script applies to a bucket it finds missing (only: one it finds holds them). A start every 100 s:
+    two given (waits 0, 100 s), the bucket flushed, the next waits 200 s (before: none)."""
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    async def main() -> None:
+        async with RedisState(server.url, prefix=f"q{uuid.uuid4().hex[:10]}") as shared:
+            limit = SharedRateLimit(shared, "api", rate=0.01, sleep=sleep)
+            await limit.acquire()
+            await limit.acquire()
+            client = redis.Redis(port=server.port)
+            try:
+                assert client.delete(*limit._key) == 2  # the bucket lost, as a FLUSHALL loses it
+            finally:
+                client.close()
+            await limit.acquire()
+            await limit.acquire()  # and the bucket holds them again: no more than its interval each
+
+    asyncio.run(main())
+    assert [round(w, -2) for w in waits] == [100, 200, 300], waits

@@ -99,3 +99,41 @@ def test_a_wave_is_a_cancellation_exactly_when_its_consumer_leaving_cut_a_task_s
     }
     assert spans.open == {}
     tel.shutdown()
+
+
+@pytest.mark.parametrize("how", ["at once", "raising"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_empty_input_left_at_once_is_a_success_of_no_task(kind: str, how: str) -> None:
+    """A stream over an empty input (a generator, stream_map over an iterator, a list), its block left before the
+    wave ran (nothing read, or an error of the block's own): nothing ran and nothing was cut short. A lazy input's
+    end was not yet known then, and the report, wave span and duration metric said ``cancellation`` (every lazy
+    shape: 108 of these 162 runs) until the input's end was looked for as the consumer leaves (``_stream._leave``)."""
+    tel = InMemoryTelemetry()
+    spans = OpenSpans()
+    tel.tracer_provider.add_span_processor(spans)
+    names = []
+    for max_concurrency, batch_size, buffer in itertools.product([1, 2, 3], [None, 1, 3], [1, 2, None]):
+        name = f"{kind}-{max_concurrency}-{batch_size}-{buffer}"
+        names.append(name)
+        wave = Wave[int](name, max_concurrency=max_concurrency, batch_size=batch_size, **tel.providers)
+
+        async def main(wave: Wave[int] = wave, buffer: int | None = buffer) -> WaveReport | None:
+            stream = _stream(wave, kind, 0, 0, [], buffer)
+            try:
+                async with stream:
+                    if how == "raising":
+                        raise LookupError("the block's own")
+            except LookupError:
+                assert how == "raising"
+            report: WaveReport | None = stream.report
+            return report
+
+        report = asyncio.run(main())
+        assert report is not None
+        assert (report.outcome, report.total, report.error) == (Outcome.SUCCESS, 0, None), name
+        assert (tel.span(f"wave {name}").attributes or {})["shannon.task.outcome"] == "success", name
+    durations = {point.attributes["shannon.wave.name"]: point for point in tel.points("shannon.wave.duration")}
+    outcomes = {name: (point.count, point.attributes["shannon.task.outcome"]) for name, point in durations.items()}
+    assert outcomes == dict.fromkeys(names, (1, "success"))
+    assert spans.open == {}
+    tel.shutdown()

@@ -37,14 +37,18 @@ class AttemptFinished:
 
 @dataclass(frozen=True, slots=True)
 class RetryScheduled:
-    """A ``Retry`` will try again: ``attempt`` failed (1-based; the next is ``attempt + 1``), after ``delay_s``
-    seconds; ``max_attempts`` is its limit including the first try (None beyond int64)."""
+    """A ``Retry`` tries again: ``attempt`` failed (1-based; the next is ``attempt + 1``), after ``delay_s``
+    seconds; ``max_attempts`` is its limit including the first try (None beyond int64). Told once the wait is over, as
+    the retry starts: a retry whose wait was cancelled (a losing hedged attempt, the caller's cancellation, a
+    ``Timeout`` around the retry) or whose ``sleep`` raised never ran and is never told. ``time_ns``: when it was
+    scheduled (nanoseconds since the epoch, on the clock the OTel SDK stamps spans with; None: when told)."""
 
     operation: str
     attempt: int  # the attempt that failed (1-based); the next one is attempt + 1
     delay_s: float
     error: BaseException | None
     max_attempts: int | None = None  # the retry's limit (attempts including the first); None if unbounded
+    time_ns: int | None = None  # when it was scheduled (the wait's start); None: when told
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +87,16 @@ class CallFinished:
 @dataclass(frozen=True, slots=True)
 class Degraded:
     """A ``Degrade`` served a degraded result: ``mode`` (last_good, cheaper or static), ``reason`` (breaker_open,
-    timeout, failure, or the reason given to ``Degrade.flag``) and the error it stood in for (None when flagged)."""
+    timeout, failure, or the reason given to ``Degrade.flag``) and the error it stood in for (None when flagged).
+    ``time_ns``: when it was served (nanoseconds since the epoch, on the clock the OTel SDK stamps spans with), set when
+    it is told later (a ``Degrade`` inside a ``Hedge``: told once the hedge returns that attempt's value); None: when
+    told."""
 
     operation: str
     mode: str  # "static", "last_good", "cheaper", "fallback"
     reason: str  # "breaker_open", "timeout", "failure", "anomaly"
     error: BaseException | None = None
+    time_ns: int | None = None  # when it was served, if told later; None: when told
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,13 +166,16 @@ class CallObserver:
         """An attempt ended (``event.outcome``, ``event.duration_s``); ``token`` is what its start returned."""
 
     def retry_scheduled(self, event: RetryScheduled) -> None:
-        """A ``Retry`` waits ``event.delay_s`` seconds after attempt ``event.attempt`` failed, then tries again."""
+        """A ``Retry`` waited ``event.delay_s`` seconds after attempt ``event.attempt`` failed and tries again now:
+        told as the retry starts, ``event.time_ns`` the time it was scheduled (a retry whose wait was cut short never
+        ran and is never told)."""
 
     def rejected(self, event: CallRejected) -> None:
         """A breaker refused a try without running it (it raises ``event.error``, a ``CircuitOpenError``)."""
 
     def degraded(self, event: Degraded) -> None:
-        """A ``Degrade`` served a degraded result (``event.mode``, ``event.reason``)."""
+        """A ``Degrade`` served a degraded result (``event.mode``, ``event.reason``); inside a ``Hedge``, told once the
+        hedge returns it, ``event.time_ns`` the time it was served."""
 
     def call_finished(self, event: CallFinished) -> None:
         """The call ended: ``event.outcome`` as a breaker counts it, its attempts and duration."""

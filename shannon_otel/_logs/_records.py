@@ -122,10 +122,10 @@ def retry_scheduled(event: RetryScheduled, messages: bool) -> Record:
     of = f"/{event.max_attempts}" if event.max_attempts is not None else ""
     return Record(
         t.LOGGER_RETRY, t.EVENT_RETRY_SCHEDULED,
-        "retrying %r in %s s (attempt %d%s)%s",
+        "retrying %r after %s s (attempt %d%s)%s",
         (event.operation, as_seconds(event.delay_s), event.attempt + 1, of, cause),
         fields, f"retried {event.operation!r} {N} times in the last {S} s (last: attempt "
-        f"{event.attempt + 1}{of} in {as_seconds(event.delay_s)} s{cause})",
+        f"{event.attempt + 1}{of} after {as_seconds(event.delay_s)} s{cause})",
     )
 
 

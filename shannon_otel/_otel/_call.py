@@ -99,7 +99,7 @@ class _CallTelemetry(_Current, CallObserver):
             attributes: dict[str, Any] = {t.ATTEMPT: event.attempt, t.RETRY_DELAY: event.delay_s}
             if event.error is not None:
                 attributes[t.ERROR_TYPE] = _error_type(event.error)
-            self.span.add_event(t.EVENT_RETRY_SCHEDULED, attributes)
+            self.span.add_event(t.EVENT_RETRY_SCHEDULED, attributes, event.time_ns)  # when scheduled: told as it runs
         if self._tel.metrics_on:
             sink = self._tel.delay_sink()
             if sink is None:
@@ -135,7 +135,7 @@ class _CallTelemetry(_Current, CallObserver):
             attributes = {t.DEGRADE_MODE: event.mode, t.DEGRADE_REASON: event.reason}
             if event.error is not None:
                 attributes[t.ERROR_TYPE] = _error_type(event.error)
-            self.span.add_event(t.EVENT_DEGRADED, attributes)
+            self.span.add_event(t.EVENT_DEGRADED, attributes, event.time_ns)  # when served: a hedge tells it later
             self.span.set_attributes({t.DEGRADE_MODE: event.mode, t.DEGRADE_REASON: event.reason})
         if self._tel.metrics_on:
             self._tel.degradations.add(1, {

@@ -10,10 +10,9 @@ taken on the monotonic clock (``_clock.monotonic``), not from these stamps.
 
 from __future__ import annotations
 
-import sys
-import time
-
 from opentelemetry.trace import Span
+
+from .._clock import wall_ns
 
 
 def end(span: Span) -> None:
@@ -23,8 +22,5 @@ def end(span: Span) -> None:
     if type(start) is not int:  # not a span the SDK stamped (one that records nothing, another SDK's): as it would
         span.end()
         return
-    # Now on the clock the SDK stamped its start with (its module's ``time_ns``, as the SDK reads it: a clock a
-    # test or a time-travel tool put there is the span's clock), not a second one.
-    sdk = sys.modules.get("opentelemetry.sdk.trace")
-    now = (time.time_ns if sdk is None else sdk.time_ns)()
+    now = wall_ns()  # on the clock the SDK stamped its start with, not a second one
     span.end(end_time=now if now >= start else start)

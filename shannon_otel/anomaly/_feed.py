@@ -54,7 +54,8 @@ from opentelemetry import trace
 from .. import _clock
 from .._events import Anomaly, CallObserver, CallStarted, Hook, WaveObserver, WaveStarted
 from .._fork import in_forked_child, release_held
-from .._isolation import HOOK_ERRORS, hook_failed
+from .._isolation import HOOK_ERRORS, held_failure
+from .._reraise import raise_as_is
 from .._validate import (
     brief,
     check_bool,
@@ -340,11 +341,19 @@ class AnomalyHook(Hook):
         if ctx.is_valid and ctx.trace_flags.sampled:  # a sampled-out span is exported nowhere: no link to it
             trace_id, span_id = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
         event = Anomaly(series, signal, score, severity, value, trace_id, span_id, now, evicted)
+        escaped: BaseException | None = None  # a hook's KeyboardInterrupt: raised once on_anomaly got the event too
         if sinks:
-            _publish(event, sinks, cause if cause is not None and cause is not current and cause.is_recording()
-                     else None)
+            try:
+                _publish(event, sinks, cause if cause is not None and cause is not current and cause.is_recording()
+                         else None)
+            except BaseException as exc:
+                escaped = exc
         if severity is not None and self._on_anomaly is not None:
             try:
                 _not_a_coroutine(self._on_anomaly(event))
             except HOOK_ERRORS as exc:  # isolated like any hook: counted on this hook, logged once
-                hook_failed(self, "on_anomaly", exc, sinks)
+                escaped = escaped or held_failure(self, "on_anomaly", exc, sinks)
+            except BaseException as exc:
+                escaped = escaped or exc
+        if escaped is not None:
+            raise_as_is(escaped)

@@ -8,7 +8,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from .._events import Hook
-from .._isolation import HOOK_ERRORS, call_void, hook_failed
+from .._isolation import notify
 
 if TYPE_CHECKING:
     from .._events import Anomaly, CallObserver, CallStarted, WaveObserver, WaveStarted
@@ -17,14 +17,11 @@ if TYPE_CHECKING:
 
 def _publish(event: Anomaly, sinks: tuple[Hook, ...], culprit: trace.Span | None) -> None:
     """Hand ``event`` to the other hooks of the scope, with ``culprit`` (an open span that is not
-    the current one) current meanwhile; a hook that raises is logged and the others still get it."""
+    the current one) current meanwhile; a hook that raises is logged and the others still get it. A
+    ``KeyboardInterrupt`` (``SystemExit``) one raises is raised once every other one got the event."""
     token = otel_context.attach(trace.set_span_in_context(culprit)) if culprit is not None else None
     try:
-        for sink in sinks:
-            try:
-                call_void(sink.anomaly, "anomaly", event)
-            except HOOK_ERRORS as exc:  # isolated: logged once per hook, counted, the others still get it
-                hook_failed(sink, "anomaly", exc, sinks)
+        notify(sinks, sinks, sinks, "anomaly", event)
     finally:
         if token is not None:
             otel_context.detach(token)

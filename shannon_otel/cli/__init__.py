@@ -180,7 +180,9 @@ def _prometheus_url(text: str) -> str:
 
 
 def _protocol(text: str) -> str:
-    value = {"grpc": "grpc", "http": "http", "http/protobuf": "http"}.get(text)
+    """The --otlp-protocol flag: ``grpc``, ``http/protobuf`` or its shorthand ``http``, in any case, as the variables
+    are read (``--otlp-protocol GRPC`` was refused while ``OTEL_EXPORTER_OTLP_PROTOCOL=GRPC`` was taken)."""
+    value = {"grpc": "grpc", "http": "http", "http/protobuf": "http"}.get(text.strip().lower())
     if value is None:
         raise argparse.ArgumentTypeError(f"expected grpc or http/protobuf, got {text!r}")
     return value
@@ -192,7 +194,7 @@ def _env_protocol(text: str) -> str:
     too: `check` said "ok" for a setting with which the program's configure() refuses to start."""
     if text.lower() not in ("grpc", "http/protobuf"):
         raise argparse.ArgumentTypeError(f"expected grpc or http/protobuf, got {text!r}")
-    return _protocol(text.lower())
+    return _protocol(text)
 
 
 def _env(name: str) -> str | None:

@@ -161,7 +161,9 @@ class RateLimiter:
     before it at least: a clock the sleep does not move (a frozen fake clock, the real clock under virtual time)
     never makes a task wait again, nor longer."""
 
-    __slots__ = ("_clock", "_interval", "_last", "_left", "_loop", "_reached", "_sleep", "_tat", "_tau", "_turn")
+    __slots__ = (
+        "_clock", "_interval", "_last", "_left", "_loop", "_queued", "_reached", "_sleep", "_tat", "_tau", "_turn",
+    )
 
     def __init__(
         self, rate: float, burst: int, clock: Callable[[], float], sleep: Callable[[float], Awaitable[None]],
@@ -185,6 +187,7 @@ class RateLimiter:
         self._tat = self._last = self._reached = -math.inf
         self._loop: asyncio.AbstractEventLoop | None = None  # the event loop whose queue ``_turn`` is
         self._turn = asyncio.Lock()  # FIFO: the task waiting for the next slot
+        self._queued = 0  # starts queued behind it, no slot reserved yet (see reserved_until)
 
     async def acquire(self) -> None:
         if self._left is not None:
@@ -193,28 +196,53 @@ class RateLimiter:
                 return
             await awaitable_from("sleep", self._sleep(math.inf))  # never admitted: waits until cancelled
             return
-        async with self._queue():
-            read = self._now()
-            now = max(read, self._reached)
-            slot = max(self._tat, now)
-            self._tat = slot + self._interval  # reserved: another event loop's starts see it
-            wait = slot - self._tau - now
-            if wait > 0:
-                try:
-                    await awaitable_from("sleep", self._sleep(wait))
-                    # the start is the slot's deadline: a sleep ending early (uvloop's millisecond timers) is made
-                    # up, or the task started ahead of its slot and more than burst + rate * t started in some t s
-                    await made_up(self._clock, self._nap, read, now + wait)
-                except BaseException:
-                    if self._tat == slot + self._interval:  # no later reservation: the next task takes this slot
-                        self._tat = slot
-                    raise
-                # The slot is reached: the next task waits from it at least, so waits queued one behind the other do
-                # not add up on a clock that shows less than the sleep waited (a coarse clock, one the sleep does not
-                # move). The start as it happens counts: later than its slot when the loop was blocked meanwhile
-                # (sync code in a task), and the next slot is counted from it.
-                self._reached = now + wait
-                self._tat = max(self._tat, max(self._now(), self._reached) + self._interval)
+        self._queued += 1
+        queued = True
+        try:
+            async with self._queue():
+                self._queued -= 1
+                queued = False
+                await self._start()
+        finally:
+            if queued:  # cancelled while queued
+                self._queued -= 1
+
+    async def _start(self) -> None:
+        """The start at the head of the queue: reserve its slot and wait for it."""
+        read = self._now()
+        now = max(read, self._reached)
+        slot = max(self._tat, now)
+        self._tat = slot + self._interval  # reserved: another event loop's starts see it
+        wait = slot - self._tau - now
+        if wait > 0:
+            try:
+                await awaitable_from("sleep", self._sleep(wait))
+                # the start is the slot's deadline: a sleep ending early (uvloop's millisecond timers) is made
+                # up, or the task started ahead of its slot and more than burst + rate * t started in some t s
+                await made_up(self._clock, self._nap, read, now + wait)
+            except BaseException:
+                if self._tat == slot + self._interval:  # no later reservation: the next task takes this slot
+                    self._tat = slot
+                raise
+            # The slot is reached: the next task waits from it at least, so waits queued one behind the other do
+            # not add up on a clock that shows less than the sleep waited (a coarse clock, one the sleep does not
+            # move). The start as it happens counts: later than its slot when the loop was blocked meanwhile
+            # (sync code in a task), and the next slot is counted from it.
+            self._reached = now + wait
+            self._tat = max(self._tat, max(self._now(), self._reached) + self._interval)
+
+    def reserved_until(self) -> float:
+        """The schedule's next free slot on this limiter's clock (its GCRA tat) once the starts queued now have
+        theirs (-inf before any start)."""
+        if not self._queued:
+            return self._tat
+        return max(self._tat, self._clock()) + self._queued * self._interval
+
+    def hold_until(self, tat: float) -> None:
+        """Take the starts another schedule reserved up to ``tat`` (a GCRA tat on this limiter's clock) as reserved
+        here too: a :class:`~shannon_otel.redis.SharedRateLimit` falling back to this limiter when Redis goes away
+        hands it the shared schedule it was last given."""
+        self._tat = max(self._tat, tat)
 
     def _queue(self) -> asyncio.Lock:
         """This event loop's queue of waiting starts: a lock is bound to the loop it first queued a task on (a limit

@@ -16,7 +16,7 @@ import math
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from types import CoroutineType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._deadline import errors_as_is, scope_timeout
 from .._events import Hook, TaskResult, WaveObserver
@@ -718,8 +718,7 @@ class Pulled:
 
     def __init__(self, tasks: Iterable[Any]) -> None:
         self._iterator = live(tasks)  # stream_map's (Mapped): its list's Growing, bound
-        # What probe() pulled that no take has had yet: the item (in a 1-tuple), or the error the input raised then
-        self._ahead: tuple[Any] | BaseException | None = None
+        self._ahead: Ahead | None = None  # what probe() pulled that no take has had yet
 
     @property
     def cut(self) -> bool:
@@ -738,9 +737,9 @@ class Pulled:
         ahead = self._ahead
         if ahead is not None:
             self._ahead = None
-            if isinstance(ahead, tuple):
-                return ahead[0]
-            raise ahead  # as if the input raised it now: at a take, never while the tasks before it still ran
+            if ahead.error is not None:
+                raise ahead.error  # as if the input raised it now: at a take, never while the tasks before it still ran
+            return ahead.item
         try:
             return next(self._iterator)
         except asyncio.CancelledError as exc:
@@ -759,19 +758,26 @@ class Pulled:
         unreported, so it fails the wave instead. With an item (or error) already kept, pulls nothing."""
         if self._ahead is None:
             try:
-                self._ahead = (next(self),)
+                self._ahead = Ahead(next(self))
             except StopIteration:
                 return False
             except BaseException as exc:
-                self._ahead = exc
+                self._ahead = Ahead(None, exc)
         return True
 
-    def drop(self) -> tuple[Any, ...] | BaseException:
-        """The item ``probe`` pulled that no worker took (the wave ended first), as a 1-tuple; the
-        ``KeyboardInterrupt`` & co the input raised then, never dropped; else () (an ``Exception`` it raised then is
-        forgotten: the wave's end is the caller's to report)."""
+    def drop(self) -> Ahead | None:
+        """What ``probe`` pulled that no worker took (the wave ended first): the item, or the ``KeyboardInterrupt`` &
+        co the input raised then, never dropped; else None (an ``Exception`` it raised then is forgotten: the wave's
+        end is the caller's to report)."""
         ahead, self._ahead = self._ahead, None
-        return ahead if isinstance(ahead, tuple) or (ahead is not None and not isinstance(ahead, Exception)) else ()
+        return None if ahead is None or isinstance(ahead.error, Exception) else ahead
+
+
+class Ahead(NamedTuple):
+    """What :meth:`Pulled.probe` pulled: an ``item`` (any value, None too), or the ``error`` the input raised."""
+
+    item: Any
+    error: BaseException | None = None
 
 
 pulled = Pulled

@@ -231,7 +231,7 @@ def _check_amount(caller: str, parameter: str, value: object, *, integer: bool, 
     """
     kinds: tuple[type, ...] = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds):
-        kind = "an int" if integer else "a finite number"
+        kind = ("an int" if integer else "a finite number") + (" >= 0" if non_negative else "")  # the range too
         raise TypeError(f"{caller}(): {parameter} must be {kind}{other_number(value, integer=integer)}, got {value!r}")
     try:
         number = float(value)  # type: ignore[arg-type]  # an int or float, checked just above

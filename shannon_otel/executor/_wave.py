@@ -539,16 +539,16 @@ class Wave(Generic[T]):
                         # KeyboardInterrupt & co is never dropped.
                         escaped, errored = broke, True
                 run.pending = 0  # every task of the input has ended (run, drained or counted): none is left
-            elif reader is not None and (ahead := reader.drop()):
-                if isinstance(ahead, BaseException):
+            elif reader is not None and (ahead := reader.drop()) is not None:
+                if ahead.error is not None:
                     # What the input raised as its consumer left, looking for its end: a KeyboardInterrupt & co is
                     # never dropped. The wave fails with it (raised once it has ended), as when a worker's take raised
                     # it: the input's end, not the consumer's leaving, ended the wave.
-                    escaped, cancelled = ahead, False
+                    escaped, cancelled = ahead.error, False
                 else:
                     # The item pulled as its consumer left, looking for the input's end, never ran: a task taken (its
                     # index the next one), so queued, then skipped as a drained one (closed, cancelled)
-                    held = (run.taken, ahead[0])
+                    held = (run.taken, ahead.item)
                     try:
                         run.queued_past(held)
                     except BaseException as exc:

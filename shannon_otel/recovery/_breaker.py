@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, NoReturn, ParamSpec, SupportsIndex, TypeVar, U
 from .. import _clock
 from .._events import BreakerRegistered, BreakerTransition, CallRejected, CallStarted
 from .._hooks import check_hooks, resolve_hooks
-from .._isolation import HOOK_ERRORS, call_void, hook_failed
+from .._isolation import notify as notify_hooks
+from .._reraise import raise_as_is
 from .._telemetry import BreakerState
 from .._validate import (
     check_not_decorated,
@@ -204,12 +205,9 @@ class CircuitBreaker(Policy):
             now = self._clock()
             check_reading("clock", now)  # read here anyway: a NaN or datetime one failed at the first call
             self._changed_at = now
+            # a hook's bug never costs the user a breaker; its KeyboardInterrupt is raised once every hook knows it
             registered = BreakerRegistered(name, _CLOSED, now)
-            for hook in self._hooks:
-                try:
-                    call_void(hook.breaker_registered, "breaker_registered", registered)
-                except HOOK_ERRORS as exc:  # a hook's bug never costs the user a breaker
-                    hook_failed(hook, "breaker_registered", exc, self._hooks)
+            notify_hooks(self._hooks, self._hooks, self._hooks, "breaker_registered", registered)
         if self._link is not None:
             self._link.registered()  # after the hooks know it: a fail-closed outage may open it now
 
@@ -608,12 +606,17 @@ class CircuitBreaker(Policy):
             queue.append(event)
             return
         queue = delivering.queue = [event]
+        # The state has changed: a hook's error must not make the call fail. A KeyboardInterrupt (SystemExit) a hook
+        # raises is raised once every hook was told every transition: it skipped the hooks after that one, which
+        # never learnt the breaker had opened (their state series stuck at closed).
+        escaped: BaseException | None = None
         try:
             for event in queue:  # grows while it is read: the transitions the hooks made, in order
-                for hook in self._hooks:
-                    try:
-                        call_void(hook.breaker_transition, "breaker_transition", event)
-                    except HOOK_ERRORS as exc:  # the state has changed: a hook must not make the call fail
-                        hook_failed(hook, "breaker_transition", exc, self._hooks)
+                try:
+                    notify_hooks(self._hooks, self._hooks, self._hooks, "breaker_transition", event)
+                except BaseException as exc:
+                    escaped = escaped or exc
         finally:
             delivering.queue = None
+        if escaped is not None:
+            raise_as_is(escaped)

@@ -14,8 +14,10 @@ import asyncio
 import inspect
 import logging
 from contextvars import ContextVar
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._clock import wall_ns
 from .._deadline import timed_out
 from .._events import AttemptFinished, CallFinished, CallObserver, CallStarted, Degraded, cut_off
 from .._isolation import (
@@ -94,7 +96,8 @@ def degraded(call: _Call, event: Degraded) -> None:
     attempt this is returns it (see :class:`_Held`)."""
     held = _HELD.get()
     if held is not None and held.call is call:
-        held.events.append(event)
+        # stamped now: told once every attempt has ended, later than it happened when a loser held its cancellation
+        held.events.append(event if event.time_ns is not None else replace(event, time_ns=wall_ns()))
     else:
         notify(call, "degraded", event)
 

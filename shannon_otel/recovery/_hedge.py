@@ -50,7 +50,8 @@ class Hedge(Instrumented):
     inside the hedge retries each attempt: the retries of a hedged attempt are attempts of that hedge (spans
     ``attempt N`` naming it in ``shannon.hedge.attempt``), not hedges (``shannon.hedges`` counts the hedged
     attempts launched). A ``Degrade`` inside the hedge counts a degradation (its observers' ``degraded``) only for
-    the attempt whose value the hedge returns, told in the caller's task once every attempt has ended. An
+    the attempt whose value the hedge returns, told in the caller's task once every attempt has ended (its span event
+    stamped when it was served). An
     attempt's ``KeyboardInterrupt`` or ``SystemExit`` cancels the others and is raised in the caller's task,
     itself, as without the hedge (not out of the event loop, as asyncio does for a task's). A
     ``BaseException`` that is not an ``Exception`` is never swallowed, even when a loser raises it while

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar, cast
 
-from .._clock import made_up
+from .._clock import made_up, wall_ns
 from .._deadline import cancel_base, cancel_requested
 from .._events import RetryScheduled
 from .._validate import (
@@ -235,7 +235,7 @@ class Retry(Instrumented):
                     # __setattr__, as the raise sets it: a frozen dataclass exception's refuses it (its
                     # FrozenInstanceError replaced the user's error, and no outer policy recognised that).
                     object.__setattr__(error, "__context__", context)
-            wait, start, exact = step
+            wait, start, exact, scheduled = step
             handling = sys.exception()  # the caller's, when it awaits this retry in an `except` block
             try:
                 await self._wait(wait, exact)
@@ -246,6 +246,11 @@ class Retry(Instrumented):
                 if exc is not error and (exc.__context__ is None or exc.__context__ is handling):
                     object.__setattr__(exc, "__context__", error)  # past a frozen exception's __setattr__
                 raise
+            if scheduled is not None and call is not None:
+                # Told as the retry runs, its wait over (stamped when scheduled): told before the wait, a retry whose
+                # wait was cancelled (a losing hedged attempt, the caller's cancellation, a Timeout around it) was
+                # counted in shannon.retry.delay, the span events and the RunReport's retries, yet never ran.
+                notify(call, "retry_scheduled", scheduled)
             attempt += 1
             previous = wait
             try:
@@ -282,10 +287,10 @@ class Retry(Instrumented):
 
     def _schedule(
         self, error: Exception, attempt: int, previous: float, start: float, call: _Call | None,
-    ) -> tuple[float, float, bool] | None:
+    ) -> tuple[float, float, bool, RetryScheduled | None] | None:
         """The delay before the next attempt, the budget's start from now on (``start``, unless the clock went
-        back) and whether the delay is a breaker's ``retry_after_s`` (see :meth:`_wait`), or ``None`` to give up and
-        re-raise ``error``."""
+        back), whether the delay is a breaker's ``retry_after_s`` (see :meth:`_wait`) and the event to tell once the
+        wait is over (None: unobserved), or ``None`` to give up and re-raise ``error``."""
         testing = TESTING.on
         limit = self.attempts if not testing or TESTING.attempts is None else min(self.attempts, TESTING.attempts)
         if attempt >= limit:
@@ -333,11 +338,11 @@ class Retry(Instrumented):
                 start = now  # not the step too (a day back retried for a day, a budget of 10 s)
             if now - start + wait > self.budget_s:
                 return None
-        if call is not None:
+        event = None
+        if call is not None and call.observers:
             # attempts=10**400 (unbounded) made every retry's log record a field OTLP cannot encode
-            event = RetryScheduled(call.operation, attempt, wait, error, int64_or_none(limit))
-            notify(call, "retry_scheduled", event)
-        return wait, start, exact
+            event = RetryScheduled(call.operation, attempt, wait, error, int64_or_none(limit), wall_ns())
+        return wait, start, exact, event
 
 
 retry = Retry

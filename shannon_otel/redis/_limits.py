@@ -32,7 +32,7 @@ class SharedRateLimit:
     admission's delay (a sync one: TypeError naming ``sleep`` at that wait; its error fails the task, unrun).
     """
 
-    __slots__ = ("_args", "_burst", "_key", "_local", "_name", "_rate", "_shared", "_sleep")
+    __slots__ = ("_args", "_burst", "_key", "_local", "_name", "_rate", "_shared", "_shared_tat", "_sleep")
 
     def __init__(
         self, shared: RedisState, name: str, *, rate: float, burst: int = 1,
@@ -64,6 +64,9 @@ class SharedRateLimit:
         self._key = [shared._key("rate", name, "tat"), shared._key("rate", name, "last")]
         self._args = [interval_ms, (burst - 1) * interval_ms, math.ceil(interval_ms * burst) + 1000]
         self._local: RateLimiter | None = None
+        # The shared bucket's schedule as this process last learned it (the event loop's clock): the starts the
+        # shared bucket gave this process, sleeping for their slots, are handed to the local limiter of an outage
+        self._shared_tat = -math.inf
 
     # Read-only: the Redis script's arguments are computed from them once. Settable, `limit.rate = 100` changed
     # what the repr showed while every wave sharing the object still started at the old rate.
@@ -98,13 +101,29 @@ class SharedRateLimit:
             # During a known outage Redis is not asked (each start would wait timeout_s): the store's
             # flusher pings it and marks it available again.
             _outage_check(self.shared)
-            wait_ms = float(await self.shared._script("RATE", self._key, self._args))
+            clock = asyncio.get_running_loop().time
+            args = self._args
+            # Starts not reached yet that the bucket may not know: those the local limiter of an outage reserved (or
+            # queued for), which a bucket Redis lost (restarted without persistence) or left behind never saw, and
+            # those it gave this process, lost with it (a restart, FLUSHALL). A fresh bucket gave a full rate at
+            # once beside them. The script moves the bucket past them first (see _scripts.RATE).
+            now = clock()
+            local_s = self._local.reserved_until() - now if self._local is not None else 0.0
+            given_s = self._shared_tat - now
+            if local_s > 0 or given_s > 0:
+                args = [*args, max(local_s, 0.0) * 1000, max(given_s, 0.0) * 1000]
+            wait_ms = float(await self.shared._script("RATE", self._key, args))
+            # The bucket's tat after this admission (the script's wait is tat - tau - now), on this loop's clock
+            self._shared_tat = max(self._shared_tat, clock() + (wait_ms + self._args[1] + self._args[0]) / 1000)
         except SharedStateUnavailableError:
             if self.shared.on_unavailable == "reject":
                 raise
             if self._local is None:  # one schedule for every event loop (threads) using this limit
                 loop = asyncio.get_running_loop()
                 self._local = RateLimiter(self.rate, self.burst, loop.time, self.sleep)
+            # The shared schedule's starts given to this process still sleeping for their slots are starts too:
+            # a fresh local limiter started a full rate beside them (a process at rate=50 started 69 in a second)
+            self._local.hold_until(self._shared_tat)
             await self._local.acquire()
             return
         if wait_ms > 0:

@@ -266,7 +266,7 @@ return answer()
 """
 
 # KEYS: bucket, last (the server's time at the bucket's last admission). ARGV: interval_ms (1000/rate),
-# tau_ms ((burst-1)*interval), ttl_ms.
+# tau_ms ((burst-1)*interval), ttl_ms[, local_ahead_ms, given_ahead_ms (see below)].
 # GCRA: returns the wait in ms before this admission may proceed (0: now); the slot is reserved either way.
 # The theoretical arrival time is stored with every digit of the double ('%.17g'): Lua's tostring keeps 14
 # significant digits, 0.1 ms of a time in ms since 1970, and an interval under 0.05 ms (a rate over 20,000/s)
@@ -275,7 +275,8 @@ RATE: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local interval, tau = tonumber(ARGV[1]), tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local stored = redis.call('GET', KEYS[1])
+local tat = tonumber(stored or '0')
 local last = tonumber(redis.call('GET', KEYS[2]) or '0')
 -- A value no script wrote is refused here (a Lua error: this bucket's key alone is unusable): 'inf', 'nan' or
 -- '1e300' went on to SET's PX, which Redis refused as out of range, and that was taken for an outage of all of Redis.
@@ -287,6 +288,20 @@ end
 -- clock had left it, and every admission of every process waited the whole step (an hour back: an hour each).
 if now < last then tat = tat - (last - now) end
 if tat < now then tat = now end
+-- ARGV[4], ARGV[5] (optional): ms ahead of now of the starts the caller's local limiter reserved during an outage,
+-- and of those this bucket gave the caller, not reached yet. The bucket (lost with a restart or a FLUSHALL, or left
+-- behind while Redis was away) is moved past the first; a bucket found missing past the second too (one found holds
+-- them: applied to it, the caller's round trip would be added to the schedule at every admission).
+local function past(i)
+  local ahead = tonumber(ARGV[i])
+  if ahead and ahead == ahead and ahead > 0 and ahead < 2 ^ 53 then return now + ahead end
+  return now
+end
+if ARGV[4] then
+  local floor = past(4)
+  if not stored and ARGV[5] then floor = math.max(floor, past(5)) end
+  if tat < floor then tat = floor end
+end
 -- The TTL as an integer: a large Lua number goes to Redis in exponent form, and the TTL of a slow rate with a
 -- large burst (rate=1e-9, burst=1e6: 1e18 ms) went as '1.000001000000001e+18', refused as no integer: an
 -- outage of all of Redis.
