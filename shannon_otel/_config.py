@@ -60,6 +60,7 @@ from ._otel._providers import globals_set, register_bridge, register_drops
 from ._otlp_env import warn_odd_variables
 from ._redact import Redact, RedactingSpanExporter, redacting_handler
 from ._resource_env import env_service_name
+from ._said_once import SaidOnce, resource_variables
 from ._sdk_env import id_generator, limits, sampler
 from ._telemetry import SCOPE_NAME as LOGGER_ROOT  # the logging hook's loggers are its children
 from ._telemetry_handle import _MAX_TIMEOUT_S, DEFAULT_SHUTDOWN_TIMEOUT_S, shut_at_exit
@@ -76,6 +77,9 @@ from ._validate import (
 from ._version import __version__
 
 _SETTING_GLOBALS = threading.Lock()
+# The variables as the SDK's resource detection read them when its logs module was imported (by the imports above,
+# at the latest), warning then of what it could not parse.
+_DETECTED_AT_IMPORT = resource_variables()
 
 
 def _check_globals_unset(logs: bool) -> None:
@@ -334,7 +338,14 @@ def configure(
     attributes: dict[str, str] = dict(resource_attributes or {})
     if service_name:
         attributes[SERVICE_NAME] = service_name
-    resource = Resource.create(attributes)  # merges OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME
+    once = SaidOnce()  # on the SDK's loggers while the handle lives: its repeated warnings said once
+    once.told = resource_variables() == _DETECTED_AT_IMPORT  # so its warnings were said already (the import's)
+    once.install()
+    try:
+        resource = Resource.create(attributes)  # merges OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME
+    finally:
+        once.told = False
+        once.remove()  # until the handle exists to take it off again
     named = str(resource.attributes.get(SERVICE_NAME, ""))
     if named.startswith("unknown_service") or not named.strip():  # OTEL_SERVICE_NAME="  ": blank is unset
         resource = resource.merge(Resource({SERVICE_NAME: env_service_name() or "shannon-otel"}))
@@ -405,7 +416,9 @@ def configure(
     handle = Telemetry(
         tracer_provider, meter_provider, logger_provider, handler, shutdown_timeout_s=shutdown_timeout_s,
         drops=drops, span_processors=processors, log_processors=log_processors, metric_exporters=counted_metrics,
+        sdk_log_filter=once,
     )
+    once.install()
     if set_global:
         with _SETTING_GLOBALS:
             try:

@@ -26,6 +26,7 @@ from ._delivery import (
     in_parallel,
 )
 from ._logs._joined import _Default
+from ._said_once import SDK_LOGGERS
 from ._telemetry import SCOPE_NAME as LOGGER_ROOT  # the logging hook's loggers are its children
 from ._telemetry import DropReason
 from ._validate import check_number
@@ -42,6 +43,8 @@ class Telemetry:
     interpreter exit. Export failures never raise here: the SDK logs them, ``dropped`` counts what
     was not delivered, and the user's work and results are unaffected. Built by hand, it refuses a provider
     without ``shutdown()`` (TypeError) or a ``shutdown_timeout_s`` outside (0, 3600] (ValueError), naming it.
+    ``sdk_log_filter``: the filter ``configure()`` put on the SDK's resource and attribute loggers (each repeated
+    warning said once while the handle lives); the shutdown takes it off them.
     """
 
     def __init__(
@@ -51,6 +54,7 @@ class Telemetry:
         span_processors: Sequence[CountedSpanProcessor] = (),
         log_processors: Sequence[CountedLogRecordProcessor] = (),
         metric_exporters: Sequence[CountedMetricExporter] = (),
+        sdk_log_filter: logging.Filter | None = None,
     ) -> None:
         # Checked here: a provider without shutdown() (None, the API's proxy of an unset global) failed
         # only in shutdown(), with an AttributeError, after the handle was marked shut and its telemetry counted lost.
@@ -65,6 +69,7 @@ class Telemetry:
         self.meter_provider = meter_provider
         self.logger_provider = logger_provider  # None unless the logs signal was asked for
         self._log_handler = log_handler
+        self._sdk_log_filter = sdk_log_filter  # configure()'s on the SDK's loggers (_said_once), taken off by shutdown
         self.shutdown_timeout_s = shutdown_timeout_s
         self._drops = drops or DropCounter()
         self._processors = tuple(span_processors)
@@ -252,6 +257,9 @@ class Telemetry:
         if self._log_handler is not None:
             logging.getLogger(LOGGER_ROOT).removeHandler(self._log_handler)
             self._log_handler.close()  # its provider is shut down below: nothing left for it to flush (at exit)
+        if self._sdk_log_filter is not None:
+            for name in SDK_LOGGERS:
+                logging.getLogger(name).removeFilter(self._sdk_log_filter)
         # Each span and log processor in a thread of its own: a provider's shutdown stops its processors one after
         # the other, so an exporter stuck on a dead or silent backend kept every other exporter's spans (log records:
         # OTEL_LOGS_EXPORTER=otlp,console) from being sent.

@@ -5,6 +5,7 @@ happened. (tests/e2e/test_panel_truth.py checks the same panels on real workload
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from typing import TYPE_CHECKING, Any
@@ -37,13 +38,19 @@ def panel(title: str, target: int = 0) -> str:
 def evaluate(tmp_path: Path, series: dict[str, str], expr: str, expected: list[dict[str, Any]],
              at: str = "10m") -> None:
     """promtool's check that ``expr`` at ``at`` over ``series`` (selector -> values) is ``expected``."""
+    evaluate_each(tmp_path, series, expr, [(at, expected)])
+
+
+def evaluate_each(tmp_path: Path, series: dict[str, str], expr: str,
+                  checks: list[tuple[str, list[dict[str, Any]]]]) -> None:
+    """promtool's check that ``expr`` at each time of ``checks`` over ``series`` is the samples given with it."""
     (tmp_path / "none.yml").write_text('{"groups": []}', encoding="utf-8")
     test = {
         "rule_files": ["none.yml"], "evaluation_interval": "1m",
         "tests": [{
             "interval": "1m",
             "input_series": [{"series": s, "values": v} for s, v in series.items()],
-            "promql_expr_test": [{"expr": expr, "eval_time": at, "exp_samples": expected}],
+            "promql_expr_test": [{"expr": expr, "eval_time": at, "exp_samples": expected} for at, expected in checks],
         }],
     }
     (tmp_path / "test.yml").write_text(json.dumps(test), encoding="utf-8")
@@ -196,3 +203,38 @@ def test_a_prometheus_started_next_to_a_running_app_counts_only_what_it_saw(tmp_
     series = {'up{job="otel-collector", instance="collector:8889"}': "1x10", base % A: "500+10x10"}
     evaluate(tmp_path, series, panel("Tasks finished"), [{"labels": "{}", "value": 100}])
     evaluate(tmp_path, {**series, base % B: "_x5 7x5"}, panel("Tasks finished"), [{"labels": "{}", "value": 107}])
+
+
+_MATCHER = re.compile(r'(\w+)(=~|!~|!=|=)"((?:[^"\\]|\\.)*)"')
+
+
+def _bar_panels() -> list[tuple[str, str]]:
+    """(title, query) of every bar chart and heatmap: panels drawing a count per interval."""
+    return [(p["title"], target["expr"]) for m in dashboards().values() for p in m["panels"]
+            if p["type"] == "heatmap"
+            or p.get("fieldConfig", {}).get("defaults", {}).get("custom", {}).get("drawStyle") == "bars"
+            for target in p["targets"]]
+
+
+def _a_series_of(expr: str) -> str:
+    """A series the first selector of ``expr`` selects with every variable at "All" (its matchers satisfied)."""
+    found = re.search(r"(shannon_\w+)\{([^}]*)\}", concrete_query(expr))
+    assert found is not None, expr
+    labels = {"instance": "a"}
+    for name, op, value in _MATCHER.findall(found.group(2)):
+        labels[name] = value.split("|")[0] if op == "=~" and value != ".+" else value if op == "=" else "x"
+    return found.group(1) + "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+
+
+@pytest.mark.parametrize(("title", "expr"), _bar_panels(), ids=[title for title, _ in _bar_panels()])
+def test_each_bar_counts_the_events_of_its_own_interval(tmp_path: Path, title: str, expr: str) -> None:
+    """A counter series appearing at 2m with 3 events, 2 more at 4m, its process restarted at 6m (2 events),
+    7 more at 8m, in one-minute steps (Grafana's $__interval; $__rate_interval 4m): each bar is the count of
+    its own minute, 3 0 2 0 2 0 7 0 0, and the bars sum to the 14 events. Before: every bar counted the
+    growth of the trailing rate interval (promtool's closed range: 5 steps), 3 3 5 5 7 4 11 9 9, 56 in all."""
+    series = {_a_series_of(expr): "_ _ 3 3 5 5 2 2 9 9 9"}
+    bars = [0, 3, 0, 2, 0, 2, 0, 7, 0, 0]
+    checks = [(f"{minute}m", [] if minute == 1 else [{"labels": "{}", "value": bar}])
+              for minute, bar in enumerate(bars, start=1)]
+    assert sum(bars) == 14
+    evaluate_each(tmp_path, series, f"sum(\n{concrete_query(expr, VARIABLES)}\n)", checks)

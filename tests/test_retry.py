@@ -140,7 +140,7 @@ def test_an_infinite_or_huge_next_delay_is_capped_at_maximum(returned: float) ->
 
 def test_a_negative_zero_next_delay_is_reported_and_logged_as_zero(caplog: pytest.LogCaptureFixture) -> None:
     """``-0.0`` (``float("-0")`` of a Retry-After header, ``max(-0.0, 0.0)``) passed the ``>= 0`` check and went
-    on as it was: the span event's delay -0.0 and the log record "retrying ... in -0.00 s" (now "after")."""
+    on as it was: the span event's delay -0.0 and the log record "retrying ... in -0.00 s"."""
     import logging
     import math
 

@@ -124,7 +124,7 @@ def test_the_resilience_dashboard_describes_the_retries_that_ran() -> None:
     dashboard = Path(__file__).resolve().parent.parent / "dashboards" / "shannon-otel-resilience.json"
     panels = json.loads(dashboard.read_text(encoding="utf-8"))["panels"]
     described = {panel["title"]: panel.get("description") or "" for panel in panels}
-    assert described["Retries by operation"].startswith("Retries run in each rate interval")
+    assert described["Retries by operation"].startswith("Retries run in each interval")
     assert "cut short is not counted" in described["Retries by operation"]
     assert described["Retry delay percentiles"].startswith("Backoff delay waited before a retry")
     assert "scheduled" not in described["Retries by operation"] + described["Retry delay percentiles"]

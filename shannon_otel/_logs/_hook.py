@@ -8,13 +8,15 @@ eviction or by ``flush()``) is written with no span current, and an anomaly's wi
 span (``Anomaly.trace_id`` / ``span_id``) or none: only the current-span key of the OTel context
 is replaced, for the ``logger.log`` call alone (see :mod:`._context`).
 Observers are stateless (every event names its operation), so one observer per hook serves every
-call: watching a call allocates nothing. Emission never raises into the user's call: a failing
+call: watching a call allocates nothing; but a pipeline's, which holds its timeouts until what follows says
+whether the call recovered (see :class:`_PipelineLog`). Emission never raises into the user's call: a failing
 handler costs the record, not the result.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     from .._events import (
         Anomaly,
         BreakerTransition,
+        CallFinished,
         CallRejected,
         CallStarted,
         CompensationFinished,
@@ -115,7 +118,9 @@ class LoggingHook(Hook):
 
     # ----------------------------------------------------------------- the hook protocol
     def call_started(self, event: CallStarted) -> CallObserver | None:
-        return self._call if self._enabled else None
+        if not self._enabled:
+            return None
+        return _PipelineLog(self) if event.policy == "pipeline" else self._call
 
     def saga_started(self, event: SagaStarted) -> SagaObserver | None:
         return self._saga if self._enabled else None
@@ -153,7 +158,8 @@ class LoggingHook(Hook):
     # ----------------------------------------------------------------- emission
     def emit(
         self, logger_name: str, event_name: str, subject: Hashable, build: Callable[[Any, bool], Record],
-        event: Any, *, up: bool = False, own: Callable[[Any], Span] | None = None,
+        event: Any, *, up: bool = False, down: bool = False, own: Callable[[Any], Span] | None = None,
+        at: float | None = None,
     ) -> None:
         """Log ``build(event)`` at ``event_name``'s level (one step ``up`` if asked) unless the level
         is off or the flood limiter holds the occurrence back. ``subject`` (with the logger and event
@@ -161,12 +167,15 @@ class LoggingHook(Hook):
         an occurrence with an error is held back (kept as its record, see :meth:`_detached`).
 
         ``own(event)``: the span the event's record (or the summary it closes, whose "last" it is) is written
-        under; ``None``: the current one (the call's). Summaries of keys evicted meanwhile: no span."""
+        under; ``None``: the current one (the call's). Summaries of keys evicted meanwhile: no span. ``at``: when
+        the event happened (``time.time()`` seconds), for one told later (a pipeline's timeout); ``None``: now."""
         level = self._levels[event_name]
         if level is None:
             return
         if up:  # never down: a custom level above CRITICAL stays where it is
             level = max(level, min(level + 10, logging.CRITICAL))
+        if down:  # never up, never to 0 (NOTSET: no logger with a level writes it)
+            level = min(level, max(level - 10, 1))
         logger = self._loggers.get(logger_name)
         if logger is None:
             logger = self._loggers[logger_name] = logging.getLogger(logger_name)
@@ -174,13 +183,13 @@ class LoggingHook(Hook):
             return
         item = (build, event, level, logger)
         if subject is None:
-            self._write(item, 1, 0.0, None if own is None else own(event))
+            self._write(item, 1, 0.0, None if own is None else own(event), at)
             return
         n, seconds, evicted = self._limiter.admit((logger_name, subject, event_name), item)
         for old, count, span in evicted:  # another key's occurrences: none of them is the current call
             self._write(old, count, span, NO_SPAN)
         if n:
-            self._write(item, n, seconds, None if own is None else own(event))
+            self._write(item, n, seconds, None if own is None else own(event), at)
 
     def _detached(self, item: _Item) -> _Item:
         """``item`` with its event replaced by the record it makes (what the limiter keeps), when the
@@ -194,7 +203,7 @@ class LoggingHook(Hook):
             return item  # _write counts the failure when it builds the record again
         return (_built, _Kept(record, getattr(event, "breaker", None)), level, logger)
 
-    def _write(self, item: _Item, n: int, seconds: float, span: Span | None = None) -> None:
+    def _write(self, item: _Item, n: int, seconds: float, span: Span | None = None, at: float | None = None) -> None:
         """Write ``item``'s record (a summary of ``n`` over ``seconds`` if ``n > 1``) with ``span`` current for the
         ``logger.log`` call (``None``: the current span as it is, attaching nothing: the common path)."""
         build, event, level, logger = item
@@ -208,8 +217,14 @@ class LoggingHook(Hook):
                 fields[t.LOG_REPEATS] = n
                 fields[t.LOG_INTERVAL] = seconds
                 logger.log(level, _records.summary_text(record.summary, n, seconds), extra=fields)
-            else:
+            elif at is None:
                 logger.log(level, record.message, *record.args, extra=fields)
+            else:  # stamped when it happened: logger.log() stamps now, and no `extra` may set the time
+                made = logger.makeRecord(logger.name, level, __file__, 0, record.message, record.args, None,
+                                         extra=fields)
+                made.relativeCreated += (at - made.created) * 1000
+                made.created, made.msecs = at, int((at - int(at)) * 1000) + 0.0
+                logger.handle(made)
         except Exception:
             # A handler that raises (logging's own handlers report their errors themselves) must not
             # reach the user's call; logging about it could fail the same way, so it is only counted.
@@ -255,6 +270,50 @@ class _CallLog(CallObserver):
 
     def degraded(self, event: Degraded) -> None:
         self._hook.emit(t.LOGGER_DEGRADE, t.EVENT_DEGRADED, event.operation, _records.degraded, event)
+
+
+class _PipelineLog(_CallLog):
+    """The observer of one pipeline call: a ``Timeout`` inside it cuts off an attempt (or the whole call) before
+    anything knows whether a policy outside it (a ``Retry``, a ``Fallback``, a ``Degrade``) recovers the call. Its
+    record waits for the call's next event: a retry, a fallback or a degraded result (recovered: written one level
+    below the event's, WARNING by default) or the call's end (the event's level, ERROR, if the call failed; one
+    below if it returned a value, as when a ``Hedge``'s other attempt won). So an ERROR record under an operation
+    span means that operation failed, as its span's status says. A fallback or the call's end follows the
+    ``TimeoutError`` at once; a retry is told once its backoff wait is over, so the record is stamped with the time
+    the timeout fired, not the time it is written."""
+
+    __slots__ = ("_timeouts",)
+
+    def __init__(self, hook: LoggingHook) -> None:
+        self._hook = hook
+        # (event, when it happened): made by the first timeout, most calls have none
+        self._timeouts: list[tuple[TimedOut, float]] | None = None
+
+    def _said(self, recovered: bool) -> None:
+        timeouts, self._timeouts = self._timeouts, None
+        for event, at in timeouts or ():
+            self._hook.emit(t.LOGGER_TIMEOUT, t.LOG_EVENT_TIMED_OUT, event.operation, _records.timed_out, event,
+                            down=recovered, at=at)
+
+    def timed_out(self, event: TimedOut) -> None:
+        if self._timeouts is None:
+            self._timeouts = []
+        self._timeouts.append((event, time.time()))
+
+    def retry_scheduled(self, event: RetryScheduled) -> None:
+        self._said(recovered=True)
+        super().retry_scheduled(event)
+
+    def fallback_started(self, event: FallbackStarted) -> Any:
+        self._said(recovered=True)
+        return super().fallback_started(event)
+
+    def degraded(self, event: Degraded) -> None:
+        self._said(recovered=True)
+        super().degraded(event)
+
+    def call_finished(self, event: CallFinished) -> None:
+        self._said(recovered=event.error is None)
 
 
 class _SagaLog(SagaObserver):

@@ -232,9 +232,10 @@ class _Pair:
 
 
 class _Both(_Pair, CallObserver):
-    """The OTel observer of one call and the (shared, stateless) logging observer.
+    """The OTel observer of one call and the logging observer (shared and stateless, but a pipeline's).
 
-    Scope methods (attempts, fallback spans, the call's end) are the OTel observer's alone. A record
+    Scope methods (attempts, fallback spans) are the OTel observer's alone; the call's end is told to the logging
+    observer too, first (a pipeline's timeouts held until then are written under its span). A record
     is written while the operation's span is current: before the fallback span starts, after the
     short ``rejected`` span has ended.
     """
@@ -266,6 +267,7 @@ class _Both(_Pair, CallObserver):
         self._first.fallback_finished(token, outcome, error)
 
     def call_finished(self, event: CallFinished) -> None:
+        self._logs.call_finished(event)  # first: a pipeline's held timeouts, while its span is still recording
         self._first.call_finished(event)
 
     def retry_scheduled(self, event: RetryScheduled) -> None:

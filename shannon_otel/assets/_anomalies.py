@@ -58,8 +58,9 @@ def anomalies() -> p.Json:
                      [p.target(f"max by ({q.by(*per_series)}) ({score})",
                                f"{p.JOB_LEGEND}{{{{{SERIES}}}}} ({{{{{SIGNAL_LABEL}}}}})")], min_=0, max_=1, width=24,
                      thresholds=SCORE_THRESHOLDS, link=True),
-        p.timeseries("Anomaly events by severity", "Anomalies detected in each rate interval, by severity.", "short",
-                     [p.target(q.sum_by((t.ANOMALY_SEVERITY,), q.events(events)), f"{{{{{SEVERITY}}}}}")],
+        p.timeseries("Anomaly events by severity", "Anomalies detected in each interval (each bar counts its own), by "
+                     "severity.", "short",
+                     [p.target(q.sum_by((t.ANOMALY_SEVERITY,), q.step_events(events)), f"{{{{{SEVERITY}}}}}")],
                      bars=True, stack=True, colors=SEVERITY_COLORS),
         p.bargauge("Top 10 series by peak score", "The ten watched series with the highest anomaly score in "
                    "the selected time range.", "none", f"topk(10, {peak})",

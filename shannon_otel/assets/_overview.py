@@ -75,11 +75,12 @@ def _throughput() -> list[p.Json]:
         _latency(t.TASK_DURATION, "Task duration percentiles by wave",
                  "Task run time (queue wait excluded) per wave, from the duration histogram. Exemplar dots "
                  "link to the task's trace in Jaeger.", (0.5, 0.9, 0.99)),
-        p.heatmap("Task duration heatmap", "How many tasks finished in each duration bucket per rate "
-                  "interval, all selected waves. Exemplar dots link to a task's trace in Jaeger.", "s",
-                  # q.events, not increase(): a bucket series appears with its first export, which increase()
+        p.heatmap("Task duration heatmap", "How many tasks finished in each duration bucket in each "
+                  "interval (each column counts its own), all selected waves. Exemplar dots link to a "
+                  "task's trace in Jaeger.", "s",
+                  # q.step_events, not increase(): a bucket series appears with its first export, which increase()
                   # cannot see (a batch process exporting once was missing from the heatmap)
-                  q.sum_by(("le",), q.events(q.sel(t.TASK_DURATION, JOB, WAVE, suffix="_bucket")))),
+                  q.sum_by(("le",), q.step_events(q.sel(t.TASK_DURATION, JOB, WAVE, suffix="_bucket")))),
         p.table("Slowest waves (p99 task duration)", "The ten waves with the highest p99 task duration in "
                 "the selected time range.", "s",
                 # ">= 0" drops the NaN of a wave without tasks in the range (topk kept it as a row)
@@ -88,9 +89,9 @@ def _throughput() -> list[p.Json]:
                  "Time tasks of each wave waited for a concurrency slot, resource pool or rate limit before "
                  "starting.",
                  (0.5, 0.99)),
-        p.timeseries("Task errors by type", "Failed or timed-out tasks in each rate interval, by exception "
-                     "type (error.type).", "short",
-                     [p.target(q.sum_by((t.ERROR_TYPE,), q.events(q.sel(t.TASK_OUTCOMES, JOB, WAVE,
+        p.timeseries("Task errors by type", "Failed or timed-out tasks in each interval (each bar counts its "
+                     "own), by exception type (error.type).", "short",
+                     [p.target(q.sum_by((t.ERROR_TYPE,), q.step_events(q.sel(t.TASK_OUTCOMES, JOB, WAVE,
                                                                       q.ne(t.ERROR_TYPE, "")))),
                                f"{{{{{q.label(t.ERROR_TYPE)}}}}}")], stack=True, bars=True),
         p.timeseries("Wave duration by wave (p50, p99)", "Wall time of whole waves. Waves are rare "
@@ -118,11 +119,11 @@ def _concurrency() -> list[p.Json]:
                      [p.target(f"max by ({q.by(q.JOB, t.WAVE_NAME)}) ({q.sel(t.WAVE_EFFICIENCY, JOB, WAVE)})",
                                f"{p.JOB_LEGEND}{{{{{wave}}}}}")], min_=0, max_=1, link=True),
         p.timeseries("Telemetry dropped", "Spans, metric points and log records configure()'s exporters did not "
-                     "deliver in each rate interval, by signal (traces, metrics, logs) and reason "
+                     "deliver in each interval (each bar counts its own), by signal (traces, metrics, logs) and reason "
                      f"({', '.join(reason.value for reason in t.DropReason)}: see docs/reliability.md). Should be 0.",
                      "short",
                      [p.target(q.sum_by((t.TELEMETRY_SIGNAL, t.TELEMETRY_DROP_REASON),
-                                        q.events(q.sel(t.TELEMETRY_DROPPED, JOB))),
+                                        q.step_events(q.sel(t.TELEMETRY_DROPPED, JOB))),
                                f"{{{{{q.label(t.TELEMETRY_SIGNAL)}}}}} {{{{{q.label(t.TELEMETRY_DROP_REASON)}}}}}")],
                      stack=True, bars=True),
     ]

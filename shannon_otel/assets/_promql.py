@@ -123,10 +123,22 @@ def events(selector: str, window: str = "$__rate_interval", step: str = "$__inte
     (a process restarted under its ``service.instance.id`` within that and past its old value by its first
     step is counted from the old value).
     """
+    return f"sum_over_time(\n({step_events(selector, step)})[{window}:{step}]\n)"
+
+
+def step_events(selector: str, step: str = "$__interval") -> str:
+    """Per series, how much counter ``selector`` grew since the step before: one step of :func:`events`.
+
+    Evaluated at each step of a range query whose step is ``step`` (Grafana's ``$__interval`` is the step
+    of the query), each point counts only the growth in its own step (the step before excluded), so the
+    points tile the range: the bars of a bar chart sum to the count of the range (give or take the growth
+    of one step before its first bar), where the growth of a trailing ``$__rate_interval`` at each step
+    counted every event in each of the 4-5 bars whose window held it.
+    """
     now, before = latest(selector, step), latest(selector, step, step)
     growth = f"({now} - {before}) >= 0"
     # "* 1" drops the name last_over_time keeps: a series' steps with and without it were two series to sum
-    return f"sum_over_time(\n(({growth}) or ({now} * 1 and on () ({scraping(step)})))[{window}:{step}]\n)"
+    return f"({growth}) or ({now} * 1 and on () ({scraping(step)}))"
 
 
 def scraping(step: str) -> str:

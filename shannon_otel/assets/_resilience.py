@@ -32,11 +32,16 @@ def _per_op(spec: t.MetricSpec, *matchers: str, suffix: str = "", by_: tuple[str
     return q.sum_by((q.JOB, t.OPERATION, *by_), q.events(q.sel(spec, JOB, OPERATION, *matchers, suffix=suffix)))
 
 
-def _events_per_op(spec: t.MetricSpec, *matchers: str, suffix: str = "", by_: tuple[str, ...] = (),
-                   window: str = "$__rate_interval") -> str:
-    """Events of a rare-event counter in each rate interval (a rate would hide a series' first events)."""
+def _events_per_op(spec: t.MetricSpec, window: str, *matchers: str, suffix: str = "") -> str:
+    """Events of a rare-event counter in ``window`` (a rate would hide a series' first events)."""
     selector = q.sel(spec, JOB, OPERATION, *matchers, suffix=suffix)
-    return q.sum_by((q.JOB, t.OPERATION, *by_), q.events(selector, window))
+    return q.sum_by((q.JOB, t.OPERATION), q.events(selector, window))
+
+
+def _bars_per_op(spec: t.MetricSpec, *matchers: str, suffix: str = "", by_: tuple[str, ...] = ()) -> str:
+    """Events of a counter in each bar's own interval (:func:`q.step_events`): the bars sum to the range's."""
+    selector = q.sel(spec, JOB, OPERATION, *matchers, suffix=suffix)
+    return q.sum_by((q.JOB, t.OPERATION, *by_), q.step_events(selector))
 
 
 def breaker_state_expr() -> str:
@@ -69,8 +74,8 @@ def _calls() -> list[p.Json]:
                      min_=0, max_=1, width=8,
                      link=True),
         p.timeseries("Rejected calls by operation", "Calls an open circuit breaker rejected without "
-                     "running them, in each rate interval.", "short",
-                     [p.target(_events_per_op(t.CALLS, q.eq(t.CALL_OUTCOME, t.CallOutcome.REJECTED)),
+                     "running them, in each interval (each bar counts its own).", "short",
+                     [p.target(_bars_per_op(t.CALLS, q.eq(t.CALL_OUTCOME, t.CallOutcome.REJECTED)),
                                f"{p.JOB_LEGEND}{{{{{OP}}}}}")], bars=True, width=8, link=True),
     ]
 
@@ -78,9 +83,10 @@ def _calls() -> list[p.Json]:
 def _retries() -> list[p.Json]:
     return [
         p.row("Retries"),
-        p.timeseries("Retries by operation", "Retries run in each rate interval (one backoff delay is "
-                     "recorded per retry, as it starts: one whose wait was cut short is not counted).", "short",
-                     [p.target(_events_per_op(t.RETRY_DELAY_DURATION, suffix="_count"), f"{p.JOB_LEGEND}{{{{{OP}}}}}")],
+        p.timeseries("Retries by operation", "Retries run in each interval (each bar counts its own; one backoff "
+                     "delay is recorded per retry, as it starts: one whose wait was cut short is not counted).",
+                     "short",
+                     [p.target(_bars_per_op(t.RETRY_DELAY_DURATION, suffix="_count"), f"{p.JOB_LEGEND}{{{{{OP}}}}}")],
                      bars=True, width=8, link=True),
         p.timeseries("Attempts per call", "Attempts one protected call took: mean and p99 (in whole attempts) by "
                      "operation (1 = no retry).", "short",
@@ -108,8 +114,8 @@ def most_retried() -> dict[str, str]:
     call finished in the range; dividing by its 0 calls would read +Inf. Such operations are listed too,
     with their retries and 0 calls finished and no ratio.
     """
-    retries = _events_per_op(t.RETRY_DELAY_DURATION, suffix="_count", window="$__range")
-    calls = _events_per_op(t.RETRY_ATTEMPTS, suffix="_count", window="$__range")
+    retries = _events_per_op(t.RETRY_DELAY_DURATION, "$__range", suffix="_count")
+    calls = _events_per_op(t.RETRY_ATTEMPTS, "$__range", suffix="_count")
     grouping = q.by(q.JOB, t.OPERATION)
     per_call = f"topk(10,\n{retries}\n/\n({calls} > 0)\n)"
     no_call = f"topk(10,\n({retries} > 0)\nunless on ({grouping})\n({calls} > 0)\n)"
@@ -125,7 +131,7 @@ def _breakers() -> list[p.Json]:
     to = q.label(t.BREAKER_TO)
     name = q.label(t.BREAKER_NAME)
     open_ = q.sel(t.BREAKER_STATE_METRIC, JOB, BREAKER, q.eq(t.BREAKER_STATE, t.BreakerState.OPEN))
-    transitions = q.events(q.sel(t.BREAKER_TRANSITIONS, JOB, BREAKER))
+    transitions = q.step_events(q.sel(t.BREAKER_TRANSITIONS, JOB, BREAKER))
     return [
         p.row("Circuit breakers"),
         p.state_timeline("Breaker state", "Current state of each circuit breaker: closed (calls flow), "
@@ -138,8 +144,8 @@ def _breakers() -> list[p.Json]:
                "now in any instance (half-open ones are probing and not counted).",
                "short", f"count(max by ({q.by(q.JOB, t.BREAKER_NAME)}) ({open_}) > 0) or vector(0)", width=8,
                height=8, thresholds={1: "red"}),
-        p.timeseries("Breaker transitions", "Circuit breaker state changes in each rate interval, by breaker and "
-                     "new state.", "short",
+        p.timeseries("Breaker transitions", "Circuit breaker state changes in each interval (each bar counts its "
+                     "own), by breaker and new state.", "short",
                      [p.target(q.sum_by((q.JOB, t.BREAKER_NAME, t.BREAKER_TO), transitions),
                                f"{p.JOB_LEGEND}{{{{{name}}}}} -> {{{{{to}}}}}")], bars=True, width=24, link=True),
     ]
@@ -148,34 +154,35 @@ def _breakers() -> list[p.Json]:
 def _policies() -> list[p.Json]:
     mode, reason = q.label(t.DEGRADE_MODE), q.label(t.DEGRADE_REASON)
     saga, outcome = q.label(t.SAGA_NAME), q.label(t.COMPENSATION_OUTCOME)
-    compensations = q.events(q.sel(t.COMPENSATIONS, JOB))
+    compensations = q.step_events(q.sel(t.COMPENSATIONS, JOB))
     return [
         p.row("Timeouts, fallbacks, degradations, hedges, compensations"),
-        p.timeseries("Timeouts by operation", "Operations cut off by a timeout policy, in each rate "
-                     "interval.", "short",
-                     [p.target(_events_per_op(t.TIMEOUTS), f"{p.JOB_LEGEND}{{{{{OP}}}}}")], bars=True, width=8,
+        p.timeseries("Timeouts by operation", "Operations cut off by a timeout policy, in each "
+                     "interval (each bar counts its own).", "short",
+                     [p.target(_bars_per_op(t.TIMEOUTS), f"{p.JOB_LEGEND}{{{{{OP}}}}}")], bars=True, width=8,
                      link=True),
         p.timeseries("Fallbacks by operation", "Fallbacks run after the primary failed (one that failed too "
-                     "included), in each rate interval, by operation and error type.", "short",
-                     [p.target(_events_per_op(t.FALLBACKS, by_=(t.ERROR_TYPE,)),
+                     "included), in each interval (each bar counts its own), by operation and error type.", "short",
+                     [p.target(_bars_per_op(t.FALLBACKS, by_=(t.ERROR_TYPE,)),
                                f"{p.JOB_LEGEND}{{{{{OP}}}}} {{{{{q.label(t.ERROR_TYPE)}}}}}")], bars=True, width=8,
                      link=True),
-        p.timeseries("Degradations", "Degraded results served in each rate interval, by operation, mode and "
-                     "reason.", "short",
-                     [p.target(_events_per_op(t.DEGRADATIONS, by_=(t.DEGRADE_MODE, t.DEGRADE_REASON)),
+        p.timeseries("Degradations", "Degraded results served in each interval (each bar counts its own), "
+                     "by operation, mode and reason.", "short",
+                     [p.target(_bars_per_op(t.DEGRADATIONS, by_=(t.DEGRADE_MODE, t.DEGRADE_REASON)),
                                f"{p.JOB_LEGEND}{{{{{OP}}}}} {{{{{mode}}}}} ({{{{{reason}}}}})")], bars=True, width=8,
                      link=True),
-        p.timeseries("Hedged attempts by operation", "Extra (hedged) attempts started in each rate interval.",
-                     "short", [p.target(_events_per_op(t.HEDGES), f"{p.JOB_LEGEND}{{{{{OP}}}}}")], bars=True, width=12,
+        p.timeseries("Hedged attempts by operation", "Extra (hedged) attempts started in each interval (each bar "
+                     "counts its own).", "short",
+                     [p.target(_bars_per_op(t.HEDGES), f"{p.JOB_LEGEND}{{{{{OP}}}}}")], bars=True, width=12,
                      link=True),
-        p.timeseries("Saga compensations", "Compensation steps run in each rate interval when a saga rolled back, "
-                     "by saga and outcome.", "short",
+        p.timeseries("Saga compensations", "Compensation steps run in each interval (each bar counts its own) "
+                     "when a saga rolled back, by saga and outcome.", "short",
                      [p.target(q.sum_by((q.JOB, t.SAGA_NAME, t.COMPENSATION_OUTCOME), compensations),
                                f"{p.JOB_LEGEND}{{{{{saga}}}}} {{{{{outcome}}}}}")], bars=True, width=12, link=True),
-        p.timeseries("Hook errors", "Exceptions raised by hooks (user callbacks, the anomaly hook) in each rate "
-                     "interval, by hook and method: isolated, never raised into the user's calls; each hook "
-                     "logs its first one per method.", "short",
-                     [p.target(q.sum_by((t.HOOK_NAME, t.HOOK_METHOD), q.events(q.sel(t.HOOK_ERRORS, JOB))),
+        p.timeseries("Hook errors", "Exceptions raised by hooks (user callbacks, the anomaly hook) in each "
+                     "interval (each bar counts its own), by hook and method: isolated, never raised into "
+                     "the user's calls; each hook logs its first one per method.", "short",
+                     [p.target(q.sum_by((t.HOOK_NAME, t.HOOK_METHOD), q.step_events(q.sel(t.HOOK_ERRORS, JOB))),
                                f"{{{{{q.label(t.HOOK_NAME)}}}}} {{{{{q.label(t.HOOK_METHOD)}}}}}")],
                      bars=True, width=24),
         # min, not max: one instance cut off from Redis (the others reaching it) applies the fault policy.
@@ -184,9 +191,9 @@ def _policies() -> list[p.Json]:
                      "applies in any instance.", "short",
                      [p.target(f"min by ({q.by(q.JOB, t.SHARED_PREFIX)}) ({q.sel(t.SHARED_AVAILABLE, JOB)})",
                                f"{{{{{q.label(t.SHARED_PREFIX)}}}}} ({{{{job}}}})")], width=8),
-        p.timeseries("Shared state errors", "Redis calls that failed or timed out, by operation; each one "
-                     "fell back to the configured fault policy.", "short",
-                     [p.target(q.sum_by((t.SHARED_OPERATION,), q.events(q.sel(t.SHARED_ERRORS, JOB))),
+        p.timeseries("Shared state errors", "Redis calls that failed or timed out in each interval (each bar "
+                     "counts its own), by operation; each one fell back to the configured fault policy.", "short",
+                     [p.target(q.sum_by((t.SHARED_OPERATION,), q.step_events(q.sel(t.SHARED_ERRORS, JOB))),
                                f"{{{{{q.label(t.SHARED_OPERATION)}}}}}")], bars=True, width=8),
         p.timeseries("Shared state latency p99", "Latency of successful Redis calls (scripts, polls), by "
                      "operation.", "s",

@@ -44,6 +44,29 @@ def values_at(prometheus: Prometheus, expr: str, at: float | None = None, *, dro
     }
 
 
+#: A range query's result: each series' labels -> its points (timestamp, value), in time order.
+Points = dict[frozenset[tuple[str, str]], list[tuple[float, float]]]
+
+
+def bars_of(prometheus: Prometheus, expr: str, start: float, end: float, step: float,
+            values: Mapping[str, str] | None = None, *, drop: tuple[str, ...] = ()) -> Points:
+    """The points of a panel query as Grafana draws them from ``start`` to ``end``: a range query whose step
+    is ``$__interval`` (``step`` seconds), its start and end aligned to multiples of the step (Grafana's
+    Prometheus datasource aligns them so that refreshing the panel keeps its bars)."""
+    chosen = {**(values or {}), "__interval": f"{step:g}s"}
+    first, last = step * (start // step), step * -(-end // step)
+    return {
+        frozenset((k, v) for k, v in s["metric"].items() if k not in drop):
+            [(float(t), float(v)) for t, v in s["values"]]
+        for s in prometheus.query_range(dashboard_query(prometheus, expr, chosen), first, last, step)
+    }
+
+
+def bar_totals(points: Points) -> Values:
+    """What the bars of each series of ``points`` add up to."""
+    return {labels: sum(v for _, v in series) for labels, series in points.items()}
+
+
 def one(values: Values, **labels: str) -> float:
     """The value of the one series of ``values`` carrying ``labels``."""
     matching = [v for k, v in values.items() if set(labels.items()) <= k]
