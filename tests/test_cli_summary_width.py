@@ -79,17 +79,17 @@ def test_the_waterfall_is_one_line_per_span(summary: tuple[int, str]) -> None:
 
 
 def test_the_resilience_counts_add_up_as_the_legend_says(summary: tuple[int, str]) -> None:
-    """The identity held only when no task timed out: a task timeout (2 s in the demo, reached on a loaded
-    machine) cutting a call in its backoff wait leaves a retry counted and never tried (144 + 5 != 148 + 0
-    in a full-suite run); the legend says so, and the shortfall is at most one per timed-out task."""
+    """The identity holds, a task timeout (2 s in the demo, reached on a loaded machine) cutting a call in its backoff
+    wait included: a retry is counted as it runs (144 + 5 != 148 + 0 in a full-suite run while retries were counted
+    as they were scheduled). The legend said such a retry was "counted, never tried" after that had stopped being
+    true."""
     _, text = summary
-    assert "calls + retries = attempts + rejected (but for a retry whose wait a task timeout or Ctrl-C cut short" in (
-        " ".join(text.split()))
-    total = re.search(r"^all\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s", text, re.MULTILINE)  # tasks ok failed timeout
-    assert total is not None
-    timed_out = int(total.group(4))
+    legend = " ".join(text.split())
+    assert "calls + retries = attempts + rejected (a retry is counted as it runs: one whose wait a task timeout or " \
+        "Ctrl-C cut short is not;" in legend
+    assert "counted, never tried" not in legend
     rows = re.findall(r"^(llm\.chat|search-api|vector-db\.query)((?:\s+\d+){7})$", text, re.MULTILINE)
     assert len(rows) == 3
     for _, numbers in rows:
         calls, retries, attempts, rejected = (int(n) for n in numbers.split()[:4])
-        assert attempts + rejected <= calls + retries <= attempts + rejected + timed_out
+        assert calls + retries == attempts + rejected

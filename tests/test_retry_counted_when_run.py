@@ -113,3 +113,18 @@ def test_a_retry_that_ran_is_counted_once_stamped_when_it_was_scheduled(caplog: 
     assert event.timestamp == tel.span("attempt 1").end_time == _EPOCH  # when scheduled, not when it ran (10 s)
     assert dict(event.attributes or {})["shannon.retry.delay"] == 10.0
     tel.shutdown()
+
+
+def test_the_resilience_dashboard_describes_the_retries_that_ran() -> None:
+    """The retry panels read ``shannon.retry.delay``, recorded as a retry starts: their descriptions said "Retries
+    scheduled" and "Backoff delay scheduled", which counted a wait cut short, as the metric no longer does."""
+    import json
+    from pathlib import Path
+
+    dashboard = Path(__file__).resolve().parent.parent / "dashboards" / "shannon-otel-resilience.json"
+    panels = json.loads(dashboard.read_text(encoding="utf-8"))["panels"]
+    described = {panel["title"]: panel.get("description") or "" for panel in panels}
+    assert described["Retries by operation"].startswith("Retries run in each interval")
+    assert "cut short is not counted" in described["Retries by operation"]
+    assert described["Retry delay percentiles"].startswith("Backoff delay waited before a retry")
+    assert "scheduled" not in described["Retries by operation"] + described["Retry delay percentiles"]

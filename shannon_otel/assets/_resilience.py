@@ -83,8 +83,9 @@ def _calls() -> list[p.Json]:
 def _retries() -> list[p.Json]:
     return [
         p.row("Retries"),
-        p.timeseries("Retries by operation", "Retries scheduled in each interval (each bar counts its own; one "
-                     "backoff delay is recorded per retry).", "short",
+        p.timeseries("Retries by operation", "Retries run in each interval (each bar counts its own; one backoff "
+                     "delay is recorded per retry, as it starts: one whose wait was cut short is not counted).",
+                     "short",
                      [p.target(_bars_per_op(t.RETRY_DELAY_DURATION, suffix="_count"), f"{p.JOB_LEGEND}{{{{{OP}}}}}")],
                      bars=True, width=8, link=True),
         p.timeseries("Attempts per call", "Attempts one protected call took: mean and p99 (in whole attempts) by "
@@ -93,7 +94,7 @@ def _retries() -> list[p.Json]:
                                f"mean {p.JOB_LEGEND}{{{{{OP}}}}}"),
                       p.target(q.whole_quantile(0.99, t.RETRY_ATTEMPTS, JOB, OPERATION, by_=(q.JOB, t.OPERATION)),
                                f"p99 {p.JOB_LEGEND}{{{{{OP}}}}}")], width=8, link=True),
-        p.timeseries("Retry delay percentiles", "Backoff delay scheduled before a retry (p50, p99). "
+        p.timeseries("Retry delay percentiles", "Backoff delay waited before a retry (p50, p99). "
                      "Exemplar dots link to the retried call's trace.", "s",
                      [p.target(q.quantile(pct, t.RETRY_DELAY_DURATION, JOB, OPERATION, by_=(q.JOB,)),
                                f"p{round(pct * 100)} {{{{job}}}}", exemplar=True) for pct in (0.5, 0.99)],

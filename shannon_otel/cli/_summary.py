@@ -255,9 +255,9 @@ def resilience_section(out: Out, recorder: RunRecorder, run: RunReport) -> None:
     ]
     out.table(["operation", "calls", "retries", "attempts", "rejected", "degraded", "fallbacks", "failed"], rows)
     out.line("Each call is tried once plus once per retry; a try either runs the operation (attempts) or is "
-             "refused unrun by an open circuit breaker (rejected): calls + retries = attempts + rejected (but for a "
-             "retry whose wait a task timeout or Ctrl-C cut short: counted, never tried; and a Hedge's extra "
-             "attempts, counted in attempts alone). "
+             "refused unrun by an open circuit breaker (rejected): calls + retries = attempts + rejected (a retry "
+             "is counted as it runs: one whose wait a task timeout or Ctrl-C cut short is not; a Hedge's extra "
+             "attempts are counted in attempts alone). "
              "degraded: calls Degrade answered with a degraded result (its default, last good value or cheaper "
              "call); fallbacks: calls whose Fallback ran (one that failed too, then also failed); "
              "failed: calls that raised into their task.", "dim")
