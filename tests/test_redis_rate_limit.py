@@ -204,6 +204,6 @@ def test_a_burst_left_unused_is_kept_across_an_outage_and_a_lost_bucket(tmp_path
 
     with running_server(tmp_path) as srv:
         asyncio.run(main(srv))
-    # Before: outage [100, 200, 300, 400], lost [100, 200, 300]
+    # Before (each wait recorded from the start before it): outage [100, 100, 100, 400], lost [100, 200, 300]
     assert {case: [round(w, -2) for w in record] for case, record in waits.items()} == {
         "outage": [100, 200], "lost": [100]}, waits
