@@ -75,3 +75,13 @@ def test_a_bool_is_refused_saying_it_is_one(build: Callable[[], Any], message: s
     with pytest.raises(TypeError) as caught:
         build()
     assert str(caught.value) == message
+
+
+def test_a_rate_limit_of_the_wrong_type_is_told_a_limiter_object_would_do() -> None:
+    """Bug: ``Wave(rate_limit="10")`` said "rate_limit must be a number in (0, inf] or None", while an object with an
+    async ``acquire()`` (a ``SharedRateLimit``) is taken too."""
+    with pytest.raises(TypeError) as caught:
+        so.Wave("w", rate_limit="10")  # type: ignore[arg-type]
+    assert str(caught.value) == (
+        "rate_limit must be starts per second in (0, inf], None, or a rate limiter with an async acquire() "
+        "(e.g. shannon_otel.redis.SharedRateLimit), got '10'")
