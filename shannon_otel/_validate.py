@@ -80,10 +80,13 @@ def int64_or_none(value: int | None) -> int | None:
 
 
 def other_number(value: object, *, integer: bool = False) -> str:
-    """What to say of a number of another type given where a builtin int/float is meant (numpy scalars,
+    """What to say of a number of another type given where a builtin int/float is meant (a bool, numpy scalars,
     ``Decimal``, ``Fraction``): "must be a number, got np.float32(0.5)" read as a contradiction. Empty for
-    anything else."""
-    if isinstance(value, bool | int | float) or not isinstance(value, numbers.Number):
+    anything else. A bool is an int to Python, and True is 1: "attempts must be an int in [1, inf), got True" read as
+    a contradiction, so it says a bool is not one."""
+    if isinstance(value, bool):
+        return " (not a bool)"
+    if isinstance(value, int | float) or not isinstance(value, numbers.Number):
         return ""
     kind = f"{type(value).__module__}.{type(value).__qualname__}"
     if isinstance(value, numbers.Complex) and not isinstance(value, numbers.Real):  # float() refuses it

@@ -168,3 +168,42 @@ def test_a_bucket_redis_lost_keeps_the_starts_it_had_given(server: RedisServer) 
 
     asyncio.run(main())
     assert [round(w, -2) for w in waits] == [100, 200, 300], waits
+
+
+def test_a_burst_left_unused_is_kept_across_an_outage_and_a_lost_bucket(tmp_path: Path) -> None:
+    """Bug: each admission took the bucket to be full (``burst`` starts reserved) from this process's start on, its
+    wait 0 or not. With ``burst=3`` (a start every 100 s, three at once) and one start given, the local limiter of
+    an outage waited 100 s for its first start and 200 s for its second, and so did a bucket Redis lost, moved that
+    far; and Redis back was moved past that too, the burst taken from every process. The starts this process was
+    given count as GCRA counts them: two more may start at once, the third waits 100 s, as with no fault."""
+    waits: dict[str, list[float]] = {"outage": [], "lost": []}
+
+    async def main(srv: RedisServer) -> None:
+        for case, record in waits.items():
+            async def sleep(seconds: float, record: list[float] = record) -> None:
+                record.append(seconds)
+
+            async with RedisState(srv.url, prefix=f"q{uuid.uuid4().hex[:10]}") as shared:
+                limit = SharedRateLimit(shared, "api", rate=0.01, burst=3, sleep=sleep)
+                await limit.acquire()  # at once: the bucket was empty
+                if case == "outage":
+                    srv.stop()
+                else:
+                    client = redis.Redis(port=srv.port)
+                    try:
+                        assert client.delete(*limit._key) == 2  # the bucket lost, as a FLUSHALL loses it
+                    finally:
+                        client.close()
+                for _ in range(3):
+                    await limit.acquire()
+                if case == "outage":
+                    srv.start()
+                    await wait_for(lambda: shared.available)
+                    await limit.acquire()  # Redis's again: moved past the local starts, no further
+                    assert shared.available
+
+    with running_server(tmp_path) as srv:
+        asyncio.run(main(srv))
+    # Before (each wait recorded from the start before it): outage [100, 100, 100, 400], lost [100, 200, 300]
+    assert {case: [round(w, -2) for w in record] for case, record in waits.items()} == {
+        "outage": [100, 200], "lost": [100]}, waits

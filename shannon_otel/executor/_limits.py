@@ -196,40 +196,38 @@ class RateLimiter:
                 return
             await awaitable_from("sleep", self._sleep(math.inf))  # never admitted: waits until cancelled
             return
-        self._queued += 1
-        queued = True
+        # The lock taken and given back by hand, the start inline: ``async with`` and a method of its own for the
+        # start cost ~10 % of an acquire that waits for nothing (one coroutine call and two frames more)
+        turn = self._queue()
+        self._queued += 1  # queued behind the head, no slot reserved yet (see reserved_until)
         try:
-            async with self._queue():
-                self._queued -= 1
-                queued = False
-                await self._start()
+            await turn.acquire()
         finally:
-            if queued:  # cancelled while queued
-                self._queued -= 1
-
-    async def _start(self) -> None:
-        """The start at the head of the queue: reserve its slot and wait for it."""
-        read = self._now()
-        now = max(read, self._reached)
-        slot = max(self._tat, now)
-        self._tat = slot + self._interval  # reserved: another event loop's starts see it
-        wait = slot - self._tau - now
-        if wait > 0:
-            try:
-                await awaitable_from("sleep", self._sleep(wait))
-                # the start is the slot's deadline: a sleep ending early (uvloop's millisecond timers) is made
-                # up, or the task started ahead of its slot and more than burst + rate * t started in some t s
-                await made_up(self._clock, self._nap, read, now + wait)
-            except BaseException:
-                if self._tat == slot + self._interval:  # no later reservation: the next task takes this slot
-                    self._tat = slot
-                raise
-            # The slot is reached: the next task waits from it at least, so waits queued one behind the other do
-            # not add up on a clock that shows less than the sleep waited (a coarse clock, one the sleep does not
-            # move). The start as it happens counts: later than its slot when the loop was blocked meanwhile
-            # (sync code in a task), and the next slot is counted from it.
-            self._reached = now + wait
-            self._tat = max(self._tat, max(self._now(), self._reached) + self._interval)
+            self._queued -= 1
+        try:
+            read = self._now()
+            now = max(read, self._reached)
+            slot = max(self._tat, now)
+            self._tat = slot + self._interval  # reserved: another event loop's starts see it
+            wait = slot - self._tau - now
+            if wait > 0:
+                try:
+                    await awaitable_from("sleep", self._sleep(wait))
+                    # the start is the slot's deadline: a sleep ending early (uvloop's millisecond timers) is made
+                    # up, or the task started ahead of its slot and more than burst + rate * t started in some t s
+                    await made_up(self._clock, self._nap, read, now + wait)
+                except BaseException:
+                    if self._tat == slot + self._interval:  # no later reservation: the next task takes this slot
+                        self._tat = slot
+                    raise
+                # The slot is reached: the next task waits from it at least, so waits queued one behind the other
+                # do not add up on a clock that shows less than the sleep waited (a coarse clock, one the sleep
+                # does not move). The start as it happens counts: later than its slot when the loop was blocked
+                # meanwhile (sync code in a task), and the next slot is counted from it.
+                self._reached = now + wait
+                self._tat = max(self._tat, max(self._now(), self._reached) + self._interval)
+        finally:
+            turn.release()
 
     def reserved_until(self) -> float:
         """The schedule's next free slot on this limiter's clock (its GCRA tat) once the starts queued now have

@@ -34,7 +34,9 @@ from .._validate import (
     check_telemetry_name,
     int64_or_none,
     not_callable,
+    other_number,
     plain,
+    shown,
 )
 from ._limits import ResourcePool, pools_by_name
 from ._report import WaveReport
@@ -214,6 +216,14 @@ class Wave(Generic[T]):
             object.__setattr__(self, "timeout", None)
         check_number("task_timeout", self.task_timeout, low=0, low_open=True, allow_none=True)
         if not callable(getattr(self.rate_limit, "acquire", None)):  # else a shared limiter object
+            if self.rate_limit is not None and (isinstance(self.rate_limit, bool)
+                                                or not isinstance(self.rate_limit, int | float)):
+                # The limiter object too: "must be a number in (0, inf] or None" refused it by omission
+                raise TypeError(
+                    "rate_limit must be starts per second in (0, inf], None, or a rate limiter with an async "
+                    f"acquire() (e.g. shannon_otel.redis.SharedRateLimit){other_number(self.rate_limit)}, "
+                    f"got {shown(self.rate_limit)}"
+                )
             check_number("rate_limit", self.rate_limit, low=0, low_open=True, allow_none=True)
         elif callable(getattr(self.rate_limit, "release", None)):
             # A semaphore or a pool: the wave acquires before each start and never releases (a rate limiter's

@@ -32,7 +32,7 @@ class SharedRateLimit:
     admission's delay (a sync one: TypeError naming ``sleep`` at that wait; its error fails the task, unrun).
     """
 
-    __slots__ = ("_args", "_burst", "_key", "_local", "_name", "_rate", "_shared", "_shared_tat", "_sleep")
+    __slots__ = ("_args", "_burst", "_given_tat", "_key", "_local", "_name", "_rate", "_shared", "_sleep")
 
     def __init__(
         self, shared: RedisState, name: str, *, rate: float, burst: int = 1,
@@ -64,9 +64,9 @@ class SharedRateLimit:
         self._key = [shared._key("rate", name, "tat"), shared._key("rate", name, "last")]
         self._args = [interval_ms, (burst - 1) * interval_ms, math.ceil(interval_ms * burst) + 1000]
         self._local: RateLimiter | None = None
-        # The shared bucket's schedule as this process last learned it (the event loop's clock): the starts the
-        # shared bucket gave this process, sleeping for their slots, are handed to the local limiter of an outage
-        self._shared_tat = -math.inf
+        # The starts the shared bucket gave this process as a GCRA schedule of their own (its tat, on the event
+        # loop's clock): handed to the local limiter of an outage, and to a bucket Redis lost
+        self._given_tat = -math.inf
 
     # Read-only: the Redis script's arguments are computed from them once. Settable, `limit.rate = 100` changed
     # what the repr showed while every wave sharing the object still started at the old rate.
@@ -109,21 +109,24 @@ class SharedRateLimit:
             # once beside them. The script moves the bucket past them first (see _scripts.RATE).
             now = clock()
             local_s = self._local.reserved_until() - now if self._local is not None else 0.0
-            given_s = self._shared_tat - now
+            given_s = self._given_tat - now
             if local_s > 0 or given_s > 0:
                 args = [*args, max(local_s, 0.0) * 1000, max(given_s, 0.0) * 1000]
             wait_ms = float(await self.shared._script("RATE", self._key, args))
-            # The bucket's tat after this admission (the script's wait is tat - tau - now), on this loop's clock
-            self._shared_tat = max(self._shared_tat, clock() + (wait_ms + self._args[1] + self._args[0]) / 1000)
+            # This start, at now + wait, counted as the bucket counts a start: the schedule moves to it (when it is
+            # behind) and one interval on. Taken as the bucket's tat after it (start + tau + interval), the burst was
+            # counted as spent at every start that waited nothing: with burst=3 and one start given, the local
+            # limiter of an outage waited 100 s and 200 s for starts two more of the burst allowed at once.
+            self._given_tat = max(self._given_tat, clock() + wait_ms / 1000) + self._args[0] / 1000
         except SharedStateUnavailableError:
             if self.shared.on_unavailable == "reject":
                 raise
             if self._local is None:  # one schedule for every event loop (threads) using this limit
                 loop = asyncio.get_running_loop()
                 self._local = RateLimiter(self.rate, self.burst, loop.time, self.sleep)
-            # The shared schedule's starts given to this process still sleeping for their slots are starts too:
+            # The starts the bucket gave this process (sleeping for their slots, a burst spent) are starts too:
             # a fresh local limiter started a full rate beside them (a process at rate=50 started 69 in a second)
-            self._local.hold_until(self._shared_tat)
+            self._local.hold_until(self._given_tat)
             await self._local.acquire()
             return
         if wait_ms > 0:
