@@ -299,7 +299,7 @@ def test_the_resilience_legend_is_true_of_hedges_failed_fallbacks_and_any_degrad
     stream = io.StringIO()
     resilience_section(Out(stream=stream), recorder, run)
     legend = " ".join(stream.getvalue().split())
-    assert "a Hedge's extra attempts, counted in attempts alone" in legend
+    assert "a Hedge's extra attempts are counted in attempts alone" in legend
     assert "degraded: calls Degrade answered with a degraded result (its default, last good value or cheaper call)" \
         in legend
     assert "fallbacks: calls whose Fallback ran (one that failed too, then also failed)" in legend
